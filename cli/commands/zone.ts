@@ -1,0 +1,8 @@
+/**
+ * `shim6 zone …` subcommands. Owned by the zone feature; registered by cli/main.ts.
+ */
+import type { Command } from 'commander';
+
+export function register(_program: Command): void {
+  // Subcommands are added here as the feature lands.
+}

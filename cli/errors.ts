@@ -1,0 +1,28 @@
+/**
+ * How the CLI reports failure: one line on stderr, `shim6: error CODE: message`,
+ * and a non-zero exit. Exit status 1 = the input or the operation failed,
+ * 2 = the command line itself was wrong (unknown flag, bad value).
+ */
+import { Shim6Error, UsageError } from '../shim/errors.ts';
+
+export const EXIT_FAILURE = 1;
+export const EXIT_USAGE = 2;
+
+/** Format any thrown value as the one-line CLI error, and the exit status it deserves. */
+export function describeError(err: unknown): { line: string; exitCode: number } {
+  if (err instanceof UsageError) {
+    return { line: `shim6: error ${err.code}: ${err.message}`, exitCode: EXIT_USAGE };
+  }
+  if (err instanceof Shim6Error) {
+    return { line: `shim6: error ${err.code}: ${err.message}`, exitCode: EXIT_FAILURE };
+  }
+  const e = err as { code?: unknown; message?: unknown };
+  const code = typeof e?.code === 'string' ? e.code : 'EINTERNAL';
+  const message = typeof e?.message === 'string' ? e.message : String(err);
+  return { line: `shim6: error ${code}: ${message}`, exitCode: EXIT_FAILURE };
+}
+
+/** Throw a UsageError that names the field and the bad value. */
+export function badValue(field: string, value: unknown, why: string): never {
+  throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+}

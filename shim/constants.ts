@@ -1,0 +1,96 @@
+/**
+ * Specification constants, each with its RFC section. Implementation choices
+ * (profiles, cache sizes, defaults of our own) live in shim/engine/config.ts
+ * and the modules that own them, never here.
+ */
+import { seconds, ms, type Millis } from './time.ts';
+
+/** RFC 5533 §5: IPv6 Next Header value of the Shim6 header. */
+export const IPPROTO_SHIM6 = 140;
+/** RFC 5533 §5.3: control messages carry "No Next Header". */
+export const IPPROTO_NONE = 59;
+/** RFC 5533 §5: signalling packets must fit the IPv6 minimum MTU with their IPv6 header. */
+export const MIN_IPV6_MTU = 1280;
+/** Our UDP encapsulation port (DESIGN.md §3). */
+export const SHIM6_UDP_PORT = 5533;
+
+/** RFC 5533 §5.3–§5.13 and RFC 5534 §5: message types. */
+export const MessageType = {
+  I1: 1,
+  R1: 2,
+  I2: 3,
+  R2: 4,
+  R1bis: 5,
+  I2bis: 6,
+  /** Seed §6 coordinated teardown, experimental range (RFC 5533 §19). */
+  Close: 60,
+  CloseAck: 61,
+  UpdateRequest: 64,
+  UpdateAck: 65,
+  Keepalive: 66,
+  Probe: 67,
+  Error: 68,
+} as const;
+export type MessageType = (typeof MessageType)[keyof typeof MessageType];
+
+/** RFC 5533 §5.15, RFC 5534 §5.2: option types. */
+export const OptionType = {
+  ResponderValidator: 1,
+  LocatorList: 2,
+  LocatorPreferences: 3,
+  CgaParameterDataStructure: 4,
+  CgaSignature: 5,
+  UlidPair: 6,
+  ForkedInstanceIdentifier: 7,
+  KeepaliveTimeout: 10,
+} as const;
+export type OptionType = (typeof OptionType)[keyof typeof OptionType];
+
+/** RFC 5533 §5.14: Error message codes. */
+export const ErrorCode = {
+  UnknownMessageType: 0,
+  CriticalOptionNotRecognized: 1,
+  LocatorVerificationFailed: 2,
+  LocatorListGenerationOutOfSync: 3,
+  WrongNumberOfPreferenceElements: 4,
+} as const;
+export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
+
+/** RFC 5533 §5.15.2 (as Wireshark and LinShim6 read it; §17 says the reverse). */
+export const VerificationMethod = { HBA: 1, CGA: 2 } as const;
+export type VerificationMethod = (typeof VerificationMethod)[keyof typeof VerificationMethod];
+
+/** RFC 5533 §5.15.3, RFC 5534 §5.1: locator preference flags. */
+export const LocatorFlag = { BROKEN: 0x01, TRANSIENT: 0x02 } as const;
+
+/** RFC 5533 §19: experimental ranges. */
+export const EXPERIMENTAL_TYPES_LOW: readonly [number, number] = [60, 63];
+export const EXPERIMENTAL_TYPES_HIGH: readonly [number, number] = [124, 127];
+export const EXPERIMENTAL_OPTIONS: readonly [number, number] = [16384, 32767];
+
+/** RFC 5533 §14: protocol constants. */
+export const I1_TIMEOUT: Millis = seconds(4);
+export const I1_RETRIES_MAX = 4;
+export const NO_R1_HOLDDOWN_TIME: Millis = seconds(60);
+export const ICMP_HOLDDOWN_TIME: Millis = seconds(600);
+export const I2_TIMEOUT: Millis = seconds(4);
+export const I2_RETRIES_MAX = 2;
+export const I2BIS_TIMEOUT: Millis = seconds(4);
+export const I2BIS_RETRIES_MAX = 2;
+export const VALIDATOR_MIN_LIFETIME: Millis = seconds(30);
+export const UPDATE_TIMEOUT: Millis = seconds(4);
+export const MAX_UPDATE_TIMEOUT: Millis = seconds(120);
+
+/** RFC 5534 §7: REAP constants. */
+export const INITIAL_PROBE_TIMEOUT: Millis = ms(500);
+export const INITIAL_PROBES = 4;
+export const MAX_PROBE_TIMEOUT: Millis = seconds(60);
+export const SEND_TIMEOUT: Millis = seconds(15);
+/** RFC 5534 §5.2 / §7: Keepalive Interval is 1/3 to 1/2 of the peer's Keepalive Timeout. */
+export const KEEPALIVE_INTERVAL_FRACTION_MIN = 1 / 3;
+export const KEEPALIVE_INTERVAL_FRACTION_MAX = 1 / 2;
+
+/** DESIGN.md §2: the capability record. */
+export const CAPABILITY_RR_TYPE = 65300;
+export const CAPABILITY_RECORD_VERSION = 1;
+export const CAPABILITY_MAX_LOCATORS = 32;

@@ -1,0 +1,11 @@
+/**
+ * Time as the engine and the resolver see it: one branded unit, milliseconds,
+ * always passed in from outside. Only drivers read a clock.
+ */
+export type Millis = number & { readonly __unit: 'ms' };
+
+/** Brand a number of milliseconds. */
+export const ms = (n: number): Millis => n as Millis;
+
+/** Brand a number of seconds as milliseconds. */
+export const seconds = (n: number): Millis => (n * 1000) as Millis;

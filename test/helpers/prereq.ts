@@ -1,0 +1,32 @@
+/**
+ * Prerequisites of tests that need real parts (root, namespaces, Knot, tshark…).
+ * Outside CI a missing prerequisite skips the test and says why; under CI=true it
+ * fails the test, so that a skipped test is never counted as a pass there.
+ */
+import { spawnSync } from 'node:child_process';
+import type { TestContext } from 'node:test';
+
+export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
+
+export function haveCommand(cmd: string): boolean {
+  return spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' }).status === 0;
+}
+
+export function isRoot(): boolean {
+  return process.getuid?.() === 0;
+}
+
+/**
+ * Returns true when the test may go on. Otherwise skips it (outside CI) or
+ * throws (under CI=true) naming what is missing.
+ */
+export function needs(t: TestContext, req: { root?: boolean; commands?: string[] }): boolean {
+  const missing: string[] = [];
+  if (req.root && !isRoot()) missing.push('root');
+  for (const c of req.commands ?? []) if (!haveCommand(c)) missing.push(c);
+  if (missing.length === 0) return true;
+  const why = `missing prerequisite: ${missing.join(', ')}`;
+  if (IN_CI) throw new Error(`${why} (CI=true: a missing prerequisite is a failure)`);
+  t.skip(why);
+  return false;
+}
