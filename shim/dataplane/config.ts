@@ -1,0 +1,261 @@
+/**
+ * The daemon's configuration file (YAML or JSON): parsing, validation and
+ * defaults. Owns the shape of `DaemonConfig` and the meaning of every key
+ * (docs/configuration.md lists them). Every invalid input is a `UsageError`
+ * (code `ECONFIG`) whose `field` is the dotted key path and whose message names
+ * the value. It does not know the engine's internals: timer values are handed
+ * over as plain milliseconds by `timerValues()`.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from '../errors.ts';
+import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
+import { isLogLevel, type LogLevel } from '../log.ts';
+import { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
+
+export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
+
+/** A `host:port` pair the stub listens on or forwards to. */
+export interface Endpoint {
+  address: string;
+  port: number;
+}
+
+/** One of a configured peer's locators (RFC 5533 §5.15.3 preferences). */
+export interface PeerLocator {
+  address: Ipv6;
+  priority: number;
+  weight: number;
+  flags: number;
+}
+
+/** A peer known to run shim6 by node configuration (seed §3.1.1). */
+export interface PeerConfig {
+  name: string | undefined;
+  ulid: Ipv6;
+  locators: PeerLocator[];
+  port: number;
+}
+
+export interface DaemonConfig {
+  /** Where the stub resolver listens (UDP and TCP). */
+  listen: Endpoint[];
+  /** Upstream recursive resolvers the stub forwards to. */
+  upstreams: Endpoint[];
+  /** Private RR type of the capability record (DESIGN.md §2). */
+  recordType: number;
+  /** Query the `_shim6` TXT fallback after a NODATA. */
+  txtFallback: boolean;
+  peers: PeerConfig[];
+  timers: { profile: TimerProfileName; overrides: Partial<Record<TimerKey, number>> };
+  tun: { name: string; mtu: number };
+  /** UDP port of the encapsulation (DESIGN.md §3). */
+  port: number;
+  /** Interfaces whose addresses are local locators; empty = every global IPv6 address. */
+  interfaces: string[];
+  log: { level: LogLevel; format: 'text' | 'json' };
+  cacheFile: string;
+  controlSocket: string;
+}
+
+/** Defaults that work on a single host: documented in docs/configuration.md. */
+export function defaultConfig(): DaemonConfig {
+  return {
+    listen: [{ address: '127.0.0.53', port: 53 }],
+    upstreams: [],
+    recordType: CAPABILITY_RR_TYPE,
+    txtFallback: false,
+    peers: [],
+    timers: { profile: 'rfc', overrides: {} },
+    tun: { name: 'shim6', mtu: 1400 },
+    port: SHIM6_UDP_PORT,
+    interfaces: [],
+    log: { level: 'info', format: 'text' },
+    cacheFile: '/var/lib/shim6/caches.json',
+    controlSocket: '/run/shim6/control.sock',
+  };
+}
+
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'timers', 'tun', 'port', 'interfaces', 'log', 'cacheFile', 'controlSocket'] as const;
+
+/** Throw the one config error: names the key path and the value. */
+export function configError(field: string, value: unknown, why: string): never {
+  throw new UsageError('ECONFIG', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function rejectUnknown(obj: Record<string, unknown>, allowed: readonly string[], prefix: string): void {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) configError(prefix ? `${prefix}.${k}` : k, obj[k], `unknown key (known: ${allowed.join(', ')})`);
+  }
+}
+
+function int(field: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) configError(field, v, `expected an integer in ${min}..${max}`);
+  return v;
+}
+
+function str(field: string, v: unknown, pattern?: RegExp, what = 'a non-empty string'): string {
+  if (typeof v !== 'string' || v.length === 0 || (pattern && !pattern.test(v))) configError(field, v, `expected ${what}`);
+  return v;
+}
+
+function bool(field: string, v: unknown): boolean {
+  if (typeof v !== 'boolean') configError(field, v, 'expected true or false');
+  return v;
+}
+
+function list(field: string, v: unknown): unknown[] {
+  if (!Array.isArray(v)) configError(field, v, 'expected a list');
+  return v;
+}
+
+function ipv6(field: string, v: unknown): Ipv6 {
+  if (typeof v !== 'string' || !isIpv6(v)) configError(field, v, 'expected an IPv6 address');
+  return canonicalIpv6(v);
+}
+
+const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
+
+/**
+ * Parse `addr`, `addr:port`, `[v6]`, `[v6]:port` or a bare IPv6 address into an
+ * endpoint; `defaultPort` when none is given.
+ */
+export function parseEndpoint(field: string, v: unknown, defaultPort: number): Endpoint {
+  if (typeof v !== 'string' || v.length === 0) configError(field, v, 'expected "address" or "address:port"');
+  let address = v;
+  let port = defaultPort;
+  const bracket = /^\[([^\]]+)\](?::(\d+))?$/.exec(v);
+  const v4 = /^([\d.]+)(?::(\d+))?$/.exec(v);
+  if (bracket) {
+    address = bracket[1] ?? '';
+    if (bracket[2] !== undefined) port = Number(bracket[2]);
+  } else if (v4) {
+    address = v4[1] ?? '';
+    if (v4[2] !== undefined) port = Number(v4[2]);
+  }
+  if (isIpv6(address)) address = canonicalIpv6(address);
+  else if (!IPV4.test(address)) configError(field, v, 'not an IPv4 or IPv6 address');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) configError(field, v, 'port out of range 0..65535');
+  return { address, port };
+}
+
+function parsePeer(field: string, v: unknown): PeerConfig {
+  if (!isObject(v)) configError(field, v, 'expected a mapping with ulid and locators');
+  rejectUnknown(v, ['name', 'ulid', 'locators', 'port'], field);
+  const ulid = ipv6(`${field}.ulid`, v.ulid);
+  const locs = list(`${field}.locators`, v.locators ?? [ulid]);
+  if (locs.length === 0 || locs.length > 32) configError(`${field}.locators`, v.locators, 'expected 1..32 locators');
+  const locators = locs.map((l, i) => parseLocator(`${field}.locators[${i}]`, l));
+  return {
+    name: v.name === undefined ? undefined : str(`${field}.name`, v.name),
+    ulid,
+    locators,
+    port: v.port === undefined ? SHIM6_UDP_PORT : int(`${field}.port`, v.port, 1, 65535),
+  };
+}
+
+function parseLocator(field: string, v: unknown): PeerLocator {
+  if (typeof v === 'string') return { address: ipv6(field, v), priority: 0, weight: 0, flags: 0 };
+  if (!isObject(v)) configError(field, v, 'expected an IPv6 address or { address, priority, weight }');
+  rejectUnknown(v, ['address', 'priority', 'weight', 'flags'], field);
+  return {
+    address: ipv6(`${field}.address`, v.address),
+    priority: v.priority === undefined ? 0 : int(`${field}.priority`, v.priority, 0, 255),
+    weight: v.weight === undefined ? 0 : int(`${field}.weight`, v.weight, 0, 255),
+    flags: v.flags === undefined ? 0 : int(`${field}.flags`, v.flags, 0, 255),
+  };
+}
+
+function parseTimers(v: unknown): DaemonConfig['timers'] {
+  if (typeof v === 'string') v = { profile: v };
+  if (!isObject(v)) configError('timers', v, 'expected a profile name or { profile, <timer>: ms }');
+  rejectUnknown(v, ['profile', ...TIMER_KEYS], 'timers');
+  const profile = v.profile ?? 'rfc';
+  if (profile !== 'rfc' && profile !== 'fast') configError('timers.profile', profile, 'expected "rfc" or "fast"');
+  const overrides: Partial<Record<TimerKey, number>> = {};
+  for (const k of TIMER_KEYS) {
+    if (v[k] !== undefined) overrides[k] = int(`timers.${k}`, v[k], k.endsWith('Max') || k === 'initialProbes' ? 0 : 1, 3_600_000);
+  }
+  return { profile, overrides };
+}
+
+function parseTun(v: unknown, d: DaemonConfig['tun']): DaemonConfig['tun'] {
+  if (!isObject(v)) configError('tun', v, 'expected { name, mtu }');
+  rejectUnknown(v, ['name', 'mtu'], 'tun');
+  return {
+    // IFNAMSIZ is 16 with the NUL.
+    name: v.name === undefined ? d.name : str('tun.name', v.name, /^[A-Za-z0-9_.-]{1,15}$/, 'an interface name of 1..15 characters [A-Za-z0-9_.-]'),
+    mtu: v.mtu === undefined ? d.mtu : int('tun.mtu', v.mtu, 1280, 65535),
+  };
+}
+
+function parseLog(v: unknown, d: DaemonConfig['log']): DaemonConfig['log'] {
+  if (typeof v === 'string') v = { level: v };
+  if (!isObject(v)) configError('log', v, 'expected { level, format }');
+  rejectUnknown(v, ['level', 'format'], 'log');
+  const level = v.level ?? d.level;
+  if (typeof level !== 'string' || !isLogLevel(level)) configError('log.level', level, 'expected debug, info, warn or error');
+  const format = v.format ?? d.format;
+  if (format !== 'text' && format !== 'json') configError('log.format', format, 'expected "text" or "json"');
+  return { level, format };
+}
+
+/** Validate a parsed document (the result of YAML/JSON parsing) into a full config. */
+export function validateConfig(doc: unknown): DaemonConfig {
+  const c = defaultConfig();
+  if (doc === null || doc === undefined) return c;
+  if (!isObject(doc)) configError('(top level)', doc, 'expected a mapping of keys');
+  rejectUnknown(doc, TOP_KEYS, '');
+  if (doc.listen !== undefined) c.listen = list('listen', doc.listen).map((e, i) => parseEndpoint(`listen[${i}]`, e, 53));
+  if (doc.upstreams !== undefined) c.upstreams = list('upstreams', doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
+  if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, 1, 65535);
+  if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);
+  if (doc.peers !== undefined) c.peers = list('peers', doc.peers).map((p, i) => parsePeer(`peers[${i}]`, p));
+  if (doc.timers !== undefined) c.timers = parseTimers(doc.timers);
+  if (doc.tun !== undefined) c.tun = parseTun(doc.tun, c.tun);
+  if (doc.port !== undefined) c.port = int('port', doc.port, 1, 65535);
+  if (doc.interfaces !== undefined) {
+    c.interfaces = list('interfaces', doc.interfaces).map((n, i) => str(`interfaces[${i}]`, n, /^[A-Za-z0-9_.@-]{1,15}$/, 'an interface name'));
+  }
+  if (doc.log !== undefined) c.log = parseLog(doc.log, c.log);
+  if (doc.cacheFile !== undefined) c.cacheFile = str('cacheFile', doc.cacheFile);
+  if (doc.controlSocket !== undefined) c.controlSocket = str('controlSocket', doc.controlSocket);
+  const ulids = new Set<string>();
+  c.peers.forEach((p, i) => {
+    if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');
+    ulids.add(p.ulid);
+  });
+  return c;
+}
+
+/** Parse config text; JSON when it starts with `{`, YAML otherwise (YAML is a superset anyway). */
+export function parseConfigText(text: string, source = 'config'): DaemonConfig {
+  let doc: unknown;
+  try {
+    doc = text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text);
+  } catch (err) {
+    throw new UsageError('ECONFIG', `${source}: not valid YAML/JSON: ${(err as Error).message}`, source);
+  }
+  return validateConfig(doc);
+}
+
+/** Read and validate a config file; a missing file is an ECONFIG naming the path. */
+export function loadConfig(file: string): DaemonConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError('ECONFIG', `--config: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, '--config');
+  }
+  return parseConfigText(text, file);
+}
+
+/** The effective timer values in ms: the profile with the overrides applied. */
+export function timerValues(c: DaemonConfig): Record<TimerKey, number> {
+  return { ...PROFILES[c.timers.profile], ...c.timers.overrides };
+}

@@ -1,0 +1,102 @@
+// The daemon's config file: defaults, YAML and JSON, and errors that name the key.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { UsageError } from '../../shim/errors.ts';
+import { defaultConfig, loadConfig, parseConfigText, timerValues, validateConfig } from '../../shim/dataplane/config.ts';
+import { SEND_TIMEOUT, SHIM6_UDP_PORT } from '../../shim/constants.ts';
+
+function rejects(doc: unknown, field: string): void {
+  assert.throws(() => validateConfig(doc), (e: unknown) => {
+    assert.ok(e instanceof UsageError, String(e));
+    assert.equal(e.code, 'ECONFIG');
+    assert.equal(e.field, field);
+    return true;
+  });
+}
+
+test('an empty file gives the documented defaults', () => {
+  const c = parseConfigText('');
+  assert.deepEqual(c, defaultConfig());
+  assert.equal(c.port, SHIM6_UDP_PORT);
+  assert.equal(c.timers.profile, 'rfc');
+  assert.equal(timerValues(c).sendTimeout, SEND_TIMEOUT);
+});
+
+test('YAML and JSON give the same config', () => {
+  const yaml = `
+listen: ["[::1]:5353", 127.0.0.1:5353]
+upstreams: [2001:db8::53]
+peers:
+  - name: b.lab.example
+    ulid: 2001:db8:1::2
+    locators: [2001:db8:1::2, { address: "2001:db8:2::2", priority: 1 }]
+timers: { profile: fast, sendTimeout: 900 }
+tun: { name: shim6lab, mtu: 1380 }
+port: 6000
+log: { level: debug, format: json }
+cacheFile: /tmp/c.json
+controlSocket: /tmp/s.sock
+`;
+  const a = parseConfigText(yaml);
+  const json = JSON.stringify({
+    listen: ['[::1]:5353', '127.0.0.1:5353'], upstreams: ['2001:db8::53'],
+    peers: [{ name: 'b.lab.example', ulid: '2001:db8:1::2', locators: ['2001:db8:1::2', { address: '2001:db8:2::2', priority: 1 }] }],
+    timers: { profile: 'fast', sendTimeout: 900 }, tun: { name: 'shim6lab', mtu: 1380 }, port: 6000,
+    log: { level: 'debug', format: 'json' }, cacheFile: '/tmp/c.json', controlSocket: '/tmp/s.sock',
+  });
+  const b = parseConfigText(json);
+  assert.deepEqual(a.listen, [{ address: '::1', port: 5353 }, { address: '127.0.0.1', port: 5353 }]);
+  assert.deepEqual(a.upstreams, [{ address: '2001:db8::53', port: 53 }]);
+  assert.equal(a.peers[0]?.locators[1]?.priority, 1);
+  assert.equal(timerValues(a).sendTimeout, 900);
+  assert.equal(timerValues(a).initialProbeTimeout, 100, 'fast profile value kept where not overridden');
+  assert.equal(a.tun.name, 'shim6lab');
+  assert.equal(a.log.format, 'json');
+  assert.deepEqual(b, a);
+});
+
+test('errors name the key path and carry code ECONFIG', () => {
+  rejects({ port: 70000 }, 'port');
+  rejects({ port: '5533' }, 'port');
+  rejects({ nosuch: 1 }, 'nosuch');
+  rejects({ timers: { profile: 'slow' } }, 'timers.profile');
+  rejects({ timers: { sendTimeout: -1 } }, 'timers.sendTimeout');
+  rejects({ timers: { sendTimout: 5 } }, 'timers.sendTimout');
+  rejects({ tun: { name: 'this-name-is-too-long' } }, 'tun.name');
+  rejects({ tun: { mtu: 1000 } }, 'tun.mtu');
+  rejects({ log: { level: 'loud' } }, 'log.level');
+  rejects({ log: { format: 'xml' } }, 'log.format');
+  rejects({ listen: ['example.com:53'] }, 'listen[0]');
+  rejects({ upstreams: '1.1.1.1' }, 'upstreams');
+  rejects({ peers: [{ ulid: 'not-an-address' }] }, 'peers[0].ulid');
+  rejects({ peers: [{ ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:0:Q::2'] }] }, 'peers[0].locators[1]');
+  rejects({ peers: [{ ulid: '2001:db8::1', locators: [{ address: '2001:db8::1', priority: 300 }] }] }, 'peers[0].locators[0].priority');
+  rejects({ peers: [{ ulid: '2001:db8::1' }, { ulid: '2001:db8:0::1' }] }, 'peers[1].ulid');
+  rejects([1, 2], '(top level)');
+});
+
+test('the message names the value', () => {
+  assert.throws(() => validateConfig({ port: 70000 }), /port: invalid value 70000/);
+});
+
+test('a peer without locators uses its ULID as the only locator', () => {
+  const c = validateConfig({ peers: [{ ulid: '2001:DB8::0:1' }] });
+  assert.deepEqual(c.peers[0]?.locators, [{ address: '2001:db8::1', priority: 0, weight: 0, flags: 0 }]);
+  assert.equal(c.peers[0]?.ulid, '2001:db8::1');
+});
+
+test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lab-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'shim6.yaml');
+  writeFileSync(f, 'timers: fast\nlog: debug\n');
+  const c = loadConfig(f);
+  assert.equal(c.timers.profile, 'fast');
+  assert.equal(c.log.level, 'debug');
+  assert.throws(() => loadConfig(path.join(dir, 'missing.yaml')), { code: 'ECONFIG', field: '--config' });
+  writeFileSync(f, 'port: [1, 2\n');
+  assert.throws(() => loadConfig(f), { code: 'ECONFIG' });
+});
