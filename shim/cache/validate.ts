@@ -1,0 +1,95 @@
+/**
+ * Validation of cache data read back from disk: `unknown` in, typed entries out,
+ * or a CacheDataError naming the field. Never lets a TypeError escape. Addresses
+ * are canonicalised so that keys made from imported data match live keys.
+ */
+import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { CAPABILITY_MAX_LOCATORS } from '../constants.ts';
+import type { Millis } from '../time.ts';
+import { CacheDataError } from './errors.ts';
+import {
+  CAPABILITY_SOURCES, NEGATIVE_REASONS,
+  type CachedLocator, type CapabilitySource, type NegativeEntry, type NegativeReason, type PositiveEntry,
+} from './types.ts';
+
+type Obj = Record<string, unknown>;
+
+function bad(path: string, why: string): CacheDataError {
+  return new CacheDataError('CACHE_BAD_ENTRY', path, why);
+}
+
+export function asObject(v: unknown, path: string, code: 'CACHE_BAD_ENTRY' | 'CACHE_BAD_FORMAT' = 'CACHE_BAD_ENTRY'): Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CacheDataError(code, path, 'not an object');
+  return v as Obj;
+}
+
+export function asArray(v: unknown, path: string): unknown[] {
+  if (!Array.isArray(v)) throw new CacheDataError('CACHE_BAD_FORMAT', path, 'not an array');
+  return v;
+}
+
+function address(v: unknown, path: string): Ipv6 {
+  if (typeof v !== 'string') throw bad(path, 'not a string');
+  try {
+    return canonicalIpv6(v);
+  } catch {
+    throw bad(path, `not an IPv6 address: ${JSON.stringify(v).slice(0, 60)}`);
+  }
+}
+
+function octet(v: unknown, path: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 255) throw bad(path, 'not an integer 0..255');
+  return v;
+}
+
+function expires(v: unknown, path: string): Millis {
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad(path, 'not a finite number');
+  return v as Millis;
+}
+
+function oneOf<T extends string>(v: unknown, allowed: readonly T[], path: string): T {
+  if (typeof v !== 'string' || !(allowed as readonly string[]).includes(v)) throw bad(path, `not one of ${allowed.join(', ')}`);
+  return v as T;
+}
+
+function locator(v: unknown, path: string): CachedLocator {
+  const o = asObject(v, path);
+  return {
+    address: address(o.address, `${path}.address`),
+    flags: octet(o.flags, `${path}.flags`),
+    priority: octet(o.priority, `${path}.priority`),
+    weight: octet(o.weight, `${path}.weight`),
+  };
+}
+
+/** Check a positive entry as `export()` wrote it. */
+export function positiveEntry(v: unknown, path: string): PositiveEntry {
+  const o = asObject(v, path);
+  const locs = o.locators;
+  if (!Array.isArray(locs) || locs.length < 1 || locs.length > CAPABILITY_MAX_LOCATORS) {
+    throw bad(`${path}.locators`, `not an array of 1..${CAPABILITY_MAX_LOCATORS} locators`);
+  }
+  const entry: PositiveEntry = {
+    ulid: address(o.ulid, `${path}.ulid`),
+    locators: locs.map((l, i) => locator(l, `${path}.locators[${i}]`)),
+    source: oneOf<CapabilitySource>(o.source, CAPABILITY_SOURCES, `${path}.source`),
+    expires: expires(o.expires, `${path}.expires`),
+  };
+  if (o.port === undefined) return entry;
+  if (typeof o.port !== 'number' || !Number.isInteger(o.port) || o.port < 1 || o.port > 65535) {
+    throw bad(`${path}.port`, 'not a port 1..65535');
+  }
+  return { ...entry, port: o.port };
+}
+
+/** Check a negative entry as `export()` wrote it. */
+export function negativeEntry(v: unknown, path: string): NegativeEntry {
+  const o = asObject(v, path);
+  const entry: NegativeEntry = {
+    address: address(o.address, `${path}.address`),
+    source: oneOf<CapabilitySource>(o.source, CAPABILITY_SOURCES, `${path}.source`),
+    reason: oneOf<NegativeReason>(o.reason, NEGATIVE_REASONS, `${path}.reason`),
+    expires: expires(o.expires, `${path}.expires`),
+  };
+  return o.ulid === undefined ? entry : { ...entry, ulid: address(o.ulid, `${path}.ulid`) };
+}
