@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "shim6_tun",
+      "sources": ["tun.c"],
+      "cflags": ["-O2", "-Wall", "-Wextra", "-Wno-unused-parameter"],
+      "defines": ["NAPI_VERSION=8"]
+    }
+  ]
+}

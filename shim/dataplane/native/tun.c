@@ -1,0 +1,298 @@
+/*
+ * shim6_tun: the smallest native piece the data plane needs.
+ *
+ * Owns: opening /dev/net/tun (TUNSETIFF, IFF_TUN | IFF_NO_PI), a non-blocking
+ * fd, a libuv poll on it that reads every available packet into a batch of
+ * preallocated slots and calls JS once per batch, and batch writes.
+ * Must not know: IPv6, Shim6, routes, MTU policy (the TypeScript side owns them).
+ *
+ * Why native: measured here, threadpool fs.read on the TUN fd gives ~17k pkt/s,
+ * an epoll-driven read ~36k pkt/s; net.Socket rejects the TUN fd, and a
+ * threadpool read blocked on the fd stops process.exit(). uv_poll integrates
+ * with Node's own event loop, so there is no thread and nothing blocks exit.
+ */
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define CHECK(env, call)                                          \
+  do {                                                            \
+    if ((call) != napi_ok) {                                      \
+      napi_throw_error((env), "ETUNNAPI", #call " failed");       \
+      return NULL;                                                \
+    }                                                             \
+  } while (0)
+
+typedef struct {
+  int fd;
+  int closed;
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb;
+  napi_ref buf_ref;
+  napi_ref lens_ref;
+  napi_async_context actx;
+  uint8_t *buf;
+  size_t slot;
+  uint32_t slots;
+  int32_t *lens;
+} tun_reader;
+
+static napi_value throw_errno(napi_env env, const char *what, int err) {
+  char code[32];
+  char msg[160];
+  snprintf(code, sizeof code, "E%d", err);
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value ecode, emsg, error, errnov;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &ecode);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &emsg);
+  napi_create_error(env, ecode, emsg, &error);
+  napi_create_int32(env, err, &errnov);
+  napi_set_named_property(env, error, "errno", errnov);
+  napi_throw(env, error);
+  return NULL;
+}
+
+/* open(name: string) -> [fd, actualName] */
+static napi_value tun_open(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  char name[IFNAMSIZ] = {0};
+  size_t len = 0;
+  if (argc >= 1) CHECK(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) return throw_errno(env, "open /dev/net/tun", errno);
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  memcpy(ifr.ifr_name, name, len < IFNAMSIZ ? len : IFNAMSIZ - 1);
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+    int err = errno;
+    close(fd);
+    return throw_errno(env, "TUNSETIFF", err);
+  }
+  napi_value result, jfd, jname;
+  CHECK(env, napi_create_array_with_length(env, 2, &result));
+  CHECK(env, napi_create_int32(env, fd, &jfd));
+  CHECK(env, napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &jname));
+  CHECK(env, napi_set_element(env, result, 0, jfd));
+  CHECK(env, napi_set_element(env, result, 1, jname));
+  return result;
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  tun_reader *r = handle->data;
+  if (r->closed) return;
+  uint32_t n = 0;
+  int err = 0;
+  while (n < r->slots) {
+    ssize_t got = read(r->fd, r->buf + (size_t)n * r->slot, r->slot);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      break;
+    }
+    r->lens[n++] = (int32_t)got;
+  }
+  if (n == 0 && err == 0 && status == 0) return;
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, args[2], ret;
+  napi_get_reference_value(env, r->cb, &cb);
+  napi_get_global(env, &recv);
+  napi_create_uint32(env, n, &args[0]);
+  napi_create_int32(env, status < 0 ? status : -err, &args[1]);
+  napi_status st = napi_make_callback(env, r->actx, recv, cb, 2, args, &ret);
+  if (st == napi_pending_exception) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    napi_fatal_exception(env, exc);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void on_closed(uv_handle_t *handle) {
+  free(handle->data);
+}
+
+static void reader_finalize(napi_env env, void *data, void *hint) {
+  /* The poll handle owns the struct once started; freed in on_closed. */
+}
+
+/*
+ * startReader(fd, buf: ArrayBuffer, slotSize, slots, lens: Int32Array, cb(count, err)) -> handle
+ * Packet i of a batch is buf[i*slotSize, i*slotSize+lens[i]). The views are only
+ * valid during the callback: the next batch overwrites them.
+ */
+static napi_value tun_start(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) { napi_throw_type_error(env, "ETUNARGS", "startReader needs 6 arguments"); return NULL; }
+  tun_reader *r = calloc(1, sizeof *r);
+  if (!r) return throw_errno(env, "calloc", ENOMEM);
+  int32_t fd;
+  uint32_t slot, slots;
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  void *buf;
+  size_t buflen;
+  CHECK(env, napi_get_arraybuffer_info(env, argv[1], &buf, &buflen));
+  CHECK(env, napi_get_value_uint32(env, argv[2], &slot));
+  CHECK(env, napi_get_value_uint32(env, argv[3], &slots));
+  napi_typedarray_type tt;
+  size_t tlen, toff;
+  void *tdata;
+  napi_value tab;
+  CHECK(env, napi_get_typedarray_info(env, argv[4], &tt, &tlen, &tdata, &tab, &toff));
+  if (tt != napi_int32_array || tlen < slots || (size_t)slot * slots > buflen) {
+    free(r);
+    napi_throw_range_error(env, "ETUNARGS", "buffer or lengths array too small");
+    return NULL;
+  }
+  r->fd = fd;
+  r->env = env;
+  r->buf = buf;
+  r->slot = slot;
+  r->slots = slots;
+  r->lens = tdata;
+  CHECK(env, napi_create_reference(env, argv[5], 1, &r->cb));
+  CHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
+  CHECK(env, napi_create_reference(env, argv[4], 1, &r->lens_ref));
+  napi_value name;
+  CHECK(env, napi_create_string_utf8(env, "shim6:tun", NAPI_AUTO_LENGTH, &name));
+  CHECK(env, napi_async_init(env, NULL, name, &r->actx));
+  uv_loop_t *loop;
+  CHECK(env, napi_get_uv_event_loop(env, &loop));
+  int rc = uv_poll_init(loop, &r->poll, fd);
+  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  if (rc != 0) return throw_errno(env, "uv_poll", -rc);
+  r->poll.data = r;
+  napi_value ext;
+  CHECK(env, napi_create_external(env, r, reader_finalize, NULL, &ext));
+  return ext;
+}
+
+/*
+ * close(handle): stop polling and close the fd at once (uv_poll_stop already
+ * removed it from epoll), so the kernel deletes the interface before close()
+ * returns to JS; the struct is freed when libuv has closed the handle.
+ */
+static napi_value tun_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_reader *r;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
+  if (r->closed) return NULL;
+  r->closed = 1;
+  uv_poll_stop(&r->poll);
+  close(r->fd);
+  r->fd = -1;
+  napi_delete_reference(env, r->cb);
+  napi_delete_reference(env, r->buf_ref);
+  napi_delete_reference(env, r->lens_ref);
+  napi_async_destroy(env, r->actx);
+  uv_close((uv_handle_t *)&r->poll, on_closed);
+  return NULL;
+}
+
+/* ref(handle, bool): whether the poll keeps the event loop alive. */
+static napi_value tun_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  tun_reader *r;
+  bool on;
+  CHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
+  CHECK(env, napi_get_value_bool(env, argv[1], &on));
+  if (!r->closed) {
+    if (on) uv_ref((uv_handle_t *)&r->poll);
+    else uv_unref((uv_handle_t *)&r->poll);
+  }
+  return NULL;
+}
+
+/*
+ * writev(fd, packets: Uint8Array[] , count) -> number written (packets)
+ * One packet per write(2) (a TUN write is one packet). Stops at the first
+ * error other than EINTR and returns how many went out, or -errno if none.
+ */
+static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  uint32_t count;
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  CHECK(env, napi_get_value_uint32(env, argv[2], &count));
+  int32_t done = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value el;
+    CHECK(env, napi_get_element(env, argv[1], i, &el));
+    napi_typedarray_type tt;
+    size_t len, off;
+    void *data;
+    napi_value ab;
+    CHECK(env, napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off));
+    ssize_t w;
+    do { w = write(fd, data, len); } while (w < 0 && errno == EINTR);
+    if (w < 0) {
+      if (done == 0) done = -errno;
+      break;
+    }
+    done++;
+  }
+  napi_value out;
+  CHECK(env, napi_create_int32(env, done, &out));
+  return out;
+}
+
+/* write2(fd, head: Uint8Array, body: Uint8Array) -> bytes or -errno: one packet from two pieces (writev). */
+static napi_value tun_write2(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  int32_t fd;
+  CHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  struct iovec iov[2];
+  for (int i = 0; i < 2; i++) {
+    napi_typedarray_type tt;
+    size_t len, off;
+    void *data;
+    napi_value ab;
+    CHECK(env, napi_get_typedarray_info(env, argv[i + 1], &tt, &len, &data, &ab, &off));
+    iov[i].iov_base = data;
+    iov[i].iov_len = len;
+  }
+  ssize_t w;
+  do { w = writev(fd, iov, 2); } while (w < 0 && errno == EINTR);
+  napi_value out;
+  CHECK(env, napi_create_int32(env, w < 0 ? -errno : (int32_t)w, &out));
+  return out;
+}
+
+static napi_value init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+    {"open", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
+    {"startReader", NULL, tun_start, NULL, NULL, NULL, napi_default, NULL},
+    {"close", NULL, tun_close, NULL, NULL, NULL, napi_default, NULL},
+    {"ref", NULL, tun_ref, NULL, NULL, NULL, napi_default, NULL},
+    {"writeBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
+    {"write2", NULL, tun_write2, NULL, NULL, NULL, napi_default, NULL},
+  };
+  napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
+  return exports;
+}
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, init)

@@ -1,0 +1,114 @@
+/**
+ * The real Linux TUN device through our N-API addon (native/tun.c): the addon
+ * opens /dev/net/tun (IFF_TUN | IFF_NO_PI), polls the non-blocking fd on
+ * Node's own libuv loop and hands each batch of packets to JS in one call,
+ * into buffers preallocated here. Setting the MTU and the link up is done
+ * with iproute2 (routes.ts), not here.
+ *
+ * Why not fs/net: see docs/dataplane.md ("TUN access, by measurement").
+ */
+import { createRequire } from 'node:module';
+import { UsageError } from '../errors.ts';
+import type { PacketsHandler, TunDevice } from './tun.ts';
+
+interface Addon {
+  open(name: string): [number, string];
+  startReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, lens: Int32Array,
+    cb: (count: number, err: number) => void): object;
+  close(handle: object): void;
+  ref(handle: object, on: boolean): void;
+  writeBatch(fd: number, packets: readonly Uint8Array[], count: number): number;
+  write2(fd: number, head: Uint8Array, body: Uint8Array): number;
+}
+
+let addon: Addon | undefined;
+
+/** Load the addon built by `npm ci` / `npm rebuild` (install script, node-gyp). */
+export function loadTunAddon(): Addon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  try {
+    addon = require('./native/build/Release/shim6_tun.node') as Addon;
+  } catch (e) {
+    throw new UsageError('ETUNADDON', `the TUN addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
+  }
+  return addon;
+}
+
+/** Options of a real TUN device. */
+export interface LinuxTunOptions {
+  /** Interface name; `%d` lets the kernel number it. */
+  name: string;
+  /** The MTU the caller configures on the link (used to size read buffers). */
+  mtu: number;
+  /** Packets per batch (one JS call per batch). */
+  batch?: number;
+}
+
+/** A real TUN device. Create with `LinuxTun.open`. */
+export class LinuxTun implements TunDevice {
+  private handle: object | undefined;
+  private handler: PacketsHandler = () => {};
+  private readonly views: Uint8Array[];
+  private readonly batchViews: Uint8Array[][] = [];
+  private closed = false;
+
+  private constructor(private readonly native: Addon, private readonly fd: number, readonly name: string, readonly mtu: number, batch: number) {
+    // One slot per packet, big enough for any packet the MTU allows (the kernel
+    // never hands out more than the MTU without IFF_VNET_HDR offloads).
+    const slot = Math.max(1280, mtu) + 64;
+    const buf = new ArrayBuffer(slot * batch);
+    const lens = new Int32Array(batch);
+    this.views = [];
+    for (let i = 0; i < batch; i++) this.views.push(new Uint8Array(buf, i * slot, slot));
+    this.handle = native.startReader(fd, buf, slot, batch, lens, (count, err) => {
+      if (err !== 0 || count === 0) return;
+      let out = this.batchViews[count];
+      if (!out) out = this.batchViews[count] = new Array<Uint8Array>(count);
+      for (let i = 0; i < count; i++) out[i] = this.views[i]!.subarray(0, lens[i]!);
+      this.handler(out);
+    });
+  }
+
+  /** Open (or create) the TUN interface `opts.name`. Needs CAP_NET_ADMIN. */
+  static open(opts: LinuxTunOptions): LinuxTun {
+    const native = loadTunAddon();
+    let fd: number, name: string;
+    try {
+      [fd, name] = native.open(opts.name);
+    } catch (e) {
+      const err = e as Error & { code?: string };
+      throw new UsageError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}`, 'tun.name');
+    }
+    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64);
+  }
+
+  onPackets(cb: PacketsHandler): void {
+    this.handler = cb;
+  }
+
+  write(packets: readonly Uint8Array[]): number {
+    if (this.closed || packets.length === 0) return 0;
+    const n = this.native.writeBatch(this.fd, packets, packets.length);
+    return n < 0 ? 0 : n;
+  }
+
+  write2(head: Uint8Array, body: Uint8Array): boolean {
+    if (this.closed) return false;
+    return this.native.write2(this.fd, head, body) > 0;
+  }
+
+  /** Whether the device keeps the process alive (like socket.ref/unref). */
+  ref(on: boolean): void {
+    if (this.handle) this.native.ref(this.handle, on);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.handle) this.native.close(this.handle);
+    this.handle = undefined;
+    // The fd is closed by libuv's close callback; give it one loop turn.
+    await new Promise((r) => setImmediate(r));
+  }
+}
