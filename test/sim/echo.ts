@@ -51,7 +51,7 @@ export class EchoEndpoint implements SimEndpoint {
       return { kind: 'consumed' };
     }
     if (kind === 'PONG' && this.#pending && Number(n) === this.#pending.nonce) {
-      this.#events.push({ type: 'pong', nonce: this.#pending.nonce, attempt: this.#pending.attempt, src: d.dst, dst: d.src });
+      this.#events.push({ kind: 'pong', nonce: this.#pending.nonce, attempt: this.#pending.attempt, src: d.dst, dst: d.src });
       this.#pending = undefined;
       return { kind: 'consumed' };
     }
@@ -70,7 +70,7 @@ export class EchoEndpoint implements SimEndpoint {
     const p = this.#pending;
     if (!p || now < p.deadline) return;
     if (p.attempt >= this.opts.retries) {
-      this.#events.push({ type: 'ping-failed', nonce: p.nonce });
+      this.#events.push({ kind: 'ping-failed', nonce: p.nonce });
       this.#pending = undefined;
       return;
     }

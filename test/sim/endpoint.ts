@@ -32,9 +32,9 @@ export interface AppPacket {
   readonly payload: Uint8Array;
 }
 
-/** An event as the engine reports it; the simulator only records them. */
+/** An event as the engine reports it (tagged on `kind`); the simulator only records them. */
 export interface EndpointEvent {
-  readonly type: string;
+  readonly kind: string;
   readonly [k: string]: unknown;
 }
 

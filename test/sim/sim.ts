@@ -54,9 +54,9 @@ export class SimHost {
     readonly rng: SimRng,
   ) {}
 
-  /** Events of one type, in order. */
-  eventsOf(type: string): EndpointEvent[] {
-    return this.events.filter((e) => e.event.type === type).map((e) => e.event);
+  /** Events of one kind, in order. */
+  eventsOf(kind: string): EndpointEvent[] {
+    return this.events.filter((e) => e.event.kind === kind).map((e) => e.event);
   }
 }
 

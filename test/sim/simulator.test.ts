@@ -66,7 +66,7 @@ test('loss gives up after the retries; the same seed replays the same run, anoth
       ea.ping(sim.now, [B1, B2]);
       sim.driveUntil(() => a.events.length > i, { within: 5000 });
       const e = a.events[i]!;
-      out.push(`${e.at}:${e.event.type}:${String(e.event.attempt ?? '')}`);
+      out.push(`${e.at}:${e.event.kind}:${String(e.event.attempt ?? '')}`);
     }
     return out.join(',');
   };
