@@ -1,0 +1,105 @@
+// One compliance suite for UdpTransport, run against real dgram sockets on loopback and the in-memory network.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { DgramTransport, MemoryNetwork, type Datagram, type UdpTransport } from '../../shim/dataplane/udp.ts';
+
+interface Pair { a: UdpTransport; b: UdpTransport; addrA: string; addrB: string }
+
+function inbox(t: UdpTransport) {
+  const got: Datagram[] = [];
+  const waiters: Array<() => void> = [];
+  t.onDatagram((d) => { got.push({ ...d, bytes: new Uint8Array(d.bytes) }); for (const w of waiters.splice(0)) w(); });
+  return {
+    got,
+    async until(n: number, timeoutMs = 3000): Promise<Datagram[]> {
+      const end = Date.now() + timeoutMs;
+      while (got.length < n) {
+        const left = end - Date.now();
+        if (left <= 0) throw new Error(`timed out: ${got.length}/${n} datagrams`);
+        await new Promise<void>((r) => { const tm = setTimeout(r, left); waiters.push(() => { clearTimeout(tm); r(); }); });
+      }
+      return got;
+    },
+  };
+}
+
+async function udpCompliance(t: TestContext, make: (t: TestContext) => Pair): Promise<void> {
+  await t.test('a datagram arrives once, whole, with source, port and the locator it came in on', async (st) => {
+    const { a, b, addrA, addrB } = make(st);
+    const pa = await a.bind(addrA); const pb = await b.bind(addrB);
+    const box = inbox(b);
+    assert.equal(a.send(addrA, addrB, pb, new Uint8Array([1, 2]), new Uint8Array([3, 4, 5])), true);
+    const [d] = await box.until(1);
+    assert.deepEqual({ src: d!.src, srcPort: d!.srcPort, dst: d!.dst }, { src: addrA, srcPort: pa, dst: addrB });
+    assert.deepEqual(d!.bytes, new Uint8Array([1, 2, 3, 4, 5]));
+  });
+
+  await t.test('the sender may reuse its buffers as soon as send returns', async (st) => {
+    const { a, b, addrA, addrB } = make(st);
+    await a.bind(addrA); const pb = await b.bind(addrB);
+    const box = inbox(b);
+    const buf = new Uint8Array([7, 7, 7]);
+    a.send(addrA, addrB, pb, buf);
+    buf.fill(0);
+    assert.deepEqual((await box.until(1))[0]!.bytes, new Uint8Array([7, 7, 7]));
+  });
+
+  await t.test('sending from a locator that is not bound is refused', async (st) => {
+    const { a, addrA, addrB } = make(st);
+    assert.equal(a.send(addrA, addrB, 9, new Uint8Array(1)), false);
+    assert.deepEqual(a.addresses(), []);
+  });
+
+  await t.test('a burst arrives complete and in order', async (st) => {
+    const { a, b, addrA, addrB } = make(st);
+    await a.bind(addrA); const pb = await b.bind(addrB);
+    const box = inbox(b);
+    for (let i = 0; i < 100; i++) a.send(addrA, addrB, pb, new Uint8Array([i]));
+    assert.deepEqual((await box.until(100)).map((d) => d.bytes[0]), Array.from({ length: 100 }, (_, i) => i));
+  });
+
+  await t.test('after unbind and close nothing more is delivered', async (st) => {
+    const { a, b, addrA, addrB } = make(st);
+    await a.bind(addrA); const pb = await b.bind(addrB);
+    const box = inbox(b);
+    assert.deepEqual(b.addresses(), [addrB]);
+    await b.unbind(addrB);
+    assert.deepEqual(b.addresses(), []);
+    a.send(addrA, addrB, pb, new Uint8Array([1]));
+    await a.close(); await a.close();
+    assert.equal(a.send(addrA, addrB, pb, new Uint8Array([1])), false);
+    await new Promise((r) => setTimeout(r, 100));
+    assert.equal(box.got.length, 0);
+  });
+}
+
+test('UdpTransport compliance: real dgram sockets on loopback', async (t) => {
+  await udpCompliance(t, (st) => {
+    const a = new DgramTransport({ port: 0 }); const b = new DgramTransport({ port: 0 });
+    st.after(async () => { await a.close(); await b.close(); });
+    return { a, b, addrA: '::1', addrB: '::1' };
+  });
+});
+
+test('UdpTransport compliance: in-memory network', async (t) => {
+  await udpCompliance(t, () => {
+    const net = new MemoryNetwork();
+    return { a: net.transport(), b: net.transport(), addrA: 'fd00::a', addrB: 'fd00::b' };
+  });
+});
+
+test('in-memory network: a black hole drops one direction silently', async () => {
+  const net = new MemoryNetwork();
+  const a = net.transport(5533); const b = net.transport(5533);
+  await a.bind('fd00::a'); await b.bind('fd00::b');
+  const boxA = inbox(a); const boxB = inbox(b);
+  net.blackhole('fd00::a', 'fd00::b');
+  a.send('fd00::a', 'fd00::b', 5533, new Uint8Array([1]));
+  b.send('fd00::b', 'fd00::a', 5533, new Uint8Array([2]));
+  await boxA.until(1);
+  await new Promise((r) => setTimeout(r, 20));
+  assert.equal(boxB.got.length, 0);
+  net.repair('fd00::a', 'fd00::b');
+  a.send('fd00::a', 'fd00::b', 5533, new Uint8Array([3]));
+  assert.equal((await boxB.until(1))[0]!.bytes[0], 3);
+});
