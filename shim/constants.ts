@@ -94,3 +94,34 @@ export const KEEPALIVE_INTERVAL_FRACTION_MAX = 1 / 2;
 export const CAPABILITY_RR_TYPE = 65300;
 export const CAPABILITY_RECORD_VERSION = 1;
 export const CAPABILITY_MAX_LOCATORS = 32;
+
+/** RFC 3972 §3: CGA Parameters layout: modifier (16), subnet prefix (8), collision count (1), then the key. */
+export const CGA_MODIFIER_LENGTH = 16;
+export const CGA_PREFIX_LENGTH = 8;
+export const CGA_KEY_OFFSET = 25;
+/** RFC 3972 §3, §5 step 1: the collision count MUST be 0, 1 or 2. */
+export const CGA_MAX_COLLISION_COUNT = 2;
+/** RFC 4982 §6 (CGA SEC registry): only Sec 0, 1, 2 (SHA-1) are defined; RFC 5535 §6, §7. */
+export const CGA_MAX_SEC = 2;
+/** RFC 5535 §5, §10: CGA extension type of the Multi-Prefix extension. */
+export const CGA_EXT_MULTI_PREFIX = 0x0012;
+/** RFC 5535 §5: Multi-Prefix P flag (a real public key is in the Public Key field). */
+export const MULTI_PREFIX_P_FLAG = 0x80;
+/** RFC 5535 §6 step 2: length of the Extended Modifier of HBA-only sets. */
+export const HBA_EXTENDED_MODIFIER_BITS = 384;
+/** RFC 5533 §5.15.5: the 128-bit CGA Message Type tag for Shim6. */
+export const SHIM6_CGA_TYPE_TAG: readonly number[] = [
+  0x4a, 0x30, 0x56, 0x62, 0x48, 0x58, 0x57, 0x4b, 0x36, 0x55, 0x41, 0x6f, 0x50, 0x6a, 0x6d, 0x48,
+];
+/** RFC 5533 §16: minimum RSA key length for CGAs used by Shim6. */
+export const SHIM6_MIN_RSA_KEY_BITS = 1024;
+
+/** DESIGN.md §2: capability record flags (octet 1) and locator flags. */
+export const CapabilityFlag = { HBA_SET: 0x80, CGA_ULID: 0x40 } as const;
+/** DESIGN.md §2: capability record parameter keys. */
+export const CapabilityParamKey = { MANDATORY: 0, HBA_DIGEST: 1, PORT: 2 } as const;
+/** DESIGN.md §2: hba-digest algorithm 1 = SHA-256 (32-octet digest). */
+export const HBA_DIGEST_ALG_SHA256 = 1;
+/** DESIGN.md §2: the TXT fallback's version tag and owner label. */
+export const CAPABILITY_TXT_TAG = 'v=shim6cap1';
+export const CAPABILITY_TXT_LABEL = '_shim6';

@@ -1,0 +1,269 @@
+/**
+ * Cryptographically Generated Addresses (RFC 3972) and the Shim6 CGA Signature
+ * (RFC 5533 §5.15.5): Hash1/Hash2, generation with a bounded modifier search,
+ * verification of an address against its parameters, sign / verify.
+ *
+ * Owns: the hash procedures and the address/IID arithmetic shared with hba.ts.
+ * Must not know: sockets, clocks, or any randomness source of its own — callers
+ * inject `randomBytes`, so tests and the simulator can seed it. The parameter
+ * byte layout lives in cga-params.ts (re-exported here).
+ *
+ * Sec: RFC 4982 §6 defines Sec 0, 1, 2 (SHA-1 with 0/16/32 zero bits of Hash2);
+ * 3–7 are unassigned, so we neither generate nor accept them.
+ */
+import crypto from 'node:crypto';
+import { UsageError } from '../errors.ts';
+import { formatIpv6, parseIpv6, type Ipv6 } from './ipv6.ts';
+import { CgaOffset, encodeCgaParams, scanCgaParams, type CgaExtension } from './cga-params.ts';
+import {
+  CGA_KEY_OFFSET, CGA_MAX_COLLISION_COUNT, CGA_MAX_SEC, CGA_MODIFIER_LENGTH, CGA_PREFIX_LENGTH,
+  MULTI_PREFIX_P_FLAG, SHIM6_CGA_TYPE_TAG, SHIM6_MIN_RSA_KEY_BITS,
+} from '../constants.ts';
+
+export * from './cga-params.ts';
+
+/** A source of random octets, injected (node's crypto.randomBytes fits; tests pass a seeded one). */
+export type RandomBytes = (n: number) => Uint8Array;
+
+/** Why a verification failed ('ok' when it did not). */
+export type CgaCheck =
+  | 'ok'
+  | 'malformed'          // the parameters do not parse (cga-params.ts)
+  | 'collision-count'    // RFC 3972 §5 step 1
+  | 'prefix-mismatch'    // step 2
+  | 'hash1-mismatch'     // step 4
+  | 'unsupported-sec'    // Sec 3..7 (RFC 4982 §6)
+  | 'hash2-mismatch'     // step 7
+  | 'no-multi-prefix'    // HBA: no (or more than one) Multi-Prefix extension
+  | 'prefix-not-in-set'; // HBA: RFC 5535 §7.2 step 1
+
+/** Default bound of the modifier search: Sec 1 needs 2^16 tries on average, so 2^22 fails with p ≈ e^-64. */
+export const DEFAULT_MAX_ITERATIONS = 1 << 22;
+
+const ZERO9 = new Uint8Array(9);
+
+/** One-shot SHA-1 (crypto.hash since Node 20.12 avoids a Hash object per call). */
+export const sha1: (data: Uint8Array) => Uint8Array = typeof crypto.hash === 'function'
+  ? (data) => crypto.hash('sha1', data, 'buffer')
+  : (data) => crypto.createHash('sha1').update(data).digest();
+
+/** RFC 3972 §3: Hash1 = the leftmost 64 bits of SHA-1(parameters). */
+export function cgaHash1(params: Uint8Array): Uint8Array {
+  return sha1(params).subarray(0, 8);
+}
+
+/** RFC 3972 §3: Hash2 = the leftmost 112 bits of SHA-1(modifier ‖ 9 zero octets ‖ key ‖ extensions). */
+export function cgaHash2(params: Uint8Array): Uint8Array {
+  const h = crypto.createHash('sha1');
+  h.update(params.subarray(0, CGA_MODIFIER_LENGTH)).update(ZERO9).update(params.subarray(CGA_KEY_OFFSET));
+  return h.digest().subarray(0, 14);
+}
+
+/** RFC 3972 §2, Mask1 = 0x1cffffffffffffff: Hash1 against the IID of `addr`, Sec and u/g bits ignored. */
+export function hash1MatchesIid(hash1: Uint8Array, addr: Uint8Array): boolean {
+  if (((hash1[0]! ^ addr[8]!) & 0x1c) !== 0) return false;
+  for (let i = 1; i < 8; i++) if (hash1[i] !== addr[8 + i]) return false;
+  return true;
+}
+
+/** RFC 3972 §2, Mask2: the leftmost 16·Sec bits of Hash2 are zero. */
+export function hash2Satisfies(hash2: Uint8Array, sec: number): boolean {
+  for (let i = 0; i < 2 * sec; i++) if (hash2[i] !== 0) return false;
+  return true;
+}
+
+/** Sec from the three leftmost bits of the interface identifier (RFC 3972 §2). */
+export function secOf(addr: Uint8Array): number {
+  return addr[8]! >> 5;
+}
+
+/** RFC 3972 §4 steps 6–7: prefix ‖ Hash1 with Sec written in and u/g cleared. */
+export function formCgaAddress(subnetPrefix: Uint8Array, hash1: Uint8Array, sec: number): Uint8Array {
+  const a = new Uint8Array(16);
+  a.set(subnetPrefix.subarray(0, CGA_PREFIX_LENGTH), 0);
+  a.set(hash1.subarray(0, 8), 8);
+  a[8] = (sec << 5) | (hash1[0]! & 0x1c);
+  return a;
+}
+
+/** 16 address octets from text or bytes (WireError('BAD_ADDRESS') on bad text). */
+export function addressBytes(a: Ipv6 | Uint8Array): Uint8Array {
+  if (typeof a === 'string') return parseIpv6(a);
+  if (a.length !== 16) throw new UsageError('BAD_ADDRESS', `an address must be 16 octets, got ${a.length}`);
+  return a;
+}
+
+/**
+ * A 64-bit subnet prefix from 8 octets, or text `2001:db8:1::` / `2001:db8:1::/64`
+ * (the low 64 bits must be zero). Throws UsageError('BAD_PREFIX').
+ */
+export function prefix64(p: string | Uint8Array): Uint8Array {
+  if (typeof p !== 'string') {
+    if (p.length !== CGA_PREFIX_LENGTH) throw new UsageError('BAD_PREFIX', `a prefix must be 8 octets, got ${p.length}`);
+    return p;
+  }
+  const [addr, len, ...rest] = p.split('/');
+  if (rest.length > 0 || (len !== undefined && len !== '64')) throw new UsageError('BAD_PREFIX', `prefix ${p}: only /64 prefixes are supported`);
+  let bytes: Uint8Array;
+  try { bytes = parseIpv6(addr ?? ''); } catch { throw new UsageError('BAD_PREFIX', `prefix ${p}: not an IPv6 prefix`); }
+  if (bytes.subarray(8).some((b) => b !== 0)) throw new UsageError('BAD_PREFIX', `prefix ${p}: host bits set`);
+  return bytes.slice(0, CGA_PREFIX_LENGTH);
+}
+
+/** Canonical text of an 8-octet prefix: `2001:db8:1::/64`. */
+export function formatPrefix64(p: Uint8Array): string {
+  const a = new Uint8Array(16);
+  a.set(p.subarray(0, CGA_PREFIX_LENGTH));
+  return `${formatIpv6(a)}/64`;
+}
+
+/**
+ * RFC 3972 §4 steps 2–3 (and RFC 5535 §6 steps 3–4): starting from `modifier`
+ * (changed in place), increment until the leftmost 16·Sec bits of Hash2 are
+ * zero. `tail` is key ‖ extensions. Throws UsageError('CGA_SEARCH_EXHAUSTED')
+ * after `maxIterations` hashes, so a caller's Sec choice can never hang it.
+ */
+export function searchModifier(modifier: Uint8Array, tail: Uint8Array, sec: number, maxIterations: number): number {
+  checkSec(sec);
+  if (sec === 0) return 0;
+  const input = new Uint8Array(CGA_KEY_OFFSET + tail.length);
+  input.set(modifier, 0);
+  input.set(tail, CGA_KEY_OFFSET);
+  for (let i = 1; i <= maxIterations; i++) {
+    if (hash2Satisfies(sha1(input), sec)) {
+      modifier.set(input.subarray(0, CGA_MODIFIER_LENGTH));
+      return i;
+    }
+    // 128-bit big-endian increment with wrap-around.
+    for (let j = CGA_MODIFIER_LENGTH - 1; j >= 0; j--) {
+      input[j] = (input[j]! + 1) & 0xff;
+      if (input[j] !== 0) break;
+    }
+  }
+  throw new UsageError('CGA_SEARCH_EXHAUSTED', `no modifier for Sec ${sec} within ${maxIterations} iterations`);
+}
+
+export function checkSec(sec: number): void {
+  if (!Number.isInteger(sec) || sec < 0 || sec > CGA_MAX_SEC) {
+    throw new UsageError('BAD_SEC', `Sec must be 0..${CGA_MAX_SEC} (RFC 4982 §6), got ${sec}`);
+  }
+}
+
+export interface GenerateCgaOptions {
+  subnetPrefix: string | Uint8Array;
+  /** DER SubjectPublicKeyInfo. */
+  publicKey: Uint8Array;
+  sec: number;
+  randomBytes: RandomBytes;
+  extensions?: readonly CgaExtension[];
+  /** Bound of the modifier search (default DEFAULT_MAX_ITERATIONS). */
+  maxIterations?: number;
+  /** RFC 3972 §4 step 8: after a DAD collision the caller retries with 1, then 2. Default 0. */
+  collisionCount?: number;
+}
+
+export interface GeneratedCga {
+  address: Ipv6;
+  /** The CGA Parameters data structure that proves it. */
+  params: Uint8Array;
+  /** Hash2 computations the search took (0 for Sec 0). */
+  iterations: number;
+}
+
+/** RFC 3972 §4: generate a CGA and its parameters. */
+export function generateCga(o: GenerateCgaOptions): GeneratedCga {
+  const prefix = prefix64(o.subnetPrefix);
+  const cc = o.collisionCount ?? 0;
+  if (!Number.isInteger(cc) || cc < 0 || cc > CGA_MAX_COLLISION_COUNT) throw new UsageError('BAD_COLLISION_COUNT', 'collisionCount must be 0, 1 or 2');
+  const modifier = Uint8Array.from(o.randomBytes(CGA_MODIFIER_LENGTH).subarray(0, CGA_MODIFIER_LENGTH));
+  if (modifier.length !== CGA_MODIFIER_LENGTH) throw new UsageError('BAD_RANDOM', 'randomBytes returned too few octets');
+  const params = encodeCgaParams({
+    modifier, subnetPrefix: prefix, collisionCount: cc, publicKey: o.publicKey, extensions: [...(o.extensions ?? [])],
+  });
+  const iterations = searchModifier(modifier, params.subarray(CGA_KEY_OFFSET), o.sec, o.maxIterations ?? DEFAULT_MAX_ITERATIONS);
+  params.set(modifier, CgaOffset.MODIFIER);
+  return { address: formatIpv6(formCgaAddress(prefix, cgaHash1(params), o.sec)), params, iterations };
+}
+
+/**
+ * RFC 3972 §5: verify `address` against `params`, saying why it failed.
+ * At most two SHA-1s; never throws on malformed parameters ('malformed').
+ */
+export function checkCga(address: Ipv6 | Uint8Array, params: Uint8Array): CgaCheck {
+  const addr = addressBytes(address);
+  try { scanCgaParams(params); } catch { return 'malformed'; }
+  if (params[CgaOffset.COLLISION_COUNT]! > CGA_MAX_COLLISION_COUNT) return 'collision-count';
+  for (let i = 0; i < CGA_PREFIX_LENGTH; i++) if (params[CgaOffset.PREFIX + i] !== addr[i]) return 'prefix-mismatch';
+  if (!hash1MatchesIid(cgaHash1(params), addr)) return 'hash1-mismatch';
+  const sec = secOf(addr);
+  if (sec > CGA_MAX_SEC) return 'unsupported-sec';
+  if (sec > 0 && !hash2Satisfies(cgaHash2(params), sec)) return 'hash2-mismatch';
+  return 'ok';
+}
+
+/** RFC 3972 §5: true when `address` is a CGA of `params`. */
+export function verifyCga(address: Ipv6 | Uint8Array, params: Uint8Array): boolean {
+  return checkCga(address, params) === 'ok';
+}
+
+/**
+ * RFC 5533 §5.15.5: the signed octets — Shim6 CGA type tag ‖ Locator List
+ * generation (u32) ‖ the CGA-method locators in Locator List order.
+ */
+export function cgaSignatureInput(generation: number, cgaLocators: readonly (Ipv6 | Uint8Array)[]): Uint8Array {
+  if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) {
+    throw new UsageError('BAD_GENERATION', `Locator List generation must be a u32, got ${generation}`);
+  }
+  const out = new Uint8Array(16 + 4 + 16 * cgaLocators.length);
+  out.set(SHIM6_CGA_TYPE_TAG, 0);
+  new DataView(out.buffer).setUint32(16, generation);
+  cgaLocators.forEach((l, i) => out.set(addressBytes(l), 20 + 16 * i));
+  return out;
+}
+
+/** A private key: a KeyObject, PEM text, or PKCS#8 DER octets. */
+export type PrivateKeyInput = crypto.KeyObject | string | Uint8Array;
+
+/** RFC 3972 §6 / RFC 5533 §5.15.5: RSASSA-PKCS1-v1_5 with SHA-1 over cgaSignatureInput. */
+export function signCgaLocators(privateKey: PrivateKeyInput, generation: number, cgaLocators: readonly (Ipv6 | Uint8Array)[]): Uint8Array {
+  const key = privateKey instanceof crypto.KeyObject ? privateKey
+    : typeof privateKey === 'string' ? crypto.createPrivateKey(privateKey)
+      : crypto.createPrivateKey({ key: Buffer.from(privateKey), format: 'der', type: 'pkcs8' });
+  if (key.asymmetricKeyType !== 'rsa') throw new UsageError('BAD_KEY', 'CGA signatures need an RSA key (RFC 3972 §6)');
+  const sig = crypto.sign('sha1', cgaSignatureInput(generation, cgaLocators), { key, padding: crypto.constants.RSA_PKCS1_PADDING });
+  return new Uint8Array(sig.buffer, sig.byteOffset, sig.length);
+}
+
+export interface VerifyCgaSignatureArgs {
+  /** The sender's CGA Parameter Data Structure (the key comes from it). */
+  params: Uint8Array;
+  generation: number;
+  /** The CGA-method locators of the Locator List, in list order. */
+  locators: readonly (Ipv6 | Uint8Array)[];
+  signature: Uint8Array;
+  /** When given, the ULID must also be a CGA of `params` (RFC 3972 §6: both checks must pass). */
+  ulid?: Ipv6 | Uint8Array;
+  /** RFC 5533 §16: at least 1024-bit RSA (default). */
+  minKeyBits?: number;
+}
+
+/**
+ * Verify a Shim6 CGA Signature. False (never an exception) for malformed
+ * parameters, a non-RSA or short key, an HBA-only parameter set (Multi-Prefix
+ * P = 0: the "key" is a nonce), or a signature that does not match.
+ */
+export function verifyCgaSignature(a: VerifyCgaSignatureArgs): boolean {
+  let layout;
+  try { layout = scanCgaParams(a.params); } catch { return false; }
+  if (layout.multiPrefixCount > 0 && (a.params[layout.multiPrefixData]! & MULTI_PREFIX_P_FLAG) === 0) return false;
+  if (a.ulid !== undefined && !verifyCga(a.ulid, a.params)) return false;
+  let key: crypto.KeyObject;
+  try {
+    key = crypto.createPublicKey({ key: Buffer.from(a.params.subarray(CGA_KEY_OFFSET, layout.keyEnd)), format: 'der', type: 'spki' });
+  } catch { return false; }
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  if (key.asymmetricKeyType !== 'rsa' || bits < (a.minKeyBits ?? SHIM6_MIN_RSA_KEY_BITS)) return false;
+  try {
+    return crypto.verify('sha1', cgaSignatureInput(a.generation, a.locators), { key, padding: crypto.constants.RSA_PKCS1_PADDING }, a.signature);
+  } catch { return false; }
+}
