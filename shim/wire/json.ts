@@ -7,7 +7,7 @@
 import { WireError } from './errors.ts';
 import type { Shim6Message } from './messages.ts';
 
-/** Fields that hold bytes (hex strings in JSON). */
+/** Fields that hold bytes (hex strings in JSON). `data` is also a number in a ProbeReport: only strings are converted. */
 const BYTE_FIELDS = new Set(['validator', 'pds', 'signature', 'data', 'extra', 'offendingPacket']);
 
 /** Bytes as lowercase hex. */
@@ -47,7 +47,7 @@ function revive(value: unknown, path: string): unknown {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const p = path === '' ? k : `${path}.${k}`;
-      out[k] = BYTE_FIELDS.has(k) ? fromHex(v, p) : revive(v, p);
+      out[k] = BYTE_FIELDS.has(k) && typeof v === 'string' ? fromHex(v, p) : revive(v, p);
     }
     return out;
   }
