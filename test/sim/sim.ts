@@ -10,7 +10,7 @@
 import { ms, type Millis } from '../../shim/time.ts';
 import { Adversary } from './adversary.ts';
 import { APP_NEXT_HEADER, makePayload, PayloadLedger, type SentPayload } from './app.ts';
-import type { EndpointEvent, Ipv6, SimEndpoint } from './endpoint.ts';
+import type { EndpointEvent, HandleResult, Ipv6, SimEndpoint } from './endpoint.ts';
 import { Network, type LinkConfig, type WirePacket } from './network.ts';
 import { SimRng } from './rng.ts';
 
@@ -50,7 +50,7 @@ export class SimHost {
     readonly name: string,
     readonly locators: Ipv6[],
     readonly ulid: Ipv6,
-    readonly endpoint: SimEndpoint,
+    public endpoint: SimEndpoint,
     readonly rng: SimRng,
   ) {}
 
@@ -73,6 +73,8 @@ export class Sim {
   readonly violations: Violation[] = [];
   /** Steps taken over the whole run. */
   steps = 0;
+  /** Called after every delivery to an endpoint (property tests check invariants here). */
+  onDeliver: ((host: SimHost, packet: WirePacket, result: HandleResult) => void) | undefined;
   readonly #actions: Array<{ at: Millis; seq: number; fn: () => void }> = [];
   #actionSeq = 0;
   readonly #owner = new Map<Ipv6, SimHost>();
@@ -178,6 +180,7 @@ export class Sim {
       return;
     }
     const r = h.endpoint.handleDatagram(this.now, { src: p.src, dst: p.dst, bytes: p.bytes });
+    this.onDeliver?.(h, p, r);
     if (r.kind === 'payload') {
       this.ledger.recordDelivery({ at: this.now, host: h.name, srcUlid: r.srcUlid, dstUlid: r.dstUlid, via: { src: p.src, dst: p.dst }, path: 'shim' }, r.payload, owned);
     } else if (r.kind === 'drop') {
