@@ -1,8 +1,59 @@
 /**
- * `shim6 status …` subcommands. Owned by the status feature; registered by cli/main.ts.
+ * `shim6 status`: ask a running resolver or daemon over its control socket and
+ * print capability caches (positive and negative, with source and remaining
+ * TTL), contexts, and resolver counters — as text, or as JSON with --json.
  */
 import type { Command } from 'commander';
+import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
 
-export function register(_program: Command): void {
-  // Subcommands are added here as the feature lands.
+interface StatusReply {
+  resolver?: {
+    listen?: Array<{ host: string; port: number }>;
+    counters?: Record<string, number>;
+    cache?: Record<string, number>;
+    upstreams?: Array<Record<string, unknown>>;
+    capability?: { enabled: boolean; positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> };
+  } | null;
+  engine?: { contexts?: Array<Record<string, unknown>> } | null;
+}
+
+function kv(o: Record<string, unknown>): string {
+  return Object.entries(o).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(' ');
+}
+
+/** Human-readable rendering of a status reply. */
+export function formatStatus(s: StatusReply): string {
+  const out: string[] = [];
+  const r = s.resolver;
+  if (r) {
+    out.push(`resolver: listening on ${(r.listen ?? []).map((a) => `${a.host}:${a.port}`).join(', ')}`);
+    const c = r.counters ?? {};
+    out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0}  formerr ${c.formerr ?? 0}`);
+    out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}`);
+    if (r.cache) out.push(`  cache ${kv(r.cache)}`);
+    for (const u of r.upstreams ?? []) out.push(`  upstream ${kv(u)}`);
+    const cap = r.capability;
+    out.push(`capability cache (positive): ${cap?.positive.length ?? 0}`);
+    for (const e of cap?.positive ?? []) out.push(`  ${kv(e)}`);
+    out.push(`capability cache (negative): ${cap?.negative.length ?? 0}`);
+    for (const e of cap?.negative ?? []) out.push(`  ${kv(e)}`);
+  }
+  if (s.engine) {
+    out.push(`contexts: ${s.engine.contexts?.length ?? 0}`);
+    for (const ctx of s.engine.contexts ?? []) out.push(`  ${kv(ctx)}`);
+  } else {
+    out.push('contexts: (no engine attached)');
+  }
+  return out.join('\n') + '\n';
+}
+
+export function register(program: Command): void {
+  program.command('status')
+    .description('show capability caches, contexts and resolver counters of a running shim6')
+    .option('--json', 'print the raw status as JSON')
+    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
+    .action(async (opts: { json?: boolean; socket?: string }) => {
+      const reply = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, 'status') as StatusReply;
+      process.stdout.write(opts.json ? JSON.stringify(reply, null, 2) + '\n' : formatStatus(reply));
+    });
 }

@@ -1,0 +1,137 @@
+/**
+ * Building and patching DNS messages as bytes: the stub's upstream queries,
+ * its own error answers (FORMERR, SERVFAIL, REFUSED, BADVERS), truncated UDP
+ * answers, and the last fix-ups of an answer for one client (ID, question case,
+ * OPT, AD, RD). Hand-written so that the hit path allocates one copy and no objects.
+ * It must not know about sockets, caches or upstream selection.
+ */
+import { EDNS_DO, Flag, Rcode, RrType, type ParsedQuery } from './message.ts';
+
+/** RFC 6891 §6.2.5 / DNS flag day 2020: the stub's own UDP payload size. */
+export const DEFAULT_EDNS_SIZE = 1232;
+
+export interface QueryOptions {
+  recursionDesired?: boolean;
+  checkingDisabled?: boolean;
+  dnssecOk?: boolean;
+  /** RFC 6840 §5.7: set AD in queries to learn whether a validating upstream vouches for the data. */
+  authenticData?: boolean;
+  udpSize?: number;
+}
+
+/** A query for `nameKey` (lowercased wire form) with an OPT RR. */
+export function buildQuery(id: number, nameKey: string, qtype: number, qclass: number, opts: QueryOptions = {}): Uint8Array {
+  const nameLen = nameKey.length;
+  const b = new Uint8Array(12 + nameLen + 4 + 11);
+  let flags = 0;
+  if (opts.recursionDesired ?? true) flags |= Flag.RD;
+  if (opts.checkingDisabled) flags |= Flag.CD;
+  if (opts.authenticData ?? true) flags |= Flag.AD;
+  writeU16(b, 0, id);
+  writeU16(b, 2, flags);
+  writeU16(b, 4, 1);
+  writeU16(b, 10, 1);
+  for (let i = 0; i < nameLen; i++) b[12 + i] = nameKey.charCodeAt(i);
+  let o = 12 + nameLen;
+  writeU16(b, o, qtype);
+  writeU16(b, o + 2, qclass);
+  o += 4;
+  writeOpt(b, o, opts.udpSize ?? DEFAULT_EDNS_SIZE, 0, opts.dnssecOk ?? false);
+  return b;
+}
+
+/** OPT RR (11 octets): root owner, type 41, class = payload size, TTL = ext-rcode|version|flags, no options. */
+function writeOpt(b: Uint8Array, o: number, udpSize: number, extRcode: number, dnssecOk: boolean): void {
+  b[o] = 0;
+  writeU16(b, o + 1, RrType.OPT);
+  writeU16(b, o + 3, udpSize);
+  b[o + 5] = extRcode;
+  b[o + 6] = 0;
+  writeU16(b, o + 7, dnssecOk ? EDNS_DO : 0);
+  writeU16(b, o + 9, 0);
+}
+
+/**
+ * The stub's own answer with an error RCODE: the query's header and question
+ * (when it parsed), QR and RA set, and an OPT when the client used EDNS
+ * (RFC 6891 §7: BADVERS needs the extended RCODE bits).
+ */
+export function errorResponse(query: Uint8Array, q: ParsedQuery | undefined, rcode: number): Uint8Array {
+  const qEnd = q ? q.questionEnd : 12;
+  const withOpt = q?.edns ?? false;
+  const b = new Uint8Array(qEnd + (withOpt ? 11 : 0));
+  b.set(query.subarray(0, qEnd));
+  const rd = query.length >= 4 ? (query[2]! << 8) & Flag.RD : 0;
+  const opcode = query.length >= 3 ? query[2]! & 0x78 : 0;
+  writeU16(b, 2, Flag.QR | (opcode << 8) | rd | Flag.RA | (q?.checkingDisabled ? Flag.CD : 0) | (rcode & 0xf));
+  writeU16(b, 4, q ? 1 : 0);
+  writeU16(b, 6, 0);
+  writeU16(b, 8, 0);
+  writeU16(b, 10, withOpt ? 1 : 0);
+  if (withOpt) writeOpt(b, qEnd, DEFAULT_EDNS_SIZE, rcode >> 4, q?.dnssecOk ?? false);
+  return b;
+}
+
+/**
+ * RFC 1035 §4.2.1 / RFC 7766 §5: an answer too big for the client's UDP size
+ * becomes header + question with TC set, so the client retries over TCP.
+ * `answer` is the already finished answer (ID, flags); the question is the query's.
+ */
+export function truncatedResponse(answer: Uint8Array, query: Uint8Array, q: ParsedQuery): Uint8Array {
+  const b = new Uint8Array(q.questionEnd);
+  b.set(query.subarray(0, q.questionEnd));
+  writeU16(b, 2, ((answer[2]! << 8) | answer[3]!) | Flag.TC);
+  writeU16(b, 4, 1);
+  writeU16(b, 6, 0);
+  writeU16(b, 8, 0);
+  writeU16(b, 10, 0);
+  return b;
+}
+
+/**
+ * Last fix-ups of an answer for one client, in place on `out` (which the caller
+ * owns). Returns the bytes to send (a prefix of `out` when OPT is stripped).
+ * - ID and the question's letter case from the client's query (RFC 5452 §9.2 0x20);
+ * - RD mirrors the query (RFC 1035 §4.1.1);
+ * - AD only for clients that asked for it with DO or AD (RFC 6840 §5.8);
+ * - no OPT for a client that sent none (RFC 6891 §7).
+ */
+export function finishForClient(out: Uint8Array, optOff: number, query: Uint8Array, q: ParsedQuery): Uint8Array {
+  out[0] = query[0]!;
+  out[1] = query[1]!;
+  if (out.length >= q.questionEnd && (((out[4]! << 8) | out[5]!) === 1)) out.set(query.subarray(12, q.questionEnd - 4), 12);
+  let flags = (out[2]! << 8) | out[3]!;
+  flags = (flags & ~Flag.RD) | (q.flags & Flag.RD);
+  if (!q.dnssecOk && !q.authenticData) flags &= ~Flag.AD;
+  writeU16(out, 2, flags);
+  if (!q.edns && optOff > 0 && optOff <= out.length) {
+    const ar = (out[10]! << 8) | out[11]!;
+    if (ar > 0) writeU16(out, 10, ar - 1);
+    return out.subarray(0, optOff);
+  }
+  return out;
+}
+
+/** Give a cached answer its remaining TTLs: every listed TTL minus `elapsed` seconds, floored at `floor`. */
+export function patchTtls(out: Uint8Array, ttlOffsets: Uint32Array, elapsed: number, floor = 0): void {
+  for (let i = 0; i < ttlOffsets.length; i++) {
+    const o = ttlOffsets[i]!;
+    const orig = ((out[o]! << 24) >>> 0) + ((out[o + 1]! << 16) | (out[o + 2]! << 8) | out[o + 3]!);
+    const base = orig > 0x7fffffff ? 0 : orig;
+    const ttl = Math.max(floor, base - elapsed);
+    out[o] = ttl >>> 24;
+    out[o + 1] = (ttl >>> 16) & 0xff;
+    out[o + 2] = (ttl >>> 8) & 0xff;
+    out[o + 3] = ttl & 0xff;
+  }
+}
+
+/** A SERVFAIL for `q` (convenience for stages that give up). */
+export function servfail(query: Uint8Array, q: ParsedQuery): Uint8Array {
+  return errorResponse(query, q, Rcode.SERVFAIL);
+}
+
+export function writeU16(b: Uint8Array, o: number, v: number): void {
+  b[o] = (v >> 8) & 0xff;
+  b[o + 1] = v & 0xff;
+}

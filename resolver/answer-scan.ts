@@ -1,0 +1,190 @@
+/**
+ * Scanning upstream answers in place (RFC 1035 §4.1, §4.1.4; RFC 2181 §8; RFC 2308 §5).
+ *
+ * `scanResponse` checks the whole message structure once (every RR inside the
+ * buffer, compression pointers pointing backwards, names ≤ 255 octets) and records
+ * where each RR's TTL and RDATA live, so the cache can later patch TTLs in a copy
+ * of the same bytes. Nothing is decoded into objects; the bytes stay what the
+ * upstream sent (unknown types, EDNS options and DNSSEC records pass unharmed).
+ * Throws only WireError. It must not know about sockets, caches or the engine.
+ */
+import { WireError } from '../shim/wire/errors.ts';
+import { MAX_LABEL_OCTETS, MAX_NAME_OCTETS, RrType, walkPlainName } from './message.ts';
+
+export interface RrRef {
+  /** 0 answer, 1 authority, 2 additional. */
+  section: 0 | 1 | 2;
+  ownerOff: number;
+  type: number;
+  klass: number;
+  /** RFC 2181 §8: a TTL with the top bit set is treated as 0. */
+  ttl: number;
+  ttlOff: number;
+  rdOff: number;
+  rdLen: number;
+}
+
+export interface ScannedResponse {
+  id: number;
+  flags: number;
+  /** Full RCODE: header 4 bits plus the OPT extended bits (RFC 6891 §6.1.3). */
+  rcode: number;
+  /** Lowercased wire name of the question ('' when QDCOUNT = 0). */
+  qnameKey: string;
+  qtype: number;
+  qclass: number;
+  questionEnd: number;
+  records: RrRef[];
+  /** Index into records of the OPT RR, -1 if none. */
+  optIndex: number;
+}
+
+const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
+const u32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) >>> 0) + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
+const MAX_POINTER_HOPS = 64;
+const MAX_RECORDS = 4096;
+const nameScratch = new Uint8Array(MAX_NAME_OCTETS);
+
+/** Skip a possibly compressed name at `off`; returns the offset after it. */
+function skipName(b: Uint8Array, off: number): number {
+  let o = off;
+  let total = 0;
+  for (;;) {
+    if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
+    const len = b[o]!;
+    if (len === 0) return o + 1;
+    if ((len & 0xc0) === 0xc0) {
+      if (o + 2 > b.length) throw new WireError('TRUNCATED', 'compression pointer truncated', o);
+      if ((((len & 0x3f) << 8) | b[o + 1]!) >= o) throw new WireError('BAD_FIELD', 'compression pointer does not point backwards', o);
+      return o + 2;
+    }
+    if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'unknown label type', o);
+    total += len + 1;
+    if (total + 1 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
+    o += len + 1;
+  }
+}
+
+/**
+ * Read a possibly compressed name as a lowercased wire-form key. Pointers must
+ * point strictly backwards and are followed at most 64 times.
+ */
+export function readNameKey(b: Uint8Array, off: number): string {
+  let o = off;
+  let out = '';
+  let hops = 0;
+  for (;;) {
+    if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
+    const len = b[o]!;
+    if (len === 0) return out + '\x00';
+    if ((len & 0xc0) === 0xc0) {
+      if (o + 2 > b.length) throw new WireError('TRUNCATED', 'compression pointer truncated', o);
+      const target = ((len & 0x3f) << 8) | b[o + 1]!;
+      if (target >= o || ++hops > MAX_POINTER_HOPS) throw new WireError('BAD_FIELD', 'bad compression pointer', o);
+      o = target;
+      continue;
+    }
+    if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'unknown label type', o);
+    if (o + 1 + len > b.length) throw new WireError('TRUNCATED', 'label runs past the message', o);
+    if (out.length + len + 2 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
+    out += String.fromCharCode(len);
+    for (let i = 1; i <= len; i++) {
+      const c = b[o + i]!;
+      out += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+    }
+    o += len + 1;
+  }
+}
+
+/** Check the structure of a whole response and index its RRs. */
+export function scanResponse(b: Uint8Array): ScannedResponse {
+  if (b.length < 12) throw new WireError('TRUNCATED', 'DNS header needs 12 octets', b.length);
+  const flags = u16(b, 2);
+  if (!(flags & 0x8000)) throw new WireError('BAD_FIELD', 'QR clear: not a response', 2);
+  const qd = u16(b, 4);
+  if (qd > 1) throw new WireError('BAD_FIELD', 'more than one question', 4);
+  const counts = [u16(b, 6), u16(b, 8), u16(b, 10)] as const;
+  if (counts[0] + counts[1] + counts[2] > MAX_RECORDS) throw new WireError('BAD_LENGTH', 'too many records', 6);
+  let o = 12;
+  let qnameKey = '';
+  let qtype = 0;
+  let qclass = 0;
+  if (qd === 1) {
+    const end = walkPlainName(b, 12, nameScratch);
+    if (end + 4 > b.length) throw new WireError('TRUNCATED', 'question truncated', end);
+    qnameKey = String.fromCharCode.apply(null, nameScratch.subarray(0, end - 12) as unknown as number[]);
+    qtype = u16(b, end);
+    qclass = u16(b, end + 2);
+    o = end + 4;
+  }
+  const questionEnd = o;
+  const records: RrRef[] = [];
+  let optIndex = -1;
+  let rcode = flags & 0xf;
+  for (let s = 0 as 0 | 1 | 2; s < 3; s = (s + 1) as 0 | 1 | 2) {
+    for (let i = 0; i < counts[s]; i++) {
+      const ownerOff = o;
+      const nameEnd = skipName(b, o);
+      if (nameEnd + 10 > b.length) throw new WireError('TRUNCATED', 'RR header truncated', nameEnd);
+      const type = u16(b, nameEnd);
+      const rdLen = u16(b, nameEnd + 8);
+      const rdOff = nameEnd + 10;
+      if (rdOff + rdLen > b.length) throw new WireError('TRUNCATED', 'RDATA runs past the message', nameEnd + 8);
+      const rawTtl = u32(b, nameEnd + 4);
+      if (type === RrType.OPT) {
+        if (s !== 2 || optIndex >= 0) throw new WireError('BAD_FIELD', 'misplaced or repeated OPT', ownerOff);
+        optIndex = records.length;
+        rcode |= b[nameEnd + 4]! << 4;
+      }
+      records.push({ section: s, ownerOff, type, klass: u16(b, nameEnd + 2), ttl: rawTtl > 0x7fffffff ? 0 : rawTtl, ttlOff: nameEnd + 4, rdOff, rdLen });
+      o = rdOff + rdLen;
+    }
+    if (s === 2) break;
+  }
+  return { id: u16(b, 0), flags, rcode, qnameKey, qtype, qclass, questionEnd, records, optIndex };
+}
+
+/** Follow the CNAME chain in the answer section from `nameKey` (at most 16 links); returns the final name. */
+export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: string): string {
+  let current = nameKey;
+  for (let hop = 0; hop < 16; hop++) {
+    let next: string | undefined;
+    for (const r of scan.records) {
+      if (r.section !== 0 || r.type !== RrType.CNAME) continue;
+      if (readNameKey(b, r.ownerOff) === current) { next = readNameKey(b, r.rdOff); break; }
+    }
+    if (next === undefined || next === current) return current;
+    current = next;
+  }
+  return current;
+}
+
+/** The answer-section RRs of `type` owned by `nameKey`. */
+export function rrsetAt(b: Uint8Array, scan: ScannedResponse, nameKey: string, type: number): RrRef[] {
+  return scan.records.filter((r) => r.section === 0 && r.type === type && readNameKey(b, r.ownerOff) === nameKey);
+}
+
+/**
+ * How long a response may be cached, in seconds, or undefined when it must not be
+ * (RFC 2308 §5: a negative answer without SOA is not cached; RFC 1035: TTL 0).
+ * Positive: the smallest answer TTL. Negative (NXDOMAIN, or NOERROR without an RR
+ * of the asked type at the end of the chain): min(SOA TTL, SOA MINIMUM).
+ */
+export function cacheTtl(b: Uint8Array, scan: ScannedResponse): { ttl: number; negative: boolean } | undefined {
+  const rc = scan.rcode;
+  if (rc !== 0 && rc !== 3) return undefined;
+  if (scan.flags & 0x0200) return undefined; // TC: never cache a truncated answer
+  let minAnswer = Infinity;
+  let hasAsked = false;
+  for (const r of scan.records) {
+    if (r.section !== 0) continue;
+    minAnswer = Math.min(minAnswer, r.ttl);
+    if (r.type === scan.qtype || scan.qtype === RrType.ANY) hasAsked = true;
+  }
+  if (rc === 0 && hasAsked) return minAnswer > 0 ? { ttl: minAnswer, negative: false } : undefined;
+  const soa = scan.records.find((r) => r.section === 1 && r.type === RrType.SOA);
+  if (!soa || soa.rdLen < 22) return undefined;
+  const minimum = u32(b, soa.rdOff + soa.rdLen - 4);
+  const ttl = Math.min(soa.ttl, minimum, minAnswer);
+  return ttl > 0 ? { ttl, negative: true } : undefined;
+}

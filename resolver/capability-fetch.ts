@@ -1,0 +1,119 @@
+/**
+ * Fetching a peer's capability record (DESIGN.md §2) through the rest of the
+ * resolver chain (so it is cached and coalesced like any other question): the
+ * TYPE65300 RRset at the final name, and — only when configured and only after
+ * a NODATA — the `_shim6.<name>` TXT fallback. Decoding is the wire codec's
+ * (shim/wire/capability-record.ts); this module turns DNS outcomes into one
+ * CapResult with a TTL (RFC 2308 §5 for the negative ones).
+ * It must not know about sockets, the engine or when to prime.
+ */
+import { WireError } from '../shim/wire/errors.ts';
+import { formatIpv6, type Ipv6 } from '../shim/wire/ipv6.ts';
+import { decodeCapabilityRecord, decodeCapabilityTxt, type CapabilityRecord } from '../shim/wire/capability-record.ts';
+import type { Millis } from '../shim/time.ts';
+import type { Handler } from './chain.ts';
+import { buildQuery } from './answer-build.ts';
+import { cacheTtl, followCnames, rrsetAt, scanResponse, type ScannedResponse } from './answer-scan.ts';
+import { CLASS_IN, parseQuery, questionKey, Rcode, RrType } from './message.ts';
+
+export type CapSource = 'dns' | 'txt';
+
+export type CapResult =
+  | { kind: 'found'; records: CapabilityRecord[]; invalid: string[]; ttl: number; source: CapSource }
+  | { kind: 'invalid'; invalid: string[]; ttl: number; source: CapSource }
+  | { kind: 'absent'; ttl: number; source: 'nodata' | 'nxdomain' | 'txt-nodata' }
+  | { kind: 'error'; reason: string };
+
+export interface CapFetchOptions {
+  /** The capability RR type (TYPE65300 by default, configurable). */
+  rrType: number;
+  /** Query `_shim6.<name>` TXT after a TYPE65300 NODATA. */
+  txtFallback: boolean;
+  /** Negative TTL when a negative answer carries no SOA (s). */
+  defaultNegativeTtl: number;
+}
+
+interface Looked { bytes: Uint8Array; scan: ScannedResponse }
+
+/** One internal question through `handler`; undefined when resolution failed. */
+export async function lookupVia(handler: Handler, clock: () => Millis, nameKey: string, qtype: number): Promise<Looked | undefined> {
+  const query = buildQuery(0, nameKey, qtype, CLASS_IN, { dnssecOk: false });
+  const q = parseQuery(query);
+  const a = await handler({ query, q, key: questionKey(q.nameKey, qtype, CLASS_IN, false, false), now: clock(), transport: 'internal' });
+  if (a.failed || (a.rcode !== Rcode.NOERROR && a.rcode !== Rcode.NXDOMAIN)) return undefined;
+  try {
+    return { bytes: a.bytes, scan: a.scan ?? scanResponse(a.bytes) };
+  } catch {
+    return undefined;
+  }
+}
+
+/** The AAAA addresses at the end of `nameKey`'s CNAME chain in an answer. */
+export function aaaaAddresses(bytes: Uint8Array, scan: ScannedResponse, nameKey: string): Ipv6[] {
+  const final = followCnames(bytes, scan, nameKey);
+  return rrsetAt(bytes, scan, final, RrType.AAAA).filter((r) => r.rdLen === 16).map((r) => formatIpv6(bytes, r.rdOff));
+}
+
+export async function fetchAaaa(handler: Handler, clock: () => Millis, nameKey: string): Promise<Ipv6[] | undefined> {
+  const r = await lookupVia(handler, clock, nameKey, RrType.AAAA);
+  return r && r.scan.rcode === Rcode.NOERROR ? aaaaAddresses(r.bytes, r.scan, nameKey) : r ? [] : undefined;
+}
+
+/** Look up and decode the capability record of `nameKey`. Never throws. */
+export async function fetchCapability(handler: Handler, clock: () => Millis, nameKey: string, opts: CapFetchOptions): Promise<CapResult> {
+  try {
+    const r = await lookupVia(handler, clock, nameKey, opts.rrType);
+    if (!r) return { kind: 'error', reason: 'capability lookup failed' };
+    const negTtl = (): number => cacheTtl(r.bytes, r.scan)?.ttl ?? opts.defaultNegativeTtl;
+    if (r.scan.rcode === Rcode.NXDOMAIN) return { kind: 'absent', ttl: negTtl(), source: 'nxdomain' };
+    const final = followCnames(r.bytes, r.scan, nameKey);
+    const rrs = rrsetAt(r.bytes, r.scan, final, opts.rrType);
+    if (rrs.length > 0) {
+      return decodeAll(rrs.map((rr) => ({ ttl: rr.ttl, decode: () => decodeCapabilityRecord(r.bytes.slice(rr.rdOff, rr.rdOff + rr.rdLen)) })), 'dns');
+    }
+    if (!opts.txtFallback) return { kind: 'absent', ttl: negTtl(), source: 'nodata' };
+    return await fetchTxt(handler, clock, final, opts, negTtl());
+  } catch (err) {
+    return { kind: 'error', reason: (err as Error).message };
+  }
+}
+
+/** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. */
+async function fetchTxt(handler: Handler, clock: () => Millis, final: string, opts: CapFetchOptions, nodataTtl: number): Promise<CapResult> {
+  const txtName = '\x06_shim6' + final;
+  const r = await lookupVia(handler, clock, txtName, RrType.TXT);
+  if (!r) return { kind: 'error', reason: 'TXT fallback lookup failed' };
+  const rrs = r.scan.rcode === Rcode.NOERROR ? rrsetAt(r.bytes, r.scan, followCnames(r.bytes, r.scan, txtName), RrType.TXT) : [];
+  const caps = rrs.map((rr) => ({ ttl: rr.ttl, text: txtText(r.bytes, rr.rdOff, rr.rdLen) })).filter((x) => x.text.startsWith('v=shim6cap'));
+  if (caps.length === 0) return { kind: 'absent', ttl: Math.min(nodataTtl, cacheTtl(r.bytes, r.scan)?.ttl ?? nodataTtl), source: 'txt-nodata' };
+  return decodeAll(caps.map((c) => ({ ttl: c.ttl, decode: () => decodeCapabilityTxt(c.text) })), 'txt');
+}
+
+/** RFC 1035 §3.3.14: TXT RDATA is one or more <character-string>s; one record's strings are joined. */
+function txtText(b: Uint8Array, off: number, len: number): string {
+  let s = '';
+  for (let o = off; o < off + len;) {
+    const n = b[o]!;
+    const end = Math.min(o + 1 + n, off + len);
+    s += Buffer.from(b.subarray(o + 1, end)).toString('latin1');
+    o = end;
+  }
+  return s;
+}
+
+function decodeAll(items: Array<{ ttl: number; decode: () => CapabilityRecord }>, source: CapSource): CapResult {
+  const records: CapabilityRecord[] = [];
+  const invalid: string[] = [];
+  let ttl = Infinity;
+  for (const it of items) {
+    ttl = Math.min(ttl, it.ttl);
+    try {
+      records.push(it.decode());
+    } catch (err) {
+      // A record of unknown version or with unknown mandatory keys is ignored, as any malformed one.
+      if (!(err instanceof WireError)) throw err;
+      invalid.push(err.code);
+    }
+  }
+  return records.length > 0 ? { kind: 'found', records, invalid, ttl, source } : { kind: 'invalid', invalid, ttl, source };
+}

@@ -1,0 +1,36 @@
+/**
+ * CapabilitySink: the only thing the resolver knows of the engine
+ * (docs/contracts.md "resolver ↔ engine"). The daemon adapts it to
+ * `Engine.prime` and the engine's fallback policy; tests record the calls.
+ *
+ * The resolver calls `prime` once per record lifetime for a peer whose valid
+ * capability record it found, before the application's answer is sent when the
+ * record arrived in time, and `absent` once per negative lifetime when the name
+ * has no record (NODATA / NXDOMAIN, and no TXT fallback record).
+ */
+import type { Millis } from '../shim/time.ts';
+import type { Ipv6 } from '../shim/wire/ipv6.ts';
+import type { Logger } from '../shim/log.ts';
+import type { CapabilityRecord } from '../shim/wire/capability-record.ts';
+
+export type { CapabilityRecord };
+
+export interface CapabilitySink {
+  /** DNS says the peer `name` runs shim6 with this ULID and locator set, for `ttlSeconds`. */
+  prime(now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void;
+  /** DNS says `name` (answered with `addresses`) has no capability record, for `ttlSeconds`. */
+  absent(now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void;
+}
+
+/** A sink that only logs: what `shim6 resolver` uses until the engine is wired in. */
+export class LoggingSink implements CapabilitySink {
+  constructor(private readonly log: Logger) {}
+
+  prime(_now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
+    this.log.info('capability prime', { name, ulid: record.ulid, locators: record.locators.map((l) => l.address), ttl: ttlSeconds });
+  }
+
+  absent(_now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void {
+    this.log.info('capability absent', { name, addresses, ttl: ttlSeconds });
+  }
+}

@@ -1,0 +1,198 @@
+/**
+ * The resolver's configuration: a YAML or JSON file (validated; every error
+ * names the key and the value), command-line overrides, and upstreams from
+ * /etc/resolv.conf when none are configured — never the stub's own addresses.
+ * Owns defaults of its own (not spec constants). Must not open sockets.
+ */
+import { readFileSync } from 'node:fs';
+import net from 'node:net';
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from '../shim/errors.ts';
+import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
+import { isLogLevel, type LogLevel } from '../shim/log.ts';
+import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
+import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } from './upstream.ts';
+import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from './listener.ts';
+import { DEFAULT_CAPABILITY_OPTIONS, type CapabilityOptions } from './stages/capability.ts';
+
+/**
+ * Default listen address: 127.0.0.153:53. systemd-resolved owns 127.0.0.53 and
+ * 127.0.0.54, so the stub stays out of their way (docs/resolver.md).
+ */
+export const DEFAULT_LISTEN: ListenAddr = { host: '127.0.0.153', port: 53 };
+export const DEFAULT_QUERY_TIMEOUT_MS = 3000;
+
+export interface ResolverConfig {
+  listen: ListenAddr[];
+  upstreams: UpstreamAddr[];
+  queryTimeoutMs: number;
+  upstream: UpstreamOptions;
+  cache: AnswerCacheOptions;
+  capability: CapabilityOptions & { enabled: boolean };
+  listener: ListenerOptions;
+  controlSocket: string | undefined;
+  logLevel: LogLevel;
+}
+
+function bad(key: string, value: unknown, why: string): never {
+  throw new UsageError('ECONFIG', `${key}: invalid value ${JSON.stringify(value)}: ${why}`, key);
+}
+
+/** "ADDR:PORT", "[V6]:PORT", or a bare address (port `defPort`). */
+export function parseHostPort(text: unknown, key: string, defPort: number): { host: string; port: number } {
+  if (typeof text !== 'string' || text.length === 0) bad(key, text, 'expected "ADDR:PORT"');
+  let host = text;
+  let port = defPort;
+  const m = /^\[([^\]]+)\](?::(\d+))?$/.exec(text) ?? (/^([^:]+):(\d+)$/.exec(text));
+  if (m) {
+    host = m[1]!;
+    if (m[2] !== undefined) port = Number(m[2]);
+  }
+  if (!net.isIP(host)) bad(key, text, 'not an IP address');
+  if (!Number.isInteger(port) || port < 0 || port > 65535) bad(key, text, 'port must be 0..65535');
+  return { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port };
+}
+
+/** Nameservers of a resolv.conf text, minus the stub's own listen addresses. */
+export function upstreamsFromResolvConf(text: string, listen: readonly ListenAddr[]): UpstreamAddr[] {
+  const out: UpstreamAddr[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
+    if (!m) continue;
+    const host = m[1]!.split('%')[0]!;
+    if (!net.isIP(host)) continue;
+    const addr = { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port: 53 };
+    if (listen.some((l) => l.host === addr.host && l.port === addr.port)) continue; // never forward to ourselves
+    out.push(addr);
+  }
+  return out;
+}
+
+type Obj = Record<string, unknown>;
+const isObj = (v: unknown): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+function num(o: Obj, key: string, path: string, def: number, min: number, max: number, integer = true): number {
+  const v = o[key];
+  if (v === undefined) return def;
+  if (typeof v !== 'number' || !Number.isFinite(v) || (integer && !Number.isInteger(v)) || v < min || v > max) {
+    bad(`${path}.${key}`, v, `expected ${integer ? 'an integer' : 'a number'} in ${min}..${max}`);
+  }
+  return v;
+}
+
+function bool(o: Obj, key: string, path: string, def: boolean): boolean {
+  const v = o[key];
+  if (v === undefined) return def;
+  if (typeof v !== 'boolean') bad(`${path}.${key}`, v, 'expected true or false');
+  return v;
+}
+
+function section(o: Obj, key: string, allowed: readonly string[]): Obj {
+  const v = o[key];
+  if (v === undefined) return {};
+  if (!isObj(v)) bad(key, v, 'expected a mapping');
+  for (const k of Object.keys(v)) if (!allowed.includes(k)) bad(`${key}.${k}`, v[k], `unknown key (known: ${allowed.join(', ')})`);
+  return v;
+}
+
+function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefined {
+  const v = o[key];
+  if (v === undefined) return undefined;
+  const list = typeof v === 'string' ? [v] : v;
+  if (!Array.isArray(list) || list.length === 0) bad(key, v, 'expected a non-empty list of "ADDR:PORT"');
+  return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
+}
+
+const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
+
+/** Validate a parsed config document (from YAML or JSON). */
+export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs'> {
+  const o: Obj = doc === null || doc === undefined ? {} : isObj(doc) ? doc : bad('(top level)', doc, 'expected a mapping');
+  for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
+  const up = section(o, 'upstream', ['attemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
+  const ca = section(o, 'cache', ['maxEntries', 'maxBytes', 'maxTtlSeconds', 'maxNegativeTtlSeconds', 'staleMaxSeconds']);
+  const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds']);
+  const tcp = section(o, 'tcp', ['idleMs', 'maxConnections', 'maxInflight']);
+  const ctl = section(o, 'control', ['socket']);
+  const lg = section(o, 'log', ['level']);
+  if (ctl.socket !== undefined && (typeof ctl.socket !== 'string' || ctl.socket === '')) bad('control.socket', ctl.socket, 'expected a path');
+  if (lg.level !== undefined && (typeof lg.level !== 'string' || !isLogLevel(lg.level))) bad('log.level', lg.level, 'expected debug, info, warn or error');
+  const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS;
+  const listen = addrList(o, 'listen', 53);
+  const upstreams = addrList(o, 'upstreams', 53);
+  const out = {
+    queryTimeoutMs: num(o, 'queryTimeoutMs', '', DEFAULT_QUERY_TIMEOUT_MS, 10, 60_000),
+    upstream: {
+      attemptTimeoutMs: num(up, 'attemptTimeoutMs', 'upstream', d.attemptTimeoutMs, 10, 30_000),
+      failThreshold: num(up, 'failThreshold', 'upstream', d.failThreshold, 1, 100),
+      holdDownMs: num(up, 'holdDownMs', 'upstream', d.holdDownMs, 0, 3_600_000),
+      socketCount: num(up, 'socketCount', 'upstream', d.socketCount, 1, 1024),
+      socketUses: num(up, 'socketUses', 'upstream', d.socketUses, 1, 1_000_000),
+      maxInflight: num(up, 'maxInflight', 'upstream', d.maxInflight, 1, 1_000_000),
+    },
+    cache: {
+      maxEntries: num(ca, 'maxEntries', 'cache', c.maxEntries, 1, 10_000_000),
+      maxBytes: num(ca, 'maxBytes', 'cache', c.maxBytes, 1024, 8 * 1024 ** 3),
+      maxTtlSeconds: num(ca, 'maxTtlSeconds', 'cache', c.maxTtlSeconds, 1, 604_800),
+      maxNegativeTtlSeconds: num(ca, 'maxNegativeTtlSeconds', 'cache', c.maxNegativeTtlSeconds, 0, 86_400),
+      staleMaxSeconds: num(ca, 'staleMaxSeconds', 'cache', c.staleMaxSeconds, 0, 604_800),
+    },
+    capability: {
+      enabled: bool(cp, 'enabled', 'capability', true),
+      rrType: num(cp, 'rrType', 'capability', k.rrType, 1, 65535),
+      txtFallback: bool(cp, 'txtFallback', 'capability', k.txtFallback),
+      waitMaxMs: num(cp, 'waitMaxMs', 'capability', k.waitMaxMs, 0, 10_000, false),
+      waitMinMs: num(cp, 'waitMinMs', 'capability', k.waitMinMs, 0, 10_000, false),
+      waitFraction: num(cp, 'waitFraction', 'capability', k.waitFraction, 0, 10, false),
+      maxEntries: num(cp, 'maxEntries', 'capability', k.maxEntries, 1, 10_000_000),
+      defaultNegativeTtl: num(cp, 'defaultNegativeTtl', 'capability', k.defaultNegativeTtl, 0, 86_400),
+      errorTtlSeconds: num(cp, 'errorTtlSeconds', 'capability', k.errorTtlSeconds, 0, 3600),
+    },
+    listener: {
+      tcpIdleMs: num(tcp, 'idleMs', 'tcp', l.tcpIdleMs, 100, 3_600_000),
+      maxTcpConnections: num(tcp, 'maxConnections', 'tcp', l.maxTcpConnections, 1, 100_000),
+      maxTcpInflight: num(tcp, 'maxInflight', 'tcp', l.maxTcpInflight, 1, 10_000),
+    },
+    ...(listen ? { listen } : {}),
+    ...(upstreams ? { upstreams } : {}),
+    ...(typeof ctl.socket === 'string' ? { controlSocket: ctl.socket } : {}),
+    ...(typeof lg.level === 'string' && isLogLevel(lg.level) ? { logLevel: lg.level } : {}),
+  };
+  if (out.capability.rrType === 41 || out.capability.rrType === 0) bad('capability.rrType', out.capability.rrType, 'not a data RR type');
+  return out;
+}
+
+/** Read and validate a config file (YAML, of which JSON is a subset). */
+export function loadConfigFile(file: string): ReturnType<typeof configFromObject> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError('ECONFIG', `--config: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, '--config');
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    throw new UsageError('ECONFIG', `--config: ${file} is not YAML/JSON: ${(err as Error).message}`, '--config');
+  }
+  return configFromObject(doc);
+}
+
+/** The full configuration: file, then flags, then resolv.conf for upstreams if still none. */
+export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: { listen?: ListenAddr[]; upstreams?: UpstreamAddr[]; logLevel?: LogLevel; controlSocket?: string }, resolvConfText?: string): ResolverConfig {
+  const listen = flags.listen ?? file.listen ?? [DEFAULT_LISTEN];
+  let upstreams = flags.upstreams ?? file.upstreams;
+  if (!upstreams) upstreams = upstreamsFromResolvConf(resolvConfText ?? '', listen);
+  if (upstreams.length === 0) throw new UsageError('ECONFIG', 'upstreams: none configured and none usable in /etc/resolv.conf', 'upstreams');
+  for (const u of upstreams) {
+    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', `${u.host}:${u.port}`, 'is the stub itself');
+  }
+  return {
+    listen, upstreams,
+    queryTimeoutMs: file.queryTimeoutMs,
+    upstream: file.upstream, cache: file.cache, capability: file.capability, listener: file.listener,
+    controlSocket: flags.controlSocket ?? file.controlSocket,
+    logLevel: flags.logLevel ?? file.logLevel ?? 'info',
+  };
+}

@@ -1,0 +1,39 @@
+/**
+ * The resolver's counters, shown by `shim6 status`. Plain numbers bumped by the
+ * stages and drivers; no logic here.
+ */
+export interface ResolverCounters {
+  queries: number;
+  udpQueries: number;
+  tcpQueries: number;
+  hits: number;
+  misses: number;
+  coalesced: number;
+  staleServed: number;
+  formerr: number;
+  servfail: number;
+  refused: number;
+  dropped: number;
+  truncated: number;
+  upstreamTimeouts: number;
+  upstreamTcpFallbacks: number;
+  upstreamMalformed: number;
+  upstreamMismatched: number;
+  capabilityFound: number;
+  capabilityAbsent: number;
+  capabilityInvalid: number;
+  capabilityErrors: number;
+  capabilityLate: number;
+  primes: number;
+  absents: number;
+}
+
+export function newCounters(): ResolverCounters {
+  return {
+    queries: 0, udpQueries: 0, tcpQueries: 0, hits: 0, misses: 0, coalesced: 0, staleServed: 0,
+    formerr: 0, servfail: 0, refused: 0, dropped: 0, truncated: 0,
+    upstreamTimeouts: 0, upstreamTcpFallbacks: 0, upstreamMalformed: 0, upstreamMismatched: 0,
+    capabilityFound: 0, capabilityAbsent: 0, capabilityInvalid: 0, capabilityErrors: 0, capabilityLate: 0,
+    primes: 0, absents: 0,
+  };
+}

@@ -1,0 +1,104 @@
+/**
+ * The stub resolver: builds the stage chain from its order (chain.ts
+ * DEFAULT_ORDER, minus the capability stage when pickup is off), the upstream
+ * pool, the answer cache and the listeners, and reports status. This is the
+ * driver that owns the clock: every request gets `now` from `clock`.
+ * It must not know the engine; capability outcomes go to a CapabilitySink.
+ */
+import { performance } from 'node:perf_hooks';
+import { ms, type Millis } from '../shim/time.ts';
+import type { Logger } from '../shim/log.ts';
+import { compose, DEFAULT_ORDER, type Handler, type Stage, type StageName } from './chain.ts';
+import { AnswerCache } from './answer-cache.ts';
+import { UpstreamPool } from './upstream.ts';
+import { Listeners, type AnswerHook, type ListenAddr } from './listener.ts';
+import { newCounters, type ResolverCounters } from './counters.ts';
+import { CacheStage } from './stages/cache.ts';
+import { ForwardStage } from './stages/forward.ts';
+import { CapabilityStage } from './stages/capability.ts';
+import type { CapabilitySink } from './capability-sink.ts';
+import type { ResolverConfig } from './config.ts';
+import { errorResponse } from './answer-build.ts';
+import { Rcode } from './message.ts';
+
+export interface ResolverDeps {
+  sink: CapabilitySink;
+  log: Logger;
+  /** The clock every request's `now` comes from (tests inject one). */
+  clock?: () => Millis;
+  onAnswer?: AnswerHook;
+}
+
+/** The monotonic clock of a real run. */
+export const monotonicClock = (): Millis => ms(performance.now());
+
+export class Resolver {
+  readonly counters: ResolverCounters = newCounters();
+  readonly cache: AnswerCache;
+  readonly pool: UpstreamPool;
+  readonly handler: Handler;
+  private readonly listeners: Listeners;
+  private readonly capability: CapabilityStage | undefined;
+  private readonly cacheStage: CacheStage;
+  private readonly clock: () => Millis;
+  private readonly startedAt: Millis;
+
+  private constructor(readonly config: ResolverConfig, deps: ResolverDeps) {
+    this.clock = deps.clock ?? monotonicClock;
+    this.startedAt = this.clock();
+    const log = deps.log.child('resolver');
+    this.cache = new AnswerCache(config.cache);
+    this.pool = new UpstreamPool(config.upstreams, config.upstream, monotonicClock, log, this.counters);
+    this.cacheStage = new CacheStage(this.cache, this.counters);
+    const order = DEFAULT_ORDER.filter((n) => n !== 'capability' || config.capability.enabled);
+    const terminal: Handler = (req) => ({ bytes: errorResponse(req.query, req.q, Rcode.SERVFAIL), optOff: -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
+    // Build from the last stage back, so a stage that needs "the rest of the chain" for its own lookups gets it.
+    const stages: Stage[] = [];
+    let capability: CapabilityStage | undefined;
+    for (let i = order.length - 1; i >= 0; i--) {
+      const name: StageName = order[i]!;
+      const rest = compose(stages, terminal);
+      let stage: Stage;
+      if (name === 'forward') stage = new ForwardStage(this.pool, config.queryTimeoutMs);
+      else if (name === 'cache') stage = this.cacheStage;
+      else stage = capability = new CapabilityStage(rest, deps.sink, this.counters, log.child('capability'), config.capability, this.clock, () => performance.now());
+      stages.unshift(stage);
+    }
+    this.capability = capability;
+    this.handler = compose(stages, terminal);
+    this.listeners = new Listeners(this.handler, this.counters, this.clock, log, config.listener, deps.onAnswer);
+  }
+
+  /** Build and bind. Rejects (and closes what was opened) if an address cannot be bound. */
+  static async start(config: ResolverConfig, deps: ResolverDeps): Promise<Resolver> {
+    const r = new Resolver(config, deps);
+    try {
+      await r.listeners.listen(config.listen);
+    } catch (err) {
+      await r.close();
+      throw err;
+    }
+    return r;
+  }
+
+  /** The addresses actually bound (port 0 resolved). */
+  get addresses(): readonly ListenAddr[] { return this.listeners.bound; }
+
+  /** Counters, cache use, upstream health and the capability caches; plain JSON. */
+  status(): Record<string, unknown> {
+    const now = this.clock();
+    return {
+      listen: this.addresses,
+      uptimeSeconds: Math.floor((now - this.startedAt) / 1000),
+      counters: { ...this.counters },
+      cache: { entries: this.cache.size, bytes: this.cache.bytes, maxEntries: this.config.cache.maxEntries, maxBytes: this.config.cache.maxBytes, inflight: this.cacheStage.inflightCount },
+      upstreams: this.pool.status(),
+      capability: this.capability ? { enabled: true, ...this.capability.status(now) } : { enabled: false, positive: [], negative: [] },
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.listeners.close();
+    this.pool.close();
+  }
+}

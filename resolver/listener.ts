@@ -1,0 +1,158 @@
+/**
+ * The stub's listeners: UDP and TCP on each configured address. TCP follows
+ * RFC 7766: 2-octet length framing, pipelined queries answered as they complete
+ * (§6.2.1.1, out of order allowed), an idle timeout (§6.2.3), and bounds on
+ * connections and on queries in flight per connection.
+ *
+ * The listener parses the question (malformed → FORMERR, not a query → drop),
+ * runs the chain, and gives the answer its last per-client fix-ups. Nothing a
+ * client sends may throw out of here. It must not know what the stages do.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import type { Millis } from '../shim/time.ts';
+import type { Logger } from '../shim/log.ts';
+import { WireError } from '../shim/wire/errors.ts';
+import type { Answer, Handler, Request } from './chain.ts';
+import { parseQuery, questionKey, Rcode, type ParsedQuery } from './message.ts';
+import { errorResponse, finishForClient, truncatedResponse } from './answer-build.ts';
+import type { ResolverCounters } from './counters.ts';
+
+export interface ListenAddr { host: string; port: number }
+
+export interface ListenerOptions {
+  /** RFC 7766 §6.2.3: close idle TCP connections after this long (ms). */
+  tcpIdleMs: number;
+  maxTcpConnections: number;
+  /** Pipelined queries per TCP connection before reading pauses. */
+  maxTcpInflight: number;
+}
+
+export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
+
+/** Called after an answer was handed to the socket (tests use it to order events). */
+export type AnswerHook = (q: ParsedQuery, answer: Answer, transport: 'udp' | 'tcp') => void;
+
+export class Listeners {
+  private readonly udp: dgram.Socket[] = [];
+  private readonly tcp: net.Server[] = [];
+  private readonly conns = new Set<net.Socket>();
+  readonly bound: ListenAddr[] = [];
+
+  constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
+    private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook) {}
+
+  /** Bind UDP then TCP on each address; port 0 picks one port for both. */
+  async listen(addrs: readonly ListenAddr[]): Promise<void> {
+    for (const a of addrs) {
+      const sock = dgram.createSocket({ type: net.isIPv6(a.host) ? 'udp6' : 'udp4' });
+      await new Promise<void>((resolve, reject) => {
+        sock.once('error', reject);
+        sock.bind(a.port, a.host, () => { sock.off('error', reject); resolve(); });
+      });
+      sock.on('error', (err) => this.log.warn('UDP listener error', { error: err.message }));
+      sock.on('message', (msg, rinfo) => this.handle(msg, 'udp', (out) => sock.send(out, rinfo.port, rinfo.address)));
+      this.udp.push(sock);
+      const port = sock.address().port;
+      const server = net.createServer((c) => this.onConnection(c));
+      server.maxConnections = this.opts.maxTcpConnections;
+      await new Promise<void>((resolve, reject) => {
+        server.once('error', reject);
+        server.listen(port, a.host, () => { server.off('error', reject); resolve(); });
+      });
+      server.on('error', (err) => this.log.warn('TCP listener error', { error: err.message }));
+      this.tcp.push(server);
+      this.bound.push({ host: a.host, port });
+      this.log.info('listening', { address: a.host, port });
+    }
+  }
+
+  /** Parse, resolve, answer. Every failure path ends in an answer or a counted drop. */
+  handle(bytes: Uint8Array, transport: 'udp' | 'tcp', respond: (out: Uint8Array) => void, done?: () => void): void {
+    this.counters.queries++;
+    if (transport === 'udp') this.counters.udpQueries++; else this.counters.tcpQueries++;
+    let q: ParsedQuery;
+    try {
+      q = parseQuery(bytes);
+    } catch (err) {
+      // A datagram without a full header, or a response (QR=1), gets no answer (no reflection loops).
+      if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { this.counters.dropped++; done?.(); return; }
+      const notImp = err instanceof WireError && err.code === 'BAD_TYPE';
+      if (notImp) this.counters.refused++; else this.counters.formerr++;
+      respond(errorResponse(bytes, undefined, notImp ? Rcode.NOTIMP : Rcode.FORMERR));
+      done?.();
+      return;
+    }
+    const local = this.localAnswer(bytes, q);
+    if (local) { respond(local); done?.(); return; }
+    const req: Request = { query: bytes, q, key: questionKey(q.nameKey, q.qtype, q.qclass, q.dnssecOk, q.checkingDisabled), now: this.clock(), transport };
+    const send = (a: Answer): void => {
+      let out = finishForClient(a.owned ? a.bytes : Uint8Array.from(a.bytes), a.optOff, bytes, q);
+      if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q); this.counters.truncated++; }
+      if (a.rcode === Rcode.SERVFAIL) this.counters.servfail++;
+      respond(out);
+      this.onAnswer?.(q, a, transport);
+      done?.();
+    };
+    const fail = (err: unknown): void => {
+      this.log.error('chain failed', { error: (err as Error)?.message });
+      this.counters.servfail++;
+      respond(errorResponse(bytes, q, Rcode.SERVFAIL));
+      done?.();
+    };
+    try {
+      const r = this.handler(req);
+      if (r instanceof Promise) r.then(send, fail); else send(r);
+    } catch (err) {
+      fail(err);
+    }
+  }
+
+  /** Answers the stub gives itself: BADVERS (RFC 6891 §6.1.3) and zone transfers (not a stub's job). */
+  private localAnswer(bytes: Uint8Array, q: ParsedQuery): Uint8Array | undefined {
+    if (q.edns && q.ednsVersion !== 0) return errorResponse(bytes, q, Rcode.BADVERS);
+    if (q.qtype === 251 || q.qtype === 252) { this.counters.refused++; return errorResponse(bytes, q, Rcode.NOTIMP); }
+    return undefined;
+  }
+
+  private onConnection(c: net.Socket): void {
+    this.conns.add(c);
+    let buf = Buffer.alloc(0);
+    let inflight = 0;
+    c.setNoDelay(true);
+    c.setTimeout(this.opts.tcpIdleMs, () => { if (inflight === 0) c.destroy(); });
+    c.on('error', () => c.destroy());
+    c.on('close', () => this.conns.delete(c));
+    const write = (out: Uint8Array): void => {
+      if (c.destroyed || !c.writable) return;
+      const frame = Buffer.allocUnsafe(2 + out.length);
+      frame.writeUInt16BE(out.length, 0);
+      frame.set(out, 2);
+      c.write(frame);
+    };
+    const finished = (): void => {
+      inflight--;
+      if (c.isPaused() && inflight < this.opts.maxTcpInflight) c.resume();
+    };
+    c.on('data', (chunk) => {
+      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
+      while (buf.length >= 2) {
+        const len = buf.readUInt16BE(0);
+        if (buf.length < 2 + len) break;
+        const msg = Uint8Array.prototype.slice.call(buf, 2, 2 + len);
+        buf = buf.subarray(2 + len);
+        inflight++;
+        this.handle(msg, 'tcp', write, finished);
+      }
+      if (inflight >= this.opts.maxTcpInflight) c.pause();
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const s of this.udp) s.close();
+    for (const c of this.conns) c.destroy();
+    await Promise.all(this.tcp.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    this.udp.length = 0;
+    this.tcp.length = 0;
+  }
+}

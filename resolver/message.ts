@@ -1,0 +1,173 @@
+/**
+ * The resolver's hand-written DNS query parser (RFC 1035 §4.1, RFC 6891 §6.1).
+ *
+ * It reads only what the stub needs to route and cache a query: header, the one
+ * question, and the OPT pseudo-RR. It never decodes the rest of a message into
+ * objects, so the cache-hit path stays on raw bytes (see docs/resolver.md).
+ * Throws only WireError; `rcode` on the returned parse says how to answer.
+ * It must not know about sockets, upstreams or the cache.
+ */
+import { WireError } from '../shim/wire/errors.ts';
+
+/** RFC 1035 §4.1.1 / RFC 6895 response codes used by the stub. */
+export const Rcode = { NOERROR: 0, FORMERR: 1, SERVFAIL: 2, NXDOMAIN: 3, NOTIMP: 4, REFUSED: 5, BADVERS: 16 } as const;
+export type Rcode = (typeof Rcode)[keyof typeof Rcode];
+
+/** RR types the stub looks at. */
+export const RrType = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, RRSIG: 46, ANY: 255 } as const;
+export const CLASS_IN = 1;
+/** RFC 1035 §2.3.4 */
+export const MAX_NAME_OCTETS = 255;
+export const MAX_LABEL_OCTETS = 63;
+/** RFC 6891 §6.2.5: a requestor's payload size below 512 is treated as 512. */
+export const MIN_UDP_PAYLOAD = 512;
+/** Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2). */
+export const Flag = { QR: 0x8000, AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080, AD: 0x0020, CD: 0x0010 } as const;
+/** RFC 3225: DO bit in the OPT TTL field's flags. */
+export const EDNS_DO = 0x8000;
+
+export interface ParsedQuery {
+  id: number;
+  flags: number;
+  /** Lowercased name in wire form as a latin1 string: the cache key's name part. */
+  nameKey: string;
+  /** Offset just past QCLASS. */
+  questionEnd: number;
+  qtype: number;
+  qclass: number;
+  /** OPT present in the query. */
+  edns: boolean;
+  ednsVersion: number;
+  /** Requestor's UDP payload size (≥ 512), 512 without EDNS. */
+  udpSize: number;
+  dnssecOk: boolean;
+  checkingDisabled: boolean;
+  recursionDesired: boolean;
+  /** AD bit in the query: RFC 6840 §5.7, the client understands AD. */
+  authenticData: boolean;
+}
+
+const scratch = new Uint8Array(MAX_NAME_OCTETS);
+const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
+
+/**
+ * Walk an uncompressed name at `off` (queries never need pointers), lowercasing
+ * ASCII into `out` when given. Returns the offset just past the root label.
+ */
+export function walkPlainName(b: Uint8Array, off: number, out?: Uint8Array): number {
+  let o = off;
+  let total = 0;
+  for (;;) {
+    if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
+    const len = b[o]!;
+    if (len === 0) {
+      if (out) out[total] = 0;
+      return o + 1;
+    }
+    if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'compression pointer or label type not allowed here', o);
+    if (total + len + 2 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
+    if (o + 1 + len > b.length) throw new WireError('TRUNCATED', 'label runs past the message', o);
+    if (out) {
+      out[total] = len;
+      for (let i = 1; i <= len; i++) {
+        const c = b[o + i]!;
+        out[total + i] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
+      }
+    }
+    total += len + 1;
+    o += len + 1;
+  }
+}
+
+/**
+ * Parse a query. Throws WireError when the bytes are not a DNS query at all
+ * (the listener answers FORMERR when at least the header is there, else drops).
+ */
+export function parseQuery(b: Uint8Array): ParsedQuery {
+  if (b.length < 12) throw new WireError('TRUNCATED', 'DNS header needs 12 octets', b.length);
+  const id = u16(b, 0);
+  const flags = u16(b, 2);
+  if (flags & Flag.QR) throw new WireError('BAD_FIELD', 'QR set: a response, not a query', 2);
+  if (((flags >> 11) & 0xf) !== 0) throw new WireError('BAD_TYPE', 'opcode is not QUERY', 2);
+  if (u16(b, 4) !== 1) throw new WireError('BAD_FIELD', 'QDCOUNT must be 1', 4);
+  if (u16(b, 6) !== 0 || u16(b, 8) !== 0) throw new WireError('BAD_FIELD', 'a query carries no answer or authority records', 6);
+  const arcount = u16(b, 10);
+  const nameEnd = walkPlainName(b, 12, scratch);
+  if (nameEnd + 4 > b.length) throw new WireError('TRUNCATED', 'question needs QTYPE and QCLASS', nameEnd);
+  const nameKey = latin1(scratch, nameEnd - 12);
+  const q: ParsedQuery = {
+    id, flags, nameKey, questionEnd: nameEnd + 4,
+    qtype: u16(b, nameEnd), qclass: u16(b, nameEnd + 2),
+    edns: false, ednsVersion: 0, udpSize: MIN_UDP_PAYLOAD, dnssecOk: false,
+    checkingDisabled: (flags & Flag.CD) !== 0,
+    recursionDesired: (flags & Flag.RD) !== 0,
+    authenticData: (flags & Flag.AD) !== 0,
+  };
+  if (arcount > 0) readQueryOpt(b, q, arcount);
+  return q;
+}
+
+/** RFC 6891 §6.1.1: at most one OPT, root owner; other additional RRs (TSIG…) are skipped. */
+function readQueryOpt(b: Uint8Array, q: ParsedQuery, arcount: number): void {
+  let o = q.questionEnd;
+  for (let i = 0; i < arcount; i++) {
+    const nameEnd = walkPlainName(b, o);
+    if (nameEnd + 10 > b.length) throw new WireError('TRUNCATED', 'additional RR header truncated', nameEnd);
+    const type = u16(b, nameEnd);
+    const rdlen = u16(b, nameEnd + 8);
+    if (nameEnd + 10 + rdlen > b.length) throw new WireError('TRUNCATED', 'additional RR data truncated', nameEnd + 8);
+    if (type === RrType.OPT) {
+      if (q.edns) throw new WireError('BAD_FIELD', 'more than one OPT record', o);
+      if (nameEnd !== o + 1) throw new WireError('BAD_FIELD', 'OPT owner must be the root', o);
+      q.edns = true;
+      q.udpSize = Math.max(MIN_UDP_PAYLOAD, u16(b, nameEnd + 2));
+      q.ednsVersion = b[nameEnd + 5]!;
+      q.dnssecOk = (u16(b, nameEnd + 6) & EDNS_DO) !== 0;
+    }
+    o = nameEnd + 10 + rdlen;
+  }
+}
+
+function latin1(bytes: Uint8Array, len: number): string {
+  // Short names are the norm; String.fromCharCode over a subarray avoids a Buffer allocation.
+  return String.fromCharCode.apply(null, bytes.subarray(0, len) as unknown as number[]);
+}
+
+/** Cache key for a question: name, type, class and the bits that change the answer (DO, CD). */
+export function questionKey(nameKey: string, qtype: number, qclass: number, dnssecOk: boolean, cd: boolean): string {
+  return `${nameKey}|${qtype}|${qclass}|${dnssecOk ? 1 : 0}${cd ? 1 : 0}`;
+}
+
+/** Presentation form of a lowercased wire name key ("www.example." style, root = "."). */
+export function nameKeyToText(nameKey: string): string {
+  let out = '';
+  let o = 0;
+  while (o < nameKey.length) {
+    const len = nameKey.charCodeAt(o);
+    if (len === 0) break;
+    for (let i = 1; i <= len; i++) {
+      const c = nameKey.charCodeAt(o + i);
+      const ch = String.fromCharCode(c);
+      out += c <= 0x20 || c >= 0x7f ? `\\${String(c).padStart(3, '0')}` : ch === '.' || ch === '\\' ? `\\${ch}` : ch;
+    }
+    out += '.';
+    o += len + 1;
+  }
+  return out === '' ? '.' : out;
+}
+
+/** Wire form (lowercased) of a presentation name; throws WireError('BAD_SYNTAX') on bad labels. */
+export function textToNameKey(text: string): string {
+  const name = text.endsWith('.') ? text.slice(0, -1) : text;
+  if (name === '') return '\x00';
+  let out = '';
+  for (const label of name.split('.')) {
+    if (label.length === 0 || label.length > MAX_LABEL_OCTETS || /[^\x21-\x7e]/.test(label) || label.includes('\\')) {
+      throw new WireError('BAD_SYNTAX', `bad label in name ${JSON.stringify(text)}`);
+    }
+    out += String.fromCharCode(label.length) + label.toLowerCase();
+  }
+  out += '\x00';
+  if (out.length > MAX_NAME_OCTETS) throw new WireError('BAD_SYNTAX', `name longer than 255 octets: ${text}`);
+  return out;
+}

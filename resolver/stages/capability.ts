@@ -1,0 +1,170 @@
+/**
+ * The capability stage: for every A/AAAA question it starts the peer's
+ * capability lookup (TYPE65300, own positive and negative cache) at the same
+ * moment as the address lookup, looks at the address answer on its way back
+ * (CNAME chain → final name, whose record is fetched too), and primes the
+ * CapabilitySink before the answer goes out when the record is there in time.
+ *
+ * It never adds an upstream round trip: after the address answer arrives it
+ * waits at most a small budget (a fraction of that answer's own round trip,
+ * capped), then answers anyway and settles later. Each peer is primed once per
+ * record lifetime, and reported absent once per negative lifetime.
+ * It must not know about sockets or the engine beyond the sink.
+ */
+import { LRUCache } from 'lru-cache';
+import type { Millis } from '../../shim/time.ts';
+import type { Logger } from '../../shim/log.ts';
+import type { Ipv6 } from '../../shim/wire/ipv6.ts';
+import type { Answer, Handler, Request, Stage } from '../chain.ts';
+import type { CapabilitySink } from '../capability-sink.ts';
+import type { ResolverCounters } from '../counters.ts';
+import { followCnames, scanResponse, type ScannedResponse } from '../answer-scan.ts';
+import { aaaaAddresses, fetchAaaa, fetchCapability, type CapFetchOptions, type CapResult } from '../capability-fetch.ts';
+import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
+import { selectRecord } from '../capability-select.ts';
+
+export interface CapabilityOptions extends CapFetchOptions {
+  /** Wait for the record at most this long after the address answer (ms). */
+  waitMaxMs: number;
+  /** …and at least this long… */
+  waitMinMs: number;
+  /** …scaled to this fraction of the address lookup's own time. */
+  waitFraction: number;
+  /** Capability entries kept (positive + negative + aliases). */
+  maxEntries: number;
+  /** How long a failed capability lookup is not retried (s). */
+  errorTtlSeconds: number;
+}
+
+export const DEFAULT_CAPABILITY_OPTIONS: CapabilityOptions = {
+  rrType: 65300, txtFallback: false, defaultNegativeTtl: 60,
+  waitMaxMs: 5, waitMinMs: 1, waitFraction: 0.25, maxEntries: 10_000, errorTtlSeconds: 5,
+};
+
+/** What the stage knows about one final name. */
+export interface CapEntry {
+  nameKey: string;
+  result: CapResult | undefined;
+  fetched: Promise<CapResult>;
+  startedAt: Millis;
+  expiresAt: Millis;
+  /** Until when this entry's outcome has been handed to the sink. */
+  settledUntil: Millis;
+  primedUlid?: string;
+}
+
+export class CapabilityStage implements Stage {
+  readonly name = 'capability';
+  private readonly entries: LRUCache<string, CapEntry>;
+  /** qname → final name of its CNAME chain, with expiry. */
+  private readonly aliases: LRUCache<string, { final: string; expiresAt: Millis }>;
+
+  constructor(private readonly inner: Handler, private readonly sink: CapabilitySink, private readonly counters: ResolverCounters,
+    private readonly log: Logger, private readonly opts: CapabilityOptions, private readonly clock: () => Millis,
+    private readonly timer: () => number) {
+    this.entries = new LRUCache({ max: opts.maxEntries });
+    this.aliases = new LRUCache({ max: opts.maxEntries });
+  }
+
+  serve(req: Request, next: Handler): Answer | Promise<Answer> {
+    const { q } = req;
+    if ((q.qtype !== RrType.A && q.qtype !== RrType.AAAA) || q.qclass !== CLASS_IN) return next(req);
+    // Fast path: this name's outcome is already with the sink and still fresh.
+    const alias = this.aliases.get(q.nameKey);
+    const final = alias && alias.expiresAt > req.now ? alias.final : q.nameKey;
+    const known = this.entries.get(final);
+    if (known && known.expiresAt > req.now && known.settledUntil > req.now) return next(req);
+    return this.slow(req, next, final);
+  }
+
+  private async slow(req: Request, next: Handler, guess: string): Promise<Answer> {
+    const started = this.timer();
+    this.entry(guess, req.now); // start at once, in parallel with the address lookup
+    const ans = await next(req);
+    if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
+    let scan: ScannedResponse;
+    try {
+      scan = ans.scan ?? scanResponse(ans.bytes);
+    } catch {
+      return ans;
+    }
+    const final = followCnames(ans.bytes, scan, req.q.nameKey);
+    if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + 60_000) as Millis });
+    const entry = this.entry(final, req.now);
+    const addresses = req.q.qtype === RrType.AAAA ? aaaaAddresses(ans.bytes, scan, req.q.nameKey) : undefined;
+    if (entry.result && addresses) {
+      this.settle(entry, addresses, req.now);
+      return ans;
+    }
+    const settled = Promise.all([entry.fetched, addresses ?? fetchAaaa(this.inner, this.clock, final)])
+      .then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); return true; });
+    const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
+    let t: NodeJS.Timeout | undefined;
+    const inTime = await Promise.race([settled, new Promise<false>((r) => { t = setTimeout(() => r(false), budget); })]);
+    clearTimeout(t);
+    if (!inTime) this.counters.capabilityLate++;
+    return ans;
+  }
+
+  /** The entry for `nameKey`, starting its lookup when there is none or it expired. */
+  private entry(nameKey: string, now: Millis): CapEntry {
+    const e = this.entries.get(nameKey);
+    if (e && (e.result === undefined || e.expiresAt > now)) return e;
+    const fresh: CapEntry = { nameKey, result: undefined, fetched: undefined as unknown as Promise<CapResult>, startedAt: now, expiresAt: now, settledUntil: 0 as Millis };
+    fresh.fetched = fetchCapability(this.inner, this.clock, nameKey, this.opts).then((r) => {
+      fresh.result = r;
+      const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
+      fresh.expiresAt = (this.clock() + ttl * 1000) as Millis;
+      if (r.kind === 'found') this.counters.capabilityFound++;
+      else if (r.kind === 'absent') this.counters.capabilityAbsent++;
+      else if (r.kind === 'invalid') this.counters.capabilityInvalid++;
+      else this.counters.capabilityErrors++;
+      if (r.kind === 'invalid' || (r.kind === 'found' && r.invalid.length > 0)) {
+        this.log.warn('capability record malformed, ignored', { name: nameKeyToText(nameKey), errors: r.invalid });
+      }
+      return r;
+    });
+    this.entries.set(nameKey, fresh);
+    return fresh;
+  }
+
+  /** Hand the outcome to the sink once per lifetime: prime a valid record, or report none. */
+  private settle(e: CapEntry, addresses: Ipv6[], now: Millis): void {
+    const r = e.result;
+    if (!r || r.kind === 'error' || e.settledUntil >= e.expiresAt) return;
+    const name = nameKeyToText(e.nameKey);
+    const remaining = Math.max(0, Math.floor((e.expiresAt - now) / 1000));
+    if (r.kind === 'absent') {
+      if (addresses.length > 0) { this.sink.absent(now, name, addresses, remaining); this.counters.absents++; }
+    } else if (r.kind === 'found') {
+      const pick = selectRecord(r.records, addresses);
+      if (pick.record) {
+        this.sink.prime(now, pick.record, remaining, name);
+        this.counters.primes++;
+        e.primedUlid = pick.record.ulid;
+      } else {
+        this.counters.capabilityInvalid++;
+        this.log.warn('capability record ignored', { name, why: pick.why });
+      }
+    }
+    e.settledUntil = e.expiresAt;
+  }
+
+  /** Positive and negative capability entries with remaining TTLs, for `shim6 status`. */
+  status(now: Millis): { positive: unknown[]; negative: unknown[] } {
+    const positive: unknown[] = [];
+    const negative: unknown[] = [];
+    for (const [key, e] of this.entries.entries()) {
+      const r = e.result;
+      if (!r || e.expiresAt <= now) continue;
+      const ttl = Math.floor((e.expiresAt - now) / 1000);
+      const name = nameKeyToText(key);
+      if (r.kind === 'found') {
+        positive.push({ name, source: r.source, ttl, primed: e.primedUlid !== undefined, ulid: e.primedUlid ?? r.records[0]?.ulid, locators: r.records[0]?.locators.map((l) => l.address) ?? [] });
+      } else if (r.kind === 'absent' || r.kind === 'invalid') {
+        negative.push({ name, source: r.kind === 'invalid' ? `invalid-${r.source}` : r.source, ttl });
+      }
+    }
+    return { positive, negative };
+  }
+}

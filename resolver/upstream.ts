@@ -1,0 +1,298 @@
+/**
+ * Talking to upstream servers: a pool of UDP sockets on random ports, random
+ * query IDs, answers accepted only when ID, question and source match (RFC 5452
+ * §9.1), TCP fallback when the answer is truncated (RFC 7766 §5), per-attempt
+ * timeouts inside a per-query deadline, and health tracking with failover.
+ *
+ * This is a driver: it owns sockets and timers and reads the clock it is given.
+ * It must not know about caching, listeners or capability records.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { randomFillSync } from 'node:crypto';
+import { Shim6Error } from '../shim/errors.ts';
+import type { Millis } from '../shim/time.ts';
+import type { Logger } from '../shim/log.ts';
+import { scanResponse, type ScannedResponse } from './answer-scan.ts';
+import { buildQuery, type QueryOptions } from './answer-build.ts';
+import { Rcode } from './message.ts';
+import type { ResolverCounters } from './counters.ts';
+
+export type UpstreamErrorCode = 'ETIMEOUT' | 'EUPSTREAM' | 'ETCP' | 'EOVERLOAD';
+
+/** Resolution through upstreams failed; `code` says how. */
+export class UpstreamError extends Shim6Error {
+  readonly code: UpstreamErrorCode;
+  constructor(code: UpstreamErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
+
+export interface UpstreamAddr { host: string; port: number }
+
+export interface UpstreamOptions {
+  /** One try at one upstream (ms). */
+  attemptTimeoutMs: number;
+  /** Consecutive failures before an upstream is held down. */
+  failThreshold: number;
+  /** How long a failed upstream is skipped (ms), doubling up to 8× while it keeps failing. */
+  holdDownMs: number;
+  /** UDP sockets per address family; each query picks one at random. */
+  socketCount: number;
+  /** Queries per socket before it is replaced by one on a fresh random port. */
+  socketUses: number;
+  /** Outstanding upstream queries beyond which new ones fail at once (flood bound). */
+  maxInflight: number;
+}
+
+export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
+  attemptTimeoutMs: 800, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048,
+};
+
+export interface UpstreamResult { bytes: Uint8Array; scan: ScannedResponse; upstream: UpstreamAddr; tcp: boolean }
+
+interface Pending {
+  up: UpstreamAddr;
+  nameKey: string;
+  qtype: number;
+  qclass: number;
+  resolve: (r: { bytes: Uint8Array; scan: ScannedResponse }) => void;
+  reject: (e: Error) => void;
+  timer: NodeJS.Timeout;
+}
+
+interface Port { sock: dgram.Socket; pending: Map<number, Pending>; uses: number }
+
+interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number }
+
+/** Random 16-bit numbers from the CSPRNG, drawn in batches. */
+class RandomWords {
+  private buf = new Uint16Array(1024);
+  private i = this.buf.length;
+  next(): number {
+    if (this.i >= this.buf.length) { randomFillSync(this.buf); this.i = 0; }
+    return this.buf[this.i++]!;
+  }
+}
+
+export class UpstreamPool {
+  readonly upstreams: readonly UpstreamAddr[];
+  private readonly health = new Map<UpstreamAddr, Health>();
+  private readonly ports: { udp4: Port[]; udp6: Port[] } = { udp4: [], udp6: [] };
+  private readonly rnd = new RandomWords();
+  private inflight = 0;
+  private closed = false;
+
+  constructor(upstreams: readonly UpstreamAddr[], private readonly opts: UpstreamOptions, private readonly clock: () => Millis,
+    private readonly log: Logger, private readonly counters: ResolverCounters) {
+    this.upstreams = upstreams;
+    for (const u of upstreams) this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0 });
+  }
+
+  /** Resolve one question, trying upstreams in order of health for at most `timeoutMs`. */
+  async query(nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<UpstreamResult> {
+    const deadline = this.clock() + timeoutMs;
+    if (this.inflight >= this.opts.maxInflight) throw new UpstreamError('EOVERLOAD', 'too many outstanding upstream queries');
+    this.inflight++;
+    try {
+      let lastBad: UpstreamResult | undefined;
+      for (const up of this.order()) {
+        const remaining = deadline - this.clock();
+        if (remaining <= 0) break;
+        const r = await this.attempt(up, nameKey, qtype, qclass, qopts, Math.min(this.opts.attemptTimeoutMs, remaining));
+        if (!r) continue;
+        // RFC 1035 §7.3 / RFC 8499: SERVFAIL, REFUSED, NOTIMP say "ask someone else".
+        if (r.scan.rcode === Rcode.SERVFAIL || r.scan.rcode === Rcode.REFUSED || r.scan.rcode === Rcode.NOTIMP) {
+          this.failed(up, false);
+          lastBad = r;
+          continue;
+        }
+        return r;
+      }
+      if (lastBad) return lastBad;
+      throw new UpstreamError('ETIMEOUT', 'no upstream answered in time');
+    } finally {
+      this.inflight--;
+    }
+  }
+
+  /** Healthy upstreams in configured order, then held-down ones, soonest back first. */
+  private order(): UpstreamAddr[] {
+    const now = this.clock();
+    const up = this.upstreams.filter((u) => this.health.get(u)!.downUntil <= now);
+    const down = this.upstreams.filter((u) => this.health.get(u)!.downUntil > now)
+      .sort((a, b) => this.health.get(a)!.downUntil - this.health.get(b)!.downUntil);
+    return [...up, ...down];
+  }
+
+  private async attempt(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<UpstreamResult | undefined> {
+    const h = this.health.get(up)!;
+    const started = this.clock();
+    h.sent++;
+    try {
+      let r = await this.udpQuery(up, nameKey, qtype, qclass, qopts, timeoutMs);
+      let tcp = false;
+      if (r.scan.flags & 0x0200) {
+        this.counters.upstreamTcpFallbacks++;
+        r = await this.tcpQuery(up, nameKey, qtype, qclass, qopts, Math.max(1, timeoutMs - (this.clock() - started)));
+        tcp = true;
+      }
+      h.answered++;
+      h.failures = 0;
+      h.downUntil = 0;
+      h.rttMs = h.rttMs === 0 ? this.clock() - started : 0.8 * h.rttMs + 0.2 * (this.clock() - started);
+      return { ...r, upstream: up, tcp };
+    } catch (err) {
+      if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { h.timeouts++; this.counters.upstreamTimeouts++; }
+      this.log.debug('upstream attempt failed', { upstream: `${up.host}#${up.port}`, error: (err as Error).message });
+      this.failed(up, true);
+      return undefined;
+    }
+  }
+
+  private failed(up: UpstreamAddr, hard: boolean): void {
+    const h = this.health.get(up)!;
+    h.failures++;
+    if (hard && h.failures >= this.opts.failThreshold) {
+      const factor = Math.min(8, 2 ** (h.failures - this.opts.failThreshold));
+      h.downUntil = this.clock() + this.opts.holdDownMs * factor;
+      if (h.failures === this.opts.failThreshold) this.log.warn('upstream held down', { upstream: `${up.host}#${up.port}`, ms: this.opts.holdDownMs });
+    }
+  }
+
+  private port(family: 'udp4' | 'udp6'): Port {
+    const list = this.ports[family];
+    const idx = this.rnd.next() % this.opts.socketCount;
+    let p = list[idx];
+    if (!p || p.uses >= this.opts.socketUses) {
+      if (p) this.retire(p);
+      p = this.openPort(family);
+      list[idx] = p;
+    }
+    p.uses++;
+    return p;
+  }
+
+  private openPort(family: 'udp4' | 'udp6'): Port {
+    const sock = dgram.createSocket({ type: family });
+    const port: Port = { sock, pending: new Map(), uses: 0 };
+    sock.on('message', (msg, rinfo) => this.onUdpMessage(port, msg, rinfo));
+    sock.on('error', (err) => this.log.warn('upstream socket error', { error: err.message }));
+    sock.bind(0); // the kernel picks a random ephemeral port (RFC 5452 §9.2)
+    sock.unref();
+    return port;
+  }
+
+  /** A replaced socket lingers until its last pending query settles. */
+  private retire(p: Port): void {
+    p.uses = Infinity;
+    if (p.pending.size === 0) p.sock.close();
+  }
+
+  private onUdpMessage(port: Port, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    if (msg.length < 12) { this.counters.upstreamMalformed++; return; }
+    const p = port.pending.get((msg[0]! << 8) | msg[1]!);
+    if (!p || rinfo.address !== p.up.host || rinfo.port !== p.up.port) { this.counters.upstreamMismatched++; return; }
+    let scan: ScannedResponse;
+    try {
+      scan = scanResponse(msg);
+    } catch {
+      this.counters.upstreamMalformed++;
+      return; // keep waiting: a forged or broken datagram must not end the query (RFC 5452 §9.1)
+    }
+    if (scan.qnameKey !== p.nameKey || scan.qtype !== p.qtype || scan.qclass !== p.qclass) { this.counters.upstreamMismatched++; return; }
+    port.pending.delete((msg[0]! << 8) | msg[1]!);
+    clearTimeout(p.timer);
+    if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
+    p.resolve({ bytes: msg, scan });
+  }
+
+  private udpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
+    if (this.closed) return Promise.reject(new UpstreamError('EUPSTREAM', 'resolver is closing'));
+    const port = this.port(net.isIPv6(up.host) ? 'udp6' : 'udp4');
+    let id = this.rnd.next();
+    for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
+    if (port.pending.has(id)) return Promise.reject(new UpstreamError('EOVERLOAD', 'no free query ID on socket'));
+    const bytes = buildQuery(id, nameKey, qtype, qclass, qopts);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        port.pending.delete(id);
+        if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
+        reject(new UpstreamError('ETIMEOUT', `no answer from ${up.host}#${up.port} in ${timeoutMs} ms`));
+      }, timeoutMs);
+      port.pending.set(id, { up, nameKey, qtype, qclass, resolve, reject, timer });
+      port.sock.send(bytes, up.port, up.host, (err) => {
+        if (!err) return;
+        clearTimeout(timer);
+        port.pending.delete(id);
+        reject(new UpstreamError('EUPSTREAM', `send to ${up.host}#${up.port}: ${err.message}`));
+      });
+    });
+  }
+
+  /** One query over a fresh TCP connection (RFC 7766 §8: 2-octet length framing). */
+  private tcpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
+    const id = this.rnd.next();
+    const q = buildQuery(id, nameKey, qtype, qclass, { ...qopts, udpSize: 65535 });
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host: up.host, port: up.port });
+      let buf = Buffer.alloc(0);
+      const done = (err: Error | undefined, r?: { bytes: Uint8Array; scan: ScannedResponse }): void => {
+        clearTimeout(timer);
+        sock.destroy();
+        if (err) reject(err); else resolve(r!);
+      };
+      const timer = setTimeout(() => done(new UpstreamError('ETIMEOUT', `TCP to ${up.host}#${up.port} timed out`)), timeoutMs);
+      sock.on('error', (e) => done(new UpstreamError('ETCP', `TCP to ${up.host}#${up.port}: ${e.message}`)));
+      sock.on('connect', () => {
+        const frame = Buffer.alloc(2 + q.length);
+        frame.writeUInt16BE(q.length, 0);
+        frame.set(q, 2);
+        sock.write(frame);
+      });
+      sock.on('data', (chunk) => {
+        buf = Buffer.concat([buf, chunk]);
+        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
+        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
+        try {
+          const scan = scanResponse(msg);
+          if (scan.id !== id || scan.qnameKey !== nameKey || scan.qtype !== qtype || scan.qclass !== qclass) {
+            this.counters.upstreamMismatched++;
+            done(new UpstreamError('ETCP', 'TCP answer does not match the question'));
+            return;
+          }
+          done(undefined, { bytes: Uint8Array.from(msg), scan });
+        } catch {
+          this.counters.upstreamMalformed++;
+          done(new UpstreamError('ETCP', 'malformed TCP answer'));
+        }
+      });
+      sock.on('end', () => done(new UpstreamError('ETCP', 'TCP connection closed before an answer')));
+    });
+  }
+
+  /** Per-upstream health for `shim6 status`. */
+  status(): Array<UpstreamAddr & Omit<Health, 'downUntil'> & { down: boolean }> {
+    const now = this.clock();
+    return this.upstreams.map((u) => {
+      const { downUntil, ...h } = this.health.get(u)!;
+      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, down: downUntil > now };
+    });
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const list of [this.ports.udp4, this.ports.udp6]) {
+      for (const p of list) {
+        if (!p) continue; // the pool array is sparse until every slot was used
+        for (const pend of p.pending.values()) {
+          clearTimeout(pend.timer);
+          pend.reject(new UpstreamError('EUPSTREAM', 'resolver is closing'));
+        }
+        try { p.sock.close(); } catch { /* already closed */ }
+      }
+      list.length = 0;
+    }
+  }
+}

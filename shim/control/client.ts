@@ -1,0 +1,45 @@
+/**
+ * The control socket client: one request, one reply line, with a deadline.
+ * Used by `shim6 status` (and later other CLI commands talking to the daemon).
+ * Errors are UsageError with stable codes: ECONTROL_CONNECT (nothing listening),
+ * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (bad reply), or the server's own code.
+ */
+import net from 'node:net';
+import { UsageError } from '../errors.ts';
+
+/** Where the resolver and daemon listen by default. */
+export const DEFAULT_CONTROL_SOCKET = '/run/shim6/control.sock';
+
+export function controlRequest(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 3000): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const c = net.connect(socketPath);
+    let buf = '';
+    let settled = false;
+    const finish = (err: Error | undefined, v?: unknown): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      c.destroy();
+      if (err) reject(err); else resolve(v);
+    };
+    const timer = setTimeout(() => finish(new UsageError('ECONTROL_TIMEOUT', `no reply on ${socketPath} within ${timeoutMs} ms`, '--socket')), timeoutMs);
+    c.setEncoding('utf8');
+    c.on('connect', () => c.write(JSON.stringify({ id: 1, method, params }) + '\n'));
+    c.on('error', (e) => finish(new UsageError('ECONTROL_CONNECT', `cannot connect to ${socketPath}: ${e.message} (is shim6 resolver or daemon running?)`, '--socket')));
+    c.on('data', (chunk: string) => {
+      buf += chunk;
+      const nl = buf.indexOf('\n');
+      if (nl < 0) return;
+      let rep: { ok?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } };
+      try {
+        rep = JSON.parse(buf.slice(0, nl));
+      } catch {
+        finish(new UsageError('ECONTROL_PROTOCOL', 'reply is not JSON'));
+        return;
+      }
+      if (rep.ok === true) finish(undefined, rep.result);
+      else finish(new UsageError(typeof rep.error?.code === 'string' ? rep.error.code : 'ECONTROL_PROTOCOL', String(rep.error?.message ?? 'request failed')));
+    });
+    c.on('end', () => finish(new UsageError('ECONTROL_PROTOCOL', 'connection closed before a reply')));
+  });
+}

@@ -1,0 +1,112 @@
+/**
+ * Test harness for the resolver: an in-process stub on an ephemeral loopback
+ * port in front of real upstreams, a recording CapabilitySink, real `dig`
+ * (spawned asynchronously, so the in-process stub keeps answering), and a
+ * hand-written capability RDATA builder that does not share code with the codec.
+ */
+import { spawn } from 'node:child_process';
+import type { TestContext } from 'node:test';
+import { Logger } from '../../shim/log.ts';
+import { parseIpv6 } from '../../shim/wire/ipv6.ts';
+import type { Millis } from '../../shim/time.ts';
+import { configFromObject, resolveConfig } from '../../resolver/config.ts';
+import { Resolver } from '../../resolver/index.ts';
+import type { CapabilitySink, CapabilityRecord } from '../../resolver/capability-sink.ts';
+import type { Answer } from '../../resolver/chain.ts';
+import type { ParsedQuery } from '../../resolver/message.ts';
+import { nameKeyToText } from '../../resolver/message.ts';
+
+export interface SinkCall { kind: 'prime' | 'absent'; name: string; ttl: number; ulid?: string; addresses?: string[]; at: bigint; record?: CapabilityRecord }
+
+/** Records every call with a monotonic timestamp, to compare with answer times. */
+export class RecordingSink implements CapabilitySink {
+  readonly calls: SinkCall[] = [];
+  prime(_now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
+    this.calls.push({ kind: 'prime', name, ttl: ttlSeconds, ulid: record.ulid, at: process.hrtime.bigint(), record });
+  }
+  absent(_now: Millis, name: string, addresses: string[], ttlSeconds: number): void {
+    this.calls.push({ kind: 'absent', name, ttl: ttlSeconds, addresses, at: process.hrtime.bigint() });
+  }
+}
+
+export interface SentAnswer { name: string; qtype: number; source: Answer['source']; at: bigint; transport: string }
+
+export interface Stub {
+  resolver: Resolver;
+  host: string;
+  port: number;
+  sink: RecordingSink;
+  sent: SentAnswer[];
+  logs: string[];
+  /** The injected clock's current value; advance with `advance`. */
+  advance(ms: number): void;
+}
+
+/** Start an in-process stub with `config` (the config-file shape) in front of `upstreams`. */
+export async function startStub(t: TestContext, upstreams: string[], config: Record<string, unknown> = {}): Promise<Stub> {
+  let now = 1_000_000;
+  const sink = new RecordingSink();
+  const sent: SentAnswer[] = [];
+  const logs: string[] = [];
+  const file = configFromObject({ upstreams, listen: ['127.0.0.1:0'], ...config });
+  const cfg = resolveConfig(file, {});
+  const resolver = await Resolver.start(cfg, {
+    sink,
+    log: new Logger({ level: 'debug', sink: { write: (l) => { logs.push(l); } } }),
+    clock: () => now as Millis,
+    onAnswer: (q: ParsedQuery, a: Answer, transport) => sent.push({ name: nameKeyToText(q.nameKey), qtype: q.qtype, source: a.source, at: process.hrtime.bigint(), transport }),
+  });
+  t.after(() => resolver.close());
+  const addr = resolver.addresses[0]!;
+  return { resolver, host: addr.host, port: addr.port, sink, sent, logs, advance: (ms) => { now += ms; } };
+}
+
+export interface DigResult { code: number | null; stdout: string; stderr: string }
+
+/** Run a real client (dig or kdig) without blocking the event loop; killed after `timeoutMs`. */
+export function run(cmd: string, args: string[], timeoutMs = 10_000): Promise<DigResult> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
+    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('close', (code) => { clearTimeout(timer); resolve({ code, stdout, stderr }); });
+  });
+}
+
+/** `dig @host -p port …` with one try and a short timeout. */
+export function dig(stub: { host: string; port: number }, ...args: string[]): Promise<DigResult> {
+  return run('dig', [`@${stub.host}`, '-p', String(stub.port), '+tries=1', '+time=3', ...args]);
+}
+
+/** The status line of a dig answer, e.g. "NOERROR". */
+export function digStatus(out: string): string | undefined {
+  return /status: ([A-Z]+)/.exec(out)?.[1];
+}
+
+/** Answer-section lines of dig output: [name, ttl, class, type, rdata…]. */
+export function digAnswers(out: string): string[][] {
+  const m = /;; ANSWER SECTION:\n([\s\S]*?)(?:\n\n|$)/.exec(out);
+  if (!m) return [];
+  return m[1]!.split('\n').filter((l) => l && !l.startsWith(';')).map((l) => l.split(/\s+/));
+}
+
+/**
+ * Capability RDATA (DESIGN.md §2) built by hand for the zone: version, flags,
+ * count, reserved, ULID, then per locator flags · priority · weight · reserved · address.
+ */
+export function capRdataHex(ulid: string, locators: string[], opts: { version?: number; params?: Uint8Array } = {}): string {
+  const parts: number[] = [opts.version ?? 1, 0, locators.length, 0, ...parseIpv6(ulid)];
+  locators.forEach((l, i) => parts.push(0, i, 1, 0, ...parseIpv6(l)));
+  if (opts.params) parts.push(...opts.params);
+  return Buffer.from(parts).toString('hex');
+}
+
+/** An RFC 3597 zone line for a capability record. */
+export function capLine(owner: string, ttl: number, hex: string, type = 65300): string {
+  return `${owner} ${ttl} IN TYPE${type} \\# ${hex.length / 2} ${hex}`;
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
