@@ -1,0 +1,257 @@
+/**
+ * The driver around the sans-I/O engine (docs/contracts.md): it owns the
+ * clock, the UDP transport (one socket per local locator, port 5533 by
+ * default), optionally a TUN device, and one timer. It feeds received UDP
+ * datagrams to `engine.handleDatagram` and application packets from the TUN
+ * to `engine.encapsulate`, drains `pollTransmit` / `pollEvent`, arms the timer
+ * at `pollTimeout`, and hands events to a listener.
+ *
+ * Without a TUN it is the control-plane-only driver (the resolver primes the
+ * engine, contexts are set up, no application traffic is carried).
+ *
+ * Call order on every input (quinn style): handle* or a command, then
+ * `flush()` (coalesced to one per loop turn on the hot paths).
+ *
+ * Must not know: message formats (the engine), DNS (the resolver), routes
+ * (routes.ts; wired in through the `routes` hook).
+ */
+import { performance } from 'node:perf_hooks';
+import { SHIM6_UDP_PORT } from '../constants.ts';
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { Logger } from '../log.ts';
+import type { TunDevice } from './tun.ts';
+import type { Datagram, UdpTransport } from './udp.ts';
+import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
+import { TcpPrompter } from './tcp-prompt.ts';
+
+/*
+ * The part of the Engine API (docs/contracts.md) the driver uses, written out
+ * structurally so the data plane builds and is tested without the engine; the
+ * real Engine satisfies it.
+ */
+/** A datagram the engine wants sent (`port` when not the default). */
+export interface TransmitLike { src: Ipv6; dst: Ipv6; bytes: Uint8Array; port?: number }
+/** `handleDatagram`'s result. */
+export type DatagramResultLike =
+  | { kind: 'payload'; srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }
+  | { kind: 'consumed' }
+  | { kind: 'drop'; reason: string };
+/** `encapsulate`'s result. */
+export type EncapsulateResultLike =
+  | { kind: 'send'; src: Ipv6; dst: Ipv6; header: Uint8Array; port?: number }
+  | { kind: 'no-context' };
+/** The fields of engine events the driver acts on. */
+export interface EngineEventLike { kind: string; peerUlid?: Ipv6; localUlid?: Ipv6 }
+
+export interface EngineLike {
+  handleDatagram(now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array }): DatagramResultLike;
+  encapsulate(now: Millis, p: { srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }): EncapsulateResultLike;
+  handleTimeout(now: Millis): void;
+  pollTransmit(): TransmitLike | undefined;
+  pollTimeout(): Millis | undefined;
+  pollEvent(): EngineEventLike | undefined;
+}
+
+/** The event type of an engine. */
+export type EventOf<E extends EngineLike> = NonNullable<ReturnType<E['pollEvent']>>;
+
+/** What the driver tells about contexts so routes follow them (routes.ts implements it). */
+export interface RouteHook {
+  contextUp(localUlid: Ipv6, peerUlid: Ipv6): void | Promise<void>;
+  contextDown(peerUlid: Ipv6): void | Promise<void>;
+}
+
+export interface EngineDriverOptions<E extends EngineLike> {
+  engine: E;
+  transport: UdpTransport;
+  /** Absent: control-plane-only mode. */
+  tun?: TunDevice;
+  /** UDP port of peers when a Transmit names none (DESIGN.md §3). */
+  peerPort?: number;
+  /** Milliseconds, monotonic; default: performance.timeOrigin + performance.now(). */
+  clock?: () => Millis;
+  logger?: Logger;
+  onEvent?: (e: EventOf<E>) => void;
+  routes?: RouteHook;
+  /** Replay TCP segments after a locator pair change (tcp-prompt.ts). Default: on when there is a TUN. */
+  tcpPrompt?: boolean;
+}
+
+/** Counters for `shim6 status` and benchmarks. */
+export interface DriverStats {
+  udpIn: number;
+  udpOut: number;
+  tunIn: number;
+  tunOut: number;
+  noContext: number;
+  notIpv6: number;
+  drops: Record<string, number>;
+  prompts: number;
+}
+
+const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) as Millis;
+
+/** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
+export class EngineDriver<E extends EngineLike = EngineLike> {
+  readonly engine: E;
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0 };
+  private readonly transport: UdpTransport;
+  private readonly tun: TunDevice | undefined;
+  private readonly peerPort: number;
+  private readonly clock: () => Millis;
+  private readonly prompter: TcpPrompter | undefined;
+  private readonly header = new Uint8Array(IPV6_HEADER_LENGTH);
+  private timer: NodeJS.Timeout | undefined;
+  private armedAt: Millis | undefined;
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(private readonly opts: EngineDriverOptions<E>) {
+    this.engine = opts.engine;
+    this.transport = opts.transport;
+    this.tun = opts.tun;
+    this.peerPort = opts.peerPort ?? SHIM6_UDP_PORT;
+    this.clock = opts.clock ?? defaultClock;
+    this.prompter = (opts.tcpPrompt ?? opts.tun !== undefined) ? new TcpPrompter() : undefined;
+    this.transport.onDatagram((d) => this.onDatagram(d));
+    this.tun?.onPackets((ps) => this.onTunPackets(ps));
+  }
+
+  /** The driver's clock (for callers that build engine commands). */
+  now(): Millis {
+    return this.clock();
+  }
+
+  /**
+   * Run an engine command (`prime`, `setLocalLocators`, `close`, …) with the
+   * driver's clock, then send what it produced and re-arm the timer.
+   */
+  command<T>(fn: (engine: E, now: Millis) => T): T {
+    const r = fn(this.engine, this.clock());
+    this.flush();
+    return r;
+  }
+
+  /**
+   * Listen on a local locator (the daemon calls this for every address it
+   * finds, before telling the engine). Resolves with the bound port.
+   */
+  bindLocator(address: Ipv6): Promise<number> {
+    return this.transport.bind(address);
+  }
+
+  /** Stop listening on a local locator that went away. */
+  unbindLocator(address: Ipv6): Promise<void> {
+    return this.transport.unbind(address);
+  }
+
+  /** Send every pending transmit, dispatch every event, re-arm the timer. */
+  flush(): void {
+    if (this.closed) return;
+    for (let t = this.engine.pollTransmit(); t; t = this.engine.pollTransmit()) {
+      if (this.transport.send(t.src, t.dst, t.port ?? this.peerPort, t.bytes)) this.stats.udpOut++;
+      else this.drop('no-socket-for-source');
+    }
+    for (let e = this.engine.pollEvent(); e; e = this.engine.pollEvent()) this.dispatch(e as EventOf<E>);
+    this.arm();
+  }
+
+  /** Stop the timer, close the TUN and the sockets. The engine is left as is (call its close first for Close/Close-Ack). */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    await this.tun?.close();
+    await this.transport.close();
+  }
+
+  private onDatagram(d: Datagram): void {
+    if (this.closed) return;
+    this.stats.udpIn++;
+    const r = this.engine.handleDatagram(this.clock(), { src: d.src, dst: d.dst, bytes: d.bytes });
+    if (r.kind === 'payload') this.deliver(r.srcUlid, r.dstUlid, r.nextHeader, r.payload);
+    else if (r.kind === 'drop') this.drop(r.reason);
+    this.scheduleFlush();
+  }
+
+  /** Rebuild the IPv6 header from the context's ULIDs (DESIGN.md §3) and hand the packet to the kernel. */
+  private deliver(srcUlid: Ipv6, dstUlid: Ipv6, nextHeader: number, payload: Uint8Array): void {
+    if (!this.tun) return this.drop('no-tun');
+    writeHeader(this.header, srcUlid, dstUlid, nextHeader, payload.length);
+    if (this.tun.write2(this.header, payload)) this.stats.tunOut++;
+    else this.drop('tun-write');
+  }
+
+  private onTunPackets(packets: readonly Uint8Array[]): void {
+    if (this.closed) return;
+    const now = this.clock();
+    for (const p of packets) {
+      this.stats.tunIn++;
+      this.sendApplicationPacket(now, p);
+    }
+    this.scheduleFlush();
+  }
+
+  private sendApplicationPacket(now: Millis, packet: Uint8Array): void {
+    const s = splitPacket(packet);
+    if (!s) { this.stats.notIpv6++; return; }
+    const r = this.engine.encapsulate(now, s);
+    if (r.kind === 'no-context') { this.stats.noContext++; return; }
+    this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
+    if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
+    else this.drop('no-socket-for-source');
+  }
+
+  private dispatch(e: EventOf<E>): void {
+    this.opts.logger?.info(e.kind, eventFields(e));
+    if (e.kind === 'context-established' && e.localUlid && e.peerUlid) void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+    if ((e.kind === 'context-closed' || e.kind === 'context-failed') && e.peerUlid) {
+      void this.opts.routes?.contextDown(e.peerUlid);
+      this.prompter?.forget(e.peerUlid);
+    }
+    if (e.kind === 'locator-pair-changed' && e.peerUlid && this.prompter) {
+      const replays = this.prompter.prompt(e.peerUlid);
+      const now = this.clock();
+      for (const p of replays) this.sendApplicationPacket(now, p);
+      this.stats.prompts += replays.length;
+      if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
+    }
+    this.opts.onEvent?.(e);
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    setImmediate(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private arm(): void {
+    const at = this.engine.pollTimeout();
+    if (at === this.armedAt && (this.timer || at === undefined)) return;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedAt = at;
+    if (at === undefined) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.armedAt = undefined;
+      if (this.closed) return;
+      this.engine.handleTimeout(this.clock());
+      this.flush();
+    }, Math.max(0, Math.ceil(at - this.clock())));
+  }
+
+  private drop(reason: string): void {
+    this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
+  }
+}
+
+function eventFields(e: EngineEventLike): Record<string, unknown> {
+  const { kind: _kind, ...rest } = e;
+  return rest;
+}

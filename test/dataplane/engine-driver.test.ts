@@ -1,0 +1,155 @@
+// The engine driver, two hosts in one process over the in-memory twins (wireguard-go device_test style).
+// Until the engine lands, the control plane is a tiny fake endpoint defined here (hello / hello-ack with
+// a retransmission timer), and the data path runs through StaticContextEngine (real RFC 5533 payload headers).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EngineDriver, type EngineLike, type TransmitLike } from '../../shim/dataplane/engine-driver.ts';
+import { StaticContextEngine } from '../../shim/dataplane/static-context.ts';
+import { MemoryNetwork } from '../../shim/dataplane/udp.ts';
+import { MemoryTun } from '../../shim/dataplane/tun.ts';
+import { buildPacket, buildUdpPacket, splitPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
+import type { Millis } from '../../shim/time.ts';
+
+type FakeEvent = { kind: 'context-established'; localUlid: string; peerUlid: string } | { kind: 'gave-up'; peerUlid: string };
+
+/** A fake control plane: prime → "hello" every 50 ms until "hello-ack"; both sides then report a context. */
+class FakeEndpoint implements EngineLike {
+  tx: TransmitLike[] = [];
+  ev: FakeEvent[] = [];
+  timeouts: Millis[] = [];
+  private pending: { peer: string; at: Millis; tries: number } | undefined;
+  constructor(readonly me: string) {}
+  prime(now: Millis, peer: string): void {
+    this.pending = { peer, at: (now + 50) as Millis, tries: 1 };
+    this.tx.push({ src: this.me, dst: peer, bytes: new TextEncoder().encode('hello') });
+  }
+  handleDatagram(_now: Millis, d: { src: string; dst: string; bytes: Uint8Array }) {
+    const msg = new TextDecoder().decode(d.bytes);
+    if (msg === 'hello') {
+      this.tx.push({ src: d.dst, dst: d.src, bytes: new TextEncoder().encode('hello-ack') });
+      this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src });
+      return { kind: 'consumed' as const };
+    }
+    if (msg === 'hello-ack' && this.pending?.peer === d.src) {
+      this.pending = undefined;
+      this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src });
+      return { kind: 'consumed' as const };
+    }
+    return { kind: 'drop' as const, reason: 'unexpected' };
+  }
+  encapsulate() { return { kind: 'no-context' as const }; }
+  handleTimeout(now: Millis): void {
+    this.timeouts.push(now);
+    const p = this.pending;
+    if (!p || now < p.at) return;
+    if (p.tries >= 4) { this.pending = undefined; this.ev.push({ kind: 'gave-up', peerUlid: p.peer }); return; }
+    p.tries++; p.at = (now + 50) as Millis;
+    this.tx.push({ src: this.me, dst: p.peer, bytes: new TextEncoder().encode('hello') });
+  }
+  pollTransmit() { return this.tx.shift(); }
+  pollTimeout() { return this.pending?.at; }
+  pollEvent() { return this.ev.shift(); }
+}
+
+function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const end = Date.now() + timeoutMs;
+    const tick = () => { if (pred()) resolve(); else if (Date.now() > end) reject(new Error(`timed out: ${what}`)); else setTimeout(tick, 5); };
+    tick();
+  });
+}
+
+test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', async (t) => {
+  const net = new MemoryNetwork();
+  const ups: string[] = [];
+  const evA: FakeEvent[] = [], evB: FakeEvent[] = [];
+  const a = new EngineDriver({ engine: new FakeEndpoint('fd00::a'), transport: net.transport(5533), onEvent: (e) => evA.push(e), routes: { contextUp: (l, p) => { ups.push(`${l}>${p}`); }, contextDown: () => {} } });
+  const b = new EngineDriver({ engine: new FakeEndpoint('fd00::b'), transport: net.transport(5533), onEvent: (e) => evB.push(e) });
+  t.after(async () => { await a.close(); await b.close(); });
+  await a.bindLocator('fd00::a'); await b.bindLocator('fd00::b');
+  a.command((e, now) => e.prime(now, 'fd00::b'));
+  await waitFor(() => evA.length > 0 && evB.length > 0, 2000, 'both contexts');
+  assert.deepEqual(evA, [{ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b' }]);
+  assert.deepEqual(evB, [{ kind: 'context-established', localUlid: 'fd00::b', peerUlid: 'fd00::a' }]);
+  assert.deepEqual(ups, ['fd00::a>fd00::b']);
+  assert.equal(a.stats.udpOut, 1);
+  assert.equal(b.stats.udpIn, 1);
+});
+
+test('the driver arms the engine timer: retransmissions through a black hole, then success after repair', async (t) => {
+  const net = new MemoryNetwork();
+  const fa = new FakeEndpoint('fd00::a');
+  const evA: FakeEvent[] = [];
+  const a = new EngineDriver({ engine: fa, transport: net.transport(5533), onEvent: (e) => evA.push(e) });
+  const b = new EngineDriver({ engine: new FakeEndpoint('fd00::b'), transport: net.transport(5533) });
+  t.after(async () => { await a.close(); await b.close(); });
+  await a.bindLocator('fd00::a'); await b.bindLocator('fd00::b');
+  net.blackhole('fd00::a', 'fd00::b');
+  const t0 = Date.now();
+  a.command((e, now) => e.prime(now, 'fd00::b'));
+  await waitFor(() => a.stats.udpOut >= 3, 2000, 'two retransmissions');
+  assert.ok(Date.now() - t0 >= 90, 'retransmissions wait for the timer (50 ms each)');
+  net.repair('fd00::a', 'fd00::b');
+  await waitFor(() => evA.length > 0, 2000, 'established after repair');
+  assert.equal(evA[0]!.kind, 'context-established');
+  assert.ok(fa.timeouts.length >= 2);
+});
+
+test('close stops the timer and all traffic', async () => {
+  const net = new MemoryNetwork();
+  const fa = new FakeEndpoint('fd00::a');
+  const a = new EngineDriver({ engine: fa, transport: net.transport(5533) });
+  await a.bindLocator('fd00::a');
+  a.command((e, now) => e.prime(now, 'fd00::dead'));
+  await a.close();
+  const n = fa.timeouts.length;
+  await new Promise((r) => setTimeout(r, 120));
+  assert.equal(fa.timeouts.length, n);
+});
+
+const ULID_A = 'fd00:a::1', ULID_B = 'fd00:b::1';
+
+async function dataPair(t: import('node:test').TestContext) {
+  const net = new MemoryNetwork();
+  const tunA = new MemoryTun('dpa', 1400), tunB = new MemoryTun('dpb', 1400);
+  const ea = new StaticContextEngine({ localUlid: ULID_A, peerUlid: ULID_B, localTag: 0x1111, peerTag: 0x2222, local: 'fd00:1::a', peer: 'fd00:1::b' });
+  const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a', peerLocators: ['fd00:1::a', 'fd00:2::a'] });
+  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA });
+  const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
+  t.after(async () => { await a.close(); await b.close(); });
+  for (const [d, addrs] of [[a, ['fd00:1::a', 'fd00:2::a']], [b, ['fd00:1::b', 'fd00:2::b']]] as const) {
+    for (const x of addrs) await d.bindLocator(x);
+  }
+  return { net, tunA, tunB, ea, eb, a, b };
+}
+
+test('data path: a packet into A\'s TUN leaves B\'s TUN with the header rebuilt from the ULIDs', async (t) => {
+  const { tunA, tunB, a, b } = await dataPair(t);
+  const pkt = buildUdpPacket(ULID_A, ULID_B, 1000, 2000, new TextEncoder().encode('payload'));
+  tunA.inject(pkt);
+  tunA.inject(buildUdpPacket(ULID_A, 'fd00:c::1', 1, 2, new Uint8Array(4)));
+  tunA.inject(new Uint8Array([0x45, 0, 0, 20]));
+  await waitFor(() => tunB.written.length === 1, 2000, 'delivery');
+  assert.deepEqual(tunB.written[0], pkt, 'rebuilt packet equals the original (hop limit 64, tc/flow 0)');
+  assert.equal(a.stats.noContext, 1);
+  assert.equal(a.stats.notIpv6, 1);
+  assert.equal(b.stats.tunOut, 1);
+});
+
+test('TCP prompt: on locator-pair-changed the last data segment and 3 duplicate ACKs go out on the new pair', async (t) => {
+  const { net, tunA, tunB, a } = await dataPair(t);
+  const tcp = (seq: number, flags: number, data: number[]) => {
+    const h = new Uint8Array(20 + data.length);
+    h[0] = 0x13; h[1] = 0x88; h[2] = 0x1f; h[3] = 0x90;
+    h[7] = seq; h[12] = 5 << 4; h[13] = flags; h.set(data, 20);
+    return buildPacket(ULID_A, ULID_B, IPPROTO_TCP, h);
+  };
+  const data1 = tcp(1, 0x18, [1, 2, 3]), data2 = tcp(2, 0x18, [4, 5, 6]), ack = tcp(3, 0x10, []);
+  for (const p of [data1, data2, ack]) tunA.inject(p);
+  await waitFor(() => tunB.written.length === 3, 2000, 'first delivery');
+  net.blackhole('fd00:1::a', 'fd00:1::b');
+  a.command((e) => e.rehome('fd00:2::a', 'fd00:2::b'));
+  await waitFor(() => tunB.written.length === 7, 2000, 'prompt delivery');
+  assert.deepEqual(tunB.written.slice(3).map((p) => splitPacket(p)!.payload[7]), [2, 3, 3, 3]);
+  assert.equal(a.stats.prompts, 4);
+});
