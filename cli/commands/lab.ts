@@ -1,8 +1,84 @@
 /**
- * `shim6 lab …` subcommands. Owned by the lab feature; registered by cli/main.ts.
+ * `shim6 lab up | demo | down`: the two-host lab on this machine (root:
+ * network namespaces, veth links, Knot). Owned by the lab feature; the work is
+ * in shim/dataplane/lab*.ts. This file only parses flags and prints.
  */
 import type { Command } from 'commander';
+import { badValue } from '../errors.ts';
+import { UsageError } from '../../shim/errors.ts';
 
-export function register(_program: Command): void {
-  // Subcommands are added here as the feature lands.
+interface CommonOpts { prefix: string }
+
+function requireRoot(): void {
+  if (process.getuid?.() !== 0) throw new UsageError('ENOTROOT', 'the lab needs root (network namespaces, veth links, TUN); run it as root', 'uid');
+}
+
+function positiveMs(field: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0 || n > 600_000) badValue(field, v, 'expected milliseconds in 1..600000');
+  return n;
+}
+
+export function register(program: Command): void {
+  const lab = program.command('lab').description('a two-host lab on this machine: hosts A and B joined by links P and Q, a DNS server with B\'s capability record (needs root)');
+
+  lab.command('up')
+    .description('create the namespaces, links and the DNS server (replaces a stale lab of the same prefix)')
+    .option('--prefix <name>', 'name prefix of the namespaces (lab… or e2e…)', 'lab')
+    .option('--no-record', 'publish no capability record for B (a peer without shim6)')
+    .action(async (o: CommonOpts & { record: boolean }) => {
+      requireRoot();
+      const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
+      const { labUp } = await import('../../shim/dataplane/lab.ts');
+      const l = labFor(o.prefix);
+      await labUp(l, { capability: o.record, say: (s) => process.stdout.write(`lab: ${s}\n`) });
+      process.stdout.write(`lab: up; run commands in a host with \`ip netns exec ${l.a} …\`; remove with \`shim6 lab down${o.prefix === 'lab' ? '' : ` --prefix ${o.prefix}`}\`\n`);
+    });
+
+  lab.command('down')
+    .description('remove the lab: processes, namespaces, links, state (idempotent)')
+    .option('--prefix <name>', 'name prefix of the namespaces', 'lab')
+    .action(async (o: CommonOpts) => {
+      requireRoot();
+      const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
+      const { labDown } = await import('../../shim/dataplane/lab.ts');
+      const had = labDown(labFor(o.prefix));
+      process.stdout.write(had ? 'lab: removed\n' : 'lab: nothing to remove\n');
+    });
+
+  lab.command('demo')
+    .description('stream checksummed data A→B by name, black-hole link P mid-stream, show the timeline and the stall')
+    .option('--prefix <name>', 'name prefix of the namespaces', 'lab')
+    .option('--mode <mode>', 'shim6 | tcp | mptcp (default: shim6 when the daemon is available, else tcp)')
+    .option('--failure <kind>', 'blackhole (silent drop) | down (link down)', 'blackhole')
+    .option('--duration <ms>', 'length of the stream', '6000')
+    .option('--fail-at <ms>', 'when link P fails, after the stream starts', '2000')
+    .option('--rate <Mbit/s>', 'paced sending rate', '100')
+    .option('--json', 'print the figures as one JSON object (stall_ms, bytes_sent, bytes_verified, corrupt, rehome_ms)')
+    .option('--plot <file.svg>', 'draw throughput over time as SVG')
+    .option('--keep', 'leave the lab up afterwards')
+    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean }) => {
+      if (o.mode !== undefined && !['shim6', 'tcp', 'mptcp'].includes(o.mode)) badValue('--mode', o.mode, 'expected shim6, tcp or mptcp');
+      if (!['blackhole', 'down'].includes(o.failure)) badValue('--failure', o.failure, 'expected blackhole or down');
+      const durationMs = positiveMs('--duration', o.duration);
+      const failAtMs = positiveMs('--fail-at', o.failAt);
+      if (failAtMs >= durationMs) badValue('--fail-at', o.failAt, 'must be before the end of --duration');
+      const rate = Number(o.rate);
+      if (!(rate > 0 && rate <= 10_000)) badValue('--rate', o.rate, 'expected Mbit/s in (0, 10000]');
+      requireRoot();
+      const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
+      const { runDemo } = await import('../../shim/dataplane/lab-demo.ts');
+      const daemons = await import('../../shim/dataplane/lab-daemons.ts');
+      const out = (s: string): void => { process.stdout.write(s + '\n'); };
+      let mode = o.mode as 'shim6' | 'tcp' | 'mptcp' | undefined;
+      if (mode === undefined) {
+        mode = (await daemons.shim6Available()) ? 'shim6' : 'tcp';
+        if (mode === 'tcp' && !o.json) out('demo: the shim6 daemon is not available in this build; showing plain TCP (the baseline that does not survive)');
+      }
+      await runDemo(labFor(o.prefix), {
+        mode, durationMs, failAtMs, failure: o.failure as 'blackhole' | 'down', rate: (rate * 1e6) / 8,
+        json: o.json ?? false, keep: o.keep ?? false, out, startShim6: daemons.startLabShim6,
+        ...(o.plot ? { plot: o.plot } : {}),
+      });
+    });
 }

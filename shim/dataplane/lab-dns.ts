@@ -1,0 +1,130 @@
+/**
+ * The lab's DNS: the zone `lab.example.` (hosts a, b, ns) with B's capability
+ * record, served by a real Knot (`knotd`) in the DNS namespace on both of its
+ * links. Owns the zone text (checked with named-checkzone when installed), Knot's config and the Knot process it starts
+ * (killed with the namespace by `labDown`).
+ *
+ * The capability record line is produced by `shim6 zone record` when that
+ * command exists; until then it is written here in RFC 3597 generic form from
+ * DESIGN.md §2 (version 1, no flags, the ULID, the locators, no parameters).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { CAPABILITY_RR_TYPE } from '../constants.ts';
+import { parseIpv6 } from '../wire/ipv6.ts';
+import { LAB_ADDR, LabError, nsExec, type Lab } from './lab-topology.ts';
+
+export const LAB_ZONE = 'lab.example.';
+export const LAB_B_NAME = `b.${LAB_ZONE}`;
+export const LAB_A_NAME = `a.${LAB_ZONE}`;
+
+/** A locator as the capability record lists it. */
+export interface RecordLocator {
+  address: string;
+  priority: number;
+}
+
+/** RDATA of a version-1 capability record (DESIGN.md §2), without parameters. */
+export function capabilityRdata(ulid: string, locators: RecordLocator[]): Uint8Array {
+  const out = new Uint8Array(20 + 20 * locators.length);
+  out[0] = 1;
+  out[1] = 0;
+  out[2] = locators.length;
+  out.set(parseIpv6(ulid), 4);
+  locators.forEach((l, i) => {
+    const o = 20 + 20 * i;
+    out[o + 1] = l.priority;
+    out.set(parseIpv6(l.address), o + 4);
+  });
+  return out;
+}
+
+/** The record line in RFC 3597 generic form. */
+export function capabilityLine(owner: string, ttl: number, ulid: string, locators: RecordLocator[], type = CAPABILITY_RR_TYPE): string {
+  const rdata = capabilityRdata(ulid, locators);
+  return `${owner} ${ttl} IN TYPE${type} \\# ${rdata.length} ${Buffer.from(rdata).toString('hex')}`;
+}
+
+/** Ask `shim6 zone record` for B's line if that command exists; else undefined. */
+function zoneToolLine(ulid: string, locators: RecordLocator[]): string | undefined {
+  const bin = path.resolve(import.meta.dirname, '../../bin/shim6.js');
+  const args = [bin, 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, ...locators.flatMap((l) => ['--locator', l.address]), '--ttl', '60'];
+  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 20_000 });
+  const line = String(r.stdout ?? '').split('\n').find((l) => /TYPE\d+\s+\\#/.test(l));
+  return r.status === 0 && line ? line.trim() : undefined;
+}
+
+export interface LabZoneOptions {
+  /** Publish B's capability record (default true); false = a peer without shim6. */
+  capability?: boolean;
+  /** Locators in B's record (default P then Q). */
+  locators?: RecordLocator[];
+}
+
+/** The zone text for the lab, and where the capability line came from. */
+export function labZone(opts: LabZoneOptions = {}): { text: string; recordSource: 'zone-tools' | 'lab' | 'none' } {
+  const locators = opts.locators ?? [{ address: LAB_ADDR.bP, priority: 0 }, { address: LAB_ADDR.bQ, priority: 1 }];
+  const lines = [
+    `$ORIGIN ${LAB_ZONE}`,
+    '$TTL 60',
+    `@ IN SOA ns.${LAB_ZONE} hostmaster.${LAB_ZONE} 1 3600 600 86400 60`,
+    `@ IN NS ns.${LAB_ZONE}`,
+    `ns IN AAAA ${LAB_ADDR.dnsA}`,
+    `a IN AAAA ${LAB_ADDR.aP}`,
+    `b IN AAAA ${LAB_ADDR.bP}`,
+  ];
+  let recordSource: 'zone-tools' | 'lab' | 'none' = 'none';
+  if (opts.capability ?? true) {
+    const fromTools = zoneToolLine(LAB_ADDR.bP, locators);
+    lines.push(fromTools ?? capabilityLine(LAB_B_NAME, 60, LAB_ADDR.bP, locators));
+    recordSource = fromTools ? 'zone-tools' : 'lab';
+  }
+  return { text: lines.join('\n') + '\n', recordSource };
+}
+
+function knotConfig(dir: string, zoneFile: string): string {
+  return [
+    'server:',
+    `    rundir: "${dir}"`,
+    '    user: root:root',
+    `    pidfile: "${dir}/knot.pid"`,
+    `    listen: [ ${LAB_ADDR.dnsA}@53, ${LAB_ADDR.dnsB}@53 ]`,
+    'log:',
+    '  - target: stderr',
+    '    any: info',
+    'database:',
+    `    storage: "${dir}/db"`,
+    'control:',
+    `    listen: "${dir}/knot.sock"`,
+    'zone:',
+    `  - domain: ${LAB_ZONE}`,
+    `    file: "${zoneFile}"`,
+    '    zonefile-sync: -1',
+    '    semantic-checks: on',
+    '',
+  ].join('\n');
+}
+
+/** Write the zone, start Knot in the DNS namespace and wait until it answers (≤ 10 s). */
+export async function startLabDns(lab: Lab, opts: LabZoneOptions = {}): Promise<{ recordSource: string }> {
+  const dir = path.join(lab.stateDir, 'knot');
+  mkdirSync(dir, { recursive: true });
+  const zoneFile = path.join(dir, 'lab.example.zone');
+  const { text, recordSource } = labZone(opts);
+  writeFileSync(zoneFile, text);
+  // named-checkzone catches bad RDATA lengths; Knot also checks the zone when it loads it.
+  const check = spawnSync('named-checkzone', [LAB_ZONE, zoneFile], { encoding: 'utf8' });
+  if (check.status !== null && check.status !== 0) throw new LabError(`named-checkzone rejected the lab zone: ${check.stdout}${check.stderr}`);
+  writeFileSync(path.join(dir, 'knot.conf'), knotConfig(dir, zoneFile));
+  const log = openSync(path.join(dir, 'knot.log'), 'a');
+  const child = spawn('ip', ['netns', 'exec', lab.dns, 'knotd', '-c', path.join(dir, 'knot.conf')], { stdio: ['ignore', log, log], detached: true });
+  child.unref();
+  const deadline = Date.now() + 10_000;
+  while (Date.now() < deadline) {
+    const r = nsExec(lab.a, ['kdig', `@${LAB_ADDR.dnsA}`, LAB_ZONE, 'SOA', '+short', '+timeout=1', '+retry=0'], { check: false });
+    if (r.status === 0 && r.stdout.trim()) return { recordSource };
+    await new Promise((res) => setTimeout(res, 100));
+  }
+  throw new LabError(`knotd in ${lab.dns} did not answer within 10 s (log: ${path.join(dir, 'knot.log')})`);
+}
