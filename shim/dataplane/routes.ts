@@ -1,0 +1,118 @@
+/**
+ * Routes and policy for the data plane, with iproute2 (`ip`), leaving the host
+ * as found on close:
+ *
+ *  - The TUN link: up, with MTU = path MTU − 40 (IPv6) − 8 (UDP) − 8 (payload
+ *    header), never below the IPv6 minimum of 1280 (RFC 8200 §5).
+ *  - Per context, the peer's ULID /128 via the TUN, in a table of our own
+ *    (default 5533), with `src` our ULID and `advmss` so TCP never sends a
+ *    segment the encapsulated path cannot carry, even when the TUN MTU had to
+ *    be held at 1280.
+ *  - Two policy rules: the daemon's own UDP traffic (`ipproto udp sport
+ *    <port>`) looks up `main` first, so it never enters the TUN even though
+ *    the peer's ULID is also one of its locators; everything else then
+ *    consults our table before `main`.
+ *
+ * Owns: those rules and routes (it removes exactly what it added). Must not
+ * know: Shim6, the engine. It implements the driver's RouteHook.
+ */
+import { spawnSync } from 'node:child_process';
+import { UsageError } from '../errors.ts';
+import { MIN_IPV6_MTU } from '../constants.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { RouteHook } from './engine-driver.ts';
+
+/** IPv6 (40) + UDP (8) + Shim6 payload header (8, RFC 5533 §5.2). */
+export const ENCAPSULATION_OVERHEAD = 56;
+/** IPv6 (40) + TCP (20) without options. */
+const TCP_IPV6_HEADERS = 60;
+
+/** TUN MTU for a path MTU (held at the IPv6 minimum; see advmss for TCP). */
+export function tunMtuFor(pathMtu: number): number {
+  return Math.max(MIN_IPV6_MTU, pathMtu - ENCAPSULATION_OVERHEAD);
+}
+
+/** The TCP MSS that fits a path MTU after encapsulation. */
+export function advmssFor(pathMtu: number): number {
+  return pathMtu - ENCAPSULATION_OVERHEAD - TCP_IPV6_HEADERS;
+}
+
+export interface RoutesOptions {
+  /** TUN interface name. */
+  tun: string;
+  /** UDP source port of the daemon's sockets (exempted from our table). */
+  port: number;
+  /** Smallest MTU of the links carrying the encapsulation (default 1500). */
+  pathMtu?: number;
+  /** Routing table for peer ULIDs (default 5533). */
+  table?: number;
+  /** Rule preference of the UDP exemption; our table's rule is `pref + 1` (default 5532). */
+  rulePref?: number;
+  /** Run `ip` in this namespace (`ip -n`); default: the current one. */
+  netns?: string;
+}
+
+/** The data plane's routes and rules. */
+export class Routes implements RouteHook {
+  readonly table: number;
+  readonly tunMtu: number;
+  readonly advmss: number;
+  private readonly pref: number;
+  private readonly peers = new Set<Ipv6>();
+  private rulesUp = false;
+
+  constructor(private readonly opts: RoutesOptions) {
+    const pathMtu = opts.pathMtu ?? 1500;
+    this.table = opts.table ?? 5533;
+    this.pref = opts.rulePref ?? 5532;
+    this.tunMtu = tunMtuFor(pathMtu);
+    this.advmss = advmssFor(pathMtu);
+    if (this.advmss < 500) throw new UsageError('EROUTE', `path MTU ${pathMtu} is too small to carry TCP after encapsulation`, 'pathMtu');
+  }
+
+  /** Bring the TUN up with its MTU and add the two policy rules. */
+  setup(): void {
+    const { tun, port } = this.opts;
+    // No SLAAC or DAD on the TUN: it carries only ULID traffic we route to it.
+    this.ip(['link', 'set', 'dev', tun, 'mtu', String(this.tunMtu), 'up']);
+    this.ip(['-6', 'rule', 'add', 'pref', String(this.pref), 'ipproto', 'udp', 'sport', String(port), 'lookup', 'main']);
+    this.rulesUp = true;
+    this.ip(['-6', 'rule', 'add', 'pref', String(this.pref + 1), 'lookup', String(this.table)]);
+  }
+
+  /** Route the peer's ULID through the TUN, from our ULID. */
+  contextUp(localUlid: Ipv6, peerUlid: Ipv6): void {
+    this.ip(['-6', 'route', 'replace', `${peerUlid}/128`, 'dev', this.opts.tun, 'table', String(this.table),
+      'src', localUlid, 'mtu', String(this.tunMtu), 'advmss', String(this.advmss)]);
+    this.peers.add(peerUlid);
+  }
+
+  /** Remove the peer's ULID route: traffic to it goes back to plain IPv6. */
+  contextDown(peerUlid: Ipv6): void {
+    if (!this.peers.delete(peerUlid)) return;
+    this.ip(['-6', 'route', 'del', `${peerUlid}/128`, 'table', String(this.table)], false);
+  }
+
+  /** Peer ULIDs currently routed through the TUN. */
+  routed(): Ipv6[] {
+    return [...this.peers];
+  }
+
+  /** Remove every route and rule added here. Idempotent. */
+  close(): void {
+    for (const p of [...this.peers]) this.contextDown(p);
+    if (this.rulesUp) {
+      this.ip(['-6', 'rule', 'del', 'pref', String(this.pref + 1)], false);
+      this.ip(['-6', 'rule', 'del', 'pref', String(this.pref)], false);
+      this.rulesUp = false;
+    }
+  }
+
+  private ip(args: string[], check = true): void {
+    const argv = this.opts.netns ? ['-n', this.opts.netns, ...args] : args;
+    const r = spawnSync('ip', argv, { encoding: 'utf8', timeout: 10_000 });
+    if (check && r.status !== 0) {
+      throw new UsageError('EROUTE', `ip ${argv.join(' ')} failed: ${String(r.stderr ?? r.error?.message).trim()}`);
+    }
+  }
+}

@@ -1,0 +1,50 @@
+// Routes and policy rules in a real namespace with a real TUN: the peer ULID goes to the TUN with the
+// right MTU/MSS, the daemon's own UDP does not, and close leaves the namespace as it was.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { needs } from '../helpers/prereq.ts';
+import { NetLab, uniqueName } from '../helpers/netns.ts';
+import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
+import { Routes, tunMtuFor, advmssFor } from '../../shim/dataplane/routes.ts';
+
+test('MTU arithmetic: 56 octets of encapsulation, TUN held at 1280, MSS always fits', () => {
+  assert.equal(tunMtuFor(1500), 1444);
+  assert.equal(advmssFor(1500), 1384);
+  assert.equal(tunMtuFor(1280), 1280);
+  assert.equal(advmssFor(1280), 1164);
+  assert.ok(advmssFor(1280) + 60 + 56 <= 1280);
+});
+
+test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on close', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  const net = new NetLab(t);
+  const a = net.ns('dpra');
+  const b = net.ns('dprb');
+  net.veth(a, 'dpp0', b, 'dpp1');
+  net.addr(a, 'dpp0', 'fd00:71::a/64');
+  const tun = LinuxTun.open({ name: uniqueName('dprt'), mtu: 1444 });
+  t.after(() => tun.close());
+  assert.equal(spawnSync('ip', ['link', 'set', 'dev', tun.name, 'netns', a.name]).status, 0);
+  const rulesBefore = net.run(a, ['ip', '-6', 'rule', 'show']).stdout;
+  const routes = new Routes({ tun: tun.name, port: 5533, pathMtu: 1500, netns: a.name });
+  t.after(() => routes.close());
+  routes.setup();
+  assert.match(net.run(a, ['ip', 'link', 'show', tun.name]).stdout, /mtu 1444 .*state (UP|UNKNOWN)/);
+  routes.contextUp('fd00:71::a', 'fd00:71::b');
+  const viaTun = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout;
+  assert.match(viaTun, new RegExp(`dev ${tun.name} .*src fd00:71::a`));
+  assert.match(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout, /fd00:71::b .*mtu 1444 advmss 1384/);
+  const daemonUdp = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b', 'ipproto', 'udp', 'sport', '5533']).stdout;
+  assert.match(daemonUdp, /dev dpp0/, 'the daemon\'s own UDP never enters the TUN');
+  const otherUdp = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b', 'ipproto', 'udp', 'sport', '4000']).stdout;
+  assert.match(otherUdp, new RegExp(`dev ${tun.name}`));
+  assert.deepEqual(routes.routed(), ['fd00:71::b']);
+  routes.contextDown('fd00:71::b');
+  assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);
+  routes.contextUp('fd00:71::a', 'fd00:71::b');
+  routes.close();
+  routes.close();
+  assert.equal(net.run(a, ['ip', '-6', 'rule', 'show']).stdout, rulesBefore);
+  assert.equal(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '');
+});
