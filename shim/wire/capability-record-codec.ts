@@ -1,0 +1,273 @@
+/**
+ * The capability record (DESIGN.md §2): the `CapabilityRecord` type and its
+ * binary RDATA codec (TYPE65300, version 1).
+ *
+ * Owns: the RDATA layout, its validation rules, and the "ignore this RR"
+ * outcomes (unknown version, unknown mandatory key). Decoding untrusted bytes
+ * throws only WireError; encoding a bad record throws UsageError.
+ * Must not know: DNS messages, owner names, TTLs, the presentation or TXT forms
+ * (capability-record-text.ts).
+ *
+ *   0 version u8 · 1 flags u8 (0x80 HBA set, 0x40 CGA ULID) · 2 count u8 (1..32) ·
+ *   3 reserved u8 · 4..19 ULID · count × (flags u8 · priority u8 · weight u8 ·
+ *   reserved u8 · locator 16) · params (key u16 · len u16 · value)*, keys strictly increasing.
+ */
+import { WireError } from './errors.ts';
+import { UsageError } from '../errors.ts';
+import { formatIpv6, parseIpv6, type Ipv6 } from './ipv6.ts';
+import {
+  CAPABILITY_MAX_LOCATORS, CAPABILITY_RECORD_VERSION, CapabilityFlag, CapabilityParamKey, HBA_DIGEST_ALG_SHA256,
+} from '../constants.ts';
+
+export interface CapabilityLocator {
+  address: Ipv6;
+  /** u8, RFC 5533 §5.15.3 flags: 0x01 BROKEN, 0x02 TRANSIENT; other bits kept as they are. */
+  flags: number;
+  /** u8, lower first (SRV semantics). */
+  priority: number;
+  /** u8 (SRV semantics). */
+  weight: number;
+}
+
+/** Parameter 1: the digest of the ULID's CGA Parameter Data Structure. */
+export interface HbaDigest {
+  /** 1 = SHA-256 (32 octets); other values are kept but unusable. */
+  alg: number;
+  digest: Uint8Array;
+}
+
+/** A parameter this reader does not know (key ≥ 3), kept for round trips. */
+export interface CapabilityParam {
+  key: number;
+  value: Uint8Array;
+}
+
+/** A decoded version-1 capability record. */
+export interface CapabilityRecord {
+  /** Flag 0x80: the locators form an HBA set. */
+  hbaSet: boolean;
+  /** Flag 0x40: the ULID is a CGA. */
+  cgaUlid: boolean;
+  ulid: Ipv6;
+  /** 1..32, in record order. */
+  locators: CapabilityLocator[];
+  /** Parameter 0: keys the reader must understand, ascending; [] when absent. */
+  mandatory: number[];
+  /** Parameter 1. */
+  hbaDigest?: HbaDigest;
+  /** Parameter 2: UDP port of the peer's shim; absent means SHIM6_UDP_PORT (5533). */
+  port?: number;
+  /** Parameters with keys ≥ 3, ascending. */
+  unknownParams: CapabilityParam[];
+}
+
+/** Why a well-formed RR is still to be ignored (DESIGN.md §2). */
+export type RecordIgnoreReason = 'UNSUPPORTED_VERSION' | 'UNKNOWN_MANDATORY_KEY';
+
+/**
+ * Thrown (code 'BAD_RECORD') for an RR the reader must ignore although it may be
+ * perfectly valid for a newer reader: version ≠ 1, or a mandatory key this
+ * reader does not know. Callers tell it from a malformed RR with `ignoreReason`.
+ */
+export class IgnoredCapabilityRecord extends WireError {
+  readonly reason: RecordIgnoreReason;
+  /** The version octet, or the unknown mandatory key. */
+  readonly value: number;
+  constructor(reason: RecordIgnoreReason, value: number, offset: number) {
+    super('BAD_RECORD', reason === 'UNSUPPORTED_VERSION'
+      ? `capability record version ${value} is not 1: ignore the RR`
+      : `capability record makes unknown key ${value} mandatory: ignore the RR`, offset);
+    this.reason = reason;
+    this.value = value;
+  }
+}
+
+/** The ignore reason of an error from the decoders, or undefined (malformed, or not ours). */
+export function ignoreReason(e: unknown): RecordIgnoreReason | undefined {
+  return e instanceof IgnoredCapabilityRecord ? e.reason : undefined;
+}
+
+export interface DecodeRecordOptions {
+  /** Also reject non-zero reserved octets and unknown record flag bits (zone checks). Default false: ignored. */
+  strict?: boolean;
+}
+
+const HEADER = 20;
+const LOCATOR = 20;
+const KNOWN_KEYS: ReadonlySet<number> = new Set(Object.values(CapabilityParamKey));
+
+/** Decode RDATA. Throws only WireError; see IgnoredCapabilityRecord for the "ignore" outcomes. */
+export function decodeCapabilityRecord(rdata: Uint8Array, opts: DecodeRecordOptions = {}): CapabilityRecord {
+  if (rdata.length < 1) throw new WireError('TRUNCATED', 'capability record: empty RDATA', 0);
+  // The version decides the layout of everything after it, so it is checked first.
+  if (rdata[0] !== CAPABILITY_RECORD_VERSION) throw new IgnoredCapabilityRecord('UNSUPPORTED_VERSION', rdata[0]!, 0);
+  if (rdata.length < HEADER) throw new WireError('TRUNCATED', 'capability record: header needs 20 octets', rdata.length);
+  const flags = rdata[1]!;
+  const count = rdata[2]!;
+  if (count < 1 || count > CAPABILITY_MAX_LOCATORS) throw new WireError('BAD_FIELD', `capability record: locator count ${count} not in 1..32`, 2);
+  if (opts.strict === true) {
+    if ((flags & ~(CapabilityFlag.HBA_SET | CapabilityFlag.CGA_ULID)) !== 0) throw new WireError('BAD_FIELD', 'capability record: unknown flag bits set', 1);
+    if (rdata[3] !== 0) throw new WireError('BAD_FIELD', 'capability record: reserved octet not zero', 3);
+  }
+  const end = HEADER + count * LOCATOR;
+  if (rdata.length < end) throw new WireError('TRUNCATED', `capability record: ${count} locators need ${end} octets`, rdata.length);
+  const locators: CapabilityLocator[] = [];
+  const seen = new Set<string>();
+  for (let off = HEADER; off < end; off += LOCATOR) {
+    if (opts.strict === true && rdata[off + 3] !== 0) throw new WireError('BAD_FIELD', 'capability record: locator reserved octet not zero', off + 3);
+    const address = formatIpv6(rdata, off + 4);
+    if (seen.has(address)) throw new WireError('BAD_RECORD', `capability record: locator ${address} listed twice`, off + 4);
+    seen.add(address);
+    locators.push({ address, flags: rdata[off]!, priority: rdata[off + 1]!, weight: rdata[off + 2]! });
+  }
+  const record: CapabilityRecord = {
+    hbaSet: (flags & CapabilityFlag.HBA_SET) !== 0,
+    cgaUlid: (flags & CapabilityFlag.CGA_ULID) !== 0,
+    ulid: formatIpv6(rdata, 4),
+    locators,
+    mandatory: [],
+    unknownParams: [],
+  };
+  decodeParams(rdata, end, record);
+  return record;
+}
+
+function decodeParams(rdata: Uint8Array, start: number, record: CapabilityRecord): void {
+  let prevKey = -1;
+  let mandatoryOffset = -1;
+  const present = new Set<number>();
+  for (let off = start; off < rdata.length;) {
+    if (off + 4 > rdata.length) throw new WireError('TRUNCATED', 'capability record: parameter header truncated', off);
+    const key = (rdata[off]! << 8) | rdata[off + 1]!;
+    const len = (rdata[off + 2]! << 8) | rdata[off + 3]!;
+    if (off + 4 + len > rdata.length) throw new WireError('TRUNCATED', `capability record: parameter ${key} value truncated`, off + 2);
+    if (key <= prevKey) throw new WireError('BAD_RECORD', `capability record: parameter keys not strictly increasing (${key} after ${prevKey})`, off);
+    const value = rdata.subarray(off + 4, off + 4 + len);
+    switch (key) {
+      case CapabilityParamKey.MANDATORY: record.mandatory = decodeMandatory(value, off); mandatoryOffset = off; break;
+      case CapabilityParamKey.HBA_DIGEST: record.hbaDigest = decodeHbaDigest(value, off); break;
+      case CapabilityParamKey.PORT: record.port = decodePort(value, off); break;
+      default: record.unknownParams.push({ key, value: value.slice() });
+    }
+    present.add(key);
+    prevKey = key;
+    off += 4 + len;
+  }
+  for (const k of record.mandatory) {
+    if (!present.has(k)) throw new WireError('BAD_RECORD', `capability record: mandatory key ${k} is not present`, mandatoryOffset);
+  }
+  for (const k of record.mandatory) {
+    if (!KNOWN_KEYS.has(k)) throw new IgnoredCapabilityRecord('UNKNOWN_MANDATORY_KEY', k, mandatoryOffset);
+  }
+}
+
+function decodeMandatory(v: Uint8Array, off: number): number[] {
+  if (v.length === 0 || v.length % 2 !== 0) throw new WireError('BAD_RECORD', 'capability record: mandatory must list one or more u16 keys', off + 2);
+  const keys: number[] = [];
+  for (let i = 0; i < v.length; i += 2) {
+    const k = (v[i]! << 8) | v[i + 1]!;
+    if (k === CapabilityParamKey.MANDATORY) throw new WireError('BAD_RECORD', 'capability record: mandatory lists itself', off + 4 + i);
+    if (keys.length > 0 && k <= keys[keys.length - 1]!) throw new WireError('BAD_RECORD', 'capability record: mandatory keys not strictly increasing', off + 4 + i);
+    keys.push(k);
+  }
+  return keys;
+}
+
+function decodeHbaDigest(v: Uint8Array, off: number): HbaDigest {
+  if (v.length < 2) throw new WireError('BAD_RECORD', 'capability record: hba-digest needs an algorithm and a digest', off + 2);
+  const alg = v[0]!;
+  if (alg === 0) throw new WireError('BAD_RECORD', 'capability record: hba-digest algorithm 0 is reserved', off + 4);
+  if (alg === HBA_DIGEST_ALG_SHA256 && v.length !== 33) throw new WireError('BAD_RECORD', 'capability record: SHA-256 hba-digest must be 32 octets', off + 2);
+  return { alg, digest: v.slice(1) };
+}
+
+function decodePort(v: Uint8Array, off: number): number {
+  if (v.length !== 2) throw new WireError('BAD_RECORD', 'capability record: port must be 2 octets', off + 2);
+  const port = (v[0]! << 8) | v[1]!;
+  if (port === 0) throw new WireError('BAD_RECORD', 'capability record: port 0', off + 4);
+  return port;
+}
+
+/** A reason `r` cannot be encoded (field name + why), or undefined. Shared with the text parser. */
+export function recordProblem(r: CapabilityRecord): { field: string; why: string } | undefined {
+  const bad = (field: string, why: string): { field: string; why: string } => ({ field, why });
+  if (!isAddress(r.ulid)) return bad('ulid', 'not an IPv6 address');
+  if (r.locators.length < 1 || r.locators.length > CAPABILITY_MAX_LOCATORS) return bad('locators', 'need 1..32 locators');
+  const seen = new Set<string>();
+  for (const [i, l] of r.locators.entries()) {
+    if (!isAddress(l.address)) return bad(`locators[${i}].address`, 'not an IPv6 address');
+    const canon = formatIpv6(parseIpv6(l.address));
+    if (seen.has(canon)) return bad(`locators[${i}].address`, 'listed twice');
+    seen.add(canon);
+    for (const f of ['flags', 'priority', 'weight'] as const) if (!isU(l[f], 0xff)) return bad(`locators[${i}].${f}`, 'not a u8');
+  }
+  const keys = new Set<number>(r.unknownParams.map((p) => p.key));
+  if (r.hbaDigest) keys.add(CapabilityParamKey.HBA_DIGEST);
+  if (r.port !== undefined) keys.add(CapabilityParamKey.PORT);
+  for (const [i, k] of r.mandatory.entries()) {
+    if (!isU(k, 0xffff) || k === 0) return bad('mandatory', `key ${k} cannot be mandatory`);
+    if (i > 0 && k <= r.mandatory[i - 1]!) return bad('mandatory', 'keys must be strictly increasing');
+    if (!keys.has(k)) return bad('mandatory', `key ${k} is not present`);
+  }
+  if (r.hbaDigest) {
+    const { alg, digest } = r.hbaDigest;
+    if (!isU(alg, 0xff) || alg === 0) return bad('hbaDigest.alg', 'must be 1..255');
+    if (alg === HBA_DIGEST_ALG_SHA256 ? digest.length !== 32 : digest.length < 1) return bad('hbaDigest.digest', 'wrong length for the algorithm');
+  }
+  if (r.port !== undefined && (!isU(r.port, 0xffff) || r.port === 0)) return bad('port', 'must be 1..65535');
+  for (const [i, p] of r.unknownParams.entries()) {
+    if (!isU(p.key, 0xffff) || KNOWN_KEYS.has(p.key)) return bad(`unknownParams[${i}].key`, 'must be 3..65535');
+    if (i > 0 && p.key <= r.unknownParams[i - 1]!.key) return bad(`unknownParams[${i}].key`, 'keys must be strictly increasing');
+  }
+  if (capabilityRecordLength(r) > 0xffff) return bad('record', 'longer than 65535 octets');
+  return undefined;
+}
+
+/** Octets `encodeCapabilityRecord(r)` produces. */
+export function capabilityRecordLength(r: CapabilityRecord): number {
+  let n = HEADER + LOCATOR * r.locators.length;
+  if (r.mandatory.length > 0) n += 4 + 2 * r.mandatory.length;
+  if (r.hbaDigest) n += 4 + 1 + r.hbaDigest.digest.length;
+  if (r.port !== undefined) n += 6;
+  for (const p of r.unknownParams) n += 4 + p.value.length;
+  return n;
+}
+
+/** Encode as version-1 RDATA. Throws UsageError('BAD_CAPABILITY_RECORD') naming the field. */
+export function encodeCapabilityRecord(r: CapabilityRecord): Uint8Array {
+  const problem = recordProblem(r);
+  if (problem) throw new UsageError('BAD_CAPABILITY_RECORD', `capability record ${problem.field}: ${problem.why}`, problem.field);
+  const out = new Uint8Array(capabilityRecordLength(r));
+  out[0] = CAPABILITY_RECORD_VERSION;
+  out[1] = (r.hbaSet ? CapabilityFlag.HBA_SET : 0) | (r.cgaUlid ? CapabilityFlag.CGA_ULID : 0);
+  out[2] = r.locators.length;
+  out.set(parseIpv6(r.ulid), 4);
+  let off = HEADER;
+  for (const l of r.locators) {
+    out[off] = l.flags;
+    out[off + 1] = l.priority;
+    out[off + 2] = l.weight;
+    out.set(parseIpv6(l.address), off + 4);
+    off += LOCATOR;
+  }
+  const put = (key: number, value: Uint8Array): void => {
+    out[off] = key >> 8; out[off + 1] = key & 0xff;
+    out[off + 2] = value.length >> 8; out[off + 3] = value.length & 0xff;
+    out.set(value, off + 4);
+    off += 4 + value.length;
+  };
+  if (r.mandatory.length > 0) put(CapabilityParamKey.MANDATORY, Uint8Array.from(r.mandatory.flatMap((k) => [k >> 8, k & 0xff])));
+  if (r.hbaDigest) put(CapabilityParamKey.HBA_DIGEST, Uint8Array.of(r.hbaDigest.alg, ...r.hbaDigest.digest));
+  if (r.port !== undefined) put(CapabilityParamKey.PORT, Uint8Array.of(r.port >> 8, r.port & 0xff));
+  for (const p of r.unknownParams) put(p.key, p.value);
+  return out;
+}
+
+function isU(x: unknown, max: number): boolean {
+  return typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= max;
+}
+
+function isAddress(a: unknown): boolean {
+  if (typeof a !== 'string') return false;
+  try { parseIpv6(a); return true; } catch { return false; }
+}
