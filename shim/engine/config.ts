@@ -1,0 +1,169 @@
+/**
+ * Engine configuration: timer profiles (`rfc`, `fast`), per-value overrides,
+ * the host's locators and HBA/CGA identity, capability detection per peer, and
+ * cache bounds. Implementation defaults live here; spec constants stay in
+ * shim/constants.ts. This module must not know about contexts or messages.
+ */
+import * as C from '../constants.ts';
+import { ms, seconds, type Millis } from '../time.ts';
+import { UsageError } from '../errors.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { LocatorVerifier } from './verify.ts';
+
+/** Every timer value the engine uses; a profile fills all of them. */
+export interface Timers {
+  i1Timeout: Millis;
+  i1RetriesMax: number;
+  noR1HolddownTime: Millis;
+  icmpHolddownTime: Millis;
+  i2Timeout: Millis;
+  i2RetriesMax: number;
+  i2bisTimeout: Millis;
+  i2bisRetriesMax: number;
+  /** How long a responder secret stays current; validators live 1–2 × this (≥ VALIDATOR_MIN_LIFETIME). */
+  validatorLifetime: Millis;
+  updateTimeout: Millis;
+  maxUpdateTimeout: Millis;
+  /** RFC 5534 §7. */
+  sendTimeout: Millis;
+  /** Used when the peer sent no Keepalive Timeout option (RFC 5534 §7: 15 s). */
+  defaultKeepaliveTimeout: Millis;
+  initialProbeTimeout: Millis;
+  initialProbes: number;
+  maxProbeTimeout: Millis;
+  /** RFC 5533 §9: tear down after this long without traffic (≥ 5 min recommended). */
+  idleTimeout: Millis;
+  closeTimeout: Millis;
+  closeRetriesMax: number;
+}
+
+/** Timer profile names. */
+export type ProfileName = 'rfc' | 'fast';
+
+/** RFC defaults (RFC 5533 §14, RFC 5534 §7). */
+export const RFC_PROFILE: Readonly<Timers> = {
+  i1Timeout: C.I1_TIMEOUT, i1RetriesMax: C.I1_RETRIES_MAX,
+  noR1HolddownTime: C.NO_R1_HOLDDOWN_TIME, icmpHolddownTime: C.ICMP_HOLDDOWN_TIME,
+  i2Timeout: C.I2_TIMEOUT, i2RetriesMax: C.I2_RETRIES_MAX,
+  i2bisTimeout: C.I2BIS_TIMEOUT, i2bisRetriesMax: C.I2BIS_RETRIES_MAX,
+  validatorLifetime: C.VALIDATOR_MIN_LIFETIME,
+  updateTimeout: C.UPDATE_TIMEOUT, maxUpdateTimeout: C.MAX_UPDATE_TIMEOUT,
+  sendTimeout: C.SEND_TIMEOUT, defaultKeepaliveTimeout: C.SEND_TIMEOUT,
+  initialProbeTimeout: C.INITIAL_PROBE_TIMEOUT, initialProbes: C.INITIAL_PROBES,
+  maxProbeTimeout: C.MAX_PROBE_TIMEOUT,
+  idleTimeout: seconds(600), closeTimeout: seconds(4), closeRetriesMax: 3,
+};
+
+/**
+ * LANs and labs (same numbers as shim/dataplane/config-timers.ts `fast`): re-home within a second. The Send Timeout is below the RFC's
+ * 10 s floor, so RFC 5534 §5.3 requires advertising it: every I2/I2bis/R2 and
+ * Update Request carries a Keepalive Timeout option (whole seconds, rounded
+ * down, at least 1, so the peer's keepalives always arrive within our Send Timeout).
+ */
+export const FAST_PROFILE: Readonly<Timers> = {
+  ...RFC_PROFILE,
+  i1Timeout: ms(500), i2Timeout: ms(500), i2bisTimeout: ms(500),
+  noR1HolddownTime: seconds(5), icmpHolddownTime: seconds(60),
+  updateTimeout: ms(500), maxUpdateTimeout: seconds(8),
+  sendTimeout: ms(600), defaultKeepaliveTimeout: ms(600),
+  initialProbeTimeout: ms(100), maxProbeTimeout: seconds(2),
+  idleTimeout: seconds(120), closeTimeout: ms(500),
+};
+
+export const PROFILES: Readonly<Record<ProfileName, Readonly<Timers>>> = { rfc: RFC_PROFILE, fast: FAST_PROFILE };
+
+/** How the engine learns whether a peer runs shim6 (seed §3.1). */
+export type CapabilityMode =
+  | 'configured'   // node configuration: the peer is known to run shim6
+  | 'dns'          // DNS priming: capability record seen
+  | 'independent'  // host-based, independent: I1 → R1 only, a probe (seed §3.1.3)
+  | 'integrated'   // host-based, integrated: full exchange straight away
+  | 'off';         // never set up a context with this peer
+
+/** One local locator (the host's own address). */
+export interface LocalLocator {
+  address: Ipv6;
+  /** RFC 5533 §5.15.3 flags (BROKEN, TRANSIENT); default 0. */
+  flags?: number;
+  priority?: number;
+  weight?: number;
+}
+
+/** A per-peer configuration entry (`peers:` in the config file). */
+export interface PeerConfig {
+  ulid: Ipv6;
+  mode?: CapabilityMode;
+  locators?: Ipv6[];
+}
+
+/** What `new Engine(config, rng)` accepts; everything but `localLocators` has a default. */
+export interface EngineConfig {
+  localLocators: LocalLocator[];
+  /** Our ULID for contexts the engine initiates; default: the first local locator. */
+  localUlid?: Ipv6;
+  /** CGA Parameter Data Structure of our HBA set; without it only the ULID is advertised. */
+  cgaParams?: Uint8Array;
+  /** Checks peer locators against their PDS (HBA/CGA); default: shim/wire/hba.ts. */
+  verifier?: LocatorVerifier;
+  profile?: ProfileName;
+  timers?: Partial<Timers>;
+  /** Capability mode for peers with no DNS record and no `peers` entry (seed §3.1.3). */
+  defaultMode?: CapabilityMode;
+  peers?: PeerConfig[];
+  /** Capability cache bounds. */
+  cacheMax?: number;
+  positiveTtl?: Millis;
+}
+
+/** The configuration after defaults, as the engine uses it. */
+export interface ResolvedConfig {
+  localLocators: LocalLocator[];
+  localUlid: Ipv6;
+  cgaParams: Uint8Array | undefined;
+  timers: Timers;
+  profile: ProfileName;
+  defaultMode: CapabilityMode;
+  peers: Map<Ipv6, PeerConfig>;
+  cacheMax: number;
+  positiveTtl: Millis;
+}
+
+/** Apply the profile, then the overrides; reject values that cannot work. */
+export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
+  const profile = cfg.profile ?? 'rfc';
+  const base = PROFILES[profile];
+  if (!base) throw new UsageError('BAD_PROFILE', `unknown timer profile ${String(profile)}`, 'profile');
+  const timers: Timers = { ...base };
+  for (const [k, v] of Object.entries(cfg.timers ?? {})) {
+    if (!(k in timers)) throw new UsageError('BAD_TIMER', `unknown timer ${k}`, `timers.${k}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UsageError('BAD_TIMER', `timers.${k} must be a non-negative number, got ${String(v)}`, `timers.${k}`);
+    (timers as unknown as Record<string, number>)[k] = v;
+  }
+  if (timers.validatorLifetime < C.VALIDATOR_MIN_LIFETIME) {
+    throw new UsageError('BAD_TIMER', `timers.validatorLifetime must be ≥ ${C.VALIDATOR_MIN_LIFETIME} ms (RFC 5533 §7.13)`, 'timers.validatorLifetime');
+  }
+  const first = cfg.localLocators[0];
+  const localUlid = cfg.localUlid ?? first?.address;
+  if (localUlid === undefined) throw new UsageError('NO_LOCATORS', 'the engine needs at least one local locator', 'localLocators');
+  return {
+    localLocators: cfg.localLocators.map((l) => ({ ...l })),
+    localUlid,
+    cgaParams: cfg.cgaParams,
+    timers,
+    profile,
+    defaultMode: cfg.defaultMode ?? 'integrated',
+    peers: new Map((cfg.peers ?? []).map((p) => [p.ulid, p])),
+    cacheMax: cfg.cacheMax ?? 10_000,
+    positiveTtl: cfg.positiveTtl ?? seconds(3600),
+  };
+}
+
+/** Keepalive Timeout option value (whole seconds) advertising our Send Timeout (RFC 5534 §5.3). */
+export function advertisedKeepaliveSeconds(t: Timers): number {
+  return Math.max(1, Math.min(0xffff, Math.floor(t.sendTimeout / 1000)));
+}
+
+/** True when the Send Timeout differs from the RFC default, so the option MUST be sent. */
+export function mustAdvertiseKeepalive(t: Timers): boolean {
+  return t.sendTimeout !== C.SEND_TIMEOUT;
+}

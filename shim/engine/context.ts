@@ -1,0 +1,163 @@
+/**
+ * The ULID-pair context (RFC 5533 §6.1) and the table that finds it by the
+ * lookup keys of RFC 5533 §12.4: CT(local); ULID pair + FII; Initiator Nonce
+ * (R1/R2, while establishing); CT(peer) (R1bis, context confusion §7.15).
+ * A context is lean: plain fields, one timer array, REAP/Update state only
+ * while in use, no closures, no buffers. This module sends nothing.
+ */
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { Millis } from '../time.ts';
+import { State } from './states.ts';
+import { newTimerTable, type Timed, type TimerTable } from './timers.ts';
+import type { ReapLog } from './reap.ts';
+
+/** One peer locator in Ls(peer) (RFC 5533 §6.1). */
+export interface PeerLocator {
+  address: Ipv6;
+  /** Verification method octet from the Locator List (0: the ULID or a DNS hint). */
+  method: number;
+  /** Part of the peer's last Locator List (Locator Preferences index these, in order). */
+  listed: boolean;
+  /** HBA/CGA proved it (or it is the ULID). Only verified locators may become destinations of probes. */
+  verified: boolean;
+  /** A probe (or the handshake) showed the peer answers there: usable as Lp(peer). */
+  probed: boolean;
+  flags: number;
+  priority: number;
+  weight: number;
+}
+
+/** The one outstanding Update Request (RFC 5533 §10.3). */
+export interface PendingUpdate {
+  nonce: number;
+  attempt: number;
+  bytes: Uint8Array;
+}
+
+/** How this context was asked for (seed §3.1). */
+export type ContextMode = 'integrated' | 'independent';
+
+export class Context implements Timed {
+  state: State = State.IDLE;
+  ctPeer = -1;
+  initNonce = 0;
+  respNonce = 0;
+  validator: Uint8Array | undefined = undefined;
+  /** R1bis Packet Context Tag, echoed in I2bis. */
+  r1bisTag = 0;
+  /** Current locator pair used to send (Lp(local), Lp(peer)). */
+  lpLocal: Ipv6;
+  lpPeer: Ipv6;
+  /** Ls(peer): verified and hinted locators. */
+  peer: PeerLocator[];
+  peerGeneration = -1;
+  peerPds: Uint8Array | undefined = undefined;
+  /** Keepalive Timeout the peer asked for (RFC 5534 §5.3), ms. */
+  peerKeepaliveTimeout: Millis | undefined = undefined;
+  retries = 0;
+  update: PendingUpdate | undefined = undefined;
+  /** REAP state (RFC 5534 §6): 0 Operational, 1 Exploring, 2 InboundOk. */
+  reapState = 0;
+  /** Probe logs, only while exploring or recently explored. */
+  reap: ReapLog | undefined = undefined;
+  closeNonce = 0;
+  lastActivity: Millis;
+  timers: TimerTable = newTimerTable();
+  heapAt = Infinity;
+  alive = true;
+  /** DNS claimed support (the negative cache then keys on address + ULID). */
+  primedByDns = false;
+  port: number | undefined = undefined;
+
+  constructor(
+    readonly localUlid: Ipv6,
+    readonly peerUlid: Ipv6,
+    readonly fii: number,
+    public ctLocal: number,
+    readonly mode: ContextMode,
+    now: Millis,
+  ) {
+    this.lpLocal = localUlid;
+    this.lpPeer = peerUlid;
+    this.peer = [{ address: peerUlid, method: 0, listed: false, verified: true, probed: false, flags: 0, priority: 0, weight: 0 }];
+    this.lastActivity = now;
+  }
+
+  /** The Ls(peer) entry for `address`, if any. */
+  peerLocator(address: Ipv6): PeerLocator | undefined {
+    for (const l of this.peer) if (l.address === address) return l;
+    return undefined;
+  }
+
+  /** True when `address` is a verified member of Ls(peer). */
+  hasVerifiedPeer(address: Ipv6): boolean {
+    const l = this.peerLocator(address);
+    return l !== undefined && l.verified;
+  }
+
+  /** Whether the ULID pair differs from the current locator pair (ULID option needed). */
+  ulidsDifferFromPair(): boolean {
+    return this.lpLocal !== this.localUlid || this.lpPeer !== this.peerUlid;
+  }
+}
+
+/** Lookup key for ULID pair + FII (RFC 5533 §12.4). */
+export const ulidKey = (localUlid: Ipv6, peerUlid: Ipv6, fii: number): string => `${localUlid} ${peerUlid} ${fii}`;
+
+/** Every context of the engine with its lookup indices. */
+export class ContextTable {
+  readonly byTag = new Map<number, Context>();
+  readonly byUlid = new Map<string, Context>();
+  /** Contexts waiting for R1/R2: Initiator Nonce → context. */
+  readonly byNonce = new Map<number, Context>();
+  /** CT(peer) → contexts (normally one; a list because peers choose tags independently). */
+  readonly byPeerTag = new Map<number, Context[]>();
+
+  get size(): number {
+    return this.byTag.size;
+  }
+
+  add(ctx: Context): void {
+    this.byTag.set(ctx.ctLocal, ctx);
+    this.byUlid.set(ulidKey(ctx.localUlid, ctx.peerUlid, ctx.fii), ctx);
+  }
+
+  remove(ctx: Context): void {
+    ctx.alive = false;
+    if (this.byTag.get(ctx.ctLocal) === ctx) this.byTag.delete(ctx.ctLocal);
+    const k = ulidKey(ctx.localUlid, ctx.peerUlid, ctx.fii);
+    if (this.byUlid.get(k) === ctx) this.byUlid.delete(k);
+    this.clearNonce(ctx);
+    this.setPeerTag(ctx, -1);
+  }
+
+  setNonce(ctx: Context, nonce: number): void {
+    this.clearNonce(ctx);
+    ctx.initNonce = nonce;
+    this.byNonce.set(nonce, ctx);
+  }
+
+  clearNonce(ctx: Context): void {
+    if (this.byNonce.get(ctx.initNonce) === ctx) this.byNonce.delete(ctx.initNonce);
+  }
+
+  /** Record CT(peer), keeping the index in step. */
+  setPeerTag(ctx: Context, tag: number): void {
+    if (ctx.ctPeer === tag) return;
+    const old = this.byPeerTag.get(ctx.ctPeer);
+    if (old !== undefined) {
+      const i = old.indexOf(ctx);
+      if (i >= 0) old.splice(i, 1);
+      if (old.length === 0) this.byPeerTag.delete(ctx.ctPeer);
+    }
+    ctx.ctPeer = tag;
+    if (tag < 0) return;
+    const list = this.byPeerTag.get(tag);
+    if (list === undefined) this.byPeerTag.set(tag, [ctx]);
+    else list.push(ctx);
+  }
+
+  byUlidPair(localUlid: Ipv6, peerUlid: Ipv6, fii: number): Context | undefined {
+    return this.byUlid.get(ulidKey(localUlid, peerUlid, fii));
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The engine's shared state and the small verbs every sub-protocol uses: the
+ * context table, the timer heap, the transmit and event queues, Ls(local),
+ * responder secrets, capability cache, randomness. Sub-protocol modules
+ * (handshake, recovery, update, reap, teardown) are functions over a Core, so
+ * none of them owns I/O, a clock or another module's state.
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { encodeMessage, type Shim6Message } from '../wire/index.ts';
+import { SHIM6_UDP_PORT } from '../constants.ts';
+import { ContextTable, type Context } from './context.ts';
+import { TimerHeap, type TimerKind } from './timers.ts';
+import { Queue, type EngineEvent, type Transmit } from './events.ts';
+import { LocalSet } from './local.ts';
+import { ResponderSecrets } from './responder.ts';
+import { Random, type Rng } from './random.ts';
+import type { ResolvedConfig, Timers } from './config.ts';
+import type { CapabilityCache } from './capability.ts';
+import type { LocatorVerifier } from './verify.ts';
+import { transition, type State, type Trigger } from './states.ts';
+
+export class Core {
+  readonly table = new ContextTable();
+  readonly heap = new TimerHeap<Context>();
+  readonly tx = new Queue<Transmit>();
+  readonly events = new Queue<EngineEvent>();
+  readonly random: Random;
+  readonly local: LocalSet;
+  readonly secrets: ResponderSecrets;
+  readonly timers: Timers;
+
+  constructor(readonly config: ResolvedConfig, rng: Rng, readonly cache: CapabilityCache, readonly verifier: LocatorVerifier) {
+    this.random = new Random(rng);
+    this.timers = config.timers;
+    this.local = new LocalSet(config.localLocators, config.localUlid, config.cgaParams, config.timers, this.random.u32());
+    this.secrets = new ResponderSecrets(this.random, config.timers.validatorLifetime);
+  }
+
+  /** Encode and queue a control message from `src` to `dst`. */
+  send(src: Ipv6, dst: Ipv6, msg: Shim6Message, port?: number): Uint8Array {
+    const bytes = encodeMessage(msg);
+    this.sendBytes(src, dst, bytes, port);
+    return bytes;
+  }
+
+  sendBytes(src: Ipv6, dst: Ipv6, bytes: Uint8Array, port?: number): void {
+    this.tx.push(port === undefined || port === SHIM6_UDP_PORT ? { src, dst, bytes } : { src, dst, bytes, port });
+  }
+
+  emit(ev: EngineEvent): void {
+    this.events.push(ev);
+  }
+
+  /** A fresh 47-bit CT(local), unique on this host (RFC 5533 §7.1). */
+  newTag(): number {
+    for (;;) {
+      const t = this.random.tag47();
+      if (!this.table.byTag.has(t)) return t;
+    }
+  }
+
+  /** A fresh Initiator Nonce, unused by any establishing context. */
+  newNonce(): number {
+    for (;;) {
+      const n = this.random.u32();
+      if (!this.table.byNonce.has(n)) return n;
+    }
+  }
+
+  /** Arm timer `kind` at `at` (absolute). */
+  arm(ctx: Context, kind: TimerKind, at: number): void {
+    ctx.timers[kind] = at;
+    this.heap.touch(ctx);
+  }
+
+  /** Arm `kind` only if it is not running. */
+  armIfIdle(ctx: Context, kind: TimerKind, at: number): void {
+    if (ctx.timers[kind] === Infinity) this.arm(ctx, kind, at);
+  }
+
+  stop(ctx: Context, kind: TimerKind): void {
+    ctx.timers[kind] = Infinity;
+  }
+
+  /**
+   * Apply the state-table row for (ctx.state, trigger): returns the row's
+   * message to send ('' for none), or undefined if the table has no such row
+   * (the caller then drops the input). The only place `ctx.state` changes.
+   */
+  step(ctx: Context, trigger: Trigger): { send: string; from: State } | undefined {
+    const row = transition(ctx.state, trigger);
+    if (row === undefined) return undefined;
+    const from = ctx.state;
+    ctx.state = row.to;
+    return { send: row.send, from };
+  }
+
+  /** Remove a context from every index (its heap entries die lazily). */
+  removeContext(ctx: Context): void {
+    this.table.remove(ctx);
+  }
+
+  /** A locator is one of ours (RFC 5533 §12.4 "destination in Ls(local)"). */
+  isLocal(address: Ipv6): boolean {
+    return this.local.has(address);
+  }
+
+  /** Record activity for idle GC (RFC 5533 §9). */
+  touch(ctx: Context, now: Millis): void {
+    ctx.lastActivity = now;
+  }
+}

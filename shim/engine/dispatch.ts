@@ -1,0 +1,111 @@
+/**
+ * Dispatch by table (aioquic / h11 style): message type → handler, how the
+ * context is found (RFC 5533 §12.4), and the states in which it is processed.
+ * Messages naming a context by CT(local) are checked here once: unknown tag or
+ * locators outside Ls(peer)/Ls(local) → R1bis for types 64–127 (§7.17), drop otherwise.
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { tryDecodeMessage, type Shim6Message, type Shim6MessageName } from '../wire/index.ts';
+import { State } from './states.ts';
+import type { Context } from './context.ts';
+import type { Core } from './core.ts';
+import type { DatagramResult } from './events.ts';
+import { onI1, onI2, onR1, onR2, sendI2 } from './handshake.ts';
+import { onI2bis, onR1bis, resendI2bis, sendR1bis } from './recovery.ts';
+import { onUpdateAck, onUpdateError, onUpdateRequest } from './update.ts';
+import { onKeepalive, onProbe, reapEvent } from './reap.ts';
+import { discard, onClose, onCloseAck } from './teardown.ts';
+import { offendingShim } from './errors.ts';
+
+const CONSUMED: DatagramResult = { kind: 'consumed' };
+const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
+
+type Msg<K extends Shim6MessageName> = Extract<Shim6Message, { type: K }>;
+
+/** Handler of a message that does not name a context by CT(local). */
+type Free<K extends Shim6MessageName> = (core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Msg<K>, bytes: Uint8Array) => DatagramResult;
+/** Handler of a message delivered by CT(local) after the checks. */
+type Bound<K extends Shim6MessageName> = (core: Core, now: Millis, ctx: Context, src: Ipv6, dst: Ipv6, msg: Msg<K>, bytes: Uint8Array) => DatagramResult;
+
+type Entry<K extends Shim6MessageName> =
+  | { by: 'free'; handle: Free<K> }
+  | { by: 'tag'; states: readonly State[]; r1bis: boolean; handle: Bound<K> };
+
+const EST_OR_PENDING: readonly State[] = [State.ESTABLISHED, State.I2_SENT, State.I2BIS_SENT];
+
+/** "If I2-SENT, send I2 …; if I2BIS-SENT, send I2bis and proceed" (§10.4, §12.2). */
+export function nudgePending(core: Core, ctx: Context, now: Millis): void {
+  const row = core.step(ctx, 'recv-payload');
+  if (row?.send === 'I2') sendI2(core, ctx, now);
+  else if (row?.send === 'I2bis') resendI2bis(core, ctx, now);
+}
+
+/** Control messages other than REAP's count as payload for REAP (RFC 5534 §6.1). */
+function asPayloadIn(core: Core, ctx: Context, now: Millis): void {
+  core.touch(ctx, now);
+  if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
+}
+
+export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
+  I1: { by: 'free', handle: (c, n, s, d, m) => onI1(c, n, s, d, m) },
+  R1: { by: 'free', handle: (c, n, s, d, m) => onR1(c, n, s, d, m) },
+  I2: { by: 'free', handle: (c, n, s, d, m) => onI2(c, n, s, d, m) },
+  R2: { by: 'free', handle: (c, n, s, d, m) => onR2(c, n, s, d, m) },
+  R1bis: { by: 'free', handle: (c, n, s, d, m) => onR1bis(c, n, s, d, m) },
+  I2bis: { by: 'free', handle: (c, n, s, d, m) => onI2bis(c, n, s, d, m) },
+  UpdateRequest: {
+    by: 'tag', states: EST_OR_PENDING, r1bis: true,
+    handle: (c, n, ctx, s, d, m, b) => {
+      nudgePending(c, ctx, n);
+      asPayloadIn(c, ctx, n);
+      return onUpdateRequest(c, n, ctx, s, d, m, b);
+    },
+  },
+  UpdateAck: {
+    by: 'tag', states: EST_OR_PENDING, r1bis: true,
+    handle: (c, n, ctx, _s, _d, m) => {
+      nudgePending(c, ctx, n);
+      asPayloadIn(c, ctx, n);
+      return onUpdateAck(c, ctx, m);
+    },
+  },
+  Keepalive: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx) => (onKeepalive(c, ctx, n), CONSUMED) },
+  Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, s, d, m) => (onProbe(c, ctx, n, s, d, m), CONSUMED) },
+  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, _n, ctx, s, d, m) => onClose(c, ctx, s, d, m) },
+  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, _n, ctx, _s, _d, m) => onCloseAck(c, ctx, m) },
+  Error: { by: 'free', handle: (c, n, s, d, m) => onError(c, n, s, d, m) },
+};
+
+/** Decode and dispatch one control message. */
+export function dispatchControl(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Shim6Message, bytes: Uint8Array): DatagramResult {
+  const entry = DISPATCH[msg.type] as Entry<Shim6MessageName>;
+  if (entry.by === 'free') return entry.handle(core, now, src, dst, msg as never, bytes);
+  const tag = (msg as { contextTag: number }).contextTag;
+  const ctx = core.table.byTag.get(tag);
+  if (ctx === undefined || !ctx.hasVerifiedPeer(src) || !core.isLocal(dst)) {
+    if (entry.r1bis) sendR1bis(core, now, src, dst, tag);
+    return drop(ctx === undefined ? 'no-context' : 'locator-mismatch');
+  }
+  if (!entry.states.includes(ctx.state)) return drop('state');
+  return entry.handle(core, now, ctx, src, dst, msg as never, bytes);
+}
+
+/**
+ * RFC 5533 §12.4: an Error is delivered by the packet in error — the context
+ * whose CT(peer) it names. Codes 2–4 are about our Update Requests; code 0
+ * about our Close means the peer lacks the extension: remove unilaterally.
+ */
+function onError(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Msg<'Error'>): DatagramResult {
+  const r = tryDecodeMessage(offendingShim(msg.offendingPacket));
+  if (!r.ok || !('contextTag' in r.message)) return drop('error-unmatched');
+  const tag = r.message.contextTag;
+  const ctx = core.table.byPeerTag.get(tag)?.find((c) => c.lpPeer === src && c.lpLocal === dst);
+  if (ctx === undefined) return drop('error-unmatched');
+  if (r.message.type === 'UpdateRequest') return onUpdateError(core, now, ctx, msg);
+  if (r.message.type === 'Close' && msg.errorCode === 0 && ctx.state === State.CLOSING) {
+    discard(core, ctx, 'local-close');
+    return CONSUMED;
+  }
+  return drop('error-ignored');
+}

@@ -1,0 +1,278 @@
+/**
+ * The Engine: every Shim6 context of one host, sans-I/O (quinn-proto's model).
+ *
+ * Call order (docs/engine.md): the driver feeds inputs — `handleDatagram`,
+ * `encapsulate`, `prime`, `handleTimeout`, `handleIcmp`, `setLocalLocators`,
+ * `localLocatorDown`, `close` — each with `now` from its own clock; then drains
+ * `pollTransmit()` until undefined, `pollEvent()` until undefined, and arms one
+ * timer at `pollTimeout()`. Inputs never throw for anything a peer can send:
+ * a dropped packet is `{ kind: 'drop', reason }`.
+ *
+ * This class owns the public API and timer dispatch only; each sub-protocol
+ * lives in its own module (handshake, responder, recovery, update, reap, teardown).
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, type WireError } from '../wire/index.ts';
+import { ErrorCode } from '../constants.ts';
+import { Core } from './core.ts';
+import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
+import type { Rng } from './random.ts';
+import { MapCapabilityCache, type CacheSnapshot, type CapabilityCache, type PrimeLocator } from './capability.ts';
+import { hbaVerifier } from './verify.ts';
+import type { Context } from './context.ts';
+import { State, hasPeerTag } from './states.ts';
+import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
+import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
+import { failEstablishment, initiate, onRetransmit } from './handshake.ts';
+import { sendR1bis } from './recovery.ts';
+import { announceLocators, onUpdateTimer } from './update.ts';
+import { onKeepaliveInterval, reapEvent, startExploring } from './reap.ts';
+import { closeContext, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
+import { dispatchControl, nudgePending } from './dispatch.ts';
+import { sendError } from './errors.ts';
+
+/** A received datagram between locators. */
+export interface Datagram {
+  src: Ipv6;
+  dst: Ipv6;
+  bytes: Uint8Array;
+}
+
+/** An application packet leaving through the shim. */
+export interface OutboundPacket {
+  srcUlid: Ipv6;
+  dstUlid: Ipv6;
+  nextHeader: number;
+  payload: Uint8Array;
+}
+
+/** What DNS or configuration says about a peer (the resolver's entry point). */
+export interface PrimeRequest {
+  ulid: Ipv6;
+  locators: PrimeLocator[];
+  /** Seconds the knowledge may be used to prime new contexts. */
+  ttl: number;
+  source: 'dns' | 'configured';
+  port?: number;
+}
+
+/** Optional collaborators (defaults: in-folder Map cache, HBA verifier from shim/wire/hba.ts). */
+export interface EngineDeps {
+  cache?: CapabilityCache;
+}
+
+const DROP_SHORT: DatagramResult = { kind: 'drop', reason: 'TRUNCATED' };
+
+export class Engine {
+  private readonly core: Core;
+
+  constructor(config: EngineConfig, rng: Rng, deps: EngineDeps = {}) {
+    const resolved = resolveConfig(config);
+    this.core = new Core(resolved, rng, deps.cache ?? new MapCapabilityCache(resolved.cacheMax), config.verifier ?? hbaVerifier());
+  }
+
+  /** A received Shim6 datagram (control message, or payload header + ULP bytes). */
+  handleDatagram(now: Millis, d: Datagram): DatagramResult {
+    const core = this.core;
+    if (d.bytes.length < 8) return DROP_SHORT;
+    if (!core.isLocal(d.dst)) return { kind: 'drop', reason: 'not-local' };
+    if (isPayloadHeader(d.bytes)) return this.payload(now, d);
+    const r = tryDecodeMessage(d.bytes);
+    if (!r.ok) return this.malformed(d, r.error);
+    return dispatchControl(core, now, d.src, d.dst, r.message, d.bytes);
+  }
+
+  private payload(now: Millis, d: Datagram): DatagramResult {
+    const core = this.core;
+    const h = decodePayloadHeader(d.bytes);
+    const ctx = core.table.byTag.get(h.contextTag);
+    if (ctx === undefined || !ctx.hasVerifiedPeer(d.src)) {
+      sendR1bis(core, now, d.src, d.dst, h.contextTag); // §7.17 / §12.4
+      return { kind: 'drop', reason: ctx === undefined ? 'no-context' : 'locator-mismatch' };
+    }
+    if (ctx.state === State.I1_SENT || ctx.state === State.CLOSING) return { kind: 'drop', reason: 'state' };
+    if (ctx.state !== State.ESTABLISHED) nudgePending(core, ctx, now);
+    core.touch(ctx, now);
+    if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
+    return { kind: 'payload', srcUlid: ctx.peerUlid, dstUlid: ctx.localUlid, nextHeader: h.nextHeader, payload: d.bytes.subarray(h.headerLength) };
+  }
+
+  /** WireError → drop; unknown type or unknown critical option also gets an Error back (§12.3). */
+  private malformed(d: Datagram, e: WireError): DatagramResult {
+    if (e.code === 'UNKNOWN_CRITICAL_OPTION' && e.offset !== undefined) {
+      sendError(this.core, d.dst, d.src, ErrorCode.CriticalOptionNotRecognized, e.offset, d.bytes);
+    } else if (e.code === 'BAD_TYPE' && e.offset === 2) {
+      sendError(this.core, d.dst, d.src, ErrorCode.UnknownMessageType, 2, d.bytes);
+    }
+    return { kind: 'drop', reason: e.code };
+  }
+
+  /** An application packet for `dstUlid`: the payload header and locators, or no context (send natively). */
+  encapsulate(now: Millis, p: OutboundPacket): EncapsulateResult {
+    const core = this.core;
+    const ctx = core.table.byUlidPair(p.srcUlid, p.dstUlid, 0);
+    if (ctx === undefined || !hasPeerTag(ctx.state) || ctx.state === State.CLOSING) {
+      if (ctx === undefined) this.heuristic(now, p.srcUlid, p.dstUlid);
+      return { kind: 'no-context' };
+    }
+    core.touch(ctx, now);
+    if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-out');
+    const header = encodePayloadHeader(p.nextHeader, ctx.ctPeer);
+    return ctx.port === undefined ? { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header } : { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header, port: ctx.port };
+  }
+
+  /** Capability mode for a peer: configuration, else positive cache, else the default (seed §3.1). */
+  private modeFor(now: Millis, peer: Ipv6): CapabilityMode {
+    const cfg = this.core.config.peers.get(peer)?.mode;
+    if (cfg !== undefined) return cfg;
+    if (this.core.cache.getPositive(now, peer) !== undefined) return 'integrated';
+    return this.core.config.defaultMode;
+  }
+
+  /** Traffic to a peer with no context: start one if capability detection allows. */
+  private heuristic(now: Millis, localUlid: Ipv6, peer: Ipv6): void {
+    const core = this.core;
+    if (!core.isLocal(localUlid)) return;
+    const mode = this.modeFor(now, peer);
+    if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
+    const known = core.cache.getPositive(now, peer);
+    const cfg = core.config.peers.get(peer);
+    const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
+    initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
+  }
+
+  /** DNS (or configuration) says `ulid` runs shim6 with these locators: record it and start the exchange now. */
+  prime(now: Millis, r: PrimeRequest): void {
+    const core = this.core;
+    const expires = (now + r.ttl * 1000) as Millis;
+    core.cache.setPositive(now, r.port === undefined ? { ulid: r.ulid, source: r.source, locators: r.locators, expires } : { ulid: r.ulid, source: r.source, locators: r.locators, port: r.port, expires });
+    const mode = core.config.peers.get(r.ulid)?.mode;
+    if (mode === 'off') return;
+    const ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
+    if (ctx !== undefined) return;
+    if (r.locators.some((l) => core.cache.getNegative(now, l.address, r.ulid) !== undefined) || core.cache.getNegative(now, r.ulid, r.ulid) !== undefined) {
+      core.emit({ kind: 'peer-unsupported', peerUlid: r.ulid, address: r.ulid, reason: 'negative-cache' });
+      return;
+    }
+    initiate(core, now, core.config.localUlid, r.ulid, r.locators, mode === 'independent' ? 'independent' : 'integrated', r.source === 'dns', r.port);
+  }
+
+  /** ICMPv6 "no Shim6 here" (Parameter Problem code 1, or port unreachable over UDP) quoting `invoking` (§7.8). */
+  handleIcmp(now: Millis, e: { invoking: Uint8Array }): DatagramResult {
+    const r = tryDecodeMessage(e.invoking);
+    if (!r.ok || r.message.type !== 'I1') return { kind: 'drop', reason: 'icmp-unmatched' };
+    const ctx = this.core.table.byNonce.get(r.message.initiatorNonce);
+    if (ctx === undefined || ctx.state !== State.I1_SENT || this.core.step(ctx, 'icmp-no-support') === undefined) return { kind: 'drop', reason: 'icmp-unmatched' };
+    failEstablishment(this.core, ctx, now, 'icmp');
+    return { kind: 'consumed' };
+  }
+
+  /** Run every timer due at `now`. */
+  handleTimeout(now: Millis): void {
+    const core = this.core;
+    for (const ctx of core.heap.due(now)) {
+      for (let k = 0; k < TIMER_KINDS && ctx.alive; k++) {
+        if (ctx.timers[k]! > now) continue;
+        ctx.timers[k] = Infinity;
+        this.fire(ctx, k as TimerKind, now);
+      }
+      if (ctx.alive) core.heap.touch(ctx);
+    }
+  }
+
+  private fire(ctx: Context, kind: TimerKind, now: Millis): void {
+    const core = this.core;
+    const est = ctx.state === State.ESTABLISHED;
+    switch (kind) {
+      case TimerKind.Retransmit: return ctx.state === State.CLOSING ? onCloseRetransmit(core, ctx, now) : onRetransmit(core, ctx, now);
+      case TimerKind.Holddown: return onHolddown(core, ctx);
+      case TimerKind.Update: return onUpdateTimer(core, ctx, now);
+      case TimerKind.Send: if (est) reapEvent(core, ctx, now, 'send-timeout'); return;
+      case TimerKind.Keepalive: if (est) reapEvent(core, ctx, now, 'keepalive-timeout'); return;
+      case TimerKind.KeepaliveInterval: if (est) onKeepaliveInterval(core, ctx, now); return;
+      case TimerKind.Probe: if (est) reapEvent(core, ctx, now, 'retransmit'); return;
+      case TimerKind.Idle: return onIdleTimer(core, ctx, now);
+    }
+  }
+
+  /** The host's locators changed: new generation, Update Requests to every peer (§10.1). */
+  setLocalLocators(now: Millis, locators: LocalLocator[]): void {
+    const core = this.core;
+    if (!core.local.replace(locators)) return;
+    announceLocators(core, now);
+    for (const ctx of core.table.byTag.values()) {
+      if (ctx.state === State.ESTABLISHED && !core.local.usable().includes(ctx.lpLocal)) startExploring(core, ctx, now);
+    }
+  }
+
+  /** One of our locators stopped working: mark it BROKEN, tell peers, re-home contexts using it. */
+  localLocatorDown(now: Millis, address: Ipv6): void {
+    const core = this.core;
+    if (!core.local.markBroken(address)) return;
+    announceLocators(core, now);
+    for (const ctx of core.table.byTag.values()) if (ctx.state === State.ESTABLISHED && ctx.lpLocal === address) startExploring(core, ctx, now);
+  }
+
+  /** Coordinated removal (seed §6) of the contexts with `peerUlid`, or of all. */
+  close(now: Millis, peerUlid?: Ipv6): void {
+    for (const ctx of [...this.core.table.byTag.values()]) if (peerUlid === undefined || ctx.peerUlid === peerUlid) closeContext(this.core, ctx, now);
+  }
+
+  pollTransmit(): Transmit | undefined {
+    return this.core.tx.shift();
+  }
+
+  pollEvent(): EngineEvent | undefined {
+    return this.core.events.shift();
+  }
+
+  /** The earliest deadline of any context (possibly early: a spurious wake-up is harmless). */
+  pollTimeout(): Millis | undefined {
+    return this.core.heap.next();
+  }
+
+  /** Plain JSON for `shim6 status`. */
+  status(): { contexts: ContextStatus[]; caches: { positive: number; negative: number }; localGeneration: number } {
+    const contexts = [...this.core.table.byTag.values()].map(describe);
+    return { contexts, caches: this.core.cache.size(), localGeneration: this.core.local.generation };
+  }
+
+  /** Number of contexts held (any state). */
+  get contextCount(): number {
+    return this.core.table.size;
+  }
+
+  exportCaches(now: Millis): CacheSnapshot {
+    return this.core.cache.export(now);
+  }
+
+  importCaches(now: Millis, data: CacheSnapshot): void {
+    this.core.cache.import(now, data);
+  }
+}
+
+/** One context as `status()` shows it. */
+export interface ContextStatus {
+  state: State;
+  localUlid: Ipv6;
+  peerUlid: Ipv6;
+  contextTag: number;
+  peerContextTag: number;
+  pair: { local: Ipv6; peer: Ipv6 };
+  reap: 'Operational' | 'Exploring' | 'InboundOk';
+  peerLocators: { address: Ipv6; verified: boolean; probed: boolean; flags: number }[];
+  timers: Record<string, number>;
+}
+
+function describe(ctx: Context): ContextStatus {
+  const timers: Record<string, number> = {};
+  ctx.timers.forEach((t, i) => { if (t !== Infinity) timers[TIMER_NAMES[i]!] = t; });
+  return {
+    state: ctx.state, localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer,
+    pair: { local: ctx.lpLocal, peer: ctx.lpPeer },
+    reap: (['Operational', 'Exploring', 'InboundOk'] as const)[ctx.reapState]!,
+    peerLocators: ctx.peer.map((l) => ({ address: l.address, verified: l.verified, probed: l.probed, flags: l.flags })),
+    timers,
+  };
+}

@@ -1,0 +1,69 @@
+/**
+ * What the engine hands to the driver, as values (boringtun `TunnResult`,
+ * aioquic events): datagrams to send, results of `handleDatagram` /
+ * `encapsulate`, and events for the daemon and `shim6 status`. Never callbacks.
+ */
+import type { Ipv6 } from '../wire/ipv6.ts';
+
+/** A Shim6 datagram to send from locator `src` to locator `dst` (UDP port `port` when not 5533). */
+export interface Transmit {
+  src: Ipv6;
+  dst: Ipv6;
+  bytes: Uint8Array;
+  port?: number;
+}
+
+/** A locator pair (local → peer). */
+export interface LocatorPair {
+  local: Ipv6;
+  peer: Ipv6;
+}
+
+/** Outcome of `handleDatagram`. Dropping is a value, never an exception. */
+export type DatagramResult =
+  | { kind: 'payload'; srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }
+  | { kind: 'consumed' }
+  | { kind: 'drop'; reason: string };
+
+/** Outcome of `encapsulate`. */
+export type EncapsulateResult =
+  | { kind: 'send'; src: Ipv6; dst: Ipv6; header: Uint8Array; port?: number }
+  | { kind: 'no-context' };
+
+/** Why a context ended. */
+export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout' | 'confusion' | 'replaced';
+
+/** Events for the driver (`pollEvent`). */
+export type EngineEvent =
+  | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
+  | { kind: 'context-failed'; localUlid: Ipv6; peerUlid: Ipv6; reason: 'no-r1' | 'icmp' }
+  | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason }
+  | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-r1' | 'icmp' | 'negative-cache' }
+  | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
+  | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair }
+  | { kind: 'locator-set-updated'; localUlid: Ipv6; peerUlid: Ipv6; generation: number; locators: Ipv6[] };
+
+/** A FIFO without `shift()` cost: the engine's transmit and event queues. */
+export class Queue<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  push(x: T): void {
+    this.items.push(x);
+  }
+
+  shift(): T | undefined {
+    if (this.head >= this.items.length) return undefined;
+    const x = this.items[this.head];
+    this.items[this.head++] = undefined;
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return x;
+  }
+
+  get length(): number {
+    return this.items.length - this.head;
+  }
+}

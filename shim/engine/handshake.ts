@@ -1,0 +1,257 @@
+/**
+ * Context establishment (RFC 5533 §7.3–§7.16): I1 → R1 → I2 → R2, crossing I1s
+ * (answered with R2), I2 retries falling back to I1, back-off randomised into
+ * [0.5, 1.5] × nominal, E-FAILED / NO-SUPPORT hold-downs, and the host-based
+ * independent capability probe (seed §3.1.3: I1 → R1 and stop).
+ * The stateless R1 itself is in responder.ts; R1bis/I2bis in recovery.ts.
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { findOption, type I1Message, type I2Message, type R1Message, type R2Message, type Shim6Message, type Shim6Option } from '../wire/index.ts';
+import { State } from './states.ts';
+import { Context, type ContextMode } from './context.ts';
+import { TimerKind, backoff } from './timers.ts';
+import type { Core } from './core.ts';
+import type { DatagramResult } from './events.ts';
+import type { PrimeLocator } from './capability.ts';
+import { checkR1Validator, r1Validator } from './responder.ts';
+import { applyHandshakeLocators, peerKeepalive } from './update.ts';
+import { checkConfusion, resendI2bis } from './recovery.ts';
+import { startReap } from './reap.ts';
+
+const CONSUMED: DatagramResult = { kind: 'consumed' };
+const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
+
+/** ULID pair and FII of an I1/I2/I2bis (RFC 5533 §7.9): ULID option, else the addresses. */
+export function ulidsOf(msg: Shim6Message, src: Ipv6, dst: Ipv6): { peer: Ipv6; local: Ipv6; fii: number; option: boolean } {
+  const u = findOption(msg, 'UlidPair');
+  const f = findOption(msg, 'ForkedInstanceIdentifier');
+  return { peer: u?.senderUlid ?? src, local: u?.receiverUlid ?? dst, fii: f?.forkedInstanceId ?? 0, option: u !== undefined };
+}
+
+/** ULID / FII options a context's I1, I2 and I2bis must carry. */
+export function identityOptions(ctx: Context): Shim6Option[] {
+  const out: Shim6Option[] = [];
+  if (ctx.ulidsDifferFromPair()) out.push({ type: 'UlidPair', critical: false, senderUlid: ctx.localUlid, receiverUlid: ctx.peerUlid });
+  if (ctx.fii !== 0) out.push({ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: ctx.fii });
+  return out;
+}
+
+/** Start an exchange with `peerUlid` (Appendix B "heuristic"): context in I1-SENT, I1 sent. */
+export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv6, hints: readonly PrimeLocator[], mode: ContextMode, primedByDns: boolean, port: number | undefined): Context {
+  const ctx = new Context(localUlid, peerUlid, 0, core.newTag(), mode, now);
+  ctx.primedByDns = primedByDns;
+  ctx.port = port;
+  for (const h of [...hints].sort((a, b) => a.priority - b.priority || b.weight - a.weight)) {
+    if (h.address !== peerUlid) ctx.peer.push({ address: h.address, method: 0, listed: false, verified: false, probed: false, flags: h.flags, priority: h.priority, weight: h.weight });
+  }
+  core.table.add(ctx);
+  core.step(ctx, 'heuristic');
+  core.table.setNonce(ctx, core.newNonce());
+  sendI1(core, ctx, now);
+  return ctx;
+}
+
+/**
+ * Send (or resend) the I1. Retransmissions rotate through the peer's hinted
+ * locators (seed §2.2: failure during startup), and our usable locators.
+ */
+export function sendI1(core: Core, ctx: Context, now: Millis): void {
+  const n = ctx.retries;
+  const peers = ctx.peer.filter((l) => (l.flags & 1) === 0);
+  const locals = core.local.usable();
+  ctx.lpPeer = (peers[n % Math.max(1, peers.length)] ?? ctx.peer[0]!).address;
+  ctx.lpLocal = locals.includes(ctx.localUlid) && n % 2 === 0 ? ctx.localUlid : (locals[Math.floor(n / 2) % Math.max(1, locals.length)] ?? ctx.localUlid);
+  const msg: I1Message = { type: 'I1', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, options: identityOptions(ctx) };
+  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i1Timeout, n)));
+}
+
+/** Send (or resend) the I2 with the R1's validator on the I1's locator pair. */
+export function sendI2(core: Core, ctx: Context, now: Millis): void {
+  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options()];
+  const msg: I2Message = { type: 'I2', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, options };
+  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
+}
+
+/** R2 for `ctx` answering an I1/I2/I2bis from `peerLoc` to `localLoc` (§7.14; never retransmitted). */
+export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, initiatorNonce: number): void {
+  const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options()] };
+  core.send(localLoc, peerLoc, msg, ctx.port);
+}
+
+/** The stateless R1 (§7.10): computed from the I1 and the current secret only. */
+function sendR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number): void {
+  const nonce = core.secrets.nonce(now);
+  const secret = core.secrets.secretFor(now, nonce)!;
+  const validator = r1Validator(secret, nonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii });
+  const r1: R1Message = { type: 'R1', initiatorNonce: msg.initiatorNonce, responderNonce: nonce, options: [{ type: 'ResponderValidator', critical: false, validator }] };
+  core.send(dst, src, r1);
+}
+
+const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
+
+/** RFC 5533 §7.9. */
+export function onI1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message): DatagramResult {
+  const { peer, local, fii, option } = ulidsOf(msg, src, dst);
+  if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
+  const ctx = core.table.byUlidPair(local, peer, fii);
+  if (failed(ctx)) {
+    if (ctx !== undefined) core.step(ctx, 'recv-I1');
+    sendR1(core, now, src, dst, msg, peer, local, fii);
+    return CONSUMED;
+  }
+  if (ctx!.state === State.ESTABLISHED) {
+    const match = msg.contextTag === ctx!.ctPeer && (!option || ctx!.hasVerifiedPeer(src));
+    core.step(ctx!, match ? 'recv-I1-ct-match' : 'recv-I1');
+    if (match) sendR2(core, ctx!, dst, src, msg.initiatorNonce);
+    else sendR1(core, now, src, dst, msg, peer, local, fii);
+    return CONSUMED;
+  }
+  if (core.step(ctx!, 'recv-I1') === undefined) return drop('state');
+  sendR2(core, ctx!, dst, src, msg.initiatorNonce); // crossing I1s (§7.4)
+  return CONSUMED;
+}
+
+/** RFC 5533 §7.11. */
+export function onR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1Message): DatagramResult {
+  const ctx = core.table.byNonce.get(msg.initiatorNonce);
+  if (ctx === undefined) return drop('no-context');
+  if (!core.isLocal(dst) || ctx.peerLocator(src) === undefined) return drop('locator-mismatch');
+  if (ctx.state !== State.I1_SENT) {
+    core.step(ctx, 'recv-R1');
+    return drop('state');
+  }
+  const v = findOption(msg, 'ResponderValidator');
+  if (v === undefined) return drop('no-validator');
+  if (ctx.mode === 'independent') {
+    core.step(ctx, 'recv-R1-probe');
+    core.removeContext(ctx);
+    core.cache.setPositive(now, { ulid: ctx.peerUlid, source: 'probe', locators: [], expires: (now + core.config.positiveTtl) as Millis });
+    core.emit({ kind: 'peer-supported', peerUlid: ctx.peerUlid, address: src });
+    return CONSUMED;
+  }
+  ctx.respNonce = msg.responderNonce;
+  ctx.validator = v.validator;
+  ctx.lpPeer = src;
+  ctx.lpLocal = dst;
+  ctx.retries = 0;
+  core.step(ctx, 'recv-R1');
+  sendI2(core, ctx, now);
+  return CONSUMED;
+}
+
+/** RFC 5533 §7.13. Nothing is allocated before the validator has been checked. */
+export function onI2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I2Message): DatagramResult {
+  const { peer, local, fii } = ulidsOf(msg, src, dst);
+  if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
+  const v = findOption(msg, 'ResponderValidator');
+  if (v === undefined) return drop('no-validator');
+  if (!checkR1Validator(core.secrets, now, msg.responderNonce, v.validator, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii })) {
+    return drop('bad-validator');
+  }
+  return acceptInitiator(core, now, src, dst, msg, peer, local, fii, 'recv-I2');
+}
+
+/**
+ * The part of I2 and I2bis processing after the validator (§7.13, §7.20):
+ * create or update the context, verify locators, detect confusion, send R2.
+ */
+export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Shim6Message & { contextTag: number; initiatorNonce: number }, peer: Ipv6, local: Ipv6, fii: number, trigger: 'recv-I2' | 'recv-I2bis'): DatagramResult {
+  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
+  if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return drop('pds-mismatch');
+  const found = core.table.byUlidPair(local, peer, fii);
+  let ctx: Context;
+  if (found === undefined || failed(found)) {
+    if (found !== undefined) core.removeContext(found);
+    ctx = new Context(local, peer, fii, core.newTag(), 'integrated', now);
+    core.table.add(ctx);
+    applyHandshakeLocators(core, ctx, msg);
+    ctx.lpLocal = dst;
+    ctx.lpPeer = src;
+  } else {
+    ctx = found;
+    const fresh = applyHandshakeLocators(core, ctx, msg, true);
+    if (!ctx.hasVerifiedPeer(src) && !fresh.includes(src)) return drop('locator-unverified');
+    applyHandshakeLocators(core, ctx, msg);
+  }
+  const step = core.step(ctx, trigger);
+  if (step === undefined) return drop('state');
+  core.table.setPeerTag(ctx, msg.contextTag);
+  peerKeepalive(ctx, msg);
+  if (step.from !== State.ESTABLISHED && ctx.state === State.ESTABLISHED) {
+    ctx.lpLocal = dst;
+    ctx.lpPeer = src;
+    establish(core, ctx, now, trigger === 'recv-I2bis');
+  }
+  checkConfusion(core, ctx);
+  sendR2(core, ctx, dst, src, msg.initiatorNonce);
+  return CONSUMED;
+}
+
+/** RFC 5533 §7.16. */
+export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Message): DatagramResult {
+  const ctx = core.table.byNonce.get(msg.initiatorNonce);
+  if (ctx === undefined) return drop('no-context');
+  if (!core.isLocal(dst) || ctx.peerLocator(src) === undefined) return drop('locator-mismatch');
+  if (ctx.state === State.ESTABLISHED || ctx.mode === 'independent') return drop('state');
+  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
+  if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
+  const step = core.step(ctx, 'recv-R2');
+  if (step === undefined) return drop('state');
+  applyHandshakeLocators(core, ctx, msg);
+  core.table.setPeerTag(ctx, msg.contextTag);
+  peerKeepalive(ctx, msg);
+  ctx.lpLocal = dst;
+  ctx.lpPeer = src;
+  establish(core, ctx, now, step.from === State.I2BIS_SENT);
+  checkConfusion(core, ctx);
+  return CONSUMED;
+}
+
+/** Entering ESTABLISHED: stop retransmission, start REAP and idle GC, tell the driver. */
+export function establish(core: Core, ctx: Context, now: Millis, recovered: boolean): void {
+  core.table.clearNonce(ctx);
+  core.stop(ctx, TimerKind.Retransmit);
+  ctx.retries = 0;
+  ctx.validator = undefined;
+  const lp = ctx.peerLocator(ctx.lpPeer);
+  if (lp !== undefined) lp.probed = true; // return routability: the peer answered there with our nonce
+  core.touch(ctx, now);
+  core.arm(ctx, TimerKind.Idle, now + core.timers.idleTimeout);
+  startReap(ctx);
+  core.cache.setPositive(now, { ulid: ctx.peerUlid, source: 'handshake', locators: [], expires: (now + core.config.positiveTtl) as Millis });
+  core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
+}
+
+/** Retransmission timer in I1-SENT / I2-SENT / I2BIS-SENT (§7.8, §7.12, §7.19). */
+export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
+  ctx.retries++;
+  const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
+  const over = ctx.retries > max;
+  const step = core.step(ctx, over ? 'timeout-max' : 'timeout');
+  if (step === undefined) return;
+  if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-r1');
+  if (over) {
+    ctx.retries = 0; // back to I1 (§7.12): a fresh I1 cycle with a fresh nonce
+    core.table.setNonce(ctx, core.newNonce());
+    return sendI1(core, ctx, now);
+  }
+  if (ctx.state === State.I1_SENT) sendI1(core, ctx, now);
+  else if (ctx.state === State.I2_SENT) sendI2(core, ctx, now);
+  else resendI2bis(core, ctx, now);
+}
+
+/** E-FAILED (no R1) or NO-SUPPORT (ICMP): negative cache, events, hold-down. */
+export function failEstablishment(core: Core, ctx: Context, now: Millis, reason: 'no-r1' | 'icmp'): void {
+  core.table.clearNonce(ctx);
+  core.stop(ctx, TimerKind.Retransmit);
+  const hold = reason === 'icmp' ? core.timers.icmpHolddownTime : core.timers.noR1HolddownTime;
+  core.cache.setNegative(now, ctx.primedByDns
+    ? { address: ctx.lpPeer, ulid: ctx.peerUlid, reason: 'dns-claimed-no-answer', expires: (now + hold) as Millis }
+    : { address: ctx.peerUlid, reason, expires: (now + hold) as Millis });
+  core.arm(ctx, TimerKind.Holddown, now + hold);
+  core.emit({ kind: 'context-failed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, reason });
+  core.emit({ kind: 'peer-unsupported', peerUlid: ctx.peerUlid, address: ctx.lpPeer, reason });
+}

@@ -1,0 +1,77 @@
+/**
+ * Ls(local): the host's own locators, their preferences, the Locator List
+ * generation we send (+1 per change, RFC 5533 §5.15.2 as shim6-notes.md
+ * decides) and the options that carry them (Locator List, Locator Preferences,
+ * CGA PDS, Keepalive Timeout). Knows nothing about contexts.
+ */
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { Shim6Option } from '../wire/messages.ts';
+import { LocatorFlag, VerificationMethod } from '../constants.ts';
+import type { LocalLocator, Timers } from './config.ts';
+import { advertisedKeepaliveSeconds, mustAdvertiseKeepalive } from './config.ts';
+
+export class LocalSet {
+  locators: LocalLocator[];
+  generation: number;
+  private cached: Shim6Option[] | undefined;
+
+  constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number) {
+    this.locators = locators.map((l) => ({ ...l }));
+    this.generation = firstGeneration >>> 0;
+  }
+
+  has(address: Ipv6): boolean {
+    for (const l of this.locators) if (l.address === address) return true;
+    return false;
+  }
+
+  /** Locators usable as a source: not BROKEN. */
+  usable(): Ipv6[] {
+    return this.locators.filter((l) => ((l.flags ?? 0) & LocatorFlag.BROKEN) === 0).map((l) => l.address);
+  }
+
+  /** Replace the set (a new generation). Returns false when nothing changed. */
+  replace(locators: LocalLocator[]): boolean {
+    const same = locators.length === this.locators.length && locators.every((l, i) => {
+      const o = this.locators[i]!;
+      return o.address === l.address && (o.flags ?? 0) === (l.flags ?? 0) && (o.priority ?? 0) === (l.priority ?? 0) && (o.weight ?? 0) === (l.weight ?? 0);
+    });
+    if (same) return false;
+    this.locators = locators.map((l) => ({ ...l }));
+    this.bump();
+    return true;
+  }
+
+  /** Mark one locator BROKEN (RFC 5533 §5.15.3). Returns false when unknown or already broken. */
+  markBroken(address: Ipv6): boolean {
+    const l = this.locators.find((x) => x.address === address);
+    if (l === undefined || ((l.flags ?? 0) & LocatorFlag.BROKEN) !== 0) return false;
+    l.flags = (l.flags ?? 0) | LocatorFlag.BROKEN;
+    this.bump();
+    return true;
+  }
+
+  private bump(): void {
+    this.generation = (this.generation + 1) >>> 0;
+    this.cached = undefined;
+  }
+
+  /**
+   * Options announcing our locators in I2/I2bis/R2/Update Request: the full list
+   * and preferences when we have an HBA set to prove them, plus the Keepalive
+   * Timeout when our Send Timeout is not the default (RFC 5534 §5.3). Shared
+   * read-only array: callers copy before adding.
+   */
+  options(): readonly Shim6Option[] {
+    if (this.cached !== undefined) return this.cached;
+    const out: Shim6Option[] = [];
+    if (this.pds !== undefined && this.locators.length > 0) {
+      out.push({ type: 'LocatorList', critical: false, generation: this.generation, locators: this.locators.map((l) => ({ address: l.address, verificationMethod: VerificationMethod.HBA })) });
+      out.push({ type: 'LocatorPreferences', critical: false, generation: this.generation, elementLength: 3, elements: this.locators.map((l) => ({ flags: l.flags ?? 0, priority: l.priority ?? 0, weight: l.weight ?? 0 })) });
+      out.push({ type: 'CgaParameterDataStructure', critical: false, pds: this.pds });
+    }
+    if (mustAdvertiseKeepalive(this.timers)) out.push({ type: 'KeepaliveTimeout', critical: false, timeoutSeconds: advertisedKeepaliveSeconds(this.timers) });
+    this.cached = out;
+    return out;
+  }
+}

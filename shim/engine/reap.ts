@@ -1,0 +1,213 @@
+/**
+ * REAP failure detection and re-homing (RFC 5534): Send and Keepalive timers
+ * (Forced Bidirectional Detection), Keepalive messages at the Keepalive
+ * Interval, Probe exploration with nonces and sent/received reports, and the
+ * choice of a new outbound pair from the peer's reports — so each direction
+ * may end up on a different pair. Every cell of the §6 tables is in
+ * `REAP_TABLE`; the handlers only apply its rows. Payload stays on the old
+ * pair until the peer has reported one of our probes on a new pair.
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { KeepaliveMessage, ProbeMessage, ProbeReport, ProbeState } from '../wire/index.ts';
+import { LocatorFlag } from '../constants.ts';
+import type { Context } from './context.ts';
+import { TimerKind, backoff } from './timers.ts';
+import type { Core } from './core.ts';
+
+/** REAP states, numbered as the Probe's State field (RFC 5534 §5.2). */
+export const Reap = { Operational: 0, Exploring: 1, InboundOk: 2 } as const;
+export type ReapStateNum = (typeof Reap)[keyof typeof Reap];
+const NAMES: readonly ProbeState[] = ['Operational', 'Exploring', 'InboundOk'];
+
+/** Inputs of the §6 tables. */
+export type ReapEvent =
+  | 'payload-in' | 'payload-out' | 'keepalive-timeout' | 'send-timeout' | 'retransmit'
+  | 'keepalive-in' | 'probe-exploring' | 'probe-inboundok' | 'probe-operational';
+
+/** Table actions: START/RESTART/STOP a timer, SEND a message. */
+export type ReapAction = 'START_SEND' | 'RESTART_SEND' | 'STOP_SEND' | 'START_KEEPALIVE' | 'STOP_KEEPALIVE' | 'SEND_PROBE' | 'SEND_KEEPALIVE';
+
+/** One cell: actions in order, then the next state (the Probe's State field = the next state). */
+export interface ReapCell {
+  actions: readonly ReapAction[];
+  next: ReapStateNum;
+}
+
+const O = Reap.Operational, E = Reap.Exploring, I = Reap.InboundOk;
+const cell = (next: ReapStateNum, ...actions: ReapAction[]): ReapCell => ({ actions, next });
+
+/** RFC 5534 §6.1–§6.9, columns Operational / Exploring / InboundOk. */
+export const REAP_TABLE: Readonly<Record<ReapEvent, readonly [ReapCell, ReapCell, ReapCell]>> = {
+  'payload-in': [cell(O, 'STOP_SEND', 'START_KEEPALIVE'), cell(I, 'SEND_PROBE', 'START_SEND'), cell(I, 'STOP_SEND')],        // §6.1
+  'payload-out': [cell(O, 'START_SEND', 'STOP_KEEPALIVE'), cell(E), cell(I, 'START_SEND')],                                  // §6.2
+  'keepalive-timeout': [cell(O, 'SEND_KEEPALIVE'), cell(E), cell(I)],                                                          // §6.3
+  'send-timeout': [cell(E, 'SEND_PROBE'), cell(E), cell(E, 'SEND_PROBE')],                                                      // §6.4
+  'retransmit': [cell(O), cell(E, 'SEND_PROBE'), cell(I, 'SEND_PROBE', 'START_SEND')],                                         // §6.5
+  'keepalive-in': [cell(O, 'STOP_SEND'), cell(I, 'SEND_PROBE', 'START_SEND'), cell(I, 'STOP_SEND')],                           // §6.6
+  'probe-exploring': [cell(I, 'SEND_PROBE', 'STOP_KEEPALIVE', 'RESTART_SEND'), cell(I, 'SEND_PROBE', 'START_SEND'), cell(I, 'SEND_PROBE', 'RESTART_SEND')], // §6.7
+  'probe-inboundok': [cell(O, 'SEND_PROBE', 'RESTART_SEND', 'STOP_KEEPALIVE'), cell(O, 'SEND_PROBE', 'RESTART_SEND'), cell(O, 'SEND_PROBE', 'RESTART_SEND')], // §6.8
+  'probe-operational': [cell(O, 'STOP_SEND', 'START_KEEPALIVE'), cell(O, 'STOP_SEND', 'START_KEEPALIVE'), cell(O, 'STOP_SEND', 'START_KEEPALIVE')], // §6.9
+};
+
+/** Reports kept per direction (Psent/Precvd are 4-bit; we keep a few recent ones). */
+const LOG = 4;
+
+/** Probe logs of a context during and after exploration. */
+export interface ReapLog {
+  sent: ProbeReport[];
+  recv: ProbeReport[];
+  /** Probes sent in this exploration (back-off). */
+  count: number;
+  /** Next candidate pair index. */
+  cursor: number;
+}
+
+/** ESTABLISHED: REAP starts Operational with no timer running. */
+export function startReap(ctx: Context): void {
+  ctx.reapState = Reap.Operational;
+}
+
+/** Keepalive Timeout for this context: what the peer asked for, else the default (RFC 5534 §7). */
+function keepaliveTimeout(core: Core, ctx: Context): number {
+  return ctx.peerKeepaliveTimeout ?? core.timers.defaultKeepaliveTimeout;
+}
+
+/** Feed one event through the table; `pair` forces the probe's locator pair (reply to a probe). */
+export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, pair?: { local: Ipv6; peer: Ipv6 }): void {
+  const from = ctx.reapState as ReapStateNum;
+  const c = REAP_TABLE[ev][from];
+  if (c.next === Reap.Exploring && from !== Reap.Exploring) enterExploring(core, ctx);
+  ctx.reapState = c.next;
+  const t = core.timers;
+  for (const a of c.actions) {
+    switch (a) {
+      case 'START_SEND': core.armIfIdle(ctx, TimerKind.Send, now + t.sendTimeout); break;
+      case 'RESTART_SEND': core.arm(ctx, TimerKind.Send, now + t.sendTimeout); break;
+      case 'STOP_SEND': core.stop(ctx, TimerKind.Send); break;
+      case 'START_KEEPALIVE': startKeepalive(core, ctx, now); break;
+      case 'STOP_KEEPALIVE': core.stop(ctx, TimerKind.Keepalive); core.stop(ctx, TimerKind.KeepaliveInterval); break;
+      case 'SEND_PROBE': sendProbe(core, ctx, now, c.next, pair); break;
+      case 'SEND_KEEPALIVE': sendKeepalive(core, ctx); core.stop(ctx, TimerKind.Keepalive); core.stop(ctx, TimerKind.KeepaliveInterval); break;
+    }
+  }
+  if (c.next === Reap.Operational) core.stop(ctx, TimerKind.Probe);
+}
+
+function enterExploring(core: Core, ctx: Context): void {
+  core.stop(ctx, TimerKind.Send);
+  core.stop(ctx, TimerKind.Keepalive);
+  core.stop(ctx, TimerKind.KeepaliveInterval);
+  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  log.recv = []; // received reports are those since the last transition to Exploring (§5.2)
+  log.count = 0;
+  log.cursor = 0;
+}
+
+function startKeepalive(core: Core, ctx: Context, now: Millis): void {
+  if (ctx.timers[TimerKind.Keepalive] !== Infinity) return;
+  const kt = keepaliveTimeout(core, ctx);
+  core.arm(ctx, TimerKind.Keepalive, now + kt);
+  core.arm(ctx, TimerKind.KeepaliveInterval, now + interval(core, kt));
+}
+
+/** Keepalive Interval: 1/3 to 1/2 of the Keepalive Timeout, randomised (RFC 5534 §4.1, §7). */
+function interval(core: Core, kt: number): number {
+  return kt * (1 / 3 + core.random.unit() / 6);
+}
+
+/** The Keepalive Interval timer: send a Keepalive, and again until the Keepalive Timeout. */
+export function onKeepaliveInterval(core: Core, ctx: Context, now: Millis): void {
+  sendKeepalive(core, ctx);
+  const next = now + interval(core, keepaliveTimeout(core, ctx));
+  if (next < ctx.timers[TimerKind.Keepalive]!) core.arm(ctx, TimerKind.KeepaliveInterval, next);
+}
+
+function sendKeepalive(core: Core, ctx: Context): void {
+  const msg: KeepaliveMessage = { type: 'Keepalive', contextTag: ctx.ctPeer, options: [] };
+  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port); // always on the current pair (§5.1)
+}
+
+/**
+ * Candidate pairs in exploration order (RFC 5534 §4.3): the current pair first,
+ * then peer locators by preference × our usable locators. Only HBA/CGA-verified
+ * peer locators that are not BROKEN (third-party flooding, seed §5.1).
+ */
+export function candidatePairs(core: Core, ctx: Context): { local: Ipv6; peer: Ipv6 }[] {
+  const locals = core.local.usable();
+  const peers = ctx.peer.filter((l) => l.verified && (l.flags & LocatorFlag.BROKEN) === 0).sort((a, b) => a.priority - b.priority || b.weight - a.weight);
+  const out: { local: Ipv6; peer: Ipv6 }[] = [];
+  if (locals.includes(ctx.lpLocal) && peers.some((p) => p.address === ctx.lpPeer)) out.push({ local: ctx.lpLocal, peer: ctx.lpPeer });
+  for (const p of peers) for (const l of locals) if (l !== ctx.lpLocal || p.address !== ctx.lpPeer) out.push({ local: l, peer: p.address });
+  return out;
+}
+
+/** Send one Probe with State = `state` and arm its retransmission (§6.5, back-off §4.3). */
+function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, forced?: { local: Ipv6; peer: Ipv6 }): void {
+  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  let pair = forced;
+  if (pair === undefined || !core.local.usable().includes(pair.local) || !ctx.hasVerifiedPeer(pair.peer)) {
+    const cands = candidatePairs(core, ctx);
+    pair = cands.length === 0 ? { local: ctx.lpLocal, peer: ctx.lpPeer } : cands[log.cursor++ % cands.length]!;
+  }
+  const me: ProbeReport = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0 };
+  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent: [me, ...log.sent.slice(-(LOG - 1)).reverse()], received: log.recv.slice(-LOG), options: [] };
+  core.send(pair.local, pair.peer, msg, ctx.port);
+  log.sent.push(me);
+  if (log.sent.length > LOG * 2) log.sent.splice(0, log.sent.length - LOG * 2);
+  if (state !== Reap.Operational) {
+    const t = core.timers;
+    const wait = log.count < t.initialProbes ? t.initialProbeTimeout : backoff(t.initialProbeTimeout, log.count - t.initialProbes + 1, t.maxProbeTimeout);
+    log.count++;
+    core.arm(ctx, TimerKind.Probe, now + wait);
+  }
+}
+
+/** Local failure or a BROKEN current locator: explore now instead of waiting for the Send Timeout. */
+export function startExploring(core: Core, ctx: Context, now: Millis): void {
+  if (ctx.reapState !== Reap.Exploring) reapEvent(core, ctx, now, 'send-timeout');
+}
+
+/** A Keepalive arrived (§6.6). */
+export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
+  reapEvent(core, ctx, now, 'keepalive-in');
+}
+
+/** A Probe arrived (§6.7–§6.9): log it, maybe pick a new outbound pair, then the table. */
+export function onProbe(core: Core, ctx: Context, now: Millis, src: Ipv6, dst: Ipv6, msg: ProbeMessage): void {
+  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  const first = msg.sent[0];
+  if (first !== undefined) {
+    log.recv.push({ source: src, destination: dst, nonce: first.nonce, data: first.data });
+    if (log.recv.length > LOG) log.recv.shift();
+  }
+  if (msg.state !== 'Exploring') choosePair(core, ctx, msg.received);
+  const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
+  // Answer on the reverse of the pair the probe came in on: it works at least one way (RFC 5534 App. A ex. 4/5).
+  reapEvent(core, ctx, now, ev, { local: dst, peer: src });
+}
+
+/**
+ * RFC 5534 §6.8: the peer's received-probe reports name our probes that got
+ * through. Keep the current pair if it is among them, else switch to the most
+ * recent one. The peer locator is then "probed": a legitimate destination.
+ */
+function choosePair(core: Core, ctx: Context, reports: readonly ProbeReport[]): void {
+  const log = ctx.reap;
+  if (log === undefined || reports.length === 0) return;
+  let chosen: ProbeReport | undefined;
+  for (const s of log.sent) {
+    const ok = reports.some((r) => r.nonce === s.nonce && r.source === s.source && r.destination === s.destination);
+    if (!ok) continue;
+    if (s.source === ctx.lpLocal && s.destination === ctx.lpPeer) return;
+    chosen = s;
+  }
+  if (chosen === undefined) return;
+  const pl = ctx.peerLocator(chosen.destination);
+  if (pl === undefined || !pl.verified) return;
+  pl.probed = true;
+  const old = { local: ctx.lpLocal, peer: ctx.lpPeer };
+  ctx.lpLocal = chosen.source;
+  ctx.lpPeer = chosen.destination;
+  core.emit({ kind: 'locator-pair-changed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, old, new: { local: ctx.lpLocal, peer: ctx.lpPeer } });
+}

@@ -1,0 +1,82 @@
+/**
+ * Removing contexts: idle garbage collection (RFC 5533 §9), hold-down expiry
+ * of E-FAILED / NO-SUPPORT, and the seed's coordinated Close / Close Ack
+ * (seed §6; experimental types 60/61), bound to the receiver's context tag and
+ * a nonce so that only the peer of the context can close it.
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { CloseAckMessage, CloseMessage } from '../wire/index.ts';
+import { State } from './states.ts';
+import type { Context } from './context.ts';
+import { TimerKind, backoff } from './timers.ts';
+import type { Core } from './core.ts';
+import type { CloseReason, DatagramResult } from './events.ts';
+
+const CONSUMED: DatagramResult = { kind: 'consumed' };
+const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
+
+/** Forget a context and tell the driver. */
+export function discard(core: Core, ctx: Context, reason: CloseReason): void {
+  core.removeContext(ctx);
+  core.emit({ kind: 'context-closed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, reason });
+}
+
+/** Idle timer: quiescent for idleTimeout → IDLE (§9); otherwise re-arm from the last activity. */
+export function onIdleTimer(core: Core, ctx: Context, now: Millis): void {
+  const due = ctx.lastActivity + core.timers.idleTimeout;
+  if (due > now) return core.arm(ctx, TimerKind.Idle, due);
+  if (core.step(ctx, 'idle-gc') === undefined) return;
+  discard(core, ctx, 'idle');
+}
+
+/** Hold-down over: E-FAILED / NO-SUPPORT → IDLE (the context object goes away). */
+export function onHolddown(core: Core, ctx: Context): void {
+  if (core.step(ctx, 'holddown-expired') === undefined) return;
+  core.removeContext(ctx);
+}
+
+/** close(): coordinated removal when established, plain removal while establishing. */
+export function closeContext(core: Core, ctx: Context, now: Millis): void {
+  const step = core.step(ctx, 'close');
+  if (step === undefined) return;
+  if (ctx.state === State.IDLE) return discard(core, ctx, 'local-close');
+  ctx.closeNonce = core.random.u32();
+  ctx.retries = 0;
+  ctx.update = undefined;
+  core.stop(ctx, TimerKind.Update);
+  for (const k of [TimerKind.Send, TimerKind.Keepalive, TimerKind.KeepaliveInterval, TimerKind.Probe]) core.stop(ctx, k);
+  sendClose(core, ctx, now);
+}
+
+function sendClose(core: Core, ctx: Context, now: Millis): void {
+  const msg: CloseMessage = { type: 'Close', contextTag: ctx.ctPeer, nonce: ctx.closeNonce, options: [] };
+  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.closeTimeout, ctx.retries)));
+}
+
+/** CLOSING retransmission: resend Close, or give up and remove unilaterally. */
+export function onCloseRetransmit(core: Core, ctx: Context, now: Millis): void {
+  ctx.retries++;
+  const over = ctx.retries > core.timers.closeRetriesMax;
+  if (core.step(ctx, over ? 'timeout-max' : 'timeout') === undefined) return;
+  if (over) return discard(core, ctx, 'close-timeout');
+  sendClose(core, ctx, now);
+}
+
+/** A Close for one of our contexts (dispatch checked tag and locators): ack and remove. */
+export function onClose(core: Core, ctx: Context, src: Ipv6, dst: Ipv6, msg: CloseMessage): DatagramResult {
+  if (core.step(ctx, 'recv-Close') === undefined) return drop('state');
+  const ack: CloseAckMessage = { type: 'CloseAck', contextTag: ctx.ctPeer, nonce: msg.nonce, options: [] };
+  core.send(dst, src, ack, ctx.port);
+  discard(core, ctx, 'peer-close');
+  return CONSUMED;
+}
+
+/** The peer acknowledged our Close (nonce must match). */
+export function onCloseAck(core: Core, ctx: Context, msg: CloseAckMessage): DatagramResult {
+  if (ctx.state !== State.CLOSING || msg.nonce !== ctx.closeNonce) return drop('stale-ack');
+  core.step(ctx, 'recv-CloseAck');
+  discard(core, ctx, 'local-close');
+  return CONSUMED;
+}

@@ -1,0 +1,199 @@
+/**
+ * Locator set management (RFC 5533 §10): Ls(peer) from Locator List +
+ * Preferences in I2/I2bis/R2 and Update Requests; our own Update Requests with
+ * the full list and preferences, one outstanding at a time, retransmitted with
+ * back-off capped at MAX_UPDATE_TIMEOUT; generations (send +1, accept any
+ * newer); Error codes 2–4. A peer locator enters Ls(peer) only when HBA/CGA
+ * proves it, and becomes a destination only after a probe (reap.ts).
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { seconds } from '../time.ts';
+import { findOption, type ErrorMessage, type Shim6Message, type UpdateAckMessage, type UpdateRequestMessage } from '../wire/index.ts';
+import { ErrorCode, LocatorFlag, OptionType } from '../constants.ts';
+import { State } from './states.ts';
+import type { Context, PeerLocator } from './context.ts';
+import { TimerKind, backoff } from './timers.ts';
+import type { Core } from './core.ts';
+import type { DatagramResult } from './events.ts';
+import { sendError } from './errors.ts';
+import { startExploring } from './reap.ts';
+
+const CONSUMED: DatagramResult = { kind: 'consumed' };
+const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
+
+/** RFC 5534 §5.3: the peer's Keepalive Timeout option, if any. */
+export function peerKeepalive(ctx: Context, msg: Shim6Message): void {
+  const k = findOption(msg, 'KeepaliveTimeout');
+  if (k !== undefined && k.timeoutSeconds > 0) ctx.peerKeepaliveTimeout = seconds(k.timeoutSeconds);
+}
+
+/** u32 serial comparison: is `a` newer than `b`? (RFC 1982 style, so +1 wraps.) */
+export function newerGeneration(a: number, b: number): boolean {
+  const d = (a - b) >>> 0;
+  return d !== 0 && d < 0x8000_0000;
+}
+
+/** Verify a Locator List against the PDS: one flag per entry. */
+function verifyList(core: Core, ctx: Context, msg: Shim6Message): { address: Ipv6; method: number; ok: boolean }[] {
+  const list = findOption(msg, 'LocatorList');
+  if (list === undefined) return [];
+  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds ?? ctx.peerPds;
+  const claims = list.locators.map((l) => ({ address: l.address, method: l.verificationMethod }));
+  const ok = core.verifier.verify(ctx.peerUlid, claims, pds);
+  return claims.map((c, i) => ({ ...c, ok: ok[i] === true }));
+}
+
+/**
+ * Ls(peer) from an I2/I2bis/R2: the ULID plus every locator HBA/CGA proves;
+ * unproven entries are left out (never destinations). With `dryRun` only
+ * returns the proven addresses.
+ */
+export function applyHandshakeLocators(core: Core, ctx: Context, msg: Shim6Message, dryRun = false): Ipv6[] {
+  const checked = verifyList(core, ctx, msg);
+  const proven = checked.filter((c) => c.ok).map((c) => c.address);
+  if (dryRun) return proven;
+  const list = findOption(msg, 'LocatorList');
+  if (list === undefined) return proven;
+  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
+  if (pds !== undefined) ctx.peerPds = pds;
+  const prefs = findOption(msg, 'LocatorPreferences');
+  const usePrefs = prefs !== undefined && prefs.generation === list.generation && prefs.elements.length === list.locators.length;
+  replacePeerSet(ctx, checked, usePrefs ? prefs.elements : undefined);
+  ctx.peerGeneration = list.generation;
+  return proven;
+}
+
+function replacePeerSet(ctx: Context, checked: { address: Ipv6; method: number; ok: boolean }[], prefs: { flags: number; priority?: number; weight?: number }[] | undefined): void {
+  const next: PeerLocator[] = [];
+  const ulid = ctx.peerLocator(ctx.peerUlid);
+  if (!checked.some((c) => c.address === ctx.peerUlid)) next.push(ulid === undefined ? { address: ctx.peerUlid, method: 0, listed: false, verified: true, probed: false, flags: 0, priority: 0, weight: 0 } : { ...ulid, listed: false });
+  checked.forEach((c, i) => {
+    const old = ctx.peerLocator(c.address);
+    const p = prefs?.[i];
+    // Unproven entries stay (so preference indices line up) but are never destinations.
+    next.push({ address: c.address, method: c.method, listed: true, verified: c.ok, probed: c.ok && (old?.probed ?? false), flags: p?.flags ?? 0, priority: p?.priority ?? 0, weight: p?.weight ?? 0 });
+  });
+  // The pair the handshake ran on stays usable: the peer answered there with our nonce (§7.9 ULID option case).
+  if (!next.some((l) => l.address === ctx.lpPeer)) {
+    const cur = ctx.peerLocator(ctx.lpPeer);
+    if (cur !== undefined) next.push({ ...cur, listed: false, verified: true });
+  }
+  ctx.peer = next;
+}
+
+/** Send our current list to every established context (local locator change, §10.1). */
+export function announceLocators(core: Core, now: Millis): void {
+  for (const ctx of core.table.byTag.values()) if (ctx.state === State.ESTABLISHED) sendUpdate(core, ctx, now);
+}
+
+/** (Re)start the one outstanding Update Request, abandoning an older one (§10.3). */
+export function sendUpdate(core: Core, ctx: Context, now: Millis): void {
+  const nonce = core.random.u32();
+  const msg: UpdateRequestMessage = { type: 'UpdateRequest', contextTag: ctx.ctPeer, requestNonce: nonce, options: [...core.local.options()] };
+  const bytes = core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  ctx.update = { nonce, attempt: 0, bytes };
+  core.arm(ctx, TimerKind.Update, now + core.random.jitter(core.timers.updateTimeout));
+}
+
+/** Update retransmission: forever, back-off capped at MAX_UPDATE_TIMEOUT (§10.2). */
+export function onUpdateTimer(core: Core, ctx: Context, now: Millis): void {
+  const u = ctx.update;
+  if (u === undefined || ctx.state === State.CLOSING) return;
+  u.attempt++;
+  core.sendBytes(ctx.lpLocal, ctx.lpPeer, u.bytes, ctx.port);
+  core.arm(ctx, TimerKind.Update, now + core.random.jitter(backoff(core.timers.updateTimeout, u.attempt, core.timers.maxUpdateTimeout)));
+}
+
+/** Offset of the first option of `type` in an encoded message whose options start at `from`. */
+function optionOffset(bytes: Uint8Array, from: number, type: number): number {
+  const end = (bytes[1]! + 1) * 8;
+  let o = from;
+  while (o + 4 <= end) {
+    const t = ((bytes[o]! << 8) | bytes[o + 1]!) >>> 1;
+    const len = (bytes[o + 2]! << 8) | bytes[o + 3]!;
+    if (t === type) return o;
+    o += 4 + len + (7 - ((len + 3) % 8));
+  }
+  return from;
+}
+
+/** RFC 5533 §10.4 (after dispatch found the context and checked locators and state). */
+export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6, dst: Ipv6, msg: UpdateRequestMessage, bytes: Uint8Array): DatagramResult {
+  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
+  if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
+  const list = findOption(msg, 'LocatorList');
+  let changed = false;
+  if (list !== undefined && (ctx.peerGeneration < 0 || newerGeneration(list.generation, ctx.peerGeneration))) {
+    const checked = verifyList(core, ctx, msg);
+    if (checked.some((c) => !c.ok)) {
+      sendError(core, dst, src, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList), bytes);
+      return drop('locator-unverified');
+    }
+    if (pds !== undefined) ctx.peerPds = pds;
+    replacePeerSet(ctx, checked, undefined);
+    ctx.peerGeneration = list.generation;
+    changed = true;
+  }
+  const prefs = findOption(msg, 'LocatorPreferences');
+  if (prefs !== undefined) {
+    const at = optionOffset(bytes, 16, OptionType.LocatorPreferences);
+    if (prefs.generation !== ctx.peerGeneration) {
+      sendError(core, dst, src, ErrorCode.LocatorListGenerationOutOfSync, at + 4, bytes);
+      return drop('generation-out-of-sync');
+    }
+    if (prefs.elements.length !== ctx.peer.filter((l) => l.listed).length) {
+      sendError(core, dst, src, ErrorCode.WrongNumberOfPreferenceElements, at + 8, bytes);
+      return drop('preference-count');
+    }
+    applyPrefs(ctx, prefs.elements);
+    changed = true;
+  }
+  peerKeepalive(ctx, msg);
+  const ack: UpdateAckMessage = { type: 'UpdateAck', contextTag: ctx.ctPeer, requestNonce: msg.requestNonce, options: [] };
+  core.send(dst, src, ack, ctx.port);
+  if (changed) {
+    core.emit({ kind: 'locator-set-updated', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, generation: ctx.peerGeneration, locators: ctx.peer.map((l) => l.address) });
+    const cur = ctx.peerLocator(ctx.lpPeer);
+    if (cur === undefined || (cur.flags & LocatorFlag.BROKEN) !== 0) startExploring(core, ctx, now); // §10.4: probe before changing Lp(peer)
+  }
+  return CONSUMED;
+}
+
+function applyPrefs(ctx: Context, elements: { flags: number; priority?: number; weight?: number }[]): void {
+  let i = 0;
+  for (const l of ctx.peer) {
+    if (!l.listed) continue;
+    const e = elements[i++]!;
+    l.flags = e.flags;
+    l.priority = e.priority ?? l.priority;
+    l.weight = e.weight ?? l.weight;
+  }
+}
+
+/** RFC 5533 §10.5. */
+export function onUpdateAck(core: Core, ctx: Context, msg: UpdateAckMessage): DatagramResult {
+  if (ctx.update === undefined || ctx.update.nonce !== msg.requestNonce) return drop('stale-ack');
+  ctx.update = undefined;
+  core.stop(ctx, TimerKind.Update);
+  return CONSUMED;
+}
+
+/**
+ * An Error about one of our Update Requests (codes 2–4): 3 and 4 mean the peer
+ * has a different idea of our list — resend the full list and preferences at
+ * once; 2 means it could not verify our locators — stop retransmitting.
+ */
+export function onUpdateError(core: Core, now: Millis, ctx: Context, msg: ErrorMessage): DatagramResult {
+  if (ctx.update === undefined) return drop('no-update');
+  if (msg.errorCode === ErrorCode.LocatorVerificationFailed) {
+    ctx.update = undefined;
+    core.stop(ctx, TimerKind.Update);
+    return CONSUMED;
+  }
+  if (msg.errorCode === ErrorCode.LocatorListGenerationOutOfSync || msg.errorCode === ErrorCode.WrongNumberOfPreferenceElements) {
+    sendUpdate(core, ctx, now);
+    return CONSUMED;
+  }
+  return drop('error-code');
+}
