@@ -1,0 +1,108 @@
+// Capability pickup with a real Knot serving RFC 3597 TYPE65300 records and dig as the application.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { needs } from '../helpers/prereq.ts';
+import { startAuthDns } from '../helpers/authdns.ts';
+import { dig, digAnswers, digStatus, sleep, startStub } from './harness.ts';
+import { PEER, zoneText, ZONE } from './zone.ts';
+
+async function setup(t: import('node:test').TestContext, config: Record<string, unknown> = {}) {
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  const stub = await startStub(t, [`127.0.0.1:${auth.port}`], config);
+  return { auth, stub };
+}
+
+test('a valid record primes the sink before the AAAA answer is sent, once per record lifetime', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const { stub } = await setup(t);
+  const r = await dig(stub, 'peer.example.', 'AAAA');
+  assert.equal(digStatus(r.stdout), 'NOERROR');
+  const primes = stub.sink.calls.filter((c) => c.kind === 'prime');
+  assert.equal(primes.length, 1, JSON.stringify(stub.sink.calls, (_k, v) => (typeof v === 'bigint' ? String(v) : v)));
+  const p = primes[0]!;
+  assert.equal(p.name, PEER.name);
+  assert.equal(p.ulid, PEER.ulid);
+  assert.deepEqual(p.record?.locators.map((l) => l.address), PEER.locators);
+  assert.ok(p.ttl > 0 && p.ttl <= 120, `ttl ${p.ttl} from the record's TTL (120)`);
+  const answer = stub.sent.find((s) => s.name === 'peer.example.' && s.qtype === 28)!;
+  assert.ok(p.at < answer.at, `prime at ${p.at} must precede the answer at ${answer.at}`);
+
+  // More lookups (AAAA, A, via the CNAME chain) within the lifetime: no second prime.
+  await dig(stub, 'peer.example.', 'AAAA');
+  await dig(stub, 'peer.example.', 'A');
+  await dig(stub, 'alias.example.', 'AAAA');
+  assert.equal(stub.sink.calls.filter((c) => c.kind === 'prime').length, 1);
+  assert.equal(stub.resolver.counters.primes, 1);
+
+  // After the record's TTL (120 s, injected clock) it is fetched and primed again.
+  stub.advance(121_000);
+  await dig(stub, 'peer.example.', 'AAAA');
+  assert.equal(stub.sink.calls.filter((c) => c.kind === 'prime').length, 2);
+});
+
+test('an A lookup through a CNAME chain primes the final name (ULID checked against its AAAA set)', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const { stub } = await setup(t);
+  const r = await dig(stub, 'alias.example.', 'A');
+  assert.deepEqual(digAnswers(r.stdout).map((x) => x[3]), ['CNAME', 'CNAME', 'A']);
+  // The final-name lookup starts only when the chain is seen, so it may settle just after the answer.
+  for (let i = 0; i < 50 && stub.resolver.counters.primes === 0; i++) await sleep(20);
+  const primes = stub.sink.calls.filter((c) => c.kind === 'prime');
+  assert.equal(primes.length, 1);
+  assert.equal(primes[0]!.name, 'peer.example.');
+});
+
+test('no record → absent() with the answered addresses; invalid records → ignored and counted', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const { stub } = await setup(t);
+  await dig(stub, 'plain.example.', 'AAAA');
+  const absent = stub.sink.calls.filter((c) => c.kind === 'absent');
+  assert.equal(absent.length, 1);
+  assert.deepEqual(absent[0]!.addresses, ['2001:db8:3::1']);
+  assert.ok(absent[0]!.ttl <= 60, 'negative TTL from the SOA (RFC 2308)');
+  await dig(stub, 'plain.example.', 'AAAA');
+  assert.equal(stub.sink.calls.filter((c) => c.kind === 'absent').length, 1, 'reported once per negative lifetime');
+
+  await dig(stub, 'bad.example.', 'AAAA'); // ULID not in AAAA set
+  await dig(stub, 'badver.example.', 'AAAA'); // version 2
+  assert.equal(stub.sink.calls.filter((c) => c.kind === 'prime').length, 0);
+  assert.equal(stub.resolver.counters.capabilityInvalid, 2);
+  assert.ok(stub.logs.some((l) => l.includes('bad.example.')), 'the ignored record is logged');
+
+  // NXDOMAIN: no addresses, nothing to prime, nothing reported.
+  const nx = await dig(stub, 'nothere.example.', 'AAAA');
+  assert.equal(digStatus(nx.stdout), 'NXDOMAIN');
+  const st = stub.resolver.status() as { capability: { positive: unknown[]; negative: Array<{ name: string; source: string; ttl: number }> } };
+  assert.ok(st.capability.negative.some((e) => e.name === 'plain.example.' && e.source === 'nodata' && e.ttl <= 60));
+  assert.ok(st.capability.negative.some((e) => e.name === 'bad.example.' || e.name === 'badver.example.'));
+});
+
+test('TXT fallback only when configured, and only after a TYPE65300 NODATA', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const off = await setup(t);
+  await dig(off.stub, 'txtpeer.example.', 'AAAA');
+  assert.equal(off.stub.sink.calls.filter((c) => c.kind === 'prime').length, 0);
+  assert.equal(off.stub.sink.calls.filter((c) => c.kind === 'absent').length, 1);
+
+  const on = await setup(t, { capability: { txtFallback: true, waitMaxMs: 200 } });
+  await dig(on.stub, 'txtpeer.example.', 'AAAA');
+  for (let i = 0; i < 50 && on.stub.resolver.counters.primes === 0; i++) await sleep(20);
+  const primes = on.stub.sink.calls.filter((c) => c.kind === 'prime');
+  assert.equal(primes.length, 1);
+  assert.equal(primes[0]!.ulid, '2001:db8:5::1');
+  const st = on.stub.resolver.status() as { capability: { positive: Array<{ name: string; source: string }> } };
+  assert.ok(st.capability.positive.some((e) => e.name === 'txtpeer.example.' && e.source === 'txt'));
+  // A host with a TYPE65300 record never triggers a TXT query.
+  const misses = on.stub.resolver.counters.misses;
+  await dig(on.stub, 'peer.example.', 'AAAA');
+  assert.equal(on.stub.resolver.counters.misses - misses, 2, 'AAAA + TYPE65300, no _shim6 TXT');
+});
+
+test('pickup off: no capability queries at all', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const { stub } = await setup(t, { capability: { enabled: false } });
+  await dig(stub, 'peer.example.', 'AAAA');
+  assert.equal(stub.sink.calls.length, 0);
+  assert.equal(stub.resolver.counters.misses, 1, 'only the AAAA went upstream');
+});

@@ -1,0 +1,117 @@
+// Upstream behaviour the stub must survive: TC, black holes, slowness, failover, forgeries, garbage.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { needs } from '../helpers/prereq.ts';
+import { dig, digAnswers, digStatus, startStub } from './harness.ts';
+import { answerFor, startBlackHole, startFakeUpstream } from './fake-upstream.ts';
+
+const noCap = { capability: { enabled: false } };
+
+test('UDP answer with TC → the same question over TCP to the same upstream', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const up = await startFakeUpstream(t, (q, tr) => [{ bytes: tr === 'udp' ? answerFor(q, { tc: true }) : answerFor(q, { many: 3 }) }]);
+  const stub = await startStub(t, [up.addr], noCap);
+  const r = await dig(stub, 'tc.test.', 'AAAA');
+  assert.equal(digAnswers(r.stdout).length, 3);
+  assert.deepEqual(up.queries.map((q) => q.from ? 'udp' : 'tcp'), ['udp', 'tcp']);
+  assert.equal(stub.resolver.counters.upstreamTcpFallbacks, 1);
+});
+
+test('black-hole first upstream: per-attempt timeout, failover, then held down', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const hole = await startBlackHole(t);
+  const good = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::77' }) }]);
+  const stub = await startStub(t, [hole.addr, good.addr], { ...noCap, upstream: { attemptTimeoutMs: 150, failThreshold: 2, holdDownMs: 60_000 } });
+  const t0 = Date.now();
+  const r1 = await dig(stub, 'a.test.', 'AAAA');
+  assert.deepEqual(digAnswers(r1.stdout).map((x) => x[4]), ['2001:db8::77']);
+  assert.ok(Date.now() - t0 >= 140, 'waited for the black hole first');
+  await dig(stub, 'b.test.', 'AAAA');
+  // Two failures: the black hole is held down; the next query goes straight to the good one.
+  const before = hole.queries.length;
+  const t1 = Date.now();
+  await dig(stub, 'c.test.', 'AAAA');
+  assert.equal(hole.queries.length, before, 'held-down upstream skipped');
+  assert.ok(Date.now() - t1 < 140, 'no attempt timeout paid');
+  const st = stub.resolver.status() as { upstreams: Array<{ port: number; down: boolean; timeouts: number }> };
+  assert.equal(st.upstreams.find((u) => u.port === hole.port)?.down, true);
+  assert.equal(st.upstreams.find((u) => u.port === hole.port)?.timeouts, 2);
+});
+
+test('all upstreams silent → SERVFAIL within the query deadline; serve-stale answers from an expired entry', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  let alive = true;
+  const up = await startFakeUpstream(t, (q) => (alive ? [{ bytes: answerFor(q, { ttl: 10 }) }] : undefined));
+  const stub = await startStub(t, [up.addr], { ...noCap, queryTimeoutMs: 400, upstream: { attemptTimeoutMs: 200, holdDownMs: 0 }, cache: { staleMaxSeconds: 3600 } });
+  await dig(stub, 'stale.test.', 'AAAA');
+  alive = false;
+  stub.advance(20_000); // the 10 s entry has expired
+  const r = await dig(stub, 'stale.test.', 'AAAA');
+  assert.equal(digStatus(r.stdout), 'NOERROR');
+  assert.equal(digAnswers(r.stdout)[0]?.[1], '30', 'RFC 8767: stale answers carry TTL 30');
+  assert.equal(stub.resolver.counters.staleServed, 1);
+  const t0 = Date.now();
+  const r2 = await dig(stub, 'never.test.', 'AAAA');
+  assert.equal(digStatus(r2.stdout), 'SERVFAIL');
+  assert.ok(Date.now() - t0 < 1500);
+});
+
+test('slow upstream: a late answer is not waited for past the attempt timeout; the second upstream answers', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const slow = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::5' }), delayMs: 1500 }]);
+  const fast = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::6' }) }]);
+  const stub = await startStub(t, [slow.addr, fast.addr], { ...noCap, upstream: { attemptTimeoutMs: 200 } });
+  const t0 = Date.now();
+  const r = await dig(stub, 'slow.test.', 'AAAA');
+  assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::6']);
+  assert.ok(Date.now() - t0 < 1000);
+});
+
+test('SERVFAIL from the first upstream → the next one is asked', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const sf = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { rcode: 2 }) }]);
+  const good = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::9' }) }]);
+  const stub = await startStub(t, [sf.addr, good.addr], noCap);
+  const r = await dig(stub, 'sf.test.', 'AAAA');
+  assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::9']);
+  assert.equal(sf.queries.length, 1);
+});
+
+test('RFC 5452: forged answers (other port, wrong ID, wrong question) and garbage are dropped; the real answer wins', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const up = await startFakeUpstream(t, (q) => {
+    const forged = answerFor(q, { address: '2001:db8::bad' });
+    const wrongId = Buffer.from(forged); wrongId.writeUInt16BE((q.id + 1) & 0xffff, 0);
+    const wrongQ = answerFor({ ...q, name: 'other.test' }, { address: '2001:db8::bad' });
+    const garbage = Buffer.concat([forged.subarray(0, 14), Buffer.from([0xff, 0xff, 0xff])]);
+    return [
+      { bytes: forged, fromOtherPort: true },
+      { bytes: wrongId },
+      { bytes: wrongQ },
+      { bytes: garbage },
+      { bytes: Buffer.from([1, 2, 3]) },
+      { bytes: answerFor(q, { address: '2001:db8::900d' }), delayMs: 30 },
+    ];
+  });
+  const stub = await startStub(t, [up.addr], noCap);
+  const r = await dig(stub, 'forge.test.', 'AAAA');
+  assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::900d']);
+  const c = stub.resolver.counters;
+  assert.ok(c.upstreamMismatched >= 3, `mismatched ${c.upstreamMismatched}`);
+  assert.ok(c.upstreamMalformed >= 2, `malformed ${c.upstreamMalformed}`);
+});
+
+test('upstream queries use random IDs and several source ports, with EDNS 1232', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
+  const stub = await startStub(t, [up.addr], noCap);
+  for (let i = 0; i < 12; i++) await dig(stub, `r${i}.test.`, 'AAAA');
+  const ids = new Set(up.queries.map((q) => q.id));
+  const ports = new Set(up.queries.map((q) => q.from?.port));
+  assert.equal(ids.size, 12);
+  assert.ok(ports.size >= 4, `source ports used: ${ports.size}`);
+  const raw = up.queries[0]!.raw;
+  const opt = raw.subarray(raw.length - 11);
+  assert.equal(opt.readUInt16BE(1), 41);
+  assert.equal(opt.readUInt16BE(3), 1232);
+});
