@@ -66,7 +66,6 @@ export class Loop {
     const bytes = new Uint8Array(r.header.length + payload.length);
     bytes.set(r.header);
     bytes.set(payload, r.header.length);
-    from.engine.pollTransmit; // (nothing queued by encapsulate itself)
     this.log.push({ at: this.now, host: from.name, src: r.src, dst: r.dst, bytes });
     if (!this.blocked.has(`${r.src}>${r.dst}`)) this.inflight.push({ at: this.now + this.delay, src: r.src, dst: r.dst, bytes, to });
     return true;
