@@ -1,0 +1,149 @@
+// Seeded fuzz (deterministic): > 100,000 random and mutated inputs through every
+// decoder and parser of untrusted input in the crypto/record area. Each may only
+// ever throw WireError; verifiers must never throw at all; whatever decodes must
+// re-encode to something that decodes the same.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import {
+  capabilityTxtRdata, decodeCapabilityRecord, decodeCapabilityTxt, encodeCapabilityRecord, encodeCapabilityTxt,
+  formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord, toGenericRdata,
+} from '../../shim/wire/capability-record.ts';
+import { checkCga, decodeCgaParams, encodeCgaParams, generateCga } from '../../shim/wire/cga.ts';
+import { checkHbaSet, generateHbaSet } from '../../shim/wire/hba.ts';
+import { WireError } from '../../shim/wire/errors.ts';
+import { hex, seededRandomBytes } from '../crypto/seeded.ts';
+import { arbRecord, arbRecordWithUnknownMandatory } from './arbitrary.ts';
+import { GOLDEN_HEX } from './golden.ts';
+
+/** mulberry32: small, fast, seeded. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const INTERESTING = [0, 1, 2, 0x20, 0x21, 0x30, 0x7f, 0x80, 0x81, 0x82, 0xff];
+
+function mutateBytes(rnd: () => number, seeds: readonly Uint8Array[]): Uint8Array {
+  const int = (n: number): number => Math.floor(rnd() * n);
+  const pick = <T>(xs: readonly T[]): T => xs[int(xs.length)]!;
+  if (rnd() < 0.1) return Uint8Array.from({ length: int(160) }, () => int(256));
+  let b = Uint8Array.from(pick(seeds));
+  for (let k = 1 + int(4); k > 0; k--) {
+    const at = int(b.length + 1);
+    switch (int(7)) {
+      case 0: if (b.length) b[at % b.length] = (b[at % b.length] ?? 0) ^ (1 << int(8)); break;
+      case 1: if (b.length) b[at % b.length] = pick(INTERESTING); break;
+      case 2: b = b.slice(0, at); break;
+      case 3: b = Uint8Array.of(...b, ...Array.from({ length: 1 + int(24) }, () => int(256))); break;
+      case 4: b = Uint8Array.of(...b.subarray(0, at), ...b.subarray(Math.min(b.length, at + 1 + int(20)))); break;
+      case 5: if (b.length > 1) { const v = int(3) === 0 ? 0xffff : int(b.length + 8); b[at % (b.length - 1)] = v >> 8; b[(at % (b.length - 1)) + 1] = v & 0xff; } break;
+      default: { const o = pick(seeds); const from = int(o.length + 1); b = Uint8Array.of(...b.subarray(0, at), ...o.subarray(from, from + int(40))); }
+    }
+  }
+  return b;
+}
+
+const TEXT_ALPHABET = ' \t=/:,+.#\\v1023456789abcdefxABCDEF-_loculidprweightflagsmandatoryhbacgaportkeysha';
+function mutateText(rnd: () => number, seeds: readonly string[]): string {
+  const int = (n: number): number => Math.floor(rnd() * n);
+  let s = seeds[int(seeds.length)]!;
+  for (let k = 1 + int(4); k > 0; k--) {
+    const at = int(s.length + 1);
+    switch (int(6)) {
+      case 0: s = s.slice(0, at) + TEXT_ALPHABET[int(TEXT_ALPHABET.length)]! + s.slice(at + 1); break;
+      case 1: s = s.slice(0, at) + String.fromCharCode(int(0x3000)) + s.slice(at); break;
+      case 2: s = s.slice(0, at); break;
+      case 3: s = s.slice(0, at) + s.slice(at + 1 + int(12)); break;
+      case 4: { const t = s.split(' '); t.splice(int(t.length), 0, t[int(t.length)] ?? ''); s = t.join(' '); break; }
+      default: s = s.slice(0, at) + seeds[int(seeds.length)]!.slice(int(40), int(80)) + s.slice(at);
+    }
+  }
+  return s;
+}
+
+interface Tally { inputs: number; ok: number; failures: string[] }
+
+function run(t: Tally, label: string, input: unknown, f: () => void, mayThrow = true): void {
+  t.inputs++;
+  try { f(); t.ok++; } catch (e) {
+    if (!mayThrow || !(e instanceof WireError)) {
+      if (t.failures.length < 5) t.failures.push(`${label}: ${String(e)} for ${JSON.stringify(input instanceof Uint8Array ? Buffer.from(input).toString('hex') : input)}`);
+    }
+  }
+}
+
+const records = [...fc.sample(arbRecord, { seed: 42, numRuns: 40 }), ...fc.sample(arbRecordWithUnknownMandatory, { seed: 43, numRuns: 10 })];
+const recordSeeds = [hex(GOLDEN_HEX), ...records.map(encodeCapabilityRecord)];
+
+test('fuzz: capability record RDATA, TXT and generic forms (seeded)', (ctx) => {
+  const rnd = prng(0x5133);
+  const t: Tally = { inputs: 0, ok: 0, failures: [] };
+  for (let i = 0; i < 50_000; i++) {
+    const b = mutateBytes(rnd, recordSeeds);
+    run(t, 'decodeCapabilityRecord', b, () => {
+      const r = decodeCapabilityRecord(b);
+      assert.deepEqual(decodeCapabilityRecord(encodeCapabilityRecord(r)), r);
+      assert.deepEqual(parseCapabilityRecord(formatCapabilityRecord(r)), r);
+    });
+    if (i % 5 === 0) run(t, 'decodeCapabilityTxt', b, () => { decodeCapabilityTxt(encodeCapabilityTxt(b)); });
+  }
+  const txtSeeds = recordSeeds.map((b) => encodeCapabilityTxt(b));
+  const genericSeeds = recordSeeds.map(toGenericRdata);
+  for (let i = 0; i < 10_000; i++) {
+    const s = mutateText(rnd, txtSeeds);
+    run(t, 'capabilityTxtRdata', s, () => { capabilityTxtRdata(s); });
+    const g = mutateText(rnd, genericSeeds);
+    run(t, 'fromGenericRdata', g, () => { fromGenericRdata(g); });
+  }
+  ctx.diagnostic(`${t.inputs} inputs, ${t.ok} accepted`);
+  assert.deepEqual(t.failures, []);
+  assert.ok(t.inputs >= 80_000, `${t.inputs}`);
+  // The mutations must reach deep: a fair share decodes.
+  assert.ok(t.ok > t.inputs / 20, `only ${t.ok} of ${t.inputs} decoded`);
+});
+
+test('fuzz: capability record presentation form (seeded)', (ctx) => {
+  const rnd = prng(0x140);
+  const t: Tally = { inputs: 0, ok: 0, failures: [] };
+  const seeds = records.map(formatCapabilityRecord);
+  for (let i = 0; i < 15_000; i++) {
+    const s = mutateText(rnd, seeds);
+    run(t, 'parseCapabilityRecord', s, () => {
+      const r = parseCapabilityRecord(s);
+      assert.deepEqual(parseCapabilityRecord(formatCapabilityRecord(r)), r);
+    });
+  }
+  ctx.diagnostic(`${t.inputs} inputs, ${t.ok} accepted`);
+  assert.deepEqual(t.failures, []);
+  assert.ok(t.ok > 500, `only ${t.ok} parsed`);
+});
+
+test('fuzz: CGA Parameters decode, and CGA/HBA verification never throws (seeded)', (ctx) => {
+  const rnd = prng(0x3972);
+  const rb = seededRandomBytes('fuzz');
+  const hba = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64', '2001:db8:3::/64'], sec: 1, randomBytes: rb });
+  const rfcKey = hex('305c300d06092a864886f70d0101010500034b003048024100c2c2f137305454f10bd9cea36844b530e9211a4b262b16467cb7dfba1f595c'
+    + '0194f275be5a4d386f2c3c2382508773c7867f9b3b9e63a09c7bc48f7a54ebefaf0203010001');
+  const cga = generateCga({ subnetPrefix: 'fe80::', publicKey: rfcKey, sec: 0, randomBytes: rb, extensions: [{ type: 9, data: hex('0102') }] });
+  const seeds = [...hba.members.map((m) => m.params), cga.params];
+  const addresses = [...hba.members.map((m) => m.address), cga.address];
+  const t: Tally = { inputs: 0, ok: 0, failures: [] };
+  for (let i = 0; i < 30_000; i++) {
+    const b = mutateBytes(rnd, seeds);
+    run(t, 'decodeCgaParams', b, () => { assert.deepEqual(encodeCgaParams(decodeCgaParams(b)), b); });
+    if (i % 3 === 0) {
+      run(t, 'checkHbaSet', b, () => { checkHbaSet(addresses, b); }, false);
+      run(t, 'checkCga', b, () => { checkCga(cga.address, b); }, false);
+    }
+  }
+  ctx.diagnostic(`${t.inputs} inputs, ${t.ok} accepted`);
+  assert.deepEqual(t.failures, []);
+  assert.ok(t.ok > 1000, `only ${t.ok} decoded`);
+});
