@@ -1,0 +1,58 @@
+/**
+ * A whole data-plane node around a StaticContextEngine: real TUN, routes and
+ * policy rules, UDP sockets on the given locators, the driver. Used by the
+ * namespace tests and `npm run bench -- throughput` to exercise TUN ↔ UDP
+ * without the protocol engine, and usable to diagnose a lab by hand.
+ *
+ * Must not know: the protocol engine, DNS. Everything it sets up is undone
+ * by `close()` (the TUN goes with its fd).
+ */
+import { EngineDriver } from './engine-driver.ts';
+import { StaticContextEngine, type StaticContextConfig } from './static-context.ts';
+import { LinuxTun } from './tun-linux.ts';
+import { DgramTransport } from './udp.ts';
+import { Routes } from './routes.ts';
+
+export interface StaticNodeConfig extends StaticContextConfig {
+  tun: string;
+  /** Our UDP port and the peer's (DESIGN.md §3). */
+  port: number;
+  pathMtu: number;
+  /** Local locators to listen on. */
+  locators: string[];
+  tcpPrompt: boolean;
+  /** Packets per TUN read batch. */
+  batch?: number;
+}
+
+export interface StaticNode {
+  driver: EngineDriver<StaticContextEngine>;
+  routes: Routes;
+  tun: LinuxTun;
+  close(): Promise<void>;
+}
+
+/** Bring a static node up in the current namespace. */
+export async function startStaticNode(cfg: StaticNodeConfig): Promise<StaticNode> {
+  const routes = new Routes({ tun: cfg.tun, port: cfg.port, pathMtu: cfg.pathMtu });
+  const tun = LinuxTun.open({ name: cfg.tun, mtu: routes.tunMtu, ...(cfg.batch ? { batch: cfg.batch } : {}) });
+  const transport = new DgramTransport({ port: cfg.port, bufferSize: 4 << 20 });
+  const engine = new StaticContextEngine(cfg);
+  const driver = new EngineDriver({ engine, transport, tun, peerPort: cfg.port, routes, tcpPrompt: cfg.tcpPrompt });
+  try {
+    routes.setup();
+    for (const l of cfg.locators) await driver.bindLocator(l);
+    routes.contextUp(cfg.localUlid, cfg.peerUlid);
+  } catch (e) {
+    routes.close();
+    await driver.close();
+    throw e;
+  }
+  return {
+    driver, routes, tun,
+    async close() {
+      routes.close();
+      await driver.close();
+    },
+  };
+}
