@@ -13,7 +13,7 @@
  */
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, type WireError } from '../wire/index.ts';
+import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, WireError } from '../wire/index.ts';
 import { ErrorCode } from '../constants.ts';
 import { Core } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
@@ -85,7 +85,13 @@ export class Engine {
 
   private payload(now: Millis, d: Datagram): DatagramResult {
     const core = this.core;
-    const h = decodePayloadHeader(d.bytes);
+    let h: ReturnType<typeof decodePayloadHeader>;
+    try {
+      h = decodePayloadHeader(d.bytes);
+    } catch (e) {
+      if (e instanceof WireError) return { kind: 'drop', reason: e.code };
+      throw e;
+    }
     const ctx = core.table.byTag.get(h.contextTag);
     if (ctx === undefined || !ctx.hasVerifiedPeer(d.src)) {
       sendR1bis(core, now, d.src, d.dst, h.contextTag); // §7.17 / §12.4

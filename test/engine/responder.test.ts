@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine, seededRng } from '../../shim/engine/index.ts';
+import { encodeMessage, decodeMessage, findOption, type R1Message } from '../../shim/wire/index.ts';
+import { ms } from '../../shim/time.ts';
+
+const B = '2001:db8:b1::1';
+const engineB = () => new Engine({ localLocators: [{ address: B }] }, seededRng(42));
+const addr = (i: number) => `2001:db8:${(i >> 16) & 0xffff}:${i & 0xffff}::${(i % 97) + 1}`;
+
+/** The engine's private indices, to prove nothing is kept (read-only peek). */
+function internals(e: Engine): { tags: number; ulids: number; nonces: number; peerTags: number; heap: number } {
+  const core = (e as unknown as { core: { table: { byTag: Map<unknown, unknown>; byUlid: Map<unknown, unknown>; byNonce: Map<unknown, unknown>; byPeerTag: Map<unknown, unknown> }; heap: { size: number } } }).core;
+  return { tags: core.table.byTag.size, ulids: core.table.byUlid.size, nonces: core.table.byNonce.size, peerTags: core.table.byPeerTag.size, heap: core.heap.size };
+}
+
+test('stateless responder: 10,000 I1s from random addresses → 10,000 R1s, zero contexts, no per-I1 state', () => {
+  const b = engineB();
+  const rng = seededRng(7);
+  const buf = new Uint8Array(6);
+  for (let i = 0; i < 10_000; i++) {
+    rng.fill(buf);
+    const tag = ((buf[0]! & 0x7f) * 2 ** 40) + buf[1]! * 2 ** 32 + ((buf[2]! << 24) >>> 0) + (buf[3]! << 16) + (buf[4]! << 8) + buf[5]! + 1;
+    const i1 = encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: i, options: [] });
+    const r = b.handleDatagram(ms(i), { src: addr(i), dst: B, bytes: i1 });
+    assert.equal(r.kind, 'consumed');
+  }
+  let r1s = 0;
+  while (b.pollTransmit() !== undefined) r1s++;
+  assert.equal(r1s, 10_000);
+  assert.equal(b.contextCount, 0);
+  assert.deepEqual(internals(b), { tags: 0, ulids: 0, nonces: 0, peerTags: 0, heap: 0 });
+  assert.equal(b.pollTimeout(), undefined, 'no timer armed by an I1');
+});
+
+/** I1 at `t1` → R1; I2 echoing the R1 at `t2`: did B accept (R2 + context)? */
+function i2AcceptedAfter(t1: number, t2: number, tamper = false): boolean {
+  const b = engineB();
+  const A = '2001:db8:a1::1';
+  b.handleDatagram(ms(t1), { src: A, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 77, initiatorNonce: 5, options: [] }) });
+  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
+  const v = findOption(r1, 'ResponderValidator')!.validator.slice();
+  if (tamper) v[0]! ^= 1;
+  const i2 = encodeMessage({ type: 'I2', contextTag: 77, initiatorNonce: 6, responderNonce: r1.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator: v }] });
+  const r = b.handleDatagram(ms(t2), { src: A, dst: B, bytes: i2 });
+  const out = b.pollTransmit();
+  const accepted = r.kind === 'consumed' && out !== undefined && decodeMessage(out.bytes).type === 'R2';
+  assert.equal(b.contextCount, accepted ? 1 : 0);
+  return accepted;
+}
+
+test('validators: current secret accepted, previous secret accepted (≥ VALIDATOR_MIN_LIFETIME), older rejected, forged rejected', () => {
+  assert.equal(i2AcceptedAfter(1_000, 1_500), true, 'current secret');
+  assert.equal(i2AcceptedAfter(29_900, 59_800), true, 'previous secret, 29.9 s old (made at the end of an epoch)');
+  assert.equal(i2AcceptedAfter(0, 59_999), true, 'previous secret, ~60 s old');
+  assert.equal(i2AcceptedAfter(0, 60_000), false, 'two rotations ago');
+  assert.equal(i2AcceptedAfter(1_000, 1_500, true), false, 'one bit flipped');
+});
+
+test('validator binds the locators: the same I2 from another source address is rejected', () => {
+  const b = engineB();
+  b.handleDatagram(ms(0), { src: '2001:db8:a1::1', dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 9, initiatorNonce: 1, options: [] }) });
+  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
+  const i2 = encodeMessage({ type: 'I2', contextTag: 9, initiatorNonce: 1, responderNonce: r1.responderNonce, options: [findOption(r1, 'ResponderValidator')!] });
+  assert.deepEqual(b.handleDatagram(ms(10), { src: '2001:db8:a1::2', dst: B, bytes: i2 }), { kind: 'drop', reason: 'bad-validator' });
+  assert.equal(b.contextCount, 0);
+});
+
+test('malformed bytes are drops with the WireError code, never exceptions', () => {
+  const b = engineB();
+  const rng = seededRng(3);
+  const good = encodeMessage({ type: 'I1', contextTag: 1, initiatorNonce: 1, options: [] });
+  for (let i = 0; i < 2000; i++) {
+    const bytes = good.slice();
+    const n = 1 + (i % 4);
+    const pos = new Uint8Array(n * 2);
+    rng.fill(pos);
+    for (let k = 0; k < n; k++) bytes[pos[k]! % bytes.length] = pos[n + k]!;
+    const r = b.handleDatagram(ms(i), { src: '2001:db8:a1::1', dst: B, bytes: bytes.subarray(0, 1 + (pos[0]! % bytes.length)) });
+    assert.ok(r.kind === 'drop' || r.kind === 'consumed');
+  }
+  const bad = good.slice();
+  bad[4]! ^= 0xff;
+  assert.deepEqual(b.handleDatagram(ms(1), { src: '2001:db8:a1::1', dst: B, bytes: bad }), { kind: 'drop', reason: 'BAD_CHECKSUM' });
+});

@@ -1,0 +1,61 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { State, TRANSITIONS, transition, REAP_TABLE, Reap } from '../../shim/engine/index.ts';
+
+test('state table: one row per (state, trigger), every row found by transition()', () => {
+  const keys = new Set<string>();
+  for (const row of TRANSITIONS) {
+    const k = `${row.from}|${row.trigger}`;
+    assert.ok(!keys.has(k), `duplicate row ${k}`);
+    keys.add(k);
+    assert.equal(transition(row.from, row.trigger), row);
+    assert.ok(Object.values(State).includes(row.to), `${k} → unknown state ${row.to}`);
+  }
+});
+
+test('state table: walk from IDLE reaches every state, and every state can get back to IDLE', () => {
+  const reach = new Set<string>([State.IDLE]);
+  for (let changed = true; changed;) {
+    changed = false;
+    for (const r of TRANSITIONS) if (reach.has(r.from) && !reach.has(r.to)) { reach.add(r.to); changed = true; }
+  }
+  assert.deepEqual([...reach].sort(), Object.values(State).sort());
+  for (const s of Object.values(State)) {
+    const seen = new Set<string>([s]);
+    for (let changed = true; changed;) {
+      changed = false;
+      for (const r of TRANSITIONS) if (seen.has(r.from) && !seen.has(r.to)) { seen.add(r.to); changed = true; }
+    }
+    assert.ok(seen.has(State.IDLE), `${s} cannot return to IDLE`);
+  }
+});
+
+test('state table: the RFC 5533 Appendix B cells', () => {
+  const cell = (from: State, trig: Parameters<typeof transition>[1]) => { const r = transition(from, trig); return r && `${r.send || '-'}→${r.to}`; };
+  assert.equal(cell(State.IDLE, 'recv-I1'), 'R1→IDLE');
+  assert.equal(cell(State.IDLE, 'recv-payload'), 'R1bis→IDLE');
+  assert.equal(cell(State.I1_SENT, 'recv-I1'), 'R2→I1-SENT');
+  assert.equal(cell(State.I1_SENT, 'timeout-max'), '-→E-FAILED');
+  assert.equal(cell(State.I2_SENT, 'timeout-max'), 'I1→I1-SENT');
+  assert.equal(cell(State.I2_SENT, 'recv-payload'), 'I2→I2-SENT');
+  assert.equal(cell(State.I2BIS_SENT, 'timeout-max'), 'I1→I1-SENT');
+  assert.equal(cell(State.ESTABLISHED, 'recv-R1bis'), 'I2bis→I2BIS-SENT');
+  assert.equal(cell(State.ESTABLISHED, 'recv-I1-ct-match'), 'R2→ESTABLISHED');
+  assert.equal(cell(State.ESTABLISHED, 'recv-I1'), 'R1→ESTABLISHED');
+  assert.equal(cell(State.E_FAILED, 'holddown-expired'), '-→IDLE');
+  assert.equal(cell(State.NO_SUPPORT, 'holddown-expired'), '-→IDLE');
+  // Appendix B "N/A": R1bis is never delivered to a context without CT(peer)
+  assert.equal(transition(State.I1_SENT, 'recv-R1bis'), undefined);
+  assert.equal(transition(State.I2_SENT, 'recv-R1bis'), undefined);
+});
+
+test('REAP table: every cell of RFC 5534 §6 is present, and the Probe/state cells match the text', () => {
+  for (const [ev, cells] of Object.entries(REAP_TABLE)) assert.equal(cells.length, 3, ev);
+  assert.deepEqual(REAP_TABLE['send-timeout'].map((c) => c.next), [Reap.Exploring, Reap.Exploring, Reap.Exploring]);
+  assert.deepEqual(REAP_TABLE['probe-inboundok'].map((c) => c.next), [Reap.Operational, Reap.Operational, Reap.Operational]);
+  assert.deepEqual(REAP_TABLE['probe-exploring'].map((c) => c.next), [Reap.InboundOk, Reap.InboundOk, Reap.InboundOk]);
+  assert.deepEqual(REAP_TABLE['payload-in'][Reap.Exploring].actions, ['SEND_PROBE', 'START_SEND']);
+  assert.deepEqual(REAP_TABLE['payload-out'][Reap.Exploring].actions, []);
+  assert.deepEqual(REAP_TABLE['retransmit'][Reap.InboundOk].actions, ['SEND_PROBE', 'START_SEND']);
+  assert.deepEqual(REAP_TABLE['keepalive-timeout'][Reap.Operational].actions, ['SEND_KEEPALIVE']);
+});
