@@ -12,7 +12,7 @@ import { UsageError } from '../errors.ts';
 import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
-import { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
+import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -179,7 +179,7 @@ function parseTimers(v: unknown): DaemonConfig['timers'] {
   if (profile !== 'rfc' && profile !== 'fast') configError('timers.profile', profile, 'expected "rfc" or "fast"');
   const overrides: Partial<Record<TimerKey, number>> = {};
   for (const k of TIMER_KEYS) {
-    if (v[k] !== undefined) overrides[k] = int(`timers.${k}`, v[k], k.endsWith('Max') || k === 'initialProbes' ? 0 : 1, 3_600_000);
+    if (v[k] !== undefined) overrides[k] = int(`timers.${k}`, v[k], isCountKey(k) ? 0 : 1, 3_600_000);
   }
   return { profile, overrides };
 }

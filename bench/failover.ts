@@ -1,0 +1,102 @@
+/**
+ * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6] [--duration MS] [--fail-at MS] [--rate Mbit/s]`
+ *
+ * Application stall after a silent black hole of link P (nftables drop in A,
+ * the link stays up), in the same two-host lab, side by side in one run:
+ * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), and shim6 with
+ * the fast timer profile (when the daemon is available). The stall is the
+ * longest gap between two arrivals of data at the receiver; the figure is the
+ * median of N runs (default 5). Prints figures and ratios; asserts nothing.
+ * Needs root.
+ */
+import { labFor, LAB_ADDR, unblackhole } from '../shim/dataplane/lab-topology.ts';
+import { labDown, labUp, mptcpDown, mptcpUp } from '../shim/dataplane/lab.ts';
+import { runStream, type RunResult } from '../shim/dataplane/lab-run.ts';
+import { shim6Available, startLabShim6, type LabShim6 } from '../shim/dataplane/lab-daemons.ts';
+
+import { LAB_B_NAME } from '../shim/dataplane/lab-dns.ts';
+
+type Mode = 'tcp' | 'mptcp' | 'shim6';
+
+function opt(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? (process.argv[i + 1] ?? def) : def;
+}
+
+const runs = Number(opt('runs', '5'));
+const durationMs = Number(opt('duration', '5000'));
+const failAtMs = Number(opt('fail-at', '1500'));
+const rate = (Number(opt('rate', '100')) * 1e6) / 8;
+const modes = opt('modes', 'tcp,mptcp,shim6').split(',') as Mode[];
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; note?: string }
+
+async function measure(mode: Mode): Promise<ModeResult> {
+  const lab = labFor('labbench');
+  await labUp(lab);
+  let shim6: LabShim6 | undefined;
+  const out: ModeResult = { mode, runs: [], rehome: [] };
+  try {
+    if (mode === 'mptcp') mptcpUp(lab);
+    if (mode === 'shim6') shim6 = await startLabShim6(lab, () => undefined);
+    for (let i = 0; i < runs; i++) {
+      const r = await runStream(lab, {
+        to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, port: 7000 + i, durationMs, failAtMs,
+        failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
+      });
+      const rh = shim6?.rehomeAt(r.failAt);
+      if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
+      out.runs.push(r);
+      process.stderr.write(`  ${mode} run ${i + 1}/${runs}: stall ${r.stall_ms} ms${r.recovered ? '' : ' (not recovered)'}, verified ${r.bytes_verified}/${r.bytes_sent}, corrupt ${r.corrupt}\n`);
+      // Each run starts on a healthy lab: lift the black hole.
+      unblackhole(lab, 'P');
+      await new Promise((res) => setTimeout(res, 300));
+    }
+    if (mode === 'mptcp') mptcpDown(lab);
+  } finally {
+    await shim6?.stop();
+    labDown(lab);
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  if (process.getuid?.() !== 0) {
+    console.log('failover: needs root (network namespaces); nothing measured');
+    return;
+  }
+  console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
+  const results: ModeResult[] = [];
+  for (const mode of modes) {
+    if (mode === 'shim6' && !(await shim6Available())) {
+      results.push({ mode, runs: [], rehome: [], note: 'daemon not available in this build' });
+      continue;
+    }
+    try {
+      results.push(await measure(mode));
+    } catch (err) {
+      results.push({ mode, runs: [], rehome: [], note: `failed: ${(err as Error).message}` });
+    }
+  }
+  const ref = results.find((r) => r.mode === 'mptcp' && r.runs.length);
+  const refMedian = ref ? median(ref.runs.map((r) => r.stall_ms)) : undefined;
+  console.log('\n| mode | median stall (ms) | min | max | recovered | corrupt | median re-homing (ms) | stall / MPTCP |');
+  console.log('|---|---|---|---|---|---|---|---|');
+  for (const r of results) {
+    if (!r.runs.length) { console.log(`| ${r.mode} | — | — | — | — | — | — | ${r.note ?? ''} |`); continue; }
+    const stalls = r.runs.map((x) => x.stall_ms);
+    const rec = r.runs.filter((x) => x.recovered).length;
+    const med = median(stalls);
+    const medianText = rec === r.runs.length ? String(med) : `≥ ${med} (window end)`;
+    const ratio = refMedian && rec === r.runs.length ? (med / refMedian).toFixed(2) : rec === r.runs.length ? '—' : '∞';
+    console.log(`| ${r.mode} | ${medianText} | ${Math.min(...stalls)} | ${Math.max(...stalls)} | ${rec}/${r.runs.length} | ${r.runs.reduce((a, x) => a + x.corrupt, 0)} | ${r.rehome.length ? median(r.rehome) : '—'} | ${ratio} |`);
+  }
+}
+
+await main();
