@@ -1,0 +1,94 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Loop, type Host } from './loop.ts';
+import { State } from '../../shim/engine/index.ts';
+
+const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
+const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
+
+function established(seedA: number, seedB: number): { net: Loop; a: Host; b: Host } {
+  const net = new Loop(20);
+  const a = net.add('A', seedA, A_PREFIXES, { profile: 'fast' });
+  const b = net.add('B', seedB, B_PREFIXES, { profile: 'fast' });
+  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(200);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  return { net, a, b };
+}
+
+/** Bidirectional payload every 50 ms until `until`. */
+function traffic(net: Loop, a: Host, b: Host, until: number): void {
+  while (net.now < until) {
+    net.sendPayload(a, b);
+    net.sendPayload(b, a);
+    net.run(net.now + 50);
+  }
+}
+
+test('REAP: silent black hole of the current pair in both directions → probes, new pair within 1 s (fast), payload flows', () => {
+  const { net, a, b } = established(11, 12);
+  traffic(net, a, b, 1000);
+  net.block(a.ulid, b.ulid);
+  net.block(b.ulid, a.ulid);
+  const hole = net.now;
+  const deliveredBefore = b.delivered.length;
+  traffic(net, a, b, hole + 2000);
+  const changedA = a.events.find((e) => e.kind === 'locator-pair-changed');
+  const changedB = b.events.find((e) => e.kind === 'locator-pair-changed');
+  assert.ok(changedA && changedB, `pair changes: ${JSON.stringify([changedA, changedB])}`);
+  assert.ok(net.types().includes('67'), 'Probe messages were exchanged');
+  const firstNew = net.log.find((l) => l.at >= hole && l.host === 'A' && (l.bytes[2]! & 0x80) !== 0 && l.src !== a.ulid || (l.at >= hole && l.host === 'A' && (l.bytes[2]! & 0x80) !== 0 && l.dst !== b.ulid));
+  assert.ok(firstNew, 'A sent payload on another pair');
+  assert.ok(firstNew.at - hole <= 1000, `re-homed after ${firstNew.at - hole} ms`);
+  assert.ok(b.delivered.length > deliveredBefore + 5, 'payload delivered after re-homing');
+  // payload stayed on the old pair until the new one was confirmed
+  const switchAt = net.log.find((l) => l.host === 'A' && l.at >= hole && (l.bytes[2]! & 0x80) !== 0 && (l.src !== a.ulid || l.dst !== b.ulid))!.at;
+  assert.ok(net.log.filter((l) => l.host === 'A' && l.at >= hole && l.at < switchAt && (l.bytes[2]! & 0x80) !== 0).every((l) => l.src === a.ulid && l.dst === b.ulid));
+  assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
+});
+
+test('REAP: one-way failure A→B on the current pair → A moves, B may keep its direction (different pairs per direction)', () => {
+  const { net, a, b } = established(13, 14);
+  traffic(net, a, b, 1000);
+  net.block(a.ulid, b.ulid);
+  traffic(net, a, b, 4000);
+  const sa = a.engine.status().contexts[0]!;
+  const sb = b.engine.status().contexts[0]!;
+  assert.notDeepEqual(sa.pair, { local: a.ulid, peer: b.ulid }, 'A no longer sends on the broken pair');
+  assert.ok(sb.pair.local === b.ulid && sb.pair.peer === a.ulid, `B kept its working direction: ${JSON.stringify(sb.pair)}`);
+  const late = b.delivered.length;
+  traffic(net, a, b, 5000);
+  assert.ok(b.delivered.length > late, 'A → B payload flows again');
+  assert.equal(sa.reap, 'Operational');
+  assert.equal(sb.reap, 'Operational');
+});
+
+test('REAP: unidirectional traffic is kept alive by Keepalives (RFC 5534 App. A ex. 3), no exploration', () => {
+  const { net, a, b } = established(15, 16);
+  while (net.now < 5000) {
+    net.sendPayload(a, b);
+    net.run(net.now + 100);
+  }
+  assert.ok(net.types('B').includes('66'), 'B sent Keepalives');
+  assert.ok(!net.types().includes('67'), 'no Probe');
+  assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
+});
+
+test('Close / CloseAck: coordinated removal on both ends', () => {
+  const { net, a, b } = established(17, 18);
+  a.engine.close(net.now, b.ulid);
+  net.run(net.now + 200);
+  assert.deepEqual(net.types().slice(-2), ['60', '61']);
+  assert.equal(a.engine.contextCount, 0);
+  assert.equal(b.engine.contextCount, 0);
+  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
+  assert.ok(b.events.some((e) => e.kind === 'context-closed' && e.reason === 'peer-close'));
+});
+
+test('idle contexts are garbage-collected after the idle timeout', () => {
+  const { net, a, b } = established(19, 20);
+  net.run(121_000 + 1000);
+  assert.equal(a.engine.contextCount, 0);
+  assert.equal(b.engine.contextCount, 0);
+  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'idle'));
+});
