@@ -146,8 +146,10 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
       sendError(core, dst, src, ErrorCode.WrongNumberOfPreferenceElements, at + 8, bytes);
       return drop('preference-count');
     }
+    const before = prefsKey(ctx);
     applyPrefs(ctx, prefs.elements);
-    changed = true;
+    changed ||= prefsKey(ctx) !== before; // a replayed request changes nothing
+
   }
   peerKeepalive(ctx, msg);
   const ack: UpdateAckMessage = { type: 'UpdateAck', contextTag: ctx.ctPeer, requestNonce: msg.requestNonce, options: [] };
@@ -159,6 +161,8 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
   }
   return CONSUMED;
 }
+
+const prefsKey = (ctx: Context): string => ctx.peer.map((l) => `${l.flags}/${l.priority}/${l.weight}`).join(',');
 
 function applyPrefs(ctx: Context, elements: { flags: number; priority?: number; weight?: number }[]): void {
   let i = 0;

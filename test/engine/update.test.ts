@@ -1,0 +1,107 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Loop, type Host } from './loop.ts';
+import { Engine, seededRng, State } from '../../shim/engine/index.ts';
+import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
+
+const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
+const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
+
+function established(seedA: number, seedB: number): { net: Loop; a: Host; b: Host } {
+  const net = new Loop(20);
+  const a = net.add('A', seedA, A_PREFIXES, { profile: 'fast' });
+  const b = net.add('B', seedB, B_PREFIXES, { profile: 'fast' });
+  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(200);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  return { net, a, b };
+}
+
+test('Update Request with new preferences is verified, merged, acked once (no retransmission)', () => {
+  const { net, a, b } = established(21, 22);
+  a.engine.setLocalLocators(net.now, [{ address: a.locators[0]!, priority: 5 }, { address: a.locators[1]!, priority: 1 }]);
+  net.run(net.now + 5000);
+  assert.equal(net.types('A').filter((t) => t === '64').length, 1, 'one Update Request, acked, never retransmitted');
+  assert.equal(net.types('B').filter((t) => t === '65').length, 1);
+  const upd = b.events.find((e) => e.kind === 'locator-set-updated');
+  assert.ok(upd && upd.kind === 'locator-set-updated');
+  assert.deepEqual([...upd.locators].sort(), [...a.locators].sort());
+  assert.equal(upd.generation, a.engine.status().localGeneration);
+});
+
+test('Update Request retransmitted with back-off while unanswered; an older generation is not merged', () => {
+  const { net, a, b } = established(23, 24);
+  net.block(a.ulid, b.ulid);
+  a.engine.localLocatorDown(net.now, a.locators[1]!);
+  net.run(net.now + 3000);
+  const times = net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).map((l) => l.at);
+  assert.ok(times.length >= 3, `retransmissions: ${times.length}`);
+  const gaps = times.slice(1).map((t, i) => t - times[i]!);
+  assert.ok(gaps[1]! > gaps[0]! * 0.6, 'back-off grows (randomised)');
+  net.blocked.clear();
+  net.run(net.now + 10_000);
+  const gen = b.events.filter((e) => e.kind === 'locator-set-updated').at(-1);
+  assert.ok(gen && gen.kind === 'locator-set-updated');
+  // replay the first (older-or-equal generation) request: acked, not merged again
+  const first = net.log.find((l) => l.host === 'A' && l.bytes[2] === 64)!;
+  const n = b.events.length;
+  b.engine.handleDatagram(net.now, { src: first.src, dst: first.dst, bytes: first.bytes });
+  net.flush();
+  assert.equal(b.events.length, n, 'replayed Update Request changed nothing');
+});
+
+test('Locator Preferences with the wrong generation → Error code 3; wrong element count → Error code 4', () => {
+  const { net, a, b } = established(25, 26);
+  const sb = b.engine.status().contexts[0]!;
+  const send = (options: Parameters<typeof encodeMessage>[0]['options']): ErrorMessage => {
+    const bytes = encodeMessage({ type: 'UpdateRequest', contextTag: sb.contextTag, requestNonce: 99, options });
+    const r = b.engine.handleDatagram(net.now, { src: a.ulid, dst: b.ulid, bytes });
+    assert.equal(r.kind, 'drop');
+    const out = b.engine.pollTransmit()!;
+    return decodeMessage(out.bytes) as ErrorMessage;
+  };
+  const gen = a.engine.status().localGeneration;
+  const e3 = send([{ type: 'LocatorPreferences', critical: false, generation: (gen + 7) >>> 0, elementLength: 1, elements: [{ flags: 0 }, { flags: 0 }] }]);
+  assert.equal(e3.errorCode, 3);
+  const e4 = send([{ type: 'LocatorPreferences', critical: false, generation: gen, elementLength: 1, elements: [{ flags: 0 }] }]);
+  assert.equal(e4.errorCode, 4);
+});
+
+test('Update Request with a locator HBA does not prove → Error code 2, Ls(peer) unchanged', () => {
+  const { net, a, b } = established(27, 28);
+  const sb = b.engine.status().contexts[0]!;
+  const before = JSON.stringify(sb.peerLocators);
+  const gen = (a.engine.status().localGeneration + 1) >>> 0;
+  const bytes = encodeMessage({ type: 'UpdateRequest', contextTag: sb.contextTag, requestNonce: 5, options: [
+    { type: 'LocatorList', critical: false, generation: gen, locators: [{ address: a.locators[0]!, verificationMethod: 1 }, { address: '2001:db8:666::1', verificationMethod: 1 }] },
+  ] });
+  assert.deepEqual(b.engine.handleDatagram(net.now, { src: a.ulid, dst: b.ulid, bytes }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.equal((decodeMessage(b.engine.pollTransmit()!.bytes) as ErrorMessage).errorCode, 2);
+  assert.equal(JSON.stringify(b.engine.status().contexts[0]!.peerLocators), before);
+});
+
+test('R1bis / I2bis: the peer lost its state; payload triggers recovery and the context comes back', () => {
+  const { net, a, b } = established(29, 30);
+  // B restarts: same addresses, no contexts
+  const fresh = net.add('B2', 30, B_PREFIXES, { profile: 'fast' });
+  net.hosts.splice(net.hosts.indexOf(b), 1);
+  net.sendPayload(a, fresh);
+  net.run(net.now + 500);
+  const t = net.types();
+  assert.ok(t.includes('5') && t.includes('6'), `R1bis and I2bis sent: ${t.slice(-6)}`);
+  assert.equal(fresh.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.ok(a.events.some((e) => e.kind === 'context-established' && e.recovered));
+  assert.equal(a.engine.status().contexts[0]!.peerContextTag, fresh.engine.status().contexts[0]!.contextTag);
+  net.sendPayload(a, fresh);
+  net.run(net.now + 100);
+  assert.equal(fresh.delivered.length, 1);
+});
+
+test('a forged Keepalive / Update for an unknown tag gets an R1bis and creates nothing', () => {
+  const e = new Engine({ localLocators: [{ address: '2001:db8:b1::1' }] }, seededRng(1));
+  const r = e.handleDatagram(0 as never, { src: '2001:db8:a1::1', dst: '2001:db8:b1::1', bytes: encodeMessage({ type: 'Keepalive', contextTag: 1234, options: [] }) });
+  assert.deepEqual(r, { kind: 'drop', reason: 'no-context' });
+  assert.equal(decodeMessage(e.pollTransmit()!.bytes).type, 'R1bis');
+  assert.equal(e.contextCount, 0);
+});
