@@ -1,8 +1,107 @@
 /**
- * `shim6 zone …` subcommands. Owned by the zone feature; registered by cli/main.ts.
+ * `shim6 zone …` subcommands: generate, check and publish capability records
+ * (DESIGN.md §2). Wiring only: the actions live in zone-tools/commands*.ts.
+ * Owned by the zone feature; registered by cli/main.ts.
  */
 import type { Command } from 'commander';
+import { runCheck, runHbaGenerate, runHbaVerify, runRecord, type Out } from '../../zone-tools/commands.ts';
+import { runBulk, runShow, runUpdate } from '../../zone-tools/commands-dns.ts';
 
-export function register(_program: Command): void {
-  // Subcommands are added here as the feature lands.
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
+
+const out: Out = {
+  stdout: (s) => { process.stdout.write(s); },
+  stderr: (s) => { process.stderr.write(s); },
+};
+
+function finish(code: number): void {
+  if (code !== 0) process.exitCode = code;
+}
+
+/** The options that describe one host's record (record, update). */
+function recordOptions(c: Command): Command {
+  return c
+    .option('--ulid <addr>', 'the host\'s ULID (must also be in its AAAA RRset)')
+    .option('--locator <spec>', 'a locator ADDR[/priority[/weight[/flags]]], flags: broken, transient, broken+transient or a number; repeat per locator', collect)
+    .option('--ttl <seconds>', 'TTL of the records (default 3600)')
+    .option('--port <port>', 'UDP port of the host\'s shim, if not 5533')
+    .option('--txt', 'also publish the _shim6 TXT fallback ("v=shim6cap1 b64=…")')
+    .option('--hba <params>', 'take locators and hba-digest from an HBA parameters file (from "zone hba")')
+    .option('--aaaa <mode>', 'AAAA RRset: "all" = ULID and locators (default), "ulid" = the ULID only')
+    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)');
+}
+
+function serverOptions(c: Command): Command {
+  return c
+    .option('--server <addr[:port]>', 'the primary server that takes updates (IPv6 with a port: [addr]:port)')
+    .option('--zone <zone>', 'the zone that holds the host')
+    .option('--key <file>', 'TSIG key file, hmac-sha256: BIND "key { … };", knot YAML, or name:secret')
+    .option('--key-name <name>', 'which key, when the file holds several')
+    .option('--tcp', 'use TCP (default: UDP, TCP for large messages)')
+    .option('--timeout <seconds>', 'per-try timeout');
+}
+
+export function register(program: Command): void {
+  const zone = program.command('zone').description('generate, check and publish shim6 capability records (zone lines, TXT fallback, RFC 2136 updates, HBA sets)');
+
+  recordOptions(zone.command('record')
+    .description('print zone-file lines for one host: comment, TYPE65300 in RFC 3597 form, AAAA, optional _shim6 TXT')
+    .requiredOption('--name <name>', 'the host\'s name (owner of the AAAA and capability records)'))
+    .action((o) => finish(runRecord(o, out)));
+
+  const hba = zone.command('hba')
+    .description('generate an HBA set (RFC 5535; CGA-compatible with --key) and write its parameters file')
+    .option('--prefix <P/64>', 'a /64 prefix of one of the host\'s links; repeat per prefix', collect)
+    .option('--sec <n>', 'CGA Sec parameter 0, 1 or 2 (default 1)')
+    .option('--key <rsa.pem>', 'RSA key (PEM) for a CGA-compatible HBA set')
+    .option('--out <params>', 'where to write the parameters file (JSON)')
+    .action((o) => finish(runHbaGenerate(o, out)));
+  hba.command('verify')
+    .description('check that an address belongs to the HBA set of a parameters file (exit 0 yes, 1 no)')
+    .argument('<addr>', 'the address to check')
+    .argument('<params>', 'the parameters file')
+    .action((addr: string, params: string) => finish(runHbaVerify(addr, params, out)));
+
+  zone.command('check')
+    .description('validate every capability record and _shim6 TXT of zone files; problems as file:line: what')
+    .argument('<file...>', 'master files ("-" for stdin)')
+    .option('--origin <zone>', 'origin when the file has no $ORIGIN (like named-checkzone\'s zone argument)')
+    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--quiet', 'print problems only, no summary')
+    .action((files: string[], o) => finish(runCheck(files, o, out)));
+
+  serverOptions(recordOptions(zone.command('update')
+    .description('replace a host\'s capability record, AAAA RRset and TXT fallback with one TSIG-signed RFC 2136 update')
+    .requiredOption('--name <name>', 'the host\'s name')))
+    .option('--from-host', 'take ULID and locators from this host\'s global IPv6 addresses')
+    .option('--interface <name>', 'with --from-host: only this interface; repeat for more', collect)
+    .action(async (o) => finish(await runUpdate(o, out)));
+
+  zone.command('show')
+    .description('fetch a host\'s capability record (and TXT fallback) and print it; --expect* compare')
+    .argument('<name>', 'the host name')
+    .option('--server <addr[:port]>', 'server to ask (default: first nameserver in /etc/resolv.conf)')
+    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--no-txt', 'do not fall back to the _shim6 TXT record')
+    .option('--expect <text>', 'the expected record in text form ("v1 ulid=… loc=…"); exit 1 if different')
+    .option('--expect-ulid <addr>', 'the expected ULID; exit 1 if different')
+    .option('--expect-locator <addr>', 'an expected locator; repeat; the set must match', collect)
+    .option('--json', 'print JSON (with the raw RDATA in hex)')
+    .option('--tcp', 'query over TCP')
+    .option('--timeout <seconds>', 'per-try timeout')
+    .action(async (name: string, o) => finish(await runShow(name, o, out)));
+
+  serverOptions(zone.command('bulk')
+    .description('zone lines (or, with --update, RFC 2136 updates) for every host of a CSV or JSON inventory')
+    .argument('<file>', 'the inventory (CSV with a header row, or JSON array)')
+    .option('--update', 'send one signed update per host instead of printing zone lines (needs --server, --zone, --key)')
+    .option('--out <file>', 'write the zone lines here instead of stdout')
+    .option('--ttl <seconds>', 'TTL for hosts whose row has none')
+    .option('--txt', 'also publish the _shim6 TXT fallback for every host')
+    .option('--aaaa <mode>', 'AAAA RRset: "all" (default) or "ulid"')
+    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--progress', 'always draw the progress bar (default: on a terminal, 100+ hosts)')
+    .option('--no-progress', 'never draw the progress bar')
+    .option('--concurrency <n>', 'updates in flight at once (default 4)'))
+    .action(async (file: string, o) => finish(await runBulk(file, o, out)));
 }

@@ -1,0 +1,171 @@
+/**
+ * The `shim6 zone` actions that talk to DNS servers or handle many hosts:
+ * update, show, bulk. Same shape as commands.ts: options in, text out, exit
+ * status back.
+ *
+ * Owns: what those commands print and how they pick defaults (the system's
+ * resolver for `show`). Must not know: commander.
+ */
+import path from 'node:path';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { UsageError } from '../shim/errors.ts';
+import { formatCapabilityRecord } from '../shim/wire/capability-record.ts';
+import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
+import { buildHostRecord } from './record-input.ts';
+import { parseServer, type ServerAddress } from './dns-transport.ts';
+import { parseTsigKeyFile } from './tsig-key.ts';
+import type { TsigKey } from './tsig.ts';
+import { sendUpdate } from './update.ts';
+import { compare, fetchCapability } from './show.ts';
+import { hostLocators } from './host-addresses.ts';
+import { parseInventory } from './inventory.ts';
+import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
+import { readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
+
+export interface ServerFlags {
+  server?: string;
+  zone?: string;
+  key?: string;
+  keyName?: string;
+  tcp?: boolean;
+  timeout?: string;
+}
+
+function timeoutMs(t: string | undefined): number | undefined {
+  if (t === undefined) return undefined;
+  if (!/^\d+(\.\d+)?$/.test(t) || Number(t) <= 0 || Number(t) > 60) throw new UsageError('EUSAGE', `--timeout: invalid value ${JSON.stringify(t)}: seconds, 0 < t ≤ 60`, 'timeout');
+  return Math.round(Number(t) * 1000);
+}
+
+interface UpdateTarget { server: ServerAddress; zone: string; key: TsigKey; tcp: boolean; timeoutMs: number | undefined }
+
+function updateTarget(f: ServerFlags): UpdateTarget {
+  if (!f.server) throw new UsageError('EUSAGE', '--server: required: the primary server, ADDR[:PORT]', 'server');
+  if (!f.zone) throw new UsageError('EUSAGE', '--zone: required: the zone to update', 'zone');
+  if (!f.key) throw new UsageError('EUSAGE', '--key: required: a TSIG key file (hmac-sha256)', 'key');
+  const zone = f.zone.endsWith('.') ? f.zone : f.zone + '.';
+  return {
+    server: parseServer(f.server, '--server'), zone, key: parseTsigKeyFile(readInput(f.key, '--key'), f.key, f.keyName),
+    tcp: f.tcp === true, timeoutMs: timeoutMs(f.timeout),
+  };
+}
+
+export interface UpdateFlags extends RecordFlags, ServerFlags {
+  fromHost?: boolean;
+  interface?: string[];
+}
+
+/** `zone update`: one signed RFC 2136 update for one host. */
+export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
+  const target = updateTarget(f);
+  const flags = { ...f };
+  if (f.fromHost) {
+    const addrs = hostLocators(undefined, f.interface);
+    if (addrs.length === 0) throw new UsageError('EUSAGE', '--from-host: this host has no global IPv6 address', 'from-host');
+    flags.locator = [...(f.locator ?? []), ...addrs.filter((a) => !(f.locator ?? []).some((l) => l.split('/')[0] === a))];
+    flags.ulid ??= addrs[0]!;
+  }
+  const host = buildHostRecord(recordInput(flags));
+  const res = await sendUpdate(target.server, target.zone, host, target.key, {
+    tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}),
+  });
+  out.stdout(`updated ${host.name} in ${target.zone} at ${target.server.host} port ${target.server.port}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
+  out.stdout(`; ${formatCapabilityRecord(host.record)}\n`);
+  return 0;
+}
+
+/** The first nameserver of /etc/resolv.conf, else 127.0.0.1. */
+export function systemServer(resolvConf = '/etc/resolv.conf'): string {
+  try {
+    const m = /^\s*nameserver\s+(\S+)/m.exec(readFileSync(resolvConf, 'utf8'));
+    if (m) return m[1]!.includes(':') ? `[${m[1]!.replace(/%.*$/, '')}]:53` : m[1]!;
+  } catch { /* no resolv.conf: fall through */ }
+  return '127.0.0.1';
+}
+
+export interface ShowFlags {
+  server?: string;
+  rrType?: string;
+  txt?: boolean;
+  expect?: string;
+  expectUlid?: string;
+  expectLocator?: string[];
+  json?: boolean;
+  tcp?: boolean;
+  timeout?: string;
+}
+
+/** `zone show NAME`: fetch, decode, print, and compare with --expect*. */
+export async function runShow(name: string, f: ShowFlags, out: Out): Promise<number> {
+  const server = parseServer(f.server ?? systemServer(), '--server');
+  const rrType = f.rrType === undefined ? CAPABILITY_RR_TYPE : recordInput({ name: 'x.', rrType: f.rrType }).rrType!;
+  const t = timeoutMs(f.timeout);
+  const shown = await fetchCapability(server, name, rrType, f.txt !== false, { tcp: f.tcp === true, ...(t !== undefined ? { timeoutMs: t } : {}) });
+  if (f.json) {
+    out.stdout(JSON.stringify({
+      name: shown.name, aaaa: shown.aaaa,
+      records: shown.records.map((r) => ({
+        source: r.source, ttl: r.ttl, rdata: Buffer.from(r.rdata).toString('hex'),
+        text: r.record ? formatCapabilityRecord(r.record) : null, error: r.error ?? null, ulidInAaaa: r.ulidInAaaa,
+      })),
+    }, null, 2) + '\n');
+  } else {
+    if (shown.records.length === 0) out.stdout(`${shown.name}: no capability record\n`);
+    for (const r of shown.records) {
+      const owner = r.source === 'txt' ? `_shim6.${shown.name} ${r.ttl} TXT` : `${shown.name} ${r.ttl} TYPE${rrType}`;
+      out.stdout(r.record ? `${owner} ${formatCapabilityRecord(r.record)}\n` : `${owner} unusable: ${r.error}\n`);
+      if (r.record && !r.ulidInAaaa) out.stderr(`warning: ULID ${r.record.ulid} is not in the AAAA RRset of ${shown.name} (readers ignore the record)\n`);
+    }
+  }
+  const wants = f.expect !== undefined || f.expectUlid !== undefined || (f.expectLocator ?? []).length > 0;
+  if (!wants) return shown.records.some((r) => r.record) ? 0 : 1;
+  const diffs = compare(shown, {
+    ...(f.expect !== undefined ? { text: f.expect } : {}),
+    ...(f.expectUlid !== undefined ? { ulid: f.expectUlid } : {}),
+    ...((f.expectLocator ?? []).length > 0 ? { locators: f.expectLocator! } : {}),
+  });
+  for (const d of diffs) out.stderr(`mismatch: ${d}\n`);
+  if (diffs.length === 0) out.stderr(`${shown.name}: matches the expectation\n`);
+  return diffs.length === 0 ? 0 : 1;
+}
+
+export interface BulkFlags extends ServerFlags {
+  update?: boolean;
+  out?: string;
+  ttl?: string;
+  txt?: boolean;
+  aaaa?: string;
+  rrType?: string;
+  progress?: boolean;
+  concurrency?: string;
+}
+
+/** `zone bulk FILE`: zone lines (or updates) for every host of the inventory. */
+export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.WriteStream = process.stderr): Promise<number> {
+  const defaults = recordInput({ name: 'x.', ...(f.aaaa !== undefined ? { aaaa: f.aaaa } : {}), ...(f.rrType !== undefined ? { rrType: f.rrType } : {}) });
+  const target = f.update ? updateTarget(f) : undefined;
+  const rows = parseInventory(readInput(file, 'FILE'), file);
+  const showBar = f.progress ?? (err.isTTY === true && rows.length >= 100);
+  const bar = showBar ? progressBar(err, target ? 'updating' : 'building') : undefined;
+  const built = buildAll(rows, {
+    ttl: f.ttl, txt: f.txt, aaaa: defaults.aaaa, rrType: defaults.rrType, baseDir: file === '-' ? process.cwd() : path.dirname(file),
+  }, target ? undefined : bar?.update);
+  const failures: BulkFailure[] = [...built.failures];
+  if (!target) {
+    const text = bulkZoneText(built.hosts);
+    if (f.out) writeFileSync(f.out, text); else out.stdout(text);
+  } else {
+    const concurrency = f.concurrency === undefined ? 4 : Number(f.concurrency);
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('EUSAGE', `--concurrency: invalid value ${JSON.stringify(f.concurrency)}: 1..64`, 'concurrency');
+    await forEachLimited(built.hosts, concurrency, async (h) => {
+      try {
+        await sendUpdate(target.server, target.zone, h, target.key, { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) });
+      } catch (e) {
+        failures.push({ where: rows.find((r) => r.name === h.name || `${r.name}.` === h.name)?.where ?? '', name: h.name, why: (e as Error).message });
+      }
+    }, (n) => bar?.update(n, built.hosts.length));
+  }
+  bar?.finish();
+  out.stderr(failureSummary(rows.length, failures) + '\n');
+  return failures.length === 0 ? 0 : 1;
+}

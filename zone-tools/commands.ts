@@ -1,0 +1,134 @@
+/**
+ * The offline `shim6 zone` actions: record, hba, hba verify, check. Each takes
+ * parsed options, writes to the given streams and returns the exit status, so
+ * cli/commands/zone.ts stays wiring only.
+ *
+ * Owns: what those commands print. Must not know: commander.
+ */
+import { readFileSync, writeFileSync } from 'node:fs';
+import { UsageError } from '../shim/errors.ts';
+import { buildHostRecord, type RecordInput } from './record-input.ts';
+import { hostZoneLines } from './zone-lines.ts';
+import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from './hba-params.ts';
+import { checkZoneText, formatProblem } from './zone-check.ts';
+
+export interface Out {
+  stdout: (s: string) => void;
+  stderr: (s: string) => void;
+}
+
+/** Read a file for option `field`, turning "no such file" into a usage error that names it. */
+export function readInput(file: string, field: string): string {
+  try {
+    return readFileSync(file === '-' ? 0 : file, 'utf8');
+  } catch (e) {
+    throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, field);
+  }
+}
+
+export function loadHbaParams(file: string | undefined): HbaParamsFile | undefined {
+  return file === undefined ? undefined : parseHbaParams(readInput(file, '--hba'), file);
+}
+
+export interface RecordFlags {
+  name: string;
+  ulid?: string;
+  locator?: string[];
+  ttl?: string;
+  port?: string;
+  txt?: boolean;
+  hba?: string;
+  aaaa?: string;
+  rrType?: string;
+}
+
+/** Option values → RecordInput (validates --aaaa and --rr-type). */
+export function recordInput(f: RecordFlags): RecordInput {
+  if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
+    throw new UsageError('EUSAGE', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
+  }
+  let rrType: number | undefined;
+  if (f.rrType !== undefined) {
+    const m = /^(?:TYPE)?(\d{1,5})$/i.exec(f.rrType);
+    rrType = m ? Number(m[1]) : NaN;
+    if (!(rrType >= 1 && rrType <= 65535)) throw new UsageError('EUSAGE', `--rr-type: invalid value ${JSON.stringify(f.rrType)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
+  }
+  return {
+    name: f.name, ulid: f.ulid, locators: f.locator ?? [], ttl: f.ttl, port: f.port, txt: f.txt,
+    hba: loadHbaParams(f.hba), aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType,
+  };
+}
+
+/** `zone record`. */
+export function runRecord(f: RecordFlags, out: Out): number {
+  out.stdout(hostZoneLines(buildHostRecord(recordInput(f))).join('\n') + '\n');
+  return 0;
+}
+
+export interface HbaFlags {
+  prefix?: string[];
+  sec?: string;
+  key?: string;
+  out?: string;
+}
+
+/** `zone hba`: generate a set, write PARAMS, print the addresses. */
+export function runHbaGenerate(f: HbaFlags, out: Out): number {
+  if (!f.out) throw new UsageError('EUSAGE', '--out: required: where to write the parameters file', 'out');
+  const prefixes = f.prefix ?? [];
+  if (prefixes.length === 0) throw new UsageError('EUSAGE', '--prefix: required: give one --prefix P/64 per link', 'prefix');
+  const sec = f.sec === undefined ? 1 : Number(f.sec);
+  if (f.sec !== undefined && !/^[012]$/.test(f.sec)) throw new UsageError('EUSAGE', `--sec: invalid value ${JSON.stringify(f.sec)}: must be 0, 1 or 2`, 'sec');
+  const publicKey = f.key === undefined ? undefined : rsaPublicKeyDer(readInput(f.key, '--key'), f.key);
+  for (const p of prefixes) {
+    if (!/^[0-9a-fA-F:.]+(\/64)?$/.test(p)) throw new UsageError('EUSAGE', `--prefix: invalid value ${JSON.stringify(p)}: expected an IPv6 /64 prefix like 2001:db8:1::/64`, 'prefix');
+  }
+  let params: HbaParamsFile;
+  try {
+    params = generateHbaParams({ prefixes, sec, ...(publicKey ? { publicKey, keyFile: f.key! } : {}) });
+  } catch (e) {
+    if (e instanceof UsageError && e.code === 'BAD_PREFIX') throw new UsageError('EUSAGE', `--prefix: ${e.message}`, 'prefix');
+    throw e;
+  }
+  writeFileSync(f.out, JSON.stringify(params, null, 2) + '\n');
+  for (const m of params.members) out.stdout(`${m.address}\n`);
+  return 0;
+}
+
+/** `zone hba verify ADDR PARAMS`: 0 when the address belongs to the set, else 1. */
+export function runHbaVerify(address: string, file: string, out: Out): number {
+  const params = parseHbaParams(readInput(file, 'PARAMS'), file);
+  let result: string;
+  try { result = verifyAgainstParams(address, params); } catch {
+    throw new UsageError('EUSAGE', `ADDR: invalid value ${JSON.stringify(address)}: not an IPv6 address`, 'ADDR');
+  }
+  if (result === 'ok') {
+    out.stdout(`${address}: ok, in the HBA set of ${file}\n`);
+    return 0;
+  }
+  out.stdout(`${address}: NOT in the HBA set of ${file} (${result})\n`);
+  return 1;
+}
+
+export interface CheckFlags {
+  origin?: string;
+  rrType?: string;
+  quiet?: boolean;
+}
+
+/** `zone check FILE…`: every problem as `file:line: what`; 1 when any error. */
+export function runCheck(files: string[], f: CheckFlags, out: Out): number {
+  const rrType = f.rrType === undefined ? undefined : recordInput({ name: 'x.', rrType: f.rrType }).rrType;
+  let errors = 0;
+  for (const file of files) {
+    const res = checkZoneText(readInput(file, 'FILE'), file, {
+      ...(f.origin !== undefined ? { origin: f.origin } : {}),
+      ...(rrType !== undefined ? { rrType } : {}),
+    });
+    for (const p of res.problems) out.stdout(formatProblem(p) + '\n');
+    const n = res.problems.filter((p) => p.severity === 'error').length;
+    errors += n;
+    if (!f.quiet) out.stderr(`${file}: ${res.records} capability record(s), ${res.txts} TXT fallback(s), ${n === 0 ? 'no problems' : `${n} problem(s)`}\n`);
+  }
+  return errors === 0 ? 0 : 1;
+}

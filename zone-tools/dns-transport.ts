@@ -1,0 +1,127 @@
+/**
+ * Sending one DNS message to a server and getting the answer: UDP with a
+ * bounded number of tries, TCP (RFC 7766 two-octet framing) when the message
+ * is large or the UDP answer is truncated, or when asked.
+ *
+ * Owns: sockets and timeouts for the zone tools' queries and updates, and the
+ * `ADDR[:PORT]` server syntax. Must not know: what the messages mean.
+ */
+import { createSocket } from 'node:dgram';
+import { connect } from 'node:net';
+import { isIP } from 'node:net';
+import { UsageError } from '../shim/errors.ts';
+import { FLAG_TC } from './dns-message.ts';
+
+export interface ServerAddress {
+  host: string;
+  port: number;
+}
+
+/** `127.0.0.1`, `127.0.0.1:5353`, `::1`, `[::1]:5353`, `ns.example:53`. Throws UsageError naming `field`. */
+export function parseServer(text: string, field = 'server'): ServerAddress {
+  const bad = (why: string): never => {
+    throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(text)}: ${why}`, field);
+  };
+  let host = text;
+  let portText: string | undefined;
+  const br = /^\[([^\]]+)\](?::(\d+))?$/.exec(text);
+  if (br) {
+    host = br[1]!;
+    portText = br[2];
+  } else if (isIP(text) === 6) {
+    host = text;
+  } else {
+    const i = text.lastIndexOf(':');
+    if (i >= 0) { host = text.slice(0, i); portText = text.slice(i + 1); }
+  }
+  if (host.length === 0) bad('no address');
+  if (isIP(host) === 0 && !/^[A-Za-z0-9.-]+$/.test(host)) bad('not an address or host name (use [v6addr]:port for a port with IPv6)');
+  let port = 53;
+  if (portText !== undefined) {
+    if (!/^\d{1,5}$/.test(portText) || Number(portText) < 1 || Number(portText) > 65535) bad('port must be 1..65535');
+    port = Number(portText);
+  }
+  return { host, port };
+}
+
+/** A network failure talking to the server (timeout, connection refused). */
+export class TransportError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string) {
+    super(message);
+    this.name = 'TransportError';
+    this.code = code;
+  }
+}
+
+export interface ExchangeOptions {
+  /** Per-try timeout in ms (default 2000). */
+  timeoutMs?: number;
+  /** UDP tries (default 3). */
+  tries?: number;
+  /** Use TCP from the start. */
+  tcp?: boolean;
+}
+
+/** UDP messages above this go over TCP (RFC 1035 §4.2.1 size without EDNS). */
+const UDP_LIMIT = 512;
+
+/** Send `message`, return the answer (matched on ID). */
+export async function exchange(server: ServerAddress, message: Uint8Array, opts: ExchangeOptions = {}): Promise<Uint8Array> {
+  if (opts.tcp || message.length > UDP_LIMIT) return exchangeTcp(server, message, opts.timeoutMs ?? 5000);
+  const answer = await exchangeUdp(server, message, opts.timeoutMs ?? 2000, opts.tries ?? 3);
+  if ((((answer[2]! << 8) | answer[3]!) & FLAG_TC) !== 0) return exchangeTcp(server, message, opts.timeoutMs ?? 5000);
+  return answer;
+}
+
+function exchangeUdp(server: ServerAddress, message: Uint8Array, timeoutMs: number, tries: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const sock = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
+    let attempt = 0;
+    let timer: NodeJS.Timeout | undefined;
+    const done = (err: Error | undefined, value?: Uint8Array): void => {
+      if (timer) clearTimeout(timer);
+      sock.close();
+      if (err) reject(err); else resolve(value!);
+    };
+    const send = (): void => {
+      attempt += 1;
+      sock.send(message, server.port, server.host, (err) => { if (err) done(new TransportError('ESEND', `cannot send to ${server.host}:${server.port}: ${err.message}`)); });
+      timer = setTimeout(() => {
+        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${server.host} port ${server.port} after ${tries} tries of ${timeoutMs} ms`));
+        else send();
+      }, timeoutMs);
+    };
+    sock.on('message', (msg) => {
+      if (msg.length >= 12 && msg[0] === message[0] && msg[1] === message[1]) done(undefined, new Uint8Array(msg));
+    });
+    sock.on('error', (err) => done(new TransportError('ESOCKET', `${server.host} port ${server.port}: ${err.message}`)));
+    send();
+  });
+}
+
+function exchangeTcp(server: ServerAddress, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  return new Promise((resolve, reject) => {
+    const sock = connect({ host: server.host, port: server.port });
+    let buf = Buffer.alloc(0);
+    const timer = setTimeout(() => fail(new TransportError('ETIMEOUT', `no answer over TCP from ${server.host} port ${server.port} within ${timeoutMs} ms`)), timeoutMs);
+    const fail = (err: Error): void => { clearTimeout(timer); sock.destroy(); reject(err); };
+    sock.on('connect', () => {
+      const frame = Buffer.alloc(2 + message.length);
+      frame.writeUInt16BE(message.length, 0);
+      frame.set(message, 2);
+      sock.write(frame);
+    });
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
+        clearTimeout(timer);
+        const answer = new Uint8Array(buf.subarray(2, 2 + buf.readUInt16BE(0)));
+        sock.destroy();
+        resolve(answer);
+      }
+    });
+    sock.on('error', (err) => fail(new TransportError('ECONNECT', `${server.host} port ${server.port} (TCP): ${err.message}`)));
+    sock.on('end', () => fail(new TransportError('ECLOSED', `${server.host} port ${server.port} closed the TCP connection without an answer`)));
+  });
+}

@@ -1,0 +1,107 @@
+/**
+ * `zone bulk` inventories: the hosts to publish, as CSV or JSON.
+ *
+ *   CSV:  a header row naming the columns (any order): name, ulid, locators,
+ *         and optionally ttl, txt, port, hba. `locators` holds locator specs
+ *         separated by spaces or `;`. `#` lines are comments.
+ *   JSON: an array of { name, ulid, locators: [..], ttl?, txt?, port?, hba? }.
+ *
+ * Owns: reading those formats into RecordInputs with the line (CSV) or index
+ * (JSON) each came from. Must not know: records, DNS.
+ */
+import { UsageError } from '../shim/errors.ts';
+
+export interface InventoryRow {
+  /** `line 12` (CSV) or `entry 3` (JSON), for failure reports. */
+  where: string;
+  name: string;
+  ulid?: string;
+  locators: string[];
+  ttl?: string;
+  txt?: boolean;
+  port?: string;
+  /** Path of an HBA parameters file. */
+  hba?: string;
+}
+
+function bad(source: string, why: string): never {
+  throw new UsageError('BAD_INVENTORY', `${source}: ${why}`, 'inventory');
+}
+
+function truthy(v: string): boolean {
+  return /^(1|yes|true|y)$/i.test(v.trim());
+}
+
+/** Split one CSV line (RFC 4180 quotes). */
+function csvFields(line: string): string[] {
+  const out: string[] = [];
+  let cur = '';
+  let q = false;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i]!;
+    if (q) {
+      if (c === '"' && line[i + 1] === '"') { cur += '"'; i++; } else if (c === '"') q = false; else cur += c;
+    } else if (c === '"') q = true;
+    else if (c === ',') { out.push(cur); cur = ''; } else cur += c;
+  }
+  out.push(cur);
+  return out.map((f) => f.trim());
+}
+
+const COLUMNS = ['name', 'ulid', 'locators', 'ttl', 'txt', 'port', 'hba'];
+
+export function parseCsvInventory(text: string, source: string): InventoryRow[] {
+  const lines = text.split(/\r?\n/);
+  let header: string[] | undefined;
+  const rows: InventoryRow[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i]!;
+    if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
+    const fields = csvFields(line);
+    if (!header) {
+      header = fields.map((f) => f.toLowerCase());
+      for (const h of header) if (!COLUMNS.includes(h)) bad(source, `line ${i + 1}: unknown column ${JSON.stringify(h)} (known: ${COLUMNS.join(', ')})`);
+      if (!header.includes('name') || !header.includes('locators')) bad(source, `line ${i + 1}: the header needs at least "name" and "locators"`);
+      continue;
+    }
+    const get = (col: string): string | undefined => {
+      const k = header!.indexOf(col);
+      const v = k < 0 ? undefined : fields[k];
+      return v === undefined || v === '' ? undefined : v;
+    };
+    const row: InventoryRow = { where: `line ${i + 1}`, name: get('name') ?? '', locators: (get('locators') ?? '').split(/[\s;]+/).filter((s) => s !== '') };
+    const ulid = get('ulid'); if (ulid !== undefined) row.ulid = ulid;
+    const ttl = get('ttl'); if (ttl !== undefined) row.ttl = ttl;
+    const txt = get('txt'); if (txt !== undefined) row.txt = truthy(txt);
+    const port = get('port'); if (port !== undefined) row.port = port;
+    const hba = get('hba'); if (hba !== undefined) row.hba = hba;
+    rows.push(row);
+  }
+  if (!header) bad(source, 'empty inventory (no header row)');
+  return rows;
+}
+
+export function parseJsonInventory(text: string, source: string): InventoryRow[] {
+  let doc: unknown;
+  try { doc = JSON.parse(text); } catch (e) { return bad(source, `not JSON: ${(e as Error).message}`); }
+  const list = Array.isArray(doc) ? doc : (doc as { hosts?: unknown } | null)?.hosts;
+  if (!Array.isArray(list)) return bad(source, 'expected an array of hosts (or { "hosts": [...] })');
+  return list.map((h: unknown, i): InventoryRow => {
+    const e = (h ?? {}) as Record<string, unknown>;
+    const str = (k: string): string | undefined => (e[k] === undefined || e[k] === null ? undefined : String(e[k]));
+    const locs = e.locators;
+    const row: InventoryRow = {
+      where: `entry ${i}`,
+      name: str('name') ?? '',
+      locators: Array.isArray(locs) ? locs.map(String) : typeof locs === 'string' ? locs.split(/[\s;]+/).filter((s) => s !== '') : [],
+    };
+    for (const k of ['ulid', 'ttl', 'port', 'hba'] as const) { const v = str(k); if (v !== undefined) row[k] = v; }
+    if (e.txt !== undefined) row.txt = e.txt === true || truthy(String(e.txt));
+    return row;
+  });
+}
+
+/** JSON when the text starts with `[` or `{`, else CSV. */
+export function parseInventory(text: string, source: string): InventoryRow[] {
+  return /^\s*[[{]/.test(text) ? parseJsonInventory(text, source) : parseCsvInventory(text, source);
+}

@@ -1,0 +1,256 @@
+/**
+ * A reader for RFC 1035 §5 master files, as far as real zones use them:
+ * comments, quoted strings, escapes, parentheses spanning lines, blank owners
+ * (the previous owner), `@`, relative names, TTL and class in either order,
+ * TTL units (1h30m), $ORIGIN, $TTL, $INCLUDE (followed), $GENERATE (skipped,
+ * BIND only). Every entry keeps its file and line so checks can point at it.
+ *
+ * Owns: turning text into entries (owner, ttl, class, type, RDATA tokens).
+ * Must not know: what any RDATA means (zone-check.ts reads the ones we own).
+ * Never throws on bad input: problems come back as values with their line.
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** One RDATA token; `quoted` tokens had their quotes removed, escapes are kept as written. */
+export interface Token {
+  text: string;
+  quoted: boolean;
+  line: number;
+}
+
+export interface ZoneEntry {
+  file: string;
+  /** Line where the entry starts. */
+  line: number;
+  /** Absolute when an origin is known, else as written. Case kept. */
+  owner: string;
+  ttl: number | undefined;
+  class: string;
+  /** Upper case mnemonic (AAAA) or TYPEnnn as written. */
+  type: string;
+  rdata: Token[];
+}
+
+export interface Problem {
+  file: string;
+  line: number;
+  message: string;
+  /** Warnings do not make `zone check` fail. */
+  severity: 'error' | 'warning';
+}
+
+export interface MasterFile {
+  entries: ZoneEntry[];
+  problems: Problem[];
+}
+
+interface LogicalLine {
+  line: number;
+  blankOwner: boolean;
+  tokens: Token[];
+}
+
+/** Split text into logical lines (parentheses joined), tokens with their own line numbers. */
+export function tokenize(text: string, file: string, problems: Problem[]): LogicalLine[] {
+  const out: LogicalLine[] = [];
+  let cur: LogicalLine | undefined;
+  let depth = 0;
+  let parenLine = 0;
+  const lines = text.split(/\r?\n/);
+  for (let li = 0; li < lines.length; li++) {
+    const src = lines[li]!;
+    const lineNo = li + 1;
+    if (!cur) cur = { line: lineNo, blankOwner: /^[ \t]/.test(src), tokens: [] };
+    let i = 0;
+    while (i < src.length) {
+      const c = src[i]!;
+      if (c === ' ' || c === '\t') { i++; continue; }
+      if (c === ';') break;
+      if (c === '(') { if (depth === 0) parenLine = lineNo; depth++; i++; continue; }
+      if (c === ')') {
+        if (depth === 0) problems.push({ file, line: lineNo, message: 'unbalanced ")"', severity: 'error' });
+        else depth--;
+        i++;
+        continue;
+      }
+      if (c === '"') {
+        let j = i + 1;
+        let s = '';
+        while (j < src.length && src[j] !== '"') {
+          if (src[j] === '\\' && j + 1 < src.length) { s += src.slice(j, j + 2); j += 2; continue; }
+          s += src[j]; j++;
+        }
+        if (j >= src.length) problems.push({ file, line: lineNo, message: 'unterminated quoted string', severity: 'error' });
+        cur.tokens.push({ text: s, quoted: true, line: lineNo });
+        i = j + 1;
+        continue;
+      }
+      let j = i;
+      let s = '';
+      while (j < src.length && !' \t;()"'.includes(src[j]!)) {
+        if (src[j] === '\\' && j + 1 < src.length) { s += src.slice(j, j + 2); j += 2; continue; }
+        s += src[j]; j++;
+      }
+      cur.tokens.push({ text: s, quoted: false, line: lineNo });
+      i = j;
+    }
+    if (depth === 0) {
+      if (cur.tokens.length > 0) out.push(cur);
+      cur = undefined;
+    }
+  }
+  if (depth > 0) problems.push({ file, line: parenLine, message: '"(" is never closed', severity: 'error' });
+  if (cur && cur.tokens.length > 0) out.push(cur);
+  return out;
+}
+
+const CLASSES = new Set(['IN', 'CH', 'CS', 'HS']);
+const TTL_RE = /^(\d+[wdhmsWDHMS]?)+$/;
+
+/** BIND TTL syntax: `3600`, `1h30m`, `2d`. Undefined when not a TTL. */
+export function parseTtl(text: string): number | undefined {
+  if (!TTL_RE.test(text)) return undefined;
+  if (/^\d+$/.test(text)) return Number(text);
+  const unit: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
+  let total = 0;
+  for (const m of text.toLowerCase().matchAll(/(\d+)([wdhms]?)/g)) total += Number(m[1]) * (unit[m[2] || 's'] ?? 1);
+  return total;
+}
+
+/** `name` relative to `origin` → absolute (if an origin is known). `@` is the origin. */
+export function absoluteName(name: string, origin: string | undefined): string {
+  if (name === '@') return origin ?? '@';
+  if (name.endsWith('.') && !name.endsWith('\\.')) return name;
+  if (origin === undefined) return name;
+  return origin === '.' ? `${name}.` : `${name}.${origin}`;
+}
+
+function isClass(t: string): boolean {
+  return CLASSES.has(t.toUpperCase()) || /^CLASS\d+$/i.test(t);
+}
+
+interface ParseState {
+  origin: string | undefined;
+  defaultTtl: number | undefined;
+  lastTtl: number | undefined;
+  lastOwner: string | undefined;
+  depth: number;
+}
+
+export interface ParseOptions {
+  /** The zone's origin when the file has no $ORIGIN (like named-checkzone's zone argument). */
+  origin?: string;
+  /** For $INCLUDE; default reads the file system. */
+  readFile?: (p: string) => string;
+}
+
+/** Parse master-file text. `file` names it in problems and resolves $INCLUDE. */
+export function parseMasterFile(text: string, file: string, opts: ParseOptions = {}): MasterFile {
+  const result: MasterFile = { entries: [], problems: [] };
+  const origin = opts.origin === undefined ? undefined : opts.origin.endsWith('.') ? opts.origin : opts.origin + '.';
+  const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, depth: 0 };
+  parseInto(text, file, state, result, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
+  return result;
+}
+
+function parseInto(text: string, file: string, st: ParseState, res: MasterFile, readFile: (p: string) => string): void {
+  const problem = (line: number, message: string): void => { res.problems.push({ file, line, message, severity: 'error' }); };
+  for (const ll of tokenize(text, file, res.problems)) {
+    const first = ll.tokens[0]!;
+    if (!ll.blankOwner && first.text.startsWith('$') && !first.quoted) {
+      directive(ll, file, st, res, readFile);
+      continue;
+    }
+    let k = 0;
+    let owner: string;
+    if (ll.blankOwner) {
+      if (st.lastOwner === undefined) { problem(ll.line, 'record with a blank owner before any owner was given'); continue; }
+      owner = st.lastOwner;
+    } else {
+      owner = absoluteName(first.text, st.origin);
+      k = 1;
+    }
+    st.lastOwner = owner;
+    let ttl: number | undefined;
+    let cls = 'IN';
+    for (let n = 0; n < 2 && k < ll.tokens.length; n++) {
+      const t = ll.tokens[k]!.text;
+      const asTtl = parseTtl(t);
+      if (asTtl !== undefined && ttl === undefined) { ttl = asTtl; k++; continue; }
+      if (isClass(t)) { cls = t.toUpperCase(); k++; continue; }
+      break;
+    }
+    const typeTok = ll.tokens[k];
+    if (!typeTok || !/^[A-Za-z][A-Za-z0-9-]*$/.test(typeTok.text)) {
+      problem(ll.line, typeTok ? `expected a record type, got ${JSON.stringify(typeTok.text)}` : 'record has no type');
+      continue;
+    }
+    const type = typeTok.text.toUpperCase();
+    if (ttl === undefined) ttl = st.defaultTtl ?? st.lastTtl;
+    else st.lastTtl = ttl;
+    if (type === 'SOA' && st.defaultTtl === undefined && ttl === undefined) {
+      const min = parseTtl(ll.tokens[k + 7]?.text ?? '');
+      ttl = min;
+    }
+    st.lastTtl = ttl;
+    res.entries.push({ file, line: ll.line, owner, ttl, class: cls, type, rdata: ll.tokens.slice(k + 1) });
+  }
+}
+
+function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFile, readFile: (p: string) => string): void {
+  const [d, a, b] = ll.tokens;
+  const problem = (message: string): void => { res.problems.push({ file, line: ll.line, message, severity: 'error' }); };
+  switch (d!.text.toUpperCase()) {
+    case '$ORIGIN':
+      if (!a) return problem('$ORIGIN needs a name');
+      st.origin = absoluteName(a.text, st.origin);
+      if (!st.origin.endsWith('.')) problem(`$ORIGIN ${a.text} is relative and no origin is known`);
+      return;
+    case '$TTL': {
+      const ttl = a ? parseTtl(a.text) : undefined;
+      if (ttl === undefined) return problem(`$TTL needs a TTL, got ${JSON.stringify(a?.text ?? '')}`);
+      st.defaultTtl = ttl;
+      return;
+    }
+    case '$INCLUDE': {
+      if (!a) return problem('$INCLUDE needs a file name');
+      if (st.depth >= 8) return problem('$INCLUDE nested too deeply');
+      const p = path.isAbsolute(a.text) ? a.text : path.join(path.dirname(file), a.text);
+      let text: string;
+      try { text = readFile(p); } catch (e) { return problem(`$INCLUDE ${a.text}: ${(e as Error).message}`); }
+      // RFC 1035 §5.1: the included file starts with the given (or current) origin; ours is restored after.
+      const saved = { origin: st.origin, lastOwner: st.lastOwner };
+      if (b) st.origin = absoluteName(b.text, st.origin);
+      st.depth++;
+      parseInto(text, p, st, res, readFile);
+      st.depth--;
+      st.origin = saved.origin;
+      st.lastOwner = saved.lastOwner;
+      return;
+    }
+    case '$GENERATE':
+      res.problems.push({ file, line: ll.line, message: '$GENERATE is not expanded (BIND extension); its records are not checked', severity: 'warning' });
+      return;
+    default:
+      return problem(`unknown directive ${d!.text}`);
+  }
+}
+
+/** RFC 1035 §5.1 escapes in a token (`\X`, `\DDD`) → octets. */
+export function unescapeToken(text: string): Uint8Array {
+  const out: number[] = [];
+  for (let i = 0; i < text.length; i++) {
+    if (text[i] === '\\' && i + 1 < text.length) {
+      const d = text.slice(i + 1, i + 4);
+      if (/^\d{3}$/.test(d)) { out.push(Number(d) & 0xff); i += 3; continue; }
+      out.push(text.charCodeAt(i + 1) & 0xff);
+      i++;
+      continue;
+    }
+    const c = text.charCodeAt(i);
+    if (c < 0x80) out.push(c);
+    else out.push(...Buffer.from(text[i]!, 'utf8'));
+  }
+  return Uint8Array.from(out);
+}

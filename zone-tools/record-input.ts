@@ -1,0 +1,143 @@
+/**
+ * From what a user types (flags of `zone record` / `zone update`, or a row of a
+ * `zone bulk` inventory) to a HostRecord: name, ULID, locators
+ * `ADDR[/priority[/weight[/flags]]]`, TTL, port, HBA parameters.
+ *
+ * Owns: the syntax and validation of those inputs, with errors that name the
+ * field and the value (UsageError 'EUSAGE'). Must not know: files, sockets.
+ */
+import { UsageError } from '../shim/errors.ts';
+import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
+import { recordProblem, type CapabilityLocator, type CapabilityRecord } from '../shim/wire/capability-record.ts';
+import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, LocatorFlag } from '../shim/constants.ts';
+import { defaultAaaaSet, type HostRecord } from './zone-lines.ts';
+import { digestForUlid, type HbaParamsFile } from './hba-params.ts';
+
+/** Default TTL of published records (one hour). */
+export const DEFAULT_TTL = 3600;
+
+export interface RecordInput {
+  name: string;
+  ulid?: string | undefined;
+  locators?: readonly string[] | undefined;
+  ttl?: string | number | undefined;
+  port?: string | number | undefined;
+  txt?: boolean | undefined;
+  hba?: HbaParamsFile | undefined;
+  /** Which addresses go into the AAAA RRset: ULID and locators (default), or the ULID only. */
+  aaaa?: 'all' | 'ulid' | undefined;
+  rrType?: number | undefined;
+}
+
+function bad(field: string, value: unknown, why: string): never {
+  throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+}
+
+/** A host name as an absolute owner (trailing dot added). */
+export function ownerName(text: string, field = '--name'): string {
+  const name = text.endsWith('.') ? text : text + '.';
+  if (name === '.' || name.length > 254) bad(field, text, 'not a host name');
+  for (const label of name.slice(0, -1).split('.')) {
+    if (label.length === 0 || label.length > 63 || !/^[A-Za-z0-9_*]([A-Za-z0-9_-]*[A-Za-z0-9_])?$/.test(label)) {
+      bad(field, text, `label ${JSON.stringify(label)} is not a valid host name label`);
+    }
+  }
+  return name;
+}
+
+function address(text: string, field: string, original: string = text): string {
+  try { return formatIpv6(parseIpv6(text)); } catch { return bad(field, original, 'not an IPv6 address'); }
+}
+
+function u8(text: string | undefined, field: string, original: string, what: string): number {
+  if (text === undefined || text === '') return 0;
+  if (!/^\d{1,3}$/.test(text) || Number(text) > 255) bad(field, original, `${what} must be 0..255`);
+  return Number(text);
+}
+
+/** Locator flags: a number (`2`, `0x02`) or names joined by `+` (`broken+transient`). */
+function locatorFlags(text: string | undefined, field: string, original: string): number {
+  if (text === undefined || text === '') return 0;
+  if (/^(0x[0-9a-f]{1,2}|\d{1,3})$/i.test(text)) {
+    const v = Number(text);
+    if (v > 255) bad(field, original, 'flags must be 0..255');
+    return v;
+  }
+  let flags = 0;
+  for (const name of text.toLowerCase().split('+')) {
+    if (name === 'broken') flags |= LocatorFlag.BROKEN;
+    else if (name === 'transient') flags |= LocatorFlag.TRANSIENT;
+    else bad(field, original, `unknown flag ${JSON.stringify(name)} (broken, transient or a number)`);
+  }
+  return flags;
+}
+
+/** `ADDR[/priority[/weight[/flags]]]` → a locator. */
+export function parseLocatorSpec(text: string, field = '--locator'): CapabilityLocator {
+  const parts = text.split('/');
+  if (parts.length > 4) bad(field, text, 'expected ADDR[/priority[/weight[/flags]]]');
+  return {
+    address: address(parts[0] ?? '', field, text),
+    priority: u8(parts[1], field, text, 'priority'),
+    weight: u8(parts[2], field, text, 'weight'),
+    flags: locatorFlags(parts[3], field, text),
+  };
+}
+
+export function parseTtlValue(v: string | number | undefined, field = '--ttl'): number {
+  if (v === undefined) return DEFAULT_TTL;
+  const s = String(v);
+  if (!/^\d{1,10}$/.test(s) || Number(s) > 0x7fffffff) bad(field, v, 'TTL must be 0..2147483647 seconds');
+  return Number(s);
+}
+
+function portValue(v: string | number | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const s = String(v);
+  if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) bad('--port', v, 'port must be 1..65535');
+  return Number(s);
+}
+
+function hbaLocators(hba: HbaParamsFile, given: CapabilityLocator[]): CapabilityLocator[] {
+  const members = new Set(hba.members.map((m) => m.address));
+  for (const g of given) if (!members.has(g.address)) bad('--locator', g.address, 'not an address of the HBA set in --hba');
+  return hba.members.map((m) => given.find((g) => g.address === m.address) ?? { address: m.address, flags: 0, priority: 0, weight: 0 });
+}
+
+/** Build and validate one host's publication. */
+export function buildHostRecord(input: RecordInput): HostRecord {
+  const name = ownerName(input.name);
+  const given = (input.locators ?? []).map((l) => parseLocatorSpec(l));
+  let locators = given;
+  let ulid = input.ulid === undefined ? undefined : address(input.ulid, '--ulid');
+  const record: Partial<CapabilityRecord> = { hbaSet: false, cgaUlid: false, mandatory: [], unknownParams: [] };
+  if (input.hba) {
+    locators = hbaLocators(input.hba, given);
+    ulid ??= input.hba.members[0]!.address;
+    const inSet = input.hba.members.some((m) => m.address === ulid);
+    if (!inSet) bad('--ulid', input.ulid, 'with --hba the ULID must be one of the HBA set\'s addresses');
+    record.hbaSet = true;
+    record.cgaUlid = input.hba.publicKeyIncluded;
+    record.hbaDigest = { alg: HBA_DIGEST_ALG_SHA256, digest: digestForUlid(input.hba, ulid) };
+  }
+  if (ulid === undefined) return bad('--ulid', '', 'a ULID is required (or --hba, or --from-host)');
+  if (locators.length === 0) bad('--locator', '', 'at least one locator is required');
+  if (locators.length > CAPABILITY_MAX_LOCATORS) bad('--locator', locators.length, `at most ${CAPABILITY_MAX_LOCATORS} locators fit in one record`);
+  const seen = new Set<string>();
+  for (const l of locators) {
+    if (seen.has(l.address)) bad('--locator', l.address, 'listed twice');
+    seen.add(l.address);
+  }
+  const port = portValue(input.port);
+  const full: CapabilityRecord = { ...(record as CapabilityRecord), ulid, locators, ...(port !== undefined ? { port } : {}) };
+  const problem = recordProblem(full);
+  if (problem) bad(problem.field, '', problem.why);
+  return {
+    name,
+    ttl: parseTtlValue(input.ttl),
+    record: full,
+    aaaa: defaultAaaaSet(full, input.aaaa ?? 'all'),
+    txt: input.txt === true,
+    rrType: input.rrType ?? CAPABILITY_RR_TYPE,
+  };
+}

@@ -1,0 +1,90 @@
+/**
+ * TSIG key files, in the forms operators already have:
+ *   - BIND (`tsig-keygen`, `rndc-confgen`): `key "name" { algorithm hmac-sha256; secret "…"; };`
+ *   - nsupdate -y / kdig -y: `[hmac-sha256:]name:secret`
+ *   - Knot (`keymgr -t`): YAML `key: [ { id: name, algorithm: hmac-sha256, secret: … } ]`
+ * Only hmac-sha256 is accepted (the zone tools sign with nothing else).
+ *
+ * Owns: parsing those texts into TsigKey. Must not know: DNS messages.
+ */
+import { parse as parseYaml } from 'yaml';
+import { UsageError } from '../shim/errors.ts';
+import type { TsigKey } from './tsig.ts';
+
+const B64 = /^[A-Za-z0-9+/]+={0,2}$/;
+
+function makeKey(name: string, algorithm: string, secret: string, source: string): TsigKey {
+  const alg = algorithm.toLowerCase().replace(/\.$/, '');
+  if (alg !== 'hmac-sha256') {
+    throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(name)} uses algorithm ${JSON.stringify(algorithm)}; only hmac-sha256 is supported`, 'key');
+  }
+  if (!B64.test(secret) || secret.length % 4 !== 0) {
+    throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(name)} has a secret that is not base64`, 'key');
+  }
+  const bytes = new Uint8Array(Buffer.from(secret, 'base64'));
+  if (bytes.length === 0) throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(name)} has an empty secret`, 'key');
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError('BAD_TSIG_KEY', `${source}: bad key name ${JSON.stringify(name)}`, 'key');
+  return { name: name.endsWith('.') ? name : name + '.', algorithm: 'hmac-sha256', secret: bytes };
+}
+
+function stripBindComments(text: string): string {
+  return text.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/(^|[^"])(\/\/|#).*$/gm, '$1');
+}
+
+function parseBind(text: string, source: string): TsigKey[] {
+  const keys: TsigKey[] = [];
+  const re = /key\s+"?([^"\s{]+)"?\s*\{([^}]*)\}\s*;?/g;
+  for (const m of stripBindComments(text).matchAll(re)) {
+    const body = m[2] ?? '';
+    const alg = /algorithm\s+"?([^";\s]+)"?\s*;/.exec(body)?.[1];
+    const secret = /secret\s+"([^"]+)"\s*;/.exec(body)?.[1];
+    if (!alg || !secret) throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(m[1])} needs both "algorithm" and "secret"`, 'key');
+    keys.push(makeKey(m[1]!, alg, secret.replace(/\s+/g, ''), source));
+  }
+  return keys;
+}
+
+function parseKnotYaml(text: string, source: string): TsigKey[] {
+  let doc: unknown;
+  try { doc = parseYaml(text); } catch { return []; }
+  const list = (doc as { key?: unknown } | null)?.key;
+  if (!Array.isArray(list)) return [];
+  return list.map((k: unknown) => {
+    const e = k as { id?: unknown; algorithm?: unknown; secret?: unknown };
+    if (typeof e.id !== 'string' || typeof e.algorithm !== 'string' || typeof e.secret !== 'string') {
+      throw new UsageError('BAD_TSIG_KEY', `${source}: a knot key entry needs id, algorithm and secret`, 'key');
+    }
+    return makeKey(e.id, e.algorithm, e.secret, source);
+  });
+}
+
+function parseColonForm(text: string, source: string): TsigKey[] {
+  const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
+  if (!line) return [];
+  const parts = line.split(':');
+  if (parts.length === 2) return [makeKey(parts[0]!, 'hmac-sha256', parts[1]!, source)];
+  if (parts.length === 3) return [makeKey(parts[1]!, parts[0]!, parts[2]!, source)];
+  return [];
+}
+
+/**
+ * Parse a key file's text. `keyName` picks one key when the file holds several.
+ * Throws UsageError('BAD_TSIG_KEY') naming `source` when nothing usable is found.
+ */
+export function parseTsigKeyFile(text: string, source: string, keyName?: string): TsigKey {
+  let keys = /\bkey\s+"?[^\s{]+"?\s*\{/.test(text) ? parseBind(text, source) : parseKnotYaml(text, source);
+  if (keys.length === 0) keys = parseColonForm(text, source);
+  if (keys.length === 0) {
+    throw new UsageError('BAD_TSIG_KEY', `${source}: no TSIG key found (expected BIND 'key "name" { algorithm hmac-sha256; secret "…"; };', 'name:secret', 'hmac-sha256:name:secret' or knot YAML)`, 'key');
+  }
+  if (keyName !== undefined) {
+    const want = keyName.endsWith('.') ? keyName.toLowerCase() : keyName.toLowerCase() + '.';
+    const k = keys.find((x) => x.name.toLowerCase() === want);
+    if (!k) throw new UsageError('BAD_TSIG_KEY', `${source}: no key named ${JSON.stringify(keyName)} (found ${keys.map((x) => x.name).join(', ')})`, 'key-name');
+    return k;
+  }
+  if (keys.length > 1) {
+    throw new UsageError('BAD_TSIG_KEY', `${source}: holds ${keys.length} keys (${keys.map((x) => x.name).join(', ')}); pick one with --key-name`, 'key-name');
+  }
+  return keys[0]!;
+}
