@@ -14,6 +14,11 @@ export function parseIpv6(text: string): Uint8Array {
   let s = text;
   const pct = s.indexOf('%');
   if (pct >= 0) throw bad(text);
+  // Hot path (engine, resolver): no embedded IPv4, parsed without regexes or arrays.
+  if (s.indexOf('.') < 0) {
+    if (!parseHexGroups(s, out)) throw bad(text);
+    return out;
+  }
   let tail: number[] = [];
   const lastColon = s.lastIndexOf(':');
   if (s.indexOf('.', lastColon) >= 0) {
@@ -54,23 +59,94 @@ export function parseIpv6(text: string): Uint8Array {
   return out;
 }
 
+/**
+ * Write the 16 octets of `text` into `buf` at `offset` (no intermediate array:
+ * the encoders' hot path). Throws WireError('BAD_ADDRESS') like parseIpv6.
+ */
+export function writeIpv6(buf: Uint8Array, offset: number, text: Ipv6): void {
+  if (typeof text === 'string' && text.length <= 45 && text.indexOf('.') < 0 && text.indexOf('%') < 0 && parseHexGroups(text, buf, offset)) return;
+  buf.set(parseIpv6(text), offset);
+}
+
 /** Format 16 octets (at `offset` of `buf`) as canonical RFC 5952 text. */
 export function formatIpv6(buf: Uint8Array, offset = 0): Ipv6 {
-  if (offset + 16 > buf.length) throw new WireError('TRUNCATED', 'IPv6 address needs 16 octets', offset);
-  const g: number[] = [];
-  for (let i = 0; i < 8; i++) g.push((buf[offset + i * 2]! << 8) | buf[offset + i * 2 + 1]!);
+  if (offset < 0 || offset + 16 > buf.length) throw new WireError('TRUNCATED', 'IPv6 address needs 16 octets', offset);
   // Longest run of >= 2 zero groups, first one on ties (RFC 5952 §4.2).
-  let bestStart = -1, bestLen = 1;
-  for (let i = 0; i < 8;) {
-    if (g[i] !== 0) { i++; continue; }
-    let j = i;
-    while (j < 8 && g[j] === 0) j++;
-    if (j - i > bestLen) { bestStart = i; bestLen = j - i; }
-    i = j;
+  let bestStart = -1, bestLen = 1, runStart = -1;
+  for (let i = 0; i < 8; i++) {
+    if (buf[offset + 2 * i] === 0 && buf[offset + 2 * i + 1] === 0) {
+      if (runStart < 0) runStart = i;
+      if (i - runStart + 1 > bestLen) { bestStart = runStart; bestLen = i - runStart + 1; }
+    } else runStart = -1;
   }
-  const hex = (x: number): string => x.toString(16);
-  if (bestStart < 0) return g.map(hex).join(':');
-  return g.slice(0, bestStart).map(hex).join(':') + '::' + g.slice(bestStart + bestLen).map(hex).join(':');
+  let s = '';
+  for (let i = 0; i < 8; i++) {
+    if (i === bestStart) {
+      s += '::';
+      i += bestLen - 1;
+      continue;
+    }
+    if (i > 0 && i !== bestStart + bestLen) s += ':';
+    s += ((buf[offset + 2 * i]! << 8) | buf[offset + 2 * i + 1]!).toString(16);
+  }
+  return s;
+}
+
+/** Value of a hex digit's char code, or -1. */
+function hexDigit(c: number): number {
+  if (c >= 48 && c <= 57) return c - 48;
+  const l = c | 0x20;
+  return l >= 97 && l <= 102 ? l - 87 : -1;
+}
+
+/** Groups of the address being parsed (reused: parsing allocates only its result). */
+const groups = new Uint16Array(8);
+
+/**
+ * Parse hex-only IPv6 text (no embedded IPv4) into `out`: 1–4 hex digits per group,
+ * at most one "::" standing for at least one zero group. False if it is not valid.
+ */
+function parseHexGroups(s: string, out: Uint8Array, at = 0): boolean {
+  const n = s.length;
+  let i = 0, g = 0, dbl = -1;
+  if (n >= 1 && s.charCodeAt(0) === 58) {
+    if (n < 2 || s.charCodeAt(1) !== 58) return false;
+    dbl = 0;
+    i = 2;
+  }
+  while (i < n) {
+    let v = 0, d = 0, h: number;
+    while (i < n && (h = hexDigit(s.charCodeAt(i))) >= 0) {
+      v = (v << 4) | h;
+      d++;
+      i++;
+      if (d > 4) return false;
+    }
+    if (d === 0 || g >= 8) return false;
+    groups[g++] = v;
+    if (i === n) break;
+    if (s.charCodeAt(i) !== 58) return false;
+    i++;
+    if (i < n && s.charCodeAt(i) === 58) {
+      if (dbl >= 0) return false;
+      dbl = g;
+      i++;
+    } else if (i === n) return false;
+  }
+  if (dbl < 0 ? g !== 8 : g > 7) return false;
+  const tail = dbl < 0 ? 0 : g - dbl;
+  for (let k = 0; k < 16; k++) out[at + k] = 0;
+  const head = dbl < 0 ? g : dbl;
+  for (let k = 0; k < head; k++) {
+    out[at + 2 * k] = groups[k]! >> 8;
+    out[at + 2 * k + 1] = groups[k]! & 0xff;
+  }
+  for (let k = 0; k < tail; k++) {
+    const o = at + 2 * (8 - tail + k);
+    out[o] = groups[dbl + k]! >> 8;
+    out[o + 1] = groups[dbl + k]! & 0xff;
+  }
+  return true;
 }
 
 /** Canonicalise IPv6 text (throws WireError('BAD_ADDRESS') if it is not an address). */

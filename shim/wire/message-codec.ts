@@ -12,7 +12,7 @@ import {
   checkTag, checkUint, Hdr, headerLength, P_BIT, readTag, readU16, readU32, S_BIT, shim6Checksum,
   writeTag, writeU16, writeU32,
 } from './header.ts';
-import { formatIpv6, parseIpv6 } from './ipv6.ts';
+import { formatIpv6, writeIpv6 } from './ipv6.ts';
 import type { ProbeReport, ProbeState, Shim6Message, Shim6MessageName, Shim6Option } from './messages.ts';
 import { decodeOptions, optionMask, optionsLength, writeOptions } from './options.ts';
 
@@ -173,8 +173,8 @@ function readReports(b: Uint8Array, off: number, n: number): ProbeReport[] {
 
 function writeReports(b: Uint8Array, off: number, reports: readonly ProbeReport[]): number {
   for (const r of reports) {
-    b.set(parseIpv6(r.source), off);
-    b.set(parseIpv6(r.destination), off + 16);
+    writeIpv6(b, off, r.source);
+    writeIpv6(b, off + 16, r.destination);
     writeU32(b, off + 32, r.nonce);
     writeU32(b, off + 36, r.data);
     off += PROBE_REPORT_LENGTH;

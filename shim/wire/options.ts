@@ -10,7 +10,7 @@
 import { OptionType } from '../constants.ts';
 import { WireError } from './errors.ts';
 import { checkUint, readU16, readU32, writeU16, writeU32 } from './header.ts';
-import { formatIpv6, parseIpv6 } from './ipv6.ts';
+import { formatIpv6, writeIpv6 } from './ipv6.ts';
 import type { LocatorPreference, Shim6Option, Shim6OptionName } from './messages.ts';
 
 /** Codec of one known option's contents (without the 4-octet option header and padding). */
@@ -34,22 +34,34 @@ function bad(what: string, off: number): WireError {
   return new WireError('BAD_OPTION', what, off);
 }
 
-function opaque<N extends 'ResponderValidator' | 'CgaParameterDataStructure' | 'CgaSignature'>(
-  code: number, name: N, field: 'validator' | 'pds' | 'signature',
-): OptionCodec {
-  return {
-    code, name,
-    decode: (b, off, len, critical) => ({ type: name, critical, [field]: b.slice(off, off + len) }) as unknown as Shim6Option,
-    length: (o) => bytesField(o, field).length,
-    write: (b, off, o) => b.set(bytesField(o, field), off),
-  };
-}
-
 function bytesField(o: Shim6Option, field: string): Uint8Array {
   const v = (o as unknown as Record<string, unknown>)[field];
   if (!(v instanceof Uint8Array)) throw new WireError('BAD_FIELD', `${o.type}.${field}: not bytes`);
   return v;
 }
+
+// Opaque options: the contents are the bytes. Written out one by one so that every
+// decoded object has the same shape (no computed keys) on the hot path.
+const responderValidator: OptionCodec = {
+  code: OptionType.ResponderValidator, name: 'ResponderValidator',
+  decode: (b, off, len, critical) => ({ type: 'ResponderValidator', critical, validator: b.slice(off, off + len) }),
+  length: (o) => bytesField(o, 'validator').length,
+  write: (b, off, o) => b.set((o as Extract<Shim6Option, { type: 'ResponderValidator' }>).validator, off),
+};
+
+const cgaParameterDataStructure: OptionCodec = {
+  code: OptionType.CgaParameterDataStructure, name: 'CgaParameterDataStructure',
+  decode: (b, off, len, critical) => ({ type: 'CgaParameterDataStructure', critical, pds: b.slice(off, off + len) }),
+  length: (o) => bytesField(o, 'pds').length,
+  write: (b, off, o) => b.set((o as Extract<Shim6Option, { type: 'CgaParameterDataStructure' }>).pds, off),
+};
+
+const cgaSignature: OptionCodec = {
+  code: OptionType.CgaSignature, name: 'CgaSignature',
+  decode: (b, off, len, critical) => ({ type: 'CgaSignature', critical, signature: b.slice(off, off + len) }),
+  length: (o) => bytesField(o, 'signature').length,
+  write: (b, off, o) => b.set((o as Extract<Shim6Option, { type: 'CgaSignature' }>).signature, off),
+};
 
 /** RFC 5533 §5.15.2: padding after the verification methods so the locators start 8-aligned (option-relative). */
 function locatorPad(n: number): number {
@@ -83,10 +95,11 @@ const locatorList: OptionCodec = {
     writeU32(b, off, l.generation);
     b[off + 4] = n;
     const locStart = off + 5 + n + locatorPad(n);
-    l.locators.forEach((e, i) => {
+    for (let i = 0; i < n; i++) {
+      const e = l.locators[i]!;
       b[off + 5 + i] = e.verificationMethod;
-      b.set(parseIpv6(e.address), locStart + 16 * i);
-    });
+      writeIpv6(b, locStart + 16 * i, e.address);
+    }
   },
 };
 
@@ -133,17 +146,18 @@ const locatorPreferences: OptionCodec = {
 /** An element must carry exactly the fields its element length implies (RFC 5533 §5.15.3). */
 function checkPreference(e: LocatorPreference, el: number): void {
   checkUint('LocatorPreferences.flags', e.flags, 0xff);
-  const want = (present: boolean, field: string): void => {
-    if (!present) throw new WireError('BAD_FIELD', `LocatorPreferences: element length ${el} ${el >= 2 ? 'requires' : 'forbids'} ${field}`);
-  };
-  want((e.priority !== undefined) === (el >= 2), 'priority');
+  if ((e.priority !== undefined) !== (el >= 2)) throw preferenceShape(el, 'priority');
   if (e.priority !== undefined) checkUint('LocatorPreferences.priority', e.priority, 0xff);
-  want((e.weight !== undefined) === (el >= 3), 'weight');
+  if ((e.weight !== undefined) !== (el >= 3)) throw preferenceShape(el, 'weight');
   if (e.weight !== undefined) checkUint('LocatorPreferences.weight', e.weight, 0xff);
   const extraLen = el > 3 ? el - 3 : 0;
   if (extraLen === 0 ? e.extra !== undefined : !(e.extra instanceof Uint8Array) || e.extra.length !== extraLen) {
     throw new WireError('BAD_FIELD', `LocatorPreferences: element length ${el} needs extra of ${extraLen} octets`);
   }
+}
+
+function preferenceShape(el: number, field: string): WireError {
+  return new WireError('BAD_FIELD', `LocatorPreferences: element length ${el} ${el >= 2 ? 'requires' : 'forbids'} ${field}`);
 }
 
 const ulidPair: OptionCodec = {
@@ -155,8 +169,8 @@ const ulidPair: OptionCodec = {
   length: () => 36,
   write(b, off, o) {
     const u = o as Extract<Shim6Option, { type: 'UlidPair' }>;
-    b.set(parseIpv6(u.senderUlid), off + 4);
-    b.set(parseIpv6(u.receiverUlid), off + 20);
+    writeIpv6(b, off + 4, u.senderUlid);
+    writeIpv6(b, off + 20, u.receiverUlid);
   },
 };
 
@@ -187,11 +201,11 @@ const keepaliveTimeout: OptionCodec = {
 };
 
 const CODECS: readonly OptionCodec[] = [
-  opaque(OptionType.ResponderValidator, 'ResponderValidator', 'validator'),
+  responderValidator,
   locatorList,
   locatorPreferences,
-  opaque(OptionType.CgaParameterDataStructure, 'CgaParameterDataStructure', 'pds'),
-  opaque(OptionType.CgaSignature, 'CgaSignature', 'signature'),
+  cgaParameterDataStructure,
+  cgaSignature,
   ulidPair,
   forkedInstanceIdentifier,
   keepaliveTimeout,
