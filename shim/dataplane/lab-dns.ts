@@ -4,9 +4,10 @@
  * links. Owns the zone text (checked with named-checkzone when installed), Knot's config and the Knot process it starts
  * (killed with the namespace by `labDown`).
  *
- * The capability record line is produced by `shim6 zone record` when that
- * command exists; until then it is written here in RFC 3597 generic form from
- * DESIGN.md §2 (version 1, no flags, the ULID, the locators, no parameters).
+ * The capability record line is produced by `shim6 zone record --hba` (B's
+ * HBA parameters file, written here as hba-b.json); if that command fails the
+ * line is written here in RFC 3597 generic form from DESIGN.md §2 (version
+ * 1, no flags, the ULID, the locators, no parameters).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
@@ -14,6 +15,7 @@ import path from 'node:path';
 import { CAPABILITY_RR_TYPE } from '../constants.ts';
 import { parseIpv6 } from '../wire/ipv6.ts';
 import { LAB_ADDR, LabError, nsExec, type Lab } from './lab-topology.ts';
+import { writeHbaParams } from './lab-hba.ts';
 
 export const LAB_ZONE = 'lab.example.';
 export const LAB_B_NAME = `b.${LAB_ZONE}`;
@@ -46,10 +48,15 @@ export function capabilityLine(owner: string, ttl: number, ulid: string, locator
   return `${owner} ${ttl} IN TYPE${type} \\# ${rdata.length} ${Buffer.from(rdata).toString('hex')}`;
 }
 
-/** Ask `shim6 zone record` for B's line if that command exists; else undefined. */
-function zoneToolLine(ulid: string, locators: RecordLocator[]): string | undefined {
+/**
+ * B's capability record line from `shim6 zone record` (locators and
+ * hba-digest from B's HBA parameters file), or undefined when the command
+ * fails (then the lab writes the line itself).
+ */
+function zoneToolLine(hbaFile: string, ulid: string, locators: RecordLocator[]): string | undefined {
   const bin = path.resolve(import.meta.dirname, '../../bin/shim6.js');
-  const args = [bin, 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, ...locators.flatMap((l) => ['--locator', l.address]), '--ttl', '60'];
+  const locs = locators.flatMap((l) => ['--locator', `${l.address}/${l.priority}`]);
+  const args = [bin, 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, '--hba', hbaFile, ...locs, '--aaaa', 'ulid', '--ttl', '60'];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 20_000 });
   const line = String(r.stdout ?? '').split('\n').find((l) => /TYPE\d+\s+\\#/.test(l));
   return r.status === 0 && line ? line.trim() : undefined;
@@ -63,7 +70,7 @@ export interface LabZoneOptions {
 }
 
 /** The zone text for the lab, and where the capability line came from. */
-export function labZone(opts: LabZoneOptions = {}): { text: string; recordSource: 'zone-tools' | 'lab' | 'none' } {
+export function labZone(hbaFileB: string, opts: LabZoneOptions = {}): { text: string; recordSource: 'zone-tools' | 'lab' | 'none' } {
   const locators = opts.locators ?? [{ address: LAB_ADDR.bP, priority: 0 }, { address: LAB_ADDR.bQ, priority: 1 }];
   const lines = [
     `$ORIGIN ${LAB_ZONE}`,
@@ -76,7 +83,7 @@ export function labZone(opts: LabZoneOptions = {}): { text: string; recordSource
   ];
   let recordSource: 'zone-tools' | 'lab' | 'none' = 'none';
   if (opts.capability ?? true) {
-    const fromTools = zoneToolLine(LAB_ADDR.bP, locators);
+    const fromTools = zoneToolLine(hbaFileB, LAB_ADDR.bP, locators);
     lines.push(fromTools ?? capabilityLine(LAB_B_NAME, 60, LAB_ADDR.bP, locators));
     recordSource = fromTools ? 'zone-tools' : 'lab';
   }
@@ -111,7 +118,10 @@ export async function startLabDns(lab: Lab, opts: LabZoneOptions = {}): Promise<
   const dir = path.join(lab.stateDir, 'knot');
   mkdirSync(dir, { recursive: true });
   const zoneFile = path.join(dir, 'lab.example.zone');
-  const { text, recordSource } = labZone(opts);
+  const hbaB = path.join(lab.stateDir, 'hba-b.json');
+  writeHbaParams('b', hbaB);
+  writeHbaParams('a', path.join(lab.stateDir, 'hba-a.json'));
+  const { text, recordSource } = labZone(hbaB, opts);
   writeFileSync(zoneFile, text);
   // named-checkzone catches bad RDATA lengths; Knot also checks the zone when it loads it.
   const check = spawnSync('named-checkzone', [LAB_ZONE, zoneFile], { encoding: 'utf8' });

@@ -16,11 +16,15 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../errors.ts';
+import { LAB_HBA } from './lab-hba.ts';
 
-/** Addresses of the lab (documentation prefix, RFC 3849). */
+/**
+ * Addresses of the lab (documentation prefix, RFC 3849). A's and B's
+ * addresses on P and Q are their HBA sets (lab-hba.ts); P's is the ULID.
+ */
 export const LAB_ADDR = {
-  aP: '2001:db8:1::a', bP: '2001:db8:1::b',
-  aQ: '2001:db8:2::a', bQ: '2001:db8:2::b',
+  aP: LAB_HBA.a.members[0]!.address, bP: LAB_HBA.b.members[0]!.address,
+  aQ: LAB_HBA.a.members[1]!.address, bQ: LAB_HBA.b.members[1]!.address,
   aDns: '2001:db8:53::a', dnsA: '2001:db8:53::53',
   bDns: '2001:db8:54::b', dnsB: '2001:db8:54::53',
 } as const;
