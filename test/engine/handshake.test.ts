@@ -97,3 +97,19 @@ test('host-based independent mode: I1 → R1 only, no context stays on either si
   assert.equal(a.engine.contextCount, 0);
   assert.equal(b.engine.contextCount, 0);
 });
+
+test('ICMP no-support quoting our I1 → NO-SUPPORT, negative cache, ICMP hold-down, then IDLE', () => {
+  const net = new Loop(20);
+  const a = net.add('A', 31, A_PREFIXES);
+  a.engine.prime(net.now, { ulid: '2001:db8:ee::1', locators: [], ttl: 300, source: 'configured' });
+  net.flush();
+  const i1 = net.log.at(-1)!.bytes;
+  assert.deepEqual(a.engine.handleIcmp(net.now, { invoking: i1 }), { kind: 'consumed' });
+  net.flush();
+  assert.equal(a.engine.status().contexts[0]!.state, State.NO_SUPPORT);
+  assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'icmp'));
+  net.run(599_000);
+  assert.equal(a.engine.contextCount, 1, 'still held down before ICMP_HOLDDOWN_TIME');
+  net.run(601_000);
+  assert.equal(a.engine.contextCount, 0);
+});
