@@ -8,7 +8,8 @@ import { writeFileSync } from 'node:fs';
 import { IPPROTO_NONE } from '../../shim/constants.ts';
 import { demoPackets } from '../../shim/wire/demo.ts';
 import { decodeMessage, decodePayloadHeader, encodeMessage, encodePayloadHeader, isPayloadHeader } from '../../shim/wire/index.ts';
-import { fromHex, messageFromJson, toHex, toJson } from '../../shim/wire/json.ts';
+import { decodeCapabilityRecord, encodeCapabilityRecord, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { fromHex, fromJson, messageFromJson, toHex, toJson } from '../../shim/wire/json.ts';
 import { encodePcap } from '../../shim/wire/pcap.ts';
 import { badValue } from '../errors.ts';
 
@@ -22,6 +23,19 @@ export function decodeHexToJson(hex: string): unknown {
     return json;
   }
   return toJson(decodeMessage(bytes));
+}
+
+/** Byte fields of the capability record's JSON form (hex strings). */
+const RECORD_BYTE_FIELDS = ['digest', 'value'];
+
+/** Decode capability-record RDATA (DESIGN.md §2) to its JSON form. */
+export function decodeRecordHexToJson(hex: string): unknown {
+  return toJson(decodeCapabilityRecord(fromHex(hex, 'hex')));
+}
+
+/** Encode a capability record given in its JSON form to RDATA hex. */
+export function encodeRecordJsonToHex(json: string): string {
+  return toHex(encodeCapabilityRecord(fromJson(json, RECORD_BYTE_FIELDS) as CapabilityRecord));
 }
 
 /** Encode the JSON form to hex; `{"type":"PayloadHeader",nextHeader,contextTag}` gives a payload header. */
@@ -40,16 +54,19 @@ export function register(program: Command): void {
     .command('decode')
     .description('decode a Shim6 message (hex, starting at the Shim6 header) and print it as JSON')
     .argument('<hex>', 'the bytes in hex (spaces, colons and a 0x prefix are allowed)')
-    .action((hex: string) => {
-      process.stdout.write(JSON.stringify(decodeHexToJson(hex), null, 2) + '\n');
+    .option('--record', 'the bytes are capability-record RDATA (TYPE65300, DESIGN.md §2)')
+    .action((hex: string, opts: { record?: boolean }) => {
+      const json = opts.record === true ? decodeRecordHexToJson(hex) : decodeHexToJson(hex);
+      process.stdout.write(JSON.stringify(json, null, 2) + '\n');
     });
 
   program
     .command('encode')
     .description('encode a Shim6 message given as JSON (as `shim6 decode` prints it) and print the hex')
     .argument('<json>', 'the message, e.g. \'{"type":"I1","contextTag":1,"initiatorNonce":2,"options":[]}\'; bytes as hex strings')
-    .action((json: string) => {
-      process.stdout.write(encodeJsonToHex(json) + '\n');
+    .option('--record', 'the JSON is a capability record (as `shim6 decode --record` prints it); prints its RDATA')
+    .action((json: string, opts: { record?: boolean }) => {
+      process.stdout.write((opts.record === true ? encodeRecordJsonToHex(json) : encodeJsonToHex(json)) + '\n');
     });
 
   program

@@ -40,14 +40,14 @@ export function toJson(value: unknown): unknown {
   return value;
 }
 
-/** Turn hex strings of byte fields back into bytes, recursively; `path` names fields in errors. */
-function revive(value: unknown, path: string): unknown {
-  if (Array.isArray(value)) return value.map((v, i) => revive(v, `${path}[${i}]`));
+/** Turn hex strings of the named byte fields back into bytes, recursively; `path` names fields in errors. */
+function revive(value: unknown, path: string, byteFields: ReadonlySet<string>): unknown {
+  if (Array.isArray(value)) return value.map((v, i) => revive(v, `${path}[${i}]`, byteFields));
   if (value !== null && typeof value === 'object') {
     const out: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(value)) {
       const p = path === '' ? k : `${path}.${k}`;
-      out[k] = BYTE_FIELDS.has(k) && typeof v === 'string' ? fromHex(v, p) : revive(v, p);
+      out[k] = byteFields.has(k) && typeof v === 'string' ? fromHex(v, p) : revive(v, p, byteFields);
     }
     return out;
   }
@@ -55,10 +55,10 @@ function revive(value: unknown, path: string): unknown {
 }
 
 /**
- * A message from its JSON form (an object or JSON text). The result is shaped like
- * a Shim6Message; the encoder validates every field.
+ * Parse JSON text (or take an object) and turn the hex strings of `byteFields`
+ * into bytes: the JSON form of any wire value whose byte fields are known.
  */
-export function messageFromJson(json: unknown): Shim6Message {
+export function fromJson(json: unknown, byteFields: Iterable<string>): unknown {
   let value = json;
   if (typeof json === 'string') {
     try {
@@ -68,7 +68,15 @@ export function messageFromJson(json: unknown): Shim6Message {
     }
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new WireError('BAD_SYNTAX', 'a message must be a JSON object with a "type"');
+    throw new WireError('BAD_SYNTAX', 'expected a JSON object');
   }
-  return revive(value, '') as Shim6Message;
+  return revive(value, '', new Set(byteFields));
+}
+
+/**
+ * A message from its JSON form (an object or JSON text). The result is shaped like
+ * a Shim6Message; the encoder validates every field.
+ */
+export function messageFromJson(json: unknown): Shim6Message {
+  return fromJson(json, BYTE_FIELDS) as Shim6Message;
 }

@@ -81,3 +81,27 @@ test('shim6 pcap without --demo is a usage error (exit 2)', () => {
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--demo/);
 });
+
+// Capability-record RDATA built by hand from DESIGN.md §2: version 1, flags 0x80 (HBA set),
+// 1 locator, ULID 2001:db8:a::1; locator flags 0, priority 1, weight 10; parameter 2 (port) = 6000.
+const RECORD_HEX = '01 80 01 00 20010db8000a00000000000000000001  00 01 0a 00 20010db8000a00000000000000000001  0002 0002 1770'.replace(/ /g, '');
+const RECORD_JSON = {
+  hbaSet: true, cgaUlid: false, ulid: '2001:db8:a::1',
+  locators: [{ address: '2001:db8:a::1', flags: 0, priority: 1, weight: 10 }],
+  mandatory: [], unknownParams: [], port: 6000,
+};
+
+test('shim6 decode --record / encode --record: capability-record RDATA both ways', () => {
+  const dec = shim6(['decode', '--record', RECORD_HEX]);
+  assert.equal(dec.status, 0, dec.stderr);
+  assert.deepEqual(JSON.parse(dec.stdout), RECORD_JSON);
+  const enc = shim6(['encode', '--record', JSON.stringify(RECORD_JSON)]);
+  assert.equal(enc.status, 0, enc.stderr);
+  assert.equal(enc.stdout.trim(), RECORD_HEX);
+});
+
+test('shim6 decode --record: malformed RDATA exits 1 with the WireError code', () => {
+  const r = shim6(['decode', '--record', RECORD_HEX.slice(0, 30)]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /error TRUNCATED:/);
+});
