@@ -1,0 +1,181 @@
+// `zone record` output is a valid zone for BIND's and Knot's own validators;
+// a broken RFC 3597 length fails named-checkzone, kzonecheck AND `zone check`,
+// the latter on the right line; `zone check` finds each rule's violation.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { shim6 } from '../helpers/cli.ts';
+import { kzonecheck, namedCheckzone, shim6Async, tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { checkZoneText } from '../../zone-tools/zone-check.ts';
+import { recordInput, type RecordFlags } from '../../zone-tools/commands.ts';
+import { buildHostRecord } from '../../zone-tools/record-input.ts';
+import { UsageError } from '../../shim/errors.ts';
+import { encodeCapabilityRecord, toGenericRdata, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
+
+const Z = 'example.';
+
+function record(args: string[]): string {
+  const r = shim6(['zone', 'record', ...args]);
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout;
+}
+
+test('zone record: comment, RFC 3597 line, AAAA set, TXT fallback; accepted by named-checkzone, kzonecheck and zone check', (t) => {
+  if (!needs(t, { commands: ['named-checkzone', 'kzonecheck'] })) return;
+  const dir = tempDir(t);
+  const params = path.join(dir, 'hba.json');
+  const h = shim6(['zone', 'hba', '--prefix', '2001:db8:1::/64', '--prefix', '2001:db8:2::/64', '--sec', '0', '--out', params]);
+  assert.equal(h.status, 0, h.stderr);
+  const lines = [
+    record(['--name', 'a.example.', '--ulid', '2001:db8:1::a', '--locator', '2001:db8:1::a/0/10', '--locator', '2001:db8:2::a/1/5/transient', '--txt']),
+    record(['--name', 'b.example', '--ulid', '2001:db8:1::b', '--locator', '2001:db8:3::b/2/0/broken+transient', '--ttl', '60', '--port', '6000', '--aaaa', 'ulid']),
+    record(['--name', 'c.example.', '--hba', params, '--txt']),
+  ];
+  const a = lines[0]!.split('\n');
+  assert.match(a[0]!, /^; a\.example\. shim6 capability: v1 ulid=2001:db8:1::a loc=2001:db8:1::a\/prio=0\/weight=10 loc=2001:db8:2::a\/prio=1\/weight=5\/flags=transient$/);
+  assert.match(a[1]!, /^a\.example\. 3600 IN TYPE65300 \\# 60 01000200[0-9a-f]{112}$/);
+  assert.deepEqual(a.slice(2, 4), ['a.example. 3600 IN AAAA 2001:db8:1::a', 'a.example. 3600 IN AAAA 2001:db8:2::a']);
+  assert.match(a[4]!, /^_shim6\.a\.example\. 3600 IN TXT "v=shim6cap1 b64=[A-Za-z0-9+/=]+"$/);
+  assert.match(lines[1]!, /b\.example\. 60 IN AAAA 2001:db8:1::b\n/);
+  assert.doesNotMatch(lines[1]!, /AAAA 2001:db8:3::b/, '--aaaa ulid publishes the ULID only');
+  assert.match(lines[2]!, / v1 hba ulid=2001:db8:1:0:[0-9a-f:]+ loc=.* hba-digest=sha256:[0-9a-f]{64}/);
+  const file = writeZone(dir, 'ok.zone', zoneHeader(Z) + lines.join(''));
+  for (const [tool, r] of [['named-checkzone', namedCheckzone(Z, file)], ['kzonecheck', kzonecheck(Z, file)]] as const) {
+    assert.equal(r.status, 0, `${tool}: ${r.output}`);
+  }
+  const c = shim6(['zone', 'check', file]);
+  assert.equal(c.status, 0, c.stdout + c.stderr);
+  assert.match(c.stderr, /3 capability record\(s\), 2 TXT fallback\(s\), no problems/);
+});
+
+test('a bad RFC 3597 length fails named-checkzone, kzonecheck and zone check (on its line)', (t) => {
+  if (!needs(t, { commands: ['named-checkzone', 'kzonecheck'] })) return;
+  const dir = tempDir(t);
+  const good = record(['--name', 'host.example.', '--ulid', '2001:db8:1::1', '--locator', '2001:db8:1::1']);
+  const bad = good.replace('\\# 40 ', '\\# 41 ');
+  assert.notEqual(bad, good);
+  const text = zoneHeader(Z) + bad;
+  const line = text.split('\n').findIndex((l) => l.includes('\\# 41')) + 1;
+  const file = writeZone(dir, 'bad.zone', text);
+  assert.notEqual(namedCheckzone(Z, file).status, 0, 'named-checkzone must reject it');
+  assert.notEqual(kzonecheck(Z, file).status, 0, 'kzonecheck must reject it');
+  const c = shim6(['zone', 'check', file]);
+  assert.equal(c.status, 1);
+  assert.equal(c.stdout.trim(), `${file}:${line}: RFC 3597 length 41 does not match the 40 octets of hex data`);
+});
+
+function rdataHex(r: CapabilityRecord): string {
+  return toGenericRdata(encodeCapabilityRecord(r));
+}
+
+const REC: CapabilityRecord = { hbaSet: false, cgaUlid: false, ulid: '2001:db8::1', locators: [{ address: '2001:db8::1', flags: 0, priority: 0, weight: 0 }], mandatory: [], unknownParams: [] };
+
+test('zone check: one finding per rule, each with its line', () => {
+  const good = rdataHex(REC);
+  const goodHex = good.split(' ').slice(2).join('');
+  const withByte = (i: number, v: number): string => {
+    const b = Buffer.from(goodHex, 'hex');
+    b[i] = v;
+    return `\\# ${b.length} ${b.toString('hex')}`;
+  };
+  const cases: [string, RegExp][] = [
+    [`h IN TYPE65300 ${withByte(0, 2)}`, /version 2 is not 1/],
+    [`h IN TYPE65300 ${withByte(1, 0x01)}`, /unknown flag bits/],
+    [`h IN TYPE65300 ${withByte(3, 0x01)}`, /reserved octet not zero/],
+    [`h IN TYPE65300 ${withByte(2, 0)}`, /locator count 0/],
+    [`h IN TYPE65300 ${withByte(20, 0x10)}`, /unknown flag bits 0x10/],
+    // params: port (key 2) then key 1: out of order.
+    [`h IN TYPE65300 \\# 52 ${goodHex}000200021234000100020a0b`, /not strictly increasing/],
+    [`h IN TYPE65300 0100`, /RFC 3597 generic form/],
+    [`h IN TYPE65300 \\# 2 01zz`, /generic RDATA/],
+    [`other IN TYPE65300 ${good}`, /not in the AAAA RRset of other\.example\.: there is no AAAA/],
+    [`h IN TYPE65300 ${rdataHex({ ...REC, ulid: '2001:db8::99' })}`, /ULID 2001:db8::99 is not in the AAAA RRset/],
+    [`h IN TYPE65300 ${rdataHex({ ...REC, locators: [{ address: 'fe80::1', flags: 0, priority: 0, weight: 0 }] })}`, /fe80::1 is link-local/],
+    [`h IN TYPE65300 ${rdataHex({ ...REC, locators: [{ address: 'ff02::1', flags: 0, priority: 0, weight: 0 }] })}`, /multicast/],
+    [`_shim6.h IN TXT "v=shim6cap1 b64=AQ=="`, /_shim6 TXT: capability record: header needs 20 octets/],
+    [`_shim6.h IN TXT "v=other"`, /_shim6 TXT: .*must start with "v=shim6cap1"/],
+  ];
+  for (const [line, want] of cases) {
+    const text = `$ORIGIN example.\n$TTL 60\n; comment\nh IN AAAA 2001:db8::1\n${line}\n`;
+    const res = checkZoneText(text, 'z');
+    const errors = res.problems.filter((p) => p.severity === 'error');
+    assert.equal(errors.length, 1, `${line}: ${JSON.stringify(errors)}`);
+    assert.equal(errors[0]!.line, 5, line);
+    assert.match(errors[0]!.message, want, line);
+  }
+});
+
+test('zone check: master-file syntax real zones use; duplicates and TXT/RR disagreement', () => {
+  const rr = rdataHex(REC);
+  const hex = rr.split(' ').slice(2).join('');
+  const text = [
+    '$TTL 1h',                                       // 1
+    '$ORIGIN example.',                              // 2
+    '@ IN SOA ns hm ( 1 ; serial',                   // 3
+    '   3600 600 86400 300 )',                       // 4
+    'h 300 IN AAAA 2001:db8::1 ; the ULID',          // 5
+    `  IN 300 TYPE65300 ( \\# 40`,                   // 6: blank owner, class before TTL, parentheses
+    `      ${hex.slice(0, 30)}`,                     // 7
+    `      ${hex.slice(30)} )`,                      // 8
+    `h.example. IN TYPE65300 ${rr}`,                 // 9: second RR at the same owner
+    '$ORIGIN sub.example.',                          // 10
+    '@ IN AAAA 2001:db8::1',                         // 11
+    `@ IN TYPE65300 ${rr}`,                          // 12: sub.example. — fine
+    `_shim6 IN TXT "v=shim6cap1 b64=${Buffer.from(encodeCapabilityRecord({ ...REC, locators: [{ address: '2001:db8::2', flags: 0, priority: 0, weight: 0 }] })).toString('base64')}"`, // 13 differs
+  ].join('\n');
+  const res = checkZoneText(text, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.message.replace(/ \(.*$/, '')]), [
+    [9, 'second TYPE65300 RR at h.example.'],
+    [13, '_shim6 TXT differs from the TYPE65300 RR at line 12'],
+  ]);
+  assert.equal(res.records, 3);
+  assert.equal(res.txts, 1);
+});
+
+test('zone check: $INCLUDE is followed and problems name the included file', (t) => {
+  const dir = tempDir(t);
+  writeZone(dir, 'inc.zone', `h IN AAAA 2001:db8::1\nh IN TYPE65300 \\# 3 0102\n`);
+  const main = writeZone(dir, 'main.zone', `$ORIGIN example.\n$TTL 60\n$INCLUDE inc.zone\n`);
+  const res = checkZoneText(readFileSync(main, 'utf8'), main);
+  assert.deepEqual(res.problems.map((p) => `${path.basename(p.file)}:${p.line}`), ['inc.zone:2']);
+});
+
+test('record inputs: each bad value is a UsageError naming its field', () => {
+  const base = { name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1'] };
+  const cases: [Partial<RecordFlags>, string][] = [
+    [{ ulid: undefined }, '--ulid'],
+    [{ locator: ['2001:db8::1/300'] }, '--locator'],
+    [{ locator: ['2001:db8::1/0/0/lost'] }, '--locator'],
+    [{ locator: ['2001:db8::1/0/0/0/9'] }, '--locator'],
+    [{ locator: [] }, '--locator'],
+    [{ locator: ['2001:db8::1', '2001:db8::1'] }, '--locator'],
+    [{ name: 'h..example.' }, '--name'],
+    [{ ulid: 'x' }, '--ulid'],
+    [{ ttl: '-1' }, '--ttl'],
+    [{ port: '0' }, '--port'],
+    [{ aaaa: 'some' }, 'aaaa'],
+    [{ rrType: '70000' }, 'rr-type'],
+    [{ hba: '/nonexistent.json' }, '--hba'],
+  ];
+  for (const [patch, field] of cases) {
+    const flags: RecordFlags = { name: base.name, ulid: base.ulid, locator: base.locators, ...patch } as RecordFlags;
+    if ('ulid' in patch && patch.ulid === undefined) delete flags.ulid;
+    assert.throws(() => buildHostRecord(recordInput(flags)), (e: unknown) => e instanceof UsageError && e.code === 'EUSAGE' && e.field === field, JSON.stringify(patch));
+  }
+});
+
+test('zone CLI: usage errors exit 2 and name the flag and the value on stderr', async () => {
+  const cases: [string[], RegExp][] = [
+    [['zone', 'record', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1/300'], /--locator: invalid value "2001:db8::1\/300"/],
+    [['zone', 'check', '/nonexistent.zone'], /FILE: invalid value "\/nonexistent.zone": no such file/],
+    [['zone', 'hba', '--prefix', '2001:db8::/48', '--out', '/tmp/x'], /--prefix: invalid value "2001:db8::\/48"/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => shim6Async(args)));
+  for (const [i, [args, want]] of cases.entries()) {
+    const r = results[i]!;
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, want, args.join(' '));
+  }
+});
