@@ -5,30 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { twoHosts, STREAM_FIXTURE, type TwoHosts } from './two-hosts.ts';
+import { twoHosts, stallRun, STREAM_FIXTURE } from './two-hosts.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Stream A → B over the context, black-hole P, re-home to Q after `repairMs`, return the receiver's report. */
-export async function stallRun(h: TwoHosts, repairMs: number, afterMs: number) {
-  const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
-  await server.op('listening', 5000);
-  const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
-  await client.op('connected', 5000);
-  await sleep(800);
-  h.net.blackhole(h.a, 'dpP');
-  const cut = Date.now();
-  await sleep(repairMs);
-  await h.rehomeToQ();
-  const rehomed = Date.now() - cut;
-  await sleep(afterMs);
-  client.child.kill('SIGTERM');
-  server.child.stdin!.write('report\n');
-  const report = await server.op('report', 5000);
-  h.nodeA.send({ op: 'stats' });
-  const stats = await h.nodeA.op('stats', 3000);
-  return { report: report as unknown as { bytes: number; maxGapMs: number; corrupt: number }, stats, rehomedMs: rehomed };
-}
 
 test('TCP between two namespaces through TUN + UDP encapsulation, bytes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
@@ -58,7 +37,7 @@ test('TCP between two namespaces through TUN + UDP encapsulation, bytes intact',
 
 test('TCP prompt after re-homing: the stream resumes at once instead of at the next backed-off RTO', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const repairMs = 2000;
+  const repairMs = 1500;
   const off = await stallRun(await twoHosts(t, { tcpPrompt: false }), repairMs, 2000);
   const on = await stallRun(await twoHosts(t, { tcpPrompt: true }), repairMs, 2000);
   t.diagnostic(`stall without prompt ${off.report.maxGapMs.toFixed(0)} ms, with prompt ${on.report.maxGapMs.toFixed(0)} ms (re-homed after ${on.rehomedMs} ms)`);
@@ -69,4 +48,33 @@ test('TCP prompt after re-homing: the stream resumes at once instead of at the n
   // with it, the stream resumes within a few hundred ms of the re-homing.
   assert.ok(on.report.maxGapMs < on.rehomedMs + 400, `prompted stall ${on.report.maxGapMs} ms`);
   assert.ok(off.report.maxGapMs > on.report.maxGapMs + 500, `unprompted ${off.report.maxGapMs} vs prompted ${on.report.maxGapMs}`);
+});
+
+test('real engine: context set up by prime over UDP, TCP through the TUN, bytes intact', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const h = await twoHosts(t, { engine: 'engine' });
+  const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
+  await server.op('listening', 5000);
+  const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
+  await client.op('connected', 5000);
+  await sleep(700);
+  client.child.kill('SIGTERM');
+  await sleep(100);
+  server.child.stdin!.write('report\n');
+  const r = await server.op('report', 5000);
+  h.nodeA.send({ op: 'stats' });
+  const s = await h.nodeA.op('stats', 3000);
+  assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
+  assert.equal(r.corrupt, 0);
+  assert.ok((s.tunIn as number) > 100 && (s.udpIn as number) > 10, JSON.stringify(s));
+});
+
+test('real engine: P silently black-holed, REAP re-homes to Q, the TCP prompt resumes the stream at once', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const off = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: false }), 10_000, 2500);
+  const on = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: true }), 10_000, 2500);
+  t.diagnostic(`real engine: re-homed after ${off.rehomedMs} / ${on.rehomedMs} ms; stall without prompt ${off.report.maxGapMs.toFixed(0)} ms, with ${on.report.maxGapMs.toFixed(0)} ms`);
+  assert.equal(off.report.corrupt + on.report.corrupt, 0);
+  assert.ok((on.stats.prompts as number) > 0, 'the prompt fired');
+  assert.ok(on.report.maxGapMs < on.rehomedMs + 400, `prompted stall ${on.report.maxGapMs} ms after re-homing at ${on.rehomedMs} ms`);
 });

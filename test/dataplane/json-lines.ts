@@ -6,16 +6,25 @@ export type Msg = { op: string } & Record<string, unknown>;
 
 export class JsonLines {
   private readonly inbox: Msg[] = [];
+  private readonly listeners = new Map<string, (m: Msg) => void>();
   private readonly waiters: Array<() => void> = [];
   readonly stderr: string[] = [];
 
   constructor(readonly child: ChildProcess) {
     readline.createInterface({ input: child.stdout! }).on('line', (l) => {
-      try { this.inbox.push(JSON.parse(l) as Msg); } catch { this.stderr.push(l); }
+      let m: Msg;
+      try { m = JSON.parse(l) as Msg; } catch { this.stderr.push(l); return; }
+      const listener = this.listeners.get(m.op);
+      if (listener) listener(m); else this.inbox.push(m);
       for (const w of this.waiters.splice(0)) w();
     });
     child.stderr?.on('data', (d: Buffer) => this.stderr.push(d.toString()));
     child.once('exit', () => { for (const w of this.waiters.splice(0)) w(); });
+  }
+
+  /** Deliver every message with `op` to `cb` instead of the inbox. */
+  onOp(op: string, cb: (m: Msg) => void): void {
+    this.listeners.set(op, cb);
   }
 
   send(m: object): void {

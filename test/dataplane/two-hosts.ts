@@ -9,15 +9,18 @@ import { fileURLToPath } from 'node:url';
 import { NetLab, uniqueName, type AfterHook, type Netns } from '../helpers/netns.ts';
 import { JsonLines } from './json-lines.ts';
 import type { StaticNodeConfig } from '../../shim/dataplane/static-node.ts';
+import { LAB_HBA } from '../../shim/dataplane/lab-hba.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
 export const NODE_FIXTURE = path.join(HERE, 'fixtures/static-node.ts');
+export const ENGINE_FIXTURE = path.join(HERE, 'fixtures/engine-node.ts');
 export const STREAM_FIXTURE = path.join(HERE, 'fixtures/tcp-stream.mjs');
 
+/** The lab's HBA addresses (shim/dataplane/lab-hba.ts): members[0] on P is the ULID, members[1] on Q. */
 export const ADDR = {
-  pa: 'fd00:d9::a', pb: 'fd00:d9::b',
-  qa: 'fd00:d8::a', qb: 'fd00:d8::b',
+  pa: LAB_HBA.a.members[0]!.address, pb: LAB_HBA.b.members[0]!.address,
+  qa: LAB_HBA.a.members[1]!.address, qb: LAB_HBA.b.members[1]!.address,
 } as const;
 
 export interface TwoHosts {
@@ -28,13 +31,18 @@ export interface TwoHosts {
   nodeB: JsonLines;
   ulidA: string;
   ulidB: string;
-  /** Move both contexts to the Q pair (what REAP would do). */
+  engineMode: boolean;
+  /** Engine mode: events seen so far, per host. */
+  events: { a: Record<string, unknown>[]; b: Record<string, unknown>[] };
+  /** Move both contexts to the Q pair (static mode: what REAP would do). */
   rehomeToQ(): Promise<void>;
   /** Start a long-running process in a namespace (killed at cleanup), speaking JSON lines. */
   spawn(ns: Netns, argv: string[]): JsonLines;
 }
 
 export interface TwoHostsOptions {
+  /** 'static': a fixed context (StaticContextEngine); 'engine': the real Engine, context set up by prime. */
+  engine?: 'static' | 'engine';
   tcpPrompt?: boolean;
   pathMtu?: number;
   batch?: number;
@@ -49,6 +57,7 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
   const mtu = opts.pathMtu ?? 1500;
   net.veth(a, 'dpP', b, 'dpP', { mtu });
   net.veth(a, 'dpQ', b, 'dpQ', { mtu });
+  const eng = opts.engine === 'engine';
   net.addr(a, 'dpP', `${ADDR.pa}/64`); net.addr(b, 'dpP', `${ADDR.pb}/64`);
   net.addr(a, 'dpQ', `${ADDR.qa}/64`); net.addr(b, 'dpQ', `${ADDR.qb}/64`);
   const spawn = (ns: Netns, argv: string[]) => new JsonLines(net.spawn(ns, argv, { cwd: ROOT }));
@@ -62,7 +71,12 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
       locators: [ADDR[`p${me}`], ADDR[`q${me}`]],
       ...(opts.batch ? { batch: opts.batch } : {}),
     };
-    return spawn(ns, [process.execPath, '--import', 'tsx', NODE_FIXTURE, JSON.stringify(cfg)]);
+    const extra = process.env.SHIM6_DP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+    if (eng) {
+      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt };
+      return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', ENGINE_FIXTURE, JSON.stringify(ecfg)]);
+    }
+    return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', NODE_FIXTURE, JSON.stringify(cfg)]);
   };
   let nodeA: JsonLines | undefined, nodeB: JsonLines | undefined;
   if (!opts.noNodes) {
@@ -71,8 +85,19 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
     await nodeA.op('ready', 15_000);
     await nodeB.op('ready', 15_000);
   }
+  const events = { a: [] as Record<string, unknown>[], b: [] as Record<string, unknown>[] };
+  if (eng && nodeA && nodeB) {
+    nodeA.onOp('event', (m) => events.a.push(m));
+    nodeB.onOp('event', (m) => events.b.push(m));
+    nodeA.send({ op: 'prime' });
+    const end = Date.now() + 10_000;
+    while (!(events.a.some((e) => e.kind === 'context-established') && events.b.some((e) => e.kind === 'context-established'))) {
+      if (Date.now() > end) throw new Error(`no context within 10 s: ${JSON.stringify(events)} ${nodeA.stderr.join('')} ${nodeB.stderr.join('')}`);
+      await sleep(20);
+    }
+  }
   return {
-    net, a, b, ulidA: ADDR.pa, ulidB: ADDR.pb,
+    net, a, b, ulidA: ADDR.pa, ulidB: ADDR.pb, events, engineMode: eng,
     nodeA: nodeA!, nodeB: nodeB!,
     spawn,
     async rehomeToQ() {
@@ -83,3 +108,36 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
     },
   };
 }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Stream A → B over the context, black-hole P, re-home to Q after `repairMs`, return the receiver's report. */
+export async function stallRun(h: TwoHosts, repairMs: number, afterMs: number) {
+  const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
+  await server.op('listening', 5000);
+  const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
+  await client.op('connected', 5000);
+  await sleep(800);
+  h.net.blackhole(h.a, 'dpP');
+  const cut = Date.now();
+  if (h.engineMode) {
+    // The engine finds the failure itself (REAP) and moves to Q.
+    const end = Date.now() + repairMs;
+    while (!h.events.a.some((e) => e.kind === 'locator-pair-changed')) {
+      if (Date.now() > end) throw new Error(`no re-homing within ${repairMs} ms: ${JSON.stringify(h.events)}`);
+      await sleep(10);
+    }
+  } else {
+    await sleep(repairMs);
+    await h.rehomeToQ();
+  }
+  const rehomed = Date.now() - cut;
+  await sleep(afterMs);
+  client.child.kill('SIGTERM');
+  server.child.stdin!.write('report\n');
+  const report = await server.op('report', 5000);
+  h.nodeA.send({ op: 'stats' });
+  const stats = await h.nodeA.op('stats', 3000);
+  return { report: report as unknown as { bytes: number; maxGapMs: number; corrupt: number }, stats, rehomedMs: rehomed };
+}
+
