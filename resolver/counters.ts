@@ -6,8 +6,11 @@ export interface ResolverCounters {
   queries: number;
   udpQueries: number;
   tcpQueries: number;
+  /** Client questions answered from the cache / sent on (internal capability lookups not included). */
   hits: number;
   misses: number;
+  /** Lookups the capability stage made through the cache (TYPE65300, TXT, AAAA for A questions). */
+  internalLookups: number;
   coalesced: number;
   staleServed: number;
   formerr: number;
@@ -30,7 +33,7 @@ export interface ResolverCounters {
 
 export function newCounters(): ResolverCounters {
   return {
-    queries: 0, udpQueries: 0, tcpQueries: 0, hits: 0, misses: 0, coalesced: 0, staleServed: 0,
+    queries: 0, udpQueries: 0, tcpQueries: 0, hits: 0, misses: 0, internalLookups: 0, coalesced: 0, staleServed: 0,
     formerr: 0, servfail: 0, refused: 0, dropped: 0, truncated: 0,
     upstreamTimeouts: 0, upstreamTcpFallbacks: 0, upstreamMalformed: 0, upstreamMismatched: 0,
     capabilityFound: 0, capabilityAbsent: 0, capabilityInvalid: 0, capabilityErrors: 0, capabilityLate: 0,

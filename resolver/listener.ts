@@ -28,6 +28,19 @@ export interface ListenerOptions {
   maxTcpInflight: number;
 }
 
+/**
+ * Socket buffers asked for on the UDP listener: a burst of queries must not be
+ * dropped by the kernel while the event loop is busy (the kernel caps it at
+ * net.core.rmem_max / wmem_max).
+ */
+export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024;
+
+/** Ask for bigger socket buffers; the kernel may give less, which is fine. */
+export function setBuffers(sock: dgram.Socket, bytes: number): void {
+  try { sock.setRecvBufferSize(bytes); } catch { /* capped or not permitted */ }
+  try { sock.setSendBufferSize(bytes); } catch { /* capped or not permitted */ }
+}
+
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
 
 /** Called after an answer was handed to the socket (tests use it to order events). */
@@ -38,6 +51,7 @@ export class Listeners {
   private readonly tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   readonly bound: ListenAddr[] = [];
+  private closed = false;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
     private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook) {}
@@ -51,7 +65,8 @@ export class Listeners {
         sock.bind(a.port, a.host, () => { sock.off('error', reject); resolve(); });
       });
       sock.on('error', (err) => this.log.warn('UDP listener error', { error: err.message }));
-      sock.on('message', (msg, rinfo) => this.handle(msg, 'udp', (out) => sock.send(out, rinfo.port, rinfo.address)));
+      setBuffers(sock, UDP_SOCKET_BUFFER);
+      sock.on('message', (msg, rinfo) => this.handle(msg, 'udp', (out) => { if (!this.closed) sock.send(out, rinfo.port, rinfo.address); }));
       this.udp.push(sock);
       const port = sock.address().port;
       const server = net.createServer((c) => this.onConnection(c));
@@ -124,7 +139,7 @@ export class Listeners {
     c.on('error', () => c.destroy());
     c.on('close', () => this.conns.delete(c));
     const write = (out: Uint8Array): void => {
-      if (c.destroyed || !c.writable) return;
+      if (this.closed || c.destroyed || !c.writable) return;
       const frame = Buffer.allocUnsafe(2 + out.length);
       frame.writeUInt16BE(out.length, 0);
       frame.set(out, 2);
@@ -149,6 +164,7 @@ export class Listeners {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     for (const s of this.udp) s.close();
     for (const c of this.conns) c.destroy();
     await Promise.all(this.tcp.map((s) => new Promise<void>((r) => s.close(() => r()))));

@@ -17,6 +17,10 @@ import { scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, type QueryOptions } from './answer-build.ts';
 import { Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
+import { setBuffers } from './listener.ts';
+
+/** Receive buffer per upstream socket: answers to a burst must not be dropped while the loop is busy. */
+const UPSTREAM_SOCKET_BUFFER = 1024 * 1024;
 
 export type UpstreamErrorCode = 'ETIMEOUT' | 'EUPSTREAM' | 'ETCP' | 'EOVERLOAD';
 
@@ -179,6 +183,7 @@ export class UpstreamPool {
     const port: Port = { sock, pending: new Map(), uses: 0 };
     sock.on('message', (msg, rinfo) => this.onUdpMessage(port, msg, rinfo));
     sock.on('error', (err) => this.log.warn('upstream socket error', { error: err.message }));
+    sock.once('listening', () => setBuffers(sock, UPSTREAM_SOCKET_BUFFER));
     sock.bind(0); // the kernel picks a random ephemeral port (RFC 5452 §9.2)
     sock.unref();
     return port;

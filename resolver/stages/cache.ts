@@ -17,14 +17,16 @@ export class CacheStage implements Stage {
 
   serve(req: Request, next: Handler): Answer | Promise<Answer> {
     const e = this.cache.getFresh(req.key, req.now);
+    const client = req.transport !== 'internal';
+    if (!client) this.counters.internalLookups++;
     if (e) {
-      this.counters.hits++;
+      if (client) this.counters.hits++;
       return { bytes: this.cache.render(e, req.now), optOff: e.optOff, source: 'cache', owned: true, rcode: e.rcode };
     }
-    this.counters.misses++;
+    if (client) this.counters.misses++;
     const pending = this.inflight.get(req.key);
     if (pending) {
-      this.counters.coalesced++;
+      if (client) this.counters.coalesced++;
       return pending;
     }
     const p = this.resolve(req, next);

@@ -83,15 +83,17 @@ export class CapabilityStage implements Stage {
     const ans = await next(req);
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
+    let final: string;
+    let addresses: Ipv6[] | undefined;
     try {
       scan = ans.scan ?? scanResponse(ans.bytes);
+      final = followCnames(ans.bytes, scan, req.q.nameKey);
+      addresses = req.q.qtype === RrType.AAAA ? aaaaAddresses(ans.bytes, scan, req.q.nameKey) : undefined;
     } catch {
-      return ans;
+      return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }
-    const final = followCnames(ans.bytes, scan, req.q.nameKey);
     if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + 60_000) as Millis });
     const entry = this.entry(final, req.now);
-    const addresses = req.q.qtype === RrType.AAAA ? aaaaAddresses(ans.bytes, scan, req.q.nameKey) : undefined;
     if (entry.result && addresses) {
       this.settle(entry, addresses, req.now);
       return ans;

@@ -15,7 +15,9 @@ async function setup(t: import('node:test').TestContext, config: Record<string, 
 
 test('a valid record primes the sink before the AAAA answer is sent, once per record lifetime', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
-  const { stub } = await setup(t);
+  // The default budget (a fraction of the AAAA round trip, ≥ 1 ms) can be overrun when the test machine is
+  // busy; a 100 ms floor makes the ordering deterministic. The cost of the default is measured in bench/resolver.ts.
+  const { stub } = await setup(t, { capability: { waitMinMs: 100, waitMaxMs: 100 } });
   const r = await dig(stub, 'peer.example.', 'AAAA');
   assert.equal(digStatus(r.stdout), 'NOERROR');
   const primes = stub.sink.calls.filter((c) => c.kind === 'prime');
@@ -94,9 +96,9 @@ test('TXT fallback only when configured, and only after a TYPE65300 NODATA', asy
   const st = on.stub.resolver.status() as { capability: { positive: Array<{ name: string; source: string }> } };
   assert.ok(st.capability.positive.some((e) => e.name === 'txtpeer.example.' && e.source === 'txt'));
   // A host with a TYPE65300 record never triggers a TXT query.
-  const misses = on.stub.resolver.counters.misses;
+  const internal = on.stub.resolver.counters.internalLookups;
   await dig(on.stub, 'peer.example.', 'AAAA');
-  assert.equal(on.stub.resolver.counters.misses - misses, 2, 'AAAA + TYPE65300, no _shim6 TXT');
+  assert.equal(on.stub.resolver.counters.internalLookups - internal, 1, 'TYPE65300 only, no _shim6 TXT');
 });
 
 test('pickup off: no capability queries at all', async (t) => {
@@ -104,5 +106,6 @@ test('pickup off: no capability queries at all', async (t) => {
   const { stub } = await setup(t, { capability: { enabled: false } });
   await dig(stub, 'peer.example.', 'AAAA');
   assert.equal(stub.sink.calls.length, 0);
-  assert.equal(stub.resolver.counters.misses, 1, 'only the AAAA went upstream');
+  assert.equal(stub.resolver.counters.misses, 1);
+  assert.equal(stub.resolver.counters.internalLookups, 0, 'no capability lookups');
 });

@@ -40,6 +40,7 @@ export async function startFakeUpstream(t: TestContext, behaviour: Behaviour): P
   await new Promise<void>((r) => udp.bind(0, '127.0.0.1', () => r()));
   await new Promise<void>((r) => other.bind(0, '127.0.0.1', () => r()));
   const port = udp.address().port;
+  udp.setRecvBufferSize(4 * 1024 * 1024);
   const timers = new Set<NodeJS.Timeout>();
   const later = (ms: number, fn: () => void): void => {
     const tm = setTimeout(() => { timers.delete(tm); fn(); }, ms);

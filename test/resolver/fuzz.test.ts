@@ -1,0 +1,122 @@
+// Seeded fuzzing of the two byte paths that face the network: the query parser
+// (clients) and the upstream-answer path (scan, chain, TTL, cache render). Only
+// WireError may come out; everything that parses must keep its invariants.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as dnsPacket from 'dns-packet';
+import { WireError } from '../../shim/wire/errors.ts';
+import { ms } from '../../shim/time.ts';
+import { parseQuery, questionKey } from '../../resolver/message.ts';
+import { cacheTtl, followCnames, readNameKey, rrsetAt, scanResponse } from '../../resolver/answer-scan.ts';
+import { AnswerCache, DEFAULT_CACHE_OPTIONS } from '../../resolver/answer-cache.ts';
+import { aaaaAddresses } from '../../resolver/capability-fetch.ts';
+import { errorResponse, finishForClient } from '../../resolver/answer-build.ts';
+
+/** xorshift32: deterministic, seeded. */
+function rng(seed: number): () => number {
+  let x = seed >>> 0 || 1;
+  return () => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x;
+  };
+}
+
+function mutate(base: Uint8Array, r: () => number): Uint8Array {
+  const kind = r() % 6;
+  if (kind === 0) return Uint8Array.from({ length: r() % 80 }, () => r() & 0xff); // pure noise
+  let b = Uint8Array.from(base);
+  const n = 1 + (r() % 4);
+  for (let i = 0; i < n; i++) {
+    const op = r() % 5;
+    const at = b.length ? r() % b.length : 0;
+    if (op === 0 && b.length) b[at] = r() & 0xff;
+    else if (op === 1 && b.length) b[at] = b[at]! ^ (1 << (r() % 8));
+    else if (op === 2) b = b.subarray(0, at);
+    else if (op === 3) { const ins = Uint8Array.from({ length: 1 + (r() % 6) }, () => r() & 0xff); b = Uint8Array.from([...b.subarray(0, at), ...ins, ...b.subarray(at)]); }
+    else if (b.length > 2) b[at] = [0xc0, 0x3f, 0x40, 0x00, 0xff][r() % 5]!; // pointer and label-type edges
+  }
+  return b;
+}
+
+const onlyWireErrors = (fn: () => void, input: Uint8Array): void => {
+  try {
+    fn();
+  } catch (err) {
+    if (!(err instanceof WireError)) assert.fail(`non-WireError ${String(err)} for ${Buffer.from(input).toString('hex')}`);
+    assert.equal(typeof err.code, 'string');
+  }
+};
+
+test('query parser: 100,000 seeded inputs, only WireError, invariants hold', () => {
+  const seeds = [
+    dnsPacket.encode({ id: 7, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: 'www.Example.org', type: 'AAAA' }] }),
+    dnsPacket.encode({ id: 9, type: 'query', questions: [{ name: 'a.b', type: 'A' }], additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 4096, flags: dnsPacket.DNSSEC_OK, options: [{ code: 10, data: Buffer.alloc(8) }] } as unknown as dnsPacket.Answer] }),
+  ];
+  const r = rng(0x5eed);
+  let parsed = 0;
+  for (let i = 0; i < 100_000; i++) {
+    const input = mutate(seeds[i % seeds.length]!, r);
+    onlyWireErrors(() => {
+      const q = parseQuery(input);
+      parsed++;
+      assert.ok(q.questionEnd <= input.length && q.questionEnd >= 17);
+      assert.ok(q.nameKey.length <= 255 && q.nameKey.endsWith('\x00'));
+      assert.ok(q.udpSize >= 512);
+      questionKey(q.nameKey, q.qtype, q.qclass, q.dnssecOk, q.checkingDisabled);
+      // The error answer for any parsed query is well-formed.
+      scanResponse(errorResponse(input, q, 1));
+    }, input);
+  }
+  assert.ok(parsed > 1000, `some mutants still parse (${parsed})`);
+});
+
+/** A response with name compression and a CNAME chain, SOA, OPT, as a real server writes it. */
+function compressedResponse(): Uint8Array {
+  const name = (labels: string[]): number[] => [...labels.flatMap((l) => [l.length, ...Buffer.from(l)]), 0];
+  const hdr = [0x12, 0x34, 0x81, 0x80, 0, 1, 0, 3, 0, 1, 0, 1];
+  const q = [...name(['www', 'example', 'org']), 0, 28, 0, 1];
+  // www.example.org CNAME host.(ptr to example.org at 16)
+  const rr1 = [0xc0, 12, 0, 5, 0, 1, 0, 0, 1, 0x2c, 0, 7, 4, ...Buffer.from('host'), 0xc0, 16];
+  const hostOff = 12 + q.length + 12;
+  const rr2 = [0xc0, hostOff, 0, 28, 0, 1, 0, 0, 0, 60, 0, 16, 0x20, 1, 0x0d, 0xb8, ...new Array(11).fill(0), 1];
+  const rr3 = [0xc0, hostOff, 0xff, 0x14, 0, 1, 0, 0, 0, 60, 0, 4, 1, 0, 1, 0];
+  const soa = [0xc0, 16, 0, 6, 0, 1, 0, 0, 0x0e, 0x10, 0, 24, 0xc0, hostOff, 0xc0, hostOff, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 60];
+  const opt = [0, 0, 41, 4, 0xd0, 0, 0, 0x80, 0, 0, 0];
+  return Uint8Array.from([...hdr, ...q, ...rr1, ...rr2, ...rr3, ...soa, ...opt]);
+}
+
+test('upstream-answer path: 100,000 seeded inputs through scan, chain, TTL, cache and client fix-ups', () => {
+  const seedAnswer = compressedResponse();
+  const s0 = scanResponse(seedAnswer);
+  assert.equal(followCnames(seedAnswer, s0, s0.qnameKey), '\x04host\x07example\x03org\x00');
+  assert.deepEqual(aaaaAddresses(seedAnswer, s0, s0.qnameKey), ['2001:db8::1']);
+  const query = dnsPacket.encode({ id: 1, type: 'query', questions: [{ name: 'www.example.org', type: 'AAAA' }] });
+  const q = parseQuery(query);
+  const cache = new AnswerCache({ ...DEFAULT_CACHE_OPTIONS, maxEntries: 64 });
+  const r = rng(0xfeed);
+  let scanned = 0;
+  for (let i = 0; i < 100_000; i++) {
+    const input = mutate(seedAnswer, r);
+    onlyWireErrors(() => {
+      const s = scanResponse(input);
+      scanned++;
+      for (const rr of s.records) {
+        assert.ok(rr.rdOff + rr.rdLen <= input.length);
+        readNameKey(input, rr.ownerOff);
+      }
+      const final = followCnames(input, s, s.qnameKey);
+      rrsetAt(input, s, final, 28);
+      aaaaAddresses(input, s, s.qnameKey);
+      cacheTtl(input, s);
+      const e = cache.store(`k${i % 64}`, input, s, -1, ms(0));
+      if (e) {
+        const out = cache.render(e, ms(5000));
+        assert.equal(out.length, input.length);
+        finishForClient(out, -1, query, q);
+      }
+    }, input);
+  }
+  assert.ok(scanned > 1000, `some mutants still scan (${scanned})`);
+});

@@ -1,0 +1,133 @@
+// Malformed client traffic, TCP framing and limits, and floods against the bounds.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import * as dnsPacket from 'dns-packet';
+import { needs } from '../helpers/prereq.ts';
+import { dig, digStatus, sleep, startStub, type Stub } from './harness.ts';
+import { answerFor, startBlackHole, startFakeUpstream } from './fake-upstream.ts';
+
+/** Send datagrams from one socket; collect replies by ID for `waitMs`. */
+async function udpExchange(stub: Stub, msgs: Uint8Array[], waitMs = 300): Promise<Buffer[]> {
+  const s = dgram.createSocket('udp4');
+  const got: Buffer[] = [];
+  s.on('message', (m) => got.push(m));
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  for (const m of msgs) s.send(m, stub.port, stub.host);
+  await sleep(waitMs);
+  s.close();
+  return got;
+}
+
+const query = (name: string, id = 0x4242, extra: Partial<dnsPacket.Packet> = {}): Buffer =>
+  dnsPacket.encode({ id, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name, type: 'AAAA' }], ...extra });
+
+test('malformed queries: FORMERR / NOTIMP / BADVERS, silent drop for non-queries; the listener keeps serving', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
+  const stub = await startStub(t, [up.addr], { capability: { enabled: false } });
+  const good = query('ok.test', 1);
+  const twoQ = Buffer.from(good); twoQ.writeUInt16BE(2, 4); twoQ.writeUInt16BE(0x1002, 0);
+  const longLabel = Buffer.concat([Buffer.from([0x10, 0x03, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 64]), Buffer.alloc(64, 0x61), Buffer.from([0, 0, 28, 0, 1])]);
+  const truncQ = Buffer.from(good.subarray(0, good.length - 3)); truncQ.writeUInt16BE(0x1004, 0);
+  const status = Buffer.from(good); status.writeUInt16BE(0x1005, 0); status[2] = 0x10; // opcode 2
+  const ednsV1 = query('v1.test', 0x1006, { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0 } as unknown as dnsPacket.Answer] });
+  ednsV1[ednsV1.length - 5] = 1; // OPT version 1 (name 1, type 2, class 2, ext-rcode 1, then version)
+  const response = Buffer.from(good); response[2] = response[2]! | 0x80;
+  const replies = await udpExchange(stub, [Buffer.from([1, 2, 3, 4, 5]), response, twoQ, longLabel, truncQ, status, ednsV1]);
+  const byId = new Map(replies.map((m) => [m.readUInt16BE(0), m]));
+  assert.equal(replies.length, 5, 'the 5-octet datagram and the response got no answer');
+  for (const id of [0x1002, 0x1003, 0x1004]) {
+    assert.equal((byId.get(id)![3]! & 0xf), 1, `FORMERR for ${id.toString(16)}`);
+    assert.ok(byId.get(id)![2]! & 0x80, 'QR set');
+  }
+  assert.equal(byId.get(0x1005)![3]! & 0xf, 4, 'NOTIMP for opcode STATUS');
+  const badvers = byId.get(0x1006)!;
+  assert.equal(badvers.readUInt16BE(10), 1, 'one OPT in the additional section');
+  // RFC 6891 §6.1.3: RCODE 16 = header 0 + OPT extended RCODE 1 (TTL field's first octet).
+  assert.equal(badvers[3]! & 0xf, 0);
+  assert.equal(badvers[badvers.length - 11 + 5], 1);
+  assert.equal(stub.resolver.counters.formerr, 3);
+  // 20,000 datagrams of noise, then a real query still works.
+  const noise: Uint8Array[] = [];
+  let x = 12345;
+  for (let i = 0; i < 20_000; i++) {
+    const len = (x = (x * 1103515245 + 12345) >>> 0) % 60;
+    noise.push(Uint8Array.from({ length: len }, (_, j) => (x >>> (j % 24)) & 0xff));
+  }
+  await udpExchange(stub, noise, 200);
+  // Let the stub drain what the kernel queued (a full socket queue drops any datagram, dig's too).
+  for (let last = -1, i = 0; i < 100 && stub.resolver.counters.queries !== last; i++) { last = stub.resolver.counters.queries; await sleep(100); }
+  assert.ok(stub.resolver.counters.formerr > 1000, 'noise was answered with FORMERR');
+  const ok = await dig(stub, 'after.test.', 'AAAA');
+  assert.equal(digStatus(ok.stdout), 'NOERROR', ok.stdout + ok.stderr);
+});
+
+test('TCP: pipelined queries on one connection, a garbage frame gets FORMERR, idle connections close, connection limit holds', async (t) => {
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q), delayMs: q.name.startsWith('slow') ? 80 : 0 }]);
+  const stub = await startStub(t, [up.addr], { capability: { enabled: false }, tcp: { idleMs: 300, maxConnections: 3 } });
+  const c = net.connect(stub.port, stub.host);
+  t.after(() => c.destroy());
+  await new Promise<void>((r) => c.once('connect', () => r()));
+  const frames = [query('slow.test', 1), query('fast.test', 2), Buffer.from([0xab, 0xcd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 99]), query('third.test', 3)];
+  c.write(Buffer.concat(frames.map((f) => Buffer.concat([Buffer.from([f.length >> 8, f.length & 0xff]), f]))));
+  const got: Buffer[] = [];
+  let buf = Buffer.alloc(0);
+  c.on('data', (d) => {
+    buf = Buffer.concat([buf, d]);
+    while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { got.push(buf.subarray(2, 2 + buf.readUInt16BE(0))); buf = buf.subarray(2 + buf.readUInt16BE(0)); }
+  });
+  for (let i = 0; i < 100 && got.length < 4; i++) await sleep(10);
+  const ids = got.map((m) => m.readUInt16BE(0));
+  assert.deepEqual([...ids].sort((a, b) => a - b), [1, 2, 3, 0xabcd]);
+  assert.equal(ids[ids.length - 1], 1, 'the slow answer came last: out-of-order pipelining (RFC 7766 §6.2.1.1)');
+  assert.equal(got.find((m) => m.readUInt16BE(0) === 0xabcd)![3]! & 0xf, 1);
+  // Idle timeout (300 ms) closes the connection.
+  const closed = await Promise.race([new Promise<boolean>((r) => c.once('close', () => r(true))), sleep(2000).then(() => false)]);
+  assert.ok(closed, 'idle connection closed');
+  // Connection limit: 3 accepted, more are dropped at once.
+  const socks = Array.from({ length: 6 }, () => net.connect(stub.port, stub.host));
+  t.after(() => socks.forEach((s) => s.destroy()));
+  const ends = socks.map((s) => new Promise<boolean>((r) => { s.once('close', () => r(true)); s.once('error', () => r(true)); setTimeout(() => r(false), 250); }));
+  const closedCount = (await Promise.all(ends)).filter(Boolean).length;
+  assert.equal(closedCount, 3);
+});
+
+test('flood of random names: cache and capability entries stay within their bounds', async (t) => {
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
+  const stub = await startStub(t, [up.addr], { cache: { maxEntries: 200, maxBytes: 40_000 }, capability: { maxEntries: 100 } });
+  const s = dgram.createSocket('udp4');
+  let answered = 0;
+  s.on('message', () => answered++);
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  s.setRecvBufferSize(4 * 1024 * 1024);
+  t.after(() => s.close());
+  const N = 2000;
+  for (let i = 0; i < N; i++) {
+    s.send(query(`n${i}-${(i * 2654435761) >>> 0}.flood.test`, i & 0xffff), stub.port, stub.host);
+    // Keep at most ~200 outstanding: the test measures bounds, not kernel buffer overflow.
+    for (let w = 0; w < 100 && i - answered > 200; w++) await sleep(5);
+  }
+  for (let i = 0; i < 200 && answered < N; i++) await sleep(20);
+  assert.ok(answered >= N * 0.95, `answered ${answered}/${N}`);
+  const st = stub.resolver.status() as { cache: { entries: number; bytes: number }; capability: { positive: unknown[]; negative: unknown[] } };
+  assert.ok(st.cache.entries <= 200, `entries ${st.cache.entries}`);
+  assert.ok(st.cache.bytes <= 40_000, `bytes ${st.cache.bytes}`);
+  assert.ok(st.capability.positive.length + st.capability.negative.length <= 100);
+});
+
+test('flood towards a black-hole upstream: outstanding upstream queries are capped, the excess fails fast', async (t) => {
+  const hole = await startBlackHole(t);
+  const stub = await startStub(t, [hole.addr], { capability: { enabled: false }, queryTimeoutMs: 2000, upstream: { maxInflight: 50, attemptTimeoutMs: 2000 } });
+  const s = dgram.createSocket('udp4');
+  const rcodes: number[] = [];
+  s.on('message', (m) => rcodes.push(m[3]! & 0xf));
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  s.setRecvBufferSize(4 * 1024 * 1024);
+  t.after(() => s.close());
+  for (let i = 0; i < 500; i++) s.send(query(`h${i}.test`, i), stub.port, stub.host);
+  await sleep(400);
+  assert.ok(hole.queries.length <= 50, `upstream saw ${hole.queries.length}`);
+  assert.ok(rcodes.length >= 440 && rcodes.every((r) => r === 2), `fast SERVFAILs: ${rcodes.length}`);
+});
