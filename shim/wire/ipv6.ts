@@ -68,6 +68,10 @@ export function writeIpv6(buf: Uint8Array, offset: number, text: Ipv6): void {
   buf.set(parseIpv6(text), offset);
 }
 
+/** Octet → hex without leading zeros, and padded to two digits (formatIpv6 without number → string conversions). */
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16));
+const HEX2: readonly string[] = HEX.map((h) => h.padStart(2, '0'));
+
 /** Format 16 octets (at `offset` of `buf`) as canonical RFC 5952 text. */
 export function formatIpv6(buf: Uint8Array, offset = 0): Ipv6 {
   if (offset < 0 || offset + 16 > buf.length) throw new WireError('TRUNCATED', 'IPv6 address needs 16 octets', offset);
@@ -87,7 +91,8 @@ export function formatIpv6(buf: Uint8Array, offset = 0): Ipv6 {
       continue;
     }
     if (i > 0 && i !== bestStart + bestLen) s += ':';
-    s += ((buf[offset + 2 * i]! << 8) | buf[offset + 2 * i + 1]!).toString(16);
+    const hi = buf[offset + 2 * i]!, lo = buf[offset + 2 * i + 1]!;
+    s += hi === 0 ? HEX[lo]! : HEX[hi]! + HEX2[lo]!;
   }
   return s;
 }
