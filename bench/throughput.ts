@@ -1,28 +1,31 @@
 /**
- * `npm run bench -- throughput [--seconds N] [--runs N] [--repair-ms N] [--no-stall]`
+ * `npm run bench -- throughput [--engine engine|static] [--seconds N] [--runs N] [--repair-ms N] [--no-stall]`
  *
  * Data-plane throughput in real namespaces (root): iperf3 TCP from A to B
  * through an established context (TUN → driver → UDP on link P → driver →
  * TUN), the same after re-homing to link Q, and the direct veth link, in one
- * run, as ratios. Then the TCP stall after a silent black hole of P repaired
- * (re-homed) after `--repair-ms`, with and without the TCP prompt.
+ * run, as ratios. The context comes from the real Engine (set up by prime,
+ * re-homed by REAP after a silent black hole of P) or, with `--engine static`,
+ * from a StaticContextEngine (fixed tags; re-homing commanded).
  *
- * The context is a StaticContextEngine (fixed tags and locators, real RFC 5533
- * payload headers): this measures the data plane, not the protocol engine.
+ * Then the TCP stall after a silent black hole of P, with and without the TCP
+ * prompt: (1) re-homed by the real engine's REAP, (2) re-homed by command after
+ * `--repair-ms` (3500 by default: the "repaired after 3.5 s" case of issue 6).
  * Prints figures; asserts nothing.
  */
 import { spawnSync } from 'node:child_process';
 import { twoHosts, stallRun, ADDR, type TwoHosts } from '../test/dataplane/two-hosts.ts';
 import { isRoot, haveCommand } from '../test/helpers/prereq.ts';
 
-interface Args { seconds: number; runs: number; repairMs: number; stall: boolean }
+interface Args { seconds: number; runs: number; repairMs: number; stall: boolean; engine: 'engine' | 'static' }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 5, runs: 3, repairMs: 3500, stall: true };
+  const a: Args = { seconds: 5, runs: 3, repairMs: 3500, stall: true, engine: 'engine' };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = Number(argv[i + 1]);
     if (k === '--seconds') { a.seconds = v; i++; } else if (k === '--runs') { a.runs = v; i++; } else if (k === '--repair-ms') { a.repairMs = v; i++; } else if (k === '--no-stall') a.stall = false;
+    else if (k === '--engine' && (argv[i + 1] === 'engine' || argv[i + 1] === 'static')) { a.engine = argv[i + 1] as Args['engine']; i++; }
     else { console.error(`throughput: unknown argument ${String(k)}`); process.exit(2); }
   }
   return a;
@@ -48,18 +51,28 @@ async function main(): Promise<void> {
   const cleanup = async () => { for (const f of hooks.reverse()) await f(); };
   process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
-    const h = await twoHosts({ after: (f) => hooks.push(f) }, { tcpPrompt: true });
+    const h = await twoHosts({ after: (f) => hooks.push(f) }, { tcpPrompt: true, engine: args.engine });
     h.net.spawn(h.b, ['iperf3', '-s', '-B', '::']);
     await new Promise((r) => setTimeout(r, 500));
     const cpu = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
-    console.log(`Data plane throughput: iperf3 TCP A→B, ${args.seconds} s × ${args.runs} runs, veth MTU 1500, TUN MTU 1444, ${cpu} CPUs\n`);
+    const load = spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ');
+    console.log(`Data plane throughput: iperf3 TCP A→B, ${args.seconds} s × ${args.runs} runs, veth MTU 1500, TUN MTU 1444, context: ${args.engine === 'engine' ? 'real Engine (fast profile)' : 'static'}, ${cpu} CPUs, load ${load}\n`);
     const direct: number[] = [], ctxP: number[] = [], ctxQ: number[] = [];
     for (let i = 0; i < args.runs; i++) {
       // Direct: B's Q address is not a ULID, so it is routed by main over the veth.
       direct.push(iperf(h, ADDR.qb, args.seconds));
       ctxP.push(iperf(h, h.ulidB, args.seconds));
     }
-    await h.rehomeToQ();
+    if (args.engine === 'static') await h.rehomeToQ();
+    else {
+      // Re-homing by the engine: black-hole P, wait for REAP to move the context to Q.
+      h.net.blackhole(h.a, 'dpP');
+      const end = Date.now() + 15_000;
+      while (!h.events.a.some((e) => e.kind === 'locator-pair-changed') && Date.now() < end) {
+        h.net.tryRun(h.a, [process.execPath, '-e', `require('net').connect(9,${JSON.stringify(h.ulidB)}).on('error',()=>{})`]);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
     for (let i = 0; i < args.runs; i++) ctxQ.push(iperf(h, h.ulidB, args.seconds));
     const d = median(direct);
     console.log('| path | median Gbit/s | runs | ratio to direct veth |');
@@ -68,13 +81,23 @@ async function main(): Promise<void> {
     console.log(`| context on P (TUN + UDP) | ${fmt(median(ctxP))} | ${ctxP.map(fmt).join(', ')} | ${fmt(median(ctxP) / d)} |`);
     console.log(`| context after re-homing to Q | ${fmt(median(ctxQ))} | ${ctxQ.map(fmt).join(', ')} | ${fmt(median(ctxQ) / d)} |`);
     if (args.stall) {
-      console.log(`\nTCP stall after a silent black hole of P, re-homed to Q after ${args.repairMs} ms (receiver's longest gap):\n`);
-      const off = await stallRun(await twoHosts({ after: (f) => hooks.push(f) }, { tcpPrompt: false }), args.repairMs, 5000);
-      const on = await stallRun(await twoHosts({ after: (f) => hooks.push(f) }, { tcpPrompt: true }), args.repairMs, 5000);
-      console.log('| TCP prompt | stall ms | stall after re-homing ms | segments replayed |');
-      console.log('|---|---|---|---|');
-      for (const [name, r] of [['off', off], ['on', on]] as const) {
-        console.log(`| ${name} | ${r.report.maxGapMs.toFixed(0)} | ${(r.report.maxGapMs - r.rehomedMs).toFixed(0)} | ${String(r.stats.prompts)} |`);
+      const hook = { after: (f: () => unknown) => { hooks.push(f); } };
+      console.log(`\nTCP stall after a silent black hole of P (receiver's longest gap between data), median of ${args.runs}:\n`);
+      console.log('| re-homing | TCP prompt | stall ms (runs) | re-homed after ms | resumed after re-homing ms | segments replayed |');
+      console.log('|---|---|---|---|---|---|');
+      for (const mode of ['engine', 'static'] as const) {
+        for (const prompt of [false, true]) {
+          const rs = [];
+          for (let i = 0; i < args.runs; i++) {
+            const h2 = await twoHosts(hook, { tcpPrompt: prompt, engine: mode });
+            rs.push(await stallRun(h2, mode === 'engine' ? 10_000 : args.repairMs, mode === 'engine' ? 3000 : 5000));
+            await hooks.pop()!();
+          }
+          const gaps = rs.map((r) => r.report.maxGapMs);
+          const m = median(gaps);
+          const at = median(rs.map((r) => r.rehomedMs));
+          console.log(`| ${mode === 'engine' ? 'REAP (fast profile)' : `by command at ${args.repairMs} ms`} | ${prompt ? 'on' : 'off'} | ${m.toFixed(0)} (${gaps.map((g) => g.toFixed(0)).join(', ')}) | ${at.toFixed(0)} | ${(m - at).toFixed(0)} | ${rs.map((r) => String(r.stats.prompts)).join(', ')} |`);
+        }
       }
     }
   } finally {
