@@ -8,7 +8,9 @@ import * as C from '../constants.ts';
 import { ms, seconds, type Millis } from '../time.ts';
 import { UsageError } from '../errors.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
+import type { KeyObject } from 'node:crypto';
 import type { LocatorVerifier } from './verify.ts';
+import { resolveCgaKey, type CgaKeyInput } from './cga.ts';
 
 /** Every timer value the engine uses; a profile fills all of them. */
 export interface Timers {
@@ -87,6 +89,12 @@ export interface LocalLocator {
   flags?: number;
   priority?: number;
   weight?: number;
+  /**
+   * RFC 5533 §5.15.2 verification method we announce for it: 'hba' (a member
+   * of our HBA set) or 'cga' (signed with `cgaKey`, RFC 5533 §5.15.5). Default:
+   * 'hba' when the PDS proves it as an HBA, else 'cga' when we have a key.
+   */
+  verification?: 'hba' | 'cga';
 }
 
 /** A per-peer configuration entry (`peers:` in the config file). */
@@ -103,6 +111,13 @@ export interface EngineConfig {
   localUlid?: Ipv6;
   /** CGA Parameter Data Structure of our HBA set; without it only the ULID is advertised. */
   cgaParams?: Uint8Array;
+  /**
+   * Private key (KeyObject, PEM text or PKCS#8 DER) whose public key is in
+   * `cgaParams`: with it, locators outside our HBA set are announced as
+   * CGA-method and the Locator List is signed (RFC 5533 §5.15.5). Passed in,
+   * never read from a file here.
+   */
+  cgaKey?: CgaKeyInput;
   /** Checks peer locators against their PDS (HBA/CGA); default: shim/wire/hba.ts. */
   verifier?: LocatorVerifier;
   profile?: ProfileName;
@@ -120,6 +135,7 @@ export interface ResolvedConfig {
   localLocators: LocalLocator[];
   localUlid: Ipv6;
   cgaParams: Uint8Array | undefined;
+  cgaKey: KeyObject | undefined;
   timers: Timers;
   profile: ProfileName;
   defaultMode: CapabilityMode;
@@ -149,6 +165,7 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
     localLocators: cfg.localLocators.map((l) => ({ ...l })),
     localUlid,
     cgaParams: cfg.cgaParams,
+    cgaKey: resolveCgaKey(cfg.cgaKey, cfg.cgaParams, cfg.localLocators),
     timers,
     profile,
     defaultMode: cfg.defaultMode ?? 'integrated',

@@ -33,7 +33,7 @@ export class Core {
   constructor(readonly config: ResolvedConfig, rng: Rng, readonly cache: CapabilityCache, readonly verifier: LocatorVerifier) {
     this.random = new Random(rng);
     this.timers = config.timers;
-    this.local = new LocalSet(config.localLocators, config.localUlid, config.cgaParams, config.timers, this.random.u32());
+    this.local = new LocalSet(config.localLocators, config.localUlid, config.cgaParams, config.timers, this.random.u32(), config.cgaKey);
     this.secrets = new ResponderSecrets(this.random, config.timers.validatorLifetime);
   }
 

@@ -2,20 +2,23 @@
  * Ls(local): the host's own locators, their preferences, the Locator List
  * generation we send (+1 per change, RFC 5533 §5.15.2 as shim6-notes.md
  * decides) and the options that carry them (Locator List, Locator Preferences,
- * CGA PDS, Keepalive Timeout). Knows nothing about contexts.
+ * CGA PDS, CGA Signature, Keepalive Timeout). Knows nothing about contexts.
+ * The list is signed once per generation (RSA is costly), not per message.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Shim6Option } from '../wire/messages.ts';
-import { LocatorFlag, VerificationMethod } from '../constants.ts';
+import type { KeyObject } from 'node:crypto';
+import { LocatorFlag } from '../constants.ts';
 import type { LocalLocator, Timers } from './config.ts';
 import { advertisedKeepaliveSeconds, mustAdvertiseKeepalive } from './config.ts';
+import { localMethods, signLocatorList } from './cga.ts';
 
 export class LocalSet {
   locators: LocalLocator[];
   generation: number;
   private cached: Shim6Option[] | undefined;
 
-  constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number) {
+  constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number, private readonly key?: KeyObject) {
     this.locators = locators.map((l) => ({ ...l }));
     this.generation = firstGeneration >>> 0;
   }
@@ -58,7 +61,8 @@ export class LocalSet {
 
   /**
    * Options announcing our locators in I2/I2bis/R2/Update Request: the full list
-   * and preferences when we have an HBA set to prove them, plus the Keepalive
+   * and preferences when we have a PDS to prove them (HBA-method entries by the
+   * PDS, CGA-method ones by a CGA Signature, RFC 5533 §7.11), plus the Keepalive
    * Timeout when our Send Timeout is not the default (RFC 5534 §5.3). Shared
    * read-only array: callers copy before adding.
    */
@@ -66,9 +70,13 @@ export class LocalSet {
     if (this.cached !== undefined) return this.cached;
     const out: Shim6Option[] = [];
     if (this.pds !== undefined && this.locators.length > 0) {
-      out.push({ type: 'LocatorList', critical: false, generation: this.generation, locators: this.locators.map((l) => ({ address: l.address, verificationMethod: VerificationMethod.HBA })) });
+      const methods = localMethods(this.locators, this.pds, this.key);
+      const addresses = this.locators.map((l) => l.address);
+      out.push({ type: 'LocatorList', critical: false, generation: this.generation, locators: addresses.map((address, i) => ({ address, verificationMethod: methods[i]! })) });
       out.push({ type: 'LocatorPreferences', critical: false, generation: this.generation, elementLength: 3, elements: this.locators.map((l) => ({ flags: l.flags ?? 0, priority: l.priority ?? 0, weight: l.weight ?? 0 })) });
       out.push({ type: 'CgaParameterDataStructure', critical: false, pds: this.pds });
+      const signature = signLocatorList(this.key, this.generation, addresses, methods);
+      if (signature !== undefined) out.push({ type: 'CgaSignature', critical: false, signature });
     }
     if (mustAdvertiseKeepalive(this.timers)) out.push({ type: 'KeepaliveTimeout', critical: false, timeoutSeconds: advertisedKeepaliveSeconds(this.timers) });
     this.cached = out;

@@ -4,7 +4,8 @@
  * the full list and preferences, one outstanding at a time, retransmitted with
  * back-off capped at MAX_UPDATE_TIMEOUT; generations (send +1, accept any
  * newer); Error codes 2–4. A peer locator enters Ls(peer) only when HBA/CGA
- * proves it, and becomes a destination only after a probe (reap.ts).
+ * proves it (verify.ts: HBA set membership or the CGA Signature over the
+ * list), and becomes a destination only after a probe (reap.ts).
  */
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
@@ -40,7 +41,7 @@ function verifyList(core: Core, ctx: Context, msg: Shim6Message): { address: Ipv
   if (list === undefined) return [];
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds ?? ctx.peerPds;
   const claims = list.locators.map((l) => ({ address: l.address, method: l.verificationMethod }));
-  const ok = core.verifier.verify(ctx.peerUlid, claims, pds);
+  const ok = core.verifier.verify(ctx.peerUlid, claims, pds, { generation: list.generation, signature: findOption(msg, 'CgaSignature')?.signature });
   return claims.map((c, i) => ({ ...c, ok: ok[i] === true }));
 }
 
@@ -126,8 +127,10 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
   let changed = false;
   if (list !== undefined && (ctx.peerGeneration < 0 || newerGeneration(list.generation, ctx.peerGeneration))) {
     const checked = verifyList(core, ctx, msg);
-    if (checked.some((c) => !c.ok)) {
-      sendError(core, dst, src, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList), bytes);
+    const bad = checked.findIndex((c) => !c.ok);
+    if (bad >= 0) {
+      // §7.2: the Pointer names the verification method octet found inconsistent (after generation u32 and N u8).
+      sendError(core, dst, src, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList) + 4 + 5 + bad, bytes);
       return drop('locator-unverified');
     }
     if (pds !== undefined) ctx.peerPds = pds;
