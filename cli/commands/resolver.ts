@@ -16,7 +16,7 @@ import { DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; capability: boolean }
+interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; capability: boolean; engine: boolean }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -72,5 +72,6 @@ export function register(program: Command): void {
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
     .option('--no-capability', 'do not pick up capability records (plain forwarding stub)')
+    .option('--no-engine', 'do not run the engine; capability outcomes are only logged')
     .action((opts: ResolverFlags) => run(opts));
 }

@@ -1,11 +1,22 @@
 /**
  * The control socket client: one request, one reply line, with a deadline.
  * Used by `shim6 status` (and later other CLI commands talking to the daemon).
- * Errors are UsageError with stable codes: ECONTROL_CONNECT (nothing listening),
+ * Errors are ControlError with stable codes: ECONTROL_CONNECT (nothing listening),
  * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (bad reply), or the server's own code.
  */
 import net from 'node:net';
-import { UsageError } from '../errors.ts';
+import { Shim6Error } from '../errors.ts';
+
+export type ControlErrorCode = 'ECONTROL_CONNECT' | 'ECONTROL_TIMEOUT' | 'ECONTROL_PROTOCOL' | string;
+
+/** The control request failed: nothing listening, no reply, a bad reply, or the server's own error code. */
+export class ControlError extends Shim6Error {
+  readonly code: ControlErrorCode;
+  constructor(code: ControlErrorCode, message: string) {
+    super(message);
+    this.code = code;
+  }
+}
 
 /** Where the resolver and daemon listen by default. */
 export const DEFAULT_CONTROL_SOCKET = '/run/shim6/control.sock';
@@ -22,10 +33,10 @@ export function controlRequest(socketPath: string, method: string, params: Recor
       c.destroy();
       if (err) reject(err); else resolve(v);
     };
-    const timer = setTimeout(() => finish(new UsageError('ECONTROL_TIMEOUT', `no reply on ${socketPath} within ${timeoutMs} ms`, '--socket')), timeoutMs);
+    const timer = setTimeout(() => finish(new ControlError('ECONTROL_TIMEOUT', `no reply on ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, method, params }) + '\n'));
-    c.on('error', (e) => finish(new UsageError('ECONTROL_CONNECT', `cannot connect to ${socketPath}: ${e.message} (is shim6 resolver or daemon running?)`, '--socket')));
+    c.on('error', (e) => finish(new ControlError('ECONTROL_CONNECT', `cannot connect to ${socketPath}: ${e.message} (is shim6 resolver or daemon running?)`)));
     c.on('data', (chunk: string) => {
       buf += chunk;
       const nl = buf.indexOf('\n');
@@ -34,12 +45,12 @@ export function controlRequest(socketPath: string, method: string, params: Recor
       try {
         rep = JSON.parse(buf.slice(0, nl));
       } catch {
-        finish(new UsageError('ECONTROL_PROTOCOL', 'reply is not JSON'));
+        finish(new ControlError('ECONTROL_PROTOCOL', 'reply is not JSON'));
         return;
       }
       if (rep.ok === true) finish(undefined, rep.result);
-      else finish(new UsageError(typeof rep.error?.code === 'string' ? rep.error.code : 'ECONTROL_PROTOCOL', String(rep.error?.message ?? 'request failed')));
+      else finish(new ControlError(typeof rep.error?.code === 'string' ? rep.error.code : 'ECONTROL_PROTOCOL', String(rep.error?.message ?? 'request failed')));
     });
-    c.on('end', () => finish(new UsageError('ECONTROL_PROTOCOL', 'connection closed before a reply')));
+    c.on('end', () => finish(new ControlError('ECONTROL_PROTOCOL', 'connection closed before a reply')));
   });
 }

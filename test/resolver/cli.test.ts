@@ -1,0 +1,114 @@
+// `shim6 resolver` and `shim6 status` as a user runs them: real processes, real Knot, real dig, the control socket.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, statSync, existsSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { BIN, shim6 } from '../helpers/cli.ts';
+import { startAuthDns } from '../helpers/authdns.ts';
+import { dig, digStatus, run, sleep } from './harness.ts';
+import { zoneText, ZONE } from './zone.ts';
+import { startControlServer } from '../../shim/control/server.ts';
+import { controlRequest, ControlError } from '../../shim/control/client.ts';
+
+function tmpdir(t: import('node:test').TestContext): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'res-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('shim6 resolver serves dig, shim6 status reports counters and capability caches, SIGTERM stops it cleanly', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  const dir = tmpdir(t);
+  const sock = path.join(dir, 'control.sock');
+  const child = spawn(process.execPath, [BIN, 'resolver', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${auth.port}`, '--socket', sock, '--no-engine'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  for (let i = 0; i < 100 && !stderr.includes('resolver ready'); i++) await sleep(100);
+  assert.match(stderr, /resolver ready/, stderr);
+  const port = Number(/listening address=127\.0\.0\.1 port=(\d+)/.exec(stderr)?.[1]);
+  assert.ok(port > 0);
+  assert.equal(statSync(sock).mode & 0o777, 0o600, 'control socket is 0600');
+
+  const r = await dig({ host: '127.0.0.1', port }, 'peer.example.', 'AAAA');
+  assert.equal(digStatus(r.stdout), 'NOERROR');
+  await dig({ host: '127.0.0.1', port }, 'peer.example.', 'AAAA');
+  await dig({ host: '127.0.0.1', port }, 'plain.example.', 'AAAA');
+  assert.match(stderr, /capability prime name=peer\.example\./, 'the logging sink saw the prime');
+
+  const js = await run(process.execPath, [BIN, 'status', '--json', '--socket', sock]);
+  assert.equal(js.code, 0, js.stderr);
+  const st = JSON.parse(js.stdout) as { resolver: { counters: Record<string, number>; capability: { positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> } } };
+  assert.equal(st.resolver.counters.queries, 3);
+  assert.equal(st.resolver.counters.hits, 1);
+  assert.equal(st.resolver.counters.primes, 1);
+  assert.equal(st.resolver.counters.capabilityFound, 1);
+  const pos = st.resolver.capability.positive[0]!;
+  assert.equal(pos.name, 'peer.example.');
+  assert.equal(pos.source, 'dns');
+  assert.ok((pos.ttl as number) > 0 && (pos.ttl as number) <= 120);
+  assert.equal(st.resolver.capability.negative[0]?.name, 'plain.example.');
+
+  const text = await run(process.execPath, [BIN, 'status', '--socket', sock]);
+  assert.equal(text.code, 0);
+  assert.match(text.stdout, /capability cache \(positive\): 1/);
+  assert.match(text.stdout, /name=peer\.example\. source=dns ttl=\d+/);
+  assert.match(text.stdout, /primes 1/);
+
+  child.kill('SIGTERM');
+  const code = await Promise.race([exited, sleep(5000).then(() => 'timeout' as const)]);
+  assert.equal(code, 0, stderr);
+  assert.ok(!existsSync(sock), 'control socket removed on shutdown');
+});
+
+test('bad flags and config files are rejected with the field named (exit 2)', async (t) => {
+  const dir = tmpdir(t);
+  const bad = path.join(dir, 'bad.yaml');
+  writeFileSync(bad, 'upstreams: ["127.0.0.1:53"]\ncache:\n  maxEntries: -5\n');
+  let r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /ECONFIG.*cache\.maxEntries/);
+  writeFileSync(bad, '{"upstreams": ["127.0.0.1:53"], "capabilty": {}}');
+  r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /capabilty: .*unknown key/);
+  r = shim6(['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--upstream/);
+  r = shim6(['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /is the stub itself/);
+  r = shim6(['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--log-level/);
+  r = shim6(['status', '--socket', path.join(dir, 'nobody.sock')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /ECONTROL_CONNECT/);
+});
+
+test('control socket: JSON lines, errors with codes, a live socket is never taken over', async (t) => {
+  const dir = tmpdir(t);
+  const sock = path.join(dir, 'c.sock');
+  const server = await startControlServer(sock, { status: () => ({ ok: 1 }), boom: () => { throw Object.assign(new Error('no'), { code: 'EBOOM' }); } });
+  t.after(() => server.close());
+  assert.deepEqual(await controlRequest(sock, 'status'), { ok: 1 });
+  await assert.rejects(controlRequest(sock, 'nope'), (e: unknown) => e instanceof ControlError && e.code === 'EMETHOD');
+  await assert.rejects(controlRequest(sock, 'boom'), (e: unknown) => e instanceof ControlError && e.code === 'EBOOM');
+  // Raw: garbage line, then a pipelined pair of requests on one connection.
+  const lines = await new Promise<string[]>((resolve) => {
+    const c = net.connect(sock);
+    let buf = '';
+    c.on('data', (d) => { buf += d.toString(); if (buf.split('\n').length > 3) { c.destroy(); resolve(buf.trim().split('\n')); } });
+    c.write('not json\n{"id":7,"method":"status"}\n{"method":5}\n');
+  });
+  const replies = lines.map((l) => JSON.parse(l) as { id: unknown; ok: boolean; error?: { code: string } });
+  assert.deepEqual(replies.map((r) => r.ok ? `ok:${String(r.id)}` : r.error!.code).sort(), ['EJSON', 'EREQUEST', 'ok:7']);
+  await assert.rejects(startControlServer(sock, {}), (e: unknown) => (e as { code?: string }).code === 'ECONTROL_IN_USE');
+});
