@@ -144,7 +144,7 @@ test('zone check: $INCLUDE is followed and problems name the included file', (t)
 
 test('record inputs: each bad value is a UsageError naming its field', () => {
   const base = { name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1'] };
-  const cases: [Partial<RecordFlags>, string][] = [
+  const cases: [Partial<Record<keyof RecordFlags, unknown>>, string][] = [
     [{ ulid: undefined }, '--ulid'],
     [{ locator: ['2001:db8::1/300'] }, '--locator'],
     [{ locator: ['2001:db8::1/0/0/lost'] }, '--locator'],

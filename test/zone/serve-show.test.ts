@@ -1,0 +1,73 @@
+// A zone written by `zone record`, served by real Knot and BIND on loopback:
+// kdig returns the capability RDATA byte for byte as written, and `zone show`
+// decodes it (RR and TXT fallback), matches --expect, and fails on a mismatch.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { needs } from '../helpers/prereq.ts';
+import { startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
+import { shim6Async, zoneHeader } from './zonefile.ts';
+import { buildHostRecord } from '../../zone-tools/record-input.ts';
+import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
+import { encodeCapabilityRecord, formatCapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { fetchCapability } from '../../zone-tools/show.ts';
+
+const Z = 'served.test.';
+
+const A = buildHostRecord({ name: 'a.served.test.', ulid: '2001:db8:1::a', locators: ['2001:db8:1::a/0/10', '2001:db8:2::a/1/5/transient'], txt: true, port: 6000 });
+const T = buildHostRecord({ name: 't.served.test.', ulid: '2001:db8:1::7', locators: ['2001:db8:1::7', '2001:db8:3::7/2'], txt: true });
+
+function zoneText(): string {
+  // t publishes the TXT fallback only, as on a DNS host that refuses unknown types.
+  const tLines = hostZoneLines(T).filter((l) => !l.includes('TYPE65300'));
+  return zoneHeader(Z) + [...hostZoneLines(A), ...tLines].join('\n') + '\n';
+}
+
+function kdig(port: number, server: string, args: string[]): string {
+  const r = spawnSync('kdig', [`@${server}`, '-p', String(port), ...args, '+timeout=2', '+retry=1'], { encoding: 'utf8', timeout: 15_000 });
+  assert.equal(r.status, 0, String(r.stderr));
+  return String(r.stdout).trim();
+}
+
+for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
+  test(`served by ${kind}: kdig returns the RDATA byte-identical, zone show decodes it`, async (t) => {
+    if (!needs(t, { root: true, commands: [kind === 'knot' ? 'knotd' : 'named', 'kdig'] })) return;
+    const dns = await startAuthDns({ server: kind, zones: [{ name: Z, text: zoneText() }] });
+    t.after(() => dns.stop());
+
+    const written = Buffer.from(encodeCapabilityRecord(A.record)).toString('hex');
+    for (const addr of dns.addresses) {
+      const got = kdig(dns.port, addr, ['a.served.test.', 'TYPE65300', '+short']);
+      const m = /^\\# (\d+) ([0-9A-Fa-f ]+)$/.exec(got);
+      assert.ok(m, `kdig printed ${got}`);
+      assert.equal(m[2]!.replace(/ /g, '').toLowerCase(), written, `${kind} over ${addr}`);
+      assert.equal(Number(m[1]), written.length / 2);
+    }
+
+    // In process first (the same code the CLI runs), then the real CLI.
+    const shown = await fetchCapability({ host: '127.0.0.1', port: dns.port }, 'a.served.test.', 65300, true);
+    assert.equal(Buffer.from(shown.records[0]!.rdata).toString('hex'), written);
+    assert.deepEqual(shown.aaaa.sort(), ['2001:db8:1::a', '2001:db8:2::a']);
+
+    const text = formatCapabilityRecord(A.record);
+    const [ok, v6, txt, wrong, wrongUlid, none] = await Promise.all([
+      shim6Async(['zone', 'show', 'a.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect', text]),
+      shim6Async(['zone', 'show', 'a.served.test', '--server', `[::1]:${dns.port}`, '--expect-ulid', '2001:db8:1:0::a', '--expect-locator', '2001:db8:2::a', '--expect-locator', '2001:db8:1::a']),
+      shim6Async(['zone', 'show', 't.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect', formatCapabilityRecord(T.record)]),
+      shim6Async(['zone', 'show', 'a.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect', text.replace('prio=1', 'prio=2')]),
+      shim6Async(['zone', 'show', 'a.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect-ulid', '2001:db8:1::b']),
+      shim6Async(['zone', 'show', 'nobody.served.test.', '--server', `127.0.0.1:${dns.port}`]),
+    ]);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.equal(ok.stdout, `a.served.test. 3600 TYPE65300 ${text}\n`);
+    assert.equal(v6.status, 0, v6.stderr);
+    assert.equal(txt.status, 0, txt.stderr);
+    assert.equal(txt.stdout, `_shim6.t.served.test. 3600 TXT ${formatCapabilityRecord(T.record)}\n`);
+    assert.equal(wrong.status, 1);
+    assert.match(wrong.stderr, /mismatch: record differs/);
+    assert.equal(wrongUlid.status, 1);
+    assert.match(wrongUlid.stderr, /ULID differs: expected 2001:db8:1::b, found 2001:db8:1::a/);
+    assert.equal(none.status, 1);
+    assert.match(none.stdout, /no capability record/);
+  });
+}
