@@ -191,14 +191,14 @@ function decodePort(v: Uint8Array, off: number): number {
 /** A reason `r` cannot be encoded (field name + why), or undefined. Shared with the text parser. */
 export function recordProblem(r: CapabilityRecord): { field: string; why: string } | undefined {
   const bad = (field: string, why: string): { field: string; why: string } => ({ field, why });
-  if (!isAddress(r.ulid)) return bad('ulid', 'not an IPv6 address');
+  if (addressOctets(r.ulid) === undefined) return bad('ulid', 'not an IPv6 address');
   if (r.locators.length < 1 || r.locators.length > CAPABILITY_MAX_LOCATORS) return bad('locators', 'need 1..32 locators');
   const seen = new Set<string>();
   for (const [i, l] of r.locators.entries()) {
-    if (!isAddress(l.address)) return bad(`locators[${i}].address`, 'not an IPv6 address');
-    const canon = formatIpv6(parseIpv6(l.address));
-    if (seen.has(canon)) return bad(`locators[${i}].address`, 'listed twice');
-    seen.add(canon);
+    const octets = addressOctets(l.address);
+    if (octets === undefined) return bad(`locators[${i}].address`, 'not an IPv6 address');
+    if (seen.has(octets)) return bad(`locators[${i}].address`, 'listed twice');
+    seen.add(octets);
     for (const f of ['flags', 'priority', 'weight'] as const) if (!isU(l[f], 0xff)) return bad(`locators[${i}].${f}`, 'not a u8');
   }
   const keys = new Set<number>(r.unknownParams.map((p) => p.key));
@@ -267,7 +267,8 @@ function isU(x: unknown, max: number): boolean {
   return typeof x === 'number' && Number.isInteger(x) && x >= 0 && x <= max;
 }
 
-function isAddress(a: unknown): boolean {
-  if (typeof a !== 'string') return false;
-  try { parseIpv6(a); return true; } catch { return false; }
+/** The address as a 16-character string of its octets (a cheap Set key), or undefined. */
+function addressOctets(a: unknown): string | undefined {
+  if (typeof a !== 'string') return undefined;
+  try { return String.fromCharCode(...parseIpv6(a)); } catch { return undefined; }
 }

@@ -40,8 +40,6 @@ export type CgaCheck =
 /** Default bound of the modifier search: Sec 1 needs 2^16 tries on average, so 2^22 fails with p ≈ e^-64. */
 export const DEFAULT_MAX_ITERATIONS = 1 << 22;
 
-const ZERO9 = new Uint8Array(9);
-
 /** One-shot SHA-1 (crypto.hash since Node 20.12 avoids a Hash object per call). */
 export const sha1: (data: Uint8Array) => Uint8Array = typeof crypto.hash === 'function'
   ? (data) => crypto.hash('sha1', data, 'buffer')
@@ -54,9 +52,10 @@ export function cgaHash1(params: Uint8Array): Uint8Array {
 
 /** RFC 3972 §3: Hash2 = the leftmost 112 bits of SHA-1(modifier ‖ 9 zero octets ‖ key ‖ extensions). */
 export function cgaHash2(params: Uint8Array): Uint8Array {
-  const h = crypto.createHash('sha1');
-  h.update(params.subarray(0, CGA_MODIFIER_LENGTH)).update(ZERO9).update(params.subarray(CGA_KEY_OFFSET));
-  return h.digest().subarray(0, 14);
+  // One copy and a one-shot hash beat three update() calls on a Hash object.
+  const input = params.slice();
+  input.fill(0, CgaOffset.PREFIX, CGA_KEY_OFFSET);
+  return sha1(input).subarray(0, 14);
 }
 
 /** RFC 3972 §2, Mask1 = 0x1cffffffffffffff: Hash1 against the IID of `addr`, Sec and u/g bits ignored. */
@@ -257,13 +256,33 @@ export function verifyCgaSignature(a: VerifyCgaSignatureArgs): boolean {
   try { layout = scanCgaParams(a.params); } catch { return false; }
   if (layout.multiPrefixCount > 0 && (a.params[layout.multiPrefixData]! & MULTI_PREFIX_P_FLAG) === 0) return false;
   if (a.ulid !== undefined && !verifyCga(a.ulid, a.params)) return false;
-  let key: crypto.KeyObject;
-  try {
-    key = crypto.createPublicKey({ key: Buffer.from(a.params.subarray(CGA_KEY_OFFSET, layout.keyEnd)), format: 'der', type: 'spki' });
-  } catch { return false; }
-  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (key.asymmetricKeyType !== 'rsa' || bits < (a.minKeyBits ?? SHIM6_MIN_RSA_KEY_BITS)) return false;
+  const key = rsaKeyOf(a.params.subarray(CGA_KEY_OFFSET, layout.keyEnd));
+  if (key === undefined || (key.asymmetricKeyDetails?.modulusLength ?? 0) < (a.minKeyBits ?? SHIM6_MIN_RSA_KEY_BITS)) return false;
   try {
     return crypto.verify('sha1', cgaSignatureInput(a.generation, a.locators), { key, padding: crypto.constants.RSA_PKCS1_PADDING }, a.signature);
   } catch { return false; }
+}
+
+/**
+ * Parsing a SubjectPublicKeyInfo costs several times the RSA verify itself,
+ * and a peer sends the same key in every signed message of a context, so
+ * parsed keys are memoised by their DER octets (bounded; a pure cache — the
+ * answer never depends on it).
+ */
+const KEY_CACHE_MAX = 256;
+const keyCache = new Map<string, crypto.KeyObject | null>();
+
+/** The RSA public key in a DER SubjectPublicKeyInfo, or undefined (not parsable, not RSA). */
+export function rsaKeyOf(spki: Uint8Array): crypto.KeyObject | undefined {
+  const id = Buffer.from(spki.buffer, spki.byteOffset, spki.length).toString('latin1');
+  let key = keyCache.get(id);
+  if (key === undefined) {
+    try {
+      const k = crypto.createPublicKey({ key: Buffer.from(spki), format: 'der', type: 'spki' });
+      key = k.asymmetricKeyType === 'rsa' ? k : null;
+    } catch { key = null; }
+    if (keyCache.size >= KEY_CACHE_MAX) keyCache.delete(keyCache.keys().next().value!);
+    keyCache.set(id, key);
+  }
+  return key ?? undefined;
 }
