@@ -104,6 +104,17 @@ export function encodePayloadHeader(nextHeader: number, contextTag: number): Uin
   return b;
 }
 
+/**
+ * A fresh Uint8Array holding octets [start, end) of `b`. Decoded values never alias
+ * the input, and are plain Uint8Arrays even when the input is a Node Buffer (whose
+ * `slice` is a view).
+ */
+export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array {
+  const out = new Uint8Array(end - start);
+  out.set(b.subarray(start, end));
+  return out;
+}
+
 /** Encoder-side check: an integer field fits its width. Throws WireError('BAD_FIELD') naming the field. */
 export function checkUint(field: string, v: number, max: number): void {
   if (!Number.isInteger(v) || v < 0 || v > max) {

@@ -9,7 +9,7 @@
 import { IPPROTO_NONE, MessageType } from '../constants.ts';
 import { WireError } from './errors.ts';
 import {
-  checkTag, checkUint, Hdr, headerLength, P_BIT, readTag, readU16, readU32, S_BIT, shim6Checksum,
+  checkTag, checkUint, copyBytes, Hdr, headerLength, P_BIT, readTag, readU16, readU32, S_BIT, shim6Checksum,
   writeTag, writeU16, writeU32,
 } from './header.ts';
 import { formatIpv6, writeIpv6 } from './ipv6.ts';
@@ -237,7 +237,7 @@ const ErrorLayout: Layout<'Error'> = {
     return 8 + Math.max(8, (m.offendingPacket.length + 7) & ~7);
   },
   decode: (b, end) => ({
-    type: 'Error', errorCode: b[3]! >>> 1, pointer: readU16(b, 6), offendingPacket: b.slice(8, end), options: [],
+    type: 'Error', errorCode: b[3]! >>> 1, pointer: readU16(b, 6), offendingPacket: copyBytes(b, 8, end), options: [],
   }),
   write(b, m) {
     b[3] = m.errorCode << 1;

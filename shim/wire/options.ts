@@ -9,7 +9,7 @@
  */
 import { OptionType } from '../constants.ts';
 import { WireError } from './errors.ts';
-import { checkUint, readU16, readU32, writeU16, writeU32 } from './header.ts';
+import { checkUint, copyBytes, readU16, readU32, writeU16, writeU32 } from './header.ts';
 import { formatIpv6, writeIpv6 } from './ipv6.ts';
 import type { LocatorPreference, Shim6Option, Shim6OptionName } from './messages.ts';
 
@@ -44,21 +44,21 @@ function bytesField(o: Shim6Option, field: string): Uint8Array {
 // decoded object has the same shape (no computed keys) on the hot path.
 const responderValidator: OptionCodec = {
   code: OptionType.ResponderValidator, name: 'ResponderValidator',
-  decode: (b, off, len, critical) => ({ type: 'ResponderValidator', critical, validator: b.slice(off, off + len) }),
+  decode: (b, off, len, critical) => ({ type: 'ResponderValidator', critical, validator: copyBytes(b, off, off + len) }),
   length: (o) => bytesField(o, 'validator').length,
   write: (b, off, o) => b.set((o as Extract<Shim6Option, { type: 'ResponderValidator' }>).validator, off),
 };
 
 const cgaParameterDataStructure: OptionCodec = {
   code: OptionType.CgaParameterDataStructure, name: 'CgaParameterDataStructure',
-  decode: (b, off, len, critical) => ({ type: 'CgaParameterDataStructure', critical, pds: b.slice(off, off + len) }),
+  decode: (b, off, len, critical) => ({ type: 'CgaParameterDataStructure', critical, pds: copyBytes(b, off, off + len) }),
   length: (o) => bytesField(o, 'pds').length,
   write: (b, off, o) => b.set((o as Extract<Shim6Option, { type: 'CgaParameterDataStructure' }>).pds, off),
 };
 
 const cgaSignature: OptionCodec = {
   code: OptionType.CgaSignature, name: 'CgaSignature',
-  decode: (b, off, len, critical) => ({ type: 'CgaSignature', critical, signature: b.slice(off, off + len) }),
+  decode: (b, off, len, critical) => ({ type: 'CgaSignature', critical, signature: copyBytes(b, off, off + len) }),
   length: (o) => bytesField(o, 'signature').length,
   write: (b, off, o) => b.set((o as Extract<Shim6Option, { type: 'CgaSignature' }>).signature, off),
 };
@@ -115,7 +115,7 @@ const locatorPreferences: OptionCodec = {
       const e: LocatorPreference = { flags: b[p]! };
       if (el >= 2) e.priority = b[p + 1]!;
       if (el >= 3) e.weight = b[p + 2]!;
-      if (el > 3) e.extra = b.slice(p + 3, p + el);
+      if (el > 3) e.extra = copyBytes(b, p + 3, p + el);
       elements[i] = e;
     }
     return { type: 'LocatorPreferences', critical, generation: readU32(b, off), elementLength: el, elements };
@@ -250,7 +250,7 @@ export function decodeOptions(b: Uint8Array, start: number, end: number, allowed
     } else if (critical) {
       throw new WireError('UNKNOWN_CRITICAL_OPTION', `critical option ${code} is unknown or not allowed here`, off, code);
     } else {
-      out.push({ type: 'Unknown', critical, optionType: code, data: b.slice(off + 4, off + 4 + len) });
+      out.push({ type: 'Unknown', critical, optionType: code, data: copyBytes(b, off + 4, off + 4 + len) });
     }
     off += total;
   }
@@ -259,6 +259,7 @@ export function decodeOptions(b: Uint8Array, start: number, end: number, allowed
 
 /** Contents length of one option; validates its fields and that the message type allows it. */
 function contentLength(o: Shim6Option, allowed: number, msgName: string): number {
+  if (typeof o.critical !== 'boolean') throw new WireError('BAD_FIELD', `${msgName}.options: ${String(o.type)}.critical must be true or false`);
   if (o.type === 'Unknown') {
     checkUint('Unknown.optionType', o.optionType, 0x7fff);
     return bytesField(o, 'data').length;

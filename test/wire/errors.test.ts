@@ -165,3 +165,16 @@ test('Error: a short packet in error is padded with zeros to 8 octets', () => {
   const msg = decodeMessage(bytes);
   assert.deepEqual(msg.type === 'Error' && msg.offendingPacket, hex('3b01070000000000'));
 });
+
+test('decoding a Node Buffer gives plain, independent Uint8Arrays', () => {
+  const buf = Buffer.from(encodeMessage({ type: 'R1', initiatorNonce: 1, responderNonce: 2, options: [{ type: 'ResponderValidator', critical: false, validator: hex('aabbccdd') }] }));
+  const msg = decodeMessage(buf);
+  const v = msg.type === 'R1' && msg.options[0]?.type === 'ResponderValidator' ? msg.options[0].validator : undefined;
+  assert.ok(v !== undefined && !Buffer.isBuffer(v) && v instanceof Uint8Array);
+  buf[20] = 0;
+  assert.deepEqual(v, hex('aabbccdd'));
+});
+
+test('encoder requires critical to be a boolean', () => {
+  assert.throws(() => encodeMessage({ type: 'R1', initiatorNonce: 1, responderNonce: 2, options: [{ type: 'ResponderValidator', validator: hex('aa') } as never] }), { code: 'BAD_FIELD' });
+});
