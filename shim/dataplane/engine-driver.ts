@@ -45,7 +45,7 @@ export type EncapsulateResultLike =
 export interface EngineEventLike { kind: string; peerUlid?: Ipv6; localUlid?: Ipv6 }
 
 export interface EngineLike {
-  handleDatagram(now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array }): DatagramResultLike;
+  handleDatagram(now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array; port?: number }): DatagramResultLike;
   encapsulate(now: Millis, p: { srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }): EncapsulateResultLike;
   handleTimeout(now: Millis): void;
   pollTransmit(): TransmitLike | undefined;
@@ -90,6 +90,10 @@ export interface DriverStats {
   prompts: number;
 }
 
+/** Receive batch bounds: packets and octets gathered before a TUN write. */
+const RX_BATCH = 128;
+const RX_ARENA_BYTES = 512 * 1024;
+
 const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) as Millis;
 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
@@ -101,7 +105,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly peerPort: number;
   private readonly clock: () => Millis;
   private readonly prompter: TcpPrompter | undefined;
-  private readonly header = new Uint8Array(IPV6_HEADER_LENGTH);
+  /** Packets for the TUN, gathered per loop turn so the device can merge TCP runs (GRO). */
+  private readonly rxArena = new Uint8Array(RX_ARENA_BYTES);
+  private rxViews: Uint8Array[] = [];
+  private rxOffset = 0;
   private timer: NodeJS.Timeout | undefined;
   private armedAt: Millis | undefined;
   private flushScheduled = false;
@@ -149,6 +156,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** Send every pending transmit, dispatch every event, re-arm the timer. */
   flush(): void {
     if (this.closed) return;
+    this.flushTun();
     for (let t = this.engine.pollTransmit(); t; t = this.engine.pollTransmit()) {
       if (this.transport.send(t.src, t.dst, t.port ?? this.peerPort, t.bytes)) this.stats.udpOut++;
       else this.drop('no-socket-for-source');
@@ -170,18 +178,35 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private onDatagram(d: Datagram): void {
     if (this.closed) return;
     this.stats.udpIn++;
-    const r = this.engine.handleDatagram(this.clock(), { src: d.src, dst: d.dst, bytes: d.bytes });
+    const r = this.engine.handleDatagram(this.clock(), { src: d.src, dst: d.dst, bytes: d.bytes, port: d.srcPort });
     if (r.kind === 'payload') this.deliver(r.srcUlid, r.dstUlid, r.nextHeader, r.payload);
     else if (r.kind === 'drop') this.drop(r.reason);
     this.scheduleFlush();
   }
 
-  /** Rebuild the IPv6 header from the context's ULIDs (DESIGN.md §3) and hand the packet to the kernel. */
+  /**
+   * Rebuild the IPv6 header from the context's ULIDs (DESIGN.md §3) into the
+   * receive arena; the batch goes to the TUN at the end of this loop turn.
+   */
   private deliver(srcUlid: Ipv6, dstUlid: Ipv6, nextHeader: number, payload: Uint8Array): void {
     if (!this.tun) return this.drop('no-tun');
-    writeHeader(this.header, srcUlid, dstUlid, nextHeader, payload.length);
-    if (this.tun.write2(this.header, payload)) this.stats.tunOut++;
-    else this.drop('tun-write');
+    const len = IPV6_HEADER_LENGTH + payload.length;
+    if (len > this.rxArena.length) return this.drop('too-big');
+    if (this.rxOffset + len > this.rxArena.length || this.rxViews.length >= RX_BATCH) this.flushTun();
+    const view = this.rxArena.subarray(this.rxOffset, this.rxOffset + len);
+    writeHeader(view, srcUlid, dstUlid, nextHeader, payload.length);
+    view.set(payload, IPV6_HEADER_LENGTH);
+    this.rxViews.push(view);
+    this.rxOffset += (len + 7) & ~7;
+  }
+
+  private flushTun(): void {
+    if (this.rxViews.length === 0 || !this.tun) return;
+    const n = this.tun.write(this.rxViews);
+    this.stats.tunOut += n;
+    if (n < this.rxViews.length) this.drop('tun-write');
+    this.rxViews = [];
+    this.rxOffset = 0;
   }
 
   private onTunPackets(packets: readonly Uint8Array[]): void {

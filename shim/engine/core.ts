@@ -29,6 +29,13 @@ export class Core {
   readonly local: LocalSet;
   readonly secrets: ResponderSecrets;
   readonly timers: Timers;
+  /**
+   * UDP source port of the datagram being handled (set by `handleDatagram` for
+   * the duration of the call only, undefined when the transport did not say):
+   * stateless replies go back to it, and contexts learn it once the datagram
+   * has passed their checks. Never outlives the call.
+   */
+  rxPort: number | undefined = undefined;
 
   constructor(readonly config: ResolvedConfig, rng: Rng, readonly cache: CapabilityCache, readonly verifier: LocatorVerifier) {
     this.random = new Random(rng);
@@ -46,6 +53,16 @@ export class Core {
 
   sendBytes(src: Ipv6, dst: Ipv6, bytes: Uint8Array, port?: number): void {
     this.tx.push(port === undefined || port === SHIM6_UDP_PORT ? { src, dst, bytes } : { src, dst, bytes, port });
+  }
+
+  /** Port for a reply to the datagram being handled: where it came from, else the context's. */
+  replyPort(ctx?: Context): number | undefined {
+    return this.rxPort ?? ctx?.port;
+  }
+
+  /** The datagram being handled passed `ctx`'s checks: the peer's shim is at its source port. */
+  learnPort(ctx: Context): void {
+    if (this.rxPort !== undefined) ctx.port = this.rxPort === SHIM6_UDP_PORT ? undefined : this.rxPort;
   }
 
   emit(ev: EngineEvent): void {

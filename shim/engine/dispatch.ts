@@ -88,6 +88,7 @@ export function dispatchControl(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
     return drop(ctx === undefined ? 'no-context' : 'locator-mismatch');
   }
   if (!entry.states.includes(ctx.state)) return drop('state');
+  core.learnPort(ctx);
   return entry.handle(core, now, ctx, src, dst, msg as never, bytes);
 }
 

@@ -37,6 +37,12 @@ export interface Datagram {
   src: Ipv6;
   dst: Ipv6;
   bytes: Uint8Array;
+  /**
+   * UDP source port the datagram came from, when the transport knows it: the
+   * engine answers there and a context that accepts the datagram sends there
+   * from then on (a peer on a non-default port, or a NAT rebinding).
+   */
+  port?: number;
 }
 
 /** An application packet leaving through the shim. */
@@ -74,6 +80,15 @@ export class Engine {
 
   /** A received Shim6 datagram (control message, or payload header + ULP bytes). */
   handleDatagram(now: Millis, d: Datagram): DatagramResult {
+    this.core.rxPort = d.port;
+    try {
+      return this.datagram(now, d);
+    } finally {
+      this.core.rxPort = undefined;
+    }
+  }
+
+  private datagram(now: Millis, d: Datagram): DatagramResult {
     const core = this.core;
     if (d.bytes.length < 8) return DROP_SHORT;
     if (!core.isLocal(d.dst)) return { kind: 'drop', reason: 'not-local' };
@@ -98,6 +113,7 @@ export class Engine {
       return { kind: 'drop', reason: ctx === undefined ? 'no-context' : 'locator-mismatch' };
     }
     if (ctx.state === State.I1_SENT || ctx.state === State.CLOSING) return { kind: 'drop', reason: 'state' };
+    core.learnPort(ctx);
     if (ctx.state !== State.ESTABLISHED) nudgePending(core, ctx, now);
     core.touch(ctx, now);
     if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');

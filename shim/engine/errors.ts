@@ -37,7 +37,7 @@ function quote(peer: Ipv6, local: Ipv6, shimBytes: Uint8Array): Uint8Array {
 export function sendError(core: Core, local: Ipv6, peer: Ipv6, code: number, pointer: number, shimBytes: Uint8Array): void {
   const packet = quote(peer, local, shimBytes);
   const msg: ErrorMessage = { type: 'Error', errorCode: code, pointer: Math.min(0xffff, IPV6_HEADER + pointer), offendingPacket: packet, options: [] };
-  core.send(local, peer, msg);
+  core.send(local, peer, msg, core.rxPort);
 }
 
 /** The Shim6 part of an Error's offending packet (skips our rebuilt IPv6 header when present). */

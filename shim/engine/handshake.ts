@@ -78,7 +78,7 @@ export function sendI2(core: Core, ctx: Context, now: Millis): void {
 /** R2 for `ctx` answering an I1/I2/I2bis from `peerLoc` to `localLoc` (§7.14; never retransmitted). */
 export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, initiatorNonce: number): void {
   const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options()] };
-  core.send(localLoc, peerLoc, msg, ctx.port);
+  core.send(localLoc, peerLoc, msg, core.replyPort(ctx));
 }
 
 /** The stateless R1 (§7.10): computed from the I1 and the current secret only. */
@@ -87,7 +87,7 @@ function sendR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, p
   const secret = core.secrets.secretFor(now, nonce)!;
   const validator = r1Validator(secret, nonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii });
   const r1: R1Message = { type: 'R1', initiatorNonce: msg.initiatorNonce, responderNonce: nonce, options: [{ type: 'ResponderValidator', critical: false, validator }] };
-  core.send(dst, src, r1);
+  core.send(dst, src, r1, core.rxPort);
 }
 
 const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
@@ -132,6 +132,7 @@ export function onR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1Messa
     core.emit({ kind: 'peer-supported', peerUlid: ctx.peerUlid, address: src });
     return CONSUMED;
   }
+  core.learnPort(ctx);
   ctx.respNonce = msg.responderNonce;
   ctx.validator = v.validator;
   ctx.lpPeer = src;
@@ -179,6 +180,7 @@ export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
   const step = core.step(ctx, trigger);
   if (step === undefined) return drop('state');
   core.table.setPeerTag(ctx, msg.contextTag);
+  core.learnPort(ctx);
   peerKeepalive(ctx, msg);
   if (step.from !== State.ESTABLISHED && ctx.state === State.ESTABLISHED) {
     ctx.lpLocal = dst;
@@ -202,6 +204,7 @@ export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Messa
   if (step === undefined) return drop('state');
   applyHandshakeLocators(core, ctx, msg);
   core.table.setPeerTag(ctx, msg.contextTag);
+  core.learnPort(ctx);
   peerKeepalive(ctx, msg);
   ctx.lpLocal = dst;
   ctx.lpPeer = src;

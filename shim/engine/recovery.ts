@@ -24,7 +24,7 @@ export function sendR1bis(core: Core, now: Millis, peer: Ipv6, local: Ipv6, pack
   const secret = core.secrets.secretFor(now, nonce)!;
   const validator = r1bisValidator(secret, nonce, { packetTag, peerLocator: peer, localLocator: local });
   const msg: R1bisMessage = { type: 'R1bis', packetContextTag: packetTag, responderNonce: nonce, options: [{ type: 'ResponderValidator', critical: false, validator }] };
-  core.send(local, peer, msg);
+  core.send(local, peer, msg, core.rxPort);
 }
 
 /** §7.18: ESTABLISHED + R1bis for our CT(peer) on our current pair → I2bis, I2BIS-SENT. */
