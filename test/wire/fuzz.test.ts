@@ -25,6 +25,13 @@ function rng(seed: number): () => number {
   };
 }
 
+/** Every leaf of a decoded value is a defined, non-NaN value. */
+function assertDefined(v: unknown, where: string): void {
+  if (v === undefined || (typeof v === 'number' && !Number.isInteger(v))) assert.fail(`undefined or non-integer in ${where}`);
+  if (v instanceof Uint8Array || v === null || typeof v !== 'object') return;
+  for (const x of Object.values(v)) assertDefined(x, where);
+}
+
 function reseal(b: Uint8Array): void {
   if (b.length < 8) return;
   const end = (b[1]! + 1) * 8;
@@ -47,17 +54,22 @@ test('fuzz: 120,000 random and mutated inputs through every decoder see only Wir
     inputs++;
     for (const [name, decode] of [['message', decodeMessage], ['payload', decodePayloadHeader]] as const) {
       let outcome = 'ok';
+      let value: unknown;
       try {
-        const v = decode(b);
-        if (name === 'message') {
-          const m = v as ReturnType<typeof decodeMessage>;
-          assert.deepEqual(decodeMessage(encodeMessage(m)), m, 're-encoding a decoded message changed it');
-        }
+        value = decode(b);
       } catch (e) {
         if (!(e instanceof WireError) || !CODES.has(e.code)) {
           assert.fail(`${name} decoder threw ${String(e)} on ${Buffer.from(b).toString('hex')}`);
         }
         outcome = e.code;
+      }
+      if (outcome === 'ok') {
+        // A read past the input would show up as undefined or NaN somewhere in the value.
+        assertDefined(value, `${name} of ${Buffer.from(b).toString('hex')}`);
+        if (name === 'message') {
+          const m = value as ReturnType<typeof decodeMessage>;
+          assert.deepEqual(decodeMessage(encodeMessage(m)), m, 're-encoding a decoded message changed it');
+        }
       }
       const k = `${name}:${outcome}`;
       outcomes.set(k, (outcomes.get(k) ?? 0) + 1);
