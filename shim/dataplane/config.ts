@@ -57,6 +57,8 @@ export interface DaemonConfig {
   log: { level: LogLevel; format: 'text' | 'json' };
   cacheFile: string;
   controlSocket: string;
+  /** HBA parameters file (`shim6 zone hba --out`): our locators' proof of ownership; absent = ULID only. */
+  hba: string | undefined;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -74,10 +76,11 @@ export function defaultConfig(): DaemonConfig {
     log: { level: 'info', format: 'text' },
     cacheFile: '/var/lib/shim6/caches.json',
     controlSocket: '/run/shim6/control.sock',
+    hba: undefined,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'timers', 'tun', 'port', 'interfaces', 'log', 'cacheFile', 'controlSocket'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'timers', 'tun', 'port', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -225,6 +228,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.log !== undefined) c.log = parseLog(doc.log, c.log);
   if (doc.cacheFile !== undefined) c.cacheFile = str('cacheFile', doc.cacheFile);
   if (doc.controlSocket !== undefined) c.controlSocket = str('controlSocket', doc.controlSocket);
+  if (doc.hba !== undefined) c.hba = str('hba', doc.hba);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -1,11 +1,15 @@
 /**
  * shim6 daemons in the lab: one `shim6 daemon` per host (A and B), each with
- * its config (fast timers, its stub resolver on loopback forwarding to the
- * lab's Knot), started inside its namespace; their JSON logs are read for the
- * timeline (context established, locator pair changed = re-homing).
- * Owns the daemon processes it starts and their config files.
+ * its config (fast timers, its HBA set, its stub resolver on 127.0.0.53
+ * forwarding to the lab's Knot, JSON logs), started inside its namespace;
+ * their logs are read for the timeline (context established, locator pair
+ * changed = re-homing). Owns the daemon processes it starts, their config,
+ * log, cache and control-socket files in the lab's state directory.
  */
-import type { Lab } from './lab-topology.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { LAB_ADDR, LAB_IF, LabError, type Lab } from './lab-topology.ts';
 
 /** Running daemons of a lab, as the demo and the benchmarks see them. */
 export interface LabShim6 {
@@ -15,22 +19,137 @@ export interface LabShim6 {
   events(): string[];
   /** When (epoch ms) A's daemon re-homed after `failAt`, or null. */
   rehomeAt(failAt: number | undefined): number | null;
+  /** Files of host `h`. */
+  files(h: 'a' | 'b'): LabDaemonFiles;
+  /** Restart host `h`'s daemon (SIGTERM, then start again with the same config). */
+  restart(h: 'a' | 'b'): Promise<void>;
   /** SIGTERM both daemons and wait for them (bounded). */
   stop(): Promise<void>;
 }
 
-/** Whether the parts the daemon needs (engine, data plane driver) exist in this tree. */
+export interface LabDaemonFiles {
+  config: string;
+  log: string;
+  cache: string;
+  control: string;
+  hba: string;
+}
+
+export const LAB_TUN = 'labtun';
+export const LAB_STUB = '127.0.0.53';
+const BIN = path.resolve(import.meta.dirname, '../../bin/shim6.js');
+
+/** Whether the parts the daemon needs (engine, data plane driver, TUN addon) exist in this build. */
 export async function shim6Available(): Promise<boolean> {
   try {
-    // By URL, so this module type-checks before the daemon exists.
+    // By URL, so this module type-checks and loads without the daemon.
     await import(new URL('./daemon.ts', import.meta.url).href);
+    const { loadTunAddon } = await import('./tun-linux.ts');
+    loadTunAddon();
     return true;
   } catch {
     return false;
   }
 }
 
-/** Start daemons on A and B (not yet available: throws ENOTREADY naming what is missing). */
-export async function startLabShim6(_lab: Lab, _say: (l: string) => void): Promise<LabShim6> {
-  throw Object.assign(new Error('the shim6 daemon is not built yet (shim/dataplane/daemon.ts)'), { code: 'ENOTREADY' });
+export function labDaemonFiles(lab: Lab, h: 'a' | 'b'): LabDaemonFiles {
+  const d = lab.stateDir;
+  return {
+    config: path.join(d, `shim6-${h}.json`), log: path.join(d, `shim6-${h}.log`), cache: path.join(d, `caches-${h}.json`),
+    control: path.join(d, `control-${h}.sock`), hba: path.join(d, `hba-${h}.json`),
+  };
+}
+
+/** The daemon config of host `h` (extra keys merged over the defaults). */
+export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<string, unknown> = {}): void {
+  const f = labDaemonFiles(lab, h);
+  const config = {
+    listen: [`${LAB_STUB}:53`],
+    upstreams: [h === 'a' ? LAB_ADDR.dnsA : LAB_ADDR.dnsB],
+    interfaces: [LAB_IF.P, LAB_IF.Q],
+    timers: { profile: 'fast' },
+    tun: { name: LAB_TUN, mtu: 1400 },
+    log: { level: 'info', format: 'json' },
+    cacheFile: f.cache, controlSocket: f.control, hba: f.hba,
+    ...extra,
+  };
+  writeFileSync(f.config, JSON.stringify(config, null, 2) + '\n');
+}
+
+/** Start host `h`'s daemon and wait (≤ 20 s) for "daemon ready" in its log. */
+export async function startLabDaemon(lab: Lab, h: 'a' | 'b'): Promise<ChildProcess> {
+  const f = labDaemonFiles(lab, h);
+  if (!existsSync(f.config)) writeLabDaemonConfig(lab, h);
+  const start = existsSync(f.log) ? readFileSync(f.log, 'utf8').length : 0;
+  const fd = openSync(f.log, 'a');
+  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, BIN, 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd] });
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    const text = readFileSync(f.log, 'utf8').slice(start);
+    if (text.includes('"msg":"daemon ready"')) return child;
+    if (child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  child.kill('SIGKILL');
+  throw new LabError(`shim6 daemon on ${h.toUpperCase()} did not start: ${readFileSync(f.log, 'utf8').slice(start).trim().split('\n').slice(-5).join(' | ')}`);
+}
+
+/** SIGTERM and wait for exit (≤ 8 s, then SIGKILL). */
+export function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(() => { child.kill('SIGKILL'); resolve(); }, 8000);
+    child.once('exit', () => { clearTimeout(t); resolve(); });
+    child.kill('SIGTERM');
+  });
+}
+
+/** One JSON log record of a daemon. */
+export interface LogRecord { ts: string; level: string; component: string; msg: string; [k: string]: unknown }
+
+/** Parse a daemon's JSON log file (lines that are not JSON are skipped). */
+export function readLog(file: string): LogRecord[] {
+  if (!existsSync(file)) return [];
+  const out: LogRecord[] = [];
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    if (!line.startsWith('{')) continue;
+    try { out.push(JSON.parse(line) as LogRecord); } catch { /* partial line */ }
+  }
+  return out;
+}
+
+const NOTABLE = new Set(['prime', 'context-established', 'context-closed', 'context-failed', 'locator-pair-changed', 'locator-set-updated', 'peer-unsupported', 'local locators changed', 'tcp prompted after re-homing']);
+
+/** Start daemons on B then A (B answers A's I1 at once). */
+export async function startLabShim6(lab: Lab, say: (l: string) => void): Promise<LabShim6> {
+  const procs: Record<'a' | 'b', ChildProcess | undefined> = { a: undefined, b: undefined };
+  for (const h of ['b', 'a'] as const) {
+    procs[h] = await startLabDaemon(lab, h);
+    say(`shim6 daemon on ${h.toUpperCase()} (tun ${LAB_TUN}, stub ${LAB_STUB}, fast profile), log ${labDaemonFiles(lab, h).log}`);
+  }
+  const stopAll = async (): Promise<void> => {
+    await Promise.all((['a', 'b'] as const).map((h) => (procs[h] ? stopProcess(procs[h]) : Promise.resolve())));
+  };
+  try {
+    return {
+      resolverA: LAB_STUB,
+      files: (h) => labDaemonFiles(lab, h),
+      events: () => (['a', 'b'] as const).flatMap((h) => readLog(labDaemonFiles(lab, h).log)
+        .filter((r) => NOTABLE.has(r.msg))
+        .map((r) => `${r.ts.slice(11, 23)} ${h.toUpperCase()} ${r.msg}${r.peerUlid ? ` peer ${String(r.peerUlid)}` : ''}${r.new ? ` → ${JSON.stringify(r.new)}` : ''}`)).sort(),
+      rehomeAt: (failAt) => {
+        if (failAt === undefined) return null;
+        const r = readLog(labDaemonFiles(lab, 'a').log).find((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= failAt);
+        return r ? Date.parse(r.ts) : null;
+      },
+      restart: async (h) => {
+        if (procs[h]) await stopProcess(procs[h]);
+        procs[h] = await startLabDaemon(lab, h);
+      },
+      stop: stopAll,
+    };
+  } catch (err) {
+    await stopAll();
+    throw err;
+  }
 }

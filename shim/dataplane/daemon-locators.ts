@@ -1,0 +1,130 @@
+/**
+ * Local locators: the host's global IPv6 addresses (optionally only on some
+ * interfaces), whether their link is up, and a watcher that notices changes
+ * at once: `ip -6 monitor address link` prints a line on every change and we
+ * re-read the state with `ip -j` (a debounce merges bursts). Owns the monitor
+ * process; knows nothing of the engine (the daemon turns diffs into
+ * `setLocalLocators` / `localLocatorDown`).
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
+
+/** One global address of this host. */
+export interface LocalAddress {
+  address: Ipv6;
+  ifname: string;
+  /** The link is up and has carrier. */
+  up: boolean;
+}
+
+interface IpAddrJson {
+  ifname?: string;
+  operstate?: string;
+  flags?: string[];
+  addr_info?: Array<{ family?: string; local?: string; scope?: string; tentative?: boolean; dadfailed?: boolean; deprecated?: boolean }>;
+}
+
+/** Parse `ip -j -6 addr show` output into addresses (global scope, usable). */
+export function parseIpAddrJson(json: string, interfaces: readonly string[] = []): LocalAddress[] {
+  let links: IpAddrJson[];
+  try {
+    links = JSON.parse(json) as IpAddrJson[];
+  } catch {
+    return [];
+  }
+  const out: LocalAddress[] = [];
+  for (const l of links) {
+    if (!l.ifname || (interfaces.length > 0 && !interfaces.includes(l.ifname))) continue;
+    const flags = l.flags ?? [];
+    // operstate UNKNOWN is normal for links without carrier reporting (lo, some tunnels).
+    const up = flags.includes('UP') && !flags.includes('NO-CARRIER') && (l.operstate === 'UP' || l.operstate === 'UNKNOWN');
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet6' || a.scope !== 'global' || !a.local || a.tentative || a.dadfailed) continue;
+      out.push({ address: canonicalIpv6(a.local), ifname: l.ifname, up });
+    }
+  }
+  return out;
+}
+
+/** Read this namespace's global IPv6 addresses now. */
+export function readLocalAddresses(interfaces: readonly string[] = []): LocalAddress[] {
+  const r = spawnSync('ip', ['-j', '-6', 'addr', 'show'], { encoding: 'utf8', timeout: 5000 });
+  return r.status === 0 ? parseIpAddrJson(String(r.stdout), interfaces) : [];
+}
+
+/** What changed between two readings. */
+export interface LocatorDiff {
+  added: Ipv6[];
+  removed: Ipv6[];
+  wentDown: Ipv6[];
+  cameUp: Ipv6[];
+}
+
+export function diffLocators(before: readonly LocalAddress[], after: readonly LocalAddress[]): LocatorDiff {
+  const b = new Map(before.map((x) => [x.address, x]));
+  const a = new Map(after.map((x) => [x.address, x]));
+  const d: LocatorDiff = { added: [], removed: [], wentDown: [], cameUp: [] };
+  for (const [addr, x] of a) {
+    const old = b.get(addr);
+    if (!old) d.added.push(addr);
+    else if (old.up && !x.up) d.wentDown.push(addr);
+    else if (!old.up && x.up) d.cameUp.push(addr);
+  }
+  for (const addr of b.keys()) if (!a.has(addr)) d.removed.push(addr);
+  return d;
+}
+
+export function isEmptyDiff(d: LocatorDiff): boolean {
+  return d.added.length + d.removed.length + d.wentDown.length + d.cameUp.length === 0;
+}
+
+/** Watches addresses and links; calls `onChange` with the new reading and the diff. */
+export class LocatorWatcher {
+  private proc: ChildProcess | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private poll: NodeJS.Timeout | undefined;
+  current: LocalAddress[];
+
+  constructor(
+    private readonly interfaces: readonly string[],
+    private readonly onChange: (now: LocalAddress[], diff: LocatorDiff) => void,
+    private readonly debounceMs = 10,
+  ) {
+    this.current = readLocalAddresses(interfaces);
+  }
+
+  /** Start `ip monitor` (and a slow poll as a safety net should it die). */
+  start(): void {
+    this.proc = spawn('ip', ['-6', 'monitor', 'address', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.proc.stdout?.on('data', () => this.schedule());
+    this.proc.on('error', () => undefined);
+    this.poll = setInterval(() => this.check(), 2000);
+    this.poll.unref();
+  }
+
+  /** Re-read now (also used by tests). */
+  check(): void {
+    const next = readLocalAddresses(this.interfaces);
+    const diff = diffLocators(this.current, next);
+    if (isEmptyDiff(diff)) return;
+    this.current = next;
+    this.onChange(next, diff);
+  }
+
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    if (this.poll) clearInterval(this.poll);
+    this.timer = undefined;
+    this.poll = undefined;
+    if (this.proc && this.proc.exitCode === null) this.proc.kill('SIGTERM');
+    this.proc = undefined;
+  }
+
+  private schedule(): void {
+    if (this.timer) return;
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.check();
+    }, this.debounceMs);
+  }
+}

@@ -1,0 +1,74 @@
+/**
+ * The daemon's glue between the resolver, the engine and the disk:
+ * `EngineSink` adapts the resolver's CapabilitySink to `Engine.prime` and
+ * to the negative cache (DNS said "no record"), always with the driver's
+ * clock (the resolver's own clock is a different, monotonic one);
+ * `loadCaches` / `saveCaches` keep the capability caches across restarts in
+ * the cache file (written atomically, mode 0600).
+ */
+import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { Logger } from '../log.ts';
+import type { CapabilitySink, CapabilityRecord } from '../../resolver/capability-sink.ts';
+import type { Engine } from '../engine/index.ts';
+import type { CapabilityCache, CacheSnapshot } from '../engine/capability.ts';
+
+/** Primes the engine from DNS; records DNS-absent peers in the negative cache. */
+export class EngineSink implements CapabilitySink {
+  primes = 0;
+  absents = 0;
+
+  constructor(
+    private readonly run: (fn: (engine: Engine, now: Millis) => void) => void,
+    private readonly cache: CapabilityCache,
+    private readonly log: Logger,
+  ) {}
+
+  prime(_resolverNow: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
+    this.primes++;
+    const locators = record.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
+    this.log.info('prime', { name, ulid: record.ulid, locators: locators.map((l) => l.address), ttl: ttlSeconds });
+    this.run((engine, now) => engine.prime(now, {
+      ulid: record.ulid, locators, ttl: ttlSeconds, source: 'dns', ...(record.port !== undefined ? { port: record.port } : {}),
+    }));
+  }
+
+  absent(_resolverNow: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void {
+    this.absents++;
+    this.log.debug('no capability record', { name, addresses, ttl: ttlSeconds });
+    this.run((_engine, now) => {
+      for (const address of addresses) {
+        if (!address.includes(':')) continue;
+        this.cache.setNegative(now, { address, reason: 'dns-absent', expires: (now + ttlSeconds * 1000) as Millis });
+      }
+    });
+  }
+}
+
+/** Read the cache file; undefined when missing or unreadable (logged). */
+export function loadCaches(file: string, log: Logger): CacheSnapshot | undefined {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+  try {
+    const data = JSON.parse(text) as CacheSnapshot;
+    if (!Array.isArray(data.positive) || !Array.isArray(data.negative)) throw new Error('not a cache snapshot');
+    return data;
+  } catch (err) {
+    log.warn('ignoring unreadable cache file', { file, error: (err as Error).message });
+    return undefined;
+  }
+}
+
+/** Write the cache file atomically (temp file + rename). */
+export function saveCaches(file: string, data: CacheSnapshot): void {
+  mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(data) + '\n', { mode: 0o600 });
+  renameSync(tmp, file);
+}

@@ -1,0 +1,249 @@
+/**
+ * `shim6 daemon`: joins the stub resolver (resolver/), the engine
+ * (shim/engine/) and the data plane (TUN, UDP, routes, engine-driver.ts) on
+ * one host, with a control socket for `shim6 status`, local locators watched
+ * (daemon-locators.ts), capability caches kept in the cache file, a config
+ * reload and a clean stop that sends Close to peers and leaves the host as it
+ * found it (routes, rules, TUN device and control socket gone).
+ *
+ * Owns the lifetime of all of those; must not know message formats (engine)
+ * or DNS wire details (resolver). Signals are the CLI's business: it calls
+ * `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
+ */
+import { readFileSync } from 'node:fs';
+import { Logger } from '../log.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { Engine, MapCapabilityCache, cryptoRng, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
+import { Resolver } from '../../resolver/index.ts';
+import { configFromObject, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
+import { startControlServer, type ControlServer } from '../control/server.ts';
+import { parseHbaParams, memberParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
+import { UsageError } from '../errors.ts';
+import { loadConfig, type DaemonConfig } from './config.ts';
+import { EngineDriver } from './engine-driver.ts';
+import { LinuxTun } from './tun-linux.ts';
+import { DgramTransport } from './udp.ts';
+import { ENCAPSULATION_OVERHEAD, Routes } from './routes.ts';
+import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './daemon-locators.ts';
+import { EngineSink, loadCaches, saveCaches } from './daemon-sink.ts';
+
+/** A configured peer is primed for this long (seconds), and again on every reload. */
+const CONFIGURED_PEER_TTL = 86_400 * 365;
+
+export interface DaemonOptions {
+  /** The file to re-read on reload (absent: reload keeps the config). */
+  configFile?: string;
+  /** Log sink (default stderr). */
+  log?: Logger;
+}
+
+/** Recent notable events, for `shim6 status` and the lab's timeline. */
+export interface DaemonEvent {
+  t: number;
+  kind: string;
+  [k: string]: unknown;
+}
+
+export class Daemon {
+  readonly events: DaemonEvent[] = [];
+  private watcher: LocatorWatcher | undefined;
+  private resolver: Resolver | undefined;
+  private control: ControlServer | undefined;
+  private stopped = false;
+  private readonly startedAt = Date.now();
+
+  private constructor(
+    private config: DaemonConfig,
+    readonly log: Logger,
+    readonly engine: Engine,
+    readonly driver: EngineDriver<Engine>,
+    readonly routes: Routes,
+    readonly cache: MapCapabilityCache,
+    private readonly hba: HbaParamsFile | undefined,
+    private readonly opts: DaemonOptions,
+  ) {}
+
+  /** Start everything; on any failure, undo what was done and rethrow. */
+  static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+    const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    const hba = config.hba ? readHba(config.hba) : undefined;
+    const found = new LocatorWatcher(config.interfaces, () => undefined).current;
+    const locals = orderLocators(found, hba);
+    if (locals.length === 0) throw new UsageError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`, 'interfaces');
+    const ulid = locals[0]!.address;
+    const cgaParams = hba?.members.find((m) => m.address === ulid);
+    const cache = new MapCapabilityCache(10_000);
+    const engine = new Engine({
+      localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
+      profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
+      peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
+    }, cryptoRng(), { cache });
+    const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD });
+    const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });
+    const transport = new DgramTransport({ port: config.port, bufferSize: 4 << 20 });
+    const sinkRef: { daemon?: Daemon } = {};
+    const driver = new EngineDriver<Engine>({
+      engine, transport, tun, peerPort: config.port, routes, logger: log.child('engine'),
+      onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
+    });
+    const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
+    sinkRef.daemon = daemon;
+    const saved = loadCaches(config.cacheFile, log);
+    try {
+      routes.setup();
+      for (const l of locals) await driver.bindLocator(l.address);
+      if (saved) driver.command((e, now) => e.importCaches(now, saved));
+      daemon.primeConfiguredPeers();
+      await daemon.startResolver();
+      daemon.control = await startControlServer(config.controlSocket, { status: () => daemon.status() });
+      daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
+      daemon.watcher.start();
+      // Links already down at start: explore away from them at once.
+      for (const a of found) if (!a.up) driver.command((e, now) => e.localLocatorDown(now, a.address));
+    } catch (err) {
+      await daemon.teardown(false);
+      throw err;
+    }
+    log.info('daemon ready', {
+      ulid, locators: locals.map((l) => l.address), tun: tun.name, mtu: routes.tunMtu, port: config.port,
+      resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
+      profile: config.timers.profile, cachesImported: saved !== undefined,
+    });
+    return daemon;
+  }
+
+  /** Plain-JSON status for the control socket. */
+  status(): Record<string, unknown> {
+    return {
+      daemon: {
+        pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
+        port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
+        locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
+      },
+      engine: this.engine.status(),
+      resolver: this.resolver?.status() ?? null,
+    };
+  }
+
+  /** SIGHUP: re-read the config file; apply what can change live (peers, log level is fixed per process). */
+  async reload(): Promise<void> {
+    if (!this.opts.configFile) { this.log.info('reload: no config file, nothing to do'); return; }
+    let next: DaemonConfig;
+    try {
+      next = loadConfig(this.opts.configFile);
+    } catch (err) {
+      this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
+      return;
+    }
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces'] as const)
+      .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+    this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
+    this.primeConfiguredPeers();
+    this.saveCaches();
+    this.log.info('reloaded', { peers: next.peers.length, ...(restartNeeded.length ? { restartNeeded } : {}) });
+  }
+
+  /**
+   * SIGTERM: Close every context (seed §6 extension) and wait for the Close
+   * Acks (bounded by the profile's close timeout × retries, at most 3 s),
+   * save the caches, then remove routes, rules, the TUN and the sockets.
+   */
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    const open = this.engine.contextCount;
+    if (open > 0) {
+      this.driver.command((e, now) => e.close(now));
+      const deadline = Date.now() + 3000;
+      while (this.engine.contextCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      this.log.info('contexts closed', { closed: open - this.engine.contextCount, left: this.engine.contextCount });
+    }
+    await this.teardown(true);
+  }
+
+  private async teardown(save: boolean): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.watcher?.stop();
+    if (save) this.saveCaches();
+    await this.control?.close();
+    await this.resolver?.close();
+    this.routes.close();
+    await this.driver.close();
+    this.log.info('stopped: routes, rules and TUN removed');
+  }
+
+  private saveCaches(): void {
+    try {
+      saveCaches(this.config.cacheFile, this.engine.exportCaches(this.driver.now()));
+    } catch (err) {
+      this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
+    }
+  }
+
+  private primeConfiguredPeers(): void {
+    for (const p of this.config.peers) {
+      const locators = p.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
+      this.driver.command((e, now) => e.prime(now, { ulid: p.ulid, locators, ttl: CONFIGURED_PEER_TTL, source: 'configured', port: p.port }));
+    }
+  }
+
+  private async startResolver(): Promise<void> {
+    if (this.config.listen.length === 0) return;
+    const file = configFromObject({ capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback } });
+    let resolvConf = '';
+    try { resolvConf = readFileSync('/etc/resolv.conf', 'utf8'); } catch { /* upstreams must then be configured */ }
+    const rc = resolveResolverConfig(file, {
+      listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
+      ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
+      logLevel: this.config.log.level,
+    }, resolvConf);
+    const sink = new EngineSink((fn) => this.driver.command(fn), this.cache, this.log.child('capability'));
+    this.resolver = await Resolver.start(rc, { sink, log: this.log });
+  }
+
+  private onEngineEvent(e: EngineEvent): void {
+    const { kind, ...rest } = e;
+    this.events.push({ t: Date.now(), kind, ...rest });
+    if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
+  }
+
+  /** Addresses or links changed: a new locator set for the engine; a link down = explore now. */
+  private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
+    this.log.info('local locators changed', { ...diff });
+    for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
+    const locals = orderLocators(now, this.hba);
+    if (diff.added.length || diff.removed.length || diff.cameUp.length) {
+      this.driver.command((e, t) => e.setLocalLocators(t, locals));
+    }
+    for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
+    for (const a of diff.removed) void this.driver.unbindLocator(a);
+  }
+}
+
+function readHba(file: string): HbaParamsFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError('ECONFIG', `hba: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
+  }
+  return parseHbaParams(text, file);
+}
+
+/**
+ * The engine's local locator list: HBA members present on the host first (in
+ * prefix-vector order, so the first is the ULID), then other addresses;
+ * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
+ */
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined): LocalLocator[] {
+  const members = hba?.members.map((m) => m.address) ?? [];
+  const rank = (a: Ipv6): number => {
+    const i = members.indexOf(a);
+    return i < 0 ? members.length : i;
+  };
+  return [...found]
+    .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
+    .sort((x, y) => rank(x.address) - rank(y.address))
+    .map((a, i) => ({ address: a.address, flags: a.up ? 0 : 0x01, priority: i, weight: 0 }));
+}
+

@@ -1,0 +1,77 @@
+// Local locator discovery and watching: `ip -j` parsing, diffs, and a real
+// namespace where an added address and a link going down are noticed at once.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { needs } from '../helpers/prereq.ts';
+import { diffLocators, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/dataplane/daemon-locators.ts';
+import { orderLocators } from '../../shim/dataplane/daemon.ts';
+
+const SAMPLE = JSON.stringify([
+  { ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], operstate: 'UNKNOWN', addr_info: [{ family: 'inet6', local: '::1', scope: 'host' }] },
+  { ifname: 'labp', flags: ['BROADCAST', 'UP', 'LOWER_UP'], operstate: 'UP', addr_info: [
+    { family: 'inet6', local: '2001:DB8:1::A', scope: 'global' },
+    { family: 'inet6', local: 'fe80::1', scope: 'link' },
+    { family: 'inet6', local: '2001:db8:1::bad', scope: 'global', tentative: true },
+  ] },
+  { ifname: 'labq', flags: ['BROADCAST', 'UP', 'NO-CARRIER'], operstate: 'LOWERLAYERDOWN', addr_info: [{ family: 'inet6', local: '2001:db8:2::a', scope: 'global' }] },
+]);
+
+test('ip -j addr: global, usable addresses with their link state', () => {
+  assert.deepEqual(parseIpAddrJson(SAMPLE), [
+    { address: '2001:db8:1::a', ifname: 'labp', up: true },
+    { address: '2001:db8:2::a', ifname: 'labq', up: false },
+  ]);
+  assert.deepEqual(parseIpAddrJson(SAMPLE, ['labq']).map((a) => a.address), ['2001:db8:2::a']);
+  assert.deepEqual(parseIpAddrJson('not json'), []);
+});
+
+test('diffs name what was added, removed, went down and came up', () => {
+  const a = (address: string, up = true): LocalAddress => ({ address, ifname: 'x', up });
+  assert.deepEqual(diffLocators([a('1::1'), a('2::1'), a('3::1', false)], [a('1::1', false), a('3::1'), a('4::1')]),
+    { added: ['4::1'], removed: ['2::1'], wentDown: ['1::1'], cameUp: ['3::1'] });
+});
+
+test('HBA members first (the first is the ULID); down links flagged BROKEN', () => {
+  const hba = { format: 'shim6-hba-params/1' as const, sec: 0, publicKeyIncluded: false, publicKey: '00', members: [
+    { prefix: '2001:db8:1::/64', address: '2001:db8:1::a', params: '00' }, { prefix: '2001:db8:2::/64', address: '2001:db8:2::a', params: '00' }] };
+  const found: LocalAddress[] = [{ address: '2001:db8:9::a', ifname: 'o', up: true }, { address: '2001:db8:2::a', ifname: 'q', up: false }, { address: '2001:db8:1::a', ifname: 'p', up: true }];
+  assert.deepEqual(orderLocators(found, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
+});
+
+test('the watcher notices a new address and a link going down (real namespace)', { timeout: 30_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  const ns = `e2eloc${process.pid.toString(36)}`;
+  const ip = (...args: string[]): void => { const r = spawnSync('ip', ['-n', ns, ...args], { encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  t.after(() => { spawnSync('ip', ['netns', 'del', ns]); });
+  spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.keep_addr_on_down=1']);
+  ip('link', 'add', 'labw0', 'type', 'veth', 'peer', 'name', 'labw1');
+  ip('link', 'set', 'labw0', 'up');
+  ip('link', 'set', 'labw1', 'up');
+  // The watcher runs `ip monitor` in the current namespace, so run it inside via a child.
+  const code = `
+    import { LocatorWatcher } from ${JSON.stringify(new URL('../../shim/dataplane/daemon-locators.ts', import.meta.url).pathname)};
+    const w = new LocatorWatcher(['labw0'], (now, diff) => console.log(JSON.stringify({ t: Date.now(), diff })));
+    w.start(); console.log('ready'); setTimeout(() => { w.stop(); process.exit(0); }, 6000);`;
+  const { spawn } = await import('node:child_process');
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  t.after(() => { child.kill('SIGKILL'); });
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop() ?? ''; lines.push(...parts); });
+  const waitFor = async (pred: (l: string) => boolean): Promise<string> => {
+    for (let i = 0; i < 100; i++) { const l = lines.find(pred); if (l) return l; await new Promise((r) => setTimeout(r, 30)); }
+    throw new Error(`timed out; lines: ${lines.join(' | ')}`);
+  };
+  await waitFor((l) => l === 'ready');
+  let t0 = Date.now();
+  ip('-6', 'addr', 'add', '2001:db8:77::1/64', 'dev', 'labw0', 'nodad');
+  const added = JSON.parse(await waitFor((l) => l.includes('2001:db8:77::1'))) as { t: number; diff: LocatorDiff };
+  assert.deepEqual(added.diff.added, ['2001:db8:77::1']);
+  assert.ok(added.t - t0 < 1000, `noticed after ${added.t - t0} ms`);
+  t0 = Date.now();
+  ip('link', 'set', 'labw1', 'down'); // labw0 loses carrier
+  const down = JSON.parse(await waitFor((l) => l.includes('wentDown":["2001:db8:77::1"'))) as { t: number; diff: LocatorDiff };
+  assert.ok(down.t - t0 < 1000, `noticed after ${down.t - t0} ms`);
+});
