@@ -1,0 +1,116 @@
+// `zone update` against real Knot and BIND with a TSIG key: one signed RFC 2136
+// update replaces the capability RR, the AAAA RRset and the TXT fallback (kdig
+// sees the change); a wrong secret, an unknown key and a zone the server does
+// not have are refused and reported by their code.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
+import { shim6Async, tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { buildHostRecord } from '../../zone-tools/record-input.ts';
+import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
+import { sendUpdate } from '../../zone-tools/update.ts';
+import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
+import { encodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { ProtocolError } from '../../shim/errors.ts';
+
+const Z = 'upd.test.';
+const OLD = buildHostRecord({ name: 'h.upd.test.', ulid: '2001:db8:1::1', locators: ['2001:db8:1::1', '2001:db8:9::1'] });
+
+function kdig(port: number, args: string[]): string[] {
+  const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), ...args, '+short', '+timeout=2', '+retry=1'], { encoding: 'utf8', timeout: 15_000 });
+  return String(r.stdout).trim().split('\n').filter((l) => l !== '').sort();
+}
+
+function rdataOf(port: number, name: string): string {
+  return (kdig(port, [name, 'TYPE65300'])[0] ?? '').replace(/^\\# \d+ /, '').replace(/ /g, '').toLowerCase();
+}
+
+/** Key files in the three accepted spellings. */
+function keyFiles(dir: string, name: string, secret: string): { bind: string; knot: string; colon: string } {
+  return {
+    bind: writeZone(dir, 'bind.key', `// tsig-keygen ${name}\nkey "${name}" {\n\talgorithm hmac-sha256;\n\tsecret "${secret}";\n};\n`),
+    knot: writeZone(dir, 'knot.key', `# keymgr -t ${name}\nkey:\n  - id: ${name}\n    algorithm: hmac-sha256\n    secret: ${secret}\n`),
+    colon: writeZone(dir, 'colon.key', `hmac-sha256:${name}:${secret}\n`),
+  };
+}
+
+for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
+  test(`zone update against ${kind}: the record changes atomically; wrong keys are refused`, async (t) => {
+    if (!needs(t, { root: true, commands: [kind === 'knot' ? 'knotd' : 'named', 'kdig'] })) return;
+    const dir = tempDir(t);
+    const secret = randomTsigSecret();
+    const dns = await startAuthDns({ server: kind, zones: [{ name: Z, text: zoneHeader(Z) + hostZoneLines(OLD).join('\n') + '\n' }], tsig: { name: 'upd-key.', secret }, allowUpdate: true });
+    t.after(() => dns.stop());
+    const keys = keyFiles(dir, 'upd-key', secret);
+    const wrong = writeZone(dir, 'wrong.key', `upd-key:${randomTsigSecret()}\n`);
+    const unknown = writeZone(dir, 'unknown.key', `no-such-key:${secret}\n`);
+    assert.deepEqual(kdig(dns.port, ['h.upd.test.', 'AAAA']), ['2001:db8:1::1', '2001:db8:9::1']);
+
+    const server = `127.0.0.1:${dns.port}`;
+    const rec = ['--name', 'h.upd.test.', '--ulid', '2001:db8:1::1', '--locator', '2001:db8:1::1/0/10', '--locator', '2001:db8:2::1/1/5'];
+    const ok = await shim6Async(['zone', 'update', '--server', server, '--zone', Z, '--key', kind === 'knot' ? keys.knot : keys.bind, ...rec, '--txt', '--ttl', '120']);
+    assert.equal(ok.status, 0, ok.stderr);
+    assert.match(ok.stdout, /^updated h\.upd\.test\. in upd\.test\. at 127\.0\.0\.1 port \d+: NOERROR \(answer signed by upd-key\., verified\)/);
+
+    const NEW = buildHostRecord({ name: 'h.upd.test.', ulid: '2001:db8:1::1', locators: ['2001:db8:1::1/0/10', '2001:db8:2::1/1/5'] });
+    assert.equal(rdataOf(dns.port, 'h.upd.test.'), Buffer.from(encodeCapabilityRecord(NEW.record)).toString('hex'));
+    assert.deepEqual(kdig(dns.port, ['h.upd.test.', 'AAAA']), ['2001:db8:1::1', '2001:db8:2::1'], 'the old AAAA 2001:db8:9::1 is gone');
+    assert.match(kdig(dns.port, ['_shim6.h.upd.test.', 'TXT'])[0] ?? '', /^"v=shim6cap1 b64=/);
+
+    // Wrong secret, unknown key name, a zone the server does not serve: refused, nothing changes.
+    const before = rdataOf(dns.port, 'h.upd.test.');
+    const other = ['--name', 'h.upd.test.', '--ulid', '2001:db8:1::1', '--locator', '2001:db8:7::1'];
+    const [badSig, badKey, notZone] = await Promise.all([
+      shim6Async(['zone', 'update', '--server', server, '--zone', Z, '--key', wrong, ...other]),
+      shim6Async(['zone', 'update', '--server', server, '--zone', Z, '--key', unknown, ...other]),
+      shim6Async(['zone', 'update', '--server', server, '--zone', 'test.', '--key', keys.colon, ...other.map((a) => a.replace('h.upd.test.', 'h.test.'))]),
+    ]);
+    assert.equal(badSig.status, 1, badSig.stderr);
+    assert.match(badSig.stderr, /^shim6: error TSIG_BADSIG: update of h\.upd\.test\. refused by 127\.0\.0\.1 port \d+: NOTAUTH, TSIG BADSIG/);
+    assert.equal(badKey.status, 1, badKey.stderr);
+    assert.match(badKey.stderr, /^shim6: error TSIG_BADKEY: .*NOTAUTH, TSIG BADKEY/);
+    assert.equal(notZone.status, 1, notZone.stderr);
+    assert.match(notZone.stderr, /^shim6: error DNS_NOTAUTH: /);
+    assert.equal(rdataOf(dns.port, 'h.upd.test.'), before);
+
+    // The in-process API reports the same by code.
+    await assert.rejects(
+      sendUpdate({ host: '::1', port: dns.port }, Z, NEW, parseTsigKeyFile(`upd-key:${randomTsigSecret()}`, 'inline')),
+      (e: unknown) => e instanceof ProtocolError && e.code === 'TSIG_BADSIG',
+    );
+    const res = await sendUpdate({ host: '::1', port: dns.port }, Z, OLD, parseTsigKeyFile(`upd-key:${secret}`, 'inline'), { tcp: true });
+    assert.deepEqual(res, { rcode: 0, rcodeName: 'NOERROR', verified: true });
+    assert.deepEqual(kdig(dns.port, ['h.upd.test.', 'AAAA']), ['2001:db8:1::1', '2001:db8:9::1']);
+    assert.deepEqual(kdig(dns.port, ['_shim6.h.upd.test.', 'TXT']), [], 'no --txt: the stale TXT fallback is removed');
+  });
+}
+
+test('zone update --from-host publishes the addresses of a real interface', async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig', 'ip'] })) return;
+  const ifname = 'zone-v0';
+  const ip = (...args: string[]): void => {
+    const r = spawnSync('ip', args, { encoding: 'utf8' });
+    assert.equal(r.status, 0, `ip ${args.join(' ')}: ${r.stderr}`);
+  };
+  spawnSync('ip', ['link', 'del', ifname], { stdio: 'ignore' });
+  ip('link', 'add', ifname, 'type', 'veth', 'peer', 'name', 'zone-v1');
+  t.after(() => { spawnSync('ip', ['link', 'del', ifname], { stdio: 'ignore' }); });
+  ip('link', 'set', ifname, 'up');
+  ip('link', 'set', 'zone-v1', 'up'); // libuv lists only running interfaces: the peer must be up too
+  ip('-6', 'addr', 'add', '2001:db8:77::5/64', 'dev', ifname, 'nodad');
+  ip('-6', 'addr', 'add', '2001:db8:78::5/64', 'dev', ifname, 'nodad');
+  const secret = randomTsigSecret();
+  const dns = await startAuthDns({ server: 'knot', zones: [{ name: Z, text: zoneHeader(Z) }], tsig: { name: 'k.', secret }, allowUpdate: true });
+  t.after(() => dns.stop());
+  const key = writeZone(tempDir(t), 'k.key', `k:${secret}\n`);
+  const r = await shim6Async(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z, '--key', key, '--name', 'me.upd.test.', '--from-host', '--interface', ifname]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(kdig(dns.port, ['me.upd.test.', 'AAAA']), ['2001:db8:77::5', '2001:db8:78::5']);
+  const show = await shim6Async(['zone', 'show', 'me.upd.test.', '--server', `127.0.0.1:${dns.port}`, '--expect-locator', '2001:db8:78::5', '--expect-locator', '2001:db8:77::5']);
+  assert.equal(show.status, 0, show.stderr);
+  assert.match(show.stdout, /ulid=2001:db8:7[78]::5/);
+  assert.ok(path.isAbsolute(key));
+});
