@@ -1,0 +1,157 @@
+/**
+ * `npm run bench -- resolver [seconds]`: dnsperf against shim6's stub, dnsmasq
+ * and unbound (both as forwarders), all forwarding to the same local Knot, in
+ * one run; figures printed as ratios to dnsmasq. Asserts nothing.
+ *
+ * Measurements (each bounded by `seconds`, default 8):
+ *  - cache-hit QPS: 100 names, warmed, dnsperf flat out (-q 200);
+ *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out;
+ *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
+ *  - shim6 lookup latency with capability pickup on vs off (misses: the
+ *    TYPE65300 query runs in parallel with the AAAA one).
+ * Knot answers every name (wildcards, with a capability record), so misses
+ * measure the forwarders, not the authoritative server.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import dgram from 'node:dgram';
+import os from 'node:os';
+import path from 'node:path';
+import { startAuthDns, type AuthDns } from '../test/helpers/authdns.ts';
+import { capLine, capRdataHex } from '../test/resolver/harness.ts';
+
+const SECONDS = Number(process.argv[2] ?? 8);
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-resolver-'));
+const children: ChildProcess[] = [];
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function freePort(): Promise<number> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  const p = s.address().port;
+  s.close();
+  return p;
+}
+
+function start(name: string, cmd: string, args: string[]): ChildProcess {
+  const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  c.stderr?.on('data', (d: Buffer) => { err += d.toString(); if (err.length > 4000) err = err.slice(-4000); });
+  c.on('exit', (code) => { if (code && code !== 0 && !stopping) console.error(`${name} exited ${code}: ${err}`); });
+  children.push(c);
+  return c;
+}
+
+let stopping = false;
+async function cleanup(auth: AuthDns | undefined): Promise<void> {
+  stopping = true;
+  for (const c of children) if (c.exitCode === null) c.kill('SIGTERM');
+  await sleep(300);
+  for (const c of children) if (c.exitCode === null) c.kill('SIGKILL');
+  await auth?.stop();
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function waitAnswers(port: number): Promise<void> {
+  for (let i = 0; i < 100; i++) {
+    const r = spawnSync('dig', ['@127.0.0.1', '-p', String(port), 'ready.bench.', 'A', '+time=1', '+tries=1', '+short'], { encoding: 'utf8' });
+    if (r.stdout.trim()) return;
+    await sleep(100);
+  }
+  throw new Error(`nothing answers on port ${port}`);
+}
+
+function zone(): string {
+  const cap = capRdataHex('2001:db8::1', ['2001:db8::1', '2001:db8:1::1']);
+  return [
+    '$ORIGIN bench.', '$TTL 3600',
+    '@ SOA ns.bench. admin.bench. 1 3600 600 86400 3600', '@ NS ns.bench.', 'ns A 127.0.0.1',
+    '* 3600 IN A 192.0.2.1', '* 3600 IN AAAA 2001:db8::1', capLine('*', 3600, cap),
+  ].join('\n') + '\n';
+}
+
+interface Perf { qps: number; lost: number; p50?: number; p99?: number }
+
+/** One dnsperf run; with `rate` it runs verbose at that rate and computes latency percentiles (ms). */
+function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number }): Perf {
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(opts.seconds), '-q', '200', '-t', '2', '-c', '4'];
+  if (opts.rate) args.push('-Q', String(opts.rate), '-v');
+  const r = spawnSync('dnsperf', args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
+  const out = String(r.stdout);
+  const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
+  const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  if (!opts.rate) return { qps, lost };
+  const lat = [...out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+  const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
+  return { qps, lost, p50: pct(0.5), p99: pct(0.99) };
+}
+
+let fileSeq = 0;
+function names(prefix: string, count: number, type = 'AAAA'): string {
+  const f = path.join(dir, `q${fileSeq++}.txt`);
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) lines.push(`${prefix}${i}.bench. ${type}`);
+  writeFileSync(f, lines.join('\n') + '\n');
+  return f;
+}
+
+async function main(): Promise<void> {
+  let auth: AuthDns | undefined;
+  try {
+    auth = await startAuthDns({ server: 'knot', zones: [{ name: 'bench.', text: zone() }], ipv6: false });
+    const up = `127.0.0.1#${auth.port}`;
+    const servers: Record<string, number> = {};
+    // dnsmasq: cache big enough that the miss run does not fill it; forward limit raised from 150.
+    servers.dnsmasq = await freePort();
+    start('dnsmasq', 'dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1',
+      `--port=${servers.dnsmasq}`, `--server=${up}`, '--cache-size=150000', '--dns-forward-max=1000', `--pid-file=${dir}/dnsmasq.pid`]);
+    servers.unbound = await freePort();
+    writeFileSync(path.join(dir, 'unbound.conf'), [
+      'server:', `  interface: 127.0.0.1@${servers.unbound}`, '  num-threads: 1', '  username: ""', '  chroot: ""', `  directory: "${dir}"`,
+      `  pidfile: "${dir}/unbound.pid"`, '  use-syslog: no', '  verbosity: 0', '  do-not-query-localhost: no', '  module-config: "iterator"',
+      '  qname-minimisation: no', '  msg-cache-size: 128m', '  rrset-cache-size: 256m', '  access-control: 127.0.0.0/8 allow',
+      'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${auth.port}`,
+    ].join('\n') + '\n');
+    start('unbound', 'unbound', ['-d', '-c', path.join(dir, 'unbound.conf')]);
+    writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 }, capability: { maxEntries: 300_000 } }));
+    for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']]] as const) {
+      servers[name] = await freePort();
+      start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine', '--log-level', 'error', '--listen', `127.0.0.1:${servers[name]}`,
+        '--upstream', `127.0.0.1:${auth.port}`, '--socket', path.join(dir, `${name}.sock`), '--config', path.join(dir, 'shim6.json'), ...extra]);
+    }
+    for (const p of Object.values(servers)) await waitAnswers(p);
+
+    const rows: Record<string, Record<string, number | undefined>> = {};
+    const hitFile = names('hit', 100);
+    for (const [name, port] of Object.entries(servers)) {
+      dnsperf(port, hitFile, { seconds: 1 }); // warm the cache
+      const hit = dnsperf(port, hitFile, { seconds: SECONDS });
+      const miss = dnsperf(port, names(`miss-${name}-`, 600_000), { seconds: SECONDS });
+      const hitLat = dnsperf(port, hitFile, { seconds: Math.min(SECONDS, 5), rate: 2000 });
+      const missLat = dnsperf(port, names(`lat-${name}-`, 20_000), { seconds: Math.min(SECONDS, 5), rate: 500 });
+      rows[name] = { hitQps: hit.qps, missQps: miss.qps, missLost: miss.lost, hitP50: hitLat.p50, hitP99: hitLat.p99, missP50: missLat.p50, missP99: missLat.p99 };
+      console.log(name, JSON.stringify(rows[name]));
+    }
+    report(rows);
+  } finally {
+    await cleanup(auth);
+  }
+}
+
+function report(rows: Record<string, Record<string, number | undefined>>): void {
+  const base = rows.dnsmasq!;
+  const f = (v: number | undefined, d = 0): string => (v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
+  const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) + '×' : 'n/a');
+  console.log(`\n## Resolver (${SECONDS} s per throughput run, ${os.cpus().length} CPUs, all forwarding to one local Knot)\n`);
+  console.log('| server | hit QPS | ×dnsmasq | miss QPS | ×dnsmasq | hit p50/p99 ms | miss p50/p99 ms |');
+  console.log('|---|---|---|---|---|---|---|');
+  for (const [name, r] of Object.entries(rows)) {
+    console.log(`| ${name} | ${f(r.hitQps)} | ${ratio(r.hitQps, base.hitQps)} | ${f(r.missQps)} | ${ratio(r.missQps, base.missQps)} | ${f(r.hitP50, 3)} / ${f(r.hitP99, 3)} | ${f(r.missP50, 3)} / ${f(r.missP99, 3)} |`);
+  }
+  const on = rows.shim6!, off = rows['shim6-nopickup']!;
+  console.log(`\nshim6 miss latency with capability pickup vs pickup off: p50 ${ratio(on.missP50, off.missP50)}, p99 ${ratio(on.missP99, off.missP99)}`);
+  console.log(`targets: hit QPS ≥ 0.6× dnsmasq → ${ratio(on.hitQps, base.hitQps)}; miss QPS ≥ 1× dnsmasq → ${ratio(on.missQps, base.missQps)} (pickup on), ${ratio(off.missQps, base.missQps)} (pickup off); pickup latency ≤ 1.1× → p50 ${ratio(on.missP50, off.missP50)}`);
+}
+
+await main();
