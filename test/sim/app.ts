@@ -33,6 +33,8 @@ export interface Delivery {
   readonly dstUlid: Ipv6;
   readonly via: { src: Ipv6; dst: Ipv6 };
   readonly path: 'shim' | 'plain';
+  /** The packet was the adversary's (forged, replayed or altered), not the sender's. */
+  readonly forged: boolean;
 }
 
 const enc = new TextEncoder();
@@ -63,6 +65,12 @@ export interface DeliveryReport {
 export class PayloadLedger {
   readonly sent = new Map<string, SentPayload>();
   readonly deliveries: Delivery[] = [];
+  /**
+   * Deliveries of packets the adversary put on the wire. Shim6 does not protect
+   * payload integrity or replay (that is the upper layer's job), so these are kept
+   * apart: they never count as arrivals, duplicates or misdeliveries.
+   */
+  readonly forgedDeliveries: Delivery[] = [];
   readonly #byId = new Map<string, Delivery[]>();
   readonly #bad: Delivery[] = [];
   #seq = 0;
@@ -79,6 +87,10 @@ export class PayloadLedger {
   recordDelivery(d: Omit<Delivery, 'id'>, payload: Uint8Array, owned: readonly Ipv6[]): Delivery {
     const parsed = parsePayload(payload);
     const full: Delivery = { ...d, id: parsed?.id };
+    if (d.forged) {
+      this.forgedDeliveries.push(full);
+      return full;
+    }
     this.deliveries.push(full);
     if (parsed) {
       const list = this.#byId.get(parsed.id) ?? [];

@@ -176,13 +176,13 @@ export class Sim {
     if (!h) return;
     const owned = [...h.locators, h.ulid];
     if (p.plain) {
-      this.ledger.recordDelivery({ at: this.now, host: h.name, srcUlid: p.src, dstUlid: p.dst, via: { src: p.src, dst: p.dst }, path: 'plain' }, p.bytes, owned);
+      this.ledger.recordDelivery({ at: this.now, host: h.name, srcUlid: p.src, dstUlid: p.dst, via: { src: p.src, dst: p.dst }, path: 'plain', forged: p.forged === true }, p.bytes, owned);
       return;
     }
     const r = h.endpoint.handleDatagram(this.now, { src: p.src, dst: p.dst, bytes: p.bytes });
     this.onDeliver?.(h, p, r);
     if (r.kind === 'payload') {
-      this.ledger.recordDelivery({ at: this.now, host: h.name, srcUlid: r.srcUlid, dstUlid: r.dstUlid, via: { src: p.src, dst: p.dst }, path: 'shim' }, r.payload, owned);
+      this.ledger.recordDelivery({ at: this.now, host: h.name, srcUlid: r.srcUlid, dstUlid: r.dstUlid, via: { src: p.src, dst: p.dst }, path: 'shim', forged: p.forged === true }, r.payload, owned);
     } else if (r.kind === 'drop') {
       h.drops.push({ at: this.now, reason: r.reason, packet: p });
     }

@@ -1,0 +1,97 @@
+/**
+ * Hosts that run the real Engine in the simulator: each gets an HBA set
+ * (RFC 5535, sec 0, HBA-only, generated from a seeded stream) over its
+ * prefixes, so its locators verify at the peer; the first member is its ULID.
+ * `shimPair()` builds the usual two-host world: A and B with two prefixes each,
+ * every locator pair linked with 20 ms one-way delay, `fast` timer profile.
+ */
+import { Engine } from '../../shim/engine/index.ts';
+import type { EngineConfig } from '../../shim/engine/config.ts';
+import { generateHbaSet } from '../../shim/wire/hba.ts';
+import { ms } from '../../shim/time.ts';
+import type { LinkConfig } from './network.ts';
+import { Sim, type SimHost } from './sim.ts';
+import type { SimRng } from './rng.ts';
+import type { SimEndpoint } from './endpoint.ts';
+
+/** A host's HBA identity: addresses in prefix order (the first is the ULID) and the PDS. */
+export interface Identity {
+  readonly locators: readonly string[];
+  readonly ulid: string;
+  readonly params: Uint8Array;
+}
+
+/** An HBA set made from a seeded stream. */
+export function hbaIdentity(prefixes: readonly string[], rng: SimRng): Identity {
+  const set = generateHbaSet({ prefixes, sec: 0, randomBytes: (n) => rng.bytes(n) });
+  const locators = set.members.map((m) => m.address);
+  return { locators, ulid: locators[0]!, params: set.members[0]!.params };
+}
+
+export interface ShimHost extends Identity {
+  readonly host: SimHost;
+  readonly engine: Engine;
+}
+
+/** Engine config for an identity: its locators (all, or the first `count`), its PDS, the fast profile. */
+export function baseConfig(id: Identity, count = id.locators.length): EngineConfig {
+  return { localLocators: id.locators.slice(0, count).map((address) => ({ address })), cgaParams: id.params, profile: 'fast' };
+}
+
+/** Add a host running the Engine; `config` is merged over `baseConfig(id)`. */
+export function addShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}): ShimHost {
+  let engine: Engine | undefined;
+  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => {
+    engine = new Engine({ ...baseConfig(id), ...config }, s.rng);
+    return engine as unknown as SimEndpoint;
+  });
+  return { ...id, host, engine: engine! };
+}
+
+/** Replace a host's engine by a fresh one: the host rebooted and lost every context. */
+export function rebootShimHost(sim: Sim, h: ShimHost, config: Partial<EngineConfig> = {}): ShimHost {
+  const engine = new Engine({ ...baseConfig(h), ...config }, h.host.rng.fork());
+  h.host.endpoint = engine as unknown as SimEndpoint;
+  sim.flush();
+  return { ...h, engine };
+}
+
+type ConfigFor = Partial<EngineConfig> | ((ids: { a: Identity; b: Identity }) => Partial<EngineConfig>);
+
+export interface PairOptions {
+  readonly link?: Partial<LinkConfig>;
+  readonly a?: ConfigFor;
+  readonly b?: ConfigFor;
+  readonly aPrefixes?: readonly string[];
+  readonly bPrefixes?: readonly string[];
+}
+
+export const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'] as const;
+export const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'] as const;
+
+/** Two Engine hosts, every locator pair linked (20 ms one way unless `link` says otherwise). */
+export function shimPair(seed: number, o: PairOptions = {}): { sim: Sim; a: ShimHost; b: ShimHost } {
+  const sim = new Sim(seed);
+  const ids = { a: hbaIdentity(o.aPrefixes ?? A_PREFIXES, sim.rng.fork()), b: hbaIdentity(o.bPrefixes ?? B_PREFIXES, sim.rng.fork()) };
+  const cfg = (c: ConfigFor | undefined): Partial<EngineConfig> => (typeof c === 'function' ? c(ids) : c ?? {});
+  const a = addShimHost(sim, 'a', ids.a, cfg(o.a));
+  const b = addShimHost(sim, 'b', ids.b, cfg(o.b));
+  sim.connectHosts(a.host, b.host, { delay: ms(20), ...o.link });
+  return { sim, a, b };
+}
+
+/** DNS priming as the resolver would do it: `peer`'s ULID and all its locators, in order. */
+export function primeWith(sim: Sim, at: ShimHost, peer: Identity, ttlSeconds = 3600): void {
+  at.engine.prime(sim.now, {
+    ulid: peer.ulid,
+    locators: peer.locators.map((address, i) => ({ address, flags: 0, priority: i, weight: 1 })),
+    ttl: ttlSeconds,
+    source: 'dns',
+  });
+  sim.flush();
+}
+
+/** Number of context-established events a host reported. */
+export function established(h: ShimHost): number {
+  return h.host.eventsOf('context-established').length;
+}
