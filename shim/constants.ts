@@ -125,3 +125,20 @@ export const HBA_DIGEST_ALG_SHA256 = 1;
 /** DESIGN.md §2: the TXT fallback's version tag and owner label. */
 export const CAPABILITY_TXT_TAG = 'v=shim6cap1';
 export const CAPABILITY_TXT_LABEL = '_shim6';
+
+/** RFC 5533 §5.4–§5.14, RFC 5534 §5, docs/wire.md (Close, CloseAck): minimum Hdr Ext Len per message; shorter is dropped. */
+export const MIN_HDR_EXT_LEN = {
+  I1: 1, R1: 1, I2: 2, R2: 1, R1bis: 1, I2bis: 3, Close: 1, CloseAck: 1,
+  UpdateRequest: 1, UpdateAck: 1, Keepalive: 1,
+  /** 56 octets: the header and the report of the probe itself (RFC 5534 §5.2). */
+  Probe: 6,
+  Error: 1,
+} as const;
+/** RFC 5534 §5.2: Probe state, the top two bits of octet 13 (3 is undefined). */
+export const ProbeStateCode = { Operational: 0, Exploring: 1, InboundOk: 2 } as const;
+/** RFC 5534 §5.2: one sent or received probe report: source (16), destination (16), nonce (4), data (4). */
+export const PROBE_REPORT_LENGTH = 40;
+/** RFC 5534 §5.2: Psent and Precvd are 4-bit counts. */
+export const PROBE_MAX_REPORTS = 15;
+/** RFC 5533 §5.2: the payload extension header is always 8 octets (Hdr Ext Len 0). */
+export const PAYLOAD_HEADER_LENGTH = 8;

@@ -6,7 +6,7 @@
  * readers then cannot run out of bounds. Options go through options.ts.
  * Knows nothing about contexts, states or I/O.
  */
-import { IPPROTO_NONE, MessageType } from '../constants.ts';
+import { IPPROTO_NONE, MessageType, MIN_HDR_EXT_LEN, PROBE_MAX_REPORTS, PROBE_REPORT_LENGTH, ProbeStateCode } from '../constants.ts';
 import { WireError } from './errors.ts';
 import {
   checkTag, checkUint, copyBytes, Hdr, headerLength, P_BIT, readTag, readU16, readU32, S_BIT, shim6Checksum,
@@ -49,7 +49,7 @@ function tagNonce<N extends 'R2' | 'UpdateRequest' | 'UpdateAck' | 'Close' | 'Cl
   name: N, allowed: number, nonceField: 'initiatorNonce' | 'requestNonce' | 'nonce',
 ): Layout<N> {
   return {
-    name, code: MessageType[name], minHdrExtLen: 1, allowed,
+    name, code: MessageType[name], minHdrExtLen: MIN_HDR_EXT_LEN[name], allowed,
     fixedLength(m) {
       checkTag(`${name}.contextTag`, (m as { contextTag: number }).contextTag);
       checkUint(`${name}.${nonceField}`, (m as unknown as Record<string, number>)[nonceField]!, 0xffff_ffff);
@@ -66,7 +66,7 @@ function tagNonce<N extends 'R2' | 'UpdateRequest' | 'UpdateAck' | 'Close' | 'Cl
 }
 
 const I1: Layout<'I1'> = {
-  name: 'I1', code: MessageType.I1, minHdrExtLen: 1, allowed: OPTS_I1,
+  name: 'I1', code: MessageType.I1, minHdrExtLen: MIN_HDR_EXT_LEN.I1, allowed: OPTS_I1,
   fixedLength(m) {
     checkTag('I1.contextTag', m.contextTag);
     checkUint('I1.initiatorNonce', m.initiatorNonce, 0xffff_ffff);
@@ -80,7 +80,7 @@ const I1: Layout<'I1'> = {
 };
 
 const R1: Layout<'R1'> = {
-  name: 'R1', code: MessageType.R1, minHdrExtLen: 1, allowed: OPTS_R1,
+  name: 'R1', code: MessageType.R1, minHdrExtLen: MIN_HDR_EXT_LEN.R1, allowed: OPTS_R1,
   fixedLength(m) {
     checkUint('R1.initiatorNonce', m.initiatorNonce, 0xffff_ffff);
     checkUint('R1.responderNonce', m.responderNonce, 0xffff_ffff);
@@ -94,7 +94,7 @@ const R1: Layout<'R1'> = {
 };
 
 const I2: Layout<'I2'> = {
-  name: 'I2', code: MessageType.I2, minHdrExtLen: 2, allowed: OPTS_I2,
+  name: 'I2', code: MessageType.I2, minHdrExtLen: MIN_HDR_EXT_LEN.I2, allowed: OPTS_I2,
   fixedLength(m) {
     checkTag('I2.contextTag', m.contextTag);
     checkUint('I2.initiatorNonce', m.initiatorNonce, 0xffff_ffff);
@@ -113,7 +113,7 @@ const I2: Layout<'I2'> = {
 };
 
 const R1bis: Layout<'R1bis'> = {
-  name: 'R1bis', code: MessageType.R1bis, minHdrExtLen: 1, allowed: OPTS_R1,
+  name: 'R1bis', code: MessageType.R1bis, minHdrExtLen: MIN_HDR_EXT_LEN.R1bis, allowed: OPTS_R1,
   fixedLength(m) {
     checkTag('R1bis.packetContextTag', m.packetContextTag);
     checkUint('R1bis.responderNonce', m.responderNonce, 0xffff_ffff);
@@ -127,7 +127,7 @@ const R1bis: Layout<'R1bis'> = {
 };
 
 const I2bis: Layout<'I2bis'> = {
-  name: 'I2bis', code: MessageType.I2bis, minHdrExtLen: 3, allowed: OPTS_I2,
+  name: 'I2bis', code: MessageType.I2bis, minHdrExtLen: MIN_HDR_EXT_LEN.I2bis, allowed: OPTS_I2,
   fixedLength(m) {
     checkTag('I2bis.contextTag', m.contextTag);
     checkUint('I2bis.initiatorNonce', m.initiatorNonce, 0xffff_ffff);
@@ -149,7 +149,7 @@ const I2bis: Layout<'I2bis'> = {
 };
 
 const Keepalive: Layout<'Keepalive'> = {
-  name: 'Keepalive', code: MessageType.Keepalive, minHdrExtLen: 1, allowed: OPTS_NONE,
+  name: 'Keepalive', code: MessageType.Keepalive, minHdrExtLen: MIN_HDR_EXT_LEN.Keepalive, allowed: OPTS_NONE,
   fixedLength(m) {
     checkTag('Keepalive.contextTag', m.contextTag);
     return 16;
@@ -159,8 +159,7 @@ const Keepalive: Layout<'Keepalive'> = {
 };
 
 /** RFC 5534 §5.2: octet 13, top two bits. */
-const PROBE_STATES: readonly ProbeState[] = ['Operational', 'Exploring', 'InboundOk'];
-const PROBE_REPORT_LENGTH = 40;
+const PROBE_STATES: readonly ProbeState[] = (Object.keys(ProbeStateCode) as ProbeState[]).sort((a, b) => ProbeStateCode[a] - ProbeStateCode[b]);
 const PROBE_REPORTS_AT = 16;
 
 function readReports(b: Uint8Array, off: number, n: number): ProbeReport[] {
@@ -183,7 +182,7 @@ function writeReports(b: Uint8Array, off: number, reports: readonly ProbeReport[
 }
 
 function checkReports(field: string, reports: readonly ProbeReport[], min: number): void {
-  if (!Array.isArray(reports) || reports.length < min || reports.length > 15) {
+  if (!Array.isArray(reports) || reports.length < min || reports.length > PROBE_MAX_REPORTS) {
     throw new WireError('BAD_FIELD', `${field}: needs ${min}..15 reports (4-bit count, RFC 5534 §5.2)`);
   }
   for (const r of reports) {
@@ -194,7 +193,7 @@ function checkReports(field: string, reports: readonly ProbeReport[], min: numbe
 
 const Probe: Layout<'Probe'> = {
   // 56 octets minimum: the header and the report of this probe (RFC 5534 §5.2, Psent >= 1).
-  name: 'Probe', code: MessageType.Probe, minHdrExtLen: 6, allowed: OPTS_NONE,
+  name: 'Probe', code: MessageType.Probe, minHdrExtLen: MIN_HDR_EXT_LEN.Probe, allowed: OPTS_NONE,
   fixedLength(m) {
     checkTag('Probe.contextTag', m.contextTag);
     if (!PROBE_STATES.includes(m.state)) throw new WireError('BAD_FIELD', `Probe.state: ${JSON.stringify(m.state)} is not one of ${PROBE_STATES.join(', ')}`);
@@ -221,14 +220,14 @@ const Probe: Layout<'Probe'> = {
   write(b, m) {
     writeTag(b, 6, m.contextTag);
     b[12] = (m.received.length << 4) | m.sent.length;
-    b[13] = PROBE_STATES.indexOf(m.state) << 6;
+    b[13] = ProbeStateCode[m.state] << 6;
     writeReports(b, writeReports(b, PROBE_REPORTS_AT, m.sent), m.received);
   },
 };
 
 const ErrorLayout: Layout<'Error'> = {
   // The packet in error fills the header after octet 8, padded with zeros to 8 (RFC 5533 §5.14).
-  name: 'Error', code: MessageType.Error, minHdrExtLen: 1, allowed: OPTS_NONE,
+  name: 'Error', code: MessageType.Error, minHdrExtLen: MIN_HDR_EXT_LEN.Error, allowed: OPTS_NONE,
   fixedLength(m) {
     checkUint('Error.errorCode', m.errorCode, 0x7f);
     checkUint('Error.pointer', m.pointer, 0xffff);
