@@ -11,6 +11,7 @@
  * `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { Engine, MapCapabilityCache, cryptoRng, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
@@ -202,6 +203,10 @@ export class Daemon {
   }
 
   private onEngineEvent(e: EngineEvent): void {
+    // The driver has just routed the peer's ULID into the TUN; sockets that
+    // connected before (the app's SYN raced the handshake) still hold a cached
+    // route via the physical link. Invalidate every cached IPv6 route.
+    if (e.kind === 'context-established') flushRouteCache(this.config.tun.name);
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
@@ -218,6 +223,19 @@ export class Daemon {
     for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void this.driver.unbindLocator(a);
   }
+}
+
+/**
+ * Make the kernel drop every cached IPv6 route (sockets look theirs up again).
+ * A new route in our own table does not invalidate routes cached from `main`,
+ * but deleting an address bumps the IPv6 route generation (rt_genid_bump_ipv6),
+ * so add and delete a link-local address on the TUN (scope link: invisible
+ * to the locator watcher).
+ */
+export function flushRouteCache(tun: string): void {
+  const addr = 'fe80::5533:ffff/128';
+  spawnSync('ip', ['-6', 'addr', 'add', addr, 'dev', tun, 'nodad'], { timeout: 5000 });
+  spawnSync('ip', ['-6', 'addr', 'del', addr, 'dev', tun], { timeout: 5000 });
 }
 
 function readHba(file: string): HbaParamsFile {
