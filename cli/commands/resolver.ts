@@ -1,7 +1,10 @@
 /**
  * `shim6 resolver`: run the local DNS stub in the foreground until SIGINT or
- * SIGTERM, with its control socket for `shim6 status`. Capability outcomes go
- * to a sink that logs them (the engine is wired in by the daemon once it lands).
+ * SIGTERM, with its control socket for `shim6 status`, and the engine in
+ * control-plane-only mode (UDP on every global IPv6 address, no TUN): a valid
+ * capability record primes it and it starts the exchange with the peer.
+ * With --no-engine, or when the host has no global IPv6 address, capability
+ * outcomes are only logged.
  */
 import type { Command } from 'commander';
 import { readFileSync } from 'node:fs';
@@ -13,10 +16,18 @@ import { Resolver } from '../../resolver/index.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
 import { startControlServer } from '../../shim/control/server.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
+import type { CapabilitySink } from '../../resolver/capability-sink.ts';
+import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
+import { Engine, MapCapabilityCache, cryptoRng } from '../../shim/engine/index.ts';
+import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
+import { DgramTransport } from '../../shim/dataplane/udp.ts';
+import { EngineSink } from '../../shim/dataplane/daemon-sink.ts';
+import { LocatorWatcher } from '../../shim/dataplane/daemon-locators.ts';
+import { orderLocators } from '../../shim/dataplane/daemon.ts';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; capability: boolean; engine: boolean }
+interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; capability: boolean; engine: boolean; shimPort: string }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -43,17 +54,31 @@ async function run(flags: ResolverFlags): Promise<void> {
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
   }, resolvConf);
+  const shimPort = Number(flags.shimPort);
+  if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
-  const resolver = await Resolver.start(config, { sink: new LoggingSink(log.child('capability')), log });
+  const engine = flags.engine ? await startEngine(log, shimPort) : undefined;
+  const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
+  let resolver: Resolver;
+  try {
+    resolver = await Resolver.start(config, { sink, log });
+  } catch (err) {
+    await engine?.close();
+    throw err;
+  }
   const socketPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   let control;
   try {
-    control = await startControlServer(socketPath, { status: () => ({ resolver: resolver.status(), engine: null }) });
+    control = await startControlServer(socketPath, { status: () => ({ resolver: resolver.status(), engine: engine?.status() ?? null }) });
   } catch (err) {
     await resolver.close();
+    await engine?.close();
     throw err;
   }
-  log.info('resolver ready', { listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), control: socketPath, engine: 'not wired (logging sink)' });
+  log.info('resolver ready', {
+    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`),
+    control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
+  });
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => { log.info('shutting down', { signal: sig }); resolve(); };
     process.once('SIGINT', () => stop('SIGINT'));
@@ -61,6 +86,39 @@ async function run(flags: ResolverFlags): Promise<void> {
   });
   await control.close();
   await resolver.close();
+  await engine?.close();
+}
+
+interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown; close(): Promise<void> }
+
+/**
+ * The engine without a TUN (EngineDriver's control-plane-only mode) on every
+ * global IPv6 address of the host; undefined (and said so) when there is none.
+ */
+async function startEngine(log: Logger, port: number): Promise<RunningEngine | undefined> {
+  const locals = orderLocators(new LocatorWatcher([], () => undefined).current, undefined);
+  if (locals.length === 0) {
+    log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
+    return undefined;
+  }
+  const cache = new MapCapabilityCache(10_000);
+  const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address }, cryptoRng(), { cache });
+  const driver = new EngineDriver<Engine>({
+    engine, transport: new DgramTransport({ port }), peerPort: port, logger: log.child('engine'),
+    onEvent: (e) => log.info('engine event', { ...e }),
+  });
+  try {
+    for (const l of locals) await driver.bindLocator(l.address);
+  } catch (err) {
+    await driver.close();
+    throw err;
+  }
+  return {
+    sink: new EngineSink((fn) => driver.command(fn), cache, log.child('capability')),
+    ulid: locals[0]!.address,
+    status: () => engine.status(),
+    close: () => driver.close(),
+  };
 }
 
 export function register(program: Command): void {
@@ -73,5 +131,6 @@ export function register(program: Command): void {
     .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
     .option('--no-capability', 'do not pick up capability records (plain forwarding stub)')
     .option('--no-engine', 'do not run the engine; capability outcomes are only logged')
+    .option('--shim-port <port>', 'UDP port of the engine (Shim6 over UDP, DESIGN.md §3)', String(SHIM6_UDP_PORT))
     .action((opts: ResolverFlags) => run(opts));
 }
