@@ -40,7 +40,7 @@ test('a lookup primes the engine and the context with the peer is established', 
   ].join('\n') + '\n');
   net.spawn(a, ['knotd', '-c', path.join(dir, 'knot.conf')]);
 
-  const logs: Record<string, string> = { a: '', b: '' };
+  const logs = { a: '', b: '' };
   const sockA = path.join(dir, 'a.sock');
   const sockB = path.join(dir, 'b.sock');
   const pa = net.spawn(a, [process.execPath, BIN, 'resolver', '--listen', '127.0.0.1:5300', '--upstream', '127.0.0.1:5301', '--socket', sockA, '--log-level', 'debug']);
