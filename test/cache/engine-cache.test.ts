@@ -1,0 +1,85 @@
+// LruCapabilityCache behind the Engine's CapabilityCache interface: vocabulary
+// translation both ways, bounds and TTLs as the engine sees them, validated
+// import, and the real Engine using it in the simulator (legacy peer → negative
+// entry; DNS priming → positive entry; export → JSON → import across a restart).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
+import { CacheDataError } from '../../shim/cache/index.ts';
+import { Engine } from '../../shim/engine/index.ts';
+import type { CacheSnapshot } from '../../shim/engine/index.ts';
+import { ms } from '../../shim/time.ts';
+import { Sim } from '../sim/sim.ts';
+import { LegacyEndpoint } from '../sim/legacy.ts';
+import { baseConfig, hbaIdentity, A_PREFIXES, B_PREFIXES } from '../sim/shim-hosts.ts';
+import type { SimEndpoint } from '../sim/endpoint.ts';
+
+const T0 = ms(5_000_000);
+const loc = (address: string) => ({ address, flags: 0, priority: 0, weight: 1 });
+
+test('engine vocabulary in, engine vocabulary out; expiry against the engine\'s now', () => {
+  const c = new LruCapabilityCache();
+  c.setPositive(T0, { ulid: '2001:db8::1', source: 'configured', locators: [loc('2001:db8::1')], expires: ms(T0 + 1000), port: 6000 });
+  assert.deepEqual(c.getPositive(T0, '2001:db8::1'), { ulid: '2001:db8::1', source: 'configured', locators: [loc('2001:db8::1')], expires: T0 + 1000, port: 6000 });
+  assert.equal(c.getPositive(ms(T0 + 1000), '2001:db8::1'), undefined);
+  for (const reason of ['no-r1', 'icmp', 'dns-absent'] as const) {
+    c.setNegative(T0, { address: '2001:db8::9', reason, expires: ms(T0 + 500) });
+    assert.equal(c.getNegative(T0, '2001:db8::9')?.reason, reason);
+  }
+  c.setNegative(T0, { address: '2001:db8::8', ulid: '2001:db8::7', reason: 'dns-claimed-no-answer', expires: ms(T0 + 500) });
+  assert.equal(c.getNegative(T0, '2001:db8::8'), undefined);
+  assert.equal(c.getNegative(T0, '2001:db8::8', '2001:db8::7')?.reason, 'dns-claimed-no-answer');
+  c.deleteNegative('2001:db8::8', '2001:db8::7');
+  assert.equal(c.getNegative(T0, '2001:db8::8', '2001:db8::7'), undefined);
+  assert.deepEqual(c.size(), { positive: 0, negative: 1 });
+});
+
+test('bounded: the engine cannot grow it past maxEntries', () => {
+  const c = new LruCapabilityCache({ positive: { maxEntries: 100 }, negative: { maxEntries: 50 } });
+  for (let i = 0; i < 1000; i++) {
+    c.setPositive(T0, { ulid: `2001:db8::${i.toString(16)}`, source: 'handshake', locators: [], expires: ms(T0 + 1e6) } as never);
+    c.setNegative(T0, { address: `2001:db8:1::${i.toString(16)}`, reason: 'no-r1', expires: ms(T0 + 1e6) });
+  }
+  assert.deepEqual(c.size(), { positive: 100, negative: 50 });
+});
+
+test('import of a snapshot read from disk: validated, typed error, nothing half-applied', () => {
+  const c = new LruCapabilityCache();
+  c.setNegative(T0, { address: '2001:db8::9', reason: 'icmp', expires: ms(T0 + 500) });
+  const bad = { positive: [{ ulid: 'not-an-address', source: 'dns', locators: [loc('2001:db8::1')], expires: T0 + 10 }], negative: [] };
+  assert.throws(() => c.import(T0, bad as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'CACHE_BAD_ENTRY' && e.path === '$.positive[0].ulid');
+  assert.throws(() => c.import(T0, 'garbage' as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'CACHE_BAD_FORMAT');
+  assert.throws(() => c.import(T0, { positive: [], negative: [{ address: '2001:db8::1', reason: 'bored', expires: T0 + 9 }] } as unknown as CacheSnapshot), CacheDataError);
+  assert.deepEqual(c.size(), { positive: 0, negative: 1 });
+  const good = JSON.parse(JSON.stringify(c.export(T0))) as CacheSnapshot;
+  const d = new LruCapabilityCache();
+  d.import(T0, good);
+  assert.equal(d.getNegative(T0, '2001:db8::9')?.reason, 'icmp');
+});
+
+test('the real Engine on the LRU caches: a legacy peer lands in the negative cache, DNS priming in the positive one, both survive a restart', () => {
+  const sim = new Sim(8101);
+  const aId = hbaIdentity(A_PREFIXES, sim.rng.fork());
+  const bId = hbaIdentity(B_PREFIXES, sim.rng.fork());
+  const cId = hbaIdentity(['2001:db8:c1::/64'], sim.rng.fork());
+  const cache = new LruCapabilityCache();
+  let engine: Engine | undefined;
+  const a = sim.addHost({ name: 'a', locators: aId.locators }, (s) => {
+    engine = new Engine(baseConfig(aId), s.rng, { cache });
+    return engine as unknown as SimEndpoint;
+  });
+  sim.addHost({ name: 'b', locators: bId.locators }, () => new LegacyEndpoint());
+  sim.connectHosts(a, sim.host('b'), { delay: ms(20) });
+  sim.send(a, bId.ulid);
+  sim.driveUntil(() => a.eventsOf('peer-unsupported').length === 1, { within: 60_000 });
+  assert.ok(cache.caches.negative.lookup(sim.now, bId.ulid), 'the engine wrote the hold-down into the LRU cache');
+  engine!.prime(sim.now, { ulid: cId.ulid, locators: [loc(cId.ulid)], ttl: 600, source: 'dns' });
+  assert.equal(cache.caches.positive.lookup(sim.now, cId.ulid)?.source, 'dns');
+  const saved = JSON.parse(JSON.stringify(engine!.exportCaches(sim.now))) as CacheSnapshot;
+  const cache2 = new LruCapabilityCache();
+  const e2 = new Engine(baseConfig(aId), sim.rng.fork(), { cache: cache2 });
+  e2.importCaches(sim.now, saved);
+  assert.ok(cache2.caches.negative.lookup(sim.now, bId.ulid));
+  assert.ok(cache2.caches.positive.lookup(sim.now, cId.ulid));
+  assert.throws(() => e2.importCaches(sim.now, { positive: [{}], negative: [] } as unknown as CacheSnapshot), CacheDataError);
+});
