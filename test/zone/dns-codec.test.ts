@@ -1,0 +1,156 @@
+// The zone tools' own DNS pieces: message codec round trips, TSIG sign/verify
+// (and every way a response can fail it), key file formats, and seeded fuzzing
+// of everything that reads bytes from a server or text from a user: decoders
+// throw only their typed error, the zone checker never throws.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { createHmac } from 'node:crypto';
+import {
+  decodeMessage, decodeName, decodeTxtRdata, DnsFormatError, encodeMessage, encodeName, encodeRecord, encodeTxtRdata, RrClass, RrType,
+} from '../../zone-tools/dns-message.ts';
+import { decodeTsigRdata, encodeTsigRdata, signMessage, verifyResponse, type TsigKey } from '../../zone-tools/tsig.ts';
+import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
+import { buildUpdate } from '../../zone-tools/update.ts';
+import { buildHostRecord } from '../../zone-tools/record-input.ts';
+import { checkZoneText } from '../../zone-tools/zone-check.ts';
+import { parseInventory } from '../../zone-tools/inventory.ts';
+import { parseServer } from '../../zone-tools/dns-transport.ts';
+import { UsageError } from '../../shim/errors.ts';
+
+const KEY: TsigKey = { name: 'k.example.', algorithm: 'hmac-sha256', secret: new Uint8Array(32).fill(7) };
+const HOST = buildHostRecord({ name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:1::1/1/2/transient'], txt: true });
+
+test('names: escapes, compression pointers, loops', () => {
+  assert.deepEqual([...encodeName('a\\.b.c.')], [3, 97, 46, 98, 1, 99, 0]);
+  assert.deepEqual([...encodeName('.')], [0]);
+  // "x" + pointer to offset 0 ("a.b.")
+  const buf = Uint8Array.from([1, 97, 1, 98, 0, 1, 120, 0xc0, 0]);
+  assert.deepEqual(decodeName(buf, 5), { name: 'x.a.b.', next: 9 });
+  assert.throws(() => decodeName(Uint8Array.from([0xc0, 0]), 0), DnsFormatError);
+  assert.throws(() => decodeName(Uint8Array.from([5, 97]), 0), DnsFormatError);
+});
+
+test('UPDATE message: zone section, three RRset deletions, then the new RRs (RFC 2136 §2.5)', () => {
+  const m = buildUpdate('example.', HOST, 0x1234);
+  const back = decodeMessage(encodeMessage(m));
+  assert.equal(back.flags >> 11, 5);
+  assert.deepEqual(back.questions, [{ name: 'example.', type: RrType.SOA, class: RrClass.IN }]);
+  assert.deepEqual(back.authorities.slice(0, 3).map((r) => [r.name, r.type, r.class, r.ttl, r.rdata.length]), [
+    ['h.example.', 65300, RrClass.ANY, 0, 0], ['h.example.', RrType.AAAA, RrClass.ANY, 0, 0], ['_shim6.h.example.', RrType.TXT, RrClass.ANY, 0, 0],
+  ]);
+  assert.deepEqual(back.authorities.slice(3).map((r) => [r.type, r.class]), [[65300, 1], [28, 1], [28, 1], [16, 1]]);
+  assert.match(decodeTxtRdata(back.authorities[6]!.rdata).join(''), /^v=shim6cap1 b64=/);
+  assert.throws(() => buildUpdate('other.', HOST, 1), (e: unknown) => e instanceof UsageError && e.field === 'name');
+});
+
+/**
+ * Sign an answer the way a server does, written out here from RFC 8945 §5.3 and
+ * §4.3.3 independently of tsig.ts: HMAC(request MAC length ‖ request MAC ‖
+ * answer without TSIG ‖ key name ‖ class ANY ‖ TTL 0 ‖ algorithm ‖ time ‖ fudge ‖
+ * error ‖ other length).
+ */
+function serverAnswer(request: Uint8Array, requestMac: Uint8Array, key: TsigKey, rcode: number, time: number, tsigError = 0): Uint8Array {
+  const req = decodeMessage(request);
+  const body = encodeMessage({ id: req.id, flags: 0x8000 | (5 << 11) | rcode, questions: req.questions, answers: [], authorities: [], additionals: [] });
+  const u16 = (n: number): Buffer => Buffer.from([n >> 8, n & 0xff]);
+  let mac = new Uint8Array(0);
+  if (tsigError === 0) {
+    mac = createHmac('sha256', key.secret)
+      .update(u16(requestMac.length)).update(requestMac).update(body)
+      .update(encodeName(key.name)).update(Buffer.from([0, 255, 0, 0, 0, 0])).update(encodeName('hmac-sha256.'))
+      .update(Buffer.from([0, 0, time >>> 24, (time >>> 16) & 0xff, (time >>> 8) & 0xff, time & 0xff])).update(u16(300))
+      .update(u16(tsigError)).update(u16(0))
+      .digest();
+  }
+  const rdata = encodeTsigRdata({ algorithm: 'hmac-sha256.', timeSigned: time, fudge: 300, mac, originalId: req.id, error: tsigError, otherData: new Uint8Array(0) });
+  body[11] = 1;
+  return Uint8Array.from([...body, ...encodeRecord({ name: key.name, type: RrType.TSIG, class: RrClass.ANY, ttl: 0, rdata })]);
+}
+
+test('TSIG: a correctly signed answer verifies; tampering, wrong key, old time and server errors do not', () => {
+  const now = 1_800_000_000;
+  const req = encodeMessage(buildUpdate('example.', HOST, 0x4242));
+  const { bytes, mac } = signMessage(req, KEY, now);
+  const tsig = decodeTsigRdata(decodeMessage(bytes).additionals.at(-1)!.rdata);
+  assert.equal(tsig.algorithm, 'hmac-sha256.');
+  assert.equal(tsig.mac.length, 32);
+  assert.equal(tsig.originalId, 0x4242);
+  assert.equal(tsig.timeSigned, now);
+
+  const ok = serverAnswer(bytes, mac, KEY, 0, now);
+  assert.equal(verifyResponse(ok, KEY, mac, now).status, 'ok');
+  assert.equal(verifyResponse(ok, KEY, mac, now + 301).status, 'bad-time');
+  assert.equal(verifyResponse(ok, KEY, mac.map((x) => x ^ 1), now).status, 'bad-mac', 'bound to the request MAC');
+  const tampered = ok.slice();
+  tampered[3] = tampered[3]! ^ 0x05;
+  assert.equal(verifyResponse(tampered, KEY, mac, now).status, 'bad-mac');
+  assert.equal(verifyResponse(ok, { ...KEY, secret: new Uint8Array(32).fill(8) }, mac, now).status, 'bad-mac');
+  assert.equal(verifyResponse(ok, { ...KEY, name: 'other.' }, mac, now).status, 'wrong-key');
+  const err = verifyResponse(serverAnswer(bytes, mac, KEY, 9, now, 16), KEY, mac, now);
+  assert.equal(err.status, 'server-error');
+  assert.equal(err.status === 'server-error' && err.error, 16);
+  const unsigned = encodeMessage({ id: 0x4242, flags: 0x8000 | (5 << 11), questions: [], answers: [], authorities: [], additionals: [] });
+  assert.equal(verifyResponse(unsigned, KEY, mac, now).status, 'unsigned');
+});
+
+test('TSIG key files: BIND, knot YAML, name:secret, alg:name:secret; errors name the file', () => {
+  const s = Buffer.from(new Uint8Array(32).fill(1)).toString('base64');
+  const want = { name: 'upd.', algorithm: 'hmac-sha256', secret: new Uint8Array(32).fill(1) };
+  assert.deepEqual(parseTsigKeyFile(`/* c */ key "upd" {\n algorithm hmac-sha256; # x\n secret "${s}";\n};`, 'f'), want);
+  assert.deepEqual(parseTsigKeyFile(`key:\n  - id: upd\n    algorithm: hmac-sha256\n    secret: ${s}\n`, 'f'), want);
+  assert.deepEqual(parseTsigKeyFile(`upd:${s}\n`, 'f'), want);
+  assert.deepEqual(parseTsigKeyFile(`hmac-sha256:upd.:${s}\n`, 'f'), want);
+  const two = `key "a" { algorithm hmac-sha256; secret "${s}"; };\nkey "b" { algorithm hmac-sha256; secret "${s}"; };`;
+  assert.equal(parseTsigKeyFile(two, 'f', 'b').name, 'b.');
+  for (const [text, name] of [[two, undefined], [`key "a" { algorithm hmac-md5; secret "${s}"; };`, undefined], ['nothing here', undefined], [`a:not*base64`, undefined], [two, 'c']] as const) {
+    assert.throws(() => parseTsigKeyFile(text, 'f', name), (e: unknown) => e instanceof UsageError && e.code === 'BAD_TSIG_KEY', text);
+  }
+});
+
+test('server syntax: ADDR, ADDR:PORT, v6, [v6]:PORT; bad ones name the flag', () => {
+  assert.deepEqual(parseServer('127.0.0.1'), { host: '127.0.0.1', port: 53 });
+  assert.deepEqual(parseServer('127.0.0.1:5300'), { host: '127.0.0.1', port: 5300 });
+  assert.deepEqual(parseServer('2001:db8::53'), { host: '2001:db8::53', port: 53 });
+  assert.deepEqual(parseServer('[::1]:5300'), { host: '::1', port: 5300 });
+  for (const bad of ['', '1.2.3.4:0', '1.2.3.4:99999', 'a b', '[::1]:x']) {
+    assert.throws(() => parseServer(bad, '--server'), (e: unknown) => e instanceof UsageError && e.field === '--server', bad);
+  }
+});
+
+/** mulberry32: small, seeded, deterministic. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = a;
+    x = Math.imul(x ^ (x >>> 15), x | 1);
+    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
+    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+test('fuzz: DNS answers and TSIG RDATA from a server only ever throw DnsFormatError', () => {
+  const r = rng(5300);
+  const int = (n: number): number => Math.floor(r() * n);
+  const { bytes, mac } = signMessage(encodeMessage(buildUpdate('example.', HOST, 7)), KEY, 1_800_000_000);
+  const seeds = [bytes, encodeTxtRdata(['v=shim6cap1 b64=AQ==', 'x'])];
+  for (let i = 0; i < 20_000; i++) {
+    const b = seeds[int(seeds.length)]!.slice(0, int(seeds[0]!.length + 8));
+    for (let k = int(6); k >= 0; k--) if (b.length > 0) b[int(b.length)] = int(256);
+    for (const f of [() => decodeMessage(b), () => decodeTsigRdata(b), () => decodeTxtRdata(b), () => verifyResponse(b, KEY, mac, 0)]) {
+      try { f(); } catch (e) { assert.ok(e instanceof DnsFormatError, `${(e as Error).name}: ${(e as Error).message}`); }
+    }
+  }
+});
+
+test('fuzz: zone check and inventories never throw on arbitrary text', () => {
+  const pieces = ['$ORIGIN ', '$TTL ', '$INCLUDE ', '@', 'h', ' IN ', ' TYPE65300 ', '\\# ', '20 ', '0100', '(', ')', '"', ';', '\n', ' AAAA ', '2001:db8::1', '_shim6 TXT ', 'v=shim6cap1 b64=', '\\', '.', '1h'];
+  fc.assert(fc.property(fc.array(fc.constantFrom(...pieces), { maxLength: 60 }), (parts) => {
+    const res = checkZoneText(parts.join(''), 'fuzz', { readFile: () => { throw new Error('no includes here'); } });
+    assert.ok(Array.isArray(res.problems));
+  }), { seed: 5300, numRuns: 3000 });
+  fc.assert(fc.property(fc.string({ maxLength: 200 }), (s) => {
+    try { parseInventory(s, 'fuzz'); } catch (e) { assert.ok(e instanceof UsageError, String(e)); }
+  }), { seed: 5301, numRuns: 2000 });
+});
