@@ -8,7 +8,7 @@
  */
 import { parseIpv6, type Ipv6 } from './ipv6.ts';
 import { hbaDigestForUlid } from './hba.ts';
-import { HBA_DIGEST_ALG_SHA256 } from '../constants.ts';
+import { HBA_DIGEST_ALG_SHA256, SHIM6_UDP_PORT } from '../constants.ts';
 import type { CapabilityRecord } from './capability-record-codec.ts';
 
 export * from './capability-record-codec.ts';
@@ -44,4 +44,9 @@ export function checkHbaDigest(record: CapabilityRecord, params: Uint8Array): Hb
   if (d.alg !== HBA_DIGEST_ALG_SHA256) return 'unsupported-alg';
   const got = hbaDigestForUlid(params, record.ulid);
   return got.length === d.digest.length && got.every((x, i) => x === d.digest[i]) ? 'match' : 'mismatch';
+}
+
+/** The peer shim's UDP port: the record's `port` parameter, else 5533 (DESIGN.md §2). */
+export function recordPort(record: CapabilityRecord): number {
+  return record.port ?? SHIM6_UDP_PORT;
 }

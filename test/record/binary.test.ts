@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  checkHbaDigest, decodeCapabilityRecord, encodeCapabilityRecord, capabilityRecordLength, ignoreReason, validateAgainstAaaa,
+  checkHbaDigest, decodeCapabilityRecord, recordPort, encodeCapabilityRecord, capabilityRecordLength, ignoreReason, validateAgainstAaaa,
   IgnoredCapabilityRecord, type CapabilityRecord,
 } from '../../shim/wire/capability-record.ts';
 import { WireError } from '../../shim/wire/errors.ts';
@@ -157,4 +157,11 @@ test('checkHbaDigest against a real HBA set, from any member’s parameters', ()
   const { hbaDigest: _d, ...noDigest } = r;
   assert.equal(checkHbaDigest(noDigest, m0.params), 'absent');
   assert.equal(checkHbaDigest({ ...r, hbaDigest: { alg: 9, digest: hex('00') } }, m0.params), 'unsupported-alg');
+});
+
+test('recordPort: the port parameter, else 5533', () => {
+  assert.equal(recordPort(GOLDEN), 5533);
+  assert.equal(recordPort({ ...GOLDEN, port: 6000 }), 6000);
+  const { port: _p, ...noPort } = GOLDEN;
+  assert.equal(recordPort(noPort), 5533);
 });

@@ -89,8 +89,9 @@ test('fuzz: capability record RDATA, TXT and generic forms (seeded)', (ctx) => {
     const b = mutateBytes(rnd, recordSeeds);
     run(t, 'decodeCapabilityRecord', b, () => {
       const r = decodeCapabilityRecord(b);
-      assert.deepEqual(decodeCapabilityRecord(encodeCapabilityRecord(r)), r);
-      assert.deepEqual(parseCapabilityRecord(formatCapabilityRecord(r)), r);
+      // Round trips of what decoded, on a sample (they cost ten decodes each).
+      if (i % 4 === 0) assert.deepEqual(decodeCapabilityRecord(encodeCapabilityRecord(r)), r);
+      if (i % 16 === 0) assert.deepEqual(parseCapabilityRecord(formatCapabilityRecord(r)), r);
     });
     if (i % 5 === 0) run(t, 'decodeCapabilityTxt', b, () => { decodeCapabilityTxt(encodeCapabilityTxt(b)); });
   }
