@@ -3,20 +3,29 @@
  *
  * Application stall after a silent black hole of link P (nftables drop in A,
  * the link stays up), in the same two-host lab, side by side in one run:
- * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), and shim6 with
- * the fast timer profile (when the daemon is available). The stall is the
+ * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), shim6 with the
+ * fast timer profile, and shim6 with the fast profile's Send Timeout lowered
+ * to 150 ms (`shim6-150`). The stream goes to B by name through A's stub, so
+ * shim6 is primed by DNS. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
  * median of N runs (default 5). Prints figures and ratios; asserts nothing.
  * Needs root.
  */
-import { labFor, LAB_ADDR, unblackhole } from '../shim/dataplane/lab-topology.ts';
-import { labDown, labUp, mptcpDown, mptcpUp } from '../shim/dataplane/lab.ts';
+import { labFor, LAB_ADDR } from '../shim/dataplane/lab-topology.ts';
+import { labDown, labUp, mptcpUp } from '../shim/dataplane/lab.ts';
 import { runStream, type RunResult } from '../shim/dataplane/lab-run.ts';
 import { shim6Available, startLabShim6, type LabShim6 } from '../shim/dataplane/lab-daemons.ts';
 
 import { LAB_B_NAME } from '../shim/dataplane/lab-dns.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-150';
+
+/** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
+const SHIM6_TIMERS: Record<string, Record<string, number>> = {
+  shim6: {},
+  // A LAN/lab tuning: Send Timeout 150 ms, first probe after 50 ms.
+  'shim6-150': { sendTimeout: 150, initialProbeTimeout: 50 },
+};
 
 function opt(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -27,7 +36,7 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-150').split(',') as Mode[];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -37,32 +46,32 @@ function median(xs: number[]): number {
 
 interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; note?: string }
 
-async function measure(mode: Mode): Promise<ModeResult> {
+/** One run on a fresh lab (so every run starts on link P with no context yet). */
+async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void> {
   const lab = labFor('labbench');
   await labUp(lab);
   let shim6: LabShim6 | undefined;
-  const out: ModeResult = { mode, runs: [], rehome: [] };
   try {
     if (mode === 'mptcp') mptcpUp(lab);
-    if (mode === 'shim6') shim6 = await startLabShim6(lab, () => undefined);
-    for (let i = 0; i < runs; i++) {
-      const r = await runStream(lab, {
-        to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, port: 7000 + i, durationMs, failAtMs,
-        failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
-      });
-      const rh = shim6?.rehomeAt(r.failAt);
-      if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
-      out.runs.push(r);
-      process.stderr.write(`  ${mode} run ${i + 1}/${runs}: stall ${r.stall_ms} ms${r.recovered ? '' : ' (not recovered)'}, verified ${r.bytes_verified}/${r.bytes_sent}, corrupt ${r.corrupt}\n`);
-      // Each run starts on a healthy lab: lift the black hole.
-      unblackhole(lab, 'P');
-      await new Promise((res) => setTimeout(res, 300));
-    }
-    if (mode === 'mptcp') mptcpDown(lab);
+    const timers = SHIM6_TIMERS[mode];
+    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers });
+    const r = await runStream(lab, {
+      to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, durationMs, failAtMs,
+      failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
+    });
+    const rh = shim6?.rehomeAt(r.failAt);
+    if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
+    out.runs.push(r);
+    process.stderr.write(`  ${mode} run ${i + 1}/${runs}: stall ${r.stall_ms} ms${r.recovered ? '' : ' (not recovered)'}${rh != null && r.failAt !== undefined ? `, re-homed after ${rh - r.failAt} ms` : ''}, verified ${r.bytes_verified}/${r.bytes_sent}, corrupt ${r.corrupt}\n`);
   } finally {
     await shim6?.stop();
     labDown(lab);
   }
+}
+
+async function measure(mode: Mode): Promise<ModeResult> {
+  const out: ModeResult = { mode, runs: [], rehome: [] };
+  for (let i = 0; i < runs; i++) await measureOnce(mode, i, out);
   return out;
 }
 
@@ -74,7 +83,7 @@ async function main(): Promise<void> {
   console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
   const results: ModeResult[] = [];
   for (const mode of modes) {
-    if (mode === 'shim6' && !(await shim6Available())) {
+    if (mode.startsWith('shim6') && !(await shim6Available())) {
       results.push({ mode, runs: [], rehome: [], note: 'daemon not available in this build' });
       continue;
     }

@@ -120,10 +120,19 @@ export function readLog(file: string): LogRecord[] {
 
 const NOTABLE = new Set(['prime', 'context-established', 'context-closed', 'context-failed', 'locator-pair-changed', 'locator-set-updated', 'peer-unsupported', 'local locators changed', 'tcp prompted after re-homing']);
 
+/** Options of the lab's daemons. */
+export interface LabShim6Options {
+  /** Timer overrides on top of the fast profile (ms), e.g. `{ sendTimeout: 150 }`. */
+  timers?: Record<string, number>;
+  /** Other config keys for both daemons. */
+  extra?: Record<string, unknown>;
+}
+
 /** Start daemons on B then A (B answers A's I1 at once). */
-export async function startLabShim6(lab: Lab, say: (l: string) => void): Promise<LabShim6> {
+export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: LabShim6Options = {}): Promise<LabShim6> {
   const procs: Record<'a' | 'b', ChildProcess | undefined> = { a: undefined, b: undefined };
   for (const h of ['b', 'a'] as const) {
+    writeLabDaemonConfig(lab, h, { timers: { profile: 'fast', ...opts.timers }, ...opts.extra });
     procs[h] = await startLabDaemon(lab, h);
     say(`shim6 daemon on ${h.toUpperCase()} (tun ${LAB_TUN}, stub ${LAB_STUB}, fast profile), log ${labDaemonFiles(lab, h).log}`);
   }
