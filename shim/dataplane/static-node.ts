@@ -23,6 +23,8 @@ export interface StaticNodeConfig extends StaticContextConfig {
   tcpPrompt: boolean;
   /** Packets per TUN read batch. */
   batch?: number;
+  /** `rto_min` on the peer route (routes.ts), for measurements. */
+  rtoMinMs?: number;
 }
 
 export interface StaticNode {
@@ -34,7 +36,7 @@ export interface StaticNode {
 
 /** Bring a static node up in the current namespace. */
 export async function startStaticNode(cfg: StaticNodeConfig): Promise<StaticNode> {
-  const routes = new Routes({ tun: cfg.tun, port: cfg.port, pathMtu: cfg.pathMtu });
+  const routes = new Routes({ tun: cfg.tun, port: cfg.port, pathMtu: cfg.pathMtu, ...(cfg.rtoMinMs ? { rtoMinMs: cfg.rtoMinMs } : {}) });
   const tun = LinuxTun.open({ name: cfg.tun, mtu: routes.tunMtu, ...(cfg.batch ? { batch: cfg.batch } : {}) });
   const transport = new DgramTransport({ port: cfg.port, bufferSize: 4 << 20 });
   const engine = new StaticContextEngine(cfg);

@@ -12,13 +12,13 @@ import { UsageError } from '../errors.ts';
 import type { PacketsHandler, TunDevice } from './tun.ts';
 
 interface Addon {
-  open(name: string): [number, string];
+  open(name: string, offload: boolean): [number, string, boolean];
   startReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, lens: Int32Array,
-    cb: (count: number, err: number) => void): object;
+    cb: (count: number, err: number) => void, vnet: boolean): object;
   close(handle: object): void;
   ref(handle: object, on: boolean): void;
-  writeBatch(fd: number, packets: readonly Uint8Array[], count: number): number;
-  write2(fd: number, head: Uint8Array, body: Uint8Array): number;
+  writeBatch(fd: number, packets: readonly Uint8Array[], count: number, vnet: boolean): number;
+  write2(fd: number, head: Uint8Array, body: Uint8Array, vnet: boolean): number;
 }
 
 let addon: Addon | undefined;
@@ -43,6 +43,14 @@ export interface LinuxTunOptions {
   mtu: number;
   /** Packets per batch (one JS call per batch). */
   batch?: number;
+  /**
+   * TUN offloads (IFF_VNET_HDR, TSO6 + CSUM; default on): the kernel's TCP
+   * hands us 64 KB segments that the addon cuts into MTU-sized packets, and
+   * runs of in-order segments we write are merged into one (GRO), so the
+   * kernel's TCP does per-64 KB work instead of per-packet. Packets seen by
+   * JS are always ordinary MTU-sized IPv6 packets either way.
+   */
+  offload?: boolean;
 }
 
 /** A real TUN device. Create with `LinuxTun.open`. */
@@ -53,7 +61,9 @@ export class LinuxTun implements TunDevice {
   private readonly batchViews: Uint8Array[][] = [];
   private closed = false;
 
-  private constructor(private readonly native: Addon, private readonly fd: number, readonly name: string, readonly mtu: number, batch: number) {
+  private constructor(private readonly native: Addon, private readonly fd: number, readonly name: string, readonly mtu: number, batch: number,
+    /** Whether the device runs with the virtio header (offloads). */
+    readonly offload: boolean) {
     // One slot per packet, big enough for any packet the MTU allows (the kernel
     // never hands out more than the MTU without IFF_VNET_HDR offloads).
     const slot = Math.max(1280, mtu) + 64;
@@ -67,20 +77,20 @@ export class LinuxTun implements TunDevice {
       if (!out) out = this.batchViews[count] = new Array<Uint8Array>(count);
       for (let i = 0; i < count; i++) out[i] = this.views[i]!.subarray(0, lens[i]!);
       this.handler(out);
-    });
+    }, offload);
   }
 
   /** Open (or create) the TUN interface `opts.name`. Needs CAP_NET_ADMIN. */
   static open(opts: LinuxTunOptions): LinuxTun {
     const native = loadTunAddon();
-    let fd: number, name: string;
+    let fd: number, name: string, vnet: boolean;
     try {
-      [fd, name] = native.open(opts.name);
+      [fd, name, vnet] = native.open(opts.name, opts.offload ?? true);
     } catch (e) {
       const err = e as Error & { code?: string };
       throw new UsageError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}`, 'tun.name');
     }
-    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64);
+    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet);
   }
 
   onPackets(cb: PacketsHandler): void {
@@ -89,13 +99,13 @@ export class LinuxTun implements TunDevice {
 
   write(packets: readonly Uint8Array[]): number {
     if (this.closed || packets.length === 0) return 0;
-    const n = this.native.writeBatch(this.fd, packets, packets.length);
+    const n = this.native.writeBatch(this.fd, packets, packets.length, this.offload);
     return n < 0 ? 0 : n;
   }
 
   write2(head: Uint8Array, body: Uint8Array): boolean {
     if (this.closed) return false;
-    return this.native.write2(this.fd, head, body) > 0;
+    return this.native.write2(this.fd, head, body, this.offload) > 0;
   }
 
   /** Whether the device keeps the process alive (like socket.ref/unref). */

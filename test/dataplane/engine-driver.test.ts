@@ -18,6 +18,7 @@ class FakeEndpoint implements EngineLike {
   ev: FakeEvent[] = [];
   timeouts: Millis[] = [];
   private pending: { peer: string; at: Millis; tries: number } | undefined;
+  private readonly established = new Set<string>();
   constructor(readonly me: string) {}
   prime(now: Millis, peer: string): void {
     this.pending = { peer, at: (now + 50) as Millis, tries: 1 };
@@ -27,7 +28,9 @@ class FakeEndpoint implements EngineLike {
     const msg = new TextDecoder().decode(d.bytes);
     if (msg === 'hello') {
       this.tx.push({ src: d.dst, dst: d.src, bytes: new TextEncoder().encode('hello-ack') });
-      this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src });
+      // A retransmitted hello (timer fired before the ack arrived) is answered but is no news.
+      if (!this.established.has(d.src)) this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src });
+      this.established.add(d.src);
       return { kind: 'consumed' as const };
     }
     if (msg === 'hello-ack' && this.pending?.peer === d.src) {
@@ -72,8 +75,7 @@ test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', 
   assert.deepEqual(evA, [{ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b' }]);
   assert.deepEqual(evB, [{ kind: 'context-established', localUlid: 'fd00::b', peerUlid: 'fd00::a' }]);
   assert.deepEqual(ups, ['fd00::a>fd00::b']);
-  assert.equal(a.stats.udpOut, 1);
-  assert.equal(b.stats.udpIn, 1);
+  assert.ok(a.stats.udpOut >= 1 && b.stats.udpIn === a.stats.udpOut, 'every hello sent arrived');
 });
 
 test('the driver arms the engine timer: retransmissions through a black hole, then success after repair', async (t) => {

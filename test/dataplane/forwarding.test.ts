@@ -37,17 +37,20 @@ test('TCP between two namespaces through TUN + UDP encapsulation, bytes intact',
 
 test('TCP prompt after re-homing: the stream resumes at once instead of at the next backed-off RTO', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const repairMs = 1500;
-  const off = await stallRun(await twoHosts(t, { tcpPrompt: false }), repairMs, 2000);
-  const on = await stallRun(await twoHosts(t, { tcpPrompt: true }), repairMs, 2000);
+  // rto_min 1 s makes TCP's schedule fixed: RTOs at ≈ 1, 3, 7 s after the cut. Re-homing at 1.5 s
+  // falls between the 1st and 2nd: unprompted, TCP waits until ≈ 3 s; prompted, it resumes at once.
+  const opts = { rtoMinMs: 1000 };
+  const off = await stallRun(await twoHosts(t, { ...opts, tcpPrompt: false }), 1500, 2500);
+  const on = await stallRun(await twoHosts(t, { ...opts, tcpPrompt: true }), 1500, 2500);
   t.diagnostic(`stall without prompt ${off.report.maxGapMs.toFixed(0)} ms, with prompt ${on.report.maxGapMs.toFixed(0)} ms (re-homed after ${on.rehomedMs} ms)`);
   assert.equal(off.report.corrupt + on.report.corrupt, 0);
   assert.equal(off.stats.prompts, 0);
   assert.ok((on.stats.prompts as number) > 0, 'the prompt fired');
-  // Without the prompt TCP waits for its RTO after the repair (≈ 3 s with back-off 0.2/0.4/0.8/1.6 s);
-  // with it, the stream resumes within a few hundred ms of the re-homing.
+  // Without the prompt TCP waits for its next backed-off RTO after the repair; with it, the stream
+  // resumes within a few hundred ms of the re-homing.
   assert.ok(on.report.maxGapMs < on.rehomedMs + 400, `prompted stall ${on.report.maxGapMs} ms`);
-  assert.ok(off.report.maxGapMs > on.report.maxGapMs + 500, `unprompted ${off.report.maxGapMs} vs prompted ${on.report.maxGapMs}`);
+  assert.ok(off.report.maxGapMs - off.rehomedMs > 800, `unprompted: resumed ${off.report.maxGapMs - off.rehomedMs} ms after re-homing`);
+  assert.ok(off.report.maxGapMs > on.report.maxGapMs + 800, `unprompted ${off.report.maxGapMs} vs prompted ${on.report.maxGapMs}`);
 });
 
 test('real engine: context set up by prime over UDP, TCP through the TUN, bytes intact', async (t) => {

@@ -46,6 +46,8 @@ export interface TwoHostsOptions {
   tcpPrompt?: boolean;
   pathMtu?: number;
   batch?: number;
+  /** `rto_min` on the peer routes (static mode), so TCP's RTO schedule is the same on every run. */
+  rtoMinMs?: number;
   /** Only build the namespaces and links (for a direct-link baseline). */
   noNodes?: boolean;
 }
@@ -70,6 +72,7 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
       local: ADDR[`p${me}`], peer: ADDR[`p${other}`], peerLocators: [ADDR[`p${other}`], ADDR[`q${other}`]],
       locators: [ADDR[`p${me}`], ADDR[`q${me}`]],
       ...(opts.batch ? { batch: opts.batch } : {}),
+      ...(opts.rtoMinMs ? { rtoMinMs: opts.rtoMinMs } : {}),
     };
     const extra = process.env.SHIM6_DP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
     if (eng) {
@@ -111,7 +114,10 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Stream A → B over the context, black-hole P, re-home to Q after `repairMs`, return the receiver's report. */
+/**
+ * Stream A → B, black-hole P, re-home to Q, return the receiver's report. Static mode: re-home
+ * `repairMs` after the cut; engine mode: `repairMs` is the deadline for REAP to do it.
+ */
 export async function stallRun(h: TwoHosts, repairMs: number, afterMs: number) {
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
   await server.op('listening', 5000);

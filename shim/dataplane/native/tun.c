@@ -23,6 +23,12 @@
 #include <sys/ioctl.h>
 #include <sys/uio.h>
 #include <unistd.h>
+#include "offload.h"
+
+#define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
+#define MAX_GRO_SEGS 64
+#define SCRATCH_LEN (65536 + 64)
+#define IP6_HDR_MAX (40 + 60)
 
 #define CHECK(env, call)                                          \
   do {                                                            \
@@ -45,6 +51,9 @@ typedef struct {
   size_t slot;
   uint32_t slots;
   int32_t *lens;
+  int vnet;
+  uint32_t count;
+  uint8_t *scratch;
 } tun_reader;
 
 static napi_value throw_errno(napi_env env, const char *what, int err) {
@@ -62,11 +71,17 @@ static napi_value throw_errno(napi_env env, const char *what, int err) {
   return NULL;
 }
 
-/* open(name: string) -> [fd, actualName] */
+/*
+ * open(name: string, offload: boolean) -> [fd, actualName, offload]
+ * With offload: IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO6); the third
+ * element says whether the kernel accepted it.
+ */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
+  bool want_vnet = false;
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc >= 2) CHECK(env, napi_get_value_bool(env, argv[1], &want_vnet));
   char name[IFNAMSIZ] = {0};
   size_t len = 0;
   if (argc >= 1) CHECK(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
@@ -74,37 +89,40 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   if (fd < 0) return throw_errno(env, "open /dev/net/tun", errno);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
-  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (want_vnet ? IFF_VNET_HDR : 0);
   memcpy(ifr.ifr_name, name, len < IFNAMSIZ ? len : IFNAMSIZ - 1);
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
     return throw_errno(env, "TUNSETIFF", err);
   }
-  napi_value result, jfd, jname;
-  CHECK(env, napi_create_array_with_length(env, 2, &result));
+  bool vnet = false;
+  if (want_vnet) {
+    int sz = VNET_LEN;
+    unsigned int off = TUN_F_CSUM | TUN_F_TSO6;
+    vnet = ioctl(fd, TUNSETVNETHDRSZ, &sz) == 0 && ioctl(fd, TUNSETOFFLOAD, off) == 0;
+    if (!vnet) {
+      /* The header is on regardless (IFF_VNET_HDR); without offloads it is just all zeros. */
+      vnet = true;
+      ioctl(fd, TUNSETOFFLOAD, 0);
+    }
+  }
+  napi_value result, jfd, jname, jvnet;
+  CHECK(env, napi_create_array_with_length(env, 3, &result));
   CHECK(env, napi_create_int32(env, fd, &jfd));
   CHECK(env, napi_create_string_utf8(env, ifr.ifr_name, NAPI_AUTO_LENGTH, &jname));
   CHECK(env, napi_set_element(env, result, 0, jfd));
   CHECK(env, napi_set_element(env, result, 1, jname));
+  CHECK(env, napi_get_boolean(env, vnet, &jvnet));
+  CHECK(env, napi_set_element(env, result, 2, jvnet));
   return result;
 }
 
-static void on_readable(uv_poll_t *handle, int status, int events) {
-  tun_reader *r = handle->data;
-  if (r->closed) return;
-  uint32_t n = 0;
-  int err = 0;
-  while (n < r->slots) {
-    ssize_t got = read(r->fd, r->buf + (size_t)n * r->slot, r->slot);
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
-      break;
-    }
-    r->lens[n++] = (int32_t)got;
-  }
-  if (n == 0 && err == 0 && status == 0) return;
+/* Hand the current batch to JS (one call), then start a new one. */
+static void deliver(tun_reader *r, int err) {
+  uint32_t n = r->count;
+  r->count = 0;
+  if (n == 0 && err == 0) return;
   napi_env env = r->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
@@ -112,7 +130,7 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_get_reference_value(env, r->cb, &cb);
   napi_get_global(env, &recv);
   napi_create_uint32(env, n, &args[0]);
-  napi_create_int32(env, status < 0 ? status : -err, &args[1]);
+  napi_create_int32(env, -err, &args[1]);
   napi_status st = napi_make_callback(env, r->actx, recv, cb, 2, args, &ret);
   if (st == napi_pending_exception) {
     napi_value exc;
@@ -122,8 +140,57 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   napi_close_handle_scope(env, scope);
 }
 
+/* Next free slot for a packet of `len` octets; delivers a full batch first. */
+static uint8_t *next_slot(void *ctx, size_t len) {
+  tun_reader *r = ctx;
+  if (len > r->slot) return NULL;
+  if (r->count == r->slots) {
+    deliver(r, 0);
+    if (r->closed) return NULL;
+  }
+  r->lens[r->count] = (int32_t)len;
+  return r->buf + (size_t)(r->count++) * r->slot;
+}
+
+/* One packet read with a virtio header: split TSO segments, complete partial checksums. */
+static void take_vnet_packet(tun_reader *r, uint8_t *pkt, size_t n) {
+  if (n < (size_t)VNET_LEN) return;
+  struct virtio_net_hdr vh;
+  memcpy(&vh, pkt, sizeof vh);
+  uint8_t *ip = pkt + VNET_LEN;
+  size_t len = n - VNET_LEN;
+  if ((vh.gso_type & ~VIRTIO_NET_HDR_GSO_ECN) == VIRTIO_NET_HDR_GSO_TCPV6) {
+    segment_tso(ip, len, vh.gso_size, next_slot, r);
+    return;
+  }
+  if (vh.gso_type != VIRTIO_NET_HDR_GSO_NONE) return; /* not offered: cannot happen */
+  if (vh.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) complete_checksum(ip, len, vh.csum_start, vh.csum_offset);
+  uint8_t *out = next_slot(r, len);
+  if (out) memcpy(out, ip, len);
+}
+
+static void on_readable(uv_poll_t *handle, int status, int events) {
+  tun_reader *r = handle->data;
+  int err = status < 0 ? -status : 0;
+  /* Bounded work per wake-up so the loop stays fair; epoll is level-triggered and comes back. */
+  for (int reads = 0; !r->closed && !err && r->count < r->slots && reads < 256; reads++) {
+    uint8_t *dst = r->vnet ? r->scratch : r->buf + (size_t)r->count * r->slot;
+    ssize_t got = read(r->fd, dst, r->vnet ? SCRATCH_LEN : r->slot);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
+      break;
+    }
+    if (r->vnet) take_vnet_packet(r, dst, (size_t)got);
+    else r->lens[r->count++] = (int32_t)got;
+  }
+  if (!r->closed) deliver(r, err);
+}
+
 static void on_closed(uv_handle_t *handle) {
-  free(handle->data);
+  tun_reader *r = handle->data;
+  free(r->scratch);
+  free(r);
 }
 
 static void reader_finalize(napi_env env, void *data, void *hint) {
@@ -131,15 +198,15 @@ static void reader_finalize(napi_env env, void *data, void *hint) {
 }
 
 /*
- * startReader(fd, buf: ArrayBuffer, slotSize, slots, lens: Int32Array, cb(count, err)) -> handle
+ * startReader(fd, buf: ArrayBuffer, slotSize, slots, lens: Int32Array, cb(count, err), vnet) -> handle
  * Packet i of a batch is buf[i*slotSize, i*slotSize+lens[i]). The views are only
  * valid during the callback: the next batch overwrites them.
  */
 static napi_value tun_start(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 6) { napi_throw_type_error(env, "ETUNARGS", "startReader needs 6 arguments"); return NULL; }
+  if (argc < 7) { napi_throw_type_error(env, "ETUNARGS", "startReader needs 7 arguments"); return NULL; }
   tun_reader *r = calloc(1, sizeof *r);
   if (!r) return throw_errno(env, "calloc", ENOMEM);
   int32_t fd;
@@ -166,6 +233,10 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
   r->slot = slot;
   r->slots = slots;
   r->lens = tdata;
+  bool vnet;
+  CHECK(env, napi_get_value_bool(env, argv[6], &vnet));
+  r->vnet = vnet;
+  if (vnet && !(r->scratch = malloc(SCRATCH_LEN))) return throw_errno(env, "malloc", ENOMEM);
   CHECK(env, napi_create_reference(env, argv[5], 1, &r->cb));
   CHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
   CHECK(env, napi_create_reference(env, argv[4], 1, &r->lens_ref));
@@ -223,60 +294,96 @@ static napi_value tun_ref(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+static ssize_t writev_all(int fd, struct iovec *iov, int n) {
+  ssize_t w;
+  do { w = writev(fd, iov, n); } while (w < 0 && errno == EINTR);
+  return w;
+}
+
+static const struct virtio_net_hdr ZERO_VNET;
+
 /*
- * writev(fd, packets: Uint8Array[] , count) -> number written (packets)
- * One packet per write(2) (a TUN write is one packet). Stops at the first
- * error other than EINTR and returns how many went out, or -errno if none.
+ * writeBatch(fd, packets: Uint8Array[], count, vnet) -> packets written, or -errno if none.
+ * Without vnet, one write(2) per packet. With vnet, runs of in-order TCP
+ * segments of one flow go out as one GSO segment (offload.c), the rest one by
+ * one behind an all-zero virtio header.
  */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
   uint32_t count;
+  bool vnet = false;
   CHECK(env, napi_get_value_int32(env, argv[0], &fd));
   CHECK(env, napi_get_value_uint32(env, argv[2], &count));
+  if (argc >= 4) CHECK(env, napi_get_value_bool(env, argv[3], &vnet));
+  const uint8_t *ptrs[256];
+  size_t lens[256];
   int32_t done = 0;
-  for (uint32_t i = 0; i < count; i++) {
-    napi_value el;
-    CHECK(env, napi_get_element(env, argv[1], i, &el));
-    napi_typedarray_type tt;
-    size_t len, off;
-    void *data;
-    napi_value ab;
-    CHECK(env, napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off));
-    ssize_t w;
-    do { w = write(fd, data, len); } while (w < 0 && errno == EINTR);
-    if (w < 0) {
-      if (done == 0) done = -errno;
-      break;
+  for (uint32_t base = 0; base < count; base += 256) {
+    uint32_t m = count - base < 256 ? count - base : 256;
+    for (uint32_t i = 0; i < m; i++) {
+      napi_value el;
+      napi_typedarray_type tt;
+      size_t len, off;
+      void *data;
+      napi_value ab;
+      CHECK(env, napi_get_element(env, argv[1], base + i, &el));
+      CHECK(env, napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off));
+      ptrs[i] = data;
+      lens[i] = len;
     }
-    done++;
+    for (uint32_t i = 0; i < m;) {
+      size_t n = vnet ? plan_coalesce(ptrs + i, lens + i, m - i, MAX_GRO_SEGS) : 1;
+      struct iovec iov[MAX_GRO_SEGS + 2];
+      uint8_t hdr[IP6_HDR_MAX];
+      struct virtio_net_hdr vh;
+      int k = 0;
+      if (n >= 2) {
+        size_t h = build_gso_header(ptrs + i, lens + i, n, hdr, &vh);
+        iov[k++] = (struct iovec){ &vh, sizeof vh };
+        iov[k++] = (struct iovec){ hdr, h };
+        for (size_t j = 0; j < n; j++) iov[k++] = (struct iovec){ (void *)(ptrs[i + j] + h), lens[i + j] - h };
+      } else {
+        if (vnet) iov[k++] = (struct iovec){ (void *)&ZERO_VNET, sizeof ZERO_VNET };
+        iov[k++] = (struct iovec){ (void *)ptrs[i], lens[i] };
+      }
+      if (writev_all(fd, iov, k) < 0) {
+        napi_value out;
+        CHECK(env, napi_create_int32(env, done == 0 ? -errno : done, &out));
+        return out;
+      }
+      done += (int32_t)n;
+      i += (uint32_t)n;
+    }
   }
   napi_value out;
   CHECK(env, napi_create_int32(env, done, &out));
   return out;
 }
 
-/* write2(fd, head: Uint8Array, body: Uint8Array) -> bytes or -errno: one packet from two pieces (writev). */
+/* write2(fd, head, body, vnet) -> bytes or -errno: one packet from two pieces (writev). */
 static napi_value tun_write2(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   int32_t fd;
+  bool vnet = false;
   CHECK(env, napi_get_value_int32(env, argv[0], &fd));
-  struct iovec iov[2];
+  if (argc >= 4) CHECK(env, napi_get_value_bool(env, argv[3], &vnet));
+  struct iovec iov[3];
+  int k = 0;
+  if (vnet) iov[k++] = (struct iovec){ (void *)&ZERO_VNET, sizeof ZERO_VNET };
   for (int i = 0; i < 2; i++) {
     napi_typedarray_type tt;
     size_t len, off;
     void *data;
     napi_value ab;
     CHECK(env, napi_get_typedarray_info(env, argv[i + 1], &tt, &len, &data, &ab, &off));
-    iov[i].iov_base = data;
-    iov[i].iov_len = len;
+    iov[k++] = (struct iovec){ data, len };
   }
-  ssize_t w;
-  do { w = writev(fd, iov, 2); } while (w < 0 && errno == EINTR);
+  ssize_t w = writev_all(fd, iov, k);
   napi_value out;
   CHECK(env, napi_create_int32(env, w < 0 ? -errno : (int32_t)w, &out));
   return out;
