@@ -1,0 +1,72 @@
+// `zone hba`: HBA and CGA-compatible HBA sets through the CLI, the parameters
+// file, `zone hba verify`, and records built from a set (hba flag, cga flag,
+// hba-digest of the ULID's own parameter structure).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { shim6Async, tempDir } from './zonefile.ts';
+import { HBA_PARAMS_FORMAT, memberParams, parseHbaParams } from '../../zone-tools/hba-params.ts';
+import { buildHostRecord } from '../../zone-tools/record-input.ts';
+import { verifyCga } from '../../shim/wire/cga.ts';
+import { checkHbaDigest } from '../../shim/wire/capability-record.ts';
+import { UsageError } from '../../shim/errors.ts';
+
+test('zone hba with an RSA key: CGA-compatible set, verify accepts members and refuses others; the record carries cga + hba-digest', async (t) => {
+  const dir = tempDir(t);
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const pem = path.join(dir, 'rsa.pem');
+  writeFileSync(pem, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const out = path.join(dir, 'set.json');
+  const other = path.join(dir, 'other.json');
+  const [gen, gen2] = await Promise.all([
+    shim6Async(['zone', 'hba', '--prefix', '2001:db8:a::/64', '--prefix', '2001:db8:b::', '--sec', '1', '--key', pem, '--out', out]),
+    shim6Async(['zone', 'hba', '--prefix', '2001:db8:a::/64', '--sec', '0', '--out', other]),
+  ]);
+  assert.equal(gen.status, 0, gen.stderr);
+  assert.equal(gen2.status, 0, gen2.stderr);
+  const addrs = gen.stdout.trim().split('\n');
+  assert.equal(addrs.length, 2);
+  assert.match(addrs[0]!, /^2001:db8:a:0:/);
+  assert.match(addrs[1]!, /^2001:db8:b:0:/);
+
+  const p = parseHbaParams(readFileSync(out, 'utf8'), out);
+  assert.equal(p.format, HBA_PARAMS_FORMAT);
+  assert.equal(p.publicKeyIncluded, true);
+  assert.equal(p.keyFile, pem);
+  assert.deepEqual(p.members.map((m) => m.address), addrs);
+  // Each member is also a plain CGA of its own parameters (RFC 5535 §5: CGA-compatible).
+  for (const m of p.members) assert.ok(verifyCga(m.address, memberParams(m)), m.address);
+
+  const otherAddr = parseHbaParams(readFileSync(other, 'utf8'), other).members[0]!.address;
+  const [v1, v2, v3, v4] = await Promise.all([
+    shim6Async(['zone', 'hba', 'verify', addrs[1]!, out]),
+    shim6Async(['zone', 'hba', 'verify', otherAddr, out]),
+    shim6Async(['zone', 'hba', 'verify', '2001:db8:c::1', out]),
+    shim6Async(['zone', 'hba', 'verify', 'nonsense', out]),
+  ]);
+  assert.equal(v1.status, 0, v1.stdout + v1.stderr);
+  assert.equal(v2.status, 1, 'same prefix, other set');
+  assert.match(v2.stdout, /NOT in the HBA set .*\(hash1-mismatch\)/);
+  assert.equal(v3.status, 1);
+  assert.match(v3.stdout, /prefix-not-in-set/);
+  assert.equal(v4.status, 2);
+  assert.match(v4.stderr, /ADDR: invalid value "nonsense"/);
+
+  const host = buildHostRecord({ name: 'm.example.', hba: p, ulid: addrs[1]!, locators: [`${addrs[0]}/3/4`] });
+  assert.equal(host.record.hbaSet, true);
+  assert.equal(host.record.cgaUlid, true);
+  assert.equal(host.record.ulid, addrs[1]);
+  assert.deepEqual(host.record.locators.map((l) => [l.address, l.priority, l.weight]), [[addrs[0], 3, 4], [addrs[1], 0, 0]]);
+  // Any member's parameters check against the digest (the engine gets whichever the peer sends).
+  for (const m of p.members) assert.equal(checkHbaDigest(host.record, memberParams(m)), 'match');
+  assert.throws(() => buildHostRecord({ name: 'm.example.', hba: p, ulid: '2001:db8:a::1' }), (e: unknown) => e instanceof UsageError && e.field === '--ulid');
+  assert.throws(() => buildHostRecord({ name: 'm.example.', hba: p, locators: ['2001:db8:a::1'] }), (e: unknown) => e instanceof UsageError && e.field === '--locator');
+});
+
+test('parameters file: a damaged file is a usage error naming it', () => {
+  for (const text of ['', '{}', '{"format":"shim6-hba-params/1","sec":9}', '[1]', `{"format":"${HBA_PARAMS_FORMAT}","sec":0,"publicKeyIncluded":false,"publicKey":"00","members":[{"prefix":"x","address":"nope","params":"00"}]}`]) {
+    assert.throws(() => parseHbaParams(text, 'p.json'), (e: unknown) => e instanceof UsageError && e.code === 'BAD_HBA_PARAMS' && e.message.startsWith('p.json: '), text);
+  }
+});
