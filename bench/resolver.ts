@@ -1,9 +1,9 @@
 /**
- * `npm run bench -- resolver [seconds]`: dnsperf against shim6's stub, dnsmasq
+ * `npm run bench -- resolver [seconds] [rounds]`: dnsperf against shim6's stub, dnsmasq
  * and unbound (both as forwarders), all forwarding to the same local Knot, in
  * one run; figures printed as ratios to dnsmasq. Asserts nothing.
  *
- * Measurements (each bounded by `seconds`, default 8):
+ * Measurements (each bounded by `seconds`, default 5; `rounds` rounds, default 3, medians):
  *  - cache-hit QPS: 100 names, warmed, dnsperf flat out (-q 200);
  *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out;
  *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
@@ -20,7 +20,9 @@ import path from 'node:path';
 import { startAuthDns, type AuthDns } from '../test/helpers/authdns.ts';
 import { capLine, capRdataHex } from '../test/resolver/harness.ts';
 
-const SECONDS = Number(process.argv[2] ?? 8);
+const SECONDS = Number(process.argv[2] ?? 5);
+const ROUNDS = Number(process.argv[3] ?? 3);
+const LAT_SECONDS = Math.min(SECONDS, 4);
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-resolver-'));
 const children: ChildProcess[] = [];
@@ -122,17 +124,35 @@ async function main(): Promise<void> {
     }
     for (const p of Object.values(servers)) await waitAnswers(p);
 
-    const rows: Record<string, Record<string, number | undefined>> = {};
+    // Rounds interleave the servers so that load from elsewhere on the machine hits them alike; medians are reported.
+    const samples: Record<string, Record<string, number[]>> = {};
     const hitFile = names('hit', 100);
-    for (const [name, port] of Object.entries(servers)) {
-      dnsperf(port, hitFile, { seconds: 1 }); // warm the cache
-      const hit = dnsperf(port, hitFile, { seconds: SECONDS });
-      const miss = dnsperf(port, names(`miss-${name}-`, 600_000), { seconds: SECONDS });
-      const hitLat = dnsperf(port, hitFile, { seconds: Math.min(SECONDS, 5), rate: 2000 });
-      const missLat = dnsperf(port, names(`lat-${name}-`, 20_000), { seconds: Math.min(SECONDS, 5), rate: 500 });
-      rows[name] = { hitQps: hit.qps, missQps: miss.qps, missLost: miss.lost, hitP50: hitLat.p50, hitP99: hitLat.p99, missP50: missLat.p50, missP99: missLat.p99 };
-      console.log(name, JSON.stringify(rows[name]));
+    for (const port of Object.values(servers)) dnsperf(port, hitFile, { seconds: 1 }); // warm the caches
+    for (let round = 0; round < ROUNDS; round++) {
+      const order = Object.entries(servers);
+      for (let k = 0; k < round; k++) order.push(order.shift()!);
+      for (const [name, port] of order) {
+        const hit = dnsperf(port, hitFile, { seconds: SECONDS });
+        const missFile = names(`miss-${name}-${round}-`, 400_000);
+        const miss = dnsperf(port, missFile, { seconds: SECONDS });
+        rmSync(missFile);
+        const hitLat = dnsperf(port, hitFile, { seconds: LAT_SECONDS, rate: 2000 });
+        const latFile = names(`lat-${name}-${round}-`, 10_000);
+        const missLat = dnsperf(port, latFile, { seconds: LAT_SECONDS, rate: 500 });
+        const s = (samples[name] ??= {});
+        const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) (s[k] ??= []).push(v); };
+        add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost);
+        add('hitP50', hitLat.p50); add('hitP99', hitLat.p99); add('missP50', missLat.p50); add('missP99', missLat.p99);
+        console.log(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s, miss ${miss.qps.toFixed(0)} q/s (lost ${miss.lost}), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms`);
+      }
     }
+    const median = (xs: number[] | undefined): number | undefined => {
+      if (!xs || xs.length === 0) return undefined;
+      const v = [...xs].sort((a, b) => a - b);
+      return v[Math.floor(v.length / 2)];
+    };
+    const rows: Record<string, Record<string, number | undefined>> = {};
+    for (const [name, s] of Object.entries(samples)) rows[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
     report(rows);
   } finally {
     await cleanup(auth);
@@ -143,7 +163,7 @@ function report(rows: Record<string, Record<string, number | undefined>>): void 
   const base = rows.dnsmasq!;
   const f = (v: number | undefined, d = 0): string => (v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
   const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) + '×' : 'n/a');
-  console.log(`\n## Resolver (${SECONDS} s per throughput run, ${os.cpus().length} CPUs, all forwarding to one local Knot)\n`);
+  console.log(`\n## Resolver (median of ${ROUNDS} interleaved rounds, ${SECONDS} s per throughput run, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(1)}, all forwarding to one local Knot)\n`);
   console.log('| server | hit QPS | ×dnsmasq | miss QPS | ×dnsmasq | hit p50/p99 ms | miss p50/p99 ms |');
   console.log('|---|---|---|---|---|---|---|');
   for (const [name, r] of Object.entries(rows)) {

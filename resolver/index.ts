@@ -61,7 +61,7 @@ export class Resolver {
       let stage: Stage;
       if (name === 'forward') stage = new ForwardStage(this.pool, config.queryTimeoutMs);
       else if (name === 'cache') stage = this.cacheStage;
-      else stage = capability = new CapabilityStage(rest, deps.sink, this.counters, log.child('capability'), config.capability, this.clock, () => performance.now());
+      else stage = capability = new CapabilityStage(rest, compose(stages.filter((x) => x.name !== 'cache'), terminal), deps.sink, this.counters, log.child('capability'), config.capability, this.clock, () => performance.now());
       stages.unshift(stage);
     }
     this.capability = capability;

@@ -59,9 +59,20 @@ export class CapabilityStage implements Stage {
   /** qname → final name of its CNAME chain, with expiry. */
   private readonly aliases: LRUCache<string, { final: string; expiresAt: Millis }>;
 
-  constructor(private readonly inner: Handler, private readonly sink: CapabilitySink, private readonly counters: ResolverCounters,
+  /**
+   * `inner`: the rest of the chain (cache, forward) for AAAA lookups; `direct`:
+   * the chain without the answer cache, for the capability RRsets themselves —
+   * this stage caches those decoded, so a second raw copy would only cost time.
+   */
+  private readonly direct: Handler;
+
+  constructor(private readonly inner: Handler, direct: Handler, private readonly sink: CapabilitySink, private readonly counters: ResolverCounters,
     private readonly log: Logger, private readonly opts: CapabilityOptions, private readonly clock: () => Millis,
     private readonly timer: () => number) {
+    this.direct = (req) => {
+      if (req.q.qtype === RrType.TXT) counters.capabilityTxtQueries++; else counters.capabilityQueries++;
+      return direct(req);
+    };
     this.entries = new LRUCache({ max: opts.maxEntries });
     this.aliases = new LRUCache({ max: opts.maxEntries });
   }
@@ -113,7 +124,7 @@ export class CapabilityStage implements Stage {
     const e = this.entries.get(nameKey);
     if (e && (e.result === undefined || e.expiresAt > now)) return e;
     const fresh: CapEntry = { nameKey, result: undefined, fetched: undefined as unknown as Promise<CapResult>, startedAt: now, expiresAt: now, settledUntil: 0 as Millis };
-    fresh.fetched = fetchCapability(this.inner, this.clock, nameKey, this.opts).then((r) => {
+    fresh.fetched = fetchCapability(this.direct, this.clock, nameKey, this.opts).then((r) => {
       fresh.result = r;
       const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
       fresh.expiresAt = (this.clock() + ttl * 1000) as Millis;
