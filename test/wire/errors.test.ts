@@ -69,7 +69,9 @@ test('BAD_LENGTH: below the minimum Hdr Ext Len of the type', () => {
 
 test('Probe: reports beyond the header, Psent 0, state 3', () => {
   const report = '00'.repeat(40);
-  rejects(sealed('3b 06 43 00 0000 00000000002a 12 00 0000' + report), 'BAD_LENGTH'); // Psent 2, one report of room
+  rejects(sealed('3b 06 43 00 0000 00000000002a 12 00 0000' + report), 'BAD_LENGTH'); // Psent 2 + Precvd 1, one report of room
+  // Psent 2 with room for one, and octets after the header: the second report must not be read from them.
+  rejects(sealed('3b 06 43 00 0000 00000000002a 02 00 0000' + report + report), 'BAD_LENGTH');
   rejects(sealed('3b 06 43 00 0000 00000000002a 10 00 0000' + report), 'BAD_FIELD', { offset: 12 });
   rejects(sealed('3b 06 43 00 0000 00000000002a 01 c0 0000' + report), 'BAD_FIELD', { offset: 13 });
   const ok = decodeMessage(sealed('3b 06 43 00 0000 00000000002a 01 bf ffff' + report));
