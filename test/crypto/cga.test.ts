@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
+import fc from 'fast-check';
 import {
   cgaHash1, cgaHash2, checkCga, decodeCgaParams, encodeCgaParams, generateCga, verifyCga, derSequenceLength,
   DEFAULT_MAX_ITERATIONS,
@@ -151,4 +152,25 @@ test('encodeCgaParams refuses what it cannot represent', () => {
   ]) {
     assert.throws(() => encodeCgaParams(bad), (e: unknown) => e instanceof UsageError && e.code === 'BAD_CGA_PARAMS');
   }
+});
+
+test('property: decodeCgaParams(encodeCgaParams(p)) = p, for DER keys of every length form', () => {
+  const derSeq = fc.uint8Array({ maxLength: 300 }).map((c) => {
+    const n = c.length;
+    const len = n < 0x80 ? [n] : n < 0x100 ? [0x81, n] : [0x82, n >> 8, n & 0xff];
+    return Uint8Array.of(0x30, ...len, ...c);
+  });
+  const ext = fc.record({ type: fc.integer({ min: 0, max: 0xffff }).filter((x) => x !== 0x12), data: fc.uint8Array({ maxLength: 40 }) }, { noNullPrototype: true });
+  const params = fc.record({
+    modifier: fc.uint8Array({ minLength: 16, maxLength: 16 }),
+    subnetPrefix: fc.uint8Array({ minLength: 8, maxLength: 8 }),
+    collisionCount: fc.integer({ min: 0, max: 255 }),
+    publicKey: derSeq,
+    extensions: fc.array(ext, { maxLength: 4 }),
+  }, { noNullPrototype: true });
+  fc.assert(fc.property(params, (p) => {
+    const bytes = encodeCgaParams(p);
+    assert.deepEqual(decodeCgaParams(bytes), p);
+    assert.deepEqual(encodeCgaParams(decodeCgaParams(bytes)), bytes);
+  }), { seed: 3972, numRuns: 500 });
 });
