@@ -101,13 +101,16 @@ export class Context implements Timed {
   }
 }
 
-/** Lookup key for ULID pair + FII (RFC 5533 §12.4). */
-export const ulidKey = (localUlid: Ipv6, peerUlid: Ipv6, fii: number): string => `${localUlid} ${peerUlid} ${fii}`;
 
 /** Every context of the engine with its lookup indices. */
 export class ContextTable {
   readonly byTag = new Map<number, Context>();
-  readonly byUlid = new Map<string, Context>();
+  /**
+   * ULID pair + FII (RFC 5533 §12.4), keyed by the peer ULID (strings the
+   * context already holds: no key is built per lookup, which matters on the I1
+   * path), then a short list matched on local ULID and FII.
+   */
+  readonly byUlid = new Map<Ipv6, Context[]>();
   /** Contexts waiting for R1/R2: Initiator Nonce → context. */
   readonly byNonce = new Map<number, Context>();
   /** CT(peer) → contexts (normally one; a list because peers choose tags independently). */
@@ -119,14 +122,21 @@ export class ContextTable {
 
   add(ctx: Context): void {
     this.byTag.set(ctx.ctLocal, ctx);
-    this.byUlid.set(ulidKey(ctx.localUlid, ctx.peerUlid, ctx.fii), ctx);
+    const list = this.byUlid.get(ctx.peerUlid);
+    if (list === undefined) { this.byUlid.set(ctx.peerUlid, [ctx]); return; }
+    const i = list.findIndex((c) => c.localUlid === ctx.localUlid && c.fii === ctx.fii);
+    if (i >= 0) list[i] = ctx; else list.push(ctx);
   }
 
   remove(ctx: Context): void {
     ctx.alive = false;
     if (this.byTag.get(ctx.ctLocal) === ctx) this.byTag.delete(ctx.ctLocal);
-    const k = ulidKey(ctx.localUlid, ctx.peerUlid, ctx.fii);
-    if (this.byUlid.get(k) === ctx) this.byUlid.delete(k);
+    const list = this.byUlid.get(ctx.peerUlid);
+    const i = list === undefined ? -1 : list.indexOf(ctx);
+    if (i >= 0) {
+      list!.splice(i, 1);
+      if (list!.length === 0) this.byUlid.delete(ctx.peerUlid);
+    }
     this.clearNonce(ctx);
     this.setPeerTag(ctx, -1);
   }
@@ -158,6 +168,9 @@ export class ContextTable {
   }
 
   byUlidPair(localUlid: Ipv6, peerUlid: Ipv6, fii: number): Context | undefined {
-    return this.byUlid.get(ulidKey(localUlid, peerUlid, fii));
+    const list = this.byUlid.get(peerUlid);
+    if (list === undefined) return undefined;
+    for (const c of list) if (c.localUlid === localUlid && c.fii === fii) return c;
+    return undefined;
   }
 }

@@ -14,7 +14,7 @@ import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
 import type { PrimeLocator } from './capability.ts';
-import { checkR1Validator, r1Validator } from './responder.ts';
+import { checkR1Validator, encodeR1 } from './responder.ts';
 import { applyHandshakeLocators, peerKeepalive } from './update.ts';
 import { checkConfusion, resendI2bis } from './recovery.ts';
 import { startReap } from './reap.ts';
@@ -84,10 +84,8 @@ export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, 
 /** The stateless R1 (§7.10): computed from the I1 and the current secret only. */
 function sendR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number): void {
   const nonce = core.secrets.nonce(now);
-  const secret = core.secrets.secretFor(now, nonce)!;
-  const validator = r1Validator(secret, nonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii });
-  const r1: R1Message = { type: 'R1', initiatorNonce: msg.initiatorNonce, responderNonce: nonce, options: [{ type: 'ResponderValidator', critical: false, validator }] };
-  core.send(dst, src, r1, core.rxPort);
+  const secret = core.secrets.current;
+  core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii }), core.rxPort);
 }
 
 const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
