@@ -28,6 +28,16 @@ test('TCP between two namespaces through TUN + UDP encapsulation, bytes intact',
   assert.ok((s.tunIn as number) > 100, 'A read the segments from its TUN');
   assert.ok((s.udpOut as number) >= (s.tunIn as number) - (s.noContext as number), 'and sent each as a UDP datagram');
   assert.ok((s.udpIn as number) > 10 && (s.tunOut as number) > 10, 'ACKs came back through UDP and the TUN');
+  // Offloads engaged: A's kernel handed its TUN fewer (TSO) packets than the driver saw after the
+  // addon cut them to MTU size, and B's kernel received fewer (GRO-merged) packets than B's driver wrote.
+  const linkPackets = (ns: typeof h.a, dev: string, dir: 'rx' | 'tx') =>
+    (JSON.parse(h.net.run(ns, ['ip', '-s', '-j', 'link', 'show', dev]).stdout) as Array<{ stats64: Record<string, { packets: number }> }>)[0]!.stats64[dir]!.packets;
+  h.nodeB.send({ op: 'stats' });
+  const sb = await h.nodeB.op('stats', 3000);
+  const txA = linkPackets(h.a, h.tunA, 'tx'), rxB = linkPackets(h.b, h.tunB, 'rx');
+  t.diagnostic(`A: kernel→TUN ${txA} packets, driver read ${String(s.tunIn)}; B: driver wrote ${String(sb.tunOut)}, kernel got ${rxB}`);
+  assert.ok(txA * 2 < (s.tunIn as number), 'TSO: the kernel sent large segments');
+  assert.ok(rxB * 2 < (sb.tunOut as number), 'GRO: runs were merged on write');
   // The path is really the encapsulation: with the context's pair black-holed, nothing gets through.
   h.net.blackhole(h.a, 'dpP');
   assert.equal(h.net.reach(h.a, h.ulidB, { port: 7001, timeoutMs: 500 }), false);

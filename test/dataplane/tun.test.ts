@@ -36,10 +36,11 @@ test('TunDevice compliance: in-memory twin', async (t) => {
 });
 
 /** A real TUN moved into a fresh namespace, with a UDP agent as the kernel side. */
-async function realTunHarness(t: TestContext): Promise<TunHarness> {
+async function realTunHarness(t: TestContext, offload = true): Promise<TunHarness> {
   const net = new NetLab(t);
   const ns = net.ns('dpt');
-  const tun = LinuxTun.open({ name: uniqueName('dptun'), mtu: 1400 });
+  const tun = LinuxTun.open({ name: uniqueName('dptun'), mtu: 1400, offload });
+  assert.equal(tun.offload, offload);
   t.after(() => tun.close());
   // The fd keeps working after the link moves: the test process stays in the
   // host namespace while the kernel side of the device lives in `ns`.
@@ -82,9 +83,14 @@ async function realTunHarness(t: TestContext): Promise<TunHarness> {
   };
 }
 
-test('TunDevice compliance: real Linux TUN (native addon) in a namespace', async (t) => {
+test('TunDevice compliance: real Linux TUN (native addon, offloads on) in a namespace', async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
-  await tunCompliance(t, realTunHarness);
+  await tunCompliance(t, (st) => realTunHarness(st, true));
+});
+
+test('TunDevice compliance: real Linux TUN (native addon, offloads off) in a namespace', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  await tunCompliance(t, (st) => realTunHarness(st, false));
 });
 
 test('closing the real TUN removes the interface', async (t) => {

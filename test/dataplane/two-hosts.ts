@@ -29,6 +29,9 @@ export interface TwoHosts {
   b: Netns;
   nodeA: JsonLines;
   nodeB: JsonLines;
+  /** TUN interface names in A and B. */
+  tunA: string;
+  tunB: string;
   ulidA: string;
   ulidB: string;
   engineMode: boolean;
@@ -63,10 +66,11 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
   net.addr(a, 'dpP', `${ADDR.pa}/64`); net.addr(b, 'dpP', `${ADDR.pb}/64`);
   net.addr(a, 'dpQ', `${ADDR.qa}/64`); net.addr(b, 'dpQ', `${ADDR.qb}/64`);
   const spawn = (ns: Netns, argv: string[]) => new JsonLines(net.spawn(ns, argv, { cwd: ROOT }));
+  const tuns = { a: uniqueName('dptun'), b: uniqueName('dptun') };
   const node = (ns: Netns, me: 'a' | 'b'): JsonLines => {
     const other = me === 'a' ? 'b' : 'a';
     const cfg: StaticNodeConfig = {
-      tun: uniqueName('dptun'), port: 5533, pathMtu: mtu, tcpPrompt: opts.tcpPrompt ?? true,
+      tun: tuns[me], port: 5533, pathMtu: mtu, tcpPrompt: opts.tcpPrompt ?? true,
       localUlid: ADDR[`p${me}`], peerUlid: ADDR[`p${other}`],
       localTag: me === 'a' ? 0xa1 : 0xb1, peerTag: me === 'a' ? 0xb1 : 0xa1,
       local: ADDR[`p${me}`], peer: ADDR[`p${other}`], peerLocators: [ADDR[`p${other}`], ADDR[`q${other}`]],
@@ -101,7 +105,7 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
   }
   return {
     net, a, b, ulidA: ADDR.pa, ulidB: ADDR.pb, events, engineMode: eng,
-    nodeA: nodeA!, nodeB: nodeB!,
+    nodeA: nodeA!, nodeB: nodeB!, tunA: tuns.a, tunB: tuns.b,
     spawn,
     async rehomeToQ() {
       nodeA!.send({ op: 'rehome', local: ADDR.qa, peer: ADDR.qb });
