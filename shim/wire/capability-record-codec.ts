@@ -191,10 +191,18 @@ function decodePort(v: Uint8Array, off: number): number {
 /** A reason `r` cannot be encoded (field name + why), or undefined. Shared with the text parser. */
 export function recordProblem(r: CapabilityRecord): { field: string; why: string } | undefined {
   const bad = (field: string, why: string): { field: string; why: string } => ({ field, why });
+  // Records also arrive from JSON (CLI, config): check shapes before values.
+  if (typeof r !== 'object' || r === null) return bad('record', 'not an object');
+  if (typeof r.hbaSet !== 'boolean') return bad('hbaSet', 'not a boolean');
+  if (typeof r.cgaUlid !== 'boolean') return bad('cgaUlid', 'not a boolean');
+  for (const f of ['locators', 'mandatory', 'unknownParams'] as const) if (!Array.isArray(r[f])) return bad(f, 'not an array');
+  if (r.hbaDigest !== undefined && !(r.hbaDigest?.digest instanceof Uint8Array)) return bad('hbaDigest.digest', 'not octets');
+  for (const [i, p] of r.unknownParams.entries()) if (!(p?.value instanceof Uint8Array)) return bad(`unknownParams[${i}].value`, 'not octets');
   if (addressOctets(r.ulid) === undefined) return bad('ulid', 'not an IPv6 address');
   if (r.locators.length < 1 || r.locators.length > CAPABILITY_MAX_LOCATORS) return bad('locators', 'need 1..32 locators');
   const seen = new Set<string>();
   for (const [i, l] of r.locators.entries()) {
+    if (typeof l !== 'object' || l === null) return bad(`locators[${i}]`, 'not an object');
     const octets = addressOctets(l.address);
     if (octets === undefined) return bad(`locators[${i}].address`, 'not an IPv6 address');
     if (seen.has(octets)) return bad(`locators[${i}].address`, 'listed twice');

@@ -119,6 +119,17 @@ test('encodeCapabilityRecord refuses records a reader would reject, naming the f
   bad({ ...GOLDEN, unknownParams: [{ key: 2, value: new Uint8Array(2) }] }, 'unknownParams[0].key');
   bad({ ...GOLDEN, unknownParams: [{ key: 9, value: new Uint8Array(0) }, { key: 8, value: new Uint8Array(0) }] }, 'unknownParams[1].key');
   bad({ ...GOLDEN, unknownParams: [{ key: 9, value: new Uint8Array(70000) }] }, 'record');
+  // Shapes, as JSON input could get them wrong.
+  const json = (x: unknown): CapabilityRecord => x as CapabilityRecord;
+  bad(json(null), 'record');
+  bad(json({ ...GOLDEN, hbaSet: 1 }), 'hbaSet');
+  bad(json({ ...GOLDEN, cgaUlid: 'yes' }), 'cgaUlid');
+  bad(json({ ...GOLDEN, locators: undefined }), 'locators');
+  bad(json({ ...GOLDEN, mandatory: 2 }), 'mandatory');
+  bad(json({ ...GOLDEN, unknownParams: {} }), 'unknownParams');
+  bad(json({ ...GOLDEN, locators: [null] }), 'locators[0]');
+  bad(json({ ...GOLDEN, hbaDigest: { alg: 1, digest: 'ab' } }), 'hbaDigest.digest');
+  bad(json({ ...GOLDEN, unknownParams: [{ key: 9, value: [1, 2] }] }), 'unknownParams[0].value');
 });
 
 test('property: encode → decode is the identity on valid records', () => {
