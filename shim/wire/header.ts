@@ -4,6 +4,7 @@
  * field accessors. Callers check the input length once on entry; these accessors
  * then never read out of bounds. Knows nothing about message bodies or options.
  */
+import { PAYLOAD_HEADER_LENGTH } from '../constants.ts';
 import { WireError } from './errors.ts';
 import type { PayloadHeader } from './messages.ts';
 
@@ -87,7 +88,7 @@ export function isPayloadHeader(bytes: Uint8Array): boolean {
 
 /** Decode the 8-octet Payload Extension header (RFC 5533 §5.2) at the start of `bytes`. */
 export function decodePayloadHeader(bytes: Uint8Array): PayloadHeader {
-  if (bytes.length < 8) throw new WireError('TRUNCATED', `payload header needs 8 octets, got ${bytes.length}`, 0);
+  if (bytes.length < PAYLOAD_HEADER_LENGTH) throw new WireError('TRUNCATED', `payload header needs 8 octets, got ${bytes.length}`, 0);
   if ((bytes[Hdr.P_TYPE]! & P_BIT) === 0) throw new WireError('BAD_TYPE', 'P bit clear: a control message, not a payload header', Hdr.P_TYPE);
   if (bytes[Hdr.HDR_EXT_LEN] !== 0) throw new WireError('BAD_LENGTH', `payload header Hdr Ext Len must be 0, got ${bytes[1]}`, Hdr.HDR_EXT_LEN);
   return { nextHeader: bytes[0]!, contextTag: readTag(bytes, 2), headerLength: 8 };
@@ -95,13 +96,25 @@ export function decodePayloadHeader(bytes: Uint8Array): PayloadHeader {
 
 /** Encode the 8-octet Payload Extension header: Next Header, 0, P=1 | receiver context tag. */
 export function encodePayloadHeader(nextHeader: number, contextTag: number): Uint8Array {
+  const b = new Uint8Array(PAYLOAD_HEADER_LENGTH);
+  writePayloadHeader(b, 0, nextHeader, contextTag);
+  return b;
+}
+
+/**
+ * Write the payload header into `buf` at `offset` (8 octets), for data paths that
+ * build the datagram in one buffer instead of allocating a header per packet.
+ */
+export function writePayloadHeader(buf: Uint8Array, offset: number, nextHeader: number, contextTag: number): void {
   checkUint('nextHeader', nextHeader, 0xff);
   checkTag('contextTag', contextTag);
-  const b = new Uint8Array(8);
-  b[0] = nextHeader;
-  writeTag(b, 2, contextTag);
-  b[2] = b[2]! | P_BIT;
-  return b;
+  if (!Number.isInteger(offset) || offset < 0 || offset + PAYLOAD_HEADER_LENGTH > buf.length) {
+    throw new WireError('BAD_LENGTH', `no room for a payload header at offset ${offset} of ${buf.length} octets`);
+  }
+  buf[offset] = nextHeader;
+  buf[offset + 1] = 0;
+  writeTag(buf, offset + 2, contextTag);
+  buf[offset + 2] = buf[offset + 2]! | P_BIT;
 }
 
 /**

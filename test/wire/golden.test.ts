@@ -4,7 +4,7 @@
 // gives the message.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { decodeMessage, decodePayloadHeader, encodeMessage, encodePayloadHeader, encodingLength, isPayloadHeader, type Shim6Message } from '../../shim/wire/index.ts';
+import { decodeMessage, decodePayloadHeader, encodeMessage, encodePayloadHeader, encodingLength, isPayloadHeader, writePayloadHeader, type Shim6Message } from '../../shim/wire/index.ts';
 
 const hex = (h: string): Uint8Array => new Uint8Array(Buffer.from(h.replace(/\s+/g, ''), 'hex'));
 const b = (h: string): Uint8Array => hex(h);
@@ -132,6 +132,11 @@ test('golden: payload extension header (P=1, Hdr Ext Len 0, 47-bit tag)', () => 
   assert.ok(isPayloadHeader(want));
   assert.deepEqual(decodePayloadHeader(want), { nextHeader: 6, contextTag: 0x123456789abc, headerLength: 8 });
   assert.ok(!isPayloadHeader(hex(GOLDEN[0]!.bytes)));
+  // In place, after other octets, overwriting whatever was there.
+  const buf = new Uint8Array(12).fill(0xff);
+  writePayloadHeader(buf, 2, 6, 0x123456789abc);
+  assert.deepEqual(buf, hex('ffff 06 00 92 3456789abc ffff'));
+  assert.throws(() => writePayloadHeader(buf, 5, 6, 1), { code: 'BAD_LENGTH' });
 });
 
 test('golden: reserved fields and R bits are ignored on receipt (RFC 5533 §5.4)', () => {
