@@ -27,8 +27,15 @@ export function missingSystemPackages() {
 export function ensureNodeDeps() {
   const lock = path.join(root, 'package-lock.json');
   const stamp = path.join(root, 'node_modules/.package-lock.json');
-  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(lock).mtimeMs) return;
-  console.error('shim6: installing node dependencies (npm ci)…');
+  const addon = path.join(root, 'shim/dataplane/native/build/Release/shim6_tun.node');
+  if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(lock).mtimeMs) {
+    // Dependencies are current, but a checkout from before the TUN addon existed has not built it.
+    if (existsSync(addon)) return;
+    console.error('shim6: building the TUN addon (npm run install → node-gyp)…');
+    execFileSync('npm', ['run', 'install', '--silent'], { cwd: root, stdio: 'inherit' });
+    return;
+  }
+  console.error('shim6: installing node dependencies (npm ci, which also builds the TUN addon)…');
   execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
 }
 
