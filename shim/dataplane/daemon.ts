@@ -28,6 +28,10 @@ import { ENCAPSULATION_OVERHEAD, Routes } from './routes.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './daemon-locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './daemon-sink.ts';
 
+/** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
+const ROUTE_TABLE = 5533;
+const RULE_PREF = 5532;
+
 /** A configured peer is primed for this long (seconds), and again on every reload. */
 const CONFIGURED_PEER_TTL = 86_400 * 365;
 
@@ -79,7 +83,7 @@ export class Daemon {
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
       peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
     }, cryptoRng(), { cache });
-    const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD });
+    const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });
     const transport = new DgramTransport({ port: config.port, bufferSize: 4 << 20 });
     const sinkRef: { daemon?: Daemon } = {};
@@ -91,6 +95,7 @@ export class Daemon {
     sinkRef.daemon = daemon;
     const saved = loadCaches(config.cacheFile, log);
     try {
+      removeStaleRules();
       routes.setup();
       for (const l of locals) await driver.bindLocator(l.address);
       if (saved) driver.command((e, now) => e.importCaches(now, saved));
@@ -222,6 +227,23 @@ export class Daemon {
     }
     for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void this.driver.unbindLocator(a);
+  }
+}
+
+/**
+ * A daemon that crashed (SIGKILL) left its two policy rules behind (its TUN
+ * and the routes through it went with the process). Remove rules at our
+ * preferences that point where ours point, so the new ones can be added.
+ */
+function removeStaleRules(): void {
+  const r = spawnSync('ip', ['-6', 'rule', 'show'], { encoding: 'utf8', timeout: 5000 });
+  for (const line of String(r.stdout ?? '').split('\n')) {
+    const m = /^(\d+):\s+from all (?:ipproto udp sport \d+ lookup main|lookup (\d+))\s*$/.exec(line.trim());
+    if (!m) continue;
+    const pref = Number(m[1]);
+    if ((pref === RULE_PREF && !m[2]) || (pref === RULE_PREF + 1 && Number(m[2]) === ROUTE_TABLE)) {
+      spawnSync('ip', ['-6', 'rule', 'del', 'pref', String(pref)], { timeout: 5000 });
+    }
   }
 }
 

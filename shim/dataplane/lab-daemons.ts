@@ -23,6 +23,10 @@ export interface LabShim6 {
   files(h: 'a' | 'b'): LabDaemonFiles;
   /** Restart host `h`'s daemon (SIGTERM, then start again with the same config). */
   restart(h: 'a' | 'b'): Promise<void>;
+  /** Kill host `h`'s daemon with SIGKILL (a crash: no Close, nothing cleaned up). */
+  crash(h: 'a' | 'b'): Promise<void>;
+  /** Start host `h`'s daemon again (after `crash`). */
+  start(h: 'a' | 'b'): Promise<void>;
   /** SIGTERM both daemons and wait for them (bounded). */
   stop(): Promise<void>;
 }
@@ -155,6 +159,12 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
         if (procs[h]) await stopProcess(procs[h]);
         procs[h] = await startLabDaemon(lab, h);
       },
+      crash: async (h) => {
+        const p = procs[h];
+        if (!p || p.exitCode !== null) return;
+        await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
+      },
+      start: async (h) => { procs[h] = await startLabDaemon(lab, h); },
       stop: stopAll,
     };
   } catch (err) {
