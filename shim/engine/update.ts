@@ -97,13 +97,17 @@ export function sendUpdate(core: Core, ctx: Context, now: Millis): void {
   core.arm(ctx, TimerKind.Update, now + core.random.jitter(core.timers.updateTimeout));
 }
 
-/** Update retransmission: forever, back-off capped at MAX_UPDATE_TIMEOUT (§10.2). */
+/**
+ * Update retransmission: forever, back-off capped at MAX_UPDATE_TIMEOUT (§10.2).
+ * The cap holds after randomisation too: no gap ever exceeds it.
+ */
 export function onUpdateTimer(core: Core, ctx: Context, now: Millis): void {
   const u = ctx.update;
   if (u === undefined || ctx.state === State.CLOSING) return;
   u.attempt++;
   core.sendBytes(ctx.lpLocal, ctx.lpPeer, u.bytes, ctx.port);
-  core.arm(ctx, TimerKind.Update, now + core.random.jitter(backoff(core.timers.updateTimeout, u.attempt, core.timers.maxUpdateTimeout)));
+  const cap = core.timers.maxUpdateTimeout;
+  core.arm(ctx, TimerKind.Update, now + Math.min(cap, core.random.jitter(backoff(core.timers.updateTimeout, u.attempt, cap))));
 }
 
 /** Offset of the first option of `type` in an encoded message whose options start at `from`. */

@@ -1,0 +1,86 @@
+// Lookup keys (RFC 5533 §12.4), the Forked Instance Identifier and context
+// confusion (§7.6, §7.15): contexts are found by ULID pair + FII, the FII is
+// bound into the R1 validator, and a context whose CT(peer) the peer reuses for
+// another ULID pair is stale and removed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Loop, hbaHost } from './loop.ts';
+import { Engine, seededRng, State } from '../../shim/engine/index.ts';
+import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { ms } from '../../shim/time.ts';
+
+const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
+const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
+
+test('context confusion (§7.6): the peer restarts with another ULID and reuses the tag → the stale context is removed', () => {
+  const net = new Loop(20);
+  const id = hbaHost(41, A_PREFIXES);
+  const a1 = net.addIdentity('A1', 41, id, { profile: 'fast' });
+  const b = net.add('B', 42, B_PREFIXES, { profile: 'fast' });
+  a1.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(300);
+  const stale = b.engine.status().contexts[0]!;
+  assert.equal(stale.peerUlid, id.locators[0]);
+  // A restarts (same seed → same first context tag) and now uses its second address as ULID.
+  net.hosts.splice(net.hosts.indexOf(a1), 1);
+  const a2 = net.addIdentity('A2', 41, { ...id, ulid: id.locators[1]! }, { profile: 'fast', localUlid: id.locators[1]! });
+  a2.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(net.now + 300);
+  const fresh = a2.engine.status().contexts[0]!;
+  assert.equal(fresh.state, State.ESTABLISHED);
+  assert.equal(fresh.contextTag, stale.peerContextTag, 'the peer reused its context tag');
+  const closed = b.events.find((e) => e.kind === 'context-closed');
+  assert.ok(closed && closed.kind === 'context-closed');
+  assert.equal(closed.reason, 'confusion');
+  assert.equal(closed.peerUlid, id.locators[0]);
+  const left = b.engine.status().contexts;
+  assert.equal(left.length, 1, 'only the new context remains');
+  assert.equal(left[0]!.peerUlid, id.locators[1]);
+  // Payload now reaches B as from the new ULID.
+  assert.ok(net.sendPayload(a2, b));
+  net.run(net.now + 100);
+  assert.equal(b.delivered.at(-1)?.srcUlid, id.locators[1]);
+});
+
+test('Forked Instance Identifier: two contexts for one ULID pair, told apart by FII; the FII is bound into the validator', () => {
+  const B = '2001:db8:b1::1';
+  const F = '2001:db8:f1::1';
+  const b = new Engine({ localLocators: [{ address: B }] }, seededRng(43));
+  const now = ms(0);
+  /** I1 → R1 → I2 (→ R2) from F with tag `tag` and FII `fii` (0: no option); returns B's answer to the I2. */
+  const handshake = (tag: number, fii: number, fiiInI2 = fii): { result: string; r2?: number } => {
+    const fiiOpt = (f: number): Shim6Option[] => (f === 0 ? [] : [{ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: f }]);
+    b.handleDatagram(now, { src: F, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: tag, options: fiiOpt(fii) }) });
+    const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
+    const validator = findOption(r1, 'ResponderValidator')!.validator;
+    const i2 = encodeMessage({ type: 'I2', contextTag: tag, initiatorNonce: tag + 1, responderNonce: r1.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator }, ...fiiOpt(fiiInI2)] });
+    const r = b.handleDatagram(now, { src: F, dst: B, bytes: i2 });
+    const out = b.pollTransmit();
+    return { result: r.kind === 'drop' ? r.reason : r.kind, ...(out === undefined ? {} : { r2: out.bytes[2]! & 0x7f }) };
+  };
+  assert.deepEqual(handshake(0x111, 7), { result: 'consumed', r2: 4 });
+  assert.deepEqual(handshake(0x222, 0), { result: 'consumed', r2: 4 });
+  const ctxs = b.status().contexts;
+  assert.equal(ctxs.length, 2, 'same ULID pair, two forked instances');
+  assert.deepEqual(ctxs.map((c) => c.peerContextTag).sort(), [0x111, 0x222]);
+  assert.ok(ctxs.every((c) => c.state === State.ESTABLISHED && c.peerUlid === F));
+  // An I2 that drops the FII its I1 had fails the validator: no third context, nothing sent.
+  assert.deepEqual(handshake(0x333, 9, 0), { result: 'bad-validator' });
+  assert.equal(b.contextCount, 2);
+  // An I1 is looked up by ULID pair + FII: FII 7 with that instance's tag → R2 (R2 was lost);
+  // the same tag without the FII names the FII 0 instance, whose CT(peer) differs → R1.
+  const i1 = (fii: number): number => {
+    const options: Shim6Option[] = fii === 0 ? [] : [{ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: fii }];
+    b.handleDatagram(now, { src: F, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 0x111, initiatorNonce: 5, options }) });
+    return b.pollTransmit()!.bytes[2]! & 0x7f;
+  };
+  assert.equal(i1(7), 4);
+  assert.equal(i1(0), 2);
+  assert.equal(b.contextCount, 2);
+  // Payload reaches each instance by its tag.
+  for (const c of ctxs) {
+    const h = encodePayloadHeader(17, c.contextTag);
+    const r = b.handleDatagram(now, { src: F, dst: B, bytes: Uint8Array.from([...h, 1, 2]) });
+    assert.equal(r.kind, 'payload');
+  }
+});

@@ -1,0 +1,106 @@
+// Timer behaviour from issue 3 not covered elsewhere: Update Requests retransmit
+// forever with the back-off capped at MAX_UPDATE_TIMEOUT (RFC 5533 §10.2); the
+// Keepalive Timeout option is advertised when the Send Timeout is not the RFC's
+// (fast profile, overrides) and the peer's keepalives honour it (RFC 5534 §5.3);
+// E-FAILED / NO-SUPPORT hold-downs block new exchanges until they expire.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Loop, type Host } from './loop.ts';
+import { State, type EngineConfig } from '../../shim/engine/index.ts';
+import { decodeMessage, findOption } from '../../shim/wire/index.ts';
+import { ms } from '../../shim/time.ts';
+
+const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
+const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
+const I2 = 3, R2 = 4, UPDATE_REQUEST = 64, KEEPALIVE = 66, PROBE = 67;
+
+function pair(seed: number, extraA: Partial<EngineConfig>, extraB: Partial<EngineConfig>): { net: Loop; a: Host; b: Host } {
+  const net = new Loop(20);
+  const a = net.add('A', seed, A_PREFIXES, extraA);
+  const b = net.add('B', seed + 1, B_PREFIXES, extraB);
+  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(net.now + 300);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  return { net, a, b };
+}
+
+test('Update Request retransmission never stops and no gap exceeds maxUpdateTimeout (fast: 8 s)', () => {
+  const { net, a, b } = pair(81, { profile: 'fast' }, { profile: 'fast' });
+  net.block(a.ulid, b.ulid);
+  net.block(b.ulid, a.ulid);
+  a.engine.localLocatorDown(net.now, a.locators[1]!);
+  const start = net.now;
+  net.run(start + 120_000);
+  const times = net.log.filter((l) => l.host === 'A' && l.bytes[2] === UPDATE_REQUEST).map((l) => l.at);
+  const gaps = times.slice(1).map((t, i) => t - times[i]!);
+  assert.ok(Math.max(...gaps) <= 8000, `max gap ${Math.max(...gaps)}`);
+  assert.ok(gaps.slice(-5).every((g) => g >= 4000), `settled near the cap: ${gaps.slice(-5)}`);
+  assert.ok(times.at(-1)! > start + 110_000, 'still retransmitting after 110 s');
+  assert.ok(gaps[0]! < 1000, 'started from updateTimeout (500 ms, randomised)');
+});
+
+test('Keepalive Timeout option: sent under fast and with a sendTimeout override, not under rfc defaults', () => {
+  const opt = (h: Host, net: Loop, type: number) => {
+    const l = net.log.find((x) => x.host === h.name && x.bytes[2] === type);
+    return l === undefined ? undefined : findOption(decodeMessage(l.bytes), 'KeepaliveTimeout')?.timeoutSeconds;
+  };
+  const fast = pair(83, { profile: 'fast' }, { profile: 'rfc' });
+  assert.equal(opt(fast.a, fast.net, I2), 1, 'fast: Send Timeout 600 ms → 1 s (at least 1)');
+  assert.equal(opt(fast.b, fast.net, R2), undefined, 'rfc defaults: no option');
+  const over = pair(85, { profile: 'rfc', timers: { sendTimeout: ms(20_000) } }, { profile: 'fast', timers: { sendTimeout: ms(3_500) } });
+  assert.equal(opt(over.a, over.net, I2), 20);
+  assert.equal(opt(over.b, over.net, R2), 3, 'rounded down, so keepalives arrive within the Send Timeout');
+});
+
+test('the peer honours an advertised Keepalive Timeout: rfc-profile B keeps fast A from exploring on one-way traffic', () => {
+  const { net, a, b } = pair(87, { profile: 'fast' }, { profile: 'rfc' });
+  const from = net.log.length;
+  for (let t = 0; t < 50; t++) { net.sendPayload(a, b); net.run(net.now + 100); } // 5 s, A → B only
+  const later = net.log.slice(from);
+  const kas = later.filter((l) => l.host === 'B' && l.bytes[2] === KEEPALIVE).map((l) => l.at);
+  assert.ok(kas.length >= 5, `B sent keepalives: ${kas.length}`);
+  const gaps = kas.slice(1).map((t, i) => t - kas[i]!);
+  assert.ok(Math.max(...gaps) <= 600, `keepalives every ⅓–½ of A's 1 s: ${gaps}`);
+  assert.equal(later.filter((l) => l.host === 'A' && l.bytes[2] === PROBE).length, 0, 'A never suspected a failure');
+});
+
+test('E-FAILED hold-down: traffic during it starts nothing; after NO_R1_HOLDDOWN_TIME it starts a fresh I1', () => {
+  const net = new Loop(20);
+  const a = net.add('A', 89, A_PREFIXES, { profile: 'fast' });
+  const dead = '2001:db8:dead::1';
+  const out = () => a.engine.encapsulate(net.now, { srcUlid: a.ulid, dstUlid: dead, nextHeader: 17, payload: new Uint8Array(4) });
+  const i1s = () => net.log.filter((l) => l.host === 'A' && l.bytes[2] === 1).length;
+  assert.equal(out().kind, 'no-context');
+  while (!a.events.some((e) => e.kind === 'context-failed')) net.run(net.now + 500);
+  assert.equal(i1s(), 5, '1 + I1_RETRIES_MAX');
+  assert.equal(a.engine.status().contexts[0]?.state, State.E_FAILED);
+  const failedAt = net.now;
+  for (let t = 0; t < 9; t++) { assert.equal(out().kind, 'no-context'); net.run(net.now + 500); }
+  assert.equal(i1s(), 5, 'no I1 during the hold-down');
+  net.run(failedAt + 5_100);
+  assert.equal(a.engine.contextCount, 0, 'hold-down over: back to IDLE');
+  out();
+  net.flush();
+  assert.equal(i1s(), 6, 'traffic starts a new exchange');
+});
+
+test('NO-SUPPORT hold-down: traffic starts nothing until ICMP_HOLDDOWN_TIME (fast: 60 s) has passed', () => {
+  const net = new Loop(20);
+  const a = net.add('A', 91, A_PREFIXES, { profile: 'fast' });
+  const legacy = '2001:db8:1e9::1';
+  const out = () => a.engine.encapsulate(net.now, { srcUlid: a.ulid, dstUlid: legacy, nextHeader: 17, payload: new Uint8Array(4) });
+  const i1s = () => net.log.filter((l) => l.host === 'A' && l.bytes[2] === 1);
+  out();
+  net.flush();
+  assert.equal(a.engine.handleIcmp(net.now, { invoking: i1s()[0]!.bytes }).kind, 'consumed');
+  const at = net.now;
+  net.run(at + 30_000);
+  out();
+  net.flush();
+  assert.equal(a.engine.status().contexts[0]?.state, State.NO_SUPPORT);
+  assert.equal(i1s().length, 1, 'held down: no new I1 after 30 s');
+  net.run(at + 60_100);
+  out();
+  net.flush();
+  assert.equal(i1s().length, 2, 'after the hold-down, traffic tries again');
+});
