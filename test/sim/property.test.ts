@@ -3,13 +3,17 @@
 // locator, switched at random virtual times), random adversary activity
 // (replays, re-addressed replays, bit-flipped and forged packets), payload both
 // ways throughout. Invariants, checked on every delivery and at the end:
+// One seed in three also reboots b (all its contexts lost) at a random time,
+// so R1bis / I2bis recovery runs under the same faults.
 //   1. no exception anywhere (engine or simulator);
 //   2. an established context never changes its ULIDs (per context tag);
 //   3. no payload is delivered to the wrong context;
 //   4. the responder holds no state before a valid I2 reached it;
 //   5. after the faults heal, the contexts converge (one ESTABLISHED context per
 //      end, tags cross-bound, payload delivered both ways);
-//   6. a forged or replayed message never changes a context.
+//   6. a forged or replayed message never changes a context. "Replayed" means a
+//      copy of bytes the receiver already had; a copy of a genuine packet the
+//      network lost on its way is a late delivery, not an attack, and may act.
 // A failure names its seed; `PROPERTY_SEEDS=a,b npm test -- property` reruns those.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -17,14 +21,15 @@ import { ms } from '../../shim/time.ts';
 import { isPayloadHeader } from '../../shim/wire/index.ts';
 import { SimRng } from './rng.ts';
 import type { Sim } from './sim.ts';
-import { primeWith, shimPair, type ShimHost } from './shim-hosts.ts';
+import { primeWith, rebootShimHost, shimPair, type ShimHost } from './shim-hosts.ts';
+import type { EngineConfig } from '../../shim/engine/index.ts';
 import { allContexts, contextSnapshot } from './inspect.ts';
 import { trace } from './trace.ts';
 
 const key = (b: Uint8Array): string => Buffer.from(b).toString('hex');
 
 /** Random faults from t0 to t0 + 12 s, all healed at t0 + 14 s. */
-function scheduleFaults(sim: Sim, a: ShimHost, b: ShimHost, r: SimRng): string[] {
+function scheduleFaults(sim: Sim, a: ShimHost, b: ShimHost, r: SimRng, bConfig: Partial<EngineConfig>): string[] {
   const log: string[] = [];
   const t0 = sim.now;
   const links = { loss: r.float() * 0.2, duplicate: r.float() * 0.05, reorder: r.float() * 0.1, jitter: ms(r.float() * 10) };
@@ -47,6 +52,11 @@ function scheduleFaults(sim: Sim, a: ShimHost, b: ShimHost, r: SimRng): string[]
       sim.at(end, () => sim.setLocatorBlackhole(loc, false));
       log.push(`locator ${loc} dark ${start - t0}..${end - t0}`);
     }
+  }
+  if (r.chance(1 / 3)) {
+    const at = ms(t0 + 2000 + r.int(8000));
+    sim.at(at, () => rebootShimHost(sim, b, bConfig));
+    log.push(`reboot b at ${at - t0}`);
   }
   sim.at(ms(t0 + 14_000), () => {
     sim.connectHosts(a.host, b.host, { loss: 0, duplicate: 0, reorder: 0, jitter: ms(0), blackhole: false });
@@ -79,22 +89,26 @@ function runOne(seed: number): void {
   // checked. Even seeds: both ends initiate (crossing I1s), b's own I1-SENT
   // context is legitimate state, so invariant 4 is not checked there.
   const pureResponder = seed % 2 === 1;
-  const { sim, a, b } = shimPair(seed, pureResponder ? { b: { defaultMode: 'off' } } : {});
+  const bConfig: Partial<EngineConfig> = pureResponder ? { defaultMode: 'off' } : {};
+  const { sim, a, b } = shimPair(seed, { b: bConfig });
   const r = new SimRng(seed ^ 0xa5a5a5a5);
-  const log = scheduleFaults(sim, a, b, r);
+  const log = scheduleFaults(sim, a, b, r, bConfig);
   const ctx = (m: string): string => `seed ${seed}: ${m}\n  ${log.join('\n  ')}`;
 
   // Invariants 2, 4, 6 on every delivery.
   const genuineI2 = new Set<string>();
   const ulidsByTag = new Map<string, string>();
   let bSawValidI2 = false;
-  let before = '';
+  let before: string | undefined;
+  const genuineSent = new Set<string>();
+  const deliveredTo = new Map<string, Set<string>>([['a', new Set()], ['b', new Set()]]);
   const snap = (h: ShimHost): string => JSON.stringify(allContexts(h).map((c) => ({ ...c, pair: undefined, usablePeerLocators: undefined })));
   const origDeliver = sim.onDeliver;
   sim.onDeliver = (host, p, res) => {
     origDeliver?.(host, p, res);
     const h = host === a.host ? a : b;
-    if (p.forged) assert.equal(snap(h), before, ctx(`a forged/replayed packet changed a context at ${host.name} (${res.kind})`));
+    if (p.forged && before !== undefined) assert.equal(snap(h), before, ctx(`a forged/replayed packet changed a context at ${host.name} (${res.kind})`));
+    deliveredTo.get(host.name)!.add(key(p.bytes));
     if (host === b.host && genuineI2.has(key(p.bytes))) bSawValidI2 = true;
     if (pureResponder && !bSawValidI2) assert.equal(b.engine.status().contexts.length, 0, ctx('responder state before a valid I2'));
     for (const hh of [a, b]) {
@@ -111,15 +125,19 @@ function runOne(seed: number): void {
   const tapBefore = sim.adversary.tap.bind(sim.adversary);
   sim.adversary.tap = (from, packet) => {
     tapBefore(from, packet);
-    if (from === 'a' && !packet.plain && !isPayloadHeader(packet.bytes) && packet.bytes[2] !== undefined && (packet.bytes[2] & 0x7f) === 3) genuineI2.add(key(packet.bytes));
+    genuineSent.add(key(packet.bytes));
+    if (from === 'a' && !packet.plain && !isPayloadHeader(packet.bytes) && packet.bytes[2] !== undefined && [3, 6].includes(packet.bytes[2] & 0x7f)) genuineI2.add(key(packet.bytes));
   };
   // Snapshot the receiver just before each forged delivery: wrap the network's pop.
   const popDue = sim.net.popDue.bind(sim.net);
   sim.net.popDue = (now) => {
     const item = popDue(now);
-    if (item?.packet.forged) {
-      const owner = sim.ownerOf(item.packet.dst);
-      if (owner) before = snap(owner === a.host ? a : b);
+    before = undefined;
+    const owner = item?.packet.forged ? sim.ownerOf(item.packet.dst) : undefined;
+    if (item && owner) {
+      const k = key(item.packet.bytes);
+      const lateDelivery = genuineSent.has(k) && !deliveredTo.get(owner.name)!.has(k);
+      if (!lateDelivery) before = snap(owner === a.host ? a : b);
     }
     return item;
   };

@@ -40,20 +40,16 @@ export function baseConfig(id: Identity, count = id.locators.length): EngineConf
 
 /** Add a host running the Engine; `config` is merged over `baseConfig(id)`. */
 export function addShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}): ShimHost {
-  let engine: Engine | undefined;
-  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => {
-    engine = new Engine({ ...baseConfig(id), ...config }, s.rng);
-    return engine as unknown as SimEndpoint;
-  });
-  return { ...id, host, engine: engine! };
+  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => new Engine({ ...baseConfig(id), ...config }, s.rng) as unknown as SimEndpoint);
+  // `engine` follows the host's endpoint, so it stays right across rebootShimHost().
+  return { ...id, host, get engine() { return host.endpoint as unknown as Engine; } };
 }
 
-/** Replace a host's engine by a fresh one: the host rebooted and lost every context. */
+/** Replace a host's engine by a fresh one in place: the host rebooted and lost every context. */
 export function rebootShimHost(sim: Sim, h: ShimHost, config: Partial<EngineConfig> = {}): ShimHost {
-  const engine = new Engine({ ...baseConfig(h), ...config }, h.host.rng.fork());
-  h.host.endpoint = engine as unknown as SimEndpoint;
+  h.host.endpoint = new Engine({ ...baseConfig(h), ...config }, h.host.rng.fork()) as unknown as SimEndpoint;
   sim.flush();
-  return { ...h, engine };
+  return h;
 }
 
 type ConfigFor = Partial<EngineConfig> | ((ids: { a: Identity; b: Identity }) => Partial<EngineConfig>);
