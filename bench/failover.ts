@@ -14,7 +14,7 @@
 import { labFor, LAB_ADDR } from '../shim/dataplane/lab-topology.ts';
 import { labDown, labUp, mptcpUp } from '../shim/dataplane/lab.ts';
 import { runStream, type RunResult } from '../shim/dataplane/lab-run.ts';
-import { shim6Available, startLabShim6, type LabShim6 } from '../shim/dataplane/lab-daemons.ts';
+import { shim6Unavailable, startLabShim6, type LabShim6 } from '../shim/dataplane/lab-daemons.ts';
 
 import { LAB_B_NAME } from '../shim/dataplane/lab-dns.ts';
 
@@ -83,8 +83,9 @@ async function main(): Promise<void> {
   console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
   const results: ModeResult[] = [];
   for (const mode of modes) {
-    if (mode.startsWith('shim6') && !(await shim6Available())) {
-      results.push({ mode, runs: [], rehome: [], note: 'daemon not available in this build' });
+    const why = mode.startsWith('shim6') ? await shim6Unavailable() : undefined;
+    if (why !== undefined) {
+      results.push({ mode, runs: [], rehome: [], note: `daemon not available in this build: ${why}` });
       continue;
     }
     try {

@@ -1,27 +1,64 @@
 // `npm start`: install what is missing, then run the most complete thing this
-// machine allows. As root with the lab's tools: the two-host lab demo. Otherwise
-// the newest working piece, saying what the rest would need.
+// machine allows, saying what it does and why:
+//  * as root: the two-host lab demo (`shim6 lab demo`): namespaces, TUN,
+//    Knot, a TCP stream that survives a silent link failure;
+//  * otherwise (or if the demo cannot run): the stub resolver with the engine
+//    on a loopback address, and what the rest would need.
+// It never ends in a stack trace: every step that fails is reported and the
+// next-best thing runs.
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-ensureNodeDeps();
-const missing = ensureSystemPackages({ quiet: true });
+const say = (line) => console.error(`npm start: ${line}`);
+const isRoot = process.getuid?.() === 0;
 
-const shim6 = (args) => spawnSync(process.execPath, [path.join(root, 'bin/shim6.js'), ...args], { stdio: 'inherit' });
-const has = (sub) => spawnSync(process.execPath, [path.join(root, 'bin/shim6.js'), sub, '--help'], { stdio: 'ignore' }).status === 0;
-
-if (process.getuid?.() === 0 && missing.length === 0 && has('lab')) {
-  const r = shim6(['lab', 'demo']);
-  process.exit(r.status ?? 1);
+try {
+  ensureNodeDeps();
+} catch (err) {
+  say(`could not install node dependencies (${err.message}); trying with what is there`);
 }
+let missing = [];
+try {
+  missing = ensureSystemPackages({ quiet: true });
+} catch (err) {
+  say(`could not install Debian packages (${err.message})`);
+}
+
+const shim6 = (args, opts = {}) => spawnSync(process.execPath, [path.join(root, 'bin/shim6.js'), ...args], { stdio: 'inherit', cwd: root, ...opts });
+const has = (sub) => spawnSync(process.execPath, [path.join(root, 'bin/shim6.js'), sub, '--help'], { stdio: 'ignore', cwd: root }).status === 0;
+const labNeeds = ['knot', 'knot-dnsutils', 'nftables', 'iproute2'];
+
+if (isRoot && has('lab')) {
+  const lacking = missing.filter((p) => labNeeds.includes(p));
+  if (lacking.length) {
+    say(`the lab demo needs ${lacking.join(', ')}, which could not be installed; running the resolver instead`);
+  } else {
+    say('running the two-host lab demo (shim6 lab demo): hosts A and B, links P and Q, Knot; link P is silently black-holed mid-stream');
+    const r = shim6(['lab', 'demo', '--plot', 'shim6-lab-demo.svg']);
+    if (r.status === 0) {
+      say('throughput plot written to shim6-lab-demo.svg; `shim6 lab demo --mode mptcp` shows Linux MPTCP in the same lab');
+      process.exit(0);
+    }
+    say(`the lab demo did not complete (exit ${r.status ?? r.signal}); cleaning up and running the resolver instead`);
+    shim6(['lab', 'down'], { stdio: 'ignore' });
+  }
+} else if (!isRoot) {
+  say('not root: the lab demo needs root (network namespaces, veth links, a TUN device, routes).');
+  say('Running the stub resolver with the engine on loopback instead; run `sudo npm start` for the demo.');
+}
+
 if (has('resolver')) {
-  if (process.getuid?.() !== 0) console.error('shim6: not root: running the stub resolver with the engine on loopback; the lab demo needs root (namespaces, TUN).');
-  const r = shim6(['resolver']);
-  process.exit(r.status ?? 1);
+  // Loopback, unprivileged port; upstreams from /etc/resolv.conf. Ctrl-C stops it.
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'shim6-start-'));
+  say(`stub resolver on 127.0.0.1:5353 (try: dig @127.0.0.1 -p 5353 example.org AAAA); control socket ${dir}/control.sock; Ctrl-C stops it`);
+  const r = shim6(['resolver', '--listen', '127.0.0.1:5353', '--socket', path.join(dir, 'control.sock')]);
+  if (r.status !== 0 && r.status !== null) say(`the resolver stopped (exit ${r.status}): see the message above`);
+  process.exit(0);
 }
-console.error('shim6: the daemon and resolver are not built yet; writing a demo pcap of every Shim6 message instead.');
-const r = shim6(['pcap', '--demo', 'shim6-demo.pcap']);
-process.exit(r.status ?? 0);
+say('neither the lab nor the resolver is available in this build; nothing to run');
+process.exit(0);

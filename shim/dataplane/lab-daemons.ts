@@ -43,17 +43,21 @@ export const LAB_TUN = 'labtun';
 export const LAB_STUB = '127.0.0.53';
 const BIN = path.resolve(import.meta.dirname, '../../bin/shim6.js');
 
-/** Whether the parts the daemon needs (engine, data plane driver, TUN addon) exist in this build. */
-export async function shim6Available(): Promise<boolean> {
+/** Why the daemon cannot run in this build (engine, data plane, TUN addon), or undefined when it can. */
+export async function shim6Unavailable(): Promise<string | undefined> {
   try {
-    // By URL, so this module type-checks and loads without the daemon.
-    await import(new URL('./daemon.ts', import.meta.url).href);
+    await import('./daemon.ts');
     const { loadTunAddon } = await import('./tun-linux.ts');
     loadTunAddon();
-    return true;
-  } catch {
-    return false;
+    return undefined;
+  } catch (err) {
+    return (err as Error).message;
   }
+}
+
+/** Whether the parts the daemon needs exist in this build. */
+export async function shim6Available(): Promise<boolean> {
+  return (await shim6Unavailable()) === undefined;
 }
 
 export function labDaemonFiles(lab: Lab, h: 'a' | 'b'): LabDaemonFiles {
