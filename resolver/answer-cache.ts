@@ -83,15 +83,14 @@ export class AnswerCache {
     let i = 0;
     for (const r of scan.records) if (r.type !== RrType.OPT) ttlOffsets[i++] = r.ttlOff;
     // Own copy: the datagram buffer may be shared with a coalesced waiter that patches it.
-    const entry: CacheEntry = { bytes: Uint8Array.from(bytes), ttlOffsets, optOff, rcode: scan.rcode, negative: t.negative, storedAt: now, expiresAt: (now + ttl * 1000) as Millis };
+    const entry: CacheEntry = { bytes: new Uint8Array(bytes), ttlOffsets, optOff, rcode: scan.rcode, negative: t.negative, storedAt: now, expiresAt: (now + ttl * 1000) as Millis };
     this.lru.set(key, entry);
     return entry;
   }
 
   /** A copy of the entry's bytes with TTLs counted down to `now` (RFC 1035 §7.4 / RFC 2308 §5). */
   render(e: CacheEntry, now: Millis, stale = false): Uint8Array {
-    const out = Buffer.allocUnsafe(e.bytes.length);
-    out.set(e.bytes);
+    const out = e.bytes.slice(); // entry bytes are a plain Uint8Array, so slice() copies (one native call)
     if (stale) patchTtls(out, e.ttlOffsets, Number.MAX_SAFE_INTEGER, STALE_ANSWER_TTL);
     else patchTtls(out, e.ttlOffsets, Math.floor((now - e.storedAt) / 1000));
     return out;

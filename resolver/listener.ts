@@ -46,12 +46,28 @@ export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, ma
 /** Called after an answer was handed to the socket (tests use it to order events). */
 export type AnswerHook = (q: ParsedQuery, answer: Answer, transport: 'udp' | 'tcp') => void;
 
+/** Where an answer goes: `send` zero or one time, then `done` exactly once. */
+export interface Reply {
+  send(out: Uint8Array): void;
+  done(): void;
+}
+
+/** The UDP reply target; a class, not a closure, so the hot path allocates one small object. */
+class UdpReply implements Reply {
+  constructor(private readonly owner: { closed: boolean }, private readonly sock: dgram.Socket, private readonly rinfo: dgram.RemoteInfo) {}
+  send(out: Uint8Array): void {
+    if (!this.owner.closed) this.sock.send(out, this.rinfo.port, this.rinfo.address);
+  }
+  done(): void { /* nothing to release */ }
+}
+
 export class Listeners {
   private readonly udp: dgram.Socket[] = [];
   private readonly tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   readonly bound: ListenAddr[] = [];
-  private closed = false;
+  /** Set by close(): late answers are not sent any more. */
+  closed = false;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
     private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook) {}
@@ -66,7 +82,7 @@ export class Listeners {
       });
       sock.on('error', (err) => this.log.warn('UDP listener error', { error: err.message }));
       setBuffers(sock, UDP_SOCKET_BUFFER);
-      sock.on('message', (msg, rinfo) => this.handle(msg, 'udp', (out) => { if (!this.closed) sock.send(out, rinfo.port, rinfo.address); }));
+      sock.on('message', (msg, rinfo) => this.handle(msg, 'udp', new UdpReply(this, sock, rinfo)));
       this.udp.push(sock);
       const port = sock.address().port;
       const server = net.createServer((c) => this.onConnection(c));
@@ -82,8 +98,11 @@ export class Listeners {
     }
   }
 
-  /** Parse, resolve, answer. Every failure path ends in an answer or a counted drop. */
-  handle(bytes: Uint8Array, transport: 'udp' | 'tcp', respond: (out: Uint8Array) => void, done?: () => void): void {
+  /**
+   * Parse, resolve, answer. Every failure path ends in an answer or a counted
+   * drop. The synchronous (cache-hit) path creates no closures: it is the hot path.
+   */
+  handle(bytes: Uint8Array, transport: 'udp' | 'tcp', reply: Reply): void {
     this.counters.queries++;
     if (transport === 'udp') this.counters.udpQueries++; else this.counters.tcpQueries++;
     let q: ParsedQuery;
@@ -91,36 +110,42 @@ export class Listeners {
       q = parseQuery(bytes);
     } catch (err) {
       // A datagram without a full header, or a response (QR=1), gets no answer (no reflection loops).
-      if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { this.counters.dropped++; done?.(); return; }
+      if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { this.counters.dropped++; reply.done(); return; }
       const notImp = err instanceof WireError && err.code === 'BAD_TYPE';
       if (notImp) this.counters.refused++; else this.counters.formerr++;
-      respond(errorResponse(bytes, undefined, notImp ? Rcode.NOTIMP : Rcode.FORMERR));
-      done?.();
+      reply.send(errorResponse(bytes, undefined, notImp ? Rcode.NOTIMP : Rcode.FORMERR));
+      reply.done();
       return;
     }
     const local = this.localAnswer(bytes, q);
-    if (local) { respond(local); done?.(); return; }
+    if (local) { reply.send(local); reply.done(); return; }
     const req: Request = { query: bytes, q, key: questionKey(q.nameKey, q.qtype, q.qclass, q.dnssecOk, q.checkingDisabled), now: this.clock(), transport };
-    const send = (a: Answer): void => {
-      let out = finishForClient(a.owned ? a.bytes : Uint8Array.from(a.bytes), a.optOff, bytes, q);
-      if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q); this.counters.truncated++; }
-      if (a.rcode === Rcode.SERVFAIL) this.counters.servfail++;
-      respond(out);
-      this.onAnswer?.(q, a, transport);
-      done?.();
-    };
-    const fail = (err: unknown): void => {
-      this.log.error('chain failed', { error: (err as Error)?.message });
-      this.counters.servfail++;
-      respond(errorResponse(bytes, q, Rcode.SERVFAIL));
-      done?.();
-    };
+    let r: Answer | Promise<Answer>;
     try {
-      const r = this.handler(req);
-      if (r instanceof Promise) r.then(send, fail); else send(r);
+      r = this.handler(req);
     } catch (err) {
-      fail(err);
+      this.fail(err, bytes, q, reply);
+      return;
     }
+    if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, reply));
+    else this.answer(r, bytes, q, transport, reply);
+  }
+
+  private answer(a: Answer, bytes: Uint8Array, q: ParsedQuery, transport: 'udp' | 'tcp', reply: Reply): void {
+    // Uint8Array's slice copies (a Buffer's would not): the bytes may be shared with coalesced waiters.
+    let out = finishForClient(a.owned ? a.bytes : Uint8Array.prototype.slice.call(a.bytes), a.optOff, bytes, q);
+    if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q); this.counters.truncated++; }
+    if (a.rcode === Rcode.SERVFAIL) this.counters.servfail++;
+    reply.send(out);
+    this.onAnswer?.(q, a, transport);
+    reply.done();
+  }
+
+  private fail(err: unknown, bytes: Uint8Array, q: ParsedQuery, reply: Reply): void {
+    this.log.error('chain failed', { error: (err as Error)?.message });
+    this.counters.servfail++;
+    reply.send(errorResponse(bytes, q, Rcode.SERVFAIL));
+    reply.done();
   }
 
   /** Answers the stub gives itself: BADVERS (RFC 6891 §6.1.3) and zone transfers (not a stub's job). */
@@ -138,16 +163,18 @@ export class Listeners {
     c.setTimeout(this.opts.tcpIdleMs, () => { if (inflight === 0) c.destroy(); });
     c.on('error', () => c.destroy());
     c.on('close', () => this.conns.delete(c));
-    const write = (out: Uint8Array): void => {
-      if (this.closed || c.destroyed || !c.writable) return;
-      const frame = Buffer.allocUnsafe(2 + out.length);
-      frame.writeUInt16BE(out.length, 0);
-      frame.set(out, 2);
-      c.write(frame);
-    };
-    const finished = (): void => {
-      inflight--;
-      if (c.isPaused() && inflight < this.opts.maxTcpInflight) c.resume();
+    const reply: Reply = {
+      send: (out) => {
+        if (this.closed || c.destroyed || !c.writable) return;
+        const frame = Buffer.allocUnsafe(2 + out.length);
+        frame.writeUInt16BE(out.length, 0);
+        frame.set(out, 2);
+        c.write(frame);
+      },
+      done: () => {
+        inflight--;
+        if (c.isPaused() && inflight < this.opts.maxTcpInflight) c.resume();
+      },
     };
     c.on('data', (chunk) => {
       buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
@@ -157,7 +184,7 @@ export class Listeners {
         const msg = Uint8Array.prototype.slice.call(buf, 2, 2 + len);
         buf = buf.subarray(2 + len);
         inflight++;
-        this.handle(msg, 'tcp', write, finished);
+        this.handle(msg, 'tcp', reply);
       }
       if (inflight >= this.opts.maxTcpInflight) c.pause();
     });

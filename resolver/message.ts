@@ -47,7 +47,7 @@ export interface ParsedQuery {
   authenticData: boolean;
 }
 
-const scratch = new Uint8Array(MAX_NAME_OCTETS);
+const scratch = Buffer.alloc(MAX_NAME_OCTETS);
 const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
 
 /**
@@ -128,9 +128,8 @@ function readQueryOpt(b: Uint8Array, q: ParsedQuery, arcount: number): void {
   }
 }
 
-function latin1(bytes: Uint8Array, len: number): string {
-  // Short names are the norm; String.fromCharCode over a subarray avoids a Buffer allocation.
-  return String.fromCharCode.apply(null, bytes.subarray(0, len) as unknown as number[]);
+function latin1(bytes: Buffer, len: number): string {
+  return bytes.toString('latin1', 0, len);
 }
 
 /** Cache key for a question: name, type, class and the bits that change the answer (DO, CD). */

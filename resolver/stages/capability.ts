@@ -144,7 +144,9 @@ export class CapabilityStage implements Stage {
   /** Hand the outcome to the sink once per lifetime: prime a valid record, or report none. */
   private settle(e: CapEntry, addresses: Ipv6[], now: Millis): void {
     const r = e.result;
-    if (!r || r.kind === 'error' || e.settledUntil >= e.expiresAt) return;
+    if (!r || e.settledUntil >= e.expiresAt) return;
+    // A failed lookup has nothing for the sink, but nothing to wait for either until it is retried.
+    if (r.kind === 'error') { e.settledUntil = e.expiresAt; return; }
     const name = nameKeyToText(e.nameKey);
     const remaining = Math.max(0, Math.floor((e.expiresAt - now) / 1000));
     if (r.kind === 'absent') {
