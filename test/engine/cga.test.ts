@@ -17,6 +17,7 @@ const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
 const A_EXTRA = '2001:db8:a9::77'; // not in A's HBA set: provable only by signature
 const I2 = 3;
+const R2 = 4;
 const UPDATE_REQUEST = 64;
 
 const rsa = (): { privateKey: KeyObject; spki: Uint8Array } => {
@@ -139,9 +140,10 @@ test('a pure CGA host (no Multi-Prefix extension): ULID is a CGA of the PDS, its
   const other = '2001:db8:c2::5';
   const a = net.addIdentity('A', 59, { ulid: g.address, locators: [g.address, other], cgaParams: g.params }, { profile: 'fast', cgaKey: KEY.privateKey.export({ type: 'pkcs8', format: 'pem' }) as string });
   const b = net.add('B', 60, B_PREFIXES, { profile: 'fast' });
-  establish(net, a, b);
-  const i2 = decodeMessage(net.log.find((l) => l.host === 'A' && l.bytes[2] === I2)!.bytes);
-  assert.deepEqual(findOption(i2, 'LocatorList')!.locators.map((l) => l.verificationMethod), [2, 2]);
+  establish(net, b, a); // B initiates: A's signed list travels in its R2
+  const r2 = decodeMessage(net.log.find((l) => l.host === 'A' && l.bytes[2] === R2)!.bytes);
+  assert.deepEqual(findOption(r2, 'LocatorList')!.locators.map((l) => l.verificationMethod), [2, 2]);
+  assert.ok(findOption(r2, 'CgaSignature') !== undefined);
   assert.equal(peerLoc(b, other)?.verified, true);
 });
 

@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Loop, type Host } from './loop.ts';
 import { State } from '../../shim/engine/index.ts';
+import { encodeMessage } from '../../shim/wire/index.ts';
+import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
@@ -91,4 +93,29 @@ test('idle contexts are garbage-collected after the idle timeout', () => {
   assert.equal(a.engine.contextCount, 0);
   assert.equal(b.engine.contextCount, 0);
   assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'idle'));
+});
+
+test('Close to a peer without the extension: its Error code 0 (unknown type) ends CLOSING at once; silence ends it after the retries', () => {
+  const { net, a, b } = established(93, 94);
+  a.engine.close(net.now, b.ulid);
+  const close = a.engine.pollTransmit()!;
+  assert.equal(close.bytes[2]! & 0x7f, 60);
+  assert.equal(a.engine.status().contexts[0]?.state, State.CLOSING);
+  // What a shim6 host that lacks types 60/61 answers (RFC 5533 §5.14: Pointer at the type octet).
+  const quoted = new Uint8Array(40 + close.bytes.length);
+  quoted[0] = 0x60; quoted[6] = 140;
+  quoted.set(parseIpv6(close.src), 8); quoted.set(parseIpv6(close.dst), 24); quoted.set(close.bytes, 40);
+  const err = encodeMessage({ type: 'Error', errorCode: 0, pointer: 42, offendingPacket: quoted, options: [] });
+  assert.equal(a.engine.handleDatagram(net.now, { src: close.dst, dst: close.src, bytes: err }).kind, 'consumed');
+  assert.equal(a.engine.contextCount, 0);
+  net.flush();
+  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
+
+  const second = established(95, 96);
+  second.net.block(second.a.ulid, second.b.ulid);
+  second.a.engine.close(second.net.now, second.b.ulid);
+  second.net.run(second.net.now + 10_000);
+  assert.equal(second.net.types('A').filter((t) => t === '60').length, 4, '1 + closeRetriesMax');
+  assert.equal(second.a.engine.contextCount, 0);
+  assert.ok(second.a.events.some((e) => e.kind === 'context-closed' && e.reason === 'close-timeout'));
 });
