@@ -43,6 +43,38 @@ test('seed §3.2: every new context gets a fresh context tag', () => {
   }
 });
 
+test('seed §3.2: crossing I1s (both ends primed at once) end in one context per end, tags cross-bound', () => {
+  const { sim, a, b } = shimPair(3203);
+  primeWith(sim, a, b);
+  primeWith(sim, b, a);
+  sim.driveUntil(() => established(a) >= 1 && established(b) >= 1, { within: 10_000 });
+  sim.runFor(5000);
+  const ca = contextSnapshot(a), cb = contextSnapshot(b);
+  assert.equal(ca.state, 'ESTABLISHED');
+  assert.equal(cb.state, 'ESTABLISHED');
+  assert.deepEqual([ca.tags[0], ca.tags[1]], [cb.tags[1], cb.tags[0]]);
+  const types = controlTypes(sim);
+  assert.equal(types.filter((t) => t.endsWith(':I1')).length, 2, `both sent I1: ${types.join(' ')}`);
+});
+
+test('seed §3.2: a lost R2 — the initiator retransmits I2, the responder answers again, still one context', () => {
+  const { sim, a, b } = shimPair(3204);
+  const reverseLoss = (loss: number): void => { for (const la of a.locators) for (const lb of b.locators) sim.setLink(la, lb, { loss }, 'reverse'); };
+  primeWith(sim, a, b);
+  sim.driveUntil(() => trace(sim).some((l) => l.type === 'I2'), { within: 10_000 });
+  reverseLoss(1); // everything b → a is lost from now: the R2 dies on the way
+  sim.driveUntil(() => established(b) === 1, { within: 10_000 });
+  sim.runFor(30);
+  reverseLoss(0);
+  sim.driveUntil(() => established(a) === 1, { within: 10_000, what: 'I2 retransmitted, R2 again' });
+  const types = controlTypes(sim);
+  assert.ok(types.filter((t) => t === 'a:I2').length >= 2, types.join(' '));
+  assert.ok(types.filter((t) => t === 'b:R2').length >= 2, types.join(' '));
+  assert.equal(b.engine.status().contexts.length, 1);
+  assert.equal(established(b), 1, 'the retransmitted I2 did not make a second context');
+  assert.deepEqual(contextSnapshot(a).tags, [...contextSnapshot(b).tags].reverse());
+});
+
 test('seed §3.2.2 DoS: I1s from a thousand spoofed sources leave the responder with no state at all', () => {
   const { sim, a, b } = shimPair(3221);
   primeWith(sim, a, b);
