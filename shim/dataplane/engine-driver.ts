@@ -162,6 +162,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       else this.drop('no-socket-for-source');
     }
     for (let e = this.engine.pollEvent(); e; e = this.engine.pollEvent()) this.dispatch(e as EventOf<E>);
+    this.transport.flush?.();
     this.arm();
   }
 
@@ -216,6 +217,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.stats.tunIn++;
       this.sendApplicationPacket(now, p);
     }
+    this.transport.flush?.();
     this.scheduleFlush();
   }
 

@@ -10,7 +10,8 @@
 import { EngineDriver } from './engine-driver.ts';
 import { StaticContextEngine, type StaticContextConfig } from './static-context.ts';
 import { LinuxTun } from './tun-linux.ts';
-import { DgramTransport } from './udp.ts';
+import { DgramTransport, type UdpTransport } from './udp.ts';
+import { NativeUdpTransport } from './udp-native.ts';
 import { Routes } from './routes.ts';
 
 export interface StaticNodeConfig extends StaticContextConfig {
@@ -25,6 +26,8 @@ export interface StaticNodeConfig extends StaticContextConfig {
   batch?: number;
   /** `rto_min` on the peer route (routes.ts), for measurements. */
   rtoMinMs?: number;
+  /** UDP transport: the addon's (default) or Node's dgram. */
+  udp?: 'native' | 'dgram';
 }
 
 export interface StaticNode {
@@ -38,7 +41,9 @@ export interface StaticNode {
 export async function startStaticNode(cfg: StaticNodeConfig): Promise<StaticNode> {
   const routes = new Routes({ tun: cfg.tun, port: cfg.port, pathMtu: cfg.pathMtu, ...(cfg.rtoMinMs ? { rtoMinMs: cfg.rtoMinMs } : {}) });
   const tun = LinuxTun.open({ name: cfg.tun, mtu: routes.tunMtu, ...(cfg.batch ? { batch: cfg.batch } : {}) });
-  const transport = new DgramTransport({ port: cfg.port, bufferSize: 4 << 20 });
+  const transport: UdpTransport = cfg.udp === 'dgram'
+    ? new DgramTransport({ port: cfg.port, bufferSize: 4 << 20 })
+    : new NativeUdpTransport({ port: cfg.port, bufferSize: 4 << 20, maxDatagram: cfg.pathMtu });
   const engine = new StaticContextEngine(cfg);
   const driver = new EngineDriver({ engine, transport, tun, peerPort: cfg.port, routes, tcpPrompt: cfg.tcpPrompt });
   try {

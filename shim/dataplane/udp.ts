@@ -35,6 +35,8 @@ export interface UdpTransport {
    * false when `src` is not bound or the socket refused at once.
    */
   send(src: Ipv6, dst: Ipv6, port: number, head: Uint8Array, body?: Uint8Array): boolean;
+  /** Push out sends a batching transport still holds (the driver calls it after each batch). */
+  flush?(): void;
   close(): Promise<void>;
 }
 

@@ -51,6 +51,8 @@ export interface TwoHostsOptions {
   batch?: number;
   /** `rto_min` on the peer routes (static mode), so TCP's RTO schedule is the same on every run. */
   rtoMinMs?: number;
+  /** UDP transport of the nodes (default native). */
+  udp?: 'native' | 'dgram';
   /** Only build the namespaces and links (for a direct-link baseline). */
   noNodes?: boolean;
 }
@@ -77,10 +79,11 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
       locators: [ADDR[`p${me}`], ADDR[`q${me}`]],
       ...(opts.batch ? { batch: opts.batch } : {}),
       ...(opts.rtoMinMs ? { rtoMinMs: opts.rtoMinMs } : {}),
+      ...(opts.udp ? { udp: opts.udp } : {}),
     };
     const extra = process.env.SHIM6_DP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
     if (eng) {
-      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt };
+      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt, ...(opts.udp ? { udp: opts.udp } : {}) };
       return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', ENGINE_FIXTURE, JSON.stringify(ecfg)]);
     }
     return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', NODE_FIXTURE, JSON.stringify(cfg)]);

@@ -2,6 +2,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { DgramTransport, MemoryNetwork, type Datagram, type UdpTransport } from '../../shim/dataplane/udp.ts';
+import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
 
 interface Pair { a: UdpTransport; b: UdpTransport; addrA: string; addrB: string }
 
@@ -76,6 +77,14 @@ async function udpCompliance(t: TestContext, make: (t: TestContext) => Pair): Pr
 test('UdpTransport compliance: real dgram sockets on loopback', async (t) => {
   await udpCompliance(t, (st) => {
     const a = new DgramTransport({ port: 0 }); const b = new DgramTransport({ port: 0 });
+    st.after(async () => { await a.close(); await b.close(); });
+    return { a, b, addrA: '::1', addrB: '::1' };
+  });
+});
+
+test('UdpTransport compliance: native socket (recvmmsg/sendmmsg, IPV6_PKTINFO) on loopback', async (t) => {
+  await udpCompliance(t, (st) => {
+    const a = new NativeUdpTransport({ port: 0 }); const b = new NativeUdpTransport({ port: 0 });
     st.after(async () => { await a.close(); await b.close(); });
     return { a, b, addrA: '::1', addrB: '::1' };
   });

@@ -49,8 +49,12 @@ export class NetLab {
   private readonly children = new Set<ChildProcess>();
   private cleaned = false;
 
+  /** Last resort if the process exits before cleanup ran (a crash, process.exit in a script). */
+  private readonly onExit = () => this.cleanupSync();
+
   constructor(hook?: AfterHook) {
     hook?.after(() => this.cleanup());
+    process.once('exit', this.onExit);
   }
 
   /**
@@ -169,6 +173,7 @@ export class NetLab {
   async cleanup(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;
+    process.off('exit', this.onExit);
     const waits: Promise<unknown>[] = [];
     for (const child of this.children) {
       if (child.exitCode !== null || child.signalCode !== null) continue;
@@ -179,7 +184,20 @@ export class NetLab {
       child.kill('SIGTERM');
     }
     await Promise.all(waits);
-    for (const name of this.namespaces.reverse()) {
+    this.deleteNamespaces();
+  }
+
+  /** Synchronous cleanup: SIGKILL our processes, delete our namespaces. */
+  cleanupSync(): void {
+    if (this.cleaned) return;
+    this.cleaned = true;
+    process.off('exit', this.onExit);
+    for (const child of this.children) child.kill('SIGKILL');
+    this.deleteNamespaces();
+  }
+
+  private deleteNamespaces(): void {
+    for (const name of this.namespaces.splice(0).reverse()) {
       // Anything still running in the namespace was started by us (the name is ours).
       const pids = sh(['ip', 'netns', 'pids', name], { check: false }).stdout.split(/\s+/).filter(Boolean);
       for (const pid of pids) {

@@ -24,6 +24,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 #include "offload.h"
+#include "udp.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
 #define MAX_GRO_SEGS 64
@@ -397,6 +398,10 @@ static napi_value init(napi_env env, napi_value exports) {
     {"ref", NULL, tun_ref, NULL, NULL, NULL, napi_default, NULL},
     {"writeBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
     {"write2", NULL, tun_write2, NULL, NULL, NULL, napi_default, NULL},
+    {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
+    {"udpStartReader", NULL, udp_start, NULL, NULL, NULL, napi_default, NULL},
+    {"udpClose", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
+    {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -1,0 +1,291 @@
+/*
+ * One UDP socket for every local locator, with what Node's dgram lacks:
+ * IPV6_PKTINFO (the local address a datagram arrived on, and the source
+ * address of each datagram sent, so one socket bound to [::]:5533 serves all
+ * locators), recvmmsg (a batch per wake-up, one JS call) and sendmmsg (a
+ * batch per JS call, no per-datagram allocation).
+ *
+ * Must not know: Shim6, the TUN. The JS side (udp-native.ts) owns the
+ * buffers; this file only moves bytes between them and the kernel.
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <uv.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include "udp.h"
+
+#define UCHECK(env, call)                                         \
+  do {                                                            \
+    if ((call) != napi_ok) {                                      \
+      napi_throw_error((env), "EUDPNAPI", #call " failed");       \
+      return NULL;                                                \
+    }                                                             \
+  } while (0)
+
+#define MAX_BATCH 256
+#define CMSG_SPACE_PKTINFO CMSG_SPACE(sizeof(struct in6_pktinfo))
+
+typedef struct {
+  int fd;
+  int closed;
+  uv_poll_t poll;
+  napi_env env;
+  napi_ref cb, buf_ref, meta_ref;
+  napi_async_context actx;
+  uint8_t *buf;   /* slots × slot octets */
+  size_t slot;
+  uint32_t slots;
+  uint8_t *meta;  /* per slot, UDP_META octets (udp.h) */
+} udp_reader;
+
+static napi_value uthrow(napi_env env, const char *what, int err) {
+  char code[32], msg[160];
+  snprintf(code, sizeof code, "E%d", err);
+  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
+  napi_value c, m, e;
+  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
+  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
+  napi_create_error(env, c, m, &e);
+  napi_throw(env, e);
+  return NULL;
+}
+
+/* udpOpen(port, bufferSize) -> [fd, boundPort] */
+napi_value udp_open(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  int32_t port, bufsize;
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  UCHECK(env, napi_get_value_int32(env, argv[0], &port));
+  UCHECK(env, napi_get_value_int32(env, argv[1], &bufsize));
+  int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return uthrow(env, "socket", errno);
+  int one = 1;
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+  if (bufsize > 0) {
+    /* FORCE works for root past net.core.*mem_max; otherwise take what is allowed. */
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize, sizeof bufsize) < 0)
+      setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bufsize, sizeof bufsize);
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) < 0)
+      setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
+  }
+  struct sockaddr_in6 sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sin6_family = AF_INET6;
+  sa.sin6_port = htons((uint16_t)port);
+  sa.sin6_addr = in6addr_any;
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
+    int err = errno;
+    close(fd);
+    return uthrow(env, "bind", err);
+  }
+  socklen_t sl = sizeof sa;
+  getsockname(fd, (struct sockaddr *)&sa, &sl);
+  napi_value res, jfd, jport;
+  UCHECK(env, napi_create_array_with_length(env, 2, &res));
+  UCHECK(env, napi_create_int32(env, fd, &jfd));
+  UCHECK(env, napi_create_int32(env, ntohs(sa.sin6_port), &jport));
+  UCHECK(env, napi_set_element(env, res, 0, jfd));
+  UCHECK(env, napi_set_element(env, res, 1, jport));
+  return res;
+}
+
+static void udp_deliver(udp_reader *r, uint32_t n) {
+  napi_env env = r->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+  napi_value cb, recv, arg, ret;
+  napi_get_reference_value(env, r->cb, &cb);
+  napi_get_global(env, &recv);
+  napi_create_uint32(env, n, &arg);
+  if (napi_make_callback(env, r->actx, recv, cb, 1, &arg, &ret) == napi_pending_exception) {
+    napi_value exc;
+    napi_get_and_clear_last_exception(env, &exc);
+    napi_fatal_exception(env, exc);
+  }
+  napi_close_handle_scope(env, scope);
+}
+
+static void udp_on_readable(uv_poll_t *h, int status, int events) {
+  udp_reader *r = h->data;
+  if (r->closed || status < 0) return;
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  struct sockaddr_in6 from[MAX_BATCH];
+  static uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO];
+  uint32_t n = r->slots < MAX_BATCH ? r->slots : MAX_BATCH;
+  for (uint32_t i = 0; i < n; i++) {
+    iov[i] = (struct iovec){ r->buf + (size_t)i * r->slot, r->slot };
+    memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
+    msgs[i].msg_hdr.msg_name = &from[i];
+    msgs[i].msg_hdr.msg_namelen = sizeof from[i];
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+    msgs[i].msg_hdr.msg_control = ctrl[i];
+    msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i];
+  }
+  int got;
+  do { got = recvmmsg(r->fd, msgs, n, MSG_DONTWAIT, NULL); } while (got < 0 && errno == EINTR);
+  if (got <= 0) return;
+  for (int i = 0; i < got; i++) {
+    uint8_t *m = r->meta + (size_t)i * UDP_META;
+    memcpy(m, &from[i].sin6_addr, 16);
+    memset(m + 16, 0, 16);
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
+      if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+        struct in6_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        memcpy(m + 16, &pi.ipi6_addr, 16);
+      }
+    }
+    uint16_t port = ntohs(from[i].sin6_port);
+    m[32] = port >> 8;
+    m[33] = port & 0xff;
+    uint32_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
+    memcpy(m + 36, &len, 4);
+  }
+  udp_deliver(r, (uint32_t)got);
+}
+
+static void udp_on_closed(uv_handle_t *h) { free(h->data); }
+static void udp_fin(napi_env env, void *data, void *hint) {}
+
+/* udpStartReader(fd, buf: ArrayBuffer, slot, slots, meta: ArrayBuffer, cb(count)) -> handle */
+napi_value udp_start(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  udp_reader *r = calloc(1, sizeof *r);
+  if (!r) return uthrow(env, "calloc", ENOMEM);
+  int32_t fd;
+  uint32_t slot, slots;
+  void *buf, *meta;
+  size_t buflen, metalen;
+  UCHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  UCHECK(env, napi_get_arraybuffer_info(env, argv[1], &buf, &buflen));
+  UCHECK(env, napi_get_value_uint32(env, argv[2], &slot));
+  UCHECK(env, napi_get_value_uint32(env, argv[3], &slots));
+  UCHECK(env, napi_get_arraybuffer_info(env, argv[4], &meta, &metalen));
+  if ((size_t)slot * slots > buflen || (size_t)UDP_META * slots > metalen) {
+    free(r);
+    napi_throw_range_error(env, "EUDPARGS", "buffers too small");
+    return NULL;
+  }
+  *r = (udp_reader){ .fd = fd, .env = env, .buf = buf, .slot = slot, .slots = slots, .meta = meta };
+  UCHECK(env, napi_create_reference(env, argv[5], 1, &r->cb));
+  UCHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
+  UCHECK(env, napi_create_reference(env, argv[4], 1, &r->meta_ref));
+  napi_value name;
+  UCHECK(env, napi_create_string_utf8(env, "shim6:udp", NAPI_AUTO_LENGTH, &name));
+  UCHECK(env, napi_async_init(env, NULL, name, &r->actx));
+  uv_loop_t *loop;
+  UCHECK(env, napi_get_uv_event_loop(env, &loop));
+  int rc = uv_poll_init(loop, &r->poll, fd);
+  r->poll.data = r;
+  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, udp_on_readable);
+  if (rc != 0) return uthrow(env, "uv_poll", -rc);
+  napi_value ext;
+  UCHECK(env, napi_create_external(env, r, udp_fin, NULL, &ext));
+  return ext;
+}
+
+/* udpClose(handle): stop polling and close the socket. */
+napi_value udp_close(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  udp_reader *r;
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  UCHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
+  if (r->closed) return NULL;
+  r->closed = 1;
+  uv_poll_stop(&r->poll);
+  close(r->fd);
+  napi_delete_reference(env, r->cb);
+  napi_delete_reference(env, r->buf_ref);
+  napi_delete_reference(env, r->meta_ref);
+  napi_async_destroy(env, r->actx);
+  uv_close((uv_handle_t *)&r->poll, udp_on_closed);
+  return NULL;
+}
+
+/*
+ * udpSend(fd, arena: ArrayBuffer, meta: ArrayBuffer, count) -> datagrams sent
+ * meta per datagram (UDP_SEND_META octets, udp.h): src 16, dst 16, port u16 BE
+ * at 32, offset u32 LE at 36, length u32 LE at 40. Sends from `src` (IPV6_PKTINFO).
+ */
+napi_value udp_send(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd;
+  uint32_t count;
+  void *arena, *meta;
+  size_t alen, mlen;
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  UCHECK(env, napi_get_value_int32(env, argv[0], &fd));
+  UCHECK(env, napi_get_arraybuffer_info(env, argv[1], &arena, &alen));
+  UCHECK(env, napi_get_arraybuffer_info(env, argv[2], &meta, &mlen));
+  UCHECK(env, napi_get_value_uint32(env, argv[3], &count));
+  if ((size_t)count * UDP_SEND_META > mlen) count = (uint32_t)(mlen / UDP_SEND_META);
+  struct mmsghdr msgs[MAX_BATCH];
+  struct iovec iov[MAX_BATCH];
+  struct sockaddr_in6 to[MAX_BATCH];
+  static uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO];
+  int32_t sent = 0;
+  for (uint32_t base = 0; base < count; base += MAX_BATCH) {
+    uint32_t n = count - base < MAX_BATCH ? count - base : MAX_BATCH;
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      const uint8_t *m = (const uint8_t *)meta + (size_t)(base + i) * UDP_SEND_META;
+      uint32_t off, len;
+      memcpy(&off, m + 36, 4);
+      memcpy(&len, m + 40, 4);
+      if ((size_t)off + len > alen) continue;
+      memset(&to[k], 0, sizeof to[k]);
+      to[k].sin6_family = AF_INET6;
+      memcpy(&to[k].sin6_addr, m + 16, 16);
+      to[k].sin6_port = htons((uint16_t)((m[32] << 8) | m[33]));
+      iov[k] = (struct iovec){ (uint8_t *)arena + off, len };
+      memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
+      msgs[k].msg_hdr.msg_name = &to[k];
+      msgs[k].msg_hdr.msg_namelen = sizeof to[k];
+      msgs[k].msg_hdr.msg_iov = &iov[k];
+      msgs[k].msg_hdr.msg_iovlen = 1;
+      memset(ctrl[k], 0, sizeof ctrl[k]);
+      msgs[k].msg_hdr.msg_control = ctrl[k];
+      msgs[k].msg_hdr.msg_controllen = sizeof ctrl[k];
+      struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[k].msg_hdr);
+      c->cmsg_level = IPPROTO_IPV6;
+      c->cmsg_type = IPV6_PKTINFO;
+      c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+      struct in6_pktinfo pi;
+      memset(&pi, 0, sizeof pi);
+      memcpy(&pi.ipi6_addr, m, 16);
+      memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      k++;
+    }
+    uint32_t done = 0;
+    while (done < k) {
+      int w = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
+      if (w < 0) {
+        if (errno == EINTR) continue;
+        /* EAGAIN (socket full) or a per-datagram error (no route while a link is
+           down): skip that datagram, as a lost UDP datagram; REAP notices. */
+        done++;
+        continue;
+      }
+      done += (uint32_t)w;
+      sent += w;
+    }
+  }
+  napi_value out;
+  UCHECK(env, napi_create_int32(env, sent, &out));
+  return out;
+}

@@ -1,0 +1,192 @@
+/**
+ * `NativeUdpTransport`: the UdpTransport on our addon (native/udp.c). One
+ * socket bound to [::]:port serves every local locator: IPV6_PKTINFO gives the
+ * local address each datagram arrived on and sets the source of each datagram
+ * sent; recvmmsg hands JS a batch per wake-up and sendmmsg sends a batch per
+ * call, with no allocation per datagram (preallocated arena and metadata).
+ *
+ * Sends are queued and go out at `flush()` (the driver calls it after each
+ * batch) or at the latest at the end of the loop turn. Datagrams to
+ * addresses of this host that are not bound locators are ignored, as
+ * DgramTransport would never see them.
+ *
+ * Must not know: Shim6 messages, the TUN.
+ */
+import { canonicalIpv6, formatIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { UsageError } from '../errors.ts';
+import { loadTunAddon } from './tun-linux.ts';
+import type { Datagram, UdpTransport } from './udp.ts';
+
+interface UdpAddon {
+  udpOpen(port: number, bufferSize: number): [number, number];
+  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
+  udpClose(handle: object): void;
+  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number): number;
+}
+
+const RECV_META = 40;
+const SEND_META = 44;
+
+export interface NativeUdpOptions {
+  /** Local port (5533 by default in the daemon; 0 = ephemeral). */
+  port: number;
+  /** Socket buffers in bytes (forced as root). */
+  bufferSize?: number;
+  /** Largest datagram (path MTU). */
+  maxDatagram?: number;
+  /** Datagrams per receive batch and per send batch. */
+  batch?: number;
+}
+
+/** Remembers the text form of the last few 16-octet addresses (the same few come back all the time). */
+class AddressText {
+  private readonly keys: Uint8Array[] = [];
+  private readonly texts: Ipv6[] = [];
+  text(buf: Uint8Array, off: number): Ipv6 {
+    for (let i = 0; i < this.keys.length; i++) {
+      const k = this.keys[i]!;
+      let same = true;
+      for (let j = 15; j >= 0; j--) if (k[j] !== buf[off + j]) { same = false; break; }
+      if (same) return this.texts[i]!;
+    }
+    const t = formatIpv6(buf, off);
+    if (this.keys.length >= 16) { this.keys.shift(); this.texts.shift(); }
+    this.keys.push(buf.slice(off, off + 16));
+    this.texts.push(t);
+    return t;
+  }
+}
+
+export class NativeUdpTransport implements UdpTransport {
+  private readonly native: UdpAddon;
+  private fd = -1;
+  private handle: object | undefined;
+  private port = 0;
+  private readonly bound = new Set<Ipv6>();
+  private readonly bytesOf = new Map<Ipv6, Uint8Array>();
+  private handler: (d: Datagram) => void = () => {};
+  private readonly names = new AddressText();
+  private readonly slot: number;
+  private readonly batch: number;
+  private readonly arena: ArrayBuffer;
+  private readonly arenaBytes: Uint8Array;
+  private readonly sendMeta: ArrayBuffer;
+  private readonly sendMetaBytes: Uint8Array;
+  private readonly sendMetaView: DataView;
+  private queued = 0;
+  private arenaUsed = 0;
+  private flushScheduled = false;
+  private closed = false;
+
+  constructor(private readonly opts: NativeUdpOptions) {
+    this.native = loadTunAddon() as unknown as UdpAddon;
+    this.slot = (opts.maxDatagram ?? 2048) + 64;
+    this.batch = opts.batch ?? 128;
+    this.arena = new ArrayBuffer(this.slot * this.batch);
+    this.arenaBytes = new Uint8Array(this.arena);
+    this.sendMeta = new ArrayBuffer(SEND_META * this.batch);
+    this.sendMetaBytes = new Uint8Array(this.sendMeta);
+    this.sendMetaView = new DataView(this.sendMeta);
+  }
+
+  async bind(address: Ipv6): Promise<number> {
+    if (this.closed) throw new UsageError('EUDPCLOSED', 'transport closed');
+    const a = canonicalIpv6(address);
+    if (this.fd < 0) this.open();
+    this.bound.add(a);
+    this.bytesOf.set(a, parseIpv6(a));
+    return this.port;
+  }
+
+  async unbind(address: Ipv6): Promise<void> {
+    const a = canonicalIpv6(address);
+    this.bound.delete(a);
+    this.bytesOf.delete(a);
+  }
+
+  addresses(): Ipv6[] {
+    return [...this.bound];
+  }
+
+  onDatagram(cb: (d: Datagram) => void): void {
+    this.handler = cb;
+  }
+
+  send(src: Ipv6, dst: Ipv6, port: number, head: Uint8Array, body?: Uint8Array): boolean {
+    const srcBytes = this.bytesOf.get(src);
+    if (!srcBytes || this.closed) return false;
+    const len = head.length + (body?.length ?? 0);
+    if (len > this.slot) return false;
+    if (this.queued === this.batch || this.arenaUsed + len > this.arena.byteLength) this.flush();
+    let dstBytes = this.bytesOf.get(dst);
+    if (!dstBytes) {
+      dstBytes = parseIpv6(dst);
+      if (this.bytesOf.size < 4096) this.bytesOf.set(dst, dstBytes);
+    }
+    const off = this.arenaUsed;
+    this.arenaBytes.set(head, off);
+    if (body) this.arenaBytes.set(body, off + head.length);
+    const m = this.queued * SEND_META;
+    this.sendMetaBytes.set(srcBytes, m);
+    this.sendMetaBytes.set(dstBytes, m + 16);
+    this.sendMetaView.setUint16(m + 32, port);
+    this.sendMetaView.setUint32(m + 36, off, true);
+    this.sendMetaView.setUint32(m + 40, len, true);
+    this.queued++;
+    this.arenaUsed = (off + len + 7) & ~7;
+    if (!this.flushScheduled) {
+      this.flushScheduled = true;
+      setImmediate(() => { this.flushScheduled = false; this.flush(); });
+    }
+    return true;
+  }
+
+  /** Send everything queued (one sendmmsg per batch). */
+  flush(): void {
+    if (this.queued === 0 || this.fd < 0) return;
+    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued);
+    this.queued = 0;
+    this.arenaUsed = 0;
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    if (this.handle) this.native.udpClose(this.handle);
+    this.handle = undefined;
+    this.fd = -1;
+    this.bound.clear();
+  }
+
+  private open(): void {
+    let fd: number, port: number;
+    try {
+      [fd, port] = this.native.udpOpen(this.opts.port, this.opts.bufferSize ?? 0);
+    } catch (e) {
+      throw new UsageError('EUDPBIND', `cannot bind UDP port ${this.opts.port}: ${(e as Error).message}`, 'port');
+    }
+    this.fd = fd;
+    this.port = port;
+    const slots = this.batch;
+    const recv = new ArrayBuffer(this.slot * slots);
+    const recvBytes = new Uint8Array(recv);
+    const meta = new ArrayBuffer(RECV_META * slots);
+    const metaBytes = new Uint8Array(meta);
+    const metaView = new DataView(meta);
+    this.handle = this.native.udpStartReader(fd, recv, this.slot, slots, meta, (count) => {
+      for (let i = 0; i < count && !this.closed; i++) {
+        const m = i * RECV_META;
+        const len = metaView.getUint32(m + 36, true);
+        if (len === 0) continue;
+        const dst = this.names.text(metaBytes, m + 16);
+        if (!this.bound.has(dst)) continue;
+        const off = i * this.slot;
+        const view = recvBytes.subarray(off, off + len);
+        // Control messages may be kept (decoded options are views): give those their own copy.
+        const bytes = len > 2 && (view[2]! & 0x80) === 0 ? view.slice() : view;
+        this.handler({ src: this.names.text(metaBytes, m), srcPort: metaView.getUint16(m + 32), dst, bytes });
+      }
+    });
+  }
+}
