@@ -51,12 +51,20 @@ async function main(): Promise<void> {
   const cleanup = async () => { for (const f of hooks.reverse()) await f(); };
   process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));
   try {
-    const h = await twoHosts({ after: (f) => hooks.push(f) }, { tcpPrompt: true, engine: args.engine });
+    const hook = { after: (f: () => unknown) => { hooks.push(f); } };
+    const cpu = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
+    const load = () => spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ');
+    console.log(`Data plane throughput: iperf3 TCP A→B, ${args.seconds} s × ${args.runs} runs, veth MTU 1500, TUN MTU 1444, context: ${args.engine === 'engine' ? 'real Engine (fast profile)' : 'static'}, ${cpu} CPUs, load ${load()}\n`);
+    // Node's dgram transport as a peer in the same run (one sendto per datagram, one JS event per datagram).
+    const hd = await twoHosts(hook, { tcpPrompt: true, engine: args.engine, udp: 'dgram' });
+    hd.net.spawn(hd.b, ['iperf3', '-s', '-B', '::']);
+    await new Promise((r) => setTimeout(r, 500));
+    const ctxDgram: number[] = [];
+    for (let i = 0; i < args.runs; i++) ctxDgram.push(iperf(hd, hd.ulidB, args.seconds));
+    await hooks.pop()!();
+    const h = await twoHosts(hook, { tcpPrompt: true, engine: args.engine });
     h.net.spawn(h.b, ['iperf3', '-s', '-B', '::']);
     await new Promise((r) => setTimeout(r, 500));
-    const cpu = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
-    const load = spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ');
-    console.log(`Data plane throughput: iperf3 TCP A→B, ${args.seconds} s × ${args.runs} runs, veth MTU 1500, TUN MTU 1444, context: ${args.engine === 'engine' ? 'real Engine (fast profile)' : 'static'}, ${cpu} CPUs, load ${load}\n`);
     const direct: number[] = [], ctxP: number[] = [], ctxQ: number[] = [];
     for (let i = 0; i < args.runs; i++) {
       // Direct: B's Q address is not a ULID, so it is routed by main over the veth.
@@ -74,14 +82,17 @@ async function main(): Promise<void> {
       }
     }
     for (let i = 0; i < args.runs; i++) ctxQ.push(iperf(h, h.ulidB, args.seconds));
+    await hooks.pop()!();
     const d = median(direct);
+    const row = (name: string, xs: number[]) => console.log(`| ${name} | ${fmt(median(xs))} | ${xs.map(fmt).join(', ')} | ${fmt(median(xs) / d)} |`);
     console.log('| path | median Gbit/s | runs | ratio to direct veth |');
     console.log('|---|---|---|---|');
-    console.log(`| direct veth (no shim6) | ${fmt(d)} | ${direct.map(fmt).join(', ')} | 1 |`);
-    console.log(`| context on P (TUN + UDP) | ${fmt(median(ctxP))} | ${ctxP.map(fmt).join(', ')} | ${fmt(median(ctxP) / d)} |`);
-    console.log(`| context after re-homing to Q | ${fmt(median(ctxQ))} | ${ctxQ.map(fmt).join(', ')} | ${fmt(median(ctxQ) / d)} |`);
+    row('direct veth (no shim6)', direct);
+    row('context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP);
+    row('context after re-homing to Q, same', ctxQ);
+    row('context on P: TUN (offloads) + Node dgram', ctxDgram);
+    console.log(`\n(load after: ${load()})`);
     if (args.stall) {
-      const hook = { after: (f: () => unknown) => { hooks.push(f); } };
       console.log(`\nTCP stall after a silent black hole of P (receiver's longest gap between data), median of ${args.runs}:\n`);
       console.log('| re-homing | TCP prompt | stall ms (runs) | re-homed after ms | resumed after re-homing ms | segments replayed |');
       console.log('|---|---|---|---|---|---|');
