@@ -169,6 +169,7 @@ export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
     applyHandshakeLocators(core, ctx, msg);
     ctx.lpLocal = dst;
     ctx.lpPeer = src;
+    keepHandshakeLocator(ctx, src);
   } else {
     ctx = found;
     const fresh = applyHandshakeLocators(core, ctx, msg, true);
@@ -190,6 +191,21 @@ export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
   return CONSUMED;
 }
 
+/**
+ * The I2 came from `src` carrying the validator our R1 sent there (or the R2
+ * from `src` echoed our nonce), so `src` is return-routable for this peer, as
+ * a probe would show — the same rule replacePeerSet (update.ts) applies to the
+ * handshake pair. Without it, a peer that sends no Locator List (no PDS) and
+ * talks from a locator other than its ULID (ULID option, or a DNS hint we sent
+ * the I1 to) would be unusable: every later packet from there draws an R1bis.
+ * An entry of the peer's own list that failed HBA/CGA stays unverified.
+ */
+function keepHandshakeLocator(ctx: Context, src: Ipv6): void {
+  const l = ctx.peerLocator(src);
+  if (l === undefined) ctx.peer.push({ address: src, method: 0, listed: false, verified: true, probed: true, flags: 0, priority: 0, weight: 0 });
+  else if (!l.listed) { l.verified = true; l.probed = true; }
+}
+
 /** RFC 5533 §7.16. */
 export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Message): DatagramResult {
   const ctx = core.table.byNonce.get(msg.initiatorNonce);
@@ -206,6 +222,7 @@ export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Messa
   peerKeepalive(ctx, msg);
   ctx.lpLocal = dst;
   ctx.lpPeer = src;
+  keepHandshakeLocator(ctx, src);
   establish(core, ctx, now, step.from === State.I2BIS_SENT);
   checkConfusion(core, ctx);
   return CONSUMED;

@@ -84,3 +84,41 @@ test('Forked Instance Identifier: two contexts for one ULID pair, told apart by 
     assert.equal(r.kind, 'payload');
   }
 });
+
+test('I2 with a ULID option and no Locator List: the handshake locator is usable (payload from it is accepted, R2 went there)', () => {
+  const B = '2001:db8:b1::1';
+  const UF = '2001:db8:f1::1'; // F's ULID
+  const F2 = '2001:db8:f2::2'; // the locator F's I1/I2 came from
+  const b = new Engine({ localLocators: [{ address: B }] }, seededRng(44));
+  const now = ms(0);
+  const ulidOpt: Shim6Option = { type: 'UlidPair', critical: false, senderUlid: UF, receiverUlid: B };
+  b.handleDatagram(now, { src: F2, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 0x99, initiatorNonce: 1, options: [ulidOpt] }) });
+  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
+  const validator = findOption(r1, 'ResponderValidator')!.validator;
+  const i2 = encodeMessage({ type: 'I2', contextTag: 0x99, initiatorNonce: 2, responderNonce: r1.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator }, ulidOpt] });
+  assert.equal(b.handleDatagram(now, { src: F2, dst: B, bytes: i2 }).kind, 'consumed');
+  assert.equal(b.pollTransmit()!.dst, F2);
+  const ctx = b.status().contexts[0]!;
+  assert.equal(ctx.peerUlid, UF);
+  const h = encodePayloadHeader(17, ctx.contextTag);
+  const r = b.handleDatagram(now, { src: F2, dst: B, bytes: Uint8Array.from([...h, 1]) });
+  assert.equal(r.kind, 'payload');
+  assert.equal(r.kind === 'payload' ? r.srcUlid : '', UF);
+  assert.equal(b.pollTransmit(), undefined, 'no R1bis');
+});
+
+test('hosts without HBA/CGA: DNS-primed I1 falls over to the second locator; R2 from there makes it usable both ways', () => {
+  const net = new Loop(20);
+  const a = net.addIdentity('A', 45, { ulid: '2001:db8:a1::1', locators: ['2001:db8:a1::1'] }, { profile: 'fast' });
+  const b = net.addIdentity('B', 46, { ulid: '2001:db8:b1::1', locators: ['2001:db8:b1::1', '2001:db8:b2::1'] }, { profile: 'fast' });
+  net.block(a.ulid, b.ulid);
+  net.block(b.ulid, a.ulid);
+  a.engine.prime(net.now, { ulid: b.ulid, locators: b.locators.map((address) => ({ address, flags: 0, priority: 0, weight: 0 })), ttl: 60, source: 'dns' });
+  net.run(3000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.ulid, peer: '2001:db8:b2::1' });
+  for (let i = 0; i < 3; i++) { assert.ok(net.sendPayload(a, b)); assert.ok(net.sendPayload(b, a)); net.run(net.now + 100); }
+  assert.equal(b.delivered.length, 3);
+  assert.equal(a.delivered.length, 3);
+  assert.ok(!net.types().includes('5'), 'no R1bis');
+});

@@ -38,9 +38,11 @@ export class Loop {
     return this.addIdentity(name, seed, hbaHost(seed, prefixes), extra);
   }
 
-  /** A host with a given identity (ULID, locators, PDS), e.g. a CGA host with extra locators. */
-  addIdentity(name: string, seed: number, id: { ulid: string; locators: string[]; cgaParams: Uint8Array }, extra: Partial<EngineConfig> = {}): Host {
-    const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.cgaParams, ...extra }, seededRng(seed + 1000));
+  /** A host with a given identity (ULID, locators, PDS — none: a host without HBA/CGA), e.g. a CGA host with extra locators. */
+  addIdentity(name: string, seed: number, id: { ulid: string; locators: string[]; cgaParams?: Uint8Array }, extra: Partial<EngineConfig> = {}): Host {
+    const base: EngineConfig = { localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid };
+    if (id.cgaParams !== undefined) base.cgaParams = id.cgaParams;
+    const engine = new Engine({ ...base, ...extra }, seededRng(seed + 1000));
     const h: Host = { name, engine, locators: id.locators, ulid: id.ulid, events: [], delivered: [] };
     this.hosts.push(h);
     return h;
