@@ -62,7 +62,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
     const rh = shim6?.rehomeAt(r.failAt);
     if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
     out.runs.push(r);
-    process.stderr.write(`  ${mode} run ${i + 1}/${runs}: stall ${r.stall_ms} ms${r.recovered ? '' : ' (not recovered)'}${rh != null && r.failAt !== undefined ? `, re-homed after ${rh - r.failAt} ms` : ''}, verified ${r.bytes_verified}/${r.bytes_sent}, corrupt ${r.corrupt}\n`);
+    process.stderr.write(`  ${mode} run ${i + 1}/${runs}: stall ${r.stall_ms} ms${r.recovered ? '' : ' (not recovered)'}${rh != null && r.failAt !== undefined ? `, re-homed after ${rh - r.failAt} ms` : ''}, verified ${r.bytes_verified}/${r.bytes_sent}${r.complete ? '' : ' (stream not finished within the grace time)'}, corrupt ${r.corrupt}\n`);
   } finally {
     await shim6?.stop();
     labDown(lab);

@@ -71,6 +71,7 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
     let t0 = 0;
     let failAt: number | undefined;
     let recoveredShown = false;
+    let rehomeShown = false;
     const res: RunResult = await runStream(lab, {
       to, resolver, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: o.failure, rate: o.rate,
       ...(o.mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
@@ -79,10 +80,17 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
         if (e.ev === 'failure') { failAt = e.t; say(`  +${((e.t - t0) / 1000).toFixed(3)} s  ✖ link ${e.link} ${e.kind === 'blackhole' ? 'black-holed (silent drop)' : 'down'}`); }
         if (e.ev === 'tick' && who === 'recv' && t0 && e.t <= t0 + o.durationMs + 200) {
           const rel = ((e.t - t0) / 1000).toFixed(1).padStart(5);
+          if (failAt !== undefined && !rehomeShown && shim6) {
+            const at = shim6.rehomeAt(failAt);
+            if (at !== null) {
+              rehomeShown = true;
+              say(`  +${((at - t0) / 1000).toFixed(3)} s  ⇄ shim6 re-homed to another locator pair (${at - failAt} ms after the failure)`);
+            }
+          }
           const v = mbit(e.bytes);
           if (failAt !== undefined && !recoveredShown && e.bytes > 0 && e.t > failAt + 100) {
             recoveredShown = true;
-            say(`  +${((e.t - t0) / 1000).toFixed(3)} s  ✔ data flows again`);
+            say(`  +${((e.t - t0) / 1000).toFixed(3)} s  ✔ data flows again (${e.t - failAt} ms after the failure)`);
           }
           say(`  +${rel} s ${v.toFixed(1).padStart(7)} Mbit/s ${bar(v, expected * 1.5)}`);
         }

@@ -49,6 +49,8 @@ export interface RunResult {
   stall_ms: number;
   /** True if data arrived again after the failure. */
   recovered: boolean;
+  /** Both ends finished within the grace time (the receiver saw the end of the stream). */
+  complete: boolean;
   bytes_sent: number;
   bytes_verified: number;
   corrupt: number;
@@ -144,6 +146,7 @@ export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
     return {
       stall_ms: Math.max(maxGap, openGap),
       recovered,
+      complete: sendDone && done !== undefined,
       bytes_sent: sendDone || sendLast ? sendLast : 0,
       bytes_verified: done?.verified ?? tick?.verified ?? 0,
       corrupt: done?.corrupt ?? tick?.corrupt ?? 0,
