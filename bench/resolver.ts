@@ -7,13 +7,15 @@
  *  - cache-hit QPS: 100 names, warmed, dnsperf flat out (-q 200);
  *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out;
  *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
+ *  - node-bare: a bare Node UDP responder (copies one stored answer, patches
+ *    the ID) as the ceiling of Node's dgram on this machine;
  *  - shim6 lookup latency with capability pickup on vs off (misses: the
  *    TYPE65300 query runs in parallel with the AAAA one).
  * Knot answers every name (wildcards, with a capability record), so misses
  * measure the forwarders, not the authoritative server.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import dgram from 'node:dgram';
 import os from 'node:os';
 import path from 'node:path';
@@ -36,13 +38,13 @@ async function freePort(): Promise<number> {
   return p;
 }
 
-function start(name: string, cmd: string, args: string[]): ChildProcess {
+function start(name: string, cmd: string, args: string[]): number | undefined {
   const c = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   c.stderr?.on('data', (d: Buffer) => { err += d.toString(); if (err.length > 4000) err = err.slice(-4000); });
   c.on('exit', (code) => { if (code && code !== 0 && !stopping) console.error(`${name} exited ${code}: ${err}`); });
   children.push(c);
-  return c;
+  return c.pid;
 }
 
 let stopping = false;
@@ -64,6 +66,14 @@ async function waitAnswers(port: number): Promise<void> {
   throw new Error(`nothing answers on port ${port}`);
 }
 
+const BARE_RESPONDER = `
+import dgram from 'node:dgram';
+const s = dgram.createSocket('udp4');
+const ans = Buffer.from('0000818000010001000000000572656164790562656e63680000010001c00c000100010000012c0004c0000201', 'hex');
+s.on('message', (m, r) => { const out = Buffer.allocUnsafe(ans.length); ans.copy(out); out[0] = m[0]; out[1] = m[1]; s.send(out, r.port, r.address); });
+s.bind(Number(process.argv[1]), '127.0.0.1', () => { s.setRecvBufferSize(4 << 20); s.setSendBufferSize(4 << 20); });
+`;
+
 function zone(): string {
   const cap = capRdataHex('2001:db8::1', ['2001:db8::1', '2001:db8:1::1']);
   return [
@@ -73,20 +83,36 @@ function zone(): string {
   ].join('\n') + '\n';
 }
 
-interface Perf { qps: number; lost: number; p50?: number; p99?: number }
+interface Perf { qps: number; lost: number; queries: number; cpuUs?: number; p50?: number; p99?: number }
+
+/** CPU time (user + system, µs) a process has used so far, from /proc (clock ticks of 10 ms). */
+function cpuMicros(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) * 10_000;
+  } catch {
+    return undefined;
+  }
+}
 
 /** One dnsperf run; with `rate` it runs verbose at that rate and computes latency percentiles (ms). */
-function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number }): Perf {
+function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number; pid?: number | undefined }): Perf {
+  const cpu0 = cpuMicros(opts.pid);
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(opts.seconds), '-q', '200', '-t', '2', '-c', '4'];
   if (opts.rate) args.push('-Q', String(opts.rate), '-v');
   const r = spawnSync('dnsperf', args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
   const out = String(r.stdout);
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? 0);
-  if (!opts.rate) return { qps, lost };
+  const queries = Number(/Queries completed:\s+(\d+)/.exec(out)?.[1] ?? 0);
+  const cpu1 = cpuMicros(opts.pid);
+  const cpuUs = cpu0 !== undefined && cpu1 !== undefined && queries > 0 ? (cpu1 - cpu0) / queries : undefined;
+  if (!opts.rate) return { qps, lost, queries, ...(cpuUs !== undefined ? { cpuUs } : {}) };
   const lat = [...out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
   const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
-  return { qps, lost, p50: pct(0.5), p99: pct(0.99) };
+  return { qps, lost, queries, p50: pct(0.5), p99: pct(0.99) };
 }
 
 let fileSeq = 0;
@@ -104,9 +130,10 @@ async function main(): Promise<void> {
     auth = await startAuthDns({ server: 'knot', zones: [{ name: 'bench.', text: zone() }], ipv6: false });
     const up = `127.0.0.1#${auth.port}`;
     const servers: Record<string, number> = {};
+    const pids: Record<string, number | undefined> = {};
     // dnsmasq: cache big enough that the miss run does not fill it; forward limit raised from 150.
     servers.dnsmasq = await freePort();
-    start('dnsmasq', 'dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1',
+    pids.dnsmasq = start('dnsmasq', 'dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1',
       `--port=${servers.dnsmasq}`, `--server=${up}`, '--cache-size=150000', '--dns-forward-max=1000', `--pid-file=${dir}/dnsmasq.pid`]);
     servers.unbound = await freePort();
     writeFileSync(path.join(dir, 'unbound.conf'), [
@@ -115,33 +142,40 @@ async function main(): Promise<void> {
       '  qname-minimisation: no', '  msg-cache-size: 128m', '  rrset-cache-size: 256m', '  access-control: 127.0.0.0/8 allow',
       'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${auth.port}`,
     ].join('\n') + '\n');
-    start('unbound', 'unbound', ['-d', '-c', path.join(dir, 'unbound.conf')]);
+    pids.unbound = start('unbound', 'unbound', ['-d', '-c', path.join(dir, 'unbound.conf')]);
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 }, capability: { maxEntries: 300_000 } }));
     for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']]] as const) {
       servers[name] = await freePort();
-      start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine', '--log-level', 'error', '--listen', `127.0.0.1:${servers[name]}`,
+      pids[name] = start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine', '--log-level', 'error', '--listen', `127.0.0.1:${servers[name]}`,
         '--upstream', `127.0.0.1:${auth.port}`, '--socket', path.join(dir, `${name}.sock`), '--config', path.join(dir, 'shim6.json'), ...extra]);
     }
+    // The ceiling of Node's dgram on this machine: a responder that copies one stored answer and patches the ID.
+    servers['node-bare'] = await freePort();
+    pids['node-bare'] = start('node-bare', process.execPath, ['--input-type=module', '-e', BARE_RESPONDER, String(servers['node-bare'])]);
     for (const p of Object.values(servers)) await waitAnswers(p);
 
     // Rounds interleave the servers so that load from elsewhere on the machine hits them alike; medians are reported.
     const samples: Record<string, Record<string, number[]>> = {};
     const hitFile = names('hit', 100);
-    for (const port of Object.values(servers)) dnsperf(port, hitFile, { seconds: 1 }); // warm the caches
     for (let round = 0; round < ROUNDS; round++) {
       const order = Object.entries(servers);
       for (let k = 0; k < round; k++) order.push(order.shift()!);
       for (const [name, port] of order) {
-        const hit = dnsperf(port, hitFile, { seconds: SECONDS });
-        const missFile = names(`miss-${name}-${round}-`, 400_000);
-        const miss = dnsperf(port, missFile, { seconds: SECONDS });
-        rmSync(missFile);
+        const pid = pids[name];
+        dnsperf(port, hitFile, { seconds: 1 }); // (re)warm the hit names
+        const hit = dnsperf(port, hitFile, { seconds: SECONDS, pid });
         const hitLat = dnsperf(port, hitFile, { seconds: LAT_SECONDS, rate: 2000 });
+        // dnsmasq's miss rate collapses once its cache is full: SIGHUP empties it before each miss run.
+        if (name === 'dnsmasq' && pid !== undefined) { process.kill(pid, 'SIGHUP'); await sleep(200); }
+        const bare = name === 'node-bare'; // answers everything from one stored answer: no miss path
+        const missFile = names(`miss-${name}-${round}-`, bare ? 1 : 400_000);
+        const miss: Perf = bare ? { qps: NaN, lost: 0, queries: 0 } : dnsperf(port, missFile, { seconds: SECONDS, pid });
+        rmSync(missFile);
         const latFile = names(`lat-${name}-${round}-`, 10_000);
-        const missLat = dnsperf(port, latFile, { seconds: LAT_SECONDS, rate: 500 });
+        const missLat: Perf = bare ? { qps: NaN, lost: 0, queries: 0 } : dnsperf(port, latFile, { seconds: LAT_SECONDS, rate: 500 });
         const s = (samples[name] ??= {});
         const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) (s[k] ??= []).push(v); };
-        add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost);
+        add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost); add('hitCpu', hit.cpuUs); add('missCpu', miss.cpuUs);
         add('hitP50', hitLat.p50); add('hitP99', hitLat.p99); add('missP50', missLat.p50); add('missP99', missLat.p99);
         console.log(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s, miss ${miss.qps.toFixed(0)} q/s (lost ${miss.lost}), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms`);
       }
@@ -164,13 +198,16 @@ function report(rows: Record<string, Record<string, number | undefined>>): void 
   const f = (v: number | undefined, d = 0): string => (v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
   const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) + '×' : 'n/a');
   console.log(`\n## Resolver (median of ${ROUNDS} interleaved rounds, ${SECONDS} s per throughput run, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(1)}, all forwarding to one local Knot)\n`);
-  console.log('| server | hit QPS | ×dnsmasq | miss QPS | ×dnsmasq | hit p50/p99 ms | miss p50/p99 ms |');
-  console.log('|---|---|---|---|---|---|---|');
+  console.log('| server | hit QPS | ×dnsmasq | miss QPS | ×dnsmasq | CPU µs/hit | CPU µs/miss | hit p50/p99 ms | miss p50/p99 ms |');
+  console.log('|---|---|---|---|---|---|---|---|---|');
   for (const [name, r] of Object.entries(rows)) {
-    console.log(`| ${name} | ${f(r.hitQps)} | ${ratio(r.hitQps, base.hitQps)} | ${f(r.missQps)} | ${ratio(r.missQps, base.missQps)} | ${f(r.hitP50, 3)} / ${f(r.hitP99, 3)} | ${f(r.missP50, 3)} / ${f(r.missP99, 3)} |`);
+    console.log(`| ${name} | ${f(r.hitQps)} | ${ratio(r.hitQps, base.hitQps)} | ${f(r.missQps)} | ${ratio(r.missQps, base.missQps)} | ${f(r.hitCpu, 1)} | ${f(r.missCpu, 1)} | ${f(r.hitP50, 3)} / ${f(r.hitP99, 3)} | ${f(r.missP50, 3)} / ${f(r.missP99, 3)} |`);
   }
   const on = rows.shim6!, off = rows['shim6-nopickup']!;
   console.log(`\nshim6 miss latency with capability pickup vs pickup off: p50 ${ratio(on.missP50, off.missP50)}, p99 ${ratio(on.missP99, off.missP99)}`);
+  const bareRow = rows['node-bare'];
+  if (bareRow) console.log(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
+  console.log(`CPU per query vs dnsmasq (load-independent): hit ${ratio(base.hitCpu, on.hitCpu)} of dnsmasq's efficiency, miss ${ratio(base.missCpu, on.missCpu)} (pickup on), ${ratio(base.missCpu, off.missCpu)} (pickup off)`);
   console.log(`targets: hit QPS ≥ 0.6× dnsmasq → ${ratio(on.hitQps, base.hitQps)}; miss QPS ≥ 1× dnsmasq → ${ratio(on.missQps, base.missQps)} (pickup on), ${ratio(off.missQps, base.missQps)} (pickup off); pickup latency ≤ 1.1× → p50 ${ratio(on.missP50, off.missP50)}`);
 }
 
