@@ -67,6 +67,8 @@ export class Context implements Timed {
   alive = true;
   /** DNS claimed support (the negative cache then keys on address + ULID). */
   primedByDns = false;
+  /** Our Locator List generation last sent to this peer (I2, I2bis, R2, Update Request); -1: none. */
+  announcedGeneration = -1;
   port: number | undefined = undefined;
 
   constructor(

@@ -24,7 +24,7 @@ import type { Context } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
 import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
-import { failEstablishment, initiate, onRetransmit } from './handshake.ts';
+import { addHints, failEstablishment, initiate, onRetransmit } from './handshake.ts';
 import { sendR1bis } from './recovery.ts';
 import { announceLocators, onUpdateTimer } from './update.ts';
 import { onKeepaliveInterval, reapEvent, startExploring } from './reap.ts';
@@ -159,6 +159,7 @@ export class Engine {
     const mode = this.modeFor(now, peer);
     if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
     const known = core.cache.getPositive(now, peer);
+    if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn (seed §3.1.3)
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
     initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
@@ -172,7 +173,16 @@ export class Engine {
     const mode = core.config.peers.get(r.ulid)?.mode;
     if (mode === 'off') return;
     const ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
-    if (ctx !== undefined) return;
+    if (ctx !== undefined) {
+      // An I1 is already pending (traffic started it towards the ULID only): the
+      // next retransmissions also try the primed locators (seed §2.2).
+      if (ctx.state === State.I1_SENT) {
+        addHints(ctx, r.locators);
+        if (r.source === 'dns') ctx.primedByDns = true;
+        if (r.port !== undefined && ctx.port === undefined) ctx.port = r.port;
+      }
+      return;
+    }
     if (r.locators.some((l) => core.cache.getNegative(now, l.address, r.ulid) !== undefined) || core.cache.getNegative(now, r.ulid, r.ulid) !== undefined) {
       core.emit({ kind: 'peer-unsupported', peerUlid: r.ulid, address: r.ulid, reason: 'negative-cache' });
       return;

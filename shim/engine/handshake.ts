@@ -15,7 +15,7 @@ import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
 import type { PrimeLocator } from './capability.ts';
 import { checkR1Validator, encodeR1 } from './responder.ts';
-import { applyHandshakeLocators, peerKeepalive } from './update.ts';
+import { applyHandshakeLocators, peerKeepalive, sendUpdate } from './update.ts';
 import { checkConfusion, resendI2bis } from './recovery.ts';
 import { startReap } from './reap.ts';
 
@@ -37,14 +37,23 @@ export function identityOptions(ctx: Context): Shim6Option[] {
   return out;
 }
 
+/**
+ * Locators DNS or configuration gave for the peer: unverified hints that I1
+ * retransmissions rotate through (seed §2.2), never destinations of payload.
+ * Also used when priming lands while an I1 is already pending.
+ */
+export function addHints(ctx: Context, hints: readonly PrimeLocator[]): void {
+  for (const h of [...hints].sort((a, b) => a.priority - b.priority || b.weight - a.weight)) {
+    if (ctx.peerLocator(h.address) === undefined) ctx.peer.push({ address: h.address, method: 0, listed: false, verified: false, probed: false, flags: h.flags, priority: h.priority, weight: h.weight });
+  }
+}
+
 /** Start an exchange with `peerUlid` (Appendix B "heuristic"): context in I1-SENT, I1 sent. */
 export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv6, hints: readonly PrimeLocator[], mode: ContextMode, primedByDns: boolean, port: number | undefined): Context {
   const ctx = new Context(localUlid, peerUlid, 0, core.newTag(), mode, now);
   ctx.primedByDns = primedByDns;
   ctx.port = port;
-  for (const h of [...hints].sort((a, b) => a.priority - b.priority || b.weight - a.weight)) {
-    if (h.address !== peerUlid) ctx.peer.push({ address: h.address, method: 0, listed: false, verified: false, probed: false, flags: h.flags, priority: h.priority, weight: h.weight });
-  }
+  addHints(ctx, hints);
   core.table.add(ctx);
   core.step(ctx, 'heuristic');
   core.table.setNonce(ctx, core.newNonce());
@@ -69,6 +78,7 @@ export function sendI1(core: Core, ctx: Context, now: Millis): void {
 
 /** Send (or resend) the I2 with the R1's validator on the I1's locator pair. */
 export function sendI2(core: Core, ctx: Context, now: Millis): void {
+  ctx.announcedGeneration = core.local.generation;
   const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options()];
   const msg: I2Message = { type: 'I2', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, options };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
@@ -77,6 +87,7 @@ export function sendI2(core: Core, ctx: Context, now: Millis): void {
 
 /** R2 for `ctx` answering an I1/I2/I2bis from `peerLoc` to `localLoc` (§7.14; never retransmitted). */
 export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, initiatorNonce: number): void {
+  ctx.announcedGeneration = core.local.generation;
   const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options()] };
   core.send(localLoc, peerLoc, msg, core.replyPort(ctx));
 }
@@ -126,7 +137,7 @@ export function onR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1Messa
   if (ctx.mode === 'independent') {
     core.step(ctx, 'recv-R1-probe');
     core.removeContext(ctx);
-    core.cache.setPositive(now, { ulid: ctx.peerUlid, source: 'probe', locators: [], expires: (now + core.config.positiveTtl) as Millis });
+    confirmCapable(core, ctx, now, 'probe');
     core.emit({ kind: 'peer-supported', peerUlid: ctx.peerUlid, address: src });
     return CONSUMED;
   }
@@ -225,7 +236,20 @@ export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Messa
   keepHandshakeLocator(ctx, src);
   establish(core, ctx, now, step.from === State.I2BIS_SENT);
   checkConfusion(core, ctx);
+  // Our locators changed after the I2/I2bis left (§10.1): the peer has an old list.
+  if (ctx.announcedGeneration !== core.local.generation && core.local.pds !== undefined) sendUpdate(core, ctx, now);
   return CONSUMED;
+}
+
+/**
+ * The peer answered, so it runs shim6: refresh the positive cache for
+ * positiveTtl (seed §3.1.4, beyond the context's life), keeping what DNS or
+ * configuration said about its locators and port — they prime the next context.
+ */
+function confirmCapable(core: Core, ctx: Context, now: Millis, source: 'probe' | 'handshake'): void {
+  const known = core.cache.getPositive(now, ctx.peerUlid);
+  const expires = Math.max(known?.expires ?? 0, now + core.config.positiveTtl) as Millis;
+  core.cache.setPositive(now, known !== undefined ? { ...known, expires } : { ulid: ctx.peerUlid, source, locators: [], expires });
 }
 
 /** Entering ESTABLISHED: stop retransmission, start REAP and idle GC, tell the driver. */
@@ -239,7 +263,7 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   core.touch(ctx, now);
   core.arm(ctx, TimerKind.Idle, now + core.timers.idleTimeout);
   startReap(ctx);
-  core.cache.setPositive(now, { ulid: ctx.peerUlid, source: 'handshake', locators: [], expires: (now + core.config.positiveTtl) as Millis });
+  confirmCapable(core, ctx, now, 'handshake');
   core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
 }
 

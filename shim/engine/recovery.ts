@@ -46,6 +46,7 @@ export function onR1bis(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1bi
 
 /** Send (or resend) the I2bis on the R1bis's locator pair (§7.18, §7.19). */
 export function resendI2bis(core: Core, ctx: Context, now: Millis): void {
+  ctx.announcedGeneration = core.local.generation;
   const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options()];
   const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, packetContextTag: ctx.r1bisTag, options };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);

@@ -90,6 +90,7 @@ export function announceLocators(core: Core, now: Millis): void {
 
 /** (Re)start the one outstanding Update Request, abandoning an older one (§10.3). */
 export function sendUpdate(core: Core, ctx: Context, now: Millis): void {
+  ctx.announcedGeneration = core.local.generation;
   const nonce = core.random.u32();
   const msg: UpdateRequestMessage = { type: 'UpdateRequest', contextTag: ctx.ctPeer, requestNonce: nonce, options: [...core.local.options()] };
   const bytes = core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
