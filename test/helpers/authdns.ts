@@ -14,7 +14,7 @@
  *   spawnSync('kdig', ['@' + dns.address, '-p', String(dns.port), 'host.example.', 'AAAA']);
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import os from 'node:os';
@@ -62,7 +62,7 @@ export interface AuthDns {
   dir: string;
   /** Path of the zone file the server loaded for `zone`. */
   zoneFile(zone: string): string;
-  /** Server output so far (for failure messages). */
+  /** Server output so far (for failure messages); read from the log file in `dir`. */
   log(): string;
   /** Kill the server (TERM, then KILL after 3 s) and remove the temp dir. Idempotent. */
   stop(): Promise<void>;
@@ -231,23 +231,29 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
   const port = await freePort(opts.ipv6 !== false);
   mkdirSync(path.join(dir, 'db'));
   for (const z of opts.zones) writeFileSync(path.join(dir, fileNameFor(z.name)), z.text);
+  // The server logs to a file, not a pipe: a test that blocks its event loop (spawnSync)
+  // must not stall a server whose pipe to us is full.
+  const logPath = path.join(dir, 'server.log');
+  const logFd = openSync(logPath, 'a');
   let child: ChildProcess;
   if (kind === 'knot') {
     const conf = path.join(dir, 'knot.conf');
     writeFileSync(conf, knotConfig(dir, port, opts));
-    child = spawn('knotd', ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn('knotd', ['-c', conf], { stdio: ['ignore', logFd, logFd] });
   } else {
     const conf = path.join(dir, 'named.conf');
     writeFileSync(conf, bindConfig(dir, port, opts));
     // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir.
-    child = spawn('named', ['-g', '-u', 'root', '-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child = spawn('named', ['-g', '-u', 'root', '-c', conf], { stdio: ['ignore', logFd, logFd] });
   }
-  let output = '';
-  child.stdout?.on('data', (d: Buffer) => { output += d.toString(); });
-  child.stderr?.on('data', (d: Buffer) => { output += d.toString(); });
+  closeSync(logFd);
+  let spawnError = '';
+  const readLog = (): string => {
+    try { return readFileSync(logPath, 'utf8') + spawnError; } catch { return spawnError; }
+  };
   let exited = false;
   const exitPromise = new Promise<void>((resolve) => child.once('exit', () => { exited = true; resolve(); }));
-  child.once('error', (e) => { output += `\nspawn error: ${e.message}`; });
+  child.once('error', (e) => { spawnError += `\nspawn error: ${e.message}`; });
 
   let stopped = false;
   const stop = async (): Promise<void> => {
@@ -268,16 +274,17 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
   while (pending.size > 0) {
     if (exited) {
       await stop();
-      throw new Error(`authdns: ${kind} exited before answering:\n${output}`);
+      throw new Error(`authdns: ${kind} exited before answering:\n${readLog()}`);
     }
     // Both servers keep running when a zone fails to load: fail fast on their message.
+    const output = readLog();
     if (LOAD_FAILED.test(output)) {
       await stop();
       throw new Error(`authdns: ${kind} refused a zone:\n${output}`);
     }
     if (Date.now() > deadline) {
       await stop();
-      throw new Error(`authdns: ${kind} did not answer within ${opts.timeoutMs ?? 15_000} ms:\n${output}`);
+      throw new Error(`authdns: ${kind} did not answer within ${opts.timeoutMs ?? 15_000} ms:\n${readLog()}`);
     }
     for (const z of [...pending]) if (answersSoa(port, z)) pending.delete(z);
     if (pending.size > 0) await sleep(100);
@@ -289,7 +296,7 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
     addresses: opts.ipv6 === false ? ['127.0.0.1'] : ['127.0.0.1', '::1'],
     dir,
     zoneFile: (zone: string) => path.join(dir, fileNameFor(zone)),
-    log: () => output,
+    log: readLog,
     stop,
   };
 }
