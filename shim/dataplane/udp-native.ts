@@ -18,7 +18,7 @@ import { loadTunAddon } from './tun-linux.ts';
 import type { Datagram, UdpTransport } from './udp.ts';
 
 interface UdpAddon {
-  udpOpen(port: number, bufferSize: number): [number, number];
+  udpOpen(port: number, bufferSize: number, gro: boolean): [number, number, boolean];
   udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
   udpClose(handle: object): void;
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number): number;
@@ -36,6 +36,13 @@ export interface NativeUdpOptions {
   maxDatagram?: number;
   /** Datagrams per receive batch and per send batch. */
   batch?: number;
+  /**
+   * UDP segmentation offloads (default on): runs of equal-sized datagrams to
+   * one destination (the segments of one TSO read) go out as one UDP GSO send
+   * (`UDP_SEGMENT`), and with `UDP_GRO` such runs arrive as one buffer that is
+   * split here. JS still sees one datagram per packet.
+   */
+  gso?: boolean;
 }
 
 /** Remembers the text form of the last few 16-octet addresses (the same few come back all the time). */
@@ -133,7 +140,8 @@ export class NativeUdpTransport implements UdpTransport {
     this.sendMetaView.setUint32(m + 36, off, true);
     this.sendMetaView.setUint32(m + 40, len, true);
     this.queued++;
-    this.arenaUsed = (off + len + 7) & ~7;
+    // Contiguous, so a run of equal-sized datagrams is one GSO send.
+    this.arenaUsed = off + len;
     if (!this.flushScheduled) {
       this.flushScheduled = true;
       setImmediate(() => { this.flushScheduled = false; this.flush(); });
@@ -160,32 +168,39 @@ export class NativeUdpTransport implements UdpTransport {
   }
 
   private open(): void {
-    let fd: number, port: number;
+    let fd: number, port: number, gro: boolean;
     try {
-      [fd, port] = this.native.udpOpen(this.opts.port, this.opts.bufferSize ?? 0);
+      [fd, port, gro] = this.native.udpOpen(this.opts.port, this.opts.bufferSize ?? 0, this.opts.gso ?? true);
     } catch (e) {
       throw new UsageError('EUDPBIND', `cannot bind UDP port ${this.opts.port}: ${(e as Error).message}`, 'port');
     }
     this.fd = fd;
     this.port = port;
-    const slots = this.batch;
-    const recv = new ArrayBuffer(this.slot * slots);
+    // With GRO one slot holds a whole coalesced run (up to 64 KB).
+    const slot = gro ? 65536 + 64 : this.slot;
+    const slots = gro ? 32 : this.batch;
+    const recv = new ArrayBuffer(slot * slots);
     const recvBytes = new Uint8Array(recv);
     const meta = new ArrayBuffer(RECV_META * slots);
     const metaBytes = new Uint8Array(meta);
     const metaView = new DataView(meta);
-    this.handle = this.native.udpStartReader(fd, recv, this.slot, slots, meta, (count) => {
+    this.handle = this.native.udpStartReader(fd, recv, slot, slots, meta, (count) => {
       for (let i = 0; i < count && !this.closed; i++) {
         const m = i * RECV_META;
         const len = metaView.getUint32(m + 36, true);
         if (len === 0) continue;
         const dst = this.names.text(metaBytes, m + 16);
         if (!this.bound.has(dst)) continue;
-        const off = i * this.slot;
-        const view = recvBytes.subarray(off, off + len);
-        // Control messages may be kept (decoded options are views): give those their own copy.
-        const bytes = len > 2 && (view[2]! & 0x80) === 0 ? view.slice() : view;
-        this.handler({ src: this.names.text(metaBytes, m), srcPort: metaView.getUint16(m + 32), dst, bytes });
+        const src = this.names.text(metaBytes, m);
+        const srcPort = metaView.getUint16(m + 32);
+        const seg = metaView.getUint16(m + 34) || len;
+        const start = i * slot;
+        for (let off = 0; off < len && !this.closed; off += seg) {
+          const view = recvBytes.subarray(start + off, start + Math.min(off + seg, len));
+          // Control messages may be kept (decoded options are views): give those their own copy.
+          const bytes = view.length > 2 && (view[2]! & 0x80) === 0 ? view.slice() : view;
+          this.handler({ src, srcPort, dst, bytes });
+        }
       }
     });
   }

@@ -173,7 +173,6 @@ export class NetLab {
   async cleanup(): Promise<void> {
     if (this.cleaned) return;
     this.cleaned = true;
-    process.off('exit', this.onExit);
     const waits: Promise<unknown>[] = [];
     for (const child of this.children) {
       if (child.exitCode !== null || child.signalCode !== null) continue;
@@ -185,11 +184,11 @@ export class NetLab {
     }
     await Promise.all(waits);
     this.deleteNamespaces();
+    process.off('exit', this.onExit);
   }
 
-  /** Synchronous cleanup: SIGKILL our processes, delete our namespaces. */
+  /** Synchronous cleanup: SIGKILL our processes, delete our namespaces (also midway through cleanup()). */
   cleanupSync(): void {
-    if (this.cleaned) return;
     this.cleaned = true;
     process.off('exit', this.onExit);
     for (const child of this.children) child.kill('SIGKILL');

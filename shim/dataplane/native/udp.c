@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <netinet/udp.h>
 #include "udp.h"
 
 #define UCHECK(env, call)                                         \
@@ -30,7 +31,10 @@
   } while (0)
 
 #define MAX_BATCH 256
-#define CMSG_SPACE_PKTINFO CMSG_SPACE(sizeof(struct in6_pktinfo))
+#define CMSG_SPACE_PKTINFO (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)))
+/* UDP GSO: at most this many segments per send (UDP_MAX_SEGMENTS is 64 on older kernels). */
+#define GSO_MAX_SEGS 64
+#define GSO_MAX_BYTES 65000
 
 typedef struct {
   int fd;
@@ -57,14 +61,20 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
   return NULL;
 }
 
-/* udpOpen(port, bufferSize) -> [fd, boundPort] */
+/*
+ * udpOpen(port, bufferSize, gro) -> [fd, boundPort, gro]
+ * gro: ask for UDP_GRO, so a run of equal-sized datagrams of one flow arrives
+ * as one buffer with its segment size (the third element says if granted).
+ */
 napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   int32_t port, bufsize;
+  bool want_gro = false;
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   UCHECK(env, napi_get_value_int32(env, argv[0], &port));
   UCHECK(env, napi_get_value_int32(env, argv[1], &bufsize));
+  if (argc >= 3) UCHECK(env, napi_get_value_bool(env, argv[2], &want_gro));
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uthrow(env, "socket", errno);
   int one = 1;
@@ -89,8 +99,11 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   }
   socklen_t sl = sizeof sa;
   getsockname(fd, (struct sockaddr *)&sa, &sl);
-  napi_value res, jfd, jport;
-  UCHECK(env, napi_create_array_with_length(env, 2, &res));
+  bool gro = want_gro && setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof one) == 0;
+  napi_value res, jfd, jport, jgro;
+  UCHECK(env, napi_create_array_with_length(env, 3, &res));
+  UCHECK(env, napi_get_boolean(env, gro, &jgro));
+  UCHECK(env, napi_set_element(env, res, 2, jgro));
   UCHECK(env, napi_create_int32(env, fd, &jfd));
   UCHECK(env, napi_create_int32(env, ntohs(sa.sin6_port), &jport));
   UCHECK(env, napi_set_element(env, res, 0, jfd));
@@ -139,11 +152,17 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
     uint8_t *m = r->meta + (size_t)i * UDP_META;
     memcpy(m, &from[i].sin6_addr, 16);
     memset(m + 16, 0, 16);
+    m[34] = m[35] = 0;
     for (struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[i].msg_hdr); c; c = CMSG_NXTHDR(&msgs[i].msg_hdr, c)) {
       if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
         struct in6_pktinfo pi;
         memcpy(&pi, CMSG_DATA(c), sizeof pi);
         memcpy(m + 16, &pi.ipi6_addr, 16);
+      } else if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+        int gso;
+        memcpy(&gso, CMSG_DATA(c), sizeof gso);
+        m[34] = (uint8_t)(gso >> 8);
+        m[35] = (uint8_t)gso;
       }
     }
     uint16_t port = ntohs(from[i].sin6_port);
@@ -242,17 +261,31 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   for (uint32_t base = 0; base < count; base += MAX_BATCH) {
     uint32_t n = count - base < MAX_BATCH ? count - base : MAX_BATCH;
     uint32_t k = 0;
-    for (uint32_t i = 0; i < n; i++) {
+    for (uint32_t i = 0; i < n;) {
       const uint8_t *m = (const uint8_t *)meta + (size_t)(base + i) * UDP_SEND_META;
       uint32_t off, len;
       memcpy(&off, m + 36, 4);
       memcpy(&len, m + 40, 4);
-      if ((size_t)off + len > alen) continue;
+      /* A run of equal-sized datagrams, contiguous in the arena, same addresses and
+         port (the segments of one TSO read): one UDP GSO send (UDP_SEGMENT). */
+      uint32_t run = 1, total = len;
+      while (i + run < n && run < GSO_MAX_SEGS) {
+        const uint8_t *m2 = (const uint8_t *)meta + (size_t)(base + i + run) * UDP_SEND_META;
+        uint32_t off2, len2;
+        memcpy(&off2, m2 + 36, 4);
+        memcpy(&len2, m2 + 40, 4);
+        if (off2 != off + total || len2 > len || total + len2 > GSO_MAX_BYTES || memcmp(m, m2, 34) != 0) break;
+        total += len2;
+        run++;
+        if (len2 < len) break; /* only the last segment may be short */
+      }
+      i += run;
+      if ((size_t)off + total > alen) continue;
       memset(&to[k], 0, sizeof to[k]);
       to[k].sin6_family = AF_INET6;
       memcpy(&to[k].sin6_addr, m + 16, 16);
       to[k].sin6_port = htons((uint16_t)((m[32] << 8) | m[33]));
-      iov[k] = (struct iovec){ (uint8_t *)arena + off, len };
+      iov[k] = (struct iovec){ (uint8_t *)arena + off, total };
       memset(&msgs[k].msg_hdr, 0, sizeof msgs[k].msg_hdr);
       msgs[k].msg_hdr.msg_name = &to[k];
       msgs[k].msg_hdr.msg_namelen = sizeof to[k];
@@ -260,7 +293,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       msgs[k].msg_hdr.msg_iovlen = 1;
       memset(ctrl[k], 0, sizeof ctrl[k]);
       msgs[k].msg_hdr.msg_control = ctrl[k];
-      msgs[k].msg_hdr.msg_controllen = sizeof ctrl[k];
+      msgs[k].msg_hdr.msg_controllen = run > 1 ? sizeof ctrl[k] : CMSG_SPACE(sizeof(struct in6_pktinfo));
       struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[k].msg_hdr);
       c->cmsg_level = IPPROTO_IPV6;
       c->cmsg_type = IPV6_PKTINFO;
@@ -269,6 +302,14 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       memset(&pi, 0, sizeof pi);
       memcpy(&pi.ipi6_addr, m, 16);
       memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      if (run > 1) {
+        c = CMSG_NXTHDR(&msgs[k].msg_hdr, c);
+        c->cmsg_level = SOL_UDP;
+        c->cmsg_type = UDP_SEGMENT;
+        c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+        uint16_t gso = (uint16_t)len;
+        memcpy(CMSG_DATA(c), &gso, sizeof gso);
+      }
       k++;
     }
     uint32_t done = 0;
@@ -282,7 +323,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
         continue;
       }
       done += (uint32_t)w;
-      sent += w;
+      sent += w; /* messages (a GSO run counts once) */
     }
   }
   napi_value out;

@@ -3,7 +3,7 @@
 #define SHIM6_UDP_H
 #include <node_api.h>
 
-/* Receive meta per datagram: src 16 | dst 16 | src port u16 BE | 2 pad | length u32 LE (0 = truncated). */
+/* Receive meta per datagram: src 16 | dst 16 | src port u16 BE | GRO segment size u16 BE (0 = one datagram) | length u32 LE (0 = truncated). */
 #define UDP_META 40
 /* Send meta per datagram: src 16 | dst 16 | port u16 BE | 2 pad | arena offset u32 LE | length u32 LE. */
 #define UDP_SEND_META 44
