@@ -51,6 +51,8 @@ interface LogicalLine {
   tokens: Token[];
 }
 
+const DELIMITERS = new Set([' ', '\t', ';', '(', ')', '"']);
+
 /** Split text into logical lines (parentheses joined), tokens with their own line numbers. */
 export function tokenize(text: string, file: string, problems: Problem[]): LogicalLine[] {
   const out: LogicalLine[] = [];
@@ -76,23 +78,17 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
       }
       if (c === '"') {
         let j = i + 1;
-        let s = '';
-        while (j < src.length && src[j] !== '"') {
-          if (src[j] === '\\' && j + 1 < src.length) { s += src.slice(j, j + 2); j += 2; continue; }
-          s += src[j]; j++;
-        }
+        // Escapes stay as written (slices, not per-character concatenation: big zones).
+        while (j < src.length && src[j] !== '"') j += src[j] === '\\' ? 2 : 1;
         if (j >= src.length) problems.push({ file, line: lineNo, message: 'unterminated quoted string', severity: 'error' });
-        cur.tokens.push({ text: s, quoted: true, line: lineNo });
+        cur.tokens.push({ text: src.slice(i + 1, Math.min(j, src.length)), quoted: true, line: lineNo });
         i = j + 1;
         continue;
       }
       let j = i;
-      let s = '';
-      while (j < src.length && !' \t;()"'.includes(src[j]!)) {
-        if (src[j] === '\\' && j + 1 < src.length) { s += src.slice(j, j + 2); j += 2; continue; }
-        s += src[j]; j++;
-      }
-      cur.tokens.push({ text: s, quoted: false, line: lineNo });
+      while (j < src.length && !DELIMITERS.has(src[j]!)) j += src[j] === '\\' ? 2 : 1;
+      j = Math.min(j, src.length);
+      cur.tokens.push({ text: src.slice(i, j), quoted: false, line: lineNo });
       i = j;
     }
     if (depth === 0) {
@@ -239,6 +235,7 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFil
 
 /** RFC 1035 §5.1 escapes in a token (`\X`, `\DDD`) → octets. */
 export function unescapeToken(text: string): Uint8Array {
+  if (!text.includes('\\')) return new Uint8Array(Buffer.from(text, 'utf8'));
   const out: number[] = [];
   for (let i = 0; i < text.length; i++) {
     if (text[i] === '\\' && i + 1 < text.length) {
