@@ -1,0 +1,53 @@
+/**
+ * The end-to-end tests' lab: a fresh `shim6 lab` (namespaces A, B, DNS,
+ * links P and Q, Knot with B's record) under a unique `e2e…` prefix, and
+ * optionally the shim6 daemons; everything is removed in t.after, also when
+ * the test fails. Not a test file itself.
+ */
+import type { TestContext } from 'node:test';
+import { labFor, type Lab } from '../../shim/dataplane/lab-topology.ts';
+import { labDown, labUp } from '../../shim/dataplane/lab.ts';
+import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../shim/dataplane/lab-daemons.ts';
+import type { LabZoneOptions } from '../../shim/dataplane/lab-dns.ts';
+import type { ChildProcess } from 'node:child_process';
+
+let n = 0;
+
+/** A fresh lab, removed after the test. */
+export async function freshLab(t: TestContext, zone: LabZoneOptions = {}): Promise<Lab> {
+  const lab = labFor(`e2e${process.pid.toString(36).slice(-4)}${(n++).toString(36)}`);
+  t.after(() => { labDown(lab); });
+  await labUp(lab, zone);
+  return lab;
+}
+
+/** Daemons on A and B (fast profile), stopped after the test. */
+export async function daemons(t: TestContext, lab: Lab, timers: Record<string, number> = {}): Promise<LabShim6> {
+  const s = await startLabShim6(lab, () => undefined, { timers });
+  t.after(() => s.stop());
+  return s;
+}
+
+/** One daemon only (host `h`), stopped after the test. */
+export async function oneDaemon(t: TestContext, lab: Lab, h: 'a' | 'b'): Promise<ChildProcess> {
+  writeLabDaemonConfig(lab, h);
+  const p = await startLabDaemon(lab, h);
+  t.after(() => stopProcess(p));
+  return p;
+}
+
+/** Host `h`'s daemon log records. */
+export function log(lab: Lab, h: 'a' | 'b'): LogRecord[] {
+  return readLog(labDaemonFiles(lab, h).log);
+}
+
+/** Wait (bounded) until host `h`'s log has a record matching `pred`. */
+export async function waitLog(lab: Lab, h: 'a' | 'b', pred: (r: LogRecord) => boolean, timeoutMs: number): Promise<LogRecord> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const r = log(lab, h).find(pred);
+    if (r) return r;
+    if (Date.now() > deadline) throw new Error(`no matching log record on ${h.toUpperCase()} within ${timeoutMs} ms; last: ${log(lab, h).slice(-5).map((x) => x.msg).join(' | ')}`);
+    await new Promise((res) => setTimeout(res, 50));
+  }
+}

@@ -1,0 +1,56 @@
+// E2E 5 (issue 6): coordinated teardown. SIGTERM to A's daemon sends Close,
+// B answers Close Ack; A's routes, rules, TUN and control socket are gone
+// afterwards, the caches are saved, and a new daemon imports them. Also: the
+// control socket is mode 0600 and SIGHUP reloads the config.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { needs } from '../helpers/prereq.ts';
+import { LAB_ADDR, nsExec } from '../../shim/dataplane/lab-topology.ts';
+import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
+import { labDaemonFiles, LAB_STUB, LAB_TUN } from '../../shim/dataplane/lab-daemons.ts';
+import { shim6 } from '../helpers/cli.ts';
+import { daemons, freshLab, log, waitLog } from './fixture.ts';
+
+test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across restart', { timeout: 60_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab);
+  const fa = labDaemonFiles(lab, 'a');
+  const before = nsExec(lab.a, ['ip', '-6', 'rule', 'show']).stdout;
+  assert.equal(nsExec(lab.a, ['kdig', `@${LAB_STUB}`, LAB_B_NAME, 'AAAA', '+short']).stdout.trim(), LAB_ADDR.bP);
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established', 10_000);
+  assert.equal(statSync(fa.control).mode & 0o777, 0o600);
+
+  // shim6 status, human and JSON, through the control socket.
+  const human = shim6(['status', '--socket', fa.control]);
+  assert.equal(human.status, 0, human.stderr);
+  assert.match(human.stdout, /contexts: 1/);
+  const json = JSON.parse(shim6(['status', '--socket', fa.control, '--json']).stdout) as { daemon: { routed: string[] } };
+  assert.deepEqual(json.daemon.routed, [LAB_ADDR.bP]);
+
+  // SIGHUP: a changed config is re-read (here: a configured peer).
+  const cfg = JSON.parse(readFileSync(fa.config, 'utf8')) as Record<string, unknown>;
+  writeFileSync(fa.config, JSON.stringify({ ...cfg, peers: [{ ulid: '2001:db8:99::1' }] }));
+  const pid = Number(spawnSync('ip', ['netns', 'pids', lab.a], { encoding: 'utf8' }).stdout.split(/\s+/).find((p) => p && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('daemon')));
+  process.kill(pid, 'SIGHUP');
+  await waitLog(lab, 'a', (x) => x.msg === 'reloaded' && x.peers === 1, 5000);
+
+  await s.stop();
+  const closed = log(lab, 'a').find((x) => x.msg === 'contexts closed');
+  assert.ok(closed, 'A closed its contexts');
+  assert.equal(closed.left, 0, 'every Close was acknowledged');
+  assert.ok(log(lab, 'b').some((x) => x.msg === 'context-closed' && x.reason === 'peer-close'), 'B saw the Close');
+  assert.notEqual(nsExec(lab.a, ['ip', 'link', 'show', LAB_TUN], { check: false }).status, 0, 'TUN gone');
+  assert.equal(nsExec(lab.a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '');
+  assert.doesNotMatch(nsExec(lab.a, ['ip', '-6', 'rule', 'show']).stdout, /553[23]:/);
+  assert.match(before, /5532:/, 'the rules were there while running');
+  assert.equal(existsSync(fa.control), false, 'control socket removed');
+  const caches = JSON.parse(readFileSync(fa.cache, 'utf8')) as { positive: Array<{ ulid: string }> };
+  assert.ok(caches.positive.some((p) => p.ulid === LAB_ADDR.bP), 'B is in the saved positive cache');
+
+  // A new daemon on A imports them.
+  await s.start('a');
+  await waitLog(lab, 'a', (x) => x.msg === 'daemon ready' && x.cachesImported === true, 5000);
+});
