@@ -105,3 +105,26 @@ test('a forged Keepalive / Update for an unknown tag gets an R1bis and creates n
   assert.equal(decodeMessage(e.pollTransmit()!.bytes).type, 'R1bis');
   assert.equal(e.contextCount, 0);
 });
+
+test('one outstanding Update Request: a second change abandons the first; only the newest is retransmitted and acked', () => {
+  const { net, a, b } = established(111, 112);
+  net.block(a.ulid, b.ulid);
+  a.engine.localLocatorDown(net.now, a.locators[1]!);
+  net.run(net.now + 100);
+  a.engine.setLocalLocators(net.now, [{ address: a.locators[0]! }]);
+  const newest = a.engine.status().localGeneration;
+  net.run(net.now + 2000);
+  const sent = net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).map((l) => decodeMessage(l.bytes));
+  const gens = sent.map((m) => m.options.find((o) => o.type === 'LocatorList')).map((o) => (o as { generation: number }).generation);
+  assert.ok(gens.length >= 3);
+  assert.equal(gens.filter((g) => g !== newest).length, 1, 'the first request went out once and was never retransmitted');
+  assert.ok(gens.slice(1).every((g) => g === newest));
+  net.blocked.clear();
+  net.run(net.now + 5000);
+  const after = net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).length;
+  net.run(net.now + 20_000);
+  assert.equal(net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).length, after, 'acked: retransmission stopped');
+  const last = b.events.filter((e) => e.kind === 'locator-set-updated').at(-1);
+  assert.ok(last && last.kind === 'locator-set-updated');
+  assert.deepEqual(last.locators, [a.locators[0]]);
+});
