@@ -226,6 +226,34 @@ export async function startAuthDns(opts: AuthDnsOptions): Promise<AuthDns> {
   throw lastError ?? new Error('authdns: failed to start');
 }
 
+function spawnServer(kind: AuthDnsKind, dir: string, port: number, opts: AuthDnsOptions, logFd: number): ChildProcess {
+  if (kind === 'knot') {
+    const conf = path.join(dir, 'knot.conf');
+    writeFileSync(conf, knotConfig(dir, port, opts));
+    return spawn('knotd', ['-c', conf], { stdio: ['ignore', logFd, logFd] });
+  }
+  const conf = path.join(dir, 'named.conf');
+  writeFileSync(conf, bindConfig(dir, port, opts));
+  // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir.
+  return spawn('named', ['-g', '-u', 'root', '-c', conf], { stdio: ['ignore', logFd, logFd] });
+}
+
+/** Poll SOA of every zone until all answer; throws (the caller stops the server) on exit, load failure or deadline. */
+async function waitReady(kind: AuthDnsKind, port: number, opts: AuthDnsOptions, exited: () => boolean, readLog: () => string): Promise<void> {
+  const timeout = opts.timeoutMs ?? 15_000;
+  const deadline = Date.now() + timeout;
+  const pending = new Set(opts.zones.map((z) => z.name));
+  await sleep(150); // both need about this long to bind; an earlier probe just waits out kdig's 1 s timeout
+  while (pending.size > 0) {
+    if (exited()) throw new Error(`authdns: ${kind} exited before answering:\n${readLog()}`);
+    // Both servers keep running when a zone fails to load: fail fast on their message.
+    if (LOAD_FAILED.test(readLog())) throw new Error(`authdns: ${kind} refused a zone:\n${readLog()}`);
+    if (Date.now() > deadline) throw new Error(`authdns: ${kind} did not answer within ${timeout} ms:\n${readLog()}`);
+    for (const z of [...pending]) if (answersSoa(port, z)) pending.delete(z);
+    if (pending.size > 0) await sleep(100);
+  }
+}
+
 async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthDns> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `authdns-${kind}-`));
   const port = await freePort(opts.ipv6 !== false);
@@ -235,17 +263,7 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
   // must not stall a server whose pipe to us is full.
   const logPath = path.join(dir, 'server.log');
   const logFd = openSync(logPath, 'a');
-  let child: ChildProcess;
-  if (kind === 'knot') {
-    const conf = path.join(dir, 'knot.conf');
-    writeFileSync(conf, knotConfig(dir, port, opts));
-    child = spawn('knotd', ['-c', conf], { stdio: ['ignore', logFd, logFd] });
-  } else {
-    const conf = path.join(dir, 'named.conf');
-    writeFileSync(conf, bindConfig(dir, port, opts));
-    // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir.
-    child = spawn('named', ['-g', '-u', 'root', '-c', conf], { stdio: ['ignore', logFd, logFd] });
-  }
+  const child = spawnServer(kind, dir, port, opts, logFd);
   closeSync(logFd);
   let spawnError = '';
   const readLog = (): string => {
@@ -267,27 +285,11 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
     }
     rmSync(dir, { recursive: true, force: true });
   };
-
-  const deadline = Date.now() + (opts.timeoutMs ?? 15_000);
-  const pending = new Set(opts.zones.map((z) => z.name));
-  await sleep(150); // both need about this long to bind; an earlier probe just waits out kdig's 1 s timeout
-  while (pending.size > 0) {
-    if (exited) {
-      await stop();
-      throw new Error(`authdns: ${kind} exited before answering:\n${readLog()}`);
-    }
-    // Both servers keep running when a zone fails to load: fail fast on their message.
-    const output = readLog();
-    if (LOAD_FAILED.test(output)) {
-      await stop();
-      throw new Error(`authdns: ${kind} refused a zone:\n${output}`);
-    }
-    if (Date.now() > deadline) {
-      await stop();
-      throw new Error(`authdns: ${kind} did not answer within ${opts.timeoutMs ?? 15_000} ms:\n${readLog()}`);
-    }
-    for (const z of [...pending]) if (answersSoa(port, z)) pending.delete(z);
-    if (pending.size > 0) await sleep(100);
+  try {
+    await waitReady(kind, port, opts, () => exited, readLog);
+  } catch (e) {
+    await stop();
+    throw e;
   }
   return {
     server: kind,
