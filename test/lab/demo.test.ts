@@ -1,0 +1,60 @@
+// `shim6 lab demo` through the real CLI: --json figures and --plot SVG, in
+// shim6 mode (daemons, DNS priming, black hole of P) and in plain-TCP mode
+// (which does not recover); the lab is gone afterwards; flags are validated.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { shim6 } from '../helpers/cli.ts';
+import { labFor, listNamespaces } from '../../shim/dataplane/lab-topology.ts';
+import { labDown } from '../../shim/dataplane/lab.ts';
+
+const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
+
+interface Summary { mode: string; stall_ms: number; recovered: boolean; bytes_sent: number; bytes_verified: number; corrupt: number; rehome_ms: number | null; samples_mbit: number[] }
+
+for (const mode of ['shim6', 'tcp'] as const) {
+  test(`lab demo --mode ${mode} --json --plot`, { timeout: 60_000 }, async (t) => {
+    if (!needs(t, PREREQ)) return;
+    const prefix = `e2e${process.pid.toString(36).slice(-4)}${mode === 'tcp' ? 't' : 's'}`;
+    const dir = mkdtempSync(path.join(tmpdir(), 'lab-demo-'));
+    t.after(() => { labDown(labFor(prefix)); rmSync(dir, { recursive: true, force: true }); });
+    const svg = path.join(dir, 'demo.svg');
+    const r = shim6(['lab', 'demo', '--prefix', prefix, '--mode', mode, '--json', '--plot', svg, '--duration', '3000', '--fail-at', '1000', '--rate', '20']);
+    assert.equal(r.status, 0, r.stderr);
+    const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Summary;
+    assert.equal(s.mode, mode);
+    assert.equal(s.corrupt, 0);
+    assert.ok(s.bytes_verified > 0 && s.bytes_verified <= s.bytes_sent);
+    assert.ok(s.samples_mbit.length >= 20, `${s.samples_mbit.length} samples`);
+    if (mode === 'shim6') {
+      assert.equal(s.recovered, true);
+      assert.ok(s.stall_ms < 3000, `stall ${s.stall_ms}`);
+      assert.ok(typeof s.rehome_ms === 'number' && s.rehome_ms >= 0 && s.rehome_ms < 3000, `rehome ${s.rehome_ms}`);
+    } else {
+      assert.equal(s.recovered, false, 'plain TCP to an address only on P cannot recover');
+      assert.equal(s.rehome_ms, null);
+    }
+    const text = readFileSync(svg, 'utf8');
+    assert.match(text, /^<svg [^>]*xmlns="http:\/\/www.w3.org\/2000\/svg"/);
+    assert.match(text, /<polyline /);
+    assert.match(text, /link P blackhole/);
+    for (const n of ['a', 'b', 'dns']) assert.ok(!listNamespaces().includes(prefix + n), 'the demo removed its lab');
+    assert.equal(existsSync(labFor(prefix).stateDir), false);
+  });
+}
+
+test('lab flags are validated (exit 2, naming the flag); down is idempotent', (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  for (const [args, flag] of [[['--mode', 'quic'], '--mode'], [['--failure', 'flap'], '--failure'], [['--duration', '2000', '--fail-at', '5000'], '--fail-at'], [['--rate', '-1'], '--rate']] as const) {
+    const r = shim6(['lab', 'demo', ...args]);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, new RegExp(flag));
+  }
+  assert.equal(shim6(['lab', 'up', '--prefix', 'nolab']).status, 2);
+  const down = shim6(['lab', 'down', '--prefix', `e2e${process.pid.toString(36).slice(-4)}x`]);
+  assert.equal(down.status, 0);
+  assert.match(down.stdout, /nothing to remove/);
+});
