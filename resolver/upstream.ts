@@ -68,7 +68,7 @@ interface Pending {
 
 interface Port { sock: dgram.Socket; pending: Map<number, Pending>; uses: number }
 
-interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number }
+interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; family: 'udp4' | 'udp6' }
 
 /** Random 16-bit numbers from the CSPRNG, drawn in batches. */
 class RandomWords {
@@ -91,7 +91,7 @@ export class UpstreamPool {
   constructor(upstreams: readonly UpstreamAddr[], private readonly opts: UpstreamOptions, private readonly clock: () => Millis,
     private readonly log: Logger, private readonly counters: ResolverCounters) {
     this.upstreams = upstreams;
-    for (const u of upstreams) this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0 });
+    for (const u of upstreams) this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, family: net.isIPv6(u.host) ? 'udp6' : 'udp4' });
   }
 
   /** Resolve one question, trying upstreams in order of health for at most `timeoutMs`. */
@@ -215,7 +215,7 @@ export class UpstreamPool {
 
   private udpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
     if (this.closed) return Promise.reject(new UpstreamError('EUPSTREAM', 'resolver is closing'));
-    const port = this.port(net.isIPv6(up.host) ? 'udp6' : 'udp4');
+    const port = this.port(this.health.get(up)!.family);
     let id = this.rnd.next();
     for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
     if (port.pending.has(id)) return Promise.reject(new UpstreamError('EOVERLOAD', 'no free query ID on socket'));
@@ -278,10 +278,10 @@ export class UpstreamPool {
   }
 
   /** Per-upstream health for `shim6 status`. */
-  status(): Array<UpstreamAddr & Omit<Health, 'downUntil'> & { down: boolean }> {
+  status(): Array<UpstreamAddr & Omit<Health, 'downUntil' | 'family'> & { down: boolean }> {
     const now = this.clock();
     return this.upstreams.map((u) => {
-      const { downUntil, ...h } = this.health.get(u)!;
+      const { downUntil, family: _family, ...h } = this.health.get(u)!;
       return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, down: downUntil > now };
     });
   }
