@@ -157,11 +157,12 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
   } else {
     const concurrency = f.concurrency === undefined ? 4 : Number(f.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('EUSAGE', `--concurrency: invalid value ${JSON.stringify(f.concurrency)}: 1..64`, 'concurrency');
+    const whereOf = new Map(rows.map((r) => [r.name.endsWith('.') ? r.name : `${r.name}.`, r.where]));
     await forEachLimited(built.hosts, concurrency, async (h) => {
       try {
         await sendUpdate(target.server, target.zone, h, target.key, { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) });
       } catch (e) {
-        failures.push({ where: rows.find((r) => r.name === h.name || `${r.name}.` === h.name)?.where ?? '', name: h.name, why: (e as Error).message });
+        failures.push({ where: whereOf.get(h.name) ?? '', name: h.name, why: (e as Error).message });
       }
     }, (n) => bar?.update(n, built.hosts.length));
   }

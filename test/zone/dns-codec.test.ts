@@ -17,6 +17,10 @@ import { checkZoneText } from '../../zone-tools/zone-check.ts';
 import { parseInventory } from '../../zone-tools/inventory.ts';
 import { parseServer } from '../../zone-tools/dns-transport.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { systemServer } from '../../zone-tools/commands-dns.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 
 const KEY: TsigKey = { name: 'k.example.', algorithm: 'hmac-sha256', secret: new Uint8Array(32).fill(7) };
 const HOST = buildHostRecord({ name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:1::1/1/2/transient'], txt: true });
@@ -153,4 +157,13 @@ test('fuzz: zone check and inventories never throw on arbitrary text', () => {
   fc.assert(fc.property(fc.string({ maxLength: 200 }), (s) => {
     try { parseInventory(s, 'fuzz'); } catch (e) { assert.ok(e instanceof UsageError, String(e)); }
   }), { seed: 5301, numRuns: 2000 });
+});
+
+test('zone show without --server asks the first nameserver of resolv.conf', (t) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'zone-resolv-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const conf = (text: string): string => { const p = path.join(dir, 'resolv.conf'); writeFileSync(p, text); return p; };
+  assert.equal(systemServer(conf('# x\nsearch example\nnameserver 192.0.2.53\nnameserver 192.0.2.54\n')), '192.0.2.53');
+  assert.equal(systemServer(conf('nameserver fe80::1%eth0\n')), '[fe80::1]:53');
+  assert.equal(systemServer(path.join(dir, 'none')), '127.0.0.1');
 });
