@@ -305,6 +305,7 @@ static const struct virtio_net_hdr ZERO_VNET;
 
 /*
  * writeBatch(fd, packets: Uint8Array[], count, vnet) -> packets written, or -errno if none.
+ * A packet the kernel refuses is skipped; the others still go.
  * Without vnet, one write(2) per packet. With vnet, runs of in-order TCP
  * segments of one flow go out as one GSO segment (offload.c), the rest one by
  * one behind an all-zero virtio header.
@@ -322,6 +323,7 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   const uint8_t *ptrs[256];
   size_t lens[256];
   int32_t done = 0;
+  int last_err = 0;
   for (uint32_t base = 0; base < count; base += 256) {
     uint32_t m = count - base < 256 ? count - base : 256;
     for (uint32_t i = 0; i < m; i++) {
@@ -350,17 +352,14 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
         if (vnet) iov[k++] = (struct iovec){ (void *)&ZERO_VNET, sizeof ZERO_VNET };
         iov[k++] = (struct iovec){ (void *)ptrs[i], lens[i] };
       }
-      if (writev_all(fd, iov, k) < 0) {
-        napi_value out;
-        CHECK(env, napi_create_int32(env, done == 0 ? -errno : done, &out));
-        return out;
-      }
-      done += (int32_t)n;
+      /* A packet the kernel refuses (malformed bytes from a peer) is skipped, not the rest of the batch. */
+      if (writev_all(fd, iov, k) < 0) last_err = errno;
+      else done += (int32_t)n;
       i += (uint32_t)n;
     }
   }
   napi_value out;
-  CHECK(env, napi_create_int32(env, done, &out));
+  CHECK(env, napi_create_int32(env, done == 0 && last_err ? -last_err : done, &out));
   return out;
 }
 
