@@ -15,12 +15,14 @@ import { fetchCapability } from '../../zone-tools/show.ts';
 const Z = 'served.test.';
 
 const A = buildHostRecord({ name: 'a.served.test.', ulid: '2001:db8:1::a', locators: ['2001:db8:1::a/0/10', '2001:db8:2::a/1/5/transient'], txt: true, port: 6000 });
+// 32 locators: the answers exceed 512 octets, so the UDP answer is truncated and show retries over TCP.
+const BIG = buildHostRecord({ name: 'big.served.test.', ulid: '2001:db8:1::1', locators: Array.from({ length: 32 }, (_, i) => `2001:db8:${i + 1}::1/${i}/${i}`), txt: true });
 const T = buildHostRecord({ name: 't.served.test.', ulid: '2001:db8:1::7', locators: ['2001:db8:1::7', '2001:db8:3::7/2'], txt: true });
 
 function zoneText(): string {
   // t publishes the TXT fallback only, as on a DNS host that refuses unknown types.
   const tLines = hostZoneLines(T).filter((l) => !l.includes('TYPE65300'));
-  return zoneHeader(Z) + [...hostZoneLines(A), ...tLines].join('\n') + '\n';
+  return zoneHeader(Z) + [...hostZoneLines(A), ...hostZoneLines(BIG), ...tLines].join('\n') + '\n';
 }
 
 function kdig(port: number, server: string, args: string[]): string {
@@ -48,6 +50,11 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     const shown = await fetchCapability({ host: '127.0.0.1', port: dns.port }, 'a.served.test.', 65300, true);
     assert.equal(Buffer.from(shown.records[0]!.rdata).toString('hex'), written);
     assert.deepEqual(shown.aaaa.sort(), ['2001:db8:1::a', '2001:db8:2::a']);
+
+    const big = await fetchCapability({ host: '::1', port: dns.port }, 'big.served.test.', 65300, true);
+    assert.equal(Buffer.from(big.records[0]!.rdata).toString('hex'), Buffer.from(encodeCapabilityRecord(BIG.record)).toString('hex'));
+    assert.equal(big.aaaa.length, 32);
+    assert.equal(big.records[0]!.ulidInAaaa, true);
 
     const text = formatCapabilityRecord(A.record);
     const [ok, v6, txt, wrong, wrongUlid, none] = await Promise.all([
