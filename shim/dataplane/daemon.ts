@@ -56,6 +56,7 @@ export class Daemon {
   private control: ControlServer | undefined;
   private stopped = false;
   private readonly startedAt = Date.now();
+  private readonly keptLocal = new Set<Ipv6>();
 
   private constructor(
     private config: DaemonConfig,
@@ -97,7 +98,10 @@ export class Daemon {
     try {
       removeStaleRules();
       routes.setup();
-      for (const l of locals) await driver.bindLocator(l.address);
+      for (const l of locals) {
+        await driver.bindLocator(l.address);
+        daemon.keepLocal(l.address);
+      }
       if (saved) driver.command((e, now) => e.importCaches(now, saved));
       daemon.primeConfiguredPeers();
       await daemon.startResolver();
@@ -173,6 +177,7 @@ export class Daemon {
     if (save) this.saveCaches();
     await this.control?.close();
     await this.resolver?.close();
+    for (const a of [...this.keptLocal]) this.dropLocal(a);
     this.routes.close();
     await this.driver.close();
     this.log.info('stopped: routes, rules and TUN removed');
@@ -207,6 +212,24 @@ export class Daemon {
     this.resolver = await Resolver.start(rc, { sink, log: this.log });
   }
 
+  /**
+   * Keep a local locator deliverable when its link goes down: with
+   * keep_addr_on_down the address stays but the kernel drops its `local`
+   * route, so packets for our ULID arriving through the TUN would be
+   * answered with ICMPv6 unreachable. A `local` route in our own table (looked
+   * up after the kernel's `local` table) keeps it ours.
+   */
+  private keepLocal(address: Ipv6): void {
+    const r = spawnSync('ip', ['-6', 'route', 'replace', 'local', `${address}/128`, 'dev', 'lo', 'table', String(ROUTE_TABLE)], { encoding: 'utf8', timeout: 5000 });
+    if (r.status === 0) this.keptLocal.add(address);
+    else this.log.warn('cannot add local route', { address, error: String(r.stderr).trim() });
+  }
+
+  private dropLocal(address: Ipv6): void {
+    if (!this.keptLocal.delete(address)) return;
+    spawnSync('ip', ['-6', 'route', 'del', 'local', `${address}/128`, 'dev', 'lo', 'table', String(ROUTE_TABLE)], { timeout: 5000 });
+  }
+
   private onEngineEvent(e: EngineEvent): void {
     // The driver has just routed the peer's ULID into the TUN; sockets that
     // connected before (the app's SYN raced the handshake) still hold a cached
@@ -220,6 +243,8 @@ export class Daemon {
   /** Addresses or links changed: a new locator set for the engine; a link down = explore now. */
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
     this.log.info('local locators changed', { ...diff });
+    for (const a of diff.added) this.keepLocal(a);
+    for (const a of diff.removed) this.dropLocal(a);
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba);
     if (diff.added.length || diff.removed.length || diff.cameUp.length) {

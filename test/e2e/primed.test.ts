@@ -12,11 +12,7 @@ import { daemons, freshLab, log } from './fixture.ts';
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
 for (const failure of ['blackhole', 'down'] as FailureKind[]) {
-  // Link down: A re-homes within ~150 ms and data flows again, but the stream
-  // then stalls for good (a second context A(Q)↔B(ULID) appears and B marks its
-  // ULID locator down ~0.8 s later): an engine/data-plane interaction still open.
-  const todo = failure === 'down' ? 'open: after a link-down re-homing the stream stalls again (see the comment above)' : undefined;
-  test(`primed by DNS: the stream survives link P ${failure === 'down' ? 'going down' : 'being silently black-holed'}`, { timeout: 60_000, ...(todo ? { todo } : {}) }, async (t) => {
+  test(`primed by DNS: the stream survives link P ${failure === 'down' ? 'going down' : 'being silently black-holed'}`, { timeout: 60_000 }, async (t) => {
     if (!needs(t, PREREQ)) return;
     const lab = await freshLab(t);
     const s = await daemons(t, lab);
