@@ -101,6 +101,10 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   if (rcode === 9 && check.status === 'unsigned') {
     throw new ProtocolError('DNS_NOTAUTH', `update of ${host.name} refused by ${where}: NOTAUTH (the server is not authoritative for zone ${canonicalName(zone)}, or refused key ${key.name})`);
   }
+  if (check.status === 'unsigned' && rcode !== 0) {
+    // A refusal needs no proof to be acted on: report it, saying it was not signed.
+    throw new ProtocolError(`DNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)} (unsigned answer)`);
+  }
   if (check.status !== 'ok') {
     const fate = rcode === 0 ? 'the server says NOERROR, but ' : `the server says ${rcodeName(rcode)}, and `;
     throw new ProtocolError('TSIG_UNVERIFIED', `update of ${host.name} at ${where}: ${fate}its answer is ${check.status === 'unsigned' ? 'not signed' : `not authentic (${check.status})`}; do not trust it`);
