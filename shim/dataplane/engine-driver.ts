@@ -217,6 +217,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.stats.tunIn++;
       this.sendApplicationPacket(now, p);
     }
+    this.prompter?.commit();
     this.transport.flush?.();
     this.scheduleFlush();
   }
@@ -242,6 +243,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const replays = this.prompter.prompt(e.peerUlid);
       const now = this.clock();
       for (const p of replays) this.sendApplicationPacket(now, p);
+      this.prompter.commit();
       this.stats.prompts += replays.length;
       if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
     }

@@ -35,12 +35,40 @@ export function splitPacket(packet: Uint8Array): SplitPacket | undefined {
   const payloadLength = (packet[4]! << 8) | packet[5]!;
   if (IPV6_HEADER_LENGTH + payloadLength > packet.length) return undefined;
   return {
-    srcUlid: formatIpv6(packet, 8),
-    dstUlid: formatIpv6(packet, 24),
+    srcUlid: splitNames.text(packet, 8),
+    dstUlid: splitNames.text(packet, 24),
     nextHeader: packet[6]!,
     payload: packet.subarray(IPV6_HEADER_LENGTH, IPV6_HEADER_LENGTH + payloadLength),
   };
 }
+
+/**
+ * Text of 16-octet addresses, remembering the last few: the same handful of
+ * ULIDs and locators come back on every packet, and comparing 16 octets is
+ * far cheaper than formatting (and gives the same string object, so later
+ * `===` comparisons are cheap too).
+ */
+export class AddressText {
+  private readonly keys: Uint8Array[] = [];
+  private readonly texts: Ipv6[] = [];
+  constructor(private readonly size = 16) {}
+
+  text(buf: Uint8Array, off: number): Ipv6 {
+    for (let i = 0; i < this.keys.length; i++) {
+      const k = this.keys[i]!;
+      let same = true;
+      for (let j = 15; j >= 0; j--) if (k[j] !== buf[off + j]) { same = false; break; }
+      if (same) return this.texts[i]!;
+    }
+    const t = formatIpv6(buf, off);
+    if (this.keys.length >= this.size) { this.keys.shift(); this.texts.shift(); }
+    this.keys.push(buf.slice(off, off + 16));
+    this.texts.push(t);
+    return t;
+  }
+}
+
+const splitNames = new AddressText();
 
 /** Cache of parsed addresses: the same few ULIDs come back for every packet. */
 const addrCache = new Map<string, Uint8Array>();

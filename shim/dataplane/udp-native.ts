@@ -12,7 +12,8 @@
  *
  * Must not know: Shim6 messages, the TUN.
  */
-import { canonicalIpv6, formatIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { canonicalIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { AddressText } from './ip6-packet.ts';
 import { UsageError } from '../errors.ts';
 import { loadTunAddon } from './tun-linux.ts';
 import type { Datagram, UdpTransport } from './udp.ts';
@@ -43,25 +44,6 @@ export interface NativeUdpOptions {
    * split here. JS still sees one datagram per packet.
    */
   gso?: boolean;
-}
-
-/** Remembers the text form of the last few 16-octet addresses (the same few come back all the time). */
-class AddressText {
-  private readonly keys: Uint8Array[] = [];
-  private readonly texts: Ipv6[] = [];
-  text(buf: Uint8Array, off: number): Ipv6 {
-    for (let i = 0; i < this.keys.length; i++) {
-      const k = this.keys[i]!;
-      let same = true;
-      for (let j = 15; j >= 0; j--) if (k[j] !== buf[off + j]) { same = false; break; }
-      if (same) return this.texts[i]!;
-    }
-    const t = formatIpv6(buf, off);
-    if (this.keys.length >= 16) { this.keys.shift(); this.texts.shift(); }
-    this.keys.push(buf.slice(off, off + 16));
-    this.texts.push(t);
-    return t;
-  }
 }
 
 export class NativeUdpTransport implements UdpTransport {
