@@ -20,7 +20,7 @@ import { compare, fetchCapability } from './show.ts';
 import { hostLocators } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
-import { readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
+import { parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
 
 export interface ServerFlags {
   server?: string;
@@ -98,7 +98,7 @@ export interface ShowFlags {
 /** `zone show NAME`: fetch, decode, print, and compare with --expect*. */
 export async function runShow(name: string, f: ShowFlags, out: Out): Promise<number> {
   const server = parseServer(f.server ?? systemServer(), '--server');
-  const rrType = f.rrType === undefined ? CAPABILITY_RR_TYPE : recordInput({ name: 'x.', rrType: f.rrType }).rrType!;
+  const rrType = parseRrType(f.rrType) ?? CAPABILITY_RR_TYPE;
   const t = timeoutMs(f.timeout);
   const shown = await fetchCapability(server, name, rrType, f.txt !== false, { tcp: f.tcp === true, ...(t !== undefined ? { timeoutMs: t } : {}) });
   if (f.json) {
@@ -142,7 +142,10 @@ export interface BulkFlags extends ServerFlags {
 
 /** `zone bulk FILE`: zone lines (or updates) for every host of the inventory. */
 export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.WriteStream = process.stderr): Promise<number> {
-  const defaults = recordInput({ name: 'x.', ...(f.aaaa !== undefined ? { aaaa: f.aaaa } : {}), ...(f.rrType !== undefined ? { rrType: f.rrType } : {}) });
+  if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
+    throw new UsageError('EUSAGE', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
+  }
+  const defaults = { aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType: parseRrType(f.rrType) };
   const target = f.update ? updateTarget(f) : undefined;
   const rows = parseInventory(readInput(file, 'FILE'), file);
   const showBar = f.progress ?? (err.isTTY === true && rows.length >= 100);

@@ -42,17 +42,21 @@ export interface RecordFlags {
   rrType?: string;
 }
 
+/** `--rr-type`: `65300` or `TYPE65300`; undefined when not given. */
+export function parseRrType(text: string | undefined): number | undefined {
+  if (text === undefined) return undefined;
+  const m = /^(?:TYPE)?(\d{1,5})$/i.exec(text);
+  const n = m ? Number(m[1]) : NaN;
+  if (!(n >= 1 && n <= 65535)) throw new UsageError('EUSAGE', `--rr-type: invalid value ${JSON.stringify(text)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
+  return n;
+}
+
 /** Option values → RecordInput (validates --aaaa and --rr-type). */
 export function recordInput(f: RecordFlags): RecordInput {
   if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
     throw new UsageError('EUSAGE', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
   }
-  let rrType: number | undefined;
-  if (f.rrType !== undefined) {
-    const m = /^(?:TYPE)?(\d{1,5})$/i.exec(f.rrType);
-    rrType = m ? Number(m[1]) : NaN;
-    if (!(rrType >= 1 && rrType <= 65535)) throw new UsageError('EUSAGE', `--rr-type: invalid value ${JSON.stringify(f.rrType)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
-  }
+  const rrType = parseRrType(f.rrType);
   return {
     name: f.name, ulid: f.ulid, locators: f.locator ?? [], ttl: f.ttl, port: f.port, txt: f.txt,
     hba: loadHbaParams(f.hba), aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType,
@@ -118,7 +122,7 @@ export interface CheckFlags {
 
 /** `zone check FILE…`: every problem as `file:line: what`; 1 when any error. */
 export function runCheck(files: string[], f: CheckFlags, out: Out): number {
-  const rrType = f.rrType === undefined ? undefined : recordInput({ name: 'x.', rrType: f.rrType }).rrType;
+  const rrType = parseRrType(f.rrType);
   let errors = 0;
   for (const file of files) {
     const res = checkZoneText(readInput(file, 'FILE'), file, {
