@@ -26,12 +26,26 @@ export function register(program: Command): void {
     .description('create the namespaces, links and the DNS server (replaces a stale lab of the same prefix)')
     .option('--prefix <name>', 'name prefix of the namespaces (lab… or e2e…)', 'lab')
     .option('--no-record', 'publish no capability record for B (a peer without shim6)')
-    .action(async (o: CommonOpts & { record: boolean }) => {
+    .option('--no-shim6', 'do not start the shim6 daemons on A and B')
+    .action(async (o: CommonOpts & { record: boolean; shim6: boolean }) => {
       requireRoot();
       const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
       const { labUp } = await import('../../shim/dataplane/lab.ts');
+      const daemons = await import('../../shim/dataplane/lab-daemons.ts');
       const l = labFor(o.prefix);
-      await labUp(l, { capability: o.record, say: (s) => process.stdout.write(`lab: ${s}\n`) });
+      const say = (s: string): void => { process.stdout.write(`lab: ${s}\n`); };
+      await labUp(l, { capability: o.record, say });
+      const why = o.shim6 ? await daemons.shim6Unavailable() : 'not asked for (--no-shim6)';
+      if (why === undefined) {
+        for (const h of ['b', 'a'] as const) {
+          daemons.writeLabDaemonConfig(l, h);
+          await daemons.startLabDaemon(l, h, { detached: true });
+          const f = daemons.labDaemonFiles(l, h);
+          say(`shim6 daemon on ${h.toUpperCase()}: stub ${daemons.LAB_STUB}, log ${f.log}, status: shim6 status --socket ${f.control}`);
+        }
+      } else {
+        say(`no shim6 daemons: ${why}`);
+      }
       process.stdout.write(`lab: up; run commands in a host with \`ip netns exec ${l.a} …\`; remove with \`shim6 lab down${o.prefix === 'lab' ? '' : ` --prefix ${o.prefix}`}\`\n`);
     });
 

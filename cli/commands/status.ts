@@ -18,7 +18,8 @@ interface StatusReply {
 }
 
 function kv(o: Record<string, unknown>): string {
-  return Object.entries(o).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(' ');
+  const show = (v: unknown): string => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
+  return Object.entries(o).map(([k, v]) => `${k}=${Array.isArray(v) ? v.map(show).join(',') : show(v)}`).join(' ');
 }
 
 /** Human-readable rendering of a status reply. */

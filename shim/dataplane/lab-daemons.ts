@@ -85,16 +85,21 @@ export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<strin
 }
 
 /** Start host `h`'s daemon and wait (≤ 20 s) for "daemon ready" in its log. */
-export async function startLabDaemon(lab: Lab, h: 'a' | 'b'): Promise<ChildProcess> {
+export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: boolean } = {}): Promise<ChildProcess> {
   const f = labDaemonFiles(lab, h);
   if (!existsSync(f.config)) writeLabDaemonConfig(lab, h);
   const start = existsSync(f.log) ? readFileSync(f.log, 'utf8').length : 0;
   const fd = openSync(f.log, 'a');
-  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, BIN, 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd] });
+  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, BIN, 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd], detached: opts.detached ?? false });
+  // Detached (`shim6 lab up`): the daemon outlives the CLI; `lab down` stops it.
+  if (opts.detached) child.unref();
   const deadline = Date.now() + 20_000;
   while (Date.now() < deadline) {
     const text = readFileSync(f.log, 'utf8').slice(start);
-    if (text.includes('"msg":"daemon ready"')) return child;
+    if (text.includes('"msg":"daemon ready"')) {
+      if (opts.detached) { child.stdout?.destroy(); child.stderr?.destroy(); }
+      return child;
+    }
     if (child.exitCode !== null) break;
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -144,13 +144,18 @@ export function topologyUp(lab: Lab): void {
  */
 export function topologyDown(lab: Lab): void {
   const have = listNamespaces();
-  for (const ns of [lab.a, lab.b, lab.dns]) {
-    if (!have.includes(ns)) continue;
-    const pids = sh(['ip', 'netns', 'pids', ns], { check: false }).stdout.split(/\s+/).filter(Boolean);
+  const pidsOf = (): number[] => [lab.a, lab.b, lab.dns].filter((ns) => have.includes(ns))
+    .flatMap((ns) => sh(['ip', 'netns', 'pids', ns], { check: false }).stdout.split(/\s+/).filter(Boolean).map(Number));
+  const signal = (pids: number[], sig: NodeJS.Signals): void => {
     for (const pid of pids) {
-      try { process.kill(Number(pid), 'SIGKILL'); } catch { /* already gone */ }
+      try { process.kill(pid, sig); } catch { /* already gone */ }
     }
-  }
+  };
+  // SIGTERM first, so daemons close their contexts and clean up; SIGKILL what is left after 3 s.
+  signal(pidsOf(), 'SIGTERM');
+  const deadline = Date.now() + 3000;
+  while (pidsOf().length > 0 && Date.now() < deadline) sh(['sleep', '0.05'], { check: false });
+  signal(pidsOf(), 'SIGKILL');
   for (const ns of [lab.a, lab.b, lab.dns]) {
     if (have.includes(ns)) sh(['ip', 'netns', 'del', ns], { check: false });
   }
