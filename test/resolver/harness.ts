@@ -110,3 +110,8 @@ export function capLine(owner: string, ttl: number, hex: string, type = 65300): 
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Wait until `cond()` holds, at most `ms` (settling after the answer is allowed when the record is late). */
+export async function until(cond: () => boolean, ms = 3000): Promise<void> {
+  for (let waited = 0; !cond() && waited < ms; waited += 20) await sleep(20);
+}
