@@ -43,7 +43,7 @@ const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
 const u32 = (b: Uint8Array, o: number): number => ((b[o]! << 24) >>> 0) + ((b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!);
 const MAX_POINTER_HOPS = 64;
 const MAX_RECORDS = 4096;
-const nameScratch = new Uint8Array(MAX_NAME_OCTETS);
+const nameScratch = Buffer.alloc(MAX_NAME_OCTETS);
 
 /** Skip a possibly compressed name at `off`; returns the offset after it. */
 function skipName(b: Uint8Array, off: number): number {
@@ -71,12 +71,15 @@ function skipName(b: Uint8Array, off: number): number {
  */
 export function readNameKey(b: Uint8Array, off: number): string {
   let o = off;
-  let out = '';
+  let n = 0; // octets written to nameScratch
   let hops = 0;
   for (;;) {
     if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
     const len = b[o]!;
-    if (len === 0) return out + '\x00';
+    if (len === 0) {
+      nameScratch[n++] = 0;
+      return nameScratch.toString('latin1', 0, n);
+    }
     if ((len & 0xc0) === 0xc0) {
       if (o + 2 > b.length) throw new WireError('TRUNCATED', 'compression pointer truncated', o);
       const target = ((len & 0x3f) << 8) | b[o + 1]!;
@@ -86,11 +89,11 @@ export function readNameKey(b: Uint8Array, off: number): string {
     }
     if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'unknown label type', o);
     if (o + 1 + len > b.length) throw new WireError('TRUNCATED', 'label runs past the message', o);
-    if (out.length + len + 2 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
-    out += String.fromCharCode(len);
+    if (n + len + 2 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
+    nameScratch[n++] = len;
     for (let i = 1; i <= len; i++) {
       const c = b[o + i]!;
-      out += String.fromCharCode(c >= 0x41 && c <= 0x5a ? c | 0x20 : c);
+      nameScratch[n++] = c >= 0x41 && c <= 0x5a ? c | 0x20 : c;
     }
     o += len + 1;
   }
@@ -112,7 +115,7 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
   if (qd === 1) {
     const end = walkPlainName(b, 12, nameScratch);
     if (end + 4 > b.length) throw new WireError('TRUNCATED', 'question truncated', end);
-    qnameKey = String.fromCharCode.apply(null, nameScratch.subarray(0, end - 12) as unknown as number[]);
+    qnameKey = nameScratch.toString('latin1', 0, end - 12);
     qtype = u16(b, end);
     qclass = u16(b, end + 2);
     o = end + 4;
