@@ -53,16 +53,17 @@ export async function startControlServer(socketPath: string, methods: Record<str
       }
     });
   });
-  // The umask of a root daemon may leave the socket group/world accessible: set 0600 explicitly.
-  const oldMask = process.umask(0o177);
-  try {
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+  // The socket file is created 0600 from the start (no window with a looser mode): the bind
+  // inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const oldMask = process.umask(0o177);
+    try {
       server.listen(socketPath, () => { server.off('error', reject); resolve(); });
-    });
-  } finally {
-    process.umask(oldMask);
-  }
+    } finally {
+      process.umask(oldMask);
+    }
+  });
   chmodSync(socketPath, 0o600);
   return {
     path: socketPath,
