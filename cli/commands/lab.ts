@@ -71,12 +71,14 @@ export function register(program: Command): void {
     .option('--json', 'print the figures as one JSON object (stall_ms, bytes_sent, bytes_verified, corrupt, rehome_ms)')
     .option('--plot <file.svg>', 'draw throughput over time as SVG')
     .option('--keep', 'leave the lab up afterwards')
-    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean }) => {
+    .option('--send-timeout <ms>', 'shim6 mode: REAP Send Timeout of the daemons (default: the fast profile\'s)')
+    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; sendTimeout?: string }) => {
       if (o.mode !== undefined && !['shim6', 'tcp', 'mptcp'].includes(o.mode)) badValue('--mode', o.mode, 'expected shim6, tcp or mptcp');
       if (!['blackhole', 'down'].includes(o.failure)) badValue('--failure', o.failure, 'expected blackhole or down');
       const durationMs = positiveMs('--duration', o.duration);
       const failAtMs = positiveMs('--fail-at', o.failAt);
       if (failAtMs >= durationMs) badValue('--fail-at', o.failAt, 'must be before the end of --duration');
+      const sendTimeout = o.sendTimeout === undefined ? undefined : positiveMs('--send-timeout', o.sendTimeout);
       const rate = Number(o.rate);
       if (!(rate > 0 && rate <= 10_000)) badValue('--rate', o.rate, 'expected Mbit/s in (0, 10000]');
       requireRoot();
@@ -91,7 +93,9 @@ export function register(program: Command): void {
       }
       await runDemo(labFor(o.prefix), {
         mode, durationMs, failAtMs, failure: o.failure as 'blackhole' | 'down', rate: (rate * 1e6) / 8,
-        json: o.json ?? false, keep: o.keep ?? false, out, startShim6: daemons.startLabShim6,
+        json: o.json ?? false, keep: o.keep ?? false, out,
+        // A lower Send Timeout also gets a proportionally earlier first probe.
+        startShim6: (l, say) => daemons.startLabShim6(l, say, sendTimeout === undefined ? {} : { timers: { sendTimeout, initialProbeTimeout: Math.max(10, Math.min(100, Math.round(sendTimeout / 3))) } }),
         ...(o.plot ? { plot: o.plot } : {}),
       });
     });
