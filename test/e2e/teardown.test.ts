@@ -36,6 +36,12 @@ test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across 
   const pid = Number(spawnSync('ip', ['netns', 'pids', lab.a], { encoding: 'utf8' }).stdout.split(/\s+/).find((p) => p && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('daemon')));
   process.kill(pid, 'SIGHUP');
   await waitLog(lab, 'a', (x) => x.msg === 'reloaded' && x.peers === 1, 5000);
+  // An invalid file on reload is rejected and the daemon keeps running.
+  writeFileSync(fa.config, JSON.stringify({ ...cfg, port: 'five' }));
+  process.kill(pid, 'SIGHUP');
+  await waitLog(lab, 'a', (x) => x.msg === 'reload: config rejected, keeping the running one', 5000);
+  assert.equal(shim6(['status', '--socket', fa.control]).status, 0, 'still answering');
+  writeFileSync(fa.config, JSON.stringify(cfg));
 
   await s.stop();
   const closed = log(lab, 'a').find((x) => x.msg === 'contexts closed');

@@ -78,6 +78,15 @@ test('errors name the key path and carry code ECONFIG', () => {
   rejects([1, 2], '(top level)');
 });
 
+test('hba names a parameters file; listen: [] runs no stub', () => {
+  const c = validateConfig({ hba: '/etc/shim6/hba.json', listen: [] });
+  assert.equal(c.hba, '/etc/shim6/hba.json');
+  assert.deepEqual(c.listen, []);
+  assert.equal(defaultConfig().hba, undefined);
+  rejects({ hba: '' }, 'hba');
+  rejects({ interfaces: ['eth0', ''] }, 'interfaces[1]');
+});
+
 test('the message names the value', () => {
   assert.throws(() => validateConfig({ port: 70000 }), /port: invalid value 70000/);
 });
