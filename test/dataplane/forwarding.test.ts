@@ -9,7 +9,7 @@ import { twoHosts, stallRun, STREAM_FIXTURE } from './two-hosts.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('TCP between two namespaces through TUN + UDP encapsulation, bytes intact', async (t) => {
+test('TCP and ICMPv6 between two namespaces through TUN + UDP encapsulation, bytes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   const h = await twoHosts(t);
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
@@ -38,6 +38,15 @@ test('TCP between two namespaces through TUN + UDP encapsulation, bytes intact',
   t.diagnostic(`A: kernel→TUN ${txA} packets, driver read ${String(s.tunIn)}; B: driver wrote ${String(sb.tunOut)}, kernel got ${rxB}`);
   assert.ok(txA * 2 < (s.tunIn as number), 'TSO: the kernel sent large segments');
   assert.ok(rxB * 2 < (sb.tunOut as number), 'GRO: runs were merged on write');
+  // ICMPv6 through the context: a UDP datagram to a closed port of B's ULID makes B's kernel answer
+  // with ICMPv6 Port Unreachable, which comes back through B's TUN and the tunnel to A's socket.
+  const icmp = `const s=require('dgram').createSocket('udp6');s.on('error',e=>{console.log(e.code);process.exit(0)});` +
+    `s.connect(7009,${JSON.stringify(h.ulidB)},()=>{s.send('x');setInterval(()=>s.send('x'),200)});setTimeout(()=>{console.log('silence');process.exit(0)},3000);`;
+  h.nodeB.send({ op: 'stats' });
+  const before = (await h.nodeB.op('stats', 3000)).udpOut as number;
+  assert.equal(h.net.run(h.a, [process.execPath, '-e', icmp], { timeoutMs: 10_000 }).stdout.trim(), 'ECONNREFUSED');
+  h.nodeB.send({ op: 'stats' });
+  assert.ok(((await h.nodeB.op('stats', 3000)).udpOut as number) > before, 'the ICMPv6 error went back through B\'s tunnel');
   // The path is really the encapsulation: with the context's pair black-holed, nothing gets through.
   h.net.blackhole(h.a, 'dpP');
   assert.equal(h.net.reach(h.a, h.ulidB, { port: 7001, timeoutMs: 500 }), false);
