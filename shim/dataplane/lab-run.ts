@@ -83,77 +83,104 @@ function stop(child: ChildProcess): Promise<void> {
   });
 }
 
-/** Run one stream A→B with a failure of link P at `failAtMs`; bounded by duration + grace (+ start-up). */
-export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
-  const port = o.port ?? 7000;
-  const wrap = o.wrap ?? [];
-  const link = o.link ?? 'P';
-  const server = streamProc(lab.b, wrap, ['serve', '--port', String(port), '--once']);
-  let client: ChildProcess | undefined;
-  let stderr = '';
-  server.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
+type Tick = Extract<StreamEvent, { ev: 'tick' }>;
+type Done = Extract<StreamEvent, { ev: 'done' }>;
+
+/** What the two stream processes reported (filled in as their lines arrive). */
+interface Observed {
+  samples: Sample[];
+  recvTick?: Tick;
+  recvDone?: Done;
+  sendLast: number;
+  sendDone: boolean;
+  connectedAt: number;
+  failAt?: number;
+}
+
+/** Start the receiver in B and wait (≤ 15 s) until it listens. */
+async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observed, err: { text: string }): Promise<ChildProcess> {
+  const server = streamProc(lab.b, o.wrap ?? [], ['serve', '--port', String(port), '--once']);
+  server.stderr?.on('data', (d: Buffer) => { err.text += d.toString(); });
   try {
-    const samples: Sample[] = [];
-    let recvTick: Extract<StreamEvent, { ev: 'tick' }> | undefined;
-    let recvDone: Extract<StreamEvent, { ev: 'done' }> | undefined;
-    let sendLast = 0;
-    let sendDone = false;
-    let failAt: number | undefined;
-    let connectedAt = 0;
-    const listening = new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new LabError(`stream receiver in ${lab.b} did not start: ${stderr}`)), 15_000);
+    await new Promise<void>((resolve, reject) => {
+      const t = setTimeout(() => reject(new LabError(`stream receiver in ${lab.b} did not start: ${err.text}`)), 15_000);
       lines(server, (e) => {
         o.onEvent?.('recv', e);
         if (e.ev === 'listening') { clearTimeout(t); resolve(); }
-        if (e.ev === 'tick') { recvTick = e; samples.push({ t: e.t, bytes: e.bytes }); }
-        if (e.ev === 'done') recvDone = e;
+        if (e.ev === 'tick') { seen.recvTick = e; seen.samples.push({ t: e.t, bytes: e.bytes }); }
+        if (e.ev === 'done') seen.recvDone = e;
       });
-      server.once('exit', () => reject(new LabError(`stream receiver exited: ${stderr}`)));
+      server.once('exit', () => reject(new LabError(`stream receiver exited: ${err.text}`)));
     });
-    await listening;
-    const to = o.to ?? LAB_ADDR.bP;
-    client = streamProc(lab.a, wrap, ['send', '--to', to, '--port', String(port), '--duration', String(o.durationMs), '--rate', String(o.rate), ...(o.resolver ? ['--resolver', o.resolver] : [])]);
-    client.stderr?.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const finished = new Promise<void>((resolve) => {
-      lines(client!, (e) => {
-        o.onEvent?.('send', e);
-        if (e.ev === 'connected') {
-          connectedAt = e.t;
-          if (o.failure !== 'none') {
-            setTimeout(() => {
-              if (o.failure === 'blackhole') blackhole(lab, link); else setLink(lab, link, false);
-              failAt = Date.now();
-              o.onEvent?.('lab', { ev: 'failure', t: failAt, kind: o.failure, link });
-            }, o.failAtMs);
-          }
+  } catch (e) {
+    await stop(server);
+    throw e;
+  }
+  return server;
+}
+
+/** Start the sender in A; inject the failure `failAtMs` after it connects; resolve when it is done. */
+function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Observed, err: { text: string }): { client: ChildProcess; finished: Promise<void> } {
+  const link = o.link ?? 'P';
+  const client = streamProc(lab.a, o.wrap ?? [], ['send', '--to', to, '--port', String(port), '--duration', String(o.durationMs), '--rate', String(o.rate), ...(o.resolver ? ['--resolver', o.resolver] : [])]);
+  client.stderr?.on('data', (d: Buffer) => { err.text += d.toString(); });
+  const finished = new Promise<void>((resolve) => {
+    lines(client, (e) => {
+      o.onEvent?.('send', e);
+      if (e.ev === 'connected') {
+        seen.connectedAt = e.t;
+        if (o.failure !== 'none') {
+          setTimeout(() => {
+            if (o.failure === 'blackhole') blackhole(lab, link); else setLink(lab, link, false);
+            seen.failAt = Date.now();
+            o.onEvent?.('lab', { ev: 'failure', t: seen.failAt, kind: o.failure, link });
+          }, o.failAtMs);
         }
-        if (e.ev === 'tick' || e.ev === 'done') sendLast = e.total;
-        if (e.ev === 'done') { sendDone = true; resolve(); }
-      });
-      client!.once('exit', () => resolve());
+      }
+      if (e.ev === 'tick' || e.ev === 'done') seen.sendLast = e.total;
+      if (e.ev === 'done') { seen.sendDone = true; resolve(); }
     });
-    await Promise.race([finished, new Promise((r) => setTimeout(r, o.durationMs + (o.graceMs ?? 5000)))]);
-    if (!connectedAt) throw new LabError(`the stream did not connect to ${to}: ${stderr.trim()}`);
+    client.once('exit', () => resolve());
+  });
+  return { client, finished };
+}
+
+/** The figures from what was observed. */
+function summarize(seen: Observed, durationMs: number): RunResult {
+  const { samples, recvTick: tick, recvDone: done, connectedAt, failAt } = seen;
+  const maxGap = done?.maxGapMs ?? tick?.maxGapMs ?? 0;
+  const lastDataAt = tick?.lastAt ?? lastArrival(samples);
+  // A silence still open when the receiver was stopped counts until the end of the sending window.
+  const openGap = done ? 0 : Math.max(0, connectedAt + durationMs - (lastDataAt ?? connectedAt));
+  return {
+    stall_ms: Math.max(maxGap, openGap),
+    recovered: failAt === undefined || samples.some((s) => s.t > failAt + 100 && s.bytes > 0),
+    complete: seen.sendDone && done !== undefined,
+    bytes_sent: seen.sendLast,
+    bytes_verified: done?.verified ?? tick?.verified ?? 0,
+    corrupt: done?.corrupt ?? tick?.corrupt ?? 0,
+    connectedAt,
+    failAt,
+    samples,
+  };
+}
+
+/** Run one stream A→B with a failure of link P at `failAtMs`; bounded by duration + grace (+ start-up). */
+export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
+  const port = o.port ?? 7000;
+  const to = o.to ?? LAB_ADDR.bP;
+  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0 };
+  const err = { text: '' };
+  const server = await startReceiver(lab, o, port, seen, err);
+  let client: ChildProcess | undefined;
+  try {
+    const sender = startSender(lab, o, port, to, seen, err);
+    client = sender.client;
+    await Promise.race([sender.finished, new Promise((r) => setTimeout(r, o.durationMs + (o.graceMs ?? 5000)))]);
+    if (!seen.connectedAt) throw new LabError(`the stream did not connect to ${to}: ${err.text.trim()}`);
     // Give the receiver a moment to report its final figures.
-    for (let i = 0; i < 20 && !recvDone; i++) await new Promise((r) => setTimeout(r, 100));
-    const endAt = connectedAt + o.durationMs;
-    const tick = recvTick as Extract<StreamEvent, { ev: 'tick' }> | undefined;
-    const done = recvDone as Extract<StreamEvent, { ev: 'done' }> | undefined;
-    const maxGap = done?.maxGapMs ?? tick?.maxGapMs ?? 0;
-    const lastDataAt = tick?.lastAt ?? lastArrival(samples);
-    const openGap = done ? 0 : Math.max(0, endAt - (lastDataAt ?? connectedAt));
-    const recovered = failAt === undefined || samples.some((s) => s.t > failAt! + 100 && s.bytes > 0);
-    return {
-      stall_ms: Math.max(maxGap, openGap),
-      recovered,
-      complete: sendDone && done !== undefined,
-      bytes_sent: sendDone || sendLast ? sendLast : 0,
-      bytes_verified: done?.verified ?? tick?.verified ?? 0,
-      corrupt: done?.corrupt ?? tick?.corrupt ?? 0,
-      connectedAt,
-      failAt,
-      samples,
-    };
+    for (let i = 0; i < 20 && !seen.recvDone; i++) await new Promise((r) => setTimeout(r, 100));
+    return summarize(seen, o.durationMs);
   } finally {
     await Promise.all([client ? stop(client) : Promise.resolve(), stop(server)]);
   }
