@@ -30,6 +30,15 @@ export interface Timers {
   sendTimeout: Millis;
   /** Used when the peer sent no Keepalive Timeout option (RFC 5534 §7: 15 s). */
   defaultKeepaliveTimeout: Millis;
+  /**
+   * Upper bound on the Keepalive Timeout we apply to a peer (0: none, follow
+   * the peer). The Keepalive Timeout option counts whole seconds (RFC 5534
+   * §5.3), so a sub-second Send Timeout cannot be advertised: on a LAN where
+   * both ends run `fast`, this keeps our keepalives (every 1/3–1/2 of it,
+   * §5.2) inside the peer's Send Timeout, so an idle reverse direction does
+   * not make the peer explore.
+   */
+  keepaliveTimeoutMax: Millis;
   initialProbeTimeout: Millis;
   initialProbes: number;
   maxProbeTimeout: Millis;
@@ -50,25 +59,35 @@ export const RFC_PROFILE: Readonly<Timers> = {
   i2bisTimeout: C.I2BIS_TIMEOUT, i2bisRetriesMax: C.I2BIS_RETRIES_MAX,
   validatorLifetime: C.VALIDATOR_MIN_LIFETIME,
   updateTimeout: C.UPDATE_TIMEOUT, maxUpdateTimeout: C.MAX_UPDATE_TIMEOUT,
-  sendTimeout: C.SEND_TIMEOUT, defaultKeepaliveTimeout: C.SEND_TIMEOUT,
+  sendTimeout: C.SEND_TIMEOUT, defaultKeepaliveTimeout: C.SEND_TIMEOUT, keepaliveTimeoutMax: ms(0),
   initialProbeTimeout: C.INITIAL_PROBE_TIMEOUT, initialProbes: C.INITIAL_PROBES,
   maxProbeTimeout: C.MAX_PROBE_TIMEOUT,
   idleTimeout: seconds(600), closeTimeout: seconds(4), closeRetriesMax: 3,
 };
 
 /**
- * LANs and labs (same numbers as shim/dataplane/config-timers.ts `fast`): re-home within a second. The Send Timeout is below the RFC's
- * 10 s floor, so RFC 5534 §5.3 requires advertising it: every I2/I2bis/R2 and
- * Update Request carries a Keepalive Timeout option (whole seconds, rounded
- * down, at least 1, so the peer's keepalives always arrive within our Send Timeout).
+ * LANs and labs: re-home within a few hundred ms (the single source of these
+ * numbers: the daemon's `timers.profile: fast` is this object). Send Timeout
+ * 150 ms: a silent black hole is noticed after 150 ms, then the first probes
+ * go at once to the current pair and the best disjoint pair (reap.ts), 50 ms
+ * apart after that. The Send Timeout is below the RFC's 10 s floor, so RFC
+ * 5534 §5.3 requires advertising it: every I2/I2bis/R2 and Update Request
+ * carries a Keepalive Timeout option (whole seconds, so 1); our own keepalives
+ * to the peer are capped at `keepaliveTimeoutMax` (150 ms → one every 50–75
+ * ms while the reverse direction is idle), which keeps a `fast` peer's Send
+ * Timeout quiet. A false exploration (a late keepalive on a loaded machine)
+ * is harmless: payload stays on the current pair until a probe confirms
+ * another, and the current pair is probed too and kept if it answers.
+ * I1 retransmissions start at 300 ms (jittered 150–450 ms) so that a dead
+ * first locator of the peer costs well under a second (seed §2.2).
  */
 export const FAST_PROFILE: Readonly<Timers> = {
   ...RFC_PROFILE,
-  i1Timeout: ms(500), i2Timeout: ms(500), i2bisTimeout: ms(500),
+  i1Timeout: ms(300), i2Timeout: ms(500), i2bisTimeout: ms(500),
   noR1HolddownTime: seconds(5), icmpHolddownTime: seconds(60),
   updateTimeout: ms(500), maxUpdateTimeout: seconds(8),
-  sendTimeout: ms(600), defaultKeepaliveTimeout: ms(600),
-  initialProbeTimeout: ms(100), maxProbeTimeout: seconds(2),
+  sendTimeout: ms(150), defaultKeepaliveTimeout: ms(150), keepaliveTimeoutMax: ms(150),
+  initialProbeTimeout: ms(50), maxProbeTimeout: seconds(2),
   idleTimeout: seconds(120), closeTimeout: ms(500),
 };
 

@@ -18,6 +18,8 @@ import { checkR1Validator, encodeR1 } from './responder.ts';
 import { applyHandshakeLocators, peerKeepalive, sendUpdate } from './update.ts';
 import { checkConfusion, resendI2bis } from './recovery.ts';
 import { startReap } from './reap.ts';
+import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
+import { LocatorFlag } from '../constants.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -62,18 +64,30 @@ export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv
 }
 
 /**
- * Send (or resend) the I1. Retransmissions rotate through the peer's hinted
- * locators (seed §2.2: failure during startup), and our usable locators.
+ * Send (or resend) the I1. Retransmissions walk the locator pairs of our
+ * usable locators × the peer's hinted ones (seed §2.2: failure during
+ * startup), disjoint pairs first after each failure (pairs.ts): with the
+ * peer's first locator dead, the first retry already uses other locators at
+ * both ends, so the R1 can come back on a working path too.
  */
 export function sendI1(core: Core, ctx: Context, now: Millis): void {
-  const n = ctx.retries;
-  const peers = ctx.peer.filter((l) => (l.flags & 1) === 0);
-  const locals = core.local.usable();
-  ctx.lpPeer = (peers[n % Math.max(1, peers.length)] ?? ctx.peer[0]!).address;
-  ctx.lpLocal = locals.includes(ctx.localUlid) && n % 2 === 0 ? ctx.localUlid : (locals[Math.floor(n / 2) % Math.max(1, locals.length)] ?? ctx.localUlid);
+  const pair = i1Pair(core, ctx, ctx.retries);
+  ctx.lpPeer = pair.peer;
+  ctx.lpLocal = pair.local;
   const msg: I1Message = { type: 'I1', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, options: identityOptions(ctx) };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
-  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i1Timeout, n)));
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i1Timeout, ctx.retries)));
+}
+
+/** The locator pair of the `n`th I1 (0: the first): our ULID to the peer's preferred locator, then tryOrder. */
+export function i1Pair(core: Core, ctx: Context, n: number): LocatorPair {
+  const peers = ctx.peer.filter((l) => (l.flags & LocatorFlag.BROKEN) === 0);
+  const locals = core.local.usable();
+  const ranked = rankedPairs(locals.length > 0 ? locals : [ctx.localUlid], peers.length > 0 ? peers : ctx.peer);
+  const firstPeer = [...(peers.length > 0 ? peers : ctx.peer)].sort((a, b) => a.priority - b.priority || b.weight - a.weight)[0]?.address ?? ctx.peerUlid;
+  const first = { local: locals.includes(ctx.localUlid) || locals.length === 0 ? ctx.localUlid : locals[0]!, peer: firstPeer };
+  const order = tryOrder(first, ranked);
+  return order[n % order.length]!;
 }
 
 /** Send (or resend) the I2 with the R1's validator on the I1's locator pair. */

@@ -14,6 +14,7 @@ import { LocatorFlag } from '../constants.ts';
 import type { Context } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
+import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
 
 /** REAP states, numbered as the Probe's State field (RFC 5534 §5.2). */
 export const Reap = { Operational: 0, Exploring: 1, InboundOk: 2 } as const;
@@ -68,9 +69,15 @@ export function startReap(ctx: Context): void {
   ctx.reapState = Reap.Operational;
 }
 
-/** Keepalive Timeout for this context: what the peer asked for, else the default (RFC 5534 §7). */
-function keepaliveTimeout(core: Core, ctx: Context): number {
-  return ctx.peerKeepaliveTimeout ?? core.timers.defaultKeepaliveTimeout;
+/**
+ * Keepalive Timeout for this context: what the peer asked for, else the
+ * default (RFC 5534 §7), capped by our `keepaliveTimeoutMax` (sub-second
+ * Send Timeouts cannot be advertised in whole seconds; config.ts).
+ */
+export function keepaliveTimeout(core: Core, ctx: Context): number {
+  const kt = ctx.peerKeepaliveTimeout ?? core.timers.defaultKeepaliveTimeout;
+  const max = core.timers.keepaliveTimeoutMax;
+  return max > 0 ? Math.min(kt, max) : kt;
 }
 
 /** Feed one event through the table; `pair` forces the probe's locator pair (reply to a probe). */
@@ -129,38 +136,62 @@ function sendKeepalive(core: Core, ctx: Context): void {
 }
 
 /**
- * Candidate pairs in exploration order (RFC 5534 §4.3): the current pair first,
- * then peer locators by preference × our usable locators. Only HBA/CGA-verified
- * peer locators that are not BROKEN (third-party flooding, seed §5.1).
+ * Candidate pairs in exploration order (RFC 5534 §4.3 leaves it to us): the
+ * pairs sharing no locator with the current (suspect) pair first, then the
+ * rest, by preference (pairs.ts); the current pair last, so it is re-probed
+ * each round and kept if it answers (a false exploration changes nothing).
+ * Only HBA/CGA-verified peer locators that are not BROKEN (third-party
+ * flooding, seed §5.1).
  */
-export function candidatePairs(core: Core, ctx: Context): { local: Ipv6; peer: Ipv6 }[] {
+export function candidatePairs(core: Core, ctx: Context): LocatorPair[] {
   const locals = core.local.usable();
-  const peers = ctx.peer.filter((l) => l.verified && (l.flags & LocatorFlag.BROKEN) === 0).sort((a, b) => a.priority - b.priority || b.weight - a.weight);
-  const out: { local: Ipv6; peer: Ipv6 }[] = [];
-  if (locals.includes(ctx.lpLocal) && peers.some((p) => p.address === ctx.lpPeer)) out.push({ local: ctx.lpLocal, peer: ctx.lpPeer });
-  for (const p of peers) for (const l of locals) if (l !== ctx.lpLocal || p.address !== ctx.lpPeer) out.push({ local: l, peer: p.address });
-  return out;
+  const peers = ctx.peer.filter((l) => l.verified && (l.flags & LocatorFlag.BROKEN) === 0);
+  const current = { local: ctx.lpLocal, peer: ctx.lpPeer };
+  const valid = locals.includes(ctx.lpLocal) && peers.some((p) => p.address === ctx.lpPeer);
+  const order = tryOrder(current, rankedPairs(locals, peers), false);
+  if (valid) order.push(current);
+  return order;
 }
 
-/** Send one Probe with State = `state` and arm its retransmission (§6.5, back-off §4.3). */
+/**
+ * Send one Probe with State = `state` and arm its retransmission (§6.5, back-off §4.3).
+ * The first probe of an exploration goes to the best pair disjoint from the
+ * current one, with a probe on the current pair alongside. A reply on the
+ * reverse of the peer's probe pair (`forced`) that is not our
+ * current pair goes with a probe on the current pair first: if the peer
+ * reports that one, choosePair keeps the current pair (a peer's exploration,
+ * or a false one of ours, does not move a direction that works).
+ */
 function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, forced?: { local: Ipv6; peer: Ipv6 }): void {
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
   let pair = forced;
   if (pair === undefined || !core.local.usable().includes(pair.local) || !ctx.hasVerifiedPeer(pair.peer)) {
     const cands = candidatePairs(core, ctx);
     pair = cands.length === 0 ? { local: ctx.lpLocal, peer: ctx.lpPeer } : cands[log.cursor++ % cands.length]!;
+    // First probe of an exploration: the current pair too, at once, so a direction that works is re-confirmed.
+    if (log.count === 0 && cands.length > 1 && (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer) && cands.at(-1)!.local === ctx.lpLocal && cands.at(-1)!.peer === ctx.lpPeer) {
+      probeOn(core, ctx, state, cands.at(-1)!);
+    }
+  } else if (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer) {
+    if (core.local.usable().includes(ctx.lpLocal) && ctx.hasVerifiedPeer(ctx.lpPeer)) probeOn(core, ctx, state, { local: ctx.lpLocal, peer: ctx.lpPeer });
   }
-  const me: ProbeReport = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0 };
-  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent: [me, ...log.sent.slice(-(LOG - 1)).reverse()], received: log.recv.slice(-LOG), options: [] };
-  core.send(pair.local, pair.peer, msg, ctx.port);
-  log.sent.push(me);
-  if (log.sent.length > LOG * 2) log.sent.splice(0, log.sent.length - LOG * 2);
+  probeOn(core, ctx, state, pair);
   if (state !== Reap.Operational) {
     const t = core.timers;
     const wait = log.count < t.initialProbes ? t.initialProbeTimeout : backoff(t.initialProbeTimeout, log.count - t.initialProbes + 1, t.maxProbeTimeout);
     log.count++;
     core.arm(ctx, TimerKind.Probe, now + wait);
   }
+}
+
+/** Build, send and log one Probe on `pair`. */
+function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: LocatorPair): void {
+  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  const me: ProbeReport = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0 };
+  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent: [me, ...log.sent.slice(-(LOG - 1)).reverse()], received: log.recv.slice(-LOG), options: [] };
+  core.send(pair.local, pair.peer, msg, ctx.port);
+  log.sent.push(me);
+  if (log.sent.length > LOG * 2) log.sent.splice(0, log.sent.length - LOG * 2);
 }
 
 /** Local failure or a BROKEN current locator: explore now instead of waiting for the Send Timeout. */

@@ -45,15 +45,15 @@ test('Keepalive Timeout option: sent under fast and with a sendTimeout override,
     return l === undefined ? undefined : findOption(decodeMessage(l.bytes), 'KeepaliveTimeout')?.timeoutSeconds;
   };
   const fast = pair(83, { profile: 'fast' }, { profile: 'rfc' });
-  assert.equal(opt(fast.a, fast.net, I2), 1, 'fast: Send Timeout 600 ms → 1 s (at least 1)');
+  assert.equal(opt(fast.a, fast.net, I2), 1, 'fast: Send Timeout 150 ms → 1 s (at least 1)');
   assert.equal(opt(fast.b, fast.net, R2), undefined, 'rfc defaults: no option');
   const over = pair(85, { profile: 'rfc', timers: { sendTimeout: ms(20_000) } }, { profile: 'fast', timers: { sendTimeout: ms(3_500) } });
   assert.equal(opt(over.a, over.net, I2), 20);
   assert.equal(opt(over.b, over.net, R2), 3, 'rounded down, so keepalives arrive within the Send Timeout');
 });
 
-test('the peer honours an advertised Keepalive Timeout: rfc-profile B keeps fast A from exploring on one-way traffic', () => {
-  const { net, a, b } = pair(87, { profile: 'fast' }, { profile: 'rfc' });
+test('the peer honours an advertised Keepalive Timeout: rfc-profile B keeps A (Send Timeout 1 s) from exploring on one-way traffic', () => {
+  const { net, a, b } = pair(87, { profile: 'fast', timers: { sendTimeout: ms(1000) } }, { profile: 'rfc' });
   const from = net.log.length;
   for (let t = 0; t < 50; t++) { net.sendPayload(a, b); net.run(net.now + 100); } // 5 s, A → B only
   const later = net.log.slice(from);
@@ -62,6 +62,34 @@ test('the peer honours an advertised Keepalive Timeout: rfc-profile B keeps fast
   const gaps = kas.slice(1).map((t, i) => t - kas[i]!);
   assert.ok(Math.max(...gaps) <= 600, `keepalives every ⅓–½ of A's 1 s: ${gaps}`);
   assert.equal(later.filter((l) => l.host === 'A' && l.bytes[2] === PROBE).length, 0, 'A never suspected a failure');
+});
+
+test('fast on both ends: keepalives capped by keepaliveTimeoutMax keep A (Send Timeout 150 ms) from exploring on one-way traffic', () => {
+  const { net, a, b } = pair(91, { profile: 'fast' }, { profile: 'fast' });
+  const from = net.log.length;
+  for (let t = 0; t < 100; t++) { net.sendPayload(a, b); net.run(net.now + 50); } // 5 s, A → B only
+  const later = net.log.slice(from);
+  const kas = later.filter((l) => l.host === 'B' && l.bytes[2] === KEEPALIVE).map((l) => l.at);
+  const gaps = kas.slice(1).map((t, i) => t - kas[i]!);
+  assert.ok(kas.length >= 50, `B sent keepalives: ${kas.length}`);
+  // 50–75 ms apart while the Keepalive timer runs; across its restart (next payload in, ≤ 50 ms) up to 125 ms.
+  assert.ok(Math.max(...gaps) <= 130, `keepalives well within A's 150 ms Send Timeout: max gap ${Math.max(...gaps)}`);
+  assert.ok(gaps.filter((g) => g <= 75).length >= gaps.length / 2, `mostly ⅓–½ of 150 ms apart: ${gaps}`);
+  assert.equal(later.filter((l) => l.host === 'A' && l.bytes[2] === PROBE).length, 0, 'A never suspected a failure');
+  assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.ulid, peer: b.ulid });
+});
+
+test('false exploration is harmless: fast A, rfc B (keepalives too slow for 150 ms) → payload never leaves the working pair', () => {
+  const { net, a, b } = pair(93, { profile: 'fast' }, { profile: 'rfc' });
+  const from = net.log.length;
+  const before = b.delivered.length;
+  for (let t = 0; t < 100; t++) { net.sendPayload(a, b); net.run(net.now + 50); } // 5 s, A → B only
+  const later = net.log.slice(from);
+  assert.ok(later.some((l) => l.host === 'A' && l.bytes[2] === PROBE), 'A explored (B keeps alive every 333–500 ms, for the advertised 1 s)');
+  const payload = later.filter((l) => l.host === 'A' && (l.bytes[2]! & 0x80) !== 0);
+  assert.ok(payload.every((l) => l.src === a.ulid && l.dst === b.ulid), 'every payload packet stayed on the current pair');
+  assert.equal(b.delivered.length - before, 100, 'every payload packet delivered');
+  assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.ulid, peer: b.ulid }, 'the current pair was re-confirmed');
 });
 
 test('E-FAILED hold-down: traffic during it starts nothing; after NO_R1_HOLDDOWN_TIME it starts a fresh I1', () => {

@@ -52,7 +52,7 @@ controlSocket: /tmp/s.sock
   assert.deepEqual(a.upstreams, [{ address: '2001:db8::53', port: 53 }]);
   assert.equal(a.peers[0]?.locators[1]?.priority, 1);
   assert.equal(timerValues(a).sendTimeout, 900);
-  assert.equal(timerValues(a).initialProbeTimeout, 100, 'fast profile value kept where not overridden');
+  assert.equal(timerValues(a).initialProbeTimeout, 50, 'fast profile value kept where not overridden');
   assert.equal(a.tun.name, 'shim6lab');
   assert.equal(a.log.format, 'json');
   assert.deepEqual(b, a);

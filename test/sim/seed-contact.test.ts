@@ -67,6 +67,25 @@ test('seed §2.2: failure during startup — the peer ULID\'s locator is dead; D
   assertClean(sim);
 });
 
+test('seed §2.2 on two links: B\'s link-P locator dead, so every pair with a P end fails; the first I1 retry already uses Q at both ends', () => {
+  // A lab with links P and Q (shim6 lab): a[0]/b[0] on P, a[1]/b[1] on Q. P is dead at B,
+  // and a packet between a P and a Q address crosses P, so only a[1] ↔ b[1] works.
+  const { sim, a, b } = shimPair(2203, { a: { profile: 'fast' }, b: { profile: 'fast' } });
+  sim.setLocatorBlackhole(b.ulid, true);
+  sim.setLink(a.ulid, b.locators[1]!, { blackhole: true });
+  sim.setLink(a.locators[1]!, b.ulid, { blackhole: true });
+  const t0 = sim.now;
+  primeWith(sim, a, b);
+  const at = sim.driveUntil(() => established(a) === 1 && established(b) === 1, { within: 10_000, what: 'context over Q at both ends' });
+  // I1 at 0, retry after the fast I1 timeout (300 ms jittered to ≤ 450) on a[1] → b[1], then R1/I2/R2 (3 × 20 ms).
+  assert.ok(at - t0 <= 600, `established after ${at - t0} ms`);
+  const i1s = trace(sim).filter((r) => r.from === 'a' && r.type === 'I1');
+  assert.deepEqual([i1s[1]?.src, i1s[1]?.dst], [a.locators[1], b.locators[1]], 'the first retry shares no locator with the failed pair');
+  const ids = stream(sim, a.host, b.ulid, 3);
+  for (const id of ids) assert.equal(sim.ledger.of(id)[0]?.via.dst, b.locators[1], 'carried on Q');
+  assertClean(sim);
+});
+
 test('seed §2.2 baseline: without the shim, plain IPv6 to a dead ULID is simply lost', () => {
   const { sim, a, b } = shimPair(2202, { a: { defaultMode: 'off' }, b: { defaultMode: 'off' } });
   sim.setLocatorBlackhole(b.ulid, true);
