@@ -22,6 +22,7 @@ import { followCnames, scanResponse, type ScannedResponse } from '../answer-scan
 import { aaaaAddresses, fetchAaaa, fetchCapability, type CapFetchOptions, type CapResult } from '../capability-fetch.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord } from '../capability-select.ts';
+import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
 
 export interface CapabilityOptions extends CapFetchOptions {
   /** Wait for the record at most this long after the address answer (ms). */
@@ -38,7 +39,7 @@ export interface CapabilityOptions extends CapFetchOptions {
 
 export const DEFAULT_CAPABILITY_OPTIONS: CapabilityOptions = {
   rrType: 65300, txtFallback: false, defaultNegativeTtl: 60,
-  waitMaxMs: 5, waitMinMs: 1, waitFraction: 0.25, maxEntries: 10_000, errorTtlSeconds: 5,
+  waitMaxMs: 5, waitMinMs: 0.2, waitFraction: 0.25, maxEntries: 10_000, errorTtlSeconds: 5,
 };
 
 /** What the stage knows about one final name. */
@@ -51,6 +52,26 @@ export interface CapEntry {
   /** Until when this entry's outcome has been handed to the sink. */
   settledUntil: Millis;
   primedUlid?: string;
+  /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out. */
+  waiters: Waiter[];
+}
+
+/** An address answer held back for at most its budget; resolved exactly once. */
+class Waiter implements Deadlined {
+  done = false;
+  readonly promise: Promise<Answer>;
+  private resolveFn!: (a: Answer) => void;
+  constructor(readonly deadline: number, readonly ans: Answer, readonly entry: CapEntry, readonly addresses: Ipv6[] | undefined) {
+    this.promise = new Promise<Answer>((r) => { this.resolveFn = r; });
+  }
+
+  /** Let the answer go (record settled, or budget spent). */
+  finish(): boolean {
+    if (this.done) return false;
+    this.done = true;
+    this.resolveFn(this.ans);
+    return true;
+  }
 }
 
 export class CapabilityStage implements Stage {
@@ -65,6 +86,8 @@ export class CapabilityStage implements Stage {
    * this stage caches those decoded, so a second raw copy would only cost time.
    */
   private readonly direct: Handler;
+  /** Deadlines of held-back answers, on `timer`'s clock. */
+  private readonly budget: DeadlineQueue<Waiter>;
 
   constructor(private readonly inner: Handler, direct: Handler, private readonly sink: CapabilitySink, private readonly counters: ResolverCounters,
     private readonly log: Logger, private readonly opts: CapabilityOptions, private readonly clock: () => Millis,
@@ -74,6 +97,7 @@ export class CapabilityStage implements Stage {
       return direct(req);
     };
     this.entries = new LRUCache({ max: opts.maxEntries });
+    this.budget = new DeadlineQueue<Waiter>(timer, (w) => { if (w.finish()) counters.capabilityLate++; });
     this.aliases = new LRUCache({ max: opts.maxEntries });
   }
 
@@ -109,21 +133,21 @@ export class CapabilityStage implements Stage {
       this.settle(entry, addresses, req.now);
       return ans;
     }
-    const settled = Promise.all([entry.fetched, addresses ?? fetchAaaa(this.inner, this.clock, final)])
-      .then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); return true; });
+    // The budget scales with this lookup's own upstream round trip (on loopback ~0.2 ms, so a
+    // fixed 1 ms floor would dominate), floored at waitMinMs and capped at waitMaxMs.
     const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
-    let t: NodeJS.Timeout | undefined;
-    const inTime = await Promise.race([settled, new Promise<false>((r) => { t = setTimeout(() => r(false), budget); })]);
-    clearTimeout(t);
-    if (!inTime) this.counters.capabilityLate++;
-    return ans;
+    const w = new Waiter(this.timer() + budget, ans, entry, addresses);
+    if (addresses) entry.waiters.push(w);
+    else void Promise.all([entry.fetched, fetchAaaa(this.inner, this.clock, final)]).then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); w.finish(); });
+    this.budget.add(w);
+    return w.promise;
   }
 
   /** The entry for `nameKey`, starting its lookup when there is none or it expired. */
   private entry(nameKey: string, now: Millis): CapEntry {
     const e = this.entries.get(nameKey);
     if (e && (e.result === undefined || e.expiresAt > now)) return e;
-    const fresh: CapEntry = { nameKey, result: undefined, fetched: undefined as unknown as Promise<CapResult>, startedAt: now, expiresAt: now, settledUntil: 0 as Millis };
+    const fresh: CapEntry = { nameKey, result: undefined, fetched: undefined as unknown as Promise<CapResult>, startedAt: now, expiresAt: now, settledUntil: 0 as Millis, waiters: [] };
     fresh.fetched = fetchCapability(this.direct, this.clock, nameKey, this.opts).then((r) => {
       fresh.result = r;
       const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
@@ -134,6 +158,13 @@ export class CapabilityStage implements Stage {
       else this.counters.capabilityErrors++;
       if (r.kind === 'invalid' || (r.kind === 'found' && r.invalid.length > 0)) {
         this.log.warn('capability record malformed, ignored', { name: nameKeyToText(nameKey), errors: r.invalid });
+      }
+      // Held-back AAAA answers: settle (once per lifetime, even for those already sent late), then release.
+      const waiters = fresh.waiters;
+      fresh.waiters = [];
+      for (const w of waiters) {
+        if (w.addresses) this.settle(fresh, w.addresses, this.clock());
+        w.finish();
       }
       return r;
     });

@@ -15,7 +15,7 @@ async function setup(t: import('node:test').TestContext, config: Record<string, 
 
 test('a valid record primes the sink before the AAAA answer is sent, once per record lifetime', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
-  // The default budget (a fraction of the AAAA round trip, ≥ 1 ms) can be overrun when the test machine is
+  // The default budget (a quarter of the AAAA round trip, ≥ 0.2 ms) can be overrun when the test machine is
   // busy; a 100 ms floor makes the ordering deterministic. The cost of the default is measured in bench/resolver.ts.
   const { stub } = await setup(t, { capability: { waitMinMs: 100, waitMaxMs: 100 } });
   const r = await dig(stub, 'peer.example.', 'AAAA');
