@@ -234,7 +234,7 @@ export class Daemon {
     // The driver has just routed the peer's ULID into the TUN; sockets that
     // connected before (the app's SYN raced the handshake) still hold a cached
     // route via the physical link. Invalidate every cached IPv6 route.
-    if (e.kind === 'context-established') flushRouteCache(this.config.tun.name);
+    if (e.kind === 'context-established' || e.kind === 'context-initiated') flushRouteCache(this.config.tun.name);
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);

@@ -94,6 +94,9 @@ export interface DriverStats {
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
 
+/** Packets held per peer while its primed context is set up (a SYN and its retransmissions). */
+const HOLD_MAX = 16;
+
 const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) as Millis;
 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
@@ -113,6 +116,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private armedAt: Millis | undefined;
   private flushScheduled = false;
   private closed = false;
+  /**
+   * Packets for primed peers whose context is still being set up: their ULID
+   * is routed into the TUN from `context-initiated` on, so the application's
+   * first packets (a SYN) wait here and go out once the context is up, instead
+   * of going to a dead locator on the physical link (seed §2.2).
+   */
+  private readonly held = new Map<Ipv6, Uint8Array[]>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -226,7 +236,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const s = splitPacket(packet);
     if (!s) { this.stats.notIpv6++; return; }
     const r = this.engine.encapsulate(now, s);
-    if (r.kind === 'no-context') { this.stats.noContext++; return; }
+    if (r.kind === 'no-context') {
+      const q = this.held.get(s.dstUlid);
+      if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
+      else this.stats.noContext++;
+      return;
+    }
     this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
     if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
     else this.drop('no-socket-for-source');
@@ -234,11 +249,20 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
 
   private dispatch(e: EventOf<E>): void {
     this.opts.logger?.info(e.kind, eventFields(e));
-    if (e.kind === 'context-established' && e.localUlid && e.peerUlid) void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+    if (e.kind === 'context-initiated' && e.localUlid && e.peerUlid && this.tun) {
+      if (!this.held.has(e.peerUlid)) this.held.set(e.peerUlid, []);
+      void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+    }
+    if (e.kind === 'context-established' && e.localUlid && e.peerUlid) {
+      void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+      this.release(e.peerUlid);
+    }
     if ((e.kind === 'context-closed' || e.kind === 'context-failed') && e.peerUlid) {
+      this.held.delete(e.peerUlid);
       void this.opts.routes?.contextDown(e.peerUlid);
       this.prompter?.forget(e.peerUlid);
     }
+    if (e.kind === 'peer-unsupported' && e.peerUlid) this.held.delete(e.peerUlid);
     if (e.kind === 'locator-pair-changed' && e.peerUlid && this.prompter) {
       const replays = this.prompter.prompt(e.peerUlid);
       const now = this.clock();
@@ -248,6 +272,17 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
     }
     this.opts.onEvent?.(e);
+  }
+
+  /** The context with `peer` is up: send what waited for it, in order. */
+  private release(peer: Ipv6): void {
+    const q = this.held.get(peer);
+    if (q === undefined) return;
+    this.held.delete(peer);
+    const now = this.clock();
+    for (const p of q) this.sendApplicationPacket(now, p);
+    this.prompter?.commit();
+    if (q.length > 0) this.opts.logger?.info('held packets sent', { peer, packets: q.length });
   }
 
   private scheduleFlush(): void {

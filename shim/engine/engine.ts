@@ -180,6 +180,7 @@ export class Engine {
         addHints(ctx, r.locators);
         if (r.source === 'dns') ctx.primedByDns = true;
         if (r.port !== undefined && ctx.port === undefined) ctx.port = r.port;
+        if (ctx.mode === 'integrated') core.emit({ kind: 'context-initiated', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid });
       }
       return;
     }
@@ -187,7 +188,8 @@ export class Engine {
       core.emit({ kind: 'peer-unsupported', peerUlid: r.ulid, address: r.ulid, reason: 'negative-cache' });
       return;
     }
-    initiate(core, now, core.config.localUlid, r.ulid, r.locators, mode === 'independent' ? 'independent' : 'integrated', r.source === 'dns', r.port);
+    const ctx2 = initiate(core, now, core.config.localUlid, r.ulid, r.locators, mode === 'independent' ? 'independent' : 'integrated', r.source === 'dns', r.port);
+    if (ctx2.mode === 'integrated') core.emit({ kind: 'context-initiated', localUlid: ctx2.localUlid, peerUlid: ctx2.peerUlid });
   }
 
   /** ICMPv6 "no Shim6 here" (Parameter Problem code 1, or port unreachable over UDP) quoting `invoking` (§7.8). */

@@ -35,6 +35,8 @@ export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout
 
 /** Events for the driver (`pollEvent`). */
 export type EngineEvent =
+  /** prime() started an exchange with a peer DNS or configuration says runs shim6: route its ULID into the shim now (seed §2.2). */
+  | { kind: 'context-initiated'; localUlid: Ipv6; peerUlid: Ipv6 }
   | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
   | { kind: 'context-failed'; localUlid: Ipv6; peerUlid: Ipv6; reason: 'no-r1' | 'icmp' }
   | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason }
