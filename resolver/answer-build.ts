@@ -40,6 +40,24 @@ export function buildQuery(id: number, nameKey: string, qtype: number, qclass: n
   return b;
 }
 
+/**
+ * The same query built from a question section as the client sent it (name,
+ * type, class: copied, not re-encoded); the ID is left 0 for the caller.
+ */
+export function buildQueryFromQuestion(question: Uint8Array, opts: QueryOptions = {}): Uint8Array {
+  const b = new Uint8Array(12 + question.length + 11);
+  let flags = 0;
+  if (opts.recursionDesired ?? true) flags |= Flag.RD;
+  if (opts.checkingDisabled) flags |= Flag.CD;
+  if (opts.authenticData ?? true) flags |= Flag.AD;
+  writeU16(b, 2, flags);
+  writeU16(b, 4, 1);
+  writeU16(b, 10, 1);
+  b.set(question, 12);
+  writeOpt(b, 12 + question.length, opts.udpSize ?? DEFAULT_EDNS_SIZE, 0, opts.dnssecOk ?? false);
+  return b;
+}
+
 /** OPT RR (11 octets): root owner, type 41, class = payload size, TTL = ext-rcode|version|flags, no options. */
 function writeOpt(b: Uint8Array, o: number, udpSize: number, extRcode: number, dnssecOk: boolean): void {
   b[o] = 0;

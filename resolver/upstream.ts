@@ -14,7 +14,7 @@ import { Shim6Error } from '../shim/errors.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { scanResponse, type ScannedResponse } from './answer-scan.ts';
-import { buildQuery, type QueryOptions } from './answer-build.ts';
+import { buildQuery, buildQueryFromQuestion, type QueryOptions } from './answer-build.ts';
 import { Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
 import { setBuffers } from './listener.ts';
@@ -56,17 +56,39 @@ export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
 
 export interface UpstreamResult { bytes: Uint8Array; scan: ScannedResponse; upstream: UpstreamAddr; tcp: boolean }
 
-interface Pending {
-  up: UpstreamAddr;
-  nameKey: string;
-  qtype: number;
-  qclass: number;
-  resolve: (r: { bytes: Uint8Array; scan: ScannedResponse }) => void;
-  reject: (e: Error) => void;
-  timer: NodeJS.Timeout;
+/** Called exactly once when a question is resolved (`r`) or has failed (`err`). */
+export interface QueryListener {
+  upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void;
 }
 
-interface Port { sock: dgram.Socket; pending: Map<number, Pending>; uses: number }
+/**
+ * One question on its way through the upstreams: a plain object in the pending
+ * table (keyed by query ID per socket) instead of a chain of promises and
+ * closures per attempt. Only the rare TCP fallback uses a promise.
+ */
+class QueryJob {
+  i = 0;
+  lastBad: UpstreamResult | undefined;
+  up!: UpstreamAddr;
+  port: Port | undefined;
+  id = 0;
+  attemptStart = 0;
+  attemptMs = 0;
+  timer: NodeJS.Timeout | undefined;
+  constructor(readonly nameKey: string, readonly qtype: number, readonly qclass: number, readonly qopts: QueryOptions,
+    readonly deadline: number, readonly order: UpstreamAddr[], public bytes: Uint8Array | undefined, readonly listener: QueryListener) {}
+}
+
+/** Adapts the callback to a promise for callers off the hot path. */
+class PromiseListener implements QueryListener {
+  resolve!: (r: UpstreamResult) => void;
+  reject!: (e: Error) => void;
+  upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
+    if (err) this.reject(err); else this.resolve(r!);
+  }
+}
+
+interface Port { sock: dgram.Socket; pending: Map<number, QueryJob>; uses: number }
 
 interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; family: 'udp4' | 'udp6' }
 
@@ -95,64 +117,117 @@ export class UpstreamPool {
   }
 
   /** Resolve one question, trying upstreams in order of health for at most `timeoutMs`. */
-  async query(nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<UpstreamResult> {
-    const deadline = this.clock() + timeoutMs;
-    if (this.inflight >= this.opts.maxInflight) throw new UpstreamError('EOVERLOAD', 'too many outstanding upstream queries');
-    this.inflight++;
-    try {
-      let lastBad: UpstreamResult | undefined;
-      for (const up of this.order()) {
-        const remaining = deadline - this.clock();
-        if (remaining <= 0) break;
-        const r = await this.attempt(up, nameKey, qtype, qclass, qopts, Math.min(this.opts.attemptTimeoutMs, remaining));
-        if (!r) continue;
-        // RFC 1035 §7.3 / RFC 8499: SERVFAIL, REFUSED, NOTIMP say "ask someone else".
-        if (r.scan.rcode === Rcode.SERVFAIL || r.scan.rcode === Rcode.REFUSED || r.scan.rcode === Rcode.NOTIMP) {
-          this.failed(up, false);
-          lastBad = r;
-          continue;
-        }
-        return r;
-      }
-      if (lastBad) return lastBad;
-      throw new UpstreamError('ETIMEOUT', 'no upstream answered in time');
-    } finally {
-      this.inflight--;
+  query(nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<UpstreamResult> {
+    const l = new PromiseListener();
+    const p = new Promise<UpstreamResult>((resolve, reject) => { l.resolve = resolve; l.reject = reject; });
+    this.start(nameKey, qtype, qclass, qopts, timeoutMs, l);
+    return p;
+  }
+
+  /**
+   * The hot-path form of query(): `listener.upstreamDone` is called exactly once.
+   * `question`, when given, is the question section (name, type, class) as the
+   * client sent it, copied into the upstream query as it is.
+   */
+  start(nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number, listener: QueryListener, question?: Uint8Array): void {
+    if (this.inflight >= this.opts.maxInflight) {
+      listener.upstreamDone(new UpstreamError('EOVERLOAD', 'too many outstanding upstream queries'), undefined);
+      return;
     }
+    this.inflight++;
+    const bytes = question ? buildQueryFromQuestion(question, qopts) : undefined;
+    this.next(new QueryJob(nameKey, qtype, qclass, qopts, this.clock() + timeoutMs, this.order(), bytes, listener));
   }
 
   /** Healthy upstreams in configured order, then held-down ones, soonest back first. */
   private order(): UpstreamAddr[] {
     const now = this.clock();
+    if (this.upstreams.length === 1) return this.upstreams as UpstreamAddr[];
     const up = this.upstreams.filter((u) => this.health.get(u)!.downUntil <= now);
     const down = this.upstreams.filter((u) => this.health.get(u)!.downUntil > now)
       .sort((a, b) => this.health.get(a)!.downUntil - this.health.get(b)!.downUntil);
     return [...up, ...down];
   }
 
-  private async attempt(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<UpstreamResult | undefined> {
-    const h = this.health.get(up)!;
-    const started = this.clock();
-    h.sent++;
-    try {
-      let r = await this.udpQuery(up, nameKey, qtype, qclass, qopts, timeoutMs);
-      let tcp = false;
-      if (r.scan.flags & 0x0200) {
-        this.counters.upstreamTcpFallbacks++;
-        r = await this.tcpQuery(up, nameKey, qtype, qclass, qopts, Math.max(1, timeoutMs - (this.clock() - started)));
-        tcp = true;
-      }
-      h.answered++;
-      h.failures = 0;
-      h.downUntil = 0;
-      h.rttMs = h.rttMs === 0 ? this.clock() - started : 0.8 * h.rttMs + 0.2 * (this.clock() - started);
-      return { ...r, upstream: up, tcp };
-    } catch (err) {
-      if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { h.timeouts++; this.counters.upstreamTimeouts++; }
-      this.log.debug('upstream attempt failed', { upstream: `${up.host}#${up.port}`, error: (err as Error).message });
-      this.failed(up, true);
-      return undefined;
+  /** The next attempt, or the end: the last bad answer (SERVFAIL…) if any, else ETIMEOUT. */
+  private next(job: QueryJob): void {
+    const remaining = job.deadline - this.clock();
+    if (this.closed || job.i >= job.order.length || remaining <= 0) {
+      this.inflight--;
+      if (job.lastBad) job.listener.upstreamDone(undefined, job.lastBad);
+      else job.listener.upstreamDone(new UpstreamError('ETIMEOUT', 'no upstream answered in time'), undefined);
+      return;
     }
+    const up = job.order[job.i++]!;
+    job.up = up;
+    job.attemptStart = this.clock();
+    this.health.get(up)!.sent++;
+    job.attemptMs = Math.min(this.opts.attemptTimeoutMs, remaining);
+    this.sendUdp(job, job.attemptMs);
+  }
+
+  private sendUdp(job: QueryJob, timeoutMs: number): void {
+    const up = job.up;
+    const port = this.port(this.health.get(up)!.family);
+    let id = this.rnd.next();
+    for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
+    if (port.pending.has(id)) { this.attemptFailed(job, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
+    // A retry gets its own bytes: the first attempt's may still sit in the socket's send queue.
+    let bytes = job.bytes;
+    if (!bytes || job.i > 1) bytes = job.bytes = bytes ? new Uint8Array(bytes) : buildQuery(0, job.nameKey, job.qtype, job.qclass, job.qopts);
+    bytes[0] = id >> 8;
+    bytes[1] = id & 0xff;
+    job.port = port;
+    job.id = id;
+    port.pending.set(id, job);
+    job.timer = setTimeout(this.onAttemptTimeout, timeoutMs, job, timeoutMs);
+    // No send callback: a failed send is reported on the socket's 'error' (logged) and the attempt times out.
+    port.sock.send(bytes, up.port, up.host);
+  }
+
+  /** Bound once: per-attempt timers pass the job as an argument instead of capturing it. */
+  private readonly onAttemptTimeout = (job: QueryJob, timeoutMs: number): void => {
+    const port = job.port!;
+    if (port.pending.get(job.id) !== job) return;
+    port.pending.delete(job.id);
+    if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
+    this.attemptFailed(job, new UpstreamError('ETIMEOUT', `no answer from ${job.up.host}#${job.up.port} in ${timeoutMs} ms`));
+  };
+
+  /** A matching UDP answer: TC → the same question over TCP, else done with this attempt. */
+  private answered(job: QueryJob, bytes: Uint8Array, scan: ScannedResponse): void {
+    if (!(scan.flags & 0x0200)) { this.attemptDone(job, bytes, scan, false); return; }
+    this.counters.upstreamTcpFallbacks++;
+    const left = Math.max(1, job.attemptMs - (this.clock() - job.attemptStart));
+    this.tcpQuery(job.up, job.nameKey, job.qtype, job.qclass, job.qopts, left)
+      .then((r) => this.attemptDone(job, r.bytes, r.scan, true), (err: unknown) => this.attemptFailed(job, err as Error));
+  }
+
+  private attemptDone(job: QueryJob, bytes: Uint8Array, scan: ScannedResponse, tcp: boolean): void {
+    const h = this.health.get(job.up)!;
+    const rtt = this.clock() - job.attemptStart;
+    h.answered++;
+    h.failures = 0;
+    h.downUntil = 0;
+    h.rttMs = h.rttMs === 0 ? rtt : 0.8 * h.rttMs + 0.2 * rtt;
+    const r: UpstreamResult = { bytes, scan, upstream: job.up, tcp };
+    // RFC 1035 §7.3 / RFC 8499: SERVFAIL, REFUSED, NOTIMP say "ask someone else".
+    if (scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED || scan.rcode === Rcode.NOTIMP) {
+      this.failed(job.up, false);
+      job.lastBad = r;
+      this.next(job);
+      return;
+    }
+    this.inflight--;
+    job.listener.upstreamDone(undefined, r);
+  }
+
+  private attemptFailed(job: QueryJob, err: Error): void {
+    const up = job.up;
+    if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { this.health.get(up)!.timeouts++; this.counters.upstreamTimeouts++; }
+    this.log.debug('upstream attempt failed', { upstream: `${up.host}#${up.port}`, error: err.message });
+    this.failed(up, true);
+    this.next(job);
   }
 
   private failed(up: UpstreamAddr, hard: boolean): void {
@@ -207,33 +282,10 @@ export class UpstreamPool {
       return; // keep waiting: a forged or broken datagram must not end the query (RFC 5452 §9.1)
     }
     if (scan.qnameKey !== p.nameKey || scan.qtype !== p.qtype || scan.qclass !== p.qclass) { this.counters.upstreamMismatched++; return; }
-    port.pending.delete((msg[0]! << 8) | msg[1]!);
+    port.pending.delete(p.id);
     clearTimeout(p.timer);
     if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
-    p.resolve({ bytes: msg, scan });
-  }
-
-  private udpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
-    if (this.closed) return Promise.reject(new UpstreamError('EUPSTREAM', 'resolver is closing'));
-    const port = this.port(this.health.get(up)!.family);
-    let id = this.rnd.next();
-    for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
-    if (port.pending.has(id)) return Promise.reject(new UpstreamError('EOVERLOAD', 'no free query ID on socket'));
-    const bytes = buildQuery(id, nameKey, qtype, qclass, qopts);
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        port.pending.delete(id);
-        if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
-        reject(new UpstreamError('ETIMEOUT', `no answer from ${up.host}#${up.port} in ${timeoutMs} ms`));
-      }, timeoutMs);
-      port.pending.set(id, { up, nameKey, qtype, qclass, resolve, reject, timer });
-      port.sock.send(bytes, up.port, up.host, (err) => {
-        if (!err) return;
-        clearTimeout(timer);
-        port.pending.delete(id);
-        reject(new UpstreamError('EUPSTREAM', `send to ${up.host}#${up.port}: ${err.message}`));
-      });
-    });
+    this.answered(p, msg, scan);
   }
 
   /** One query over a fresh TCP connection (RFC 7766 §8: 2-octet length framing). */
@@ -291,10 +343,12 @@ export class UpstreamPool {
     for (const list of [this.ports.udp4, this.ports.udp6]) {
       for (const p of list) {
         if (!p) continue; // the pool array is sparse until every slot was used
-        for (const pend of p.pending.values()) {
-          clearTimeout(pend.timer);
-          pend.reject(new UpstreamError('EUPSTREAM', 'resolver is closing'));
+        for (const job of p.pending.values()) {
+          clearTimeout(job.timer);
+          this.inflight--;
+          job.listener.upstreamDone(new UpstreamError('EUPSTREAM', 'resolver is closing'), undefined);
         }
+        p.pending.clear();
         try { p.sock.close(); } catch { /* already closed */ }
       }
       list.length = 0;

@@ -1,31 +1,53 @@
 /**
  * The forward stage: the end of the chain. Sends the question upstream (our own
- * query: RD, AD, EDNS 1232, the client's DO and CD) and returns the upstream's
- * bytes untouched; the listener patches only what RFC 1035/6891/6840 require.
- * Resolution failures become a SERVFAIL marked `failed`, so serve-stale can step in.
+ * query: the client's question bytes, RD, AD, EDNS 1232, the client's DO and CD)
+ * and returns the upstream's bytes untouched; the listener patches only what
+ * RFC 1035/6891/6840 require. Resolution failures become a SERVFAIL marked
+ * `failed`, so serve-stale can step in.
  * It must not know about caching or capability records.
  */
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
-import type { UpstreamPool } from '../upstream.ts';
+import type { QueryListener, UpstreamError, UpstreamPool, UpstreamResult } from '../upstream.ts';
+import type { QueryOptions } from '../answer-build.ts';
 import { servfail } from '../answer-build.ts';
 import { Rcode } from '../message.ts';
+
+/** The resolve function of the promise being built (set synchronously by the executor below). */
+let captured: ((a: Answer) => void) | undefined;
+/** Module-level executor: a promise per miss, but no closure per miss. */
+function capture(resolve: (a: Answer) => void): void { captured = resolve; }
+
+/** One forwarded question waiting for the pool's callback. */
+class Forwarding implements QueryListener {
+  constructor(private readonly req: Request, private readonly resolve: (a: Answer) => void) {}
+
+  upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
+    if (err || !r) {
+      const { query, q } = this.req;
+      this.resolve({ bytes: servfail(query, q), optOff: q.edns ? q.questionEnd : -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
+      return;
+    }
+    const scan = r.scan;
+    const opt = scan.optIndex >= 0 && scan.optIndex === scan.records.length - 1 ? scan.records[scan.optIndex]!.ownerOff : -1;
+    const failed = scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED;
+    this.resolve({ bytes: r.bytes, optOff: opt, source: 'upstream', owned: false, rcode: scan.rcode, scan, failed });
+  }
+}
 
 export class ForwardStage implements Stage {
   readonly name = 'forward';
 
   constructor(private readonly pool: UpstreamPool, private readonly queryTimeoutMs: number) {}
 
-  async serve(req: Request, _next: Handler): Promise<Answer> {
+  serve(req: Request, _next: Handler): Promise<Answer> {
     const { q } = req;
-    try {
-      const r = await this.pool.query(q.nameKey, q.qtype, q.qclass, {
-        dnssecOk: q.dnssecOk, checkingDisabled: q.checkingDisabled, authenticData: true,
-      }, this.queryTimeoutMs);
-      const opt = r.scan.optIndex >= 0 && r.scan.optIndex === r.scan.records.length - 1 ? r.scan.records[r.scan.optIndex]!.ownerOff : -1;
-      const failed = r.scan.rcode === Rcode.SERVFAIL || r.scan.rcode === Rcode.REFUSED;
-      return { bytes: r.bytes, optOff: opt, source: 'upstream', owned: false, rcode: r.scan.rcode, scan: r.scan, failed };
-    } catch {
-      return { bytes: servfail(req.query, q), optOff: q.edns ? q.questionEnd : -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true };
-    }
+    const p = new Promise<Answer>(capture);
+    const resolve = captured!;
+    captured = undefined;
+    const opts: QueryOptions = { dnssecOk: q.dnssecOk, checkingDisabled: q.checkingDisabled, authenticData: true };
+    // The question section as the client sent it: 12 .. questionEnd holds name, type and class.
+    const question = req.query.subarray(12, q.questionEnd);
+    this.pool.start(q.nameKey, q.qtype, q.qclass, opts, this.queryTimeoutMs, new Forwarding(req, resolve), question);
+    return p;
   }
 }
