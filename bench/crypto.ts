@@ -12,31 +12,12 @@ import {
   decodeCapabilityRecord, decodeCapabilityTxt, encodeCapabilityRecord, encodeCapabilityTxt, formatCapabilityRecord,
   parseCapabilityRecord, type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
+import { rate as measure, fmtRate } from './_rate.ts';
 
 const SECONDS = Number(process.argv[2] ?? 1);
 
-/** Calls per second of `fn` (best of 3 rounds of SECONDS/3, after a warm-up). */
-function rate(fn: () => unknown, warm = 2000): number {
-  const ring = new Array<unknown>(256);
-  for (let i = 0; i < warm; i++) ring[i & 255] = fn();
-  let best = 0;
-  for (let round = 0; round < 3; round++) {
-    let n = 0;
-    const t0 = process.hrtime.bigint();
-    const stop = t0 + BigInt(Math.round((SECONDS / 3) * 1e9));
-    let now = t0;
-    while (now < stop) {
-      for (let i = 0; i < 50; i++) ring[i & 255] = fn();
-      n += 50;
-      now = process.hrtime.bigint();
-    }
-    best = Math.max(best, n / (Number(now - t0) / 1e9));
-  }
-  if (ring[0] === Symbol.for('never')) console.log(ring);
-  return best;
-}
-
-const fmt = (x: number): string => Math.round(x).toLocaleString('en-US').padStart(12);
+const rate = (fn: () => unknown, warm = 2000): number => measure(fn, SECONDS, { warm, batch: 50 });
+const fmt = fmtRate;
 let seedCounter = 0;
 const rb = (n: number): Uint8Array => crypto.createHash('sha512').update(`bench/${seedCounter++}`).digest().subarray(0, n);
 

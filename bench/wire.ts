@@ -9,32 +9,12 @@ import { decodeCapabilityRecord, encodeCapabilityRecord, type CapabilityRecord }
 import { demoMessages } from '../shim/wire/demo.ts';
 import { decodeMessage, encodeMessage, type Shim6Message } from '../shim/wire/index.ts';
 import { toJson } from '../shim/wire/json.ts';
+import { rate as measure, fmtRate } from './_rate.ts';
 
 const SECONDS = Number(process.argv[2] ?? 1);
 
-/** Runs `fn` in batches for about SECONDS, after a warm-up; returns calls per second (best of 3 rounds). */
-function rate(fn: () => unknown): number {
-  // Results go into a ring so that they really are allocated (no escape analysis shortcut).
-  const ring = new Array<unknown>(1024);
-  for (let i = 0; i < 20_000; i++) ring[i & 1023] = fn();
-  let best = 0;
-  for (let round = 0; round < 3; round++) {
-    let n = 0;
-    const t0 = process.hrtime.bigint();
-    const stop = t0 + BigInt(Math.round((SECONDS / 3) * 1e9));
-    let now = t0;
-    while (now < stop) {
-      for (let i = 0; i < 2000; i++) ring[i & 1023] = fn();
-      n += 2000;
-      now = process.hrtime.bigint();
-    }
-    best = Math.max(best, n / (Number(now - t0) / 1e9));
-  }
-  if (ring[0] === Symbol.for('never')) console.log(ring);
-  return best;
-}
-
-const fmt = (x: number): string => Math.round(x).toLocaleString('en-US').padStart(12);
+const rate = (fn: () => unknown): number => measure(fn, SECONDS);
+const fmt = fmtRate;
 
 const demo = demoMessages();
 const pick = (t: Shim6Message['type']): Shim6Message => demo.find((m) => m.type === t)!;
