@@ -52,6 +52,12 @@ export interface DaemonConfig {
   tun: { name: string; mtu: number };
   /** UDP port of the encapsulation (DESIGN.md §3). */
   port: number;
+  /**
+   * UDP transport of the encapsulation: `native` (the addon's batched
+   * recvmmsg/sendmmsg socket, udp-native.ts; falls back to `dgram` with a
+   * warning when the addon is not built) or `dgram` (Node's sockets, udp.ts).
+   */
+  udp: 'native' | 'dgram';
   /** Interfaces whose addresses are local locators; empty = every global IPv6 address. */
   interfaces: string[];
   log: { level: LogLevel; format: 'text' | 'json' };
@@ -72,6 +78,7 @@ export function defaultConfig(): DaemonConfig {
     timers: { profile: 'rfc', overrides: {} },
     tun: { name: 'shim6', mtu: 1400 },
     port: SHIM6_UDP_PORT,
+    udp: 'native',
     interfaces: [],
     log: { level: 'info', format: 'text' },
     cacheFile: '/var/lib/shim6/caches.json',
@@ -80,7 +87,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'timers', 'tun', 'port', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -222,6 +229,10 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.timers !== undefined) c.timers = parseTimers(doc.timers);
   if (doc.tun !== undefined) c.tun = parseTun(doc.tun, c.tun);
   if (doc.port !== undefined) c.port = int('port', doc.port, 1, 65535);
+  if (doc.udp !== undefined) {
+    if (doc.udp !== 'native' && doc.udp !== 'dgram') configError('udp', doc.udp, 'expected native or dgram');
+    c.udp = doc.udp;
+  }
   if (doc.interfaces !== undefined) {
     c.interfaces = list('interfaces', doc.interfaces).map((n, i) => str(`interfaces[${i}]`, n, /^[A-Za-z0-9_.@-]{1,15}$/, 'an interface name'));
   }

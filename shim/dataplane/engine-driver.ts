@@ -74,6 +74,8 @@ export interface EngineDriverOptions<E extends EngineLike> {
   logger?: Logger;
   onEvent?: (e: EventOf<E>) => void;
   routes?: RouteHook;
+  /** How long packets to a primed peer wait for its context before its route is withdrawn (ms, default 1000). */
+  holdMs?: number;
   /** Replay TCP segments after a locator pair change (tcp-prompt.ts). Default: on when there is a TUN. */
   tcpPrompt?: boolean;
 }
@@ -96,6 +98,8 @@ const RX_ARENA_BYTES = 512 * 1024;
 
 /** Packets held per peer while its primed context is set up (a SYN and its retransmissions). */
 const HOLD_MAX = 16;
+/** How long a primed peer's packets wait for its context before plain IPv6 takes over (ms). */
+const HOLD_MS = 1000;
 
 const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) as Millis;
 
@@ -122,7 +126,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * first packets (a SYN) wait here and go out once the context is up, instead
    * of going to a dead locator on the physical link (seed §2.2).
    */
-  private readonly held = new Map<Ipv6, Uint8Array[]>();
+  private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -182,6 +186,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    for (const peer of [...this.held.keys()]) this.unhold(peer);
     await this.tun?.close();
     await this.transport.close();
   }
@@ -237,7 +242,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!s) { this.stats.notIpv6++; return; }
     const r = this.engine.encapsulate(now, s);
     if (r.kind === 'no-context') {
-      const q = this.held.get(s.dstUlid);
+      const q = this.held.get(s.dstUlid)?.packets;
       if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
       else this.stats.noContext++;
       return;
@@ -249,20 +254,17 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
 
   private dispatch(e: EventOf<E>): void {
     this.opts.logger?.info(e.kind, eventFields(e));
-    if (e.kind === 'context-initiated' && e.localUlid && e.peerUlid && this.tun) {
-      if (!this.held.has(e.peerUlid)) this.held.set(e.peerUlid, []);
-      void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
-    }
+    if (e.kind === 'context-initiated' && e.localUlid && e.peerUlid && this.tun) this.hold(e.localUlid, e.peerUlid);
     if (e.kind === 'context-established' && e.localUlid && e.peerUlid) {
       void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
     if ((e.kind === 'context-closed' || e.kind === 'context-failed') && e.peerUlid) {
-      this.held.delete(e.peerUlid);
+      this.unhold(e.peerUlid);
       void this.opts.routes?.contextDown(e.peerUlid);
       this.prompter?.forget(e.peerUlid);
     }
-    if (e.kind === 'peer-unsupported' && e.peerUlid) this.held.delete(e.peerUlid);
+    if (e.kind === 'peer-unsupported' && e.peerUlid) this.unhold(e.peerUlid);
     if (e.kind === 'locator-pair-changed' && e.peerUlid && this.prompter) {
       const replays = this.prompter.prompt(e.peerUlid);
       const now = this.clock();
@@ -274,11 +276,38 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.opts.onEvent?.(e);
   }
 
+  /**
+   * Route `peer` into the TUN and hold its packets while the context is set
+   * up, for `holdMs` at most: a stale capability record (no shim6 there) must
+   * not keep the application from plain IPv6. Then the route goes (the held
+   * packets are dropped; TCP's next SYN goes out plain) while the engine keeps
+   * trying; `context-established` routes it again.
+   */
+  private hold(local: Ipv6, peer: Ipv6): void {
+    if (this.held.has(peer)) return;
+    const timer = setTimeout(() => {
+      if (this.held.get(peer)?.timer !== timer) return;
+      this.held.delete(peer);
+      void this.opts.routes?.contextDown(peer);
+      this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
+    }, this.opts.holdMs ?? HOLD_MS);
+    timer.unref?.();
+    this.held.set(peer, { packets: [], timer });
+    void this.opts.routes?.contextUp(local, peer);
+  }
+
+  private unhold(peer: Ipv6): void {
+    const h = this.held.get(peer);
+    if (h === undefined) return;
+    clearTimeout(h.timer);
+    this.held.delete(peer);
+  }
+
   /** The context with `peer` is up: send what waited for it, in order. */
   private release(peer: Ipv6): void {
-    const q = this.held.get(peer);
+    const q = this.held.get(peer)?.packets;
     if (q === undefined) return;
-    this.held.delete(peer);
+    this.unhold(peer);
     const now = this.clock();
     for (const p of q) this.sendApplicationPacket(now, p);
     this.prompter?.commit();
