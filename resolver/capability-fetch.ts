@@ -12,9 +12,9 @@ import { formatIpv6, type Ipv6 } from '../shim/wire/ipv6.ts';
 import { decodeCapabilityRecord, decodeCapabilityTxt, type CapabilityRecord } from '../shim/wire/capability-record.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Handler } from './chain.ts';
-import { buildQuery } from './answer-build.ts';
-import { cacheTtl, followCnames, rrsetAt, scanResponse, type ScannedResponse } from './answer-scan.ts';
-import { CLASS_IN, parseQuery, questionKey, Rcode, RrType } from './message.ts';
+import { buildQuery, DEFAULT_EDNS_SIZE } from './answer-build.ts';
+import { cacheTtl, followCnames, rrsetAt, scanResponse, type RrRef, type ScannedResponse } from './answer-scan.ts';
+import { CLASS_IN, Flag, questionKey, Rcode, RrType, type ParsedQuery } from './message.ts';
 
 export type CapSource = 'dns' | 'txt';
 
@@ -35,11 +35,18 @@ export interface CapFetchOptions {
 
 interface Looked { bytes: Uint8Array; scan: ScannedResponse }
 
-/** One internal question through `handler`; undefined when resolution failed. */
+/**
+ * One internal question through `handler`; undefined when resolution failed.
+ * The query is built from the name (no EDNS, RD) and its parse is known, so it
+ * is not parsed again.
+ */
 export async function lookupVia(handler: Handler, clock: () => Millis, nameKey: string, qtype: number): Promise<Looked | undefined> {
   const query = buildQuery(0, nameKey, qtype, CLASS_IN, { dnssecOk: false });
-  const q = parseQuery(query);
-  const a = await handler({ query, q, key: questionKey(q.nameKey, qtype, CLASS_IN, false, false), now: clock(), transport: 'internal' });
+  const q: ParsedQuery = {
+    id: 0, flags: Flag.RD | Flag.AD, nameKey, questionEnd: 12 + nameKey.length + 4, qtype, qclass: CLASS_IN,
+    edns: true, ednsVersion: 0, udpSize: DEFAULT_EDNS_SIZE, dnssecOk: false, checkingDisabled: false, recursionDesired: true, authenticData: true,
+  };
+  const a = await handler({ query, q, key: questionKey(nameKey, qtype, CLASS_IN, false, false), now: clock(), transport: 'internal' });
   if (a.failed || (a.rcode !== Rcode.NOERROR && a.rcode !== Rcode.NXDOMAIN)) return undefined;
   try {
     return { bytes: a.bytes, scan: a.scan ?? scanResponse(a.bytes) };
@@ -64,18 +71,37 @@ export async function fetchCapability(handler: Handler, clock: () => Millis, nam
   try {
     const r = await lookupVia(handler, clock, nameKey, opts.rrType);
     if (!r) return { kind: 'error', reason: 'capability lookup failed' };
-    const negTtl = (): number => cacheTtl(r.bytes, r.scan)?.ttl ?? opts.defaultNegativeTtl;
-    if (r.scan.rcode === Rcode.NXDOMAIN) return { kind: 'absent', ttl: negTtl(), source: 'nxdomain' };
+    if (r.scan.rcode === Rcode.NXDOMAIN) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nxdomain' };
     const final = followCnames(r.bytes, r.scan, nameKey);
     const rrs = rrsetAt(r.bytes, r.scan, final, opts.rrType);
-    if (rrs.length > 0) {
-      return decodeAll(rrs.map((rr) => ({ ttl: rr.ttl, decode: () => decodeCapabilityRecord(r.bytes.slice(rr.rdOff, rr.rdOff + rr.rdLen)) })), 'dns');
-    }
-    if (!opts.txtFallback) return { kind: 'absent', ttl: negTtl(), source: 'nodata' };
-    return await fetchTxt(handler, clock, final, opts, negTtl());
+    if (rrs.length > 0) return decodeRecords(r.bytes, rrs);
+    if (!opts.txtFallback) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nodata' };
+    return await fetchTxt(handler, clock, final, opts, negativeTtl(r, opts));
   } catch (err) {
     return { kind: 'error', reason: (err as Error).message };
   }
+}
+
+function negativeTtl(r: Looked, opts: CapFetchOptions): number {
+  return cacheTtl(r.bytes, r.scan)?.ttl ?? opts.defaultNegativeTtl;
+}
+
+/** The TYPE65300 RRset decoded record by record (the hot path: no closure per record). */
+function decodeRecords(bytes: Uint8Array, rrs: RrRef[]): CapResult {
+  const records: CapabilityRecord[] = [];
+  const invalid: string[] = [];
+  let ttl = Infinity;
+  for (const rr of rrs) {
+    ttl = Math.min(ttl, rr.ttl);
+    try {
+      records.push(decodeCapabilityRecord(bytes.subarray(rr.rdOff, rr.rdOff + rr.rdLen)));
+    } catch (err) {
+      // A record of unknown version or with unknown mandatory keys is ignored, as any malformed one.
+      if (!(err instanceof WireError)) throw err;
+      invalid.push(err.code);
+    }
+  }
+  return records.length > 0 ? { kind: 'found', records, invalid, ttl, source: 'dns' } : { kind: 'invalid', invalid, ttl, source: 'dns' };
 }
 
 /** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. */
