@@ -1,5 +1,5 @@
 // RFC 5534 Appendix A, examples 1–5, replayed on the simulator with the real
-// Engine (fast profile: Send Timeout 600 ms, advertised Keepalive Timeout 1 s).
+// Engine (fast profile: Send Timeout 150 ms, advertised Keepalive Timeout 1 s).
 // The message sequence is read off the wire; payload packets come from the app.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
