@@ -119,6 +119,7 @@ export class Daemon {
       ulid, locators: locals.map((l) => l.address), tun: tun.name, mtu: routes.tunMtu, port: config.port,
       resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
       profile: config.timers.profile, cachesImported: saved !== undefined,
+      udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
     });
     return daemon;
   }

@@ -25,6 +25,7 @@ test('failure during startup: connects through the other locator to the same ULI
   const r = await runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 2500, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 5000 });
   const connectMs = r.connectedAt - started;
   t.diagnostic(`connected after ${connectMs} ms`);
+  for (const h of ['a', 'b'] as const) assert.equal(log(lab, h).find((x) => x.msg === 'daemon ready')?.udp, 'native', `${h}: the native UDP transport`);
   assert.ok(connectMs < 2000, `connected after ${connectMs} ms`);
   // The SYN went into the TUN (B's ULID routed there from prime() on) and waited for the context.
   assert.ok(log(lab, 'a').some((x) => x.msg === 'held packets sent' && x.peer === LAB_ADDR.bP), 'the first packets waited in the daemon');

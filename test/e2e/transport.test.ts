@@ -1,0 +1,42 @@
+// The daemon's UDP transport (issue 6, data plane): the native batched socket by
+// default, Node's dgram when the config says `udp: dgram`; a bad value names the key.
+// Real sockets on an ephemeral loopback port; a datagram really goes through each.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { openTransport } from '../../shim/dataplane/daemon.ts';
+import { defaultConfig, parseConfigText } from '../../shim/dataplane/config.ts';
+import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
+import { DgramTransport, type Datagram } from '../../shim/dataplane/udp.ts';
+import { Logger } from '../../shim/log.ts';
+import { UsageError } from '../../shim/errors.ts';
+
+const quiet = new Logger({ level: 'error' });
+
+async function roundTrip(udp: 'native' | 'dgram'): Promise<{ kind: string; got: Datagram }> {
+  const t = openTransport({ ...defaultConfig(), port: 0, udp }, 1480, quiet);
+  try {
+    const got = new Promise<Datagram>((resolve) => t.onDatagram((d) => resolve({ ...d, bytes: d.bytes.slice() })));
+    const port = await t.bind('::1');
+    assert.ok(t.send('::1', '::1', port, new Uint8Array([5, 5, 3, 3])));
+    t.flush?.();
+    const d = await Promise.race([got, new Promise<never>((_, rej) => setTimeout(() => rej(new Error('no datagram within 2 s')), 2000))]);
+    return { kind: t instanceof NativeUdpTransport ? 'native' : t instanceof DgramTransport ? 'dgram' : '?', got: d };
+  } finally {
+    await t.close();
+  }
+}
+
+test('udp: native (default) → NativeUdpTransport; udp: dgram → DgramTransport; both carry a datagram', async () => {
+  assert.equal(defaultConfig().udp, 'native');
+  for (const udp of ['native', 'dgram'] as const) {
+    const r = await roundTrip(udp);
+    assert.equal(r.kind, udp);
+    assert.deepEqual([...r.got.bytes], [5, 5, 3, 3]);
+    assert.equal(r.got.dst, '::1');
+  }
+});
+
+test('udp: a value other than native or dgram is a config error naming the key', () => {
+  assert.equal(parseConfigText('udp: dgram\n').udp, 'dgram');
+  assert.throws(() => parseConfigText('udp: tcp\n'), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'udp');
+});
