@@ -189,7 +189,8 @@ function parseTimers(v: unknown): DaemonConfig['timers'] {
   if (profile !== 'rfc' && profile !== 'fast') configError('timers.profile', profile, 'expected "rfc" or "fast"');
   const overrides: Partial<Record<TimerKey, number>> = {};
   for (const k of TIMER_KEYS) {
-    if (v[k] !== undefined) overrides[k] = int(`timers.${k}`, v[k], isCountKey(k) ? 0 : 1, 3_600_000);
+    // keepaliveTimeoutMax: 0 = no cap (the rfc profile's value).
+    if (v[k] !== undefined) overrides[k] = int(`timers.${k}`, v[k], isCountKey(k) || k === 'keepaliveTimeoutMax' ? 0 : 1, 3_600_000);
   }
   return { profile, overrides };
 }

@@ -40,3 +40,8 @@ test('udp: a value other than native or dgram is a config error naming the key',
   assert.equal(parseConfigText('udp: dgram\n').udp, 'dgram');
   assert.throws(() => parseConfigText('udp: tcp\n'), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'udp');
 });
+
+test('timers.keepaliveTimeoutMax: 0 (no cap, as in rfc) is accepted; other durations still start at 1', () => {
+  assert.equal(parseConfigText('timers: { profile: fast, keepaliveTimeoutMax: 0 }\n').timers.overrides.keepaliveTimeoutMax, 0);
+  assert.throws(() => parseConfigText('timers: { profile: fast, sendTimeout: 0 }\n'), (e: unknown) => e instanceof UsageError && e.field === 'timers.sendTimeout');
+});
