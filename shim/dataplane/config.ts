@@ -13,6 +13,7 @@ import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
+import { DEFAULT_LISTEN } from '../../resolver/config.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -70,7 +71,7 @@ export interface DaemonConfig {
 /** Defaults that work on a single host: documented in docs/configuration.md. */
 export function defaultConfig(): DaemonConfig {
   return {
-    listen: [{ address: '127.0.0.53', port: 53 }],
+    listen: [{ address: DEFAULT_LISTEN.host, port: DEFAULT_LISTEN.port }],
     upstreams: [],
     recordType: CAPABILITY_RR_TYPE,
     txtFallback: false,

@@ -23,6 +23,8 @@ test('an empty file gives the documented defaults', () => {
   assert.equal(c.port, SHIM6_UDP_PORT);
   assert.equal(c.timers.profile, 'rfc');
   assert.equal(timerValues(c).sendTimeout, SEND_TIMEOUT);
+  // systemd-resolved owns 127.0.0.53 and 127.0.0.54: the default stub must not collide.
+  assert.deepEqual(c.listen, [{ address: '127.0.0.153', port: 53 }]);
 });
 
 test('YAML and JSON give the same config', () => {
