@@ -15,18 +15,8 @@ import { WireError } from '../../shim/wire/errors.ts';
 import { hex, seededRandomBytes } from '../crypto/seeded.ts';
 import { arbRecord, arbRecordWithUnknownMandatory } from './arbitrary.ts';
 import { GOLDEN_HEX } from './golden.ts';
+import { mulberry32 as prng } from '../helpers/prng.ts';
 
-/** mulberry32: small, fast, seeded. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const INTERESTING = [0, 1, 2, 0x20, 0x21, 0x30, 0x7f, 0x80, 0x81, 0x82, 0xff];
 

@@ -9,21 +9,11 @@ import fc from 'fast-check';
 import { decodeMessage, decodePayloadHeader, encodeMessage, shim6Checksum, WireError } from '../../shim/wire/index.ts';
 import { demoMessages } from '../../shim/wire/demo.ts';
 import { anyMessage } from './arbitraries.ts';
+import { mulberry32 as rng } from '../helpers/prng.ts';
 
 const CODES = new Set(['TRUNCATED', 'BAD_LENGTH', 'BAD_CHECKSUM', 'BAD_TYPE', 'BAD_FIELD', 'UNKNOWN_CRITICAL_OPTION', 'BAD_OPTION']);
 const KNOWN_TYPES = [1, 2, 3, 4, 5, 6, 60, 61, 64, 65, 66, 67, 68];
 
-/** mulberry32: small, seeded, deterministic. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Every leaf of a decoded value is a defined, non-NaN value. */
 function assertDefined(v: unknown, where: string): void {

@@ -21,6 +21,7 @@ import { systemServer } from '../../zone-tools/commands-dns.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { mulberry32 as rng } from '../helpers/prng.ts';
 
 const KEY: TsigKey = { name: 'k.example.', algorithm: 'hmac-sha256', secret: new Uint8Array(32).fill(7) };
 const HOST = buildHostRecord({ name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:1::1/1/2/transient'], txt: true });
@@ -122,17 +123,6 @@ test('server syntax: ADDR, ADDR:PORT, v6, [v6]:PORT; bad ones name the flag', ()
   }
 });
 
-/** mulberry32: small, seeded, deterministic. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = a;
-    x = Math.imul(x ^ (x >>> 15), x | 1);
-    x ^= x + Math.imul(x ^ (x >>> 7), x | 61);
-    return ((x ^ (x >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 test('fuzz: DNS answers and TSIG RDATA from a server only ever throw DnsFormatError', () => {
   const r = rng(5300);
