@@ -5,7 +5,7 @@
 export { Engine, type Datagram, type OutboundPacket, type PrimeRequest, type EngineDeps, type ContextStatus } from './engine.ts';
 export { resolveConfig, PROFILES, RFC_PROFILE, FAST_PROFILE, advertisedKeepaliveSeconds, type EngineConfig, type Timers, type ProfileName, type CapabilityMode, type LocalLocator, type PeerConfig } from './config.ts';
 export type { Transmit, DatagramResult, EncapsulateResult, EngineEvent, LocatorPair, CloseReason } from './events.ts';
-export { cryptoRng, seededRng, type Rng } from './random.ts';
+export { cryptoRng, type Rng } from './random.ts';
 export { MapCapabilityCache, type CapabilityCache, type CacheSnapshot, type PositiveEntry, type NegativeEntry, type NegativeReason, type PrimeLocator, type PositiveSource } from './capability.ts';
 export { hbaVerifier, type LocatorVerifier, type LocatorClaim } from './verify.ts';
 export { State, TRANSITIONS, transition, type Trigger, type Transition } from './states.ts';

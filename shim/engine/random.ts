@@ -1,8 +1,8 @@
 /**
  * Randomness for the engine, always injected (quinn-proto style): nonces,
  * context tags, back-off jitter and responder secrets all come from one `Rng`
- * the driver passes in — `cryptoRng()` in the daemon, `seededRng(seed)` in the
- * simulator. This module must not know about contexts or messages.
+ * the driver passes in — `cryptoRng()` in the daemon, the simulator's seeded
+ * `SimRng` (test/sim/rng.ts) in tests. This module must not know about contexts or messages.
  */
 import { randomFillSync } from 'node:crypto';
 
@@ -14,40 +14,6 @@ export interface Rng {
 /** The production source: node:crypto's CSPRNG (no I/O, no clock). */
 export function cryptoRng(): Rng {
   return { fill: (buf) => void randomFillSync(buf) };
-}
-
-/**
- * A deterministic source for tests and the simulator (splitmix64 over BigInt is
- * too slow; this is xoshiro128** seeded by splitmix32). Not for production.
- */
-export function seededRng(seed: number): Rng {
-  let s = seed >>> 0;
-  const split = (): number => {
-    s = (s + 0x9e3779b9) >>> 0;
-    let z = s;
-    z = Math.imul(z ^ (z >>> 16), 0x85ebca6b) >>> 0;
-    z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35) >>> 0;
-    return (z ^ (z >>> 16)) >>> 0;
-  };
-  let a = split(), b = split(), c = split(), d = split();
-  const next = (): number => {
-    const r = Math.imul(rotl(Math.imul(b, 5) >>> 0, 7), 9) >>> 0;
-    const t = (b << 9) >>> 0;
-    c ^= a; d ^= b; b ^= c; a ^= d; c ^= t; d = rotl(d, 11);
-    return r;
-  };
-  return {
-    fill(buf) {
-      for (let i = 0; i < buf.length; i += 4) {
-        const r = next();
-        for (let k = 0; k < 4 && i + k < buf.length; k++) buf[i + k] = (r >>> (k * 8)) & 0xff;
-      }
-    },
-  };
-}
-
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
 /** Draws typed values from an Rng through one scratch buffer (no per-call allocation). */

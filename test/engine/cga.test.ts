@@ -7,11 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { Loop, type Host } from './loop.ts';
-import { Engine, seededRng, State } from '../../shim/engine/index.ts';
+import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, findOption, type ErrorMessage, type Shim6Option } from '../../shim/wire/index.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { generateCga, signCgaLocators } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { SimRng } from '../sim/rng.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
@@ -28,7 +29,7 @@ const KEY = rsa();
 const OTHER = rsa();
 
 function bytesFrom(seed: number): (n: number) => Uint8Array {
-  const rng = seededRng(seed);
+  const rng = new SimRng(seed);
   return (n) => { const b = new Uint8Array(n); rng.fill(b); return b; };
 }
 
@@ -151,13 +152,13 @@ test('CGA configuration errors are UsageErrors with stable codes', () => {
   const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, publicKey: KEY.spki, randomBytes: bytesFrom(61) });
   const hbaOnly = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(62) });
   const locs = set.members.map((m) => ({ address: m.address }));
-  const make = (extra: object) => () => new Engine({ localLocators: locs, ...extra }, seededRng(1));
+  const make = (extra: object) => () => new Engine({ localLocators: locs, ...extra }, new SimRng(1));
   const code = (c: string) => (e: unknown) => e instanceof UsageError && e.code === c;
   assert.throws(make({ cgaKey: KEY.privateKey }), code('NO_CGA_PARAMS'));
   assert.throws(make({ cgaKey: OTHER.privateKey, cgaParams: set.members[0]!.params }), code('CGA_KEY_MISMATCH'));
   assert.throws(make({ cgaKey: KEY.privateKey, cgaParams: hbaOnly.members[0]!.params }), code('CGA_KEY_MISMATCH'));
   assert.throws(make({ cgaKey: generateKeyPairSync('ed25519').privateKey, cgaParams: set.members[0]!.params }), code('BAD_CGA_KEY'));
   assert.throws(make({ cgaKey: 'not a key' }), code('BAD_CGA_KEY'));
-  assert.throws(() => new Engine({ localLocators: [{ address: locs[0]!.address, verification: 'cga' }], cgaParams: set.members[0]!.params }, seededRng(1)), code('NO_CGA_KEY'));
+  assert.throws(() => new Engine({ localLocators: [{ address: locs[0]!.address, verification: 'cga' }], cgaParams: set.members[0]!.params }, new SimRng(1)), code('NO_CGA_KEY'));
   assert.ok(make({ cgaKey: KEY.privateKey.export({ type: 'pkcs8', format: 'der' }), cgaParams: set.members[0]!.params })() instanceof Engine);
 });

@@ -3,10 +3,11 @@
 // context tags unique per host (RFC 5533 §7.1).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, FAST_PROFILE, RFC_PROFILE, resolveConfig, seededRng } from '../../shim/engine/index.ts';
+import { Engine, FAST_PROFILE, RFC_PROFILE, resolveConfig } from '../../shim/engine/index.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { decodeMessage } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
+import { SimRng } from '../sim/rng.ts';
 
 const L = [{ address: '2001:db8:a1::1' }];
 const code = (c: string) => (e: unknown) => e instanceof UsageError && e.code === c;
@@ -30,7 +31,7 @@ test('bad configuration → UsageError with a stable code', () => {
 });
 
 test('context tags: 47 bits, random, unique on the host', () => {
-  const e = new Engine({ localLocators: L }, seededRng(97));
+  const e = new Engine({ localLocators: L }, new SimRng(97));
   const tags = new Set<number>();
   for (let i = 0; i < 2000; i++) {
     e.prime(ms(0), { ulid: `2001:db8:ff:${i.toString(16)}::1`, locators: [], ttl: 60, source: 'configured' });

@@ -5,9 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Loop, hbaHost } from './loop.ts';
-import { Engine, seededRng, State } from '../../shim/engine/index.ts';
+import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
+import { SimRng } from '../sim/rng.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
@@ -45,7 +46,7 @@ test('context confusion (§7.6): the peer restarts with another ULID and reuses 
 test('Forked Instance Identifier: two contexts for one ULID pair, told apart by FII; the FII is bound into the validator', () => {
   const B = '2001:db8:b1::1';
   const F = '2001:db8:f1::1';
-  const b = new Engine({ localLocators: [{ address: B }] }, seededRng(43));
+  const b = new Engine({ localLocators: [{ address: B }] }, new SimRng(43));
   const now = ms(0);
   /** I1 → R1 → I2 (→ R2) from F with tag `tag` and FII `fii` (0: no option); returns B's answer to the I2. */
   const handshake = (tag: number, fii: number, fiiInI2 = fii): { result: string; r2?: number } => {
@@ -89,7 +90,7 @@ test('I2 with a ULID option and no Locator List: the handshake locator is usable
   const B = '2001:db8:b1::1';
   const UF = '2001:db8:f1::1'; // F's ULID
   const F2 = '2001:db8:f2::2'; // the locator F's I1/I2 came from
-  const b = new Engine({ localLocators: [{ address: B }] }, seededRng(44));
+  const b = new Engine({ localLocators: [{ address: B }] }, new SimRng(44));
   const now = ms(0);
   const ulidOpt: Shim6Option = { type: 'UlidPair', critical: false, senderUlid: UF, receiverUlid: B };
   b.handleDatagram(now, { src: F2, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 0x99, initiatorNonce: 1, options: [ulidOpt] }) });

@@ -3,9 +3,10 @@
  * test/sim/): every datagram is delivered after `delay` ms unless its
  * (src → dst) is in `blocked`; virtual time jumps to the next delivery or timer.
  */
-import { Engine, seededRng, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import { Engine, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { ms, type Millis } from '../../shim/time.ts';
+import { SimRng } from '../sim/rng.ts';
 
 export interface Host {
   name: string;
@@ -20,7 +21,7 @@ interface InFlight { at: number; src: string; dst: string; bytes: Uint8Array; to
 
 /** An HBA set over `prefixes` (sec 0, deterministic randomness). */
 export function hbaHost(seed: number, prefixes: string[]): { ulid: string; locators: string[]; cgaParams: Uint8Array } {
-  const rng = seededRng(seed);
+  const rng = new SimRng(seed);
   const set = generateHbaSet({ prefixes, sec: 0, randomBytes: (n) => { const b = new Uint8Array(n); rng.fill(b); return b; } });
   return { ulid: set.members[0]!.address, locators: set.members.map((m) => m.address), cgaParams: set.members[0]!.params };
 }
@@ -42,7 +43,7 @@ export class Loop {
   addIdentity(name: string, seed: number, id: { ulid: string; locators: string[]; cgaParams?: Uint8Array }, extra: Partial<EngineConfig> = {}): Host {
     const base: EngineConfig = { localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid };
     if (id.cgaParams !== undefined) base.cgaParams = id.cgaParams;
-    const engine = new Engine({ ...base, ...extra }, seededRng(seed + 1000));
+    const engine = new Engine({ ...base, ...extra }, new SimRng(seed + 1000));
     const h: Host = { name, engine, locators: id.locators, ulid: id.ulid, events: [], delivered: [] };
     this.hosts.push(h);
     return h;

@@ -5,16 +5,17 @@
 // a datagram that fails them (forged tag) changes nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, seededRng, State, type Transmit } from '../../shim/engine/index.ts';
+import { Engine, State, type Transmit } from '../../shim/engine/index.ts';
 import { encodePayloadHeader } from '../../shim/wire/index.ts';
 import { hbaHost } from './loop.ts';
 import { ms, type Millis } from '../../shim/time.ts';
+import { SimRng } from '../sim/rng.ts';
 
 interface Side { engine: Engine; ulid: string; port: number; sent: Transmit[] }
 
 function side(seed: number, prefixes: string[], port: number): Side {
   const id = hbaHost(seed, prefixes);
-  const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.cgaParams, profile: 'fast' }, seededRng(seed + 7));
+  const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.cgaParams, profile: 'fast' }, new SimRng(seed + 7));
   return { engine, ulid: id.ulid, port, sent: [] };
 }
 

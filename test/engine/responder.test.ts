@@ -1,11 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, seededRng } from '../../shim/engine/index.ts';
+import { Engine } from '../../shim/engine/index.ts';
 import { encodeMessage, decodeMessage, findOption, type R1Message } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
+import { SimRng } from '../sim/rng.ts';
 
 const B = '2001:db8:b1::1';
-const engineB = () => new Engine({ localLocators: [{ address: B }] }, seededRng(42));
+const engineB = () => new Engine({ localLocators: [{ address: B }] }, new SimRng(42));
 const addr = (i: number) => `2001:db8:${(i >> 16) & 0xffff}:${i & 0xffff}::${(i % 97) + 1}`;
 
 /** The engine's private indices, to prove nothing is kept (read-only peek). */
@@ -16,7 +17,7 @@ function internals(e: Engine): { tags: number; ulids: number; nonces: number; pe
 
 test('stateless responder: 10,000 I1s from random addresses → 10,000 R1s, zero contexts, no per-I1 state', () => {
   const b = engineB();
-  const rng = seededRng(7);
+  const rng = new SimRng(7);
   const buf = new Uint8Array(6);
   for (let i = 0; i < 10_000; i++) {
     rng.fill(buf);
@@ -68,7 +69,7 @@ test('validator binds the locators: the same I2 from another source address is r
 
 test('malformed bytes are drops with the WireError code, never exceptions', () => {
   const b = engineB();
-  const rng = seededRng(3);
+  const rng = new SimRng(3);
   const good = encodeMessage({ type: 'I1', contextTag: 1, initiatorNonce: 1, options: [] });
   for (let i = 0; i < 2000; i++) {
     const bytes = good.slice();
@@ -86,7 +87,7 @@ test('malformed bytes are drops with the WireError code, never exceptions', () =
 
 test('encodeR1 (the fast path) is byte for byte what the wire codec encodes, and decodes', async () => {
   const { encodeR1, r1Validator, r1bisValidator } = await import('../../shim/engine/responder.ts');
-  const rng = seededRng(11);
+  const rng = new SimRng(11);
   const b = new Uint8Array(64);
   for (let i = 0; i < 500; i++) {
     rng.fill(b);

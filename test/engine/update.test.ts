@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Loop, type Host } from './loop.ts';
-import { Engine, seededRng, State } from '../../shim/engine/index.ts';
+import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
+import { SimRng } from '../sim/rng.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
@@ -99,7 +100,7 @@ test('R1bis / I2bis: the peer lost its state; payload triggers recovery and the 
 });
 
 test('a forged Keepalive / Update for an unknown tag gets an R1bis and creates nothing', () => {
-  const e = new Engine({ localLocators: [{ address: '2001:db8:b1::1' }] }, seededRng(1));
+  const e = new Engine({ localLocators: [{ address: '2001:db8:b1::1' }] }, new SimRng(1));
   const r = e.handleDatagram(0 as never, { src: '2001:db8:a1::1', dst: '2001:db8:b1::1', bytes: encodeMessage({ type: 'Keepalive', contextTag: 1234, options: [] }) });
   assert.deepEqual(r, { kind: 'drop', reason: 'no-context' });
   assert.equal(decodeMessage(e.pollTransmit()!.bytes).type, 'R1bis');
