@@ -18,7 +18,8 @@ import { startControlServer } from '../../shim/control/server.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
 import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
-import { Engine, MapCapabilityCache, cryptoRng } from '../../shim/engine/index.ts';
+import { Engine, cryptoRng } from '../../shim/engine/index.ts';
+import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
 import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
 import { DgramTransport } from '../../shim/dataplane/udp.ts';
 import { EngineSink } from '../../shim/dataplane/daemon-sink.ts';
@@ -101,7 +102,7 @@ async function startEngine(log: Logger, port: number): Promise<RunningEngine | u
     log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
     return undefined;
   }
-  const cache = new MapCapabilityCache(10_000);
+  const cache = new LruCapabilityCache();
   const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address }, cryptoRng(), { cache });
   const driver = new EngineDriver<Engine>({
     engine, transport: new DgramTransport({ port }), peerPort: port, logger: log.child('engine'),

@@ -14,7 +14,8 @@ import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { Engine, MapCapabilityCache, cryptoRng, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
+import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
+import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { Resolver } from '../../resolver/index.ts';
 import { configFromObject, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
 import { startControlServer, type ControlServer } from '../control/server.ts';
@@ -65,7 +66,7 @@ export class Daemon {
     readonly engine: Engine,
     readonly driver: EngineDriver<Engine>,
     readonly routes: Routes,
-    readonly cache: MapCapabilityCache,
+    readonly cache: CapabilityCache,
     private readonly hba: HbaParamsFile | undefined,
     private readonly opts: DaemonOptions,
   ) {}
@@ -79,7 +80,7 @@ export class Daemon {
     if (locals.length === 0) throw new UsageError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`, 'interfaces');
     const ulid = locals[0]!.address;
     const cgaParams = hba?.members.find((m) => m.address === ulid);
-    const cache = new MapCapabilityCache(10_000);
+    const cache = new LruCapabilityCache();
     const engine = new Engine({
       localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
@@ -103,7 +104,14 @@ export class Daemon {
         await driver.bindLocator(l.address);
         daemon.keepLocal(l.address);
       }
-      if (saved) driver.command((e, now) => e.importCaches(now, saved));
+      if (saved) {
+        driver.command((e, now) => {
+          // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
+          try { e.importCaches(now, saved); } catch (err) {
+            log.warn('ignoring invalid cache file', { file: config.cacheFile, code: (err as { code?: string }).code, error: (err as Error).message });
+          }
+        });
+      }
       daemon.primeConfiguredPeers();
       await daemon.startResolver();
       daemon.control = await startControlServer(config.controlSocket, { status: () => daemon.status() });
