@@ -25,8 +25,10 @@ export interface LabShim6 {
   restart(h: 'a' | 'b'): Promise<void>;
   /** Kill host `h`'s daemon with SIGKILL (a crash: no Close, nothing cleaned up). */
   crash(h: 'a' | 'b'): Promise<void>;
-  /** Start host `h`'s daemon again (after `crash`). */
+  /** Start host `h`'s daemon again (after `crash` or `stopHost`). */
   start(h: 'a' | 'b'): Promise<void>;
+  /** SIGTERM host `h`'s daemon only and wait for it (bounded): its peer stays up to answer the Close. */
+  stopHost(h: 'a' | 'b'): Promise<void>;
   /** SIGTERM both daemons and wait for them (bounded). */
   stop(): Promise<void>;
 }
@@ -174,6 +176,7 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
         await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
       },
       start: async (h) => { procs[h] = await startLabDaemon(lab, h); },
+      stopHost: async (h) => { if (procs[h]) await stopProcess(procs[h]); },
       stop: stopAll,
     };
   } catch (err) {
