@@ -3,7 +3,8 @@
  * test/sim/): every datagram is delivered after `delay` ms unless its
  * (src → dst) is in `blocked`; virtual time jumps to the next delivery or timer.
  */
-import { Engine, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import assert from 'node:assert/strict';
+import { Engine, State, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../sim/rng.ts';
@@ -102,4 +103,19 @@ export class Loop {
   types(host?: string): string[] {
     return this.log.filter((l) => host === undefined || l.host === host).map((l) => ((l.bytes[2]! & 0x80) !== 0 ? 'payload' : String(l.bytes[2]! & 0x7f)));
   }
+}
+
+/** Two prefixes per host, for two locators each. */
+export const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
+export const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
+
+/** Hosts A and B (fast profile, 20 ms links) with an ESTABLISHED context, A the initiator. */
+export function established(seedA: number, seedB: number): { net: Loop; a: Host; b: Host } {
+  const net = new Loop(20);
+  const a = net.add('A', seedA, A_PREFIXES, { profile: 'fast' });
+  const b = net.add('B', seedB, B_PREFIXES, { profile: 'fast' });
+  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(200);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  return { net, a, b };
 }

@@ -1,22 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Loop, type Host } from './loop.ts';
+import { Loop, established, type Host } from './loop.ts';
 import { State } from '../../shim/engine/index.ts';
 import { encodeMessage } from '../../shim/wire/index.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 
-const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
-const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
-
-function established(seedA: number, seedB: number): { net: Loop; a: Host; b: Host } {
-  const net = new Loop(20);
-  const a = net.add('A', seedA, A_PREFIXES, { profile: 'fast' });
-  const b = net.add('B', seedB, B_PREFIXES, { profile: 'fast' });
-  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(200);
-  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
-  return { net, a, b };
-}
 
 /** Bidirectional payload every 50 ms until `until`. */
 function traffic(net: Loop, a: Host, b: Host, until: number): void {

@@ -1,22 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Loop, type Host } from './loop.ts';
+import { established, B_PREFIXES } from './loop.ts';
 import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
 import { SimRng } from '../sim/rng.ts';
 
-const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
-const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
-
-function established(seedA: number, seedB: number): { net: Loop; a: Host; b: Host } {
-  const net = new Loop(20);
-  const a = net.add('A', seedA, A_PREFIXES, { profile: 'fast' });
-  const b = net.add('B', seedB, B_PREFIXES, { profile: 'fast' });
-  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(200);
-  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
-  return { net, a, b };
-}
 
 test('Update Request with new preferences is verified, merged, acked once (no retransmission)', () => {
   const { net, a, b } = established(21, 22);
