@@ -41,6 +41,18 @@ export function setBuffers(sock: dgram.Socket, bytes: number): void {
   try { sock.setSendBufferSize(bytes); } catch { /* capped or not permitted */ }
 }
 
+/**
+ * dgram's address lookup for a socket that only ever sends to IP literals (the
+ * rinfo address of the query being answered): hands the address straight back.
+ * The default goes through dns.lookup on every send — an isIP regex, a
+ * process.nextTick and a closure per answer — only to return the same string.
+ * Synchronous, as dgram itself does for connected sockets.
+ */
+function literalLookup(family: 4 | 6): (host: string, opts: unknown, cb: (err: Error | null, address: string, family: number) => void) => void {
+  return (host, _opts, cb) => cb(null, host, family);
+}
+const LITERAL_LOOKUP = { 4: literalLookup(4), 6: literalLookup(6) } as const;
+
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
 
 /** Called after an answer was handed to the socket (tests use it to order events). */
@@ -60,22 +72,25 @@ export interface Reply {
  * bare responder: ~15% less CPU per answer.
  */
 class UdpSender {
-  private readonly queue: Array<{ out: Uint8Array; port: number; address: string }> = [];
+  /** Pending answers, flat: bytes, port, address, bytes, port, … (no object per answer). */
+  private readonly queue: Array<Uint8Array | number | string> = [];
   private scheduled = false;
+  private readonly flushFn = (): void => this.flush();
   constructor(private readonly owner: { closed: boolean }, private readonly sock: dgram.Socket) {}
 
   push(out: Uint8Array, port: number, address: string): void {
-    this.queue.push({ out, port, address });
+    this.queue.push(out, port, address);
     if (!this.scheduled) {
       this.scheduled = true;
-      setImmediate(() => this.flush());
+      setImmediate(this.flushFn);
     }
   }
 
   private flush(): void {
     this.scheduled = false;
-    if (!this.owner.closed) for (const m of this.queue) this.sock.send(m.out, m.port, m.address);
-    this.queue.length = 0;
+    const q = this.queue;
+    if (!this.owner.closed) for (let i = 0; i < q.length; i += 3) this.sock.send(q[i] as Uint8Array, q[i + 1] as number, q[i + 2] as string);
+    q.length = 0;
   }
 }
 
@@ -102,7 +117,10 @@ export class Listeners {
   /** Bind UDP then TCP on each address; port 0 picks one port for both. */
   async listen(addrs: readonly ListenAddr[]): Promise<void> {
     for (const a of addrs) {
-      const sock = dgram.createSocket({ type: net.isIPv6(a.host) ? 'udp6' : 'udp4' });
+      const family = net.isIPv6(a.host) ? 6 : 4;
+      // The literal lookup only for a literal bind address; a host name keeps dgram's own lookup.
+      const lookup = net.isIP(a.host) !== 0 ? { lookup: LITERAL_LOOKUP[family] as unknown as dgram.SocketOptions['lookup'] } : {};
+      const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ...lookup });
       await new Promise<void>((resolve, reject) => {
         sock.once('error', reject);
         sock.bind(a.port, a.host, () => { sock.off('error', reject); resolve(); });
