@@ -90,7 +90,10 @@ export class AnswerCache {
 
   /** A copy of the entry's bytes with TTLs counted down to `now` (RFC 1035 §7.4 / RFC 2308 §5). */
   render(e: CacheEntry, now: Millis, stale = false): Uint8Array {
-    const out = e.bytes.slice(); // entry bytes are a plain Uint8Array, so slice() copies (one native call)
+    // A pooled Buffer (small sizes come from Node's 8 KiB slab) instead of Uint8Array#slice, which
+    // allocates a fresh ArrayBuffer per hit: measured ~0.4 µs of the ~1.6 µs JS cost of a hit.
+    const out = Buffer.allocUnsafe(e.bytes.length);
+    out.set(e.bytes);
     if (stale) patchTtls(out, e.ttlOffsets, Number.MAX_SAFE_INTEGER, STALE_ANSWER_TTL);
     else patchTtls(out, e.ttlOffsets, Math.floor((now - e.storedAt) / 1000));
     return out;

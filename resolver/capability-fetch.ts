@@ -42,11 +42,12 @@ interface Looked { bytes: Uint8Array; scan: ScannedResponse }
  */
 export async function lookupVia(handler: Handler, clock: () => Millis, nameKey: string, qtype: number): Promise<Looked | undefined> {
   const query = buildQuery(0, nameKey, qtype, CLASS_IN, { dnssecOk: false });
+  const key = questionKey(nameKey, qtype, CLASS_IN, false, false);
   const q: ParsedQuery = {
-    id: 0, flags: Flag.RD | Flag.AD, nameKey, questionEnd: 12 + nameKey.length + 4, qtype, qclass: CLASS_IN,
+    id: 0, flags: Flag.RD | Flag.AD, nameKey, key, questionEnd: 12 + nameKey.length + 4, qtype, qclass: CLASS_IN,
     edns: true, ednsVersion: 0, udpSize: DEFAULT_EDNS_SIZE, dnssecOk: false, checkingDisabled: false, recursionDesired: true, authenticData: true,
   };
-  const a = await handler({ query, q, key: questionKey(nameKey, qtype, CLASS_IN, false, false), now: clock(), transport: 'internal' });
+  const a = await handler({ query, q, key, now: clock(), transport: 'internal' });
   if (a.failed || (a.rcode !== Rcode.NOERROR && a.rcode !== Rcode.NXDOMAIN)) return undefined;
   try {
     return { bytes: a.bytes, scan: a.scan ?? scanResponse(a.bytes) };

@@ -14,7 +14,7 @@ import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { WireError } from '../shim/wire/errors.ts';
 import type { Answer, Handler, Request } from './chain.ts';
-import { parseQuery, questionKey, Rcode, type ParsedQuery } from './message.ts';
+import { parseQuery, Rcode, type ParsedQuery } from './message.ts';
 import { errorResponse, finishForClient, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
 
@@ -165,7 +165,7 @@ export class Listeners {
     }
     const local = this.localAnswer(bytes, q);
     if (local) { reply.send(local); reply.done(); return; }
-    const req: Request = { query: bytes, q, key: questionKey(q.nameKey, q.qtype, q.qclass, q.dnssecOk, q.checkingDisabled), now: this.clock(), transport };
+    const req: Request = { query: bytes, q, key: q.key, now: this.clock(), transport };
     let r: Answer | Promise<Answer>;
     try {
       r = this.handler(req);

@@ -25,12 +25,16 @@ export const MIN_UDP_PAYLOAD = 512;
 export const Flag = { QR: 0x8000, AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080, AD: 0x0020, CD: 0x0010 } as const;
 /** RFC 3225: DO bit in the OPT TTL field's flags. */
 export const EDNS_DO = 0x8000;
+/** After the wire name in a cache key: QTYPE (2), QCLASS (2), DO/CD bits (1). */
+const KEY_SUFFIX_OCTETS = 5;
 
 export interface ParsedQuery {
   id: number;
   flags: number;
   /** Lowercased name in wire form as a latin1 string: the cache key's name part. */
   nameKey: string;
+  /** questionKey() of this question (name, type, class, DO, CD), built from the raw bytes in one go. */
+  key: string;
   /** Offset just past QCLASS. */
   questionEnd: number;
   qtype: number;
@@ -47,7 +51,8 @@ export interface ParsedQuery {
   authenticData: boolean;
 }
 
-const scratch = Buffer.alloc(MAX_NAME_OCTETS);
+/** The lowercased name, then QTYPE, QCLASS and a DO/CD octet: the cache key's bytes. */
+const scratch = Buffer.alloc(MAX_NAME_OCTETS + KEY_SUFFIX_OCTETS);
 const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
 
 /**
@@ -94,9 +99,8 @@ export function parseQuery(b: Uint8Array): ParsedQuery {
   const arcount = u16(b, 10);
   const nameEnd = walkPlainName(b, 12, scratch);
   if (nameEnd + 4 > b.length) throw new WireError('TRUNCATED', 'question needs QTYPE and QCLASS', nameEnd);
-  const nameKey = latin1(scratch, nameEnd - 12);
   const q: ParsedQuery = {
-    id, flags, nameKey, questionEnd: nameEnd + 4,
+    id, flags, nameKey: '', key: '', questionEnd: nameEnd + 4,
     qtype: u16(b, nameEnd), qclass: u16(b, nameEnd + 2),
     edns: false, ednsVersion: 0, udpSize: MIN_UDP_PAYLOAD, dnssecOk: false,
     checkingDisabled: (flags & Flag.CD) !== 0,
@@ -104,6 +108,13 @@ export function parseQuery(b: Uint8Array): ParsedQuery {
     authenticData: (flags & Flag.AD) !== 0,
   };
   if (arcount > 0) readQueryOpt(b, q, arcount);
+  // One native string for the whole cache key (no template string to flatten and hash per
+  // query); the name key is its prefix, so both agree with questionKey() by construction.
+  const nameLen = nameEnd - 12;
+  for (let i = 0; i < 4; i++) scratch[nameLen + i] = b[nameEnd + i]!;
+  scratch[nameLen + 4] = keyBits(q.dnssecOk, q.checkingDisabled);
+  q.key = latin1(scratch, nameLen + KEY_SUFFIX_OCTETS);
+  q.nameKey = q.key.substring(0, nameLen);
   return q;
 }
 
@@ -132,9 +143,15 @@ function latin1(bytes: Buffer, len: number): string {
   return bytes.toString('latin1', 0, len);
 }
 
-/** Cache key for a question: name, type, class and the bits that change the answer (DO, CD). */
+const keyBits = (dnssecOk: boolean, cd: boolean): number => (dnssecOk ? 1 : 0) | (cd ? 2 : 0);
+
+/**
+ * Cache key for a question: the lowercased wire name, then QTYPE and QCLASS as
+ * two octets each and one octet of the bits that change the answer (DO, CD).
+ * The wire name ends in its root label, so the suffix cannot be confused with it.
+ */
 export function questionKey(nameKey: string, qtype: number, qclass: number, dnssecOk: boolean, cd: boolean): string {
-  return `${nameKey}|${qtype}|${qclass}|${dnssecOk ? 1 : 0}${cd ? 1 : 0}`;
+  return nameKey + String.fromCharCode(qtype >> 8, qtype & 0xff, qclass >> 8, qclass & 0xff, keyBits(dnssecOk, cd));
 }
 
 /** Presentation form of a lowercased wire name key ("www.example." style, root = "."). */
