@@ -60,13 +60,17 @@ export class DeadlineQueue<T extends Deadlined> {
     this.timeoutAt = Infinity;
     const now = this.now();
     const keep: T[] = [];
+    const due: T[] = [];
     let next = Infinity;
     for (const it of this.items) {
       if (it.done) continue;
-      if (it.deadline <= now) this.onExpire(it);
+      if (it.deadline <= now) due.push(it);
       else { keep.push(it); if (it.deadline < next) next = it.deadline; }
     }
     this.items = keep;
+    // A late sweep (a busy event loop) may find several due at once: expire them in deadline order.
+    if (due.length > 1) due.sort((a, b) => a.deadline - b.deadline);
+    for (const it of due) this.onExpire(it);
     if (keep.length > 0) this.schedule(next);
   };
 }

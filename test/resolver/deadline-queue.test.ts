@@ -56,3 +56,15 @@ test('clear() stops the timers: nothing expires afterwards', async () => {
   assert.equal(expired.length, 0);
   assert.equal(q.size, 0);
 });
+
+test('a late sweep that finds several items due expires them in deadline order, not insertion order', async (t) => {
+  let clock = 0;
+  const expired: string[] = [];
+  const q = new DeadlineQueue<Item>(() => clock, (it) => expired.push(it.name));
+  t.after(() => q.clear());
+  q.add({ name: 'later', deadline: 10, done: false });
+  q.add({ name: 'sooner', deadline: 0.5, done: false });
+  clock = 50; // the event loop was busy: both are past due when the sweep runs
+  await waitFor(() => expired.length === 2);
+  assert.deepEqual(expired, ['sooner', 'later']);
+});
