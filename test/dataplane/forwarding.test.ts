@@ -9,9 +9,8 @@ import { twoHosts, stallRun, STREAM_FIXTURE } from './two-hosts.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-test('TCP and ICMPv6 between two namespaces through TUN + UDP encapsulation, bytes intact', async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const h = await twoHosts(t);
+/** A 0.7 s checksummed TCP stream A → B's ULID; B's report and A's driver counters. */
+async function streamAtoB(h: Awaited<ReturnType<typeof twoHosts>>): Promise<{ r: Record<string, unknown>; s: Record<string, unknown> }> {
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
   await server.op('listening', 5000);
   const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
@@ -23,6 +22,13 @@ test('TCP and ICMPv6 between two namespaces through TUN + UDP encapsulation, byt
   const r = await server.op('report', 5000);
   h.nodeA.send({ op: 'stats' });
   const s = await h.nodeA.op('stats', 3000);
+  return { r, s };
+}
+
+test('TCP and ICMPv6 between two namespaces through TUN + UDP encapsulation, bytes intact', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const h = await twoHosts(t);
+  const { r, s } = await streamAtoB(h);
   assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
   assert.equal(r.corrupt, 0);
   assert.ok((s.tunIn as number) > 100, 'A read the segments from its TUN');
@@ -75,17 +81,7 @@ test('TCP prompt after re-homing: the stream resumes at once instead of at the n
 test('real engine: context set up by prime over UDP, TCP through the TUN, bytes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   const h = await twoHosts(t, { engine: 'engine' });
-  const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
-  await server.op('listening', 5000);
-  const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
-  await client.op('connected', 5000);
-  await sleep(700);
-  client.child.kill('SIGTERM');
-  await sleep(100);
-  server.child.stdin!.write('report\n');
-  const r = await server.op('report', 5000);
-  h.nodeA.send({ op: 'stats' });
-  const s = await h.nodeA.op('stats', 3000);
+  const { r, s } = await streamAtoB(h);
   assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
   assert.equal(r.corrupt, 0);
   assert.ok((s.tunIn as number) > 100 && (s.udpIn as number) > 10, JSON.stringify(s));
