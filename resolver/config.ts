@@ -13,6 +13,7 @@ import { isLogLevel, type LogLevel } from '../shim/log.ts';
 import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
 import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } from './upstream.ts';
 import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from './listener.ts';
+import type { UdpBackend } from './udp-socket.ts';
 import { DEFAULT_CAPABILITY_OPTIONS, type CapabilityOptions } from './stages/capability.ts';
 
 /**
@@ -30,6 +31,11 @@ export interface ResolverConfig {
   cache: AnswerCacheOptions;
   capability: CapabilityOptions & { enabled: boolean };
   listener: ListenerOptions;
+  /**
+   * UDP sockets (udp-socket.ts): `native` (the addon: recvmmsg/sendmmsg
+   * batches), `dgram` (Node's), or `auto`: native when the addon is built.
+   */
+  udp: 'auto' | UdpBackend;
   controlSocket: string | undefined;
   logLevel: LogLevel;
 }
@@ -103,10 +109,11 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
   return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
+const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
+const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 
 /** Validate a parsed config document (from YAML or JSON). */
-export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs'> {
+export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp'> {
   const o: Obj = doc === null || doc === undefined ? {} : isObj(doc) ? doc : bad('(top level)', doc, 'expected a mapping');
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
   const up = section(o, 'upstream', ['attemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
@@ -117,11 +124,14 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   const lg = section(o, 'log', ['level']);
   if (ctl.socket !== undefined && (typeof ctl.socket !== 'string' || ctl.socket === '')) bad('control.socket', ctl.socket, 'expected a path');
   if (lg.level !== undefined && (typeof lg.level !== 'string' || !isLogLevel(lg.level))) bad('log.level', lg.level, 'expected debug, info, warn or error');
+  const udp = o.udp ?? 'auto';
+  if (!UDP_BACKENDS.includes(udp as never)) bad('udp', udp, `expected ${UDP_BACKENDS.join(', ')}`);
   const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS;
   const listen = addrList(o, 'listen', 53);
   const upstreams = addrList(o, 'upstreams', 53);
   const out = {
     queryTimeoutMs: num(o, 'queryTimeoutMs', '', DEFAULT_QUERY_TIMEOUT_MS, 10, 60_000),
+    udp: udp as ResolverConfig['udp'],
     upstream: {
       attemptTimeoutMs: num(up, 'attemptTimeoutMs', 'upstream', d.attemptTimeoutMs, 10, 30_000),
       failThreshold: num(up, 'failThreshold', 'upstream', d.failThreshold, 1, 100),
@@ -191,7 +201,7 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   return {
     listen, upstreams,
     queryTimeoutMs: file.queryTimeoutMs,
-    upstream: file.upstream, cache: file.cache, capability: file.capability, listener: file.listener,
+    upstream: file.upstream, cache: file.cache, capability: file.capability, listener: file.listener, udp: file.udp,
     controlSocket: flags.controlSocket ?? file.controlSocket,
     logLevel: flags.logLevel ?? file.logLevel ?? 'info',
   };

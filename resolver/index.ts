@@ -20,6 +20,8 @@ import type { CapabilitySink } from './capability-sink.ts';
 import type { ResolverConfig } from './config.ts';
 import { errorResponse } from './answer-build.ts';
 import { Rcode } from './message.ts';
+import { nativeUdpStatus, type UdpBackend } from './udp-socket.ts';
+import { UsageError } from '../shim/errors.ts';
 
 export interface ResolverDeps {
   sink: CapabilitySink;
@@ -43,12 +45,13 @@ export class Resolver {
   private readonly clock: () => Millis;
   private readonly startedAt: Millis;
 
-  private constructor(readonly config: ResolverConfig, deps: ResolverDeps) {
+  /** `udp`: the backend chosen for this run (config `auto` resolved). */
+  private constructor(readonly config: ResolverConfig, deps: ResolverDeps, readonly udp: UdpBackend) {
     this.clock = deps.clock ?? monotonicClock;
     this.startedAt = this.clock();
     const log = deps.log.child('resolver');
     this.cache = new AnswerCache(config.cache);
-    this.pool = new UpstreamPool(config.upstreams, config.upstream, monotonicClock, log, this.counters);
+    this.pool = new UpstreamPool(config.upstreams, config.upstream, monotonicClock, log, this.counters, udp);
     this.cacheStage = new CacheStage(this.cache, this.counters);
     const order = DEFAULT_ORDER.filter((n) => n !== 'capability' || config.capability.enabled);
     const terminal: Handler = (req) => ({ bytes: errorResponse(req.query, req.q, Rcode.SERVFAIL), optOff: -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
@@ -66,12 +69,16 @@ export class Resolver {
     }
     this.capability = capability;
     this.handler = compose(stages, terminal);
-    this.listeners = new Listeners(this.handler, this.counters, this.clock, log, config.listener, deps.onAnswer);
+    this.listeners = new Listeners(this.handler, this.counters, this.clock, log, config.listener, deps.onAnswer, udp);
   }
 
   /** Build and bind. Rejects (and closes what was opened) if an address cannot be bound. */
   static async start(config: ResolverConfig, deps: ResolverDeps): Promise<Resolver> {
-    const r = new Resolver(config, deps);
+    const native = await nativeUdpStatus();
+    if (config.udp === 'native' && !native.available) throw new UsageError('EUDPBACKEND', `udp: native sockets unavailable: ${native.reason}`, 'udp');
+    const udp: UdpBackend = config.udp === 'dgram' || !native.available ? 'dgram' : 'native';
+    if (config.udp === 'auto' && !native.available) deps.log.child('resolver').warn('native UDP unavailable, using dgram', { reason: native.reason });
+    const r = new Resolver(config, deps, udp);
     try {
       await r.listeners.listen(config.listen);
     } catch (err) {
@@ -89,6 +96,7 @@ export class Resolver {
     const now = this.clock();
     return {
       listen: this.addresses,
+      udp: this.udp,
       uptimeSeconds: Math.floor((now - this.startedAt) / 1000),
       counters: { ...this.counters },
       cache: { entries: this.cache.size, bytes: this.cache.bytes, maxEntries: this.config.cache.maxEntries, maxBytes: this.config.cache.maxBytes, inflight: this.cacheStage.inflightCount },

@@ -8,7 +8,6 @@
  * runs the chain, and gives the answer its last per-client fix-ups. Nothing a
  * client sends may throw out of here. It must not know what the stages do.
  */
-import dgram from 'node:dgram';
 import net from 'node:net';
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
@@ -17,6 +16,7 @@ import type { Answer, Handler, Request } from './chain.ts';
 import { parseQuery, Rcode, type ParsedQuery } from './message.ts';
 import { errorResponse, finishForClient, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
+import { openDnsUdp, type DnsUdpSocket, type Endpoint, type UdpBackend } from './udp-socket.ts';
 
 export interface ListenAddr { host: string; port: number }
 
@@ -31,27 +31,12 @@ export interface ListenerOptions {
 /**
  * Socket buffers asked for on the UDP listener: a burst of queries must not be
  * dropped by the kernel while the event loop is busy (the kernel caps it at
- * net.core.rmem_max / wmem_max).
+ * net.core.rmem_max / wmem_max unless we are root on the native backend).
  */
 export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024;
 
-/** Ask for bigger socket buffers; the kernel may give less, which is fine. */
-export function setBuffers(sock: dgram.Socket, bytes: number): void {
-  try { sock.setRecvBufferSize(bytes); } catch { /* capped or not permitted */ }
-  try { sock.setSendBufferSize(bytes); } catch { /* capped or not permitted */ }
-}
-
-/**
- * dgram's address lookup for a socket that only ever sends to IP literals (the
- * rinfo address of the query being answered): hands the address straight back.
- * The default goes through dns.lookup on every send — an isIP regex, a
- * process.nextTick and a closure per answer — only to return the same string.
- * Synchronous, as dgram itself does for connected sockets.
- */
-function literalLookup(family: 4 | 6): (host: string, opts: unknown, cb: (err: Error | null, address: string, family: number) => void) => void {
-  return (host, _opts, cb) => cb(null, host, family);
-}
-const LITERAL_LOOKUP = { 4: literalLookup(4), 6: literalLookup(6) } as const;
+/** Largest UDP query read (RFC 6891 allows 65,535; a real query is a few hundred octets at most). */
+const MAX_UDP_QUERY = 4096;
 
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
 
@@ -64,47 +49,17 @@ export interface Reply {
   done(): void;
 }
 
-/**
- * UDP answers leave in batches, once per event-loop turn (setImmediate). An
- * answer sent from inside the socket's own receive callback (every cache hit)
- * would otherwise not be written at once: libuv queues it and arms POLLOUT,
- * which costs two epoll_ctl calls and a loop turn per burst. Measured on the
- * bare responder: ~15% less CPU per answer.
- */
-class UdpSender {
-  /** Pending answers, flat: bytes, port, address, bytes, port, … (no object per answer). */
-  private readonly queue: Array<Uint8Array | number | string> = [];
-  private scheduled = false;
-  private readonly flushFn = (): void => this.flush();
-  constructor(private readonly owner: { closed: boolean }, private readonly sock: dgram.Socket) {}
-
-  push(out: Uint8Array, port: number, address: string): void {
-    this.queue.push(out, port, address);
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(this.flushFn);
-    }
-  }
-
-  private flush(): void {
-    this.scheduled = false;
-    const q = this.queue;
-    if (!this.owner.closed) for (let i = 0; i < q.length; i += 3) this.sock.send(q[i] as Uint8Array, q[i + 1] as number, q[i + 2] as string);
-    q.length = 0;
-  }
-}
-
 /** The UDP reply target; a class, not a closure, so the hot path allocates one small object. */
 class UdpReply implements Reply {
-  constructor(private readonly sender: UdpSender, private readonly rinfo: dgram.RemoteInfo) {}
+  constructor(private readonly sock: DnsUdpSocket, private readonly to: Endpoint) {}
   send(out: Uint8Array): void {
-    this.sender.push(out, this.rinfo.port, this.rinfo.address);
+    this.sock.send(out, this.to);
   }
   done(): void { /* nothing to release */ }
 }
 
 export class Listeners {
-  private readonly udp: dgram.Socket[] = [];
+  private readonly udp: DnsUdpSocket[] = [];
   private readonly tcp: net.Server[] = [];
   private readonly conns = new Set<net.Socket>();
   readonly bound: ListenAddr[] = [];
@@ -112,25 +67,23 @@ export class Listeners {
   closed = false;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
-    private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook) {}
+    private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
+    private readonly udpBackend?: UdpBackend) {}
 
   /** Bind UDP then TCP on each address; port 0 picks one port for both. */
   async listen(addrs: readonly ListenAddr[]): Promise<void> {
     for (const a of addrs) {
-      const family = net.isIPv6(a.host) ? 6 : 4;
-      // The literal lookup only for a literal bind address; a host name keeps dgram's own lookup.
-      const lookup = net.isIP(a.host) !== 0 ? { lookup: LITERAL_LOOKUP[family] as unknown as dgram.SocketOptions['lookup'] } : {};
-      const sock = dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ...lookup });
-      await new Promise<void>((resolve, reject) => {
-        sock.once('error', reject);
-        sock.bind(a.port, a.host, () => { sock.off('error', reject); resolve(); });
+      const sock = await openDnsUdp({
+        host: a.host, port: a.port, bufferSize: UDP_SOCKET_BUFFER, maxDatagram: MAX_UDP_QUERY, batch: 64,
+        onError: (err) => this.log.warn('UDP listener error', { error: err.message }),
+      }, this.udpBackend);
+      sock.onDatagram((bytes, from) => {
+        // The datagram's bytes are the socket's receive slot (native): the chain may keep them.
+        const query = sock.backend === 'native' ? Uint8Array.prototype.slice.call(bytes) : bytes;
+        this.handle(query, 'udp', new UdpReply(sock, from.copy()));
       });
-      sock.on('error', (err) => this.log.warn('UDP listener error', { error: err.message }));
-      setBuffers(sock, UDP_SOCKET_BUFFER);
-      const sender = new UdpSender(this, sock);
-      sock.on('message', (msg, rinfo) => this.handle(msg, 'udp', new UdpReply(sender, rinfo)));
       this.udp.push(sock);
-      const port = sock.address().port;
+      const port = sock.port;
       const server = net.createServer((c) => this.onConnection(c));
       server.maxConnections = this.opts.maxTcpConnections;
       await new Promise<void>((resolve, reject) => {
@@ -140,7 +93,7 @@ export class Listeners {
       server.on('error', (err) => this.log.warn('TCP listener error', { error: err.message }));
       this.tcp.push(server);
       this.bound.push({ host: a.host, port });
-      this.log.info('listening', { address: a.host, port });
+      this.log.info('listening', { address: a.host, port, udp: sock.backend });
     }
   }
 

@@ -7,7 +7,6 @@
  * This is a driver: it owns sockets and timers and reads the clock it is given.
  * It must not know about caching, listeners or capability records.
  */
-import dgram from 'node:dgram';
 import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import { Shim6Error } from '../shim/errors.ts';
@@ -17,10 +16,15 @@ import { scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, buildQueryFromQuestion, type QueryOptions } from './answer-build.ts';
 import { Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
-import { setBuffers } from './listener.ts';
+import { Endpoint, openDnsUdpSync, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
 
 /** Receive buffer per upstream socket: answers to a burst must not be dropped while the loop is busy. */
 const UPSTREAM_SOCKET_BUFFER = 1024 * 1024;
+/**
+ * Largest UDP answer read. Queries advertise an EDNS size of 1232 (answer-build.ts),
+ * so a larger datagram is a broken or forged answer; it is dropped and counted.
+ */
+const MAX_UPSTREAM_ANSWER = 4096;
 
 export type UpstreamErrorCode = 'ETIMEOUT' | 'EUPSTREAM' | 'ETCP' | 'EOVERLOAD';
 
@@ -88,9 +92,9 @@ class PromiseListener implements QueryListener {
   }
 }
 
-interface Port { sock: dgram.Socket; pending: Map<number, QueryJob>; uses: number }
+interface Port { sock: DnsUdpSocket; pending: Map<number, QueryJob>; uses: number }
 
-interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; family: 'udp4' | 'udp6' }
+interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; family: 'udp4' | 'udp6'; ep: Endpoint }
 
 /** Random 16-bit numbers from the CSPRNG, drawn in batches. */
 class RandomWords {
@@ -110,10 +114,13 @@ export class UpstreamPool {
   private inflight = 0;
   private closed = false;
 
+  /** `udp`: the socket backend (udp-socket.ts); 'native' only once the addon is loaded. */
   constructor(upstreams: readonly UpstreamAddr[], private readonly opts: UpstreamOptions, private readonly clock: () => Millis,
-    private readonly log: Logger, private readonly counters: ResolverCounters) {
+    private readonly log: Logger, private readonly counters: ResolverCounters, private readonly udp: UdpBackend = 'dgram') {
     this.upstreams = upstreams;
-    for (const u of upstreams) this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, family: net.isIPv6(u.host) ? 'udp6' : 'udp4' });
+    for (const u of upstreams) {
+      this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port) });
+    }
   }
 
   /** Resolve one question, trying upstreams in order of health for at most `timeoutMs`. */
@@ -168,7 +175,8 @@ export class UpstreamPool {
 
   private sendUdp(job: QueryJob, timeoutMs: number): void {
     const up = job.up;
-    const port = this.port(this.health.get(up)!.family);
+    const h = this.health.get(up)!;
+    const port = this.port(h.family);
     let id = this.rnd.next();
     for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
     if (port.pending.has(id)) { this.attemptFailed(job, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
@@ -181,8 +189,8 @@ export class UpstreamPool {
     job.id = id;
     port.pending.set(id, job);
     job.timer = setTimeout(this.onAttemptTimeout, timeoutMs, job, timeoutMs);
-    // No send callback: a failed send is reported on the socket's 'error' (logged) and the attempt times out.
-    port.sock.send(bytes, up.port, up.host);
+    // A failed send is a lost datagram (dgram also logs it): the attempt times out.
+    port.sock.send(bytes, h.ep);
   }
 
   /** Bound once: per-attempt timers pass the job as an argument instead of capturing it. */
@@ -254,12 +262,13 @@ export class UpstreamPool {
   }
 
   private openPort(family: 'udp4' | 'udp6'): Port {
-    const sock = dgram.createSocket({ type: family });
+    // The kernel picks a random ephemeral port (RFC 5452 §9.2).
+    const sock = openDnsUdpSync({
+      host: family === 'udp6' ? '::' : '0.0.0.0', port: 0, bufferSize: UPSTREAM_SOCKET_BUFFER, maxDatagram: MAX_UPSTREAM_ANSWER, batch: 32,
+      onError: (err) => this.log.warn('upstream socket error', { error: err.message }),
+    }, this.udp);
     const port: Port = { sock, pending: new Map(), uses: 0 };
-    sock.on('message', (msg, rinfo) => this.onUdpMessage(port, msg, rinfo));
-    sock.on('error', (err) => this.log.warn('upstream socket error', { error: err.message }));
-    sock.once('listening', () => setBuffers(sock, UPSTREAM_SOCKET_BUFFER));
-    sock.bind(0); // the kernel picks a random ephemeral port (RFC 5452 §9.2)
+    sock.onDatagram((msg, from) => this.onUdpMessage(port, msg, from));
     sock.unref();
     return port;
   }
@@ -270,10 +279,11 @@ export class UpstreamPool {
     if (p.pending.size === 0) p.sock.close();
   }
 
-  private onUdpMessage(port: Port, msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  /** `msg` is the socket's receive slot, valid during this call only. */
+  private onUdpMessage(port: Port, msg: Uint8Array, from: Endpoint): void {
     if (msg.length < 12) { this.counters.upstreamMalformed++; return; }
     const p = port.pending.get((msg[0]! << 8) | msg[1]!);
-    if (!p || rinfo.address !== p.up.host || rinfo.port !== p.up.port) { this.counters.upstreamMismatched++; return; }
+    if (!p || !from.equals(this.health.get(p.up)!.ep)) { this.counters.upstreamMismatched++; return; }
     let scan: ScannedResponse;
     try {
       scan = scanResponse(msg);
@@ -285,7 +295,8 @@ export class UpstreamPool {
     port.pending.delete(p.id);
     clearTimeout(p.timer);
     if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
-    this.answered(p, msg, scan);
+    // The answer outlives this call (cache, waiting clients): its own copy, once it is known to be ours.
+    this.answered(p, Uint8Array.prototype.slice.call(msg), scan);
   }
 
   /** One query over a fresh TCP connection (RFC 7766 §8: 2-octet length framing). */
@@ -349,7 +360,7 @@ export class UpstreamPool {
           job.listener.upstreamDone(new UpstreamError('EUPSTREAM', 'resolver is closing'), undefined);
         }
         p.pending.clear();
-        try { p.sock.close(); } catch { /* already closed */ }
+        p.sock.close();
       }
       list.length = 0;
     }

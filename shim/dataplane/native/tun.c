@@ -401,6 +401,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"udpStartReader", NULL, udp_start, NULL, NULL, NULL, napi_default, NULL},
     {"udpClose", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
+    {"udpRef", NULL, udp_ref, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -62,23 +62,44 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
 }
 
 /*
- * udpOpen(port, bufferSize, gro) -> [fd, boundPort, gro]
+ * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)]) -> [fd, boundPort, gro]
  * gro: ask for UDP_GRO, so a run of equal-sized datagrams of one flow arrives
  * as one buffer with its segment size (the third element says if granted).
+ * bindAddress: bind there instead of [::]. An IPv4-mapped address
+ * (::ffff:a.b.c.d) makes an IPv4 socket in all but name: the socket is
+ * dual-stack, receives IPv4 datagrams sent to a.b.c.d, and sends IPv4 to
+ * mapped destinations. Without it the socket is IPv6-only.
  */
 napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   int32_t port, bufsize;
   bool want_gro = false;
+  struct in6_addr bind_addr = in6addr_any;
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   UCHECK(env, napi_get_value_int32(env, argv[0], &port));
   UCHECK(env, napi_get_value_int32(env, argv[1], &bufsize));
   if (argc >= 3) UCHECK(env, napi_get_value_bool(env, argv[2], &want_gro));
+  if (argc >= 4) {
+    napi_valuetype t;
+    UCHECK(env, napi_typeof(env, argv[3], &t));
+    if (t != napi_undefined) {
+      napi_typedarray_type tt;
+      size_t len, off;
+      void *data;
+      napi_value ab;
+      UCHECK(env, napi_get_typedarray_info(env, argv[3], &tt, &len, &data, &ab, &off));
+      if (tt != napi_uint8_array || len != 16) {
+        napi_throw_range_error(env, "EUDPARGS", "bind address must be 16 octets");
+        return NULL;
+      }
+      memcpy(&bind_addr, data, 16);
+    }
+  }
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uthrow(env, "socket", errno);
-  int one = 1;
-  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+  int one = 1, v6only = !IN6_IS_ADDR_V4MAPPED(&bind_addr);
+  setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   if (bufsize > 0) {
     /* FORCE works for root past net.core.*mem_max; otherwise take what is allowed. */
@@ -91,7 +112,7 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   memset(&sa, 0, sizeof sa);
   sa.sin6_family = AF_INET6;
   sa.sin6_port = htons((uint16_t)port);
-  sa.sin6_addr = in6addr_any;
+  sa.sin6_addr = bind_addr;
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     int err = errno;
     close(fd);
@@ -235,6 +256,20 @@ napi_value udp_close(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+/* udpRef(handle, ref): whether the socket keeps the event loop alive (as dgram's ref/unref). */
+napi_value udp_ref(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  udp_reader *r;
+  bool ref;
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  UCHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
+  UCHECK(env, napi_get_value_bool(env, argv[1], &ref));
+  if (r->closed) return NULL;
+  if (ref) uv_ref((uv_handle_t *)&r->poll); else uv_unref((uv_handle_t *)&r->poll);
+  return NULL;
+}
+
 /*
  * udpSend(fd, arena: ArrayBuffer, meta: ArrayBuffer, count) -> datagrams sent
  * meta per datagram (UDP_SEND_META octets, udp.h): src 16, dst 16, port u16 BE
@@ -292,18 +327,24 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       msgs[k].msg_hdr.msg_iov = &iov[k];
       msgs[k].msg_hdr.msg_iovlen = 1;
       memset(ctrl[k], 0, sizeof ctrl[k]);
+      /* Source :: = the socket's own address (a bound DNS socket): no IPV6_PKTINFO. */
+      static const uint8_t any[16];
+      int pktinfo = memcmp(m, any, 16) != 0;
       msgs[k].msg_hdr.msg_control = ctrl[k];
-      msgs[k].msg_hdr.msg_controllen = run > 1 ? sizeof ctrl[k] : CMSG_SPACE(sizeof(struct in6_pktinfo));
+      msgs[k].msg_hdr.msg_controllen = (pktinfo ? CMSG_SPACE(sizeof(struct in6_pktinfo)) : 0) + (run > 1 ? CMSG_SPACE(sizeof(int)) : 0);
+      if (msgs[k].msg_hdr.msg_controllen == 0) msgs[k].msg_hdr.msg_control = NULL;
       struct cmsghdr *c = CMSG_FIRSTHDR(&msgs[k].msg_hdr);
-      c->cmsg_level = IPPROTO_IPV6;
-      c->cmsg_type = IPV6_PKTINFO;
-      c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
-      struct in6_pktinfo pi;
-      memset(&pi, 0, sizeof pi);
-      memcpy(&pi.ipi6_addr, m, 16);
-      memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      if (pktinfo) {
+        c->cmsg_level = IPPROTO_IPV6;
+        c->cmsg_type = IPV6_PKTINFO;
+        c->cmsg_len = CMSG_LEN(sizeof(struct in6_pktinfo));
+        struct in6_pktinfo pi;
+        memset(&pi, 0, sizeof pi);
+        memcpy(&pi.ipi6_addr, m, 16);
+        memcpy(CMSG_DATA(c), &pi, sizeof pi);
+      }
       if (run > 1) {
-        c = CMSG_NXTHDR(&msgs[k].msg_hdr, c);
+        if (pktinfo) c = CMSG_NXTHDR(&msgs[k].msg_hdr, c);
         c->cmsg_level = SOL_UDP;
         c->cmsg_type = UDP_SEGMENT;
         c->cmsg_len = CMSG_LEN(sizeof(uint16_t));

@@ -1,0 +1,373 @@
+/**
+ * The resolver's UDP sockets (listeners and upstream ports) behind one small
+ * interface, with two backends:
+ *  - `native` (the default when the addon is built): our addon's socket
+ *    (shim/dataplane/native/udp.c). A wake-up reads every waiting datagram
+ *    with one recvmmsg and hands them to JS in one call; sends queue in a
+ *    preallocated arena and leave with one sendmmsg per batch. Nothing is
+ *    allocated per datagram but the view handed to the callback.
+ *  - `dgram`: node:dgram, one system call and one event per datagram. The
+ *    fallback when the addon is missing, and for host names (not literals).
+ *
+ * Addresses are `Endpoint`s: 16 octets as four 32-bit words (IPv4 as
+ * ::ffff:a.b.c.d) and a port, so matching an answer's source and replying to
+ * a client need no address strings on the native path.
+ *
+ * This is a driver (owns sockets). It must not know DNS.
+ */
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { UsageError } from '../shim/errors.ts';
+import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
+
+export type UdpBackend = 'native' | 'dgram';
+
+/** A UDP peer. Receive callbacks reuse theirs: `copy()` to keep one. */
+export class Endpoint {
+  w0 = 0; w1 = 0; w2 = 0; w3 = 0; port = 0;
+  /** The address as text when a backend already has it (dgram's rinfo). */
+  host: string | undefined = undefined;
+
+  static of(host: string, port: number): Endpoint {
+    const e = new Endpoint();
+    const family = net.isIP(host);
+    if (family === 0) throw new UsageError('EADDR', `not an IP address: ${host}`, 'address');
+    const b = parseIpv6(family === 4 ? `::ffff:${host}` : host);
+    const v = new DataView(b.buffer, b.byteOffset, 16);
+    e.w0 = v.getUint32(0); e.w1 = v.getUint32(4); e.w2 = v.getUint32(8); e.w3 = v.getUint32(12);
+    e.port = port;
+    e.host = host;
+    return e;
+  }
+
+  copy(): Endpoint {
+    const e = new Endpoint();
+    e.w0 = this.w0; e.w1 = this.w1; e.w2 = this.w2; e.w3 = this.w3; e.port = this.port; e.host = this.host;
+    return e;
+  }
+
+  /** Same address and port. */
+  equals(o: Endpoint): boolean {
+    return this.port === o.port && this.w3 === o.w3 && this.w2 === o.w2 && this.w1 === o.w1 && this.w0 === o.w0;
+  }
+
+  get mapped(): boolean { return this.w0 === 0 && this.w1 === 0 && this.w2 === 0xffff; }
+
+  /** The address as text: dotted quad for IPv4-mapped, RFC 5952 otherwise. */
+  text(): string {
+    if (this.host !== undefined) return this.host;
+    if (this.mapped) return `${this.w3 >>> 24}.${(this.w3 >>> 16) & 0xff}.${(this.w3 >>> 8) & 0xff}.${this.w3 & 0xff}`;
+    const b = new Uint8Array(16);
+    const v = new DataView(b.buffer);
+    v.setUint32(0, this.w0); v.setUint32(4, this.w1); v.setUint32(8, this.w2); v.setUint32(12, this.w3);
+    return formatIpv6(b, 0);
+  }
+}
+
+/** Called per datagram; `bytes` and `from` are valid only during the call. */
+export type DatagramHandler = (bytes: Uint8Array, from: Endpoint) => void;
+
+export interface DnsUdpSocket {
+  readonly backend: UdpBackend;
+  /** The bound port. */
+  readonly port: number;
+  /** Datagrams dropped because they did not fit a receive slot. */
+  readonly oversize: number;
+  onDatagram(cb: DatagramHandler): void;
+  /** Queue a datagram; it leaves within this event-loop turn. `bytes` must not change afterwards (dgram holds them until sent). */
+  send(bytes: Uint8Array, to: Endpoint): void;
+  /** Do not keep the process alive for this socket. */
+  unref(): void;
+  close(): void;
+}
+
+export interface OpenOptions {
+  /** Literal address to bind ('0.0.0.0' / '::' for any); a host name forces dgram. */
+  host: string;
+  port: number;
+  /** Socket buffers asked for (the kernel may cap them; forced as root on native). */
+  bufferSize: number;
+  /** Largest datagram received; larger ones are dropped (counted in `oversize`). */
+  maxDatagram: number;
+  /** Datagrams read per wake-up (native). */
+  batch: number;
+  /** Called when dgram reports a socket error (native reports none: a failed send is a lost datagram). */
+  onError?: (err: Error) => void;
+}
+
+interface UdpAddon {
+  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array): [number, number, boolean];
+  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
+  udpClose(handle: object): void;
+  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number): number;
+  udpRef(handle: object, ref: boolean): void;
+}
+
+let addon: UdpAddon | null | undefined;
+let addonError = '';
+
+/** The addon, or undefined when it is not built (then only dgram is available). */
+async function loadAddon(): Promise<UdpAddon | undefined> {
+  if (addon === undefined) {
+    try {
+      const { loadTunAddon } = await import('../shim/dataplane/tun-linux.ts');
+      const a = loadTunAddon() as unknown as UdpAddon;
+      addon = typeof a.udpRef === 'function' ? a : null;
+      if (!addon) addonError = 'the native addon is older than this code (run `npm rebuild`)';
+    } catch (e) {
+      addon = null;
+      addonError = (e as Error).message;
+    }
+  }
+  return addon ?? undefined;
+}
+
+/** Whether the native backend can be used here, and if not, why. */
+export async function nativeUdpStatus(): Promise<{ available: boolean; reason: string }> {
+  return (await loadAddon()) ? { available: true, reason: '' } : { available: false, reason: addonError };
+}
+
+/**
+ * Open a socket. `backend` 'native' fails when the addon is missing;
+ * undefined picks native when available and the host is a literal.
+ */
+export async function openDnsUdp(opts: OpenOptions, backend?: UdpBackend): Promise<DnsUdpSocket> {
+  const literal = net.isIP(opts.host) !== 0;
+  if (backend === 'dgram' || (backend === undefined && !literal)) return DgramDnsSocket.open(opts);
+  const a = await loadAddon();
+  if (a && literal) return new NativeDnsSocket(a, opts);
+  if (backend === undefined) return DgramDnsSocket.open(opts);
+  throw new UsageError('EUDPBACKEND', literal ? `native UDP unavailable: ${addonError}` : `native UDP needs a literal address, not ${opts.host}`, 'udp');
+}
+
+/**
+ * The same, synchronously, for the upstream pool (which opens ports on the
+ * hot path): native when the addon was already loaded, else dgram (whose
+ * sends before the bind completes are queued by dgram itself).
+ */
+export function openDnsUdpSync(opts: OpenOptions, backend: UdpBackend): DnsUdpSocket {
+  if (backend === 'native' && addon) return new NativeDnsSocket(addon, opts);
+  return DgramDnsSocket.openUnbound(opts);
+}
+
+const RECV_META = 40;
+const SEND_META = 44;
+/** Send arena: answers up to this size batch; a larger one goes out alone. */
+const ARENA = 128 * 1024;
+const SEND_SLOTS = 256;
+
+class NativeDnsSocket implements DnsUdpSocket {
+  readonly backend = 'native';
+  readonly port: number;
+  oversize = 0;
+  private readonly fd: number;
+  private readonly handle: object;
+  private handler: DatagramHandler = () => {};
+  private readonly from = new Endpoint();
+  private readonly arena = new ArrayBuffer(ARENA);
+  private readonly arenaBytes = new Uint8Array(this.arena);
+  private readonly sendMeta = new ArrayBuffer(SEND_META * SEND_SLOTS);
+  private readonly sendView = new DataView(this.sendMeta);
+  private queued = 0;
+  private used = 0;
+  private scheduled = false;
+  private closed = false;
+  private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
+
+  constructor(private readonly native: UdpAddon, opts: OpenOptions) {
+    const family = net.isIP(opts.host);
+    const bind = parseIpv6(family === 4 ? `::ffff:${opts.host}` : opts.host);
+    let fd: number, port: number;
+    try {
+      [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind);
+    } catch (e) {
+      throw new UsageError('EUDPBIND', `cannot bind UDP ${opts.host}#${opts.port}: ${(e as Error).message}`, 'listen');
+    }
+    this.fd = fd;
+    this.port = port;
+    const slot = opts.maxDatagram;
+    const slots = opts.batch;
+    const recv = new ArrayBuffer(slot * slots);
+    const recvBytes = new Uint8Array(recv);
+    const meta = new ArrayBuffer(RECV_META * slots);
+    const mv = new DataView(meta);
+    const from = this.from;
+    this.handle = native.udpStartReader(fd, recv, slot, slots, meta, (count) => {
+      for (let i = 0; i < count && !this.closed; i++) {
+        const m = i * RECV_META;
+        const len = mv.getUint32(m + 36, true);
+        if (len === 0) { this.oversize++; continue; }
+        from.w0 = mv.getUint32(m); from.w1 = mv.getUint32(m + 4); from.w2 = mv.getUint32(m + 8); from.w3 = mv.getUint32(m + 12);
+        from.port = mv.getUint16(m + 32);
+        const start = i * slot;
+        this.handler(recvBytes.subarray(start, start + len), from);
+      }
+      // Answers made while handling the batch (every cache hit) leave in one sendmmsg.
+      this.flush();
+    });
+  }
+
+  onDatagram(cb: DatagramHandler): void { this.handler = cb; }
+
+  send(bytes: Uint8Array, to: Endpoint): void {
+    if (this.closed) return;
+    const len = bytes.length;
+    if (len > ARENA) { this.sendAlone(bytes, to); return; }
+    if (this.queued === SEND_SLOTS || this.used + len > ARENA) this.flush();
+    const off = this.used;
+    this.arenaBytes.set(bytes, off);
+    this.writeMeta(this.queued, to, off, len);
+    this.queued++;
+    this.used = off + len;
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushFn);
+    }
+  }
+
+  /** Send everything queued: one sendmmsg per batch. */
+  flush(): void {
+    if (this.queued === 0 || this.closed) return;
+    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued);
+    this.queued = 0;
+    this.used = 0;
+  }
+
+  unref(): void { this.native.udpRef(this.handle, false); }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    this.native.udpClose(this.handle);
+  }
+
+  /** Meta of datagram `i`: source :: (the socket's own address), destination, port, arena offset and length. */
+  private writeMeta(i: number, to: Endpoint, off: number, len: number, view = this.sendView): void {
+    const m = i * SEND_META;
+    view.setUint32(m, 0); view.setUint32(m + 4, 0); view.setUint32(m + 8, 0); view.setUint32(m + 12, 0);
+    view.setUint32(m + 16, to.w0); view.setUint32(m + 20, to.w1); view.setUint32(m + 24, to.w2); view.setUint32(m + 28, to.w3);
+    view.setUint16(m + 32, to.port);
+    view.setUint32(m + 36, off, true);
+    view.setUint32(m + 40, len, true);
+  }
+
+  private sendAlone(bytes: Uint8Array, to: Endpoint): void {
+    this.flush(); // keep order
+    const arena = new ArrayBuffer(bytes.length);
+    new Uint8Array(arena).set(bytes);
+    const meta = new ArrayBuffer(SEND_META);
+    this.writeMeta(0, to, 0, bytes.length, new DataView(meta));
+    this.native.udpSend(this.fd, arena, meta, 1);
+  }
+}
+
+/**
+ * dgram's address lookup for a socket that only ever sends to IP literals:
+ * hands the address straight back (the default goes through dns.lookup on
+ * every send: an isIP regex, a nextTick and a closure per datagram).
+ */
+function literalLookup(family: 4 | 6): (host: string, opts: unknown, cb: (err: Error | null, address: string, family: number) => void) => void {
+  return (host, _opts, cb) => cb(null, host, family);
+}
+const LITERAL_LOOKUP = { 4: literalLookup(4), 6: literalLookup(6) } as const;
+
+/** Address words by text: the few peers (clients, upstreams) repeat. */
+const wordsOf = new Map<string, Endpoint>();
+function endpointWords(host: string): Endpoint {
+  let e = wordsOf.get(host);
+  if (!e) {
+    e = Endpoint.of(host, 0);
+    if (wordsOf.size >= 4096) wordsOf.clear();
+    wordsOf.set(host, e);
+  }
+  return e;
+}
+
+class DgramDnsSocket implements DnsUdpSocket {
+  readonly backend = 'dgram';
+  readonly oversize = 0;
+  private handler: DatagramHandler = () => {};
+  private readonly from = new Endpoint();
+  /** Pending sends, flat: bytes, port, host, … (no object per datagram). */
+  private readonly queue: Array<Uint8Array | number | string> = [];
+  private scheduled = false;
+  private closed = false;
+  private readonly flushFn = (): void => this.flush();
+
+  private constructor(private readonly sock: dgram.Socket) {
+    sock.on('message', (msg, rinfo) => {
+      const w = endpointWords(rinfo.address);
+      const from = this.from;
+      from.w0 = w.w0; from.w1 = w.w1; from.w2 = w.w2; from.w3 = w.w3;
+      from.port = rinfo.port;
+      from.host = w.host;
+      this.handler(msg, from);
+    });
+  }
+
+  private static create(opts: OpenOptions): dgram.Socket {
+    const family = net.isIP(opts.host) === 6 ? 6 : 4;
+    const lookup = net.isIP(opts.host) !== 0 ? { lookup: LITERAL_LOOKUP[family] as unknown as dgram.SocketOptions['lookup'] } : {};
+    return dgram.createSocket({ type: family === 6 ? 'udp6' : 'udp4', ...lookup });
+  }
+
+  static async open(opts: OpenOptions): Promise<DgramDnsSocket> {
+    const sock = DgramDnsSocket.create(opts);
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(opts.port, opts.host, () => { sock.off('error', reject); resolve(); });
+    });
+    const s = new DgramDnsSocket(sock);
+    s.afterBind(opts);
+    return s;
+  }
+
+  /** Bound in the background; dgram queues sends until then. */
+  static openUnbound(opts: OpenOptions): DgramDnsSocket {
+    const sock = DgramDnsSocket.create(opts);
+    const s = new DgramDnsSocket(sock);
+    sock.once('listening', () => s.afterBind(opts));
+    sock.bind(opts.port);
+    return s;
+  }
+
+  private afterBind(opts: OpenOptions): void {
+    this.sock.on('error', (err) => opts.onError?.(err));
+    try { this.sock.setRecvBufferSize(opts.bufferSize); } catch { /* capped or not permitted */ }
+    try { this.sock.setSendBufferSize(opts.bufferSize); } catch { /* capped or not permitted */ }
+  }
+
+  get port(): number { return this.sock.address().port; }
+
+  onDatagram(cb: DatagramHandler): void { this.handler = cb; }
+
+  send(bytes: Uint8Array, to: Endpoint): void {
+    this.queue.push(bytes, to.port, to.text());
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(this.flushFn);
+    }
+  }
+
+  /**
+   * Sends leave once per loop turn: a datagram sent from inside the socket's
+   * own receive callback would otherwise wait for POLLOUT (two epoll_ctl
+   * calls and a loop turn per burst).
+   */
+  private flush(): void {
+    this.scheduled = false;
+    const q = this.queue;
+    if (!this.closed) for (let i = 0; i < q.length; i += 3) this.sock.send(q[i] as Uint8Array, q[i + 1] as number, q[i + 2] as string);
+    q.length = 0;
+  }
+
+  unref(): void { this.sock.unref(); }
+
+  close(): void {
+    if (this.closed) return;
+    this.flush();
+    this.closed = true;
+    try { this.sock.close(); } catch { /* already closed */ }
+  }
+}
