@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { configFromObject, loadConfigFile, parseHostPort, resolveConfig } from '../../resolver/config.ts';
+import { configFromObject, loadConfigFile, parseHostPort, resolveConfig, type ResolverConfig } from '../../resolver/config.ts';
 import { Resolver } from '../../resolver/index.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
 import { startControlServer } from '../../shim/control/server.ts';
@@ -28,7 +28,9 @@ import { orderLocators } from '../../shim/dataplane/daemon.ts';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; capability: boolean; engine: boolean; shimPort: string }
+interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; capability: boolean; engine: boolean; shimPort: string }
+
+const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -44,8 +46,10 @@ function hostPorts(list: string[], field: string): Array<{ host: string; port: n
 
 async function run(flags: ResolverFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
+  if (flags.udp !== undefined && !UDP_BACKENDS.includes(flags.udp as never)) badValue('--udp', flags.udp, `expected ${UDP_BACKENDS.join(', ')}`);
   const file = flags.config ? loadConfigFile(flags.config) : configFromObject({});
   if (!flags.capability) file.capability.enabled = false;
+  if (flags.udp !== undefined) file.udp = flags.udp as ResolverConfig['udp'];
   let resolvConf = '';
   try { resolvConf = readFileSync('/etc/resolv.conf', 'utf8'); } catch { /* no resolv.conf: upstreams must be configured */ }
   const listen = hostPorts(flags.listen, '--listen');
@@ -77,7 +81,7 @@ async function run(flags: ResolverFlags): Promise<void> {
     throw err;
   }
   log.info('resolver ready', {
-    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`),
+    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), udp: resolver.udp,
     control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
   });
   await new Promise<void>((resolve) => {
@@ -130,6 +134,7 @@ export function register(program: Command): void {
     .option('--config <file>', 'YAML or JSON configuration file (see docs/resolver.md)')
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
+    .option('--udp <backend>', 'UDP sockets: auto, native (the addon\'s recvmmsg/sendmmsg batches) or dgram (node:dgram); overrides the config key udp (default auto: native when the addon is built)')
     .option('--no-capability', 'do not pick up capability records (plain forwarding stub)')
     .option('--no-engine', 'do not run the engine; capability outcomes are only logged')
     .option('--shim-port <port>', 'UDP port of the engine (Shim6 over UDP, DESIGN.md §3)', String(SHIM6_UDP_PORT))

@@ -93,6 +93,78 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   assert.match(r.stderr, /ECONTROL_CONNECT/);
 });
 
+interface RunningCli { port: number; sock: string; stderr(): string; stop(): Promise<number | null | 'timeout'> }
+
+/** `shim6 resolver` as a child process on an ephemeral port; resolves once it logged "resolver ready". */
+async function startCli(t: import('node:test').TestContext, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningCli> {
+  const sock = path.join(tmpdir(t), 'control.sock');
+  const child = spawn(process.execPath, [BIN, 'resolver', '--listen', '127.0.0.1:0', '--socket', sock, '--no-engine', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
+  for (let i = 0; i < 100 && !stderr.includes('resolver ready') && child.exitCode === null; i++) await sleep(100);
+  assert.match(stderr, /resolver ready/, stderr);
+  const port = Number(/listening address=127\.0\.0\.1 port=(\d+)/.exec(stderr)?.[1]);
+  return {
+    port, sock, stderr: () => stderr,
+    stop: () => { child.kill('SIGTERM'); return Promise.race([exited, sleep(5000).then(() => 'timeout' as const)]); },
+  };
+}
+
+test('--udp picks the UDP backend and overrides the config key; status reports it; a bad value is exit 2', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const bad = shim6(['resolver', '--udp', 'quic', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
+  assert.equal(bad.status, 2, bad.stderr);
+  assert.match(bad.stderr, /EUSAGE: --udp: invalid value "quic"/);
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  const conf = path.join(tmpdir(t), 'udp.yaml');
+  for (const [flag, file] of [['dgram', 'native'], ['native', 'dgram']] as const) {
+    writeFileSync(conf, `udp: ${file}\n`);
+    const cli = await startCli(t, ['--config', conf, '--udp', flag, '--upstream', `127.0.0.1:${auth.port}`, '--no-capability']);
+    assert.match(cli.stderr(), new RegExp(`listening address=127\\.0\\.0\\.1 port=\\d+ udp=${flag}`));
+    const r = await dig({ host: '127.0.0.1', port: cli.port }, 'peer.example.', 'AAAA');
+    assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout + cli.stderr());
+    const js = await run(process.execPath, [BIN, 'status', '--json', '--socket', cli.sock]);
+    const st = JSON.parse(js.stdout) as { resolver: { udp: string; counters: Record<string, number> } };
+    assert.equal(st.resolver.udp, flag, `--udp ${flag} wins over the file's udp: ${file}`);
+    assert.equal(st.resolver.counters.udpQueries, 1);
+    assert.equal(await cli.stop(), 0, cli.stderr());
+  }
+});
+
+test('without the native addon: udp native (flag or file) fails with EUDPBACKEND (exit 2); auto falls back to dgram', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  // The addon made unloadable the way a missing build is: its require() throws.
+  const dir = tmpdir(t);
+  const preload = path.join(dir, 'no-addon.cjs');
+  writeFileSync(preload, `const Module = require('node:module');
+const load = Module._load;
+Module._load = function (request, ...rest) {
+  if (String(request).endsWith('shim6_tun.node')) throw new Error('Cannot find module (test: addon not built)');
+  return load.call(this, request, ...rest);
+};
+`);
+  const env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --require ${preload}` };
+  let r = shim6(['resolver', '--udp', 'native', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0', '--no-engine', '--socket', path.join(dir, 'a.sock')], { env });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /error EUDPBACKEND: udp: /);
+  const conf = path.join(dir, 'native.yaml');
+  writeFileSync(conf, 'udp: native\n');
+  r = shim6(['resolver', '--config', conf, '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0', '--no-engine', '--socket', path.join(dir, 'b.sock')], { env });
+  assert.equal(r.status, 2, r.stderr);
+  assert.match(r.stderr, /EUDPBACKEND/);
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  const cli = await startCli(t, ['--udp', 'auto', '--upstream', `127.0.0.1:${auth.port}`, '--no-capability'], env);
+  assert.match(cli.stderr(), /native UDP unavailable, using dgram/);
+  assert.match(cli.stderr(), /udp=dgram/);
+  const a = await dig({ host: '127.0.0.1', port: cli.port }, 'peer.example.', 'AAAA');
+  assert.equal(digStatus(a.stdout), 'NOERROR');
+  assert.equal(await cli.stop(), 0, cli.stderr());
+});
+
 test('control socket: JSON lines, errors with codes, a live socket is never taken over', async (t) => {
   const dir = tmpdir(t);
   const sock = path.join(dir, 'c.sock');
