@@ -4,6 +4,7 @@
 import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
+import { readdirSync } from 'node:fs';
 import * as dnsPacket from 'dns-packet';
 import { needs } from '../helpers/prereq.ts';
 import { startAuthDns, type AuthDns } from '../helpers/authdns.ts';
@@ -68,7 +69,7 @@ async function client(t: TestContext, family: 4 | 6 = 4): Promise<{ sock: dgram.
   sock.setSendBufferSize(4 * 1024 * 1024);
   const answers = new Map<number, Buffer>();
   sock.on('message', (m) => { if (m.length >= 2) answers.set(m.readUInt16BE(0), m); });
-  t.after(() => sock.close());
+  t.after(() => { try { sock.close(); } catch { /* closed by the test */ } });
   return { sock, answers };
 }
 
@@ -79,7 +80,9 @@ async function waitFor(cond: () => boolean, ms: number): Promise<void> {
   for (const end = Date.now() + ms; !cond() && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
 }
 
-test('udp key: an unknown backend is ECONFIG naming udp; native needs a literal address (EUDPBACKEND)', async () => {
+test('udp key: auto is native when the addon loads; an unknown backend is ECONFIG naming udp; native needs a literal address (EUDPBACKEND)', async (t) => {
+  const auto = await startStub(t, ['127.0.0.1:9'], noCap);
+  assert.equal(auto.resolver.status().udp, (await nativeUdpStatus()).available ? 'native' : 'dgram');
   assert.throws(() => configFromObject({ udp: 'quic' }), (e: unknown) => (e as { code?: string; field?: string }).code === 'ECONFIG' && (e as { field?: string }).field === 'udp');
   assert.equal(configFromObject({}).udp, 'auto');
   await assert.rejects(openDnsUdp({ host: 'localhost', port: 0, bufferSize: 65536, maxDatagram: 512, batch: 4 }, 'native'),
@@ -208,40 +211,56 @@ for (const backend of ['native', 'dgram'] as const) {
     }
   });
 
-  test(`${backend}: a burst of 2,000 distinct names, then the same 2,000 from cache, each answered for its own question`, async (t) => {
+  test(`${backend}: a burst of 2,000 distinct names, then the same 2,000 from cache (IPv4 and IPv6 clients), each answered for its own question`, async (t) => {
     if (!needs(t, { commands: ['knotd', 'dig'] })) return;
     const auth = await authDns();
     // Both of Knot's addresses: a query Knot drops in the burst (its socket buffer is the kernel default) is retried on the other.
-    const stub = await stubOn(t, backend, [`127.0.0.1:${auth.port}`, `[::1]:${auth.port}`]);
+    const stub = await stubOn(t, backend, [`127.0.0.1:${auth.port}`, `[::1]:${auth.port}`], { listen: ['127.0.0.1:0', '[::1]:0'] });
     if (!stub) return;
     const N = 2000;
-    const { sock, answers } = await client(t);
-    // Equal-length names: equal-length answers to one client, the case the native send path may coalesce (UDP GSO).
+    // Equal-length names: equal-length answers to one client, the case the native send path coalesces (UDP GSO).
     const names = Array.from({ length: N }, (_, i) => `n${String(i).padStart(4, '0')}.burst.udpb.example`);
-    const fire = (): void => {
-      answers.clear();
-      names.forEach((name, i) => sock.send(dnsPacket.encode({ type: 'query', id: i + 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name }] }), stub.port, stub.host));
-    };
-    const check = (pass: string): void => {
+    const c = stub.resolver.counters;
+    const pass = async (label: string, family: 4 | 6): Promise<void> => {
+      const { sock, answers } = await client(t, family);
+      const to = stub.resolver.addresses[family === 4 ? 0 : 1]!;
+      names.forEach((name, i) => sock.send(dnsPacket.encode({ type: 'query', id: i + 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name }] }), to.port, to.host));
+      await waitFor(() => answers.size === N, 15_000);
       let good = 0;
       const bad: string[] = [];
       for (const [id, a] of answers) {
         const p = dnsPacket.decode(a);
-        assert.equal(p.questions?.[0]?.name, names[id - 1], `${pass}: answer ${id} carries its own question`);
+        assert.equal(p.questions?.[0]?.name, names[id - 1], `${label}: answer ${id} carries its own question`);
         const rcode = (p.flags ?? 0) & 0xf;
         if (rcode === 0 && p.answers?.length === 1 && rdata(p.answers[0]!) === '2001:db8:b::1') good++;
         else bad.push(`${id}:rcode ${rcode}`);
       }
-      const c = stub.resolver.counters;
-      assert.ok(good >= N * 0.99, `${pass}: ${good} of ${N} answered right; wrong: ${bad.slice(0, 10).join(' ')}; upstream timeouts ${c.upstreamTimeouts}`);
+      assert.ok(good >= N * 0.99, `${label}: ${good} of ${N} answered right; wrong: ${bad.slice(0, 10).join(' ')}; upstream timeouts ${c.upstreamTimeouts}`);
     };
-    fire();
-    await waitFor(() => answers.size === N, 15_000);
-    check('misses');
-    const hitsBefore = stub.resolver.counters.hits;
-    fire();
+    await pass('misses over IPv4', 4);
+    const hitsBefore = c.hits;
+    await pass('hits over IPv4', 4);
+    await pass('hits over IPv6', 6);
+    assert.ok(c.hits - hitsBefore >= 2 * N * 0.99, 'second and third passes served from the cache');
+  });
+
+  test(`${backend}: upstream sockets used once each (socketUses 1): 500 misses answered, every socket closed again`, async (t) => {
+    if (!needs(t, { commands: ['knotd'] })) return;
+    const auth = await authDns();
+    const fds = (): number => readdirSync('/proc/self/fd').length;
+    const before = fds();
+    // Each socket is retired at once and closed when its one answer arrives: from inside its own receive callback.
+    const stub = await stubOn(t, backend, [`127.0.0.1:${auth.port}`], { upstream: { socketUses: 1, socketCount: 4 } });
+    if (!stub) return;
+    const N = 500;
+    const { sock, answers } = await client(t);
+    for (let i = 0; i < N; i++) sock.send(dnsPacket.encode({ type: 'query', id: i + 1, questions: [{ type: 'AAAA', name: `s${i}.burst.udpb.example` }] }), stub.port, stub.host);
     await waitFor(() => answers.size === N, 10_000);
-    check('hits');
-    assert.ok(stub.resolver.counters.hits - hitsBefore >= N * 0.99, 'second pass served from the cache');
+    const good = [...answers.values()].filter((a) => ((a[3]! & 0xf) === 0) && dnsPacket.decode(a).answers?.length === 1).length;
+    assert.ok(good >= N * 0.99, `${good} of ${N}`);
+    await stub.resolver.close();
+    sock.close();
+    await waitFor(() => fds() <= before, 2000); // dgram closes asynchronously
+    assert.ok(fds() <= before, `file descriptors: ${before} before, ${fds()} after`);
   });
 }
