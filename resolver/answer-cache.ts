@@ -82,8 +82,10 @@ export class AnswerCache {
     const ttlOffsets = new Uint32Array(scan.records.length - (scan.optIndex >= 0 ? 1 : 0));
     let i = 0;
     for (const r of scan.records) if (r.type !== RrType.OPT) ttlOffsets[i++] = r.ttlOff;
-    // Own copy: the datagram buffer may be shared with a coalesced waiter that patches it.
-    const entry: CacheEntry = { bytes: new Uint8Array(bytes), ttlOffsets, optOff, rcode: scan.rcode, negative: t.negative, storedAt: now, expiresAt: (now + ttl * 1000) as Millis };
+    // Answers are never patched in place by their receivers (the listener copies what is not `owned`), so
+    // an exact-size array of its own (the upstream pool's copy) is kept as it is; a view into a larger buffer is copied.
+    const own = bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength ? bytes : new Uint8Array(bytes);
+    const entry: CacheEntry = { bytes: own, ttlOffsets, optOff, rcode: scan.rcode, negative: t.negative, storedAt: now, expiresAt: (now + ttl * 1000) as Millis };
     this.lru.set(key, entry);
     return entry;
   }

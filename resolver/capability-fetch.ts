@@ -15,6 +15,7 @@ import type { Handler } from './chain.ts';
 import { buildQuery, DEFAULT_EDNS_SIZE } from './answer-build.ts';
 import { cacheTtl, followCnames, rrsetAt, scanResponse, type RrRef, type ScannedResponse } from './answer-scan.ts';
 import { CLASS_IN, Flag, questionKey, Rcode, RrType, type ParsedQuery } from './message.ts';
+import type { QueryListener, UpstreamResult } from './upstream.ts';
 
 export type CapSource = 'dns' | 'txt';
 
@@ -67,19 +68,32 @@ export async function fetchAaaa(handler: Handler, clock: () => Millis, nameKey: 
   return r && r.scan.rcode === Rcode.NOERROR ? aaaaAddresses(r.bytes, r.scan, nameKey) : r ? [] : undefined;
 }
 
-/** Look up and decode the capability record of `nameKey`. Never throws. */
-export async function fetchCapability(handler: Handler, clock: () => Millis, nameKey: string, opts: CapFetchOptions): Promise<CapResult> {
+/**
+ * Sends one internal question straight to the upstreams (no answer cache: the
+ * capability stage caches what it decodes); `listener` is called exactly once.
+ */
+export type RawLookup = (nameKey: string, qtype: number, listener: QueryListener) => void;
+
+/** A NODATA for the capability type, when the TXT fallback is configured: look it up next. */
+export interface TxtNext { kind: 'txt'; final: string; nodataTtl: number }
+
+/**
+ * The outcome of the capability lookup of `nameKey` from its upstream answer
+ * (or failure). Never throws. `txt`: ask `fetchTxt` next.
+ */
+export function capabilityOutcome(err: Error | undefined, r: UpstreamResult | undefined, nameKey: string, opts: CapFetchOptions): CapResult | TxtNext {
+  if (err || !r) return { kind: 'error', reason: err?.message ?? 'capability lookup failed' };
+  const rcode = r.scan.rcode;
+  if (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN) return { kind: 'error', reason: `capability lookup: rcode ${rcode}` };
   try {
-    const r = await lookupVia(handler, clock, nameKey, opts.rrType);
-    if (!r) return { kind: 'error', reason: 'capability lookup failed' };
-    if (r.scan.rcode === Rcode.NXDOMAIN) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nxdomain' };
+    if (rcode === Rcode.NXDOMAIN) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nxdomain' };
     const final = followCnames(r.bytes, r.scan, nameKey);
     const rrs = rrsetAt(r.bytes, r.scan, final, opts.rrType);
     if (rrs.length > 0) return decodeRecords(r.bytes, rrs);
     if (!opts.txtFallback) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nodata' };
-    return await fetchTxt(handler, clock, final, opts, negativeTtl(r, opts));
-  } catch (err) {
-    return { kind: 'error', reason: (err as Error).message };
+    return { kind: 'txt', final, nodataTtl: negativeTtl(r, opts) };
+  } catch (e) {
+    return { kind: 'error', reason: (e as Error).message };
   }
 }
 
@@ -105,8 +119,16 @@ function decodeRecords(bytes: Uint8Array, rrs: RrRef[]): CapResult {
   return records.length > 0 ? { kind: 'found', records, invalid, ttl, source: 'dns' } : { kind: 'invalid', invalid, ttl, source: 'dns' };
 }
 
-/** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. */
-async function fetchTxt(handler: Handler, clock: () => Millis, final: string, opts: CapFetchOptions, nodataTtl: number): Promise<CapResult> {
+/** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. Never throws. */
+export async function fetchTxt(handler: Handler, clock: () => Millis, final: string, opts: CapFetchOptions, nodataTtl: number): Promise<CapResult> {
+  try {
+    return await fetchTxtOnce(handler, clock, final, opts, nodataTtl);
+  } catch (err) {
+    return { kind: 'error', reason: (err as Error).message };
+  }
+}
+
+async function fetchTxtOnce(handler: Handler, clock: () => Millis, final: string, opts: CapFetchOptions, nodataTtl: number): Promise<CapResult> {
   const txtName = '\x06_shim6' + final;
   const r = await lookupVia(handler, clock, txtName, RrType.TXT);
   if (!r) return { kind: 'error', reason: 'TXT fallback lookup failed' };

@@ -27,10 +27,12 @@ export class LoggingSink implements CapabilitySink {
   constructor(private readonly log: Logger) {}
 
   prime(_now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
+    if (!this.log.enabled('info')) return; // a prime per new peer: no fields built to be dropped
     this.log.info('capability prime', { name, ulid: record.ulid, locators: record.locators.map((l) => l.address), ttl: ttlSeconds });
   }
 
   absent(_now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void {
+    if (!this.log.enabled('info')) return;
     this.log.info('capability absent', { name, addresses, ttl: ttlSeconds });
   }
 }

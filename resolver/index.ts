@@ -19,9 +19,13 @@ import { CapabilityStage } from './stages/capability.ts';
 import type { CapabilitySink } from './capability-sink.ts';
 import type { ResolverConfig } from './config.ts';
 import { errorResponse } from './answer-build.ts';
-import { Rcode } from './message.ts';
+import { CLASS_IN, Rcode } from './message.ts';
+import type { RawLookup } from './capability-fetch.ts';
+import type { QueryOptions } from './answer-build.ts';
 import { nativeUdpStatus, type UdpBackend } from './udp-socket.ts';
 import { UsageError } from '../shim/errors.ts';
+
+const INTERNAL_QUERY: QueryOptions = { dnssecOk: false, checkingDisabled: false, authenticData: true };
 
 export interface ResolverDeps {
   sink: CapabilitySink;
@@ -64,13 +68,21 @@ export class Resolver {
       let stage: Stage;
       if (name === 'forward') stage = new ForwardStage(this.pool, config.queryTimeoutMs);
       else if (name === 'cache') stage = this.cacheStage;
-      else stage = capability = new CapabilityStage(rest, compose(stages.filter((x) => x.name !== 'cache'), terminal), deps.sink, this.counters, log.child('capability'), config.capability, this.clock, () => performance.now());
+      else {
+        const direct = compose(stages.filter((x) => x.name !== 'cache'), terminal);
+        stage = capability = new CapabilityStage(rest, direct, this.rawLookup, deps.sink, this.counters, log.child('capability'), config.capability, this.clock, () => performance.now());
+      }
       stages.unshift(stage);
     }
     this.capability = capability;
     this.handler = compose(stages, terminal);
     this.listeners = new Listeners(this.handler, this.counters, this.clock, log, config.listener, deps.onAnswer, udp);
   }
+
+  /** The capability stage's own questions: straight to the upstreams, as the forward stage asks (RD, AD, EDNS, no DO). */
+  private readonly rawLookup: RawLookup = (nameKey, qtype, listener) => {
+    this.pool.start(nameKey, qtype, CLASS_IN, INTERNAL_QUERY, this.config.queryTimeoutMs, listener);
+  };
 
   /** Build and bind. Rejects (and closes what was opened) if an address cannot be bound. */
   static async start(config: ResolverConfig, deps: ResolverDeps): Promise<Resolver> {

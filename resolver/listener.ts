@@ -38,6 +38,13 @@ export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024;
 /** Largest UDP query read (RFC 6891 allows 65,535; a real query is a few hundred octets at most). */
 const MAX_UDP_QUERY = 4096;
 
+/** A copy from Node's Buffer pool (small sizes share an 8 KiB slab): for bytes that live only until sent. */
+function pooledCopy(b: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(b.length);
+  out.set(b);
+  return out;
+}
+
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
 
 /** Called after an answer was handed to the socket (tests use it to order events). */
@@ -131,8 +138,8 @@ export class Listeners {
   }
 
   private answer(a: Answer, bytes: Uint8Array, q: ParsedQuery, transport: 'udp' | 'tcp', reply: Reply): void {
-    // Uint8Array's slice copies (a Buffer's would not): the bytes may be shared with coalesced waiters.
-    let out = finishForClient(a.owned ? a.bytes : Uint8Array.prototype.slice.call(a.bytes), a.optOff, bytes, q);
+    // The bytes may be shared with coalesced waiters and the cache: patch a copy (pooled: no ArrayBuffer per answer).
+    let out = finishForClient(a.owned ? a.bytes : pooledCopy(a.bytes), a.optOff, bytes, q);
     if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q); this.counters.truncated++; }
     if (a.rcode === Rcode.SERVFAIL) this.counters.servfail++;
     reply.send(out);

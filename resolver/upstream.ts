@@ -63,6 +63,11 @@ export interface UpstreamResult { bytes: Uint8Array; scan: ScannedResponse; upst
 /** Called exactly once when a question is resolved (`r`) or has failed (`err`). */
 export interface QueryListener {
   upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void;
+  /**
+   * True when the listener is done with `r.bytes` once upstreamDone returns:
+   * a UDP answer is then handed over as the socket's receive slot, not copied.
+   */
+  readonly bytesTransient?: boolean;
 }
 
 /**
@@ -222,7 +227,8 @@ export class UpstreamPool {
     // RFC 1035 §7.3 / RFC 8499: SERVFAIL, REFUSED, NOTIMP say "ask someone else".
     if (scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED || scan.rcode === Rcode.NOTIMP) {
       this.failed(job.up, false);
-      job.lastBad = r;
+      // Kept past this call: a receive-slot view must become a copy.
+      job.lastBad = job.listener.bytesTransient && !tcp ? { ...r, bytes: Uint8Array.prototype.slice.call(bytes) } : r;
       this.next(job);
       return;
     }
@@ -295,8 +301,8 @@ export class UpstreamPool {
     port.pending.delete(p.id);
     clearTimeout(p.timer);
     if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
-    // The answer outlives this call (cache, waiting clients): its own copy, once it is known to be ours.
-    this.answered(p, Uint8Array.prototype.slice.call(msg), scan);
+    // An answer that outlives this call (cache, waiting clients) gets its own exact-size copy, once it is known to be ours.
+    this.answered(p, p.listener.bytesTransient ? msg : Uint8Array.prototype.slice.call(msg), scan);
   }
 
   /** One query over a fresh TCP connection (RFC 7766 §8: 2-octet length framing). */

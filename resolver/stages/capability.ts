@@ -19,7 +19,8 @@ import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { CapabilitySink } from '../capability-sink.ts';
 import type { ResolverCounters } from '../counters.ts';
 import { followCnames, scanResponse, type ScannedResponse } from '../answer-scan.ts';
-import { aaaaAddresses, fetchAaaa, fetchCapability, type CapFetchOptions, type CapResult } from '../capability-fetch.ts';
+import { aaaaAddresses, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
+import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord } from '../capability-select.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
@@ -42,18 +43,44 @@ export const DEFAULT_CAPABILITY_OPTIONS: CapabilityOptions = {
   waitMaxMs: 5, waitMinMs: 0.2, waitFraction: 0.25, maxEntries: 10_000, errorTtlSeconds: 5,
 };
 
-/** What the stage knows about one final name. */
-export interface CapEntry {
-  nameKey: string;
-  result: CapResult | undefined;
-  fetched: Promise<CapResult>;
-  startedAt: Millis;
+/**
+ * What the stage knows about one final name. It is also the listener of its
+ * own upstream lookup (no promise, no closure per lookup on the hot path).
+ */
+export class CapEntry implements QueryListener {
+  result: CapResult | undefined = undefined;
   expiresAt: Millis;
   /** Until when this entry's outcome has been handed to the sink. */
-  settledUntil: Millis;
-  primedUlid?: string;
+  settledUntil = 0 as Millis;
+  primedUlid: string | undefined = undefined;
   /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out. */
-  waiters: Waiter[];
+  waiters: Waiter[] = [];
+  /** The answer is decoded inside upstreamDone: the pool need not copy it. */
+  readonly bytesTransient = true;
+  /** Callers of whenFetched() (A questions: rare), resolved with the outcome. */
+  private fetchWaiters: Array<(r: CapResult) => void> | undefined = undefined;
+
+  constructor(private readonly stage: CapabilityStage, readonly nameKey: string, now: Millis) {
+    this.expiresAt = now;
+  }
+
+  upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
+    this.stage.looked(this, err, r);
+  }
+
+  /** The outcome, once known. */
+  whenFetched(): Promise<CapResult> {
+    if (this.result) return Promise.resolve(this.result);
+    return new Promise((resolve) => (this.fetchWaiters ??= []).push(resolve));
+  }
+
+  /** Record the outcome and wake whoever waits for it. */
+  fetched(r: CapResult): void {
+    this.result = r;
+    const w = this.fetchWaiters;
+    this.fetchWaiters = undefined;
+    if (w) for (const f of w) f(r);
+  }
 }
 
 /** An address answer held back for at most its budget; resolved exactly once. */
@@ -82,18 +109,19 @@ export class CapabilityStage implements Stage {
 
   /**
    * `inner`: the rest of the chain (cache, forward) for AAAA lookups; `direct`:
-   * the chain without the answer cache, for the capability RRsets themselves —
-   * this stage caches those decoded, so a second raw copy would only cost time.
+   * the chain without the answer cache, for the TXT fallback; `lookup`: the
+   * capability RRset itself, straight upstream — this stage caches it decoded,
+   * so a second raw copy would only cost time.
    */
   private readonly direct: Handler;
   /** Deadlines of held-back answers, on `timer`'s clock. */
   private readonly budget: DeadlineQueue<Waiter>;
 
-  constructor(private readonly inner: Handler, direct: Handler, private readonly sink: CapabilitySink, private readonly counters: ResolverCounters,
-    private readonly log: Logger, private readonly opts: CapabilityOptions, private readonly clock: () => Millis,
-    private readonly timer: () => number) {
+  constructor(private readonly inner: Handler, direct: Handler, private readonly lookup: RawLookup, private readonly sink: CapabilitySink,
+    private readonly counters: ResolverCounters, private readonly log: Logger, private readonly opts: CapabilityOptions,
+    private readonly clock: () => Millis, private readonly timer: () => number) {
     this.direct = (req) => {
-      if (req.q.qtype === RrType.TXT) counters.capabilityTxtQueries++; else counters.capabilityQueries++;
+      counters.capabilityTxtQueries++;
       return direct(req);
     };
     this.entries = new LRUCache({ max: opts.maxEntries });
@@ -105,7 +133,7 @@ export class CapabilityStage implements Stage {
     const { q } = req;
     if ((q.qtype !== RrType.A && q.qtype !== RrType.AAAA) || q.qclass !== CLASS_IN) return next(req);
     // Fast path: this name's outcome is already with the sink and still fresh.
-    const alias = this.aliases.get(q.nameKey);
+    const alias = this.aliases.size === 0 ? undefined : this.aliases.get(q.nameKey);
     const final = alias && alias.expiresAt > req.now ? alias.final : q.nameKey;
     const known = this.entries.get(final);
     if (known && known.expiresAt > req.now && known.settledUntil > req.now) return next(req);
@@ -138,7 +166,7 @@ export class CapabilityStage implements Stage {
     const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
     const w = new Waiter(this.timer() + budget, ans, entry, addresses);
     if (addresses) entry.waiters.push(w);
-    else void Promise.all([entry.fetched, fetchAaaa(this.inner, this.clock, final)]).then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); w.finish(); });
+    else void Promise.all([entry.whenFetched(), fetchAaaa(this.inner, this.clock, final)]).then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); w.finish(); });
     this.budget.add(w);
     return w.promise;
   }
@@ -147,29 +175,39 @@ export class CapabilityStage implements Stage {
   private entry(nameKey: string, now: Millis): CapEntry {
     const e = this.entries.get(nameKey);
     if (e && (e.result === undefined || e.expiresAt > now)) return e;
-    const fresh: CapEntry = { nameKey, result: undefined, fetched: undefined as unknown as Promise<CapResult>, startedAt: now, expiresAt: now, settledUntil: 0 as Millis, waiters: [] };
-    fresh.fetched = fetchCapability(this.direct, this.clock, nameKey, this.opts).then((r) => {
-      fresh.result = r;
-      const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
-      fresh.expiresAt = (this.clock() + ttl * 1000) as Millis;
-      if (r.kind === 'found') this.counters.capabilityFound++;
-      else if (r.kind === 'absent') this.counters.capabilityAbsent++;
-      else if (r.kind === 'invalid') this.counters.capabilityInvalid++;
-      else this.counters.capabilityErrors++;
-      if (r.kind === 'invalid' || (r.kind === 'found' && r.invalid.length > 0)) {
-        this.log.warn('capability record malformed, ignored', { name: nameKeyToText(nameKey), errors: r.invalid });
-      }
-      // Held-back AAAA answers: settle (once per lifetime, even for those already sent late), then release.
-      const waiters = fresh.waiters;
-      fresh.waiters = [];
-      for (const w of waiters) {
-        if (w.addresses) this.settle(fresh, w.addresses, this.clock());
-        w.finish();
-      }
-      return r;
-    });
+    const fresh = new CapEntry(this, nameKey, now);
     this.entries.set(nameKey, fresh);
+    this.counters.capabilityQueries++;
+    this.lookup(nameKey, this.opts.rrType, fresh);
     return fresh;
+  }
+
+  /** The capability lookup of `e` came back (or failed): decode, then the TXT fallback if due. */
+  looked(e: CapEntry, err: Error | undefined, r: UpstreamResult | undefined): void {
+    const out = capabilityOutcome(err, r, e.nameKey, this.opts);
+    if (out.kind !== 'txt') { this.outcome(e, out); return; }
+    void fetchTxt(this.direct, this.clock, out.final, this.opts, out.nodataTtl).then((txt) => this.outcome(e, txt));
+  }
+
+  private outcome(e: CapEntry, r: CapResult): void {
+    const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
+    e.expiresAt = (this.clock() + ttl * 1000) as Millis;
+    e.fetched(r);
+    if (r.kind === 'found') this.counters.capabilityFound++;
+    else if (r.kind === 'absent') this.counters.capabilityAbsent++;
+    else if (r.kind === 'invalid') this.counters.capabilityInvalid++;
+    else this.counters.capabilityErrors++;
+    if (r.kind === 'invalid' || (r.kind === 'found' && r.invalid.length > 0)) {
+      this.log.warn('capability record malformed, ignored', { name: nameKeyToText(e.nameKey), errors: r.invalid });
+    }
+    // Held-back AAAA answers: settle (once per lifetime, even for those already sent late), then release.
+    const waiters = e.waiters;
+    if (waiters.length === 0) return;
+    e.waiters = [];
+    for (const w of waiters) {
+      if (w.addresses) this.settle(e, w.addresses, this.clock());
+      w.finish();
+    }
   }
 
   /** Hand the outcome to the sink once per lifetime: prime a valid record, or report none. */
