@@ -93,13 +93,45 @@ export interface OpenOptions {
   batch: number;
   /** Called when dgram reports a socket error (native reports none: a failed send is a lost datagram). */
   onError?: (err: Error) => void;
+  /** Bound to '::': take IPv4 too (as dgram's udp6 does). Default true; false = IPv6 only. */
+  dualStack?: boolean;
+  /**
+   * Send runs of equal-sized datagrams to one peer as one UDP GSO send (native;
+   * default true). Off for upstream queries: a run arrives at the server as one
+   * burst, and a server with a small socket buffer drops its tail.
+   */
+  gso?: boolean;
+  /**
+   * A receive area shared by several sockets (native): each wake-up's batch is
+   * handled before the next socket reads, so one area serves a whole pool.
+   * `maxDatagram` and `batch` are then the area's.
+   */
+  shared?: ReceiveArea;
+}
+
+/** Per-datagram metadata of the addon (shim/dataplane/native/udp.h). */
+const RECV_META = 40;
+const SEND_META = 44;
+
+/** Receive slots and their metadata (native backend), possibly shared by several sockets. */
+export class ReceiveArea {
+  readonly buf: ArrayBuffer;
+  readonly bytes: Uint8Array;
+  readonly meta: ArrayBuffer;
+  readonly view: DataView;
+  constructor(readonly slot: number, readonly slots: number) {
+    this.buf = new ArrayBuffer(slot * slots);
+    this.bytes = new Uint8Array(this.buf);
+    this.meta = new ArrayBuffer(RECV_META * slots);
+    this.view = new DataView(this.meta);
+  }
 }
 
 interface UdpAddon {
-  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array): [number, number, boolean];
+  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean): [number, number, boolean];
   udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
   udpClose(handle: object): void;
-  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number): number;
+  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
   udpRef(handle: object, ref: boolean): void;
 }
 
@@ -150,8 +182,6 @@ export function openDnsUdpSync(opts: OpenOptions, backend: UdpBackend): DnsUdpSo
   return DgramDnsSocket.openUnbound(opts);
 }
 
-const RECV_META = 40;
-const SEND_META = 44;
 /** Send arena: answers up to this size batch; a larger one goes out alone. */
 const ARENA = 128 * 1024;
 const SEND_SLOTS = 256;
@@ -172,6 +202,7 @@ class NativeDnsSocket implements DnsUdpSocket {
   private used = 0;
   private scheduled = false;
   private closed = false;
+  private readonly gso: boolean;
   private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
 
   constructor(private readonly native: UdpAddon, opts: OpenOptions) {
@@ -179,20 +210,17 @@ class NativeDnsSocket implements DnsUdpSocket {
     const bind = parseIpv6(family === 4 ? `::ffff:${opts.host}` : opts.host);
     let fd: number, port: number;
     try {
-      [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind);
+      [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true);
     } catch (e) {
       throw new UsageError('EUDPBIND', `cannot bind UDP ${opts.host}#${opts.port}: ${(e as Error).message}`, 'listen');
     }
     this.fd = fd;
     this.port = port;
-    const slot = opts.maxDatagram;
-    const slots = opts.batch;
-    const recv = new ArrayBuffer(slot * slots);
-    const recvBytes = new Uint8Array(recv);
-    const meta = new ArrayBuffer(RECV_META * slots);
-    const mv = new DataView(meta);
+    this.gso = opts.gso ?? true;
+    const area = opts.shared ?? new ReceiveArea(opts.maxDatagram, opts.batch);
+    const { slot, bytes: recvBytes, view: mv } = area;
     const from = this.from;
-    this.handle = native.udpStartReader(fd, recv, slot, slots, meta, (count) => {
+    this.handle = native.udpStartReader(fd, area.buf, slot, area.slots, area.meta, (count) => {
       for (let i = 0; i < count && !this.closed; i++) {
         const m = i * RECV_META;
         const len = mv.getUint32(m + 36, true);
@@ -228,7 +256,7 @@ class NativeDnsSocket implements DnsUdpSocket {
   /** Send everything queued: one sendmmsg per batch. */
   flush(): void {
     if (this.queued === 0 || this.closed) return;
-    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued);
+    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued, this.gso);
     this.queued = 0;
     this.used = 0;
   }
@@ -258,7 +286,7 @@ class NativeDnsSocket implements DnsUdpSocket {
     new Uint8Array(arena).set(bytes);
     const meta = new ArrayBuffer(SEND_META);
     this.writeMeta(0, to, 0, bytes.length, new DataView(meta));
-    this.native.udpSend(this.fd, arena, meta, 1);
+    this.native.udpSend(this.fd, arena, meta, 1, this.gso);
   }
 }
 

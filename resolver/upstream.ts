@@ -16,15 +16,20 @@ import { scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, buildQueryFromQuestion, type QueryOptions } from './answer-build.ts';
 import { Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
-import { Endpoint, openDnsUdpSync, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
+import { Endpoint, openDnsUdpSync, ReceiveArea, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
 
 /** Receive buffer per upstream socket: answers to a burst must not be dropped while the loop is busy. */
 const UPSTREAM_SOCKET_BUFFER = 1024 * 1024;
 /**
- * Largest UDP answer read. Queries advertise an EDNS size of 1232 (answer-build.ts),
- * so a larger datagram is a broken or forged answer; it is dropped and counted.
+ * Receive slots shared by all upstream sockets of a pool (native backend): a
+ * slot takes the largest UDP datagram, so no answer is cut whatever its size.
  */
-const MAX_UPSTREAM_ANSWER = 4096;
+const UPSTREAM_SLOT = 65536;
+const UPSTREAM_BATCH = 32;
+
+/** Rounds over the upstream list after the first, and the least time left that is worth one. */
+const MAX_ROUNDS = 2;
+const MIN_RETRY_MS = 50;
 
 export type UpstreamErrorCode = 'ETIMEOUT' | 'EUPSTREAM' | 'ETCP' | 'EOVERLOAD';
 
@@ -77,6 +82,8 @@ export interface QueryListener {
  */
 class QueryJob {
   i = 0;
+  /** Times the whole upstream list was gone through again. */
+  rounds = 0;
   lastBad: UpstreamResult | undefined;
   up!: UpstreamAddr;
   port: Port | undefined;
@@ -118,6 +125,8 @@ export class UpstreamPool {
   private readonly rnd = new RandomWords();
   private inflight = 0;
   private closed = false;
+  /** One receive area for every upstream socket (native), made on first use. */
+  private area: ReceiveArea | undefined;
 
   /** `udp`: the socket backend (udp-socket.ts); 'native' only once the addon is loaded. */
   constructor(upstreams: readonly UpstreamAddr[], private readonly opts: UpstreamOptions, private readonly clock: () => Millis,
@@ -161,9 +170,17 @@ export class UpstreamPool {
     return [...up, ...down];
   }
 
-  /** The next attempt, or the end: the last bad answer (SERVFAIL…) if any, else ETIMEOUT. */
+  /**
+   * The next attempt, or the end: the last bad answer (SERVFAIL…) if any, else
+   * ETIMEOUT. When every upstream was tried and none answered (a lost datagram,
+   * or one upstream only), they are tried again while the deadline allows.
+   */
   private next(job: QueryJob): void {
     const remaining = job.deadline - this.clock();
+    if (job.i >= job.order.length && !job.lastBad && job.rounds < MAX_ROUNDS && remaining >= MIN_RETRY_MS) {
+      job.i = 0;
+      job.rounds++;
+    }
     if (this.closed || job.i >= job.order.length || remaining <= 0) {
       this.inflight--;
       if (job.lastBad) job.listener.upstreamDone(undefined, job.lastBad);
@@ -187,7 +204,7 @@ export class UpstreamPool {
     if (port.pending.has(id)) { this.attemptFailed(job, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
     // A retry gets its own bytes: the first attempt's may still sit in the socket's send queue.
     let bytes = job.bytes;
-    if (!bytes || job.i > 1) bytes = job.bytes = bytes ? new Uint8Array(bytes) : buildQuery(0, job.nameKey, job.qtype, job.qclass, job.qopts);
+    if (!bytes || job.i > 1 || job.rounds > 0) bytes = job.bytes = bytes ? new Uint8Array(bytes) : buildQuery(0, job.nameKey, job.qtype, job.qclass, job.qopts);
     bytes[0] = id >> 8;
     bytes[1] = id & 0xff;
     job.port = port;
@@ -269,8 +286,10 @@ export class UpstreamPool {
 
   private openPort(family: 'udp4' | 'udp6'): Port {
     // The kernel picks a random ephemeral port (RFC 5452 §9.2).
+    this.area ??= this.udp === 'native' ? new ReceiveArea(UPSTREAM_SLOT, UPSTREAM_BATCH) : undefined;
     const sock = openDnsUdpSync({
-      host: family === 'udp6' ? '::' : '0.0.0.0', port: 0, bufferSize: UPSTREAM_SOCKET_BUFFER, maxDatagram: MAX_UPSTREAM_ANSWER, batch: 32,
+      host: family === 'udp6' ? '::' : '0.0.0.0', port: 0, bufferSize: UPSTREAM_SOCKET_BUFFER, maxDatagram: UPSTREAM_SLOT, batch: UPSTREAM_BATCH,
+      dualStack: false, gso: false, ...(this.area ? { shared: this.area } : {}),
       onError: (err) => this.log.warn('upstream socket error', { error: err.message }),
     }, this.udp);
     const port: Port = { sock, pending: new Map(), uses: 0 };

@@ -114,10 +114,8 @@ for (const backend of ['native', 'dgram'] as const) {
     assert.deepEqual(ups.map((u) => [u.host, u.answered, u.timeouts]), [['::1', 2, 0]]);
   });
 
-  // TCP on [::] is dual-stack, and so is dgram's udp6 socket; the native socket on :: is bound IPV6_V6ONLY
-  // (udp.c: v6only unless the bind address is IPv4-mapped), so IPv4 clients get no UDP answer. Reported.
-  const anyTodo = backend === 'native' ? { todo: 'native UDP on [::] is IPv6-only (udp.c sets IPV6_V6ONLY for ::)' } : {};
-  test(`${backend}: a listener on [::] answers IPv4 and IPv6 clients over UDP and TCP`, anyTodo, async (t) => {
+  // TCP on [::] is dual-stack, and so is dgram's udp6 socket; the native listener on :: asks for a dual-stack socket too.
+  test(`${backend}: a listener on [::] answers IPv4 and IPv6 clients over UDP and TCP`, async (t) => {
     if (!needs(t, { commands: ['knotd', 'dig'] })) return;
     const auth = await authDns();
     const stub = await stubOn(t, backend, [`127.0.0.1:${auth.port}`], { listen: ['[::]:0'] });
@@ -129,6 +127,34 @@ for (const backend of ['native', 'dgram'] as const) {
         assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['192.0.2.80'], `${host} ${transport}: ${r.stdout}`);
       }
     }
+  });
+
+  test(`${backend}: one upstream, its first answer lost: the question is asked again within the deadline, not SERVFAIL`, async (t) => {
+    if (!needs(t, { commands: ['dig'] })) return;
+    const seen = new Map<string, number>();
+    const up = await startFakeUpstream(t, (q) => {
+      const n = (seen.get(q.name) ?? 0) + 1;
+      seen.set(q.name, n);
+      return n === 1 ? undefined : [{ bytes: answerFor(q) }]; // the first datagram of each question is "lost"
+    });
+    const stub = await stubOn(t, backend, [up.addr], { upstream: { attemptTimeoutMs: 150 }, capability: { enabled: false } });
+    if (!stub) return;
+    const r = await dig(stub, 'lost.test.', 'AAAA');
+    assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout);
+    assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::1']);
+    assert.equal(seen.get('lost.test'), 2, 'asked twice');
+    assert.equal(stub.resolver.counters.upstreamTimeouts, 1);
+  });
+
+  test(`${backend}: an upstream UDP answer of 7 KB (more than the 1232 asked for) is read whole`, async (t) => {
+    if (!needs(t, { commands: ['dig'] })) return;
+    const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { many: 200 }) }]);
+    const stub = await stubOn(t, backend, [up.addr], { capability: { enabled: false } });
+    if (!stub) return;
+    const r = await dig(stub, 'big.test.', 'AAAA', '+tcp');
+    assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout);
+    assert.equal(digAnswers(r.stdout).length, 200);
+    assert.equal(stub.resolver.counters.upstreamTimeouts, 0);
   });
 
   test(`${backend}: forged upstream answers from another port and another address are dropped and counted`, async (t) => {

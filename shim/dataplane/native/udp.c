@@ -62,19 +62,20 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
 }
 
 /*
- * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)]) -> [fd, boundPort, gro]
+ * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)[, dualStack]]) -> [fd, boundPort, gro]
  * gro: ask for UDP_GRO, so a run of equal-sized datagrams of one flow arrives
  * as one buffer with its segment size (the third element says if granted).
  * bindAddress: bind there instead of [::]. An IPv4-mapped address
  * (::ffff:a.b.c.d) makes an IPv4 socket in all but name: the socket is
  * dual-stack, receives IPv4 datagrams sent to a.b.c.d, and sends IPv4 to
- * mapped destinations. Without it the socket is IPv6-only.
+ * mapped destinations. Without it the socket is IPv6-only, unless dualStack
+ * (a DNS listener on [::] that serves IPv4 clients too, as dgram's udp6 does).
  */
 napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   int32_t port, bufsize;
-  bool want_gro = false;
+  bool want_gro = false, dual = false;
   struct in6_addr bind_addr = in6addr_any;
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   UCHECK(env, napi_get_value_int32(env, argv[0], &port));
@@ -96,9 +97,10 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
       memcpy(&bind_addr, data, 16);
     }
   }
+  if (argc >= 5) UCHECK(env, napi_get_value_bool(env, argv[4], &dual));
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uthrow(env, "socket", errno);
-  int one = 1, v6only = !IN6_IS_ADDR_V4MAPPED(&bind_addr);
+  int one = 1, v6only = !dual && !IN6_IS_ADDR_V4MAPPED(&bind_addr);
   setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   if (bufsize > 0) {
@@ -271,15 +273,16 @@ napi_value udp_ref(napi_env env, napi_callback_info info) {
 }
 
 /*
- * udpSend(fd, arena: ArrayBuffer, meta: ArrayBuffer, count) -> datagrams sent
+ * udpSend(fd, arena: ArrayBuffer, meta: ArrayBuffer, count[, gso = true]) -> datagrams sent
  * meta per datagram (UDP_SEND_META octets, udp.h): src 16, dst 16, port u16 BE
  * at 32, offset u32 LE at 36, length u32 LE at 40. Sends from `src` (IPV6_PKTINFO).
  */
 napi_value udp_send(napi_env env, napi_callback_info info) {
-  size_t argc = 4;
-  napi_value argv[4];
+  size_t argc = 5;
+  napi_value argv[5];
   int32_t fd;
   uint32_t count;
+  bool gso_ok = true;
   void *arena, *meta;
   size_t alen, mlen;
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
@@ -287,6 +290,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   UCHECK(env, napi_get_arraybuffer_info(env, argv[1], &arena, &alen));
   UCHECK(env, napi_get_arraybuffer_info(env, argv[2], &meta, &mlen));
   UCHECK(env, napi_get_value_uint32(env, argv[3], &count));
+  if (argc >= 5) UCHECK(env, napi_get_value_bool(env, argv[4], &gso_ok));
   if ((size_t)count * UDP_SEND_META > mlen) count = (uint32_t)(mlen / UDP_SEND_META);
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
@@ -304,7 +308,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       /* A run of equal-sized datagrams, contiguous in the arena, same addresses and
          port (the segments of one TSO read): one UDP GSO send (UDP_SEGMENT). */
       uint32_t run = 1, total = len;
-      while (i + run < n && run < GSO_MAX_SEGS) {
+      while (gso_ok && i + run < n && run < GSO_MAX_SEGS) {
         const uint8_t *m2 = (const uint8_t *)meta + (size_t)(base + i + run) * UDP_SEND_META;
         uint32_t off2, len2;
         memcpy(&off2, m2 + 36, 4);
