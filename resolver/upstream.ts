@@ -289,7 +289,7 @@ export class UpstreamPool {
     this.area ??= this.udp === 'native' ? new ReceiveArea(UPSTREAM_SLOT, UPSTREAM_BATCH) : undefined;
     const sock = openDnsUdpSync({
       host: family === 'udp6' ? '::' : '0.0.0.0', port: 0, bufferSize: UPSTREAM_SOCKET_BUFFER, maxDatagram: UPSTREAM_SLOT, batch: UPSTREAM_BATCH,
-      dualStack: false, gso: false, ...(this.area ? { shared: this.area } : {}),
+      dualStack: false, ...(this.area ? { shared: this.area } : {}),
       onError: (err) => this.log.warn('upstream socket error', { error: err.message }),
     }, this.udp);
     const port: Port = { sock, pending: new Map(), uses: 0 };

@@ -137,12 +137,13 @@ export class CapabilityStage implements Stage {
     const final = alias && alias.expiresAt > req.now ? alias.final : q.nameKey;
     const known = this.entries.get(final);
     if (known && known.expiresAt > req.now && known.settledUntil > req.now) return next(req);
-    return this.slow(req, next, final);
+    return this.slow(req, next, final, known);
   }
 
-  private async slow(req: Request, next: Handler, guess: string): Promise<Answer> {
+  /** `known`: the entry of `guess` as serve() found it (saves a second cache lookup). */
+  private async slow(req: Request, next: Handler, guess: string, known: CapEntry | undefined): Promise<Answer> {
     const started = this.timer();
-    this.entry(guess, req.now); // start at once, in parallel with the address lookup
+    const first = this.entry(guess, req.now, known); // start at once, in parallel with the address lookup
     const ans = await next(req);
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
@@ -156,7 +157,8 @@ export class CapabilityStage implements Stage {
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }
     if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + 60_000) as Millis });
-    const entry = this.entry(final, req.now);
+    // Usually the final name is the one guessed, and its entry the one started above.
+    const entry = final === guess && this.entries.peek(guess) === first ? first : this.entry(final, req.now);
     if (entry.result && addresses) {
       this.settle(entry, addresses, req.now);
       return ans;
@@ -172,8 +174,8 @@ export class CapabilityStage implements Stage {
   }
 
   /** The entry for `nameKey`, starting its lookup when there is none or it expired. */
-  private entry(nameKey: string, now: Millis): CapEntry {
-    const e = this.entries.get(nameKey);
+  private entry(nameKey: string, now: Millis, known?: CapEntry): CapEntry {
+    const e = known ?? this.entries.get(nameKey);
     if (e && (e.result === undefined || e.expiresAt > now)) return e;
     const fresh = new CapEntry(this, nameKey, now);
     this.entries.set(nameKey, fresh);
