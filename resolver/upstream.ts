@@ -125,6 +125,10 @@ export class UpstreamPool {
   private readonly rnd = new RandomWords();
   private inflight = 0;
   private closed = false;
+  /** The socket the last question went out on, and its name (see port()). */
+  private lastName = '';
+  private lastFamily = '';
+  private lastIdx = 0;
   /** One receive area for every upstream socket (native), made on first use. */
   private area: ReceiveArea | undefined;
 
@@ -198,7 +202,7 @@ export class UpstreamPool {
   private sendUdp(job: QueryJob, timeoutMs: number): void {
     const up = job.up;
     const h = this.health.get(up)!;
-    const port = this.port(h.family);
+    const port = this.port(h.family, job.nameKey);
     let id = this.rnd.next();
     for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
     if (port.pending.has(id)) { this.attemptFailed(job, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
@@ -271,9 +275,17 @@ export class UpstreamPool {
     }
   }
 
-  private port(family: 'udp4' | 'udp6'): Port {
+  /**
+   * A random socket of the pool, except that questions for one name sent back
+   * to back (the capability stage's TYPE65300 and the client's AAAA) share one:
+   * they leave in one send and their answers tend to come back in one read.
+   */
+  private port(family: 'udp4' | 'udp6', nameKey: string): Port {
     const list = this.ports[family];
-    const idx = this.rnd.next() % this.opts.socketCount;
+    const idx = nameKey === this.lastName && this.lastFamily === family ? this.lastIdx : this.rnd.next() % this.opts.socketCount;
+    this.lastName = nameKey;
+    this.lastFamily = family;
+    this.lastIdx = idx;
     let p = list[idx];
     if (!p || p.uses >= this.opts.socketUses) {
       if (p) this.retire(p);
