@@ -143,7 +143,10 @@ async function main(): Promise<void> {
       'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${auth.port}`,
     ].join('\n') + '\n');
     pids.unbound = start('unbound', 'unbound', ['-d', '-c', path.join(dir, 'unbound.conf')]);
-    writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 }, capability: { maxEntries: 300_000 } }));
+    // Answer cache as big as dnsmasq's here; the capability cache at its default (10,000 peers): a
+    // bigger one only keeps decoded records of 10^5 one-off names alive, and the heap that grows
+    // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
+    writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
     for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']]] as const) {
       servers[name] = await freePort();
       pids[name] = start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine', '--log-level', 'error', '--listen', `127.0.0.1:${servers[name]}`,
