@@ -133,8 +133,18 @@ export function finishForClient(out: Uint8Array, optOff: number, query: Uint8Arr
   return out;
 }
 
+/**
+ * A copy from Node's Buffer pool (sizes under 4 KiB share an 8 KiB slab), for
+ * bytes that live only until sent: no ArrayBuffer of their own per copy.
+ */
+export function pooledCopy(b: Uint8Array): Uint8Array {
+  const out = Buffer.allocUnsafe(b.length);
+  out.set(b);
+  return out;
+}
+
 /** Give a cached answer its remaining TTLs: every listed TTL minus `elapsed` seconds, floored at `floor`. */
-export function patchTtls(out: Uint8Array, ttlOffsets: Uint32Array, elapsed: number, floor = 0): void {
+export function patchTtls(out: Uint8Array, ttlOffsets: ArrayLike<number>, elapsed: number, floor = 0): void {
   for (let i = 0; i < ttlOffsets.length; i++) {
     const o = ttlOffsets[i]!;
     const orig = ((out[o]! << 24) >>> 0) + ((out[o + 1]! << 16) | (out[o + 2]! << 8) | out[o + 3]!);

@@ -14,7 +14,7 @@ import type { Logger } from '../shim/log.ts';
 import { WireError } from '../shim/wire/errors.ts';
 import type { Answer, Handler, Request } from './chain.ts';
 import { parseQuery, Rcode, type ParsedQuery } from './message.ts';
-import { errorResponse, finishForClient, truncatedResponse } from './answer-build.ts';
+import { errorResponse, finishForClient, pooledCopy, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
 import { openDnsUdp, type DnsUdpSocket, type Endpoint, type UdpBackend } from './udp-socket.ts';
 
@@ -37,13 +37,6 @@ export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024;
 
 /** Largest UDP query read (RFC 6891 allows 65,535; a real query is a few hundred octets at most). */
 const MAX_UDP_QUERY = 4096;
-
-/** A copy from Node's Buffer pool (small sizes share an 8 KiB slab): for bytes that live only until sent. */
-function pooledCopy(b: Uint8Array): Uint8Array {
-  const out = Buffer.allocUnsafe(b.length);
-  out.set(b);
-  return out;
-}
 
 export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
 

@@ -10,10 +10,11 @@
 import net from 'node:net';
 import { randomFillSync } from 'node:crypto';
 import { Shim6Error } from '../shim/errors.ts';
+import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { scanResponse, type ScannedResponse } from './answer-scan.ts';
-import { buildQuery, buildQueryFromQuestion, type QueryOptions } from './answer-build.ts';
+import { buildQuery, buildQueryFromQuestion, pooledCopy, type QueryOptions } from './answer-build.ts';
 import { Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
 import { Endpoint, openDnsUdpSync, ReceiveArea, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
@@ -249,7 +250,7 @@ export class UpstreamPool {
     if (scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED || scan.rcode === Rcode.NOTIMP) {
       this.failed(job.up, false);
       // Kept past this call: a receive-slot view must become a copy.
-      job.lastBad = job.listener.bytesTransient && !tcp ? { ...r, bytes: Uint8Array.prototype.slice.call(bytes) } : r;
+      job.lastBad = job.listener.bytesTransient && !tcp ? { ...r, bytes: pooledCopy(bytes) } : r;
       this.next(job);
       return;
     }
@@ -332,49 +333,34 @@ export class UpstreamPool {
     port.pending.delete(p.id);
     clearTimeout(p.timer);
     if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
-    // An answer that outlives this call (cache, waiting clients) gets its own exact-size copy, once it is known to be ours.
-    this.answered(p, p.listener.bytesTransient ? msg : Uint8Array.prototype.slice.call(msg), scan);
+    // An answer that outlives this call (until sent to waiting clients; the cache keeps a string of
+    // its own) gets a copy once it is known to be ours: pooled, no ArrayBuffer per answer.
+    this.answered(p, p.listener.bytesTransient ? msg : pooledCopy(msg), scan);
   }
 
-  /** One query over a fresh TCP connection (RFC 7766 §8: 2-octet length framing). */
-  private tcpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
+  /** One query over a fresh TCP connection (shim/dns-tcp.ts); the answer must match ID and question. */
+  private async tcpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
     const id = this.rnd.next();
     const q = buildQuery(id, nameKey, qtype, qclass, { ...qopts, udpSize: 65535 });
-    return new Promise((resolve, reject) => {
-      const sock = net.connect({ host: up.host, port: up.port });
-      let buf = Buffer.alloc(0);
-      const done = (err: Error | undefined, r?: { bytes: Uint8Array; scan: ScannedResponse }): void => {
-        clearTimeout(timer);
-        sock.destroy();
-        if (err) reject(err); else resolve(r!);
-      };
-      const timer = setTimeout(() => done(new UpstreamError('ETIMEOUT', `TCP to ${up.host}#${up.port} timed out`)), timeoutMs);
-      sock.on('error', (e) => done(new UpstreamError('ETCP', `TCP to ${up.host}#${up.port}: ${e.message}`)));
-      sock.on('connect', () => {
-        const frame = Buffer.alloc(2 + q.length);
-        frame.writeUInt16BE(q.length, 0);
-        frame.set(q, 2);
-        sock.write(frame);
-      });
-      sock.on('data', (chunk) => {
-        buf = Buffer.concat([buf, chunk]);
-        if (buf.length < 2 || buf.length < 2 + buf.readUInt16BE(0)) return;
-        const msg = buf.subarray(2, 2 + buf.readUInt16BE(0));
-        try {
-          const scan = scanResponse(msg);
-          if (scan.id !== id || scan.qnameKey !== nameKey || scan.qtype !== qtype || scan.qclass !== qclass) {
-            this.counters.upstreamMismatched++;
-            done(new UpstreamError('ETCP', 'TCP answer does not match the question'));
-            return;
-          }
-          done(undefined, { bytes: Uint8Array.from(msg), scan });
-        } catch {
-          this.counters.upstreamMalformed++;
-          done(new UpstreamError('ETCP', 'malformed TCP answer'));
-        }
-      });
-      sock.on('end', () => done(new UpstreamError('ETCP', 'TCP connection closed before an answer')));
-    });
+    let bytes: Uint8Array;
+    try {
+      bytes = await tcpExchange(up.host, up.port, q, timeoutMs);
+    } catch (e) {
+      const err = e as DnsTcpError;
+      throw new UpstreamError(err.code === 'ETIMEOUT' ? 'ETIMEOUT' : 'ETCP', `upstream ${err.message}`);
+    }
+    let scan: ScannedResponse;
+    try {
+      scan = scanResponse(bytes);
+    } catch {
+      this.counters.upstreamMalformed++;
+      throw new UpstreamError('ETCP', 'malformed TCP answer');
+    }
+    if (scan.id !== id || scan.qnameKey !== nameKey || scan.qtype !== qtype || scan.qclass !== qclass) {
+      this.counters.upstreamMismatched++;
+      throw new UpstreamError('ETCP', 'TCP answer does not match the question');
+    }
+    return { bytes, scan };
   }
 
   /** Per-upstream health for `shim6 status`. */
