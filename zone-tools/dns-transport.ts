@@ -1,15 +1,16 @@
 /**
  * Sending one DNS message to a server and getting the answer: UDP with a
  * bounded number of tries, TCP (RFC 7766 two-octet framing) when the message
- * is large or the UDP answer is truncated, or when asked.
+ * is large or the UDP answer is truncated, or when asked (the TCP exchange
+ * itself is shim/dns-tcp.ts, shared with the resolver).
  *
  * Owns: sockets and timeouts for the zone tools' queries and updates, and the
  * `ADDR[:PORT]` server syntax. Must not know: what the messages mean.
  */
 import { createSocket } from 'node:dgram';
-import { connect } from 'node:net';
 import { isIP } from 'node:net';
 import { UsageError } from '../shim/errors.ts';
+import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import { FLAG_TC } from './dns-message.ts';
 
 export interface ServerAddress {
@@ -100,28 +101,12 @@ function exchangeUdp(server: ServerAddress, message: Uint8Array, timeoutMs: numb
   });
 }
 
-function exchangeTcp(server: ServerAddress, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-  return new Promise((resolve, reject) => {
-    const sock = connect({ host: server.host, port: server.port });
-    let buf = Buffer.alloc(0);
-    const timer = setTimeout(() => fail(new TransportError('ETIMEOUT', `no answer over TCP from ${server.host} port ${server.port} within ${timeoutMs} ms`)), timeoutMs);
-    const fail = (err: Error): void => { clearTimeout(timer); sock.destroy(); reject(err); };
-    sock.on('connect', () => {
-      const frame = Buffer.alloc(2 + message.length);
-      frame.writeUInt16BE(message.length, 0);
-      frame.set(message, 2);
-      sock.write(frame);
-    });
-    sock.on('data', (d) => {
-      buf = Buffer.concat([buf, d]);
-      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) {
-        clearTimeout(timer);
-        const answer = new Uint8Array(buf.subarray(2, 2 + buf.readUInt16BE(0)));
-        sock.destroy();
-        resolve(answer);
-      }
-    });
-    sock.on('error', (err) => fail(new TransportError('ECONNECT', `${server.host} port ${server.port} (TCP): ${err.message}`)));
-    sock.on('end', () => fail(new TransportError('ECLOSED', `${server.host} port ${server.port} closed the TCP connection without an answer`)));
-  });
+/** RFC 7766 §8 framing through shim/dns-tcp.ts; its codes (ETIMEOUT, ECONNECT, ECLOSED, ETOOLARGE) are kept. */
+async function exchangeTcp(server: ServerAddress, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+  try {
+    return await tcpExchange(server.host, server.port, message, timeoutMs);
+  } catch (e) {
+    const err = e as DnsTcpError;
+    throw new TransportError(err.code, err.message);
+  }
 }
