@@ -137,11 +137,11 @@ export class CapabilityStage implements Stage {
     const final = alias && alias.expiresAt > req.now ? alias.final : q.nameKey;
     const known = this.entries.get(final);
     if (known && known.expiresAt > req.now && known.settledUntil > req.now) return next(req);
-    return this.slow(req, next, final, known);
+    return this.slow(req, next, final, known ?? null);
   }
 
-  /** `known`: the entry of `guess` as serve() found it (saves a second cache lookup). */
-  private async slow(req: Request, next: Handler, guess: string, known: CapEntry | undefined): Promise<Answer> {
+  /** `known`: the entry of `guess` as serve() found it, null for none (saves a second cache lookup). */
+  private async slow(req: Request, next: Handler, guess: string, known: CapEntry | null): Promise<Answer> {
     const started = this.timer();
     const first = this.entry(guess, req.now, known); // start at once, in parallel with the address lookup
     const ans = await next(req);
@@ -157,8 +157,9 @@ export class CapabilityStage implements Stage {
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }
     if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + 60_000) as Millis });
-    // Usually the final name is the one guessed, and its entry the one started above.
-    const entry = final === guess && this.entries.peek(guess) === first ? first : this.entry(final, req.now);
+    // Usually the final name is the one guessed: its entry is the one started above (even if the
+    // cache dropped it meanwhile, its lookup still completes into it).
+    const entry = final === guess ? first : this.entry(final, req.now);
     if (entry.result && addresses) {
       this.settle(entry, addresses, req.now);
       return ans;
@@ -174,8 +175,8 @@ export class CapabilityStage implements Stage {
   }
 
   /** The entry for `nameKey`, starting its lookup when there is none or it expired. */
-  private entry(nameKey: string, now: Millis, known?: CapEntry): CapEntry {
-    const e = known ?? this.entries.get(nameKey);
+  private entry(nameKey: string, now: Millis, known?: CapEntry | null): CapEntry {
+    const e = known === undefined ? this.entries.get(nameKey) : known;
     if (e && (e.result === undefined || e.expiresAt > now)) return e;
     const fresh = new CapEntry(this, nameKey, now);
     this.entries.set(nameKey, fresh);
