@@ -5,7 +5,9 @@
  *
  * Measurements (each bounded by `seconds`, default 5; `rounds` rounds, default 3, medians):
  *  - cache-hit QPS: 100 names, warmed, dnsperf flat out (-q 200);
- *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out;
+ *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out, with the CPU
+ *    per miss of the server, of Knot, and of the whole machine (/proc/stat): with
+ *    capability pickup every miss is two upstream exchanges, so Knot's share doubles;
  *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
  *  - node-bare: a bare Node UDP responder (copies one stored answer, patches
  *    the ID) as the ceiling of Node's dgram on this machine;
@@ -83,7 +85,17 @@ function zone(): string {
   ].join('\n') + '\n';
 }
 
-interface Perf { qps: number; lost: number; queries: number; cpuUs?: number; p50?: number; p99?: number }
+interface Perf { qps: number; lost: number; queries: number; cpuUs?: number; authUs?: number; machineUs?: number; busy?: number; p50?: number; p99?: number }
+
+/** The whole machine's busy and total time (µs, all CPUs) from /proc/stat: dnsperf, Knot, the server and the kernel. */
+function machineMicros(): { busy: number; all: number } {
+  const v = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.split(/\s+/).slice(1).map(Number);
+  const all = v.reduce((a, b) => a + b, 0);
+  return { busy: (all - v[3]! - v[4]!) * 10_000, all: all * 10_000 }; // minus idle and iowait
+}
+
+/** Knot's pid, for its CPU per query (the authoritative server every forwarder shares). */
+let authPid: number | undefined;
 
 /** CPU time (user + system, µs) a process has used so far, from /proc (clock ticks of 10 ms). */
 function cpuMicros(pid: number | undefined): number | undefined {
@@ -100,6 +112,8 @@ function cpuMicros(pid: number | undefined): number | undefined {
 /** One dnsperf run; with `rate` it runs verbose at that rate and computes latency percentiles (ms). */
 function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number; pid?: number | undefined }): Perf {
   const cpu0 = cpuMicros(opts.pid);
+  const auth0 = cpuMicros(authPid);
+  const m0 = machineMicros();
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(opts.seconds), '-q', '200', '-t', '2', '-c', '4'];
   if (opts.rate) args.push('-Q', String(opts.rate), '-v');
   const r = spawnSync('dnsperf', args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
@@ -108,8 +122,12 @@ function dnsperf(port: number, file: string, opts: { rate?: number; seconds: num
   const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const queries = Number(/Queries completed:\s+(\d+)/.exec(out)?.[1] ?? 0);
   const cpu1 = cpuMicros(opts.pid);
+  const auth1 = cpuMicros(authPid);
+  const m1 = machineMicros();
   const cpuUs = cpu0 !== undefined && cpu1 !== undefined && queries > 0 ? (cpu1 - cpu0) / queries : undefined;
-  if (!opts.rate) return { qps, lost, queries, ...(cpuUs !== undefined ? { cpuUs } : {}) };
+  const authUs = auth0 !== undefined && auth1 !== undefined && queries > 0 ? (auth1 - auth0) / queries : undefined;
+  const machine = queries > 0 ? { machineUs: (m1.busy - m0.busy) / queries, busy: (m1.busy - m0.busy) / (m1.all - m0.all) } : {};
+  if (!opts.rate) return { qps, lost, queries, ...(cpuUs !== undefined ? { cpuUs } : {}), ...(authUs !== undefined ? { authUs } : {}), ...machine };
   const lat = [...out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
   const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
   return { qps, lost, queries, p50: pct(0.5), p99: pct(0.99) };
@@ -129,6 +147,7 @@ async function main(): Promise<void> {
   try {
     auth = await startAuthDns({ server: 'knot', zones: [{ name: 'bench.', text: zone() }], ipv6: false });
     const up = `127.0.0.1#${auth.port}`;
+    authPid = Number(readFileSync(path.join(auth.dir, 'knot.pid'), 'utf8').trim()) || undefined;
     const servers: Record<string, number> = {};
     const pids: Record<string, number | undefined> = {};
     // dnsmasq: cache big enough that the miss run does not fill it; forward limit raised from 150.
@@ -181,6 +200,7 @@ async function main(): Promise<void> {
         const s = (samples[name] ??= {});
         const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) (s[k] ??= []).push(v); };
         add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost); add('hitCpu', hit.cpuUs); add('missCpu', miss.cpuUs);
+        add('missAuth', miss.authUs); add('missMachine', miss.machineUs); add('missBusy', miss.busy);
         add('hitP50', hitLat.p50); add('hitP99', hitLat.p99); add('missP50', missLat.p50); add('missP99', missLat.p99);
         console.log(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s, miss ${miss.qps.toFixed(0)} q/s (lost ${miss.lost}), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms`);
       }
@@ -207,6 +227,13 @@ function report(rows: Record<string, Record<string, number | undefined>>): void 
   console.log('|---|---|---|---|---|---|---|---|---|');
   for (const [name, r] of Object.entries(rows)) {
     console.log(`| ${name} | ${f(r.hitQps)} | ${ratio(r.hitQps, base.hitQps)} | ${f(r.missQps)} | ${ratio(r.missQps, base.missQps)} | ${f(r.hitCpu, 1)} | ${f(r.missCpu, 1)} | ${f(r.hitP50, 3)} / ${f(r.hitP99, 3)} | ${f(r.missP50, 3)} / ${f(r.missP99, 3)} |`);
+  }
+  console.log('\nWhere a miss run\'s CPU went (µs per answered miss; machine = all CPUs busy, incl. dnsperf, Knot, kernel):\n');
+  console.log('| server | server CPU | Knot CPU | machine CPU | machine busy |');
+  console.log('|---|---|---|---|---|');
+  for (const [name, r] of Object.entries(rows)) {
+    if (r.missMachine === undefined) continue;
+    console.log(`| ${name} | ${f(r.missCpu, 1)} | ${f(r.missAuth, 1)} | ${f(r.missMachine, 1)} | ${r.missBusy === undefined ? 'n/a' : (100 * r.missBusy).toFixed(0) + ' %'} |`);
   }
   const on = rows.shim6!, off = rows['shim6-nopickup']!;
   console.log(`\nshim6 miss latency with capability pickup vs pickup off: p50 ${ratio(on.missP50, off.missP50)}, p99 ${ratio(on.missP99, off.missP99)}`);
