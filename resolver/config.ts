@@ -116,7 +116,7 @@ const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp'> {
   const o: Obj = doc === null || doc === undefined ? {} : isObj(doc) ? doc : bad('(top level)', doc, 'expected a mapping');
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
-  const up = section(o, 'upstream', ['attemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
+  const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
   const ca = section(o, 'cache', ['maxEntries', 'maxBytes', 'maxTtlSeconds', 'maxNegativeTtlSeconds', 'staleMaxSeconds']);
   const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds']);
   const tcp = section(o, 'tcp', ['idleMs', 'maxConnections', 'maxInflight']);
@@ -134,6 +134,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
     udp: udp as ResolverConfig['udp'],
     upstream: {
       attemptTimeoutMs: num(up, 'attemptTimeoutMs', 'upstream', d.attemptTimeoutMs, 10, 30_000),
+      minAttemptTimeoutMs: num(up, 'minAttemptTimeoutMs', 'upstream', d.minAttemptTimeoutMs, 1, 30_000),
       failThreshold: num(up, 'failThreshold', 'upstream', d.failThreshold, 1, 100),
       holdDownMs: num(up, 'holdDownMs', 'upstream', d.holdDownMs, 0, 3_600_000),
       socketCount: num(up, 'socketCount', 'upstream', d.socketCount, 1, 1024),

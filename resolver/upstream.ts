@@ -46,8 +46,15 @@ export class UpstreamError extends Shim6Error {
 export interface UpstreamAddr { host: string; port: number }
 
 export interface UpstreamOptions {
-  /** One try at one upstream (ms). */
+  /**
+   * Longest wait for one try at one upstream (ms), and the wait before the
+   * upstream's round trip is known. Once it is, a try waits its RFC 6298 RTO
+   * (smoothed RTT + 4 × RTT variation), at least `minAttemptTimeoutMs`,
+   * doubling for each try of the question that timed out.
+   */
   attemptTimeoutMs: number;
+  /** Shortest wait for one try (ms): a lost datagram on loopback costs this, not 800 ms. */
+  minAttemptTimeoutMs: number;
   /** Consecutive failures before an upstream is held down. */
   failThreshold: number;
   /** How long a failed upstream is skipped (ms), doubling up to 8× while it keeps failing. */
@@ -61,7 +68,7 @@ export interface UpstreamOptions {
 }
 
 export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
-  attemptTimeoutMs: 800, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048,
+  attemptTimeoutMs: 800, minAttemptTimeoutMs: 50, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048,
 };
 
 export interface UpstreamResult { bytes: Uint8Array; scan: ScannedResponse; upstream: UpstreamAddr; tcp: boolean }
@@ -91,6 +98,8 @@ class QueryJob {
   id = 0;
   attemptStart = 0;
   attemptMs = 0;
+  /** Tries of this question that timed out (each doubles the next one's wait). */
+  timeouts = 0;
   timer: NodeJS.Timeout | undefined;
   constructor(readonly nameKey: string, readonly qtype: number, readonly qclass: number, readonly qopts: QueryOptions,
     readonly deadline: number, readonly order: UpstreamAddr[], public bytes: Uint8Array | undefined, readonly listener: QueryListener) {}
@@ -107,7 +116,7 @@ class PromiseListener implements QueryListener {
 
 interface Port { sock: DnsUdpSocket; pending: Map<number, QueryJob>; uses: number }
 
-interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; family: 'udp4' | 'udp6'; ep: Endpoint }
+interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; rttVarMs: number; family: 'udp4' | 'udp6'; ep: Endpoint }
 
 /** Random 16-bit numbers from the CSPRNG, drawn in batches. */
 class RandomWords {
@@ -138,7 +147,7 @@ export class UpstreamPool {
     private readonly log: Logger, private readonly counters: ResolverCounters, private readonly udp: UdpBackend = 'dgram') {
     this.upstreams = upstreams;
     for (const u of upstreams) {
-      this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port) });
+      this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0, family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port) });
     }
   }
 
@@ -196,8 +205,16 @@ export class UpstreamPool {
     job.up = up;
     job.attemptStart = this.clock();
     this.health.get(up)!.sent++;
-    job.attemptMs = Math.min(this.opts.attemptTimeoutMs, remaining);
+    job.attemptMs = Math.min(this.rto(this.health.get(up)!, job), remaining);
     this.sendUdp(job, job.attemptMs);
+  }
+
+  /** This try's wait: the upstream's RTO (RFC 6298 §2) once its round trip is known, backed off per timeout. */
+  private rto(h: Health, job: QueryJob): number {
+    const max = this.opts.attemptTimeoutMs;
+    if (h.rttMs === 0) return max;
+    const base = Math.max(this.opts.minAttemptTimeoutMs, h.rttMs + 4 * h.rttVarMs);
+    return Math.min(max, base * 2 ** job.timeouts);
   }
 
   private sendUdp(job: QueryJob, timeoutMs: number): void {
@@ -233,7 +250,8 @@ export class UpstreamPool {
   private answered(job: QueryJob, bytes: Uint8Array, scan: ScannedResponse): void {
     if (!(scan.flags & 0x0200)) { this.attemptDone(job, bytes, scan, false); return; }
     this.counters.upstreamTcpFallbacks++;
-    const left = Math.max(1, job.attemptMs - (this.clock() - job.attemptStart));
+    // TCP needs a handshake first: the full attempt time, within the question's deadline.
+    const left = Math.max(1, Math.min(this.opts.attemptTimeoutMs, job.deadline - this.clock()));
     this.tcpQuery(job.up, job.nameKey, job.qtype, job.qclass, job.qopts, left)
       .then((r) => this.attemptDone(job, r.bytes, r.scan, true), (err: unknown) => this.attemptFailed(job, err as Error));
   }
@@ -244,7 +262,10 @@ export class UpstreamPool {
     h.answered++;
     h.failures = 0;
     h.downUntil = 0;
-    h.rttMs = h.rttMs === 0 ? rtt : 0.8 * h.rttMs + 0.2 * rtt;
+    if (!tcp) {
+      // RFC 6298 §2: SRTT and RTTVAR from UDP round trips (a TCP exchange includes a handshake).
+      if (h.rttMs === 0) { h.rttMs = rtt; h.rttVarMs = rtt / 2; } else { h.rttVarMs = 0.75 * h.rttVarMs + 0.25 * Math.abs(h.rttMs - rtt); h.rttMs = 0.875 * h.rttMs + 0.125 * rtt; }
+    }
     const r: UpstreamResult = { bytes, scan, upstream: job.up, tcp };
     // RFC 1035 §7.3 / RFC 8499: SERVFAIL, REFUSED, NOTIMP say "ask someone else".
     if (scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED || scan.rcode === Rcode.NOTIMP) {
@@ -260,7 +281,7 @@ export class UpstreamPool {
 
   private attemptFailed(job: QueryJob, err: Error): void {
     const up = job.up;
-    if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { this.health.get(up)!.timeouts++; this.counters.upstreamTimeouts++; }
+    if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { this.health.get(up)!.timeouts++; this.counters.upstreamTimeouts++; job.timeouts++; }
     this.log.debug('upstream attempt failed', { upstream: `${up.host}#${up.port}`, error: err.message });
     this.failed(up, true);
     this.next(job);
@@ -364,11 +385,11 @@ export class UpstreamPool {
   }
 
   /** Per-upstream health for `shim6 status`. */
-  status(): Array<UpstreamAddr & Omit<Health, 'downUntil' | 'family'> & { down: boolean }> {
+  status(): Array<UpstreamAddr & Omit<Health, 'downUntil' | 'family' | 'ep'> & { down: boolean }> {
     const now = this.clock();
     return this.upstreams.map((u) => {
-      const { downUntil, family: _family, ...h } = this.health.get(u)!;
-      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, down: downUntil > now };
+      const { downUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;
+      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now };
     });
   }
 

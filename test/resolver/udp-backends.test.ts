@@ -146,6 +146,27 @@ for (const backend of ['native', 'dgram'] as const) {
     assert.equal(stub.resolver.counters.upstreamTimeouts, 1);
   });
 
+  test(`${backend}: once the upstream's round trip is known, a lost datagram is retried after the RTO (≥ 50 ms), not the 2 s attempt limit`, async (t) => {
+    if (!needs(t, { commands: ['dig'] })) return;
+    const seen = new Map<string, number>();
+    const up = await startFakeUpstream(t, (q) => {
+      const n = (seen.get(q.name) ?? 0) + 1;
+      seen.set(q.name, n);
+      return q.name.startsWith('lost') && n === 1 ? undefined : [{ bytes: answerFor(q) }];
+    });
+    const stub = await stubOn(t, backend, [up.addr], { queryTimeoutMs: 5000, upstream: { attemptTimeoutMs: 2000, minAttemptTimeoutMs: 50 }, capability: { enabled: false } });
+    if (!stub) return;
+    for (const name of ['warm1.test.', 'warm2.test.', 'warm3.test.']) assert.equal(digStatus((await dig(stub, name, 'AAAA')).stdout), 'NOERROR');
+    const [h] = stub.resolver.status().upstreams as Array<{ rttMs: number; rttVarMs: number }>;
+    assert.ok(h!.rttMs > 0 && h!.rttMs < 50, `round trip measured: ${JSON.stringify(h)}`);
+    const t0 = performance.now();
+    const r = await dig(stub, 'lost.test.', 'AAAA');
+    const took = performance.now() - t0;
+    assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout);
+    assert.equal(seen.get('lost.test'), 2);
+    assert.ok(took >= 50 && took < 1000, `answered after ${took.toFixed(0)} ms`);
+  });
+
   test(`${backend}: an upstream UDP answer of 7 KB (more than the 1232 asked for) is read whole`, async (t) => {
     if (!needs(t, { commands: ['dig'] })) return;
     const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { many: 200 }) }]);
