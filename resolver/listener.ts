@@ -16,7 +16,7 @@ import type { Answer, Handler, Request } from './chain.ts';
 import { parseQuery, Rcode, type ParsedQuery } from './message.ts';
 import { errorResponse, finishForClient, pooledCopy, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
-import { openDnsUdp, type DnsUdpSocket, type Endpoint, type UdpBackend } from './udp-socket.ts';
+import { Endpoint, openDnsUdp, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
 
 export interface ListenAddr { host: string; port: number }
 
@@ -49,11 +49,17 @@ export interface Reply {
   done(): void;
 }
 
-/** The UDP reply target; a class, not a closure, so the hot path allocates one small object. */
-class UdpReply implements Reply {
-  constructor(private readonly sock: DnsUdpSocket, private readonly to: Endpoint) {}
+/**
+ * The UDP reply target; a class, not a closure, so the hot path allocates one
+ * small object: it holds the client's address itself (no Endpoint copy).
+ */
+class UdpReply extends Endpoint implements Reply {
+  constructor(private readonly sock: DnsUdpSocket, from: Endpoint) {
+    super();
+    this.w0 = from.w0; this.w1 = from.w1; this.w2 = from.w2; this.w3 = from.w3; this.port = from.port; this.host = from.host;
+  }
   send(out: Uint8Array): void {
-    this.sock.send(out, this.to);
+    this.sock.send(out, this);
   }
   done(): void { /* nothing to release */ }
 }
@@ -80,7 +86,7 @@ export class Listeners {
       sock.onDatagram((bytes, from) => {
         // The datagram's bytes are the socket's receive slot (native): the chain may keep them.
         const query = sock.backend === 'native' ? Uint8Array.prototype.slice.call(bytes) : bytes;
-        this.handle(query, 'udp', new UdpReply(sock, from.copy()));
+        this.handle(query, 'udp', new UdpReply(sock, from));
       });
       this.udp.push(sock);
       const port = sock.port;

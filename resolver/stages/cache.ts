@@ -45,8 +45,10 @@ export class CacheStage implements Stage {
           return { bytes: this.cache.render(stale, req.now, true), optOff: stale.optOff, source: 'stale', owned: false, rcode: stale.rcode };
         }
       }
-      // Coalesced waiters share this answer: nobody may patch it in place.
-      return { ...a, owned: false };
+      // Coalesced waiters share this answer: nobody may patch it in place. (Every stage below
+      // hands up an answer object of its own, so marking it needs no copy of the object.)
+      a.owned = false;
+      return a;
     } finally {
       this.inflight.delete(req.key);
     }
