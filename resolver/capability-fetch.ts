@@ -101,22 +101,9 @@ function negativeTtl(r: Looked, opts: CapFetchOptions): number {
   return cacheTtl(r.bytes, r.scan)?.ttl ?? opts.defaultNegativeTtl;
 }
 
-/** The TYPE65300 RRset decoded record by record (the hot path: no closure per record). */
+/** The TYPE65300 RRset decoded record by record. */
 function decodeRecords(bytes: Uint8Array, rrs: RrRef[]): CapResult {
-  const records: CapabilityRecord[] = [];
-  const invalid: string[] = [];
-  let ttl = Infinity;
-  for (const rr of rrs) {
-    ttl = Math.min(ttl, rr.ttl);
-    try {
-      records.push(decodeCapabilityRecord(bytes.subarray(rr.rdOff, rr.rdOff + rr.rdLen)));
-    } catch (err) {
-      // A record of unknown version or with unknown mandatory keys is ignored, as any malformed one.
-      if (!(err instanceof WireError)) throw err;
-      invalid.push(err.code);
-    }
-  }
-  return records.length > 0 ? { kind: 'found', records, invalid, ttl, source: 'dns' } : { kind: 'invalid', invalid, ttl, source: 'dns' };
+  return decodeAll(rrs, (rr) => decodeCapabilityRecord(bytes.subarray(rr.rdOff, rr.rdOff + rr.rdLen)), 'dns');
 }
 
 /** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. Never throws. */
@@ -135,7 +122,7 @@ async function fetchTxtOnce(handler: Handler, clock: () => Millis, final: string
   const rrs = r.scan.rcode === Rcode.NOERROR ? rrsetAt(r.bytes, r.scan, followCnames(r.bytes, r.scan, txtName), RrType.TXT) : [];
   const caps = rrs.map((rr) => ({ ttl: rr.ttl, text: txtText(r.bytes, rr.rdOff, rr.rdLen) })).filter((x) => x.text.startsWith('v=shim6cap'));
   if (caps.length === 0) return { kind: 'absent', ttl: Math.min(nodataTtl, cacheTtl(r.bytes, r.scan)?.ttl ?? nodataTtl), source: 'txt-nodata' };
-  return decodeAll(caps.map((c) => ({ ttl: c.ttl, decode: () => decodeCapabilityTxt(c.text) })), 'txt');
+  return decodeAll(caps, (c) => decodeCapabilityTxt(c.text), 'txt');
 }
 
 /** RFC 1035 §3.3.14: TXT RDATA is one or more <character-string>s; one record's strings are joined. */
@@ -150,14 +137,15 @@ function txtText(b: Uint8Array, off: number, len: number): string {
   return s;
 }
 
-function decodeAll(items: Array<{ ttl: number; decode: () => CapabilityRecord }>, source: CapSource): CapResult {
+/** Decode each item (one closure per RRset, none per record); the RRset's TTL is its smallest. */
+function decodeAll<T extends { ttl: number }>(items: readonly T[], decode: (it: T) => CapabilityRecord, source: CapSource): CapResult {
   const records: CapabilityRecord[] = [];
   const invalid: string[] = [];
   let ttl = Infinity;
   for (const it of items) {
     ttl = Math.min(ttl, it.ttl);
     try {
-      records.push(it.decode());
+      records.push(decode(it));
     } catch (err) {
       // A record of unknown version or with unknown mandatory keys is ignored, as any malformed one.
       if (!(err instanceof WireError)) throw err;

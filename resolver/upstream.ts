@@ -105,15 +105,6 @@ class QueryJob {
     readonly deadline: number, readonly order: UpstreamAddr[], public bytes: Uint8Array | undefined, readonly listener: QueryListener) {}
 }
 
-/** Adapts the callback to a promise for callers off the hot path. */
-class PromiseListener implements QueryListener {
-  resolve!: (r: UpstreamResult) => void;
-  reject!: (e: Error) => void;
-  upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
-    if (err) this.reject(err); else this.resolve(r!);
-  }
-}
-
 interface Port { sock: DnsUdpSocket; pending: Map<number, QueryJob>; uses: number }
 
 interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; rttVarMs: number; family: 'udp4' | 'udp6'; ep: Endpoint }
@@ -151,16 +142,9 @@ export class UpstreamPool {
     }
   }
 
-  /** Resolve one question, trying upstreams in order of health for at most `timeoutMs`. */
-  query(nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<UpstreamResult> {
-    const l = new PromiseListener();
-    const p = new Promise<UpstreamResult>((resolve, reject) => { l.resolve = resolve; l.reject = reject; });
-    this.start(nameKey, qtype, qclass, qopts, timeoutMs, l);
-    return p;
-  }
-
   /**
-   * The hot-path form of query(): `listener.upstreamDone` is called exactly once.
+   * Resolve one question, trying upstreams in order of health for at most
+   * `timeoutMs`: `listener.upstreamDone` is called exactly once.
    * `question`, when given, is the question section (name, type, class) as the
    * client sent it, copied into the upstream query as it is.
    */

@@ -25,8 +25,12 @@ export function needs(t: TestContext, req: { root?: boolean; commands?: string[]
   if (req.root && !isRoot()) missing.push('root');
   for (const c of req.commands ?? []) if (!haveCommand(c)) missing.push(c);
   if (missing.length === 0) return true;
-  const why = `missing prerequisite: ${missing.join(', ')}`;
+  skipOrFail(t, `missing prerequisite: ${missing.join(', ')}`);
+  return false;
+}
+
+/** Skip the test saying `why` (outside CI), or throw under CI=true, where a missing prerequisite is a failure. */
+export function skipOrFail(t: TestContext, why: string): void {
   if (IN_CI) throw new Error(`${why} (CI=true: a missing prerequisite is a failure)`);
   t.skip(why);
-  return false;
 }

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import { readdirSync } from 'node:fs';
 import * as dnsPacket from 'dns-packet';
-import { needs } from '../helpers/prereq.ts';
+import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { startAuthDns, type AuthDns } from '../helpers/authdns.ts';
 import { dig, digAnswers, digStatus, run, startStub, type DigResult, type Stub } from './harness.ts';
 import { answerFor, startFakeUpstream } from './fake-upstream.ts';
@@ -39,7 +39,7 @@ const noCap = { capability: { enabled: false } };
 async function stubOn(t: TestContext, backend: UdpBackend, upstreams: string[], config: Record<string, unknown> = {}): Promise<Stub | undefined> {
   if (backend === 'native' && !(await nativeUdpStatus()).available) {
     await assert.rejects(startStub(t, upstreams, { ...noCap, ...config, udp: 'native' }), (e: unknown) => (e as { code?: string }).code === 'EUDPBACKEND');
-    t.skip('native addon not built: checked that udp: native fails with EUDPBACKEND');
+    skipOrFail(t, 'native addon not built (checked that udp: native fails with EUDPBACKEND)');
     return undefined;
   }
   const stub = await startStub(t, upstreams, { ...noCap, ...config, udp: backend });
