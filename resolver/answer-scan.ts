@@ -154,7 +154,7 @@ export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: stri
     let next: string | undefined;
     for (const r of scan.records) {
       if (r.section !== 0 || r.type !== RrType.CNAME) continue;
-      if (readNameKey(b, r.ownerOff) === current) { next = readNameKey(b, r.rdOff); break; }
+      if (ownerIs(b, scan, r.ownerOff, current)) { next = readNameKey(b, r.rdOff); break; }
     }
     if (next === undefined || next === current) return current;
     current = next;
@@ -164,7 +164,18 @@ export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: stri
 
 /** The answer-section RRs of `type` owned by `nameKey`. */
 export function rrsetAt(b: Uint8Array, scan: ScannedResponse, nameKey: string, type: number): RrRef[] {
-  return scan.records.filter((r) => r.section === 0 && r.type === type && readNameKey(b, r.ownerOff) === nameKey);
+  const out: RrRef[] = [];
+  for (const r of scan.records) if (r.section === 0 && r.type === type && ownerIs(b, scan, r.ownerOff, nameKey)) out.push(r);
+  return out;
+}
+
+/**
+ * Whether the owner name at `off` is `nameKey`. The usual owner is a pointer to
+ * the question name (offset 12), already read by the scan: no string is built.
+ */
+function ownerIs(b: Uint8Array, scan: ScannedResponse, off: number, nameKey: string): boolean {
+  if (b[off] === 0xc0 && b[off + 1] === 12 && scan.qnameKey !== '') return scan.qnameKey === nameKey;
+  return readNameKey(b, off) === nameKey;
 }
 
 /**

@@ -20,8 +20,8 @@ import type { QueryListener, UpstreamResult } from './upstream.ts';
 export type CapSource = 'dns' | 'txt';
 
 export type CapResult =
-  | { kind: 'found'; records: CapabilityRecord[]; invalid: string[]; ttl: number; source: CapSource }
-  | { kind: 'invalid'; invalid: string[]; ttl: number; source: CapSource }
+  | { kind: 'found'; records: CapabilityRecord[]; invalid: readonly string[]; ttl: number; source: CapSource }
+  | { kind: 'invalid'; invalid: readonly string[]; ttl: number; source: CapSource }
   | { kind: 'absent'; ttl: number; source: 'nodata' | 'nxdomain' | 'txt-nodata' }
   | { kind: 'error'; reason: string };
 
@@ -59,8 +59,14 @@ export async function lookupVia(handler: Handler, clock: () => Millis, nameKey: 
 
 /** The AAAA addresses at the end of `nameKey`'s CNAME chain in an answer. */
 export function aaaaAddresses(bytes: Uint8Array, scan: ScannedResponse, nameKey: string): Ipv6[] {
-  const final = followCnames(bytes, scan, nameKey);
-  return rrsetAt(bytes, scan, final, RrType.AAAA).filter((r) => r.rdLen === 16).map((r) => formatIpv6(bytes, r.rdOff));
+  return aaaaAt(bytes, scan, followCnames(bytes, scan, nameKey));
+}
+
+/** The AAAA addresses owned by `final` (the end of a chain already followed). */
+export function aaaaAt(bytes: Uint8Array, scan: ScannedResponse, final: string): Ipv6[] {
+  const out: Ipv6[] = [];
+  for (const r of rrsetAt(bytes, scan, final, RrType.AAAA)) if (r.rdLen === 16) out.push(formatIpv6(bytes, r.rdOff));
+  return out;
 }
 
 export async function fetchAaaa(handler: Handler, clock: () => Millis, nameKey: string): Promise<Ipv6[] | undefined> {
@@ -140,17 +146,19 @@ function txtText(b: Uint8Array, off: number, len: number): string {
 /** Decode each item (one closure per RRset, none per record); the RRset's TTL is its smallest. */
 function decodeAll<T extends { ttl: number }>(items: readonly T[], decode: (it: T) => CapabilityRecord, source: CapSource): CapResult {
   const records: CapabilityRecord[] = [];
-  const invalid: string[] = [];
+  let invalid: string[] | undefined; // made only when a record fails: the usual RRset decodes whole
   let ttl = Infinity;
   for (const it of items) {
-    ttl = Math.min(ttl, it.ttl);
+    if (it.ttl < ttl) ttl = it.ttl;
     try {
       records.push(decode(it));
     } catch (err) {
       // A record of unknown version or with unknown mandatory keys is ignored, as any malformed one.
       if (!(err instanceof WireError)) throw err;
-      invalid.push(err.code);
+      (invalid ??= []).push(err.code);
     }
   }
-  return records.length > 0 ? { kind: 'found', records, invalid, ttl, source } : { kind: 'invalid', invalid, ttl, source };
+  return records.length > 0 ? { kind: 'found', records, invalid: invalid ?? NO_ERRORS, ttl, source } : { kind: 'invalid', invalid: invalid ?? NO_ERRORS, ttl, source };
 }
+
+const NO_ERRORS: readonly string[] = Object.freeze([]);

@@ -19,7 +19,7 @@ import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { CapabilitySink } from '../capability-sink.ts';
 import type { ResolverCounters } from '../counters.ts';
 import { followCnames, scanResponse, type ScannedResponse } from '../answer-scan.ts';
-import { aaaaAddresses, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
+import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord } from '../capability-select.ts';
@@ -152,7 +152,7 @@ export class CapabilityStage implements Stage {
     try {
       scan = ans.scan ?? scanResponse(ans.bytes);
       final = followCnames(ans.bytes, scan, req.q.nameKey);
-      addresses = req.q.qtype === RrType.AAAA ? aaaaAddresses(ans.bytes, scan, req.q.nameKey) : undefined;
+      addresses = req.q.qtype === RrType.AAAA ? aaaaAt(ans.bytes, scan, final) : undefined;
     } catch {
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }

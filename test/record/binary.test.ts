@@ -49,6 +49,11 @@ test('header and locator faults', () => {
   assert.equal(code(hex('01002000' + '00'.repeat(16) + Array.from({ length: 32 }, (_, i) => '00000000' + i.toString(16).padStart(32, '0')).join(''))), 'ok');
   assert.equal(code(hex('01000200' + '00'.repeat(16) + ('00000000' + '20010db8000000000000000000000001').repeat(2))), 'BAD_RECORD');
   assert.equal(code(hex('01000200' + '00'.repeat(16) + '00000000' + '20010db8000000000000000000000001')), 'TRUNCATED');
+  // Duplicates are found wherever they are, and addresses that differ in their last octet only are not duplicates.
+  const loc = (last: string): string => '00000000' + '20010db80000000000000000000000' + last;
+  assert.equal(code(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('01'))), 'BAD_RECORD');
+  assert.equal(code(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('03'))), 'ok');
+  assert.match(String((() => { try { decodeCapabilityRecord(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('02'))); } catch (e) { return (e as Error).message; } })()), /2001:db8::2 listed twice/);
 });
 
 test('unknown version is an ignore outcome, whatever follows', () => {
