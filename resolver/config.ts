@@ -110,7 +110,8 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
 }
 
 const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
-const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
+/** Values of the `udp` key (and of `shim6 resolver --udp`). */
+export const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 
 /** Validate a parsed config document (from YAML or JSON). */
 export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp'> {

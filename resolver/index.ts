@@ -14,18 +14,18 @@ import { UpstreamPool } from './upstream.ts';
 import { Listeners, type AnswerHook, type ListenAddr } from './listener.ts';
 import { newCounters, type ResolverCounters } from './counters.ts';
 import { CacheStage } from './stages/cache.ts';
-import { ForwardStage } from './stages/forward.ts';
+import { ForwardStage, forwardQueryOptions } from './stages/forward.ts';
 import { CapabilityStage } from './stages/capability.ts';
 import type { CapabilitySink } from './capability-sink.ts';
 import type { ResolverConfig } from './config.ts';
 import { errorResponse } from './answer-build.ts';
 import { CLASS_IN, Rcode } from './message.ts';
 import type { RawLookup } from './capability-fetch.ts';
-import type { QueryOptions } from './answer-build.ts';
 import { nativeUdpStatus, type UdpBackend } from './udp-socket.ts';
 import { UsageError } from '../shim/errors.ts';
 
-const INTERNAL_QUERY: QueryOptions = { dnssecOk: false, checkingDisabled: false, authenticData: true };
+/** The capability stage's own questions carry the flags the forward stage uses for a client without DO or CD. */
+const INTERNAL_QUERY = forwardQueryOptions(false, false);
 
 export interface ResolverDeps {
   sink: CapabilitySink;

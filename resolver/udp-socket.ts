@@ -96,12 +96,6 @@ export interface OpenOptions {
   /** Bound to '::': take IPv4 too (as dgram's udp6 does). Default true; false = IPv6 only. */
   dualStack?: boolean;
   /**
-   * Send runs of equal-sized datagrams to one peer as one UDP GSO send (native;
-   * default true). Off for upstream queries: a run arrives at the server as one
-   * burst, and a server with a small socket buffer drops its tail.
-   */
-  gso?: boolean;
-  /**
    * A receive area shared by several sockets (native): each wake-up's batch is
    * handled before the next socket reads, so one area serves a whole pool.
    * `maxDatagram` and `batch` are then the area's.
@@ -202,7 +196,6 @@ class NativeDnsSocket implements DnsUdpSocket {
   private used = 0;
   private scheduled = false;
   private closed = false;
-  private readonly gso: boolean;
   private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
 
   constructor(private readonly native: UdpAddon, opts: OpenOptions) {
@@ -216,7 +209,6 @@ class NativeDnsSocket implements DnsUdpSocket {
     }
     this.fd = fd;
     this.port = port;
-    this.gso = opts.gso ?? true;
     const area = opts.shared ?? new ReceiveArea(opts.maxDatagram, opts.batch);
     const { slot, bytes: recvBytes, view: mv } = area;
     const from = this.from;
@@ -256,7 +248,7 @@ class NativeDnsSocket implements DnsUdpSocket {
   /** Send everything queued: one sendmmsg per batch. */
   flush(): void {
     if (this.queued === 0 || this.closed) return;
-    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued, this.gso);
+    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued); // a run of equal-sized datagrams to one peer leaves as one GSO send
     this.queued = 0;
     this.used = 0;
   }
@@ -286,7 +278,7 @@ class NativeDnsSocket implements DnsUdpSocket {
     new Uint8Array(arena).set(bytes);
     const meta = new ArrayBuffer(SEND_META);
     this.writeMeta(0, to, 0, bytes.length, new DataView(meta));
-    this.native.udpSend(this.fd, arena, meta, 1, this.gso);
+    this.native.udpSend(this.fd, arena, meta, 1);
   }
 }
 

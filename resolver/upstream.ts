@@ -94,6 +94,8 @@ class QueryJob {
   rounds = 0;
   lastBad: UpstreamResult | undefined;
   up!: UpstreamAddr;
+  /** Where this try went: an answer must come from there (RFC 5452). */
+  ep!: Endpoint;
   port: Port | undefined;
   id = 0;
   attemptStart = 0;
@@ -188,8 +190,9 @@ export class UpstreamPool {
     const up = job.order[job.i++]!;
     job.up = up;
     job.attemptStart = this.clock();
-    this.health.get(up)!.sent++;
-    job.attemptMs = Math.min(this.rto(this.health.get(up)!, job), remaining);
+    const h = this.health.get(up)!;
+    h.sent++;
+    job.attemptMs = Math.min(this.rto(h, job), remaining);
     this.sendUdp(job, job.attemptMs);
   }
 
@@ -214,6 +217,7 @@ export class UpstreamPool {
     bytes[0] = id >> 8;
     bytes[1] = id & 0xff;
     job.port = port;
+    job.ep = h.ep;
     job.id = id;
     port.pending.set(id, job);
     job.timer = setTimeout(this.onAttemptTimeout, timeoutMs, job, timeoutMs);
@@ -326,7 +330,7 @@ export class UpstreamPool {
   private onUdpMessage(port: Port, msg: Uint8Array, from: Endpoint): void {
     if (msg.length < 12) { this.counters.upstreamMalformed++; return; }
     const p = port.pending.get((msg[0]! << 8) | msg[1]!);
-    if (!p || !from.equals(this.health.get(p.up)!.ep)) { this.counters.upstreamMismatched++; return; }
+    if (!p || !from.equals(p.ep)) { this.counters.upstreamMismatched++; return; }
     let scan: ScannedResponse;
     try {
       scan = scanResponse(msg);

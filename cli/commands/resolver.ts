@@ -11,7 +11,7 @@ import { readFileSync } from 'node:fs';
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { configFromObject, loadConfigFile, parseHostPort, resolveConfig, type ResolverConfig } from '../../resolver/config.ts';
+import { configFromObject, loadConfigFile, parseHostPort, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
 import { Resolver } from '../../resolver/index.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
 import { startControlServer } from '../../shim/control/server.ts';
@@ -29,8 +29,6 @@ import { orderLocators } from '../../shim/dataplane/daemon.ts';
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
 interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; capability: boolean; engine: boolean; shimPort: string }
-
-const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;

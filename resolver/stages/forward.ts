@@ -37,6 +37,9 @@ class Forwarding implements QueryListener {
 /** Our query's flags by the client's DO and CD (index DO·2 + CD): one object each, not one per miss. */
 const QUERY_OPTIONS: readonly QueryOptions[] = [0, 1, 2, 3].map((i) => Object.freeze({ dnssecOk: (i & 2) !== 0, checkingDisabled: (i & 1) !== 0, authenticData: true }));
 
+/** The flags of the query the forward stage sends upstream for a client's DO and CD. */
+export const forwardQueryOptions = (dnssecOk: boolean, checkingDisabled: boolean): QueryOptions => QUERY_OPTIONS[(dnssecOk ? 2 : 0) | (checkingDisabled ? 1 : 0)]!;
+
 export class ForwardStage implements Stage {
   readonly name = 'forward';
 
@@ -47,7 +50,7 @@ export class ForwardStage implements Stage {
     const p = new Promise<Answer>(capture);
     const resolve = captured!;
     captured = undefined;
-    const opts = QUERY_OPTIONS[(q.dnssecOk ? 2 : 0) | (q.checkingDisabled ? 1 : 0)]!;
+    const opts = forwardQueryOptions(q.dnssecOk, q.checkingDisabled);
     // The question section as the client sent it: 12 .. questionEnd holds name, type and class.
     const question = req.query.subarray(12, q.questionEnd);
     this.pool.start(q.nameKey, q.qtype, q.qclass, opts, this.queryTimeoutMs, new Forwarding(req, resolve), question);
