@@ -21,6 +21,47 @@
 #include <unistd.h>
 #include <netinet/udp.h>
 #include "udp.h"
+#include <linux/filter.h>
+
+/*
+ * Sharding a DNS listener over several sockets (one per resolver thread) on one
+ * SO_REUSEPORT address: a classic BPF program, run by the kernel for every
+ * datagram (the UDP payload at offset 0), picks the socket by a hash of the
+ * question name, so a name always reaches the same thread (its cache, its
+ * in-flight coalescing, its capability entry) whichever port the client sends
+ * from. FNV-1a over the name's first SHARD_NAME_MAX octets from offset 12,
+ * each octet OR 0x20 (names are case-insensitive; every octet of one name maps
+ * the same way), stopping at the first zero octet (the root label), then the
+ * high half folded in and reduced mod the shard count. A datagram too short
+ * to hold those octets ends the program early, which the kernel reads as
+ * shard 0 (every such datagram goes there: still one place per name).
+ */
+#define SHARD_NAME_MAX 32 /* a jump offset is one octet: 6 + (SHARD_NAME_MAX - 1) * 8 <= 255 */
+static int attach_shard_filter(int fd, uint32_t shards) {
+  struct sock_filter f[8 + SHARD_NAME_MAX * 8];
+  int n = 0;
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_IMM, 2166136261u); /* FNV offset basis */
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_ST, 0);
+  for (int i = 0; i < SHARD_NAME_MAX; i++) {
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_B | BPF_ABS, 12 + i);
+    /* zero octet: skip the 6 statements left in this block and the 8 of each block after it */
+    f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, 0, (uint8_t)(6 + (SHARD_NAME_MAX - 1 - i) * 8), 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_OR | BPF_K, 0x20);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_MISC | BPF_TAX, 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_MEM, 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0);
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MUL | BPF_K, 16777619u); /* FNV prime */
+    f[n++] = (struct sock_filter)BPF_STMT(BPF_ST, 0);
+  }
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_MEM, 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_MISC | BPF_TAX, 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_RSH | BPF_K, 16);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_XOR | BPF_X, 0);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_ALU | BPF_MOD | BPF_K, shards);
+  f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_A, 0);
+  struct sock_fprog prog = { .len = (unsigned short)n, .filter = f };
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
+}
 
 #define UCHECK(env, call)                                         \
   do {                                                            \
@@ -62,7 +103,7 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
 }
 
 /*
- * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)[, dualStack]]) -> [fd, boundPort, gro]
+ * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)[, dualStack[, shards]]]) -> [fd, boundPort, gro]
  * gro: ask for UDP_GRO, so a run of equal-sized datagrams of one flow arrives
  * as one buffer with its segment size (the third element says if granted).
  * bindAddress: bind there instead of [::]. An IPv4-mapped address
@@ -70,10 +111,12 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
  * dual-stack, receives IPv4 datagrams sent to a.b.c.d, and sends IPv4 to
  * mapped destinations. Without it the socket is IPv6-only, unless dualStack
  * (a DNS listener on [::] that serves IPv4 clients too, as dgram's udp6 does).
+ * shards > 0: join the SO_REUSEPORT group on that address and port, and
+ * spread datagrams over the group by question name (attach_shard_filter).
  */
 napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+  size_t argc = 6;
+  napi_value argv[6];
   int32_t port, bufsize;
   bool want_gro = false, dual = false;
   struct in6_addr bind_addr = in6addr_any;
@@ -98,6 +141,8 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
     }
   }
   if (argc >= 5) UCHECK(env, napi_get_value_bool(env, argv[4], &dual));
+  int32_t shards = 0;
+  if (argc >= 6) UCHECK(env, napi_get_value_int32(env, argv[5], &shards));
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uthrow(env, "socket", errno);
   int one = 1, v6only = !dual && !IN6_IS_ADDR_V4MAPPED(&bind_addr);
@@ -110,6 +155,11 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
     if (setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &bufsize, sizeof bufsize) < 0)
       setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bufsize, sizeof bufsize);
   }
+  if (shards > 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
+    int err = errno;
+    close(fd);
+    return uthrow(env, "SO_REUSEPORT", err);
+  }
   struct sockaddr_in6 sa;
   memset(&sa, 0, sizeof sa);
   sa.sin6_family = AF_INET6;
@@ -119,6 +169,12 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
     int err = errno;
     close(fd);
     return uthrow(env, "bind", err);
+  }
+  /* After bind: a program attached to an unbound socket gives it a group of its own, and the bind then conflicts. */
+  if (shards > 0 && attach_shard_filter(fd, (uint32_t)shards) < 0) {
+    int err = errno;
+    close(fd);
+    return uthrow(env, "SO_ATTACH_REUSEPORT_CBPF", err);
   }
   socklen_t sl = sizeof sa;
   getsockname(fd, (struct sockaddr *)&sa, &sl);
@@ -156,7 +212,8 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in6 from[MAX_BATCH];
-  static uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO];
+  /* Per thread: resolver worker threads (resolver/workers.ts) read and send at the same time. */
+  static _Thread_local uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO];
   uint32_t n = r->slots < MAX_BATCH ? r->slots : MAX_BATCH;
   for (uint32_t i = 0; i < n; i++) {
     iov[i] = (struct iovec){ r->buf + (size_t)i * r->slot, r->slot };
@@ -295,7 +352,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in6 to[MAX_BATCH];
-  static uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO];
+  static _Thread_local uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO]; /* per thread, as in udp_on_readable */
   int32_t sent = 0;
   for (uint32_t base = 0; base < count; base += MAX_BATCH) {
     uint32_t n = count - base < MAX_BATCH ? count - base : MAX_BATCH;
