@@ -36,6 +36,12 @@ export interface ResolverConfig {
    * batches), `dgram` (Node's), or `auto`: native when the addon is built.
    */
   udp: 'auto' | UdpBackend;
+  /**
+   * Resolver threads (workers.ts): 1 = everything on the main thread; more =
+   * the UDP listener shared by that many threads, spread by question name,
+   * each with its share of the cache bounds (native UDP backend only).
+   */
+  workers: number;
   controlSocket: string | undefined;
   logLevel: LogLevel;
 }
@@ -109,12 +115,21 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
   return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
+const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
 /** Values of the `udp` key (and of `shim6 resolver --udp`). */
 export const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
+/** Most resolver threads (`workers`). */
+export const MAX_WORKERS = 64;
+
+/** `workers` (config key or `--workers`) must be 1..MAX_WORKERS, and more than 1 cannot run on dgram sockets. */
+export function checkWorkers(workers: unknown, udp: ResolverConfig['udp'], key: string): number {
+  if (typeof workers !== 'number' || !Number.isInteger(workers) || workers < 1 || workers > MAX_WORKERS) bad(key, workers, `expected an integer in 1..${MAX_WORKERS}`);
+  if (workers > 1 && udp === 'dgram') bad(key, workers, 'more than one worker needs the native UDP backend (udp: auto or native), not dgram');
+  return workers;
+}
 
 /** Validate a parsed config document (from YAML or JSON). */
-export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp'> {
+export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp' | 'workers'> {
   const o: Obj = doc === null || doc === undefined ? {} : isObj(doc) ? doc : bad('(top level)', doc, 'expected a mapping');
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
   const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
@@ -133,6 +148,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   const out = {
     queryTimeoutMs: num(o, 'queryTimeoutMs', '', DEFAULT_QUERY_TIMEOUT_MS, 10, 60_000),
     udp: udp as ResolverConfig['udp'],
+    workers: checkWorkers(o.workers ?? 1, udp as ResolverConfig['udp'], 'workers'),
     upstream: {
       attemptTimeoutMs: num(up, 'attemptTimeoutMs', 'upstream', d.attemptTimeoutMs, 10, 30_000),
       minAttemptTimeoutMs: num(up, 'minAttemptTimeoutMs', 'upstream', d.minAttemptTimeoutMs, 1, 30_000),
@@ -203,7 +219,7 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   return {
     listen, upstreams,
     queryTimeoutMs: file.queryTimeoutMs,
-    upstream: file.upstream, cache: file.cache, capability: file.capability, listener: file.listener, udp: file.udp,
+    upstream: file.upstream, cache: file.cache, capability: file.capability, listener: file.listener, udp: file.udp, workers: file.workers,
     controlSocket: flags.controlSocket ?? file.controlSocket,
     logLevel: flags.logLevel ?? file.logLevel ?? 'info',
   };

@@ -10,7 +10,7 @@ import { ms, type Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { compose, DEFAULT_ORDER, type Handler, type Stage, type StageName } from './chain.ts';
 import { AnswerCache } from './answer-cache.ts';
-import { UpstreamPool } from './upstream.ts';
+import { UpstreamPool, type UpstreamStatus } from './upstream.ts';
 import { Listeners, type AnswerHook, type ListenAddr } from './listener.ts';
 import { newCounters, type ResolverCounters } from './counters.ts';
 import { CacheStage } from './stages/cache.ts';
@@ -37,6 +37,19 @@ export interface ResolverDeps {
 
 /** The monotonic clock of a real run. */
 export const monotonicClock = (): Millis => ms(performance.now());
+
+/** What `shim6 status` shows of the resolver (workers.ts adds up several threads' into one). */
+export interface ResolverStatus {
+  listen: readonly ListenAddr[];
+  udp: UdpBackend;
+  uptimeSeconds: number;
+  counters: ResolverCounters;
+  cache: { entries: number; bytes: number; maxEntries: number; maxBytes: number; inflight: number };
+  upstreams: UpstreamStatus[];
+  capability: { enabled: boolean; positive: unknown[]; negative: unknown[] };
+  /** Resolver threads, and the queries each one took (workers.ts); absent for one thread. */
+  workers?: { count: number; queries: number[]; restarts: number };
+}
 
 export class Resolver {
   readonly counters: ResolverCounters = newCounters();
@@ -84,15 +97,18 @@ export class Resolver {
     this.pool.start(nameKey, qtype, CLASS_IN, INTERNAL_QUERY, this.config.queryTimeoutMs, listener);
   };
 
-  /** Build and bind. Rejects (and closes what was opened) if an address cannot be bound. */
-  static async start(config: ResolverConfig, deps: ResolverDeps): Promise<Resolver> {
+  /**
+   * Build and bind. Rejects (and closes what was opened) if an address cannot be bound.
+   * `listen`: as Listeners.listen (one thread of several: workers.ts).
+   */
+  static async start(config: ResolverConfig, deps: ResolverDeps, listen: { shards?: number; tcp?: boolean } = {}): Promise<Resolver> {
     const native = await nativeUdpStatus();
     if (config.udp === 'native' && !native.available) throw new UsageError('EUDPBACKEND', `udp: native sockets unavailable: ${native.reason}`, 'udp');
     const udp: UdpBackend = config.udp === 'dgram' || !native.available ? 'dgram' : 'native';
     if (config.udp === 'auto' && !native.available) deps.log.child('resolver').warn('native UDP unavailable, using dgram', { reason: native.reason });
     const r = new Resolver(config, deps, udp);
     try {
-      await r.listeners.listen(config.listen);
+      await r.listeners.listen(config.listen, listen);
     } catch (err) {
       await r.close();
       throw err;
@@ -104,7 +120,7 @@ export class Resolver {
   get addresses(): readonly ListenAddr[] { return this.listeners.bound; }
 
   /** Counters, cache use, upstream health and the capability caches; plain JSON. */
-  status(): Record<string, unknown> {
+  status(): ResolverStatus {
     const now = this.clock();
     return {
       listen: this.addresses,

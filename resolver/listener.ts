@@ -76,12 +76,17 @@ export class Listeners {
     private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
     private readonly udpBackend?: UdpBackend) {}
 
-  /** Bind UDP then TCP on each address; port 0 picks one port for both. */
-  async listen(addrs: readonly ListenAddr[]): Promise<void> {
+  /**
+   * Bind UDP then TCP on each address; port 0 picks one port for both.
+   * `shards`: the UDP socket joins a group of that many, one per resolver
+   * thread (workers.ts); `tcp: false` for the threads that serve UDP only.
+   */
+  async listen(addrs: readonly ListenAddr[], opts: { shards?: number; tcp?: boolean } = {}): Promise<void> {
     for (const a of addrs) {
       const sock = await openDnsUdp({
         host: a.host, port: a.port, bufferSize: UDP_SOCKET_BUFFER, maxDatagram: MAX_UDP_QUERY, batch: 64,
         onError: (err) => this.log.warn('UDP listener error', { error: err.message }),
+        ...(opts.shards ? { shards: opts.shards } : {}),
       }, this.udpBackend);
       sock.onDatagram((bytes, from) => {
         // The datagram's bytes are the socket's receive slot (native): the chain may keep them.
@@ -90,6 +95,10 @@ export class Listeners {
       });
       this.udp.push(sock);
       const port = sock.port;
+      if (opts.tcp === false) {
+        this.bound.push({ host: a.host, port });
+        continue;
+      }
       const server = net.createServer((c) => this.onConnection(c));
       server.maxConnections = this.opts.maxTcpConnections;
       await new Promise<void>((resolve, reject) => {

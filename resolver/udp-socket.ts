@@ -101,6 +101,12 @@ export interface OpenOptions {
    * `maxDatagram` and `batch` are then the area's.
    */
   shared?: ReceiveArea;
+  /**
+   * Join an SO_REUSEPORT group of this many sockets on the address, one per
+   * resolver thread, spread by question name (native only; the addon's
+   * attach_shard_filter). Absent or 0: a socket of its own, the port must be free.
+   */
+  shards?: number;
 }
 
 /** Per-datagram metadata of the addon (shim/dataplane/native/udp.h). */
@@ -122,7 +128,7 @@ export class ReceiveArea {
 }
 
 interface UdpAddon {
-  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean): [number, number, boolean];
+  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number): [number, number, boolean];
   udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
   udpClose(handle: object): void;
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
@@ -159,10 +165,13 @@ export async function nativeUdpStatus(): Promise<{ available: boolean; reason: s
  */
 export async function openDnsUdp(opts: OpenOptions, backend?: UdpBackend): Promise<DnsUdpSocket> {
   const literal = net.isIP(opts.host) !== 0;
+  if (opts.shards && (backend === 'dgram' || !literal)) {
+    throw new UsageError('EUDPBACKEND', `workers: a listener shared by several threads needs the native UDP backend and a literal address, not ${backend === 'dgram' ? 'dgram' : opts.host}`, 'workers');
+  }
   if (backend === 'dgram' || (backend === undefined && !literal)) return DgramDnsSocket.open(opts);
   const a = await loadAddon();
   if (a && literal) return new NativeDnsSocket(a, opts);
-  if (backend === undefined) return DgramDnsSocket.open(opts);
+  if (backend === undefined && !opts.shards) return DgramDnsSocket.open(opts);
   throw new UsageError('EUDPBACKEND', literal ? `native UDP unavailable: ${addonError}` : `native UDP needs a literal address, not ${opts.host}`, 'udp');
 }
 
@@ -203,7 +212,7 @@ class NativeDnsSocket implements DnsUdpSocket {
     const bind = parseIpv6(family === 4 ? `::ffff:${opts.host}` : opts.host);
     let fd: number, port: number;
     try {
-      [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true);
+      [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true, opts.shards ?? 0);
     } catch (e) {
       throw new UsageError('EUDPBIND', `cannot bind UDP ${opts.host}#${opts.port}: ${(e as Error).message}`, 'listen');
     }

@@ -111,6 +111,9 @@ interface Port { sock: DnsUdpSocket; pending: Map<number, QueryJob>; uses: numbe
 
 interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; rttVarMs: number; family: 'udp4' | 'udp6'; ep: Endpoint }
 
+/** One upstream's health as `shim6 status` shows it. */
+export type UpstreamStatus = UpstreamAddr & Omit<Health, 'downUntil' | 'family' | 'ep'> & { down: boolean };
+
 /** Random 16-bit numbers from the CSPRNG, drawn in batches. */
 class RandomWords {
   private buf = new Uint16Array(1024);
@@ -373,7 +376,7 @@ export class UpstreamPool {
   }
 
   /** Per-upstream health for `shim6 status`. */
-  status(): Array<UpstreamAddr & Omit<Health, 'downUntil' | 'family' | 'ep'> & { down: boolean }> {
+  status(): UpstreamStatus[] {
     const now = this.clock();
     return this.upstreams.map((u) => {
       const { downUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;

@@ -11,8 +11,8 @@ import { readFileSync } from 'node:fs';
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { configFromObject, loadConfigFile, parseHostPort, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
-import { Resolver } from '../../resolver/index.ts';
+import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
+import { ResolverGroup } from '../../resolver/workers.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
 import { startControlServer } from '../../shim/control/server.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
@@ -28,7 +28,7 @@ import { orderLocators } from '../../shim/dataplane/daemon.ts';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 
-interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; capability: boolean; engine: boolean; shimPort: string }
+interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -48,6 +48,10 @@ async function run(flags: ResolverFlags): Promise<void> {
   const file = flags.config ? loadConfigFile(flags.config) : configFromObject({});
   if (!flags.capability) file.capability.enabled = false;
   if (flags.udp !== undefined) file.udp = flags.udp as ResolverConfig['udp'];
+  if (flags.workers !== undefined) {
+    if (!/^\d+$/.test(flags.workers)) badValue('--workers', flags.workers, `expected an integer in 1..${MAX_WORKERS}`);
+    file.workers = checkWorkers(Number(flags.workers), file.udp, '--workers');
+  } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
   let resolvConf = '';
   try { resolvConf = readFileSync('/etc/resolv.conf', 'utf8'); } catch { /* no resolv.conf: upstreams must be configured */ }
   const listen = hostPorts(flags.listen, '--listen');
@@ -62,9 +66,9 @@ async function run(flags: ResolverFlags): Promise<void> {
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
   const engine = flags.engine ? await startEngine(log, shimPort) : undefined;
   const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
-  let resolver: Resolver;
+  let resolver: ResolverGroup;
   try {
-    resolver = await Resolver.start(config, { sink, log });
+    resolver = await ResolverGroup.start(config, { sink, log });
   } catch (err) {
     await engine?.close();
     throw err;
@@ -72,14 +76,14 @@ async function run(flags: ResolverFlags): Promise<void> {
   const socketPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   let control;
   try {
-    control = await startControlServer(socketPath, { status: () => ({ resolver: resolver.status(), engine: engine?.status() ?? null }) });
+    control = await startControlServer(socketPath, { status: async () => ({ resolver: await resolver.status(), engine: engine?.status() ?? null }) });
   } catch (err) {
     await resolver.close();
     await engine?.close();
     throw err;
   }
   log.info('resolver ready', {
-    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), udp: resolver.udp,
+    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), udp: resolver.udp, workers: config.workers,
     control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
   });
   await new Promise<void>((resolve) => {
@@ -133,6 +137,7 @@ export function register(program: Command): void {
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
     .option('--udp <backend>', 'UDP sockets: auto, native (the addon\'s recvmmsg/sendmmsg batches) or dgram (node:dgram); overrides the config key udp (default auto: native when the addon is built)')
+    .option('--workers <n>', `resolver threads sharing the UDP listener, spread by question name (1..${MAX_WORKERS}; native UDP only); overrides the config key workers (default 1)`)
     .option('--no-capability', 'do not pick up capability records (plain forwarding stub)')
     .option('--no-engine', 'do not run the engine; capability outcomes are only logged')
     .option('--shim-port <port>', 'UDP port of the engine (Shim6 over UDP, DESIGN.md §3)', String(SHIM6_UDP_PORT))

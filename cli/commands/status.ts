@@ -13,6 +13,7 @@ interface StatusReply {
     cache?: Record<string, number>;
     upstreams?: Array<Record<string, unknown>>;
     capability?: { enabled: boolean; positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> };
+    workers?: { count: number; queries: number[]; restarts: number };
   } | null;
   engine?: { contexts?: Array<Record<string, unknown>> } | null;
 }
@@ -31,6 +32,7 @@ export function formatStatus(s: StatusReply): string {
     const c = r.counters ?? {};
     out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0}  formerr ${c.formerr ?? 0}`);
     out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}`);
+    if (r.workers) out.push(`  threads ${r.workers.count}  queries per thread ${r.workers.queries.join(' ')}  restarts ${r.workers.restarts}`);
     if (r.cache) out.push(`  cache ${kv(r.cache)}`);
     for (const u of r.upstreams ?? []) out.push(`  upstream ${kv(u)}`);
     const cap = r.capability;

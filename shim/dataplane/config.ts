@@ -13,7 +13,7 @@ import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
-import { DEFAULT_LISTEN } from '../../resolver/config.ts';
+import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -48,6 +48,8 @@ export interface DaemonConfig {
   recordType: number;
   /** Query the `_shim6` TXT fallback after a NODATA. */
   txtFallback: boolean;
+  /** Threads of the stub resolver (resolver/workers.ts): its `workers` key. */
+  resolverWorkers: number;
   peers: PeerConfig[];
   timers: { profile: TimerProfileName; overrides: Partial<Record<TimerKey, number>> };
   tun: { name: string; mtu: number };
@@ -75,6 +77,7 @@ export function defaultConfig(): DaemonConfig {
     upstreams: [],
     recordType: CAPABILITY_RR_TYPE,
     txtFallback: false,
+    resolverWorkers: 1,
     peers: [],
     timers: { profile: 'rfc', overrides: {} },
     tun: { name: 'shim6', mtu: 1400 },
@@ -88,7 +91,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -227,6 +230,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.upstreams !== undefined) c.upstreams = list('upstreams', doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
   if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, 1, 65535);
   if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);
+  if (doc.resolverWorkers !== undefined) c.resolverWorkers = int('resolverWorkers', doc.resolverWorkers, 1, MAX_WORKERS);
   if (doc.peers !== undefined) c.peers = list('peers', doc.peers).map((p, i) => parsePeer(`peers[${i}]`, p));
   if (doc.timers !== undefined) c.timers = parseTimers(doc.timers);
   if (doc.tun !== undefined) c.tun = parseTun(doc.tun, c.tun);

@@ -16,7 +16,7 @@ import { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
-import { Resolver } from '../../resolver/index.ts';
+import { ResolverGroup } from '../../resolver/workers.ts';
 import { configFromObject, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
 import { startControlServer, type ControlServer } from '../control/server.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
@@ -54,7 +54,7 @@ export interface DaemonEvent {
 export class Daemon {
   readonly events: DaemonEvent[] = [];
   private watcher: LocatorWatcher | undefined;
-  private resolver: Resolver | undefined;
+  private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
   private stopped = false;
   private readonly startedAt = Date.now();
@@ -133,7 +133,7 @@ export class Daemon {
   }
 
   /** Plain-JSON status for the control socket. */
-  status(): Record<string, unknown> {
+  async status(): Promise<Record<string, unknown>> {
     return {
       daemon: {
         pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
@@ -141,7 +141,7 @@ export class Daemon {
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
       },
       engine: this.engine.status(),
-      resolver: this.resolver?.status() ?? null,
+      resolver: (await this.resolver?.status()) ?? null,
     };
   }
 
@@ -210,7 +210,7 @@ export class Daemon {
 
   private async startResolver(): Promise<void> {
     if (this.config.listen.length === 0) return;
-    const file = configFromObject({ capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback } });
+    const file = configFromObject({ capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback }, workers: this.config.resolverWorkers });
     let resolvConf = '';
     try { resolvConf = readFileSync('/etc/resolv.conf', 'utf8'); } catch { /* upstreams must then be configured */ }
     const rc = resolveResolverConfig(file, {
@@ -219,7 +219,7 @@ export class Daemon {
       logLevel: this.config.log.level,
     }, resolvConf);
     const sink = new EngineSink((fn) => this.driver.command(fn), this.cache, this.log.child('capability'));
-    this.resolver = await Resolver.start(rc, { sink, log: this.log });
+    this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
 
   /**

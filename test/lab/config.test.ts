@@ -73,6 +73,8 @@ test('errors name the key path and carry code ECONFIG', () => {
   rejects({ log: { format: 'xml' } }, 'log.format');
   rejects({ listen: ['example.com:53'] }, 'listen[0]');
   rejects({ upstreams: '1.1.1.1' }, 'upstreams');
+  rejects({ resolverWorkers: 0 }, 'resolverWorkers');
+  rejects({ resolverWorkers: 65 }, 'resolverWorkers');
   rejects({ peers: [{ ulid: 'not-an-address' }] }, 'peers[0].ulid');
   rejects({ peers: [{ ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:0:Q::2'] }] }, 'peers[0].locators[1]');
   rejects({ peers: [{ ulid: '2001:db8::1', locators: [{ address: '2001:db8::1', priority: 300 }] }] }, 'peers[0].locators[0].priority');

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync, statSync, existsSync, writeFileSync } from 'node:f
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { needs } from '../helpers/prereq.ts';
+import { needs, skipOrFail } from '../helpers/prereq.ts';
+import { nativeUdpStatus } from '../../resolver/udp-socket.ts';
 import { BIN, shim6 } from '../helpers/cli.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
 import { dig, digStatus, run, sleep } from './harness.ts';
@@ -88,6 +89,12 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   r = shim6(['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--log-level/);
+  r = shim6(['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--workers: invalid value "x"/);
+  r = shim6(['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /--workers: invalid value 2: more than one worker needs the native UDP backend/);
   r = shim6(['status', '--socket', path.join(dir, 'nobody.sock')]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /ECONTROL_CONNECT/);
@@ -132,6 +139,27 @@ test('--udp picks the UDP backend and overrides the config key; status reports i
     assert.equal(st.resolver.counters.udpQueries, 1);
     assert.equal(await cli.stop(), 0, cli.stderr());
   }
+});
+
+test('--workers 2: one listener port for both threads, status adds them up, SIGTERM ends both', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  if (!(await nativeUdpStatus()).available) { skipOrFail(t, 'the native UDP addon is not built (npm install builds it)'); return; }
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  const cli = await startCli(t, ['--workers', '2', '--upstream', `127.0.0.1:${auth.port}`]);
+  assert.match(cli.stderr(), /resolver ready .*workers=2/);
+  for (const name of ['peer.example.', 'plain.example.', 'alias.example.', 'bad.example.']) {
+    const r = await dig({ host: '127.0.0.1', port: cli.port }, name, 'AAAA');
+    assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout + cli.stderr());
+  }
+  const js = await run(process.execPath, [BIN, 'status', '--json', '--socket', cli.sock]);
+  const st = JSON.parse(js.stdout) as { resolver: { counters: Record<string, number>; workers: { count: number; queries: number[] } } };
+  assert.equal(st.resolver.workers.count, 2);
+  assert.equal(st.resolver.counters.udpQueries, 4);
+  assert.equal(st.resolver.workers.queries.reduce((a, b) => a + b, 0), 4);
+  const text = await run(process.execPath, [BIN, 'status', '--socket', cli.sock]);
+  assert.match(text.stdout, /threads 2 {2}queries per thread \d+ \d+ {2}restarts 0/);
+  assert.equal(await cli.stop(), 0, cli.stderr());
 });
 
 test('without the native addon: udp native (flag or file) fails with EUDPBACKEND (exit 2); auto falls back to dgram', async (t) => {
