@@ -1,7 +1,9 @@
 /**
- * `npm run bench -- resolver [seconds] [rounds]`: dnsperf against shim6's stub, dnsmasq
- * and unbound (both as forwarders), all forwarding to the same local Knot, in
- * one run; figures printed as ratios to dnsmasq. Asserts nothing.
+ * `npm run bench -- resolver [seconds] [rounds] [threads]`: dnsperf against shim6's
+ * stub, dnsmasq and unbound (both as forwarders), all forwarding to the same local
+ * Knot, in one run; figures printed as ratios to dnsmasq. Asserts nothing.
+ * shim6 and unbound run twice: on one thread, and on `threads` (default one per
+ * CPU, at least 2: shim6 `--workers`, unbound `num-threads`); dnsmasq has one.
  *
  * Measurements (each bounded by `seconds`, default 5; `rounds` rounds, default 3, medians):
  *  - cache-hit QPS: 100 names, warmed, dnsperf flat out (-q 200);
@@ -33,6 +35,8 @@ import { CLASS_IN, RrType, textToNameKey } from '../resolver/message.ts';
 
 const SECONDS = Number(process.argv[2] ?? 5);
 const ROUNDS = Number(process.argv[3] ?? 3);
+/** Threads for the multi-threaded rows (shim6 `--workers`, unbound `num-threads`): one per CPU, at least 2. */
+const THREADS = Number(process.argv[4] ?? Math.max(2, os.cpus().length));
 const LAT_SECONDS = Math.min(SECONDS, 4);
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-resolver-'));
@@ -226,19 +230,24 @@ async function main(): Promise<void> {
     servers.dnsmasq = await freePort();
     pids.dnsmasq = start('dnsmasq', 'dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1',
       `--port=${servers.dnsmasq}`, `--server=${up}`, '--cache-size=150000', '--dns-forward-max=1000', `--pid-file=${dir}/dnsmasq.pid`]);
-    servers.unbound = await freePort();
-    writeFileSync(path.join(dir, 'unbound.conf'), [
-      'server:', `  interface: 127.0.0.1@${servers.unbound}`, '  num-threads: 1', '  username: ""', '  chroot: ""', `  directory: "${dir}"`,
-      `  pidfile: "${dir}/unbound.pid"`, '  use-syslog: no', '  verbosity: 0', '  do-not-query-localhost: no', '  module-config: "iterator"',
-      '  qname-minimisation: no', '  msg-cache-size: 128m', '  rrset-cache-size: 256m', '  access-control: 127.0.0.0/8 allow',
-      'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${auth.port}`,
-    ].join('\n') + '\n');
-    pids.unbound = start('unbound', 'unbound', ['-d', '-c', path.join(dir, 'unbound.conf')]);
+    for (const [name, threads] of [['unbound', 1], [`unbound-t${THREADS}`, THREADS]] as const) {
+      servers[name] = await freePort();
+      writeFileSync(path.join(dir, `${name}.conf`), [
+        'server:', `  interface: 127.0.0.1@${servers[name]}`, `  num-threads: ${threads}`, '  username: ""', '  chroot: ""', `  directory: "${dir}"`,
+        `  pidfile: "${dir}/${name}.pid"`, '  use-syslog: no', '  verbosity: 0', '  do-not-query-localhost: no', '  module-config: "iterator"',
+        '  qname-minimisation: no', '  msg-cache-size: 128m', '  rrset-cache-size: 256m', '  access-control: 127.0.0.0/8 allow',
+        // One socket per thread (SO_REUSEPORT), as shim6's workers have.
+        ...(threads > 1 ? ['  so-reuseport: yes'] : []),
+        'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${auth.port}`,
+      ].join('\n') + '\n');
+      pids[name] = start(name, 'unbound', ['-d', '-c', path.join(dir, `${name}.conf`)]);
+    }
     // Answer cache as big as dnsmasq's here; the capability cache at its default (10,000 peers): a
     // bigger one only keeps decoded records of 10^5 one-off names alive, and the heap that grows
     // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
-    for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']]] as const) {
+    const w = `--workers=${THREADS}`;
+    for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']], [`shim6-w${THREADS}`, [w]], [`shim6-w${THREADS}-nopickup`, [w, '--no-capability']]] as const) {
       servers[name] = await freePort();
       pids[name] = start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine', '--log-level', 'error', '--listen', `127.0.0.1:${servers[name]}`,
         '--upstream', `127.0.0.1:${auth.port}`, '--socket', path.join(dir, `${name}.sock`), '--config', path.join(dir, 'shim6.json'), ...extra]);
@@ -318,7 +327,8 @@ function report(rows: Record<string, Record<string, number | undefined>>, floor:
     console.log(`| ${name} | ${f(r.missCpu, 1)} | ${f(r.missAuth, 1)} | ${f(r.missMachine, 1)} | ${r.missBusy === undefined ? 'n/a' : (100 * r.missBusy).toFixed(0) + ' %'} |`);
   }
   const on = rows.shim6!, off = rows['shim6-nopickup']!;
-  console.log(`\nshim6 miss latency with capability pickup vs pickup off: p50 ${ratio(on.missP50, off.missP50)}, p99 ${ratio(on.missP99, off.missP99)}`);
+  const onW = rows[`shim6-w${THREADS}`]!, offW = rows[`shim6-w${THREADS}-nopickup`]!;
+  console.log(`\nshim6 miss latency with capability pickup vs pickup off: p50 ${ratio(on.missP50, off.missP50)}, p99 ${ratio(on.missP99, off.missP99)}; with ${THREADS} workers p50 ${ratio(onW.missP50, offW.missP50)}, p99 ${ratio(onW.missP99, offW.missP99)}`);
   const bareRow = rows['node-bare'];
   if (bareRow) console.log(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
   console.log(`CPU per query vs dnsmasq (load-independent): hit ${ratio(base.hitCpu, on.hitCpu)} of dnsmasq's efficiency, miss ${ratio(base.missCpu, on.missCpu)} (pickup on), ${ratio(base.missCpu, off.missCpu)} (pickup off)`);
@@ -330,9 +340,14 @@ function report(rows: Record<string, Record<string, number | undefined>>, floor:
   }
   if (on.missMachine && on.missBusy !== undefined) {
     const cpus = os.cpus().length;
-    console.log(`throughput ceiling: ${f(on.missMachine, 1)} µs of machine CPU per miss with pickup on (stub, Knot, dnsperf, kernel) would allow at most ${f(cpus * 1e6 / on.missMachine)} misses/s on ${cpus} CPUs at that cost, even with the stub on every core (${ratio(cpus * 1e6 / on.missMachine, base.missQps)} dnsmasq's measured miss QPS); the stub's one thread at ${f(on.missCpu, 1)} µs per miss allows ${f(1e6 / (on.missCpu ?? NaN))}/s`);
+    console.log(`throughput ceiling: ${f(on.missMachine, 1)} µs of machine CPU per miss with pickup on, one thread (stub, Knot, dnsperf, kernel) would allow at most ${f(cpus * 1e6 / on.missMachine)} misses/s on ${cpus} CPUs at that cost (${ratio(cpus * 1e6 / on.missMachine, base.missQps)} dnsmasq's measured miss QPS); the stub's one thread at ${f(on.missCpu, 1)} µs per miss allows ${f(1e6 / (on.missCpu ?? NaN))}/s; with ${THREADS} workers the machine was ${onW.missBusy === undefined ? 'n/a' : (100 * onW.missBusy).toFixed(0) + ' %'} busy at ${f(onW.missMachine, 1)} µs per miss`);
   }
-  console.log(`targets: hit QPS ≥ 0.6× dnsmasq → ${ratio(on.hitQps, base.hitQps)}; miss QPS ≥ 1× dnsmasq → ${ratio(on.missQps, base.missQps)} (pickup on), ${ratio(off.missQps, base.missQps)} (pickup off); pickup latency ≤ 1.1× → p50 ${ratio(on.missP50, off.missP50)}`);
+  const targets = (label: string, a: Record<string, number | undefined>, b: Record<string, number | undefined>): string =>
+    `${label}: hit QPS ≥ 0.6× dnsmasq → ${ratio(a.hitQps, base.hitQps)}; miss QPS ≥ 1× dnsmasq → ${ratio(a.missQps, base.missQps)} (pickup on), ${ratio(b.missQps, base.missQps)} (pickup off); pickup latency ≤ 1.1× → p50 ${ratio(a.missP50, b.missP50)}`;
+  console.log(targets('targets, one thread (default)', on, off));
+  console.log(targets(`targets, --workers ${THREADS}`, onW, offW));
+  const ub = rows[`unbound-t${THREADS}`];
+  if (ub) console.log(`the same threads for unbound (num-threads ${THREADS}): miss QPS ${ratio(ub.missQps, base.missQps)} dnsmasq, shim6 --workers ${THREADS} with pickup = ${ratio(onW.missQps, ub.missQps)} of it`);
 }
 
 await main();

@@ -22,8 +22,8 @@ export async function freshLab(t: TestContext, zone: LabZoneOptions = {}): Promi
 }
 
 /** Daemons on A and B (fast profile), stopped after the test. */
-export async function daemons(t: TestContext, lab: Lab, timers: Record<string, number> = {}): Promise<LabShim6> {
-  const s = await startLabShim6(lab, () => undefined, { timers });
+export async function daemons(t: TestContext, lab: Lab, timers: Record<string, number> = {}, extra: Record<string, unknown> = {}): Promise<LabShim6> {
+  const s = await startLabShim6(lab, () => undefined, { timers, extra });
   t.after(() => s.stop());
   return s;
 }

@@ -11,11 +11,14 @@ import { daemons, freshLab, log } from './fixture.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
+// The 'down' case runs each stub on two threads (resolverWorkers): the record may then be found on a
+// worker thread, whose prime must reach the engine on the main thread before the application's SYN.
 for (const failure of ['blackhole', 'down'] as FailureKind[]) {
-  test(`primed by DNS: the stream survives link P ${failure === 'down' ? 'going down' : 'being silently black-holed'}`, { timeout: 60_000 }, async (t) => {
+  const workers = failure === 'down' ? 2 : 1;
+  test(`primed by DNS (stub on ${workers} thread${workers > 1 ? 's' : ''}): the stream survives link P ${failure === 'down' ? 'going down' : 'being silently black-holed'}`, { timeout: 60_000 }, async (t) => {
     if (!needs(t, PREREQ)) return;
     const lab = await freshLab(t);
-    const s = await daemons(t, lab);
+    const s = await daemons(t, lab, {}, { resolverWorkers: workers });
     const r = await runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 4000, failAtMs: 1500, failure, rate: 2_500_000, graceMs: 8000 });
     assert.ok(r.failAt !== undefined);
     assert.equal(r.recovered, true, `no data after the failure (stall ${r.stall_ms} ms)`);
