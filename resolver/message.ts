@@ -161,10 +161,19 @@ export function nameKeyToText(nameKey: string): string {
   while (o < nameKey.length) {
     const len = nameKey.charCodeAt(o);
     if (len === 0) break;
-    for (let i = 1; i <= len; i++) {
+    // A label of plain characters (the usual case) is copied whole, not character by character.
+    let plain = true;
+    for (let i = 1; i <= len && plain; i++) {
       const c = nameKey.charCodeAt(o + i);
-      const ch = String.fromCharCode(c);
-      out += c <= 0x20 || c >= 0x7f ? `\\${String(c).padStart(3, '0')}` : ch === '.' || ch === '\\' ? `\\${ch}` : ch;
+      plain = c > 0x20 && c < 0x7f && c !== 0x2e && c !== 0x5c;
+    }
+    if (plain) out += nameKey.slice(o + 1, o + 1 + len);
+    else {
+      for (let i = 1; i <= len; i++) {
+        const c = nameKey.charCodeAt(o + i);
+        const ch = String.fromCharCode(c);
+        out += c <= 0x20 || c >= 0x7f ? `\\${String(c).padStart(3, '0')}` : ch === '.' || ch === '\\' ? `\\${ch}` : ch;
+      }
     }
     out += '.';
     o += len + 1;
