@@ -7,12 +7,14 @@ import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
 import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
 import { runStream, type FailureKind } from '../../shim/dataplane/lab-run.ts';
+import { labDaemonFiles } from '../../shim/dataplane/lab-daemons.ts';
+import { controlRequest } from '../../shim/control/client.ts';
 import { daemons, freshLab, log } from './fixture.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
-// The 'down' case runs each stub on two threads (resolverWorkers): the record may then be found on a
-// worker thread, whose prime must reach the engine on the main thread before the application's SYN.
+// The 'down' case runs each stub on two threads (resolverWorkers): B's name is then served by A's
+// worker thread (checked below), whose prime must reach the engine on the main thread.
 for (const failure of ['blackhole', 'down'] as FailureKind[]) {
   const workers = failure === 'down' ? 2 : 1;
   test(`primed by DNS (stub on ${workers} thread${workers > 1 ? 's' : ''}): the stream survives link P ${failure === 'down' ? 'going down' : 'being silently black-holed'}`, { timeout: 60_000 }, async (t) => {
@@ -32,6 +34,11 @@ for (const failure of ['blackhole', 'down'] as FailureKind[]) {
     const prime = a.findIndex((x) => x.msg === 'prime' && x.ulid === LAB_ADDR.bP);
     const up = a.findIndex((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
     assert.ok(prime >= 0 && up > prime, 'prime, then context established');
+    if (workers > 1) {
+      const st = await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as { resolver: { workers: { count: number; queries: number[] } } };
+      assert.equal(st.resolver.workers.count, 2);
+      assert.ok(st.resolver.workers.queries[1]! > 0, `the worker thread served the lookup (queries per thread ${st.resolver.workers.queries.join(', ')})`);
+    }
     const rehome = a.find((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= r.failAt!);
     assert.ok(rehome, 'A re-homed after the failure');
     assert.equal((rehome.new as { peer: string }).peer, LAB_ADDR.bQ);
