@@ -95,21 +95,23 @@ export class Listeners {
       });
       this.udp.push(sock);
       const port = sock.port;
-      if (opts.tcp === false) {
-        this.bound.push({ host: a.host, port });
-        continue;
+      if (opts.tcp !== false) {
+        await this.listenTcp(a.host, port);
+        this.log.info('listening', { address: a.host, port, udp: sock.backend });
       }
-      const server = net.createServer((c) => this.onConnection(c));
-      server.maxConnections = this.opts.maxTcpConnections;
-      await new Promise<void>((resolve, reject) => {
-        server.once('error', reject);
-        server.listen(port, a.host, () => { server.off('error', reject); resolve(); });
-      });
-      server.on('error', (err) => this.log.warn('TCP listener error', { error: err.message }));
-      this.tcp.push(server);
       this.bound.push({ host: a.host, port });
-      this.log.info('listening', { address: a.host, port, udp: sock.backend });
     }
+  }
+
+  private async listenTcp(host: string, port: number): Promise<void> {
+    const server = net.createServer((c) => this.onConnection(c));
+    server.maxConnections = this.opts.maxTcpConnections;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => { server.off('error', reject); resolve(); });
+    });
+    server.on('error', (err) => this.log.warn('TCP listener error', { error: err.message }));
+    this.tcp.push(server);
   }
 
   /**

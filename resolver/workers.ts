@@ -108,7 +108,6 @@ class Shard {
   worker: Worker | undefined;
   /** status request id → its resolve. */
   readonly pending = new Map<number, (s: ResolverStatus | undefined) => void>();
-  constructor(readonly index: number) {}
 }
 
 export class ResolverGroup {
@@ -147,7 +146,7 @@ export class ResolverGroup {
 
   /** Start (or restart) worker thread `index`; resolves once its sockets are bound. */
   private spawn(index: number): Promise<void> {
-    const shard = this.shards[index - 1] ??= new Shard(index);
+    const shard = this.shards[index - 1] ??= new Shard();
     const init: WorkerInit = {
       shard: index, shards: this.config.workers, config: this.config, logLevel: this.deps.log.level, logFormat: this.deps.log.format,
       logOnly: this.logOnly,
@@ -232,7 +231,7 @@ async function closeWorker(w: Worker | undefined): Promise<void> {
 }
 
 /** Several threads' status as one: counters and cache use added up, capability entries listed together. */
-export function mergeStatus(own: ResolverStatus, others: ReadonlyArray<ResolverStatus | undefined>, restarts: number): ResolverStatus {
+function mergeStatus(own: ResolverStatus, others: ReadonlyArray<ResolverStatus | undefined>, restarts: number): ResolverStatus {
   const counters = { ...own.counters };
   const cache = { ...own.cache };
   const upstreams = own.upstreams.map((u) => ({ ...u }));
