@@ -9,6 +9,7 @@ import * as wire from './commands/wire.ts';
 import * as zone from './commands/zone.ts';
 import * as resolver from './commands/resolver.ts';
 import * as status from './commands/status.ts';
+import * as flush from './commands/flush.ts';
 import * as daemon from './commands/daemon.ts';
 import * as lab from './commands/lab.ts';
 
@@ -20,7 +21,7 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const feature of [wire, zone, resolver, status, daemon, lab]) feature.register(program);
+  for (const feature of [wire, zone, resolver, status, flush, daemon, lab]) feature.register(program);
   // Every subcommand inherits exitOverride so that errors come back here.
   const walk = (cmd: Command): void => {
     cmd.exitOverride();

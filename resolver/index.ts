@@ -51,6 +51,9 @@ export interface ResolverStatus {
   workers?: { count: number; queries: number[]; restarts: number };
 }
 
+/** What `shim6 flush` dropped: answer cache entries and capability cache entries. */
+export interface FlushResult { answers: number; capability: number }
+
 export class Resolver {
   readonly counters: ResolverCounters = newCounters();
   readonly cache: AnswerCache;
@@ -131,6 +134,13 @@ export class Resolver {
       upstreams: this.pool.status(),
       capability: this.capability ? { enabled: true, ...this.capability.status(now) } : { enabled: false, positive: [], negative: [] },
     };
+  }
+
+  /** Empty the answer cache and the capability cache (`shim6 flush`); how many entries each held. */
+  flush(): FlushResult {
+    const answers = this.cache.size;
+    this.cache.clear();
+    return { answers, capability: this.capability?.flush() ?? 0 };
   }
 
   async close(): Promise<void> {

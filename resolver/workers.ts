@@ -21,7 +21,7 @@ import type { Logger } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Ipv6 } from '../shim/wire/ipv6.ts';
 import type { CapabilityRecord } from '../shim/wire/capability-record.ts';
-import { monotonicClock, Resolver, type ResolverDeps, type ResolverStatus } from './index.ts';
+import { monotonicClock, Resolver, type FlushResult, type ResolverDeps, type ResolverStatus } from './index.ts';
 import type { ListenAddr } from './listener.ts';
 import type { ResolverConfig } from './config.ts';
 import type { UdpBackend } from './udp-socket.ts';
@@ -54,10 +54,11 @@ export type FromWorker =
   | { t: 'failed'; code: string; message: string; field: string | undefined }
   /** The sink calls of one turn of the worker's event loop, in order. */
   | { t: 'sink'; calls: SinkCall[] }
-  | { t: 'status'; id: number; status: ResolverStatus };
+  | { t: 'status'; id: number; status: ResolverStatus }
+  | { t: 'flushed'; id: number; flushed: FlushResult };
 
 /** Messages to a worker thread. */
-export type ToWorker = { t: 'status'; id: number } | { t: 'close' };
+export type ToWorker = { t: 'status'; id: number } | { t: 'flush'; id: number } | { t: 'close' };
 
 /** A worker's answer to `status` (or close) may take this long before it is given up on. */
 const WORKER_REPLY_MS = 2000;
@@ -95,6 +96,9 @@ export class OncePerLifetime implements CapabilitySink {
     if (this.first(`a ${name}`, now, ttlSeconds)) this.inner.absent(now, name, addresses, ttlSeconds);
   }
 
+  /** After `shim6 flush`: every peer is primed (or reported absent) again on its next lookup. */
+  clear(): void { this.until.clear(); }
+
   private first(key: string, now: Millis, ttlSeconds: number): boolean {
     const until = this.until.get(key);
     if (until !== undefined && until > now) return false;
@@ -106,8 +110,8 @@ export class OncePerLifetime implements CapabilitySink {
 /** One worker thread and what it owes the main thread. */
 class Shard {
   worker: Worker | undefined;
-  /** status request id → its resolve. */
-  readonly pending = new Map<number, (s: ResolverStatus | undefined) => void>();
+  /** request id (status, flush) → its resolve; undefined when the thread did not answer. */
+  readonly pending = new Map<number, (reply: unknown) => void>();
 }
 
 export class ResolverGroup {
@@ -187,21 +191,22 @@ export class ResolverGroup {
         if (c.op === 'prime') this.deps.sink.prime(now, c.record, c.ttl, c.name);
         else this.deps.sink.absent(now, c.name, c.addresses, c.ttl);
       }
-    } else if (m.t === 'status') {
+    } else if (m.t === 'status' || m.t === 'flushed') {
       const done = shard.pending.get(m.id);
       shard.pending.delete(m.id);
-      done?.(m.status);
+      done?.(m.t === 'status' ? m.status : m.flushed);
     }
   }
 
-  private askStatus(shard: Shard): Promise<ResolverStatus | undefined> {
+  /** Ask one worker thread; undefined if it is not running or does not answer in time. */
+  private ask<T>(shard: Shard, t: 'status' | 'flush'): Promise<T | undefined> {
     const w = shard.worker;
     if (!w) return Promise.resolve(undefined);
     const id = this.nextId++;
     return new Promise((resolve) => {
       const timer = setTimeout(() => { shard.pending.delete(id); resolve(undefined); }, WORKER_REPLY_MS);
-      shard.pending.set(id, (s) => { clearTimeout(timer); resolve(s); });
-      w.postMessage({ t: 'status', id } satisfies ToWorker);
+      shard.pending.set(id, (reply) => { clearTimeout(timer); resolve(reply as T | undefined); });
+      w.postMessage({ t, id } satisfies ToWorker);
     });
   }
 
@@ -209,8 +214,25 @@ export class ResolverGroup {
   async status(): Promise<ResolverStatus> {
     const own = this.main.status();
     if (this.shards.length === 0) return own;
-    const others = await Promise.all(this.shards.map((s) => this.askStatus(s)));
+    const others = await Promise.all(this.shards.map((s) => this.ask<ResolverStatus>(s, 'status')));
     return mergeStatus(own, others, this.restarts);
+  }
+
+  /**
+   * Empty every thread's answer and capability caches (`shim6 flush`), and the
+   * threads' shared once-per-lifetime filter, so peers are primed again.
+   * `threads`: how many threads answered (a thread that did not is not counted).
+   */
+  async flush(): Promise<FlushResult & { threads: number }> {
+    const total = { ...this.main.flush(), threads: 1 };
+    if (this.deps.sink instanceof OncePerLifetime) this.deps.sink.clear();
+    for (const r of await Promise.all(this.shards.map((s) => this.ask<FlushResult>(s, 'flush')))) {
+      if (!r) continue;
+      total.answers += r.answers;
+      total.capability += r.capability;
+      total.threads++;
+    }
+    return total;
   }
 
   async close(): Promise<void> {

@@ -76,7 +76,10 @@ async function run(flags: ResolverFlags): Promise<void> {
   const socketPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   let control;
   try {
-    control = await startControlServer(socketPath, { status: async () => ({ resolver: await resolver.status(), engine: engine?.status() ?? null }) });
+    control = await startControlServer(socketPath, {
+      status: async () => ({ resolver: await resolver.status(), engine: engine?.status() ?? null }),
+      flush: async () => ({ resolver: await resolver.flush() }),
+    });
   } catch (err) {
     await resolver.close();
     await engine?.close();

@@ -237,6 +237,18 @@ export class CapabilityStage implements Stage {
     e.settledUntil = e.expiresAt;
   }
 
+  /**
+   * Forget every capability outcome (`shim6 flush`): the next lookup of each name
+   * fetches its record again and primes the peer again. Lookups in flight still
+   * settle the answers waiting for them. Returns the entries dropped.
+   */
+  flush(): number {
+    const n = this.entries.size;
+    this.entries.clear();
+    this.aliases.clear();
+    return n;
+  }
+
   /** Positive and negative capability entries with remaining TTLs, for `shim6 status`. */
   status(now: Millis): { positive: unknown[]; negative: unknown[] } {
     const positive: unknown[] = [];

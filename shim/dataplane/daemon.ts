@@ -114,7 +114,10 @@ export class Daemon {
       }
       daemon.primeConfiguredPeers();
       await daemon.startResolver();
-      daemon.control = await startControlServer(config.controlSocket, { status: () => daemon.status() });
+      daemon.control = await startControlServer(config.controlSocket, {
+        status: () => daemon.status(),
+        flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
+      });
       daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
       daemon.watcher.start();
       // Links already down at start: explore away from them at once.

@@ -29,6 +29,12 @@ test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across 
   assert.match(human.stdout, /contexts: 1/);
   const json = JSON.parse(shim6(['status', '--socket', fa.control, '--json']).stdout) as { daemon: { routed: string[] } };
   assert.deepEqual(json.daemon.routed, [LAB_ADDR.bP]);
+  // shim6 flush empties the daemon's resolver caches (B's answer and record were in them); the context stays.
+  const flush = shim6(['flush', '--socket', fa.control, '--json']);
+  assert.equal(flush.status, 0, flush.stderr);
+  const flushed = JSON.parse(flush.stdout) as { resolver: { answers: number; capability: number; threads: number } };
+  assert.ok(flushed.resolver.answers >= 1 && flushed.resolver.capability >= 1 && flushed.resolver.threads >= 1, flush.stdout);
+  assert.match(shim6(['status', '--socket', fa.control]).stdout, /contexts: 1/, 'the engine keeps its context');
 
   // SIGHUP: a changed config is re-read (here: a configured peer).
   const cfg = JSON.parse(readFileSync(fa.config, 'utf8')) as Record<string, unknown>;

@@ -98,6 +98,50 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   r = shim6(['status', '--socket', path.join(dir, 'nobody.sock')]);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /ECONTROL_CONNECT/);
+  r = shim6(['flush', '--socket', path.join(dir, 'nobody.sock')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /ECONTROL_CONNECT/);
+});
+
+test('shim6 flush empties every thread\'s answer and capability caches: the next lookup goes upstream and primes the peer again', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const native = (await nativeUdpStatus()).available;
+  if (!native) { skipOrFail(t, 'the native UDP addon is not built (npm install builds it)'); return; }
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  interface St { counters: Record<string, number>; cache: { entries: number }; capability: { positive: unknown[]; negative: unknown[] }; workers?: { queries: number[] } }
+  for (const workers of [1, 2]) {
+    const cli = await startCli(t, ['--workers', String(workers), '--upstream', `127.0.0.1:${auth.port}`]);
+    const primes = (): number => cli.stderr().match(/capability prime name=peer\.example\./g)?.length ?? 0;
+    const status = async (): Promise<St> => (JSON.parse((await run(process.execPath, [BIN, 'status', '--json', '--socket', cli.sock])).stdout) as { resolver: St }).resolver;
+    const lookup = async (name: string): Promise<void> => {
+      assert.equal(digStatus((await dig({ host: '127.0.0.1', port: cli.port }, name, 'AAAA')).stdout), 'NOERROR', name);
+    };
+    for (const name of ['peer.example.', 'peer.example.', 'plain.example.', 'alias.example.', 'bad.example.']) await lookup(name);
+    let st = await status();
+    assert.deepEqual([st.counters.misses, st.counters.hits, st.counters.primes], [4, 1, 1], `workers ${workers}`);
+    if (workers === 2) assert.ok(st.workers!.queries.every((n) => n > 0), `both threads hold entries to flush: ${JSON.stringify(st.workers)}`);
+    const cached = st.cache.entries;
+    assert.ok(cached >= 4 && st.capability.positive.length >= 1 && st.capability.negative.length >= 1, JSON.stringify(st));
+
+    const js = await run(process.execPath, [BIN, 'flush', '--json', '--socket', cli.sock]);
+    assert.equal(js.code, 0, js.stderr);
+    const flushed = (JSON.parse(js.stdout) as { resolver: { answers: number; capability: number; threads: number } }).resolver;
+    assert.equal(flushed.answers, cached, 'every cached answer of every thread');
+    assert.equal(flushed.threads, workers);
+    assert.ok(flushed.capability >= st.capability.positive.length + st.capability.negative.length, js.stdout);
+    st = await status();
+    assert.deepEqual([st.cache.entries, st.capability.positive.length, st.capability.negative.length], [0, 0, 0], `workers ${workers}: nothing left in any thread`);
+    const again = await run(process.execPath, [BIN, 'flush', '--socket', cli.sock]);
+    assert.equal(again.stdout, `flushed 0 cached answers and 0 capability entries (${workers} resolver thread${workers === 1 ? '' : 's'})\n`);
+
+    await lookup('peer.example.');
+    st = await status();
+    assert.deepEqual([st.counters.misses, st.counters.hits, st.counters.primes], [5, 1, 2], `workers ${workers}: after the flush the lookup missed and primed again`);
+    for (let i = 0; i < 20 && primes() < 2; i++) await sleep(50); // a worker thread's log line may come a moment later
+    assert.equal(primes(), 2);
+    assert.equal(await cli.stop(), 0, cli.stderr());
+  }
 });
 
 interface RunningCli { port: number; sock: string; stderr(): string; stop(): Promise<number | null | 'timeout'> }
