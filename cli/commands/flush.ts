@@ -6,7 +6,7 @@
  * are not touched.
  */
 import type { Command } from 'commander';
-import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
+import { registerControlCommand } from '../control-command.ts';
 
 interface FlushReply {
   resolver?: { answers: number; capability: number; threads: number } | null;
@@ -20,12 +20,5 @@ export function formatFlush(r: FlushReply): string {
 }
 
 export function register(program: Command): void {
-  program.command('flush')
-    .description('empty the answer and capability caches of a running shim6 resolver or daemon')
-    .option('--json', 'print the reply as JSON')
-    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
-    .action(async (opts: { json?: boolean; socket?: string }) => {
-      const reply = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, 'flush') as FlushReply;
-      process.stdout.write(opts.json ? JSON.stringify(reply, null, 2) + '\n' : formatFlush(reply));
-    });
+  registerControlCommand(program, 'flush', 'empty the answer and capability caches of a running shim6 resolver or daemon', formatFlush);
 }

@@ -4,7 +4,7 @@
  * TTL), contexts, and resolver counters — as text, or as JSON with --json.
  */
 import type { Command } from 'commander';
-import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
+import { registerControlCommand } from '../control-command.ts';
 
 interface StatusReply {
   resolver?: {
@@ -51,12 +51,5 @@ export function formatStatus(s: StatusReply): string {
 }
 
 export function register(program: Command): void {
-  program.command('status')
-    .description('show capability caches, contexts and resolver counters of a running shim6')
-    .option('--json', 'print the raw status as JSON')
-    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
-    .action(async (opts: { json?: boolean; socket?: string }) => {
-      const reply = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, 'status') as StatusReply;
-      process.stdout.write(opts.json ? JSON.stringify(reply, null, 2) + '\n' : formatStatus(reply));
-    });
+  registerControlCommand(program, 'status', 'show capability caches, contexts and resolver counters of a running shim6', formatStatus);
 }
