@@ -60,7 +60,7 @@ export type FromWorker =
 /** Messages to a worker thread. */
 export type ToWorker = { t: 'status'; id: number } | { t: 'flush'; id: number } | { t: 'close' };
 
-/** A worker's answer to `status` (or close) may take this long before it is given up on. */
+/** A worker's answer to `status` or `flush` (or close) may take this long before it is given up on. */
 const WORKER_REPLY_MS = 2000;
 /** A worker that died is started again after this long. */
 const RESTART_MS = 1000;
