@@ -143,14 +143,24 @@ function cpuMicros(pid: number | undefined): number | undefined {
   }
 }
 
+/** dnsperf's arguments for one run: flat out (at most 200 outstanding), or verbose at `rate` queries/s. */
+function dnsperfArgs(port: number, file: string, seconds: number, rate?: number): string[] {
+  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '200', '-t', '2', '-c', '4'];
+  if (rate) args.push('-Q', String(rate), '-v');
+  return args;
+}
+
+/** The per-query latencies (ms, ascending) in a verbose dnsperf run's output. */
+function latencies(out: string): number[] {
+  return [...out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+}
+
 /** One dnsperf run; with `rate` it runs verbose at that rate and computes latency percentiles (ms). */
 function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number; pid?: number | undefined }): Perf {
   const cpu0 = cpuMicros(opts.pid);
   const auth0 = cpuMicros(authPid);
   const m0 = machineMicros();
-  const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(opts.seconds), '-q', '200', '-t', '2', '-c', '4'];
-  if (opts.rate) args.push('-Q', String(opts.rate), '-v');
-  const r = spawnSync('dnsperf', args, { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
+  const r = spawnSync('dnsperf', dnsperfArgs(port, file, opts.seconds, opts.rate), { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
   const out = String(r.stdout);
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? 0);
@@ -163,7 +173,7 @@ function dnsperf(port: number, file: string, opts: { rate?: number; seconds: num
   const machine = queries > 0 ? { machineUs: (m1.busy - m0.busy) / queries, busy: (m1.busy - m0.busy) / (m1.all - m0.all) } : {};
   const steal = m1.all > m0.all ? (m1.steal - m0.steal) / (m1.all - m0.all) : 0;
   if (!opts.rate) return { qps, lost, queries, steal, ...(cpuUs !== undefined ? { cpuUs } : {}), ...(authUs !== undefined ? { authUs } : {}), ...machine };
-  const lat = [...out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+  const lat = latencies(out);
   const pct = (p: number): number => lat[Math.min(lat.length - 1, Math.floor(p * lat.length))] ?? NaN;
   return { qps, lost, queries, steal, p50: pct(0.5), p99: pct(0.99) };
 }
@@ -245,13 +255,13 @@ async function pairFloor(authPort: number, exchanges: number): Promise<{ single:
 async function sideBySideLatency(ports: readonly number[], seconds: number, tag: string): Promise<number[]> {
   const runs = ports.map((port, k) => new Promise<number>((resolve) => {
     const file = names(`side-${tag}-${k}-`, 600 * seconds);
-    const c = spawn('dnsperf', ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '200', '-t', '2', '-c', '4', '-Q', '500', '-v'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const c = spawn('dnsperf', dnsperfArgs(port, file, seconds, 500), { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
     c.on('close', () => {
       rmSync(file, { force: true });
-      const lat = [...out.matchAll(/^> \S+ \S+ \S+ ([\d.]+)$/gm)].map((m) => Number(m[1]) * 1e6).sort((a, b) => a - b);
-      resolve(lat[lat.length >> 1] ?? NaN);
+      const lat = latencies(out);
+      resolve((lat[lat.length >> 1] ?? NaN) * 1000); // µs
     });
   }));
   return Promise.all(runs);
