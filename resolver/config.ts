@@ -1,7 +1,8 @@
 /**
  * The resolver's configuration: a YAML or JSON file (validated; every error
  * names the key and the value), command-line overrides, and upstreams from
- * /etc/resolv.conf when none are configured — never the stub's own addresses.
+ * /etc/resolv.conf when none are configured — never the stub's own addresses,
+ * and never systemd-resolved's stub when resolved forwards to this stub.
  * Owns defaults of its own (not spec constants). Must not open sockets.
  */
 import { readFileSync } from 'node:fs';
@@ -26,6 +27,8 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 3000;
 export interface ResolverConfig {
   listen: ListenAddr[];
   upstreams: UpstreamAddr[];
+  /** Where `upstreams` came from: `flags`, `config`, or the host file read (systemUpstreams). */
+  upstreamsFrom: string;
   queryTimeoutMs: number;
   upstream: UpstreamOptions;
   cache: AnswerCacheOptions;
@@ -63,6 +66,42 @@ export function parseHostPort(text: unknown, key: string, defPort: number): { ho
   if (!net.isIP(host)) bad(key, text, 'not an IP address');
   if (!Number.isInteger(port) || port < 0 || port > 65535) bad(key, text, 'port must be 0..65535');
   return { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port };
+}
+
+/** The host's resolver files: the classic one, and systemd-resolved's list of the servers it forwards to. */
+export const RESOLV_CONF = '/etc/resolv.conf';
+export const RESOLVED_SERVERS = '/run/systemd/resolve/resolv.conf';
+/** systemd-resolved's stub listeners: it answers there and forwards to the servers in RESOLVED_SERVERS. */
+const RESOLVED_STUBS: readonly string[] = ['127.0.0.53', '127.0.0.54'];
+
+/** The texts of the host's resolver files; undefined when a file is missing or unreadable. */
+export interface SystemResolvers { resolvConf?: string | undefined; resolvedServers?: string | undefined }
+
+export function readSystemResolvers(files: { resolvConf: string; resolvedServers: string } = { resolvConf: RESOLV_CONF, resolvedServers: RESOLVED_SERVERS }): SystemResolvers {
+  const read = (f: string): string | undefined => { try { return readFileSync(f, 'utf8'); } catch { return undefined; } };
+  return { resolvConf: read(files.resolvConf), resolvedServers: read(files.resolvedServers) };
+}
+
+/**
+ * Upstreams when none are configured: the nameservers of /etc/resolv.conf,
+ * minus the stub's own addresses. One case would loop: /etc/resolv.conf names
+ * systemd-resolved's stub (127.0.0.53) while resolved forwards to this stub
+ * (its servers file names one of our listen addresses: `DNS=127.0.0.153` in
+ * resolved.conf, the setup docs/operations.md describes). Then resolved's stub
+ * is replaced by the other servers resolved knows (the links' DNS servers).
+ * `from` says where the list came from, for the log.
+ */
+export function systemUpstreams(sys: SystemResolvers, listen: readonly ListenAddr[]): { upstreams: UpstreamAddr[]; from: string } {
+  const etc = upstreamsFromResolvConf(sys.resolvConf ?? '', listen);
+  const isStub = (a: UpstreamAddr): boolean => a.port === 53 && RESOLVED_STUBS.includes(a.host);
+  if (sys.resolvedServers === undefined || !etc.some(isStub)) return { upstreams: etc, from: RESOLV_CONF };
+  // resolv.conf has no ports: resolved forwarding to any of our addresses (DNS=127.0.0.153:5353 too) is a loop.
+  const resolvedTargets = upstreamsFromResolvConf(sys.resolvedServers, []);
+  if (!resolvedTargets.some((a) => listen.some((l) => l.host === a.host))) return { upstreams: etc, from: RESOLV_CONF };
+  const others = resolvedTargets.filter((a) => !listen.some((l) => l.host === a.host) && !isStub(a));
+  const upstreams = [...etc.filter((a) => !isStub(a))];
+  for (const a of others) if (!upstreams.some((u) => u.host === a.host && u.port === a.port)) upstreams.push(a);
+  return { upstreams, from: `${RESOLVED_SERVERS} (systemd-resolved forwards to this stub, so not via ${etc.filter(isStub).map((a) => a.host).join(', ')})` };
 }
 
 /** Nameservers of a resolv.conf text, minus the stub's own listen addresses. */
@@ -207,17 +246,18 @@ export function loadConfigFile(file: string): ReturnType<typeof configFromObject
   return configFromObject(doc);
 }
 
-/** The full configuration: file, then flags, then resolv.conf for upstreams if still none. */
-export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: { listen?: ListenAddr[]; upstreams?: UpstreamAddr[]; logLevel?: LogLevel; controlSocket?: string }, resolvConfText?: string): ResolverConfig {
+/** The full configuration: file, then flags, then the host's resolv.conf (systemUpstreams) for upstreams if still none. */
+export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: { listen?: ListenAddr[]; upstreams?: UpstreamAddr[]; logLevel?: LogLevel; controlSocket?: string }, system: SystemResolvers = {}): ResolverConfig {
   const listen = flags.listen ?? file.listen ?? [DEFAULT_LISTEN];
   let upstreams = flags.upstreams ?? file.upstreams;
-  if (!upstreams) upstreams = upstreamsFromResolvConf(resolvConfText ?? '', listen);
-  if (upstreams.length === 0) throw new UsageError('ECONFIG', 'upstreams: none configured and none usable in /etc/resolv.conf', 'upstreams');
+  let upstreamsFrom = flags.upstreams ? 'flags' : 'config';
+  if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen));
+  if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {
     if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', `${u.host}:${u.port}`, 'is the stub itself');
   }
   return {
-    listen, upstreams,
+    listen, upstreams, upstreamsFrom,
     queryTimeoutMs: file.queryTimeoutMs,
     upstream: file.upstream, cache: file.cache, capability: file.capability, listener: file.listener, udp: file.udp, workers: file.workers,
     controlSocket: flags.controlSocket ?? file.controlSocket,

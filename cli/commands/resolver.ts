@@ -7,11 +7,10 @@
  * outcomes are only logged.
  */
 import type { Command } from 'commander';
-import { readFileSync } from 'node:fs';
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
+import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
 import { startControlServer } from '../../shim/control/server.ts';
@@ -52,15 +51,13 @@ async function run(flags: ResolverFlags): Promise<void> {
     if (!/^\d+$/.test(flags.workers)) badValue('--workers', flags.workers, `expected an integer in 1..${MAX_WORKERS}`);
     file.workers = checkWorkers(Number(flags.workers), file.udp, '--workers');
   } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
-  let resolvConf = '';
-  try { resolvConf = readFileSync('/etc/resolv.conf', 'utf8'); } catch { /* no resolv.conf: upstreams must be configured */ }
   const listen = hostPorts(flags.listen, '--listen');
   const upstreams = hostPorts(flags.upstream, '--upstream');
   const config = resolveConfig(file, {
     ...(listen ? { listen } : {}), ...(upstreams ? { upstreams } : {}),
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
-  }, resolvConf);
+  }, readSystemResolvers());
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
@@ -86,7 +83,7 @@ async function run(flags: ResolverFlags): Promise<void> {
     throw err;
   }
   log.info('resolver ready', {
-    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), udp: resolver.udp, workers: config.workers,
+    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
     control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
   });
   await new Promise<void>((resolve) => {

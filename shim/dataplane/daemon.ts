@@ -17,7 +17,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
-import { configFromObject, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
+import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
 import { startControlServer, type ControlServer } from '../control/server.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
 import { UsageError } from '../errors.ts';
@@ -214,13 +214,12 @@ export class Daemon {
   private async startResolver(): Promise<void> {
     if (this.config.listen.length === 0) return;
     const file = configFromObject({ capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback }, workers: this.config.resolverWorkers });
-    let resolvConf = '';
-    try { resolvConf = readFileSync('/etc/resolv.conf', 'utf8'); } catch { /* upstreams must then be configured */ }
     const rc = resolveResolverConfig(file, {
       listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
       ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
       logLevel: this.config.log.level,
-    }, resolvConf);
+    }, readSystemResolvers());
+    this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
     const sink = new EngineSink((fn) => this.driver.command(fn), this.cache, this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
