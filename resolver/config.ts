@@ -27,7 +27,7 @@ export const DEFAULT_QUERY_TIMEOUT_MS = 3000;
 export interface ResolverConfig {
   listen: ListenAddr[];
   upstreams: UpstreamAddr[];
-  /** Where `upstreams` came from: `flags`, `config`, or the host file read (systemUpstreams). */
+  /** Where `upstreams` came from: `configured` (flags or config file), or the host file read (systemUpstreams). */
   upstreamsFrom: string;
   queryTimeoutMs: number;
   upstream: UpstreamOptions;
@@ -250,7 +250,7 @@ export function loadConfigFile(file: string): ReturnType<typeof configFromObject
 export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: { listen?: ListenAddr[]; upstreams?: UpstreamAddr[]; logLevel?: LogLevel; controlSocket?: string }, system: SystemResolvers = {}): ResolverConfig {
   const listen = flags.listen ?? file.listen ?? [DEFAULT_LISTEN];
   let upstreams = flags.upstreams ?? file.upstreams;
-  let upstreamsFrom = flags.upstreams ? 'flags' : 'config';
+  let upstreamsFrom = 'configured';
   if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen));
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {

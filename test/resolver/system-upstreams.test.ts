@@ -51,8 +51,10 @@ test('resolved forwards only to us: no upstream left is a config error naming up
   // Configured upstreams win over the host's files, and say so.
   const cfg = resolveConfig(configFromObject({ upstreams: ['192.0.2.9'] }), {}, sys);
   assert.deepEqual(hosts(cfg), ['192.0.2.9:53']);
-  assert.equal(cfg.upstreamsFrom, 'config');
-  assert.equal(resolveConfig(configFromObject({}), { upstreams: [{ host: '192.0.2.8', port: 53 }] }, sys).upstreamsFrom, 'flags');
+  assert.equal(cfg.upstreamsFrom, 'configured');
+  const flagged = resolveConfig(configFromObject({}), { upstreams: [{ host: '192.0.2.8', port: 53 }] }, sys);
+  assert.deepEqual(hosts(flagged), ['192.0.2.8:53']);
+  assert.equal(flagged.upstreamsFrom, 'configured');
 });
 
 test('readSystemResolvers reads both files and reports a missing one as undefined', (t) => {
