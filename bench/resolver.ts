@@ -435,7 +435,7 @@ function report(rows: Record<string, Record<string, number | undefined>>, floor:
   }
   if (on.missMachine && on.missBusy !== undefined) {
     const cpus = os.cpus().length;
-    console.log(`throughput ceiling: ${f(on.missMachine, 1)} µs of machine CPU per miss with pickup on, one thread (stub, Knot, dnsperf, kernel) would allow at most ${f(cpus * 1e6 / on.missMachine)} misses/s on ${cpus} CPUs at that cost (${ratio(cpus * 1e6 / on.missMachine, base.missQps)} dnsmasq's measured miss QPS); the stub's one thread at ${f(on.missCpu, 1)} µs per miss allows ${f(1e6 / (on.missCpu ?? NaN))}/s; with ${THREADS} workers the machine was ${onW.missBusy === undefined ? 'n/a' : (100 * onW.missBusy).toFixed(0) + ' %'} busy at ${f(onW.missMachine, 1)} µs per miss`);
+    console.log(`throughput ceiling: ${f(on.missMachine, 1)} µs of machine CPU per miss with pickup on, one thread (stub, Knot, dnsperf, kernel) would allow at most ${f(cpus * 1e6 / on.missMachine)} misses/s on ${cpus} CPUs at that cost (${ratio(cpus * 1e6 / on.missMachine, base.missQps)} dnsmasq's measured miss QPS); the stub's one thread at ${f(on.missCpu, 1)} µs per miss allows ${f(1e6 / (on.missCpu ?? NaN))}/s; with ${THREADS} workers the machine was ${pct(onW.missBusy)} busy at ${f(onW.missMachine, 1)} µs per miss`);
   }
   const x = (v: number | undefined): string => (v === undefined ? 'n/a' : v.toFixed(2) + '×');
   console.log(`side-by-side miss latency (a dnsperf per server at once, median of the rounds' p50 ratios): pickup on vs off ${x(paired.one)} (one thread), ${x(paired.multi)} (${THREADS} workers)`);
