@@ -339,7 +339,11 @@ async function main(): Promise<void> {
     /** Per round, the side-by-side p50s (µs) of pickup on and off: one thread, and `threads` workers. */
     const paired: { one: Array<[number, number]>; multi: Array<[number, number]> } = { one: [], multi: [] };
     let retried = 0;
+    /** Per round, each server's miss run (QPS and queries lost), for the same-round ratios. */
+    const missByRound: Array<Record<string, { qps: number; lost: number }>> = [];
     for (let round = 0; round < ROUNDS; round++) {
+      const roundMiss: Record<string, { qps: number; lost: number }> = {};
+      missByRound.push(roundMiss);
       const order = Object.entries(servers);
       for (let k = 0; k < round; k++) order.push(order.shift()!);
       for (const [name, port] of order) {
@@ -362,6 +366,7 @@ async function main(): Promise<void> {
         const miss = bare ? none : await lowSteal(() => dnsperf(port, missFile, { seconds: SECONDS, pid }),
           async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${name}-${round}-`, 400_000); });
         if (missFile) rmSync(missFile);
+        if (!bare) roundMiss[name] = { qps: miss.qps, lost: miss.lost };
         const s = (samples[name] ??= {});
         const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) (s[k] ??= []).push(v); };
         add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost); add('hitCpu', hit.cpuUs); add('missCpu', miss.cpuUs);
@@ -395,14 +400,14 @@ async function main(): Promise<void> {
     const rows: Record<string, Record<string, number | undefined>> = {};
     for (const [name, s] of Object.entries(samples)) rows[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
     const ratios = (xs: Array<[number, number]>): number | undefined => median(xs.map(([a, b]) => a / b));
-    report(rows, { single: median(floors.single), pair: median(floors.pair) }, retried, { one: ratios(paired.one), multi: ratios(paired.multi) });
+    report(rows, { single: median(floors.single), pair: median(floors.pair) }, retried, { one: ratios(paired.one), multi: ratios(paired.multi) }, missByRound);
   } finally {
     await cleanup(auth);
   }
 }
 
 function report(rows: Record<string, Record<string, number | undefined>>, floor: { single?: number | undefined; pair?: number | undefined }, retried: number,
-  paired: { one: number | undefined; multi: number | undefined }): void {
+  paired: { one: number | undefined; multi: number | undefined }, missByRound: ReadonlyArray<Record<string, { qps: number; lost: number }>>): void {
   const base = rows.dnsmasq!;
   const f = (v: number | undefined, d = 0): string => (v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
   const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) + '×' : 'n/a');
@@ -427,7 +432,7 @@ function report(rows: Record<string, Record<string, number | undefined>>, floor:
   const bareRow = rows['node-bare'];
   if (bareRow) console.log(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
   console.log(`CPU per query vs dnsmasq (load-independent): hit ${ratio(base.hitCpu, on.hitCpu)} of dnsmasq's efficiency, miss ${ratio(base.missCpu, on.missCpu)} (pickup on), ${ratio(base.missCpu, off.missCpu)} (pickup off)`);
-  // What the machine and the authoritative server leave for the stub (see docs/benchmarks.md "Why two targets are out of reach here").
+  // What the machine and the authoritative server leave for the stub (see docs/benchmarks.md "Why two targets are out of reach on this machine").
   if (floor.single !== undefined && floor.pair !== undefined && off.missP50) {
     const extra = floor.pair - floor.single;
     const offUs = off.missP50 * 1000;
@@ -439,6 +444,12 @@ function report(rows: Record<string, Record<string, number | undefined>>, floor:
   }
   const x = (v: number | undefined): string => (v === undefined ? 'n/a' : v.toFixed(2) + '×');
   console.log(`side-by-side miss latency (a dnsperf per server at once, median of the rounds' p50 ratios): pickup on vs off ${x(paired.one)} (one thread), ${x(paired.multi)} (${THREADS} workers)`);
+  // The medians above pair servers measured in different rounds; the same round's pair shows how far one run can move.
+  const sameRound = (name: string): string => missByRound.map((r) => {
+    const a = r[name], d = r.dnsmasq;
+    return a && d ? `${ratio(a.qps, d.qps)} (dnsmasq lost ${d.lost})` : 'n/a';
+  }).join(', ');
+  console.log(`miss QPS per round against dnsmasq's run of the same round: shim6 ${sameRound('shim6')}; shim6-nopickup ${sameRound('shim6-nopickup')}`);
   const targets = (label: string, a: Record<string, number | undefined>, b: Record<string, number | undefined>, p: number | undefined): string =>
     `${label}: hit QPS ≥ 0.6× dnsmasq → ${ratio(a.hitQps, base.hitQps)}; miss QPS ≥ 1× dnsmasq → ${ratio(a.missQps, base.missQps)} (pickup on), ${ratio(b.missQps, base.missQps)} (pickup off); pickup latency ≤ 1.1× → p50 ${x(p)} side by side, ${ratio(a.missP50, b.missP50)} from the separate runs`;
   console.log(targets('targets, one thread (default)', on, off, paired.one));
