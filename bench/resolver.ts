@@ -10,6 +10,7 @@
  *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out, with the CPU
  *    per miss of the server, of Knot, and of the whole machine (/proc/stat): with
  *    capability pickup every miss is two upstream exchanges, so Knot's share doubles;
+ *    also per round against dnsmasq's miss run of the same round, with what it lost;
  *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
  *  - node-bare: a bare Node UDP responder (copies one stored answer, patches
  *    the ID) as the ceiling of Node's dgram on this machine;
