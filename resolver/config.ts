@@ -99,7 +99,7 @@ export function systemUpstreams(sys: SystemResolvers, listen: readonly ListenAdd
   const resolvedTargets = upstreamsFromResolvConf(sys.resolvedServers, []);
   if (!resolvedTargets.some((a) => listen.some((l) => l.host === a.host))) return { upstreams: etc, from: RESOLV_CONF };
   const others = resolvedTargets.filter((a) => !listen.some((l) => l.host === a.host) && !isStub(a));
-  const upstreams = [...etc.filter((a) => !isStub(a))];
+  const upstreams = etc.filter((a) => !isStub(a));
   for (const a of others) if (!upstreams.some((u) => u.host === a.host && u.port === a.port)) upstreams.push(a);
   return { upstreams, from: `${RESOLVED_SERVERS} (systemd-resolved forwards to this stub, so not via ${etc.filter(isStub).map((a) => a.host).join(', ')})` };
 }

@@ -121,8 +121,12 @@ export class ResolverGroup {
   private restarts = 0;
   private readonly log: Logger;
 
-  /** `deps.sink` as the threads share it (OncePerLifetime in front when there are several). */
-  private constructor(readonly main: Resolver, private readonly config: ResolverConfig, private readonly deps: ResolverDeps, private readonly logOnly: boolean) {
+  /**
+   * `deps.sink` as the threads share it: with several threads, `once` in front
+   * (kept to be cleared by flush()).
+   */
+  private constructor(readonly main: Resolver, private readonly config: ResolverConfig, private readonly deps: ResolverDeps, private readonly logOnly: boolean,
+    private readonly once?: OncePerLifetime) {
     this.log = deps.log.child('resolver');
   }
 
@@ -132,9 +136,10 @@ export class ResolverGroup {
     const logOnly = deps.sink instanceof LoggingSink;
     if (n === 1) return new ResolverGroup(await Resolver.start(config, deps), config, deps, logOnly);
     const share = shardConfig(config, n);
-    const shared: ResolverDeps = { ...deps, sink: new OncePerLifetime(deps.sink, config.capability.maxEntries) };
+    const once = new OncePerLifetime(deps.sink, config.capability.maxEntries);
+    const shared: ResolverDeps = { ...deps, sink: once };
     const main = await Resolver.start(share, shared, { shards: n, tcp: true });
-    const group = new ResolverGroup(main, { ...share, listen: [...main.addresses] }, shared, logOnly);
+    const group = new ResolverGroup(main, { ...share, listen: [...main.addresses] }, shared, logOnly, once);
     try {
       await Promise.all(Array.from({ length: n - 1 }, (_, i) => group.spawn(i + 1)));
     } catch (err) {
@@ -225,7 +230,7 @@ export class ResolverGroup {
    */
   async flush(): Promise<FlushResult & { threads: number }> {
     const total = { ...this.main.flush(), threads: 1 };
-    if (this.deps.sink instanceof OncePerLifetime) this.deps.sink.clear();
+    this.once?.clear();
     for (const r of await Promise.all(this.shards.map((s) => this.ask<FlushResult>(s, 'flush')))) {
       if (!r) continue;
       total.answers += r.answers;
