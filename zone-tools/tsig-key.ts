@@ -27,8 +27,12 @@ function makeKey(name: string, algorithm: string, secret: string, source: string
   return { name: name.endsWith('.') ? name : name + '.', algorithm: 'hmac-sha256', secret: bytes };
 }
 
+/**
+ * named.conf comments (`/* … *\/`, `// …`, `# …`) outside quoted strings: a
+ * base64 secret may itself contain `//` (about one random key in a hundred).
+ */
 function stripBindComments(text: string): string {
-  return text.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/(^|[^"])(\/\/|#).*$/gm, '$1');
+  return text.replace(/("[^"]*")|\/\*[\s\S]*?\*\/|(?:\/\/|#)[^\n]*/g, (m, quoted: string | undefined) => quoted ?? ' ');
 }
 
 function parseBind(text: string, source: string): TsigKey[] {
