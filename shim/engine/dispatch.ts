@@ -48,7 +48,7 @@ function asPayloadIn(core: Core, ctx: Context, now: Millis): void {
 }
 
 export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
-  I1: { by: 'free', handle: (c, n, s, d, m) => onI1(c, n, s, d, m) },
+  I1: { by: 'free', handle: (c, n, s, d, m, b) => onI1(c, n, s, d, m, b.length) },
   R1: { by: 'free', handle: (c, n, s, d, m) => onR1(c, n, s, d, m) },
   I2: { by: 'free', handle: (c, n, s, d, m) => onI2(c, n, s, d, m) },
   R2: { by: 'free', handle: (c, n, s, d, m) => onR2(c, n, s, d, m) },
@@ -84,11 +84,12 @@ export function dispatchControl(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
   const tag = (msg as { contextTag: number }).contextTag;
   const ctx = core.table.byTag.get(tag);
   if (ctx === undefined || !ctx.hasVerifiedPeer(src) || !core.isLocal(dst)) {
-    if (entry.r1bis) sendR1bis(core, now, src, dst, tag);
+    if (entry.r1bis) sendR1bis(core, now, src, dst, tag, bytes.length);
     return drop(ctx === undefined ? 'no-context' : 'locator-mismatch');
   }
   if (!entry.states.includes(ctx.state)) return drop('state');
-  core.learnPort(ctx);
+  // No learnPort here: the tag alone proves nothing (an on-path observer knows it). Only
+  // messages that echo what we sent to a port move ctx.port (Update Ack, probe reports).
   return entry.handle(core, now, ctx, src, dst, msg as never, bytes);
 }
 
