@@ -185,3 +185,18 @@ test('the per-prefix table is bounded: 30,000 /64s keep at most MAX_PREFIX_BUCKE
   assert.ok(limiter.size <= MAX_PREFIX_BUCKETS, `${limiter.size} buckets`);
   assert.equal(b.status().guard.replies.R1.sent + b.status().guard.replies.R1.limited, 30_000);
 });
+
+test('a message that fails its checks changes nothing: stale Update Ack, Update Request with an unproven locator', () => {
+  const { net, a, b } = established(87, 88);
+  net.run(net.now + 50);
+  const ctxB = b.engine.status().contexts[0]!;
+  const before = JSON.stringify(b.engine.status().contexts);
+  const from = { src: a.ulid, dst: b.ulid };
+  const ack = encodeMessage({ type: 'UpdateAck', contextTag: ctxB.contextTag, requestNonce: 0xdead, options: [] });
+  assert.deepEqual(b.engine.handleDatagram(net.now, { ...from, bytes: ack, port: 6666 }), { kind: 'drop', reason: 'stale-ack' });
+  const list = { ...hbaList([...a.locators, '2001:db8:e1::66']), generation: (a.engine.status().localGeneration + 1) >>> 0 } as Shim6Option;
+  const req = encodeMessage({ type: 'UpdateRequest', contextTag: ctxB.contextTag, requestNonce: 7, options: [list] });
+  assert.deepEqual(b.engine.handleDatagram(net.now, { ...from, bytes: req, port: 6666 }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.equal(JSON.stringify(b.engine.status().contexts), before, 'state, pair, locators, port and timers as they were');
+  for (let t = b.engine.pollTransmit(); t !== undefined; t = b.engine.pollTransmit()) assert.equal(decodeMessage(t.bytes).type, 'Error', 'only the Error the RFC asks for (code 2)');
+});
