@@ -39,6 +39,8 @@ export interface GuardCounters {
   ulidUnproven: number;
   /** I2/I2bis claiming one of this host's own addresses as the peer's ULID. */
   ulidIsLocal: number;
+  /** I2/I2bis refused because peers hold maxContexts contexts, or maxContextsPerPrefix from that /64. */
+  contextLimit: number;
   replies: Record<ReplyKind, ReplyCounts>;
 }
 
@@ -53,7 +55,7 @@ export class Core {
   readonly timers: Timers;
   readonly limiter: ReplyLimiter;
   readonly guard: GuardCounters = {
-    ulidUnproven: 0, ulidIsLocal: 0,
+    ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } },
   };
 

@@ -6,7 +6,7 @@
  * The stateless R1 itself is in responder.ts; R1bis/I2bis in recovery.ts.
  */
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import { findOption, type I1Message, type I2Message, type R1Message, type R2Message, type Shim6Message, type Shim6Option } from '../wire/index.ts';
 import { State, transition } from './states.ts';
 import { Context, type ContextMode, type UlidProof } from './context.ts';
@@ -205,6 +205,12 @@ function proveUlid(peer: Ipv6, src: Ipv6, pds: Uint8Array | undefined, checked: 
   return entry.method === VerificationMethod.CGA ? 'cga' : 'hba';
 }
 
+/** Peers already hold as many contexts with us as allowed, overall or from `peer`'s /64 (memory bound). */
+function atContextLimit(core: Core, peer: Ipv6): boolean {
+  const t = core.table;
+  return t.answeredTotal >= core.config.maxContexts || (t.answered.get(prefix64Key(peer)) ?? 0) >= core.config.maxContextsPerPrefix;
+}
+
 /** An I2/I2bis whose peer ULID is not proven: counted, told once to the driver, dropped (no context, no R2). */
 function refuseUlid(core: Core, peer: Ipv6, src: Ipv6, reason: 'ulid-unproven' | 'ulid-is-local'): DatagramResult {
   if (reason === 'ulid-unproven') core.guard.ulidUnproven++;
@@ -230,6 +236,10 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   if (fresh) {
     const proof = proveUlid(peer, src, pds, checked);
     if (proof === undefined) return refuseUlid(core, peer, src, 'ulid-unproven');
+    if (found === undefined && atContextLimit(core, peer)) {
+      core.guard.contextLimit++;
+      return drop('context-limit');
+    }
     if (found !== undefined) core.removeContext(found);
     ctx = new Context(local, peer, fii, core.newTag(), 'integrated', proof, now);
     core.table.add(ctx);
