@@ -4,12 +4,10 @@
  * `{"id"?: any, "method": string, "params"?: object}`; each reply line is
  * `{"id", "ok": true, "result"}` or `{"id", "ok": false, "error": {"code", "message"}}`.
  * The resolver serves `status` today; the daemon registers more methods later.
- * Owns the socket file; must not know what the methods do.
+ * Owns the connections; the socket file is socket-file.ts's; must not know what the methods do.
  */
 import net from 'node:net';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { UsageError } from '../errors.ts';
+import { bindSocketFile, clearSocketPath, removeSocketFile } from './socket-file.ts';
 
 export type ControlMethod = (params: Record<string, unknown>) => unknown;
 
@@ -21,57 +19,46 @@ export interface ControlServer {
   close(): Promise<void>;
 }
 
-/** True when something accepts connections on `socketPath`. */
-function inUse(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(socketPath);
-    c.once('connect', () => { c.destroy(); resolve(true); });
-    c.once('error', () => resolve(false));
-  });
-}
-
-/** Listen on `socketPath`, replacing a stale socket file but never a live server. */
+/**
+ * Listen on `socketPath`: absent, or a stale socket (replaced); never a live
+ * server (ECONTROL_IN_USE) nor anything that is not a socket (ECONTROL_NOT_SOCKET,
+ * left untouched). close() removes the file only if it is still ours.
+ */
 export async function startControlServer(socketPath: string, methods: Record<string, ControlMethod>): Promise<ControlServer> {
-  if (await inUse(socketPath)) throw new UsageError('ECONTROL_IN_USE', `control socket ${socketPath} is in use by a running process`, '--socket');
-  mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  rmSync(socketPath, { force: true });
+  await clearSocketPath(socketPath);
   const conns = new Set<net.Socket>();
   const server = net.createServer((c) => {
     conns.add(c);
     c.on('close', () => conns.delete(c));
-    c.on('error', () => c.destroy());
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_LINE && !buf.includes('\n')) { c.end(reply(null, undefined, { code: 'ELINE', message: 'request line too long' })); return; }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) void answer(line, methods).then((out) => { if (!c.destroyed) c.write(out); });
-      }
-    });
+    serve(c, methods);
   });
-  // The socket file is created 0600 from the start (no window with a looser mode): the bind
-  // inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const oldMask = process.umask(0o177);
-    try {
-      server.listen(socketPath, () => { server.off('error', reject); resolve(); });
-    } finally {
-      process.umask(oldMask);
-    }
-  });
-  chmodSync(socketPath, 0o600);
+  const id = await bindSocketFile(server, socketPath);
   return {
     path: socketPath,
     close: () => new Promise<void>((resolve) => {
       for (const c of conns) c.destroy();
-      server.close(() => { rmSync(socketPath, { force: true }); resolve(); });
+      // Before server.close(): while our socket is open its inode cannot be reused by another file.
+      removeSocketFile(socketPath, id);
+      server.close(() => resolve());
     }),
   };
+}
+
+/** Read request lines from one client and answer each. */
+function serve(c: net.Socket, methods: Record<string, ControlMethod>): void {
+  c.on('error', () => c.destroy());
+  let buf = '';
+  c.setEncoding('utf8');
+  c.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > MAX_LINE && !buf.includes('\n')) { c.end(reply(null, undefined, { code: 'ELINE', message: 'request line too long' })); return; }
+    let nl: number;
+    while ((nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (line) void answer(line, methods).then((out) => { if (!c.destroyed) c.write(out); });
+    }
+  });
 }
 
 function reply(id: unknown, result: unknown, error?: { code: string; message: string }): string {
