@@ -118,7 +118,7 @@ export class Daemon {
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
-      });
+      }, { log: log.child('control') });
       daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
       daemon.watcher.start();
       // Links already down at start: explore away from them at once.
