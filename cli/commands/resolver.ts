@@ -121,7 +121,7 @@ async function startEngine(log: Logger, port: number): Promise<RunningEngine | u
     throw err;
   }
   return {
-    sink: new EngineSink((fn) => driver.command(fn), cache, log.child('capability')),
+    sink: new EngineSink((fn) => driver.command(fn), log.child('capability')),
     ulid: locals[0]!.address,
     status: () => engine.status(),
     close: () => driver.close(),

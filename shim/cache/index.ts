@@ -12,8 +12,8 @@ import type { Millis } from '../time.ts';
 import { CacheDataError } from './errors.ts';
 import { NegativeCache, type NegativeInput } from './negative.ts';
 import { PositiveCache, type CacheOptions, type PositiveInput } from './positive.ts';
-import type { CachesExport, NegativeEntry, PositiveEntry } from './types.ts';
-import { asArray, asObject, negativeEntry, positiveEntry } from './validate.ts';
+import { CACHE_FILE_VERSION, type CachesExport, type NegativeEntry, type PositiveEntry } from './types.ts';
+import { asArray, asObject, negativeEntry, positiveEntry, upgradeEntry } from './validate.ts';
 
 export * from './types.ts';
 export { CacheDataError, type CacheDataErrorCode } from './errors.ts';
@@ -73,7 +73,7 @@ export class CapabilityCaches {
 
   /** Live entries as JSON-able data, least recently used first. */
   export(now: Millis): CachesExport {
-    return { version: 1, positive: this.positive.entries(now), negative: this.negative.entries(now) };
+    return { version: CACHE_FILE_VERSION, positive: this.positive.entries(now), negative: this.negative.entries(now) };
   }
 
   /**
@@ -84,9 +84,10 @@ export class CapabilityCaches {
    */
   import(now: Millis, data: unknown): ImportResult {
     const o = asObject(data, '$', 'CACHE_BAD_FORMAT');
-    if (o.version !== 1) throw new CacheDataError('CACHE_BAD_VERSION', '$.version', `unsupported version ${JSON.stringify(o.version)}`);
-    const pos = asArray(o.positive, '$.positive').map((e, i) => positiveEntry(e, `$.positive[${i}]`));
-    const neg = asArray(o.negative, '$.negative').map((e, i) => negativeEntry(e, `$.negative[${i}]`));
+    if (o.version !== undefined && o.version !== 1 && o.version !== CACHE_FILE_VERSION) throw new CacheDataError('CACHE_BAD_VERSION', '$.version', `unsupported version ${JSON.stringify(o.version)}`);
+    const up = o.version === CACHE_FILE_VERSION ? (e: unknown) => e : upgradeEntry;
+    const pos = asArray(o.positive, '$.positive').map((e, i) => positiveEntry(up(e), `$.positive[${i}]`));
+    const neg = asArray(o.negative, '$.negative').map((e, i) => negativeEntry(up(e), `$.negative[${i}]`));
     let p = 0, n = 0;
     for (const e of pos) if (this.positive.restore(now, e)) p++;
     for (const e of neg) if (this.negative.restore(now, e)) n++;

@@ -9,7 +9,7 @@ import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
 import { ExpiringLru } from './expiring-lru.ts';
 import type { CacheOptions } from './positive.ts';
-import type { CapabilitySource, NegativeEntry, NegativeReason } from './types.ts';
+import type { NegativeEntry, NegativeReason } from './types.ts';
 
 /** Implementation defaults: RFC 2308 §5 suggests negative TTLs of 1–3 hours at most. */
 export const NEGATIVE_DEFAULTS = { maxEntries: 10_000, maxTtl: ms(3 * 3600_000) } as const;
@@ -17,7 +17,6 @@ export const NEGATIVE_DEFAULTS = { maxEntries: 10_000, maxTtl: ms(3 * 3600_000) 
 export interface NegativeInput {
   readonly address: Ipv6;
   readonly ulid?: Ipv6;
-  readonly source: CapabilitySource;
   readonly reason: NegativeReason;
   /** Lifetime from `now`; 0 or less stores nothing and forgets what was there. */
   readonly ttl: Millis;
@@ -43,7 +42,7 @@ export class NegativeCache {
       return undefined;
     }
     const base: NegativeEntry = {
-      address, source: input.source, reason: input.reason,
+      address, reason: input.reason,
       expires: ms(now + Math.min(input.ttl, this.maxTtl)),
     };
     const entry = ulid === undefined ? base : { ...base, ulid };
@@ -60,14 +59,14 @@ export class NegativeCache {
   }
 
   /**
-   * The live entry that holds `address` down (for `ulid`, when given): an
-   * address-wide entry first, else one for exactly this address + ULID.
+   * The live entry that holds `address` down (for `ulid`, when given): the one
+   * for exactly this address + ULID first (a refused claim), else an
+   * address-wide one.
    */
   lookup(now: Millis, address: Ipv6, ulid?: Ipv6): NegativeEntry | undefined {
     const a = canonicalIpv6(address);
-    const wide = this.#lru.get(now, key(a, undefined));
-    if (wide || ulid === undefined) return wide;
-    return this.#lru.get(now, key(a, canonicalIpv6(ulid)));
+    const keyed = ulid === undefined ? undefined : this.#lru.get(now, key(a, canonicalIpv6(ulid)));
+    return keyed ?? this.#lru.get(now, key(a, undefined));
   }
 
   /** Forget the entry for `address` (and `ulid`, when given: only that keyed entry). */

@@ -7,7 +7,7 @@
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
 import { ExpiringLru } from './expiring-lru.ts';
-import type { CachedLocator, CapabilitySource, PositiveEntry } from './types.ts';
+import type { CachedLocator, PositiveEntry, PositiveSource } from './types.ts';
 
 /** Size and TTL bounds of one cache. */
 export interface CacheOptions {
@@ -24,7 +24,7 @@ export const POSITIVE_DEFAULTS = { maxEntries: 10_000, maxTtl: ms(24 * 3600_000)
 export interface PositiveInput {
   readonly ulid: Ipv6;
   readonly locators: readonly CachedLocator[];
-  readonly source: CapabilitySource;
+  readonly source: PositiveSource;
   /** Lifetime from `now`; 0 or less stores nothing and forgets what was there. */
   readonly ttl: Millis;
   readonly port?: number;

@@ -8,8 +8,8 @@ import { CAPABILITY_MAX_LOCATORS } from '../constants.ts';
 import type { Millis } from '../time.ts';
 import { CacheDataError } from './errors.ts';
 import {
-  CAPABILITY_SOURCES, NEGATIVE_REASONS,
-  type CachedLocator, type CapabilitySource, type NegativeEntry, type NegativeReason, type PositiveEntry,
+  NEGATIVE_REASONS, POSITIVE_SOURCES,
+  type CachedLocator, type NegativeEntry, type NegativeReason, type PositiveEntry, type PositiveSource,
 } from './types.ts';
 
 type Obj = Record<string, unknown>;
@@ -62,17 +62,37 @@ function locator(v: unknown, path: string): CachedLocator {
   };
 }
 
-/** Check a positive entry as `export()` wrote it. */
+/**
+ * Words of the files earlier versions wrote (version 1: the cache's own;
+ * no version: the engine's), mapped to today's. Version 2 files use today's only.
+ */
+const LEGACY_WORDS: Readonly<Record<string, string>> = {
+  'config': 'configured', 'no-r1': 'no-answer', 'icmp': 'refused', 'dns-absent': 'no-record', 'dns-claimed-no-answer': 'no-answer',
+};
+
+/** One entry of an earlier file in today's words (anything unknown is left for validation to reject). */
+export function upgradeEntry(v: unknown): unknown {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return v;
+  const o = { ...(v as Obj) };
+  for (const k of ['source', 'reason']) {
+    const w = o[k];
+    if (typeof w === 'string' && w in LEGACY_WORDS) o[k] = LEGACY_WORDS[w];
+  }
+  if ('reason' in o) delete o.source; // negative entries no longer carry a source: the reason says it
+  return o;
+}
+
+/** Check a positive entry as `export()` wrote it (no locators: learnt from a handshake or probe). */
 export function positiveEntry(v: unknown, path: string): PositiveEntry {
   const o = asObject(v, path);
   const locs = o.locators;
-  if (!Array.isArray(locs) || locs.length < 1 || locs.length > CAPABILITY_MAX_LOCATORS) {
-    throw bad(`${path}.locators`, `not an array of 1..${CAPABILITY_MAX_LOCATORS} locators`);
+  if (!Array.isArray(locs) || locs.length > CAPABILITY_MAX_LOCATORS) {
+    throw bad(`${path}.locators`, `not an array of 0..${CAPABILITY_MAX_LOCATORS} locators`);
   }
   const entry: PositiveEntry = {
     ulid: address(o.ulid, `${path}.ulid`),
     locators: locs.map((l, i) => locator(l, `${path}.locators[${i}]`)),
-    source: oneOf<CapabilitySource>(o.source, CAPABILITY_SOURCES, `${path}.source`),
+    source: oneOf<PositiveSource>(o.source, POSITIVE_SOURCES, `${path}.source`),
     expires: expires(o.expires, `${path}.expires`),
   };
   if (o.port === undefined) return entry;
@@ -87,7 +107,6 @@ export function negativeEntry(v: unknown, path: string): NegativeEntry {
   const o = asObject(v, path);
   const entry: NegativeEntry = {
     address: address(o.address, `${path}.address`),
-    source: oneOf<CapabilitySource>(o.source, CAPABILITY_SOURCES, `${path}.source`),
     reason: oneOf<NegativeReason>(o.reason, NEGATIVE_REASONS, `${path}.reason`),
     expires: expires(o.expires, `${path}.expires`),
   };

@@ -1,7 +1,7 @@
 /**
  * The daemon's glue between the resolver, the engine and the disk:
  * `EngineSink` adapts the resolver's CapabilitySink to `Engine.prime` and
- * to the negative cache (DNS said "no record"), always with the driver's
+ * `Engine.absent` (DNS said "no record"), always with the driver's
  * clock (the resolver's own clock is a different, monotonic one);
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
@@ -13,16 +13,15 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { CapabilitySink, CapabilityRecord } from '../../resolver/capability-sink.ts';
 import type { Engine } from '../engine/index.ts';
-import type { CapabilityCache, CacheSnapshot } from '../engine/capability.ts';
+import type { CacheSnapshot } from '../engine/capability.ts';
 
-/** Primes the engine from DNS; records DNS-absent peers in the negative cache. */
+/** Primes the engine from DNS; tells it which names DNS has no record for. */
 export class EngineSink implements CapabilitySink {
   primes = 0;
   absents = 0;
 
   constructor(
     private readonly run: (fn: (engine: Engine, now: Millis) => void) => void,
-    private readonly cache: CapabilityCache,
     private readonly log: Logger,
   ) {}
 
@@ -38,12 +37,7 @@ export class EngineSink implements CapabilitySink {
   absent(_resolverNow: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void {
     this.absents++;
     this.log.debug('no capability record', { name, addresses, ttl: ttlSeconds });
-    this.run((_engine, now) => {
-      for (const address of addresses) {
-        if (!address.includes(':')) continue;
-        this.cache.setNegative(now, { address, reason: 'dns-absent', expires: (now + ttlSeconds * 1000) as Millis });
-      }
-    });
+    this.run((engine, now) => engine.absent(now, { addresses: addresses.filter((a) => a.includes(':')), ttl: ttlSeconds }));
   }
 }
 

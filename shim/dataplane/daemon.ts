@@ -221,7 +221,7 @@ export class Daemon {
       logLevel: this.config.log.level,
     }, readSystemResolvers());
     this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
-    const sink = new EngineSink((fn) => this.driver.command(fn), this.cache, this.log.child('capability'));
+    const sink = new EngineSink((fn) => this.driver.command(fn), this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
 

@@ -1,123 +1,79 @@
 /**
- * Capability knowledge about peers (seed §3.1.4): what the engine needs from the
- * positive and negative caches, as one small interface. shim/cache/ implements
- * it with lru-cache (bounded, TTLs, export/import); `MapCapabilityCache` below
- * is the minimal in-folder implementation the engine uses when none is given.
+ * Capability knowledge about peers (seed §3.1.4) — the one model: the types
+ * every part uses (the engine, shim/cache's LRU implementation, the daemon's
+ * cache file, `shim6 status`), and the interface the engine calls. No
+ * translation between vocabularies anywhere. The engine's default
+ * implementation is shim/cache's `LruCapabilityCache`, the one the daemon
+ * ships, so the simulator runs the shipping policy.
  * This module must not know about contexts or messages.
  */
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 
 /** Where positive knowledge came from. */
-export type PositiveSource = 'configured' | 'dns' | 'handshake' | 'probe';
+export type PositiveSource = 'dns' | 'configured' | 'handshake' | 'probe';
+export const POSITIVE_SOURCES: readonly PositiveSource[] = ['dns', 'configured', 'handshake', 'probe'];
 
 /** A peer locator as DNS or configuration gave it (DESIGN.md §2). */
 export interface PrimeLocator {
-  address: Ipv6;
-  flags: number;
-  priority: number;
-  weight: number;
+  readonly address: Ipv6;
+  /** LocatorFlag bits (BROKEN 0x01, TRANSIENT 0x02). */
+  readonly flags: number;
+  /** Lower first. */
+  readonly priority: number;
+  readonly weight: number;
 }
 
-/** "This ULID runs shim6", possibly with its locator set. */
+/** "This ULID runs shim6", with the locators DNS or configuration gave (none when a handshake or probe taught it). */
 export interface PositiveEntry {
-  ulid: Ipv6;
-  source: PositiveSource;
-  locators: PrimeLocator[];
-  port?: number;
-  expires: Millis;
+  readonly ulid: Ipv6;
+  readonly source: PositiveSource;
+  readonly locators: readonly PrimeLocator[];
+  /** UDP port of the peer's shim when not the default. */
+  readonly port?: number;
+  /** Absolute, in the caller's clock. */
+  readonly expires: Millis;
 }
 
-/** Why a peer is believed not to run shim6 (RFC 5533 §7.8). */
-export type NegativeReason = 'no-r1' | 'icmp' | 'dns-absent' | 'dns-claimed-no-answer';
+/** Why a peer is believed not to run shim6. */
+export type NegativeReason =
+  | 'no-record'   // DNS: the name has no capability record (NODATA / NXDOMAIN, RFC 2308)
+  | 'no-answer'   // no R1 before the I1 retries ran out (RFC 5533 §7.8)
+  | 'refused'     // ICMP: nothing runs shim6 there (Parameter Problem, Port Unreachable)
+  | 'configured'; // the node configuration says so (seed §3.1.1)
+export const NEGATIVE_REASONS: readonly NegativeReason[] = ['no-record', 'no-answer', 'refused', 'configured'];
 
 /**
- * "Do not try this peer". Keyed by address alone, or by address + ULID when DNS
- * claimed support but the peer did not answer (seed §3.1.4).
+ * "Do not try this peer". Keyed by address alone, or by address + ULID when
+ * DNS claimed shim6 for that ULID but the peer did not answer or refused (seed
+ * §3.1.4): then only that ULID at that address is held down, and a later DNS
+ * prime of the same claim is refused until the entry expires.
  */
 export interface NegativeEntry {
-  address: Ipv6;
-  ulid?: Ipv6;
-  reason: NegativeReason;
-  expires: Millis;
+  readonly address: Ipv6;
+  readonly ulid?: Ipv6;
+  readonly reason: NegativeReason;
+  readonly expires: Millis;
 }
 
-/** A JSON-able dump for keeping the caches across daemon restarts. */
+/** A JSON-able dump for keeping the caches across daemon restarts (the cache file). */
 export interface CacheSnapshot {
-  positive: PositiveEntry[];
-  negative: NegativeEntry[];
+  readonly version?: 2;
+  readonly positive: PositiveEntry[];
+  readonly negative: NegativeEntry[];
 }
 
 /** What the engine calls; every method takes `now` (no clock inside). */
 export interface CapabilityCache {
   getPositive(now: Millis, ulid: Ipv6): PositiveEntry | undefined;
+  /** Record positive knowledge; lifts the negative entries of the ULID and its locators (address-wide and keyed). */
   setPositive(now: Millis, entry: PositiveEntry): void;
-  /** Negative entry for `address` (address-only key), or for `address` + `ulid`. */
+  /** The entry holding `address` down: the one for `address` + `ulid` first (a refused claim), else the address-wide one. */
   getNegative(now: Millis, address: Ipv6, ulid?: Ipv6): NegativeEntry | undefined;
   setNegative(now: Millis, entry: NegativeEntry): void;
   deleteNegative(address: Ipv6, ulid?: Ipv6): void;
   export(now: Millis): CacheSnapshot;
+  /** Load a snapshot (in practice read from a file): validated whole; malformed data throws and changes nothing. */
   import(now: Millis, data: CacheSnapshot): void;
   size(): { positive: number; negative: number };
-}
-
-const negKey = (address: Ipv6, ulid?: Ipv6): string => (ulid === undefined ? address : `${address}|${ulid}`);
-
-/**
- * Minimal bounded cache on two Maps (insertion order = eviction order). Used
- * until/unless the driver passes shim/cache's lru-cache implementation.
- */
-export class MapCapabilityCache implements CapabilityCache {
-  private readonly pos = new Map<Ipv6, PositiveEntry>();
-  private readonly neg = new Map<string, NegativeEntry>();
-  constructor(private readonly max: number) {}
-
-  getPositive(now: Millis, ulid: Ipv6): PositiveEntry | undefined {
-    return fresh(this.pos, ulid, now);
-  }
-  setPositive(_now: Millis, entry: PositiveEntry): void {
-    put(this.pos, entry.ulid, entry, this.max);
-  }
-  getNegative(now: Millis, address: Ipv6, ulid?: Ipv6): NegativeEntry | undefined {
-    return fresh(this.neg, negKey(address), now) ?? (ulid === undefined ? undefined : fresh(this.neg, negKey(address, ulid), now));
-  }
-  setNegative(_now: Millis, entry: NegativeEntry): void {
-    put(this.neg, negKey(entry.address, entry.ulid), entry, this.max);
-  }
-  deleteNegative(address: Ipv6, ulid?: Ipv6): void {
-    this.neg.delete(negKey(address, ulid));
-  }
-  export(now: Millis): CacheSnapshot {
-    return {
-      positive: [...this.pos.values()].filter((e) => e.expires > now).map((e) => ({ ...e, locators: e.locators.map((l) => ({ ...l })) })),
-      negative: [...this.neg.values()].filter((e) => e.expires > now).map((e) => ({ ...e })),
-    };
-  }
-  import(now: Millis, data: CacheSnapshot): void {
-    for (const e of data.positive) if (e.expires > now) this.setPositive(now, e);
-    for (const e of data.negative) if (e.expires > now) this.setNegative(now, e);
-  }
-  size(): { positive: number; negative: number } {
-    return { positive: this.pos.size, negative: this.neg.size };
-  }
-}
-
-function fresh<K, V extends { expires: Millis }>(m: Map<K, V>, k: K, now: Millis): V | undefined {
-  const e = m.get(k);
-  if (e === undefined) return undefined;
-  if (e.expires <= now) {
-    m.delete(k);
-    return undefined;
-  }
-  return e;
-}
-
-function put<K, V>(m: Map<K, V>, k: K, v: V, max: number): void {
-  m.delete(k);
-  m.set(k, v);
-  while (m.size > max) {
-    const oldest = m.keys().next();
-    if (oldest.done === true) break;
-    m.delete(oldest.value);
-  }
 }

@@ -18,7 +18,8 @@ import { ErrorCode } from '../constants.ts';
 import { Core, type GuardCounters } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
 import type { Rng } from './random.ts';
-import { MapCapabilityCache, type CacheSnapshot, type CapabilityCache, type PrimeLocator } from './capability.ts';
+import type { CacheSnapshot, CapabilityCache, PrimeLocator } from './capability.ts';
+import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { hbaVerifier } from './verify.ts';
 import type { Context, UlidProof } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
@@ -54,7 +55,7 @@ export interface PrimeRequest {
   port?: number;
 }
 
-/** Optional collaborators (defaults: in-folder Map cache, HBA verifier from shim/wire/hba.ts). */
+/** Optional collaborators (default: shim/cache's LRU caches bounded by `cacheMax`, the one the daemon ships). */
 export interface EngineDeps {
   cache?: CapabilityCache;
 }
@@ -66,7 +67,7 @@ export class Engine {
 
   constructor(config: EngineConfig, rng: Rng, deps: EngineDeps = {}) {
     const resolved = resolveConfig(config);
-    this.core = new Core(resolved, rng, deps.cache ?? new MapCapabilityCache(resolved.cacheMax), config.verifier ?? hbaVerifier());
+    this.core = new Core(resolved, rng, deps.cache ?? new LruCapabilityCache({ positive: { maxEntries: resolved.cacheMax }, negative: { maxEntries: resolved.cacheMax } }), config.verifier ?? hbaVerifier());
   }
 
   /** A received Shim6 datagram (control message, or payload header + ULP bytes). */
@@ -147,10 +148,21 @@ export class Engine {
     initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
   }
 
-  /** DNS (or configuration) says `ulid` runs shim6 with these locators: record it and start the exchange now. */
+  /**
+   * DNS (or configuration) says `ulid` runs shim6 with these locators: record
+   * it and start the exchange now. Refused while the same claim failed before
+   * (a negative entry keyed by this ULID at the ULID or one of the locators,
+   * seed §3.1.4); an address-wide entry (no record, or host-based discovery
+   * found nothing) does not refuse it — the record is newer knowledge, and
+   * recording it lifts such entries.
+   */
   prime(now: Millis, r: PrimeRequest): void {
     const core = this.core;
     const expires = (now + r.ttl * 1000) as Millis;
+    if ([r.ulid, ...r.locators.map((l) => l.address)].some((a) => core.cache.getNegative(now, a, r.ulid)?.ulid === r.ulid)) {
+      core.emit({ kind: 'peer-unsupported', peerUlid: r.ulid, address: r.ulid, reason: 'negative-cache' });
+      return;
+    }
     core.cache.setPositive(now, r.port === undefined ? { ulid: r.ulid, source: r.source, locators: r.locators, expires } : { ulid: r.ulid, source: r.source, locators: r.locators, port: r.port, expires });
     const mode = core.config.peers.get(r.ulid)?.mode;
     if (mode === 'off') return;
@@ -166,12 +178,21 @@ export class Engine {
       }
       return;
     }
-    if (r.locators.some((l) => core.cache.getNegative(now, l.address, r.ulid) !== undefined) || core.cache.getNegative(now, r.ulid, r.ulid) !== undefined) {
-      core.emit({ kind: 'peer-unsupported', peerUlid: r.ulid, address: r.ulid, reason: 'negative-cache' });
-      return;
-    }
     const ctx2 = initiate(core, now, core.config.localUlid, r.ulid, r.locators, mode === 'independent' ? 'independent' : 'integrated', r.source === 'dns', r.port);
     if (ctx2.mode === 'integrated') core.emit({ kind: 'context-initiated', localUlid: ctx2.localUlid, peerUlid: ctx2.peerUlid });
+  }
+
+  /**
+   * DNS says these addresses' name has no capability record (NODATA /
+   * NXDOMAIN, RFC 2308): hold them down as `no-record` for `ttl` seconds, so
+   * traffic to them starts no discovery. An address already known to run
+   * shim6 (a handshake or probe answered) keeps that knowledge.
+   */
+  absent(now: Millis, r: { addresses: readonly Ipv6[]; ttl: number }): void {
+    for (const address of r.addresses) {
+      if (this.core.cache.getPositive(now, address) !== undefined) continue;
+      this.core.cache.setNegative(now, { address, reason: 'no-record', expires: (now + r.ttl * 1000) as Millis });
+    }
   }
 
   /** ICMPv6 "no Shim6 here" (Parameter Problem code 1, or port unreachable over UDP) quoting `invoking` (§7.8). */
@@ -180,7 +201,7 @@ export class Engine {
     if (!r.ok || r.message.type !== 'I1') return { kind: 'drop', reason: 'icmp-unmatched' };
     const ctx = this.core.table.byNonce.get(r.message.initiatorNonce);
     if (ctx === undefined || ctx.state !== State.I1_SENT || this.core.step(ctx, 'icmp-no-support') === undefined) return { kind: 'drop', reason: 'icmp-unmatched' };
-    failEstablishment(this.core, ctx, now, 'icmp');
+    failEstablishment(this.core, ctx, now, 'refused');
     return { kind: 'consumed' };
   }
 

@@ -42,9 +42,9 @@ export type EngineEvent =
   | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; ulidProof: UlidProof; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
   /** An I2/I2bis from `source` claimed `claimedUlid` without proof (or one of our own addresses): no context. */
   | { kind: 'ulid-refused'; claimedUlid: Ipv6; source: Ipv6; reason: 'ulid-unproven' | 'ulid-is-local' }
-  | { kind: 'context-failed'; localUlid: Ipv6; peerUlid: Ipv6; reason: 'no-r1' | 'icmp' }
+  | { kind: 'context-failed'; localUlid: Ipv6; peerUlid: Ipv6; reason: 'no-answer' | 'refused' }
   | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason }
-  | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-r1' | 'icmp' | 'negative-cache' }
+  | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' }
   | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
   | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair }
   | { kind: 'locator-set-updated'; localUlid: Ipv6; peerUlid: Ipv6; generation: number; locators: Ipv6[] };

@@ -334,13 +334,17 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
 }
 
-/** E-FAILED (no R1) or NO-SUPPORT (ICMP): negative cache, events, hold-down. */
-export function failEstablishment(core: Core, ctx: Context, now: Millis, reason: 'no-r1' | 'icmp'): void {
+/**
+ * E-FAILED (no R1: `no-answer`) or NO-SUPPORT (ICMP: `refused`): negative
+ * cache, events, hold-down. When DNS claimed the peer, the entry is keyed by
+ * address + ULID (seed §3.1.4): that claim is refused until it expires.
+ */
+export function failEstablishment(core: Core, ctx: Context, now: Millis, reason: 'no-answer' | 'refused'): void {
   core.table.clearNonce(ctx);
   core.stop(ctx, TimerKind.Retransmit);
-  const hold = reason === 'icmp' ? core.timers.icmpHolddownTime : core.timers.noR1HolddownTime;
+  const hold = reason === 'refused' ? core.timers.icmpHolddownTime : core.timers.noR1HolddownTime;
   core.cache.setNegative(now, ctx.primedByDns
-    ? { address: ctx.lpPeer, ulid: ctx.peerUlid, reason: 'dns-claimed-no-answer', expires: (now + hold) as Millis }
+    ? { address: ctx.lpPeer, ulid: ctx.peerUlid, reason, expires: (now + hold) as Millis }
     : { address: ctx.peerUlid, reason, expires: (now + hold) as Millis });
   core.arm(ctx, TimerKind.Holddown, now + hold);
   core.emit({ kind: 'context-failed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, reason });

@@ -9,7 +9,7 @@ export type { UlidProof } from './context.ts';
 export type { GuardCounters, ReplyCounts, ReplyKind } from './core.ts';
 export { DEFAULT_REPLY_LIMIT, MAX_PREFIX_BUCKETS, resolveReplyLimit, type ReplyLimitConfig, type BucketConfig } from './reply-limit.ts';
 export { cryptoRng, type Rng } from './random.ts';
-export { MapCapabilityCache, type CapabilityCache, type CacheSnapshot, type PositiveEntry, type NegativeEntry, type NegativeReason, type PrimeLocator, type PositiveSource } from './capability.ts';
+export { NEGATIVE_REASONS, POSITIVE_SOURCES, type CapabilityCache, type CacheSnapshot, type PositiveEntry, type NegativeEntry, type NegativeReason, type PrimeLocator, type PositiveSource } from './capability.ts';
 export { hbaVerifier, type LocatorVerifier, type LocatorClaim } from './verify.ts';
 export { State, TRANSITIONS, transition, type Trigger, type Transition } from './states.ts';
 export { REAP_TABLE, Reap, type ReapEvent, type ReapAction } from './reap.ts';

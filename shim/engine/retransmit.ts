@@ -18,7 +18,7 @@ export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
   const over = ctx.retries > max;
   const step = core.step(ctx, over ? 'timeout-max' : 'timeout');
   if (step === undefined) return;
-  if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-r1');
+  if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-answer');
   if (over) {
     ctx.retries = 0; // back to I1 (§7.12): a fresh I1 cycle with a fresh nonce
     core.table.setNonce(ctx, core.newNonce());

@@ -22,13 +22,13 @@ test('ttl 0 stores nothing and forgets (it never means "forever")', () => {
   assert.equal(c.remember(T0, { ulid: '2001:db8::1', locators: [loc('2001:db8::1')], source: 'dns', ttl: ms(0) }), undefined);
   assert.equal(c.lookup(T0, '2001:db8::1'), undefined);
   const n = new NegativeCache();
-  n.remember(T0, { address: '2001:db8::9', source: 'dns', reason: 'no-record', ttl: ms(0) });
+  n.remember(T0, { address: '2001:db8::9', reason: 'no-record', ttl: ms(0) });
   assert.equal(n.lookup(T0, '2001:db8::9'), undefined);
 });
 
 test('TTLs are cut to maxTtl', () => {
   const c = new PositiveCache({ maxTtl: ms(1000) });
-  const e = c.remember(T0, { ulid: '2001:db8::1', locators: [loc('2001:db8::1')], source: 'config', ttl: ms(86_400_000) });
+  const e = c.remember(T0, { ulid: '2001:db8::1', locators: [loc('2001:db8::1')], source: 'configured', ttl: ms(86_400_000) });
   assert.equal(e?.expires, T0 + 1000);
   assert.equal(c.lookup(ms(T0 + 1000), '2001:db8::1'), undefined);
 });
@@ -42,7 +42,7 @@ test('bounded in entries: the least recently used goes first', () => {
   assert.equal(c.lookup(T0, '2001:db8::2'), undefined);
   for (const a of ['2001:db8::1', '2001:db8::3', '2001:db8::4']) assert.ok(c.lookup(T0, a), a);
   const n = new NegativeCache({ maxEntries: 2 });
-  for (let i = 1; i <= 5; i++) n.remember(T0, { address: `2001:db8::${i}`, source: 'probe', reason: 'no-answer', ttl: ms(1e6) });
+  for (let i = 1; i <= 5; i++) n.remember(T0, { address: `2001:db8::${i}`, reason: 'no-answer', ttl: ms(1e6) });
   assert.equal(n.size, 2);
 });
 
@@ -55,11 +55,11 @@ test('addresses are canonicalised: any spelling finds the entry', () => {
 
 test('negative entries: by address, or by address + ULID only for that ULID', () => {
   const n = new NegativeCache();
-  n.remember(T0, { address: '2001:db8::b', ulid: '2001:db8::a1', source: 'dns', reason: 'no-answer', ttl: ms(60_000) });
+  n.remember(T0, { address: '2001:db8::b', ulid: '2001:db8::a1', reason: 'no-answer', ttl: ms(60_000) });
   assert.equal(n.lookup(T0, '2001:db8::b', '2001:db8::a1')?.reason, 'no-answer');
   assert.equal(n.lookup(T0, '2001:db8::b', '2001:db8::a2'), undefined, 'another ULID at the same address may be tried');
   assert.equal(n.lookup(T0, '2001:db8::b'), undefined, 'no address-wide hold-down');
-  n.remember(T0, { address: '2001:db8::b', source: 'probe', reason: 'refused', ttl: ms(10_000) });
+  n.remember(T0, { address: '2001:db8::b', reason: 'refused', ttl: ms(10_000) });
   assert.equal(n.lookup(T0, '2001:db8::b', '2001:db8::a2')?.reason, 'refused', 'an address-wide entry holds every ULID down');
   assert.equal(n.lookup(ms(T0 + 10_000), '2001:db8::b', '2001:db8::a2'), undefined);
   assert.equal(n.lookup(ms(T0 + 10_000), '2001:db8::b', '2001:db8::a1')?.ulid, '2001:db8::a1');
@@ -68,14 +68,14 @@ test('negative entries: by address, or by address + ULID only for that ULID', ()
 
 test('supported() lifts hold-downs on the ULID and every locator; unsupported() drops the claim', () => {
   const c = new CapabilityCaches();
-  c.unsupported(T0, { address: '2001:db8:1::1', source: 'probe', reason: 'no-answer', ttl: ms(60_000) });
-  c.unsupported(T0, { address: '2001:db8:2::1', ulid: '2001:db8:1::1', source: 'dns', reason: 'no-answer', ttl: ms(60_000) });
+  c.unsupported(T0, { address: '2001:db8:1::1', reason: 'no-answer', ttl: ms(60_000) });
+  c.unsupported(T0, { address: '2001:db8:2::1', ulid: '2001:db8:1::1', reason: 'no-answer', ttl: ms(60_000) });
   assert.equal(c.verdict(T0, '2001:db8:1::1').kind, 'unsupported');
   c.supported(T0, { ulid: '2001:db8:1::1', locators: [loc('2001:db8:1::1'), loc('2001:db8:2::1', 1)], source: 'handshake', ttl: ms(600_000) });
   const v = c.verdict(T0, '2001:db8:1::1');
   assert.equal(v.kind, 'supported');
   assert.equal(c.negative.size, 0);
-  c.unsupported(T0, { address: '2001:db8:2::1', ulid: '2001:db8:1::1', source: 'dns', reason: 'refused', ttl: ms(60_000) });
+  c.unsupported(T0, { address: '2001:db8:2::1', ulid: '2001:db8:1::1', reason: 'refused', ttl: ms(60_000) });
   const v2 = c.verdict(T0, '2001:db8:1::1', '2001:db8:2::1');
   assert.equal(v2.kind, 'unsupported');
   assert.equal(v2.kind === 'unsupported' && v2.entry.reason, 'refused');
@@ -86,9 +86,9 @@ test('export → JSON → import round-trips, drops expired entries and keeps re
   const a = new CapabilityCaches();
   a.supported(T0, { ulid: '2001:db8::1', locators: [loc('2001:db8::1'), loc('2001:db8:1::1', 2)], source: 'dns', ttl: ms(100_000), port: 6000 });
   a.supported(T0, { ulid: '2001:db8::2', locators: [loc('2001:db8::2')], source: 'handshake', ttl: ms(10_000) });
-  a.supported(T0, { ulid: '2001:db8::3', locators: [loc('2001:db8::3')], source: 'config', ttl: ms(100_000) });
-  a.unsupported(T0, { address: '2001:db8::9', source: 'dns', reason: 'no-record', ttl: ms(100_000) });
-  a.unsupported(T0, { address: '2001:db8::8', ulid: '2001:db8::7', source: 'probe', reason: 'no-answer', ttl: ms(5_000) });
+  a.supported(T0, { ulid: '2001:db8::3', locators: [loc('2001:db8::3')], source: 'configured', ttl: ms(100_000) });
+  a.unsupported(T0, { address: '2001:db8::9', reason: 'no-record', ttl: ms(100_000) });
+  a.unsupported(T0, { address: '2001:db8::8', ulid: '2001:db8::7', reason: 'no-answer', ttl: ms(5_000) });
   a.positive.lookup(T0, '2001:db8::1');
   const json = JSON.parse(JSON.stringify(a.export(T0))) as unknown;
   const b = new CapabilityCaches();

@@ -1,12 +1,12 @@
-// LruCapabilityCache behind the Engine's CapabilityCache interface: vocabulary
-// translation both ways, bounds and TTLs as the engine sees them, validated
+// LruCapabilityCache behind the Engine's CapabilityCache interface: one
+// vocabulary, files of earlier versions read, bounds and TTLs as the engine sees them, validated
 // import, and the real Engine using it in the simulator (legacy peer → negative
 // entry; DNS priming → positive entry; export → JSON → import across a restart).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
 import { CacheDataError } from '../../shim/cache/index.ts';
-import { Engine } from '../../shim/engine/index.ts';
+import { Engine, NEGATIVE_REASONS } from '../../shim/engine/index.ts';
 import type { CacheSnapshot } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
 import { Sim } from '../sim/sim.ts';
@@ -17,35 +17,55 @@ import type { SimEndpoint } from '../sim/endpoint.ts';
 const T0 = ms(5_000_000);
 const loc = (address: string) => ({ address, flags: 0, priority: 0, weight: 1 });
 
-test('engine vocabulary in, engine vocabulary out; expiry against the engine\'s now', () => {
+test('one vocabulary: what the engine stores is what it reads back, expiry against the engine\'s now', () => {
   const c = new LruCapabilityCache();
   c.setPositive(T0, { ulid: '2001:db8::1', source: 'configured', locators: [loc('2001:db8::1')], expires: ms(T0 + 1000), port: 6000 });
   assert.deepEqual(c.getPositive(T0, '2001:db8::1'), { ulid: '2001:db8::1', source: 'configured', locators: [loc('2001:db8::1')], expires: T0 + 1000, port: 6000 });
   assert.equal(c.getPositive(ms(T0 + 1000), '2001:db8::1'), undefined);
-  for (const reason of ['no-r1', 'icmp', 'dns-absent'] as const) {
+  for (const reason of NEGATIVE_REASONS) {
     c.setNegative(T0, { address: '2001:db8::9', reason, expires: ms(T0 + 500) });
-    assert.equal(c.getNegative(T0, '2001:db8::9')?.reason, reason);
+    assert.equal(c.getNegative(T0, '2001:db8::9')?.reason, reason, 'nothing lost on the way (the old translation turned configured into dns-absent)');
   }
-  c.setNegative(T0, { address: '2001:db8::8', ulid: '2001:db8::7', reason: 'dns-claimed-no-answer', expires: ms(T0 + 500) });
+  c.setNegative(T0, { address: '2001:db8::8', ulid: '2001:db8::7', reason: 'no-answer', expires: ms(T0 + 500) });
   assert.equal(c.getNegative(T0, '2001:db8::8'), undefined);
-  assert.equal(c.getNegative(T0, '2001:db8::8', '2001:db8::7')?.reason, 'dns-claimed-no-answer');
+  assert.deepEqual(c.getNegative(T0, '2001:db8::8', '2001:db8::7'), { address: '2001:db8::8', ulid: '2001:db8::7', reason: 'no-answer', expires: T0 + 500 });
   c.deleteNegative('2001:db8::8', '2001:db8::7');
   assert.equal(c.getNegative(T0, '2001:db8::8', '2001:db8::7'), undefined);
   assert.deepEqual(c.size(), { positive: 0, negative: 1 });
+});
+
+test('a peer learnt from a handshake (no locators) survives export → import; files of earlier versions are read', () => {
+  const c = new LruCapabilityCache();
+  c.setPositive(T0, { ulid: '2001:db8::1', source: 'handshake', locators: [], expires: ms(T0 + 1000) });
+  const d = new LruCapabilityCache();
+  d.import(T0, JSON.parse(JSON.stringify(c.export(T0))) as CacheSnapshot);
+  assert.equal(d.getPositive(T0, '2001:db8::1')?.source, 'handshake');
+  // What the daemon wrote before (the engine's old words, no version) and version 1 (the cache's old words).
+  const old = { positive: [{ ulid: '2001:db8::2', source: 'configured', locators: [loc('2001:db8::2')], expires: T0 + 1000 }], negative: [
+    { address: '2001:db8::9', reason: 'dns-absent', expires: T0 + 1000 }, { address: '2001:db8::8', ulid: '2001:db8::7', reason: 'dns-claimed-no-answer', expires: T0 + 1000 },
+    { address: '2001:db8::6', reason: 'icmp', expires: T0 + 1000 }] };
+  const e = new LruCapabilityCache();
+  e.import(T0, old as unknown as CacheSnapshot);
+  assert.deepEqual([e.getNegative(T0, '2001:db8::9')?.reason, e.getNegative(T0, '2001:db8::8', '2001:db8::7')?.reason, e.getNegative(T0, '2001:db8::6')?.reason], ['no-record', 'no-answer', 'refused']);
+  const v1 = { version: 1, positive: [{ ulid: '2001:db8::3', source: 'config', locators: [loc('2001:db8::3')], expires: T0 + 1000 }], negative: [{ address: '2001:db8::5', source: 'config', reason: 'config', expires: T0 + 1000 }] };
+  e.import(T0, v1 as unknown as CacheSnapshot);
+  assert.equal(e.getPositive(T0, '2001:db8::3')?.source, 'configured');
+  assert.equal(e.getNegative(T0, '2001:db8::5')?.reason, 'configured');
+  assert.equal(e.export(T0).version, 2);
 });
 
 test('bounded: the engine cannot grow it past maxEntries', () => {
   const c = new LruCapabilityCache({ positive: { maxEntries: 100 }, negative: { maxEntries: 50 } });
   for (let i = 0; i < 1000; i++) {
     c.setPositive(T0, { ulid: `2001:db8::${i.toString(16)}`, source: 'handshake', locators: [], expires: ms(T0 + 1e6) } as never);
-    c.setNegative(T0, { address: `2001:db8:1::${i.toString(16)}`, reason: 'no-r1', expires: ms(T0 + 1e6) });
+    c.setNegative(T0, { address: `2001:db8:1::${i.toString(16)}`, reason: 'no-answer', expires: ms(T0 + 1e6) });
   }
   assert.deepEqual(c.size(), { positive: 100, negative: 50 });
 });
 
 test('import of a snapshot read from disk: validated, typed error, nothing half-applied', () => {
   const c = new LruCapabilityCache();
-  c.setNegative(T0, { address: '2001:db8::9', reason: 'icmp', expires: ms(T0 + 500) });
+  c.setNegative(T0, { address: '2001:db8::9', reason: 'refused', expires: ms(T0 + 500) });
   const bad = { positive: [{ ulid: 'not-an-address', source: 'dns', locators: [loc('2001:db8::1')], expires: T0 + 10 }], negative: [] };
   assert.throws(() => c.import(T0, bad as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'CACHE_BAD_ENTRY' && e.path === '$.positive[0].ulid');
   assert.throws(() => c.import(T0, 'garbage' as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'CACHE_BAD_FORMAT');
@@ -54,7 +74,7 @@ test('import of a snapshot read from disk: validated, typed error, nothing half-
   const good = JSON.parse(JSON.stringify(c.export(T0))) as CacheSnapshot;
   const d = new LruCapabilityCache();
   d.import(T0, good);
-  assert.equal(d.getNegative(T0, '2001:db8::9')?.reason, 'icmp');
+  assert.equal(d.getNegative(T0, '2001:db8::9')?.reason, 'refused');
 });
 
 test('the real Engine on the LRU caches: a legacy peer lands in the negative cache, DNS priming in the positive one, both survive a restart', () => {

@@ -9,21 +9,22 @@ import { ms } from '../../shim/time.ts';
 
 const T0 = ms(1_700_000_000_000);
 const goodPos = { ulid: '2001:db8::1', locators: [{ address: '2001:db8::1', flags: 0, priority: 0, weight: 1 }], source: 'dns', expires: T0 + 1000 };
-const goodNeg = { address: '2001:db8::9', source: 'dns', reason: 'no-record', expires: T0 + 1000 };
-const file = (positive: unknown[], negative: unknown[] = []): unknown => ({ version: 1, positive, negative });
+const goodNeg = { address: '2001:db8::9', reason: 'no-record', expires: T0 + 1000 };
+const file = (positive: unknown[], negative: unknown[] = []): unknown => ({ version: 2, positive, negative });
 
 const cases: Array<[string, unknown, string, string]> = [
   ['null', null, 'CACHE_BAD_FORMAT', '$'],
   ['array', [], 'CACHE_BAD_FORMAT', '$'],
   ['string', 'x', 'CACHE_BAD_FORMAT', '$'],
-  ['version 2', { version: 2, positive: [], negative: [] }, 'CACHE_BAD_VERSION', '$.version'],
-  ['no version', { positive: [], negative: [] }, 'CACHE_BAD_VERSION', '$.version'],
-  ['positive not array', { version: 1, positive: {}, negative: [] }, 'CACHE_BAD_FORMAT', '$.positive'],
-  ['negative missing', { version: 1, positive: [] }, 'CACHE_BAD_FORMAT', '$.negative'],
+  ['version 3', { version: 3, positive: [], negative: [] }, 'CACHE_BAD_VERSION', '$.version'],
+  ['version "2"', { version: '2', positive: [], negative: [] }, 'CACHE_BAD_VERSION', '$.version'],
+  ['positive not array', { version: 2, positive: {}, negative: [] }, 'CACHE_BAD_FORMAT', '$.positive'],
+  ['negative missing', { version: 2, positive: [] }, 'CACHE_BAD_FORMAT', '$.negative'],
   ['entry null', file([null]), 'CACHE_BAD_ENTRY', '$.positive[0]'],
   ['bad ulid', file([{ ...goodPos, ulid: '10.0.0.1' }]), 'CACHE_BAD_ENTRY', '$.positive[0].ulid'],
   ['ulid number', file([{ ...goodPos, ulid: 7 }]), 'CACHE_BAD_ENTRY', '$.positive[0].ulid'],
-  ['no locators', file([{ ...goodPos, locators: [] }]), 'CACHE_BAD_ENTRY', '$.positive[0].locators'],
+  ['locators not a list', file([{ ...goodPos, locators: {} }]), 'CACHE_BAD_ENTRY', '$.positive[0].locators'],
+  ['an old word in a version 2 file', file([], [{ ...goodNeg, reason: 'no-r1' }]), 'CACHE_BAD_ENTRY', '$.negative[0].reason'],
   ['33 locators', file([{ ...goodPos, locators: new Array(33).fill(goodPos.locators[0]) }]), 'CACHE_BAD_ENTRY', '$.positive[0].locators'],
   ['locator priority 256', file([{ ...goodPos, locators: [{ ...goodPos.locators[0], priority: 256 }] }]), 'CACHE_BAD_ENTRY', '$.positive[0].locators[0].priority'],
   ['locator flags float', file([{ ...goodPos, locators: [{ ...goodPos.locators[0], flags: 0.5 }] }]), 'CACHE_BAD_ENTRY', '$.positive[0].locators[0].flags'],
@@ -39,7 +40,7 @@ const cases: Array<[string, unknown, string, string]> = [
 for (const [name, data, code, path] of cases) {
   test(`import rejects ${name} with ${code} at ${path} and changes nothing`, () => {
     const c = new CapabilityCaches();
-    c.unsupported(T0, { address: '2001:db8::77', source: 'config', reason: 'config', ttl: ms(1000) });
+    c.unsupported(T0, { address: '2001:db8::77', reason: 'configured', ttl: ms(1000) });
     const before = JSON.stringify(c.export(T0));
     assert.throws(() => c.import(T0, data), (e: unknown) => e instanceof CacheDataError && e.code === code && e.path === path);
     assert.equal(JSON.stringify(c.export(T0)), before);

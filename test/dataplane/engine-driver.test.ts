@@ -49,7 +49,7 @@ class FakeEndpoint implements EngineLike {
     this.timeouts.push(now);
     const p = this.pending;
     if (!p || now < p.at) return;
-    if (p.tries >= 4) { this.pending = undefined; this.ev.push({ kind: 'context-failed', localUlid: this.me, peerUlid: p.peer, reason: 'no-r1' }); return; }
+    if (p.tries >= 4) { this.pending = undefined; this.ev.push({ kind: 'context-failed', localUlid: this.me, peerUlid: p.peer, reason: 'no-answer' }); return; }
     p.tries++; p.at = (now + 50) as Millis;
     this.tx.push({ src: this.me, dst: p.peer, bytes: new TextEncoder().encode('hello') });
   }

@@ -71,3 +71,28 @@ test('a locator change while our I2 is in flight reaches the peer by Update once
   assert.deepEqual(upd.locators, [a.locators[0]]);
   assert.equal(net.types('A').filter((t) => t === '64').length, 1, 'exactly one Update Request');
 });
+
+test('one policy (seed §3.1.4): DNS absence does not refuse a later record; a claim that failed refuses the same claim; absence never overrides a handshake', () => {
+  const net = new Loop(20);
+  const a = net.add('A', 103, A_PREFIXES, { profile: 'fast' });
+  const b = net.add('B', 104, B_PREFIXES, { profile: 'fast' });
+  // DNS said "no record" for B's address; then a record appears: the record is newer knowledge.
+  a.engine.absent(net.now, { addresses: [b.ulid], ttl: 600 });
+  a.engine.prime(net.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 60, source: 'dns' });
+  net.run(net.now + 1000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  // A handshake taught A that B runs shim6: a later "no record" does not hold B down.
+  a.engine.absent(net.now, { addresses: [b.ulid], ttl: 600 });
+  assert.equal(a.engine.exportCaches(net.now).negative.length, 0);
+
+  // C is claimed by DNS but runs nothing: the claim fails, and the same claim is refused until the hold-down ends.
+  const c = '2001:db8:c1::1';
+  a.engine.prime(net.now, { ulid: c, locators: hints([c]), ttl: 60, source: 'dns' });
+  for (let i = 0; i < 600 && !a.events.some((e) => e.kind === 'context-failed'); i++) net.run(net.now + 100);
+  assert.deepEqual(a.engine.exportCaches(net.now).negative.map((e) => [e.address, e.ulid, e.reason]), [[c, c, 'no-answer']]);
+  a.events.length = 0;
+  a.engine.prime(net.now, { ulid: c, locators: hints([c]), ttl: 60, source: 'dns' });
+  net.flush();
+  assert.deepEqual(a.events.filter((e) => e.kind === 'peer-unsupported').map((e) => e.kind === 'peer-unsupported' && e.reason), ['negative-cache']);
+  assert.equal(a.engine.status().contexts.filter((x) => x.peerUlid === c && x.state === State.I1_SENT).length, 0, 'no new I1');
+});

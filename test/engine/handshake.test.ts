@@ -64,7 +64,7 @@ test('no answer: I1 retransmitted I1_RETRIES_MAX times with randomised back-off,
     const nominal = 4000 * 2 ** i;
     assert.ok(g >= 0.5 * nominal && g <= 1.5 * nominal, `gap ${i} = ${g}`);
   });
-  assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'no-r1'));
+  assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'no-answer'));
   assert.ok(a.events.some((e) => e.kind === 'peer-unsupported'));
   assert.equal(a.engine.contextCount, 0, 'E-FAILED held down for NO_R1_HOLDDOWN_TIME, then gone');
 });
@@ -107,7 +107,7 @@ test('ICMP no-support quoting our I1 → NO-SUPPORT, negative cache, ICMP hold-d
   assert.deepEqual(a.engine.handleIcmp(net.now, { invoking: i1 }), { kind: 'consumed' });
   net.flush();
   assert.equal(a.engine.status().contexts[0]!.state, State.NO_SUPPORT);
-  assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'icmp'));
+  assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'refused'));
   net.run(599_000);
   assert.equal(a.engine.contextCount, 1, 'still held down before ICMP_HOLDDOWN_TIME');
   net.run(601_000);
