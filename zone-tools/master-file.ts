@@ -102,16 +102,30 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
 }
 
 const CLASSES = new Set(['IN', 'CH', 'CS', 'HS']);
-const TTL_RE = /^(\d+[wdhmsWDHMS]?)+$/;
+const TTL_UNITS: ReadonlyMap<string, number> = new Map([
+  ['s', 1], ['m', 60], ['h', 3600], ['d', 86400], ['w', 604800],
+  ['S', 1], ['M', 60], ['H', 3600], ['D', 86400], ['W', 604800],
+]);
 
-/** BIND TTL syntax: `3600`, `1h30m`, `2d`. Undefined when not a TTL. */
+/**
+ * BIND TTL syntax: `3600`, `1h30m`, `2d`, `1W2d` — digit runs, each optionally
+ * followed by one unit. Undefined when not a TTL.
+ * A single pass on purpose: the regex /^(\d+[wdhms]?)+$/ reads the same
+ * language but backtracks exponentially on a long digit run that ends badly.
+ */
 export function parseTtl(text: string): number | undefined {
-  if (!TTL_RE.test(text)) return undefined;
-  if (/^\d+$/.test(text)) return Number(text);
-  const unit: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
   let total = 0;
-  for (const m of text.toLowerCase().matchAll(/(\d+)([wdhms]?)/g)) total += Number(m[1]) * (unit[m[2] || 's'] ?? 1);
-  return total;
+  let i = 0;
+  while (i < text.length) {
+    const start = i;
+    while (i < text.length && text.charCodeAt(i) >= 0x30 && text.charCodeAt(i) <= 0x39) i++;
+    if (i === start) return undefined;
+    const unit = i < text.length ? TTL_UNITS.get(text[i]!) : 1;
+    if (unit === undefined) return undefined;
+    total += Number(text.slice(start, i)) * unit;
+    if (i < text.length) i++;
+  }
+  return i === 0 ? undefined : total;
 }
 
 /** `name` relative to `origin` → absolute (if an origin is known). `@` is the origin. */
