@@ -140,12 +140,23 @@ function isClass(t: string): boolean {
   return CLASSES.has(t.toUpperCase()) || /^CLASS\d+$/i.test(t);
 }
 
+/**
+ * Limits of ours on $INCLUDE (RFC 1035 sets none). Without the count, a few
+ * files that each include the next several times fan out to the power of the
+ * depth; a file including itself (or an ancestor) is refused outright.
+ */
+const MAX_INCLUDE_DEPTH = 8;
+const MAX_INCLUDES = 10_000;
+
 interface ParseState {
   origin: string | undefined;
   defaultTtl: number | undefined;
   lastTtl: number | undefined;
   lastOwner: string | undefined;
-  depth: number;
+  /** The files being read, outermost first (resolved paths). */
+  including: string[];
+  /** $INCLUDEs followed so far in this parse. */
+  includes: number;
 }
 
 export interface ParseOptions {
@@ -159,7 +170,7 @@ export interface ParseOptions {
 export function parseMasterFile(text: string, file: string, opts: ParseOptions = {}): MasterFile {
   const result: MasterFile = { entries: [], problems: [] };
   const origin = opts.origin === undefined ? undefined : opts.origin.endsWith('.') ? opts.origin : opts.origin + '.';
-  const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, depth: 0 };
+  const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, including: [path.resolve(file)], includes: 0 };
   parseInto(text, file, state, result, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
   return result;
 }
@@ -225,16 +236,19 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFil
     }
     case '$INCLUDE': {
       if (!a) return problem('$INCLUDE needs a file name');
-      if (st.depth >= 8) return problem('$INCLUDE nested too deeply');
+      if (st.including.length > MAX_INCLUDE_DEPTH) return problem('$INCLUDE nested too deeply');
       const p = path.isAbsolute(a.text) ? a.text : path.join(path.dirname(file), a.text);
+      if (st.including.includes(path.resolve(p))) return problem(`$INCLUDE ${a.text}: includes a file that is being read (a loop)`);
+      if (st.includes >= MAX_INCLUDES) return problem(`$INCLUDE ${a.text}: more than ${MAX_INCLUDES} $INCLUDEs in one zone; not read`);
+      st.includes++;
       let text: string;
       try { text = readFile(p); } catch (e) { return problem(`$INCLUDE ${a.text}: ${(e as Error).message}`); }
       // RFC 1035 §5.1: the included file starts with the given (or current) origin; ours is restored after.
       const saved = { origin: st.origin, lastOwner: st.lastOwner };
       if (b) st.origin = absoluteName(b.text, st.origin);
-      st.depth++;
+      st.including.push(path.resolve(p));
       parseInto(text, p, st, res, readFile);
-      st.depth--;
+      st.including.pop();
       st.origin = saved.origin;
       st.lastOwner = saved.lastOwner;
       return;
