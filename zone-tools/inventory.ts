@@ -95,15 +95,20 @@ export function parseJsonInventory(text: string, source: string): InventoryRow[]
   if (!Array.isArray(list)) return bad(source, 'expected an array of hosts (or { "hosts": [...] })');
   return list.map((h: unknown, i): InventoryRow => {
     const e = (h ?? {}) as Record<string, unknown>;
-    const str = (k: string): string | undefined => (e[k] === undefined || e[k] === null ? undefined : String(e[k]));
+    // Scalars only: String() of a nested array recurses, and a deep one is a RangeError.
+    const scalar = (k: string, v: unknown): string => {
+      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+      return bad(source, `entry ${i}: "${k}" must be a string or a number`);
+    };
+    const str = (k: string): string | undefined => (e[k] === undefined || e[k] === null ? undefined : scalar(k, e[k]));
     const locs = e.locators;
     const row: InventoryRow = {
       where: `entry ${i}`,
       name: str('name') ?? '',
-      locators: Array.isArray(locs) ? locs.map(String) : typeof locs === 'string' ? locs.split(/[\s;]+/).filter((s) => s !== '') : [],
+      locators: Array.isArray(locs) ? locs.map((l: unknown, j) => scalar(`locators[${j}]`, l)) : typeof locs === 'string' ? locs.split(/[\s;]+/).filter((s) => s !== '') : [],
     };
     for (const k of ['ulid', 'ttl', 'port', 'hba'] as const) { const v = str(k); if (v !== undefined) row[k] = v; }
-    if (e.txt !== undefined) row.txt = e.txt === true || truthy(String(e.txt));
+    if (e.txt !== undefined) row.txt = e.txt === true || (e.txt !== null && truthy(scalar('txt', e.txt)));
     return row;
   });
 }
