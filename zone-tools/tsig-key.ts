@@ -83,7 +83,8 @@ function parseBind(text: string, source: string): TsigKey[] {
 
 function parseKnotYaml(text: string, source: string): TsigKey[] {
   let doc: unknown;
-  try { doc = parseYaml(text); } catch { return []; }
+  // Quiet: this is a guess at the format, and yaml's warnings about text that is no YAML only confuse.
+  try { doc = parseYaml(text, { logLevel: 'error' }); } catch { return []; }
   const list = (doc as { key?: unknown } | null)?.key;
   if (!Array.isArray(list)) return [];
   return list.map((k: unknown) => {
