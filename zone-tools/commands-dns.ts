@@ -74,12 +74,18 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   return 0;
 }
 
-/** The first nameserver of /etc/resolv.conf, else 127.0.0.1. */
+/**
+ * The first nameserver of /etc/resolv.conf, else 127.0.0.1. Line by line: one
+ * /^\s*nameserver…/m over the whole text lets \s* run across newlines from every
+ * line start, quadratic in a file of blank lines.
+ */
 export function systemServer(resolvConf = '/etc/resolv.conf'): string {
-  try {
-    const m = /^\s*nameserver\s+(\S+)/m.exec(readFileSync(resolvConf, 'utf8'));
+  let text: string;
+  try { text = readFileSync(resolvConf, 'utf8'); } catch { return '127.0.0.1'; } // no resolv.conf
+  for (const line of text.split('\n')) {
+    const m = /^\s*nameserver\s+(\S+)/.exec(line);
     if (m) return m[1]!.includes(':') ? `[${m[1]!.replace(/%.*$/, '')}]:53` : m[1]!;
-  } catch { /* no resolv.conf: fall through */ }
+  }
   return '127.0.0.1';
 }
 

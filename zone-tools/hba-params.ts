@@ -74,6 +74,15 @@ export function generateHbaParams(o: GenerateParamsOptions): HbaParamsFile {
   };
 }
 
+/**
+ * Non-empty hex of whole octets. Not /^([0-9a-f]{2})+$/i: V8 keeps a backtrack
+ * entry per repetition of a capturing group, and a value of some megabytes
+ * overflows that stack (a RangeError instead of BAD_HBA_PARAMS).
+ */
+function isHexOctets(v: unknown): v is string {
+  return typeof v === 'string' && v.length > 0 && v.length % 2 === 0 && /^[0-9a-f]+$/i.test(v);
+}
+
 /** Read and check a parameters file's JSON. Throws UsageError('BAD_HBA_PARAMS') naming `source`. */
 export function parseHbaParams(text: string, source: string): HbaParamsFile {
   const bad = (why: string): never => { throw new UsageError('BAD_HBA_PARAMS', `${source}: ${why}`, 'hba'); };
@@ -84,10 +93,10 @@ export function parseHbaParams(text: string, source: string): HbaParamsFile {
   if (d.format !== HBA_PARAMS_FORMAT) bad(`"format" must be ${JSON.stringify(HBA_PARAMS_FORMAT)}`);
   if (typeof d.sec !== 'number' || ![0, 1, 2].includes(d.sec)) bad('"sec" must be 0, 1 or 2');
   if (typeof d.publicKeyIncluded !== 'boolean') bad('"publicKeyIncluded" must be true or false');
-  if (typeof d.publicKey !== 'string' || !/^([0-9a-f]{2})+$/i.test(d.publicKey)) bad('"publicKey" must be hex');
+  if (!isHexOctets(d.publicKey)) bad('"publicKey" must be hex');
   if (!Array.isArray(d.members) || d.members.length === 0) return bad('"members" must be a non-empty list');
   for (const [i, m] of d.members.entries()) {
-    if (typeof m?.address !== 'string' || typeof m.prefix !== 'string' || typeof m.params !== 'string' || !/^([0-9a-f]{2})+$/i.test(m.params)) {
+    if (typeof m?.address !== 'string' || typeof m.prefix !== 'string' || !isHexOctets(m.params)) {
       bad(`members[${i}] needs "prefix", "address" and hex "params"`);
     }
     try { m.address = formatIpv6(parseIpv6(m.address)); } catch { bad(`members[${i}].address ${JSON.stringify(m.address)} is not an IPv6 address`); }

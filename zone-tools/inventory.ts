@@ -52,21 +52,28 @@ const COLUMNS = ['name', 'ulid', 'locators', 'ttl', 'txt', 'port', 'hba'];
 
 export function parseCsvInventory(text: string, source: string): InventoryRow[] {
   const lines = text.split(/\r?\n/);
-  let header: string[] | undefined;
+  // Column name → index of its first occurrence, made once: not a search of the
+  // header per cell (a header of many columns times many rows is quadratic).
+  let header: Map<string, number> | undefined;
   const rows: InventoryRow[] = [];
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i]!;
     if (line.trim() === '' || line.trimStart().startsWith('#')) continue;
     const fields = csvFields(line);
     if (!header) {
-      header = fields.map((f) => f.toLowerCase());
-      for (const h of header) if (!COLUMNS.includes(h)) bad(source, `line ${i + 1}: unknown column ${JSON.stringify(h)} (known: ${COLUMNS.join(', ')})`);
-      if (!header.includes('name') || !header.includes('locators')) bad(source, `line ${i + 1}: the header needs at least "name" and "locators"`);
+      header = new Map();
+      for (const [k, f] of fields.entries()) {
+        const h = f.toLowerCase();
+        if (!COLUMNS.includes(h)) bad(source, `line ${i + 1}: unknown column ${JSON.stringify(h)} (known: ${COLUMNS.join(', ')})`);
+        if (!header.has(h)) header.set(h, k);
+      }
+      if (!header.has('name') || !header.has('locators')) bad(source, `line ${i + 1}: the header needs at least "name" and "locators"`);
       continue;
     }
+    const columns = header;
     const get = (col: string): string | undefined => {
-      const k = header!.indexOf(col);
-      const v = k < 0 ? undefined : fields[k];
+      const k = columns.get(col);
+      const v = k === undefined ? undefined : fields[k];
       return v === undefined || v === '' ? undefined : v;
     };
     const row: InventoryRow = { where: `line ${i + 1}`, name: get('name') ?? '', locators: (get('locators') ?? '').split(/[\s;]+/).filter((s) => s !== '') };
@@ -88,15 +95,20 @@ export function parseJsonInventory(text: string, source: string): InventoryRow[]
   if (!Array.isArray(list)) return bad(source, 'expected an array of hosts (or { "hosts": [...] })');
   return list.map((h: unknown, i): InventoryRow => {
     const e = (h ?? {}) as Record<string, unknown>;
-    const str = (k: string): string | undefined => (e[k] === undefined || e[k] === null ? undefined : String(e[k]));
+    // Scalars only: String() of a nested array recurses, and a deep one is a RangeError.
+    const scalar = (k: string, v: unknown): string => {
+      if (typeof v === 'string' || typeof v === 'number' || typeof v === 'boolean') return String(v);
+      return bad(source, `entry ${i}: "${k}" must be a string or a number`);
+    };
+    const str = (k: string): string | undefined => (e[k] === undefined || e[k] === null ? undefined : scalar(k, e[k]));
     const locs = e.locators;
     const row: InventoryRow = {
       where: `entry ${i}`,
       name: str('name') ?? '',
-      locators: Array.isArray(locs) ? locs.map(String) : typeof locs === 'string' ? locs.split(/[\s;]+/).filter((s) => s !== '') : [],
+      locators: Array.isArray(locs) ? locs.map((l: unknown, j) => scalar(`locators[${j}]`, l)) : typeof locs === 'string' ? locs.split(/[\s;]+/).filter((s) => s !== '') : [],
     };
     for (const k of ['ulid', 'ttl', 'port', 'hba'] as const) { const v = str(k); if (v !== undefined) row[k] = v; }
-    if (e.txt !== undefined) row.txt = e.txt === true || truthy(String(e.txt));
+    if (e.txt !== undefined) row.txt = e.txt === true || (e.txt !== null && truthy(scalar('txt', e.txt)));
     return row;
   });
 }

@@ -102,16 +102,30 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
 }
 
 const CLASSES = new Set(['IN', 'CH', 'CS', 'HS']);
-const TTL_RE = /^(\d+[wdhmsWDHMS]?)+$/;
+const TTL_UNITS: ReadonlyMap<string, number> = new Map([
+  ['s', 1], ['m', 60], ['h', 3600], ['d', 86400], ['w', 604800],
+  ['S', 1], ['M', 60], ['H', 3600], ['D', 86400], ['W', 604800],
+]);
 
-/** BIND TTL syntax: `3600`, `1h30m`, `2d`. Undefined when not a TTL. */
+/**
+ * BIND TTL syntax: `3600`, `1h30m`, `2d`, `1W2d` — digit runs, each optionally
+ * followed by one unit. Undefined when not a TTL.
+ * A single pass on purpose: the regex /^(\d+[wdhms]?)+$/ reads the same
+ * language but backtracks exponentially on a long digit run that ends badly.
+ */
 export function parseTtl(text: string): number | undefined {
-  if (!TTL_RE.test(text)) return undefined;
-  if (/^\d+$/.test(text)) return Number(text);
-  const unit: Record<string, number> = { s: 1, m: 60, h: 3600, d: 86400, w: 604800 };
   let total = 0;
-  for (const m of text.toLowerCase().matchAll(/(\d+)([wdhms]?)/g)) total += Number(m[1]) * (unit[m[2] || 's'] ?? 1);
-  return total;
+  let i = 0;
+  while (i < text.length) {
+    const start = i;
+    while (i < text.length && text.charCodeAt(i) >= 0x30 && text.charCodeAt(i) <= 0x39) i++;
+    if (i === start) return undefined;
+    const unit = i < text.length ? TTL_UNITS.get(text[i]!) : 1;
+    if (unit === undefined) return undefined;
+    total += Number(text.slice(start, i)) * unit;
+    if (i < text.length) i++;
+  }
+  return i === 0 ? undefined : total;
 }
 
 /** `name` relative to `origin` → absolute (if an origin is known). `@` is the origin. */
@@ -126,12 +140,23 @@ function isClass(t: string): boolean {
   return CLASSES.has(t.toUpperCase()) || /^CLASS\d+$/i.test(t);
 }
 
+/**
+ * Limits of ours on $INCLUDE (RFC 1035 sets none). Without the count, a few
+ * files that each include the next several times fan out to the power of the
+ * depth; a file including itself (or an ancestor) is refused outright.
+ */
+const MAX_INCLUDE_DEPTH = 8;
+const MAX_INCLUDES = 10_000;
+
 interface ParseState {
   origin: string | undefined;
   defaultTtl: number | undefined;
   lastTtl: number | undefined;
   lastOwner: string | undefined;
-  depth: number;
+  /** The files being read, outermost first (resolved paths). */
+  including: string[];
+  /** $INCLUDEs followed so far in this parse. */
+  includes: number;
 }
 
 export interface ParseOptions {
@@ -145,7 +170,7 @@ export interface ParseOptions {
 export function parseMasterFile(text: string, file: string, opts: ParseOptions = {}): MasterFile {
   const result: MasterFile = { entries: [], problems: [] };
   const origin = opts.origin === undefined ? undefined : opts.origin.endsWith('.') ? opts.origin : opts.origin + '.';
-  const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, depth: 0 };
+  const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, including: [path.resolve(file)], includes: 0 };
   parseInto(text, file, state, result, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
   return result;
 }
@@ -211,16 +236,19 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFil
     }
     case '$INCLUDE': {
       if (!a) return problem('$INCLUDE needs a file name');
-      if (st.depth >= 8) return problem('$INCLUDE nested too deeply');
+      if (st.including.length > MAX_INCLUDE_DEPTH) return problem('$INCLUDE nested too deeply');
       const p = path.isAbsolute(a.text) ? a.text : path.join(path.dirname(file), a.text);
+      if (st.including.includes(path.resolve(p))) return problem(`$INCLUDE ${a.text}: includes a file that is being read (a loop)`);
+      if (st.includes >= MAX_INCLUDES) return problem(`$INCLUDE ${a.text}: more than ${MAX_INCLUDES} $INCLUDEs in one zone; not read`);
+      st.includes++;
       let text: string;
       try { text = readFile(p); } catch (e) { return problem(`$INCLUDE ${a.text}: ${(e as Error).message}`); }
       // RFC 1035 §5.1: the included file starts with the given (or current) origin; ours is restored after.
       const saved = { origin: st.origin, lastOwner: st.lastOwner };
       if (b) st.origin = absoluteName(b.text, st.origin);
-      st.depth++;
+      st.including.push(path.resolve(p));
       parseInto(text, p, st, res, readFile);
-      st.depth--;
+      st.including.pop();
       st.origin = saved.origin;
       st.lastOwner = saved.lastOwner;
       return;

@@ -28,18 +28,51 @@ function makeKey(name: string, algorithm: string, secret: string, source: string
 }
 
 /**
- * named.conf comments (`/* … *\/`, `// …`, `# …`) outside quoted strings: a
- * base64 secret may itself contain `//` (about one random key in a hundred).
+ * named.conf comments (`/* … *\/`, `// …`, `# …`) outside quoted strings, each
+ * replaced by a space: a base64 secret may itself contain `//` (about one random
+ * key in a hundred). An unterminated quote or `/*` stays as text.
+ * One pass on purpose: a regex alternation with `\/\*[\s\S]*?\*\/` rescans the
+ * rest of the text from every `/*` that has no end, quadratic in the file.
  */
 function stripBindComments(text: string): string {
-  return text.replace(/("[^"]*")|\/\*[\s\S]*?\*\/|(?:\/\/|#)[^\n]*/g, (m, quoted: string | undefined) => quoted ?? ' ');
+  const parts: string[] = [];
+  let copied = 0;
+  let blockEnds = true; // false once a search for `*/` found none: no later `/*` has one either
+  for (let i = 0; i < text.length;) {
+    const c = text[i];
+    if (c === '"') {
+      const close = text.indexOf('"', i + 1);
+      i = close < 0 ? i + 1 : close + 1;
+      continue;
+    }
+    let end = -1;
+    if (c === '#' || (c === '/' && text[i + 1] === '/')) {
+      end = text.indexOf('\n', i);
+      if (end < 0) end = text.length;
+    } else if (c === '/' && text[i + 1] === '*' && blockEnds) {
+      const close = text.indexOf('*/', i + 2);
+      if (close < 0) blockEnds = false;
+      else end = close + 2;
+    }
+    if (end < 0) { i++; continue; }
+    parts.push(text.slice(copied, i), ' ');
+    copied = i = end;
+  }
+  parts.push(text.slice(copied));
+  return parts.join('');
 }
 
 function parseBind(text: string, source: string): TsigKey[] {
   const keys: TsigKey[] = [];
-  const re = /key\s+"?([^"\s{]+)"?\s*\{([^}]*)\}\s*;?/g;
-  for (const m of stripBindComments(text).matchAll(re)) {
-    const body = m[2] ?? '';
+  const stripped = stripBindComments(text);
+  // `key NAME {`, then the body up to the first `}` by indexOf. Not one regex
+  // /key…\{([^}]*)\}/g: retried after every `key x {` without a `}`, it is quadratic.
+  const head = /key\s+"?([^"\s{]+)"?\s*\{/g;
+  for (let m = head.exec(stripped); m !== null; m = head.exec(stripped)) {
+    const close = stripped.indexOf('}', head.lastIndex);
+    if (close < 0) break;
+    const body = stripped.slice(head.lastIndex, close);
+    head.lastIndex = close + 1;
     const alg = /algorithm\s+"?([^";\s]+)"?\s*;/.exec(body)?.[1];
     const secret = /secret\s+"([^"]+)"\s*;/.exec(body)?.[1];
     if (!alg || !secret) throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(m[1])} needs both "algorithm" and "secret"`, 'key');
@@ -50,7 +83,8 @@ function parseBind(text: string, source: string): TsigKey[] {
 
 function parseKnotYaml(text: string, source: string): TsigKey[] {
   let doc: unknown;
-  try { doc = parseYaml(text); } catch { return []; }
+  // Quiet: this is a guess at the format, and yaml's warnings about text that is no YAML only confuse.
+  try { doc = parseYaml(text, { logLevel: 'error' }); } catch { return []; }
   const list = (doc as { key?: unknown } | null)?.key;
   if (!Array.isArray(list)) return [];
   return list.map((k: unknown) => {

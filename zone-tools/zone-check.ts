@@ -11,7 +11,7 @@
 import { WireError } from '../shim/wire/errors.ts';
 import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 import {
-  capabilityTxtRdata, decodeCapabilityRecord, fromGenericRdata, ignoreReason, validateAgainstAaaa, type CapabilityRecord,
+  capabilityTxtRdata, decodeCapabilityRecord, fromGenericRdata, ignoreReason, type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_RR_TYPE, LocatorFlag } from '../shim/constants.ts';
 import { canonicalName } from './dns-message.ts';
@@ -58,10 +58,17 @@ export function locatorProblem(addr: string): string | undefined {
   return undefined;
 }
 
-function recordProblems(r: CapabilityRecord, aaaa: string[], owner: string): string[] {
+const NO_AAAA: ReadonlySet<string> = new Set();
+
+/**
+ * `aaaa` holds the owner's AAAA addresses in canonical form, so the ULID test
+ * (validateAgainstAaaa's rule: the same 16 octets) is one lookup, not a scan per
+ * record: a zone with many records and AAAAs at one owner stays linear.
+ */
+function recordProblems(r: CapabilityRecord, aaaa: ReadonlySet<string>, owner: string): string[] {
   const out: string[] = [];
-  if (!validateAgainstAaaa(r, aaaa)) {
-    out.push(aaaa.length === 0
+  if (!aaaa.has(formatIpv6(parseIpv6(r.ulid)))) {
+    out.push(aaaa.size === 0
       ? `ULID ${r.ulid} is not in the AAAA RRset of ${owner}: there is no AAAA at that name (readers ignore the RR)`
       : `ULID ${r.ulid} is not in the AAAA RRset of ${owner} (readers ignore the RR)`);
   }
@@ -139,12 +146,13 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
   });
   const problems = [...parsed.problems];
   const type = `TYPE${opts.rrType ?? CAPABILITY_RR_TYPE}`;
-  const aaaa = new Map<string, string[]>();
+  const aaaa = new Map<string, Set<string>>();
   for (const e of parsed.entries) {
     const a = aaaaOf(e);
     if (a === undefined) continue;
     const k = canonicalName(e.owner);
-    aaaa.set(k, [...(aaaa.get(k) ?? []), a]);
+    const set = aaaa.get(k);
+    if (set) set.add(a); else aaaa.set(k, new Set([a]));
   }
   const records = new Map<string, Found>();
   const txts: Found[] = [];
@@ -161,14 +169,14 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
       if (prev) problem(e.line, `second ${type} RR at ${e.owner} (first at line ${prev.entry.line}); one RR holds the whole locator set`);
       else records.set(owner, f);
       if (f.record) {
-        for (const m of recordProblems(f.record, aaaa.get(owner) ?? [], e.owner)) problem(e.line, m);
+        for (const m of recordProblems(f.record, aaaa.get(owner) ?? NO_AAAA, e.owner)) problem(e.line, m);
         if ((f.record.hbaSet || f.record.cgaUlid) && !f.record.hbaDigest) problem(e.line, 'HBA/CGA flag set but no hba-digest parameter', 'warning');
       }
     } else if (e.type === 'TXT' && owner.split('.')[0]?.toLowerCase() === TXT_LABEL) {
       const f = checkTxtEntry(e, problem);
       txts.push(f);
       const host = owner.slice(TXT_LABEL.length + 1);
-      if (f.record) for (const m of recordProblems(f.record, aaaa.get(host) ?? [], host)) problem(e.line, `${TXT_LABEL} TXT: ${m}`);
+      if (f.record) for (const m of recordProblems(f.record, aaaa.get(host) ?? NO_AAAA, host)) problem(e.line, `${TXT_LABEL} TXT: ${m}`);
     }
   }
   for (const t of txts) {

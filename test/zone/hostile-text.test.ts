@@ -1,0 +1,278 @@
+// Hostile text through every parser that reads text from outside: zone files
+// (through the real `shim6 zone check`), TTLs, the record's text forms, TSIG
+// key files, HBA parameter files, inventories, resolv.conf, the daemon's and
+// the resolver's config files. Each gets long runs of exactly what its patterns
+// quantify, and must answer with its typed error (asserted on `code`) or a value.
+//
+// No wall-clock bounds: a parser that backtracks exponentially never returns,
+// one that is quadratic takes hours on the megabyte inputs below. The parsers
+// run on a worker thread (or in the CLI's own process), because a regex blocks
+// its thread inside one synchronous call, where node:test cannot interrupt it:
+// a test's `timeout` only fires, and fails the test, when the work is elsewhere.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { shim6 } from '../helpers/cli.ts';
+import { tempDir, writeZone, zoneHeader } from './zonefile.ts';
+
+const TIMEOUT = { timeout: 60_000 };
+const N = 10_000;
+const DIGITS = '1'.repeat(N);
+const HEX = 'a'.repeat(N);
+/** For the formerly quadratic parsers: 10,000 characters take them under a second, a megabyte hours. */
+const MB = 1_000_000;
+
+/** What one call did, seen from the worker: its value, or what it threw. */
+type Outcome =
+  | { ok: true; value: unknown }
+  | { ok: false; classes: string[]; code: unknown; message: string };
+
+// A CommonJS script (the form of `eval` workers). It registers tsx for itself,
+// as resolver/worker-boot.mjs does, since a worker does not inherit the loader.
+const WORKER_SCRIPT = `
+const { parentPort, workerData } = require('node:worker_threads');
+(async () => {
+  (await import(workerData.tsx)).register();
+  const fn = (await import(workerData.module))[workerData.fn];
+  const out = [];
+  for (const args of workerData.calls) {
+    try { out.push({ ok: true, value: fn(...args) }); } catch (e) {
+      const classes = [];
+      for (let p = Object.getPrototypeOf(e); p; p = Object.getPrototypeOf(p)) classes.push(p.constructor.name);
+      out.push({ ok: false, classes, code: e && e.code, message: String(e && e.message) });
+    }
+  }
+  parentPort.postMessage(out);
+})();
+`;
+
+/** Call `fn` of `module` (relative to this file) with each argument list, on a worker thread. */
+function inWorker(t: TestContext, module: string, fn: string, calls: unknown[][]): Promise<Outcome[]> {
+  const worker = new Worker(WORKER_SCRIPT, {
+    eval: true,
+    workerData: { tsx: import.meta.resolve('tsx/esm/api'), module: new URL(module, import.meta.url).href, fn, calls },
+  });
+  t.after(() => worker.terminate());
+  return new Promise((resolve, reject) => {
+    worker.once('message', resolve);
+    worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`worker exited (${code}) before answering`)));
+  });
+}
+
+/** Every case must throw `cls` with `code`. Cases are [label, ...args]; labels name them in failures. */
+async function expectCodes(t: TestContext, module: string, fn: string, cls: string, code: string, cases: [string, ...unknown[]][]): Promise<void> {
+  const out = await inWorker(t, module, fn, cases.map(([, ...args]) => args));
+  out.forEach((o, i) => {
+    const label = cases[i]![0];
+    assert.ok(!o.ok, `${label}: returned instead of throwing ${code}`);
+    assert.ok(o.classes.includes(cls), `${label}: threw ${o.classes[0]}: ${o.message.slice(0, 160)}`);
+    assert.equal(o.code, code, `${label}: ${o.message.slice(0, 160)}`);
+  });
+}
+
+/** Line numbers of `file:line:` problems in `zone check` output. */
+function problemLines(stdout: string, file: string): number[] {
+  return [...new Set(stdout.split('\n').filter((l) => l.startsWith(`${file}:`)).map((l) => Number(l.slice(file.length + 1).split(':')[0])))];
+}
+
+test('zone check (the CLI) on a zone file of hostile tokens: every bad line is a problem on its line', TIMEOUT, (t) => {
+  const dir = tempDir(t, 'hostile');
+  // [line, is a problem]; the reported case first: 28 digits took 8 s, and each further digit doubled that.
+  const lines: [string, boolean][] = [
+    [`www ${DIGITS}x IN A 192.0.2.1`, true],
+    [`$TTL ${DIGITS}x`, true],
+    [`www ${'1h'.repeat(N / 2)}x IN A 192.0.2.1`, true],
+    [`h 300 CLASS${DIGITS}x A 192.0.2.1`, false], // read as a record type named CLASS111…X, which zone check leaves alone
+    [`h 300 IN ${'A'.repeat(N)}! 192.0.2.1`, true],
+    [`h 300 IN TYPE65300 \\# ${DIGITS}x`, true],
+    [`h 300 IN TYPE65300 \\# 5000 ${HEX}x`, true],
+    [`_shim6.h 300 IN TXT "v=shim6cap1 b64=${'A'.repeat(N)}=x"`, true],
+    [`h 300 IN TXT "${'\\"'.repeat(N / 2)}`, true],
+    [`h 300 IN A ${'('.repeat(N)}`, true], // last: swallows the rest
+  ];
+  const header = zoneHeader('example.');
+  const first = header.split('\n').length;
+  const file = writeZone(dir, 'hostile.zone', header + lines.map(([l]) => l).join('\n') + '\n');
+  const r = shim6(['zone', 'check', file]);
+  assert.equal(r.status, 1, r.stderr);
+  const want = lines.flatMap(([, bad], i) => (bad ? [first + i] : []));
+  assert.deepEqual(problemLines(r.stdout, file).sort((a, b) => a - b), want, r.stdout.slice(0, 2000));
+});
+
+test('zone check (the CLI): $INCLUDE loops are refused and fan-out is capped', TIMEOUT, (t) => {
+  const dir = tempDir(t, 'hostile');
+  // Read k^8 times before: 10 self-includes, or 9 files each including the next 10 times.
+  const loop = writeZone(dir, 'loop.zone', '$ORIGIN example.\n' + '$INCLUDE loop.zone\n'.repeat(10));
+  for (let d = 0; d < 9; d++) writeZone(dir, `f${d}.zone`, d === 8 ? 'h 300 IN A 192.0.2.1\n' : `$INCLUDE f${d + 1}.zone\n`.repeat(10));
+  const r = shim6(['zone', 'check', '--origin', 'example.', loop, path.join(dir, 'f0.zone')]);
+  assert.equal(r.status, 1, r.stderr);
+  assert.deepEqual(problemLines(r.stdout, loop), [2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+  assert.ok(r.stdout.split('\n').some((l) => /^.*f\d\.zone:\d+:/.test(l)), 'the capped chain reports where it stopped');
+});
+
+test('zone check in process: 200,000 AAAA and 1,000 capability RRs at one owner', TIMEOUT, async (t) => {
+  const text = '$ORIGIN example.\n' + 'h 300 IN AAAA 2001:db8::1\n'.repeat(200_000) + 'h 300 IN TYPE65300 \\# 0\n'.repeat(1000);
+  const [o] = await inWorker(t, '../../zone-tools/zone-check.ts', 'checkZoneText', [[text, 'big.zone']]);
+  assert.ok(o?.ok, JSON.stringify(o));
+  assert.equal((o.value as { records: number }).records, 1000);
+});
+
+test('parseTtl: digit runs ending badly are not TTLs; long good ones are', TIMEOUT, async (t) => {
+  const out = await inWorker(t, '../../zone-tools/master-file.ts', 'parseTtl',
+    [[`${DIGITS}x`], [`${'1h'.repeat(N / 2)}x`], ['h'.repeat(N)], [`${'1'.repeat(N)}hh`], [`${'1w'.repeat(N / 2)}`], [DIGITS]]);
+  assert.deepEqual(out.slice(0, 4), Array(4).fill({ ok: true, value: undefined }));
+  assert.deepEqual(out[4], { ok: true, value: 604800 * (N / 2) });
+  assert.equal(typeof (out[5] as { value: unknown }).value, 'number');
+});
+
+test('record text forms: only WireError BAD_SYNTAX', TIMEOUT, async (t) => {
+  const rec = (extra: string): string => `v1 ulid=2001:db8::1 loc=2001:db8::1 ${extra}`;
+  const text = '../../shim/wire/capability-record-text.ts';
+  await expectCodes(t, text, 'parseCapabilityRecord', 'WireError', 'BAD_SYNTAX', [
+    ['hba-digest hex + x', rec(`hba-digest=sha256:${HEX}x`)],
+    ['hba-digest alg digits', rec(`hba-digest=alg${DIGITS}:aa`)],
+    ['key odd hex', rec(`key7=${HEX}a`)],
+    ['key digits', rec(`key${DIGITS}=aa`)],
+    ['ulid colons', `v1 ulid=${':'.repeat(N)} loc=2001:db8::1`],
+    ['prio digits', `v1 ulid=2001:db8::1 loc=2001:db8::1/prio=${DIGITS}x`],
+    ['flags run', `v1 ulid=2001:db8::1 loc=2001:db8::1/flags=${'broken+'.repeat(N / 7)}x`],
+    ['flags hex', `v1 ulid=2001:db8::1 loc=2001:db8::1/flags=0x${HEX}`],
+    ['mandatory run', rec(`mandatory=${'key1'.repeat(N / 4)}`)],
+    ['port digits', rec(`port=${DIGITS}`)],
+    ['name run', `v1 ${'key'.repeat(N / 3)}=1`],
+    ['whitespace run', `v1${' \t'.repeat(N / 2)}x`],
+  ]);
+  await expectCodes(t, text, 'capabilityTxtRdata', 'WireError', 'BAD_SYNTAX', [
+    ['b64 run + =x', `v=shim6cap1 b64=${'A'.repeat(N)}=x`],
+    ['version digits', `v=shim6cap${DIGITS}`],
+    ['key run without =', `v=shim6cap1 ${'a-'.repeat(N / 2)}`],
+  ]);
+  await expectCodes(t, text, 'fromGenericRdata', 'WireError', 'BAD_SYNTAX', [
+    ['length digits', `\\# ${DIGITS}x`],
+    ['hex + x', `\\# 1 ${HEX}x`],
+  ]);
+});
+
+test('TSIG key files: only UsageError BAD_TSIG_KEY', TIMEOUT, async (t) => {
+  const secret = Buffer.alloc(32, 7).toString('base64');
+  const bind = (alg: string, s: string): string => `key "k" { algorithm ${alg}; secret "${s}"; };`;
+  await expectCodes(t, '../../zone-tools/tsig-key.ts', 'parseTsigKeyFile', 'UsageError', 'BAD_TSIG_KEY', [
+    ['unterminated /* (1 MB)', `key "a" { ${'/* '.repeat(MB / 3)}`],
+    ['key blocks without } (1 MB)', 'key a {'.repeat(MB / 7)],
+    ['unterminated /* (10k)', `key "a" { ${'/* '.repeat(N / 3)}`],
+    ['quotes after key', `key ${'"'.repeat(N)}`],
+    ['long key name, no {', `key "${'a'.repeat(N)}`],
+    ['long algorithm', bind('a'.repeat(N), secret)],
+    ['secret run + x', bind('hmac-sha256', `${'A'.repeat(N)}===x`)],
+    ['whitespace in body', `key "k" { algorithm${' '.repeat(N)}x; secret${' '.repeat(N)}"x"; };`],
+    ['bad name', `key "${'a'.repeat(N)}!" { algorithm hmac-sha256; secret "${secret}"; };`],
+    ['colon form', `hmac-sha256:k:${'A'.repeat(N)}!`],
+    ['colon form name', `${'a'.repeat(N)}!:${secret}`],
+    ['knot yaml', `key:\n  - id: ${'a'.repeat(N)}!\n    algorithm: hmac-sha256\n    secret: ${secret}\n`],
+  ]);
+});
+
+test('HBA parameter files: only UsageError BAD_HBA_PARAMS', TIMEOUT, async (t) => {
+  const doc = (o: Record<string, unknown>): string => JSON.stringify({ format: 'shim6-hba-params/1', sec: 1, publicKeyIncluded: false, publicKey: 'aa', ...o });
+  const member = (o: Record<string, unknown>): { members: unknown[] } => ({ members: [{ prefix: '2001:db8::/64', address: '2001:db8::1', params: 'aa', ...o }] });
+  await expectCodes(t, '../../zone-tools/hba-params.ts', 'parseHbaParams', 'UsageError', 'BAD_HBA_PARAMS', [
+    ['publicKey hex + x', doc({ publicKey: `${HEX}x` })],
+    ['publicKey odd', doc({ publicKey: `${HEX}a` })],
+    // Was a RangeError: a capturing group per octet overflowed V8's backtrack stack.
+    ['publicKey 20 MB, no members', doc({ publicKey: 'ab'.repeat(MB * 10) })],
+    ['params hex + x', doc(member({ params: `${HEX}x` }))],
+    ['address colons', doc(member({ address: ':'.repeat(N) }))],
+    ['not JSON', `{${' '.repeat(N)}x`],
+  ]);
+});
+
+test('inventories: UsageError BAD_INVENTORY, and rows that build fail as EUSAGE', TIMEOUT, async (t) => {
+  const inventory = '../../zone-tools/inventory.ts';
+  const deep = '['.repeat(100_000) + ']'.repeat(100_000);
+  await expectCodes(t, inventory, 'parseInventory', 'UsageError', 'BAD_INVENTORY', [
+    ['unknown column', `name,locators,${'x'.repeat(N)}\n`],
+    ['whitespace then text', `${' '.repeat(N)}x`],
+    ['unterminated JSON', `[${' '.repeat(N)}`],
+    // Was a RangeError from String() of a nested array.
+    ['deeply nested name', `[{"name": ${deep}}]`],
+    ['deeply nested locator', `[{"locators": [${deep}]}]`],
+  ]);
+  // A wide header times many rows was quadratic (a search of the header per cell).
+  const [wide] = await inWorker(t, inventory, 'parseInventory', [['locators' + ',name'.repeat(200_000) + '\n' + '2001:db8::1\n'.repeat(200_000), 'wide.csv']]);
+  assert.ok(wide?.ok && (wide.value as unknown[]).length === 200_000, JSON.stringify(wide).slice(0, 300));
+  const csv = ['name,ulid,locators,ttl,port,txt',
+    `${'a'.repeat(N)}!,2001:db8::1,2001:db8::1,,,`,
+    `h.example,2001:db8::1,2001:db8::1,${DIGITS}x,,`,
+    `h.example,2001:db8::1,2001:db8::1,,${DIGITS},`,
+    `h.example,2001:db8::1,2001:db8::1/${DIGITS}x,,,`,
+    `h.example,2001:db8::1,2001:db8::1/0/0/${'broken+'.repeat(N / 7)}x,,,`,
+    `h.example,${'1.'.repeat(N / 2)}1,2001:db8::1,,,${' '.repeat(N)}yes`,
+    `${'a.'.repeat(N / 2)}example,2001:db8::1,${' ;'.repeat(N / 2)},,,`,
+  ].join('\n');
+  const [parsed] = await inWorker(t, inventory, 'parseInventory', [[csv, 'hosts.csv']]);
+  assert.ok(parsed?.ok, JSON.stringify(parsed).slice(0, 300));
+  const rows = parsed.value as { name: string; ulid?: string; locators: string[]; ttl?: string; port?: string }[];
+  assert.equal(rows.length, 7);
+  await expectCodes(t, '../../zone-tools/record-input.ts', 'buildHostRecord', 'UsageError', 'EUSAGE',
+    rows.map((r, i) => [`row ${i + 1}`, { name: r.name, ulid: r.ulid, locators: r.locators, ttl: r.ttl, port: r.port }]));
+});
+
+test('--server and --rr-type values: only UsageError EUSAGE', TIMEOUT, async (t) => {
+  await expectCodes(t, '../../zone-tools/dns-transport.ts', 'parseServer', 'UsageError', 'EUSAGE', [
+    ['bracket, no ]', `[${'a'.repeat(N)}`],
+    ['bracket, port digits', `[::1]:${DIGITS}x`],
+    ['host run + !', `${'a.'.repeat(N / 2)}!:53`],
+  ]);
+  await expectCodes(t, '../../zone-tools/commands.ts', 'parseRrType', 'UsageError', 'EUSAGE', [['digits', `TYPE${DIGITS}`]]);
+});
+
+test('resolv.conf: blank lines and long tokens give the default or nothing', TIMEOUT, async (t) => {
+  const dir = tempDir(t, 'hostile');
+  const files = ['\n'.repeat(MB), ' \n'.repeat(MB / 2), `${' '.repeat(N)}nameserver${'\t'.repeat(N)}\n`].map((text, i) => {
+    const p = path.join(dir, `resolv${i}.conf`);
+    writeFileSync(p, text);
+    return p;
+  });
+  // Quadratic before: /^\s*nameserver…/m let \s* run across every blank line from every line start.
+  const out = await inWorker(t, '../../zone-tools/commands-dns.ts', 'systemServer', files.map((f) => [f]));
+  assert.deepEqual(out, Array(files.length).fill({ ok: true, value: '127.0.0.1' }));
+  const up = await inWorker(t, '../../resolver/config.ts', 'upstreamsFromResolvConf',
+    [['\n'.repeat(MB), []], [`nameserver ${'1.'.repeat(N / 2)}x\n`, []], [`${' '.repeat(N)}nameserver ${'f'.repeat(N)}%eth0`, []]]);
+  assert.deepEqual(up, Array(3).fill({ ok: true, value: [] }));
+});
+
+test('daemon config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
+  await expectCodes(t, '../../shim/dataplane/config.ts', 'parseConfigText', 'UsageError', 'ECONFIG', [
+    ['listen v4 run', `listen: ["${'1.'.repeat(N / 2)}x"]`],
+    ['listen v4 digits:port', `listen: ["${DIGITS}:${DIGITS}x"]`],
+    ['listen bracket colons', `listen: ["[${':'.repeat(N)}]:53"]`],
+    ['listen bracket, no ]', `listen: ["[${'a'.repeat(N)}"]`],
+    ['upstreams', `upstreams: ["${HEX}"]`],
+    ['tun name', `tun: { name: "${'a'.repeat(N)}" }`],
+    ['interfaces', `interfaces: ["${'a'.repeat(N)}"]`],
+    ['peer ulid', `peers: [{ ulid: "${':'.repeat(N)}" }]`],
+    ['log level', `log: "${'a'.repeat(N)}"`],
+    ['unknown key', `${'a'.repeat(N)}: 1`],
+    ['JSON tun name', `{"tun": {"name": "${'a'.repeat(N)}"}}`],
+  ]);
+});
+
+test('resolver config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
+  const dir = tempDir(t, 'hostile');
+  const cases: [string, string][] = [
+    ['listen host:port', `listen: "${'a'.repeat(N)}:1x"`],
+    ['listen digits:port', `listen: "${DIGITS}:${DIGITS}"`],
+    ['upstreams bracket, no ]', `upstreams: ["[${'a'.repeat(N)}"]`],
+    ['upstreams colons', `upstreams: ["${':'.repeat(N)}"]`],
+    ['log level', `log: { level: "${'a'.repeat(N)}" }`],
+    ['unknown key', `${'a'.repeat(N)}: 1`],
+  ];
+  await expectCodes(t, '../../resolver/config.ts', 'loadConfigFile', 'UsageError', 'ECONFIG', cases.map(([label, text], i) => {
+    const p = path.join(dir, `resolver${i}.yaml`);
+    writeFileSync(p, text);
+    return [label, p];
+  }));
+});
