@@ -174,7 +174,7 @@ async function capture(a: { iface: string; readyDst: string }): Promise<{ ready:
 }
 
 function matches(d: CapturedUdp, q: CaptureQuery, marker: Buffer | undefined): boolean {
-  return (q.src === undefined || d.src === q.src) && (q.dstIn === undefined || q.dstIn.includes(d.dst))
+  return (q.since === undefined || d.ts >= q.since) && (q.src === undefined || d.src === q.src) && (q.dstIn === undefined || q.dstIn.includes(d.dst))
     && (q.dstPort === undefined || d.dstPort === q.dstPort) && (q.srcPort === undefined || d.srcPort === q.srcPort)
     && (!q.payloadOnly || isPayloadHeader(d.payload)) && (marker === undefined || contains(d.payload, marker));
 }
@@ -197,10 +197,10 @@ async function waitCaptured(q: CaptureQuery): Promise<{ count: number }> {
 }
 
 /** The receiver context tag of a captured Shim6 payload datagram from `src` to `dst` port 5533. */
-async function sniffTag(a: { src: string; dst: string }): Promise<{ tag: number }> {
-  const q = { src: a.src, dstIn: [a.dst], dstPort: SHIM6_PORT, payloadOnly: true };
+async function sniffTag(a: { src: string; dst: string; since?: number }): Promise<{ tag: number }> {
+  const q: CaptureQuery = { src: a.src, dstIn: [a.dst], dstPort: SHIM6_PORT, payloadOnly: true, ...(a.since !== undefined ? { since: a.since } : {}) };
   await waitCaptured(q);
-  const d = captured.find((x) => matches(x, q, undefined))!;
+  const d = captured.findLast((x) => matches(x, q, undefined))!;
   return { tag: decodePayloadHeader(d.payload).contextTag };
 }
 

@@ -76,6 +76,8 @@ export interface InboxSummary {
 
 /** A filter over the captured UDP datagrams (every field optional). */
 export interface CaptureQuery {
+  /** Captured at or after this time (ms since the epoch). */
+  since?: number;
   src?: string;
   dstIn?: string[];
   srcPort?: number;
@@ -193,9 +195,9 @@ export class Attacker {
     return this.call('waitCaptured', q);
   }
 
-  /** The receiver context tag of captured payload from `src` to `dst` (waits, bounded). */
-  async sniffTag(src: string, dst: string): Promise<number> {
-    return (await this.call<{ tag: number }>('sniffTag', { src, dst })).tag;
+  /** The receiver context tag of the latest payload from `src` to `dst` captured since `since` (waits, bounded). */
+  async sniffTag(src: string, dst: string, since?: number): Promise<number> {
+    return (await this.call<{ tag: number }>('sniffTag', { src, dst, since })).tag;
   }
 
   spray(a: SprayArgs): Promise<{ sent: number }> {
