@@ -141,8 +141,8 @@ export class AttackLab {
 
   /** Add many addresses to the attacker in one `ip -batch` (dev LAB_IF.P or lo). */
   addAttackerAddresses(items: ReadonlyArray<{ address: string; dev: string }>): void {
-    const batch = items.map((i) => `-6 addr add ${i.address}/${i.dev === 'lo' ? 128 : 64} dev ${i.dev} nodad`).join('\n') + '\n';
-    nsExec(this.lab.x, ['ip', '-batch', '-'], { input: batch, timeoutMs: 60_000 });
+    const batch = items.map((i) => `addr add ${i.address}/${i.dev === 'lo' ? 128 : 64} dev ${i.dev} nodad`).join('\n') + '\n';
+    nsExec(this.lab.x, ['ip', '-6', '-batch', '-'], { input: batch, timeoutMs: 60_000 });
   }
 }
 
