@@ -5,6 +5,7 @@
  */
 import type { Command } from 'commander';
 import { registerControlCommand } from '../control-command.ts';
+import type { GuardCounters } from '../../shim/engine/index.ts';
 
 interface StatusReply {
   resolver?: {
@@ -15,7 +16,7 @@ interface StatusReply {
     capability?: { enabled: boolean; positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> };
     workers?: { count: number; queries: number[]; restarts: number };
   } | null;
-  engine?: { contexts?: Array<Record<string, unknown>> } | null;
+  engine?: { contexts?: Array<Record<string, unknown>>; guard?: GuardCounters } | null;
 }
 
 function kv(o: Record<string, unknown>): string {
@@ -44,6 +45,12 @@ export function formatStatus(s: StatusReply): string {
   if (s.engine) {
     out.push(`contexts: ${s.engine.contexts?.length ?? 0}`);
     for (const ctx of s.engine.contexts ?? []) out.push(`  ${kv(ctx)}`);
+    const g = s.engine.guard;
+    if (g) {
+      out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}`);
+      const r = (k: keyof GuardCounters['replies']) => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
+      out.push(`stateless replies: ${r('R1')};  ${r('R1bis')};  ${r('Error')}`);
+    }
   } else {
     out.push('contexts: (no engine attached)');
   }

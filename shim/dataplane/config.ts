@@ -14,6 +14,7 @@ import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
+import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -68,6 +69,8 @@ export interface DaemonConfig {
   controlSocket: string;
   /** HBA parameters file (`shim6 zone hba --out`): our locators' proof of ownership; absent = ULID only. */
   hba: string | undefined;
+  /** Rate limits of the engine's stateless replies (R1, R1bis, Error): per source /64 and global, or `off`. */
+  replyLimit: ReplyLimitConfig;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -88,10 +91,11 @@ export function defaultConfig(): DaemonConfig {
     cacheFile: '/var/lib/shim6/caches.json',
     controlSocket: '/run/shim6/control.sock',
     hba: undefined,
+    replyLimit: DEFAULT_REPLY_LIMIT,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -246,6 +250,11 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.cacheFile !== undefined) c.cacheFile = str('cacheFile', doc.cacheFile);
   if (doc.controlSocket !== undefined) c.controlSocket = str('controlSocket', doc.controlSocket);
   if (doc.hba !== undefined) c.hba = str('hba', doc.hba);
+  if (doc.replyLimit !== undefined) {
+    const r = resolveReplyLimit(doc.replyLimit);
+    if ('error' in r) configError('replyLimit', doc.replyLimit, r.error);
+    c.replyLimit = r.value;
+  }
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -85,6 +85,7 @@ export class Daemon {
       localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
       peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
+      replyLimit: config.replyLimit,
     }, cryptoRng(), { cache });
     const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });

@@ -42,7 +42,7 @@ export type EncapsulateResultLike =
   | { kind: 'send'; src: Ipv6; dst: Ipv6; header: Uint8Array; port?: number }
   | { kind: 'no-context' };
 /** The fields of engine events the driver acts on. */
-export interface EngineEventLike { kind: string; peerUlid?: Ipv6; localUlid?: Ipv6 }
+export interface EngineEventLike { kind: string; peerUlid?: Ipv6; localUlid?: Ipv6; ulidProof?: string; source?: Ipv6 }
 
 export interface EngineLike {
   handleDatagram(now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array; port?: number }): DatagramResultLike;
@@ -100,6 +100,8 @@ const RX_ARENA_BYTES = 512 * 1024;
 const HOLD_MAX = 16;
 /** How long a primed peer's packets wait for its context before plain IPv6 takes over (ms). */
 const HOLD_MS = 1000;
+/** Sources whose refused ULID claims were logged (each once; the set is emptied when full). */
+const REFUSED_LOGGED_MAX = 4096;
 
 const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) as Millis;
 
@@ -127,6 +129,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * of going to a dead locator on the physical link (seed §2.2).
    */
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
+  /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
+  private readonly refusedLogged = new Set<Ipv6>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -253,9 +257,15 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   private dispatch(e: EventOf<E>): void {
+    if (e.kind === 'ulid-refused') {
+      this.logRefused(e);
+      this.opts.onEvent?.(e);
+      return;
+    }
     this.opts.logger?.info(e.kind, eventFields(e));
     if (e.kind === 'context-initiated' && e.localUlid && e.peerUlid && this.tun) this.hold(e.localUlid, e.peerUlid);
-    if (e.kind === 'context-established' && e.localUlid && e.peerUlid) {
+    // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's.
+    if (e.kind === 'context-established' && e.localUlid && e.peerUlid && e.ulidProof !== undefined) {
       void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
@@ -274,6 +284,15 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
     }
     this.opts.onEvent?.(e);
+  }
+
+  /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
+  private logRefused(e: EngineEventLike): void {
+    const src = e.source ?? '';
+    if (this.refusedLogged.has(src)) return;
+    if (this.refusedLogged.size >= REFUSED_LOGGED_MAX) this.refusedLogged.clear();
+    this.refusedLogged.add(src);
+    this.opts.logger?.warn('ulid claim refused: no context, no route (counted in status engine.guard)', eventFields(e));
   }
 
   /**

@@ -11,6 +11,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { KeyObject } from 'node:crypto';
 import type { LocatorVerifier } from './verify.ts';
 import { resolveCgaKey, type CgaKeyInput } from './cga.ts';
+import { resolveReplyLimit, type ReplyLimitConfig } from './reply-limit.ts';
 
 /** Every timer value the engine uses; a profile fills all of them. */
 export interface Timers {
@@ -147,6 +148,8 @@ export interface EngineConfig {
   /** Capability cache bounds. */
   cacheMax?: number;
   positiveTtl?: Millis;
+  /** Rate limits of stateless replies (R1, R1bis, Error); default DEFAULT_REPLY_LIMIT (reply-limit.ts). */
+  replyLimit?: ReplyLimitConfig;
 }
 
 /** The configuration after defaults, as the engine uses it. */
@@ -161,6 +164,7 @@ export interface ResolvedConfig {
   peers: Map<Ipv6, PeerConfig>;
   cacheMax: number;
   positiveTtl: Millis;
+  replyLimit: ReplyLimitConfig;
 }
 
 /** Apply the profile, then the overrides; reject values that cannot work. */
@@ -180,6 +184,8 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
   const first = cfg.localLocators[0];
   const localUlid = cfg.localUlid ?? first?.address;
   if (localUlid === undefined) throw new UsageError('NO_LOCATORS', 'the engine needs at least one local locator', 'localLocators');
+  const limit = resolveReplyLimit(cfg.replyLimit);
+  if ('error' in limit) throw new UsageError('BAD_REPLY_LIMIT', limit.error, 'replyLimit');
   return {
     localLocators: cfg.localLocators.map((l) => ({ ...l })),
     localUlid,
@@ -191,6 +197,7 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
     peers: new Map((cfg.peers ?? []).map((p) => [p.ulid, p])),
     cacheMax: cfg.cacheMax ?? 10_000,
     positiveTtl: cfg.positiveTtl ?? seconds(3600),
+    replyLimit: limit.value,
   };
 }
 

@@ -37,6 +37,15 @@ export interface PendingUpdate {
 /** How this context was asked for (seed §3.1). */
 export type ContextMode = 'integrated' | 'independent';
 
+/**
+ * Why the peer ULID is the peer's (DESIGN.md "Trust"): `initiated` — this
+ * host started the context for a ULID from DNS, configuration or its own
+ * traffic; `locator` — the ULID is the handshake's own source locator, proven
+ * return-routable by our validator or nonce; `hba` / `cga` — the peer's PDS
+ * proves the ULID and the handshake's source locator alike (RFC 5535, RFC 3972).
+ */
+export type UlidProof = 'initiated' | 'locator' | 'hba' | 'cga';
+
 export class Context implements Timed {
   state: State = State.IDLE;
   ctPeer = -1;
@@ -77,6 +86,8 @@ export class Context implements Timed {
     readonly fii: number,
     public ctLocal: number,
     readonly mode: ContextMode,
+    /** Why the peer ULID is the peer's: fixed when the context is made. */
+    readonly ulidProof: UlidProof,
     now: Millis,
   ) {
     this.lpLocal = localUlid;

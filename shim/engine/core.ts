@@ -14,11 +14,33 @@ import { TimerHeap, type TimerKind } from './timers.ts';
 import { Queue, type EngineEvent, type Transmit } from './events.ts';
 import { LocalSet } from './local.ts';
 import { ResponderSecrets } from './responder.ts';
+import { ReplyLimiter } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
 import type { LocatorVerifier } from './verify.ts';
 import { transition, type State, type Trigger } from './states.ts';
+
+/** The stateless replies: answers to datagrams that proved nothing yet. */
+export type ReplyKind = 'R1' | 'R1bis' | 'Error';
+
+/** What became of stateless replies of one kind. */
+export interface ReplyCounts {
+  sent: number;
+  /** Refused by the rate limits (reply-limit.ts). */
+  limited: number;
+  /** Refused because the reply would be over twice the size of the datagram that caused it. */
+  oversize: number;
+}
+
+/** What the engine refused to do for unproven senders (`shim6 status`). */
+export interface GuardCounters {
+  /** I2/I2bis whose claimed peer ULID was not proven (RFC 5533 §7.13, §16): no context, no R2. */
+  ulidUnproven: number;
+  /** I2/I2bis claiming one of this host's own addresses as the peer's ULID. */
+  ulidIsLocal: number;
+  replies: Record<ReplyKind, ReplyCounts>;
+}
 
 export class Core {
   readonly table = new ContextTable();
@@ -29,6 +51,11 @@ export class Core {
   readonly local: LocalSet;
   readonly secrets: ResponderSecrets;
   readonly timers: Timers;
+  readonly limiter: ReplyLimiter;
+  readonly guard: GuardCounters = {
+    ulidUnproven: 0, ulidIsLocal: 0,
+    replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } },
+  };
   /**
    * UDP source port of the datagram being handled (set by `handleDatagram` for
    * the duration of the call only, undefined when the transport did not say):
@@ -42,6 +69,21 @@ export class Core {
     this.timers = config.timers;
     this.local = new LocalSet(config.localLocators, config.localUlid, config.cgaParams, config.timers, this.random.u32(), config.cgaKey);
     this.secrets = new ResponderSecrets(this.random, config.timers.validatorLifetime);
+    this.limiter = new ReplyLimiter(config.replyLimit);
+  }
+
+  /**
+   * May a stateless reply of `kind`, `length` octets, answer a datagram of
+   * `causeLength` octets from `to`? Never more than twice the cause (no
+   * amplification; `allowance` is what the RFC makes the reply carry beyond
+   * that — the Error's quoted IPv6 header), then the rate limits. Counts the outcome.
+   */
+  mayReply(now: Millis, kind: ReplyKind, to: Ipv6, length: number, causeLength: number, allowance = 0): boolean {
+    const c = this.guard.replies[kind];
+    if (length > 2 * causeLength + allowance) { c.oversize++; return false; }
+    if (!this.limiter.allow(now, to)) { c.limited++; return false; }
+    c.sent++;
+    return true;
   }
 
   /** Encode and queue a control message from `src` to `dst`. */
@@ -55,14 +97,31 @@ export class Core {
     this.tx.push(port === undefined || port === SHIM6_UDP_PORT ? { src, dst, bytes } : { src, dst, bytes, port });
   }
 
+  /** UDP port of the datagram being handled as validators bind it (5533 when the transport did not say). */
+  rxPortOrDefault(): number {
+    return this.rxPort ?? SHIM6_UDP_PORT;
+  }
+
+  /** The datagram being handled came from this port, in `ctx.port`'s terms (undefined: 5533; the context's when the transport did not say). */
+  rxPeerPort(ctx: Context): number | undefined {
+    if (this.rxPort === undefined) return ctx.port;
+    return this.rxPort === SHIM6_UDP_PORT ? undefined : this.rxPort;
+  }
+
   /** Port for a reply to the datagram being handled: where it came from, else the context's. */
   replyPort(ctx?: Context): number | undefined {
     return this.rxPort ?? ctx?.port;
   }
 
-  /** The datagram being handled passed `ctx`'s checks: the peer's shim is at its source port. */
+  /**
+   * The datagram being handled proved its sender for `ctx` (it echoed a nonce
+   * or validator we sent to this port, RFC 5533 §7.13/§7.16/§10.5, RFC 5534
+   * probe reports): the peer's shim is at its source port. Only proving
+   * handlers call this — a packet that merely carries the context tag never
+   * re-points the context.
+   */
   learnPort(ctx: Context): void {
-    if (this.rxPort !== undefined) ctx.port = this.rxPort === SHIM6_UDP_PORT ? undefined : this.rxPort;
+    ctx.port = this.rxPeerPort(ctx);
   }
 
   emit(ev: EngineEvent): void {

@@ -41,34 +41,34 @@ export function nudgePending(core: Core, ctx: Context, now: Millis): void {
   else if (row?.send === 'I2bis') resendI2bis(core, ctx, now);
 }
 
-/** Control messages other than REAP's count as payload for REAP (RFC 5534 §6.1). */
-function asPayloadIn(core: Core, ctx: Context, now: Millis): void {
+/**
+ * After a message for `ctx` passed its handler's checks: nudge a pending
+ * exchange (§10.4), and count it as payload for REAP (RFC 5534 §6.1).
+ */
+function afterValid(core: Core, now: Millis, ctx: Context, r: DatagramResult): DatagramResult {
+  if (r.kind !== 'consumed') return r;
+  nudgePending(core, ctx, now);
   core.touch(ctx, now);
   if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
+  return r;
 }
 
 export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
-  I1: { by: 'free', handle: (c, n, s, d, m) => onI1(c, n, s, d, m) },
+  I1: { by: 'free', handle: (c, n, s, d, m, b) => onI1(c, n, s, d, m, b.length) },
   R1: { by: 'free', handle: (c, n, s, d, m) => onR1(c, n, s, d, m) },
   I2: { by: 'free', handle: (c, n, s, d, m) => onI2(c, n, s, d, m) },
   R2: { by: 'free', handle: (c, n, s, d, m) => onR2(c, n, s, d, m) },
   R1bis: { by: 'free', handle: (c, n, s, d, m) => onR1bis(c, n, s, d, m) },
   I2bis: { by: 'free', handle: (c, n, s, d, m) => onI2bis(c, n, s, d, m) },
+  // Validated first, then the side effects (I2 resend, REAP): a request that fails its
+  // checks, or an ack with a stale nonce, changes nothing.
   UpdateRequest: {
     by: 'tag', states: EST_OR_PENDING, r1bis: true,
-    handle: (c, n, ctx, s, d, m, b) => {
-      nudgePending(c, ctx, n);
-      asPayloadIn(c, ctx, n);
-      return onUpdateRequest(c, n, ctx, s, d, m, b);
-    },
+    handle: (c, n, ctx, s, d, m, b) => afterValid(c, n, ctx, onUpdateRequest(c, n, ctx, s, d, m, b)),
   },
   UpdateAck: {
     by: 'tag', states: EST_OR_PENDING, r1bis: true,
-    handle: (c, n, ctx, _s, _d, m) => {
-      nudgePending(c, ctx, n);
-      asPayloadIn(c, ctx, n);
-      return onUpdateAck(c, ctx, m);
-    },
+    handle: (c, n, ctx, _s, _d, m) => afterValid(c, n, ctx, onUpdateAck(c, ctx, m)),
   },
   Keepalive: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx) => (onKeepalive(c, ctx, n), CONSUMED) },
   Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, s, d, m) => (onProbe(c, ctx, n, s, d, m), CONSUMED) },
@@ -84,11 +84,12 @@ export function dispatchControl(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
   const tag = (msg as { contextTag: number }).contextTag;
   const ctx = core.table.byTag.get(tag);
   if (ctx === undefined || !ctx.hasVerifiedPeer(src) || !core.isLocal(dst)) {
-    if (entry.r1bis) sendR1bis(core, now, src, dst, tag);
+    if (entry.r1bis) sendR1bis(core, now, src, dst, tag, bytes.length);
     return drop(ctx === undefined ? 'no-context' : 'locator-mismatch');
   }
   if (!entry.states.includes(ctx.state)) return drop('state');
-  core.learnPort(ctx);
+  // No learnPort here: the tag alone proves nothing (an on-path observer knows it). Only
+  // messages that echo what we sent to a port move ctx.port (Update Ack, probe reports).
   return entry.handle(core, now, ctx, src, dst, msg as never, bytes);
 }
 

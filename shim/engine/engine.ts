@@ -15,12 +15,12 @@ import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, WireError } from '../wire/index.ts';
 import { ErrorCode } from '../constants.ts';
-import { Core } from './core.ts';
+import { Core, type GuardCounters } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
 import type { Rng } from './random.ts';
 import { MapCapabilityCache, type CacheSnapshot, type CapabilityCache, type PrimeLocator } from './capability.ts';
 import { hbaVerifier } from './verify.ts';
-import type { Context } from './context.ts';
+import type { Context, UlidProof } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
 import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
@@ -94,7 +94,7 @@ export class Engine {
     if (!core.isLocal(d.dst)) return { kind: 'drop', reason: 'not-local' };
     if (isPayloadHeader(d.bytes)) return this.payload(now, d);
     const r = tryDecodeMessage(d.bytes);
-    if (!r.ok) return this.malformed(d, r.error);
+    if (!r.ok) return this.malformed(now, d, r.error);
     return dispatchControl(core, now, d.src, d.dst, r.message, d.bytes);
   }
 
@@ -109,11 +109,11 @@ export class Engine {
     }
     const ctx = core.table.byTag.get(h.contextTag);
     if (ctx === undefined || !ctx.hasVerifiedPeer(d.src)) {
-      sendR1bis(core, now, d.src, d.dst, h.contextTag); // §7.17 / §12.4
+      sendR1bis(core, now, d.src, d.dst, h.contextTag, d.bytes.length); // §7.17 / §12.4
       return { kind: 'drop', reason: ctx === undefined ? 'no-context' : 'locator-mismatch' };
     }
     if (ctx.state === State.I1_SENT || ctx.state === State.CLOSING) return { kind: 'drop', reason: 'state' };
-    core.learnPort(ctx);
+    // The tag proves nothing about the source port: a payload from another port does not re-point the context (reap.ts does, on proof).
     if (ctx.state !== State.ESTABLISHED) nudgePending(core, ctx, now);
     core.touch(ctx, now);
     if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
@@ -121,11 +121,11 @@ export class Engine {
   }
 
   /** WireError → drop; unknown type or unknown critical option also gets an Error back (§12.3). */
-  private malformed(d: Datagram, e: WireError): DatagramResult {
+  private malformed(now: Millis, d: Datagram, e: WireError): DatagramResult {
     if (e.code === 'UNKNOWN_CRITICAL_OPTION' && e.offset !== undefined) {
-      sendError(this.core, d.dst, d.src, ErrorCode.CriticalOptionNotRecognized, e.offset, d.bytes);
+      sendError(this.core, now, d.dst, d.src, ErrorCode.CriticalOptionNotRecognized, e.offset, d.bytes);
     } else if (e.code === 'BAD_TYPE' && e.offset === 2) {
-      sendError(this.core, d.dst, d.src, ErrorCode.UnknownMessageType, 2, d.bytes);
+      sendError(this.core, now, d.dst, d.src, ErrorCode.UnknownMessageType, 2, d.bytes);
     }
     return { kind: 'drop', reason: e.code };
   }
@@ -266,10 +266,10 @@ export class Engine {
     return this.core.heap.next();
   }
 
-  /** Plain JSON for `shim6 status`. */
-  status(): { contexts: ContextStatus[]; caches: { positive: number; negative: number }; localGeneration: number } {
+  /** Plain JSON for `shim6 status`: contexts, cache sizes, and what was refused or rate-limited (`guard`). */
+  status(): { contexts: ContextStatus[]; caches: { positive: number; negative: number }; localGeneration: number; guard: GuardCounters } {
     const contexts = [...this.core.table.byTag.values()].map(describe);
-    return { contexts, caches: this.core.cache.size(), localGeneration: this.core.local.generation };
+    return { contexts, caches: this.core.cache.size(), localGeneration: this.core.local.generation, guard: structuredClone(this.core.guard) };
   }
 
   /** Number of contexts held (any state). */
@@ -291,9 +291,13 @@ export interface ContextStatus {
   state: State;
   localUlid: Ipv6;
   peerUlid: Ipv6;
+  /** Why the peer ULID is the peer's (context.ts UlidProof). */
+  ulidProof: UlidProof;
   contextTag: number;
   peerContextTag: number;
   pair: { local: Ipv6; peer: Ipv6 };
+  /** The peer's UDP port when not 5533. */
+  port?: number;
   reap: 'Operational' | 'Exploring' | 'InboundOk';
   peerLocators: { address: Ipv6; verified: boolean; probed: boolean; flags: number }[];
   timers: Record<string, number>;
@@ -303,8 +307,8 @@ function describe(ctx: Context): ContextStatus {
   const timers: Record<string, number> = {};
   ctx.timers.forEach((t, i) => { if (t !== Infinity) timers[TIMER_NAMES[i]!] = t; });
   return {
-    state: ctx.state, localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer,
-    pair: { local: ctx.lpLocal, peer: ctx.lpPeer },
+    state: ctx.state, localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer,
+    pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, ...(ctx.port !== undefined ? { port: ctx.port } : {}),
     reap: (['Operational', 'Exploring', 'InboundOk'] as const)[ctx.reapState]!,
     peerLocators: ctx.peer.map((l) => ({ address: l.address, verified: l.verified, probed: l.probed, flags: l.flags })),
     timers,

@@ -7,7 +7,8 @@
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { parseIpv6 } from '../wire/ipv6.ts';
-import type { ErrorMessage } from '../wire/index.ts';
+import { encodeMessage, type ErrorMessage } from '../wire/index.ts';
+import type { Millis } from '../time.ts';
 import { IPPROTO_SHIM6, MIN_IPV6_MTU } from '../constants.ts';
 import type { Core } from './core.ts';
 
@@ -32,12 +33,15 @@ function quote(peer: Ipv6, local: Ipv6, shimBytes: Uint8Array): Uint8Array {
 
 /**
  * Send an Error from `local` to `peer` about `shimBytes` (which came from
- * `peer` to `local`); `pointer` is an offset into `shimBytes`.
+ * `peer` to `local`); `pointer` is an offset into `shimBytes`. Within the
+ * reply limits; the quoted IPv6 header (which RFC 5533 §5.14 makes us carry,
+ * rebuilt over UDP) is the only part allowed beyond twice the offending bytes.
  */
-export function sendError(core: Core, local: Ipv6, peer: Ipv6, code: number, pointer: number, shimBytes: Uint8Array): void {
+export function sendError(core: Core, now: Millis, local: Ipv6, peer: Ipv6, code: number, pointer: number, shimBytes: Uint8Array): void {
   const packet = quote(peer, local, shimBytes);
   const msg: ErrorMessage = { type: 'Error', errorCode: code, pointer: Math.min(0xffff, IPV6_HEADER + pointer), offendingPacket: packet, options: [] };
-  core.send(local, peer, msg, core.rxPort);
+  const bytes = encodeMessage(msg);
+  if (core.mayReply(now, 'Error', peer, bytes.length, shimBytes.length, IPV6_HEADER)) core.sendBytes(local, peer, bytes, core.rxPort);
 }
 
 /** The Shim6 part of an Error's offending packet (skips our rebuilt IPv6 header when present). */

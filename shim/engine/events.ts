@@ -4,6 +4,7 @@
  * `encapsulate`, and events for the daemon and `shim6 status`. Never callbacks.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
+import type { UlidProof } from './context.ts';
 
 /** A Shim6 datagram to send from locator `src` to locator `dst` (UDP port `port` when not 5533). */
 export interface Transmit {
@@ -37,7 +38,10 @@ export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout
 export type EngineEvent =
   /** prime() started an exchange with a peer DNS or configuration says runs shim6: route its ULID into the shim now (seed §2.2). */
   | { kind: 'context-initiated'; localUlid: Ipv6; peerUlid: Ipv6 }
-  | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
+  /** The context is up; `ulidProof` says why `peerUlid` is the peer's — the driver routes it only then. */
+  | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; ulidProof: UlidProof; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
+  /** An I2/I2bis from `source` claimed `claimedUlid` without proof (or one of our own addresses): no context. */
+  | { kind: 'ulid-refused'; claimedUlid: Ipv6; source: Ipv6; reason: 'ulid-unproven' | 'ulid-is-local' }
   | { kind: 'context-failed'; localUlid: Ipv6; peerUlid: Ipv6; reason: 'no-r1' | 'icmp' }
   | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason }
   | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-r1' | 'icmp' | 'negative-cache' }

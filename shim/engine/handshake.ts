@@ -8,18 +8,18 @@
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { findOption, type I1Message, type I2Message, type R1Message, type R2Message, type Shim6Message, type Shim6Option } from '../wire/index.ts';
-import { State } from './states.ts';
-import { Context, type ContextMode } from './context.ts';
+import { State, transition } from './states.ts';
+import { Context, type ContextMode, type UlidProof } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
 import type { PrimeLocator } from './capability.ts';
-import { checkR1Validator, encodeR1 } from './responder.ts';
-import { applyHandshakeLocators, peerKeepalive, sendUpdate } from './update.ts';
+import { checkR1Validator, encodeR1, R1_LENGTH } from './responder.ts';
+import { applyHandshakeLocators, checkLocators, peerKeepalive, sendUpdate, type CheckedLocator } from './update.ts';
 import { checkConfusion, resendI2bis } from './recovery.ts';
 import { startReap } from './reap.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
-import { LocatorFlag } from '../constants.ts';
+import { LocatorFlag, VerificationMethod } from '../constants.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -52,7 +52,7 @@ export function addHints(ctx: Context, hints: readonly PrimeLocator[]): void {
 
 /** Start an exchange with `peerUlid` (Appendix B "heuristic"): context in I1-SENT, I1 sent. */
 export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv6, hints: readonly PrimeLocator[], mode: ContextMode, primedByDns: boolean, port: number | undefined): Context {
-  const ctx = new Context(localUlid, peerUlid, 0, core.newTag(), mode, now);
+  const ctx = new Context(localUlid, peerUlid, 0, core.newTag(), mode, 'initiated', now);
   ctx.primedByDns = primedByDns;
   ctx.port = port;
   addHints(ctx, hints);
@@ -106,30 +106,35 @@ export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, 
   core.send(localLoc, peerLoc, msg, core.replyPort(ctx));
 }
 
-/** The stateless R1 (§7.10): computed from the I1 and the current secret only. */
-function sendR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number): void {
+/**
+ * The stateless R1 (§7.10): computed from the I1, its source port and the
+ * current secret only, within the reply limits (core.mayReply) — checked
+ * before any hashing, so a flood costs a table lookup per I1.
+ */
+function sendR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number, causeLength: number): void {
+  if (!core.mayReply(now, 'R1', src, R1_LENGTH, causeLength)) return;
   const nonce = core.secrets.nonce(now);
   const secret = core.secrets.current;
-  core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii }), core.rxPort);
+  core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: core.rxPortOrDefault() }), core.rxPort);
 }
 
 const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
 
-/** RFC 5533 §7.9. */
-export function onI1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message): DatagramResult {
+/** RFC 5533 §7.9. `causeLength`: the I1's octets (an R1 is never more than twice that). */
+export function onI1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, causeLength: number): DatagramResult {
   const { peer, local, fii, option } = ulidsOf(msg, src, dst);
   if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
   const ctx = core.table.byUlidPair(local, peer, fii);
   if (failed(ctx)) {
     if (ctx !== undefined) core.step(ctx, 'recv-I1');
-    sendR1(core, now, src, dst, msg, peer, local, fii);
+    sendR1(core, now, src, dst, msg, peer, local, fii, causeLength);
     return CONSUMED;
   }
   if (ctx!.state === State.ESTABLISHED) {
     const match = msg.contextTag === ctx!.ctPeer && (!option || ctx!.hasVerifiedPeer(src));
     core.step(ctx!, match ? 'recv-I1-ct-match' : 'recv-I1');
     if (match) sendR2(core, ctx!, dst, src, msg.initiatorNonce);
-    else sendR1(core, now, src, dst, msg, peer, local, fii);
+    else sendR1(core, now, src, dst, msg, peer, local, fii, causeLength);
     return CONSUMED;
   }
   if (core.step(ctx!, 'recv-I1') === undefined) return drop('state');
@@ -172,34 +177,65 @@ export function onI2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I2Messa
   if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
-  if (!checkR1Validator(core.secrets, now, msg.responderNonce, v.validator, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii })) {
+  if (!checkR1Validator(core.secrets, now, msg.responderNonce, v.validator, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: core.rxPortOrDefault() })) {
     return drop('bad-validator');
   }
   return acceptInitiator(core, now, src, dst, msg, peer, local, fii, 'recv-I2');
 }
 
 /**
+ * RFC 5533 §7.13 read with §16: may the sender of an I2/I2bis from `src`
+ * speak for `peer`? Yes when the ULID is `src` itself (no ULID Pair option, or
+ * one naming the source), or when the message's PDS — already checked to
+ * prove `peer` (ownsUlid) — proves `src` too: a member of the same HBA set, or
+ * a locator the same key signed (`checked`). The validator only shows that
+ * `src` is return-routable; without this, anyone could claim a third party's
+ * address as its ULID and have it routed to itself.
+ */
+function proveUlid(peer: Ipv6, src: Ipv6, pds: Uint8Array | undefined, checked: readonly CheckedLocator[]): UlidProof | undefined {
+  if (peer === src) return 'locator';
+  if (pds === undefined) return undefined;
+  const entry = checked.find((c) => c.address === src);
+  if (entry === undefined || !entry.ok) return undefined;
+  return entry.method === VerificationMethod.CGA ? 'cga' : 'hba';
+}
+
+/** An I2/I2bis whose peer ULID is not proven: counted, told once to the driver, dropped (no context, no R2). */
+function refuseUlid(core: Core, peer: Ipv6, src: Ipv6, reason: 'ulid-unproven' | 'ulid-is-local'): DatagramResult {
+  if (reason === 'ulid-unproven') core.guard.ulidUnproven++;
+  else core.guard.ulidIsLocal++;
+  core.emit({ kind: 'ulid-refused', claimedUlid: peer, source: src, reason });
+  return drop(reason);
+}
+
+/**
  * The part of I2 and I2bis processing after the validator (§7.13, §7.20):
- * create or update the context, verify locators, detect confusion, send R2.
+ * prove the peer ULID, create or update the context, verify locators, detect
+ * confusion, send R2. Nothing changes before every check has passed.
  */
 export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Shim6Message & { contextTag: number; initiatorNonce: number }, peer: Ipv6, local: Ipv6, fii: number, trigger: 'recv-I2' | 'recv-I2bis'): DatagramResult {
+  if (core.isLocal(peer) || peer === core.config.localUlid) return refuseUlid(core, peer, src, 'ulid-is-local');
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return drop('pds-mismatch');
   const found = core.table.byUlidPair(local, peer, fii);
+  const fresh = found === undefined || failed(found);
+  const checked = checkLocators(core, peer, msg, fresh ? undefined : found.peerPds);
   let ctx: Context;
-  if (found === undefined || failed(found)) {
+  if (fresh) {
+    const proof = proveUlid(peer, src, pds, checked);
+    if (proof === undefined) return refuseUlid(core, peer, src, 'ulid-unproven');
     if (found !== undefined) core.removeContext(found);
-    ctx = new Context(local, peer, fii, core.newTag(), 'integrated', now);
+    ctx = new Context(local, peer, fii, core.newTag(), 'integrated', proof, now);
     core.table.add(ctx);
-    applyHandshakeLocators(core, ctx, msg);
+    applyHandshakeLocators(ctx, msg, checked);
     ctx.lpLocal = dst;
     ctx.lpPeer = src;
     keepHandshakeLocator(ctx, src);
   } else {
     ctx = found;
-    const fresh = applyHandshakeLocators(core, ctx, msg, true);
-    if (!ctx.hasVerifiedPeer(src) && !fresh.includes(src)) return drop('locator-unverified');
-    applyHandshakeLocators(core, ctx, msg);
+    if (!ctx.hasVerifiedPeer(src) && !checked.some((c) => c.ok && c.address === src)) return refuseUlid(core, peer, src, 'ulid-unproven');
+    if (transition(ctx.state, trigger) === undefined) return drop('state');
+    applyHandshakeLocators(ctx, msg, checked);
   }
   const step = core.step(ctx, trigger);
   if (step === undefined) return drop('state');
@@ -241,7 +277,7 @@ export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Messa
   if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
   const step = core.step(ctx, 'recv-R2');
   if (step === undefined) return drop('state');
-  applyHandshakeLocators(core, ctx, msg);
+  applyHandshakeLocators(ctx, msg, checkLocators(core, ctx.peerUlid, msg, ctx.peerPds));
   core.table.setPeerTag(ctx, msg.contextTag);
   core.learnPort(ctx);
   peerKeepalive(ctx, msg);
@@ -278,7 +314,7 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   core.arm(ctx, TimerKind.Idle, now + core.timers.idleTimeout);
   startReap(ctx);
   confirmCapable(core, ctx, now, 'handshake');
-  core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
+  core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
 }
 
 /** Retransmission timer in I1-SENT / I2-SENT / I2BIS-SENT (§7.8, §7.12, §7.19). */

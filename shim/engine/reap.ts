@@ -54,9 +54,19 @@ export const REAP_TABLE: Readonly<Record<ReapEvent, readonly [ReapCell, ReapCell
 /** Reports kept per direction (Psent/Precvd are 4-bit; we keep a few recent ones). */
 const LOG = 4;
 
+/** A probe we sent: its report, and the UDP port it went to (undefined: 5533), which a peer's report of it proves. */
+export interface SentProbe extends ProbeReport {
+  port: number | undefined;
+}
+
+/** A pair to probe, and the peer's UDP port for it. */
+interface ProbeTarget extends LocatorPair {
+  port?: number | undefined;
+}
+
 /** Probe logs of a context during and after exploration. */
 export interface ReapLog {
-  sent: ProbeReport[];
+  sent: SentProbe[];
   recv: ProbeReport[];
   /** Probes sent in this exploration (back-off). */
   count: number;
@@ -80,8 +90,8 @@ export function keepaliveTimeout(core: Core, ctx: Context): number {
   return max > 0 ? Math.min(kt, max) : kt;
 }
 
-/** Feed one event through the table; `pair` forces the probe's locator pair (reply to a probe). */
-export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, pair?: { local: Ipv6; peer: Ipv6 }): void {
+/** Feed one event through the table; `pair` forces the probe's locator pair and port (reply to a probe). */
+export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, pair?: ProbeTarget): void {
   const from = ctx.reapState as ReapStateNum;
   const c = REAP_TABLE[ev][from];
   if (c.next === Reap.Exploring && from !== Reap.Exploring) enterExploring(core, ctx);
@@ -162,9 +172,9 @@ export function candidatePairs(core: Core, ctx: Context): LocatorPair[] {
  * reports that one, choosePair keeps the current pair (a peer's exploration,
  * or a false one of ours, does not move a direction that works).
  */
-function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, forced?: { local: Ipv6; peer: Ipv6 }): void {
+function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, forced?: ProbeTarget): void {
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
-  let pair = forced;
+  let pair: ProbeTarget | undefined = forced;
   if (pair === undefined || !core.local.usable().includes(pair.local) || !ctx.hasVerifiedPeer(pair.peer)) {
     const cands = candidatePairs(core, ctx);
     pair = cands.length === 0 ? { local: ctx.lpLocal, peer: ctx.lpPeer } : cands[log.cursor++ % cands.length]!;
@@ -172,7 +182,7 @@ function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, f
     if (log.count === 0 && cands.length > 1 && (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer) && cands.at(-1)!.local === ctx.lpLocal && cands.at(-1)!.peer === ctx.lpPeer) {
       probeOn(core, ctx, state, cands.at(-1)!);
     }
-  } else if (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer) {
+  } else if (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer || pair.port !== ctx.port) {
     if (core.local.usable().includes(ctx.lpLocal) && ctx.hasVerifiedPeer(ctx.lpPeer)) probeOn(core, ctx, state, { local: ctx.lpLocal, peer: ctx.lpPeer });
   }
   probeOn(core, ctx, state, pair);
@@ -184,12 +194,14 @@ function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, f
   }
 }
 
-/** Build, send and log one Probe on `pair`. */
-function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: LocatorPair): void {
+/** Build, send and log one Probe on `pair` (to the context's port unless the target names one). */
+function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: ProbeTarget): void {
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
-  const me: ProbeReport = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0 };
-  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent: [me, ...log.sent.slice(-(LOG - 1)).reverse()], received: log.recv.slice(-LOG), options: [] };
-  core.send(pair.local, pair.peer, msg, ctx.port);
+  const port = 'port' in pair ? pair.port : ctx.port;
+  const me: SentProbe = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0, port };
+  const reports = [me, ...log.sent.slice(-(LOG - 1)).reverse()].map((r): ProbeReport => ({ source: r.source, destination: r.destination, nonce: r.nonce, data: r.data }));
+  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent: reports, received: log.recv.slice(-LOG), options: [] };
+  core.send(pair.local, pair.peer, msg, port);
   log.sent.push(me);
   if (log.sent.length > LOG * 2) log.sent.splice(0, log.sent.length - LOG * 2);
 }
@@ -214,26 +226,38 @@ export function onProbe(core: Core, ctx: Context, now: Millis, src: Ipv6, dst: I
   }
   if (msg.state !== 'Exploring') choosePair(core, ctx, msg.received);
   const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
-  // Answer on the reverse of the pair the probe came in on: it works at least one way (RFC 5534 App. A ex. 4/5).
-  reapEvent(core, ctx, now, ev, { local: dst, peer: src });
+  // Answer on the reverse of the pair the probe came in on, to the port it came from: it works at
+  // least one way (RFC 5534 App. A ex. 4/5). Only the peer's report of that answer moves ctx.port.
+  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port: core.rxPeerPort(ctx) });
 }
 
 /**
  * RFC 5534 §6.8: the peer's received-probe reports name our probes that got
  * through. Keep the current pair if it is among them, else switch to the most
  * recent one. The peer locator is then "probed": a legitimate destination.
+ * The same reports are the proof for the peer's UDP port (a NAT that rebound):
+ * keep ctx.port if a probe sent there got through, else take the port of the
+ * most recent one that did — a packet that merely carries the tag from another
+ * port never moves it.
  */
 function choosePair(core: Core, ctx: Context, reports: readonly ProbeReport[]): void {
   const log = ctx.reap;
   if (log === undefined || reports.length === 0) return;
-  let chosen: ProbeReport | undefined;
+  let chosen: SentProbe | undefined;
+  let keepPair = false;
+  let portHolds = false;
+  let latest: SentProbe | undefined;
   for (const s of log.sent) {
     const ok = reports.some((r) => r.nonce === s.nonce && r.source === s.source && r.destination === s.destination);
     if (!ok) continue;
-    if (s.source === ctx.lpLocal && s.destination === ctx.lpPeer) return;
-    chosen = s;
+    latest = s;
+    if (s.port === ctx.port) portHolds = true;
+    if (s.source === ctx.lpLocal && s.destination === ctx.lpPeer) keepPair = true;
+    else chosen = s;
   }
-  if (chosen === undefined) return;
+  if (latest === undefined) return;
+  if (!portHolds) ctx.port = latest.port;
+  if (keepPair || chosen === undefined) return;
   const pl = ctx.peerLocator(chosen.destination);
   if (pl === undefined || !pl.verified) return;
   pl.probed = true;

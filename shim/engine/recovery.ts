@@ -6,23 +6,32 @@
  */
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { findOption, type I2bisMessage, type R1bisMessage, type Shim6Option } from '../wire/index.ts';
+import { encodeMessage, findOption, type I2bisMessage, type R1bisMessage, type Shim6Option } from '../wire/index.ts';
 import { State } from './states.ts';
 import type { Context } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
-import { checkR1bisValidator, r1bisValidator } from './responder.ts';
+import { checkR1bisValidator, r1bisValidator, VALIDATOR_LENGTH } from './responder.ts';
 import { acceptInitiator, identityOptions, ulidsOf } from './handshake.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
 
-/** Stateless R1bis (§7.17) for a packet with tag `packetTag` from `peer` to `local`. */
-export function sendR1bis(core: Core, now: Millis, peer: Ipv6, local: Ipv6, packetTag: number): void {
+/** Octets of every R1bis we send (fixed part + a Responder Validator option). */
+const R1BIS_LENGTH = encodeMessage({ type: 'R1bis', packetContextTag: 0, responderNonce: 0, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(VALIDATOR_LENGTH) }] }).length;
+
+/**
+ * Stateless R1bis (§7.17) for a packet with tag `packetTag` from `peer` to
+ * `local`, `causeLength` octets long: within the reply limits, never more
+ * than twice the packet (a bare payload header draws nothing), bound to the
+ * packet's source port like the R1.
+ */
+export function sendR1bis(core: Core, now: Millis, peer: Ipv6, local: Ipv6, packetTag: number, causeLength: number): void {
+  if (!core.mayReply(now, 'R1bis', peer, R1BIS_LENGTH, causeLength)) return;
   const nonce = core.secrets.nonce(now);
   const secret = core.secrets.secretFor(now, nonce)!;
-  const validator = r1bisValidator(secret, nonce, { packetTag, peerLocator: peer, localLocator: local });
+  const validator = r1bisValidator(secret, nonce, { packetTag, peerLocator: peer, localLocator: local, port: core.rxPortOrDefault() });
   const msg: R1bisMessage = { type: 'R1bis', packetContextTag: packetTag, responderNonce: nonce, options: [{ type: 'ResponderValidator', critical: false, validator }] };
   core.send(local, peer, msg, core.rxPort);
 }
@@ -59,7 +68,7 @@ export function onI2bis(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I2bi
   if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
-  if (!checkR1bisValidator(core.secrets, now, msg.responderNonce, v.validator, { packetTag: msg.packetContextTag, peerLocator: src, localLocator: dst })) {
+  if (!checkR1bisValidator(core.secrets, now, msg.responderNonce, v.validator, { packetTag: msg.packetContextTag, peerLocator: src, localLocator: dst, port: core.rxPortOrDefault() })) {
     return drop('bad-validator');
   }
   return acceptInitiator(core, now, src, dst, msg, peer, local, fii, 'recv-I2bis');

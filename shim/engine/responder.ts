@@ -1,7 +1,8 @@
 /**
  * The stateless responder (RFC 5533 §7.10, §7.17): Responder Validators for R1
  * and R1bis are a keyed SHA-256 (secret ‖ fixed-length inputs of §7.10.1 /
- * §7.17.1, see `mac`), truncated to 16 octets. The Responder Nonce is the secret's epoch counter (§7.10.1 "running
+ * §7.17.1 plus the UDP port the reply goes to, see `mac`), truncated to 12
+ * octets — so an R1 (32 octets) is never more than twice the smallest I1 (16). The Responder Nonce is the secret's epoch counter (§7.10.1 "running
  * counter C"), so a validator is checked against the current or the previous
  * secret only, with crypto.timingSafeEqual. Secrets rotate lazily every
  * `lifetime` ms, so every validator is accepted for at least `lifetime`
@@ -15,12 +16,17 @@ import { encodeMessage, shim6Checksum } from '../wire/index.ts';
 import type { Millis } from '../time.ts';
 import type { Random } from './random.ts';
 
-/** Validator length on the wire (octets). */
-export const VALIDATOR_LENGTH = 16;
+/** Validator length on the wire (octets): 96 bits, checked within two secret epochs only. */
+export const VALIDATOR_LENGTH = 12;
 /** Responder secret length (octets). */
 const SECRET_LENGTH = 32;
 
-/** Inputs of an R1 validator (RFC 5533 §7.10.1). `peerLocator`/`localLocator` are the I1's source/destination. */
+/**
+ * Inputs of an R1 validator (RFC 5533 §7.10.1). `peerLocator`/`localLocator`
+ * are the I1's source/destination; `port` is the UDP port the I1 came from
+ * (5533 when the transport did not say): an I2 from another port than the R1
+ * went to does not match, so the I2 proves its sender's port too.
+ */
 export interface R1Inputs {
   initiatorTag: number;
   peerUlid: Ipv6;
@@ -28,6 +34,7 @@ export interface R1Inputs {
   peerLocator: Ipv6;
   localLocator: Ipv6;
   fii: number;
+  port: number;
 }
 
 /** Inputs of an R1bis validator (RFC 5533 §7.17.1): the tag and locators of the packet that found no context. */
@@ -35,6 +42,7 @@ export interface R1bisInputs {
   packetTag: number;
   peerLocator: Ipv6;
   localLocator: Ipv6;
+  port: number;
 }
 
 const KIND_R1 = 1;
@@ -81,15 +89,15 @@ export class ResponderSecrets {
  * The MAC, built for the I1 flood (≥ 50,000 R1/s on one core): one one-shot
  * SHA-256 over secret ‖ fixed-length input, in one reused scratch buffer, so no
  * HMAC object, no key schedule, no intermediate strings or arrays per call.
- * Input per kind has a FIXED length: kind ‖ nonce ‖ tag ‖ FII ‖ each address as
+ * Input per kind has a FIXED length: kind ‖ nonce ‖ tag ‖ FII ‖ port ‖ each address as
  * canonical text (shim/wire/ipv6.ts, ≤ 39 octets) zero-padded to 40 octets (an
  * injective encoding). A secret-prefix hash over fixed-length inputs is a PRF
  * (length extension only yields longer inputs, never checked; the kind octet
  * sits at a fixed place, so R1bis and R1 inputs cannot be confused), and we
- * keep only 128 of the 256 output bits.
+ * keep only 96 of the 256 output bits.
  */
 const ADDRESS_SLOT = 40;
-const HEAD = SECRET_LENGTH + 1 + 4 + 6 + 4;
+const HEAD = SECRET_LENGTH + 1 + 4 + 6 + 4 + 2;
 const scratch = Buffer.alloc(HEAD + 4 * ADDRESS_SLOT);
 const sha256: (data: Buffer) => Buffer = typeof hash === 'function'
   ? (data) => hash('sha256', data, 'buffer') as Buffer
@@ -103,12 +111,13 @@ function putAddress(a: Ipv6, at: number): void {
   for (; j < ADDRESS_SLOT; j++) scratch[at + j] = 0;
 }
 
-function mac(secret: Uint8Array, kind: number, nonce: number, tag: number, fii: number, a0: Ipv6, a1: Ipv6, a2?: Ipv6, a3?: Ipv6): Buffer {
+function mac(secret: Uint8Array, kind: number, nonce: number, tag: number, fii: number, port: number, a0: Ipv6, a1: Ipv6, a2?: Ipv6, a3?: Ipv6): Buffer {
   scratch.set(secret, 0);
   scratch[SECRET_LENGTH] = kind;
   scratch.writeUInt32BE(nonce >>> 0, SECRET_LENGTH + 1);
   scratch.writeUIntBE(tag, SECRET_LENGTH + 5, 6);
   scratch.writeUInt32BE(fii >>> 0, SECRET_LENGTH + 11);
+  scratch.writeUInt16BE(port & 0xffff, SECRET_LENGTH + 15);
   putAddress(a0, HEAD);
   putAddress(a1, HEAD + ADDRESS_SLOT);
   let end = HEAD + 2 * ADDRESS_SLOT;
@@ -122,12 +131,12 @@ function mac(secret: Uint8Array, kind: number, nonce: number, tag: number, fii: 
 
 /** Make the validator for an R1 (the generator). */
 export function r1Validator(secret: Uint8Array, nonce: number, i: R1Inputs): Uint8Array {
-  return mac(secret, KIND_R1, nonce, i.initiatorTag, i.fii, i.peerUlid, i.localUlid, i.peerLocator, i.localLocator);
+  return mac(secret, KIND_R1, nonce, i.initiatorTag, i.fii, i.port, i.peerUlid, i.localUlid, i.peerLocator, i.localLocator);
 }
 
 /** Make the validator for an R1bis. */
 export function r1bisValidator(secret: Uint8Array, nonce: number, i: R1bisInputs): Uint8Array {
-  return mac(secret, KIND_R1BIS, nonce, i.packetTag, 0, i.peerLocator, i.localLocator);
+  return mac(secret, KIND_R1BIS, nonce, i.packetTag, 0, i.port, i.peerLocator, i.localLocator);
 }
 
 /** Check an I2's validator (the checker): right epoch, constant-time compare. */
@@ -152,6 +161,8 @@ export function checkR1bisValidator(s: ResponderSecrets, now: Millis, nonce: num
  * encodeMessage byte for byte.
  */
 const R1_TEMPLATE = encodeMessage({ type: 'R1', initiatorNonce: 0, responderNonce: 0, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(VALIDATOR_LENGTH) }] });
+/** Octets of every R1 we send (the stateless one). */
+export const R1_LENGTH = R1_TEMPLATE.length;
 const R1_CHECKSUM = 4;
 const R1_INITIATOR_NONCE = 8;
 const R1_RESPONDER_NONCE = 12;

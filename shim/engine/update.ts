@@ -35,37 +35,43 @@ export function newerGeneration(a: number, b: number): boolean {
   return d !== 0 && d < 0x8000_0000;
 }
 
-/** Verify a Locator List against the PDS: one flag per entry. */
-function verifyList(core: Core, ctx: Context, msg: Shim6Message): { address: Ipv6; method: number; ok: boolean }[] {
+/** One Locator List entry and whether HBA/CGA proved it. */
+export interface CheckedLocator {
+  address: Ipv6;
+  method: number;
+  ok: boolean;
+}
+
+/**
+ * Verify a message's Locator List for `peerUlid` against the message's PDS,
+ * else `knownPds` (the one the peer sent before): one flag per entry.
+ */
+export function checkLocators(core: Core, peerUlid: Ipv6, msg: Shim6Message, knownPds: Uint8Array | undefined): CheckedLocator[] {
   const list = findOption(msg, 'LocatorList');
   if (list === undefined) return [];
-  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds ?? ctx.peerPds;
+  const pds = findOption(msg, 'CgaParameterDataStructure')?.pds ?? knownPds;
   const claims = list.locators.map((l) => ({ address: l.address, method: l.verificationMethod }));
-  const ok = core.verifier.verify(ctx.peerUlid, claims, pds, { generation: list.generation, signature: findOption(msg, 'CgaSignature')?.signature });
+  const ok = core.verifier.verify(peerUlid, claims, pds, { generation: list.generation, signature: findOption(msg, 'CgaSignature')?.signature });
   return claims.map((c, i) => ({ ...c, ok: ok[i] === true }));
 }
 
 /**
- * Ls(peer) from an I2/I2bis/R2: the ULID plus every locator HBA/CGA proves;
- * unproven entries are left out (never destinations). With `dryRun` only
- * returns the proven addresses.
+ * Ls(peer) from an I2/I2bis/R2 whose list `checked` verified: the ULID plus
+ * every locator HBA/CGA proves; unproven entries are kept but never
+ * destinations.
  */
-export function applyHandshakeLocators(core: Core, ctx: Context, msg: Shim6Message, dryRun = false): Ipv6[] {
-  const checked = verifyList(core, ctx, msg);
-  const proven = checked.filter((c) => c.ok).map((c) => c.address);
-  if (dryRun) return proven;
+export function applyHandshakeLocators(ctx: Context, msg: Shim6Message, checked: readonly CheckedLocator[]): void {
   const list = findOption(msg, 'LocatorList');
-  if (list === undefined) return proven;
+  if (list === undefined) return;
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined) ctx.peerPds = pds;
   const prefs = findOption(msg, 'LocatorPreferences');
   const usePrefs = prefs !== undefined && prefs.generation === list.generation && prefs.elements.length === list.locators.length;
   replacePeerSet(ctx, checked, usePrefs ? prefs.elements : undefined);
   ctx.peerGeneration = list.generation;
-  return proven;
 }
 
-function replacePeerSet(ctx: Context, checked: { address: Ipv6; method: number; ok: boolean }[], prefs: { flags: number; priority?: number; weight?: number }[] | undefined): void {
+function replacePeerSet(ctx: Context, checked: readonly CheckedLocator[], prefs: { flags: number; priority?: number; weight?: number }[] | undefined): void {
   const next: PeerLocator[] = [];
   const ulid = ctx.peerLocator(ctx.peerUlid);
   if (!checked.some((c) => c.address === ctx.peerUlid)) next.push(ulid === undefined ? { address: ctx.peerUlid, method: 0, listed: false, verified: true, probed: false, flags: 0, priority: 0, weight: 0 } : { ...ulid, listed: false });
@@ -131,11 +137,11 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
   const list = findOption(msg, 'LocatorList');
   let changed = false;
   if (list !== undefined && (ctx.peerGeneration < 0 || newerGeneration(list.generation, ctx.peerGeneration))) {
-    const checked = verifyList(core, ctx, msg);
+    const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds);
     const bad = checked.findIndex((c) => !c.ok);
     if (bad >= 0) {
       // §7.2: the Pointer names the verification method octet found inconsistent (after generation u32 and N u8).
-      sendError(core, dst, src, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList) + 4 + 5 + bad, bytes);
+      sendError(core, now, dst, src, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList) + 4 + 5 + bad, bytes);
       return drop('locator-unverified');
     }
     if (pds !== undefined) ctx.peerPds = pds;
@@ -147,11 +153,11 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
   if (prefs !== undefined) {
     const at = optionOffset(bytes, 16, OptionType.LocatorPreferences);
     if (prefs.generation !== ctx.peerGeneration) {
-      sendError(core, dst, src, ErrorCode.LocatorListGenerationOutOfSync, at + 4, bytes);
+      sendError(core, now, dst, src, ErrorCode.LocatorListGenerationOutOfSync, at + 4, bytes);
       return drop('generation-out-of-sync');
     }
     if (prefs.elements.length !== ctx.peer.filter((l) => l.listed).length) {
-      sendError(core, dst, src, ErrorCode.WrongNumberOfPreferenceElements, at + 8, bytes);
+      sendError(core, now, dst, src, ErrorCode.WrongNumberOfPreferenceElements, at + 8, bytes);
       return drop('preference-count');
     }
     const before = prefsKey(ctx);
@@ -186,6 +192,7 @@ function applyPrefs(ctx: Context, elements: { flags: number; priority?: number; 
 /** RFC 5533 §10.5. */
 export function onUpdateAck(core: Core, ctx: Context, msg: UpdateAckMessage): DatagramResult {
   if (ctx.update === undefined || ctx.update.nonce !== msg.requestNonce) return drop('stale-ack');
+  core.learnPort(ctx); // it echoes the nonce we sent: its sender is the peer, at this port
   ctx.update = undefined;
   core.stop(ctx, TimerKind.Update);
   return CONSUMED;

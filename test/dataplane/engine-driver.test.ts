@@ -9,8 +9,9 @@ import { MemoryNetwork } from '../../shim/dataplane/udp.ts';
 import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, buildUdpPacket, splitPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import type { Millis } from '../../shim/time.ts';
+import type { Logger } from '../../shim/log.ts';
 
-type FakeEvent = { kind: 'context-established'; localUlid: string; peerUlid: string } | { kind: 'gave-up'; peerUlid: string };
+type FakeEvent = { kind: 'context-established'; localUlid: string; peerUlid: string; ulidProof: string } | { kind: 'gave-up'; peerUlid: string };
 
 /** A fake control plane: prime → "hello" every 50 ms until "hello-ack"; both sides then report a context. */
 class FakeEndpoint implements EngineLike {
@@ -29,13 +30,13 @@ class FakeEndpoint implements EngineLike {
     if (msg === 'hello') {
       this.tx.push({ src: d.dst, dst: d.src, bytes: new TextEncoder().encode('hello-ack') });
       // A retransmitted hello (timer fired before the ack arrived) is answered but is no news.
-      if (!this.established.has(d.src)) this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src });
+      if (!this.established.has(d.src)) this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src, ulidProof: 'locator' });
       this.established.add(d.src);
       return { kind: 'consumed' as const };
     }
     if (msg === 'hello-ack' && this.pending?.peer === d.src) {
       this.pending = undefined;
-      this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src });
+      this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src, ulidProof: 'initiated' });
       return { kind: 'consumed' as const };
     }
     return { kind: 'drop' as const, reason: 'unexpected' };
@@ -72,8 +73,8 @@ test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', 
   await a.bindLocator('fd00::a'); await b.bindLocator('fd00::b');
   a.command((e, now) => e.prime(now, 'fd00::b'));
   await waitFor(() => evA.length > 0 && evB.length > 0, 2000, 'both contexts');
-  assert.deepEqual(evA, [{ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b' }]);
-  assert.deepEqual(evB, [{ kind: 'context-established', localUlid: 'fd00::b', peerUlid: 'fd00::a' }]);
+  assert.deepEqual(evA, [{ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated' }]);
+  assert.deepEqual(evB, [{ kind: 'context-established', localUlid: 'fd00::b', peerUlid: 'fd00::a', ulidProof: 'locator' }]);
   assert.deepEqual(ups, ['fd00::a>fd00::b']);
   assert.ok(a.stats.udpOut >= 1 && b.stats.udpIn === a.stats.udpOut, 'every hello sent arrived');
 });
@@ -154,4 +155,26 @@ test('TCP prompt: on locator-pair-changed the last data segment and 3 duplicate 
   await waitFor(() => tunB.written.length === 7, 2000, 'prompt delivery');
   assert.deepEqual(tunB.written.slice(3).map((p) => splitPacket(p)!.payload[7]), [2, 3, 3, 3]);
   assert.equal(a.stats.prompts, 4);
+});
+
+test('no route without evidence: a context-established without ulidProof routes nothing; ulid-refused is logged once per source', async (t) => {
+  const net = new MemoryNetwork();
+  const ups: string[] = [];
+  const events = [
+    { kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::99' },
+    { kind: 'ulid-refused', claimedUlid: 'fd00::53', source: 'fd00::66', reason: 'ulid-unproven' },
+    { kind: 'ulid-refused', claimedUlid: 'fd00::54', source: 'fd00::66', reason: 'ulid-unproven' },
+    { kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'locator' },
+  ];
+  const engine = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), encapsulate: () => ({ kind: 'no-context' as const }), handleTimeout: () => {},
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  const warnings: unknown[] = [];
+  const logger = { info: () => {}, warn: (msg: string, f: unknown) => { warnings.push([msg, f]); } } as unknown as Logger;
+  const d = new EngineDriver({ engine, transport: net.transport(5533), logger, routes: { contextUp: (l, p) => { ups.push(`${l}>${p}`); }, contextDown: () => {} } });
+  t.after(() => d.close());
+  d.flush();
+  assert.deepEqual(ups, ['fd00::a>fd00::b'], 'only the proven context is routed');
+  assert.equal(warnings.length, 1, 'two refusals from one source: one warning');
 });

@@ -86,9 +86,9 @@ test('Forked Instance Identifier: two contexts for one ULID pair, told apart by 
   }
 });
 
-test('I2 with a ULID option and no Locator List: the handshake locator is usable (payload from it is accepted, R2 went there)', () => {
+test('I2 with a ULID option and no Locator List from another locator: the ULID is unproven → no context, no R2 (RFC 5533 §7.13, §16)', () => {
   const B = '2001:db8:b1::1';
-  const UF = '2001:db8:f1::1'; // F's ULID
+  const UF = '2001:db8:f1::1'; // the ULID F claims
   const F2 = '2001:db8:f2::2'; // the locator F's I1/I2 came from
   const b = new Engine({ localLocators: [{ address: B }] }, new SimRng(44));
   const now = ms(0);
@@ -97,15 +97,11 @@ test('I2 with a ULID option and no Locator List: the handshake locator is usable
   const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
   const validator = findOption(r1, 'ResponderValidator')!.validator;
   const i2 = encodeMessage({ type: 'I2', contextTag: 0x99, initiatorNonce: 2, responderNonce: r1.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator }, ulidOpt] });
-  assert.equal(b.handleDatagram(now, { src: F2, dst: B, bytes: i2 }).kind, 'consumed');
-  assert.equal(b.pollTransmit()!.dst, F2);
-  const ctx = b.status().contexts[0]!;
-  assert.equal(ctx.peerUlid, UF);
-  const h = encodePayloadHeader(17, ctx.contextTag);
-  const r = b.handleDatagram(now, { src: F2, dst: B, bytes: Uint8Array.from([...h, 1]) });
-  assert.equal(r.kind, 'payload');
-  assert.equal(r.kind === 'payload' ? r.srcUlid : '', UF);
-  assert.equal(b.pollTransmit(), undefined, 'no R1bis');
+  assert.deepEqual(b.handleDatagram(now, { src: F2, dst: B, bytes: i2 }), { kind: 'drop', reason: 'ulid-unproven' });
+  assert.equal(b.pollTransmit(), undefined, 'no R2');
+  assert.equal(b.contextCount, 0);
+  assert.equal(b.status().guard.ulidUnproven, 1);
+  assert.deepEqual(b.pollEvent(), { kind: 'ulid-refused', claimedUlid: UF, source: F2, reason: 'ulid-unproven' });
 });
 
 test('hosts without HBA/CGA: DNS-primed I1 falls over to the second locator; R2 from there makes it usable both ways', () => {

@@ -1,12 +1,13 @@
 // The peer's UDP port (DESIGN.md §3): learnt from received datagrams when the
 // transport passes `port`. Stateless replies (R1, R1bis, Error) go back to the
-// source port without keeping anything; a context adopts the port of datagrams
-// that passed its checks (a peer on a non-default port, a NAT rebinding), and
-// a datagram that fails them (forged tag) changes nothing.
+// source port without keeping anything; a context adopts a port only from a
+// datagram that proves its sender (R1/R2 echoing our nonce, I2 our validator,
+// Update Ack our request nonce, a probe report of a probe we sent there) — a
+// packet that merely carries the tag from another port moves nothing.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, State, type Transmit } from '../../shim/engine/index.ts';
-import { encodePayloadHeader } from '../../shim/wire/index.ts';
+import { encodeMessage, encodePayloadHeader } from '../../shim/wire/index.ts';
 import { hbaHost } from './loop.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../sim/rng.ts';
@@ -50,7 +51,7 @@ test('handshake: R1, I2, R2 go to the port each message came from; payload follo
   assert.equal((out(a, b) as { port?: number }).port, undefined);
 });
 
-test('NAT rebinding: a verified payload from a new port moves the context; a forged tag does not', () => {
+test('a packet with the right tag from another port moves nothing; a forged tag gets a stateless R1bis there', () => {
   const a = side(73, ['2001:db8:a1::/64'], 6000);
   const b = side(74, ['2001:db8:b1::/64'], 7000);
   const now = ms(0);
@@ -59,7 +60,7 @@ test('NAT rebinding: a verified payload from a new port moves the context; a for
   const ctxA = a.engine.status().contexts[0]!;
   const portOf = () => (b.engine.encapsulate(now, { srcUlid: b.ulid, dstUlid: a.ulid, nextHeader: 17, payload: new Uint8Array(1) }) as { port?: number }).port;
   assert.equal(portOf(), 6000);
-  const pkt = (tag: number) => { const h = encodePayloadHeader(17, tag); const p = new Uint8Array(h.length + 4); p.set(h); return p; };
+  const pkt = (tag: number) => { const h = encodePayloadHeader(17, tag); const p = new Uint8Array(h.length + 20); p.set(h); return p; };
   // Wrong tag from the same address, other port: R1bis back to that port, context keeps 6000.
   const forged = b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: pkt((ctxA.peerContextTag + 1) % 2 ** 47), port: 6666 });
   assert.equal(forged.kind, 'drop');
@@ -67,14 +68,37 @@ test('NAT rebinding: a verified payload from a new port moves the context; a for
   assert.equal(r1bis.bytes[2]! & 0x7f, 5);
   assert.equal(r1bis.port, 6666, 'stateless R1bis answers the source port');
   assert.equal(portOf(), 6000);
-  // The real tag from a new port (the NAT rebound): adopted.
-  assert.equal(b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: pkt(ctxA.peerContextTag), port: 6001 }).kind, 'payload');
-  assert.equal(portOf(), 6001);
-  // Back on 5533: the default again, so no port field.
+  // The real tag from other ports (an on-path observer knows it): delivered, but the context stays on 6000.
+  assert.equal(b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: pkt(ctxA.peerContextTag), port: 6666 }).kind, 'payload');
+  assert.equal(portOf(), 6000);
   b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: pkt(ctxA.peerContextTag), port: 5533 });
-  assert.equal(portOf(), undefined);
-  // No port from the transport: nothing learnt, nothing forgotten.
-  b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: pkt(ctxA.peerContextTag), port: 6002 });
-  b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: pkt(ctxA.peerContextTag) });
-  assert.equal(portOf(), 6002);
+  assert.equal(portOf(), 6000);
+  const keepalive = encodeMessage({ type: 'Keepalive', contextTag: ctxA.peerContextTag, options: [] });
+  b.engine.handleDatagram(now, { src: a.ulid, dst: b.ulid, bytes: keepalive, port: 6666 });
+  assert.equal(portOf(), 6000);
+});
+
+test('NAT rebinding: REAP probes answered on the new port prove it, and the context moves there', () => {
+  const a = side(75, ['2001:db8:a1::/64'], 6000);
+  const b = side(76, ['2001:db8:b1::/64'], 7000);
+  a.engine.prime(ms(0), { ulid: b.ulid, locators: [], ttl: 60, source: 'configured' });
+  shuttle(ms(0), a, b);
+  const portOf = (t: Millis) => (b.engine.encapsulate(t, { srcUlid: b.ulid, dstUlid: a.ulid, nextHeader: 17, payload: new Uint8Array(1) }) as { port?: number }).port;
+  assert.equal(portOf(ms(0)), 6000);
+  a.port = 6001; // A's NAT rebinds: A's datagrams now come from 6001, and what B sends to 6000 is lost
+  let moved: number | undefined;
+  for (let t = 10; t <= 10_000 && moved === undefined; t += 10) {
+    const now = ms(t);
+    a.engine.handleTimeout(now);
+    b.engine.handleTimeout(now);
+    const out = a.engine.encapsulate(now, { srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 17, payload: new Uint8Array(1) });
+    if (out.kind === 'send') b.engine.handleDatagram(now, { src: out.src, dst: out.dst, bytes: Uint8Array.from([...out.header, 0]), port: 6001 });
+    for (let t2 = a.engine.pollTransmit(); t2 !== undefined; t2 = a.engine.pollTransmit()) b.engine.handleDatagram(now, { src: t2.src, dst: t2.dst, bytes: t2.bytes, port: 6001 });
+    for (let t2 = b.engine.pollTransmit(); t2 !== undefined; t2 = b.engine.pollTransmit()) {
+      if (t2.port === 6001) a.engine.handleDatagram(now, { src: t2.src, dst: t2.dst, bytes: t2.bytes, port: 7000 });
+    }
+    if (portOf(now) === 6001) moved = t;
+  }
+  assert.ok(moved !== undefined, 'B moved to the new port once A\'s probes and B\'s answers proved it');
+  assert.ok(moved > 10, 'not on the first payload from the new port');
 });

@@ -15,8 +15,8 @@ function internals(e: Engine): { tags: number; ulids: number; nonces: number; pe
   return { tags: core.table.byTag.size, ulids: core.table.byUlid.size, nonces: core.table.byNonce.size, peerTags: core.table.byPeerTag.size, heap: core.heap.size };
 }
 
-test('stateless responder: 10,000 I1s from random addresses → 10,000 R1s, zero contexts, no per-I1 state', () => {
-  const b = engineB();
+test('stateless responder: 10,000 I1s from random addresses → 10,000 R1s (limits off), zero contexts, no per-I1 state', () => {
+  const b = new Engine({ localLocators: [{ address: B }], replyLimit: 'off' }, new SimRng(42));
   const rng = new SimRng(7);
   const buf = new Uint8Array(6);
   for (let i = 0; i < 10_000; i++) {
@@ -92,7 +92,7 @@ test('encodeR1 (the fast path) is byte for byte what the wire codec encodes, and
   for (let i = 0; i < 500; i++) {
     rng.fill(b);
     const dv = new DataView(b.buffer);
-    const inputs = { initiatorTag: dv.getUint32(0) * 2 ** 15 + (dv.getUint16(4) >>> 1), peerUlid: addr(dv.getUint32(8)), localUlid: addr(dv.getUint32(12)), peerLocator: addr(dv.getUint32(16)), localLocator: B, fii: dv.getUint32(20) };
+    const inputs = { initiatorTag: dv.getUint32(0) * 2 ** 15 + (dv.getUint16(4) >>> 1), peerUlid: addr(dv.getUint32(8)), localUlid: addr(dv.getUint32(12)), peerLocator: addr(dv.getUint32(16)), localLocator: B, fii: dv.getUint32(20), port: dv.getUint16(6) };
     const secret = b.subarray(32, 64);
     const [rn, inn] = [dv.getUint32(24), dv.getUint32(28)];
     const fast = encodeR1(secret, rn, inn, inputs);
@@ -104,10 +104,10 @@ test('encodeR1 (the fast path) is byte for byte what the wire codec encodes, and
   }
   // Fixed-width address slots keep the encoding injective; R1 and R1bis inputs never collide.
   const secret = new Uint8Array(32).fill(9);
-  const base = { initiatorTag: 5, peerUlid: '2001:db8::1', localUlid: '2001:db8::2', peerLocator: '2001:db8::1', localLocator: '2001:db8::2', fii: 0 };
+  const base = { initiatorTag: 5, peerUlid: '2001:db8::1', localUlid: '2001:db8::2', peerLocator: '2001:db8::1', localLocator: '2001:db8::2', fii: 0, port: 5533 };
   const v = (o: Partial<typeof base>) => Buffer.from(r1Validator(secret, 1, { ...base, ...o })).toString('hex');
-  const all = [v({}), v({ peerUlid: '2001:db8::10' }), v({ localUlid: '2001:db8::' }), v({ fii: 1 }), v({ initiatorTag: 6 }),
-    Buffer.from(r1Validator(secret, 2, base)).toString('hex'), Buffer.from(r1bisValidator(secret, 1, { packetTag: 5, peerLocator: base.peerLocator, localLocator: base.localLocator })).toString('hex')];
+  const all = [v({}), v({ peerUlid: '2001:db8::10' }), v({ localUlid: '2001:db8::' }), v({ fii: 1 }), v({ initiatorTag: 6 }), v({ port: 5534 }),
+    Buffer.from(r1Validator(secret, 2, base)).toString('hex'), Buffer.from(r1bisValidator(secret, 1, { packetTag: 5, peerLocator: base.peerLocator, localLocator: base.localLocator, port: 5533 })).toString('hex')];
   assert.equal(new Set(all).size, all.length);
   assert.equal(v({}), v({}), 'deterministic: the scratch buffer leaves nothing behind');
 });

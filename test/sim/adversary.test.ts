@@ -1,12 +1,16 @@
 // The adversary against an established pair, deterministic: random datagrams,
 // bit-flipped captures and re-addressed replays must never make the Engine
-// throw (RFC 5533 §12: a dropped packet is a value) and never change a context.
+// throw (RFC 5533 §12: a dropped packet is a value) and never change a context;
+// ULID hijacks get no context and no R2, floods draw limited replies
+// (docs/security.md).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
 import { SimRng } from './rng.ts';
 import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { allContexts } from './inspect.ts';
+import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { VerificationMethod } from '../../shim/constants.ts';
 
 function establishedPair(seed: number) {
   const { sim, a, b } = shimPair(seed);
@@ -46,4 +50,65 @@ test('adversary: 2000 random datagrams and bit-flipped captures never throw and 
   }
   sim.runFor(100);
   assert.equal(snap(), before);
+});
+
+/** The adversary's I1 → (R1 from the tap) → I2 towards `b`, from `src`, with `options`; the messages B sent back to `src`. */
+function hijack(sim: ReturnType<typeof establishedPair>['sim'], bLocator: string, src: string, options: Shim6Option[]): string[] {
+  const since = sim.adversary.captured.length;
+  sim.adversary.inject({ src, dst: bLocator, bytes: encodeMessage({ type: 'I1', contextTag: 0x6666, initiatorNonce: 66, options: options.filter((o) => o.type === 'UlidPair') }) });
+  sim.runFor(30);
+  const r1 = sim.adversary.captured.slice(since).find((c) => c.packet.dst === src && !c.packet.plain && decodeMessage(c.packet.bytes).type === 'R1');
+  assert.ok(r1, 'B answered the I1 with an R1 (the tool works)');
+  const m = decodeMessage(r1.packet.bytes) as R1Message;
+  const validator = findOption(m, 'ResponderValidator')!.validator;
+  const mark = sim.adversary.captured.length;
+  sim.adversary.inject({ src, dst: bLocator, bytes: encodeMessage({ type: 'I2', contextTag: 0x6666, initiatorNonce: 67, responderNonce: m.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator }, ...options] }) });
+  sim.runFor(30);
+  return sim.adversary.captured.slice(mark).filter((c) => c.packet.dst === src && !c.packet.plain).map((c) => decodeMessage(c.packet.bytes).type);
+}
+
+test('adversary: I2s claiming A\'s ULID, a third party\'s or B\'s own address (with and without a replayed PDS) get no R2 and change no context', () => {
+  const { sim, a, b } = establishedPair(7003);
+  const before = JSON.stringify(allContexts(b));
+  const attacker = '2001:db8:6666::1';
+  const claim = (ulid: string, extra: Shim6Option[] = []) => hijack(sim, b.locators[0]!, attacker, [{ type: 'UlidPair', critical: false, senderUlid: ulid, receiverUlid: b.ulid }, ...extra]);
+  const replayedPds: Shim6Option[] = [
+    { type: 'LocatorList', critical: false, generation: 9, locators: [...a.locators, attacker].map((address) => ({ address, verificationMethod: VerificationMethod.HBA })) },
+    { type: 'CgaParameterDataStructure', critical: false, pds: a.params },
+  ];
+  for (const [ulid, extra] of [[a.ulid, []], [a.ulid, replayedPds], ['2001:db8:53::53', []], [b.locators[1]!, []]] as const) {
+    assert.deepEqual(claim(ulid, [...extra]), [], `no R2 for a claim of ${ulid}`);
+  }
+  assert.equal(JSON.stringify(allContexts(b)), before, 'B\'s contexts unchanged, none added');
+  const guard = b.engine.status().guard;
+  assert.deepEqual([guard.ulidUnproven, guard.ulidIsLocal], [3, 1], 'every refusal counted');
+  // The positive control: the attacker as itself (no ULID option) may have a context of its own.
+  assert.deepEqual(hijack(sim, b.locators[0]!, attacker, []), ['R2']);
+  // A and B still talk.
+  sim.send(a.host, b.ulid);
+  sim.runFor(100);
+  assert.equal(JSON.stringify(allContexts(b).filter((c) => c.ulids[1] === a.ulid)), before);
+});
+
+test('adversary: 20,000 I1s and 20,000 unknown-tag packets in 2 s draw replies within the limits; A and B keep talking', () => {
+  const { sim, a, b } = establishedPair(7004);
+  const mark = sim.adversary.captured.length;
+  for (let i = 0; i < 20_000; i++) {
+    const src = `2001:db8:66${(i % 50).toString(16).padStart(2, '0')}::${(i % 7) + 1}`;
+    const bytes = i % 2 === 0
+      ? encodeMessage({ type: 'I1', contextTag: i + 1, initiatorNonce: i, options: [] })
+      : Uint8Array.from([...encodePayloadHeader(6, 0x5000_0000 + i), ...new Uint8Array(20)]);
+    sim.adversary.inject({ src, dst: b.locators[0]!, bytes });
+    if (i % 100 === 99) sim.runFor(10);
+  }
+  sim.runFor(100);
+  const replies = sim.adversary.captured.slice(mark).filter((c) => c.packet.dst.startsWith('2001:db8:66')).length;
+  // 2 s of flood from 50 /64s: the global bucket (200 + 200/s) bounds it.
+  assert.ok(replies <= 200 + 200 * 2.2, `${replies} replies`);
+  assert.ok(replies >= 200, 'the limiter lets a burst through (the flood did reach B)');
+  sim.send(a.host, b.ulid);
+  sim.send(b.host, a.ulid);
+  sim.runFor(100);
+  assert.equal(established(a), 1);
+  assert.equal(b.engine.status().contexts.length, 1);
 });

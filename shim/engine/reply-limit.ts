@@ -1,0 +1,117 @@
+/**
+ * Rate limits for the engine's stateless replies — R1 to an I1, R1bis to a
+ * packet naming an unknown context, Error to a malformed message — so that a
+ * host running shim6 cannot be used as a reflector (RFC 5533 §16 leaves it to
+ * the implementation; we limit like ICMPv6 errors, RFC 4443 §2.4 (f)): a token
+ * bucket per source /64 and one global bucket, both must have a token.
+ *
+ * Memory is bounded: at most `maxPrefixes` per-prefix buckets; when the table
+ * is full the oldest bucket is forgotten (which can only give that prefix a
+ * fresh burst — the global bucket still caps the total).
+ * Sans-I/O: time comes in as `now`. Owns no sockets, knows no messages.
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import { parseIpv6 } from '../wire/ipv6.ts';
+
+/** One token bucket's parameters: `rate` tokens per second, at most `burst` stored. */
+export interface BucketConfig {
+  rate: number;
+  burst: number;
+}
+
+/** `replyLimit` of the engine configuration; `'off'` sends every reply (benchmarks, closed labs). */
+export type ReplyLimitConfig = { perPrefix: BucketConfig; global: BucketConfig } | 'off';
+
+/**
+ * Defaults: a source /64 gets 10 replies/s (burst 10), the whole host 200/s
+ * (burst 200). A 100,000-packet flood lasting t seconds draws at most
+ * 200 + 200·t replies whatever the number of sources (about 600 for a 2 s flood).
+ */
+export const DEFAULT_REPLY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = {
+  perPrefix: { rate: 10, burst: 10 },
+  global: { rate: 200, burst: 200 },
+};
+
+/** Per-prefix buckets kept at most (about 100 octets each). */
+export const MAX_PREFIX_BUCKETS = 10_000;
+
+class Bucket {
+  tokens: number;
+  constructor(private readonly cfg: BucketConfig, public at: number) {
+    this.tokens = cfg.burst;
+  }
+
+  /** Refill up to `now`, then take one token if there is one. */
+  take(now: number): boolean {
+    if (now > this.at) {
+      this.tokens = Math.min(this.cfg.burst, this.tokens + ((now - this.at) * this.cfg.rate) / 1000);
+      this.at = now;
+    }
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+/** The /64 of `address` as a map key (the first 8 octets in hex). */
+function prefix64(address: Ipv6): string {
+  const b = parseIpv6(address);
+  let s = '';
+  for (let i = 0; i < 8; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
+  return s;
+}
+
+export class ReplyLimiter {
+  private readonly global: Bucket | undefined;
+  private readonly prefixes = new Map<string, Bucket>();
+
+  constructor(private readonly cfg: ReplyLimitConfig, private readonly maxPrefixes = MAX_PREFIX_BUCKETS) {
+    this.global = cfg === 'off' ? undefined : new Bucket(cfg.global, 0);
+  }
+
+  /** May one reply go to `to` now? Takes the tokens when it may. */
+  allow(now: Millis, to: Ipv6): boolean {
+    if (this.cfg === 'off') return true;
+    let key: string;
+    try {
+      key = prefix64(to);
+    } catch {
+      return false;
+    }
+    let b = this.prefixes.get(key);
+    if (b === undefined) {
+      if (this.prefixes.size >= this.maxPrefixes) this.prefixes.delete(this.prefixes.keys().next().value!);
+      b = new Bucket(this.cfg.perPrefix, now);
+      this.prefixes.set(key, b);
+    }
+    // The prefix first: a source over its own limit does not drain the host's bucket.
+    return b.take(now) && this.global!.take(now);
+  }
+
+  /** Per-prefix buckets held now (bounded by `maxPrefixes`). */
+  get size(): number {
+    return this.prefixes.size;
+  }
+}
+
+/** Check a `replyLimit` value (from configuration) and fill in the defaults. */
+export function resolveReplyLimit(v: unknown, field = 'replyLimit'): { value: ReplyLimitConfig } | { error: string } {
+  if (v === undefined) return { value: DEFAULT_REPLY_LIMIT };
+  if (v === 'off') return { value: 'off' };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { perPrefix: { rate, burst }, global: { rate, burst } }` };
+  const o = v as Record<string, unknown>;
+  const out = { perPrefix: { ...DEFAULT_REPLY_LIMIT.perPrefix }, global: { ...DEFAULT_REPLY_LIMIT.global } };
+  for (const k of Object.keys(o)) {
+    if (k !== 'perPrefix' && k !== 'global') return { error: `${field}.${k}: unknown key (perPrefix, global)` };
+    const b = o[k];
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) return { error: `${field}.${k} must be { rate, burst }` };
+    for (const [bk, bv] of Object.entries(b as Record<string, unknown>)) {
+      if (bk !== 'rate' && bk !== 'burst') return { error: `${field}.${k}.${bk}: unknown key (rate, burst)` };
+      if (typeof bv !== 'number' || !Number.isFinite(bv) || bv <= 0 || bv > 1e6) return { error: `${field}.${k}.${bk} must be a number > 0 and ≤ 1000000` };
+      out[k][bk] = bv;
+    }
+    if (out[k].burst < 1) return { error: `${field}.${k}.burst must be ≥ 1` };
+  }
+  return { value: out };
+}

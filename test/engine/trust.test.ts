@@ -1,0 +1,202 @@
+// Trust (RFC 5533 §7.13 read with §16; docs/security.md): a peer ULID is
+// accepted only when proven — it is the handshake's source locator, or the
+// I2's PDS proves both the ULID and that source locator (HBA set / CGA) —
+// and stateless replies (R1, R1bis, Error) are rate-limited per source /64 and
+// globally, never more than twice the datagram that caused them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Engine, MAX_PREFIX_BUCKETS, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { VerificationMethod } from '../../shim/constants.ts';
+import { ms, type Millis } from '../../shim/time.ts';
+import { SimRng } from '../sim/rng.ts';
+import { established, hbaHost } from './loop.ts';
+
+const B = '2001:db8:b1::1';
+const THIRD_PARTY = '2001:db8:53::53';
+const engineB = (extra: Partial<EngineConfig> = {}) => new Engine({ localLocators: [{ address: B }], ...extra }, new SimRng(42));
+
+/** I1 then I2 (with the R1's validator) from `src`, carrying `options`; the I2's result and what B sent back. */
+function handshake(b: Engine, src: string, options: Shim6Option[], now: Millis = ms(0), dst = B) {
+  b.handleDatagram(now, { src, dst, bytes: encodeMessage({ type: 'I1', contextTag: 0x1234, initiatorNonce: 1, options: options.filter((o) => o.type === 'UlidPair') }) });
+  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
+  const validator = findOption(r1, 'ResponderValidator')!.validator;
+  const i2 = encodeMessage({ type: 'I2', contextTag: 0x1234, initiatorNonce: 2, responderNonce: r1.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator }, ...options] });
+  const result = b.handleDatagram(now, { src, dst, bytes: i2 });
+  const sent: string[] = [];
+  for (let t = b.pollTransmit(); t !== undefined; t = b.pollTransmit()) sent.push(decodeMessage(t.bytes).type);
+  const events: EngineEvent[] = [];
+  for (let e = b.pollEvent(); e !== undefined; e = b.pollEvent()) events.push(e);
+  return { result, sent, events };
+}
+
+const ulidPair = (sender: string, receiver = B): Shim6Option => ({ type: 'UlidPair', critical: false, senderUlid: sender, receiverUlid: receiver });
+const pdsOf = (pds: Uint8Array): Shim6Option => ({ type: 'CgaParameterDataStructure', critical: false, pds });
+const hbaList = (addresses: string[]): Shim6Option => ({ type: 'LocatorList', critical: false, generation: 1, locators: addresses.map((address) => ({ address, verificationMethod: VerificationMethod.HBA })) });
+
+test('ULID hijack without proof: claiming a third party, a real HBA host, or the responder itself → no context, no R2, counted', () => {
+  const attacker = '2001:db8:e1::66';
+  const real = hbaHost(81, ['2001:db8:a1::/64', '2001:db8:a2::/64']);
+  const cases: [string, string, string][] = [[THIRD_PARTY, 'ulid-unproven', 'ulidUnproven'], [real.ulid, 'ulid-unproven', 'ulidUnproven'], [B, 'ulid-is-local', 'ulidIsLocal']];
+  for (const [claimed, reason, counter] of cases) {
+    const b = engineB();
+    const { result, sent, events } = handshake(b, attacker, [ulidPair(claimed)]);
+    assert.deepEqual(result, { kind: 'drop', reason }, claimed);
+    assert.deepEqual(sent, [], `no R2 for ${claimed}`);
+    assert.equal(b.contextCount, 0);
+    assert.deepEqual(events, [{ kind: 'ulid-refused', claimedUlid: claimed, source: attacker, reason }]);
+    assert.equal((b.status().guard as unknown as Record<string, number>)[counter], 1);
+  }
+});
+
+test('ULID hijack with HBA: a replayed PDS does not prove the sender; the attacker\'s own set proves no one else', () => {
+  const attacker = '2001:db8:e1::66';
+  const real = hbaHost(82, ['2001:db8:a1::/64', '2001:db8:a2::/64']);
+  // The real host's PDS and list, replayed from the attacker's address (not in the set).
+  let b = engineB();
+  let r = handshake(b, attacker, [ulidPair(real.ulid), hbaList(real.locators), pdsOf(real.cgaParams)]);
+  assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
+  assert.deepEqual(r.sent, []);
+  // The same, with the attacker's address added to the list as if it were a member.
+  b = engineB();
+  r = handshake(b, attacker, [ulidPair(real.ulid), hbaList([...real.locators, attacker]), pdsOf(real.cgaParams)]);
+  assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
+  assert.equal(b.contextCount, 0);
+  // The attacker's own HBA set, claiming a third party's address as ULID: the PDS does not own it.
+  const own = hbaHost(83, ['2001:db8:e1::/64']);
+  b = engineB();
+  r = handshake(b, own.ulid, [ulidPair(THIRD_PARTY), hbaList(own.locators), pdsOf(own.cgaParams)]);
+  assert.deepEqual(r.result, { kind: 'drop', reason: 'pds-mismatch' });
+  assert.deepEqual(r.sent, []);
+  assert.equal(b.contextCount, 0);
+});
+
+test('proven ULIDs are accepted: the source itself (locator), and an HBA member speaking for its set\'s ULID (hba)', () => {
+  // No ULID option: the ULID is the source locator.
+  let b = engineB();
+  let r = handshake(b, '2001:db8:e1::66', []);
+  assert.equal(r.result.kind, 'consumed');
+  assert.deepEqual(r.sent, ['R2']);
+  assert.equal(b.status().contexts[0]?.ulidProof, 'locator');
+  // An HBA host talking from its second locator, its ULID in the option: the PDS proves both.
+  const f = hbaHost(84, ['2001:db8:f1::/64', '2001:db8:f2::/64']);
+  const f2 = f.locators[1]!;
+  b = engineB();
+  r = handshake(b, f2, [ulidPair(f.ulid), hbaList(f.locators), pdsOf(f.cgaParams)]);
+  assert.equal(r.result.kind, 'consumed');
+  assert.deepEqual(r.sent, ['R2']);
+  const ctx = b.status().contexts[0]!;
+  assert.equal(ctx.peerUlid, f.ulid);
+  assert.equal(ctx.ulidProof, 'hba');
+  assert.ok(r.events.some((e) => e.kind === 'context-established' && e.ulidProof === 'hba'));
+  const h = encodePayloadHeader(17, ctx.contextTag);
+  const p = b.handleDatagram(ms(1), { src: f2, dst: B, bytes: Uint8Array.from([...h, 1, 2, 3, 4, 5, 6, 7, 8]) });
+  assert.equal(p.kind, 'payload');
+  assert.equal(p.kind === 'payload' ? p.srcUlid : '', f.ulid);
+});
+
+test('an I2 claiming the ULID of an established peer from an unproven locator changes nothing', () => {
+  const { net, a, b } = established(85, 86);
+  const before = b.engine.status().contexts[0]!;
+  const attacker = '2001:db8:b1::66'; // on B's own link, not in A's HBA set
+  net.flush();
+  const r = handshake(b.engine, attacker, [ulidPair(a.ulid, b.ulid), hbaList([...a.locators, attacker]), pdsOf(hbaHost(85, ['2001:db8:a1::/64', '2001:db8:a2::/64']).cgaParams)], net.now, b.ulid);
+  assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
+  assert.deepEqual(r.sent, []);
+  assert.equal(b.engine.status().guard.ulidUnproven, 1);
+  const after = b.engine.status().contexts[0]!;
+  assert.deepEqual(after.pair, before.pair);
+  assert.deepEqual(after.peerLocators, before.peerLocators);
+  assert.equal(after.peerContextTag, before.peerContextTag);
+});
+
+/** `n` datagrams over `seconds` of virtual time from `src(i)`; how many replies B sent. */
+function flood(b: Engine, n: number, seconds: number, src: (i: number) => string, bytes: (i: number) => Uint8Array): number {
+  let replies = 0;
+  for (let i = 0; i < n; i++) {
+    b.handleDatagram(ms((i * seconds * 1000) / n), { src: src(i), dst: B, bytes: bytes(i) });
+    while (b.pollTransmit() !== undefined) replies++;
+  }
+  return replies;
+}
+
+const i1 = (i: number) => encodeMessage({ type: 'I1', contextTag: i + 1, initiatorNonce: i, options: [] });
+/** A payload packet for an unknown tag with a 20-octet ULP header behind it (a TCP segment's size). */
+const unknownTag = (i: number) => Uint8Array.from([...encodePayloadHeader(6, 0x4000_0000 + i), ...new Uint8Array(20)]);
+const oneSource = () => '2001:db8:e1::66';
+const thousandSources = (i: number) => `2001:db8:${(i % 1000).toString(16)}::66`;
+
+test('I1 flood: 100,000 I1s in 1 s draw at most burst + rate·t R1s per /64 and globally; limits off answers all', () => {
+  let b = engineB();
+  const one = flood(b, 100_000, 1, oneSource, i1);
+  assert.ok(one <= 10 + 10 * 1 && one >= 19, `one /64: 10 burst + 10/s, got ${one}`);
+  assert.equal(b.status().guard.replies.R1.sent, one);
+  assert.equal(b.status().guard.replies.R1.limited, 100_000 - one);
+  b = engineB();
+  const many = flood(b, 100_000, 1, thousandSources, i1);
+  assert.ok(many <= 200 + 200 * 1 && many >= 200, `1,000 /64s: global 200 burst + 200/s, got ${many}`);
+  b = engineB({ replyLimit: 'off' });
+  assert.equal(flood(b, 100_000, 1, thousandSources, i1), 100_000);
+  assert.equal(b.contextCount, 0);
+});
+
+test('unknown-tag flood: R1bis limited the same way; a bare payload header (smaller than half an R1bis) draws none', () => {
+  let b = engineB();
+  const one = flood(b, 100_000, 1, oneSource, unknownTag);
+  assert.ok(one <= 20 && one >= 19, `got ${one}`);
+  b = engineB();
+  const many = flood(b, 100_000, 1, thousandSources, unknownTag);
+  assert.ok(many <= 400 && many >= 200, `got ${many}`);
+  b = engineB({ replyLimit: 'off' });
+  assert.equal(flood(b, 1000, 1, thousandSources, (i) => encodePayloadHeader(6, 0x4000_0000 + i)), 0, 'an 8-octet header alone is answered by nothing');
+  assert.equal(b.status().guard.replies.R1bis.oversize, 1000);
+  assert.equal(flood(b, 1000, 1, thousandSources, unknownTag), 1000);
+});
+
+test('replies are never more than twice the datagram that caused them (the Error\'s quoted IPv6 header aside)', () => {
+  const b = engineB({ replyLimit: 'off' });
+  const cause = i1(1);
+  b.handleDatagram(ms(0), { src: oneSource(), dst: B, bytes: cause });
+  const r1 = b.pollTransmit()!;
+  assert.ok(r1.bytes.length <= 2 * cause.length, `R1 ${r1.bytes.length} octets for an I1 of ${cause.length}`);
+  const pkt = unknownTag(1);
+  b.handleDatagram(ms(0), { src: oneSource(), dst: B, bytes: pkt });
+  const r1bis = b.pollTransmit()!;
+  assert.equal(decodeMessage(r1bis.bytes).type, 'R1bis');
+  assert.ok(r1bis.bytes.length <= 2 * pkt.length);
+  // Unknown message type → Error (RFC 5533 §5.14), carrying the quoted packet with a rebuilt IPv6 header.
+  const odd = encodeMessage({ type: 'I1', contextTag: 9, initiatorNonce: 9, options: [] });
+  odd[2] = (odd[2]! & 0x80) | 50;
+  odd[4] = 0; odd[5] = 0;
+  let sum = 0;
+  for (let i = 0; i < odd.length; i += 2) sum += (odd[i]! << 8) | odd[i + 1]!;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  odd[4] = (~sum >> 8) & 0xff; odd[5] = ~sum & 0xff;
+  b.handleDatagram(ms(0), { src: oneSource(), dst: B, bytes: odd });
+  const err = b.pollTransmit()!;
+  assert.equal(decodeMessage(err.bytes).type, 'Error');
+  assert.ok(err.bytes.length <= 2 * (odd.length + 40));
+});
+
+test('the per-prefix table is bounded: 30,000 /64s keep at most MAX_PREFIX_BUCKETS buckets', () => {
+  const b = engineB();
+  flood(b, 30_000, 30, (i) => `2001:db8:${(i >> 8).toString(16)}:${(i & 0xff).toString(16)}::1`, i1);
+  const limiter = (b as unknown as { core: { limiter: { size: number } } }).core.limiter;
+  assert.ok(limiter.size <= MAX_PREFIX_BUCKETS, `${limiter.size} buckets`);
+  assert.equal(b.status().guard.replies.R1.sent + b.status().guard.replies.R1.limited, 30_000);
+});
+
+test('a message that fails its checks changes nothing: stale Update Ack, Update Request with an unproven locator', () => {
+  const { net, a, b } = established(87, 88);
+  net.run(net.now + 50);
+  const ctxB = b.engine.status().contexts[0]!;
+  const before = JSON.stringify(b.engine.status().contexts);
+  const from = { src: a.ulid, dst: b.ulid };
+  const ack = encodeMessage({ type: 'UpdateAck', contextTag: ctxB.contextTag, requestNonce: 0xdead, options: [] });
+  assert.deepEqual(b.engine.handleDatagram(net.now, { ...from, bytes: ack, port: 6666 }), { kind: 'drop', reason: 'stale-ack' });
+  const list = { ...hbaList([...a.locators, '2001:db8:e1::66']), generation: (a.engine.status().localGeneration + 1) >>> 0 } as Shim6Option;
+  const req = encodeMessage({ type: 'UpdateRequest', contextTag: ctxB.contextTag, requestNonce: 7, options: [list] });
+  assert.deepEqual(b.engine.handleDatagram(net.now, { ...from, bytes: req, port: 6666 }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.equal(JSON.stringify(b.engine.status().contexts), before, 'state, pair, locators, port and timers as they were');
+  for (let t = b.engine.pollTransmit(); t !== undefined; t = b.engine.pollTransmit()) assert.equal(decodeMessage(t.bytes).type, 'Error', 'only the Error the RFC asks for (code 2)');
+});
