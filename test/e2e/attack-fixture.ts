@@ -5,9 +5,10 @@
  * (the same JSON `shim6 status --json` prints), A's routes, A's log, the
  * daemon's memory. Not a test file itself.
  *
- * The status names that come with the engine's trust fix live in ONE place
- * each (`rejectedClaims`, `limitedReplies`, `claimRejectionLogs`,
- * `peerPortOf`): adjust them there when the names land.
+ * The status and log names of the engine's trust fix (`engine.guard`, the
+ * context's `port`, the driver's "ulid claim refused" warning) are read in
+ * ONE place each (`rejectedClaims`, `limitedReplies`, `claimRejectionLogs`,
+ * `peerPortOf`): adjust them there if they change.
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -43,46 +44,41 @@ export interface ContextView {
   peerContextTag: number;
   pair: { local: string; peer: string };
   peerLocators: Array<{ address: string; verified: boolean }>;
-  [k: string]: unknown;
+  /** The peer's UDP port when not 5533. */
+  port?: number;
 }
 
 export interface StatusView {
   daemon: { pid: number; routed: string[]; stats: { udpIn: number; udpOut: number; tunIn: number; drops: Record<string, number> } };
-  engine: { contexts: ContextView[]; counters?: Record<string, number>; [k: string]: unknown };
+  engine: {
+    contexts: ContextView[];
+    /** What the engine refused for unproven senders (shim/engine/core.ts GuardCounters). */
+    guard?: { ulidUnproven: number; ulidIsLocal: number; replies: Record<string, { sent: number; limited: number; oversize: number }> };
+  };
 }
 
 // ---------------------------------------------------------------- names that come with the engine fix (adjust here)
 
-function firstCounter(st: StatusView, names: readonly string[]): number | undefined {
-  const pools = [st.engine.counters, st.engine, st.daemon.stats as unknown as Record<string, unknown>, st.daemon.stats.drops];
-  for (const pool of pools) {
-    for (const n of names) {
-      const v = (pool as Record<string, unknown> | undefined)?.[n];
-      if (typeof v === 'number') return v;
-    }
-  }
-  return undefined;
-}
-
-/** I2/I2bis refused because the claimed ULID was not proven (undefined: no such counter in this build). */
+/** I2/I2bis refused because the claimed peer ULID was not proven, or was one of A's own (`engine.guard`). */
 export function rejectedClaims(st: StatusView): number | undefined {
-  return firstCounter(st, ['ulidUnproven', 'unprovenUlid', 'ulidNotProven', 'ulidRejected', 'rejectedUlids']);
+  const g = st.engine.guard;
+  return g === undefined ? undefined : g.ulidUnproven + g.ulidIsLocal;
 }
 
-/** R1/R1bis not sent because a token bucket was empty (undefined: no such counter in this build). */
+/** Stateless replies (R1, R1bis, Error) not sent because a token bucket was empty (`engine.guard.replies`). */
 export function limitedReplies(st: StatusView): number | undefined {
-  return firstCounter(st, ['replyLimited', 'repliesLimited', 'rateLimited', 'replyLimitDropped']);
+  const r = st.engine.guard?.replies;
+  return r === undefined ? undefined : Object.values(r).reduce((a, c) => a + c.limited, 0);
 }
 
-/** A's log records about refusing an unproven ULID claim from `src` (the fix logs once per source). */
+/** A's log records about refusing an unproven ULID claim from `src` (the driver logs once per source). */
 export function claimRejectionLogs(records: readonly LogRecord[], src: string): LogRecord[] {
-  return records.filter((r) => /ulid/i.test(r.msg) && /unproven|not proven|refus|reject/i.test(r.msg) && Object.values(r).includes(src));
+  return records.filter((r) => r.msg.startsWith('ulid claim refused') && r.source === src);
 }
 
-/** The UDP port A sends to for this context, when status shows it (5533 = the default). */
-export function peerPortOf(c: ContextView): number | undefined {
-  const v = c.peerPort ?? c.port;
-  return typeof v === 'number' ? v : undefined;
+/** The UDP port A sends to for this context (status shows `port` only when it is not 5533). */
+export function peerPortOf(c: ContextView): number {
+  return c.port ?? 5533;
 }
 
 // ---------------------------------------------------------------- the lab
