@@ -9,6 +9,9 @@
 // What a user cares about: the stream arrives whole, A's context keeps B's
 // locator (and port), and none of A's stream packets ever goes to the
 // attacker's port.
+// Also while the stream runs: the attacker claims B's ULID in I2s of its own
+// (B's PDS and Locator List replayed, as captured from B), for the live
+// context's FII and for another one: no R2, no second context, nothing moves.
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { missingPrereqs, needs } from '../helpers/prereq.ts';
@@ -16,6 +19,8 @@ import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
 import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
 import { LAB_STUB } from '../../shim/dataplane/lab-daemons.ts';
 import { runStream } from '../../shim/dataplane/lab-run.ts';
+import { LAB_HBA } from '../../shim/dataplane/lab-hba.ts';
+import { VerificationMethod } from '../../shim/constants.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, peerPortOf, type ContextView } from './attack-fixture.ts';
 import { waitLog } from './fixture.ts';
 
@@ -84,3 +89,38 @@ for (const forged of [false, true]) {
     });
   });
 }
+
+test('on-path: while A↔B is live, I2s claiming B\'s ULID with B\'s replayed PDS (same FII, and another) get no R2 and change nothing', { timeout: 120_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await l.start('b');
+  await l.start('a');
+  const since = Date.now();
+  const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 8000 });
+  await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
+  const before = contextWithB((await l.status()).engine.contexts);
+  assert.ok(before, 'A has an established context with B');
+  await l.attacker.socket('claim', LAB_ADDR.xP);
+  const proof = {
+    pds: LAB_HBA.b.members[0]!.params, generation: 7,
+    locators: [{ address: LAB_ADDR.bP, verificationMethod: VerificationMethod.HBA }, { address: LAB_ADDR.bQ, verificationMethod: VerificationMethod.HBA }],
+  };
+  const claim = { sender: LAB_ADDR.bP, receiver: LAB_ADDR.aP };
+  const sameFii = await l.attacker.handshake({ sock: 'claim', dst: LAB_ADDR.aP, claim, proof });
+  const otherFii = await l.attacker.handshake({ sock: 'claim', dst: LAB_ADDR.aP, claim, proof, fii: 1 });
+  const r = await stream;
+  const contexts = (await l.status()).engine.contexts.filter((c) => c.peerUlid === LAB_ADDR.bP);
+  const toAttacker = await l.attacker.captured({ since, src: LAB_ADDR.aP, dstIn: [LAB_ADDR.xP], payloadOnly: true });
+  const findings = {
+    r2: { sameFii: sameFii.r2, otherFii: otherFii.r2 },
+    contextsWithB: contexts.map((c) => ({ state: c.state, tag: c.contextTag, peer: c.pair.peer, port: peerPortOf(c) })),
+    streamComplete: r.complete, everyByteOnce: r.bytes_verified === r.bytes_sent, corrupt: r.corrupt,
+    streamPacketsToAttacker: toAttacker.count,
+  };
+  t.diagnostic(JSON.stringify(findings));
+  assert.deepEqual(findings, {
+    r2: { sameFii: false, otherFii: false },
+    contextsWithB: [{ state: 'ESTABLISHED', tag: before.contextTag, peer: before.pair.peer, port: peerPortOf(before) }],
+    streamComplete: true, everyByteOnce: true, corrupt: 0, streamPacketsToAttacker: 0,
+  });
+});
