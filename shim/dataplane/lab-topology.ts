@@ -14,8 +14,9 @@
  * interface on Q or to the DNS namespace. Without the option nothing changes.
  *
  * Owns only what it creates: namespaces `<prefix>a`, `<prefix>b`,
- * `<prefix>dns` (and `<prefix>sw`, `<prefix>x` with an attacker) and the state directory. veth ends are created directly in
- * their namespaces, so the host namespace never sees an interface; `labDown`
+ * `<prefix>dns` (and `<prefix>sw`, `<prefix>x` with an attacker) and the
+ * state directory. veth ends are created directly in their namespaces, so
+ * the host namespace never sees an interface; `labDown`
  * deletes the namespaces (and with them links, addresses, nft tables) and the
  * state directory, leaving the host as it was found. It knows nothing of DNS,
  * streams or the daemon.
