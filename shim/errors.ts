@@ -5,6 +5,8 @@
  * - WireError (shim/wire): malformed bytes from the network.
  * - ProtocolError: the peer sent well-formed bytes that break the protocol.
  * - UsageError: the caller (CLI user, config file, API user) asked for something invalid.
+ * - EnvironmentError: the host is not in a state we can work with (a file where a
+ *   socket should be…): nobody's input is wrong, and we refuse rather than repair it.
  */
 export abstract class Shim6Error extends Error {
   abstract readonly code: string;
@@ -31,5 +33,20 @@ export class ProtocolError extends Shim6Error {
   constructor(code: string, message: string) {
     super(message);
     this.code = code;
+  }
+}
+
+/**
+ * The host refused: something on it is not what we need and is not ours to change
+ * (say, a regular file where the control socket goes). `path` names the file when
+ * there is one. The CLI exits 1, as for any failure that is not a usage error.
+ */
+export class EnvironmentError extends Shim6Error {
+  readonly code: string;
+  readonly path: string | undefined;
+  constructor(code: string, message: string, path?: string) {
+    super(message);
+    this.code = code;
+    this.path = path;
   }
 }

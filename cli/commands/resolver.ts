@@ -76,7 +76,7 @@ async function run(flags: ResolverFlags): Promise<void> {
     control = await startControlServer(socketPath, {
       status: async () => ({ resolver: await resolver.status(), engine: engine?.status() ?? null }),
       flush: async () => ({ resolver: await resolver.flush() }),
-    });
+    }, { log: log.child('control') });
   } catch (err) {
     await resolver.close();
     await engine?.close();

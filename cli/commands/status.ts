@@ -47,7 +47,7 @@ export function formatStatus(s: StatusReply): string {
     for (const ctx of s.engine.contexts ?? []) out.push(`  ${kv(ctx)}`);
     const g = s.engine.guard;
     if (g) {
-      out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}`);
+      out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}  over the context limits ${g.contextLimit}`);
       const r = (k: keyof GuardCounters['replies']) => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
       out.push(`stateless replies: ${r('R1')};  ${r('R1bis')};  ${r('Error')}`);
     }

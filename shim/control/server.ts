@@ -4,74 +4,100 @@
  * `{"id"?: any, "method": string, "params"?: object}`; each reply line is
  * `{"id", "ok": true, "result"}` or `{"id", "ok": false, "error": {"code", "message"}}`.
  * The resolver serves `status` today; the daemon registers more methods later.
- * Owns the socket file; must not know what the methods do.
+ * Owns the connections; the socket file is socket-file.ts's; must not know what the methods do.
+ *
+ * Each client is bounded, so one that pipelines requests and never reads cannot
+ * grow the process: at most MAX_IN_FLIGHT of its requests are answered at once
+ * (reading from it pauses meanwhile), and a client with more than
+ * MAX_QUEUED_OUTPUT bytes of replies unread when the next reply is due is
+ * disconnected. One reply of any size is always queued, so a single large
+ * `status` is never cut.
  */
 import net from 'node:net';
-import { chmodSync, mkdirSync, rmSync } from 'node:fs';
-import path from 'node:path';
-import { UsageError } from '../errors.ts';
+import type { Logger } from '../log.ts';
+import { bindSocketFile, clearSocketPath, removeSocketFile } from './socket-file.ts';
 
 export type ControlMethod = (params: Record<string, unknown>) => unknown;
 
 /** Longest request line accepted (a client sending more is cut off). */
 const MAX_LINE = 64 * 1024;
 
+/** Requests of one client being answered at once; past this its further lines wait (and reading pauses). */
+export const MAX_IN_FLIGHT = 16;
+
+/** Reply bytes one client may leave unread (socket.writableLength) when another reply is due; past this it is disconnected. */
+export const MAX_QUEUED_OUTPUT = 1024 * 1024;
+
 export interface ControlServer {
   readonly path: string;
   close(): Promise<void>;
 }
 
-/** True when something accepts connections on `socketPath`. */
-function inUse(socketPath: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const c = net.connect(socketPath);
-    c.once('connect', () => { c.destroy(); resolve(true); });
-    c.once('error', () => resolve(false));
-  });
+export interface ControlServerOptions {
+  /** Where a client cut off for not reading is reported (once per disconnect). */
+  log?: Logger;
 }
 
-/** Listen on `socketPath`, replacing a stale socket file but never a live server. */
-export async function startControlServer(socketPath: string, methods: Record<string, ControlMethod>): Promise<ControlServer> {
-  if (await inUse(socketPath)) throw new UsageError('ECONTROL_IN_USE', `control socket ${socketPath} is in use by a running process`, '--socket');
-  mkdirSync(path.dirname(socketPath), { recursive: true, mode: 0o700 });
-  rmSync(socketPath, { force: true });
+/**
+ * Listen on `socketPath`: absent, or a stale socket (replaced); never a live
+ * server (ECONTROL_IN_USE) nor anything that is not a socket (ECONTROL_NOT_SOCKET,
+ * left untouched). close() removes the file only if it is still ours.
+ */
+export async function startControlServer(socketPath: string, methods: Record<string, ControlMethod>, opts: ControlServerOptions = {}): Promise<ControlServer> {
+  await clearSocketPath(socketPath);
   const conns = new Set<net.Socket>();
   const server = net.createServer((c) => {
     conns.add(c);
     c.on('close', () => conns.delete(c));
-    c.on('error', () => c.destroy());
-    let buf = '';
-    c.setEncoding('utf8');
-    c.on('data', (chunk: string) => {
-      buf += chunk;
-      if (buf.length > MAX_LINE && !buf.includes('\n')) { c.end(reply(null, undefined, { code: 'ELINE', message: 'request line too long' })); return; }
-      let nl: number;
-      while ((nl = buf.indexOf('\n')) >= 0) {
-        const line = buf.slice(0, nl).trim();
-        buf = buf.slice(nl + 1);
-        if (line) void answer(line, methods).then((out) => { if (!c.destroyed) c.write(out); });
-      }
-    });
+    serve(c, methods, opts.log);
   });
-  // The socket file is created 0600 from the start (no window with a looser mode): the bind
-  // inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const oldMask = process.umask(0o177);
-    try {
-      server.listen(socketPath, () => { server.off('error', reject); resolve(); });
-    } finally {
-      process.umask(oldMask);
-    }
-  });
-  chmodSync(socketPath, 0o600);
+  const id = await bindSocketFile(server, socketPath);
   return {
     path: socketPath,
     close: () => new Promise<void>((resolve) => {
       for (const c of conns) c.destroy();
-      server.close(() => { rmSync(socketPath, { force: true }); resolve(); });
+      // Before server.close(): while our socket is open its inode cannot be reused by another file.
+      removeSocketFile(socketPath, id);
+      server.close(() => resolve());
     }),
   };
+}
+
+/** Read request lines from one client and answer them, within the per-client bounds. */
+function serve(c: net.Socket, methods: Record<string, ControlMethod>, log: Logger | undefined): void {
+  c.on('error', () => c.destroy());
+  let buf = '';
+  let inFlight = 0;
+  let replies = 0;
+  const pump = (): void => {
+    let nl: number;
+    while (inFlight < MAX_IN_FLIGHT && !c.destroyed && (nl = buf.indexOf('\n')) >= 0) {
+      const line = buf.slice(0, nl).trim();
+      buf = buf.slice(nl + 1);
+      if (!line) continue;
+      inFlight++;
+      void answer(line, methods).then((out) => {
+        inFlight--;
+        if (c.destroyed) return;
+        if (c.writableLength > MAX_QUEUED_OUTPUT) {
+          log?.warn('control client disconnected: it does not read its replies', { queuedBytes: c.writableLength, limit: MAX_QUEUED_OUTPUT, replies });
+          c.destroy();
+          return;
+        }
+        replies++;
+        c.write(out);
+        pump();
+      });
+    }
+    if (inFlight >= MAX_IN_FLIGHT) c.pause();
+    else if (c.isPaused()) c.resume();
+  };
+  c.setEncoding('utf8');
+  c.on('data', (chunk: string) => {
+    buf += chunk;
+    if (buf.length > MAX_LINE && !buf.includes('\n')) { c.end(reply(null, undefined, { code: 'ELINE', message: 'request line too long' })); return; }
+    pump();
+  });
 }
 
 function reply(id: unknown, result: unknown, error?: { code: string; message: string }): string {

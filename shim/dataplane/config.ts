@@ -71,6 +71,9 @@ export interface DaemonConfig {
   hba: string | undefined;
   /** Rate limits of the engine's stateless replies (R1, R1bis, Error): per source /64 and global, or `off`. */
   replyLimit: ReplyLimitConfig;
+  /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
+  maxContexts: number;
+  maxContextsPerPrefix: number;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -92,10 +95,12 @@ export function defaultConfig(): DaemonConfig {
     controlSocket: '/run/shim6/control.sock',
     hba: undefined,
     replyLimit: DEFAULT_REPLY_LIMIT,
+    maxContexts: 50_000,
+    maxContextsPerPrefix: 1_000,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -255,6 +260,8 @@ export function validateConfig(doc: unknown): DaemonConfig {
     if ('error' in r) configError('replyLimit', doc.replyLimit, r.error);
     c.replyLimit = r.value;
   }
+  if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
+  if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

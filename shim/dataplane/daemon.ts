@@ -85,7 +85,7 @@ export class Daemon {
       localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
       peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
-      replyLimit: config.replyLimit,
+      replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     }, cryptoRng(), { cache });
     const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });
@@ -118,7 +118,7 @@ export class Daemon {
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
-      });
+      }, { log: log.child('control') });
       daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
       daemon.watcher.start();
       // Links already down at start: explore away from them at once.

@@ -24,37 +24,15 @@ import type { TunDevice } from './tun.ts';
 import type { Datagram, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
+import type { Engine, EngineEvent } from '../engine/index.ts';
 
-/*
- * The part of the Engine API (docs/contracts.md) the driver uses, written out
- * structurally so the data plane builds and is tested without the engine; the
- * real Engine satisfies it.
+/**
+ * The part of the Engine API (docs/contracts.md) the driver uses, in the
+ * engine's own types: renaming an event or a result kind in the engine fails
+ * to compile here. The lab's static context (static-context.ts) and test
+ * doubles implement the same methods.
  */
-/** A datagram the engine wants sent (`port` when not the default). */
-export interface TransmitLike { src: Ipv6; dst: Ipv6; bytes: Uint8Array; port?: number }
-/** `handleDatagram`'s result. */
-export type DatagramResultLike =
-  | { kind: 'payload'; srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }
-  | { kind: 'consumed' }
-  | { kind: 'drop'; reason: string };
-/** `encapsulate`'s result. */
-export type EncapsulateResultLike =
-  | { kind: 'send'; src: Ipv6; dst: Ipv6; header: Uint8Array; port?: number }
-  | { kind: 'no-context' };
-/** The fields of engine events the driver acts on. */
-export interface EngineEventLike { kind: string; peerUlid?: Ipv6; localUlid?: Ipv6; ulidProof?: string; source?: Ipv6 }
-
-export interface EngineLike {
-  handleDatagram(now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array; port?: number }): DatagramResultLike;
-  encapsulate(now: Millis, p: { srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }): EncapsulateResultLike;
-  handleTimeout(now: Millis): void;
-  pollTransmit(): TransmitLike | undefined;
-  pollTimeout(): Millis | undefined;
-  pollEvent(): EngineEventLike | undefined;
-}
-
-/** The event type of an engine. */
-export type EventOf<E extends EngineLike> = NonNullable<ReturnType<E['pollEvent']>>;
+export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>;
 
 /** What the driver tells about contexts so routes follow them (routes.ts implements it). */
 export interface RouteHook {
@@ -72,7 +50,7 @@ export interface EngineDriverOptions<E extends EngineLike> {
   /** Milliseconds, monotonic; default: performance.timeOrigin + performance.now(). */
   clock?: () => Millis;
   logger?: Logger;
-  onEvent?: (e: EventOf<E>) => void;
+  onEvent?: (e: EngineEvent) => void;
   routes?: RouteHook;
   /** How long packets to a primed peer wait for its context before its route is withdrawn (ms, default 1000). */
   holdMs?: number;
@@ -179,7 +157,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (this.transport.send(t.src, t.dst, t.port ?? this.peerPort, t.bytes)) this.stats.udpOut++;
       else this.drop('no-socket-for-source');
     }
-    for (let e = this.engine.pollEvent(); e; e = this.engine.pollEvent()) this.dispatch(e as EventOf<E>);
+    for (let e = this.engine.pollEvent(); e; e = this.engine.pollEvent()) this.dispatch(e);
     this.transport.flush?.();
     this.arm();
   }
@@ -256,26 +234,27 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     else this.drop('no-socket-for-source');
   }
 
-  private dispatch(e: EventOf<E>): void {
+  private dispatch(e: EngineEvent): void {
     if (e.kind === 'ulid-refused') {
       this.logRefused(e);
       this.opts.onEvent?.(e);
       return;
     }
     this.opts.logger?.info(e.kind, eventFields(e));
-    if (e.kind === 'context-initiated' && e.localUlid && e.peerUlid && this.tun) this.hold(e.localUlid, e.peerUlid);
-    // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's.
-    if (e.kind === 'context-established' && e.localUlid && e.peerUlid && e.ulidProof !== undefined) {
+    if (e.kind === 'context-initiated' && this.tun) this.hold(e.localUlid, e.peerUlid);
+    // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
+    // (checked at run time too: an implementation of EngineLike may be less careful than its type).
+    if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
       void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
-    if ((e.kind === 'context-closed' || e.kind === 'context-failed') && e.peerUlid) {
+    if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       this.unhold(e.peerUlid);
       void this.opts.routes?.contextDown(e.peerUlid);
       this.prompter?.forget(e.peerUlid);
     }
-    if (e.kind === 'peer-unsupported' && e.peerUlid) this.unhold(e.peerUlid);
-    if (e.kind === 'locator-pair-changed' && e.peerUlid && this.prompter) {
+    if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
+    if (e.kind === 'locator-pair-changed' && this.prompter) {
       const replays = this.prompter.prompt(e.peerUlid);
       const now = this.clock();
       for (const p of replays) this.sendApplicationPacket(now, p);
@@ -287,8 +266,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
-  private logRefused(e: EngineEventLike): void {
-    const src = e.source ?? '';
+  private logRefused(e: Extract<EngineEvent, { kind: 'ulid-refused' }>): void {
+    const src = e.source;
     if (this.refusedLogged.has(src)) return;
     if (this.refusedLogged.size >= REFUSED_LOGGED_MAX) this.refusedLogged.clear();
     this.refusedLogged.add(src);
@@ -363,7 +342,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 }
 
-function eventFields(e: EngineEventLike): Record<string, unknown> {
+function eventFields(e: EngineEvent): Record<string, unknown> {
   const { kind: _kind, ...rest } = e;
   return rest;
 }

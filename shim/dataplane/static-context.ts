@@ -12,7 +12,8 @@
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader } from '../wire/header.ts';
-import type { DatagramResultLike, EncapsulateResultLike, EngineEventLike, EngineLike, TransmitLike } from './engine-driver.ts';
+import type { EngineLike } from './engine-driver.ts';
+import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from '../engine/index.ts';
 
 export interface StaticContextConfig {
   localUlid: Ipv6;
@@ -28,8 +29,8 @@ export interface StaticContextConfig {
   peerLocators?: Ipv6[];
 }
 
-export type StaticEvent =
-  | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: { local: Ipv6; peer: Ipv6 }; new: { local: Ipv6; peer: Ipv6 } };
+/** The one event a static context emits (the engine's own type). */
+export type StaticEvent = Extract<EngineEvent, { kind: 'locator-pair-changed' }>;
 
 /** One static context. */
 export class StaticContextEngine implements EngineLike {
@@ -43,7 +44,7 @@ export class StaticContextEngine implements EngineLike {
     this.accepted = new Set(cfg.peerLocators ?? [cfg.peer]);
   }
 
-  handleDatagram(_now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array }): DatagramResultLike {
+  handleDatagram(_now: Millis, d: { src: Ipv6; dst: Ipv6; bytes: Uint8Array }): DatagramResult {
     if (!isPayloadHeader(d.bytes) || d.bytes.length < 8) return { kind: 'drop', reason: 'not-payload' };
     const h = decodePayloadHeader(d.bytes);
     if (h.contextTag !== this.cfg.localTag) return { kind: 'drop', reason: 'unknown-context' };
@@ -51,7 +52,7 @@ export class StaticContextEngine implements EngineLike {
     return { kind: 'payload', srcUlid: this.cfg.peerUlid, dstUlid: this.cfg.localUlid, nextHeader: h.nextHeader, payload: d.bytes.subarray(8) };
   }
 
-  encapsulate(_now: Millis, p: { srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }): EncapsulateResultLike {
+  encapsulate(_now: Millis, p: { srcUlid: Ipv6; dstUlid: Ipv6; nextHeader: number; payload: Uint8Array }): EncapsulateResult {
     if (p.dstUlid !== this.cfg.peerUlid || p.srcUlid !== this.cfg.localUlid) return { kind: 'no-context' };
     let header = this.headers.get(p.nextHeader);
     if (!header) {
@@ -70,7 +71,7 @@ export class StaticContextEngine implements EngineLike {
   }
 
   handleTimeout(_now: Millis): void {}
-  pollTransmit(): TransmitLike | undefined { return undefined; }
+  pollTransmit(): Transmit | undefined { return undefined; }
   pollTimeout(): Millis | undefined { return undefined; }
-  pollEvent(): (StaticEvent & EngineEventLike) | undefined { return this.events.shift(); }
+  pollEvent(): StaticEvent | undefined { return this.events.shift(); }
 }

@@ -150,6 +150,10 @@ export interface EngineConfig {
   positiveTtl?: Millis;
   /** Rate limits of stateless replies (R1, R1bis, Error); default DEFAULT_REPLY_LIMIT (reply-limit.ts). */
   replyLimit?: ReplyLimitConfig;
+  /** Contexts peers may make with us (not counting those we initiate); default 50,000 (about 50 MB). */
+  maxContexts?: number;
+  /** The same per /64 of the peer's ULID; default 1,000. */
+  maxContextsPerPrefix?: number;
 }
 
 /** The configuration after defaults, as the engine uses it. */
@@ -165,6 +169,8 @@ export interface ResolvedConfig {
   cacheMax: number;
   positiveTtl: Millis;
   replyLimit: ReplyLimitConfig;
+  maxContexts: number;
+  maxContextsPerPrefix: number;
 }
 
 /** Apply the profile, then the overrides; reject values that cannot work. */
@@ -198,7 +204,15 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
     cacheMax: cfg.cacheMax ?? 10_000,
     positiveTtl: cfg.positiveTtl ?? seconds(3600),
     replyLimit: limit.value,
+    maxContexts: positiveInt('maxContexts', cfg.maxContexts, 50_000),
+    maxContextsPerPrefix: positiveInt('maxContextsPerPrefix', cfg.maxContextsPerPrefix, 1_000),
   };
+}
+
+function positiveInt(field: string, v: number | undefined, dflt: number): number {
+  if (v === undefined) return dflt;
+  if (!Number.isInteger(v) || v < 1) throw new UsageError('BAD_LIMIT', `${field} must be a whole number ≥ 1, got ${String(v)}`, field);
+  return v;
 }
 
 /** Keepalive Timeout option value (whole seconds) advertising our Send Timeout (RFC 5534 §5.3). */

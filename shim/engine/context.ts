@@ -5,7 +5,7 @@
  * A context is lean: plain fields, one timer array, REAP/Update state only
  * while in use, no closures, no buffers. This module sends nothing.
  */
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import type { Millis } from '../time.ts';
 import { State } from './states.ts';
 import { newTimerTable, type Timed, type TimerTable } from './timers.ts';
@@ -129,11 +129,24 @@ export class ContextTable {
   /** CT(peer) → contexts (normally one; a list because peers choose tags independently). */
   readonly byPeerTag = new Map<number, Context[]>();
 
+  /**
+   * Contexts this host did not initiate (a peer's I2/I2bis made them), per
+   * /64 of the peer ULID: the responder's bounds (config maxContexts,
+   * maxContextsPerPrefix) are checked against these before one is made.
+   */
+  readonly answered = new Map<string, number>();
+  answeredTotal = 0;
+
   get size(): number {
     return this.byTag.size;
   }
 
   add(ctx: Context): void {
+    if (this.byTag.get(ctx.ctLocal) !== ctx && ctx.ulidProof !== 'initiated') {
+      const k = prefix64Key(ctx.peerUlid);
+      this.answered.set(k, (this.answered.get(k) ?? 0) + 1);
+      this.answeredTotal++;
+    }
     this.byTag.set(ctx.ctLocal, ctx);
     const list = this.byUlid.get(ctx.peerUlid);
     if (list === undefined) { this.byUlid.set(ctx.peerUlid, [ctx]); return; }
@@ -143,7 +156,15 @@ export class ContextTable {
 
   remove(ctx: Context): void {
     ctx.alive = false;
-    if (this.byTag.get(ctx.ctLocal) === ctx) this.byTag.delete(ctx.ctLocal);
+    if (this.byTag.get(ctx.ctLocal) === ctx) {
+      this.byTag.delete(ctx.ctLocal);
+      if (ctx.ulidProof !== 'initiated') {
+        const k = prefix64Key(ctx.peerUlid);
+        const n = (this.answered.get(k) ?? 1) - 1;
+        if (n > 0) this.answered.set(k, n); else this.answered.delete(k);
+        this.answeredTotal--;
+      }
+    }
     const list = this.byUlid.get(ctx.peerUlid);
     const i = list === undefined ? -1 : list.indexOf(ctx);
     if (i >= 0) {

@@ -39,6 +39,8 @@ export interface GuardCounters {
   ulidUnproven: number;
   /** I2/I2bis claiming one of this host's own addresses as the peer's ULID. */
   ulidIsLocal: number;
+  /** I2/I2bis refused because peers hold maxContexts contexts, or maxContextsPerPrefix from that /64. */
+  contextLimit: number;
   replies: Record<ReplyKind, ReplyCounts>;
 }
 
@@ -53,16 +55,9 @@ export class Core {
   readonly timers: Timers;
   readonly limiter: ReplyLimiter;
   readonly guard: GuardCounters = {
-    ulidUnproven: 0, ulidIsLocal: 0,
+    ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } },
   };
-  /**
-   * UDP source port of the datagram being handled (set by `handleDatagram` for
-   * the duration of the call only, undefined when the transport did not say):
-   * stateless replies go back to it, and contexts learn it once the datagram
-   * has passed their checks. Never outlives the call.
-   */
-  rxPort: number | undefined = undefined;
 
   constructor(readonly config: ResolvedConfig, rng: Rng, readonly cache: CapabilityCache, readonly verifier: LocatorVerifier) {
     this.random = new Random(rng);
@@ -95,33 +90,6 @@ export class Core {
 
   sendBytes(src: Ipv6, dst: Ipv6, bytes: Uint8Array, port?: number): void {
     this.tx.push(port === undefined || port === SHIM6_UDP_PORT ? { src, dst, bytes } : { src, dst, bytes, port });
-  }
-
-  /** UDP port of the datagram being handled as validators bind it (5533 when the transport did not say). */
-  rxPortOrDefault(): number {
-    return this.rxPort ?? SHIM6_UDP_PORT;
-  }
-
-  /** The datagram being handled came from this port, in `ctx.port`'s terms (undefined: 5533; the context's when the transport did not say). */
-  rxPeerPort(ctx: Context): number | undefined {
-    if (this.rxPort === undefined) return ctx.port;
-    return this.rxPort === SHIM6_UDP_PORT ? undefined : this.rxPort;
-  }
-
-  /** Port for a reply to the datagram being handled: where it came from, else the context's. */
-  replyPort(ctx?: Context): number | undefined {
-    return this.rxPort ?? ctx?.port;
-  }
-
-  /**
-   * The datagram being handled proved its sender for `ctx` (it echoed a nonce
-   * or validator we sent to this port, RFC 5533 §7.13/§7.16/§10.5, RFC 5534
-   * probe reports): the peer's shim is at its source port. Only proving
-   * handlers call this — a packet that merely carries the context tag never
-   * re-points the context.
-   */
-  learnPort(ctx: Context): void {
-    ctx.port = this.rxPeerPort(ctx);
   }
 
   emit(ev: EngineEvent): void {

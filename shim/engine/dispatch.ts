@@ -5,12 +5,12 @@
  * locators outside Ls(peer)/Ls(local) → R1bis for types 64–127 (§7.17), drop otherwise.
  */
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
 import { tryDecodeMessage, type Shim6Message, type Shim6MessageName } from '../wire/index.ts';
 import { State } from './states.ts';
 import type { Context } from './context.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
+import type { Datagram } from './rx.ts';
 import { onI1, onI2, onR1, onR2, sendI2 } from './handshake.ts';
 import { onI2bis, onR1bis, resendI2bis, sendR1bis } from './recovery.ts';
 import { onUpdateAck, onUpdateError, onUpdateRequest } from './update.ts';
@@ -24,9 +24,9 @@ const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
 type Msg<K extends Shim6MessageName> = Extract<Shim6Message, { type: K }>;
 
 /** Handler of a message that does not name a context by CT(local). */
-type Free<K extends Shim6MessageName> = (core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Msg<K>, bytes: Uint8Array) => DatagramResult;
+type Free<K extends Shim6MessageName> = (core: Core, now: Millis, rx: Datagram, msg: Msg<K>) => DatagramResult;
 /** Handler of a message delivered by CT(local) after the checks. */
-type Bound<K extends Shim6MessageName> = (core: Core, now: Millis, ctx: Context, src: Ipv6, dst: Ipv6, msg: Msg<K>, bytes: Uint8Array) => DatagramResult;
+type Bound<K extends Shim6MessageName> = (core: Core, now: Millis, ctx: Context, rx: Datagram, msg: Msg<K>) => DatagramResult;
 
 type Entry<K extends Shim6MessageName> =
   | { by: 'free'; handle: Free<K> }
@@ -54,43 +54,44 @@ function afterValid(core: Core, now: Millis, ctx: Context, r: DatagramResult): D
 }
 
 export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
-  I1: { by: 'free', handle: (c, n, s, d, m, b) => onI1(c, n, s, d, m, b.length) },
-  R1: { by: 'free', handle: (c, n, s, d, m) => onR1(c, n, s, d, m) },
-  I2: { by: 'free', handle: (c, n, s, d, m) => onI2(c, n, s, d, m) },
-  R2: { by: 'free', handle: (c, n, s, d, m) => onR2(c, n, s, d, m) },
-  R1bis: { by: 'free', handle: (c, n, s, d, m) => onR1bis(c, n, s, d, m) },
-  I2bis: { by: 'free', handle: (c, n, s, d, m) => onI2bis(c, n, s, d, m) },
+  I1: { by: 'free', handle: onI1 },
+  R1: { by: 'free', handle: onR1 },
+  I2: { by: 'free', handle: onI2 },
+  R2: { by: 'free', handle: onR2 },
+  R1bis: { by: 'free', handle: onR1bis },
+  I2bis: { by: 'free', handle: onI2bis },
   // Validated first, then the side effects (I2 resend, REAP): a request that fails its
   // checks, or an ack with a stale nonce, changes nothing.
   UpdateRequest: {
     by: 'tag', states: EST_OR_PENDING, r1bis: true,
-    handle: (c, n, ctx, s, d, m, b) => afterValid(c, n, ctx, onUpdateRequest(c, n, ctx, s, d, m, b)),
+    handle: (c, n, ctx, rx, m) => afterValid(c, n, ctx, onUpdateRequest(c, n, ctx, rx, m)),
   },
   UpdateAck: {
     by: 'tag', states: EST_OR_PENDING, r1bis: true,
-    handle: (c, n, ctx, _s, _d, m) => afterValid(c, n, ctx, onUpdateAck(c, ctx, m)),
+    handle: (c, n, ctx, rx, m) => afterValid(c, n, ctx, onUpdateAck(c, ctx, rx, m)),
   },
   Keepalive: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx) => (onKeepalive(c, ctx, n), CONSUMED) },
-  Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, s, d, m) => (onProbe(c, ctx, n, s, d, m), CONSUMED) },
-  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, _n, ctx, s, d, m) => onClose(c, ctx, s, d, m) },
-  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, _n, ctx, _s, _d, m) => onCloseAck(c, ctx, m) },
-  Error: { by: 'free', handle: (c, n, s, d, m) => onError(c, n, s, d, m) },
+  Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, rx, m) => (onProbe(c, ctx, n, rx, m), CONSUMED) },
+  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, _n, ctx, rx, m) => onClose(c, ctx, rx, m) },
+  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, _n, ctx, _rx, m) => onCloseAck(c, ctx, m) },
+  Error: { by: 'free', handle: onError },
 };
 
 /** Decode and dispatch one control message. */
-export function dispatchControl(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Shim6Message, bytes: Uint8Array): DatagramResult {
+export function dispatchControl(core: Core, now: Millis, rx: Datagram, msg: Shim6Message): DatagramResult {
   const entry = DISPATCH[msg.type] as Entry<Shim6MessageName>;
-  if (entry.by === 'free') return entry.handle(core, now, src, dst, msg as never, bytes);
+  if (entry.by === 'free') return entry.handle(core, now, rx, msg as never);
+  const { src, dst } = rx;
   const tag = (msg as { contextTag: number }).contextTag;
   const ctx = core.table.byTag.get(tag);
   if (ctx === undefined || !ctx.hasVerifiedPeer(src) || !core.isLocal(dst)) {
-    if (entry.r1bis) sendR1bis(core, now, src, dst, tag, bytes.length);
+    if (entry.r1bis) sendR1bis(core, now, rx, tag);
     return drop(ctx === undefined ? 'no-context' : 'locator-mismatch');
   }
   if (!entry.states.includes(ctx.state)) return drop('state');
   // No learnPort here: the tag alone proves nothing (an on-path observer knows it). Only
   // messages that echo what we sent to a port move ctx.port (Update Ack, probe reports).
-  return entry.handle(core, now, ctx, src, dst, msg as never, bytes);
+  return entry.handle(core, now, ctx, rx, msg as never);
 }
 
 /**
@@ -98,7 +99,8 @@ export function dispatchControl(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
  * whose CT(peer) it names. Codes 2–4 are about our Update Requests; code 0
  * about our Close means the peer lacks the extension: remove unilaterally.
  */
-function onError(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Msg<'Error'>): DatagramResult {
+function onError(core: Core, now: Millis, rx: Datagram, msg: Msg<'Error'>): DatagramResult {
+  const { src, dst } = rx;
   const r = tryDecodeMessage(offendingShim(msg.offendingPacket));
   if (!r.ok || !('contextTag' in r.message)) return drop('error-unmatched');
   const tag = r.message.contextTag;

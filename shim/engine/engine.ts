@@ -24,7 +24,9 @@ import type { Context, UlidProof } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
 import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
-import { addHints, failEstablishment, initiate, onRetransmit } from './handshake.ts';
+import type { Datagram } from './rx.ts';
+import { addHints, failEstablishment, initiate } from './handshake.ts';
+import { onRetransmit } from './retransmit.ts';
 import { sendR1bis } from './recovery.ts';
 import { announceLocators, onUpdateTimer } from './update.ts';
 import { onKeepaliveInterval, reapEvent, startExploring } from './reap.ts';
@@ -32,18 +34,7 @@ import { closeContext, onCloseRetransmit, onHolddown, onIdleTimer } from './tear
 import { dispatchControl, nudgePending } from './dispatch.ts';
 import { sendError } from './errors.ts';
 
-/** A received datagram between locators. */
-export interface Datagram {
-  src: Ipv6;
-  dst: Ipv6;
-  bytes: Uint8Array;
-  /**
-   * UDP source port the datagram came from, when the transport knows it: the
-   * engine answers there and a context that accepts the datagram sends there
-   * from then on (a peer on a non-default port, or a NAT rebinding).
-   */
-  port?: number;
-}
+export type { Datagram } from './rx.ts';
 
 /** An application packet leaving through the shim. */
 export interface OutboundPacket {
@@ -80,22 +71,13 @@ export class Engine {
 
   /** A received Shim6 datagram (control message, or payload header + ULP bytes). */
   handleDatagram(now: Millis, d: Datagram): DatagramResult {
-    this.core.rxPort = d.port;
-    try {
-      return this.datagram(now, d);
-    } finally {
-      this.core.rxPort = undefined;
-    }
-  }
-
-  private datagram(now: Millis, d: Datagram): DatagramResult {
     const core = this.core;
     if (d.bytes.length < 8) return DROP_SHORT;
     if (!core.isLocal(d.dst)) return { kind: 'drop', reason: 'not-local' };
     if (isPayloadHeader(d.bytes)) return this.payload(now, d);
     const r = tryDecodeMessage(d.bytes);
     if (!r.ok) return this.malformed(now, d, r.error);
-    return dispatchControl(core, now, d.src, d.dst, r.message, d.bytes);
+    return dispatchControl(core, now, d, r.message);
   }
 
   private payload(now: Millis, d: Datagram): DatagramResult {
@@ -109,7 +91,7 @@ export class Engine {
     }
     const ctx = core.table.byTag.get(h.contextTag);
     if (ctx === undefined || !ctx.hasVerifiedPeer(d.src)) {
-      sendR1bis(core, now, d.src, d.dst, h.contextTag, d.bytes.length); // §7.17 / §12.4
+      sendR1bis(core, now, d, h.contextTag); // §7.17 / §12.4
       return { kind: 'drop', reason: ctx === undefined ? 'no-context' : 'locator-mismatch' };
     }
     if (ctx.state === State.I1_SENT || ctx.state === State.CLOSING) return { kind: 'drop', reason: 'state' };
@@ -123,9 +105,9 @@ export class Engine {
   /** WireError → drop; unknown type or unknown critical option also gets an Error back (§12.3). */
   private malformed(now: Millis, d: Datagram, e: WireError): DatagramResult {
     if (e.code === 'UNKNOWN_CRITICAL_OPTION' && e.offset !== undefined) {
-      sendError(this.core, now, d.dst, d.src, ErrorCode.CriticalOptionNotRecognized, e.offset, d.bytes);
+      sendError(this.core, now, d, ErrorCode.CriticalOptionNotRecognized, e.offset);
     } else if (e.code === 'BAD_TYPE' && e.offset === 2) {
-      sendError(this.core, now, d.dst, d.src, ErrorCode.UnknownMessageType, 2, d.bytes);
+      sendError(this.core, now, d, ErrorCode.UnknownMessageType, 2);
     }
     return { kind: 'drop', reason: e.code };
   }

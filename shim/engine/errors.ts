@@ -11,6 +11,7 @@ import { encodeMessage, type ErrorMessage } from '../wire/index.ts';
 import type { Millis } from '../time.ts';
 import { IPPROTO_SHIM6, MIN_IPV6_MTU } from '../constants.ts';
 import type { Core } from './core.ts';
+import { replyPort, type Datagram } from './rx.ts';
 
 const IPV6_HEADER = 40;
 /** Room for our IPv6 header (40) + the Error's own fixed part (16). */
@@ -32,16 +33,17 @@ function quote(peer: Ipv6, local: Ipv6, shimBytes: Uint8Array): Uint8Array {
 }
 
 /**
- * Send an Error from `local` to `peer` about `shimBytes` (which came from
- * `peer` to `local`); `pointer` is an offset into `shimBytes`. Within the
+ * Send an Error about the datagram `rx` (back to its source); `pointer` is an
+ * offset into its bytes. Within the
  * reply limits; the quoted IPv6 header (which RFC 5533 §5.14 makes us carry,
  * rebuilt over UDP) is the only part allowed beyond twice the offending bytes.
  */
-export function sendError(core: Core, now: Millis, local: Ipv6, peer: Ipv6, code: number, pointer: number, shimBytes: Uint8Array): void {
+export function sendError(core: Core, now: Millis, rx: Datagram, code: number, pointer: number): void {
+  const { src: peer, dst: local, bytes: shimBytes } = rx;
   const packet = quote(peer, local, shimBytes);
   const msg: ErrorMessage = { type: 'Error', errorCode: code, pointer: Math.min(0xffff, IPV6_HEADER + pointer), offendingPacket: packet, options: [] };
   const bytes = encodeMessage(msg);
-  if (core.mayReply(now, 'Error', peer, bytes.length, shimBytes.length, IPV6_HEADER)) core.sendBytes(local, peer, bytes, core.rxPort);
+  if (core.mayReply(now, 'Error', peer, bytes.length, shimBytes.length, IPV6_HEADER)) core.sendBytes(local, peer, bytes, replyPort(rx));
 }
 
 /** The Shim6 part of an Error's offending packet (skips our rebuilt IPv6 header when present). */

@@ -6,17 +6,18 @@
  * The stateless R1 itself is in responder.ts; R1bis/I2bis in recovery.ts.
  */
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import { findOption, type I1Message, type I2Message, type R1Message, type R2Message, type Shim6Message, type Shim6Option } from '../wire/index.ts';
 import { State, transition } from './states.ts';
 import { Context, type ContextMode, type UlidProof } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
+import { boundPort, learnPort, replyPort, type Datagram } from './rx.ts';
 import type { PrimeLocator } from './capability.ts';
 import { checkR1Validator, encodeR1, R1_LENGTH } from './responder.ts';
 import { applyHandshakeLocators, checkLocators, peerKeepalive, sendUpdate, type CheckedLocator } from './update.ts';
-import { checkConfusion, resendI2bis } from './recovery.ts';
+import { checkConfusion } from './confusion.ts';
 import { startReap } from './reap.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
 import { LocatorFlag, VerificationMethod } from '../constants.ts';
@@ -99,11 +100,11 @@ export function sendI2(core: Core, ctx: Context, now: Millis): void {
   core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
 }
 
-/** R2 for `ctx` answering an I1/I2/I2bis from `peerLoc` to `localLoc` (§7.14; never retransmitted). */
-export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, initiatorNonce: number): void {
+/** R2 for `ctx` answering the I1/I2/I2bis `rx`, back where it came from (§7.14; never retransmitted). */
+export function sendR2(core: Core, ctx: Context, rx: Datagram, initiatorNonce: number): void {
   ctx.announcedGeneration = core.local.generation;
   const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options()] };
-  core.send(localLoc, peerLoc, msg, core.replyPort(ctx));
+  core.send(rx.dst, rx.src, msg, replyPort(rx, ctx));
 }
 
 /**
@@ -111,39 +112,42 @@ export function sendR2(core: Core, ctx: Context, localLoc: Ipv6, peerLoc: Ipv6, 
  * current secret only, within the reply limits (core.mayReply) — checked
  * before any hashing, so a flood costs a table lookup per I1.
  */
-function sendR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number, causeLength: number): void {
-  if (!core.mayReply(now, 'R1', src, R1_LENGTH, causeLength)) return;
+function sendR1(core: Core, now: Millis, rx: Datagram, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number): void {
+  const { src, dst } = rx;
+  if (!core.mayReply(now, 'R1', src, R1_LENGTH, rx.bytes.length)) return;
   const nonce = core.secrets.nonce(now);
   const secret = core.secrets.current;
-  core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: core.rxPortOrDefault() }), core.rxPort);
+  core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: boundPort(rx) }), replyPort(rx));
 }
 
 const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
 
-/** RFC 5533 §7.9. `causeLength`: the I1's octets (an R1 is never more than twice that). */
-export function onI1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I1Message, causeLength: number): DatagramResult {
+/** RFC 5533 §7.9. */
+export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): DatagramResult {
+  const { src, dst } = rx;
   const { peer, local, fii, option } = ulidsOf(msg, src, dst);
   if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
   const ctx = core.table.byUlidPair(local, peer, fii);
   if (failed(ctx)) {
     if (ctx !== undefined) core.step(ctx, 'recv-I1');
-    sendR1(core, now, src, dst, msg, peer, local, fii, causeLength);
+    sendR1(core, now, rx, msg, peer, local, fii);
     return CONSUMED;
   }
   if (ctx!.state === State.ESTABLISHED) {
     const match = msg.contextTag === ctx!.ctPeer && (!option || ctx!.hasVerifiedPeer(src));
     core.step(ctx!, match ? 'recv-I1-ct-match' : 'recv-I1');
-    if (match) sendR2(core, ctx!, dst, src, msg.initiatorNonce);
-    else sendR1(core, now, src, dst, msg, peer, local, fii, causeLength);
+    if (match) sendR2(core, ctx!, rx, msg.initiatorNonce);
+    else sendR1(core, now, rx, msg, peer, local, fii);
     return CONSUMED;
   }
   if (core.step(ctx!, 'recv-I1') === undefined) return drop('state');
-  sendR2(core, ctx!, dst, src, msg.initiatorNonce); // crossing I1s (§7.4)
+  sendR2(core, ctx!, rx, msg.initiatorNonce); // crossing I1s (§7.4)
   return CONSUMED;
 }
 
 /** RFC 5533 §7.11. */
-export function onR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1Message): DatagramResult {
+export function onR1(core: Core, now: Millis, rx: Datagram, msg: R1Message): DatagramResult {
+  const { src, dst } = rx;
   const ctx = core.table.byNonce.get(msg.initiatorNonce);
   if (ctx === undefined) return drop('no-context');
   if (!core.isLocal(dst) || ctx.peerLocator(src) === undefined) return drop('locator-mismatch');
@@ -160,7 +164,7 @@ export function onR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1Messa
     core.emit({ kind: 'peer-supported', peerUlid: ctx.peerUlid, address: src });
     return CONSUMED;
   }
-  core.learnPort(ctx);
+  learnPort(ctx, rx); // it echoes our Initiator Nonce
   ctx.respNonce = msg.responderNonce;
   ctx.validator = v.validator;
   ctx.lpPeer = src;
@@ -172,15 +176,16 @@ export function onR1(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R1Messa
 }
 
 /** RFC 5533 §7.13. Nothing is allocated before the validator has been checked. */
-export function onI2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: I2Message): DatagramResult {
+export function onI2(core: Core, now: Millis, rx: Datagram, msg: I2Message): DatagramResult {
+  const { src, dst } = rx;
   const { peer, local, fii } = ulidsOf(msg, src, dst);
   if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
-  if (!checkR1Validator(core.secrets, now, msg.responderNonce, v.validator, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: core.rxPortOrDefault() })) {
+  if (!checkR1Validator(core.secrets, now, msg.responderNonce, v.validator, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: boundPort(rx) })) {
     return drop('bad-validator');
   }
-  return acceptInitiator(core, now, src, dst, msg, peer, local, fii, 'recv-I2');
+  return acceptInitiator(core, now, rx, msg, peer, local, fii, 'recv-I2');
 }
 
 /**
@@ -200,6 +205,12 @@ function proveUlid(peer: Ipv6, src: Ipv6, pds: Uint8Array | undefined, checked: 
   return entry.method === VerificationMethod.CGA ? 'cga' : 'hba';
 }
 
+/** Peers already hold as many contexts with us as allowed, overall or from `peer`'s /64 (memory bound). */
+function atContextLimit(core: Core, peer: Ipv6): boolean {
+  const t = core.table;
+  return t.answeredTotal >= core.config.maxContexts || (t.answered.get(prefix64Key(peer)) ?? 0) >= core.config.maxContextsPerPrefix;
+}
+
 /** An I2/I2bis whose peer ULID is not proven: counted, told once to the driver, dropped (no context, no R2). */
 function refuseUlid(core: Core, peer: Ipv6, src: Ipv6, reason: 'ulid-unproven' | 'ulid-is-local'): DatagramResult {
   if (reason === 'ulid-unproven') core.guard.ulidUnproven++;
@@ -213,7 +224,8 @@ function refuseUlid(core: Core, peer: Ipv6, src: Ipv6, reason: 'ulid-unproven' |
  * prove the peer ULID, create or update the context, verify locators, detect
  * confusion, send R2. Nothing changes before every check has passed.
  */
-export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: Shim6Message & { contextTag: number; initiatorNonce: number }, peer: Ipv6, local: Ipv6, fii: number, trigger: 'recv-I2' | 'recv-I2bis'): DatagramResult {
+export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim6Message & { contextTag: number; initiatorNonce: number }, peer: Ipv6, local: Ipv6, fii: number, trigger: 'recv-I2' | 'recv-I2bis'): DatagramResult {
+  const { src, dst } = rx;
   if (core.isLocal(peer) || peer === core.config.localUlid) return refuseUlid(core, peer, src, 'ulid-is-local');
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return drop('pds-mismatch');
@@ -224,6 +236,10 @@ export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
   if (fresh) {
     const proof = proveUlid(peer, src, pds, checked);
     if (proof === undefined) return refuseUlid(core, peer, src, 'ulid-unproven');
+    if (found === undefined && atContextLimit(core, peer)) {
+      core.guard.contextLimit++;
+      return drop('context-limit');
+    }
     if (found !== undefined) core.removeContext(found);
     ctx = new Context(local, peer, fii, core.newTag(), 'integrated', proof, now);
     core.table.add(ctx);
@@ -240,7 +256,7 @@ export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
   const step = core.step(ctx, trigger);
   if (step === undefined) return drop('state');
   core.table.setPeerTag(ctx, msg.contextTag);
-  core.learnPort(ctx);
+  learnPort(ctx, rx); // the validator binds the port our R1/R1bis went to
   peerKeepalive(ctx, msg);
   if (step.from !== State.ESTABLISHED && ctx.state === State.ESTABLISHED) {
     ctx.lpLocal = dst;
@@ -248,7 +264,7 @@ export function acceptInitiator(core: Core, now: Millis, src: Ipv6, dst: Ipv6, m
     establish(core, ctx, now, trigger === 'recv-I2bis');
   }
   checkConfusion(core, ctx);
-  sendR2(core, ctx, dst, src, msg.initiatorNonce);
+  sendR2(core, ctx, rx, msg.initiatorNonce);
   return CONSUMED;
 }
 
@@ -268,7 +284,8 @@ function keepHandshakeLocator(ctx: Context, src: Ipv6): void {
 }
 
 /** RFC 5533 §7.16. */
-export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Message): DatagramResult {
+export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): DatagramResult {
+  const { src, dst } = rx;
   const ctx = core.table.byNonce.get(msg.initiatorNonce);
   if (ctx === undefined) return drop('no-context');
   if (!core.isLocal(dst) || ctx.peerLocator(src) === undefined) return drop('locator-mismatch');
@@ -279,7 +296,7 @@ export function onR2(core: Core, now: Millis, src: Ipv6, dst: Ipv6, msg: R2Messa
   if (step === undefined) return drop('state');
   applyHandshakeLocators(ctx, msg, checkLocators(core, ctx.peerUlid, msg, ctx.peerPds));
   core.table.setPeerTag(ctx, msg.contextTag);
-  core.learnPort(ctx);
+  learnPort(ctx, rx); // it echoes our Initiator Nonce
   peerKeepalive(ctx, msg);
   ctx.lpLocal = dst;
   ctx.lpPeer = src;
@@ -315,24 +332,6 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   startReap(ctx);
   confirmCapable(core, ctx, now, 'handshake');
   core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
-}
-
-/** Retransmission timer in I1-SENT / I2-SENT / I2BIS-SENT (§7.8, §7.12, §7.19). */
-export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
-  ctx.retries++;
-  const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
-  const over = ctx.retries > max;
-  const step = core.step(ctx, over ? 'timeout-max' : 'timeout');
-  if (step === undefined) return;
-  if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-r1');
-  if (over) {
-    ctx.retries = 0; // back to I1 (§7.12): a fresh I1 cycle with a fresh nonce
-    core.table.setNonce(ctx, core.newNonce());
-    return sendI1(core, ctx, now);
-  }
-  if (ctx.state === State.I1_SENT) sendI1(core, ctx, now);
-  else if (ctx.state === State.I2_SENT) sendI2(core, ctx, now);
-  else resendI2bis(core, ctx, now);
 }
 
 /** E-FAILED (no R1) or NO-SUPPORT (ICMP): negative cache, events, hold-down. */

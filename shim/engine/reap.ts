@@ -8,13 +8,13 @@
  * pair until the peer has reported one of our probes on a new pair.
  */
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
 import type { KeepaliveMessage, ProbeMessage, ProbeReport, ProbeState } from '../wire/index.ts';
 import { LocatorFlag } from '../constants.ts';
 import type { Context } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
+import { peerPortOf, type Datagram } from './rx.ts';
 
 /** REAP states, numbered as the Probe's State field (RFC 5534 §5.2). */
 export const Reap = { Operational: 0, Exploring: 1, InboundOk: 2 } as const;
@@ -217,7 +217,8 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
 }
 
 /** A Probe arrived (§6.7–§6.9): log it, maybe pick a new outbound pair, then the table. */
-export function onProbe(core: Core, ctx: Context, now: Millis, src: Ipv6, dst: Ipv6, msg: ProbeMessage): void {
+export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg: ProbeMessage): void {
+  const { src, dst } = rx;
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
   const first = msg.sent[0];
   if (first !== undefined) {
@@ -228,7 +229,7 @@ export function onProbe(core: Core, ctx: Context, now: Millis, src: Ipv6, dst: I
   const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
   // Answer on the reverse of the pair the probe came in on, to the port it came from: it works at
   // least one way (RFC 5534 App. A ex. 4/5). Only the peer's report of that answer moves ctx.port.
-  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port: core.rxPeerPort(ctx) });
+  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port: peerPortOf(rx, ctx) });
 }
 
 /**

@@ -12,7 +12,7 @@
  */
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { parseIpv6 } from '../wire/ipv6.ts';
+import { prefix64Key } from '../wire/ipv6.ts';
 
 /** One token bucket's parameters: `rate` tokens per second, at most `burst` stored. */
 export interface BucketConfig {
@@ -54,14 +54,6 @@ class Bucket {
   }
 }
 
-/** The /64 of `address` as a map key (the first 8 octets in hex). */
-function prefix64(address: Ipv6): string {
-  const b = parseIpv6(address);
-  let s = '';
-  for (let i = 0; i < 8; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
-  return s;
-}
-
 export class ReplyLimiter {
   private readonly global: Bucket | undefined;
   private readonly prefixes = new Map<string, Bucket>();
@@ -75,7 +67,7 @@ export class ReplyLimiter {
     if (this.cfg === 'off') return true;
     let key: string;
     try {
-      key = prefix64(to);
+      key = prefix64Key(to);
     } catch {
       return false;
     }

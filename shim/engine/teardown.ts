@@ -5,12 +5,12 @@
  * a nonce so that only the peer of the context can close it.
  */
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
 import type { CloseAckMessage, CloseMessage } from '../wire/index.ts';
 import { State } from './states.ts';
 import type { Context } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
+import type { Datagram } from './rx.ts';
 import type { CloseReason, DatagramResult } from './events.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
@@ -65,7 +65,8 @@ export function onCloseRetransmit(core: Core, ctx: Context, now: Millis): void {
 }
 
 /** A Close for one of our contexts (dispatch checked tag and locators): ack and remove. */
-export function onClose(core: Core, ctx: Context, src: Ipv6, dst: Ipv6, msg: CloseMessage): DatagramResult {
+export function onClose(core: Core, ctx: Context, rx: Datagram, msg: CloseMessage): DatagramResult {
+  const { src, dst } = rx;
   if (core.step(ctx, 'recv-Close') === undefined) return drop('state');
   const ack: CloseAckMessage = { type: 'CloseAck', contextTag: ctx.ctPeer, nonce: msg.nonce, options: [] };
   core.send(dst, src, ack, ctx.port);

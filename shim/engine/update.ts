@@ -17,6 +17,7 @@ import type { Context, PeerLocator } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
+import { learnPort, type Datagram } from './rx.ts';
 import { sendError } from './errors.ts';
 import { startExploring } from './reap.ts';
 
@@ -131,7 +132,8 @@ function optionOffset(bytes: Uint8Array, from: number, type: number): number {
 }
 
 /** RFC 5533 §10.4 (after dispatch found the context and checked locators and state). */
-export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6, dst: Ipv6, msg: UpdateRequestMessage, bytes: Uint8Array): DatagramResult {
+export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datagram, msg: UpdateRequestMessage): DatagramResult {
+  const { src, dst, bytes } = rx;
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
   const list = findOption(msg, 'LocatorList');
@@ -141,7 +143,7 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
     const bad = checked.findIndex((c) => !c.ok);
     if (bad >= 0) {
       // §7.2: the Pointer names the verification method octet found inconsistent (after generation u32 and N u8).
-      sendError(core, now, dst, src, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList) + 4 + 5 + bad, bytes);
+      sendError(core, now, rx, ErrorCode.LocatorVerificationFailed, optionOffset(bytes, 16, OptionType.LocatorList) + 4 + 5 + bad);
       return drop('locator-unverified');
     }
     if (pds !== undefined) ctx.peerPds = pds;
@@ -153,11 +155,11 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, src: Ipv6
   if (prefs !== undefined) {
     const at = optionOffset(bytes, 16, OptionType.LocatorPreferences);
     if (prefs.generation !== ctx.peerGeneration) {
-      sendError(core, now, dst, src, ErrorCode.LocatorListGenerationOutOfSync, at + 4, bytes);
+      sendError(core, now, rx, ErrorCode.LocatorListGenerationOutOfSync, at + 4);
       return drop('generation-out-of-sync');
     }
     if (prefs.elements.length !== ctx.peer.filter((l) => l.listed).length) {
-      sendError(core, now, dst, src, ErrorCode.WrongNumberOfPreferenceElements, at + 8, bytes);
+      sendError(core, now, rx, ErrorCode.WrongNumberOfPreferenceElements, at + 8);
       return drop('preference-count');
     }
     const before = prefsKey(ctx);
@@ -190,9 +192,9 @@ function applyPrefs(ctx: Context, elements: { flags: number; priority?: number; 
 }
 
 /** RFC 5533 §10.5. */
-export function onUpdateAck(core: Core, ctx: Context, msg: UpdateAckMessage): DatagramResult {
+export function onUpdateAck(core: Core, ctx: Context, rx: Datagram, msg: UpdateAckMessage): DatagramResult {
   if (ctx.update === undefined || ctx.update.nonce !== msg.requestNonce) return drop('stale-ack');
-  core.learnPort(ctx); // it echoes the nonce we sent: its sender is the peer, at this port
+  learnPort(ctx, rx); // it echoes the nonce we sent: its sender is the peer, at this port
   ctx.update = undefined;
   core.stop(ctx, TimerKind.Update);
   return CONSUMED;

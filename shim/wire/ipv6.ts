@@ -166,3 +166,11 @@ export function isIpv6(text: string): boolean {
 function bad(text: unknown): WireError {
   return new WireError('BAD_ADDRESS', `not an IPv6 address: ${JSON.stringify(text)}`);
 }
+
+/** The /64 of `address` as a compact key (the first 8 octets in hex), for per-prefix bookkeeping. Throws like parseIpv6. */
+export function prefix64Key(address: Ipv6): string {
+  const b = parseIpv6(address);
+  let s = '';
+  for (let i = 0; i < 8; i++) s += (b[i]! < 16 ? '0' : '') + b[i]!.toString(16);
+  return s;
+}

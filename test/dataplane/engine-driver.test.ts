@@ -3,7 +3,8 @@
 // a retransmission timer), and the data path runs through StaticContextEngine (real RFC 5533 payload headers).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EngineDriver, type EngineLike, type TransmitLike } from '../../shim/dataplane/engine-driver.ts';
+import { EngineDriver, type EngineLike } from '../../shim/dataplane/engine-driver.ts';
+import type { EngineEvent, Transmit } from '../../shim/engine/index.ts';
 import { StaticContextEngine } from '../../shim/dataplane/static-context.ts';
 import { MemoryNetwork } from '../../shim/dataplane/udp.ts';
 import { MemoryTun } from '../../shim/dataplane/tun.ts';
@@ -11,11 +12,13 @@ import { buildPacket, buildUdpPacket, splitPacket, IPPROTO_TCP } from '../../shi
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
 
-type FakeEvent = { kind: 'context-established'; localUlid: string; peerUlid: string; ulidProof: string } | { kind: 'gave-up'; peerUlid: string };
+type FakeEvent = EngineEvent;
+const established = (localUlid: string, peerUlid: string, ulidProof: 'initiated' | 'locator'): EngineEvent =>
+  ({ kind: 'context-established', localUlid, peerUlid, ulidProof, contextTag: 0, peerContextTag: 0, pair: { local: localUlid, peer: peerUlid }, recovered: false });
 
 /** A fake control plane: prime → "hello" every 50 ms until "hello-ack"; both sides then report a context. */
 class FakeEndpoint implements EngineLike {
-  tx: TransmitLike[] = [];
+  tx: Transmit[] = [];
   ev: FakeEvent[] = [];
   timeouts: Millis[] = [];
   private pending: { peer: string; at: Millis; tries: number } | undefined;
@@ -30,13 +33,13 @@ class FakeEndpoint implements EngineLike {
     if (msg === 'hello') {
       this.tx.push({ src: d.dst, dst: d.src, bytes: new TextEncoder().encode('hello-ack') });
       // A retransmitted hello (timer fired before the ack arrived) is answered but is no news.
-      if (!this.established.has(d.src)) this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src, ulidProof: 'locator' });
+      if (!this.established.has(d.src)) this.ev.push(established(d.dst, d.src, 'locator'));
       this.established.add(d.src);
       return { kind: 'consumed' as const };
     }
     if (msg === 'hello-ack' && this.pending?.peer === d.src) {
       this.pending = undefined;
-      this.ev.push({ kind: 'context-established', localUlid: d.dst, peerUlid: d.src, ulidProof: 'initiated' });
+      this.ev.push(established(d.dst, d.src, 'initiated'));
       return { kind: 'consumed' as const };
     }
     return { kind: 'drop' as const, reason: 'unexpected' };
@@ -46,7 +49,7 @@ class FakeEndpoint implements EngineLike {
     this.timeouts.push(now);
     const p = this.pending;
     if (!p || now < p.at) return;
-    if (p.tries >= 4) { this.pending = undefined; this.ev.push({ kind: 'gave-up', peerUlid: p.peer }); return; }
+    if (p.tries >= 4) { this.pending = undefined; this.ev.push({ kind: 'context-failed', localUlid: this.me, peerUlid: p.peer, reason: 'no-r1' }); return; }
     p.tries++; p.at = (now + 50) as Millis;
     this.tx.push({ src: this.me, dst: p.peer, bytes: new TextEncoder().encode('hello') });
   }
@@ -73,8 +76,8 @@ test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', 
   await a.bindLocator('fd00::a'); await b.bindLocator('fd00::b');
   a.command((e, now) => e.prime(now, 'fd00::b'));
   await waitFor(() => evA.length > 0 && evB.length > 0, 2000, 'both contexts');
-  assert.deepEqual(evA, [{ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated' }]);
-  assert.deepEqual(evB, [{ kind: 'context-established', localUlid: 'fd00::b', peerUlid: 'fd00::a', ulidProof: 'locator' }]);
+  assert.deepEqual(evA, [established('fd00::a', 'fd00::b', 'initiated')]);
+  assert.deepEqual(evB, [established('fd00::b', 'fd00::a', 'locator')]);
   assert.deepEqual(ups, ['fd00::a>fd00::b']);
   assert.ok(a.stats.udpOut >= 1 && b.stats.udpIn === a.stats.udpOut, 'every hello sent arrived');
 });
@@ -161,12 +164,12 @@ test('no route without evidence: a context-established without ulidProof routes 
   const net = new MemoryNetwork();
   const ups: string[] = [];
   const events = [
-    { kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::99' },
+    { kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::99' } as unknown as EngineEvent, // no ulidProof: a careless EngineLike
     { kind: 'ulid-refused', claimedUlid: 'fd00::53', source: 'fd00::66', reason: 'ulid-unproven' },
     { kind: 'ulid-refused', claimedUlid: 'fd00::54', source: 'fd00::66', reason: 'ulid-unproven' },
-    { kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'locator' },
-  ];
-  const engine = {
+    established('fd00::a', 'fd00::b', 'locator'),
+  ] satisfies EngineEvent[];
+  const engine: EngineLike = {
     handleDatagram: () => ({ kind: 'consumed' as const }), encapsulate: () => ({ kind: 'no-context' as const }), handleTimeout: () => {},
     pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
   };

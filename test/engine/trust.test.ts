@@ -200,3 +200,18 @@ test('a message that fails its checks changes nothing: stale Update Ack, Update 
   assert.equal(JSON.stringify(b.engine.status().contexts), before, 'state, pair, locators, port and timers as they were');
   for (let t = b.engine.pollTransmit(); t !== undefined; t = b.engine.pollTransmit()) assert.equal(decodeMessage(t.bytes).type, 'Error', 'only the Error the RFC asks for (code 2)');
 });
+
+test('contexts peers make are bounded overall and per /64; removing one makes room again', () => {
+  const b = engineB({ maxContexts: 5, maxContextsPerPrefix: 3 });
+  const from = (net: number, host: number) => `2001:db8:${net.toString(16)}::${host.toString(16)}`;
+  const ok = (src: string) => handshake(b, src, []).result.kind === 'consumed';
+  assert.deepEqual([1, 2, 3, 4].map((h) => ok(from(0xe1, h))), [true, true, true, false], 'three per /64');
+  assert.deepEqual([1, 2, 3].map((h) => ok(from(0xe2, h))), [true, true, false], 'five in all');
+  assert.equal(b.contextCount, 5);
+  assert.equal(b.status().guard.contextLimit, 2);
+  b.close(ms(0), from(0xe1, 1)); // Close sent; removed once the peer acks or the retries end
+  for (let t = 1; t < 20 && b.contextCount === 5; t++) b.handleTimeout(ms(t * 10_000));
+  assert.equal(b.contextCount, 4);
+  while (b.pollTransmit() !== undefined); // the Close retransmissions
+  assert.ok(ok(from(0xe3, 1)), 'room again');
+});

@@ -36,3 +36,23 @@ test('drivers (shim/dataplane, resolver) may do I/O', async () => {
     assert.deepEqual(ids.filter((r) => r?.startsWith('no-restricted')), [], dir);
   }
 });
+
+test('the engine\'s modules import each other without cycles (value imports; type-only imports are erased)', async () => {
+  const { readdirSync, readFileSync } = await import('node:fs');
+  const dir = `${ROOT}/shim/engine`;
+  const files = readdirSync(dir).filter((f) => f.endsWith('.ts'));
+  const edges = new Map<string, string[]>();
+  for (const f of files) {
+    const text = readFileSync(`${dir}/${f}`, 'utf8');
+    const deps = [...text.matchAll(/^import (?!type )[^;]*? from '\.\/([\w-]+\.ts)';/gm)].map((m) => m[1]!);
+    edges.set(f, deps);
+  }
+  const cycles: string[] = [];
+  const walk = (f: string, path: string[]): void => {
+    if (path.includes(f)) { cycles.push([...path.slice(path.indexOf(f)), f].join(' → ')); return; }
+    for (const d of edges.get(f) ?? []) walk(d, [...path, f]);
+  };
+  for (const f of files) walk(f, []);
+  assert.deepEqual([...new Set(cycles)], []);
+  assert.ok((edges.get('handshake.ts') ?? []).length > 3, 'the import scan sees handshake.ts\'s imports');
+});

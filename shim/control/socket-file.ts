@@ -1,0 +1,140 @@
+/**
+ * The control socket's file: what may stand at its path before we bind, binding
+ * without replacing anything, and removing the file only while it is still ours.
+ * Owns the path; must not know what is spoken over the socket (server.ts).
+ *
+ * At the path we accept nothing (bind), a stale Unix socket (nobody listens:
+ * removed, then bind), and nothing else: a live socket is ECONTROL_IN_USE, and a
+ * regular file, directory, symbolic link, FIFO or device is ECONTROL_NOT_SOCKET
+ * and is left untouched — a mistyped `--socket` must not delete what it names.
+ *
+ * Why the server binds a temporary name: libuv unlinks the path a Unix socket
+ * server was bound to when it closes, whatever stands there by then (a restarted
+ * daemon's socket, a regular file). So we bind a random name in the same
+ * directory, hard-link the public name to it (link(2) fails rather than replace
+ * anything that appeared meanwhile) and unlink the temporary name; libuv's unlink
+ * on close then misses, and `removeSocketFile` removes the public name only if
+ * it is still our inode.
+ */
+import net from 'node:net';
+import { randomBytes } from 'node:crypto';
+import { chmodSync, linkSync, lstatSync, mkdirSync, unlinkSync, type BigIntStats } from 'node:fs';
+import path from 'node:path';
+import { EnvironmentError, UsageError } from '../errors.ts';
+
+/** sun_path holds 108 bytes with its NUL (unix(7)); Node 20 silently binds a cut-short path if longer. */
+const MAX_SOCKET_PATH = 107;
+
+/** Device and inode of the socket file we created: how we tell it from whatever replaced it. */
+export interface SocketFileId { readonly dev: bigint; readonly ino: bigint }
+
+function lstatIfAny(p: string): BigIntStats | undefined {
+  try {
+    return lstatSync(p, { bigint: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+function kindOf(st: BigIntStats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  return 'not a Unix socket';
+}
+
+function inUse(socketPath: string, why: string): UsageError {
+  return new UsageError('ECONTROL_IN_USE', `control socket ${socketPath} is in use: ${why}`, '--socket');
+}
+
+/**
+ * What connecting to a socket file says: `live` (accepted, or EAGAIN: listening
+ * with a full backlog), `stale` (ECONNREFUSED: nobody listens), `gone` (removed
+ * meanwhile), or the errno that leaves us unsure (EACCES: another user's socket).
+ */
+function probe(socketPath: string): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect(socketPath);
+    c.once('connect', () => { c.destroy(); resolve('live'); });
+    c.once('error', (e: NodeJS.ErrnoException) => {
+      const code = e.code ?? 'error';
+      resolve(code === 'ECONNREFUSED' ? 'stale' : code === 'ENOENT' ? 'gone' : code === 'EAGAIN' ? 'live' : code);
+    });
+  });
+}
+
+/**
+ * Make `socketPath` free for a new socket, removing only a stale Unix socket.
+ * Throws ECONTROL_NOT_SOCKET (EnvironmentError) for anything that is not a socket
+ * and ECONTROL_IN_USE (UsageError, as before) for a socket that may be live.
+ */
+export async function clearSocketPath(socketPath: string): Promise<void> {
+  const st = lstatIfAny(socketPath);
+  if (!st) return;
+  if (!st.isSocket()) {
+    throw new EnvironmentError('ECONTROL_NOT_SOCKET', `control socket path ${socketPath} is ${kindOf(st)}, not a Unix socket; left untouched (remove it yourself or choose another path)`, socketPath);
+  }
+  const state = await probe(socketPath);
+  if (state === 'gone') return;
+  if (state === 'live') throw inUse(socketPath, 'a running process accepts connections on it');
+  if (state !== 'stale') throw inUse(socketPath, `connecting to it failed with ${state}, so it may be live; left untouched`);
+  const again = lstatIfAny(socketPath);
+  // Remove only the very file we probed; anything that took its place meets link(2) in bindSocketFile.
+  if (again && again.dev === st.dev && again.ino === st.ino) unlinkSync(socketPath);
+}
+
+/**
+ * Bind `server` and publish it at `socketPath`, mode 0600 from the start; the
+ * path must be free (clearSocketPath). A file that appeared meanwhile is never
+ * replaced: that is ECONTROL_IN_USE.
+ */
+export async function bindSocketFile(server: net.Server, socketPath: string): Promise<SocketFileId> {
+  const dir = path.dirname(socketPath);
+  const tmp = path.join(dir, `.ctl-${randomBytes(4).toString('hex')}`);
+  for (const p of [socketPath, tmp]) {
+    if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
+      throw new UsageError('ECONTROL_PATH', `control socket path ${socketPath} is too long: a Unix socket path (and our temporary name ${path.basename(tmp)} beside it) must fit in ${MAX_SOCKET_PATH} bytes`, '--socket');
+    }
+  }
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  // The bind inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    const oldMask = process.umask(0o177);
+    try {
+      server.listen(tmp, () => { server.off('error', reject); resolve(); });
+    } finally {
+      process.umask(oldMask);
+    }
+  });
+  try {
+    chmodSync(tmp, 0o600);
+    linkSync(tmp, socketPath);
+  } catch (err) {
+    await new Promise<void>((resolve) => server.close(() => resolve())); // libuv unlinks tmp
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') throw inUse(socketPath, 'another file appeared at the path while we started');
+    throw err;
+  }
+  unlinkSync(tmp);
+  const st = lstatSync(socketPath, { bigint: true });
+  return { dev: st.dev, ino: st.ino };
+}
+
+/**
+ * Remove `socketPath` if it is still the socket file `id`; someone else's file
+ * stays. Never throws (a stop must go on): false when nothing was removed.
+ */
+export function removeSocketFile(socketPath: string, id: SocketFileId): boolean {
+  try {
+    const st = lstatIfAny(socketPath);
+    if (!st || !st.isSocket() || st.dev !== id.dev || st.ino !== id.ino) return false;
+    unlinkSync(socketPath);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,30 @@
+/**
+ * The Retransmit timer of an establishing context (RFC 5533 §7.8, §7.12,
+ * §7.19): resend the I1, I2 or I2bis with back-off, fall back from I2 to I1
+ * after I2_RETRIES_MAX, fail to E-FAILED after I1_RETRIES_MAX. Apart from
+ * handshake.ts and recovery.ts so neither imports the other's timers.
+ */
+import type { Millis } from '../time.ts';
+import { State } from './states.ts';
+import type { Context } from './context.ts';
+import type { Core } from './core.ts';
+import { failEstablishment, sendI1, sendI2 } from './handshake.ts';
+import { resendI2bis } from './recovery.ts';
+
+/** Retransmission timer in I1-SENT / I2-SENT / I2BIS-SENT (§7.8, §7.12, §7.19). */
+export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
+  ctx.retries++;
+  const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
+  const over = ctx.retries > max;
+  const step = core.step(ctx, over ? 'timeout-max' : 'timeout');
+  if (step === undefined) return;
+  if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-r1');
+  if (over) {
+    ctx.retries = 0; // back to I1 (§7.12): a fresh I1 cycle with a fresh nonce
+    core.table.setNonce(ctx, core.newNonce());
+    return sendI1(core, ctx, now);
+  }
+  if (ctx.state === State.I1_SENT) sendI1(core, ctx, now);
+  else if (ctx.state === State.I2_SENT) sendI2(core, ctx, now);
+  else resendI2bis(core, ctx, now);
+}

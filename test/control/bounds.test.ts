@@ -1,0 +1,53 @@
+// The per-client bounds of the control server, in-process on a real Unix socket:
+// at most MAX_IN_FLIGHT requests of one client answered at once, and one reply
+// larger than MAX_QUEUED_OUTPUT still delivered whole to a client that reads.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import path from 'node:path';
+import { MAX_IN_FLIGHT, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/control/server.ts';
+import { controlRequest } from '../../shim/control/client.ts';
+import { tmpdir, waitFor } from './process.ts';
+
+test('a pipelining client has at most MAX_IN_FLIGHT requests being answered at once; the rest wait, and all are answered', async (t) => {
+  const sock = path.join(tmpdir(t), 'c.sock');
+  const held: Array<() => void> = [];
+  let calls = 0;
+  let released = 0;
+  let mostAtOnce = 0;
+  const server = await startControlServer(sock, {
+    slow: () => {
+      calls++;
+      mostAtOnce = Math.max(mostAtOnce, calls - released);
+      return new Promise<string>((resolve) => held.push(() => { released++; resolve('done'); }));
+    },
+  });
+  t.after(() => server.close());
+  const total = 5 * MAX_IN_FLIGHT + 3;
+  const c = net.connect(sock);
+  t.after(() => c.destroy());
+  let buf = '';
+  const replies = (): number => buf.split('\n').length - 1;
+  c.on('data', (d: Buffer) => { buf += d.toString(); });
+  c.write(Array.from({ length: total }, (_, i) => JSON.stringify({ id: i, method: 'slow' }) + '\n').join(''));
+
+  await waitFor(`${MAX_IN_FLIGHT} calls`, () => calls === MAX_IN_FLIGHT);
+  // Release one answer at a time, oldest first, as soon as the server has started the next.
+  while (released < total) {
+    await waitFor(`call ${released + 1}`, () => held.length > 0);
+    held.shift()!();
+  }
+  await waitFor('all replies', () => replies() === total);
+  assert.equal(calls, total);
+  assert.equal(mostAtOnce, MAX_IN_FLIGHT, 'never more than MAX_IN_FLIGHT outstanding, and the bound is reached');
+  assert.deepEqual(buf.trim().split('\n').map((l) => (JSON.parse(l) as { id: number }).id), Array.from({ length: total }, (_, i) => i));
+});
+
+test('one reply larger than MAX_QUEUED_OUTPUT reaches a client that reads it', async (t) => {
+  const sock = path.join(tmpdir(t), 'c.sock');
+  const big = 'x'.repeat(3 * MAX_QUEUED_OUTPUT);
+  const server = await startControlServer(sock, { status: () => ({ big }) });
+  t.after(() => server.close());
+  const r = await controlRequest(sock, 'status', {}, 60_000) as { big: string };
+  assert.equal(r.big.length, big.length);
+});
