@@ -5,9 +5,18 @@
  * namespace. Also the silent black hole of a link (nftables drop inside the
  * namespace, the link stays up).
  *
+ * On demand (`topologyUp(lab, { attacker: true })`, for the trust tests of
+ * issue 15) link P is a hub instead of a veth pair: a bridge in namespace
+ * `<prefix>sw` that forgets every MAC address at once (ageing_time 0), so it
+ * floods every frame to every port, and a third host, the attacker
+ * (`<prefix>x`), with one interface on P and its own address on P's prefix.
+ * The attacker sees all A↔B traffic on P and can send to both, but has no
+ * interface on Q or to the DNS namespace. Without the option nothing changes.
+ *
  * Owns only what it creates: namespaces `<prefix>a`, `<prefix>b`,
- * `<prefix>dns` and the state directory. veth ends are created directly in
- * their namespaces, so the host namespace never sees an interface; `labDown`
+ * `<prefix>dns` (and `<prefix>sw`, `<prefix>x` with an attacker) and the
+ * state directory. veth ends are created directly in their namespaces, so
+ * the host namespace never sees an interface; `labDown`
  * deletes the namespaces (and with them links, addresses, nft tables) and the
  * state directory, leaving the host as it was found. It knows nothing of DNS,
  * streams or the daemon.
@@ -27,10 +36,15 @@ export const LAB_ADDR = {
   aQ: LAB_HBA.a.members[1]!.address, bQ: LAB_HBA.b.members[1]!.address,
   aDns: '2001:db8:53::a', dnsA: '2001:db8:53::53',
   bDns: '2001:db8:54::b', dnsB: '2001:db8:54::53',
+  /** The attacker's address on link P (only in a lab built with `attacker: true`). */
+  xP: '2001:db8:1::bad',
 } as const;
 
 /** Interface names inside the namespaces (the same in A and B). */
 export const LAB_IF = { P: 'labp', Q: 'labq', dns: 'labdns', dnsA: 'labdnsa', dnsB: 'labdnsb' } as const;
+
+/** Link P's hub in an attacker lab (in `<prefix>sw`): the bridge and its ports towards A, B and the attacker. */
+const HUB = { bridge: 'labphub', a: 'labpa', b: 'labpb', x: 'labpx' } as const;
 
 export type LabLink = 'P' | 'Q';
 
@@ -40,6 +54,10 @@ export interface Lab {
   a: string;
   b: string;
   dns: string;
+  /** The attacker's namespace; it exists only when the lab was built with `attacker: true`. */
+  x: string;
+  /** The namespace holding link P's hub (with `attacker: true` only). */
+  sw: string;
   /** Holds the zone, Knot's files, daemon configs and logs. */
   stateDir: string;
 }
@@ -52,7 +70,7 @@ export function labFor(prefix = 'lab', stateRoot = LAB_STATE_ROOT): Lab {
   if (!/^(lab|e2e)[a-z0-9]{0,8}$/.test(prefix)) {
     throw new UsageError('EUSAGE', `--prefix: invalid value ${JSON.stringify(prefix)}: must start with "lab" or "e2e", then up to 8 of [a-z0-9]`, '--prefix');
   }
-  return { prefix, a: `${prefix}a`, b: `${prefix}b`, dns: `${prefix}dns`, stateDir: path.join(stateRoot, prefix) };
+  return { prefix, a: `${prefix}a`, b: `${prefix}b`, dns: `${prefix}dns`, x: `${prefix}x`, sw: `${prefix}sw`, stateDir: path.join(stateRoot, prefix) };
 }
 
 export interface ShResult {
@@ -90,7 +108,12 @@ export function listNamespaces(): string[] {
 
 export function labExists(lab: Lab): boolean {
   const have = listNamespaces();
-  return [lab.a, lab.b, lab.dns].some((n) => have.includes(n));
+  return labNamespaces(lab).some((n) => have.includes(n));
+}
+
+/** Every namespace a lab may have (the attacker's and the hub's only exist on demand). */
+function labNamespaces(lab: Lab): string[] {
+  return [lab.a, lab.b, lab.dns, lab.x, lab.sw];
 }
 
 function prepareNs(ns: string): void {
@@ -114,13 +137,19 @@ function addr(ns: string, dev: string, address: string): void {
   nsExec(ns, ['ip', '-6', 'addr', 'add', `${address}/64`, 'dev', dev, 'nodad']);
 }
 
+export interface TopologyOptions {
+  /** Link P as a flooding hub with a third host on it, the attacker (see the header). Default false. */
+  attacker?: boolean;
+}
+
 /** Create the namespaces, links and addresses. Tears down a stale lab of the same prefix first. */
-export function topologyUp(lab: Lab): void {
+export function topologyUp(lab: Lab, opts: TopologyOptions = {}): void {
   topologyDown(lab);
   mkdirSync(lab.stateDir, { recursive: true, mode: 0o700 });
   try {
     for (const ns of [lab.a, lab.b, lab.dns]) prepareNs(ns);
-    veth(lab.a, LAB_IF.P, lab.b, LAB_IF.P);
+    if (opts.attacker) hubP(lab);
+    else veth(lab.a, LAB_IF.P, lab.b, LAB_IF.P);
     veth(lab.a, LAB_IF.Q, lab.b, LAB_IF.Q);
     veth(lab.a, LAB_IF.dns, lab.dns, LAB_IF.dnsA);
     veth(lab.b, LAB_IF.dns, lab.dns, LAB_IF.dnsB);
@@ -139,12 +168,33 @@ export function topologyUp(lab: Lab): void {
 }
 
 /**
+ * Link P as a hub: a bridge that keeps no MAC address (ageing_time 0) floods
+ * every unicast frame to all ports, as a shared medium would, and without
+ * multicast snooping it floods neighbour discovery too. The hub's namespace
+ * has no addresses (IPv6 off), so it is not a host on P. The attacker's
+ * interface is named like A's and B's (`labp`).
+ */
+function hubP(lab: Lab): void {
+  prepareNs(lab.sw);
+  nsExec(lab.sw, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1']);
+  nsExec(lab.sw, ['sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1']);
+  prepareNs(lab.x);
+  nsExec(lab.sw, ['ip', 'link', 'add', HUB.bridge, 'type', 'bridge', 'ageing_time', '0', 'mcast_snooping', '0', 'stp_state', '0']);
+  nsExec(lab.sw, ['ip', 'link', 'set', HUB.bridge, 'up']);
+  for (const [ns, port] of [[lab.a, HUB.a], [lab.b, HUB.b], [lab.x, HUB.x]] as const) {
+    veth(ns, LAB_IF.P, lab.sw, port);
+    nsExec(lab.sw, ['ip', 'link', 'set', port, 'master', HUB.bridge]);
+  }
+  addr(lab.x, LAB_IF.P, LAB_ADDR.xP);
+}
+
+/**
  * Kill every process in the lab's namespaces (all started by the lab), delete
  * the namespaces and the state directory. Idempotent: a missing piece is fine.
  */
 export function topologyDown(lab: Lab): void {
   const have = listNamespaces();
-  const pidsOf = (): number[] => [lab.a, lab.b, lab.dns].filter((ns) => have.includes(ns))
+  const pidsOf = (): number[] => labNamespaces(lab).filter((ns) => have.includes(ns))
     .flatMap((ns) => sh(['ip', 'netns', 'pids', ns], { check: false }).stdout.split(/\s+/).filter(Boolean).map(Number));
   const signal = (pids: number[], sig: NodeJS.Signals): void => {
     for (const pid of pids) {
@@ -156,7 +206,7 @@ export function topologyDown(lab: Lab): void {
   const deadline = Date.now() + 3000;
   while (pidsOf().length > 0 && Date.now() < deadline) sh(['sleep', '0.05'], { check: false });
   signal(pidsOf(), 'SIGKILL');
-  for (const ns of [lab.a, lab.b, lab.dns]) {
+  for (const ns of labNamespaces(lab)) {
     if (have.includes(ns)) sh(['ip', 'netns', 'del', ns], { check: false });
   }
   rmSync(lab.stateDir, { recursive: true, force: true });

@@ -4,10 +4,10 @@
  * daemons on A and B (lab-daemons.ts); `labDown` removes all of it. Also the
  * MPTCP set-up used as a baseline. Owns nothing beyond what those modules own.
  */
-import { LAB_ADDR, LAB_IF, labExists, nsExec, topologyDown, topologyUp, type Lab } from './lab-topology.ts';
+import { LAB_ADDR, LAB_IF, labExists, nsExec, topologyDown, topologyUp, type Lab, type TopologyOptions } from './lab-topology.ts';
 import { startLabDns, type LabZoneOptions } from './lab-dns.ts';
 
-export interface LabUpOptions extends LabZoneOptions {
+export interface LabUpOptions extends LabZoneOptions, TopologyOptions {
   /** Progress lines for people (the CLI prints them). */
   say?: (line: string) => void;
 }
@@ -19,8 +19,9 @@ export interface LabUpResult {
 /** Build the lab (replacing a stale one of the same prefix). Bounded: ≤ ~15 s. */
 export async function labUp(lab: Lab, opts: LabUpOptions = {}): Promise<LabUpResult> {
   const say = opts.say ?? (() => undefined);
-  topologyUp(lab);
+  topologyUp(lab, { attacker: opts.attacker ?? false });
   say(`namespaces ${lab.a} ${lab.b} ${lab.dns}; links P (${LAB_ADDR.aP} ↔ ${LAB_ADDR.bP}) and Q (${LAB_ADDR.aQ} ↔ ${LAB_ADDR.bQ})`);
+  if (opts.attacker) say(`link P is a hub in ${lab.sw}; the attacker ${lab.x} is on it at ${LAB_ADDR.xP}`);
   try {
     const { recordSource } = await startLabDns(lab, opts);
     say(`knotd in ${lab.dns} serves lab.example. on ${LAB_ADDR.dnsA} (B's capability record from ${recordSource})`);

@@ -6,18 +6,17 @@
  */
 import type { TestContext } from 'node:test';
 import { labFor, type Lab } from '../../shim/dataplane/lab-topology.ts';
-import { labDown, labUp } from '../../shim/dataplane/lab.ts';
+import { labDown, labUp, type LabUpOptions } from '../../shim/dataplane/lab.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../shim/dataplane/lab-daemons.ts';
-import type { LabZoneOptions } from '../../shim/dataplane/lab-dns.ts';
 import type { ChildProcess } from 'node:child_process';
 
 let n = 0;
 
-/** A fresh lab, removed after the test. */
-export async function freshLab(t: TestContext, zone: LabZoneOptions = {}): Promise<Lab> {
+/** A fresh lab (with the attacker on link P when `opts.attacker`), removed after the test. */
+export async function freshLab(t: Pick<TestContext, 'after'>, opts: LabUpOptions = {}): Promise<Lab> {
   const lab = labFor(`e2e${process.pid.toString(36).slice(-4)}${(n++).toString(36)}`);
   t.after(() => { labDown(lab); });
-  await labUp(lab, zone);
+  await labUp(lab, opts);
   return lab;
 }
 

@@ -21,12 +21,18 @@ export function isRoot(): boolean {
  * throws (under CI=true) naming what is missing.
  */
 export function needs(t: TestContext, req: { root?: boolean; commands?: string[] }): boolean {
-  const missing: string[] = [];
-  if (req.root && !isRoot()) missing.push('root');
-  for (const c of req.commands ?? []) if (!haveCommand(c)) missing.push(c);
+  const missing = missingPrereqs(req);
   if (missing.length === 0) return true;
   skipOrFail(t, `missing prerequisite: ${missing.join(', ')}`);
   return false;
+}
+
+/** What of `req` is missing here (empty: all there); for set-up shared by the tests of a file. */
+export function missingPrereqs(req: { root?: boolean; commands?: string[] }): string[] {
+  const missing: string[] = [];
+  if (req.root && !isRoot()) missing.push('root');
+  for (const c of req.commands ?? []) if (!haveCommand(c)) missing.push(c);
+  return missing;
 }
 
 /** Skip the test saying `why` (outside CI), or throw under CI=true, where a missing prerequisite is a failure. */

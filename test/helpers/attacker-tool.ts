@@ -1,0 +1,278 @@
+/**
+ * The attacker of the trust tests (issue 15): a process inside the lab's
+ * attacker namespace that can only do what a host on link P can do — send UDP
+ * from its own addresses (or, with net.ipv6.ip_nonlocal_bind, forge a source)
+ * and watch the frames the hub floods to it. It crafts Shim6 with the
+ * project's own codecs (shim/wire/), sends with node:dgram, and captures link
+ * P with dumpcap.
+ *
+ * Protocol: one JSON command per stdin line `{ id, op, args }`, one JSON reply
+ * per stdout line `{ id, ok, result | error }`; the ops and their shapes are
+ * in attacker.ts, which starts and drives this process. A handshake ends with
+ * a barrier (an I1 whose R1 must come back on the same socket), so "no R2"
+ * means the daemon had processed the I2 and not answered it, never "not yet".
+ */
+import dgram from 'node:dgram';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import { performance } from 'node:perf_hooks';
+import { decodePayloadHeader, encodeMessage, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, type Shim6Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { PcapStream, type CapturedUdp } from './pcap-stream.ts';
+import type { CaptureQuery, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
+
+const SHIM6_PORT = 5533;
+const RETRY_MS = 1000;
+const REPLY_DEADLINE_MS = 30_000;
+const NO_NEXT_HEADER = 59;
+
+interface Received { t: number; from: string; port: number; bytes: Uint8Array }
+interface Sock { s: dgram.Socket; port: number; inbox: Received[] }
+
+const sockets = new Map<string, Sock>();
+const captured: CapturedUdp[] = [];
+let dumpcap: ChildProcess | undefined;
+
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+const tag47 = (): number => randomBytes(6).readUIntBE(0, 6) % 2 ** 47;
+const u32 = (): number => randomBytes(4).readUInt32BE(0);
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+
+function openSocket(address: string, port: number, onMessage?: (m: Buffer, r: dgram.RemoteInfo) => void): Promise<dgram.Socket> {
+  const s = dgram.createSocket({ type: 'udp6', recvBufferSize: 4 << 20, sendBufferSize: 4 << 20 });
+  s.on('error', () => undefined); // a send error (no route, buffer full) is a lost packet, as on the wire
+  if (onMessage) s.on('message', onMessage);
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.bind({ address, port, exclusive: true }, () => { s.off('error', reject); resolve(s); });
+  });
+}
+
+async function socket(args: { name: string; address: string; port?: number }): Promise<{ port: number }> {
+  sockets.get(args.name)?.s.close();
+  const inbox: Received[] = [];
+  const s = await openSocket(args.address, args.port ?? 0, (m, r) => inbox.push({ t: performance.now(), from: r.address, port: r.port, bytes: new Uint8Array(m) }));
+  const port = s.address().port;
+  sockets.set(args.name, { s, port, inbox });
+  return { port };
+}
+
+function sock(name: string): Sock {
+  const s = sockets.get(name);
+  if (s === undefined) throw new Error(`no socket ${name}`);
+  return s;
+}
+
+function decode(bytes: Uint8Array): Shim6Message | undefined {
+  const r = tryDecodeMessage(bytes);
+  return r.ok ? r.message : undefined;
+}
+
+/** Send `bytes` every RETRY_MS until the socket's inbox holds a matching message; the message. */
+async function request<M extends Shim6Message>(s: Sock, dst: string, bytes: Uint8Array, match: (m: Shim6Message) => m is M): Promise<M> {
+  const deadline = performance.now() + REPLY_DEADLINE_MS;
+  let seen = 0;
+  while (performance.now() < deadline) {
+    s.s.send(bytes, SHIM6_PORT, dst);
+    const until = Math.min(deadline, performance.now() + RETRY_MS);
+    while (performance.now() < until) {
+      for (; seen < s.inbox.length; seen++) {
+        const m = decode(s.inbox[seen]!.bytes);
+        if (m !== undefined && match(m)) return m;
+      }
+      await sleep(10);
+    }
+  }
+  throw new Error(`no answer from ${dst} within ${REPLY_DEADLINE_MS} ms`);
+}
+
+function proofOptions(p: HandshakeArgs['proof']): Shim6Option[] {
+  if (p === undefined) return [];
+  const out: Shim6Option[] = [];
+  if (p.locators.length > 0) out.push({ type: 'LocatorList', critical: false, generation: p.generation, locators: p.locators });
+  out.push({ type: 'CgaParameterDataStructure', critical: false, pds: new Uint8Array(Buffer.from(p.pds, 'hex')) });
+  return out;
+}
+
+/** I1 → R1 → I2 (or payload → R1bis → I2bis), then the barrier; did an R2 come back? */
+async function handshake(a: HandshakeArgs): Promise<HandshakeResult> {
+  const s = sock(a.sock);
+  const contextTag = tag47();
+  const initiatorNonce = u32();
+  const identity: Shim6Option[] = [];
+  if (a.claim) identity.push({ type: 'UlidPair', critical: false, senderUlid: a.claim.sender, receiverUlid: a.claim.receiver });
+  if (a.fii !== undefined) identity.push({ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: a.fii });
+  const from = s.inbox.length;
+  if (a.via === 'I2bis') {
+    const packetContextTag = tag47();
+    const probe = new Uint8Array([...encodePayloadHeader(NO_NEXT_HEADER, packetContextTag), ...new Uint8Array(8)]);
+    const r1bis = await request(s, a.dst, probe, (m): m is Extract<Shim6Message, { type: 'R1bis' }> => m.type === 'R1bis' && m.packetContextTag === packetContextTag);
+    const validator = r1bis.options.find((o) => o.type === 'ResponderValidator');
+    if (validator === undefined) throw new Error('R1bis without a validator');
+    s.s.send(encodeMessage({ type: 'I2bis', contextTag, initiatorNonce, responderNonce: r1bis.responderNonce, packetContextTag, options: [validator, ...identity, ...proofOptions(a.proof)] }), SHIM6_PORT, a.dst);
+  } else {
+    const i1 = encodeMessage({ type: 'I1', contextTag, initiatorNonce, options: identity });
+    const r1 = await request(s, a.dst, i1, (m): m is Extract<Shim6Message, { type: 'R1' }> => m.type === 'R1' && m.initiatorNonce === initiatorNonce);
+    const validator = r1.options.find((o) => o.type === 'ResponderValidator');
+    if (validator === undefined) throw new Error('R1 without a validator');
+    s.s.send(encodeMessage({ type: 'I2', contextTag, initiatorNonce, responderNonce: r1.responderNonce, options: [validator, ...identity, ...proofOptions(a.proof)] }), SHIM6_PORT, a.dst);
+  }
+  // Barrier: the daemon reads this socket's datagrams in order, so once the R1 to
+  // this I1 is back, any R2 to the I2 sent before it is in the inbox too.
+  const barrierNonce = u32();
+  await request(s, a.dst, encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: barrierNonce, options: [] }),
+    (m): m is Extract<Shim6Message, { type: 'R1' }> => m.type === 'R1' && m.initiatorNonce === barrierNonce);
+  const r2 = s.inbox.slice(from).map((d) => decode(d.bytes)).find((m) => m?.type === 'R2' && m.initiatorNonce === initiatorNonce);
+  return { r2: r2 !== undefined, contextTag, ...(r2?.type === 'R2' ? { peerContextTag: r2.contextTag } : {}) };
+}
+
+function contains(hay: Uint8Array, needle: Uint8Array): boolean {
+  return Buffer.from(hay.buffer, hay.byteOffset, hay.byteLength).includes(Buffer.from(needle));
+}
+
+/** What socket `name` received so far: payload datagrams, control messages by type, datagrams holding `marker`. */
+function inbox(a: { sock: string; marker?: string }): InboxSummary {
+  const s = sock(a.sock);
+  const marker = a.marker ? Buffer.from(a.marker, 'hex') : undefined;
+  const out: InboxSummary = { total: s.inbox.length, payload: 0, control: {}, marker: 0 };
+  for (const d of s.inbox) {
+    if (isPayloadHeader(d.bytes)) out.payload++;
+    else {
+      const type = decode(d.bytes)?.type ?? 'malformed';
+      out.control[type] = (out.control[type] ?? 0) + 1;
+    }
+    if (marker && contains(d.bytes, marker)) out.marker++;
+  }
+  return out;
+}
+
+/**
+ * Start dumpcap on `iface` (promiscuous: the hub floods A↔B frames here) and
+ * wait until it has seen a datagram this process sent to `readyDst`.
+ */
+async function capture(a: { iface: string; readyDst: string }): Promise<{ ready: true }> {
+  if (dumpcap === undefined) {
+    dumpcap = spawn('dumpcap', ['-i', a.iface, '-P', '-w', '-', '-q', '-f', 'udp'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const stream = new PcapStream((d) => captured.push(d.payload.length > 512 ? { ...d, payload: d.payload.slice(0, 64) } : d));
+    dumpcap.stdout!.on('data', (c: Buffer) => stream.push(c));
+    dumpcap.stderr!.resume();
+  }
+  const token = randomBytes(16);
+  const s = await openSocket('::', 0);
+  try {
+    const deadline = performance.now() + REPLY_DEADLINE_MS;
+    while (performance.now() < deadline) {
+      s.send(token, 9, a.readyDst);
+      await sleep(200);
+      if (captured.some((d) => contains(d.payload, token))) return { ready: true };
+      if (dumpcap.exitCode !== null) throw new Error(`dumpcap exited (${dumpcap.exitCode})`);
+    }
+    throw new Error('dumpcap captured nothing');
+  } finally {
+    s.close();
+  }
+}
+
+function matches(d: CapturedUdp, q: CaptureQuery, marker: Buffer | undefined): boolean {
+  return (q.since === undefined || d.ts >= q.since) && (q.src === undefined || d.src === q.src) && (q.dstIn === undefined || q.dstIn.includes(d.dst))
+    && (q.dstPort === undefined || d.dstPort === q.dstPort) && (q.srcPort === undefined || d.srcPort === q.srcPort)
+    && (!q.payloadOnly || isPayloadHeader(d.payload)) && (marker === undefined || contains(d.payload, marker));
+}
+
+function capturedCount(q: CaptureQuery): { count: number; first?: string } {
+  const marker = q.marker ? Buffer.from(q.marker, 'hex') : undefined;
+  const hits = captured.filter((d) => matches(d, q, marker));
+  return { count: hits.length, ...(hits[0] ? { first: `${hits[0].src}.${hits[0].srcPort} > ${hits[0].dst}.${hits[0].dstPort} ${hex(hits[0].payload.subarray(0, 16))}` } : {}) };
+}
+
+/** Wait until a captured datagram matches `q`. */
+async function waitCaptured(q: CaptureQuery): Promise<{ count: number }> {
+  const deadline = performance.now() + REPLY_DEADLINE_MS;
+  while (performance.now() < deadline) {
+    const r = capturedCount(q);
+    if (r.count > 0) return r;
+    await sleep(20);
+  }
+  throw new Error(`nothing captured matching ${JSON.stringify(q)} within ${REPLY_DEADLINE_MS} ms`);
+}
+
+/** The receiver context tag of a captured Shim6 payload datagram from `src` to `dst` port 5533. */
+async function sniffTag(a: { src: string; dst: string; since?: number }): Promise<{ tag: number }> {
+  const q: CaptureQuery = { src: a.src, dstIn: [a.dst], dstPort: SHIM6_PORT, payloadOnly: true, ...(a.since !== undefined ? { since: a.since } : {}) };
+  await waitCaptured(q);
+  const d = captured.findLast((x) => matches(x, q, undefined))!;
+  return { tag: decodePayloadHeader(d.payload).contextTag };
+}
+
+/** Known-tag packets (payload or Keepalive) from socket `sock`, `count` of them, a batch per `gapMs`. */
+async function spray(a: SprayArgs): Promise<{ sent: number }> {
+  const s = sock(a.sock);
+  const bytes = a.kind === 'keepalive'
+    ? encodeMessage({ type: 'Keepalive', contextTag: a.tag, options: [] })
+    : new Uint8Array([...encodePayloadHeader(NO_NEXT_HEADER, a.tag), ...new Uint8Array(8)]);
+  for (let i = 0; i < a.count; i++) {
+    s.s.send(bytes, SHIM6_PORT, a.dst);
+    if (i % a.batch === a.batch - 1) await sleep(a.gapMs);
+  }
+  return { sent: a.count };
+}
+
+/** The flood: `count` I1s (fresh tags and nonces) or unknown-tag payload packets, round robin over `sources`. */
+async function flood(a: FloodArgs): Promise<FloodResult> {
+  const replies: Record<string, number> = {};
+  const types: Record<string, number> = {};
+  let tLast = 0;
+  const socks: dgram.Socket[] = [];
+  for (const src of a.sources) {
+    replies[src] = 0;
+    socks.push(await openSocket(src, 0, (m) => {
+      replies[src]!++;
+      tLast = performance.now();
+      const type = m.length > 2 && (m[2]! & 0x80) === 0 ? (decode(new Uint8Array(m))?.type ?? 'malformed') : 'payload';
+      types[type] = (types[type] ?? 0) + 1;
+    }));
+  }
+  const packets = Array.from({ length: 1024 }, () => a.kind === 'I1'
+    ? encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: u32(), options: [] })
+    : new Uint8Array([...encodePayloadHeader(NO_NEXT_HEADER, tag47()), ...randomBytes(24)]));
+  const t0 = performance.now();
+  for (let i = 0; i < a.count; i++) {
+    socks[i % socks.length]!.send(packets[i % packets.length]!, SHIM6_PORT, a.dst);
+    if (i % 64 === 63) await new Promise((r) => setImmediate(r)); // let the replies be read as they come
+  }
+  const tSent = performance.now();
+  // Barrier from a source of its own: once its I1 is answered, the daemon has read the flood.
+  await socket({ name: '_barrier', address: a.barrierSource });
+  const nonce = u32();
+  await request(sock('_barrier'), a.dst, encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: nonce, options: [] }),
+    (m): m is Extract<Shim6Message, { type: 'R1' }> => m.type === 'R1' && m.initiatorNonce === nonce);
+  sock('_barrier').s.close();
+  sockets.delete('_barrier');
+  const tBarrier = performance.now();
+  await sleep(300); // replies already on their way to other sockets
+  for (const s of socks) s.close();
+  return { sent: a.count, replies, types, sendMs: tSent - t0, lastReplyMs: tLast === 0 ? 0 : tLast - t0, barrierMs: tBarrier - t0 };
+}
+
+const OPS: Record<string, (args: never) => Promise<unknown> | unknown> = {
+  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood,
+};
+
+createInterface({ input: process.stdin }).on('line', (line) => {
+  let req: { id: number; op: string; args: unknown };
+  try { req = JSON.parse(line) as typeof req; } catch { return; }
+  const op = OPS[req.op];
+  void (async () => {
+    try {
+      if (op === undefined) throw new Error(`unknown op ${req.op}`);
+      const result = await op(req.args as never);
+      process.stdout.write(JSON.stringify({ id: req.id, ok: true, result }) + '\n');
+    } catch (err) {
+      process.stdout.write(JSON.stringify({ id: req.id, ok: false, error: (err as Error).message }) + '\n');
+    }
+  })();
+}).on('close', () => {
+  dumpcap?.kill('SIGTERM');
+  for (const s of sockets.values()) s.s.close();
+  process.exit(0);
+});

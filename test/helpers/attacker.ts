@@ -1,0 +1,219 @@
+/**
+ * The test side of the attacker (issue 15): starts attacker-tool.ts inside the
+ * lab's attacker namespace (`topologyUp(lab, { attacker: true })`), sends it
+ * commands and returns its answers, typed. Also the attacker's own HBA set
+ * (RFC 5535, over link P's prefix and one more), deterministic like the lab
+ * hosts' sets, for claims "proven" by a set that does not hold the claimed ULID.
+ *
+ * Owns the tool process (stopped in t.after, and with the lab's namespaces in
+ * any case). Knows nothing of the daemons: what a test asserts about A comes
+ * from A (status, routes, log), not from here.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { createInterface } from 'node:readline';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { generateHbaParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
+import { LAB_PREFIX_P } from '../../shim/dataplane/lab-hba.ts';
+import { LAB_IF, nsExec, type Lab } from '../../shim/dataplane/lab-topology.ts';
+import type { LocatorEntry } from '../../shim/wire/index.ts';
+import { ROOT } from './cli.ts';
+
+const TOOL = path.join(import.meta.dirname, 'attacker-tool.ts');
+
+/** A second prefix for the attacker's HBA set (it has no link there; the set only needs two prefixes). */
+const ATTACKER_OTHER_PREFIX = '2001:db8:66::/64';
+
+function seeded(seed: string): (n: number) => Uint8Array {
+  let counter = 0;
+  return (n) => {
+    const out = new Uint8Array(n);
+    for (let off = 0; off < n; off += 32) out.set(createHash('sha256').update(`${seed}/${counter++}`).digest().subarray(0, Math.min(32, n - off)), off);
+    return out;
+  };
+}
+
+/** The attacker's HBA set: members[0] is on link P (its HBA address there), members[1] elsewhere. */
+export const ATTACKER_HBA: HbaParamsFile = generateHbaParams({ prefixes: [LAB_PREFIX_P, ATTACKER_OTHER_PREFIX], sec: 0, randomBytes: seeded('shim6-lab-attacker') });
+
+/** A PDS with the Locator List it proves (or claims to): what an I2 carries to prove locators. */
+export interface Proof {
+  /** Hex of the CGA Parameter Data Structure. */
+  pds: string;
+  locators: LocatorEntry[];
+  generation: number;
+}
+
+export interface HandshakeArgs {
+  /** The tool's socket to use (see `socket`). */
+  sock: string;
+  /** The daemon's locator to talk to. */
+  dst: string;
+  /** The ULID Pair option to send; absent: none (the ULIDs are the addresses). */
+  claim?: { sender: string; receiver: string };
+  fii?: number;
+  proof?: Proof;
+  /** I1 → R1 → I2 (default) or unknown-tag payload → R1bis → I2bis. */
+  via?: 'I2' | 'I2bis';
+}
+
+export interface HandshakeResult {
+  /** An R2 echoing our nonce came back (the daemon made a context for the claim). */
+  r2: boolean;
+  /** Our context tag (the one the daemon's payload to us would carry). */
+  contextTag: number;
+  peerContextTag?: number;
+}
+
+export interface InboxSummary {
+  total: number;
+  payload: number;
+  control: Record<string, number>;
+  /** Datagrams holding the marker bytes. */
+  marker: number;
+}
+
+/** A filter over the captured UDP datagrams (every field optional). */
+export interface CaptureQuery {
+  /** Captured at or after this time (ms since the epoch). */
+  since?: number;
+  src?: string;
+  dstIn?: string[];
+  srcPort?: number;
+  dstPort?: number;
+  /** Shim6 payload datagrams only (P bit set). */
+  payloadOnly?: boolean;
+  /** Hex bytes the UDP payload must contain. */
+  marker?: string;
+}
+
+export interface SprayArgs {
+  sock: string;
+  dst: string;
+  kind: 'payload' | 'keepalive';
+  tag: number;
+  count: number;
+  /** Packets per batch, and the pause between batches. */
+  batch: number;
+  gapMs: number;
+}
+
+export interface FloodArgs {
+  sources: string[];
+  dst: string;
+  kind: 'I1' | 'payload';
+  count: number;
+  /** A source of its own for the barrier I1 after the flood. */
+  barrierSource: string;
+}
+
+export interface FloodResult {
+  sent: number;
+  /** Replies received per source address. */
+  replies: Record<string, number>;
+  /** Replies by message type. */
+  types: Record<string, number>;
+  /** From the first packet sent: when the last was sent, when the last reply came, when the barrier was answered (ms). */
+  sendMs: number;
+  lastReplyMs: number;
+  barrierMs: number;
+}
+
+/** The attacker tool running in the lab's attacker namespace. */
+export class Attacker {
+  private nextId = 1;
+  private readonly pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void }>();
+  private stderr = '';
+
+  private constructor(private readonly child: ChildProcess, readonly lab: Lab) {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      let rep: { id: number; ok: boolean; result?: unknown; error?: string };
+      try { rep = JSON.parse(line) as typeof rep; } catch { return; }
+      const p = this.pending.get(rep.id);
+      this.pending.delete(rep.id);
+      if (rep.ok) p?.resolve(rep.result);
+      else p?.reject(new Error(`attacker: ${rep.error}`));
+    });
+    child.stderr!.on('data', (c: Buffer) => { this.stderr = (this.stderr + c.toString()).slice(-4000); });
+    child.once('exit', (code, sig) => {
+      for (const p of this.pending.values()) p.reject(new Error(`attacker tool exited (${code ?? sig}): ${this.stderr.trim()}`));
+      this.pending.clear();
+    });
+  }
+
+  /** Start the tool in `lab.x`; stopped after the test. */
+  static start(t: Pick<TestContext, 'after'>, lab: Lab): Attacker {
+    const child = spawn('ip', ['netns', 'exec', lab.x, process.execPath, '--import', 'tsx', TOOL], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
+    const a = new Attacker(child, lab);
+    t.after(() => a.stop());
+    return a;
+  }
+
+  private call<T>(op: string, args: object): Promise<T> {
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.child.stdin!.write(JSON.stringify({ id, op, args }) + '\n');
+    });
+  }
+
+  /** Add an address to the attacker's interface on P (nodad, usable at once). */
+  addAddress(address: string, dev: string = LAB_IF.P): void {
+    nsExec(this.lab.x, ['ip', '-6', 'addr', 'add', `${address}/${dev === 'lo' ? 128 : 64}`, 'dev', dev, 'nodad']);
+  }
+
+  /** Let the attacker bind to addresses it does not have (a forged source; replies go to the real owner). */
+  allowForgedSources(): void {
+    nsExec(this.lab.x, ['sysctl', '-q', '-w', 'net.ipv6.ip_nonlocal_bind=1']);
+  }
+
+  /** A UDP socket named `name` bound to `address` (port 0: any); its received datagrams are kept. */
+  socket(name: string, address: string, port = 0): Promise<{ port: number }> {
+    return this.call('socket', { name, address, port });
+  }
+
+  handshake(a: HandshakeArgs): Promise<HandshakeResult> {
+    return this.call('handshake', a);
+  }
+
+  inbox(sock: string, marker?: string): Promise<InboxSummary> {
+    return this.call('inbox', { sock, ...(marker ? { marker } : {}) });
+  }
+
+  /** Capture link P (every frame the hub floods); ready once a datagram sent to `readyDst` was seen. */
+  capture(readyDst: string): Promise<void> {
+    return this.call('capture', { iface: LAB_IF.P, readyDst });
+  }
+
+  captured(q: CaptureQuery): Promise<{ count: number; first?: string }> {
+    return this.call('captured', q);
+  }
+
+  /** Wait (bounded, 30 s) until a captured datagram matches. */
+  waitCaptured(q: CaptureQuery): Promise<{ count: number }> {
+    return this.call('waitCaptured', q);
+  }
+
+  /** The receiver context tag of the latest payload from `src` to `dst` captured since `since` (waits, bounded). */
+  async sniffTag(src: string, dst: string, since?: number): Promise<number> {
+    return (await this.call<{ tag: number }>('sniffTag', { src, dst, since })).tag;
+  }
+
+  spray(a: SprayArgs): Promise<{ sent: number }> {
+    return this.call('spray', a);
+  }
+
+  flood(a: FloodArgs): Promise<FloodResult> {
+    return this.call('flood', a);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => { this.child.kill('SIGKILL'); resolve(); }, 3000);
+      this.child.once('exit', () => { clearTimeout(timer); resolve(); });
+      this.child.stdin!.end();
+    });
+  }
+}
