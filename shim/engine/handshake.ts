@@ -228,7 +228,8 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   const { src, dst } = rx;
   if (core.isLocal(peer) || peer === core.config.localUlid) return refuseUlid(core, peer, src, 'ulid-is-local');
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
-  if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return drop('pds-mismatch');
+  // A PDS that does not own the claimed ULID (someone else's set, or the sender's own) proves nothing for it.
+  if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return refuseUlid(core, peer, src, 'ulid-unproven');
   const found = core.table.byUlidPair(local, peer, fii);
   const fresh = found === undefined || failed(found);
   const checked = checkLocators(core, peer, msg, fresh ? undefined : found.peerPds);

@@ -66,7 +66,8 @@ test('ULID hijack with HBA: a replayed PDS does not prove the sender; the attack
   const own = hbaHost(83, ['2001:db8:e1::/64']);
   b = engineB();
   r = handshake(b, own.ulid, [ulidPair(THIRD_PARTY), hbaList(own.locators), pdsOf(own.cgaParams)]);
-  assert.deepEqual(r.result, { kind: 'drop', reason: 'pds-mismatch' });
+  assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
+  assert.equal(b.status().guard.ulidUnproven, 1, 'counted like any unproven claim');
   assert.deepEqual(r.sent, []);
   assert.equal(b.contextCount, 0);
 });
