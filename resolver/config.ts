@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
-import { parse as parseYaml } from 'yaml';
+import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
 import { UsageError } from '../shim/errors.ts';
 import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
 import { isLogLevel, type LogLevel } from '../shim/log.ts';
@@ -50,7 +50,7 @@ export interface ResolverConfig {
 }
 
 function bad(key: string, value: unknown, why: string): never {
-  throw new UsageError('ECONFIG', `${key}: invalid value ${JSON.stringify(value)}: ${why}`, key);
+  throw new UsageError('ECONFIG', `${key}: invalid value ${describeValue(value)}: ${why}`, key);
 }
 
 /** "ADDR:PORT", "[V6]:PORT", or a bare address (port `defPort`). */
@@ -239,7 +239,7 @@ export function loadConfigFile(file: string): ReturnType<typeof configFromObject
   }
   let doc: unknown;
   try {
-    doc = parseYaml(text);
+    doc = parseYamlBounded(text);
   } catch (err) {
     throw new UsageError('ECONFIG', `--config: ${file} is not YAML/JSON: ${(err as Error).message}`, '--config');
   }

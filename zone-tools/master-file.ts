@@ -125,7 +125,8 @@ export function parseTtl(text: string): number | undefined {
     total += Number(text.slice(start, i)) * unit;
     if (i < text.length) i++;
   }
-  return i === 0 ? undefined : total;
+  // RFC 2181 §8: a TTL is 0..2^31-1; a larger one is no TTL (the line then reports a problem).
+  return i === 0 || total > 0x7fff_ffff ? undefined : total;
 }
 
 /** `name` relative to `origin` → absolute (if an origin is known). `@` is the origin. */

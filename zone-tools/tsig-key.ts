@@ -7,7 +7,7 @@
  *
  * Owns: parsing those texts into TsigKey. Must not know: DNS messages.
  */
-import { parse as parseYaml } from 'yaml';
+import { parseYamlBounded } from '../shim/yaml-text.ts';
 import { UsageError } from '../shim/errors.ts';
 import type { TsigKey } from './tsig.ts';
 
@@ -84,7 +84,7 @@ function parseBind(text: string, source: string): TsigKey[] {
 function parseKnotYaml(text: string, source: string): TsigKey[] {
   let doc: unknown;
   // Quiet: this is a guess at the format, and yaml's warnings about text that is no YAML only confuse.
-  try { doc = parseYaml(text, { logLevel: 'error' }); } catch { return []; }
+  try { doc = parseYamlBounded(text, { logLevel: 'error' }); } catch { return []; }
   const list = (doc as { key?: unknown } | null)?.key;
   if (!Array.isArray(list)) return [];
   return list.map((k: unknown) => {

@@ -7,7 +7,7 @@
  * over as plain milliseconds by `timerValues()`.
  */
 import { readFileSync } from 'node:fs';
-import { parse as parseYaml } from 'yaml';
+import { describeValue, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
@@ -104,7 +104,7 @@ const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverW
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
-  throw new UsageError('ECONFIG', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+  throw new UsageError('ECONFIG', `${field}: invalid value ${describeValue(value)}: ${why}`, field);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {
@@ -274,7 +274,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
 export function parseConfigText(text: string, source = 'config'): DaemonConfig {
   let doc: unknown;
   try {
-    doc = text.trimStart().startsWith('{') ? JSON.parse(text) : parseYaml(text);
+    doc = text.trimStart().startsWith('{') ? JSON.parse(text) : parseYamlBounded(text);
   } catch (err) {
     throw new UsageError('ECONFIG', `${source}: not valid YAML/JSON: ${(err as Error).message}`, source);
   }

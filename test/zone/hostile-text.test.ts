@@ -122,10 +122,11 @@ test('zone check in process: 200,000 AAAA and 1,000 capability RRs at one owner'
 
 test('parseTtl: digit runs ending badly are not TTLs; long good ones are', TIMEOUT, async (t) => {
   const out = await inWorker(t, '../../zone-tools/master-file.ts', 'parseTtl',
-    [[`${DIGITS}x`], [`${'1h'.repeat(N / 2)}x`], ['h'.repeat(N)], [`${'1'.repeat(N)}hh`], [`${'1w'.repeat(N / 2)}`], [DIGITS]]);
+    [[`${DIGITS}x`], [`${'1h'.repeat(N / 2)}x`], ['h'.repeat(N)], [`${'1'.repeat(N)}hh`], [`${'1s'.repeat(N / 2)}`], [DIGITS], [`${'0'.repeat(N)}1w`]]);
   assert.deepEqual(out.slice(0, 4), Array(4).fill({ ok: true, value: undefined }));
-  assert.deepEqual(out[4], { ok: true, value: 604800 * (N / 2) });
-  assert.equal(typeof (out[5] as { value: unknown }).value, 'number');
+  assert.deepEqual(out[4], { ok: true, value: N / 2 });
+  assert.deepEqual(out[5], { ok: true, value: undefined }, 'over 2^31-1: no TTL (RFC 2181 §8)');
+  assert.deepEqual(out[6], { ok: true, value: 604800 });
 });
 
 test('record text forms: only WireError BAD_SYNTAX', TIMEOUT, async (t) => {
@@ -257,6 +258,12 @@ test('daemon config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
     ['log level', `log: "${'a'.repeat(N)}"`],
     ['unknown key', `${'a'.repeat(N)}: 1`],
     ['JSON tun name', `{"tun": {"name": "${'a'.repeat(N)}"}}`],
+    // Deep nesting: the yaml package could exhaust V8's regexp stack (a process abort on the
+    // third such parse) and JSON.stringify of the value in the message threw RangeError.
+    ['YAML nested 100,000 deep, parsed three times', `listen: ${'['.repeat(100_000)}`],
+    ['YAML nested again', `listen: ${'['.repeat(100_000)}`],
+    ['YAML nested a third time', `listen: ${'{a: '.repeat(100_000)}`],
+    ['JSON nested 100,000 deep', `{"listen": ${'['.repeat(100_000)}1${']'.repeat(100_000)}}`],
   ]);
 });
 
@@ -269,6 +276,9 @@ test('resolver config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
     ['upstreams colons', `upstreams: ["${':'.repeat(N)}"]`],
     ['log level', `log: { level: "${'a'.repeat(N)}" }`],
     ['unknown key', `${'a'.repeat(N)}: 1`],
+    ['YAML nested 100,000 deep', `upstreams: ${'['.repeat(100_000)}`],
+    ['YAML nested again', `upstreams: ${'['.repeat(100_000)}`],
+    ['YAML nested a third time', `upstreams: ${'['.repeat(100_000)}`],
   ];
   await expectCodes(t, '../../resolver/config.ts', 'loadConfigFile', 'UsageError', 'ECONFIG', cases.map(([label, text], i) => {
     const p = path.join(dir, `resolver${i}.yaml`);
