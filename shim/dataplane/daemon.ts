@@ -29,6 +29,7 @@ import { NativeUdpTransport } from './udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from './routes.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './daemon-locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './daemon-sink.ts';
+import { openTcpPeers } from './open-connections.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -36,6 +37,8 @@ const RULE_PREF = 5532;
 
 /** A configured peer is primed for this long (seconds), and again on every reload. */
 const CONFIGURED_PEER_TTL = 86_400 * 365;
+/** How soon after new capability knowledge the caches are written (a SIGKILL loses at most this much). */
+const CACHE_SAVE_DELAY_MS = 2000;
 
 export interface DaemonOptions {
   /** The file to re-read on reload (absent: reload keeps the config). */
@@ -57,6 +60,7 @@ export class Daemon {
   private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
   private stopped = false;
+  private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private readonly keptLocal = new Set<Ipv6>();
 
@@ -114,6 +118,7 @@ export class Daemon {
         });
       }
       daemon.primeConfiguredPeers();
+      daemon.protectOpenConnections();
       await daemon.startResolver();
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
@@ -187,6 +192,7 @@ export class Daemon {
   private async teardown(save: boolean): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     this.watcher?.stop();
     if (save) this.saveCaches();
     await this.control?.close();
@@ -203,6 +209,25 @@ export class Daemon {
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }
+  }
+
+  /**
+   * After a start (a restart, even after kill -9): the peers of TCP
+   * connections that are already open and that the caches or configuration
+   * know to run shim6 get a context now, so those connections are protected
+   * before their link fails (issue: protection must survive restarts).
+   */
+  private protectOpenConnections(): void {
+    const peers = openTcpPeers();
+    const protectedPeers = peers.filter((p) => this.driver.command((e, now) => e.protect(now, p)));
+    if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
+  }
+
+  /** Save the caches soon (debounced): a daemon killed with SIGKILL still finds what it learnt. */
+  private saveCachesSoon(): void {
+    if (this.saveTimer !== undefined || this.stopped) return;
+    this.saveTimer = setTimeout(() => { this.saveTimer = undefined; if (!this.stopped) this.saveCaches(); }, CACHE_SAVE_DELAY_MS);
+    this.saveTimer.unref();
   }
 
   private primeConfiguredPeers(): void {
@@ -248,6 +273,7 @@ export class Daemon {
     // connected before (the app's SYN raced the handshake) still hold a cached
     // route via the physical link. Invalidate every cached IPv6 route.
     if (e.kind === 'context-established' || e.kind === 'context-initiated') flushRouteCache(this.config.tun.name);
+    if (e.kind === 'context-established' || e.kind === 'peer-supported' || e.kind === 'peer-unsupported') this.saveCachesSoon();
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);

@@ -157,7 +157,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (this.transport.send(t.src, t.dst, t.port ?? this.peerPort, t.bytes)) this.stats.udpOut++;
       else this.drop('no-socket-for-source');
     }
-    for (let e = this.engine.pollEvent(); e; e = this.engine.pollEvent()) this.dispatch(e);
+    this.dispatchEvents();
     this.transport.flush?.();
     this.arm();
   }
@@ -224,6 +224,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!s) { this.stats.notIpv6++; return; }
     const r = this.engine.encapsulate(now, s);
     if (r.kind === 'no-context') {
+      // The engine may have just started a context for a peer it knows (context-initiated): hold this packet too.
+      if (!this.held.has(s.dstUlid)) this.dispatchEvents();
       const q = this.held.get(s.dstUlid)?.packets;
       if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
       else this.stats.noContext++;
@@ -232,6 +234,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
     if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
     else this.drop('no-socket-for-source');
+  }
+
+  private dispatchEvents(): void {
+    for (let e = this.engine.pollEvent(); e; e = this.engine.pollEvent()) this.dispatch(e);
   }
 
   private dispatch(e: EngineEvent): void {
@@ -250,7 +256,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       this.unhold(e.peerUlid);
-      void this.opts.routes?.contextDown(e.peerUlid);
+      // A resumable close (idle cleanup of a known peer) keeps the route: the next packet brings the context back.
+      if (e.kind === 'context-failed' || !e.resumable) void this.opts.routes?.contextDown(e.peerUlid);
       this.prompter?.forget(e.peerUlid);
     }
     if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);

@@ -20,6 +20,6 @@ export function checkConfusion(core: Core, ctx: Context): void {
     if (!other.peer.some((l) => ctx.peerLocator(l.address) !== undefined)) continue;
     if (other.localUlid === ctx.localUlid && other.peerUlid === ctx.peerUlid && other.fii === ctx.fii) continue;
     core.removeContext(other);
-    core.emit({ kind: 'context-closed', localUlid: other.localUlid, peerUlid: other.peerUlid, contextTag: other.ctLocal, reason: 'confusion' });
+    core.emit({ kind: 'context-closed', localUlid: other.localUlid, peerUlid: other.peerUlid, contextTag: other.ctLocal, reason: 'confusion', resumable: false });
   }
 }

@@ -31,7 +31,7 @@ import { onRetransmit } from './retransmit.ts';
 import { sendR1bis } from './recovery.ts';
 import { announceLocators, onUpdateTimer } from './update.ts';
 import { onKeepaliveInterval, reapEvent, startExploring } from './reap.ts';
-import { closeContext, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
+import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
 import { dispatchControl, nudgePending } from './dispatch.ts';
 import { sendError } from './errors.ts';
 
@@ -135,7 +135,12 @@ export class Engine {
     return this.core.config.defaultMode;
   }
 
-  /** Traffic to a peer with no context: start one if capability detection allows. */
+  /**
+   * Traffic to a peer with no context: start one if capability detection
+   * allows. A peer known to run shim6 gets `context-initiated`, so the driver
+   * holds its packets while the context comes back (after an idle cleanup);
+   * discovery of an unknown peer never holds the application's packets.
+   */
   private heuristic(now: Millis, localUlid: Ipv6, peer: Ipv6): void {
     const core = this.core;
     if (!core.isLocal(localUlid)) return;
@@ -145,7 +150,26 @@ export class Engine {
     if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn (seed §3.1.3)
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
-    initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
+    const ctx = initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
+    if (ctx.mode === 'integrated' && knownCapable(core, now, peer)) core.emit({ kind: 'context-initiated', localUlid, peerUlid: peer });
+  }
+
+  /**
+   * A connection to `peer` exists (the daemon found it in the kernel's socket
+   * table after a restart): if the peer is known to run shim6, start a context
+   * now, as a prime would, so the connection is protected before it needs to
+   * be. Returns whether an exchange was started.
+   */
+  protect(now: Millis, peer: Ipv6): boolean {
+    const core = this.core;
+    if (core.table.byUlidPair(core.config.localUlid, peer, 0) !== undefined || !knownCapable(core, now, peer)) return false;
+    if (core.cache.getNegative(now, peer, peer)?.ulid !== undefined) return false;
+    const known = core.cache.getPositive(now, peer);
+    const cfg = core.config.peers.get(peer);
+    const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
+    initiate(core, now, core.config.localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
+    core.emit({ kind: 'context-initiated', localUlid: core.config.localUlid, peerUlid: peer });
+    return true;
   }
 
   /**

@@ -43,7 +43,13 @@ export type EngineEvent =
   /** An I2/I2bis from `source` claimed `claimedUlid` without proof (or one of our own addresses): no context. */
   | { kind: 'ulid-refused'; claimedUlid: Ipv6; source: Ipv6; reason: 'ulid-unproven' | 'ulid-is-local' }
   | { kind: 'context-failed'; localUlid: Ipv6; peerUlid: Ipv6; reason: 'no-answer' | 'refused' }
-  | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason }
+  /**
+   * The context is gone. `resumable`: the peer is known to run shim6 (positive
+   * cache or configuration), so the next packet to it starts a new context —
+   * the driver keeps its ULID routed into the shim instead of falling back to
+   * plain IPv6 (an idle cleanup must not unprotect a long-lived connection).
+   */
+  | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason; resumable: boolean }
   | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' }
   | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
   | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair }

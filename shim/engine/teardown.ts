@@ -16,10 +16,18 @@ import type { CloseReason, DatagramResult } from './events.ts';
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
 
-/** Forget a context and tell the driver. */
-export function discard(core: Core, ctx: Context, reason: CloseReason): void {
+/** Forget a context and tell the driver; after an idle cleanup, whether the next packet should bring it back. */
+export function discard(core: Core, ctx: Context, reason: CloseReason, now?: Millis): void {
   core.removeContext(ctx);
-  core.emit({ kind: 'context-closed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, reason });
+  const resumable = reason === 'idle' && now !== undefined && knownCapable(core, now, ctx.peerUlid);
+  core.emit({ kind: 'context-closed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, reason, resumable });
+}
+
+/** The peer is known to run shim6 and may be contacted: a live positive entry, or configured (mode not off). */
+export function knownCapable(core: Core, now: Millis, peer: string): boolean {
+  const mode = core.config.peers.get(peer)?.mode;
+  if (mode === 'off') return false;
+  return mode !== undefined || core.cache.getPositive(now, peer) !== undefined;
 }
 
 /** Idle timer: quiescent for idleTimeout → IDLE (§9); otherwise re-arm from the last activity. */
@@ -27,7 +35,7 @@ export function onIdleTimer(core: Core, ctx: Context, now: Millis): void {
   const due = ctx.lastActivity + core.timers.idleTimeout;
   if (due > now) return core.arm(ctx, TimerKind.Idle, due);
   if (core.step(ctx, 'idle-gc') === undefined) return;
-  discard(core, ctx, 'idle');
+  discard(core, ctx, 'idle', now);
 }
 
 /** Hold-down over: E-FAILED / NO-SUPPORT → IDLE (the context object goes away). */

@@ -181,3 +181,32 @@ test('no route without evidence: a context-established without ulidProof routes 
   assert.deepEqual(ups, ['fd00::a>fd00::b'], 'only the proven context is routed');
   assert.equal(warnings.length, 1, 'two refusals from one source: one warning');
 });
+
+test('a resumable close keeps the route; a packet that makes the engine initiate is held, then sent when the context is up', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpr', 1400);
+  const routes: string[] = [];
+  const events: EngineEvent[] = [{ kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 1, reason: 'idle', resumable: true }];
+  let up = false;
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: (_now, p) => {
+      if (up) return { kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) };
+      if (!events.some((e) => e.kind === 'context-initiated')) events.push({ kind: 'context-initiated', localUlid: p.srcUlid, peerUlid: p.dstUlid });
+      return { kind: 'no-context' as const };
+    },
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), tun, holdMs: 60_000, routes: { contextUp: (_l, p) => { routes.push(`up ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  d.flush();
+  assert.deepEqual(routes, [], 'idle close of a known peer: the route stays');
+  tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
+  await waitFor(() => routes.length > 0, 30_000, 'the engine initiated and the driver held');
+  assert.equal(d.stats.noContext, 0, 'the packet that started it is held, not dropped');
+  up = true;
+  events.push({ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 2, peerContextTag: 3, pair: { local: 'fd00::a', peer: 'fd00::b' }, recovered: false });
+  d.flush();
+  assert.equal(d.stats.udpOut, 1, 'the held packet went out once the context was up');
+});

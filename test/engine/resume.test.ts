@@ -1,0 +1,51 @@
+// Protection that lasts (issue 17): an idle cleanup of a peer known to run
+// shim6 is resumable — the next packet starts a new context, and the driver
+// holds that packet meanwhile — and a daemon that restarts protects the peers
+// of connections already open (`protect`) when it knows them to be capable.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Loop, established } from './loop.ts';
+import { State } from '../../shim/engine/index.ts';
+import { parseTcp6Peers } from '../../shim/dataplane/open-connections.ts';
+
+test('idle cleanup of a capable peer is resumable; the next packet brings the context back, announced so the driver holds it', () => {
+  const { net, a, b } = established(201, 202);
+  a.events.length = 0;
+  net.run(net.now + 130_000); // fast profile: idleTimeout 120 s
+  assert.equal(a.engine.contextCount, 0);
+  const closed = a.events.find((e) => e.kind === 'context-closed');
+  assert.ok(closed?.kind === 'context-closed' && closed.reason === 'idle' && closed.resumable, 'resumable: the positive cache knows B');
+  a.events.length = 0;
+  assert.equal(net.sendPayload(a, b), false, 'no context yet: the packet is the driver\'s to hold');
+  net.flush();
+  assert.ok(a.events.some((e) => e.kind === 'context-initiated' && e.peerUlid === b.ulid));
+  net.run(net.now + 1000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.ok(net.sendPayload(a, b));
+});
+
+test('protect(): a peer known to run shim6 gets a context at once; an unknown one does not', () => {
+  const { net, a, b } = established(203, 204);
+  const saved = a.engine.exportCaches(net.now);
+  // A "restart": a fresh engine with the saved caches.
+  const net2 = new Loop(20);
+  const a2 = net2.add('A2', 203, ['2001:db8:a1::/64', '2001:db8:a2::/64'], { profile: 'fast' });
+  const b2 = net2.add('B2', 204, ['2001:db8:b1::/64', '2001:db8:b2::/64'], { profile: 'fast' });
+  assert.equal(b2.ulid, b.ulid);
+  a2.engine.importCaches(net2.now, saved);
+  assert.equal(a2.engine.protect(net2.now, '2001:db8:99::1'), false, 'unknown peer: nothing');
+  assert.equal(a2.engine.protect(net2.now, b.ulid), true);
+  assert.equal(a2.engine.protect(net2.now, b.ulid), false, 'once');
+  net2.run(net2.now + 1000);
+  assert.equal(a2.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  void a;
+});
+
+test('the kernel socket table: peers of open TCP connections, global IPv6 only, each once', () => {
+  const head = '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
+  const row = (remote: string, st: string) => `   0: B80D0120000000000000000001000000:1F90 ${remote}:C350 ${st} 00000000:00000000 00:00000000 00000000     0        0 1 1 0 20 4 30 10 -1\n`;
+  const b1 = 'B80D0120000000000000000010000000'; // 2001:db8::10 in /proc's word order
+  const text = head + row(b1, '01') + row(b1, '01') + row('B80D0120000000000000000020000000', '0A') + row('00000000000000000000000001000000', '01')
+    + row('0000000000000000FFFF00000100007F', '01') + row('000080FE000000000000000001000000', '01') + row('B80D0120000000000000000030000000', '08');
+  assert.deepEqual(parseTcp6Peers(text), ['2001:db8::10', '2001:db8::30']);
+});
