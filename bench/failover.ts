@@ -12,12 +12,12 @@
  * median of N runs (default 5). Prints figures and ratios; asserts nothing.
  * Needs root.
  */
-import { labFor, LAB_ADDR } from '../shim/dataplane/lab-topology.ts';
-import { labDown, labUp, mptcpUp } from '../shim/dataplane/lab.ts';
-import { runStream, type RunResult } from '../shim/dataplane/lab-run.ts';
-import { shim6Unavailable, startLabShim6, type LabShim6 } from '../shim/dataplane/lab-daemons.ts';
+import { labFor, LAB_ADDR } from '../lab/topology.ts';
+import { labDown, labUp, mptcpUp } from '../lab/lab.ts';
+import { runStream, type RunResult } from '../lab/run.ts';
+import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.ts';
 
-import { LAB_B_NAME } from '../shim/dataplane/lab-dns.ts';
+import { LAB_B_NAME } from '../lab/dns.ts';
 
 type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-600';
 

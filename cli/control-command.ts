@@ -4,7 +4,7 @@
  * as JSON with --json. The commands differ only in the method and the text.
  */
 import type { Command } from 'commander';
-import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../shim/control/client.ts';
+import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../shim/daemon/control/client.ts';
 
 export function registerControlCommand<R>(program: Command, name: string, description: string, format: (reply: R) => string): void {
   program.command(name)

@@ -2,7 +2,7 @@
  * The resolver's UDP sockets (listeners and upstream ports) behind one small
  * interface, with two backends:
  *  - `native` (the default when the addon is built): our addon's socket
- *    (shim/dataplane/native/udp.c). A wake-up reads every waiting datagram
+ *    (native/udp.c). A wake-up reads every waiting datagram
  *    with one recvmmsg and hands them to JS in one call; sends queue in a
  *    preallocated arena and leave with one sendmmsg per batch. Nothing is
  *    allocated per datagram but the view handed to the callback.
@@ -15,9 +15,10 @@
  *
  * This is a driver (owns sockets). It must not know DNS.
  */
+import type { NativeAddon } from '../native/addon.ts';
 import dgram from 'node:dgram';
 import net from 'node:net';
-import { UsageError } from '../shim/errors.ts';
+import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 
 export type UdpBackend = 'native' | 'dgram';
@@ -109,7 +110,7 @@ export interface OpenOptions {
   shards?: number;
 }
 
-/** Per-datagram metadata of the addon (shim/dataplane/native/udp.h). */
+/** Per-datagram metadata of the addon (native/udp.h). */
 const RECV_META = 40;
 const SEND_META = 44;
 
@@ -127,25 +128,16 @@ export class ReceiveArea {
   }
 }
 
-interface UdpAddon {
-  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number): [number, number, boolean];
-  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
-  udpClose(handle: object): void;
-  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
-  udpRef(handle: object, ref: boolean): void;
-}
 
-let addon: UdpAddon | null | undefined;
+let addon: NativeAddon | null | undefined;
 let addonError = '';
 
 /** The addon, or undefined when it is not built (then only dgram is available). */
-async function loadAddon(): Promise<UdpAddon | undefined> {
+async function nativeAddon(): Promise<NativeAddon | undefined> {
   if (addon === undefined) {
     try {
-      const { loadTunAddon } = await import('../shim/dataplane/tun-linux.ts');
-      const a = loadTunAddon() as unknown as UdpAddon;
-      addon = typeof a.udpRef === 'function' ? a : null;
-      if (!addon) addonError = 'the native addon is older than this code (run `npm rebuild`)';
+      const { loadAddon } = await import('../native/addon.ts');
+      addon = loadAddon();
     } catch (e) {
       addon = null;
       addonError = (e as Error).message;
@@ -156,7 +148,7 @@ async function loadAddon(): Promise<UdpAddon | undefined> {
 
 /** Whether the native backend can be used here, and if not, why. */
 export async function nativeUdpStatus(): Promise<{ available: boolean; reason: string }> {
-  return (await loadAddon()) ? { available: true, reason: '' } : { available: false, reason: addonError };
+  return (await nativeAddon()) ? { available: true, reason: '' } : { available: false, reason: addonError };
 }
 
 /**
@@ -169,7 +161,7 @@ export async function openDnsUdp(opts: OpenOptions, backend?: UdpBackend): Promi
     throw new UsageError('EUDPBACKEND', `workers: a listener shared by several threads needs the native UDP backend and a literal address, not ${backend === 'dgram' ? 'dgram' : opts.host}`, 'workers');
   }
   if (backend === 'dgram' || (backend === undefined && !literal)) return DgramDnsSocket.open(opts);
-  const a = await loadAddon();
+  const a = await nativeAddon();
   if (a && literal) return new NativeDnsSocket(a, opts);
   if (backend === undefined && !opts.shards) return DgramDnsSocket.open(opts);
   throw new UsageError('EUDPBACKEND', literal ? `native UDP unavailable: ${addonError}` : `native UDP needs a literal address, not ${opts.host}`, 'udp');
@@ -207,14 +199,14 @@ class NativeDnsSocket implements DnsUdpSocket {
   private closed = false;
   private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
 
-  constructor(private readonly native: UdpAddon, opts: OpenOptions) {
+  constructor(private readonly native: NativeAddon, opts: OpenOptions) {
     const family = net.isIP(opts.host);
     const bind = parseIpv6(family === 4 ? `::ffff:${opts.host}` : opts.host);
     let fd: number, port: number;
     try {
       [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true, opts.shards ?? 0);
     } catch (e) {
-      throw new UsageError('EUDPBIND', `cannot bind UDP ${opts.host}#${opts.port}: ${(e as Error).message}`, 'listen');
+      throw new EnvironmentError('EUDPBIND', `cannot bind UDP ${opts.host}#${opts.port}: ${(e as Error).message}`);
     }
     this.fd = fd;
     this.port = port;

@@ -27,7 +27,7 @@ export function missingSystemPackages() {
 export function ensureNodeDeps() {
   const lock = path.join(root, 'package-lock.json');
   const stamp = path.join(root, 'node_modules/.package-lock.json');
-  const addon = path.join(root, 'shim/dataplane/native/build/Release/shim6_tun.node');
+  const addon = path.join(root, 'native/build/Release/shim6_tun.node');
   if (existsSync(stamp) && statSync(stamp).mtimeMs >= statSync(lock).mtimeMs) {
     // Dependencies are current, but a checkout from before the TUN addon existed has not built it.
     if (existsSync(addon)) return;

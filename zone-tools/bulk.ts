@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { buildHostRecord } from './record-input.ts';
 import { hostZoneLines, type HostRecord } from './zone-lines.ts';
-import { parseHbaParams, type HbaParamsFile } from './hba-params.ts';
+import { parseHbaParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 import type { InventoryRow } from './inventory.ts';
 
 export interface BulkFailure {

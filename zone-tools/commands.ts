@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { UsageError } from '../shim/errors.ts';
 import { buildHostRecord, type RecordInput } from './record-input.ts';
 import { hostZoneLines } from './zone-lines.ts';
-import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from './hba-params.ts';
+import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 import { checkZoneText, formatProblem } from './zone-check.ts';
 
 export interface Out {

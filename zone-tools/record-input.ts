@@ -11,7 +11,7 @@ import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { recordProblem, type CapabilityLocator, type CapabilityRecord } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, LocatorFlag } from '../shim/constants.ts';
 import { defaultAaaaSet, type HostRecord } from './zone-lines.ts';
-import { digestForUlid, type HbaParamsFile } from './hba-params.ts';
+import { digestForUlid, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 
 /** Default TTL of published records (one hour). */
 export const DEFAULT_TTL = 3600;

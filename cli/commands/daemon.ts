@@ -1,6 +1,6 @@
 /**
  * `shim6 daemon [--config FILE]`: run the resolver, the engine and the data
- * plane in the foreground (shim/dataplane/daemon.ts). SIGHUP reloads the
+ * plane in the foreground (shim/daemon/daemon.ts). SIGHUP reloads the
  * config; SIGTERM or SIGINT closes contexts (Close/Close Ack), removes routes
  * and the TUN device, and exits 0. Needs root (TUN, routes).
  */
@@ -13,11 +13,11 @@ interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string }
 async function run(flags: DaemonFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
   if (flags.logFormat !== undefined && flags.logFormat !== 'text' && flags.logFormat !== 'json') badValue('--log-format', flags.logFormat, 'expected text or json');
-  const { loadConfig, defaultConfig } = await import('../../shim/dataplane/config.ts');
+  const { loadConfig, defaultConfig } = await import('../../shim/daemon/config.ts');
   const config = flags.config ? loadConfig(flags.config) : defaultConfig();
   if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
   if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
-  const { Daemon } = await import('../../shim/dataplane/daemon.ts');
+  const { Daemon } = await import('../../shim/daemon/daemon.ts');
   const daemon = await Daemon.start(config, flags.config ? { configFile: flags.config } : {});
   await new Promise<void>((resolve) => {
     let stopping = false;

@@ -1,16 +1,16 @@
 /**
  * `shim6 lab up | demo | down`: the two-host lab on this machine (root:
  * network namespaces, veth links, Knot). Owned by the lab feature; the work is
- * in shim/dataplane/lab*.ts. This file only parses flags and prints.
+ * in lab/. This file only parses flags and prints.
  */
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
-import { UsageError } from '../../shim/errors.ts';
+import { EnvironmentError } from '../../shim/errors.ts';
 
 interface CommonOpts { prefix: string }
 
 function requireRoot(): void {
-  if (process.getuid?.() !== 0) throw new UsageError('ENOTROOT', 'the lab needs root (network namespaces, veth links, TUN); run it as root', 'uid');
+  if (process.getuid?.() !== 0) throw new EnvironmentError('ENOTROOT', 'the lab needs root (network namespaces, veth links, TUN); run it as root');
 }
 
 function positiveMs(field: string, v: string): number {
@@ -29,9 +29,9 @@ export function register(program: Command): void {
     .option('--no-shim6', 'do not start the shim6 daemons on A and B')
     .action(async (o: CommonOpts & { record: boolean; shim6: boolean }) => {
       requireRoot();
-      const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
-      const { labUp } = await import('../../shim/dataplane/lab.ts');
-      const daemons = await import('../../shim/dataplane/lab-daemons.ts');
+      const { labFor } = await import('../../lab/topology.ts');
+      const { labUp } = await import('../../lab/lab.ts');
+      const daemons = await import('../../lab/daemons.ts');
       const l = labFor(o.prefix);
       const say = (s: string): void => { process.stdout.write(`lab: ${s}\n`); };
       await labUp(l, { capability: o.record, say });
@@ -54,8 +54,8 @@ export function register(program: Command): void {
     .option('--prefix <name>', 'name prefix of the namespaces', 'lab')
     .action(async (o: CommonOpts) => {
       requireRoot();
-      const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
-      const { labDown } = await import('../../shim/dataplane/lab.ts');
+      const { labFor } = await import('../../lab/topology.ts');
+      const { labDown } = await import('../../lab/lab.ts');
       const had = labDown(labFor(o.prefix));
       process.stdout.write(had ? 'lab: removed\n' : 'lab: nothing to remove\n');
     });
@@ -82,9 +82,9 @@ export function register(program: Command): void {
       const rate = Number(o.rate);
       if (!(rate > 0 && rate <= 10_000)) badValue('--rate', o.rate, 'expected Mbit/s in (0, 10000]');
       requireRoot();
-      const { labFor } = await import('../../shim/dataplane/lab-topology.ts');
-      const { runDemo } = await import('../../shim/dataplane/lab-demo.ts');
-      const daemons = await import('../../shim/dataplane/lab-daemons.ts');
+      const { labFor } = await import('../../lab/topology.ts');
+      const { runDemo } = await import('../../lab/demo.ts');
+      const daemons = await import('../../lab/daemons.ts');
       const out = (s: string): void => { process.stdout.write(s + '\n'); };
       let mode = o.mode as 'shim6' | 'tcp' | 'mptcp' | undefined;
       if (mode === undefined) {

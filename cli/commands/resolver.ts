@@ -13,17 +13,17 @@ import { UsageError } from '../../shim/errors.ts';
 import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
-import { startControlServer } from '../../shim/control/server.ts';
-import { DEFAULT_CONTROL_SOCKET } from '../../shim/control/client.ts';
+import { startControlServer } from '../../shim/daemon/control/server.ts';
+import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
 import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
 import { Engine, cryptoRng } from '../../shim/engine/index.ts';
 import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
 import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
 import { DgramTransport } from '../../shim/dataplane/udp.ts';
-import { EngineSink } from '../../shim/dataplane/daemon-sink.ts';
-import { LocatorWatcher } from '../../shim/dataplane/daemon-locators.ts';
-import { orderLocators } from '../../shim/dataplane/daemon.ts';
+import { EngineSink } from '../../shim/daemon/sink.ts';
+import { LocatorWatcher } from '../../shim/daemon/locators.ts';
+import { orderLocators } from '../../shim/daemon/daemon.ts';
 
 const collect = (v: string, prev: string[]): string[] => [...prev, v];
 

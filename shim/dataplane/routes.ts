@@ -17,7 +17,7 @@
  * know: Shim6, the engine. It implements the driver's RouteHook.
  */
 import { spawnSync } from 'node:child_process';
-import { UsageError } from '../errors.ts';
+import { EnvironmentError, UsageError } from '../errors.ts';
 import { MIN_IPV6_MTU } from '../constants.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { RouteHook } from './engine-driver.ts';
@@ -65,6 +65,7 @@ export class Routes implements RouteHook {
   readonly advmss: number;
   private readonly pref: number;
   private readonly peers = new Set<Ipv6>();
+  private readonly locals = new Set<Ipv6>();
   private rulesUp = false;
 
   constructor(private readonly opts: RoutesOptions) {
@@ -73,7 +74,22 @@ export class Routes implements RouteHook {
     this.pref = opts.rulePref ?? 5532;
     this.tunMtu = tunMtuFor(pathMtu);
     this.advmss = advmssFor(pathMtu);
-    if (this.advmss < 500) throw new UsageError('EROUTE', `path MTU ${pathMtu} is too small to carry TCP after encapsulation`, 'pathMtu');
+    if (this.advmss < 500) throw new UsageError('BAD_MTU', `path MTU ${pathMtu} is too small to carry TCP after encapsulation`, 'pathMtu');
+  }
+
+  /**
+   * A daemon that crashed (SIGKILL) left its two policy rules behind (its TUN
+   * and the routes through it went with the process). Remove rules at our
+   * preferences that point where ours point, so the new ones can be added.
+   */
+  removeStaleRules(): void {
+    const r = spawnSync('ip', this.argv(['-6', 'rule', 'show']), { encoding: 'utf8', timeout: 5000 });
+    for (const line of String(r.stdout ?? '').split('\n')) {
+      const m = /^(\d+):\s+from all (?:ipproto udp sport \d+ lookup main|lookup (\d+))\s*$/.exec(line.trim());
+      if (!m) continue;
+      const pref = Number(m[1]);
+      if ((pref === this.pref && !m[2]) || (pref === this.pref + 1 && Number(m[2]) === this.table)) this.ip(['-6', 'rule', 'del', 'pref', String(pref)], false);
+    }
   }
 
   /** Bring the TUN up with its MTU and add the two policy rules. */
@@ -100,6 +116,38 @@ export class Routes implements RouteHook {
     this.ip(['-6', 'route', 'del', `${peerUlid}/128`, 'table', String(this.table)], false);
   }
 
+  /**
+   * Keep a local locator deliverable when its link goes down: with
+   * keep_addr_on_down the address stays but the kernel drops its `local`
+   * route, so packets for our ULID arriving through the TUN would be answered
+   * with ICMPv6 unreachable. A `local` route in our own table (looked up after
+   * the kernel's `local` table) keeps it ours. False when `ip` refused.
+   */
+  keepLocal(address: Ipv6): boolean {
+    if (!this.ip(['-6', 'route', 'replace', 'local', `${address}/128`, 'dev', 'lo', 'table', String(this.table)], false)) return false;
+    this.locals.add(address);
+    return true;
+  }
+
+  /** Remove the `local` route keepLocal added. */
+  dropLocal(address: Ipv6): void {
+    if (!this.locals.delete(address)) return;
+    this.ip(['-6', 'route', 'del', 'local', `${address}/128`, 'dev', 'lo', 'table', String(this.table)], false);
+  }
+
+  /**
+   * Make the kernel drop every cached IPv6 route (sockets look theirs up
+   * again). A new route in our own table does not invalidate routes cached
+   * from `main`, but deleting an address bumps the IPv6 route generation
+   * (rt_genid_bump_ipv6), so add and delete a link-local address on the TUN
+   * (scope link: invisible to the locator watcher).
+   */
+  flushRouteCache(): void {
+    const addr = 'fe80::5533:ffff/128';
+    this.ip(['-6', 'addr', 'add', addr, 'dev', this.opts.tun, 'nodad'], false);
+    this.ip(['-6', 'addr', 'del', addr, 'dev', this.opts.tun], false);
+  }
+
   /** Peer ULIDs currently routed through the TUN. */
   routed(): Ipv6[] {
     return [...this.peers];
@@ -108,6 +156,7 @@ export class Routes implements RouteHook {
   /** Remove every route and rule added here. Idempotent. */
   close(): void {
     for (const p of [...this.peers]) this.contextDown(p);
+    for (const a of [...this.locals]) this.dropLocal(a);
     if (this.rulesUp) {
       this.ip(['-6', 'rule', 'del', 'pref', String(this.pref + 1)], false);
       this.ip(['-6', 'rule', 'del', 'pref', String(this.pref)], false);
@@ -115,11 +164,17 @@ export class Routes implements RouteHook {
     }
   }
 
-  private ip(args: string[], check = true): void {
-    const argv = this.opts.netns ? ['-n', this.opts.netns, ...args] : args;
+  private argv(args: string[]): string[] {
+    return this.opts.netns ? ['-n', this.opts.netns, ...args] : args;
+  }
+
+  /** Run `ip`; with `check`, a failure is EnvironmentError EROUTE. Returns whether it succeeded. */
+  private ip(args: string[], check = true): boolean {
+    const argv = this.argv(args);
     const r = spawnSync('ip', argv, { encoding: 'utf8', timeout: 10_000 });
     if (check && r.status !== 0) {
-      throw new UsageError('EROUTE', `ip ${argv.join(' ')} failed: ${String(r.stderr ?? r.error?.message).trim()}`);
+      throw new EnvironmentError('EROUTE', `ip ${argv.join(' ')} failed: ${String(r.stderr ?? r.error?.message).trim()}`);
     }
+    return r.status === 0;
   }
 }

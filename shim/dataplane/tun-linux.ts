@@ -1,5 +1,5 @@
 /**
- * The real Linux TUN device through our N-API addon (native/tun.c): the addon
+ * The real Linux TUN device through our N-API addon (native/tun.c, loaded by native/addon.ts): the addon
  * opens /dev/net/tun (IFF_TUN | IFF_NO_PI), polls the non-blocking fd on
  * Node's own libuv loop and hands each batch of packets to JS in one call,
  * into buffers preallocated here. Setting the MTU and the link up is done
@@ -7,33 +7,9 @@
  *
  * Why not fs/net: see docs/dataplane.md ("TUN access, by measurement").
  */
-import { createRequire } from 'node:module';
-import { UsageError } from '../errors.ts';
+import { loadAddon, type NativeAddon } from '../../native/addon.ts';
+import { EnvironmentError } from '../errors.ts';
 import type { PacketsHandler, TunDevice } from './tun.ts';
-
-interface Addon {
-  open(name: string, offload: boolean): [number, string, boolean];
-  startReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, lens: Int32Array,
-    cb: (count: number, err: number) => void, vnet: boolean): object;
-  close(handle: object): void;
-  ref(handle: object, on: boolean): void;
-  writeBatch(fd: number, packets: readonly Uint8Array[], count: number, vnet: boolean): number;
-  write2(fd: number, head: Uint8Array, body: Uint8Array, vnet: boolean): number;
-}
-
-let addon: Addon | undefined;
-
-/** Load the addon built by `npm ci` / `npm rebuild` (install script, node-gyp). */
-export function loadTunAddon(): Addon {
-  if (addon) return addon;
-  const require = createRequire(import.meta.url);
-  try {
-    addon = require('./native/build/Release/shim6_tun.node') as Addon;
-  } catch (e) {
-    throw new UsageError('ETUNADDON', `the TUN addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
-  }
-  return addon;
-}
 
 /** Options of a real TUN device. */
 export interface LinuxTunOptions {
@@ -61,7 +37,7 @@ export class LinuxTun implements TunDevice {
   private readonly batchViews: Uint8Array[][] = [];
   private closed = false;
 
-  private constructor(private readonly native: Addon, private readonly fd: number, readonly name: string, readonly mtu: number, batch: number,
+  private constructor(private readonly native: NativeAddon, private readonly fd: number, readonly name: string, readonly mtu: number, batch: number,
     /** Whether the device runs with the virtio header (offloads). */
     readonly offload: boolean) {
     // One slot per packet, big enough for any packet the MTU allows (the kernel
@@ -82,13 +58,13 @@ export class LinuxTun implements TunDevice {
 
   /** Open (or create) the TUN interface `opts.name`. Needs CAP_NET_ADMIN. */
   static open(opts: LinuxTunOptions): LinuxTun {
-    const native = loadTunAddon();
+    const native = loadAddon();
     let fd: number, name: string, vnet: boolean;
     try {
       [fd, name, vnet] = native.open(opts.name, opts.offload ?? true);
     } catch (e) {
       const err = e as Error & { code?: string };
-      throw new UsageError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}`, 'tun.name');
+      throw new EnvironmentError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}`);
     }
     return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet);
   }

@@ -14,16 +14,10 @@
  */
 import { canonicalIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { AddressText } from './ip6-packet.ts';
-import { UsageError } from '../errors.ts';
-import { loadTunAddon } from './tun-linux.ts';
+import { EnvironmentError, UsageError } from '../errors.ts';
+import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 import type { Datagram, UdpTransport } from './udp.ts';
 
-interface UdpAddon {
-  udpOpen(port: number, bufferSize: number, gro: boolean): [number, number, boolean];
-  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
-  udpClose(handle: object): void;
-  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number): number;
-}
 
 const RECV_META = 40;
 const SEND_META = 44;
@@ -47,7 +41,7 @@ export interface NativeUdpOptions {
 }
 
 export class NativeUdpTransport implements UdpTransport {
-  private readonly native: UdpAddon;
+  private readonly native: NativeAddon;
   private fd = -1;
   private handle: object | undefined;
   private port = 0;
@@ -68,7 +62,7 @@ export class NativeUdpTransport implements UdpTransport {
   private closed = false;
 
   constructor(private readonly opts: NativeUdpOptions) {
-    this.native = loadTunAddon() as unknown as UdpAddon;
+    this.native = loadAddon();
     this.slot = (opts.maxDatagram ?? 2048) + 64;
     this.batch = opts.batch ?? 128;
     this.arena = new ArrayBuffer(this.slot * this.batch);
@@ -154,7 +148,7 @@ export class NativeUdpTransport implements UdpTransport {
     try {
       [fd, port, gro] = this.native.udpOpen(this.opts.port, this.opts.bufferSize ?? 0, this.opts.gso ?? true);
     } catch (e) {
-      throw new UsageError('EUDPBIND', `cannot bind UDP port ${this.opts.port}: ${(e as Error).message}`, 'port');
+      throw new EnvironmentError('EUDPBIND', `cannot bind UDP port ${this.opts.port}: ${(e as Error).message}`);
     }
     this.fd = fd;
     this.port = port;

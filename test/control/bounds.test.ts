@@ -5,8 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { MAX_IN_FLIGHT, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/control/server.ts';
-import { controlRequest } from '../../shim/control/client.ts';
+import { MAX_IN_FLIGHT, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/daemon/control/server.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { tmpdir, waitFor } from './process.ts';
 
 test('a pipelining client has at most MAX_IN_FLIGHT requests being answered at once; the rest wait, and all are answered', async (t) => {

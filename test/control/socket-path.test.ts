@@ -7,8 +7,8 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
-import { startControlServer } from '../../shim/control/server.ts';
-import { controlRequest } from '../../shim/control/client.ts';
+import { startControlServer } from '../../shim/daemon/control/server.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { EnvironmentError } from '../../shim/errors.ts';
 import { ready, runShim6, startResolver, tmpdir } from './process.ts';
 

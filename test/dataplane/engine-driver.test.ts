@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EngineDriver, type EngineLike } from '../../shim/dataplane/engine-driver.ts';
 import type { EngineEvent, Transmit } from '../../shim/engine/index.ts';
-import { StaticContextEngine } from '../../shim/dataplane/static-context.ts';
+import { StaticContextEngine } from '../../lab/static-context.ts';
 import { MemoryNetwork } from '../../shim/dataplane/udp.ts';
 import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, buildUdpPacket, splitPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';

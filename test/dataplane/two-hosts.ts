@@ -8,8 +8,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NetLab, uniqueName, type AfterHook, type Netns } from '../helpers/netns.ts';
 import { JsonLines } from './json-lines.ts';
-import type { StaticNodeConfig } from '../../shim/dataplane/static-node.ts';
-import { LAB_HBA } from '../../shim/dataplane/lab-hba.ts';
+import type { StaticNodeConfig } from '../../lab/static-node.ts';
+import { LAB_HBA } from '../../lab/hba.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -17,7 +17,7 @@ export const NODE_FIXTURE = path.join(HERE, 'fixtures/static-node.ts');
 export const ENGINE_FIXTURE = path.join(HERE, 'fixtures/engine-node.ts');
 export const STREAM_FIXTURE = path.join(HERE, 'fixtures/tcp-stream.mjs');
 
-/** The lab's HBA addresses (shim/dataplane/lab-hba.ts): members[0] on P is the ULID, members[1] on Q. */
+/** The lab's HBA addresses (lab/hba.ts): members[0] on P is the ULID, members[1] on Q. */
 export const ADDR = {
   pa: LAB_HBA.a.members[0]!.address, pb: LAB_HBA.b.members[0]!.address,
   qa: LAB_HBA.a.members[1]!.address, qb: LAB_HBA.b.members[1]!.address,

@@ -1,6 +1,6 @@
 /**
  * What the attack tests (issue 15) share: a lab with the attacker on link P
- * (lab-topology.ts `attacker: true`) kept for a whole test file, A's daemon
+ * (lab/topology.ts `attacker: true`) kept for a whole test file, A's daemon
  * restarted between tests, and the views of A a user has — `shim6 status`
  * (the same JSON `shim6 status --json` prints), A's routes, A's log, the
  * daemon's memory. Not a test file itself.
@@ -12,9 +12,9 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { LAB_IF, nsExec, type Lab } from '../../shim/dataplane/lab-topology.ts';
-import { labDaemonFiles, LAB_TUN, startLabDaemon, stopProcess, writeLabDaemonConfig, type LogRecord } from '../../shim/dataplane/lab-daemons.ts';
-import { controlRequest } from '../../shim/control/client.ts';
+import { LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
+import { labDaemonFiles, LAB_TUN, startLabDaemon, stopProcess, writeLabDaemonConfig, type LogRecord } from '../../lab/daemons.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
 import { Attacker } from '../helpers/attacker.ts';
 import { freshLab, log } from './fixture.ts';

@@ -14,10 +14,10 @@ import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { missingPrereqs, needs } from '../helpers/prereq.ts';
 import type { FloodResult } from '../helpers/attacker.ts';
-import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { LAB_STUB } from '../../shim/dataplane/lab-daemons.ts';
-import { runStream } from '../../shim/dataplane/lab-run.ts';
+import { LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { LAB_STUB } from '../../lab/daemons.ts';
+import { runStream } from '../../lab/run.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, limitedReplies, memoryOf, prefix64, type StatusView } from './attack-fixture.ts';
 import { log } from './fixture.ts';
 

@@ -18,8 +18,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { missingPrereqs, needs } from '../helpers/prereq.ts';
 import { ATTACKER_HBA, type HandshakeArgs, type Proof } from '../helpers/attacker.ts';
-import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_HBA } from '../../shim/dataplane/lab-hba.ts';
+import { LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_HBA } from '../../lab/hba.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, claimRejectionLogs, rejectedClaims } from './attack-fixture.ts';
 

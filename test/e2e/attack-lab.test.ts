@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { needs } from '../helpers/prereq.ts';
 import { Attacker } from '../helpers/attacker.ts';
-import { LAB_ADDR, LAB_IF, listNamespaces, nsExec } from '../../shim/dataplane/lab-topology.ts';
-import { labDown } from '../../shim/dataplane/lab.ts';
+import { LAB_ADDR, LAB_IF, listNamespaces, nsExec } from '../../lab/topology.ts';
+import { labDown } from '../../lab/lab.ts';
 import { ATTACK_PREREQ } from './attack-fixture.ts';
 import { freshLab } from './fixture.ts';
 

@@ -5,9 +5,9 @@
  * the test fails. Not a test file itself.
  */
 import type { TestContext } from 'node:test';
-import { labFor, type Lab } from '../../shim/dataplane/lab-topology.ts';
-import { labDown, labUp, type LabUpOptions } from '../../shim/dataplane/lab.ts';
-import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../shim/dataplane/lab-daemons.ts';
+import { labFor, type Lab } from '../../lab/topology.ts';
+import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
+import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
 import type { ChildProcess } from 'node:child_process';
 
 let n = 0;

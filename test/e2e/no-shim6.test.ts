@@ -7,11 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { runStream } from '../../shim/dataplane/lab-run.ts';
-import { labDaemonFiles, LAB_STUB } from '../../shim/dataplane/lab-daemons.ts';
-import { controlRequest } from '../../shim/control/client.ts';
+import { LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream } from '../../lab/run.ts';
+import { labDaemonFiles, LAB_STUB } from '../../lab/daemons.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { freshLab, log, oneDaemon, waitLog } from './fixture.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };

@@ -4,11 +4,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { runStream, type FailureKind } from '../../shim/dataplane/lab-run.ts';
-import { labDaemonFiles } from '../../shim/dataplane/lab-daemons.ts';
-import { controlRequest } from '../../shim/control/client.ts';
+import { LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream, type FailureKind } from '../../lab/run.ts';
+import { labDaemonFiles } from '../../lab/daemons.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { daemons, freshLab, log } from './fixture.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };

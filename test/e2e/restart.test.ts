@@ -4,9 +4,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { runStream } from '../../shim/dataplane/lab-run.ts';
+import { LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream } from '../../lab/run.ts';
 import { daemons, freshLab, log, waitLog } from './fixture.ts';
 
 test('B\'s daemon restarts mid-stream: R1bis / I2bis recovery, the stream continues', { timeout: 60_000 }, async (t) => {

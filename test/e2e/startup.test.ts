@@ -5,9 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { blackhole, LAB_ADDR } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { runStream } from '../../shim/dataplane/lab-run.ts';
+import { blackhole, LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream } from '../../lab/run.ts';
 import { daemons, freshLab, log } from './fixture.ts';
 
 // The engine's I1 retransmissions try pairs disjoint from the failed one first

@@ -7,9 +7,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR, nsExec } from '../../shim/dataplane/lab-topology.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { labDaemonFiles, LAB_STUB, LAB_TUN } from '../../shim/dataplane/lab-daemons.ts';
+import { LAB_ADDR, nsExec } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { labDaemonFiles, LAB_STUB, LAB_TUN } from '../../lab/daemons.ts';
 import { shim6 } from '../helpers/cli.ts';
 import { daemons, freshLab, log, waitLog } from './fixture.ts';
 

@@ -3,8 +3,8 @@
 // Real sockets on an ephemeral loopback port; a datagram really goes through each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openTransport } from '../../shim/dataplane/daemon.ts';
-import { defaultConfig, parseConfigText } from '../../shim/dataplane/config.ts';
+import { openTransport } from '../../shim/daemon/daemon.ts';
+import { defaultConfig, parseConfigText } from '../../shim/daemon/config.ts';
 import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
 import { DgramTransport, type Datagram } from '../../shim/dataplane/udp.ts';
 import { Logger } from '../../shim/log.ts';

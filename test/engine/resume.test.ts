@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Loop, established } from './loop.ts';
 import { State } from '../../shim/engine/index.ts';
-import { parseTcp6Peers } from '../../shim/dataplane/open-connections.ts';
+import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
 
 test('idle cleanup of a capable peer is resumable; the next packet brings the context back, announced so the driver holds it', () => {
   const { net, a, b } = established(201, 202);

@@ -30,8 +30,8 @@ for (const dir of ['shim/wire', 'shim/engine', 'shim/cache']) {
   });
 }
 
-test('drivers (shim/dataplane, resolver) may do I/O', async () => {
-  for (const dir of ['shim/dataplane', 'resolver']) {
+test('drivers and tools (shim/dataplane, shim/daemon, resolver, lab, native) may do I/O', async () => {
+  for (const dir of ['shim/dataplane', 'shim/daemon', 'resolver', 'lab', 'native']) {
     const ids = await ruleIds(`${ROOT}/${dir}/example.ts`);
     assert.deepEqual(ids.filter((r) => r?.startsWith('no-restricted')), [], dir);
   }

@@ -14,9 +14,9 @@ import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
-import { generateHbaParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
-import { LAB_PREFIX_P } from '../../shim/dataplane/lab-hba.ts';
-import { LAB_IF, nsExec, type Lab } from '../../shim/dataplane/lab-topology.ts';
+import { generateHbaParams, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
+import { LAB_PREFIX_P } from '../../lab/hba.ts';
+import { LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import type { LocatorEntry } from '../../shim/wire/index.ts';
 import { ROOT } from './cli.ts';
 

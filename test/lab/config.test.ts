@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../../shim/errors.ts';
-import { defaultConfig, loadConfig, parseConfigText, timerValues, validateConfig } from '../../shim/dataplane/config.ts';
+import { defaultConfig, loadConfig, parseConfigText, timerValues, validateConfig } from '../../shim/daemon/config.ts';
 import { SEND_TIMEOUT, SHIM6_UDP_PORT } from '../../shim/constants.ts';
 
 function rejects(doc: unknown, field: string): void {

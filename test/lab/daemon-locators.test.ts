@@ -4,8 +4,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { diffLocators, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/dataplane/daemon-locators.ts';
-import { orderLocators } from '../../shim/dataplane/daemon.ts';
+import { diffLocators, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
+import { orderLocators } from '../../shim/daemon/daemon.ts';
 
 const SAMPLE = JSON.stringify([
   { ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], operstate: 'UNKNOWN', addr_info: [{ family: 'inet6', local: '::1', scope: 'host' }] },
@@ -51,7 +51,7 @@ test('the watcher notices a new address and a link going down (real namespace)',
   ip('link', 'set', 'labw1', 'up');
   // The watcher runs `ip monitor` in the current namespace, so run it inside via a child.
   const code = `
-    import { LocatorWatcher } from ${JSON.stringify(new URL('../../shim/dataplane/daemon-locators.ts', import.meta.url).pathname)};
+    import { LocatorWatcher } from ${JSON.stringify(new URL('../../shim/daemon/locators.ts', import.meta.url).pathname)};
     const w = new LocatorWatcher(['labw0'], (now, diff) => console.log(JSON.stringify({ t: Date.now(), diff })));
     w.start(); console.log('ready'); setTimeout(() => { w.stop(); process.exit(0); }, 6000);`;
   const { spawn } = await import('node:child_process');

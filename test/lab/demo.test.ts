@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { shim6 } from '../helpers/cli.ts';
-import { labFor, listNamespaces } from '../../shim/dataplane/lab-topology.ts';
-import { labDown } from '../../shim/dataplane/lab.ts';
+import { labFor, listNamespaces } from '../../lab/topology.ts';
+import { labDown } from '../../lab/lab.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 

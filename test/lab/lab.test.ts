@@ -7,10 +7,10 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { labFor, listNamespaces, nsExec, LAB_ADDR, blackhole, unblackhole } from '../../shim/dataplane/lab-topology.ts';
-import { labDown, labUp } from '../../shim/dataplane/lab.ts';
-import { LAB_B_NAME } from '../../shim/dataplane/lab-dns.ts';
-import { runStream } from '../../shim/dataplane/lab-run.ts';
+import { labFor, listNamespaces, nsExec, LAB_ADDR, blackhole, unblackhole } from '../../lab/topology.ts';
+import { labDown, labUp } from '../../lab/lab.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream } from '../../lab/run.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 
 const lab = labFor(`e2e${process.pid.toString(36).slice(-5)}`);

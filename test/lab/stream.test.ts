@@ -2,8 +2,8 @@
 // loss, duplicate or reordering is counted, and real sockets carry it intact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { BlockVerifier, encodeBlock, BLOCK_HEADER } from '../../shim/dataplane/lab-stream-codec.ts';
-import { serve, send, GapMeter, type StreamEvent } from '../../shim/dataplane/lab-stream.ts';
+import { BlockVerifier, encodeBlock, BLOCK_HEADER } from '../../lab/stream-codec.ts';
+import { serve, send, GapMeter, type StreamEvent } from '../../lab/stream.ts';
 
 function feed(v: BlockVerifier, buf: Buffer, pieces: number[]): void {
   let off = 0;

@@ -12,8 +12,8 @@ import { BIN, shim6 } from '../helpers/cli.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
 import { dig, digStatus, run, sleep } from './harness.ts';
 import { zoneText, ZONE } from './zone.ts';
-import { startControlServer } from '../../shim/control/server.ts';
-import { controlRequest, ControlError } from '../../shim/control/client.ts';
+import { startControlServer } from '../../shim/daemon/control/server.ts';
+import { controlRequest, ControlError } from '../../shim/daemon/control/client.ts';
 
 function tmpdir(t: import('node:test').TestContext): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'res-cli-'));

@@ -12,10 +12,10 @@ import fc from 'fast-check';
 import { UsageError } from '../../shim/errors.ts';
 import { parseTtl } from '../../zone-tools/master-file.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
-import { parseHbaParams } from '../../zone-tools/hba-params.ts';
+import { parseHbaParams } from '../../shim/wire/hba-params.ts';
 import { parseInventory } from '../../zone-tools/inventory.ts';
 import { systemServer } from '../../zone-tools/commands-dns.ts';
-import { parseConfigText } from '../../shim/dataplane/config.ts';
+import { parseConfigText } from '../../shim/daemon/config.ts';
 import { loadConfigFile, upstreamsFromResolvConf } from '../../resolver/config.ts';
 import { tempDir } from './zonefile.ts';
 

@@ -7,7 +7,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { shim6Async, tempDir } from './zonefile.ts';
-import { HBA_PARAMS_FORMAT, memberParams, parseHbaParams } from '../../zone-tools/hba-params.ts';
+import { HBA_PARAMS_FORMAT, memberParams, parseHbaParams } from '../../shim/wire/hba-params.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { verifyCga } from '../../shim/wire/cga.ts';
 import { checkHbaDigest } from '../../shim/wire/capability-record.ts';

@@ -179,7 +179,7 @@ test('TSIG key files: only UsageError BAD_TSIG_KEY', TIMEOUT, async (t) => {
 test('HBA parameter files: only UsageError BAD_HBA_PARAMS', TIMEOUT, async (t) => {
   const doc = (o: Record<string, unknown>): string => JSON.stringify({ format: 'shim6-hba-params/1', sec: 1, publicKeyIncluded: false, publicKey: 'aa', ...o });
   const member = (o: Record<string, unknown>): { members: unknown[] } => ({ members: [{ prefix: '2001:db8::/64', address: '2001:db8::1', params: 'aa', ...o }] });
-  await expectCodes(t, '../../zone-tools/hba-params.ts', 'parseHbaParams', 'UsageError', 'BAD_HBA_PARAMS', [
+  await expectCodes(t, '../../shim/wire/hba-params.ts', 'parseHbaParams', 'UsageError', 'BAD_HBA_PARAMS', [
     ['publicKey hex + x', doc({ publicKey: `${HEX}x` })],
     ['publicKey odd', doc({ publicKey: `${HEX}a` })],
     // Was a RangeError: a capturing group per octet overflowed V8's backtrack stack.
@@ -246,7 +246,7 @@ test('resolv.conf: blank lines and long tokens give the default or nothing', TIM
 });
 
 test('daemon config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
-  await expectCodes(t, '../../shim/dataplane/config.ts', 'parseConfigText', 'UsageError', 'ECONFIG', [
+  await expectCodes(t, '../../shim/daemon/config.ts', 'parseConfigText', 'UsageError', 'ECONFIG', [
     ['listen v4 run', `listen: ["${'1.'.repeat(N / 2)}x"]`],
     ['listen v4 digits:port', `listen: ["${DIGITS}:${DIGITS}x"]`],
     ['listen bracket colons', `listen: ["[${':'.repeat(N)}]:53"]`],

@@ -12,10 +12,10 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CAPABILITY_RR_TYPE } from '../constants.ts';
-import { parseIpv6 } from '../wire/ipv6.ts';
-import { LAB_ADDR, LabError, nsExec, type Lab } from './lab-topology.ts';
-import { writeHbaParams } from './lab-hba.ts';
+import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
+import { parseIpv6 } from '../shim/wire/ipv6.ts';
+import { LAB_ADDR, LabError, nsExec, type Lab } from './topology.ts';
+import { writeHbaParams } from './hba.ts';
 
 export const LAB_ZONE = 'lab.example.';
 export const LAB_B_NAME = `b.${LAB_ZONE}`;
@@ -54,7 +54,7 @@ export function capabilityLine(owner: string, ttl: number, ulid: string, locator
  * fails (then the lab writes the line itself).
  */
 function zoneToolLine(hbaFile: string, ulid: string, locators: RecordLocator[]): string | undefined {
-  const bin = path.resolve(import.meta.dirname, '../../bin/shim6.js');
+  const bin = path.resolve(import.meta.dirname, '../bin/shim6.js');
   const locs = locators.flatMap((l) => ['--locator', `${l.address}/${l.priority}`]);
   const args = [bin, 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, '--hba', hbaFile, ...locs, '--aaaa', 'ulid', '--ttl', '60'];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 20_000 });

@@ -1,19 +1,19 @@
 /**
  * The lab's stream tool: a TCP sender of checksummed, sequence-numbered blocks
- * and a receiver that verifies them on arrival (lab-stream-codec.ts). Both
+ * and a receiver that verifies them on arrival (stream-codec.ts). Both
  * report as JSON lines on stdout, one `tick` per 100 ms (octets in that
  * interval), so an orchestrator in another process can draw a timeline; the
  * receiver also measures the application stall: the longest gap between two
  * arrivals of data.
  *
  * Run as a program inside a namespace (Node cannot enter one itself):
- *   node --import tsx shim/dataplane/lab-stream.ts serve --port 7000
- *   node --import tsx shim/dataplane/lab-stream.ts send --to b.lab.example --resolver 127.0.0.53 --port 7000 --duration 6000
+ *   node --import tsx lab/stream.ts serve --port 7000
+ *   node --import tsx lab/stream.ts send --to b.lab.example --resolver 127.0.0.53 --port 7000 --duration 6000
  * Owns only its socket; knows nothing of namespaces or shim6.
  */
 import { createServer, connect, isIP, type Socket } from 'node:net';
 import { Resolver } from 'node:dns/promises';
-import { BlockVerifier, encodeBlock } from './lab-stream-codec.ts';
+import { BlockVerifier, encodeBlock } from './stream-codec.ts';
 
 export const TICK_MS = 100;
 
@@ -173,7 +173,7 @@ export async function streamMain(argv: string[]): Promise<void> {
       rate: Number(arg(rest, 'rate', '0')), blockSize: Number(arg(rest, 'block', '16384')), ...(resolver ? { resolver } : {}),
     });
   } else {
-    throw new Error('usage: lab-stream.ts serve --port N [--once] | send --to HOST --port N --duration MS [--rate B/s] [--resolver ADDR]');
+    throw new Error('usage: stream.ts serve --port N [--once] | send --to HOST --port N --duration MS [--rate B/s] [--resolver ADDR]');
   }
 }
 

@@ -14,7 +14,7 @@
  * `status` is never cut.
  */
 import net from 'node:net';
-import type { Logger } from '../log.ts';
+import type { Logger } from '../../log.ts';
 import { bindSocketFile, clearSocketPath, removeSocketFile } from './socket-file.ts';
 
 export type ControlMethod = (params: Record<string, unknown>) => unknown;

@@ -1,11 +1,11 @@
 /**
- * The lab's lifecycle: `labUp` builds the topology (lab-topology.ts), starts
- * Knot with B's zone (lab-dns.ts), and, when asked and available, the shim6
- * daemons on A and B (lab-daemons.ts); `labDown` removes all of it. Also the
+ * The lab's lifecycle: `labUp` builds the topology (topology.ts), starts
+ * Knot with B's zone (dns.ts), and, when asked and available, the shim6
+ * daemons on A and B (daemons.ts); `labDown` removes all of it. Also the
  * MPTCP set-up used as a baseline. Owns nothing beyond what those modules own.
  */
-import { LAB_ADDR, LAB_IF, labExists, nsExec, topologyDown, topologyUp, type Lab, type TopologyOptions } from './lab-topology.ts';
-import { startLabDns, type LabZoneOptions } from './lab-dns.ts';
+import { LAB_ADDR, LAB_IF, labExists, nsExec, topologyDown, topologyUp, type Lab, type TopologyOptions } from './topology.ts';
+import { startLabDns, type LabZoneOptions } from './dns.ts';
 
 export interface LabUpOptions extends LabZoneOptions, TopologyOptions {
   /** Progress lines for people (the CLI prints them). */

@@ -2,7 +2,7 @@
  * `shim6 daemon`: joins the stub resolver (resolver/), the engine
  * (shim/engine/) and the data plane (TUN, UDP, routes, engine-driver.ts) on
  * one host, with a control socket for `shim6 status`, local locators watched
- * (daemon-locators.ts), capability caches kept in the cache file, a config
+ * (locators.ts), capability caches kept in the cache file, a config
  * reload and a clean stop that sends Close to peers and leaves the host as it
  * found it (routes, rules, TUN device and control socket gone).
  *
@@ -11,24 +11,23 @@
  * `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
-import { spawnSync } from 'node:child_process';
 import { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
 import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
-import { startControlServer, type ControlServer } from '../control/server.ts';
-import { parseHbaParams, memberParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
-import { UsageError } from '../errors.ts';
+import { startControlServer, type ControlServer } from './control/server.ts';
+import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
+import { EnvironmentError, UsageError } from '../errors.ts';
 import { loadConfig, type DaemonConfig } from './config.ts';
-import { EngineDriver } from './engine-driver.ts';
-import { LinuxTun } from './tun-linux.ts';
-import { DgramTransport, type UdpTransport } from './udp.ts';
-import { NativeUdpTransport } from './udp-native.ts';
-import { ENCAPSULATION_OVERHEAD, Routes } from './routes.ts';
-import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './daemon-locators.ts';
-import { EngineSink, loadCaches, saveCaches } from './daemon-sink.ts';
+import { EngineDriver } from '../dataplane/engine-driver.ts';
+import { LinuxTun } from '../dataplane/tun-linux.ts';
+import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
+import { NativeUdpTransport } from '../dataplane/udp-native.ts';
+import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
+import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
+import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
@@ -62,7 +61,6 @@ export class Daemon {
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
-  private readonly keptLocal = new Set<Ipv6>();
 
   private constructor(
     private config: DaemonConfig,
@@ -81,7 +79,7 @@ export class Daemon {
     const hba = config.hba ? readHba(config.hba) : undefined;
     const found = new LocatorWatcher(config.interfaces, () => undefined).current;
     const locals = orderLocators(found, hba);
-    if (locals.length === 0) throw new UsageError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`, 'interfaces');
+    if (locals.length === 0) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
     const ulid = locals[0]!.address;
     const cgaParams = hba?.members.find((m) => m.address === ulid);
     const cache = new LruCapabilityCache();
@@ -103,7 +101,7 @@ export class Daemon {
     sinkRef.daemon = daemon;
     const saved = loadCaches(config.cacheFile, log);
     try {
-      removeStaleRules();
+      routes.removeStaleRules();
       routes.setup();
       for (const l of locals) {
         await driver.bindLocator(l.address);
@@ -197,7 +195,6 @@ export class Daemon {
     if (save) this.saveCaches();
     await this.control?.close();
     await this.resolver?.close();
-    for (const a of [...this.keptLocal]) this.dropLocal(a);
     this.routes.close();
     await this.driver.close();
     this.log.info('stopped: routes, rules and TUN removed');
@@ -250,29 +247,16 @@ export class Daemon {
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
 
-  /**
-   * Keep a local locator deliverable when its link goes down: with
-   * keep_addr_on_down the address stays but the kernel drops its `local`
-   * route, so packets for our ULID arriving through the TUN would be
-   * answered with ICMPv6 unreachable. A `local` route in our own table (looked
-   * up after the kernel's `local` table) keeps it ours.
-   */
+  /** routes.keepLocal, with a warning when `ip` refused. */
   private keepLocal(address: Ipv6): void {
-    const r = spawnSync('ip', ['-6', 'route', 'replace', 'local', `${address}/128`, 'dev', 'lo', 'table', String(ROUTE_TABLE)], { encoding: 'utf8', timeout: 5000 });
-    if (r.status === 0) this.keptLocal.add(address);
-    else this.log.warn('cannot add local route', { address, error: String(r.stderr).trim() });
-  }
-
-  private dropLocal(address: Ipv6): void {
-    if (!this.keptLocal.delete(address)) return;
-    spawnSync('ip', ['-6', 'route', 'del', 'local', `${address}/128`, 'dev', 'lo', 'table', String(ROUTE_TABLE)], { timeout: 5000 });
+    if (!this.routes.keepLocal(address)) this.log.warn('cannot add local route', { address });
   }
 
   private onEngineEvent(e: EngineEvent): void {
     // The driver has just routed the peer's ULID into the TUN; sockets that
     // connected before (the app's SYN raced the handshake) still hold a cached
     // route via the physical link. Invalidate every cached IPv6 route.
-    if (e.kind === 'context-established' || e.kind === 'context-initiated') flushRouteCache(this.config.tun.name);
+    if (e.kind === 'context-established' || e.kind === 'context-initiated') this.routes.flushRouteCache();
     if (e.kind === 'context-established' || e.kind === 'peer-supported' || e.kind === 'peer-unsupported') this.saveCachesSoon();
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
@@ -283,7 +267,7 @@ export class Daemon {
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
     this.log.info('local locators changed', { ...diff });
     for (const a of diff.added) this.keepLocal(a);
-    for (const a of diff.removed) this.dropLocal(a);
+    for (const a of diff.removed) this.routes.dropLocal(a);
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba);
     if (diff.added.length || diff.removed.length || diff.cameUp.length) {
@@ -291,23 +275,6 @@ export class Daemon {
     }
     for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void this.driver.unbindLocator(a);
-  }
-}
-
-/**
- * A daemon that crashed (SIGKILL) left its two policy rules behind (its TUN
- * and the routes through it went with the process). Remove rules at our
- * preferences that point where ours point, so the new ones can be added.
- */
-function removeStaleRules(): void {
-  const r = spawnSync('ip', ['-6', 'rule', 'show'], { encoding: 'utf8', timeout: 5000 });
-  for (const line of String(r.stdout ?? '').split('\n')) {
-    const m = /^(\d+):\s+from all (?:ipproto udp sport \d+ lookup main|lookup (\d+))\s*$/.exec(line.trim());
-    if (!m) continue;
-    const pref = Number(m[1]);
-    if ((pref === RULE_PREF && !m[2]) || (pref === RULE_PREF + 1 && Number(m[2]) === ROUTE_TABLE)) {
-      spawnSync('ip', ['-6', 'rule', 'del', 'pref', String(pref)], { timeout: 5000 });
-    }
   }
 }
 
@@ -325,19 +292,6 @@ export function openTransport(config: DaemonConfig, pathMtu: number, log: Logger
     }
   }
   return new DgramTransport({ port: config.port, bufferSize: 4 << 20 });
-}
-
-/**
- * Make the kernel drop every cached IPv6 route (sockets look theirs up again).
- * A new route in our own table does not invalidate routes cached from `main`,
- * but deleting an address bumps the IPv6 route generation (rt_genid_bump_ipv6),
- * so add and delete a link-local address on the TUN (scope link: invisible
- * to the locator watcher).
- */
-export function flushRouteCache(tun: string): void {
-  const addr = 'fe80::5533:ffff/128';
-  spawnSync('ip', ['-6', 'addr', 'add', addr, 'dev', tun, 'nodad'], { timeout: 5000 });
-  spawnSync('ip', ['-6', 'addr', 'del', addr, 'dev', tun], { timeout: 5000 });
 }
 
 function readHba(file: string): HbaParamsFile {

@@ -12,11 +12,11 @@
  * verification of one address. Must not know: the CLI, zone files.
  */
 import crypto from 'node:crypto';
-import { UsageError } from '../shim/errors.ts';
-import { checkHbaAddress, generateHbaSet, hbaDigestForUlid } from '../shim/wire/hba.ts';
-import type { CgaCheck } from '../shim/wire/cga.ts';
-import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
-import { SHIM6_MIN_RSA_KEY_BITS } from '../shim/constants.ts';
+import { UsageError } from '../errors.ts';
+import { checkHbaAddress, generateHbaSet, hbaDigestForUlid } from './hba.ts';
+import type { CgaCheck } from './cga.ts';
+import { formatIpv6, parseIpv6 } from './ipv6.ts';
+import { SHIM6_MIN_RSA_KEY_BITS } from '../constants.ts';
 
 export const HBA_PARAMS_FORMAT = 'shim6-hba-params/1';
 

@@ -4,11 +4,11 @@
  * ULID (and back) — the engine uses a peer locator only after that check.
  * Sec 0 and a fixed seed per host make the sets instant and the addresses
  * the same on every run. Owns the seeds and the parameters files it writes
- * (the format of `shim6 zone hba`, zone-tools/hba-params.ts).
+ * (the format of `shim6 zone hba`, shim/wire/hba-params.ts).
  */
 import { writeFileSync } from 'node:fs';
 import { createHash } from 'node:crypto';
-import { generateHbaParams, type HbaParamsFile } from '../../zone-tools/hba-params.ts';
+import { generateHbaParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 
 export const LAB_PREFIX_P = '2001:db8:1::/64';
 export const LAB_PREFIX_Q = '2001:db8:2::/64';

@@ -9,11 +9,11 @@
  * the engine; `rehome()` moves it to another locator pair and emits the same
  * `locator-pair-changed` event the engine emits. Sans-I/O like the engine.
  */
-import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
-import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader } from '../wire/header.ts';
-import type { EngineLike } from './engine-driver.ts';
-import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from '../engine/index.ts';
+import type { Millis } from '../shim/time.ts';
+import type { Ipv6 } from '../shim/wire/ipv6.ts';
+import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader } from '../shim/wire/header.ts';
+import type { EngineLike } from '../shim/dataplane/engine-driver.ts';
+import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from '../shim/engine/index.ts';
 
 export interface StaticContextConfig {
   localUlid: Ipv6;

@@ -7,12 +7,12 @@
  * Must not know: the protocol engine, DNS. Everything it sets up is undone
  * by `close()` (the TUN goes with its fd).
  */
-import { EngineDriver } from './engine-driver.ts';
+import { EngineDriver } from '../shim/dataplane/engine-driver.ts';
 import { StaticContextEngine, type StaticContextConfig } from './static-context.ts';
-import { LinuxTun } from './tun-linux.ts';
-import { DgramTransport, type UdpTransport } from './udp.ts';
-import { NativeUdpTransport } from './udp-native.ts';
-import { Routes } from './routes.ts';
+import { LinuxTun } from '../shim/dataplane/tun-linux.ts';
+import { DgramTransport, type UdpTransport } from '../shim/dataplane/udp.ts';
+import { NativeUdpTransport } from '../shim/dataplane/udp-native.ts';
+import { Routes } from '../shim/dataplane/routes.ts';
 
 export interface StaticNodeConfig extends StaticContextConfig {
   tun: string;

@@ -20,7 +20,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, linkSync, lstatSync, mkdirSync, unlinkSync, type BigIntStats } from 'node:fs';
 import path from 'node:path';
-import { EnvironmentError, UsageError } from '../errors.ts';
+import { EnvironmentError, UsageError } from '../../errors.ts';
 
 /** sun_path holds 108 bytes with its NUL (unix(7)); Node 20 silently binds a cut-short path if longer. */
 const MAX_SOCKET_PATH = 107;

@@ -24,12 +24,12 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
-import { UsageError } from '../errors.ts';
-import { LAB_HBA } from './lab-hba.ts';
+import { UsageError } from '../shim/errors.ts';
+import { LAB_HBA } from './hba.ts';
 
 /**
  * Addresses of the lab (documentation prefix, RFC 3849). A's and B's
- * addresses on P and Q are their HBA sets (lab-hba.ts); P's is the ULID.
+ * addresses on P and Q are their HBA sets (hba.ts); P's is the ULID.
  */
 export const LAB_ADDR = {
   aP: LAB_HBA.a.members[0]!.address, bP: LAB_HBA.b.members[0]!.address,

@@ -9,7 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { LAB_ADDR, LAB_IF, LabError, type Lab } from './lab-topology.ts';
+import { LAB_ADDR, LAB_IF, LabError, type Lab } from './topology.ts';
 
 /** Running daemons of a lab, as the demo and the benchmarks see them. */
 export interface LabShim6 {
@@ -43,14 +43,14 @@ export interface LabDaemonFiles {
 
 export const LAB_TUN = 'labtun';
 export const LAB_STUB = '127.0.0.53';
-const BIN = path.resolve(import.meta.dirname, '../../bin/shim6.js');
+const BIN = path.resolve(import.meta.dirname, '../bin/shim6.js');
 
 /** Why the daemon cannot run in this build (engine, data plane, TUN addon), or undefined when it can. */
 export async function shim6Unavailable(): Promise<string | undefined> {
   try {
-    await import('./daemon.ts');
-    const { loadTunAddon } = await import('./tun-linux.ts');
-    loadTunAddon();
+    await import('../shim/daemon/daemon.ts');
+    const { loadAddon } = await import('../native/addon.ts');
+    loadAddon();
     return undefined;
   } catch (err) {
     return (err as Error).message;

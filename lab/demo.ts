@@ -6,15 +6,15 @@
  *
  * Modes: `shim6` (daemons on A and B, the stream goes to B's ULID), `tcp`
  * (plain TCP, the baseline that does not survive) and `mptcp` (Linux MPTCP
- * with two subflows). Owns the presentation; the measuring is lab-run.ts.
+ * with two subflows). Owns the presentation; the measuring is run.ts.
  */
 import { writeFileSync } from 'node:fs';
-import { LAB_ADDR, type Lab } from './lab-topology.ts';
-import { LAB_B_NAME } from './lab-dns.ts';
+import { LAB_ADDR, type Lab } from './topology.ts';
+import { LAB_B_NAME } from './dns.ts';
 import { labDown, labUp, mptcpUp } from './lab.ts';
-import { runStream, type FailureKind, type RunResult } from './lab-run.ts';
-import { throughputSvg, type PlotMarker } from './lab-plot.ts';
-import type { LabShim6 } from './lab-daemons.ts';
+import { runStream, type FailureKind, type RunResult } from './run.ts';
+import { throughputSvg, type PlotMarker } from './plot.ts';
+import type { LabShim6 } from './daemons.ts';
 
 export type DemoMode = 'shim6' | 'tcp' | 'mptcp';
 
@@ -29,7 +29,7 @@ export interface DemoOptions {
   keep: boolean;
   /** Where lines for people go (stdout for the CLI). */
   out: (line: string) => void;
-  /** Starts the daemons for mode shim6 (lab-daemons.ts), injected so this module does not load the daemon. */
+  /** Starts the daemons for mode shim6 (daemons.ts), injected so this module does not load the daemon. */
   startShim6?: (lab: Lab, say: (l: string) => void) => Promise<LabShim6>;
 }
 

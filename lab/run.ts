@@ -10,10 +10,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import path from 'node:path';
-import { blackhole, setLink, LAB_ADDR, LabError, type Lab, type LabLink } from './lab-topology.ts';
-import type { StreamEvent } from './lab-stream.ts';
+import { blackhole, setLink, LAB_ADDR, LabError, type Lab, type LabLink } from './topology.ts';
+import type { StreamEvent } from './stream.ts';
 
-const STREAM_MAIN = path.join(import.meta.dirname, 'lab-stream.ts');
+const STREAM_MAIN = path.join(import.meta.dirname, 'stream.ts');
 
 export type FailureKind = 'blackhole' | 'down' | 'none';
 
@@ -63,7 +63,7 @@ export interface RunResult {
 function streamProc(ns: string, wrap: string[], args: string[]): ChildProcess {
   return spawn('ip', ['netns', 'exec', ns, ...wrap, process.execPath, '--import', 'tsx', STREAM_MAIN, ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: path.resolve(import.meta.dirname, '../..'),
+    cwd: path.resolve(import.meta.dirname, '..'),
   });
 }
 

@@ -5,7 +5,7 @@
  * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (bad reply), or the server's own code.
  */
 import net from 'node:net';
-import { Shim6Error } from '../errors.ts';
+import { Shim6Error } from '../../errors.ts';
 
 export type ControlErrorCode = 'ECONTROL_CONNECT' | 'ECONTROL_TIMEOUT' | 'ECONTROL_PROTOCOL' | string;
 

@@ -1,0 +1,47 @@
+/**
+ * The one typed loader of our N-API addon — the TUN device (tun.c, with the
+ * TCP offloads of offload.c) and the batched UDP sockets (udp.c) — built by
+ * `npm install` with node-gyp into native/build. Every user (the data plane's
+ * TUN and UDP transport, the resolver's sockets, the lab's checks) loads it
+ * here, through one interface: no second declaration, no casts.
+ */
+import { createRequire } from 'node:module';
+import { EnvironmentError } from '../shim/errors.ts';
+
+/** What the addon exports (the N-API property table at the end of tun.c). */
+export interface NativeAddon {
+  /** TUN: open /dev/net/tun as `name` (`%d` numbered by the kernel) → [fd, name, offloads on]. */
+  open(name: string, offload: boolean): [number, string, boolean];
+  startReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, lens: Int32Array,
+    cb: (count: number, err: number) => void, vnet: boolean): object;
+  close(handle: object): void;
+  ref(handle: object, on: boolean): void;
+  writeBatch(fd: number, packets: readonly Uint8Array[], count: number, vnet: boolean): number;
+  write2(fd: number, head: Uint8Array, body: Uint8Array, vnet: boolean): number;
+  /**
+   * UDP: a socket on `port` (`bind`: a 16-octet address, else any; `dualStack`
+   * for [::]; `shards` joins an SO_REUSEPORT group spread by question name) → [fd, port, GRO on].
+   */
+  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number): [number, number, boolean];
+  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
+  udpClose(handle: object): void;
+  udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
+  udpRef(handle: object, ref: boolean): void;
+}
+
+let addon: NativeAddon | undefined;
+
+/** The addon; EnvironmentError ENATIVE when it is not built (or older than this code). */
+export function loadAddon(): NativeAddon {
+  if (addon) return addon;
+  const require = createRequire(import.meta.url);
+  let a: NativeAddon;
+  try {
+    a = require('./build/Release/shim6_tun.node') as NativeAddon;
+  } catch (e) {
+    throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
+  }
+  if (typeof a.udpRef !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  addon = a;
+  return addon;
+}
