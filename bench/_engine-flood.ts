@@ -48,7 +48,8 @@ export interface FloodRun {
   replies: number; byType: Record<string, number>;
   /** The target's own counts (engine.guard.replies, all kinds): sent, limited, oversize. */
   guard: { sent: number; limited: number; oversize: number };
-  sendMs: number; lastReplyMs: number; cpuMs: number;
+  /** Target CPU time during the flood: user + system, and each. */
+  sendMs: number; lastReplyMs: number; cpuMs: number; userMs: number; sysMs: number;
 }
 
 interface Target { limits: Limits; address: string; pid: number; sock: string }
@@ -56,12 +57,14 @@ interface Target { limits: Limits; address: string; pid: number; sock: string }
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
-/** utime + stime of `pid` (every thread), in ms. */
-function cpuMsOf(pid: number): number {
+/** utime and stime of `pid` (every thread), in ms. */
+function cpuOf(pid: number): { user: number; sys: number } {
   const s = readFileSync(`/proc/${pid}/stat`, 'utf8');
   const f = s.slice(s.lastIndexOf(')') + 2).split(' ');
-  return ((Number(f[11]) + Number(f[12])) * 1000) / CLK_TCK;
+  return { user: (Number(f[11]) * 1000) / CLK_TCK, sys: (Number(f[12]) * 1000) / CLK_TCK };
 }
+
+const cpuMsOf = (pid: number): number => { const c = cpuOf(pid); return c.user + c.sys; };
 
 /** UDP counters of the namespace `pid` lives in (/proc/PID/net is that namespace's). */
 function udpCounters(pid: number): { inDatagrams: number; rcvbufErrors: number } {
@@ -128,11 +131,11 @@ async function floodOnce(flooder: Flooder, t: Target, f: FloodKind, count: numbe
   await sleep(PAUSE_MS);
   const g0 = await guardOf(t);
   const u0 = udpCounters(t.pid);
-  const c0 = cpuMsOf(t.pid);
+  const c0 = cpuOf(t.pid);
   const r = await flooder.ask({ op: 'go', rate }) as { sent: number; octets: number; sendMs: number; lastReplyMs: number; replies: Record<string, number> };
   for (let i = 0; i < 1500 && rxQueue(t.pid) > 0; i++) await sleep(20);
   await sleep(50);
-  const c1 = cpuMsOf(t.pid);
+  const c1 = cpuOf(t.pid);
   const u1 = udpCounters(t.pid);
   const g1 = await guardOf(t);
   return {
@@ -140,7 +143,7 @@ async function floodOnce(flooder: Flooder, t: Target, f: FloodKind, count: numbe
     reached: u1.inDatagrams - u0.inDatagrams, socketDrops: u1.rcvbufErrors - u0.rcvbufErrors,
     replies: Object.values(r.replies).reduce((a, b) => a + b, 0), byType: r.replies,
     guard: { sent: g1.sent - g0.sent, limited: g1.limited - g0.limited, oversize: g1.oversize - g0.oversize },
-    sendMs: r.sendMs, lastReplyMs: r.lastReplyMs, cpuMs: c1 - c0,
+    sendMs: r.sendMs, lastReplyMs: r.lastReplyMs, cpuMs: c1.user + c1.sys - c0.user - c0.sys, userMs: c1.user - c0.user, sysMs: c1.sys - c0.sys,
   };
 }
 
@@ -192,7 +195,7 @@ export async function floodFigures(opts: { count: number; rate: number; rounds: 
         for (const t of order) {
           const r = await floodOnce(flooder, t, f, opts.count, opts.rate);
           runs.push(r);
-          opts.progress(`  round ${round + 1}/${opts.rounds} ${label(r)}, limits ${r.limits}: ${r.replies} replies (target: sent ${r.guard.sent}, limited ${r.guard.limited}, oversize ${r.guard.oversize}), reached ${r.reached}/${r.sent} (${r.socketDrops} dropped by its full socket), ${r.sendMs.toFixed(0)} ms, target CPU ${r.cpuMs.toFixed(0)} ms`);
+          opts.progress(`  round ${round + 1}/${opts.rounds} ${label(r)}, limits ${r.limits}: ${r.replies} replies (target: sent ${r.guard.sent}, limited ${r.guard.limited}, oversize ${r.guard.oversize}), reached ${r.reached}/${r.sent} (${r.socketDrops} dropped by its full socket), ${r.sendMs.toFixed(0)} ms, target CPU ${r.cpuMs.toFixed(0)} ms (user ${r.userMs.toFixed(0)}, system ${r.sysMs.toFixed(0)})`);
         }
       }
     }
@@ -209,14 +212,16 @@ const median = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - 
 const int = (x: number): string => Math.round(x).toLocaleString('en-US');
 
 /**
- * The table: per flood, limits on and off, medians over the rounds. `bound` is
+ * The table: per flood, limits on and off, medians over the rounds (each
+ * column its own median; the CPU ratio is the median of the rounds' ratios,
+ * each round's pair measured back to back). `bound` is
  * what the limits allow over the time the target answered (first packet sent →
  * last reply received): burst + rate·t of the per-/64 bucket for one source, of
  * the global bucket for many.
  */
 export function floodTable(runs: readonly FloodRun[], count: number): string[] {
   const out = [
-    '| flood | limits | reached the target | replies | per 100k sent | bound burst + rate·t | flood s | t s (to last reply) | target CPU ms | µs per packet reached | CPU on/off |',
+    '| flood | limits | reached the target | replies | per 100k sent | bound burst + rate·t | flood s | t s (to last reply) | target CPU ms (user + system) | µs per packet reached | CPU on/off |',
     '|---|---|---|---|---|---|---|---|---|---|---|',
   ];
   for (const f of FLOODS) {
@@ -236,7 +241,7 @@ export function floodTable(runs: readonly FloodRun[], count: number): string[] {
         int((replies * 100_000) / count),
         l === 'on' ? int(b.burst + b.rate * t) : '—',
         (m((r) => r.sendMs) / 1000).toFixed(1), t.toFixed(1),
-        int(m((r) => r.cpuMs)), m((r) => (r.cpuMs * 1000) / Math.max(1, r.reached)).toFixed(1),
+        `${int(m((r) => r.cpuMs))} (${int(m((r) => r.userMs))} + ${int(m((r) => r.sysMs))})`, m((r) => (r.cpuMs * 1000) / Math.max(1, r.reached)).toFixed(1),
         l === 'on' && ratios.length ? `**${median(ratios).toFixed(2)}**${ratios.length > 1 ? ` (${ratios.map((x) => x.toFixed(2)).join(', ')})` : ''}` : '',
       ];
       out.push(`| ${cells.join(' | ')} |`);
