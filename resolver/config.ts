@@ -16,6 +16,7 @@ import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } fro
 import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from './listener.ts';
 import type { UdpBackend } from './udp-socket.ts';
 import { DEFAULT_CAPABILITY_OPTIONS, type CapabilityOptions } from './stages/capability.ts';
+import { resolveReplyLimit, type ReplyLimitConfig } from '../shim/engine/reply-limit.ts';
 
 /**
  * Default listen address: 127.0.0.153:53. systemd-resolved owns 127.0.0.53 and
@@ -154,7 +155,7 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
   return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log'];
+const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit'];
 /** Values of the `udp` key (and of `shim6 resolver --udp`). */
 export const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 /** Most resolver threads (`workers`). */
@@ -167,8 +168,16 @@ export function checkWorkers(workers: unknown, udp: ResolverConfig['udp'], key: 
   return workers;
 }
 
+/**
+ * What a config file holds for `shim6 resolver` besides the stub's own
+ * settings: `replyLimit`, the rate limits of the engine it runs (the daemon's
+ * key of the same name; `off` for benchmarks and closed labs). The stub
+ * itself never reads it.
+ */
+export interface EngineFileConfig { replyLimit: ReplyLimitConfig }
+
 /** Validate a parsed config document (from YAML or JSON). */
-export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp' | 'workers'> {
+export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp' | 'workers'> & EngineFileConfig {
   const o: Obj = doc === null || doc === undefined ? {} : isObj(doc) ? doc : bad('(top level)', doc, 'expected a mapping');
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
   const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
@@ -184,6 +193,8 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS;
   const listen = addrList(o, 'listen', 53);
   const upstreams = addrList(o, 'upstreams', 53);
+  const replyLimit = resolveReplyLimit(o.replyLimit);
+  if ('error' in replyLimit) bad('replyLimit', o.replyLimit, replyLimit.error);
   const out = {
     queryTimeoutMs: num(o, 'queryTimeoutMs', '', DEFAULT_QUERY_TIMEOUT_MS, 10, 60_000),
     udp: udp as ResolverConfig['udp'],
@@ -224,6 +235,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
     ...(upstreams ? { upstreams } : {}),
     ...(typeof ctl.socket === 'string' ? { controlSocket: ctl.socket } : {}),
     ...(typeof lg.level === 'string' && isLogLevel(lg.level) ? { logLevel: lg.level } : {}),
+    replyLimit: replyLimit.value,
   };
   if (out.capability.rrType === 41 || out.capability.rrType === 0) bad('capability.rrType', out.capability.rrType, 'not a data RR type');
   return out;

@@ -17,7 +17,7 @@ import { startControlServer } from '../../shim/daemon/control/server.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
 import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
-import { Engine, cryptoRng } from '../../shim/engine/index.ts';
+import { Engine, cryptoRng, type ReplyLimitConfig } from '../../shim/engine/index.ts';
 import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
 import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
 import { DgramTransport } from '../../shim/dataplane/udp.ts';
@@ -61,7 +61,7 @@ async function run(flags: ResolverFlags): Promise<void> {
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
-  const engine = flags.engine ? await startEngine(log, shimPort) : undefined;
+  const engine = flags.engine ? await startEngine(log, shimPort, file.replyLimit) : undefined;
   const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
   let resolver: ResolverGroup;
   try {
@@ -100,16 +100,17 @@ interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown;
 
 /**
  * The engine without a TUN (EngineDriver's control-plane-only mode) on every
- * global IPv6 address of the host; undefined (and said so) when there is none.
+ * global IPv6 address of the host, its stateless replies limited by the config
+ * file's `replyLimit`; undefined (and said so) when there is none.
  */
-async function startEngine(log: Logger, port: number): Promise<RunningEngine | undefined> {
+async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConfig): Promise<RunningEngine | undefined> {
   const locals = orderLocators(new LocatorWatcher([], () => undefined).current, undefined);
   if (locals.length === 0) {
     log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
     return undefined;
   }
   const cache = new LruCapabilityCache();
-  const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address }, cryptoRng(), { cache });
+  const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address, replyLimit }, cryptoRng(), { cache });
   const driver = new EngineDriver<Engine>({
     engine, transport: new DgramTransport({ port }), peerPort: port, logger: log.child('engine'),
     onEvent: (e) => log.info('engine event', { ...e }),

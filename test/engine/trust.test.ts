@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, MAX_PREFIX_BUCKETS, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ms, type Millis } from '../../shim/time.ts';
@@ -215,4 +216,15 @@ test('contexts peers make are bounded overall and per /64; removing one makes ro
   assert.equal(b.contextCount, 4);
   while (b.pollTransmit() !== undefined); // the Close retransmissions
   assert.ok(ok(from(0xe3, 1)), 'room again');
+});
+
+test('the per-prefix table forgets by generation: a limited /64 stays limited while it is seen, a /64 unseen for a generation gets a fresh burst', () => {
+  const l = new ReplyLimiter({ perPrefix: { rate: 0.001, burst: 2 }, global: { rate: 1e6, burst: 1e6 } }, 10);
+  const x = '2001:db8:aaaa::1';
+  const other = (i: number) => `2001:db8:${i.toString(16)}::1`;
+  assert.deepEqual([l.allow(ms(0), x), l.allow(ms(0), x), l.allow(ms(0), x)], [true, true, false]);
+  for (let i = 0; i < 5; i++) l.allow(ms(0), other(i)); // the generation of 5 fills: x moves to the previous one
+  assert.equal(l.allow(ms(0), x), false, 'still limited: found in the previous generation and moved back');
+  for (let i = 5; i < 20; i++) { l.allow(ms(0), other(i)); assert.ok(l.size <= 10, `${l.size} buckets`); }
+  assert.equal(l.allow(ms(0), x), true, 'unseen for a whole generation: forgotten, a fresh burst');
 });

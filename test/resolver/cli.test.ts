@@ -80,6 +80,10 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /capabilty: .*unknown key/);
+  writeFileSync(bad, 'upstreams: ["127.0.0.1:53"]\nreplyLimit: { global: { rate: 0 } }\n');
+  r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /ECONFIG.*replyLimit.*replyLimit\.global\.rate must be a number > 0/);
   r = shim6(['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--upstream/);

@@ -10,6 +10,7 @@ import { needs } from '../helpers/prereq.ts';
 import { BIN } from '../helpers/cli.ts';
 import { NetLab } from '../helpers/netns.ts';
 import { capLine, capRdataHex, sleep } from './harness.ts';
+import { encodeMessage } from '../../shim/wire/index.ts';
 
 const A = 'fd00:ab::1';
 const B1 = 'fd00:ab::10';
@@ -75,4 +76,40 @@ test('a lookup primes the engine and the context with the peer is established', 
   assert.equal(contexts[0]!.peerUlid, B1);
   const peer = JSON.parse(net.run(b, [process.execPath, BIN, 'status', '--json', '--socket', sockB]).stdout) as { engine: { contexts: Array<{ state: string; peerUlid: string }> } };
   assert.equal(peer.engine.contexts[0]?.peerUlid, A, 'the peer holds the context too');
+});
+
+test('the config file\'s replyLimit reaches the engine: a global burst of 3 answers 3 of 10 I1s, off answers all 10', { timeout: 60_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'res-limit-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const net = new NetLab(t);
+  const a = net.ns('rla');
+  const b = net.ns('rlb');
+  net.veth(a, 'rla0', b, 'rlb0');
+  net.addr(a, 'rla0', `${A}/64`);
+  net.addr(b, 'rlb0', `${B1}/64`);
+  const targets = [
+    { name: 'limited', port: 5533, conf: 'replyLimit: { global: { rate: 0.01, burst: 3 } }\n', sent: 3, limited: 7 },
+    { name: 'off', port: 5534, conf: 'replyLimit: off\n', sent: 10, limited: 0 },
+  ];
+  let log = '';
+  for (const [i, x] of targets.entries()) {
+    writeFileSync(path.join(dir, `${x.name}.yaml`), x.conf);
+    const p = net.spawn(b, [process.execPath, BIN, 'resolver', '--config', path.join(dir, `${x.name}.yaml`), '--listen', `127.0.0.1:${5300 + i}`, '--upstream', '127.0.0.1:9', '--socket', path.join(dir, `${x.name}.sock`), '--shim-port', String(x.port)]);
+    p.stderr?.on('data', (d: Buffer) => { log += d.toString(); });
+  }
+  for (let i = 0; i < 150 && (log.match(/resolver ready/g)?.length ?? 0) < 2; i++) await sleep(100);
+  assert.equal(log.match(/resolver ready/g)?.length, 2, log);
+
+  // Ten I1s to each engine from one socket in A; count what comes back.
+  const i1s = Array.from({ length: 10 }, (_, k) => Buffer.from(encodeMessage({ type: 'I1', contextTag: 0x100 + k, initiatorNonce: k, options: [] })).toString('hex'));
+  const script = `const s=require('dgram').createSocket('udp6');const n={};s.on('message',(m,r)=>{n[r.port]=(n[r.port]||0)+1});` +
+    `s.bind(0,()=>{for(const p of [5533,5534])for(const h of ${JSON.stringify(i1s)})s.send(Buffer.from(h,'hex'),p,${JSON.stringify(B1)});` +
+    `setTimeout(()=>{console.log(JSON.stringify(n));process.exit(0)},1500)});`;
+  const got = JSON.parse(net.run(a, [process.execPath, '-e', script]).stdout) as Record<string, number>;
+  for (const x of targets) {
+    assert.equal(got[x.port] ?? 0, x.sent, `${x.name}: R1s received`);
+    const st = JSON.parse(net.run(b, [process.execPath, BIN, 'status', '--json', '--socket', path.join(dir, `${x.name}.sock`)]).stdout) as { engine: { guard: { replies: { R1: { sent: number; limited: number } } } } };
+    assert.deepEqual({ sent: st.engine.guard.replies.R1.sent, limited: st.engine.guard.replies.R1.limited }, { sent: x.sent, limited: x.limited }, x.name);
+  }
 });
