@@ -22,6 +22,7 @@
  * streams or the daemon.
  */
 import { spawnSync } from 'node:child_process';
+import { Shim6Error } from '../shim/errors.ts';
 import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../shim/errors.ts';
@@ -91,7 +92,7 @@ export function sh(argv: string[], opts: { input?: string; check?: boolean; time
 }
 
 /** A lab operation failed (a command, a timeout): not the user's fault. */
-export class LabError extends Error {
+export class LabError extends Shim6Error {
   readonly code = 'ELAB';
 }
 

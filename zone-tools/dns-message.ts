@@ -8,6 +8,7 @@
  * resource-record framing. Must not know: sockets, TSIG keys, the record format.
  * Decoding throws only DnsFormatError.
  */
+import { Shim6Error } from '../shim/errors.ts';
 
 /** RFC 1035 §3.2.2 / RFC 3596 / RFC 6895: the types and classes we use. */
 export const RrType = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, TSIG: 250, ANY: 255 } as const;
@@ -27,12 +28,8 @@ export function rcodeName(rcode: number): string {
 }
 
 /** Malformed DNS bytes from a server. */
-export class DnsFormatError extends Error {
+export class DnsFormatError extends Shim6Error {
   readonly code = 'DNS_FORMAT';
-  constructor(message: string) {
-    super(message);
-    this.name = 'DnsFormatError';
-  }
 }
 
 export interface Question {

@@ -9,7 +9,7 @@
  */
 import { createSocket } from 'node:dgram';
 import { isIP } from 'node:net';
-import { UsageError } from '../shim/errors.ts';
+import { Shim6Error, UsageError } from '../shim/errors.ts';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import { FLAG_TC } from './dns-message.ts';
 
@@ -46,11 +46,10 @@ export function parseServer(text: string, field = 'server'): ServerAddress {
 }
 
 /** A network failure talking to the server (timeout, connection refused). */
-export class TransportError extends Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+export class TransportError extends Shim6Error {
+  readonly code: 'ETIMEOUT' | 'ESOCKET' | 'ESEND' | 'ECONNECT' | 'ECLOSED' | 'ETOOLARGE';
+  constructor(code: TransportError['code'], message: string) {
     super(message);
-    this.name = 'TransportError';
     this.code = code;
   }
 }
