@@ -86,7 +86,7 @@ test('TCP: pipelined queries on one connection, a garbage frame gets FORMERR, id
   // Idle timeout (300 ms) closes the connection.
   const closed = await Promise.race([new Promise<boolean>((r) => c.once('close', () => r(true))), sleep(2000).then(() => false)]);
   assert.ok(closed, 'idle connection closed');
-  // Connection limit: 3 accepted, more are dropped at once.
+  // Connection limit: 3 held; each further connection closes the oldest idle one (none of these sends anything).
   const socks = Array.from({ length: 6 }, () => net.connect(stub.port, stub.host));
   t.after(() => socks.forEach((s) => s.destroy()));
   const ends = socks.map((s) => new Promise<boolean>((r) => { s.once('close', () => r(true)); s.once('error', () => r(true)); setTimeout(() => r(false), 250); }));
