@@ -173,7 +173,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
   const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
   const ca = section(o, 'cache', ['maxEntries', 'maxBytes', 'maxTtlSeconds', 'maxNegativeTtlSeconds', 'staleMaxSeconds']);
-  const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds']);
+  const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds', 'maxTtlSeconds', 'maxNegativeTtlSeconds']);
   const tcp = section(o, 'tcp', ['idleMs', 'maxConnections', 'maxConnectionsPerClient', 'maxInflight', 'maxUnsentBytes', 'messageTimeoutMs']);
   const ctl = section(o, 'control', ['socket']);
   const lg = section(o, 'log', ['level']);
@@ -214,6 +214,8 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
       maxEntries: num(cp, 'maxEntries', 'capability', k.maxEntries, 1, 10_000_000),
       defaultNegativeTtl: num(cp, 'defaultNegativeTtl', 'capability', k.defaultNegativeTtl, 0, 86_400),
       errorTtlSeconds: num(cp, 'errorTtlSeconds', 'capability', k.errorTtlSeconds, 0, 3600),
+      maxTtlSeconds: num(cp, 'maxTtlSeconds', 'capability', k.maxTtlSeconds, 1, 604_800),
+      maxNegativeTtlSeconds: num(cp, 'maxNegativeTtlSeconds', 'capability', k.maxNegativeTtlSeconds, 0, 86_400),
     },
     listener: {
       tcp: {

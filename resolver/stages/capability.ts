@@ -36,11 +36,16 @@ export interface CapabilityOptions extends CapFetchOptions {
   maxEntries: number;
   /** How long a failed capability lookup is not retried (s). */
   errorTtlSeconds: number;
+  /** Upper bound on a found record's lifetime (s), as the answer cache's maxTtlSeconds. */
+  maxTtlSeconds: number;
+  /** Upper bound on a negative outcome's lifetime (s): no record, or only invalid ones (RFC 2308 §5). */
+  maxNegativeTtlSeconds: number;
 }
 
 export const DEFAULT_CAPABILITY_OPTIONS: CapabilityOptions = {
   rrType: 65300, txtFallback: false, defaultNegativeTtl: 60,
   waitMaxMs: 5, waitMinMs: 0.2, waitFraction: 0.25, maxEntries: 10_000, errorTtlSeconds: 5,
+  maxTtlSeconds: 86_400, maxNegativeTtlSeconds: 3_600,
 };
 
 /**
@@ -193,7 +198,8 @@ export class CapabilityStage implements Stage {
   }
 
   private outcome(e: CapEntry, r: CapResult): void {
-    const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
+    const o = this.opts;
+    const ttl = r.kind === 'error' ? o.errorTtlSeconds : Math.min(r.ttl, r.kind === 'found' ? o.maxTtlSeconds : o.maxNegativeTtlSeconds);
     e.expiresAt = (this.clock() + ttl * 1000) as Millis;
     e.fetched(r);
     if (r.kind === 'found') this.counters.capabilityFound++;
