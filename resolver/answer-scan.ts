@@ -164,19 +164,45 @@ export function zeroHighBitTtls(b: Uint8Array, scan: ScannedResponse): void {
   scan.highBitTtls = 0;
 }
 
-/** Follow the CNAME chain in the answer section from `nameKey` (at most 16 links); returns the final name. */
-export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: string): string {
+/** CNAME links the stub follows in one answer; a longer chain is not followed (nor is a loop). */
+export const MAX_CNAME_LINKS = 16;
+
+/**
+ * Follow the CNAME chain in the answer section from `nameKey`; returns the name
+ * it ends at, or undefined when it does not end within MAX_CNAME_LINKS links
+ * (too long, or a loop): then every name the walk reached is in its middle.
+ */
+export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: string): string | undefined {
   let current = nameKey;
-  for (let hop = 0; hop < 16; hop++) {
+  for (let hop = 0; hop <= MAX_CNAME_LINKS; hop++) {
     let next: string | undefined;
     for (const r of scan.records) {
       if (r.section !== 0 || r.type !== RrType.CNAME) continue;
       if (ownerIs(b, scan, r.ownerOff, current)) { next = readNameKey(b, r.rdOff); break; }
     }
-    if (next === undefined || next === current) return current;
+    if (next === undefined) return current;
+    if (next === current || hop === MAX_CNAME_LINKS) return undefined;
     current = next;
   }
-  return current;
+  return undefined;
+}
+
+/**
+ * The owner of the data `nameKey`'s answer is about: the end of its CNAME
+ * chain, but only when the answer reaches it — it holds RRs of `qtype` there,
+ * or proves there are none (an SOA in the authority section: RFC 2308 NODATA
+ * or NXDOMAIN). An answer that stops in the middle of a chain (an
+ * authoritative server's own link limit, or a chain longer than
+ * MAX_CNAME_LINKS) gives undefined: its last name is a middle one.
+ */
+export function chainEnd(b: Uint8Array, scan: ScannedResponse, nameKey: string, qtype: number): string | undefined {
+  const final = followCnames(b, scan, nameKey);
+  if (final === undefined || final === nameKey) return final;
+  for (const r of scan.records) {
+    if (r.section === 0 && r.type === qtype && ownerIs(b, scan, r.ownerOff, final)) return final;
+    if (r.section === 1 && r.type === RrType.SOA) return final;
+  }
+  return undefined;
 }
 
 /** The answer-section RRs of `type` owned by `nameKey`. */

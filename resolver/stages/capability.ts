@@ -18,7 +18,7 @@ import type { Ipv6 } from '../../shim/wire/ipv6.ts';
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { CapabilitySink } from '../capability-sink.ts';
 import type { ResolverCounters } from '../counters.ts';
-import { followCnames, scanResponse, type ScannedResponse } from '../answer-scan.ts';
+import { chainEnd, scanResponse, type ScannedResponse } from '../answer-scan.ts';
 import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
@@ -152,11 +152,17 @@ export class CapabilityStage implements Stage {
     const ans = await next(req);
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
-    let final: string;
+    let final: string | undefined;
     let addresses: Ipv6[] | undefined;
     try {
       scan = ans.scan ?? scanResponse(ans.bytes);
-      final = followCnames(ans.bytes, scan, req.q.nameKey);
+      final = chainEnd(ans.bytes, scan, req.q.nameKey, req.q.qtype);
+      if (final === undefined) {
+        // The answer stops in the middle of a CNAME chain (too long, a loop, or cut by the server):
+        // its last name is not the peer's, so its record is not fetched.
+        this.counters.capabilityChainCut++;
+        return ans;
+      }
       addresses = req.q.qtype === RrType.AAAA ? aaaaAt(ans.bytes, scan, final) : undefined;
     } catch {
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
