@@ -123,7 +123,7 @@ async function startEngine(log: Logger, port: number): Promise<RunningEngine | u
   return {
     sink: new EngineSink((fn) => driver.command(fn), cache, log.child('capability')),
     ulid: locals[0]!.address,
-    status: () => engine.status(),
+    status: () => engine.status(driver.now()),
     close: () => driver.close(),
   };
 }

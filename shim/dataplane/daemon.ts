@@ -144,7 +144,7 @@ export class Daemon {
         port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
       },
-      engine: this.engine.status(),
+      engine: this.engine.status(this.driver.now()),
       resolver: (await this.resolver?.status()) ?? null,
     };
   }

@@ -61,6 +61,53 @@ export interface CapabilityCache {
   size(): { positive: number; negative: number };
 }
 
+/** One positive entry as `shim6 status` lists it: by ULID, with its remaining lifetime. */
+export interface PositiveStatus {
+  ulid: Ipv6;
+  source: PositiveSource;
+  locators: Ipv6[];
+  port?: number;
+  /** Remaining lifetime (s). */
+  ttl: number;
+}
+
+/**
+ * One negative entry as `shim6 status` lists it: by peer address (and the ULID
+ * DNS claimed, when the hold-down is for that ULID only), why, learnt from what
+ * (`dns`: no record; `handshake`: our I1 went unanswered or was refused), and
+ * its remaining lifetime.
+ */
+export interface NegativeStatus {
+  address: Ipv6;
+  ulid?: Ipv6;
+  reason: NegativeReason;
+  source: 'dns' | 'handshake';
+  /** Remaining lifetime (s). */
+  ttl: number;
+}
+
+/** The capability caches entry by entry, least recently used first. */
+export interface CapabilityStatus {
+  positive: PositiveStatus[];
+  negative: NegativeStatus[];
+}
+
+/** The live entries of `cache` at `now`, for `shim6 status`. */
+export function capabilityStatus(cache: CapabilityCache, now: Millis): CapabilityStatus {
+  const left = (expires: Millis): number => Math.max(0, Math.floor((expires - now) / 1000));
+  const snap = cache.export(now);
+  return {
+    positive: snap.positive.map((e) => {
+      const base: PositiveStatus = { ulid: e.ulid, source: e.source, locators: e.locators.map((l) => l.address), ttl: left(e.expires) };
+      return e.port === undefined ? base : { ...base, port: e.port };
+    }),
+    negative: snap.negative.map((e) => {
+      const base: NegativeStatus = { address: e.address, reason: e.reason, source: e.reason === 'dns-absent' ? 'dns' : 'handshake', ttl: left(e.expires) };
+      return e.ulid === undefined ? base : { ...base, ulid: e.ulid };
+    }),
+  };
+}
+
 const negKey = (address: Ipv6, ulid?: Ipv6): string => (ulid === undefined ? address : `${address}|${ulid}`);
 
 /**

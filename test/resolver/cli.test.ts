@@ -59,7 +59,7 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
 
   const text = await run(process.execPath, [BIN, 'status', '--socket', sock]);
   assert.equal(text.code, 0);
-  assert.match(text.stdout, /capability cache \(positive\): 1/);
+  assert.match(text.stdout, /resolver capability cache \(positive, by name\): 1/);
   assert.match(text.stdout, /name=peer\.example\. source=dns ttl=\d+/);
   assert.match(text.stdout, /primes 1/);
 
@@ -133,7 +133,7 @@ test('shim6 flush empties every thread\'s answer and capability caches: the next
     st = await status();
     assert.deepEqual([st.cache.entries, st.capability.positive.length, st.capability.negative.length], [0, 0, 0], `workers ${workers}: nothing left in any thread`);
     const again = await run(process.execPath, [BIN, 'flush', '--socket', cli.sock]);
-    assert.equal(again.stdout, `flushed 0 cached answers and 0 capability entries (${workers} resolver thread${workers === 1 ? '' : 's'})\n`);
+    assert.equal(again.stdout, `flushed the resolver's answer cache (0 entries) and capability cache (0 entries) on ${workers} thread${workers === 1 ? '' : 's'}; kept: the engine's capability caches and contexts\n`);
 
     await lookup('peer.example.');
     st = await status();
