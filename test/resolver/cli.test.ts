@@ -74,6 +74,14 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /capabilty: .*unknown key/);
+  for (const [doc, key] of [['tcp: { maxUnsentBytes: 10 }', 'tcp.maxUnsentBytes'], ['tcp: { messageTimeoutMs: 0 }', 'tcp.messageTimeoutMs'],
+    ['tcp: { maxConnectionsPerClient: 0 }', 'tcp.maxConnectionsPerClient'], ['capability: { maxTtlSeconds: 0 }', 'capability.maxTtlSeconds'],
+    ['capability: { maxNegativeTtlSeconds: 86401 }', 'capability.maxNegativeTtlSeconds']] as const) {
+    writeFileSync(bad, `upstreams: ["127.0.0.1:53"]\n${doc}\n`);
+    r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`ECONFIG: ${key.replace('.', '\\.')}: invalid value`));
+  }
   r = shim6(['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /--upstream/);
