@@ -19,6 +19,7 @@ import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
 import { Engine, cryptoRng } from '../../shim/engine/index.ts';
 import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
+import { ms } from '../../shim/time.ts';
 import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
 import { DgramTransport } from '../../shim/dataplane/udp.ts';
 import { EngineSink } from '../../shim/dataplane/daemon-sink.ts';
@@ -61,7 +62,7 @@ async function run(flags: ResolverFlags): Promise<void> {
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
-  const engine = flags.engine ? await startEngine(log, shimPort) : undefined;
+  const engine = flags.engine ? await startEngine(log, shimPort, config.capability) : undefined;
   const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
   let resolver: ResolverGroup;
   try {
@@ -102,13 +103,14 @@ interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown;
  * The engine without a TUN (EngineDriver's control-plane-only mode) on every
  * global IPv6 address of the host; undefined (and said so) when there is none.
  */
-async function startEngine(log: Logger, port: number): Promise<RunningEngine | undefined> {
+async function startEngine(log: Logger, port: number, caps: { maxTtlSeconds: number; maxNegativeTtlSeconds: number }): Promise<RunningEngine | undefined> {
   const locals = orderLocators(new LocatorWatcher([], () => undefined).current, undefined);
   if (locals.length === 0) {
     log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
     return undefined;
   }
-  const cache = new LruCapabilityCache();
+  // The engine's caches have the stub's capability caps (capability.maxTtlSeconds, maxNegativeTtlSeconds).
+  const cache = new LruCapabilityCache({ positive: { maxTtl: ms(caps.maxTtlSeconds * 1000) }, negative: { maxTtl: ms(caps.maxNegativeTtlSeconds * 1000) } });
   const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address }, cryptoRng(), { cache });
   const driver = new EngineDriver<Engine>({
     engine, transport: new DgramTransport({ port }), peerPort: port, logger: log.child('engine'),
