@@ -215,7 +215,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
       defaultNegativeTtl: num(cp, 'defaultNegativeTtl', 'capability', k.defaultNegativeTtl, 0, 86_400),
       errorTtlSeconds: num(cp, 'errorTtlSeconds', 'capability', k.errorTtlSeconds, 0, 3600),
       maxTtlSeconds: num(cp, 'maxTtlSeconds', 'capability', k.maxTtlSeconds, 1, 604_800),
-      maxNegativeTtlSeconds: num(cp, 'maxNegativeTtlSeconds', 'capability', k.maxNegativeTtlSeconds, 0, 86_400),
+      maxNegativeTtlSeconds: num(cp, 'maxNegativeTtlSeconds', 'capability', k.maxNegativeTtlSeconds, 1, 86_400),
     },
     listener: {
       tcp: {
