@@ -62,8 +62,6 @@ export class Listeners {
   private readonly udp: DnsUdpSocket[] = [];
   private readonly tcp: TcpConnections;
   readonly bound: ListenAddr[] = [];
-  /** Set by close(): late answers are not sent any more. */
-  closed = false;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
     private readonly log: Logger, opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
@@ -159,7 +157,6 @@ export class Listeners {
   get tcpConnections(): number { return this.tcp.size; }
 
   async close(): Promise<void> {
-    this.closed = true;
     for (const s of this.udp) s.close();
     await this.tcp.close();
     this.udp.length = 0;

@@ -54,8 +54,9 @@ export type QueryHandler = (bytes: Uint8Array, reply: Reply) => void;
 class TcpConn implements Reply {
   /** Octets of a message not yet complete. */
   private partial: Buffer = Buffer.alloc(0);
-  /** Complete messages waiting for room (in flight, unsent output). */
-  private readonly frames: Uint8Array[] = [];
+  /** Complete messages waiting for room (in flight, unsent output), from `next` on. */
+  private frames: Uint8Array[] = [];
+  private next = 0;
   inflight = 0;
   private deadline: NodeJS.Timeout | undefined = undefined;
   /** Inside pump(): a query answered synchronously (a cache hit) must not start pump() again. */
@@ -93,13 +94,15 @@ class TcpConn implements Reply {
     if (this.pumping) return;
     this.pumping = true;
     try {
-      while (this.frames.length > 0 && !this.blocked && !this.sock.destroyed) {
+      // An index, not shift(): one read can hold a couple of thousand pipelined queries.
+      while (this.next < this.frames.length && !this.blocked && !this.sock.destroyed) {
         this.inflight++;
-        this.owner.handle(this.frames.shift()!, this);
+        this.owner.handle(this.frames[this.next++]!, this);
       }
     } finally {
       this.pumping = false;
     }
+    if (this.next === this.frames.length) { this.frames = []; this.next = 0; }
     if (this.sock.destroyed) return;
     if (this.blocked || this.frames.length > 0) {
       if (!this.sock.isPaused()) {
