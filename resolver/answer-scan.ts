@@ -37,6 +37,8 @@ export interface ScannedResponse {
   records: RrRef[];
   /** Index into records of the OPT RR, -1 if none. */
   optIndex: number;
+  /** RRs (OPT aside) whose TTL field has the top bit set (RFC 2181 §8): zeroHighBitTtls() rewrites them. */
+  highBitTtls: number;
 }
 
 const u16 = (b: Uint8Array, o: number): number => (b[o]! << 8) | b[o + 1]!;
@@ -123,6 +125,7 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
   const questionEnd = o;
   const records: RrRef[] = [];
   let optIndex = -1;
+  let highBitTtls = 0;
   let rcode = flags & 0xf;
   for (let s = 0 as 0 | 1 | 2; s < 3; s = (s + 1) as 0 | 1 | 2) {
     for (let i = 0; i < counts[s]; i++) {
@@ -138,28 +141,68 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
         if (s !== 2 || optIndex >= 0) throw new WireError('BAD_FIELD', 'misplaced or repeated OPT', ownerOff);
         optIndex = records.length;
         rcode |= b[nameEnd + 4]! << 4;
-      }
+      } else if (rawTtl > 0x7fffffff) highBitTtls++;
       records.push({ section: s, ownerOff, type, klass: u16(b, nameEnd + 2), ttl: rawTtl > 0x7fffffff ? 0 : rawTtl, ttlOff: nameEnd + 4, rdOff, rdLen });
       o = rdOff + rdLen;
     }
     if (s === 2) break;
   }
-  return { id: u16(b, 0), flags, rcode, qnameKey, qtype, qclass, questionEnd, records, optIndex };
+  return { id: u16(b, 0), flags, rcode, qnameKey, qtype, qclass, questionEnd, records, optIndex, highBitTtls };
 }
 
-/** Follow the CNAME chain in the answer section from `nameKey` (at most 16 links); returns the final name. */
-export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: string): string {
+/**
+ * RFC 2181 §8: a TTL with the top bit set is treated as 0. Write 0 into each
+ * such TTL field of `b` (the OPT's TTL field is flags, not a TTL), so that the
+ * client is told what the cache assumed (such an answer is not cached).
+ */
+export function zeroHighBitTtls(b: Uint8Array, scan: ScannedResponse): void {
+  if (scan.highBitTtls === 0) return;
+  for (const r of scan.records) {
+    if (r.type === RrType.OPT || (b[r.ttlOff]! & 0x80) === 0) continue;
+    b.fill(0, r.ttlOff, r.ttlOff + 4);
+  }
+  scan.highBitTtls = 0;
+}
+
+/** CNAME links the stub follows in one answer; a longer chain is not followed (nor is a loop). */
+export const MAX_CNAME_LINKS = 16;
+
+/**
+ * Follow the CNAME chain in the answer section from `nameKey`; returns the name
+ * it ends at, or undefined when it does not end within MAX_CNAME_LINKS links
+ * (too long, or a loop): then every name the walk reached is in its middle.
+ */
+export function followCnames(b: Uint8Array, scan: ScannedResponse, nameKey: string): string | undefined {
   let current = nameKey;
-  for (let hop = 0; hop < 16; hop++) {
+  for (let hop = 0; hop <= MAX_CNAME_LINKS; hop++) {
     let next: string | undefined;
     for (const r of scan.records) {
       if (r.section !== 0 || r.type !== RrType.CNAME) continue;
       if (ownerIs(b, scan, r.ownerOff, current)) { next = readNameKey(b, r.rdOff); break; }
     }
-    if (next === undefined || next === current) return current;
+    if (next === undefined) return current;
+    if (next === current || hop === MAX_CNAME_LINKS) return undefined;
     current = next;
   }
-  return current;
+  return undefined;
+}
+
+/**
+ * The owner of the data `nameKey`'s answer is about: the end of its CNAME
+ * chain, but only when the answer reaches it — it holds RRs of `qtype` there,
+ * or proves there are none (an SOA in the authority section: RFC 2308 NODATA
+ * or NXDOMAIN). An answer that stops in the middle of a chain (an
+ * authoritative server's own link limit, or a chain longer than
+ * MAX_CNAME_LINKS) gives undefined: its last name is a middle one.
+ */
+export function chainEnd(b: Uint8Array, scan: ScannedResponse, nameKey: string, qtype: number): string | undefined {
+  const final = followCnames(b, scan, nameKey);
+  if (final === undefined || final === nameKey) return final;
+  for (const r of scan.records) {
+    if (r.section === 0 && r.type === qtype && ownerIs(b, scan, r.ownerOff, final)) return final;
+    if (r.section === 1 && r.type === RrType.SOA) return final;
+  }
+  return undefined;
 }
 
 /** The answer-section RRs of `type` owned by `nameKey`. */
@@ -198,7 +241,9 @@ export function cacheTtl(b: Uint8Array, scan: ScannedResponse): { ttl: number; n
   if (rc === 0 && hasAsked) return minAnswer > 0 ? { ttl: minAnswer, negative: false } : undefined;
   const soa = scan.records.find((r) => r.section === 1 && r.type === RrType.SOA);
   if (!soa || soa.rdLen < 22) return undefined;
-  const minimum = u32(b, soa.rdOff + soa.rdLen - 4);
+  // SOA MINIMUM is the negative TTL (RFC 2308 §4): the top bit makes it 0 as for any TTL (RFC 2181 §8).
+  const rawMinimum = u32(b, soa.rdOff + soa.rdLen - 4);
+  const minimum = rawMinimum > 0x7fffffff ? 0 : rawMinimum;
   const ttl = Math.min(soa.ttl, minimum, minAnswer);
   return ttl > 0 ? { ttl, negative: true } : undefined;
 }

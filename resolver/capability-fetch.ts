@@ -13,7 +13,7 @@ import { decodeCapabilityRecord, decodeCapabilityTxt, type CapabilityRecord } fr
 import type { Millis } from '../shim/time.ts';
 import type { Handler } from './chain.ts';
 import { buildQuery, DEFAULT_EDNS_SIZE } from './answer-build.ts';
-import { cacheTtl, followCnames, rrsetAt, scanResponse, type RrRef, type ScannedResponse } from './answer-scan.ts';
+import { cacheTtl, chainEnd, rrsetAt, scanResponse, type RrRef, type ScannedResponse } from './answer-scan.ts';
 import { CLASS_IN, Flag, questionKey, Rcode, RrType, type ParsedQuery } from './message.ts';
 import type { QueryListener, UpstreamResult } from './upstream.ts';
 
@@ -57,9 +57,10 @@ export async function lookupVia(handler: Handler, clock: () => Millis, nameKey: 
   }
 }
 
-/** The AAAA addresses at the end of `nameKey`'s CNAME chain in an answer. */
+/** The AAAA addresses at the end of `nameKey`'s CNAME chain in an answer (none when the answer stops mid-chain). */
 export function aaaaAddresses(bytes: Uint8Array, scan: ScannedResponse, nameKey: string): Ipv6[] {
-  return aaaaAt(bytes, scan, followCnames(bytes, scan, nameKey));
+  const final = chainEnd(bytes, scan, nameKey, RrType.AAAA);
+  return final === undefined ? [] : aaaaAt(bytes, scan, final);
 }
 
 /** The AAAA addresses owned by `final` (the end of a chain already followed). */
@@ -93,7 +94,9 @@ export function capabilityOutcome(err: Error | undefined, r: UpstreamResult | un
   if (rcode !== Rcode.NOERROR && rcode !== Rcode.NXDOMAIN) return { kind: 'error', reason: `capability lookup: rcode ${rcode}` };
   try {
     if (rcode === Rcode.NXDOMAIN) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nxdomain' };
-    const final = followCnames(r.bytes, r.scan, nameKey);
+    const final = chainEnd(r.bytes, r.scan, nameKey, opts.rrType);
+    // A chain that stops in its middle says nothing about its end, and a middle name's record is nobody's.
+    if (final === undefined) return { kind: 'error', reason: CHAIN_CUT };
     const rrs = rrsetAt(r.bytes, r.scan, final, opts.rrType);
     if (rrs.length > 0) return decodeRecords(r.bytes, rrs);
     if (!opts.txtFallback) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nodata' };
@@ -125,7 +128,9 @@ async function fetchTxtOnce(handler: Handler, clock: () => Millis, final: string
   const txtName = '\x06_shim6' + final;
   const r = await lookupVia(handler, clock, txtName, RrType.TXT);
   if (!r) return { kind: 'error', reason: 'TXT fallback lookup failed' };
-  const rrs = r.scan.rcode === Rcode.NOERROR ? rrsetAt(r.bytes, r.scan, followCnames(r.bytes, r.scan, txtName), RrType.TXT) : [];
+  const end = r.scan.rcode === Rcode.NOERROR ? chainEnd(r.bytes, r.scan, txtName, RrType.TXT) : txtName;
+  if (end === undefined) return { kind: 'error', reason: CHAIN_CUT };
+  const rrs = r.scan.rcode === Rcode.NOERROR ? rrsetAt(r.bytes, r.scan, end, RrType.TXT) : [];
   const caps = rrs.map((rr) => ({ ttl: rr.ttl, text: txtText(r.bytes, rr.rdOff, rr.rdLen) })).filter((x) => x.text.startsWith('v=shim6cap'));
   if (caps.length === 0) return { kind: 'absent', ttl: Math.min(nodataTtl, cacheTtl(r.bytes, r.scan)?.ttl ?? nodataTtl), source: 'txt-nodata' };
   return decodeAll(caps, (c) => decodeCapabilityTxt(c.text), 'txt');
@@ -162,3 +167,4 @@ function decodeAll<T extends { ttl: number }>(items: readonly T[], decode: (it: 
 }
 
 const NO_ERRORS: readonly string[] = Object.freeze([]);
+const CHAIN_CUT = 'the answer stops in the middle of a CNAME chain';

@@ -182,15 +182,15 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
   const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
   const ca = section(o, 'cache', ['maxEntries', 'maxBytes', 'maxTtlSeconds', 'maxNegativeTtlSeconds', 'staleMaxSeconds']);
-  const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds']);
-  const tcp = section(o, 'tcp', ['idleMs', 'maxConnections', 'maxInflight']);
+  const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds', 'maxTtlSeconds', 'maxNegativeTtlSeconds']);
+  const tcp = section(o, 'tcp', ['idleMs', 'maxConnections', 'maxConnectionsPerClient', 'maxInflight', 'maxUnsentBytes', 'messageTimeoutMs']);
   const ctl = section(o, 'control', ['socket']);
   const lg = section(o, 'log', ['level']);
   if (ctl.socket !== undefined && (typeof ctl.socket !== 'string' || ctl.socket === '')) bad('control.socket', ctl.socket, 'expected a path');
   if (lg.level !== undefined && (typeof lg.level !== 'string' || !isLogLevel(lg.level))) bad('log.level', lg.level, 'expected debug, info, warn or error');
   const udp = o.udp ?? 'auto';
   if (!UDP_BACKENDS.includes(udp as never)) bad('udp', udp, `expected ${UDP_BACKENDS.join(', ')}`);
-  const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS;
+  const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS.tcp;
   const listen = addrList(o, 'listen', 53);
   const upstreams = addrList(o, 'upstreams', 53);
   const replyLimit = resolveReplyLimit(o.replyLimit);
@@ -225,11 +225,18 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
       maxEntries: num(cp, 'maxEntries', 'capability', k.maxEntries, 1, 10_000_000),
       defaultNegativeTtl: num(cp, 'defaultNegativeTtl', 'capability', k.defaultNegativeTtl, 0, 86_400),
       errorTtlSeconds: num(cp, 'errorTtlSeconds', 'capability', k.errorTtlSeconds, 0, 3600),
+      maxTtlSeconds: num(cp, 'maxTtlSeconds', 'capability', k.maxTtlSeconds, 1, 604_800),
+      maxNegativeTtlSeconds: num(cp, 'maxNegativeTtlSeconds', 'capability', k.maxNegativeTtlSeconds, 1, 86_400),
     },
     listener: {
-      tcpIdleMs: num(tcp, 'idleMs', 'tcp', l.tcpIdleMs, 100, 3_600_000),
-      maxTcpConnections: num(tcp, 'maxConnections', 'tcp', l.maxTcpConnections, 1, 100_000),
-      maxTcpInflight: num(tcp, 'maxInflight', 'tcp', l.maxTcpInflight, 1, 10_000),
+      tcp: {
+        idleMs: num(tcp, 'idleMs', 'tcp', l.idleMs, 100, 3_600_000),
+        maxConnections: num(tcp, 'maxConnections', 'tcp', l.maxConnections, 1, 100_000),
+        maxPerClient: num(tcp, 'maxConnectionsPerClient', 'tcp', l.maxPerClient, 1, 100_000),
+        maxInflight: num(tcp, 'maxInflight', 'tcp', l.maxInflight, 1, 10_000),
+        maxUnsentBytes: num(tcp, 'maxUnsentBytes', 'tcp', l.maxUnsentBytes, 1024, 16 * 1024 * 1024),
+        messageTimeoutMs: num(tcp, 'messageTimeoutMs', 'tcp', l.messageTimeoutMs, 100, 3_600_000),
+      },
     },
     ...(listen ? { listen } : {}),
     ...(upstreams ? { upstreams } : {}),

@@ -30,8 +30,20 @@ export interface ResolverCounters {
   capabilityInvalid: number;
   capabilityErrors: number;
   capabilityLate: number;
+  /** Address answers that stop in the middle of a CNAME chain: no record fetched for their last name. */
+  capabilityChainCut: number;
   primes: number;
   absents: number;
+  /** TCP connections refused: a bound was reached and no connection was idle to make room. */
+  tcpRefused: number;
+  /** Idle TCP connections closed to make room for a new one. */
+  tcpEvicted: number;
+  /** TCP connections closed because a message was not complete in time after its first octet. */
+  tcpMessageTimeouts: number;
+  /** Times reading paused because a client left too many answer octets unread. */
+  tcpWritePauses: number;
+  /** TCP connections closed because answers kept coming due while the client read nothing. */
+  tcpOverflows: number;
 }
 
 export function newCounters(): ResolverCounters {
@@ -39,7 +51,8 @@ export function newCounters(): ResolverCounters {
     queries: 0, udpQueries: 0, tcpQueries: 0, hits: 0, misses: 0, internalLookups: 0, coalesced: 0, staleServed: 0,
     formerr: 0, servfail: 0, refused: 0, dropped: 0, truncated: 0,
     upstreamTimeouts: 0, upstreamTcpFallbacks: 0, upstreamMalformed: 0, upstreamMismatched: 0,
-    capabilityQueries: 0, capabilityTxtQueries: 0, capabilityFound: 0, capabilityAbsent: 0, capabilityInvalid: 0, capabilityErrors: 0, capabilityLate: 0,
+    capabilityQueries: 0, capabilityTxtQueries: 0, capabilityFound: 0, capabilityAbsent: 0, capabilityInvalid: 0, capabilityErrors: 0, capabilityLate: 0, capabilityChainCut: 0,
     primes: 0, absents: 0,
+    tcpRefused: 0, tcpEvicted: 0, tcpMessageTimeouts: 0, tcpWritePauses: 0, tcpOverflows: 0,
   };
 }

@@ -46,6 +46,8 @@ export interface ResolverStatus {
   counters: ResolverCounters;
   cache: { entries: number; bytes: number; maxEntries: number; maxBytes: number; inflight: number };
   upstreams: UpstreamStatus[];
+  /** Open TCP connections and their bound (TCP runs on the main thread only). */
+  tcp: { connections: number; maxConnections: number };
   capability: { enabled: boolean; positive: unknown[]; negative: unknown[] };
   /** Resolver threads, and the queries each one took (workers.ts); absent for one thread. */
   workers?: { count: number; queries: number[]; restarts: number };
@@ -132,6 +134,7 @@ export class Resolver {
       counters: { ...this.counters },
       cache: { entries: this.cache.size, bytes: this.cache.bytes, maxEntries: this.config.cache.maxEntries, maxBytes: this.config.cache.maxBytes, inflight: this.cacheStage.inflightCount },
       upstreams: this.pool.status(),
+      tcp: { connections: this.listeners.tcpConnections, maxConnections: this.config.listener.tcp.maxConnections },
       capability: this.capability ? { enabled: true, ...this.capability.status(now) } : { enabled: false, positive: [], negative: [] },
     };
   }

@@ -1,14 +1,11 @@
 /**
- * The stub's listeners: UDP and TCP on each configured address. TCP follows
- * RFC 7766: 2-octet length framing, pipelined queries answered as they complete
- * (§6.2.1.1, out of order allowed), an idle timeout (§6.2.3), and bounds on
- * connections and on queries in flight per connection.
+ * The stub's listeners: UDP and TCP on each configured address. TCP
+ * connections, their framing and their bounds are tcp-listener.ts's.
  *
  * The listener parses the question (malformed → FORMERR, not a query → drop),
  * runs the chain, and gives the answer its last per-client fix-ups. Nothing a
  * client sends may throw out of here. It must not know what the stages do.
  */
-import net from 'node:net';
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { WireError } from '../shim/wire/errors.ts';
@@ -17,15 +14,12 @@ import { parseQuery, Rcode, type ParsedQuery } from './message.ts';
 import { errorResponse, finishForClient, pooledCopy, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
 import { Endpoint, openDnsUdp, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
+import { DEFAULT_TCP_OPTIONS, TcpConnections, type TcpOptions } from './tcp-listener.ts';
 
 export interface ListenAddr { host: string; port: number }
 
 export interface ListenerOptions {
-  /** RFC 7766 §6.2.3: close idle TCP connections after this long (ms). */
-  tcpIdleMs: number;
-  maxTcpConnections: number;
-  /** Pipelined queries per TCP connection before reading pauses. */
-  maxTcpInflight: number;
+  tcp: TcpOptions;
 }
 
 /**
@@ -38,7 +32,7 @@ export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024;
 /** Largest UDP query read (RFC 6891 allows 65,535; a real query is a few hundred octets at most). */
 const MAX_UDP_QUERY = 4096;
 
-export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcpIdleMs: 10_000, maxTcpConnections: 256, maxTcpInflight: 32 };
+export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcp: DEFAULT_TCP_OPTIONS };
 
 /** Called after an answer was handed to the socket (tests use it to order events). */
 export type AnswerHook = (q: ParsedQuery, answer: Answer, transport: 'udp' | 'tcp') => void;
@@ -66,15 +60,14 @@ class UdpReply extends Endpoint implements Reply {
 
 export class Listeners {
   private readonly udp: DnsUdpSocket[] = [];
-  private readonly tcp: net.Server[] = [];
-  private readonly conns = new Set<net.Socket>();
+  private readonly tcp: TcpConnections;
   readonly bound: ListenAddr[] = [];
-  /** Set by close(): late answers are not sent any more. */
-  closed = false;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
-    private readonly log: Logger, private readonly opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
-    private readonly udpBackend?: UdpBackend) {}
+    private readonly log: Logger, opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
+    private readonly udpBackend?: UdpBackend) {
+    this.tcp = new TcpConnections(opts.tcp, counters, (bytes, reply) => this.handle(bytes, 'tcp', reply), log);
+  }
 
   /**
    * Bind UDP then TCP on each address; port 0 picks one port for both.
@@ -96,22 +89,11 @@ export class Listeners {
       this.udp.push(sock);
       const port = sock.port;
       if (opts.tcp !== false) {
-        await this.listenTcp(a.host, port);
+        await this.tcp.listen(a.host, port);
         this.log.info('listening', { address: a.host, port, udp: sock.backend });
       }
       this.bound.push({ host: a.host, port });
     }
-  }
-
-  private async listenTcp(host: string, port: number): Promise<void> {
-    const server = net.createServer((c) => this.onConnection(c));
-    server.maxConnections = this.opts.maxTcpConnections;
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(port, host, () => { server.off('error', reject); resolve(); });
-    });
-    server.on('error', (err) => this.log.warn('TCP listener error', { error: err.message }));
-    this.tcp.push(server);
   }
 
   /**
@@ -171,47 +153,12 @@ export class Listeners {
     return undefined;
   }
 
-  private onConnection(c: net.Socket): void {
-    this.conns.add(c);
-    let buf = Buffer.alloc(0);
-    let inflight = 0;
-    c.setNoDelay(true);
-    c.setTimeout(this.opts.tcpIdleMs, () => { if (inflight === 0) c.destroy(); });
-    c.on('error', () => c.destroy());
-    c.on('close', () => this.conns.delete(c));
-    const reply: Reply = {
-      send: (out) => {
-        if (this.closed || c.destroyed || !c.writable) return;
-        const frame = Buffer.allocUnsafe(2 + out.length);
-        frame.writeUInt16BE(out.length, 0);
-        frame.set(out, 2);
-        c.write(frame);
-      },
-      done: () => {
-        inflight--;
-        if (c.isPaused() && inflight < this.opts.maxTcpInflight) c.resume();
-      },
-    };
-    c.on('data', (chunk) => {
-      buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk]);
-      while (buf.length >= 2) {
-        const len = buf.readUInt16BE(0);
-        if (buf.length < 2 + len) break;
-        const msg = Uint8Array.prototype.slice.call(buf, 2, 2 + len);
-        buf = buf.subarray(2 + len);
-        inflight++;
-        this.handle(msg, 'tcp', reply);
-      }
-      if (inflight >= this.opts.maxTcpInflight) c.pause();
-    });
-  }
+  /** Open TCP connections. */
+  get tcpConnections(): number { return this.tcp.size; }
 
   async close(): Promise<void> {
-    this.closed = true;
     for (const s of this.udp) s.close();
-    for (const c of this.conns) c.destroy();
-    await Promise.all(this.tcp.map((s) => new Promise<void>((r) => s.close(() => r()))));
+    await this.tcp.close();
     this.udp.length = 0;
-    this.tcp.length = 0;
   }
 }

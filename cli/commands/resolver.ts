@@ -19,6 +19,7 @@ import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
 import { Engine, cryptoRng, type ReplyLimitConfig } from '../../shim/engine/index.ts';
 import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
+import { ms } from '../../shim/time.ts';
 import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
 import { DgramTransport } from '../../shim/dataplane/udp.ts';
 import { EngineSink } from '../../shim/daemon/sink.ts';
@@ -61,7 +62,7 @@ async function run(flags: ResolverFlags): Promise<void> {
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
-  const engine = flags.engine ? await startEngine(log, shimPort, file.replyLimit) : undefined;
+  const engine = flags.engine ? await startEngine(log, shimPort, file.replyLimit, config.capability) : undefined;
   const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
   let resolver: ResolverGroup;
   try {
@@ -103,13 +104,14 @@ interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown;
  * global IPv6 address of the host, its stateless replies limited by the config
  * file's `replyLimit`; undefined (and said so) when there is none.
  */
-async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConfig): Promise<RunningEngine | undefined> {
+async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConfig, caps: { maxTtlSeconds: number; maxNegativeTtlSeconds: number }): Promise<RunningEngine | undefined> {
   const locals = orderLocators(new LocatorWatcher([], () => undefined).current, undefined);
   if (locals.length === 0) {
     log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
     return undefined;
   }
-  const cache = new LruCapabilityCache();
+  // The engine's caches have the stub's capability caps (capability.maxTtlSeconds, maxNegativeTtlSeconds).
+  const cache = new LruCapabilityCache({ positive: { maxTtl: ms(caps.maxTtlSeconds * 1000) }, negative: { maxTtl: ms(caps.maxNegativeTtlSeconds * 1000) } });
   const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address, replyLimit }, cryptoRng(), { cache });
   const driver = new EngineDriver<Engine>({
     engine, transport: new DgramTransport({ port }), peerPort: port, logger: log.child('engine'),
@@ -124,7 +126,7 @@ async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConf
   return {
     sink: new EngineSink((fn) => driver.command(fn), log.child('capability')),
     ulid: locals[0]!.address,
-    status: () => engine.status(),
+    status: () => engine.status(driver.now()),
     close: () => driver.close(),
   };
 }

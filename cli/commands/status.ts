@@ -1,11 +1,13 @@
 /**
  * `shim6 status`: ask a running resolver or daemon over its control socket and
- * print capability caches (positive and negative, with source and remaining
- * TTL), contexts, and resolver counters — as text, or as JSON with --json.
+ * print resolver counters, the resolver's capability cache (by name), the
+ * engine's capability caches (positive by ULID, negative by peer address, with
+ * reason, source and remaining lifetime) and contexts — as text, or as JSON
+ * with --json.
  */
 import type { Command } from 'commander';
 import { registerControlCommand } from '../control-command.ts';
-import type { GuardCounters } from '../../shim/engine/index.ts';
+import type { CapabilityStatus, GuardCounters } from '../../shim/engine/index.ts';
 
 interface StatusReply {
   resolver?: {
@@ -16,7 +18,7 @@ interface StatusReply {
     capability?: { enabled: boolean; positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> };
     workers?: { count: number; queries: number[]; restarts: number };
   } | null;
-  engine?: { contexts?: Array<Record<string, unknown>>; guard?: GuardCounters } | null;
+  engine?: { contexts?: Array<Record<string, unknown>>; guard?: GuardCounters; capability?: CapabilityStatus } | null;
 }
 
 function kv(o: Record<string, unknown>): string {
@@ -32,17 +34,25 @@ export function formatStatus(s: StatusReply): string {
     out.push(`resolver: listening on ${(r.listen ?? []).map((a) => `${a.host}:${a.port}`).join(', ')}`);
     const c = r.counters ?? {};
     out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0}  formerr ${c.formerr ?? 0}`);
-    out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}`);
+    out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}  chains cut ${c.capabilityChainCut ?? 0}`);
+    out.push(`  tcp refused ${c.tcpRefused ?? 0}  idle closed for room ${c.tcpEvicted ?? 0}  message timeouts ${c.tcpMessageTimeouts ?? 0}  paused for unread answers ${c.tcpWritePauses ?? 0}  overflows ${c.tcpOverflows ?? 0}`);
     if (r.workers) out.push(`  threads ${r.workers.count}  queries per thread ${r.workers.queries.join(' ')}  restarts ${r.workers.restarts}`);
     if (r.cache) out.push(`  cache ${kv(r.cache)}`);
     for (const u of r.upstreams ?? []) out.push(`  upstream ${kv(u)}`);
     const cap = r.capability;
-    out.push(`capability cache (positive): ${cap?.positive.length ?? 0}`);
+    out.push(`resolver capability cache (positive, by name): ${cap?.positive.length ?? 0}`);
     for (const e of cap?.positive ?? []) out.push(`  ${kv(e)}`);
-    out.push(`capability cache (negative): ${cap?.negative.length ?? 0}`);
+    out.push(`resolver capability cache (negative, by name): ${cap?.negative.length ?? 0}`);
     for (const e of cap?.negative ?? []) out.push(`  ${kv(e)}`);
   }
   if (s.engine) {
+    const cap = s.engine.capability;
+    if (cap) {
+      out.push(`engine capability cache (positive, by ULID): ${cap.positive.length}`);
+      for (const e of cap.positive) out.push(`  ${kv({ ...e })}`);
+      out.push(`engine capability cache (negative, by peer address): ${cap.negative.length}`);
+      for (const e of cap.negative) out.push(`  ${kv({ ...e })}`);
+    }
     out.push(`contexts: ${s.engine.contexts?.length ?? 0}`);
     for (const ctx of s.engine.contexts ?? []) out.push(`  ${kv(ctx)}`);
     const g = s.engine.guard;

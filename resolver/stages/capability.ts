@@ -18,7 +18,7 @@ import type { Ipv6 } from '../../shim/wire/ipv6.ts';
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { CapabilitySink } from '../capability-sink.ts';
 import type { ResolverCounters } from '../counters.ts';
-import { followCnames, scanResponse, type ScannedResponse } from '../answer-scan.ts';
+import { chainEnd, scanResponse, type ScannedResponse } from '../answer-scan.ts';
 import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
@@ -36,11 +36,16 @@ export interface CapabilityOptions extends CapFetchOptions {
   maxEntries: number;
   /** How long a failed capability lookup is not retried (s). */
   errorTtlSeconds: number;
+  /** Upper bound on a found record's lifetime (s), as the answer cache's maxTtlSeconds. */
+  maxTtlSeconds: number;
+  /** Upper bound on a negative outcome's lifetime (s): no record, or only invalid ones (RFC 2308 §5). */
+  maxNegativeTtlSeconds: number;
 }
 
 export const DEFAULT_CAPABILITY_OPTIONS: CapabilityOptions = {
   rrType: 65300, txtFallback: false, defaultNegativeTtl: 60,
   waitMaxMs: 5, waitMinMs: 0.2, waitFraction: 0.25, maxEntries: 10_000, errorTtlSeconds: 5,
+  maxTtlSeconds: 86_400, maxNegativeTtlSeconds: 3_600,
 };
 
 /**
@@ -147,11 +152,17 @@ export class CapabilityStage implements Stage {
     const ans = await next(req);
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
-    let final: string;
+    let final: string | undefined;
     let addresses: Ipv6[] | undefined;
     try {
       scan = ans.scan ?? scanResponse(ans.bytes);
-      final = followCnames(ans.bytes, scan, req.q.nameKey);
+      final = chainEnd(ans.bytes, scan, req.q.nameKey, req.q.qtype);
+      if (final === undefined) {
+        // The answer stops in the middle of a CNAME chain (too long, a loop, or cut by the server):
+        // its last name is not the peer's, so its record is not fetched.
+        this.counters.capabilityChainCut++;
+        return ans;
+      }
       addresses = req.q.qtype === RrType.AAAA ? aaaaAt(ans.bytes, scan, final) : undefined;
     } catch {
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
@@ -193,7 +204,8 @@ export class CapabilityStage implements Stage {
   }
 
   private outcome(e: CapEntry, r: CapResult): void {
-    const ttl = r.kind === 'error' ? this.opts.errorTtlSeconds : r.ttl;
+    const o = this.opts;
+    const ttl = r.kind === 'error' ? o.errorTtlSeconds : Math.min(r.ttl, r.kind === 'found' ? o.maxTtlSeconds : o.maxNegativeTtlSeconds);
     e.expiresAt = (this.clock() + ttl * 1000) as Millis;
     e.fetched(r);
     if (r.kind === 'found') this.counters.capabilityFound++;

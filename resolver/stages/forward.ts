@@ -1,8 +1,9 @@
 /**
  * The forward stage: the end of the chain. Sends the question upstream (our own
  * query: the client's question bytes, RD, AD, EDNS 1232, the client's DO and CD)
- * and returns the upstream's bytes untouched; the listener patches only what
- * RFC 1035/6891/6840 require. Resolution failures become a SERVFAIL marked
+ * and returns the upstream's bytes untouched but for TTLs with the top bit set,
+ * which become 0 (RFC 2181 §8); the listener patches only what RFC 1035/6891/6840
+ * require. Resolution failures become a SERVFAIL marked
  * `failed`, so serve-stale can step in.
  * It must not know about caching or capability records.
  */
@@ -11,6 +12,7 @@ import type { QueryListener, UpstreamError, UpstreamPool, UpstreamResult } from 
 import type { QueryOptions } from '../answer-build.ts';
 import { servfail } from '../answer-build.ts';
 import { Rcode } from '../message.ts';
+import { zeroHighBitTtls } from '../answer-scan.ts';
 
 /** The resolve function of the promise being built (set synchronously by the executor below). */
 let captured: ((a: Answer) => void) | undefined;
@@ -28,6 +30,7 @@ class Forwarding implements QueryListener {
       return;
     }
     const scan = r.scan;
+    zeroHighBitTtls(r.bytes, scan); // the pool's copy is ours until it is handed up
     const opt = scan.optIndex >= 0 && scan.optIndex === scan.records.length - 1 ? scan.records[scan.optIndex]!.ownerOff : -1;
     const failed = scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED;
     this.resolve({ bytes: r.bytes, optOff: opt, source: 'upstream', owned: false, rcode: scan.rcode, scan, failed });

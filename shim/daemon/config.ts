@@ -51,6 +51,13 @@ export interface DaemonConfig {
   txtFallback: boolean;
   /** Threads of the stub resolver (resolver/workers.ts): its `workers` key. */
   resolverWorkers: number;
+  /**
+   * Longest life (s) of capability knowledge: a found record (the stub's
+   * `capability.maxTtlSeconds`, and the engine's positive cache) and a negative
+   * one (`capability.maxNegativeTtlSeconds`, the engine's negative cache).
+   */
+  capabilityMaxTtl: number;
+  capabilityMaxNegativeTtl: number;
   peers: PeerConfig[];
   timers: { profile: TimerProfileName; overrides: Partial<Record<TimerKey, number>> };
   tun: { name: string; mtu: number };
@@ -84,6 +91,8 @@ export function defaultConfig(): DaemonConfig {
     recordType: CAPABILITY_RR_TYPE,
     txtFallback: false,
     resolverWorkers: 1,
+    capabilityMaxTtl: 86_400,
+    capabilityMaxNegativeTtl: 3_600,
     peers: [],
     timers: { profile: 'rfc', overrides: {} },
     tun: { name: 'shim6', mtu: 1400 },
@@ -100,7 +109,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -240,6 +249,8 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, 1, 65535);
   if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);
   if (doc.resolverWorkers !== undefined) c.resolverWorkers = int('resolverWorkers', doc.resolverWorkers, 1, MAX_WORKERS);
+  if (doc.capabilityMaxTtl !== undefined) c.capabilityMaxTtl = int('capabilityMaxTtl', doc.capabilityMaxTtl, 1, 604_800);
+  if (doc.capabilityMaxNegativeTtl !== undefined) c.capabilityMaxNegativeTtl = int('capabilityMaxNegativeTtl', doc.capabilityMaxNegativeTtl, 1, 86_400);
   if (doc.peers !== undefined) c.peers = list('peers', doc.peers).map((p, i) => parsePeer(`peers[${i}]`, p));
   if (doc.timers !== undefined) c.timers = parseTimers(doc.timers);
   if (doc.tun !== undefined) c.tun = parseTun(doc.tun, c.tun);

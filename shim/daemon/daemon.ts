@@ -13,6 +13,7 @@
 import { readFileSync } from 'node:fs';
 import { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
+import { ms } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
@@ -82,7 +83,7 @@ export class Daemon {
     if (locals.length === 0) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
     const ulid = locals[0]!.address;
     const cgaParams = hba?.members.find((m) => m.address === ulid);
-    const cache = new LruCapabilityCache();
+    const cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
     const engine = new Engine({
       localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
@@ -147,7 +148,7 @@ export class Daemon {
         port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
       },
-      engine: this.engine.status(),
+      engine: this.engine.status(this.driver.now()),
       resolver: (await this.resolver?.status()) ?? null,
     };
   }
@@ -162,7 +163,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -236,7 +237,10 @@ export class Daemon {
 
   private async startResolver(): Promise<void> {
     if (this.config.listen.length === 0) return;
-    const file = configFromObject({ capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback }, workers: this.config.resolverWorkers });
+    const file = configFromObject({
+      capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
+      workers: this.config.resolverWorkers,
+    });
     const rc = resolveResolverConfig(file, {
       listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
       ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),

@@ -77,3 +77,50 @@ export interface CapabilityCache {
   import(now: Millis, data: CacheSnapshot): void;
   size(): { positive: number; negative: number };
 }
+
+/** One positive entry as `shim6 status` lists it: by ULID, with its remaining lifetime. */
+export interface PositiveStatus {
+  ulid: Ipv6;
+  source: PositiveSource;
+  locators: Ipv6[];
+  port?: number;
+  /** Remaining lifetime (s). */
+  ttl: number;
+}
+
+/**
+ * One negative entry as `shim6 status` lists it: by peer address (and the ULID
+ * DNS claimed, when the hold-down is for that ULID only), why, learnt from what
+ * (derived from the reason), and its remaining lifetime.
+ */
+export interface NegativeStatus {
+  address: Ipv6;
+  ulid?: Ipv6;
+  reason: NegativeReason;
+  /** What taught it: DNS (no record), our own I1s (no answer, refused), or the configuration. */
+  source: 'dns' | 'handshake' | 'configured';
+  /** Remaining lifetime (s). */
+  ttl: number;
+}
+
+/** The capability caches entry by entry, least recently used first. */
+export interface CapabilityStatus {
+  positive: PositiveStatus[];
+  negative: NegativeStatus[];
+}
+
+/** The live entries of `cache` at `now`, for `shim6 status`. */
+export function capabilityStatus(cache: CapabilityCache, now: Millis): CapabilityStatus {
+  const left = (expires: Millis): number => Math.max(0, Math.floor((expires - now) / 1000));
+  const snap = cache.export(now);
+  return {
+    positive: snap.positive.map((e) => {
+      const base: PositiveStatus = { ulid: e.ulid, source: e.source, locators: e.locators.map((l) => l.address), ttl: left(e.expires) };
+      return e.port === undefined ? base : { ...base, port: e.port };
+    }),
+    negative: snap.negative.map((e) => {
+      const base: NegativeStatus = { address: e.address, reason: e.reason, source: e.reason === 'no-record' ? 'dns' : e.reason === 'configured' ? 'configured' : 'handshake', ttl: left(e.expires) };
+      return e.ulid === undefined ? base : { ...base, ulid: e.ulid };
+    }),
+  };
+}

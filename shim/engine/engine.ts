@@ -18,7 +18,7 @@ import { ErrorCode } from '../constants.ts';
 import { Core, type GuardCounters } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
 import type { Rng } from './random.ts';
-import type { CacheSnapshot, CapabilityCache, PrimeLocator } from './capability.ts';
+import { capabilityStatus, type CacheSnapshot, type CapabilityCache, type CapabilityStatus, type PrimeLocator } from './capability.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { hbaVerifier } from './verify.ts';
 import type { Context, UlidProof } from './context.ts';
@@ -293,10 +293,16 @@ export class Engine {
     return this.core.heap.next();
   }
 
-  /** Plain JSON for `shim6 status`: contexts, cache sizes, and what was refused or rate-limited (`guard`). */
-  status(): { contexts: ContextStatus[]; caches: { positive: number; negative: number }; localGeneration: number; guard: GuardCounters } {
+  /**
+   * Plain JSON for `shim6 status`: contexts, cache sizes, and what was refused or
+   * rate-limited (`guard`); given `now`, also the capability caches entry by
+   * entry (`capability`: positive by ULID, negative by peer address, with
+   * remaining lifetimes).
+   */
+  status(now?: Millis): EngineStatus {
     const contexts = [...this.core.table.byTag.values()].map(describe);
-    return { contexts, caches: this.core.cache.size(), localGeneration: this.core.local.generation, guard: structuredClone(this.core.guard) };
+    const out: EngineStatus = { contexts, caches: this.core.cache.size(), localGeneration: this.core.local.generation, guard: structuredClone(this.core.guard) };
+    return now === undefined ? out : { ...out, capability: capabilityStatus(this.core.cache, now) };
   }
 
   /** Number of contexts held (any state). */
@@ -311,6 +317,15 @@ export class Engine {
   importCaches(now: Millis, data: CacheSnapshot): void {
     this.core.cache.import(now, data);
   }
+}
+
+/** What `status()` returns. */
+export interface EngineStatus {
+  contexts: ContextStatus[];
+  caches: { positive: number; negative: number };
+  localGeneration: number;
+  guard: GuardCounters;
+  capability?: CapabilityStatus;
 }
 
 /** One context as `status()` shows it. */

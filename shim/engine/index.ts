@@ -2,14 +2,14 @@
  * The public face of shim/engine (docs/contracts.md "shim/engine"): the Engine,
  * its configuration, events, the injected Rng and the capability-cache interface.
  */
-export { Engine, type Datagram, type OutboundPacket, type PrimeRequest, type EngineDeps, type ContextStatus } from './engine.ts';
+export { Engine, type Datagram, type OutboundPacket, type PrimeRequest, type EngineDeps, type ContextStatus, type EngineStatus } from './engine.ts';
 export { resolveConfig, PROFILES, RFC_PROFILE, FAST_PROFILE, advertisedKeepaliveSeconds, type EngineConfig, type Timers, type ProfileName, type CapabilityMode, type LocalLocator, type PeerConfig } from './config.ts';
 export type { Transmit, DatagramResult, EncapsulateResult, EngineEvent, LocatorPair, CloseReason } from './events.ts';
 export type { UlidProof } from './context.ts';
 export type { GuardCounters, ReplyCounts, ReplyKind } from './core.ts';
 export { DEFAULT_REPLY_LIMIT, MAX_PREFIX_BUCKETS, resolveReplyLimit, type ReplyLimitConfig, type BucketConfig } from './reply-limit.ts';
 export { cryptoRng, type Rng } from './random.ts';
-export { NEGATIVE_REASONS, POSITIVE_SOURCES, type CapabilityCache, type CacheSnapshot, type PositiveEntry, type NegativeEntry, type NegativeReason, type PrimeLocator, type PositiveSource } from './capability.ts';
+export { NEGATIVE_REASONS, POSITIVE_SOURCES, capabilityStatus, type CapabilityStatus, type PositiveStatus, type NegativeStatus, type CapabilityCache, type CacheSnapshot, type PositiveEntry, type NegativeEntry, type NegativeReason, type PrimeLocator, type PositiveSource } from './capability.ts';
 export { hbaVerifier, type LocatorVerifier, type LocatorClaim } from './verify.ts';
 export { State, TRANSITIONS, transition, type Trigger, type Transition } from './states.ts';
 export { REAP_TABLE, Reap, type ReapEvent, type ReapAction } from './reap.ts';

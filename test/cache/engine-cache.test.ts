@@ -13,6 +13,7 @@ import { Sim } from '../sim/sim.ts';
 import { LegacyEndpoint } from '../sim/legacy.ts';
 import { baseConfig, hbaIdentity, A_PREFIXES, B_PREFIXES } from '../sim/shim-hosts.ts';
 import type { SimEndpoint } from '../sim/endpoint.ts';
+import { formatStatus } from '../../cli/commands/status.ts';
 
 const T0 = ms(5_000_000);
 const loc = (address: string) => ({ address, flags: 0, priority: 0, weight: 1 });
@@ -102,4 +103,37 @@ test('the real Engine on the LRU caches: a legacy peer lands in the negative cac
   assert.ok(cache2.caches.negative.lookup(sim.now, bId.ulid));
   assert.ok(cache2.caches.positive.lookup(sim.now, cId.ulid));
   assert.throws(() => e2.importCaches(sim.now, { positive: [{}], negative: [] } as unknown as CacheSnapshot), CacheDataError);
+});
+
+test('Engine.status(now) lists the capability caches entry by entry: positive by ULID, negative by peer address, with reason, source and remaining lifetime; shim6 status prints them', () => {
+  const sim = new Sim(8102);
+  const aId = hbaIdentity(A_PREFIXES, sim.rng.fork());
+  const bId = hbaIdentity(B_PREFIXES, sim.rng.fork());
+  const cId = hbaIdentity(['2001:db8:c1::/64'], sim.rng.fork());
+  const cache = new LruCapabilityCache();
+  let engine: Engine | undefined;
+  const a = sim.addHost({ name: 'a', locators: aId.locators }, (s) => {
+    engine = new Engine(baseConfig(aId), s.rng, { cache });
+    return engine as unknown as SimEndpoint;
+  });
+  sim.addHost({ name: 'b', locators: bId.locators }, () => new LegacyEndpoint());
+  sim.connectHosts(a, sim.host('b'), { delay: ms(20) });
+  sim.send(a, bId.ulid); // a legacy peer: the handshake fails, a hold-down by address
+  sim.driveUntil(() => a.eventsOf('peer-unsupported').length === 1, { within: 60_000 });
+  const now = sim.now;
+  engine!.prime(now, { ulid: cId.ulid, locators: [loc(cId.ulid), loc('2001:db8:c2::1')], ttl: 600, source: 'dns', port: 6000 });
+  engine!.absent(now, { addresses: ['2001:db8:d1::1'], ttl: 90.5 }); // as EngineSink.absent does
+  assert.equal(engine!.status().capability, undefined, 'no `now`, no lifetimes: sizes only');
+  const st = engine!.status(ms(now + 1000)).capability!;
+  assert.deepEqual(st.positive, [{ ulid: cId.ulid, source: 'dns', locators: [cId.ulid, '2001:db8:c2::1'], port: 6000, ttl: 599 }]);
+  const byAddress = new Map(st.negative.map((e) => [e.address, e]));
+  const legacy = byAddress.get(bId.ulid);
+  assert.ok(legacy && (legacy.reason === 'refused' || legacy.reason === 'no-answer') && legacy.source === 'handshake' && legacy.ttl > 0, JSON.stringify(st.negative));
+  assert.deepEqual(byAddress.get('2001:db8:d1::1'), { address: '2001:db8:d1::1', reason: 'no-record', source: 'dns', ttl: 89 });
+  const text = formatStatus({ engine: engine!.status(ms(now + 1000)) as never });
+  assert.match(text, /engine capability cache \(positive, by ULID\): 1\n {2}ulid=2001:db8:c1:\S+ source=dns locators=\S+,2001:db8:c2::1 ttl=599 port=6000\n/);
+  assert.match(text, /engine capability cache \(negative, by peer address\): 2\n/);
+  assert.match(text, / {2}address=2001:db8:d1::1 reason=no-record source=dns ttl=89\n/);
+  // Expired entries are not listed.
+  assert.deepEqual(engine!.status(ms(now + 700_000)).capability, { positive: [], negative: [] });
 });

@@ -75,6 +75,8 @@ test('errors name the key path and carry code ECONFIG', () => {
   rejects({ upstreams: '1.1.1.1' }, 'upstreams');
   rejects({ resolverWorkers: 0 }, 'resolverWorkers');
   rejects({ resolverWorkers: 65 }, 'resolverWorkers');
+  rejects({ capabilityMaxTtl: 0 }, 'capabilityMaxTtl');
+  rejects({ capabilityMaxNegativeTtl: 86_401 }, 'capabilityMaxNegativeTtl');
   rejects({ peers: [{ ulid: 'not-an-address' }] }, 'peers[0].ulid');
   rejects({ peers: [{ ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:0:Q::2'] }] }, 'peers[0].locators[1]');
   rejects({ peers: [{ ulid: '2001:db8::1', locators: [{ address: '2001:db8::1', priority: 300 }] }] }, 'peers[0].locators[0].priority');

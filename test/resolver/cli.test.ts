@@ -2,9 +2,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync, existsSync, writeFileSync } from 'node:fs';
+import { statSync, existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { nativeUdpStatus } from '../../resolver/udp-socket.ts';
@@ -12,14 +11,9 @@ import { BIN, shim6 } from '../helpers/cli.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
 import { dig, digStatus, run, sleep } from './harness.ts';
 import { zoneText, ZONE } from './zone.ts';
+import { startCli, tmpdir } from './process.ts';
 import { startControlServer } from '../../shim/daemon/control/server.ts';
 import { controlRequest, ControlError } from '../../shim/daemon/control/client.ts';
-
-function tmpdir(t: import('node:test').TestContext): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'res-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 test('shim6 resolver serves dig, shim6 status reports counters and capability caches, SIGTERM stops it cleanly', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
@@ -59,7 +53,7 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
 
   const text = await run(process.execPath, [BIN, 'status', '--socket', sock]);
   assert.equal(text.code, 0);
-  assert.match(text.stdout, /capability cache \(positive\): 1/);
+  assert.match(text.stdout, /resolver capability cache \(positive, by name\): 1/);
   assert.match(text.stdout, /name=peer\.example\. source=dns ttl=\d+/);
   assert.match(text.stdout, /primes 1/);
 
@@ -80,6 +74,14 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /capabilty: .*unknown key/);
+  for (const [doc, key] of [['tcp: { maxUnsentBytes: 10 }', 'tcp.maxUnsentBytes'], ['tcp: { messageTimeoutMs: 0 }', 'tcp.messageTimeoutMs'],
+    ['tcp: { maxConnectionsPerClient: 0 }', 'tcp.maxConnectionsPerClient'], ['capability: { maxTtlSeconds: 0 }', 'capability.maxTtlSeconds'],
+    ['capability: { maxNegativeTtlSeconds: 86401 }', 'capability.maxNegativeTtlSeconds']] as const) {
+    writeFileSync(bad, `upstreams: ["127.0.0.1:53"]\n${doc}\n`);
+    r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, new RegExp(`ECONFIG: ${key.replace('.', '\\.')}: invalid value`));
+  }
   writeFileSync(bad, 'upstreams: ["127.0.0.1:53"]\nreplyLimit: { global: { rate: 0 } }\n');
   r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
   assert.equal(r.status, 2);
@@ -137,7 +139,7 @@ test('shim6 flush empties every thread\'s answer and capability caches: the next
     st = await status();
     assert.deepEqual([st.cache.entries, st.capability.positive.length, st.capability.negative.length], [0, 0, 0], `workers ${workers}: nothing left in any thread`);
     const again = await run(process.execPath, [BIN, 'flush', '--socket', cli.sock]);
-    assert.equal(again.stdout, `flushed 0 cached answers and 0 capability entries (${workers} resolver thread${workers === 1 ? '' : 's'})\n`);
+    assert.equal(again.stdout, `flushed the resolver's answer cache (0 entries) and capability cache (0 entries) on ${workers} thread${workers === 1 ? '' : 's'}; kept: the engine's capability caches and contexts\n`);
 
     await lookup('peer.example.');
     st = await status();
@@ -147,25 +149,6 @@ test('shim6 flush empties every thread\'s answer and capability caches: the next
     assert.equal(await cli.stop(), 0, cli.stderr());
   }
 });
-
-interface RunningCli { port: number; sock: string; stderr(): string; stop(): Promise<number | null | 'timeout'> }
-
-/** `shim6 resolver` as a child process on an ephemeral port; resolves once it logged "resolver ready". */
-async function startCli(t: import('node:test').TestContext, args: string[], env: NodeJS.ProcessEnv = process.env): Promise<RunningCli> {
-  const sock = path.join(tmpdir(t), 'control.sock');
-  const child = spawn(process.execPath, [BIN, 'resolver', '--listen', '127.0.0.1:0', '--socket', sock, '--no-engine', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-  t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  for (let i = 0; i < 100 && !stderr.includes('resolver ready') && child.exitCode === null; i++) await sleep(100);
-  assert.match(stderr, /resolver ready/, stderr);
-  const port = Number(/listening address=127\.0\.0\.1 port=(\d+)/.exec(stderr)?.[1]);
-  return {
-    port, sock, stderr: () => stderr,
-    stop: () => { child.kill('SIGTERM'); return Promise.race([exited, sleep(5000).then(() => 'timeout' as const)]); },
-  };
-}
 
 test('--udp picks the UDP backend and overrides the config key; status reports it; a bad value is exit 2', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;

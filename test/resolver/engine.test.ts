@@ -15,6 +15,7 @@ import { encodeMessage } from '../../shim/wire/index.ts';
 const A = 'fd00:ab::1';
 const B1 = 'fd00:ab::10';
 const B2 = 'fd00:ab::20';
+const PLAIN = 'fd00:ab::99';
 
 test('a lookup primes the engine and the context with the peer is established', { timeout: 60_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['knotd', 'dig', 'ip'] })) return;
@@ -32,7 +33,7 @@ test('a lookup primes the engine and the context with the peer is established', 
   // A minimal Knot inside namespace A (the shared helper starts servers in the host namespace).
   const zone = [
     '$ORIGIN example.', '$TTL 300', '@ SOA ns.example. admin.example. 1 3600 600 86400 60', '@ NS ns.example.', 'ns A 127.0.0.1',
-    `peer AAAA ${B1}`, `peer AAAA ${B2}`, capLine('peer', 300, capRdataHex(B1, [B1, B2])),
+    `peer AAAA ${B1}`, `peer AAAA ${B2}`, capLine('peer', 300, capRdataHex(B1, [B1, B2])), `plain AAAA ${PLAIN}`,
   ].join('\n') + '\n';
   writeFileSync(path.join(dir, 'example.zone'), zone);
   writeFileSync(path.join(dir, 'knot.conf'), [
@@ -76,6 +77,26 @@ test('a lookup primes the engine and the context with the peer is established', 
   assert.equal(contexts[0]!.peerUlid, B1);
   const peer = JSON.parse(net.run(b, [process.execPath, BIN, 'status', '--json', '--socket', sockB]).stdout) as { engine: { contexts: Array<{ state: string; peerUlid: string }> } };
   assert.equal(peer.engine.contexts[0]?.peerUlid, A, 'the peer holds the context too');
+
+  // "Is this address known not to run shim6?": a name without a record puts its address in the
+  // engine's negative cache, and status lists both caches entry by entry.
+  assert.match(net.run(a, ['dig', '@127.0.0.1', '-p', '5300', 'plain.example.', 'AAAA', '+time=3', '+tries=1']).stdout, /status: NOERROR/);
+  interface EngineCap { positive: Array<{ ulid: string; source: string; ttl: number }>; negative: Array<{ address: string; reason: string; source: string; ttl: number }> }
+  let cap: EngineCap | undefined;
+  for (let i = 0; i < 100 && !cap?.negative.some((e) => e.address === PLAIN); i++) {
+    const st = net.tryRun(a, [process.execPath, BIN, 'status', '--json', '--socket', sockA]);
+    if (st.status === 0) cap = (JSON.parse(st.stdout) as { engine: { capability: EngineCap } }).engine.capability;
+    await sleep(100);
+  }
+  // The record's 300 s, or the engine's 1 h once the handshake confirmed the peer.
+  const pos = cap?.positive.find((e) => e.ulid === B1);
+  assert.ok(pos && pos.source === 'dns' && pos.ttl > 0 && pos.ttl <= 3600, JSON.stringify(cap));
+  const neg = cap?.negative.find((e) => e.address === PLAIN);
+  assert.ok(neg && neg.reason === 'no-record' && neg.source === 'dns', JSON.stringify(cap));
+  assert.ok(neg.ttl > 0 && neg.ttl <= 60, `the zone's negative TTL (SOA MINIMUM 60): ${neg.ttl}`);
+  const text = net.run(a, [process.execPath, BIN, 'status', '--socket', sockA]).stdout;
+  assert.match(text, new RegExp(`engine capability cache \\(positive, by ULID\\): 1\\n {2}ulid=${B1} source=dns locators=${B1},${B2} ttl=\\d+\\n`));
+  assert.match(text, new RegExp(`engine capability cache \\(negative, by peer address\\): \\d+\\n(?: {2}.*\\n)* {2}address=${PLAIN} reason=no-record source=dns ttl=\\d+\\n`));
 });
 
 test('the config file\'s replyLimit reaches the engine: a global burst of 3 answers 3 of 10 I1s, off answers all 10', { timeout: 60_000 }, async (t) => {

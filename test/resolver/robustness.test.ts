@@ -5,7 +5,7 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { needs } from '../helpers/prereq.ts';
-import { dig, digStatus, sleep, startStub, type Stub } from './harness.ts';
+import { dig, digStatus, sleep, startStub, until, type Stub } from './harness.ts';
 import { answerFor, startBlackHole, startFakeUpstream } from './fake-upstream.ts';
 
 /** Send datagrams from one socket; collect replies by ID for `waitMs`. */
@@ -86,7 +86,7 @@ test('TCP: pipelined queries on one connection, a garbage frame gets FORMERR, id
   // Idle timeout (300 ms) closes the connection.
   const closed = await Promise.race([new Promise<boolean>((r) => c.once('close', () => r(true))), sleep(2000).then(() => false)]);
   assert.ok(closed, 'idle connection closed');
-  // Connection limit: 3 accepted, more are dropped at once.
+  // Connection limit: 3 held; each further connection closes the oldest idle one (none of these sends anything).
   const socks = Array.from({ length: 6 }, () => net.connect(stub.port, stub.host));
   t.after(() => socks.forEach((s) => s.destroy()));
   const ends = socks.map((s) => new Promise<boolean>((r) => { s.once('close', () => r(true)); s.once('error', () => r(true)); setTimeout(() => r(false), 250); }));
@@ -131,4 +131,40 @@ test('flood towards a black-hole upstream: outstanding upstream queries are capp
   for (let waited = 0; rcodes.length < 450 && waited < 1500; waited += 50) await sleep(50);
   assert.ok(hole.queries.length <= 50, `upstream saw ${hole.queries.length}`);
   assert.ok(rcodes.length >= 440 && rcodes.every((r) => r === 2), `fast SERVFAILs: ${rcodes.length}`);
+});
+
+test('TCP per-address limit: the address\'s oldest idle connection makes room; with none idle the newcomer is refused, other addresses are not', async (t) => {
+  // `slow…` names are never answered: their queries stay in flight for the whole test (deadlines of a minute).
+  const up = await startFakeUpstream(t, (q) => (q.name.startsWith('slow') ? undefined : [{ bytes: answerFor(q) }]));
+  const stub = await startStub(t, [up.addr], { capability: { enabled: false }, tcp: { maxConnectionsPerClient: 2 }, queryTimeoutMs: 60_000, upstream: { attemptTimeoutMs: 30_000 } });
+  const open = async (localAddress: string): Promise<{ c: net.Socket; closed: Promise<void> }> => {
+    const c = net.connect({ port: stub.port, host: stub.host, localAddress });
+    t.after(() => c.destroy());
+    c.on('error', () => undefined);
+    const closed = new Promise<void>((r) => c.once('close', () => r()));
+    await new Promise<void>((r) => c.once('connect', () => r()));
+    return { c, closed };
+  };
+  const frame = (name: string): Buffer => { const q = query(name, 7); return Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]); };
+  const idle = await open('127.0.0.1');
+  const busy = await open('127.0.0.1');
+  busy.c.write(frame('slow1.test'));
+  await until(() => up.queries.length === 1, 30_000);
+  assert.equal(up.queries.length, 1);
+  await open('127.0.0.1'); // the idle one gives way
+  await idle.closed;
+  assert.equal(stub.resolver.counters.tcpEvicted, 1);
+  const third = await open('127.0.0.1'); // makes room by closing the newcomer above, idle too
+  assert.equal(stub.resolver.counters.tcpEvicted, 2);
+  third.c.write(frame('slow2.test'));
+  await until(() => up.queries.length === 2, 30_000);
+  assert.equal(up.queries.length, 2, 'both slow queries are in flight upstream');
+  const refused = await open('127.0.0.1'); // both of this address's connections have a query in flight
+  await refused.closed;
+  assert.equal(stub.resolver.counters.tcpRefused, 1);
+  const other = await open('127.0.0.2');
+  other.c.write(frame('fast.test'));
+  const answer = await new Promise<Buffer>((r) => other.c.once('data', (d: Buffer) => r(d)));
+  assert.equal(answer.readUInt16BE(2), 7, 'another address is served');
+  assert.equal(stub.resolver.status().tcp.connections, 3);
 });
