@@ -4,6 +4,7 @@
  * SO_REUSEPORT group. Capability outcomes go to the main thread, which owns the
  * engine; `status` and `close` come from it. Loaded by worker-boot.mjs.
  */
+import { errorToData } from '../shim/errors.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Logger } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
@@ -39,8 +40,7 @@ class PortSink implements CapabilitySink {
 const log = new Logger({ level: init.logLevel, format: init.logFormat, component: `shim6[${init.shard}]` });
 const sink: CapabilitySink = init.logOnly ? new LoggingSink(log.child(`capability[${init.shard}]`)) : new PortSink();
 const resolver = await Resolver.start(init.config, { sink, log }, { shards: init.shards, tcp: false }).catch((err: unknown) => {
-  const e = err as { code?: unknown; message?: unknown; field?: unknown };
-  post({ t: 'failed', code: typeof e.code === 'string' ? e.code : 'EWORKER', message: String(e.message ?? err), field: typeof e.field === 'string' ? e.field : undefined });
+  post({ t: 'failed', error: errorToData(err) });
   return undefined;
 });
 if (resolver) {

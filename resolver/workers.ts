@@ -16,7 +16,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
-import { UsageError } from '../shim/errors.ts';
+import { errorFromData, type ErrorData } from '../shim/errors.ts';
 import type { Logger } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Ipv6 } from '../shim/wire/ipv6.ts';
@@ -51,7 +51,7 @@ export type SinkCall =
 /** Messages from a worker thread. */
 export type FromWorker =
   | { t: 'ready' }
-  | { t: 'failed'; code: string; message: string; field: string | undefined }
+  | { t: 'failed'; error: ErrorData }
   /** The sink calls of one turn of the worker's event loop, in order. */
   | { t: 'sink'; calls: SinkCall[] }
   | { t: 'status'; id: number; status: ResolverStatus }
@@ -166,7 +166,7 @@ export class ResolverGroup {
       let started = false;
       w.on('message', (m: FromWorker) => {
         if (m.t === 'ready') { started = true; resolve(); } else if (m.t === 'failed') {
-          reject(new UsageError(m.code, m.message, m.field));
+          reject(errorFromData(m.error)); // the class survives the thread boundary
         } else this.fromWorker(shard, m);
       });
       w.on('error', (err) => {

@@ -50,3 +50,28 @@ export class EnvironmentError extends Shim6Error {
     this.path = path;
   }
 }
+
+/** A Shim6Error as plain data, to cross a worker-thread boundary (structured clone keeps no class). */
+export interface ErrorData {
+  class: string;
+  code: string;
+  message: string;
+  /** UsageError's `field`, EnvironmentError's `path`. */
+  detail?: string | undefined;
+}
+
+/** `err` as ErrorData; anything that is not a Shim6Error travels as EnvironmentError EWORKER. */
+export function errorToData(err: unknown): ErrorData {
+  if (err instanceof UsageError) return { class: 'UsageError', code: err.code, message: err.message, detail: err.field };
+  if (err instanceof EnvironmentError) return { class: 'EnvironmentError', code: err.code, message: err.message, detail: err.path };
+  if (err instanceof ProtocolError) return { class: 'ProtocolError', code: err.code, message: err.message };
+  const e = err as { code?: unknown; message?: unknown };
+  return { class: 'EnvironmentError', code: typeof e?.code === 'string' ? e.code : 'EWORKER', message: String(e?.message ?? err) };
+}
+
+/** The error again, with its class (UsageError stays a command-line mistake on the other side: exit 2). */
+export function errorFromData(d: ErrorData): Shim6Error {
+  if (d.class === 'UsageError') return new UsageError(d.code, d.message, d.detail);
+  if (d.class === 'ProtocolError') return new ProtocolError(d.code, d.message);
+  return new EnvironmentError(d.code, d.message, d.detail);
+}
