@@ -78,8 +78,9 @@ test('import of a snapshot read from disk: validated, typed error, nothing half-
   assert.equal(d.getNegative(T0, '2001:db8::9')?.reason, 'refused');
 });
 
-test('the real Engine on the LRU caches: a legacy peer lands in the negative cache, DNS priming in the positive one, both survive a restart', () => {
-  const sim = new Sim(8101);
+/** A (the real Engine on `cache`) and a legacy B: A's traffic to B fails, which leaves a hold-down by address. */
+function legacyPeerRun(seed: number) {
+  const sim = new Sim(seed);
   const aId = hbaIdentity(A_PREFIXES, sim.rng.fork());
   const bId = hbaIdentity(B_PREFIXES, sim.rng.fork());
   const cId = hbaIdentity(['2001:db8:c1::/64'], sim.rng.fork());
@@ -93,10 +94,15 @@ test('the real Engine on the LRU caches: a legacy peer lands in the negative cac
   sim.connectHosts(a, sim.host('b'), { delay: ms(20) });
   sim.send(a, bId.ulid);
   sim.driveUntil(() => a.eventsOf('peer-unsupported').length === 1, { within: 60_000 });
+  return { sim, aId, bId, cId, cache, engine: engine! };
+}
+
+test('the real Engine on the LRU caches: a legacy peer lands in the negative cache, DNS priming in the positive one, both survive a restart', () => {
+  const { sim, aId, bId, cId, cache, engine } = legacyPeerRun(8101);
   assert.ok(cache.caches.negative.lookup(sim.now, bId.ulid), 'the engine wrote the hold-down into the LRU cache');
-  engine!.prime(sim.now, { ulid: cId.ulid, locators: [loc(cId.ulid)], ttl: 600, source: 'dns' });
+  engine.prime(sim.now, { ulid: cId.ulid, locators: [loc(cId.ulid)], ttl: 600, source: 'dns' });
   assert.equal(cache.caches.positive.lookup(sim.now, cId.ulid)?.source, 'dns');
-  const saved = JSON.parse(JSON.stringify(engine!.exportCaches(sim.now))) as CacheSnapshot;
+  const saved = JSON.parse(JSON.stringify(engine.exportCaches(sim.now))) as CacheSnapshot;
   const cache2 = new LruCapabilityCache();
   const e2 = new Engine(baseConfig(aId), sim.rng.fork(), { cache: cache2 });
   e2.importCaches(sim.now, saved);
@@ -106,34 +112,21 @@ test('the real Engine on the LRU caches: a legacy peer lands in the negative cac
 });
 
 test('Engine.status(now) lists the capability caches entry by entry: positive by ULID, negative by peer address, with reason, source and remaining lifetime; shim6 status prints them', () => {
-  const sim = new Sim(8102);
-  const aId = hbaIdentity(A_PREFIXES, sim.rng.fork());
-  const bId = hbaIdentity(B_PREFIXES, sim.rng.fork());
-  const cId = hbaIdentity(['2001:db8:c1::/64'], sim.rng.fork());
-  const cache = new LruCapabilityCache();
-  let engine: Engine | undefined;
-  const a = sim.addHost({ name: 'a', locators: aId.locators }, (s) => {
-    engine = new Engine(baseConfig(aId), s.rng, { cache });
-    return engine as unknown as SimEndpoint;
-  });
-  sim.addHost({ name: 'b', locators: bId.locators }, () => new LegacyEndpoint());
-  sim.connectHosts(a, sim.host('b'), { delay: ms(20) });
-  sim.send(a, bId.ulid); // a legacy peer: the handshake fails, a hold-down by address
-  sim.driveUntil(() => a.eventsOf('peer-unsupported').length === 1, { within: 60_000 });
+  const { sim, bId, cId, engine } = legacyPeerRun(8102);
   const now = sim.now;
-  engine!.prime(now, { ulid: cId.ulid, locators: [loc(cId.ulid), loc('2001:db8:c2::1')], ttl: 600, source: 'dns', port: 6000 });
-  engine!.absent(now, { addresses: ['2001:db8:d1::1'], ttl: 90.5 }); // as EngineSink.absent does
-  assert.equal(engine!.status().capability, undefined, 'no `now`, no lifetimes: sizes only');
-  const st = engine!.status(ms(now + 1000)).capability!;
+  engine.prime(now, { ulid: cId.ulid, locators: [loc(cId.ulid), loc('2001:db8:c2::1')], ttl: 600, source: 'dns', port: 6000 });
+  engine.absent(now, { addresses: ['2001:db8:d1::1'], ttl: 90.5 }); // as EngineSink.absent does
+  assert.equal(engine.status().capability, undefined, 'no `now`, no lifetimes: sizes only');
+  const st = engine.status(ms(now + 1000)).capability!;
   assert.deepEqual(st.positive, [{ ulid: cId.ulid, source: 'dns', locators: [cId.ulid, '2001:db8:c2::1'], port: 6000, ttl: 599 }]);
   const byAddress = new Map(st.negative.map((e) => [e.address, e]));
   const legacy = byAddress.get(bId.ulid);
   assert.ok(legacy && (legacy.reason === 'refused' || legacy.reason === 'no-answer') && legacy.source === 'handshake' && legacy.ttl > 0, JSON.stringify(st.negative));
   assert.deepEqual(byAddress.get('2001:db8:d1::1'), { address: '2001:db8:d1::1', reason: 'no-record', source: 'dns', ttl: 89 });
-  const text = formatStatus({ engine: engine!.status(ms(now + 1000)) as never });
+  const text = formatStatus({ engine: engine.status(ms(now + 1000)) as never });
   assert.match(text, /engine capability cache \(positive, by ULID\): 1\n {2}ulid=2001:db8:c1:\S+ source=dns locators=\S+,2001:db8:c2::1 ttl=599 port=6000\n/);
   assert.match(text, /engine capability cache \(negative, by peer address\): 2\n/);
   assert.match(text, / {2}address=2001:db8:d1::1 reason=no-record source=dns ttl=89\n/);
   // Expired entries are not listed.
-  assert.deepEqual(engine!.status(ms(now + 700_000)).capability, { positive: [], negative: [] });
+  assert.deepEqual(engine.status(ms(now + 700_000)).capability, { positive: [], negative: [] });
 });
