@@ -66,18 +66,22 @@ export class QueryJob {
     readonly deadline: number, readonly order: UpstreamAddr[], readonly bytes: Uint8Array, readonly listener: QueryListener) {}
 }
 
-/** One try of a question: its own ID and socket. An answer must match both (RFC 5452 §9.1). */
+/** One try of a question: its own ID, socket and (0x20) letter case. An answer must match all of them (RFC 5452 §9.1). */
 export class Attempt {
   /** Still in its socket's pending table. */
   open = true;
   constructor(readonly job: QueryJob, readonly port: Port, readonly id: number, readonly up: UpstreamAddr, readonly h: Health,
-    readonly start: number, readonly prev: Attempt | undefined) {}
+    readonly start: number, readonly bytes: Uint8Array, readonly caps: boolean, readonly prev: Attempt | undefined) {}
 }
 
 export interface Port { sock: DnsUdpSocket; pending: Map<number, Attempt>; uses: number }
 
 export interface Health {
   failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; rttVarMs: number;
+  /** Answers in a row whose question came back in another letter case than sent (0x20). */
+  caseMismatches: number;
+  /** Until then the upstream is asked without 0x20 (it did not preserve case). */
+  capsOffUntil: number;
   family: 'udp4' | 'udp6'; ep: Endpoint;
 }
 

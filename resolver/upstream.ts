@@ -1,7 +1,7 @@
 /**
  * Talking to upstream servers: a pool of UDP sockets on random ports, random
- * query IDs, answers accepted only when ID, question and source match (RFC 5452
- * §9.1), TCP fallback when the answer is truncated
+ * query IDs and 0x20 letter case, answers accepted only when ID, question and
+ * source match (RFC 5452 §9.1), TCP fallback when the answer is truncated
  * (RFC 7766 §5), per-attempt retransmission inside a per-query deadline (every
  * try stays answerable until then), and health tracking with failover.
  *
@@ -9,7 +9,6 @@
  * It must not know about caching, listeners or capability records.
  */
 import net from 'node:net';
-import { randomFillSync } from 'node:crypto';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
@@ -18,6 +17,7 @@ import { buildQuery, buildQueryFromQuestion, pooledCopy, type QueryOptions } fro
 import { Flag, Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
 import { Endpoint, openDnsUdpSync, ReceiveArea, type UdpBackend } from './udp-socket.ts';
+import { CASE_FALLBACK_AFTER, CASE_FALLBACK_MS, RandomWords, randomizeCase, sameOctets } from './upstream-case.ts';
 import { Attempt, QueryJob, TCP, TRYING, UpstreamError, WAITING, type Health, type Port, type QueryListener, type UpstreamAddr, type UpstreamResult } from './upstream-job.ts';
 
 export { UpstreamError, type QueryListener, type UpstreamAddr, type UpstreamErrorCode, type UpstreamResult } from './upstream-job.ts';
@@ -55,24 +55,20 @@ export interface UpstreamOptions {
   socketUses: number;
   /** Outstanding upstream queries beyond which new ones fail at once (flood bound). */
   maxInflight: number;
+  /**
+   * 0x20: ask with a random letter case in the question name and drop answers
+   * that do not echo it (upstream-case.ts); an upstream that does not preserve
+   * case is asked without it for a while.
+   */
+  randomizeCase: boolean;
 }
 
 export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
-  attemptTimeoutMs: 800, minAttemptTimeoutMs: 50, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048,
+  attemptTimeoutMs: 800, minAttemptTimeoutMs: 50, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048, randomizeCase: true,
 };
 
 /** One upstream's health as `shim6 status` shows it. */
-export type UpstreamStatus = UpstreamAddr & Omit<Health, 'downUntil' | 'family' | 'ep'> & { down: boolean };
-
-/** Random 16-bit numbers from the CSPRNG, drawn in batches. */
-class RandomWords {
-  private buf = new Uint16Array(1024);
-  private i = this.buf.length;
-  next(): number {
-    if (this.i >= this.buf.length) { randomFillSync(this.buf); this.i = 0; }
-    return this.buf[this.i++]!;
-  }
-}
+export type UpstreamStatus = UpstreamAddr & Omit<Health, 'downUntil' | 'capsOffUntil' | 'family' | 'ep'> & { down: boolean; caseFallback: boolean };
 
 export class UpstreamPool {
   readonly upstreams: readonly UpstreamAddr[];
@@ -96,7 +92,7 @@ export class UpstreamPool {
     this.upstreams = upstreams;
     for (const u of upstreams) {
       this.health.set(u, {
-        failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0,
+        failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0, caseMismatches: 0, capsOffUntil: 0,
         family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port),
       });
     }
@@ -146,7 +142,7 @@ export class UpstreamPool {
       job.timer = setTimeout(this.onDeadline, remaining, job);
       return;
     }
-    this.sendUdp(job, job.order[job.i++]!, remaining);
+    this.sendUdp(job, job.order[job.i++]!, remaining, true);
   }
 
   /** This try's wait: the upstream's RTO (RFC 6298 §2) once its round trip is known, backed off per timeout. */
@@ -157,19 +153,22 @@ export class UpstreamPool {
     return Math.min(max, base * 2 ** job.timeouts);
   }
 
-  /** One try to `up` on a random socket with a fresh ID. */
-  private sendUdp(job: QueryJob, up: UpstreamAddr, remaining: number): void {
+  /** One try to `up` on a random socket with a fresh ID and, when `caps` and the upstream allow, a fresh letter case. */
+  private sendUdp(job: QueryJob, up: UpstreamAddr, remaining: number, caps: boolean): void {
     const h = this.health.get(up)!;
     h.sent++;
     const port = this.port(h.family, job.nameKey);
     let id = this.rnd.next();
     for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
     if (port.pending.has(id)) { this.attemptFailed(job, up, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
-    // A retry gets its own bytes: the first try's may still sit in the socket's send queue.
+    // A retry gets its own bytes: the first try's may still sit in the socket's send queue, and its case must stay checkable.
     const bytes = job.last ? new Uint8Array(job.bytes) : job.bytes;
     bytes[0] = id >> 8;
     bytes[1] = id & 0xff;
-    const a = new Attempt(job, port, id, up, h, this.clock(), job.last);
+    const now = this.clock();
+    // The name: offset 12 up to its root label (the nameKey has the same wire length).
+    const useCaps = caps && this.opts.randomizeCase && h.capsOffUntil <= now && randomizeCase(bytes, 12, 11 + job.nameKey.length, this.rnd) > 0;
+    const a = new Attempt(job, port, id, up, h, now, bytes, useCaps, job.last);
     job.last = a;
     job.open++;
     job.state = TRYING;
@@ -276,6 +275,32 @@ export class UpstreamPool {
   }
 
   /**
+   * An answer that matches a try but for the letter case of its question: dropped
+   * and counted. It may be a forgery that guessed ID and port, so the try stays
+   * open for the real answer, and the retries keep 0x20 (an immediate retry
+   * without it would give a flooding forger a second, easier chance). An upstream
+   * that does not preserve case sends only such answers: after CASE_FALLBACK_AFTER
+   * in a row (an answer that keeps the case resets the count, so a forger cannot
+   * get there while the real answers arrive) it is asked without 0x20, this
+   * question at once.
+   */
+  private caseMismatch(a: Attempt): void {
+    this.counters.upstreamCaseMismatched++;
+    const h = a.h;
+    const job = a.job;
+    const now = this.clock();
+    if (h.capsOffUntil > now) return; // already asked without 0x20 again
+    if (++h.caseMismatches < CASE_FALLBACK_AFTER) return;
+    h.capsOffUntil = now + CASE_FALLBACK_MS;
+    h.caseMismatches = 0;
+    this.log.warn('upstream does not preserve letter case: asking it without 0x20', { upstream: `${a.up.host}#${a.up.port}`, ms: CASE_FALLBACK_MS });
+    if (a !== job.last || job.state === TCP || job.deadline - now <= 0) return;
+    clearTimeout(job.timer);
+    job.timer = undefined;
+    this.sendUdp(job, a.up, job.deadline - now, false);
+  }
+
+  /**
    * A random socket of the pool, except that questions for one name sent back
    * to back (the capability stage's TYPE65300 and the client's AAAA) share one:
    * they leave in one send and their answers tend to come back in one read.
@@ -319,7 +344,7 @@ export class UpstreamPool {
   /**
    * `msg` is the socket's receive slot, valid during this call only. Accepted:
    * from the try's upstream address and port, the try's ID, well-formed, and the
-   * try's question (RFC 5452 §9.1).
+   * try's question — with 0x20, octet for octet (RFC 5452 §9.1).
    */
   private onUdpMessage(port: Port, msg: Uint8Array, from: Endpoint): void {
     if (msg.length < 12) { this.counters.upstreamMalformed++; return; }
@@ -334,6 +359,10 @@ export class UpstreamPool {
     }
     const job = a.job;
     if (scan.qnameKey !== job.nameKey || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
+    if (a.caps) {
+      if (!sameOctets(msg, a.bytes, 12, 11 + job.nameKey.length)) { this.caseMismatch(a); return; }
+      a.h.caseMismatches = 0;
+    }
     this.closeAttempt(a);
     // An answer that outlives this call (until sent to waiting clients; the cache keeps a string of
     // its own) gets a copy once it is known to be ours: pooled, no ArrayBuffer per answer.
@@ -373,8 +402,8 @@ export class UpstreamPool {
   status(): UpstreamStatus[] {
     const now = this.clock();
     return this.upstreams.map((u) => {
-      const { downUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;
-      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now };
+      const { downUntil, capsOffUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;
+      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now, caseFallback: capsOffUntil > now };
     });
   }
 
