@@ -1,15 +1,16 @@
 /**
  * The forward stage: the end of the chain. Sends the question upstream (our own
  * query: the client's question bytes, RD, AD, EDNS 1232, the client's DO and CD)
- * and returns the upstream's bytes untouched; the listener patches only what
- * RFC 1035/6891/6840 require. Resolution failures become a SERVFAIL marked
+ * and returns the stub's own copy of the answer (answer-build.ts ownAnswer: the
+ * upstream's records, the stub's header flags and OPT); the listener patches
+ * only what differs per client. Resolution failures become a SERVFAIL marked
  * `failed`, so serve-stale can step in.
  * It must not know about caching or capability records.
  */
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { QueryListener, UpstreamError, UpstreamPool, UpstreamResult } from '../upstream.ts';
 import type { QueryOptions } from '../answer-build.ts';
-import { servfail } from '../answer-build.ts';
+import { ownAnswer, servfail } from '../answer-build.ts';
 import { Rcode } from '../message.ts';
 
 /** The resolve function of the promise being built (set synchronously by the executor below). */
@@ -19,6 +20,8 @@ function capture(resolve: (a: Answer) => void): void { captured = resolve; }
 
 /** One forwarded question waiting for the pool's callback. */
 class Forwarding implements QueryListener {
+  /** ownAnswer copies the answer anyway: the pool hands over its receive slot instead of a copy of its own. */
+  readonly bytesTransient = true;
   constructor(private readonly req: Request, private readonly resolve: (a: Answer) => void) {}
 
   upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
@@ -28,9 +31,9 @@ class Forwarding implements QueryListener {
       return;
     }
     const scan = r.scan;
-    const opt = scan.optIndex >= 0 && scan.optIndex === scan.records.length - 1 ? scan.records[scan.optIndex]!.ownerOff : -1;
+    const own = ownAnswer(r.bytes, scan, this.req.q.dnssecOk);
     const failed = scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED;
-    this.resolve({ bytes: r.bytes, optOff: opt, source: 'upstream', owned: false, rcode: scan.rcode, scan, failed });
+    this.resolve({ bytes: own.bytes, optOff: own.optOff, source: 'upstream', owned: false, rcode: scan.rcode, scan, failed });
   }
 }
 
