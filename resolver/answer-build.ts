@@ -126,8 +126,10 @@ export function ownAnswer(src: Uint8Array, scan: ScannedResponse, dnssecOk: bool
     }
   }
   // Pooled (sizes under 4 KiB share Node's slab): no ArrayBuffer of its own per answer.
-  const out = Buffer.allocUnsafe(cut + OPT_FIXED + edeLen);
-  out.set(src.subarray(0, cut));
+  const size = cut + OPT_FIXED + edeLen;
+  const out = Buffer.allocUnsafe(size);
+  // The usual upstream OPT (last, no options) is as long as ours: copy it all (no subarray view), then write ours over it.
+  out.set(src.length === size ? src : src.subarray(0, cut));
   const flags = ((src[2]! << 8) | src[3]!) & ~(Flag.AA | Flag.Z);
   writeU16(out, 2, flags | Flag.RA);
   writeOpt(out, cut, DEFAULT_EDNS_SIZE, opt ? src[opt.ttlOff]! : 0, dnssecOk);
@@ -141,11 +143,20 @@ export function ownAnswer(src: Uint8Array, scan: ScannedResponse, dnssecOk: bool
     }
     writeU16(out, cut + 9, edeLen);
   }
-  if (opt) recs.length = scan.optIndex;
-  let additional = 1;
-  for (const r of recs) if (r.section === 2) additional++;
-  writeU16(out, 10, additional);
-  recs.push({ section: 2, ownerOff: cut, type: RrType.OPT, klass: DEFAULT_EDNS_SIZE, ttl: 0, ttlOff: cut + 5, rdOff: cut + OPT_FIXED, rdLen: edeLen });
+  // The scan checked every count, so the records are answer + authority + additional, in order.
+  const answerAndAuthority = ((src[6]! << 8) | src[7]!) + ((src[8]! << 8) | src[9]!);
+  if (opt) {
+    // Our OPT takes the upstream's place (and its record object); whatever followed it is gone.
+    recs.length = scan.optIndex + 1;
+    opt.klass = DEFAULT_EDNS_SIZE;
+    opt.ttl = 0;
+    opt.ttlOff = cut + 5;
+    opt.rdOff = cut + OPT_FIXED;
+    opt.rdLen = edeLen;
+  } else {
+    recs.push({ section: 2, ownerOff: cut, type: RrType.OPT, klass: DEFAULT_EDNS_SIZE, ttl: 0, ttlOff: cut + 5, rdOff: cut + OPT_FIXED, rdLen: 0 });
+  }
+  writeU16(out, 10, recs.length - answerAndAuthority);
   scan.optIndex = recs.length - 1;
   scan.flags = flags | Flag.RA;
   return { bytes: out, optOff: cut };

@@ -42,7 +42,7 @@ export function randomizeCase(b: Uint8Array, start: number, end: number, rnd: { 
     const c = b[i]! | 0x20;
     if (c < 0x61 || c > 0x7a) continue;
     if (left === 0) { bits = rnd.next(); left = 16; }
-    b[i] = bits & 1 ? c & ~0x20 : c;
+    b[i] = c ^ ((bits & 1) << 5); // branch-free: a random bit is as unpredictable for the CPU as for a forger
     bits >>= 1;
     left--;
     letters++;
