@@ -1,11 +1,13 @@
 /**
  * Building and patching DNS messages as bytes: the stub's upstream queries,
- * its own error answers (FORMERR, SERVFAIL, REFUSED, BADVERS), truncated UDP
- * answers, and the last fix-ups of an answer for one client (ID, question case,
- * OPT, AD, RD). Hand-written so that the hit path allocates one copy and no objects.
+ * its own error answers (FORMERR, SERVFAIL, REFUSED, BADVERS), its own copy of
+ * an upstream answer (header flags and OPT of its own), truncated UDP answers,
+ * and the last fix-ups of an answer for one client (ID, question case, OPT, AD,
+ * RD, CD). Hand-written so that the hit path allocates one copy and no objects.
  * It must not know about sockets, caches or upstream selection.
  */
-import { EDNS_DO, Flag, Rcode, RrType, type ParsedQuery } from './message.ts';
+import { EDNS_DO, EDNS_OPTION_EDE, Flag, Rcode, RrType, type ParsedQuery } from './message.ts';
+import type { ScannedResponse } from './answer-scan.ts';
 
 /** RFC 6891 §6.2.5 / DNS flag day 2020: the stub's own UDP payload size. */
 export const DEFAULT_EDNS_SIZE = 1232;
@@ -90,19 +92,93 @@ export function errorResponse(query: Uint8Array, q: ParsedQuery | undefined, rco
   return b;
 }
 
+/** Octets of an OPT RR without options: root owner, TYPE, CLASS, TTL, RDLENGTH. */
+const OPT_FIXED = 11;
+
+/**
+ * The stub's own copy of an upstream answer, made in one copy without decoding
+ * it: the records up to the upstream's OPT as they are, then the stub's own OPT
+ * (RFC 6891 §6.1.1, §6.2.5: an OPT is hop by hop, so the upstream's payload size
+ * and options are neither forwarded nor cached) with the stub's UDP size, version
+ * 0, `dnssecOk` as DO (RFC 3225 §3), the upstream's extended RCODE bits, and its
+ * Extended DNS Errors (RFC 8914, carried over on purpose: they explain the
+ * answer). An answer without OPT gets one too, so that every answer to an EDNS
+ * query carries one (§7; the listener strips it for a client that sent none).
+ * Records after the upstream's OPT are dropped (additional data, which RFC 2181
+ * §9 lets a server omit: moving them would mean rewriting their compression
+ * pointers), and so are octets after the last record. Header: RA set, AA and Z cleared (RFC 1035 §4.1.1: the stub answers
+ * as a recursive server, not as the authority). `scan` is updated in place to
+ * describe the copy; returns the copy and the offset of its OPT.
+ */
+export function ownAnswer(src: Uint8Array, scan: ScannedResponse, dnssecOk: boolean): { bytes: Uint8Array; optOff: number } {
+  const recs = scan.records;
+  const opt = scan.optIndex >= 0 ? recs[scan.optIndex] : undefined;
+  // At the upstream's OPT, else after the last record (octets after it, which no count covers, go too).
+  const lastRec = recs[recs.length - 1];
+  const cut = opt ? opt.ownerOff : lastRec ? lastRec.rdOff + lastRec.rdLen : scan.questionEnd;
+  let edeLen = 0;
+  if (opt) {
+    for (let o = opt.rdOff, end = opt.rdOff + opt.rdLen; o + 4 <= end;) {
+      const len = (src[o + 2]! << 8) | src[o + 3]!;
+      if (o + 4 + len > end) break;
+      if (((src[o]! << 8) | src[o + 1]!) === EDNS_OPTION_EDE) edeLen += 4 + len;
+      o += 4 + len;
+    }
+  }
+  // Pooled (sizes under 4 KiB share Node's slab): no ArrayBuffer of its own per answer.
+  const size = cut + OPT_FIXED + edeLen;
+  const out = Buffer.allocUnsafe(size);
+  // The usual upstream OPT (last, no options) is as long as ours: copy it all (no subarray view), then write ours over it.
+  out.set(src.length === size ? src : src.subarray(0, cut));
+  const flags = ((src[2]! << 8) | src[3]!) & ~(Flag.AA | Flag.Z);
+  writeU16(out, 2, flags | Flag.RA);
+  writeOpt(out, cut, DEFAULT_EDNS_SIZE, opt ? src[opt.ttlOff]! : 0, dnssecOk);
+  if (edeLen > 0) {
+    let w = cut + OPT_FIXED;
+    for (let o = opt!.rdOff, end = opt!.rdOff + opt!.rdLen; o + 4 <= end;) {
+      const len = (src[o + 2]! << 8) | src[o + 3]!;
+      if (o + 4 + len > end) break;
+      if (((src[o]! << 8) | src[o + 1]!) === EDNS_OPTION_EDE) { out.set(src.subarray(o, o + 4 + len), w); w += 4 + len; }
+      o += 4 + len;
+    }
+    writeU16(out, cut + 9, edeLen);
+  }
+  // The scan checked every count, so the records are answer + authority + additional, in order.
+  const answerAndAuthority = ((src[6]! << 8) | src[7]!) + ((src[8]! << 8) | src[9]!);
+  if (opt) {
+    // Our OPT takes the upstream's place (and its record object); whatever followed it is gone.
+    recs.length = scan.optIndex + 1;
+    opt.klass = DEFAULT_EDNS_SIZE;
+    opt.ttl = 0;
+    opt.ttlOff = cut + 5;
+    opt.rdOff = cut + OPT_FIXED;
+    opt.rdLen = edeLen;
+  } else {
+    recs.push({ section: 2, ownerOff: cut, type: RrType.OPT, klass: DEFAULT_EDNS_SIZE, ttl: 0, ttlOff: cut + 5, rdOff: cut + OPT_FIXED, rdLen: 0 });
+  }
+  writeU16(out, 10, recs.length - answerAndAuthority);
+  scan.optIndex = recs.length - 1;
+  scan.flags = flags | Flag.RA;
+  return { bytes: out, optOff: cut };
+}
+
 /**
  * RFC 1035 §4.2.1 / RFC 7766 §5: an answer too big for the client's UDP size
- * becomes header + question with TC set, so the client retries over TCP.
- * `answer` is the already finished answer (ID, flags); the question is the query's.
+ * becomes header + question with TC set, so the client retries over TCP, and
+ * with an OPT when the query had one (RFC 6891 §7): the stub's size, the
+ * answer's extended RCODE bits (from its OPT at `optOff`, when known), the
+ * client's DO. `answer` is the already finished answer (ID, flags); the
+ * question is the query's.
  */
-export function truncatedResponse(answer: Uint8Array, query: Uint8Array, q: ParsedQuery): Uint8Array {
-  const b = new Uint8Array(q.questionEnd);
+export function truncatedResponse(answer: Uint8Array, query: Uint8Array, q: ParsedQuery, optOff = -1): Uint8Array {
+  const b = new Uint8Array(q.questionEnd + (q.edns ? OPT_FIXED : 0));
   b.set(query.subarray(0, q.questionEnd));
   writeU16(b, 2, ((answer[2]! << 8) | answer[3]!) | Flag.TC);
   writeU16(b, 4, 1);
   writeU16(b, 6, 0);
   writeU16(b, 8, 0);
-  writeU16(b, 10, 0);
+  writeU16(b, 10, q.edns ? 1 : 0);
+  if (q.edns) writeOpt(b, q.questionEnd, DEFAULT_EDNS_SIZE, optOff > 0 && optOff + OPT_FIXED <= answer.length ? answer[optOff + 5]! : 0, q.dnssecOk);
   return b;
 }
 
@@ -110,7 +186,8 @@ export function truncatedResponse(answer: Uint8Array, query: Uint8Array, q: Pars
  * Last fix-ups of an answer for one client, in place on `out` (which the caller
  * owns). Returns the bytes to send (a prefix of `out` when OPT is stripped).
  * - ID and the question's letter case from the client's query (RFC 5452 §9.2 0x20);
- * - RD mirrors the query (RFC 1035 §4.1.1);
+ * - RD mirrors the query, RA set, AA clear (RFC 1035 §4.1.1: a recursive stub, not an authority);
+ * - CD mirrors the query (RFC 4035 §3.2.2);
  * - AD only for clients that asked for it with DO or AD (RFC 6840 §5.8);
  * - no OPT for a client that sent none (RFC 6891 §7).
  */
@@ -122,7 +199,7 @@ export function finishForClient(out: Uint8Array, optOff: number, query: Uint8Arr
     for (let i = 12, end = q.questionEnd - 4; i < end; i++) out[i] = query[i]!;
   }
   let flags = (out[2]! << 8) | out[3]!;
-  flags = (flags & ~Flag.RD) | (q.flags & Flag.RD);
+  flags = (flags & ~(Flag.RD | Flag.CD | Flag.AA)) | (q.flags & (Flag.RD | Flag.CD)) | Flag.RA;
   if (!q.dnssecOk && !q.authenticData) flags &= ~Flag.AD;
   writeU16(out, 2, flags);
   if (!q.edns && optOff > 0 && optOff <= out.length) {

@@ -180,7 +180,7 @@ export interface EngineFileConfig { replyLimit: ReplyLimitConfig }
 export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp' | 'workers'> & EngineFileConfig {
   const o: Obj = doc === null || doc === undefined ? {} : isObj(doc) ? doc : bad('(top level)', doc, 'expected a mapping');
   for (const k of Object.keys(o)) if (!TOP_KEYS.includes(k)) bad(k, o[k], `unknown key (known: ${TOP_KEYS.join(', ')})`);
-  const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight']);
+  const up = section(o, 'upstream', ['attemptTimeoutMs', 'minAttemptTimeoutMs', 'failThreshold', 'holdDownMs', 'socketCount', 'socketUses', 'maxInflight', 'randomizeCase']);
   const ca = section(o, 'cache', ['maxEntries', 'maxBytes', 'maxTtlSeconds', 'maxNegativeTtlSeconds', 'staleMaxSeconds']);
   const cp = section(o, 'capability', ['enabled', 'rrType', 'txtFallback', 'waitMaxMs', 'waitMinMs', 'waitFraction', 'maxEntries', 'defaultNegativeTtl', 'errorTtlSeconds', 'maxTtlSeconds', 'maxNegativeTtlSeconds']);
   const tcp = section(o, 'tcp', ['idleMs', 'maxConnections', 'maxConnectionsPerClient', 'maxInflight', 'maxUnsentBytes', 'messageTimeoutMs']);
@@ -207,6 +207,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
       socketCount: num(up, 'socketCount', 'upstream', d.socketCount, 1, 1024),
       socketUses: num(up, 'socketUses', 'upstream', d.socketUses, 1, 1_000_000),
       maxInflight: num(up, 'maxInflight', 'upstream', d.maxInflight, 1, 1_000_000),
+      randomizeCase: bool(up, 'randomizeCase', 'upstream', d.randomizeCase),
     },
     cache: {
       maxEntries: num(ca, 'maxEntries', 'cache', c.maxEntries, 1, 10_000_000),

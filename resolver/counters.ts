@@ -22,6 +22,8 @@ export interface ResolverCounters {
   upstreamTcpFallbacks: number;
   upstreamMalformed: number;
   upstreamMismatched: number;
+  /** Upstream answers dropped because their question's letter case differs from the one sent (0x20). */
+  upstreamCaseMismatched: number;
   /** TYPE65300 and `_shim6` TXT lookups sent on (they bypass the answer cache). */
   capabilityQueries: number;
   capabilityTxtQueries: number;
@@ -50,7 +52,7 @@ export function newCounters(): ResolverCounters {
   return {
     queries: 0, udpQueries: 0, tcpQueries: 0, hits: 0, misses: 0, internalLookups: 0, coalesced: 0, staleServed: 0,
     formerr: 0, servfail: 0, refused: 0, dropped: 0, truncated: 0,
-    upstreamTimeouts: 0, upstreamTcpFallbacks: 0, upstreamMalformed: 0, upstreamMismatched: 0,
+    upstreamTimeouts: 0, upstreamTcpFallbacks: 0, upstreamMalformed: 0, upstreamMismatched: 0, upstreamCaseMismatched: 0,
     capabilityQueries: 0, capabilityTxtQueries: 0, capabilityFound: 0, capabilityAbsent: 0, capabilityInvalid: 0, capabilityErrors: 0, capabilityLate: 0, capabilityChainCut: 0,
     primes: 0, absents: 0,
     tcpRefused: 0, tcpEvicted: 0, tcpMessageTimeouts: 0, tcpWritePauses: 0, tcpOverflows: 0,

@@ -132,7 +132,7 @@ export class Listeners {
   private answer(a: Answer, bytes: Uint8Array, q: ParsedQuery, transport: 'udp' | 'tcp', reply: Reply): void {
     // The bytes may be shared with coalesced waiters and the cache: patch a copy (pooled: no ArrayBuffer per answer).
     let out = finishForClient(a.owned ? a.bytes : pooledCopy(a.bytes), a.optOff, bytes, q);
-    if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q); this.counters.truncated++; }
+    if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q, a.optOff); this.counters.truncated++; }
     if (a.rcode === Rcode.SERVFAIL) this.counters.servfail++;
     reply.send(out);
     this.onAnswer?.(q, a, transport);

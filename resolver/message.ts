@@ -22,9 +22,11 @@ export const MAX_LABEL_OCTETS = 63;
 /** RFC 6891 §6.2.5: a requestor's payload size below 512 is treated as 512. */
 export const MIN_UDP_PAYLOAD = 512;
 /** Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2). */
-export const Flag = { QR: 0x8000, AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080, AD: 0x0020, CD: 0x0010 } as const;
+export const Flag = { QR: 0x8000, AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080, Z: 0x0040, AD: 0x0020, CD: 0x0010 } as const;
 /** RFC 3225: DO bit in the OPT TTL field's flags. */
 export const EDNS_DO = 0x8000;
+/** RFC 8914: the Extended DNS Error option code. */
+export const EDNS_OPTION_EDE = 15;
 /** After the wire name in a cache key: QTYPE (2), QCLASS (2), DO/CD bits (1). */
 const KEY_SUFFIX_OCTETS = 5;
 

@@ -1,23 +1,26 @@
 /**
  * Talking to upstream servers: a pool of UDP sockets on random ports, random
- * query IDs, answers accepted only when ID, question and source match (RFC 5452
- * §9.1), TCP fallback when the answer is truncated (RFC 7766 §5), per-attempt
- * timeouts inside a per-query deadline, and health tracking with failover.
+ * query IDs and 0x20 letter case, answers accepted only when ID, question and
+ * source match (RFC 5452 §9.1), TCP fallback when the answer is truncated
+ * (RFC 7766 §5), per-attempt retransmission inside a per-query deadline (every
+ * try stays answerable until then), and health tracking with failover.
  *
  * This is a driver: it owns sockets and timers and reads the clock it is given.
  * It must not know about caching, listeners or capability records.
  */
 import net from 'node:net';
-import { randomFillSync } from 'node:crypto';
-import { Shim6Error } from '../shim/errors.ts';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, buildQueryFromQuestion, pooledCopy, type QueryOptions } from './answer-build.ts';
-import { Rcode } from './message.ts';
+import { Flag, Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
-import { Endpoint, openDnsUdpSync, ReceiveArea, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
+import { Endpoint, openDnsUdpSync, ReceiveArea, type UdpBackend } from './udp-socket.ts';
+import { CASE_FALLBACK_AFTER, CASE_FALLBACK_MS, RandomWords, randomizeCase, sameOctets } from './upstream-case.ts';
+import { Attempt, QueryJob, TCP, TRYING, UpstreamError, WAITING, type Health, type Port, type QueryListener, type UpstreamAddr, type UpstreamResult } from './upstream-job.ts';
+
+export { UpstreamError, type QueryListener, type UpstreamAddr, type UpstreamErrorCode, type UpstreamResult } from './upstream-job.ts';
 
 /** Receive buffer per upstream socket: answers to a burst must not be dropped while the loop is busy. */
 const UPSTREAM_SOCKET_BUFFER = 1024 * 1024;
@@ -31,19 +34,6 @@ const UPSTREAM_BATCH = 32;
 /** Rounds over the upstream list after the first, and the least time left that is worth one. */
 const MAX_ROUNDS = 2;
 const MIN_RETRY_MS = 50;
-
-export type UpstreamErrorCode = 'ETIMEOUT' | 'EUPSTREAM' | 'ETCP' | 'EOVERLOAD';
-
-/** Resolution through upstreams failed; `code` says how. */
-export class UpstreamError extends Shim6Error {
-  readonly code: UpstreamErrorCode;
-  constructor(code: UpstreamErrorCode, message: string) {
-    super(message);
-    this.code = code;
-  }
-}
-
-export interface UpstreamAddr { host: string; port: number }
 
 export interface UpstreamOptions {
   /**
@@ -65,64 +55,20 @@ export interface UpstreamOptions {
   socketUses: number;
   /** Outstanding upstream queries beyond which new ones fail at once (flood bound). */
   maxInflight: number;
+  /**
+   * 0x20: ask with a random letter case in the question name and drop answers
+   * that do not echo it (upstream-case.ts); an upstream that does not preserve
+   * case is asked without it for a while.
+   */
+  randomizeCase: boolean;
 }
 
 export const DEFAULT_UPSTREAM_OPTIONS: UpstreamOptions = {
-  attemptTimeoutMs: 800, minAttemptTimeoutMs: 50, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048,
+  attemptTimeoutMs: 800, minAttemptTimeoutMs: 50, failThreshold: 2, holdDownMs: 5000, socketCount: 16, socketUses: 512, maxInflight: 2048, randomizeCase: true,
 };
 
-export interface UpstreamResult { bytes: Uint8Array; scan: ScannedResponse; upstream: UpstreamAddr; tcp: boolean }
-
-/** Called exactly once when a question is resolved (`r`) or has failed (`err`). */
-export interface QueryListener {
-  upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void;
-  /**
-   * True when the listener is done with `r.bytes` once upstreamDone returns:
-   * a UDP answer is then handed over as the socket's receive slot, not copied.
-   */
-  readonly bytesTransient?: boolean;
-}
-
-/**
- * One question on its way through the upstreams: a plain object in the pending
- * table (keyed by query ID per socket) instead of a chain of promises and
- * closures per attempt. Only the rare TCP fallback uses a promise.
- */
-class QueryJob {
-  i = 0;
-  /** Times the whole upstream list was gone through again. */
-  rounds = 0;
-  lastBad: UpstreamResult | undefined;
-  up!: UpstreamAddr;
-  /** Where this try went: an answer must come from there (RFC 5452). */
-  ep!: Endpoint;
-  port: Port | undefined;
-  id = 0;
-  attemptStart = 0;
-  attemptMs = 0;
-  /** Tries of this question that timed out (each doubles the next one's wait). */
-  timeouts = 0;
-  timer: NodeJS.Timeout | undefined;
-  constructor(readonly nameKey: string, readonly qtype: number, readonly qclass: number, readonly qopts: QueryOptions,
-    readonly deadline: number, readonly order: UpstreamAddr[], public bytes: Uint8Array | undefined, readonly listener: QueryListener) {}
-}
-
-interface Port { sock: DnsUdpSocket; pending: Map<number, QueryJob>; uses: number }
-
-interface Health { failures: number; downUntil: number; sent: number; answered: number; timeouts: number; rttMs: number; rttVarMs: number; family: 'udp4' | 'udp6'; ep: Endpoint }
-
 /** One upstream's health as `shim6 status` shows it. */
-export type UpstreamStatus = UpstreamAddr & Omit<Health, 'downUntil' | 'family' | 'ep'> & { down: boolean };
-
-/** Random 16-bit numbers from the CSPRNG, drawn in batches. */
-class RandomWords {
-  private buf = new Uint16Array(1024);
-  private i = this.buf.length;
-  next(): number {
-    if (this.i >= this.buf.length) { randomFillSync(this.buf); this.i = 0; }
-    return this.buf[this.i++]!;
-  }
-}
+export type UpstreamStatus = UpstreamAddr & Omit<Health, 'downUntil' | 'capsOffUntil' | 'family' | 'ep'> & { down: boolean; caseFallback: boolean };
 
 export class UpstreamPool {
   readonly upstreams: readonly UpstreamAddr[];
@@ -137,13 +83,18 @@ export class UpstreamPool {
   private lastIdx = 0;
   /** One receive area for every upstream socket (native), made on first use. */
   private area: ReceiveArea | undefined;
+  /** Replaced sockets that still have tries pending (closed with the last one). */
+  private readonly retired = new Set<Port>();
 
   /** `udp`: the socket backend (udp-socket.ts); 'native' only once the addon is loaded. */
   constructor(upstreams: readonly UpstreamAddr[], private readonly opts: UpstreamOptions, private readonly clock: () => Millis,
     private readonly log: Logger, private readonly counters: ResolverCounters, private readonly udp: UdpBackend = 'dgram') {
     this.upstreams = upstreams;
     for (const u of upstreams) {
-      this.health.set(u, { failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0, family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port) });
+      this.health.set(u, {
+        failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0, caseMismatches: 0, capsOffUntil: 0,
+        family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port),
+      });
     }
   }
 
@@ -159,7 +110,7 @@ export class UpstreamPool {
       return;
     }
     this.inflight++;
-    const bytes = question ? buildQueryFromQuestion(question, qopts) : undefined;
+    const bytes = question ? buildQueryFromQuestion(question, qopts) : buildQuery(0, nameKey, qtype, qclass, qopts);
     this.next(new QueryJob(nameKey, qtype, qclass, qopts, this.clock() + timeoutMs, this.order(), bytes, listener));
   }
 
@@ -174,9 +125,10 @@ export class UpstreamPool {
   }
 
   /**
-   * The next attempt, or the end: the last bad answer (SERVFAIL…) if any, else
-   * ETIMEOUT. When every upstream was tried and none answered (a lost datagram,
-   * or one upstream only), they are tried again while the deadline allows.
+   * The next try, or waiting, or the end. When every upstream was tried and none
+   * answered (a lost datagram, or one upstream only), they are tried again while
+   * the deadline allows. With nothing left to send, earlier tries may still be
+   * answered until the deadline; then the last bad answer (SERVFAIL…) if any, else ETIMEOUT.
    */
   private next(job: QueryJob): void {
     const remaining = job.deadline - this.clock();
@@ -184,19 +136,13 @@ export class UpstreamPool {
       job.i = 0;
       job.rounds++;
     }
-    if (this.closed || job.i >= job.order.length || remaining <= 0) {
-      this.inflight--;
-      if (job.lastBad) job.listener.upstreamDone(undefined, job.lastBad);
-      else job.listener.upstreamDone(new UpstreamError('ETIMEOUT', 'no upstream answered in time'), undefined);
+    if (this.closed || remaining <= 0 || (job.i >= job.order.length && job.open === 0)) { this.giveUp(job); return; }
+    if (job.i >= job.order.length) {
+      job.state = WAITING;
+      job.timer = setTimeout(this.onDeadline, remaining, job);
       return;
     }
-    const up = job.order[job.i++]!;
-    job.up = up;
-    job.attemptStart = this.clock();
-    const h = this.health.get(up)!;
-    h.sent++;
-    job.attemptMs = Math.min(this.rto(h, job), remaining);
-    this.sendUdp(job, job.attemptMs);
+    this.sendUdp(job, job.order[job.i++]!, remaining, true);
   }
 
   /** This try's wait: the upstream's RTO (RFC 6298 §2) once its round trip is known, backed off per timeout. */
@@ -207,71 +153,87 @@ export class UpstreamPool {
     return Math.min(max, base * 2 ** job.timeouts);
   }
 
-  private sendUdp(job: QueryJob, timeoutMs: number): void {
-    const up = job.up;
+  /** One try to `up` on a random socket with a fresh ID and, when `caps` and the upstream allow, a fresh letter case. */
+  private sendUdp(job: QueryJob, up: UpstreamAddr, remaining: number, caps: boolean): void {
     const h = this.health.get(up)!;
+    h.sent++;
     const port = this.port(h.family, job.nameKey);
     let id = this.rnd.next();
     for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
-    if (port.pending.has(id)) { this.attemptFailed(job, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
-    // A retry gets its own bytes: the first attempt's may still sit in the socket's send queue.
-    let bytes = job.bytes;
-    if (!bytes || job.i > 1 || job.rounds > 0) bytes = job.bytes = bytes ? new Uint8Array(bytes) : buildQuery(0, job.nameKey, job.qtype, job.qclass, job.qopts);
+    if (port.pending.has(id)) { this.attemptFailed(job, up, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
+    // A retry gets its own bytes: the first try's may still sit in the socket's send queue, and its case must stay checkable.
+    const bytes = job.last ? new Uint8Array(job.bytes) : job.bytes;
     bytes[0] = id >> 8;
     bytes[1] = id & 0xff;
-    job.port = port;
-    job.ep = h.ep;
-    job.id = id;
-    port.pending.set(id, job);
-    job.timer = setTimeout(this.onAttemptTimeout, timeoutMs, job, timeoutMs);
+    const now = this.clock();
+    // The name: offset 12 up to its root label (the nameKey has the same wire length).
+    const useCaps = caps && this.opts.randomizeCase && h.capsOffUntil <= now && randomizeCase(bytes, 12, 11 + job.nameKey.length, this.rnd) > 0;
+    const a = new Attempt(job, port, id, up, h, now, bytes, useCaps, job.last);
+    job.last = a;
+    job.open++;
+    job.state = TRYING;
+    port.pending.set(id, a);
+    const ms = Math.min(this.rto(h, job), remaining);
+    job.timer = setTimeout(this.onAttemptTimeout, ms, a, ms);
     // A failed send is a lost datagram (dgram also logs it): the attempt times out.
     port.sock.send(bytes, h.ep);
   }
 
-  /** Bound once: per-attempt timers pass the job as an argument instead of capturing it. */
-  private readonly onAttemptTimeout = (job: QueryJob, timeoutMs: number): void => {
-    const port = job.port!;
-    if (port.pending.get(job.id) !== job) return;
-    port.pending.delete(job.id);
-    if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
-    this.attemptFailed(job, new UpstreamError('ETIMEOUT', `no answer from ${job.up.host}#${job.up.port} in ${timeoutMs} ms`));
+  /** Bound once: timers pass the attempt as an argument instead of capturing it. The try stays open for a late answer. */
+  private readonly onAttemptTimeout = (a: Attempt, timeoutMs: number): void => {
+    const job = a.job;
+    if (job.done || job.last !== a || job.state !== TRYING) return;
+    job.timer = undefined;
+    this.attemptFailed(job, a.up, new UpstreamError('ETIMEOUT', `no answer from ${a.up.host}#${a.up.port} in ${timeoutMs} ms`));
+  };
+
+  private readonly onDeadline = (job: QueryJob): void => {
+    if (!job.done) this.giveUp(job);
   };
 
   /** A matching UDP answer: TC → the same question over TCP, else done with this attempt. */
-  private answered(job: QueryJob, bytes: Uint8Array, scan: ScannedResponse): void {
-    if (!(scan.flags & 0x0200)) { this.attemptDone(job, bytes, scan, false); return; }
+  private answered(a: Attempt, bytes: Uint8Array, scan: ScannedResponse): void {
+    const job = a.job;
+    if (!(scan.flags & Flag.TC)) { this.attemptDone(a, bytes, scan, false); return; }
+    if (job.state === TCP) return; // one TCP exchange per question; the other tries stay open
     this.counters.upstreamTcpFallbacks++;
+    clearTimeout(job.timer);
+    job.timer = undefined;
+    job.state = TCP;
     // TCP needs a handshake first: the full attempt time, within the question's deadline.
     const left = Math.max(1, Math.min(this.opts.attemptTimeoutMs, job.deadline - this.clock()));
-    this.tcpQuery(job.up, job.nameKey, job.qtype, job.qclass, job.qopts, left)
-      .then((r) => this.attemptDone(job, r.bytes, r.scan, true), (err: unknown) => this.attemptFailed(job, err as Error));
+    this.tcpQuery(a.up, job.nameKey, job.qtype, job.qclass, job.qopts, left)
+      .then((r) => { if (!job.done) this.attemptDone(a, r.bytes, r.scan, true); },
+        (err: unknown) => { if (!job.done) this.attemptFailed(job, a.up, err as Error); });
   }
 
-  private attemptDone(job: QueryJob, bytes: Uint8Array, scan: ScannedResponse, tcp: boolean): void {
-    const h = this.health.get(job.up)!;
-    const rtt = this.clock() - job.attemptStart;
+  private attemptDone(a: Attempt, bytes: Uint8Array, scan: ScannedResponse, tcp: boolean): void {
+    const job = a.job;
+    const h = a.h;
+    const rtt = this.clock() - a.start;
     h.answered++;
     h.failures = 0;
     h.downUntil = 0;
     if (!tcp) {
       // RFC 6298 §2: SRTT and RTTVAR from UDP round trips (a TCP exchange includes a handshake).
+      // Each try has its own ID, so a late answer is known to belong to its try (no Karn ambiguity).
       if (h.rttMs === 0) { h.rttMs = rtt; h.rttVarMs = rtt / 2; } else { h.rttVarMs = 0.75 * h.rttVarMs + 0.25 * Math.abs(h.rttMs - rtt); h.rttMs = 0.875 * h.rttMs + 0.125 * rtt; }
     }
-    const r: UpstreamResult = { bytes, scan, upstream: job.up, tcp };
+    const r: UpstreamResult = { bytes, scan, upstream: a.up, tcp };
     // RFC 1035 §7.3 / RFC 8499: SERVFAIL, REFUSED, NOTIMP say "ask someone else".
     if (scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED || scan.rcode === Rcode.NOTIMP) {
-      this.failed(job.up, false);
+      this.failed(a.up, false);
       // Kept past this call: a receive-slot view must become a copy.
       job.lastBad = job.listener.bytesTransient && !tcp ? { ...r, bytes: pooledCopy(bytes) } : r;
-      this.next(job);
+      // Move on when this was the try being waited for; an earlier try's bad answer only counts as one.
+      if (tcp || (job.state === TRYING && a === job.last)) { clearTimeout(job.timer); job.timer = undefined; this.next(job); } else if (job.state === WAITING && job.open === 0) this.giveUp(job);
       return;
     }
-    this.inflight--;
-    job.listener.upstreamDone(undefined, r);
+    this.finish(job, undefined, r);
   }
 
-  private attemptFailed(job: QueryJob, err: Error): void {
-    const up = job.up;
+  /** A try timed out, or its TCP exchange failed: count it, then the next try. */
+  private attemptFailed(job: QueryJob, up: UpstreamAddr, err: Error): void {
     if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { this.health.get(up)!.timeouts++; this.counters.upstreamTimeouts++; job.timeouts++; }
     this.log.debug('upstream attempt failed', { upstream: `${up.host}#${up.port}`, error: err.message });
     this.failed(up, true);
@@ -286,6 +248,56 @@ export class UpstreamPool {
       h.downUntil = this.clock() + this.opts.holdDownMs * factor;
       if (h.failures === this.opts.failThreshold) this.log.warn('upstream held down', { upstream: `${up.host}#${up.port}`, ms: this.opts.holdDownMs });
     }
+  }
+
+  /** The end without an answer: the last bad answer if any, else ETIMEOUT. */
+  private giveUp(job: QueryJob): void {
+    if (job.lastBad) this.finish(job, undefined, job.lastBad);
+    else this.finish(job, new UpstreamError(this.closed ? 'EUPSTREAM' : 'ETIMEOUT', this.closed ? 'resolver is closing' : 'no upstream answered in time'), undefined);
+  }
+
+  /** Settle the question once: every try leaves its pending table, the listener is called. */
+  private finish(job: QueryJob, err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
+    job.done = true;
+    clearTimeout(job.timer);
+    job.timer = undefined;
+    for (let a = job.last; a; a = a.prev) if (a.open) this.closeAttempt(a);
+    this.inflight--;
+    job.listener.upstreamDone(err, r);
+  }
+
+  private closeAttempt(a: Attempt): void {
+    a.open = false;
+    a.job.open--;
+    const port = a.port;
+    port.pending.delete(a.id);
+    if (port.uses === Infinity && port.pending.size === 0) { port.sock.close(); this.retired.delete(port); }
+  }
+
+  /**
+   * An answer that matches a try but for the letter case of its question: dropped
+   * and counted. It may be a forgery that guessed ID and port, so the try stays
+   * open for the real answer, and the retries keep 0x20 (an immediate retry
+   * without it would give a flooding forger a second, easier chance). An upstream
+   * that does not preserve case sends only such answers: after CASE_FALLBACK_AFTER
+   * in a row (an answer that keeps the case resets the count, so a forger cannot
+   * get there while the real answers arrive) it is asked without 0x20, this
+   * question at once.
+   */
+  private caseMismatch(a: Attempt): void {
+    this.counters.upstreamCaseMismatched++;
+    const h = a.h;
+    const job = a.job;
+    const now = this.clock();
+    if (h.capsOffUntil > now) return; // already asked without 0x20 again
+    if (++h.caseMismatches < CASE_FALLBACK_AFTER) return;
+    h.capsOffUntil = now + CASE_FALLBACK_MS;
+    h.caseMismatches = 0;
+    this.log.warn('upstream does not preserve letter case: asking it without 0x20', { upstream: `${a.up.host}#${a.up.port}`, ms: CASE_FALLBACK_MS });
+    if (a !== job.last || job.state === TCP || job.deadline - now <= 0) return;
+    clearTimeout(job.timer);
+    job.timer = undefined;
+    this.sendUdp(job, a.up, job.deadline - now, false);
   }
 
   /**
@@ -326,14 +338,18 @@ export class UpstreamPool {
   /** A replaced socket lingers until its last pending query settles. */
   private retire(p: Port): void {
     p.uses = Infinity;
-    if (p.pending.size === 0) p.sock.close();
+    if (p.pending.size === 0) p.sock.close(); else this.retired.add(p);
   }
 
-  /** `msg` is the socket's receive slot, valid during this call only. */
+  /**
+   * `msg` is the socket's receive slot, valid during this call only. Accepted:
+   * from the try's upstream address and port, the try's ID, well-formed, and the
+   * try's question — with 0x20, octet for octet (RFC 5452 §9.1).
+   */
   private onUdpMessage(port: Port, msg: Uint8Array, from: Endpoint): void {
     if (msg.length < 12) { this.counters.upstreamMalformed++; return; }
-    const p = port.pending.get((msg[0]! << 8) | msg[1]!);
-    if (!p || !from.equals(p.ep)) { this.counters.upstreamMismatched++; return; }
+    const a = port.pending.get((msg[0]! << 8) | msg[1]!);
+    if (!a || !from.equals(a.h.ep)) { this.counters.upstreamMismatched++; return; }
     let scan: ScannedResponse;
     try {
       scan = scanResponse(msg);
@@ -341,16 +357,22 @@ export class UpstreamPool {
       this.counters.upstreamMalformed++;
       return; // keep waiting: a forged or broken datagram must not end the query (RFC 5452 §9.1)
     }
-    if (scan.qnameKey !== p.nameKey || scan.qtype !== p.qtype || scan.qclass !== p.qclass) { this.counters.upstreamMismatched++; return; }
-    port.pending.delete(p.id);
-    clearTimeout(p.timer);
-    if (port.uses === Infinity && port.pending.size === 0) port.sock.close();
+    const job = a.job;
+    if (scan.qnameKey !== job.nameKey || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
+    if (a.caps) {
+      if (!sameOctets(msg, a.bytes, 12, 11 + job.nameKey.length)) { this.caseMismatch(a); return; }
+      a.h.caseMismatches = 0;
+    }
+    this.closeAttempt(a);
     // An answer that outlives this call (until sent to waiting clients; the cache keeps a string of
     // its own) gets a copy once it is known to be ours: pooled, no ArrayBuffer per answer.
-    this.answered(p, p.listener.bytesTransient ? msg : pooledCopy(msg), scan);
+    this.answered(a, job.listener.bytesTransient ? msg : pooledCopy(msg), scan);
   }
 
-  /** One query over a fresh TCP connection (shim/dns-tcp.ts); the answer must match ID and question. */
+  /**
+   * One query over a fresh TCP connection (shim/dns-tcp.ts); the answer must match
+   * ID and question, and must not be truncated again (that is a failed try).
+   */
   private async tcpQuery(up: UpstreamAddr, nameKey: string, qtype: number, qclass: number, qopts: QueryOptions, timeoutMs: number): Promise<{ bytes: Uint8Array; scan: ScannedResponse }> {
     const id = this.rnd.next();
     const q = buildQuery(id, nameKey, qtype, qclass, { ...qopts, udpSize: 65535 });
@@ -372,6 +394,7 @@ export class UpstreamPool {
       this.counters.upstreamMismatched++;
       throw new UpstreamError('ETCP', 'TCP answer does not match the question');
     }
+    if (scan.flags & Flag.TC) throw new UpstreamError('ETCP', 'TCP answer truncated');
     return { bytes, scan };
   }
 
@@ -379,24 +402,22 @@ export class UpstreamPool {
   status(): UpstreamStatus[] {
     const now = this.clock();
     return this.upstreams.map((u) => {
-      const { downUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;
-      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now };
+      const { downUntil, capsOffUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;
+      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now, caseFallback: capsOffUntil > now };
     });
   }
 
   close(): void {
     this.closed = true;
+    const jobs = new Set<QueryJob>();
+    for (const p of [...this.ports.udp4, ...this.ports.udp6, ...this.retired]) {
+      if (!p) continue; // the pool array is sparse until every slot was used
+      for (const a of p.pending.values()) jobs.add(a.job);
+    }
+    // Settling a job takes its tries out of every table, and closes retired sockets left empty.
+    for (const job of jobs) if (!job.done) this.giveUp(job);
     for (const list of [this.ports.udp4, this.ports.udp6]) {
-      for (const p of list) {
-        if (!p) continue; // the pool array is sparse until every slot was used
-        for (const job of p.pending.values()) {
-          clearTimeout(job.timer);
-          this.inflight--;
-          job.listener.upstreamDone(new UpstreamError('EUPSTREAM', 'resolver is closing'), undefined);
-        }
-        p.pending.clear();
-        p.sock.close();
-      }
+      for (const p of list) p?.sock.close();
       list.length = 0;
     }
   }

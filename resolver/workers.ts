@@ -276,6 +276,7 @@ function mergeStatus(own: ResolverStatus, others: ReadonlyArray<ResolverStatus |
       m.sent += u.sent; m.answered += u.answered; m.timeouts += u.timeouts;
       m.failures = Math.max(m.failures, u.failures);
       m.down ||= u.down;
+      m.caseFallback ||= u.caseFallback;
     });
     positive.push(...s.capability.positive);
     negative.push(...s.capability.negative);

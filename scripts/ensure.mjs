@@ -18,8 +18,10 @@ export function missingSystemPackages() {
   for (const line of lines) {
     const t = line.trim();
     if (!t || t.startsWith('#')) continue;
-    const [pkg, cmd] = t.split(/\s+/);
-    if (!have(cmd) && !existsSync(`/usr/sbin/${cmd}`)) missing.push(pkg);
+    const [pkg, proof] = t.split(/\s+/);
+    // The proof is a command, or the absolute path of a file the package installs (a Python module).
+    const present = proof.startsWith('/') ? existsSync(proof) : have(proof) || existsSync(`/usr/sbin/${proof}`);
+    if (!present) missing.push(pkg);
   }
   return missing;
 }

@@ -1,16 +1,17 @@
 /**
  * The forward stage: the end of the chain. Sends the question upstream (our own
  * query: the client's question bytes, RD, AD, EDNS 1232, the client's DO and CD)
- * and returns the upstream's bytes untouched but for TTLs with the top bit set,
- * which become 0 (RFC 2181 §8); the listener patches only what RFC 1035/6891/6840
- * require. Resolution failures become a SERVFAIL marked
+ * and returns the stub's own copy of the answer (answer-build.ts ownAnswer: the
+ * upstream's records, TTLs with the top bit set made 0 (RFC 2181 §8), the
+ * stub's header flags and OPT); the listener patches only what differs per
+ * client. Resolution failures become a SERVFAIL marked
  * `failed`, so serve-stale can step in.
  * It must not know about caching or capability records.
  */
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { QueryListener, UpstreamError, UpstreamPool, UpstreamResult } from '../upstream.ts';
 import type { QueryOptions } from '../answer-build.ts';
-import { servfail } from '../answer-build.ts';
+import { ownAnswer, servfail } from '../answer-build.ts';
 import { Rcode } from '../message.ts';
 import { zeroHighBitTtls } from '../answer-scan.ts';
 
@@ -21,6 +22,8 @@ function capture(resolve: (a: Answer) => void): void { captured = resolve; }
 
 /** One forwarded question waiting for the pool's callback. */
 class Forwarding implements QueryListener {
+  /** ownAnswer copies the answer anyway: the pool hands over its receive slot instead of a copy of its own. */
+  readonly bytesTransient = true;
   constructor(private readonly req: Request, private readonly resolve: (a: Answer) => void) {}
 
   upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
@@ -30,10 +33,10 @@ class Forwarding implements QueryListener {
       return;
     }
     const scan = r.scan;
-    zeroHighBitTtls(r.bytes, scan); // the pool's copy is ours until it is handed up
-    const opt = scan.optIndex >= 0 && scan.optIndex === scan.records.length - 1 ? scan.records[scan.optIndex]!.ownerOff : -1;
+    zeroHighBitTtls(r.bytes, scan); // RFC 2181 §8, in the receive slot before ownAnswer copies it
+    const own = ownAnswer(r.bytes, scan, this.req.q.dnssecOk);
     const failed = scan.rcode === Rcode.SERVFAIL || scan.rcode === Rcode.REFUSED;
-    this.resolve({ bytes: r.bytes, optOff: opt, source: 'upstream', owned: false, rcode: scan.rcode, scan, failed });
+    this.resolve({ bytes: own.bytes, optOff: own.optOff, source: 'upstream', owned: false, rcode: scan.rcode, scan, failed });
   }
 }
 

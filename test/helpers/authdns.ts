@@ -48,6 +48,8 @@ export interface AuthDnsOptions {
   ipv6?: boolean;
   /** Readiness deadline in ms (default 15000). */
   timeoutMs?: number;
+  /** Extra `server:` settings for Knot, e.g. `['udp-max-payload: 4096']` (ignored for BIND). */
+  knotServer?: string[];
 }
 
 export interface AuthDns {
@@ -131,6 +133,7 @@ function knotConfig(dir: string, port: number, opts: AuthDnsOptions): string {
     '    user: root:root',
     `    pidfile: "${dir}/knot.pid"`,
     `    listen: [ ${listen.join(', ')} ]`,
+    ...(opts.knotServer ?? []).map((l) => `    ${l}`),
     'log:',
     '  - target: stderr',
     '    any: info',

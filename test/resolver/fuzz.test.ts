@@ -1,5 +1,5 @@
 // Seeded fuzzing of the two byte paths that face the network: the query parser
-// (clients) and the upstream-answer path (scan, chain, TTL, cache render). Only
+// (clients) and the upstream-answer path (scan, chain, TTL, own OPT, cache render). Only
 // WireError may come out; everything that parses must keep its invariants.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +10,7 @@ import { parseQuery, questionKey } from '../../resolver/message.ts';
 import { cacheTtl, chainEnd, followCnames, readNameKey, rrsetAt, scanResponse } from '../../resolver/answer-scan.ts';
 import { AnswerCache, DEFAULT_CACHE_OPTIONS } from '../../resolver/answer-cache.ts';
 import { aaaaAddresses } from '../../resolver/capability-fetch.ts';
-import { errorResponse, finishForClient } from '../../resolver/answer-build.ts';
+import { errorResponse, finishForClient, ownAnswer } from '../../resolver/answer-build.ts';
 
 /** xorshift32: deterministic, seeded. */
 function rng(seed: number): () => number {
@@ -88,7 +88,7 @@ function compressedResponse(): Uint8Array {
   return Uint8Array.from([...hdr, ...q, ...rr1, ...rr2, ...rr3, ...soa, ...opt]);
 }
 
-test('upstream-answer path: 100,000 seeded inputs through scan, chain, TTL, cache and client fix-ups', () => {
+test('upstream-answer path: 100,000 seeded inputs through scan, chain, TTL, own OPT, cache and client fix-ups', () => {
   const seedAnswer = compressedResponse();
   const s0 = scanResponse(seedAnswer);
   assert.equal(followCnames(seedAnswer, s0, s0.qnameKey), '\x04host\x07example\x03org\x00');
@@ -112,11 +112,17 @@ test('upstream-answer path: 100,000 seeded inputs through scan, chain, TTL, cach
       chainEnd(input, s, s.qnameKey, 28);
       aaaaAddresses(input, s, s.qnameKey);
       cacheTtl(input, s);
-      const e = cache.store(`k${i % 64}`, input, s, -1, ms(0));
+      // The forward stage's copy with the stub's own OPT: it scans again, to the same records.
+      const own = ownAnswer(input, s, (i & 1) === 1);
+      const again = scanResponse(own.bytes);
+      assert.deepEqual(again.records.map((x) => x.ownerOff), s.records.map((x) => x.ownerOff));
+      assert.equal(again.optIndex, again.records.length - 1);
+      assert.equal(s.records[s.optIndex]!.ownerOff, own.optOff);
+      const e = cache.store(`k${i % 64}`, own.bytes, s, own.optOff, ms(0));
       if (e) {
         const out = cache.render(e, ms(5000));
-        assert.equal(out.length, input.length);
-        finishForClient(out, -1, query, q);
+        assert.equal(out.length, own.bytes.length);
+        finishForClient(out, own.optOff, query, q);
       }
     }, input);
   }

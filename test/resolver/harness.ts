@@ -5,6 +5,8 @@
  * hand-written capability RDATA builder that does not share code with the codec.
  */
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import * as dnsPacket from 'dns-packet';
 import type { TestContext } from 'node:test';
 import { Logger } from '../../shim/log.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
@@ -107,6 +109,19 @@ export function capRdataHex(ulid: string, locators: string[], opts: { version?: 
 /** An RFC 3597 zone line for a capability record. */
 export function capLine(owner: string, ttl: number, hex: string, type = 65300): string {
   return `${owner} ${ttl} IN TYPE${type} \\# ${hex.length / 2} ${hex}`;
+}
+
+/**
+ * One query over UDP from this process, encoded and decoded by dns-packet: for
+ * many quick questions, or exact bytes, without spawning dig. Rejects after `timeoutMs`.
+ */
+export function udpAsk(stub: { host: string; port: number }, query: Buffer, timeoutMs = 5000): Promise<{ raw: Buffer; msg: dnsPacket.Packet }> {
+  const s = dgram.createSocket('udp4');
+  return new Promise<{ raw: Buffer; msg: dnsPacket.Packet }>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
+    s.on('message', (raw) => { clearTimeout(timer); resolve({ raw, msg: dnsPacket.decode(raw) }); });
+    s.bind(0, '127.0.0.1', () => s.send(query, stub.port, stub.host));
+  }).finally(() => s.close());
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
