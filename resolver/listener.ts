@@ -176,7 +176,11 @@ export class Listeners {
     let buf = Buffer.alloc(0);
     let inflight = 0;
     c.setNoDelay(true);
-    c.setTimeout(this.opts.tcpIdleMs, () => { if (inflight === 0) c.destroy(); });
+    // Not setTimeout's callback: node registers it with `once`, so a connection whose queries were
+    // still in flight when it first fired was never closed afterwards. The timer re-arms on activity,
+    // and from the last answer on (done()).
+    c.setTimeout(this.opts.tcpIdleMs);
+    c.on('timeout', () => { if (inflight === 0) c.destroy(); });
     c.on('error', () => c.destroy());
     c.on('close', () => this.conns.delete(c));
     const reply: Reply = {
@@ -188,7 +192,7 @@ export class Listeners {
         c.write(frame);
       },
       done: () => {
-        inflight--;
+        if (--inflight === 0 && !c.destroyed) c.setTimeout(this.opts.tcpIdleMs);
         if (c.isPaused() && inflight < this.opts.maxTcpInflight) c.resume();
       },
     };
