@@ -19,7 +19,7 @@ test('an unknown subcommand is a usage error (exit 2, stderr)', () => {
   assert.match(r.stderr, /no-such-command|unknown command|too many arguments/);
 });
 
-/** A fresh program whose commands all write into `out` / `err` instead of the process's streams. */
+/** The commander program of `shim6`, every command writing into `out` / `err` instead of the process's streams. */
 function capturedProgram(): { program: Command; all: Command[]; out: string[]; err: string[] } {
   const program = buildProgram();
   const out: string[] = [];
