@@ -47,7 +47,12 @@ export interface Sample {
 export interface RunResult {
   /** Longest gap between two arrivals of data at the receiver, ms (counting a silence still open at the end). */
   stall_ms: number;
-  /** True if data arrived again after the failure. */
+  /**
+   * True if data written after the failure arrived: the receiver verified more octets than the
+   * sender had written by its first report after the failure. (Counting arrivals after the
+   * failure's time instead would count octets read late from the receiver's socket buffer when
+   * its process is slow, as on a busy machine, as a recovery.)
+   */
   recovered: boolean;
   /** Both ends finished within the grace time (the receiver saw the end of the stream). */
   complete: boolean;
@@ -95,6 +100,8 @@ interface Observed {
   sendDone: boolean;
   connectedAt: number;
   failAt?: number;
+  /** The sender's octet count in its first report after the failure (≥ what it had written by then). */
+  sentAtFailure?: number;
 }
 
 /** Start the receiver in B and wait (≤ 15 s) until it listens. */
@@ -137,7 +144,10 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
           }, o.failAtMs);
         }
       }
-      if (e.ev === 'tick' || e.ev === 'done') seen.sendLast = e.total;
+      if (e.ev === 'tick' || e.ev === 'done') {
+        seen.sendLast = e.total;
+        if (seen.failAt !== undefined && seen.sentAtFailure === undefined && e.t >= seen.failAt) seen.sentAtFailure = e.total;
+      }
       if (e.ev === 'done') { seen.sendDone = true; resolve(); }
     });
     client.once('exit', () => resolve());
@@ -147,17 +157,18 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
 
 /** The figures from what was observed. */
 function summarize(seen: Observed, durationMs: number): RunResult {
-  const { samples, recvTick: tick, recvDone: done, connectedAt, failAt } = seen;
+  const { samples, recvTick: tick, recvDone: done, connectedAt, failAt, sentAtFailure } = seen;
   const maxGap = done?.maxGapMs ?? tick?.maxGapMs ?? 0;
   const lastDataAt = tick?.lastAt ?? lastArrival(samples);
   // A silence still open when the receiver was stopped counts until the end of the sending window.
   const openGap = done ? 0 : Math.max(0, connectedAt + durationMs - (lastDataAt ?? connectedAt));
+  const verified = done?.verified ?? tick?.verified ?? 0;
   return {
     stall_ms: Math.max(maxGap, openGap),
-    recovered: failAt === undefined || samples.some((s) => s.t > failAt + 100 && s.bytes > 0),
+    recovered: failAt === undefined || (sentAtFailure !== undefined && verified > sentAtFailure),
     complete: seen.sendDone && done !== undefined,
     bytes_sent: seen.sendLast,
-    bytes_verified: done?.verified ?? tick?.verified ?? 0,
+    bytes_verified: verified,
     corrupt: done?.corrupt ?? tick?.corrupt ?? 0,
     connectedAt,
     failAt,
