@@ -17,10 +17,13 @@ export function shim6(args: string[], opts: SpawnSyncOptions = {}): CliResult {
   return { status: r.status, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
 }
 
-/** `shim6 …` as a child process without blocking the event loop, so that several run at once. */
-export function shim6Async(args: string[], opts: SpawnOptions = {}): Promise<CliResult> {
+/**
+ * `shim6 …` as a child process without blocking the event loop, so that a test can run several at
+ * once (each tsx start costs a second or more); `input` goes to its stdin.
+ */
+export function shim6Async(args: string[], input = '', opts: SpawnOptions = {}): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], ...opts });
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
     let stdout = '';
     let stderr = '';
     child.stdout!.on('data', (d: Buffer) => { stdout += d.toString(); });
@@ -28,5 +31,6 @@ export function shim6Async(args: string[], opts: SpawnOptions = {}): Promise<Cli
     const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
     child.once('error', (e) => { clearTimeout(timer); reject(e); });
     child.once('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
+    child.stdin!.end(input);
   });
 }
