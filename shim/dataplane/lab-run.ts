@@ -104,13 +104,13 @@ interface Observed {
   sentAtFailure?: number;
 }
 
-/** Start the receiver in B and wait (≤ 15 s) until it listens. */
+/** Start the receiver in B and wait (≤ 60 s: only a hang takes that long, a busy machine can take 15) until it listens. */
 async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observed, err: { text: string }): Promise<ChildProcess> {
   const server = streamProc(lab.b, o.wrap ?? [], ['serve', '--port', String(port), '--once']);
   server.stderr?.on('data', (d: Buffer) => { err.text += d.toString(); });
   try {
     await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new LabError(`stream receiver in ${lab.b} did not start: ${err.text}`)), 15_000);
+      const t = setTimeout(() => reject(new LabError(`stream receiver in ${lab.b} did not start: ${err.text}`)), 60_000);
       lines(server, (e) => {
         o.onEvent?.('recv', e);
         if (e.ev === 'listening') { clearTimeout(t); resolve(); }
