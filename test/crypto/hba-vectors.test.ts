@@ -54,7 +54,7 @@ test('an independent Python implementation derives the same HBA sets (1..4 prefi
     const sec = parseInt(s.members[0]!.address.split(':')[4]!, 16) >> 13;
     return [toHex(s.members[0]!.params), sec, ...s.members.map((m) => toHex(m.params.subarray(16, 24)))].join(' ');
   }).join('\n');
-  const r = spawnSync('python3', ['-c', PYTHON], { input, encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync('python3', ['-c', PYTHON], { input, encoding: 'utf8', timeout: 60_000 });
   assert.equal(r.status, 0, r.stderr);
   const lines = r.stdout.trim().split('\n');
   assert.equal(lines.length, cases.length);
