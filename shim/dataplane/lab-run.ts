@@ -187,7 +187,11 @@ export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
   try {
     const sender = startSender(lab, o, port, to, seen, err);
     client = sender.client;
-    await Promise.race([sender.finished, new Promise((r) => setTimeout(r, o.durationMs + (o.graceMs ?? 5000)))]);
+    // The bound's timer is cleared when the sender finishes first: left running, it kept the
+    // process (a test file, \`shim6 lab demo\`) alive for the rest of the grace time.
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([sender.finished, new Promise((r) => { bound = setTimeout(r, o.durationMs + (o.graceMs ?? 5000)); })]);
+    clearTimeout(bound);
     if (!seen.connectedAt) throw new LabError(`the stream did not connect to ${to}: ${err.text.trim()}`);
     // Give the receiver a moment to report its final figures.
     for (let i = 0; i < 20 && !seen.recvDone; i++) await new Promise((r) => setTimeout(r, 100));
