@@ -32,9 +32,9 @@ export async function daemons(t: TestContext, lab: Lab, timers: Record<string, n
   return s;
 }
 
-/** One daemon only (host `h`), stopped after the test. */
-export async function oneDaemon(t: TestContext, lab: Lab, h: 'a' | 'b'): Promise<ChildProcess> {
-  writeLabDaemonConfig(lab, h);
+/** One daemon only (host `h`; `extra` config keys over the lab's), stopped after the test. */
+export async function oneDaemon(t: TestContext, lab: Lab, h: 'a' | 'b', extra: Record<string, unknown> = {}): Promise<ChildProcess> {
+  writeLabDaemonConfig(lab, h, extra);
   const p = await startLabDaemon(lab, h);
   t.after(() => stopProcess(p));
   return p;

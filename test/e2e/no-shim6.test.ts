@@ -38,7 +38,9 @@ test('no record, no daemon on B: plain traffic untouched, negative cache holds B
 test('stale record, no daemon on B: falls back to plain IPv6 while the engine still tries, then the engine gives up', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = await freshLab(t);
-  await oneDaemon(t, lab, 'a');
+  // Three I1 retries instead of the fast profile's four: the give-up comes after ~4.5 s instead
+  // of ~9 s, still well after the 1 s hold on the SYN.
+  await oneDaemon(t, lab, 'a', { timers: { profile: 'fast', i1RetriesMax: 3 } });
   const started = Date.now();
   const r = await runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 2000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
   t.diagnostic(`connected after ${r.connectedAt - started} ms`);
@@ -47,8 +49,8 @@ test('stale record, no daemon on B: falls back to plain IPv6 while the engine st
   assert.ok(log(lab, 'a').some((x) => x.msg === 'prime' && x.ulid === LAB_ADDR.bP), 'the record primed A');
   // The held SYN was let go as plain IPv6 (engine-driver's hold, 1 s) rather than kept for the context.
   assert.ok(log(lab, 'a').some((x) => x.msg === 'context not up in time: plain IPv6 meanwhile' && x.peer === LAB_ADDR.bP), 'the hold on B\'s ULID ended');
-  // Fast profile: I1 retransmitted I1_RETRIES_MAX times with back-off, then the engine gives up
-  // (the schedule itself: test/engine/handshake.test.ts, in virtual time).
+  // I1 retransmitted i1RetriesMax times with back-off, then the engine gives up (the schedule
+  // itself: test/engine/handshake.test.ts, in virtual time).
   const gaveUp = await waitLog(lab, 'a', (x) => (x.msg === 'peer-unsupported' || x.msg === 'context-failed') && (x.peerUlid === LAB_ADDR.bP), 2 * DEADLINE_MS);
   t.diagnostic(`the engine gave up after ${Date.parse(gaveUp.ts) - started} ms`);
   // The application never waited for shim6: it connected and streamed before the engine gave up.
