@@ -76,15 +76,18 @@ export async function run(flags: ResolverFlags): Promise<void> {
     await engine?.close();
     throw err;
   }
-  log.info('resolver ready', {
-    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
-    control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
-  });
-  await new Promise<void>((resolve) => {
+  // The handlers before the ready line: whoever reads it may signal at once, and a signal that
+  // came before them met node's default action (exit, nothing closed, the socket file left).
+  const stopped = new Promise<void>((resolve) => {
     const stop = (sig: string): void => { log.info('shutting down', { signal: sig }); resolve(); };
     process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
+  log.info('resolver ready', {
+    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
+    control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
+  });
+  await stopped;
   await control.close();
   await resolver.close();
   await engine?.close();
