@@ -86,7 +86,7 @@ export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<strin
   writeFileSync(f.config, JSON.stringify(config, null, 2) + '\n');
 }
 
-/** Start host `h`'s daemon and wait (≤ 20 s) for "daemon ready" in its log. */
+/** Start host `h`'s daemon and wait (≤ 60 s: a busy machine starts it slowly; only a hang takes that long) for "daemon ready" in its log. */
 export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: boolean } = {}): Promise<ChildProcess> {
   const f = labDaemonFiles(lab, h);
   if (!existsSync(f.config)) writeLabDaemonConfig(lab, h);
@@ -95,7 +95,7 @@ export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: 
   const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, BIN, 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd], detached: opts.detached ?? false });
   // Detached (`shim6 lab up`): the daemon outlives the CLI; `lab down` stops it.
   if (opts.detached) child.unref();
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     const text = readFileSync(f.log, 'utf8').slice(start);
     if (text.includes('"msg":"daemon ready"')) {

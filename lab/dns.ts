@@ -113,7 +113,7 @@ function knotConfig(dir: string, zoneFile: string): string {
   ].join('\n');
 }
 
-/** Write the zone, start Knot in the DNS namespace and wait until it answers (≤ 10 s). */
+/** Write the zone, start Knot in the DNS namespace and wait until it answers (≤ 60 s: only a hang takes that long, also on a busy machine). */
 export async function startLabDns(lab: Lab, opts: LabZoneOptions = {}): Promise<{ recordSource: string }> {
   const dir = path.join(lab.stateDir, 'knot');
   mkdirSync(dir, { recursive: true });
@@ -130,11 +130,11 @@ export async function startLabDns(lab: Lab, opts: LabZoneOptions = {}): Promise<
   const log = openSync(path.join(dir, 'knot.log'), 'a');
   const child = spawn('ip', ['netns', 'exec', lab.dns, 'knotd', '-c', path.join(dir, 'knot.conf')], { stdio: ['ignore', log, log], detached: true });
   child.unref();
-  const deadline = Date.now() + 10_000;
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     const r = nsExec(lab.a, ['kdig', `@${LAB_ADDR.dnsA}`, LAB_ZONE, 'SOA', '+short', '+timeout=1', '+retry=0'], { check: false });
     if (r.status === 0 && r.stdout.trim()) return { recordSource };
     await new Promise((res) => setTimeout(res, 100));
   }
-  throw new LabError(`knotd in ${lab.dns} did not answer within 10 s (log: ${path.join(dir, 'knot.log')})`);
+  throw new LabError(`knotd in ${lab.dns} did not answer within 60 s (log: ${path.join(dir, 'knot.log')})`);
 }

@@ -47,7 +47,12 @@ export interface Sample {
 export interface RunResult {
   /** Longest gap between two arrivals of data at the receiver, ms (counting a silence still open at the end). */
   stall_ms: number;
-  /** True if data arrived again after the failure. */
+  /**
+   * True if data written after the failure arrived: the receiver verified more octets than the
+   * sender had written by its first report after the failure. (Counting arrivals after the
+   * failure's time instead would count octets read late from the receiver's socket buffer when
+   * its process is slow, as on a busy machine, as a recovery.)
+   */
   recovered: boolean;
   /** Both ends finished within the grace time (the receiver saw the end of the stream). */
   complete: boolean;
@@ -95,15 +100,17 @@ interface Observed {
   sendDone: boolean;
   connectedAt: number;
   failAt?: number;
+  /** The sender's octet count in its first report after the failure (≥ what it had written by then). */
+  sentAtFailure?: number;
 }
 
-/** Start the receiver in B and wait (≤ 15 s) until it listens. */
+/** Start the receiver in B and wait (≤ 60 s: only a hang takes that long, a busy machine can take 15) until it listens. */
 async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observed, err: { text: string }): Promise<ChildProcess> {
   const server = streamProc(lab.b, o.wrap ?? [], ['serve', '--port', String(port), '--once']);
   server.stderr?.on('data', (d: Buffer) => { err.text += d.toString(); });
   try {
     await new Promise<void>((resolve, reject) => {
-      const t = setTimeout(() => reject(new LabError(`stream receiver in ${lab.b} did not start: ${err.text}`)), 15_000);
+      const t = setTimeout(() => reject(new LabError(`stream receiver in ${lab.b} did not start: ${err.text}`)), 60_000);
       lines(server, (e) => {
         o.onEvent?.('recv', e);
         if (e.ev === 'listening') { clearTimeout(t); resolve(); }
@@ -137,7 +144,10 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
           }, o.failAtMs);
         }
       }
-      if (e.ev === 'tick' || e.ev === 'done') seen.sendLast = e.total;
+      if (e.ev === 'tick' || e.ev === 'done') {
+        seen.sendLast = e.total;
+        if (seen.failAt !== undefined && seen.sentAtFailure === undefined && e.t >= seen.failAt) seen.sentAtFailure = e.total;
+      }
       if (e.ev === 'done') { seen.sendDone = true; resolve(); }
     });
     client.once('exit', () => resolve());
@@ -147,17 +157,18 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
 
 /** The figures from what was observed. */
 function summarize(seen: Observed, durationMs: number): RunResult {
-  const { samples, recvTick: tick, recvDone: done, connectedAt, failAt } = seen;
+  const { samples, recvTick: tick, recvDone: done, connectedAt, failAt, sentAtFailure } = seen;
   const maxGap = done?.maxGapMs ?? tick?.maxGapMs ?? 0;
   const lastDataAt = tick?.lastAt ?? lastArrival(samples);
   // A silence still open when the receiver was stopped counts until the end of the sending window.
   const openGap = done ? 0 : Math.max(0, connectedAt + durationMs - (lastDataAt ?? connectedAt));
+  const verified = done?.verified ?? tick?.verified ?? 0;
   return {
     stall_ms: Math.max(maxGap, openGap),
-    recovered: failAt === undefined || samples.some((s) => s.t > failAt + 100 && s.bytes > 0),
+    recovered: failAt === undefined || (sentAtFailure !== undefined && verified > sentAtFailure),
     complete: seen.sendDone && done !== undefined,
     bytes_sent: seen.sendLast,
-    bytes_verified: done?.verified ?? tick?.verified ?? 0,
+    bytes_verified: verified,
     corrupt: done?.corrupt ?? tick?.corrupt ?? 0,
     connectedAt,
     failAt,
@@ -176,7 +187,11 @@ export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
   try {
     const sender = startSender(lab, o, port, to, seen, err);
     client = sender.client;
-    await Promise.race([sender.finished, new Promise((r) => setTimeout(r, o.durationMs + (o.graceMs ?? 5000)))]);
+    // The bound's timer is cleared when the sender finishes first: left running, it kept the
+    // process (a test file, \`shim6 lab demo\`) alive for the rest of the grace time.
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([sender.finished, new Promise((r) => { bound = setTimeout(r, o.durationMs + (o.graceMs ?? 5000)); })]);
+    clearTimeout(bound);
     if (!seen.connectedAt) throw new LabError(`the stream did not connect to ${to}: ${err.text.trim()}`);
     // Give the receiver a moment to report its final figures.
     for (let i = 0; i < 20 && !seen.recvDone; i++) await new Promise((r) => setTimeout(r, 100));

@@ -22,7 +22,12 @@ export interface CapabilitySink {
   absent(now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void;
 }
 
-/** A sink that only logs: what `shim6 resolver` uses until the engine is wired in. */
+/**
+ * A sink that only logs. `shim6 resolver` uses it when it runs without an engine (`--no-engine`,
+ * or no global IPv6 address to run one on); otherwise, and in `shim6 daemon`, the engine's sink
+ * primes the engine (shim/dataplane/daemon-sink.ts). With several resolver threads each thread
+ * logs with its own instance instead of sending the calls to the main thread.
+ */
 export class LoggingSink implements CapabilitySink {
   constructor(private readonly log: Logger) {}
 

@@ -16,6 +16,7 @@ import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } fro
 import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from './listener.ts';
 import type { UdpBackend } from './udp-socket.ts';
 import { DEFAULT_CAPABILITY_OPTIONS, type CapabilityOptions } from './stages/capability.ts';
+import { MAX_WORKERS } from './limits.ts';
 import { resolveReplyLimit, type ReplyLimitConfig } from '../shim/engine/reply-limit.ts';
 
 /**
@@ -158,8 +159,8 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
 const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit'];
 /** Values of the `udp` key (and of `shim6 resolver --udp`). */
 export const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
-/** Most resolver threads (`workers`). */
-export const MAX_WORKERS = 64;
+/** Most resolver threads (`workers`); defined in limits.ts, which the CLI loads without the resolver. */
+export { MAX_WORKERS };
 
 /** `workers` (config key or `--workers`) must be 1..MAX_WORKERS, and more than 1 cannot run on dgram sockets. */
 export function checkWorkers(workers: unknown, udp: ResolverConfig['udp'], key: string): number {

@@ -18,20 +18,38 @@ async function run(flags: DaemonFlags): Promise<void> {
   if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
   if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
   const { Daemon } = await import('../../shim/daemon/daemon.ts');
-  const daemon = await Daemon.start(config, flags.config ? { configFile: flags.config } : {});
-  await new Promise<void>((resolve) => {
-    let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
-      stopping = true;
-      daemon.log.info('stopping', { signal });
-      daemon.stop().then(resolve, (err: unknown) => { daemon.log.error('stop failed', { error: (err as Error).message }); resolve(); });
-    };
-    process.on('SIGHUP', () => { void daemon.reload(); });
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-  });
-  process.removeAllListeners('SIGHUP');
+  // The handlers before start(), which logs "daemon ready": whoever reads that may signal at once,
+  // and a signal that came before them met node's default action (exit without Close, routes and
+  // TUN left). A stop asked for during the start waits for it; a second signal ends the process
+  // at once, as one does while stopping.
+  let daemon: Awaited<ReturnType<typeof Daemon.start>> | undefined;
+  let asked: string | undefined;
+  let stop: (signal: string) => void = (signal) => { asked = signal; unhook(); };
+  const onTerm = (): void => stop('SIGTERM');
+  const onInt = (): void => stop('SIGINT');
+  const unhook = (): void => { process.off('SIGTERM', onTerm); process.off('SIGINT', onInt); };
+  const onHup = (): void => { void daemon?.reload(); };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  try {
+    const running = await Daemon.start(config, flags.config ? { configFile: flags.config } : {});
+    daemon = running;
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      stop = (signal) => {
+        if (stopping) return;
+        stopping = true;
+        unhook(); // a second SIGTERM or SIGINT while stopping ends the process at once
+        running.log.info('stopping', { signal });
+        running.stop().then(resolve, (err: unknown) => { running.log.error('stop failed', { error: (err as Error).message }); resolve(); });
+      };
+      if (asked !== undefined) stop(asked);
+    });
+  } finally {
+    unhook();
+    process.off('SIGHUP', onHup);
+  }
 }
 
 export function register(program: Command): void {

@@ -4,8 +4,11 @@
  * Owned by the zone feature; registered by cli/main.ts.
  */
 import type { Command } from 'commander';
-import { runCheck, runHbaGenerate, runHbaVerify, runRecord, type Out } from '../../zone-tools/commands.ts';
-import { runBulk, runShow, runUpdate } from '../../zone-tools/commands-dns.ts';
+import type { Out } from '../../zone-tools/commands.ts';
+
+// The actions' modules load when a zone command runs, not for every `shim6` start or --help.
+const offline = () => import('../../zone-tools/commands.ts');
+const dns = () => import('../../zone-tools/commands-dns.ts');
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
@@ -47,7 +50,7 @@ export function register(program: Command): void {
   recordOptions(zone.command('record')
     .description('print zone-file lines for one host: comment, TYPE65300 in RFC 3597 form, AAAA, optional _shim6 TXT')
     .requiredOption('--name <name>', 'the host\'s name (owner of the AAAA and capability records)'))
-    .action((o) => finish(runRecord(o, out)));
+    .action(async (o) => finish((await offline()).runRecord(o, out)));
 
   const hba = zone.command('hba')
     .description('generate an HBA set (RFC 5535; CGA-compatible with --key) and write its parameters file')
@@ -55,12 +58,12 @@ export function register(program: Command): void {
     .option('--sec <n>', 'CGA Sec parameter 0, 1 or 2 (default 1)')
     .option('--key <rsa.pem>', 'RSA key (PEM) for a CGA-compatible HBA set')
     .option('--out <params>', 'where to write the parameters file (JSON)')
-    .action((o) => finish(runHbaGenerate(o, out)));
+    .action(async (o) => finish((await offline()).runHbaGenerate(o, out)));
   hba.command('verify')
     .description('check that an address belongs to the HBA set of a parameters file (exit 0 yes, 1 no)')
     .argument('<addr>', 'the address to check')
     .argument('<params>', 'the parameters file')
-    .action((addr: string, params: string) => finish(runHbaVerify(addr, params, out)));
+    .action(async (addr: string, params: string) => finish((await offline()).runHbaVerify(addr, params, out)));
 
   zone.command('check')
     .description('validate every capability record and _shim6 TXT of zone files; problems as file:line: what')
@@ -68,14 +71,14 @@ export function register(program: Command): void {
     .option('--origin <zone>', 'origin when the file has no $ORIGIN (like named-checkzone\'s zone argument)')
     .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
     .option('--quiet', 'print problems only, no summary')
-    .action((files: string[], o) => finish(runCheck(files, o, out)));
+    .action(async (files: string[], o) => finish((await offline()).runCheck(files, o, out)));
 
   serverOptions(recordOptions(zone.command('update')
     .description('replace a host\'s capability record, AAAA RRset and TXT fallback with one TSIG-signed RFC 2136 update')
     .requiredOption('--name <name>', 'the host\'s name')))
     .option('--from-host', 'take ULID and locators from this host\'s global IPv6 addresses')
     .option('--interface <name>', 'with --from-host: only this interface; repeat for more', collect)
-    .action(async (o) => finish(await runUpdate(o, out)));
+    .action(async (o) => finish(await (await dns()).runUpdate(o, out)));
 
   zone.command('show')
     .description('fetch a host\'s capability record (and TXT fallback) and print it; --expect* compare')
@@ -89,7 +92,7 @@ export function register(program: Command): void {
     .option('--json', 'print JSON (with the raw RDATA in hex)')
     .option('--tcp', 'query over TCP')
     .option('--timeout <seconds>', 'per-try timeout')
-    .action(async (name: string, o) => finish(await runShow(name, o, out)));
+    .action(async (name: string, o) => finish(await (await dns()).runShow(name, o, out)));
 
   serverOptions(zone.command('bulk')
     .description('zone lines (or, with --update, RFC 2136 updates) for every host of a CSV or JSON inventory')
@@ -103,5 +106,5 @@ export function register(program: Command): void {
     .option('--progress', 'always draw the progress bar (default: on a terminal, 100+ hosts)')
     .option('--no-progress', 'never draw the progress bar')
     .option('--concurrency <n>', 'updates in flight at once (default 4)'))
-    .action(async (file: string, o) => finish(await runBulk(file, o, out)));
+    .action(async (file: string, o) => finish(await (await dns()).runBulk(file, o, out)));
 }

@@ -2,7 +2,7 @@
  * Randomness for the engine, always injected (quinn-proto style): nonces,
  * context tags, back-off jitter and responder secrets all come from one `Rng`
  * the driver passes in — `cryptoRng()` in the daemon, the simulator's seeded
- * `SimRng` (test/sim/rng.ts) in tests. This module must not know about contexts or messages.
+ * `SimRng` (test/helpers/rng.ts) in tests. This module must not know about contexts or messages.
  */
 import { randomFillSync } from 'node:crypto';
 

@@ -11,7 +11,8 @@ import {
 import { WireError } from '../../shim/wire/errors.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { fixedBytes, flipped, hex, seededRandomBytes, toHex } from './seeded.ts';
+import { fixedBytes, flipped, hex, toHex } from '../helpers/octets.ts';
+import { randomBytes } from '../helpers/rng.ts';
 
 // RFC 3972 Appendix A, copied octet for octet from the RFC text.
 const RFC_KEY = hex(`
@@ -78,7 +79,7 @@ test('generateCga with Sec 0 and 1 verifies; Sec 1 leaves 16 zero bits of Hash2'
   const spki = new Uint8Array(publicKey.export({ format: 'der', type: 'spki' }));
   for (const sec of [0, 1]) {
     for (let i = 0; i < 3; i++) {
-      const g = generateCga({ subnetPrefix: '2001:db8:7::', publicKey: spki, sec, randomBytes: seededRandomBytes(`cga-${sec}-${i}`) });
+      const g = generateCga({ subnetPrefix: '2001:db8:7::', publicKey: spki, sec, randomBytes: randomBytes(`cga-${sec}-${i}`) });
       assert.equal(checkCga(g.address, g.params), 'ok', g.address);
       // On the octets, not the text: an interface ID that starts with a zero group prints as '2001:db8:7::…'.
       const octets = parseIpv6(g.address);
@@ -91,11 +92,11 @@ test('generateCga with Sec 0 and 1 verifies; Sec 1 leaves 16 zero bits of Hash2'
 });
 
 test('generateCga is deterministic for a seeded randomBytes, and honours collisionCount and extensions', () => {
-  const a = generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 1, randomBytes: seededRandomBytes('x') });
-  const b = generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 1, randomBytes: seededRandomBytes('x') });
+  const a = generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 1, randomBytes: randomBytes('x') });
+  const b = generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 1, randomBytes: randomBytes('x') });
   assert.deepEqual(a, b);
   const c = generateCga({
-    subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 0, randomBytes: seededRandomBytes('y'), collisionCount: 2,
+    subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 0, randomBytes: randomBytes('y'), collisionCount: 2,
     extensions: [{ type: 0x7777, data: hex('0102') }],
   });
   assert.equal(verifyCga(c.address, c.params), true);
@@ -107,15 +108,15 @@ test('generateCga is deterministic for a seeded randomBytes, and honours collisi
 test('the modifier search is bounded: maxIterations ends it with CGA_SEARCH_EXHAUSTED', () => {
   assert.ok(DEFAULT_MAX_ITERATIONS >= 1 << 20);
   assert.throws(
-    () => generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 2, randomBytes: seededRandomBytes('z'), maxIterations: 1000 }),
+    () => generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 2, randomBytes: randomBytes('z'), maxIterations: 1000 }),
     (e: unknown) => e instanceof UsageError && e.code === 'CGA_SEARCH_EXHAUSTED',
   );
   for (const sec of [-1, 3, 7, 1.5]) {
-    assert.throws(() => generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec, randomBytes: seededRandomBytes('z') }),
+    assert.throws(() => generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec, randomBytes: randomBytes('z') }),
       (e: unknown) => e instanceof UsageError && e.code === 'BAD_SEC');
   }
   for (const subnetPrefix of ['fe80::1', '2001:db8::/48', 'nonsense']) {
-    assert.throws(() => generateCga({ subnetPrefix, publicKey: RFC_KEY, sec: 0, randomBytes: seededRandomBytes('z') }),
+    assert.throws(() => generateCga({ subnetPrefix, publicKey: RFC_KEY, sec: 0, randomBytes: randomBytes('z') }),
       (e: unknown) => e instanceof UsageError && e.code === 'BAD_PREFIX');
   }
 });

@@ -14,7 +14,8 @@ import {
   prefix64, verifyCga,
 } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { fixedBytes, flipped, hex, seededRandomBytes, toHex } from './seeded.ts';
+import { fixedBytes, flipped, hex, toHex } from '../helpers/octets.ts';
+import { randomBytes } from '../helpers/rng.ts';
 
 const prefixes = (n: number): string[] => Array.from({ length: n }, (_, i) => `2001:db8:${(i + 1).toString(16)}::/64`);
 const rsaSpki = (): Uint8Array => {
@@ -24,7 +25,7 @@ const rsaSpki = (): Uint8Array => {
 
 test('HBA-only sets of 1..8 prefixes: every member verifies against every member’s parameters', () => {
   for (let n = 1; n <= 8; n++) {
-    const set = generateHbaSet({ prefixes: prefixes(n), sec: 0, randomBytes: seededRandomBytes(`hba-${n}`) });
+    const set = generateHbaSet({ prefixes: prefixes(n), sec: 0, randomBytes: randomBytes(`hba-${n}`) });
     assert.equal(set.members.length, n);
     assert.equal(set.publicKeyIncluded, false);
     const addresses = set.members.map((m) => m.address);
@@ -42,7 +43,7 @@ test('HBA-only sets of 1..8 prefixes: every member verifies against every member
 
 test('HBA/CGA set with a public key and Sec 1: P flag set, 16 zero bits of Hash2, membership verifies', () => {
   const spki = rsaSpki();
-  const set = generateHbaSet({ prefixes: prefixes(3), sec: 1, publicKey: spki, randomBytes: seededRandomBytes('hba-cga') });
+  const set = generateHbaSet({ prefixes: prefixes(3), sec: 1, publicKey: spki, randomBytes: randomBytes('hba-cga') });
   assert.equal(set.publicKeyIncluded, true);
   assert.deepEqual(set.publicKey, spki);
   for (const m of set.members) {
@@ -58,8 +59,8 @@ test('HBA/CGA set with a public key and Sec 1: P flag set, 16 zero bits of Hash2
 });
 
 test('HBA Sec 1 without a key, HBA generation is deterministic for a seed', () => {
-  const a = generateHbaSet({ prefixes: prefixes(2), sec: 1, randomBytes: seededRandomBytes('s1') });
-  const b = generateHbaSet({ prefixes: prefixes(2), sec: 1, randomBytes: seededRandomBytes('s1') });
+  const a = generateHbaSet({ prefixes: prefixes(2), sec: 1, randomBytes: randomBytes('s1') });
+  const b = generateHbaSet({ prefixes: prefixes(2), sec: 1, randomBytes: randomBytes('s1') });
   assert.deepEqual(a, b);
   assert.ok(a.iterations > 0);
   assert.deepEqual(verifyHbaSet(a.members.map((m) => m.address), a.members[1]!.params), [true, true]);
@@ -97,7 +98,7 @@ test('an Extended Modifier with leading zero octets stays minimal DER and still 
 });
 
 test('tampering: other prefix, other IID, changed parameters, cross-set — each fails with its reason', () => {
-  const set = generateHbaSet({ prefixes: prefixes(4), sec: 1, randomBytes: seededRandomBytes('tamper') });
+  const set = generateHbaSet({ prefixes: prefixes(4), sec: 1, randomBytes: randomBytes('tamper') });
   const [m0, m1] = set.members;
   assert.ok(m0 && m1);
   // A prefix outside the Multi-Prefix extension, same IID.
@@ -119,7 +120,7 @@ test('tampering: other prefix, other IID, changed parameters, cross-set — each
   assert.equal(checkHbaAddress(m1.address, cc), 'collision-count');
   assert.equal(checkHbaAddress(m1.address, m0.params.subarray(0, 40)), 'malformed');
   // Another set's structure does not vouch for this set.
-  const other = generateHbaSet({ prefixes: prefixes(4), sec: 1, randomBytes: seededRandomBytes('other') });
+  const other = generateHbaSet({ prefixes: prefixes(4), sec: 1, randomBytes: randomBytes('other') });
   assert.equal(verifyHbaAddress(m1.address, other.members[0]!.params), false);
   // A plain CGA structure (no Multi-Prefix) is not an HBA set.
   const rfc = hex('89a8a8b2e858d8b8f2633f44d2d4ce9bfe8000000000000000305c300d06092a864886f70d0101010500034b003048024100c2c2f1373054' +
@@ -131,7 +132,7 @@ test('tampering: other prefix, other IID, changed parameters, cross-set — each
 });
 
 test('checkHbaSet computes Hash2 once and still judges each address by its own Sec', () => {
-  const set = generateHbaSet({ prefixes: prefixes(3), sec: 1, randomBytes: seededRandomBytes('mixed') });
+  const set = generateHbaSet({ prefixes: prefixes(3), sec: 1, randomBytes: randomBytes('mixed') });
   const zeros = toHex(cgaHash2(set.members[0]!.params)).match(/^0*/)![0].length;
   const asSec = (a: string, sec: number): string => {
     const g = a.split(':');
@@ -144,7 +145,7 @@ test('checkHbaSet computes Hash2 once and still judges each address by its own S
 });
 
 test('generateHbaSet input checks', () => {
-  const rb = seededRandomBytes('in');
+  const rb = randomBytes('in');
   const bad = (o: Parameters<typeof generateHbaSet>[0], code: string): void => {
     assert.throws(() => generateHbaSet(o), (e: unknown) => e instanceof UsageError && e.code === code);
   };
@@ -156,7 +157,7 @@ test('generateHbaSet input checks', () => {
 });
 
 test('hbaDigest is SHA-256 of the structure; hbaDigestForUlid matches it from any member', () => {
-  const set = generateHbaSet({ prefixes: prefixes(3), sec: 0, randomBytes: seededRandomBytes('digest') });
+  const set = generateHbaSet({ prefixes: prefixes(3), sec: 0, randomBytes: randomBytes('digest') });
   const ulid = set.members[1]!;
   const d = hbaDigest(ulid.params);
   assert.equal(toHex(d), crypto.createHash('sha256').update(ulid.params).digest('hex'));

@@ -6,11 +6,12 @@ import crypto from 'node:crypto';
 import { cgaSignatureInput, generateCga, signCgaLocators, verifyCgaSignature } from '../../shim/wire/cga.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { flipped, seededRandomBytes, toHex } from './seeded.ts';
+import { flipped, toHex } from '../helpers/octets.ts';
+import { randomBytes } from '../helpers/rng.ts';
 
 const keys = crypto.generateKeyPairSync('rsa', { modulusLength: 1024 });
 const spki = new Uint8Array(keys.publicKey.export({ format: 'der', type: 'spki' }));
-const ulid = generateCga({ subnetPrefix: '2001:db8:1::/64', publicKey: spki, sec: 0, randomBytes: seededRandomBytes('sig') });
+const ulid = generateCga({ subnetPrefix: '2001:db8:1::/64', publicKey: spki, sec: 0, randomBytes: randomBytes('sig') });
 const locators = ['2001:db8:2::10', '2001:db8:3::20'];
 
 test('signed octets: type tag 0x4A30…6D48 ‖ generation u32 ‖ locators in list order', () => {
@@ -60,20 +61,20 @@ test('tampered generation, locator, order, signature, parameters or ULID fail', 
 test('keys below 1024 bits, non-RSA keys and HBA-only parameter sets are refused', () => {
   const small = crypto.generateKeyPairSync('rsa', { modulusLength: 512 });
   const smallSpki = new Uint8Array(small.publicKey.export({ format: 'der', type: 'spki' }));
-  const sg = generateCga({ subnetPrefix: '2001:db8:1::', publicKey: smallSpki, sec: 0, randomBytes: seededRandomBytes('small') });
+  const sg = generateCga({ subnetPrefix: '2001:db8:1::', publicKey: smallSpki, sec: 0, randomBytes: randomBytes('small') });
   const sig = signCgaLocators(small.privateKey, 1, locators);
   assert.equal(verifyCgaSignature({ params: sg.params, generation: 1, locators, signature: sig }), false);
   assert.equal(verifyCgaSignature({ params: sg.params, generation: 1, locators, signature: sig, minKeyBits: 512 }), true);
 
   const ec = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
   const ecSpki = new Uint8Array(ec.publicKey.export({ format: 'der', type: 'spki' }));
-  const eg = generateCga({ subnetPrefix: '2001:db8:1::', publicKey: ecSpki, sec: 0, randomBytes: seededRandomBytes('ec') });
+  const eg = generateCga({ subnetPrefix: '2001:db8:1::', publicKey: ecSpki, sec: 0, randomBytes: randomBytes('ec') });
   const ecSig = new Uint8Array(crypto.sign('sha1', cgaSignatureInput(1, locators), ec.privateKey));
   assert.equal(verifyCgaSignature({ params: eg.params, generation: 1, locators, signature: ecSig }), false);
   assert.throws(() => signCgaLocators(ec.privateKey, 1, locators), (e: unknown) => e instanceof UsageError && e.code === 'BAD_KEY');
 
   // HBA/CGA set (P = 1) signs; the same key bytes under P = 0 are a nonce and do not.
-  const set = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, publicKey: spki, randomBytes: seededRandomBytes('hc') });
+  const set = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, publicKey: spki, randomBytes: randomBytes('hc') });
   const m = set.members[0]!;
   const hsig = signCgaLocators(keys.privateKey, 3, locators);
   assert.ok(verifyCgaSignature({ params: m.params, generation: 3, locators, signature: hsig, ulid: m.address }));

@@ -11,6 +11,7 @@ import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, buildUdpPacket, splitPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 
 type FakeEvent = EngineEvent;
 const established = (localUlid: string, peerUlid: string, ulidProof: 'initiated' | 'locator'): EngineEvent =>
@@ -75,7 +76,7 @@ test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', 
   t.after(async () => { await a.close(); await b.close(); });
   await a.bindLocator('fd00::a'); await b.bindLocator('fd00::b');
   a.command((e, now) => e.prime(now, 'fd00::b'));
-  await waitFor(() => evA.length > 0 && evB.length > 0, 2000, 'both contexts');
+  await waitFor(() => evA.length > 0 && evB.length > 0, DEADLINE_MS, 'both contexts');
   assert.deepEqual(evA, [established('fd00::a', 'fd00::b', 'initiated')]);
   assert.deepEqual(evB, [established('fd00::b', 'fd00::a', 'locator')]);
   assert.deepEqual(ups, ['fd00::a>fd00::b']);
@@ -93,10 +94,10 @@ test('the driver arms the engine timer: retransmissions through a black hole, th
   net.blackhole('fd00::a', 'fd00::b');
   const t0 = Date.now();
   a.command((e, now) => e.prime(now, 'fd00::b'));
-  await waitFor(() => a.stats.udpOut >= 3, 2000, 'two retransmissions');
+  await waitFor(() => a.stats.udpOut >= 3, DEADLINE_MS, 'two retransmissions');
   assert.ok(Date.now() - t0 >= 90, 'retransmissions wait for the timer (50 ms each)');
   net.repair('fd00::a', 'fd00::b');
-  await waitFor(() => evA.length > 0, 2000, 'established after repair');
+  await waitFor(() => evA.length > 0, DEADLINE_MS, 'established after repair');
   assert.equal(evA[0]!.kind, 'context-established');
   assert.ok(fa.timeouts.length >= 2);
 });
@@ -135,7 +136,7 @@ test('data path: a packet into A\'s TUN leaves B\'s TUN with the header rebuilt 
   tunA.inject(pkt);
   tunA.inject(buildUdpPacket(ULID_A, 'fd00:c::1', 1, 2, new Uint8Array(4)));
   tunA.inject(new Uint8Array([0x45, 0, 0, 20]));
-  await waitFor(() => tunB.written.length === 1, 2000, 'delivery');
+  await waitFor(() => tunB.written.length === 1, DEADLINE_MS, 'delivery');
   assert.deepEqual(tunB.written[0], pkt, 'rebuilt packet equals the original (hop limit 64, tc/flow 0)');
   assert.equal(a.stats.noContext, 1);
   assert.equal(a.stats.notIpv6, 1);
@@ -152,10 +153,10 @@ test('TCP prompt: on locator-pair-changed the last data segment and 3 duplicate 
   };
   const data1 = tcp(1, 0x18, [1, 2, 3]), data2 = tcp(2, 0x18, [4, 5, 6]), ack = tcp(3, 0x10, []);
   for (const p of [data1, data2, ack]) tunA.inject(p);
-  await waitFor(() => tunB.written.length === 3, 2000, 'first delivery');
+  await waitFor(() => tunB.written.length === 3, DEADLINE_MS, 'first delivery');
   net.blackhole('fd00:1::a', 'fd00:1::b');
   a.command((e) => e.rehome('fd00:2::a', 'fd00:2::b'));
-  await waitFor(() => tunB.written.length === 7, 2000, 'prompt delivery');
+  await waitFor(() => tunB.written.length === 7, DEADLINE_MS, 'prompt delivery');
   assert.deepEqual(tunB.written.slice(3).map((p) => splitPacket(p)!.payload[7]), [2, 3, 3, 3]);
   assert.equal(a.stats.prompts, 4);
 });

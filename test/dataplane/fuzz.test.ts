@@ -9,11 +9,12 @@ import { NetLab, uniqueName } from '../helpers/netns.ts';
 import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
 import { splitPacket, buildPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import { TcpPrompter } from '../../shim/dataplane/tcp-prompt.ts';
+import { SimRng } from '../helpers/rng.ts';
 
-/** xorshift32: deterministic, seeded. */
-function rng(seed: number) {
-  let x = seed >>> 0 || 1;
-  return (n: number) => { x ^= x << 13; x >>>= 0; x ^= x >>> 17; x ^= x << 5; x >>>= 0; return x % n; };
+/** Seeded uniform integers in [0, n) (test/helpers/rng.ts). */
+function rng(seed: number): (n: number) => number {
+  const r = new SimRng(seed);
+  return (n) => r.int(n);
 }
 
 const A = 'fd00:f::a', B = 'fd00:f::b';

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import type { TestContext } from 'node:test';
 import type { TunDevice } from '../../shim/dataplane/tun.ts';
 import { buildUdpPacket, splitPacket, IPPROTO_UDP } from '../../shim/dataplane/ip6-packet.ts';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 
 /** The kernel side of a TUN under test. */
 export interface TunHarness {
@@ -55,7 +56,7 @@ export async function tunCompliance(t: TestContext, make: (t: TestContext) => Pr
     const c = collect(h.tun);
     const data = new TextEncoder().encode('hello through the tun');
     await h.kernelSend(4001, data);
-    await c.waitFor(() => c.udpTo(4001).length > 0, 3000);
+    await c.waitFor(() => c.udpTo(4001).length > 0, DEADLINE_MS);
     const s = splitPacket(c.udpTo(4001)[0]!)!;
     assert.equal(s.srcUlid, h.local);
     assert.equal(s.dstUlid, h.remote);
@@ -67,7 +68,7 @@ export async function tunCompliance(t: TestContext, make: (t: TestContext) => Pr
     const l = await h.kernelListen(4002);
     const data = new TextEncoder().encode('hello from the tun');
     assert.equal(h.tun.write([buildUdpPacket(h.remote, h.local, 999, 4002, data)]), 1);
-    const got = await l.next(3000);
+    const got = await l.next(DEADLINE_MS);
     assert.equal(got.src, h.remote);
     assert.deepEqual(got.data, data);
   });
@@ -77,7 +78,7 @@ export async function tunCompliance(t: TestContext, make: (t: TestContext) => Pr
     const l = await h.kernelListen(4003);
     const p = buildUdpPacket(h.remote, h.local, 999, 4003, new Uint8Array([1, 2, 3, 4, 5]));
     assert.equal(h.tun.write2(p.subarray(0, 40), p.subarray(40)), true);
-    assert.deepEqual((await l.next(3000)).data, new Uint8Array([1, 2, 3, 4, 5]));
+    assert.deepEqual((await l.next(DEADLINE_MS)).data, new Uint8Array([1, 2, 3, 4, 5]));
   });
 
   await t.test('a burst arrives complete and in order, in batches', async (st) => {
@@ -85,14 +86,14 @@ export async function tunCompliance(t: TestContext, make: (t: TestContext) => Pr
     const c = collect(h.tun);
     const n = 200;
     for (let i = 0; i < n; i++) await h.kernelSend(4004, new Uint8Array([i >> 8, i & 0xff]));
-    await c.waitFor(() => c.udpTo(4004).length >= n, 5000);
+    await c.waitFor(() => c.udpTo(4004).length >= n, DEADLINE_MS);
     const seq = c.udpTo(4004).map((p) => { const s = splitPacket(p)!; return (s.payload[8]! << 8) | s.payload[9]!; });
     assert.deepEqual(seq, Array.from({ length: n }, (_, i) => i));
     const l = await h.kernelListen(4005);
     const batch = Array.from({ length: 32 }, (_, i) => buildUdpPacket(h.remote, h.local, 999, 4005, new Uint8Array([i])));
     assert.equal(h.tun.write(batch), 32);
     const back: number[] = [];
-    for (let i = 0; i < 32; i++) back.push((await l.next(3000)).data[0]!);
+    for (let i = 0; i < 32; i++) back.push((await l.next(DEADLINE_MS)).data[0]!);
     assert.deepEqual(back, Array.from({ length: 32 }, (_, i) => i));
   });
 

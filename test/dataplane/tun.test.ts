@@ -11,6 +11,7 @@ import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
 import { buildUdpPacket, splitPacket, IPPROTO_UDP } from '../../shim/dataplane/ip6-packet.ts';
 import { tunCompliance, type TunHarness } from './tun-compliance.ts';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 
 const AGENT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/udp-agent.mjs');
 
@@ -65,14 +66,14 @@ async function realTunHarness(t: TestContext, offload = true): Promise<TunHarnes
       await new Promise<void>((r) => { const tm = setTimeout(r, left); waiters.push(() => { clearTimeout(tm); r(); }); });
     }
   };
-  await take((m) => m.op === 'ready', 5000);
+  await take((m) => m.op === 'ready', DEADLINE_MS);
   const send = (m: object) => agent.stdin!.write(JSON.stringify(m) + '\n');
   return {
     tun, local, remote,
     async kernelSend(port, data) { send({ op: 'send', dst: remote, port, hex: Buffer.from(data).toString('hex') }); },
     async kernelListen(port) {
       send({ op: 'listen', port });
-      await take((m) => m.op === 'listening' && m.port === port, 3000);
+      await take((m) => m.op === 'listening' && m.port === port, DEADLINE_MS);
       return {
         async next(timeoutMs) {
           const m = await take((x) => x.op === 'recv' && x.port === port, timeoutMs);

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NetLab, uniqueName, type AfterHook, type Netns } from '../helpers/netns.ts';
 import { JsonLines } from './json-lines.ts';
+import { DEADLINE_MS, sleep, waitFor } from '../helpers/wait.ts';
 import type { StaticNodeConfig } from '../../lab/static-node.ts';
 import { LAB_HBA } from '../../lab/hba.ts';
 
@@ -92,19 +93,17 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
   if (!opts.noNodes) {
     nodeA = node(a, 'a');
     nodeB = node(b, 'b');
-    await nodeA.op('ready', 15_000);
-    await nodeB.op('ready', 15_000);
+    await nodeA.op('ready', DEADLINE_MS);
+    await nodeB.op('ready', DEADLINE_MS);
   }
   const events = { a: [] as Record<string, unknown>[], b: [] as Record<string, unknown>[] };
   if (eng && nodeA && nodeB) {
     nodeA.onOp('event', (m) => events.a.push(m));
     nodeB.onOp('event', (m) => events.b.push(m));
     nodeA.send({ op: 'prime' });
-    const end = Date.now() + 10_000;
-    while (!(events.a.some((e) => e.kind === 'context-established') && events.b.some((e) => e.kind === 'context-established'))) {
-      if (Date.now() > end) throw new Error(`no context within 10 s: ${JSON.stringify(events)} ${nodeA.stderr.join('')} ${nodeB.stderr.join('')}`);
-      await sleep(20);
-    }
+    const up = (e: Record<string, unknown>): boolean => e.kind === 'context-established';
+    await waitFor(() => events.a.some(up) && events.b.some(up), 'a context on both hosts')
+      .catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(events)} ${nodeA.stderr.join('')} ${nodeB.stderr.join('')}`); });
   }
   return {
     net, a, b, ulidA: ADDR.pa, ulidB: ADDR.pb, events, engineMode: eng,
@@ -113,44 +112,53 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
     async rehomeToQ() {
       nodeA!.send({ op: 'rehome', local: ADDR.qa, peer: ADDR.qb });
       nodeB!.send({ op: 'rehome', local: ADDR.qb, peer: ADDR.qa });
-      await nodeA!.op('rehomed', 3000);
-      await nodeB!.op('rehomed', 3000);
+      await nodeA!.op('rehomed', DEADLINE_MS);
+      await nodeB!.op('rehomed', DEADLINE_MS);
     },
   };
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Octets B's stream server has received so far (the server keeps running). */
+export async function streamedBytes(server: JsonLines): Promise<number> {
+  server.send({ op: 'bytes' });
+  return (await server.op('bytes', DEADLINE_MS)).bytes as number;
+}
+
+/** Wait until B's stream server has received more than `n` octets. */
+export async function streamedMoreThan(server: JsonLines, n: number, what: string, ms = DEADLINE_MS): Promise<void> {
+  await waitFor(async () => (await streamedBytes(server)) > n, what, ms, 20);
+}
 
 /**
- * Stream A → B, black-hole P, re-home to Q, return the receiver's report. Static mode: re-home
- * `repairMs` after the cut; engine mode: `repairMs` is the deadline for REAP to do it.
+ * Stream A → B, black-hole P, re-home to Q, return the receiver's report once the stream has
+ * resumed (and `afterMs` more). Static mode: re-home `repairMs` after the cut; engine mode:
+ * `repairMs` is the deadline for REAP to do it. The stall is the report's longest gap: a figure
+ * to print or benchmark, measured the same way on a quiet machine and a busy one.
  */
-export async function stallRun(h: TwoHosts, repairMs: number, afterMs: number) {
+export async function stallRun(h: TwoHosts, repairMs: number, afterMs = 0) {
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
-  await server.op('listening', 5000);
+  await server.op('listening', DEADLINE_MS);
   const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
-  await client.op('connected', 5000);
-  await sleep(800);
+  await client.op('connected', DEADLINE_MS);
+  await streamedMoreThan(server, 1_000_000, 'the stream to carry 1 MB before the cut');
   h.net.blackhole(h.a, 'dpP');
   const cut = Date.now();
   if (h.engineMode) {
     // The engine finds the failure itself (REAP) and moves to Q.
-    const end = Date.now() + repairMs;
-    while (!h.events.a.some((e) => e.kind === 'locator-pair-changed')) {
-      if (Date.now() > end) throw new Error(`no re-homing within ${repairMs} ms: ${JSON.stringify(h.events)}`);
-      await sleep(10);
-    }
+    await waitFor(() => h.events.a.some((e) => e.kind === 'locator-pair-changed'), 're-homing', repairMs)
+      .catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(h.events)}`); });
   } else {
     await sleep(repairMs);
     await h.rehomeToQ();
   }
   const rehomed = Date.now() - cut;
-  await sleep(afterMs);
+  // Nothing crosses P any more: octets that arrive after this count are the stream resuming on Q.
+  await streamedMoreThan(server, await streamedBytes(server), 'the stream to resume after re-homing');
+  if (afterMs > 0) await sleep(afterMs);
   client.child.kill('SIGTERM');
-  server.child.stdin!.write('report\n');
-  const report = await server.op('report', 5000);
+  server.send({ op: 'report' });
+  const report = await server.op('report', DEADLINE_MS);
   h.nodeA.send({ op: 'stats' });
-  const stats = await h.nodeA.op('stats', 3000);
+  const stats = await h.nodeA.op('stats', DEADLINE_MS);
   return { report: report as unknown as { bytes: number; maxGapMs: number; corrupt: number }, stats, rehomedMs: rehomed };
 }
-

@@ -3,6 +3,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { DgramTransport, MemoryNetwork, type Datagram, type UdpTransport } from '../../shim/dataplane/udp.ts';
 import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 
 interface Pair { a: UdpTransport; b: UdpTransport; addrA: string; addrB: string }
 
@@ -12,7 +13,7 @@ function inbox(t: UdpTransport) {
   t.onDatagram((d) => { got.push({ ...d, bytes: new Uint8Array(d.bytes) }); for (const w of waiters.splice(0)) w(); });
   return {
     got,
-    async until(n: number, timeoutMs = 3000): Promise<Datagram[]> {
+    async until(n: number, timeoutMs = DEADLINE_MS): Promise<Datagram[]> {
       const end = Date.now() + timeoutMs;
       while (got.length < n) {
         const left = end - Date.now();

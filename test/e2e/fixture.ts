@@ -3,12 +3,16 @@
  * links P and Q, Knot with B's record) under a unique `e2e…` prefix, and
  * optionally the shim6 daemons; everything is removed in t.after, also when
  * the test fails. Not a test file itself.
+ *
+ * The tests wait for what the daemons log, with generous deadlines; how long
+ * things took is printed (t.diagnostic), and measured by `npm run bench -- failover`.
  */
 import type { TestContext } from 'node:test';
 import { labFor, type Lab } from '../../lab/topology.ts';
 import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
 import type { ChildProcess } from 'node:child_process';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 
 let n = 0;
 
@@ -27,9 +31,9 @@ export async function daemons(t: TestContext, lab: Lab, timers: Record<string, n
   return s;
 }
 
-/** One daemon only (host `h`), stopped after the test. */
-export async function oneDaemon(t: TestContext, lab: Lab, h: 'a' | 'b'): Promise<ChildProcess> {
-  writeLabDaemonConfig(lab, h);
+/** One daemon only (host `h`; `extra` config keys over the lab's), stopped after the test. */
+export async function oneDaemon(t: TestContext, lab: Lab, h: 'a' | 'b', extra: Record<string, unknown> = {}): Promise<ChildProcess> {
+  writeLabDaemonConfig(lab, h, extra);
   const p = await startLabDaemon(lab, h);
   t.after(() => stopProcess(p));
   return p;
@@ -40,8 +44,8 @@ export function log(lab: Lab, h: 'a' | 'b'): LogRecord[] {
   return readLog(labDaemonFiles(lab, h).log);
 }
 
-/** Wait (bounded) until host `h`'s log has a record matching `pred`. */
-export async function waitLog(lab: Lab, h: 'a' | 'b', pred: (r: LogRecord) => boolean, timeoutMs: number): Promise<LogRecord> {
+/** Wait (bounded, DEADLINE_MS unless told) until host `h`'s log has a record matching `pred`. */
+export async function waitLog(lab: Lab, h: 'a' | 'b', pred: (r: LogRecord) => boolean, timeoutMs = DEADLINE_MS): Promise<LogRecord> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const r = log(lab, h).find(pred);
@@ -50,3 +54,6 @@ export async function waitLog(lab: Lab, h: 'a' | 'b', pred: (r: LogRecord) => bo
     await new Promise((res) => setTimeout(res, 50));
   }
 }
+
+/** The node:test timeout of an end-to-end test: lab, daemons and stream on a busy machine. */
+export const E2E_TIMEOUT_MS = 240_000;

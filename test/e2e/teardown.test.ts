@@ -11,16 +11,16 @@ import { LAB_ADDR, nsExec } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { labDaemonFiles, LAB_STUB, LAB_TUN } from '../../lab/daemons.ts';
 import { shim6 } from '../helpers/cli.ts';
-import { daemons, freshLab, log, waitLog } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
 
-test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across restart', { timeout: 60_000 }, async (t) => {
+test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across restart', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig'] })) return;
   const lab = await freshLab(t);
   const s = await daemons(t, lab);
   const fa = labDaemonFiles(lab, 'a');
   const before = nsExec(lab.a, ['ip', '-6', 'rule', 'show']).stdout;
   assert.equal(nsExec(lab.a, ['kdig', `@${LAB_STUB}`, LAB_B_NAME, 'AAAA', '+short']).stdout.trim(), LAB_ADDR.bP);
-  await waitLog(lab, 'a', (x) => x.msg === 'context-established', 10_000);
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established');
   assert.equal(statSync(fa.control).mode & 0o777, 0o600);
 
   // shim6 status, human and JSON, through the control socket.
@@ -41,11 +41,11 @@ test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across 
   writeFileSync(fa.config, JSON.stringify({ ...cfg, peers: [{ ulid: '2001:db8:99::1' }] }));
   const pid = Number(spawnSync('ip', ['netns', 'pids', lab.a], { encoding: 'utf8' }).stdout.split(/\s+/).find((p) => p && readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('daemon')));
   process.kill(pid, 'SIGHUP');
-  await waitLog(lab, 'a', (x) => x.msg === 'reloaded' && x.peers === 1, 5000);
+  await waitLog(lab, 'a', (x) => x.msg === 'reloaded' && x.peers === 1);
   // An invalid file on reload is rejected and the daemon keeps running.
   writeFileSync(fa.config, JSON.stringify({ ...cfg, port: 'five' }));
   process.kill(pid, 'SIGHUP');
-  await waitLog(lab, 'a', (x) => x.msg === 'reload: config rejected, keeping the running one', 5000);
+  await waitLog(lab, 'a', (x) => x.msg === 'reload: config rejected, keeping the running one');
   assert.equal(shim6(['status', '--socket', fa.control]).status, 0, 'still answering');
   writeFileSync(fa.config, JSON.stringify(cfg));
 
@@ -66,5 +66,5 @@ test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across 
 
   // A new daemon on A imports them.
   await s.start('a');
-  await waitLog(lab, 'a', (x) => x.msg === 'daemon ready' && x.cachesImported === true, 5000);
+  await waitLog(lab, 'a', (x) => x.msg === 'daemon ready' && x.cachesImported === true);
 });

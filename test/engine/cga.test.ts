@@ -12,7 +12,7 @@ import { decodeMessage, encodeMessage, findOption, type ErrorMessage, type Shim6
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { generateCga, signCgaLocators } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];

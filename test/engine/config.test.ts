@@ -7,7 +7,7 @@ import { Engine, FAST_PROFILE, RFC_PROFILE, resolveConfig } from '../../shim/eng
 import { UsageError } from '../../shim/errors.ts';
 import { decodeMessage } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 const L = [{ address: '2001:db8:a1::1' }];
 const code = (c: string) => (e: unknown) => e instanceof UsageError && e.code === c;

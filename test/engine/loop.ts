@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { Engine, State, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { ms, type Millis } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 export interface Host {
   name: string;

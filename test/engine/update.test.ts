@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { established, B_PREFIXES } from './loop.ts';
 import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 
 test('Update Request with new preferences is verified, merged, acked once (no retransmission)', () => {

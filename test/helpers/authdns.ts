@@ -20,6 +20,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { haveCommand } from './prereq.ts';
+import { DEADLINE_MS } from './wait.ts';
 
 export type AuthDnsKind = 'knot' | 'bind';
 
@@ -46,7 +47,7 @@ export interface AuthDnsOptions {
   allowUpdate?: boolean;
   /** Also listen on ::1 (default true). */
   ipv6?: boolean;
-  /** Readiness deadline in ms (default 15000). */
+  /** Readiness deadline in ms (default DEADLINE_MS, 30 s: a busy machine starts servers slowly). */
   timeoutMs?: number;
   /** Extra `server:` settings for Knot, e.g. `['udp-max-payload: 4096']` (ignored for BIND). */
   knotServer?: string[];
@@ -243,7 +244,7 @@ function spawnServer(kind: AuthDnsKind, dir: string, port: number, opts: AuthDns
 
 /** Poll SOA of every zone until all answer; throws (the caller stops the server) on exit, load failure or deadline. */
 async function waitReady(kind: AuthDnsKind, port: number, opts: AuthDnsOptions, exited: () => boolean, readLog: () => string): Promise<void> {
-  const timeout = opts.timeoutMs ?? 15_000;
+  const timeout = opts.timeoutMs ?? DEADLINE_MS;
   const deadline = Date.now() + timeout;
   const pending = new Set(opts.zones.map((z) => z.name));
   await sleep(150); // both need about this long to bind; an earlier probe just waits out kdig's 1 s timeout

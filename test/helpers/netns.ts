@@ -16,6 +16,7 @@
  * Outside a test, pass any `{ after(fn) }` and call `net.cleanup()` yourself.
  */
 import { spawn, spawnSync, type ChildProcess, type SpawnOptions } from 'node:child_process';
+import { DEADLINE_MS } from './wait.ts';
 
 /** Something that runs a function at the end (node:test's TestContext fits). */
 export interface AfterHook {
@@ -160,7 +161,7 @@ export class NetLab {
    */
   reach(ns: Netns, addr: string, opts: { port?: number; timeoutMs?: number } = {}): boolean {
     const port = opts.port ?? 9;
-    const timeoutMs = opts.timeoutMs ?? 1000;
+    const timeoutMs = opts.timeoutMs ?? DEADLINE_MS; // only a silent (black-holed) address waits it out
     const code = `const s=require('net').connect({host:${JSON.stringify(addr)},port:${port}});` +
       `const t=setTimeout(()=>{console.log('timeout');process.exit(0)},${timeoutMs});` +
       `s.on('connect',()=>{console.log('connected');process.exit(0)});` +

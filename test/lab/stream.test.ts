@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { BlockVerifier, encodeBlock, BLOCK_HEADER } from '../../lab/stream-codec.ts';
 import { serve, send, GapMeter, type StreamEvent } from '../../lab/stream.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 function feed(v: BlockVerifier, buf: Buffer, pieces: number[]): void {
   let off = 0;
@@ -53,8 +54,7 @@ test('a real TCP stream over loopback arrives once and intact', async () => {
   const sent: StreamEvent[] = [];
   let port = 0;
   const done = serve({ port: 0, host: '::1', once: true }, (e) => { recv.push(e); if (e.ev === 'listening') port = e.port; });
-  for (let i = 0; i < 50 && !port; i++) await new Promise((r) => setTimeout(r, 20));
-  assert.ok(port > 0);
+  await waitFor(() => port > 0, 'the receiver to listen');
   await send({ to: '::1', port, durationMs: 400, rate: 20_000_000 }, (e) => sent.push(e));
   await done;
   const r = recv.find((e) => e.ev === 'done');

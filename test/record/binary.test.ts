@@ -11,7 +11,8 @@ import {
 import { WireError } from '../../shim/wire/errors.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { generateHbaSet, hbaDigest } from '../../shim/wire/hba.ts';
-import { hex, seededRandomBytes, toHex } from '../crypto/seeded.ts';
+import { hex, toHex } from '../helpers/octets.ts';
+import { randomBytes } from '../helpers/rng.ts';
 import { arbRecord, arbRecordWithUnknownMandatory } from './arbitrary.ts';
 import { GOLDEN, GOLDEN_HEX } from './golden.ts';
 
@@ -158,7 +159,7 @@ test('validateAgainstAaaa: the ULID must be in the AAAA RRset (any spelling)', (
 });
 
 test('checkHbaDigest against a real HBA set, from any member’s parameters', () => {
-  const set = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, randomBytes: seededRandomBytes('rec') });
+  const set = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, randomBytes: randomBytes('rec') });
   const [m0, m1] = set.members;
   assert.ok(m0 && m1);
   const r: CapabilityRecord = {
@@ -168,7 +169,7 @@ test('checkHbaDigest against a real HBA set, from any member’s parameters', ()
   };
   assert.equal(checkHbaDigest(r, m0.params), 'match');
   assert.equal(checkHbaDigest(r, m1.params), 'match');
-  const other = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, randomBytes: seededRandomBytes('rec2') });
+  const other = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, randomBytes: randomBytes('rec2') });
   assert.equal(checkHbaDigest(r, other.members[0]!.params), 'mismatch');
   const { hbaDigest: _d, ...noDigest } = r;
   assert.equal(checkHbaDigest(noDigest, m0.params), 'absent');

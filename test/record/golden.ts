@@ -1,6 +1,6 @@
 /** The golden capability record of the tests and docs/capability-record.md, in bytes and as an object. */
 import type { CapabilityRecord } from '../../shim/wire/capability-record.ts';
-import { hex } from '../crypto/seeded.ts';
+import { hex } from '../helpers/octets.ts';
 
 // Hand-assembled from the DESIGN.md §2 table, field by field.
 export const GOLDEN_HEX = [

@@ -8,7 +8,7 @@ import {
   formatCapabilityRecord, fromGenericRdata, ignoreReason, parseCapabilityRecord, splitTxt, toGenericRdata,
 } from '../../shim/wire/capability-record.ts';
 import { WireError } from '../../shim/wire/errors.ts';
-import { hex, toHex } from '../crypto/seeded.ts';
+import { hex, toHex } from '../helpers/octets.ts';
 import { arbRecord, arbRecordWithUnknownMandatory } from './arbitrary.ts';
 import { GOLDEN, GOLDEN_HEX } from './golden.ts';
 

@@ -19,7 +19,7 @@ const HEAD = `$ORIGIN example.\n$TTL 3600\n@ IN SOA ns.example. h.example. 1 360
 function compile(dir: string, zone: string): { status: number | null; out: string } {
   const file = path.join(dir, 'example.zone');
   writeFileSync(file, zone);
-  const r = spawnSync('named-compilezone', ['-q', '-o', '-', 'example', file], { encoding: 'utf8', timeout: 20_000 });
+  const r = spawnSync('named-compilezone', ['-q', '-o', '-', 'example', file], { encoding: 'utf8', timeout: 60_000 });
   return { status: r.status, out: `${r.stdout}${r.stderr}` };
 }
 

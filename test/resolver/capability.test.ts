@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
-import { dig, digAnswers, digStatus, sleep, startStub, until } from './harness.ts';
+import { dig, digAnswers, digStatus, startStub, until } from './harness.ts';
 import { PEER, zoneText, ZONE } from './zone.ts';
 
 async function setup(t: import('node:test').TestContext, config: Record<string, unknown> = {}) {
@@ -49,7 +49,7 @@ test('an A lookup through a CNAME chain primes the final name (ULID checked agai
   const r = await dig(stub, 'alias.example.', 'A');
   assert.deepEqual(digAnswers(r.stdout).map((x) => x[3]), ['CNAME', 'CNAME', 'A']);
   // The final-name lookup starts only when the chain is seen, so it may settle just after the answer.
-  for (let i = 0; i < 50 && stub.resolver.counters.primes === 0; i++) await sleep(20);
+  await until(() => stub.resolver.counters.primes > 0);
   const primes = stub.sink.calls.filter((c) => c.kind === 'prime');
   assert.equal(primes.length, 1);
   assert.equal(primes[0]!.name, 'peer.example.');
@@ -93,7 +93,7 @@ test('TXT fallback only when configured, and only after a TYPE65300 NODATA', asy
 
   const on = await setup(t, { capability: { txtFallback: true, waitMaxMs: 200 } });
   await dig(on.stub, 'txtpeer.example.', 'AAAA');
-  for (let i = 0; i < 50 && on.stub.resolver.counters.primes === 0; i++) await sleep(20);
+  await until(() => on.stub.resolver.counters.primes > 0);
   const primes = on.stub.sink.calls.filter((c) => c.kind === 'prime');
   assert.equal(primes.length, 1);
   assert.equal(primes[0]!.ulid, '2001:db8:5::1');

@@ -7,9 +7,10 @@ import net from 'node:net';
 import path from 'node:path';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { nativeUdpStatus } from '../../resolver/udp-socket.ts';
-import { BIN, shim6 } from '../helpers/cli.ts';
+import { BIN, shim6, shim6Async } from '../helpers/cli.ts';
+import { waitFor, within } from '../helpers/wait.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
-import { dig, digStatus, run, sleep } from './harness.ts';
+import { dig, digStatus, run } from './harness.ts';
 import { zoneText, ZONE } from './zone.ts';
 import { startCli, tmpdir } from './process.ts';
 import { startControlServer } from '../../shim/daemon/control/server.ts';
@@ -26,7 +27,7 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
-  for (let i = 0; i < 100 && !stderr.includes('resolver ready'); i++) await sleep(100);
+  await waitFor(() => stderr.includes('resolver ready') || child.exitCode !== null, '"resolver ready"');
   assert.match(stderr, /resolver ready/, stderr);
   const port = Number(/listening address=127\.0\.0\.1 port=(\d+)/.exec(stderr)?.[1]);
   assert.ok(port > 0);
@@ -58,55 +59,38 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   assert.match(text.stdout, /primes 1/);
 
   child.kill('SIGTERM');
-  const code = await Promise.race([exited, sleep(5000).then(() => 'timeout' as const)]);
-  assert.equal(code, 0, stderr);
+  assert.equal(await within(exited, 'the resolver to exit on SIGTERM'), 0, stderr);
   assert.ok(!existsSync(sock), 'control socket removed on shutdown');
 });
 
 test('bad flags and config files are rejected with the field named (exit 2)', async (t) => {
   const dir = tmpdir(t);
-  const bad = path.join(dir, 'bad.yaml');
-  writeFileSync(bad, 'upstreams: ["127.0.0.1:53"]\ncache:\n  maxEntries: -5\n');
-  let r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
-  assert.equal(r.status, 2, r.stderr);
-  assert.match(r.stderr, /ECONFIG.*cache\.maxEntries/);
-  writeFileSync(bad, '{"upstreams": ["127.0.0.1:53"], "capabilty": {}}');
-  r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /capabilty: .*unknown key/);
+  const write = (name: string, text: string): string => { const f = path.join(dir, name); writeFileSync(f, text); return f; };
+  const maxEntries = write('bad.yaml', 'upstreams: ["127.0.0.1:53"]\ncache:\n  maxEntries: -5\n');
+  const typo = write('typo.json', '{"upstreams": ["127.0.0.1:53"], "capabilty": {}}');
+  // [command line, exit status, stderr]: each a process of its own, all at once.
+  const cases: Array<[string[], number, RegExp]> = [
+    [['resolver', '--config', maxEntries, '--listen', '127.0.0.1:0'], 2, /ECONFIG.*cache\.maxEntries/],
+    [['resolver', '--config', typo, '--listen', '127.0.0.1:0'], 2, /capabilty: .*unknown key/],
+    [['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0'], 2, /--upstream/],
+    [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /is the stub itself/],
+    [['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53'], 2, /--log-level/],
+    [['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /--workers: invalid value "x"/],
+    [['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /--workers: invalid value 2: more than one worker needs the native UDP backend/],
+    [['status', '--socket', path.join(dir, 'nobody.sock')], 1, /ECONTROL_CONNECT/],
+    [['flush', '--socket', path.join(dir, 'nobody.sock')], 1, /ECONTROL_CONNECT/],
+  ];
   for (const [doc, key] of [['tcp: { maxUnsentBytes: 10 }', 'tcp.maxUnsentBytes'], ['tcp: { messageTimeoutMs: 0 }', 'tcp.messageTimeoutMs'],
     ['tcp: { maxConnectionsPerClient: 0 }', 'tcp.maxConnectionsPerClient'], ['capability: { maxTtlSeconds: 0 }', 'capability.maxTtlSeconds'],
-    ['capability: { maxNegativeTtlSeconds: 86401 }', 'capability.maxNegativeTtlSeconds']] as const) {
-    writeFileSync(bad, `upstreams: ["127.0.0.1:53"]\n${doc}\n`);
-    r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
-    assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, new RegExp(`ECONFIG: ${key.replace('.', '\\.')}: invalid value`));
+    ['capability: { maxNegativeTtlSeconds: 86401 }', 'capability.maxNegativeTtlSeconds'], ['replyLimit: { global: { rate: 0 } }', 'replyLimit']] as const) {
+    cases.push([['resolver', '--config', write(`${key}.yaml`, `upstreams: ["127.0.0.1:53"]\n${doc}\n`), '--listen', '127.0.0.1:0'], 2, new RegExp(`ECONFIG: ${key.replace('.', '\\.')}: invalid value`)]);
   }
-  writeFileSync(bad, 'upstreams: ["127.0.0.1:53"]\nreplyLimit: { global: { rate: 0 } }\n');
-  r = shim6(['resolver', '--config', bad, '--listen', '127.0.0.1:0']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /ECONFIG.*replyLimit.*replyLimit\.global\.rate must be a number > 0/);
-  r = shim6(['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /--upstream/);
-  r = shim6(['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /is the stub itself/);
-  r = shim6(['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /--log-level/);
-  r = shim6(['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /--workers: invalid value "x"/);
-  r = shim6(['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /--workers: invalid value 2: more than one worker needs the native UDP backend/);
-  r = shim6(['status', '--socket', path.join(dir, 'nobody.sock')]);
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /ECONTROL_CONNECT/);
-  r = shim6(['flush', '--socket', path.join(dir, 'nobody.sock')]);
-  assert.equal(r.status, 1);
-  assert.match(r.stderr, /ECONTROL_CONNECT/);
+  const results = await Promise.all(cases.map(([args]) => shim6Async(args)));
+  cases.forEach(([args, status, stderr], i) => {
+    const r = results[i]!;
+    assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, stderr, args.join(' '));
+  });
 });
 
 test('shim6 flush empties every thread\'s answer and capability caches: the next lookup goes upstream and primes the peer again', async (t) => {
@@ -116,10 +100,12 @@ test('shim6 flush empties every thread\'s answer and capability caches: the next
   const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
   t.after(() => auth.stop());
   interface St { counters: Record<string, number>; cache: { entries: number }; capability: { positive: unknown[]; negative: unknown[] }; workers?: { queries: number[] } }
-  for (const workers of [1, 2]) {
+  // One resolver thread and two, side by side.
+  await Promise.all([1, 2].map(async (workers) => {
     const cli = await startCli(t, ['--workers', String(workers), '--upstream', `127.0.0.1:${auth.port}`]);
     const primes = (): number => cli.stderr().match(/capability prime name=peer\.example\./g)?.length ?? 0;
-    const status = async (): Promise<St> => (JSON.parse((await run(process.execPath, [BIN, 'status', '--json', '--socket', cli.sock])).stdout) as { resolver: St }).resolver;
+    // Status over the control socket in this process; the flush itself through the real command.
+    const status = async (): Promise<St> => (await controlRequest(cli.sock, 'status') as { resolver: St }).resolver;
     const lookup = async (name: string): Promise<void> => {
       assert.equal(digStatus((await dig({ host: '127.0.0.1', port: cli.port }, name, 'AAAA')).stdout), 'NOERROR', name);
     };
@@ -144,10 +130,10 @@ test('shim6 flush empties every thread\'s answer and capability caches: the next
     await lookup('peer.example.');
     st = await status();
     assert.deepEqual([st.counters.misses, st.counters.hits, st.counters.primes], [5, 1, 2], `workers ${workers}: after the flush the lookup missed and primed again`);
-    for (let i = 0; i < 20 && primes() < 2; i++) await sleep(50); // a worker thread's log line may come a moment later
+    await waitFor(() => primes() >= 2, 'the second prime\'s log line'); // a worker thread's log line may come a moment later
     assert.equal(primes(), 2);
     assert.equal(await cli.stop(), 0, cli.stderr());
-  }
+  }));
 });
 
 test('--udp picks the UDP backend and overrides the config key; status reports it; a bad value is exit 2', async (t) => {

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { DeadlineQueue, type Deadlined } from '../../resolver/deadline-queue.ts';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 
 interface Item extends Deadlined { name: string; expiredAt?: number }
 
@@ -12,7 +13,7 @@ function queue(): { q: DeadlineQueue<Item>; expired: Item[] } {
   return { q, expired };
 }
 
-const waitFor = async (cond: () => boolean, ms = 2000): Promise<void> => {
+const waitFor = async (cond: () => boolean, ms = DEADLINE_MS): Promise<void> => {
   const end = performance.now() + ms;
   while (!cond()) {
     if (performance.now() > end) throw new Error('timed out');

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
-import { mulberry32 } from '../helpers/prng.ts';
+import { SimRng } from '../helpers/rng.ts';
 import { sleep, startStub } from './harness.ts';
 import { zoneText } from './zone.ts';
 
@@ -199,7 +199,8 @@ test('differential: the stub answers as unbound does where the RFCs fix the answ
   }
   await ask(py, warm);
 
-  const rnd = mulberry32(0x5eed16);
+  const rng = new SimRng(0x5eed16);
+  const rnd = (): number => rng.float();
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)]!;
   const specs: Array<{ stub: Spec; unbound: Spec }> = [];
   for (let i = 0; i < QUESTIONS; i++) {

@@ -11,16 +11,12 @@ import { cacheTtl, chainEnd, followCnames, readNameKey, rrsetAt, scanResponse } 
 import { AnswerCache, DEFAULT_CACHE_OPTIONS } from '../../resolver/answer-cache.ts';
 import { aaaaAddresses } from '../../resolver/capability-fetch.ts';
 import { errorResponse, finishForClient, ownAnswer } from '../../resolver/answer-build.ts';
+import { SimRng } from '../helpers/rng.ts';
 
-/** xorshift32: deterministic, seeded. */
+/** Seeded uniform u32s (test/helpers/rng.ts). */
 function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13; x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5; x >>>= 0;
-    return x;
-  };
+  const r = new SimRng(seed);
+  return () => r.u32();
 }
 
 function mutate(base: Uint8Array, r: () => number): Uint8Array {

@@ -17,6 +17,7 @@ import type { CapabilitySink, CapabilityRecord } from '../../resolver/capability
 import type { Answer } from '../../resolver/chain.ts';
 import type { ParsedQuery } from '../../resolver/message.ts';
 import { nameKeyToText } from '../../resolver/message.ts';
+import { DEADLINE_MS, sleep } from '../helpers/wait.ts';
 
 export interface SinkCall { kind: 'prime' | 'absent'; name: string; ttl: number; ulid?: string; addresses?: string[]; at: bigint; record?: CapabilityRecord }
 
@@ -66,7 +67,7 @@ export async function startStub(t: TestContext, upstreams: string[], config: Rec
 export interface DigResult { code: number | null; stdout: string; stderr: string }
 
 /** Run a real client (dig or kdig) without blocking the event loop; killed after `timeoutMs`. */
-export function run(cmd: string, args: string[], timeoutMs = 10_000): Promise<DigResult> {
+export function run(cmd: string, args: string[], timeoutMs = 2 * DEADLINE_MS): Promise<DigResult> {
   return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -78,9 +79,12 @@ export function run(cmd: string, args: string[], timeoutMs = 10_000): Promise<Di
   });
 }
 
-/** `dig @host -p port …` with one try and a short timeout. */
+/**
+ * `dig @host -p port …` with one try. dig waits 15 s for the answer: every stub answers long
+ * before that, also on a loaded machine, so running out of it means no answer at all.
+ */
 export function dig(stub: { host: string; port: number }, ...args: string[]): Promise<DigResult> {
-  return run('dig', [`@${stub.host}`, '-p', String(stub.port), '+tries=1', '+time=3', ...args]);
+  return run('dig', [`@${stub.host}`, '-p', String(stub.port), '+tries=1', '+time=15', ...args]);
 }
 
 /** The status line of a dig answer, e.g. "NOERROR". */
@@ -124,9 +128,13 @@ export function udpAsk(stub: { host: string; port: number }, query: Buffer, time
   }).finally(() => s.close());
 }
 
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+export { sleep };
 
-/** Wait until `cond()` holds, at most `ms` (settling after the answer is allowed when the record is late). */
-export async function until(cond: () => boolean, ms = 3000): Promise<void> {
-  for (let waited = 0; !cond() && waited < ms; waited += 20) await sleep(20);
+/**
+ * Wait until `cond()` holds, at most `ms` (settling after the answer is allowed when the record is late);
+ * the caller then asserts what it waited for.
+ */
+export async function until(cond: () => boolean, ms = DEADLINE_MS): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond() && Date.now() < end) await sleep(20);
 }

@@ -5,19 +5,37 @@ import dgram from 'node:dgram';
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { needs } from '../helpers/prereq.ts';
-import { dig, digStatus, sleep, startStub, until, type Stub } from './harness.ts';
+import { dig, digStatus, startStub, type Stub } from './harness.ts';
 import { answerFor, startBlackHole, startFakeUpstream } from './fake-upstream.ts';
+import { DEADLINE_MS, waitFor, within } from '../helpers/wait.ts';
 
-/** Send datagrams from one socket; collect replies by ID for `waitMs`. */
-async function udpExchange(stub: Stub, msgs: Uint8Array[], waitMs = 300): Promise<Buffer[]> {
+const SENTINEL_ID = 0xfeed;
+
+/**
+ * Send datagrams from one socket, then a real query (ID 0xfeed) that goes upstream; return the replies
+ * that came before its answer. The listener handles one socket's datagrams in order and answers the
+ * others without going upstream, so once the sentinel is answered no other reply is still to come.
+ */
+async function udpExchange(stub: Stub, msgs: Uint8Array[]): Promise<Buffer[]> {
   const s = dgram.createSocket('udp4');
   const got: Buffer[] = [];
   s.on('message', (m) => got.push(m));
   await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
-  for (const m of msgs) s.send(m, stub.port, stub.host);
-  await sleep(waitMs);
+  for (const m of [...msgs, query('sentinel.test', SENTINEL_ID)]) s.send(m, stub.port, stub.host);
+  try {
+    await waitFor(() => got.some((m) => m.readUInt16BE(0) === SENTINEL_ID), 'the answer to the sentinel query');
+  } finally {
+    s.close();
+  }
+  return got.filter((m) => m.readUInt16BE(0) !== SENTINEL_ID);
+}
+
+/** Send datagrams from one socket and close it; replies are not awaited. */
+async function udpSpray(stub: Stub, msgs: Uint8Array[]): Promise<void> {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+  await Promise.all(msgs.map((m) => new Promise<void>((r) => s.send(m, stub.port, stub.host, () => r()))));
   s.close();
-  return got;
 }
 
 const query = (name: string, id = 0x4242, extra: Partial<dnsPacket.Packet> = {}): Buffer =>
@@ -56,43 +74,67 @@ test('malformed queries: FORMERR / NOTIMP / BADVERS, silent drop for non-queries
     const len = (x = (x * 1103515245 + 12345) >>> 0) % 60;
     noise.push(Uint8Array.from({ length: len }, (_, j) => (x >>> (j % 24)) & 0xff));
   }
-  await udpExchange(stub, noise, 200);
-  // Let the stub drain what the kernel queued (a full socket queue drops any datagram, dig's too).
-  for (let last = -1, i = 0; i < 100 && stub.resolver.counters.queries !== last; i++) { last = stub.resolver.counters.queries; await sleep(100); }
-  assert.ok(stub.resolver.counters.formerr > 1000, 'noise was answered with FORMERR');
-  const ok = await dig(stub, 'after.test.', 'AAAA');
+  await udpSpray(stub, noise);
+  await waitFor(() => stub.resolver.counters.formerr > 1000, 'FORMERR answers to the noise');
+  // The kernel may still hold queued noise, and a full socket queue drops any datagram, dig's too:
+  // a few tries, each answered at once by a listener that keeps serving.
+  const ok = await dig(stub, 'after.test.', 'AAAA', '+tries=5', '+time=5');
   assert.equal(digStatus(ok.stdout), 'NOERROR', ok.stdout + ok.stderr);
 });
 
 test('TCP: pipelined queries on one connection, a garbage frame gets FORMERR, idle connections close, connection limit holds', async (t) => {
-  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q), delayMs: q.name.startsWith('slow') ? 80 : 0 }]);
+  // The slow answer waits 1 s upstream: the other three come back long before it, also on a loaded
+  // machine; and the connection outlives its 300 ms idle time with a query in flight.
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q), delayMs: q.name.startsWith('slow') ? 1000 : 0 }]);
   const stub = await startStub(t, [up.addr], { capability: { enabled: false }, tcp: { idleMs: 300, maxConnections: 3 } });
   const c = net.connect(stub.port, stub.host);
   t.after(() => c.destroy());
+  const closed = new Promise<void>((r) => c.once('close', () => r()));
   await new Promise<void>((r) => c.once('connect', () => r()));
   const frames = [query('slow.test', 1), query('fast.test', 2), Buffer.from([0xab, 0xcd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 99]), query('third.test', 3)];
   c.write(Buffer.concat(frames.map((f) => Buffer.concat([Buffer.from([f.length >> 8, f.length & 0xff]), f]))));
+  const got = tcpReplies(c);
+  await waitFor(() => got.length >= 4, 'four answers on the connection');
+  const ids = got.map((m) => m.readUInt16BE(0));
+  assert.deepEqual([...ids].sort((a, b) => a - b), [1, 2, 3, 0xabcd]);
+  assert.equal(ids[ids.length - 1], 1, 'the slow answer came last: out-of-order pipelining (RFC 7766 §6.2.1.1)');
+  assert.equal(got.find((m) => m.readUInt16BE(0) === 0xabcd)![3]! & 0xf, 1);
+  // Idle timeout (300 ms) closes the connection, counted from the last answer.
+  await within(closed, 'the idle connection to be closed');
+});
+
+test('TCP connection limit: 3 accepted and served, the others dropped', async (t) => {
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
+  // No idle timeout within the test: a connection that closes here was dropped by the limit.
+  const stub = await startStub(t, [up.addr], { capability: { enabled: false }, tcp: { idleMs: 3_600_000, maxConnections: 3 } });
+  const socks = Array.from({ length: 6 }, () => net.connect(stub.port, stub.host));
+  t.after(() => socks.forEach((s) => s.destroy()));
+  const ended = new Set<net.Socket>();
+  for (const s of socks) { s.once('close', () => ended.add(s)); s.once('error', () => ended.add(s)); }
+  await waitFor(() => ended.size >= 3, 'three connections over the limit to be dropped');
+  const open = socks.filter((s) => !ended.has(s));
+  assert.equal(open.length, 3);
+  // The three left are real, served connections (so the three dropped were the ones over the limit).
+  await Promise.all(open.map(async (s, i) => {
+    const got = tcpReplies(s);
+    const f = query(`limit${i}.test`, 0x100 + i);
+    s.write(Buffer.concat([Buffer.from([f.length >> 8, f.length & 0xff]), f]));
+    await waitFor(() => got.length === 1, `an answer on accepted connection ${i}`);
+    assert.equal(got[0]!.readUInt16BE(0), 0x100 + i);
+  }));
+  assert.equal(ended.size, 3, 'no accepted connection was dropped');
+});
+
+/** Framed DNS messages arriving on a TCP connection, collected as they come. */
+function tcpReplies(c: net.Socket): Buffer[] {
   const got: Buffer[] = [];
   let buf = Buffer.alloc(0);
   c.on('data', (d) => {
     buf = Buffer.concat([buf, d]);
     while (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { got.push(buf.subarray(2, 2 + buf.readUInt16BE(0))); buf = buf.subarray(2 + buf.readUInt16BE(0)); }
   });
-  for (let i = 0; i < 100 && got.length < 4; i++) await sleep(10);
-  const ids = got.map((m) => m.readUInt16BE(0));
-  assert.deepEqual([...ids].sort((a, b) => a - b), [1, 2, 3, 0xabcd]);
-  assert.equal(ids[ids.length - 1], 1, 'the slow answer came last: out-of-order pipelining (RFC 7766 §6.2.1.1)');
-  assert.equal(got.find((m) => m.readUInt16BE(0) === 0xabcd)![3]! & 0xf, 1);
-  // Idle timeout (300 ms) closes the connection.
-  const closed = await Promise.race([new Promise<boolean>((r) => c.once('close', () => r(true))), sleep(2000).then(() => false)]);
-  assert.ok(closed, 'idle connection closed');
-  // Connection limit: 3 held; each further connection closes the oldest idle one (none of these sends anything).
-  const socks = Array.from({ length: 6 }, () => net.connect(stub.port, stub.host));
-  t.after(() => socks.forEach((s) => s.destroy()));
-  const ends = socks.map((s) => new Promise<boolean>((r) => { s.once('close', () => r(true)); s.once('error', () => r(true)); setTimeout(() => r(false), 250); }));
-  const closedCount = (await Promise.all(ends)).filter(Boolean).length;
-  assert.equal(closedCount, 3);
-});
+  return got;
+}
 
 test('flood of random names: cache and capability entries stay within their bounds', async (t) => {
   const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
@@ -107,10 +149,9 @@ test('flood of random names: cache and capability entries stay within their boun
   for (let i = 0; i < N; i++) {
     s.send(query(`n${i}-${(i * 2654435761) >>> 0}.flood.test`, i & 0xffff), stub.port, stub.host);
     // Keep at most ~200 outstanding: the test measures bounds, not kernel buffer overflow.
-    for (let w = 0; w < 100 && i - answered > 200; w++) await sleep(5);
+    if (i - answered > 200) await waitFor(() => i - answered <= 200, `answers to catch up (${answered}/${i} answered)`, DEADLINE_MS, 5);
   }
-  for (let i = 0; i < 200 && answered < N; i++) await sleep(20);
-  assert.ok(answered >= N * 0.95, `answered ${answered}/${N}`);
+  await waitFor(() => answered >= N * 0.95, `answers to ${N * 0.95} of the ${N} queries`);
   const st = stub.resolver.status() as { cache: { entries: number; bytes: number }; capability: { positive: unknown[]; negative: unknown[] } };
   assert.ok(st.cache.entries <= 200, `entries ${st.cache.entries}`);
   assert.ok(st.cache.bytes <= 40_000, `bytes ${st.cache.bytes}`);
@@ -119,7 +160,9 @@ test('flood of random names: cache and capability entries stay within their boun
 
 test('flood towards a black-hole upstream: outstanding upstream queries are capped, the excess fails fast', async (t) => {
   const hole = await startBlackHole(t);
-  const stub = await startStub(t, [hole.addr], { capability: { enabled: false }, queryTimeoutMs: 2000, upstream: { maxInflight: 50, attemptTimeoutMs: 2000 } });
+  // Attempt timeout 30 s, query deadline 60 s, and the test waits at most 20 s: every SERVFAIL it
+  // sees came from the cap, not from a timeout.
+  const stub = await startStub(t, [hole.addr], { capability: { enabled: false }, queryTimeoutMs: 60_000, upstream: { maxInflight: 50, attemptTimeoutMs: 30_000 } });
   const s = dgram.createSocket('udp4');
   const rcodes: number[] = [];
   s.on('message', (m) => rcodes.push(m[3]! & 0xf));
@@ -127,10 +170,9 @@ test('flood towards a black-hole upstream: outstanding upstream queries are capp
   s.setRecvBufferSize(4 * 1024 * 1024);
   t.after(() => s.close());
   for (let i = 0; i < 500; i++) s.send(query(`h${i}.test`, i), stub.port, stub.host);
-  // "Fast": well before the 2000 ms attempt timeout would answer anything (polled, so a loaded machine does not flake).
-  for (let waited = 0; rcodes.length < 450 && waited < 1500; waited += 50) await sleep(50);
+  await waitFor(() => rcodes.length >= 440, `SERVFAILs for the queries over the cap (${rcodes.length} so far)`, 20_000);
   assert.ok(hole.queries.length <= 50, `upstream saw ${hole.queries.length}`);
-  assert.ok(rcodes.length >= 440 && rcodes.every((r) => r === 2), `fast SERVFAILs: ${rcodes.length}`);
+  assert.ok(rcodes.every((r) => r === 2), `fast SERVFAILs: ${rcodes.join(',')}`);
 });
 
 test('TCP per-address limit: the address\'s oldest idle connection makes room; with none idle the newcomer is refused, other addresses are not', async (t) => {
@@ -149,7 +191,7 @@ test('TCP per-address limit: the address\'s oldest idle connection makes room; w
   const idle = await open('127.0.0.1');
   const busy = await open('127.0.0.1');
   busy.c.write(frame('slow1.test'));
-  await until(() => up.queries.length === 1, 30_000);
+  await waitFor(() => up.queries.length === 1, 'the first query upstream');
   assert.equal(up.queries.length, 1);
   await open('127.0.0.1'); // the idle one gives way
   await idle.closed;
@@ -157,7 +199,7 @@ test('TCP per-address limit: the address\'s oldest idle connection makes room; w
   const third = await open('127.0.0.1'); // makes room by closing the newcomer above, idle too
   assert.equal(stub.resolver.counters.tcpEvicted, 2);
   third.c.write(frame('slow2.test'));
-  await until(() => up.queries.length === 2, 30_000);
+  await waitFor(() => up.queries.length === 2, 'the second query upstream');
   assert.equal(up.queries.length, 2, 'both slow queries are in flight upstream');
   const refused = await open('127.0.0.1'); // both of this address's connections have a query in flight
   await refused.closed;

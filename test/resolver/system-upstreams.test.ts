@@ -10,7 +10,7 @@ import { configFromObject, readSystemResolvers, resolveConfig, systemUpstreams, 
 import { UsageError } from '../../shim/errors.ts';
 import { needs } from '../helpers/prereq.ts';
 import { BIN } from '../helpers/cli.ts';
-import { sleep } from './harness.ts';
+import { waitFor, within } from '../helpers/wait.ts';
 
 const US = [{ host: '127.0.0.153', port: 53 }];
 const RESOLVED_STUB = 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n';
@@ -68,7 +68,7 @@ test('readSystemResolvers reads both files and reports a missing one as undefine
 
 // The real files, as `shim6 resolver` reads them: a private mount namespace in which
 // /etc/resolv.conf names resolved's stub and resolved's servers file names this stub.
-test('shim6 resolver in a mount namespace where resolved forwards to it: takes resolved\'s servers, logs where from', { timeout: 30_000 }, async (t) => {
+test('shim6 resolver in a mount namespace where resolved forwards to it: takes resolved\'s servers, logs where from', { timeout: 120_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['unshare', 'mount'] })) return;
   const dir = mkdtempSync(path.join(os.tmpdir(), 'sysres-ns-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
@@ -90,12 +90,12 @@ test('shim6 resolver in a mount namespace where resolved forwards to it: takes r
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   t.after(() => { child.kill('SIGKILL'); });
-  for (let i = 0; i < 150 && !stderr.includes('resolver ready') && child.exitCode === null; i++) await sleep(100);
+  await waitFor(() => stderr.includes('resolver ready') || child.exitCode !== null, '"resolver ready"');
   assert.match(stderr, /resolver ready/, stderr);
   const ready = stderr.split('\n').find((l) => l.includes('resolver ready'))!;
   assert.match(ready, /192\.0\.2\.53:53/, ready);
   assert.doesNotMatch(ready, /127\.0\.0\.53:53/, ready);
   assert.match(ready, /systemd-resolved forwards to this stub/, ready);
   child.kill('SIGTERM');
-  assert.equal(await exited, 0, stderr);
+  assert.equal(await within(exited, 'the resolver to exit on SIGTERM'), 0, stderr);
 });

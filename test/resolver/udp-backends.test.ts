@@ -8,8 +8,9 @@ import { readdirSync } from 'node:fs';
 import * as dnsPacket from 'dns-packet';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { startAuthDns, type AuthDns } from '../helpers/authdns.ts';
-import { dig, digAnswers, digStatus, run, startStub, type DigResult, type Stub } from './harness.ts';
+import { dig, digAnswers, digStatus, run, startStub, until, type DigResult, type Stub } from './harness.ts';
 import { answerFor, startFakeUpstream } from './fake-upstream.ts';
+import { DEADLINE_MS } from '../helpers/wait.ts';
 import { configFromObject } from '../../resolver/config.ts';
 import { nativeUdpStatus, openDnsUdp, type UdpBackend } from '../../resolver/udp-socket.ts';
 
@@ -75,10 +76,6 @@ async function client(t: TestContext, family: 4 | 6 = 4): Promise<{ sock: dgram.
 
 /** The RDATA dns-packet decoded for an answer RR (the union type also covers OPT, which has none). */
 const rdata = (rr: dnsPacket.Answer): unknown => (rr as { data?: unknown }).data;
-
-async function waitFor(cond: () => boolean, ms: number): Promise<void> {
-  for (const end = Date.now() + ms; !cond() && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
-}
 
 test('udp key: auto is native when the addon loads; an unknown backend is ECONFIG naming udp; native needs a literal address (EUDPBACKEND)', async (t) => {
   const auto = await startStub(t, ['127.0.0.1:9'], noCap);
@@ -146,7 +143,7 @@ for (const backend of ['native', 'dgram'] as const) {
     assert.equal(stub.resolver.counters.upstreamTimeouts, 1);
   });
 
-  test(`${backend}: once the upstream's round trip is known, a lost datagram is retried after the RTO (≥ 50 ms), not the 2 s attempt limit`, async (t) => {
+  test(`${backend}: once the upstream's round trip is known, a lost datagram is retried after the RTO (≥ 50 ms), not the attempt limit`, async (t) => {
     if (!needs(t, { commands: ['dig'] })) return;
     const seen = new Map<string, number>();
     const up = await startFakeUpstream(t, (q) => {
@@ -154,17 +151,19 @@ for (const backend of ['native', 'dgram'] as const) {
       seen.set(q.name, n);
       return q.name.startsWith('lost') && n === 1 ? undefined : [{ bytes: answerFor(q) }];
     });
-    const stub = await stubOn(t, backend, [up.addr], { queryTimeoutMs: 5000, upstream: { attemptTimeoutMs: 2000, minAttemptTimeoutMs: 50 }, capability: { enabled: false } });
+    // The attempt limit (30 s) is past dig's 15 s: an answer at all means the retry went on the RTO.
+    const stub = await stubOn(t, backend, [up.addr], { queryTimeoutMs: 60_000, upstream: { attemptTimeoutMs: 30_000, minAttemptTimeoutMs: 50 }, capability: { enabled: false } });
     if (!stub) return;
     for (const name of ['warm1.test.', 'warm2.test.', 'warm3.test.']) assert.equal(digStatus((await dig(stub, name, 'AAAA')).stdout), 'NOERROR');
     const [h] = stub.resolver.status().upstreams as Array<{ rttMs: number; rttVarMs: number }>;
-    assert.ok(h!.rttMs > 0 && h!.rttMs < 50, `round trip measured: ${JSON.stringify(h)}`);
+    assert.ok(h!.rttMs > 0, `round trip measured: ${JSON.stringify(h)}`);
     const t0 = performance.now();
     const r = await dig(stub, 'lost.test.', 'AAAA');
     const took = performance.now() - t0;
+    t.diagnostic(`answered after ${took.toFixed(0)} ms (round trip ${JSON.stringify(h)})`);
     assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout);
     assert.equal(seen.get('lost.test'), 2);
-    assert.ok(took >= 50 && took < 1000, `answered after ${took.toFixed(0)} ms`);
+    assert.ok(took >= 50, `retried after ${took.toFixed(0)} ms, before the 50 ms minimum`);
   });
 
   test(`${backend}: an upstream UDP answer of 7 KB (more than the 1232 asked for) is read whole`, async (t) => {
@@ -207,16 +206,20 @@ for (const backend of ['native', 'dgram'] as const) {
     const { sock, answers } = await client(t);
     const sizes = [4096, 4097, 9000, 65507];
     sizes.forEach((size, i) => sock.send(paddedQuery(i + 1, 'www.udpb.example.', size), stub.port, stub.host));
-    // The 4096-octet query is answered on both; wait for it, then a little longer for the others.
-    await waitFor(() => answers.has(1), 3000);
-    await waitFor(() => answers.size === sizes.length, 500);
+    // The 4096-octet query is answered on both.
+    await until(() => answers.has(1));
     assert.ok(answers.has(1), '4096 octets is the largest query the native backend reads');
-    const answered = [...answers.keys()].sort((a, b) => a - b);
     if (backend === 'native') {
-      assert.deepEqual(answered, [1]);
-      assert.equal(stub.resolver.counters.udpQueries, 1, 'oversize datagrams never reach the chain');
+      // A query sent after the first answer is read after the three big ones: once it is answered
+      // (a cache hit, at once), the big ones were read or dropped.
+      sock.send(paddedQuery(99, 'www.udpb.example.', 64), stub.port, stub.host);
+      await until(() => answers.has(99));
+      assert.ok(answers.delete(99), 'the query after the big ones was answered');
+      assert.deepEqual([...answers.keys()], [1]);
+      assert.equal(stub.resolver.counters.udpQueries, 2, 'oversize datagrams never reach the chain');
     } else {
-      assert.deepEqual(answered, [1, 2, 3, 4]);
+      await until(() => answers.size === sizes.length);
+      assert.deepEqual([...answers.keys()].sort((a, b) => a - b), [1, 2, 3, 4]);
       assert.equal(stub.resolver.counters.udpQueries, 4);
     }
     for (const a of answers.values()) assert.deepEqual((dnsPacket.decode(a).answers ?? []).map(rdata), ['192.0.2.80']);
@@ -230,7 +233,7 @@ for (const backend of ['native', 'dgram'] as const) {
     const stub = await stubOn(t, backend, [`127.0.0.1:${auth.port}`]);
     if (!stub) return;
     // kdig, not dig: dig 9.18 advertises 1232 for any +bufsize above 32767.
-    const kdig = (): Promise<DigResult> => run('kdig', [`@${stub.host}`, '-p', String(stub.port), '+retry=0', '+timeout=3', '+bufsize=65535', '+ignore', 'huge.udpb.example.', 'TXT']);
+    const kdig = (): Promise<DigResult> => run('kdig', [`@${stub.host}`, '-p', String(stub.port), '+retry=0', '+timeout=15', '+bufsize=65535', '+ignore', 'huge.udpb.example.', 'TXT']);
     const first = await kdig();
     assert.match(first.stdout, /ANSWER: 160;/, first.stdout.slice(0, 600) + first.stderr);
     assert.equal(stub.resolver.counters.upstreamTcpFallbacks, 1, 'Knot sent TC to the 1232-octet upstream query');
@@ -248,7 +251,7 @@ for (const backend of ['native', 'dgram'] as const) {
     const q = (id: number): Buffer => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'TXT', name: 'huge.udpb.example' }],
       additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 65535 } as dnsPacket.Answer] });
     for (let id = 1; id <= 8; id++) sock.send(q(id), stub.port, stub.host);
-    await waitFor(() => answers.size === 8, 3000);
+    await until(() => answers.size === 8);
     assert.equal(answers.size, 8);
     for (const [id, a] of answers) {
       assert.equal(a.length, size, `answer ${id} whole`);
@@ -272,7 +275,7 @@ for (const backend of ['native', 'dgram'] as const) {
       const { sock, answers } = await client(t, family);
       const to = stub.resolver.addresses[family === 4 ? 0 : 1]!;
       names.forEach((name, i) => sock.send(dnsPacket.encode({ type: 'query', id: i + 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name }] }), to.port, to.host));
-      await waitFor(() => answers.size === N, 15_000);
+      await until(() => answers.size === N, 2 * DEADLINE_MS);
       let good = 0;
       const bad: string[] = [];
       for (const [id, a] of answers) {
@@ -302,12 +305,12 @@ for (const backend of ['native', 'dgram'] as const) {
     const N = 500;
     const { sock, answers } = await client(t);
     for (let i = 0; i < N; i++) sock.send(dnsPacket.encode({ type: 'query', id: i + 1, questions: [{ type: 'AAAA', name: `s${i}.burst.udpb.example` }] }), stub.port, stub.host);
-    await waitFor(() => answers.size === N, 10_000);
+    await until(() => answers.size === N);
     const good = [...answers.values()].filter((a) => ((a[3]! & 0xf) === 0) && dnsPacket.decode(a).answers?.length === 1).length;
     assert.ok(good >= N * 0.99, `${good} of ${N}`);
     await stub.resolver.close();
     sock.close();
-    await waitFor(() => fds() <= before, 2000); // dgram closes asynchronously
+    await until(() => fds() <= before); // dgram closes asynchronously
     assert.ok(fds() <= before, `file descriptors: ${before} before, ${fds()} after`);
   });
 }

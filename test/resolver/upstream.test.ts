@@ -22,20 +22,20 @@ test('black-hole first upstream: per-attempt timeout, failover, then held down',
   const hole = await startBlackHole(t);
   const good = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::77' }) }]);
   const stub = await startStub(t, [hole.addr, good.addr], { ...noCap, upstream: { attemptTimeoutMs: 150, failThreshold: 2, holdDownMs: 60_000 } });
-  const t0 = Date.now();
+  const holeStatus = () => (stub.resolver.status() as { upstreams: Array<{ port: number; down: boolean; timeouts: number }> }).upstreams.find((u) => u.port === hole.port)!;
   const r1 = await dig(stub, 'a.test.', 'AAAA');
   assert.deepEqual(digAnswers(r1.stdout).map((x) => x[4]), ['2001:db8::77']);
-  assert.ok(Date.now() - t0 >= 140, 'waited for the black hole first');
+  assert.deepEqual([hole.queries.length, holeStatus().timeouts], [1, 1], 'asked the black hole first, then gave up on it after the attempt timeout');
   await dig(stub, 'b.test.', 'AAAA');
   // Two failures: the black hole is held down; the next query goes straight to the good one.
+  assert.deepEqual([holeStatus().down, holeStatus().timeouts], [true, 2]);
   const before = hole.queries.length;
   const t1 = Date.now();
-  await dig(stub, 'c.test.', 'AAAA');
+  const r3 = await dig(stub, 'c.test.', 'AAAA');
+  t.diagnostic(`answered in ${Date.now() - t1} ms with the black hole held down`);
+  assert.deepEqual(digAnswers(r3.stdout).map((x) => x[4]), ['2001:db8::77']);
   assert.equal(hole.queries.length, before, 'held-down upstream skipped');
-  assert.ok(Date.now() - t1 < 140, 'no attempt timeout paid');
-  const st = stub.resolver.status() as { upstreams: Array<{ port: number; down: boolean; timeouts: number }> };
-  assert.equal(st.upstreams.find((u) => u.port === hole.port)?.down, true);
-  assert.equal(st.upstreams.find((u) => u.port === hole.port)?.timeouts, 2);
+  assert.equal(holeStatus().timeouts, 2, 'no attempt timeout paid');
 });
 
 test('all upstreams silent → SERVFAIL within the query deadline; serve-stale answers from an expired entry', async (t) => {
@@ -50,21 +50,24 @@ test('all upstreams silent → SERVFAIL within the query deadline; serve-stale a
   assert.equal(digStatus(r.stdout), 'NOERROR');
   assert.equal(digAnswers(r.stdout)[0]?.[1], '30', 'RFC 8767: stale answers carry TTL 30');
   assert.equal(stub.resolver.counters.staleServed, 1);
+  // dig waits 15 s and the stub's own deadline is 400 ms: an answer at all is the deadline's SERVFAIL.
   const t0 = Date.now();
   const r2 = await dig(stub, 'never.test.', 'AAAA');
+  t.diagnostic(`SERVFAIL after ${Date.now() - t0} ms (query deadline 400 ms)`);
   assert.equal(digStatus(r2.stdout), 'SERVFAIL');
-  assert.ok(Date.now() - t0 < 1500);
 });
 
 test('slow upstream: a late answer is not waited for past the attempt timeout; the second upstream answers', async (t) => {
   if (!needs(t, { commands: ['dig'] })) return;
-  const slow = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::5' }), delayMs: 1500 }]);
+  // The slow answer would come long after dig gave up: only the attempt timeout can get an answer in time.
+  const slow = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::5' }), delayMs: 60_000 }]);
   const fast = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::6' }) }]);
   const stub = await startStub(t, [slow.addr, fast.addr], { ...noCap, upstream: { attemptTimeoutMs: 200 } });
   const t0 = Date.now();
   const r = await dig(stub, 'slow.test.', 'AAAA');
+  t.diagnostic(`answered after ${Date.now() - t0} ms (attempt timeout 200 ms)`);
   assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::6']);
-  assert.ok(Date.now() - t0 < 1000);
+  assert.equal(slow.queries.length, 1, 'the slow upstream was asked first');
 });
 
 test('SERVFAIL from the first upstream → the next one is asked', async (t) => {

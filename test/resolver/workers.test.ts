@@ -38,7 +38,7 @@ async function ask(port: number, names: string[], sockets: number): Promise<Map<
   const answers = new Map<number, dnsPacket.Packet>();
   for (const s of socks) s.on('message', (m) => { const p = dnsPacket.decode(m); answers.set(p.id!, p); });
   names.forEach((name, i) => socks[i % sockets]!.send(dnsPacket.encode({ type: 'query', id: i + 1, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name }] }), port, '127.0.0.1'));
-  await until(() => answers.size === names.length, 5000);
+  await until(() => answers.size === names.length);
   for (const s of socks) s.close();
   return answers;
 }
@@ -82,7 +82,7 @@ test(`${WORKERS} threads: a capability record found on any thread primes the mai
     return after.findIndex((q, i) => q > before[i]!);
   };
   const peerThread = await threadOf(PEER.name);
-  await until(() => s.sink.calls.length > 0, 2000);
+  await until(() => s.sink.calls.length > 0);
   const primes = () => s.sink.calls.filter((c) => c.kind === 'prime');
   assert.equal(primes().length, 1);
   // The record crossed the thread boundary whole.
@@ -97,7 +97,7 @@ test(`${WORKERS} threads: a capability record found on any thread primes the mai
   assert.equal(primes().length, 1, JSON.stringify(s.sink.calls.map((c) => c.name)));
   // No record: absent() with the answered addresses, from whichever thread.
   await dig({ host: '127.0.0.1', port: s.port }, 'plain.example.', 'AAAA');
-  await until(() => s.sink.calls.some((c) => c.kind === 'absent'), 2000);
+  await until(() => s.sink.calls.some((c) => c.kind === 'absent'));
   assert.deepEqual(s.sink.calls.find((c) => c.kind === 'absent')?.addresses, ['2001:db8:3::1']);
   const st = await s.group.status();
   assert.equal(st.counters.primes >= 1, true);

@@ -7,7 +7,7 @@
  */
 import { ms, type Millis } from '../../shim/time.ts';
 import type { Datagram, Ipv6 } from './endpoint.ts';
-import type { SimRng } from './rng.ts';
+import type { SimRng } from '../helpers/rng.ts';
 
 /** Fault model of one direction of a link. */
 export interface LinkConfig {

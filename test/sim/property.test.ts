@@ -19,7 +19,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
 import { isPayloadHeader } from '../../shim/wire/index.ts';
-import { SimRng } from './rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 import type { Sim } from './sim.ts';
 import { primeWith, rebootShimHost, shimPair, type ShimHost } from './shim-hosts.ts';
 import type { EngineConfig } from '../../shim/engine/index.ts';

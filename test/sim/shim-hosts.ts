@@ -11,7 +11,7 @@ import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { ms } from '../../shim/time.ts';
 import type { LinkConfig } from './network.ts';
 import { Sim, type SimHost } from './sim.ts';
-import type { SimRng } from './rng.ts';
+import type { SimRng } from '../helpers/rng.ts';
 import type { SimEndpoint } from './endpoint.ts';
 
 /** A host's HBA identity: addresses in prefix order (the first is the ULID) and the PDS. */

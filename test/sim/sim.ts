@@ -12,7 +12,7 @@ import { Adversary } from './adversary.ts';
 import { APP_NEXT_HEADER, makePayload, PayloadLedger, type SentPayload } from './app.ts';
 import type { EndpointEvent, HandleResult, Ipv6, SimEndpoint } from './endpoint.ts';
 import { Network, type LinkConfig, type WirePacket } from './network.ts';
-import { SimRng } from './rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 /** A drive loop ran out of steps or virtual time before its condition held. */
 export class SimStallError extends Error {

@@ -9,7 +9,13 @@ import fc from 'fast-check';
 import { decodeMessage, decodePayloadHeader, encodeMessage, shim6Checksum, WireError } from '../../shim/wire/index.ts';
 import { demoMessages } from '../../shim/wire/demo.ts';
 import { anyMessage } from './arbitraries.ts';
-import { mulberry32 as rng } from '../helpers/prng.ts';
+import { SimRng } from '../helpers/rng.ts';
+
+/** Seeded floats in [0, 1) (test/helpers/rng.ts). */
+function rng(seed: number): () => number {
+  const r = new SimRng(seed);
+  return () => r.float();
+}
 
 const CODES = new Set(['TRUNCATED', 'BAD_LENGTH', 'BAD_CHECKSUM', 'BAD_TYPE', 'BAD_FIELD', 'UNKNOWN_CRITICAL_OPTION', 'BAD_OPTION']);
 const KNOWN_TYPES = [1, 2, 3, 4, 5, 6, 60, 61, 64, 65, 66, 67, 68];

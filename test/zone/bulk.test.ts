@@ -25,13 +25,14 @@ function inventoryCsv(n: number): string {
   return rows.join('\n') + '\n';
 }
 
-test('bulk over 10,000 hosts: fast, and the output passes named-checkzone, kzonecheck and zone check', async (t) => {
+test('bulk over 10,000 hosts: the output passes named-checkzone, kzonecheck and zone check', async (t) => {
   if (!needs(t, { commands: ['named-checkzone', 'kzonecheck'] })) return;
   const dir = tempDir(t);
   const inv = writeZone(dir, 'hosts.csv', inventoryCsv(10_000));
 
   // The work itself, timed in process (the CLI adds its start-up on top), after a small
-  // warm-up so the figure is the work and not the JIT. Bound generous for a loaded CI box.
+  // warm-up so the figure is the work and not the JIT. Printed, not asserted: the rate is
+  // `npm run bench -- zone`'s business (docs/benchmarks.md "Zone tools").
   buildAll(parseInventory(inventoryCsv(500), 'warm-up'), { baseDir: dir });
   const t0 = performance.now();
   const built = buildAll(parseInventory(readFileSync(inv, 'utf8'), inv), { baseDir: dir });
@@ -40,7 +41,6 @@ test('bulk over 10,000 hosts: fast, and the output passes named-checkzone, kzone
   assert.equal(built.failures.length, 0);
   assert.equal(built.hosts.length, 10_000);
   t.diagnostic(`bulk: 10,000 hosts built and written in ${ms.toFixed(0)} ms`);
-  assert.ok(ms < 8000, `10,000 hosts took ${ms} ms`);
 
   const r = await shim6Async(['zone', 'bulk', inv, '--out', path.join(dir, 'out.zone')]);
   assert.equal(r.status, 0, r.stderr);

@@ -21,7 +21,13 @@ import { systemServer } from '../../zone-tools/commands-dns.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { mulberry32 as rng } from '../helpers/prng.ts';
+import { SimRng } from '../helpers/rng.ts';
+
+/** Seeded floats in [0, 1) (test/helpers/rng.ts). */
+function rng(seed: number): () => number {
+  const r = new SimRng(seed);
+  return () => r.float();
+}
 
 const KEY: TsigKey = { name: 'k.example.', algorithm: 'hmac-sha256', secret: new Uint8Array(32).fill(7) };
 const HOST = buildHostRecord({ name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:1::1/1/2/transient'], txt: true });

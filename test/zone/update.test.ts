@@ -20,7 +20,7 @@ const Z = 'upd.test.';
 const OLD = buildHostRecord({ name: 'h.upd.test.', ulid: '2001:db8:1::1', locators: ['2001:db8:1::1', '2001:db8:9::1'] });
 
 function kdig(port: number, args: string[]): string[] {
-  const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), ...args, '+short', '+timeout=2', '+retry=1'], { encoding: 'utf8', timeout: 15_000 });
+  const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), ...args, '+short', '+timeout=10', '+retry=1'], { encoding: 'utf8', timeout: 60_000 });
   return String(r.stdout).trim().split('\n').filter((l) => l !== '').sort();
 }
 

@@ -1,6 +1,5 @@
 /** Shared bits of the zone tests: a zone header, temp dirs, and the two real validators. */
-import { spawn, spawnSync } from 'node:child_process';
-import { BIN } from '../helpers/cli.ts';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -43,16 +42,5 @@ export function kzonecheck(zone: string, file: string): ToolResult {
   return { status: r.status, output: String(r.stdout) + String(r.stderr) };
 }
 
-/** The real CLI, asynchronously, so a test can run several at once (each tsx start costs a second or more). */
-export function shim6Async(args: string[], input?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => { stdout += d.toString(); });
-    child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-    const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-    child.on('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
-    child.stdin.end(input ?? '');
-  });
-}
+/** The real CLI, asynchronously (test/helpers/cli.ts). */
+export { shim6Async } from '../helpers/cli.ts';
