@@ -25,7 +25,7 @@ export interface CapabilitySink {
 /**
  * A sink that only logs. `shim6 resolver` uses it when it runs without an engine (`--no-engine`,
  * or no global IPv6 address to run one on); otherwise, and in `shim6 daemon`, the engine's sink
- * primes the engine (shim/dataplane/daemon-sink.ts). With several resolver threads each thread
+ * primes the engine (shim/daemon/sink.ts). With several resolver threads each thread
  * logs with its own instance instead of sending the calls to the main thread.
  */
 export class LoggingSink implements CapabilitySink {
