@@ -134,7 +134,7 @@ class TcpConn implements Reply {
   }
 
   done(): void {
-    this.inflight--;
+    if (--this.inflight === 0 && !this.sock.destroyed) this.sock.setTimeout(this.owner.opts.idleMs);
     this.owner.exchanged(this);
     this.pump();
   }
@@ -179,7 +179,11 @@ export class TcpConnections {
     const conn = new TcpConn(c, client, this);
     this.conns.add(conn);
     this.perClient.set(client, (this.perClient.get(client) ?? 0) + 1);
-    c.setTimeout(this.opts.idleMs, () => { if (conn.inflight === 0) c.destroy(); });
+    // Not setTimeout's callback: node registers it with `once`, so a connection whose queries were
+    // still in flight when it first fired would never be closed afterwards. The 'timeout' listener
+    // stays; done() re-arms the timer from the last answer.
+    c.setTimeout(this.opts.idleMs);
+    c.on('timeout', () => { if (conn.inflight === 0) c.destroy(); });
     c.on('error', () => c.destroy());
     c.on('close', () => this.forget(conn));
     c.on('drain', () => conn.pump());
