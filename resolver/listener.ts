@@ -75,7 +75,15 @@ export class Listeners {
    * thread (workers.ts); `tcp: false` for the threads that serve UDP only.
    */
   async listen(addrs: readonly ListenAddr[], opts: { shards?: number; tcp?: boolean } = {}): Promise<void> {
-    for (const a of addrs) {
+    for (const a of addrs) await this.listenOne(a, opts);
+  }
+
+  /**
+   * One address. With port 0 the kernel picks a free UDP port, which TCP may
+   * have in use: then both are let go and picked again (a few times).
+   */
+  private async listenOne(a: ListenAddr, opts: { shards?: number; tcp?: boolean }): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
       const sock = await openDnsUdp({
         host: a.host, port: a.port, bufferSize: UDP_SOCKET_BUFFER, maxDatagram: MAX_UDP_QUERY, batch: 64,
         onError: (err) => this.log.warn('UDP listener error', { error: err.message }),
@@ -86,13 +94,20 @@ export class Listeners {
         const query = sock.backend === 'native' ? Uint8Array.prototype.slice.call(bytes) : bytes;
         this.handle(query, 'udp', new UdpReply(sock, from));
       });
-      this.udp.push(sock);
       const port = sock.port;
       if (opts.tcp !== false) {
-        await this.tcp.listen(a.host, port);
+        try {
+          await this.tcp.listen(a.host, port);
+        } catch (err) {
+          if (a.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) { sock.close(); throw err; }
+          sock.close();
+          continue;
+        }
         this.log.info('listening', { address: a.host, port, udp: sock.backend });
       }
+      this.udp.push(sock);
       this.bound.push({ host: a.host, port });
+      return;
     }
   }
 
