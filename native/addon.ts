@@ -3,10 +3,16 @@
  * TCP offloads of offload.c) and the batched UDP sockets (udp.c) — built by
  * `npm install` with node-gyp into native/build. Every user (the data plane's
  * TUN and UDP transport, the resolver's sockets, the lab's checks) loads it
- * here, through one interface: no second declaration, no casts.
+ * here, through one interface: no second declaration, no casts. The compiled
+ * loader (dist/native/addon.js) finds the same native/build of the package.
  */
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { EnvironmentError } from '../shim/errors.ts';
+import { packageRoot } from '../shim/runtime-paths.ts';
+
+/** Where node-gyp puts the addon, in the sources and in an installed package alike. */
+export const ADDON_PATH = path.join(packageRoot, 'native/build/Release/shim6_tun.node');
 
 /** What the addon exports (the N-API property table at the end of tun.c). */
 export interface NativeAddon {
@@ -37,7 +43,7 @@ export function loadAddon(): NativeAddon {
   const require = createRequire(import.meta.url);
   let a: NativeAddon;
   try {
-    a = require('./build/Release/shim6_tun.node') as NativeAddon;
+    a = require(ADDON_PATH) as NativeAddon;
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
