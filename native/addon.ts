@@ -1,8 +1,9 @@
 /**
  * The one typed loader of our N-API addon — the TUN device (tun.c, with the
- * TCP offloads of offload.c) and the batched UDP sockets (udp.c) — built by
- * `npm install` with node-gyp into native/build. Every user (the data plane's
- * TUN and UDP transport, the resolver's sockets, the lab's checks) loads it
+ * TCP offloads of offload.c), the batched UDP sockets (udp.c) and the systemd
+ * notification (notify.c) — built by `npm install` with node-gyp into
+ * native/build. Every user (the data plane's TUN and UDP transport, the
+ * resolver's sockets, the service notification, the lab's checks) loads it
  * here, through one interface: no second declaration, no casts. The compiled
  * loader (dist/native/addon.js) finds the same native/build of the package.
  */
@@ -33,6 +34,12 @@ export interface NativeAddon {
   udpClose(handle: object): void;
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
   udpRef(handle: object, ref: boolean): void;
+  /**
+   * One sd_notify(3) datagram (`state`: newline-separated KEY=value) to the
+   * AF_UNIX socket `path` (a file system path, or `@name` in the abstract
+   * namespace) → 0, or -errno when it could not be sent.
+   */
+  notify(path: string, state: string): number;
 }
 
 let addon: NativeAddon | undefined;
@@ -47,7 +54,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.udpRef !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }
