@@ -26,9 +26,13 @@ export function moduleFile(source: string): string {
   return fromSources ? path.join(packageRoot, source) : path.join(packageRoot, 'dist', `${source.slice(0, -3)}.js`);
 }
 
-/** node's arguments that run module `source` as a program, in this process's mode (`--import tsx` from the sources). */
+/**
+ * node's arguments that run module `source` as a program, in this process's
+ * mode: from the sources with tsx's loader, named by its resolved URL so that
+ * the child finds it whatever its working directory.
+ */
 export function nodeArgs(source: string): string[] {
-  return fromSources ? ['--import', 'tsx', moduleFile(source)] : [moduleFile(source)];
+  return fromSources ? ['--import', import.meta.resolve('tsx'), moduleFile(source)] : [moduleFile(source)];
 }
 
 /**

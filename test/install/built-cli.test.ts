@@ -95,7 +95,7 @@ test('runtime paths: the sources run with tsx, the compiled tree from dist/ and 
   assert.equal(fromSources, true);
   assert.equal(packageRoot, ROOT);
   assert.equal(moduleFile('lab/stream.ts'), path.join(ROOT, 'lab/stream.ts'));
-  assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', 'tsx', path.join(ROOT, 'lab/stream.ts')]);
+  assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'lab/stream.ts')]);
   const built = await import(pathToFileURL(path.join(DIST, 'shim/runtime-paths.js')).href) as typeof import('../../shim/runtime-paths.ts');
   assert.equal(built.fromSources, false);
   assert.equal(built.packageRoot, ROOT);
