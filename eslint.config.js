@@ -10,7 +10,7 @@ const banned = ioModules.flatMap((m) => [m, `node:${m}`]);
 export const sansIoFiles = ['shim/wire/**/*.ts', 'shim/engine/**/*.ts', 'shim/cache/**/*.ts'];
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/build/**', 'coverage/**'] },
+  { ignores: ['node_modules/**', '**/build/**', 'coverage/**', 'dist/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

@@ -1,8 +1,12 @@
 #!/usr/bin/env node
-// Entry point of the `shim6` command. The sources are TypeScript; tsx compiles
-// them on load so that a fresh clone runs without a build step.
-import { register } from 'tsx/esm/api';
+// Entry point of the `shim6` command. It runs the compiled JavaScript in dist/
+// (`npm run build`; `npm install` in a checkout builds it, and the package
+// ships it), so no TypeScript is compiled at start and tsx is not needed.
+import { existsSync } from 'node:fs';
 
-register();
-const { main } = await import('../cli/main.ts');
-await main(process.argv);
+const entry = new URL('../dist/cli/entry.js', import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write(`shim6: error ENOTBUILT: ${entry.pathname} is missing: run \`npm run build\` in ${new URL('..', import.meta.url).pathname}\n`);
+  process.exit(1);
+}
+await import(entry.href);

@@ -4,6 +4,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describeError, EXIT_USAGE } from './errors.ts';
 import * as wire from './commands/wire.ts';
 import * as zone from './commands/zone.ts';
@@ -12,8 +13,10 @@ import * as status from './commands/status.ts';
 import * as flush from './commands/flush.ts';
 import * as daemon from './commands/daemon.ts';
 import * as lab from './commands/lab.ts';
+import * as service from './commands/service.ts';
+import { packageRoot } from '../shim/runtime-paths.ts';
 
-const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
+const pkg = JSON.parse(readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
 
 export function buildProgram(): Command {
   const program = new Command('shim6')
@@ -21,7 +24,7 @@ export function buildProgram(): Command {
     .version(pkg.version)
     .showHelpAfterError('(run with --help for usage)')
     .exitOverride();
-  for (const feature of [wire, zone, resolver, status, flush, daemon, lab]) feature.register(program);
+  for (const feature of [wire, zone, resolver, status, flush, daemon, service, lab]) feature.register(program);
   // Every subcommand inherits exitOverride so that errors come back here.
   const walk = (cmd: Command): void => {
     cmd.exitOverride();

@@ -9,6 +9,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { shim6NodeArgs } from '../shim/runtime-paths.ts';
 import { LAB_ADDR, LAB_IF, LabError, type Lab } from './topology.ts';
 
 /** Running daemons of a lab, as the demo and the benchmarks see them. */
@@ -43,7 +44,6 @@ export interface LabDaemonFiles {
 
 export const LAB_TUN = 'labtun';
 export const LAB_STUB = '127.0.0.53';
-const BIN = path.resolve(import.meta.dirname, '../bin/shim6.js');
 
 /** Why the daemon cannot run in this build (engine, data plane, TUN addon), or undefined when it can. */
 export async function shim6Unavailable(): Promise<string | undefined> {
@@ -92,7 +92,7 @@ export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: 
   if (!existsSync(f.config)) writeLabDaemonConfig(lab, h);
   const start = existsSync(f.log) ? readFileSync(f.log, 'utf8').length : 0;
   const fd = openSync(f.log, 'a');
-  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, BIN, 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd], detached: opts.detached ?? false });
+  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, ...shim6NodeArgs(), 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd], detached: opts.detached ?? false });
   // Detached (`shim6 lab up`): the daemon outlives the CLI; `lab down` stops it.
   if (opts.detached) child.unref();
   const deadline = Date.now() + 60_000;

@@ -13,6 +13,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
+import { shim6NodeArgs } from '../shim/runtime-paths.ts';
 import { parseIpv6 } from '../shim/wire/ipv6.ts';
 import { LAB_ADDR, LabError, nsExec, type Lab } from './topology.ts';
 import { writeHbaParams } from './hba.ts';
@@ -54,9 +55,8 @@ export function capabilityLine(owner: string, ttl: number, ulid: string, locator
  * fails (then the lab writes the line itself).
  */
 function zoneToolLine(hbaFile: string, ulid: string, locators: RecordLocator[]): string | undefined {
-  const bin = path.resolve(import.meta.dirname, '../bin/shim6.js');
   const locs = locators.flatMap((l) => ['--locator', `${l.address}/${l.priority}`]);
-  const args = [bin, 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, '--hba', hbaFile, ...locs, '--aaaa', 'ulid', '--ttl', '60'];
+  const args = [...shim6NodeArgs(), 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, '--hba', hbaFile, ...locs, '--aaaa', 'ulid', '--ttl', '60'];
   const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 20_000 });
   const line = String(r.stdout ?? '').split('\n').find((l) => /TYPE\d+\s+\\#/.test(l));
   return r.status === 0 && line ? line.trim() : undefined;

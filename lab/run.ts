@@ -9,11 +9,9 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import path from 'node:path';
+import { nodeArgs, packageRoot } from '../shim/runtime-paths.ts';
 import { blackhole, setLink, LAB_ADDR, LabError, type Lab, type LabLink } from './topology.ts';
 import type { StreamEvent } from './stream.ts';
-
-const STREAM_MAIN = path.join(import.meta.dirname, 'stream.ts');
 
 export type FailureKind = 'blackhole' | 'down' | 'none';
 
@@ -66,9 +64,9 @@ export interface RunResult {
 }
 
 function streamProc(ns: string, wrap: string[], args: string[]): ChildProcess {
-  return spawn('ip', ['netns', 'exec', ns, ...wrap, process.execPath, '--import', 'tsx', STREAM_MAIN, ...args], {
+  return spawn('ip', ['netns', 'exec', ns, ...wrap, process.execPath, ...nodeArgs('lab/stream.ts'), ...args], {
     stdio: ['ignore', 'pipe', 'pipe'],
-    cwd: path.resolve(import.meta.dirname, '..'),
+    cwd: packageRoot,
   });
 }
 

@@ -7,7 +7,7 @@
  * arrivals of data.
  *
  * Run as a program inside a namespace (Node cannot enter one itself):
- *   node --import tsx lab/stream.ts serve --port 7000
+ *   node --import tsx lab/stream.ts serve --port 7000   (compiled: node dist/lab/stream.js …)
  *   node --import tsx lab/stream.ts send --to b.lab.example --resolver 127.0.0.53 --port 7000 --duration 6000
  * Owns only its socket; knows nothing of namespaces or shim6.
  */

@@ -1,12 +1,19 @@
 /**
  * The one typed loader of our N-API addon — the TUN device (tun.c, with the
- * TCP offloads of offload.c) and the batched UDP sockets (udp.c) — built by
- * `npm install` with node-gyp into native/build. Every user (the data plane's
- * TUN and UDP transport, the resolver's sockets, the lab's checks) loads it
- * here, through one interface: no second declaration, no casts.
+ * TCP offloads of offload.c), the batched UDP sockets (udp.c) and the systemd
+ * notification (notify.c) — built by `npm install` with node-gyp into
+ * native/build. Every user (the data plane's TUN and UDP transport, the
+ * resolver's sockets, the service notification, the lab's checks) loads it
+ * here, through one interface: no second declaration, no casts. The compiled
+ * loader (dist/native/addon.js) finds the same native/build of the package.
  */
 import { createRequire } from 'node:module';
+import path from 'node:path';
 import { EnvironmentError } from '../shim/errors.ts';
+import { packageRoot } from '../shim/runtime-paths.ts';
+
+/** Where node-gyp puts the addon, in the sources and in an installed package alike. */
+export const ADDON_PATH = path.join(packageRoot, 'native/build/Release/shim6_tun.node');
 
 /** What the addon exports (the N-API property table at the end of tun.c). */
 export interface NativeAddon {
@@ -27,6 +34,12 @@ export interface NativeAddon {
   udpClose(handle: object): void;
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
   udpRef(handle: object, ref: boolean): void;
+  /**
+   * One sd_notify(3) datagram (`state`: newline-separated KEY=value) to the
+   * AF_UNIX socket `path` (a file system path, or `@name` in the abstract
+   * namespace) → 0, or -errno when it could not be sent.
+   */
+  notify(path: string, state: string): number;
 }
 
 let addon: NativeAddon | undefined;
@@ -37,11 +50,11 @@ export function loadAddon(): NativeAddon {
   const require = createRequire(import.meta.url);
   let a: NativeAddon;
   try {
-    a = require('./build/Release/shim6_tun.node') as NativeAddon;
+    a = require(ADDON_PATH) as NativeAddon;
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.udpRef !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }

@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
+import { ensureBuilt } from './build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const say = (line) => console.error(`npm start: ${line}`);
@@ -21,6 +22,11 @@ try {
   ensureNodeDeps();
 } catch (err) {
   say(`could not install node dependencies (${err.message}); trying with what is there`);
+}
+try {
+  ensureBuilt();
+} catch (err) {
+  say(`could not build dist/ (${err.message}); the shim6 command needs it`);
 }
 let missing = [];
 try {

@@ -1,5 +1,7 @@
-// `npm test`: install what is missing, then type check, lint, and run every
-// test file under test/ with node's test runner (tsx compiles TypeScript).
+// `npm test`: install what is missing, build dist/ when a source is newer
+// (tests run the built `shim6` command too: test/install/), then type check,
+// lint, and run every test file under test/ with node's test runner (tsx
+// compiles the tests and the sources they import).
 // Extra arguments are passed as file filters: `npm test -- wire` runs the test
 // files whose path contains "wire".
 import { spawnSync } from 'node:child_process';
@@ -7,12 +9,19 @@ import { readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
+import { ensureBuilt } from './build.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
 ensureNodeDeps();
 ensureSystemPackages();
+try {
+  ensureBuilt();
+} catch (err) {
+  console.error(`npm test: build failed: ${err.message}`);
+  process.exit(1);
+}
 
 function run(label, cmd, args) {
   console.log(`\n== ${label}`);

@@ -2,11 +2,13 @@
  * `shim6 daemon [--config FILE]`: run the resolver, the engine and the data
  * plane in the foreground (shim/daemon/daemon.ts). SIGHUP reloads the
  * config; SIGTERM or SIGINT closes contexts (Close/Close Ack), removes routes
- * and the TUN device, and exits 0. Needs root (TUN, routes).
+ * and the TUN device, and exits 0. Needs root (TUN, routes). Started by
+ * systemd (shim6.service, `Type=notify`) it reports READY=1 once everything is
+ * up, and reloading and stopping (shim/daemon/service-notify.ts).
  */
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
-import { isLogLevel } from '../../shim/log.ts';
+import { isLogLevel, Logger } from '../../shim/log.ts';
 
 interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string }
 
@@ -33,7 +35,10 @@ async function run(flags: DaemonFlags): Promise<void> {
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
   try {
-    const running = await Daemon.start(config, flags.config ? { configFile: flags.config } : {});
+    const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
+    const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    const notify = ServiceNotifier.fromEnvironment(log);
+    const running = await Daemon.start(config, { log, notify, ...(flags.config ? { configFile: flags.config } : {}) });
     daemon = running;
     await new Promise<void>((resolve) => {
       let stopping = false;

@@ -1,7 +1,8 @@
 /**
  * What `shim6 resolver` does (cli/commands/resolver.ts registers the command
  * and loads this module only when it runs, so that other commands and --help
- * do not load the resolver, the engine and the data plane).
+ * do not load the resolver, the engine and the data plane). Under systemd
+ * (`Type=notify`) it reports READY=1 once the stub answers, STOPPING=1 at stop.
  */
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
@@ -20,6 +21,7 @@ import { DgramTransport } from '../../shim/dataplane/udp.ts';
 import { EngineSink } from '../../shim/daemon/sink.ts';
 import { LocatorWatcher } from '../../shim/daemon/locators.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
+import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
 
 export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
 
@@ -56,6 +58,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
+  const notify = ServiceNotifier.fromEnvironment(log);
   const engine = flags.engine ? await startEngine(log, shimPort, file.replyLimit, config.capability) : undefined;
   const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
   let resolver: ResolverGroup;
@@ -88,7 +91,9 @@ export async function run(flags: ResolverFlags): Promise<void> {
     listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
     control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
   });
+  await notify.ready(`ready: stub ${resolver.addresses.map((a) => `${a.host}:${a.port}`).join(' ')}`);
   await stopped;
+  await notify.stopping();
   await control.close();
   await resolver.close();
   await engine?.close();

@@ -30,6 +30,7 @@ import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
+import type { ServiceNotifier } from './service-notify.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -45,6 +46,8 @@ export interface DaemonOptions {
   configFile?: string;
   /** Log sink (default stderr). */
   log?: Logger;
+  /** The service manager to tell when the daemon is ready, reloading and stopping (service-notify.ts). */
+  notify?: ServiceNotifier;
 }
 
 /** Recent notable events, for `shim6 status` and the lab's timeline. */
@@ -62,6 +65,7 @@ export class Daemon {
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
+  private ulid = '';
 
   private constructor(
     private config: DaemonConfig,
@@ -99,6 +103,7 @@ export class Daemon {
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
     });
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
+    daemon.ulid = ulid;
     sinkRef.daemon = daemon;
     const saved = loadCaches(config.cacheFile, log);
     try {
@@ -137,6 +142,8 @@ export class Daemon {
       profile: config.timers.profile, cachesImported: saved !== undefined,
       udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
     });
+    // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
+    await opts.notify?.ready(daemon.statusLine());
     return daemon;
   }
 
@@ -155,6 +162,21 @@ export class Daemon {
 
   /** SIGHUP: re-read the config file; apply what can change live (peers, log level is fixed per process). */
   async reload(): Promise<void> {
+    await this.opts.notify?.reloading();
+    try {
+      this.reloadConfig();
+    } finally {
+      await this.opts.notify?.ready(this.statusLine());
+    }
+  }
+
+  /** One line for `systemctl status`: where the stub listens, the TUN, our ULID. */
+  private statusLine(): string {
+    const stub = this.resolver?.addresses.map((a) => `${a.host}:${a.port}`).join(' ') || 'off';
+    return `ready: stub ${stub}, TUN ${this.config.tun.name}, ULID ${this.ulid}`;
+  }
+
+  private reloadConfig(): void {
     if (!this.opts.configFile) { this.log.info('reload: no config file, nothing to do'); return; }
     let next: DaemonConfig;
     try {
@@ -178,6 +200,7 @@ export class Daemon {
    */
   async stop(): Promise<void> {
     if (this.stopped) return;
+    await this.opts.notify?.stopping();
     const open = this.engine.contextCount;
     if (open > 0) {
       this.driver.command((e, now) => e.close(now));

@@ -1,10 +1,16 @@
-/** Runs the real `shim6` command (bin/shim6.js) as a child process. */
+/**
+ * Runs the real `shim6` command as a child process. `BIN` runs it from the
+ * sources (shim6-sources.mjs, through tsx), so that a test of a source change
+ * needs no build; `BUILT_BIN` is bin/shim6.js, the command users run, on the
+ * compiled dist/ (`npm run build`; `npm test` builds first).
+ */
 import { spawn, spawnSync, type SpawnOptions, type SpawnSyncOptions } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = path.join(ROOT, 'bin/shim6.js');
+export const BIN = path.join(ROOT, 'test/helpers/shim6-sources.mjs');
+export const BUILT_BIN = path.join(ROOT, 'bin/shim6.js');
 
 export interface CliResult {
   status: number | null;
@@ -12,8 +18,18 @@ export interface CliResult {
   stderr: string;
 }
 
+/** `shim6 …args` from the sources. */
 export function shim6(args: string[], opts: SpawnSyncOptions = {}): CliResult {
-  const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', timeout: 60_000, ...opts });
+  return shim6Bin(BIN, args, opts);
+}
+
+/** `shim6 …args` through bin/shim6.js: the compiled tree, as installed. */
+export function builtShim6(args: string[], opts: SpawnSyncOptions = {}): CliResult {
+  return shim6Bin(BUILT_BIN, args, opts);
+}
+
+function shim6Bin(bin: string, args: string[], opts: SpawnSyncOptions): CliResult {
+  const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, ...opts });
   return { status: r.status, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
 }
 

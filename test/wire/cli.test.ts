@@ -1,4 +1,4 @@
-// The wire commands through the real CLI (bin/shim6.js): decode, encode, pcap --demo.
+// The wire commands through the real CLI (a shim6 process, from the sources): decode, encode, pcap --demo.
 // Malformed input exits 1 and names the WireError code on stderr.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';

@@ -1,0 +1,4 @@
+// Types of scripts/build.mjs for the tests that import it (test/install/).
+export function buildIsCurrent(): boolean;
+export function build(): void;
+export function ensureBuilt(): void;

@@ -1,0 +1,65 @@
+// `npm run build`: compile the TypeScript once into dist/ (tsconfig.build.json;
+// dist/ mirrors the source tree, `.ts` imports rewritten to `.js`), so that the
+// `shim6` command runs JavaScript and needs no TypeScript compiler at start.
+// Run by `npm install` / `npm ci` in a checkout and by `npm pack` (prepare),
+// and by `npm test` / `npm start` when a source is newer than the build. A
+// clean build each time: nothing of a removed source stays behind in dist/.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const dist = path.join(root, 'dist');
+/** Written last: the build is whole, and as new as this file. */
+const STAMP = path.join(dist, '.built');
+/** The source folders of the compiled tree (tsconfig.build.json `include`). */
+const SOURCE_DIRS = ['cli', 'shim', 'resolver', 'zone-tools', 'lab', 'native'];
+/** Files the compiled tree needs besides the compiler's output (source path, relative to the root). */
+const COPIED = ['resolver/worker-boot.mjs'];
+
+function newestSource(dir, newest = 0) {
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    if (e.isDirectory()) { if (e.name !== 'build' && e.name !== 'node_modules') newest = newestSource(p, newest); } else if (/\.(ts|mjs)$/.test(e.name)) newest = Math.max(newest, statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+/** Whether dist/ is complete and no source (or build setting) is newer than it. */
+export function buildIsCurrent() {
+  if (!existsSync(STAMP)) return false;
+  const built = statSync(STAMP).mtimeMs;
+  const settings = ['tsconfig.json', 'tsconfig.build.json', 'package.json', 'scripts/build.mjs'].map((f) => statSync(path.join(root, f)).mtimeMs);
+  return Math.max(...settings, ...SOURCE_DIRS.map((d) => newestSource(path.join(root, d)))) <= built;
+}
+
+/** Compile into a fresh dist/; throws when the compiler fails. */
+export function build() {
+  rmSync(dist, { recursive: true, force: true });
+  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
+  const r = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit', cwd: root });
+  if (r.status !== 0) throw new Error(`the TypeScript compiler failed (exit ${r.status ?? r.signal})`);
+  for (const f of COPIED) {
+    mkdirSync(path.dirname(path.join(dist, f)), { recursive: true });
+    copyFileSync(path.join(root, f), path.join(dist, f));
+  }
+  writeFileSync(STAMP, `${new Date().toISOString()}\n`);
+}
+
+/** Build unless dist/ is current; says so when it builds. */
+export function ensureBuilt() {
+  if (buildIsCurrent()) return;
+  console.error('shim6: compiling the TypeScript into dist/ (npm run build)…');
+  build();
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  try {
+    build();
+  } catch (err) {
+    console.error(`npm run build: ${err.message}`);
+    process.exit(1);
+  }
+}

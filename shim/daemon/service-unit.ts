@@ -1,0 +1,118 @@
+/**
+ * Installing the daemon as a systemd service (`shim6 service install`): the
+ * unit shipped in systemd/shim6.service, written with the absolute paths of
+ * this installation's node and package in ExecStart, a configuration file to
+ * start from, and `systemctl enable --now`.
+ *
+ * Owns the unit's text as installed and the checks that it can work (the
+ * package must be built and outside the directories ProtectHome hides). Must
+ * not know what the daemon does; the hardening itself is the unit file's.
+ */
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { EnvironmentError } from '../errors.ts';
+import { packageRoot } from '../runtime-paths.ts';
+
+export const UNIT_NAME = 'shim6.service';
+/** The unit as shipped (its ExecStart finds `shim6` on systemd's search path). */
+export const UNIT_TEMPLATE = path.join(packageRoot, 'systemd', UNIT_NAME);
+export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
+/** Under ConfigurationDirectory=shim6. */
+export const DEFAULT_CONFIG = '/etc/shim6/shim6.yaml';
+/** ProtectHome=yes makes these empty for the service: node and the package must live elsewhere. */
+const HIDDEN = ['/home/', '/root/', '/run/user/'];
+
+const STARTER_CONFIG = `# shim6 daemon configuration: every key is optional and this file, as written,
+# gives the defaults (docs/configuration.md): the stub resolver on
+# 127.0.0.153:53 forwarding to the servers of /etc/resolv.conf, the TUN device
+# shim6, UDP port 5533, every global IPv6 address a locator, the control
+# socket /run/shim6/control.sock, the caches in /var/lib/shim6/caches.json.
+# After a change: systemctl reload shim6 (keys that need a restart are logged).
+#
+# upstreams: ["2001:db8::53"]
+# interfaces: [eth0, wlan0]
+# hba: /etc/shim6/hba.json
+`;
+
+/** One ExecStart word, quoted for systemd when it needs it; `%` and `$` escaped (systemd.service "Command lines"). */
+export function systemdWord(word: string): string {
+  const escaped = word.replaceAll('%', '%%').replaceAll('$', '$$$$');
+  return /^[\w@%+=:,./-]+$/.test(escaped) ? escaped : `"${escaped.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`;
+}
+
+export interface UnitPaths {
+  /** The node binary (default this process's). */
+  node: string;
+  /** The package root: bin/shim6.js and dist/ are under it. */
+  root: string;
+  /** The configuration file the daemon reads. */
+  config: string;
+}
+
+/** Why these paths cannot work as a service, or undefined when they can. */
+export function unitPathProblem(p: UnitPaths): string | undefined {
+  for (const [what, file] of [['node', p.node], ['the shim6 package', p.root]] as const) {
+    const hidden = HIDDEN.find((d) => `${file}/`.startsWith(d));
+    if (hidden) return `${what} is under ${hidden} (${file}), which ProtectHome=yes hides from the service: install shim6 with \`npm install -g\` (and node outside ${hidden})`;
+  }
+  if (!existsSync(path.join(p.root, 'dist/cli/entry.js'))) return `${p.root} is not built (dist/ is missing): run \`npm run build\` there`;
+  return undefined;
+}
+
+/** The shipped unit with ExecStart naming `paths` absolutely. */
+export function renderUnit(template: string, p: UnitPaths): string {
+  const exec = [p.node, path.join(p.root, 'bin/shim6.js'), 'daemon', '--config', p.config].map(systemdWord).join(' ');
+  if (!/^ExecStart=.*$/m.test(template)) throw new EnvironmentError('ESERVICE_TEMPLATE', `${UNIT_TEMPLATE} has no ExecStart line`, UNIT_TEMPLATE);
+  return template.replace(/^ExecStart=.*$/m, `ExecStart=${exec}`);
+}
+
+/** The unit as `shim6 service install` writes it for this installation (`config`: an absolute path). */
+export function installedUnit(config = DEFAULT_CONFIG): string {
+  const paths = { node: process.execPath, root: packageRoot, config };
+  const problem = unitPathProblem(paths);
+  if (problem) throw new EnvironmentError('ESERVICE_PATH', problem);
+  return renderUnit(readFileSync(UNIT_TEMPLATE, 'utf8'), paths);
+}
+
+export interface InstallOptions {
+  unitDir: string;
+  config: string;
+  /** Run `systemctl daemon-reload` and `systemctl enable --now` (when systemd runs this host). */
+  start: boolean;
+}
+
+/** What `install` did, line by line, for the person who ran it. */
+export type InstallReport = string[];
+
+/** Write the unit (and a starter configuration if there is none), then enable and start it. */
+export function installService(o: InstallOptions): InstallReport {
+  const unit = installedUnit(o.config);
+  const report: InstallReport = [];
+  const unitFile = path.join(o.unitDir, UNIT_NAME);
+  const before = existsSync(unitFile) ? readFileSync(unitFile, 'utf8') : undefined;
+  mkdirSync(o.unitDir, { recursive: true });
+  writeFileSync(unitFile, unit, { mode: 0o644 });
+  report.push(`${before === undefined ? 'wrote' : before === unit ? 'unchanged' : 'replaced'} ${unitFile}`);
+  if (existsSync(o.config)) {
+    report.push(`kept ${o.config}`);
+  } else {
+    mkdirSync(path.dirname(o.config), { recursive: true });
+    writeFileSync(o.config, STARTER_CONFIG, { mode: 0o644 });
+    report.push(`wrote ${o.config} (the defaults: docs/configuration.md)`);
+  }
+  const commands = [['systemctl', 'daemon-reload'], ['systemctl', 'enable', '--now', UNIT_NAME]];
+  if (!o.start) {
+    report.push(`not started (--no-start); next: ${commands.map((c) => c.join(' ')).join(' && ')}`);
+  } else if (!existsSync('/run/systemd/system')) {
+    report.push(`systemd is not running this host (no /run/systemd/system): on one where it does, run ${commands.map((c) => c.join(' ')).join(' && ')}`);
+  } else {
+    for (const c of commands) {
+      const r = spawnSync(c[0]!, c.slice(1), { encoding: 'utf8' });
+      if (r.status !== 0) throw new EnvironmentError('ESERVICE_SYSTEMCTL', `${c.join(' ')} failed (exit ${r.status ?? r.signal}): ${(r.stderr || String(r.error ?? '')).trim()}`);
+      report.push(`ran ${c.join(' ')}`);
+    }
+    report.push(`started: systemctl status ${UNIT_NAME}; journalctl -u ${UNIT_NAME}; shim6 status`);
+  }
+  return report;
+}

@@ -1,0 +1,46 @@
+/**
+ * Where this installation's own files are, and how to run its programs the way
+ * this process runs. shim6 runs either compiled (the JavaScript in dist/, built
+ * by `npm run build` from tsconfig.build.json: what the `shim6` command and an
+ * installed package run) or from its TypeScript sources through tsx (tests,
+ * development). dist/ mirrors the source tree, so a module finds the package
+ * root one level further up when compiled. This is the one module that knows
+ * that layout; it does not know what the programs do.
+ */
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** True when this code runs from its TypeScript sources (tsx), false when compiled (dist/). */
+export const fromSources = import.meta.url.endsWith('.ts');
+
+/** The package's root directory (where package.json, bin/ and native/ are), in both cases. */
+export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fromSources ? '..' : '../..');
+
+/**
+ * The file that module `source` (a path like `lab/stream.ts`, relative to the
+ * package root) is in this process's mode: the source itself, or its compiled
+ * `dist/….js`.
+ */
+export function moduleFile(source: string): string {
+  if (!source.endsWith('.ts')) throw new TypeError(`not a TypeScript module path: ${source}`);
+  return fromSources ? path.join(packageRoot, source) : path.join(packageRoot, 'dist', `${source.slice(0, -3)}.js`);
+}
+
+/**
+ * node's arguments that run module `source` as a program, in this process's
+ * mode: from the sources with tsx's loader, named by its resolved URL so that
+ * the child finds it whatever its working directory.
+ */
+export function nodeArgs(source: string): string[] {
+  return fromSources ? ['--import', import.meta.resolve('tsx'), moduleFile(source)] : [moduleFile(source)];
+}
+
+/**
+ * node's arguments that run the `shim6` command in this process's mode:
+ * bin/shim6.js (the compiled tree) or its entry module from the sources. The
+ * lab starts its daemons and zone tool with these, so that a test run from the
+ * sources runs the sources throughout.
+ */
+export function shim6NodeArgs(): string[] {
+  return fromSources ? nodeArgs('cli/entry.ts') : [path.join(packageRoot, 'bin/shim6.js')];
+}

@@ -1,0 +1,123 @@
+// The compiled `shim6` (bin/shim6.js on dist/) does what an installed user runs:
+// --version, the wire and zone tools, `shim6 resolver` on resolver threads
+// (dist/resolver/worker-boot.mjs) with `status` and `flush` against it, and
+// the lab's stream tool as the compiled lab starts it. A build that lost a
+// file, kept a `.ts` import or a source-relative path fails here.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { builtShim6, ROOT } from '../helpers/cli.ts';
+import { fromSources, moduleFile, nodeArgs, packageRoot, shim6NodeArgs } from '../../shim/runtime-paths.ts';
+import { requireBuilt, spawnBuilt, tmpdir, waitFor } from './built.ts';
+
+const DIST = path.join(ROOT, 'dist');
+
+function jsFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? jsFiles(path.join(dir, e.name)) : /\.m?js$/.test(e.name) ? [path.join(dir, e.name)] : []));
+}
+
+test('dist/ imports no .ts file and no tsx (but worker-boot.mjs, in its branch for the sources)', () => {
+  requireBuilt();
+  const files = jsFiles(DIST);
+  assert.ok(files.length > 100, `${files.length} files in dist/`);
+  const offenders: string[] = [];
+  for (const f of files) {
+    if (path.relative(DIST, f) === 'resolver/worker-boot.mjs') continue;
+    const text = readFileSync(f, 'utf8');
+    if (/(?:from\s*|import\s*\(\s*)["'][^"']+\.ts["']/.test(text)) offenders.push(`${path.relative(ROOT, f)}: .ts import`);
+    if (/(?:from\s*|import\s*\(\s*)["']tsx(?:\/[^"']*)?["']/.test(text)) offenders.push(`${path.relative(ROOT, f)}: imports tsx`);
+  }
+  assert.deepEqual(offenders, []);
+  const boot = readFileSync(path.join(DIST, 'resolver/worker-boot.mjs'), 'utf8');
+  assert.match(boot, /existsSync\(new URL\('\.\/worker\.js'/, 'worker-boot.mjs loads worker.js when compiled');
+});
+
+test('shim6 --version (built) prints the package version; --help lists every command', () => {
+  requireBuilt();
+  const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
+  const v = builtShim6(['--version']);
+  assert.equal(v.status, 0, v.stderr);
+  assert.equal(v.stdout.trim(), pkg.version);
+  const h = builtShim6(['--help']);
+  assert.equal(h.status, 0, h.stderr);
+  for (const c of ['decode', 'encode', 'pcap', 'zone', 'resolver', 'status', 'flush', 'daemon', 'service', 'lab']) assert.match(h.stdout, new RegExp(`\\n  ${c}\\b`), c);
+});
+
+test('the built wire and zone tools: decode, encode, zone record, zone hba and verify, zone check', (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'built-');
+  const hex = '3b0101009e73123456789abc11111111';
+  const d = builtShim6(['decode', hex]);
+  assert.equal(d.status, 0, d.stderr);
+  assert.equal(builtShim6(['encode', d.stdout]).stdout.trim(), hex);
+  const rec = builtShim6(['zone', 'record', '--name', 'host.example.org.', '--ulid', '2001:db8:1::10', '--locator', '2001:db8:1::10/0/10', '--locator', '2001:db8:2::10/1/5', '--txt']);
+  assert.equal(rec.status, 0, rec.stderr);
+  assert.match(rec.stdout, /^host\.example\.org\.\s+\d+\s+IN\s+TYPE65300\s+\\# \d+ [0-9a-f]+$/m);
+  const params = path.join(dir, 'hba.json');
+  const hba = builtShim6(['zone', 'hba', '--prefix', '2001:db8:1::/64', '--prefix', '2001:db8:2::/64', '--sec', '0', '--out', params]);
+  assert.equal(hba.status, 0, hba.stderr);
+  const first = hba.stdout.split('\n')[0]!.trim();
+  assert.equal(builtShim6(['zone', 'hba', 'verify', first, params]).status, 0);
+  const zone = path.join(dir, 'example.org.zone');
+  const header = '$ORIGIN example.org.\n$TTL 3600\n@ IN SOA ns1 hostmaster 1 7200 900 1209600 3600\n@ IN NS ns1\nns1 IN AAAA 2001:db8::53\n';
+  writeFileSync(zone, header + rec.stdout);
+  const check = builtShim6(['zone', 'check', zone]);
+  assert.equal(check.status, 0, check.stdout + check.stderr);
+});
+
+test('shim6 resolver (built) on two threads; shim6 status and flush (built) against it', { timeout: 120_000 }, async (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'built-');
+  const sock = path.join(dir, 'control.sock');
+  const p = spawnBuilt(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--udp', 'native', '--workers', '2', '--socket', sock]);
+  await waitFor('resolver ready', () => {
+    if (p.status() !== undefined) throw new Error(`shim6 resolver exited (${String(p.status())}): ${p.out()}`);
+    return p.out().includes('resolver ready');
+  });
+  assert.match(p.out(), /resolver ready .*udp=native workers=2/);
+  const st = builtShim6(['status', '--json', '--socket', sock]);
+  assert.equal(st.status, 0, st.stderr);
+  assert.ok((JSON.parse(st.stdout) as { resolver?: unknown }).resolver, st.stdout);
+  const text = builtShim6(['status', '--socket', sock]);
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /resolver/);
+  const fl = builtShim6(['flush', '--socket', sock]);
+  assert.equal(fl.status, 0, fl.stderr);
+  assert.match(fl.stdout, /on 2 threads/);
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited(), 0, p.out());
+});
+
+test('runtime paths: the sources run with tsx, the compiled tree from dist/ and bin/shim6.js, one package root', async () => {
+  requireBuilt();
+  assert.equal(fromSources, true);
+  assert.equal(packageRoot, ROOT);
+  assert.equal(moduleFile('lab/stream.ts'), path.join(ROOT, 'lab/stream.ts'));
+  assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'lab/stream.ts')]);
+  const built = await import(pathToFileURL(path.join(DIST, 'shim/runtime-paths.js')).href) as typeof import('../../shim/runtime-paths.ts');
+  assert.equal(built.fromSources, false);
+  assert.equal(built.packageRoot, ROOT);
+  assert.deepEqual(built.nodeArgs('lab/stream.ts'), [path.join(DIST, 'lab/stream.js')]);
+  assert.deepEqual(built.shim6NodeArgs(), [path.join(ROOT, 'bin/shim6.js')]);
+  assert.equal(shim6NodeArgs()[2], path.join(ROOT, 'cli/entry.ts'));
+});
+
+test('the compiled lab stream tool runs as the compiled lab starts it (a stream over loopback)', { timeout: 120_000 }, async (t) => {
+  requireBuilt();
+  const built = await import(pathToFileURL(path.join(DIST, 'shim/runtime-paths.js')).href) as typeof import('../../shim/runtime-paths.ts');
+  const { spawn } = await import('node:child_process');
+  const { track } = await import('./built.ts');
+  const recv = track(t, spawn(process.execPath, [...built.nodeArgs('lab/stream.ts'), 'serve', '--port', '0', '--once'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  let port = 0;
+  await waitFor('the receiver to listen', () => {
+    if (recv.status() !== undefined) throw new Error(`receiver exited: ${recv.out()}`);
+    port = Number(/"port":(\d+)/.exec(recv.out())?.[1] ?? 0);
+    return port > 0;
+  });
+  const send = track(t, spawn(process.execPath, [...built.nodeArgs('lab/stream.ts'), 'send', '--to', '127.0.0.1', '--port', String(port), '--duration', '300'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  assert.equal(await send.exited(), 0, send.out());
+  assert.equal(await recv.exited(), 0, recv.out());
+  assert.match(recv.out(), /"corrupt":0/);
+});

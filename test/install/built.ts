@@ -1,0 +1,64 @@
+/**
+ * The tests of test/install/ run what an installed user runs: bin/shim6.js on
+ * the compiled dist/. `npm test` builds dist/ first; run alone, a test here
+ * fails at once if dist/ is missing or older than a source, instead of testing
+ * stale JavaScript.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
+import { buildIsCurrent } from '../../scripts/build.mjs';
+import { BUILT_BIN } from '../helpers/cli.ts';
+
+export { BUILT_BIN };
+
+/** Generous: CI runs on a loaded machine; nothing here asserts on time. */
+export const DEADLINE_MS = 60_000;
+
+export function requireBuilt(): void {
+  if (!buildIsCurrent()) throw new Error('dist/ is missing or older than the sources: run `npm run build` (npm test builds first)');
+}
+
+export function tmpdir(t: TestContext, prefix = 'inst-'): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/** Poll `cond` until it holds; fail naming `what` after `deadlineMs`. */
+export async function waitFor(what: string, cond: () => boolean, deadlineMs = DEADLINE_MS): Promise<void> {
+  const end = Date.now() + deadlineMs;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`gave up after ${deadlineMs} ms waiting for: ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+/** A child process with its output collected; SIGKILLed when the test ends if still running. */
+export interface Proc {
+  child: ChildProcess;
+  out(): string;
+  /** Exit code or signal name; undefined while running. */
+  status(): number | string | undefined;
+  exited(): Promise<number | string>;
+}
+
+export function track(t: TestContext, child: ChildProcess): Proc {
+  let out = '';
+  let status: number | string | undefined;
+  child.stdout?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.stderr?.on('data', (d: Buffer) => { out += d.toString(); });
+  child.on('close', (code, signal) => { status = code ?? signal ?? 'unknown'; });
+  t.after(() => { if (status === undefined) child.kill('SIGKILL'); });
+  return {
+    child, out: () => out, status: () => status,
+    exited: async () => { await waitFor('the process to exit', () => status !== undefined); return status!; },
+  };
+}
+
+/** The built `shim6 …args`, running. */
+export function spawnBuilt(t: TestContext, args: string[], env: NodeJS.ProcessEnv = process.env): Proc {
+  return track(t, spawn(process.execPath, [BUILT_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env }));
+}

@@ -1,0 +1,86 @@
+// The service manager hears from shim6 (shim6.service is Type=notify): READY=1
+// once the stub and the data plane are up, RELOADING=1 … READY=1 around a
+// SIGHUP, STOPPING=1 at SIGTERM — sent by the built command through the addon
+// to a real AF_UNIX datagram socket, as systemd's $NOTIFY_SOCKET. The daemon
+// runs with only the unit's capabilities (setpriv bounding set). Deadlines are
+// generous and nothing asserts on time: CI runs on a loaded machine.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { NetLab } from '../helpers/netns.ts';
+import { BUILT_BIN, requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
+import { NotifySocket } from './notify-socket.ts';
+
+/** The capabilities shim6.service grants (CapabilityBoundingSet). */
+const UNIT_CAPS = ['net_admin', 'net_raw', 'net_bind_service'];
+
+for (const form of ['path', 'abstract'] as const) {
+  test(`shim6 resolver: READY=1 when the stub answers, STOPPING=1 at SIGTERM (${form} socket)`, { timeout: 120_000 }, async (t) => {
+    if (!needs(t, { commands: ['python3'] })) return;
+    requireBuilt();
+    const dir = tmpdir(t, 'notify-');
+    const sockPath = form === 'path' ? path.join(dir, 'notify.sock') : `@shim6-test-${process.pid}-${Date.now()}`;
+    const manager = await NotifySocket.open(t, sockPath);
+    const p = spawnBuilt(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--socket', path.join(dir, 'control.sock')],
+      { ...process.env, NOTIFY_SOCKET: sockPath });
+    const ready = await manager.waitFor('READY=1', p);
+    assert.ok(p.out().includes('resolver ready'), 'READY=1 comes after the stub is up');
+    assert.match(ready.find((l) => l.startsWith('STATUS=')) ?? '', /^STATUS=ready: stub 127\.0\.0\.1:\d+/);
+    p.child.kill('SIGTERM');
+    await manager.waitFor('STOPPING=1', p);
+    assert.equal(await p.exited(), 0, p.out());
+  });
+}
+
+test('without NOTIFY_SOCKET nothing is sent and nothing fails', { timeout: 120_000 }, async (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'notify-');
+  const env = { ...process.env };
+  delete env.NOTIFY_SOCKET;
+  const p = spawnBuilt(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--socket', path.join(dir, 'control.sock')], env);
+  await waitFor('resolver ready', () => p.out().includes('resolver ready') || p.status() !== undefined);
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited(), 0, p.out());
+  assert.doesNotMatch(p.out(), /notification/);
+});
+
+test('shim6 daemon with only the unit\'s capabilities: READY=1, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'notify-');
+  const net = new NetLab(t);
+  const ns = net.ns('ntf');
+  net.run(ns, ['ip', 'link', 'add', 'ntf0', 'type', 'veth', 'peer', 'name', 'ntf1']);
+  for (const dev of ['ntf0', 'ntf1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
+  net.addr(ns, 'ntf0', '2001:db8:5533::1/64');
+  const config = path.join(dir, 'shim6.json');
+  writeFileSync(config, JSON.stringify({
+    listen: ['127.0.0.153:53'], upstreams: ['127.0.0.1:9'], interfaces: ['ntf0'], tun: { name: 'ntftun' },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'control.sock'), log: { level: 'info', format: 'json' },
+  }));
+  // Abstract sockets belong to a network namespace; a path reaches the daemon's.
+  const manager = await NotifySocket.open(t, path.join(dir, 'notify.sock'));
+  const bounding = `-all,${UNIT_CAPS.map((c) => `+${c}`).join(',')}`;
+  const p = track(t, spawn('ip', ['netns', 'exec', ns.name, 'setpriv', '--bounding-set', bounding, '--',
+    process.execPath, BUILT_BIN, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: manager.path } }));
+  const ready = await manager.waitFor('READY=1', p);
+  assert.ok(p.out().includes('daemon ready'), `READY=1 comes after "daemon ready": ${p.out()}`);
+  assert.match(ready.find((l) => l.startsWith('STATUS=')) ?? '', /stub 127\.0\.0\.153:53, TUN ntftun, ULID 2001:db8:5533::1/);
+  const caps = net.run(ns, ['grep', '^CapBnd', `/proc/${p.child.pid}/status`]).stdout; // `ip netns exec` execs: same pid
+  t.diagnostic(`bounding set of the daemon: ${caps.trim()}`);
+
+  p.child.kill('SIGHUP');
+  const reloading = await manager.waitFor('RELOADING=1', p);
+  assert.ok(reloading.some((l) => /^MONOTONIC_USEC=\d+$/.test(l)), `RELOADING=1 carries MONOTONIC_USEC: ${reloading.join(' ')}`);
+  await manager.waitFor('READY=1', p, 2);
+  const order = manager.messages().map((m) => m[0]);
+  assert.deepEqual(order, ['READY=1', 'RELOADING=1', 'READY=1']);
+
+  p.child.kill('SIGTERM');
+  await manager.waitFor('STOPPING=1', p);
+  assert.equal(await p.exited(), 0, p.out());
+  assert.ok(p.out().includes('stopped: routes, rules and TUN removed'), p.out());
+});

@@ -1,0 +1,121 @@
+// The systemd unit shipped in systemd/shim6.service, and `shim6 service
+// install`: systemd-analyze accepts both the shipped unit and the one install
+// writes; the unit is Type=notify, reloads with SIGHUP, has only the three
+// network capabilities and the usual hardening; its directories are where the
+// daemon's defaults put the control socket, the caches and the configuration.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { readFileSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { builtShim6, ROOT } from '../helpers/cli.ts';
+import { defaultConfig, loadConfig } from '../../shim/daemon/config.ts';
+import { renderUnit, systemdWord, unitPathProblem, UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
+import { requireBuilt, tmpdir } from './built.ts';
+
+const SHIPPED = path.join(ROOT, 'systemd/shim6.service');
+
+/** `Key=value` settings of a unit, by section (comments and blank lines dropped). */
+function settings(text: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let section = '';
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) continue;
+    const s = /^\[(\w+)\]$/.exec(line);
+    if (s) { section = s[1]!; continue; }
+    const eq = line.indexOf('=');
+    const key = `${section}.${line.slice(0, eq)}`;
+    out.set(key, [...(out.get(key) ?? []), line.slice(eq + 1)]);
+  }
+  return out;
+}
+
+function verify(t: Parameters<typeof needs>[0], unit: string): void {
+  const r = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8', timeout: 60_000 });
+  t.diagnostic(`systemd-analyze verify ${path.basename(path.dirname(unit))}/${path.basename(unit)}: exit ${r.status}${r.stderr ? `, ${r.stderr.trim()}` : ''}`);
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stderr.trim(), '', 'no warnings');
+}
+
+test('systemd-analyze verify accepts the shipped shim6.service', { timeout: 120_000 }, (t) => {
+  if (!needs(t, { commands: ['systemd-analyze'] })) return;
+  verify(t, SHIPPED);
+});
+
+test('shim6.service: Type=notify, SIGHUP reloads, only the network capabilities, hardened', () => {
+  assert.equal(UNIT_TEMPLATE, SHIPPED);
+  const u = settings(readFileSync(SHIPPED, 'utf8'));
+  const one = (k: string): string | undefined => u.get(k)?.at(-1);
+  assert.equal(one('Service.Type'), 'notify');
+  assert.equal(one('Service.ExecReload'), '/bin/kill -HUP $MAINPID');
+  assert.match(one('Service.ExecStart') ?? '', / daemon --config \/etc\/shim6\/shim6\.yaml$/);
+  const caps = ['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW'];
+  assert.deepEqual(one('Service.CapabilityBoundingSet')?.split(/\s+/).sort(), caps);
+  assert.deepEqual(one('Service.AmbientCapabilities')?.split(/\s+/).sort(), caps);
+  for (const [k, v] of Object.entries({
+    ProtectSystem: 'strict', ProtectHome: 'yes', PrivateTmp: 'yes', NoNewPrivileges: 'yes',
+    RuntimeDirectory: 'shim6', StateDirectory: 'shim6', ConfigurationDirectory: 'shim6',
+  })) assert.equal(one(`Service.${k}`), v, k);
+  // Not there on purpose: V8 writes machine code; the daemon opens /dev/net/tun.
+  assert.equal(u.get('Service.MemoryDenyWriteExecute'), undefined);
+  assert.equal(u.get('Service.PrivateDevices'), undefined);
+  assert.equal(one('Install.WantedBy'), 'multi-user.target');
+  // The daemon's defaults live in the unit's directories (writable under ProtectSystem=strict).
+  const d = defaultConfig();
+  assert.ok(d.controlSocket.startsWith('/run/shim6/'), d.controlSocket);
+  assert.ok(d.cacheFile.startsWith('/var/lib/shim6/'), d.cacheFile);
+});
+
+test('ExecStart words are quoted and escaped for systemd', () => {
+  assert.equal(systemdWord('/usr/bin/node'), '/usr/bin/node');
+  assert.equal(systemdWord('/opt/my shim6/bin/shim6.js'), '"/opt/my shim6/bin/shim6.js"');
+  assert.equal(systemdWord('/opt/100%/a$b'), '"/opt/100%%/a$$b"');
+  assert.equal(systemdWord('/opt/"q"\\'), '"/opt/\\"q\\"\\\\"');
+  const unit = renderUnit('[Service]\nExecStart=/usr/bin/env shim6 daemon\nExecReload=x\n', { node: '/usr/bin/node', root: '/opt/s 6', config: '/etc/shim6/shim6.yaml' });
+  assert.equal(unit, '[Service]\nExecStart=/usr/bin/node "/opt/s 6/bin/shim6.js" daemon --config /etc/shim6/shim6.yaml\nExecReload=x\n');
+});
+
+test('install refuses paths that ProtectHome hides, and an unbuilt package', () => {
+  const built = { node: '/usr/bin/node', root: ROOT, config: '/etc/shim6/shim6.yaml' };
+  assert.match(unitPathProblem({ ...built, node: '/root/.nvm/versions/node/v20/bin/node' }) ?? '', /node is under \/root\/.*ProtectHome/);
+  assert.match(unitPathProblem({ ...built, root: '/home/op/shim6' }) ?? '', /package is under \/home\/.*ProtectHome/);
+  assert.match(unitPathProblem({ ...built, root: '/opt/nothing-here' }) ?? '', /not built/);
+});
+
+test('shim6 service install (built): the unit with absolute paths, which systemd-analyze accepts, and a starter config that means the defaults', { timeout: 120_000 }, (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'service-');
+  const units = path.join(dir, 'units');
+  const config = path.join(dir, 'etc/shim6/shim6.yaml');
+  const args = ['service', 'install', '--unit-dir', units, '--config', config, '--no-start'];
+  const first = builtShim6(args);
+  assert.equal(first.status, 0, first.stderr);
+  assert.match(first.stdout, /wrote .*units\/shim6\.service/);
+  assert.match(first.stdout, /wrote .*shim6\.yaml/);
+  const unitFile = path.join(units, 'shim6.service');
+  assert.equal(statSync(unitFile).mode & 0o777, 0o644);
+  const unit = readFileSync(unitFile, 'utf8');
+  assert.equal(settings(unit).get('Service.ExecStart')?.[0], `${process.execPath} ${path.join(ROOT, 'bin/shim6.js')} daemon --config ${config}`);
+  // Everything but ExecStart is the shipped unit.
+  const strip = (s: string): string => s.replace(/^ExecStart=.*$/m, '');
+  assert.equal(strip(unit), strip(readFileSync(SHIPPED, 'utf8')));
+  assert.deepEqual(loadConfig(config), defaultConfig());
+  const printed = builtShim6(['service', 'unit', '--config', config]);
+  assert.equal(printed.status, 0, printed.stderr);
+  assert.equal(printed.stdout, unit);
+
+  const again = builtShim6(args);
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /unchanged .*shim6\.service/);
+  assert.match(again.stdout, /kept .*shim6\.yaml/);
+  if (needs(t, { commands: ['systemd-analyze'] })) verify(t, unitFile);
+});
+
+test('shim6 service install: a relative path is a usage error (exit 2)', () => {
+  requireBuilt();
+  const r = builtShim6(['service', 'install', '--config', 'shim6.yaml', '--no-start']);
+  assert.equal(r.status, 2);
+  assert.match(r.stderr, /EUSAGE: --config/);
+});
