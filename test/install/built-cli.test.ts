@@ -72,10 +72,10 @@ test('shim6 resolver (built) on two threads; shim6 status and flush (built) agai
   const dir = tmpdir(t, 'built-');
   const sock = path.join(dir, 'control.sock');
   const p = spawnBuilt(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--udp', 'native', '--workers', '2', '--socket', sock]);
-  await waitFor('resolver ready', () => {
+  await waitFor(() => {
     if (p.status() !== undefined) throw new Error(`shim6 resolver exited (${String(p.status())}): ${p.out()}`);
     return p.out().includes('resolver ready');
-  });
+  }, 'resolver ready');
   assert.match(p.out(), /resolver ready .*udp=native workers=2/);
   const st = builtShim6(['status', '--json', '--socket', sock]);
   assert.equal(st.status, 0, st.stderr);
@@ -111,11 +111,11 @@ test('the compiled lab stream tool runs as the compiled lab starts it (a stream 
   const { track } = await import('./built.ts');
   const recv = track(t, spawn(process.execPath, [...built.nodeArgs('lab/stream.ts'), 'serve', '--port', '0', '--once'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   let port = 0;
-  await waitFor('the receiver to listen', () => {
+  await waitFor(() => {
     if (recv.status() !== undefined) throw new Error(`receiver exited: ${recv.out()}`);
     port = Number(/"port":(\d+)/.exec(recv.out())?.[1] ?? 0);
     return port > 0;
-  });
+  }, 'the receiver to listen');
   const send = track(t, spawn(process.execPath, [...built.nodeArgs('lab/stream.ts'), 'send', '--to', '127.0.0.1', '--port', String(port), '--duration', '300'], { stdio: ['ignore', 'pipe', 'pipe'] }));
   assert.equal(await send.exited(), 0, send.out());
   assert.equal(await recv.exited(), 0, recv.out());

@@ -11,11 +11,10 @@ import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { buildIsCurrent } from '../../scripts/build.mjs';
 import { BUILT_BIN } from '../helpers/cli.ts';
+import { waitFor } from '../helpers/wait.ts';
 
-export { BUILT_BIN };
+export { BUILT_BIN, waitFor };
 
-/** Generous: CI runs on a loaded machine; nothing here asserts on time. */
-export const DEADLINE_MS = 60_000;
 
 export function requireBuilt(): void {
   if (!buildIsCurrent()) throw new Error('dist/ is missing or older than the sources: run `npm run build` (npm test builds first)');
@@ -25,15 +24,6 @@ export function tmpdir(t: TestContext, prefix = 'inst-'): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** Poll `cond` until it holds; fail naming `what` after `deadlineMs`. */
-export async function waitFor(what: string, cond: () => boolean, deadlineMs = DEADLINE_MS): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`gave up after ${deadlineMs} ms waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 /** A child process with its output collected; SIGKILLed when the test ends if still running. */
@@ -54,7 +44,7 @@ export function track(t: TestContext, child: ChildProcess): Proc {
   t.after(() => { if (status === undefined) child.kill('SIGKILL'); });
   return {
     child, out: () => out, status: () => status,
-    exited: async () => { await waitFor('the process to exit', () => status !== undefined); return status!; },
+    exited: async () => { await waitFor(() => status !== undefined, 'the process to exit'); return status!; },
   };
 }
 

@@ -24,10 +24,10 @@ export class NotifySocket {
   /** Bound and listening when this resolves. */
   static async open(t: TestContext, path: string): Promise<NotifySocket> {
     const proc = track(t, spawn('python3', ['-c', RECEIVER, path], { stdio: ['ignore', 'pipe', 'pipe'] }));
-    await waitFor('the notification socket to be bound', () => {
+    await waitFor(() => {
       if (proc.status() !== undefined) throw new Error(`notification receiver exited: ${proc.out()}`);
       return proc.out().startsWith('bound');
-    });
+    }, 'the notification socket to be bound');
     return new NotifySocket(path, proc);
   }
 
@@ -43,13 +43,13 @@ export class NotifySocket {
    */
   async waitFor(line: string, from: Proc, n = 1): Promise<string[]> {
     let found: string[] | undefined;
-    await waitFor(`notification #${n} with ${line}`, () => {
+    await waitFor(() => {
       found = this.messages().filter((m) => m.includes(line))[n - 1];
       if (found === undefined && from.status() !== undefined) {
         throw new Error(`exited (${String(from.status())}) before notification #${n} with ${line}; notifications ${JSON.stringify(this.messages())}; output:\n${from.out()}`);
       }
       return found !== undefined;
-    });
+    }, `notification #${n} with ${line}`);
     return found!;
   }
 }

@@ -41,7 +41,7 @@ test('without NOTIFY_SOCKET nothing is sent and nothing fails', { timeout: 120_0
   const env = { ...process.env };
   delete env.NOTIFY_SOCKET;
   const p = spawnBuilt(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--socket', path.join(dir, 'control.sock')], env);
-  await waitFor('resolver ready', () => p.out().includes('resolver ready') || p.status() !== undefined);
+  await waitFor(() => p.out().includes('resolver ready') || p.status() !== undefined, 'resolver ready');
   p.child.kill('SIGTERM');
   assert.equal(await p.exited(), 0, p.out());
   assert.doesNotMatch(p.out(), /notification/);

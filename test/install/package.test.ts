@@ -59,10 +59,10 @@ test('npm install -g of the packed tarball: shim6 on PATH, the addon built, no t
 
   const sock = path.join(dir, 'control.sock');
   const p = track(t, spawn(bin, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--udp', 'native', '--workers', '2', '--socket', sock], { stdio: ['ignore', 'pipe', 'pipe'] }));
-  await waitFor('the installed resolver to be ready', () => {
+  await waitFor(() => {
     if (p.status() !== undefined) throw new Error(`installed shim6 resolver exited (${String(p.status())}): ${p.out()}`);
     return p.out().includes('resolver ready');
-  });
+  }, 'the installed resolver to be ready');
   const st = run(['status', '--json', '--socket', sock]);
   assert.equal(st.status, 0, st.stderr);
   assert.ok((JSON.parse(st.stdout) as { resolver?: unknown }).resolver);
