@@ -43,10 +43,14 @@ for (const failure of ['blackhole', 'down'] as FailureKind[]) {
     }
     // The failure is injected failAtMs after the sender reported the connection, so not before
     // connectedAt + failAtMs (r.failAt is stamped once the injection returned: with the link set
-    // down, A may have re-homed by then).
-    const rehome = a.find((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= r.connectedAt + failAtMs);
-    assert.ok(rehome, 'A re-homed after the failure');
+    // down, A may have re-homed by then). On a busy machine the fast profile's 150 ms Send Timeout
+    // may also explore when nothing failed (harmless, docs/engine.md), so there may be other pair
+    // changes; what counts is that A moved to B's Q locator after the failure and stayed there.
+    const changes = a.filter((x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= r.connectedAt + failAtMs);
+    const peerOf = (x: Record<string, unknown>): string | undefined => (x.new as { peer?: string } | undefined)?.peer;
+    const rehome = changes.find((x) => peerOf(x) === LAB_ADDR.bQ);
+    assert.ok(rehome, `A re-homed to B's Q locator after the failure: ${JSON.stringify(changes.map((x) => x.new))}`);
     t.diagnostic(`re-homed ${Date.parse(rehome.ts) - r.connectedAt - failAtMs} ms after the failure was due`);
-    assert.equal((rehome.new as { peer: string }).peer, LAB_ADDR.bQ);
+    assert.equal(peerOf(changes.at(-1)!), LAB_ADDR.bQ, 'the last pair change left A on B\'s Q locator');
   });
 }

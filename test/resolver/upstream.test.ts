@@ -21,7 +21,9 @@ test('black-hole first upstream: per-attempt timeout, failover, then held down',
   if (!needs(t, { commands: ['dig'] })) return;
   const hole = await startBlackHole(t);
   const good = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::77' }) }]);
-  const stub = await startStub(t, [hole.addr, good.addr], { ...noCap, upstream: { attemptTimeoutMs: 150, failThreshold: 2, holdDownMs: 60_000 } });
+  // Each try waits 2 s, its least too: the black hole's tries time out, the good upstream's never do,
+  // also on a busy machine (a timeout of the good one would send the next try to the held-down hole).
+  const stub = await startStub(t, [hole.addr, good.addr], { ...noCap, upstream: { attemptTimeoutMs: 2000, minAttemptTimeoutMs: 2000, failThreshold: 2, holdDownMs: 60_000 } });
   const holeStatus = () => (stub.resolver.status() as { upstreams: Array<{ port: number; down: boolean; timeouts: number }> }).upstreams.find((u) => u.port === hole.port)!;
   const r1 = await dig(stub, 'a.test.', 'AAAA');
   assert.deepEqual(digAnswers(r1.stdout).map((x) => x[4]), ['2001:db8::77']);
@@ -42,7 +44,8 @@ test('all upstreams silent → SERVFAIL within the query deadline; serve-stale a
   if (!needs(t, { commands: ['dig'] })) return;
   let alive = true;
   const up = await startFakeUpstream(t, (q) => (alive ? [{ bytes: answerFor(q, { ttl: 10 }) }] : undefined));
-  const stub = await startStub(t, [up.addr], { ...noCap, queryTimeoutMs: 400, upstream: { attemptTimeoutMs: 200, holdDownMs: 0 }, cache: { staleMaxSeconds: 3600 } });
+  // The first lookup must be answered within a try, also on a busy machine: 1 s tries, 1.5 s deadline.
+  const stub = await startStub(t, [up.addr], { ...noCap, queryTimeoutMs: 1500, upstream: { attemptTimeoutMs: 1000, minAttemptTimeoutMs: 1000, holdDownMs: 0 }, cache: { staleMaxSeconds: 3600 } });
   await dig(stub, 'stale.test.', 'AAAA');
   alive = false;
   stub.advance(20_000); // the 10 s entry has expired
@@ -50,10 +53,10 @@ test('all upstreams silent → SERVFAIL within the query deadline; serve-stale a
   assert.equal(digStatus(r.stdout), 'NOERROR');
   assert.equal(digAnswers(r.stdout)[0]?.[1], '30', 'RFC 8767: stale answers carry TTL 30');
   assert.equal(stub.resolver.counters.staleServed, 1);
-  // dig waits 15 s and the stub's own deadline is 400 ms: an answer at all is the deadline's SERVFAIL.
+  // dig waits 15 s and the stub's own deadline is 1.5 s: an answer at all is the deadline's SERVFAIL.
   const t0 = Date.now();
   const r2 = await dig(stub, 'never.test.', 'AAAA');
-  t.diagnostic(`SERVFAIL after ${Date.now() - t0} ms (query deadline 400 ms)`);
+  t.diagnostic(`SERVFAIL after ${Date.now() - t0} ms (query deadline 1500 ms)`);
   assert.equal(digStatus(r2.stdout), 'SERVFAIL');
 });
 
@@ -62,10 +65,10 @@ test('slow upstream: a late answer is not waited for past the attempt timeout; t
   // The slow answer would come long after dig gave up: only the attempt timeout can get an answer in time.
   const slow = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::5' }), delayMs: 60_000 }]);
   const fast = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::6' }) }]);
-  const stub = await startStub(t, [slow.addr, fast.addr], { ...noCap, upstream: { attemptTimeoutMs: 200 } });
+  const stub = await startStub(t, [slow.addr, fast.addr], { ...noCap, upstream: { attemptTimeoutMs: 1000, minAttemptTimeoutMs: 1000 } });
   const t0 = Date.now();
   const r = await dig(stub, 'slow.test.', 'AAAA');
-  t.diagnostic(`answered after ${Date.now() - t0} ms (attempt timeout 200 ms)`);
+  t.diagnostic(`answered after ${Date.now() - t0} ms (attempt timeout 1000 ms)`);
   assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::6']);
   assert.equal(slow.queries.length, 1, 'the slow upstream was asked first');
 });
