@@ -154,11 +154,11 @@ test('CGA configuration errors are UsageErrors with stable codes', () => {
   const locs = set.members.map((m) => ({ address: m.address }));
   const make = (extra: object) => () => new Engine({ localLocators: locs, ...extra }, new SimRng(1));
   const code = (c: string) => (e: unknown) => e instanceof UsageError && e.code === c;
-  assert.throws(make({ cgaKey: KEY.privateKey }), code('NO_CGA_PARAMS'));
-  assert.throws(make({ cgaKey: OTHER.privateKey, cgaParams: set.members[0]!.params }), code('CGA_KEY_MISMATCH'));
-  assert.throws(make({ cgaKey: KEY.privateKey, cgaParams: hbaOnly.members[0]!.params }), code('CGA_KEY_MISMATCH'));
-  assert.throws(make({ cgaKey: generateKeyPairSync('ed25519').privateKey, cgaParams: set.members[0]!.params }), code('BAD_CGA_KEY'));
-  assert.throws(make({ cgaKey: 'not a key' }), code('BAD_CGA_KEY'));
-  assert.throws(() => new Engine({ localLocators: [{ address: locs[0]!.address, verification: 'cga' }], cgaParams: set.members[0]!.params }, new SimRng(1)), code('NO_CGA_KEY'));
+  assert.throws(make({ cgaKey: KEY.privateKey }), code('ENO_CGA_PARAMS'));
+  assert.throws(make({ cgaKey: OTHER.privateKey, cgaParams: set.members[0]!.params }), code('ECGA_KEY_MISMATCH'));
+  assert.throws(make({ cgaKey: KEY.privateKey, cgaParams: hbaOnly.members[0]!.params }), code('ECGA_KEY_MISMATCH'));
+  assert.throws(make({ cgaKey: generateKeyPairSync('ed25519').privateKey, cgaParams: set.members[0]!.params }), code('ECGA_KEY'));
+  assert.throws(make({ cgaKey: 'not a key' }), code('ECGA_KEY'));
+  assert.throws(() => new Engine({ localLocators: [{ address: locs[0]!.address, verification: 'cga' }], cgaParams: set.members[0]!.params }, new SimRng(1)), code('ENO_CGA_KEY'));
   assert.ok(make({ cgaKey: KEY.privateKey.export({ type: 'pkcs8', format: 'der' }), cgaParams: set.members[0]!.params })() instanceof Engine);
 });

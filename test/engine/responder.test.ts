@@ -82,7 +82,7 @@ test('malformed bytes are drops with the WireError code, never exceptions', () =
   }
   const bad = good.slice();
   bad[4]! ^= 0xff;
-  assert.deepEqual(b.handleDatagram(ms(1), { src: '2001:db8:a1::1', dst: B, bytes: bad }), { kind: 'drop', reason: 'BAD_CHECKSUM' });
+  assert.deepEqual(b.handleDatagram(ms(1), { src: '2001:db8:a1::1', dst: B, bytes: bad }), { kind: 'drop', reason: 'ECHECKSUM' });
 });
 
 test('encodeR1 (the fast path) is byte for byte what the wire codec encodes, and decodes', async () => {

@@ -140,7 +140,7 @@ test('--udp picks the UDP backend and overrides the config key; status reports i
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
   const bad = shim6(['resolver', '--udp', 'quic', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
   assert.equal(bad.status, 2, bad.stderr);
-  assert.match(bad.stderr, /EUSAGE: --udp: invalid value "quic"/);
+  assert.match(bad.stderr, /EINVALID: --udp: invalid value "quic"/);
   const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
   t.after(() => auth.stop());
   const conf = path.join(tmpdir(t), 'udp.yaml');
