@@ -2,26 +2,24 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { State } from '../../shim/engine/index.ts';
 import { Sim } from '../sim/sim.ts';
-import { addLinkedShimHost, type ShimHost, engineEvents, hbaIdentity, sendShim, shimDeliveries, A_PREFIXES, B_PREFIXES } from '../sim/shim-hosts.ts';
+import { addShimHost, engineEvents, hbaIdentity, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
 import { sent, sentTypes } from '../sim/trace.ts';
 
-type Extra = Parameters<typeof addLinkedShimHost>[3];
+const rfc = { profile: 'rfc' } as const;
 
-/** A, and B unless `extraB` is null, on the simulator (20 ms links, every locator pair); `rfc` timers unless `extra*` say otherwise. */
-function hosts(seed: number, extraA: Extra = {}, extraB: Extra | null = {}): { sim: Sim; a: ShimHost; b: ShimHost } {
+/** A alone on the simulator, `rfc` timers. */
+function alone(seed: number): { sim: Sim; a: ShimHost } {
   const sim = new Sim(seed);
-  const a = addLinkedShimHost(sim, 'A', hbaIdentity(A_PREFIXES, sim.rng.fork()), { profile: 'rfc', ...extraA });
-  const b = extraB === null ? undefined : addLinkedShimHost(sim, 'B', hbaIdentity(B_PREFIXES, sim.rng.fork()), { profile: 'rfc', ...extraB });
-  return { sim, a, b: b! };
+  return { sim, a: addShimHost(sim, 'a', hbaIdentity(A_PREFIXES, sim.rng.fork()), rfc) };
 }
 
 test('prime() → I1, R1, I2, R2: both ends ESTABLISHED in 2 RTTs with verified locator sets', () => {
-  const { sim, a, b } = hosts(1);
+  const { sim, a, b } = shimPair(1, { a: rfc, b: rfc });
   a.engine.prime(sim.now, { ulid: b.ulid, locators: b.locators.map((address, i) => ({ address, flags: 0, priority: i, weight: 0 })), ttl: 300, source: 'dns' });
   sim.runFor(80);
   const est = engineEvents(a).find((e) => e.kind === 'context-established');
   assert.ok(est, `A events: ${JSON.stringify(engineEvents(a))}`);
-  assert.equal(sent(sim, 'A').length, 2, 'I1 and I2 only');
+  assert.equal(sent(sim, 'a').length, 2, 'I1 and I2 only');
   assert.deepEqual(sentTypes(sim), ['I1', 'R1', 'I2', 'R2']);
   assert.ok(engineEvents(b).some((e) => e.kind === 'context-established'));
   const sa = a.engine.status().contexts[0]!;
@@ -41,19 +39,19 @@ test('prime() → I1, R1, I2, R2: both ends ESTABLISHED in 2 RTTs with verified 
 });
 
 test('crossing I1s are answered with R2 and both ends establish one context each', () => {
-  const { sim, a, b } = hosts(3);
+  const { sim, a, b } = shimPair(3, { a: rfc, b: rfc });
   a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
   b.engine.prime(sim.now, { ulid: a.ulid, locators: [], ttl: 300, source: 'configured' });
   sim.runFor(500);
   assert.equal(a.engine.status().contexts.length, 1);
   assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
   assert.equal(b.engine.status().contexts[0]!.state, State.ESTABLISHED);
-  assert.ok(sentTypes(sim, 'A').includes('R2') && sentTypes(sim, 'B').includes('R2'), 'each side sent an R2');
+  assert.ok(sentTypes(sim, 'a').includes('R2') && sentTypes(sim, 'b').includes('R2'), 'each side sent an R2');
   assert.equal(a.engine.status().contexts[0]!.peerContextTag, b.engine.status().contexts[0]!.contextTag);
 });
 
 test('no answer: I1 retransmitted I1_RETRIES_MAX times with randomised back-off, then E-FAILED, hold-down, IDLE', () => {
-  const { sim, a } = hosts(5, {}, null);
+  const { sim, a } = alone(5);
   const t0 = sim.now;
   a.engine.prime(sim.now, { ulid: '2001:db8:ff::1', locators: [], ttl: 300, source: 'dns' });
   while (!engineEvents(a).some((e) => e.kind === 'context-failed') && sim.now < t0 + 400_000) sim.runFor(1000);
@@ -63,7 +61,7 @@ test('no answer: I1 retransmitted I1_RETRIES_MAX times with randomised back-off,
   sim.flush();
   assert.equal(sent(sim).length, before, 'no new I1 while negatively cached');
   sim.runFor(61_000);
-  const sends = sent(sim, 'A').map((l) => l.at);
+  const sends = sent(sim, 'a').map((l) => l.at);
   assert.equal(sends.length, 5, '1 + I1_RETRIES_MAX');
   const gaps = sends.slice(1).map((t, i) => t - sends[i]!);
   gaps.forEach((g, i) => {
@@ -76,12 +74,12 @@ test('no answer: I1 retransmitted I1_RETRIES_MAX times with randomised back-off,
 });
 
 test('lost R2: I2 retransmitted; I2 retries exhausted fall back to I1 and still establish', () => {
-  const { sim, a, b } = hosts(6, { profile: 'fast' }, { profile: 'fast' });
+  const { sim, a, b } = shimPair(6);
   a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
   sim.runFor(30); // I1 delivered, R1 in flight
   sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward'); // every R2 (and R1) B → A is lost
   sim.runFor(7_970);
-  const aTypes = sentTypes(sim, 'A');
+  const aTypes = sentTypes(sim, 'a');
   assert.ok(aTypes.filter((t) => t === 'I2').length >= 3, `I2 retransmitted: ${aTypes}`);
   assert.ok(aTypes.lastIndexOf('I1') > aTypes.indexOf('I2'), 'fell back to I1 after I2 retries');
   sim.setLink(b.ulid, a.ulid, { blackhole: false }, 'forward');
@@ -91,9 +89,7 @@ test('lost R2: I2 retransmitted; I2 retries exhausted fall back to I1 and still 
 });
 
 test('host-based independent mode: I1 → R1 only, no context stays on either side', () => {
-  const sim = new Sim(9);
-  const b = addLinkedShimHost(sim, 'B', hbaIdentity(B_PREFIXES, sim.rng.fork()), { profile: 'rfc' });
-  const a = addLinkedShimHost(sim, 'A', hbaIdentity(A_PREFIXES, sim.rng.fork()), { profile: 'rfc', peers: [{ ulid: b.ulid, mode: 'independent' }] });
+  const { sim, a, b } = shimPair(9, { a: ({ b }) => ({ ...rfc, peers: [{ ulid: b.ulid, mode: 'independent' }] }), b: rfc });
   a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
   sim.runFor(1000);
   assert.deepEqual(sentTypes(sim), ['I1', 'R1']);
@@ -103,7 +99,7 @@ test('host-based independent mode: I1 → R1 only, no context stays on either si
 });
 
 test('ICMP no-support quoting our I1 → NO-SUPPORT, negative cache, ICMP hold-down, then IDLE', () => {
-  const { sim, a } = hosts(31, {}, null);
+  const { sim, a } = alone(31);
   a.engine.prime(sim.now, { ulid: '2001:db8:ee::1', locators: [], ttl: 300, source: 'configured' });
   sim.flush();
   const i1 = sent(sim).at(-1)!.bytes;
