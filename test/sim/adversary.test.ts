@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from './rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { allContexts } from './inspect.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';

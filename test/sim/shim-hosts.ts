@@ -24,7 +24,7 @@ export interface Identity {
 }
 
 /** An HBA set made from a seeded stream. */
-export function hbaIdentity(prefixes: readonly string[], rng: SimRng): Identity {
+export function hbaIdentity(prefixes: readonly string[], rng: SimRng): Identity & { readonly params: Uint8Array } {
   const set = generateHbaSet({ prefixes, sec: 0, randomBytes: (n) => rng.bytes(n) });
   const locators = set.members.map((m) => m.address);
   return { locators, ulid: locators[0]!, params: set.members[0]!.params };
@@ -43,24 +43,24 @@ export function baseConfig(id: Identity, count = id.locators.length): EngineConf
   };
 }
 
-/** Add a host running the Engine; `config` is merged over `baseConfig(id)`. */
-export function addShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}): ShimHost {
-  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => new Engine({ ...baseConfig(id), ...config }, s.rng) as unknown as SimEndpoint);
+/** Add a host running the Engine; `config` is merged over `baseConfig(id)`; `rng`: the engine's random stream (default: the host's own). */
+export function addShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}, rng?: SimRng): ShimHost {
+  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => new Engine({ ...baseConfig(id), ...config }, rng ?? s.rng) as unknown as SimEndpoint);
   // `engine` follows the host's endpoint, so it stays right across rebootShimHost().
   return { ...id, host, get engine() { return host.endpoint as unknown as Engine; } };
 }
 
-/** addShimHost, and every locator pair between the new host and each host already there linked (20 ms one way unless `link` says otherwise). */
-export function addLinkedShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}, link: Partial<LinkConfig> = {}): ShimHost {
+/** addShimHost, and every locator pair between the new host and each host already there linked (20 ms one way). */
+export function addLinkedShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}, rng?: SimRng): ShimHost {
   const others = [...sim.hosts];
-  const h = addShimHost(sim, name, id, config);
-  for (const o of others) sim.connectHosts(h.host, o, link);
+  const h = addShimHost(sim, name, id, config, rng);
+  for (const o of others) sim.connectHosts(h.host, o);
   return h;
 }
 
-/** Replace a host's engine by a fresh one in place: the host rebooted and lost every context. */
-export function rebootShimHost(sim: Sim, h: ShimHost, config: Partial<EngineConfig> = {}): ShimHost {
-  h.host.endpoint = new Engine({ ...baseConfig(h), ...config }, h.host.rng.fork()) as unknown as SimEndpoint;
+/** Replace a host's engine by a fresh one in place: the host rebooted and lost every context (`rng`: default a new stream of the host's). */
+export function rebootShimHost(sim: Sim, h: ShimHost, config: Partial<EngineConfig> = {}, rng: SimRng = h.host.rng.fork()): ShimHost {
+  h.host.endpoint = new Engine({ ...baseConfig(h), ...config }, rng) as unknown as SimEndpoint;
   sim.flush();
   return h;
 }
@@ -119,9 +119,9 @@ export function shimDeliveries(sim: Sim, h: ShimHost): Delivery[] {
   return sim.ledger.deliveries.filter((d) => d.host === h.host.name && d.path === 'shim');
 }
 
-/** The app on `from` sends one payload to `to`'s ULID: true when it went through a context (false: plain IPv6, and the engine may have started an exchange). */
-export function sendShim(sim: Sim, from: ShimHost, to: Identity): boolean {
-  return sim.ledger.sent.get(sim.send(from.host, to.ulid))?.path === 'shim';
+/** The app on `from` sends one payload to `to`'s ULID (from `srcUlid`): true when it went through a context (false: plain IPv6, and the engine may have started an exchange). */
+export function sendShim(sim: Sim, from: ShimHost, to: Identity, srcUlid: string = from.ulid): boolean {
+  return sim.ledger.sent.get(sim.send(from.host, to.ulid, srcUlid))?.path === 'shim';
 }
 
 /** Number of context-established events a host reported. */
