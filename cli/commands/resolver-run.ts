@@ -54,7 +54,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
   // what the engine and the control socket take; the stub takes `config` whole.
   const daemon: DaemonConfig = {
     ...defaultConfig(),
-    port: shimPort, udp: 'dgram', replyLimit: file.replyLimit,
+    port: shimPort, replyLimit: file.replyLimit,
     capabilityMaxTtl: config.capability.maxTtlSeconds, capabilityMaxNegativeTtl: config.capability.maxNegativeTtlSeconds,
     controlSocket: config.controlSocket ?? DEFAULT_CONTROL_SOCKET, log: { level: config.logLevel, format: 'text' },
   };

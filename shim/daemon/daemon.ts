@@ -122,7 +122,8 @@ export class Daemon {
     }
     const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined;
-    const transport = engine ? openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log) : undefined;
+    // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
+    const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
     const sinkRef: { daemon?: Daemon } = {};
     const driver = engine && transport ? new EngineDriver<Engine>({
       engine, transport, ...(tun && routes ? { tun, routes } : {}), peerPort: config.port, logger: log.child('engine'),
