@@ -108,18 +108,7 @@ export class Daemon {
     if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
     if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
     const ulid = locals[0]?.address ?? '';
-    let engine: Engine | undefined;
-    let cache: CapabilityCache | undefined;
-    if (locals.length > 0) {
-      const cgaParams = hba?.members.find((m) => m.address === ulid);
-      cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
-      engine = new Engine({
-        localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
-        profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
-        peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
-        replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
-      }, cryptoRng(), { cache });
-    }
+    const { engine, cache } = locals.length > 0 ? newEngine(config, locals, hba) : { engine: undefined, cache: undefined };
     const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined;
     // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
@@ -167,23 +156,27 @@ export class Daemon {
       await daemon.teardown(false);
       throw err;
     }
-    const udp = transport instanceof NativeUdpTransport ? 'native' : 'dgram';
-    if (off) {
-      const rc = off.resolver;
-      log.info('resolver ready', {
-        listen: daemon.stubAddresses(), upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: rc.upstreamsFrom, udp: daemon.resolver?.udp, workers: rc.workers,
-        control: config.controlSocket, engine: engine ? `ulid ${ulid}, UDP ${config.port}` : 'off (capability outcomes are logged only)',
-      });
-    } else {
-      log.info('daemon ready', {
-        ulid, locators: locals.map((l) => l.address), tun: tun?.name, mtu: routes?.tunMtu, port: config.port,
-        resolver: daemon.stubAddresses(), control: config.controlSocket,
-        profile: config.timers.profile, cachesImported: saved !== undefined, udp,
-      });
-    }
+    daemon.logReady(locals, saved !== undefined, transport instanceof NativeUdpTransport ? 'native' : 'dgram', tun?.name);
     // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
     await opts.notify?.ready(daemon.statusLine());
     return daemon;
+  }
+
+  /** The ready line: `resolver ready` with the data plane off (what `shim6 resolver` always logged), else `daemon ready`. */
+  private logReady(locals: readonly LocalLocator[], cachesImported: boolean, udp: 'native' | 'dgram', tun: string | undefined): void {
+    const rc = this.opts.dataPlaneOff?.resolver;
+    if (rc) {
+      this.log.info('resolver ready', {
+        listen: this.stubAddresses(), upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: rc.upstreamsFrom, udp: this.resolver?.udp, workers: rc.workers,
+        control: this.config.controlSocket, engine: this.engine ? `ulid ${this.ulid}, UDP ${this.config.port}` : 'off (capability outcomes are logged only)',
+      });
+      return;
+    }
+    this.log.info('daemon ready', {
+      ulid: this.ulid, locators: locals.map((l) => l.address), tun, mtu: this.routes?.tunMtu, port: this.config.port,
+      resolver: this.stubAddresses(), control: this.config.controlSocket,
+      profile: this.config.timers.profile, cachesImported, udp,
+    });
   }
 
   /** Plain-JSON status for the control socket. */
@@ -373,6 +366,20 @@ export class Daemon {
     for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void driver.unbindLocator(a);
   }
+}
+
+/** The engine over the host's locators (the first is the ULID), with its capability cache, as the config says. */
+function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsFile | undefined): { engine: Engine; cache: CapabilityCache } {
+  const ulid = locals[0]!.address;
+  const cgaParams = hba?.members.find((m) => m.address === ulid);
+  const cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
+  const engine = new Engine({
+    localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
+    profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
+    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
+    replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
+  }, cryptoRng(), { cache });
+  return { engine, cache };
 }
 
 /**
