@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Engine } from '../../shim/engine/index.ts';
 import { encodeMessage, decodeMessage, findOption, type R1Message } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 const B = '2001:db8:b1::1';
 const engineB = () => new Engine({ localLocators: [{ address: B }] }, new SimRng(42));

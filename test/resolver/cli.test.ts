@@ -58,6 +58,12 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   assert.match(text.stdout, /name=peer\.example\. source=dns ttl=\d+/);
   assert.match(text.stdout, /primes 1/);
 
+  // The daemon's SIGHUP: nothing to reload in shim6 resolver, said so; the process keeps serving.
+  child.kill('SIGHUP');
+  await waitFor(() => stderr.includes('reload:') || child.exitCode !== null, 'the reload line');
+  assert.match(stderr, /reload: shim6 resolver reads its configuration at start only/);
+  assert.equal(digStatus((await dig({ host: '127.0.0.1', port }, 'peer.example.', 'AAAA')).stdout), 'NOERROR', 'still serving after SIGHUP');
+
   child.kill('SIGTERM');
   assert.equal(await within(exited, 'the resolver to exit on SIGTERM'), 0, stderr);
   assert.ok(!existsSync(sock), 'control socket removed on shutdown');
