@@ -22,6 +22,7 @@ import { EngineSink } from '../../shim/daemon/sink.ts';
 import { LocatorWatcher } from '../../shim/daemon/locators.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
+import { STATUS_SCHEMA_VERSION } from '../../shim/daemon/status-schema.ts';
 
 export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
 
@@ -72,7 +73,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
   let control;
   try {
     control = await startControlServer(socketPath, {
-      status: async () => ({ resolver: await resolver.status(), engine: engine?.status() ?? null }),
+      status: async () => ({ schemaVersion: STATUS_SCHEMA_VERSION, resolver: await resolver.status(), engine: engine?.status() ?? null }),
       flush: async () => ({ resolver: await resolver.flush() }),
     }, { log: log.child('control') });
   } catch (err) {

@@ -31,6 +31,7 @@ import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
+import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -150,10 +151,12 @@ export class Daemon {
   /** Plain-JSON status for the control socket. */
   async status(): Promise<Record<string, unknown>> {
     return {
+      schemaVersion: STATUS_SCHEMA_VERSION,
       daemon: {
         pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
         port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
+        peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
       },
       engine: this.engine.status(this.driver.now()),
       resolver: (await this.resolver?.status()) ?? null,
