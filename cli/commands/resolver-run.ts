@@ -23,8 +23,11 @@ import { LocatorWatcher } from '../../shim/daemon/locators.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
 import { STATUS_SCHEMA_VERSION } from '../../shim/daemon/status-schema.ts';
+import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
+import type { MetricsServer } from '../../shim/daemon/metrics/server.ts';
+import type { TrafficReading } from '../../shim/daemon/metrics/history.ts';
 
-export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
+export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; metrics?: string }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -56,6 +59,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
   }, readSystemResolvers());
+  const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
@@ -71,12 +75,19 @@ export async function run(flags: ResolverFlags): Promise<void> {
   }
   const socketPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   let control;
+  let metrics: MetricsServer | undefined;
+  const status = async (): Promise<Record<string, unknown>> => ({ schemaVersion: STATUS_SCHEMA_VERSION, resolver: await resolver.status(), engine: engine?.status() ?? null });
   try {
     control = await startControlServer(socketPath, {
-      status: async () => ({ schemaVersion: STATUS_SCHEMA_VERSION, resolver: await resolver.status(), engine: engine?.status() ?? null }),
+      status,
       flush: async () => ({ resolver: await resolver.flush() }),
     }, { log: log.child('control') });
+    if (metricsAt) {
+      const { startMetricsServer } = await import('../../shim/daemon/metrics/server.ts');
+      metrics = await startMetricsServer(metricsAt, { status, ...(engine ? { traffic: engine.traffic } : {}) }, { log: log.child('metrics') });
+    }
   } catch (err) {
+    await control?.close();
     await resolver.close();
     await engine?.close();
     throw err;
@@ -96,11 +107,12 @@ export async function run(flags: ResolverFlags): Promise<void> {
   await stopped;
   await notify.stopping();
   await control.close();
+  await metrics?.close();
   await resolver.close();
   await engine?.close();
 }
 
-interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown; close(): Promise<void> }
+interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown; traffic(): TrafficReading[]; close(): Promise<void> }
 
 /**
  * The engine without a TUN (EngineDriver's control-plane-only mode) on every
@@ -130,6 +142,7 @@ async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConf
     sink: new EngineSink((fn) => driver.command(fn), log.child('capability')),
     ulid: locals[0]!.address,
     status: () => engine.status(driver.now()),
+    traffic: () => engine.traffic(),
     close: () => driver.close(),
   };
 }

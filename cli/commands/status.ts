@@ -73,9 +73,9 @@ export function formatStatus(s: StatusReply): string {
   if (r) {
     const cap = r.capability;
     out.push(`resolver capability cache (positive, by name): ${cap?.positive.length ?? 0}`);
-    for (const e of cap?.positive ?? []) out.push(`  ${kv(e)}`);
+    for (const e of cap?.positive ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
     out.push(`resolver capability cache (negative, by name): ${cap?.negative.length ?? 0}`);
-    for (const e of cap?.negative ?? []) out.push(`  ${kv(e)}`);
+    for (const e of cap?.negative ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
   }
   if (s.engine) {
     const cap = s.engine.capability;

@@ -32,6 +32,7 @@ import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
 import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
+import type { MetricsServer } from './metrics/server.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -63,6 +64,7 @@ export class Daemon {
   private watcher: LocatorWatcher | undefined;
   private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
+  private metrics: MetricsServer | undefined;
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
@@ -129,6 +131,10 @@ export class Daemon {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
       }, { log: log.child('control') });
+      if (config.metrics) {
+        const { startMetricsServer } = await import('./metrics/server.ts');
+        daemon.metrics = await startMetricsServer(config.metrics, { status: () => daemon.status(), traffic: () => engine.traffic() }, { log: log.child('metrics') });
+      }
       daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
       daemon.watcher.start();
       // Links already down at start: explore away from them at once.
@@ -188,7 +194,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -221,6 +227,7 @@ export class Daemon {
     this.watcher?.stop();
     if (save) this.saveCaches();
     await this.control?.close();
+    await this.metrics?.close();
     await this.resolver?.close();
     this.routes.close();
     await this.driver.close();

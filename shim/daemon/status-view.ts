@@ -26,13 +26,13 @@ export interface StatusReply {
     capability?: import('../engine/index.ts').CapabilityStatus;
   } | null;
   resolver?: {
-    listen?: Array<{ host: string; port: number }>;
+    listen?: ReadonlyArray<{ host: string; port: number }>;
     uptimeSeconds?: number;
     counters?: Record<string, number>;
     cache?: { entries: number; bytes: number; maxEntries: number; maxBytes: number; inflight: number };
     upstreams?: Array<UpstreamView>;
     tcp?: { connections: number; maxConnections: number };
-    capability?: { enabled: boolean; positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> };
+    capability?: { enabled: boolean; positive: unknown[]; negative: unknown[] };
     workers?: { count: number; queries: number[]; restarts: number };
   } | null;
 }
@@ -64,7 +64,7 @@ export interface PeerView {
 export function peerNames(s: StatusReply): Map<string, string> {
   const names = new Map<string, string>();
   for (const p of s.daemon?.peers ?? []) if (p.name) names.set(p.ulid, p.name);
-  for (const e of s.resolver?.capability?.positive ?? []) {
+  for (const e of (s.resolver?.capability?.positive ?? []) as Array<Record<string, unknown>>) {
     if (typeof e.ulid === 'string' && typeof e.name === 'string' && !names.has(e.ulid)) names.set(e.ulid, e.name);
   }
   return names;

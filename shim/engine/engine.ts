@@ -317,6 +317,13 @@ export class Engine {
     return now === undefined ? out : { ...out, capability: capabilityStatus(core.cache, now) };
   }
 
+  /** Each context's payload octets so far (no descriptions built): the status page samples these. */
+  traffic(): Array<{ peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> {
+    const out: Array<{ peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> = [];
+    for (const ctx of this.core.table.byTag.values()) out.push({ peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, bytesIn: ctx.rxBytes, bytesOut: ctx.txBytes });
+    return out;
+  }
+
   /** Number of contexts held (any state). */
   get contextCount(): number {
     return this.core.table.size;
