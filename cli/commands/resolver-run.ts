@@ -16,7 +16,8 @@ import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import { Engine, cryptoRng, type ReplyLimitConfig } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
 import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
-import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
+import { EngineDriver, type PacketTap } from '../../shim/dataplane/engine-driver.ts';
+import { captureMethods, LiveCapture } from '../../shim/daemon/capture.ts';
 import { DgramTransport } from '../../shim/dataplane/udp.ts';
 import { EngineSink } from '../../shim/daemon/sink.ts';
 import { LocatorWatcher } from '../../shim/daemon/locators.ts';
@@ -81,6 +82,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
     control = await startControlServer(socketPath, {
       status,
       flush: async () => ({ resolver: await resolver.flush() }),
+      ...(engine ? captureMethods(new LiveCapture(engine.setTap, () => shimPort)) : {}),
     }, { log: log.child('control') });
     if (metricsAt) {
       const { startMetricsServer } = await import('../../shim/daemon/metrics/server.ts');
@@ -112,7 +114,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
   await engine?.close();
 }
 
-interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown; traffic(): TrafficReading[]; close(): Promise<void> }
+interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown; traffic(): TrafficReading[]; setTap(tap: PacketTap | undefined): void; close(): Promise<void> }
 
 /**
  * The engine without a TUN (EngineDriver's control-plane-only mode) on every
@@ -143,6 +145,7 @@ async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConf
     ulid: locals[0]!.address,
     status: () => engine.status(driver.now()),
     traffic: () => engine.traffic(),
+    setTap: (tap) => { driver.tap = tap; },
     close: () => driver.close(),
   };
 }

@@ -33,6 +33,7 @@ import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
 import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
 import type { MetricsServer } from './metrics/server.ts';
+import { captureMethods, LiveCapture } from './capture.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -130,6 +131,7 @@ export class Daemon {
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
+        ...captureMethods(new LiveCapture((tap) => { driver.tap = tap; }, () => config.port)),
       }, { log: log.child('control') });
       if (config.metrics) {
         const { startMetricsServer } = await import('./metrics/server.ts');
