@@ -3,7 +3,8 @@
  * plots: every `intervalMs` the payload octets of each context (the engine's
  * counters, read through `read`) are sampled and the rate since the last
  * sample kept, `points` samples per peer. Bounded: at most `maxPeers` peers
- * (the busiest by total octets win when there are more), each a fixed ring.
+ * (the first seen; a peer without a context for a whole window is forgotten
+ * and frees its place), each a ring of `points`.
  * Runs only while the metrics server does; nothing on the packet path.
  */
 
@@ -22,7 +23,6 @@ interface PeerTrack {
   points: RatePoint[];
   /** Last cumulative reading per context tag (a new context of the same peer starts from zero). */
   last: Map<number, { bytesIn: number; bytesOut: number }>;
-  total: number;
   seenAt: number;
 }
 
@@ -72,8 +72,8 @@ export class ThroughputHistory {
     for (const r of this.read()) {
       let track = this.peers.get(r.peerUlid);
       if (!track) {
-        if (this.peers.size >= this.maxPeers && !this.evictQuietest()) continue;
-        track = { points: [], last: new Map(), total: 0, seenAt: now };
+        if (this.peers.size >= this.maxPeers) continue;
+        track = { points: [], last: new Map(), seenAt: now };
         this.peers.set(r.peerUlid, track);
       }
       const prev = track.last.get(r.contextTag);
@@ -90,7 +90,6 @@ export class ThroughputHistory {
       const s = sums.get(peer) ?? { inB: 0, outB: 0 };
       if (seen.has(peer)) track.seenAt = now;
       else track.last = new Map();
-      track.total += s.inB + s.outB;
       if (dt > 0) {
         track.points.push({ t: now, inBps: s.inB / dt, outBps: s.outB / dt });
         if (track.points.length > this.points) track.points.splice(0, track.points.length - this.points);
@@ -103,15 +102,5 @@ export class ThroughputHistory {
   /** The samples of `peer`, oldest first. */
   of(peer: string): RatePoint[] {
     return [...(this.peers.get(peer)?.points ?? [])];
-  }
-
-  /** Make room for a new peer: drop the one with the fewest octets over the window, if any. */
-  private evictQuietest(): boolean {
-    let quietest: string | undefined;
-    let least = Infinity;
-    for (const [peer, t] of this.peers) if (t.total < least) { least = t.total; quietest = peer; }
-    if (quietest === undefined) return false;
-    this.peers.delete(quietest);
-    return true;
   }
 }
