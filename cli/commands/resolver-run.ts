@@ -82,7 +82,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
     control = await startControlServer(socketPath, {
       status,
       flush: async () => ({ resolver: await resolver.flush() }),
-      ...(engine ? captureMethods(new LiveCapture(engine.setTap, () => shimPort)) : {}),
+      ...(engine ? captureMethods(new LiveCapture(engine.setTap, () => shimPort, log.child('capture'))) : {}),
     }, { log: log.child('control') });
     if (metricsAt) {
       const { startMetricsServer } = await import('../../shim/daemon/metrics/server.ts');

@@ -11,6 +11,7 @@ import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { LINKTYPE_RAW } from '../wire/pcap.ts';
 import { ControlError } from './control/client.ts';
 import type { PacketTap } from '../dataplane/engine-driver.ts';
+import type { Logger } from '../log.ts';
 
 /** Longest capture (s), default (s), and the octet bounds of the file. */
 export const MAX_CAPTURE_SECONDS = 3600;
@@ -56,7 +57,8 @@ export function captureParams(p: Record<string, unknown>): CaptureParams {
 export class LiveCapture {
   private running: { stop: (why: CaptureResult['ended']) => void } | undefined;
 
-  constructor(private readonly setTap: (tap: PacketTap | undefined) => void, private readonly localPort: () => number, private readonly clock: () => number = Date.now) {}
+  constructor(private readonly setTap: (tap: PacketTap | undefined) => void, private readonly localPort: () => number,
+    private readonly log?: Logger, private readonly clock: () => number = Date.now) {}
 
   get busy(): boolean { return this.running !== undefined; }
 
@@ -81,6 +83,7 @@ export class LiveCapture {
         this.running = undefined;
         clearTimeout(timer);
         this.setTap(undefined);
+        this.log?.info('capture ended', { ended, packets: records.length, bytes });
         const file = new Uint8Array(bytes);
         file.set(fileHeader(), 0);
         let off = 24;
@@ -90,6 +93,7 @@ export class LiveCapture {
       const handle = { stop };
       this.running = handle;
       this.setTap(tap);
+      this.log?.info('capture started', { seconds: params.seconds, maxBytes: params.maxBytes, payload: params.payload });
     });
   }
 

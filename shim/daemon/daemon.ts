@@ -131,7 +131,7 @@ export class Daemon {
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
-        ...captureMethods(new LiveCapture((tap) => { driver.tap = tap; }, () => config.port)),
+        ...captureMethods(new LiveCapture((tap) => { driver.tap = tap; }, () => config.port, log.child('capture'))),
       }, { log: log.child('control') });
       if (config.metrics) {
         const { startMetricsServer } = await import('./metrics/server.ts');

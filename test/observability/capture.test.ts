@@ -5,7 +5,6 @@
 // (the oracle can fail). test/e2e/observability.test.ts captures a live daemon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -15,19 +14,7 @@ import type { PacketTap } from '../../shim/dataplane/engine-driver.ts';
 import { demoPackets } from '../../shim/wire/demo.ts';
 import { ControlError } from '../../shim/daemon/control/client.ts';
 import { needs } from '../helpers/prereq.ts';
-import { ROOT } from '../helpers/cli.ts';
-
-export const DISSECTOR = path.join(ROOT, 'contrib/wireshark/shim6-udp.lua');
-
-const NAMES: Record<number, string> = { 1: 'I1', 2: 'R1', 3: 'I2', 4: 'R2', 5: 'R1bis', 6: 'I2bis', 60: 'Close', 61: 'Close Ack', 64: 'Update Request', 65: 'Update Ack', 66: 'Keepalive', 67: 'Probe', 68: 'Error' };
-
-/** tshark's fields of every packet of `file` through the dissector. */
-export function dissect(file: string, fields: string[]): string[][] {
-  const r = spawnSync('tshark', ['-r', file, '-X', `lua_script:${DISSECTOR}`, '-o', 'udp.check_checksum:TRUE', '-T', 'fields', '-E', 'separator=/t', '-E', 'occurrence=f', ...fields.flatMap((f) => ['-e', f])], { encoding: 'utf8', timeout: 60_000 });
-  assert.equal(r.status, 0, r.stderr);
-  assert.doesNotMatch(r.stderr, /Lua: Error|lua_script.*error/i, r.stderr);
-  return r.stdout.trimEnd().split('\n').map((l) => l.split('\t'));
-}
+import { dissect, NAMES } from './dissect.ts';
 
 function capture(): { cap: LiveCapture; tap: () => PacketTap | undefined } {
   let tap: PacketTap | undefined;
