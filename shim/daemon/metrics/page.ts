@@ -182,7 +182,7 @@ function card(p) {
       el("dt", {}, "last re-homing"), el("dd", { class: "rehome" }, rh ? ago(rh.agoMs) + ", " + rh.cause + " (" + p.rehomings + " in all)" : "none")),
     plot(p.history),
     el("div", { class: "legend" }, el("span", { class: "in" }, "\\u25A0 in"), " ", el("span", { class: "out" }, "\\u25A0 out"),
-      last ? "  now " + rate(last.inBps) + " in, " + rate(last.outBps) + " out" : "  (no samples yet)"));
+      last ? "  now " + rate(last.inBps) + " in, " + rate(last.outBps) + " out; peak " + rate(Math.max(0, ...p.history.map((x) => Math.max(x.inBps, x.outBps)))) + " over " + dur(p.history[p.history.length - 1].t - p.history[0].t) : "  (no samples yet)"));
 }
 function render(d) {
   const ctx = Object.entries(d.contexts).map(([k, n]) => n + " " + k).join(", ") || "no contexts";
