@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
-import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from '../../shim/daemon/capture.ts';
+import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from '../../shim/daemon/capture-limits.ts';
 
 export function register(program: Command): void {
   program

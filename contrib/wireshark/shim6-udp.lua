@@ -104,7 +104,11 @@ function p.dissector(tvb, pinfo, tree)
     t:add(f.nxt, tvb(0, 1))
     t:add(f.ctag, tvb(2, 6), ctag(tvb, 2))
     pinfo.cols.info = "Payload, context tag 0x" .. ctag(tvb, 2):tohex():gsub("^0+", "")
-    if n > 8 and not ip_proto:try(tvb(0, 1):uint(), tvb(8):tvb(), pinfo, tree) then t:add(f.data, tvb(8)) end
+    if n > 8 then
+      -- The upper layer's own dissector; a packet it cannot read (or cut short by the capture) stays raw data.
+      local ok, known = pcall(function() return ip_proto:try(tvb(0, 1):uint(), tvb(8):tvb(), pinfo, tree) end)
+      if not ok or not known then t:add(f.data, tvb(8)) end
+    end
     return n
   end
   local typ = bit.band(tvb(2, 1):uint(), 0x7f)

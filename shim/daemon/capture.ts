@@ -13,11 +13,9 @@ import { ControlError } from './control/client.ts';
 import type { PacketTap } from '../dataplane/engine-driver.ts';
 import type { Logger } from '../log.ts';
 
-/** Longest capture (s), default (s), and the octet bounds of the file. */
-export const MAX_CAPTURE_SECONDS = 3600;
-export const DEFAULT_CAPTURE_SECONDS = 10;
-export const DEFAULT_CAPTURE_BYTES = 8 * 1024 * 1024;
-export const MAX_CAPTURE_BYTES = 32 * 1024 * 1024;
+import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from './capture-limits.ts';
+
+export { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from './capture-limits.ts';
 /** Octets of the upper-layer packet kept after a payload header (enough for TCP's header with options). */
 export const PAYLOAD_SNAP = 96;
 

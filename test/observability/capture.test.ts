@@ -5,6 +5,7 @@
 // (the oracle can fail). test/e2e/observability.test.ts captures a live daemon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,7 +15,7 @@ import type { PacketTap } from '../../shim/dataplane/engine-driver.ts';
 import { demoPackets } from '../../shim/wire/demo.ts';
 import { ControlError } from '../../shim/daemon/control/client.ts';
 import { needs } from '../helpers/prereq.ts';
-import { dissect, NAMES } from './dissect.ts';
+import { dissect, DISSECTOR, NAMES } from './dissect.ts';
 
 function capture(): { cap: LiveCapture; tap: () => PacketTap | undefined } {
   let tap: PacketTap | undefined;
@@ -105,4 +106,28 @@ test('capture params from the control socket are checked (hostile input: typed e
       assert.ok(r.seconds >= 1 && r.seconds <= MAX_CAPTURE_SECONDS && r.maxBytes >= 1);
     } catch (e) { if (!(e instanceof ControlError)) throw e; }
   }), { numRuns: 2000 });
+});
+
+test('the dissector on hostile datagrams: every one dissected without a Lua error (fuzzed, fixed seed)', async (t) => {
+  if (!needs(t, { commands: ['tshark'] })) return;
+  const dir = mkdtempSync(path.join(tmpdir(), 'capture-fuzz-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  // Random octets, and real messages cut short or with a random Hdr Ext Len and type.
+  const real = demoPackets().map((p) => p.shim6);
+  const datagram = fc.oneof(
+    fc.uint8Array({ minLength: 0, maxLength: 200 }),
+    fc.tuple(fc.constantFrom(...real), fc.nat(200)).map(([m, n]) => m.slice(0, n)),
+    fc.tuple(fc.constantFrom(...real), fc.nat(255), fc.nat(127)).map(([m, len, type]) => { const c = m.slice(); c[1] = len; c[2] = type; return c; }),
+  );
+  const samples = fc.sample(datagram, { numRuns: 400, seed: 5533 });
+  const { cap, tap } = capture();
+  const done = cap.start({ seconds: 60, maxBytes: 1 << 20, payload: true });
+  for (const d of samples) tap()!('in', '2001:db8::1', '2001:db8::2', 5533, d);
+  cap.stop();
+  const file = path.join(dir, 'fuzz.pcap');
+  writeFileSync(file, Buffer.from((await done).pcap, 'base64'));
+  const r = spawnSync('tshark', ['-r', file, '-X', `lua_script:${DISSECTOR}`, '-V'], { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.doesNotMatch(r.stdout + r.stderr, /Lua Error/);
+  assert.equal((r.stdout.match(/^Frame \d+:/gm) ?? []).length, samples.length);
 });

@@ -7,6 +7,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import net from 'node:net';
+import dgram from 'node:dgram';
+import dnsPacket from 'dns-packet';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import fc from 'fast-check';
 import parse, { type ParsedFamily } from 'parse-prometheus-text-format';
 import { startMetricsServer, type MetricsServer } from '../../shim/daemon/metrics/server.ts';
@@ -16,6 +21,9 @@ import type { StatusReply } from '../../shim/daemon/status-view.ts';
 import type { ContextStatus } from '../../shim/engine/index.ts';
 import { needs } from '../helpers/prereq.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { startCli } from '../resolver/process.ts';
+import { shim6 } from '../helpers/cli.ts';
+import { within } from '../helpers/wait.ts';
 
 const PEER = '2001:db8:b::1';
 
@@ -187,4 +195,44 @@ test('throughput history: rates per peer from cumulative octets, bounded in peer
   for (const p of kept) assert.ok(h.of(p).length <= 3, 'at most `points` samples');
   const last = h.of(kept.at(-1)!).at(-1)!;
   assert.ok(last.inBps > 0 && last.outBps === 0, JSON.stringify(last));
+});
+
+/** A TCP port free on 127.0.0.1 just now. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+test('shim6 resolver --metrics: a question without an answer moves queries and servfail{no-answer}', async (t) => {
+  const mport = await freePort();
+  // Upstream: a UDP port with nobody behind it, so the question ends in SERVFAIL (no answer).
+  const conf = path.join(mkdtempSync(path.join(tmpdir(), 'metrics-cli-')), 'resolver.yaml');
+  writeFileSync(conf, 'queryTimeoutMs: 300\n');
+  const cli = await startCli(t, ['--config', conf, '--upstream', '127.0.0.1:9', '--metrics', `127.0.0.1:${mport}`]);
+  t.after(async () => { await cli.stop(); });
+  assert.match(cli.stderr(), new RegExp(`metrics listening url=http://127\\.0\\.0\\.1:${mport}/`));
+  const before = parse((await get(mport, '/metrics')).body);
+  assert.equal(value(before, 'shim6_resolver_queries_total', { transport: 'udp' }), 0);
+  const sock = dgram.createSocket('udp4');
+  t.after(() => sock.close());
+  const answered = new Promise<Buffer>((resolve) => sock.once('message', resolve));
+  sock.send(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'example.org' }] }), cli.port, '127.0.0.1');
+  const a = dnsPacket.decode(await within(answered, 'the SERVFAIL'));
+  assert.equal((a.flags ?? 0) & 0x0f, 2, 'SERVFAIL');
+  const after = parse((await get(mport, '/metrics')).body);
+  assert.equal(value(after, 'shim6_resolver_queries_total', { transport: 'udp' }), 1);
+  assert.equal(value(after, 'shim6_resolver_servfail_total', { reason: 'no-answer' }), 1);
+  assert.equal(value(after, 'shim6_resolver_upstream_up', { upstream: '127.0.0.1:9' }) >= 0, true);
+  assert.equal(family(after, 'shim6_contexts').metrics.length, 0, 'no engine: no context series');
+});
+
+test('--metrics needs ADDR:PORT: a bad value is a usage error (exit 2) naming the flag', () => {
+  for (const args of [['daemon', '--metrics', '9533'], ['resolver', '--no-engine', '--metrics', '[::1]'], ['daemon', '--metrics', 'localhost:9533']]) {
+    const r = shim6(args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /ECONFIG: --metrics: invalid value/);
+  }
 });
