@@ -77,12 +77,13 @@ export async function run(flags: ResolverFlags): Promise<void> {
   const socketPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
   let control;
   let metrics: MetricsServer | undefined;
+  const capture = engine ? new LiveCapture(engine.setTap, () => shimPort, log.child('capture')) : undefined;
   const status = async (): Promise<Record<string, unknown>> => ({ schemaVersion: STATUS_SCHEMA_VERSION, resolver: await resolver.status(), engine: engine?.status() ?? null });
   try {
     control = await startControlServer(socketPath, {
       status,
       flush: async () => ({ resolver: await resolver.flush() }),
-      ...(engine ? captureMethods(new LiveCapture(engine.setTap, () => shimPort, log.child('capture'))) : {}),
+      ...(capture ? captureMethods(capture) : {}),
     }, { log: log.child('control') });
     if (metricsAt) {
       const { startMetricsServer } = await import('../../shim/daemon/metrics/server.ts');
@@ -108,6 +109,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
   await notify.ready(`ready: stub ${resolver.addresses.map((a) => `${a.host}:${a.port}`).join(' ')}`);
   await stopped;
   await notify.stopping();
+  capture?.stop();
   await control.close();
   await metrics?.close();
   await resolver.close();

@@ -76,6 +76,7 @@ export class LiveCapture {
         bytes += rec.length;
       };
       const timer = setTimeout(() => stop('time'), params.seconds * 1000);
+      timer.unref(); // a capture never keeps a stopping process alive
       const stop = (ended: CaptureResult['ended']): void => {
         if (this.running !== handle) return;
         this.running = undefined;

@@ -66,6 +66,7 @@ export class Daemon {
   private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
   private metrics: MetricsServer | undefined;
+  private readonly capture: LiveCapture;
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
@@ -80,7 +81,9 @@ export class Daemon {
     readonly cache: CapabilityCache,
     private readonly hba: HbaParamsFile | undefined,
     private readonly opts: DaemonOptions,
-  ) {}
+  ) {
+    this.capture = new LiveCapture((tap) => { driver.tap = tap; }, () => config.port, log.child('capture'));
+  }
 
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
@@ -131,7 +134,7 @@ export class Daemon {
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
-        ...captureMethods(new LiveCapture((tap) => { driver.tap = tap; }, () => config.port, log.child('capture'))),
+        ...captureMethods(daemon.capture),
       }, { log: log.child('control') });
       if (config.metrics) {
         const { startMetricsServer } = await import('./metrics/server.ts');
@@ -227,6 +230,7 @@ export class Daemon {
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     this.watcher?.stop();
+    this.capture.stop();
     if (save) this.saveCaches();
     await this.control?.close();
     await this.metrics?.close();
