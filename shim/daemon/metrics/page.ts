@@ -85,7 +85,7 @@ main { padding: 1rem 1.5rem 2rem; }
 h2 { font-size: 1rem; margin: 1.5rem 0 .5rem; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(360px, 1fr)); gap: 1rem; }
 .card { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: .9rem 1rem; }
-.card h3 { margin: 0 0 .15rem; font-size: 1.05rem; word-break: break-all; }
+.card h3 { margin: 0 0 .15rem; font-size: 1.05rem; overflow-wrap: anywhere; }
 .mono { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12.5px; word-break: break-all; }
 .muted { color: var(--muted); }
 .badge { display: inline-block; padding: 0 .45rem; border-radius: 999px; font-size: 12px; font-weight: 600; border: 1px solid currentColor; }
