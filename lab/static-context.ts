@@ -63,11 +63,11 @@ export class StaticContextEngine implements EngineLike {
   }
 
   /** Move to another locator pair (what REAP does after a failure, RFC 5534 §4.3). */
-  rehome(local: Ipv6, peer: Ipv6): void {
+  rehome(local: Ipv6, peer: Ipv6, cause: StaticEvent['cause'] = 'local-locator-down'): void {
     const old = this.pair;
     this.pair = { local, peer };
     this.accepted.add(peer);
-    this.events.push({ kind: 'locator-pair-changed', localUlid: this.cfg.localUlid, peerUlid: this.cfg.peerUlid, old, new: this.pair });
+    this.events.push({ kind: 'locator-pair-changed', localUlid: this.cfg.localUlid, peerUlid: this.cfg.peerUlid, old, new: this.pair, cause });
   }
 
   handleTimeout(_now: Millis): void {}

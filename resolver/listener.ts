@@ -148,7 +148,10 @@ export class Listeners {
     // The bytes may be shared with coalesced waiters and the cache: patch a copy (pooled: no ArrayBuffer per answer).
     let out = finishForClient(a.owned ? a.bytes : pooledCopy(a.bytes), a.optOff, bytes, q);
     if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q, a.optOff); this.counters.truncated++; }
-    if (a.rcode === Rcode.SERVFAIL) this.counters.servfail++;
+    if (a.rcode === Rcode.SERVFAIL) {
+      this.counters.servfail++;
+      if (a.source === 'local') this.counters.servfailNoAnswer++; else this.counters.servfailUpstream++;
+    }
     reply.send(out);
     this.onAnswer?.(q, a, transport);
     reply.done();
@@ -157,6 +160,7 @@ export class Listeners {
   private fail(err: unknown, bytes: Uint8Array, q: ParsedQuery, reply: Reply): void {
     this.log.error('chain failed', { error: (err as Error)?.message });
     this.counters.servfail++;
+    this.counters.servfailInternal++;
     reply.send(errorResponse(bytes, q, Rcode.SERVFAIL));
     reply.done();
   }

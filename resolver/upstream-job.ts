@@ -82,6 +82,22 @@ export interface Health {
   caseMismatches: number;
   /** Until then the upstream is asked without 0x20 (it did not preserve case). */
   capsOffUntil: number;
+  /**
+   * Round trips of answered tries, for the metrics' histogram: counts per
+   * bucket of RTT_BUCKETS_MS (not cumulative; the last counts the rest), and their sum.
+   */
+  rttBuckets: number[]; rttSumMs: number;
   family: 'udp4' | 'udp6'; ep: Endpoint;
+}
+
+/** Upper bounds (ms) of the upstream round-trip histogram's buckets (Prometheus' default buckets, in ms). */
+export const RTT_BUCKETS_MS: readonly number[] = [5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000];
+
+/** Count one round trip in a histogram of RTT_BUCKETS_MS. */
+export function countRtt(h: Health, rttMs: number): void {
+  let i = 0;
+  while (i < RTT_BUCKETS_MS.length && rttMs > RTT_BUCKETS_MS[i]!) i++;
+  h.rttBuckets[i] = (h.rttBuckets[i] ?? 0) + 1;
+  h.rttSumMs += rttMs;
 }
 

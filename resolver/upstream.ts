@@ -18,7 +18,7 @@ import { Flag, Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
 import { Endpoint, openDnsUdpSync, ReceiveArea, type UdpBackend } from './udp-socket.ts';
 import { CASE_FALLBACK_AFTER, CASE_FALLBACK_MS, RandomWords, randomizeCase, sameOctets } from './upstream-case.ts';
-import { Attempt, QueryJob, TCP, TRYING, UpstreamError, WAITING, type Health, type Port, type QueryListener, type UpstreamAddr, type UpstreamResult } from './upstream-job.ts';
+import { Attempt, countRtt, QueryJob, RTT_BUCKETS_MS, TCP, TRYING, UpstreamError, WAITING, type Health, type Port, type QueryListener, type UpstreamAddr, type UpstreamResult } from './upstream-job.ts';
 
 export { UpstreamError, type QueryListener, type UpstreamAddr, type UpstreamErrorCode, type UpstreamResult } from './upstream-job.ts';
 
@@ -93,6 +93,7 @@ export class UpstreamPool {
     for (const u of upstreams) {
       this.health.set(u, {
         failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0, caseMismatches: 0, capsOffUntil: 0,
+        rttBuckets: new Array<number>(RTT_BUCKETS_MS.length + 1).fill(0), rttSumMs: 0,
         family: net.isIPv6(u.host) ? 'udp6' : 'udp4', ep: Endpoint.of(u.host, u.port),
       });
     }
@@ -212,6 +213,7 @@ export class UpstreamPool {
     const h = a.h;
     const rtt = this.clock() - a.start;
     h.answered++;
+    countRtt(h, rtt);
     h.failures = 0;
     h.downUntil = 0;
     if (!tcp) {
@@ -403,7 +405,7 @@ export class UpstreamPool {
     const now = this.clock();
     return this.upstreams.map((u) => {
       const { downUntil, capsOffUntil, family: _family, ep: _ep, ...h } = this.health.get(u)!;
-      return { ...u, ...h, rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now, caseFallback: capsOffUntil > now };
+      return { ...u, ...h, rttBuckets: [...h.rttBuckets], rttMs: Math.round(h.rttMs * 100) / 100, rttVarMs: Math.round(h.rttVarMs * 100) / 100, down: downUntil > now, caseFallback: capsOffUntil > now };
     });
   }
 

@@ -274,6 +274,8 @@ function mergeStatus(own: ResolverStatus, others: ReadonlyArray<ResolverStatus |
       const m = upstreams[i];
       if (!m) return;
       m.sent += u.sent; m.answered += u.answered; m.timeouts += u.timeouts;
+      m.rttSumMs += u.rttSumMs;
+      u.rttBuckets.forEach((n, b) => { m.rttBuckets[b] = (m.rttBuckets[b] ?? 0) + n; });
       m.failures = Math.max(m.failures, u.failures);
       m.down ||= u.down;
       m.caseFallback ||= u.caseFallback;

@@ -37,6 +37,7 @@ export type EnvironmentErrorCode =
   | 'ENOTROOT' | 'ETUNOPEN' | 'EROUTE' | 'EUDPBIND' | 'ENOLOCATOR' | 'ENATIVE'
   | 'ECONTROL_NOT_SOCKET' | 'ECONTROL_IN_USE'
   | 'ESERVICE_PATH' | 'ESERVICE_SYSTEMCTL' | 'ESERVICE_TEMPLATE'
+  | 'EMETRICS_LISTEN'    // the metrics endpoint cannot listen
   | 'EWORKER';           // a worker thread failed with something that is not a Shim6Error
 
 /** A peer (a DNS server, here) broke the protocol or refused: EDNS_<rcode name>, ETSIG_<TSIG error name>. */

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
 
-interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string }
+interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string; metrics?: string }
 
 async function run(flags: DaemonFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
@@ -19,6 +19,10 @@ async function run(flags: DaemonFlags): Promise<void> {
   const config = flags.config ? loadConfig(flags.config) : defaultConfig();
   if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
   if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
+  if (flags.metrics !== undefined) {
+    const { parseMetricsEndpoint } = await import('../../shim/daemon/metrics/endpoint.ts');
+    config.metrics = flags.metrics === 'off' ? undefined : parseMetricsEndpoint('--metrics', flags.metrics);
+  }
   const { runDaemon } = await import('../../shim/daemon/process.ts');
   const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
   const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
@@ -31,5 +35,6 @@ export function register(program: Command): void {
     .option('--config <file>', 'YAML or JSON configuration file (docs/configuration.md)')
     .option('--log-level <level>', 'debug, info, warn or error (overrides the file)')
     .option('--log-format <format>', 'text or json (overrides the file)')
+    .option('--metrics <addr:port>', 'serve Prometheus /metrics and the status page / on ADDR:PORT or [V6]:PORT, e.g. [::1]:9533 (overrides the file\'s metrics; off: none)')
     .action((flags: DaemonFlags) => run(flags));
 }

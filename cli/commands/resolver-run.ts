@@ -14,8 +14,9 @@ import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
 import { defaultConfig, type DaemonConfig } from '../../shim/daemon/config.ts';
 import { runDaemon } from '../../shim/daemon/process.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
+import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
 
-export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
+export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; metrics?: string }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -47,6 +48,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
   }, readSystemResolvers());
+  const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
@@ -57,6 +59,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
     port: shimPort, replyLimit: file.replyLimit,
     capabilityMaxTtl: config.capability.maxTtlSeconds, capabilityMaxNegativeTtl: config.capability.maxNegativeTtlSeconds,
     controlSocket: config.controlSocket ?? DEFAULT_CONTROL_SOCKET, log: { level: config.logLevel, format: 'text' },
+    metrics: metricsAt,
   };
   await runDaemon(daemon, { log, notify: ServiceNotifier.fromEnvironment(log), dataPlaneOff: { resolver: config, engine: flags.engine } });
 }

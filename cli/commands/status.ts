@@ -1,49 +1,81 @@
 /**
  * `shim6 status`: ask a running resolver or daemon over its control socket and
- * print resolver counters, the resolver's capability cache (by name), the
- * engine's capability caches (positive by ULID, negative by peer address, with
- * reason, source and remaining lifetime) and contexts — as text, or as JSON
- * with --json.
+ * print it as `wg show` does: the daemon, then one block per peer (host name,
+ * ULID, state, current locator pair, locators verified/probed, last received,
+ * octets each way, last re-homing and why), then the resolver (counters,
+ * upstreams, cache), then the capability caches and what the engine refused.
+ * With --json, the reply itself: its keys are documented in docs/status.md
+ * (`schemaVersion` 1; keys are only ever added).
  */
 import type { Command } from 'commander';
 import { registerControlCommand } from '../control-command.ts';
-import type { CapabilityStatus, GuardCounters } from '../../shim/daemon/control/client.ts';
+import type { GuardCounters } from '../../shim/daemon/control/client.ts';
+import { formatAgo, formatBytes, formatDuration, formatPair, hostPort, peerViews, type StatusReply } from '../../shim/daemon/status-view.ts';
 
-interface StatusReply {
-  resolver?: {
-    listen?: Array<{ host: string; port: number }>;
-    counters?: Record<string, number>;
-    cache?: Record<string, number>;
-    upstreams?: Array<Record<string, unknown>>;
-    capability?: { enabled: boolean; positive: Array<Record<string, unknown>>; negative: Array<Record<string, unknown>> };
-    workers?: { count: number; queries: number[]; restarts: number };
-  } | null;
-  engine?: { contexts?: Array<Record<string, unknown>>; guard?: GuardCounters; capability?: CapabilityStatus } | null;
+/** `key=value` pairs of a cache entry; lists joined with commas, never JSON. */
+function kv(o: Record<string, unknown>): string {
+  const show = (v: unknown): string => (Array.isArray(v) ? v.map(show).join(',') : typeof v === 'object' && v !== null ? kv(v as Record<string, unknown>) : String(v));
+  return Object.entries(o).map(([k, v]) => `${k}=${show(v)}`).join(' ');
 }
 
-function kv(o: Record<string, unknown>): string {
-  const show = (v: unknown): string => (typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v));
-  return Object.entries(o).map(([k, v]) => `${k}=${Array.isArray(v) ? v.map(show).join(',') : show(v)}`).join(' ');
+function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void {
+  out.push(`daemon: pid ${d.pid ?? '?'}, up ${formatDuration((d.uptimeSeconds ?? 0) * 1000)}`);
+  out.push(`  TUN ${d.tun ?? '?'}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
+  const locs = d.locators ?? [];
+  if (locs.length) out.push(`  local locators: ${locs.map((l) => `${l.address}${l.ifname ? ` on ${l.ifname}` : ''} (${l.up === false ? 'down' : 'up'})`).join(', ')}`);
+  if (d.routed?.length) out.push(`  routed into the TUN: ${d.routed.join(', ')}`);
+  const st = d.stats;
+  if (st) {
+    out.push(`  packets: UDP ${st.udpIn} in, ${st.udpOut} out; TUN ${st.tunIn} in, ${st.tunOut} out; no context ${st.noContext}; not IPv6 ${st.notIpv6}; TCP prompts ${st.prompts}`);
+    const drops = Object.entries(st.drops);
+    out.push(`  drops: ${drops.length ? drops.map(([k, n]) => `${k} ${n}`).join(', ') : 'none'}`);
+  }
+}
+
+function peerBlocks(s: StatusReply, out: string[]): void {
+  for (const p of peerViews(s)) {
+    out.push('');
+    out.push(`peer: ${p.name ?? '(no name)'}`);
+    out.push(`  ulid: ${p.ulid}`);
+    out.push(`  state: ${p.state}, REAP ${p.reap}, ULID proven by ${p.ulidProof}`);
+    out.push(`  current pair: ${formatPair(p.pair)}${p.port !== null ? ` (UDP port ${p.port})` : ''}`);
+    out.push(`  locators: ${p.locators.map((l) => `${l.address} (${[l.verified ? 'verified' : 'unverified', l.probed ? 'probed' : 'not probed', ...(l.current ? ['current'] : [])].join(', ')})`).join('; ')}`);
+    out.push(`  last received: ${formatAgo(p.lastReceivedAgoMs)}`);
+    out.push(`  transfer: ${formatBytes(p.traffic.bytesIn)} received, ${formatBytes(p.traffic.bytesOut)} sent (${p.traffic.packetsIn} / ${p.traffic.packetsOut} packets)`);
+    const r = p.lastRehome;
+    out.push(`  last re-homing: ${r ? `${formatAgo(r.agoMs)}, ${r.cause}: ${formatPair(r.old)} to ${formatPair(r.new)} (${p.rehomings} in all)` : 'none'}`);
+  }
+}
+
+function resolverBlock(r: NonNullable<StatusReply['resolver']>, out: string[]): void {
+  out.push('');
+  out.push(`resolver: listening on ${(r.listen ?? []).map((a) => hostPort(a.host, a.port)).join(', ')}`);
+  const c = r.counters ?? {};
+  out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0} (upstream ${c.servfailUpstream ?? 0}, no answer ${c.servfailNoAnswer ?? 0}, internal ${c.servfailInternal ?? 0})  formerr ${c.formerr ?? 0}`);
+  out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}  chains cut ${c.capabilityChainCut ?? 0}`);
+  out.push(`  tcp refused ${c.tcpRefused ?? 0}  idle closed for room ${c.tcpEvicted ?? 0}  message timeouts ${c.tcpMessageTimeouts ?? 0}  paused for unread answers ${c.tcpWritePauses ?? 0}  overflows ${c.tcpOverflows ?? 0}`);
+  if (r.workers) out.push(`  threads ${r.workers.count}  queries per thread ${r.workers.queries.join(' ')}  restarts ${r.workers.restarts}`);
+  if (r.cache) out.push(`  cache: ${r.cache.entries} answers of ${r.cache.maxEntries}, ${formatBytes(r.cache.bytes)} of ${formatBytes(r.cache.maxBytes)}, ${r.cache.inflight} in flight`);
+  for (const u of r.upstreams ?? []) {
+    const rtt = u.rttMs > 0 ? `rtt ${u.rttMs} ms (variation ${u.rttVarMs} ms)` : 'rtt not yet measured';
+    out.push(`  upstream ${hostPort(u.host, u.port)}: ${u.down ? 'down' : 'up'}, ${rtt}, ${u.sent} sent, ${u.answered} answered, ${u.timeouts} timed out${u.failures ? `, ${u.failures} failures in a row` : ''}${u.caseFallback ? ', asked without 0x20' : ''}`);
+  }
 }
 
 /** Human-readable rendering of a status reply. */
 export function formatStatus(s: StatusReply): string {
   const out: string[] = [];
+  if (s.daemon) daemonBlock(s.daemon, out);
+  if (s.engine) peerBlocks(s, out);
   const r = s.resolver;
+  if (r) resolverBlock(r, out);
+  out.push('');
   if (r) {
-    out.push(`resolver: listening on ${(r.listen ?? []).map((a) => `${a.host}:${a.port}`).join(', ')}`);
-    const c = r.counters ?? {};
-    out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0}  formerr ${c.formerr ?? 0}`);
-    out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}  chains cut ${c.capabilityChainCut ?? 0}`);
-    out.push(`  tcp refused ${c.tcpRefused ?? 0}  idle closed for room ${c.tcpEvicted ?? 0}  message timeouts ${c.tcpMessageTimeouts ?? 0}  paused for unread answers ${c.tcpWritePauses ?? 0}  overflows ${c.tcpOverflows ?? 0}`);
-    if (r.workers) out.push(`  threads ${r.workers.count}  queries per thread ${r.workers.queries.join(' ')}  restarts ${r.workers.restarts}`);
-    if (r.cache) out.push(`  cache ${kv(r.cache)}`);
-    for (const u of r.upstreams ?? []) out.push(`  upstream ${kv(u)}`);
     const cap = r.capability;
     out.push(`resolver capability cache (positive, by name): ${cap?.positive.length ?? 0}`);
-    for (const e of cap?.positive ?? []) out.push(`  ${kv(e)}`);
+    for (const e of cap?.positive ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
     out.push(`resolver capability cache (negative, by name): ${cap?.negative.length ?? 0}`);
-    for (const e of cap?.negative ?? []) out.push(`  ${kv(e)}`);
+    for (const e of cap?.negative ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
   }
   if (s.engine) {
     const cap = s.engine.capability;
@@ -53,20 +85,30 @@ export function formatStatus(s: StatusReply): string {
       out.push(`engine capability cache (negative, by peer address): ${cap.negative.length}`);
       for (const e of cap.negative) out.push(`  ${kv({ ...e })}`);
     }
-    out.push(`contexts: ${s.engine.contexts?.length ?? 0}`);
-    for (const ctx of s.engine.contexts ?? []) out.push(`  ${kv(ctx)}`);
+    const contexts = s.engine.contexts ?? [];
+    const byState = new Map<string, number>();
+    for (const c of contexts) byState.set(c.state, (byState.get(c.state) ?? 0) + 1);
+    out.push(`contexts: ${contexts.length}${byState.size ? ` (${[...byState].map(([k, n]) => `${n} ${k}`).join(', ')})` : ''}`);
+    const rh = Object.entries(s.engine.rehomings ?? {});
+    if (rh.length) out.push(`re-homings: ${rh.map(([k, n]) => `${k} ${n}`).join(', ')}`);
+    const m = s.engine.messages;
+    if (m) {
+      const line = (o: Record<string, number>): string => Object.entries(o).filter(([, n]) => n > 0).map(([k, n]) => `${k} ${n}`).join(', ') || 'none';
+      out.push(`control messages sent: ${line(m.sent)}`);
+      out.push(`control messages received: ${line(m.received)}`);
+    }
     const g = s.engine.guard;
     if (g) {
       out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}  over the context limits ${g.contextLimit}`);
-      const r = (k: keyof GuardCounters['replies']) => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
-      out.push(`stateless replies: ${r('R1')};  ${r('R1bis')};  ${r('Error')}`);
+      const rep = (k: keyof GuardCounters['replies']): string => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
+      out.push(`stateless replies: ${rep('R1')};  ${rep('R1bis')};  ${rep('Error')}`);
     }
   } else {
     out.push('contexts: (no engine attached)');
   }
-  return out.join('\n') + '\n';
+  return out.join('\n').replace(/^\n+/, '') + '\n';
 }
 
 export function register(program: Command): void {
-  registerControlCommand(program, 'status', 'show capability caches, contexts and resolver counters of a running shim6', formatStatus);
+  registerControlCommand(program, 'status', 'show the daemon, one block per peer (pair, locators, traffic, re-homing), the resolver and the caches of a running shim6 (--json: docs/status.md)', formatStatus);
 }

@@ -6,6 +6,9 @@
  */
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
+import { UsageError } from '../../shim/errors.ts';
+import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
+import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from '../../shim/daemon/capture-limits.ts';
 
 export function register(program: Command): void {
   program
@@ -31,11 +34,38 @@ export function register(program: Command): void {
 
   program
     .command('pcap')
-    .description('write Shim6 packets as a pcap of native IPv6 packets (Next Header 140, LINKTYPE_RAW)')
-    .argument('<file>', 'the pcap file to write')
+    .description('write Shim6 packets to a pcap: --demo (native IPv6, Next Header 140), or --live from the running daemon (UDP 5533 as sent and received; contrib/wireshark/shim6-udp.lua decodes it)')
+    .argument('[file]', 'the pcap file to write')
     .option('--demo', 'write one packet of every message type, plus a payload header')
-    .action(async (file: string, opts: { demo?: boolean }) => {
-      if (opts.demo !== true) badValue('--demo', opts.demo, 'only --demo is available: live capture is written by the daemon');
+    .option('--stop', 'end the capture the running daemon is making (another client\'s) now; its command still writes what was captured')
+    .option('--live', 'capture the control messages the running daemon sends and receives (control socket)')
+    .option('--seconds <n>', `with --live: how long to capture (1..${MAX_CAPTURE_SECONDS}; Ctrl-C ends it early)`, String(DEFAULT_CAPTURE_SECONDS))
+    .option('--payload', 'with --live: also the payload headers, with the first octets of what they carry')
+    .option('--max-bytes <n>', `with --live: largest file (octets, up to ${MAX_CAPTURE_BYTES}); the capture ends when reached`, String(DEFAULT_CAPTURE_BYTES))
+    .option('--socket <path>', `with --live: control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
+    .action(async (file: string | undefined, opts: { demo?: boolean; stop?: boolean; live?: boolean; seconds: string; payload?: boolean; maxBytes: string; socket?: string }) => {
+      if (opts.stop === true) {
+        const { controlRequest } = await import('../../shim/daemon/control/client.ts');
+        const r = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, 'capture-stop') as { stopped?: boolean };
+        process.stdout.write(r.stopped === true ? 'stopped the running capture\n' : 'no capture was running\n');
+        return;
+      }
+      if (file === undefined) throw new UsageError('EMISSING', 'pcap: the file to write is required with --demo and --live', '<file>');
+      if (opts.live === true) {
+        if (opts.demo === true) badValue('--demo', true, 'either --demo or --live');
+        const int = (flag: string, v: string, max: number): number => {
+          if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) badValue(flag, v, `expected an integer in 1..${max}`);
+          return Number(v);
+        };
+        const seconds = int('--seconds', opts.seconds, MAX_CAPTURE_SECONDS);
+        const maxBytes = int('--max-bytes', opts.maxBytes, MAX_CAPTURE_BYTES);
+        const { liveCapture } = await import('./pcap-live.ts');
+        const r = await liveCapture(file, { socket: opts.socket ?? DEFAULT_CONTROL_SOCKET, seconds, maxBytes, payload: opts.payload === true });
+        const why = r.ended === 'max-bytes' ? ' (stopped at --max-bytes)' : r.ended === 'stopped' ? ' (stopped early)' : '';
+        process.stdout.write(`wrote ${r.packets} packets (${r.bytes} octets) to ${file}${why}\n`);
+        return;
+      }
+      if (opts.demo !== true) badValue('--demo', opts.demo, 'expected --demo or --live');
       const { writeDemoPcap } = await import('./wire-actions.ts');
       process.stdout.write(`wrote ${writeDemoPcap(file)} packets to ${file}\n`);
     });

@@ -14,6 +14,7 @@ import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
+import { parseMetricsEndpoint } from './metrics/endpoint.ts';
 import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
@@ -81,6 +82,8 @@ export interface DaemonConfig {
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
+  /** Where `/metrics` (Prometheus) and the status page listen (`ADDR:PORT`, `[V6]:PORT`); absent: off. */
+  metrics: { address: string; port: number } | undefined;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -106,10 +109,11 @@ export function defaultConfig(): DaemonConfig {
     replyLimit: DEFAULT_REPLY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
+    metrics: undefined,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'metrics'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -273,6 +277,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
+  if (doc.metrics !== undefined && doc.metrics !== null && doc.metrics !== 'off') c.metrics = parseMetricsEndpoint('metrics', doc.metrics);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -35,6 +35,9 @@ import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
+import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
+import type { MetricsServer } from './metrics/server.ts';
+import { captureMethods, LiveCapture } from './capture.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -76,6 +79,8 @@ export class Daemon {
   private watcher: LocatorWatcher | undefined;
   private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
+  private metrics: MetricsServer | undefined;
+  private readonly capture: LiveCapture;
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
@@ -91,7 +96,9 @@ export class Daemon {
     readonly cache: CapabilityCache | undefined,
     private readonly hba: HbaParamsFile | undefined,
     private readonly opts: DaemonOptions,
-  ) {}
+  ) {
+    this.capture = new LiveCapture((tap) => { if (driver) driver.tap = tap; }, () => config.port, log.child('capture'));
+  }
 
   /** The data plane runs (TUN, routes, locator watcher, cache file): `shim6 daemon`. */
   private get dataPlane(): boolean {
@@ -145,7 +152,12 @@ export class Daemon {
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
+        ...captureMethods(daemon.capture),
       }, { log: log.child('control') });
+      if (config.metrics) {
+        const { startMetricsServer } = await import('./metrics/server.ts');
+        daemon.metrics = await startMetricsServer(config.metrics, { status: () => daemon.status(), ...(engine ? { traffic: () => engine.traffic() } : {}) }, { log: log.child('metrics') });
+      }
       if (!off) {
         daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
         daemon.watcher.start();
@@ -190,7 +202,8 @@ export class Daemon {
       ...(this.driver ? { port: this.config.port, profile: this.config.timers.profile, stats: this.driver.stats, events: this.events.slice(-20) } : {}),
     };
     return {
-      daemon,
+      schemaVersion: STATUS_SCHEMA_VERSION,
+      daemon: { ...daemon, peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })) },
       engine: this.driver && this.engine ? this.engine.status(this.driver.now()) : null,
       resolver: (await this.resolver?.status()) ?? null,
     };
@@ -237,7 +250,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -269,8 +282,10 @@ export class Daemon {
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     this.watcher?.stop();
+    this.capture.stop();
     if (save) this.saveCaches();
     await this.control?.close();
+    await this.metrics?.close();
     await this.resolver?.close();
     this.routes?.close();
     await this.driver?.close();

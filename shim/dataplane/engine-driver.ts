@@ -70,6 +70,14 @@ export interface DriverStats {
   prompts: number;
 }
 
+/**
+ * Sees every Shim6 datagram the driver sends or receives (`shim6 pcap --live`,
+ * shim/daemon/capture.ts): our locator, the peer's locator and UDP port, the
+ * Shim6 octets (`head`, and for an outgoing payload the upper-layer packet
+ * after it in `rest`). Unset (the default) it costs one test per datagram.
+ */
+export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
+
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
@@ -87,6 +95,8 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
   readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0 };
+  /** A live capture's tap (PacketTap); undefined while none runs. */
+  tap: PacketTap | undefined = undefined;
   private readonly transport: UdpTransport;
   private readonly tun: TunDevice | undefined;
   private readonly peerPort: number;
@@ -154,6 +164,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (this.closed) return;
     this.flushTun();
     for (let t = this.engine.pollTransmit(); t; t = this.engine.pollTransmit()) {
+      if (this.tap) this.tap('out', t.src, t.dst, t.port ?? this.peerPort, t.bytes);
       if (this.transport.send(t.src, t.dst, t.port ?? this.peerPort, t.bytes)) this.stats.udpOut++;
       else this.drop('no-socket-for-source');
     }
@@ -176,6 +187,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private onDatagram(d: Datagram): void {
     if (this.closed) return;
     this.stats.udpIn++;
+    if (this.tap) this.tap('in', d.dst, d.src, d.srcPort, d.bytes);
     const r = this.engine.handleDatagram(this.clock(), { src: d.src, dst: d.dst, bytes: d.bytes, port: d.srcPort });
     if (r.kind === 'payload') this.deliver(r.srcUlid, r.dstUlid, r.nextHeader, r.payload);
     else if (r.kind === 'drop') this.drop(r.reason);
@@ -232,6 +244,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       return;
     }
     this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
+    if (this.tap) this.tap('out', r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload);
     if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
     else this.drop('no-socket-for-source');
   }

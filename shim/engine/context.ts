@@ -46,6 +46,21 @@ export type ContextMode = 'integrated' | 'independent';
  */
 export type UlidProof = 'initiated' | 'locator' | 'hba' | 'cga';
 
+/**
+ * Why a context moved to another locator pair (`shim6 status`, metrics):
+ * what started the REAP exploration that found it, or `peer-exploring` when
+ * the peer's exploration (its probes) moved our direction without one of ours.
+ */
+export type RehomeCause = 'send-timeout' | 'keepalive-timeout' | 'local-locator-down' | 'local-locator-gone' | 'peer-locator-broken' | 'peer-exploring';
+
+/** The last re-homing of a context. */
+export interface Rehoming {
+  at: Millis;
+  cause: RehomeCause;
+  old: { local: Ipv6; peer: Ipv6 };
+  new: { local: Ipv6; peer: Ipv6 };
+}
+
 export class Context implements Timed {
   state: State = State.IDLE;
   ctPeer = -1;
@@ -79,6 +94,17 @@ export class Context implements Timed {
   /** Our Locator List generation last sent to this peer (I2, I2bis, R2, Update Request); -1: none. */
   announcedGeneration = -1;
   port: number | undefined = undefined;
+  /** Payload carried (status and metrics): packets and ULP octets, each way. Plain numbers, bumped where the context is already in hand. */
+  rxPackets = 0;
+  rxBytes = 0;
+  txPackets = 0;
+  txBytes = 0;
+  /** When a valid packet (payload or control message) last came from the peer; undefined: none yet. */
+  lastReceived: Millis | undefined = undefined;
+  /** What started the REAP exploration in progress (the cause of the re-homing it may end in). */
+  exploreCause: RehomeCause | undefined = undefined;
+  rehomings = 0;
+  lastRehome: Rehoming | undefined = undefined;
 
   constructor(
     readonly localUlid: Ipv6,

@@ -9,7 +9,7 @@ import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { encodeMessage, type Shim6Message } from '../wire/index.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
-import { ContextTable, type Context } from './context.ts';
+import { ContextTable, type Context, type RehomeCause } from './context.ts';
 import { TimerHeap, type TimerKind } from './timers.ts';
 import { Queue, type EngineEvent, type Transmit } from './events.ts';
 import { LocalSet } from './local.ts';
@@ -59,6 +59,12 @@ export class Core {
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } },
   };
 
+  /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
+  readonly rehomings: Partial<Record<RehomeCause, number>> = {};
+  /** Control messages sent and received (decoded and dispatched), indexed by message type (0..127). */
+  readonly messagesSent = new Float64Array(128);
+  readonly messagesReceived = new Float64Array(128);
+
   constructor(readonly config: ResolvedConfig, rng: Rng, readonly cache: CapabilityCache, readonly verifier: LocatorVerifier) {
     this.random = new Random(rng);
     this.timers = config.timers;
@@ -89,6 +95,7 @@ export class Core {
   }
 
   sendBytes(src: Ipv6, dst: Ipv6, bytes: Uint8Array, port?: number): void {
+    this.messagesSent[bytes[2]! & 0x7f]! += 1;
     this.tx.push(port === undefined || port === SHIM6_UDP_PORT ? { src, dst, bytes } : { src, dst, bytes, port });
   }
 

@@ -91,7 +91,9 @@ export function dispatchControl(core: Core, now: Millis, rx: Datagram, msg: Shim
   if (!entry.states.includes(ctx.state)) return drop('state');
   // No learnPort here: the tag alone proves nothing (an on-path observer knows it). Only
   // messages that echo what we sent to a port move ctx.port (Update Ack, probe reports).
-  return entry.handle(core, now, ctx, rx, msg as never);
+  const r = entry.handle(core, now, ctx, rx, msg as never);
+  if (r.kind === 'consumed') ctx.lastReceived = now;
+  return r;
 }
 
 /**

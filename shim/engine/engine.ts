@@ -14,14 +14,14 @@
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, WireError } from '../wire/index.ts';
-import { ErrorCode } from '../constants.ts';
+import { ErrorCode, MessageType } from '../constants.ts';
 import { Core, type GuardCounters } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
 import type { Rng } from './random.ts';
 import { capabilityStatus, type CacheSnapshot, type CapabilityCache, type CapabilityStatus, type PrimeLocator } from './capability.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { hbaVerifier } from './verify.ts';
-import type { Context, UlidProof } from './context.ts';
+import type { Context, RehomeCause, UlidProof } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
 import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
@@ -78,6 +78,7 @@ export class Engine {
     if (isPayloadHeader(d.bytes)) return this.payload(now, d);
     const r = tryDecodeMessage(d.bytes);
     if (!r.ok) return this.malformed(now, d, r.error);
+    core.messagesReceived[d.bytes[2]! & 0x7f]! += 1;
     return dispatchControl(core, now, d, r.message);
   }
 
@@ -99,6 +100,9 @@ export class Engine {
     // The tag proves nothing about the source port: a payload from another port does not re-point the context (reap.ts does, on proof).
     if (ctx.state !== State.ESTABLISHED) nudgePending(core, ctx, now);
     core.touch(ctx, now);
+    ctx.lastReceived = now;
+    ctx.rxPackets++;
+    ctx.rxBytes += d.bytes.length - h.headerLength;
     if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
     return { kind: 'payload', srcUlid: ctx.peerUlid, dstUlid: ctx.localUlid, nextHeader: h.nextHeader, payload: d.bytes.subarray(h.headerLength) };
   }
@@ -122,6 +126,8 @@ export class Engine {
       return { kind: 'no-context' };
     }
     core.touch(ctx, now);
+    ctx.txPackets++;
+    ctx.txBytes += p.payload.length;
     if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-out');
     const header = encodePayloadHeader(p.nextHeader, ctx.ctPeer);
     return ctx.port === undefined ? { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header } : { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header, port: ctx.port };
@@ -263,7 +269,7 @@ export class Engine {
     if (!core.local.replace(locators)) return;
     announceLocators(core, now);
     for (const ctx of core.table.byTag.values()) {
-      if (ctx.state === State.ESTABLISHED && !core.local.usable().includes(ctx.lpLocal)) startExploring(core, ctx, now);
+      if (ctx.state === State.ESTABLISHED && !core.local.usable().includes(ctx.lpLocal)) startExploring(core, ctx, now, 'local-locator-gone');
     }
   }
 
@@ -272,7 +278,7 @@ export class Engine {
     const core = this.core;
     if (!core.local.markBroken(address)) return;
     announceLocators(core, now);
-    for (const ctx of core.table.byTag.values()) if (ctx.state === State.ESTABLISHED && ctx.lpLocal === address) startExploring(core, ctx, now);
+    for (const ctx of core.table.byTag.values()) if (ctx.state === State.ESTABLISHED && ctx.lpLocal === address) startExploring(core, ctx, now, 'local-locator-down');
   }
 
   /** Coordinated removal (seed §6) of the contexts with `peerUlid`, or of all. */
@@ -300,9 +306,22 @@ export class Engine {
    * remaining lifetimes).
    */
   status(now?: Millis): EngineStatus {
-    const contexts = [...this.core.table.byTag.values()].map(describe);
-    const out: EngineStatus = { contexts, caches: this.core.cache.size(), localGeneration: this.core.local.generation, guard: structuredClone(this.core.guard) };
-    return now === undefined ? out : { ...out, capability: capabilityStatus(this.core.cache, now) };
+    const core = this.core;
+    const contexts = [...core.table.byTag.values()].map((ctx) => describe(ctx, now));
+    const messages: EngineStatus['messages'] = { sent: {}, received: {} };
+    for (const [name, code] of Object.entries(MessageType) as Array<[keyof typeof MessageType, number]>) {
+      messages.sent[name] = core.messagesSent[code]!;
+      messages.received[name] = core.messagesReceived[code]!;
+    }
+    const out: EngineStatus = { contexts, caches: core.cache.size(), localGeneration: core.local.generation, guard: structuredClone(core.guard), messages, rehomings: { ...core.rehomings } };
+    return now === undefined ? out : { ...out, capability: capabilityStatus(core.cache, now) };
+  }
+
+  /** Each context's payload octets so far (no descriptions built): the status page samples these. */
+  traffic(): Array<{ peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> {
+    const out: Array<{ peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> = [];
+    for (const ctx of this.core.table.byTag.values()) out.push({ peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, bytesIn: ctx.rxBytes, bytesOut: ctx.txBytes });
+    return out;
   }
 
   /** Number of contexts held (any state). */
@@ -325,6 +344,10 @@ export interface EngineStatus {
   caches: { positive: number; negative: number };
   localGeneration: number;
   guard: GuardCounters;
+  /** Control messages sent and received (decoded) since start, by message type. */
+  messages: { sent: Partial<Record<keyof typeof MessageType, number>>; received: Partial<Record<keyof typeof MessageType, number>> };
+  /** Re-homings since start, by cause. */
+  rehomings: Partial<Record<RehomeCause, number>>;
   capability?: CapabilityStatus;
 }
 
@@ -343,9 +366,16 @@ export interface ContextStatus {
   reap: 'Operational' | 'Exploring' | 'InboundOk';
   peerLocators: { address: Ipv6; verified: boolean; probed: boolean; flags: number }[];
   timers: Record<string, number>;
+  /** Payload carried: packets and ULP octets, each way. */
+  traffic: { packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number };
+  /** Milliseconds since a valid packet came from the peer (given `now`; absent: none yet). */
+  lastReceivedAgoMs?: number;
+  rehomings: number;
+  /** The last re-homing: how long ago (given `now`), why, from which pair to which. */
+  lastRehome?: { agoMs?: number; cause: RehomeCause; old: { local: Ipv6; peer: Ipv6 }; new: { local: Ipv6; peer: Ipv6 } };
 }
 
-function describe(ctx: Context): ContextStatus {
+function describe(ctx: Context, now: Millis | undefined): ContextStatus {
   const timers: Record<string, number> = {};
   ctx.timers.forEach((t, i) => { if (t !== Infinity) timers[TIMER_NAMES[i]!] = t; });
   return {
@@ -354,5 +384,11 @@ function describe(ctx: Context): ContextStatus {
     reap: (['Operational', 'Exploring', 'InboundOk'] as const)[ctx.reapState]!,
     peerLocators: ctx.peer.map((l) => ({ address: l.address, verified: l.verified, probed: l.probed, flags: l.flags })),
     timers,
+    traffic: { packetsIn: ctx.rxPackets, bytesIn: ctx.rxBytes, packetsOut: ctx.txPackets, bytesOut: ctx.txBytes },
+    ...(ctx.lastReceived !== undefined && now !== undefined ? { lastReceivedAgoMs: Math.max(0, now - ctx.lastReceived) } : {}),
+    rehomings: ctx.rehomings,
+    ...(ctx.lastRehome !== undefined ? {
+      lastRehome: { ...(now !== undefined ? { agoMs: Math.max(0, now - ctx.lastRehome.at) } : {}), cause: ctx.lastRehome.cause, old: ctx.lastRehome.old, new: ctx.lastRehome.new },
+    } : {}),
   };
 }

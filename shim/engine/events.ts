@@ -4,7 +4,7 @@
  * `encapsulate`, and events for the daemon and `shim6 status`. Never callbacks.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
-import type { UlidProof } from './context.ts';
+import type { RehomeCause, UlidProof } from './context.ts';
 
 /** A Shim6 datagram to send from locator `src` to locator `dst` (UDP port `port` when not 5533). */
 export interface Transmit {
@@ -52,7 +52,7 @@ export type EngineEvent =
   | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason; resumable: boolean }
   | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' }
   | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
-  | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair }
+  | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair; cause: RehomeCause }
   | { kind: 'locator-set-updated'; localUlid: Ipv6; peerUlid: Ipv6; generation: number; locators: Ipv6[] };
 
 /** A FIFO without `shift()` cost: the engine's transmit and event queues. */

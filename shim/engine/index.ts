@@ -5,7 +5,7 @@
 export { Engine, type Datagram, type OutboundPacket, type PrimeRequest, type EngineDeps, type ContextStatus, type EngineStatus } from './engine.ts';
 export { resolveConfig, PROFILES, RFC_PROFILE, FAST_PROFILE, advertisedKeepaliveSeconds, type EngineConfig, type Timers, type ProfileName, type CapabilityMode, type LocalLocator, type PeerConfig } from './config.ts';
 export type { Transmit, DatagramResult, EncapsulateResult, EngineEvent, LocatorPair, CloseReason } from './events.ts';
-export type { UlidProof } from './context.ts';
+export type { UlidProof, RehomeCause } from './context.ts';
 export type { GuardCounters, ReplyCounts, ReplyKind } from './core.ts';
 export { DEFAULT_REPLY_LIMIT, MAX_PREFIX_BUCKETS, resolveReplyLimit, type ReplyLimitConfig, type BucketConfig } from './reply-limit.ts';
 export { cryptoRng, type Rng } from './random.ts';

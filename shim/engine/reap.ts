@@ -10,7 +10,7 @@
 import type { Millis } from '../time.ts';
 import type { KeepaliveMessage, ProbeMessage, ProbeReport, ProbeState } from '../wire/index.ts';
 import { LocatorFlag } from '../constants.ts';
-import type { Context } from './context.ts';
+import type { Context, RehomeCause } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
@@ -94,7 +94,11 @@ export function keepaliveTimeout(core: Core, ctx: Context): number {
 export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, pair?: ProbeTarget): void {
   const from = ctx.reapState as ReapStateNum;
   const c = REAP_TABLE[ev][from];
-  if (c.next === Reap.Exploring && from !== Reap.Exploring) enterExploring(core, ctx);
+  if (c.next === Reap.Exploring && from !== Reap.Exploring) {
+    if (ctx.exploreCause === undefined) ctx.exploreCause = ev === 'keepalive-timeout' ? 'keepalive-timeout' : 'send-timeout';
+    enterExploring(core, ctx);
+  }
+  if (c.next === Reap.Operational) ctx.exploreCause = undefined;
   ctx.reapState = c.next;
   const t = core.timers;
   for (const a of c.actions) {
@@ -207,8 +211,10 @@ function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: ProbeTarge
 }
 
 /** Local failure or a BROKEN current locator: explore now instead of waiting for the Send Timeout. */
-export function startExploring(core: Core, ctx: Context, now: Millis): void {
-  if (ctx.reapState !== Reap.Exploring) reapEvent(core, ctx, now, 'send-timeout');
+export function startExploring(core: Core, ctx: Context, now: Millis, cause: RehomeCause): void {
+  if (ctx.reapState === Reap.Exploring) return;
+  ctx.exploreCause = cause;
+  reapEvent(core, ctx, now, 'send-timeout');
 }
 
 /** A Keepalive arrived (§6.6). */
@@ -225,7 +231,7 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
     log.recv.push({ source: src, destination: dst, nonce: first.nonce, data: first.data });
     if (log.recv.length > LOG) log.recv.shift();
   }
-  if (msg.state !== 'Exploring') choosePair(core, ctx, msg.received);
+  if (msg.state !== 'Exploring') choosePair(core, ctx, now, msg.received);
   const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
   // Answer on the reverse of the pair the probe came in on, to the port it came from: it works at
   // least one way (RFC 5534 App. A ex. 4/5). Only the peer's report of that answer moves ctx.port.
@@ -241,7 +247,7 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
  * most recent one that did — a packet that merely carries the tag from another
  * port never moves it.
  */
-function choosePair(core: Core, ctx: Context, reports: readonly ProbeReport[]): void {
+function choosePair(core: Core, ctx: Context, at: Millis, reports: readonly ProbeReport[]): void {
   const log = ctx.reap;
   if (log === undefined || reports.length === 0) return;
   let chosen: SentProbe | undefined;
@@ -265,5 +271,10 @@ function choosePair(core: Core, ctx: Context, reports: readonly ProbeReport[]): 
   const old = { local: ctx.lpLocal, peer: ctx.lpPeer };
   ctx.lpLocal = chosen.source;
   ctx.lpPeer = chosen.destination;
-  core.emit({ kind: 'locator-pair-changed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, old, new: { local: ctx.lpLocal, peer: ctx.lpPeer } });
+  const cause = ctx.exploreCause ?? 'peer-exploring';
+  const now = { local: ctx.lpLocal, peer: ctx.lpPeer };
+  ctx.rehomings++;
+  ctx.lastRehome = { at, cause, old, new: now };
+  core.rehomings[cause] = (core.rehomings[cause] ?? 0) + 1;
+  core.emit({ kind: 'locator-pair-changed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, old, new: now, cause });
 }

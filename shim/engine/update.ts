@@ -173,7 +173,7 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datag
   if (changed) {
     core.emit({ kind: 'locator-set-updated', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, generation: ctx.peerGeneration, locators: ctx.peer.map((l) => l.address) });
     const cur = ctx.peerLocator(ctx.lpPeer);
-    if (cur === undefined || (cur.flags & LocatorFlag.BROKEN) !== 0) startExploring(core, ctx, now); // §10.4: probe before changing Lp(peer)
+    if (cur === undefined || (cur.flags & LocatorFlag.BROKEN) !== 0) startExploring(core, ctx, now, 'peer-locator-broken'); // §10.4: probe before changing Lp(peer)
   }
   return CONSUMED;
 }

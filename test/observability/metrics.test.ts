@@ -1,0 +1,237 @@
+// The metrics port on its own (no daemon): /metrics read by two real parsers
+// (parse-prometheus-text-format, and Prometheus' own promtool, which also lints
+// the names), values that follow the status snapshot, the page and its JSON,
+// and the HTTP bounds (GET/HEAD only, no body, short URLs, unknown paths).
+// test/e2e/observability.test.ts does the same on a live daemon with traffic.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import dgram from 'node:dgram';
+import dnsPacket from 'dns-packet';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import fc from 'fast-check';
+import parse, { type ParsedFamily } from 'parse-prometheus-text-format';
+import { startMetricsServer, type MetricsServer } from '../../shim/daemon/metrics/server.ts';
+import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
+import { ThroughputHistory } from '../../shim/daemon/metrics/history.ts';
+import type { StatusReply } from '../../shim/daemon/status-view.ts';
+import type { ContextStatus } from '../../shim/engine/index.ts';
+import { UsageError } from '../../shim/errors.ts';
+import { startCli } from '../resolver/process.ts';
+import { shim6 } from '../helpers/cli.ts';
+import { within } from '../helpers/wait.ts';
+
+const PEER = '2001:db8:b::1';
+
+function context(bytesIn: number, rehome: boolean): ContextStatus {
+  return {
+    state: 'ESTABLISHED', localUlid: '2001:db8:a::1', peerUlid: PEER, ulidProof: 'hba', contextTag: 77, peerContextTag: 88,
+    pair: { local: '2001:db8:a::1', peer: PEER }, reap: 'Operational',
+    peerLocators: [{ address: PEER, verified: true, probed: true, flags: 0 }, { address: '2001:db8:c::1', verified: true, probed: false, flags: 0 }],
+    timers: {}, traffic: { packetsIn: bytesIn / 100, bytesIn, packetsOut: 3, bytesOut: 300 }, lastReceivedAgoMs: 1500, rehomings: rehome ? 1 : 0,
+    ...(rehome ? { lastRehome: { agoMs: 2000, cause: 'send-timeout' as const, old: { local: '2001:db8:a::1', peer: PEER }, new: { local: '2001:db8:a::1', peer: '2001:db8:c::1' } } } : {}),
+  };
+}
+
+/** A status reply as the daemon gives it, with `n` as the amount of everything. */
+function reply(n: number): StatusReply {
+  return {
+    schemaVersion: 1,
+    daemon: { pid: 1, uptimeSeconds: 5, tun: 'shim6', port: 5533, profile: 'fast', routed: [PEER], locators: [{ address: '2001:db8:a::1', up: true, ifname: 'p' }],
+      stats: { udpIn: n, udpOut: n, tunIn: n, tunOut: n, noContext: 0, notIpv6: 0, drops: { 'no-context': n }, prompts: 0 }, peers: [{ name: 'b.example.', ulid: PEER }] },
+    engine: {
+      contexts: [context(n * 100, n > 1)], caches: { positive: 1, negative: 0 },
+      guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: n, limited: n, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } } },
+      messages: { sent: { I1: 1, Probe: n }, received: { R1: 1, UpdateRequest: n } }, rehomings: n > 1 ? { 'send-timeout': 1 } : {},
+    },
+    resolver: {
+      listen: [{ host: '::1', port: 53 }], counters: { queries: 2 * n, udpQueries: 2 * n, tcpQueries: 0, hits: n, misses: n, servfail: 0, servfailUpstream: 0, servfailNoAnswer: 0, servfailInternal: 0 },
+      cache: { entries: n, bytes: 100 * n, maxEntries: 10, maxBytes: 1000, inflight: 0 },
+      upstreams: [{ host: '::1', port: 5300, sent: n, answered: n, timeouts: 0, failures: 0, rttMs: 1, rttVarMs: 0.5, rttBuckets: [n, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], rttSumMs: n, down: false, caseFallback: false }],
+      tcp: { connections: 0, maxConnections: 10 }, capability: { enabled: true, positive: [{ name: 'b.example.', ulid: PEER }], negative: [] },
+    },
+  };
+}
+
+async function get(port: number, path: string, init: RequestInit = {}): Promise<{ status: number; type: string; body: string }> {
+  const r = await fetch(`http://127.0.0.1:${port}${path}`, init);
+  return { status: r.status, type: r.headers.get('content-type') ?? '', body: await r.text() };
+}
+
+function family(fams: ParsedFamily[], name: string): ParsedFamily {
+  const f = fams.find((x) => x.name === name);
+  assert.ok(f, `${name} is exported`);
+  return f;
+}
+
+function value(fams: ParsedFamily[], name: string, labels: Record<string, string> = {}): number {
+  const m = family(fams, name).metrics.find((s) => Object.entries(labels).every(([k, v]) => s.labels?.[k] === v));
+  assert.ok(m, `${name}${JSON.stringify(labels)} has a sample`);
+  return Number(m.value);
+}
+
+async function server(t: { after: (fn: () => Promise<void>) => void }, status: () => StatusReply): Promise<MetricsServer> {
+  const s = await startMetricsServer({ address: '127.0.0.1', port: 0 }, { status, traffic: () => [] });
+  t.after(() => s.close());
+  return s;
+}
+
+test('/metrics: both parsers read it, names follow the conventions, values follow the snapshot', async (t) => {
+  let n = 1;
+  const s = await server(t, () => reply(n));
+  const first = await get(s.port, '/metrics');
+  assert.equal(first.status, 200);
+  assert.match(first.type, /^text\/plain; version=0\.0\.4/);
+  const a = parse(first.body);
+  for (const f of a.filter((x) => x.name.startsWith('shim6_'))) {
+    if (f.type === 'COUNTER') assert.match(f.name, /_total$/, `counter ${f.name} ends in _total`);
+    else assert.doesNotMatch(f.name, /_total$/, `${f.type} ${f.name} does not end in _total`);
+  }
+  assert.equal(value(a, 'shim6_resolver_queries_total', { transport: 'udp' }), 2);
+  assert.equal(value(a, 'shim6_contexts', { state: 'ESTABLISHED' }), 1);
+  assert.equal(value(a, 'shim6_contexts', { state: 'I1-SENT' }), 0);
+  assert.equal(value(a, 'shim6_context_received_bytes_total', { peer: PEER, name: 'b.example.' }), 100);
+  assert.equal(value(a, 'shim6_rehomings_total', { cause: 'send-timeout' }), 0);
+  const hist = family(a, 'shim6_resolver_upstream_rtt_seconds');
+  assert.equal(hist.type, 'HISTOGRAM');
+  assert.equal(hist.metrics[0]?.buckets?.['0.005'], '1');
+  assert.ok(family(a, 'process_cpu_user_seconds_total'), 'the process metrics of prom-client are there too');
+
+  n = 7;
+  const b = parse((await get(s.port, '/metrics')).body);
+  assert.equal(value(b, 'shim6_resolver_queries_total', { transport: 'udp' }), 14);
+  assert.equal(value(b, 'shim6_resolver_cache_hits_total'), 7);
+  assert.equal(value(b, 'shim6_resolver_cache_bytes'), 700);
+  assert.equal(value(b, 'shim6_context_received_bytes_total', { peer: PEER }), 700);
+  assert.equal(value(b, 'shim6_rehomings_total', { cause: 'send-timeout' }), 1);
+  assert.equal(value(b, 'shim6_control_messages_sent_total', { type: 'Probe' }), 7);
+  assert.equal(value(b, 'shim6_control_messages_received_total', { type: 'UpdateRequest' }), 7);
+  assert.equal(value(b, 'shim6_stateless_replies_total', { kind: 'R1', outcome: 'limited' }), 7);
+  assert.equal(value(b, 'shim6_dataplane_drops_total', { reason: 'no-context' }), 7);
+  assert.equal(family(b, 'shim6_resolver_upstream_rtt_seconds').metrics[0]?.buckets?.['+Inf'], '7');
+});
+
+test('/metrics follows the Prometheus naming conventions (shim6_ prefix, counters end in _total, base units)', async (t) => {
+  const s = await server(t, () => reply(3));
+  const fams = parse((await get(s.port, '/metrics')).body).filter((f) => f.name.startsWith('shim6_'));
+  assert.ok(fams.length > 20, `the shim6 families (${fams.length})`);
+  const bad: string[] = [];
+  for (const f of fams) {
+    if (!/^shim6_[a-z0-9_]+$/.test(f.name)) bad.push(`${f.name}: not snake_case`);
+    if (f.type === 'COUNTER' && !f.name.endsWith('_total')) bad.push(`${f.name}: a counter without _total`);
+    if (f.type !== 'COUNTER' && f.name.endsWith('_total')) bad.push(`${f.name}: _total on a ${f.type}`);
+    if (/_(ms|milliseconds|kb|kib|mb|octets)(_|$)/.test(f.name)) bad.push(`${f.name}: not a base unit (seconds, bytes)`);
+    if (!f.help) bad.push(`${f.name}: no HELP`);
+  }
+  assert.deepEqual(bad, []);
+});
+
+test('the page and its JSON: cards per peer, caches and upstreams; self-contained', async (t) => {
+  const s = await server(t, () => reply(2));
+  const page = await get(s.port, '/');
+  assert.equal(page.status, 200);
+  assert.match(page.type, /^text\/html/);
+  assert.doesNotMatch(page.body, /<(?:link|img|script)[^>]+(?:src|href)=/i, 'no external assets');
+  assert.match(page.body, /fetch\("status\.json"/);
+  const j = JSON.parse((await get(s.port, '/status.json')).body) as { peers: Array<{ name: string; ulid: string; lastRehome: { cause: string } }>; resolver: { upstreams: Array<{ upstream: string }> } };
+  assert.equal(j.peers.length, 1);
+  assert.equal(j.peers[0]?.name, 'b.example.');
+  assert.equal(j.peers[0]?.lastRehome.cause, 'send-timeout');
+  assert.equal(j.resolver.upstreams[0]?.upstream, '[::1]:5300');
+  assert.equal((await get(s.port, '/', { method: 'HEAD' })).body, '');
+});
+
+test('bounded: GET and HEAD only, no body, no long URL, unknown paths 404, a failing snapshot is a 500', async (t) => {
+  let fail = false;
+  const s = await server(t, () => { if (fail) throw new Error('boom'); return reply(1); });
+  assert.equal((await get(s.port, '/metrics', { method: 'POST', body: 'x' })).status, 405);
+  assert.equal((await get(s.port, '/metrics', { method: 'PUT' })).status, 405);
+  assert.equal((await get(s.port, '/metrics?' + 'a'.repeat(600))).status, 414);
+  assert.equal((await get(s.port, '/nope')).status, 404);
+  const withBody = await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc');
+  assert.match(withBody, /^HTTP\/1\.1 413/);
+  const hugeHeader = await rawRequest(s.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`);
+  assert.match(hugeHeader, /^HTTP\/1\.1 431|^HTTP\/1\.1 400|^$/);
+  fail = true;
+  assert.equal((await get(s.port, '/metrics')).status, 500);
+  fail = false;
+  assert.equal((await get(s.port, '/metrics')).status, 200, 'still serving');
+});
+
+function rawRequest(port: number, text: string): Promise<string> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1', () => c.write(text));
+    let out = '';
+    c.setEncoding('utf8');
+    c.on('data', (d: string) => { out += d; });
+    c.on('error', () => resolve(out));
+    c.on('close', () => resolve(out));
+  });
+}
+
+test('metrics address: ADDR:PORT or [V6]:PORT, both required; anything else is ECONFIG', () => {
+  assert.deepEqual(parseMetricsEndpoint('metrics', '[::1]:9533'), { address: '::1', port: 9533 });
+  assert.deepEqual(parseMetricsEndpoint('metrics', '127.0.0.1:9533'), { address: '127.0.0.1', port: 9533 });
+  for (const bad of ['::1:9533', '9533', ':9533', '[::1]', 'localhost:9533', '[::1]:0', '[::1]:70000', '1.2.3.4', '[fe80::1%eth0]:1', '', 5]) {
+    assert.throws(() => parseMetricsEndpoint('metrics', bad), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG', String(bad));
+  }
+  fc.assert(fc.property(fc.string({ maxLength: 80 }), (s) => {
+    try { parseMetricsEndpoint('metrics', s); } catch (e) { if (!(e instanceof UsageError)) throw e; }
+  }), { numRuns: 2000 });
+});
+
+test('throughput history: rates per peer from cumulative octets, bounded in peers and points', () => {
+  let now = 0;
+  let bytes = 0;
+  const peers = Array.from({ length: 5 }, (_, i) => `2001:db8::${i + 1}`);
+  const h = new ThroughputHistory(() => peers.map((p, i) => ({ peerUlid: p, contextTag: i, bytesIn: bytes * (i + 1), bytesOut: 0 })), { intervalMs: 1000, points: 3, maxPeers: 3, clock: () => now });
+  h.sample();
+  for (let i = 0; i < 5; i++) { now += 1000; bytes += 1000; h.sample(); }
+  const kept = peers.filter((p) => h.of(p).length > 0);
+  assert.equal(kept.length, 3, 'at most maxPeers peers');
+  for (const p of kept) assert.ok(h.of(p).length <= 3, 'at most `points` samples');
+  const last = h.of(kept.at(-1)!).at(-1)!;
+  assert.ok(last.inBps > 0 && last.outBps === 0, JSON.stringify(last));
+});
+
+/** A TCP port free on 127.0.0.1 just now. */
+async function freePort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+test('shim6 resolver --metrics: a question without an answer moves queries and servfail{no-answer}', async (t) => {
+  const mport = await freePort();
+  // Upstream: a UDP port with nobody behind it, so the question ends in SERVFAIL (no answer).
+  const conf = path.join(mkdtempSync(path.join(tmpdir(), 'metrics-cli-')), 'resolver.yaml');
+  writeFileSync(conf, 'queryTimeoutMs: 300\n');
+  const cli = await startCli(t, ['--config', conf, '--upstream', '127.0.0.1:9', '--metrics', `127.0.0.1:${mport}`]);
+  t.after(async () => { await cli.stop(); });
+  assert.match(cli.stderr(), new RegExp(`metrics listening url=http://127\\.0\\.0\\.1:${mport}/`));
+  const before = parse((await get(mport, '/metrics')).body);
+  assert.equal(value(before, 'shim6_resolver_queries_total', { transport: 'udp' }), 0);
+  const sock = dgram.createSocket('udp4');
+  t.after(() => sock.close());
+  const answered = new Promise<Buffer>((resolve) => sock.once('message', resolve));
+  sock.send(dnsPacket.encode({ type: 'query', id: 7, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'example.org' }] }), cli.port, '127.0.0.1');
+  const a = dnsPacket.decode(await within(answered, 'the SERVFAIL'));
+  assert.equal((a.flags ?? 0) & 0x0f, 2, 'SERVFAIL');
+  const after = parse((await get(mport, '/metrics')).body);
+  assert.equal(value(after, 'shim6_resolver_queries_total', { transport: 'udp' }), 1);
+  assert.equal(value(after, 'shim6_resolver_servfail_total', { reason: 'no-answer' }), 1);
+  assert.equal(value(after, 'shim6_resolver_upstream_up', { upstream: '127.0.0.1:9' }) >= 0, true);
+  assert.equal(family(after, 'shim6_contexts').metrics.length, 0, 'no engine: no context series');
+});
+
+test('--metrics needs ADDR:PORT: a bad value is a usage error (exit 2) naming the flag', () => {
+  for (const args of [['daemon', '--metrics', '9533'], ['resolver', '--no-engine', '--metrics', '[::1]'], ['daemon', '--metrics', 'localhost:9533']]) {
+    const r = shim6(args);
+    assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, /ECONFIG: --metrics: invalid value/);
+  }
+});

@@ -1,0 +1,121 @@
+// `shim6 status` as text (wg show style) and the --json schema: the text of a
+// reply has one block per peer with the fields people look for, no JSON and no
+// epoch numbers; docs/status.md documents every key of the schema; an engine
+// that really ran (two engines in memory) gives a reply that keeps the schema.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { formatStatus } from '../../cli/commands/status.ts';
+import { STATUS_KEYS, STATUS_SCHEMA_VERSION, schemaProblems } from '../../shim/daemon/status-schema.ts';
+import { formatAgo, formatBytes, hostPort } from '../../shim/daemon/status-view.ts';
+import { newCounters } from '../../resolver/counters.ts';
+import { ROOT } from '../helpers/cli.ts';
+import { MessageType } from '../../shim/constants.ts';
+import { configuredPair, sendShim } from '../sim/shim-hosts.ts';
+import type { Millis } from '../../shim/time.ts';
+
+const A = '2001:db8:a::1';
+const B = '2001:db8:b::1';
+const B2 = '2001:db8:c::1';
+
+const NO_MESSAGES = Object.fromEntries(Object.keys(MessageType).map((k) => [k, 0]));
+
+const REPLY = {
+  schemaVersion: 1,
+  daemon: {
+    pid: 42, uptimeSeconds: 3725, tun: 'shim6', port: 5533, profile: 'rfc', routed: [B],
+    locators: [{ address: A, ifname: 'eth0', up: true }, { address: '2001:db8:a:2::1', ifname: 'eth1', up: false }],
+    stats: { udpIn: 10, udpOut: 11, tunIn: 12, tunOut: 13, noContext: 0, notIpv6: 0, drops: { 'no-context': 2 }, prompts: 1 },
+    events: [{ t: 1764000000000, kind: 'context-established' }], peers: [],
+  },
+  engine: {
+    contexts: [{
+      state: 'ESTABLISHED', localUlid: A, peerUlid: B, ulidProof: 'hba', contextTag: 1, peerContextTag: 2, pair: { local: A, peer: B2 }, reap: 'Operational',
+      peerLocators: [{ address: B, verified: true, probed: true, flags: 0 }, { address: B2, verified: true, probed: false, flags: 0 }], timers: { Idle: 1764000000000 },
+      traffic: { packetsIn: 1000, bytesIn: 1536 * 1024, packetsOut: 900, bytesOut: 2048 }, lastReceivedAgoMs: 3200, rehomings: 2,
+      lastRehome: { agoMs: 125_000, cause: 'send-timeout', old: { local: A, peer: B }, new: { local: A, peer: B2 } },
+    }],
+    caches: { positive: 1, negative: 0 }, localGeneration: 1,
+    guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: 1, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } } },
+    messages: { sent: { ...NO_MESSAGES, I1: 1, Probe: 4 }, received: { ...NO_MESSAGES, R1: 1 } }, rehomings: { 'send-timeout': 2 },
+    capability: { positive: [{ ulid: B, source: 'dns', locators: [B, B2], ttl: 100 }], negative: [] },
+  },
+  resolver: {
+    listen: [{ host: '::1', port: 53 }, { host: '127.0.0.53', port: 53 }], udp: 'native', uptimeSeconds: 3700, counters: { ...newCounters(), queries: 5 },
+    cache: { entries: 3, bytes: 900, maxEntries: 100, maxBytes: 1 << 20, inflight: 0 },
+    upstreams: [{ host: '2001:db8::53', port: 53, sent: 4, answered: 4, timeouts: 0, failures: 0, rttMs: 1.25, rttVarMs: 0.5, rttBuckets: [4], rttSumMs: 5, caseMismatches: 0, down: false, caseFallback: false }],
+    tcp: { connections: 0, maxConnections: 100 },
+    capability: { enabled: true, positive: [{ name: 'b.example.', source: 'dns', ttl: 100, primed: true, ulid: B, locators: [B, B2] }], negative: [] },
+  },
+};
+
+test('status text: one block per peer like wg show, resolver and caches after, no JSON and no epoch numbers', () => {
+  const text = formatStatus(REPLY as never);
+  const block = text.slice(text.indexOf('peer: b.example.'), text.indexOf('\n\n', text.indexOf('peer: b.example.')));
+  assert.match(block, new RegExp(`^peer: b\\.example\\.\\n {2}ulid: ${B}\\n`));
+  assert.match(block, /state: ESTABLISHED, REAP Operational, ULID proven by hba/);
+  assert.match(block, new RegExp(`current pair: ${A} -> ${B2}`));
+  assert.match(block, new RegExp(`locators: ${B} \\(verified, probed\\); ${B2} \\(verified, not probed, current\\)`));
+  assert.match(block, /last received: 3 s ago/);
+  assert.match(block, /transfer: 1\.50 MiB received, 2\.00 KiB sent \(1000 \/ 900 packets\)/);
+  assert.match(block, new RegExp(`last re-homing: 2 min 5 s ago, send-timeout: ${A} -> ${B} to ${A} -> ${B2} \\(2 in all\\)`));
+  assert.ok(text.indexOf('daemon: pid 42, up 1 h 2 min') === 0, text);
+  assert.ok(text.indexOf('peer: ') < text.indexOf('resolver: listening'), 'peers before the resolver');
+  assert.match(text, /resolver: listening on \[::1\]:53, 127\.0\.0\.53:53/);
+  assert.match(text, /upstream \[2001:db8::53\]:53: up, rtt 1\.25 ms/);
+  assert.match(text, /local locators: 2001:db8:a::1 on eth0 \(up\), 2001:db8:a:2::1 on eth1 \(down\)/);
+  assert.match(text, /re-homings: send-timeout 2/);
+  assert.doesNotMatch(text, /[{}"]/, 'no JSON in the text');
+  assert.doesNotMatch(text, /\b1[6-9]\d{8,11}\b/, 'no epoch seconds or milliseconds');
+});
+
+test('formatters: durations, octets, [v6]:port', () => {
+  assert.equal(formatAgo(850), '850 ms ago');
+  assert.equal(formatAgo(3000), '3 s ago');
+  assert.equal(formatAgo(undefined), 'never');
+  assert.equal(formatAgo(90_061_000), '1 d 1 h ago');
+  assert.equal(formatBytes(512), '512 B');
+  assert.equal(formatBytes(1536), '1.50 KiB');
+  assert.equal(hostPort('::1', 9533), '[::1]:9533');
+  assert.equal(hostPort('127.0.0.1', 53), '127.0.0.1:53');
+});
+
+test('docs/status.md documents every key of the schema, and the checker finds a missing one', () => {
+  const doc = readFileSync(path.join(ROOT, 'docs/status.md'), 'utf8');
+  assert.match(doc, new RegExp(`schemaVersion.{0,40}${STATUS_SCHEMA_VERSION}`));
+  for (const [where, keys] of Object.entries(STATUS_KEYS)) {
+    if (where !== '') assert.ok(doc.includes(`\`${where}\``), `docs/status.md names the object ${where}`);
+    for (const k of keys) assert.ok(doc.includes(`\`${k}\``), `docs/status.md documents ${where ? `${where}.` : ''}${k}`);
+  }
+  assert.deepEqual(schemaProblems(REPLY), []);
+  const broken = structuredClone(REPLY) as { engine: { contexts: Array<Record<string, unknown>> } };
+  delete broken.engine.contexts[0]!.traffic;
+  assert.deepEqual(schemaProblems(broken), ['engine.contexts[].traffic']);
+});
+
+test('a real engine\'s status (two engines, a context, a re-homing) keeps the schema and fills the peer block', () => {
+  // test/engine/rehome.test.ts's black hole: payload both ways, then the current pair drops everything.
+  const { sim, a, b } = configuredPair(21);
+  const traffic = (until: number): void => {
+    while (sim.now < until) { sendShim(sim, a, b); sendShim(sim, b, a); sim.runFor(50); }
+  };
+  traffic(1000);
+  sim.setLink(a.ulid, b.ulid, { blackhole: true }, 'forward');
+  sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward');
+  traffic(sim.now + 2000);
+  const st = a.engine.status(sim.now as Millis);
+  const reply = { schemaVersion: 1, engine: st, resolver: null };
+  assert.deepEqual(schemaProblems(reply), []);
+  const c = st.contexts[0]!;
+  assert.equal(c.state, 'ESTABLISHED');
+  assert.ok(c.traffic.packetsOut > 0 && c.traffic.bytesOut > 0, JSON.stringify(c.traffic));
+  assert.ok(c.traffic.packetsIn > 0, JSON.stringify(c.traffic));
+  assert.ok(c.lastReceivedAgoMs !== undefined);
+  assert.equal(c.rehomings, 1);
+  assert.equal(c.lastRehome?.cause, 'send-timeout');
+  assert.equal(st.rehomings['send-timeout'], 1);
+  assert.ok((st.messages.sent.Probe ?? 0) > 0 && (st.messages.sent.I1 ?? 0) === 1 && (st.messages.received.R1 ?? 0) === 1, JSON.stringify(st.messages));
+  const text = formatStatus(reply as never);
+  assert.match(text, /last re-homing: .* ago, send-timeout: /);
+});
