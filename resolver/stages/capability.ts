@@ -256,7 +256,7 @@ export class CapabilityStage implements Stage {
         this.log.warn('capability record ignored', { name, why: pick.why });
       }
       // The sink has what it needs: keep two strings for status instead of the decoded records. An
-      // entry lives in the cache for thousands of lookups, and every object it holds is copied by
+      // entry lives in the cache for thousands of lookups, and every object it holds is copied by the
       // young-generation collection it survives into the old generation (measured with
       // --trace-gc-nvp in the bench's miss run: about 1,500 → 1,200 octets promoted per miss).
       const shown = pick.record ?? r.records[0];
