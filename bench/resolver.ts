@@ -1,25 +1,29 @@
 /**
- * `npm run bench -- resolver [seconds] [rounds] [threads]`: dnsperf against shim6's
- * stub, dnsmasq and unbound (both as forwarders), all forwarding to the same local
- * Knot, in one run; figures printed as ratios to dnsmasq. Asserts nothing.
+ * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS]`: dnsperf
+ * against shim6's stub, dnsmasq and unbound (both as forwarders), all forwarding
+ * to the same local Knot, in one run; each round prints the four targets of the
+ * resolver (issue 16) as same-round ratios with pass/miss, and the end their
+ * medians over the rounds. Asserts nothing. `--json`: the figures as JSON on
+ * stdout (the text goes to stderr).
  * shim6 and unbound run twice: on one thread, and on `threads` (default one per
  * CPU, at least 2: shim6 `--workers`, unbound `num-threads`); dnsmasq has one.
  *
  * Measurements (each bounded by `seconds`, default 5; `rounds` rounds, default 3, medians):
  *  - cache-hit QPS: 100 names, warmed, dnsperf flat out (-q 200);
- *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out, with the CPU
- *    per miss of the server, of Knot, and of the whole machine (/proc/stat): with
- *    capability pickup every miss is two upstream exchanges, so Knot's share doubles;
- *    also per round against dnsmasq's miss run of the same round, with what it lost;
+ *  - cache-miss QPS: unique names under a wildcard, dnsperf flat out, at most
+ *    MISS_NAMES of them (fewer than dnsmasq's cache holds: its miss rate
+ *    collapses once the cache is full, and that is not what is measured), with
+ *    the CPU per miss of the server (its own /proc/<pid>/stat over the run), of
+ *    Knot, and of the whole machine (/proc/stat);
  *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
  *  - node-bare: a bare Node UDP responder (copies one stored answer, patches
  *    the ID) as the ceiling of Node's dgram on this machine;
- *  - shim6 lookup latency with capability pickup on vs off (misses: the
- *    TYPE65300 query runs in parallel with the AAAA one);
- *  - the bounds the machine sets (docs/benchmarks.md): Knot's own latency for
- *    the TYPE65300 + AAAA pair against AAAA alone, with no stub in the path
- *    (the floor of the pickup's latency cost), and the misses per second the
- *    measured machine CPU per miss allows on all CPUs.
+ *  - shim6 lookup latency with capability pickup on vs off, side by side (a
+ *    dnsperf per server at once): straight to Knot, and through a delaying
+ *    forwarder (bench/_delay-forwarder.ts) that puts Knot `--rtt` ms (default 20) away;
+ *  - Knot's own latency for the TYPE65300 + AAAA pair against AAAA alone, with
+ *    no stub in the path: the authoritative server's extra cost for the record
+ *    question, which the pickup latency target allows on top of pickup off.
  * Knot answers every name (wildcards, with a capability record), so misses
  * measure the forwarders, not the authoritative server.
  * The machine is a VM: a run during which the hypervisor gave more than
@@ -38,10 +42,26 @@ import { Endpoint, openDnsUdp } from '../resolver/udp-socket.ts';
 import { buildQuery } from '../resolver/answer-build.ts';
 import { CLASS_IN, RrType, textToNameKey } from '../resolver/message.ts';
 
-const SECONDS = Number(process.argv[2] ?? 5);
-const ROUNDS = Number(process.argv[3] ?? 3);
+const argv = process.argv.slice(2);
+const JSON_OUT = argv.includes('--json');
+const rttAt = argv.indexOf('--rtt');
+/** Round trip (ms) the delaying forwarder puts between the far stubs and Knot. */
+const FAR_RTT_MS = rttAt >= 0 ? Number(argv[rttAt + 1]) : 20;
+const positional = argv.filter((a, i) => !a.startsWith('--') && !(rttAt >= 0 && i === rttAt + 1));
+const SECONDS = Number(positional[0] ?? 5);
+const ROUNDS = Number(positional[1] ?? 3);
 /** Threads for the multi-threaded rows (shim6 `--workers`, unbound `num-threads`): one per CPU, at least 2. */
-const THREADS = Number(process.argv[4] ?? Math.max(2, os.cpus().length));
+const THREADS = Number(positional[2] ?? Math.max(2, os.cpus().length));
+/** dnsmasq's cache (entries). */
+const DNSMASQ_CACHE = 150_000;
+/**
+ * Unique names of one miss run (each asked once: dnsperf -n 1): fewer than
+ * dnsmasq's cache holds, so the run ends after these or `seconds`, whichever
+ * comes first, and no server's cache fills during it.
+ */
+const MISS_NAMES = 120_000;
+/** The human-readable figures: stdout, or stderr when the JSON goes to stdout. */
+const say = (line: string): void => { if (JSON_OUT) console.error(line); else console.log(line); };
 const LAT_SECONDS = Math.min(SECONDS, 4);
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
 const dir = mkdtempSync(path.join(os.tmpdir(), 'bench-resolver-'));
@@ -144,10 +164,14 @@ function cpuMicros(pid: number | undefined): number | undefined {
   }
 }
 
-/** dnsperf's arguments for one run: flat out (at most 200 outstanding), or verbose at `rate` queries/s. */
-function dnsperfArgs(port: number, file: string, seconds: number, rate?: number): string[] {
+/**
+ * dnsperf's arguments for one run: flat out (at most 200 outstanding), or verbose at `rate` queries/s;
+ * `once`: every name of the file at most once (the run also ends when the file does).
+ */
+function dnsperfArgs(port: number, file: string, seconds: number, rate?: number, once = false): string[] {
   const args = ['-s', '127.0.0.1', '-p', String(port), '-d', file, '-l', String(seconds), '-q', '200', '-t', '2', '-c', '4'];
   if (rate) args.push('-Q', String(rate), '-v');
+  if (once) args.push('-n', '1');
   return args;
 }
 
@@ -157,11 +181,11 @@ function latencies(out: string): number[] {
 }
 
 /** One dnsperf run; with `rate` it runs verbose at that rate and computes latency percentiles (ms). */
-function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number; pid?: number | undefined }): Perf {
+function dnsperf(port: number, file: string, opts: { rate?: number; seconds: number; pid?: number | undefined; once?: boolean }): Perf {
   const cpu0 = cpuMicros(opts.pid);
   const auth0 = cpuMicros(authPid);
   const m0 = machineMicros();
-  const r = spawnSync('dnsperf', dnsperfArgs(port, file, opts.seconds, opts.rate), { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
+  const r = spawnSync('dnsperf', dnsperfArgs(port, file, opts.seconds, opts.rate, opts.once), { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024, timeout: (opts.seconds + 20) * 1000 });
   const out = String(r.stdout);
   const qps = Number(/Queries per second:\s+([\d.]+)/.exec(out)?.[1] ?? 0);
   const lost = Number(/Queries lost:\s+(\d+)/.exec(out)?.[1] ?? 0);
@@ -294,6 +318,54 @@ function names(prefix: string, count: number, type = 'AAAA'): string {
   return f;
 }
 
+/** One round's figures: per server its medians-to-be, and the side-by-side and floor runs. */
+interface Round {
+  /** /proc/loadavg's 1-minute figure at the start and the end of the round. */
+  load: [number, number];
+  servers: Record<string, Record<string, number>>;
+  /** Knot alone: median round trip (µs) of AAAA, and of TYPE65300 + AAAA. */
+  floor?: { single: number; pair: number };
+  /** Side-by-side miss p50s (µs), pickup on and off: one thread, `threads` workers, and the far upstream. */
+  side: { one?: [number, number]; multi?: [number, number]; far?: [number, number] };
+  checks: Check[];
+}
+
+/** One target in one round (or the median over rounds). */
+interface Check { key: string; label: string; value: number; unit: '×' | 'ms'; op: '≥' | '≤'; bound: number; pass: boolean; detail: string }
+
+/** The four targets of the resolver (issue 16), from one round's figures of the default shim6 (pickup on, one thread). */
+function checks(r: Omit<Round, 'checks'>): Check[] {
+  const out: Check[] = [];
+  const s = r.servers;
+  const add = (key: string, label: string, value: number | undefined, unit: Check['unit'], op: Check['op'], bound: number, detail: string): void => {
+    if (value === undefined || !Number.isFinite(value)) return;
+    out.push({ key, label, value, unit, op, bound, pass: op === '≥' ? value >= bound : value <= bound, detail });
+  };
+  const sh = s.shim6, dm = s.dnsmasq, ub = s.unbound;
+  if (sh && dm) add('hitQps', 'cache-hit QPS, shim6 / dnsmasq', sh.hitQps! / dm.hitQps!, '×', '≥', 1.0, `${sh.hitQps!.toFixed(0)} / ${dm.hitQps!.toFixed(0)} q/s`);
+  if (sh && dm) add('missCpuDnsmasq', 'CPU per miss (pickup on), shim6 / dnsmasq', sh.missCpu! / dm.missCpu!, '×', '≤', 1.0, `${sh.missCpu?.toFixed(1)} / ${dm.missCpu?.toFixed(1)} µs`);
+  if (sh && ub) add('missCpuUnbound', 'CPU per miss (pickup on), shim6 / unbound', sh.missCpu! / ub.missCpu!, '×', '≤', 1.5, `${sh.missCpu?.toFixed(1)} / ${ub.missCpu?.toFixed(1)} µs`);
+  if (r.side.one && r.floor) {
+    const [on, off] = r.side.one;
+    const extra = r.floor.pair - r.floor.single;
+    add('pickupLatency', 'miss p50, (pickup on − Knot\'s extra) / pickup off', (on - extra) / off, '×', '≤', 1.05,
+      `on ${on.toFixed(0)} µs, off ${off.toFixed(0)} µs, Knot's extra for the record question ${extra.toFixed(0)} µs`);
+  }
+  if (r.side.far) {
+    const [on, off] = r.side.far;
+    add('pickupLatencyFar', `miss p50 with Knot ${FAR_RTT_MS} ms away, pickup on − off`, (on - off) / 1000, 'ms', '≤', 1.0, `on ${(on / 1000).toFixed(3)} ms, off ${(off / 1000).toFixed(3)} ms`);
+  }
+  return out;
+}
+
+function checkLine(c: Check): string {
+  const v = c.unit === '×' ? `${c.value.toFixed(2)}×` : `${c.value >= 0 ? '+' : ''}${c.value.toFixed(3)} ms`;
+  const b = c.unit === '×' ? `${c.bound.toFixed(2)}×` : `${c.bound} ms`;
+  return `${c.label}: ${v} (target ${c.op} ${b}) ${c.pass ? 'pass' : 'MISS'} — ${c.detail}`;
+}
+
+const loadavg = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+
 async function main(): Promise<void> {
   let auth: AuthDns | undefined;
   try {
@@ -302,10 +374,10 @@ async function main(): Promise<void> {
     authPid = Number(readFileSync(path.join(auth.dir, 'knot.pid'), 'utf8').trim()) || undefined;
     const servers: Record<string, number> = {};
     const pids: Record<string, number | undefined> = {};
-    // dnsmasq: cache big enough that the miss run does not fill it; forward limit raised from 150.
+    // dnsmasq: the miss runs ask fewer names than its cache holds (MISS_NAMES); forward limit raised from 150.
     servers.dnsmasq = await freePort();
     pids.dnsmasq = start('dnsmasq', 'dnsmasq', ['-k', '--conf-file=/dev/null', '--no-resolv', '--no-hosts', '--bind-interfaces', '--listen-address=127.0.0.1',
-      `--port=${servers.dnsmasq}`, `--server=${up}`, '--cache-size=150000', '--dns-forward-max=1000', `--pid-file=${dir}/dnsmasq.pid`]);
+      `--port=${servers.dnsmasq}`, `--server=${up}`, `--cache-size=${DNSMASQ_CACHE}`, '--dns-forward-max=1000', `--pid-file=${dir}/dnsmasq.pid`]);
     for (const [name, threads] of [['unbound', 1], [`unbound-t${THREADS}`, THREADS]] as const) {
       servers[name] = await freePort();
       writeFileSync(path.join(dir, `${name}.conf`), [
@@ -322,29 +394,36 @@ async function main(): Promise<void> {
     // bigger one only keeps decoded records of 10^5 one-off names alive, and the heap that grows
     // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
+    const shim6 = (name: string, upstream: number, extra: readonly string[]): number | undefined => start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
+      '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
+      '--config', path.join(dir, 'shim6.json'), ...extra]);
+    const far: Record<string, number> = {};
     const w = `--workers=${THREADS}`;
     for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']], [`shim6-w${THREADS}`, [w]], [`shim6-w${THREADS}-nopickup`, [w, '--no-capability']]] as const) {
       servers[name] = await freePort();
-      pids[name] = start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine', '--log-level', 'error', '--listen', `127.0.0.1:${servers[name]}`,
-        '--upstream', `127.0.0.1:${auth.port}`, '--socket', path.join(dir, `${name}.sock`), '--config', path.join(dir, 'shim6.json'), ...extra]);
+      pids[name] = shim6(name, auth.port, extra);
     }
     // The ceiling of Node's dgram on this machine: a responder that copies one stored answer and patches the ID.
     servers['node-bare'] = await freePort();
     pids['node-bare'] = start('node-bare', process.execPath, ['--input-type=module', '-e', BARE_RESPONDER, String(servers['node-bare'])]);
-    for (const p of Object.values(servers)) await waitAnswers(p);
+    // Knot FAR_RTT_MS away: a delaying forwarder of our own (no netem here), and a pickup on/off pair behind it.
+    const delayPort = await freePort();
+    // At a raised priority (nice −10): it stands for the network, whose delay should not wait for a CPU behind the servers.
+    start('delay-forwarder', 'nice', ['-n', '-10', process.execPath, '--import', 'tsx', path.join(ROOT, 'bench/_delay-forwarder.ts'), String(delayPort), String(auth.port), String(FAR_RTT_MS)]);
+    for (const [name, extra] of [['shim6-far', []], ['shim6-far-nopickup', ['--no-capability']]] as const) {
+      far[name] = await freePort();
+      shim6(name, delayPort, extra);
+    }
+    for (const p of [...Object.values(servers), ...Object.values(far)]) await waitAnswers(p);
 
     // Rounds interleave the servers so that load from elsewhere on the machine hits them alike; medians are reported.
     const samples: Record<string, Record<string, number[]>> = {};
     const hitFile = names('hit', 100);
-    const floors: { single: number[]; pair: number[] } = { single: [], pair: [] };
-    /** Per round, the side-by-side p50s (µs) of pickup on and off: one thread, and `threads` workers. */
-    const paired: { one: Array<[number, number]>; multi: Array<[number, number]> } = { one: [], multi: [] };
+    const rounds: Round[] = [];
     let retried = 0;
-    /** Per round, each server's miss run (QPS and queries lost), for the same-round ratios. */
-    const missByRound: Array<Record<string, { qps: number; lost: number }>> = [];
     for (let round = 0; round < ROUNDS; round++) {
-      const roundMiss: Record<string, { qps: number; lost: number }> = {};
-      missByRound.push(roundMiss);
+      const load0 = loadavg();
+      const roundServers: Record<string, Record<string, number>> = {};
       const order = Object.entries(servers);
       for (let k = 0; k < round; k++) order.push(order.shift()!);
       for (const [name, port] of order) {
@@ -353,7 +432,7 @@ async function main(): Promise<void> {
         dnsperf(port, hitFile, { seconds: 1 }); // (re)warm the hit names
         const hit = await lowSteal(() => dnsperf(port, hitFile, { seconds: SECONDS, pid }));
         const hitLat = await lowSteal(() => dnsperf(port, hitFile, { seconds: LAT_SECONDS, rate: 2000 }));
-        // dnsmasq's miss rate collapses once its cache is full: SIGHUP empties it before the miss runs.
+        // dnsmasq's cache is emptied (SIGHUP) before each miss run, as every other server's holds none of its names.
         const flush = async (): Promise<void> => { if (name === 'dnsmasq' && pid !== undefined) { process.kill(pid, 'SIGHUP'); await sleep(200); } };
         const bare = name === 'node-bare'; // answers everything from one stored answer: no miss path
         const none: Perf = { qps: NaN, lost: 0, queries: 0, steal: 0 };
@@ -364,99 +443,113 @@ async function main(): Promise<void> {
         let missFile = '';
         const missLat = bare ? none : await lowSteal(() => dnsperf(port, latFile, { seconds: LAT_SECONDS, rate: 500 }),
           async () => { await flush(); latFile = names(`lat-${name}-${round}-`, 10_000); });
-        const miss = bare ? none : await lowSteal(() => dnsperf(port, missFile, { seconds: SECONDS, pid }),
-          async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${name}-${round}-`, 400_000); });
+        const miss = bare ? none : await lowSteal(() => dnsperf(port, missFile, { seconds: SECONDS, pid, once: true }),
+          async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${name}-${round}-`, MISS_NAMES); });
         if (missFile) rmSync(missFile);
-        if (!bare) roundMiss[name] = { qps: miss.qps, lost: miss.lost };
         const s = (samples[name] ??= {});
-        const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) (s[k] ??= []).push(v); };
-        add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost); add('hitCpu', hit.cpuUs); add('missCpu', miss.cpuUs);
+        const rs = (roundServers[name] = {} as Record<string, number>);
+        const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) { (s[k] ??= []).push(v); rs[k] = v; } };
+        add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost); add('missQueries', miss.queries); add('hitCpu', hit.cpuUs); add('missCpu', miss.cpuUs);
         add('missAuth', miss.authUs); add('missMachine', miss.machineUs); add('missBusy', miss.busy);
         add('hitP50', hitLat.p50); add('hitP99', hitLat.p99); add('missP50', missLat.p50); add('missP99', missLat.p99);
         add('missSteal', miss.steal); add('missLatSteal', missLat.steal); add('hitSteal', hit.steal);
         retried += (hit.retries ?? 0) + (hitLat.retries ?? 0) + (missLat.retries ?? 0) + (miss.retries ?? 0);
         const pc = (r: Perf): string => `${(100 * r.steal).toFixed(1)} %${r.retries ? ` after ${r.retries} retr${r.retries > 1 ? 'ies' : 'y'}` : ''}`;
-        console.log(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s, miss ${miss.qps.toFixed(0)} q/s (lost ${miss.lost}), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms; steal: miss run ${pc(miss)}, miss latency ${pc(missLat)}, hit run ${pc(hit)}`);
+        const cpu = (v: number | undefined): string => (v === undefined ? 'n/a' : v.toFixed(1));
+        say(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s (${cpu(hit.cpuUs)} µs CPU/hit), miss ${miss.qps.toFixed(0)} q/s (${miss.queries} answered, lost ${miss.lost}, ${cpu(miss.cpuUs)} µs CPU/miss), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms; steal: miss run ${pc(miss)}, miss latency ${pc(missLat)}, hit run ${pc(hit)}`);
       }
+      const r: Omit<Round, 'checks'> = { load: [load0, load0], servers: roundServers, side: {} };
       // The authoritative server's own share of the pickup's latency cost, in the same conditions.
       await settle();
       const floor = await pairFloor(auth.port, 1000);
       if (floor) {
-        floors.single.push(floor.single);
-        floors.pair.push(floor.pair);
-        console.log(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub)`);
+        r.floor = floor;
+        say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub)`);
       }
-      for (const [key, on, off] of [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`]] as const) {
+      for (const [key, on, off] of [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup']] as const) {
         await settle();
-        const p = await sideBySideLatency([servers[on]!, servers[off]!], LAT_SECONDS, `${round}-${key}`);
-        paired[key].push([p[0]!, p[1]!]);
-        console.log(`round ${round + 1}/${ROUNDS} side-by-side miss latency p50: ${on} ${p[0]!.toFixed(0)} µs, ${off} ${p[1]!.toFixed(0)} µs (${(p[0]! / p[1]!).toFixed(2)}×)`);
+        const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
+        const p = await sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}`);
+        r.side[key] = [p[0]!, p[1]!];
+        say(`round ${round + 1}/${ROUNDS} side-by-side miss latency p50: ${on} ${p[0]!.toFixed(0)} µs, ${off} ${p[1]!.toFixed(0)} µs (${(p[0]! / p[1]!).toFixed(2)}×, ${((p[0]! - p[1]!) / 1000).toFixed(3)} ms)`);
       }
+      r.load[1] = loadavg();
+      const full: Round = { ...r, checks: checks(r) };
+      rounds.push(full);
+      say(`round ${round + 1}/${ROUNDS} targets (load average ${r.load[0].toFixed(1)} → ${r.load[1].toFixed(1)}):`);
+      for (const c of full.checks) say(`  ${checkLine(c)}`);
     }
-    const median = (xs: number[] | undefined): number | undefined => {
-      if (!xs || xs.length === 0) return undefined;
-      const v = [...xs].sort((a, b) => a - b);
-      return v[Math.floor(v.length / 2)];
-    };
-    const rows: Record<string, Record<string, number | undefined>> = {};
-    for (const [name, s] of Object.entries(samples)) rows[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
-    const ratios = (xs: Array<[number, number]>): number | undefined => median(xs.map(([a, b]) => a / b));
-    report(rows, { single: median(floors.single), pair: median(floors.pair) }, retried, { one: ratios(paired.one), multi: ratios(paired.multi) }, missByRound);
+    report(samples, rounds, retried);
   } finally {
     await cleanup(auth);
   }
 }
 
-function report(rows: Record<string, Record<string, number | undefined>>, floor: { single?: number | undefined; pair?: number | undefined }, retried: number,
-  paired: { one: number | undefined; multi: number | undefined }, missByRound: ReadonlyArray<Record<string, { qps: number; lost: number }>>): void {
+function median(xs: readonly number[] | undefined): number | undefined {
+  if (!xs || xs.length === 0) return undefined;
+  const v = [...xs].sort((a, b) => a - b);
+  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
+}
+
+function report(samples: Record<string, Record<string, number[]>>, rounds: readonly Round[], retried: number): void {
+  const rows: Record<string, Record<string, number | undefined>> = {};
+  for (const [name, s] of Object.entries(samples)) rows[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
   const base = rows.dnsmasq!;
   const f = (v: number | undefined, d = 0): string => (v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
   const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) + '×' : 'n/a');
-  console.log(`\n## Resolver (median of ${ROUNDS} interleaved rounds, ${SECONDS} s per throughput run, ${os.cpus().length} CPUs, load average ${os.loadavg()[0]!.toFixed(1)}, all forwarding to one local Knot)\n`);
-  console.log('| server | hit QPS | ×dnsmasq | miss QPS | ×dnsmasq | CPU µs/hit | CPU µs/miss | hit p50/p99 ms | miss p50/p99 ms |');
-  console.log('|---|---|---|---|---|---|---|---|---|');
+  const loads = rounds.flatMap((r) => r.load);
+  const loadText = `load average ${f(Math.min(...loads), 1)}–${f(Math.max(...loads), 1)}`;
+  say(`\n## Resolver (median of ${ROUNDS} interleaved rounds, ${SECONDS} s per throughput run, at most ${MISS_NAMES} names per miss run, ${os.cpus().length} CPUs, ${loadText}, all forwarding to one local Knot)\n`);
+  say('| server | hit QPS | ×dnsmasq | miss QPS | ×dnsmasq | CPU µs/hit | CPU µs/miss | hit p50/p99 ms | miss p50/p99 ms |');
+  say('|---|---|---|---|---|---|---|---|---|');
   for (const [name, r] of Object.entries(rows)) {
-    console.log(`| ${name} | ${f(r.hitQps)} | ${ratio(r.hitQps, base.hitQps)} | ${f(r.missQps)} | ${ratio(r.missQps, base.missQps)} | ${f(r.hitCpu, 1)} | ${f(r.missCpu, 1)} | ${f(r.hitP50, 3)} / ${f(r.hitP99, 3)} | ${f(r.missP50, 3)} / ${f(r.missP99, 3)} |`);
+    say(`| ${name} | ${f(r.hitQps)} | ${ratio(r.hitQps, base.hitQps)} | ${f(r.missQps)} | ${ratio(r.missQps, base.missQps)} | ${f(r.hitCpu, 1)} | ${f(r.missCpu, 1)} | ${f(r.hitP50, 3)} / ${f(r.hitP99, 3)} | ${f(r.missP50, 3)} / ${f(r.missP99, 3)} |`);
   }
-  console.log('\nWhere a miss run\'s CPU went (µs per answered miss; machine = all CPUs busy, incl. dnsperf, Knot, kernel; steal = the hypervisor\'s share, not counted as busy):\n');
-  console.log('| server | server CPU | Knot CPU | machine CPU | machine busy | steal, miss run | steal, miss latency run |');
-  console.log('|---|---|---|---|---|---|---|');
+  say('\nWhere a miss run\'s CPU went (µs per answered miss; machine = all CPUs busy, incl. dnsperf, Knot, kernel; steal = the hypervisor\'s share, not counted as busy):\n');
+  say('| server | server CPU | Knot CPU | machine CPU | machine busy | steal, miss run | steal, miss latency run |');
+  say('|---|---|---|---|---|---|---|');
   const pct = (v: number | undefined, d = 0): string => (v === undefined ? 'n/a' : (100 * v).toFixed(d) + ' %');
   for (const [name, r] of Object.entries(rows)) {
     if (r.missMachine === undefined) continue;
-    console.log(`| ${name} | ${f(r.missCpu, 1)} | ${f(r.missAuth, 1)} | ${f(r.missMachine, 1)} | ${pct(r.missBusy)} | ${pct(r.missSteal, 1)} | ${pct(r.missLatSteal, 1)} |`);
+    say(`| ${name} | ${f(r.missCpu, 1)} | ${f(r.missAuth, 1)} | ${f(r.missMachine, 1)} | ${pct(r.missBusy)} | ${pct(r.missSteal, 1)} | ${pct(r.missLatSteal, 1)} |`);
   }
-  console.log(`\nruns repeated for steal above ${pct(MAX_STEAL, 1)} (at most ${RETRIES} times each, the run with the least steal kept): ${retried}`);
-  const on = rows.shim6!, off = rows['shim6-nopickup']!;
-  const onW = rows[`shim6-w${THREADS}`]!, offW = rows[`shim6-w${THREADS}-nopickup`]!;
-  console.log(`\nshim6 miss latency with capability pickup vs pickup off: p50 ${ratio(on.missP50, off.missP50)}, p99 ${ratio(on.missP99, off.missP99)}; with ${THREADS} workers p50 ${ratio(onW.missP50, offW.missP50)}, p99 ${ratio(onW.missP99, offW.missP99)}`);
-  const bareRow = rows['node-bare'];
-  if (bareRow) console.log(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
-  console.log(`CPU per query vs dnsmasq (load-independent): hit ${ratio(base.hitCpu, on.hitCpu)} of dnsmasq's efficiency, miss ${ratio(base.missCpu, on.missCpu)} (pickup on), ${ratio(base.missCpu, off.missCpu)} (pickup off)`);
-  // What the machine and the authoritative server leave for the stub (see docs/benchmarks.md "Why two targets are out of reach on this machine").
-  if (floor.single !== undefined && floor.pair !== undefined && off.missP50) {
-    const extra = floor.pair - floor.single;
-    const offUs = off.missP50 * 1000;
-    console.log(`latency floor: Knot alone answers TYPE65300 + AAAA in ${f(floor.pair)} µs, AAAA alone in ${f(floor.single)} µs: the second question costs ${f(extra)} µs before the stub decodes anything, ${((offUs + extra) / offUs).toFixed(2)}× of shim6's pickup-off p50 (${f(offUs)} µs) on its own; the 1.1× target leaves ${f(0.1 * offUs - extra)} µs for the stub's own work on the record`);
+  say(`\nruns repeated for steal above ${pct(MAX_STEAL, 1)} (at most ${RETRIES} times each, the run with the least steal kept): ${retried}`);
+  const sideMedian = (key: keyof Round['side']): { on?: number; off?: number; ratio?: number; diffMs?: number } => {
+    const xs = rounds.map((r) => r.side[key]).filter((x): x is [number, number] => x !== undefined);
+    const on = median(xs.map((x) => x[0])), off = median(xs.map((x) => x[1]));
+    const ratio = median(xs.map(([a, b]) => a / b)), diffMs = median(xs.map(([a, b]) => (a - b) / 1000));
+    return { ...(on !== undefined ? { on } : {}), ...(off !== undefined ? { off } : {}), ...(ratio !== undefined ? { ratio } : {}), ...(diffMs !== undefined ? { diffMs } : {}) };
+  };
+  const side = { one: sideMedian('one'), multi: sideMedian('multi'), far: sideMedian('far') };
+  const floors = rounds.map((r) => r.floor).filter((x): x is { single: number; pair: number } => x !== undefined);
+  const floor = { single: median(floors.map((x) => x.single)), pair: median(floors.map((x) => x.pair)), extra: median(floors.map((x) => x.pair - x.single)) };
+  say(`side-by-side miss latency p50 (medians of the rounds'): pickup on vs off ${f(side.one.on)} / ${f(side.one.off)} µs (${f(side.one.ratio, 2)}×, one thread), ` +
+    `${f(side.multi.on)} / ${f(side.multi.off)} µs (${f(side.multi.ratio, 2)}×, ${THREADS} workers), ${f((side.far.on ?? NaN) / 1000, 3)} / ${f((side.far.off ?? NaN) / 1000, 3)} ms (Knot ${FAR_RTT_MS} ms away)`);
+  say(`Knot alone: AAAA ${f(floor.single)} µs, TYPE65300 + AAAA ${f(floor.pair)} µs: the record question costs Knot ${f(floor.extra)} µs (median of the rounds')`);
+  const bareRow = rows['node-bare'], on = rows.shim6!, off = rows['shim6-nopickup']!;
+  if (bareRow) say(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
+  say(`CPU per miss, pickup off (one upstream exchange per miss, like dnsmasq): shim6-nopickup / dnsmasq ${ratio(off.missCpu, base.missCpu)}`);
+  // The targets: each round's comparison, and the median over the rounds.
+  const keys = [...new Set(rounds.flatMap((r) => r.checks.map((c) => c.key)))];
+  const medians: Check[] = [];
+  say(`\nTargets (default shim6: pickup on, one thread; each round's servers measured in that round; ${loadText}):`);
+  for (const key of keys) {
+    const per = rounds.map((r) => r.checks.find((c) => c.key === key));
+    const got = per.filter((c): c is Check => c !== undefined);
+    const c0 = got[0]!;
+    const value = median(got.map((c) => c.value))!;
+    const m: Check = { ...c0, value, pass: c0.op === '≥' ? value >= c0.bound : value <= c0.bound, detail: `rounds: ${per.map((c) => (c ? `${c.unit === '×' ? c.value.toFixed(2) : c.value.toFixed(3)} ${c.pass ? 'pass' : 'MISS'}` : 'n/a')).join(', ')}` };
+    medians.push(m);
+    say(`  median ${checkLine(m)}`);
   }
-  if (on.missMachine && on.missBusy !== undefined) {
-    const cpus = os.cpus().length;
-    console.log(`throughput ceiling: ${f(on.missMachine, 1)} µs of machine CPU per miss with pickup on, one thread (stub, Knot, dnsperf, kernel) would allow at most ${f(cpus * 1e6 / on.missMachine)} misses/s on ${cpus} CPUs at that cost (${ratio(cpus * 1e6 / on.missMachine, base.missQps)} dnsmasq's measured miss QPS); the stub's one thread at ${f(on.missCpu, 1)} µs per miss allows ${f(1e6 / (on.missCpu ?? NaN))}/s; with ${THREADS} workers the machine was ${pct(onW.missBusy)} busy at ${f(onW.missMachine, 1)} µs per miss`);
+  if (JSON_OUT) {
+    console.log(JSON.stringify({
+      seconds: SECONDS, rounds: ROUNDS, threads: THREADS, cpus: os.cpus().length, missNames: MISS_NAMES, dnsmasqCache: DNSMASQ_CACHE, farRttMs: FAR_RTT_MS,
+      retriedForSteal: retried, servers: rows, sideBySide: side, knotFloor: floor,
+      targets: Object.fromEntries(medians.map((c) => [c.key, { value: c.value, op: c.op, bound: c.bound, pass: c.pass, unit: c.unit }])),
+      perRound: rounds,
+    }, null, 2));
   }
-  const x = (v: number | undefined): string => (v === undefined ? 'n/a' : v.toFixed(2) + '×');
-  console.log(`side-by-side miss latency (a dnsperf per server at once, median of the rounds' p50 ratios): pickup on vs off ${x(paired.one)} (one thread), ${x(paired.multi)} (${THREADS} workers)`);
-  // The medians above pair servers measured in different rounds; the same round's pair shows how far one run can move.
-  const sameRound = (name: string): string => missByRound.map((r) => {
-    const a = r[name], d = r.dnsmasq;
-    return a && d ? `${ratio(a.qps, d.qps)} (dnsmasq lost ${d.lost})` : 'n/a';
-  }).join(', ');
-  console.log(`miss QPS per round against dnsmasq's run of the same round: shim6 ${sameRound('shim6')}; shim6-nopickup ${sameRound('shim6-nopickup')}`);
-  const targets = (label: string, a: Record<string, number | undefined>, b: Record<string, number | undefined>, p: number | undefined): string =>
-    `${label}: hit QPS ≥ 0.6× dnsmasq → ${ratio(a.hitQps, base.hitQps)}; miss QPS ≥ 1× dnsmasq → ${ratio(a.missQps, base.missQps)} (pickup on), ${ratio(b.missQps, base.missQps)} (pickup off); pickup latency ≤ 1.1× → p50 ${x(p)} side by side, ${ratio(a.missP50, b.missP50)} from the separate runs`;
-  console.log(targets('targets, one thread (default)', on, off, paired.one));
-  console.log(targets(`targets, --workers ${THREADS}`, onW, offW, paired.multi));
-  const ub = rows[`unbound-t${THREADS}`];
-  if (ub) console.log(`the same threads for unbound (num-threads ${THREADS}): miss QPS ${ratio(ub.missQps, base.missQps)} dnsmasq, shim6 --workers ${THREADS} with pickup = ${ratio(onW.missQps, ub.missQps)} of it`);
 }
 
 await main();

@@ -86,7 +86,10 @@ export class AnswerCache {
     const ttlOffsets: number[] = [];
     for (const r of scan.records) if (r.type !== RrType.OPT) ttlOffsets.push(r.ttlOff);
     const data = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('latin1');
-    const entry: CacheEntry = { data, ttlOffsets, optOff, rcode: scan.rcode, negative: t.negative, storedAt: now, expiresAt: (now + ttl * 1000) as Millis };
+    // Whole milliseconds: small integers live in the entry itself, where a fractional time is a heap
+    // number of its own for the garbage collector to copy with every entry (TTLs count in seconds).
+    const storedAt = Math.floor(now) as Millis;
+    const entry: CacheEntry = { data, ttlOffsets, optOff, rcode: scan.rcode, negative: t.negative, storedAt, expiresAt: (storedAt + ttl * 1000) as Millis };
     this.lru.set(key, entry);
     return entry;
   }

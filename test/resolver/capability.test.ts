@@ -38,6 +38,10 @@ test('a valid record primes the sink before the AAAA answer is sent, once per re
   await dig(stub, 'alias.example.', 'AAAA');
   assert.equal(stub.sink.calls.filter((c) => c.kind === 'prime').length, 1);
   assert.equal(stub.resolver.counters.primes, 1);
+  // Once primed, the entry keeps only what status shows (not the decoded records): ULID and locators.
+  const st = stub.resolver.status() as { capability: { positive: Array<{ name: string; ulid: string; locators: string[]; primed: boolean }> } };
+  const shown = st.capability.positive.find((e) => e.name === PEER.name);
+  assert.deepEqual(shown && { ulid: shown.ulid, locators: shown.locators, primed: shown.primed }, { ulid: PEER.ulid, locators: PEER.locators, primed: true });
 
   // After the record's TTL (120 s, injected clock) it is fetched and primed again.
   // (On a loaded machine the refetch can outlast the 100 ms capability wait: the prime may follow the answer.)
