@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
 
-interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string }
+interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string; manageResolvConf?: boolean }
 
 async function run(flags: DaemonFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
@@ -19,6 +19,7 @@ async function run(flags: DaemonFlags): Promise<void> {
   const config = flags.config ? loadConfig(flags.config) : defaultConfig();
   if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
   if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
+  if (flags.manageResolvConf) config.resolvConf = 'manage';
   const { Daemon } = await import('../../shim/daemon/daemon.ts');
   // The handlers before start(), which logs "daemon ready": whoever reads that may signal at once,
   // and a signal that came before them met node's default action (exit without Close, routes and
@@ -63,5 +64,6 @@ export function register(program: Command): void {
     .option('--config <file>', 'YAML or JSON configuration file (docs/configuration.md)')
     .option('--log-level <level>', 'debug, info, warn or error (overrides the file)')
     .option('--log-format <format>', 'text or json (overrides the file)')
+    .option('--manage-resolv-conf', 'point the host\'s DNS at the stub while running (systemd-resolved per-link on the TUN, else /etc/resolv.conf) and restore it on stop; config key resolvConf: manage (docs/operations.md "DNS hand-over")')
     .action((flags: DaemonFlags) => run(flags));
 }

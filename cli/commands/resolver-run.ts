@@ -7,7 +7,7 @@
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
+import { checkWorkers, configFromObject, DEFAULT_LISTEN, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
 import { LoggingSink } from '../../resolver/capability-sink.ts';
 import { startControlServer } from '../../shim/daemon/control/server.ts';
@@ -22,8 +22,9 @@ import { EngineSink } from '../../shim/daemon/sink.ts';
 import { LocatorWatcher } from '../../shim/daemon/locators.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
+import { assertHandoverFree, defaultStateDirectory, recover as recoverHandover, ResolvHandover, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
 
-export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
+export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -50,6 +51,13 @@ export async function run(flags: ResolverFlags): Promise<void> {
   } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
   const listen = hostPorts(flags.listen, '--listen');
   const upstreams = hostPorts(flags.upstream, '--upstream');
+  const log = new Logger({ level: flags.logLevel && isLogLevel(flags.logLevel) ? flags.logLevel : file.logLevel ?? 'info', component: 'shim6' });
+  // A hand-over left by a resolver or daemon killed with SIGKILL: the host's own DNS back before resolv.conf is read.
+  const stateDir = defaultStateDirectory();
+  recoverHandover(stateDir, log);
+  const manage = flags.manageResolvConf === true || file.resolvConf === 'manage';
+  const nameservers = manage ? stubNameservers(listen ?? file.listen ?? [DEFAULT_LISTEN], flags.manageResolvConf ? '--manage-resolv-conf' : 'resolvConf') : undefined;
+  if (nameservers) assertHandoverFree(stateDir);
   const config = resolveConfig(file, {
     ...(listen ? { listen } : {}), ...(upstreams ? { upstreams } : {}),
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
@@ -57,7 +65,6 @@ export async function run(flags: ResolverFlags): Promise<void> {
   }, readSystemResolvers());
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
-  const log = new Logger({ level: config.logLevel, component: 'shim6' });
   const notify = ServiceNotifier.fromEnvironment(log);
   const engine = flags.engine ? await startEngine(log, shimPort, file.replyLimit, config.capability) : undefined;
   const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
@@ -91,9 +98,22 @@ export async function run(flags: ResolverFlags): Promise<void> {
     listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
     control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
   });
+  // Last: the stub answers, so the host's lookups may go to it (no TUN here: always the file; docs/operations.md).
+  let handover: ResolvHandover | undefined;
+  if (nameservers) {
+    try {
+      handover = ResolvHandover.apply({ nameservers, stateDir, log });
+    } catch (err) {
+      await control.close();
+      await resolver.close();
+      await engine?.close();
+      throw err;
+    }
+  }
   await notify.ready(`ready: stub ${resolver.addresses.map((a) => `${a.host}:${a.port}`).join(' ')}`);
   await stopped;
   await notify.stopping();
+  try { handover?.restore(); } catch (err) { log.error('DNS hand-over not undone', { error: (err as Error).message }); }
   await control.close();
   await resolver.close();
   await engine?.close();

@@ -81,6 +81,12 @@ export interface DaemonConfig {
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
+  /**
+   * The DNS hand-over (resolv-handover.ts): `manage` points the host at the
+   * stub while the daemon runs (systemd-resolved per-link on the TUN, else
+   * /etc/resolv.conf) and restores the original on stop; `off` leaves it.
+   */
+  resolvConf: 'manage' | 'off';
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -106,10 +112,11 @@ export function defaultConfig(): DaemonConfig {
     replyLimit: DEFAULT_REPLY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
+    resolvConf: 'off',
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'resolvConf'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -273,6 +280,10 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
+  if (doc.resolvConf !== undefined) {
+    if (doc.resolvConf !== 'manage' && doc.resolvConf !== 'off') configError('resolvConf', doc.resolvConf, 'expected manage or off');
+    c.resolvConf = doc.resolvConf;
+  }
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -31,6 +31,7 @@ import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
+import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as recoverHandover, ResolvHandover, stubNameservers } from './resolv-handover.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -48,6 +49,8 @@ export interface DaemonOptions {
   log?: Logger;
   /** The service manager to tell when the daemon is ready, reloading and stopping (service-notify.ts). */
   notify?: ServiceNotifier;
+  /** Where the DNS hand-over saves the original (default `$STATE_DIRECTORY`, else /var/lib/shim6). */
+  stateDir?: string;
 }
 
 /** Recent notable events, for `shim6 status` and the lab's timeline. */
@@ -62,6 +65,7 @@ export class Daemon {
   private watcher: LocatorWatcher | undefined;
   private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
+  private handover: ResolvHandover | undefined;
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
@@ -81,6 +85,11 @@ export class Daemon {
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    // A hand-over left by a daemon killed with SIGKILL: the host's own DNS back before anything reads resolv.conf.
+    const stateDir = opts.stateDir ?? defaultStateDirectory();
+    recoverHandover(stateDir, log);
+    const nameservers = config.resolvConf === 'manage' ? stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port }))) : undefined;
+    if (nameservers) assertHandoverFree(stateDir);
     const hba = config.hba ? readHba(config.hba) : undefined;
     const found = new LocatorWatcher(config.interfaces, () => undefined).current;
     const locals = orderLocators(found, hba);
@@ -123,7 +132,7 @@ export class Daemon {
       }
       daemon.primeConfiguredPeers();
       daemon.protectOpenConnections();
-      await daemon.startResolver();
+      await daemon.startResolver(nameservers !== undefined && handoverMethod(config.tun.name) === 'resolved');
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
@@ -132,6 +141,8 @@ export class Daemon {
       daemon.watcher.start();
       // Links already down at start: explore away from them at once.
       for (const a of found) if (!a.up) driver.command((e, now) => e.localLocatorDown(now, a.address));
+      // Last: the stub answers, so the host's lookups may go to it.
+      if (nameservers) daemon.handover = ResolvHandover.apply({ nameservers, link: tun.name, stateDir, log });
     } catch (err) {
       await daemon.teardown(false);
       throw err;
@@ -185,7 +196,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'resolvConf'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -215,6 +226,8 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
+    // The host's DNS back first, while the stub still answers.
+    try { this.handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
     this.watcher?.stop();
     if (save) this.saveCaches();
     await this.control?.close();
@@ -258,8 +271,11 @@ export class Daemon {
     }
   }
 
-  private async startResolver(): Promise<void> {
+  /** `viaResolved`: systemd-resolved will forward to this stub (the hand-over), so never forward back to it. */
+  private async startResolver(viaResolved = false): Promise<void> {
     if (this.config.listen.length === 0) return;
+    const sys = readSystemResolvers();
+    if (viaResolved) sys.resolvedServers = `${sys.resolvedServers ?? ''}\n${this.config.listen.map((l) => `nameserver ${l.address}`).join('\n')}\n`;
     const file = configFromObject({
       capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
       workers: this.config.resolverWorkers,
@@ -268,7 +284,7 @@ export class Daemon {
       listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
       ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
       logLevel: this.config.log.level,
-    }, readSystemResolvers());
+    }, sys);
     this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
     const sink = new EngineSink((fn) => this.driver.command(fn), this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
