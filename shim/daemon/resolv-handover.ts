@@ -107,10 +107,24 @@ export interface HandoverOptions {
   log: Logger;
 }
 
-/** How the hand-over would be done here: resolved per-link when it runs and there is a link, else the file. */
-export function handoverMethod(link: string | undefined, resolvectl = 'resolvectl'): 'resolved' | 'file' {
-  if (link === undefined) return 'file';
+/**
+ * How the hand-over would be done here: through systemd-resolved when it runs,
+ * the host's resolv.conf goes to it (resolved's stub 127.0.0.53/54, or a link
+ * into /run/systemd/resolve/) and there is a link to hang the stub on; else
+ * the file.
+ */
+export function handoverMethod(link: string | undefined, resolvectl = 'resolvectl', file = RESOLV_CONF_PATH): 'resolved' | 'file' {
+  if (link === undefined || !usesResolved(file)) return 'file';
   return resolvedRuns(resolvectl) ? 'resolved' : 'file';
+}
+
+function usesResolved(file: string): boolean {
+  try {
+    if (lstatSync(file).isSymbolicLink() && path.resolve(path.dirname(file), readlinkSync(file)).startsWith('/run/systemd/resolve/')) return true;
+  } catch {
+    return false;
+  }
+  return /^\s*nameserver\s+127\.0\.0\.5[34]\s*$/m.test(readBounded(file));
 }
 
 /** systemd-resolved answers on the bus (`resolvectl status` succeeds). */
@@ -139,7 +153,7 @@ export class ResolvHandover {
     assertHandoverFree(opts.stateDir);
     if (readState(stateFile)) recover(opts.stateDir, opts.log, opts.resolvectl); // a crash left it: the original first
     const me = { pid: process.pid, startTime: procStartTime(process.pid) ?? '' };
-    if (handoverMethod(opts.link, opts.resolvectl) === 'resolved') {
+    if (handoverMethod(opts.link, opts.resolvectl, file) === 'resolved') {
       const state: ResolvedState = { version: 1, how: 'resolved', ...me, link: opts.link! };
       saveState(opts.stateDir, state);
       const rc = opts.resolvectl ?? 'resolvectl';

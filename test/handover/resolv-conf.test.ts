@@ -194,10 +194,13 @@ test('shim6 daemon, resolved\'s stub file as /etc/resolv.conf and resolved not r
   assertHostUntouched();
 });
 
-test('shim6 daemon with systemd-resolved running: per-link DNS on the TUN with the ~. routing domain, reverted on stop; resolv.conf untouched', { timeout: 180_000 }, async (t) => {
+test('shim6 daemon with systemd-resolved running and in the lookup path: per-link DNS on the TUN with the ~. routing domain, reverted on stop; resolv.conf untouched', { timeout: 180_000 }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const { ns, dir, config, tun } = daemonSetup(t, 'rcr');
-  const { rc } = setupFile(t);
+  // resolv.conf goes to resolved's stub (as its stub file says): resolved is in the host's lookup path.
+  const rc = path.join(dir, 'resolv.conf');
+  const viaResolved = 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n';
+  writeFileSync(rc, viaResolved);
   // resolvectl stands in for resolved (there is none on the test machine): it records what it was asked.
   const bin = path.join(dir, 'bin');
   mkdirSync(bin);
@@ -208,7 +211,7 @@ test('shim6 daemon with systemd-resolved running: per-link DNS on the TUN with t
   const asked = readFileSync(calls, 'utf8').trim().split('\n');
   assert.ok(asked.includes(`dns ${tun} 127.0.0.153`), asked.join(' | '));
   assert.ok(asked.includes(`domain ${tun} ~.`), asked.join(' | '));
-  assert.equal(readFileSync(rc, 'utf8'), ORIGINAL, 'resolv.conf is left to resolved');
+  assert.equal(readFileSync(rc, 'utf8'), viaResolved, 'resolv.conf is left to resolved');
   p.child.kill('SIGTERM');
   assert.equal(await p.exited(), 0, p.out());
   assert.ok(readFileSync(calls, 'utf8').trim().split('\n').includes(`revert ${tun}`), 'the link\'s settings reverted');
