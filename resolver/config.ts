@@ -10,7 +10,7 @@ import net from 'node:net';
 import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
 import { UsageError } from '../shim/errors.ts';
 import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
-import { isLogLevel, type LogLevel } from '../shim/log.ts';
+import { hostPort, isLogLevel, type LogLevel } from '../shim/log.ts';
 import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
 import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } from './upstream.ts';
 import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from './listener.ts';
@@ -282,7 +282,7 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen));
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {
-    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', `${u.host}:${u.port}`, 'is the stub itself');
+    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', hostPort(u.host, u.port), 'is the stub itself');
   }
   return {
     listen, upstreams, upstreamsFrom,

@@ -5,7 +5,7 @@
  * (`Type=notify`) it reports READY=1 once the stub answers, STOPPING=1 at stop.
  */
 import { badValue } from '../errors.ts';
-import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
+import { hostPort, Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { checkWorkers, configFromObject, DEFAULT_LISTEN, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
@@ -95,7 +95,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   log.info('resolver ready', {
-    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
+    listen: resolver.addresses.map((a) => hostPort(a.host, a.port)), upstreams: config.upstreams.map((u) => hostPort(u.host, u.port)), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
     control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
   });
   // Last: the stub answers, so the host's lookups may go to it (no TUN here: always the file; docs/operations.md).
@@ -110,7 +110,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
       throw err;
     }
   }
-  await notify.ready(`ready: stub ${resolver.addresses.map((a) => `${a.host}:${a.port}`).join(' ')}`);
+  await notify.ready(`ready: stub ${resolver.addresses.map((a) => hostPort(a.host, a.port)).join(' ')}`);
   await stopped;
   await notify.stopping();
   try { handover?.restore(); } catch (err) { log.error('DNS hand-over not undone', { error: (err as Error).message }); }

@@ -8,6 +8,7 @@
 import type { Command } from 'commander';
 import { registerControlCommand } from '../control-command.ts';
 import type { CapabilityStatus, GuardCounters } from '../../shim/engine/index.ts';
+import { hostPort } from '../../shim/log.ts';
 
 interface StatusReply {
   resolver?: {
@@ -31,7 +32,7 @@ export function formatStatus(s: StatusReply): string {
   const out: string[] = [];
   const r = s.resolver;
   if (r) {
-    out.push(`resolver: listening on ${(r.listen ?? []).map((a) => `${a.host}:${a.port}`).join(', ')}`);
+    out.push(`resolver: listening on ${(r.listen ?? []).map((a) => hostPort(a.host, a.port)).join(', ')}`);
     const c = r.counters ?? {};
     out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0}  formerr ${c.formerr ?? 0}`);
     out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}  chains cut ${c.capabilityChainCut ?? 0}`);

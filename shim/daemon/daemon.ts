@@ -11,7 +11,7 @@
  * `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
-import { Logger } from '../log.ts';
+import { hostPort, Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { ms } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
@@ -149,7 +149,7 @@ export class Daemon {
     }
     log.info('daemon ready', {
       ulid, locators: locals.map((l) => l.address), tun: tun.name, mtu: routes.tunMtu, port: config.port,
-      resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
+      resolver: daemon.resolver?.addresses.map((a) => hostPort(a.host, a.port)) ?? [], control: config.controlSocket,
       profile: config.timers.profile, cachesImported: saved !== undefined,
       udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
     });
@@ -183,7 +183,7 @@ export class Daemon {
 
   /** One line for `systemctl status`: where the stub listens, the TUN, our ULID. */
   private statusLine(): string {
-    const stub = this.resolver?.addresses.map((a) => `${a.host}:${a.port}`).join(' ') || 'off';
+    const stub = this.resolver?.addresses.map((a) => hostPort(a.host, a.port)).join(' ') || 'off';
     return `ready: stub ${stub}, TUN ${this.config.tun.name}, ULID ${this.ulid}`;
   }
 
@@ -285,7 +285,7 @@ export class Daemon {
       ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
       logLevel: this.config.log.level,
     }, sys);
-    this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
+    this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => hostPort(u.host, u.port)), from: rc.upstreamsFrom });
     const sink = new EngineSink((fn) => this.driver.command(fn), this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }

@@ -23,9 +23,8 @@
 import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
-import net from 'node:net';
 import { EnvironmentError, UsageError } from '../errors.ts';
-import type { Logger } from '../log.ts';
+import { hostPort, type Logger } from '../log.ts';
 
 export const RESOLV_CONF_PATH = '/etc/resolv.conf';
 /** The state directory: systemd's `StateDirectory=` (`$STATE_DIRECTORY`), else /var/lib/shim6. */
@@ -82,17 +81,13 @@ export function stubNameservers(listen: readonly StubAddress[], field = 'resolvC
   if (listen.length === 0) throw new UsageError('ECONFIG', `${field}: manage needs the stub resolver, and listen is empty`, field);
   const on53 = listen.filter((l) => l.port === 53);
   if (on53.length === 0) {
-    const where = listen.map((l) => formatHostPort(l.host, l.port)).join(', ');
+    const where = listen.map((l) => hostPort(l.host, l.port)).join(', ');
     throw new UsageError('ECONFIG', `${field}: manage cannot name the stub at ${where} in /etc/resolv.conf, which has no ports: listen on port 53, or set resolvConf: off and point the host at it another way`, field);
   }
   const names = on53.map((l) => (l.host === '0.0.0.0' ? '127.0.0.1' : l.host === '::' ? '::1' : l.host));
   return [...new Set(names)].slice(0, MAX_NAMESERVERS);
 }
 
-/** `addr:port`, or `[addr]:port` for IPv6 (the one way shim6 writes an IPv6 address with a port). */
-function formatHostPort(host: string, port: number): string {
-  return net.isIPv6(host) ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 export interface HandoverOptions {
   /** Stub addresses for resolv.conf (stubNameservers). */
