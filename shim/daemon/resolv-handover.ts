@@ -377,8 +377,12 @@ function readState(file: string): State | undefined {
     if (st.size > 4 * MAX_RESOLV_CONF) throw new EnvironmentError('ERESOLVCONF', `${file} is too large to be a hand-over state`, file);
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw err;
+    // ENOENT: no hand-over. EACCES: a state directory this user may not read (`shim6 resolver`
+    // unprivileged): not its hand-over either; one it tries to make fails on the save, clearly.
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'EACCES') return undefined;
+    if (err instanceof EnvironmentError) throw err;
+    throw new EnvironmentError('ERESOLVCONF', `cannot read ${file}: ${(err as Error).message}`, file);
   }
   const s = parseState(text);
   if (!s) throw new EnvironmentError('ERESOLVCONF', `${file} is not a shim6 DNS hand-over state: move it away`, file);
