@@ -69,7 +69,7 @@ export const LAB_STATE_ROOT = '/run/shim6-lab';
 /** Names of the lab with this prefix (`lab` for `shim6 lab`, `e2e…` in tests): 1–8 of [a-z0-9]. */
 export function labFor(prefix = 'lab', stateRoot = LAB_STATE_ROOT): Lab {
   if (!/^[a-z0-9]{1,8}$/.test(prefix)) {
-    throw new UsageError('EUSAGE', `--prefix: invalid value ${JSON.stringify(prefix)}: expected 1 to 8 lowercase letters or digits`, '--prefix');
+    throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(prefix)}: expected 1 to 8 lowercase letters or digits`, '--prefix');
   }
   return { prefix, a: `${prefix}a`, b: `${prefix}b`, dns: `${prefix}dns`, x: `${prefix}x`, sw: `${prefix}sw`, stateDir: path.join(stateRoot, prefix) };
 }
