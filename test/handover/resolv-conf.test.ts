@@ -53,7 +53,8 @@ function shim6In(t: TestContext, ns: Netns, script: string, args: string[], env:
 }
 
 async function waitLog(p: Proc, text: string): Promise<void> {
-  await waitFor(() => p.out().includes(text) || p.status() !== undefined, `"${text}" in the log`);
+  await waitFor(() => p.out().includes(text) || p.status() !== undefined, `"${text}" in the log`)
+    .catch((err: Error) => { throw new Error(`${err.message}; output so far:\n${p.out()}`); });
   assert.ok(p.out().includes(text), `expected "${text}"; exited ${String(p.status())}:\n${p.out()}`);
 }
 
