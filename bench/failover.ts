@@ -18,6 +18,7 @@ import { runStream, type RunResult } from '../lab/run.ts';
 import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.ts';
 
 import { LAB_B_NAME } from '../lab/dns.ts';
+import { LAB_BASE_TOOLS, LAB_TOOL_PACKAGES, missingTools } from '../lab/tools.ts';
 
 type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-600';
 
@@ -50,7 +51,7 @@ interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; note?: s
 /** One run on a fresh lab (so every run starts on link P with no context yet). */
 async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void> {
   const lab = labFor('labbench');
-  await labUp(lab);
+  await labUp(lab, { replace: true }); // its own prefix: a bench lab left by a crash is replaced
   let shim6: LabShim6 | undefined;
   try {
     if (mode === 'mptcp') mptcpUp(lab);
@@ -83,10 +84,16 @@ async function main(): Promise<void> {
   }
   console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
   const results: ModeResult[] = [];
+  const base = missingTools(LAB_BASE_TOOLS);
+  if (base.length) {
+    console.log(`failover: the lab needs ${base.map((c) => `${c} (Debian package ${LAB_TOOL_PACKAGES[c] ?? c})`).join(', ')}: not installed; nothing measured`);
+    return;
+  }
   for (const mode of modes) {
-    const why = mode.startsWith('shim6') ? await shim6Unavailable() : undefined;
+    const peerTool = mode === 'mptcp' ? missingTools(['mptcpize']) : [];
+    const why = mode.startsWith('shim6') ? await shim6Unavailable() : peerTool.length ? `${peerTool.join(', ')} not installed (Debian package ${peerTool.map((c) => LAB_TOOL_PACKAGES[c] ?? c).join(', ')})` : undefined;
     if (why !== undefined) {
-      results.push({ mode, runs: [], rehome: [], note: `daemon not available in this build: ${why}` });
+      results.push({ mode, runs: [], rehome: [], note: mode.startsWith('shim6') ? `daemon not available in this build: ${why}` : `not measured: ${why}` });
       continue;
     }
     try {

@@ -92,7 +92,11 @@ export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: 
   if (!existsSync(f.config)) writeLabDaemonConfig(lab, h);
   const start = existsSync(f.log) ? readFileSync(f.log, 'utf8').length : 0;
   const fd = openSync(f.log, 'a');
-  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, ...shim6NodeArgs(), 'daemon', '--config', f.config], { stdio: ['ignore', fd, fd], detached: opts.detached ?? false });
+  const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, ...shim6NodeArgs(), 'daemon', '--config', f.config], {
+    stdio: ['ignore', fd, fd], detached: opts.detached ?? false,
+    // The lab's own state directory: a lab daemon never sees (nor restores) the host's DNS hand-over.
+    env: { ...process.env, STATE_DIRECTORY: lab.stateDir },
+  });
   // Detached (`shim6 lab up`): the daemon outlives the CLI; `lab down` stops it.
   if (opts.detached) child.unref();
   const deadline = Date.now() + 60_000;

@@ -14,6 +14,7 @@ import { LAB_B_NAME } from './dns.ts';
 import { labDown, labUp, mptcpUp } from './lab.ts';
 import { runStream, type FailureKind, type RunResult } from './run.ts';
 import { throughputSvg, type PlotMarker } from './plot.ts';
+import { LAB_BASE_TOOLS, requireTools } from './tools.ts';
 import type { LabShim6 } from './daemons.ts';
 
 export type DemoMode = 'shim6' | 'tcp' | 'mptcp';
@@ -27,6 +28,8 @@ export interface DemoOptions {
   json: boolean;
   plot?: string;
   keep: boolean;
+  /** Replace a lab of the same prefix that exists (else refused: ELAB_RUNNING, the lab untouched). */
+  replace?: boolean;
   /** Where lines for people go (stdout for the CLI). */
   out: (line: string) => void;
   /** Starts the daemons for mode shim6 (daemons.ts), injected so this module does not load the daemon. */
@@ -57,7 +60,9 @@ function bar(v: number, max: number): string {
 export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
   const say = o.json ? () => undefined : o.out;
   let shim6: LabShim6 | undefined;
-  await labUp(lab, { say: (l) => say(`lab: ${l}`) });
+  // Every program the run will exec, named before anything is built.
+  requireTools([...LAB_BASE_TOOLS, ...(o.mode === 'mptcp' ? ['mptcpize'] : [])], `lab demo --mode ${o.mode}`);
+  await labUp(lab, { say: (l) => say(`lab: ${l}`), replace: o.replace ?? false });
   try {
     if (o.mode === 'mptcp') mptcpUp(lab);
     if (o.mode === 'shim6') {

@@ -14,6 +14,7 @@
 import { createServer, connect, isIP, type Socket } from 'node:net';
 import { Resolver } from 'node:dns/promises';
 import { BlockVerifier, encodeBlock } from './stream-codec.ts';
+import { hostPort } from '../shim/log.ts';
 
 export const TICK_MS = 100;
 
@@ -59,7 +60,7 @@ export function serve(opts: { port: number; host?: string; once?: boolean }, emi
       const v = new BlockVerifier();
       const gap = new GapMeter();
       let interval = 0;
-      emit({ ev: 'connected', t: Date.now(), remote: `${sock.remoteAddress}:${sock.remotePort}` });
+      emit({ ev: 'connected', t: Date.now(), remote: hostPort(sock.remoteAddress ?? '?', sock.remotePort ?? 0) });
       const timer = setInterval(() => {
         emit({ ev: 'tick', t: Date.now(), bytes: interval, total: v.counters.received, verified: v.counters.verified, corrupt: v.counters.corrupt, maxGapMs: gap.maxGapMs, ...(gap.lastAt !== undefined ? { lastAt: gap.lastAt } : {}) });
         interval = 0;

@@ -23,7 +23,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Shim6Error } from '../shim/errors.ts';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../shim/errors.ts';
 import { LAB_HBA } from './hba.ts';
@@ -66,10 +66,10 @@ export interface Lab {
 /** Where lab state lives unless told otherwise. */
 export const LAB_STATE_ROOT = '/run/shim6-lab';
 
-/** Names of the lab with this prefix (`lab` for `shim6 lab`, `e2e…` in tests). */
+/** Names of the lab with this prefix (`lab` for `shim6 lab`, `e2e…` in tests): 1–8 of [a-z0-9]. */
 export function labFor(prefix = 'lab', stateRoot = LAB_STATE_ROOT): Lab {
-  if (!/^(lab|e2e)[a-z0-9]{0,8}$/.test(prefix)) {
-    throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(prefix)}: must start with "lab" or "e2e", then up to 8 of [a-z0-9]`, '--prefix');
+  if (!/^[a-z0-9]{1,8}$/.test(prefix)) {
+    throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(prefix)}: expected 1 to 8 lowercase letters or digits`, '--prefix');
   }
   return { prefix, a: `${prefix}a`, b: `${prefix}b`, dns: `${prefix}dns`, x: `${prefix}x`, sw: `${prefix}sw`, stateDir: path.join(stateRoot, prefix) };
 }
@@ -110,6 +110,12 @@ export function listNamespaces(): string[] {
 export function labExists(lab: Lab): boolean {
   const have = listNamespaces();
   return labNamespaces(lab).some((n) => have.includes(n));
+}
+
+/** The lab's namespaces that exist now (a lab running, or being built, under this prefix). */
+export function runningNamespaces(lab: Lab): string[] {
+  const have = listNamespaces();
+  return labNamespaces(lab).filter((n) => have.includes(n));
 }
 
 /** Every namespace a lab may have (the attacker's and the hub's only exist on demand). */
@@ -210,7 +216,38 @@ export function topologyDown(lab: Lab): void {
   for (const ns of labNamespaces(lab)) {
     if (have.includes(ns)) sh(['ip', 'netns', 'del', ns], { check: false });
   }
+  removeNetnsResolvConf(lab);
   rmSync(lab.stateDir, { recursive: true, force: true });
+}
+
+/** Where `ip netns exec <ns>` finds files to bind over /etc (ip-netns(8)). */
+export const NETNS_ETC = '/etc/netns';
+
+/**
+ * `/etc/netns/<ns>/resolv.conf` for A and B: `ip netns exec` binds it over
+ * /etc/resolv.conf, so programs run in a host resolve through that host's
+ * stub (`stub`; the shim6 daemon's, priming the engine), then the lab's
+ * Knot when no stub answers; search domain lab.example. Removed with the lab.
+ */
+export function writeNetnsResolvConf(lab: Lab, stub: string, domain: string): void {
+  for (const [ns, knot] of [[lab.a, LAB_ADDR.dnsA], [lab.b, LAB_ADDR.dnsB]] as const) {
+    const dir = path.join(NETNS_ETC, ns);
+    mkdirSync(dir, { recursive: true, mode: 0o755 });
+    writeFileSync(path.join(dir, 'resolv.conf'), [
+      `# shim6 lab ${lab.prefix}: host ${ns === lab.a ? 'A' : 'B'} resolves through its shim6 stub, else the lab's Knot; removed by \`shim6 lab down\``,
+      `nameserver ${stub}`, `nameserver ${knot}`, `search ${domain}`, 'options timeout:1 attempts:2', '',
+    ].join('\n'), { mode: 0o644 });
+  }
+}
+
+/** Undo writeNetnsResolvConf (and /etc/netns itself when nothing else is in it). */
+function removeNetnsResolvConf(lab: Lab): void {
+  for (const ns of labNamespaces(lab)) {
+    const dir = path.join(NETNS_ETC, ns);
+    rmSync(path.join(dir, 'resolv.conf'), { force: true });
+    try { rmdirSync(dir); } catch { /* absent, or holds files of someone else's */ }
+  }
+  try { rmdirSync(NETNS_ETC); } catch { /* absent or not empty */ }
 }
 
 function bhTable(link: LabLink): string {

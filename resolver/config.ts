@@ -10,7 +10,7 @@ import net from 'node:net';
 import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
 import { UsageError } from '../shim/errors.ts';
 import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
-import { isLogLevel, type LogLevel } from '../shim/log.ts';
+import { hostPort, isLogLevel, type LogLevel } from '../shim/log.ts';
 import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
 import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } from './upstream.ts';
 import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from './listener.ts';
@@ -156,7 +156,7 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
   return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit'];
+const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit', 'resolvConf'];
 /** Values of the `udp` key (and of `shim6 resolver --udp`). */
 export const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 /** Most resolver threads (`workers`); defined in limits.ts, which the CLI loads without the resolver. */
@@ -175,7 +175,11 @@ export function checkWorkers(workers: unknown, udp: ResolverConfig['udp'], key: 
  * key of the same name; `off` for benchmarks and closed labs). The stub
  * itself never reads it.
  */
-export interface EngineFileConfig { replyLimit: ReplyLimitConfig }
+export interface EngineFileConfig {
+  replyLimit: ReplyLimitConfig;
+  /** The DNS hand-over of `shim6 resolver` (shim/daemon/resolv-handover.ts): `manage` or `off` (default). */
+  resolvConf: 'manage' | 'off';
+}
 
 /** Validate a parsed config document (from YAML or JSON). */
 export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<ResolverConfig, 'upstream' | 'cache' | 'capability' | 'listener' | 'queryTimeoutMs' | 'udp' | 'workers'> & EngineFileConfig {
@@ -194,6 +198,8 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS.tcp;
   const listen = addrList(o, 'listen', 53);
   const upstreams = addrList(o, 'upstreams', 53);
+  const resolvConf = o.resolvConf ?? 'off';
+  if (resolvConf !== 'manage' && resolvConf !== 'off') bad('resolvConf', resolvConf, 'expected manage or off');
   const replyLimit = resolveReplyLimit(o.replyLimit);
   if ('error' in replyLimit) bad('replyLimit', o.replyLimit, replyLimit.error);
   const out = {
@@ -245,6 +251,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
     ...(typeof ctl.socket === 'string' ? { controlSocket: ctl.socket } : {}),
     ...(typeof lg.level === 'string' && isLogLevel(lg.level) ? { logLevel: lg.level } : {}),
     replyLimit: replyLimit.value,
+    resolvConf: resolvConf as EngineFileConfig['resolvConf'],
   };
   if (out.capability.rrType === 41 || out.capability.rrType === 0) bad('capability.rrType', out.capability.rrType, 'not a data RR type');
   return out;
@@ -275,7 +282,7 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen));
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {
-    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', `${u.host}:${u.port}`, 'is the stub itself');
+    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', hostPort(u.host, u.port), 'is the stub itself');
   }
   return {
     listen, upstreams, upstreamsFrom,

@@ -19,6 +19,7 @@ import type { NativeAddon } from '../native/addon.ts';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import { EnvironmentError, UsageError } from '../shim/errors.ts';
+import { hostPort } from '../shim/log.ts';
 import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 
 export type UdpBackend = 'native' | 'dgram';
@@ -206,7 +207,7 @@ class NativeDnsSocket implements DnsUdpSocket {
     try {
       [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true, opts.shards ?? 0);
     } catch (e) {
-      throw new EnvironmentError('EUDPBIND', `cannot bind UDP ${opts.host}#${opts.port}: ${(e as Error).message}`);
+      throw new EnvironmentError('EUDPBIND', `cannot bind UDP ${hostPort(opts.host, opts.port)}: ${(e as Error).message}`);
     }
     this.fd = fd;
     this.port = port;

@@ -11,7 +11,7 @@
 import net from 'node:net';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import type { Millis } from '../shim/time.ts';
-import type { Logger } from '../shim/log.ts';
+import { hostPort, type Logger } from '../shim/log.ts';
 import { scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, buildQueryFromQuestion, pooledCopy, type QueryOptions } from './answer-build.ts';
 import { Flag, Rcode } from './message.ts';
@@ -185,7 +185,7 @@ export class UpstreamPool {
     const job = a.job;
     if (job.done || job.last !== a || job.state !== TRYING) return;
     job.timer = undefined;
-    this.attemptFailed(job, a.up, new UpstreamError('ETIMEOUT', `no answer from ${a.up.host}#${a.up.port} in ${timeoutMs} ms`));
+    this.attemptFailed(job, a.up, new UpstreamError('ETIMEOUT', `no answer from ${hostPort(a.up.host, a.up.port)} in ${timeoutMs} ms`));
   };
 
   private readonly onDeadline = (job: QueryJob): void => {
@@ -237,7 +237,7 @@ export class UpstreamPool {
   /** A try timed out, or its TCP exchange failed: count it, then the next try. */
   private attemptFailed(job: QueryJob, up: UpstreamAddr, err: Error): void {
     if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { this.health.get(up)!.timeouts++; this.counters.upstreamTimeouts++; job.timeouts++; }
-    this.log.debug('upstream attempt failed', { upstream: `${up.host}#${up.port}`, error: err.message });
+    this.log.debug('upstream attempt failed', { upstream: hostPort(up.host, up.port), error: err.message });
     this.failed(up, true);
     this.next(job);
   }
@@ -248,7 +248,7 @@ export class UpstreamPool {
     if (hard && h.failures >= this.opts.failThreshold) {
       const factor = Math.min(8, 2 ** (h.failures - this.opts.failThreshold));
       h.downUntil = this.clock() + this.opts.holdDownMs * factor;
-      if (h.failures === this.opts.failThreshold) this.log.warn('upstream held down', { upstream: `${up.host}#${up.port}`, ms: this.opts.holdDownMs });
+      if (h.failures === this.opts.failThreshold) this.log.warn('upstream held down', { upstream: hostPort(up.host, up.port), ms: this.opts.holdDownMs });
     }
   }
 
@@ -295,7 +295,7 @@ export class UpstreamPool {
     if (++h.caseMismatches < CASE_FALLBACK_AFTER) return;
     h.capsOffUntil = now + CASE_FALLBACK_MS;
     h.caseMismatches = 0;
-    this.log.warn('upstream does not preserve letter case: asking it without 0x20', { upstream: `${a.up.host}#${a.up.port}`, ms: CASE_FALLBACK_MS });
+    this.log.warn('upstream does not preserve letter case: asking it without 0x20', { upstream: hostPort(a.up.host, a.up.port), ms: CASE_FALLBACK_MS });
     if (a !== job.last || job.state === TCP || job.deadline - now <= 0) return;
     clearTimeout(job.timer);
     job.timer = undefined;

@@ -17,7 +17,7 @@
 import { Worker } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
 import { errorFromData, type ErrorData } from '../shim/errors.ts';
-import type { Logger } from '../shim/log.ts';
+import { hostPort, type Logger } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Ipv6 } from '../shim/wire/ipv6.ts';
 import type { CapabilityRecord } from '../shim/wire/capability-record.ts';
@@ -146,7 +146,7 @@ export class ResolverGroup {
       await group.close();
       throw err;
     }
-    group.log.info('resolver threads', { workers: n, listen: main.addresses.map((a) => `${a.host}:${a.port}`) });
+    group.log.info('resolver threads', { workers: n, listen: main.addresses.map((a) => hostPort(a.host, a.port)) });
     return group;
   }
 

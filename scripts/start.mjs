@@ -7,7 +7,7 @@
 // It never ends in a stack trace: every step that fails is reported and the
 // next-best thing runs.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,19 +39,39 @@ const shim6 = (args, opts = {}) => spawnSync(process.execPath, [path.join(root, 
 const has = (sub) => spawnSync(process.execPath, [path.join(root, 'bin/shim6.js'), sub, '--help'], { stdio: 'ignore', cwd: root }).status === 0;
 const labNeeds = ['knot', 'knot-dnsutils', 'nftables', 'iproute2'];
 
+/**
+ * A lab prefix nobody uses: `lab`, else `lab1` … `lab99`, whose namespaces
+ * (<prefix>a, b, dns, x, sw) do not exist, so a lab already running on this
+ * machine (someone's `shim6 lab up`, another `npm start`) is left alone.
+ */
+function freeLabPrefix() {
+  const have = new Set(existsSync('/run/netns') ? readdirSync('/run/netns') : []);
+  for (let i = 0; i < 100; i++) {
+    const prefix = i === 0 ? 'lab' : `lab${i}`;
+    if (!['a', 'b', 'dns', 'x', 'sw'].some((s) => have.has(prefix + s))) return prefix;
+  }
+  return undefined;
+}
+
 if (isRoot && has('lab')) {
   const lacking = missing.filter((p) => labNeeds.includes(p));
   if (lacking.length) {
     say(`the lab demo needs ${lacking.join(', ')}, which could not be installed; running the resolver instead`);
   } else {
-    say('running the two-host lab demo (shim6 lab demo): hosts A and B, links P and Q, Knot; link P is silently black-holed mid-stream');
-    const r = shim6(['lab', 'demo', '--plot', 'shim6-lab-demo.svg']);
-    if (r.status === 0) {
-      say('throughput plot written to shim6-lab-demo.svg; `shim6 lab demo --mode mptcp` shows Linux MPTCP in the same lab');
-      process.exit(0);
+    const prefix = freeLabPrefix();
+    if (prefix === undefined) {
+      say('every lab prefix lab, lab1 … lab99 is in use on this machine; running the resolver instead');
+    } else {
+      say(`running the two-host lab demo (shim6 lab demo --prefix ${prefix}): hosts A and B, links P and Q, Knot; link P is silently black-holed mid-stream`);
+      const r = shim6(['lab', 'demo', '--prefix', prefix, '--plot', 'shim6-lab-demo.svg']);
+      if (r.status === 0) {
+        say(`throughput plot written to shim6-lab-demo.svg; \`shim6 lab demo --mode mptcp --prefix ${prefix}\` shows Linux MPTCP in the same lab`);
+        process.exit(0);
+      }
+      // The demo removes its own lab however it ends; only a demo killed by a signal leaves one.
+      say(`the lab demo did not complete (exit ${r.status ?? r.signal}); running the resolver instead`);
+      if (r.signal) shim6(['lab', 'down', '--prefix', prefix], { stdio: 'ignore' });
     }
-    say(`the lab demo did not complete (exit ${r.status ?? r.signal}); cleaning up and running the resolver instead`);
-    shim6(['lab', 'down'], { stdio: 'ignore' });
   }
 } else if (!isRoot) {
   say('not root: the lab demo needs root (network namespaces, veth links, a TUN device, routes).');

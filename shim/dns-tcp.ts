@@ -14,6 +14,7 @@
  */
 import { connect, type Socket } from 'node:net';
 import { Shim6Error } from './errors.ts';
+import { hostPort } from './log.ts';
 
 /** The largest message the 2-octet length can frame (RFC 7766 §8). */
 export const DNS_TCP_MAX_MESSAGE = 0xffff;
@@ -40,7 +41,7 @@ export class DnsTcpError extends Shim6Error {
  * Octets after that frame are ignored. Rejects only with DnsTcpError.
  */
 export function tcpExchange(host: string, port: number, query: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
-  const where = `TCP to ${host} port ${port}`;
+  const where = `TCP to ${hostPort(host, port)}`;
   if (query.length > DNS_TCP_MAX_MESSAGE) {
     return Promise.reject(new DnsTcpError('ETOOLARGE', `${where}: a ${query.length}-octet message does not fit the 2-octet length`));
   }

@@ -38,6 +38,10 @@ export type EnvironmentErrorCode =
   | 'ECONTROL_NOT_SOCKET' | 'ECONTROL_IN_USE'
   | 'ESERVICE_PATH' | 'ESERVICE_SYSTEMCTL' | 'ESERVICE_TEMPLATE'
   | 'EMETRICS_LISTEN'    // the metrics endpoint cannot listen
+  | 'ERESOLVCONF'        // the DNS hand-over: resolv.conf or the saved original could not be read, written or restored; resolvectl failed
+  | 'ERESOLVCONF_BUSY'   // another live shim6 holds the DNS hand-over
+  | 'ELAB_RUNNING'       // a lab of that prefix is running (shim6 lab up/demo without --replace)
+  | 'ETOOL'              // a program the lab or a bench runs is not installed
   | 'EWORKER';           // a worker thread failed with something that is not a Shim6Error
 
 /** A peer (a DNS server, here) broke the protocol or refused: EDNS_<rcode name>, ETSIG_<TSIG error name>. */

@@ -21,6 +21,7 @@ import { hostLocators } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
 import { parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
+import { hostPort } from '../shim/log.ts';
 
 export interface ServerFlags {
   server?: string;
@@ -69,7 +70,7 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   const res = await sendUpdate(target.server, target.zone, host, target.key, {
     tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}),
   });
-  out.stdout(`updated ${host.name} in ${target.zone} at ${target.server.host} port ${target.server.port}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
+  out.stdout(`updated ${host.name} in ${target.zone} at ${hostPort(target.server.host, target.server.port)}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
   out.stdout(`; ${formatCapabilityRecord(host.record)}\n`);
   return 0;
 }

@@ -12,6 +12,7 @@ import { isIP } from 'node:net';
 import { Shim6Error, UsageError } from '../shim/errors.ts';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import { FLAG_TC } from './dns-message.ts';
+import { hostPort } from '../shim/log.ts';
 
 export interface ServerAddress {
   host: string;
@@ -86,16 +87,16 @@ function exchangeUdp(server: ServerAddress, message: Uint8Array, timeoutMs: numb
     };
     const send = (): void => {
       attempt += 1;
-      sock.send(message, server.port, server.host, (err) => { if (err) done(new TransportError('ESEND', `cannot send to ${server.host}:${server.port}: ${err.message}`)); });
+      sock.send(message, server.port, server.host, (err) => { if (err) done(new TransportError('ESEND', `cannot send to ${hostPort(server.host, server.port)}: ${err.message}`)); });
       timer = setTimeout(() => {
-        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${server.host} port ${server.port} after ${tries} tries of ${timeoutMs} ms`));
+        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${hostPort(server.host, server.port)} after ${tries} tries of ${timeoutMs} ms`));
         else send();
       }, timeoutMs);
     };
     sock.on('message', (msg) => {
       if (msg.length >= 12 && msg[0] === message[0] && msg[1] === message[1]) done(undefined, new Uint8Array(msg));
     });
-    sock.on('error', (err) => done(new TransportError('ESOCKET', `${server.host} port ${server.port}: ${err.message}`)));
+    sock.on('error', (err) => done(new TransportError('ESOCKET', `${hostPort(server.host, server.port)}: ${err.message}`)));
     send();
   });
 }

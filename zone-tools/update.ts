@@ -18,6 +18,7 @@ import {
 import { exchange, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { signMessage, verifyResponse, type TsigKey } from './tsig.ts';
 import { txtOwner, txtStrings, type HostRecord } from './zone-lines.ts';
+import { hostPort } from '../shim/log.ts';
 
 /** True when `name` is `zone` or below it. */
 export function inZone(name: string, zone: string): boolean {
@@ -85,7 +86,7 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   const unsigned = encodeMessage(buildUpdate(zone, host, id));
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const signed = signMessage(unsigned, key, now);
-  const where = `${server.host} port ${server.port}`;
+  const where = hostPort(server.host, server.port);
   const answer = await exchange(server, signed.bytes, opts);
   const m = decodeMessage(answer);
   if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.UPDATE || m.id !== id) {

@@ -10,7 +10,7 @@ import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
 
-interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string; metrics?: string }
+interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string; manageResolvConf?: boolean; metrics?: string }
 
 async function run(flags: DaemonFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
@@ -23,6 +23,7 @@ async function run(flags: DaemonFlags): Promise<void> {
     const { parseMetricsEndpoint } = await import('../../shim/daemon/metrics/endpoint.ts');
     config.metrics = flags.metrics === 'off' ? undefined : parseMetricsEndpoint('--metrics', flags.metrics);
   }
+  if (flags.manageResolvConf) config.resolvConf = 'manage';
   const { runDaemon } = await import('../../shim/daemon/process.ts');
   const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
   const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
@@ -36,5 +37,6 @@ export function register(program: Command): void {
     .option('--log-level <level>', 'debug, info, warn or error (overrides the file)')
     .option('--log-format <format>', 'text or json (overrides the file)')
     .option('--metrics <addr:port>', 'serve Prometheus /metrics and the status page / on ADDR:PORT or [V6]:PORT, e.g. [::1]:9533 (overrides the file\'s metrics; off: none)')
+    .option('--manage-resolv-conf', 'point the host\'s DNS at the stub while running (systemd-resolved per-link on the TUN, else /etc/resolv.conf) and restore it on stop; config key resolvConf: manage (docs/operations.md "DNS hand-over")')
     .action((flags: DaemonFlags) => run(flags));
 }

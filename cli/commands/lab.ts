@@ -23,18 +23,21 @@ export function register(program: Command): void {
   const lab = program.command('lab').description('a two-host lab on this machine: hosts A and B joined by links P and Q, a DNS server with B\'s capability record (needs root)');
 
   lab.command('up')
-    .description('create the namespaces, links and the DNS server (replaces a stale lab of the same prefix)')
-    .option('--prefix <name>', 'name prefix of the namespaces (lab… or e2e…)', 'lab')
+    .description('create the namespaces, links, the DNS server, the shim6 daemons and a web server on B (refuses to replace a running lab unless --replace)')
+    .option('--prefix <name>', 'name prefix of the namespaces: 1 to 8 lowercase letters or digits', 'lab')
+    .option('--replace', 'replace a lab of the same prefix that is running (default: refuse, leaving it untouched)')
     .option('--no-record', 'publish no capability record for B (a peer without shim6)')
     .option('--no-shim6', 'do not start the shim6 daemons on A and B')
-    .action(async (o: CommonOpts & { record: boolean; shim6: boolean }) => {
+    .action(async (o: CommonOpts & { record: boolean; shim6: boolean; replace?: boolean }) => {
       requireRoot();
       const { labFor } = await import('../../lab/topology.ts');
-      const { labUp } = await import('../../lab/lab.ts');
+      const { labUp, startLabHttp } = await import('../../lab/lab.ts');
+      const { LAB_BASE_TOOLS, requireTools } = await import('../../lab/tools.ts');
+      requireTools(LAB_BASE_TOOLS, 'lab up');
       const daemons = await import('../../lab/daemons.ts');
       const l = labFor(o.prefix);
       const say = (s: string): void => { process.stdout.write(`lab: ${s}\n`); };
-      await labUp(l, { capability: o.record, say });
+      await labUp(l, { capability: o.record, say, replace: o.replace ?? false });
       const why = o.shim6 ? await daemons.shim6Unavailable() : 'not asked for (--no-shim6)';
       if (why === undefined) {
         for (const h of ['b', 'a'] as const) {
@@ -46,11 +49,13 @@ export function register(program: Command): void {
       } else {
         say(`no shim6 daemons: ${why}`);
       }
-      process.stdout.write(`lab: up; run commands in a host with \`ip netns exec ${l.a} …\`; remove with \`shim6 lab down${o.prefix === 'lab' ? '' : ` --prefix ${o.prefix}`}\`\n`);
+      await startLabHttp(l);
+      say(`web server on B, port 80; A and B resolve through their stub (/etc/netns/${l.a}/resolv.conf): try \`ip netns exec ${l.a} curl http://b.lab.example/\``);
+      process.stdout.write(`lab: up; run commands in a host with \`ip netns exec ${l.a} …\` (docs/operations.md "The lab": curl, ssh, iperf3); remove with \`shim6 lab down${o.prefix === 'lab' ? '' : ` --prefix ${o.prefix}`}\`\n`);
     });
 
   lab.command('down')
-    .description('remove the lab: processes, namespaces, links, state (idempotent)')
+    .description('remove the lab: processes, namespaces, links, /etc/netns/<namespace>/resolv.conf, state (idempotent)')
     .option('--prefix <name>', 'name prefix of the namespaces', 'lab')
     .action(async (o: CommonOpts) => {
       requireRoot();
@@ -71,8 +76,9 @@ export function register(program: Command): void {
     .option('--json', 'print the figures as one JSON object (stall_ms, bytes_sent, bytes_verified, corrupt, rehome_ms)')
     .option('--plot <file.svg>', 'draw throughput over time as SVG')
     .option('--keep', 'leave the lab up afterwards')
+    .option('--replace', 'replace a lab of the same prefix that is running (default: refuse, leaving it untouched)')
     .option('--send-timeout <ms>', 'shim6 mode: REAP Send Timeout of the daemons (default: the fast profile\'s)')
-    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; sendTimeout?: string }) => {
+    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; replace?: boolean; sendTimeout?: string }) => {
       if (o.mode !== undefined && !['shim6', 'tcp', 'mptcp'].includes(o.mode)) badValue('--mode', o.mode, 'expected shim6, tcp or mptcp');
       if (!['blackhole', 'down'].includes(o.failure)) badValue('--failure', o.failure, 'expected blackhole or down');
       const durationMs = positiveMs('--duration', o.duration);
@@ -93,7 +99,7 @@ export function register(program: Command): void {
       }
       await runDemo(labFor(o.prefix), {
         mode, durationMs, failAtMs, failure: o.failure as 'blackhole' | 'down', rate: (rate * 1e6) / 8,
-        json: o.json ?? false, keep: o.keep ?? false, out,
+        json: o.json ?? false, keep: o.keep ?? false, replace: o.replace ?? false, out,
         // A lower Send Timeout also gets a proportionally earlier first probe.
         startShim6: (l, say) => daemons.startLabShim6(l, say, sendTimeout === undefined ? {} : { timers: { sendTimeout, initialProbeTimeout: Math.max(10, Math.min(100, Math.round(sendTimeout / 3))) } }),
         ...(o.plot ? { plot: o.plot } : {}),

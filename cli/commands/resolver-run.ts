@@ -9,14 +9,15 @@
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
+import { checkWorkers, configFromObject, DEFAULT_LISTEN, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
 import { defaultConfig, type DaemonConfig } from '../../shim/daemon/config.ts';
 import { runDaemon } from '../../shim/daemon/process.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
 import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
+import { assertHandoverFree, defaultStateDirectory, recover as recoverHandover, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
 
-export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; metrics?: string }
+export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean; metrics?: string }
 
 function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
   if (list.length === 0) return undefined;
@@ -43,6 +44,16 @@ export async function run(flags: ResolverFlags): Promise<void> {
   } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
   const listen = hostPorts(flags.listen, '--listen');
   const upstreams = hostPorts(flags.upstream, '--upstream');
+  const log = new Logger({ level: flags.logLevel && isLogLevel(flags.logLevel) ? flags.logLevel : file.logLevel ?? 'info', component: 'shim6' });
+  // A hand-over left by a resolver or daemon killed with SIGKILL: the host's own DNS back before
+  // resolv.conf is read for the upstreams. The port-53 check and a live holder, before anything starts.
+  const stateDir = defaultStateDirectory();
+  recoverHandover(stateDir, log);
+  const manage = flags.manageResolvConf === true || file.resolvConf === 'manage';
+  if (manage) {
+    stubNameservers(listen ?? file.listen ?? [DEFAULT_LISTEN], flags.manageResolvConf ? '--manage-resolv-conf' : 'resolvConf');
+    assertHandoverFree(stateDir);
+  }
   const config = resolveConfig(file, {
     ...(listen ? { listen } : {}), ...(upstreams ? { upstreams } : {}),
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
@@ -51,7 +62,6 @@ export async function run(flags: ResolverFlags): Promise<void> {
   const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
-  const log = new Logger({ level: config.logLevel, component: 'shim6' });
   // The daemon with the data plane off (shim/daemon/daemon.ts `dataPlaneOff`): of its config only
   // what the engine and the control socket take; the stub takes `config` whole.
   const daemon: DaemonConfig = {
@@ -60,6 +70,8 @@ export async function run(flags: ResolverFlags): Promise<void> {
     capabilityMaxTtl: config.capability.maxTtlSeconds, capabilityMaxNegativeTtl: config.capability.maxNegativeTtlSeconds,
     controlSocket: config.controlSocket ?? DEFAULT_CONTROL_SOCKET, log: { level: config.logLevel, format: 'text' },
     metrics: metricsAt,
+    // The DNS hand-over (resolv-handover.ts), done by the daemon once the stub answers: no TUN, so always the file.
+    resolvConf: manage ? 'manage' : 'off', listen: config.listen.map((l) => ({ address: l.host, port: l.port })),
   };
   await runDaemon(daemon, { log, notify: ServiceNotifier.fromEnvironment(log), dataPlaneOff: { resolver: config, engine: flags.engine } });
 }

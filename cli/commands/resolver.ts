@@ -26,7 +26,8 @@ export function register(program: Command): void {
     .option('--workers <n>', `resolver threads sharing the UDP listener, spread by question name (1..${MAX_WORKERS}; native UDP only); overrides the config key workers (default 1)`)
     .option('--no-capability', 'do not pick up capability records (plain forwarding stub)')
     .option('--no-engine', 'do not run the engine; capability outcomes are only logged')
+    .option('--manage-resolv-conf', 'point the host\'s /etc/resolv.conf at the stub while running and restore it on stop (config key resolvConf: manage; docs/operations.md "DNS hand-over")')
     .option('--metrics <addr:port>', 'serve Prometheus /metrics and the status page / on ADDR:PORT or [V6]:PORT, e.g. [::1]:9533 (default off)')
-    .option('--shim-port <port>', 'UDP port of the engine (Shim6 over UDP, DESIGN.md §3)', String(SHIM6_UDP_PORT))
+    .option('--shim-port <port>', 'UDP port of the engine (Shim6 over UDP, docs/wire.md "Transports")', String(SHIM6_UDP_PORT))
     .action(async (opts: ResolverFlags) => (await import('./resolver-run.ts')).run(opts));
 }

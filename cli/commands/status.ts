@@ -10,7 +10,8 @@
 import type { Command } from 'commander';
 import { registerControlCommand } from '../control-command.ts';
 import type { GuardCounters } from '../../shim/daemon/control/client.ts';
-import { formatAgo, formatBytes, formatDuration, formatPair, hostPort, peerViews, type StatusReply } from '../../shim/daemon/status-view.ts';
+import { formatAgo, formatBytes, formatDuration, formatPair, peerViews, type StatusReply } from '../../shim/daemon/status-view.ts';
+import { hostPort } from '../../shim/log.ts';
 
 /** `key=value` pairs of a cache entry; lists joined with commas, never JSON. */
 function kv(o: Record<string, unknown>): string {

@@ -15,7 +15,7 @@ export function register(program: Command): void {
     .command('decode')
     .description('decode a Shim6 message (hex, starting at the Shim6 header) and print it as JSON')
     .argument('<hex>', 'the bytes in hex (spaces, colons and a 0x prefix are allowed)')
-    .option('--record', 'the bytes are capability-record RDATA (TYPE65300, DESIGN.md §2)')
+    .option('--record', 'the bytes are capability-record RDATA (TYPE65300, docs/capability-record.md)')
     .action(async (hex: string, opts: { record?: boolean }) => {
       const { decodeHexToJson, decodeRecordHexToJson } = await import('./wire-actions.ts');
       const json = opts.record === true ? decodeRecordHexToJson(hex) : decodeHexToJson(hex);

@@ -82,6 +82,12 @@ export interface DaemonConfig {
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
+  /**
+   * The DNS hand-over (resolv-handover.ts): `manage` points the host at the
+   * stub while the daemon runs (systemd-resolved per-link on the TUN, else
+   * /etc/resolv.conf) and restores the original on stop; `off` leaves it.
+   */
+  resolvConf: 'manage' | 'off';
   /** Where `/metrics` (Prometheus) and the status page listen (`ADDR:PORT`, `[V6]:PORT`); absent: off. */
   metrics: { address: string; port: number } | undefined;
 }
@@ -109,11 +115,12 @@ export function defaultConfig(): DaemonConfig {
     replyLimit: DEFAULT_REPLY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
+    resolvConf: 'off',
     metrics: undefined,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'metrics'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'resolvConf', 'metrics'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -277,6 +284,10 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
+  if (doc.resolvConf !== undefined) {
+    if (doc.resolvConf !== 'manage' && doc.resolvConf !== 'off') configError('resolvConf', doc.resolvConf, 'expected manage or off');
+    c.resolvConf = doc.resolvConf;
+  }
   if (doc.metrics !== undefined && doc.metrics !== null && doc.metrics !== 'off') c.metrics = parseMetricsEndpoint('metrics', doc.metrics);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {

@@ -14,7 +14,7 @@
  * (process.ts): it calls `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
-import { Logger } from '../log.ts';
+import { hostPort, Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
@@ -38,6 +38,7 @@ import type { ServiceNotifier } from './service-notify.ts';
 import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
 import type { MetricsServer } from './metrics/server.ts';
 import { captureMethods, LiveCapture } from './capture.ts';
+import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as recoverHandover, ResolvHandover, stubNameservers } from './resolv-handover.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -55,6 +56,8 @@ export interface DaemonOptions {
   log?: Logger;
   /** The service manager to tell when the daemon is ready, reloading and stopping (service-notify.ts). */
   notify?: ServiceNotifier;
+  /** Where the DNS hand-over saves the original (default `$STATE_DIRECTORY`, else /var/lib/shim6). */
+  stateDir?: string;
   /**
    * `shim6 resolver`: the data plane off. No TUN, no routes, no locator
    * watcher, no cache file, no configured peers, no reload; the stub runs with
@@ -81,6 +84,7 @@ export class Daemon {
   private control: ControlServer | undefined;
   private metrics: MetricsServer | undefined;
   private readonly capture: LiveCapture;
+  private handover: ResolvHandover | undefined;
   private stopped = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
@@ -108,6 +112,11 @@ export class Daemon {
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    // A hand-over left by a daemon killed with SIGKILL: the host's own DNS back before anything reads resolv.conf.
+    const stateDir = opts.stateDir ?? defaultStateDirectory();
+    recoverHandover(stateDir, log);
+    const nameservers = config.resolvConf === 'manage' ? stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port }))) : undefined;
+    if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
     const hba = config.hba ? readHba(config.hba) : undefined;
     const found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
@@ -148,7 +157,7 @@ export class Daemon {
       }
       daemon.primeConfiguredPeers();
       if (!off) daemon.protectOpenConnections();
-      await daemon.startResolver();
+      await daemon.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
@@ -164,6 +173,8 @@ export class Daemon {
         // Links already down at start: explore away from them at once.
         for (const a of found) if (!a.up) daemon.command((e, now) => e.localLocatorDown(now, a.address));
       }
+      // Last: the stub answers, so the host's lookups may go to it (no TUN: always the file; resolv-handover.ts).
+      if (nameservers) daemon.handover = ResolvHandover.apply({ nameservers, link: tun?.name, stateDir, log });
     } catch (err) {
       await daemon.teardown(false);
       throw err;
@@ -179,7 +190,7 @@ export class Daemon {
     const rc = this.opts.dataPlaneOff?.resolver;
     if (rc) {
       this.log.info('resolver ready', {
-        listen: this.stubAddresses(), upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: rc.upstreamsFrom, udp: this.resolver?.udp, workers: rc.workers,
+        listen: this.stubAddresses(), upstreams: rc.upstreams.map((u) => hostPort(u.host, u.port)), upstreamsFrom: rc.upstreamsFrom, udp: this.resolver?.udp, workers: rc.workers,
         control: this.config.controlSocket, engine: this.engine ? `ulid ${this.ulid}, UDP ${this.config.port}` : 'off (capability outcomes are logged only)',
       });
       return;
@@ -225,7 +236,7 @@ export class Daemon {
 
   /** Where the stub listens, as ADDR:PORT. */
   private stubAddresses(): string[] {
-    return this.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [];
+    return this.resolver?.addresses.map((a) => hostPort(a.host, a.port)) ?? [];
   }
 
   /** One line for `systemctl status`: where the stub listens, the TUN, our ULID. */
@@ -250,7 +261,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics', 'resolvConf'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -281,6 +292,8 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
+    // The host's DNS back first, while the stub still answers.
+    try { this.handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
     this.watcher?.stop();
     this.capture.stop();
     if (save) this.saveCaches();
@@ -327,11 +340,16 @@ export class Daemon {
     }
   }
 
-  /** The stub: `shim6 resolver`'s own configuration, or one made of the daemon config's keys (none when `listen` is empty). */
-  private async startResolver(): Promise<void> {
+  /**
+   * The stub: `shim6 resolver`'s own configuration, or one made of the daemon config's keys (none when `listen` is empty).
+   * `viaResolved`: systemd-resolved will forward to this stub (the hand-over), so never forward back to it.
+   */
+  private async startResolver(viaResolved = false): Promise<void> {
     let rc = this.opts.dataPlaneOff?.resolver;
     if (rc === undefined) {
       if (this.config.listen.length === 0) return;
+      const sys = readSystemResolvers();
+      if (viaResolved) sys.resolvedServers = `${sys.resolvedServers ?? ''}\n${this.config.listen.map((l) => `nameserver ${l.address}`).join('\n')}\n`;
       const file = configFromObject({
         capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
         workers: this.config.resolverWorkers,
@@ -340,8 +358,8 @@ export class Daemon {
         listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
         ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
         logLevel: this.config.log.level,
-      }, readSystemResolvers());
-      this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
+      }, sys);
+      this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => hostPort(u.host, u.port)), from: rc.upstreamsFrom });
     }
     const sink: CapabilitySink = this.driver
       ? new EngineSink((fn) => this.command(fn), this.log.child('capability'))

@@ -92,9 +92,6 @@ export function peerViews(s: StatusReply): PeerView[] {
 }
 
 /** `host:port`, with an IPv6 address in brackets: `[2001:db8::1]:53`. */
-export function hostPort(host: string, port: number): string {
-  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
-}
 
 /** A duration for people: "850 ms", "3 s", "4 min 10 s", "2 h 5 min", "3 d 4 h". */
 export function formatDuration(ms: number): string {

@@ -52,7 +52,7 @@ test('lab flags are validated (exit 2, naming the flag); down is idempotent', as
   const bad = [[['--mode', 'quic'], '--mode'], [['--failure', 'flap'], '--failure'], [['--duration', '2000', '--fail-at', '5000'], '--fail-at'], [['--rate', '-1'], '--rate']] as const;
   // Each a process of its own, all at once.
   const [up, down, ...demos] = await Promise.all([
-    shim6Async(['lab', 'up', '--prefix', 'nolab']),
+    shim6Async(['lab', 'up', '--prefix', 'NoLab']),
     shim6Async(['lab', 'down', '--prefix', `e2e${process.pid.toString(36).slice(-4)}x`]),
     ...bad.map(([args]) => shim6Async(['lab', 'demo', ...args])),
   ]);

@@ -53,7 +53,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     const rec = ['--name', 'h.upd.test.', '--ulid', '2001:db8:1::1', '--locator', '2001:db8:1::1/0/10', '--locator', '2001:db8:2::1/1/5'];
     const ok = await shim6Async(['zone', 'update', '--server', server, '--zone', Z, '--key', kind === 'knot' ? keys.knot : keys.bind, ...rec, '--txt', '--ttl', '120']);
     assert.equal(ok.status, 0, ok.stderr);
-    assert.match(ok.stdout, /^updated h\.upd\.test\. in upd\.test\. at 127\.0\.0\.1 port \d+: NOERROR \(answer signed by upd-key\., verified\)/);
+    assert.match(ok.stdout, /^updated h\.upd\.test\. in upd\.test\. at 127\.0\.0\.1:\d+: NOERROR \(answer signed by upd-key\., verified\)/);
 
     const NEW = buildHostRecord({ name: 'h.upd.test.', ulid: '2001:db8:1::1', locators: ['2001:db8:1::1/0/10', '2001:db8:2::1/1/5'] });
     assert.equal(rdataOf(dns.port, 'h.upd.test.'), Buffer.from(encodeCapabilityRecord(NEW.record)).toString('hex'));
@@ -69,7 +69,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
       shim6Async(['zone', 'update', '--server', server, '--zone', 'test.', '--key', keys.colon, ...other.map((a) => a.replace('h.upd.test.', 'h.test.'))]),
     ]);
     assert.equal(badSig.status, 1, badSig.stderr);
-    assert.match(badSig.stderr, /^shim6: error ETSIG_BADSIG: update of h\.upd\.test\. refused by 127\.0\.0\.1 port \d+: NOTAUTH, TSIG BADSIG/);
+    assert.match(badSig.stderr, /^shim6: error ETSIG_BADSIG: update of h\.upd\.test\. refused by 127\.0\.0\.1:\d+: NOTAUTH, TSIG BADSIG/);
     assert.equal(badKey.status, 1, badKey.stderr);
     assert.match(badKey.stderr, /^shim6: error ETSIG_BADKEY: .*NOTAUTH, TSIG BADKEY/);
     assert.equal(notZone.status, 1, notZone.stderr);

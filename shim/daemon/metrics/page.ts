@@ -7,7 +7,8 @@
  * refreshes from `/status.json` on the same port. `pageData` builds that JSON
  * from a status snapshot and the throughput history.
  */
-import { peerViews, hostPort, type PeerView, type StatusReply } from '../status-view.ts';
+import { peerViews, type PeerView, type StatusReply } from '../status-view.ts';
+import { hostPort } from '../../log.ts';
 import type { RatePoint, ThroughputHistory } from './history.ts';
 
 /** Cards on the page at most; the rest are counted (`morePeers`). */

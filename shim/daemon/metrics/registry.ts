@@ -10,7 +10,8 @@
  */
 import { collectDefaultMetrics, Gauge, Registry, type Metric } from 'prom-client';
 import { RTT_BUCKETS_MS } from '../../../resolver/upstream-job.ts';
-import { hostPort, peerNames, type StatusReply } from '../status-view.ts';
+import { peerNames, type StatusReply } from '../status-view.ts';
+import { hostPort } from '../../log.ts';
 
 type Labels = Record<string, string>;
 interface Sample { labels?: Labels; value: number; metricName?: string }
