@@ -15,6 +15,11 @@ import { packageRoot } from '../shim/runtime-paths.ts';
 /** Where node-gyp puts the addon, in the sources and in an installed package alike. */
 export const ADDON_PATH = path.join(packageRoot, 'native/build/Release/shim6_tun.node');
 
+/** ICMPv6 error records of udpStartReader (native/udp.h): octets per record, header octets, records per batch. */
+export const UDP_ERR_SLOT = 72 + 1280;
+export const UDP_ERR_HEAD = 72;
+export const UDP_ERR_SLOTS = 16;
+
 /** What the addon exports (the N-API property table at the end of tun.c). */
 export interface NativeAddon {
   /** TUN: open /dev/net/tun as `name` (`%d` numbered by the kernel) → [fd, name, offloads on]. */
@@ -29,8 +34,14 @@ export interface NativeAddon {
    * UDP: a socket on `port` (`bind`: a 16-octet address, else any; `dualStack`
    * for [::]; `shards` joins an SO_REUSEPORT group spread by question name) → [fd, port, GRO on].
    */
-  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number): [number, number, boolean];
-  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
+  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number, recvErr?: boolean): [number, number, boolean];
+  /**
+   * Read datagrams in batches (`cb(count)`, records in `meta`); with `errs`
+   * (UDP_ERR_SLOTS × UDP_ERR_SLOT octets) and `errCb`, also drain the error
+   * queue of a socket opened with `recvErr` (ICMPv6 errors, layout in udp.h).
+   */
+  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void,
+    errs?: ArrayBuffer, errCb?: (count: number) => void): object;
   udpClose(handle: object): void;
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
   udpRef(handle: object, ref: boolean): void;
