@@ -21,8 +21,8 @@ import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
-import type { Datagram, UdpTransport } from './udp.ts';
-import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
+import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
+import { IPV6_HEADER_LENGTH, buildIcmpError, splitPacket, writeHeader, type SplitPacket } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 
@@ -32,7 +32,7 @@ import type { Engine, EngineEvent } from '../engine/index.ts';
  * to compile here. The lab's static context (static-context.ts) and test
  * doubles implement the same methods.
  */
-export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>;
+export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'> & Partial<Pick<Engine, 'handleIcmp'>>;
 
 /** What the driver tells about contexts so routes follow them (routes.ts implements it). */
 export interface RouteHook {
@@ -68,7 +68,16 @@ export interface DriverStats {
   notIpv6: number;
   drops: Record<string, number>;
   prompts: number;
+  /** ICMPv6 errors the transport heard about our datagrams, those the engine acted on, those handed to the application. */
+  icmpIn: number;
+  icmpActed: number;
+  icmpToApp: number;
+  /** Application packets too big for their context's path, answered with a Packet Too Big. */
+  tooBig: number;
 }
+
+/** RFC 4443 §3.2: Packet Too Big. */
+const ICMP_PACKET_TOO_BIG = 2;
 
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
@@ -86,7 +95,7 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
-  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0 };
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0 };
   private readonly transport: UdpTransport;
   private readonly tun: TunDevice | undefined;
   private readonly peerPort: number;
@@ -118,6 +127,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.clock = opts.clock ?? defaultClock;
     this.prompter = (opts.tcpPrompt ?? opts.tun !== undefined) ? new TcpPrompter() : undefined;
     this.transport.onDatagram((d) => this.onDatagram(d));
+    this.transport.onIcmpError?.((e) => this.onIcmpError(e));
     this.tun?.onPackets((ps) => this.onTunPackets(ps));
   }
 
@@ -183,6 +193,34 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
+   * An ICMPv6 error about one of our datagrams (RFC 5533 §8): the engine acts
+   * on it, or translates it back to the application's packet, which then
+   * goes into the TUN as an ICMPv6 error from the error's sender (the peer's
+   * ULID when the kernel did not say).
+   */
+  private onIcmpError(e: IcmpError): void {
+    if (this.closed || this.engine.handleIcmp === undefined) return;
+    this.stats.icmpIn++;
+    const r = this.engine.handleIcmp(this.clock(), { type: e.type, code: e.code, info: e.info, src: e.src, dst: e.dst, port: e.dstPort, invoking: e.quoted, ...(e.offender !== undefined ? { offender: e.offender } : {}) });
+    if (r.kind === 'consumed') this.stats.icmpActed++;
+    else if (r.kind === 'drop') this.drop(`icmp-${r.reason}`.replace(/^icmp-icmp-/, 'icmp-'));
+    else {
+      this.toApplication(buildIcmpError(e.offender ?? r.dstUlid, r.srcUlid, r.type, r.code, r.info,
+        { srcUlid: r.srcUlid, dstUlid: r.dstUlid, nextHeader: r.nextHeader, payloadLength: r.payload.length, payload: r.payload }));
+      this.opts.logger?.debug('icmp error to the application', { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender });
+    }
+    this.scheduleFlush();
+  }
+
+  /** A packet the daemon makes for the application (an ICMPv6 error): into the TUN with this turn's batch. */
+  private toApplication(packet: Uint8Array): void {
+    if (!this.tun) return this.drop('no-tun');
+    if (this.rxViews.length >= RX_BATCH) this.flushTun();
+    this.rxViews.push(packet);
+    this.stats.icmpToApp++;
+  }
+
+  /**
    * Rebuild the IPv6 header from the context's ULIDs (DESIGN.md §3) into the
    * receive arena; the batch goes to the TUN at the end of this loop turn.
    */
@@ -231,9 +269,21 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       else this.stats.noContext++;
       return;
     }
+    if (r.kind === 'too-big') return this.tooBig(s, r.mtu);
     this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
     if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
     else this.drop('no-socket-for-source');
+  }
+
+  /**
+   * The application's packet is larger than its context's path carries: drop
+   * it and tell the application, as a router would, with the MTU it may use
+   * (from the peer's ULID, about the packet as sent).
+   */
+  private tooBig(s: SplitPacket, mtu: number): void {
+    this.stats.tooBig++;
+    this.toApplication(buildIcmpError(s.dstUlid, s.srcUlid, ICMP_PACKET_TOO_BIG, 0, mtu,
+      { srcUlid: s.srcUlid, dstUlid: s.dstUlid, nextHeader: s.nextHeader, payloadLength: s.payload.length, payload: s.payload }));
   }
 
   private dispatchEvents(): void {

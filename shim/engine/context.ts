@@ -10,6 +10,7 @@ import type { Millis } from '../time.ts';
 import { State } from './states.ts';
 import { newTimerTable, type Timed, type TimerTable } from './timers.ts';
 import type { ReapLog } from './reap.ts';
+import type { PathMtu } from './icmp.ts';
 
 /** One peer locator in Ls(peer) (RFC 5533 §6.1). */
 export interface PeerLocator {
@@ -79,6 +80,8 @@ export class Context implements Timed {
   /** Our Locator List generation last sent to this peer (I2, I2bis, R2, Update Request); -1: none. */
   announcedGeneration = -1;
   port: number | undefined = undefined;
+  /** A Packet Too Big's lesson for one locator pair (icmp.ts), while it holds. */
+  pathMtu: PathMtu | undefined = undefined;
 
   constructor(
     readonly localUlid: Ipv6,

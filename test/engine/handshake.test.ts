@@ -103,8 +103,9 @@ test('ICMP no-support quoting our I1 → NO-SUPPORT, negative cache, ICMP hold-d
   const a = net.add('A', 31, A_PREFIXES);
   a.engine.prime(net.now, { ulid: '2001:db8:ee::1', locators: [], ttl: 300, source: 'configured' });
   net.flush();
-  const i1 = net.log.at(-1)!.bytes;
-  assert.deepEqual(a.engine.handleIcmp(net.now, { invoking: i1 }), { kind: 'consumed' });
+  const i1 = net.log.at(-1)!;
+  // Parameter Problem "unrecognized next header" (native Shim6, RFC 5533 §7.8) quoting our I1.
+  assert.deepEqual(a.engine.handleIcmp(net.now, { type: 4, code: 1, info: 40, src: i1.src, dst: i1.dst, invoking: i1.bytes }), { kind: 'consumed' });
   net.flush();
   assert.equal(a.engine.status().contexts[0]!.state, State.NO_SUPPORT);
   assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'refused'));
