@@ -46,6 +46,11 @@ export interface NativeAddon {
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
   udpRef(handle: object, ref: boolean): void;
   /**
+   * Whole IPv6 packets (header included) out through an IPPROTO_RAW socket,
+   * routed by the kernel as the host's own → how many were sent (root).
+   */
+  rawSend(packets: readonly Uint8Array[], count: number): number;
+  /**
    * One sd_notify(3) datagram (`state`: newline-separated KEY=value) to the
    * AF_UNIX socket `path` (a file system path, or `@name` in the abstract
    * namespace) → 0, or -errno when it could not be sent.
@@ -65,7 +70,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }

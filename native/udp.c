@@ -600,3 +600,46 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   UCHECK(env, napi_create_int32(env, sent, &out));
   return out;
 }
+
+/*
+ * rawSend(packets: Uint8Array[], count) -> packets sent: whole IPv6 packets
+ * (header included) through one IPPROTO_RAW socket (IPv6 raw sockets of that
+ * protocol take the header as given, RFC 3542 §3), routed by the kernel as if
+ * the host had sent them. The driver uses it for an application's packets it
+ * held for a context that then failed: they leave as plain IPv6 at once
+ * instead of waiting for the application to retransmit them. Opened on first
+ * use, close-on-exec, kept for the process.
+ */
+static int raw_fd = -1;
+napi_value raw_send(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t count;
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  UCHECK(env, napi_get_value_uint32(env, argv[1], &count));
+  if (raw_fd < 0) {
+    raw_fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_RAW);
+    if (raw_fd < 0) return uthrow(env, "socket(IPPROTO_RAW)", errno);
+  }
+  int32_t sent = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value el;
+    napi_typedarray_type tt;
+    size_t len, off;
+    void *data;
+    napi_value ab;
+    UCHECK(env, napi_get_element(env, argv[0], i, &el));
+    UCHECK(env, napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off));
+    if (tt != napi_uint8_array || len < 40 || (((const uint8_t *)data)[0] >> 4) != 6) continue;
+    struct sockaddr_in6 to;
+    memset(&to, 0, sizeof to);
+    to.sin6_family = AF_INET6;
+    memcpy(&to.sin6_addr, (const uint8_t *)data + 24, 16);
+    ssize_t w;
+    do { w = sendto(raw_fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to); } while (w < 0 && errno == EINTR);
+    if (w >= 0) sent++;
+  }
+  napi_value out;
+  UCHECK(env, napi_create_int32(env, sent, &out));
+  return out;
+}

@@ -25,7 +25,7 @@ import { loadConfig, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
-import { NativeUdpTransport } from '../dataplane/udp-native.ts';
+import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
@@ -100,7 +100,7 @@ export class Daemon {
     const sinkRef: { daemon?: Daemon } = {};
     const driver = new EngineDriver<Engine>({
       engine, transport, tun, peerPort: config.port, routes, logger: log.child('engine'),
-      onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
+      onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), sendPlain: plainIpv6Sender(),
     });
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
     daemon.ulid = ulid;

@@ -56,6 +56,14 @@ export interface EngineDriverOptions<E extends EngineLike> {
   holdMs?: number;
   /** Replay TCP segments after a locator pair change (tcp-prompt.ts). Default: on when there is a TUN. */
   tcpPrompt?: boolean;
+  /**
+   * Send whole IPv6 packets as plain IPv6, past the TUN (the addon's raw
+   * socket, after the peer's route is withdrawn): the packets held for a
+   * context that failed (ICMP said no Shim6 there) or did not come up in
+   * time leave at once instead of when the application retransmits them.
+   * Absent: they are dropped. Returns how many were sent.
+   */
+  sendPlain?: (packets: readonly Uint8Array[]) => number;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -74,6 +82,8 @@ export interface DriverStats {
   icmpToApp: number;
   /** Application packets too big for their context's path, answered with a Packet Too Big. */
   tooBig: number;
+  /** Held packets sent as plain IPv6 when their peer's context failed or was late (`sendPlain`). */
+  plain: number;
 }
 
 /** RFC 4443 §3.2: Packet Too Big. */
@@ -95,7 +105,7 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
-  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0 };
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0, plain: 0 };
   private readonly transport: UdpTransport;
   private readonly tun: TunDevice | undefined;
   private readonly peerPort: number;
@@ -305,9 +315,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
-      this.unhold(e.peerUlid);
+      const held = this.unhold(e.peerUlid);
       // A resumable close (idle cleanup of a known peer) keeps the route: the next packet brings the context back.
-      if (e.kind === 'context-failed' || !e.resumable) void this.opts.routes?.contextDown(e.peerUlid);
+      if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.opts.routes?.contextDown(e.peerUlid));
       this.prompter?.forget(e.peerUlid);
     }
     if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
@@ -341,9 +351,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private hold(local: Ipv6, peer: Ipv6): void {
     if (this.held.has(peer)) return;
     const timer = setTimeout(() => {
-      if (this.held.get(peer)?.timer !== timer) return;
+      const h = this.held.get(peer);
+      if (h?.timer !== timer) return;
       this.held.delete(peer);
-      void this.opts.routes?.contextDown(peer);
+      this.letGo(peer, h.packets, this.opts.routes?.contextDown(peer));
       this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
     }, this.opts.holdMs ?? HOLD_MS);
     timer.unref?.();
@@ -351,11 +362,25 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     void this.opts.routes?.contextUp(local, peer);
   }
 
-  private unhold(peer: Ipv6): void {
+  /** Stop holding `peer`'s packets; returns those held. */
+  private unhold(peer: Ipv6): Uint8Array[] {
     const h = this.held.get(peer);
-    if (h === undefined) return;
+    if (h === undefined) return [];
     clearTimeout(h.timer);
     this.held.delete(peer);
+    return h.packets;
+  }
+
+  /** Once `peer`'s route into the TUN is gone (`down`), send what was held for it as plain IPv6 (`sendPlain`). */
+  private letGo(peer: Ipv6, packets: Uint8Array[], down: void | Promise<void> | undefined): void {
+    const send = this.opts.sendPlain;
+    if (packets.length === 0 || send === undefined) return;
+    void Promise.resolve(down).then(() => {
+      if (this.closed) return;
+      const n = send(packets);
+      this.stats.plain += n;
+      this.opts.logger?.info('held packets sent as plain IPv6', { peer, packets: n });
+    }, () => undefined);
   }
 
   /** The context with `peer` is up: send what waited for it, in order. */

@@ -213,3 +213,18 @@ export class NativeUdpTransport implements UdpTransport {
     }, icmp ? errs : undefined, icmp ? onErrors : undefined);
   }
 }
+
+/**
+ * Send whole IPv6 packets as the host's own plain IPv6 (the addon's
+ * IPPROTO_RAW socket; root): the driver's `sendPlain`.
+ */
+export function plainIpv6Sender(): (packets: readonly Uint8Array[]) => number {
+  const native = loadAddon();
+  return (packets) => {
+    try {
+      return native.rawSend(packets, packets.length);
+    } catch {
+      return 0; // no raw socket (not root): the packets are lost, as before; the application retransmits
+    }
+  };
+}

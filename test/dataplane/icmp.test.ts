@@ -17,13 +17,17 @@ import { waitFor } from '../helpers/wait.ts';
 
 interface Node { driver: EngineDriver<Engine>; engine: Engine; tun: MemoryTun; transport: MemoryTransport; ulid: string; locators: string[]; events: EngineEvent[] }
 
-async function node(t: TestContext, net: MemoryNetwork, seed: number, prefixes: string[], name: string): Promise<Node> {
+async function node(t: TestContext, net: MemoryNetwork, seed: number, prefixes: string[], name: string, plain?: Uint8Array[][], routes?: string[]): Promise<Node> {
   const id = hbaHost(seed, prefixes);
   const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.cgaParams, profile: 'fast' }, new SimRng(seed));
   const tun = new MemoryTun(name, 1444);
   const transport = net.transport(5533);
   const events: EngineEvent[] = [];
-  const driver = new EngineDriver<Engine>({ engine, transport, tun, onEvent: (e) => events.push(e) });
+  const driver = new EngineDriver<Engine>({
+    engine, transport, tun, onEvent: (e) => events.push(e), holdMs: 60_000,
+    ...(plain ? { sendPlain: (ps: readonly Uint8Array[]) => { plain.push([...ps]); routes?.push('plain'); return ps.length; } } : {}),
+    ...(routes ? { routes: { contextUp: (_l: string, p: string) => { routes.push(`up ${p}`); }, contextDown: async (p: string) => { await new Promise((r) => setTimeout(r, 5)); routes.push(`down ${p}`); } } } : {}),
+  });
   t.after(() => driver.close());
   for (const l of id.locators) await driver.bindLocator(l);
   driver.command((e, now) => e.setLocalLocators(now, id.locators.map((address) => ({ address }))));
@@ -55,6 +59,28 @@ test('an I1 to a host without the daemon: Port Unreachable through the transport
   assert.equal(a.driver.stats.icmpIn, 1);
   assert.equal(a.driver.stats.icmpActed, 1);
   assert.equal(a.engine.status(a.driver.now()).capability!.negative[0]!.reason, 'refused');
+});
+
+test('packets held for a DNS-primed peer whose I1 is refused leave as plain IPv6 at once, after its route is withdrawn', async (t) => {
+  const net = new MemoryNetwork();
+  const plain: Uint8Array[][] = [];
+  const routes: string[] = [];
+  const a = await node(t, net, 33, A_PREFIXES, 'ha', plain, routes);
+  const legacy = '2001:db8:1e9::2';
+  net.host(legacy);
+  net.blackhole(legacy, a.locators[0]!); // the Port Unreachable waits until the SYN is held
+  a.driver.command((e, now) => e.prime(now, { ulid: legacy, locators: [], ttl: 300, source: 'dns' }));
+  assert.deepEqual(routes, [`up ${legacy}`], 'routed into the TUN while the context is set up (seed §2.2)');
+  const syn = buildPacket(a.ulid, legacy, IPPROTO_TCP, new Uint8Array(20));
+  a.tun.inject(syn);
+  await waitFor(() => a.driver.stats.tunIn === 1, 'the SYN read from the TUN');
+  assert.equal(a.driver.stats.noContext, 0, 'held');
+  net.repair(legacy, a.locators[0]!);
+  // The I1's retransmission (fast profile: 300 ms) draws the Port Unreachable now.
+  await waitFor(() => plain.length === 1, 'the held SYN sent as plain IPv6');
+  assert.deepEqual(plain[0], [syn]);
+  assert.deepEqual(routes, [`up ${legacy}`, `down ${legacy}`, 'plain'], 'plain only once the route is gone');
+  assert.equal(a.driver.stats.plain, 1);
 });
 
 test('Packet Too Big about an application packet: translated into the TUN; then the driver answers too-big packets itself', async (t) => {
