@@ -126,6 +126,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * of going to a dead locator on the physical link (seed §2.2).
    */
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
+  /** Peers whose ULID this driver routed into the TUN (routes hook) and has not withdrawn. */
+  private readonly routed = new Set<Ipv6>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
 
@@ -276,6 +278,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (!this.held.has(s.dstUlid)) this.dispatchEvents();
       const q = this.held.get(s.dstUlid)?.packets;
       if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
+      // Routed into the TUN just before its route was withdrawn (the context failed meanwhile): plain IPv6.
+      else if (this.opts.routes !== undefined && !this.routed.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined);
       else this.stats.noContext++;
       return;
     }
@@ -311,13 +315,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
-      void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+      void this.routeUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const held = this.unhold(e.peerUlid);
       // A resumable close (idle cleanup of a known peer) keeps the route: the next packet brings the context back.
-      if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.opts.routes?.contextDown(e.peerUlid));
+      if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.routeDown(e.peerUlid));
       this.prompter?.forget(e.peerUlid);
     }
     if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
@@ -354,12 +358,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const h = this.held.get(peer);
       if (h?.timer !== timer) return;
       this.held.delete(peer);
-      this.letGo(peer, h.packets, this.opts.routes?.contextDown(peer));
+      this.letGo(peer, h.packets, this.routeDown(peer));
       this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
     }, this.opts.holdMs ?? HOLD_MS);
     timer.unref?.();
     this.held.set(peer, { packets: [], timer });
-    void this.opts.routes?.contextUp(local, peer);
+    void this.routeUp(local, peer);
   }
 
   /** Stop holding `peer`'s packets; returns those held. */
@@ -371,13 +375,32 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     return h.packets;
   }
 
-  /** Once `peer`'s route into the TUN is gone (`down`), send what was held for it as plain IPv6 (`sendPlain`). */
+  private routeUp(local: Ipv6, peer: Ipv6): void | Promise<void> {
+    this.routed.add(peer);
+    return this.opts.routes?.contextUp(local, peer);
+  }
+
+  private routeDown(peer: Ipv6): void | Promise<void> {
+    this.routed.delete(peer);
+    return this.opts.routes?.contextDown(peer);
+  }
+
+  /**
+   * Once `peer`'s route into the TUN is gone (`down`), send `packets` (held
+   * for it, or read just before the route went) as plain IPv6 (`sendPlain`).
+   * Each leaves with its hop limit one lower, and one at 1 is dropped: should
+   * the kernel still route the peer into the TUN, a packet cannot loop for
+   * ever between the TUN and the raw socket.
+   */
   private letGo(peer: Ipv6, packets: Uint8Array[], down: void | Promise<void> | undefined): void {
     const send = this.opts.sendPlain;
     if (packets.length === 0 || send === undefined) return;
     void Promise.resolve(down).then(() => {
       if (this.closed) return;
-      const n = send(packets);
+      const out = packets.filter((p) => p[7]! > 1);
+      for (const p of out) p[7]!--;
+      if (out.length < packets.length) this.drop('hop-limit');
+      const n = out.length > 0 ? send(out) : 0;
       this.stats.plain += n;
       this.opts.logger?.info('held packets sent as plain IPv6', { peer, packets: n });
     }, () => undefined);

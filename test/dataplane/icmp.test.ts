@@ -78,9 +78,16 @@ test('packets held for a DNS-primed peer whose I1 is refused leave as plain IPv6
   net.repair(legacy, a.locators[0]!);
   // The I1's retransmission (fast profile: 300 ms) draws the Port Unreachable now.
   await waitFor(() => plain.length === 1, 'the held SYN sent as plain IPv6');
-  assert.deepEqual(plain[0], [syn]);
+  const hop = (p: Uint8Array, h: number) => { const c = p.slice(); c[7] = h; return c; };
+  assert.deepEqual(plain[0], [hop(syn, 63)], 'as sent, one hop further');
   assert.deepEqual(routes, [`up ${legacy}`, `down ${legacy}`, 'plain'], 'plain only once the route is gone');
   assert.equal(a.driver.stats.plain, 1);
+  // A packet the kernel had routed into the TUN before the route went: plain too; one at hop limit 1 goes nowhere.
+  a.tun.inject(syn);
+  a.tun.inject(hop(syn, 1));
+  await waitFor(() => plain.length === 2 && a.driver.stats.drops['hop-limit'] === 1, 'the late SYN sent plain, the last hop dropped');
+  assert.deepEqual(plain[1], [hop(syn, 63)]);
+  assert.equal(a.driver.stats.noContext, 0);
 });
 
 test('Packet Too Big about an application packet: translated into the TUN; then the driver answers too-big packets itself', async (t) => {

@@ -1,0 +1,130 @@
+// ICMP into the engine (issue 17), with real daemons in the lab's namespaces:
+// (a) a stale record claims shim6 for B, which runs no daemon: B's kernel answers A's I1 with Port
+//     Unreachable, and A's daemon puts B in the negative cache at once; every application packet
+//     that entered A's TUN meanwhile left as plain IPv6 (none waited for the hold's timeout).
+// (b) link P runs through a router whose link to B has a smaller MTU: the router's Packet Too Big
+//     about A's encapsulated datagram reaches the application translated to the ULIDs, its TCP
+//     lowers its segment size, and a stream through the context arrives whole.
+// (c) B rejects the encapsulated datagrams of one TCP port with Port Unreachable: A's application,
+//     connecting through the context, is refused at once (ECONNREFUSED) although B listens there.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { needs } from '../helpers/prereq.ts';
+import { LAB_ADDR, nsExec, type Lab } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream } from '../../lab/run.ts';
+import { labDaemonFiles, LAB_STUB } from '../../lab/daemons.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { E2E_TIMEOUT_MS, daemons, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
+
+const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
+
+interface Status {
+  engine: { contexts: { peerUlid: string; pathMtu?: number; pair: { local: string; peer: string } }[] };
+  daemon: { stats: { tunIn: number; plain: number; icmpIn: number; icmpActed: number; icmpToApp: number; tooBig: number; drops: Record<string, number> } };
+}
+const status = async (lab: Lab, h: 'a' | 'b'): Promise<Status> => await controlRequest(labDaemonFiles(lab, h).control, 'status') as Status;
+
+test('a stale record, no daemon on B: Port Unreachable puts B in A\'s negative cache at once, and the application\'s packets go plain without waiting', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  await oneDaemon(t, lab, 'a');
+  const started = Date.now();
+  const r = await runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 1500, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
+  const primed = log(lab, 'a').find((x) => x.msg === 'prime' && x.ulid === LAB_ADDR.bP);
+  assert.ok(primed, 'the record primed A');
+  const refused = await waitLog(lab, 'a', (x) => x.msg === 'peer-unsupported' && x.peerUlid === LAB_ADDR.bP);
+  assert.equal(refused.reason, 'refused', 'through ICMP, not after the I1 retries (reason no-answer)');
+  t.diagnostic(`negative cache ${Date.parse(refused.ts) - Date.parse(primed.ts)} ms after the prime; connected ${r.connectedAt - started} ms after the start`);
+  assert.equal(r.corrupt, 0);
+  assert.ok(r.bytes_verified > 1_000_000);
+  assert.equal(r.bytes_verified, r.bytes_sent);
+  const st = await status(lab, 'a');
+  assert.equal(st.daemon.stats.icmpActed, 1, `stats ${JSON.stringify(st.daemon.stats)}`);
+  // No application packet waited for the hold to time out: whatever entered the TUN left as plain IPv6.
+  assert.equal(log(lab, 'a').some((x) => x.msg === 'context not up in time: plain IPv6 meanwhile'), false);
+  assert.equal(st.daemon.stats.plain, st.daemon.stats.tunIn, `stats ${JSON.stringify(st.daemon.stats)}`);
+  assert.equal(log(lab, 'a').filter((x) => x.msg === 'prime').length, 1);
+  const neg = spawnSync('ip', ['-n', lab.a, '-6', 'route', 'show', 'table', '5533'], { encoding: 'utf8' }).stdout;
+  assert.doesNotMatch(neg, /dev labtun/, 'no route into the TUN');
+});
+
+/**
+ * Link P through a router: namespace `<prefix>r` between A and B, its link to B with MTU `mtu`; A's
+ * and B's P addresses reach each other through it (/128 routes over the connected /64).
+ */
+function routerOnP(t: TestContext, lab: Lab, mtu: number): string {
+  const r = `${lab.prefix}r`;
+  t.after(() => { spawnSync('ip', ['netns', 'del', r]); });
+  const sh = (argv: string[]) => { const x = spawnSync(argv[0]!, argv.slice(1), { encoding: 'utf8' }); assert.equal(x.status, 0, `${argv.join(' ')}: ${x.stderr}`); };
+  sh(['ip', 'netns', 'add', r]);
+  sh(['ip', '-n', r, 'link', 'set', 'lo', 'up']);
+  for (const k of ['net.ipv6.conf.all.forwarding=1', 'net.ipv6.conf.all.accept_dad=0', 'net.ipv6.conf.default.accept_dad=0']) sh(['ip', 'netns', 'exec', r, 'sysctl', '-q', '-w', k]);
+  sh(['ip', 'link', 'add', 'labra', 'netns', lab.a, 'type', 'veth', 'peer', 'name', 'ra', 'netns', r]);
+  sh(['ip', 'link', 'add', 'labrb', 'netns', lab.b, 'type', 'veth', 'peer', 'name', 'rb', 'netns', r]);
+  sh(['ip', '-n', r, 'link', 'set', 'rb', 'mtu', String(mtu)]);
+  sh(['ip', '-n', lab.b, 'link', 'set', 'labrb', 'mtu', String(mtu)]);
+  for (const [ns, dev, a] of [[lab.a, 'labra', '2001:db8:98::a'], [r, 'ra', '2001:db8:98::1'], [r, 'rb', '2001:db8:97::1'], [lab.b, 'labrb', '2001:db8:97::b']] as const) {
+    sh(['ip', '-n', ns, '-6', 'addr', 'add', `${a}/64`, 'dev', dev, 'nodad']);
+    sh(['ip', '-n', ns, 'link', 'set', dev, 'up']);
+  }
+  sh(['ip', '-n', lab.a, '-6', 'route', 'add', `${LAB_ADDR.bP}/128`, 'via', '2001:db8:98::1', 'dev', 'labra']);
+  sh(['ip', '-n', lab.b, '-6', 'route', 'add', `${LAB_ADDR.aP}/128`, 'via', '2001:db8:97::1', 'dev', 'labrb']);
+  sh(['ip', '-n', r, '-6', 'route', 'add', `${LAB_ADDR.aP}/128`, 'via', '2001:db8:98::a', 'dev', 'ra']);
+  sh(['ip', '-n', r, '-6', 'route', 'add', `${LAB_ADDR.bP}/128`, 'via', '2001:db8:97::b', 'dev', 'rb']);
+  return r;
+}
+
+test('a router\'s Packet Too Big about the encapsulated stream reaches the application as its own: TCP adapts, the stream arrives whole', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  // The lab's TUN MTU is 1400: encapsulated, 1416 octets, more than the router's 1360-octet link to B.
+  const router = routerOnP(t, lab, 1360);
+  await daemons(t, lab);
+  const r = await runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 3000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
+  assert.equal(r.corrupt, 0);
+  assert.ok(r.bytes_verified > 1_000_000, `verified ${r.bytes_verified}`);
+  assert.equal(r.bytes_verified, r.bytes_sent);
+  const st = await status(lab, 'a');
+  const ctx = st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP);
+  assert.ok(ctx, 'a context with B');
+  assert.deepEqual(ctx.pair, { local: LAB_ADDR.aP, peer: LAB_ADDR.bP }, 'on link P, through the router');
+  // The router's MTU minus what encapsulation adds (UDP 8 + payload header 8).
+  assert.equal(ctx.pathMtu, 1360 - 16, `context ${JSON.stringify(ctx)}`);
+  assert.ok(st.daemon.stats.icmpToApp >= 1, `stats ${JSON.stringify(st.daemon.stats)}`);
+  // A's kernel learnt that path MTU for B's ULID from the translated error (what its TCP follows).
+  const route = nsExec(lab.a, ['ip', '-6', 'route', 'get', LAB_ADDR.bP, 'from', LAB_ADDR.aP]).stdout;
+  assert.match(route, /mtu 1344\b/, route);
+  const rx = spawnSync('ip', ['netns', 'exec', router, 'nstat', '-az', 'Icmp6OutPktTooBigs'], { encoding: 'utf8' }).stdout;
+  t.diagnostic(`router: ${rx.trim().split('\n').pop()}; A stats ${JSON.stringify({ icmpIn: st.daemon.stats.icmpIn, icmpToApp: st.daemon.stats.icmpToApp, tooBig: st.daemon.stats.tooBig })}`);
+});
+
+test('B rejects one port\'s encapsulated datagrams with Port Unreachable: A\'s application connecting through the context is refused at once', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  await daemons(t, lab);
+  // B listens on 9998 and 9999; its firewall rejects UDP 5533 datagrams that carry TCP to port 9999
+  // (UDP header 8 octets + payload header 8, then the TCP destination port: bits 144–159).
+  const server = spawn('ip', ['netns', 'exec', lab.b, process.execPath, '-e',
+    "const n=require('net');for(const p of [9998,9999])n.createServer((s)=>s.end('ok')).listen(p,'::');setInterval(()=>{},1e6)"], { stdio: 'ignore' });
+  t.after(() => { server.kill('SIGKILL'); });
+  nsExec(lab.b, ['nft', '-f', '-'], { input: 'table inet e2eicmp {\n chain input {\n  type filter hook input priority 0;\n  udp dport 5533 @th,144,16 9999 reject with icmpv6 type port-unreachable\n }\n}\n' });
+  await waitFor(() => nsExec(lab.b, ['ss', '-Htln', 'sport = :9999'], { check: false }).stdout.includes('9999'), 'B listening');
+  // The context, primed through A's stub.
+  nsExec(lab.a, ['kdig', `@${LAB_STUB}`, LAB_B_NAME, 'AAAA', '+short']);
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
+  const connect = (port: number) => nsExec(lab.a, [process.execPath, '-e',
+    `const t0=Date.now();const s=require('net').connect({host:'${LAB_ADDR.bP}',port:${port}});` +
+    `s.on('connect',()=>{console.log('connected',Date.now()-t0);s.destroy()});s.on('error',(e)=>console.log(e.code,Date.now()-t0));` +
+    `setTimeout(()=>{console.log('TIMEOUT');process.exit(0)},${DEADLINE_MS}).unref()`], { timeoutMs: 2 * DEADLINE_MS }).stdout.trim();
+  const open = connect(9998);
+  assert.match(open, /^connected/, 'the context carries TCP to B');
+  const refused = connect(9999);
+  assert.match(refused, /^ECONNREFUSED/, `the application heard B's Port Unreachable (${refused})`);
+  t.diagnostic(`through the context: ${open} ms; refused after ${refused.split(' ')[1]} ms`);
+  const st = await status(lab, 'a');
+  assert.ok(st.daemon.stats.icmpToApp >= 1, `stats ${JSON.stringify(st.daemon.stats)}`);
+  assert.equal(st.engine.contexts.length, 1, 'the context stays (Port Unreachable is the application\'s business, RFC 5533 §8)');
+});
