@@ -219,7 +219,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     else {
       this.toApplication(buildIcmpError(e.offender ?? r.dstUlid, r.srcUlid, r.type, r.code, r.info,
         { srcUlid: r.srcUlid, dstUlid: r.dstUlid, nextHeader: r.nextHeader, payloadLength: r.payload.length, payload: r.payload }));
-      this.opts.logger?.debug('icmp error to the application', { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender });
+      this.opts.logger?.info('icmp error to the application', { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender, pair: { local: e.src, peer: e.dst } });
     }
     this.scheduleFlush();
   }
