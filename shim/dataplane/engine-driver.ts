@@ -86,6 +86,8 @@ export interface DriverStats {
   plain: number;
 }
 
+/** At most one log line per peer and ICMP type this often (ms). */
+const ICMP_LOG_MS = 10_000;
 /** RFC 4443 §3.2: Packet Too Big. */
 const ICMP_PACKET_TOO_BIG = 2;
 
@@ -126,6 +128,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * of going to a dead locator on the physical link (seed §2.2).
    */
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
+  /** When an error for the application was last logged, per peer and ICMP type. */
+  private readonly icmpLogged = new Map<string, number>();
   /** Peers whose ULID this driver routed into the TUN (routes hook) and has not withdrawn. */
   private readonly routed = new Set<Ipv6>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
@@ -219,9 +223,20 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     else {
       this.toApplication(buildIcmpError(e.offender ?? r.dstUlid, r.srcUlid, r.type, r.code, r.info,
         { srcUlid: r.srcUlid, dstUlid: r.dstUlid, nextHeader: r.nextHeader, payloadLength: r.payload.length, payload: r.payload }));
-      this.opts.logger?.info('icmp error to the application', { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender, pair: { local: e.src, peer: e.dst } });
+      this.logIcmp(r.dstUlid, r.type, { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender, pair: { local: e.src, peer: e.dst } });
     }
     this.scheduleFlush();
+  }
+
+  /** Log an error handed to the application: the first per peer and type, then at most one per ICMP_LOG_MS (stats count them all). */
+  private logIcmp(peer: Ipv6, type: number, fields: Record<string, unknown>): void {
+    const key = `${peer} ${type}`;
+    const now = this.clock();
+    const last = this.icmpLogged.get(key);
+    if (last !== undefined && now - last < ICMP_LOG_MS) return;
+    if (this.icmpLogged.size >= REFUSED_LOGGED_MAX) this.icmpLogged.clear();
+    this.icmpLogged.set(key, now);
+    this.opts.logger?.info('icmp error to the application', fields);
   }
 
   /** A packet the daemon makes for the application (an ICMPv6 error): into the TUN with this turn's batch. */

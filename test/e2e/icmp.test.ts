@@ -7,22 +7,27 @@
 //     lowers its segment size, and a stream through the context arrives whole.
 // (c) B rejects the encapsulated datagrams of one TCP port with Port Unreachable: A's application,
 //     connecting through the context, is refused at once (ECONNREFUSED) although B listens there.
+// (d) Forged ICMPv6 errors, really sent to A's daemon, change nothing; one quoting a real payload counts.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR, nsExec, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles, LAB_STUB } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { E2E_TIMEOUT_MS, daemons, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
+import fc from 'fast-check';
+import { ADDON_PATH } from '../../native/addon.ts';
+import { buildIcmpError, IPPROTO_TCP, IPPROTO_UDP } from '../../shim/dataplane/ip6-packet.ts';
+import { encodePayloadHeader } from '../../shim/wire/header.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
 interface Status {
-  engine: { contexts: { peerUlid: string; pathMtu?: number; pair: { local: string; peer: string } }[] };
+  engine: { contexts: { peerUlid: string; pathMtu?: number; peerContextTag: number; pair: { local: string; peer: string } }[] };
   daemon: { stats: { tunIn: number; plain: number; icmpIn: number; icmpActed: number; icmpToApp: number; tooBig: number; drops: Record<string, number> } };
 }
 const status = async (lab: Lab, h: 'a' | 'b'): Promise<Status> => await controlRequest(labDaemonFiles(lab, h).control, 'status') as Status;
@@ -130,4 +135,56 @@ test('B rejects one port\'s encapsulated datagrams with Port Unreachable: A\'s a
   const st = await status(lab, 'a');
   assert.ok(st.daemon.stats.icmpToApp >= 1, `stats ${JSON.stringify(st.daemon.stats)}`);
   assert.equal(st.engine.contexts.length, 1, 'the context stays (Port Unreachable is the application\'s business, RFC 5533 §8)');
+});
+
+/** Send whole IPv6 packets from namespace `ns` through the addon's raw socket (as a host on the path would). */
+function sendRaw(ns: string, packets: Uint8Array[]): number {
+  const script = `const a=require(${JSON.stringify(ADDON_PATH)});const ps=require('fs').readFileSync(0,'utf8').trim().split('\\n').map((h)=>new Uint8Array(Buffer.from(h,'hex')));console.log(a.rawSend(ps,ps.length))`;
+  return Number(nsExec(ns, [process.execPath, '-e', script], { input: packets.map((p) => Buffer.from(p).toString('hex')).join('\n') + '\n' }).stdout.trim());
+}
+
+/** An ICMPv6 error from `from` to `to` quoting a UDP datagram `src`:5533 → `dst`:5533 carrying `data`. */
+function icmpAboutUdp(from: string, to: string, type: number, code: number, info: number, src: string, dst: string, data: Uint8Array): Uint8Array {
+  const udp = new Uint8Array(8 + data.length);
+  const dv = new DataView(udp.buffer);
+  dv.setUint16(0, 5533); dv.setUint16(2, 5533); dv.setUint16(4, udp.length);
+  udp.set(data, 8);
+  return buildIcmpError(from, to, type, code, info, { srcUlid: src, dstUlid: dst, nextHeader: IPPROTO_UDP, payloadLength: udp.length, payload: udp });
+}
+
+test('forged ICMPv6 errors sent to A\'s daemon change nothing; the one quoting a real payload is acted on', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  await daemons(t, lab);
+  nsExec(lab.a, ['kdig', `@${LAB_STUB}`, LAB_B_NAME, 'AAAA', '+short']);
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
+  const before = await status(lab, 'a');
+  const ctx = before.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP)!;
+  const { local, peer } = ctx.pair;
+  // 300 forgeries: random types, codes, MTUs and quotes (random payload headers and tags, junk, cut I1s), some from
+  // elsewhere, all addressed to the context's own locators so the kernel hands them to the daemon's socket.
+  const forged = fc.sample(fc.record({
+    type: fc.constantFrom(1, 2, 3, 4), code: fc.integer({ min: 0, max: 6 }), info: fc.constantFrom(0, 600, 1280, 1300, 56, 60),
+    from: fc.constantFrom(peer, '2001:db8:1::99'),
+    data: fc.oneof(
+      fc.tuple(fc.integer({ min: 0, max: 255 }), fc.integer({ min: 0, max: 2 ** 47 - 1 }), fc.uint8Array({ maxLength: 200 }))
+        .filter(([, tag]) => tag !== ctx.peerContextTag)
+        .map(([nh, tag, rest]) => new Uint8Array([...encodePayloadHeader(nh, tag), ...rest])),
+      fc.uint8Array({ minLength: 8, maxLength: 300 }),
+    ),
+  }), { seed: 5533, numRuns: 300 }).map((f) => icmpAboutUdp(f.from, local, f.type, f.code, f.info, local, peer, f.data));
+  // Sent from the DNS namespace, a host off the A–B paths (B's own packets to A's ULID would go through its tunnel).
+  nsExec(lab.dns, ['ip', '-6', 'route', 'replace', `${local}/128`, 'via', LAB_ADDR.aDns, 'dev', LAB_IF.dnsA]);
+  assert.equal(sendRaw(lab.dns, forged), forged.length);
+  // The same path, quoting a payload the context could have sent (its CT(peer)): a Packet Too Big that counts.
+  assert.equal(sendRaw(lab.dns, [icmpAboutUdp(peer, local, 2, 0, 1300, local, peer, new Uint8Array([...encodePayloadHeader(IPPROTO_TCP, ctx.peerContextTag), ...new Uint8Array(40)]))]), 1);
+  await waitFor(async () => (await status(lab, 'a')).daemon.stats.icmpIn >= before.daemon.stats.icmpIn + forged.length + 1, 'every error heard by A\'s daemon');
+  const after = await status(lab, 'a');
+  const s = after.daemon.stats;
+  t.diagnostic(`A: ${JSON.stringify({ icmpIn: s.icmpIn, icmpActed: s.icmpActed, icmpToApp: s.icmpToApp, drops: s.drops })}`);
+  assert.equal(s.icmpActed, before.daemon.stats.icmpActed, 'no forgery acted on');
+  assert.equal(s.icmpToApp, before.daemon.stats.icmpToApp + 1, 'only the genuine quote reached the application');
+  const c2 = after.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP)!;
+  assert.equal(c2.pathMtu, 1300 - 16, 'the genuine Packet Too Big lowered the path MTU; no forgery did');
+  assert.equal(log(lab, 'a').some((x) => x.msg === 'peer-unsupported' || x.msg === 'context-failed' || x.msg === 'context-closed'), false);
 });
