@@ -81,6 +81,8 @@ export interface DaemonConfig {
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
+  /** Give applications also the ICMPv6 errors Shim6 acted on (RFC 5533 §8's option). */
+  icmpDeliverAll: boolean;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -106,10 +108,11 @@ export function defaultConfig(): DaemonConfig {
     replyLimit: DEFAULT_REPLY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
+    icmpDeliverAll: false,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -273,6 +276,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
+  if (doc.icmpDeliverAll !== undefined) c.icmpDeliverAll = bool('icmpDeliverAll', doc.icmpDeliverAll);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -93,6 +93,7 @@ export class Daemon {
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
       peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
       replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
+      icmpDeliverAll: config.icmpDeliverAll,
     }, cryptoRng(), { cache });
     const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });

@@ -25,7 +25,8 @@
  *    application's packet: to the application, translated (§8 Figure 9).
  *  - Payload, other Destination Unreachable or Time Exceeded on the current
  *    pair: REAP explores when there is another pair (Shim6 acts, the
- *    application hears nothing); with no other pair, to the application.
+ *    application hears nothing unless `icmpDeliverAll`); with no other pair,
+ *    to the application.
  *
  * "Translated" = the quoted packet as the application sent it: the ULIDs in
  * place of the locators, the fixed header's Next Header from the payload
@@ -161,7 +162,7 @@ function aboutPayload(core: Core, now: Millis, e: IcmpInput): IcmpResult {
       if (!current) return drop('icmp-stale-pair');
       if (ctx.state === State.ESTABLISHED && otherPairs(core, ctx)) {
         startExploring(core, ctx, now);
-        return { kind: 'consumed' };
+        return core.config.icmpDeliverAll ? deliver(0) : { kind: 'consumed' };
       }
       return deliver(0);
     }

@@ -122,6 +122,18 @@ test('errors about payloads: Port Unreachable and Parameter Problem in the appli
   assert.equal(a.engine.status().contexts[0]!.reap, 'Exploring');
 });
 
+test('icmpDeliverAll: an unreachable Shim6 acts on reaches the application too', () => {
+  const net = new Loop(20);
+  const a = net.add('A', 23, A_PREFIXES, { profile: 'fast', icmpDeliverAll: true });
+  const b = net.add('B', 24, ['2001:db8:b1::/64', '2001:db8:b2::/64'], { profile: 'fast' });
+  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  net.run(200);
+  const sent = sentPayload(net, a, b, new Uint8Array(20));
+  const r = a.engine.handleIcmp(net.now, { type: 3, code: 0, info: 0, src: sent.src, dst: sent.dst, invoking: sent.bytes });
+  assert.equal(r.kind, 'deliver');
+  assert.equal(a.engine.status().contexts[0]!.reap, 'Exploring', 'and REAP explores all the same');
+});
+
 test('errors about payloads on a single-homed path: an unreachable goes to the application (nothing for Shim6 to act on)', () => {
   const net = new Loop(20);
   const a = net.add('A', 15, ['2001:db8:a1::/64'], { profile: 'fast' });
