@@ -86,6 +86,8 @@ export interface DriverStats {
   plain: number;
 }
 
+/** Peers remembered as withdrawn from the TUN (the set is emptied when full). */
+const WITHDRAWN_MAX = 4096;
 /** At most one log line per peer and ICMP type this often (ms). */
 const ICMP_LOG_MS = 10_000;
 /** RFC 4443 §3.2: Packet Too Big. */
@@ -130,8 +132,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
   /** When an error for the application was last logged, per peer and ICMP type. */
   private readonly icmpLogged = new Map<string, number>();
-  /** Peers whose ULID this driver routed into the TUN (routes hook) and has not withdrawn. */
-  private readonly routed = new Set<Ipv6>();
+  /** Peers whose ULID route into the TUN this driver withdrew (and has not routed again): bounded by WITHDRAWN_MAX. */
+  private readonly withdrawn = new Set<Ipv6>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
 
@@ -293,8 +295,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (!this.held.has(s.dstUlid)) this.dispatchEvents();
       const q = this.held.get(s.dstUlid)?.packets;
       if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
-      // Routed into the TUN just before its route was withdrawn (the context failed meanwhile): plain IPv6.
-      else if (this.opts.routes !== undefined && !this.routed.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined);
+      // Routed into the TUN just before the driver withdrew its route (the context failed meanwhile): plain IPv6.
+      else if (this.opts.sendPlain !== undefined && this.withdrawn.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined);
       else this.stats.noContext++;
       return;
     }
@@ -391,12 +393,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   private routeUp(local: Ipv6, peer: Ipv6): void | Promise<void> {
-    this.routed.add(peer);
+    this.withdrawn.delete(peer);
     return this.opts.routes?.contextUp(local, peer);
   }
 
   private routeDown(peer: Ipv6): void | Promise<void> {
-    this.routed.delete(peer);
+    if (this.withdrawn.size >= WITHDRAWN_MAX) this.withdrawn.clear();
+    this.withdrawn.add(peer);
     return this.opts.routes?.contextDown(peer);
   }
 
