@@ -4,6 +4,8 @@ import assert from 'node:assert/strict';
 import { DgramTransport, MemoryNetwork, type Datagram, type IcmpError, type UdpTransport } from '../../shim/dataplane/udp.ts';
 import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
+import { spawnSync } from 'node:child_process';
+import { needs } from '../helpers/prereq.ts';
 
 interface Pair { a: UdpTransport; b: UdpTransport; addrA: string; addrB: string }
 
@@ -169,4 +171,25 @@ test('ICMPv6 errors: in-memory network (a host without the daemon)', async (t) =
 
 test('Node dgram sees no ICMPv6 errors (no IPV6_RECVERR): the transport offers no onIcmpError', () => {
   assert.equal((new DgramTransport({ port: 0 }) as UdpTransport).onIcmpError, undefined);
+});
+
+test('native socket: a GSO run the kernel refuses (segments over the path MTU) goes out datagram by datagram', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  // A namespace whose loopback has MTU 1300: 1400-octet datagrams need fragments, which UDP GSO cannot make (EINVAL).
+  const ns = `udpgso${process.pid.toString(36)}`;
+  t.after(() => { spawnSync('ip', ['netns', 'del', ns]); });
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  assert.equal(spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'mtu', '1300', 'up']).status, 0);
+  const script = `const { NativeUdpTransport } = await import(${JSON.stringify(new URL('../../shim/dataplane/udp-native.ts', import.meta.url).pathname)});
+    const a = new NativeUdpTransport({ port: 0 }), b = new NativeUdpTransport({ port: 0 });
+    await a.bind('::1'); const pb = await b.bind('::1');
+    const got = []; b.onDatagram((d) => got.push(d.bytes.length + ':' + d.bytes[0]));
+    for (let i = 0; i < 3; i++) a.send('::1', '::1', pb, new Uint8Array(1400).fill(i));
+    a.flush();
+    const end = Date.now() + ${DEADLINE_MS};
+    while (got.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
+    console.log(JSON.stringify(got)); process.exit(0);`;
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 2 * DEADLINE_MS });
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), ['1400:0', '1400:1', '1400:2']);
 });
