@@ -6,10 +6,11 @@
  * batch per JS call, no per-datagram allocation).
  *
  * With `recvErr` (IPV6_RECVERR) the socket also hears the ICMPv6 errors
- * about datagrams it sent: each wake-up drains the error queue
- * (MSG_ERRQUEUE: the sock_extended_err, the offender, the invoking datagram's
- * destination and its quoted UDP payload) into preallocated records and
- * hands JS one batch of them, before the datagrams.
+ * about datagrams it sent: when the socket reports POLLERR (a queued error),
+ * the reader drains the error queue (MSG_ERRQUEUE: the sock_extended_err, the
+ * offender, the invoking datagram's destination and its quoted UDP payload)
+ * into preallocated records and hands JS one batch of them, before the
+ * datagrams. Wake-ups without an error cost no extra system call.
  *
  * Must not know: Shim6, the TUN. The JS side (udp-native.ts) owns the
  * buffers; this file only moves bytes between them and the kernel.
@@ -294,13 +295,14 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
   if (r->closed) return;
   if (status < 0) {
     /* libuv stops a poll handle on POLLERR (a queued ICMP error, or the socket's
-       pending error): without an error reader that is the end, as before. With
-       one, drain the queue below and poll again. */
+       pending error) and says UV_EBADF: without an error reader that is the end,
+       as before. With one, poll again and drain the queue below (only then:
+       a wake-up for data alone costs no MSG_ERRQUEUE read). */
     if (r->err_cb == NULL) return;
     int rc = uv_poll_start(&r->poll, UV_READABLE, udp_on_readable);
     if (rc != 0) return;
   }
-  if (r->err_cb != NULL) {
+  if (r->err_cb != NULL && status < 0) {
     int more = 1;
     for (int rounds = 0; more && rounds < 4 && !r->closed; rounds++) {
       uint32_t ne = udp_read_errors(r, &more);
