@@ -21,8 +21,13 @@
  *  - Payload, Packet Too Big: the context's path MTU for its current locator
  *    pair drops (never below 1280), and the error goes to the application with
  *    the MTU it may use (the path's minus what encapsulation adds).
- *  - Payload, Port Unreachable or a Parameter Problem pointing into the
- *    application's packet: to the application, translated (§8 Figure 9).
+ *  - Payload, a Parameter Problem pointing into the application's packet: to
+ *    the application, translated (§8 Figure 9).
+ *  - Payload, Port Unreachable: about our UDP port 5533 at the peer, not the
+ *    application's port (the peer's kernel answers that one inside the
+ *    tunnel): the peer's daemon is not running — restarting, say. Shim6's
+ *    business (as a Parameter Problem about the Shim6 header would be, §8),
+ *    not the application's: dropped, counted; REAP and R1bis deal with it.
  *  - Payload, other Destination Unreachable or Time Exceeded on the current
  *    pair: REAP explores when there is another pair (Shim6 acts, the
  *    application hears nothing unless `icmpDeliverAll`); with no other pair,
@@ -158,7 +163,7 @@ function aboutPayload(core: Core, now: Millis, e: IcmpInput): IcmpResult {
     }
     case IcmpType.DestinationUnreachable:
     case IcmpType.TimeExceeded: {
-      if (e.type === IcmpType.DestinationUnreachable && e.code === ICMP_PORT_UNREACHABLE) return deliver(0);
+      if (e.type === IcmpType.DestinationUnreachable && e.code === ICMP_PORT_UNREACHABLE) return drop('icmp-peer-no-daemon');
       if (!current) return drop('icmp-stale-pair');
       if (ctx.state === State.ESTABLISHED && otherPairs(core, ctx)) {
         startExploring(core, ctx, now);

@@ -5,8 +5,9 @@
 // (b) link P runs through a router whose link to B has a smaller MTU: the router's Packet Too Big
 //     about A's encapsulated datagram reaches the application translated to the ULIDs, its TCP
 //     lowers its segment size, and a stream through the context arrives whole.
-// (c) B rejects the encapsulated datagrams of one TCP port with Port Unreachable: A's application,
-//     connecting through the context, is refused at once (ECONNREFUSED) although B listens there.
+// (c) a router on P prohibits the encapsulated datagrams of one TCP port: by default A's engine acts on
+//     it (REAP explores: there is another pair) and the application is not told (RFC 5533 §8); with
+//     icmpDeliverAll it hears it too, and its connect fails at once (EACCES) although B listens there.
 // (d) Forged ICMPv6 errors, really sent to A's daemon, change nothing; one quoting a real payload counts.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -109,32 +110,57 @@ test('a router\'s Packet Too Big about the encapsulated stream reaches the appli
   t.diagnostic(`router: ${rx.trim().split('\n').pop()}; A stats ${JSON.stringify({ icmpIn: st.daemon.stats.icmpIn, icmpToApp: st.daemon.stats.icmpToApp, tooBig: st.daemon.stats.tooBig })}`);
 });
 
-test('B rejects one port\'s encapsulated datagrams with Port Unreachable: A\'s application connecting through the context is refused at once', { timeout: E2E_TIMEOUT_MS }, async (t) => {
-  if (!needs(t, PREREQ)) return;
-  const lab = await freshLab(t);
-  await daemons(t, lab);
-  // B listens on 9998 and 9999; its firewall rejects UDP 5533 datagrams that carry TCP to port 9999
-  // (UDP header 8 octets + payload header 8, then the TCP destination port: bits 144–159).
+/**
+ * Link P through a router (MTU 1500) whose firewall rejects the encapsulated datagrams that carry TCP to
+ * B's port 9999 (UDP header 8 octets + payload header 8, then the TCP destination port: bits 144–159) with
+ * Destination Unreachable "administratively prohibited"; B listens on 9998 and 9999; the context is up.
+ * Returns a connect attempt from A's namespace to B's ULID (its outcome as the application saw it).
+ */
+async function prohibitingRouter(t: TestContext, lab: Lab, extra: Record<string, unknown>): Promise<(port: number, patience?: number) => string> {
+  const router = routerOnP(t, lab, 1500);
+  nsExec(router, ['nft', '-f', '-'], { input: `table inet e2eicmp {\n chain relay {\n  type filter hook forward priority 0;\n  ip6 daddr ${LAB_ADDR.bP} udp dport 5533 @th,144,16 9999 reject with icmpv6 type admin-prohibited\n }\n}\n` });
+  await daemons(t, lab, {}, extra);
   const server = spawn('ip', ['netns', 'exec', lab.b, process.execPath, '-e',
     "const n=require('net');for(const p of [9998,9999])n.createServer((s)=>s.end('ok')).listen(p,'::');setInterval(()=>{},1e6)"], { stdio: 'ignore' });
   t.after(() => { server.kill('SIGKILL'); });
-  nsExec(lab.b, ['nft', '-f', '-'], { input: 'table inet e2eicmp {\n chain input {\n  type filter hook input priority 0;\n  udp dport 5533 @th,144,16 9999 reject with icmpv6 type port-unreachable\n }\n}\n' });
   await waitFor(() => nsExec(lab.b, ['ss', '-Htln', 'sport = :9999'], { check: false }).stdout.includes('9999'), 'B listening');
-  // The context, primed through A's stub.
   nsExec(lab.a, ['kdig', `@${LAB_STUB}`, LAB_B_NAME, 'AAAA', '+short']);
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
-  const connect = (port: number) => nsExec(lab.a, [process.execPath, '-e',
+  // The application gives up after `patience` ms (its own choice, as connect timeouts are).
+  return (port: number, patience = DEADLINE_MS) => nsExec(lab.a, [process.execPath, '-e',
     `const t0=Date.now();const s=require('net').connect({host:'${LAB_ADDR.bP}',port:${port}});` +
     `s.on('connect',()=>{console.log('connected',Date.now()-t0);s.destroy()});s.on('error',(e)=>console.log(e.code,Date.now()-t0));` +
-    `setTimeout(()=>{console.log('TIMEOUT');process.exit(0)},${DEADLINE_MS}).unref()`], { timeoutMs: 2 * DEADLINE_MS }).stdout.trim();
+    `setTimeout(()=>{console.log('gave-up',Date.now()-t0);process.exit(0)},${patience}).unref()`], { timeoutMs: 2 * DEADLINE_MS }).stdout.trim();
+}
+
+test('a router prohibits one port\'s encapsulated datagrams: on a multihomed path Shim6 acts (REAP explores), the application is not told', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  const connect = await prohibitingRouter(t, lab, {});
+  assert.match(connect(9998), /^connected/, 'the context carries TCP to B through the router');
+  const before = await status(lab, 'a');
+  const r = connect(9999, 2000);
+  const after = await status(lab, 'a');
+  t.diagnostic(`port 9999: ${r}; A stats ${JSON.stringify({ icmpIn: after.daemon.stats.icmpIn, icmpActed: after.daemon.stats.icmpActed, icmpToApp: after.daemon.stats.icmpToApp })}`);
+  assert.ok(after.daemon.stats.icmpActed > before.daemon.stats.icmpActed, 'the engine acted on the router\'s error (RFC 5533 §8)');
+  assert.equal(after.daemon.stats.icmpToApp, before.daemon.stats.icmpToApp, 'and kept it from the application');
+  assert.doesNotMatch(r, /^EACCES/);
+});
+
+test('with icmpDeliverAll the application connecting through the context hears the router\'s prohibition at once (EACCES)', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  const connect = await prohibitingRouter(t, lab, { icmpDeliverAll: true });
   const open = connect(9998);
-  assert.match(open, /^connected/, 'the context carries TCP to B');
+  assert.match(open, /^connected/, 'the context carries TCP to B through the router');
   const refused = connect(9999);
-  assert.match(refused, /^ECONNREFUSED/, `the application heard B's Port Unreachable (${refused})`);
+  // Linux reports ICMPv6 "administratively prohibited" to a connecting socket as EACCES.
+  assert.match(refused, /^EACCES/, `the application heard the router's error (${refused})`);
   t.diagnostic(`through the context: ${open} ms; refused after ${refused.split(' ')[1]} ms`);
   const st = await status(lab, 'a');
   assert.ok(st.daemon.stats.icmpToApp >= 1, `stats ${JSON.stringify(st.daemon.stats)}`);
-  assert.equal(st.engine.contexts.length, 1, 'the context stays (Port Unreachable is the application\'s business, RFC 5533 §8)');
+  const toApp = log(lab, 'a').find((x) => x.msg === 'icmp error to the application');
+  assert.deepEqual({ type: toApp?.type, code: toApp?.code, from: toApp?.from }, { type: 1, code: 1, from: '2001:db8:98::1' });
 });
 
 /** Send whole IPv6 packets from namespace `ns` through the addon's raw socket (as a host on the path would). */
