@@ -296,7 +296,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const q = this.held.get(s.dstUlid)?.packets;
       if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
       // Routed into the TUN just before the driver withdrew its route (the context failed meanwhile): plain IPv6.
-      else if (this.opts.sendPlain !== undefined && this.withdrawn.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined);
+      else if (this.opts.sendPlain !== undefined && this.withdrawn.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined, true);
       else this.stats.noContext++;
       return;
     }
@@ -410,7 +410,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * the kernel still route the peer into the TUN, a packet cannot loop for
    * ever between the TUN and the raw socket.
    */
-  private letGo(peer: Ipv6, packets: Uint8Array[], down: void | Promise<void> | undefined): void {
+  private letGo(peer: Ipv6, packets: Uint8Array[], down: void | Promise<void> | undefined, late = false): void {
     const send = this.opts.sendPlain;
     if (packets.length === 0 || send === undefined) return;
     void Promise.resolve(down).then(() => {
@@ -420,7 +420,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (out.length < packets.length) this.drop('hop-limit');
       const n = out.length > 0 ? send(out) : 0;
       this.stats.plain += n;
-      this.opts.logger?.info('held packets sent as plain IPv6', { peer, packets: n });
+      // Held packets once per failed context; late ones are only counted (a burst could be many).
+      if (!late) this.opts.logger?.info('held packets sent as plain IPv6', { peer, packets: n });
     }, () => undefined);
   }
 
