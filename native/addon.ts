@@ -15,6 +15,11 @@ import { packageRoot } from '../shim/runtime-paths.ts';
 /** Where node-gyp puts the addon, in the sources and in an installed package alike. */
 export const ADDON_PATH = path.join(packageRoot, 'native/build/Release/shim6_tun.node');
 
+/** ICMPv6 error records of udpStartReader (native/udp.h): octets per record, header octets, records per batch. */
+export const UDP_ERR_SLOT = 72 + 1280;
+export const UDP_ERR_HEAD = 72;
+export const UDP_ERR_SLOTS = 16;
+
 /** What the addon exports (the N-API property table at the end of tun.c). */
 export interface NativeAddon {
   /** TUN: open /dev/net/tun as `name` (`%d` numbered by the kernel) → [fd, name, offloads on]. */
@@ -29,11 +34,22 @@ export interface NativeAddon {
    * UDP: a socket on `port` (`bind`: a 16-octet address, else any; `dualStack`
    * for [::]; `shards` joins an SO_REUSEPORT group spread by question name) → [fd, port, GRO on].
    */
-  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number): [number, number, boolean];
-  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void): object;
+  udpOpen(port: number, bufferSize: number, gro: boolean, bind?: Uint8Array, dualStack?: boolean, shards?: number, recvErr?: boolean): [number, number, boolean];
+  /**
+   * Read datagrams in batches (`cb(count)`, records in `meta`); with `errs`
+   * (UDP_ERR_SLOTS × UDP_ERR_SLOT octets) and `errCb`, also drain the error
+   * queue of a socket opened with `recvErr` (ICMPv6 errors, layout in udp.h).
+   */
+  udpStartReader(fd: number, buf: ArrayBuffer, slot: number, slots: number, meta: ArrayBuffer, cb: (count: number) => void,
+    errs?: ArrayBuffer, errCb?: (count: number) => void): object;
   udpClose(handle: object): void;
   udpSend(fd: number, arena: ArrayBuffer, meta: ArrayBuffer, count: number, gso?: boolean): number;
   udpRef(handle: object, ref: boolean): void;
+  /**
+   * Whole IPv6 packets (header included) out through an IPPROTO_RAW socket,
+   * routed by the kernel as the host's own → how many were sent (root).
+   */
+  rawSend(packets: readonly Uint8Array[], count: number): number;
   /**
    * One sd_notify(3) datagram (`state`: newline-separated KEY=value) to the
    * AF_UNIX socket `path` (a file system path, or `@name` in the abstract
@@ -54,7 +70,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }

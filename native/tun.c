@@ -403,6 +403,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"udpClose", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
     {"udpRef", NULL, udp_ref, NULL, NULL, NULL, napi_default, NULL},
+    {"rawSend", NULL, raw_send, NULL, NULL, NULL, napi_default, NULL},
     {"notify", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);

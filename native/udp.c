@@ -5,6 +5,13 @@
  * locators), recvmmsg (a batch per wake-up, one JS call) and sendmmsg (a
  * batch per JS call, no per-datagram allocation).
  *
+ * With `recvErr` (IPV6_RECVERR) the socket also hears the ICMPv6 errors
+ * about datagrams it sent: when the socket reports POLLERR (a queued error),
+ * the reader drains the error queue (MSG_ERRQUEUE: the sock_extended_err, the
+ * offender, the invoking datagram's destination and its quoted UDP payload)
+ * into preallocated records and hands JS one batch of them, before the
+ * datagrams. Wake-ups without an error cost no extra system call.
+ *
  * Must not know: Shim6, the TUN. The JS side (udp-native.ts) owns the
  * buffers; this file only moves bytes between them and the kernel.
  */
@@ -22,6 +29,7 @@
 #include <netinet/udp.h>
 #include "udp.h"
 #include <linux/filter.h>
+#include <linux/errqueue.h>
 
 /*
  * Sharding a DNS listener over several sockets (one per resolver thread) on one
@@ -83,11 +91,13 @@ typedef struct {
   uv_poll_t poll;
   napi_env env;
   napi_ref cb, buf_ref, meta_ref;
+  napi_ref err_cb, err_ref; /* NULL unless the reader drains the error queue */
   napi_async_context actx;
   uint8_t *buf;   /* slots × slot octets */
   size_t slot;
   uint32_t slots;
   uint8_t *meta;  /* per slot, UDP_META octets (udp.h) */
+  uint8_t *errs;  /* UDP_ERR_SLOTS × UDP_ERR_SLOT octets (udp.h) */
 } udp_reader;
 
 static napi_value uthrow(napi_env env, const char *what, int err) {
@@ -103,7 +113,7 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
 }
 
 /*
- * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)[, dualStack[, shards]]]) -> [fd, boundPort, gro]
+ * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)[, dualStack[, shards[, recvErr]]]]) -> [fd, boundPort, gro]
  * gro: ask for UDP_GRO, so a run of equal-sized datagrams of one flow arrives
  * as one buffer with its segment size (the third element says if granted).
  * bindAddress: bind there instead of [::]. An IPv4-mapped address
@@ -113,10 +123,14 @@ static napi_value uthrow(napi_env env, const char *what, int err) {
  * (a DNS listener on [::] that serves IPv4 clients too, as dgram's udp6 does).
  * shards > 0: join the SO_REUSEPORT group on that address and port, and
  * spread datagrams over the group by question name (attach_shard_filter).
+ * recvErr: IPV6_RECVERR, so ICMPv6 errors about our datagrams are queued for
+ * the reader (udpStartReader's error records). The kernel then also sets the
+ * socket's pending error on each one, which the next send or receive returns
+ * once: udp_send retries a datagram that met it, the reader reads again.
  */
 napi_value udp_open(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 7;
+  napi_value argv[7];
   int32_t port, bufsize;
   bool want_gro = false, dual = false;
   struct in6_addr bind_addr = in6addr_any;
@@ -143,11 +157,18 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   if (argc >= 5) UCHECK(env, napi_get_value_bool(env, argv[4], &dual));
   int32_t shards = 0;
   if (argc >= 6) UCHECK(env, napi_get_value_int32(env, argv[5], &shards));
+  bool recv_err = false;
+  if (argc >= 7) UCHECK(env, napi_get_value_bool(env, argv[6], &recv_err));
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uthrow(env, "socket", errno);
   int one = 1, v6only = !dual && !IN6_IS_ADDR_V4MAPPED(&bind_addr);
   setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
+  if (recv_err && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one) < 0) {
+    int err = errno;
+    close(fd);
+    return uthrow(env, "IPV6_RECVERR", err);
+  }
   if (bufsize > 0) {
     /* FORCE works for root past net.core.*mem_max; otherwise take what is allowed. */
     if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bufsize, sizeof bufsize) < 0)
@@ -190,12 +211,12 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   return res;
 }
 
-static void udp_deliver(udp_reader *r, uint32_t n) {
+static void udp_deliver(udp_reader *r, napi_ref cbref, uint32_t n) {
   napi_env env = r->env;
   napi_handle_scope scope;
   if (napi_open_handle_scope(env, &scope) != napi_ok) return;
   napi_value cb, recv, arg, ret;
-  napi_get_reference_value(env, r->cb, &cb);
+  napi_get_reference_value(env, cbref, &cb);
   napi_get_global(env, &recv);
   napi_create_uint32(env, n, &arg);
   if (napi_make_callback(env, r->actx, recv, cb, 1, &arg, &ret) == napi_pending_exception) {
@@ -206,9 +227,89 @@ static void udp_deliver(udp_reader *r, uint32_t n) {
   napi_close_handle_scope(env, scope);
 }
 
+/*
+ * Read the error queue into the error records (layout in udp.h): at most
+ * UDP_ERR_SLOTS per call. Only ICMPv6 errors are kept (local errors such as
+ * EMSGSIZE before sending quote nothing). Returns the records filled.
+ */
+static uint32_t udp_read_errors(udp_reader *r, int *more) {
+  uint32_t n = 0;
+  *more = 0;
+  for (uint32_t tries = 0; tries < 4 * UDP_ERR_SLOTS; tries++) {
+    if (n == UDP_ERR_SLOTS) { *more = 1; break; }
+    uint8_t *rec = r->errs + (size_t)n * UDP_ERR_SLOT;
+    struct sockaddr_in6 dst;
+    union { struct cmsghdr align; uint8_t buf[512]; } ctrl;
+    struct iovec iov = { rec + UDP_ERR_HEAD, UDP_ERR_SLOT - UDP_ERR_HEAD };
+    struct msghdr mh;
+    memset(&mh, 0, sizeof mh);
+    memset(&dst, 0, sizeof dst);
+    mh.msg_name = &dst;
+    mh.msg_namelen = sizeof dst;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctrl.buf;
+    mh.msg_controllen = sizeof ctrl.buf;
+    ssize_t got = recvmsg(r->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      break; /* EAGAIN: the queue is empty */
+    }
+    const struct sock_extended_err *ee = NULL;
+    uint8_t local[16] = { 0 };
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != IPPROTO_IPV6) continue;
+      if (c->cmsg_type == IPV6_RECVERR && c->cmsg_len >= CMSG_LEN(sizeof(struct sock_extended_err) + sizeof(struct sockaddr_in6))) ee = (const struct sock_extended_err *)CMSG_DATA(c);
+      else if (c->cmsg_type == IPV6_PKTINFO && c->cmsg_len >= CMSG_LEN(sizeof(struct in6_pktinfo))) {
+        struct in6_pktinfo pi;
+        memcpy(&pi, CMSG_DATA(c), sizeof pi);
+        memcpy(local, &pi.ipi6_addr, 16);
+      }
+    }
+    if (ee == NULL || ee->ee_origin != SO_EE_ORIGIN_ICMP6) continue;
+    memset(rec, 0, UDP_ERR_HEAD);
+    rec[0] = ee->ee_origin;
+    rec[1] = ee->ee_type;
+    rec[2] = ee->ee_code;
+    uint32_t v = ee->ee_errno;
+    memcpy(rec + 4, &v, 4);
+    v = ee->ee_info;
+    memcpy(rec + 8, &v, 4);
+    v = (uint32_t)got;
+    memcpy(rec + 12, &v, 4);
+    uint16_t port = ntohs(dst.sin6_port);
+    rec[16] = port >> 8;
+    rec[17] = port & 0xff;
+    struct sockaddr_in6 off;
+    memcpy(&off, SO_EE_OFFENDER(ee), sizeof off);
+    if (off.sin6_family == AF_INET6) memcpy(rec + 20, &off.sin6_addr, 16);
+    memcpy(rec + 36, &dst.sin6_addr, 16);
+    memcpy(rec + 52, local, 16);
+    n++;
+  }
+  return n;
+}
+
 static void udp_on_readable(uv_poll_t *h, int status, int events) {
   udp_reader *r = h->data;
-  if (r->closed || status < 0) return;
+  if (r->closed) return;
+  if (status < 0) {
+    /* libuv stops a poll handle on POLLERR (a queued ICMP error, or the socket's
+       pending error) and says UV_EBADF: without an error reader that is the end,
+       as before. With one, poll again and drain the queue below (only then:
+       a wake-up for data alone costs no MSG_ERRQUEUE read). */
+    if (r->err_cb == NULL) return;
+    int rc = uv_poll_start(&r->poll, UV_READABLE, udp_on_readable);
+    if (rc != 0) return;
+  }
+  if (r->err_cb != NULL && status < 0) {
+    int more = 1;
+    for (int rounds = 0; more && rounds < 4 && !r->closed; rounds++) {
+      uint32_t ne = udp_read_errors(r, &more);
+      if (ne > 0) udp_deliver(r, r->err_cb, ne);
+    }
+    if (r->closed) return;
+  }
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in6 from[MAX_BATCH];
@@ -225,8 +326,13 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
     msgs[i].msg_hdr.msg_control = ctrl[i];
     msgs[i].msg_hdr.msg_controllen = sizeof ctrl[i];
   }
-  int got;
-  do { got = recvmmsg(r->fd, msgs, n, MSG_DONTWAIT, NULL); } while (got < 0 && errno == EINTR);
+  int got, retried = 0;
+  for (;;) {
+    got = recvmmsg(r->fd, msgs, n, MSG_DONTWAIT, NULL);
+    if (got >= 0 || errno == EINTR) { if (got >= 0) break; continue; }
+    /* The socket's pending error (an ICMP error, IPV6_RECVERR) is returned once: read again. */
+    if (errno == EAGAIN || errno == EWOULDBLOCK || retried++) break;
+  }
   if (got <= 0) return;
   for (int i = 0; i < got; i++) {
     uint8_t *m = r->meta + (size_t)i * UDP_META;
@@ -251,16 +357,20 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
     uint32_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
     memcpy(m + 36, &len, 4);
   }
-  udp_deliver(r, (uint32_t)got);
+  udp_deliver(r, r->cb, (uint32_t)got);
 }
 
 static void udp_on_closed(uv_handle_t *h) { free(h->data); }
 static void udp_fin(napi_env env, void *data, void *hint) {}
 
-/* udpStartReader(fd, buf: ArrayBuffer, slot, slots, meta: ArrayBuffer, cb(count)) -> handle */
+/*
+ * udpStartReader(fd, buf: ArrayBuffer, slot, slots, meta: ArrayBuffer, cb(count)[, errs: ArrayBuffer, errCb(count)]) -> handle
+ * errs (UDP_ERR_SLOTS × UDP_ERR_SLOT octets) and errCb: drain the error queue
+ * (a socket opened with recvErr) and hand over ICMPv6 errors in batches.
+ */
 napi_value udp_start(napi_env env, napi_callback_info info) {
-  size_t argc = 6;
-  napi_value argv[6];
+  size_t argc = 8;
+  napi_value argv[8];
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   udp_reader *r = calloc(1, sizeof *r);
   if (!r) return uthrow(env, "calloc", ENOMEM);
@@ -279,6 +389,23 @@ napi_value udp_start(napi_env env, napi_callback_info info) {
     return NULL;
   }
   *r = (udp_reader){ .fd = fd, .env = env, .buf = buf, .slot = slot, .slots = slots, .meta = meta };
+  if (argc >= 8) {
+    void *errs;
+    size_t errslen;
+    napi_valuetype t;
+    UCHECK(env, napi_typeof(env, argv[7], &t));
+    if (t == napi_function) {
+      UCHECK(env, napi_get_arraybuffer_info(env, argv[6], &errs, &errslen));
+      if (errslen < (size_t)UDP_ERR_SLOTS * UDP_ERR_SLOT) {
+        free(r);
+        napi_throw_range_error(env, "EUDPARGS", "error buffer too small");
+        return NULL;
+      }
+      r->errs = errs;
+      UCHECK(env, napi_create_reference(env, argv[7], 1, &r->err_cb));
+      UCHECK(env, napi_create_reference(env, argv[6], 1, &r->err_ref));
+    }
+  }
   UCHECK(env, napi_create_reference(env, argv[5], 1, &r->cb));
   UCHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
   UCHECK(env, napi_create_reference(env, argv[4], 1, &r->meta_ref));
@@ -310,6 +437,11 @@ napi_value udp_close(napi_env env, napi_callback_info info) {
   napi_delete_reference(env, r->cb);
   napi_delete_reference(env, r->buf_ref);
   napi_delete_reference(env, r->meta_ref);
+  if (r->err_cb != NULL) {
+    napi_delete_reference(env, r->err_cb);
+    napi_delete_reference(env, r->err_ref);
+    r->err_cb = NULL;
+  }
   napi_async_destroy(env, r->actx);
   uv_close((uv_handle_t *)&r->poll, udp_on_closed);
   return NULL;
@@ -327,6 +459,32 @@ napi_value udp_ref(napi_env env, napi_callback_info info) {
   if (r->closed) return NULL;
   if (ref) uv_ref((uv_handle_t *)&r->poll); else uv_unref((uv_handle_t *)&r->poll);
   return NULL;
+}
+
+/* Send a refused GSO run as single datagrams of `seg` octets (the last may be shorter), keeping its IPV6_PKTINFO. */
+static int32_t udp_send_split(int fd, const struct msghdr *run, uint16_t seg) {
+  struct msghdr mh = *run;
+  union { struct cmsghdr align; uint8_t buf[CMSG_SPACE(sizeof(struct in6_pktinfo))]; } ctrl;
+  mh.msg_control = NULL;
+  mh.msg_controllen = 0;
+  struct cmsghdr *c = CMSG_FIRSTHDR(run);
+  if (c != NULL && c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
+    memcpy(ctrl.buf, c, CMSG_SPACE(sizeof(struct in6_pktinfo)));
+    mh.msg_control = ctrl.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(struct in6_pktinfo));
+  }
+  uint8_t *base = run->msg_iov[0].iov_base;
+  size_t total = run->msg_iov[0].iov_len;
+  int32_t sent = 0;
+  for (size_t off = 0; off < total; off += seg) {
+    struct iovec one = { base + off, total - off < seg ? total - off : seg };
+    mh.msg_iov = &one;
+    mh.msg_iovlen = 1;
+    ssize_t w;
+    do { w = sendmsg(fd, &mh, MSG_DONTWAIT); } while (w < 0 && errno == EINTR);
+    if (w >= 0) sent++;
+  }
+  return sent;
 }
 
 /*
@@ -352,6 +510,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
   struct sockaddr_in6 to[MAX_BATCH];
+  uint16_t seg[MAX_BATCH]; /* GSO segment size of message k, 0 = one datagram */
   static _Thread_local uint8_t ctrl[MAX_BATCH][CMSG_SPACE_PKTINFO]; /* per thread, as in udp_on_readable */
   int32_t sent = 0;
   for (uint32_t base = 0; base < count; base += MAX_BATCH) {
@@ -404,6 +563,7 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
         memcpy(&pi.ipi6_addr, m, 16);
         memcpy(CMSG_DATA(c), &pi, sizeof pi);
       }
+      seg[k] = run > 1 ? (uint16_t)len : 0;
       if (run > 1) {
         if (pktinfo) c = CMSG_NXTHDR(&msgs[k].msg_hdr, c);
         c->cmsg_level = SOL_UDP;
@@ -415,18 +575,71 @@ napi_value udp_send(napi_env env, napi_callback_info info) {
       k++;
     }
     uint32_t done = 0;
+    int retried = 0;
     while (done < k) {
       int w = sendmmsg(fd, msgs + done, k - done, MSG_DONTWAIT);
       if (w < 0) {
         if (errno == EINTR) continue;
-        /* EAGAIN (socket full) or a per-datagram error (no route while a link is
-           down): skip that datagram, as a lost UDP datagram; REAP notices. */
+        /* With IPV6_RECVERR the socket's pending error (an ICMP error that
+           arrived meanwhile) fails the next send once: try that datagram again. */
+        if (!retried) { retried = 1; continue; }
+        retried = 0;
+        /* A GSO run the kernel refuses (EINVAL: its segments exceed the path MTU a
+           Packet Too Big taught the kernel): send its datagrams one by one, which
+           the kernel may fragment. */
+        if (seg[done] != 0) sent += udp_send_split(fd, &msgs[done].msg_hdr, seg[done]);
+        /* Otherwise EAGAIN (socket full) or a per-datagram error (no route while a
+           link is down): skip that datagram, as a lost UDP datagram; REAP notices. */
         done++;
         continue;
       }
+      retried = 0;
       done += (uint32_t)w;
       sent += w; /* messages (a GSO run counts once) */
     }
+  }
+  napi_value out;
+  UCHECK(env, napi_create_int32(env, sent, &out));
+  return out;
+}
+
+/*
+ * rawSend(packets: Uint8Array[], count) -> packets sent: whole IPv6 packets
+ * (header included) through one IPPROTO_RAW socket (IPv6 raw sockets of that
+ * protocol take the header as given, RFC 3542 §3), routed by the kernel as if
+ * the host had sent them. The driver uses it for an application's packets it
+ * held for a context that then failed: they leave as plain IPv6 at once
+ * instead of waiting for the application to retransmit them. Opened on first
+ * use, close-on-exec, kept for the process.
+ */
+static int raw_fd = -1;
+napi_value raw_send(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  uint32_t count;
+  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  UCHECK(env, napi_get_value_uint32(env, argv[1], &count));
+  if (raw_fd < 0) {
+    raw_fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_RAW);
+    if (raw_fd < 0) return uthrow(env, "socket(IPPROTO_RAW)", errno);
+  }
+  int32_t sent = 0;
+  for (uint32_t i = 0; i < count; i++) {
+    napi_value el;
+    napi_typedarray_type tt;
+    size_t len, off;
+    void *data;
+    napi_value ab;
+    UCHECK(env, napi_get_element(env, argv[0], i, &el));
+    UCHECK(env, napi_get_typedarray_info(env, el, &tt, &len, &data, &ab, &off));
+    if (tt != napi_uint8_array || len < 40 || (((const uint8_t *)data)[0] >> 4) != 6) continue;
+    struct sockaddr_in6 to;
+    memset(&to, 0, sizeof to);
+    to.sin6_family = AF_INET6;
+    memcpy(&to.sin6_addr, (const uint8_t *)data + 24, 16);
+    ssize_t w;
+    do { w = sendto(raw_fd, data, len, MSG_DONTWAIT, (struct sockaddr *)&to, sizeof to); } while (w < 0 && errno == EINTR);
+    if (w >= 0) sent++;
   }
   napi_value out;
   UCHECK(env, napi_create_int32(env, sent, &out));

@@ -90,6 +90,8 @@ export interface DaemonConfig {
   resolvConf: 'manage' | 'off';
   /** Where `/metrics` (Prometheus) and the status page listen (`ADDR:PORT`, `[V6]:PORT`); absent: off. */
   metrics: { address: string; port: number } | undefined;
+  /** Give applications also the ICMPv6 errors Shim6 acted on (RFC 5533 §8's option). */
+  icmpDeliverAll: boolean;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -117,10 +119,11 @@ export function defaultConfig(): DaemonConfig {
     maxContextsPerPrefix: 1_000,
     resolvConf: 'off',
     metrics: undefined,
+    icmpDeliverAll: false,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'resolvConf', 'metrics'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -289,6 +292,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
     c.resolvConf = doc.resolvConf;
   }
   if (doc.metrics !== undefined && doc.metrics !== null && doc.metrics !== 'off') c.metrics = parseMetricsEndpoint('metrics', doc.metrics);
+  if (doc.icmpDeliverAll !== undefined) c.icmpDeliverAll = bool('icmpDeliverAll', doc.icmpDeliverAll);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -29,7 +29,7 @@ import { loadConfig, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
-import { NativeUdpTransport } from '../dataplane/udp-native.ts';
+import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
@@ -132,7 +132,7 @@ export class Daemon {
     const sinkRef: { daemon?: Daemon } = {};
     const driver = engine && transport ? new EngineDriver<Engine>({
       engine, transport, ...(tun && routes ? { tun, routes } : {}), peerPort: config.port, logger: log.child('engine'),
-      onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
+      onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), ...(off ? {} : { sendPlain: plainIpv6Sender() }),
     }) : undefined;
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
     daemon.ulid = ulid;
@@ -411,6 +411,7 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
     profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
     peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
     replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
+    icmpDeliverAll: config.icmpDeliverAll,
   }, cryptoRng(), { cache });
   return { engine, cache };
 }

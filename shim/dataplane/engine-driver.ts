@@ -21,8 +21,8 @@ import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
-import type { Datagram, UdpTransport } from './udp.ts';
-import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
+import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
+import { IPV6_HEADER_LENGTH, buildIcmpError, splitPacket, writeHeader, type SplitPacket } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 
@@ -32,7 +32,7 @@ import type { Engine, EngineEvent } from '../engine/index.ts';
  * to compile here. The lab's static context (static-context.ts) and test
  * doubles implement the same methods.
  */
-export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>;
+export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'> & Partial<Pick<Engine, 'handleIcmp'>>;
 
 /** What the driver tells about contexts so routes follow them (routes.ts implements it). */
 export interface RouteHook {
@@ -56,6 +56,14 @@ export interface EngineDriverOptions<E extends EngineLike> {
   holdMs?: number;
   /** Replay TCP segments after a locator pair change (tcp-prompt.ts). Default: on when there is a TUN. */
   tcpPrompt?: boolean;
+  /**
+   * Send whole IPv6 packets as plain IPv6, past the TUN (the addon's raw
+   * socket, after the peer's route is withdrawn): the packets held for a
+   * context that failed (ICMP said no Shim6 there) or did not come up in
+   * time leave at once instead of when the application retransmits them.
+   * Absent: they are dropped. Returns how many were sent.
+   */
+  sendPlain?: (packets: readonly Uint8Array[]) => number;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -68,6 +76,14 @@ export interface DriverStats {
   notIpv6: number;
   drops: Record<string, number>;
   prompts: number;
+  /** ICMPv6 errors the transport heard about our datagrams, those the engine acted on, those handed to the application. */
+  icmpIn: number;
+  icmpActed: number;
+  icmpToApp: number;
+  /** Application packets too big for their context's path, answered with a Packet Too Big. */
+  tooBig: number;
+  /** Held packets sent as plain IPv6 when their peer's context failed or was late (`sendPlain`). */
+  plain: number;
 }
 
 /**
@@ -77,6 +93,12 @@ export interface DriverStats {
  * after it in `rest`). Unset (the default) it costs one test per datagram.
  */
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
+/** Peers remembered as withdrawn from the TUN (the set is emptied when full). */
+const WITHDRAWN_MAX = 4096;
+/** At most one log line per peer and ICMP type this often (ms). */
+const ICMP_LOG_MS = 10_000;
+/** RFC 4443 §3.2: Packet Too Big. */
+const ICMP_PACKET_TOO_BIG = 2;
 
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
@@ -94,7 +116,7 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
-  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0 };
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0, plain: 0 };
   /** A live capture's tap (PacketTap); undefined while none runs. */
   tap: PacketTap | undefined = undefined;
   private readonly transport: UdpTransport;
@@ -117,6 +139,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * of going to a dead locator on the physical link (seed §2.2).
    */
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
+  /** When an error for the application was last logged, per peer and ICMP type. */
+  private readonly icmpLogged = new Map<string, number>();
+  /** Peers whose ULID route into the TUN this driver withdrew (and has not routed again): bounded by WITHDRAWN_MAX. */
+  private readonly withdrawn = new Set<Ipv6>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
 
@@ -128,6 +154,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.clock = opts.clock ?? defaultClock;
     this.prompter = (opts.tcpPrompt ?? opts.tun !== undefined) ? new TcpPrompter() : undefined;
     this.transport.onDatagram((d) => this.onDatagram(d));
+    this.transport.onIcmpError?.((e) => this.onIcmpError(e));
     this.tun?.onPackets((ps) => this.onTunPackets(ps));
   }
 
@@ -195,6 +222,45 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
+   * An ICMPv6 error about one of our datagrams (RFC 5533 §8): the engine acts
+   * on it, or translates it back to the application's packet, which then
+   * goes into the TUN as an ICMPv6 error from the error's sender (the peer's
+   * ULID when the kernel did not say).
+   */
+  private onIcmpError(e: IcmpError): void {
+    if (this.closed || this.engine.handleIcmp === undefined) return;
+    this.stats.icmpIn++;
+    const r = this.engine.handleIcmp(this.clock(), { type: e.type, code: e.code, info: e.info, src: e.src, dst: e.dst, port: e.dstPort, invoking: e.quoted, ...(e.offender !== undefined ? { offender: e.offender } : {}) });
+    if (r.kind === 'consumed') this.stats.icmpActed++;
+    else if (r.kind === 'drop') this.drop(`icmp-${r.reason}`.replace(/^icmp-icmp-/, 'icmp-'));
+    else {
+      this.toApplication(buildIcmpError(e.offender ?? r.dstUlid, r.srcUlid, r.type, r.code, r.info,
+        { srcUlid: r.srcUlid, dstUlid: r.dstUlid, nextHeader: r.nextHeader, payloadLength: r.payload.length, payload: r.payload }));
+      this.logIcmp(r.dstUlid, r.type, { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender, pair: { local: e.src, peer: e.dst } });
+    }
+    this.scheduleFlush();
+  }
+
+  /** Log an error handed to the application: the first per peer and type, then at most one per ICMP_LOG_MS (stats count them all). */
+  private logIcmp(peer: Ipv6, type: number, fields: Record<string, unknown>): void {
+    const key = `${peer} ${type}`;
+    const now = this.clock();
+    const last = this.icmpLogged.get(key);
+    if (last !== undefined && now - last < ICMP_LOG_MS) return;
+    if (this.icmpLogged.size >= REFUSED_LOGGED_MAX) this.icmpLogged.clear();
+    this.icmpLogged.set(key, now);
+    this.opts.logger?.info('icmp error to the application', fields);
+  }
+
+  /** A packet the daemon makes for the application (an ICMPv6 error): into the TUN with this turn's batch. */
+  private toApplication(packet: Uint8Array): void {
+    if (!this.tun) return this.drop('no-tun');
+    if (this.rxViews.length >= RX_BATCH) this.flushTun();
+    this.rxViews.push(packet);
+    this.stats.icmpToApp++;
+  }
+
+  /**
    * Rebuild the IPv6 header from the context's ULIDs (DESIGN.md §3) into the
    * receive arena; the batch goes to the TUN at the end of this loop turn.
    */
@@ -240,13 +306,27 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (!this.held.has(s.dstUlid)) this.dispatchEvents();
       const q = this.held.get(s.dstUlid)?.packets;
       if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
+      // Routed into the TUN just before the driver withdrew its route (the context failed meanwhile): plain IPv6.
+      else if (this.opts.sendPlain !== undefined && this.withdrawn.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined, true);
       else this.stats.noContext++;
       return;
     }
+    if (r.kind === 'too-big') return this.tooBig(s, r.mtu);
     this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
     if (this.tap) this.tap('out', r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload);
     if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
     else this.drop('no-socket-for-source');
+  }
+
+  /**
+   * The application's packet is larger than its context's path carries: drop
+   * it and tell the application, as a router would, with the MTU it may use
+   * (from the peer's ULID, about the packet as sent).
+   */
+  private tooBig(s: SplitPacket, mtu: number): void {
+    this.stats.tooBig++;
+    this.toApplication(buildIcmpError(s.dstUlid, s.srcUlid, ICMP_PACKET_TOO_BIG, 0, mtu,
+      { srcUlid: s.srcUlid, dstUlid: s.dstUlid, nextHeader: s.nextHeader, payloadLength: s.payload.length, payload: s.payload }));
   }
 
   private dispatchEvents(): void {
@@ -264,13 +344,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
-      void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+      void this.routeUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
-      this.unhold(e.peerUlid);
+      const held = this.unhold(e.peerUlid);
       // A resumable close (idle cleanup of a known peer) keeps the route: the next packet brings the context back.
-      if (e.kind === 'context-failed' || !e.resumable) void this.opts.routes?.contextDown(e.peerUlid);
+      if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.routeDown(e.peerUlid));
       this.prompter?.forget(e.peerUlid);
     }
     if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
@@ -304,21 +384,57 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private hold(local: Ipv6, peer: Ipv6): void {
     if (this.held.has(peer)) return;
     const timer = setTimeout(() => {
-      if (this.held.get(peer)?.timer !== timer) return;
+      const h = this.held.get(peer);
+      if (h?.timer !== timer) return;
       this.held.delete(peer);
-      void this.opts.routes?.contextDown(peer);
+      this.letGo(peer, h.packets, this.routeDown(peer));
       this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
     }, this.opts.holdMs ?? HOLD_MS);
     timer.unref?.();
     this.held.set(peer, { packets: [], timer });
-    void this.opts.routes?.contextUp(local, peer);
+    void this.routeUp(local, peer);
   }
 
-  private unhold(peer: Ipv6): void {
+  /** Stop holding `peer`'s packets; returns those held. */
+  private unhold(peer: Ipv6): Uint8Array[] {
     const h = this.held.get(peer);
-    if (h === undefined) return;
+    if (h === undefined) return [];
     clearTimeout(h.timer);
     this.held.delete(peer);
+    return h.packets;
+  }
+
+  private routeUp(local: Ipv6, peer: Ipv6): void | Promise<void> {
+    this.withdrawn.delete(peer);
+    return this.opts.routes?.contextUp(local, peer);
+  }
+
+  private routeDown(peer: Ipv6): void | Promise<void> {
+    if (this.withdrawn.size >= WITHDRAWN_MAX) this.withdrawn.clear();
+    this.withdrawn.add(peer);
+    return this.opts.routes?.contextDown(peer);
+  }
+
+  /**
+   * Once `peer`'s route into the TUN is gone (`down`), send `packets` (held
+   * for it, or read just before the route went) as plain IPv6 (`sendPlain`).
+   * Each leaves with its hop limit one lower, and one at 1 is dropped: should
+   * the kernel still route the peer into the TUN, a packet cannot loop for
+   * ever between the TUN and the raw socket.
+   */
+  private letGo(peer: Ipv6, packets: Uint8Array[], down: void | Promise<void> | undefined, late = false): void {
+    const send = this.opts.sendPlain;
+    if (packets.length === 0 || send === undefined) return;
+    void Promise.resolve(down).then(() => {
+      if (this.closed) return;
+      const out = packets.filter((p) => p[7]! > 1);
+      for (const p of out) p[7]!--;
+      if (out.length < packets.length) this.drop('hop-limit');
+      const n = out.length > 0 ? send(out) : 0;
+      this.stats.plain += n;
+      // Held packets once per failed context; late ones are only counted (a burst could be many).
+      if (!late) this.opts.logger?.info('held packets sent as plain IPv6', { peer, packets: n });
+    }, () => undefined);
   }
 
   /** The context with `peer` is up: send what waited for it, in order. */

@@ -151,3 +151,39 @@ export function buildUdpPacket(src: Ipv6, dst: Ipv6, srcPort: number, dstPort: n
   dv.setUint16(6, ulpChecksum(src, dst, IPPROTO_UDP, udp) || 0xffff);
   return buildPacket(src, dst, IPPROTO_UDP, udp);
 }
+
+/** RFC 4443 §2.4 (c): an ICMPv6 error is at most the IPv6 minimum MTU. */
+const ICMP_ERROR_MAX = 1280;
+const ICMP_HEADER_LENGTH = 8;
+
+/** The packet an ICMPv6 error quotes: its fixed header's fields and (the start of) what followed. */
+export interface QuotedPacket {
+  srcUlid: Ipv6;
+  dstUlid: Ipv6;
+  nextHeader: number;
+  /** The invoking packet's payload length (its fixed header's field), even if `payload` is cut short. */
+  payloadLength: number;
+  payload: Uint8Array;
+}
+
+/**
+ * An ICMPv6 error message (RFC 4443 §2.1) from `src` to `dst`: `type`,
+ * `code`, the 32-bit `info` (MTU, pointer or 0), then as much of the invoking
+ * packet — its rebuilt fixed header and payload — as fits in 1280 octets;
+ * checksum filled in. What the driver writes into the TUN so the application
+ * hears about its own packet (RFC 5533 §8).
+ */
+export function buildIcmpError(src: Ipv6, dst: Ipv6, type: number, code: number, info: number, quoted: QuotedPacket): Uint8Array {
+  const room = ICMP_ERROR_MAX - IPV6_HEADER_LENGTH - ICMP_HEADER_LENGTH - IPV6_HEADER_LENGTH;
+  const body = quoted.payload.subarray(0, Math.min(quoted.payload.length, room));
+  const icmp = new Uint8Array(ICMP_HEADER_LENGTH + IPV6_HEADER_LENGTH + body.length);
+  const dv = new DataView(icmp.buffer);
+  icmp[0] = type; icmp[1] = code;
+  dv.setUint32(4, info >>> 0);
+  writeHeader(icmp.subarray(ICMP_HEADER_LENGTH), quoted.srcUlid, quoted.dstUlid, quoted.nextHeader, Math.min(quoted.payloadLength, 0xffff));
+  icmp.set(body, ICMP_HEADER_LENGTH + IPV6_HEADER_LENGTH);
+  dv.setUint16(2, ulpChecksum(src, dst, IPPROTO_ICMPV6, icmp));
+  const p = buildPacket(src, dst, IPPROTO_ICMPV6, icmp);
+  p[7] = 255; // as the kernel sends ICMPv6
+  return p;
+}

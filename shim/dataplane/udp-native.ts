@@ -5,6 +5,9 @@
  * sent; recvmmsg hands JS a batch per wake-up and sendmmsg sends a batch per
  * call, with no allocation per datagram (preallocated arena and metadata).
  *
+ * ICMPv6 errors about what it sent (IPV6_RECVERR, `icmpErrors`) reach
+ * `onIcmpError`, with the invoking datagram's addresses and quoted payload.
+ *
  * Sends are queued and go out at `flush()` (the driver calls it after each
  * batch) or at the latest at the end of the loop turn. Datagrams to
  * addresses of this host that are not bound locators are ignored, as
@@ -15,8 +18,8 @@
 import { canonicalIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { AddressText } from './ip6-packet.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
-import { loadAddon, type NativeAddon } from '../../native/addon.ts';
-import type { Datagram, UdpTransport } from './udp.ts';
+import { loadAddon, UDP_ERR_HEAD, UDP_ERR_SLOT, UDP_ERR_SLOTS, type NativeAddon } from '../../native/addon.ts';
+import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
 
 
 const RECV_META = 40;
@@ -38,6 +41,11 @@ export interface NativeUdpOptions {
    * split here. JS still sees one datagram per packet.
    */
   gso?: boolean;
+  /**
+   * Hear ICMPv6 errors about the datagrams sent (default on): IPV6_RECVERR,
+   * the error queue read on each wake-up, `onIcmpError` per error.
+   */
+  icmpErrors?: boolean;
 }
 
 export class NativeUdpTransport implements UdpTransport {
@@ -48,6 +56,7 @@ export class NativeUdpTransport implements UdpTransport {
   private readonly bound = new Set<Ipv6>();
   private readonly bytesOf = new Map<Ipv6, Uint8Array>();
   private handler: (d: Datagram) => void = () => {};
+  private errorHandler: ((e: IcmpError) => void) | undefined;
   private readonly names = new AddressText();
   private readonly slot: number;
   private readonly batch: number;
@@ -93,6 +102,10 @@ export class NativeUdpTransport implements UdpTransport {
 
   onDatagram(cb: (d: Datagram) => void): void {
     this.handler = cb;
+  }
+
+  onIcmpError(cb: (e: IcmpError) => void): void {
+    this.errorHandler = cb;
   }
 
   send(src: Ipv6, dst: Ipv6, port: number, head: Uint8Array, body?: Uint8Array): boolean {
@@ -146,7 +159,7 @@ export class NativeUdpTransport implements UdpTransport {
   private open(): void {
     let fd: number, port: number, gro: boolean;
     try {
-      [fd, port, gro] = this.native.udpOpen(this.opts.port, this.opts.bufferSize ?? 0, this.opts.gso ?? true);
+      [fd, port, gro] = this.native.udpOpen(this.opts.port, this.opts.bufferSize ?? 0, this.opts.gso ?? true, undefined, false, 0, this.opts.icmpErrors ?? true);
     } catch (e) {
       throw new EnvironmentError('EUDPBIND', `cannot bind UDP port ${this.opts.port}: ${(e as Error).message}`);
     }
@@ -160,6 +173,25 @@ export class NativeUdpTransport implements UdpTransport {
     const meta = new ArrayBuffer(RECV_META * slots);
     const metaBytes = new Uint8Array(meta);
     const metaView = new DataView(meta);
+    const errs = new ArrayBuffer(UDP_ERR_SLOT * UDP_ERR_SLOTS);
+    const errBytes = new Uint8Array(errs);
+    const errView = new DataView(errs);
+    const onErrors = (count: number): void => {
+      for (let i = 0; i < count && !this.closed; i++) {
+        const m = i * UDP_ERR_SLOT;
+        const src = this.names.text(errBytes, m + 52);
+        // Errors about datagrams from addresses that are not (or no longer) our locators: not ours to hear.
+        if (!this.bound.has(src)) continue;
+        const len = Math.min(errView.getUint32(m + 12, true), UDP_ERR_SLOT - UDP_ERR_HEAD);
+        const offender = errBytes.subarray(m + 20, m + 36).some((b) => b !== 0) ? this.names.text(errBytes, m + 20) : undefined;
+        this.errorHandler?.({
+          type: errBytes[m + 1]!, code: errBytes[m + 2]!, info: errView.getUint32(m + 8, true), offender,
+          src, dst: this.names.text(errBytes, m + 36), dstPort: errView.getUint16(m + 16),
+          quoted: errBytes.subarray(m + UDP_ERR_HEAD, m + UDP_ERR_HEAD + len),
+        });
+      }
+    };
+    const icmp = this.opts.icmpErrors ?? true;
     this.handle = this.native.udpStartReader(fd, recv, slot, slots, meta, (count) => {
       for (let i = 0; i < count && !this.closed; i++) {
         const m = i * RECV_META;
@@ -178,6 +210,21 @@ export class NativeUdpTransport implements UdpTransport {
           this.handler({ src, srcPort, dst, bytes });
         }
       }
-    });
+    }, icmp ? errs : undefined, icmp ? onErrors : undefined);
   }
+}
+
+/**
+ * Send whole IPv6 packets as the host's own plain IPv6 (the addon's
+ * IPPROTO_RAW socket; root): the driver's `sendPlain`.
+ */
+export function plainIpv6Sender(): (packets: readonly Uint8Array[]) => number {
+  const native = loadAddon();
+  return (packets) => {
+    try {
+      return native.rawSend(packets, packets.length);
+    } catch {
+      return 0; // no raw socket (not root): the packets are lost, as before; the application retransmits
+    }
+  };
 }

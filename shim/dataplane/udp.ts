@@ -20,6 +20,26 @@ export interface Datagram {
   bytes: Uint8Array;
 }
 
+/**
+ * An ICMPv6 error about a datagram this transport sent (RFC 4443), as the
+ * kernel's error queue reports it (IPV6_RECVERR, native/udp.c).
+ */
+export interface IcmpError {
+  /** RFC 4443 type and code (1 Destination Unreachable, 2 Packet Too Big, 3 Time Exceeded, 4 Parameter Problem). */
+  type: number;
+  code: number;
+  /** Packet Too Big: the MTU; Parameter Problem: the pointer; otherwise 0. */
+  info: number;
+  /** Who sent the error (a router on the path, or the destination host); undefined when not known. */
+  offender: Ipv6 | undefined;
+  /** The invoking datagram: the local address it left from, its destination and destination port. */
+  src: Ipv6;
+  dst: Ipv6;
+  dstPort: number;
+  /** The invoking datagram's UDP payload as the error quoted it (possibly truncated). Valid during the call only. */
+  quoted: Uint8Array;
+}
+
 export interface UdpTransport {
   /** Listen on `address`; resolves with the bound port. */
   bind(address: Ipv6): Promise<number>;
@@ -35,6 +55,12 @@ export interface UdpTransport {
    * false when `src` is not bound or the socket refused at once.
    */
   send(src: Ipv6, dst: Ipv6, port: number, head: Uint8Array, body?: Uint8Array): boolean;
+  /**
+   * ICMPv6 errors about datagrams sent (absent: the transport cannot see them;
+   * Node's dgram cannot: libuv sets no IPV6_RECVERR, and Linux reports
+   * nothing to an unconnected UDP socket without it).
+   */
+  onIcmpError?(cb: (e: IcmpError) => void): void;
   /** Push out sends a batching transport still holds (the driver calls it after each batch). */
   flush?(): void;
   close(): Promise<void>;
@@ -129,6 +155,7 @@ function stripZone(a: string): Ipv6 {
 export class MemoryNetwork {
   private readonly endpoints = new Map<string, MemoryTransport>();
   private readonly holes = new Set<string>();
+  private readonly hosts = new Set<Ipv6>();
 
   /** A new transport on this network; `port` is what `bind` uses (0 = pick one). */
   transport(port = 0): MemoryTransport {
@@ -138,6 +165,12 @@ export class MemoryNetwork {
   /** Silently drop datagrams from locator `a` to locator `b` (one direction). */
   blackhole(a: Ipv6, b: Ipv6): void { this.holes.add(`${canonicalIpv6(a)}>${canonicalIpv6(b)}`); }
   repair(a: Ipv6, b: Ipv6): void { this.holes.delete(`${canonicalIpv6(a)}>${canonicalIpv6(b)}`); }
+
+  /**
+   * `address` is a host that answers a datagram to a port nobody listens on
+   * with ICMPv6 Port Unreachable (a host without the daemon), as the kernel does.
+   */
+  host(address: Ipv6): void { this.hosts.add(canonicalIpv6(address)); }
 
   /** @internal */
   attach(address: Ipv6, port: number, t: MemoryTransport): number {
@@ -155,7 +188,12 @@ export class MemoryNetwork {
   /** @internal */
   deliver(src: Ipv6, srcPort: number, dst: Ipv6, port: number, bytes: Uint8Array): void {
     if (this.holes.has(`${src}>${dst}`)) return;
-    setImmediate(() => this.endpoints.get(`[${dst}]:${port}`)?.receive({ src, srcPort, dst, bytes }));
+    setImmediate(() => {
+      const to = this.endpoints.get(`[${dst}]:${port}`);
+      if (to !== undefined) return to.receive({ src, srcPort, dst, bytes });
+      if (!this.hosts.has(dst) || this.holes.has(`${dst}>${src}`)) return;
+      this.endpoints.get(`[${src}]:${srcPort}`)?.receiveError({ type: 1, code: 4, info: 0, offender: dst, src, dst, dstPort: port, quoted: bytes });
+    });
   }
 }
 
@@ -163,9 +201,15 @@ export class MemoryNetwork {
 export class MemoryTransport implements UdpTransport {
   private readonly bound = new Map<Ipv6, number>();
   private handler: (d: Datagram) => void = () => {};
+  private errorHandler: (e: IcmpError) => void = () => {};
   private closed = false;
 
   constructor(private readonly net: MemoryNetwork, private readonly port: number) {}
+
+  onIcmpError(cb: (e: IcmpError) => void): void { this.errorHandler = cb; }
+
+  /** An ICMPv6 error about a datagram this transport sent (the network's, or a test's forgery). */
+  receiveError(e: IcmpError): void { if (!this.closed) this.errorHandler(e); }
 
   async bind(address: Ipv6): Promise<number> {
     const a = canonicalIpv6(address);

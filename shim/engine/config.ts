@@ -154,6 +154,12 @@ export interface EngineConfig {
   maxContexts?: number;
   /** The same per /64 of the peer's ULID; default 1,000. */
   maxContextsPerPrefix?: number;
+  /**
+   * Hand the application also the ICMPv6 errors about its packets that Shim6
+   * acted on (an unreachable that made REAP explore): RFC 5533 §8's option to
+   * deliver every error. Default false.
+   */
+  icmpDeliverAll?: boolean;
 }
 
 /** The configuration after defaults, as the engine uses it. */
@@ -171,6 +177,7 @@ export interface ResolvedConfig {
   replyLimit: ReplyLimitConfig;
   maxContexts: number;
   maxContextsPerPrefix: number;
+  icmpDeliverAll: boolean;
 }
 
 /** Apply the profile, then the overrides; reject values that cannot work. */
@@ -206,6 +213,7 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
     replyLimit: limit.value,
     maxContexts: positiveInt('maxContexts', cfg.maxContexts, 50_000),
     maxContextsPerPrefix: positiveInt('maxContextsPerPrefix', cfg.maxContextsPerPrefix, 1_000),
+    icmpDeliverAll: cfg.icmpDeliverAll ?? false,
   };
 }
 

@@ -10,6 +10,7 @@ import type { Millis } from '../time.ts';
 import { State } from './states.ts';
 import { newTimerTable, type Timed, type TimerTable } from './timers.ts';
 import type { ReapLog } from './reap.ts';
+import type { PathMtu } from './icmp.ts';
 
 /** One peer locator in Ls(peer) (RFC 5533 §6.1). */
 export interface PeerLocator {
@@ -51,7 +52,7 @@ export type UlidProof = 'initiated' | 'locator' | 'hba' | 'cga';
  * what started the REAP exploration that found it, or `peer-exploring` when
  * the peer's exploration (its probes) moved our direction without one of ours.
  */
-export type RehomeCause = 'send-timeout' | 'keepalive-timeout' | 'local-locator-down' | 'local-locator-gone' | 'peer-locator-broken' | 'peer-exploring';
+export type RehomeCause = 'send-timeout' | 'keepalive-timeout' | 'local-locator-down' | 'local-locator-gone' | 'peer-locator-broken' | 'peer-exploring' | 'icmp-unreachable';
 
 /** The last re-homing of a context. */
 export interface Rehoming {
@@ -105,6 +106,8 @@ export class Context implements Timed {
   exploreCause: RehomeCause | undefined = undefined;
   rehomings = 0;
   lastRehome: Rehoming | undefined = undefined;
+  /** A Packet Too Big's lesson for one locator pair (icmp.ts), while it holds. */
+  pathMtu: PathMtu | undefined = undefined;
 
   constructor(
     readonly localUlid: Ipv6,

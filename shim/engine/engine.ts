@@ -15,6 +15,9 @@ import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, WireError } from '../wire/index.ts';
 import { ErrorCode, MessageType } from '../constants.ts';
+
+/** RFC 8200 §3: an application packet's fixed header, which `encapsulate` is given without. */
+const IPV6_HEADER_LENGTH = 40;
 import { Core, type GuardCounters } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
 import type { Rng } from './random.ts';
@@ -26,7 +29,7 @@ import { State, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
 import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
 import type { Datagram } from './rx.ts';
-import { addHints, failEstablishment, initiate } from './handshake.ts';
+import { addHints, initiate } from './handshake.ts';
 import { onRetransmit } from './retransmit.ts';
 import { sendR1bis } from './recovery.ts';
 import { announceLocators, onUpdateTimer } from './update.ts';
@@ -34,8 +37,10 @@ import { onKeepaliveInterval, reapEvent, startExploring } from './reap.ts';
 import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
 import { dispatchControl, nudgePending } from './dispatch.ts';
 import { sendError } from './errors.ts';
+import { handleIcmp, pathMtuLimit, type IcmpInput, type IcmpResult } from './icmp.ts';
 
 export type { Datagram } from './rx.ts';
+export type { IcmpInput, IcmpResult } from './icmp.ts';
 
 /** An application packet leaving through the shim. */
 export interface OutboundPacket {
@@ -124,6 +129,10 @@ export class Engine {
     if (ctx === undefined || !hasPeerTag(ctx.state) || ctx.state === State.CLOSING) {
       if (ctx === undefined) this.heuristic(now, p.srcUlid, p.dstUlid);
       return { kind: 'no-context' };
+    }
+    if (ctx.pathMtu !== undefined && IPV6_HEADER_LENGTH + p.payload.length > ctx.pathMtu.limit) {
+      const limit = pathMtuLimit(ctx, now);
+      if (limit !== undefined) return { kind: 'too-big', mtu: limit };
     }
     core.touch(ctx, now);
     ctx.txPackets++;
@@ -225,14 +234,15 @@ export class Engine {
     }
   }
 
-  /** ICMPv6 "no Shim6 here" (Parameter Problem code 1, or port unreachable over UDP) quoting `invoking` (§7.8). */
-  handleIcmp(now: Millis, e: { invoking: Uint8Array }): DatagramResult {
-    const r = tryDecodeMessage(e.invoking);
-    if (!r.ok || r.message.type !== 'I1') return { kind: 'drop', reason: 'icmp-unmatched' };
-    const ctx = this.core.table.byNonce.get(r.message.initiatorNonce);
-    if (ctx === undefined || ctx.state !== State.I1_SENT || this.core.step(ctx, 'icmp-no-support') === undefined) return { kind: 'drop', reason: 'icmp-unmatched' };
-    failEstablishment(this.core, ctx, now, 'refused');
-    return { kind: 'consumed' };
+  /**
+   * An ICMPv6 error about a datagram we sent (RFC 5533 §7.8, §8; icmp.ts): an
+   * I1 refused goes to the negative cache at once; an error about an
+   * application packet comes back translated to its ULIDs (`deliver`) for the
+   * driver to hand to the application, after lowering the context's path MTU
+   * for a Packet Too Big. Nothing changes unless the quoted datagram is ours.
+   */
+  handleIcmp(now: Millis, e: IcmpInput): IcmpResult {
+    return handleIcmp(this.core, now, e);
   }
 
   /** Run every timer due at `now`. */
@@ -363,6 +373,8 @@ export interface ContextStatus {
   pair: { local: Ipv6; peer: Ipv6 };
   /** The peer's UDP port when not 5533. */
   port?: number;
+  /** The largest application packet the current pair carries, when a Packet Too Big taught it (icmp.ts). */
+  pathMtu?: number;
   reap: 'Operational' | 'Exploring' | 'InboundOk';
   peerLocators: { address: Ipv6; verified: boolean; probed: boolean; flags: number }[];
   timers: Record<string, number>;
@@ -381,6 +393,7 @@ function describe(ctx: Context, now: Millis | undefined): ContextStatus {
   return {
     state: ctx.state, localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer,
     pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, ...(ctx.port !== undefined ? { port: ctx.port } : {}),
+    ...(ctx.pathMtu !== undefined && ctx.pathMtu.local === ctx.lpLocal && ctx.pathMtu.peer === ctx.lpPeer ? { pathMtu: ctx.pathMtu.limit } : {}),
     reap: (['Operational', 'Exploring', 'InboundOk'] as const)[ctx.reapState]!,
     peerLocators: ctx.peer.map((l) => ({ address: l.address, verified: l.verified, probed: l.probed, flags: l.flags })),
     timers,

@@ -29,7 +29,13 @@ export type DatagramResult =
 /** Outcome of `encapsulate`. */
 export type EncapsulateResult =
   | { kind: 'send'; src: Ipv6; dst: Ipv6; header: Uint8Array; port?: number }
-  | { kind: 'no-context' };
+  | { kind: 'no-context' }
+  /**
+   * The packet is larger than the context's path carries (a Packet Too Big
+   * taught it, icmp.ts): not sent; the driver answers the application with a
+   * Packet Too Big of `mtu`, the largest packet it may send (RFC 5533 §8).
+   */
+  | { kind: 'too-big'; mtu: number };
 
 /** Why a context ended. */
 export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout' | 'confusion' | 'replaced';

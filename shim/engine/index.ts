@@ -3,6 +3,7 @@
  * its configuration, events, the injected Rng and the capability-cache interface.
  */
 export { Engine, type Datagram, type OutboundPacket, type PrimeRequest, type EngineDeps, type ContextStatus, type EngineStatus } from './engine.ts';
+export { IcmpType, ENCAPSULATION_GROWTH, PMTU_EXPIRES_MS, applicationMtu, type IcmpInput, type IcmpResult } from './icmp.ts';
 export { resolveConfig, PROFILES, RFC_PROFILE, FAST_PROFILE, advertisedKeepaliveSeconds, type EngineConfig, type Timers, type ProfileName, type CapabilityMode, type LocalLocator, type PeerConfig } from './config.ts';
 export type { Transmit, DatagramResult, EncapsulateResult, EngineEvent, LocatorPair, CloseReason } from './events.ts';
 export type { UlidProof, RehomeCause } from './context.ts';

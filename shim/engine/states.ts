@@ -34,6 +34,7 @@ export type Trigger =
   | 'timeout'             // retransmission timer, counter still ≤ max
   | 'timeout-max'         // retransmission timer, counter > max
   | 'icmp-no-support'     // ICMPv6 Parameter Problem / port unreachable for our I1 (RFC 5533 §7.8)
+  | 'icmp-unreachable'    // ICMPv6 destination unreachable for our I1, and the peer has no other locator (icmp.ts)
   | 'holddown-expired'    // NO_R1_HOLDDOWN_TIME / ICMP_HOLDDOWN_TIME elapsed
   | 'idle-gc'             // implementation heuristic: quiescent for the idle timeout (RFC 5533 §9)
   | 'close'               // local close(): seed §6 coordinated removal
@@ -76,6 +77,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.I1_SENT, 'timeout', 'I1', S.I1_SENT, 'counter ≤ I1_RETRIES_MAX: send I1'),
   row(S.I1_SENT, 'timeout-max', '', S.E_FAILED, 'counter > I1_RETRIES_MAX: E-FAILED'),
   row(S.I1_SENT, 'icmp-no-support', '', S.NO_SUPPORT, 'ICMP unrecognised next header for our I1 (§7.8)'),
+  row(S.I1_SENT, 'icmp-unreachable', '', S.E_FAILED, 'ICMP unreachable for our I1, no other peer locator: as if no R1 came (§7.8)'),
   row(S.I1_SENT, 'recv-payload', '', S.I1_SENT, 'Discard and stay in I1-SENT'),
   row(S.I1_SENT, 'close', '', S.IDLE, 'Nothing established yet: drop the context'),
 

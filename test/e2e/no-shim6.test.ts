@@ -1,8 +1,10 @@
 // E2E 4 (issue 6): peers without shim6.
 // (a) No record and no daemon on B: plain traffic is untouched (no context, no
 //     TUN route) and A's negative cache holds B.
-// (b) A stale record claims shim6 for B, which runs no daemon: A's engine gives
-//     up within a bounded time, and the application's traffic flows as plain IPv6.
+// (b) A stale record claims shim6 for B, which runs no daemon and whose firewall
+//     drops the I1s silently (no ICMP): A's engine gives up after its I1 retries,
+//     and the application's traffic flows as plain IPv6 meanwhile. (Without the
+//     firewall B's Port Unreachable ends it at once: test/e2e/icmp.test.ts.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -13,6 +15,7 @@ import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles, LAB_STUB } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { nsExec } from '../../lab/topology.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
@@ -38,6 +41,7 @@ test('no record, no daemon on B: plain traffic untouched, negative cache holds B
 test('stale record, no daemon on B: falls back to plain IPv6 while the engine still tries, then the engine gives up', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = await freshLab(t);
+  nsExec(lab.b, ['nft', '-f', '-'], { input: 'table inet e2esilent {\n chain input {\n  type filter hook input priority 0;\n  udp dport 5533 drop\n }\n}\n' });
   // Three I1 retries instead of the fast profile's four: the give-up comes after ~4.5 s instead
   // of ~9 s, still well after the 1 s hold on the SYN.
   await oneDaemon(t, lab, 'a', { timers: { profile: 'fast', i1RetriesMax: 3 } });

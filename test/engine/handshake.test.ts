@@ -102,8 +102,9 @@ test('ICMP no-support quoting our I1 → NO-SUPPORT, negative cache, ICMP hold-d
   const { sim, a } = alone(31);
   a.engine.prime(sim.now, { ulid: '2001:db8:ee::1', locators: [], ttl: 300, source: 'configured' });
   sim.flush();
-  const i1 = sent(sim).at(-1)!.bytes;
-  assert.deepEqual(a.engine.handleIcmp(sim.now, { invoking: i1 }), { kind: 'consumed' });
+  const i1 = sent(sim).at(-1)!;
+  // Parameter Problem "unrecognized next header" (native Shim6, RFC 5533 §7.8) quoting our I1.
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { type: 4, code: 1, info: 40, src: i1.src, dst: i1.dst, invoking: i1.bytes }), { kind: 'consumed' });
   sim.flush();
   assert.equal(a.engine.status().contexts[0]!.state, State.NO_SUPPORT);
   assert.ok(engineEvents(a).some((e) => e.kind === 'context-failed' && e.reason === 'refused'));

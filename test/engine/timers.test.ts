@@ -119,7 +119,9 @@ test('NO-SUPPORT hold-down: traffic starts nothing until ICMP_HOLDDOWN_TIME (fas
   const i1s = () => sent(sim, 'a').filter((l) => l.type === 'I1');
   out();
   sim.flush();
-  assert.equal(a.engine.handleIcmp(sim.now, { invoking: i1s()[0]!.bytes }).kind, 'consumed');
+  const i1 = i1s()[0]!;
+  // Port Unreachable from the host the I1 went to: no daemon there (UDP encapsulation's "no Shim6").
+  assert.equal(a.engine.handleIcmp(sim.now, { type: 1, code: 4, info: 0, offender: i1.dst, src: i1.src, dst: i1.dst, port: 5533, invoking: i1.bytes }).kind, 'consumed');
   const at = sim.now;
   sim.runUntil(ms(at + 30_000));
   out();

@@ -115,3 +115,9 @@ test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) =
   writeFileSync(f, 'port: [1, 2\n');
   assert.throws(() => loadConfig(f), { code: 'ECONFIG' });
 });
+
+test('icmpDeliverAll: a boolean, off by default (RFC 5533 §8\'s option)', () => {
+  assert.equal(defaultConfig().icmpDeliverAll, false);
+  assert.equal(validateConfig({ icmpDeliverAll: true }).icmpDeliverAll, true);
+  assert.throws(() => validateConfig({ icmpDeliverAll: 'yes' }), (e: UsageError) => e.code === 'ECONFIG' && /icmpDeliverAll/.test(e.message));
+});

@@ -19,7 +19,7 @@ interface Sample { labels?: Labels; value: number; metricName?: string }
 /** Every context state (shim/engine/states.ts), so `shim6_contexts` has a series for each, zero included. */
 const STATES = ['IDLE', 'I1-SENT', 'I2-SENT', 'I2BIS-SENT', 'ESTABLISHED', 'E-FAILED', 'NO-SUPPORT', 'CLOSING'];
 /** Every re-homing cause (shim/engine/context.ts RehomeCause). */
-const REHOME_CAUSES = ['send-timeout', 'keepalive-timeout', 'local-locator-down', 'local-locator-gone', 'peer-locator-broken', 'peer-exploring'];
+const REHOME_CAUSES = ['send-timeout', 'keepalive-timeout', 'local-locator-down', 'local-locator-gone', 'peer-locator-broken', 'peer-exploring', 'icmp-unreachable'];
 
 /**
  * A counter or histogram whose samples come from the snapshot: prom-client's
