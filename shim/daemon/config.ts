@@ -81,6 +81,12 @@ export interface DaemonConfig {
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
+  /**
+   * CGA identity (RFC 5533 §5.15.4–5): the RSA private key file that signs our
+   * Locator Lists, so locators outside the HBA set are accepted; `sec` is the
+   * Sec of a CGA ULID generated when no `hba` set is given. Absent: HBA only.
+   */
+  cga: { key: string; sec: 0 | 1 } | undefined;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -106,10 +112,11 @@ export function defaultConfig(): DaemonConfig {
     replyLimit: DEFAULT_REPLY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
+    cga: undefined,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'cga'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -238,6 +245,16 @@ function parseLog(v: unknown, d: DaemonConfig['log']): DaemonConfig['log'] {
   return { level, format };
 }
 
+function parseCga(v: unknown): NonNullable<DaemonConfig['cga']> {
+  if (typeof v === 'string') v = { key: v };
+  if (!isObject(v)) configError('cga', v, 'expected { key: FILE, sec: 0 or 1 }');
+  rejectUnknown(v, ['key', 'sec'], 'cga');
+  const key = str('cga.key', v.key, undefined, 'the path of an RSA private key file (PEM)');
+  const sec = v.sec === undefined ? 1 : v.sec;
+  if (sec !== 0 && sec !== 1) configError('cga.sec', sec, 'expected 0 or 1');
+  return { key, sec };
+}
+
 /** Validate a parsed document (the result of YAML/JSON parsing) into a full config. */
 export function validateConfig(doc: unknown): DaemonConfig {
   const c = defaultConfig();
@@ -273,6 +290,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
+  if (doc.cga !== undefined) c.cga = parseCga(doc.cga);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -31,6 +31,8 @@ import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
+import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
+import { spawnSync } from 'node:child_process';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -66,6 +68,9 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
+  private cgaKey: CgaKey | undefined;
+  /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
+  private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
 
   private constructor(
     private config: DaemonConfig,
@@ -82,14 +87,20 @@ export class Daemon {
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
     const hba = config.hba ? readHba(config.hba) : undefined;
-    const found = new LocatorWatcher(config.interfaces, () => undefined).current;
-    const locals = orderLocators(found, hba);
+    const cgaKey = config.cga ? loadCgaKey(config.cga.key) : undefined;
+    if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
+    let found = new LocatorWatcher(config.interfaces, () => undefined).current;
+    // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
+    const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
+    if (cgaUlid) found = new LocatorWatcher(config.interfaces, () => undefined).current;
+    const locals = orderLocators(found, hba, cgaUlid?.address);
     if (locals.length === 0) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
     const ulid = locals[0]!.address;
-    const cgaParams = hba?.members.find((m) => m.address === ulid);
+    const member = hba?.members.find((m) => m.address === ulid);
+    const cgaParams = member ? memberParams(member) : cgaUlid?.params;
     const cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
     const engine = new Engine({
-      localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
+      localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
       peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
       replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
@@ -104,6 +115,8 @@ export class Daemon {
     });
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
     daemon.ulid = ulid;
+    daemon.cgaKey = cgaKey;
+    daemon.cgaUlid = cgaUlid;
     sinkRef.daemon = daemon;
     const saved = loadCaches(config.cacheFile, log);
     try {
@@ -140,6 +153,7 @@ export class Daemon {
       ulid, locators: locals.map((l) => l.address), tun: tun.name, mtu: routes.tunMtu, port: config.port,
       resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
       profile: config.timers.profile, cachesImported: saved !== undefined,
+      ...(cgaKey ? { cga: describeCga(cgaKey, config.cga!.sec, cgaUlid ? 'cga' : 'hba-member') } : {}),
       udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
     });
     // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
@@ -154,6 +168,7 @@ export class Daemon {
         pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
         port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
+        ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
       engine: this.engine.status(this.driver.now()),
       resolver: (await this.resolver?.status()) ?? null,
@@ -185,7 +200,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'cga'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -221,6 +236,7 @@ export class Daemon {
     await this.resolver?.close();
     this.routes.close();
     await this.driver.close();
+    if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
     this.log.info('stopped: routes, rules and TUN removed');
   }
 
@@ -296,7 +312,7 @@ export class Daemon {
     for (const a of diff.added) this.keepLocal(a);
     for (const a of diff.removed) this.routes.dropLocal(a);
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba);
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address);
     if (diff.added.length || diff.removed.length || diff.cameUp.length) {
       this.driver.command((e, t) => e.setLocalLocators(t, locals));
     }
@@ -321,6 +337,21 @@ export function openTransport(config: DaemonConfig, pathMtu: number, log: Logger
   return new DgramTransport({ port: config.port, bufferSize: 4 << 20 });
 }
 
+/**
+ * Generate our CGA ULID on `on`'s prefix and put it on `on`'s interface (no
+ * DAD: RFC 3972 §4's collision count stays 0; the address is ours by its key).
+ * Already there (a restart after a crash): kept.
+ */
+function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): GeneratedUlid & { ifname: string } {
+  const g = generateCgaUlid(key, on.address, sec);
+  const r = spawnSync('ip', ['-6', 'addr', 'add', `${g.address}/64`, 'dev', on.ifname, 'nodad'], { encoding: 'utf8', timeout: 5000 });
+  if (r.status !== 0 && !/File exists/.test(String(r.stderr))) {
+    throw new EnvironmentError('ECGA_ADDRESS', `cannot add our CGA ${g.address} to ${on.ifname}: ${String(r.stderr || r.error?.message).trim()}`);
+  }
+  log.info('CGA ULID', { address: g.address, prefix: g.prefix, dev: on.ifname, sec });
+  return { ...g, ifname: on.ifname };
+}
+
 function readHba(file: string): HbaParamsFile {
   let text: string;
   try {
@@ -336,8 +367,8 @@ function readHba(file: string): HbaParamsFile {
  * prefix-vector order, so the first is the ULID), then other addresses;
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined): LocalLocator[] {
-  const members = hba?.members.map((m) => m.address) ?? [];
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6): LocalLocator[] {
+  const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
   const rank = (a: Ipv6): number => {
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;

@@ -162,3 +162,26 @@ test('CGA configuration errors are UsageErrors with stable codes', () => {
   assert.throws(() => new Engine({ localLocators: [{ address: locs[0]!.address, verification: 'cga' }], cgaParams: set.members[0]!.params }, new SimRng(1)), code('NO_CGA_KEY'));
   assert.ok(make({ cgaKey: KEY.privateKey.export({ type: 'pkcs8', format: 'der' }), cgaParams: set.members[0]!.params })() instanceof Engine);
 });
+
+test('an I2 whose CGA Signature does not prove its CGA-method locators is dropped whole: no context, no R2 (RFC 5533 §7.2)', () => {
+  const net = new Loop(20);
+  const a = cgaHost(net, 'A', 63);
+  const b = net.add('B', 64, B_PREFIXES, { profile: 'fast' });
+  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  // Let the I1 and B's R1 through, then hold A's I2 back to deliver it by hand.
+  for (let t = 0; t < 300 && !net.log.some((l) => l.host === 'B' && l.bytes[2] === 2); t += 1) net.run(net.now + 1);
+  net.block(a.ulid, b.ulid);
+  net.run(net.now + 50);
+  const sent = net.log.find((l) => l.host === 'A' && l.bytes[2] === I2);
+  assert.ok(sent, 'A sent its I2');
+  const i2 = decodeMessage(sent.bytes);
+  const sig = findOption(i2, 'CgaSignature')!.signature;
+  const tampered = encodeMessage({ ...i2, options: i2.options.map((o) => (o.type === 'CgaSignature' ? { ...o, signature: sig.map((x, i) => (i === 0 ? x ^ 1 : x)) } : o)) } as typeof i2);
+  assert.deepEqual(b.engine.handleDatagram(net.now, { src: sent.src, dst: sent.dst, bytes: tampered }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.equal(b.engine.status().contexts.length, 0, 'no context at B');
+  assert.equal(b.engine.pollTransmit(), undefined, 'no R2');
+  // The genuine I2 is accepted: the tampered one failed for its signature only.
+  assert.equal(b.engine.handleDatagram(net.now, { src: sent.src, dst: sent.dst, bytes: sent.bytes }).kind, 'consumed');
+  assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.equal(peerLoc(b, A_EXTRA)?.verified, true);
+});
