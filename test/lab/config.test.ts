@@ -115,3 +115,13 @@ test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) =
   writeFileSync(f, 'port: [1, 2\n');
   assert.throws(() => loadConfig(f), { code: 'ECONFIG' });
 });
+
+test('cga: { key, sec } (or a path alone; sec defaults to 1); bad shapes name the key', () => {
+  assert.deepEqual(validateConfig({ cga: { key: '/etc/shim6/cga.pem', sec: 0 } }).cga, { key: '/etc/shim6/cga.pem', sec: 0 });
+  assert.deepEqual(validateConfig({ cga: '/k.pem' }).cga, { key: '/k.pem', sec: 1 });
+  assert.equal(validateConfig({}).cga, undefined);
+  rejects({ cga: { sec: 1 } }, 'cga.key');
+  rejects({ cga: { key: '/k.pem', sec: 2 } }, 'cga.sec');
+  rejects({ cga: { key: '/k.pem', pass: 'x' } }, 'cga.pass');
+  rejects({ cga: 5 }, 'cga');
+});
