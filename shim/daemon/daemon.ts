@@ -310,10 +310,12 @@ export class Daemon {
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
     this.log.info('local locators changed', { ...diff });
     for (const a of diff.added) this.keepLocal(a);
-    for (const a of diff.removed) this.routes.dropLocal(a);
+    // The ULID stays deliverable after its address is gone: it names the host in every context (and the
+    // sockets bound to it), while the packets travel between the locators that are left.
+    for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba, this.cgaUlid?.address);
-    if (diff.added.length || diff.removed.length || diff.cameUp.length) {
+    if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.driver.command((e, t) => e.setLocalLocators(t, locals));
     }
     for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
@@ -366,6 +368,9 @@ function readHba(file: string): HbaParamsFile {
  * The engine's local locator list: HBA members present on the host first (in
  * prefix-vector order, so the first is the ULID), then other addresses;
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
+ * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are left out —
+ * withdrawn from peers, so contexts move off them while they still work —
+ * unless nothing else is left.
  */
 export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
@@ -373,7 +378,8 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
   };
-  return [...found]
+  const preferred = found.filter((a) => !a.deprecated);
+  return [...(preferred.length > 0 ? preferred : found)]
     .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
     .sort((x, y) => rank(x.address) - rank(y.address))
     .map((a, i) => ({ address: a.address, flags: a.up ? 0 : 0x01, priority: i, weight: 0 }));

@@ -185,3 +185,23 @@ test('an I2 whose CGA Signature does not prove its CGA-method locators is droppe
   assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED);
   assert.equal(peerLoc(b, A_EXTRA)?.verified, true);
 });
+
+test('renumbering: an Update Request that no longer lists the locator in use (the ULID\'s address) moves both ends off it; the ULID stays the identity', () => {
+  const net = new Loop(20);
+  const a = cgaHost(net, 'A', 65);
+  const b = net.add('B', 66, B_PREFIXES, { profile: 'fast' });
+  establish(net, a, b);
+  assert.equal(b.engine.status().contexts[0]!.pair.peer, a.ulid, 'B sends to A\'s ULID');
+  const left = a.locators.filter((l) => l !== a.ulid);
+  a.engine.setLocalLocators(net.now, left.map((address) => ({ address })));
+  for (let t = 0; t < 20; t++) { net.sendPayload(b, a); net.sendPayload(a, b); net.run(net.now + 100); }
+  const sb = b.engine.status().contexts[0]!;
+  assert.ok(left.includes(sb.pair.peer), `B moved to a listed locator of A (now ${sb.pair.peer})`);
+  assert.equal((peerLoc(b, a.ulid)!.flags & 1), 1, 'the withdrawn address is no destination');
+  assert.ok(left.includes(a.engine.status().contexts[0]!.pair.local), 'A sends from a locator it still has');
+  assert.equal(sb.peerUlid, a.ulid);
+  const before = b.delivered.length;
+  net.sendPayload(a, b);
+  net.run(net.now + 100);
+  assert.equal(b.delivered.length, before + 1, 'payload still flows');
+});
