@@ -35,9 +35,15 @@ export function addAddress(lab: Lab, h: 'a' | 'b', dev: string, address: string,
   nsExec(h === 'a' ? lab.a : lab.b, ['ip', '-6', 'addr', 'add', `${address}/64`, 'dev', dev, 'nodad', ...lft]);
 }
 
-/** Deprecate `address` (preferred lifetime 0, still valid: RFC 4862 §5.5.4). */
-export function deprecateAddress(lab: Lab, h: 'a' | 'b', dev: string, address: string, validLft = 3600): void {
-  nsExec(h === 'a' ? lab.a : lab.b, ['ip', '-6', 'addr', 'change', `${address}/64`, 'dev', dev, 'valid_lft', String(validLft), 'preferred_lft', '0']);
+/**
+ * Deprecate `address` (preferred lifetime 0, still valid: RFC 4862 §5.5.4).
+ * The valid lifetime stays infinite: giving a permanent address a finite one
+ * with `ip addr change` leaves its prefix route with an expiry in the past
+ * (kernel 6.18: `expires -17195939sec`), so the kernel stops routing the
+ * prefix at once — a link failure, not a deprecation.
+ */
+export function deprecateAddress(lab: Lab, h: 'a' | 'b', dev: string, address: string): void {
+  nsExec(h === 'a' ? lab.a : lab.b, ['ip', '-6', 'addr', 'change', `${address}/64`, 'dev', dev, 'valid_lft', 'forever', 'preferred_lft', '0']);
 }
 
 /** Remove `address` from host `h`'s interface `dev`. */

@@ -314,7 +314,7 @@ export class Daemon {
     // sockets bound to it), while the packets travel between the locators that are left.
     for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba, this.cgaUlid?.address);
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid);
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.driver.command((e, t) => e.setLocalLocators(t, locals));
     }
@@ -368,20 +368,22 @@ function readHba(file: string): HbaParamsFile {
  * The engine's local locator list: HBA members present on the host first (in
  * prefix-vector order, so the first is the ULID), then other addresses;
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
- * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are left out —
- * withdrawn from peers, so contexts move off them while they still work —
- * unless nothing else is left.
+ * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are flagged
+ * BROKEN too: announced so that peers stop sending there and our contexts move
+ * off them while they still work (a removed address leaves the list). The
+ * ULID stays in the list (BROKEN) when its address is gone: it names us in
+ * every context, and packets to it are still ours (routes.keepLocal).
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6): LocalLocator[] {
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
+  if (keep !== undefined && !found.some((a) => a.address === keep)) found = [...found, { address: keep, ifname: '', up: false }];
   const rank = (a: Ipv6): number => {
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
   };
-  const preferred = found.filter((a) => !a.deprecated);
-  return [...(preferred.length > 0 ? preferred : found)]
+  return [...found]
     .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
     .sort((x, y) => rank(x.address) - rank(y.address))
-    .map((a, i) => ({ address: a.address, flags: a.up ? 0 : 0x01, priority: i, weight: 0 }));
+    .map((a, i) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01, priority: i, weight: 0 }));
 }
 

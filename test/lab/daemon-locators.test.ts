@@ -51,10 +51,10 @@ test('HBA members first (the first is the ULID); down links flagged BROKEN', () 
     { prefix: '2001:db8:1::/64', address: '2001:db8:1::a', params: '00' }, { prefix: '2001:db8:2::/64', address: '2001:db8:2::a', params: '00' }] };
   const found: LocalAddress[] = [{ address: '2001:db8:9::a', ifname: 'o', up: true }, { address: '2001:db8:2::a', ifname: 'q', up: false }, { address: '2001:db8:1::a', ifname: 'p', up: true }];
   assert.deepEqual(orderLocators(found, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
-  // Deprecated addresses are withdrawn, unless nothing else is left.
-  const dep = found.map((a) => (a.address === '2001:db8:1::a' ? { ...a, deprecated: true as const } : a));
-  assert.deepEqual(orderLocators(dep, hba).map((l) => l.address), ['2001:db8:2::a', '2001:db8:9::a']);
-  assert.deepEqual(orderLocators(found.map((a) => ({ ...a, deprecated: true as const })), hba).map((l) => l.address), ['2001:db8:1::a', '2001:db8:2::a', '2001:db8:9::a']);
+  // Deprecated addresses are announced BROKEN (peers stop sending there); a ULID whose address is gone stays, BROKEN.
+  const dep = found.map((a) => (a.address === '2001:db8:9::a' ? { ...a, deprecated: true as const } : a));
+  assert.deepEqual(orderLocators(dep, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 1]]);
+  assert.deepEqual(orderLocators(found.slice(0, 2), hba, undefined, '2001:db8:1::a').map((l) => [l.address, l.flags]), [['2001:db8:1::a', 1], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
   // A generated CGA ULID goes first.
   assert.deepEqual(orderLocators(found, undefined, '2001:db8:2::a')[0]!.address, '2001:db8:2::a');
 });
