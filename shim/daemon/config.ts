@@ -15,6 +15,8 @@ import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
 import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
+import { parseServer } from '../../zone-tools/dns-transport.ts';
+import type { DnsUpdateConfig } from './dns-update.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -87,6 +89,8 @@ export interface DaemonConfig {
    * Sec of a CGA ULID generated when no `hba` set is given. Absent: HBA only.
    */
   cga: { key: string; sec: 0 | 1 } | undefined;
+  /** Publish our capability record (and AAAA) by RFC 2136 on every locator set change (dns-update.ts). */
+  dnsUpdate: DnsUpdateConfig | undefined;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -113,10 +117,11 @@ export function defaultConfig(): DaemonConfig {
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
     cga: undefined,
+    dnsUpdate: undefined,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'cga'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'cga', 'dnsUpdate'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -255,6 +260,28 @@ function parseCga(v: unknown): NonNullable<DaemonConfig['cga']> {
   return { key, sec };
 }
 
+function parseDnsUpdate(v: unknown): DnsUpdateConfig {
+  if (!isObject(v)) configError('dnsUpdate', v, 'expected { server, zone, name, key, minInterval, aaaa, ttl }');
+  rejectUnknown(v, ['server', 'zone', 'name', 'key', 'keyName', 'minInterval', 'aaaa', 'ttl'], 'dnsUpdate');
+  const server = str('dnsUpdate.server', v.server, undefined, 'the primary server, "ADDR" or "ADDR:PORT" ([v6]:port)');
+  try { parseServer(server, 'dnsUpdate.server'); } catch (e) { configError('dnsUpdate.server', server, (e as Error).message.replace(/^.*?: /, '')); }
+  const absolute = (field: string, x: unknown): string => {
+    const n = str(field, x, /^[A-Za-z0-9_.-]{1,253}$/, 'a DNS name');
+    return n.endsWith('.') ? n : `${n}.`;
+  };
+  const zone = absolute('dnsUpdate.zone', v.zone);
+  const name = absolute('dnsUpdate.name', v.name);
+  if (name !== zone && !name.toLowerCase().endsWith(`.${zone.toLowerCase()}`)) configError('dnsUpdate.name', v.name, `not inside zone ${zone}`);
+  return {
+    server, zone, name,
+    key: str('dnsUpdate.key', v.key, undefined, 'the path of a TSIG key file (as `shim6 zone update --key` takes)'),
+    keyName: v.keyName === undefined ? undefined : str('dnsUpdate.keyName', v.keyName),
+    minInterval: v.minInterval === undefined ? 1 : int('dnsUpdate.minInterval', v.minInterval, 0, 86_400),
+    aaaa: v.aaaa === undefined ? false : bool('dnsUpdate.aaaa', v.aaaa),
+    ttl: v.ttl === undefined ? 60 : int('dnsUpdate.ttl', v.ttl, 0, 2_147_483_647),
+  };
+}
+
 /** Validate a parsed document (the result of YAML/JSON parsing) into a full config. */
 export function validateConfig(doc: unknown): DaemonConfig {
   const c = defaultConfig();
@@ -291,6 +318,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
   if (doc.cga !== undefined) c.cga = parseCga(doc.cga);
+  if (doc.dnsUpdate !== undefined) c.dnsUpdate = parseDnsUpdate(doc.dnsUpdate);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

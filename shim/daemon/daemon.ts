@@ -33,6 +33,7 @@ import { openTcpPeers } from './open-connections.ts';
 import type { ServiceNotifier } from './service-notify.ts';
 import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
 import { spawnSync } from 'node:child_process';
+import { DnsPublisher } from './dns-update.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -69,6 +70,7 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private ulid = '';
   private cgaKey: CgaKey | undefined;
+  private dns: DnsPublisher | undefined;
   /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
 
@@ -113,7 +115,10 @@ export class Daemon {
       engine, transport, tun, peerPort: config.port, routes, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
     });
+    // The TSIG key and the name are checked before anything is set up.
+    const dns = config.dnsUpdate ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
+    daemon.dns = dns;
     daemon.ulid = ulid;
     daemon.cgaKey = cgaKey;
     daemon.cgaUlid = cgaUlid;
@@ -143,6 +148,7 @@ export class Daemon {
       }, { log: log.child('control') });
       daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
       daemon.watcher.start();
+      daemon.publishLocators(locals);
       // Links already down at start: explore away from them at once.
       for (const a of found) if (!a.up) driver.command((e, now) => e.localLocatorDown(now, a.address));
     } catch (err) {
@@ -171,6 +177,7 @@ export class Daemon {
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
       engine: this.engine.status(this.driver.now()),
+      ...(this.dns ? { dnsUpdate: this.dns.status() } : {}),
       resolver: (await this.resolver?.status()) ?? null,
     };
   }
@@ -200,7 +207,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'cga'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'cga', 'dnsUpdate'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -231,6 +238,7 @@ export class Daemon {
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     this.watcher?.stop();
+    this.dns?.stop();
     if (save) this.saveCaches();
     await this.control?.close();
     await this.resolver?.close();
@@ -306,6 +314,11 @@ export class Daemon {
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
   }
 
+  /** DNS follows the host: the usable locators (not BROKEN: down or deprecated) to the publisher. */
+  private publishLocators(locals: readonly LocalLocator[]): void {
+    this.dns?.update(locals.filter((l) => ((l.flags ?? 0) & 0x01) === 0).map((l) => l.address));
+  }
+
   /** Addresses or links changed: a new locator set for the engine; a link down = explore now. */
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
     this.log.info('local locators changed', { ...diff });
@@ -318,6 +331,7 @@ export class Daemon {
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.driver.command((e, t) => e.setLocalLocators(t, locals));
     }
+    this.publishLocators(locals);
     for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void this.driver.unbindLocator(a);
   }

@@ -12,7 +12,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
-import { LAB_B_NAME } from '../../lab/dns.ts';
+import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from '../../lab/dns.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { LAB_STUB, labDaemonFiles, type LogRecord } from '../../lab/daemons.ts';
 import { runStream } from '../../lab/run.ts';
 import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from '../../lab/renumber.ts';
@@ -27,26 +30,46 @@ const status = async (lab: Lab, h: 'a' | 'b'): Promise<Status> => await controlR
 const context = async (lab: Lab, h: 'a' | 'b', peer: string) => (await status(lab, h)).engine.contexts.find((c) => c.peerUlid === peer && c.state === 'ESTABLISHED');
 const pairOf = (r: LogRecord) => r.new as { local: string; peer: string };
 
-async function renumberLab(t: TestContext): Promise<Lab> {
+async function renumberLab(t: TestContext, extraA: (lab: Lab) => Record<string, unknown> = () => ({})): Promise<Lab> {
   const lab = await freshLab(t);
   linkRUp(lab);
   await oneDaemon(t, lab, 'b');
-  await oneDaemon(t, lab, 'a', { interfaces: LAB_INTERFACES_R });
+  await oneDaemon(t, lab, 'a', { interfaces: LAB_INTERFACES_R, ...extraA(lab) });
   return lab;
 }
 
-test('renumbering, new prefix: A\'s address on a prefix outside its HBA set reaches B in one Update; the address the stream started on is deprecated, the context moves off it, then it goes; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+/** The locators of A's capability record as the lab's Knot serves it now. */
+function dnsLocators(lab: Lab): string[] {
+  const line = nsExec(lab.a, ['kdig', `@${LAB_ADDR.dnsA}`, LAB_A_NAME, 'TYPE65300', '+short', '+timeout=2', '+retry=0'], { check: false }).stdout.trim();
+  if (!line) return [];
+  return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address);
+}
+
+interface DnsStatus { dnsUpdate?: { state: string; failures: number; lastError: { code: string; rcode: string | null } | null; published: string[] | null } }
+
+test('renumbering, new prefix: A\'s address on a prefix outside its HBA set reaches B in one Update and DNS (while the DNS server is down for a while); the address the stream started on is deprecated, the context moves off it, then it goes; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
-  const lab = await renumberLab(t);
+  const lab = await renumberLab(t, (l) => ({ dnsUpdate: labDnsUpdate(l) }));
+  await waitFor(() => dnsLocators(lab).join() === [LAB_ADDR.aP, LAB_ADDR.aQ].join(), 'A publishes its record at start');
   const since = Date.now();
   const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 9000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 30_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   const start = await context(lab, 'a', LAB_ADDR.bP);
   assert.equal(start?.pair.local, LAB_ADDR.aP, 'the stream starts on A\'s P address (its ULID)');
 
+  // The lab's Knot stops answering (SIGSTOP) while the new address appears.
+  const knotPid = Number(readFileSync(path.join(lab.stateDir, 'knot', 'knot.pid'), 'utf8').trim());
+  process.kill(knotPid, 'SIGSTOP');
+  let paused = true;
+  t.after(() => { if (paused) process.kill(knotPid, 'SIGCONT'); });
   const addedAt = Date.now();
   addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
   await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));
+  await waitFor(async () => ((await status(lab, 'a')) as unknown as DnsStatus).dnsUpdate?.lastError?.code === 'ETIMEOUT', 'A\'s update times out while the server is down');
+  process.kill(knotPid, 'SIGCONT');
+  paused = false;
+  await waitFor(() => dnsLocators(lab).includes(LAB_ADDR_R.a), 'the new address in DNS once the server is back');
+  t.diagnostic(`the new address was in DNS ${Date.now() - addedAt} ms after it appeared (the server was paused meanwhile)`);
   const updates = log(lab, 'b').filter((r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && Date.parse(r.ts) >= addedAt);
   assert.equal(updates.length, 1, 'one Update Request carried the new address');
   assert.equal((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === LAB_ADDR_R.a)?.verified, true, 'B verified it (CGA Signature)');
@@ -77,6 +100,12 @@ test('renumbering, new prefix: A\'s address on a prefix outside its HBA set reac
   // No packet left A from the removed address after it was removed (A's locator sockets: none bound there).
   const moves = log(lab, 'a').filter((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= removedAt && pairOf(x).local === LAB_ADDR.aP);
   assert.deepEqual(moves, [], 'A never went back to the removed address');
+  // DNS follows: the removed address is gone from A's record, the new one is there.
+  await waitFor(() => !dnsLocators(lab).includes(LAB_ADDR.aP), 'the removed address leaves DNS');
+  assert.deepEqual(dnsLocators(lab).sort(), [LAB_ADDR.aQ, LAB_ADDR_R.a].sort());
+  const ds = ((await status(lab, 'a')) as unknown as DnsStatus).dnsUpdate!;
+  assert.equal(ds.lastError, null);
+  assert.ok(ds.failures >= 1, 'the failures while the server was down were counted');
 });
 
 test('renumbering, privacy addresses: temporary addresses the kernel makes, deprecates and replaces (RFC 8981) are announced, verified and withdrawn in turn; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
