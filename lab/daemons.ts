@@ -148,13 +148,15 @@ export interface LabShim6Options {
   timers?: Record<string, number>;
   /** Other config keys for both daemons. */
   extra?: Record<string, unknown>;
+  /** Config keys for A's daemon only (over `extra`). */
+  extraA?: Record<string, unknown>;
 }
 
 /** Start daemons on B then A (B answers A's I1 at once). */
 export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: LabShim6Options = {}): Promise<LabShim6> {
   const procs: Record<'a' | 'b', ChildProcess | undefined> = { a: undefined, b: undefined };
   for (const h of ['b', 'a'] as const) {
-    writeLabDaemonConfig(lab, h, { timers: { profile: 'fast', ...opts.timers }, ...opts.extra });
+    writeLabDaemonConfig(lab, h, { timers: { profile: 'fast', ...opts.timers }, ...opts.extra, ...(h === 'a' ? opts.extraA : {}) });
     procs[h] = await startLabDaemon(lab, h);
     say(`shim6 daemon on ${h.toUpperCase()} (tun ${LAB_TUN}, stub ${LAB_STUB}, fast profile), log ${labDaemonFiles(lab, h).log}`);
   }
