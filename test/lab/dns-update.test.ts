@@ -101,8 +101,10 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.deepEqual(up.published, [Q, R, T]);
     t.diagnostic(`updates ${up.updates}, failures ${up.failures}`);
     // Back-off: the retries while down were spaced out, never faster than minInterval.
-    const tries = lines.filter((l) => l.msg === 'dns update failed').map((l) => Number(l.retryInMs));
-    assert.deepEqual(tries.slice(0, 3), [1000, 2000, 4000].slice(0, Math.min(3, tries.length)));
+    const failed = lines.filter((l) => l.msg === 'dns update failed');
+    t.diagnostic(`failures: ${failed.map((l) => `${String(l.code)} retry ${String(l.retryInMs)} ms`).join(', ')}`);
+    const tries = failed.map((l) => Number(l.retryInMs));
+    assert.ok(tries.every((x, i) => x >= 1000 && (i === 0 || x >= tries[i - 1]!)), `retries back off: ${tries.join(', ')}`);
   });
 
   test(`dnsUpdate against ${kind}: a refused update is reported with the RCODE and retried; minInterval spaces updates`, { timeout: 120_000 }, async (t) => {
@@ -115,7 +117,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     await waitFor(() => refused.status().failures >= 1, 'the refusal');
     const e = refused.status().lastError!;
     assert.equal(e.rcode, 'NOTAUTH');
-    assert.equal(e.code, 'TSIG_BADSIG');
+    assert.equal(e.code, 'ETSIG_BADSIG');
     assert.ok(bad.lines.some((l) => l.msg === 'dns update failed' && l.rcode === 'NOTAUTH'), 'logged with the RCODE');
     assert.deepEqual(published(dns.port), []);
     refused.stop();
