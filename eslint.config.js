@@ -9,6 +9,23 @@ const banned = ioModules.flatMap((m) => [m, `node:${m}`]);
 
 export const sansIoFiles = ['shim/wire/**/*.ts', 'shim/engine/**/*.ts', 'shim/cache/**/*.ts'];
 
+// One composition root: the CLI (cli/) reaches the rest of the project only through the daemon
+// (shim/daemon/), the resolver, the zone tools, the wire formats (`shim6 decode/encode/pcap`) and
+// the shared foundation files (shim/*.ts: errors, log, constants, paths); `shim6 lab` also through
+// the lab. Never the engine, the caches, the data plane or the addon directly: the daemon owns them.
+const cliRooms = ['shim/daemon/', 'shim/wire/', 'resolver/', 'zone-tools/'];
+/** A module specifier that leaves cli/ (`up` levels of ../) for a room not in `rooms`. */
+const cliEscape = (up, rooms) => `^(\\.\\./){${up}}(?!(${rooms.join('|')})|shim/[\\w-]+\\.ts$)`;
+function cliImportRules(up, rooms) {
+  const message = `The CLI imports only ${rooms.join(', ')} and shim/*.ts: the daemon (shim/daemon/) is the one composition root.`;
+  const regex = cliEscape(up, rooms);
+  return {
+    'no-restricted-imports': ['error', { patterns: [{ regex, message }] }],
+    // esquery's regex literals cannot hold "/": \x2F stands for it in the dynamic-import selector.
+    'no-restricted-syntax': ['error', { selector: `ImportExpression[source.value=/${regex.replace(/\//g, '\\x2F')}/]`, message }],
+  };
+}
+
 export default tseslint.config(
   { ignores: ['node_modules/**', '**/build/**', 'coverage/**', 'dist/**'] },
   ...tseslint.configs.recommended,
@@ -17,6 +34,9 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
   },
+  { files: ['cli/*.ts'], rules: cliImportRules(1, cliRooms) },
+  { files: ['cli/commands/**/*.ts'], rules: cliImportRules(2, cliRooms) },
+  { files: ['cli/commands/lab.ts'], rules: cliImportRules(2, [...cliRooms, 'lab/']) },
   {
     files: sansIoFiles,
     rules: {

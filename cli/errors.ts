@@ -24,5 +24,5 @@ export function describeError(err: unknown): { line: string; exitCode: number } 
 
 /** Throw a UsageError that names the field and the bad value. */
 export function badValue(field: string, value: unknown, why: string): never {
-  throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+  throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
 }

@@ -69,7 +69,7 @@ export const LAB_STATE_ROOT = '/run/shim6-lab';
 /** Names of the lab with this prefix (`lab` for `shim6 lab`, `e2e…` in tests). */
 export function labFor(prefix = 'lab', stateRoot = LAB_STATE_ROOT): Lab {
   if (!/^(lab|e2e)[a-z0-9]{0,8}$/.test(prefix)) {
-    throw new UsageError('EUSAGE', `--prefix: invalid value ${JSON.stringify(prefix)}: must start with "lab" or "e2e", then up to 8 of [a-z0-9]`, '--prefix');
+    throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(prefix)}: must start with "lab" or "e2e", then up to 8 of [a-z0-9]`, '--prefix');
   }
   return { prefix, a: `${prefix}a`, b: `${prefix}b`, dns: `${prefix}dns`, x: `${prefix}x`, sw: `${prefix}sw`, stateDir: path.join(stateRoot, prefix) };
 }

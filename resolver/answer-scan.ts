@@ -52,17 +52,17 @@ function skipName(b: Uint8Array, off: number): number {
   let o = off;
   let total = 0;
   for (;;) {
-    if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
+    if (o >= b.length) throw new WireError('ETRUNCATED', 'name runs past the message', o);
     const len = b[o]!;
     if (len === 0) return o + 1;
     if ((len & 0xc0) === 0xc0) {
-      if (o + 2 > b.length) throw new WireError('TRUNCATED', 'compression pointer truncated', o);
-      if ((((len & 0x3f) << 8) | b[o + 1]!) >= o) throw new WireError('BAD_FIELD', 'compression pointer does not point backwards', o);
+      if (o + 2 > b.length) throw new WireError('ETRUNCATED', 'compression pointer truncated', o);
+      if ((((len & 0x3f) << 8) | b[o + 1]!) >= o) throw new WireError('EFIELD', 'compression pointer does not point backwards', o);
       return o + 2;
     }
-    if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'unknown label type', o);
+    if (len > MAX_LABEL_OCTETS) throw new WireError('EFIELD', 'unknown label type', o);
     total += len + 1;
-    if (total + 1 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
+    if (total + 1 > MAX_NAME_OCTETS) throw new WireError('ELENGTH', 'name longer than 255 octets', o);
     o += len + 1;
   }
 }
@@ -76,22 +76,22 @@ export function readNameKey(b: Uint8Array, off: number): string {
   let n = 0; // octets written to nameScratch
   let hops = 0;
   for (;;) {
-    if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
+    if (o >= b.length) throw new WireError('ETRUNCATED', 'name runs past the message', o);
     const len = b[o]!;
     if (len === 0) {
       nameScratch[n++] = 0;
       return nameScratch.toString('latin1', 0, n);
     }
     if ((len & 0xc0) === 0xc0) {
-      if (o + 2 > b.length) throw new WireError('TRUNCATED', 'compression pointer truncated', o);
+      if (o + 2 > b.length) throw new WireError('ETRUNCATED', 'compression pointer truncated', o);
       const target = ((len & 0x3f) << 8) | b[o + 1]!;
-      if (target >= o || ++hops > MAX_POINTER_HOPS) throw new WireError('BAD_FIELD', 'bad compression pointer', o);
+      if (target >= o || ++hops > MAX_POINTER_HOPS) throw new WireError('EFIELD', 'bad compression pointer', o);
       o = target;
       continue;
     }
-    if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'unknown label type', o);
-    if (o + 1 + len > b.length) throw new WireError('TRUNCATED', 'label runs past the message', o);
-    if (n + len + 2 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
+    if (len > MAX_LABEL_OCTETS) throw new WireError('EFIELD', 'unknown label type', o);
+    if (o + 1 + len > b.length) throw new WireError('ETRUNCATED', 'label runs past the message', o);
+    if (n + len + 2 > MAX_NAME_OCTETS) throw new WireError('ELENGTH', 'name longer than 255 octets', o);
     nameScratch[n++] = len;
     for (let i = 1; i <= len; i++) {
       const c = b[o + i]!;
@@ -103,20 +103,20 @@ export function readNameKey(b: Uint8Array, off: number): string {
 
 /** Check the structure of a whole response and index its RRs. */
 export function scanResponse(b: Uint8Array): ScannedResponse {
-  if (b.length < 12) throw new WireError('TRUNCATED', 'DNS header needs 12 octets', b.length);
+  if (b.length < 12) throw new WireError('ETRUNCATED', 'DNS header needs 12 octets', b.length);
   const flags = u16(b, 2);
-  if (!(flags & 0x8000)) throw new WireError('BAD_FIELD', 'QR clear: not a response', 2);
+  if (!(flags & 0x8000)) throw new WireError('EFIELD', 'QR clear: not a response', 2);
   const qd = u16(b, 4);
-  if (qd > 1) throw new WireError('BAD_FIELD', 'more than one question', 4);
+  if (qd > 1) throw new WireError('EFIELD', 'more than one question', 4);
   const counts = [u16(b, 6), u16(b, 8), u16(b, 10)] as const;
-  if (counts[0] + counts[1] + counts[2] > MAX_RECORDS) throw new WireError('BAD_LENGTH', 'too many records', 6);
+  if (counts[0] + counts[1] + counts[2] > MAX_RECORDS) throw new WireError('ELENGTH', 'too many records', 6);
   let o = 12;
   let qnameKey = '';
   let qtype = 0;
   let qclass = 0;
   if (qd === 1) {
     const end = walkPlainName(b, 12, nameScratch);
-    if (end + 4 > b.length) throw new WireError('TRUNCATED', 'question truncated', end);
+    if (end + 4 > b.length) throw new WireError('ETRUNCATED', 'question truncated', end);
     qnameKey = nameScratch.toString('latin1', 0, end - 12);
     qtype = u16(b, end);
     qclass = u16(b, end + 2);
@@ -131,14 +131,14 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
     for (let i = 0; i < counts[s]; i++) {
       const ownerOff = o;
       const nameEnd = skipName(b, o);
-      if (nameEnd + 10 > b.length) throw new WireError('TRUNCATED', 'RR header truncated', nameEnd);
+      if (nameEnd + 10 > b.length) throw new WireError('ETRUNCATED', 'RR header truncated', nameEnd);
       const type = u16(b, nameEnd);
       const rdLen = u16(b, nameEnd + 8);
       const rdOff = nameEnd + 10;
-      if (rdOff + rdLen > b.length) throw new WireError('TRUNCATED', 'RDATA runs past the message', nameEnd + 8);
+      if (rdOff + rdLen > b.length) throw new WireError('ETRUNCATED', 'RDATA runs past the message', nameEnd + 8);
       const rawTtl = u32(b, nameEnd + 4);
       if (type === RrType.OPT) {
-        if (s !== 2 || optIndex >= 0) throw new WireError('BAD_FIELD', 'misplaced or repeated OPT', ownerOff);
+        if (s !== 2 || optIndex >= 0) throw new WireError('EFIELD', 'misplaced or repeated OPT', ownerOff);
         optIndex = records.length;
         rcode |= b[nameEnd + 4]! << 4;
       } else if (rawTtl > 0x7fffffff) highBitTtls++;

@@ -124,7 +124,7 @@ export class Listeners {
     } catch (err) {
       // A datagram without a full header, or a response (QR=1), gets no answer (no reflection loops).
       if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { this.counters.dropped++; reply.done(); return; }
-      const notImp = err instanceof WireError && err.code === 'BAD_TYPE';
+      const notImp = err instanceof WireError && err.code === 'ETYPE';
       if (notImp) this.counters.refused++; else this.counters.formerr++;
       reply.send(errorResponse(bytes, undefined, notImp ? Rcode.NOTIMP : Rcode.FORMERR));
       reply.done();

@@ -65,15 +65,15 @@ export function walkPlainName(b: Uint8Array, off: number, out?: Uint8Array): num
   let o = off;
   let total = 0;
   for (;;) {
-    if (o >= b.length) throw new WireError('TRUNCATED', 'name runs past the message', o);
+    if (o >= b.length) throw new WireError('ETRUNCATED', 'name runs past the message', o);
     const len = b[o]!;
     if (len === 0) {
       if (out) out[total] = 0;
       return o + 1;
     }
-    if (len > MAX_LABEL_OCTETS) throw new WireError('BAD_FIELD', 'compression pointer or label type not allowed here', o);
-    if (total + len + 2 > MAX_NAME_OCTETS) throw new WireError('BAD_LENGTH', 'name longer than 255 octets', o);
-    if (o + 1 + len > b.length) throw new WireError('TRUNCATED', 'label runs past the message', o);
+    if (len > MAX_LABEL_OCTETS) throw new WireError('EFIELD', 'compression pointer or label type not allowed here', o);
+    if (total + len + 2 > MAX_NAME_OCTETS) throw new WireError('ELENGTH', 'name longer than 255 octets', o);
+    if (o + 1 + len > b.length) throw new WireError('ETRUNCATED', 'label runs past the message', o);
     if (out) {
       out[total] = len;
       for (let i = 1; i <= len; i++) {
@@ -91,16 +91,16 @@ export function walkPlainName(b: Uint8Array, off: number, out?: Uint8Array): num
  * (the listener answers FORMERR when at least the header is there, else drops).
  */
 export function parseQuery(b: Uint8Array): ParsedQuery {
-  if (b.length < 12) throw new WireError('TRUNCATED', 'DNS header needs 12 octets', b.length);
+  if (b.length < 12) throw new WireError('ETRUNCATED', 'DNS header needs 12 octets', b.length);
   const id = u16(b, 0);
   const flags = u16(b, 2);
-  if (flags & Flag.QR) throw new WireError('BAD_FIELD', 'QR set: a response, not a query', 2);
-  if (((flags >> 11) & 0xf) !== 0) throw new WireError('BAD_TYPE', 'opcode is not QUERY', 2);
-  if (u16(b, 4) !== 1) throw new WireError('BAD_FIELD', 'QDCOUNT must be 1', 4);
-  if (u16(b, 6) !== 0 || u16(b, 8) !== 0) throw new WireError('BAD_FIELD', 'a query carries no answer or authority records', 6);
+  if (flags & Flag.QR) throw new WireError('EFIELD', 'QR set: a response, not a query', 2);
+  if (((flags >> 11) & 0xf) !== 0) throw new WireError('ETYPE', 'opcode is not QUERY', 2);
+  if (u16(b, 4) !== 1) throw new WireError('EFIELD', 'QDCOUNT must be 1', 4);
+  if (u16(b, 6) !== 0 || u16(b, 8) !== 0) throw new WireError('EFIELD', 'a query carries no answer or authority records', 6);
   const arcount = u16(b, 10);
   const nameEnd = walkPlainName(b, 12, scratch);
-  if (nameEnd + 4 > b.length) throw new WireError('TRUNCATED', 'question needs QTYPE and QCLASS', nameEnd);
+  if (nameEnd + 4 > b.length) throw new WireError('ETRUNCATED', 'question needs QTYPE and QCLASS', nameEnd);
   const q: ParsedQuery = {
     id, flags, nameKey: '', key: '', questionEnd: nameEnd + 4,
     qtype: u16(b, nameEnd), qclass: u16(b, nameEnd + 2),
@@ -125,13 +125,13 @@ function readQueryOpt(b: Uint8Array, q: ParsedQuery, arcount: number): void {
   let o = q.questionEnd;
   for (let i = 0; i < arcount; i++) {
     const nameEnd = walkPlainName(b, o);
-    if (nameEnd + 10 > b.length) throw new WireError('TRUNCATED', 'additional RR header truncated', nameEnd);
+    if (nameEnd + 10 > b.length) throw new WireError('ETRUNCATED', 'additional RR header truncated', nameEnd);
     const type = u16(b, nameEnd);
     const rdlen = u16(b, nameEnd + 8);
-    if (nameEnd + 10 + rdlen > b.length) throw new WireError('TRUNCATED', 'additional RR data truncated', nameEnd + 8);
+    if (nameEnd + 10 + rdlen > b.length) throw new WireError('ETRUNCATED', 'additional RR data truncated', nameEnd + 8);
     if (type === RrType.OPT) {
-      if (q.edns) throw new WireError('BAD_FIELD', 'more than one OPT record', o);
-      if (nameEnd !== o + 1) throw new WireError('BAD_FIELD', 'OPT owner must be the root', o);
+      if (q.edns) throw new WireError('EFIELD', 'more than one OPT record', o);
+      if (nameEnd !== o + 1) throw new WireError('EFIELD', 'OPT owner must be the root', o);
       q.edns = true;
       q.udpSize = Math.max(MIN_UDP_PAYLOAD, u16(b, nameEnd + 2));
       q.ednsVersion = b[nameEnd + 5]!;
@@ -183,18 +183,18 @@ export function nameKeyToText(nameKey: string): string {
   return out === '' ? '.' : out;
 }
 
-/** Wire form (lowercased) of a presentation name; throws WireError('BAD_SYNTAX') on bad labels. */
+/** Wire form (lowercased) of a presentation name; throws WireError('ESYNTAX') on bad labels. */
 export function textToNameKey(text: string): string {
   const name = text.endsWith('.') ? text.slice(0, -1) : text;
   if (name === '') return '\x00';
   let out = '';
   for (const label of name.split('.')) {
     if (label.length === 0 || label.length > MAX_LABEL_OCTETS || /[^\x21-\x7e]/.test(label) || label.includes('\\')) {
-      throw new WireError('BAD_SYNTAX', `bad label in name ${JSON.stringify(text)}`);
+      throw new WireError('ESYNTAX', `bad label in name ${JSON.stringify(text)}`);
     }
     out += String.fromCharCode(label.length) + label.toLowerCase();
   }
   out += '\x00';
-  if (out.length > MAX_NAME_OCTETS) throw new WireError('BAD_SYNTAX', `name longer than 255 octets: ${text}`);
+  if (out.length > MAX_NAME_OCTETS) throw new WireError('ESYNTAX', `name longer than 255 octets: ${text}`);
   return out;
 }

@@ -16,11 +16,39 @@ export abstract class Shim6Error extends Error {
   }
 }
 
+/**
+ * Codes, one style for every class: errno-like, `E` and upper case, an underscore
+ * only between words (`EROUTE`, `ECONTROL_NOT_SOCKET`). Each class has its union.
+ */
+export type UsageErrorCode =
+  | 'EINVALID'          // a flag's or key's value is not one it takes
+  | 'EMISSING'          // a required flag is not given
+  | 'ECONFIG'           // the config file: unreadable, not YAML, an unknown key
+  | 'EADDR' | 'EADDRESS' | 'EPREFIX' | 'EMTU' | 'ELIMIT' | 'EPROFILE' | 'EREPLY_LIMIT' | 'ETIMER' | 'ERANDOM'
+  | 'EKEY' | 'ETSIG_KEY' | 'ESEC' | 'ECOLLISION_COUNT' | 'EGENERATION' | 'EINVENTORY' | 'ECAPABILITY_RECORD'
+  | 'ECGA_KEY' | 'ECGA_KEY_MISMATCH' | 'ECGA_PARAMS' | 'ECGA_SEARCH' | 'EHBA_PARAMS' | 'ENO_CGA_KEY' | 'ENO_CGA_PARAMS'
+  | 'ENO_LOCATORS'      // an engine configured without a local locator
+  | 'ECONTROL_PATH'     // a control socket path too long for a Unix socket
+  | 'EUDPBACKEND'       // a UDP backend that cannot do what the config asks
+  | 'EUDPCLOSED'        // a closed socket used again (API misuse)
+  | 'EDNS_KEY';         // dnsUpdate's TSIG key file holds no usable key
+
+/** The host refused (nobody's input is wrong). */
+export type EnvironmentErrorCode =
+  | 'ENOTROOT' | 'ETUNOPEN' | 'EROUTE' | 'EUDPBIND' | 'ENOLOCATOR' | 'ENATIVE'
+  | 'ECONTROL_NOT_SOCKET' | 'ECONTROL_IN_USE'
+  | 'ESERVICE_PATH' | 'ESERVICE_SYSTEMCTL' | 'ESERVICE_TEMPLATE'
+  | 'ECGA_KEY' | 'ECGA_ADDRESS' | 'EDNS_KEY' // a key file the host will not let us read; our CGA not addable
+  | 'EWORKER';           // a worker thread failed with something that is not a Shim6Error
+
+/** A peer (a DNS server, here) broke the protocol or refused: EDNS_<rcode name>, ETSIG_<TSIG error name>. */
+export type ProtocolErrorCode = 'EDNS_ANSWER' | 'ETSIG_UNVERIFIED' | `EDNS_${string}` | `ETSIG_${string}`;
+
 /** A caller misused an API, a CLI flag or a config key. `field` names the input. */
 export class UsageError extends Shim6Error {
-  readonly code: string;
+  readonly code: UsageErrorCode;
   readonly field: string | undefined;
-  constructor(code: string, message: string, field?: string) {
+  constructor(code: UsageErrorCode, message: string, field?: string) {
     super(message);
     this.code = code;
     this.field = field;
@@ -29,8 +57,8 @@ export class UsageError extends Shim6Error {
 
 /** The peer broke the protocol with well-formed bytes. */
 export class ProtocolError extends Shim6Error {
-  readonly code: string;
-  constructor(code: string, message: string) {
+  readonly code: ProtocolErrorCode;
+  constructor(code: ProtocolErrorCode, message: string) {
     super(message);
     this.code = code;
   }
@@ -42,9 +70,9 @@ export class ProtocolError extends Shim6Error {
  * there is one. The CLI exits 1, as for any failure that is not a usage error.
  */
 export class EnvironmentError extends Shim6Error {
-  readonly code: string;
+  readonly code: EnvironmentErrorCode;
   readonly path: string | undefined;
-  constructor(code: string, message: string, path?: string) {
+  constructor(code: EnvironmentErrorCode, message: string, path?: string) {
     super(message);
     this.code = code;
     this.path = path;
@@ -71,7 +99,7 @@ export function errorToData(err: unknown): ErrorData {
 
 /** The error again, with its class (UsageError stays a command-line mistake on the other side: exit 2). */
 export function errorFromData(d: ErrorData): Shim6Error {
-  if (d.class === 'UsageError') return new UsageError(d.code, d.message, d.detail);
-  if (d.class === 'ProtocolError') return new ProtocolError(d.code, d.message);
-  return new EnvironmentError(d.code, d.message, d.detail);
+  if (d.class === 'UsageError') return new UsageError(d.code as UsageErrorCode, d.message, d.detail);
+  if (d.class === 'ProtocolError') return new ProtocolError(d.code as ProtocolErrorCode, d.message);
+  return new EnvironmentError(d.code as EnvironmentErrorCode, d.message, d.detail);
 }

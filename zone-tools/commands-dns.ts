@@ -8,7 +8,7 @@
  */
 import path from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { UsageError } from '../shim/errors.ts';
+import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { formatCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
 import { buildHostRecord } from './record-input.ts';
@@ -33,16 +33,16 @@ export interface ServerFlags {
 
 function timeoutMs(t: string | undefined): number | undefined {
   if (t === undefined) return undefined;
-  if (!/^\d+(\.\d+)?$/.test(t) || Number(t) <= 0 || Number(t) > 60) throw new UsageError('EUSAGE', `--timeout: invalid value ${JSON.stringify(t)}: seconds, 0 < t ≤ 60`, 'timeout');
+  if (!/^\d+(\.\d+)?$/.test(t) || Number(t) <= 0 || Number(t) > 60) throw new UsageError('EINVALID', `--timeout: invalid value ${JSON.stringify(t)}: seconds, 0 < t ≤ 60`, 'timeout');
   return Math.round(Number(t) * 1000);
 }
 
 interface UpdateTarget { server: ServerAddress; zone: string; key: TsigKey; tcp: boolean; timeoutMs: number | undefined }
 
 function updateTarget(f: ServerFlags): UpdateTarget {
-  if (!f.server) throw new UsageError('EUSAGE', '--server: required: the primary server, ADDR[:PORT]', 'server');
-  if (!f.zone) throw new UsageError('EUSAGE', '--zone: required: the zone to update', 'zone');
-  if (!f.key) throw new UsageError('EUSAGE', '--key: required: a TSIG key file (hmac-sha256)', 'key');
+  if (!f.server) throw new UsageError('EMISSING', '--server: required: the primary server, ADDR[:PORT]', 'server');
+  if (!f.zone) throw new UsageError('EMISSING', '--zone: required: the zone to update', 'zone');
+  if (!f.key) throw new UsageError('EMISSING', '--key: required: a TSIG key file (hmac-sha256)', 'key');
   const zone = f.zone.endsWith('.') ? f.zone : f.zone + '.';
   return {
     server: parseServer(f.server, '--server'), zone, key: parseTsigKeyFile(readInput(f.key, '--key'), f.key, f.keyName),
@@ -61,7 +61,7 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   const flags = { ...f };
   if (f.fromHost) {
     const addrs = hostLocators(undefined, f.interface);
-    if (addrs.length === 0) throw new UsageError('EUSAGE', '--from-host: this host has no global IPv6 address', 'from-host');
+    if (addrs.length === 0) throw new EnvironmentError('ENOLOCATOR', '--from-host: this host has no global IPv6 address');
     flags.locator = [...(f.locator ?? []), ...addrs.filter((a) => !(f.locator ?? []).some((l) => l.split('/')[0] === a))];
     flags.ulid ??= addrs[0]!;
   }
@@ -149,7 +149,7 @@ export interface BulkFlags extends ServerFlags {
 /** `zone bulk FILE`: zone lines (or updates) for every host of the inventory. */
 export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.WriteStream = process.stderr): Promise<number> {
   if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
-    throw new UsageError('EUSAGE', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
+    throw new UsageError('EINVALID', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
   }
   const defaults = { aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType: parseRrType(f.rrType) };
   const target = f.update ? updateTarget(f) : undefined;
@@ -165,7 +165,7 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
     if (f.out) writeFileSync(f.out, text); else out.stdout(text);
   } else {
     const concurrency = f.concurrency === undefined ? 4 : Number(f.concurrency);
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('EUSAGE', `--concurrency: invalid value ${JSON.stringify(f.concurrency)}: 1..64`, 'concurrency');
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('EINVALID', `--concurrency: invalid value ${JSON.stringify(f.concurrency)}: 1..64`, 'concurrency');
     const whereOf = new Map(rows.map((r) => [r.name.endsWith('.') ? r.name : `${r.name}.`, r.where]));
     await forEachLimited(built.hosts, concurrency, async (h) => {
       try {

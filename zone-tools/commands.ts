@@ -22,7 +22,7 @@ export function readInput(file: string, field: string): string {
   try {
     return readFileSync(file === '-' ? 0 : file, 'utf8');
   } catch (e) {
-    throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, field);
+    throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, field);
   }
 }
 
@@ -47,14 +47,14 @@ export function parseRrType(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const m = /^(?:TYPE)?(\d{1,5})$/i.exec(text);
   const n = m ? Number(m[1]) : NaN;
-  if (!(n >= 1 && n <= 65535)) throw new UsageError('EUSAGE', `--rr-type: invalid value ${JSON.stringify(text)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
+  if (!(n >= 1 && n <= 65535)) throw new UsageError('EINVALID', `--rr-type: invalid value ${JSON.stringify(text)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
   return n;
 }
 
 /** Option values → RecordInput (validates --aaaa and --rr-type). */
 export function recordInput(f: RecordFlags): RecordInput {
   if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
-    throw new UsageError('EUSAGE', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
+    throw new UsageError('EINVALID', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
   }
   const rrType = parseRrType(f.rrType);
   return {
@@ -78,20 +78,20 @@ export interface HbaFlags {
 
 /** `zone hba`: generate a set, write PARAMS, print the addresses. */
 export function runHbaGenerate(f: HbaFlags, out: Out): number {
-  if (!f.out) throw new UsageError('EUSAGE', '--out: required: where to write the parameters file', 'out');
+  if (!f.out) throw new UsageError('EMISSING', '--out: required: where to write the parameters file', 'out');
   const prefixes = f.prefix ?? [];
-  if (prefixes.length === 0) throw new UsageError('EUSAGE', '--prefix: required: give one --prefix P/64 per link', 'prefix');
+  if (prefixes.length === 0) throw new UsageError('EMISSING', '--prefix: required: give one --prefix P/64 per link', 'prefix');
   const sec = f.sec === undefined ? 1 : Number(f.sec);
-  if (f.sec !== undefined && !/^[012]$/.test(f.sec)) throw new UsageError('EUSAGE', `--sec: invalid value ${JSON.stringify(f.sec)}: must be 0, 1 or 2`, 'sec');
+  if (f.sec !== undefined && !/^[012]$/.test(f.sec)) throw new UsageError('EINVALID', `--sec: invalid value ${JSON.stringify(f.sec)}: must be 0, 1 or 2`, 'sec');
   const publicKey = f.key === undefined ? undefined : rsaPublicKeyDer(readInput(f.key, '--key'), f.key);
   for (const p of prefixes) {
-    if (!/^[0-9a-fA-F:.]+(\/64)?$/.test(p)) throw new UsageError('EUSAGE', `--prefix: invalid value ${JSON.stringify(p)}: expected an IPv6 /64 prefix like 2001:db8:1::/64`, 'prefix');
+    if (!/^[0-9a-fA-F:.]+(\/64)?$/.test(p)) throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(p)}: expected an IPv6 /64 prefix like 2001:db8:1::/64`, 'prefix');
   }
   let params: HbaParamsFile;
   try {
     params = generateHbaParams({ prefixes, sec, ...(publicKey ? { publicKey, keyFile: f.key! } : {}) });
   } catch (e) {
-    if (e instanceof UsageError && e.code === 'BAD_PREFIX') throw new UsageError('EUSAGE', `--prefix: ${e.message}`, 'prefix');
+    if (e instanceof UsageError && e.code === 'EPREFIX') throw new UsageError('EPREFIX', `--prefix: ${e.message}`, 'prefix');
     throw e;
   }
   writeFileSync(f.out, JSON.stringify(params, null, 2) + '\n');
@@ -104,7 +104,7 @@ export function runHbaVerify(address: string, file: string, out: Out): number {
   const params = parseHbaParams(readInput(file, 'PARAMS'), file);
   let result: string;
   try { result = verifyAgainstParams(address, params); } catch {
-    throw new UsageError('EUSAGE', `ADDR: invalid value ${JSON.stringify(address)}: not an IPv6 address`, 'ADDR');
+    throw new UsageError('EINVALID', `ADDR: invalid value ${JSON.stringify(address)}: not an IPv6 address`, 'ADDR');
   }
   if (result === 'ok') {
     out.stdout(`${address}: ok, in the HBA set of ${file}\n`);

@@ -29,7 +29,7 @@ export function rcodeName(rcode: number): string {
 
 /** Malformed DNS bytes from a server. */
 export class DnsFormatError extends Shim6Error {
-  readonly code = 'DNS_FORMAT';
+  readonly code = 'EDNS_FORMAT';
 }
 
 export interface Question {

@@ -21,7 +21,7 @@ export interface ServerAddress {
 /** `127.0.0.1`, `127.0.0.1:5353`, `::1`, `[::1]:5353`, `ns.example:53`. Throws UsageError naming `field`. */
 export function parseServer(text: string, field = 'server'): ServerAddress {
   const bad = (why: string): never => {
-    throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(text)}: ${why}`, field);
+    throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(text)}: ${why}`, field);
   };
   let host = text;
   let portText: string | undefined;

@@ -25,7 +25,7 @@ export interface InventoryRow {
 }
 
 function bad(source: string, why: string): never {
-  throw new UsageError('BAD_INVENTORY', `${source}: ${why}`, 'inventory');
+  throw new UsageError('EINVENTORY', `${source}: ${why}`, 'inventory');
 }
 
 function truthy(v: string): boolean {

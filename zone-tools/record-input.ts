@@ -4,7 +4,7 @@
  * `ADDR[/priority[/weight[/flags]]]`, TTL, port, HBA parameters.
  *
  * Owns: the syntax and validation of those inputs, with errors that name the
- * field and the value (UsageError 'EUSAGE'). Must not know: files, sockets.
+ * field and the value (UsageError 'EINVALID'). Must not know: files, sockets.
  */
 import { UsageError } from '../shim/errors.ts';
 import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
@@ -30,7 +30,7 @@ export interface RecordInput {
 }
 
 function bad(field: string, value: unknown, why: string): never {
-  throw new UsageError('EUSAGE', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+  throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
 }
 
 /** A host name as an absolute owner (trailing dot added). */

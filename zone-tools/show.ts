@@ -28,7 +28,7 @@ export async function lookup(server: ServerAddress, name: string, type: number, 
   const id = crypto.randomInt(0, 0x10000);
   const q = encodeMessage({ id, flags: 0, questions: [{ name: canonicalName(name), type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
   const m = decodeMessage(await exchange(server, q, opts));
-  if (m.id !== id) throw new ProtocolError('DNS_BAD_ANSWER', `${server.host} answered another query`);
+  if (m.id !== id) throw new ProtocolError('EDNS_ANSWER', `${server.host} answered another query`);
   const want = canonicalName(name);
   return {
     rcode: rcodeOf(m.flags),
@@ -66,7 +66,7 @@ function decodeOne(source: 'rr' | 'txt', ttl: number, rdata: Uint8Array, aaaa: s
 /** Fetch and decode. `txt`: also ask for the TXT fallback when the RR is absent. */
 export async function fetchCapability(server: ServerAddress, name: string, rrType: number, txt: boolean, opts: ExchangeOptions = {}): Promise<ShowResult> {
   const [rr, aaaaAnswer] = await Promise.all([lookup(server, name, rrType, opts), lookup(server, name, RrType.AAAA, opts)]);
-  if (rr.rcode !== 0 && rr.rcode !== 3) throw new ProtocolError(`DNS_${rcodeName(rr.rcode)}`, `${server.host} answered ${rcodeName(rr.rcode)} for ${name} TYPE${rrType}`);
+  if (rr.rcode !== 0 && rr.rcode !== 3) throw new ProtocolError(`EDNS_${rcodeName(rr.rcode)}`, `${server.host} answered ${rcodeName(rr.rcode)} for ${name} TYPE${rrType}`);
   const aaaa = aaaaAnswer.records.filter((r) => r.rdata.length === 16).map((r) => formatIpv6(r.rdata));
   const records = rr.records.map((r) => decodeOne('rr', r.ttl, r.rdata, aaaa));
   if (records.length === 0 && txt) {

@@ -16,14 +16,14 @@ const B64 = /^[A-Za-z0-9+/]+={0,2}$/;
 function makeKey(name: string, algorithm: string, secret: string, source: string): TsigKey {
   const alg = algorithm.toLowerCase().replace(/\.$/, '');
   if (alg !== 'hmac-sha256') {
-    throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(name)} uses algorithm ${JSON.stringify(algorithm)}; only hmac-sha256 is supported`, 'key');
+    throw new UsageError('ETSIG_KEY', `${source}: key ${JSON.stringify(name)} uses algorithm ${JSON.stringify(algorithm)}; only hmac-sha256 is supported`, 'key');
   }
   if (!B64.test(secret) || secret.length % 4 !== 0) {
-    throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(name)} has a secret that is not base64`, 'key');
+    throw new UsageError('ETSIG_KEY', `${source}: key ${JSON.stringify(name)} has a secret that is not base64`, 'key');
   }
   const bytes = new Uint8Array(Buffer.from(secret, 'base64'));
-  if (bytes.length === 0) throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(name)} has an empty secret`, 'key');
-  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError('BAD_TSIG_KEY', `${source}: bad key name ${JSON.stringify(name)}`, 'key');
+  if (bytes.length === 0) throw new UsageError('ETSIG_KEY', `${source}: key ${JSON.stringify(name)} has an empty secret`, 'key');
+  if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError('ETSIG_KEY', `${source}: bad key name ${JSON.stringify(name)}`, 'key');
   return { name: name.endsWith('.') ? name : name + '.', algorithm: 'hmac-sha256', secret: bytes };
 }
 
@@ -75,7 +75,7 @@ function parseBind(text: string, source: string): TsigKey[] {
     head.lastIndex = close + 1;
     const alg = /algorithm\s+"?([^";\s]+)"?\s*;/.exec(body)?.[1];
     const secret = /secret\s+"([^"]+)"\s*;/.exec(body)?.[1];
-    if (!alg || !secret) throw new UsageError('BAD_TSIG_KEY', `${source}: key ${JSON.stringify(m[1])} needs both "algorithm" and "secret"`, 'key');
+    if (!alg || !secret) throw new UsageError('ETSIG_KEY', `${source}: key ${JSON.stringify(m[1])} needs both "algorithm" and "secret"`, 'key');
     keys.push(makeKey(m[1]!, alg, secret.replace(/\s+/g, ''), source));
   }
   return keys;
@@ -90,7 +90,7 @@ function parseKnotYaml(text: string, source: string): TsigKey[] {
   return list.map((k: unknown) => {
     const e = k as { id?: unknown; algorithm?: unknown; secret?: unknown };
     if (typeof e.id !== 'string' || typeof e.algorithm !== 'string' || typeof e.secret !== 'string') {
-      throw new UsageError('BAD_TSIG_KEY', `${source}: a knot key entry needs id, algorithm and secret`, 'key');
+      throw new UsageError('ETSIG_KEY', `${source}: a knot key entry needs id, algorithm and secret`, 'key');
     }
     return makeKey(e.id, e.algorithm, e.secret, source);
   });
@@ -107,22 +107,22 @@ function parseColonForm(text: string, source: string): TsigKey[] {
 
 /**
  * Parse a key file's text. `keyName` picks one key when the file holds several.
- * Throws UsageError('BAD_TSIG_KEY') naming `source` when nothing usable is found.
+ * Throws UsageError('ETSIG_KEY') naming `source` when nothing usable is found.
  */
 export function parseTsigKeyFile(text: string, source: string, keyName?: string): TsigKey {
   let keys = /\bkey\s+"?[^\s{]+"?\s*\{/.test(text) ? parseBind(text, source) : parseKnotYaml(text, source);
   if (keys.length === 0) keys = parseColonForm(text, source);
   if (keys.length === 0) {
-    throw new UsageError('BAD_TSIG_KEY', `${source}: no TSIG key found (expected BIND 'key "name" { algorithm hmac-sha256; secret "…"; };', 'name:secret', 'hmac-sha256:name:secret' or knot YAML)`, 'key');
+    throw new UsageError('ETSIG_KEY', `${source}: no TSIG key found (expected BIND 'key "name" { algorithm hmac-sha256; secret "…"; };', 'name:secret', 'hmac-sha256:name:secret' or knot YAML)`, 'key');
   }
   if (keyName !== undefined) {
     const want = keyName.endsWith('.') ? keyName.toLowerCase() : keyName.toLowerCase() + '.';
     const k = keys.find((x) => x.name.toLowerCase() === want);
-    if (!k) throw new UsageError('BAD_TSIG_KEY', `${source}: no key named ${JSON.stringify(keyName)} (found ${keys.map((x) => x.name).join(', ')})`, 'key-name');
+    if (!k) throw new UsageError('ETSIG_KEY', `${source}: no key named ${JSON.stringify(keyName)} (found ${keys.map((x) => x.name).join(', ')})`, 'key-name');
     return k;
   }
   if (keys.length > 1) {
-    throw new UsageError('BAD_TSIG_KEY', `${source}: holds ${keys.length} keys (${keys.map((x) => x.name).join(', ')}); pick one with --key-name`, 'key-name');
+    throw new UsageError('ETSIG_KEY', `${source}: holds ${keys.length} keys (${keys.map((x) => x.name).join(', ')}); pick one with --key-name`, 'key-name');
   }
   return keys[0]!;
 }

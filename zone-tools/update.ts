@@ -33,7 +33,7 @@ function deleteRrset(name: string, type: number): ResourceRecord {
 /** The UPDATE message (unsigned) for one host. */
 export function buildUpdate(zone: string, host: HostRecord, id: number, aaaa = true): DnsMessage {
   if (!inZone(host.name, zone)) {
-    throw new UsageError('EUSAGE', `--name: invalid value ${JSON.stringify(host.name)}: not inside zone ${canonicalName(zone)}`, 'name');
+    throw new UsageError('EINVALID', `--name: invalid value ${JSON.stringify(host.name)}: not inside zone ${canonicalName(zone)}`, 'name');
   }
   const add = (name: string, type: number, rdata: Uint8Array): ResourceRecord => ({ name, type, class: RrClass.IN, ttl: host.ttl, rdata });
   const updates: ResourceRecord[] = [
@@ -92,30 +92,30 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   const answer = await exchange(server, signed.bytes, opts);
   const m = decodeMessage(answer);
   if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.UPDATE || m.id !== id) {
-    throw new ProtocolError('DNS_BAD_ANSWER', `${where} answered with something that is not the answer to our UPDATE`);
+    throw new ProtocolError('EDNS_ANSWER', `${where} answered with something that is not the answer to our UPDATE`);
   }
   const rcode = rcodeOf(m.flags);
   const check = verifyResponse(answer, key, signed.mac, Math.floor(Date.now() / 1000));
   if (check.status === 'server-error') {
     const what = TSIG_ERRORS[check.error] ?? `TSIG error ${check.error}`;
     const name = (TSIG_ERRORS[check.error] ?? `E${check.error}`).split(':')[0]!;
-    throw new ProtocolError(`TSIG_${name}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}, TSIG ${what} (key ${key.name})`);
+    throw new ProtocolError(`ETSIG_${name}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}, TSIG ${what} (key ${key.name})`);
   }
   if (rcode === 9 && check.status === 'unsigned') {
-    throw new ProtocolError('DNS_NOTAUTH', `update of ${host.name} refused by ${where}: NOTAUTH (the server is not authoritative for zone ${canonicalName(zone)}, or refused key ${key.name})`);
+    throw new ProtocolError('EDNS_NOTAUTH', `update of ${host.name} refused by ${where}: NOTAUTH (the server is not authoritative for zone ${canonicalName(zone)}, or refused key ${key.name})`);
   }
   if (check.status === 'unsigned' && rcode !== 0) {
     // A refusal needs no proof to be acted on: report it, saying it was not signed.
-    throw new ProtocolError(`DNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)} (unsigned answer)`);
+    throw new ProtocolError(`EDNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)} (unsigned answer)`);
   }
   if (check.status !== 'ok') {
     const fate = rcode === 0 ? 'the server says NOERROR, but ' : `the server says ${rcodeName(rcode)}, and `;
-    throw new ProtocolError('TSIG_UNVERIFIED', `update of ${host.name} at ${where}: ${fate}its answer is ${check.status === 'unsigned' ? 'not signed' : `not authentic (${check.status})`}; do not trust it`);
+    throw new ProtocolError('ETSIG_UNVERIFIED', `update of ${host.name} at ${where}: ${fate}its answer is ${check.status === 'unsigned' ? 'not signed' : `not authentic (${check.status})`}; do not trust it`);
   }
   if (rcode !== 0) {
     const hint = rcode === 5 ? ' (updates not allowed for this key, or the zone is not a primary here)'
       : rcode === 10 ? ` (${host.name} is not in zone ${canonicalName(zone)})` : '';
-    throw new ProtocolError(`DNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}${hint}`);
+    throw new ProtocolError(`EDNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}${hint}`);
   }
   return { rcode, rcodeName: rcodeName(rcode), verified: true };
 }

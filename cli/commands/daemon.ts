@@ -1,6 +1,6 @@
 /**
  * `shim6 daemon [--config FILE]`: run the resolver, the engine and the data
- * plane in the foreground (shim/daemon/daemon.ts). SIGHUP reloads the
+ * plane in the foreground (shim/daemon/process.ts). SIGHUP reloads the
  * config; SIGTERM or SIGINT closes contexts (Close/Close Ack), removes routes
  * and the TUN device, and exits 0. Needs root (TUN, routes). Started by
  * systemd (shim6.service, `Type=notify`) it reports READY=1 once everything is
@@ -19,42 +19,10 @@ async function run(flags: DaemonFlags): Promise<void> {
   const config = flags.config ? loadConfig(flags.config) : defaultConfig();
   if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
   if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
-  const { Daemon } = await import('../../shim/daemon/daemon.ts');
-  // The handlers before start(), which logs "daemon ready": whoever reads that may signal at once,
-  // and a signal that came before them met node's default action (exit without Close, routes and
-  // TUN left). A stop asked for during the start waits for it; a second signal ends the process
-  // at once, as one does while stopping.
-  let daemon: Awaited<ReturnType<typeof Daemon.start>> | undefined;
-  let asked: string | undefined;
-  let stop: (signal: string) => void = (signal) => { asked = signal; unhook(); };
-  const onTerm = (): void => stop('SIGTERM');
-  const onInt = (): void => stop('SIGINT');
-  const unhook = (): void => { process.off('SIGTERM', onTerm); process.off('SIGINT', onInt); };
-  const onHup = (): void => { void daemon?.reload(); };
-  process.on('SIGTERM', onTerm);
-  process.on('SIGINT', onInt);
-  process.on('SIGHUP', onHup);
-  try {
-    const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
-    const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
-    const notify = ServiceNotifier.fromEnvironment(log);
-    const running = await Daemon.start(config, { log, notify, ...(flags.config ? { configFile: flags.config } : {}) });
-    daemon = running;
-    await new Promise<void>((resolve) => {
-      let stopping = false;
-      stop = (signal) => {
-        if (stopping) return;
-        stopping = true;
-        unhook(); // a second SIGTERM or SIGINT while stopping ends the process at once
-        running.log.info('stopping', { signal });
-        running.stop().then(resolve, (err: unknown) => { running.log.error('stop failed', { error: (err as Error).message }); resolve(); });
-      };
-      if (asked !== undefined) stop(asked);
-    });
-  } finally {
-    unhook();
-    process.off('SIGHUP', onHup);
-  }
+  const { runDaemon } = await import('../../shim/daemon/process.ts');
+  const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
+  const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+  await runDaemon(config, { log, notify: ServiceNotifier.fromEnvironment(log), ...(flags.config ? { configFile: flags.config } : {}) });
 }
 
 export function register(program: Command): void {

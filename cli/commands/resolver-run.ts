@@ -1,26 +1,18 @@
 /**
  * What `shim6 resolver` does (cli/commands/resolver.ts registers the command
  * and loads this module only when it runs, so that other commands and --help
- * do not load the resolver, the engine and the data plane). Under systemd
+ * do not load the resolver, the engine and the data plane): its flags and
+ * config file read, then the daemon with the data plane off
+ * (shim/daemon/process.ts, daemon.ts `dataPlaneOff`). Under systemd
  * (`Type=notify`) it reports READY=1 once the stub answers, STOPPING=1 at stop.
  */
 import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { checkWorkers, configFromObject, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
-import { ResolverGroup } from '../../resolver/workers.ts';
-import { LoggingSink } from '../../resolver/capability-sink.ts';
-import { startControlServer } from '../../shim/daemon/control/server.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
-import type { CapabilitySink } from '../../resolver/capability-sink.ts';
-import { Engine, cryptoRng, type ReplyLimitConfig } from '../../shim/engine/index.ts';
-import { ms } from '../../shim/time.ts';
-import { LruCapabilityCache } from '../../shim/cache/engine-cache.ts';
-import { EngineDriver } from '../../shim/dataplane/engine-driver.ts';
-import { DgramTransport } from '../../shim/dataplane/udp.ts';
-import { EngineSink } from '../../shim/daemon/sink.ts';
-import { LocatorWatcher } from '../../shim/daemon/locators.ts';
-import { orderLocators } from '../../shim/daemon/daemon.ts';
+import { defaultConfig, type DaemonConfig } from '../../shim/daemon/config.ts';
+import { runDaemon } from '../../shim/daemon/process.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
 
 export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string }
@@ -37,7 +29,7 @@ function hostPorts(list: string[], field: string): Array<{ host: string; port: n
   });
 }
 
-/** `shim6 resolver` with its parsed flags: runs until SIGINT or SIGTERM. */
+/** `shim6 resolver` with its parsed flags: runs until SIGINT or SIGTERM (SIGHUP: nothing to reload, logged). */
 export async function run(flags: ResolverFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
   if (flags.udp !== undefined && !UDP_BACKENDS.includes(flags.udp as never)) badValue('--udp', flags.udp, `expected ${UDP_BACKENDS.join(', ')}`);
@@ -58,77 +50,13 @@ export async function run(flags: ResolverFlags): Promise<void> {
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: config.logLevel, component: 'shim6' });
-  const notify = ServiceNotifier.fromEnvironment(log);
-  const engine = flags.engine ? await startEngine(log, shimPort, file.replyLimit, config.capability) : undefined;
-  const sink = engine?.sink ?? new LoggingSink(log.child('capability'));
-  let resolver: ResolverGroup;
-  try {
-    resolver = await ResolverGroup.start(config, { sink, log });
-  } catch (err) {
-    await engine?.close();
-    throw err;
-  }
-  const socketPath = config.controlSocket ?? DEFAULT_CONTROL_SOCKET;
-  let control;
-  try {
-    control = await startControlServer(socketPath, {
-      status: async () => ({ resolver: await resolver.status(), engine: engine?.status() ?? null }),
-      flush: async () => ({ resolver: await resolver.flush() }),
-    }, { log: log.child('control') });
-  } catch (err) {
-    await resolver.close();
-    await engine?.close();
-    throw err;
-  }
-  // The handlers before the ready line: whoever reads it may signal at once, and a signal that
-  // came before them met node's default action (exit, nothing closed, the socket file left).
-  const stopped = new Promise<void>((resolve) => {
-    const stop = (sig: string): void => { log.info('shutting down', { signal: sig }); resolve(); };
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.once('SIGTERM', () => stop('SIGTERM'));
-  });
-  log.info('resolver ready', {
-    listen: resolver.addresses.map((a) => `${a.host}:${a.port}`), upstreams: config.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: config.upstreamsFrom, udp: resolver.udp, workers: config.workers,
-    control: socketPath, engine: engine ? `ulid ${engine.ulid}, UDP ${shimPort}` : 'off (capability outcomes are logged only)',
-  });
-  await notify.ready(`ready: stub ${resolver.addresses.map((a) => `${a.host}:${a.port}`).join(' ')}`);
-  await stopped;
-  await notify.stopping();
-  await control.close();
-  await resolver.close();
-  await engine?.close();
-}
-
-interface RunningEngine { sink: CapabilitySink; ulid: string; status(): unknown; close(): Promise<void> }
-
-/**
- * The engine without a TUN (EngineDriver's control-plane-only mode) on every
- * global IPv6 address of the host, its stateless replies limited by the config
- * file's `replyLimit`; undefined (and said so) when there is none.
- */
-async function startEngine(log: Logger, port: number, replyLimit: ReplyLimitConfig, caps: { maxTtlSeconds: number; maxNegativeTtlSeconds: number }): Promise<RunningEngine | undefined> {
-  const locals = orderLocators(new LocatorWatcher([], () => undefined).current, undefined);
-  if (locals.length === 0) {
-    log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
-    return undefined;
-  }
-  // The engine's caches have the stub's capability caps (capability.maxTtlSeconds, maxNegativeTtlSeconds).
-  const cache = new LruCapabilityCache({ positive: { maxTtl: ms(caps.maxTtlSeconds * 1000) }, negative: { maxTtl: ms(caps.maxNegativeTtlSeconds * 1000) } });
-  const engine = new Engine({ localLocators: locals, localUlid: locals[0]!.address, replyLimit }, cryptoRng(), { cache });
-  const driver = new EngineDriver<Engine>({
-    engine, transport: new DgramTransport({ port }), peerPort: port, logger: log.child('engine'),
-    onEvent: (e) => log.info('engine event', { ...e }),
-  });
-  try {
-    for (const l of locals) await driver.bindLocator(l.address);
-  } catch (err) {
-    await driver.close();
-    throw err;
-  }
-  return {
-    sink: new EngineSink((fn) => driver.command(fn), log.child('capability')),
-    ulid: locals[0]!.address,
-    status: () => engine.status(driver.now()),
-    close: () => driver.close(),
+  // The daemon with the data plane off (shim/daemon/daemon.ts `dataPlaneOff`): of its config only
+  // what the engine and the control socket take; the stub takes `config` whole.
+  const daemon: DaemonConfig = {
+    ...defaultConfig(),
+    port: shimPort, replyLimit: file.replyLimit,
+    capabilityMaxTtl: config.capability.maxTtlSeconds, capabilityMaxNegativeTtl: config.capability.maxNegativeTtlSeconds,
+    controlSocket: config.controlSocket ?? DEFAULT_CONTROL_SOCKET, log: { level: config.logLevel, format: 'text' },
   };
+  await runDaemon(daemon, { log, notify: ServiceNotifier.fromEnvironment(log), dataPlaneOff: { resolver: config, engine: flags.engine } });
 }

@@ -7,7 +7,7 @@
  */
 import type { Command } from 'commander';
 import { registerControlCommand } from '../control-command.ts';
-import type { CapabilityStatus, GuardCounters } from '../../shim/engine/index.ts';
+import type { CapabilityStatus, GuardCounters } from '../../shim/daemon/control/client.ts';
 
 interface StatusReply {
   resolver?: {

@@ -6,9 +6,9 @@
 import { Shim6Error } from '../errors.ts';
 
 export type CacheDataErrorCode =
-  | 'CACHE_BAD_FORMAT'   // not an object of the exported shape (wrong type, missing array)
-  | 'CACHE_BAD_VERSION'  // a version this code does not read
-  | 'CACHE_BAD_ENTRY';   // one entry is malformed (bad address, source, number…)
+  | 'ECACHE_FORMAT'   // not an object of the exported shape (wrong type, missing array)
+  | 'ECACHE_VERSION'  // a version this code does not read
+  | 'ECACHE_ENTRY';   // one entry is malformed (bad address, source, number…)
 
 /** Malformed cache data. `path` names the offending field (`positive[3].ulid`). */
 export class CacheDataError extends Shim6Error {

@@ -83,8 +83,8 @@ export class CapabilityCaches {
    * imported ones; expiries are cut to each cache's `maxTtl` from `now`.
    */
   import(now: Millis, data: unknown): ImportResult {
-    const o = asObject(data, '$', 'CACHE_BAD_FORMAT');
-    if (o.version !== undefined && o.version !== 1 && o.version !== CACHE_FILE_VERSION) throw new CacheDataError('CACHE_BAD_VERSION', '$.version', `unsupported version ${JSON.stringify(o.version)}`);
+    const o = asObject(data, '$', 'ECACHE_FORMAT');
+    if (o.version !== undefined && o.version !== 1 && o.version !== CACHE_FILE_VERSION) throw new CacheDataError('ECACHE_VERSION', '$.version', `unsupported version ${JSON.stringify(o.version)}`);
     const up = o.version === CACHE_FILE_VERSION ? (e: unknown) => e : upgradeEntry;
     const pos = asArray(o.positive, '$.positive').map((e, i) => positiveEntry(up(e), `$.positive[${i}]`));
     const neg = asArray(o.negative, '$.negative').map((e, i) => negativeEntry(up(e), `$.negative[${i}]`));

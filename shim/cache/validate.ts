@@ -15,16 +15,16 @@ import {
 type Obj = Record<string, unknown>;
 
 function bad(path: string, why: string): CacheDataError {
-  return new CacheDataError('CACHE_BAD_ENTRY', path, why);
+  return new CacheDataError('ECACHE_ENTRY', path, why);
 }
 
-export function asObject(v: unknown, path: string, code: 'CACHE_BAD_ENTRY' | 'CACHE_BAD_FORMAT' = 'CACHE_BAD_ENTRY'): Obj {
+export function asObject(v: unknown, path: string, code: 'ECACHE_ENTRY' | 'ECACHE_FORMAT' = 'ECACHE_ENTRY'): Obj {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new CacheDataError(code, path, 'not an object');
   return v as Obj;
 }
 
 export function asArray(v: unknown, path: string): unknown[] {
-  if (!Array.isArray(v)) throw new CacheDataError('CACHE_BAD_FORMAT', path, 'not an array');
+  if (!Array.isArray(v)) throw new CacheDataError('ECACHE_FORMAT', path, 'not an array');
   return v;
 }
 

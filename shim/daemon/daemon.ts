@@ -6,18 +6,22 @@
  * reload and a clean stop that sends Close to peers and leaves the host as it
  * found it (routes, rules, TUN device and control socket gone).
  *
+ * The one composition root: `shim6 daemon` runs all of it, `shim6 resolver`
+ * the same daemon with the data plane off (`DaemonOptions.dataPlaneOff`: no
+ * TUN, no routes; the engine on its UDP socket only, or no engine at all).
  * Owns the lifetime of all of those; must not know message formats (engine)
- * or DNS wire details (resolver). Signals are the CLI's business: it calls
- * `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
+ * or DNS wire details (resolver). Signals are the process's business
+ * (process.ts): it calls `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
 import { readFileSync } from 'node:fs';
 import { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { ms } from '../time.ts';
+import { ms, type Millis } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
-import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig } from '../../resolver/config.ts';
+import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig, type ResolverConfig } from '../../resolver/config.ts';
+import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink.ts';
 import { startControlServer, type ControlServer } from './control/server.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
@@ -51,6 +55,16 @@ export interface DaemonOptions {
   log?: Logger;
   /** The service manager to tell when the daemon is ready, reloading and stopping (service-notify.ts). */
   notify?: ServiceNotifier;
+  /**
+   * `shim6 resolver`: the data plane off. No TUN, no routes, no locator
+   * watcher, no cache file, no configured peers, no reload; the stub runs with
+   * `resolver` (that command's own config file and flags), and the engine —
+   * unless `engine` is false, or the host has no global IPv6 address (said in
+   * a warning) — runs on its UDP socket (node:dgram, `config.port`) bound to
+   * the host's global IPv6 addresses at start. Without an engine capability
+   * outcomes are only logged. Logs "resolver ready" instead of "daemon ready".
+   */
+  dataPlaneOff?: { resolver: ResolverConfig; engine: boolean };
 }
 
 /** Recent notable events, for `shim6 status` and the lab's timeline. */
@@ -74,65 +88,68 @@ export class Daemon {
   /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
 
+  /** engine/driver/cache are absent when `shim6 resolver` runs without an engine; routes/tun when the data plane is off. */
   private constructor(
     private config: DaemonConfig,
     readonly log: Logger,
-    readonly engine: Engine,
-    readonly driver: EngineDriver<Engine>,
-    readonly routes: Routes,
-    readonly cache: CapabilityCache,
+    readonly engine: Engine | undefined,
+    readonly driver: EngineDriver<Engine> | undefined,
+    readonly routes: Routes | undefined,
+    readonly cache: CapabilityCache | undefined,
     private readonly hba: HbaParamsFile | undefined,
     private readonly opts: DaemonOptions,
   ) {}
 
+  /** The data plane runs (TUN, routes, locator watcher, cache file): `shim6 daemon`. */
+  private get dataPlane(): boolean {
+    return this.opts.dataPlaneOff === undefined;
+  }
+
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    const off = opts.dataPlaneOff;
     const hba = config.hba ? readHba(config.hba) : undefined;
-    const cgaKey = config.cga ? loadCgaKey(config.cga.key) : undefined;
+    const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
     if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
-    let found = new LocatorWatcher(config.interfaces, () => undefined).current;
+    let found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
     // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
     const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
     if (cgaUlid) found = new LocatorWatcher(config.interfaces, () => undefined).current;
     const locals = orderLocators(found, hba, cgaUlid?.address);
-    if (locals.length === 0) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
-    const ulid = locals[0]!.address;
-    const member = hba?.members.find((m) => m.address === ulid);
-    const cgaParams = member ? memberParams(member) : cgaUlid?.params;
-    const cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
-    const engine = new Engine({
-      localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
-      profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
-      peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
-      replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
-    }, cryptoRng(), { cache });
-    const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
-    const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });
-    const transport = openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
+    if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
+    if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
+    const ulid = locals[0]?.address ?? '';
+    const { engine, cache } = locals.length > 0 ? newEngine(config, locals, hba, cgaKey, cgaUlid?.params) : { engine: undefined, cache: undefined };
+    const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
+    const tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined;
+    // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
+    const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
     const sinkRef: { daemon?: Daemon } = {};
-    const driver = new EngineDriver<Engine>({
-      engine, transport, tun, peerPort: config.port, routes, logger: log.child('engine'),
+    const driver = engine && transport ? new EngineDriver<Engine>({
+      engine, transport, ...(tun && routes ? { tun, routes } : {}), peerPort: config.port, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
-    });
+    }) : undefined;
     // The TSIG key and the name are checked before anything is set up.
-    const dns = config.dnsUpdate ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
+    const dns = config.dnsUpdate && !off && ulid ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
     daemon.dns = dns;
     daemon.ulid = ulid;
     daemon.cgaKey = cgaKey;
     daemon.cgaUlid = cgaUlid;
     sinkRef.daemon = daemon;
-    const saved = loadCaches(config.cacheFile, log);
+    const saved = off ? undefined : loadCaches(config.cacheFile, log);
     try {
-      routes.removeStaleRules();
-      routes.setup();
-      for (const l of locals) {
-        await driver.bindLocator(l.address);
-        daemon.keepLocal(l.address);
+      routes?.removeStaleRules();
+      routes?.setup();
+      if (driver) {
+        for (const l of locals) {
+          await driver.bindLocator(l.address);
+          daemon.keepLocal(l.address);
+        }
       }
       if (saved) {
-        driver.command((e, now) => {
+        daemon.command((e, now) => {
           // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
           try { e.importCaches(now, saved); } catch (err) {
             log.warn('ignoring invalid cache file', { file: config.cacheFile, code: (err as { code?: string }).code, error: (err as Error).message });
@@ -140,43 +157,60 @@ export class Daemon {
         });
       }
       daemon.primeConfiguredPeers();
-      daemon.protectOpenConnections();
+      if (!off) daemon.protectOpenConnections();
       await daemon.startResolver();
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
         flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
       }, { log: log.child('control') });
-      daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
-      daemon.watcher.start();
-      daemon.publishLocators(locals);
-      // Links already down at start: explore away from them at once.
-      for (const a of found) if (!a.up) driver.command((e, now) => e.localLocatorDown(now, a.address));
+      if (!off) {
+        daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
+        daemon.watcher.start();
+        daemon.publishLocators(locals);
+        // Links already down at start: explore away from them at once.
+        for (const a of found) if (!a.up) daemon.command((e, now) => e.localLocatorDown(now, a.address));
+      }
     } catch (err) {
       await daemon.teardown(false);
       throw err;
     }
-    log.info('daemon ready', {
-      ulid, locators: locals.map((l) => l.address), tun: tun.name, mtu: routes.tunMtu, port: config.port,
-      resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
-      profile: config.timers.profile, cachesImported: saved !== undefined,
-      ...(cgaKey ? { cga: describeCga(cgaKey, config.cga!.sec, cgaUlid ? 'cga' : 'hba-member') } : {}),
-      udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
-    });
+    daemon.logReady(locals, saved !== undefined, transport instanceof NativeUdpTransport ? 'native' : 'dgram', tun?.name);
     // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
     await opts.notify?.ready(daemon.statusLine());
     return daemon;
   }
 
+  /** The ready line: `resolver ready` with the data plane off (what `shim6 resolver` always logged), else `daemon ready`. */
+  private logReady(locals: readonly LocalLocator[], cachesImported: boolean, udp: 'native' | 'dgram', tun: string | undefined): void {
+    const rc = this.opts.dataPlaneOff?.resolver;
+    if (rc) {
+      this.log.info('resolver ready', {
+        listen: this.stubAddresses(), upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), upstreamsFrom: rc.upstreamsFrom, udp: this.resolver?.udp, workers: rc.workers,
+        control: this.config.controlSocket, engine: this.engine ? `ulid ${this.ulid}, UDP ${this.config.port}` : 'off (capability outcomes are logged only)',
+      });
+      return;
+    }
+    this.log.info('daemon ready', {
+      ulid: this.ulid, locators: locals.map((l) => l.address), tun, mtu: this.routes?.tunMtu, port: this.config.port,
+      resolver: this.stubAddresses(), control: this.config.controlSocket,
+      profile: this.config.timers.profile, cachesImported, udp,
+      ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
+    });
+  }
+
   /** Plain-JSON status for the control socket. */
   async status(): Promise<Record<string, unknown>> {
+    const daemon = this.routes ? {
+      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), tun: this.config.tun.name,
+      port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
+      locators: this.watcher?.current ?? [], stats: this.driver?.stats, events: this.events.slice(-20),
+    } : {
+      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), dataPlane: false,
+      ...(this.driver ? { port: this.config.port, profile: this.config.timers.profile, stats: this.driver.stats, events: this.events.slice(-20) } : {}),
+    };
     return {
-      daemon: {
-        pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
-        port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
-        locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
-        ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
-      },
-      engine: this.engine.status(this.driver.now()),
+      daemon: { ...daemon, ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}) },
+      engine: this.driver && this.engine ? this.engine.status(this.driver.now()) : null,
       ...(this.dns ? { dnsUpdate: this.dns.status() } : {}),
       resolver: (await this.resolver?.status()) ?? null,
     };
@@ -192,13 +226,29 @@ export class Daemon {
     }
   }
 
+  private uptimeSeconds(): number {
+    return Math.floor((Date.now() - this.startedAt) / 1000);
+  }
+
+  /** Where the stub listens, as ADDR:PORT. */
+  private stubAddresses(): string[] {
+    return this.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [];
+  }
+
   /** One line for `systemctl status`: where the stub listens, the TUN, our ULID. */
   private statusLine(): string {
-    const stub = this.resolver?.addresses.map((a) => `${a.host}:${a.port}`).join(' ') || 'off';
+    const stub = this.stubAddresses().join(' ') || 'off';
+    if (!this.dataPlane) return `ready: stub ${stub}`;
     return `ready: stub ${stub}, TUN ${this.config.tun.name}, ULID ${this.ulid}`;
   }
 
+  /** Run `fn` on the engine at the driver's clock; false without an engine. */
+  private command(fn: (engine: Engine, now: Millis) => boolean | void): boolean {
+    return this.driver?.command(fn) === true;
+  }
+
   private reloadConfig(): void {
+    if (!this.dataPlane) { this.log.info('reload: shim6 resolver reads its configuration at start only; restart it to apply changes'); return; }
     if (!this.opts.configFile) { this.log.info('reload: no config file, nothing to do'); return; }
     let next: DaemonConfig;
     try {
@@ -223,12 +273,13 @@ export class Daemon {
   async stop(): Promise<void> {
     if (this.stopped) return;
     await this.opts.notify?.stopping();
-    const open = this.engine.contextCount;
-    if (open > 0) {
-      this.driver.command((e, now) => e.close(now));
+    const engine = this.engine;
+    const open = engine?.contextCount ?? 0;
+    if (engine && open > 0) {
+      this.command((e, now) => e.close(now));
       const deadline = Date.now() + 3000;
-      while (this.engine.contextCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      this.log.info('contexts closed', { closed: open - this.engine.contextCount, left: this.engine.contextCount });
+      while (engine.contextCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      this.log.info('contexts closed', { closed: open - engine.contextCount, left: engine.contextCount });
     }
     await this.teardown(true);
   }
@@ -242,13 +293,14 @@ export class Daemon {
     if (save) this.saveCaches();
     await this.control?.close();
     await this.resolver?.close();
-    this.routes.close();
-    await this.driver.close();
+    this.routes?.close();
+    await this.driver?.close();
     if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
-    this.log.info('stopped: routes, rules and TUN removed');
+    this.log.info(this.routes ? 'stopped: routes, rules and TUN removed' : 'stopped');
   }
 
   private saveCaches(): void {
+    if (!this.dataPlane || !this.engine || !this.driver) return; // shim6 resolver keeps no cache file
     try {
       saveCaches(this.config.cacheFile, this.engine.exportCaches(this.driver.now()));
     } catch (err) {
@@ -264,13 +316,13 @@ export class Daemon {
    */
   private protectOpenConnections(): void {
     const peers = openTcpPeers();
-    const protectedPeers = peers.filter((p) => this.driver.command((e, now) => e.protect(now, p)));
+    const protectedPeers = peers.filter((p) => this.command((e, now) => e.protect(now, p)));
     if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
   }
 
   /** Save the caches soon (debounced): a daemon killed with SIGKILL still finds what it learnt. */
   private saveCachesSoon(): void {
-    if (this.saveTimer !== undefined || this.stopped) return;
+    if (this.saveTimer !== undefined || this.stopped || !this.dataPlane) return;
     this.saveTimer = setTimeout(() => { this.saveTimer = undefined; if (!this.stopped) this.saveCaches(); }, CACHE_SAVE_DELAY_MS);
     this.saveTimer.unref();
   }
@@ -278,36 +330,43 @@ export class Daemon {
   private primeConfiguredPeers(): void {
     for (const p of this.config.peers) {
       const locators = p.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
-      this.driver.command((e, now) => e.prime(now, { ulid: p.ulid, locators, ttl: CONFIGURED_PEER_TTL, source: 'configured', port: p.port }));
+      this.command((e, now) => e.prime(now, { ulid: p.ulid, locators, ttl: CONFIGURED_PEER_TTL, source: 'configured', port: p.port }));
     }
   }
 
+  /** The stub: `shim6 resolver`'s own configuration, or one made of the daemon config's keys (none when `listen` is empty). */
   private async startResolver(): Promise<void> {
-    if (this.config.listen.length === 0) return;
-    const file = configFromObject({
-      capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
-      workers: this.config.resolverWorkers,
-    });
-    const rc = resolveResolverConfig(file, {
-      listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
-      ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
-      logLevel: this.config.log.level,
-    }, readSystemResolvers());
-    this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
-    const sink = new EngineSink((fn) => this.driver.command(fn), this.log.child('capability'));
+    let rc = this.opts.dataPlaneOff?.resolver;
+    if (rc === undefined) {
+      if (this.config.listen.length === 0) return;
+      const file = configFromObject({
+        capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
+        workers: this.config.resolverWorkers,
+      });
+      rc = resolveResolverConfig(file, {
+        listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
+        ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
+        logLevel: this.config.log.level,
+      }, readSystemResolvers());
+      this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => `${u.host}:${u.port}`), from: rc.upstreamsFrom });
+    }
+    const sink: CapabilitySink = this.driver
+      ? new EngineSink((fn) => this.command(fn), this.log.child('capability'))
+      : new LoggingSink(this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
 
   /** routes.keepLocal, with a warning when `ip` refused. */
   private keepLocal(address: Ipv6): void {
-    if (!this.routes.keepLocal(address)) this.log.warn('cannot add local route', { address });
+    if (this.routes && !this.routes.keepLocal(address)) this.log.warn('cannot add local route', { address });
   }
 
   private onEngineEvent(e: EngineEvent): void {
+    if (!this.dataPlane) this.log.info('engine event', { ...e });
     // The driver has just routed the peer's ULID into the TUN; sockets that
     // connected before (the app's SYN raced the handshake) still hold a cached
     // route via the physical link. Invalidate every cached IPv6 route.
-    if (e.kind === 'context-established' || e.kind === 'context-initiated') this.routes.flushRouteCache();
+    if (e.kind === 'context-established' || e.kind === 'context-initiated') this.routes?.flushRouteCache();
     if (e.kind === 'context-established' || e.kind === 'peer-supported' || e.kind === 'peer-unsupported') this.saveCachesSoon();
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
@@ -321,20 +380,37 @@ export class Daemon {
 
   /** Addresses or links changed: a new locator set for the engine; a link down = explore now. */
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
+    const driver = this.driver;
+    if (!driver || !this.routes) return;
     this.log.info('local locators changed', { ...diff });
     for (const a of diff.added) this.keepLocal(a);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
     // sockets bound to it), while the packets travel between the locators that are left.
     for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);
-    for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
+    for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid);
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
-      this.driver.command((e, t) => e.setLocalLocators(t, locals));
+      this.command((e, t) => e.setLocalLocators(t, locals));
     }
     this.publishLocators(locals);
-    for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
-    for (const a of diff.removed) void this.driver.unbindLocator(a);
+    for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
+    for (const a of diff.removed) void driver.unbindLocator(a);
   }
+}
+
+/** The engine over the host's locators (the first is the ULID), with its capability cache, as the config says. */
+function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsFile | undefined, cgaKey?: CgaKey, cgaUlidParams?: Uint8Array): { engine: Engine; cache: CapabilityCache } {
+  const ulid = locals[0]!.address;
+  const member = hba?.members.find((m) => m.address === ulid);
+  const cgaParams = member ? memberParams(member) : cgaUlidParams;
+  const cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
+  const engine = new Engine({
+    localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
+    profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
+    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
+    replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
+  }, cryptoRng(), { cache });
+  return { engine, cache };
 }
 
 /**

@@ -91,10 +91,10 @@ export function loadDnsKey(file: string, keyName: string | undefined): TsigKey {
   }
 }
 
-/** The RCODE named in a zone-tools update error (DNS_REFUSED → REFUSED; TSIG errors carry it in the text). */
+/** The RCODE named in a zone-tools update error (EDNS_REFUSED → REFUSED; TSIG errors carry it in the text). */
 function rcodeOf(err: unknown): string | null {
   const code = String((err as { code?: unknown }).code ?? '');
-  if (code.startsWith('DNS_') && code !== 'DNS_BAD_ANSWER') return code.slice(4);
+  if (code.startsWith('EDNS_') && code !== 'EDNS_ANSWER') return code.slice(5);
   const m = /refused by [^:]+: ([A-Z]+)\b/.exec((err as Error).message ?? '');
   return m ? m[1]! : null;
 }

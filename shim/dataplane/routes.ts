@@ -76,7 +76,7 @@ export class Routes implements RouteHook {
     this.pref = opts.rulePref ?? 5532;
     this.tunMtu = tunMtuFor(pathMtu);
     this.advmss = advmssFor(pathMtu);
-    if (this.advmss < 500) throw new UsageError('BAD_MTU', `path MTU ${pathMtu} is too small to carry TCP after encapsulation`, 'pathMtu');
+    if (this.advmss < 500) throw new UsageError('EMTU', `path MTU ${pathMtu} is too small to carry TCP after encapsulation`, 'pathMtu');
   }
 
   /**

@@ -26,7 +26,7 @@ function parseKey(input: CgaKeyInput): KeyObject {
     if (typeof input === 'string') return createPrivateKey(input);
     return createPrivateKey({ key: Buffer.from(input), format: 'der', type: 'pkcs8' });
   } catch {
-    throw new UsageError('BAD_CGA_KEY', 'cgaKey is not a private key (PEM or PKCS#8 DER)', 'cgaKey');
+    throw new UsageError('ECGA_KEY', 'cgaKey is not a private key (PEM or PKCS#8 DER)', 'cgaKey');
   }
 }
 
@@ -37,17 +37,17 @@ function parseKey(input: CgaKeyInput): KeyObject {
 export function resolveCgaKey(input: CgaKeyInput | undefined, params: Uint8Array | undefined, locators: readonly LocalLocator[]): KeyObject | undefined {
   if (input === undefined) {
     const l = locators.find((x) => x.verification === 'cga');
-    if (l !== undefined) throw new UsageError('NO_CGA_KEY', `locator ${l.address} is announced as CGA but no cgaKey is configured`, 'localLocators');
+    if (l !== undefined) throw new UsageError('ENO_CGA_KEY', `locator ${l.address} is announced as CGA but no cgaKey is configured`, 'localLocators');
     return undefined;
   }
   const key = parseKey(input);
-  if (key.type !== 'private' || key.asymmetricKeyType !== 'rsa') throw new UsageError('BAD_CGA_KEY', 'cgaKey must be an RSA private key (RFC 3972 §6)', 'cgaKey');
-  if (params === undefined) throw new UsageError('NO_CGA_PARAMS', 'cgaKey needs cgaParams (the PDS holding its public key)', 'cgaParams');
+  if (key.type !== 'private' || key.asymmetricKeyType !== 'rsa') throw new UsageError('ECGA_KEY', 'cgaKey must be an RSA private key (RFC 3972 §6)', 'cgaKey');
+  if (params === undefined) throw new UsageError('ENO_CGA_PARAMS', 'cgaKey needs cgaParams (the PDS holding its public key)', 'cgaParams');
   let keyEnd: number;
-  try { keyEnd = scanCgaParams(params).keyEnd; } catch { throw new UsageError('BAD_CGA_PARAMS', 'cgaParams is not a CGA Parameter Data Structure', 'cgaParams'); }
+  try { keyEnd = scanCgaParams(params).keyEnd; } catch { throw new UsageError('ECGA_PARAMS', 'cgaParams is not a CGA Parameter Data Structure', 'cgaParams'); }
   const spki = createPublicKey(key).export({ type: 'spki', format: 'der' });
   if (!spki.equals(Buffer.from(params.subarray(CGA_KEY_OFFSET, keyEnd)))) {
-    throw new UsageError('CGA_KEY_MISMATCH', 'the public key in cgaParams is not the public half of cgaKey', 'cgaKey');
+    throw new UsageError('ECGA_KEY_MISMATCH', 'the public key in cgaParams is not the public half of cgaKey', 'cgaKey');
   }
   return key;
 }

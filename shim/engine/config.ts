@@ -177,21 +177,21 @@ export interface ResolvedConfig {
 export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
   const profile = cfg.profile ?? 'rfc';
   const base = PROFILES[profile];
-  if (!base) throw new UsageError('BAD_PROFILE', `unknown timer profile ${String(profile)}`, 'profile');
+  if (!base) throw new UsageError('EPROFILE', `unknown timer profile ${String(profile)}`, 'profile');
   const timers: Timers = { ...base };
   for (const [k, v] of Object.entries(cfg.timers ?? {})) {
-    if (!(k in timers)) throw new UsageError('BAD_TIMER', `unknown timer ${k}`, `timers.${k}`);
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UsageError('BAD_TIMER', `timers.${k} must be a non-negative number, got ${String(v)}`, `timers.${k}`);
+    if (!(k in timers)) throw new UsageError('ETIMER', `unknown timer ${k}`, `timers.${k}`);
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) throw new UsageError('ETIMER', `timers.${k} must be a non-negative number, got ${String(v)}`, `timers.${k}`);
     (timers as unknown as Record<string, number>)[k] = v;
   }
   if (timers.validatorLifetime < C.VALIDATOR_MIN_LIFETIME) {
-    throw new UsageError('BAD_TIMER', `timers.validatorLifetime must be ≥ ${C.VALIDATOR_MIN_LIFETIME} ms (RFC 5533 §7.13)`, 'timers.validatorLifetime');
+    throw new UsageError('ETIMER', `timers.validatorLifetime must be ≥ ${C.VALIDATOR_MIN_LIFETIME} ms (RFC 5533 §7.13)`, 'timers.validatorLifetime');
   }
   const first = cfg.localLocators[0];
   const localUlid = cfg.localUlid ?? first?.address;
-  if (localUlid === undefined) throw new UsageError('NO_LOCATORS', 'the engine needs at least one local locator', 'localLocators');
+  if (localUlid === undefined) throw new UsageError('ENO_LOCATORS', 'the engine needs at least one local locator', 'localLocators');
   const limit = resolveReplyLimit(cfg.replyLimit);
-  if ('error' in limit) throw new UsageError('BAD_REPLY_LIMIT', limit.error, 'replyLimit');
+  if ('error' in limit) throw new UsageError('EREPLY_LIMIT', limit.error, 'replyLimit');
   return {
     localLocators: cfg.localLocators.map((l) => ({ ...l })),
     localUlid,
@@ -211,7 +211,7 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
 
 function positiveInt(field: string, v: number | undefined, dflt: number): number {
   if (v === undefined) return dflt;
-  if (!Number.isInteger(v) || v < 1) throw new UsageError('BAD_LIMIT', `${field} must be a whole number ≥ 1, got ${String(v)}`, field);
+  if (!Number.isInteger(v) || v < 1) throw new UsageError('ELIMIT', `${field} must be a whole number ≥ 1, got ${String(v)}`, field);
   return v;
 }
 

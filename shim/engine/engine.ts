@@ -60,7 +60,7 @@ export interface EngineDeps {
   cache?: CapabilityCache;
 }
 
-const DROP_SHORT: DatagramResult = { kind: 'drop', reason: 'TRUNCATED' };
+const DROP_SHORT: DatagramResult = { kind: 'drop', reason: 'ETRUNCATED' };
 
 export class Engine {
   private readonly core: Core;
@@ -105,9 +105,9 @@ export class Engine {
 
   /** WireError → drop; unknown type or unknown critical option also gets an Error back (§12.3). */
   private malformed(now: Millis, d: Datagram, e: WireError): DatagramResult {
-    if (e.code === 'UNKNOWN_CRITICAL_OPTION' && e.offset !== undefined) {
+    if (e.code === 'ECRITICAL_OPTION' && e.offset !== undefined) {
       sendError(this.core, now, d, ErrorCode.CriticalOptionNotRecognized, e.offset);
-    } else if (e.code === 'BAD_TYPE' && e.offset === 2) {
+    } else if (e.code === 'ETYPE' && e.offset === 2) {
       sendError(this.core, now, d, ErrorCode.UnknownMessageType, 2);
     }
     return { kind: 'drop', reason: e.code };

@@ -65,7 +65,7 @@ export interface CapabilityRecord {
 export type RecordIgnoreReason = 'UNSUPPORTED_VERSION' | 'UNKNOWN_MANDATORY_KEY';
 
 /**
- * Thrown (code 'BAD_RECORD') for an RR the reader must ignore although it may be
+ * Thrown (code 'ERECORD') for an RR the reader must ignore although it may be
  * perfectly valid for a newer reader: version ≠ 1, or a mandatory key this
  * reader does not know. Callers tell it from a malformed RR with `ignoreReason`.
  */
@@ -74,7 +74,7 @@ export class IgnoredCapabilityRecord extends WireError {
   /** The version octet, or the unknown mandatory key. */
   readonly value: number;
   constructor(reason: RecordIgnoreReason, value: number, offset: number) {
-    super('BAD_RECORD', reason === 'UNSUPPORTED_VERSION'
+    super('ERECORD', reason === 'UNSUPPORTED_VERSION'
       ? `capability record version ${value} is not 1: ignore the RR`
       : `capability record makes unknown key ${value} mandatory: ignore the RR`, offset);
     this.reason = reason;
@@ -98,25 +98,25 @@ const KNOWN_KEYS: ReadonlySet<number> = new Set(Object.values(CapabilityParamKey
 
 /** Decode RDATA. Throws only WireError; see IgnoredCapabilityRecord for the "ignore" outcomes. */
 export function decodeCapabilityRecord(rdata: Uint8Array, opts: DecodeRecordOptions = {}): CapabilityRecord {
-  if (rdata.length < 1) throw new WireError('TRUNCATED', 'capability record: empty RDATA', 0);
+  if (rdata.length < 1) throw new WireError('ETRUNCATED', 'capability record: empty RDATA', 0);
   // The version decides the layout of everything after it, so it is checked first.
   if (rdata[0] !== CAPABILITY_RECORD_VERSION) throw new IgnoredCapabilityRecord('UNSUPPORTED_VERSION', rdata[0]!, 0);
-  if (rdata.length < HEADER) throw new WireError('TRUNCATED', 'capability record: header needs 20 octets', rdata.length);
+  if (rdata.length < HEADER) throw new WireError('ETRUNCATED', 'capability record: header needs 20 octets', rdata.length);
   const flags = rdata[1]!;
   const count = rdata[2]!;
-  if (count < 1 || count > CAPABILITY_MAX_LOCATORS) throw new WireError('BAD_FIELD', `capability record: locator count ${count} not in 1..32`, 2);
+  if (count < 1 || count > CAPABILITY_MAX_LOCATORS) throw new WireError('EFIELD', `capability record: locator count ${count} not in 1..32`, 2);
   if (opts.strict === true) {
-    if ((flags & ~(CapabilityFlag.HBA_SET | CapabilityFlag.CGA_ULID)) !== 0) throw new WireError('BAD_FIELD', 'capability record: unknown flag bits set', 1);
-    if (rdata[3] !== 0) throw new WireError('BAD_FIELD', 'capability record: reserved octet not zero', 3);
+    if ((flags & ~(CapabilityFlag.HBA_SET | CapabilityFlag.CGA_ULID)) !== 0) throw new WireError('EFIELD', 'capability record: unknown flag bits set', 1);
+    if (rdata[3] !== 0) throw new WireError('EFIELD', 'capability record: reserved octet not zero', 3);
   }
   const end = HEADER + count * LOCATOR;
-  if (rdata.length < end) throw new WireError('TRUNCATED', `capability record: ${count} locators need ${end} octets`, rdata.length);
+  if (rdata.length < end) throw new WireError('ETRUNCATED', `capability record: ${count} locators need ${end} octets`, rdata.length);
   const locators: CapabilityLocator[] = [];
   for (let off = HEADER; off < end; off += LOCATOR) {
-    if (opts.strict === true && rdata[off + 3] !== 0) throw new WireError('BAD_FIELD', 'capability record: locator reserved octet not zero', off + 3);
+    if (opts.strict === true && rdata[off + 3] !== 0) throw new WireError('EFIELD', 'capability record: locator reserved octet not zero', off + 3);
     // At most 32 locators: comparing octets with the earlier ones costs less than a set of strings.
     for (let prev = HEADER; prev < off; prev += LOCATOR) {
-      if (sameOctets(rdata, prev + 4, off + 4)) throw new WireError('BAD_RECORD', `capability record: locator ${formatIpv6(rdata, off + 4)} listed twice`, off + 4);
+      if (sameOctets(rdata, prev + 4, off + 4)) throw new WireError('ERECORD', `capability record: locator ${formatIpv6(rdata, off + 4)} listed twice`, off + 4);
     }
     locators.push({ address: formatIpv6(rdata, off + 4), flags: rdata[off]!, priority: rdata[off + 1]!, weight: rdata[off + 2]! });
   }
@@ -143,11 +143,11 @@ function decodeParams(rdata: Uint8Array, start: number, record: CapabilityRecord
   let mandatoryOffset = -1;
   const present = new Set<number>();
   for (let off = start; off < rdata.length;) {
-    if (off + 4 > rdata.length) throw new WireError('TRUNCATED', 'capability record: parameter header truncated', off);
+    if (off + 4 > rdata.length) throw new WireError('ETRUNCATED', 'capability record: parameter header truncated', off);
     const key = (rdata[off]! << 8) | rdata[off + 1]!;
     const len = (rdata[off + 2]! << 8) | rdata[off + 3]!;
-    if (off + 4 + len > rdata.length) throw new WireError('TRUNCATED', `capability record: parameter ${key} value truncated`, off + 2);
-    if (key <= prevKey) throw new WireError('BAD_RECORD', `capability record: parameter keys not strictly increasing (${key} after ${prevKey})`, off);
+    if (off + 4 + len > rdata.length) throw new WireError('ETRUNCATED', `capability record: parameter ${key} value truncated`, off + 2);
+    if (key <= prevKey) throw new WireError('ERECORD', `capability record: parameter keys not strictly increasing (${key} after ${prevKey})`, off);
     const value = rdata.subarray(off + 4, off + 4 + len);
     switch (key) {
       case CapabilityParamKey.MANDATORY: record.mandatory = decodeMandatory(value, off); mandatoryOffset = off; break;
@@ -160,7 +160,7 @@ function decodeParams(rdata: Uint8Array, start: number, record: CapabilityRecord
     off += 4 + len;
   }
   for (const k of record.mandatory) {
-    if (!present.has(k)) throw new WireError('BAD_RECORD', `capability record: mandatory key ${k} is not present`, mandatoryOffset);
+    if (!present.has(k)) throw new WireError('ERECORD', `capability record: mandatory key ${k} is not present`, mandatoryOffset);
   }
   for (const k of record.mandatory) {
     if (!KNOWN_KEYS.has(k)) throw new IgnoredCapabilityRecord('UNKNOWN_MANDATORY_KEY', k, mandatoryOffset);
@@ -168,29 +168,29 @@ function decodeParams(rdata: Uint8Array, start: number, record: CapabilityRecord
 }
 
 function decodeMandatory(v: Uint8Array, off: number): number[] {
-  if (v.length === 0 || v.length % 2 !== 0) throw new WireError('BAD_RECORD', 'capability record: mandatory must list one or more u16 keys', off + 2);
+  if (v.length === 0 || v.length % 2 !== 0) throw new WireError('ERECORD', 'capability record: mandatory must list one or more u16 keys', off + 2);
   const keys: number[] = [];
   for (let i = 0; i < v.length; i += 2) {
     const k = (v[i]! << 8) | v[i + 1]!;
-    if (k === CapabilityParamKey.MANDATORY) throw new WireError('BAD_RECORD', 'capability record: mandatory lists itself', off + 4 + i);
-    if (keys.length > 0 && k <= keys[keys.length - 1]!) throw new WireError('BAD_RECORD', 'capability record: mandatory keys not strictly increasing', off + 4 + i);
+    if (k === CapabilityParamKey.MANDATORY) throw new WireError('ERECORD', 'capability record: mandatory lists itself', off + 4 + i);
+    if (keys.length > 0 && k <= keys[keys.length - 1]!) throw new WireError('ERECORD', 'capability record: mandatory keys not strictly increasing', off + 4 + i);
     keys.push(k);
   }
   return keys;
 }
 
 function decodeHbaDigest(v: Uint8Array, off: number): HbaDigest {
-  if (v.length < 2) throw new WireError('BAD_RECORD', 'capability record: hba-digest needs an algorithm and a digest', off + 2);
+  if (v.length < 2) throw new WireError('ERECORD', 'capability record: hba-digest needs an algorithm and a digest', off + 2);
   const alg = v[0]!;
-  if (alg === 0) throw new WireError('BAD_RECORD', 'capability record: hba-digest algorithm 0 is reserved', off + 4);
-  if (alg === HBA_DIGEST_ALG_SHA256 && v.length !== 33) throw new WireError('BAD_RECORD', 'capability record: SHA-256 hba-digest must be 32 octets', off + 2);
+  if (alg === 0) throw new WireError('ERECORD', 'capability record: hba-digest algorithm 0 is reserved', off + 4);
+  if (alg === HBA_DIGEST_ALG_SHA256 && v.length !== 33) throw new WireError('ERECORD', 'capability record: SHA-256 hba-digest must be 32 octets', off + 2);
   return { alg, digest: v.slice(1) };
 }
 
 function decodePort(v: Uint8Array, off: number): number {
-  if (v.length !== 2) throw new WireError('BAD_RECORD', 'capability record: port must be 2 octets', off + 2);
+  if (v.length !== 2) throw new WireError('ERECORD', 'capability record: port must be 2 octets', off + 2);
   const port = (v[0]! << 8) | v[1]!;
-  if (port === 0) throw new WireError('BAD_RECORD', 'capability record: port 0', off + 4);
+  if (port === 0) throw new WireError('ERECORD', 'capability record: port 0', off + 4);
   return port;
 }
 
@@ -247,10 +247,10 @@ export function capabilityRecordLength(r: CapabilityRecord): number {
   return n;
 }
 
-/** Encode as version-1 RDATA. Throws UsageError('BAD_CAPABILITY_RECORD') naming the field. */
+/** Encode as version-1 RDATA. Throws UsageError('ECAPABILITY_RECORD') naming the field. */
 export function encodeCapabilityRecord(r: CapabilityRecord): Uint8Array {
   const problem = recordProblem(r);
-  if (problem) throw new UsageError('BAD_CAPABILITY_RECORD', `capability record ${problem.field}: ${problem.why}`, problem.field);
+  if (problem) throw new UsageError('ECAPABILITY_RECORD', `capability record ${problem.field}: ${problem.why}`, problem.field);
   const out = new Uint8Array(capabilityRecordLength(r));
   out[0] = CAPABILITY_RECORD_VERSION;
   out[1] = (r.hbaSet ? CapabilityFlag.HBA_SET : 0) | (r.cgaUlid ? CapabilityFlag.CGA_ULID : 0);

@@ -12,7 +12,7 @@
  * - the TXT fallback `v=shim6cap1 b64=<base64 RDATA>` (split into ≤ 255-octet strings);
  * - RFC 3597 generic RDATA `\# <len> <hex>`.
  *
- * Every parser throws only WireError: 'BAD_SYNTAX' naming the token (offset = its
+ * Every parser throws only WireError: 'ESYNTAX' naming the token (offset = its
  * character index), or the binary decoder's errors for the bytes inside.
  * Must not know: DNS messages, zone files, owner names.
  */
@@ -64,14 +64,14 @@ function formatFlags(flags: number): string {
 interface Token { text: string; at: number }
 
 function syntax(tok: Token, why: string): WireError {
-  return new WireError('BAD_SYNTAX', `capability record: ${why}: ${JSON.stringify(tok.text)}`, tok.at);
+  return new WireError('ESYNTAX', `capability record: ${why}: ${JSON.stringify(tok.text)}`, tok.at);
 }
 
-/** Parse the presentation form. Throws only WireError('BAD_SYNTAX'). */
+/** Parse the presentation form. Throws only WireError('ESYNTAX'). */
 export function parseCapabilityRecord(text: string): CapabilityRecord {
   const tokens: Token[] = [...String(text).matchAll(/\S+/g)].map((m) => ({ text: m[0], at: m.index ?? 0 }));
   const first = tokens[0];
-  if (first === undefined) throw new WireError('BAD_SYNTAX', 'capability record: empty text', 0);
+  if (first === undefined) throw new WireError('ESYNTAX', 'capability record: empty text', 0);
   if (first.text !== 'v1') throw syntax(first, 'must start with "v1"');
   const r: CapabilityRecord = { hbaSet: false, cgaUlid: false, ulid: '', locators: [], mandatory: [], unknownParams: [] };
   const seen = new Set<string>();
@@ -89,11 +89,11 @@ export function parseCapabilityRecord(text: string): CapabilityRecord {
     if (value === undefined) throw syntax(tok, 'expected name=value');
     parseItem(r, name, value, tok);
   }
-  if (r.ulid === '') throw new WireError('BAD_SYNTAX', 'capability record: "ulid=" is missing', text.length);
-  if (r.locators.length === 0) throw new WireError('BAD_SYNTAX', 'capability record: no "loc=" given', text.length);
+  if (r.ulid === '') throw new WireError('ESYNTAX', 'capability record: "ulid=" is missing', text.length);
+  if (r.locators.length === 0) throw new WireError('ESYNTAX', 'capability record: no "loc=" given', text.length);
   r.unknownParams.sort((a, b) => a.key - b.key);
   const problem = recordProblem(r);
-  if (problem) throw new WireError('BAD_SYNTAX', `capability record ${problem.field}: ${problem.why}`, 0);
+  if (problem) throw new WireError('ESYNTAX', `capability record ${problem.field}: ${problem.why}`, 0);
   return r;
 }
 
@@ -186,7 +186,7 @@ export function splitTxt(text: string): string[] {
 /**
  * The RDATA inside a TXT fallback. `txt` is the logical text or the RR's
  * character-strings (joined with nothing between them). Throws WireError:
- * 'BAD_SYNTAX' for text that is not ours; IgnoredCapabilityRecord
+ * 'ESYNTAX' for text that is not ours; IgnoredCapabilityRecord
  * ('UNSUPPORTED_VERSION') for `v=shim6capN`, N ≠ 1. Unknown `k=v` tokens are skipped.
  */
 export function capabilityTxtRdata(txt: string | readonly (string | Uint8Array)[]): Uint8Array {
@@ -194,7 +194,7 @@ export function capabilityTxtRdata(txt: string | readonly (string | Uint8Array)[
     : txt.map((s) => (typeof s === 'string' ? s : Buffer.from(s.buffer, s.byteOffset, s.length).toString('latin1'))).join('');
   const tokens: Token[] = [...text.matchAll(/\S+/g)].map((m) => ({ text: m[0], at: m.index ?? 0 }));
   const first = tokens[0];
-  if (first === undefined) throw new WireError('BAD_SYNTAX', 'capability TXT: empty', 0);
+  if (first === undefined) throw new WireError('ESYNTAX', 'capability TXT: empty', 0);
   if (first.text !== CAPABILITY_TXT_TAG) {
     const v = /^v=shim6cap(\d{1,3})$/.exec(first.text);
     if (v !== null) throw new IgnoredCapabilityRecord('UNSUPPORTED_VERSION', Math.min(Number(v[1]), 255), first.at);
@@ -209,7 +209,7 @@ export function capabilityTxtRdata(txt: string | readonly (string | Uint8Array)[
     if (b64 !== undefined) throw syntax(tok, '"b64=" given twice');
     b64 = tok;
   }
-  if (b64 === undefined) throw new WireError('BAD_SYNTAX', 'capability TXT: "b64=" is missing', text.length);
+  if (b64 === undefined) throw new WireError('ESYNTAX', 'capability TXT: "b64=" is missing', text.length);
   const data = b64.text.slice(4);
   if (data.length % 4 !== 0 || !/^[A-Za-z0-9+/]*={0,2}$/.test(data)) throw syntax(b64, 'not base64');
   const bytes = Buffer.from(data, 'base64');
@@ -227,17 +227,17 @@ export function toGenericRdata(rdata: Uint8Array): string {
   return rdata.length === 0 ? '\\# 0' : `\\# ${rdata.length} ${hex(rdata)}`;
 }
 
-/** Parse RFC 3597 generic RDATA; the hex may be split into words. Throws WireError('BAD_SYNTAX'). */
+/** Parse RFC 3597 generic RDATA; the hex may be split into words. Throws WireError('ESYNTAX'). */
 export function fromGenericRdata(text: string): Uint8Array {
   const tokens: Token[] = [...String(text).matchAll(/\S+/g)].map((m) => ({ text: m[0], at: m.index ?? 0 }));
   const [mark, len, ...words] = tokens;
-  if (mark === undefined || mark.text !== '\\#') throw new WireError('BAD_SYNTAX', 'generic RDATA must start with \\#', mark?.at ?? 0);
+  if (mark === undefined || mark.text !== '\\#') throw new WireError('ESYNTAX', 'generic RDATA must start with \\#', mark?.at ?? 0);
   if (len === undefined || !/^(0|[1-9]\d{0,4})$/.test(len.text) || Number(len.text) > 0xffff) {
-    throw len === undefined ? new WireError('BAD_SYNTAX', 'generic RDATA: length missing', text.length) : syntax(len, 'bad RDATA length');
+    throw len === undefined ? new WireError('ESYNTAX', 'generic RDATA: length missing', text.length) : syntax(len, 'bad RDATA length');
   }
   for (const w of words) if (!/^[0-9a-fA-F]+$/.test(w.text)) throw syntax(w, 'not hex');
   const hexText = words.map((w) => w.text).join('');
-  if (hexText.length % 2 !== 0) throw new WireError('BAD_SYNTAX', 'generic RDATA: odd number of hex digits', words.at(-1)?.at ?? 0);
+  if (hexText.length % 2 !== 0) throw new WireError('ESYNTAX', 'generic RDATA: odd number of hex digits', words.at(-1)?.at ?? 0);
   if (hexText.length / 2 !== Number(len.text)) throw syntax(len, `length says ${len.text} octets, hex holds ${hexText.length / 2}`);
   return Uint8Array.from(Buffer.from(hexText, 'hex'));
 }

@@ -64,8 +64,8 @@ export interface CgaLayout {
  * SEQUENCE (0x30) with a definite, minimally encoded length that fits in `buf`.
  */
 export function derSequenceLength(buf: Uint8Array, offset: number): number {
-  if (offset + 2 > buf.length) throw new WireError('TRUNCATED', 'CGA public key: DER header truncated', offset);
-  if (buf[offset] !== 0x30) throw new WireError('BAD_FIELD', 'CGA public key: not a DER SEQUENCE', offset);
+  if (offset + 2 > buf.length) throw new WireError('ETRUNCATED', 'CGA public key: DER header truncated', offset);
+  if (buf[offset] !== 0x30) throw new WireError('EFIELD', 'CGA public key: not a DER SEQUENCE', offset);
   const first = buf[offset + 1]!;
   let len: number;
   let header: number;
@@ -75,15 +75,15 @@ export function derSequenceLength(buf: Uint8Array, offset: number): number {
   } else {
     const n = first & 0x7f;
     // 0x80 is BER's indefinite form; more than 3 length octets cannot fit an option anyway.
-    if (n === 0 || n > 3) throw new WireError('BAD_LENGTH', 'CGA public key: unsupported DER length form', offset + 1);
-    if (offset + 2 + n > buf.length) throw new WireError('TRUNCATED', 'CGA public key: DER length truncated', offset + 1);
+    if (n === 0 || n > 3) throw new WireError('ELENGTH', 'CGA public key: unsupported DER length form', offset + 1);
+    if (offset + 2 + n > buf.length) throw new WireError('ETRUNCATED', 'CGA public key: DER length truncated', offset + 1);
     len = 0;
     for (let i = 0; i < n; i++) len = len * 256 + buf[offset + 2 + i]!;
     // DER: the shortest form, no leading zero octet.
-    if (len < 0x80 || buf[offset + 2] === 0) throw new WireError('BAD_FIELD', 'CGA public key: DER length not minimal', offset + 1);
+    if (len < 0x80 || buf[offset + 2] === 0) throw new WireError('EFIELD', 'CGA public key: DER length not minimal', offset + 1);
     header = 2 + n;
   }
-  if (offset + header + len > buf.length) throw new WireError('TRUNCATED', 'CGA public key: shorter than its DER length', offset);
+  if (offset + header + len > buf.length) throw new WireError('ETRUNCATED', 'CGA public key: shorter than its DER length', offset);
   return header + len;
 }
 
@@ -93,20 +93,20 @@ export function derSequenceLength(buf: Uint8Array, offset: number): number {
  * Throws WireError on any structural fault.
  */
 export function scanCgaParams(buf: Uint8Array): CgaLayout {
-  if (buf.length < CGA_KEY_OFFSET) throw new WireError('TRUNCATED', 'CGA Parameters: shorter than 25 octets', buf.length);
+  if (buf.length < CGA_KEY_OFFSET) throw new WireError('ETRUNCATED', 'CGA Parameters: shorter than 25 octets', buf.length);
   const keyEnd = CGA_KEY_OFFSET + derSequenceLength(buf, CGA_KEY_OFFSET);
   let multiPrefixData = -1;
   let multiPrefixLength = 0;
   let multiPrefixCount = 0;
   let off = keyEnd;
   while (off < buf.length) {
-    if (off + 4 > buf.length) throw new WireError('TRUNCATED', 'CGA extension: header truncated', off);
+    if (off + 4 > buf.length) throw new WireError('ETRUNCATED', 'CGA extension: header truncated', off);
     const type = (buf[off]! << 8) | buf[off + 1]!;
     const len = (buf[off + 2]! << 8) | buf[off + 3]!;
-    if (off + 4 + len > buf.length) throw new WireError('TRUNCATED', 'CGA extension: data truncated', off + 2);
+    if (off + 4 + len > buf.length) throw new WireError('ETRUNCATED', 'CGA extension: data truncated', off + 2);
     if (type === CGA_EXT_MULTI_PREFIX) {
       if (len < 4 || (len - 4) % CGA_PREFIX_LENGTH !== 0) {
-        throw new WireError('BAD_LENGTH', 'Multi-Prefix extension: length is not 4 + 8n', off + 2);
+        throw new WireError('ELENGTH', 'Multi-Prefix extension: length is not 4 + 8n', off + 2);
       }
       if (multiPrefixCount === 0) {
         multiPrefixData = off + 4;
@@ -144,7 +144,7 @@ export function cgaParamsLength(p: CgaParams): number {
   return n;
 }
 
-/** Encode; throws UsageError('BAD_CGA_PARAMS') when a field cannot be represented. */
+/** Encode; throws UsageError('ECGA_PARAMS') when a field cannot be represented. */
 export function encodeCgaParams(p: CgaParams): Uint8Array {
   if (p.modifier.length !== CGA_MODIFIER_LENGTH) throw usage('modifier must be 16 octets');
   if (p.subnetPrefix.length !== CGA_PREFIX_LENGTH) throw usage('subnetPrefix must be 8 octets');
@@ -185,12 +185,12 @@ export function encodeMultiPrefixExtension(mp: MultiPrefixExtension): CgaExtensi
 
 /**
  * Read a Multi-Prefix extension's data. Reserved bits are ignored on receipt
- * (RFC 5535 §5). Throws WireError('BAD_LENGTH') if the length is not 4 + 8n.
+ * (RFC 5535 §5). Throws WireError('ELENGTH') if the length is not 4 + 8n.
  */
 export function decodeMultiPrefixExtension(ext: CgaExtension): MultiPrefixExtension {
   const d = ext.data;
-  if (ext.type !== CGA_EXT_MULTI_PREFIX) throw new WireError('BAD_TYPE', `not a Multi-Prefix extension: type ${ext.type}`);
-  if (d.length < 4 || (d.length - 4) % CGA_PREFIX_LENGTH !== 0) throw new WireError('BAD_LENGTH', 'Multi-Prefix extension: length is not 4 + 8n');
+  if (ext.type !== CGA_EXT_MULTI_PREFIX) throw new WireError('ETYPE', `not a Multi-Prefix extension: type ${ext.type}`);
+  if (d.length < 4 || (d.length - 4) % CGA_PREFIX_LENGTH !== 0) throw new WireError('ELENGTH', 'Multi-Prefix extension: length is not 4 + 8n');
   const prefixes: Uint8Array[] = [];
   for (let off = 4; off < d.length; off += CGA_PREFIX_LENGTH) prefixes.push(d.slice(off, off + CGA_PREFIX_LENGTH));
   return { publicKeyIncluded: (d[0]! & MULTI_PREFIX_P_FLAG) !== 0, prefixes };
@@ -203,5 +203,5 @@ export function findMultiPrefix(p: CgaParams): MultiPrefixExtension | undefined 
 }
 
 function usage(why: string): UsageError {
-  return new UsageError('BAD_CGA_PARAMS', `CGA Parameters: ${why}`);
+  return new UsageError('ECGA_PARAMS', `CGA Parameters: ${why}`);
 }

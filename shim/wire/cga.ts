@@ -85,27 +85,27 @@ export function formCgaAddress(subnetPrefix: Uint8Array, hash1: Uint8Array, sec:
   return a;
 }
 
-/** 16 address octets from text or bytes (WireError('BAD_ADDRESS') on bad text). */
+/** 16 address octets from text or bytes (WireError('EADDRESS') on bad text). */
 export function addressBytes(a: Ipv6 | Uint8Array): Uint8Array {
   if (typeof a === 'string') return parseIpv6(a);
-  if (a.length !== 16) throw new UsageError('BAD_ADDRESS', `an address must be 16 octets, got ${a.length}`);
+  if (a.length !== 16) throw new UsageError('EADDRESS', `an address must be 16 octets, got ${a.length}`);
   return a;
 }
 
 /**
  * A 64-bit subnet prefix from 8 octets, or text `2001:db8:1::` / `2001:db8:1::/64`
- * (the low 64 bits must be zero). Throws UsageError('BAD_PREFIX').
+ * (the low 64 bits must be zero). Throws UsageError('EPREFIX').
  */
 export function prefix64(p: string | Uint8Array): Uint8Array {
   if (typeof p !== 'string') {
-    if (p.length !== CGA_PREFIX_LENGTH) throw new UsageError('BAD_PREFIX', `a prefix must be 8 octets, got ${p.length}`);
+    if (p.length !== CGA_PREFIX_LENGTH) throw new UsageError('EPREFIX', `a prefix must be 8 octets, got ${p.length}`);
     return p;
   }
   const [addr, len, ...rest] = p.split('/');
-  if (rest.length > 0 || (len !== undefined && len !== '64')) throw new UsageError('BAD_PREFIX', `prefix ${p}: only /64 prefixes are supported`);
+  if (rest.length > 0 || (len !== undefined && len !== '64')) throw new UsageError('EPREFIX', `prefix ${p}: only /64 prefixes are supported`);
   let bytes: Uint8Array;
-  try { bytes = parseIpv6(addr ?? ''); } catch { throw new UsageError('BAD_PREFIX', `prefix ${p}: not an IPv6 prefix`); }
-  if (bytes.subarray(8).some((b) => b !== 0)) throw new UsageError('BAD_PREFIX', `prefix ${p}: host bits set`);
+  try { bytes = parseIpv6(addr ?? ''); } catch { throw new UsageError('EPREFIX', `prefix ${p}: not an IPv6 prefix`); }
+  if (bytes.subarray(8).some((b) => b !== 0)) throw new UsageError('EPREFIX', `prefix ${p}: host bits set`);
   return bytes.slice(0, CGA_PREFIX_LENGTH);
 }
 
@@ -119,7 +119,7 @@ export function formatPrefix64(p: Uint8Array): string {
 /**
  * RFC 3972 §4 steps 2–3 (and RFC 5535 §6 steps 3–4): starting from `modifier`
  * (changed in place), increment until the leftmost 16·Sec bits of Hash2 are
- * zero. `tail` is key ‖ extensions. Throws UsageError('CGA_SEARCH_EXHAUSTED')
+ * zero. `tail` is key ‖ extensions. Throws UsageError('ECGA_SEARCH')
  * after `maxIterations` hashes, so a caller's Sec choice can never hang it.
  */
 export function searchModifier(modifier: Uint8Array, tail: Uint8Array, sec: number, maxIterations: number): number {
@@ -139,12 +139,12 @@ export function searchModifier(modifier: Uint8Array, tail: Uint8Array, sec: numb
       if (input[j] !== 0) break;
     }
   }
-  throw new UsageError('CGA_SEARCH_EXHAUSTED', `no modifier for Sec ${sec} within ${maxIterations} iterations`);
+  throw new UsageError('ECGA_SEARCH', `no modifier for Sec ${sec} within ${maxIterations} iterations`);
 }
 
 export function checkSec(sec: number): void {
   if (!Number.isInteger(sec) || sec < 0 || sec > CGA_MAX_SEC) {
-    throw new UsageError('BAD_SEC', `Sec must be 0..${CGA_MAX_SEC} (RFC 4982 §6), got ${sec}`);
+    throw new UsageError('ESEC', `Sec must be 0..${CGA_MAX_SEC} (RFC 4982 §6), got ${sec}`);
   }
 }
 
@@ -173,9 +173,9 @@ export interface GeneratedCga {
 export function generateCga(o: GenerateCgaOptions): GeneratedCga {
   const prefix = prefix64(o.subnetPrefix);
   const cc = o.collisionCount ?? 0;
-  if (!Number.isInteger(cc) || cc < 0 || cc > CGA_MAX_COLLISION_COUNT) throw new UsageError('BAD_COLLISION_COUNT', 'collisionCount must be 0, 1 or 2');
+  if (!Number.isInteger(cc) || cc < 0 || cc > CGA_MAX_COLLISION_COUNT) throw new UsageError('ECOLLISION_COUNT', 'collisionCount must be 0, 1 or 2');
   const modifier = Uint8Array.from(o.randomBytes(CGA_MODIFIER_LENGTH).subarray(0, CGA_MODIFIER_LENGTH));
-  if (modifier.length !== CGA_MODIFIER_LENGTH) throw new UsageError('BAD_RANDOM', 'randomBytes returned too few octets');
+  if (modifier.length !== CGA_MODIFIER_LENGTH) throw new UsageError('ERANDOM', 'randomBytes returned too few octets');
   const params = encodeCgaParams({
     modifier, subnetPrefix: prefix, collisionCount: cc, publicKey: o.publicKey, extensions: [...(o.extensions ?? [])],
   });
@@ -211,7 +211,7 @@ export function verifyCga(address: Ipv6 | Uint8Array, params: Uint8Array): boole
  */
 export function cgaSignatureInput(generation: number, cgaLocators: readonly (Ipv6 | Uint8Array)[]): Uint8Array {
   if (!Number.isInteger(generation) || generation < 0 || generation > 0xffffffff) {
-    throw new UsageError('BAD_GENERATION', `Locator List generation must be a u32, got ${generation}`);
+    throw new UsageError('EGENERATION', `Locator List generation must be a u32, got ${generation}`);
   }
   const out = new Uint8Array(16 + 4 + 16 * cgaLocators.length);
   out.set(SHIM6_CGA_TYPE_TAG, 0);
@@ -228,7 +228,7 @@ export function signCgaLocators(privateKey: PrivateKeyInput, generation: number,
   const key = privateKey instanceof crypto.KeyObject ? privateKey
     : typeof privateKey === 'string' ? crypto.createPrivateKey(privateKey)
       : crypto.createPrivateKey({ key: Buffer.from(privateKey), format: 'der', type: 'pkcs8' });
-  if (key.asymmetricKeyType !== 'rsa') throw new UsageError('BAD_KEY', 'CGA signatures need an RSA key (RFC 3972 §6)');
+  if (key.asymmetricKeyType !== 'rsa') throw new UsageError('EKEY', 'CGA signatures need an RSA key (RFC 3972 §6)');
   const sig = crypto.sign('sha1', cgaSignatureInput(generation, cgaLocators), { key, padding: crypto.constants.RSA_PKCS1_PADDING });
   return new Uint8Array(sig.buffer, sig.byteOffset, sig.length);
 }

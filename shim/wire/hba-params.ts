@@ -40,11 +40,11 @@ export interface HbaParamsFile {
 export function rsaPublicKeyDer(pem: string, source: string): Uint8Array {
   let key: crypto.KeyObject;
   try { key = crypto.createPublicKey(pem); } catch (e) {
-    throw new UsageError('BAD_KEY', `key: ${source} is not a PEM RSA key: ${(e as Error).message}`, 'key');
+    throw new UsageError('EKEY', `key: ${source} is not a PEM RSA key: ${(e as Error).message}`, 'key');
   }
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
-  if (key.asymmetricKeyType !== 'rsa') throw new UsageError('BAD_KEY', `key: ${source} is a ${key.asymmetricKeyType} key; CGA needs RSA`, 'key');
-  if (bits < SHIM6_MIN_RSA_KEY_BITS) throw new UsageError('BAD_KEY', `key: ${source} has ${bits} bits; RFC 5533 wants at least ${SHIM6_MIN_RSA_KEY_BITS}`, 'key');
+  if (key.asymmetricKeyType !== 'rsa') throw new UsageError('EKEY', `key: ${source} is a ${key.asymmetricKeyType} key; CGA needs RSA`, 'key');
+  if (bits < SHIM6_MIN_RSA_KEY_BITS) throw new UsageError('EKEY', `key: ${source} has ${bits} bits; RFC 5533 wants at least ${SHIM6_MIN_RSA_KEY_BITS}`, 'key');
   return new Uint8Array(key.export({ type: 'spki', format: 'der' }));
 }
 
@@ -77,15 +77,15 @@ export function generateHbaParams(o: GenerateParamsOptions): HbaParamsFile {
 /**
  * Non-empty hex of whole octets. Not /^([0-9a-f]{2})+$/i: V8 keeps a backtrack
  * entry per repetition of a capturing group, and a value of some megabytes
- * overflows that stack (a RangeError instead of BAD_HBA_PARAMS).
+ * overflows that stack (a RangeError instead of EHBA_PARAMS).
  */
 function isHexOctets(v: unknown): v is string {
   return typeof v === 'string' && v.length > 0 && v.length % 2 === 0 && /^[0-9a-f]+$/i.test(v);
 }
 
-/** Read and check a parameters file's JSON. Throws UsageError('BAD_HBA_PARAMS') naming `source`. */
+/** Read and check a parameters file's JSON. Throws UsageError('EHBA_PARAMS') naming `source`. */
 export function parseHbaParams(text: string, source: string): HbaParamsFile {
-  const bad = (why: string): never => { throw new UsageError('BAD_HBA_PARAMS', `${source}: ${why}`, 'hba'); };
+  const bad = (why: string): never => { throw new UsageError('EHBA_PARAMS', `${source}: ${why}`, 'hba'); };
   let doc: unknown;
   try { doc = JSON.parse(text); } catch (e) { return bad(`not JSON: ${(e as Error).message}`); }
   const d = doc as Partial<HbaParamsFile> | null;

@@ -65,12 +65,12 @@ export interface HbaSet {
  */
 export function generateHbaSet(o: GenerateHbaSetOptions): HbaSet {
   checkSec(o.sec);
-  if (o.prefixes.length === 0) throw new UsageError('BAD_PREFIX', 'an HBA set needs at least one prefix');
+  if (o.prefixes.length === 0) throw new UsageError('EPREFIX', 'an HBA set needs at least one prefix');
   const prefixes = o.prefixes.map(prefix64);
   const seen = new Set(prefixes.map(formatPrefix64));
-  if (seen.size !== prefixes.length) throw new UsageError('BAD_PREFIX', 'duplicate prefix in the HBA prefix vector');
+  if (seen.size !== prefixes.length) throw new UsageError('EPREFIX', 'duplicate prefix in the HBA prefix vector');
   const modifier = Uint8Array.from(o.randomBytes(CGA_MODIFIER_LENGTH).subarray(0, CGA_MODIFIER_LENGTH));
-  if (modifier.length !== CGA_MODIFIER_LENGTH) throw new UsageError('BAD_RANDOM', 'randomBytes returned too few octets');
+  if (modifier.length !== CGA_MODIFIER_LENGTH) throw new UsageError('ERANDOM', 'randomBytes returned too few octets');
   const publicKeyIncluded = o.publicKey !== undefined;
   const publicKey = o.publicKey ?? encodeExtendedModifier(o.randomBytes(HBA_EXTENDED_MODIFIER_BITS / 8));
   const ext = encodeMultiPrefixExtension({ publicKeyIncluded, prefixes });
@@ -93,7 +93,7 @@ export function generateHbaSet(o: GenerateHbaSetOptions): HbaSet {
  * 65537, so it parses as the 384-bit RSA key RFC 5535 asks it to look like.
  */
 export function encodeExtendedModifier(nonce: Uint8Array): Uint8Array {
-  if (nonce.length !== HBA_EXTENDED_MODIFIER_BITS / 8) throw new UsageError('BAD_RANDOM', 'the Extended Modifier is 48 octets');
+  if (nonce.length !== HBA_EXTENDED_MODIFIER_BITS / 8) throw new UsageError('ERANDOM', 'the Extended Modifier is 48 octets');
   const rsaPublicKey = der(0x30, concat(derUnsignedInteger(nonce), derUnsignedInteger(Uint8Array.of(1, 0, 1))));
   const algorithm = Uint8Array.of(0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00);
   return der(0x30, concat(algorithm, der(0x03, concat(Uint8Array.of(0), rsaPublicKey))));

@@ -88,9 +88,9 @@ export function isPayloadHeader(bytes: Uint8Array): boolean {
 
 /** Decode the 8-octet Payload Extension header (RFC 5533 §5.2) at the start of `bytes`. */
 export function decodePayloadHeader(bytes: Uint8Array): PayloadHeader {
-  if (bytes.length < PAYLOAD_HEADER_LENGTH) throw new WireError('TRUNCATED', `payload header needs 8 octets, got ${bytes.length}`, 0);
-  if ((bytes[Hdr.P_TYPE]! & P_BIT) === 0) throw new WireError('BAD_TYPE', 'P bit clear: a control message, not a payload header', Hdr.P_TYPE);
-  if (bytes[Hdr.HDR_EXT_LEN] !== 0) throw new WireError('BAD_LENGTH', `payload header Hdr Ext Len must be 0, got ${bytes[1]}`, Hdr.HDR_EXT_LEN);
+  if (bytes.length < PAYLOAD_HEADER_LENGTH) throw new WireError('ETRUNCATED', `payload header needs 8 octets, got ${bytes.length}`, 0);
+  if ((bytes[Hdr.P_TYPE]! & P_BIT) === 0) throw new WireError('ETYPE', 'P bit clear: a control message, not a payload header', Hdr.P_TYPE);
+  if (bytes[Hdr.HDR_EXT_LEN] !== 0) throw new WireError('ELENGTH', `payload header Hdr Ext Len must be 0, got ${bytes[1]}`, Hdr.HDR_EXT_LEN);
   return { nextHeader: bytes[0]!, contextTag: readTag(bytes, 2), headerLength: 8 };
 }
 
@@ -109,7 +109,7 @@ export function writePayloadHeader(buf: Uint8Array, offset: number, nextHeader: 
   checkUint('nextHeader', nextHeader, 0xff);
   checkTag('contextTag', contextTag);
   if (!Number.isInteger(offset) || offset < 0 || offset + PAYLOAD_HEADER_LENGTH > buf.length) {
-    throw new WireError('BAD_LENGTH', `no room for a payload header at offset ${offset} of ${buf.length} octets`);
+    throw new WireError('ELENGTH', `no room for a payload header at offset ${offset} of ${buf.length} octets`);
   }
   buf[offset] = nextHeader;
   buf[offset + 1] = 0;
@@ -128,10 +128,10 @@ export function copyBytes(b: Uint8Array, start: number, end: number): Uint8Array
   return out;
 }
 
-/** Encoder-side check: an integer field fits its width. Throws WireError('BAD_FIELD') naming the field. */
+/** Encoder-side check: an integer field fits its width. Throws WireError('EFIELD') naming the field. */
 export function checkUint(field: string, v: number, max: number): void {
   if (!Number.isInteger(v) || v < 0 || v > max) {
-    throw new WireError('BAD_FIELD', `${field}: ${String(v)} is not an integer in 0..${max}`);
+    throw new WireError('EFIELD', `${field}: ${String(v)} is not an integer in 0..${max}`);
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * IPv6 addresses as the rest of shim6 sees them: canonical RFC 5952 text
  * ("2001:db8::1", lowercase, longest zero run compressed) in decoded objects,
- * 16-octet Uint8Arrays on the wire. Parsing is strict and throws WireError('BAD_ADDRESS').
+ * 16-octet Uint8Arrays on the wire. Parsing is strict and throws WireError('EADDRESS').
  */
 import { WireError } from './errors.ts';
 
@@ -61,7 +61,7 @@ export function parseIpv6(text: string): Uint8Array {
 
 /**
  * Write the 16 octets of `text` into `buf` at `offset` (no intermediate array:
- * the encoders' hot path). Throws WireError('BAD_ADDRESS') like parseIpv6.
+ * the encoders' hot path). Throws WireError('EADDRESS') like parseIpv6.
  */
 export function writeIpv6(buf: Uint8Array, offset: number, text: Ipv6): void {
   if (typeof text === 'string' && text.length <= 45 && text.indexOf('.') < 0 && text.indexOf('%') < 0 && parseHexGroups(text, buf, offset)) return;
@@ -74,7 +74,7 @@ const HEX2: readonly string[] = HEX.map((h) => h.padStart(2, '0'));
 
 /** Format 16 octets (at `offset` of `buf`) as canonical RFC 5952 text. */
 export function formatIpv6(buf: Uint8Array, offset = 0): Ipv6 {
-  if (offset < 0 || offset + 16 > buf.length) throw new WireError('TRUNCATED', 'IPv6 address needs 16 octets', offset);
+  if (offset < 0 || offset + 16 > buf.length) throw new WireError('ETRUNCATED', 'IPv6 address needs 16 octets', offset);
   // Longest run of >= 2 zero groups, first one on ties (RFC 5952 §4.2).
   let bestStart = -1, bestLen = 1, runStart = -1;
   for (let i = 0; i < 8; i++) {
@@ -154,7 +154,7 @@ function parseHexGroups(s: string, out: Uint8Array, at = 0): boolean {
   return true;
 }
 
-/** Canonicalise IPv6 text (throws WireError('BAD_ADDRESS') if it is not an address). */
+/** Canonicalise IPv6 text (throws WireError('EADDRESS') if it is not an address). */
 export function canonicalIpv6(text: string): Ipv6 {
   return formatIpv6(parseIpv6(text));
 }
@@ -164,7 +164,7 @@ export function isIpv6(text: string): boolean {
 }
 
 function bad(text: unknown): WireError {
-  return new WireError('BAD_ADDRESS', `not an IPv6 address: ${JSON.stringify(text)}`);
+  return new WireError('EADDRESS', `not an IPv6 address: ${JSON.stringify(text)}`);
 }
 
 /** The /64 of `address` as a compact key (the first 8 octets in hex), for per-prefix bookkeeping. Throws like parseIpv6. */

@@ -17,13 +17,13 @@ export function toHex(b: Uint8Array): string {
 
 /**
  * Hex text to bytes. Accepts an optional 0x prefix and whitespace or colons
- * between octets; anything else is WireError('BAD_SYNTAX') naming `field`.
+ * between octets; anything else is WireError('ESYNTAX') naming `field`.
  */
 export function fromHex(text: unknown, field = 'hex'): Uint8Array {
-  if (typeof text !== 'string') throw new WireError('BAD_SYNTAX', `${field}: expected a hex string, got ${JSON.stringify(text)}`);
+  if (typeof text !== 'string') throw new WireError('ESYNTAX', `${field}: expected a hex string, got ${JSON.stringify(text)}`);
   const clean = text.replace(/^0x/i, '').replace(/[\s:]/g, '');
   if (!/^(?:[0-9a-fA-F]{2})*$/.test(clean)) {
-    throw new WireError('BAD_SYNTAX', `${field}: ${JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text)} is not an even number of hex digits`);
+    throw new WireError('ESYNTAX', `${field}: ${JSON.stringify(text.length > 40 ? text.slice(0, 40) + '…' : text)} is not an even number of hex digits`);
   }
   return new Uint8Array(Buffer.from(clean, 'hex'));
 }
@@ -64,11 +64,11 @@ export function fromJson(json: unknown, byteFields: Iterable<string>): unknown {
     try {
       value = JSON.parse(json) as unknown;
     } catch (e) {
-      throw new WireError('BAD_SYNTAX', `not JSON: ${(e as Error).message}`);
+      throw new WireError('ESYNTAX', `not JSON: ${(e as Error).message}`);
     }
   }
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
-    throw new WireError('BAD_SYNTAX', 'expected a JSON object');
+    throw new WireError('ESYNTAX', 'expected a JSON object');
   }
   return revive(value, '', new Set(byteFields));
 }

@@ -24,7 +24,7 @@ type Msg<N extends Shim6MessageName> = Extract<Shim6Message, { type: N }>;
 interface Layout<N extends Shim6MessageName> {
   readonly name: N;
   readonly code: number;
-  /** RFC minimum Hdr Ext Len; shorter headers are dropped (BAD_LENGTH). */
+  /** RFC minimum Hdr Ext Len; shorter headers are dropped (ELENGTH). */
   readonly minHdrExtLen: number;
   readonly allowed: number;
   /** Octets before the options (including the 6-octet common header); validates fields. */
@@ -183,7 +183,7 @@ function writeReports(b: Uint8Array, off: number, reports: readonly ProbeReport[
 
 function checkReports(field: string, reports: readonly ProbeReport[], min: number): void {
   if (!Array.isArray(reports) || reports.length < min || reports.length > PROBE_MAX_REPORTS) {
-    throw new WireError('BAD_FIELD', `${field}: needs ${min}..15 reports (4-bit count, RFC 5534 §5.2)`);
+    throw new WireError('EFIELD', `${field}: needs ${min}..15 reports (4-bit count, RFC 5534 §5.2)`);
   }
   for (const r of reports) {
     checkUint(`${field}.nonce`, r.nonce, 0xffff_ffff);
@@ -196,7 +196,7 @@ const Probe: Layout<'Probe'> = {
   name: 'Probe', code: MessageType.Probe, minHdrExtLen: MIN_HDR_EXT_LEN.Probe, allowed: OPTS_NONE,
   fixedLength(m) {
     checkTag('Probe.contextTag', m.contextTag);
-    if (!PROBE_STATES.includes(m.state)) throw new WireError('BAD_FIELD', `Probe.state: ${JSON.stringify(m.state)} is not one of ${PROBE_STATES.join(', ')}`);
+    if (!PROBE_STATES.includes(m.state)) throw new WireError('EFIELD', `Probe.state: ${JSON.stringify(m.state)} is not one of ${PROBE_STATES.join(', ')}`);
     checkReports('Probe.sent', m.sent, 1);
     checkReports('Probe.received', m.received, 0);
     return PROBE_REPORTS_AT + PROBE_REPORT_LENGTH * (m.sent.length + m.received.length);
@@ -205,11 +205,11 @@ const Probe: Layout<'Probe'> = {
     const precvd = b[12]! >>> 4;
     const psent = b[12]! & 0x0f;
     const sta = b[13]! >>> 6;
-    if (psent === 0) throw new WireError('BAD_FIELD', 'Probe Psent is 0; the first sent report is the probe itself', 12);
+    if (psent === 0) throw new WireError('EFIELD', 'Probe Psent is 0; the first sent report is the probe itself', 12);
     const state = PROBE_STATES[sta];
-    if (state === undefined) throw new WireError('BAD_FIELD', `Probe state ${sta} is not defined`, 13);
+    if (state === undefined) throw new WireError('EFIELD', `Probe state ${sta} is not defined`, 13);
     const optStart = PROBE_REPORTS_AT + PROBE_REPORT_LENGTH * (psent + precvd);
-    if (optStart > end) throw new WireError('BAD_LENGTH', `Probe with ${psent}+${precvd} reports needs ${optStart} octets, header has ${end}`, 1);
+    if (optStart > end) throw new WireError('ELENGTH', `Probe with ${psent}+${precvd} reports needs ${optStart} octets, header has ${end}`, 1);
     return {
       type: 'Probe', contextTag: readTag(b, 6), state,
       sent: readReports(b, PROBE_REPORTS_AT, psent),
@@ -231,8 +231,8 @@ const ErrorLayout: Layout<'Error'> = {
   fixedLength(m) {
     checkUint('Error.errorCode', m.errorCode, 0x7f);
     checkUint('Error.pointer', m.pointer, 0xffff);
-    if (!(m.offendingPacket instanceof Uint8Array)) throw new WireError('BAD_FIELD', 'Error.offendingPacket: not bytes');
-    if (m.options.length !== 0) throw new WireError('BAD_FIELD', 'Error.options: an Error message carries no options');
+    if (!(m.offendingPacket instanceof Uint8Array)) throw new WireError('EFIELD', 'Error.offendingPacket: not bytes');
+    if (m.options.length !== 0) throw new WireError('EFIELD', 'Error.options: an Error message carries no options');
     return 8 + Math.max(8, (m.offendingPacket.length + 7) & ~7);
   },
   decode: (b, end) => ({
@@ -272,17 +272,17 @@ export function messageName(code: number): Shim6MessageName | undefined {
  */
 export function decodeMessage(bytes: Uint8Array): Shim6Message {
   const n = bytes.length;
-  if (n < 8) throw new WireError('TRUNCATED', `a Shim6 header needs at least 8 octets, got ${n}`, 0);
+  if (n < 8) throw new WireError('ETRUNCATED', `a Shim6 header needs at least 8 octets, got ${n}`, 0);
   const pType = bytes[Hdr.P_TYPE]!;
-  if ((pType & P_BIT) !== 0) throw new WireError('BAD_TYPE', 'P bit set: a payload extension header, not a control message', Hdr.P_TYPE);
+  if ((pType & P_BIT) !== 0) throw new WireError('ETYPE', 'P bit set: a payload extension header, not a control message', Hdr.P_TYPE);
   const end = headerLength(bytes[Hdr.HDR_EXT_LEN]!);
-  if (end > n) throw new WireError('TRUNCATED', `Hdr Ext Len says ${end} octets, input has ${n}`, Hdr.HDR_EXT_LEN);
-  if (shim6Checksum(bytes, end) !== 0) throw new WireError('BAD_CHECKSUM', 'Shim6 checksum does not verify', Hdr.CHECKSUM);
-  if ((bytes[Hdr.TYPE_SPECIFIC_S]! & S_BIT) !== 0) throw new WireError('BAD_TYPE', 'S bit set: a HIP packet, not Shim6', Hdr.TYPE_SPECIFIC_S);
+  if (end > n) throw new WireError('ETRUNCATED', `Hdr Ext Len says ${end} octets, input has ${n}`, Hdr.HDR_EXT_LEN);
+  if (shim6Checksum(bytes, end) !== 0) throw new WireError('ECHECKSUM', 'Shim6 checksum does not verify', Hdr.CHECKSUM);
+  if ((bytes[Hdr.TYPE_SPECIFIC_S]! & S_BIT) !== 0) throw new WireError('ETYPE', 'S bit set: a HIP packet, not Shim6', Hdr.TYPE_SPECIFIC_S);
   const layout = BY_CODE[pType];
-  if (layout === undefined) throw new WireError('BAD_TYPE', `unknown Shim6 message type ${pType}`, Hdr.P_TYPE);
+  if (layout === undefined) throw new WireError('ETYPE', `unknown Shim6 message type ${pType}`, Hdr.P_TYPE);
   if (bytes[Hdr.HDR_EXT_LEN]! < layout.minHdrExtLen) {
-    throw new WireError('BAD_LENGTH', `${layout.name} needs Hdr Ext Len >= ${layout.minHdrExtLen}, got ${bytes[Hdr.HDR_EXT_LEN]}`, Hdr.HDR_EXT_LEN);
+    throw new WireError('ELENGTH', `${layout.name} needs Hdr Ext Len >= ${layout.minHdrExtLen}, got ${bytes[Hdr.HDR_EXT_LEN]}`, Hdr.HDR_EXT_LEN);
   }
   return layout.decode(bytes, end);
 }
@@ -299,8 +299,8 @@ export function tryDecodeMessage(bytes: Uint8Array): { ok: true; message: Shim6M
 
 function layoutOf(msg: Shim6Message): Layout<Shim6MessageName> {
   const layout = BY_NAME.get((msg as { type: unknown }).type as string);
-  if (layout === undefined) throw new WireError('BAD_TYPE', `unknown message type ${JSON.stringify((msg as { type: unknown }).type)}`);
-  if (!Array.isArray(msg.options)) throw new WireError('BAD_FIELD', `${msg.type}.options: not an array`);
+  if (layout === undefined) throw new WireError('ETYPE', `unknown message type ${JSON.stringify((msg as { type: unknown }).type)}`);
+  if (!Array.isArray(msg.options)) throw new WireError('EFIELD', `${msg.type}.options: not an array`);
   return layout;
 }
 
@@ -308,7 +308,7 @@ function lengths(msg: Shim6Message): { layout: Layout<Shim6MessageName>; fixed: 
   const layout = layoutOf(msg);
   const fixed = layout.fixedLength(msg);
   const total = fixed + optionsLength(msg.options, layout.allowed, msg.type);
-  if (total > MAX_HEADER_LENGTH) throw new WireError('BAD_LENGTH', `${msg.type} would be ${total} octets; a Shim6 header holds at most ${MAX_HEADER_LENGTH}`);
+  if (total > MAX_HEADER_LENGTH) throw new WireError('ELENGTH', `${msg.type} would be ${total} octets; a Shim6 header holds at most ${MAX_HEADER_LENGTH}`);
   return { layout, fixed, total };
 }
 
@@ -319,7 +319,7 @@ export function encodingLength(msg: Shim6Message): number {
 
 /**
  * Encode a control message: Next Header 59, Hdr Ext Len, type, fields, options
- * (padded), checksum. Throws WireError (BAD_FIELD / BAD_TYPE / BAD_LENGTH) naming
+ * (padded), checksum. Throws WireError (EFIELD / ETYPE / ELENGTH) naming
  * the field when a value does not fit the format.
  */
 export function encodeMessage(msg: Shim6Message): Uint8Array {

@@ -94,7 +94,7 @@ export interface KeepaliveTimeoutOption extends OptionBase {
 /**
  * An option this implementation does not know, or knows but does not allow in this
  * message type, received with C = 0 (ignored by the protocol, kept for round trips
- * and debugging). With C = 1 the decoder throws UNKNOWN_CRITICAL_OPTION instead.
+ * and debugging). With C = 1 the decoder throws ECRITICAL_OPTION instead.
  */
 export interface UnknownOption extends OptionBase {
   type: 'Unknown';

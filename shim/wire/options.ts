@@ -3,7 +3,7 @@
  * contents | padding to 8`. Decoding goes through one table keyed by option type;
  * the caller passes the set of options its message type allows. Unknown or
  * not-allowed options are kept as `Unknown` when C = 0 and rejected with
- * UNKNOWN_CRITICAL_OPTION when C = 1. After each option the decoded contents must
+ * ECRITICAL_OPTION when C = 1. After each option the decoded contents must
  * re-encode to exactly the declared Length (consumed = declared).
  * Knows nothing about message layouts.
  */
@@ -31,12 +31,12 @@ export function paddedOptionLength(len: number): number {
 }
 
 function bad(what: string, off: number): WireError {
-  return new WireError('BAD_OPTION', what, off);
+  return new WireError('EOPTION', what, off);
 }
 
 function bytesField(o: Shim6Option, field: string): Uint8Array {
   const v = (o as unknown as Record<string, unknown>)[field];
-  if (!(v instanceof Uint8Array)) throw new WireError('BAD_FIELD', `${o.type}.${field}: not bytes`);
+  if (!(v instanceof Uint8Array)) throw new WireError('EFIELD', `${o.type}.${field}: not bytes`);
   return v;
 }
 
@@ -124,7 +124,7 @@ const locatorPreferences: OptionCodec = {
     const l = o as Extract<Shim6Option, { type: 'LocatorPreferences' }>;
     checkUint('LocatorPreferences.generation', l.generation, 0xffff_ffff);
     const el = l.elementLength;
-    if (!Number.isInteger(el) || el < 1 || el > 0xff) throw new WireError('BAD_FIELD', `LocatorPreferences.elementLength: ${String(el)} is not in 1..255`);
+    if (!Number.isInteger(el) || el < 1 || el > 0xff) throw new WireError('EFIELD', `LocatorPreferences.elementLength: ${String(el)} is not in 1..255`);
     for (const e of l.elements) checkPreference(e, el);
     return 5 + el * l.elements.length;
   },
@@ -152,12 +152,12 @@ function checkPreference(e: LocatorPreference, el: number): void {
   if (e.weight !== undefined) checkUint('LocatorPreferences.weight', e.weight, 0xff);
   const extraLen = el > 3 ? el - 3 : 0;
   if (extraLen === 0 ? e.extra !== undefined : !(e.extra instanceof Uint8Array) || e.extra.length !== extraLen) {
-    throw new WireError('BAD_FIELD', `LocatorPreferences: element length ${el} needs extra of ${extraLen} octets`);
+    throw new WireError('EFIELD', `LocatorPreferences: element length ${el} needs extra of ${extraLen} octets`);
   }
 }
 
 function preferenceShape(el: number, field: string): WireError {
-  return new WireError('BAD_FIELD', `LocatorPreferences: element length ${el} ${el >= 2 ? 'requires' : 'forbids'} ${field}`);
+  return new WireError('EFIELD', `LocatorPreferences: element length ${el} ${el >= 2 ? 'requires' : 'forbids'} ${field}`);
 }
 
 const ulidPair: OptionCodec = {
@@ -248,7 +248,7 @@ export function decodeOptions(b: Uint8Array, start: number, end: number, allowed
       if (codec.length(o) !== len) throw bad(`option ${codec.name}: contents do not fill Length ${len}`, off);
       out.push(o);
     } else if (critical) {
-      throw new WireError('UNKNOWN_CRITICAL_OPTION', `critical option ${code} is unknown or not allowed here`, off, code);
+      throw new WireError('ECRITICAL_OPTION', `critical option ${code} is unknown or not allowed here`, off, code);
     } else {
       out.push({ type: 'Unknown', critical, optionType: code, data: copyBytes(b, off + 4, off + 4 + len) });
     }
@@ -259,14 +259,14 @@ export function decodeOptions(b: Uint8Array, start: number, end: number, allowed
 
 /** Contents length of one option; validates its fields and that the message type allows it. */
 function contentLength(o: Shim6Option, allowed: number, msgName: string): number {
-  if (typeof o.critical !== 'boolean') throw new WireError('BAD_FIELD', `${msgName}.options: ${String(o.type)}.critical must be true or false`);
+  if (typeof o.critical !== 'boolean') throw new WireError('EFIELD', `${msgName}.options: ${String(o.type)}.critical must be true or false`);
   if (o.type === 'Unknown') {
     checkUint('Unknown.optionType', o.optionType, 0x7fff);
     return bytesField(o, 'data').length;
   }
   const codec = BY_NAME.get(o.type);
-  if (codec === undefined) throw new WireError('BAD_FIELD', `options: unknown option type ${JSON.stringify((o as { type: unknown }).type)}`);
-  if ((allowed & (1 << codec.code)) === 0) throw new WireError('BAD_FIELD', `options: ${o.type} is not allowed in ${msgName} (RFC 5533 §5)`);
+  if (codec === undefined) throw new WireError('EFIELD', `options: unknown option type ${JSON.stringify((o as { type: unknown }).type)}`);
+  if ((allowed & (1 << codec.code)) === 0) throw new WireError('EFIELD', `options: ${o.type} is not allowed in ${msgName} (RFC 5533 §5)`);
   return codec.length(o);
 }
 

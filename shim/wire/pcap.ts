@@ -28,7 +28,7 @@ export interface PcapPacket {
 
 /** A native IPv6 packet (RFC 8200 §3) carrying `payload` with Next Header `nextHeader` (default 140). */
 export function ipv6Packet(src: Ipv6, dst: Ipv6, payload: Uint8Array, nextHeader = IPPROTO_SHIM6, hopLimit = 64): Uint8Array {
-  if (payload.length > 0xffff) throw new WireError('BAD_LENGTH', `IPv6 payload of ${payload.length} octets needs a jumbogram`);
+  if (payload.length > 0xffff) throw new WireError('ELENGTH', `IPv6 payload of ${payload.length} octets needs a jumbogram`);
   const p = new Uint8Array(IPV6_HEADER_LENGTH + payload.length);
   const v = new DataView(p.buffer);
   v.setUint32(0, 0x6000_0000); // version 6, traffic class 0, flow label 0
@@ -56,7 +56,7 @@ export function encodePcap(packets: readonly PcapPacket[]): Uint8Array {
   let off = 24;
   frames.forEach((f, i) => {
     const t = packets[i]!.timestampMicros;
-    if (!Number.isSafeInteger(t) || t < 0) throw new WireError('BAD_FIELD', `timestampMicros: ${t} is not a non-negative integer`);
+    if (!Number.isSafeInteger(t) || t < 0) throw new WireError('EFIELD', `timestampMicros: ${t} is not a non-negative integer`);
     v.setUint32(off, Math.floor(t / 1e6), true);
     v.setUint32(off + 4, t % 1e6, true);
     v.setUint32(off + 8, f.length, true);

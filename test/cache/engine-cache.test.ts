@@ -68,8 +68,8 @@ test('import of a snapshot read from disk: validated, typed error, nothing half-
   const c = new LruCapabilityCache();
   c.setNegative(T0, { address: '2001:db8::9', reason: 'refused', expires: ms(T0 + 500) });
   const bad = { positive: [{ ulid: 'not-an-address', source: 'dns', locators: [loc('2001:db8::1')], expires: T0 + 10 }], negative: [] };
-  assert.throws(() => c.import(T0, bad as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'CACHE_BAD_ENTRY' && e.path === '$.positive[0].ulid');
-  assert.throws(() => c.import(T0, 'garbage' as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'CACHE_BAD_FORMAT');
+  assert.throws(() => c.import(T0, bad as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'ECACHE_ENTRY' && e.path === '$.positive[0].ulid');
+  assert.throws(() => c.import(T0, 'garbage' as unknown as CacheSnapshot), (e: unknown) => e instanceof CacheDataError && e.code === 'ECACHE_FORMAT');
   assert.throws(() => c.import(T0, { positive: [], negative: [{ address: '2001:db8::1', reason: 'bored', expires: T0 + 9 }] } as unknown as CacheSnapshot), CacheDataError);
   assert.deepEqual(c.size(), { positive: 0, negative: 1 });
   const good = JSON.parse(JSON.stringify(c.export(T0))) as CacheSnapshot;

@@ -105,19 +105,19 @@ test('generateCga is deterministic for a seeded randomBytes, and honours collisi
   assert.deepEqual(d.extensions, [{ type: 0x7777, data: hex('0102') }]);
 });
 
-test('the modifier search is bounded: maxIterations ends it with CGA_SEARCH_EXHAUSTED', () => {
+test('the modifier search is bounded: maxIterations ends it with ECGA_SEARCH', () => {
   assert.ok(DEFAULT_MAX_ITERATIONS >= 1 << 20);
   assert.throws(
     () => generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec: 2, randomBytes: randomBytes('z'), maxIterations: 1000 }),
-    (e: unknown) => e instanceof UsageError && e.code === 'CGA_SEARCH_EXHAUSTED',
+    (e: unknown) => e instanceof UsageError && e.code === 'ECGA_SEARCH',
   );
   for (const sec of [-1, 3, 7, 1.5]) {
     assert.throws(() => generateCga({ subnetPrefix: 'fe80::', publicKey: RFC_KEY, sec, randomBytes: randomBytes('z') }),
-      (e: unknown) => e instanceof UsageError && e.code === 'BAD_SEC');
+      (e: unknown) => e instanceof UsageError && e.code === 'ESEC');
   }
   for (const subnetPrefix of ['fe80::1', '2001:db8::/48', 'nonsense']) {
     assert.throws(() => generateCga({ subnetPrefix, publicKey: RFC_KEY, sec: 0, randomBytes: randomBytes('z') }),
-      (e: unknown) => e instanceof UsageError && e.code === 'BAD_PREFIX');
+      (e: unknown) => e instanceof UsageError && e.code === 'EPREFIX');
   }
 });
 
@@ -126,21 +126,21 @@ test('decodeCgaParams: DER header forms and structural faults give WireError cod
     try { decodeCgaParams(b); return 'ok'; } catch (e) { assert.ok(e instanceof WireError); return e.code; }
   };
   const base = RFC_HASH1_INPUT;
-  assert.equal(code(base.subarray(0, 24)), 'TRUNCATED');
-  assert.equal(code(base.subarray(0, 26)), 'TRUNCATED');
-  assert.equal(code(base.subarray(0, 100)), 'TRUNCATED');
+  assert.equal(code(base.subarray(0, 24)), 'ETRUNCATED');
+  assert.equal(code(base.subarray(0, 26)), 'ETRUNCATED');
+  assert.equal(code(base.subarray(0, 100)), 'ETRUNCATED');
   const notSeq = base.slice(); notSeq[25] = 0x31;
-  assert.equal(code(notSeq), 'BAD_FIELD');
+  assert.equal(code(notSeq), 'EFIELD');
   const indefinite = base.slice(); indefinite[26] = 0x80;
-  assert.equal(code(indefinite), 'BAD_LENGTH');
+  assert.equal(code(indefinite), 'ELENGTH');
   // Long-form length for a short key is not DER.
   const nonMinimal = Uint8Array.of(...base.subarray(0, 25), 0x30, 0x81, 0x02, 0x05, 0x00);
-  assert.equal(code(nonMinimal), 'BAD_FIELD');
+  assert.equal(code(nonMinimal), 'EFIELD');
   const minimalLong = Uint8Array.of(...base.subarray(0, 25), 0x30, 0x81, 0x80, ...new Uint8Array(0x80));
   assert.equal(code(minimalLong), 'ok');
-  assert.equal(code(Uint8Array.of(...base, 0x00, 0x12, 0x00)), 'TRUNCATED');
-  assert.equal(code(Uint8Array.of(...base, 0x00, 0x99, 0x00, 0x03, 1, 2)), 'TRUNCATED');
-  assert.equal(code(Uint8Array.of(...base, 0x00, 0x12, 0x00, 0x05, 0x80, 0, 0, 0, 1)), 'BAD_LENGTH');
+  assert.equal(code(Uint8Array.of(...base, 0x00, 0x12, 0x00)), 'ETRUNCATED');
+  assert.equal(code(Uint8Array.of(...base, 0x00, 0x99, 0x00, 0x03, 1, 2)), 'ETRUNCATED');
+  assert.equal(code(Uint8Array.of(...base, 0x00, 0x12, 0x00, 0x05, 0x80, 0, 0, 0, 1)), 'ELENGTH');
   assert.equal(code(Uint8Array.of(...base, 0x00, 0x99, 0x00, 0x00)), 'ok');
 });
 
@@ -154,7 +154,7 @@ test('encodeCgaParams refuses what it cannot represent', () => {
     { ...p, publicKey: Uint8Array.of(...RFC_KEY, 0) },
     { ...p, extensions: [{ type: 0x10000, data: new Uint8Array(0) }] },
   ]) {
-    assert.throws(() => encodeCgaParams(bad), (e: unknown) => e instanceof UsageError && e.code === 'BAD_CGA_PARAMS');
+    assert.throws(() => encodeCgaParams(bad), (e: unknown) => e instanceof UsageError && e.code === 'ECGA_PARAMS');
   }
 });
 

@@ -149,11 +149,11 @@ test('generateHbaSet input checks', () => {
   const bad = (o: Parameters<typeof generateHbaSet>[0], code: string): void => {
     assert.throws(() => generateHbaSet(o), (e: unknown) => e instanceof UsageError && e.code === code);
   };
-  bad({ prefixes: [], sec: 0, randomBytes: rb }, 'BAD_PREFIX');
-  bad({ prefixes: ['2001:db8:1::/64', '2001:db8:1::'], sec: 0, randomBytes: rb }, 'BAD_PREFIX');
-  bad({ prefixes: ['2001:db8:1::1'], sec: 0, randomBytes: rb }, 'BAD_PREFIX');
-  bad({ prefixes: prefixes(2), sec: 3, randomBytes: rb }, 'BAD_SEC');
-  bad({ prefixes: prefixes(2), sec: 2, randomBytes: rb, maxIterations: 10 }, 'CGA_SEARCH_EXHAUSTED');
+  bad({ prefixes: [], sec: 0, randomBytes: rb }, 'EPREFIX');
+  bad({ prefixes: ['2001:db8:1::/64', '2001:db8:1::'], sec: 0, randomBytes: rb }, 'EPREFIX');
+  bad({ prefixes: ['2001:db8:1::1'], sec: 0, randomBytes: rb }, 'EPREFIX');
+  bad({ prefixes: prefixes(2), sec: 3, randomBytes: rb }, 'ESEC');
+  bad({ prefixes: prefixes(2), sec: 2, randomBytes: rb, maxIterations: 10 }, 'ECGA_SEARCH');
 });
 
 test('hbaDigest is SHA-256 of the structure; hbaDigestForUlid matches it from any member', () => {

@@ -22,7 +22,7 @@ test('signed octets: type tag 0x4A30…6D48 ‖ generation u32 ‖ locators in l
   assert.equal(toHex(input.subarray(36)), '20010db8000300000000000000000020');
   assert.equal(cgaSignatureInput(0, []).length, 20);
   for (const g of [-1, 2 ** 32, 1.5]) {
-    assert.throws(() => cgaSignatureInput(g, locators), (e: unknown) => e instanceof UsageError && e.code === 'BAD_GENERATION');
+    assert.throws(() => cgaSignatureInput(g, locators), (e: unknown) => e instanceof UsageError && e.code === 'EGENERATION');
   }
 });
 
@@ -71,7 +71,7 @@ test('keys below 1024 bits, non-RSA keys and HBA-only parameter sets are refused
   const eg = generateCga({ subnetPrefix: '2001:db8:1::', publicKey: ecSpki, sec: 0, randomBytes: randomBytes('ec') });
   const ecSig = new Uint8Array(crypto.sign('sha1', cgaSignatureInput(1, locators), ec.privateKey));
   assert.equal(verifyCgaSignature({ params: eg.params, generation: 1, locators, signature: ecSig }), false);
-  assert.throws(() => signCgaLocators(ec.privateKey, 1, locators), (e: unknown) => e instanceof UsageError && e.code === 'BAD_KEY');
+  assert.throws(() => signCgaLocators(ec.privateKey, 1, locators), (e: unknown) => e instanceof UsageError && e.code === 'EKEY');
 
   // HBA/CGA set (P = 1) signs; the same key bytes under P = 0 are a nonce and do not.
   const set = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64'], sec: 0, publicKey: spki, randomBytes: randomBytes('hc') });

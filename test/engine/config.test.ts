@@ -23,11 +23,11 @@ test('profiles and overrides: rfc = RFC 5533 §14 / RFC 5534 §7 values, fast be
 });
 
 test('bad configuration → UsageError with a stable code', () => {
-  assert.throws(() => resolveConfig({ localLocators: L, profile: 'lan' as never }), code('BAD_PROFILE'));
-  assert.throws(() => resolveConfig({ localLocators: L, timers: { nope: 1 } as never }), code('BAD_TIMER'));
-  assert.throws(() => resolveConfig({ localLocators: L, timers: { sendTimeout: -1 as never } }), code('BAD_TIMER'));
-  assert.throws(() => resolveConfig({ localLocators: L, timers: { validatorLifetime: ms(29_999) } }), code('BAD_TIMER'));
-  assert.throws(() => resolveConfig({ localLocators: [] }), code('NO_LOCATORS'));
+  assert.throws(() => resolveConfig({ localLocators: L, profile: 'lan' as never }), code('EPROFILE'));
+  assert.throws(() => resolveConfig({ localLocators: L, timers: { nope: 1 } as never }), code('ETIMER'));
+  assert.throws(() => resolveConfig({ localLocators: L, timers: { sendTimeout: -1 as never } }), code('ETIMER'));
+  assert.throws(() => resolveConfig({ localLocators: L, timers: { validatorLifetime: ms(29_999) } }), code('ETIMER'));
+  assert.throws(() => resolveConfig({ localLocators: [] }), code('ENO_LOCATORS'));
 });
 
 test('context tags: 47 bits, random, unique on the host', () => {

@@ -4,33 +4,34 @@
 // another ULID pair is stale and removed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Loop, hbaHost } from './loop.ts';
+import { Sim } from '../sim/sim.ts';
+import { addLinkedShimHost, engineEvents, hbaIdentity, rebootShimHost, sendShim, shimDeliveries } from '../sim/shim-hosts.ts';
+import { sentTypes } from '../sim/trace.ts';
 import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
 const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
 
 test('context confusion (§7.6): the peer restarts with another ULID and reuses the tag → the stale context is removed', () => {
-  const net = new Loop(20);
-  const id = hbaHost(41, A_PREFIXES);
-  const a1 = net.addIdentity('A1', 41, id, { profile: 'fast' });
-  const b = net.add('B', 42, B_PREFIXES, { profile: 'fast' });
-  a1.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(300);
+  const sim = new Sim(41);
+  const id = hbaIdentity(A_PREFIXES, sim.rng.fork());
+  const a = addLinkedShimHost(sim, 'a', id, {}, new SimRng(41));
+  const b = addLinkedShimHost(sim, 'b', hbaIdentity(B_PREFIXES, sim.rng.fork()));
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  sim.runFor(300);
   const stale = b.engine.status().contexts[0]!;
   assert.equal(stale.peerUlid, id.locators[0]);
   // A restarts (same seed → same first context tag) and now uses its second address as ULID.
-  net.hosts.splice(net.hosts.indexOf(a1), 1);
-  const a2 = net.addIdentity('A2', 41, { ...id, ulid: id.locators[1]! }, { profile: 'fast', localUlid: id.locators[1]! });
-  a2.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(net.now + 300);
+  const a2 = rebootShimHost(sim, a, { localUlid: id.locators[1]! }, new SimRng(41));
+  a2.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  sim.runFor(300);
   const fresh = a2.engine.status().contexts[0]!;
   assert.equal(fresh.state, State.ESTABLISHED);
   assert.equal(fresh.contextTag, stale.peerContextTag, 'the peer reused its context tag');
-  const closed = b.events.find((e) => e.kind === 'context-closed');
+  const closed = engineEvents(b).find((e) => e.kind === 'context-closed');
   assert.ok(closed && closed.kind === 'context-closed');
   assert.equal(closed.reason, 'confusion');
   assert.equal(closed.peerUlid, id.locators[0]);
@@ -38,9 +39,9 @@ test('context confusion (§7.6): the peer restarts with another ULID and reuses 
   assert.equal(left.length, 1, 'only the new context remains');
   assert.equal(left[0]!.peerUlid, id.locators[1]);
   // Payload now reaches B as from the new ULID.
-  assert.ok(net.sendPayload(a2, b));
-  net.run(net.now + 100);
-  assert.equal(b.delivered.at(-1)?.srcUlid, id.locators[1]);
+  assert.ok(sendShim(sim, a2, b, id.locators[1]!));
+  sim.runFor(100);
+  assert.equal(shimDeliveries(sim, b).at(-1)?.srcUlid, id.locators[1]);
 });
 
 test('Forked Instance Identifier: two contexts for one ULID pair, told apart by FII; the FII is bound into the validator', () => {
@@ -105,17 +106,16 @@ test('I2 with a ULID option and no Locator List from another locator: the ULID i
 });
 
 test('hosts without HBA/CGA: DNS-primed I1 falls over to the second locator; R2 from there makes it usable both ways', () => {
-  const net = new Loop(20);
-  const a = net.addIdentity('A', 45, { ulid: '2001:db8:a1::1', locators: ['2001:db8:a1::1'] }, { profile: 'fast' });
-  const b = net.addIdentity('B', 46, { ulid: '2001:db8:b1::1', locators: ['2001:db8:b1::1', '2001:db8:b2::1'] }, { profile: 'fast' });
-  net.block(a.ulid, b.ulid);
-  net.block(b.ulid, a.ulid);
-  a.engine.prime(net.now, { ulid: b.ulid, locators: b.locators.map((address) => ({ address, flags: 0, priority: 0, weight: 0 })), ttl: 60, source: 'dns' });
-  net.run(3000);
+  const sim = new Sim(45);
+  const a = addLinkedShimHost(sim, 'a', { ulid: '2001:db8:a1::1', locators: ['2001:db8:a1::1'] });
+  const b = addLinkedShimHost(sim, 'b', { ulid: '2001:db8:b1::1', locators: ['2001:db8:b1::1', '2001:db8:b2::1'] });
+  sim.setLink(a.ulid, b.ulid, { blackhole: true });
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: b.locators.map((address) => ({ address, flags: 0, priority: 0, weight: 0 })), ttl: 60, source: 'dns' });
+  sim.runFor(3000);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
   assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.ulid, peer: '2001:db8:b2::1' });
-  for (let i = 0; i < 3; i++) { assert.ok(net.sendPayload(a, b)); assert.ok(net.sendPayload(b, a)); net.run(net.now + 100); }
-  assert.equal(b.delivered.length, 3);
-  assert.equal(a.delivered.length, 3);
-  assert.ok(!net.types().includes('5'), 'no R1bis');
+  for (let i = 0; i < 3; i++) { assert.ok(sendShim(sim, a, b)); assert.ok(sendShim(sim, b, a)); sim.runFor(100); }
+  assert.equal(shimDeliveries(sim, b).length, 3);
+  assert.equal(shimDeliveries(sim, a).length, 3);
+  assert.ok(!sentTypes(sim).includes('R1bis'), 'no R1bis');
 });

@@ -8,15 +8,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, State, type Transmit } from '../../shim/engine/index.ts';
 import { encodeMessage, encodePayloadHeader } from '../../shim/wire/index.ts';
-import { hbaHost } from './loop.ts';
+import { hbaIdentity } from '../sim/shim-hosts.ts';
 import { ms, type Millis } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 interface Side { engine: Engine; ulid: string; port: number; sent: Transmit[] }
 
 function side(seed: number, prefixes: string[], port: number): Side {
-  const id = hbaHost(seed, prefixes);
-  const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.cgaParams, profile: 'fast' }, new SimRng(seed + 7));
+  const id = hbaIdentity(prefixes, new SimRng(seed));
+  const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast' }, new SimRng(seed + 7));
   return { engine, ulid: id.ulid, port, sent: [] };
 }
 

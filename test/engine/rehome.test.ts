@@ -1,91 +1,98 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Loop, established, type Host } from './loop.ts';
+import type { Sim } from '../sim/sim.ts';
+import { configuredPair, engineEvents, sendShim, shimDeliveries, type ShimHost } from '../sim/shim-hosts.ts';
+import { sent, sentTypes } from '../sim/trace.ts';
 import { State } from '../../shim/engine/index.ts';
 import { encodeMessage } from '../../shim/wire/index.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 
 
 /** Bidirectional payload every 50 ms until `until`. */
-function traffic(net: Loop, a: Host, b: Host, until: number): void {
-  while (net.now < until) {
-    net.sendPayload(a, b);
-    net.sendPayload(b, a);
-    net.run(net.now + 50);
+function traffic(sim: Sim, a: ShimHost, b: ShimHost, until: number): void {
+  while (sim.now < until) {
+    sendShim(sim, a, b);
+    sendShim(sim, b, a);
+    sim.runFor(50);
   }
 }
 
+/** Blackhole (or heal) one direction of a locator pair. */
+const block = (sim: Sim, src: string, dst: string, on = true): void => sim.setLink(src, dst, { blackhole: on }, 'forward');
+
 test('REAP: silent black hole of the current pair in both directions → probes, new pair within 1 s (fast), payload flows', () => {
-  const { net, a, b } = established(11, 12);
-  traffic(net, a, b, 1000);
-  net.block(a.ulid, b.ulid);
-  net.block(b.ulid, a.ulid);
-  const hole = net.now;
-  const deliveredBefore = b.delivered.length;
-  traffic(net, a, b, hole + 2000);
-  const changedA = a.events.find((e) => e.kind === 'locator-pair-changed');
-  const changedB = b.events.find((e) => e.kind === 'locator-pair-changed');
+  const { sim, a, b } = configuredPair(11);
+  traffic(sim, a, b, sim.now + 800);
+  block(sim, a.ulid, b.ulid);
+  block(sim, b.ulid, a.ulid);
+  const hole = sim.now;
+  const deliveredBefore = shimDeliveries(sim, b).length;
+  traffic(sim, a, b, hole + 2000);
+  const changedA = engineEvents(a).find((e) => e.kind === 'locator-pair-changed');
+  const changedB = engineEvents(b).find((e) => e.kind === 'locator-pair-changed');
   assert.ok(changedA && changedB, `pair changes: ${JSON.stringify([changedA, changedB])}`);
-  assert.ok(net.types().includes('67'), 'Probe messages were exchanged');
-  const firstNew = net.log.find((l) => l.at >= hole && l.host === 'A' && (l.bytes[2]! & 0x80) !== 0 && l.src !== a.ulid || (l.at >= hole && l.host === 'A' && (l.bytes[2]! & 0x80) !== 0 && l.dst !== b.ulid));
+  assert.ok(sentTypes(sim).includes('Probe'), 'Probe messages were exchanged');
+  const firstNew = sent(sim, 'a').find((l) => l.at >= hole && l.type === 'payload' && (l.src !== a.ulid || l.dst !== b.ulid));
   assert.ok(firstNew, 'A sent payload on another pair');
   assert.ok(firstNew.at - hole <= 1000, `re-homed after ${firstNew.at - hole} ms`);
-  assert.ok(b.delivered.length > deliveredBefore + 5, 'payload delivered after re-homing');
+  assert.ok(shimDeliveries(sim, b).length > deliveredBefore + 5, 'payload delivered after re-homing');
   // payload stayed on the old pair until the new one was confirmed
-  const switchAt = net.log.find((l) => l.host === 'A' && l.at >= hole && (l.bytes[2]! & 0x80) !== 0 && (l.src !== a.ulid || l.dst !== b.ulid))!.at;
-  assert.ok(net.log.filter((l) => l.host === 'A' && l.at >= hole && l.at < switchAt && (l.bytes[2]! & 0x80) !== 0).every((l) => l.src === a.ulid && l.dst === b.ulid));
+  const switchAt = firstNew.at;
+  assert.ok(sent(sim, 'a').filter((l) => l.at >= hole && l.at < switchAt && l.type === 'payload').every((l) => l.src === a.ulid && l.dst === b.ulid));
   assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
 });
 
 test('REAP: one-way failure A→B on the current pair → A moves, B may keep its direction (different pairs per direction)', () => {
-  const { net, a, b } = established(13, 14);
-  traffic(net, a, b, 1000);
-  net.block(a.ulid, b.ulid);
-  traffic(net, a, b, 4000);
+  const { sim, a, b } = configuredPair(13);
+  const start = sim.now;
+  traffic(sim, a, b, start + 800);
+  block(sim, a.ulid, b.ulid);
+  traffic(sim, a, b, start + 3800);
   const sa = a.engine.status().contexts[0]!;
   const sb = b.engine.status().contexts[0]!;
   assert.notDeepEqual(sa.pair, { local: a.ulid, peer: b.ulid }, 'A no longer sends on the broken pair');
   assert.ok(sb.pair.local === b.ulid && sb.pair.peer === a.ulid, `B kept its working direction: ${JSON.stringify(sb.pair)}`);
-  const late = b.delivered.length;
-  traffic(net, a, b, 5000);
-  assert.ok(b.delivered.length > late, 'A → B payload flows again');
+  const late = shimDeliveries(sim, b).length;
+  traffic(sim, a, b, start + 4800);
+  assert.ok(shimDeliveries(sim, b).length > late, 'A → B payload flows again');
   assert.equal(sa.reap, 'Operational');
   assert.equal(sb.reap, 'Operational');
 });
 
 test('REAP: unidirectional traffic is kept alive by Keepalives (RFC 5534 App. A ex. 3), no exploration', () => {
-  const { net, a, b } = established(15, 16);
-  while (net.now < 5000) {
-    net.sendPayload(a, b);
-    net.run(net.now + 100);
+  const { sim, a, b } = configuredPair(15);
+  const end = sim.now + 4800;
+  while (sim.now < end) {
+    sendShim(sim, a, b);
+    sim.runFor(100);
   }
-  assert.ok(net.types('B').includes('66'), 'B sent Keepalives');
-  assert.ok(!net.types().includes('67'), 'no Probe');
+  assert.ok(sentTypes(sim, 'b').includes('Keepalive'), 'B sent Keepalives');
+  assert.ok(!sentTypes(sim).includes('Probe'), 'no Probe');
   assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
 });
 
 test('Close / CloseAck: coordinated removal on both ends', () => {
-  const { net, a, b } = established(17, 18);
-  a.engine.close(net.now, b.ulid);
-  net.run(net.now + 200);
-  assert.deepEqual(net.types().slice(-2), ['60', '61']);
+  const { sim, a, b } = configuredPair(17);
+  a.engine.close(sim.now, b.ulid);
+  sim.runFor(200);
+  assert.deepEqual(sentTypes(sim).slice(-2), ['Close', 'CloseAck']);
   assert.equal(a.engine.contextCount, 0);
   assert.equal(b.engine.contextCount, 0);
-  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
-  assert.ok(b.events.some((e) => e.kind === 'context-closed' && e.reason === 'peer-close'));
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
+  assert.ok(engineEvents(b).some((e) => e.kind === 'context-closed' && e.reason === 'peer-close'));
 });
 
 test('idle contexts are garbage-collected after the idle timeout', () => {
-  const { net, a, b } = established(19, 20);
-  net.run(121_000 + 1000);
+  const { sim, a, b } = configuredPair(19);
+  sim.runFor(121_000 + 800);
   assert.equal(a.engine.contextCount, 0);
   assert.equal(b.engine.contextCount, 0);
-  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'idle'));
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-closed' && e.reason === 'idle'));
 });
 
 test('Close to a peer without the extension: its Error code 0 (unknown type) ends CLOSING at once; silence ends it after the retries', () => {
-  const { net, a, b } = established(93, 94);
-  a.engine.close(net.now, b.ulid);
+  const { sim, a, b } = configuredPair(93);
+  a.engine.close(sim.now, b.ulid);
   const close = a.engine.pollTransmit()!;
   assert.equal(close.bytes[2]! & 0x7f, 60);
   assert.equal(a.engine.status().contexts[0]?.state, State.CLOSING);
@@ -94,16 +101,16 @@ test('Close to a peer without the extension: its Error code 0 (unknown type) end
   quoted[0] = 0x60; quoted[6] = 140;
   quoted.set(parseIpv6(close.src), 8); quoted.set(parseIpv6(close.dst), 24); quoted.set(close.bytes, 40);
   const err = encodeMessage({ type: 'Error', errorCode: 0, pointer: 42, offendingPacket: quoted, options: [] });
-  assert.equal(a.engine.handleDatagram(net.now, { src: close.dst, dst: close.src, bytes: err }).kind, 'consumed');
+  assert.equal(a.engine.handleDatagram(sim.now, { src: close.dst, dst: close.src, bytes: err }).kind, 'consumed');
   assert.equal(a.engine.contextCount, 0);
-  net.flush();
-  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
+  sim.flush();
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
 
-  const second = established(95, 96);
-  second.net.block(second.a.ulid, second.b.ulid);
-  second.a.engine.close(second.net.now, second.b.ulid);
-  second.net.run(second.net.now + 10_000);
-  assert.equal(second.net.types('A').filter((t) => t === '60').length, 4, '1 + closeRetriesMax');
+  const second = configuredPair(95);
+  block(second.sim, second.a.ulid, second.b.ulid);
+  second.a.engine.close(second.sim.now, second.b.ulid);
+  second.sim.runFor(10_000);
+  assert.equal(sentTypes(second.sim, 'a').filter((t) => t === 'Close').length, 4, '1 + closeRetriesMax');
   assert.equal(second.a.engine.contextCount, 0);
-  assert.ok(second.a.events.some((e) => e.kind === 'context-closed' && e.reason === 'close-timeout'));
+  assert.ok(engineEvents(second.a).some((e) => e.kind === 'context-closed' && e.reason === 'close-timeout'));
 });

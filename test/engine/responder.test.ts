@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Engine } from '../../shim/engine/index.ts';
 import { encodeMessage, decodeMessage, findOption, type R1Message } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 
 const B = '2001:db8:b1::1';
 const engineB = () => new Engine({ localLocators: [{ address: B }] }, new SimRng(42));
@@ -82,7 +82,7 @@ test('malformed bytes are drops with the WireError code, never exceptions', () =
   }
   const bad = good.slice();
   bad[4]! ^= 0xff;
-  assert.deepEqual(b.handleDatagram(ms(1), { src: '2001:db8:a1::1', dst: B, bytes: bad }), { kind: 'drop', reason: 'BAD_CHECKSUM' });
+  assert.deepEqual(b.handleDatagram(ms(1), { src: '2001:db8:a1::1', dst: B, bytes: bad }), { kind: 'drop', reason: 'ECHECKSUM' });
 });
 
 test('encodeR1 (the fast path) is byte for byte what the wire codec encodes, and decodes', async () => {

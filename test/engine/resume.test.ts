@@ -4,39 +4,37 @@
 // of connections already open (`protect`) when it knows them to be capable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Loop, established } from './loop.ts';
+import { configuredPair, engineEvents, sendShim, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
 import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
 
 test('idle cleanup of a capable peer is resumable; the next packet brings the context back, announced so the driver holds it', () => {
-  const { net, a, b } = established(201, 202);
-  a.events.length = 0;
-  net.run(net.now + 130_000); // fast profile: idleTimeout 120 s
+  const { sim, a, b } = configuredPair(201);
+  let seen = a.host.events.length;
+  sim.runFor(130_000); // fast profile: idleTimeout 120 s
   assert.equal(a.engine.contextCount, 0);
-  const closed = a.events.find((e) => e.kind === 'context-closed');
+  const closed = engineEvents(a).slice(seen).find((e) => e.kind === 'context-closed');
   assert.ok(closed?.kind === 'context-closed' && closed.reason === 'idle' && closed.resumable, 'resumable: the positive cache knows B');
-  a.events.length = 0;
-  assert.equal(net.sendPayload(a, b), false, 'no context yet: the packet is the driver\'s to hold');
-  net.flush();
-  assert.ok(a.events.some((e) => e.kind === 'context-initiated' && e.peerUlid === b.ulid));
-  net.run(net.now + 1000);
+  seen = a.host.events.length;
+  assert.equal(sendShim(sim, a, b), false, 'no context yet: the packet is the driver\'s to hold');
+  sim.flush();
+  assert.ok(engineEvents(a).slice(seen).some((e) => e.kind === 'context-initiated' && e.peerUlid === b.ulid));
+  sim.runFor(1000);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
-  assert.ok(net.sendPayload(a, b));
+  assert.ok(sendShim(sim, a, b));
 });
 
 test('protect(): a peer known to run shim6 gets a context at once; an unknown one does not', () => {
-  const { net, a, b } = established(203, 204);
-  const saved = a.engine.exportCaches(net.now);
-  // A "restart": a fresh engine with the saved caches.
-  const net2 = new Loop(20);
-  const a2 = net2.add('A2', 203, ['2001:db8:a1::/64', '2001:db8:a2::/64'], { profile: 'fast' });
-  const b2 = net2.add('B2', 204, ['2001:db8:b1::/64', '2001:db8:b2::/64'], { profile: 'fast' });
+  const { sim, a, b } = configuredPair(203);
+  const saved = a.engine.exportCaches(sim.now);
+  // A "restart": a fresh engine with the saved caches (the same seed makes the same identities).
+  const { sim: sim2, a: a2, b: b2 } = shimPair(203);
   assert.equal(b2.ulid, b.ulid);
-  a2.engine.importCaches(net2.now, saved);
-  assert.equal(a2.engine.protect(net2.now, '2001:db8:99::1'), false, 'unknown peer: nothing');
-  assert.equal(a2.engine.protect(net2.now, b.ulid), true);
-  assert.equal(a2.engine.protect(net2.now, b.ulid), false, 'once');
-  net2.run(net2.now + 1000);
+  a2.engine.importCaches(sim2.now, saved);
+  assert.equal(a2.engine.protect(sim2.now, '2001:db8:99::1'), false, 'unknown peer: nothing');
+  assert.equal(a2.engine.protect(sim2.now, b.ulid), true);
+  assert.equal(a2.engine.protect(sim2.now, b.ulid), false, 'once');
+  sim2.runFor(1000);
   assert.equal(a2.engine.status().contexts[0]?.state, State.ESTABLISHED);
   void a;
 });

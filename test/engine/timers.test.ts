@@ -5,33 +5,34 @@
 // E-FAILED / NO-SUPPORT hold-downs block new exchanges until they expire.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Loop, type Host } from './loop.ts';
+import { Sim } from '../sim/sim.ts';
+import { addShimHost, engineEvents, hbaIdentity, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
+import { mark, sent, traceAfter } from '../sim/trace.ts';
 import { State, type EngineConfig } from '../../shim/engine/index.ts';
-import { decodeMessage, findOption } from '../../shim/wire/index.ts';
+import { findOption } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
 
-const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64'];
-const B_PREFIXES = ['2001:db8:b1::/64', '2001:db8:b2::/64'];
-const I2 = 3, R2 = 4, UPDATE_REQUEST = 64, KEEPALIVE = 66, PROBE = 67;
-
-function pair(seed: number, extraA: Partial<EngineConfig>, extraB: Partial<EngineConfig>): { net: Loop; a: Host; b: Host } {
-  const net = new Loop(20);
-  const a = net.add('A', seed, A_PREFIXES, extraA);
-  const b = net.add('B', seed + 1, B_PREFIXES, extraB);
-  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(net.now + 300);
+function pair(seed: number, extraA: Partial<EngineConfig>, extraB: Partial<EngineConfig>): { sim: Sim; a: ShimHost; b: ShimHost } {
+  const { sim, a, b } = shimPair(seed, { a: extraA, b: extraB });
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  sim.runFor(300);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
-  return { net, a, b };
+  return { sim, a, b };
+}
+
+/** A alone on the simulator (fast profile). */
+function alone(seed: number): { sim: Sim; a: ShimHost } {
+  const sim = new Sim(seed);
+  return { sim, a: addShimHost(sim, 'a', hbaIdentity(A_PREFIXES, sim.rng.fork())) };
 }
 
 test('Update Request retransmission never stops and no gap exceeds maxUpdateTimeout (fast: 8 s)', () => {
-  const { net, a, b } = pair(81, { profile: 'fast' }, { profile: 'fast' });
-  net.block(a.ulid, b.ulid);
-  net.block(b.ulid, a.ulid);
-  a.engine.localLocatorDown(net.now, a.locators[1]!);
-  const start = net.now;
-  net.run(start + 120_000);
-  const times = net.log.filter((l) => l.host === 'A' && l.bytes[2] === UPDATE_REQUEST).map((l) => l.at);
+  const { sim, a, b } = pair(81, { profile: 'fast' }, { profile: 'fast' });
+  sim.setLink(a.ulid, b.ulid, { blackhole: true });
+  a.engine.localLocatorDown(sim.now, a.locators[1]!);
+  const start = sim.now;
+  sim.runUntil(ms(start + 120_000));
+  const times = sent(sim, 'a').filter((l) => l.type === 'UpdateRequest').map((l) => l.at);
   const gaps = times.slice(1).map((t, i) => t - times[i]!);
   assert.ok(Math.max(...gaps) <= 8000, `max gap ${Math.max(...gaps)}`);
   assert.ok(gaps.slice(-5).every((g) => g >= 4000), `settled near the cap: ${gaps.slice(-5)}`);
@@ -40,95 +41,93 @@ test('Update Request retransmission never stops and no gap exceeds maxUpdateTime
 });
 
 test('Keepalive Timeout option: sent under fast and with a sendTimeout override, not under rfc defaults', () => {
-  const opt = (h: Host, net: Loop, type: number) => {
-    const l = net.log.find((x) => x.host === h.name && x.bytes[2] === type);
-    return l === undefined ? undefined : findOption(decodeMessage(l.bytes), 'KeepaliveTimeout')?.timeoutSeconds;
+  const opt = (h: ShimHost, sim: Sim, type: string) => {
+    const l = sent(sim, h.host.name).find((x) => x.type === type);
+    return l === undefined ? undefined : findOption(l.message!, 'KeepaliveTimeout')?.timeoutSeconds;
   };
   const fast = pair(83, { profile: 'fast' }, { profile: 'rfc' });
-  assert.equal(opt(fast.a, fast.net, I2), 1, 'fast: Send Timeout 150 ms → 1 s (at least 1)');
-  assert.equal(opt(fast.b, fast.net, R2), undefined, 'rfc defaults: no option');
+  assert.equal(opt(fast.a, fast.sim, 'I2'), 1, 'fast: Send Timeout 150 ms → 1 s (at least 1)');
+  assert.equal(opt(fast.b, fast.sim, 'R2'), undefined, 'rfc defaults: no option');
   const over = pair(85, { profile: 'rfc', timers: { sendTimeout: ms(20_000) } }, { profile: 'fast', timers: { sendTimeout: ms(3_500) } });
-  assert.equal(opt(over.a, over.net, I2), 20);
-  assert.equal(opt(over.b, over.net, R2), 3, 'rounded down, so keepalives arrive within the Send Timeout');
+  assert.equal(opt(over.a, over.sim, 'I2'), 20);
+  assert.equal(opt(over.b, over.sim, 'R2'), 3, 'rounded down, so keepalives arrive within the Send Timeout');
 });
 
 test('the peer honours an advertised Keepalive Timeout: rfc-profile B keeps A (Send Timeout 1 s) from exploring on one-way traffic', () => {
-  const { net, a, b } = pair(87, { profile: 'fast', timers: { sendTimeout: ms(1000) } }, { profile: 'rfc' });
-  const from = net.log.length;
-  for (let t = 0; t < 50; t++) { net.sendPayload(a, b); net.run(net.now + 100); } // 5 s, A → B only
-  const later = net.log.slice(from);
-  const kas = later.filter((l) => l.host === 'B' && l.bytes[2] === KEEPALIVE).map((l) => l.at);
+  const { sim, a, b } = pair(87, { profile: 'fast', timers: { sendTimeout: ms(1000) } }, { profile: 'rfc' });
+  const from = mark(sim);
+  for (let t = 0; t < 50; t++) { sendShim(sim, a, b); sim.runFor(100); } // 5 s, A → B only
+  const later = traceAfter(sim, from);
+  const kas = later.filter((l) => l.from === 'b' && l.type === 'Keepalive').map((l) => l.at);
   assert.ok(kas.length >= 5, `B sent keepalives: ${kas.length}`);
   const gaps = kas.slice(1).map((t, i) => t - kas[i]!);
   assert.ok(Math.max(...gaps) <= 600, `keepalives every ⅓–½ of A's 1 s: ${gaps}`);
-  assert.equal(later.filter((l) => l.host === 'A' && l.bytes[2] === PROBE).length, 0, 'A never suspected a failure');
+  assert.equal(later.filter((l) => l.from === 'a' && l.type === 'Probe').length, 0, 'A never suspected a failure');
 });
 
 test('fast on both ends: keepalives capped by keepaliveTimeoutMax keep A (Send Timeout 150 ms) from exploring on one-way traffic', () => {
-  const { net, a, b } = pair(91, { profile: 'fast' }, { profile: 'fast' });
-  const from = net.log.length;
-  for (let t = 0; t < 100; t++) { net.sendPayload(a, b); net.run(net.now + 50); } // 5 s, A → B only
-  const later = net.log.slice(from);
-  const kas = later.filter((l) => l.host === 'B' && l.bytes[2] === KEEPALIVE).map((l) => l.at);
+  const { sim, a, b } = pair(91, { profile: 'fast' }, { profile: 'fast' });
+  const from = mark(sim);
+  for (let t = 0; t < 100; t++) { sendShim(sim, a, b); sim.runFor(50); } // 5 s, A → B only
+  const later = traceAfter(sim, from);
+  const kas = later.filter((l) => l.from === 'b' && l.type === 'Keepalive').map((l) => l.at);
   const gaps = kas.slice(1).map((t, i) => t - kas[i]!);
   assert.ok(kas.length >= 50, `B sent keepalives: ${kas.length}`);
   // 50–75 ms apart while the Keepalive timer runs; across its restart (next payload in, ≤ 50 ms) up to 125 ms.
   assert.ok(Math.max(...gaps) <= 130, `keepalives well within A's 150 ms Send Timeout: max gap ${Math.max(...gaps)}`);
   assert.ok(gaps.filter((g) => g <= 75).length >= gaps.length / 2, `mostly ⅓–½ of 150 ms apart: ${gaps}`);
-  assert.equal(later.filter((l) => l.host === 'A' && l.bytes[2] === PROBE).length, 0, 'A never suspected a failure');
+  assert.equal(later.filter((l) => l.from === 'a' && l.type === 'Probe').length, 0, 'A never suspected a failure');
   assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.ulid, peer: b.ulid });
 });
 
 test('false exploration is harmless: fast A, rfc B (keepalives too slow for 150 ms) → payload never leaves the working pair', () => {
-  const { net, a, b } = pair(93, { profile: 'fast' }, { profile: 'rfc' });
-  const from = net.log.length;
-  const before = b.delivered.length;
-  for (let t = 0; t < 100; t++) { net.sendPayload(a, b); net.run(net.now + 50); } // 5 s, A → B only
-  const later = net.log.slice(from);
-  assert.ok(later.some((l) => l.host === 'A' && l.bytes[2] === PROBE), 'A explored (B keeps alive every 333–500 ms, for the advertised 1 s)');
-  const payload = later.filter((l) => l.host === 'A' && (l.bytes[2]! & 0x80) !== 0);
+  const { sim, a, b } = pair(93, { profile: 'fast' }, { profile: 'rfc' });
+  const from = mark(sim);
+  const before = shimDeliveries(sim, b).length;
+  for (let t = 0; t < 100; t++) { sendShim(sim, a, b); sim.runFor(50); } // 5 s, A → B only
+  const later = traceAfter(sim, from);
+  assert.ok(later.some((l) => l.from === 'a' && l.type === 'Probe'), 'A explored (B keeps alive every 333–500 ms, for the advertised 1 s)');
+  const payload = later.filter((l) => l.from === 'a' && l.type === 'payload');
   assert.ok(payload.every((l) => l.src === a.ulid && l.dst === b.ulid), 'every payload packet stayed on the current pair');
-  assert.equal(b.delivered.length - before, 100, 'every payload packet delivered');
+  assert.equal(shimDeliveries(sim, b).length - before, 100, 'every payload packet delivered');
   assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.ulid, peer: b.ulid }, 'the current pair was re-confirmed');
 });
 
 test('E-FAILED hold-down: traffic during it starts nothing; after NO_R1_HOLDDOWN_TIME it starts a fresh I1', () => {
-  const net = new Loop(20);
-  const a = net.add('A', 89, A_PREFIXES, { profile: 'fast' });
+  const { sim, a } = alone(89);
   const dead = '2001:db8:dead::1';
-  const out = () => a.engine.encapsulate(net.now, { srcUlid: a.ulid, dstUlid: dead, nextHeader: 17, payload: new Uint8Array(4) });
-  const i1s = () => net.log.filter((l) => l.host === 'A' && l.bytes[2] === 1).length;
+  const out = () => a.engine.encapsulate(sim.now, { srcUlid: a.ulid, dstUlid: dead, nextHeader: 17, payload: new Uint8Array(4) });
+  const i1s = () => sent(sim, 'a').filter((l) => l.type === 'I1').length;
   assert.equal(out().kind, 'no-context');
-  while (!a.events.some((e) => e.kind === 'context-failed')) net.run(net.now + 500);
+  while (!engineEvents(a).some((e) => e.kind === 'context-failed')) sim.runFor(500);
   assert.equal(i1s(), 5, '1 + I1_RETRIES_MAX');
   assert.equal(a.engine.status().contexts[0]?.state, State.E_FAILED);
-  const failedAt = net.now;
-  for (let t = 0; t < 9; t++) { assert.equal(out().kind, 'no-context'); net.run(net.now + 500); }
+  const failedAt = sim.now;
+  for (let t = 0; t < 9; t++) { assert.equal(out().kind, 'no-context'); sim.runFor(500); }
   assert.equal(i1s(), 5, 'no I1 during the hold-down');
-  net.run(failedAt + 5_100);
+  sim.runUntil(ms(failedAt + 5_100));
   assert.equal(a.engine.contextCount, 0, 'hold-down over: back to IDLE');
   out();
-  net.flush();
+  sim.flush();
   assert.equal(i1s(), 6, 'traffic starts a new exchange');
 });
 
 test('NO-SUPPORT hold-down: traffic starts nothing until ICMP_HOLDDOWN_TIME (fast: 60 s) has passed', () => {
-  const net = new Loop(20);
-  const a = net.add('A', 91, A_PREFIXES, { profile: 'fast' });
+  const { sim, a } = alone(91);
   const legacy = '2001:db8:1e9::1';
-  const out = () => a.engine.encapsulate(net.now, { srcUlid: a.ulid, dstUlid: legacy, nextHeader: 17, payload: new Uint8Array(4) });
-  const i1s = () => net.log.filter((l) => l.host === 'A' && l.bytes[2] === 1);
+  const out = () => a.engine.encapsulate(sim.now, { srcUlid: a.ulid, dstUlid: legacy, nextHeader: 17, payload: new Uint8Array(4) });
+  const i1s = () => sent(sim, 'a').filter((l) => l.type === 'I1');
   out();
-  net.flush();
-  assert.equal(a.engine.handleIcmp(net.now, { invoking: i1s()[0]!.bytes }).kind, 'consumed');
-  const at = net.now;
-  net.run(at + 30_000);
+  sim.flush();
+  assert.equal(a.engine.handleIcmp(sim.now, { invoking: i1s()[0]!.bytes }).kind, 'consumed');
+  const at = sim.now;
+  sim.runUntil(ms(at + 30_000));
   out();
-  net.flush();
+  sim.flush();
   assert.equal(a.engine.status().contexts[0]?.state, State.NO_SUPPORT);
   assert.equal(i1s().length, 1, 'held down: no new I1 after 30 s');
-  net.run(at + 60_100);
+  sim.runUntil(ms(at + 60_100));
   out();
-  net.flush();
+  sim.flush();
   assert.equal(i1s().length, 2, 'after the hold-down, traffic tries again');
 });

@@ -10,8 +10,8 @@ import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ms, type Millis } from '../../shim/time.ts';
-import { SimRng } from '../sim/rng.ts';
-import { established, hbaHost } from './loop.ts';
+import { SimRng } from '../helpers/rng.ts';
+import { configuredPair, hbaIdentity } from '../sim/shim-hosts.ts';
 
 const B = '2001:db8:b1::1';
 const THIRD_PARTY = '2001:db8:53::53';
@@ -33,11 +33,11 @@ function handshake(b: Engine, src: string, options: Shim6Option[], now: Millis =
 
 const ulidPair = (sender: string, receiver = B): Shim6Option => ({ type: 'UlidPair', critical: false, senderUlid: sender, receiverUlid: receiver });
 const pdsOf = (pds: Uint8Array): Shim6Option => ({ type: 'CgaParameterDataStructure', critical: false, pds });
-const hbaList = (addresses: string[]): Shim6Option => ({ type: 'LocatorList', critical: false, generation: 1, locators: addresses.map((address) => ({ address, verificationMethod: VerificationMethod.HBA })) });
+const hbaList = (addresses: readonly string[]): Shim6Option => ({ type: 'LocatorList', critical: false, generation: 1, locators: addresses.map((address) => ({ address, verificationMethod: VerificationMethod.HBA })) });
 
 test('ULID hijack without proof: claiming a third party, a real HBA host, or the responder itself → no context, no R2, counted', () => {
   const attacker = '2001:db8:e1::66';
-  const real = hbaHost(81, ['2001:db8:a1::/64', '2001:db8:a2::/64']);
+  const real = hbaIdentity(['2001:db8:a1::/64', '2001:db8:a2::/64'], new SimRng(81));
   const cases: [string, string, string][] = [[THIRD_PARTY, 'ulid-unproven', 'ulidUnproven'], [real.ulid, 'ulid-unproven', 'ulidUnproven'], [B, 'ulid-is-local', 'ulidIsLocal']];
   for (const [claimed, reason, counter] of cases) {
     const b = engineB();
@@ -52,21 +52,21 @@ test('ULID hijack without proof: claiming a third party, a real HBA host, or the
 
 test('ULID hijack with HBA: a replayed PDS does not prove the sender; the attacker\'s own set proves no one else', () => {
   const attacker = '2001:db8:e1::66';
-  const real = hbaHost(82, ['2001:db8:a1::/64', '2001:db8:a2::/64']);
+  const real = hbaIdentity(['2001:db8:a1::/64', '2001:db8:a2::/64'], new SimRng(82));
   // The real host's PDS and list, replayed from the attacker's address (not in the set).
   let b = engineB();
-  let r = handshake(b, attacker, [ulidPair(real.ulid), hbaList(real.locators), pdsOf(real.cgaParams)]);
+  let r = handshake(b, attacker, [ulidPair(real.ulid), hbaList(real.locators), pdsOf(real.params)]);
   assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
   assert.deepEqual(r.sent, []);
   // The same, with the attacker's address added to the list as if it were a member.
   b = engineB();
-  r = handshake(b, attacker, [ulidPair(real.ulid), hbaList([...real.locators, attacker]), pdsOf(real.cgaParams)]);
+  r = handshake(b, attacker, [ulidPair(real.ulid), hbaList([...real.locators, attacker]), pdsOf(real.params)]);
   assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
   assert.equal(b.contextCount, 0);
   // The attacker's own HBA set, claiming a third party's address as ULID: the PDS does not own it.
-  const own = hbaHost(83, ['2001:db8:e1::/64']);
+  const own = hbaIdentity(['2001:db8:e1::/64'], new SimRng(83));
   b = engineB();
-  r = handshake(b, own.ulid, [ulidPair(THIRD_PARTY), hbaList(own.locators), pdsOf(own.cgaParams)]);
+  r = handshake(b, own.ulid, [ulidPair(THIRD_PARTY), hbaList(own.locators), pdsOf(own.params)]);
   assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
   assert.equal(b.status().guard.ulidUnproven, 1, 'counted like any unproven claim');
   assert.deepEqual(r.sent, []);
@@ -81,10 +81,10 @@ test('proven ULIDs are accepted: the source itself (locator), and an HBA member 
   assert.deepEqual(r.sent, ['R2']);
   assert.equal(b.status().contexts[0]?.ulidProof, 'locator');
   // An HBA host talking from its second locator, its ULID in the option: the PDS proves both.
-  const f = hbaHost(84, ['2001:db8:f1::/64', '2001:db8:f2::/64']);
+  const f = hbaIdentity(['2001:db8:f1::/64', '2001:db8:f2::/64'], new SimRng(84));
   const f2 = f.locators[1]!;
   b = engineB();
-  r = handshake(b, f2, [ulidPair(f.ulid), hbaList(f.locators), pdsOf(f.cgaParams)]);
+  r = handshake(b, f2, [ulidPair(f.ulid), hbaList(f.locators), pdsOf(f.params)]);
   assert.equal(r.result.kind, 'consumed');
   assert.deepEqual(r.sent, ['R2']);
   const ctx = b.status().contexts[0]!;
@@ -98,11 +98,11 @@ test('proven ULIDs are accepted: the source itself (locator), and an HBA member 
 });
 
 test('an I2 claiming the ULID of an established peer from an unproven locator changes nothing', () => {
-  const { net, a, b } = established(85, 86);
+  const { sim, a, b } = configuredPair(85);
   const before = b.engine.status().contexts[0]!;
   const attacker = '2001:db8:b1::66'; // on B's own link, not in A's HBA set
-  net.flush();
-  const r = handshake(b.engine, attacker, [ulidPair(a.ulid, b.ulid), hbaList([...a.locators, attacker]), pdsOf(hbaHost(85, ['2001:db8:a1::/64', '2001:db8:a2::/64']).cgaParams)], net.now, b.ulid);
+  sim.flush();
+  const r = handshake(b.engine, attacker, [ulidPair(a.ulid, b.ulid), hbaList([...a.locators, attacker]), pdsOf(a.params!)], sim.now, b.ulid);
   assert.deepEqual(r.result, { kind: 'drop', reason: 'ulid-unproven' });
   assert.deepEqual(r.sent, []);
   assert.equal(b.engine.status().guard.ulidUnproven, 1);
@@ -189,16 +189,16 @@ test('the per-prefix table is bounded: 30,000 /64s keep at most MAX_PREFIX_BUCKE
 });
 
 test('a message that fails its checks changes nothing: stale Update Ack, Update Request with an unproven locator', () => {
-  const { net, a, b } = established(87, 88);
-  net.run(net.now + 50);
+  const { sim, a, b } = configuredPair(87);
+  sim.runFor(50);
   const ctxB = b.engine.status().contexts[0]!;
   const before = JSON.stringify(b.engine.status().contexts);
   const from = { src: a.ulid, dst: b.ulid };
   const ack = encodeMessage({ type: 'UpdateAck', contextTag: ctxB.contextTag, requestNonce: 0xdead, options: [] });
-  assert.deepEqual(b.engine.handleDatagram(net.now, { ...from, bytes: ack, port: 6666 }), { kind: 'drop', reason: 'stale-ack' });
+  assert.deepEqual(b.engine.handleDatagram(sim.now, { ...from, bytes: ack, port: 6666 }), { kind: 'drop', reason: 'stale-ack' });
   const list = { ...hbaList([...a.locators, '2001:db8:e1::66']), generation: (a.engine.status().localGeneration + 1) >>> 0 } as Shim6Option;
   const req = encodeMessage({ type: 'UpdateRequest', contextTag: ctxB.contextTag, requestNonce: 7, options: [list] });
-  assert.deepEqual(b.engine.handleDatagram(net.now, { ...from, bytes: req, port: 6666 }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.deepEqual(b.engine.handleDatagram(sim.now, { ...from, bytes: req, port: 6666 }), { kind: 'drop', reason: 'locator-unverified' });
   assert.equal(JSON.stringify(b.engine.status().contexts), before, 'state, pair, locators, port and timers as they were');
   for (let t = b.engine.pollTransmit(); t !== undefined; t = b.engine.pollTransmit()) assert.equal(decodeMessage(t.bytes).type, 'Error', 'only the Error the RFC asks for (code 2)');
 });

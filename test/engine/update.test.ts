@@ -1,50 +1,51 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { established, B_PREFIXES } from './loop.ts';
+import { configuredPair, engineEvents, rebootShimHost, sendShim, shimDeliveries } from '../sim/shim-hosts.ts';
+import { sent, sentTypes } from '../sim/trace.ts';
 import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
 import { SimRng } from '../helpers/rng.ts';
 
 
 test('Update Request with new preferences is verified, merged, acked once (no retransmission)', () => {
-  const { net, a, b } = established(21, 22);
-  a.engine.setLocalLocators(net.now, [{ address: a.locators[0]!, priority: 5 }, { address: a.locators[1]!, priority: 1 }]);
-  net.run(net.now + 5000);
-  assert.equal(net.types('A').filter((t) => t === '64').length, 1, 'one Update Request, acked, never retransmitted');
-  assert.equal(net.types('B').filter((t) => t === '65').length, 1);
-  const upd = b.events.find((e) => e.kind === 'locator-set-updated');
+  const { sim, a, b } = configuredPair(21);
+  a.engine.setLocalLocators(sim.now, [{ address: a.locators[0]!, priority: 5 }, { address: a.locators[1]!, priority: 1 }]);
+  sim.runFor(5000);
+  assert.equal(sentTypes(sim, 'a').filter((t) => t === 'UpdateRequest').length, 1, 'one Update Request, acked, never retransmitted');
+  assert.equal(sentTypes(sim, 'b').filter((t) => t === 'UpdateAck').length, 1);
+  const upd = engineEvents(b).find((e) => e.kind === 'locator-set-updated');
   assert.ok(upd && upd.kind === 'locator-set-updated');
   assert.deepEqual([...upd.locators].sort(), [...a.locators].sort());
   assert.equal(upd.generation, a.engine.status().localGeneration);
 });
 
 test('Update Request retransmitted with back-off while unanswered; an older generation is not merged', () => {
-  const { net, a, b } = established(23, 24);
-  net.block(a.ulid, b.ulid);
-  a.engine.localLocatorDown(net.now, a.locators[1]!);
-  net.run(net.now + 3000);
-  const times = net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).map((l) => l.at);
+  const { sim, a, b } = configuredPair(23);
+  sim.setLink(a.ulid, b.ulid, { blackhole: true }, 'forward');
+  a.engine.localLocatorDown(sim.now, a.locators[1]!);
+  sim.runFor(3000);
+  const times = sent(sim, 'a').filter((l) => l.type === 'UpdateRequest').map((l) => l.at);
   assert.ok(times.length >= 3, `retransmissions: ${times.length}`);
   const gaps = times.slice(1).map((t, i) => t - times[i]!);
   assert.ok(gaps[1]! > gaps[0]! * 0.6, 'back-off grows (randomised)');
-  net.blocked.clear();
-  net.run(net.now + 10_000);
-  const gen = b.events.filter((e) => e.kind === 'locator-set-updated').at(-1);
+  sim.setLink(a.ulid, b.ulid, { blackhole: false }, 'forward');
+  sim.runFor(10_000);
+  const gen = engineEvents(b).filter((e) => e.kind === 'locator-set-updated').at(-1);
   assert.ok(gen && gen.kind === 'locator-set-updated');
   // replay the first (older-or-equal generation) request: acked, not merged again
-  const first = net.log.find((l) => l.host === 'A' && l.bytes[2] === 64)!;
-  const n = b.events.length;
-  b.engine.handleDatagram(net.now, { src: first.src, dst: first.dst, bytes: first.bytes });
-  net.flush();
-  assert.equal(b.events.length, n, 'replayed Update Request changed nothing');
+  const first = sent(sim, 'a').find((l) => l.type === 'UpdateRequest')!;
+  const n = engineEvents(b).length;
+  b.engine.handleDatagram(sim.now, { src: first.src, dst: first.dst, bytes: first.bytes });
+  sim.flush();
+  assert.equal(engineEvents(b).length, n, 'replayed Update Request changed nothing');
 });
 
 test('Locator Preferences with the wrong generation → Error code 3; wrong element count → Error code 4', () => {
-  const { net, a, b } = established(25, 26);
+  const { sim, a, b } = configuredPair(25);
   const sb = b.engine.status().contexts[0]!;
   const send = (options: Parameters<typeof encodeMessage>[0]['options']): ErrorMessage => {
     const bytes = encodeMessage({ type: 'UpdateRequest', contextTag: sb.contextTag, requestNonce: 99, options });
-    const r = b.engine.handleDatagram(net.now, { src: a.ulid, dst: b.ulid, bytes });
+    const r = b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes });
     assert.equal(r.kind, 'drop');
     const out = b.engine.pollTransmit()!;
     return decodeMessage(out.bytes) as ErrorMessage;
@@ -57,34 +58,33 @@ test('Locator Preferences with the wrong generation → Error code 3; wrong elem
 });
 
 test('Update Request with a locator HBA does not prove → Error code 2, Ls(peer) unchanged', () => {
-  const { net, a, b } = established(27, 28);
+  const { sim, a, b } = configuredPair(27);
   const sb = b.engine.status().contexts[0]!;
   const before = JSON.stringify(sb.peerLocators);
   const gen = (a.engine.status().localGeneration + 1) >>> 0;
   const bytes = encodeMessage({ type: 'UpdateRequest', contextTag: sb.contextTag, requestNonce: 5, options: [
     { type: 'LocatorList', critical: false, generation: gen, locators: [{ address: a.locators[0]!, verificationMethod: 1 }, { address: '2001:db8:666::1', verificationMethod: 1 }] },
   ] });
-  assert.deepEqual(b.engine.handleDatagram(net.now, { src: a.ulid, dst: b.ulid, bytes }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.deepEqual(b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes }), { kind: 'drop', reason: 'locator-unverified' });
   assert.equal((decodeMessage(b.engine.pollTransmit()!.bytes) as ErrorMessage).errorCode, 2);
   assert.equal(JSON.stringify(b.engine.status().contexts[0]!.peerLocators), before);
 });
 
 test('R1bis / I2bis: the peer lost its state; payload triggers recovery and the context comes back', () => {
-  const { net, a, b } = established(29, 30);
+  const { sim, a, b } = configuredPair(29);
   // B restarts: same addresses, no contexts
-  const fresh = net.add('B2', 30, B_PREFIXES, { profile: 'fast' });
-  net.hosts.splice(net.hosts.indexOf(b), 1);
-  net.sendPayload(a, fresh);
-  net.run(net.now + 500);
-  const t = net.types();
-  assert.ok(t.includes('5') && t.includes('6'), `R1bis and I2bis sent: ${t.slice(-6)}`);
+  const fresh = rebootShimHost(sim, b);
+  sendShim(sim, a, fresh);
+  sim.runFor(500);
+  const t = sentTypes(sim);
+  assert.ok(t.includes('R1bis') && t.includes('I2bis'), `R1bis and I2bis sent: ${t.slice(-6)}`);
   assert.equal(fresh.engine.status().contexts[0]?.state, State.ESTABLISHED);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
-  assert.ok(a.events.some((e) => e.kind === 'context-established' && e.recovered));
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-established' && e.recovered));
   assert.equal(a.engine.status().contexts[0]!.peerContextTag, fresh.engine.status().contexts[0]!.contextTag);
-  net.sendPayload(a, fresh);
-  net.run(net.now + 100);
-  assert.equal(fresh.delivered.length, 1);
+  sendShim(sim, a, fresh);
+  sim.runFor(100);
+  assert.equal(shimDeliveries(sim, fresh).length, 1);
 });
 
 test('a forged Keepalive / Update for an unknown tag gets an R1bis and creates nothing', () => {
@@ -96,24 +96,24 @@ test('a forged Keepalive / Update for an unknown tag gets an R1bis and creates n
 });
 
 test('one outstanding Update Request: a second change abandons the first; only the newest is retransmitted and acked', () => {
-  const { net, a, b } = established(111, 112);
-  net.block(a.ulid, b.ulid);
-  a.engine.localLocatorDown(net.now, a.locators[1]!);
-  net.run(net.now + 100);
-  a.engine.setLocalLocators(net.now, [{ address: a.locators[0]! }]);
+  const { sim, a, b } = configuredPair(111);
+  sim.setLink(a.ulid, b.ulid, { blackhole: true }, 'forward');
+  a.engine.localLocatorDown(sim.now, a.locators[1]!);
+  sim.runFor(100);
+  a.engine.setLocalLocators(sim.now, [{ address: a.locators[0]! }]);
   const newest = a.engine.status().localGeneration;
-  net.run(net.now + 2000);
-  const sent = net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).map((l) => decodeMessage(l.bytes));
-  const gens = sent.map((m) => m.options.find((o) => o.type === 'LocatorList')).map((o) => (o as { generation: number }).generation);
+  sim.runFor(2000);
+  const requests = sent(sim, 'a').filter((l) => l.type === 'UpdateRequest').map((l) => decodeMessage(l.bytes));
+  const gens = requests.map((m) => m.options.find((o) => o.type === 'LocatorList')).map((o) => (o as { generation: number }).generation);
   assert.ok(gens.length >= 3);
   assert.equal(gens.filter((g) => g !== newest).length, 1, 'the first request went out once and was never retransmitted');
   assert.ok(gens.slice(1).every((g) => g === newest));
-  net.blocked.clear();
-  net.run(net.now + 5000);
-  const after = net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).length;
-  net.run(net.now + 20_000);
-  assert.equal(net.log.filter((l) => l.host === 'A' && l.bytes[2] === 64).length, after, 'acked: retransmission stopped');
-  const last = b.events.filter((e) => e.kind === 'locator-set-updated').at(-1);
+  sim.setLink(a.ulid, b.ulid, { blackhole: false }, 'forward');
+  sim.runFor(5000);
+  const after = sent(sim, 'a').filter((l) => l.type === 'UpdateRequest').length;
+  sim.runFor(20_000);
+  assert.equal(sent(sim, 'a').filter((l) => l.type === 'UpdateRequest').length, after, 'acked: retransmission stopped');
+  const last = engineEvents(b).filter((e) => e.kind === 'locator-set-updated').at(-1);
   assert.ok(last && last.kind === 'locator-set-updated');
   assert.deepEqual(last.locators, [a.locators[0]]);
 });

@@ -56,3 +56,26 @@ test('the engine\'s modules import each other without cycles (value imports; typ
   assert.deepEqual([...new Set(cycles)], []);
   assert.ok((edges.get('handshake.ts') ?? []).length > 3, 'the import scan sees handshake.ts\'s imports');
 });
+
+test('the CLI imports only the daemon, the resolver, the zone tools, the wire formats and shim/*.ts (the lab only in `shim6 lab`)', async () => {
+  const eslint = new ESLint({ cwd: ROOT });
+  const source = (spec: string, dynamic: boolean): string => (dynamic ? `export const m = import('${spec}');\n` : `export * from '${spec}';\n`);
+  const errors = async (file: string, spec: string, dynamic: boolean): Promise<string[]> => {
+    const [res] = await eslint.lintText(source(spec, dynamic), { filePath: `${ROOT}/${file}` });
+    return (res?.messages ?? []).filter((m) => m.ruleId === 'no-restricted-imports' || m.ruleId === 'no-restricted-syntax').map((m) => m.ruleId!);
+  };
+  for (const dynamic of [false, true]) {
+    const rule = dynamic ? 'no-restricted-syntax' : 'no-restricted-imports';
+    for (const room of ['shim/engine/index.ts', 'shim/cache/engine-cache.ts', 'shim/dataplane/udp.ts', 'native/addon.ts', 'lab/lab.ts', 'test/helpers/wait.ts']) {
+      assert.deepEqual(await errors('cli/commands/example.ts', `../../${room}`, dynamic), [rule], `${room} (${dynamic ? 'dynamic' : 'static'})`);
+      assert.deepEqual(await errors('cli/example.ts', `../${room}`, dynamic), [rule], `${room} from cli/`);
+    }
+    for (const room of ['shim/daemon/process.ts', 'shim/daemon/control/client.ts', 'resolver/config.ts', 'zone-tools/commands.ts', 'shim/wire/index.ts', 'shim/log.ts']) {
+      assert.deepEqual(await errors('cli/commands/example.ts', `../../${room}`, dynamic), [], room);
+      assert.deepEqual(await errors('cli/example.ts', `../${room}`, dynamic), [], `${room} from cli/`);
+    }
+    assert.deepEqual(await errors('cli/commands/example.ts', '../errors.ts', dynamic), [], 'cli\'s own modules');
+    assert.deepEqual(await errors('cli/commands/lab.ts', '../../lab/lab.ts', dynamic), [], 'shim6 lab runs the lab');
+    assert.deepEqual(await errors('cli/commands/lab.ts', '../../shim/dataplane/routes.ts', dynamic), [rule], 'shim6 lab: not the data plane');
+  }
+});

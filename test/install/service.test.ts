@@ -117,5 +117,5 @@ test('shim6 service install: a relative path is a usage error (exit 2)', () => {
   requireBuilt();
   const r = builtShim6(['service', 'install', '--config', 'shim6.yaml', '--no-start']);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /EUSAGE: --config/);
+  assert.match(r.stderr, /EINVALID: --config/);
 });

@@ -42,17 +42,17 @@ test('minimal record: one locator, no parameters, CGA ULID flag', () => {
 });
 
 test('header and locator faults', () => {
-  assert.equal(code(new Uint8Array(0)), 'TRUNCATED');
-  assert.equal(code(hex('01')), 'TRUNCATED');
-  assert.equal(code(hex(ONE_LOC).subarray(0, 39)), 'TRUNCATED');
-  assert.equal(code(hex('01000000' + '00'.repeat(16))), 'BAD_FIELD');
-  assert.equal(code(hex('01002100' + '00'.repeat(16 + 33 * 20))), 'BAD_FIELD');
+  assert.equal(code(new Uint8Array(0)), 'ETRUNCATED');
+  assert.equal(code(hex('01')), 'ETRUNCATED');
+  assert.equal(code(hex(ONE_LOC).subarray(0, 39)), 'ETRUNCATED');
+  assert.equal(code(hex('01000000' + '00'.repeat(16))), 'EFIELD');
+  assert.equal(code(hex('01002100' + '00'.repeat(16 + 33 * 20))), 'EFIELD');
   assert.equal(code(hex('01002000' + '00'.repeat(16) + Array.from({ length: 32 }, (_, i) => '00000000' + i.toString(16).padStart(32, '0')).join(''))), 'ok');
-  assert.equal(code(hex('01000200' + '00'.repeat(16) + ('00000000' + '20010db8000000000000000000000001').repeat(2))), 'BAD_RECORD');
-  assert.equal(code(hex('01000200' + '00'.repeat(16) + '00000000' + '20010db8000000000000000000000001')), 'TRUNCATED');
+  assert.equal(code(hex('01000200' + '00'.repeat(16) + ('00000000' + '20010db8000000000000000000000001').repeat(2))), 'ERECORD');
+  assert.equal(code(hex('01000200' + '00'.repeat(16) + '00000000' + '20010db8000000000000000000000001')), 'ETRUNCATED');
   // Duplicates are found wherever they are, and addresses that differ in their last octet only are not duplicates.
   const loc = (last: string): string => '00000000' + '20010db80000000000000000000000' + last;
-  assert.equal(code(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('01'))), 'BAD_RECORD');
+  assert.equal(code(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('01'))), 'ERECORD');
   assert.equal(code(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('03'))), 'ok');
   assert.match(String((() => { try { decodeCapabilityRecord(hex('01000300' + '00'.repeat(16) + loc('01') + loc('02') + loc('02'))); } catch (e) { return (e as Error).message; } })()), /2001:db8::2 listed twice/);
 });
@@ -64,7 +64,7 @@ test('unknown version is an ignore outcome, whatever follows', () => {
   }
   try { decodeCapabilityRecord(hex('02')); assert.fail('no throw'); } catch (e) {
     assert.ok(e instanceof IgnoredCapabilityRecord);
-    assert.equal(e.code, 'BAD_RECORD');
+    assert.equal(e.code, 'ERECORD');
     assert.equal(e.value, 2);
   }
 });
@@ -74,33 +74,33 @@ test('reserved octets and unknown record flags: ignored by default, rejected in 
   const r = decodeCapabilityRecord(loose);
   assert.equal(r.hbaSet, false);
   assert.equal(r.cgaUlid, false);
-  assert.equal(code(loose, true), 'BAD_FIELD');
-  assert.equal(code(hex('01c00100' + '20010db8000000000000000000000001' + '000a01ee' + '20010db8000000000000000000000001'), true), 'BAD_FIELD');
+  assert.equal(code(loose, true), 'EFIELD');
+  assert.equal(code(hex('01c00100' + '20010db8000000000000000000000001' + '000a01ee' + '20010db8000000000000000000000001'), true), 'EFIELD');
   assert.equal(code(hex('01c00100' + '20010db8000000000000000000000001' + 'ff0a0100' + '20010db8000000000000000000000001'), true), 'ok');
 });
 
 test('parameter faults', () => {
   const p = (params: string): string => code(withHeader(ONE_LOC, params));
-  assert.equal(p('00'), 'TRUNCATED');
-  assert.equal(p('000200'), 'TRUNCATED');
-  assert.equal(p('00020003159d'), 'TRUNCATED');
-  assert.equal(p('00020002159d' + '00020002159d'), 'BAD_RECORD');    // same key twice
-  assert.equal(p('00070000' + '00020002159d'), 'BAD_RECORD');        // decreasing
-  assert.equal(p('00020001' + '15'), 'BAD_RECORD');                  // port length
-  assert.equal(p('000200020000'), 'BAD_RECORD');                     // port 0
+  assert.equal(p('00'), 'ETRUNCATED');
+  assert.equal(p('000200'), 'ETRUNCATED');
+  assert.equal(p('00020003159d'), 'ETRUNCATED');
+  assert.equal(p('00020002159d' + '00020002159d'), 'ERECORD');    // same key twice
+  assert.equal(p('00070000' + '00020002159d'), 'ERECORD');        // decreasing
+  assert.equal(p('00020001' + '15'), 'ERECORD');                  // port length
+  assert.equal(p('000200020000'), 'ERECORD');                     // port 0
   assert.equal(p('00010021' + '01' + '11'.repeat(31) + '00'), 'ok');
-  assert.equal(p('00010020' + '01' + '11'.repeat(31)), 'BAD_RECORD'); // SHA-256 needs 32
-  assert.equal(p('00010002' + '0011'), 'BAD_RECORD');                // alg 0
-  assert.equal(p('00010001' + '05'), 'BAD_RECORD');                  // no digest
+  assert.equal(p('00010020' + '01' + '11'.repeat(31)), 'ERECORD'); // SHA-256 needs 32
+  assert.equal(p('00010002' + '0011'), 'ERECORD');                // alg 0
+  assert.equal(p('00010001' + '05'), 'ERECORD');                  // no digest
   assert.equal(p('00010003' + '05aabb'), 'ok');                      // unknown alg kept
-  assert.equal(p('00000000'), 'BAD_RECORD');                         // empty mandatory
-  assert.equal(p('00000001' + '00'), 'BAD_RECORD');                  // odd
-  assert.equal(p('00000002' + '0000'), 'BAD_RECORD');                // lists itself
-  assert.equal(p('00000004' + '00020001' + '00020002159d'), 'BAD_RECORD'); // not increasing
-  assert.equal(p('00000002' + '0002'), 'BAD_RECORD');                // mandatory key absent
+  assert.equal(p('00000000'), 'ERECORD');                         // empty mandatory
+  assert.equal(p('00000001' + '00'), 'ERECORD');                  // odd
+  assert.equal(p('00000002' + '0000'), 'ERECORD');                // lists itself
+  assert.equal(p('00000004' + '00020001' + '00020002159d'), 'ERECORD'); // not increasing
+  assert.equal(p('00000002' + '0002'), 'ERECORD');                // mandatory key absent
   assert.equal(p('00000002' + '0002' + '00020002159d'), 'ok');
   assert.equal(p('00000002' + '0009' + '00090000'), 'UNKNOWN_MANDATORY_KEY');
-  assert.equal(p('00000002' + '0009'), 'BAD_RECORD');                // unknown and absent: malformed first
+  assert.equal(p('00000002' + '0009'), 'ERECORD');                // unknown and absent: malformed first
   assert.equal(p('00090000' + 'ffff0001ff'), 'ok');                  // unknown, not mandatory: kept
   assert.deepEqual(decodeCapabilityRecord(withHeader(ONE_LOC, '00090000' + 'ffff0001ff')).unknownParams, [
     { key: 9, value: new Uint8Array(0) }, { key: 0xffff, value: hex('ff') },
@@ -109,7 +109,7 @@ test('parameter faults', () => {
 
 test('encodeCapabilityRecord refuses records a reader would reject, naming the field', () => {
   const bad = (r: CapabilityRecord, field: string): void => {
-    assert.throws(() => encodeCapabilityRecord(r), (e: unknown) => e instanceof UsageError && e.code === 'BAD_CAPABILITY_RECORD' && e.field === field);
+    assert.throws(() => encodeCapabilityRecord(r), (e: unknown) => e instanceof UsageError && e.code === 'ECAPABILITY_RECORD' && e.field === field);
   };
   bad({ ...GOLDEN, ulid: 'nope' }, 'ulid');
   bad({ ...GOLDEN, locators: [] }, 'locators');

@@ -40,7 +40,7 @@ test('presentation form: lenient input, canonical output', () => {
     'v1 cga ulid=::1 loc=::1/prio=0/weight=0 loc=::2/prio=0/weight=0/flags=broken+transient+0x80 mandatory=hba-digest,key9 hba-digest=alg7:00ff key9=');
 });
 
-test('presentation form: each malformed token is BAD_SYNTAX and named', () => {
+test('presentation form: each malformed token is ESYNTAX and named', () => {
   const cases: [string, string][] = [
     ['', ''],
     ['v2 ulid=::1 loc=::1', 'v2'],
@@ -82,7 +82,7 @@ test('presentation form: each malformed token is BAD_SYNTAX and named', () => {
       assert.fail(`parsed: ${text}`);
     } catch (e) {
       assert.ok(e instanceof WireError, `${text}: ${String(e)}`);
-      assert.equal(e.code, 'BAD_SYNTAX', text);
+      assert.equal(e.code, 'ESYNTAX', text);
       if (token !== '') {
         assert.ok(e.message.includes(JSON.stringify(token)), `${text}: ${e.message}`);
         assert.equal(e.offset, text.lastIndexOf(token), text);
@@ -116,18 +116,18 @@ test('TXT fallback: golden string, splitting into 255-octet strings, byte string
 
 test('TXT fallback: errors', () => {
   const b64 = Buffer.from(GOLDEN_HEX, 'hex').toString('base64');
-  assert.equal(errCode(() => capabilityTxtRdata('')), 'BAD_SYNTAX');
-  assert.equal(errCode(() => capabilityTxtRdata('v=spf1 -all')), 'BAD_SYNTAX');
+  assert.equal(errCode(() => capabilityTxtRdata('')), 'ESYNTAX');
+  assert.equal(errCode(() => capabilityTxtRdata('v=spf1 -all')), 'ESYNTAX');
   assert.equal(errCode(() => capabilityTxtRdata(`v=shim6cap2 b64=${b64}`)), 'UNSUPPORTED_VERSION');
-  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1')), 'BAD_SYNTAX');
-  assert.equal(errCode(() => capabilityTxtRdata(`v=shim6cap1 b64=${b64} b64=${b64}`)), 'BAD_SYNTAX');
-  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AQ*A')), 'BAD_SYNTAX');
-  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AQA')), 'BAD_SYNTAX');
-  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AR==')), 'BAD_SYNTAX'); // not canonical: AQ==
-  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AQ== junk')), 'BAD_SYNTAX');
-  assert.equal(errCode(() => decodeCapabilityTxt('v=shim6cap1 b64=AQ==')), 'TRUNCATED');
+  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1')), 'ESYNTAX');
+  assert.equal(errCode(() => capabilityTxtRdata(`v=shim6cap1 b64=${b64} b64=${b64}`)), 'ESYNTAX');
+  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AQ*A')), 'ESYNTAX');
+  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AQA')), 'ESYNTAX');
+  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AR==')), 'ESYNTAX'); // not canonical: AQ==
+  assert.equal(errCode(() => capabilityTxtRdata('v=shim6cap1 b64=AQ== junk')), 'ESYNTAX');
+  assert.equal(errCode(() => decodeCapabilityTxt('v=shim6cap1 b64=AQ==')), 'ETRUNCATED');
   assert.equal(errCode(() => decodeCapabilityTxt('v=shim6cap1 b64=Ag==')), 'UNSUPPORTED_VERSION');
-  assert.equal(errCode(() => decodeCapabilityTxt('v=shim6cap1 b64=')), 'TRUNCATED');
+  assert.equal(errCode(() => decodeCapabilityTxt('v=shim6cap1 b64=')), 'ETRUNCATED');
 });
 
 test('property: TXT round trip', () => {
@@ -145,7 +145,7 @@ test('RFC 3597 generic RDATA', () => {
   assert.equal(toHex(fromGenericRdata(toGenericRdata(encodeCapabilityRecord(GOLDEN)))), GOLDEN_HEX);
   assert.deepEqual(decodeCapabilityRecord(fromGenericRdata(toGenericRdata(hex(GOLDEN_HEX)))), GOLDEN);
   for (const bad of ['', '# 1 00', '\\#', '\\# x 00', '\\# 2 00', '\\# 1 0', '\\# 1 0g', '\\# 01 00', '\\# 1 00 00', '\\# 65536 00', '\\# -1']) {
-    assert.equal(errCode(() => fromGenericRdata(bad)), 'BAD_SYNTAX', bad);
+    assert.equal(errCode(() => fromGenericRdata(bad)), 'ESYNTAX', bad);
   }
 });
 

@@ -58,6 +58,12 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   assert.match(text.stdout, /name=peer\.example\. source=dns ttl=\d+/);
   assert.match(text.stdout, /primes 1/);
 
+  // The daemon's SIGHUP: nothing to reload in shim6 resolver, said so; the process keeps serving.
+  child.kill('SIGHUP');
+  await waitFor(() => stderr.includes('reload:') || child.exitCode !== null, 'the reload line');
+  assert.match(stderr, /reload: shim6 resolver reads its configuration at start only/);
+  assert.equal(digStatus((await dig({ host: '127.0.0.1', port }, 'peer.example.', 'AAAA')).stdout), 'NOERROR', 'still serving after SIGHUP');
+
   child.kill('SIGTERM');
   assert.equal(await within(exited, 'the resolver to exit on SIGTERM'), 0, stderr);
   assert.ok(!existsSync(sock), 'control socket removed on shutdown');
@@ -140,7 +146,7 @@ test('--udp picks the UDP backend and overrides the config key; status reports i
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
   const bad = shim6(['resolver', '--udp', 'quic', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0']);
   assert.equal(bad.status, 2, bad.stderr);
-  assert.match(bad.stderr, /EUSAGE: --udp: invalid value "quic"/);
+  assert.match(bad.stderr, /EINVALID: --udp: invalid value "quic"/);
   const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
   t.after(() => auth.stop());
   const conf = path.join(tmpdir(t), 'udp.yaml');

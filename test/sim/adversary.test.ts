@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from './rng.ts';
+import { SimRng } from '../helpers/rng.ts';
 import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { allContexts } from './inspect.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
@@ -74,7 +74,7 @@ test('adversary: I2s claiming A\'s ULID, a third party\'s or B\'s own address (w
   const claim = (ulid: string, extra: Shim6Option[] = []) => hijack(sim, b.locators[0]!, attacker, [{ type: 'UlidPair', critical: false, senderUlid: ulid, receiverUlid: b.ulid }, ...extra]);
   const replayedPds: Shim6Option[] = [
     { type: 'LocatorList', critical: false, generation: 9, locators: [...a.locators, attacker].map((address) => ({ address, verificationMethod: VerificationMethod.HBA })) },
-    { type: 'CgaParameterDataStructure', critical: false, pds: a.params },
+    { type: 'CgaParameterDataStructure', critical: false, pds: a.params! },
   ];
   for (const [ulid, extra] of [[a.ulid, []], [a.ulid, replayedPds], ['2001:db8:53::53', []], [b.locators[1]!, []]] as const) {
     assert.deepEqual(claim(ulid, [...extra]), [], `no R2 for a claim of ${ulid}`);

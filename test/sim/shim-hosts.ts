@@ -5,7 +5,8 @@
  * `shimPair()` builds the usual two-host world: A and B with two prefixes each,
  * every locator pair linked with 20 ms one-way delay, `fast` timer profile.
  */
-import { Engine } from '../../shim/engine/index.ts';
+import assert from 'node:assert/strict';
+import { Engine, State, type EngineEvent } from '../../shim/engine/index.ts';
 import type { EngineConfig } from '../../shim/engine/config.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { ms } from '../../shim/time.ts';
@@ -13,16 +14,17 @@ import type { LinkConfig } from './network.ts';
 import { Sim, type SimHost } from './sim.ts';
 import type { SimRng } from '../helpers/rng.ts';
 import type { SimEndpoint } from './endpoint.ts';
+import type { Delivery } from './app.ts';
 
-/** A host's HBA identity: addresses in prefix order (the first is the ULID) and the PDS. */
+/** A host's identity: addresses (the first is the ULID unless given) and, for an HBA/CGA host, the PDS (none: a host without HBA/CGA). */
 export interface Identity {
   readonly locators: readonly string[];
   readonly ulid: string;
-  readonly params: Uint8Array;
+  readonly params?: Uint8Array;
 }
 
 /** An HBA set made from a seeded stream. */
-export function hbaIdentity(prefixes: readonly string[], rng: SimRng): Identity {
+export function hbaIdentity(prefixes: readonly string[], rng: SimRng): Identity & { readonly params: Uint8Array } {
   const set = generateHbaSet({ prefixes, sec: 0, randomBytes: (n) => rng.bytes(n) });
   const locators = set.members.map((m) => m.address);
   return { locators, ulid: locators[0]!, params: set.members[0]!.params };
@@ -33,21 +35,32 @@ export interface ShimHost extends Identity {
   readonly engine: Engine;
 }
 
-/** Engine config for an identity: its locators (all, or the first `count`), its PDS, the fast profile. */
+/** Engine config for an identity: its locators (all, or the first `count`), its ULID, its PDS, the fast profile. */
 export function baseConfig(id: Identity, count = id.locators.length): EngineConfig {
-  return { localLocators: id.locators.slice(0, count).map((address) => ({ address })), cgaParams: id.params, profile: 'fast' };
+  return {
+    localLocators: id.locators.slice(0, count).map((address) => ({ address })), profile: 'fast',
+    ...(id.ulid !== id.locators[0] ? { localUlid: id.ulid } : {}), ...(id.params !== undefined ? { cgaParams: id.params } : {}),
+  };
 }
 
-/** Add a host running the Engine; `config` is merged over `baseConfig(id)`. */
-export function addShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}): ShimHost {
-  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => new Engine({ ...baseConfig(id), ...config }, s.rng) as unknown as SimEndpoint);
+/** Add a host running the Engine; `config` is merged over `baseConfig(id)`; `rng`: the engine's random stream (default: the host's own). */
+export function addShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}, rng?: SimRng): ShimHost {
+  const host = sim.addHost({ name, locators: id.locators, ulid: id.ulid }, (s) => new Engine({ ...baseConfig(id), ...config }, rng ?? s.rng) as unknown as SimEndpoint);
   // `engine` follows the host's endpoint, so it stays right across rebootShimHost().
   return { ...id, host, get engine() { return host.endpoint as unknown as Engine; } };
 }
 
-/** Replace a host's engine by a fresh one in place: the host rebooted and lost every context. */
-export function rebootShimHost(sim: Sim, h: ShimHost, config: Partial<EngineConfig> = {}): ShimHost {
-  h.host.endpoint = new Engine({ ...baseConfig(h), ...config }, h.host.rng.fork()) as unknown as SimEndpoint;
+/** addShimHost, and every locator pair between the new host and each host already there linked (20 ms one way). */
+export function addLinkedShimHost(sim: Sim, name: string, id: Identity, config: Partial<EngineConfig> = {}, rng?: SimRng): ShimHost {
+  const others = [...sim.hosts];
+  const h = addShimHost(sim, name, id, config, rng);
+  for (const o of others) sim.connectHosts(h.host, o);
+  return h;
+}
+
+/** Replace a host's engine by a fresh one in place: the host rebooted and lost every context (`rng`: default a new stream of the host's). */
+export function rebootShimHost(sim: Sim, h: ShimHost, config: Partial<EngineConfig> = {}, rng: SimRng = h.host.rng.fork()): ShimHost {
+  h.host.endpoint = new Engine({ ...baseConfig(h), ...config }, rng) as unknown as SimEndpoint;
   sim.flush();
   return h;
 }
@@ -85,6 +98,30 @@ export function primeWith(sim: Sim, at: ShimHost, peer: Identity, ttlSeconds = 3
     source: 'dns',
   });
   sim.flush();
+}
+
+/** `shimPair` with an ESTABLISHED context, A the initiator (configured peer, no locator hints): both ends settled after 200 ms. */
+export function configuredPair(seed: number, o: PairOptions = {}): { sim: Sim; a: ShimHost; b: ShimHost } {
+  const p = shimPair(seed, o);
+  p.a.engine.prime(p.sim.now, { ulid: p.b.ulid, locators: [], ttl: 300, source: 'configured' });
+  p.sim.runFor(200);
+  assert.equal(p.a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  return p;
+}
+
+/** The engine's events on a host, in order (the simulator records them untyped). */
+export function engineEvents(h: ShimHost): EngineEvent[] {
+  return h.host.events.map((e) => e.event as unknown as EngineEvent);
+}
+
+/** Payload the engine on `h` delivered (through a context; not plain IPv6 and not the adversary's). */
+export function shimDeliveries(sim: Sim, h: ShimHost): Delivery[] {
+  return sim.ledger.deliveries.filter((d) => d.host === h.host.name && d.path === 'shim');
+}
+
+/** The app on `from` sends one payload to `to`'s ULID (from `srcUlid`): true when it went through a context (false: plain IPv6, and the engine may have started an exchange). */
+export function sendShim(sim: Sim, from: ShimHost, to: Identity, srcUlid: string = from.ulid): boolean {
+  return sim.ledger.sent.get(sim.send(from.host, to.ulid, srcUlid))?.path === 'shim';
 }
 
 /** Number of context-established events a host reported. */

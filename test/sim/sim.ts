@@ -235,8 +235,13 @@ export class Sim {
     return true;
   }
 
-  /** Run everything due up to `t`, then stand at `t`. Throws after `maxSteps`. */
+  /**
+   * Run everything due up to `t`, then stand at `t`. Throws after `maxSteps`.
+   * What endpoints queued since the last step (a test called the engine
+   * directly) leaves first, at the current time.
+   */
   runUntil(t: Millis, maxSteps = 200_000): void {
+    this.flush();
     for (let n = 0; ; n++) {
       const next = this.nextTime();
       if (next === undefined || next > t) break;
@@ -261,6 +266,7 @@ export class Sim {
     const deadline = this.now + opts.within;
     const maxSteps = opts.maxSteps ?? 200_000;
     const what = opts.what ?? 'condition';
+    this.flush();
     for (let n = 0; !pred(); n++) {
       const next = this.nextTime();
       if (next === undefined) throw new SimStallError(`${what}: nothing pending at ${this.now - start} ms and still false`);

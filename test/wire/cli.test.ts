@@ -24,7 +24,7 @@ test('shim6 decode accepts spaces and 0x, and decodes payload headers', () => {
 });
 
 test('shim6 decode: malformed input exits 1 with the WireError code', () => {
-  for (const [hex, code] of [[CANARY_HEX.slice(0, -2) + '12', 'BAD_CHECKSUM'], ['3b01', 'TRUNCATED'], ['xyz', 'BAD_SYNTAX']] as const) {
+  for (const [hex, code] of [[CANARY_HEX.slice(0, -2) + '12', 'ECHECKSUM'], ['3b01', 'ETRUNCATED'], ['xyz', 'ESYNTAX']] as const) {
     const r = shim6(['decode', hex]);
     assert.equal(r.status, 1, `${hex}: ${r.stdout}`);
     assert.match(r.stderr, new RegExp(`error ${code}:`));
@@ -48,10 +48,10 @@ test('shim6 encode | shim6 decode gives the message back (I2 with options, Probe
 test('shim6 encode: bad JSON and bad fields exit 1 with the WireError code', () => {
   const notJson = shim6(['encode', '{type:']);
   assert.equal(notJson.status, 1);
-  assert.match(notJson.stderr, /error BAD_SYNTAX:/);
+  assert.match(notJson.stderr, /error ESYNTAX:/);
   const badTag = shim6(['encode', '{"type":"I1","contextTag":140737488355328,"initiatorNonce":1,"options":[]}']);
   assert.equal(badTag.status, 1);
-  assert.match(badTag.stderr, /error BAD_FIELD: I1\.contextTag/);
+  assert.match(badTag.stderr, /error EFIELD: I1\.contextTag/);
 });
 
 test('shim6 pcap --demo writes a LINKTYPE_RAW pcap with one packet per message type and a payload header', (t) => {
@@ -103,5 +103,5 @@ test('shim6 decode --record / encode --record: capability-record RDATA both ways
 test('shim6 decode --record: malformed RDATA exits 1 with the WireError code', () => {
   const r = shim6(['decode', '--record', RECORD_HEX.slice(0, 30)]);
   assert.equal(r.status, 1);
-  assert.match(r.stderr, /error TRUNCATED:/);
+  assert.match(r.stderr, /error ETRUNCATED:/);
 });

@@ -136,7 +136,7 @@ test('golden: payload extension header (P=1, Hdr Ext Len 0, 47-bit tag)', () => 
   const buf = new Uint8Array(12).fill(0xff);
   writePayloadHeader(buf, 2, 6, 0x123456789abc);
   assert.deepEqual(buf, hex('ffff 06 00 92 3456789abc ffff'));
-  assert.throws(() => writePayloadHeader(buf, 5, 6, 1), { code: 'BAD_LENGTH' });
+  assert.throws(() => writePayloadHeader(buf, 5, 6, 1), { code: 'ELENGTH' });
 });
 
 test('golden: reserved fields and R bits are ignored on receipt (RFC 5533 §5.4)', () => {

@@ -50,8 +50,8 @@ test('parseIpv6 accepts exactly what net.isIPv6 accepts (hex-and-colon strings)'
 });
 
 test('bad text and short buffers throw WireError', () => {
-  assert.throws(() => parseIpv6('fe80::1%eth0'), (e: unknown) => e instanceof WireError && e.code === 'BAD_ADDRESS');
-  assert.throws(() => parseIpv6(''), { code: 'BAD_ADDRESS' });
-  assert.throws(() => formatIpv6(new Uint8Array(15)), { code: 'TRUNCATED' });
-  assert.throws(() => formatIpv6(new Uint8Array(16), 1), { code: 'TRUNCATED' });
+  assert.throws(() => parseIpv6('fe80::1%eth0'), (e: unknown) => e instanceof WireError && e.code === 'EADDRESS');
+  assert.throws(() => parseIpv6(''), { code: 'EADDRESS' });
+  assert.throws(() => formatIpv6(new Uint8Array(15)), { code: 'ETRUNCATED' });
+  assert.throws(() => formatIpv6(new Uint8Array(16), 1), { code: 'ETRUNCATED' });
 });

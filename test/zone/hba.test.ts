@@ -67,6 +67,6 @@ test('zone hba with an RSA key: CGA-compatible set, verify accepts members and r
 
 test('parameters file: a damaged file is a usage error naming it', () => {
   for (const text of ['', '{}', '{"format":"shim6-hba-params/1","sec":9}', '[1]', `{"format":"${HBA_PARAMS_FORMAT}","sec":0,"publicKeyIncluded":false,"publicKey":"00","members":[{"prefix":"x","address":"nope","params":"00"}]}`]) {
-    assert.throws(() => parseHbaParams(text, 'p.json'), (e: unknown) => e instanceof UsageError && e.code === 'BAD_HBA_PARAMS' && e.message.startsWith('p.json: '), text);
+    assert.throws(() => parseHbaParams(text, 'p.json'), (e: unknown) => e instanceof UsageError && e.code === 'EHBA_PARAMS' && e.message.startsWith('p.json: '), text);
   }
 });

@@ -162,7 +162,7 @@ test('record inputs: each bad value is a UsageError naming its field', () => {
   for (const [patch, field] of cases) {
     const flags: RecordFlags = { name: base.name, ulid: base.ulid, locator: base.locators, ...patch } as RecordFlags;
     if ('ulid' in patch && patch.ulid === undefined) delete flags.ulid;
-    assert.throws(() => buildHostRecord(recordInput(flags)), (e: unknown) => e instanceof UsageError && e.code === 'EUSAGE' && e.field === field, JSON.stringify(patch));
+    assert.throws(() => buildHostRecord(recordInput(flags)), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === field, JSON.stringify(patch));
   }
 });
 

@@ -69,17 +69,17 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
       shim6Async(['zone', 'update', '--server', server, '--zone', 'test.', '--key', keys.colon, ...other.map((a) => a.replace('h.upd.test.', 'h.test.'))]),
     ]);
     assert.equal(badSig.status, 1, badSig.stderr);
-    assert.match(badSig.stderr, /^shim6: error TSIG_BADSIG: update of h\.upd\.test\. refused by 127\.0\.0\.1 port \d+: NOTAUTH, TSIG BADSIG/);
+    assert.match(badSig.stderr, /^shim6: error ETSIG_BADSIG: update of h\.upd\.test\. refused by 127\.0\.0\.1 port \d+: NOTAUTH, TSIG BADSIG/);
     assert.equal(badKey.status, 1, badKey.stderr);
-    assert.match(badKey.stderr, /^shim6: error TSIG_BADKEY: .*NOTAUTH, TSIG BADKEY/);
+    assert.match(badKey.stderr, /^shim6: error ETSIG_BADKEY: .*NOTAUTH, TSIG BADKEY/);
     assert.equal(notZone.status, 1, notZone.stderr);
-    assert.match(notZone.stderr, /^shim6: error DNS_NOTAUTH: /);
+    assert.match(notZone.stderr, /^shim6: error EDNS_NOTAUTH: /);
     assert.equal(rdataOf(dns.port, 'h.upd.test.'), before);
 
     // The in-process API reports the same by code.
     await assert.rejects(
       sendUpdate({ host: '::1', port: dns.port }, Z, NEW, parseTsigKeyFile(`upd-key:${randomTsigSecret()}`, 'inline')),
-      (e: unknown) => e instanceof ProtocolError && e.code === 'TSIG_BADSIG',
+      (e: unknown) => e instanceof ProtocolError && e.code === 'ETSIG_BADSIG',
     );
     const res = await sendUpdate({ host: '::1', port: dns.port }, Z, OLD, parseTsigKeyFile(`upd-key:${secret}`, 'inline'), { tcp: true });
     assert.deepEqual(res, { rcode: 0, rcodeName: 'NOERROR', verified: true });

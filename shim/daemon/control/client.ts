@@ -7,6 +7,9 @@
 import net from 'node:net';
 import { Shim6Error } from '../../errors.ts';
 
+/** The engine's parts of a `status` reply (the engine's own types, for the CLI that prints them). */
+export type { CapabilityStatus, GuardCounters } from '../../engine/index.ts';
+
 export type ControlErrorCode = 'ECONTROL_CONNECT' | 'ECONTROL_TIMEOUT' | 'ECONTROL_PROTOCOL' | string;
 
 /** The control request failed: nothing listening, no reply, a bad reply, or the server's own error code. */

@@ -47,8 +47,8 @@ function kindOf(st: BigIntStats): string {
   return 'not a Unix socket';
 }
 
-function inUse(socketPath: string, why: string): UsageError {
-  return new UsageError('ECONTROL_IN_USE', `control socket ${socketPath} is in use: ${why}`, '--socket');
+function inUse(socketPath: string, why: string): EnvironmentError {
+  return new EnvironmentError('ECONTROL_IN_USE', `control socket ${socketPath} is in use: ${why}`, socketPath);
 }
 
 /**
@@ -70,7 +70,7 @@ function probe(socketPath: string): Promise<string> {
 /**
  * Make `socketPath` free for a new socket, removing only a stale Unix socket.
  * Throws ECONTROL_NOT_SOCKET (EnvironmentError) for anything that is not a socket
- * and ECONTROL_IN_USE (UsageError, as before) for a socket that may be live.
+ * and ECONTROL_IN_USE (EnvironmentError) for a socket that may be live.
  */
 export async function clearSocketPath(socketPath: string): Promise<void> {
   const st = lstatIfAny(socketPath);

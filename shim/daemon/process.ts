@@ -1,0 +1,46 @@
+/**
+ * The daemon as a foreground process, for both commands that run it
+ * (`shim6 daemon`, and `shim6 resolver`: the same daemon with the data plane
+ * off): signal handlers installed before the start, the start, then a wait
+ * for SIGTERM or SIGINT and a clean stop. SIGHUP reloads (daemon.ts
+ * `reload()`). Owns the process's signals; must not know what the daemon runs.
+ */
+import type { Logger } from '../log.ts';
+import { Daemon, type DaemonOptions } from './daemon.ts';
+import type { DaemonConfig } from './config.ts';
+
+/** Start the daemon and run it until SIGTERM or SIGINT; resolves once it stopped. */
+export async function runDaemon(config: DaemonConfig, opts: DaemonOptions & { log: Logger }): Promise<void> {
+  // The handlers before start(), which logs the ready line: whoever reads that may signal at once,
+  // and a signal that came before them met node's default action (exit without Close, routes,
+  // TUN and control socket left). A stop asked for during the start waits for it; a second
+  // signal ends the process at once, as one does while stopping.
+  let daemon: Daemon | undefined;
+  let asked: string | undefined;
+  let stop: (signal: string) => void = (signal) => { asked = signal; unhook(); };
+  const onTerm = (): void => stop('SIGTERM');
+  const onInt = (): void => stop('SIGINT');
+  const unhook = (): void => { process.off('SIGTERM', onTerm); process.off('SIGINT', onInt); };
+  const onHup = (): void => { void daemon?.reload(); };
+  process.on('SIGTERM', onTerm);
+  process.on('SIGINT', onInt);
+  process.on('SIGHUP', onHup);
+  try {
+    const running = await Daemon.start(config, opts);
+    daemon = running;
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      stop = (signal) => {
+        if (stopping) return;
+        stopping = true;
+        unhook(); // a second SIGTERM or SIGINT while stopping ends the process at once
+        running.log.info('stopping', { signal });
+        running.stop().then(resolve, (err: unknown) => { running.log.error('stop failed', { error: (err as Error).message }); resolve(); });
+      };
+      if (asked !== undefined) stop(asked);
+    });
+  } finally {
+    unhook();
+    process.off('SIGHUP', onHup);
+  }
+}
