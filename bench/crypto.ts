@@ -60,6 +60,23 @@ row('generateCga, Sec 0', rate(() => generateCga({ subnetPrefix: '2001:db8:1::',
 row('generateCga, Sec 1', rate(() => generateCga({ subnetPrefix: '2001:db8:1::', publicKey: spki1024, sec: 1, randomBytes: rb }), 3));
 row('generateHbaSet, 3 prefixes, Sec 1', rate(() => generateHbaSet({ prefixes, sec: 1, randomBytes: rb }), 3));
 
+// A 4-locator set as the daemon signs it once per change (cga: { key }) and a peer checks it (RFC 5533 §5.15.5),
+// next to node's raw RSA-2048 sign and verify of the same octets.
+const four = ['2001:db8:3::a', '2001:db8:4::a', '2001:db8:5::a', '2001:db8:6::a'];
+const keyUlid = hbaKey.members[0]!;
+const sig4 = signCgaLocators(rsa2048.privateKey, 7, four);
+const signed4 = cgaSignatureInput(7, four);
+const sign4 = rate(() => signCgaLocators(rsa2048.privateKey, 7, four), 20);
+const verify4 = rate(() => verifyCgaSignature({ params: keyUlid.params, generation: 7, locators: four, signature: sig4, ulid: keyUlid.address }), 200);
+const rawSign = rate(() => crypto.sign('sha1', signed4, { key: rsa2048.privateKey, padding: crypto.constants.RSA_PKCS1_PADDING }), 20);
+const rawVerify = rate(() => crypto.verify('sha1', signed4, { key: pub2048, padding: crypto.constants.RSA_PKCS1_PADDING }, sig4), 200);
+const both = (x: number, y: number): number => 1 / (1 / x + 1 / y);
+row('CGA sign, 4-locator set, RSA-2048', sign4);
+row('CGA verify, 4-locator set (ULID CGA + signature)', verify4);
+row('CGA sign+verify, 4-locator set', both(sign4, verify4));
+row('peer: node crypto.sign RSA-2048/SHA-1 alone', rawSign);
+row('peer: node crypto.sign+verify RSA-2048/SHA-1', both(rawSign, rawVerify));
+
 for (const [name, r] of rows) console.log(`${name.padEnd(52)} ${fmt(r)} /s   ${(r / sha1Rate).toFixed(2)} × SHA-1   ${(1e6 / r).toFixed(1).padStart(9)} µs`);
 
 const small: CapabilityRecord = decodeCapabilityRecord(encodeCapabilityRecord({
@@ -80,4 +97,5 @@ for (const [label, r] of [['2 locators', small], ['32 locators', big]] as const)
   console.log(`  parseCapabilityRecord  ${fmt(rate(() => parseCapabilityRecord(text), 2000))} /s`);
   console.log(`  decodeCapabilityTxt    ${fmt(rate(() => decodeCapabilityTxt(txt), 2000))} /s`);
 }
+console.log(`\nCGA sign+verify of a 4-locator set: ${fmt(both(sign4, verify4)).trim()} /s = ${(both(sign4, verify4) / both(rawSign, rawVerify)).toFixed(2)} × node's raw RSA-2048 sign+verify (sign ${(sign4 / rawSign).toFixed(2)} ×, verify ${(verify4 / rawVerify).toFixed(2)} ×)`);
 console.log(`\nHBA contexts/s (verifyHbaSet, 3 locators): ${fmt(ctxRate).trim()} — target 10,000: ${(ctxRate / 10_000).toFixed(1)} × the target`);

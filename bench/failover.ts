@@ -10,6 +10,12 @@
  * shim6 is primed by DNS. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
  * median of N runs (default 5). Prints figures and ratios; asserts nothing.
+ *
+ * Renumbering (issue 18), modes `mptcp-renumber` and `shim6-renumber`: instead
+ * of the black hole, A's address on P — the one the stream runs on — is
+ * withdrawn: deprecated (preferred lifetime 0), removed 500 ms later. MPTCP
+ * has A's Q address as a subflow endpoint (`ip mptcp endpoint`), shim6 has
+ * A's daemon (CGA identity, watching its addresses); the stall of each.
  * Needs root.
  */
 import { labFor, LAB_ADDR } from '../lab/topology.ts';
@@ -20,11 +26,12 @@ import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.t
 import { LAB_B_NAME } from '../lab/dns.ts';
 import { LAB_BASE_TOOLS, LAB_TOOL_PACKAGES, missingTools } from '../lab/tools.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-600';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-600' | 'mptcp-renumber' | 'shim6-renumber';
 
 /** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
 const SHIM6_TIMERS: Record<string, Record<string, number>> = {
   shim6: {},
+  'shim6-renumber': {},
   // The fast profile's timers before the disjoint-first probe order landed (same engine otherwise).
   'shim6-600': { sendTimeout: 600, defaultKeepaliveTimeout: 600, keepaliveTimeoutMax: 600, initialProbeTimeout: 100 },
 };
@@ -38,7 +45,7 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6,shim6-600').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-600,mptcp-renumber,shim6-renumber').split(',') as Mode[];
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -54,12 +61,12 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
   await labUp(lab, { replace: true }); // its own prefix: a bench lab left by a crash is replaced
   let shim6: LabShim6 | undefined;
   try {
-    if (mode === 'mptcp') mptcpUp(lab);
+    if (mode.startsWith('mptcp')) mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
     if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers });
     const r = await runStream(lab, {
       to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, durationMs, failAtMs,
-      failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
+      failure: mode.endsWith('-renumber') ? 'withdraw' : 'blackhole', rate, graceMs: 2000, ...(mode.startsWith('mptcp') ? { wrap: ['mptcpize', 'run'] } : {}),
     });
     const rh = shim6?.rehomeAt(r.failAt);
     if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
@@ -82,7 +89,7 @@ async function main(): Promise<void> {
     console.log('failover: needs root (network namespaces); nothing measured');
     return;
   }
-  console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
+  console.log(`failover: silent black hole (renumber modes: withdrawal of A's address) of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
   const results: ModeResult[] = [];
   const base = missingTools(LAB_BASE_TOOLS);
   if (base.length) {
@@ -102,8 +109,11 @@ async function main(): Promise<void> {
       results.push({ mode, runs: [], rehome: [], note: `failed: ${(err as Error).message}` });
     }
   }
-  const ref = results.find((r) => r.mode === 'mptcp' && r.runs.length);
-  const refMedian = ref ? median(ref.runs.map((r) => r.stall_ms)) : undefined;
+  // Each failure against MPTCP with the same failure.
+  const refOf = (m: Mode): number | undefined => {
+    const ref = results.find((r) => r.mode === (m.endsWith('-renumber') ? 'mptcp-renumber' : 'mptcp') && r.runs.length);
+    return ref ? median(ref.runs.map((r) => r.stall_ms)) : undefined;
+  };
   console.log('\n| mode | median stall (ms) | min | max | recovered | corrupt | median re-homing (ms) | stall / MPTCP |');
   console.log('|---|---|---|---|---|---|---|---|');
   for (const r of results) {
@@ -112,6 +122,7 @@ async function main(): Promise<void> {
     const rec = r.runs.filter((x) => x.recovered).length;
     const med = median(stalls);
     const medianText = rec === r.runs.length ? String(med) : `≥ ${med} (window end)`;
+    const refMedian = refOf(r.mode);
     const ratio = refMedian && rec === r.runs.length ? (med / refMedian).toFixed(2) : rec === r.runs.length ? '—' : '∞';
     console.log(`| ${r.mode} | ${medianText} | ${Math.min(...stalls)} | ${Math.max(...stalls)} | ${rec}/${r.runs.length} | ${r.runs.reduce((a, x) => a + x.corrupt, 0)} | ${r.rehome.length ? median(r.rehome) : '—'} | ${ratio} |`);
   }

@@ -11,6 +11,7 @@ import { existsSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { shim6NodeArgs } from '../shim/runtime-paths.ts';
 import { LAB_ADDR, LAB_IF, LabError, type Lab } from './topology.ts';
+import { writeLabCgaKey } from './cga-key.ts';
 
 /** Running daemons of a lab, as the demo and the benchmarks see them. */
 export interface LabShim6 {
@@ -40,6 +41,8 @@ export interface LabDaemonFiles {
   cache: string;
   control: string;
   hba: string;
+  /** A's CGA key file (cga-key.ts); B has none. */
+  cgaKey: string;
 }
 
 export const LAB_TUN = 'labtun';
@@ -67,12 +70,15 @@ export function labDaemonFiles(lab: Lab, h: 'a' | 'b'): LabDaemonFiles {
   return {
     config: path.join(d, `shim6-${h}.json`), log: path.join(d, `shim6-${h}.log`), cache: path.join(d, `caches-${h}.json`),
     control: path.join(d, `control-${h}.sock`), hba: path.join(d, `hba-${h}.json`),
+    cgaKey: path.join(d, `cga-${h}.pem`),
   };
 }
 
 /** The daemon config of host `h` (extra keys merged over the defaults). */
 export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<string, unknown> = {}): void {
   const f = labDaemonFiles(lab, h);
+  // A signs locators outside its HBA set with its CGA key (renumbering, issue 18).
+  if (h === 'a') writeLabCgaKey(f.cgaKey);
   const config = {
     listen: [`${LAB_STUB}:53`],
     upstreams: [h === 'a' ? LAB_ADDR.dnsA : LAB_ADDR.dnsB],
@@ -81,6 +87,7 @@ export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<strin
     tun: { name: LAB_TUN, mtu: 1400 },
     log: { level: 'info', format: 'json' },
     cacheFile: f.cache, controlSocket: f.control, hba: f.hba,
+    ...(h === 'a' ? { cga: { key: f.cgaKey, sec: 0 } } : {}),
     ...extra,
   };
   writeFileSync(f.config, JSON.stringify(config, null, 2) + '\n');
@@ -145,13 +152,15 @@ export interface LabShim6Options {
   timers?: Record<string, number>;
   /** Other config keys for both daemons. */
   extra?: Record<string, unknown>;
+  /** Config keys for A's daemon only (over `extra`). */
+  extraA?: Record<string, unknown>;
 }
 
 /** Start daemons on B then A (B answers A's I1 at once). */
 export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: LabShim6Options = {}): Promise<LabShim6> {
   const procs: Record<'a' | 'b', ChildProcess | undefined> = { a: undefined, b: undefined };
   for (const h of ['b', 'a'] as const) {
-    writeLabDaemonConfig(lab, h, { timers: { profile: 'fast', ...opts.timers }, ...opts.extra });
+    writeLabDaemonConfig(lab, h, { timers: { profile: 'fast', ...opts.timers }, ...opts.extra, ...(h === 'a' ? opts.extraA : {}) });
     procs[h] = await startLabDaemon(lab, h);
     say(`shim6 daemon on ${h.toUpperCase()} (tun ${LAB_TUN}, stub ${LAB_STUB}, fast profile), log ${labDaemonFiles(lab, h).log}`);
   }

@@ -7,10 +7,19 @@
  * Modes: `shim6` (daemons on A and B, the stream goes to B's ULID), `tcp`
  * (plain TCP, the baseline that does not survive) and `mptcp` (Linux MPTCP
  * with two subflows). Owns the presentation; the measuring is run.ts.
+ *
+ * `--renumber` (shim6 only) replaces the link failure by renumbering: at
+ * `failAt` A gets an address on a third link R, on a prefix outside its HBA
+ * set (proved to B by A's CGA Signature, published in the lab's DNS by A's
+ * daemon), and a second later A loses the address it started with.
  */
 import { writeFileSync } from 'node:fs';
-import { LAB_ADDR, type Lab } from './topology.ts';
-import { LAB_B_NAME } from './dns.ts';
+import { spawn } from 'node:child_process';
+import { LAB_ADDR, LAB_IF, type Lab } from './topology.ts';
+import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from './dns.ts';
+import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from './renumber.ts';
+import { labDaemonFiles } from './daemons.ts';
+import { decodeCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { labDown, labUp, mptcpUp } from './lab.ts';
 import { runStream, type FailureKind, type RunResult } from './run.ts';
 import { throughputSvg, type PlotMarker } from './plot.ts';
@@ -32,8 +41,10 @@ export interface DemoOptions {
   replace?: boolean;
   /** Where lines for people go (stdout for the CLI). */
   out: (line: string) => void;
-  /** Starts the daemons for mode shim6 (daemons.ts), injected so this module does not load the daemon. */
-  startShim6?: (lab: Lab, say: (l: string) => void) => Promise<LabShim6>;
+  /** Starts the daemons for mode shim6 (daemons.ts), injected so this module does not load the daemon; `extraA`: config keys for A only. */
+  startShim6?: (lab: Lab, say: (l: string) => void, extraA?: Record<string, unknown>) => Promise<LabShim6>;
+  /** Renumber A mid-stream instead of failing link P (shim6 mode). */
+  renumber?: boolean;
 }
 
 /** The figures `--json` prints. */
@@ -45,9 +56,36 @@ export interface DemoSummary {
   bytes_verified: number;
   corrupt: number;
   rehome_ms: number | null;
-  failure: FailureKind;
+  failure: FailureKind | 'renumber';
   fail_at_ms: number | null;
   samples_mbit: number[];
+  /** --renumber: from the new address appearing until the lab's DNS served A's record with it. */
+  record_updated_ms?: number | null;
+  /** --renumber: B's view of A's locators at the end. */
+  peer_locators?: { address: string; verified: boolean; broken: boolean }[];
+}
+
+/** The locators of A's capability record as the lab's DNS serves it now (asked from A, without blocking). */
+function askDns(lab: Lab): Promise<string[]> {
+  return new Promise((resolve) => {
+    const c = spawn('ip', ['netns', 'exec', lab.a, 'kdig', `@${LAB_ADDR.dnsA}`, LAB_A_NAME, 'TYPE65300', '+short', '+timeout=1', '+retry=0'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let out = '';
+    c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+    c.on('close', () => {
+      const line = out.trim().split('\n')[0] ?? '';
+      try {
+        resolve(line ? decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address) : []);
+      } catch { resolve([]); }
+    });
+  });
+}
+
+/** B's view of A's locators (its daemon's status). */
+async function peerLocators(lab: Lab): Promise<NonNullable<DemoSummary['peer_locators']>> {
+  const { controlRequest } = await import('../shim/daemon/control/client.ts');
+  const st = await controlRequest(labDaemonFiles(lab, 'b').control, 'status') as { engine: { contexts: { peerUlid: string; state: string; peerLocators: { address: string; verified: boolean; flags: number }[] }[] } };
+  const ctx = st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.aP && c.state === 'ESTABLISHED');
+  return (ctx?.peerLocators ?? []).map((l) => ({ address: l.address, verified: l.verified, broken: (l.flags & 1) !== 0 }));
 }
 
 const mbit = (bytes: number): number => (bytes * 8) / 1e5; // per 100 ms → Mbit/s
@@ -63,25 +101,60 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
   // Every program the run will exec, named before anything is built.
   requireTools([...LAB_BASE_TOOLS, ...(o.mode === 'mptcp' ? ['mptcpize'] : [])], `lab demo --mode ${o.mode}`);
   await labUp(lab, { say: (l) => say(`lab: ${l}`), replace: o.replace ?? false });
+  const renumber = o.renumber === true && o.mode === 'shim6';
   try {
     if (o.mode === 'mptcp') mptcpUp(lab);
+    if (renumber) {
+      linkRUp(lab);
+      say(`lab: link R between A and B on 2001:db8:3::/64 (outside A's HBA set); A's daemon watches it and publishes its record to the lab's DNS`);
+    }
     if (o.mode === 'shim6') {
       if (!o.startShim6) throw new Error('shim6 mode needs the daemon');
-      shim6 = await o.startShim6(lab, (l) => say(`lab: ${l}`));
+      shim6 = await o.startShim6(lab, (l) => say(`lab: ${l}`), renumber ? { interfaces: LAB_INTERFACES_R, dnsUpdate: labDnsUpdate(lab) } : undefined);
     }
+    const steps: { addedAt?: number; removedAt?: number; recordAt?: number | null } = {};
+    const renumberSteps = async (t0: number): Promise<void> => {
+      await new Promise((r) => setTimeout(r, o.failAtMs));
+      addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+      steps.addedAt = Date.now();
+      say(`  +${((steps.addedAt - t0) / 1000).toFixed(3)} s  ✚ A gets ${LAB_ADDR_R.a} on link R (a new prefix, outside its HBA set)`);
+      const removeAt = steps.addedAt + 1000;
+      // The address goes as RFC 4862 has it go: deprecated first (the context moves off it), removed half a second later.
+      const removeStart = (): void => {
+        deprecateAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+        steps.removedAt = Date.now();
+        say(`  +${((steps.removedAt - t0) / 1000).toFixed(3)} s  ✖ A's ${LAB_ADDR.aP}, the address the stream started on, is deprecated; removed 0.5 s later`);
+        setTimeout(() => removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP), 500).unref();
+      };
+      const deadline = steps.addedAt + 30_000;
+      steps.recordAt = null;
+      while (Date.now() < deadline && steps.recordAt === null) {
+        if ((await askDns(lab)).includes(LAB_ADDR_R.a)) steps.recordAt = Date.now();
+        else await new Promise((r) => setTimeout(r, 50));
+        if (steps.removedAt === undefined && Date.now() >= removeAt) removeStart();
+      }
+      if (steps.recordAt !== null) say(`  +${((steps.recordAt - t0) / 1000).toFixed(3)} s  ⟳ the lab's DNS serves A's record with it (${steps.recordAt - steps.addedAt} ms)`);
+      if (steps.removedAt === undefined) { await new Promise((r) => setTimeout(r, Math.max(0, removeAt - Date.now()))); removeStart(); }
+    };
+    let renumbering: Promise<void> | undefined;
     const to = LAB_B_NAME;
     const resolver = shim6?.resolverA ?? LAB_ADDR.dnsA;
-    say(`demo: ${o.mode}: A resolves ${to} via ${resolver}, streams ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s of checksummed blocks for ${o.durationMs / 1000} s; link P is ${o.failure === 'blackhole' ? 'silently black-holed' : 'set down'} at +${o.failAtMs / 1000} s`);
+    const what = renumber ? `A is renumbered at +${o.failAtMs / 1000} s (new prefix on link R, then its first address removed)` : `link P is ${o.failure === 'blackhole' ? 'silently black-holed' : 'set down'} at +${o.failAtMs / 1000} s`;
+    say(`demo: ${o.mode}: A resolves ${to} via ${resolver}, streams ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s of checksummed blocks for ${o.durationMs / 1000} s; ${what}`);
     const expected = mbit(o.rate / 10);
     let t0 = 0;
     let failAt: number | undefined;
     let recoveredShown = false;
     let rehomeShown = false;
     const res: RunResult = await runStream(lab, {
-      to, resolver, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: o.failure, rate: o.rate,
+      to, resolver, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: renumber ? 'none' : o.failure, rate: o.rate,
       ...(o.mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
       onEvent: (who, e) => {
-        if (e.ev === 'connected' && who === 'send') { t0 = e.t; say(`  +0.000 s  connected to ${e.remote}`); }
+        if (e.ev === 'connected' && who === 'send') {
+          t0 = e.t;
+          say(`  +0.000 s  connected to ${e.remote}`);
+          if (renumber) renumbering = renumberSteps(t0).finally(() => { failAt = steps.removedAt; });
+        }
         if (e.ev === 'failure') { failAt = e.t; say(`  +${((e.t - t0) / 1000).toFixed(3)} s  ✖ link ${e.link} ${e.kind === 'blackhole' ? 'black-holed (silent drop)' : 'down'}`); }
         if (e.ev === 'tick' && who === 'recv' && t0 && e.t <= t0 + o.durationMs + 200) {
           const rel = ((e.t - t0) / 1000).toFixed(1).padStart(5);
@@ -101,24 +174,35 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
         }
       },
     });
+    await renumbering;
+    const failedAt = renumber ? steps.removedAt : res.failAt;
     for (const l of shim6?.events() ?? []) say(`  daemon: ${l}`);
-    const rehome = shim6?.rehomeAt(res.failAt) ?? null;
+    const rehome = shim6?.rehomeAt(failedAt) ?? null;
     const window = res.samples.filter((s) => s.t >= res.connectedAt && s.t <= res.connectedAt + o.durationMs + 200);
     const summary: DemoSummary = {
       mode: o.mode, stall_ms: res.stall_ms, recovered: res.recovered, bytes_sent: res.bytes_sent,
       bytes_verified: res.bytes_verified, corrupt: res.corrupt,
-      rehome_ms: rehome !== null && res.failAt !== undefined ? rehome - res.failAt : null,
-      failure: o.failure, fail_at_ms: res.failAt !== undefined ? res.failAt - res.connectedAt : null,
+      rehome_ms: rehome !== null && failedAt !== undefined ? rehome - failedAt : null,
+      failure: renumber ? 'renumber' : o.failure, fail_at_ms: failedAt !== undefined ? failedAt - res.connectedAt : null,
       samples_mbit: window.map((s) => +mbit(s.bytes).toFixed(2)),
+      ...(renumber ? {
+        record_updated_ms: steps.recordAt != null && steps.addedAt !== undefined ? steps.recordAt - steps.addedAt : null,
+        peer_locators: await peerLocators(lab),
+      } : {}),
     };
     say('summary:');
     say(`  stall (longest gap in received data): ${summary.stall_ms} ms${summary.recovered ? '' : ' — the stream did NOT recover'}`);
-    if (summary.rehome_ms !== null) say(`  re-homing after the failure: ${summary.rehome_ms} ms`);
+    if (summary.rehome_ms !== null) say(`  re-homing after the ${renumber ? 'address was removed' : 'failure'}: ${summary.rehome_ms} ms`);
+    if (renumber) {
+      say(`  A's record in DNS with the new address after: ${summary.record_updated_ms ?? 'never'} ms`);
+      say(`  B's view of A's locators: ${(summary.peer_locators ?? []).map((l) => `${l.address}${l.verified ? '' : ' (unverified)'}${l.broken ? ' (withdrawn)' : ''}`).join(', ')}`);
+    }
     say(`  bytes sent ${summary.bytes_sent}, verified ${summary.bytes_verified}, corrupt blocks ${summary.corrupt}`);
     if (o.json) o.out(JSON.stringify(summary));
     if (o.plot) {
       const markers: PlotMarker[] = [];
-      if (res.failAt !== undefined) markers.push({ t: (res.failAt - res.connectedAt) / 1000, label: `link P ${o.failure}`, color: '#d62728' });
+      if (renumber && steps.addedAt !== undefined) markers.push({ t: (steps.addedAt - res.connectedAt) / 1000, label: 'new prefix', color: '#1f77b4' });
+      if (failedAt !== undefined) markers.push({ t: (failedAt - res.connectedAt) / 1000, label: renumber ? 'first address removed' : `link P ${o.failure}`, color: '#d62728' });
       if (rehome !== null) markers.push({ t: (rehome - res.connectedAt) / 1000, label: 're-homed', color: '#2ca02c' });
       const points = window.map((s): [number, number] => [(s.t - res.connectedAt) / 1000, mbit(s.bytes)]);
       writeFileSync(o.plot, throughputSvg(`shim6 lab demo (${o.mode}): throughput A→B, stall ${summary.stall_ms} ms`, [{ label: o.mode, points }], markers));

@@ -8,9 +8,15 @@
  * HBA parameters file, written here as hba-b.json); if that command fails the
  * line is written here in RFC 3597 generic form from DESIGN.md §2 (version
  * 1, no flags, the ULID, the locators, no parameters).
+ *
+ * Knot accepts RFC 2136 updates signed with host A's TSIG key (a fresh secret
+ * per lab, written in BIND format as tsig-a.key in the state directory) for
+ * A's name and the names below it (`_shim6.a`), so A's daemon can publish its
+ * record when its locators change (`labDnsUpdate`, config `dnsUpdate`).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
 import { shim6NodeArgs } from '../shim/runtime-paths.ts';
@@ -90,7 +96,20 @@ export function labZone(hbaFileB: string, opts: LabZoneOptions = {}): { text: st
   return { text: lines.join('\n') + '\n', recordSource };
 }
 
-function knotConfig(dir: string, zoneFile: string): string {
+/** Host A's TSIG key name in the lab. */
+export const LAB_TSIG_KEY_A = 'lab-a.';
+
+/** The TSIG key file of host A (BIND format, as `shim6 zone update --key` and `dnsUpdate.key` take). */
+export function labTsigKeyFile(lab: Lab): string {
+  return path.join(lab.stateDir, 'tsig-a.key');
+}
+
+/** A's `dnsUpdate` config: its name in the lab zone, at the lab's Knot, with its key; updates at most once a second. */
+export function labDnsUpdate(lab: Lab, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { server: `[${LAB_ADDR.dnsA}]:53`, zone: LAB_ZONE, name: LAB_A_NAME, key: labTsigKeyFile(lab), minInterval: 1, ttl: 5, ...extra };
+}
+
+function knotConfig(dir: string, zoneFile: string, secret: string): string {
   return [
     'server:',
     `    rundir: "${dir}"`,
@@ -104,10 +123,27 @@ function knotConfig(dir: string, zoneFile: string): string {
     `    storage: "${dir}/db"`,
     'control:',
     `    listen: "${dir}/knot.sock"`,
+    'key:',
+    `  - id: ${LAB_TSIG_KEY_A}`,
+    '    algorithm: hmac-sha256',
+    `    secret: ${secret}`,
+    'acl:',
+    '  - id: update_a',
+    `    key: ${LAB_TSIG_KEY_A}`,
+    '    action: update',
+    '    update-owner: name',
+    '    update-owner-match: sub-or-equal',
+    `    update-owner-name: ${LAB_A_NAME}`,
     'zone:',
     `  - domain: ${LAB_ZONE}`,
+    '    acl: update_a',
     `    file: "${zoneFile}"`,
+    `    storage: "${dir}"`,
     '    zonefile-sync: -1',
+    '    zonefile-load: whole',
+    // Updates live in memory only (the lab's zone is rebuilt each time): with a journal, Knot 3.2
+    // refused every update of this zone with SERVFAIL ("DDNS, processing failed (not exists)").
+    '    journal-content: none',
     '    semantic-checks: on',
     '',
   ].join('\n');
@@ -126,7 +162,9 @@ export async function startLabDns(lab: Lab, opts: LabZoneOptions = {}): Promise<
   // named-checkzone catches bad RDATA lengths; Knot also checks the zone when it loads it.
   const check = spawnSync('named-checkzone', [LAB_ZONE, zoneFile], { encoding: 'utf8' });
   if (check.status !== null && check.status !== 0) throw new LabError(`named-checkzone rejected the lab zone: ${check.stdout}${check.stderr}`);
-  writeFileSync(path.join(dir, 'knot.conf'), knotConfig(dir, zoneFile));
+  const secret = randomBytes(32).toString('base64');
+  writeFileSync(labTsigKeyFile(lab), `key "${LAB_TSIG_KEY_A}" {\n\talgorithm hmac-sha256;\n\tsecret "${secret}";\n};\n`, { mode: 0o600 });
+  writeFileSync(path.join(dir, 'knot.conf'), knotConfig(dir, zoneFile, secret));
   const log = openSync(path.join(dir, 'knot.log'), 'a');
   const child = spawn('ip', ['netns', 'exec', lab.dns, 'knotd', '-c', path.join(dir, 'knot.conf')], { stdio: ['ignore', log, log], detached: true });
   child.unref();

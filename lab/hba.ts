@@ -7,7 +7,8 @@
  * (the format of `shim6 zone hba`, shim/wire/hba-params.ts).
  */
 import { writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
+import { LAB_CGA_KEY_A } from './cga-key.ts';
 import { generateHbaParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 
 export const LAB_PREFIX_P = '2001:db8:1::/64';
@@ -26,8 +27,16 @@ function seeded(seed: string): (n: number) => Uint8Array {
   };
 }
 
+/** The third prefix of the renumbering demo: outside both hosts' HBA sets, so only a CGA signature proves it. */
+export const LAB_PREFIX_R = '2001:db8:3::/64';
+
+/**
+ * A's set is HBA/CGA-compatible (RFC 5535 §3, made with its key, cga-key.ts),
+ * so A can sign locators outside the set; B's is HBA-only.
+ */
 function labSet(host: 'a' | 'b'): HbaParamsFile {
-  return generateHbaParams({ prefixes: [LAB_PREFIX_P, LAB_PREFIX_Q], sec: 0, randomBytes: seeded(`shim6-lab-host-${host}`) });
+  const publicKey = host === 'a' ? new Uint8Array(createPublicKey(LAB_CGA_KEY_A).export({ type: 'spki', format: 'der' })) : undefined;
+  return generateHbaParams({ prefixes: [LAB_PREFIX_P, LAB_PREFIX_Q], sec: 0, randomBytes: seeded(`shim6-lab-host-${host}`), ...(publicKey ? { publicKey } : {}) });
 }
 
 /** Host A's and B's HBA sets: members[0] on P (the ULID), members[1] on Q. */

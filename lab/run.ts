@@ -10,10 +10,12 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { nodeArgs, packageRoot } from '../shim/runtime-paths.ts';
-import { blackhole, setLink, LAB_ADDR, LabError, type Lab, type LabLink } from './topology.ts';
+import { blackhole, setLink, LAB_ADDR, LAB_IF, LabError, type Lab, type LabLink } from './topology.ts';
+import { deprecateAddress, removeAddress } from './renumber.ts';
 import type { StreamEvent } from './stream.ts';
 
-export type FailureKind = 'blackhole' | 'down' | 'none';
+/** `withdraw`: A's address on the link is deprecated, then removed 500 ms later (renumbering, RFC 4862). */
+export type FailureKind = 'blackhole' | 'down' | 'none' | 'withdraw';
 
 export interface RunOptions {
   /** Name or address of B as the sender sees it (default B's address on P). */
@@ -136,7 +138,12 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
         seen.connectedAt = e.t;
         if (o.failure !== 'none') {
           setTimeout(() => {
-            if (o.failure === 'blackhole') blackhole(lab, link); else setLink(lab, link, false);
+            if (o.failure === 'blackhole') blackhole(lab, link);
+            else if (o.failure === 'withdraw') {
+              const address = link === 'P' ? LAB_ADDR.aP : LAB_ADDR.aQ;
+              deprecateAddress(lab, 'a', LAB_IF[link], address);
+              setTimeout(() => removeAddress(lab, 'a', LAB_IF[link], address), 500).unref();
+            } else setLink(lab, link, false);
             seen.failAt = Date.now();
             o.onEvent?.('lab', { ev: 'failure', t: seen.failAt, kind: o.failure, link });
           }, o.failAtMs);

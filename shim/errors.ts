@@ -30,7 +30,8 @@ export type UsageErrorCode =
   | 'ENO_LOCATORS'      // an engine configured without a local locator
   | 'ECONTROL_PATH'     // a control socket path too long for a Unix socket
   | 'EUDPBACKEND'       // a UDP backend that cannot do what the config asks
-  | 'EUDPCLOSED';       // a closed socket used again (API misuse)
+  | 'EUDPCLOSED'        // a closed socket used again (API misuse)
+  | 'EDNS_KEY';         // dnsUpdate's TSIG key file holds no usable key
 
 /** The host refused (nobody's input is wrong). */
 export type EnvironmentErrorCode =
@@ -42,6 +43,7 @@ export type EnvironmentErrorCode =
   | 'ERESOLVCONF_BUSY'   // another live shim6 holds the DNS hand-over
   | 'ELAB_RUNNING'       // a lab of that prefix is running (shim6 lab up/demo without --replace)
   | 'ETOOL'              // a program the lab or a bench runs is not installed
+  | 'ECGA_KEY' | 'ECGA_ADDRESS' | 'EDNS_KEY' // a key file the host will not let us read; our CGA not addable
   | 'EWORKER';           // a worker thread failed with something that is not a Shim6Error
 
 /** A peer (a DNS server, here) broke the protocol or refused: EDNS_<rcode name>, ETSIG_<TSIG error name>. */

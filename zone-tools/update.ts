@@ -32,18 +32,19 @@ function deleteRrset(name: string, type: number): ResourceRecord {
 }
 
 /** The UPDATE message (unsigned) for one host. */
-export function buildUpdate(zone: string, host: HostRecord, id: number): DnsMessage {
+export function buildUpdate(zone: string, host: HostRecord, id: number, aaaa = true): DnsMessage {
   if (!inZone(host.name, zone)) {
     throw new UsageError('EINVALID', `--name: invalid value ${JSON.stringify(host.name)}: not inside zone ${canonicalName(zone)}`, 'name');
   }
   const add = (name: string, type: number, rdata: Uint8Array): ResourceRecord => ({ name, type, class: RrClass.IN, ttl: host.ttl, rdata });
   const updates: ResourceRecord[] = [
     deleteRrset(host.name, host.rrType),
-    deleteRrset(host.name, RrType.AAAA),
+    // Without `aaaa` the host's AAAA RRset is left as it is (the daemon's dnsUpdate by default).
+    ...(aaaa ? [deleteRrset(host.name, RrType.AAAA)] : []),
     // A stale TXT fallback would contradict the new record: it goes either way.
     deleteRrset(txtOwner(host.name), RrType.TXT),
     add(host.name, host.rrType, encodeCapabilityRecord(host.record)),
-    ...host.aaaa.map((a) => add(host.name, RrType.AAAA, parseIpv6(a))),
+    ...(aaaa ? host.aaaa.map((a) => add(host.name, RrType.AAAA, parseIpv6(a))) : []),
   ];
   if (host.txt) updates.push(add(txtOwner(host.name), RrType.TXT, encodeTxtRdata(txtStrings(host.record))));
   return {
@@ -74,6 +75,8 @@ export interface UpdateOutcome {
 export interface UpdateOptions extends ExchangeOptions {
   /** Seconds since the epoch, for TSIG Time Signed (default: the clock). */
   now?: number;
+  /** Replace the AAAA RRset too (default true). */
+  aaaa?: boolean;
 }
 
 /**
@@ -83,7 +86,7 @@ export interface UpdateOptions extends ExchangeOptions {
  */
 export async function sendUpdate(server: ServerAddress, zone: string, host: HostRecord, key: TsigKey, opts: UpdateOptions = {}): Promise<UpdateOutcome> {
   const id = crypto.randomInt(0, 0x10000);
-  const unsigned = encodeMessage(buildUpdate(zone, host, id));
+  const unsigned = encodeMessage(buildUpdate(zone, host, id, opts.aaaa ?? true));
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const signed = signMessage(unsigned, key, now);
   const where = hostPort(server.host, server.port);

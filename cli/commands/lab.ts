@@ -78,7 +78,9 @@ export function register(program: Command): void {
     .option('--keep', 'leave the lab up afterwards')
     .option('--replace', 'replace a lab of the same prefix that is running (default: refuse, leaving it untouched)')
     .option('--send-timeout <ms>', 'shim6 mode: REAP Send Timeout of the daemons (default: the fast profile\'s)')
-    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; replace?: boolean; sendTimeout?: string }) => {
+    .option('--renumber', 'shim6 mode: instead of failing link P, give A a new prefix on a third link at --fail-at, then remove the address it started with (--json adds record_updated_ms, peer_locators)')
+    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; replace?: boolean; sendTimeout?: string; renumber?: boolean }) => {
+      if (o.renumber && o.mode !== undefined && o.mode !== 'shim6') badValue('--mode', o.mode, '--renumber needs shim6 mode');
       if (o.mode !== undefined && !['shim6', 'tcp', 'mptcp'].includes(o.mode)) badValue('--mode', o.mode, 'expected shim6, tcp or mptcp');
       if (!['blackhole', 'down'].includes(o.failure)) badValue('--failure', o.failure, 'expected blackhole or down');
       const durationMs = positiveMs('--duration', o.duration);
@@ -99,9 +101,12 @@ export function register(program: Command): void {
       }
       await runDemo(labFor(o.prefix), {
         mode, durationMs, failAtMs, failure: o.failure as 'blackhole' | 'down', rate: (rate * 1e6) / 8,
-        json: o.json ?? false, keep: o.keep ?? false, replace: o.replace ?? false, out,
+        json: o.json ?? false, keep: o.keep ?? false, replace: o.replace ?? false, out, renumber: o.renumber ?? false,
         // A lower Send Timeout also gets a proportionally earlier first probe.
-        startShim6: (l, say) => daemons.startLabShim6(l, say, sendTimeout === undefined ? {} : { timers: { sendTimeout, initialProbeTimeout: Math.max(10, Math.min(100, Math.round(sendTimeout / 3))) } }),
+        startShim6: (l, say, extraA) => daemons.startLabShim6(l, say, {
+          ...(sendTimeout === undefined ? {} : { timers: { sendTimeout, initialProbeTimeout: Math.max(10, Math.min(100, Math.round(sendTimeout / 3))) } }),
+          ...(extraA ? { extraA } : {}),
+        }),
         ...(o.plot ? { plot: o.plot } : {}),
       });
     });

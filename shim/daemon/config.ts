@@ -16,6 +16,8 @@ import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName 
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
 import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
+import { parseServer } from '../../zone-tools/dns-transport.ts';
+import type { DnsUpdateConfig } from './dns-update.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -92,6 +94,14 @@ export interface DaemonConfig {
   metrics: { address: string; port: number } | undefined;
   /** Give applications also the ICMPv6 errors Shim6 acted on (RFC 5533 §8's option). */
   icmpDeliverAll: boolean;
+  /**
+   * CGA identity (RFC 5533 §5.15.4–5): the RSA private key file that signs our
+   * Locator Lists, so locators outside the HBA set are accepted; `sec` is the
+   * Sec of a CGA ULID generated when no `hba` set is given. Absent: HBA only.
+   */
+  cga: { key: string; sec: 0 | 1 } | undefined;
+  /** Publish our capability record (and AAAA) by RFC 2136 on every locator set change (dns-update.ts). */
+  dnsUpdate: DnsUpdateConfig | undefined;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -120,10 +130,12 @@ export function defaultConfig(): DaemonConfig {
     resolvConf: 'off',
     metrics: undefined,
     icmpDeliverAll: false,
+    cga: undefined,
+    dnsUpdate: undefined,
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -252,6 +264,38 @@ function parseLog(v: unknown, d: DaemonConfig['log']): DaemonConfig['log'] {
   return { level, format };
 }
 
+function parseCga(v: unknown): NonNullable<DaemonConfig['cga']> {
+  if (typeof v === 'string') v = { key: v };
+  if (!isObject(v)) configError('cga', v, 'expected { key: FILE, sec: 0 or 1 }');
+  rejectUnknown(v, ['key', 'sec'], 'cga');
+  const key = str('cga.key', v.key, undefined, 'the path of an RSA private key file (PEM)');
+  const sec = v.sec === undefined ? 1 : v.sec;
+  if (sec !== 0 && sec !== 1) configError('cga.sec', sec, 'expected 0 or 1');
+  return { key, sec };
+}
+
+function parseDnsUpdate(v: unknown): DnsUpdateConfig {
+  if (!isObject(v)) configError('dnsUpdate', v, 'expected { server, zone, name, key, minInterval, aaaa, ttl }');
+  rejectUnknown(v, ['server', 'zone', 'name', 'key', 'keyName', 'minInterval', 'aaaa', 'ttl'], 'dnsUpdate');
+  const server = str('dnsUpdate.server', v.server, undefined, 'the primary server, "ADDR" or "ADDR:PORT" ([v6]:port)');
+  try { parseServer(server, 'dnsUpdate.server'); } catch (e) { configError('dnsUpdate.server', server, (e as Error).message.replace(/^.*?: /, '')); }
+  const absolute = (field: string, x: unknown): string => {
+    const n = str(field, x, /^[A-Za-z0-9_.-]{1,253}$/, 'a DNS name');
+    return n.endsWith('.') ? n : `${n}.`;
+  };
+  const zone = absolute('dnsUpdate.zone', v.zone);
+  const name = absolute('dnsUpdate.name', v.name);
+  if (name !== zone && !name.toLowerCase().endsWith(`.${zone.toLowerCase()}`)) configError('dnsUpdate.name', v.name, `not inside zone ${zone}`);
+  return {
+    server, zone, name,
+    key: str('dnsUpdate.key', v.key, undefined, 'the path of a TSIG key file (as `shim6 zone update --key` takes)'),
+    keyName: v.keyName === undefined ? undefined : str('dnsUpdate.keyName', v.keyName),
+    minInterval: v.minInterval === undefined ? 1 : int('dnsUpdate.minInterval', v.minInterval, 0, 86_400),
+    aaaa: v.aaaa === undefined ? false : bool('dnsUpdate.aaaa', v.aaaa),
+    ttl: v.ttl === undefined ? 60 : int('dnsUpdate.ttl', v.ttl, 0, 2_147_483_647),
+  };
+}
+
 /** Validate a parsed document (the result of YAML/JSON parsing) into a full config. */
 export function validateConfig(doc: unknown): DaemonConfig {
   const c = defaultConfig();
@@ -293,6 +337,8 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.metrics !== undefined && doc.metrics !== null && doc.metrics !== 'off') c.metrics = parseMetricsEndpoint('metrics', doc.metrics);
   if (doc.icmpDeliverAll !== undefined) c.icmpDeliverAll = bool('icmpDeliverAll', doc.icmpDeliverAll);
+  if (doc.cga !== undefined) c.cga = parseCga(doc.cga);
+  if (doc.dnsUpdate !== undefined) c.dnsUpdate = parseDnsUpdate(doc.dnsUpdate);
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

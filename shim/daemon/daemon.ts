@@ -39,6 +39,9 @@ import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
 import type { MetricsServer } from './metrics/server.ts';
 import { captureMethods, LiveCapture } from './capture.ts';
 import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as recoverHandover, ResolvHandover, stubNameservers } from './resolv-handover.ts';
+import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
+import { spawnSync } from 'node:child_process';
+import { DnsPublisher } from './dns-update.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -89,6 +92,10 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
+  private cgaKey: CgaKey | undefined;
+  private dns: DnsPublisher | undefined;
+  /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
+  private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
 
   /** engine/driver/cache are absent when `shim6 resolver` runs without an engine; routes/tun when the data plane is off. */
   private constructor(
@@ -119,12 +126,17 @@ export class Daemon {
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
     const hba = config.hba ? readHba(config.hba) : undefined;
-    const found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
-    const locals = orderLocators(found, hba);
+    const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
+    if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
+    let found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
+    // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
+    const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
+    if (cgaUlid) found = new LocatorWatcher(config.interfaces, () => undefined).current;
+    const locals = orderLocators(found, hba, cgaUlid?.address);
     if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
     if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
     const ulid = locals[0]?.address ?? '';
-    const { engine, cache } = locals.length > 0 ? newEngine(config, locals, hba) : { engine: undefined, cache: undefined };
+    const { engine, cache } = locals.length > 0 ? newEngine(config, locals, hba, cgaKey, cgaUlid?.params) : { engine: undefined, cache: undefined };
     const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
     const tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined;
     // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
@@ -134,8 +146,13 @@ export class Daemon {
       engine, transport, ...(tun && routes ? { tun, routes } : {}), peerPort: config.port, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), ...(off ? {} : { sendPlain: plainIpv6Sender() }),
     }) : undefined;
+    // The TSIG key and the name are checked before anything is set up.
+    const dns = config.dnsUpdate && !off && ulid ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
+    daemon.dns = dns;
     daemon.ulid = ulid;
+    daemon.cgaKey = cgaKey;
+    daemon.cgaUlid = cgaUlid;
     sinkRef.daemon = daemon;
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     try {
@@ -170,6 +187,7 @@ export class Daemon {
       if (!off) {
         daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
         daemon.watcher.start();
+        daemon.publishLocators(locals);
         // Links already down at start: explore away from them at once.
         for (const a of found) if (!a.up) daemon.command((e, now) => e.localLocatorDown(now, a.address));
       }
@@ -199,6 +217,7 @@ export class Daemon {
       ulid: this.ulid, locators: locals.map((l) => l.address), tun, mtu: this.routes?.tunMtu, port: this.config.port,
       resolver: this.stubAddresses(), control: this.config.controlSocket,
       profile: this.config.timers.profile, cachesImported, udp,
+      ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
     });
   }
 
@@ -214,8 +233,12 @@ export class Daemon {
     };
     return {
       schemaVersion: STATUS_SCHEMA_VERSION,
-      daemon: { ...daemon, peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })) },
+      daemon: {
+        ...daemon, peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
+        ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
+      },
       engine: this.driver && this.engine ? this.engine.status(this.driver.now()) : null,
+      ...(this.dns ? { dnsUpdate: this.dns.status() } : {}),
       resolver: (await this.resolver?.status()) ?? null,
     };
   }
@@ -261,7 +284,7 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics', 'resolvConf'] as const)
+    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics', 'resolvConf', 'cga', 'dnsUpdate'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
@@ -296,12 +319,14 @@ export class Daemon {
     try { this.handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
     this.watcher?.stop();
     this.capture.stop();
+    this.dns?.stop();
     if (save) this.saveCaches();
     await this.control?.close();
     await this.metrics?.close();
     await this.resolver?.close();
     this.routes?.close();
     await this.driver?.close();
+    if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
     this.log.info(this.routes ? 'stopped: routes, rules and TUN removed' : 'stopped');
   }
 
@@ -384,30 +409,39 @@ export class Daemon {
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
   }
 
+  /** DNS follows the host: the usable locators (not BROKEN: down or deprecated) to the publisher. */
+  private publishLocators(locals: readonly LocalLocator[]): void {
+    this.dns?.update(locals.filter((l) => ((l.flags ?? 0) & 0x01) === 0).map((l) => l.address));
+  }
+
   /** Addresses or links changed: a new locator set for the engine; a link down = explore now. */
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
     const driver = this.driver;
     if (!driver || !this.routes) return;
     this.log.info('local locators changed', { ...diff });
     for (const a of diff.added) this.keepLocal(a);
-    for (const a of diff.removed) this.routes.dropLocal(a);
+    // The ULID stays deliverable after its address is gone: it names the host in every context (and the
+    // sockets bound to it), while the packets travel between the locators that are left.
+    for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);
     for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba);
-    if (diff.added.length || diff.removed.length || diff.cameUp.length) {
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid);
+    if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.command((e, t) => e.setLocalLocators(t, locals));
     }
+    this.publishLocators(locals);
     for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void driver.unbindLocator(a);
   }
 }
 
 /** The engine over the host's locators (the first is the ULID), with its capability cache, as the config says. */
-function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsFile | undefined): { engine: Engine; cache: CapabilityCache } {
+function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsFile | undefined, cgaKey?: CgaKey, cgaUlidParams?: Uint8Array): { engine: Engine; cache: CapabilityCache } {
   const ulid = locals[0]!.address;
-  const cgaParams = hba?.members.find((m) => m.address === ulid);
+  const member = hba?.members.find((m) => m.address === ulid);
+  const cgaParams = member ? memberParams(member) : cgaUlidParams;
   const cache = new LruCapabilityCache({ positive: { maxTtl: ms(config.capabilityMaxTtl * 1000) }, negative: { maxTtl: ms(config.capabilityMaxNegativeTtl * 1000) } });
   const engine = new Engine({
-    localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
+    localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
     profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
     peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
     replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
@@ -432,6 +466,21 @@ export function openTransport(config: DaemonConfig, pathMtu: number, log: Logger
   return new DgramTransport({ port: config.port, bufferSize: 4 << 20 });
 }
 
+/**
+ * Generate our CGA ULID on `on`'s prefix and put it on `on`'s interface (no
+ * DAD: RFC 3972 §4's collision count stays 0; the address is ours by its key).
+ * Already there (a restart after a crash): kept.
+ */
+function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): GeneratedUlid & { ifname: string } {
+  const g = generateCgaUlid(key, on.address, sec);
+  const r = spawnSync('ip', ['-6', 'addr', 'add', `${g.address}/64`, 'dev', on.ifname, 'nodad'], { encoding: 'utf8', timeout: 5000 });
+  if (r.status !== 0 && !/File exists/.test(String(r.stderr))) {
+    throw new EnvironmentError('ECGA_ADDRESS', `cannot add our CGA ${g.address} to ${on.ifname}: ${String(r.stderr || r.error?.message).trim()}`);
+  }
+  log.info('CGA ULID', { address: g.address, prefix: g.prefix, dev: on.ifname, sec });
+  return { ...g, ifname: on.ifname };
+}
+
 function readHba(file: string): HbaParamsFile {
   let text: string;
   try {
@@ -446,9 +495,15 @@ function readHba(file: string): HbaParamsFile {
  * The engine's local locator list: HBA members present on the host first (in
  * prefix-vector order, so the first is the ULID), then other addresses;
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
+ * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are flagged
+ * BROKEN too: announced so that peers stop sending there and our contexts move
+ * off them while they still work (a removed address leaves the list). The
+ * ULID stays in the list (BROKEN) when its address is gone: it names us in
+ * every context, and packets to it are still ours (routes.keepLocal).
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined): LocalLocator[] {
-  const members = hba?.members.map((m) => m.address) ?? [];
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6): LocalLocator[] {
+  const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
+  if (keep !== undefined && !found.some((a) => a.address === keep)) found = [...found, { address: keep, ifname: '', up: false }];
   const rank = (a: Ipv6): number => {
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
@@ -456,6 +511,6 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
   return [...found]
     .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
     .sort((x, y) => rank(x.address) - rank(y.address))
-    .map((a, i) => ({ address: a.address, flags: a.up ? 0 : 0x01, priority: i, weight: 0 }));
+    .map((a, i) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01, priority: i, weight: 0 }));
 }
 

@@ -15,13 +15,18 @@ export interface LocalAddress {
   ifname: string;
   /** The link is up and has carrier. */
   up: boolean;
+  /**
+   * Preferred lifetime over (RFC 4862 §5.5.4): still ours, but no longer a
+   * source for new packets; the daemon withdraws it from the locator set.
+   */
+  deprecated?: true;
 }
 
 interface IpAddrJson {
   ifname?: string;
   operstate?: string;
   flags?: string[];
-  addr_info?: Array<{ family?: string; local?: string; scope?: string; tentative?: boolean; dadfailed?: boolean; deprecated?: boolean }>;
+  addr_info?: Array<{ family?: string; local?: string; scope?: string; tentative?: boolean; dadfailed?: boolean; deprecated?: boolean; preferred_life_time?: number }>;
 }
 
 /** Parse `ip -j -6 addr show` output into addresses (global scope, usable). */
@@ -40,7 +45,8 @@ export function parseIpAddrJson(json: string, interfaces: readonly string[] = []
     const up = flags.includes('UP') && !flags.includes('NO-CARRIER') && (l.operstate === 'UP' || l.operstate === 'UNKNOWN');
     for (const a of l.addr_info ?? []) {
       if (a.family !== 'inet6' || a.scope !== 'global' || !a.local || a.tentative || a.dadfailed) continue;
-      out.push({ address: canonicalIpv6(a.local), ifname: l.ifname, up });
+      const deprecated = a.deprecated === true || a.preferred_life_time === 0;
+      out.push({ address: canonicalIpv6(a.local), ifname: l.ifname, up, ...(deprecated ? { deprecated: true as const } : {}) });
     }
   }
   return out;
@@ -58,24 +64,30 @@ export interface LocatorDiff {
   removed: Ipv6[];
   wentDown: Ipv6[];
   cameUp: Ipv6[];
+  /** Preferred lifetime ran out (or was set to 0): to be withdrawn. */
+  deprecated: Ipv6[];
+  /** Preferred again (its lifetime was renewed). */
+  renewed: Ipv6[];
 }
 
 export function diffLocators(before: readonly LocalAddress[], after: readonly LocalAddress[]): LocatorDiff {
   const b = new Map(before.map((x) => [x.address, x]));
   const a = new Map(after.map((x) => [x.address, x]));
-  const d: LocatorDiff = { added: [], removed: [], wentDown: [], cameUp: [] };
+  const d: LocatorDiff = { added: [], removed: [], wentDown: [], cameUp: [], deprecated: [], renewed: [] };
   for (const [addr, x] of a) {
     const old = b.get(addr);
-    if (!old) d.added.push(addr);
-    else if (old.up && !x.up) d.wentDown.push(addr);
+    if (!old) { d.added.push(addr); continue; }
+    if (old.up && !x.up) d.wentDown.push(addr);
     else if (!old.up && x.up) d.cameUp.push(addr);
+    if (!old.deprecated && x.deprecated) d.deprecated.push(addr);
+    else if (old.deprecated && !x.deprecated) d.renewed.push(addr);
   }
   for (const addr of b.keys()) if (!a.has(addr)) d.removed.push(addr);
   return d;
 }
 
 export function isEmptyDiff(d: LocatorDiff): boolean {
-  return d.added.length + d.removed.length + d.wentDown.length + d.cameUp.length === 0;
+  return d.added.length + d.removed.length + d.wentDown.length + d.cameUp.length + d.deprecated.length + d.renewed.length === 0;
 }
 
 /** Watches addresses and links; calls `onChange` with the new reading and the diff. */

@@ -10,8 +10,10 @@
  *    be held at 1280.
  *  - Two policy rules: the daemon's own UDP traffic (`ipproto udp sport
  *    <port>`) looks up `main` first, so it never enters the TUN even though
- *    the peer's ULID is also one of its locators; everything else then
- *    consults our table before `main`.
+ *    the peer's ULID is also one of its locators; everything else (`not` that
+ *    UDP: with no route in `main`, as when a locator's prefix was just
+ *    removed, it must fail rather than loop into the TUN) then consults our
+ *    table before `main`.
  *
  * Owns: those rules and routes (it removes exactly what it added). Must not
  * know: Shim6, the engine. It implements the driver's RouteHook.
@@ -85,7 +87,7 @@ export class Routes implements RouteHook {
   removeStaleRules(): void {
     const r = spawnSync('ip', this.argv(['-6', 'rule', 'show']), { encoding: 'utf8', timeout: 5000 });
     for (const line of String(r.stdout ?? '').split('\n')) {
-      const m = /^(\d+):\s+from all (?:ipproto udp sport \d+ lookup main|lookup (\d+))\s*$/.exec(line.trim());
+      const m = /^(\d+):\s+(?:from all ipproto udp sport \d+ lookup main|(?:not )?from all (?:ipproto udp sport \d+ )?lookup (\d+))\s*$/.exec(line.trim());
       if (!m) continue;
       const pref = Number(m[1]);
       if ((pref === this.pref && !m[2]) || (pref === this.pref + 1 && Number(m[2]) === this.table)) this.ip(['-6', 'rule', 'del', 'pref', String(pref)], false);
@@ -99,7 +101,9 @@ export class Routes implements RouteHook {
     this.ip(['link', 'set', 'dev', tun, 'mtu', String(this.tunMtu), 'up']);
     this.ip(['-6', 'rule', 'add', 'pref', String(this.pref), 'ipproto', 'udp', 'sport', String(port), 'lookup', 'main']);
     this.rulesUp = true;
-    this.ip(['-6', 'rule', 'add', 'pref', String(this.pref + 1), 'lookup', String(this.table)]);
+    // `not`: the daemon's own UDP never enters the TUN, even when `main` has no route for it (a
+    // locator's prefix just removed): then it is unreachable, not looped into our own TUN.
+    this.ip(['-6', 'rule', 'add', 'pref', String(this.pref + 1), 'not', 'ipproto', 'udp', 'sport', String(port), 'lookup', String(this.table)]);
   }
 
   /** Route the peer's ULID through the TUN, from our ULID. */

@@ -233,6 +233,8 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   const found = core.table.byUlidPair(local, peer, fii);
   const fresh = found === undefined || failed(found);
   const checked = checkLocators(core, peer, msg, fresh ? undefined : found.peerPds);
+  // §7.2, §10.3: a CGA Signature that does not prove the list's CGA-method locators voids the message.
+  if (badCgaSignature(checked)) return drop('locator-unverified');
   let ctx: Context;
   if (fresh) {
     const proof = proveUlid(peer, src, pds, checked);
@@ -284,6 +286,11 @@ function keepHandshakeLocator(ctx: Context, src: Ipv6): void {
   else if (!l.listed) { l.verified = true; l.probed = true; }
 }
 
+/** A CGA-method locator the message's CGA Signature does not prove (RFC 5533 §7.2). */
+function badCgaSignature(checked: readonly CheckedLocator[]): boolean {
+  return checked.some((c) => c.method === VerificationMethod.CGA && !c.ok);
+}
+
 /** RFC 5533 §7.16. */
 export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): DatagramResult {
   const { src, dst } = rx;
@@ -293,9 +300,11 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
   if (ctx.state === State.ESTABLISHED || ctx.mode === 'independent') return drop('state');
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
+  const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds);
+  if (badCgaSignature(checked)) return drop('locator-unverified');
   const step = core.step(ctx, 'recv-R2');
   if (step === undefined) return drop('state');
-  applyHandshakeLocators(ctx, msg, checkLocators(core, ctx.peerUlid, msg, ctx.peerPds));
+  applyHandshakeLocators(ctx, msg, checked);
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // it echoes our Initiator Nonce
   peerKeepalive(ctx, msg);

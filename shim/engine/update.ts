@@ -148,6 +148,9 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datag
     }
     if (pds !== undefined) ctx.peerPds = pds;
     replacePeerSet(ctx, checked, undefined);
+    // The list is the peer's whole set now: a locator it no longer lists (its ULID's address gone or
+    // deprecated, the pair in use) is withdrawn — still accepted as a source, never again a destination.
+    for (const l of ctx.peer) if (!l.listed) l.flags |= LocatorFlag.BROKEN;
     ctx.peerGeneration = list.generation;
     changed = true;
   }

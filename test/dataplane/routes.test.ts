@@ -39,6 +39,11 @@ test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on clo
   assert.match(daemonUdp, /dev dpp0/, 'the daemon\'s own UDP never enters the TUN');
   const otherUdp = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b', 'ipproto', 'udp', 'sport', '4000']).stdout;
   assert.match(otherUdp, new RegExp(`dev ${tun.name}`));
+  // With no route in main (the prefix gone: renumbering), the daemon's UDP is unreachable, not looped into the TUN.
+  routes.contextUp('fd00:71::a', 'fd00:72::b');
+  const noMain = spawnSync('ip', ['-n', a.name, '-6', 'route', 'get', 'fd00:72::b', 'ipproto', 'udp', 'sport', '5533'], { encoding: 'utf8' });
+  assert.ok(noMain.status !== 0 || !noMain.stdout.includes(tun.name), `the daemon's UDP without a route in main: ${noMain.stdout}${noMain.stderr}`);
+  routes.contextDown('fd00:72::b');
   assert.deepEqual(routes.routed(), ['fd00:71::b']);
   routes.contextDown('fd00:71::b');
   assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);

@@ -163,3 +163,42 @@ test('CGA configuration errors are UsageErrors with stable codes', () => {
   assert.throws(() => new Engine({ localLocators: [{ address: locs[0]!.address, verification: 'cga' }], cgaParams: set.members[0]!.params }, new SimRng(1)), code('ENO_CGA_KEY'));
   assert.ok(make({ cgaKey: KEY.privateKey.export({ type: 'pkcs8', format: 'der' }), cgaParams: set.members[0]!.params })() instanceof Engine);
 });
+
+test('an I2 whose CGA Signature does not prove its CGA-method locators is dropped whole: no context, no R2 (RFC 5533 §7.2)', () => {
+  const sim = new Sim(63);
+  const a = cgaHost(sim, 'a', 63);
+  const b = hbaHostB(sim);
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  // Let the I1 and B's R1 through, then hold A's I2 back to deliver it by hand.
+  for (let t = 0; t < 300 && !sent(sim, 'b').some((l) => l.type === 'R1'); t++) sim.runFor(1);
+  sim.setLink(a.ulid, b.ulid, { blackhole: true });
+  for (let t = 0; t < 300 && !sent(sim, 'a').some((l) => l.type === 'I2'); t++) sim.runFor(1);
+  const i2 = sent(sim, 'a').find((l) => l.type === 'I2')!.message!;
+  const genuine = encodeMessage(i2);
+  const sig = findOption(i2, 'CgaSignature')!.signature;
+  const tampered = encodeMessage({ ...i2, options: i2.options.map((o) => (o.type === 'CgaSignature' ? { ...o, signature: sig.map((x, k) => (k === 0 ? x ^ 1 : x)) } : o)) } as typeof i2);
+  while (b.engine.pollTransmit() !== undefined) { /* drain */ }
+  assert.deepEqual(b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes: tampered }), { kind: 'drop', reason: 'locator-unverified' });
+  assert.equal(b.engine.status().contexts.length, 0, 'no context at B');
+  assert.equal(b.engine.pollTransmit(), undefined, 'no R2');
+  // The genuine I2 is accepted: the tampered one failed for its signature only.
+  assert.equal(b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes: genuine }).kind, 'consumed');
+  assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.equal(peerLoc(b, A_EXTRA)?.verified, true);
+});
+
+test('renumbering: an Update Request that no longer lists the locator in use (the ULID\'s address) moves both ends off it; the ULID stays the identity', () => {
+  const sim = new Sim(65);
+  const a = cgaHost(sim, 'a', 65);
+  const b = hbaHostB(sim);
+  establish(sim, a, b);
+  assert.equal(b.engine.status().contexts[0]!.pair.peer, a.ulid, 'B sends to A\'s ULID');
+  const left = a.locators.filter((l) => l !== a.ulid);
+  a.engine.setLocalLocators(sim.now, left.map((address) => ({ address })));
+  for (let t = 0; t < 20; t++) { sendShim(sim, b, a); sendShim(sim, a, b); sim.runFor(100); }
+  const sb = b.engine.status().contexts[0]!;
+  assert.ok(left.includes(sb.pair.peer), `B moved to a listed locator of A (now ${sb.pair.peer})`);
+  assert.equal((peerLoc(b, a.ulid)!.flags & 1), 1, 'the withdrawn address is no destination');
+  assert.ok(left.includes(a.engine.status().contexts[0]!.pair.local), 'A sends from a locator it still has');
+  assert.equal(sb.peerUlid, a.ulid);
+});

@@ -69,6 +69,8 @@ export interface AuthDns {
   log(): string;
   /** Kill the server (TERM, then KILL after 3 s) and remove the temp dir. Idempotent. */
   stop(): Promise<void>;
+  /** The server's process id (to pause it with SIGSTOP: a server that stops answering). */
+  pid: number | undefined;
 }
 
 /** Which server `startAuthDns` picks by default, or undefined if neither is installed. */
@@ -304,5 +306,6 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
     zoneFile: (zone: string) => path.join(dir, fileNameFor(zone)),
     log: readLog,
     stop,
+    pid: child.pid,
   };
 }

@@ -121,3 +121,25 @@ test('icmpDeliverAll: a boolean, off by default (RFC 5533 §8\'s option)', () =>
   assert.equal(validateConfig({ icmpDeliverAll: true }).icmpDeliverAll, true);
   assert.throws(() => validateConfig({ icmpDeliverAll: 'yes' }), (e: UsageError) => e.code === 'ECONFIG' && /icmpDeliverAll/.test(e.message));
 });
+
+test('cga: { key, sec } (or a path alone; sec defaults to 1); bad shapes name the key', () => {
+  assert.deepEqual(validateConfig({ cga: { key: '/etc/shim6/cga.pem', sec: 0 } }).cga, { key: '/etc/shim6/cga.pem', sec: 0 });
+  assert.deepEqual(validateConfig({ cga: '/k.pem' }).cga, { key: '/k.pem', sec: 1 });
+  assert.equal(validateConfig({}).cga, undefined);
+  rejects({ cga: { sec: 1 } }, 'cga.key');
+  rejects({ cga: { key: '/k.pem', sec: 2 } }, 'cga.sec');
+  rejects({ cga: { key: '/k.pem', pass: 'x' } }, 'cga.pass');
+  rejects({ cga: 5 }, 'cga');
+});
+
+test('dnsUpdate: server, zone, name, key with defaults (minInterval 1 s, no AAAA, TTL 60); the name must be in the zone', () => {
+  const c = validateConfig({ dnsUpdate: { server: '[2001:db8::53]:5353', zone: 'example.org', name: 'host.example.org.', key: '/etc/shim6/tsig.key' } }).dnsUpdate;
+  assert.deepEqual(c, { server: '[2001:db8::53]:5353', zone: 'example.org.', name: 'host.example.org.', key: '/etc/shim6/tsig.key', keyName: undefined, minInterval: 1, aaaa: false, ttl: 60 });
+  const base = { server: '192.0.2.53', zone: 'example.org.', name: 'h.example.org.', key: '/k' };
+  rejects({ dnsUpdate: { ...base, name: 'h.example.net.' } }, 'dnsUpdate.name');
+  rejects({ dnsUpdate: { ...base, server: '[::1]:99999' } }, 'dnsUpdate.server');
+  rejects({ dnsUpdate: { ...base, minInterval: -1 } }, 'dnsUpdate.minInterval');
+  rejects({ dnsUpdate: { ...base, aaaa: 'yes' } }, 'dnsUpdate.aaaa');
+  rejects({ dnsUpdate: { ...base, key: undefined } }, 'dnsUpdate.key');
+  rejects({ dnsUpdate: { ...base, tsig: 'x' } }, 'dnsUpdate.tsig');
+});

@@ -25,12 +25,25 @@ test('ip -j addr: global, usable addresses with their link state', () => {
   ]);
   assert.deepEqual(parseIpAddrJson(SAMPLE, ['labq']).map((a) => a.address), ['2001:db8:2::a']);
   assert.deepEqual(parseIpAddrJson('not json'), []);
+  // RFC 4862 §5.5.4: preferred lifetime over (as `ip` shows it, flag or lifetime 0); a privacy address is an address like any other.
+  const dep = JSON.stringify([{ ifname: 'labq', flags: ['UP', 'LOWER_UP'], operstate: 'UP', addr_info: [
+    { family: 'inet6', local: '2001:db8:2::1', scope: 'global', deprecated: true, dynamic: true, valid_life_time: 100, preferred_life_time: 0 },
+    { family: 'inet6', local: '2001:db8:2:0:5b03:f783:ed1a:719', scope: 'global', temporary: true, dynamic: true, valid_life_time: 19, preferred_life_time: 6 },
+    { family: 'inet6', local: '2001:db8:2::2', scope: 'global', valid_life_time: 100, preferred_life_time: 0 },
+  ] }]);
+  assert.deepEqual(parseIpAddrJson(dep), [
+    { address: '2001:db8:2::1', ifname: 'labq', up: true, deprecated: true },
+    { address: '2001:db8:2:0:5b03:f783:ed1a:719', ifname: 'labq', up: true },
+    { address: '2001:db8:2::2', ifname: 'labq', up: true, deprecated: true },
+  ]);
 });
 
 test('diffs name what was added, removed, went down and came up', () => {
   const a = (address: string, up = true): LocalAddress => ({ address, ifname: 'x', up });
   assert.deepEqual(diffLocators([a('1::1'), a('2::1'), a('3::1', false)], [a('1::1', false), a('3::1'), a('4::1')]),
-    { added: ['4::1'], removed: ['2::1'], wentDown: ['1::1'], cameUp: ['3::1'] });
+    { added: ['4::1'], removed: ['2::1'], wentDown: ['1::1'], cameUp: ['3::1'], deprecated: [], renewed: [] });
+  assert.deepEqual(diffLocators([a('1::1'), { ...a('2::1'), deprecated: true }], [{ ...a('1::1'), deprecated: true }, a('2::1')]),
+    { added: [], removed: [], wentDown: [], cameUp: [], deprecated: ['1::1'], renewed: ['2::1'] });
 });
 
 test('HBA members first (the first is the ULID); down links flagged BROKEN', () => {
@@ -38,6 +51,12 @@ test('HBA members first (the first is the ULID); down links flagged BROKEN', () 
     { prefix: '2001:db8:1::/64', address: '2001:db8:1::a', params: '00' }, { prefix: '2001:db8:2::/64', address: '2001:db8:2::a', params: '00' }] };
   const found: LocalAddress[] = [{ address: '2001:db8:9::a', ifname: 'o', up: true }, { address: '2001:db8:2::a', ifname: 'q', up: false }, { address: '2001:db8:1::a', ifname: 'p', up: true }];
   assert.deepEqual(orderLocators(found, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
+  // Deprecated addresses are announced BROKEN (peers stop sending there); a ULID whose address is gone stays, BROKEN.
+  const dep = found.map((a) => (a.address === '2001:db8:9::a' ? { ...a, deprecated: true as const } : a));
+  assert.deepEqual(orderLocators(dep, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 1]]);
+  assert.deepEqual(orderLocators(found.slice(0, 2), hba, undefined, '2001:db8:1::a').map((l) => [l.address, l.flags]), [['2001:db8:1::a', 1], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
+  // A generated CGA ULID goes first.
+  assert.deepEqual(orderLocators(found, undefined, '2001:db8:2::a')[0]!.address, '2001:db8:2::a');
 });
 
 test('the watcher notices a new address and a link going down (real namespace)', { timeout: 120_000 }, async (t) => {

@@ -64,3 +64,23 @@ test('lab flags are validated (exit 2, naming the flag); down is idempotent', as
   assert.equal(down!.status, 0);
   assert.match(down!.stdout, /nothing to remove/);
 });
+
+test('lab demo --renumber --json: A gets a new prefix outside its HBA set mid-stream, then loses its first address; no byte lost; DNS and B follow', { timeout: 240_000 }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const prefix = `e2e${process.pid.toString(36).slice(-4)}r`;
+  t.after(() => { labDown(labFor(prefix)); });
+  const r = shim6(['lab', 'demo', '--prefix', prefix, '--renumber', '--json', '--duration', '6000', '--fail-at', '1500', '--rate', '20'], { timeout: 200_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Summary & { failure: string; record_updated_ms: number | null; peer_locators: { address: string; verified: boolean; broken: boolean }[] };
+  t.diagnostic(`stall ${s.stall_ms} ms, re-homed ${s.rehome_ms} ms after the deprecation, record in DNS after ${s.record_updated_ms} ms`);
+  assert.equal(s.failure, 'renumber');
+  assert.equal(s.recovered, true);
+  assert.equal(s.corrupt, 0);
+  assert.equal(s.bytes_verified, s.bytes_sent, 'the stream survives without a byte lost');
+  assert.equal(typeof s.record_updated_ms, 'number', 'the lab\'s DNS served A\'s record with the new address');
+  const view = Object.fromEntries(s.peer_locators.map((l) => [l.address, l]));
+  assert.deepEqual(view['2001:db8:3::a'], { address: '2001:db8:3::a', verified: true, broken: false }, 'B verified the new locator (CGA)');
+  const { LAB_ADDR } = await import('../../lab/topology.ts');
+  assert.equal(view[LAB_ADDR.aP]?.broken, true, 'B no longer sends to the address A lost');
+  for (const n of ['a', 'b', 'dns']) assert.ok(!listNamespaces().includes(prefix + n), 'the demo removed its lab');
+});

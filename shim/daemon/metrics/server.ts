@@ -9,7 +9,7 @@
  */
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { Logger } from '../../log.ts';
+import { hostPort, type Logger } from '../../log.ts';
 import { EnvironmentError } from '../../errors.ts';
 import type { MetricsEndpoint } from './endpoint.ts';
 import type { StatusReply } from '../status-view.ts';
@@ -101,7 +101,7 @@ export async function startMetricsServer(at: MetricsEndpoint, sources: MetricsSo
 }
 
 function fmt(e: MetricsEndpoint): string {
-  return e.address.includes(':') ? `[${e.address}]:${e.port}` : `${e.address}:${e.port}`;
+  return hostPort(e.address, e.port);
 }
 
 function send(res: http.ServerResponse, status: number, type: string, body: string, head = false): void {

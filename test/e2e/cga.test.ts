@@ -1,0 +1,163 @@
+// E2E (issue 18): A's daemon has a CGA identity (the lab's HBA/CGA-compatible
+// set and its key); an address on a prefix outside that set appears on A while a
+// stream runs, A's daemon announces it in a CGA-signed Update Request, and B's
+// daemon verifies and accepts it. Update Requests with a forged signature, or
+// with A's real signature over another locator list, sent to B's daemon from
+// A's namespace, are refused (Error code 2) and change nothing. A key below
+// 1024 bits is refused before the daemon starts.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { randomBytes, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { LAB_STUB, labDaemonFiles } from '../../lab/daemons.ts';
+import { LAB_HBA } from '../../lab/hba.ts';
+import { LAB_CGA_KEY_A } from '../../lab/cga-key.ts';
+import { runStream } from '../../lab/run.ts';
+import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, linkRUp } from '../../lab/renumber.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { encodeMessage, decodeMessage, type Shim6Option } from '../../shim/wire/index.ts';
+import { signCgaLocators } from '../../shim/wire/cga.ts';
+import { VerificationMethod } from '../../shim/constants.ts';
+import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { shim6Async } from '../helpers/cli.ts';
+
+const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
+
+interface PeerView { address: string; verified: boolean }
+interface Status {
+  daemon: { stats: { drops: Record<string, number> }; cga?: Record<string, unknown> };
+  engine: { localGeneration: number; contexts: { peerUlid: string; state: string; contextTag: number; peerLocators: PeerView[] }[] };
+}
+const status = async (lab: Lab, h: 'a' | 'b'): Promise<Status> => await controlRequest(labDaemonFiles(lab, h).control, 'status') as Status;
+const contextWith = (s: Status, peer: string) => s.engine.contexts.find((c) => c.peerUlid === peer && c.state === 'ESTABLISHED');
+
+/** B's daemon, then A's watching link R too (B does not: it has no key to prove its R address). */
+async function cgaLab(t: TestContext): Promise<Lab> {
+  const lab = await freshLab(t);
+  linkRUp(lab);
+  await oneDaemon(t, lab, 'b');
+  await oneDaemon(t, lab, 'a', { interfaces: LAB_INTERFACES_R });
+  return lab;
+}
+
+test('CGA: an address outside A\'s HBA set reaches B in a signed Update Request, and B\'s daemon verifies and accepts it; the stream runs on', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await cgaLab(t);
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+  const upd = await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));
+  t.diagnostic(`B's view of A after the Update: ${JSON.stringify(upd.locators)}`);
+  const b = await status(lab, 'b');
+  const ctx = contextWith(b, LAB_ADDR.aP);
+  assert.ok(ctx, 'B has its context with A');
+  assert.deepEqual(ctx.peerLocators.find((l) => l.address === LAB_ADDR_R.a)?.verified, true, 'A\'s new locator is verified at B (by the CGA Signature)');
+  assert.equal(b.daemon.stats.drops['locator-unverified'] ?? 0, 0, 'B refused nothing');
+  const r = await stream;
+  assert.equal(r.complete, true);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every byte arrived once, in order, intact');
+  // The private key is in neither A's status nor its log; the status names the key's public facts.
+  const a = await status(lab, 'a');
+  assert.deepEqual(a.daemon.cga, { keyFile: labDaemonFiles(lab, 'a').cgaKey, keyBits: 2048, sec: 0, ulid: 'hba-member' });
+  const keyBody = LAB_CGA_KEY_A.split('\n').slice(1, -2);
+  const aText = JSON.stringify(a) + readFileSync(labDaemonFiles(lab, 'a').log, 'utf8');
+  for (const line of keyBody) assert.ok(!aText.includes(line), 'no line of the private key in A\'s status or log');
+  assert.ok(!aText.includes('PRIVATE KEY'));
+});
+
+/** Send one Update Request to B's daemon from A's ULID (another UDP port than the daemon's); B's answer, decoded. */
+function sendFromA(lab: Lab, bytes: Uint8Array): { type: string; errorCode?: number } | null {
+  const code = `
+    import dgram from 'node:dgram';
+    const s = dgram.createSocket('udp6');
+    s.bind(0, ${JSON.stringify(LAB_ADDR.aP)}, () => s.send(Buffer.from(${JSON.stringify(Buffer.from(bytes).toString('hex'))}, 'hex'), 5533, ${JSON.stringify(LAB_ADDR.bP)}));
+    s.on('message', (m) => { console.log(m.toString('hex')); process.exit(0); });
+    setTimeout(() => { console.log('none'); process.exit(0); }, 3000);`;
+  const r = spawnSync('ip', ['netns', 'exec', lab.a, process.execPath, '--input-type=module', '-e', code], { encoding: 'utf8', timeout: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = r.stdout.trim();
+  if (out === 'none') return null;
+  const m = decodeMessage(new Uint8Array(Buffer.from(out, 'hex')));
+  return { type: m.type, ...(m.type === 'Error' ? { errorCode: m.errorCode } : {}) };
+}
+
+test('CGA: B\'s daemon refuses Update Requests whose signature is forged or covers another locator list (Error code 2, nothing changes), and takes the genuine one', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await cgaLab(t);
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: 1_000_000, graceMs: 20_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const a = await status(lab, 'a');
+  const before = contextWith(await status(lab, 'b'), LAB_ADDR.aP);
+  assert.ok(before);
+  const gen = (a.engine.localGeneration + 1000) >>> 0;
+  const added = '2001:db8:3::66';
+  const list: Shim6Option = {
+    type: 'LocatorList', critical: false, generation: gen,
+    locators: [{ address: LAB_ADDR.aP, verificationMethod: VerificationMethod.HBA }, { address: LAB_ADDR.aQ, verificationMethod: VerificationMethod.HBA }, { address: added, verificationMethod: VerificationMethod.CGA }],
+  };
+  const pds: Shim6Option = { type: 'CgaParameterDataStructure', critical: false, pds: new Uint8Array(Buffer.from(LAB_HBA.a.members[0]!.params, 'hex')) };
+  const update = (signature: Uint8Array, nonce: number): Uint8Array => encodeMessage({
+    type: 'UpdateRequest', contextTag: before.contextTag, requestNonce: nonce, options: [list, pds, { type: 'CgaSignature', critical: false, signature }],
+  });
+  const cases: [string, Uint8Array][] = [
+    ['a forged signature', new Uint8Array(randomBytes(256))],
+    ['A\'s signature over another locator list', signCgaLocators(LAB_CGA_KEY_A, gen, ['2001:db8:3::67'])],
+    ['A\'s signature over an older generation', signCgaLocators(LAB_CGA_KEY_A, gen - 1, [added])],
+  ];
+  let refused = 0;
+  for (const [why, sig] of cases) {
+    const reply = sendFromA(lab, update(sig, 100 + refused));
+    assert.deepEqual(reply, { type: 'Error', errorCode: 2 }, `${why}: B answers Error code 2 (locator verification failed)`);
+    refused++;
+    const b = await status(lab, 'b');
+    assert.equal(b.daemon.stats.drops['locator-unverified'], refused, `${why}: counted at B`);
+    assert.deepEqual(contextWith(b, LAB_ADDR.aP)?.peerLocators, before.peerLocators, `${why}: B's view of A unchanged`);
+  }
+  // The same message with A's genuine signature is merged (its Update Ack goes to the context's
+  // port, A's daemon, which has no such request outstanding): the refusals were for the signature only.
+  assert.equal(sendFromA(lab, update(signCgaLocators(LAB_CGA_KEY_A, gen, [added]), 200)), null, 'no Error for the genuine signature');
+  const after = contextWith(await status(lab, 'b'), LAB_ADDR.aP);
+  assert.equal(after?.peerLocators.find((l) => l.address === added)?.verified, true);
+  assert.equal((await status(lab, 'b')).daemon.stats.drops['locator-unverified'], refused);
+  const r = await stream;
+  assert.equal(r.bytes_verified, r.bytes_sent, 'the stream was not disturbed');
+  assert.ok(!log(lab, 'b').some((x) => x.level === 'error'), 'no errors in B\'s log');
+});
+
+test('CGA: a key below 1024 bits, a public key, a missing file and a key that did not make the HBA set are refused at start, naming the file and the reason', { timeout: 60_000 }, async () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'shim6-cga-'));
+  const short = path.join(dir, 'short.pem');
+  writeFileSync(short, generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const pub = path.join(dir, 'public.pem');
+  writeFileSync(pub, generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey.export({ type: 'spki', format: 'pem' }));
+  const other = path.join(dir, 'other.pem');
+  writeFileSync(other, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const hba = path.join(dir, 'hba.json');
+  writeFileSync(hba, JSON.stringify(LAB_HBA.a));
+  const run = (extra: Record<string, unknown>) => {
+    const cfg = path.join(dir, `c${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(cfg, JSON.stringify({ listen: [], controlSocket: path.join(dir, 'c.sock'), cacheFile: path.join(dir, 'cache.json'), ...extra }));
+    return shim6Async(['daemon', '--config', cfg]);
+  };
+  const cases: [Record<string, unknown>, number, RegExp][] = [
+    [{ cga: { key: short } }, 2, /ECGA_KEY.*short\.pem.*512 bits.*at least 1024/],
+    [{ cga: { key: pub } }, 2, /ECGA_KEY.*public\.pem.*public key/],
+    [{ cga: { key: path.join(dir, 'missing.pem') } }, 1, /ECGA_KEY.*missing\.pem.*no such file/],
+    [{ cga: { key: other }, hba }, 2, /ECGA_KEY.*other\.pem.*not the key of the HBA set.*hba\.json/],
+    [{ cga: { key: other, sec: 2 } }, 2, /ECONFIG.*cga\.sec/],
+  ];
+  for (const [extra, exit, message] of cases) {
+    const r = await run(extra);
+    assert.equal(r.status, exit, `${JSON.stringify(extra)}: exit ${r.status}: ${r.stderr}`);
+    assert.match(r.stderr, message);
+    assert.ok(!r.stderr.includes('PRIVATE KEY') && !r.stderr.includes(readFileSync(other, 'utf8').split('\n')[1]!), 'no key material in the message');
+  }
+});

@@ -1,0 +1,144 @@
+// E2E (issue 18): renumbering while a TCP stream runs through the shim6 daemons,
+// with real interface address changes in the lab's namespaces.
+//  - New prefix: A gets an address on a third link R, on a prefix outside its HBA
+//    set; B learns it in one CGA-signed Update Request. Then the address the
+//    stream started on is deprecated (preferred lifetime 0): A withdraws it, the
+//    context moves off it, and only then is it removed.
+//  - Privacy address: the kernel makes RFC 8981 temporary addresses on A's Q
+//    prefix (use_tempaddr, mngtmpaddr) with lifetimes of seconds, so one is made,
+//    deprecated and replaced while the stream runs; B's view follows each one.
+// Every byte arrives once, in order, intact.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { needs } from '../helpers/prereq.ts';
+import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
+import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from '../../lab/dns.ts';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { LAB_STUB, labDaemonFiles, type LogRecord } from '../../lab/daemons.ts';
+import { runStream } from '../../lab/run.ts';
+import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from '../../lab/renumber.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
+
+interface Status { engine: { contexts: { peerUlid: string; state: string; pair: { local: string; peer: string }; peerLocators: { address: string; verified: boolean; flags: number }[] }[] } }
+const status = async (lab: Lab, h: 'a' | 'b'): Promise<Status> => await controlRequest(labDaemonFiles(lab, h).control, 'status') as Status;
+const context = async (lab: Lab, h: 'a' | 'b', peer: string) => (await status(lab, h)).engine.contexts.find((c) => c.peerUlid === peer && c.state === 'ESTABLISHED');
+const pairOf = (r: LogRecord) => r.new as { local: string; peer: string };
+
+async function renumberLab(t: TestContext, extraA: (lab: Lab) => Record<string, unknown> = () => ({})): Promise<Lab> {
+  const lab = await freshLab(t);
+  linkRUp(lab);
+  await oneDaemon(t, lab, 'b');
+  await oneDaemon(t, lab, 'a', { interfaces: LAB_INTERFACES_R, ...extraA(lab) });
+  return lab;
+}
+
+/** The locators of A's capability record as the lab's Knot serves it now. */
+function dnsLocators(lab: Lab): string[] {
+  const line = nsExec(lab.a, ['kdig', `@${LAB_ADDR.dnsA}`, LAB_A_NAME, 'TYPE65300', '+short', '+timeout=2', '+retry=0'], { check: false }).stdout.trim();
+  if (!line) return [];
+  return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address);
+}
+
+interface DnsStatus { dnsUpdate?: { state: string; failures: number; lastError: { code: string; rcode: string | null } | null; published: string[] | null } }
+
+test('renumbering, new prefix: A\'s address on a prefix outside its HBA set reaches B in one Update and DNS (while the DNS server is down for a while); the address the stream started on is deprecated, the context moves off it, then it goes; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t, (l) => ({ dnsUpdate: labDnsUpdate(l) }));
+  await waitFor(() => dnsLocators(lab).join() === [LAB_ADDR.aP, LAB_ADDR.aQ].join(), 'A publishes its record at start');
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 9000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const start = await context(lab, 'a', LAB_ADDR.bP);
+  assert.equal(start?.pair.local, LAB_ADDR.aP, 'the stream starts on A\'s P address (its ULID)');
+
+  // The lab's Knot stops answering (SIGSTOP) while the new address appears.
+  const knotPid = Number(readFileSync(path.join(lab.stateDir, 'knot', 'knot.pid'), 'utf8').trim());
+  process.kill(knotPid, 'SIGSTOP');
+  let paused = true;
+  t.after(() => { if (paused) process.kill(knotPid, 'SIGCONT'); });
+  const addedAt = Date.now();
+  addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+  await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));
+  await waitFor(async () => ((await status(lab, 'a')) as unknown as DnsStatus).dnsUpdate?.lastError?.code === 'ETIMEOUT', 'A\'s update times out while the server is down');
+  process.kill(knotPid, 'SIGCONT');
+  paused = false;
+  await waitFor(() => dnsLocators(lab).includes(LAB_ADDR_R.a), 'the new address in DNS once the server is back');
+  t.diagnostic(`the new address was in DNS ${Date.now() - addedAt} ms after it appeared (the server was paused meanwhile)`);
+  const updates = log(lab, 'b').filter((r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && Date.parse(r.ts) >= addedAt);
+  assert.equal(updates.length, 1, 'one Update Request carried the new address');
+  assert.equal((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === LAB_ADDR_R.a)?.verified, true, 'B verified it (CGA Signature)');
+
+  const deprecatedAt = Date.now();
+  deprecateAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+  const movedA = await waitLog(lab, 'a', (r) => r.msg === 'locator-pair-changed' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= deprecatedAt && pairOf(r).local !== LAB_ADDR.aP);
+  const movedB = await waitLog(lab, 'b', (r) => r.msg === 'locator-pair-changed' && r.peerUlid === LAB_ADDR.aP && Date.parse(r.ts) >= deprecatedAt && pairOf(r).peer !== LAB_ADDR.aP);
+  t.diagnostic(`after the deprecation A sends from ${pairOf(movedA).local} (${Date.parse(movedA.ts) - deprecatedAt} ms), B to ${pairOf(movedB).peer} (${Date.parse(movedB.ts) - deprecatedAt} ms)`);
+  // Only now does the address go.
+  const removedAt = Date.now();
+  removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.removed as string[]).includes(LAB_ADDR.aP) && Date.parse(r.ts) >= removedAt);
+
+  const r = await stream;
+  t.diagnostic(`stall ${r.stall_ms} ms, ${r.bytes_sent} bytes; deprecated at +${deprecatedAt - r.connectedAt} ms, removed at +${removedAt - r.connectedAt} ms`);
+  const late = (['a', 'b'] as const).flatMap((h) => log(lab, h).filter((x) => Date.parse(x.ts) >= deprecatedAt && x.component !== 'control')
+    .map((x) => `${Date.parse(x.ts) - r.connectedAt} ${h} ${x.msg} ${JSON.stringify(x.new ?? x.removed ?? x.locators ?? (x.msg === "context-initiated" || x.msg.startsWith("ulid") ? x : ''))}`));
+  if (r.stall_ms > 1000) t.diagnostic(`after the deprecation: ${late.sort().join(' | ')}; samples ${JSON.stringify(r.samples.map((x) => [x.t - r.connectedAt, x.bytes]))}`);
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every byte arrived once, in order, intact');
+  const [a, b] = [await context(lab, 'a', LAB_ADDR.bP), await context(lab, 'b', LAB_ADDR.aP)];
+  assert.ok(a && b, 'both contexts still up');
+  assert.notEqual(a.pair.local, LAB_ADDR.aP);
+  assert.notEqual(b.pair.peer, LAB_ADDR.aP);
+  assert.equal(b.peerLocators.find((l) => l.address === LAB_ADDR.aP)!.flags & 1, 1, 'B no longer sends to the withdrawn address');
+  // No packet left A from the removed address after it was removed (A's locator sockets: none bound there).
+  const moves = log(lab, 'a').filter((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= removedAt && pairOf(x).local === LAB_ADDR.aP);
+  assert.deepEqual(moves, [], 'A never went back to the removed address');
+  // DNS follows: the removed address is gone from A's record, the new one is there.
+  await waitFor(() => !dnsLocators(lab).includes(LAB_ADDR.aP), 'the removed address leaves DNS');
+  assert.deepEqual(dnsLocators(lab).sort(), [LAB_ADDR.aQ, LAB_ADDR_R.a].sort());
+  const ds = ((await status(lab, 'a')) as unknown as DnsStatus).dnsUpdate!;
+  assert.equal(ds.lastError, null);
+  assert.ok(ds.failures >= 1, 'the failures while the server was down were counted');
+});
+
+test('renumbering, privacy addresses: temporary addresses the kernel makes, deprecates and replaces (RFC 8981) are announced, verified and withdrawn in turn; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t);
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 16_000, failAtMs: 1, failure: 'none', rate: 1_500_000, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  // Temporary addresses on Q's prefix: preferred for 6 s, made anew 3 s before that runs out (regen_advance), valid for 12 s.
+  for (const [k, v] of [['use_tempaddr', 2], ['max_desync_factor', 0], ['temp_prefered_lft', 6], ['temp_valid_lft', 12], ['regen_max_retry', 3]] as const) {
+    nsExec(lab.a, ['sysctl', '-qw', `net.ipv6.conf.${LAB_IF.Q}.${k}=${v}`]);
+  }
+  nsExec(lab.a, ['ip', '-6', 'addr', 'change', `${LAB_ADDR.aQ}/64`, 'dev', LAB_IF.Q, 'mngtmpaddr']);
+  const temporaries = (): string[] => {
+    const j = JSON.parse(nsExec(lab.a, ['ip', '-j', '-6', 'addr', 'show', 'dev', LAB_IF.Q]).stdout) as { addr_info: { local: string; temporary?: boolean }[] }[];
+    return j.flatMap((l) => l.addr_info.filter((x) => x.temporary).map((x) => x.local));
+  };
+  const seen = new Set<string>();
+  await waitFor(() => { for (const a of temporaries()) seen.add(a); return seen.size >= 1; }, 'the kernel made a temporary address');
+  const first = [...seen][0]!;
+  await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(first));
+  assert.equal((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === first)?.verified, true, 'B verified the privacy address (CGA Signature)');
+  // It is deprecated and withdrawn; its successor is announced.
+  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.deprecated as string[] | undefined ?? []).includes(first));
+  await waitFor(() => { for (const a of temporaries()) seen.add(a); return seen.size >= 2; }, 'the kernel made the next temporary address');
+  const second = [...seen].find((a) => a !== first)!;
+  const upd = await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(second) && !(r.locators as string[]).includes(first));
+  t.diagnostic(`B's view of A after the rotation: ${JSON.stringify(upd.locators)}`);
+  assert.equal((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === second)?.verified, true);
+  const r = await stream;
+  t.diagnostic(`stall ${r.stall_ms} ms, ${r.bytes_sent} bytes, temporary addresses seen: ${[...seen].join(' ')}`);
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every byte arrived once, in order, intact');
+  assert.ok(!log(lab, 'b').some((x) => x.msg === 'locator-unverified'), 'B refused none of A\'s updates');
+});
