@@ -24,7 +24,8 @@ import type { TunDevice } from './tun.ts';
 import type { Datagram, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
-import type { Engine, EngineEvent } from '../engine/index.ts';
+import type { Engine, EngineEvent, LocatorPair } from '../engine/index.ts';
+import type { KernelPathHook } from './kernel-path.ts';
 
 /**
  * The part of the Engine API (docs/contracts.md) the driver uses, in the
@@ -32,12 +33,26 @@ import type { Engine, EngineEvent } from '../engine/index.ts';
  * to compile here. The lab's static context (static-context.ts) and test
  * doubles implement the same methods.
  */
-export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>;
+export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
+  & Partial<Pick<Engine, 'kernelTraffic'>>;
 
 /** What the driver tells about contexts so routes follow them (routes.ts implements it). */
 export interface RouteHook {
   contextUp(localUlid: Ipv6, peerUlid: Ipv6): void | Promise<void>;
   contextDown(peerUlid: Ipv6): void | Promise<void>;
+  /** Make sockets look their routes up again (after a route into the TUN was added). */
+  flushRouteCache?(): void;
+}
+
+/** Which way a context's application packets go: the kernel's own route, or the TUN and the driver. */
+export type DataPath = 'kernel' | 'tun';
+
+/** A context as the kernel path sees it (`EngineDriver.paths()`). */
+export interface ContextPath {
+  localUlid: Ipv6;
+  peerUlid: Ipv6;
+  path: DataPath;
+  pair: LocatorPair;
 }
 
 export interface EngineDriverOptions<E extends EngineLike> {
@@ -56,6 +71,14 @@ export interface EngineDriverOptions<E extends EngineLike> {
   holdMs?: number;
   /** Replay TCP segments after a locator pair change (tcp-prompt.ts). Default: on when there is a TUN. */
   tcpPrompt?: boolean;
+  /**
+   * The kernel path (kernel-path.ts): a context whose locator pair is its ULID pair is not
+   * routed into the TUN; its packets are counted by the kernel and read every `kernelPollMs`.
+   * Absent: every context uses the TUN.
+   */
+  kernel?: KernelPathHook;
+  /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
+  kernelPollMs?: number;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -68,6 +91,8 @@ export interface DriverStats {
   notIpv6: number;
   drops: Record<string, number>;
   prompts: number;
+  /** Readings of the kernel's counters that showed traffic (fed to the engine). */
+  kernelTraffic: number;
 }
 
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
@@ -78,6 +103,8 @@ const RX_ARENA_BYTES = 512 * 1024;
 const HOLD_MAX = 16;
 /** How long a primed peer's packets wait for its context before plain IPv6 takes over (ms). */
 const HOLD_MS = 1000;
+/** Default interval between readings of the kernel path's counters (ms). */
+const KERNEL_POLL_MS = 50;
 /** Sources whose refused ULID claims were logged (each once; the set is emptied when full). */
 const REFUSED_LOGGED_MAX = 4096;
 
@@ -86,7 +113,7 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
-  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0 };
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, kernelTraffic: 0 };
   private readonly transport: UdpTransport;
   private readonly tun: TunDevice | undefined;
   private readonly peerPort: number;
@@ -109,6 +136,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
+  /** Established contexts, by peer ULID: their path and pair, and the kernel counters last read. */
+  private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: bigint; in: bigint }>();
+  private kernelTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -149,6 +179,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     return this.transport.unbind(address);
   }
 
+  /** Established contexts and the path each one's application packets take. */
+  paths(): ContextPath[] {
+    return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair }) => ({ localUlid, peerUlid, path, pair: { ...pair } }));
+  }
+
   /** Send every pending transmit, dispatch every event, re-arm the timer. */
   flush(): void {
     if (this.closed) return;
@@ -168,6 +203,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.kernelTimer) clearInterval(this.kernelTimer);
+    this.kernelTimer = undefined;
+    for (const c of this.contexts.values()) if (c.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    this.contexts.clear();
     for (const peer of [...this.held.keys()]) this.unhold(peer);
     await this.tun?.close();
     await this.transport.close();
@@ -251,16 +290,37 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
-      void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
+      const c = { localUlid: e.localUlid, peerUlid: e.peerUlid, path: 'tun' as DataPath, pair: { ...e.pair }, exploring: false, out: 0n, in: 0n };
+      this.contexts.set(e.peerUlid, c);
+      if (!this.toKernel(c)) void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       this.unhold(e.peerUlid);
-      // A resumable close (idle cleanup of a known peer) keeps the route: the next packet brings the context back.
+      const c = this.contexts.get(e.peerUlid);
+      this.contexts.delete(e.peerUlid);
+      if (c?.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+      // A resumable close (idle cleanup of a known peer) keeps the route (or routes it, from the kernel path): the next packet brings the context back.
       if (e.kind === 'context-failed' || !e.resumable) void this.opts.routes?.contextDown(e.peerUlid);
+      else if (c?.path === 'kernel') this.routeIntoTun(c);
       this.prompter?.forget(e.peerUlid);
     }
+    if (e.kind === 'reap-state') {
+      const c = this.contexts.get(e.peerUlid);
+      if (c !== undefined) {
+        c.exploring = e.state === 'exploring';
+        c.pair = { ...e.pair };
+        // Exploring: the TCP prompt must see the segments TCP retransmits meanwhile, so they go through the TUN.
+        if (c.exploring) this.toTun(c);
+        else this.toKernel(c);
+      }
+    }
     if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
+    const moved = e.kind === 'locator-pair-changed' ? this.contexts.get(e.peerUlid) : undefined;
+    if (e.kind === 'locator-pair-changed' && moved !== undefined) {
+      moved.pair = { ...e.new };
+      if (!isUlidPair(moved)) this.toTun(moved);
+    }
     if (e.kind === 'locator-pair-changed' && this.prompter) {
       const replays = this.prompter.prompt(e.peerUlid);
       const now = this.clock();
@@ -269,7 +329,69 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.stats.prompts += replays.length;
       if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
     }
+    if (moved !== undefined && !moved.exploring) this.toKernel(moved);
     this.opts.onEvent?.(e);
+  }
+
+  /**
+   * The context's packets take the kernel's own route, if it has a kernel path, its pair is
+   * its ULID pair, REAP is not exploring and the kernel counts its packets: the route into
+   * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
+   */
+  private toKernel(c: ContextPath & { exploring: boolean; out: bigint; in: bigint }): boolean {
+    const k = this.opts.kernel;
+    if (c.path === 'kernel') return true;
+    if (k === undefined || this.engine.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
+    c.path = 'kernel';
+    c.out = 0n;
+    c.in = 0n;
+    void this.opts.routes?.contextDown(c.peerUlid);
+    this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
+    this.kernelTimer ??= setInterval(() => this.readKernel(), this.opts.kernelPollMs ?? KERNEL_POLL_MS);
+    this.kernelTimer.unref?.();
+    return true;
+  }
+
+  /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
+  private toTun(c: ContextPath): void {
+    if (c.path !== 'kernel') return;
+    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    c.path = 'tun';
+    this.routeIntoTun(c);
+    this.opts.logger?.info('context on the tun path', { peer: c.peerUlid, pair: c.pair });
+    if (![...this.contexts.values()].some((x) => x.path === 'kernel') && this.kernelTimer) {
+      clearInterval(this.kernelTimer);
+      this.kernelTimer = undefined;
+    }
+  }
+
+  private routeIntoTun(c: ContextPath): void {
+    void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
+    this.opts.routes?.flushRouteCache?.();
+  }
+
+  /**
+   * Read the kernel's counters of every context on the kernel path and tell the engine
+   * what moved since the last reading (the REAP inputs the TUN path gives per packet).
+   */
+  private readKernel(): void {
+    if (this.closed) return;
+    const k = this.opts.kernel;
+    let fed = false;
+    const now = this.clock();
+    for (const c of this.contexts.values()) {
+      if (c.path !== 'kernel' || k === undefined) continue;
+      const n = k.read(c.localUlid, c.peerUlid);
+      if (n === undefined) { this.toTun(c); continue; }
+      const sent = n.outPackets > c.out, received = n.inPackets > c.in;
+      c.out = n.outPackets;
+      c.in = n.inPackets;
+      if (!sent && !received) continue;
+      this.stats.kernelTraffic++;
+      this.engine.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
+      fed = true;
+    }
+    if (fed) this.flush();
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
@@ -347,6 +469,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private drop(reason: string): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
+}
+
+/** The context's current locator pair is its ULID pair (no re-homing in force). */
+function isUlidPair(c: ContextPath): boolean {
+  return c.pair.local === c.localUlid && c.pair.peer === c.peerUlid;
 }
 
 function eventFields(e: EngineEvent): Record<string, unknown> {
