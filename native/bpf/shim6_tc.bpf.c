@@ -8,8 +8,8 @@
  * Map `contexts`: key = (our ULID, peer ULID), value = packet counters. The
  * daemon adds a key when a context goes native and removes it when the
  * context leaves that state; it reads the counters on its REAP clock. Packets
- * of no context, and the daemon's own UDP (map `config`: its port), pass
- * uncounted. Both programs always return TC_ACT_OK.
+ * of no context, the daemon's own UDP (map `config`: its port) and neighbour
+ * discovery pass uncounted. Both programs always return TC_ACT_OK.
  *
  * Built by clang -target bpf (scripts/build-bpf.mjs), loaded by bpftool,
  * attached by tc; see shim/dataplane/kernel-path.ts.
@@ -50,8 +50,19 @@ struct {
 	__type(value, __u32);
 } config SEC(".maps");
 
-static __always_inline int is_shim6_udp(struct __sk_buff *skb, struct ipv6hdr *ip6)
+/*
+ * Not the application's packets of the context: the daemon's UDP (its control
+ * messages and encapsulated payload) and neighbour discovery (ICMPv6 133-137,
+ * which never enters the TUN either).
+ */
+static __always_inline int not_payload(struct __sk_buff *skb, struct ipv6hdr *ip6)
 {
+	if (ip6->nexthdr == IPPROTO_ICMPV6) {
+		__u8 *type = (void *)(ip6 + 1);
+		if ((void *)(type + 1) > (void *)(long)skb->data_end)
+			return 1;
+		return *type >= 133 && *type <= 137;
+	}
 	if (ip6->nexthdr != IPPROTO_UDP)
 		return 0;
 	struct udphdr *udp = (void *)(ip6 + 1);
@@ -86,7 +97,7 @@ int shim6_egress(struct __sk_buff *skb)
 	__builtin_memcpy(k.local, &ip6->saddr, 16);
 	__builtin_memcpy(k.peer, &ip6->daddr, 16);
 	struct ctx_counters *c = bpf_map_lookup_elem(&contexts, &k);
-	if (c && !is_shim6_udp(skb, ip6)) {
+	if (c && !not_payload(skb, ip6)) {
 		__sync_fetch_and_add(&c->out_packets, 1);
 		__sync_fetch_and_add(&c->out_bytes, skb->len);
 	}
@@ -103,7 +114,7 @@ int shim6_ingress(struct __sk_buff *skb)
 	__builtin_memcpy(k.local, &ip6->daddr, 16);
 	__builtin_memcpy(k.peer, &ip6->saddr, 16);
 	struct ctx_counters *c = bpf_map_lookup_elem(&contexts, &k);
-	if (c && !is_shim6_udp(skb, ip6)) {
+	if (c && !not_payload(skb, ip6)) {
 		__sync_fetch_and_add(&c->in_packets, 1);
 		__sync_fetch_and_add(&c->in_bytes, skb->len);
 	}

@@ -27,6 +27,8 @@ import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
+import { TcKernelPath } from '../dataplane/kernel-path.ts';
+import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
@@ -66,6 +68,8 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
+  /** The kernel path's tc programs (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
+  private kernel: TcKernelPath | undefined;
 
   private constructor(
     private config: DaemonConfig,
@@ -95,15 +99,19 @@ export class Daemon {
       replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     }, cryptoRng(), { cache });
     const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
-    const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });
+    const kernel = openKernelPath(config, found, log);
+    let tun: LinuxTun;
+    try { tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }); } catch (err) { kernel?.close(); throw err; }
     const transport = openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
     const sinkRef: { daemon?: Daemon } = {};
     const driver = new EngineDriver<Engine>({
       engine, transport, tun, peerPort: config.port, routes, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
+      ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}),
     });
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
     daemon.ulid = ulid;
+    daemon.kernel = kernel;
     sinkRef.daemon = daemon;
     const saved = loadCaches(config.cacheFile, log);
     try {
@@ -140,7 +148,7 @@ export class Daemon {
       ulid, locators: locals.map((l) => l.address), tun: tun.name, mtu: routes.tunMtu, port: config.port,
       resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
       profile: config.timers.profile, cachesImported: saved !== undefined,
-      udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
+      udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram', dataPath: kernel ? 'kernel' : 'tun',
     });
     // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
     await opts.notify?.ready(daemon.statusLine());
@@ -154,10 +162,20 @@ export class Daemon {
         pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
         port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
+        dataPath: this.kernel ? 'kernel' : 'tun', kernelInterfaces: this.kernel?.interfaces() ?? [],
       },
-      engine: this.engine.status(this.driver.now()),
+      engine: this.withPaths(this.engine.status(this.driver.now())),
       resolver: (await this.resolver?.status()) ?? null,
     };
+  }
+
+  /**
+   * Each established context's data path (`path: kernel|tun`, docs/dataplane.md "Kernel path")
+   * beside the engine's view of it.
+   */
+  private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
+    const paths = new Map(this.driver.paths().map((p) => [p.peerUlid, p.path]));
+    return { ...st, contexts: st.contexts.map((c) => (paths.has(c.peerUlid) ? { ...c, path: paths.get(c.peerUlid)! } : c)) };
   }
 
   /** SIGHUP: re-read the config file; apply what can change live (peers, log level is fixed per process). */
@@ -221,7 +239,8 @@ export class Daemon {
     await this.resolver?.close();
     this.routes.close();
     await this.driver.close();
-    this.log.info('stopped: routes, rules and TUN removed');
+    this.kernel?.close();
+    this.log.info(`stopped: routes, rules${this.kernel ? ', tc programs' : ''} and TUN removed`);
   }
 
   private saveCaches(): void {
@@ -295,6 +314,10 @@ export class Daemon {
     this.log.info('local locators changed', { ...diff });
     for (const a of diff.added) this.keepLocal(a);
     for (const a of diff.removed) this.routes.dropLocal(a);
+    for (const l of now) {
+      if (!this.kernel || !diff.added.includes(l.address) || this.kernel.interfaces().includes(l.ifname)) continue;
+      try { this.kernel.attach(l.ifname); } catch (err) { this.log.warn('kernel path: cannot attach to a new interface; its contexts use the TUN', { ifname: l.ifname, error: (err as Error).message }); }
+    }
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba);
     if (diff.added.length || diff.removed.length || diff.cameUp.length) {
@@ -303,6 +326,28 @@ export class Daemon {
     for (const a of diff.wentDown) this.driver.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void this.driver.unbindLocator(a);
   }
+}
+
+/**
+ * The kernel path (config `dataPath`): the tc programs on the interfaces of the local
+ * locators, or undefined for the TUN path — chosen, or (auto) because the host refused
+ * them, which is said once. `kernel` that cannot be had is EnvironmentError EBPF.
+ */
+export function openKernelPath(config: DaemonConfig, found: readonly LocalAddress[], log: Logger): TcKernelPath | undefined {
+  if (config.dataPath === 'tun') return undefined;
+  try {
+    return TcKernelPath.open({ interfaces: [...new Set(found.map((a) => a.ifname))], port: config.port });
+  } catch (err) {
+    if (config.dataPath === 'kernel') throw err;
+    log.warn('kernel path unavailable, every context uses the TUN path', { error: (err as Error).message });
+    return undefined;
+  }
+}
+
+/** How often the kernel path's counters are read: a third of the Send Timeout, 20 ms to 1 s. */
+export function kernelPollMs(config: DaemonConfig): number {
+  const send = config.timers.overrides.sendTimeout ?? TIMER_PROFILES[config.timers.profile].sendTimeout;
+  return Math.min(1000, Math.max(20, Math.floor(send / 3)));
 }
 
 /**

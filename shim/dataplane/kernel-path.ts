@@ -106,7 +106,10 @@ function staleMounts(): string[] {
   return out;
 }
 
-/** Remove our filters (by preference and name) from `ifname`; whether any was there. */
+/**
+ * Remove our filters (by preference and name) from `ifname`, and the clsact qdisc when
+ * nothing else is attached to it (our owner added it); whether any was there.
+ */
 export function removeStaleFilters(ifname: string): boolean {
   let found = false;
   for (const dir of ['egress', 'ingress'] as const) {
@@ -115,6 +118,9 @@ export function removeStaleFilters(ifname: string): boolean {
       run('tc', ['filter', 'del', 'dev', ifname, dir, 'pref', String(TC_PREF)]);
       found = true;
     }
+  }
+  if (found && (['egress', 'ingress'] as const).every((d) => run('tc', ['filter', 'show', 'dev', ifname, d]).out.trim() === '')) {
+    run('tc', ['qdisc', 'del', 'dev', ifname, 'clsact']);
   }
   return found;
 }

@@ -91,3 +91,21 @@ test('real engine: P silently black-holed, REAP re-homes to Q, the TCP prompt fi
   assert.equal(off.stats.prompts, 0);
   assert.ok((on.stats.prompts as number) > 0, 'the prompt fired');
 });
+
+test('kernel path (real engine): TCP on the ULID pair bypasses the TUN, REAP learns from the kernel\'s counters; P black-holed, it re-homes to Q through the TUN and the stream resumes intact', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
+  const { r, s } = await streamAtoB(h);
+  assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
+  assert.equal(r.corrupt, 0);
+  assert.ok((s.tunIn as number) < 20, `the stream did not cross A's TUN (only a held first packet may): ${JSON.stringify(s)}`);
+  assert.ok((s.kernelTraffic as number) > 0, 'the kernel\'s counters fed the engine');
+  assert.deepEqual((s.paths as Array<{ path: string }>).map((p) => p.path), ['kernel']);
+  const run = await stallRun(await twoHosts(t, { engine: 'engine', dataPath: 'kernel' }), DEADLINE_MS);
+  t.diagnostic(`kernel path: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
+  assert.equal(run.report.corrupt, 0);
+  const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
+  assert.equal(after.path, 'tun', 're-homed: through the TUN');
+  assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
+  assert.ok((run.stats.tunIn as number) > 100, 'the stream crossed the TUN after re-homing');
+});

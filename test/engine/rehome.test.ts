@@ -107,3 +107,41 @@ test('Close to a peer without the extension: its Error code 0 (unknown type) end
   assert.equal(second.a.engine.contextCount, 0);
   assert.ok(second.a.events.some((e) => e.kind === 'context-closed' && e.reason === 'close-timeout'));
 });
+
+test('REAP from kernel counters (kernelTraffic): traffic both ways keeps it Operational; sent with nothing received explores (reap-state events), and a pair that answers is kept', () => {
+  const { net, a, b } = established(31, 32);
+  const kernel = (h: Host, peer: Host, sent: boolean, received: boolean) => assert.ok(h.engine.kernelTraffic(net.now, h.ulid, peer.ulid, { sent, received }));
+  while (net.now < 1000) {
+    kernel(a, b, true, true);
+    kernel(b, a, true, true);
+    net.run(net.now + 50);
+  }
+  assert.equal(a.events.filter((e) => e.kind === 'reap-state').length, 0, 'no exploration while the kernel sees packets both ways');
+  // A's packets go out, nothing comes back (as the kernel counts it); the pair itself still carries probes.
+  const from = net.now;
+  while (net.now < from + 2000) {
+    kernel(a, b, true, false);
+    net.run(net.now + 50);
+  }
+  const states = a.events.filter((e) => e.kind === 'reap-state');
+  assert.deepEqual(states.slice(0, 2).map((e) => e.kind === 'reap-state' && e.state), ['exploring', 'operational']);
+  assert.deepEqual(states[0]!.kind === 'reap-state' && states[0]!.pair, { local: a.ulid, peer: b.ulid }, 'the event names the pair');
+  assert.ok(!a.events.some((e) => e.kind === 'locator-pair-changed'), 'the current pair answered the probes: kept');
+  assert.equal(a.engine.kernelTraffic(net.now, a.ulid, 'fd00::dead', { sent: true, received: false }), false, 'no context: nothing to feed');
+});
+
+test('REAP from kernel counters: the ULID pair black-holed, A explores and moves off it; reap-state operational names the new pair', () => {
+  const { net, a, b } = established(33, 34);
+  const kernel = (h: Host, peer: Host, sent: boolean, received: boolean) => h.engine.kernelTraffic(net.now, h.ulid, peer.ulid, { sent, received });
+  net.block(a.ulid, b.ulid);
+  net.block(b.ulid, a.ulid);
+  while (net.now < 3000) {
+    kernel(a, b, true, false);
+    kernel(b, a, true, false);
+    net.run(net.now + 50);
+  }
+  const changed = a.events.find((e) => e.kind === 'locator-pair-changed');
+  assert.ok(changed, 'A re-homed');
+  const last = a.events.filter((e) => e.kind === 'reap-state').at(-1);
+  assert.ok(last?.kind === 'reap-state' && last.state === 'operational' && (last.pair.local !== a.ulid || last.pair.peer !== b.ulid), JSON.stringify(last));
+});
