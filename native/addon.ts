@@ -1,7 +1,7 @@
 /**
  * The one typed loader of our N-API addon — the TUN device (tun.c, with the
- * TCP offloads of offload.c), the batched UDP sockets (udp.c), the systemd
- * notification (notify.c) and the kernel path's BPF maps (bpfmap.c) — built by `npm install` with node-gyp into
+ * TCP offloads of offload.c), the batched UDP sockets (udp.c) and the systemd
+ * notification (notify.c) — built by `npm install` with node-gyp into
  * native/build. Every user (the data plane's TUN and UDP transport, the
  * resolver's sockets, the service notification, the lab's checks) loads it
  * here, through one interface: no second declaration, no casts. The compiled
@@ -40,11 +40,6 @@ export interface NativeAddon {
    * namespace) → 0, or -errno when it could not be sent.
    */
   notify(path: string, state: string): number;
-  /** bpf(2) BPF_OBJ_GET of a pinned object (close-on-exec) → fd, or -errno (bpfmap.c). */
-  bpfObjGet(path: string): number;
-  /** On map `fd`: op 0 lookup (into `value`), 1 update (`flags`: BPF_ANY 0), 2 delete → 0, or -errno. */
-  bpfMapOp(op: 0 | 1 | 2, fd: number, key: Uint8Array, value?: Uint8Array, flags?: number): number;
-  bpfClose(fd: number): number;
 }
 
 let addon: NativeAddon | undefined;
@@ -59,7 +54,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function' || typeof a.bpfMapOp !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }

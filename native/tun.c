@@ -26,7 +26,6 @@
 #include "offload.h"
 #include "udp.h"
 #include "notify.h"
-#include "bpfmap.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
 #define MAX_GRO_SEGS 64
@@ -405,9 +404,6 @@ static napi_value init(napi_env env, napi_value exports) {
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
     {"udpRef", NULL, udp_ref, NULL, NULL, NULL, napi_default, NULL},
     {"notify", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
-    {"bpfObjGet", NULL, bpf_obj_get, NULL, NULL, NULL, napi_default, NULL},
-    {"bpfMapOp", NULL, bpf_map_op, NULL, NULL, NULL, napi_default, NULL},
-    {"bpfClose", NULL, bpf_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -27,7 +27,7 @@ import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
-import { TcKernelPath } from '../dataplane/kernel-path.ts';
+import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
@@ -68,8 +68,8 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
-  /** The kernel path's tc programs (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
-  private kernel: TcKernelPath | undefined;
+  /** The kernel path's counters (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
+  private kernel: NftKernelPath | undefined;
 
   private constructor(
     private config: DaemonConfig,
@@ -99,7 +99,7 @@ export class Daemon {
       replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     }, cryptoRng(), { cache });
     const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
-    const kernel = openKernelPath(config, found, log);
+    const kernel = openKernelPath(config, log);
     let tun: LinuxTun;
     try { tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }); } catch (err) { kernel?.close(); throw err; }
     const transport = openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
@@ -162,7 +162,7 @@ export class Daemon {
         pid: process.pid, uptimeSeconds: Math.floor((Date.now() - this.startedAt) / 1000), tun: this.config.tun.name,
         port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
         locators: this.watcher?.current ?? [], stats: this.driver.stats, events: this.events.slice(-20),
-        dataPath: this.kernel ? 'kernel' : 'tun', kernelInterfaces: this.kernel?.interfaces() ?? [],
+        dataPath: this.kernel ? 'kernel' : 'tun',
       },
       engine: this.withPaths(this.engine.status(this.driver.now())),
       resolver: (await this.resolver?.status()) ?? null,
@@ -240,7 +240,7 @@ export class Daemon {
     this.routes.close();
     await this.driver.close();
     this.kernel?.close();
-    this.log.info(`stopped: routes, rules${this.kernel ? ', tc programs' : ''} and TUN removed`);
+    this.log.info(`stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed`);
   }
 
   private saveCaches(): void {
@@ -314,10 +314,6 @@ export class Daemon {
     this.log.info('local locators changed', { ...diff });
     for (const a of diff.added) this.keepLocal(a);
     for (const a of diff.removed) this.routes.dropLocal(a);
-    for (const l of now) {
-      if (!this.kernel || !diff.added.includes(l.address) || this.kernel.interfaces().includes(l.ifname)) continue;
-      try { this.kernel.attach(l.ifname); } catch (err) { this.log.warn('kernel path: cannot attach to a new interface; its contexts use the TUN', { ifname: l.ifname, error: (err as Error).message }); }
-    }
     for (const a of diff.added) void this.driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba);
     if (diff.added.length || diff.removed.length || diff.cameUp.length) {
@@ -329,14 +325,14 @@ export class Daemon {
 }
 
 /**
- * The kernel path (config `dataPath`): the tc programs on the interfaces of the local
- * locators, or undefined for the TUN path — chosen, or (auto) because the host refused
- * them, which is said once. `kernel` that cannot be had is EnvironmentError EBPF.
+ * The kernel path (config `dataPath`): its nftables counters, or undefined for the TUN
+ * path — chosen, or (auto) because the host refused them, which is said once. `kernel`
+ * that cannot be had is EnvironmentError EKERNELPATH.
  */
-export function openKernelPath(config: DaemonConfig, found: readonly LocalAddress[], log: Logger): TcKernelPath | undefined {
+export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath | undefined {
   if (config.dataPath === 'tun') return undefined;
   try {
-    return TcKernelPath.open({ interfaces: [...new Set(found.map((a) => a.ifname))], port: config.port });
+    return NftKernelPath.open({ port: config.port });
   } catch (err) {
     if (config.dataPath === 'kernel') throw err;
     log.warn('kernel path unavailable, every context uses the TUN path', { error: (err as Error).message });

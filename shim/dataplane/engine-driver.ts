@@ -137,8 +137,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
   /** Established contexts, by peer ULID: their path and pair, and the kernel counters last read. */
-  private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: bigint; in: bigint }>();
+  private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: number; in: number }>();
   private kernelTimer: NodeJS.Timeout | undefined;
+  private kernelReading = false;
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -290,7 +291,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
-      const c = { localUlid: e.localUlid, peerUlid: e.peerUlid, path: 'tun' as DataPath, pair: { ...e.pair }, exploring: false, out: 0n, in: 0n };
+      const c = { localUlid: e.localUlid, peerUlid: e.peerUlid, path: 'tun' as DataPath, pair: { ...e.pair }, exploring: false, out: 0, in: 0 };
       this.contexts.set(e.peerUlid, c);
       if (!this.toKernel(c)) void this.opts.routes?.contextUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
@@ -338,16 +339,16 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * its ULID pair, REAP is not exploring and the kernel counts its packets: the route into
    * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
    */
-  private toKernel(c: ContextPath & { exploring: boolean; out: bigint; in: bigint }): boolean {
+  private toKernel(c: ContextPath & { exploring: boolean; out: number; in: number }): boolean {
     const k = this.opts.kernel;
     if (c.path === 'kernel') return true;
     if (k === undefined || this.engine.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
     c.path = 'kernel';
-    c.out = 0n;
-    c.in = 0n;
-    void this.opts.routes?.contextDown(c.peerUlid);
+    c.out = 0;
+    c.in = 0;
+    this.routeLater(() => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
-    this.kernelTimer ??= setInterval(() => this.readKernel(), this.opts.kernelPollMs ?? KERNEL_POLL_MS);
+    this.kernelTimer ??= setInterval(() => this.pollKernel(), this.opts.kernelPollMs ?? KERNEL_POLL_MS);
     this.kernelTimer.unref?.();
     return true;
   }
@@ -366,13 +367,31 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   private routeIntoTun(c: ContextPath): void {
-    void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
-    this.opts.routes?.flushRouteCache?.();
+    this.routeLater(() => {
+      void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
+      this.opts.routes?.flushRouteCache?.();
+    });
   }
 
   /**
-   * Read the kernel's counters of every context on the kernel path and tell the engine
-   * what moved since the last reading (the REAP inputs the TUN path gives per packet).
+   * A route change of the kernel path, after this loop turn: routes.ts runs `ip` (tens of ms
+   * on a busy host), and the probes and packets the engine just produced go out first. In order.
+   */
+  private routeLater(fn: () => unknown): void {
+    setImmediate(() => { if (!this.closed) fn(); });
+  }
+
+  /** One reading of the kernel's counters at a time; a failed one is counted and the next tick tries again. */
+  private pollKernel(): void {
+    const k = this.opts.kernel;
+    if (k === undefined || this.kernelReading || this.closed) return;
+    this.kernelReading = true;
+    k.refresh().then(() => this.readKernel(), () => this.drop('kernel-read')).finally(() => { this.kernelReading = false; });
+  }
+
+  /**
+   * Tell the engine, per context on the kernel path, what moved since the last reading of
+   * the kernel's counters (the REAP inputs the TUN path gives per packet).
    */
   private readKernel(): void {
     if (this.closed) return;
@@ -382,7 +401,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     for (const c of this.contexts.values()) {
       if (c.path !== 'kernel' || k === undefined) continue;
       const n = k.read(c.localUlid, c.peerUlid);
-      if (n === undefined) { this.toTun(c); continue; }
+      if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
       c.out = n.outPackets;
       c.in = n.inPackets;
