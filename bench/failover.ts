@@ -1,17 +1,23 @@
 /**
- * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6] [--duration MS] [--fail-at MS] [--rate Mbit/s]`
+ * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,shim6-tun,shim6-600] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--load]`
  *
  * Application stall after a silent black hole of link P (nftables drop in A,
  * the link stays up), in the same two-host lab, side by side in one run:
  * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), shim6 with the
  * fast timer profile (Send Timeout 150 ms, probes 50 ms apart), and shim6 with
  * the earlier fast timers (Send Timeout 600 ms, probes 100 ms apart,
- * `shim6-600`) for comparison. The stream goes to B by name through A's stub, so
+ * `shim6-600`) for comparison. `shim6` runs the default data path (the kernel
+ * path where nftables allows it: no TUN until the re-homing), `shim6-tun` the
+ * same with `dataPath: tun` (every packet through the TUN and the daemon).
+ * `--load` keeps every CPU busy with a load generator (one spinning process
+ * per CPU, at normal priority) during every mode's runs. The stream goes to B by name through A's stub, so
  * shim6 is primed by DNS. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
  * median of N runs (default 5). Prints figures and ratios; asserts nothing.
  * Needs root.
  */
+import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { labFor, LAB_ADDR } from '../lab/topology.ts';
 import { labDown, labUp, mptcpUp } from '../lab/lab.ts';
 import { runStream, type RunResult } from '../lab/run.ts';
@@ -19,11 +25,12 @@ import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.t
 
 import { LAB_B_NAME } from '../lab/dns.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-600';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-tun' | 'shim6-600';
 
 /** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
 const SHIM6_TIMERS: Record<string, Record<string, number>> = {
   shim6: {},
+  'shim6-tun': {},
   // The fast profile's timers before the disjoint-first probe order landed (same engine otherwise).
   'shim6-600': { sendTimeout: 600, defaultKeepaliveTimeout: 600, keepaliveTimeoutMax: 600, initialProbeTimeout: 100 },
 };
@@ -37,7 +44,17 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6,shim6-600').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-tun,shim6-600').split(',') as Mode[];
+const loaded = process.argv.includes('--load');
+
+/** One spinning process per CPU (killed at exit): the "busy machine" of the issue. */
+function startLoad(): () => void {
+  const n = os.availableParallelism();
+  const procs = Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  const stop = () => { for (const p of procs) p.kill('SIGKILL'); };
+  process.on('exit', stop);
+  return stop;
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -55,7 +72,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
   try {
     if (mode === 'mptcp') mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
-    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers });
+    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-tun' ? { extra: { dataPath: 'tun' } } : {}) });
     const r = await runStream(lab, {
       to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, durationMs, failAtMs,
       failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
@@ -81,7 +98,9 @@ async function main(): Promise<void> {
     console.log('failover: needs root (network namespaces); nothing measured');
     return;
   }
-  console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
+  const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  console.log(`failover: silent black hole of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode${loaded ? `; every CPU kept busy by a load generator (${os.availableParallelism()} spinning processes)` : ''}; load ${loadavg()}`);
+  const stopLoad = loaded ? startLoad() : undefined;
   const results: ModeResult[] = [];
   for (const mode of modes) {
     const why = mode.startsWith('shim6') ? await shim6Unavailable() : undefined;
@@ -95,6 +114,8 @@ async function main(): Promise<void> {
       results.push({ mode, runs: [], rehome: [], note: `failed: ${(err as Error).message}` });
     }
   }
+  stopLoad?.();
+  console.log(`(load after: ${loadavg()})`);
   const ref = results.find((r) => r.mode === 'mptcp' && r.runs.length);
   const refMedian = ref ? median(ref.runs.map((r) => r.stall_ms)) : undefined;
   console.log('\n| mode | median stall (ms) | min | max | recovered | corrupt | median re-homing (ms) | stall / MPTCP |');

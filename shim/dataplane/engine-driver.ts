@@ -480,6 +480,18 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.timer = undefined;
       this.armedAt = undefined;
       if (this.closed) return;
+      // A context on the kernel path: read the counters first, so REAP's Send and Keepalive
+      // Timers expire on what the kernel carried until now, not on a reading one interval old.
+      if (this.kernelTimer !== undefined && this.opts.kernel !== undefined) {
+        this.kernelReading = true;
+        this.opts.kernel.refresh().then(() => this.readKernel(), () => this.drop('kernel-read')).finally(() => {
+          this.kernelReading = false;
+          if (this.closed) return;
+          this.engine.handleTimeout(this.clock());
+          this.flush();
+        });
+        return;
+      }
       this.engine.handleTimeout(this.clock());
       this.flush();
     }, Math.max(0, Math.ceil(at - this.clock())));
