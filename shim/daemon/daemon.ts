@@ -259,7 +259,10 @@ export class Daemon {
    */
   private protectOpenConnections(): void {
     const peers = openTcpPeers();
-    const protectedPeers = peers.filter((p) => this.driver.command((e, now) => e.protect(now, p)));
+    // A peer may have brought its context back already (R1bis/I2bis while we started: on the kernel
+    // path the connection kept flowing natively while we were down): protected too.
+    const have = new Set(this.engine.status(this.driver.now()).contexts.map((c) => c.peerUlid));
+    const protectedPeers = peers.filter((p) => have.has(p) || this.driver.command((e, now) => e.protect(now, p)));
     if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
   }
 
