@@ -105,6 +105,8 @@ const HOLD_MAX = 16;
 const HOLD_MS = 1000;
 /** Default interval between readings of the kernel path's counters (ms). */
 const KERNEL_POLL_MS = 50;
+/** Failed readings in a row after which the kernel path is given up. */
+const KERNEL_FAILURES_MAX = 3;
 /** Sources whose refused ULID claims were logged (each once; the set is emptied when full). */
 const REFUSED_LOGGED_MAX = 4096;
 
@@ -140,6 +142,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: number; in: number }>();
   private kernelTimer: NodeJS.Timeout | undefined;
   private kernelReading = false;
+  private kernelFailures = 0;
+  private kernelBroken = false;
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -342,7 +346,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private toKernel(c: ContextPath & { exploring: boolean; out: number; in: number }): boolean {
     const k = this.opts.kernel;
     if (c.path === 'kernel') return true;
-    if (k === undefined || this.engine.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
+    if (k === undefined || this.kernelBroken || this.engine.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
     c.path = 'kernel';
     c.out = 0;
     c.in = 0;
@@ -386,7 +390,19 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const k = this.opts.kernel;
     if (k === undefined || this.kernelReading || this.closed) return;
     this.kernelReading = true;
-    k.refresh().then(() => this.readKernel(), () => this.drop('kernel-read')).finally(() => { this.kernelReading = false; });
+    k.refresh().then(() => this.readKernel(), () => this.kernelReadFailed()).finally(() => { this.kernelReading = false; });
+  }
+
+  /**
+   * A reading failed. Three in a row: the kernel path cannot tell REAP what flows, so every
+   * context goes to the TUN path (said once) and no context takes the kernel path again.
+   */
+  private kernelReadFailed(): void {
+    this.drop('kernel-read');
+    if (++this.kernelFailures < KERNEL_FAILURES_MAX || this.kernelBroken) return;
+    this.kernelBroken = true;
+    this.opts.logger?.warn('kernel path: its counters cannot be read; every context uses the TUN path', { failures: this.kernelFailures });
+    for (const c of this.contexts.values()) this.toTun(c);
   }
 
   /**
@@ -395,6 +411,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    */
   private readKernel(): void {
     if (this.closed) return;
+    this.kernelFailures = 0;
     const k = this.opts.kernel;
     let fed = false;
     const now = this.clock();
@@ -484,7 +501,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       // Timers expire on what the kernel carried until now, not on a reading one interval old.
       if (this.kernelTimer !== undefined && this.opts.kernel !== undefined) {
         this.kernelReading = true;
-        this.opts.kernel.refresh().then(() => this.readKernel(), () => this.drop('kernel-read')).finally(() => {
+        this.opts.kernel.refresh().then(() => this.readKernel(), () => this.kernelReadFailed()).finally(() => {
           this.kernelReading = false;
           if (this.closed) return;
           this.engine.handleTimeout(this.clock());

@@ -80,12 +80,15 @@ export class NftKernelPath implements KernelPathHook {
   private pending: { resolve: () => void; reject: (e: Error) => void } | undefined;
   private reading: Promise<void> | undefined;
   private closed = false;
+  /** The reader is gone (killed, crashed): every reading fails from now on. */
+  private dead = false;
 
   private constructor(private readonly opts: KernelPathOptions) {
     const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, 'nft', '-j', '-i']] : ['nft', ['-j', '-i']];
     this.reader = spawn(cmd, args, { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.reader.on('error', (e) => this.fail(e));
-    this.reader.on('exit', () => this.fail(new Error('nft exited')));
+    this.reader.on('error', (e) => { this.dead = true; this.fail(e); });
+    this.reader.on('exit', () => { this.dead = true; this.fail(new Error('nft exited')); });
+    this.reader.stdin.on('error', () => { this.dead = true; });
     this.reader.stderr.resume();
     readline.createInterface({ input: this.reader.stdout }).on('line', (l) => this.onLine(l));
   }
@@ -150,7 +153,7 @@ export class NftKernelPath implements KernelPathHook {
   }
 
   refresh(): Promise<void> {
-    if (this.closed) return Promise.reject(new Error('kernel path closed'));
+    if (this.closed || this.dead) return Promise.reject(new Error(this.closed ? 'kernel path closed' : 'the nft reader is gone'));
     let timer: NodeJS.Timeout | undefined;
     this.reading ??= new Promise<void>((resolve, reject) => {
       this.pending = { resolve, reject };

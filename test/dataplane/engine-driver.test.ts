@@ -275,3 +275,31 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   assert.deepEqual(d.paths(), []);
   assert.equal(counters.size, 0);
 });
+
+test('kernel path: counters that cannot be read (three readings in a row) put every context on the TUN path, for good', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpf', 1400);
+  const routes: string[] = [];
+  const events: EngineEvent[] = [established('fd00::a', 'fd00::b', 'initiated')];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+  };
+  let reads = 0;
+  const kernel = { refresh: () => { reads++; return Promise.reject(new Error('nft gone')); }, watch: () => true, unwatch: () => {}, read: () => undefined };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, routes: { contextUp: (_l, p) => { routes.push(`up ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  await waitFor(() => d.paths()[0]?.path === 'tun', DEADLINE_MS, 'the fallback to the TUN');
+  assert.ok(reads >= 3, `${reads} readings`);
+  assert.ok((d.stats.drops['kernel-read'] ?? 0) >= 3);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(routes, ['down fd00::b', 'up fd00::b'], 'routed into the TUN again');
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: { local: 'fd00::a', peer: 'fd00::b' } });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['tun'], 'and stays there');
+});
