@@ -42,6 +42,11 @@ export interface RouteHook {
   contextDown(peerUlid: Ipv6): void | Promise<void>;
   /** Make sockets look their routes up again (after a route into the TUN was added). */
   flushRouteCache?(): void;
+  /**
+   * The kernel path's switch, without blocking the loop: `tun` = contextUp + flushRouteCache,
+   * `kernel` = contextDown. Absent: those, synchronously.
+   */
+  switchPath?(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void>;
 }
 
 /** Which way a context's application packets go: the kernel's own route, or the TUN and the driver. */
@@ -350,7 +355,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     c.path = 'kernel';
     c.out = 0;
     c.in = 0;
-    this.routeLater(() => this.opts.routes?.contextDown(c.peerUlid));
+    this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
     this.kernelTimer ??= setInterval(() => this.pollKernel(), this.opts.kernelPollMs ?? KERNEL_POLL_MS);
     this.kernelTimer.unref?.();
@@ -371,18 +376,24 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   private routeIntoTun(c: ContextPath): void {
-    this.routeLater(() => {
+    this.routeLater(c, 'tun', () => {
       void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
       this.opts.routes?.flushRouteCache?.();
     });
   }
 
   /**
-   * A route change of the kernel path, after this loop turn: routes.ts runs `ip` (tens of ms
-   * on a busy host), and the probes and packets the engine just produced go out first. In order.
+   * A route change of the kernel path, after this loop turn and without blocking it when the
+   * hook can (`switchPath`): `ip` takes tens of ms on a busy host, and the probes and packets
+   * the engine produces meanwhile must go out. In order.
    */
-  private routeLater(fn: () => unknown): void {
-    setImmediate(() => { if (!this.closed) fn(); });
+  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown): void {
+    const r = this.opts.routes;
+    if (r?.switchPath) {
+      void r.switchPath(c.localUlid, c.peerUlid, path);
+      return;
+    }
+    setImmediate(() => { if (!this.closed) sync(); });
   }
 
   /** One reading of the kernel's counters at a time; a failed one is counted and the next tick tries again. */
