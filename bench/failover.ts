@@ -66,7 +66,8 @@ interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; note?: s
 
 /** One run on a fresh lab (so every run starts on link P with no context yet). */
 async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void> {
-  const lab = labFor('labbench');
+  // A prefix of this process's own: two benchmarks on one machine must not share (and tear down) one lab.
+  const lab = labFor(`labb${process.pid.toString(36)}`);
   await labUp(lab);
   let shim6: LabShim6 | undefined;
   try {
