@@ -1,14 +1,14 @@
 /**
- * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,shim6-tun,shim6-600] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--load]`
+ * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,shim6-kernel,shim6-600] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--load]`
  *
  * Application stall after a silent black hole of link P (nftables drop in A,
  * the link stays up), in the same two-host lab, side by side in one run:
  * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), shim6 with the
  * fast timer profile (Send Timeout 150 ms, probes 50 ms apart), and shim6 with
  * the earlier fast timers (Send Timeout 600 ms, probes 100 ms apart,
- * `shim6-600`) for comparison. `shim6` runs the default data path (the kernel
- * path where nftables allows it: no TUN until the re-homing), `shim6-tun` the
- * same with `dataPath: tun` (every packet through the TUN and the daemon).
+ * `shim6-600`) for comparison. `shim6` runs the default data path (the TUN:
+ * every packet through the daemon), `shim6-kernel` the same with `dataPath:
+ * kernel` (no TUN until REAP explores; docs/dataplane.md "Kernel path").
  * `--load` keeps every CPU busy with a load generator (one spinning process
  * per CPU, at normal priority) during every mode's runs. The stream goes to B by name through A's stub, so
  * shim6 is primed by DNS. The stall is the
@@ -25,12 +25,12 @@ import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.t
 
 import { LAB_B_NAME } from '../lab/dns.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-tun' | 'shim6-600';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-kernel' | 'shim6-600';
 
 /** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
 const SHIM6_TIMERS: Record<string, Record<string, number>> = {
   shim6: {},
-  'shim6-tun': {},
+  'shim6-kernel': {},
   // The fast profile's timers before the disjoint-first probe order landed (same engine otherwise).
   'shim6-600': { sendTimeout: 600, defaultKeepaliveTimeout: 600, keepaliveTimeoutMax: 600, initialProbeTimeout: 100 },
 };
@@ -44,7 +44,7 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6,shim6-tun,shim6-600').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-kernel,shim6-600').split(',') as Mode[];
 const loaded = process.argv.includes('--load');
 
 /** One spinning process per CPU (killed at exit): the "busy machine" of the issue. */
@@ -73,7 +73,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
   try {
     if (mode === 'mptcp') mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
-    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-tun' ? { extra: { dataPath: 'tun' } } : {}) });
+    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel' } } : {}) });
     const r = await runStream(lab, {
       to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, durationMs, failAtMs,
       failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
