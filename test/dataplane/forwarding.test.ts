@@ -75,7 +75,7 @@ test('TCP prompt after re-homing: the last segments are replayed on the new pair
 
 test('real engine: context set up by prime over UDP, TCP through the TUN, bytes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const h = await twoHosts(t, { engine: 'engine' });
+  const h = await twoHosts(t, { engine: 'engine', dataPath: 'tun' });
   const { r, s } = await streamAtoB(h);
   assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
   assert.equal(r.corrupt, 0);
@@ -84,8 +84,8 @@ test('real engine: context set up by prime over UDP, TCP through the TUN, bytes 
 
 test('real engine: P silently black-holed, REAP re-homes to Q, the TCP prompt fires and the stream resumes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const off = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: false }), DEADLINE_MS);
-  const on = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: true }), DEADLINE_MS);
+  const off = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: false, dataPath: 'tun' }), DEADLINE_MS);
+  const on = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: true, dataPath: 'tun' }), DEADLINE_MS);
   t.diagnostic(`real engine: re-homed after ${off.rehomedMs} / ${on.rehomedMs} ms; stall without prompt ${off.report.maxGapMs.toFixed(0)} ms, with ${on.report.maxGapMs.toFixed(0)} ms`);
   assert.equal(off.report.corrupt + on.report.corrupt, 0);
   assert.equal(off.stats.prompts, 0);
