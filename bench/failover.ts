@@ -1,12 +1,16 @@
 /**
- * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6] [--duration MS] [--fail-at MS] [--rate Mbit/s]`
+ * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,…] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--load]`
  *
  * Application stall after a silent black hole of link P (nftables drop in A,
  * the link stays up), in the same two-host lab, side by side in one run:
  * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), shim6 with the
  * fast timer profile (Send Timeout 150 ms, probes 50 ms apart), and shim6 with
  * the earlier fast timers (Send Timeout 600 ms, probes 100 ms apart,
- * `shim6-600`) for comparison. The stream goes to B by name through A's stub, so
+ * `shim6-600`) for comparison. `shim6` runs the default data path (`dataPath:
+ * tun`: every packet through the TUN and the daemon), `shim6-kernel` the same
+ * with `dataPath: kernel` (docs/dataplane.md "Kernel path"). `--load` keeps
+ * every CPU busy with a load generator (one spinning process per CPU) during
+ * every mode's runs. The stream goes to B by name through A's stub, so
  * shim6 is primed by DNS. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
  * median of N runs (default 5). Prints figures and ratios; asserts nothing.
@@ -18,6 +22,8 @@
  * A's daemon (CGA identity, watching its addresses); the stall of each.
  * Needs root.
  */
+import { spawn } from 'node:child_process';
+import os from 'node:os';
 import { labFor, LAB_ADDR } from '../lab/topology.ts';
 import { labDown, labUp, mptcpUp } from '../lab/lab.ts';
 import { runStream, type RunResult } from '../lab/run.ts';
@@ -26,12 +32,13 @@ import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.t
 import { LAB_B_NAME } from '../lab/dns.ts';
 import { LAB_BASE_TOOLS, LAB_TOOL_PACKAGES, missingTools } from '../lab/tools.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-600' | 'mptcp-renumber' | 'shim6-renumber';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-kernel' | 'shim6-600' | 'mptcp-renumber' | 'shim6-renumber';
 
 /** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
 const SHIM6_TIMERS: Record<string, Record<string, number>> = {
   shim6: {},
   'shim6-renumber': {},
+  'shim6-kernel': {},
   // The fast profile's timers before the disjoint-first probe order landed (same engine otherwise).
   'shim6-600': { sendTimeout: 600, defaultKeepaliveTimeout: 600, keepaliveTimeoutMax: 600, initialProbeTimeout: 100 },
 };
@@ -45,7 +52,17 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6,shim6-600,mptcp-renumber,shim6-renumber').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-kernel,shim6-600,mptcp-renumber,shim6-renumber').split(',') as Mode[];
+const loaded = process.argv.includes('--load');
+
+/** One spinning process per CPU (killed at exit): the "busy machine" of the issue. */
+function startLoad(): () => void {
+  const n = os.availableParallelism();
+  const procs = Array.from({ length: n }, () => spawn(process.execPath, ['-e', 'for(;;){}'], { stdio: 'ignore' }));
+  const stop = () => { for (const p of procs) p.kill('SIGKILL'); };
+  process.on('exit', stop);
+  return stop;
+}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -57,13 +74,14 @@ interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; note?: s
 
 /** One run on a fresh lab (so every run starts on link P with no context yet). */
 async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void> {
-  const lab = labFor('labbench');
-  await labUp(lab, { replace: true }); // its own prefix: a bench lab left by a crash is replaced
+  // A prefix of this process's own: two benchmarks on one machine must not share (and tear down) one lab.
+  const lab = labFor(`labb${process.pid.toString(36)}`);
+  await labUp(lab);
   let shim6: LabShim6 | undefined;
   try {
     if (mode.startsWith('mptcp')) mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
-    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers });
+    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel' } } : {}) });
     const r = await runStream(lab, {
       to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, durationMs, failAtMs,
       failure: mode.endsWith('-renumber') ? 'withdraw' : 'blackhole', rate, graceMs: 2000, ...(mode.startsWith('mptcp') ? { wrap: ['mptcpize', 'run'] } : {}),
@@ -89,7 +107,9 @@ async function main(): Promise<void> {
     console.log('failover: needs root (network namespaces); nothing measured');
     return;
   }
-  console.log(`failover: silent black hole (renumber modes: withdrawal of A's address) of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode`);
+  const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
+  console.log(`failover: silent black hole (renumber modes: withdrawal of A's address) of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode${loaded ? `; every CPU kept busy by a load generator (${os.availableParallelism()} spinning processes)` : ''}; load ${loadavg()}`);
+  const stopLoad = loaded ? startLoad() : undefined;
   const results: ModeResult[] = [];
   const base = missingTools(LAB_BASE_TOOLS);
   if (base.length) {
@@ -109,6 +129,8 @@ async function main(): Promise<void> {
       results.push({ mode, runs: [], rehome: [], note: `failed: ${(err as Error).message}` });
     }
   }
+  stopLoad?.();
+  console.log(`(load after: ${loadavg()})`);
   // Each failure against MPTCP with the same failure.
   const refOf = (m: Mode): number | undefined => {
     const ref = results.find((r) => r.mode === (m.endsWith('-renumber') ? 'mptcp-renumber' : 'mptcp') && r.runs.length);

@@ -1,10 +1,15 @@
 /**
- * `npm run bench -- throughput [--engine engine|static] [--seconds N] [--runs N] [--repair-ms N] [--no-stall]`
+ * `npm run bench -- throughput [--engine engine|static] [--seconds N] [--runs N] [--repair-ms N] [--no-stall] [--json]`
  *
  * Data-plane throughput in real namespaces (root): iperf3 TCP from A to B
- * through an established context (TUN → driver → UDP on link P → driver →
- * TUN), the same after re-homing to link Q, and the direct veth link, in one
- * run, as ratios. The context comes from the real Engine (set up by prime,
+ * through an established context on the kernel path (the ULID pair: the
+ * kernel's own route, tc programs counting), the same after re-homing to link
+ * Q (TUN → driver → UDP → driver → TUN), the same context on the TUN path
+ * (config dataPath: tun), and the direct veth link, in one run, as ratios;
+ * and both nodes' CPU (% of one core, user + system, from /proc) during the
+ * context runs. `--json` prints one object (direct_gbps, context_gbps,
+ * rehomed_gbps, tun_context_gbps, daemon_cpu_pct, tun_daemon_cpu_pct, …) and
+ * measures no stall. The context comes from the real Engine (set up by prime,
  * re-homed by REAP after a silent black hole of P) or, with `--engine static`,
  * from a StaticContextEngine (fixed tags; re-homing commanded).
  *
@@ -14,17 +19,19 @@
  * Prints figures; asserts nothing.
  */
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { twoHosts, stallRun, ADDR, type TwoHosts } from '../test/dataplane/two-hosts.ts';
 import { isRoot, haveCommand } from '../test/helpers/prereq.ts';
 
-interface Args { seconds: number; runs: number; repairMs: number; stall: boolean; engine: 'engine' | 'static' }
+interface Args { seconds: number; runs: number; repairMs: number; stall: boolean; engine: 'engine' | 'static'; json: boolean }
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { seconds: 5, runs: 3, repairMs: 3500, stall: true, engine: 'engine' };
+  const a: Args = { seconds: 5, runs: 3, repairMs: 3500, stall: true, engine: 'engine', json: false };
   for (let i = 0; i < argv.length; i++) {
     const k = argv[i];
     const v = Number(argv[i + 1]);
     if (k === '--seconds') { a.seconds = v; i++; } else if (k === '--runs') { a.runs = v; i++; } else if (k === '--repair-ms') { a.repairMs = v; i++; } else if (k === '--no-stall') a.stall = false;
+    else if (k === '--json') { a.json = true; a.stall = false; }
     else if (k === '--engine' && (argv[i + 1] === 'engine' || argv[i + 1] === 'static')) { a.engine = argv[i + 1] as Args['engine']; i++; }
     else { console.error(`throughput: unknown argument ${String(k)}`); process.exit(2); }
   }
@@ -36,6 +43,27 @@ function iperf(h: TwoHosts, dst: string, seconds: number): number {
   const r = h.net.run(h.a, ['iperf3', '-6', '-c', dst, '-t', String(seconds), '-J', '-O', '1'], { timeoutMs: (seconds + 20) * 1000 });
   const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
   return j.end.sum_received.bits_per_second / 1e9;
+}
+
+/** CPU seconds (user + system) of a process so far, from /proc (clock ticks of 1/100 s). */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return 0;
+  try {
+    const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** iperf3 runs to `dst`; Gbit/s of each, and both nodes' CPU during them (% of one core). */
+function measured(h: TwoHosts, dst: string, seconds: number): { gbps: number; cpuPct: number } {
+  const pids = [h.nodeA.child.pid, h.nodeB.child.pid];
+  const c0 = pids.map(cpuSeconds), t0 = performance.now();
+  const gbps = iperf(h, dst, seconds);
+  const wall = (performance.now() - t0) / 1000;
+  const cpu = pids.map(cpuSeconds).reduce((x, c, i) => x + c - c0[i]!, 0);
+  return { gbps, cpuPct: (100 * cpu) / wall };
 }
 
 const median = (xs: number[]) => { const s = [...xs].sort((x, y) => x - y); return s[Math.floor(s.length / 2)]!; };
@@ -54,22 +82,41 @@ async function main(): Promise<void> {
     const hook = { after: (f: () => unknown) => { hooks.push(f); } };
     const cpu = spawnSync('nproc', { encoding: 'utf8' }).stdout.trim();
     const load = () => spawnSync('cat', ['/proc/loadavg'], { encoding: 'utf8' }).stdout.split(' ').slice(0, 3).join(' ');
-    console.log(`Data plane throughput: iperf3 TCP A→B, ${args.seconds} s × ${args.runs} runs, veth MTU 1500, TUN MTU 1444, context: ${args.engine === 'engine' ? 'real Engine (fast profile)' : 'static'}, ${cpu} CPUs, load ${load()}\n`);
-    // Node's dgram transport as a peer in the same run (one sendto per datagram, one JS event per datagram).
-    const hd = await twoHosts(hook, { tcpPrompt: true, engine: args.engine, udp: 'dgram' });
-    hd.net.spawn(hd.b, ['iperf3', '-s', '-B', '::']);
-    await new Promise((r) => setTimeout(r, 500));
+    const say = (x: string) => { if (!args.json) console.log(x); };
+    const loadBefore = load();
+    say(`Data plane throughput: iperf3 TCP A→B, ${args.seconds} s × ${args.runs} runs, veth MTU 1500, TUN MTU 1444, context: ${args.engine === 'engine' ? 'real Engine (fast profile)' : 'static'}, ${cpu} CPUs, load ${loadBefore}\n`);
     const ctxDgram: number[] = [];
-    for (let i = 0; i < args.runs; i++) ctxDgram.push(iperf(hd, hd.ulidB, args.seconds));
+    if (!args.json) {
+      // Node's dgram transport as a peer in the same run (one sendto per datagram, one JS event per datagram).
+      const hd = await twoHosts(hook, { tcpPrompt: true, engine: args.engine, udp: 'dgram', dataPath: 'tun' });
+      hd.net.spawn(hd.b, ['iperf3', '-s', '-B', '::']);
+      await new Promise((r) => setTimeout(r, 500));
+      for (let i = 0; i < args.runs; i++) ctxDgram.push(iperf(hd, hd.ulidB, args.seconds));
+      await hooks.pop()!();
+    }
+    // The same context on the TUN path (the fallback, config dataPath: tun).
+    const ht = await twoHosts(hook, { tcpPrompt: true, engine: args.engine, dataPath: 'tun' });
+    ht.net.spawn(ht.b, ['iperf3', '-s', '-B', '::']);
+    await new Promise((r) => setTimeout(r, 500));
+    const ctxTun: number[] = [], cpuTun: number[] = [];
+    for (let i = 0; i < args.runs; i++) {
+      const m = measured(ht, ht.ulidB, args.seconds);
+      ctxTun.push(m.gbps);
+      cpuTun.push(m.cpuPct);
+    }
     await hooks.pop()!();
-    const h = await twoHosts(hook, { tcpPrompt: true, engine: args.engine });
+    // The kernel path (static mode has no kernel path: its context is fixed on the TUN).
+    const kernelPath = args.engine === 'engine';
+    const h = await twoHosts(hook, { tcpPrompt: true, engine: args.engine, dataPath: kernelPath ? 'kernel' : 'tun' });
     h.net.spawn(h.b, ['iperf3', '-s', '-B', '::']);
     await new Promise((r) => setTimeout(r, 500));
-    const direct: number[] = [], ctxP: number[] = [], ctxQ: number[] = [];
+    const direct: number[] = [], ctxP: number[] = [], ctxQ: number[] = [], cpuP: number[] = [];
     for (let i = 0; i < args.runs; i++) {
       // Direct: B's Q address is not a ULID, so it is routed by main over the veth.
       direct.push(iperf(h, ADDR.qb, args.seconds));
-      ctxP.push(iperf(h, h.ulidB, args.seconds));
+      const m = measured(h, h.ulidB, args.seconds);
+      ctxP.push(m.gbps);
+      cpuP.push(m.cpuPct);
     }
     if (args.engine === 'static') await h.rehomeToQ();
     else {
@@ -84,13 +131,24 @@ async function main(): Promise<void> {
     for (let i = 0; i < args.runs; i++) ctxQ.push(iperf(h, h.ulidB, args.seconds));
     await hooks.pop()!();
     const d = median(direct);
-    const row = (name: string, xs: number[]) => console.log(`| ${name} | ${fmt(median(xs))} | ${xs.map(fmt).join(', ')} | ${fmt(median(xs) / d)} |`);
-    console.log('| path | median Gbit/s | runs | ratio to direct veth |');
-    console.log('|---|---|---|---|');
+    if (args.json) {
+      const r3 = (x: number) => Math.round(x * 1000) / 1000;
+      console.log(JSON.stringify({
+        direct_gbps: r3(d), context_gbps: r3(median(ctxP)), rehomed_gbps: r3(median(ctxQ)), tun_context_gbps: r3(median(ctxTun)),
+        daemon_cpu_pct: r3(median(cpuP)), tun_daemon_cpu_pct: r3(median(cpuTun)),
+        context_ratio: r3(median(ctxP) / d), rehomed_ratio: r3(median(ctxQ) / d), tun_context_ratio: r3(median(ctxTun) / d),
+        context_path: kernelPath ? 'kernel' : 'tun', runs: args.runs, seconds: args.seconds, cpus: Number(cpu), load_before: loadBefore, load_after: load(),
+      }));
+      return;
+    }
+    const row = (name: string, xs: number[], cpus?: number[]) => console.log(`| ${name} | ${fmt(median(xs))} | ${xs.map(fmt).join(', ')} | ${fmt(median(xs) / d)} | ${cpus ? median(cpus).toFixed(1) : '—'} |`);
+    console.log('| path | median Gbit/s | runs | ratio to direct veth | both nodes\' CPU, % of a core |');
+    console.log('|---|---|---|---|---|');
     row('direct veth (no shim6)', direct);
-    row('context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP);
-    row('context after re-homing to Q, same', ctxQ);
-    row('context on P: TUN (offloads) + Node dgram', ctxDgram);
+    row(kernelPath ? 'context on P, kernel path (no TUN; tc counters)' : 'context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP, cpuP);
+    row('context after re-homing to Q: TUN + native UDP', ctxQ);
+    row('context on P, TUN path (dataPath: tun): TUN (offloads) + native UDP', ctxTun, cpuTun);
+    row('context on P, TUN path + Node dgram', ctxDgram);
     console.log(`\n(load after: ${load()})`);
     if (args.stall) {
       console.log(`\nTCP stall after a silent black hole of P (receiver's longest gap between data), median of ${args.runs}:\n`);

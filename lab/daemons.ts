@@ -88,6 +88,8 @@ export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<strin
     log: { level: 'info', format: 'json' },
     cacheFile: f.cache, controlSocket: f.control, hba: f.hba,
     ...(h === 'a' ? { cga: { key: f.cgaKey, sec: 0 } } : {}),
+    // The data path can be forced for a whole test run (CI runs the end-to-end tests on both).
+    ...(process.env.SHIM6_TEST_DATA_PATH ? { dataPath: process.env.SHIM6_TEST_DATA_PATH } : {}),
     ...extra,
   };
   writeFileSync(f.config, JSON.stringify(config, null, 2) + '\n');

@@ -31,6 +31,8 @@ import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
+import { NftKernelPath } from '../dataplane/kernel-path.ts';
+import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
@@ -96,6 +98,8 @@ export class Daemon {
   private dns: DnsPublisher | undefined;
   /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
+  /** The kernel path's counters (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
+  private kernel: NftKernelPath | undefined;
 
   /** engine/driver/cache are absent when `shim6 resolver` runs without an engine; routes/tun when the data plane is off. */
   private constructor(
@@ -138,13 +142,16 @@ export class Daemon {
     const ulid = locals[0]?.address ?? '';
     const { engine, cache } = locals.length > 0 ? newEngine(config, locals, hba, cgaKey, cgaUlid?.params) : { engine: undefined, cache: undefined };
     const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
-    const tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined;
+    const kernel = routes ? openKernelPath(config, log) : undefined;
+    let tun: LinuxTun | undefined;
+    try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); throw err; }
     // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
     const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
     const sinkRef: { daemon?: Daemon } = {};
     const driver = engine && transport ? new EngineDriver<Engine>({
       engine, transport, ...(tun && routes ? { tun, routes } : {}), peerPort: config.port, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), ...(off ? {} : { sendPlain: plainIpv6Sender() }),
+      ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}),
     }) : undefined;
     // The TSIG key and the name are checked before anything is set up.
     const dns = config.dnsUpdate && !off && ulid ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
@@ -153,6 +160,7 @@ export class Daemon {
     daemon.ulid = ulid;
     daemon.cgaKey = cgaKey;
     daemon.cgaUlid = cgaUlid;
+    daemon.kernel = kernel;
     sinkRef.daemon = daemon;
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     try {
@@ -216,7 +224,7 @@ export class Daemon {
     this.log.info('daemon ready', {
       ulid: this.ulid, locators: locals.map((l) => l.address), tun, mtu: this.routes?.tunMtu, port: this.config.port,
       resolver: this.stubAddresses(), control: this.config.controlSocket,
-      profile: this.config.timers.profile, cachesImported, udp,
+      profile: this.config.timers.profile, cachesImported, udp, dataPath: this.kernel ? 'kernel' : 'tun',
       ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
     });
   }
@@ -234,13 +242,22 @@ export class Daemon {
     return {
       schemaVersion: STATUS_SCHEMA_VERSION,
       daemon: {
-        ...daemon, peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
+        ...daemon, ...(this.routes ? { dataPath: this.kernel ? 'kernel' : 'tun' } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
-      engine: this.driver && this.engine ? this.engine.status(this.driver.now()) : null,
+      engine: this.driver && this.engine ? this.withPaths(this.engine.status(this.driver.now())) : null,
       ...(this.dns ? { dnsUpdate: this.dns.status() } : {}),
       resolver: (await this.resolver?.status()) ?? null,
     };
+  }
+
+  /**
+   * Each established context's data path (`path: kernel|tun`, docs/dataplane.md "Kernel path")
+   * beside the engine's view of it.
+   */
+  private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
+    const paths = new Map((this.driver?.paths() ?? []).map((p) => [p.peerUlid, p.path]));
+    return { ...st, contexts: st.contexts.map((c) => (paths.has(c.peerUlid) ? { ...c, path: paths.get(c.peerUlid)! } : c)) };
   }
 
   /** SIGHUP: re-read the config file; apply what can change live (peers, log level is fixed per process). */
@@ -326,8 +343,9 @@ export class Daemon {
     await this.resolver?.close();
     this.routes?.close();
     await this.driver?.close();
+    this.kernel?.close();
     if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
-    this.log.info(this.routes ? 'stopped: routes, rules and TUN removed' : 'stopped');
+    this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
   }
 
   private saveCaches(): void {
@@ -347,7 +365,10 @@ export class Daemon {
    */
   private protectOpenConnections(): void {
     const peers = openTcpPeers();
-    const protectedPeers = peers.filter((p) => this.command((e, now) => e.protect(now, p)));
+    // A peer may have brought its context back already (R1bis/I2bis while we started: on the kernel
+    // path the connection kept flowing natively while we were down): protected too.
+    const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => c.peerUlid) : []);
+    const protectedPeers = peers.filter((p) => have.has(p) || this.command((e, now) => e.protect(now, p)));
     if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
   }
 
@@ -448,6 +469,28 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
     icmpDeliverAll: config.icmpDeliverAll,
   }, cryptoRng(), { cache });
   return { engine, cache };
+}
+
+/**
+ * The kernel path (config `dataPath`): its nftables counters, or undefined for the TUN
+ * path — chosen, or (auto) because the host refused them, which is said once. `kernel`
+ * that cannot be had is EnvironmentError EKERNELPATH.
+ */
+export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath | undefined {
+  if (config.dataPath === 'tun') return undefined;
+  try {
+    return NftKernelPath.open({ port: config.port });
+  } catch (err) {
+    if (config.dataPath === 'kernel') throw err;
+    log.warn('kernel path unavailable, every context uses the TUN path', { error: (err as Error).message });
+    return undefined;
+  }
+}
+
+/** How often the kernel path's counters are read: a third of the Send Timeout, 20 ms to 1 s. */
+export function kernelPollMs(config: DaemonConfig): number {
+  const send = config.timers.overrides.sendTimeout ?? TIMER_PROFILES[config.timers.profile].sendTimeout;
+  return Math.min(1000, Math.max(20, Math.floor(send / 3)));
 }
 
 /**

@@ -24,7 +24,8 @@ import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, buildIcmpError, splitPacket, writeHeader, type SplitPacket } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
-import type { Engine, EngineEvent } from '../engine/index.ts';
+import type { Engine, EngineEvent, LocatorPair } from '../engine/index.ts';
+import type { KernelPathHook } from './kernel-path.ts';
 
 /**
  * The part of the Engine API (docs/contracts.md) the driver uses, in the
@@ -32,12 +33,31 @@ import type { Engine, EngineEvent } from '../engine/index.ts';
  * to compile here. The lab's static context (static-context.ts) and test
  * doubles implement the same methods.
  */
-export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'> & Partial<Pick<Engine, 'handleIcmp'>>;
+export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
+  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic'>>;
 
 /** What the driver tells about contexts so routes follow them (routes.ts implements it). */
 export interface RouteHook {
   contextUp(localUlid: Ipv6, peerUlid: Ipv6): void | Promise<void>;
   contextDown(peerUlid: Ipv6): void | Promise<void>;
+  /** Make sockets look their routes up again (after a route into the TUN was added). */
+  flushRouteCache?(): void;
+  /**
+   * The kernel path's switch, without blocking the loop: `tun` = contextUp + flushRouteCache,
+   * `kernel` = contextDown. Absent: those, synchronously.
+   */
+  switchPath?(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void>;
+}
+
+/** Which way a context's application packets go: the kernel's own route, or the TUN and the driver. */
+export type DataPath = 'kernel' | 'tun';
+
+/** A context as the kernel path sees it (`EngineDriver.paths()`). */
+export interface ContextPath {
+  localUlid: Ipv6;
+  peerUlid: Ipv6;
+  path: DataPath;
+  pair: LocatorPair;
 }
 
 export interface EngineDriverOptions<E extends EngineLike> {
@@ -64,6 +84,14 @@ export interface EngineDriverOptions<E extends EngineLike> {
    * Absent: they are dropped. Returns how many were sent.
    */
   sendPlain?: (packets: readonly Uint8Array[]) => number;
+  /**
+   * The kernel path (kernel-path.ts): a context whose locator pair is its ULID pair is not
+   * routed into the TUN; its packets are counted by the kernel and read every `kernelPollMs`.
+   * Absent: every context uses the TUN.
+   */
+  kernel?: KernelPathHook;
+  /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
+  kernelPollMs?: number;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -84,6 +112,8 @@ export interface DriverStats {
   tooBig: number;
   /** Held packets sent as plain IPv6 when their peer's context failed or was late (`sendPlain`). */
   plain: number;
+  /** Readings of the kernel's counters that showed traffic (fed to the engine). */
+  kernelTraffic: number;
 }
 
 /**
@@ -108,6 +138,10 @@ const RX_ARENA_BYTES = 512 * 1024;
 const HOLD_MAX = 16;
 /** How long a primed peer's packets wait for its context before plain IPv6 takes over (ms). */
 const HOLD_MS = 1000;
+/** Default interval between readings of the kernel path's counters (ms). */
+const KERNEL_POLL_MS = 50;
+/** Failed readings in a row after which the kernel path is given up. */
+const KERNEL_FAILURES_MAX = 3;
 /** Sources whose refused ULID claims were logged (each once; the set is emptied when full). */
 const REFUSED_LOGGED_MAX = 4096;
 
@@ -116,7 +150,7 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
-  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0, plain: 0 };
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0, plain: 0, kernelTraffic: 0 };
   /** A live capture's tap (PacketTap); undefined while none runs. */
   tap: PacketTap | undefined = undefined;
   private readonly transport: UdpTransport;
@@ -145,6 +179,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly withdrawn = new Set<Ipv6>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
+  /** Established contexts, by peer ULID: their path and pair, and the kernel counters last read. */
+  private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: number; in: number }>();
+  private kernelTimer: NodeJS.Timeout | undefined;
+  private kernelReading = false;
+  private kernelFailures = 0;
+  private kernelBroken = false;
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -186,6 +226,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     return this.transport.unbind(address);
   }
 
+  /** Established contexts and the path each one's application packets take. */
+  paths(): ContextPath[] {
+    return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair }) => ({ localUlid, peerUlid, path, pair: { ...pair } }));
+  }
+
   /** Send every pending transmit, dispatch every event, re-arm the timer. */
   flush(): void {
     if (this.closed) return;
@@ -206,6 +251,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.kernelTimer) clearInterval(this.kernelTimer);
+    this.kernelTimer = undefined;
+    for (const c of this.contexts.values()) if (c.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    this.contexts.clear();
     for (const peer of [...this.held.keys()]) this.unhold(peer);
     await this.tun?.close();
     await this.transport.close();
@@ -344,16 +393,37 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
-      void this.routeUp(e.localUlid, e.peerUlid);
+      const c = { localUlid: e.localUlid, peerUlid: e.peerUlid, path: 'tun' as DataPath, pair: { ...e.pair }, exploring: false, out: 0, in: 0 };
+      this.contexts.set(e.peerUlid, c);
+      if (!this.toKernel(c)) void this.routeUp(e.localUlid, e.peerUlid);
       this.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const held = this.unhold(e.peerUlid);
-      // A resumable close (idle cleanup of a known peer) keeps the route: the next packet brings the context back.
+      const c = this.contexts.get(e.peerUlid);
+      this.contexts.delete(e.peerUlid);
+      if (c?.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+      // A resumable close (idle cleanup of a known peer) keeps the route (or routes it, from the kernel path): the next packet brings the context back.
       if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.routeDown(e.peerUlid));
+      else if (c?.path === 'kernel') this.routeIntoTun(c);
       this.prompter?.forget(e.peerUlid);
     }
+    if (e.kind === 'reap-state') {
+      const c = this.contexts.get(e.peerUlid);
+      if (c !== undefined) {
+        c.exploring = e.state === 'exploring';
+        c.pair = { ...e.pair };
+        // Exploring: the TCP prompt must see the segments TCP retransmits meanwhile, so they go through the TUN.
+        if (c.exploring) this.toTun(c);
+        else this.toKernel(c);
+      }
+    }
     if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
+    const moved = e.kind === 'locator-pair-changed' ? this.contexts.get(e.peerUlid) : undefined;
+    if (e.kind === 'locator-pair-changed' && moved !== undefined) {
+      moved.pair = { ...e.new };
+      if (!isUlidPair(moved)) this.toTun(moved);
+    }
     if (e.kind === 'locator-pair-changed' && this.prompter) {
       const replays = this.prompter.prompt(e.peerUlid);
       const now = this.clock();
@@ -362,7 +432,106 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.stats.prompts += replays.length;
       if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
     }
+    if (moved !== undefined && !moved.exploring) this.toKernel(moved);
     this.opts.onEvent?.(e);
+  }
+
+  /**
+   * The context's packets take the kernel's own route, if it has a kernel path, its pair is
+   * its ULID pair, REAP is not exploring and the kernel counts its packets: the route into
+   * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
+   */
+  private toKernel(c: ContextPath & { exploring: boolean; out: number; in: number }): boolean {
+    const k = this.opts.kernel;
+    if (c.path === 'kernel') return true;
+    if (k === undefined || this.kernelBroken || this.engine.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
+    c.path = 'kernel';
+    c.out = 0;
+    c.in = 0;
+    this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
+    this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
+    this.kernelTimer ??= setInterval(() => this.pollKernel(), this.opts.kernelPollMs ?? KERNEL_POLL_MS);
+    this.kernelTimer.unref?.();
+    return true;
+  }
+
+  /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
+  private toTun(c: ContextPath): void {
+    if (c.path !== 'kernel') return;
+    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    c.path = 'tun';
+    this.routeIntoTun(c);
+    this.opts.logger?.info('context on the tun path', { peer: c.peerUlid, pair: c.pair });
+    if (![...this.contexts.values()].some((x) => x.path === 'kernel') && this.kernelTimer) {
+      clearInterval(this.kernelTimer);
+      this.kernelTimer = undefined;
+    }
+  }
+
+  private routeIntoTun(c: ContextPath): void {
+    this.routeLater(c, 'tun', () => {
+      void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
+      this.opts.routes?.flushRouteCache?.();
+    });
+  }
+
+  /**
+   * A route change of the kernel path, after this loop turn and without blocking it when the
+   * hook can (`switchPath`): `ip` takes tens of ms on a busy host, and the probes and packets
+   * the engine produces meanwhile must go out. In order.
+   */
+  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown): void {
+    const r = this.opts.routes;
+    if (r?.switchPath) {
+      void r.switchPath(c.localUlid, c.peerUlid, path);
+      return;
+    }
+    setImmediate(() => { if (!this.closed) sync(); });
+  }
+
+  /** One reading of the kernel's counters at a time; a failed one is counted and the next tick tries again. */
+  private pollKernel(): void {
+    const k = this.opts.kernel;
+    if (k === undefined || this.kernelReading || this.closed) return;
+    this.kernelReading = true;
+    k.refresh().then(() => this.readKernel(), () => this.kernelReadFailed()).finally(() => { this.kernelReading = false; });
+  }
+
+  /**
+   * A reading failed. Three in a row: the kernel path cannot tell REAP what flows, so every
+   * context goes to the TUN path (said once) and no context takes the kernel path again.
+   */
+  private kernelReadFailed(): void {
+    this.drop('kernel-read');
+    if (++this.kernelFailures < KERNEL_FAILURES_MAX || this.kernelBroken) return;
+    this.kernelBroken = true;
+    this.opts.logger?.warn('kernel path: its counters cannot be read; every context uses the TUN path', { failures: this.kernelFailures });
+    for (const c of this.contexts.values()) this.toTun(c);
+  }
+
+  /**
+   * Tell the engine, per context on the kernel path, what moved since the last reading of
+   * the kernel's counters (the REAP inputs the TUN path gives per packet).
+   */
+  private readKernel(): void {
+    if (this.closed) return;
+    this.kernelFailures = 0;
+    const k = this.opts.kernel;
+    let fed = false;
+    const now = this.clock();
+    for (const c of this.contexts.values()) {
+      if (c.path !== 'kernel' || k === undefined) continue;
+      const n = k.read(c.localUlid, c.peerUlid);
+      if (n === undefined) continue; // watched since the last reading
+      const sent = n.outPackets > c.out, received = n.inPackets > c.in;
+      c.out = n.outPackets;
+      c.in = n.inPackets;
+      if (!sent && !received) continue;
+      this.stats.kernelTraffic++;
+      this.engine.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
+      fed = true;
+    }
+    if (fed) this.flush();
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
@@ -468,6 +637,18 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.timer = undefined;
       this.armedAt = undefined;
       if (this.closed) return;
+      // A context on the kernel path: read the counters first, so REAP's Send and Keepalive
+      // Timers expire on what the kernel carried until now, not on a reading one interval old.
+      if (this.kernelTimer !== undefined && this.opts.kernel !== undefined) {
+        this.kernelReading = true;
+        this.opts.kernel.refresh().then(() => this.readKernel(), () => this.kernelReadFailed()).finally(() => {
+          this.kernelReading = false;
+          if (this.closed) return;
+          this.engine.handleTimeout(this.clock());
+          this.flush();
+        });
+        return;
+      }
       this.engine.handleTimeout(this.clock());
       this.flush();
     }, Math.max(0, Math.ceil(at - this.clock())));
@@ -476,6 +657,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private drop(reason: string): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
+}
+
+/** The context's current locator pair is its ULID pair (no re-homing in force). */
+function isUlidPair(c: ContextPath): boolean {
+  return c.pair.local === c.localUlid && c.pair.peer === c.peerUlid;
 }
 
 function eventFields(e: EngineEvent): Record<string, unknown> {

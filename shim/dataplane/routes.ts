@@ -18,14 +18,16 @@
  * Owns: those rules and routes (it removes exactly what it added). Must not
  * know: Shim6, the engine. It implements the driver's RouteHook.
  */
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { MIN_IPV6_MTU } from '../constants.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import type { RouteHook } from './engine-driver.ts';
+import type { DataPath, RouteHook } from './engine-driver.ts';
 
 /** IPv6 (40) + UDP (8) + Shim6 payload header (8, RFC 5533 §5.2). */
 export const ENCAPSULATION_OVERHEAD = 56;
+/** Added to and deleted from the TUN to flush the kernel's route cache (scope link: invisible to the locator watcher). */
+const FLUSH_ADDR = 'fe80::5533:ffff/128';
 /** IPv6 (40) + TCP (20) without options. */
 const TCP_IPV6_HEADERS = 60;
 
@@ -69,6 +71,9 @@ export class Routes implements RouteHook {
   private readonly peers = new Set<Ipv6>();
   private readonly locals = new Set<Ipv6>();
   private rulesUp = false;
+  /** The kernel path's route changes, in order (switchPath). */
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
 
   constructor(private readonly opts: RoutesOptions) {
     const pathMtu = opts.pathMtu ?? 1500;
@@ -114,6 +119,25 @@ export class Routes implements RouteHook {
     this.peers.add(peerUlid);
   }
 
+  /**
+   * The kernel path (docs/dataplane.md): route the peer's ULID into the TUN (`tun`, then the
+   * route-cache flush) or remove that route (`kernel`), without blocking the event loop (`ip`
+   * takes tens of ms on a busy host, and the engine's probes must go out meanwhile). Changes
+   * are made in the order asked.
+   */
+  switchPath(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void> {
+    const table = String(this.table);
+    const steps: string[][] = path === 'tun'
+      ? [['-6', 'route', 'replace', `${peerUlid}/128`, 'dev', this.opts.tun, 'table', table, 'src', localUlid, 'mtu', String(this.tunMtu),
+          'advmss', String(this.advmss), ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])],
+        ['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]]
+      : [['-6', 'route', 'del', `${peerUlid}/128`, 'table', table]];
+    if (path === 'tun') this.peers.add(peerUlid);
+    else this.peers.delete(peerUlid);
+    this.chain = this.chain.then(async () => { for (const a of steps) if (!this.closed) await this.ipAsync(a); });
+    return this.chain;
+  }
+
   /** Remove the peer's ULID route: traffic to it goes back to plain IPv6. */
   contextDown(peerUlid: Ipv6): void {
     if (!this.peers.delete(peerUlid)) return;
@@ -147,9 +171,8 @@ export class Routes implements RouteHook {
    * (scope link: invisible to the locator watcher).
    */
   flushRouteCache(): void {
-    const addr = 'fe80::5533:ffff/128';
-    this.ip(['-6', 'addr', 'add', addr, 'dev', this.opts.tun, 'nodad'], false);
-    this.ip(['-6', 'addr', 'del', addr, 'dev', this.opts.tun], false);
+    this.ip(['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], false);
+    this.ip(['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun], false);
   }
 
   /** Peer ULIDs currently routed through the TUN. */
@@ -157,8 +180,9 @@ export class Routes implements RouteHook {
     return [...this.peers];
   }
 
-  /** Remove every route and rule added here. Idempotent. */
+  /** Remove every route and rule added here (a pending switchPath adds nothing after). Idempotent. */
   close(): void {
+    this.closed = true;
     for (const p of [...this.peers]) this.contextDown(p);
     for (const a of [...this.locals]) this.dropLocal(a);
     if (this.rulesUp) {
@@ -166,6 +190,15 @@ export class Routes implements RouteHook {
       this.ip(['-6', 'rule', 'del', 'pref', String(this.pref)], false);
       this.rulesUp = false;
     }
+  }
+
+  /** Run `ip` without waiting in the event loop; resolves whether it succeeded (never rejects). */
+  private ipAsync(args: string[]): Promise<boolean> {
+    return new Promise((resolve) => {
+      const p = spawn('ip', this.argv(args), { stdio: 'ignore' });
+      p.on('error', () => resolve(false));
+      p.on('exit', (code) => resolve(code === 0));
+    });
   }
 
   private argv(args: string[]): string[] {

@@ -142,6 +142,25 @@ export class Engine {
     return ctx.port === undefined ? { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header } : { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header, port: ctx.port };
   }
 
+  /**
+   * The kernel carried application packets of the context (`localUlid`, `peerUlid`) on
+   * its own path (its locator pair is its ULID pair; docs/dataplane.md "Kernel path"):
+   * the driver read the kernel's counters and saw packets `sent` and/or `received` since
+   * its last reading. The same REAP inputs as `encapsulate` and a received payload, sent
+   * first (in one reading both happened; the answer came after). False: no established
+   * context for the pair (nothing changed).
+   */
+  kernelTraffic(now: Millis, localUlid: Ipv6, peerUlid: Ipv6, seen: { sent: boolean; received: boolean }): boolean {
+    const core = this.core;
+    const ctx = core.table.byUlidPair(localUlid, peerUlid, 0);
+    if (ctx === undefined || ctx.state !== State.ESTABLISHED) return false;
+    if (!seen.sent && !seen.received) return true;
+    core.touch(ctx, now);
+    if (seen.sent) reapEvent(core, ctx, now, 'payload-out');
+    if (seen.received) reapEvent(core, ctx, now, 'payload-in');
+    return true;
+  }
+
   /** Capability mode for a peer: configuration, else positive cache, else the default (seed §3.1). */
   private modeFor(now: Millis, peer: Ipv6): CapabilityMode {
     const cfg = this.core.config.peers.get(peer)?.mode;

@@ -59,6 +59,12 @@ export type EngineEvent =
   | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' }
   | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
   | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair; cause: RehomeCause }
+  /**
+   * REAP (RFC 5534) left Operational (`exploring`: the current pair is suspect) or came back to it
+   * (`operational`, whether or not the pair changed): the driver's kernel path routes the context
+   * through the shim while it explores, so the TCP prompt sees the segments to replay.
+   */
+  | { kind: 'reap-state'; localUlid: Ipv6; peerUlid: Ipv6; state: 'exploring' | 'operational'; pair: LocatorPair }
   | { kind: 'locator-set-updated'; localUlid: Ipv6; peerUlid: Ipv6; generation: number; locators: Ipv6[] };
 
 /** A FIFO without `shift()` cost: the engine's transmit and event queues. */

@@ -113,6 +113,9 @@ export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, 
     }
   }
   if (c.next === Reap.Operational) core.stop(ctx, TimerKind.Probe);
+  if ((from === Reap.Operational) !== (c.next === Reap.Operational)) {
+    core.emit({ kind: 'reap-state', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, state: c.next === Reap.Operational ? 'operational' : 'exploring', pair: { local: ctx.lpLocal, peer: ctx.lpPeer } });
+  }
 }
 
 function enterExploring(core: Core, ctx: Context): void {

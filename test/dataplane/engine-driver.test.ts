@@ -211,3 +211,95 @@ test('a resumable close keeps the route; a packet that makes the engine initiate
   d.flush();
   assert.equal(d.stats.udpOut, 1, 'the held packet went out once the context was up');
 });
+
+test('kernel path: a context on its ULID pair is not routed into the TUN; counters feed the engine; exploring and re-homing route it into the TUN, a return to Operational on the ULID pair takes it out', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpk', 1400);
+  const routes: string[] = [];
+  let seen = 0;
+  /** Route changes since the last call (made after the loop turn that decided them). */
+  const newRoutes = async () => { await new Promise((r) => setImmediate(r)); const r = routes.slice(seen); seen = routes.length; return r; };
+  const events: EngineEvent[] = [];
+  const fed: Array<{ sent: boolean; received: boolean }> = [];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+    kernelTraffic: (_now, l, p, seen) => { assert.deepEqual([l, p], ['fd00::a', 'fd00::b']); fed.push(seen); return true; },
+  };
+  const counters = new Map<string, { outPackets: number; inPackets: number }>();
+  const kernel = {
+    refresh: () => Promise.resolve(),
+    watch: (l: string, p: string) => { counters.set(`${l} ${p}`, { outPackets: 0, inPackets: 0 }); return true; },
+    unwatch: (l: string, p: string) => { counters.delete(`${l} ${p}`); },
+    read: (l: string, p: string) => counters.get(`${l} ${p}`),
+  };
+  const d = new EngineDriver({
+    engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5,
+    routes: { contextUp: (_l, p) => { routes.push(`up ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); }, flushRouteCache: () => { routes.push('flush'); } },
+  });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  assert.deepEqual(await newRoutes(), ['down fd00::b'], 'on the ULID pair: no route into the TUN (a hold\'s route goes)');
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  assert.ok(counters.has('fd00::a fd00::b'), 'the kernel counts its packets');
+  counters.get('fd00::a fd00::b')!.outPackets = 3;
+  await waitFor(() => fed.length === 1, DEADLINE_MS, 'a reading with packets sent');
+  assert.deepEqual(fed[0], { sent: true, received: false });
+  counters.get('fd00::a fd00::b')!.inPackets = 2;
+  await waitFor(() => fed.length === 2, DEADLINE_MS, 'a reading with packets received');
+  assert.deepEqual(fed[1], { sent: false, received: true }, 'only what moved since the last reading');
+  const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
+  d.flush();
+  assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush'], 'exploring: into the TUN (so the TCP prompt sees the retransmissions)');
+  assert.ok(!counters.has('fd00::a fd00::b'), 'and no longer counted by the kernel');
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair });
+  d.flush();
+  assert.deepEqual(await newRoutes(), ['down fd00::b'], 'a false exploration: back on the kernel path');
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: pair, new: q, cause: 'send-timeout' });
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: q });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => [p.path, p.pair.local]), [['tun', 'fd00::1a']], 're-homed: the TUN path carries it');
+  assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush']);
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: q, new: pair, cause: 'send-timeout' });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel'], 'back on the ULID pair: the kernel path again');
+  assert.deepEqual(await newRoutes(), ['down fd00::b']);
+  events.push({ kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 1, reason: 'idle', resumable: true });
+  d.flush();
+  assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush'], 'a resumable close routes the ULID into the TUN, so the next packet brings the context back');
+  assert.deepEqual(d.paths(), []);
+  assert.equal(counters.size, 0);
+});
+
+test('kernel path: counters that cannot be read (three readings in a row) put every context on the TUN path, for good', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpf', 1400);
+  const routes: string[] = [];
+  const events: EngineEvent[] = [established('fd00::a', 'fd00::b', 'initiated')];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+  };
+  let reads = 0;
+  const kernel = { refresh: () => { reads++; return Promise.reject(new Error('nft gone')); }, watch: () => true, unwatch: () => {}, read: () => undefined };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, routes: { contextUp: (_l, p) => { routes.push(`up ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  await waitFor(() => d.paths()[0]?.path === 'tun', DEADLINE_MS, 'the fallback to the TUN');
+  assert.ok(reads >= 3, `${reads} readings`);
+  assert.ok((d.stats.drops['kernel-read'] ?? 0) >= 3);
+  await new Promise((r) => setImmediate(r));
+  assert.deepEqual(routes, ['down fd00::b', 'up fd00::b'], 'routed into the TUN again');
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: { local: 'fd00::a', peer: 'fd00::b' } });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['tun'], 'and stays there');
+});

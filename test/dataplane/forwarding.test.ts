@@ -75,7 +75,7 @@ test('TCP prompt after re-homing: the last segments are replayed on the new pair
 
 test('real engine: context set up by prime over UDP, TCP through the TUN, bytes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const h = await twoHosts(t, { engine: 'engine' });
+  const h = await twoHosts(t, { engine: 'engine', dataPath: 'tun' });
   const { r, s } = await streamAtoB(h);
   assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
   assert.equal(r.corrupt, 0);
@@ -84,10 +84,29 @@ test('real engine: context set up by prime over UDP, TCP through the TUN, bytes 
 
 test('real engine: P silently black-holed, REAP re-homes to Q, the TCP prompt fires and the stream resumes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const off = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: false }), DEADLINE_MS);
-  const on = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: true }), DEADLINE_MS);
+  const off = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: false, dataPath: 'tun' }), DEADLINE_MS);
+  const on = await stallRun(await twoHosts(t, { engine: 'engine', tcpPrompt: true, dataPath: 'tun' }), DEADLINE_MS);
   t.diagnostic(`real engine: re-homed after ${off.rehomedMs} / ${on.rehomedMs} ms; stall without prompt ${off.report.maxGapMs.toFixed(0)} ms, with ${on.report.maxGapMs.toFixed(0)} ms`);
   assert.equal(off.report.corrupt + on.report.corrupt, 0);
   assert.equal(off.stats.prompts, 0);
   assert.ok((on.stats.prompts as number) > 0, 'the prompt fired');
+});
+
+test('kernel path (real engine): TCP on the ULID pair bypasses the TUN, REAP learns from the kernel\'s counters; P black-holed, it re-homes to Q through the TUN and the stream resumes intact', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
+  const { r, s } = await streamAtoB(h);
+  assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
+  assert.equal(r.corrupt, 0);
+  // A held first packet crosses the TUN, and so does what a busy host's false exploration routes through it.
+  assert.ok((s.tunIn as number) < (r.bytes as number) / 1400 / 2, `most of the stream did not cross A's TUN: ${JSON.stringify(s)}`);
+  assert.ok((s.kernelTraffic as number) > 0, 'the kernel\'s counters fed the engine');
+  assert.equal((s.paths as Array<{ path: string }>).length, 1);
+  const run = await stallRun(await twoHosts(t, { engine: 'engine', dataPath: 'kernel' }), DEADLINE_MS);
+  t.diagnostic(`kernel path: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
+  assert.equal(run.report.corrupt, 0);
+  const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
+  assert.equal(after.path, 'tun', 're-homed: through the TUN');
+  assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
+  assert.ok((run.stats.tunIn as number) > 100, 'the stream crossed the TUN after re-homing');
 });

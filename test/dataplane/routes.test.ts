@@ -47,6 +47,16 @@ test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on clo
   assert.deepEqual(routes.routed(), ['fd00:71::b']);
   routes.contextDown('fd00:71::b');
   assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);
+  // The kernel path's switches (asynchronous, in order): into the TUN, out of it, in again.
+  void routes.switchPath('fd00:71::a', 'fd00:71::b', 'tun');
+  void routes.switchPath('fd00:71::a', 'fd00:71::b', 'kernel');
+  await routes.switchPath('fd00:71::a', 'fd00:71::b', 'tun');
+  assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, new RegExp(`dev ${tun.name} .*src fd00:71::a`));
+  assert.deepEqual(routes.routed(), ['fd00:71::b']);
+  await routes.switchPath('fd00:71::a', 'fd00:71::b', 'kernel');
+  assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);
+  assert.deepEqual(routes.routed(), []);
+  assert.doesNotMatch(net.run(a, ['ip', '-6', 'addr', 'show', 'dev', tun.name]).stdout, /fe80::5533:ffff/, 'the flush address went again');
   routes.contextUp('fd00:71::a', 'fd00:71::b');
   routes.close();
   routes.close();

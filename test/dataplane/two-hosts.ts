@@ -56,6 +56,11 @@ export interface TwoHostsOptions {
   udp?: 'native' | 'dgram';
   /** Only build the namespaces and links (for a direct-link baseline). */
   noNodes?: boolean;
+  /**
+   * Engine mode: the data path of a context on its ULID pair (default: SHIM6_TEST_DATA_PATH,
+   * else the TUN); 'kernel' loads the tc programs (shim/dataplane/kernel-path.ts).
+   */
+  dataPath?: 'kernel' | 'tun';
 }
 
 export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Promise<TwoHosts> {
@@ -84,7 +89,8 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
     };
     const extra = process.env.SHIM6_DP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
     if (eng) {
-      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt, ...(opts.udp ? { udp: opts.udp } : {}) };
+      const dataPath = opts.dataPath ?? (process.env.SHIM6_TEST_DATA_PATH === 'kernel' ? 'kernel' : 'tun');
+      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt, dataPath, ...(opts.udp ? { udp: opts.udp } : {}) };
       return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', ENGINE_FIXTURE, JSON.stringify(ecfg)]);
     }
     return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', NODE_FIXTURE, JSON.stringify(cfg)]);

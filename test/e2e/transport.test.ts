@@ -3,7 +3,7 @@
 // Real sockets on an ephemeral loopback port; a datagram really goes through each.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { openTransport } from '../../shim/daemon/daemon.ts';
+import { openKernelPath, openTransport } from '../../shim/daemon/daemon.ts';
 import { defaultConfig, parseConfigText } from '../../shim/daemon/config.ts';
 import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
 import { DgramTransport, type Datagram } from '../../shim/dataplane/udp.ts';
@@ -45,4 +45,11 @@ test('udp: a value other than native or dgram is a config error naming the key',
 test('timers.keepaliveTimeoutMax: 0 (no cap, as in rfc) is accepted; other durations still start at 1', () => {
   assert.equal(parseConfigText('timers: { profile: fast, keepaliveTimeoutMax: 0 }\n').timers.overrides.keepaliveTimeoutMax, 0);
   assert.throws(() => parseConfigText('timers: { profile: fast, sendTimeout: 0 }\n'), (e: unknown) => e instanceof UsageError && e.field === 'timers.sendTimeout');
+});
+
+test('dataPath: tun by default; kernel and tun accepted; any other value is a config error naming the key; tun opens no kernel path', () => {
+  assert.equal(defaultConfig().dataPath, 'tun');
+  for (const v of ['auto', 'kernel', 'tun'] as const) assert.equal(parseConfigText(`dataPath: ${v}\n`).dataPath, v);
+  assert.throws(() => parseConfigText('dataPath: bpf\n'), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'dataPath');
+  assert.equal(openKernelPath({ ...defaultConfig(), dataPath: 'tun' }, quiet), undefined);
 });

@@ -114,3 +114,43 @@ test('Close to a peer without the extension: its Error code 0 (unknown type) end
   assert.equal(second.a.engine.contextCount, 0);
   assert.ok(engineEvents(second.a).some((e) => e.kind === 'context-closed' && e.reason === 'close-timeout'));
 });
+
+test('REAP from kernel counters (kernelTraffic): traffic both ways keeps it Operational; sent with nothing received explores (reap-state events), and a pair that answers is kept', () => {
+  const { sim, a, b } = configuredPair(31);
+  const kernel = (h: ShimHost, peer: ShimHost, sent: boolean, received: boolean) => assert.ok(h.engine.kernelTraffic(sim.now, h.ulid, peer.ulid, { sent, received }));
+  const start = sim.now;
+  while (sim.now < start + 1000) {
+    kernel(a, b, true, true);
+    kernel(b, a, true, true);
+    sim.runFor(50);
+  }
+  assert.equal(engineEvents(a).filter((e) => e.kind === 'reap-state').length, 0, 'no exploration while the kernel sees packets both ways');
+  // A's packets go out, nothing comes back (as the kernel counts it); the pair itself still carries probes.
+  const from = sim.now;
+  while (sim.now < from + 2000) {
+    kernel(a, b, true, false);
+    sim.runFor(50);
+  }
+  const states = engineEvents(a).filter((e) => e.kind === 'reap-state');
+  assert.deepEqual(states.slice(0, 2).map((e) => e.kind === 'reap-state' && e.state), ['exploring', 'operational']);
+  assert.deepEqual(states[0]!.kind === 'reap-state' && states[0]!.pair, { local: a.ulid, peer: b.ulid }, 'the event names the pair');
+  assert.ok(!engineEvents(a).some((e) => e.kind === 'locator-pair-changed'), 'the current pair answered the probes: kept');
+  assert.equal(a.engine.kernelTraffic(sim.now, a.ulid, 'fd00::dead', { sent: true, received: false }), false, 'no context: nothing to feed');
+});
+
+test('REAP from kernel counters: the ULID pair black-holed, A explores and moves off it; reap-state operational names the new pair', () => {
+  const { sim, a, b } = configuredPair(33);
+  const kernel = (h: ShimHost, peer: ShimHost, sent: boolean, received: boolean) => h.engine.kernelTraffic(sim.now, h.ulid, peer.ulid, { sent, received });
+  block(sim, a.ulid, b.ulid);
+  block(sim, b.ulid, a.ulid);
+  const start = sim.now;
+  while (sim.now < start + 3000) {
+    kernel(a, b, true, false);
+    kernel(b, a, true, false);
+    sim.runFor(50);
+  }
+  const changed = engineEvents(a).find((e) => e.kind === 'locator-pair-changed');
+  assert.ok(changed, 'A re-homed');
+  const last = engineEvents(a).filter((e) => e.kind === 'reap-state').at(-1);
+  assert.ok(last?.kind === 'reap-state' && last.state === 'operational' && (last.pair.local !== a.ulid || last.pair.peer !== b.ulid), JSON.stringify(last));
+});

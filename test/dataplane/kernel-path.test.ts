@@ -1,0 +1,55 @@
+// The kernel path's counters in a real namespace (shim/dataplane/kernel-path.ts): nftables counts a
+// context's packets both ways (not the daemon's UDP, not neighbour discovery), before a host rule that
+// drops what is sent; the table goes at close, and a crashed owner's table at the next open.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { needs } from '../helpers/prereq.ts';
+import { NetLab } from '../helpers/netns.ts';
+import { KERNEL_TABLE, NftKernelPath } from '../../shim/dataplane/kernel-path.ts';
+
+const A = 'fd00:5533:1::a', B = 'fd00:5533:1::b';
+
+/** From A: 5 UDP datagrams to B:7777, 3 to B:5533 (the daemon's port), a TCP connect to B:9 (SYN out, RST in). */
+const TRAFFIC = `const d=require('dgram').createSocket('udp6');d.bind(0,'${A}',async()=>{` +
+  `const s=(p)=>new Promise((r)=>d.send(Buffer.alloc(8),p,'${B}',r));for(let i=0;i<5;i++)await s(7777);for(let i=0;i<3;i++)await s(5533);d.close();` +
+  `require('net').connect({host:'${B}',port:9,localAddress:'${A}'}).on('error',()=>process.exit(0)).on('connect',()=>process.exit(0))})`;
+
+test('kernel path: nftables counts a context\'s packets both ways (not the daemon\'s UDP), sent packets even when a host rule drops them; nothing left behind, even after a crash', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const net = new NetLab(t);
+  const a = net.ns('kpa'), b = net.ns('kpb');
+  net.veth(a, 'kp0', b, 'kp1');
+  net.addr(a, 'kp0', `${A}/64`);
+  net.addr(b, 'kp1', `${B}/64`);
+  // B answers the SYN with an RST but sends no port-unreachable for the datagrams (rate-limited, so not countable).
+  net.run(b, ['nft', 'add table ip6 kp; add chain ip6 kp out { type filter hook output priority 0; }; add rule ip6 kp out icmpv6 type destination-unreachable drop']);
+  const hasTable = () => net.tryRun(a, ['nft', 'list', 'table', 'ip6', KERNEL_TABLE]).status === 0;
+  // A crashed owner: the table stays (a process that opens it and is killed).
+  const left = NftKernelPath.open({ port: 5533, netns: a.name });
+  left.watch(A, B);
+  assert.ok(hasTable());
+  const k = NftKernelPath.open({ port: 5533, netns: a.name });
+  t.after(() => k.close());
+  await k.refresh();
+  assert.equal(k.read(A, B), undefined, 'the stale table and its counters were removed');
+  assert.equal(k.watch(A, B), true);
+  await k.refresh();
+  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0 });
+  net.run(a, [process.execPath, '-e', TRAFFIC]);
+  await k.refresh();
+  assert.deepEqual(k.read(A, B), { outPackets: 6, inPackets: 1 }, '5 datagrams and a SYN out, the RST in; the datagrams to 5533 and ND not counted');
+  // The lab's black hole (test/helpers/netns.ts): dropped on the device's ingress and in output. What
+  // the application sent still counts (as the TUN would have seen it); nothing arrives.
+  net.blackhole(a, 'kp0');
+  net.tryRun(a, [process.execPath, '-e', TRAFFIC], { timeoutMs: 5000 });
+  await k.refresh();
+  const c = k.read(A, B)!;
+  assert.ok(c.outPackets >= 12, `sent while black-holed: ${JSON.stringify(c)}`);
+  assert.equal(c.inPackets, 1, 'nothing arrived');
+  k.unwatch(A, B);
+  await k.refresh();
+  assert.equal(k.read(A, B), undefined);
+  k.close();
+  assert.equal(hasTable(), false, 'close removed the table');
+  left.close(); // its table is gone already; closing it again removes nothing of k's
+});
