@@ -11,15 +11,15 @@ import { MemoryNetwork, type MemoryTransport } from '../../shim/dataplane/udp.ts
 import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, splitPacket, ulpChecksum, IPPROTO_ICMPV6, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import { formatIpv6 } from '../../shim/wire/ipv6.ts';
-import { hbaHost, A_PREFIXES, B_PREFIXES } from '../engine/loop.ts';
+import { hbaIdentity, A_PREFIXES, B_PREFIXES } from '../sim/shim-hosts.ts';
 import { SimRng } from '../helpers/rng.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 interface Node { driver: EngineDriver<Engine>; engine: Engine; tun: MemoryTun; transport: MemoryTransport; ulid: string; locators: string[]; events: EngineEvent[] }
 
-async function node(t: TestContext, net: MemoryNetwork, seed: number, prefixes: string[], name: string, plain?: Uint8Array[][], routes?: string[]): Promise<Node> {
-  const id = hbaHost(seed, prefixes);
-  const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.cgaParams, profile: 'fast' }, new SimRng(seed));
+async function node(t: TestContext, net: MemoryNetwork, seed: number, prefixes: readonly string[], name: string, plain?: Uint8Array[][], routes?: string[]): Promise<Node> {
+  const id = hbaIdentity(prefixes, new SimRng(seed));
+  const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast' }, new SimRng(seed));
   const tun = new MemoryTun(name, 1444);
   const transport = net.transport(5533);
   const events: EngineEvent[] = [];
@@ -31,7 +31,7 @@ async function node(t: TestContext, net: MemoryNetwork, seed: number, prefixes: 
   t.after(() => driver.close());
   for (const l of id.locators) await driver.bindLocator(l);
   driver.command((e, now) => e.setLocalLocators(now, id.locators.map((address) => ({ address }))));
-  return { driver, engine, tun, transport, ulid: id.ulid, locators: id.locators, events };
+  return { driver, engine, tun, transport, ulid: id.ulid, locators: [...id.locators], events };
 }
 
 /** An ICMPv6 error packet written into the TUN: its fields, and whether its checksum holds. */

@@ -1,60 +1,68 @@
 // ICMPv6 errors about our datagrams (RFC 5533 §7.8, §8; shim/engine/icmp.ts): an I1 refused goes to the
 // negative cache at once; errors about application packets come back translated to the ULIDs; Packet Too
 // Big lowers the context's path MTU; and nothing changes unless the quoted datagram is ours (fuzzed).
+// On the simulator (test/sim/): the errors are crafted from what the engine really sent, and handed to
+// `handleIcmp` directly, as the driver would after the kernel's error queue reported them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Loop, established, A_PREFIXES, type Host } from './loop.ts';
+import type { Sim } from '../sim/sim.ts';
+import { configuredPair, engineEvents, sendShim, shimAlone, type ShimHost } from '../sim/shim-hosts.ts';
+import { sent } from '../sim/trace.ts';
 import { State, PMTU_EXPIRES_MS, type IcmpInput } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
 
 const LEGACY = '2001:db8:1e9::1';
 
 /** A primes a peer without shim6 (configured, no locators but its ULID) and sends the I1. */
-function pendingI1(seed: number, locators: string[] = []): { net: Loop; a: Host; i1: { src: string; dst: string; bytes: Uint8Array } } {
-  const net = new Loop(20);
-  const a = net.add('A', seed, A_PREFIXES, { profile: 'fast' });
-  a.engine.prime(net.now, { ulid: LEGACY, locators: locators.map((address, i) => ({ address, flags: 0, priority: i, weight: 0 })), ttl: 300, source: 'dns' });
-  net.flush();
-  const l = net.log.at(-1)!;
-  return { net, a, i1: { src: l.src, dst: l.dst, bytes: l.bytes } };
+function pendingI1(seed: number, locators: string[] = []): { sim: Sim; a: ShimHost; i1: { src: string; dst: string; bytes: Uint8Array } } {
+  const { sim, a } = shimAlone(seed);
+  a.engine.prime(sim.now, { ulid: LEGACY, locators: locators.map((address, i) => ({ address, flags: 0, priority: i, weight: 0 })), ttl: 300, source: 'dns' });
+  sim.flush();
+  const out = sent(sim, 'a');
+  assert.deepEqual(out.map((l) => l.type), ['I1']);
+  const l = out[0]!;
+  return { sim, a, i1: { src: l.src, dst: l.dst, bytes: l.bytes } };
 }
 
 const portUnreachable = (i1: { src: string; dst: string; bytes: Uint8Array }, extra: Partial<IcmpInput> = {}): IcmpInput =>
   ({ type: 1, code: 4, info: 0, offender: i1.dst, src: i1.src, dst: i1.dst, port: 5533, invoking: i1.bytes, ...extra });
 
-/** The state an ICMP error must not change: every context, the caches, the events so far. */
-function snapshot(h: Host, net: Loop): string {
-  return JSON.stringify({ st: h.engine.status(net.now), caches: h.engine.exportCaches(net.now), events: h.events.length, tx: h.engine.pollTimeout() });
+/** The state an ICMP error must not change: every context, the caches, the events so far, what was sent, the next timer. */
+function snapshot(h: ShimHost, sim: Sim): string {
+  sim.flush();
+  return JSON.stringify({ st: h.engine.status(sim.now), caches: h.engine.exportCaches(sim.now), events: engineEvents(h).length, sent: sim.adversary.captured.length, tx: h.engine.pollTimeout() });
 }
 
 test('I1 answered by Port Unreachable from its destination: NO-SUPPORT and the negative cache at once', () => {
-  const { net, a, i1 } = pendingI1(1);
-  assert.deepEqual(a.engine.handleIcmp(net.now, portUnreachable(i1)), { kind: 'consumed' });
-  net.flush();
+  const { sim, a, i1 } = pendingI1(1);
+  assert.deepEqual(a.engine.handleIcmp(sim.now, portUnreachable(i1)), { kind: 'consumed' });
+  sim.flush();
   assert.equal(a.engine.status().contexts[0]!.state, State.NO_SUPPORT);
-  const neg = a.engine.status(net.now).capability!.negative;
+  const neg = a.engine.status(sim.now).capability!.negative;
   assert.deepEqual(neg.map((n) => [n.address, n.reason]), [[LEGACY, 'refused']]);
-  assert.ok(a.events.some((e) => e.kind === 'peer-unsupported' && e.reason === 'refused'));
-  assert.ok(a.events.some((e) => e.kind === 'context-failed' && e.reason === 'refused'));
-  assert.equal(net.log.filter((l) => l.host === 'A').length, 1, 'no I1 retry');
+  assert.ok(engineEvents(a).some((e) => e.kind === 'peer-unsupported' && e.reason === 'refused'));
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-failed' && e.reason === 'refused'));
+  assert.equal(sent(sim, 'a').length, 1, 'no I1 retry');
+  sim.runFor(5_000); // well past the I1 retransmissions (fast profile)
+  assert.equal(sent(sim, 'a').length, 1, 'no I1 retry once its timer would have fired');
 });
 
 test('I1: Address Unreachable fails at once only when the peer has no other locator; otherwise the retries try them', () => {
   const lone = pendingI1(2);
-  assert.deepEqual(lone.a.engine.handleIcmp(lone.net.now, { ...portUnreachable(lone.i1), code: 3, offender: '2001:db8:ff::1' }), { kind: 'consumed' });
+  assert.deepEqual(lone.a.engine.handleIcmp(lone.sim.now, { ...portUnreachable(lone.i1), code: 3, offender: '2001:db8:ff::1' }), { kind: 'consumed' });
   assert.equal(lone.a.engine.status().contexts[0]!.state, State.E_FAILED);
-  assert.equal(lone.a.engine.status(lone.net.now).capability!.negative[0]!.reason, 'no-answer');
+  assert.equal(lone.a.engine.status(lone.sim.now).capability!.negative[0]!.reason, 'no-answer');
 
   const multi = pendingI1(3, [LEGACY, '2001:db8:1ea::1']);
-  const before = snapshot(multi.a, multi.net);
-  assert.deepEqual(multi.a.engine.handleIcmp(multi.net.now, { ...portUnreachable(multi.i1), code: 3 }), { kind: 'drop', reason: 'icmp-other-locators' });
-  assert.equal(snapshot(multi.a, multi.net), before);
+  const before = snapshot(multi.a, multi.sim);
+  assert.deepEqual(multi.a.engine.handleIcmp(multi.sim.now, { ...portUnreachable(multi.i1), code: 3 }), { kind: 'drop', reason: 'icmp-other-locators' });
+  assert.equal(snapshot(multi.a, multi.sim), before);
 });
 
 test('hostile errors about an I1 change nothing: wrong nonce or tag, other locators, a router claiming the port, truncation', () => {
-  const { net, a, i1 } = pendingI1(4);
-  const before = snapshot(a, net);
+  const { sim, a, i1 } = pendingI1(4);
+  const before = snapshot(a, sim);
   const flip = (i: number) => { const b = i1.bytes.slice(); b[i]! ^= 0x01; return b; };
   const cases: [string, IcmpInput][] = [
     ['nonce', portUnreachable(i1, { invoking: flip(i1.bytes.length - 1) })],
@@ -66,15 +74,15 @@ test('hostile errors about an I1 change nothing: wrong nonce or tag, other locat
     ['time exceeded', portUnreachable(i1, { type: 3, code: 0 })],
   ];
   for (const [what, e] of cases) {
-    const r = a.engine.handleIcmp(net.now, e);
+    const r = a.engine.handleIcmp(sim.now, e);
     assert.equal(r.kind, 'drop', `${what}: ${JSON.stringify(r)}`);
-    assert.equal(snapshot(a, net), before, what);
+    assert.equal(snapshot(a, sim), before, what);
   }
 });
 
 /** A's payload to B through the established context, as the error would quote it. */
-function sentPayload(net: Loop, a: Host, b: Host, payload: Uint8Array): { src: string; dst: string; bytes: Uint8Array } {
-  const r = a.engine.encapsulate(net.now, { srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 6, payload });
+function sentPayload(sim: Sim, a: ShimHost, b: ShimHost, payload: Uint8Array): { src: string; dst: string; bytes: Uint8Array } {
+  const r = a.engine.encapsulate(sim.now, { srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 6, payload });
   assert.equal(r.kind, 'send');
   if (r.kind !== 'send') throw new Error('unreachable');
   const bytes = new Uint8Array(r.header.length + payload.length);
@@ -82,87 +90,96 @@ function sentPayload(net: Loop, a: Host, b: Host, payload: Uint8Array): { src: s
   return { src: r.src, dst: r.dst, bytes };
 }
 
+/** Payload both ways through the context every 10 s until `until` (virtual time), so it is neither idle nor exploring; each must go through it. */
+function keepBusy(sim: Sim, a: ShimHost, b: ShimHost, until: number): void {
+  while (sim.now < until) {
+    assert.ok(sendShim(sim, a, b), 'A → B through the context');
+    assert.ok(sendShim(sim, b, a), 'B → A through the context');
+    sim.runUntil(ms(Math.min(sim.now + 10_000, until)));
+  }
+}
+
 test('Packet Too Big about a payload: translated to the ULIDs with the MTU the application may use; the context keeps the limit', () => {
-  const { net, a, b } = established(11, 12);
+  const { sim, a, b } = configuredPair(11);
   const ulp = new Uint8Array(1400).map((_, i) => i);
-  const sent = sentPayload(net, a, b, ulp);
-  const r = a.engine.handleIcmp(net.now, { type: 2, code: 0, info: 1400, offender: '2001:db8:77::1', src: sent.src, dst: sent.dst, port: 5533, invoking: sent.bytes });
+  const sent = sentPayload(sim, a, b, ulp);
+  const r = a.engine.handleIcmp(sim.now, { type: 2, code: 0, info: 1400, offender: '2001:db8:77::1', src: sent.src, dst: sent.dst, port: 5533, invoking: sent.bytes });
   assert.equal(r.kind, 'deliver');
   if (r.kind !== 'deliver') return;
   assert.deepEqual({ type: r.type, code: r.code, info: r.info, srcUlid: r.srcUlid, dstUlid: r.dstUlid, nextHeader: r.nextHeader }, { type: 2, code: 0, info: 1384, srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 6 });
   assert.deepEqual(r.payload, ulp, 'the application\'s ULP, payload header gone');
   assert.equal(a.engine.status().contexts[0]!.pathMtu, 1384);
-  const out = (n: number) => a.engine.encapsulate(net.now, { srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 6, payload: new Uint8Array(n) });
+  const out = (n: number) => a.engine.encapsulate(sim.now, { srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 6, payload: new Uint8Array(n) });
   assert.deepEqual(out(1384 - 40 + 1), { kind: 'too-big', mtu: 1384 });
   assert.equal(out(1384 - 40).kind, 'send');
   // Only ever lower; never below what IPv6 promises applications (the UDP datagram is then fragmented).
-  const again = a.engine.handleIcmp(net.now, { type: 2, code: 0, info: 1480, src: sent.src, dst: sent.dst, invoking: sent.bytes });
+  const again = a.engine.handleIcmp(sim.now, { type: 2, code: 0, info: 1480, src: sent.src, dst: sent.dst, invoking: sent.bytes });
   assert.equal(again.kind === 'deliver' && again.info, 1384);
-  const tiny = a.engine.handleIcmp(net.now, { type: 2, code: 0, info: 600, src: sent.src, dst: sent.dst, invoking: sent.bytes });
+  const tiny = a.engine.handleIcmp(sim.now, { type: 2, code: 0, info: 600, src: sent.src, dst: sent.dst, invoking: sent.bytes });
   assert.equal(tiny.kind === 'deliver' && tiny.info, 1280);
   assert.equal(out(1240).kind, 'send');
   assert.deepEqual(out(1241), { kind: 'too-big', mtu: 1280 });
-  // The lesson expires (as the kernel's PMTU does), and larger packets are tried again.
-  net.now = ms(net.now + PMTU_EXPIRES_MS);
+  // The lesson expires (as the kernel's PMTU does), and larger packets are tried again. The clock runs
+  // on with small payload both ways (the context stays on its pair, neither idle nor exploring).
+  const pair = a.engine.status().contexts[0]!.pair;
+  const expires = sim.now + PMTU_EXPIRES_MS;
+  keepBusy(sim, a, b, expires - 1);
+  assert.deepEqual(out(1241), { kind: 'too-big', mtu: 1280 }, 'not before it expires');
+  assert.equal(a.engine.status().contexts[0]!.pathMtu, 1280);
+  sim.runFor(1);
   assert.equal(out(1300).kind, 'send');
   assert.equal(a.engine.status().contexts[0]!.pathMtu, undefined);
+  assert.deepEqual(a.engine.status().contexts[0]!.pair, pair, 'expired, not forgotten with an old pair');
 });
 
 test('errors about payloads: a Parameter Problem in the application\'s part goes to it; Port Unreachable (no daemon at the peer) does not; unreachables on a multihomed path make REAP explore', () => {
-  const { net, a, b } = established(13, 14);
-  const sent = sentPayload(net, a, b, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
+  const { sim, a, b } = configuredPair(13);
+  const sent = sentPayload(sim, a, b, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
   const base = { src: sent.src, dst: sent.dst, invoking: sent.bytes, offender: sent.dst };
   // Port Unreachable quoting our UDP datagram is about port 5533 at B (its daemon is gone or restarting), not the application's port.
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...base, type: 1, code: 4, info: 0 }), { kind: 'drop', reason: 'icmp-peer-no-daemon' });
-  const pp = a.engine.handleIcmp(net.now, { ...base, type: 4, code: 0, info: 40 + 16 + 2 });
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 4, info: 0 }), { kind: 'drop', reason: 'icmp-peer-no-daemon' });
+  const pp = a.engine.handleIcmp(sim.now, { ...base, type: 4, code: 0, info: 40 + 16 + 2 });
   assert.equal(pp.kind === 'deliver' && pp.info, 42, 'the pointer, as into the application\'s packet');
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...base, type: 4, code: 0, info: 50 }), { kind: 'drop', reason: 'icmp-shim-parameter' });
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 4, code: 0, info: 50 }), { kind: 'drop', reason: 'icmp-shim-parameter' });
   assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...base, type: 1, code: 0, info: 0, offender: '2001:db8:77::1' }), { kind: 'consumed' });
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 0, info: 0, offender: '2001:db8:77::1' }), { kind: 'consumed' });
   assert.equal(a.engine.status().contexts[0]!.reap, 'Exploring');
 });
 
 test('icmpDeliverAll: an unreachable Shim6 acts on reaches the application too', () => {
-  const net = new Loop(20);
-  const a = net.add('A', 23, A_PREFIXES, { profile: 'fast', icmpDeliverAll: true });
-  const b = net.add('B', 24, ['2001:db8:b1::/64', '2001:db8:b2::/64'], { profile: 'fast' });
-  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(200);
-  const sent = sentPayload(net, a, b, new Uint8Array(20));
-  const r = a.engine.handleIcmp(net.now, { type: 3, code: 0, info: 0, src: sent.src, dst: sent.dst, invoking: sent.bytes });
+  const { sim, a, b } = configuredPair(23, { a: { icmpDeliverAll: true } });
+  const sent = sentPayload(sim, a, b, new Uint8Array(20));
+  const r = a.engine.handleIcmp(sim.now, { type: 3, code: 0, info: 0, src: sent.src, dst: sent.dst, invoking: sent.bytes });
   assert.equal(r.kind, 'deliver');
   assert.equal(a.engine.status().contexts[0]!.reap, 'Exploring', 'and REAP explores all the same');
 });
 
 test('errors about payloads on a single-homed path: an unreachable goes to the application (nothing for Shim6 to act on)', () => {
-  const net = new Loop(20);
-  const a = net.add('A', 15, ['2001:db8:a1::/64'], { profile: 'fast' });
-  const b = net.add('B', 16, ['2001:db8:b1::/64'], { profile: 'fast' });
-  a.engine.prime(net.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
-  net.run(200);
-  const sent = sentPayload(net, a, b, new Uint8Array(20));
-  const r = a.engine.handleIcmp(net.now, { type: 1, code: 1, info: 0, src: sent.src, dst: sent.dst, invoking: sent.bytes });
+  const { sim, a, b } = configuredPair(15, { aPrefixes: ['2001:db8:a1::/64'], bPrefixes: ['2001:db8:b1::/64'] });
+  assert.deepEqual([a.locators.length, b.locators.length], [1, 1], 'one locator each');
+  const sent = sentPayload(sim, a, b, new Uint8Array(20));
+  const r = a.engine.handleIcmp(sim.now, { type: 1, code: 1, info: 0, src: sent.src, dst: sent.dst, invoking: sent.bytes });
   assert.equal(r.kind, 'deliver');
   assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
 });
 
 test('hostile errors about payloads change nothing: a wrong tag, another peer\'s locator, an old pair for PTB', () => {
-  const { net, a, b } = established(17, 18);
-  const sent = sentPayload(net, a, b, new Uint8Array(1400));
-  const before = snapshot(a, net);
+  const { sim, a, b } = configuredPair(17);
+  const sent = sentPayload(sim, a, b, new Uint8Array(1400));
+  const before = snapshot(a, sim);
   const wrongTag = sent.bytes.slice(); wrongTag[7]! ^= 0x40;
   const ptb = { type: 2, code: 0, info: 1300, src: sent.src, dst: sent.dst, invoking: sent.bytes };
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...ptb, invoking: wrongTag }), { kind: 'drop', reason: 'icmp-unmatched' });
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...ptb, dst: '2001:db8:99::1' }), { kind: 'drop', reason: 'icmp-unmatched' });
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...ptb, invoking: wrongTag }), { kind: 'drop', reason: 'icmp-unmatched' });
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...ptb, dst: '2001:db8:99::1' }), { kind: 'drop', reason: 'icmp-unmatched' });
   const other = b.locators.find((l) => l !== sent.dst)!;
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...ptb, dst: other }), { kind: 'drop', reason: 'icmp-stale-pair' });
-  assert.deepEqual(a.engine.handleIcmp(net.now, { ...ptb, type: 1, code: 0, dst: other }), { kind: 'drop', reason: 'icmp-stale-pair' });
-  assert.equal(snapshot(a, net), before);
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...ptb, dst: other }), { kind: 'drop', reason: 'icmp-stale-pair' });
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...ptb, type: 1, code: 0, dst: other }), { kind: 'drop', reason: 'icmp-stale-pair' });
+  assert.equal(snapshot(a, sim), before);
 });
 
 test('fuzz: random errors and mutated quotes never throw, and change nothing unless they quote our datagram exactly', () => {
-  const { net, a, b } = established(19, 20);
-  const sent = sentPayload(net, a, b, new Uint8Array(64).fill(7));
+  const { sim, a, b } = configuredPair(19);
+  const sent = sentPayload(sim, a, b, new Uint8Array(64).fill(7));
   const { i1 } = pendingI1(21);
   const addresses = [sent.src, sent.dst, ...a.locators, ...b.locators, '2001:db8:99::1', i1.src, i1.dst];
   const quotes = [sent.bytes, i1.bytes];
@@ -177,11 +194,11 @@ test('fuzz: random errors and mutated quotes never throw, and change nothing unl
     ),
   });
   fc.assert(fc.property(input, (e) => {
-    const before = snapshot(a, net);
-    const r = a.engine.handleIcmp(net.now, { type: e.type, code: e.code, info: e.info, src: e.src, dst: e.dst, invoking: e.quote, ...(e.offender !== undefined ? { offender: e.offender } : {}) });
+    const before = snapshot(a, sim);
+    const r = a.engine.handleIcmp(sim.now, { type: e.type, code: e.code, info: e.info, src: e.src, dst: e.dst, invoking: e.quote, ...(e.offender !== undefined ? { offender: e.offender } : {}) });
     // Ours = our payload header's Hdr Ext Len, P bit and CT(peer) (octets 1–7; octet 0, the Next Header, is the application's), between one of our locators and one of B's (RFC 5533 §8: the triple).
     const ours = e.quote.length >= 8 && sent.bytes.subarray(1, 8).every((x, i) => e.quote[i + 1] === x) && a.locators.includes(e.src) && b.locators.includes(e.dst);
     if (!ours) assert.equal(r.kind, 'drop', JSON.stringify(r));
-    if (r.kind === 'drop') assert.equal(snapshot(a, net), before, JSON.stringify(r));
+    if (r.kind === 'drop') assert.equal(snapshot(a, sim), before, JSON.stringify(r));
   }), { seed: 5533, numRuns: 3000 });
 });

@@ -89,6 +89,12 @@ export function shimPair(seed: number, o: PairOptions = {}): { sim: Sim; a: Shim
   return { sim, a, b };
 }
 
+/** One Engine host 'a' alone on a new simulator (no links: what it sends is captured, then unrouted); `config` over the fast profile. */
+export function shimAlone(seed: number, config: Partial<EngineConfig> = {}, prefixes: readonly string[] = A_PREFIXES): { sim: Sim; a: ShimHost } {
+  const sim = new Sim(seed);
+  return { sim, a: addShimHost(sim, 'a', hbaIdentity(prefixes, sim.rng.fork()), config) };
+}
+
 /** DNS priming as the resolver would do it: `peer`'s ULID and all its locators, in order. */
 export function primeWith(sim: Sim, at: ShimHost, peer: Identity, ttlSeconds = 3600): void {
   at.engine.prime(sim.now, {
