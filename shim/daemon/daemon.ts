@@ -30,6 +30,8 @@ import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
+import { Discovery } from './discovery.ts';
+import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
@@ -66,6 +68,8 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
+  private discovery: Discovery | undefined;
+  private newFlows: NewFlows | undefined;
 
   private constructor(
     private config: DaemonConfig,
@@ -91,7 +95,8 @@ export class Daemon {
     const engine = new Engine({
       localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams: memberParams(cgaParams) } : {}),
       profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
-      peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
+      peers: config.peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address) })),
+      defaultMode: config.discovery,
       replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     }, cryptoRng(), { cache });
     const routes = new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
@@ -123,6 +128,7 @@ export class Daemon {
       }
       daemon.primeConfiguredPeers();
       daemon.protectOpenConnections();
+      daemon.startDiscovery();
       await daemon.startResolver();
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
@@ -141,6 +147,7 @@ export class Daemon {
       resolver: daemon.resolver?.addresses.map((a) => `${a.host}:${a.port}`) ?? [], control: config.controlSocket,
       profile: config.timers.profile, cachesImported: saved !== undefined,
       udp: transport instanceof NativeUdpTransport ? 'native' : 'dgram',
+      discovery: daemon.newFlows ? config.discovery : 'off',
     });
     // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
     await opts.notify?.ready(daemon.statusLine());
@@ -157,6 +164,7 @@ export class Daemon {
       },
       engine: this.engine.status(this.driver.now()),
       resolver: (await this.resolver?.status()) ?? null,
+      discovery: this.discovery && this.newFlows ? { mode: this.config.discovery, ...this.discovery.status(), flowsLost: this.newFlows.lost } : null,
     };
   }
 
@@ -216,6 +224,7 @@ export class Daemon {
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     this.watcher?.stop();
+    this.newFlows?.close();
     if (save) this.saveCaches();
     await this.control?.close();
     await this.resolver?.close();
@@ -244,6 +253,25 @@ export class Daemon {
     if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
   }
 
+  /**
+   * Host-based discovery (discovery.ts) of new outgoing flows, unless
+   * `discovery: off` and no peer asks for it. A table a crashed daemon left
+   * is removed first, whatever the mode. When the host refuses (no nftables,
+   * the log group taken) the daemon runs on without it and says so.
+   */
+  private startDiscovery(): void {
+    if (removeStaleNewFlowsTable()) this.log.info('removed the new-flows table a previous daemon left');
+    const wanted = this.config.discovery !== 'off' || this.config.peers.some((p) => p.mode === 'integrated' || p.mode === 'independent');
+    if (!wanted) return;
+    const discovery = new Discovery((fn) => this.driver.command(fn), this.log.child('discovery'));
+    try {
+      this.newFlows = NewFlows.open({ tun: this.config.tun.name, port: this.config.port }, (f) => discovery.onFlow(f));
+      this.discovery = discovery;
+    } catch (err) {
+      this.log.warn('host-based discovery unavailable: peers are found through DNS and configuration only', { code: (err as { code?: string }).code, error: (err as Error).message });
+    }
+  }
+
   /** Save the caches soon (debounced): a daemon killed with SIGKILL still finds what it learnt. */
   private saveCachesSoon(): void {
     if (this.saveTimer !== undefined || this.stopped) return;
@@ -253,6 +281,7 @@ export class Daemon {
 
   private primeConfiguredPeers(): void {
     for (const p of this.config.peers) {
+      if (p.mode !== 'configured') continue;
       const locators = p.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
       this.driver.command((e, now) => e.prime(now, { ulid: p.ulid, locators, ttl: CONFIGURED_PEER_TTL, source: 'configured', port: p.port }));
     }
@@ -285,6 +314,7 @@ export class Daemon {
     // route via the physical link. Invalidate every cached IPv6 route.
     if (e.kind === 'context-established' || e.kind === 'context-initiated') this.routes.flushRouteCache();
     if (e.kind === 'context-established' || e.kind === 'peer-supported' || e.kind === 'peer-unsupported') this.saveCachesSoon();
+    this.discovery?.onEvent(e);
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
