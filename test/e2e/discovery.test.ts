@@ -20,7 +20,8 @@ import { daemons, E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fi
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
 interface Status {
-  engine: { contexts: { peerUlid: string }[]; caches: { negative: number } };
+  engine: { contexts: { peerUlid: string; state: string }[]; caches: { negative: number } };
+  daemon: { routed: string[] };
   discovery: { mode: string; flows: number; started: number; probing: number; established: number; failed: number } | null;
 }
 
@@ -65,7 +66,8 @@ test('discovery: a peer without a daemon goes to the negative cache; the applica
   const gaveUp = await waitLog(lab, 'a', (x) => x.msg === 'discovery: no shim6 there' && x.peer === LAB_ADDR.bP, 2 * DEADLINE_MS);
   assert.ok(r.connectedAt < Date.parse(gaveUp.ts), 'the application connected before discovery gave up');
   const st = await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as Status;
-  assert.deepEqual(st.engine.contexts, []);
+  assert.deepEqual(st.engine.contexts.filter((c) => c.state === 'ESTABLISHED'), [], 'no context (an E-FAILED hold-down at most)');
+  assert.deepEqual(st.daemon.routed, [], 'no route into the TUN');
   assert.ok(st.engine.caches.negative >= 1, 'B is in the negative cache');
   assert.ok((st.discovery?.failed ?? 0) >= 1);
   // A second connection to B starts no discovery (the negative entry holds B's address).
