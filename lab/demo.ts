@@ -4,6 +4,10 @@
  * the application saw: a live timeline (throughput per 100 ms, the failure,
  * the re-homing, the stall), a summary, optionally JSON and an SVG plot.
  *
+ * `--no-record`: B publishes no capability record and A streams to B's
+ * address, so A's daemon finds B by host-based discovery. `--restart-at`:
+ * A's daemon is restarted (SIGTERM, start) mid-stream, before the failure.
+ *
  * Modes: `shim6` (daemons on A and B, the stream goes to B's ULID), `tcp`
  * (plain TCP, the baseline that does not survive) and `mptcp` (Linux MPTCP
  * with two subflows). Owns the presentation; the measuring is run.ts.
@@ -27,6 +31,10 @@ export interface DemoOptions {
   json: boolean;
   plot?: string;
   keep: boolean;
+  /** Publish no capability record for B and stream to B's address (shim6: the context comes from discovery). */
+  noRecord?: boolean;
+  /** Restart A's daemon this long after the stream connects (shim6 mode; before `failAtMs`). */
+  restartAtMs?: number;
   /** Where lines for people go (stdout for the CLI). */
   out: (line: string) => void;
   /** Starts the daemons for mode shim6 (daemons.ts), injected so this module does not load the daemon. */
@@ -45,6 +53,10 @@ export interface DemoSummary {
   failure: FailureKind;
   fail_at_ms: number | null;
   samples_mbit: number[];
+  /** Where A's context with B came from (`dns`, `config`, `discovery`), null without one. */
+  context_source: 'dns' | 'config' | 'discovery' | null;
+  /** Daemon restarts during the run. */
+  restarts: number;
 }
 
 const mbit = (bytes: number): number => (bytes * 8) / 1e5; // per 100 ms → Mbit/s
@@ -57,24 +69,33 @@ function bar(v: number, max: number): string {
 export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
   const say = o.json ? () => undefined : o.out;
   let shim6: LabShim6 | undefined;
-  await labUp(lab, { say: (l) => say(`lab: ${l}`) });
+  await labUp(lab, { capability: !o.noRecord, say: (l) => say(`lab: ${l}`) });
   try {
     if (o.mode === 'mptcp') mptcpUp(lab);
     if (o.mode === 'shim6') {
       if (!o.startShim6) throw new Error('shim6 mode needs the daemon');
       shim6 = await o.startShim6(lab, (l) => say(`lab: ${l}`));
     }
-    const to = LAB_B_NAME;
-    const resolver = shim6?.resolverA ?? LAB_ADDR.dnsA;
-    say(`demo: ${o.mode}: A resolves ${to} via ${resolver}, streams ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s of checksummed blocks for ${o.durationMs / 1000} s; link P is ${o.failure === 'blackhole' ? 'silently black-holed' : 'set down'} at +${o.failAtMs / 1000} s`);
+    const to = o.noRecord ? LAB_ADDR.bP : LAB_B_NAME;
+    const resolver = o.noRecord ? undefined : shim6?.resolverA ?? LAB_ADDR.dnsA;
+    const restartAt = shim6 && o.restartAtMs !== undefined ? o.restartAtMs : undefined;
+    say(`demo: ${o.mode}: A ${resolver ? `resolves ${to} via ${resolver}` : `connects to B's address ${to} (no capability record)`}, streams ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s of checksummed blocks for ${o.durationMs / 1000} s; link P is ${o.failure === 'blackhole' ? 'silently black-holed' : 'set down'} at +${o.failAtMs / 1000} s`);
     const expected = mbit(o.rate / 10);
     let t0 = 0;
     let failAt: number | undefined;
     let recoveredShown = false;
     let rehomeShown = false;
     const res: RunResult = await runStream(lab, {
-      to, resolver, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: o.failure, rate: o.rate,
+      to, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: o.failure, rate: o.rate,
+      ...(resolver ? { resolver } : {}),
       ...(o.mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
+      ...(restartAt !== undefined && shim6 ? {
+        actions: [{ atMs: restartAt, run: async () => {
+          say(`  +${(restartAt / 1000).toFixed(3)} s  ↻ restarting A's shim6 daemon (SIGTERM, start)`);
+          await shim6!.restart('a');
+          say(`  +${((Date.now() - t0) / 1000).toFixed(3)} s  ↻ A's shim6 daemon is ready again`);
+        } }],
+      } : {}),
       onEvent: (who, e) => {
         if (e.ev === 'connected' && who === 'send') { t0 = e.t; say(`  +0.000 s  connected to ${e.remote}`); }
         if (e.ev === 'failure') { failAt = e.t; say(`  +${((e.t - t0) / 1000).toFixed(3)} s  ✖ link ${e.link} ${e.kind === 'blackhole' ? 'black-holed (silent drop)' : 'down'}`); }
@@ -105,9 +126,12 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
       rehome_ms: rehome !== null && res.failAt !== undefined ? rehome - res.failAt : null,
       failure: o.failure, fail_at_ms: res.failAt !== undefined ? res.failAt - res.connectedAt : null,
       samples_mbit: window.map((s) => +mbit(s.bytes).toFixed(2)),
+      context_source: shim6?.contextSource(LAB_ADDR.bP) ?? null,
+      restarts: shim6?.restarts() ?? 0,
     };
     say('summary:');
     say(`  stall (longest gap in received data): ${summary.stall_ms} ms${summary.recovered ? '' : ' — the stream did NOT recover'}`);
+    if (summary.context_source !== null) say(`  A's context with B came from: ${summary.context_source}${summary.restarts ? `; daemon restarts: ${summary.restarts}` : ''}`);
     if (summary.rehome_ms !== null) say(`  re-homing after the failure: ${summary.rehome_ms} ms`);
     say(`  bytes sent ${summary.bytes_sent}, verified ${summary.bytes_verified}, corrupt blocks ${summary.corrupt}`);
     if (o.json) o.out(JSON.stringify(summary));

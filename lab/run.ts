@@ -32,6 +32,11 @@ export interface RunOptions {
   graceMs?: number;
   /** Prefix for both stream commands (e.g. `['mptcpize', 'run']`). */
   wrap?: string[];
+  /**
+   * Other things to do during the stream, each `atMs` after it connects (e.g.
+   * restart a daemon). Each must be before the failure; the run waits for them.
+   */
+  actions?: { atMs: number; run: () => Promise<void> }[];
   /** Called with every event as it arrives (for a live timeline). */
   onEvent?: (who: 'send' | 'recv' | 'lab', e: StreamEvent | { ev: 'failure'; t: number; kind: FailureKind; link: LabLink }) => void;
 }
@@ -100,6 +105,9 @@ interface Observed {
   failAt?: number;
   /** The sender's octet count in its first report after the failure (≥ what it had written by then). */
   sentAtFailure?: number;
+  /** The running `actions`, and the first that failed. */
+  actions: Promise<void>[];
+  actionError?: Error;
 }
 
 /** Start the receiver in B and wait (≤ 60 s: only a hang takes that long, a busy machine can take 15) until it listens. */
@@ -134,6 +142,9 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
       o.onEvent?.('send', e);
       if (e.ev === 'connected') {
         seen.connectedAt = e.t;
+        for (const a of o.actions ?? []) {
+          seen.actions.push(new Promise<void>((res) => setTimeout(res, a.atMs)).then(a.run).catch((err: Error) => { seen.actionError ??= err; }));
+        }
         if (o.failure !== 'none') {
           setTimeout(() => {
             if (o.failure === 'blackhole') blackhole(lab, link); else setLink(lab, link, false);
@@ -178,7 +189,7 @@ function summarize(seen: Observed, durationMs: number): RunResult {
 export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
   const port = o.port ?? 7000;
   const to = o.to ?? LAB_ADDR.bP;
-  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0 };
+  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0, actions: [] };
   const err = { text: '' };
   const server = await startReceiver(lab, o, port, seen, err);
   let client: ChildProcess | undefined;
@@ -191,6 +202,8 @@ export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
     await Promise.race([sender.finished, new Promise((r) => { bound = setTimeout(r, o.durationMs + (o.graceMs ?? 5000)); })]);
     clearTimeout(bound);
     if (!seen.connectedAt) throw new LabError(`the stream did not connect to ${to}: ${err.text.trim()}`);
+    await Promise.all(seen.actions);
+    if (seen.actionError) throw seen.actionError;
     // Give the receiver a moment to report its final figures.
     for (let i = 0; i < 20 && !seen.recvDone; i++) await new Promise((r) => setTimeout(r, 100));
     return summarize(seen, o.durationMs);

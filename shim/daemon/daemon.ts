@@ -65,6 +65,8 @@ export class Daemon {
   private resolver: ResolverGroup | undefined;
   private control: ControlServer | undefined;
   private stopped = false;
+  /** Set at the start of `stop()`: no route into the TUN from then on. */
+  private stopping = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
@@ -103,8 +105,13 @@ export class Daemon {
     const tun = LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu });
     const transport = openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
     const sinkRef: { daemon?: Daemon } = {};
+    // While stopping, no new route into the TUN (a context the stop races with must not pull traffic into a daemon going away).
+    const routeHook = {
+      contextUp: (local: Ipv6, peer: Ipv6) => { if (!sinkRef.daemon?.stopping) routes.contextUp(local, peer); },
+      contextDown: (peer: Ipv6) => routes.contextDown(peer),
+    };
     const driver = new EngineDriver<Engine>({
-      engine, transport, tun, peerPort: config.port, routes, logger: log.child('engine'),
+      engine, transport, tun, peerPort: config.port, routes: routeHook, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e),
     });
     const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
@@ -207,8 +214,15 @@ export class Daemon {
    * save the caches, then remove routes, rules, the TUN and the sockets.
    */
   async stop(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.stopping) return;
+    this.stopping = true;
     await this.opts.notify?.stopping();
+    // Traffic goes back to plain IPv6 at once, not into a daemon going away (a restart's gap is
+    // plain IPv6, and the next daemon protects the open connections again: protectOpenConnections).
+    this.newFlows?.close();
+    const routed = this.routes.routed();
+    for (const peer of routed) this.routes.contextDown(peer);
+    if (routed.length > 0) this.routes.flushRouteCache();
     const open = this.engine.contextCount;
     if (open > 0) {
       this.driver.command((e, now) => e.close(now));

@@ -161,7 +161,7 @@ export class Engine {
    * `integrated` sends I1 for the full exchange (the exchange is the probe),
    * `independent` sends the probe pair (I1 → R1, `peer-supported`; the daemon
    * then calls `protect`). A peer known to run shim6 gets the exchange at once
-   * (as `protect`). Returns what was done; only `started`/`probing` sent an I1.
+   * (as `protect`; neither holds the flow). Returns what was done; only `started`/`probing` sent an I1.
    */
   discover(now: Millis, localUlid: Ipv6, peer: Ipv6): 'started' | 'probing' | 'context' | 'negative' | 'off' | 'not-local' {
     const core = this.core;
@@ -177,16 +177,18 @@ export class Engine {
       initiate(core, now, localUlid, peer, hints, 'independent', false, undefined);
       return 'probing';
     }
+    // No `context-initiated`: the flow goes on as plain IPv6 until the context is up (nothing held).
     initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
-    if (knownCapable(core, now, peer)) core.emit({ kind: 'context-initiated', localUlid, peerUlid: peer });
     return 'started';
   }
 
   /**
    * A connection to `peer` exists (the daemon found it in the kernel's socket
    * table after a restart): if the peer is known to run shim6, start a context
-   * now, as a prime would, so the connection is protected before it needs to
-   * be. Returns whether an exchange was started.
+   * now, so the connection is protected before it needs to be. Unlike a prime
+   * there is no `context-initiated`: the running connection keeps going as
+   * plain IPv6 until the context is up (holding it would drop its segments).
+   * Returns whether an exchange was started.
    */
   protect(now: Millis, peer: Ipv6): boolean {
     const core = this.core;
@@ -196,7 +198,6 @@ export class Engine {
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
     initiate(core, now, core.config.localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
-    core.emit({ kind: 'context-initiated', localUlid: core.config.localUlid, peerUlid: peer });
     return true;
   }
 

@@ -36,6 +36,8 @@ test('protect(): a peer known to run shim6 gets a context at once; an unknown on
   assert.equal(a2.engine.protect(net2.now, '2001:db8:99::1'), false, 'unknown peer: nothing');
   assert.equal(a2.engine.protect(net2.now, b.ulid), true);
   assert.equal(a2.engine.protect(net2.now, b.ulid), false, 'once');
+  net2.flush();
+  assert.equal(a2.events.some((e) => e.kind === 'context-initiated'), false, 'the open connection is not held while the context comes up');
   net2.run(net2.now + 1000);
   assert.equal(a2.engine.status().contexts[0]?.state, State.ESTABLISHED);
   void a;
@@ -48,4 +50,31 @@ test('the kernel socket table: peers of open TCP connections, global IPv6 only, 
   const text = head + row(b1, '01') + row(b1, '01') + row('B80D0120000000000000000020000000', '0A') + row('00000000000000000000000001000000', '01')
     + row('0000000000000000FFFF00000100007F', '01') + row('000080FE000000000000000001000000', '01') + row('B80D0120000000000000000030000000', '08');
   assert.deepEqual(parseTcp6Peers(text), ['2001:db8::10', '2001:db8::30']);
+});
+
+test('discover(): integrated sends the I1 exchange itself, nothing held; independent probes first; negative and off start nothing', () => {
+  for (const mode of ['integrated', 'independent'] as const) {
+    const net = new Loop(30);
+    const a = net.add('A', 205, ['2001:db8:a1::/64', '2001:db8:a2::/64'], { profile: 'fast', defaultMode: mode });
+    const b = net.add('B', 206, ['2001:db8:b1::/64', '2001:db8:b2::/64'], { profile: 'fast' });
+    assert.equal(a.engine.discover(net.now, b.ulid, a.ulid), 'not-local', 'our own address is no peer');
+    assert.equal(a.engine.discover(net.now, a.ulid, b.ulid), mode === 'integrated' ? 'started' : 'probing');
+    assert.equal(a.engine.discover(net.now, a.ulid, b.ulid), 'context', 'one discovery per destination at a time');
+    net.flush();
+    assert.equal(a.events.some((e) => e.kind === 'context-initiated'), false, 'the application\'s flow is not held');
+    net.run(net.now + 1000);
+    if (mode === 'independent') {
+      assert.ok(a.events.some((e) => e.kind === 'peer-supported' && e.peerUlid === b.ulid), 'the probe pair was answered');
+      assert.equal(a.engine.contextCount, 0, 'the probe leaves no context');
+      assert.equal(a.engine.protect(net.now, b.ulid), true, 'the daemon then protects the flow');
+      net.run(net.now + 1000);
+    }
+    assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  }
+  const net = new Loop(31);
+  const a = net.add('A', 207, ['2001:db8:a1::/64'], { profile: 'fast', peers: [{ ulid: '2001:db8:b9::1', mode: 'off' }] });
+  assert.equal(a.engine.discover(net.now, a.ulid, '2001:db8:b9::1'), 'off');
+  a.engine.absent(net.now, { addresses: ['2001:db8:b8::1'], ttl: 60 });
+  assert.equal(a.engine.discover(net.now, a.ulid, '2001:db8:b8::1'), 'negative');
+  assert.equal(a.engine.contextCount, 0);
 });
