@@ -30,6 +30,8 @@ export interface RunOptions {
   link?: LabLink;
   /** How long after the sending window to wait for the stream to drain and close (default 5000). */
   graceMs?: number;
+  /** The sender sends nothing from `atMs` (after it connects) for `ms`: the connection idles. */
+  pause?: { atMs: number; ms: number };
   /** Prefix for both stream commands (e.g. `['mptcpize', 'run']`). */
   wrap?: string[];
   /**
@@ -135,7 +137,7 @@ async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observ
 /** Start the sender in A; inject the failure `failAtMs` after it connects; resolve when it is done. */
 function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Observed, err: { text: string }): { client: ChildProcess; finished: Promise<void> } {
   const link = o.link ?? 'P';
-  const client = streamProc(lab.a, o.wrap ?? [], ['send', '--to', to, '--port', String(port), '--duration', String(o.durationMs), '--rate', String(o.rate), ...(o.resolver ? ['--resolver', o.resolver] : [])]);
+  const client = streamProc(lab.a, o.wrap ?? [], ['send', '--to', to, '--port', String(port), '--duration', String(o.durationMs), '--rate', String(o.rate), ...(o.resolver ? ['--resolver', o.resolver] : []), ...(o.pause ? ['--pause', `${o.pause.atMs}:${o.pause.ms}`] : [])]);
   client.stderr?.on('data', (d: Buffer) => { err.text += d.toString(); });
   const finished = new Promise<void>((resolve) => {
     lines(client, (e) => {
