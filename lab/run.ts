@@ -52,6 +52,8 @@ export interface Sample {
 export interface RunResult {
   /** Longest gap between two arrivals of data at the receiver, ms (counting a silence still open at the end). */
   stall_ms: number;
+  /** The same, of the silences that ended after the failure (or were still open): the failure's own stall. */
+  stall_after_fail_ms: number | null;
   /**
    * True if data written after the failure arrived: the receiver verified more octets than the
    * sender had written by its first report after the failure. (Counting arrivals after the
@@ -107,6 +109,8 @@ interface Observed {
   failAt?: number;
   /** The sender's octet count in its first report after the failure (≥ what it had written by then). */
   sentAtFailure?: number;
+  /** Silences the receiver reported. */
+  gaps: { t: number; from: number; ms: number }[];
   /** The running `actions`, and the first that failed. */
   actions: Promise<void>[];
   actionError?: Error;
@@ -124,6 +128,7 @@ async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observ
         if (e.ev === 'listening') { clearTimeout(t); resolve(); }
         if (e.ev === 'tick') { seen.recvTick = e; seen.samples.push({ t: e.t, bytes: e.bytes }); }
         if (e.ev === 'done') seen.recvDone = e;
+        if (e.ev === 'gap') seen.gaps.push(e);
       });
       server.once('exit', () => reject(new LabError(`stream receiver exited: ${err.text}`)));
     });
@@ -174,8 +179,10 @@ function summarize(seen: Observed, durationMs: number): RunResult {
   // A silence still open when the receiver was stopped counts until the end of the sending window.
   const openGap = done ? 0 : Math.max(0, connectedAt + durationMs - (lastDataAt ?? connectedAt));
   const verified = done?.verified ?? tick?.verified ?? 0;
+  const afterFail = failAt === undefined ? null : Math.max(0, openGap, ...seen.gaps.filter((g) => g.t > failAt).map((g) => g.ms));
   return {
     stall_ms: Math.max(maxGap, openGap),
+    stall_after_fail_ms: afterFail,
     recovered: failAt === undefined || (sentAtFailure !== undefined && verified > sentAtFailure),
     complete: seen.sendDone && done !== undefined,
     bytes_sent: seen.sendLast,
@@ -191,7 +198,7 @@ function summarize(seen: Observed, durationMs: number): RunResult {
 export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
   const port = o.port ?? 7000;
   const to = o.to ?? LAB_ADDR.bP;
-  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0, actions: [] };
+  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0, actions: [], gaps: [] };
   const err = { text: '' };
   const server = await startReceiver(lab, o, port, seen, err);
   let client: ChildProcess | undefined;

@@ -16,11 +16,15 @@ import { Resolver } from 'node:dns/promises';
 import { BlockVerifier, encodeBlock } from './stream-codec.ts';
 
 export const TICK_MS = 100;
+/** Silences longer than this are reported one by one (`gap` events). */
+export const GAP_REPORT_MS = 50;
 
 /** One JSON line of the stream tool's report. */
 export type StreamEvent =
   | { ev: 'listening'; port: number }
   | { ev: 'connected'; t: number; remote: string }
+  /** The receiver: data arrived after a silence of `ms` (> GAP_REPORT_MS) that began at `from`. */
+  | { ev: 'gap'; t: number; from: number; ms: number }
   | { ev: 'tick'; t: number; bytes: number; total: number; verified?: number; corrupt?: number; maxGapMs?: number; lastAt?: number }
   | { ev: 'done'; t: number; role: 'send' | 'recv'; total: number; verified?: number; corrupt?: number; blocks?: number; maxGapMs?: number; maxGapAt?: number; firstAt?: number; error?: string };
 
@@ -65,7 +69,9 @@ export function serve(opts: { port: number; host?: string; once?: boolean }, emi
         interval = 0;
       }, TICK_MS);
       sock.on('data', (chunk: Buffer) => {
-        gap.data(Date.now());
+        const now = Date.now();
+        if (gap.lastAt !== undefined && now - gap.lastAt > GAP_REPORT_MS) emit({ ev: 'gap', t: now, from: gap.lastAt, ms: now - gap.lastAt });
+        gap.data(now);
         interval += chunk.length;
         v.push(chunk);
       });

@@ -78,3 +78,19 @@ test('discover(): integrated sends the I1 exchange itself, nothing held; indepen
   assert.equal(a.engine.discover(net.now, a.ulid, '2001:db8:b8::1'), 'negative');
   assert.equal(a.engine.contextCount, 0);
 });
+
+test('after the peer closed the context, packets still on their way start no new exchange; the peer\'s next exchange is answered', () => {
+  const { net, a, b } = established(208, 209);
+  b.engine.close(net.now);
+  net.run(net.now + 2000);
+  assert.equal(a.engine.contextCount, 0);
+  assert.ok(a.events.some((e) => e.kind === 'context-closed' && e.reason === 'peer-close'));
+  a.events.length = 0;
+  assert.equal(net.sendPayload(a, b), false);
+  net.run(net.now + 2000);
+  assert.equal(a.engine.contextCount, 0, 'a straggler does not start a context towards a peer that just closed');
+  assert.equal(a.events.some((e) => e.kind === 'context-initiated'), false);
+  assert.equal(b.engine.protect(net.now, a.ulid), true, 'the peer comes back');
+  net.run(net.now + 2000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+});
