@@ -10,8 +10,8 @@
  * shim6 is primed by DNS. Two more shim6 rows: `shim6-discovery` (B publishes no
  * capability record and A streams to B's address: the context comes from host-based
  * discovery) and `shim6-restart` (A's daemon is restarted, SIGTERM then start, 500 ms
- * into the stream; the failure comes 3 s later than in the other modes, on a stream
- * 3 s longer). Then the time from a new connection's first packet (just before
+ * into the stream; the failure comes 5 s later than in the other modes, on a stream
+ * 5 s longer). Then the time from a new connection's first packet (just before
  * connect()) to A's context by discovery, median of `--discovery-samples` (20)
  * connections, A's daemon restarted with no caches between them. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
@@ -22,7 +22,7 @@ import { labFor, LAB_ADDR } from '../lab/topology.ts';
 import { labDown, labUp, mptcpUp } from '../lab/lab.ts';
 import { runStream, type RunResult } from '../lab/run.ts';
 import { labDaemonFiles, readLog, shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.ts';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { rmSync } from 'node:fs';
 
 import { LAB_B_NAME } from '../lab/dns.ts';
@@ -51,7 +51,7 @@ const modes = opt('modes', 'tcp,mptcp,shim6,shim6-discovery,shim6-restart,shim6-
 const discoverySamples = Number(opt('discovery-samples', '20'));
 /** shim6-restart: when A's daemon restarts, and how much later than the others its failure comes. */
 const RESTART_AT_MS = 500;
-const RESTART_SHIFT_MS = 3000;
+const RESTART_SHIFT_MS = 5000;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -163,13 +163,30 @@ async function discoveryTime(): Promise<void> {
   const server = spawn('ip', ['netns', 'exec', lab.b, process.execPath, '-e', "require('net').createServer((s) => { s.resume(); s.on('error', () => {}); }).listen(7001)"], { stdio: 'ignore' });
   const toContext: number[] = [];
   const toStart: number[] = [];
+  const connectMs: number[] = [];
   try {
     await new Promise((r) => setTimeout(r, 500));
-    const client = `const t = Date.now(); const s = require('net').connect({ host: '${LAB_ADDR.bP}', port: 7001 }, () => { console.log(t); setTimeout(() => s.destroy(), 100); }); s.on('error', (e) => { console.error(e.message); process.exit(1); });`;
+    // One warm client process in A (its connect path compiled by a first connect to the loopback, which
+    // starts no discovery): per line on stdin it takes t0 and connects, then prints t0 and when it connected.
+    const script = `const net = require('net'); const rl = require('readline').createInterface({ input: process.stdin });
+      const go = (host, cb) => { const t = Date.now(); const s = net.connect({ host, port: 7001 }, () => { cb(t, Date.now()); setTimeout(() => s.destroy(), 100); }); s.on('error', () => cb(t, -1)); };
+      go('::1', () => console.log('{"ready":true}'));
+      rl.on('line', () => go('${LAB_ADDR.bP}', (t0, connected) => console.log(JSON.stringify({ t0, connected }))));`;
+    const client = spawn('ip', ['netns', 'exec', lab.a, process.execPath, '-e', script], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const replies: string[] = [];
+    client.stdout.on('data', (d: Buffer) => replies.push(...d.toString().split('\n').filter(Boolean)));
+    const next = async (): Promise<{ t0: number; connected: number; ready?: boolean }> => {
+      for (let k = 0; k < 200 && replies.length === 0; k++) await new Promise((res) => setTimeout(res, 25));
+      const l = replies.shift();
+      if (l === undefined) throw new Error('the client in A did not answer');
+      return JSON.parse(l) as { t0: number; connected: number };
+    };
+    await next();
     for (let i = 0; i < discoverySamples; i++) {
-      const r = spawnSync('ip', ['netns', 'exec', lab.a, process.execPath, '-e', client], { encoding: 'utf8', timeout: 10_000 });
-      const t0 = Number(r.stdout.trim());
-      if (!Number.isFinite(t0) || t0 <= 0) throw new Error(`connect failed: ${r.stderr}`);
+      client.stdin.write('go\n');
+      const { t0, connected } = await next();
+      if (connected < 0) throw new Error('connect to B failed');
+      connectMs.push(connected - t0);
       let est: number | undefined;
       let started: number | undefined;
       for (let k = 0; k < 100 && est === undefined; k++) {
@@ -181,17 +198,18 @@ async function discoveryTime(): Promise<void> {
       if (est === undefined) throw new Error(`connection ${i + 1}: no context by discovery`);
       toContext.push(est - t0);
       if (started !== undefined) toStart.push(started - t0);
-      process.stderr.write(`  discovery ${i + 1}/${discoverySamples}: first packet → discovery started ${started !== undefined ? started - t0 : '?'} ms → context ${est - t0} ms\n`);
+      process.stderr.write(`  discovery ${i + 1}/${discoverySamples}: connected after ${connected - t0} ms; first packet → discovery started ${started !== undefined ? started - t0 : '?'} ms → context ${est - t0} ms\n`);
       await shim6.stopHost('a');
       rmSync(labDaemonFiles(lab, 'a').cache, { force: true });
       await shim6.start('a');
     }
+    client.kill('SIGKILL');
   } finally {
     server.kill('SIGKILL');
     await shim6.stop();
     labDown(lab);
   }
-  console.log(`\ndiscovery time (no record, by address; median of ${toContext.length}): first packet → context established ${median(toContext)} ms (min ${Math.min(...toContext)}, max ${Math.max(...toContext)}); first packet → discovery started (the daemon learnt of the flow) ${toStart.length ? median(toStart) : '—'} ms`);
+  console.log(`\ndiscovery time (no record, by address; median of ${toContext.length}): first packet → context established ${median(toContext)} ms (min ${Math.min(...toContext)}, max ${Math.max(...toContext)}); first packet → discovery started (the daemon learnt of the flow) ${toStart.length ? median(toStart) : '—'} ms; connect() completed after ${median(connectMs)} ms (not held)`);
 }
 
 await main();
