@@ -19,6 +19,7 @@ interface StatusReply {
     workers?: { count: number; queries: number[]; restarts: number };
   } | null;
   engine?: { contexts?: Array<Record<string, unknown>>; guard?: GuardCounters; capability?: CapabilityStatus } | null;
+  discovery?: { mode: string; flows: number; started: number; probing: number; established: number; failed: number; inFlight: number; flowsLost: number; skipped: Record<string, number> } | null;
 }
 
 function kv(o: Record<string, unknown>): string {
@@ -63,6 +64,11 @@ export function formatStatus(s: StatusReply): string {
     }
   } else {
     out.push('contexts: (no engine attached)');
+  }
+  const d = s.discovery;
+  if (d) {
+    out.push(`discovery (${d.mode}): new flows ${d.flows} (lost ${d.flowsLost})  started ${d.started}  probing ${d.probing}  established ${d.established}  no shim6 ${d.failed}  in flight ${d.inFlight}`);
+    if (Object.keys(d.skipped).length) out.push(`  skipped ${kv(d.skipped)}`);
   }
   return out.join('\n') + '\n';
 }

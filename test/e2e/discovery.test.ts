@@ -14,6 +14,7 @@ import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { NEW_FLOWS_TABLE } from '../../shim/dataplane/new-flows.ts';
+import { formatStatus } from '../../cli/commands/status.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
 
@@ -51,6 +52,7 @@ for (const mode of ['integrated', 'independent'] as const) {
     const st = await controlRequest(s.files('a').control, 'status') as Status;
     assert.equal(st.discovery?.mode, mode);
     assert.ok((st.discovery?.established ?? 0) >= 1, JSON.stringify(st.discovery));
+    assert.match(formatStatus(st as never), new RegExp(`discovery \\(${mode}\\): new flows [1-9]`), 'shim6 status shows it');
     t.diagnostic(`stall after the black hole: ${String(r.stall_after_fail_ms)} ms (longest gap of the run: ${r.stall_ms} ms)`);
   });
 }
