@@ -85,6 +85,8 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
       const ready = recs.find((x, i) => i > stop && x.msg === 'daemon ready');
       const est = recs.find((x, i) => i > stop && x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
       if (stop >= 0 && ready && est) out.protectedAfterReady.push(Date.parse(est.ts) - Date.parse(ready.ts));
+      const rel = (ts: string | undefined): string => (ts === undefined || r.failAt === undefined ? '—' : `${Date.parse(ts) - r.failAt} ms`);
+      process.stderr.write(`    restart: new daemon ready ${rel(ready?.ts)}, context with B ${rel(est?.ts)} from the failure\n`);
     }
     if (mode.startsWith('shim6')) process.stderr.write(`    context source: ${shim6?.contextSource(LAB_ADDR.bP) ?? '—'}, failure's stall ${String(r.stall_after_fail_ms)} ms\n`);
     const rh = shim6?.rehomeAt(r.failAt);
