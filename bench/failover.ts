@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,…] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--discovery-samples N]`
+ * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,…] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--discovery-samples N] [--prefix labNAME]`
  *
  * Application stall after a silent black hole of link P (nftables drop in A,
  * the link stays up), in the same two-host lab, side by side in one run:
@@ -49,6 +49,8 @@ const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
 const modes = opt('modes', 'tcp,mptcp,shim6,shim6-discovery,shim6-restart,shim6-600').split(',') as Mode[];
 const discoverySamples = Number(opt('discovery-samples', '20'));
+/** The lab's namespace prefix: one of its own per run (another run of a bench on the machine must not share it). */
+const LAB_PREFIX = opt('prefix', `labb${process.pid.toString(36).slice(-5)}`);
 /** shim6-restart: when A's daemon restarts, and how much later than the others its failure comes. */
 const RESTART_AT_MS = 500;
 const RESTART_SHIFT_MS = 5000;
@@ -63,7 +65,7 @@ interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; protecte
 
 /** One run on a fresh lab (so every run starts on link P with no context yet). */
 async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void> {
-  const lab = labFor('labbench');
+  const lab = labFor(LAB_PREFIX);
   await labUp(lab, { capability: mode !== 'shim6-discovery' });
   let shim6: LabShim6 | undefined;
   try {
@@ -159,7 +161,7 @@ async function main(): Promise<void> {
  * started again, so every connection is to an unknown peer.
  */
 async function discoveryTime(): Promise<void> {
-  const lab = labFor('labbench');
+  const lab = labFor(LAB_PREFIX);
   await labUp(lab, { capability: false });
   const shim6 = await startLabShim6(lab, () => undefined);
   const server = spawn('ip', ['netns', 'exec', lab.b, process.execPath, '-e', "require('net').createServer((s) => { s.resume(); s.on('error', () => {}); }).listen(7001)"], { stdio: 'ignore' });
