@@ -60,8 +60,9 @@ for (const mode of ['integrated', 'independent'] as const) {
 test('discovery: a peer without a daemon goes to the negative cache; the application is not delayed; the table goes on stop', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = await freshLab(t, { capability: false });
-  // Three I1 retries: the give-up comes after ~4.5 s on the fast profile.
-  const a = await oneDaemon(t, lab, 'a', { timers: { profile: 'fast', i1RetriesMax: 3 }, discovery: 'integrated' });
+  // Three I1 retries: the give-up comes after ~4.5 s on the fast profile; its 5 s hold-down
+  // raised to 10 minutes so the negative entry outlasts the test on a slow machine.
+  const a = await oneDaemon(t, lab, 'a', { timers: { profile: 'fast', i1RetriesMax: 3, noR1HolddownTime: 600_000 }, discovery: 'integrated' });
   const r = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 1500, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
   assert.equal(r.bytes_verified, r.bytes_sent);
   await waitLog(lab, 'a', (x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP);
