@@ -10,8 +10,8 @@
  * shim6 is primed by DNS. Two more shim6 rows: `shim6-discovery` (B publishes no
  * capability record and A streams to B's address: the context comes from host-based
  * discovery) and `shim6-restart` (A's daemon is restarted, SIGTERM then start, 500 ms
- * into the stream; the failure comes 5 s later than in the other modes, on a stream
- * 5 s longer). Then the time from a new connection's first packet (just before
+ * into the stream; the failure comes 5 s later than in the other modes, and not before
+ * the new daemon's context with B is up, on a stream 8 s longer). Then the time from a new connection's first packet (just before
  * connect()) to A's context by discovery, median of `--discovery-samples` (20)
  * connections, A's daemon restarted with no caches between them. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
@@ -76,9 +76,20 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
     const s6 = shim6;
     const r = await runStream(lab, {
       ...(mode === 'shim6-discovery' ? { to: LAB_ADDR.bP } : { to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA }),
-      durationMs: durationMs + (restart ? RESTART_SHIFT_MS : 0), failAtMs: failAtMs + (restart ? RESTART_SHIFT_MS : 0),
+      durationMs: durationMs + (restart ? RESTART_SHIFT_MS + 3000 : 0), failAtMs: failAtMs + (restart ? RESTART_SHIFT_MS : 0),
       failure: 'blackhole', rate, graceMs: 2000, ...(mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
-      ...(restart && s6 ? { actions: [{ atMs: RESTART_AT_MS, run: () => s6.restart('a') }] } : {}),
+      ...(restart && s6 ? {
+        actions: [{ atMs: RESTART_AT_MS, run: () => s6.restart('a') }],
+        // The failure comes after the new daemon's context with B, whatever the restart took on a loaded machine.
+        failGate: async () => {
+          for (let k = 0; k < 600; k++) {
+            const recs = readLog(labDaemonFiles(lab, 'a').log);
+            const stop = recs.findIndex((x) => x.msg === 'stopping');
+            if (stop >= 0 && recs.some((x, i) => i > stop && x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP)) return;
+            await new Promise((res) => setTimeout(res, 50));
+          }
+        },
+      } : {}),
     });
     if (restart) {
       // From the new daemon's "daemon ready" to its context with B (the open connection protected again; negative: before ready).

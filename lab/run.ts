@@ -26,6 +26,8 @@ export interface RunOptions {
   rate: number;
   /** When, after the stream connects, link P fails. */
   failAtMs: number;
+  /** And not before this resolves (called when the stream connects): e.g. a restarted daemon's context is back. */
+  failGate?: () => Promise<void>;
   failure: FailureKind;
   link?: LabLink;
   /** How long after the sending window to wait for the stream to drain and close (default 5000). */
@@ -153,11 +155,12 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
           seen.actions.push(new Promise<void>((res) => setTimeout(res, a.atMs)).then(a.run).catch((err: Error) => { seen.actionError ??= err; }));
         }
         if (o.failure !== 'none') {
-          setTimeout(() => {
+          const at = new Promise<void>((res) => setTimeout(res, o.failAtMs));
+          void Promise.all([at, o.failGate?.()]).then(() => {
             if (o.failure === 'blackhole') blackhole(lab, link); else setLink(lab, link, false);
             seen.failAt = Date.now();
             o.onEvent?.('lab', { ev: 'failure', t: seen.failAt, kind: o.failure, link });
-          }, o.failAtMs);
+          });
         }
       }
       if (e.ev === 'tick' || e.ev === 'done') {
