@@ -23,7 +23,7 @@ function opt(name: string, def: string): string {
 }
 
 const conns = Number(opt('conns', '2000'));
-const rounds = Number(opt('rounds', '3'));
+const rounds = Number(opt('rounds', '7'));
 const NS_C = `nfbc${process.pid.toString(36).slice(-4)}`;
 const NS_S = `nfbs${process.pid.toString(36).slice(-4)}`;
 const C_ADDR = '2001:db8:77::1';
@@ -91,6 +91,7 @@ async function main(): Promise<void> {
     const bare: number[] = [];
     const table: number[] = [];
     const cpuPerFlow: number[] = [];
+    const ratios: number[] = [];
     let logged = 0;
     let lost = 0;
     for (let r = 0; r < rounds; r++) {
@@ -104,7 +105,8 @@ async function main(): Promise<void> {
       logged += st.flows;
       lost += st.lost;
       cpuPerFlow.push(st.cpuUs / Math.max(1, st.flows));
-      process.stderr.write(`  round ${r + 1}/${rounds}: bare ${(conns / bare.at(-1)! * 1000).toFixed(0)} conn/s, table ${(conns / table.at(-1)! * 1000).toFixed(0)} conn/s, reader saw ${st.flows} flows (lost ${st.lost}), ${(st.cpuUs / Math.max(1, st.flows)).toFixed(1)} µs CPU per flow (incl. start-up)\n`);
+      ratios.push(table.at(-1)! / bare.at(-1)!);
+      process.stderr.write(`  round ${r + 1}/${rounds}: bare ${(conns / bare.at(-1)! * 1000).toFixed(0)} conn/s, table ${(conns / table.at(-1)! * 1000).toFixed(0)} conn/s, reader saw ${st.flows} flows (lost ${st.lost}), ${(st.cpuUs / Math.max(1, st.flows)).toFixed(1)} µs reader CPU per flow\n`);
     }
     const med = (xs: number[]): number => { const s = [...xs].sort((a, b) => a - b); return s[s.length >> 1]!; };
     const bMs = med(bare);
@@ -114,7 +116,7 @@ async function main(): Promise<void> {
     console.log('|---|---|---|');
     console.log(`| no table | ${(conns / bMs * 1000).toFixed(0)} | ${(bMs * 1000 / conns).toFixed(1)} |`);
     console.log(`| new-flows table + NFLOG reader | ${(conns / tMs * 1000).toFixed(0)} | ${(tMs * 1000 / conns).toFixed(1)} |`);
-    console.log(`extra per new connection: ${((tMs - bMs) * 1000 / conns).toFixed(1)} µs (ratio ${(tMs / bMs).toFixed(2)}); reader CPU per flow: ${med(cpuPerFlow).toFixed(1)} µs (median round, including its start-up); flows logged ${logged} of ${rounds * conns}, lost ${lost}`);
+    console.log(`time per connection with / without the table: ${med(ratios).toFixed(2)} (median of the ${rounds} paired rounds; ${ratios.map((r) => r.toFixed(2)).join(' ')}); from the median rounds: ${((tMs - bMs) * 1000 / conns).toFixed(1)} µs extra per connection; reader CPU per flow: ${med(cpuPerFlow).toFixed(1)} µs; flows logged ${logged} of ${rounds * conns}, lost ${lost}`);
   } finally {
     server.kill('SIGKILL');
     down();
