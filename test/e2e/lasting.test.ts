@@ -11,17 +11,24 @@ import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { daemons, freshLab, log, waitLog } from './fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
   test(`A's daemon restarts (${how}) mid-stream; the open connection is protected again and survives P black-holed afterwards`, { timeout: 120_000 }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
     const lab = await freshLab(t);
     const s = await daemons(t, lab);
-    // The stream runs 14 s; P fails 9 s after it connects (after the restart below).
-    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 14_000, failAtMs: 9000, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
+    // The stream runs 20 s; P fails 9 s after it connects, and not before the restarted daemon's
+    // context with B is up (a loaded machine can take seconds to restart it): a later link failure.
+    const mark: { restartedAt?: number } = {};
+    const failGate = async (): Promise<void> => {
+      await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
+    };
+    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 20_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
     await new Promise((r) => setTimeout(r, 3000)); // let the cache save (2 s after the context) happen
     const restartedAt = Date.now();
+    mark.restartedAt = restartedAt;
     if (how === 'SIGTERM') await s.stopHost('a'); else await s.crash('a');
     await s.start('a');
     const again = await waitLog(lab, 'a', (x) => x.msg === 'open connections protected again' && Date.parse(x.ts) >= restartedAt, 30_000);
