@@ -200,8 +200,11 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl'] as const)
+    const restartNeeded: string[] = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'discovery'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+    // The engine's per-peer modes are fixed at start too.
+    const modes = (c: DaemonConfig): string => JSON.stringify(c.peers.map((p) => [p.ulid, p.mode]));
+    if (modes(next) !== modes(this.config)) restartNeeded.push('peers[].mode');
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
     this.saveCaches();
