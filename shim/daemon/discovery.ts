@@ -55,9 +55,11 @@ export class Discovery {
   /** Peers whose context came from discovery (bounded like `recent`). */
   private readonly discovered = new Map<Ipv6, number>();
   private tokens = START_RATE;
-  private refilledAt = Date.now();
+  private refilledAt: number;
 
-  constructor(private readonly command: Command, private readonly log: Logger, private readonly clock: () => number = Date.now) {}
+  constructor(private readonly command: Command, private readonly log: Logger, private readonly clock: () => number = Date.now) {
+    this.refilledAt = clock();
+  }
 
   /** A new outgoing flow from `src` to `dst` left the host outside the shim. */
   onFlow(f: NewFlow): void {

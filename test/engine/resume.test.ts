@@ -7,6 +7,10 @@ import assert from 'node:assert/strict';
 import { Loop, established } from './loop.ts';
 import { State } from '../../shim/engine/index.ts';
 import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
+import { Discovery } from '../../shim/daemon/discovery.ts';
+import { Logger } from '../../shim/log.ts';
+import type { Engine } from '../../shim/engine/index.ts';
+import type { Millis } from '../../shim/time.ts';
 
 test('idle cleanup of a capable peer is resumable; the next packet brings the context back, announced so the driver holds it', () => {
   const { net, a, b } = established(201, 202);
@@ -93,4 +97,28 @@ test('after the peer closed the context, packets still on their way start no new
   assert.equal(b.engine.protect(net.now, a.ulid), true, 'the peer comes back');
   net.run(net.now + 2000);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+});
+
+test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight, 50 starts per second; outcomes free the slot', () => {
+  let now = 1_000_000;
+  const calls: string[] = [];
+  const command = (<T>(fn: (e: Engine, t: Millis) => T): T => fn({ discover: (_t: Millis, _l: string, p: string) => { calls.push(p); return 'started'; } } as unknown as Engine, now as Millis)) as never;
+  const d = new Discovery(command, new Logger({ level: 'error', format: 'json', component: 'test' }), () => now);
+  const flow = (i: number) => ({ src: '2001:db8:a1::1', dst: `2001:db8:b1::${i.toString(16)}`, proto: 6 });
+  d.onFlow(flow(1));
+  d.onFlow(flow(1));
+  assert.equal(calls.length, 1, 'the same destination again within 5 s: skipped');
+  assert.equal(d.stats.skipped['per-destination'], 1);
+  for (let i = 2; i <= 100; i++) d.onFlow(flow(i));
+  assert.equal(calls.length, 50, 'the burst of 50 starts, then the rate bound');
+  assert.ok((d.stats.skipped.rate ?? 0) >= 50);
+  now += 1000; // 50 more tokens; the in-flight bound (64) now decides
+  for (let i = 101; i <= 200; i++) d.onFlow(flow(i));
+  assert.equal(calls.length, 64);
+  assert.ok((d.stats.skipped['in-flight'] ?? 0) > 0);
+  d.onEvent({ kind: 'context-failed', localUlid: '2001:db8:a1::1', peerUlid: flow(2).dst, reason: 'no-answer' });
+  now += 1000;
+  d.onFlow(flow(201));
+  assert.equal(calls.length, 65, 'an outcome frees its slot');
+  assert.equal(d.stats.failed, 1);
 });
