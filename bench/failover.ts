@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,…] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--load]`
+ * `npm run bench -- failover [--runs N] [--modes tcp,mptcp,shim6,…] [--duration MS] [--fail-at MS] [--rate Mbit/s] [--load] [--discovery-samples N] [--prefix labNAME]`
  *
  * Application stall after a silent black hole of link P (nftables drop in A,
  * the link stays up), in the same two-host lab, side by side in one run:
@@ -11,7 +11,13 @@
  * with `dataPath: kernel` (docs/dataplane.md "Kernel path"). `--load` keeps
  * every CPU busy with a load generator (one spinning process per CPU) during
  * every mode's runs. The stream goes to B by name through A's stub, so
- * shim6 is primed by DNS. The stall is the
+ * shim6 is primed by DNS. Two more shim6 rows: `shim6-discovery` (B publishes no
+ * capability record and A streams to B's address: the context comes from host-based
+ * discovery) and `shim6-restart` (A's daemon is restarted, SIGTERM then start, 500 ms
+ * into the stream; the failure comes 5 s later than in the other modes, and not before
+ * the new daemon's context with B is up, on a stream 8 s longer). Then the time from a new connection's first packet (just before
+ * connect()) to A's context by discovery, median of `--discovery-samples` (20)
+ * connections, A's daemon restarted with no caches between them. The stall is the
  * longest gap between two arrivals of data at the receiver; the figure is the
  * median of N runs (default 5). Prints figures and ratios; asserts nothing.
  *
@@ -22,23 +28,26 @@
  * A's daemon (CGA identity, watching its addresses); the stall of each.
  * Needs root.
  */
-import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { labFor, LAB_ADDR } from '../lab/topology.ts';
 import { labDown, labUp, mptcpUp } from '../lab/lab.ts';
 import { runStream, type RunResult } from '../lab/run.ts';
-import { shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.ts';
+import { labDaemonFiles, readLog, shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.ts';
+import { spawn } from 'node:child_process';
+import { rmSync } from 'node:fs';
 
 import { LAB_B_NAME } from '../lab/dns.ts';
 import { LAB_BASE_TOOLS, LAB_TOOL_PACKAGES, missingTools } from '../lab/tools.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-kernel' | 'shim6-600' | 'mptcp-renumber' | 'shim6-renumber';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-kernel' | 'shim6-600' | 'shim6-discovery' | 'shim6-restart' | 'mptcp-renumber' | 'shim6-renumber';
 
 /** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
 const SHIM6_TIMERS: Record<string, Record<string, number>> = {
   shim6: {},
   'shim6-renumber': {},
   'shim6-kernel': {},
+  'shim6-discovery': {},
+  'shim6-restart': {},
   // The fast profile's timers before the disjoint-first probe order landed (same engine otherwise).
   'shim6-600': { sendTimeout: 600, defaultKeepaliveTimeout: 600, keepaliveTimeoutMax: 600, initialProbeTimeout: 100 },
 };
@@ -52,7 +61,7 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6,shim6-kernel,shim6-600,mptcp-renumber,shim6-renumber').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-kernel,shim6-discovery,shim6-restart,shim6-600,mptcp-renumber,shim6-renumber').split(',') as Mode[];
 const loaded = process.argv.includes('--load');
 
 /** One spinning process per CPU (killed at exit): the "busy machine" of the issue. */
@@ -63,6 +72,12 @@ function startLoad(): () => void {
   process.on('exit', stop);
   return stop;
 }
+const discoverySamples = Number(opt('discovery-samples', '20'));
+/** The lab's namespace prefix: one of its own per run (another run of a bench on the machine must not share it). */
+const LAB_PREFIX = opt('prefix', `labb${process.pid.toString(36).slice(-5)}`);
+/** shim6-restart: when A's daemon restarts, and how much later than the others its failure comes. */
+const RESTART_AT_MS = 500;
+const RESTART_SHIFT_MS = 5000;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -70,22 +85,47 @@ function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
-interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; note?: string }
+interface ModeResult { mode: Mode; runs: RunResult[]; rehome: number[]; protectedAfterReady: number[]; note?: string }
 
 /** One run on a fresh lab (so every run starts on link P with no context yet). */
 async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void> {
-  // A prefix of this process's own: two benchmarks on one machine must not share (and tear down) one lab.
-  const lab = labFor(`labb${process.pid.toString(36)}`);
-  await labUp(lab);
+  const lab = labFor(LAB_PREFIX);
+  await labUp(lab, { capability: mode !== 'shim6-discovery' });
   let shim6: LabShim6 | undefined;
   try {
     if (mode.startsWith('mptcp')) mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
     if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel' } } : {}) });
+    const restart = mode === 'shim6-restart';
+    const s6 = shim6;
     const r = await runStream(lab, {
-      to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA, durationMs, failAtMs,
+      ...(mode === 'shim6-discovery' ? { to: LAB_ADDR.bP } : { to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA }),
+      durationMs: durationMs + (restart ? RESTART_SHIFT_MS + 3000 : 0), failAtMs: failAtMs + (restart ? RESTART_SHIFT_MS : 0),
       failure: mode.endsWith('-renumber') ? 'withdraw' : 'blackhole', rate, graceMs: 2000, ...(mode.startsWith('mptcp') ? { wrap: ['mptcpize', 'run'] } : {}),
+      ...(restart && s6 ? {
+        actions: [{ atMs: RESTART_AT_MS, run: () => s6.restart('a') }],
+        // The failure comes after the new daemon's context with B, whatever the restart took on a loaded machine.
+        failGate: async () => {
+          for (let k = 0; k < 600; k++) {
+            const recs = readLog(labDaemonFiles(lab, 'a').log);
+            const stop = recs.findIndex((x) => x.msg === 'stopping');
+            if (stop >= 0 && recs.some((x, i) => i > stop && x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP)) return;
+            await new Promise((res) => setTimeout(res, 50));
+          }
+        },
+      } : {}),
     });
+    if (restart) {
+      // From the new daemon's "daemon ready" to its context with B (the open connection protected again; negative: before ready).
+      const recs = readLog(labDaemonFiles(lab, 'a').log);
+      const stop = recs.findIndex((x) => x.msg === 'stopping');
+      const ready = recs.find((x, i) => i > stop && x.msg === 'daemon ready');
+      const est = recs.find((x, i) => i > stop && x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
+      if (stop >= 0 && ready && est) out.protectedAfterReady.push(Date.parse(est.ts) - Date.parse(ready.ts));
+      const rel = (ts: string | undefined): string => (ts === undefined || r.failAt === undefined ? '—' : `${Date.parse(ts) - r.failAt} ms`);
+      process.stderr.write(`    restart: new daemon ready ${rel(ready?.ts)}, context with B ${rel(est?.ts)} from the failure\n`);
+    }
+    if (mode.startsWith('shim6')) process.stderr.write(`    context source: ${shim6?.contextSource(LAB_ADDR.bP) ?? '—'}, failure's stall ${String(r.stall_after_fail_ms)} ms\n`);
     const rh = shim6?.rehomeAt(r.failAt);
     if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
     out.runs.push(r);
@@ -97,7 +137,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
 }
 
 async function measure(mode: Mode): Promise<ModeResult> {
-  const out: ModeResult = { mode, runs: [], rehome: [] };
+  const out: ModeResult = { mode, runs: [], rehome: [], protectedAfterReady: [] };
   for (let i = 0; i < runs; i++) await measureOnce(mode, i, out);
   return out;
 }
@@ -120,34 +160,108 @@ async function main(): Promise<void> {
     const peerTool = mode === 'mptcp' ? missingTools(['mptcpize']) : [];
     const why = mode.startsWith('shim6') ? await shim6Unavailable() : peerTool.length ? `${peerTool.join(', ')} not installed (Debian package ${peerTool.map((c) => LAB_TOOL_PACKAGES[c] ?? c).join(', ')})` : undefined;
     if (why !== undefined) {
-      results.push({ mode, runs: [], rehome: [], note: mode.startsWith('shim6') ? `daemon not available in this build: ${why}` : `not measured: ${why}` });
+      results.push({ mode, runs: [], rehome: [], protectedAfterReady: [], note: mode.startsWith('shim6') ? `daemon not available in this build: ${why}` : `not measured: ${why}` });
       continue;
     }
     try {
       results.push(await measure(mode));
     } catch (err) {
-      results.push({ mode, runs: [], rehome: [], note: `failed: ${(err as Error).message}` });
+      results.push({ mode, runs: [], rehome: [], protectedAfterReady: [], note: `failed: ${(err as Error).message}` });
     }
   }
   stopLoad?.();
   console.log(`(load after: ${loadavg()})`);
-  // Each failure against MPTCP with the same failure.
+  // Each failure against MPTCP with the same failure; each shim6 row against the DNS-primed one.
   const refOf = (m: Mode): number | undefined => {
     const ref = results.find((r) => r.mode === (m.endsWith('-renumber') ? 'mptcp-renumber' : 'mptcp') && r.runs.length);
-    return ref ? median(ref.runs.map((r) => r.stall_ms)) : undefined;
+    return ref ? median(ref.runs.map((r) => r.stall_after_fail_ms ?? r.stall_ms)) : undefined;
   };
-  console.log('\n| mode | median stall (ms) | min | max | recovered | corrupt | median re-homing (ms) | stall / MPTCP |');
-  console.log('|---|---|---|---|---|---|---|---|');
+  const primed = results.find((r) => r.mode === 'shim6' && r.runs.length);
+  const primedMedian = primed ? median(primed.runs.map((r) => r.stall_after_fail_ms ?? r.stall_ms)) : undefined;
+  console.log('\n| mode | median stall (ms) | min | max | recovered | corrupt | median re-homing (ms) | stall / MPTCP | stall / shim6 (DNS) | longest gap of the run (median, ms) |');
+  console.log('|---|---|---|---|---|---|---|---|---|---|');
   for (const r of results) {
-    if (!r.runs.length) { console.log(`| ${r.mode} | — | — | — | — | — | — | ${r.note ?? ''} |`); continue; }
-    const stalls = r.runs.map((x) => x.stall_ms);
+    if (!r.runs.length) { console.log(`| ${r.mode} | — | — | — | — | — | — | ${r.note ?? ''} | | |`); continue; }
+    // The failure's own stall (silences that ended after it): the restart's gap is not the failure's.
+    const stalls = r.runs.map((x) => x.stall_after_fail_ms ?? x.stall_ms);
     const rec = r.runs.filter((x) => x.recovered).length;
     const med = median(stalls);
-    const medianText = rec === r.runs.length ? String(med) : `≥ ${med} (window end)`;
-    const refMedian = refOf(r.mode);
-    const ratio = refMedian && rec === r.runs.length ? (med / refMedian).toFixed(2) : rec === r.runs.length ? '—' : '∞';
-    console.log(`| ${r.mode} | ${medianText} | ${Math.min(...stalls)} | ${Math.max(...stalls)} | ${rec}/${r.runs.length} | ${r.runs.reduce((a, x) => a + x.corrupt, 0)} | ${r.rehome.length ? median(r.rehome) : '—'} | ${ratio} |`);
+    const all = rec === r.runs.length;
+    const medianText = all ? String(med) : `≥ ${med} (window end)`;
+    const ratio = (base: number | undefined): string => (base && all ? (med / base).toFixed(2) : all ? '—' : '∞');
+    console.log(`| ${r.mode} | ${medianText} | ${Math.min(...stalls)} | ${Math.max(...stalls)} | ${rec}/${r.runs.length} | ${r.runs.reduce((a, x) => a + x.corrupt, 0)} | ${r.rehome.length ? median(r.rehome) : '—'} | ${ratio(refOf(r.mode))} | ${r.mode.startsWith('shim6') ? ratio(primedMedian) : '—'} | ${median(r.runs.map((x) => x.stall_ms))} |`);
+    if (r.protectedAfterReady.length) console.log(`|  ↳ ${r.mode}: context with B after the new daemon's "daemon ready" (median of ${r.protectedAfterReady.length}, ms) | ${median(r.protectedAfterReady)} | ${Math.min(...r.protectedAfterReady)} | ${Math.max(...r.protectedAfterReady)} | | | | | | |`);
   }
+  if (discoverySamples > 0 && modes.some((m) => m.startsWith('shim6')) && (await shim6Unavailable()) === undefined) {
+    try {
+      await discoveryTime();
+    } catch (err) {
+      console.log(`\ndiscovery time: failed: ${(err as Error).message}`);
+    }
+  }
+}
+
+/**
+ * Time from a new connection's first packet to A's context by discovery: B
+ * publishes no record, A connects to B's address. t0 is taken just before
+ * connect() in A; the context is A's `context-established` log record (ms).
+ * Between connections A's daemon is stopped, its cache file removed, and
+ * started again, so every connection is to an unknown peer.
+ */
+async function discoveryTime(): Promise<void> {
+  const lab = labFor(LAB_PREFIX);
+  await labUp(lab, { capability: false });
+  const shim6 = await startLabShim6(lab, () => undefined);
+  const server = spawn('ip', ['netns', 'exec', lab.b, process.execPath, '-e', "require('net').createServer((s) => { s.resume(); s.on('error', () => {}); }).listen(7001)"], { stdio: 'ignore' });
+  const toContext: number[] = [];
+  const toStart: number[] = [];
+  const connectMs: number[] = [];
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    // One warm client process in A (its connect path compiled by a first connect to the loopback, which
+    // starts no discovery): per line on stdin it takes t0 and connects, then prints t0 and when it connected.
+    const script = `const net = require('net'); const rl = require('readline').createInterface({ input: process.stdin });
+      const go = (host, cb) => { const t = Date.now(); const s = net.connect({ host, port: 7001 }, () => { cb(t, Date.now()); setTimeout(() => s.destroy(), 100); }); s.on('error', () => cb(t, -1)); };
+      go('::1', () => console.log('{"ready":true}'));
+      rl.on('line', () => go('${LAB_ADDR.bP}', (t0, connected) => console.log(JSON.stringify({ t0, connected }))));`;
+    const client = spawn('ip', ['netns', 'exec', lab.a, process.execPath, '-e', script], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const replies: string[] = [];
+    client.stdout.on('data', (d: Buffer) => replies.push(...d.toString().split('\n').filter(Boolean)));
+    const next = async (): Promise<{ t0: number; connected: number; ready?: boolean }> => {
+      for (let k = 0; k < 200 && replies.length === 0; k++) await new Promise((res) => setTimeout(res, 25));
+      const l = replies.shift();
+      if (l === undefined) throw new Error('the client in A did not answer');
+      return JSON.parse(l) as { t0: number; connected: number };
+    };
+    await next();
+    for (let i = 0; i < discoverySamples; i++) {
+      client.stdin.write('go\n');
+      const { t0, connected } = await next();
+      if (connected < 0) throw new Error('connect to B failed');
+      connectMs.push(connected - t0);
+      let est: number | undefined;
+      let started: number | undefined;
+      for (let k = 0; k < 100 && est === undefined; k++) {
+        const recs = readLog(labDaemonFiles(lab, 'a').log);
+        started = recs.filter((x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= t0).map((x) => Date.parse(x.ts))[0];
+        est = recs.filter((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= t0).map((x) => Date.parse(x.ts))[0];
+        if (est === undefined) await new Promise((res) => setTimeout(res, 100));
+      }
+      if (est === undefined) throw new Error(`connection ${i + 1}: no context by discovery`);
+      toContext.push(est - t0);
+      if (started !== undefined) toStart.push(started - t0);
+      process.stderr.write(`  discovery ${i + 1}/${discoverySamples}: connected after ${connected - t0} ms; first packet → discovery started ${started !== undefined ? started - t0 : '?'} ms → context ${est - t0} ms\n`);
+      await shim6.stopHost('a');
+      rmSync(labDaemonFiles(lab, 'a').cache, { force: true });
+      await shim6.start('a');
+    }
+    client.kill('SIGKILL');
+  } finally {
+    server.kill('SIGKILL');
+    await shim6.stop();
+    labDown(lab);
+  }
+  console.log(`\ndiscovery time (no record, by address; median of ${toContext.length}): first packet → context established ${median(toContext)} ms (min ${Math.min(...toContext)}, max ${Math.max(...toContext)}); first packet → discovery started (the daemon learnt of the flow) ${toStart.length ? median(toStart) : '—'} ms; connect() completed after ${median(connectMs)} ms (not held)`);
 }
 
 await main();

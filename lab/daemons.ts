@@ -23,6 +23,14 @@ export interface LabShim6 {
   rehomeAt(failAt: number | undefined): number | null;
   /** Files of host `h`. */
   files(h: 'a' | 'b'): LabDaemonFiles;
+  /** Daemon restarts so far (`restart`, and `start` after `crash` or `stopHost`). */
+  restarts(): number;
+  /**
+   * Where A's first context with `peer` came from: `discovery` (A's daemon
+   * discovered it from the flow), `dns` (a capability record primed A),
+   * `config` (a `peers` entry), or null (no context).
+   */
+  contextSource(peer: string): 'dns' | 'config' | 'discovery' | null;
   /** Restart host `h`'s daemon (SIGTERM, then start again with the same config). */
   restart(h: 'a' | 'b'): Promise<void>;
   /** Kill host `h`'s daemon with SIGKILL (a crash: no Close, nothing cleaned up). */
@@ -161,6 +169,7 @@ export interface LabShim6Options {
 /** Start daemons on B then A (B answers A's I1 at once). */
 export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: LabShim6Options = {}): Promise<LabShim6> {
   const procs: Record<'a' | 'b', ChildProcess | undefined> = { a: undefined, b: undefined };
+  let restarts = 0;
   for (const h of ['b', 'a'] as const) {
     writeLabDaemonConfig(lab, h, { timers: { profile: 'fast', ...opts.timers }, ...opts.extra, ...(h === 'a' ? opts.extraA : {}) });
     procs[h] = await startLabDaemon(lab, h);
@@ -181,16 +190,19 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
         const r = readLog(labDaemonFiles(lab, 'a').log).find((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= failAt);
         return r ? Date.parse(r.ts) : null;
       },
+      restarts: () => restarts,
+      contextSource: (peer) => contextSource(readLog(labDaemonFiles(lab, 'a').log), peer, opts.extra?.peers),
       restart: async (h) => {
         if (procs[h]) await stopProcess(procs[h]);
         procs[h] = await startLabDaemon(lab, h);
+        restarts++;
       },
       crash: async (h) => {
         const p = procs[h];
         if (!p || p.exitCode !== null) return;
         await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
       },
-      start: async (h) => { procs[h] = await startLabDaemon(lab, h); },
+      start: async (h) => { procs[h] = await startLabDaemon(lab, h); restarts++; },
       stopHost: async (h) => { if (procs[h]) await stopProcess(procs[h]); },
       stop: stopAll,
     };
@@ -198,4 +210,16 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
     await stopAll();
     throw err;
   }
+}
+
+/** Where the first context with `peer` in a daemon's log came from (LabShim6.contextSource). */
+export function contextSource(records: readonly LogRecord[], peer: string, peers?: unknown): 'dns' | 'config' | 'discovery' | null {
+  const first = records.findIndex((r) => r.msg === 'context-established' && r.peerUlid === peer);
+  if (first < 0) return null;
+  const before = records.slice(0, first + 1);
+  // Discovery logs its start before the exchange, and 'context from discovery' right after the context.
+  if (before.some((r) => r.msg === 'discovery started' && r.peer === peer)) return 'discovery';
+  if (before.some((r) => r.msg === 'prime' && r.ulid === peer)) return 'dns';
+  if (Array.isArray(peers) && peers.some((p) => (p as { ulid?: string }).ulid === peer)) return 'config';
+  return null;
 }

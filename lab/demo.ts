@@ -4,6 +4,10 @@
  * the application saw: a live timeline (throughput per 100 ms, the failure,
  * the re-homing, the stall), a summary, optionally JSON and an SVG plot.
  *
+ * `--no-record`: B publishes no capability record and A streams to B's
+ * address, so A's daemon finds B by host-based discovery. `--restart-at`:
+ * A's daemon is restarted (SIGTERM, start) mid-stream, before the failure.
+ *
  * Modes: `shim6` (daemons on A and B, the stream goes to B's ULID), `tcp`
  * (plain TCP, the baseline that does not survive) and `mptcp` (Linux MPTCP
  * with two subflows). Owns the presentation; the measuring is run.ts.
@@ -39,6 +43,10 @@ export interface DemoOptions {
   keep: boolean;
   /** Replace a lab of the same prefix that exists (else refused: ELAB_RUNNING, the lab untouched). */
   replace?: boolean;
+  /** Publish no capability record for B and stream to B's address (shim6: the context comes from discovery). */
+  noRecord?: boolean;
+  /** Restart A's daemon this long after the stream connects (shim6 mode; before `failAtMs`). */
+  restartAtMs?: number;
   /** Where lines for people go (stdout for the CLI). */
   out: (line: string) => void;
   /** Starts the daemons for mode shim6 (daemons.ts), injected so this module does not load the daemon; `extraA`: config keys for A only. */
@@ -63,6 +71,10 @@ export interface DemoSummary {
   record_updated_ms?: number | null;
   /** --renumber: B's view of A's locators at the end. */
   peer_locators?: { address: string; verified: boolean; broken: boolean }[];
+  /** Where A's context with B came from (`dns`, `config`, `discovery`), null without one. */
+  context_source: 'dns' | 'config' | 'discovery' | null;
+  /** Daemon restarts during the run. */
+  restarts: number;
 }
 
 /** The locators of A's capability record as the lab's DNS serves it now (asked from A, without blocking). */
@@ -100,7 +112,7 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
   let shim6: LabShim6 | undefined;
   // Every program the run will exec, named before anything is built.
   requireTools([...LAB_BASE_TOOLS, ...(o.mode === 'mptcp' ? ['mptcpize'] : [])], `lab demo --mode ${o.mode}`);
-  await labUp(lab, { say: (l) => say(`lab: ${l}`), replace: o.replace ?? false });
+  await labUp(lab, { capability: !o.noRecord, say: (l) => say(`lab: ${l}`), replace: o.replace ?? false });
   const renumber = o.renumber === true && o.mode === 'shim6';
   try {
     if (o.mode === 'mptcp') mptcpUp(lab);
@@ -137,18 +149,27 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
       if (steps.removedAt === undefined) { await new Promise((r) => setTimeout(r, Math.max(0, removeAt - Date.now()))); removeStart(); }
     };
     let renumbering: Promise<void> | undefined;
-    const to = LAB_B_NAME;
-    const resolver = shim6?.resolverA ?? LAB_ADDR.dnsA;
+    const to = o.noRecord ? LAB_ADDR.bP : LAB_B_NAME;
+    const resolver = o.noRecord ? undefined : shim6?.resolverA ?? LAB_ADDR.dnsA;
+    const restartAt = shim6 && o.restartAtMs !== undefined ? o.restartAtMs : undefined;
     const what = renumber ? `A is renumbered at +${o.failAtMs / 1000} s (new prefix on link R, then its first address removed)` : `link P is ${o.failure === 'blackhole' ? 'silently black-holed' : 'set down'} at +${o.failAtMs / 1000} s`;
-    say(`demo: ${o.mode}: A resolves ${to} via ${resolver}, streams ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s of checksummed blocks for ${o.durationMs / 1000} s; ${what}`);
+    say(`demo: ${o.mode}: A ${resolver ? `resolves ${to} via ${resolver}` : `connects to B's address ${to} (no capability record)`}, streams ${(o.rate * 8 / 1e6).toFixed(0)} Mbit/s of checksummed blocks for ${o.durationMs / 1000} s; ${what}`);
     const expected = mbit(o.rate / 10);
     let t0 = 0;
     let failAt: number | undefined;
     let recoveredShown = false;
     let rehomeShown = false;
     const res: RunResult = await runStream(lab, {
-      to, resolver, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: renumber ? 'none' : o.failure, rate: o.rate,
+      to, durationMs: o.durationMs, failAtMs: o.failAtMs, failure: renumber ? 'none' : o.failure, rate: o.rate,
+      ...(resolver ? { resolver } : {}),
       ...(o.mode === 'mptcp' ? { wrap: ['mptcpize', 'run'] } : {}),
+      ...(restartAt !== undefined && shim6 ? {
+        actions: [{ atMs: restartAt, run: async () => {
+          say(`  +${(restartAt / 1000).toFixed(3)} s  ↻ restarting A's shim6 daemon (SIGTERM, start)`);
+          await shim6!.restart('a');
+          say(`  +${((Date.now() - t0) / 1000).toFixed(3)} s  ↻ A's shim6 daemon is ready again`);
+        } }],
+      } : {}),
       onEvent: (who, e) => {
         if (e.ev === 'connected' && who === 'send') {
           t0 = e.t;
@@ -189,9 +210,12 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
         record_updated_ms: steps.recordAt != null && steps.addedAt !== undefined ? steps.recordAt - steps.addedAt : null,
         peer_locators: await peerLocators(lab),
       } : {}),
+      context_source: shim6?.contextSource(LAB_ADDR.bP) ?? null,
+      restarts: shim6?.restarts() ?? 0,
     };
     say('summary:');
     say(`  stall (longest gap in received data): ${summary.stall_ms} ms${summary.recovered ? '' : ' — the stream did NOT recover'}`);
+    if (summary.context_source !== null) say(`  A's context with B came from: ${summary.context_source}${summary.restarts ? `; daemon restarts: ${summary.restarts}` : ''}`);
     if (summary.rehome_ms !== null) say(`  re-homing after the ${renumber ? 'address was removed' : 'failure'}: ${summary.rehome_ms} ms`);
     if (renumber) {
       say(`  A's record in DNS with the new address after: ${summary.record_updated_ms ?? 'never'} ms`);

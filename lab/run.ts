@@ -28,12 +28,21 @@ export interface RunOptions {
   rate: number;
   /** When, after the stream connects, link P fails. */
   failAtMs: number;
+  /** And not before this resolves (called when the stream connects): e.g. a restarted daemon's context is back. */
+  failGate?: () => Promise<void>;
   failure: FailureKind;
   link?: LabLink;
   /** How long after the sending window to wait for the stream to drain and close (default 5000). */
   graceMs?: number;
+  /** The sender sends nothing from `atMs` (after it connects) for `ms`: the connection idles. */
+  pause?: { atMs: number; ms: number };
   /** Prefix for both stream commands (e.g. `['mptcpize', 'run']`). */
   wrap?: string[];
+  /**
+   * Other things to do during the stream, each `atMs` after it connects (e.g.
+   * restart a daemon). Each must be before the failure; the run waits for them.
+   */
+  actions?: { atMs: number; run: () => Promise<void> }[];
   /** Called with every event as it arrives (for a live timeline). */
   onEvent?: (who: 'send' | 'recv' | 'lab', e: StreamEvent | { ev: 'failure'; t: number; kind: FailureKind; link: LabLink }) => void;
 }
@@ -47,6 +56,8 @@ export interface Sample {
 export interface RunResult {
   /** Longest gap between two arrivals of data at the receiver, ms (counting a silence still open at the end). */
   stall_ms: number;
+  /** The same, of the silences that ended after the failure (or were still open): the failure's own stall. */
+  stall_after_fail_ms: number | null;
   /**
    * True if data written after the failure arrived: the receiver verified more octets than the
    * sender had written by its first report after the failure. (Counting arrivals after the
@@ -102,6 +113,11 @@ interface Observed {
   failAt?: number;
   /** The sender's octet count in its first report after the failure (≥ what it had written by then). */
   sentAtFailure?: number;
+  /** Silences the receiver reported. */
+  gaps: { t: number; from: number; ms: number }[];
+  /** The running `actions`, and the first that failed. */
+  actions: Promise<void>[];
+  actionError?: Error;
 }
 
 /** Start the receiver in B and wait (≤ 60 s: only a hang takes that long, a busy machine can take 15) until it listens. */
@@ -116,6 +132,7 @@ async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observ
         if (e.ev === 'listening') { clearTimeout(t); resolve(); }
         if (e.ev === 'tick') { seen.recvTick = e; seen.samples.push({ t: e.t, bytes: e.bytes }); }
         if (e.ev === 'done') seen.recvDone = e;
+        if (e.ev === 'gap') seen.gaps.push(e);
       });
       server.once('exit', () => reject(new LabError(`stream receiver exited: ${err.text}`)));
     });
@@ -129,15 +146,19 @@ async function startReceiver(lab: Lab, o: RunOptions, port: number, seen: Observ
 /** Start the sender in A; inject the failure `failAtMs` after it connects; resolve when it is done. */
 function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Observed, err: { text: string }): { client: ChildProcess; finished: Promise<void> } {
   const link = o.link ?? 'P';
-  const client = streamProc(lab.a, o.wrap ?? [], ['send', '--to', to, '--port', String(port), '--duration', String(o.durationMs), '--rate', String(o.rate), ...(o.resolver ? ['--resolver', o.resolver] : [])]);
+  const client = streamProc(lab.a, o.wrap ?? [], ['send', '--to', to, '--port', String(port), '--duration', String(o.durationMs), '--rate', String(o.rate), ...(o.resolver ? ['--resolver', o.resolver] : []), ...(o.pause ? ['--pause', `${o.pause.atMs}:${o.pause.ms}`] : [])]);
   client.stderr?.on('data', (d: Buffer) => { err.text += d.toString(); });
   const finished = new Promise<void>((resolve) => {
     lines(client, (e) => {
       o.onEvent?.('send', e);
       if (e.ev === 'connected') {
         seen.connectedAt = e.t;
+        for (const a of o.actions ?? []) {
+          seen.actions.push(new Promise<void>((res) => setTimeout(res, a.atMs)).then(a.run).catch((err: Error) => { seen.actionError ??= err; }));
+        }
         if (o.failure !== 'none') {
-          setTimeout(() => {
+          const at = new Promise<void>((res) => setTimeout(res, o.failAtMs));
+          void Promise.all([at, o.failGate?.()]).then(() => {
             if (o.failure === 'blackhole') blackhole(lab, link);
             else if (o.failure === 'withdraw') {
               const address = link === 'P' ? LAB_ADDR.aP : LAB_ADDR.aQ;
@@ -146,7 +167,7 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
             } else setLink(lab, link, false);
             seen.failAt = Date.now();
             o.onEvent?.('lab', { ev: 'failure', t: seen.failAt, kind: o.failure, link });
-          }, o.failAtMs);
+          });
         }
       }
       if (e.ev === 'tick' || e.ev === 'done') {
@@ -168,8 +189,10 @@ function summarize(seen: Observed, durationMs: number): RunResult {
   // A silence still open when the receiver was stopped counts until the end of the sending window.
   const openGap = done ? 0 : Math.max(0, connectedAt + durationMs - (lastDataAt ?? connectedAt));
   const verified = done?.verified ?? tick?.verified ?? 0;
+  const afterFail = failAt === undefined ? null : Math.max(0, openGap, ...seen.gaps.filter((g) => g.t > failAt).map((g) => g.ms));
   return {
     stall_ms: Math.max(maxGap, openGap),
+    stall_after_fail_ms: afterFail,
     recovered: failAt === undefined || (sentAtFailure !== undefined && verified > sentAtFailure),
     complete: seen.sendDone && done !== undefined,
     bytes_sent: seen.sendLast,
@@ -185,7 +208,7 @@ function summarize(seen: Observed, durationMs: number): RunResult {
 export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
   const port = o.port ?? 7000;
   const to = o.to ?? LAB_ADDR.bP;
-  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0 };
+  const seen: Observed = { samples: [], sendLast: 0, sendDone: false, connectedAt: 0, actions: [], gaps: [] };
   const err = { text: '' };
   const server = await startReceiver(lab, o, port, seen, err);
   let client: ChildProcess | undefined;
@@ -198,6 +221,8 @@ export async function runStream(lab: Lab, o: RunOptions): Promise<RunResult> {
     await Promise.race([sender.finished, new Promise((r) => { bound = setTimeout(r, o.durationMs + (o.graceMs ?? 5000)); })]);
     clearTimeout(bound);
     if (!seen.connectedAt) throw new LabError(`the stream did not connect to ${to}: ${err.text.trim()}`);
+    await Promise.all(seen.actions);
+    if (seen.actionError) throw seen.actionError;
     // Give the receiver a moment to report its final figures.
     for (let i = 0; i < 20 && !seen.recvDone; i++) await new Promise((r) => setTimeout(r, 100));
     return summarize(seen, o.durationMs);

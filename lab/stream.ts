@@ -17,11 +17,15 @@ import { BlockVerifier, encodeBlock } from './stream-codec.ts';
 import { hostPort } from '../shim/log.ts';
 
 export const TICK_MS = 100;
+/** Silences longer than this are reported one by one (`gap` events). */
+export const GAP_REPORT_MS = 50;
 
 /** One JSON line of the stream tool's report. */
 export type StreamEvent =
   | { ev: 'listening'; port: number }
   | { ev: 'connected'; t: number; remote: string }
+  /** The receiver: data arrived after a silence of `ms` (> GAP_REPORT_MS) that began at `from`. */
+  | { ev: 'gap'; t: number; from: number; ms: number }
   | { ev: 'tick'; t: number; bytes: number; total: number; verified?: number; corrupt?: number; maxGapMs?: number; lastAt?: number }
   | { ev: 'done'; t: number; role: 'send' | 'recv'; total: number; verified?: number; corrupt?: number; blocks?: number; maxGapMs?: number; maxGapAt?: number; firstAt?: number; error?: string };
 
@@ -66,7 +70,9 @@ export function serve(opts: { port: number; host?: string; once?: boolean }, emi
         interval = 0;
       }, TICK_MS);
       sock.on('data', (chunk: Buffer) => {
-        gap.data(Date.now());
+        const now = Date.now();
+        if (gap.lastAt !== undefined && now - gap.lastAt > GAP_REPORT_MS) emit({ ev: 'gap', t: now, from: gap.lastAt, ms: now - gap.lastAt });
+        gap.data(now);
         interval += chunk.length;
         v.push(chunk);
       });
@@ -101,6 +107,8 @@ export interface SendOptions {
   blockSize?: number;
   /** DNS server to resolve `to` with (A's stub in the lab). */
   resolver?: string;
+  /** Send nothing from `atMs` for `ms` (the connection stays open and idle), then go on at `rate`. */
+  pause?: { atMs: number; ms: number };
 }
 
 /** Resolve a name to its first AAAA through `server` (or the system's resolver). */
@@ -132,7 +140,11 @@ export async function send(opts: SendOptions, emit: Emit = stdoutEmit): Promise<
   sock.on('drain', () => { blocked = false; });
   sock.on('error', (e) => { error = e.message; });
   const pump = (): void => {
-    const owed = opts.rate > 0 ? (opts.rate * (Date.now() - start)) / 1000 - sent : Infinity;
+    const elapsed = Date.now() - start;
+    const p = opts.pause;
+    if (p && elapsed >= p.atMs && elapsed < p.atMs + p.ms) return;
+    const active = p && elapsed >= p.atMs + p.ms ? elapsed - p.ms : elapsed;
+    const owed = opts.rate > 0 ? (opts.rate * active) / 1000 - sent : Infinity;
     let budget = opts.rate > 0 ? owed : 64 * blockSize;
     while (!blocked && budget > 0 && !error) {
       const b = encodeBlock(seq++, blockSize);
@@ -169,12 +181,14 @@ export async function streamMain(argv: string[]): Promise<void> {
     await serve({ port: Number(arg(rest, 'port', '7000')), once: rest.includes('--once') });
   } else if (mode === 'send') {
     const resolver = rest.includes('--resolver') ? arg(rest, 'resolver') : undefined;
+    const pause = rest.includes('--pause') ? arg(rest, 'pause').split(':').map(Number) : undefined;
     await send({
       to: arg(rest, 'to'), port: Number(arg(rest, 'port', '7000')), durationMs: Number(arg(rest, 'duration', '5000')),
       rate: Number(arg(rest, 'rate', '0')), blockSize: Number(arg(rest, 'block', '16384')), ...(resolver ? { resolver } : {}),
+      ...(pause && pause.length === 2 && pause.every((x) => Number.isInteger(x) && x >= 0) ? { pause: { atMs: pause[0]!, ms: pause[1]! } } : {}),
     });
   } else {
-    throw new Error('usage: stream.ts serve --port N [--once] | send --to HOST --port N --duration MS [--rate B/s] [--resolver ADDR]');
+    throw new Error('usage: stream.ts serve --port N [--once] | send --to HOST --port N --duration MS [--rate B/s] [--resolver ADDR] [--pause AT:MS]');
   }
 }
 

@@ -1,7 +1,7 @@
 /**
  * The one typed loader of our N-API addon — the TUN device (tun.c, with the
  * TCP offloads of offload.c), the batched UDP sockets (udp.c) and the systemd
- * notification (notify.c) — built by `npm install` with node-gyp into
+ * notification (notify.c) and the nftables log group reader (nflog.c) — built by `npm install` with node-gyp into
  * native/build. Every user (the data plane's TUN and UDP transport, the
  * resolver's sockets, the service notification, the lab's checks) loads it
  * here, through one interface: no second declaration, no casts. The compiled
@@ -56,6 +56,14 @@ export interface NativeAddon {
    * namespace) → 0, or -errno when it could not be sent.
    */
   notify(path: string, state: string): number;
+  /**
+   * nftables log group (nflog.c): a netlink socket bound to `group` → fd
+   * (throws E<errno>; EBUSY when another program reads the group).
+   */
+  nflogOpen(group: number, rcvbuf: number): number;
+  /** Read it: per wake-up `cb(count, lost)`, `count` records of 34 octets (src 16, dst 16, next header, pad) in `out`. */
+  nflogStartReader(fd: number, out: ArrayBuffer, max: number, cb: (count: number, lost: number) => void): object;
+  nflogClose(handle: object): void;
 }
 
 let addon: NativeAddon | undefined;

@@ -26,6 +26,7 @@
 #include "offload.h"
 #include "udp.h"
 #include "notify.h"
+#include "nflog.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
 #define MAX_GRO_SEGS 64
@@ -405,6 +406,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"udpRef", NULL, udp_ref, NULL, NULL, NULL, napi_default, NULL},
     {"rawSend", NULL, raw_send, NULL, NULL, NULL, napi_default, NULL},
     {"notify", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
+    {"nflogOpen", NULL, nflog_open, NULL, NULL, NULL, napi_default, NULL},
+    {"nflogStartReader", NULL, nflog_start, NULL, NULL, NULL, napi_default, NULL},
+    {"nflogClose", NULL, nflog_close, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -40,6 +40,7 @@ export type EnvironmentErrorCode =
   | 'ESERVICE_PATH' | 'ESERVICE_SYSTEMCTL' | 'ESERVICE_TEMPLATE'
   | 'EMETRICS_LISTEN'    // the metrics endpoint cannot listen
   | 'EKERNELPATH'        // nftables refused the kernel path's table (dataPath: kernel)
+  | 'ENEWFLOWS'          // host-based discovery's nftables table or log group refused
   | 'ERESOLVCONF'        // the DNS hand-over: resolv.conf or the saved original could not be read, written or restored; resolvectl failed
   | 'ERESOLVCONF_BUSY'   // another live shim6 holds the DNS hand-over
   | 'ELAB_RUNNING'       // a lab of that prefix is running (shim6 lab up/demo without --replace)

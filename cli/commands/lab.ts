@@ -73,19 +73,24 @@ export function register(program: Command): void {
     .option('--duration <ms>', 'length of the stream', '6000')
     .option('--fail-at <ms>', 'when link P fails, after the stream starts', '2000')
     .option('--rate <Mbit/s>', 'paced sending rate', '100')
-    .option('--json', 'print the figures as one JSON object (stall_ms, bytes_sent, bytes_verified, corrupt, rehome_ms)')
+    .option('--json', 'print the figures as one JSON object (stall_ms, bytes_sent, bytes_verified, corrupt, rehome_ms, context_source, restarts)')
     .option('--plot <file.svg>', 'draw throughput over time as SVG')
     .option('--keep', 'leave the lab up afterwards')
     .option('--replace', 'replace a lab of the same prefix that is running (default: refuse, leaving it untouched)')
+    .option('--no-record', 'publish no capability record for B and stream to B\'s address: the context comes from host-based discovery')
+    .option('--restart-at <ms>', 'shim6 mode: restart A\'s daemon (SIGTERM, start) at this time after the stream starts; --fail-at must be later')
     .option('--send-timeout <ms>', 'shim6 mode: REAP Send Timeout of the daemons (default: the fast profile\'s)')
     .option('--renumber', 'shim6 mode: instead of failing link P, give A a new prefix on a third link at --fail-at, then remove the address it started with (--json adds record_updated_ms, peer_locators)')
-    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; replace?: boolean; sendTimeout?: string; renumber?: boolean }) => {
+    .action(async (o: CommonOpts & { mode?: string; failure: string; duration: string; failAt: string; rate: string; json?: boolean; plot?: string; keep?: boolean; replace?: boolean; sendTimeout?: string; renumber?: boolean; record: boolean; restartAt?: string }) => {
       if (o.renumber && o.mode !== undefined && o.mode !== 'shim6') badValue('--mode', o.mode, '--renumber needs shim6 mode');
       if (o.mode !== undefined && !['shim6', 'tcp', 'mptcp'].includes(o.mode)) badValue('--mode', o.mode, 'expected shim6, tcp or mptcp');
       if (!['blackhole', 'down'].includes(o.failure)) badValue('--failure', o.failure, 'expected blackhole or down');
       const durationMs = positiveMs('--duration', o.duration);
       const failAtMs = positiveMs('--fail-at', o.failAt);
       if (failAtMs >= durationMs) badValue('--fail-at', o.failAt, 'must be before the end of --duration');
+      const restartAtMs = o.restartAt === undefined ? undefined : positiveMs('--restart-at', o.restartAt);
+      if (restartAtMs !== undefined && restartAtMs >= failAtMs) badValue('--restart-at', o.restartAt, 'must be before --fail-at (the failure comes after the restart)');
+      if (restartAtMs !== undefined && o.mode !== undefined && o.mode !== 'shim6') badValue('--restart-at', o.restartAt, 'only with --mode shim6 (it restarts A\'s shim6 daemon)');
       const sendTimeout = o.sendTimeout === undefined ? undefined : positiveMs('--send-timeout', o.sendTimeout);
       const rate = Number(o.rate);
       if (!(rate > 0 && rate <= 10_000)) badValue('--rate', o.rate, 'expected Mbit/s in (0, 10000]');
@@ -101,7 +106,8 @@ export function register(program: Command): void {
       }
       await runDemo(labFor(o.prefix), {
         mode, durationMs, failAtMs, failure: o.failure as 'blackhole' | 'down', rate: (rate * 1e6) / 8,
-        json: o.json ?? false, keep: o.keep ?? false, replace: o.replace ?? false, out, renumber: o.renumber ?? false,
+        json: o.json ?? false, keep: o.keep ?? false, replace: o.replace ?? false, out, renumber: o.renumber ?? false, noRecord: !o.record,
+        ...(restartAtMs !== undefined ? { restartAtMs } : {}),
         // A lower Send Timeout also gets a proportionally earlier first probe.
         startShim6: (l, say, extraA) => daemons.startLabShim6(l, say, {
           ...(sendTimeout === undefined ? {} : { timers: { sendTimeout, initialProbeTimeout: Math.max(10, Math.min(100, Math.round(sendTimeout / 3))) } }),

@@ -107,6 +107,11 @@ export function formatStatus(s: StatusReply): string {
   } else {
     out.push('contexts: (no engine attached)');
   }
+  const d = s.discovery;
+  if (d) {
+    out.push(`discovery (${d.mode}): new flows ${d.flows} (lost ${d.flowsLost})  started ${d.started}  probing ${d.probing}  established ${d.established}  no shim6 ${d.failed}  in flight ${d.inFlight}`);
+    if (Object.keys(d.skipped).length) out.push(`  skipped ${kv(d.skipped)}`);
+  }
   return out.join('\n').replace(/^\n+/, '') + '\n';
 }
 

@@ -35,12 +35,23 @@ export interface PeerLocator {
   flags: number;
 }
 
-/** A peer known to run shim6 by node configuration (seed §3.1.1). */
+/**
+ * How the daemon learns whether a peer runs shim6 (seed §3.1): `configured`
+ * (node configuration, seed §3.1.1: a context at start), `integrated` or
+ * `independent` (host-based discovery, seed §3.1.3, when traffic starts),
+ * `off` (never a context).
+ */
+export type PeerMode = 'configured' | 'integrated' | 'independent' | 'off';
+/** Discovery of peers with no record and no `peers` entry. */
+export type DiscoveryMode = 'integrated' | 'independent' | 'off';
+
+/** A `peers` entry: by default a peer known to run shim6 by node configuration (seed §3.1.1). */
 export interface PeerConfig {
   name: string | undefined;
   ulid: Ipv6;
   locators: PeerLocator[];
   port: number;
+  mode: PeerMode;
 }
 
 export interface DaemonConfig {
@@ -110,6 +121,12 @@ export interface DaemonConfig {
   cga: { key: string; sec: 0 | 1 } | undefined;
   /** Publish our capability record (and AAAA) by RFC 2136 on every locator set change (dns-update.ts). */
   dnsUpdate: DnsUpdateConfig | undefined;
+  /**
+   * Host-based discovery (seed §3.1.3) of peers with no capability knowledge,
+   * from new outgoing flows (shim/dataplane/new-flows.ts): `integrated` (the
+   * I1 exchange is the probe), `independent` (the probe pair first), `off`.
+   */
+  discovery: DiscoveryMode;
 }
 
 /** Defaults that work on a single host: documented in docs/configuration.md. */
@@ -143,10 +160,11 @@ export function defaultConfig(): DaemonConfig {
     icmpDeliverAll: false,
     cga: undefined,
     dnsUpdate: undefined,
+    discovery: 'integrated',
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -215,8 +233,12 @@ export function parseEndpoint(field: string, v: unknown, defaultPort: number): E
 
 function parsePeer(field: string, v: unknown): PeerConfig {
   if (!isObject(v)) configError(field, v, 'expected a mapping with ulid and locators');
-  rejectUnknown(v, ['name', 'ulid', 'locators', 'port'], field);
+  rejectUnknown(v, ['name', 'ulid', 'locators', 'port', 'mode'], field);
   const ulid = ipv6(`${field}.ulid`, v.ulid);
+  const mode = v.mode ?? 'configured';
+  if (mode !== 'configured' && mode !== 'integrated' && mode !== 'independent' && mode !== 'off') {
+    configError(`${field}.mode`, v.mode, 'expected configured, integrated, independent or off');
+  }
   const locs = list(`${field}.locators`, v.locators ?? [ulid]);
   if (locs.length === 0 || locs.length > 32) configError(`${field}.locators`, v.locators, 'expected 1..32 locators');
   const locators = locs.map((l, i) => parseLocator(`${field}.locators[${i}]`, l));
@@ -225,6 +247,7 @@ function parsePeer(field: string, v: unknown): PeerConfig {
     ulid,
     locators,
     port: v.port === undefined ? SHIM6_UDP_PORT : int(`${field}.port`, v.port, 1, 65535),
+    mode,
   };
 }
 
@@ -354,6 +377,10 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.icmpDeliverAll !== undefined) c.icmpDeliverAll = bool('icmpDeliverAll', doc.icmpDeliverAll);
   if (doc.cga !== undefined) c.cga = parseCga(doc.cga);
   if (doc.dnsUpdate !== undefined) c.dnsUpdate = parseDnsUpdate(doc.dnsUpdate);
+  if (doc.discovery !== undefined) {
+    if (doc.discovery !== 'integrated' && doc.discovery !== 'independent' && doc.discovery !== 'off') configError('discovery', doc.discovery, 'expected integrated, independent or off');
+    c.discovery = doc.discovery;
+  }
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');

@@ -26,7 +26,7 @@ import { startControlServer, type ControlServer } from './control/server.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { loadConfig, type DaemonConfig } from './config.ts';
-import { EngineDriver } from '../dataplane/engine-driver.ts';
+import { EngineDriver, type RouteHook } from '../dataplane/engine-driver.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
@@ -36,6 +36,8 @@ import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
+import { Discovery } from './discovery.ts';
+import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
 import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
 import type { MetricsServer } from './metrics/server.ts';
@@ -91,6 +93,8 @@ export class Daemon {
   private readonly capture: LiveCapture;
   private handover: ResolvHandover | undefined;
   private stopped = false;
+  /** Set at the start of `stop()`: no route into the TUN from then on. */
+  private stopping = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
@@ -100,6 +104,8 @@ export class Daemon {
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
   /** The kernel path's counters (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
   private kernel: NftKernelPath | undefined;
+  private discovery: Discovery | undefined;
+  private newFlows: NewFlows | undefined;
 
   /** engine/driver/cache are absent when `shim6 resolver` runs without an engine; routes/tun when the data plane is off. */
   private constructor(
@@ -148,8 +154,15 @@ export class Daemon {
     // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
     const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
     const sinkRef: { daemon?: Daemon } = {};
+    // While stopping, no new route into the TUN (a context the stop races with must not pull traffic into a daemon going away).
+    const routeHook: RouteHook | undefined = routes ? {
+      contextUp: (local, peer) => { if (!sinkRef.daemon?.stopping) routes.contextUp(local, peer); },
+      contextDown: (peer) => routes.contextDown(peer),
+      flushRouteCache: () => routes.flushRouteCache(),
+      switchPath: (local, peer, path) => (path === 'tun' && sinkRef.daemon?.stopping ? Promise.resolve() : routes.switchPath(local, peer, path)),
+    } : undefined;
     const driver = engine && transport ? new EngineDriver<Engine>({
-      engine, transport, ...(tun && routes ? { tun, routes } : {}), peerPort: config.port, logger: log.child('engine'),
+      engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), ...(off ? {} : { sendPlain: plainIpv6Sender() }),
       ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}),
     }) : undefined;
@@ -181,7 +194,10 @@ export class Daemon {
         });
       }
       daemon.primeConfiguredPeers();
-      if (!off) daemon.protectOpenConnections();
+      if (!off) {
+        daemon.protectOpenConnections();
+        daemon.startDiscovery();
+      }
       await daemon.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
       daemon.control = await startControlServer(config.controlSocket, {
         status: () => daemon.status(),
@@ -225,6 +241,7 @@ export class Daemon {
       ulid: this.ulid, locators: locals.map((l) => l.address), tun, mtu: this.routes?.tunMtu, port: this.config.port,
       resolver: this.stubAddresses(), control: this.config.controlSocket,
       profile: this.config.timers.profile, cachesImported, udp, dataPath: this.kernel ? 'kernel' : 'tun',
+      discovery: this.newFlows ? this.config.discovery : 'off',
       ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
     });
   }
@@ -248,6 +265,7 @@ export class Daemon {
       engine: this.driver && this.engine ? this.withPaths(this.engine.status(this.driver.now())) : null,
       ...(this.dns ? { dnsUpdate: this.dns.status() } : {}),
       resolver: (await this.resolver?.status()) ?? null,
+      discovery: this.discovery && this.newFlows ? { mode: this.config.discovery, ...this.discovery.status(), flowsLost: this.newFlows.lost } : null,
     };
   }
 
@@ -301,8 +319,11 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics', 'resolvConf', 'cga', 'dnsUpdate'] as const)
+    const restartNeeded: string[] = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics', 'resolvConf', 'cga', 'dnsUpdate', 'discovery'] as const)
       .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
+    // The engine's per-peer modes are fixed at start too.
+    const modes = (c: DaemonConfig): string => JSON.stringify(c.peers.map((p) => [p.ulid, p.mode]));
+    if (modes(next) !== modes(this.config)) restartNeeded.push('peers[].mode');
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
     this.saveCaches();
@@ -315,9 +336,16 @@ export class Daemon {
    * save the caches, then remove routes, rules, the TUN and the sockets.
    */
   async stop(): Promise<void> {
-    if (this.stopped) return;
+    if (this.stopped || this.stopping) return;
+    this.stopping = true;
     await this.opts.notify?.stopping();
     const engine = this.engine;
+    // Traffic goes back to plain IPv6 at once, not into a daemon going away (a restart's gap is
+    // plain IPv6, and the next daemon protects the open connections again: protectOpenConnections).
+    this.newFlows?.close();
+    const routed = this.routes?.routed() ?? [];
+    for (const peer of routed) this.routes?.contextDown(peer);
+    if (routed.length > 0) this.routes?.flushRouteCache();
     const open = engine?.contextCount ?? 0;
     if (engine && open > 0) {
       this.command((e, now) => e.close(now));
@@ -337,6 +365,7 @@ export class Daemon {
     this.watcher?.stop();
     this.capture.stop();
     this.dns?.stop();
+    this.newFlows?.close();
     if (save) this.saveCaches();
     await this.control?.close();
     await this.metrics?.close();
@@ -372,6 +401,27 @@ export class Daemon {
     if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
   }
 
+  /**
+   * Host-based discovery (discovery.ts) of new outgoing flows, unless
+   * `discovery: off` and no peer asks for it. A table a crashed daemon left
+   * is removed first, whatever the mode. When the host refuses (no nftables,
+   * the log group taken) the daemon runs on without it and says so.
+   */
+  private startDiscovery(): void {
+    if (removeStaleNewFlowsTable()) this.log.info('removed the new-flows table a previous daemon left');
+    const wanted = this.config.discovery !== 'off' || this.config.peers.some((p) => p.mode === 'integrated' || p.mode === 'independent');
+    if (!wanted) return;
+    const driver = this.driver;
+    if (!driver) return;
+    const discovery = new Discovery((fn) => driver.command(fn), this.log.child('discovery'));
+    try {
+      this.newFlows = NewFlows.open({ tun: this.config.tun.name, port: this.config.port }, (f) => discovery.onFlow(f));
+      this.discovery = discovery;
+    } catch (err) {
+      this.log.warn('host-based discovery unavailable: peers are found through DNS and configuration only', { code: (err as { code?: string }).code, error: (err as Error).message });
+    }
+  }
+
   /** Save the caches soon (debounced): a daemon killed with SIGKILL still finds what it learnt. */
   private saveCachesSoon(): void {
     if (this.saveTimer !== undefined || this.stopped || !this.dataPlane) return;
@@ -381,6 +431,7 @@ export class Daemon {
 
   private primeConfiguredPeers(): void {
     for (const p of this.config.peers) {
+      if (p.mode !== 'configured') continue;
       const locators = p.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
       this.command((e, now) => e.prime(now, { ulid: p.ulid, locators, ttl: CONFIGURED_PEER_TTL, source: 'configured', port: p.port }));
     }
@@ -425,6 +476,7 @@ export class Daemon {
     // route via the physical link. Invalidate every cached IPv6 route.
     if (e.kind === 'context-established' || e.kind === 'context-initiated') this.routes?.flushRouteCache();
     if (e.kind === 'context-established' || e.kind === 'peer-supported' || e.kind === 'peer-unsupported') this.saveCachesSoon();
+    this.discovery?.onEvent(e);
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
@@ -464,7 +516,8 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
   const engine = new Engine({
     localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
     profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
-    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: 'configured' as const, locators: p.locators.map((l) => l.address) })),
+    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address) })),
+    defaultMode: config.discovery,
     replyLimit: config.replyLimit, maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     icmpDeliverAll: config.icmpDeliverAll,
   }, cryptoRng(), { cache });

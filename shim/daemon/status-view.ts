@@ -11,6 +11,8 @@ import type { ContextStatus, RehomeCause } from '../engine/index.ts';
 /** What `status` replies (docs/status.md), as far as the views read it. */
 export interface StatusReply {
   schemaVersion?: number;
+  /** Host-based discovery (shim/daemon/discovery.ts), null when off. */
+  discovery?: { mode: string; flows: number; started: number; probing: number; established: number; failed: number; inFlight: number; flowsLost: number; skipped: Record<string, number> } | null;
   daemon?: {
     pid?: number; uptimeSeconds?: number; tun?: string; port?: number; profile?: string; routed?: string[];
     locators?: Array<{ address: string; up?: boolean; ifname?: string }>;

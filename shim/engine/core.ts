@@ -46,6 +46,13 @@ export interface GuardCounters {
 
 export class Core {
   readonly table = new ContextTable();
+  /**
+   * Peers that closed their context with us (Close, seed §6) and have not set
+   * up a new one: packets still on their way into the shim for them start no
+   * exchange (the peer is going away, e.g. a daemon restart; it or a new flow
+   * starts the next one). Bounded: emptied when full.
+   */
+  readonly closedByPeer = new Set<string>();
   readonly heap = new TimerHeap<Context>();
   readonly tx = new Queue<Transmit>();
   readonly events = new Queue<EngineEvent>();

@@ -177,7 +177,7 @@ export class Engine {
    */
   private heuristic(now: Millis, localUlid: Ipv6, peer: Ipv6): void {
     const core = this.core;
-    if (!core.isLocal(localUlid)) return;
+    if (!core.isLocal(localUlid) || core.closedByPeer.has(peer)) return;
     const mode = this.modeFor(now, peer);
     if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
     const known = core.cache.getPositive(now, peer);
@@ -189,10 +189,40 @@ export class Engine {
   }
 
   /**
+   * Host-based discovery (seed §3.1.3) of a flow the daemon saw leave outside
+   * the shim, from our locator `localUlid` to `peer` (ULID = locator): the
+   * application's packets are not held. By `peers[].mode`, else `defaultMode`:
+   * `integrated` sends I1 for the full exchange (the exchange is the probe),
+   * `independent` sends the probe pair (I1 → R1, `peer-supported`; the daemon
+   * then calls `protect`). A peer known to run shim6 gets the exchange at once
+   * (as `protect`; neither holds the flow). Returns what was done; only `started`/`probing` sent an I1.
+   */
+  discover(now: Millis, localUlid: Ipv6, peer: Ipv6): 'started' | 'probing' | 'context' | 'negative' | 'off' | 'not-local' {
+    const core = this.core;
+    if (!core.isLocal(localUlid) || core.isLocal(peer)) return 'not-local';
+    if (core.table.byUlidPair(localUlid, peer, 0) !== undefined) return 'context';
+    const mode = this.modeFor(now, peer);
+    if (mode === 'off') return 'off';
+    if (core.cache.getNegative(now, peer, peer) !== undefined) return 'negative';
+    const known = core.cache.getPositive(now, peer);
+    const cfg = core.config.peers.get(peer);
+    const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
+    if (mode === 'independent' && known === undefined) {
+      initiate(core, now, localUlid, peer, hints, 'independent', false, undefined);
+      return 'probing';
+    }
+    // No `context-initiated`: the flow goes on as plain IPv6 until the context is up (nothing held).
+    initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
+    return 'started';
+  }
+
+  /**
    * A connection to `peer` exists (the daemon found it in the kernel's socket
    * table after a restart): if the peer is known to run shim6, start a context
-   * now, as a prime would, so the connection is protected before it needs to
-   * be. Returns whether an exchange was started.
+   * now, so the connection is protected before it needs to be. Unlike a prime
+   * there is no `context-initiated`: the running connection keeps going as
+   * plain IPv6 until the context is up (holding it would drop its segments).
+   * Returns whether an exchange was started.
    */
   protect(now: Millis, peer: Ipv6): boolean {
     const core = this.core;
@@ -202,7 +232,6 @@ export class Engine {
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
     initiate(core, now, core.config.localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
-    core.emit({ kind: 'context-initiated', localUlid: core.config.localUlid, peerUlid: peer });
     return true;
   }
 

@@ -79,6 +79,8 @@ export function onClose(core: Core, ctx: Context, rx: Datagram, msg: CloseMessag
   const ack: CloseAckMessage = { type: 'CloseAck', contextTag: ctx.ctPeer, nonce: msg.nonce, options: [] };
   core.send(dst, src, ack, ctx.port);
   discard(core, ctx, 'peer-close');
+  if (core.closedByPeer.size >= 4096) core.closedByPeer.clear();
+  core.closedByPeer.add(ctx.peerUlid);
   return CONSUMED;
 }
 

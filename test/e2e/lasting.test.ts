@@ -10,18 +10,25 @@ import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
-import { daemons, freshLab, waitLog } from './fixture.ts';
+import { daemons, freshLab, log, waitLog } from './fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
   test(`A's daemon restarts (${how}) mid-stream; the open connection is protected again and survives P black-holed afterwards`, { timeout: 120_000 }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
     const lab = await freshLab(t);
     const s = await daemons(t, lab);
-    // The stream runs 14 s; P fails 9 s after it connects (after the restart below).
-    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 14_000, failAtMs: 9000, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
+    // The stream runs 20 s; P fails 9 s after it connects, and not before the restarted daemon's
+    // context with B is up (a loaded machine can take seconds to restart it): a later link failure.
+    const mark: { restartedAt?: number } = {};
+    const failGate = async (): Promise<void> => {
+      await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
+    };
+    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 20_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
     await new Promise((r) => setTimeout(r, 3000)); // let the cache save (2 s after the context) happen
     const restartedAt = Date.now();
+    mark.restartedAt = restartedAt;
     if (how === 'SIGTERM') await s.stopHost('a'); else await s.crash('a');
     await s.start('a');
     const again = await waitLog(lab, 'a', (x) => x.msg === 'open connections protected again' && Date.parse(x.ts) >= restartedAt, 30_000);
@@ -33,6 +40,27 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
     assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
     assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
-    t.diagnostic(`stall after the black hole: ${r.stall_ms} ms`);
+    t.diagnostic(`stall after the black hole: ${String(r.stall_after_fail_ms)} ms (longest gap of the run: ${r.stall_ms} ms)`);
   });
 }
+
+test('a context cleaned up by a short idle timeout comes back with the next packet (no new prime) and survives P black-holed', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab, { idleTimeout: 1500 });
+  // 1.5 s of data, 4 s of silence (the idle timeout removes the contexts), data again, P fails 3 s later.
+  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 12_000, pause: { atMs: 1500, ms: 4000 }, failAtMs: 8500, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
+  const first = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
+  const idle = await waitLog(lab, 'a', (x) => x.msg === 'context-closed' && x.peerUlid === LAB_ADDR.bP && x.reason === 'idle', 30_000);
+  assert.equal(idle.resumable, true, 'B is known to run shim6: its route stays');
+  const again = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= Date.parse(idle.ts), 30_000);
+  const r = await run;
+  assert.equal(log(lab, 'a').filter((x) => x.msg === 'prime').length, 1, 'one prime (the record was not fetched again): the packet brought the context back');
+  assert.ok(Date.parse(again.ts) > Date.parse(first.ts));
+  assert.ok(r.failAt !== undefined && Date.parse(again.ts) < r.failAt, 'the context was back before the failure');
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+  assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+  assert.ok(log(lab, 'a').some((x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= r.failAt!), 'A re-homed after the failure');
+});

@@ -4,9 +4,13 @@
 // of connections already open (`protect`) when it knows them to be capable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configuredPair, engineEvents, sendShim, shimPair } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, sendShim, shimAlone, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
 import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
+import { Discovery } from '../../shim/daemon/discovery.ts';
+import { Logger } from '../../shim/log.ts';
+import type { Engine } from '../../shim/engine/index.ts';
+import type { Millis } from '../../shim/time.ts';
 
 test('idle cleanup of a capable peer is resumable; the next packet brings the context back, announced so the driver holds it', () => {
   const { sim, a, b } = configuredPair(201);
@@ -34,6 +38,8 @@ test('protect(): a peer known to run shim6 gets a context at once; an unknown on
   assert.equal(a2.engine.protect(sim2.now, '2001:db8:99::1'), false, 'unknown peer: nothing');
   assert.equal(a2.engine.protect(sim2.now, b.ulid), true);
   assert.equal(a2.engine.protect(sim2.now, b.ulid), false, 'once');
+  sim2.flush();
+  assert.equal(engineEvents(a2).some((e) => e.kind === 'context-initiated'), false, 'the open connection is not held while the context comes up');
   sim2.runFor(1000);
   assert.equal(a2.engine.status().contexts[0]?.state, State.ESTABLISHED);
   void a;
@@ -46,4 +52,68 @@ test('the kernel socket table: peers of open TCP connections, global IPv6 only, 
   const text = head + row(b1, '01') + row(b1, '01') + row('B80D0120000000000000000020000000', '0A') + row('00000000000000000000000001000000', '01')
     + row('0000000000000000FFFF00000100007F', '01') + row('000080FE000000000000000001000000', '01') + row('B80D0120000000000000000030000000', '08');
   assert.deepEqual(parseTcp6Peers(text), ['2001:db8::10', '2001:db8::30']);
+});
+
+test('discover(): integrated sends the I1 exchange itself, nothing held; independent probes first; negative and off start nothing', () => {
+  for (const mode of ['integrated', 'independent'] as const) {
+    const { sim, a, b } = shimPair(205, { a: { defaultMode: mode } });
+    assert.equal(a.engine.discover(sim.now, b.ulid, a.ulid), 'not-local', 'our own address is no peer');
+    assert.equal(a.engine.discover(sim.now, a.ulid, b.ulid), mode === 'integrated' ? 'started' : 'probing');
+    assert.equal(a.engine.discover(sim.now, a.ulid, b.ulid), 'context', 'one discovery per destination at a time');
+    sim.flush();
+    assert.equal(engineEvents(a).some((e) => e.kind === 'context-initiated'), false, 'the application\'s flow is not held');
+    sim.runFor(1000);
+    if (mode === 'independent') {
+      assert.ok(engineEvents(a).some((e) => e.kind === 'peer-supported' && e.peerUlid === b.ulid), 'the probe pair was answered');
+      assert.equal(a.engine.contextCount, 0, 'the probe leaves no context');
+      assert.equal(a.engine.protect(sim.now, b.ulid), true, 'the daemon then protects the flow');
+      sim.runFor(1000);
+    }
+    assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  }
+  const { sim, a } = shimAlone(207, { peers: [{ ulid: '2001:db8:b9::1', mode: 'off' }] }, ['2001:db8:a1::/64']);
+  assert.equal(a.engine.discover(sim.now, a.ulid, '2001:db8:b9::1'), 'off');
+  a.engine.absent(sim.now, { addresses: ['2001:db8:b8::1'], ttl: 60 });
+  assert.equal(a.engine.discover(sim.now, a.ulid, '2001:db8:b8::1'), 'negative');
+  assert.equal(a.engine.contextCount, 0);
+});
+
+test('after the peer closed the context, packets still on their way start no new exchange; the peer\'s next exchange is answered', () => {
+  const { sim, a, b } = configuredPair(208);
+  b.engine.close(sim.now);
+  sim.runFor(2000);
+  assert.equal(a.engine.contextCount, 0);
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-closed' && e.reason === 'peer-close'));
+  const seen = engineEvents(a).length;
+  assert.equal(sendShim(sim, a, b), false);
+  sim.runFor(2000);
+  assert.equal(a.engine.contextCount, 0, 'a straggler does not start a context towards a peer that just closed');
+  assert.equal(engineEvents(a).slice(seen).some((e) => e.kind === 'context-initiated'), false);
+  assert.equal(b.engine.protect(sim.now, a.ulid), true, 'the peer comes back');
+  sim.runFor(2000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+});
+
+test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight, 50 starts per second; outcomes free the slot', () => {
+  let now = 1_000_000;
+  const calls: string[] = [];
+  const command = (<T>(fn: (e: Engine, t: Millis) => T): T => fn({ discover: (_t: Millis, _l: string, p: string) => { calls.push(p); return 'started'; } } as unknown as Engine, now as Millis)) as never;
+  const d = new Discovery(command, new Logger({ level: 'error', format: 'json', component: 'test' }), () => now);
+  const flow = (i: number) => ({ src: '2001:db8:a1::1', dst: `2001:db8:b1::${i.toString(16)}`, proto: 6 });
+  d.onFlow(flow(1));
+  d.onFlow(flow(1));
+  assert.equal(calls.length, 1, 'the same destination again within 5 s: skipped');
+  assert.equal(d.stats.skipped['per-destination'], 1);
+  for (let i = 2; i <= 100; i++) d.onFlow(flow(i));
+  assert.equal(calls.length, 50, 'the burst of 50 starts, then the rate bound');
+  assert.ok((d.stats.skipped.rate ?? 0) >= 50);
+  now += 1000; // 50 more tokens; the in-flight bound (64) now decides
+  for (let i = 101; i <= 200; i++) d.onFlow(flow(i));
+  assert.equal(calls.length, 64);
+  assert.ok((d.stats.skipped['in-flight'] ?? 0) > 0);
+  d.onEvent({ kind: 'context-failed', localUlid: '2001:db8:a1::1', peerUlid: flow(2).dst, reason: 'no-answer' });
+  now += 1000;
+  d.onFlow(flow(201));
+  assert.equal(calls.length, 65, 'an outcome frees its slot');
+  assert.equal(d.stats.failed, 1);
 });

@@ -143,3 +143,16 @@ test('dnsUpdate: server, zone, name, key with defaults (minInterval 1 s, no AAAA
   rejects({ dnsUpdate: { ...base, key: undefined } }, 'dnsUpdate.key');
   rejects({ dnsUpdate: { ...base, tsig: 'x' } }, 'dnsUpdate.tsig');
 });
+
+test('discovery and peers[].mode: integrated by default, configured peers by default; other values are ECONFIG', () => {
+  const d = validateConfig({ peers: [{ ulid: '2001:db8::1' }] });
+  assert.equal(d.discovery, 'integrated');
+  assert.equal(d.peers[0]?.mode, 'configured');
+  const c = parseConfigText('discovery: independent\npeers:\n  - { ulid: "2001:db8::2", mode: off }\n  - { ulid: "2001:db8::3", mode: integrated }\n');
+  assert.equal(c.discovery, 'independent');
+  assert.deepEqual(c.peers.map((p) => p.mode), ['off', 'integrated']);
+  assert.equal(validateConfig({ discovery: 'off' }).discovery, 'off');
+  rejects({ discovery: 'yes' }, 'discovery');
+  rejects({ discovery: true }, 'discovery');
+  rejects({ peers: [{ ulid: '2001:db8::1', mode: 'dns' }] }, 'peers[0].mode');
+});
