@@ -8,7 +8,7 @@
  * none runs, the driver's tap is unset and the packet path does not know.
  */
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
-import { LINKTYPE_RAW } from '../wire/pcap.ts';
+import { PCAP_RECORD_HEADER, pcapFileHeader, pcapRecordHeader } from '../wire/pcap.ts';
 import { ControlError } from './control/client.ts';
 import type { PacketTap } from '../dataplane/engine-driver.ts';
 import type { Logger } from '../log.ts';
@@ -21,7 +21,6 @@ export const PAYLOAD_SNAP = 96;
 
 const IPV6_HEADER = 40;
 const UDP_HEADER = 8;
-const RECORD_HEADER = 16;
 
 
 export interface CaptureParams {
@@ -84,7 +83,7 @@ export class LiveCapture {
         this.setTap(undefined);
         this.log?.info('capture ended', { ended, packets: records.length, bytes });
         const file = new Uint8Array(bytes);
-        file.set(fileHeader(), 0);
+        file.set(pcapFileHeader(), 0);
         let off = 24;
         for (const r of records) { file.set(r, off); off += r.length; }
         resolve({ pcap: Buffer.from(file.buffer, file.byteOffset, file.byteLength).toString('base64'), packets: records.length, bytes, ended });
@@ -104,18 +103,6 @@ export class LiveCapture {
   }
 }
 
-/** The pcap global header: little-endian, microseconds, LINKTYPE_RAW. */
-function fileHeader(): Uint8Array {
-  const h = new Uint8Array(24);
-  const v = new DataView(h.buffer);
-  v.setUint32(0, 0xa1b2c3d4, true);
-  v.setUint16(4, 2, true);
-  v.setUint16(6, 4, true);
-  v.setUint32(16, 0xffff, true);
-  v.setUint32(20, LINKTYPE_RAW, true);
-  return h;
-}
-
 /**
  * One pcap record: an IPv6 header (Next Header UDP) and a UDP header around
  * the Shim6 octets (`head` then `rest`), the UDP checksum over the whole
@@ -131,14 +118,10 @@ export function record(nowMs: number, dir: 'in' | 'out', local: Ipv6, localPort:
   const kept = Math.min(dataLen, snap);
   const origLen = IPV6_HEADER + udpLen;
   const capLen = IPV6_HEADER + UDP_HEADER + kept;
-  const out = new Uint8Array(RECORD_HEADER + capLen);
+  const out = new Uint8Array(PCAP_RECORD_HEADER + capLen);
   const v = new DataView(out.buffer);
-  const micros = Math.round(nowMs * 1000);
-  v.setUint32(0, Math.floor(micros / 1e6), true);
-  v.setUint32(4, micros % 1e6, true);
-  v.setUint32(8, capLen, true);
-  v.setUint32(12, origLen, true);
-  const ip = RECORD_HEADER;
+  out.set(pcapRecordHeader(Math.round(nowMs * 1000), capLen, origLen), 0);
+  const ip = PCAP_RECORD_HEADER;
   v.setUint32(ip, 0x6000_0000);
   v.setUint16(ip + 4, udpLen > 0xffff ? 0 : udpLen);
   out[ip + 6] = 17;

@@ -41,11 +41,10 @@ export function ipv6Packet(src: Ipv6, dst: Ipv6, payload: Uint8Array, nextHeader
   return p;
 }
 
-/** A whole pcap file (little-endian, microsecond timestamps, LINKTYPE_RAW) holding `packets` in order. */
-export function encodePcap(packets: readonly PcapPacket[]): Uint8Array {
-  const frames = packets.map((p) => ipv6Packet(p.src, p.dst, p.shim6, IPPROTO_SHIM6, p.hopLimit ?? 64));
-  const out = new Uint8Array(24 + frames.reduce((n, f) => n + 16 + f.length, 0));
-  const v = new DataView(out.buffer);
+/** The pcap global header (24 octets): little-endian, version 2.4, microsecond timestamps, LINKTYPE_RAW. */
+export function pcapFileHeader(): Uint8Array {
+  const h = new Uint8Array(24);
+  const v = new DataView(h.buffer);
   v.setUint32(0, PCAP_MAGIC, true);
   v.setUint16(4, 2, true); // version 2.4
   v.setUint16(6, 4, true);
@@ -53,16 +52,34 @@ export function encodePcap(packets: readonly PcapPacket[]): Uint8Array {
   v.setUint32(12, 0, true); // sigfigs
   v.setUint32(16, SNAPLEN, true);
   v.setUint32(20, LINKTYPE_RAW, true);
+  return h;
+}
+
+/** The 16-octet header of one pcap record: its time, the octets kept (`capLen`) and the packet's whole length. */
+export function pcapRecordHeader(timestampMicros: number, capLen: number, origLen: number): Uint8Array {
+  if (!Number.isSafeInteger(timestampMicros) || timestampMicros < 0) throw new WireError('EFIELD', `timestampMicros: ${timestampMicros} is not a non-negative integer`);
+  const h = new Uint8Array(PCAP_RECORD_HEADER);
+  const v = new DataView(h.buffer);
+  v.setUint32(0, Math.floor(timestampMicros / 1e6), true);
+  v.setUint32(4, timestampMicros % 1e6, true);
+  v.setUint32(8, capLen, true);
+  v.setUint32(12, origLen, true);
+  return h;
+}
+
+/** Octets of a pcap record header. */
+export const PCAP_RECORD_HEADER = 16;
+
+/** A whole pcap file (little-endian, microsecond timestamps, LINKTYPE_RAW) holding `packets` in order. */
+export function encodePcap(packets: readonly PcapPacket[]): Uint8Array {
+  const frames = packets.map((p) => ipv6Packet(p.src, p.dst, p.shim6, IPPROTO_SHIM6, p.hopLimit ?? 64));
+  const out = new Uint8Array(24 + frames.reduce((n, f) => n + PCAP_RECORD_HEADER + f.length, 0));
+  out.set(pcapFileHeader(), 0);
   let off = 24;
   frames.forEach((f, i) => {
-    const t = packets[i]!.timestampMicros;
-    if (!Number.isSafeInteger(t) || t < 0) throw new WireError('EFIELD', `timestampMicros: ${t} is not a non-negative integer`);
-    v.setUint32(off, Math.floor(t / 1e6), true);
-    v.setUint32(off + 4, t % 1e6, true);
-    v.setUint32(off + 8, f.length, true);
-    v.setUint32(off + 12, f.length, true);
-    out.set(f, off + 16);
-    off += 16 + f.length;
+    out.set(pcapRecordHeader(packets[i]!.timestampMicros, f.length, f.length), off);
+    out.set(f, off + PCAP_RECORD_HEADER);
+    off += PCAP_RECORD_HEADER + f.length;
   });
   return out;
 }
