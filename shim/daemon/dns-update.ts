@@ -95,7 +95,7 @@ export function loadDnsKey(file: string, keyName: string | undefined): TsigKey {
 function rcodeOf(err: unknown): string | null {
   const code = String((err as { code?: unknown }).code ?? '');
   if (code.startsWith('EDNS_') && code !== 'EDNS_ANSWER') return code.slice(5);
-  const m = /refused by [^:]+: ([A-Z]+)\b/.exec((err as Error).message ?? '');
+  const m = /refused by \S+: ([A-Z]+)\b/.exec((err as Error).message ?? '');
   return m ? m[1]! : null;
 }
 
