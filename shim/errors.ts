@@ -65,9 +65,12 @@ export class UsageError extends Shim6Error {
 /** The peer broke the protocol with well-formed bytes. */
 export class ProtocolError extends Shim6Error {
   readonly code: ProtocolErrorCode;
-  constructor(code: ProtocolErrorCode, message: string) {
+  /** The DNS RCODE the peer answered with, by name (`NOTAUTH`), when there was one. */
+  readonly rcode: string | undefined;
+  constructor(code: ProtocolErrorCode, message: string, rcode?: string) {
     super(message);
     this.code = code;
+    this.rcode = rcode;
   }
 }
 
@@ -91,7 +94,7 @@ export interface ErrorData {
   class: string;
   code: string;
   message: string;
-  /** UsageError's `field`, EnvironmentError's `path`. */
+  /** UsageError's `field`, EnvironmentError's `path`, ProtocolError's `rcode`. */
   detail?: string | undefined;
 }
 
@@ -99,7 +102,7 @@ export interface ErrorData {
 export function errorToData(err: unknown): ErrorData {
   if (err instanceof UsageError) return { class: 'UsageError', code: err.code, message: err.message, detail: err.field };
   if (err instanceof EnvironmentError) return { class: 'EnvironmentError', code: err.code, message: err.message, detail: err.path };
-  if (err instanceof ProtocolError) return { class: 'ProtocolError', code: err.code, message: err.message };
+  if (err instanceof ProtocolError) return { class: 'ProtocolError', code: err.code, message: err.message, detail: err.rcode };
   const e = err as { code?: unknown; message?: unknown };
   return { class: 'EnvironmentError', code: typeof e?.code === 'string' ? e.code : 'EWORKER', message: String(e?.message ?? err) };
 }
@@ -107,6 +110,6 @@ export function errorToData(err: unknown): ErrorData {
 /** The error again, with its class (UsageError stays a command-line mistake on the other side: exit 2). */
 export function errorFromData(d: ErrorData): Shim6Error {
   if (d.class === 'UsageError') return new UsageError(d.code as UsageErrorCode, d.message, d.detail);
-  if (d.class === 'ProtocolError') return new ProtocolError(d.code as ProtocolErrorCode, d.message);
+  if (d.class === 'ProtocolError') return new ProtocolError(d.code as ProtocolErrorCode, d.message, d.detail);
   return new EnvironmentError(d.code as EnvironmentErrorCode, d.message, d.detail);
 }

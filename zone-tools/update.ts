@@ -100,14 +100,14 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   if (check.status === 'server-error') {
     const what = TSIG_ERRORS[check.error] ?? `TSIG error ${check.error}`;
     const name = (TSIG_ERRORS[check.error] ?? `E${check.error}`).split(':')[0]!;
-    throw new ProtocolError(`ETSIG_${name}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}, TSIG ${what} (key ${key.name})`);
+    throw new ProtocolError(`ETSIG_${name}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}, TSIG ${what} (key ${key.name})`, rcodeName(rcode));
   }
   if (rcode === 9 && check.status === 'unsigned') {
-    throw new ProtocolError('EDNS_NOTAUTH', `update of ${host.name} refused by ${where}: NOTAUTH (the server is not authoritative for zone ${canonicalName(zone)}, or refused key ${key.name})`);
+    throw new ProtocolError('EDNS_NOTAUTH', `update of ${host.name} refused by ${where}: NOTAUTH (the server is not authoritative for zone ${canonicalName(zone)}, or refused key ${key.name})`, 'NOTAUTH');
   }
   if (check.status === 'unsigned' && rcode !== 0) {
     // A refusal needs no proof to be acted on: report it, saying it was not signed.
-    throw new ProtocolError(`EDNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)} (unsigned answer)`);
+    throw new ProtocolError(`EDNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)} (unsigned answer)`, rcodeName(rcode));
   }
   if (check.status !== 'ok') {
     const fate = rcode === 0 ? 'the server says NOERROR, but ' : `the server says ${rcodeName(rcode)}, and `;
@@ -116,7 +116,7 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   if (rcode !== 0) {
     const hint = rcode === 5 ? ' (updates not allowed for this key, or the zone is not a primary here)'
       : rcode === 10 ? ` (${host.name} is not in zone ${canonicalName(zone)})` : '';
-    throw new ProtocolError(`EDNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}${hint}`);
+    throw new ProtocolError(`EDNS_${rcodeName(rcode)}`, `update of ${host.name} refused by ${where}: ${rcodeName(rcode)}${hint}`, rcodeName(rcode));
   }
   return { rcode, rcodeName: rcodeName(rcode), verified: true };
 }

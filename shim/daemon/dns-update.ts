@@ -16,7 +16,7 @@
  * of the engine: the daemon hands it the usable locators.
  */
 import { readFileSync } from 'node:fs';
-import { UsageError, EnvironmentError } from '../errors.ts';
+import { UsageError, EnvironmentError, ProtocolError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { HBA_DIGEST_ALG_SHA256, CAPABILITY_RR_TYPE } from '../constants.ts';
@@ -89,14 +89,6 @@ export function loadDnsKey(file: string, keyName: string | undefined): TsigKey {
   } catch (err) {
     throw new UsageError('EDNS_KEY', `dnsUpdate.key: ${(err as Error).message}`, 'dnsUpdate.key');
   }
-}
-
-/** The RCODE named in a zone-tools update error (EDNS_REFUSED → REFUSED; TSIG errors carry it in the text). */
-function rcodeOf(err: unknown): string | null {
-  const code = String((err as { code?: unknown }).code ?? '');
-  if (code.startsWith('EDNS_') && code !== 'EDNS_ANSWER') return code.slice(5);
-  const m = /refused by \S+: ([A-Z]+)\b/.exec((err as Error).message ?? '');
-  return m ? m[1]! : null;
 }
 
 export class DnsPublisher {
@@ -174,7 +166,7 @@ export class DnsPublisher {
       this.backoffMs = this.backoffMs === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
       this.st.failures++;
       const e = err as { code?: unknown; message?: string };
-      this.st.lastError = { at: new Date().toISOString(), code: String(e.code ?? 'EDNS_UPDATE'), rcode: rcodeOf(err), message: String(e.message ?? err), retryInMs: this.backoffMs };
+      this.st.lastError = { at: new Date().toISOString(), code: String(e.code ?? 'EDNS_UPDATE'), rcode: err instanceof ProtocolError ? err.rcode ?? null : null, message: String(e.message ?? err), retryInMs: this.backoffMs };
       this.log.warn('dns update failed', { name: this.cfg.name, code: this.st.lastError.code, rcode: this.st.lastError.rcode, error: this.st.lastError.message, retryInMs: this.backoffMs });
     } finally {
       this.inFlight = false;
