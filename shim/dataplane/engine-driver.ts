@@ -12,6 +12,10 @@
  * Call order on every input (quinn style): handle* or a command, then
  * `flush()` (coalesced to one per loop turn on the hot paths).
  *
+ * Rooms of their own, which it wires together: the handshake hold
+ * (handshake-hold.ts), the ICMP relay (icmp-relay.ts), which path each
+ * context's packets take (context-paths.ts: the kernel path or the TUN).
+ *
  * Must not know: message formats (the engine), DNS (the resolver), routes
  * (routes.ts; wired in through the `routes` hook).
  */
@@ -22,10 +26,13 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
-import { IPV6_HEADER_LENGTH, buildIcmpError, splitPacket, writeHeader, type SplitPacket } from './ip6-packet.ts';
+import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
-import type { Engine, EngineEvent, LocatorPair } from '../engine/index.ts';
+import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
+import { ContextPaths, type ContextPath, type RouteHook } from './context-paths.ts';
+import { HandshakeHold } from './handshake-hold.ts';
+import { IcmpRelay } from './icmp-relay.ts';
 
 /**
  * The part of the Engine API (docs/contracts.md) the driver uses, in the
@@ -35,30 +42,6 @@ import type { KernelPathHook } from './kernel-path.ts';
  */
 export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
   & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic'>>;
-
-/** What the driver tells about contexts so routes follow them (routes.ts implements it). */
-export interface RouteHook {
-  contextUp(localUlid: Ipv6, peerUlid: Ipv6): void | Promise<void>;
-  contextDown(peerUlid: Ipv6): void | Promise<void>;
-  /** Make sockets look their routes up again (after a route into the TUN was added). */
-  flushRouteCache?(): void;
-  /**
-   * The kernel path's switch, without blocking the loop: `tun` = contextUp + flushRouteCache,
-   * `kernel` = contextDown. Absent: those, synchronously.
-   */
-  switchPath?(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void>;
-}
-
-/** Which way a context's application packets go: the kernel's own route, or the TUN and the driver. */
-export type DataPath = 'kernel' | 'tun';
-
-/** A context as the kernel path sees it (`EngineDriver.paths()`). */
-export interface ContextPath {
-  localUlid: Ipv6;
-  peerUlid: Ipv6;
-  path: DataPath;
-  pair: LocatorPair;
-}
 
 export interface EngineDriverOptions<E extends EngineLike> {
   engine: E;
@@ -123,25 +106,9 @@ export interface DriverStats {
  * after it in `rest`). Unset (the default) it costs one test per datagram.
  */
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
-/** Peers remembered as withdrawn from the TUN (the set is emptied when full). */
-const WITHDRAWN_MAX = 4096;
-/** At most one log line per peer and ICMP type this often (ms). */
-const ICMP_LOG_MS = 10_000;
-/** RFC 4443 §3.2: Packet Too Big. */
-const ICMP_PACKET_TOO_BIG = 2;
-
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
-
-/** Packets held per peer while its primed context is set up (a SYN and its retransmissions). */
-const HOLD_MAX = 16;
-/** How long a primed peer's packets wait for its context before plain IPv6 takes over (ms). */
-const HOLD_MS = 1000;
-/** Default interval between readings of the kernel path's counters (ms). */
-const KERNEL_POLL_MS = 50;
-/** Failed readings in a row after which the kernel path is given up. */
-const KERNEL_FAILURES_MAX = 3;
 /** Sources whose refused ULID claims were logged (each once; the set is emptied when full). */
 const REFUSED_LOGGED_MAX = 4096;
 
@@ -158,6 +125,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly peerPort: number;
   private readonly clock: () => Millis;
   private readonly prompter: TcpPrompter | undefined;
+  private readonly icmp: IcmpRelay;
+  private readonly hold: HandshakeHold;
+  private readonly contexts: ContextPaths;
   /** Packets for the TUN, gathered per loop turn so the device can merge TCP runs (GRO). */
   private readonly rxArena = new Uint8Array(RX_ARENA_BYTES);
   private rxViews: Uint8Array[] = [];
@@ -166,25 +136,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private armedAt: Millis | undefined;
   private flushScheduled = false;
   private closed = false;
-  /**
-   * Packets for primed peers whose context is still being set up: their ULID
-   * is routed into the TUN from `context-initiated` on, so the application's
-   * first packets (a SYN) wait here and go out once the context is up, instead
-   * of going to a dead locator on the physical link (seed §2.2).
-   */
-  private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
-  /** When an error for the application was last logged, per peer and ICMP type. */
-  private readonly icmpLogged = new Map<string, number>();
-  /** Peers whose ULID route into the TUN this driver withdrew (and has not routed again): bounded by WITHDRAWN_MAX. */
-  private readonly withdrawn = new Set<Ipv6>();
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
-  /** Established contexts, by peer ULID: their path and pair, and the kernel counters last read. */
-  private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: number; in: number }>();
-  private kernelTimer: NodeJS.Timeout | undefined;
-  private kernelReading = false;
-  private kernelFailures = 0;
-  private kernelBroken = false;
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -193,6 +146,34 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.peerPort = opts.peerPort ?? SHIM6_UDP_PORT;
     this.clock = opts.clock ?? defaultClock;
     this.prompter = (opts.tcpPrompt ?? opts.tun !== undefined) ? new TcpPrompter() : undefined;
+    const drop = (reason: string): void => this.drop(reason);
+    const logger = opts.logger;
+    this.icmp = new IcmpRelay({
+      ...(opts.engine.handleIcmp !== undefined ? { handleIcmp: opts.engine.handleIcmp.bind(opts.engine) } : {}),
+      clock: this.clock, ...(logger ? { logger } : {}), drop,
+      toApplication: (p) => this.toApplication(p),
+      count: (what) => {
+        if (what === 'in') this.stats.icmpIn++;
+        else if (what === 'acted') this.stats.icmpActed++;
+        else this.stats.tooBig++;
+      },
+    });
+    this.hold = new HandshakeHold({
+      ...(opts.routes ? { routes: opts.routes } : {}), ...(opts.holdMs !== undefined ? { holdMs: opts.holdMs } : {}),
+      ...(opts.sendPlain ? { sendPlain: opts.sendPlain } : {}), ...(logger ? { logger } : {}), drop,
+      send: (packets) => {
+        const now = this.clock();
+        for (const p of packets) this.sendApplicationPacket(now, p);
+        this.prompter?.commit();
+      },
+      sentPlain: (n) => { this.stats.plain += n; },
+    });
+    this.contexts = new ContextPaths({
+      ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
+      ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
+      ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
+      clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
+    });
     this.transport.onDatagram((d) => this.onDatagram(d));
     this.transport.onIcmpError?.((e) => this.onIcmpError(e));
     this.tun?.onPackets((ps) => this.onTunPackets(ps));
@@ -228,7 +209,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
 
   /** Established contexts and the path each one's application packets take. */
   paths(): ContextPath[] {
-    return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair }) => ({ localUlid, peerUlid, path, pair: { ...pair } }));
+    return this.contexts.list();
   }
 
   /** Send every pending transmit, dispatch every event, re-arm the timer. */
@@ -251,11 +232,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
-    if (this.kernelTimer) clearInterval(this.kernelTimer);
-    this.kernelTimer = undefined;
-    for (const c of this.contexts.values()) if (c.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
-    this.contexts.clear();
-    for (const peer of [...this.held.keys()]) this.unhold(peer);
+    this.contexts.close();
+    this.hold.close();
     await this.tun?.close();
     await this.transport.close();
   }
@@ -270,35 +248,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.scheduleFlush();
   }
 
-  /**
-   * An ICMPv6 error about one of our datagrams (RFC 5533 §8): the engine acts
-   * on it, or translates it back to the application's packet, which then
-   * goes into the TUN as an ICMPv6 error from the error's sender (the peer's
-   * ULID when the kernel did not say).
-   */
+  /** An ICMPv6 error about one of our datagrams (RFC 5533 §8; icmp-relay.ts). */
   private onIcmpError(e: IcmpError): void {
-    if (this.closed || this.engine.handleIcmp === undefined) return;
-    this.stats.icmpIn++;
-    const r = this.engine.handleIcmp(this.clock(), { type: e.type, code: e.code, info: e.info, src: e.src, dst: e.dst, port: e.dstPort, invoking: e.quoted, ...(e.offender !== undefined ? { offender: e.offender } : {}) });
-    if (r.kind === 'consumed') this.stats.icmpActed++;
-    else if (r.kind === 'drop') this.drop(`icmp-${r.reason}`.replace(/^icmp-icmp-/, 'icmp-'));
-    else {
-      this.toApplication(buildIcmpError(e.offender ?? r.dstUlid, r.srcUlid, r.type, r.code, r.info,
-        { srcUlid: r.srcUlid, dstUlid: r.dstUlid, nextHeader: r.nextHeader, payloadLength: r.payload.length, payload: r.payload }));
-      this.logIcmp(r.dstUlid, r.type, { type: r.type, code: r.code, info: r.info, peer: r.dstUlid, from: e.offender, pair: { local: e.src, peer: e.dst } });
-    }
+    if (this.closed || !this.icmp.enabled) return;
+    this.icmp.fromNetwork(e);
     this.scheduleFlush();
-  }
-
-  /** Log an error handed to the application: the first per peer and type, then at most one per ICMP_LOG_MS (stats count them all). */
-  private logIcmp(peer: Ipv6, type: number, fields: Record<string, unknown>): void {
-    const key = `${peer} ${type}`;
-    const now = this.clock();
-    const last = this.icmpLogged.get(key);
-    if (last !== undefined && now - last < ICMP_LOG_MS) return;
-    if (this.icmpLogged.size >= REFUSED_LOGGED_MAX) this.icmpLogged.clear();
-    this.icmpLogged.set(key, now);
-    this.opts.logger?.info('icmp error to the application', fields);
   }
 
   /** A packet the daemon makes for the application (an ICMPv6 error): into the TUN with this turn's batch. */
@@ -352,30 +306,15 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const r = this.engine.encapsulate(now, s);
     if (r.kind === 'no-context') {
       // The engine may have just started a context for a peer it knows (context-initiated): hold this packet too.
-      if (!this.held.has(s.dstUlid)) this.dispatchEvents();
-      const q = this.held.get(s.dstUlid)?.packets;
-      if (q !== undefined && q.length < HOLD_MAX) q.push(packet.slice());
-      // Routed into the TUN just before the driver withdrew its route (the context failed meanwhile): plain IPv6.
-      else if (this.opts.sendPlain !== undefined && this.withdrawn.has(s.dstUlid)) this.letGo(s.dstUlid, [packet.slice()], undefined, true);
-      else this.stats.noContext++;
+      if (!this.hold.holds(s.dstUlid)) this.dispatchEvents();
+      if (!this.hold.take(s.dstUlid, packet)) this.stats.noContext++;
       return;
     }
-    if (r.kind === 'too-big') return this.tooBig(s, r.mtu);
+    if (r.kind === 'too-big') return this.icmp.tooBig(s, r.mtu);
     this.prompter?.observe(packet, s.srcUlid, s.dstUlid);
     if (this.tap) this.tap('out', r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload);
     if (this.transport.send(r.src, r.dst, r.port ?? this.peerPort, r.header, s.payload)) this.stats.udpOut++;
     else this.drop('no-socket-for-source');
-  }
-
-  /**
-   * The application's packet is larger than its context's path carries: drop
-   * it and tell the application, as a router would, with the MTU it may use
-   * (from the peer's ULID, about the packet as sent).
-   */
-  private tooBig(s: SplitPacket, mtu: number): void {
-    this.stats.tooBig++;
-    this.toApplication(buildIcmpError(s.dstUlid, s.srcUlid, ICMP_PACKET_TOO_BIG, 0, mtu,
-      { srcUlid: s.srcUlid, dstUlid: s.dstUlid, nextHeader: s.nextHeader, payloadLength: s.payload.length, payload: s.payload }));
   }
 
   private dispatchEvents(): void {
@@ -389,149 +328,37 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       return;
     }
     this.opts.logger?.info(e.kind, eventFields(e));
-    if (e.kind === 'context-initiated' && this.tun) this.hold(e.localUlid, e.peerUlid);
+    if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
-      const c = { localUlid: e.localUlid, peerUlid: e.peerUlid, path: 'tun' as DataPath, pair: { ...e.pair }, exploring: false, out: 0, in: 0 };
-      this.contexts.set(e.peerUlid, c);
-      if (!this.toKernel(c)) void this.routeUp(e.localUlid, e.peerUlid);
-      this.release(e.peerUlid);
+      if (!this.contexts.established(e.localUlid, e.peerUlid, e.pair)) void this.hold.routeUp(e.localUlid, e.peerUlid);
+      this.hold.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
-      const held = this.unhold(e.peerUlid);
-      const c = this.contexts.get(e.peerUlid);
-      this.contexts.delete(e.peerUlid);
-      if (c?.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
       // A resumable close (idle cleanup of a known peer) keeps the route (or routes it, from the kernel path): the next packet brings the context back.
-      if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.routeDown(e.peerUlid));
-      else if (c?.path === 'kernel') this.routeIntoTun(c);
+      const how = e.kind === 'context-failed' ? 'failed' : e.resumable ? 'resumable' : 'closed';
+      this.contexts.ended(e.peerUlid, how === 'resumable');
+      this.hold.ended(e.peerUlid, how);
       this.prompter?.forget(e.peerUlid);
     }
-    if (e.kind === 'reap-state') {
-      const c = this.contexts.get(e.peerUlid);
-      if (c !== undefined) {
-        c.exploring = e.state === 'exploring';
-        c.pair = { ...e.pair };
-        // Exploring: the TCP prompt must see the segments TCP retransmits meanwhile, so they go through the TUN.
-        if (c.exploring) this.toTun(c);
-        else this.toKernel(c);
-      }
+    if (e.kind === 'reap-state') this.contexts.reapState(e.peerUlid, e.state === 'exploring', e.pair);
+    if (e.kind === 'peer-unsupported') this.hold.forget(e.peerUlid);
+    if (e.kind === 'locator-pair-changed') {
+      this.contexts.pairChanged(e.peerUlid, e.new);
+      if (this.prompter) this.prompt(e.peerUlid);
     }
-    if (e.kind === 'peer-unsupported') this.unhold(e.peerUlid);
-    const moved = e.kind === 'locator-pair-changed' ? this.contexts.get(e.peerUlid) : undefined;
-    if (e.kind === 'locator-pair-changed' && moved !== undefined) {
-      moved.pair = { ...e.new };
-      if (!isUlidPair(moved)) this.toTun(moved);
-    }
-    if (e.kind === 'locator-pair-changed' && this.prompter) {
-      const replays = this.prompter.prompt(e.peerUlid);
-      const now = this.clock();
-      for (const p of replays) this.sendApplicationPacket(now, p);
-      this.prompter.commit();
-      this.stats.prompts += replays.length;
-      if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
-    }
-    if (moved !== undefined && !moved.exploring) this.toKernel(moved);
     this.opts.onEvent?.(e);
   }
 
-  /**
-   * The context's packets take the kernel's own route, if it has a kernel path, its pair is
-   * its ULID pair, REAP is not exploring and the kernel counts its packets: the route into
-   * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
-   */
-  private toKernel(c: ContextPath & { exploring: boolean; out: number; in: number }): boolean {
-    const k = this.opts.kernel;
-    if (c.path === 'kernel') return true;
-    if (k === undefined || this.kernelBroken || this.engine.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
-    c.path = 'kernel';
-    c.out = 0;
-    c.in = 0;
-    this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
-    this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
-    this.kernelTimer ??= setInterval(() => this.pollKernel(), this.opts.kernelPollMs ?? KERNEL_POLL_MS);
-    this.kernelTimer.unref?.();
-    return true;
-  }
-
-  /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
-  private toTun(c: ContextPath): void {
-    if (c.path !== 'kernel') return;
-    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
-    c.path = 'tun';
-    this.routeIntoTun(c);
-    this.opts.logger?.info('context on the tun path', { peer: c.peerUlid, pair: c.pair });
-    if (![...this.contexts.values()].some((x) => x.path === 'kernel') && this.kernelTimer) {
-      clearInterval(this.kernelTimer);
-      this.kernelTimer = undefined;
-    }
-  }
-
-  private routeIntoTun(c: ContextPath): void {
-    this.routeLater(c, 'tun', () => {
-      void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
-      this.opts.routes?.flushRouteCache?.();
-    });
-  }
-
-  /**
-   * A route change of the kernel path, after this loop turn and without blocking it when the
-   * hook can (`switchPath`): `ip` takes tens of ms on a busy host, and the probes and packets
-   * the engine produces meanwhile must go out. In order.
-   */
-  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown): void {
-    const r = this.opts.routes;
-    if (r?.switchPath) {
-      void r.switchPath(c.localUlid, c.peerUlid, path);
-      return;
-    }
-    setImmediate(() => { if (!this.closed) sync(); });
-  }
-
-  /** One reading of the kernel's counters at a time; a failed one is counted and the next tick tries again. */
-  private pollKernel(): void {
-    const k = this.opts.kernel;
-    if (k === undefined || this.kernelReading || this.closed) return;
-    this.kernelReading = true;
-    k.refresh().then(() => this.readKernel(), () => this.kernelReadFailed()).finally(() => { this.kernelReading = false; });
-  }
-
-  /**
-   * A reading failed. Three in a row: the kernel path cannot tell REAP what flows, so every
-   * context goes to the TUN path (said once) and no context takes the kernel path again.
-   */
-  private kernelReadFailed(): void {
-    this.drop('kernel-read');
-    if (++this.kernelFailures < KERNEL_FAILURES_MAX || this.kernelBroken) return;
-    this.kernelBroken = true;
-    this.opts.logger?.warn('kernel path: its counters cannot be read; every context uses the TUN path', { failures: this.kernelFailures });
-    for (const c of this.contexts.values()) this.toTun(c);
-  }
-
-  /**
-   * Tell the engine, per context on the kernel path, what moved since the last reading of
-   * the kernel's counters (the REAP inputs the TUN path gives per packet).
-   */
-  private readKernel(): void {
-    if (this.closed) return;
-    this.kernelFailures = 0;
-    const k = this.opts.kernel;
-    let fed = false;
+  /** After a re-homing: replay the peer's last TCP segments on the new pair (tcp-prompt.ts). */
+  private prompt(peer: Ipv6): void {
+    const replays = this.prompter!.prompt(peer);
     const now = this.clock();
-    for (const c of this.contexts.values()) {
-      if (c.path !== 'kernel' || k === undefined) continue;
-      const n = k.read(c.localUlid, c.peerUlid);
-      if (n === undefined) continue; // watched since the last reading
-      const sent = n.outPackets > c.out, received = n.inPackets > c.in;
-      c.out = n.outPackets;
-      c.in = n.inPackets;
-      if (!sent && !received) continue;
-      this.stats.kernelTraffic++;
-      this.engine.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
-      fed = true;
-    }
-    if (fed) this.flush();
+    for (const p of replays) this.sendApplicationPacket(now, p);
+    this.prompter!.commit();
+    this.stats.prompts += replays.length;
+    if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer, segments: replays.length });
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
@@ -541,80 +368,6 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (this.refusedLogged.size >= REFUSED_LOGGED_MAX) this.refusedLogged.clear();
     this.refusedLogged.add(src);
     this.opts.logger?.warn('ulid claim refused: no context, no route (counted in status engine.guard)', eventFields(e));
-  }
-
-  /**
-   * Route `peer` into the TUN and hold its packets while the context is set
-   * up, for `holdMs` at most: a stale capability record (no shim6 there) must
-   * not keep the application from plain IPv6. Then the route goes (the held
-   * packets are dropped; TCP's next SYN goes out plain) while the engine keeps
-   * trying; `context-established` routes it again.
-   */
-  private hold(local: Ipv6, peer: Ipv6): void {
-    if (this.held.has(peer)) return;
-    const timer = setTimeout(() => {
-      const h = this.held.get(peer);
-      if (h?.timer !== timer) return;
-      this.held.delete(peer);
-      this.letGo(peer, h.packets, this.routeDown(peer));
-      this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
-    }, this.opts.holdMs ?? HOLD_MS);
-    timer.unref?.();
-    this.held.set(peer, { packets: [], timer });
-    void this.routeUp(local, peer);
-  }
-
-  /** Stop holding `peer`'s packets; returns those held. */
-  private unhold(peer: Ipv6): Uint8Array[] {
-    const h = this.held.get(peer);
-    if (h === undefined) return [];
-    clearTimeout(h.timer);
-    this.held.delete(peer);
-    return h.packets;
-  }
-
-  private routeUp(local: Ipv6, peer: Ipv6): void | Promise<void> {
-    this.withdrawn.delete(peer);
-    return this.opts.routes?.contextUp(local, peer);
-  }
-
-  private routeDown(peer: Ipv6): void | Promise<void> {
-    if (this.withdrawn.size >= WITHDRAWN_MAX) this.withdrawn.clear();
-    this.withdrawn.add(peer);
-    return this.opts.routes?.contextDown(peer);
-  }
-
-  /**
-   * Once `peer`'s route into the TUN is gone (`down`), send `packets` (held
-   * for it, or read just before the route went) as plain IPv6 (`sendPlain`).
-   * Each leaves with its hop limit one lower, and one at 1 is dropped: should
-   * the kernel still route the peer into the TUN, a packet cannot loop for
-   * ever between the TUN and the raw socket.
-   */
-  private letGo(peer: Ipv6, packets: Uint8Array[], down: void | Promise<void> | undefined, late = false): void {
-    const send = this.opts.sendPlain;
-    if (packets.length === 0 || send === undefined) return;
-    void Promise.resolve(down).then(() => {
-      if (this.closed) return;
-      const out = packets.filter((p) => p[7]! > 1);
-      for (const p of out) p[7]!--;
-      if (out.length < packets.length) this.drop('hop-limit');
-      const n = out.length > 0 ? send(out) : 0;
-      this.stats.plain += n;
-      // Held packets once per failed context; late ones are only counted (a burst could be many).
-      if (!late) this.opts.logger?.info('held packets sent as plain IPv6', { peer, packets: n });
-    }, () => undefined);
-  }
-
-  /** The context with `peer` is up: send what waited for it, in order. */
-  private release(peer: Ipv6): void {
-    const q = this.held.get(peer)?.packets;
-    if (q === undefined) return;
-    this.unhold(peer);
-    const now = this.clock();
-    for (const p of q) this.sendApplicationPacket(now, p);
-    this.prompter?.commit();
-    if (q.length > 0) this.opts.logger?.info('held packets sent', { peer, packets: q.length });
   }
 
   private scheduleFlush(): void {
@@ -639,10 +392,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (this.closed) return;
       // A context on the kernel path: read the counters first, so REAP's Send and Keepalive
       // Timers expire on what the kernel carried until now, not on a reading one interval old.
-      if (this.kernelTimer !== undefined && this.opts.kernel !== undefined) {
-        this.kernelReading = true;
-        this.opts.kernel.refresh().then(() => this.readKernel(), () => this.kernelReadFailed()).finally(() => {
-          this.kernelReading = false;
+      if (this.contexts.polling) {
+        void this.contexts.readNow().finally(() => {
           if (this.closed) return;
           this.engine.handleTimeout(this.clock());
           this.flush();
@@ -657,11 +408,6 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private drop(reason: string): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;
   }
-}
-
-/** The context's current locator pair is its ULID pair (no re-homing in force). */
-function isUlidPair(c: ContextPath): boolean {
-  return c.pair.local === c.localUlid && c.pair.peer === c.peerUlid;
 }
 
 function eventFields(e: EngineEvent): Record<string, unknown> {

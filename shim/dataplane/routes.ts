@@ -22,7 +22,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { MIN_IPV6_MTU } from '../constants.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import type { DataPath, RouteHook } from './engine-driver.ts';
+import type { DataPath, RouteHook } from './context-paths.ts';
 
 /** IPv6 (40) + UDP (8) + Shim6 payload header (8, RFC 5533 §5.2). */
 export const ENCAPSULATION_OVERHEAD = 56;

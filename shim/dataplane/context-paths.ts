@@ -1,0 +1,255 @@
+/**
+ * Which way each established context's application packets go (docs/dataplane.md
+ * "Kernel path"): the kernel's own route while its locator pair is its ULID pair
+ * and REAP is not exploring, the TUN and the driver otherwise. On the kernel
+ * path nothing crosses user space, so the kernel's counters (kernel-path.ts) are
+ * read on a clock of their own and turned into the REAP inputs the TUN path
+ * gives per packet.
+ *
+ * Owns: the table of established contexts and their paths, the reading clock.
+ * Must not know: packets, the engine's messages (the driver feeds the engine
+ * through `kernelTraffic`), how routes are made (routes.ts, through RouteHook).
+ */
+import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
+import type { Logger } from '../log.ts';
+import type { Engine, LocatorPair } from '../engine/index.ts';
+import type { KernelPathHook } from './kernel-path.ts';
+
+/** Which way a context's application packets go: the kernel's own route, or the TUN and the driver. */
+export type DataPath = 'kernel' | 'tun';
+
+/** A context as the kernel path sees it (`EngineDriver.paths()`). */
+export interface ContextPath {
+  localUlid: Ipv6;
+  peerUlid: Ipv6;
+  path: DataPath;
+  pair: LocatorPair;
+}
+
+/** What the driver tells about contexts so routes follow them (routes.ts implements it). */
+export interface RouteHook {
+  contextUp(localUlid: Ipv6, peerUlid: Ipv6): void | Promise<void>;
+  contextDown(peerUlid: Ipv6): void | Promise<void>;
+  /** Make sockets look their routes up again (after a route into the TUN was added). */
+  flushRouteCache?(): void;
+  /**
+   * The kernel path's switch, without blocking the loop: `tun` = contextUp + flushRouteCache,
+   * `kernel` = contextDown. Absent: those, synchronously.
+   */
+  switchPath?(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void>;
+}
+
+export interface ContextPathsOptions {
+  /** Absent: every context uses the TUN. */
+  kernel?: KernelPathHook;
+  routes?: RouteHook;
+  /** The engine's input for what the kernel carried; absent: every context uses the TUN. */
+  kernelTraffic?: Engine['kernelTraffic'];
+  /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
+  pollMs?: number;
+  logger?: Logger;
+  clock: () => Millis;
+  /** Readings fed the engine: send what it produced. */
+  flush: () => void;
+  /** Count a dropped thing by reason (the driver's stats). */
+  drop: (reason: string) => void;
+  /** A reading that showed traffic (the driver's stats). */
+  fed: () => void;
+}
+
+/** Default interval between readings of the kernel path's counters (ms). */
+const KERNEL_POLL_MS = 50;
+/** Failed readings in a row after which the kernel path is given up. */
+const KERNEL_FAILURES_MAX = 3;
+
+interface Tracked extends ContextPath {
+  exploring: boolean;
+  /** The counters as last read. */
+  out: number;
+  in: number;
+}
+
+export class ContextPaths {
+  /** Established contexts, by peer ULID. */
+  private readonly contexts = new Map<Ipv6, Tracked>();
+  private timer: NodeJS.Timeout | undefined;
+  private reading = false;
+  private failures = 0;
+  private broken = false;
+  private closed = false;
+
+  constructor(private readonly opts: ContextPathsOptions) {}
+
+  /** Established contexts and the path each one's application packets take. */
+  list(): ContextPath[] {
+    return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair }) => ({ localUlid, peerUlid, path, pair: { ...pair } }));
+  }
+
+  /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
+  established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, out: 0, in: 0 };
+    this.contexts.set(peerUlid, c);
+    return this.toKernel(c);
+  }
+
+  /**
+   * The context with `peer` ended. On the kernel path its counting stops, and with
+   * `backIntoTun` (a resumable close: the next packet brings it back) it is routed into the TUN again.
+   */
+  ended(peer: Ipv6, backIntoTun: boolean): void {
+    const c = this.contexts.get(peer);
+    if (c === undefined) return;
+    this.contexts.delete(peer);
+    if (c.path !== 'kernel') return;
+    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    if (backIntoTun) this.routeIntoTun(c);
+    this.stopIfIdle();
+  }
+
+  /** REAP started or stopped exploring: while it explores the TCP prompt must see TCP's retransmissions, so they go through the TUN. */
+  reapState(peer: Ipv6, exploring: boolean, pair: LocatorPair): void {
+    const c = this.contexts.get(peer);
+    if (c === undefined) return;
+    c.exploring = exploring;
+    c.pair = { ...pair };
+    if (exploring) this.toTun(c);
+    else this.toKernel(c);
+  }
+
+  /** The context moved to `pair`: off its ULID pair it needs the TUN; back on it the kernel path again (unless REAP explores). */
+  pairChanged(peer: Ipv6, pair: LocatorPair): void {
+    const c = this.contexts.get(peer);
+    if (c === undefined) return;
+    c.pair = { ...pair };
+    if (!isUlidPair(c)) this.toTun(c);
+    else if (!c.exploring) this.toKernel(c);
+  }
+
+  /** Whether a context uses the kernel path (the driver reads the counters before each engine timeout then). */
+  get polling(): boolean {
+    return this.timer !== undefined;
+  }
+
+  /** Read the counters now and feed the engine (before a REAP timer expires, so it sees what the kernel carried until now). */
+  async readNow(): Promise<void> {
+    const k = this.opts.kernel;
+    if (k === undefined) return;
+    this.reading = true;
+    try {
+      await k.refresh().then(() => this.feed(), () => this.readFailed());
+    } finally {
+      this.reading = false;
+    }
+  }
+
+  /** Stop reading and counting; every context is forgotten. */
+  close(): void {
+    this.closed = true;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    for (const c of this.contexts.values()) if (c.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    this.contexts.clear();
+  }
+
+  /**
+   * The context's packets take the kernel's own route, if there is a kernel path, its pair is
+   * its ULID pair, REAP is not exploring and the kernel counts its packets: the route into
+   * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
+   */
+  private toKernel(c: Tracked): boolean {
+    const k = this.opts.kernel;
+    if (c.path === 'kernel') return true;
+    if (k === undefined || this.broken || this.opts.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
+    c.path = 'kernel';
+    c.out = 0;
+    c.in = 0;
+    this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
+    this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
+    this.timer ??= setInterval(() => this.poll(), this.opts.pollMs ?? KERNEL_POLL_MS);
+    this.timer.unref?.();
+    return true;
+  }
+
+  /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
+  private toTun(c: Tracked): void {
+    if (c.path !== 'kernel') return;
+    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    c.path = 'tun';
+    this.routeIntoTun(c);
+    this.opts.logger?.info('context on the tun path', { peer: c.peerUlid, pair: c.pair });
+    this.stopIfIdle();
+  }
+
+  private stopIfIdle(): void {
+    if (this.timer === undefined || [...this.contexts.values()].some((x) => x.path === 'kernel')) return;
+    clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  private routeIntoTun(c: ContextPath): void {
+    this.routeLater(c, 'tun', () => {
+      void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
+      this.opts.routes?.flushRouteCache?.();
+    });
+  }
+
+  /**
+   * A route change of the kernel path, after this loop turn and without blocking it when the
+   * hook can (`switchPath`): `ip` takes tens of ms on a busy host, and the probes and packets
+   * the engine produces meanwhile must go out. In order.
+   */
+  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown): void {
+    const r = this.opts.routes;
+    if (r?.switchPath) {
+      void r.switchPath(c.localUlid, c.peerUlid, path);
+      return;
+    }
+    setImmediate(() => { if (!this.closed) sync(); });
+  }
+
+  /** One reading at a time; a failed one is counted and the next tick tries again. */
+  private poll(): void {
+    if (this.opts.kernel === undefined || this.reading || this.closed) return;
+    void this.readNow();
+  }
+
+  /**
+   * A reading failed. Three in a row: the kernel path cannot tell REAP what flows, so every
+   * context goes to the TUN path (said once) and no context takes the kernel path again.
+   */
+  private readFailed(): void {
+    this.opts.drop('kernel-read');
+    if (++this.failures < KERNEL_FAILURES_MAX || this.broken) return;
+    this.broken = true;
+    this.opts.logger?.warn('kernel path: its counters cannot be read; every context uses the TUN path', { failures: this.failures });
+    for (const c of this.contexts.values()) this.toTun(c);
+  }
+
+  /** Tell the engine, per context on the kernel path, what moved since the last reading. */
+  private feed(): void {
+    if (this.closed) return;
+    this.failures = 0;
+    const k = this.opts.kernel;
+    let fed = false;
+    const now = this.opts.clock();
+    for (const c of this.contexts.values()) {
+      if (c.path !== 'kernel' || k === undefined) continue;
+      const n = k.read(c.localUlid, c.peerUlid);
+      if (n === undefined) continue; // watched since the last reading
+      const sent = n.outPackets > c.out, received = n.inPackets > c.in;
+      c.out = n.outPackets;
+      c.in = n.inPackets;
+      if (!sent && !received) continue;
+      this.opts.fed();
+      this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
+      fed = true;
+    }
+    if (fed) this.opts.flush();
+  }
+}
+
+/** The context's current locator pair is its ULID pair (no re-homing in force). */
+function isUlidPair(c: ContextPath): boolean {
+  return c.pair.local === c.localUlid && c.pair.peer === c.peerUlid;
+}
