@@ -1,18 +1,21 @@
 // `npm test`: install what is missing, build dist/ when a source is newer
-// (tests run the built `shim6` command too: test/install/), then type check
-// and lint (side by side), and run every test file under test/ with node's
-// test runner (tsx compiles the tests and the sources they import), three
-// files at a time: the end-to-end files mostly wait on their labs, so a third
-// file keeps both CPUs of the build machine busy.
+// (the programs the tests start run compiled: test/helpers/cli.ts), then run
+// every test file under test/ with node's test runner (tsx compiles the tests
+// and the sources they import), CONCURRENCY files at a time, and beside them
+// the type check and the lint. The end-to-end files mostly wait on their labs
+// (timers of REAP, streams of fixed length), so more files than CPUs keep the
+// CPUs busy; SHIM6_TEST_CONCURRENCY overrides it.
 // Extra arguments are passed as file filters: `npm test -- wire` runs the test
 // files whose path contains "wire".
-import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
 import { ensureBuilt } from './build.mjs';
 
+/** Test files run at a time. */
+const CONCURRENCY = 6;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
@@ -24,26 +27,25 @@ try {
   console.error(`npm test: build failed: ${err.message}`);
   process.exit(1);
 }
+// dist/ is current: the programs the tests start (daemons, the zone tool, the lab's tools) run
+// compiled, as users run them (shim/runtime-paths.ts); the test files themselves run from the
+// sources through tsx.
+process.env.SHIM6_PROGRAMS = 'dist';
 
-function run(label, cmd, args) {
-  console.log(`\n== ${label}`);
-  const r = spawnSync(cmd, args, { stdio: 'inherit' });
-  if (r.status !== 0) {
-    console.error(`npm test: ${label} failed`);
-    process.exit(r.status ?? 1);
-  }
-}
-
-/** Run the commands side by side; print each one's output in order once all are done; exit on a failure. */
-async function runTogether(jobs) {
-  const results = await Promise.all(jobs.map(([label, cmd, args]) => new Promise((resolve) => {
+/** Start a command with its output gathered; resolves with its label, exit status and output. */
+function start(label, cmd, args) {
+  return new Promise((resolve) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
     child.stderr.on('data', (d) => { out += d; });
     child.on('error', (e) => resolve({ label, status: 1, out: out + String(e) }));
     child.on('close', (status) => resolve({ label, status, out }));
-  })));
+  });
+}
+
+/** Print each result's output under its label, in order; exit on the first failure. */
+function report(results) {
   for (const r of results) {
     console.log(`\n== ${r.label}`);
     process.stdout.write(r.out);
@@ -66,22 +68,30 @@ function findTests(dir) {
 }
 
 const filters = process.argv.slice(2);
-if (filters.length === 0) {
-  await runTogether([['type check (tsc)', 'npx', ['tsc', '--noEmit', '-p', '.']], ['lint (eslint)', 'npx', ['eslint', '.']]]);
-}
 const files = findTests('test').filter((f) => filters.length === 0 || filters.some((x) => f.includes(x)));
 if (files.length === 0) {
   console.error('npm test: no test files matched');
   process.exit(1);
 }
-const concurrency = process.env.SHIM6_TEST_CONCURRENCY ?? '3';
-run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files]);
-// The whole suite also runs the end-to-end failover tests with every context on the kernel path
-// (config dataPath: kernel; above they ran on the TUN path, the default): both paths pass the same
-// tests. Not test/e2e/restart: it checks the TUN path's way back (B's TCP gets nothing while B's
-// daemon is down); on the kernel path the stream flows on natively.
-if (filters.length === 0 && process.env.SHIM6_TEST_DATA_PATH === undefined) {
-  const kernel = ['test/e2e/primed.test.ts', 'test/e2e/lasting.test.ts'];
-  process.env.SHIM6_TEST_DATA_PATH = 'kernel';
-  run(`tests on the kernel path (${kernel.length} files, dataPath: kernel)`, process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...kernel]);
+// The type check and the lint run beside the tests (the end-to-end files mostly wait on their
+// labs); their output comes after the tests'.
+const checks = filters.length === 0
+  ? Promise.all([start('type check (tsc)', 'npx', ['tsc', '--noEmit', '-p', '.']), start('lint (eslint)', 'npx', ['eslint', '.'])])
+  : Promise.resolve([]);
+const concurrency = process.env.SHIM6_TEST_CONCURRENCY ?? String(CONCURRENCY);
+console.log(`\n== tests (${files.length} files, ${concurrency} at a time)`);
+// The end-to-end tests keep their labs' daemon logs here (test/e2e/fixture.ts): this run's only.
+if (filters.length === 0) rmSync(path.join(root, 'test-artifacts', 'e2e'), { recursive: true, force: true });
+const began = Date.now();
+const tests = await new Promise((resolve) => {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], { stdio: 'inherit' });
+  child.on('error', () => resolve(1));
+  child.on('close', (status) => resolve(status ?? 1));
+});
+const seconds = Math.round((Date.now() - began) / 1000);
+report(await checks);
+if (tests !== 0) {
+  console.error(`npm test: tests failed (${seconds} s)`);
+  process.exit(tests);
 }
+console.log(`\nnpm test: ${files.length} test files passed in ${seconds} s`);

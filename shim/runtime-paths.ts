@@ -13,34 +13,43 @@ import { fileURLToPath } from 'node:url';
 /** True when this code runs from its TypeScript sources (tsx), false when compiled (dist/). */
 export const fromSources = import.meta.url.endsWith('.ts');
 
+/**
+ * Whether the programs this process starts (the daemons, the zone tool, the
+ * lab's stream and web tools) run from the sources too. A process running from
+ * the sources starts them from the sources, unless `SHIM6_PROGRAMS=dist` says
+ * to start them compiled: `npm test` builds dist/ first and sets it, since a
+ * start through tsx costs about half a second of CPU more.
+ */
+export const programsFromSources = fromSources && process.env.SHIM6_PROGRAMS !== 'dist';
+
 /** The package's root directory (where package.json, bin/ and native/ are), in both cases. */
 export const packageRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), fromSources ? '..' : '../..');
 
 /**
  * The file that module `source` (a path like `lab/stream.ts`, relative to the
- * package root) is in this process's mode: the source itself, or its compiled
- * `dist/….js`.
+ * package root) is in the programs' mode (`programsFromSources`): the source
+ * itself, or its compiled `dist/….js`.
  */
 export function moduleFile(source: string): string {
   if (!source.endsWith('.ts')) throw new TypeError(`not a TypeScript module path: ${source}`);
-  return fromSources ? path.join(packageRoot, source) : path.join(packageRoot, 'dist', `${source.slice(0, -3)}.js`);
+  return programsFromSources ? path.join(packageRoot, source) : path.join(packageRoot, 'dist', `${source.slice(0, -3)}.js`);
 }
 
 /**
- * node's arguments that run module `source` as a program, in this process's
+ * node's arguments that run module `source` as a program, in the programs'
  * mode: from the sources with tsx's loader, named by its resolved URL so that
  * the child finds it whatever its working directory.
  */
 export function nodeArgs(source: string): string[] {
-  return fromSources ? ['--import', import.meta.resolve('tsx'), moduleFile(source)] : [moduleFile(source)];
+  return programsFromSources ? ['--import', import.meta.resolve('tsx'), moduleFile(source)] : [moduleFile(source)];
 }
 
 /**
- * node's arguments that run the `shim6` command in this process's mode:
+ * node's arguments that run the `shim6` command in the programs' mode:
  * bin/shim6.js (the compiled tree) or its entry module from the sources. The
  * lab starts its daemons and zone tool with these, so that a test run from the
- * sources runs the sources throughout.
+ * sources runs the sources throughout (unless `SHIM6_PROGRAMS=dist`).
  */
 export function shim6NodeArgs(): string[] {
-  return fromSources ? nodeArgs('cli/entry.ts') : [path.join(packageRoot, 'bin/shim6.js')];
+  return programsFromSources ? nodeArgs('cli/entry.ts') : [path.join(packageRoot, 'bin/shim6.js')];
 }

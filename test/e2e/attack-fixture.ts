@@ -25,6 +25,8 @@ export const ATTACK_PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nf
 /** Cleanups for a lab shared by the tests of a file (run by the file's `after` hook, last in first out). */
 export class Cleanup {
   private readonly fns: Array<() => unknown> = [];
+  /** Names what the lab's kept logs are for (test/e2e/fixture.ts). */
+  constructor(readonly name: string) {}
   after(fn: () => unknown): void {
     this.fns.push(fn);
   }

@@ -44,7 +44,7 @@ const MANY = [
   ...Array.from({ length: 900 }, (_, i) => OTHER(i)),
 ];
 
-const cleanup = new Cleanup();
+const cleanup = new Cleanup('attack-flood');
 let x: AttackLab | undefined;
 let baselineRssKb = 0;
 

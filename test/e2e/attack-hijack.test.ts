@@ -55,7 +55,7 @@ const VARIANTS: Array<{ claim: Claim; proof: ProofKind; via: 'I2' | 'I2bis' }> =
   { claim: 'third party (A\'s DNS upstream)', proof: 'no proof', via: 'I2bis' },
 ];
 
-const cleanup = new Cleanup();
+const cleanup = new Cleanup('attack-hijack');
 let x: AttackLab | undefined;
 
 before(async () => {

@@ -24,7 +24,7 @@ import { VerificationMethod } from '../../shim/constants.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, peerPortOf, type ContextView } from './attack-fixture.ts';
 import { waitLog } from './fixture.ts';
 
-const cleanup = new Cleanup();
+const cleanup = new Cleanup('attack-onpath');
 let x: AttackLab | undefined;
 
 before(async () => {

@@ -8,6 +8,9 @@
  * things took is printed (t.diagnostic), and measured by `npm run bench -- failover`.
  */
 import type { TestContext } from 'node:test';
+import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { ROOT } from '../helpers/cli.ts';
 import { labFor, type Lab } from '../../lab/topology.ts';
 import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
@@ -16,12 +19,29 @@ import { DEADLINE_MS } from '../helpers/wait.ts';
 
 let n = 0;
 
-/** A fresh lab (with the attacker on link P when `opts.attacker`), removed after the test. */
-export async function freshLab(t: Pick<TestContext, 'after'>, opts: LabUpOptions = {}): Promise<Lab> {
+/** Where each lab's daemon logs are kept after its test (`npm test` empties it when it starts). */
+export const E2E_LOGS = path.join(ROOT, 'test-artifacts', 'e2e');
+
+/**
+ * A fresh lab (with the attacker on link P when `opts.attacker`), removed after the test; its
+ * daemons' logs are kept under test-artifacts/e2e/<prefix>-<test name>/ to read when it failed.
+ */
+export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}): Promise<Lab> {
   const lab = labFor(`e2e${process.pid.toString(36).slice(-4)}${(n++).toString(36)}`);
-  t.after(() => { labDown(lab); });
+  t.after(() => {
+    keepLogs(lab, t.name);
+    labDown(lab);
+  });
   await labUp(lab, opts);
   return lab;
+}
+
+function keepLogs(lab: Lab, testName: string): void {
+  const logs = existsSync(lab.stateDir) ? readdirSync(lab.stateDir).filter((f) => f.endsWith('.log')) : [];
+  if (logs.length === 0) return;
+  const dir = path.join(E2E_LOGS, `${lab.prefix}-${process.env.SHIM6_TEST_DATA_PATH ?? "tun"}-${testName.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60)}`);
+  mkdirSync(dir, { recursive: true });
+  for (const f of logs) copyFileSync(path.join(lab.stateDir, f), path.join(dir, f));
 }
 
 /** Daemons on A and B (fast profile), stopped after the test. */

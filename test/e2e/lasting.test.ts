@@ -62,5 +62,9 @@ test('a context cleaned up by a short idle timeout comes back with the next pack
   assert.equal(r.corrupt, 0);
   assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
   assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
-  assert.ok(log(lab, 'a').some((x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= r.failAt!), 'A re-homed after the failure');
+  // On a busy machine the fast profile's 150 ms Send Timeout may explore, and move, before anything
+  // failed (docs/engine.md): what counts is that the context that came back ended on link Q.
+  const moves = log(lab, 'a').filter((x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= Date.parse(again.ts));
+  const last = moves.at(-1)?.new as { local?: string; peer?: string } | undefined;
+  assert.ok(last?.local === LAB_ADDR.aQ && last.peer === LAB_ADDR.bQ, `A re-homed to link Q: ${JSON.stringify(moves.map((x) => x.new))}`);
 });

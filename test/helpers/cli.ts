@@ -1,16 +1,20 @@
 /**
- * Runs the real `shim6` command as a child process. `BIN` runs it from the
- * sources (shim6-sources.mjs, through tsx), so that a test of a source change
- * needs no build; `BUILT_BIN` is bin/shim6.js, the command users run, on the
- * compiled dist/ (`npm run build`; `npm test` builds first).
+ * Runs the real `shim6` command as a child process. `BUILT_BIN` is
+ * bin/shim6.js, the command users run, on the compiled dist/ (`npm run build`;
+ * `npm test` builds first). `BIN` is the command the tests start: the same one
+ * under `npm test` (which sets SHIM6_PROGRAMS=dist after building; a start
+ * through tsx costs half a second of CPU more), otherwise the sources
+ * (shim6-sources.mjs, through tsx), so that a test file run on its own after a
+ * source change needs no build.
  */
 import { spawn, spawnSync, type SpawnOptions, type SpawnSyncOptions } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { programsFromSources } from '../../shim/runtime-paths.ts';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-export const BIN = path.join(ROOT, 'test/helpers/shim6-sources.mjs');
 export const BUILT_BIN = path.join(ROOT, 'bin/shim6.js');
+export const BIN = programsFromSources ? path.join(ROOT, 'test/helpers/shim6-sources.mjs') : BUILT_BIN;
 
 export interface CliResult {
   status: number | null;

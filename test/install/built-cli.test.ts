@@ -9,7 +9,7 @@ import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtShim6, ROOT } from '../helpers/cli.ts';
-import { fromSources, moduleFile, nodeArgs, packageRoot, shim6NodeArgs } from '../../shim/runtime-paths.ts';
+import { fromSources, moduleFile, nodeArgs, packageRoot, programsFromSources, shim6NodeArgs } from '../../shim/runtime-paths.ts';
 import { requireBuilt, spawnBuilt, tmpdir, waitFor } from './built.ts';
 
 const DIST = path.join(ROOT, 'dist');
@@ -94,14 +94,21 @@ test('runtime paths: the sources run with tsx, the compiled tree from dist/ and 
   requireBuilt();
   assert.equal(fromSources, true);
   assert.equal(packageRoot, ROOT);
-  assert.equal(moduleFile('lab/stream.ts'), path.join(ROOT, 'lab/stream.ts'));
-  assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'lab/stream.ts')]);
+  // This process runs from the sources; the programs it starts too, unless SHIM6_PROGRAMS=dist (npm test).
+  assert.equal(programsFromSources, process.env.SHIM6_PROGRAMS !== 'dist');
+  if (programsFromSources) {
+    assert.equal(moduleFile('lab/stream.ts'), path.join(ROOT, 'lab/stream.ts'));
+    assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'lab/stream.ts')]);
+    assert.equal(shim6NodeArgs()[2], path.join(ROOT, 'cli/entry.ts'));
+  } else {
+    assert.deepEqual(nodeArgs('lab/stream.ts'), [path.join(DIST, 'lab/stream.js')]);
+    assert.deepEqual(shim6NodeArgs(), [path.join(ROOT, 'bin/shim6.js')]);
+  }
   const built = await import(pathToFileURL(path.join(DIST, 'shim/runtime-paths.js')).href) as typeof import('../../shim/runtime-paths.ts');
   assert.equal(built.fromSources, false);
   assert.equal(built.packageRoot, ROOT);
   assert.deepEqual(built.nodeArgs('lab/stream.ts'), [path.join(DIST, 'lab/stream.js')]);
   assert.deepEqual(built.shim6NodeArgs(), [path.join(ROOT, 'bin/shim6.js')]);
-  assert.equal(shim6NodeArgs()[2], path.join(ROOT, 'cli/entry.ts'));
 });
 
 test('the compiled lab stream tool runs as the compiled lab starts it (a stream over loopback)', { timeout: 120_000 }, async (t) => {
