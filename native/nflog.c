@@ -27,6 +27,7 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_log.h>
 #include "nflog.h"
+#include "reader.h"
 
 #define NCHECK(env, call)                                         \
   do {                                                            \
@@ -41,30 +42,12 @@
 #define RX_BUF 65536
 
 typedef struct {
-  int fd;
-  int closed;
-  uv_poll_t poll;
-  napi_env env;
-  napi_ref cb, buf_ref;
-  napi_async_context actx;
+  reader core;      /* first: the poll's data pointer is both (reader.h) */
   uint8_t *out;     /* max × NFLOG_RECORD octets */
   uint32_t max;
   uint32_t lost;    /* ENOBUFS: the socket overflowed (counted, reported with the next batch) */
 } nflog_reader;
 
-static napi_value nthrow(napi_env env, const char *what, int err) {
-  char code[32], msg[160];
-  snprintf(code, sizeof code, "E%d", err);
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value c, m, e;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, c, m, &e);
-  napi_throw(env, e);
-  return NULL;
-}
-
-/* One config message (NFULNL_MSG_CONFIG) for `group` with one attribute; waits for the kernel's ack. 0 or -errno. */
 static int nflog_config(int fd, uint16_t group, uint16_t attr, const void *val, uint16_t vlen, uint32_t seq) {
   uint8_t req[NLMSG_SPACE(sizeof(struct nfgenmsg)) + NLA_HDRLEN + NLA_ALIGN(16)];
   memset(req, 0, sizeof req);
@@ -111,13 +94,13 @@ napi_value nflog_open(napi_env env, napi_callback_info info) {
   NCHECK(env, napi_get_value_uint32(env, argv[1], &rcvbuf));
   if (group > 65535) { napi_throw_range_error(env, "ENFLOGARGS", "group must be 0..65535"); return NULL; }
   int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-  if (fd < 0) return nthrow(env, "socket(NETLINK_NETFILTER)", errno);
+  if (fd < 0) return reader_throw_errno(env, "socket(NETLINK_NETFILTER)", errno);
   if (rcvbuf > 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf) < 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof rcvbuf);
   struct timeval tv = { .tv_sec = 2 };
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
-  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { int err = errno; close(fd); return nthrow(env, "bind(netlink)", err); }
+  if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) { int err = errno; close(fd); return reader_throw_errno(env, "bind(netlink)", err); }
   struct nfulnl_msg_config_cmd cmd = { .command = NFULNL_CFG_CMD_BIND };
   struct nfulnl_msg_config_mode mode = { .copy_range = htonl(COPY_RANGE), .copy_mode = NFULNL_COPY_PACKET };
   uint32_t qthresh = htonl(1), timeout = htonl(0);
@@ -125,7 +108,7 @@ napi_value nflog_open(napi_env env, napi_callback_info info) {
   if (rc == 0) rc = nflog_config(fd, (uint16_t)group, NFULA_CFG_MODE, &mode, sizeof mode, 2);
   if (rc == 0) rc = nflog_config(fd, (uint16_t)group, NFULA_CFG_QTHRESH, &qthresh, sizeof qthresh, 3);
   if (rc == 0) rc = nflog_config(fd, (uint16_t)group, NFULA_CFG_TIMEOUT, &timeout, sizeof timeout, 4);
-  if (rc != 0) { close(fd); return nthrow(env, "NFLOG bind", -rc); }
+  if (rc != 0) { close(fd); return reader_throw_errno(env, "NFLOG bind", -rc); }
   int fl = fcntl(fd, F_GETFL);
   fcntl(fd, F_SETFL, fl | O_NONBLOCK);
   napi_value out;
@@ -134,21 +117,9 @@ napi_value nflog_open(napi_env env, napi_callback_info info) {
 }
 
 static void nflog_deliver(nflog_reader *r, uint32_t n) {
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, args[2], ret;
-  napi_get_reference_value(env, r->cb, &cb);
-  napi_get_global(env, &recv);
-  napi_create_uint32(env, n, &args[0]);
-  napi_create_uint32(env, r->lost, &args[1]);
+  int32_t args[2] = { (int32_t)n, (int32_t)r->lost };
   r->lost = 0;
-  if (napi_make_callback(env, r->actx, recv, cb, 2, args, &ret) == napi_pending_exception) {
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
-  }
-  napi_close_handle_scope(env, scope);
+  reader_call(&r->core, r->core.cb, 2, args);
 }
 
 /* Parse one NFULNL_MSG_PACKET: its payload's IPv6 addresses into `rec`. 1 when it held an IPv6 header. */
@@ -176,12 +147,12 @@ static int nflog_parse(struct nlmsghdr *nh, uint8_t *rec) {
 
 static void nflog_on_readable(uv_poll_t *h, int status, int events) {
   nflog_reader *r = h->data;
-  if (r->closed || status < 0) return;
+  if (r->core.closed || status < 0) return;
   static uint8_t buf[RX_BUF];
   uint32_t n = 0;
   /* Bounded work per wake-up: at most r->max records (the poll is level-triggered; the rest comes next turn). */
   for (int reads = 0; reads < 64 && n < r->max; reads++) {
-    ssize_t got = recv(r->fd, buf, sizeof buf, MSG_DONTWAIT);
+    ssize_t got = recv(r->core.fd, buf, sizeof buf, MSG_DONTWAIT);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == ENOBUFS) { r->lost++; continue; }
@@ -196,8 +167,6 @@ static void nflog_on_readable(uv_poll_t *h, int status, int events) {
   if (n > 0 || r->lost > 0) nflog_deliver(r, n);
 }
 
-static void nflog_on_closed(uv_handle_t *h) { free(h->data); }
-static void nflog_fin(napi_env env, void *data, void *hint) {}
 
 /* nflogStartReader(fd, out: ArrayBuffer, max, cb(count, lost)) -> handle */
 napi_value nflog_start(napi_env env, napi_callback_info info) {
@@ -213,39 +182,10 @@ napi_value nflog_start(napi_env env, napi_callback_info info) {
   NCHECK(env, napi_get_value_uint32(env, argv[2], &max));
   if (max == 0 || (size_t)max * NFLOG_RECORD > outlen) { napi_throw_range_error(env, "ENFLOGARGS", "buffer too small"); return NULL; }
   nflog_reader *r = calloc(1, sizeof *r);
-  if (!r) return nthrow(env, "calloc", ENOMEM);
-  *r = (nflog_reader){ .fd = fd, .env = env, .out = out, .max = max };
-  NCHECK(env, napi_create_reference(env, argv[3], 1, &r->cb));
-  NCHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
-  napi_value name;
-  NCHECK(env, napi_create_string_utf8(env, "shim6:nflog", NAPI_AUTO_LENGTH, &name));
-  NCHECK(env, napi_async_init(env, NULL, name, &r->actx));
-  uv_loop_t *loop;
-  NCHECK(env, napi_get_uv_event_loop(env, &loop));
-  int rc = uv_poll_init(loop, &r->poll, fd);
-  r->poll.data = r;
-  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, nflog_on_readable);
-  if (rc != 0) return nthrow(env, "uv_poll", -rc);
-  uv_unref((uv_handle_t *)&r->poll);
-  napi_value ext;
-  NCHECK(env, napi_create_external(env, r, nflog_fin, NULL, &ext));
-  return ext;
-}
-
-/* nflogClose(handle): stop polling, close the socket (the kernel unbinds the group). */
-napi_value nflog_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  nflog_reader *r;
-  NCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  NCHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
-  if (r->closed) return NULL;
-  r->closed = 1;
-  uv_poll_stop(&r->poll);
-  close(r->fd);
-  napi_delete_reference(env, r->cb);
-  napi_delete_reference(env, r->buf_ref);
-  napi_async_destroy(env, r->actx);
-  uv_close((uv_handle_t *)&r->poll, nflog_on_closed);
-  return NULL;
+  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
+  *r = (nflog_reader){ .out = out, .max = max };
+  napi_value h = reader_start(env, &r->core, fd, "shim6:nflog", argv[3], &argv[1], 1, nflog_on_readable);
+  if (h == NULL) { free(r); return NULL; }
+  reader_ref(&r->core, false);
+  return h;
 }

@@ -8,6 +8,5 @@
 
 napi_value nflog_open(napi_env env, napi_callback_info info);
 napi_value nflog_start(napi_env env, napi_callback_info info);
-napi_value nflog_close(napi_env env, napi_callback_info info);
 
 #endif

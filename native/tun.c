@@ -27,6 +27,7 @@
 #include "udp.h"
 #include "notify.h"
 #include "nflog.h"
+#include "reader.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
 #define MAX_GRO_SEGS 64
@@ -42,14 +43,7 @@
   } while (0)
 
 typedef struct {
-  int fd;
-  int closed;
-  uv_poll_t poll;
-  napi_env env;
-  napi_ref cb;
-  napi_ref buf_ref;
-  napi_ref lens_ref;
-  napi_async_context actx;
+  reader core; /* first: the poll's data pointer is both (reader.h) */
   uint8_t *buf;
   size_t slot;
   uint32_t slots;
@@ -58,21 +52,6 @@ typedef struct {
   uint32_t count;
   uint8_t *scratch;
 } tun_reader;
-
-static napi_value throw_errno(napi_env env, const char *what, int err) {
-  char code[32];
-  char msg[160];
-  snprintf(code, sizeof code, "E%d", err);
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value ecode, emsg, error, errnov;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &ecode);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &emsg);
-  napi_create_error(env, ecode, emsg, &error);
-  napi_create_int32(env, err, &errnov);
-  napi_set_named_property(env, error, "errno", errnov);
-  napi_throw(env, error);
-  return NULL;
-}
 
 /*
  * open(name: string, offload: boolean) -> [fd, actualName, offload]
@@ -89,7 +68,7 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   size_t len = 0;
   if (argc >= 1) CHECK(env, napi_get_value_string_utf8(env, argv[0], name, sizeof name, &len));
   int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) return throw_errno(env, "open /dev/net/tun", errno);
+  if (fd < 0) return reader_throw_errno(env, "open /dev/net/tun", errno);
   struct ifreq ifr;
   memset(&ifr, 0, sizeof ifr);
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI | (want_vnet ? IFF_VNET_HDR : 0);
@@ -97,7 +76,7 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
   if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
     int err = errno;
     close(fd);
-    return throw_errno(env, "TUNSETIFF", err);
+    return reader_throw_errno(env, "TUNSETIFF", err);
   }
   bool vnet = false;
   if (want_vnet) {
@@ -126,21 +105,8 @@ static void deliver(tun_reader *r, int err) {
   uint32_t n = r->count;
   r->count = 0;
   if (n == 0 && err == 0) return;
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, args[2], ret;
-  napi_get_reference_value(env, r->cb, &cb);
-  napi_get_global(env, &recv);
-  napi_create_uint32(env, n, &args[0]);
-  napi_create_int32(env, -err, &args[1]);
-  napi_status st = napi_make_callback(env, r->actx, recv, cb, 2, args, &ret);
-  if (st == napi_pending_exception) {
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
-  }
-  napi_close_handle_scope(env, scope);
+  int32_t args[2] = { (int32_t)n, -err };
+  reader_call(&r->core, r->core.cb, 2, args);
 }
 
 /* Next free slot for a packet of `len` octets; delivers a full batch first. */
@@ -149,7 +115,7 @@ static uint8_t *next_slot(void *ctx, size_t len) {
   if (len > r->slot) return NULL;
   if (r->count == r->slots) {
     deliver(r, 0);
-    if (r->closed) return NULL;
+    if (r->core.closed) return NULL;
   }
   r->lens[r->count] = (int32_t)len;
   return r->buf + (size_t)(r->count++) * r->slot;
@@ -176,9 +142,9 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   tun_reader *r = handle->data;
   int err = status < 0 ? -status : 0;
   /* Bounded work per wake-up so the loop stays fair; epoll is level-triggered and comes back. */
-  for (int reads = 0; !r->closed && !err && r->count < r->slots && reads < 256; reads++) {
+  for (int reads = 0; !r->core.closed && !err && r->count < r->slots && reads < 256; reads++) {
     uint8_t *dst = r->vnet ? r->scratch : r->buf + (size_t)r->count * r->slot;
-    ssize_t got = read(r->fd, dst, r->vnet ? SCRATCH_LEN : r->slot);
+    ssize_t got = read(r->core.fd, dst, r->vnet ? SCRATCH_LEN : r->slot);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
@@ -187,17 +153,11 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
     if (r->vnet) take_vnet_packet(r, dst, (size_t)got);
     else r->lens[r->count++] = (int32_t)got;
   }
-  if (!r->closed) deliver(r, err);
+  if (!r->core.closed) deliver(r, err);
 }
 
-static void on_closed(uv_handle_t *handle) {
-  tun_reader *r = handle->data;
-  free(r->scratch);
-  free(r);
-}
-
-static void reader_finalize(napi_env env, void *data, void *hint) {
-  /* The poll handle owns the struct once started; freed in on_closed. */
+static void free_scratch(reader *core) {
+  free(((tun_reader *)core)->scratch);
 }
 
 /*
@@ -211,7 +171,7 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 7) { napi_throw_type_error(env, "ETUNARGS", "startReader needs 7 arguments"); return NULL; }
   tun_reader *r = calloc(1, sizeof *r);
-  if (!r) return throw_errno(env, "calloc", ENOMEM);
+  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
   int32_t fd;
   uint32_t slot, slots;
   CHECK(env, napi_get_value_int32(env, argv[0], &fd));
@@ -230,8 +190,6 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "ETUNARGS", "buffer or lengths array too small");
     return NULL;
   }
-  r->fd = fd;
-  r->env = env;
   r->buf = buf;
   r->slot = slot;
   r->slots = slots;
@@ -239,62 +197,12 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
   bool vnet;
   CHECK(env, napi_get_value_bool(env, argv[6], &vnet));
   r->vnet = vnet;
-  if (vnet && !(r->scratch = malloc(SCRATCH_LEN))) return throw_errno(env, "malloc", ENOMEM);
-  CHECK(env, napi_create_reference(env, argv[5], 1, &r->cb));
-  CHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
-  CHECK(env, napi_create_reference(env, argv[4], 1, &r->lens_ref));
-  napi_value name;
-  CHECK(env, napi_create_string_utf8(env, "shim6:tun", NAPI_AUTO_LENGTH, &name));
-  CHECK(env, napi_async_init(env, NULL, name, &r->actx));
-  uv_loop_t *loop;
-  CHECK(env, napi_get_uv_event_loop(env, &loop));
-  int rc = uv_poll_init(loop, &r->poll, fd);
-  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  if (rc != 0) return throw_errno(env, "uv_poll", -rc);
-  r->poll.data = r;
-  napi_value ext;
-  CHECK(env, napi_create_external(env, r, reader_finalize, NULL, &ext));
-  return ext;
-}
-
-/*
- * close(handle): stop polling and close the fd at once (uv_poll_stop already
- * removed it from epoll), so the kernel deletes the interface before close()
- * returns to JS; the struct is freed when libuv has closed the handle.
- */
-static napi_value tun_close(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  tun_reader *r;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
-  if (r->closed) return NULL;
-  r->closed = 1;
-  uv_poll_stop(&r->poll);
-  close(r->fd);
-  r->fd = -1;
-  napi_delete_reference(env, r->cb);
-  napi_delete_reference(env, r->buf_ref);
-  napi_delete_reference(env, r->lens_ref);
-  napi_async_destroy(env, r->actx);
-  uv_close((uv_handle_t *)&r->poll, on_closed);
-  return NULL;
-}
-
-/* ref(handle, bool): whether the poll keeps the event loop alive. */
-static napi_value tun_ref(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  tun_reader *r;
-  bool on;
-  CHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
-  CHECK(env, napi_get_value_bool(env, argv[1], &on));
-  if (!r->closed) {
-    if (on) uv_ref((uv_handle_t *)&r->poll);
-    else uv_unref((uv_handle_t *)&r->poll);
-  }
-  return NULL;
+  if (vnet && !(r->scratch = malloc(SCRATCH_LEN))) { free(r); return reader_throw_errno(env, "malloc", ENOMEM); }
+  r->core.on_free = free_scratch;
+  napi_value keep[2] = { argv[1], argv[4] };
+  napi_value h = reader_start(env, &r->core, fd, "shim6:tun", argv[5], keep, 2, on_readable);
+  if (h == NULL) { free(r->scratch); free(r); }
+  return h;
 }
 
 static ssize_t writev_all(int fd, struct iovec *iov, int n) {
@@ -395,20 +303,20 @@ static napi_value init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
     {"open", NULL, tun_open, NULL, NULL, NULL, napi_default, NULL},
     {"startReader", NULL, tun_start, NULL, NULL, NULL, napi_default, NULL},
-    {"close", NULL, tun_close, NULL, NULL, NULL, napi_default, NULL},
-    {"ref", NULL, tun_ref, NULL, NULL, NULL, napi_default, NULL},
+    {"close", NULL, reader_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"ref", NULL, reader_ref_js, NULL, NULL, NULL, napi_default, NULL},
     {"writeBatch", NULL, tun_write_batch, NULL, NULL, NULL, napi_default, NULL},
     {"write2", NULL, tun_write2, NULL, NULL, NULL, napi_default, NULL},
     {"udpOpen", NULL, udp_open, NULL, NULL, NULL, napi_default, NULL},
     {"udpStartReader", NULL, udp_start, NULL, NULL, NULL, napi_default, NULL},
     {"udpClose", NULL, udp_close, NULL, NULL, NULL, napi_default, NULL},
     {"udpSend", NULL, udp_send, NULL, NULL, NULL, napi_default, NULL},
-    {"udpRef", NULL, udp_ref, NULL, NULL, NULL, napi_default, NULL},
+    {"udpRef", NULL, reader_ref_js, NULL, NULL, NULL, napi_default, NULL},
     {"rawSend", NULL, raw_send, NULL, NULL, NULL, napi_default, NULL},
     {"notify", NULL, notify_send, NULL, NULL, NULL, napi_default, NULL},
     {"nflogOpen", NULL, nflog_open, NULL, NULL, NULL, napi_default, NULL},
     {"nflogStartReader", NULL, nflog_start, NULL, NULL, NULL, napi_default, NULL},
-    {"nflogClose", NULL, nflog_close, NULL, NULL, NULL, napi_default, NULL},
+    {"nflogClose", NULL, reader_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

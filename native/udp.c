@@ -28,6 +28,7 @@
 #include <unistd.h>
 #include <netinet/udp.h>
 #include "udp.h"
+#include "reader.h"
 #include <linux/filter.h>
 #include <linux/errqueue.h>
 
@@ -86,31 +87,14 @@ static int attach_shard_filter(int fd, uint32_t shards) {
 #define GSO_MAX_BYTES 65000
 
 typedef struct {
-  int fd;
-  int closed;
-  uv_poll_t poll;
-  napi_env env;
-  napi_ref cb, buf_ref, meta_ref;
-  napi_ref err_cb, err_ref; /* NULL unless the reader drains the error queue */
-  napi_async_context actx;
+  reader core;    /* first: the poll's data pointer is both (reader.h) */
+  napi_ref err_cb; /* NULL unless the reader drains the error queue */
   uint8_t *buf;   /* slots × slot octets */
   size_t slot;
   uint32_t slots;
   uint8_t *meta;  /* per slot, UDP_META octets (udp.h) */
   uint8_t *errs;  /* UDP_ERR_SLOTS × UDP_ERR_SLOT octets (udp.h) */
 } udp_reader;
-
-static napi_value uthrow(napi_env env, const char *what, int err) {
-  char code[32], msg[160];
-  snprintf(code, sizeof code, "E%d", err);
-  snprintf(msg, sizeof msg, "%s: %s", what, strerror(err));
-  napi_value c, m, e;
-  napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &c);
-  napi_create_string_utf8(env, msg, NAPI_AUTO_LENGTH, &m);
-  napi_create_error(env, c, m, &e);
-  napi_throw(env, e);
-  return NULL;
-}
 
 /*
  * udpOpen(port, bufferSize, gro[, bindAddress: Uint8Array(16)[, dualStack[, shards[, recvErr]]]]) -> [fd, boundPort, gro]
@@ -160,14 +144,14 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   bool recv_err = false;
   if (argc >= 7) UCHECK(env, napi_get_value_bool(env, argv[6], &recv_err));
   int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return uthrow(env, "socket", errno);
+  if (fd < 0) return reader_throw_errno(env, "socket", errno);
   int one = 1, v6only = !dual && !IN6_IS_ADDR_V4MAPPED(&bind_addr);
   setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof v6only);
   setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof one);
   if (recv_err && setsockopt(fd, IPPROTO_IPV6, IPV6_RECVERR, &one, sizeof one) < 0) {
     int err = errno;
     close(fd);
-    return uthrow(env, "IPV6_RECVERR", err);
+    return reader_throw_errno(env, "IPV6_RECVERR", err);
   }
   if (bufsize > 0) {
     /* FORCE works for root past net.core.*mem_max; otherwise take what is allowed. */
@@ -179,7 +163,7 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   if (shards > 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) < 0) {
     int err = errno;
     close(fd);
-    return uthrow(env, "SO_REUSEPORT", err);
+    return reader_throw_errno(env, "SO_REUSEPORT", err);
   }
   struct sockaddr_in6 sa;
   memset(&sa, 0, sizeof sa);
@@ -189,13 +173,13 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
   if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0) {
     int err = errno;
     close(fd);
-    return uthrow(env, "bind", err);
+    return reader_throw_errno(env, "bind", err);
   }
   /* After bind: a program attached to an unbound socket gives it a group of its own, and the bind then conflicts. */
   if (shards > 0 && attach_shard_filter(fd, (uint32_t)shards) < 0) {
     int err = errno;
     close(fd);
-    return uthrow(env, "SO_ATTACH_REUSEPORT_CBPF", err);
+    return reader_throw_errno(env, "SO_ATTACH_REUSEPORT_CBPF", err);
   }
   socklen_t sl = sizeof sa;
   getsockname(fd, (struct sockaddr *)&sa, &sl);
@@ -212,19 +196,8 @@ napi_value udp_open(napi_env env, napi_callback_info info) {
 }
 
 static void udp_deliver(udp_reader *r, napi_ref cbref, uint32_t n) {
-  napi_env env = r->env;
-  napi_handle_scope scope;
-  if (napi_open_handle_scope(env, &scope) != napi_ok) return;
-  napi_value cb, recv, arg, ret;
-  napi_get_reference_value(env, cbref, &cb);
-  napi_get_global(env, &recv);
-  napi_create_uint32(env, n, &arg);
-  if (napi_make_callback(env, r->actx, recv, cb, 1, &arg, &ret) == napi_pending_exception) {
-    napi_value exc;
-    napi_get_and_clear_last_exception(env, &exc);
-    napi_fatal_exception(env, exc);
-  }
-  napi_close_handle_scope(env, scope);
+  int32_t arg = (int32_t)n;
+  reader_call(&r->core, cbref, 1, &arg);
 }
 
 /*
@@ -250,7 +223,7 @@ static uint32_t udp_read_errors(udp_reader *r, int *more) {
     mh.msg_iovlen = 1;
     mh.msg_control = ctrl.buf;
     mh.msg_controllen = sizeof ctrl.buf;
-    ssize_t got = recvmsg(r->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
+    ssize_t got = recvmsg(r->core.fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT);
     if (got < 0) {
       if (errno == EINTR) continue;
       break; /* EAGAIN: the queue is empty */
@@ -292,23 +265,23 @@ static uint32_t udp_read_errors(udp_reader *r, int *more) {
 
 static void udp_on_readable(uv_poll_t *h, int status, int events) {
   udp_reader *r = h->data;
-  if (r->closed) return;
+  if (r->core.closed) return;
   if (status < 0) {
     /* libuv stops a poll handle on POLLERR (a queued ICMP error, or the socket's
        pending error) and says UV_EBADF: without an error reader that is the end,
        as before. With one, poll again and drain the queue below (only then:
        a wake-up for data alone costs no MSG_ERRQUEUE read). */
     if (r->err_cb == NULL) return;
-    int rc = uv_poll_start(&r->poll, UV_READABLE, udp_on_readable);
+    int rc = uv_poll_start(&r->core.poll, UV_READABLE, udp_on_readable);
     if (rc != 0) return;
   }
   if (r->err_cb != NULL && status < 0) {
     int more = 1;
-    for (int rounds = 0; more && rounds < 4 && !r->closed; rounds++) {
+    for (int rounds = 0; more && rounds < 4 && !r->core.closed; rounds++) {
       uint32_t ne = udp_read_errors(r, &more);
       if (ne > 0) udp_deliver(r, r->err_cb, ne);
     }
-    if (r->closed) return;
+    if (r->core.closed) return;
   }
   struct mmsghdr msgs[MAX_BATCH];
   struct iovec iov[MAX_BATCH];
@@ -328,7 +301,7 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
   }
   int got, retried = 0;
   for (;;) {
-    got = recvmmsg(r->fd, msgs, n, MSG_DONTWAIT, NULL);
+    got = recvmmsg(r->core.fd, msgs, n, MSG_DONTWAIT, NULL);
     if (got >= 0 || errno == EINTR) { if (got >= 0) break; continue; }
     /* The socket's pending error (an ICMP error, IPV6_RECVERR) is returned once: read again. */
     if (errno == EAGAIN || errno == EWOULDBLOCK || retried++) break;
@@ -357,11 +330,9 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
     uint32_t len = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) ? 0 : msgs[i].msg_len;
     memcpy(m + 36, &len, 4);
   }
-  udp_deliver(r, r->cb, (uint32_t)got);
+  udp_deliver(r, r->core.cb, (uint32_t)got);
 }
 
-static void udp_on_closed(uv_handle_t *h) { free(h->data); }
-static void udp_fin(napi_env env, void *data, void *hint) {}
 
 /*
  * udpStartReader(fd, buf: ArrayBuffer, slot, slots, meta: ArrayBuffer, cb(count)[, errs: ArrayBuffer, errCb(count)]) -> handle
@@ -373,7 +344,7 @@ napi_value udp_start(napi_env env, napi_callback_info info) {
   napi_value argv[8];
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   udp_reader *r = calloc(1, sizeof *r);
-  if (!r) return uthrow(env, "calloc", ENOMEM);
+  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
   int32_t fd;
   uint32_t slot, slots;
   void *buf, *meta;
@@ -388,7 +359,9 @@ napi_value udp_start(napi_env env, napi_callback_info info) {
     napi_throw_range_error(env, "EUDPARGS", "buffers too small");
     return NULL;
   }
-  *r = (udp_reader){ .fd = fd, .env = env, .buf = buf, .slot = slot, .slots = slots, .meta = meta };
+  *r = (udp_reader){ .buf = buf, .slot = slot, .slots = slots, .meta = meta };
+  napi_value keep[3] = { argv[1], argv[4], NULL };
+  int nkeep = 2;
   if (argc >= 8) {
     void *errs;
     size_t errslen;
@@ -402,62 +375,27 @@ napi_value udp_start(napi_env env, napi_callback_info info) {
         return NULL;
       }
       r->errs = errs;
-      UCHECK(env, napi_create_reference(env, argv[7], 1, &r->err_cb));
-      UCHECK(env, napi_create_reference(env, argv[6], 1, &r->err_ref));
+      keep[nkeep++] = argv[6];
     }
   }
-  UCHECK(env, napi_create_reference(env, argv[5], 1, &r->cb));
-  UCHECK(env, napi_create_reference(env, argv[1], 1, &r->buf_ref));
-  UCHECK(env, napi_create_reference(env, argv[4], 1, &r->meta_ref));
-  napi_value name;
-  UCHECK(env, napi_create_string_utf8(env, "shim6:udp", NAPI_AUTO_LENGTH, &name));
-  UCHECK(env, napi_async_init(env, NULL, name, &r->actx));
-  uv_loop_t *loop;
-  UCHECK(env, napi_get_uv_event_loop(env, &loop));
-  int rc = uv_poll_init(loop, &r->poll, fd);
-  r->poll.data = r;
-  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, udp_on_readable);
-  if (rc != 0) return uthrow(env, "uv_poll", -rc);
-  napi_value ext;
-  UCHECK(env, napi_create_external(env, r, udp_fin, NULL, &ext));
-  return ext;
+  napi_value h = reader_start(env, &r->core, fd, "shim6:udp", argv[5], keep, nkeep, udp_on_readable);
+  if (h == NULL) { free(r); return NULL; }
+  if (nkeep == 3) UCHECK(env, napi_create_reference(env, argv[7], 1, &r->err_cb));
+  return h;
 }
 
 /* udpClose(handle): stop polling and close the socket. */
 napi_value udp_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
-  udp_reader *r;
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  UCHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
-  if (r->closed) return NULL;
-  r->closed = 1;
-  uv_poll_stop(&r->poll);
-  close(r->fd);
-  napi_delete_reference(env, r->cb);
-  napi_delete_reference(env, r->buf_ref);
-  napi_delete_reference(env, r->meta_ref);
+  udp_reader *r = (udp_reader *)reader_of(env, argv[0]);
+  if (r == NULL || r->core.closed) return NULL;
   if (r->err_cb != NULL) {
     napi_delete_reference(env, r->err_cb);
-    napi_delete_reference(env, r->err_ref);
     r->err_cb = NULL;
   }
-  napi_async_destroy(env, r->actx);
-  uv_close((uv_handle_t *)&r->poll, udp_on_closed);
-  return NULL;
-}
-
-/* udpRef(handle, ref): whether the socket keeps the event loop alive (as dgram's ref/unref). */
-napi_value udp_ref(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
-  udp_reader *r;
-  bool ref;
-  UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  UCHECK(env, napi_get_value_external(env, argv[0], (void **)&r));
-  UCHECK(env, napi_get_value_bool(env, argv[1], &ref));
-  if (r->closed) return NULL;
-  if (ref) uv_ref((uv_handle_t *)&r->poll); else uv_unref((uv_handle_t *)&r->poll);
+  reader_close(&r->core);
   return NULL;
 }
 
@@ -621,7 +559,7 @@ napi_value raw_send(napi_env env, napi_callback_info info) {
   UCHECK(env, napi_get_value_uint32(env, argv[1], &count));
   if (raw_fd < 0) {
     raw_fd = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_RAW);
-    if (raw_fd < 0) return uthrow(env, "socket(IPPROTO_RAW)", errno);
+    if (raw_fd < 0) return reader_throw_errno(env, "socket(IPPROTO_RAW)", errno);
   }
   int32_t sent = 0;
   for (uint32_t i = 0; i < count; i++) {

@@ -22,7 +22,6 @@ napi_value udp_open(napi_env env, napi_callback_info info);
 napi_value udp_start(napi_env env, napi_callback_info info);
 napi_value udp_close(napi_env env, napi_callback_info info);
 napi_value udp_send(napi_env env, napi_callback_info info);
-napi_value udp_ref(napi_env env, napi_callback_info info);
 napi_value raw_send(napi_env env, napi_callback_info info);
 
 #endif

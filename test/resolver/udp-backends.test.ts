@@ -107,8 +107,9 @@ for (const backend of ['native', 'dgram'] as const) {
     assert.equal(c.udpQueries, 3);
     assert.equal(c.misses, 2);
     assert.equal(c.hits, 1);
-    const ups = stub.resolver.status().upstreams as Array<{ host: string; answered: number; timeouts: number }>;
-    assert.deepEqual(ups.map((u) => [u.host, u.answered, u.timeouts]), [['::1', 2, 0]]);
+    // Both misses answered by the one upstream (a retry after a timeout is timing, not the backend: not checked).
+    const ups = stub.resolver.status().upstreams as Array<{ host: string; answered: number }>;
+    assert.deepEqual(ups.map((u) => [u.host, u.answered]), [['::1', 2]]);
   });
 
   // TCP on [::] is dual-stack, and so is dgram's udp6 socket; the native listener on :: asks for a dual-stack socket too.
