@@ -389,6 +389,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       return;
     }
     this.opts.logger?.info(e.kind, eventFields(e));
+    if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold(e.localUlid, e.peerUlid);
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
@@ -433,6 +434,26 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer: e.peerUlid, segments: replays.length });
     }
     if (moved !== undefined && !moved.exploring) this.toKernel(moved);
+    this.opts.onEvent?.(e);
+  }
+
+  /**
+   * The peer's ULID is routed for a context from another local ULID of ours (one route per
+   * peer ULID, `src` the first context's ULID): a second context with the same peer, as when
+   * an application's new connection picks another source after our first address was
+   * removed, must neither move nor remove that route, nor change the first one's state.
+   */
+  private routedForOther(local: Ipv6, peer: Ipv6): boolean {
+    const c = this.contexts.get(peer);
+    return c !== undefined && c.localUlid !== local;
+  }
+
+  /** An event of such a second context: its packets wait for it (the route is already there), or go plain when it fails. */
+  private secondContext(e: Exclude<EngineEvent, { kind: 'ulid-refused' | 'peer-unsupported' | 'peer-supported' }>): void {
+    if (e.kind === 'context-initiated' && this.tun) this.hold(e.localUlid, e.peerUlid, false);
+    if (e.kind === 'context-established') this.release(e.peerUlid);
+    if (e.kind === 'context-failed') this.letGo(e.peerUlid, this.unhold(e.peerUlid), undefined);
+    if (e.kind === 'context-closed') this.unhold(e.peerUlid);
     this.opts.onEvent?.(e);
   }
 
@@ -548,20 +569,22 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * up, for `holdMs` at most: a stale capability record (no shim6 there) must
    * not keep the application from plain IPv6. Then the route goes (the held
    * packets are dropped; TCP's next SYN goes out plain) while the engine keeps
-   * trying; `context-established` routes it again.
+   * trying; `context-established` routes it again. `route` false: the peer is
+   * routed for another context already (routedForOther), hold only.
    */
-  private hold(local: Ipv6, peer: Ipv6): void {
+  private hold(local: Ipv6, peer: Ipv6, route = true): void {
     if (this.held.has(peer)) return;
     const timer = setTimeout(() => {
       const h = this.held.get(peer);
       if (h?.timer !== timer) return;
       this.held.delete(peer);
-      this.letGo(peer, h.packets, this.routeDown(peer));
+      // The route stays when a context from another of our ULIDs has come up meanwhile (or had it all along).
+      this.letGo(peer, h.packets, this.contexts.has(peer) ? undefined : this.routeDown(peer));
       this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
     }, this.opts.holdMs ?? HOLD_MS);
     timer.unref?.();
     this.held.set(peer, { packets: [], timer });
-    void this.routeUp(local, peer);
+    if (route) void this.routeUp(local, peer);
   }
 
   /** Stop holding `peer`'s packets; returns those held. */
