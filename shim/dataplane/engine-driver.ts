@@ -181,6 +181,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly refusedLogged = new Set<Ipv6>();
   /** Established contexts, by peer ULID: their path and pair, and the kernel counters last read. */
   private readonly contexts = new Map<Ipv6, ContextPath & { exploring: boolean; out: number; in: number }>();
+  /** Per peer, the local ULID of an established second context with it (routedForOther): it takes the route over when the first one goes. */
+  private readonly seconds = new Map<Ipv6, Ipv6>();
   private kernelTimer: NodeJS.Timeout | undefined;
   private kernelReading = false;
   private kernelFailures = 0;
@@ -405,7 +407,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.contexts.delete(e.peerUlid);
       if (c?.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
       // A resumable close (idle cleanup of a known peer) keeps the route (or routes it, from the kernel path): the next packet brings the context back.
-      if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.routeDown(e.peerUlid));
+      // A second context with the peer, up meanwhile, takes the route over.
+      const next = this.seconds.get(e.peerUlid);
+      this.seconds.delete(e.peerUlid);
+      if (next !== undefined && c?.localUlid === e.localUlid) {
+        this.contexts.set(e.peerUlid, { localUlid: next, peerUlid: e.peerUlid, path: 'tun', pair: { local: next, peer: e.peerUlid }, exploring: false, out: 0, in: 0 });
+        void this.routeUp(next, e.peerUlid);
+      } else if (e.kind === 'context-failed' || !e.resumable) this.letGo(e.peerUlid, e.kind === 'context-failed' ? held : [], this.routeDown(e.peerUlid));
       else if (c?.path === 'kernel') this.routeIntoTun(c);
       this.prompter?.forget(e.peerUlid);
     }
@@ -451,7 +459,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** An event of such a second context: its packets wait for it (the route is already there), or go plain when it fails. */
   private secondContext(e: Exclude<EngineEvent, { kind: 'ulid-refused' | 'peer-unsupported' | 'peer-supported' }>): void {
     if (e.kind === 'context-initiated' && this.tun) this.hold(e.localUlid, e.peerUlid, false);
-    if (e.kind === 'context-established') this.release(e.peerUlid);
+    if (e.kind === 'context-established') {
+      this.seconds.set(e.peerUlid, e.localUlid);
+      this.release(e.peerUlid);
+    }
+    if ((e.kind === 'context-failed' || e.kind === 'context-closed') && this.seconds.get(e.peerUlid) === e.localUlid) this.seconds.delete(e.peerUlid);
     if (e.kind === 'context-failed') this.letGo(e.peerUlid, this.unhold(e.peerUlid), undefined);
     if (e.kind === 'context-closed') this.unhold(e.peerUlid);
     this.opts.onEvent?.(e);

@@ -243,6 +243,26 @@ test('a second context with a routed peer (another local ULID, as after our firs
   await waitFor(() => d.stats.udpOut === 1, 30_000, 'the first context still carries its packets');
 });
 
+test('a second context with the peer that is up when the first one goes takes its route over', async (t) => {
+  const net = new MemoryNetwork();
+  const routes: string[] = [];
+  const events: EngineEvent[] = [established('fd00::a', 'fd00::b', 'initiated'), established('fd00::c', 'fd00::b', 'initiated')];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {}, encapsulate: () => ({ kind: 'no-context' as const }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), routes: { contextUp: (l, p) => { routes.push(`up ${l} ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::a fd00::b'], 'the second context leaves the first one\'s route alone');
+  events.push({ kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 1, reason: 'peer-close', resumable: false });
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::a fd00::b', 'up fd00::c fd00::b'], 'the first goes: the second takes the route over (not removed)');
+  events.push({ kind: 'context-closed', localUlid: 'fd00::c', peerUlid: 'fd00::b', contextTag: 2, reason: 'peer-close', resumable: false });
+  d.flush();
+  assert.deepEqual(routes.at(-1), 'down fd00::b', 'the last one goes: so does the route');
+});
+
 test('kernel path: a context on its ULID pair is not routed into the TUN; counters feed the engine; exploring and re-homing route it into the TUN, a return to Operational on the ULID pair takes it out', async (t) => {
   const net = new MemoryNetwork();
   const tun = new MemoryTun('dpk', 1400);
