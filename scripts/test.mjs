@@ -76,12 +76,12 @@ if (files.length === 0) {
 }
 const concurrency = process.env.SHIM6_TEST_CONCURRENCY ?? '3';
 run(`tests (${files.length} files)`, process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files]);
-// The whole suite also runs the end-to-end failover and renumbering tests with every context on the kernel path
+// The whole suite also runs the end-to-end failover tests with every context on the kernel path
 // (config dataPath: kernel; above they ran on the TUN path, the default): both paths pass the same
 // tests. Not test/e2e/restart: it checks the TUN path's way back (B's TCP gets nothing while B's
 // daemon is down); on the kernel path the stream flows on natively.
 if (filters.length === 0 && process.env.SHIM6_TEST_DATA_PATH === undefined) {
-  const kernel = ['test/e2e/primed.test.ts', 'test/e2e/lasting.test.ts', 'test/e2e/renumber.test.ts'];
+  const kernel = ['test/e2e/primed.test.ts', 'test/e2e/lasting.test.ts'];
   process.env.SHIM6_TEST_DATA_PATH = 'kernel';
   run(`tests on the kernel path (${kernel.length} files, dataPath: kernel)`, process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...kernel]);
 }
