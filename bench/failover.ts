@@ -26,6 +26,8 @@
  * withdrawn: deprecated (preferred lifetime 0), removed 500 ms later. MPTCP
  * has A's Q address as a subflow endpoint (`ip mptcp endpoint`), shim6 has
  * A's daemon (CGA identity, watching its addresses); the stall of each.
+ * Modes `mptcp-remove` and `shim6-remove`: the same address removed at once
+ * (`ip addr del`, no deprecation first).
  * Needs root.
  */
 import os from 'node:os';
@@ -39,12 +41,13 @@ import { rmSync } from 'node:fs';
 import { LAB_B_NAME } from '../lab/dns.ts';
 import { LAB_BASE_TOOLS, LAB_TOOL_PACKAGES, missingTools } from '../lab/tools.ts';
 
-type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-kernel' | 'shim6-600' | 'shim6-discovery' | 'shim6-restart' | 'mptcp-renumber' | 'shim6-renumber';
+type Mode = 'tcp' | 'mptcp' | 'shim6' | 'shim6-kernel' | 'shim6-600' | 'shim6-discovery' | 'shim6-restart' | 'mptcp-renumber' | 'shim6-renumber' | 'mptcp-remove' | 'shim6-remove';
 
 /** Timer overrides per shim6 mode: `shim6` is the fast profile as the engine defines it. */
 const SHIM6_TIMERS: Record<string, Record<string, number>> = {
   shim6: {},
   'shim6-renumber': {},
+  'shim6-remove': {},
   'shim6-kernel': {},
   'shim6-discovery': {},
   'shim6-restart': {},
@@ -61,7 +64,7 @@ const runs = Number(opt('runs', '5'));
 const durationMs = Number(opt('duration', '5000'));
 const failAtMs = Number(opt('fail-at', '1500'));
 const rate = (Number(opt('rate', '100')) * 1e6) / 8;
-const modes = opt('modes', 'tcp,mptcp,shim6,shim6-kernel,shim6-discovery,shim6-restart,shim6-600,mptcp-renumber,shim6-renumber').split(',') as Mode[];
+const modes = opt('modes', 'tcp,mptcp,shim6,shim6-kernel,shim6-discovery,shim6-restart,shim6-600,mptcp-renumber,shim6-renumber,mptcp-remove,shim6-remove').split(',') as Mode[];
 const loaded = process.argv.includes('--load');
 
 /** One spinning process per CPU (killed at exit): the "busy machine" of the issue. */
@@ -101,7 +104,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
     const r = await runStream(lab, {
       ...(mode === 'shim6-discovery' ? { to: LAB_ADDR.bP } : { to: LAB_B_NAME, resolver: shim6?.resolverA ?? LAB_ADDR.dnsA }),
       durationMs: durationMs + (restart ? RESTART_SHIFT_MS + 3000 : 0), failAtMs: failAtMs + (restart ? RESTART_SHIFT_MS : 0),
-      failure: mode.endsWith('-renumber') ? 'withdraw' : 'blackhole', rate, graceMs: 2000, ...(mode.startsWith('mptcp') ? { wrap: ['mptcpize', 'run'] } : {}),
+      failure: mode.endsWith('-renumber') ? 'withdraw' : mode.endsWith('-remove') ? 'remove' : 'blackhole', rate, graceMs: 2000, ...(mode.startsWith('mptcp') ? { wrap: ['mptcpize', 'run'] } : {}),
       ...(restart && s6 ? {
         actions: [{ atMs: RESTART_AT_MS, run: () => s6.restart('a') }],
         // The failure comes after the new daemon's context with B, whatever the restart took on a loaded machine.
@@ -148,7 +151,7 @@ async function main(): Promise<void> {
     return;
   }
   const loadavg = () => os.loadavg().map((x) => x.toFixed(2)).join(' ');
-  console.log(`failover: silent black hole (renumber modes: withdrawal of A's address) of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode${loaded ? `; every CPU kept busy by a load generator (${os.availableParallelism()} spinning processes)` : ''}; load ${loadavg()}`);
+  console.log(`failover: silent black hole (renumber modes: withdrawal of A's address; remove modes: its removal at once) of link P at +${failAtMs} ms of a ${durationMs} ms stream at ${(rate * 8) / 1e6} Mbit/s; ${runs} runs per mode${loaded ? `; every CPU kept busy by a load generator (${os.availableParallelism()} spinning processes)` : ''}; load ${loadavg()}`);
   const stopLoad = loaded ? startLoad() : undefined;
   const results: ModeResult[] = [];
   const base = missingTools(LAB_BASE_TOOLS);
@@ -173,7 +176,7 @@ async function main(): Promise<void> {
   console.log(`(load after: ${loadavg()})`);
   // Each failure against MPTCP with the same failure; each shim6 row against the DNS-primed one.
   const refOf = (m: Mode): number | undefined => {
-    const ref = results.find((r) => r.mode === (m.endsWith('-renumber') ? 'mptcp-renumber' : 'mptcp') && r.runs.length);
+    const ref = results.find((r) => r.mode === (m.endsWith('-renumber') ? 'mptcp-renumber' : m.endsWith('-remove') ? 'mptcp-remove' : 'mptcp') && r.runs.length);
     return ref ? median(ref.runs.map((r) => r.stall_after_fail_ms ?? r.stall_ms)) : undefined;
   };
   const primed = results.find((r) => r.mode === 'shim6' && r.runs.length);

@@ -21,7 +21,7 @@ import { writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import { LAB_ADDR, LAB_IF, type Lab } from './topology.ts';
 import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from './dns.ts';
-import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from './renumber.ts';
+import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, linkRUp, removeAddress } from './renumber.ts';
 import { labDaemonFiles } from './daemons.ts';
 import { decodeCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { labDown, labUp, mptcpUp } from './lab.ts';
@@ -131,12 +131,11 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
       steps.addedAt = Date.now();
       say(`  +${((steps.addedAt - t0) / 1000).toFixed(3)} s  ✚ A gets ${LAB_ADDR_R.a} on link R (a new prefix, outside its HBA set)`);
       const removeAt = steps.addedAt + 1000;
-      // The address goes as RFC 4862 has it go: deprecated first (the context moves off it), removed half a second later.
+      // The address goes at once (`ip addr del`, no deprecation first): A's daemon sees it gone and withdraws it, the context moves off it.
       const removeStart = (): void => {
-        deprecateAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+        removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
         steps.removedAt = Date.now();
-        say(`  +${((steps.removedAt - t0) / 1000).toFixed(3)} s  ✖ A's ${LAB_ADDR.aP}, the address the stream started on, is deprecated; removed 0.5 s later`);
-        setTimeout(() => removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP), 500).unref();
+        say(`  +${((steps.removedAt - t0) / 1000).toFixed(3)} s  ✖ A's ${LAB_ADDR.aP}, the address the stream started on, is removed`);
       };
       const deadline = steps.addedAt + 30_000;
       steps.recordAt = null;

@@ -14,8 +14,8 @@ import { blackhole, setLink, LAB_ADDR, LAB_IF, LabError, type Lab, type LabLink 
 import { deprecateAddress, removeAddress } from './renumber.ts';
 import type { StreamEvent } from './stream.ts';
 
-/** `withdraw`: A's address on the link is deprecated, then removed 500 ms later (renumbering, RFC 4862). */
-export type FailureKind = 'blackhole' | 'down' | 'none' | 'withdraw';
+/** `withdraw`: A's address on the link is deprecated, then removed 500 ms later (renumbering, RFC 4862); `remove`: removed at once (`ip addr del`). */
+export type FailureKind = 'blackhole' | 'down' | 'none' | 'withdraw' | 'remove';
 
 export interface RunOptions {
   /** Name or address of B as the sender sees it (default B's address on P). */
@@ -164,7 +164,8 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
               const address = link === 'P' ? LAB_ADDR.aP : LAB_ADDR.aQ;
               deprecateAddress(lab, 'a', LAB_IF[link], address);
               setTimeout(() => removeAddress(lab, 'a', LAB_IF[link], address), 500).unref();
-            } else setLink(lab, link, false);
+            } else if (o.failure === 'remove') removeAddress(lab, 'a', LAB_IF[link], link === 'P' ? LAB_ADDR.aP : LAB_ADDR.aQ);
+            else setLink(lab, link, false);
             seen.failAt = Date.now();
             o.onEvent?.('lab', { ev: 'failure', t: seen.failAt, kind: o.failure, link });
           });

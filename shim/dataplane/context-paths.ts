@@ -93,6 +93,16 @@ export class ContextPaths {
     return this.toKernel(c);
   }
 
+  /** The local ULID of the established context with `peer` whose route this is, if any. */
+  owner(peer: Ipv6): Ipv6 | undefined {
+    return this.contexts.get(peer)?.localUlid;
+  }
+
+  /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
+  adopt(localUlid: Ipv6, peer: Ipv6): void {
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, out: 0, in: 0 });
+  }
+
   /**
    * The context with `peer` ended. On the kernel path its counting stops, and with
    * `backIntoTun` (a resumable close: the next packet brings it back) it is routed into the TUN again.

@@ -138,6 +138,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private closed = false;
   /** Sources of refused ULID claims already logged (the engine counts every one in `status`). */
   private readonly refusedLogged = new Set<Ipv6>();
+  /** Per peer, the local ULID of an established second context with it (routedForOther): it takes the route over when the first one goes. */
+  private readonly seconds = new Map<Ipv6, Ipv6>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -167,6 +169,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
         this.prompter?.commit();
       },
       sentPlain: (n) => { this.stats.plain += n; },
+      routed: (peer) => this.contexts.owner(peer) !== undefined,
     });
     this.contexts = new ContextPaths({
       ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
@@ -328,6 +331,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       return;
     }
     this.opts.logger?.info(e.kind, eventFields(e));
+    if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
@@ -336,10 +340,21 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.hold.release(e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
-      // A resumable close (idle cleanup of a known peer) keeps the route (or routes it, from the kernel path): the next packet brings the context back.
-      const how = e.kind === 'context-failed' ? 'failed' : e.resumable ? 'resumable' : 'closed';
-      this.contexts.ended(e.peerUlid, how === 'resumable');
-      this.hold.ended(e.peerUlid, how);
+      const owner = this.contexts.owner(e.peerUlid);
+      const next = this.seconds.get(e.peerUlid);
+      this.seconds.delete(e.peerUlid);
+      if (next !== undefined && owner === e.localUlid) {
+        // A second context with the peer, up meanwhile, takes the route over.
+        this.contexts.ended(e.peerUlid, false);
+        this.hold.forget(e.peerUlid);
+        this.contexts.adopt(next, e.peerUlid);
+        void this.hold.routeUp(next, e.peerUlid);
+      } else {
+        // A resumable close (idle cleanup of a known peer) keeps the route (or routes it, from the kernel path): the next packet brings the context back.
+        const how = e.kind === 'context-failed' ? 'failed' : e.resumable ? 'resumable' : 'closed';
+        this.contexts.ended(e.peerUlid, how === 'resumable');
+        this.hold.ended(e.peerUlid, how);
+      }
       this.prompter?.forget(e.peerUlid);
     }
     if (e.kind === 'reap-state') this.contexts.reapState(e.peerUlid, e.state === 'exploring', e.pair);
@@ -348,6 +363,30 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.contexts.pairChanged(e.peerUlid, e.new);
       if (this.prompter) this.prompt(e.peerUlid);
     }
+    this.opts.onEvent?.(e);
+  }
+
+  /**
+   * The peer's ULID is routed for a context from another local ULID of ours (one route per
+   * peer ULID, `src` the first context's ULID): a second context with the same peer, as when
+   * an application's new connection picks another source after our first address was
+   * removed, must neither move nor remove that route, nor change the first one's state.
+   */
+  private routedForOther(local: Ipv6, peer: Ipv6): boolean {
+    const owner = this.contexts.owner(peer);
+    return owner !== undefined && owner !== local;
+  }
+
+  /** An event of such a second context: its packets wait for it (the route is already there), or go plain when it fails. */
+  private secondContext(e: Exclude<EngineEvent, { kind: 'ulid-refused' | 'peer-unsupported' | 'peer-supported' }>): void {
+    if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid, false);
+    if (e.kind === 'context-established') {
+      this.seconds.set(e.peerUlid, e.localUlid);
+      this.hold.release(e.peerUlid);
+    }
+    if ((e.kind === 'context-failed' || e.kind === 'context-closed') && this.seconds.get(e.peerUlid) === e.localUlid) this.seconds.delete(e.peerUlid);
+    if (e.kind === 'context-failed') this.hold.ended(e.peerUlid, 'failed-keep-route');
+    if (e.kind === 'context-closed') this.hold.forget(e.peerUlid);
     this.opts.onEvent?.(e);
   }
 

@@ -27,6 +27,8 @@ export interface HandshakeHoldOptions {
   drop: (reason: string) => void;
   /** Packets sent as plain IPv6 (the driver's stats). */
   sentPlain: (n: number) => void;
+  /** Whether an established context owns `peer`'s route already (a hold that times out then leaves it). */
+  routed?: (peer: Ipv6) => boolean;
 }
 
 /** Packets held per peer while its primed context is set up (a SYN and its retransmissions). */
@@ -48,19 +50,23 @@ export class HandshakeHold {
     return this.held.has(peer);
   }
 
-  /** A context with `peer` was initiated: route it into the TUN and hold its packets. */
-  start(local: Ipv6, peer: Ipv6): void {
+  /**
+   * A context with `peer` was initiated: route it into the TUN and hold its packets. `route`
+   * false: the peer is routed for another context of ours already; hold only.
+   */
+  start(local: Ipv6, peer: Ipv6, route = true): void {
     if (this.held.has(peer)) return;
     const timer = setTimeout(() => {
       const h = this.held.get(peer);
       if (h?.timer !== timer) return;
       this.held.delete(peer);
-      this.letGo(peer, h.packets, this.routeDown(peer));
+      // The route stays when a context from another of our ULIDs has come up meanwhile (or had it all along).
+      this.letGo(peer, h.packets, this.opts.routed?.(peer) === true ? undefined : this.routeDown(peer));
       this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
     }, this.opts.holdMs ?? HOLD_MS);
     timer.unref?.();
     this.held.set(peer, { packets: [], timer });
-    void this.routeUp(local, peer);
+    if (route) void this.routeUp(local, peer);
   }
 
   /**
@@ -96,11 +102,14 @@ export class HandshakeHold {
   /**
    * The context with `peer` ended. Failed: its route goes and what waited leaves as plain
    * IPv6. Closed for good: its route goes. Resumable (idle cleanup of a known peer): the route
-   * stays, so the next packet brings the context back.
+   * stays, so the next packet brings the context back. Failed, a second context (another
+   * context owns the route): what waited leaves as plain IPv6, the route stays.
    */
-  ended(peer: Ipv6, how: 'failed' | 'closed' | 'resumable'): void {
+  ended(peer: Ipv6, how: 'failed' | 'closed' | 'resumable' | 'failed-keep-route'): void {
     const held = this.unhold(peer);
-    if (how !== 'resumable') this.letGo(peer, how === 'failed' ? held : [], this.routeDown(peer));
+    // A second context that failed: what waited for it goes plain; the route is the first one's.
+    if (how === 'failed-keep-route') this.letGo(peer, held, undefined);
+    else if (how !== 'resumable') this.letGo(peer, how === 'failed' ? held : [], this.routeDown(peer));
   }
 
   /** Route an established context into the TUN. */

@@ -111,12 +111,21 @@ export class Routes implements RouteHook {
     this.ip(['-6', 'rule', 'add', 'pref', String(this.pref + 1), 'not', 'ipproto', 'udp', 'sport', String(port), 'lookup', String(this.table)]);
   }
 
-  /** Route the peer's ULID through the TUN, from our ULID. */
+  /**
+   * Route the peer's ULID through the TUN, from our ULID — or with no `src` when the kernel
+   * refuses it because our ULID's address is gone (removed while its contexts live on: the
+   * connections bound to it keep their source; new ones pick one of the addresses left).
+   */
   contextUp(localUlid: Ipv6, peerUlid: Ipv6): void {
-    this.ip(['-6', 'route', 'replace', `${peerUlid}/128`, 'dev', this.opts.tun, 'table', String(this.table),
-      'src', localUlid, 'mtu', String(this.tunMtu), 'advmss', String(this.advmss),
-      ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])]);
+    if (!this.ip(this.peerRoute(localUlid, peerUlid), false)) this.ip(this.peerRoute(undefined, peerUlid));
     this.peers.add(peerUlid);
+  }
+
+  /** `ip route replace` of the peer's ULID into the TUN (`src` our ULID, when given). */
+  private peerRoute(localUlid: Ipv6 | undefined, peerUlid: Ipv6): string[] {
+    return ['-6', 'route', 'replace', `${peerUlid}/128`, 'dev', this.opts.tun, 'table', String(this.table),
+      ...(localUlid === undefined ? [] : ['src', localUlid]), 'mtu', String(this.tunMtu), 'advmss', String(this.advmss),
+      ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])];
   }
 
   /**
@@ -127,14 +136,19 @@ export class Routes implements RouteHook {
    */
   switchPath(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void> {
     const table = String(this.table);
+    const route = this.peerRoute(localUlid, peerUlid);
     const steps: string[][] = path === 'tun'
-      ? [['-6', 'route', 'replace', `${peerUlid}/128`, 'dev', this.opts.tun, 'table', table, 'src', localUlid, 'mtu', String(this.tunMtu),
-          'advmss', String(this.advmss), ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])],
-        ['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]]
+      ? [route, ['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]]
       : [['-6', 'route', 'del', `${peerUlid}/128`, 'table', table]];
     if (path === 'tun') this.peers.add(peerUlid);
     else this.peers.delete(peerUlid);
-    this.chain = this.chain.then(async () => { for (const a of steps) if (!this.closed) await this.ipAsync(a); });
+    // As contextUp: no `src` when our ULID's address is gone (a kernel-path context re-homed after its removal).
+    this.chain = this.chain.then(async () => {
+      for (const a of steps) {
+        if (this.closed) continue;
+        if (!(await this.ipAsync(a)) && a === route) await this.ipAsync(this.peerRoute(undefined, peerUlid));
+      }
+    });
     return this.chain;
   }
 

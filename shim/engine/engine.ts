@@ -42,6 +42,11 @@ import { handleIcmp, pathMtuLimit, type IcmpInput, type IcmpResult } from './icm
 export type { Datagram } from './rx.ts';
 export type { IcmpInput, IcmpResult } from './icmp.ts';
 
+/** ICMPv6 (next header 58) with a type below 128: an error message (RFC 4443 §2.1). */
+function isIcmpv6Error(p: OutboundPacket): boolean {
+  return p.nextHeader === 58 && p.payload.length > 0 && p.payload[0]! < 128;
+}
+
 /** An application packet leaving through the shim. */
 export interface OutboundPacket {
   srcUlid: Ipv6;
@@ -127,7 +132,9 @@ export class Engine {
     const core = this.core;
     const ctx = core.table.byUlidPair(p.srcUlid, p.dstUlid, 0);
     if (ctx === undefined || !hasPeerTag(ctx.state) || ctx.state === State.CLOSING) {
-      if (ctx === undefined) this.heuristic(now, p.srcUlid, p.dstUlid);
+      // An ICMPv6 error (RFC 4443 §2.1: types 0–127) answers a packet, it starts no communication: no context for it
+      // (the host's own "no route" about a Shim6 message to an address it just lost must not open a second context).
+      if (ctx === undefined && !isIcmpv6Error(p)) this.heuristic(now, p.srcUlid, p.dstUlid);
       return { kind: 'no-context' };
     }
     if (ctx.pathMtu !== undefined && IPV6_HEADER_LENGTH + p.payload.length > ctx.pathMtu.limit) {

@@ -212,6 +212,57 @@ test('a resumable close keeps the route; a packet that makes the engine initiate
   assert.equal(d.stats.udpOut, 1, 'the held packet went out once the context was up');
 });
 
+test('a second context with a routed peer (another local ULID, as after our first address was removed) leaves the route alone: held, not routed, and its failure removes nothing', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dps', 1400);
+  const routes: string[] = [];
+  const events: EngineEvent[] = [established('fd00::a', 'fd00::b', 'initiated')];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: (_now, p) => {
+      if (p.srcUlid === 'fd00::a') return { kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) };
+      if (!events.some((e) => e.kind === 'context-initiated')) events.push({ kind: 'context-initiated', localUlid: p.srcUlid, peerUlid: p.dstUlid });
+      return { kind: 'no-context' as const };
+    },
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), tun, holdMs: 50, sendPlain: (ps) => ps.length,
+    routes: { contextUp: (l, p) => { routes.push(`up ${l} ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  d.flush();
+  await waitFor(() => routes.length === 1, 30_000, 'the first context routed');
+  assert.deepEqual(routes, ['up fd00::a fd00::b']);
+  tun.inject(buildUdpPacket('fd00::c', 'fd00::b', 1, 2, new Uint8Array(4)));
+  await waitFor(() => d.stats.plain === 1, 30_000, 'the second context\'s packet held, then sent plain when it did not come up in time');
+  assert.deepEqual(routes, ['up fd00::a fd00::b'], 'the route stays the first context\'s: neither replaced nor removed');
+  events.push({ kind: 'context-failed', localUlid: 'fd00::c', peerUlid: 'fd00::b', reason: 'no-answer' });
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::a fd00::b'], 'its failure removes nothing');
+  tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
+  await waitFor(() => d.stats.udpOut === 1, 30_000, 'the first context still carries its packets');
+});
+
+test('a second context with the peer that is up when the first one goes takes its route over', async (t) => {
+  const net = new MemoryNetwork();
+  const routes: string[] = [];
+  const events: EngineEvent[] = [established('fd00::a', 'fd00::b', 'initiated'), established('fd00::c', 'fd00::b', 'initiated')];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {}, encapsulate: () => ({ kind: 'no-context' as const }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), routes: { contextUp: (l, p) => { routes.push(`up ${l} ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::a fd00::b'], 'the second context leaves the first one\'s route alone');
+  events.push({ kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 1, reason: 'peer-close', resumable: false });
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::a fd00::b', 'up fd00::c fd00::b'], 'the first goes: the second takes the route over (not removed)');
+  events.push({ kind: 'context-closed', localUlid: 'fd00::c', peerUlid: 'fd00::b', contextTag: 2, reason: 'peer-close', resumable: false });
+  d.flush();
+  assert.deepEqual(routes.at(-1), 'down fd00::b', 'the last one goes: so does the route');
+});
+
 test('kernel path: a context on its ULID pair is not routed into the TUN; counters feed the engine; exploring and re-homing route it into the TUN, a return to Operational on the ULID pair takes it out', async (t) => {
   const net = new MemoryNetwork();
   const tun = new MemoryTun('dpk', 1400);

@@ -57,6 +57,14 @@ test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on clo
   assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);
   assert.deepEqual(routes.routed(), []);
   assert.doesNotMatch(net.run(a, ['ip', '-6', 'addr', 'show', 'dev', tun.name]).stdout, /fe80::5533:ffff/, 'the flush address went again');
+  // Our ULID's address gone (removed while its contexts live on): the kernel refuses it as `src`, the route goes in without.
+  routes.contextUp('fd00:71::99', 'fd00:71::b');
+  const noSrc = net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout;
+  assert.match(noSrc, new RegExp(`fd00:71::b dev ${tun.name} .*mtu 1444`));
+  assert.doesNotMatch(noSrc, /src/);
+  await routes.switchPath('fd00:71::99', 'fd00:71::b', 'kernel');
+  await routes.switchPath('fd00:71::99', 'fd00:71::b', 'tun');
+  assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, new RegExp(`dev ${tun.name}`), 'the kernel path\'s switch into the TUN too');
   routes.contextUp('fd00:71::a', 'fd00:71::b');
   routes.close();
   routes.close();

@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { LAB_STUB, labDaemonFiles } from '../../lab/daemons.ts';
 import { LAB_HBA } from '../../lab/hba.ts';
@@ -21,6 +21,7 @@ import { LAB_CGA_KEY_A } from '../../lab/cga-key.ts';
 import { runStream } from '../../lab/run.ts';
 import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, linkRUp } from '../../lab/renumber.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { generateCgaUlid, loadCgaKey } from '../../shim/daemon/cga-identity.ts';
 import { encodeMessage, decodeMessage, type Shim6Option } from '../../shim/wire/index.ts';
 import { signCgaLocators } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
@@ -70,6 +71,42 @@ test('CGA: an address outside A\'s HBA set reaches B in a signed Update Request,
   const aText = JSON.stringify(a) + readFileSync(labDaemonFiles(lab, 'a').log, 'utf8');
   for (const line of keyBody) assert.ok(!aText.includes(line), 'no line of the private key in A\'s status or log');
   assert.ok(!aText.includes('PRIVATE KEY'));
+});
+
+test('CGA ULID: A has a key and no HBA set, its ULID is the CGA its daemon generates; B\'s daemon proves it, and mid-stream takes an address on a prefix nothing was generated for', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  linkRUp(lab);
+  await oneDaemon(t, lab, 'b');
+  await oneDaemon(t, lab, 'a', { interfaces: LAB_INTERFACES_R, hba: undefined });
+  // The CGA of A's key on the prefix of its first address (P's): its modifier is derived from the key, so this is the one.
+  const expected = generateCgaUlid(loadCgaKey(labDaemonFiles(lab, 'a').cgaKey), LAB_ADDR.aP, 0).address;
+  const a0 = await status(lab, 'a');
+  const ready = await waitLog(lab, 'a', (r) => r.msg === 'daemon ready');
+  assert.equal(ready.ulid, expected, 'A\'s ULID is the generated CGA');
+  assert.equal((ready.locators as string[])[0], expected, 'first in its locator set');
+  assert.ok(![LAB_ADDR.aP, LAB_ADDR.aQ, ...LAB_HBA.a.members.map((m) => m.address)].includes(expected), 'not an HBA member nor an address the lab made');
+  assert.equal(a0.daemon.cga?.ulid, 'cga');
+  assert.match(nsExec(lab.a, ['ip', '-6', 'addr', 'show', 'dev', LAB_IF.P]).stdout, new RegExp(`${expected}/64`), 'the CGA is on A\'s P interface');
+
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const b0 = contextWith(await status(lab, 'b'), expected);
+  assert.ok(b0, 'B\'s context with A is on A\'s CGA ULID (B checked it against A\'s CGA parameters)');
+
+  addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+  const upd = await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === expected && (r.locators as string[]).includes(LAB_ADDR_R.a));
+  t.diagnostic(`B's view of A (ULID ${expected}) after the Update: ${JSON.stringify(upd.locators)}`);
+  const b = await status(lab, 'b');
+  assert.equal(contextWith(b, expected)?.peerLocators.find((l) => l.address === LAB_ADDR_R.a)?.verified, true, 'B verified the new locator by A\'s CGA Signature');
+  assert.equal(b.daemon.stats.drops['locator-unverified'] ?? 0, 0, 'B refused nothing');
+  const r = await stream;
+  assert.equal(r.complete, true);
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every byte arrived once, in order, intact');
+  const traffic = (contextWith(await status(lab, 'b'), expected) as unknown as { traffic: { bytesIn: number } }).traffic;
+  assert.ok(traffic.bytesIn >= r.bytes_sent, `the stream went through B's context with A's CGA ULID (${traffic.bytesIn} bytes in, ${r.bytes_sent} sent)`);
 });
 
 /** Send one Update Request to B's daemon from A's ULID (another UDP port than the daemon's); B's answer, decoded. */

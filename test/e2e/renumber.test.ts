@@ -146,3 +146,39 @@ test('renumbering, privacy addresses: temporary addresses the kernel makes, depr
   assert.equal(r.bytes_verified, r.bytes_sent, 'every byte arrived once, in order, intact');
   assert.ok(!log(lab, 'b').some((x) => x.msg === 'locator-unverified'), 'B refused none of A\'s updates');
 });
+
+test('renumbering, removed outright: the address the stream runs on is deleted with no deprecation first; A withdraws it in one Update, the context moves to another pair, no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t);
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 8000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  assert.equal((await context(lab, 'a', LAB_ADDR.bP))?.pair.local, LAB_ADDR.aP, 'the stream starts on A\'s P address (its ULID)');
+  addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+  await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));
+  await new Promise((res) => setTimeout(res, 1500)); // the stream runs on aP meanwhile
+  assert.equal((await context(lab, 'a', LAB_ADDR.bP))?.pair.local, LAB_ADDR.aP, 'still on the P address when it is removed');
+
+  const removedAt = Date.now();
+  removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.removed as string[]).includes(LAB_ADDR.aP) && Date.parse(r.ts) >= removedAt);
+  const movedA = await waitLog(lab, 'a', (r) => r.msg === 'locator-pair-changed' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= removedAt && pairOf(r).local !== LAB_ADDR.aP);
+  // B learns the withdrawal: aP BROKEN in A's set, in one Update Request.
+  await waitFor(async () => (((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === LAB_ADDR.aP)?.flags ?? 0) & 1) === 1, 'B sees A\'s removed address withdrawn');
+  t.diagnostic(`A sends from ${pairOf(movedA).local} ${Date.parse(movedA.ts) - removedAt} ms after the removal`);
+
+  const r = await stream;
+  t.diagnostic(`stall ${r.stall_ms} ms, ${r.bytes_sent} bytes; removed at +${removedAt - r.connectedAt} ms`);
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every byte arrived once, in order, intact');
+  const updates = log(lab, 'b').filter((x) => x.msg === 'locator-set-updated' && x.peerUlid === LAB_ADDR.aP && Date.parse(x.ts) >= removedAt);
+  assert.equal(new Set(updates.map((x) => x.generation)).size, 1, 'one Update Request (one new generation) carried the withdrawal');
+  const [a, b] = [await context(lab, 'a', LAB_ADDR.bP), await context(lab, 'b', LAB_ADDR.aP)];
+  assert.ok(a && b, 'both contexts still up');
+  assert.notEqual(a.pair.local, LAB_ADDR.aP);
+  assert.notEqual(b.pair.peer, LAB_ADDR.aP);
+  // Nothing A's host said about the lost address (its ICMPv6 "no route" for B's probes to it) opened another context with B.
+  const others = log(lab, 'a').filter((x) => x.msg === 'context-initiated' && x.peerUlid === LAB_ADDR.bP && x.localUlid !== LAB_ADDR.aP);
+  assert.deepEqual(others, [], 'no second context with B');
+});

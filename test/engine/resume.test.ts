@@ -28,6 +28,21 @@ test('idle cleanup of a capable peer is resumable; the next packet brings the co
   assert.ok(sendShim(sim, a, b));
 });
 
+test('an ICMPv6 error to a capable peer starts no context (it answers a packet; an informational message does)', () => {
+  const { sim, a, b } = configuredPair(202);
+  sim.runFor(130_000); // idle cleanup: no context left, B still known to run shim6
+  assert.equal(a.engine.contextCount, 0);
+  const seen = a.host.events.length;
+  const icmp = (type: number) => ({ srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 58, payload: new Uint8Array([type, 0, 0, 0, 0, 0, 0, 0]) });
+  for (const type of [1, 3, 4]) assert.equal(a.engine.encapsulate(sim.now, icmp(type)).kind, 'no-context');
+  sim.flush();
+  assert.equal(a.engine.contextCount, 0, 'Destination Unreachable, Time Exceeded, Parameter Problem: no context');
+  assert.equal(engineEvents(a).slice(seen).some((e) => e.kind === 'context-initiated'), false);
+  assert.equal(a.engine.encapsulate(sim.now, icmp(128)).kind, 'no-context');
+  sim.flush();
+  assert.ok(engineEvents(a).slice(seen).some((e) => e.kind === 'context-initiated' && e.peerUlid === b.ulid), 'an Echo Request does');
+});
+
 test('protect(): a peer known to run shim6 gets a context at once; an unknown one does not', () => {
   const { sim, a, b } = configuredPair(203);
   const saved = a.engine.exportCaches(sim.now);

@@ -5,6 +5,9 @@
  * RFC 2136 dynamic updates. `start` returns once the server answers SOA for every
  * zone (polled with kdig or dig, bounded); `stop` kills it and removes the dir.
  *
+ * With `netns`, the server runs in a namespace of the caller's, on port 53 of the
+ * addresses given, and is probed from inside it.
+ *
  * Both servers run as root (no privilege drop) so they can read and write the
  * temp dir. Owns nothing but its temp dir and its child process.
  *
@@ -51,15 +54,21 @@ export interface AuthDnsOptions {
   timeoutMs?: number;
   /** Extra `server:` settings for Knot, e.g. `['udp-max-payload: 4096']` (ignored for BIND). */
   knotServer?: string[];
+  /**
+   * Run the server in this network namespace (`ip netns exec`; the caller's own), on port 53 of
+   * these IPv6 addresses (already on its interfaces) instead of loopback; the readiness probe
+   * is sent from inside it. `ipv6` is then ignored.
+   */
+  netns?: { name: string; addresses: string[] };
 }
 
 export interface AuthDns {
   server: AuthDnsKind;
   /** The port, the same on 127.0.0.1 and ::1, UDP and TCP. */
   port: number;
-  /** 127.0.0.1 */
+  /** 127.0.0.1 (in a namespace: the first of its addresses) */
   address: string;
-  /** [127.0.0.1, ::1] (or just 127.0.0.1 when ipv6 is false). */
+  /** [127.0.0.1, ::1] (or just 127.0.0.1 when ipv6 is false; in a namespace: its addresses). */
   addresses: string[];
   /** The temp dir (config, zone files, journals, logs). */
   dir: string;
@@ -129,7 +138,7 @@ async function freePort(ipv6: boolean): Promise<number> {
 }
 
 function knotConfig(dir: string, port: number, opts: AuthDnsOptions): string {
-  const listen = [`127.0.0.1@${port}`, ...(opts.ipv6 === false ? [] : [`::1@${port}`])];
+  const listen = opts.netns ? opts.netns.addresses.map((a) => `${a}@${port}`) : [`127.0.0.1@${port}`, ...(opts.ipv6 === false ? [] : [`::1@${port}`])];
   const lines = [
     'server:',
     `    rundir: "${dir}"`,
@@ -169,14 +178,14 @@ function knotConfig(dir: string, port: number, opts: AuthDnsOptions): string {
 }
 
 function bindConfig(dir: string, port: number, opts: AuthDnsOptions): string {
-  const v6 = opts.ipv6 === false ? 'none;' : '::1;';
+  const v6 = opts.netns ? opts.netns.addresses.map((a) => `${a};`).join(' ') : opts.ipv6 === false ? 'none;' : '::1;';
   const out = [
     'options {',
     `  directory "${dir}";`,
     `  pid-file "${dir}/named.pid";`,
     `  session-keyfile "${dir}/session.key";`,
     `  managed-keys-directory "${dir}";`,
-    `  listen-on port ${port} { 127.0.0.1; };`,
+    `  listen-on port ${port} { ${opts.netns ? 'none' : '127.0.0.1'}; };`,
     `  listen-on-v6 port ${port} { ${v6} };`,
     '  recursion no;',
     '  dnssec-validation no;',
@@ -195,10 +204,11 @@ function bindConfig(dir: string, port: number, opts: AuthDnsOptions): string {
 }
 
 /** One SOA query with kdig (or dig); true when the server answers with the SOA. */
-function answersSoa(port: number, zone: string): boolean {
+function answersSoa(port: number, zone: string, netns?: AuthDnsOptions['netns']): boolean {
   const kdig = haveCommand('kdig');
   const limits = kdig ? ['+timeout=1', '+retry=0'] : ['+time=1', '+tries=1'];
-  const r = spawnSync(kdig ? 'kdig' : 'dig', ['@127.0.0.1', '-p', String(port), abs(zone), 'SOA', ...limits, '+short'], {
+  const argv = [kdig ? 'kdig' : 'dig', `@${netns ? netns.addresses[0]! : '127.0.0.1'}`, '-p', String(port), abs(zone), 'SOA', ...limits, '+short'];
+  const r = spawnSync(netns ? 'ip' : argv[0]!, netns ? ['netns', 'exec', netns.name, ...argv] : argv.slice(1), {
     encoding: 'utf8',
     timeout: 3000,
   });
@@ -233,15 +243,19 @@ export async function startAuthDns(opts: AuthDnsOptions): Promise<AuthDns> {
 }
 
 function spawnServer(kind: AuthDnsKind, dir: string, port: number, opts: AuthDnsOptions, logFd: number): ChildProcess {
+  // `ip netns exec` execs the server: the child's pid is the server's (SIGSTOP pauses it).
+  const run = (argv: string[]): ChildProcess => opts.netns
+    ? spawn('ip', ['netns', 'exec', opts.netns.name, ...argv], { stdio: ['ignore', logFd, logFd] })
+    : spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', logFd, logFd] });
   if (kind === 'knot') {
     const conf = path.join(dir, 'knot.conf');
     writeFileSync(conf, knotConfig(dir, port, opts));
-    return spawn('knotd', ['-c', conf], { stdio: ['ignore', logFd, logFd] });
+    return run(['knotd', '-c', conf]);
   }
   const conf = path.join(dir, 'named.conf');
   writeFileSync(conf, bindConfig(dir, port, opts));
   // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir.
-  return spawn('named', ['-g', '-u', 'root', '-c', conf], { stdio: ['ignore', logFd, logFd] });
+  return run(['named', '-g', '-u', 'root', '-c', conf]);
 }
 
 /** Poll SOA of every zone until all answer; throws (the caller stops the server) on exit, load failure or deadline. */
@@ -255,14 +269,14 @@ async function waitReady(kind: AuthDnsKind, port: number, opts: AuthDnsOptions, 
     // Both servers keep running when a zone fails to load: fail fast on their message.
     if (LOAD_FAILED.test(readLog())) throw new Error(`authdns: ${kind} refused a zone:\n${readLog()}`);
     if (Date.now() > deadline) throw new Error(`authdns: ${kind} did not answer within ${timeout} ms:\n${readLog()}`);
-    for (const z of [...pending]) if (answersSoa(port, z)) pending.delete(z);
+    for (const z of [...pending]) if (answersSoa(port, z, opts.netns)) pending.delete(z);
     if (pending.size > 0) await sleep(100);
   }
 }
 
 async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthDns> {
   const dir = mkdtempSync(path.join(os.tmpdir(), `authdns-${kind}-`));
-  const port = await freePort(opts.ipv6 !== false);
+  const port = opts.netns ? 53 : await freePort(opts.ipv6 !== false);
   mkdirSync(path.join(dir, 'db'));
   for (const z of opts.zones) writeFileSync(path.join(dir, fileNameFor(z.name)), z.text);
   // The server logs to a file, not a pipe: a test that blocks its event loop (spawnSync)
@@ -300,8 +314,8 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
   return {
     server: kind,
     port,
-    address: '127.0.0.1',
-    addresses: opts.ipv6 === false ? ['127.0.0.1'] : ['127.0.0.1', '::1'],
+    address: opts.netns ? opts.netns.addresses[0]! : '127.0.0.1',
+    addresses: opts.netns ? [...opts.netns.addresses] : opts.ipv6 === false ? ['127.0.0.1'] : ['127.0.0.1', '::1'],
     dir,
     zoneFile: (zone: string) => path.join(dir, fileNameFor(zone)),
     log: readLog,

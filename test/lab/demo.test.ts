@@ -73,7 +73,7 @@ test('lab demo --renumber --json: A gets a new prefix outside its HBA set mid-st
   const r = shim6(['lab', 'demo', '--prefix', prefix, '--renumber', '--json', '--duration', '6000', '--fail-at', '1500', '--rate', '20'], { timeout: 200_000 });
   assert.equal(r.status, 0, r.stderr);
   const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Summary & { failure: string; record_updated_ms: number | null; peer_locators: { address: string; verified: boolean; broken: boolean }[] };
-  t.diagnostic(`stall ${s.stall_ms} ms, re-homed ${s.rehome_ms} ms after the deprecation, record in DNS after ${s.record_updated_ms} ms`);
+  t.diagnostic(`stall ${s.stall_ms} ms, re-homed ${s.rehome_ms} ms after the removal, record in DNS after ${s.record_updated_ms} ms`);
   assert.equal(s.failure, 'renumber');
   assert.equal(s.recovered, true);
   assert.equal(s.corrupt, 0);
