@@ -136,96 +136,80 @@ export class Daemon {
     const nameservers = config.resolvConf === 'manage' ? stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port }))) : undefined;
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
-    const hba = config.hba ? readHba(config.hba) : undefined;
-    const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
-    if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
-    let found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
-    // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
-    const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
-    if (cgaUlid) found = new LocatorWatcher(config.interfaces, () => undefined).current;
-    const locals = orderLocators(found, hba, cgaUlid?.address);
-    if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
-    if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
-    const ulid = locals[0]?.address ?? '';
-    const { engine, cache } = locals.length > 0 ? newEngine(config, locals, hba, cgaKey, cgaUlid?.params) : { engine: undefined, cache: undefined };
-    const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
-    const kernel = routes ? openKernelPath(config, log) : undefined;
-    let tun: LinuxTun | undefined;
-    try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); throw err; }
-    // Data plane off: node:dgram with the kernel's default buffers, as `shim6 resolver` always had (its floods bench measures that).
-    const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
-    const sinkRef: { daemon?: Daemon } = {};
-    // While stopping, no new route into the TUN (a context the stop races with must not pull traffic into a daemon going away).
-    const routeHook: RouteHook | undefined = routes ? {
-      contextUp: (local, peer) => { if (!sinkRef.daemon?.stopping) routes.contextUp(local, peer); },
-      contextDown: (peer) => routes.contextDown(peer),
-      flushRouteCache: () => routes.flushRouteCache(),
-      switchPath: (local, peer, path) => (path === 'tun' && sinkRef.daemon?.stopping ? Promise.resolve() : routes.switchPath(local, peer, path)),
-    } : undefined;
-    const driver = engine && transport ? new EngineDriver<Engine>({
-      engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'),
-      onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), ...(off ? {} : { sendPlain: plainIpv6Sender() }),
-      ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}),
-    }) : undefined;
+    const id = identify(config, off, log);
+    const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };
+    const ref: { daemon?: Daemon } = {};
+    const plane = openDataPlane(config, off, engine, log, { stopping: () => ref.daemon?.stopping === true, onEvent: (e) => ref.daemon?.onEngineEvent(e) });
     // The TSIG key and the name are checked before anything is set up.
-    const dns = config.dnsUpdate && !off && ulid ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
-    const daemon = new Daemon(config, log, engine, driver, routes, cache, hba, opts);
+    const dns = config.dnsUpdate && !off && id.ulid ? new DnsPublisher(config.dnsUpdate, { ulid: id.ulid, hba: id.hba, cgaUlid: id.cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
+    const daemon = new Daemon(config, log, engine, plane.driver, plane.routes, cache, id.hba, opts);
     daemon.dns = dns;
-    daemon.ulid = ulid;
-    daemon.cgaKey = cgaKey;
-    daemon.cgaUlid = cgaUlid;
-    daemon.kernel = kernel;
-    sinkRef.daemon = daemon;
-    const saved = off ? undefined : loadCaches(config.cacheFile, log);
+    daemon.ulid = id.ulid;
+    daemon.cgaKey = id.cgaKey;
+    daemon.cgaUlid = id.cgaUlid;
+    daemon.kernel = plane.kernel;
+    ref.daemon = daemon;
+    let cachesImported: boolean;
     try {
-      routes?.removeStaleRules();
-      routes?.setup();
-      if (driver) {
-        for (const l of locals) {
-          await driver.bindLocator(l.address);
-          daemon.keepLocal(l.address);
-        }
-      }
-      if (saved) {
-        daemon.command((e, now) => {
-          // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
-          try { e.importCaches(now, saved); } catch (err) {
-            log.warn('ignoring invalid cache file', { file: config.cacheFile, code: (err as { code?: string }).code, error: (err as Error).message });
-          }
-        });
-      }
-      daemon.primeConfiguredPeers();
-      if (!off) {
-        daemon.protectOpenConnections();
-        daemon.startDiscovery();
-      }
-      await daemon.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
-      daemon.control = await startControlServer(config.controlSocket, {
-        status: () => daemon.status(),
-        flush: async () => ({ resolver: (await daemon.resolver?.flush()) ?? null }),
-        ...captureMethods(daemon.capture),
-      }, { log: log.child('control') });
-      if (config.metrics) {
-        const { startMetricsServer } = await import('./metrics/server.ts');
-        daemon.metrics = await startMetricsServer(config.metrics, { status: () => daemon.status(), ...(engine ? { traffic: () => engine.traffic() } : {}) }, { log: log.child('metrics') });
-      }
-      if (!off) {
-        daemon.watcher = new LocatorWatcher(config.interfaces, (now, diff) => daemon.onLocators(now, diff));
-        daemon.watcher.start();
-        daemon.publishLocators(locals);
-        // Links already down at start: explore away from them at once.
-        for (const a of found) if (!a.up) daemon.command((e, now) => e.localLocatorDown(now, a.address));
-      }
-      // Last: the stub answers, so the host's lookups may go to it (no TUN: always the file; resolv-handover.ts).
-      if (nameservers) daemon.handover = ResolvHandover.apply({ nameservers, link: tun?.name, stateDir, log });
+      cachesImported = await daemon.bringUp(id, plane.tun, nameservers, stateDir);
     } catch (err) {
       await daemon.teardown(false);
       throw err;
     }
-    daemon.logReady(locals, saved !== undefined, transport instanceof NativeUdpTransport ? 'native' : 'dgram', tun?.name);
+    daemon.logReady(id.locals, cachesImported, plane.transport instanceof NativeUdpTransport ? 'native' : 'dgram', plane.tun?.name);
     // The stub answers, the TUN and the UDP sockets are up: units after shim6.service may start.
     await opts.notify?.ready(daemon.statusLine());
     return daemon;
+  }
+
+  /**
+   * The parts in order, once built: routes and rules, a socket per locator, the saved caches,
+   * configured peers and open connections, the stub, the control socket, metrics, the locator
+   * watcher, and last the DNS hand-over. Whether caches were imported.
+   */
+  private async bringUp(id: Identity, tun: LinuxTun | undefined, nameservers: string[] | undefined, stateDir: string): Promise<boolean> {
+    const { config, log, driver, engine, routes } = this;
+    const off = this.opts.dataPlaneOff;
+    routes?.removeStaleRules();
+    routes?.setup();
+    for (const l of driver ? id.locals : []) {
+      await driver!.bindLocator(l.address);
+      this.keepLocal(l.address);
+    }
+    const saved = off ? undefined : loadCaches(config.cacheFile, log);
+    if (saved) {
+      this.command((e, now) => {
+        // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
+        try { e.importCaches(now, saved); } catch (err) {
+          log.warn('ignoring invalid cache file', { file: config.cacheFile, code: (err as { code?: string }).code, error: (err as Error).message });
+        }
+      });
+    }
+    this.primeConfiguredPeers();
+    if (!off) {
+      this.protectOpenConnections();
+      this.startDiscovery();
+    }
+    await this.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
+    this.control = await startControlServer(config.controlSocket, {
+      status: () => this.status(),
+      flush: async () => ({ resolver: (await this.resolver?.flush()) ?? null }),
+      ...captureMethods(this.capture),
+    }, { log: log.child('control') });
+    if (config.metrics) {
+      const { startMetricsServer } = await import('./metrics/server.ts');
+      this.metrics = await startMetricsServer(config.metrics, { status: () => this.status(), ...(engine ? { traffic: () => engine.traffic() } : {}) }, { log: log.child('metrics') });
+    }
+    if (!off) {
+      this.watcher = new LocatorWatcher(config.interfaces, (now, diff) => this.onLocators(now, diff));
+      this.watcher.start();
+      this.publishLocators(id.locals);
+      // Links already down at start: explore away from them at once.
+      for (const a of id.found) if (!a.up) this.command((e, now) => e.localLocatorDown(now, a.address));
+    }
+    // Last: the stub answers, so the host's lookups may go to it (no TUN: always the file; resolv-handover.ts).
+    if (nameservers) this.handover = ResolvHandover.apply({ nameservers, link: tun?.name, stateDir, log });
+    return saved !== undefined;
   }
 
   /** The ready line: `resolver ready` with the data plane off (what `shim6 resolver` always logged), else `daemon ready`. */
@@ -506,6 +490,72 @@ export class Daemon {
     for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
     for (const a of diff.removed) void driver.unbindLocator(a);
   }
+}
+
+/** Who this host is: its HBA set or CGA key, its addresses, its locators in order (the first is the ULID). */
+interface Identity {
+  hba: HbaParamsFile | undefined;
+  cgaKey: CgaKey | undefined;
+  /** The CGA ULID generated and put on an interface (a CGA key without an HBA set). */
+  cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
+  found: LocalAddress[];
+  locals: LocalLocator[];
+  ulid: Ipv6 | '';
+}
+
+/**
+ * Read the HBA set and the CGA key (checked against each other), find the host's addresses and
+ * order them as locators. The data plane needs at least one (ENOLOCATOR); `shim6 resolver` runs
+ * without an engine when there is none.
+ */
+function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log: Logger): Identity {
+  const hba = config.hba ? readHba(config.hba) : undefined;
+  const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
+  if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
+  let found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
+  // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
+  const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
+  if (cgaUlid) found = new LocatorWatcher(config.interfaces, () => undefined).current;
+  const locals = orderLocators(found, hba, cgaUlid?.address);
+  if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
+  if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
+  return { hba, cgaKey, cgaUlid, found, locals, ulid: locals[0]?.address ?? '' };
+}
+
+/** The data plane around the engine: routes, the kernel path, the TUN, the UDP transport, the driver. */
+interface DataPlane {
+  routes: Routes | undefined;
+  kernel: NftKernelPath | undefined;
+  tun: LinuxTun | undefined;
+  transport: UdpTransport | undefined;
+  driver: EngineDriver<Engine> | undefined;
+}
+
+/**
+ * Build the data plane (nothing routed yet: `bringUp` does that). With the data plane off, only
+ * the engine's UDP socket (node:dgram with the kernel's default buffers, as `shim6 resolver`
+ * always had: its floods bench measures that). While the daemon stops (`stopping`), no new route
+ * into the TUN: a context the stop races with must not pull traffic into a daemon going away.
+ */
+function openDataPlane(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], engine: Engine | undefined, log: Logger,
+  daemon: { stopping: () => boolean; onEvent: (e: EngineEvent) => void }): DataPlane {
+  const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
+  const kernel = routes ? openKernelPath(config, log) : undefined;
+  let tun: LinuxTun | undefined;
+  try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); throw err; }
+  const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
+  const routeHook: RouteHook | undefined = routes ? {
+    contextUp: (local, peer) => { if (!daemon.stopping()) routes.contextUp(local, peer); },
+    contextDown: (peer) => routes.contextDown(peer),
+    flushRouteCache: () => routes.flushRouteCache(),
+    switchPath: (local, peer, path) => (path === 'tun' && daemon.stopping() ? Promise.resolve() : routes.switchPath(local, peer, path)),
+  } : undefined;
+  const driver = engine && transport ? new EngineDriver<Engine>({
+    engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'),
+    onEvent: daemon.onEvent, ...(off ? {} : { sendPlain: plainIpv6Sender() }),
+    ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}),
+  }) : undefined;
+  return { routes, kernel, tun, transport, driver };
 }
 
 /** The engine over the host's locators (the first is the ULID), with its capability cache, as the config says. */

@@ -28,8 +28,14 @@ test('failure during startup: connects through the other locator to the same ULI
   const r = await runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 2500, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
   t.diagnostic(`connected after ${r.connectedAt - started} ms`);
   for (const h of ['a', 'b'] as const) assert.equal(log(lab, h).find((x) => x.msg === 'daemon ready')?.udp, 'native', `${h}: the native UDP transport`);
-  // The SYN went into the TUN (B's ULID routed there from prime() on) and waited for the context.
-  assert.ok(log(lab, 'a').some((x) => x.msg === 'held packets sent' && x.peer === LAB_ADDR.bP), 'the first packets waited in the daemon');
+  // The SYN went into the TUN (B's ULID routed there from prime() on) and waited for the context;
+  // or, on a machine too busy to set the context up within the hold (1 s), it went plain (dead, on
+  // P) when the hold ended, and TCP's next SYN went through the context once it was up.
+  const a = log(lab, 'a');
+  const held = a.some((x) => x.msg === 'held packets sent' && x.peer === LAB_ADDR.bP);
+  const late = a.findIndex((x) => x.msg === 'context not up in time: plain IPv6 meanwhile' && x.peer === LAB_ADDR.bP);
+  assert.ok(held || (late >= 0 && a.slice(late).some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP)), 'the first packets waited in the daemon (or the hold ended before the context was up, which came after)');
+  t.diagnostic(held ? 'the first packets waited in the daemon' : 'the context came up after the hold ended: the first SYN went plain');
   assert.equal(r.corrupt, 0);
   assert.ok(r.bytes_verified > 1_000_000);
   assert.equal(r.bytes_verified, r.bytes_sent);
