@@ -109,13 +109,20 @@ export function labDnsUpdate(lab: Lab, extra: Record<string, unknown> = {}): Rec
   return { server: `[${LAB_ADDR.dnsA}]:53`, zone: LAB_ZONE, name: LAB_A_NAME, key: labTsigKeyFile(lab), minInterval: 1, ttl: 5, ...extra };
 }
 
-function knotConfig(dir: string, zoneFile: string, secret: string): string {
+/**
+ * The head of a knotd config running from `dir` (its run, pid, database and control files
+ * there, logging to stderr), listening on `listen` (`address@port`), with `server` lines
+ * added to its server section. The lab's server and the tests' (test/helpers/authdns.ts)
+ * start with it.
+ */
+export function knotServerConfig(dir: string, listen: readonly string[], server: readonly string[] = []): string[] {
   return [
     'server:',
     `    rundir: "${dir}"`,
     '    user: root:root',
     `    pidfile: "${dir}/knot.pid"`,
-    `    listen: [ ${LAB_ADDR.dnsA}@53, ${LAB_ADDR.dnsB}@53 ]`,
+    `    listen: [ ${listen.join(', ')} ]`,
+    ...server.map((l) => `    ${l}`),
     'log:',
     '  - target: stderr',
     '    any: info',
@@ -123,6 +130,12 @@ function knotConfig(dir: string, zoneFile: string, secret: string): string {
     `    storage: "${dir}/db"`,
     'control:',
     `    listen: "${dir}/knot.sock"`,
+  ];
+}
+
+function knotConfig(dir: string, zoneFile: string, secret: string): string {
+  return [
+    ...knotServerConfig(dir, [`${LAB_ADDR.dnsA}@53`, `${LAB_ADDR.dnsB}@53`]),
     'key:',
     `  - id: ${LAB_TSIG_KEY_A}`,
     '    algorithm: hmac-sha256',

@@ -23,6 +23,7 @@ import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { haveCommand } from './prereq.ts';
+import { knotServerConfig } from '../../lab/dns.ts';
 import { DEADLINE_MS } from './wait.ts';
 
 export type AuthDnsKind = 'knot' | 'bind';
@@ -139,21 +140,7 @@ async function freePort(ipv6: boolean): Promise<number> {
 
 function knotConfig(dir: string, port: number, opts: AuthDnsOptions): string {
   const listen = opts.netns ? opts.netns.addresses.map((a) => `${a}@${port}`) : [`127.0.0.1@${port}`, ...(opts.ipv6 === false ? [] : [`::1@${port}`])];
-  const lines = [
-    'server:',
-    `    rundir: "${dir}"`,
-    '    user: root:root',
-    `    pidfile: "${dir}/knot.pid"`,
-    `    listen: [ ${listen.join(', ')} ]`,
-    ...(opts.knotServer ?? []).map((l) => `    ${l}`),
-    'log:',
-    '  - target: stderr',
-    '    any: info',
-    'database:',
-    `    storage: "${dir}/db"`,
-    'control:',
-    `    listen: "${dir}/knot.sock"`,
-  ];
+  const lines = knotServerConfig(dir, listen, opts.knotServer);
   if (opts.tsig) {
     lines.push('key:', `  - id: ${abs(opts.tsig.name)}`, '    algorithm: hmac-sha256', `    secret: ${opts.tsig.secret}`);
     if (opts.allowUpdate) lines.push('acl:', '  - id: tsig_update', `    key: ${abs(opts.tsig.name)}`, '    action: update');
