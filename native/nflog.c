@@ -29,13 +29,7 @@
 #include "nflog.h"
 #include "reader.h"
 
-#define NCHECK(env, call)                                         \
-  do {                                                            \
-    if ((call) != napi_ok) {                                      \
-      napi_throw_error((env), "ENFLOGNAPI", #call " failed");     \
-      return NULL;                                                \
-    }                                                             \
-  } while (0)
+#define NCHECK(env, call) NAPI_CALL(env, "ENFLOGNAPI", call)
 
 /* The IPv6 header is all we read: copy this much of each packet. */
 #define COPY_RANGE 48

@@ -6,13 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#define RCHECK(env, call)                                         \
-  do {                                                            \
-    if ((call) != napi_ok) {                                      \
-      napi_throw_error((env), "EREADERNAPI", #call " failed");    \
-      return NULL;                                                \
-    }                                                             \
-  } while (0)
+#define RCHECK(env, call) NAPI_CALL(env, "EREADERNAPI", call)
 
 napi_value reader_throw_errno(napi_env env, const char *what, int err) {
   char code[32], msg[160];

@@ -14,6 +14,15 @@
 
 #define READER_KEEP_MAX 4
 
+/* In an N-API function: when `call` fails, throw an Error with `code` naming the call, and return NULL. */
+#define NAPI_CALL(env, code, call)                                \
+  do {                                                            \
+    if ((call) != napi_ok) {                                      \
+      napi_throw_error((env), (code), #call " failed");           \
+      return NULL;                                                \
+    }                                                             \
+  } while (0)
+
 typedef struct reader {
   uv_poll_t poll;
   int fd;

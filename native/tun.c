@@ -34,13 +34,7 @@
 #define SCRATCH_LEN (65536 + 64)
 #define IP6_HDR_MAX (40 + 60)
 
-#define CHECK(env, call)                                          \
-  do {                                                            \
-    if ((call) != napi_ok) {                                      \
-      napi_throw_error((env), "ETUNNAPI", #call " failed");       \
-      return NULL;                                                \
-    }                                                             \
-  } while (0)
+#define CHECK(env, call) NAPI_CALL(env, "ETUNNAPI", call)
 
 typedef struct {
   reader core; /* first: the poll's data pointer is both (reader.h) */

@@ -72,13 +72,7 @@ static int attach_shard_filter(int fd, uint32_t shards) {
   return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof prog);
 }
 
-#define UCHECK(env, call)                                         \
-  do {                                                            \
-    if ((call) != napi_ok) {                                      \
-      napi_throw_error((env), "EUDPNAPI", #call " failed");       \
-      return NULL;                                                \
-    }                                                             \
-  } while (0)
+#define UCHECK(env, call) NAPI_CALL(env, "EUDPNAPI", call)
 
 #define MAX_BATCH 256
 #define CMSG_SPACE_PKTINFO (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int)))
