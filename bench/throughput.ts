@@ -3,8 +3,9 @@
  *
  * Data-plane throughput in real namespaces (root): iperf3 TCP from A to B
  * through an established context on the kernel path (the ULID pair: the
- * kernel's own route, tc programs counting), the same after re-homing to link
- * Q (TUN → driver → UDP → driver → TUN), the same context on the TUN path
+ * kernel's own route, nftables counting), the same after re-homing to link
+ * Q (the kernel encapsulation: tc programs add and remove UDP 5533 + the payload
+ * header; TUN → driver → UDP where they cannot be loaded), the same context on the TUN path
  * (config dataPath: tun), and the direct veth link, in one run, as ratios;
  * and both nodes' CPU (% of one core, user + system, from /proc) during the
  * context runs. `--json` prints one object (direct_gbps, context_gbps,
@@ -145,7 +146,7 @@ async function main(): Promise<void> {
     console.log('| path | median Gbit/s | runs | ratio to direct veth | both nodes\' CPU, % of a core |');
     console.log('|---|---|---|---|---|');
     row('direct veth (no shim6)', direct);
-    row(kernelPath ? 'context on P, kernel path (no TUN; tc counters)' : 'context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP, cpuP);
+    row(kernelPath ? 'context on P, kernel path (no TUN; nftables counters)' : 'context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP, cpuP);
     row('context after re-homing to Q: TUN + native UDP', ctxQ);
     row('context on P, TUN path (dataPath: tun): TUN (offloads) + native UDP', ctxTun, cpuTun);
     row('context on P, TUN path + Node dgram', ctxDgram);
