@@ -30,7 +30,8 @@ import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
-import { ContextPaths, type ContextPath, type RouteHook } from './context-paths.ts';
+import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook } from './context-paths.ts';
+import type { EncapHook } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
 
@@ -41,7 +42,7 @@ import { IcmpRelay } from './icmp-relay.ts';
  * doubles implement the same methods.
  */
 export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
-  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic'>>;
+  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic' | 'status'>>;
 
 export interface EngineDriverOptions<E extends EngineLike> {
   engine: E;
@@ -75,6 +76,11 @@ export interface EngineDriverOptions<E extends EngineLike> {
   kernel?: KernelPathHook;
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
   kernelPollMs?: number;
+  /**
+   * The kernel encapsulation (bpf-encap.ts): with `kernel`, a re-homed context's packets are
+   * encapsulated by tc programs instead of crossing the TUN. Absent: re-homed contexts use the TUN.
+   */
+  encap?: EncapHook;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -170,6 +176,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
     this.contexts = new ContextPaths({
       ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
+      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p) } : {}),
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
@@ -210,6 +217,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** Established contexts and the path each one's application packets take. */
   paths(): ContextPath[] {
     return this.contexts.list();
+  }
+
+  /** What the kernel encapsulation needs of an established context: tags, the peer's port, its verified locators. */
+  private encapDetails(localUlid: Ipv6, peerUlid: Ipv6): EncapDetails | undefined {
+    const c = this.engine.status?.(this.clock()).contexts.find((x) => x.localUlid === localUlid && x.peerUlid === peerUlid && x.state === 'ESTABLISHED');
+    if (c === undefined) return undefined;
+    return { localTag: c.contextTag, peerTag: c.peerContextTag, peerPort: c.port ?? this.peerPort, peerLocators: c.peerLocators.filter((l) => l.verified).map((l) => l.address) };
   }
 
   /** Send every pending transmit, dispatch every event, re-arm the timer. */
