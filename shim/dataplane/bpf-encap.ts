@@ -246,8 +246,10 @@ export class BpfEncap implements EncapHook {
     const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/shim6_stats`]);
     if (!r.ok) return undefined;
     try {
-      const rows = JSON.parse(r.out) as Array<{ key: number; values: Array<{ value: number }> }>;
-      const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + v.value, 0);
+      // With BTF, bpftool -j gives the decoded entry under `formatted` (the raw bytes beside it).
+      type Row = { key: number; values: Array<{ value: number }> };
+      const rows = (JSON.parse(r.out) as Array<Row & { formatted?: Row }>).map((x) => x.formatted ?? x);
+      const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + Number(v.value), 0);
       return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5) };
     } catch {
       return undefined;
