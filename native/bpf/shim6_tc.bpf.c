@@ -16,6 +16,11 @@
  *    and gets the ULID pair back. Anything else (unknown tag, unverified
  *    source, a control message) is passed on untouched to the daemon's
  *    socket, which makes the checks and answers (R1bis) as before.
+ *  - While a context is on the kernel path (`shim6_watch`), egress remembers
+ *    each of its TCP flows' last segment (ports, sequence number) in
+ *    `shim6_flows`: after a re-homing the daemon tells those sockets the path
+ *    MTU shrank by the encapsulation (a Packet Too Big quoting that segment),
+ *    and TCP retransmits what is in flight at once instead of at its RTO.
  *
  * Checksums: the outer UDP checksum (mandatory over IPv6) is computed from
  * the headers alone: after the inner checksum is complete (now, or by the
@@ -58,6 +63,10 @@ struct ingress_value {
 	__u8 locators[MAX_LOCATORS][16]; /* the context's verified peer locators */
 };
 
+/* A TCP flow of a watched context, as its last segment sent (the failover prompt: docs/dataplane.md). */
+struct flow_key { __u8 local[16]; __u8 peer[16]; __u8 ports[4]; /* sport, dport as on the wire */ };
+struct flow_value { __u8 seq[4]; /* as on the wire */ __u32 pad; };
+
 struct config { __u16 port; /* network order */ __u16 pad; __u32 pad2; };
 
 enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_MAX };
@@ -75,6 +84,21 @@ struct {
 	__type(key, __u64);
 	__type(value, struct ingress_value);
 } shim6_ing SEC(".maps");
+
+/* Contexts on the kernel path whose TCP flows are remembered (ULID pair → 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ulid_pair);
+	__type(value, __u8);
+} shim6_watch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} shim6_flows SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
@@ -136,10 +160,20 @@ int shim6_egress(struct __sk_buff *skb)
 	struct ulid_pair key;
 	__builtin_memcpy(key.local, &ip6->saddr, 16);
 	__builtin_memcpy(key.peer, &ip6->daddr, 16);
+	__u8 nh = ip6->nexthdr;
+	if (nh == IPPROTO_TCP && bpf_map_lookup_elem(&shim6_watch, &key)) {
+		/* Remember the flow's last segment: after a re-homing its TCP is told to retransmit at once. */
+		struct flow_key fk;
+		struct flow_value fv = {};
+		__builtin_memcpy(fk.local, key.local, 16);
+		__builtin_memcpy(fk.peer, key.peer, 16);
+		__builtin_memcpy(fk.ports, l4, 4);
+		__builtin_memcpy(fv.seq, l4 + 4, 4);
+		bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+	}
 	struct egress_value *v = bpf_map_lookup_elem(&shim6_egr, &key);
 	if (!v) return TC_ACT_OK;
 
-	__u8 nh = ip6->nexthdr;
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&shim6_cfg, &zero);
 	if (!cfg) return TC_ACT_OK;

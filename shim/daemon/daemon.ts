@@ -171,7 +171,7 @@ export class Daemon {
     const driver = engine && transport ? new EngineDriver<Engine>({
       engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'),
       onEvent: (e) => sinkRef.daemon?.onEngineEvent(e), ...(off ? {} : { sendPlain: plainIpv6Sender() }),
-      ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}), ...(encap ? { encap } : {}),
+      ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}), ...(encap && routes ? { encap, encapMtu: routes.tunMtu } : {}),
     }) : undefined;
     // The TSIG key and the name are checked before anything is set up.
     const dns = config.dnsUpdate && !off && ulid ? new DnsPublisher(config.dnsUpdate, { ulid, hba, cgaUlid: cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;

@@ -65,7 +65,16 @@ export interface EncapHook {
   set(c: EncapContext): boolean;
   /** Stop (idempotent). */
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
+  /** Remember the context's TCP flows (their last segment sent) while it is on the kernel path. */
+  watch?(localUlid: Ipv6, peerUlid: Ipv6): void;
+  /** Stop remembering them, and forget them (idempotent). */
+  unwatch?(localUlid: Ipv6, peerUlid: Ipv6): void;
+  /** The context's TCP flows as last seen leaving on the kernel path. */
+  flows?(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[];
 }
+
+/** A TCP flow of a context, as its last segment sent on the kernel path. */
+export interface KernelFlow { srcPort: number; dstPort: number; seq: number }
 
 export interface BpfEncapOptions {
   /** The daemon's UDP port (its datagrams are never encapsulated; ingress takes payload to it). */
@@ -239,6 +248,40 @@ export class BpfEncap implements EncapHook {
     // One command each: a missing entry fails its own line only.
     this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_egr key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))}`]);
     this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_ing key hex ${hex(u64le(localTag))}`]);
+  }
+
+  watch(localUlid: Ipv6, peerUlid: Ipv6): void {
+    if (this.closed) return;
+    this.batch([`map update pinned ${BPF_PIN_DIR}/maps/shim6_watch key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))} value hex 01`]);
+  }
+
+  unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {
+    if (this.closed) return;
+    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_watch key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))}`]);
+    const keys = this.flows(localUlid, peerUlid).map((f) => `map delete pinned ${BPF_PIN_DIR}/maps/shim6_flows key hex ${hex(Uint8Array.from([
+      ...addr(localUlid), ...addr(peerUlid), ...be16(f.srcPort), ...be16(f.dstPort)]))}`);
+    for (const k of keys) this.batch([k]);
+  }
+
+  flows(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[] {
+    if (this.closed) return [];
+    const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/shim6_flows`]);
+    if (!r.ok) return [];
+    const l = [...addr(localUlid)], p = [...addr(peerUlid)];
+    const same = (a: unknown, b: number[]) => Array.isArray(a) && a.length === b.length && a.every((x, i) => Number(x) === b[i]);
+    try {
+      type Row = { key: { local: number[]; peer: number[]; ports: number[] }; value: { seq: number[] } };
+      const rows = (JSON.parse(r.out) as Array<{ formatted?: Row }>).map((x) => x.formatted).filter((x): x is Row => x !== undefined);
+      return rows.filter((x) => same(x.key.local, l) && same(x.key.peer, p)).map((x) => {
+        const n = (b: number[], i: number) => Number(b[i]);
+        return {
+          srcPort: (n(x.key.ports, 0) << 8) | n(x.key.ports, 1), dstPort: (n(x.key.ports, 2) << 8) | n(x.key.ports, 3),
+          seq: ((n(x.value.seq, 0) << 24) | (n(x.value.seq, 1) << 16) | (n(x.value.seq, 2) << 8) | n(x.value.seq, 3)) >>> 0,
+        };
+      });
+    } catch {
+      return [];
+    }
   }
 
   /** The programs' counters, summed over CPUs; undefined when they cannot be read. */

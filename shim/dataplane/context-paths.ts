@@ -56,6 +56,11 @@ export interface ContextPathsOptions {
   encap?: EncapHook;
   /** The context's tags, the peer's port and verified locators (for `encap`); undefined when not established. */
   details?: (localUlid: Ipv6, peerUlid: Ipv6) => EncapDetails | undefined;
+  /**
+   * A context went on the kernel encapsulation with a new pair, its route in place: the driver
+   * prompts its TCP flows the kernel remembered (encap.flows).
+   */
+  rehomed?: (localUlid: Ipv6, peerUlid: Ipv6) => void;
   /** The engine's input for what the kernel carried; absent: every context uses the TUN. */
   kernelTraffic?: Engine['kernelTraffic'];
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
@@ -104,6 +109,7 @@ export class ContextPaths {
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
     const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, out: 0, in: 0, encapTag: undefined };
     this.contexts.set(peerUlid, c);
+    if (this.opts.kernel !== undefined) this.opts.encap?.watch?.(localUlid, peerUlid);
     return this.toKernel(c);
   }
 
@@ -115,11 +121,12 @@ export class ContextPaths {
     const c = this.contexts.get(peer);
     if (c === undefined) return;
     this.contexts.delete(peer);
+    if (this.opts.kernel !== undefined) this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
     if (c.path === 'tun') return;
     this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     if (c.path === 'encap') {
       this.unsetEncap(c);
-      if (!backIntoTun) this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
+      if (!backIntoTun) void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     }
     if (backIntoTun) this.routeIntoTun(c);
     this.stopIfIdle();
@@ -191,7 +198,7 @@ export class ContextPaths {
     else if (!k.watch(c.localUlid, c.peerUlid)) return false;
     else { c.out = 0; c.in = 0; }
     c.path = 'kernel';
-    this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
+    void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
     this.startPolling();
     return true;
@@ -223,7 +230,9 @@ export class ContextPaths {
     c.encapTag = d.localTag;
     c.path = 'encap';
     const pair = { ...c.pair };
-    this.routeLater(c, 'encap', () => undefined, pair);
+    void this.routeLater(c, 'encap', () => undefined, pair).then(() => {
+      if (!this.closed && this.contexts.get(c.peerUlid) === c && c.path === 'encap') this.opts.rehomed?.(c.localUlid, c.peerUlid);
+    });
     this.opts.logger?.info('context on the kernel encapsulation', { peer: c.peerUlid, pair });
     this.startPolling();
   }
@@ -256,7 +265,7 @@ export class ContextPaths {
   }
 
   private routeIntoTun(c: ContextPath): void {
-    this.routeLater(c, 'tun', () => {
+    void this.routeLater(c, 'tun', () => {
       void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
       this.opts.routes?.flushRouteCache?.();
     });
@@ -267,13 +276,10 @@ export class ContextPaths {
    * hook can (`switchPath`): `ip` takes tens of ms on a busy host, and the probes and packets
    * the engine produces meanwhile must go out. In order.
    */
-  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown, pair?: LocatorPair): void {
+  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown, pair?: LocatorPair): Promise<void> {
     const r = this.opts.routes;
-    if (r?.switchPath) {
-      void r.switchPath(c.localUlid, c.peerUlid, path, pair);
-      return;
-    }
-    setImmediate(() => { if (!this.closed) sync(); });
+    if (r?.switchPath) return r.switchPath(c.localUlid, c.peerUlid, path, pair);
+    return new Promise((resolve) => setImmediate(() => { if (!this.closed) sync(); resolve(); }));
   }
 
   /** One reading at a time; a failed one is counted and the next tick tries again. */

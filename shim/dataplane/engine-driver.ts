@@ -81,6 +81,12 @@ export interface EngineDriverOptions<E extends EngineLike> {
    * encapsulated by tc programs instead of crossing the TUN. Absent: re-homed contexts use the TUN.
    */
   encap?: EncapHook;
+  /**
+   * The MTU of an encapsulated path (routes.tunMtu). With `encap`, after a re-homing from the
+   * kernel path each TCP flow the kernel remembered is told the path MTU shrank to it (a
+   * Packet Too Big quoting its last segment), so TCP retransmits what is in flight at once.
+   */
+  encapMtu?: number;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -176,7 +182,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
     this.contexts = new ContextPaths({
       ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
-      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p) } : {}),
+      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6) => this.promptKernelFlows(l, p) } : {}),
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
@@ -373,6 +379,32 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.prompter!.commit();
     this.stats.prompts += replays.length;
     if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer, segments: replays.length });
+  }
+
+  /**
+   * After a re-homing onto the kernel encapsulation: the TCP prompt for streams that never
+   * crossed the TUN. For each flow whose last segment the kernel remembered, a Packet Too Big
+   * from the peer's ULID quoting that segment, with the encapsulated path's MTU (which is
+   * true: the path lost 56 octets to the encapsulation): the socket's TCP lowers its MSS and
+   * retransmits the larger segments in flight at once (tcp_simple_retransmit), instead of
+   * waiting for its backed-off RTO. A flow with nothing in flight ignores it (sequence check).
+   */
+  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6): void {
+    const mtu = this.opts.encapMtu;
+    const flows = mtu === undefined ? [] : this.opts.encap?.flows?.(localUlid, peerUlid) ?? [];
+    for (const f of flows) {
+      const tcp = new Uint8Array(20);
+      const v = new DataView(tcp.buffer);
+      v.setUint16(0, f.srcPort);
+      v.setUint16(2, f.dstPort);
+      v.setUint32(4, f.seq);
+      tcp[12] = 5 << 4;
+      this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu!);
+    }
+    if (flows.length === 0) return;
+    this.stats.prompts += flows.length;
+    this.opts.logger?.info('tcp prompted after re-homing (kernel flows)', { peer: peerUlid, flows: flows.length });
+    this.flush();
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
