@@ -126,6 +126,11 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
       process.stderr.write(`    restart: new daemon ready ${rel(ready?.ts)}, context with B ${rel(est?.ts)} from the failure\n`);
     }
     if (mode.startsWith('shim6')) process.stderr.write(`    context source: ${shim6?.contextSource(LAB_ADDR.bP) ?? '—'}, failure's stall ${String(r.stall_after_fail_ms)} ms\n`);
+    if (mode === 'shim6-kernel' && r.failAt !== undefined) {
+      // The kernel path's steps after the failure (A's log): on the TUN while exploring, the kernel encapsulation, the TCP prompt.
+      const steps = readLog(labDaemonFiles(lab, 'a').log).filter((x) => Date.parse(x.ts) >= r.failAt! && /^(context on the|tcp prompted|locator-pair-changed)/.test(x.msg));
+      process.stderr.write(`    kernel path: ${steps.map((x) => `${x.msg} +${Date.parse(x.ts) - r.failAt!} ms`).join(', ') || 'no step logged'}\n`);
+    }
     const rh = shim6?.rehomeAt(r.failAt);
     if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
     out.runs.push(r);

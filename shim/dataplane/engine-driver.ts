@@ -118,6 +118,8 @@ export interface DriverStats {
  * after it in `rest`). Unset (the default) it costs one test per datagram.
  */
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
+/** How much below the encapsulated path's MTU the kernel flows' prompt claims (promptKernelFlows). */
+const PROMPT_MTU_MARGIN = 8;
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
@@ -384,13 +386,16 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /**
    * After a re-homing onto the kernel encapsulation: the TCP prompt for streams that never
    * crossed the TUN. For each flow whose last segment the kernel remembered, a Packet Too Big
-   * from the peer's ULID quoting that segment, with the encapsulated path's MTU (which is
-   * true: the path lost 56 octets to the encapsulation): the socket's TCP lowers its MSS and
-   * retransmits the larger segments in flight at once (tcp_simple_retransmit), instead of
-   * waiting for its backed-off RTO. A flow with nothing in flight ignores it (sequence check).
+   * from the peer's ULID quoting that segment, with the encapsulated path's MTU less
+   * PROMPT_MTU_MARGIN: the socket's TCP lowers its MSS and retransmits the larger segments in
+   * flight at once (tcp_simple_retransmit), instead of waiting for its backed-off RTO. The
+   * margin: TCP has usually taken the encapsulated MTU from the route already (the route into
+   * the TUN while REAP explored has it), and ignores a Packet Too Big that would not lower its
+   * MSS. The lower MTU stays on this route only (a route exception): back on the ULID pair,
+   * TCP takes the full MTU again. A flow with nothing in flight ignores it (sequence check).
    */
   private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6): void {
-    const mtu = this.opts.encapMtu;
+    const mtu = this.opts.encapMtu === undefined ? undefined : this.opts.encapMtu - PROMPT_MTU_MARGIN;
     const flows = mtu === undefined ? [] : this.opts.encap?.flows?.(localUlid, peerUlid) ?? [];
     for (const f of flows) {
       const tcp = new Uint8Array(20);
