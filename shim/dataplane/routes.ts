@@ -121,15 +121,19 @@ export class Routes implements RouteHook {
   }
 
   /**
-   * The kernel path (docs/dataplane.md): route the peer's ULID into the TUN (`tun`, then the
-   * route-cache flush) or remove that route (`kernel`), without blocking the event loop (`ip`
+   * The kernel path (docs/dataplane.md): route the peer's ULID into the TUN (`tun`), where the
+   * locator `pair` goes for the kernel encapsulation (`encap`: next hop and link by `ip route
+   * get`), each with the encapsulated path's MTU and, when the ULID had no route of ours, the
+   * route-cache flush; or remove that route (`kernel`). Without blocking the event loop (`ip`
    * takes tens of ms on a busy host, and the engine's probes must go out meanwhile). Changes
    * are made in the order asked.
    */
   switchPath(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath, pair?: LocatorPair): Promise<void> {
     const table = String(this.table);
     const metrics = ['mtu', String(this.tunMtu), 'advmss', String(this.advmss), ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])];
-    const flush = [['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]];
+    // The route-cache flush only when the ULID had no route in our table: sockets hold a route from
+    // `main`, which a new route here does not invalidate; replacing one of ours does (its tree's serial).
+    const flush = this.peers.has(peerUlid) ? [] : [['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]];
     const steps: Array<string[] | (() => Promise<string[] | undefined>)> = path === 'tun'
       ? [['-6', 'route', 'replace', `${peerUlid}/128`, 'dev', this.opts.tun, 'table', table, 'src', localUlid, ...metrics], ...flush]
       : path === 'encap' && pair !== undefined
