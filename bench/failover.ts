@@ -130,7 +130,8 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
       // The kernel path's steps after the failure (A's log): on the TUN while exploring, the kernel encapsulation, the TCP prompt.
       const steps = readLog(labDaemonFiles(lab, 'a').log).filter((x) => Date.parse(x.ts) >= r.failAt! && /^(context on the|tcp prompted|locator-pair-changed)/.test(x.msg));
       process.stderr.write(`    kernel path: ${steps.map((x) => `${x.msg} +${Date.parse(x.ts) - r.failAt!} ms`).join(', ') || 'no step logged'}\n`);
-      if (process.env.SHIM6_BENCH_DUMP) process.stderr.write(spawnSync('sh', ['-c', 'for i in $(bpftool map show | grep -E "shim6_(stats|egr|ing)" | cut -d: -f1); do bpftool map show id $i | head -1; bpftool -j map dump id $i | head -c 600; echo; done'], { encoding: 'utf8' }).stdout);
+      if (process.env.SHIM6_BENCH_DUMP) process.stderr.write(spawnSync('ip', ['netns', 'exec', lab.a, 'nstat', '-az', 'Icmp6InPktTooBigs', 'Icmp6InErrors', 'Icmp6InCsumErrors', 'TcpExtOutOfWindowIcmps', 'TcpExtTCPLossProbes', 'TcpRetransSegs', 'TcpExtTCPTimeouts', 'Ip6InNoRoutes', 'Ip6InAddrErrors'], { encoding: 'utf8' }).stdout);
+      if (process.env.SHIM6_BENCH_DUMP === 'maps') process.stderr.write(spawnSync('sh', ['-c', 'for i in $(bpftool map show | grep -E "shim6_(stats|egr|ing)" | cut -d: -f1); do bpftool map show id $i | head -1; bpftool -j map dump id $i | head -c 600; echo; done'], { encoding: 'utf8' }).stdout);
       if (process.env.SHIM6_BENCH_DUMP) for (const h of ['a', 'b'] as const) {
         const all = readLog(labDaemonFiles(lab, h).log).filter((x) => Date.parse(x.ts) >= r.failAt! - 50 && Date.parse(x.ts) <= r.failAt! + 2500);
         for (const x of all) process.stderr.write(`      ${h} +${Date.parse(x.ts) - r.failAt!} ${JSON.stringify(x).slice(0, 260)}\n`);

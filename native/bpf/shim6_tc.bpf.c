@@ -63,9 +63,9 @@ struct ingress_value {
 	__u8 locators[MAX_LOCATORS][16]; /* the context's verified peer locators */
 };
 
-/* A TCP flow of a watched context, as its last segment sent (the failover prompt: docs/dataplane.md). */
-struct flow_key { __u8 local[16]; __u8 peer[16]; __u8 ports[4]; /* sport, dport as on the wire */ };
-struct flow_value { __u8 seq[4]; /* as on the wire */ __u32 pad; };
+/* A TCP flow of a watched context and the peer's last acknowledgment (the failover prompt: docs/dataplane.md). */
+struct flow_key { __u8 local[16]; __u8 peer[16]; __u8 ports[4]; /* our port, the peer's, as on the wire */ };
+struct flow_value { __u8 ack[4]; /* the peer's last acknowledgment number, as on the wire */ __u32 pad; };
 
 struct config { __u16 port; /* network order */ __u16 pad; __u32 pad2; };
 
@@ -161,16 +161,6 @@ int shim6_egress(struct __sk_buff *skb)
 	__builtin_memcpy(key.local, &ip6->saddr, 16);
 	__builtin_memcpy(key.peer, &ip6->daddr, 16);
 	__u8 nh = ip6->nexthdr;
-	if (nh == IPPROTO_TCP && bpf_map_lookup_elem(&shim6_watch, &key)) {
-		/* Remember the flow's last segment: after a re-homing its TCP is told to retransmit at once. */
-		struct flow_key fk;
-		struct flow_value fv = {};
-		__builtin_memcpy(fk.local, key.local, 16);
-		__builtin_memcpy(fk.peer, key.peer, 16);
-		__builtin_memcpy(fk.ports, l4, 4);
-		__builtin_memcpy(fv.seq, l4 + 4, 4);
-		bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
-	}
 	struct egress_value *v = bpf_map_lookup_elem(&shim6_egr, &key);
 	if (!v) return TC_ACT_OK;
 
@@ -265,6 +255,24 @@ int shim6_ingress(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6 = data + ETH_OFF;
+	__u8 *l4 = data + L4_OFF;
+	if ((void *)(l4 + 12) <= end && eth->h_proto == bpf_htons(ETH_P_IPV6) && ip6->nexthdr == IPPROTO_TCP) {
+		/* A watched context on the kernel path: remember the peer's last acknowledgment per flow. */
+		struct ulid_pair wk;
+		__builtin_memcpy(wk.local, &ip6->daddr, 16);
+		__builtin_memcpy(wk.peer, &ip6->saddr, 16);
+		if (bpf_map_lookup_elem(&shim6_watch, &wk)) {
+			struct flow_key fk;
+			struct flow_value fv = {};
+			__builtin_memcpy(fk.local, wk.local, 16);
+			__builtin_memcpy(fk.peer, wk.peer, 16);
+			__builtin_memcpy(fk.ports, l4 + 2, 2);
+			__builtin_memcpy(fk.ports + 2, l4, 2);
+			__builtin_memcpy(fv.ack, l4 + 8, 4);
+			bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+		}
+		return TC_ACT_OK;
+	}
 	struct udphdr *udp = data + L4_OFF;
 	__u8 *shim = data + L4_OFF + sizeof(struct udphdr);
 	if ((void *)(shim + 8) > end || eth->h_proto != bpf_htons(ETH_P_IPV6) || ip6->nexthdr != IPPROTO_UDP) return TC_ACT_OK;
@@ -313,6 +321,23 @@ int shim6_ingress(struct __sk_buff *skb)
 	if (bpf_skb_store_bytes(skb, IP6_OFF, &inner, sizeof(inner), BPF_F_RECOMPUTE_CSUM) < 0) {
 		count(ST_ERROR);
 		return TC_ACT_SHOT;
+	}
+	if (inner.nexthdr == IPPROTO_TCP) {
+		/* The peer's acknowledgments after the re-homing too: the daemon sees whether its prompt worked. */
+		struct ulid_pair wk;
+		__builtin_memcpy(wk.local, v->local_ulid, 16);
+		__builtin_memcpy(wk.peer, v->peer_ulid, 16);
+		__u8 th[12];
+		if (bpf_map_lookup_elem(&shim6_watch, &wk) && bpf_skb_load_bytes(skb, L4_OFF, th, sizeof(th)) == 0) {
+			struct flow_key fk;
+			struct flow_value fv = {};
+			__builtin_memcpy(fk.local, wk.local, 16);
+			__builtin_memcpy(fk.peer, wk.peer, 16);
+			__builtin_memcpy(fk.ports, th + 2, 2);
+			__builtin_memcpy(fk.ports + 2, th, 2);
+			__builtin_memcpy(fv.ack, th + 8, 4);
+			bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+		}
 	}
 	count(ST_DECAP);
 	return TC_ACT_OK;

@@ -65,16 +65,16 @@ export interface EncapHook {
   set(c: EncapContext): boolean;
   /** Stop (idempotent). */
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
-  /** Remember the context's TCP flows (their last segment sent) while it is on the kernel path. */
+  /** Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path. */
   watch?(localUlid: Ipv6, peerUlid: Ipv6): void;
   /** Stop remembering them, and forget them (idempotent). */
   unwatch?(localUlid: Ipv6, peerUlid: Ipv6): void;
-  /** The context's TCP flows as last seen leaving on the kernel path. */
+  /** The context's TCP flows as last seen arriving on the kernel path. */
   flows?(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[];
 }
 
-/** A TCP flow of a context, as its last segment sent on the kernel path. */
-export interface KernelFlow { srcPort: number; dstPort: number; seq: number }
+/** A TCP flow of a context on the kernel path: our port, the peer's, the peer's last acknowledgment number. */
+export interface KernelFlow { srcPort: number; dstPort: number; ack: number }
 
 export interface BpfEncapOptions {
   /** The daemon's UDP port (its datagrams are never encapsulated; ingress takes payload to it). */
@@ -270,13 +270,13 @@ export class BpfEncap implements EncapHook {
     const l = [...addr(localUlid)], p = [...addr(peerUlid)];
     const same = (a: unknown, b: number[]) => Array.isArray(a) && a.length === b.length && a.every((x, i) => Number(x) === b[i]);
     try {
-      type Row = { key: { local: number[]; peer: number[]; ports: number[] }; value: { seq: number[] } };
+      type Row = { key: { local: number[]; peer: number[]; ports: number[] }; value: { ack: number[] } };
       const rows = (JSON.parse(r.out) as Array<{ formatted?: Row }>).map((x) => x.formatted).filter((x): x is Row => x !== undefined);
       return rows.filter((x) => same(x.key.local, l) && same(x.key.peer, p)).map((x) => {
         const n = (b: number[], i: number) => Number(b[i]);
         return {
           srcPort: (n(x.key.ports, 0) << 8) | n(x.key.ports, 1), dstPort: (n(x.key.ports, 2) << 8) | n(x.key.ports, 3),
-          seq: ((n(x.value.seq, 0) << 24) | (n(x.value.seq, 1) << 16) | (n(x.value.seq, 2) << 8) | n(x.value.seq, 3)) >>> 0,
+          ack: ((n(x.value.ack, 0) << 24) | (n(x.value.ack, 1) << 16) | (n(x.value.ack, 2) << 8) | n(x.value.ack, 3)) >>> 0,
         };
       });
     } catch {

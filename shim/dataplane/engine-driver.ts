@@ -31,7 +31,7 @@ import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook } from './context-paths.ts';
-import type { EncapHook } from './bpf-encap.ts';
+import type { EncapHook, KernelFlow } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
 
@@ -118,8 +118,11 @@ export interface DriverStats {
  * after it in `rest`). Unset (the default) it costs one test per datagram.
  */
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
-/** How much below the encapsulated path's MTU the kernel flows' prompt claims (promptKernelFlows). */
+/** How much below the encapsulated path's MTU the kernel flows' prompt claims, per round (promptKernelFlows). */
 const PROMPT_MTU_MARGIN = 8;
+/** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
+const PROMPT_ROUNDS = 3;
+const PROMPT_AGAIN_MS = 100;
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
@@ -385,8 +388,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
 
   /**
    * After a re-homing onto the kernel encapsulation: the TCP prompt for streams that never
-   * crossed the TUN. For each flow whose last segment the kernel remembered, a Packet Too Big
-   * from the peer's ULID quoting that segment, with the encapsulated path's MTU less
+   * crossed the TUN. For each flow the kernel remembered, a Packet Too Big from the peer's ULID
+   * quoting a segment at the peer's last acknowledgment number (our first unacknowledged
+   * octet, which TCP's window check accepts), with the encapsulated path's MTU less
    * PROMPT_MTU_MARGIN: the socket's TCP lowers its MSS and retransmits the larger segments in
    * flight at once (tcp_simple_retransmit), instead of waiting for its backed-off RTO. The
    * margin: TCP has usually taken the encapsulated MTU from the route already (the route into
@@ -394,22 +398,31 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * MSS. The lower MTU stays on this route only (a route exception): back on the ULID pair,
    * TCP takes the full MTU again. A flow with nothing in flight ignores it (sequence check).
    */
-  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6): void {
-    const mtu = this.opts.encapMtu === undefined ? undefined : this.opts.encapMtu - PROMPT_MTU_MARGIN;
-    const flows = mtu === undefined ? [] : this.opts.encap?.flows?.(localUlid, peerUlid) ?? [];
+  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6, round = 1, only?: Map<string, number>): void {
+    if (this.closed || this.opts.encapMtu === undefined) return;
+    const mtu = this.opts.encapMtu - PROMPT_MTU_MARGIN * round;
+    const key = (f: KernelFlow) => `${f.srcPort} ${f.dstPort}`;
+    // A later round: only the flows whose peer has acknowledged nothing since (still stalled).
+    const flows = (this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).filter((f) => only === undefined || only.get(key(f)) === f.ack);
     for (const f of flows) {
       const tcp = new Uint8Array(20);
       const v = new DataView(tcp.buffer);
       v.setUint16(0, f.srcPort);
       v.setUint16(2, f.dstPort);
-      v.setUint32(4, f.seq);
+      v.setUint32(4, f.ack); // our snd_una when the peer's ACKs stopped: inside the window TCP checks
       tcp[12] = 5 << 4;
-      this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu!);
+      this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu);
     }
     if (flows.length === 0) return;
     this.stats.prompts += flows.length;
-    this.opts.logger?.info('tcp prompted after re-homing (kernel flows)', { peer: peerUlid, flows: flows.length });
+    this.opts.logger?.info('tcp prompted after re-homing (kernel flows)', { peer: peerUlid, flows: flows.length, round });
     this.flush();
+    // The peer may still send its ACKs on the old pair for a while (it re-homes on its own REAP):
+    // what it acknowledged is lost, and TCP waits for its RTO. Prompt those flows again, a little later.
+    if (round < PROMPT_ROUNDS) {
+      const acks = new Map(flows.map((f) => [key(f), f.ack]));
+      setTimeout(() => this.promptKernelFlows(localUlid, peerUlid, round + 1, acks), PROMPT_AGAIN_MS).unref?.();
+    }
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
