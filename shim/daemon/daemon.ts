@@ -279,7 +279,7 @@ export class Daemon {
   }
 
   /**
-   * Each established context's data path (`path: kernel|tun`, docs/dataplane.md "Kernel path")
+   * Each established context's data path (`path: kernel|encap|tun`, docs/dataplane.md "Kernel path")
    * beside the engine's view of it.
    */
   private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
