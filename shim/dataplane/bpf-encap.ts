@@ -178,6 +178,10 @@ function removeStaleFilters(dev: string): void {
 /** Remove what a crashed daemon left (filters on every link, pins). Whether anything was found. */
 export function removeStaleEncap(): boolean {
   let found = false;
+  // One process in the usual case: no program of that name in the whole kernel (any namespace),
+  // or no bpftool (then none of ours was ever loaded), and no pins: nothing to look for per link.
+  const anywhere = run('bpftool', ['prog', 'show', 'name', 'shim6_egress']);
+  if (!(anywhere.ok && anywhere.out.includes('shim6_egress')) && !existsSync(BPF_PIN_DIR)) return false;
   for (const dev of links()) {
     const before = run('tc', ['filter', 'show', 'dev', dev, 'egress']).out + run('tc', ['filter', 'show', 'dev', dev, 'ingress']).out;
     if (before.includes('shim6_egress') || before.includes('shim6_ingress')) found = true;
