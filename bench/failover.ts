@@ -35,7 +35,7 @@ import { labFor, LAB_ADDR } from '../lab/topology.ts';
 import { labDown, labUp, mptcpUp } from '../lab/lab.ts';
 import { runStream, type RunResult } from '../lab/run.ts';
 import { labDaemonFiles, readLog, shim6Unavailable, startLabShim6, type LabShim6 } from '../lab/daemons.ts';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 
 import { LAB_B_NAME } from '../lab/dns.ts';
@@ -129,6 +129,17 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
       process.stderr.write(`    restart: new daemon ready ${rel(ready?.ts)}, context with B ${rel(est?.ts)} from the failure\n`);
     }
     if (mode.startsWith('shim6')) process.stderr.write(`    context source: ${shim6?.contextSource(LAB_ADDR.bP) ?? '—'}, failure's stall ${String(r.stall_after_fail_ms)} ms\n`);
+    if (mode === 'shim6-kernel' && r.failAt !== undefined) {
+      // The kernel path's steps after the failure (A's log): on the TUN while exploring, the kernel encapsulation, the TCP prompt.
+      const steps = readLog(labDaemonFiles(lab, 'a').log).filter((x) => Date.parse(x.ts) >= r.failAt! && /^(context on the|tcp prompted|locator-pair-changed)/.test(x.msg));
+      process.stderr.write(`    kernel path: ${steps.map((x) => `${x.msg} +${Date.parse(x.ts) - r.failAt!} ms`).join(', ') || 'no step logged'}\n`);
+      if (process.env.SHIM6_BENCH_DUMP) process.stderr.write(spawnSync('ip', ['netns', 'exec', lab.a, 'nstat', '-az', 'Icmp6InPktTooBigs', 'Icmp6InErrors', 'Icmp6InCsumErrors', 'TcpExtOutOfWindowIcmps', 'TcpExtTCPLossProbes', 'TcpRetransSegs', 'TcpExtTCPTimeouts', 'Ip6InNoRoutes', 'Ip6InAddrErrors'], { encoding: 'utf8' }).stdout);
+      if (process.env.SHIM6_BENCH_DUMP === 'maps') process.stderr.write(spawnSync('sh', ['-c', 'for i in $(bpftool map show | grep -E "shim6_(stats|egr|ing)" | cut -d: -f1); do bpftool map show id $i | head -1; bpftool -j map dump id $i | head -c 600; echo; done'], { encoding: 'utf8' }).stdout);
+      if (process.env.SHIM6_BENCH_DUMP) for (const h of ['a', 'b'] as const) {
+        const all = readLog(labDaemonFiles(lab, h).log).filter((x) => Date.parse(x.ts) >= r.failAt! - 50 && Date.parse(x.ts) <= r.failAt! + 2500);
+        for (const x of all) process.stderr.write(`      ${h} +${Date.parse(x.ts) - r.failAt!} ${JSON.stringify(x).slice(0, 260)}\n`);
+      }
+    }
     const rh = shim6?.rehomeAt(r.failAt);
     if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
     out.runs.push(r);

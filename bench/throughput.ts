@@ -147,7 +147,7 @@ async function main(): Promise<void> {
     console.log('|---|---|---|---|---|');
     row('direct veth (no shim6)', direct);
     row(kernelPath ? 'context on P, kernel path (no TUN; nftables counters)' : 'context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP, cpuP);
-    row('context after re-homing to Q: TUN + native UDP', ctxQ);
+    row(kernelPath ? 'context after re-homing to Q: kernel encapsulation (tc programs)' : 'context after re-homing to Q: TUN + native UDP', ctxQ);
     row('context on P, TUN path (dataPath: tun): TUN (offloads) + native UDP', ctxTun, cpuTun);
     row('context on P, TUN path + Node dgram', ctxDgram);
     console.log(`\n(load after: ${load()})`);

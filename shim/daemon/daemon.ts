@@ -33,6 +33,7 @@ import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { NftKernelPath } from '../dataplane/kernel-path.ts';
+import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
@@ -105,6 +106,8 @@ export class Daemon {
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
   /** The kernel path's counters (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
   private kernel: NftKernelPath | undefined;
+  /** The kernel encapsulation after a re-homing (bpf-encap.ts); undefined: re-homed contexts use the TUN. */
+  private encap: BpfEncap | undefined;
   private discovery: Discovery | undefined;
   private newFlows: NewFlows | undefined;
 
@@ -148,6 +151,7 @@ export class Daemon {
     daemon.cgaKey = id.cgaKey;
     daemon.cgaUlid = id.cgaUlid;
     daemon.kernel = plane.kernel;
+    daemon.encap = plane.encap;
     ref.daemon = daemon;
     let cachesImported: boolean;
     try {
@@ -244,7 +248,8 @@ export class Daemon {
     return {
       schemaVersion: STATUS_SCHEMA_VERSION,
       daemon: {
-        ...daemon, ...(this.routes ? { dataPath: this.kernel ? 'kernel' : 'tun' } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
+        ...daemon, ...(this.routes ? { dataPath: this.kernel ? 'kernel' : 'tun' } : {}),
+        ...(this.kernel ? { kernelEncapsulation: this.encap ? { links: this.encap.links(), packets: this.encap.stats() ?? null } : 'unavailable' } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
       engine: this.driver && this.engine ? this.withPaths(this.engine.status(this.driver.now())) : null,
@@ -255,7 +260,7 @@ export class Daemon {
   }
 
   /**
-   * Each established context's data path (`path: kernel|tun`, docs/dataplane.md "Kernel path")
+   * Each established context's data path (`path: kernel|encap|tun`, docs/dataplane.md "Kernel path")
    * beside the engine's view of it.
    */
   private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
@@ -358,6 +363,7 @@ export class Daemon {
     this.routes?.close();
     await this.driver?.close();
     this.kernel?.close();
+    this.encap?.close();
     if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
     this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
   }
@@ -526,6 +532,8 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
 interface DataPlane {
   routes: Routes | undefined;
   kernel: NftKernelPath | undefined;
+  /** The kernel encapsulation after a re-homing (bpf-encap.ts), with the kernel path only. */
+  encap: BpfEncap | undefined;
   tun: LinuxTun | undefined;
   transport: UdpTransport | undefined;
   driver: EngineDriver<Engine> | undefined;
@@ -541,21 +549,24 @@ function openDataPlane(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'],
   daemon: { stopping: () => boolean; onEvent: (e: EngineEvent) => void }): DataPlane {
   const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
   const kernel = routes ? openKernelPath(config, log) : undefined;
+  const encap = kernel ? openEncap(config, log) : undefined;
+  // A crashed daemon's tc programs would go on encapsulating with its maps: removed by name whatever the data path now.
+  if (routes && !encap && removeStaleEncap()) log.info('removed the kernel encapsulation a previous daemon left');
   let tun: LinuxTun | undefined;
-  try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); throw err; }
+  try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); encap?.close(); throw err; }
   const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
   const routeHook: RouteHook | undefined = routes ? {
     contextUp: (local, peer) => { if (!daemon.stopping()) routes.contextUp(local, peer); },
     contextDown: (peer) => routes.contextDown(peer),
     flushRouteCache: () => routes.flushRouteCache(),
-    switchPath: (local, peer, path) => (path === 'tun' && daemon.stopping() ? Promise.resolve() : routes.switchPath(local, peer, path)),
+    switchPath: (local, peer, path, pair) => (path !== 'kernel' && daemon.stopping() ? Promise.resolve() : routes.switchPath(local, peer, path, pair)),
   } : undefined;
   const driver = engine && transport ? new EngineDriver<Engine>({
     engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'),
     onEvent: daemon.onEvent, ...(off ? {} : { sendPlain: plainIpv6Sender() }),
-    ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}),
+    ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}), ...(encap && routes ? { encap, encapMtu: routes.tunMtu } : {}),
   }) : undefined;
-  return { routes, kernel, tun, transport, driver };
+  return { routes, kernel, encap, tun, transport, driver };
 }
 
 /** The engine over the host's locators (the first is the ULID), with its capability cache, as the config says. */
@@ -587,6 +598,20 @@ export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath
   } catch (err) {
     if (config.dataPath === 'kernel') throw err;
     log.warn('kernel path unavailable, every context uses the TUN path', { error: (err as Error).message });
+    return undefined;
+  }
+}
+
+/**
+ * The kernel encapsulation after a re-homing (bpf-encap.ts), with the kernel path: tc
+ * programs built with clang and loaded with bpftool. Where they cannot be had (no clang,
+ * bpftool or BPF), re-homed contexts use the TUN path, which is said once.
+ */
+export function openEncap(config: DaemonConfig, log: Logger): BpfEncap | undefined {
+  try {
+    return BpfEncap.open({ port: config.port, skipLinks: [config.tun.name] });
+  } catch (err) {
+    log.warn('kernel encapsulation unavailable, re-homed contexts use the TUN path', { error: (err as Error).message });
     return undefined;
   }
 }

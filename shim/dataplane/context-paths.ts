@@ -1,10 +1,11 @@
 /**
  * Which way each established context's application packets go (docs/dataplane.md
  * "Kernel path"): the kernel's own route while its locator pair is its ULID pair
- * and REAP is not exploring, the TUN and the driver otherwise. On the kernel
- * path nothing crosses user space, so the kernel's counters (kernel-path.ts) are
- * read on a clock of their own and turned into the REAP inputs the TUN path
- * gives per packet.
+ * and REAP is not exploring; after a re-homing the kernel's encapsulation
+ * (bpf-encap.ts: tc programs) when there is one; the TUN and the driver
+ * otherwise (and while REAP explores). On the kernel paths nothing crosses
+ * user space, so the kernel's counters (kernel-path.ts) are read on a clock of
+ * their own and turned into the REAP inputs the TUN path gives per packet.
  *
  * Owns: the table of established contexts and their paths, the reading clock.
  * Must not know: packets, the engine's messages (the driver feeds the engine
@@ -15,9 +16,13 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { Engine, LocatorPair } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
+import type { EncapContext, EncapHook } from './bpf-encap.ts';
 
-/** Which way a context's application packets go: the kernel's own route, or the TUN and the driver. */
-export type DataPath = 'kernel' | 'tun';
+/**
+ * Which way a context's application packets go: the kernel's own route (`kernel`), the
+ * kernel's encapsulation after a re-homing (`encap`), or the TUN and the driver (`tun`).
+ */
+export type DataPath = 'kernel' | 'encap' | 'tun';
 
 /** A context as the kernel path sees it (`EngineDriver.paths()`). */
 export interface ContextPath {
@@ -37,13 +42,25 @@ export interface RouteHook {
    * The kernel path's switch, without blocking the loop: `tun` = contextUp + flushRouteCache,
    * `kernel` = contextDown. Absent: those, synchronously.
    */
-  switchPath?(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void>;
+  switchPath?(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath, pair?: LocatorPair): Promise<void>;
 }
+
+/** What the kernel encapsulation needs to know of a context, besides its pair (the driver asks the engine). */
+export type EncapDetails = Pick<EncapContext, 'localTag' | 'peerTag' | 'peerPort' | 'peerLocators'>;
 
 export interface ContextPathsOptions {
   /** Absent: every context uses the TUN. */
   kernel?: KernelPathHook;
   routes?: RouteHook;
+  /** The kernel encapsulation after a re-homing; absent: re-homed contexts use the TUN. */
+  encap?: EncapHook;
+  /** The context's tags, the peer's port and verified locators (for `encap`); undefined when not established. */
+  details?: (localUlid: Ipv6, peerUlid: Ipv6) => EncapDetails | undefined;
+  /**
+   * A context went on the kernel encapsulation with a new pair, its route in place: the driver
+   * prompts its TCP flows the kernel remembered (encap.flows).
+   */
+  rehomed?: (localUlid: Ipv6, peerUlid: Ipv6) => void;
   /** The engine's input for what the kernel carried; absent: every context uses the TUN. */
   kernelTraffic?: Engine['kernelTraffic'];
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
@@ -65,6 +82,8 @@ const KERNEL_FAILURES_MAX = 3;
 
 interface Tracked extends ContextPath {
   exploring: boolean;
+  /** Our context tag while on the encap path (its ingress entry's key). */
+  encapTag: number | undefined;
   /** The counters as last read. */
   out: number;
   in: number;
@@ -88,8 +107,9 @@ export class ContextPaths {
 
   /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, out: 0, in: 0 };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, out: 0, in: 0, encapTag: undefined };
     this.contexts.set(peerUlid, c);
+    if (this.opts.kernel !== undefined) this.opts.encap?.watch?.(localUlid, peerUlid);
     return this.toKernel(c);
   }
 
@@ -100,7 +120,7 @@ export class ContextPaths {
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, out: 0, in: 0 });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, out: 0, in: 0, encapTag: undefined });
   }
 
   /**
@@ -111,8 +131,13 @@ export class ContextPaths {
     const c = this.contexts.get(peer);
     if (c === undefined) return;
     this.contexts.delete(peer);
-    if (c.path !== 'kernel') return;
+    if (this.opts.kernel !== undefined) this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
+    if (c.path === 'tun') return;
     this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    if (c.path === 'encap') {
+      this.unsetEncap(c);
+      if (!backIntoTun) void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
+    }
     if (backIntoTun) this.routeIntoTun(c);
     this.stopIfIdle();
   }
@@ -124,16 +149,21 @@ export class ContextPaths {
     c.exploring = exploring;
     c.pair = { ...pair };
     if (exploring) this.toTun(c);
-    else this.toKernel(c);
+    else if (isUlidPair(c)) this.toKernel(c);
+    else this.toEncap(c);
   }
 
   /** The context moved to `pair`: off its ULID pair it needs the TUN; back on it the kernel path again (unless REAP explores). */
   pairChanged(peer: Ipv6, pair: LocatorPair): void {
     const c = this.contexts.get(peer);
     if (c === undefined) return;
+    const moved = c.path === 'encap';
     c.pair = { ...pair };
-    if (!isUlidPair(c)) this.toTun(c);
-    else if (!c.exploring) this.toKernel(c);
+    if (isUlidPair(c)) {
+      if (c.exploring) this.toTun(c);
+      else this.toKernel(c);
+    } else if (c.exploring) this.toTun(c);
+    else this.toEncap(c, moved);
   }
 
   /** Whether a context uses the kernel path (the driver reads the counters before each engine timeout then). */
@@ -158,7 +188,10 @@ export class ContextPaths {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    for (const c of this.contexts.values()) if (c.path === 'kernel') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    for (const c of this.contexts.values()) {
+      if (c.path !== 'tun') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+      if (c.path === 'encap') this.unsetEncap(c);
+    }
     this.contexts.clear();
   }
 
@@ -170,21 +203,65 @@ export class ContextPaths {
   private toKernel(c: Tracked): boolean {
     const k = this.opts.kernel;
     if (c.path === 'kernel') return true;
-    if (k === undefined || this.broken || this.opts.kernelTraffic === undefined || c.exploring || !isUlidPair(c) || !k.watch(c.localUlid, c.peerUlid)) return false;
+    if (k === undefined || this.broken || this.opts.kernelTraffic === undefined || c.exploring || !isUlidPair(c)) return false;
+    if (c.path === 'encap') this.unsetEncap(c);
+    else if (!k.watch(c.localUlid, c.peerUlid)) return false;
+    else { c.out = 0; c.in = 0; }
     c.path = 'kernel';
-    c.out = 0;
-    c.in = 0;
-    this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
+    void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
+    this.startPolling();
+    return true;
+  }
+
+  /**
+   * Re-homed and REAP not exploring: the kernel encapsulates the context's packets
+   * (bpf-encap.ts) when there is an encapsulation and the kernel counts them; the ULID
+   * is routed where the new pair goes. Otherwise it stays on (or goes to) the TUN.
+   * `moved`: already encapsulated on another pair (the entries and route are replaced).
+   */
+  private toEncap(c: Tracked, moved = false): void {
+    const k = this.opts.kernel, e = this.opts.encap;
+    if (c.path === 'encap' && !moved) return;
+    const d = this.opts.details?.(c.localUlid, c.peerUlid);
+    const usable = k !== undefined && e !== undefined && d !== undefined && !this.broken && this.opts.kernelTraffic !== undefined;
+    if (!usable || (c.path !== 'encap' && !k.watch(c.localUlid, c.peerUlid))) {
+      this.toTun(c);
+      return;
+    }
+    if (!e.set({ localUlid: c.localUlid, peerUlid: c.peerUlid, localLocator: c.pair.local, peerLocator: c.pair.peer, ...d })) {
+      if (c.path !== 'encap') k.unwatch(c.localUlid, c.peerUlid);
+      this.opts.drop('encap-set');
+      this.toTun(c);
+      return;
+    }
+    if (c.path === 'tun') { c.out = 0; c.in = 0; }
+    if (c.encapTag !== undefined && c.encapTag !== d.localTag) e.unset(c.localUlid, c.peerUlid, c.encapTag);
+    c.encapTag = d.localTag;
+    c.path = 'encap';
+    const pair = { ...c.pair };
+    void this.routeLater(c, 'encap', () => undefined, pair).then(() => {
+      if (!this.closed && this.contexts.get(c.peerUlid) === c && c.path === 'encap') this.opts.rehomed?.(c.localUlid, c.peerUlid);
+    });
+    this.opts.logger?.info('context on the kernel encapsulation', { peer: c.peerUlid, pair });
+    this.startPolling();
+  }
+
+  private unsetEncap(c: Tracked): void {
+    if (c.encapTag !== undefined) this.opts.encap?.unset(c.localUlid, c.peerUlid, c.encapTag);
+    c.encapTag = undefined;
+  }
+
+  private startPolling(): void {
     this.timer ??= setInterval(() => this.poll(), this.opts.pollMs ?? KERNEL_POLL_MS);
     this.timer.unref?.();
-    return true;
   }
 
   /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
   private toTun(c: Tracked): void {
-    if (c.path !== 'kernel') return;
+    if (c.path === 'tun') return;
     this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    if (c.path === 'encap') this.unsetEncap(c);
     c.path = 'tun';
     this.routeIntoTun(c);
     this.opts.logger?.info('context on the tun path', { peer: c.peerUlid, pair: c.pair });
@@ -192,13 +269,13 @@ export class ContextPaths {
   }
 
   private stopIfIdle(): void {
-    if (this.timer === undefined || [...this.contexts.values()].some((x) => x.path === 'kernel')) return;
+    if (this.timer === undefined || [...this.contexts.values()].some((x) => x.path !== 'tun')) return;
     clearInterval(this.timer);
     this.timer = undefined;
   }
 
   private routeIntoTun(c: ContextPath): void {
-    this.routeLater(c, 'tun', () => {
+    void this.routeLater(c, 'tun', () => {
       void this.opts.routes?.contextUp(c.localUlid, c.peerUlid);
       this.opts.routes?.flushRouteCache?.();
     });
@@ -209,13 +286,10 @@ export class ContextPaths {
    * hook can (`switchPath`): `ip` takes tens of ms on a busy host, and the probes and packets
    * the engine produces meanwhile must go out. In order.
    */
-  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown): void {
+  private routeLater(c: ContextPath, path: DataPath, sync: () => unknown, pair?: LocatorPair): Promise<void> {
     const r = this.opts.routes;
-    if (r?.switchPath) {
-      void r.switchPath(c.localUlid, c.peerUlid, path);
-      return;
-    }
-    setImmediate(() => { if (!this.closed) sync(); });
+    if (r?.switchPath) return r.switchPath(c.localUlid, c.peerUlid, path, pair);
+    return new Promise((resolve) => setImmediate(() => { if (!this.closed) sync(); resolve(); }));
   }
 
   /** One reading at a time; a failed one is counted and the next tick tries again. */
@@ -244,7 +318,7 @@ export class ContextPaths {
     let fed = false;
     const now = this.opts.clock();
     for (const c of this.contexts.values()) {
-      if (c.path !== 'kernel' || k === undefined) continue;
+      if (c.path === 'tun' || k === undefined) continue;
       const n = k.read(c.localUlid, c.peerUlid);
       if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;

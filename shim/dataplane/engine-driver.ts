@@ -30,7 +30,8 @@ import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
-import { ContextPaths, type ContextPath, type RouteHook } from './context-paths.ts';
+import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook } from './context-paths.ts';
+import type { EncapHook, KernelFlow } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
 
@@ -41,7 +42,7 @@ import { IcmpRelay } from './icmp-relay.ts';
  * doubles implement the same methods.
  */
 export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
-  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic'>>;
+  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic' | 'status'>>;
 
 export interface EngineDriverOptions<E extends EngineLike> {
   engine: E;
@@ -75,6 +76,17 @@ export interface EngineDriverOptions<E extends EngineLike> {
   kernel?: KernelPathHook;
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
   kernelPollMs?: number;
+  /**
+   * The kernel encapsulation (bpf-encap.ts): with `kernel`, a re-homed context's packets are
+   * encapsulated by tc programs instead of crossing the TUN. Absent: re-homed contexts use the TUN.
+   */
+  encap?: EncapHook;
+  /**
+   * The MTU of an encapsulated path (routes.tunMtu). With `encap`, after a re-homing from the
+   * kernel path each TCP flow the kernel remembered is told the path MTU shrank to it (a
+   * Packet Too Big quoting its last segment), so TCP retransmits what is in flight at once.
+   */
+  encapMtu?: number;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -106,6 +118,11 @@ export interface DriverStats {
  * after it in `rest`). Unset (the default) it costs one test per datagram.
  */
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
+/** How much below the encapsulated path's MTU the kernel flows' prompt claims, per round (promptKernelFlows). */
+const PROMPT_MTU_MARGIN = 8;
+/** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
+const PROMPT_ROUNDS = 3;
+const PROMPT_AGAIN_MS = 100;
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
@@ -173,6 +190,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
     this.contexts = new ContextPaths({
       ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
+      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6) => this.promptKernelFlows(l, p) } : {}),
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
@@ -213,6 +231,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** Established contexts and the path each one's application packets take. */
   paths(): ContextPath[] {
     return this.contexts.list();
+  }
+
+  /** What the kernel encapsulation needs of an established context: tags, the peer's port, its verified locators. */
+  private encapDetails(localUlid: Ipv6, peerUlid: Ipv6): EncapDetails | undefined {
+    const c = this.engine.status?.(this.clock()).contexts.find((x) => x.localUlid === localUlid && x.peerUlid === peerUlid && x.state === 'ESTABLISHED');
+    if (c === undefined) return undefined;
+    return { localTag: c.contextTag, peerTag: c.peerContextTag, peerPort: c.port ?? this.peerPort, peerLocators: c.peerLocators.filter((l) => l.verified).map((l) => l.address) };
   }
 
   /** Send every pending transmit, dispatch every event, re-arm the timer. */
@@ -398,6 +423,45 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.prompter!.commit();
     this.stats.prompts += replays.length;
     if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer, segments: replays.length });
+  }
+
+  /**
+   * After a re-homing onto the kernel encapsulation: the TCP prompt for streams that never
+   * crossed the TUN. For each flow the kernel remembered, a Packet Too Big from the peer's ULID
+   * quoting a segment at the peer's last acknowledgment number (our first unacknowledged
+   * octet, which TCP's window check accepts), with the encapsulated path's MTU less
+   * PROMPT_MTU_MARGIN: the socket's TCP lowers its MSS and retransmits the larger segments in
+   * flight at once (tcp_simple_retransmit), instead of waiting for its backed-off RTO. The
+   * margin: TCP has usually taken the encapsulated MTU from the route already (the route into
+   * the TUN while REAP explored has it), and ignores a Packet Too Big that would not lower its
+   * MSS. The lower MTU stays on this route only (a route exception): back on the ULID pair,
+   * TCP takes the full MTU again. A flow with nothing in flight ignores it (sequence check).
+   */
+  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6, round = 1, only?: Map<string, number>): void {
+    if (this.closed || this.opts.encapMtu === undefined) return;
+    const mtu = this.opts.encapMtu - PROMPT_MTU_MARGIN * round;
+    const key = (f: KernelFlow) => `${f.srcPort} ${f.dstPort}`;
+    // A later round: only the flows whose peer has acknowledged nothing since (still stalled).
+    const flows = (this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).filter((f) => only === undefined || only.get(key(f)) === f.ack);
+    for (const f of flows) {
+      const tcp = new Uint8Array(20);
+      const v = new DataView(tcp.buffer);
+      v.setUint16(0, f.srcPort);
+      v.setUint16(2, f.dstPort);
+      v.setUint32(4, f.ack); // our snd_una when the peer's ACKs stopped: inside the window TCP checks
+      tcp[12] = 5 << 4;
+      this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu);
+    }
+    if (flows.length === 0) return;
+    this.stats.prompts += flows.length;
+    this.opts.logger?.info('tcp prompted after re-homing (kernel flows)', { peer: peerUlid, flows: flows.length, round });
+    this.flush();
+    // The peer may still send its ACKs on the old pair for a while (it re-homes on its own REAP):
+    // what it acknowledged is lost, and TCP waits for its RTO. Prompt those flows again, a little later.
+    if (round < PROMPT_ROUNDS) {
+      const acks = new Map(flows.map((f) => [key(f), f.ack]));
+      setTimeout(() => this.promptKernelFlows(localUlid, peerUlid, round + 1, acks), PROMPT_AGAIN_MS).unref?.();
+    }
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */

@@ -23,6 +23,7 @@ import { EnvironmentError, UsageError } from '../errors.ts';
 import { MIN_IPV6_MTU } from '../constants.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { DataPath, RouteHook } from './context-paths.ts';
+import type { LocatorPair } from '../engine/index.ts';
 
 /** IPv6 (40) + UDP (8) + Shim6 payload header (8, RFC 5533 §5.2). */
 export const ENCAPSULATION_OVERHEAD = 56;
@@ -129,27 +130,59 @@ export class Routes implements RouteHook {
   }
 
   /**
-   * The kernel path (docs/dataplane.md): route the peer's ULID into the TUN (`tun`, then the
-   * route-cache flush) or remove that route (`kernel`), without blocking the event loop (`ip`
+   * The kernel path (docs/dataplane.md): route the peer's ULID into the TUN (`tun`), where the
+   * locator `pair` goes for the kernel encapsulation (`encap`: next hop and link by `ip route
+   * get`), each with the encapsulated path's MTU and, when the ULID had no route of ours, the
+   * route-cache flush; or remove that route (`kernel`). Without blocking the event loop (`ip`
    * takes tens of ms on a busy host, and the engine's probes must go out meanwhile). Changes
    * are made in the order asked.
    */
-  switchPath(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath): Promise<void> {
+  switchPath(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath, pair?: LocatorPair): Promise<void> {
     const table = String(this.table);
-    const route = this.peerRoute(localUlid, peerUlid);
-    const steps: string[][] = path === 'tun'
-      ? [route, ['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]]
-      : [['-6', 'route', 'del', `${peerUlid}/128`, 'table', table]];
-    if (path === 'tun') this.peers.add(peerUlid);
-    else this.peers.delete(peerUlid);
-    // As contextUp: no `src` when our ULID's address is gone (a kernel-path context re-homed after its removal).
+    const metrics = ['mtu', String(this.tunMtu), 'advmss', String(this.advmss), ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])];
+    // The route-cache flush only when the ULID had no route in our table: sockets hold a route from
+    // `main`, which a new route here does not invalidate; replacing one of ours does (its tree's serial).
+    const flush = this.peers.has(peerUlid) ? [] : [['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]];
+    const steps: Array<string[] | (() => Promise<string[] | undefined>)> = path === 'tun'
+      ? [this.peerRoute(localUlid, peerUlid), ...flush]
+      : path === 'encap' && pair !== undefined
+        // Kernel encapsulation (bpf-encap.ts): the ULID goes where the peer's locator goes, with the
+        // encapsulated path's MTU; the tc program on that link rewrites it (no neighbour of the ULID is needed).
+        ? [async () => {
+          const hop = await this.nextHop(pair.local, pair.peer);
+          return hop === undefined ? undefined : ['-6', 'route', 'replace', `${peerUlid}/128`, 'via', hop.via, 'dev', hop.dev, 'table', table, 'src', localUlid, ...metrics];
+        }, ...flush]
+        : [['-6', 'route', 'del', `${peerUlid}/128`, 'table', table]];
+    if (path === 'kernel') this.peers.delete(peerUlid);
+    else this.peers.add(peerUlid);
     this.chain = this.chain.then(async () => {
       for (const a of steps) {
-        if (this.closed) continue;
-        if (!(await this.ipAsync(a)) && a === route) await this.ipAsync(this.peerRoute(undefined, peerUlid));
+        if (this.closed) return;
+        const args = typeof a === 'function' ? await a() : a;
+        if (args === undefined || this.closed) continue;
+        // As contextUp: no `src` when our ULID's address is gone (a kernel-path context re-homed after its removal).
+        if (!(await this.ipAsync(args)) && args.includes('src')) await this.ipAsync(withoutSrc(args));
       }
     });
     return this.chain;
+  }
+
+  /** The next hop (gateway, or the peer's locator itself when on-link) and link from `local` to `peer`, by `ip route get`. */
+  private nextHop(local: Ipv6, peer: Ipv6): Promise<{ via: Ipv6; dev: string } | undefined> {
+    return new Promise((resolve) => {
+      const p = spawn('ip', this.argv(['-6', '-j', 'route', 'get', peer, 'from', local]), { stdio: ['ignore', 'pipe', 'ignore'] });
+      let out = '';
+      p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
+      p.on('error', () => resolve(undefined));
+      p.on('exit', () => {
+        try {
+          const r = (JSON.parse(out) as Array<{ gateway?: string; dev?: string }>)[0];
+          resolve(r?.dev ? { via: r.gateway ?? peer, dev: r.dev } : undefined);
+        } catch {
+          resolve(undefined);
+        }
+      });
+    });
   }
 
   /** Remove the peer's ULID route: traffic to it goes back to plain IPv6. */
@@ -228,4 +261,10 @@ export class Routes implements RouteHook {
     }
     return r.status === 0;
   }
+}
+
+/** An `ip route` command without its `src` argument. */
+function withoutSrc(args: readonly string[]): string[] {
+  const i = args.indexOf('src');
+  return i < 0 ? [...args] : [...args.slice(0, i), ...args.slice(i + 2)];
 }

@@ -354,3 +354,91 @@ test('kernel path: counters that cannot be read (three readings in a row) put ev
   d.flush();
   assert.deepEqual(d.paths().map((p) => p.path), ['tun'], 'and stays there');
 });
+
+test('kernel encapsulation: a re-homed context goes on the tc programs (tags, port and verified locators from the engine, ULID routed where the pair goes, still counted), its TCP flows are prompted with a Packet Too Big quoting the peer\'s last acknowledgment; refused maps keep it on the TUN; back on the ULID pair or closed, its entries go', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpe', 1400);
+  const switches: string[] = [];
+  const events: EngineEvent[] = [];
+  const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
+  let current = pair;
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+    status: () => ({
+      contexts: [{
+        state: 'ESTABLISHED', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair: current, reap: 'Operational',
+        peerLocators: [{ address: 'fd00::b', verified: true, probed: true, flags: 0 }, { address: 'fd00::1b', verified: true, probed: true, flags: 0 }, { address: 'fd00::2b', verified: false, probed: false, flags: 0 }],
+        timers: {}, traffic: { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, rehomings: 0,
+      }],
+    } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
+  };
+  const watched = new Set<string>();
+  const kernel = {
+    refresh: () => Promise.resolve(),
+    watch: (l: string, p: string) => { watched.add(`${l} ${p}`); return true; },
+    unwatch: (l: string, p: string) => { watched.delete(`${l} ${p}`); },
+    read: () => ({ outPackets: 0, inPackets: 0 }),
+  };
+  const sets: unknown[] = [], unsets: string[] = [], flowWatch: string[] = [];
+  let refuse = false;
+  const encap = {
+    set: (c: unknown) => { if (refuse) return false; sets.push(c); return true; },
+    unset: (l: string, p: string, tag: number) => { unsets.push(`${l} ${p} ${tag}`); },
+    watch: (l: string, p: string) => { flowWatch.push(`watch ${l} ${p}`); },
+    unwatch: (l: string, p: string) => { flowWatch.push(`unwatch ${l} ${p}`); },
+    flows: () => [{ srcPort: 40000, dstPort: 7000, ack: 0xdeadbeef }],
+  };
+  const d = new EngineDriver({
+    engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, encap, encapMtu: 1444,
+    routes: {
+      contextUp: () => {}, contextDown: () => {}, flushRouteCache: () => {},
+      switchPath: (_l, p, path, to) => { switches.push(`${path} ${p}${to ? ` ${to.local}>${to.peer}` : ''}`); return Promise.resolve(); },
+    },
+  });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  assert.deepEqual(flowWatch, ['watch fd00::a fd00::b'], 'its TCP flows are remembered from the start');
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  // Re-homed: exploring (TUN), the new pair, Operational again.
+  current = q;
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: pair, new: q, cause: 'send-timeout' });
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: q });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => [p.path, p.pair.local]), [['encap', 'fd00::1a']], 're-homed: the kernel encapsulation');
+  assert.deepEqual(sets, [{ localUlid: 'fd00::a', peerUlid: 'fd00::b', localLocator: 'fd00::1a', peerLocator: 'fd00::1b', localTag: 0x1111, peerTag: 0x2222, peerPort: 5533, peerLocators: ['fd00::b', 'fd00::1b'] }], 'only verified locators may send');
+  assert.ok(watched.has('fd00::a fd00::b'), 'the kernel still counts its packets (REAP)');
+  await waitFor(() => tun.written.length > 0, DEADLINE_MS, 'the kernel flows\' prompt');
+  assert.deepEqual(switches.slice(-1), ['encap fd00::b fd00::1a>fd00::1b'], 'the ULID routed where the new pair goes');
+  // The prompt: an ICMPv6 Packet Too Big (type 2) from the peer's ULID to ours, MTU under the encapsulated path's, quoting the flow at the peer's last ACK.
+  const icmp = splitPacket(tun.written[0]!)!;
+  assert.deepEqual([icmp.srcUlid, icmp.dstUlid, icmp.nextHeader, icmp.payload[0]], ['fd00::b', 'fd00::a', 58, 2]);
+  const v = new DataView(icmp.payload.buffer, icmp.payload.byteOffset);
+  assert.ok(v.getUint32(4) < 1444, `MTU ${v.getUint32(4)}`);
+  const quoted = splitPacket(icmp.payload.subarray(8))!;
+  assert.deepEqual([quoted.srcUlid, quoted.dstUlid, quoted.nextHeader], ['fd00::a', 'fd00::b', IPPROTO_TCP]);
+  const qv = new DataView(quoted.payload.buffer, quoted.payload.byteOffset);
+  assert.deepEqual([qv.getUint16(0), qv.getUint16(2), qv.getUint32(4)], [40000, 7000, 0xdeadbeef]);
+  // Back on the ULID pair: entries go, kernel path.
+  current = pair;
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: q, new: pair, cause: 'send-timeout' });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  assert.deepEqual(unsets, ['fd00::a fd00::b 4369']);
+  // Maps refused: the TUN carries it (counted).
+  refuse = true;
+  current = q;
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: pair, new: q, cause: 'send-timeout' });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['tun']);
+  assert.equal(d.stats.drops['encap-set'], 1);
+  events.push({ kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 0x1111, reason: 'idle', resumable: false });
+  d.flush();
+  assert.deepEqual(flowWatch.slice(-1), ['unwatch fd00::a fd00::b']);
+  assert.equal(watched.size, 0);
+});

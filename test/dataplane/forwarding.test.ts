@@ -6,7 +6,11 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { twoHosts, stallRun, streamedMoreThan, STREAM_FIXTURE } from './two-hosts.ts';
-import { DEADLINE_MS } from '../helpers/wait.ts';
+import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 /** A checksummed TCP stream A → B's ULID until B has over 1 MB; B's report and A's driver counters. */
 async function streamAtoB(h: Awaited<ReturnType<typeof twoHosts>>): Promise<{ r: Record<string, unknown>; s: Record<string, unknown> }> {
@@ -92,7 +96,7 @@ test('real engine: P silently black-holed, REAP re-homes to Q, the TCP prompt fi
   assert.ok((on.stats.prompts as number) > 0, 'the prompt fired');
 });
 
-test('kernel path (real engine): TCP on the ULID pair bypasses the TUN, REAP learns from the kernel\'s counters; P black-holed, it re-homes to Q through the TUN and the stream resumes intact', async (t) => {
+test('kernel path (real engine): TCP on the ULID pair bypasses the TUN, REAP learns from the kernel\'s counters; P black-holed, it re-homes to Q through the TUN (encap: false) and the stream resumes intact', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
   const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
   const { r, s } = await streamAtoB(h);
@@ -102,11 +106,39 @@ test('kernel path (real engine): TCP on the ULID pair bypasses the TUN, REAP lea
   assert.ok((s.tunIn as number) < (r.bytes as number) / 1400 / 2, `most of the stream did not cross A's TUN: ${JSON.stringify(s)}`);
   assert.ok((s.kernelTraffic as number) > 0, 'the kernel\'s counters fed the engine');
   assert.equal((s.paths as Array<{ path: string }>).length, 1);
-  const run = await stallRun(await twoHosts(t, { engine: 'engine', dataPath: 'kernel' }), DEADLINE_MS);
+  const run = await stallRun(await twoHosts(t, { engine: 'engine', dataPath: 'kernel', encap: false }), DEADLINE_MS);
   t.diagnostic(`kernel path: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
   assert.equal(run.report.corrupt, 0);
   const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
   assert.equal(after.path, 'tun', 're-homed: through the TUN');
   assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
   assert.ok((run.stats.tunIn as number) > 100, 'the stream crossed the TUN after re-homing');
+});
+
+test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and the tc programs carry the stream (UDP 5533 + payload header), intact; stop leaves no filter, a crashed node\'s filters go at the next start', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
+  const ours = (ns: typeof h.a) => ['egress', 'ingress'].map((d) => h.net.run(ns, ['tc', 'filter', 'show', 'dev', 'dpQ', d]).stdout).join('');
+  assert.match(ours(h.a), /shim6_egress/, 'attached to the links at start');
+  // Both hosts' UDP on Q: what the kernel sends must be the wire format the user-space path reads.
+  const run = await stallRun(h, DEADLINE_MS, 500);
+  t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
+  assert.equal(run.report.corrupt, 0);
+  const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
+  assert.equal(after.path, 'encap', 're-homed: the kernel encapsulation');
+  assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
+  const enc = run.stats.encap as { encapsulated: number; decapsulated: number; errors: number };
+  assert.ok(enc.encapsulated > 100 && enc.decapsulated > 100, `the stream and its ACKs crossed the tc programs: ${JSON.stringify(enc)}`);
+  assert.equal(enc.errors, 0);
+  h.nodeB.send({ op: 'stats' });
+  const sb = await h.nodeB.op('stats', DEADLINE_MS);
+  assert.ok(((sb.encap as { decapsulated: number }).decapsulated) > 100, `B decapsulated the stream in its kernel: ${JSON.stringify(sb.encap)}`);
+  // A clean stop removes the filters; a crashed node's stay until the next start removes them (by name).
+  h.nodeA.child.kill('SIGTERM');
+  await waitFor(() => !/shim6_/.test(ours(h.a)), 'A\'s filters removed at stop');
+  h.nodeB.child.kill('SIGKILL');
+  await waitFor(() => h.nodeB.child.exitCode !== null || h.nodeB.child.signalCode !== null, 'B killed');
+  assert.match(ours(h.b), /shim6_egress/, 'a crash leaves them');
+  h.net.run(h.b, [process.execPath, '--import', 'tsx', '-e', `import('${path.join(ROOT, 'shim/dataplane/bpf-encap.ts')}').then((m) => m.removeStaleEncap())`]);
+  assert.doesNotMatch(ours(h.b), /shim6_/, 'the next start removes them');
 });

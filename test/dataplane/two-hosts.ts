@@ -61,6 +61,8 @@ export interface TwoHostsOptions {
    * else the TUN); 'kernel' loads the tc programs (shim/dataplane/kernel-path.ts).
    */
   dataPath?: 'kernel' | 'tun';
+  /** With dataPath kernel: a re-homed context on the kernel encapsulation (tc programs; default), or false: on the TUN. */
+  encap?: boolean;
 }
 
 export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Promise<TwoHosts> {
@@ -90,7 +92,7 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
     const extra = process.env.SHIM6_DP_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
     if (eng) {
       const dataPath = opts.dataPath ?? (process.env.SHIM6_TEST_DATA_PATH === 'kernel' ? 'kernel' : 'tun');
-      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt, dataPath, ...(opts.udp ? { udp: opts.udp } : {}) };
+      const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt, dataPath, ...(opts.udp ? { udp: opts.udp } : {}), ...(opts.encap === false ? { encap: false } : {}) };
       return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', ENGINE_FIXTURE, JSON.stringify(ecfg)]);
     }
     return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', NODE_FIXTURE, JSON.stringify(cfg)]);

@@ -12,7 +12,9 @@ import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log } from './fixture.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 
-const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
+/** On the kernel path (scripts/test.mjs reruns this file so) a re-homed context is on the kernel encapsulation, which needs these. */
+const KERNEL = process.env.SHIM6_TEST_DATA_PATH === 'kernel';
+const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', ...(KERNEL ? ['tc', 'clang', 'bpftool', 'mount'] : [])] };
 
 // The 'down' case runs each stub on two threads (resolverWorkers): B's name is then served by A's
 // worker thread (checked below), whose prime must reach the engine on the main thread.
@@ -52,5 +54,13 @@ for (const failure of ['blackhole', 'down'] as FailureKind[]) {
     assert.ok(rehome, `A re-homed to B's Q locator after the failure: ${JSON.stringify(changes.map((x) => x.new))}`);
     t.diagnostic(`re-homed ${Date.parse(rehome.ts) - r.connectedAt - failAtMs} ms after the failure was due`);
     assert.equal(peerOf(changes.at(-1)!), LAB_ADDR.bQ, 'the last pair change left A on B\'s Q locator');
+    if (KERNEL) {
+      // Re-homed on the kernel path: the tc programs carried the stream, both ways (docs/dataplane.md "Kernel encapsulation").
+      type St = { daemon: { kernelEncapsulation: { packets: { encapsulated: number; decapsulated: number } } | string }; engine: { contexts: Array<{ peerUlid: string; path?: string }> } };
+      const st = await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as St;
+      assert.equal(st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP)?.path, 'encap', 'A\'s context with B is on the kernel encapsulation');
+      const k = st.daemon.kernelEncapsulation;
+      assert.ok(typeof k === 'object' && k.packets.encapsulated > 100 && k.packets.decapsulated > 100, `the stream crossed A's tc programs: ${JSON.stringify(k)}`);
+    }
   });
 }

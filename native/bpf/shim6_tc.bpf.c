@@ -1,0 +1,346 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * shim6 kernel encapsulation (docs/dataplane.md "Kernel encapsulation"): two tc
+ * programs for a context whose locator pair is not its ULID pair (after a
+ * re-homing), on the same wire format as the user-space path (docs/wire.md):
+ * UDP (the daemon's port) + the 8-octet payload header (Next Header, 0,
+ * P=1 | the receiver's 47-bit context tag) + the upper-layer packet.
+ *
+ *  - shim6_egress (clsact egress of the host's links): an IPv6 packet from
+ *    our ULID to a peer ULID found in `shim6_egr` gets its addresses replaced
+ *    by the locator pair and UDP + the payload header inserted after the IPv6
+ *    header. The daemon's own UDP and neighbour discovery are left alone.
+ *  - shim6_ingress (clsact ingress): a UDP datagram to the daemon's port with
+ *    a payload header whose tag is in `shim6_ing` and whose source is one of
+ *    that context's verified peer locators loses UDP and the payload header
+ *    and gets the ULID pair back. Anything else (unknown tag, unverified
+ *    source, a control message) is passed on untouched to the daemon's
+ *    socket, which makes the checks and answers (R1bis) as before.
+ *  - While a context is on the kernel path (`shim6_watch`), egress remembers
+ *    each of its TCP flows' last segment (ports, sequence number) in
+ *    `shim6_flows`: after a re-homing the daemon tells those sockets the path
+ *    MTU shrank by the encapsulation (a Packet Too Big quoting that segment),
+ *    and TCP retransmits what is in flight at once instead of at its RTO.
+ *
+ * Checksums: the outer UDP checksum (mandatory over IPv6) is computed from
+ * the headers alone: after the inner checksum is complete (now, or by the
+ * device for CHECKSUM_PARTIAL) the upper-layer packet sums to the complement
+ * of its pseudo-header (the ULIDs), so only TCP, UDP and ICMPv6 without
+ * extension headers are encapsulated; other packets are dropped and counted.
+ * GSO: the inner packet has no IP header of its own, which the kernel's UDP
+ * tunnel segmentation needs, so a GSO skb keeps its segment size (FIXED_GSO)
+ * and crosses the path whole (veth does); a device that must segment it
+ * drops it (udp6 GSO refuses a non-tunnel UDP skb) instead of sending garbage.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ipv6.h>
+#include <linux/udp.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#define MAX_LOCATORS 8
+#define ENCAP_LEN 16 /* UDP (8) + payload header (8) */
+
+struct ulid_pair { __u8 local[16]; __u8 peer[16]; };
+
+struct egress_value {
+	__u8 local[16];   /* our locator (outer source) */
+	__u8 peer[16];    /* the peer's locator (outer destination) */
+	__u64 peer_tag;   /* the peer's context tag (47 bits) */
+	__u16 sport;      /* network order */
+	__u16 dport;      /* network order */
+	__u32 pad;
+};
+
+struct ingress_value {
+	__u8 local_ulid[16];
+	__u8 peer_ulid[16];
+	__u32 count;      /* locators in use */
+	__u32 pad;
+	__u8 locators[MAX_LOCATORS][16]; /* the context's verified peer locators */
+};
+
+/* A TCP flow of a watched context and the peer's last acknowledgment (the failover prompt: docs/dataplane.md). */
+struct flow_key { __u8 local[16]; __u8 peer[16]; __u8 ports[4]; /* our port, the peer's, as on the wire */ };
+struct flow_value { __u8 ack[4]; /* the peer's last acknowledgment number, as on the wire */ __u32 pad; };
+
+struct config { __u16 port; /* network order */ __u16 pad; __u32 pad2; };
+
+enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_MAX };
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ulid_pair);
+	__type(value, struct egress_value);
+} shim6_egr SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, struct ingress_value);
+} shim6_ing SEC(".maps");
+
+/* Contexts on the kernel path whose TCP flows are remembered (ULID pair → 1). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct ulid_pair);
+	__type(value, __u8);
+} shim6_watch SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} shim6_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct config);
+} shim6_cfg SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} shim6_stats SEC(".maps");
+
+static __always_inline void count(__u32 what)
+{
+	__u64 *n = bpf_map_lookup_elem(&shim6_stats, &what);
+	if (n) *n += 1;
+}
+
+static __always_inline __u32 fold_add(__u32 a, __u32 b)
+{
+	__u64 s = (__u64)a + b;
+	return (__u32)((s & 0xffffffff) + (s >> 32));
+}
+
+static __always_inline __u16 fold16(__u32 s)
+{
+	s = (s & 0xffff) + (s >> 16);
+	s = (s & 0xffff) + (s >> 16);
+	return (__u16)s;
+}
+
+/* One's complement sum (32-bit accumulator) of 16 octets. */
+static __always_inline __u32 sum16(const __u8 *a)
+{
+	const __u32 *w = (const __u32 *)a;
+	__u32 s = 0;
+	s = fold_add(s, w[0]); s = fold_add(s, w[1]); s = fold_add(s, w[2]); s = fold_add(s, w[3]);
+	return s;
+}
+
+#define ETH_OFF sizeof(struct ethhdr)
+#define IP6_OFF ETH_OFF
+#define L4_OFF (ETH_OFF + sizeof(struct ipv6hdr))
+
+SEC("tc")
+int shim6_egress(struct __sk_buff *skb)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IPV6)) return TC_ACT_OK;
+	if (bpf_skb_pull_data(skb, L4_OFF + 8) < 0) return TC_ACT_OK;
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + ETH_OFF;
+	__u8 *l4 = data + L4_OFF;
+	if ((void *)(l4 + 8) > end || eth->h_proto != bpf_htons(ETH_P_IPV6)) return TC_ACT_OK;
+
+	struct ulid_pair key;
+	__builtin_memcpy(key.local, &ip6->saddr, 16);
+	__builtin_memcpy(key.peer, &ip6->daddr, 16);
+	__u8 nh = ip6->nexthdr;
+	struct egress_value *v = bpf_map_lookup_elem(&shim6_egr, &key);
+	if (!v) return TC_ACT_OK;
+
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&shim6_cfg, &zero);
+	if (!cfg) return TC_ACT_OK;
+	/* The daemon's own datagrams (probes to the ULID pair) and neighbour discovery are not the application's. */
+	if (nh == IPPROTO_UDP && ((struct udphdr *)l4)->source == cfg->port) return TC_ACT_OK;
+	if (nh == IPPROTO_ICMPV6 && l4[0] >= 133 && l4[0] <= 137) return TC_ACT_OK;
+	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_ICMPV6) {
+		count(ST_UNSUPPORTED);
+		return TC_ACT_SHOT;
+	}
+
+	__u16 plen = bpf_ntohs(ip6->payload_len);
+	/* The upper-layer packet sums to ~pseudo(ULIDs, plen, nh) once its checksum is complete. */
+	__u32 inner = sum16(key.local);
+	inner = fold_add(inner, sum16(key.peer));
+	inner = fold_add(inner, bpf_htonl((__u32)plen));
+	inner = fold_add(inner, bpf_htonl((__u32)nh));
+	__u32 ulp = (__u16)~fold16(inner);
+
+	struct ipv6hdr outer = *ip6;
+	__builtin_memcpy(&outer.saddr, v->local, 16);
+	__builtin_memcpy(&outer.daddr, v->peer, 16);
+	outer.nexthdr = IPPROTO_UDP;
+	outer.payload_len = bpf_htons(plen + ENCAP_LEN);
+
+	struct { struct udphdr udp; __u8 shim[8]; } hdr;
+	hdr.udp.source = v->sport;
+	hdr.udp.dest = v->dport;
+	hdr.udp.len = outer.payload_len;
+	hdr.udp.check = 0;
+	__u64 tag = v->peer_tag;
+	hdr.shim[0] = nh;
+	hdr.shim[1] = 0;
+	hdr.shim[2] = 0x80 | ((tag >> 40) & 0x7f);
+	hdr.shim[3] = tag >> 32; hdr.shim[4] = tag >> 24; hdr.shim[5] = tag >> 16; hdr.shim[6] = tag >> 8; hdr.shim[7] = tag;
+
+	/* UDP checksum: outer pseudo-header + UDP and payload headers + the upper-layer packet. */
+	__u32 s = sum16(v->local);
+	s = fold_add(s, sum16(v->peer));
+	s = fold_add(s, bpf_htonl((__u32)plen + ENCAP_LEN));
+	s = fold_add(s, bpf_htonl(IPPROTO_UDP));
+	const __u32 *hw = (const __u32 *)&hdr;
+	s = fold_add(s, hw[0]); s = fold_add(s, hw[1]); s = fold_add(s, hw[2]); s = fold_add(s, hw[3]);
+	s = fold_add(s, ulp);
+	__u16 c = ~fold16(s);
+	hdr.udp.check = c == 0 ? 0xffff : c;
+
+	if (skb->gso_size == 0) {
+		/* Room after the IPv6 header for UDP + the payload header. */
+		if (bpf_skb_adjust_room(skb, ENCAP_LEN, BPF_ADJ_ROOM_NET, 0) < 0) {
+			count(ST_ERROR);
+			return TC_ACT_SHOT;
+		}
+		if (bpf_skb_store_bytes(skb, IP6_OFF, &outer, sizeof(outer), 0) < 0 ||
+		    bpf_skb_store_bytes(skb, L4_OFF, &hdr, sizeof(hdr), 0) < 0) {
+			count(ST_ERROR);
+			return TC_ACT_SHOT;
+		}
+	} else {
+		/*
+		 * A TCP GSO skb (64 KB on veth). bpf_skb_adjust_room would mark it for
+		 * re-segmentation (SKB_GSO_DODGY), and the UDP tunnel segmentation needs
+		 * an inner IP header our wire format does not have. So grow the head
+		 * instead (no GSO change), move the Ethernet header to the front and
+		 * write the headers in front of the TCP segment: the skb stays a TCP
+		 * GSO skb with its transport header on TCP and crosses the path whole.
+		 */
+		struct ethhdr e = *eth;
+		if (bpf_skb_change_head(skb, ENCAP_LEN, 0) < 0) {
+			count(ST_ERROR);
+			return TC_ACT_SHOT;
+		}
+		if (bpf_skb_store_bytes(skb, 0, &e, sizeof(e), 0) < 0 ||
+		    bpf_skb_store_bytes(skb, IP6_OFF, &outer, sizeof(outer), 0) < 0 ||
+		    bpf_skb_store_bytes(skb, L4_OFF, &hdr, sizeof(hdr), 0) < 0) {
+			count(ST_ERROR);
+			return TC_ACT_SHOT;
+		}
+	}
+	count(ST_ENCAP);
+	return TC_ACT_OK;
+}
+
+SEC("tc")
+int shim6_ingress(struct __sk_buff *skb)
+{
+	if (skb->protocol != bpf_htons(ETH_P_IPV6)) return TC_ACT_OK;
+	if (bpf_skb_pull_data(skb, L4_OFF + ENCAP_LEN) < 0) return TC_ACT_OK;
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = data + ETH_OFF;
+	__u8 *l4 = data + L4_OFF;
+	if ((void *)(l4 + 12) <= end && eth->h_proto == bpf_htons(ETH_P_IPV6) && ip6->nexthdr == IPPROTO_TCP) {
+		/* A watched context on the kernel path: remember the peer's last acknowledgment per flow. */
+		struct ulid_pair wk;
+		__builtin_memcpy(wk.local, &ip6->daddr, 16);
+		__builtin_memcpy(wk.peer, &ip6->saddr, 16);
+		if (bpf_map_lookup_elem(&shim6_watch, &wk)) {
+			struct flow_key fk;
+			struct flow_value fv = {};
+			__builtin_memcpy(fk.local, wk.local, 16);
+			__builtin_memcpy(fk.peer, wk.peer, 16);
+			__builtin_memcpy(fk.ports, l4 + 2, 2);
+			__builtin_memcpy(fk.ports + 2, l4, 2);
+			__builtin_memcpy(fv.ack, l4 + 8, 4);
+			bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+		}
+		return TC_ACT_OK;
+	}
+	struct udphdr *udp = data + L4_OFF;
+	__u8 *shim = data + L4_OFF + sizeof(struct udphdr);
+	if ((void *)(shim + 8) > end || eth->h_proto != bpf_htons(ETH_P_IPV6) || ip6->nexthdr != IPPROTO_UDP) return TC_ACT_OK;
+	__u32 zero = 0;
+	struct config *cfg = bpf_map_lookup_elem(&shim6_cfg, &zero);
+	if (!cfg || udp->dest != cfg->port) return TC_ACT_OK;
+	/* A payload header: P bit, Hdr Ext Len 0. Control messages go to the daemon. */
+	if ((shim[2] & 0x80) == 0 || shim[1] != 0) return TC_ACT_OK;
+	__u16 plen = bpf_ntohs(ip6->payload_len);
+	if (plen < ENCAP_LEN || bpf_ntohs(udp->len) != plen) return TC_ACT_OK;
+
+	__u64 tag = ((__u64)(shim[2] & 0x7f) << 40) | ((__u64)shim[3] << 32) | ((__u64)shim[4] << 24) |
+		    ((__u64)shim[5] << 16) | ((__u64)shim[6] << 8) | shim[7];
+	struct ingress_value *v = bpf_map_lookup_elem(&shim6_ing, &tag);
+	if (!v) {
+		count(ST_PASS_TAG);
+		return TC_ACT_OK;
+	}
+	/* The source must be one of the context's verified locators (else the daemon decides). */
+	int found = 0;
+	__u64 s0, s1;
+	__builtin_memcpy(&s0, &ip6->saddr, 8);
+	__builtin_memcpy(&s1, (__u8 *)&ip6->saddr + 8, 8);
+#pragma clang loop unroll(full)
+	for (int i = 0; i < MAX_LOCATORS; i++) {
+		__u64 l0, l1;
+		__builtin_memcpy(&l0, v->locators[i], 8);
+		__builtin_memcpy(&l1, v->locators[i] + 8, 8);
+		if (i < v->count && l0 == s0 && l1 == s1) found = 1;
+	}
+	if (!found) {
+		count(ST_PASS_LOCATOR);
+		return TC_ACT_OK;
+	}
+
+	struct ipv6hdr inner = *ip6;
+	inner.nexthdr = shim[0];
+	inner.payload_len = bpf_htons(plen - ENCAP_LEN);
+	__builtin_memcpy(&inner.saddr, v->peer_ulid, 16);
+	__builtin_memcpy(&inner.daddr, v->local_ulid, 16);
+
+	if (bpf_skb_adjust_room(skb, -ENCAP_LEN, BPF_ADJ_ROOM_MAC, BPF_F_ADJ_ROOM_FIXED_GSO) < 0) {
+		count(ST_ERROR);
+		return TC_ACT_OK;
+	}
+	if (bpf_skb_store_bytes(skb, IP6_OFF, &inner, sizeof(inner), BPF_F_RECOMPUTE_CSUM) < 0) {
+		count(ST_ERROR);
+		return TC_ACT_SHOT;
+	}
+	if (inner.nexthdr == IPPROTO_TCP) {
+		/* The peer's acknowledgments after the re-homing too: the daemon sees whether its prompt worked. */
+		struct ulid_pair wk;
+		__builtin_memcpy(wk.local, v->local_ulid, 16);
+		__builtin_memcpy(wk.peer, v->peer_ulid, 16);
+		__u8 th[12];
+		if (bpf_map_lookup_elem(&shim6_watch, &wk) && bpf_skb_load_bytes(skb, L4_OFF, th, sizeof(th)) == 0) {
+			struct flow_key fk;
+			struct flow_value fv = {};
+			__builtin_memcpy(fk.local, wk.local, 16);
+			__builtin_memcpy(fk.peer, wk.peer, 16);
+			__builtin_memcpy(fk.ports, th + 2, 2);
+			__builtin_memcpy(fk.ports + 2, th, 2);
+			__builtin_memcpy(fv.ack, th + 8, 4);
+			bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+		}
+	}
+	count(ST_DECAP);
+	return TC_ACT_OK;
+}
+
+char LICENSE[] SEC("license") = "GPL";

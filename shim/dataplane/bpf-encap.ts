@@ -1,0 +1,343 @@
+/**
+ * Kernel encapsulation (docs/dataplane.md "Kernel encapsulation"): after a
+ * re-homing, a context's packets are encapsulated and decapsulated by two tc
+ * programs (native/bpf/shim6_tc.bpf.c) on the same wire format as the
+ * user-space path, so they do not cross the TUN and the driver.
+ *
+ * This module builds the object (clang, at the first start, into a root-owned
+ * cache named by the source's hash), loads it with bpftool (programs and maps
+ * pinned under /sys/fs/bpf/shim6; bpffs mounted when it is not), attaches the
+ * programs to clsact egress and ingress of the host's links (tc, preference
+ * 5533), and keeps the maps:
+ *
+ *  - `shim6_egr`: (our ULID, peer ULID) → (our locator, peer locator, the
+ *    peer's context tag, UDP ports);
+ *  - `shim6_ing`: our context tag → (our ULID, peer ULID, the context's
+ *    verified peer locators);
+ *  - `shim6_cfg`: the daemon's UDP port; `shim6_stats`: per-CPU counters.
+ *
+ * Map changes are one `bpftool batch` per change (re-homings are rare).
+ *
+ * Nothing is left behind: `close()` detaches the filters, deletes the clsact
+ * qdiscs it added and unpins everything; `open()` first removes filters at
+ * our preference whose program is ours (by name) and the pins a crashed
+ * daemon left.
+ *
+ * Owns: the object file, the pins, the tc filters. Must not know: Shim6's
+ * engine, routes (routes.ts points the ULID at the link).
+ */
+import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EnvironmentError } from '../errors.ts';
+import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+
+/** tc filter preference of our programs (on egress and ingress). */
+export const ENCAP_PREF = 5533;
+/** Where the programs and maps are pinned. */
+export const BPF_PIN_DIR = '/sys/fs/bpf/shim6';
+/** Verified peer locators the ingress check holds per context (the program's MAX_LOCATORS). */
+export const ENCAP_MAX_LOCATORS = 8;
+/** Default cache of the compiled object (root-owned: the daemon loads what is there). */
+const DEFAULT_CACHE = '/run/shim6/bpf';
+
+/** One context's kernel encapsulation. */
+export interface EncapContext {
+  localUlid: Ipv6;
+  peerUlid: Ipv6;
+  /** The current locator pair (not the ULID pair). */
+  localLocator: Ipv6;
+  peerLocator: Ipv6;
+  /** Our context tag (the peer's packets carry it) and the peer's (ours carry it). */
+  localTag: number;
+  peerTag: number;
+  /** The peer's UDP port. */
+  peerPort: number;
+  /** The peer's verified locators: only these may send it (the first ENCAP_MAX_LOCATORS). */
+  peerLocators: Ipv6[];
+}
+
+/** What the driver's context paths need of the kernel encapsulation (BpfEncap; tests use a double). */
+export interface EncapHook {
+  /** Encapsulate the context's packets in the kernel (add or replace); false when the kernel refused. */
+  set(c: EncapContext): boolean;
+  /** Stop (idempotent). */
+  unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
+  /** Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path. */
+  watch?(localUlid: Ipv6, peerUlid: Ipv6): void;
+  /** Stop remembering them, and forget them (idempotent). */
+  unwatch?(localUlid: Ipv6, peerUlid: Ipv6): void;
+  /** The context's TCP flows as last seen arriving on the kernel path. */
+  flows?(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[];
+}
+
+/** A TCP flow of a context on the kernel path: our port, the peer's, the peer's last acknowledgment number. */
+export interface KernelFlow { srcPort: number; dstPort: number; ack: number }
+
+export interface BpfEncapOptions {
+  /** The daemon's UDP port (its datagrams are never encapsulated; ingress takes payload to it). */
+  port: number;
+  /** Where the compiled object is kept (default /run/shim6/bpf). */
+  cacheDir?: string;
+  /** Links not to attach to (the TUN). */
+  skipLinks?: string[];
+}
+
+/** Packet counts of the programs (summed over CPUs). */
+export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number }
+
+function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000, ...(input !== undefined ? { input } : {}) });
+  return { ok: !r.error && r.status === 0, out: String(r.stdout ?? ''), err: String(r.stderr || r.error?.message || '').trim() };
+}
+
+/** The program's C source (from the source tree or from dist/). */
+function sourcePath(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  for (const up of ['../..', '../../..']) {
+    const p = path.resolve(here, up, 'native/bpf/shim6_tc.bpf.c');
+    if (existsSync(p)) return p;
+  }
+  throw new EnvironmentError('EBPF', 'native/bpf/shim6_tc.bpf.c not found');
+}
+
+/**
+ * Compile the programs (once per source and compiler: the object is named by their
+ * hash). EnvironmentError EBPF when clang is missing or fails.
+ */
+export function buildObject(cacheDir = DEFAULT_CACHE): string {
+  const src = sourcePath();
+  const clang = ['clang', 'clang-14'].find((c) => run(c, ['--version']).ok);
+  if (clang === undefined) throw new EnvironmentError('EBPF', 'clang not found (Debian: apt-get install clang-14 libbpf-dev)');
+  const version = run(clang, ['--version']).out.split('\n')[0] ?? '';
+  const hash = createHash('sha256').update(readFileSync(src)).update(version).digest('hex').slice(0, 16);
+  const obj = path.join(cacheDir, `shim6_tc-${hash}.o`);
+  if (existsSync(obj)) return obj;
+  mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
+  const arch = run('uname', ['-m']).out.trim();
+  const tmp = `${obj}.${process.pid}.tmp`;
+  const r = run(clang, ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', tmp]);
+  if (!r.ok) {
+    rmSync(tmp, { force: true });
+    throw new EnvironmentError('EBPF', `clang could not build the tc programs: ${r.err.split('\n').slice(0, 3).join(' ')}`);
+  }
+  renameSync(tmp, obj);
+  return obj;
+}
+
+function hex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+}
+function u64le(n: number): Uint8Array {
+  const b = new Uint8Array(8);
+  new DataView(b.buffer).setBigUint64(0, BigInt(n), true);
+  return b;
+}
+function u32le(n: number): Uint8Array {
+  const b = new Uint8Array(4);
+  new DataView(b.buffer).setUint32(0, n, true);
+  return b;
+}
+function be16(n: number): Uint8Array {
+  return Uint8Array.of(n >> 8, n & 0xff);
+}
+function addr(a: Ipv6): Uint8Array {
+  return parseIpv6(a);
+}
+
+/** Links of this namespace (not loopback). */
+function links(): string[] {
+  const r = run('ip', ['-j', 'link', 'show']);
+  if (!r.ok) return [];
+  try {
+    return (JSON.parse(r.out) as Array<{ ifname: string; link_type?: string }>).filter((l) => l.link_type === 'ether').map((l) => l.ifname);
+  } catch {
+    return [];
+  }
+}
+
+/** Whether a bpffs is mounted at /sys/fs/bpf. */
+function bpffsMounted(): boolean {
+  try {
+    return readFileSync('/proc/self/mountinfo', 'utf8').split('\n').some((l) => l.split(' ')[4] === '/sys/fs/bpf' && l.includes(' - bpf '));
+  } catch {
+    return false;
+  }
+}
+
+/** Remove filters of ours a crashed daemon left on `dev`, by preference and program name. */
+function removeStaleFilters(dev: string): void {
+  for (const dir of ['egress', 'ingress']) {
+    const r = run('tc', ['filter', 'show', 'dev', dev, dir]);
+    if (r.ok && r.out.includes(`pref ${ENCAP_PREF} `) && r.out.includes(`shim6_${dir}`)) run('tc', ['filter', 'del', 'dev', dev, dir, 'pref', String(ENCAP_PREF)]);
+  }
+}
+
+/** Remove what a crashed daemon left (filters on every link, pins). Whether anything was found. */
+export function removeStaleEncap(): boolean {
+  let found = false;
+  // One process in the usual case: no program of that name in the whole kernel (any namespace),
+  // or no bpftool (then none of ours was ever loaded), and no pins: nothing to look for per link.
+  const anywhere = run('bpftool', ['prog', 'show', 'name', 'shim6_egress']);
+  if (!(anywhere.ok && anywhere.out.includes('shim6_egress')) && !existsSync(BPF_PIN_DIR)) return false;
+  for (const dev of links()) {
+    const before = run('tc', ['filter', 'show', 'dev', dev, 'egress']).out + run('tc', ['filter', 'show', 'dev', dev, 'ingress']).out;
+    if (before.includes('shim6_egress') || before.includes('shim6_ingress')) found = true;
+    removeStaleFilters(dev);
+  }
+  if (existsSync(BPF_PIN_DIR)) {
+    rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+    found = true;
+  }
+  return found;
+}
+
+/** The tc programs and their maps. */
+export class BpfEncap implements EncapHook {
+  private readonly attached = new Set<string>();
+  /** Links whose clsact qdisc we added (deleted on close). */
+  private readonly qdiscs = new Set<string>();
+  private closed = false;
+
+  private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean) {}
+
+  /**
+   * Build, load and attach. EnvironmentError EBPF when clang, bpftool, bpffs or the
+   * kernel refuse (the caller keeps re-homed contexts on the TUN path).
+   */
+  static open(opts: BpfEncapOptions): BpfEncap {
+    const obj = buildObject(opts.cacheDir);
+    if (!run('bpftool', ['version']).ok) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
+    let mounted = false;
+    if (!bpffsMounted()) {
+      const m = run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+      if (!m.ok) throw new EnvironmentError('EBPF', `cannot mount bpffs at /sys/fs/bpf: ${m.err}`);
+      mounted = true;
+    }
+    removeStaleEncap();
+    const load = run('bpftool', ['prog', 'loadall', obj, BPF_PIN_DIR, 'pinmaps', `${BPF_PIN_DIR}/maps`, 'type', 'classifier']);
+    if (!load.ok) {
+      rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+      throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${load.err.split('\n').filter((l) => !l.startsWith('Warning') && !l.startsWith('If it used')).slice(-3).join(' ')}`);
+    }
+    const e = new BpfEncap(opts, mounted);
+    if (!e.batch([`map update pinned ${BPF_PIN_DIR}/maps/shim6_cfg key hex 00 00 00 00 value hex ${hex(be16(opts.port))} 00 00 00 00 00 00`])) {
+      e.close();
+      throw new EnvironmentError('EBPF', 'cannot write the tc programs\' configuration map');
+    }
+    e.attachAll();
+    return e;
+  }
+
+  set(c: EncapContext): boolean {
+    if (this.closed) return false;
+    this.attachAll();
+    const locs = c.peerLocators.slice(0, ENCAP_MAX_LOCATORS);
+    const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
+    locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
+    const port = be16(this.opts.port);
+    const egrKey = hex(Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid)]));
+    const egrVal = hex(Uint8Array.from([...addr(c.localLocator), ...addr(c.peerLocator), ...u64le(c.peerTag), ...port, ...be16(c.peerPort), 0, 0, 0, 0]));
+    const ingVal = hex(Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid), ...u32le(locs.length), 0, 0, 0, 0, ...locBytes]));
+    return this.batch([
+      `map update pinned ${BPF_PIN_DIR}/maps/shim6_ing key hex ${hex(u64le(c.localTag))} value hex ${ingVal}`,
+      `map update pinned ${BPF_PIN_DIR}/maps/shim6_egr key hex ${egrKey} value hex ${egrVal}`,
+    ]);
+  }
+
+  unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void {
+    if (this.closed) return;
+    // One command each: a missing entry fails its own line only.
+    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_egr key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))}`]);
+    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_ing key hex ${hex(u64le(localTag))}`]);
+  }
+
+  watch(localUlid: Ipv6, peerUlid: Ipv6): void {
+    if (this.closed) return;
+    this.batch([`map update pinned ${BPF_PIN_DIR}/maps/shim6_watch key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))} value hex 01`]);
+  }
+
+  unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {
+    if (this.closed) return;
+    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_watch key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))}`]);
+    const keys = this.flows(localUlid, peerUlid).map((f) => `map delete pinned ${BPF_PIN_DIR}/maps/shim6_flows key hex ${hex(Uint8Array.from([
+      ...addr(localUlid), ...addr(peerUlid), ...be16(f.srcPort), ...be16(f.dstPort)]))}`);
+    for (const k of keys) this.batch([k]);
+  }
+
+  flows(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[] {
+    if (this.closed) return [];
+    const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/shim6_flows`]);
+    if (!r.ok) return [];
+    const l = [...addr(localUlid)], p = [...addr(peerUlid)];
+    const same = (a: unknown, b: number[]) => Array.isArray(a) && a.length === b.length && a.every((x, i) => Number(x) === b[i]);
+    try {
+      type Row = { key: { local: number[]; peer: number[]; ports: number[] }; value: { ack: number[] } };
+      const rows = (JSON.parse(r.out) as Array<{ formatted?: Row }>).map((x) => x.formatted).filter((x): x is Row => x !== undefined);
+      return rows.filter((x) => same(x.key.local, l) && same(x.key.peer, p)).map((x) => {
+        const n = (b: number[], i: number) => Number(b[i]);
+        return {
+          srcPort: (n(x.key.ports, 0) << 8) | n(x.key.ports, 1), dstPort: (n(x.key.ports, 2) << 8) | n(x.key.ports, 3),
+          ack: ((n(x.value.ack, 0) << 24) | (n(x.value.ack, 1) << 16) | (n(x.value.ack, 2) << 8) | n(x.value.ack, 3)) >>> 0,
+        };
+      });
+    } catch {
+      return [];
+    }
+  }
+
+  /** The programs' counters, summed over CPUs; undefined when they cannot be read. */
+  stats(): EncapStats | undefined {
+    const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/shim6_stats`]);
+    if (!r.ok) return undefined;
+    try {
+      // With BTF, bpftool -j gives the decoded entry under `formatted` (the raw bytes beside it).
+      type Row = { key: number; values: Array<{ value: number }> };
+      const rows = (JSON.parse(r.out) as Array<Row & { formatted?: Row }>).map((x) => x.formatted ?? x);
+      const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + Number(v.value), 0);
+      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5) };
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Links the programs are attached to. */
+  links(): string[] {
+    return [...this.attached];
+  }
+
+  /** Detach, delete our qdiscs, unpin (and unmount the bpffs we mounted, when empty). Idempotent. */
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    for (const dev of this.attached) {
+      if (this.qdiscs.has(dev)) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
+      else removeStaleFilters(dev);
+    }
+    this.attached.clear();
+    rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+    if (this.mounted) run('umount', ['/sys/fs/bpf']);
+  }
+
+  /** Attach both programs to every Ethernet link not yet attached (links come and go). */
+  private attachAll(): void {
+    for (const dev of links()) {
+      if (this.attached.has(dev) || this.opts.skipLinks?.includes(dev)) continue;
+      const q = run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
+      if (q.ok) this.qdiscs.add(dev);
+      const eg = run('tc', ['filter', 'replace', 'dev', dev, 'egress', 'pref', String(ENCAP_PREF), 'handle', '1', 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_egress`]);
+      const ig = run('tc', ['filter', 'replace', 'dev', dev, 'ingress', 'pref', String(ENCAP_PREF), 'handle', '1', 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_ingress`]);
+      if (eg.ok && ig.ok) this.attached.add(dev);
+      else {
+        if (this.qdiscs.delete(dev)) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
+        else removeStaleFilters(dev);
+      }
+    }
+  }
+
+  private batch(lines: string[]): boolean {
+    return run('bpftool', ['batch', 'file', '-'], lines.join('\n') + '\n').ok;
+  }
+}
