@@ -201,6 +201,18 @@ function takeSendArea(): SendArea {
   return { arena, bytes: new Uint8Array(arena), meta, view: new DataView(meta) };
 }
 
+/** Bind addresses as the addon takes them (16 octets, IPv4 mapped), by literal: the upstream pool binds the same one at every replacement. */
+const bindAddresses = new Map<string, Uint8Array>();
+function bindAddress(host: string): Uint8Array {
+  let b = bindAddresses.get(host);
+  if (!b) {
+    b = parseIpv6(net.isIP(host) === 4 ? `::ffff:${host}` : host);
+    if (bindAddresses.size >= 64) bindAddresses.clear();
+    bindAddresses.set(host, b);
+  }
+  return b;
+}
+
 class NativeDnsSocket implements DnsUdpSocket {
   readonly backend = 'native';
   readonly port: number;
@@ -221,8 +233,7 @@ class NativeDnsSocket implements DnsUdpSocket {
   private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
 
   constructor(private readonly native: NativeAddon, opts: OpenOptions) {
-    const family = net.isIP(opts.host);
-    const bind = parseIpv6(family === 4 ? `::ffff:${opts.host}` : opts.host);
+    const bind = bindAddress(opts.host);
     let fd: number, port: number;
     try {
       [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true, opts.shards ?? 0);
