@@ -440,11 +440,12 @@ async function main(): Promise<void> {
         // lost upstream queries (dnsmasq waits seconds for them), which is not lookup latency.
         // Every try gets names of its own: a repeated try must miss as the first did.
         let latFile = '';
+        let tries = 0; // in the names: a repeated try asks names the server has not seen (the same ones would be cache hits)
         let missFile = '';
         const missLat = bare ? none : await lowSteal(() => dnsperf(port, latFile, { seconds: LAT_SECONDS, rate: 500 }),
-          async () => { await flush(); latFile = names(`lat-${name}-${round}-`, 10_000); });
+          async () => { await flush(); latFile = names(`lat-${name}-${round}-${tries++}-`, 10_000); });
         const miss = bare ? none : await lowSteal(() => dnsperf(port, missFile, { seconds: SECONDS, pid, once: true }),
-          async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${name}-${round}-`, MISS_NAMES); });
+          async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${name}-${round}-${tries++}-`, MISS_NAMES); });
         if (missFile) rmSync(missFile);
         const s = (samples[name] ??= {});
         const rs = (roundServers[name] = {} as Record<string, number>);

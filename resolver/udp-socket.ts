@@ -182,6 +182,37 @@ export function openDnsUdpSync(opts: OpenOptions, backend: UdpBackend): DnsUdpSo
 const ARENA = 128 * 1024;
 const SEND_SLOTS = 256;
 
+/** A socket's send arena and the meta of its queued datagrams. */
+interface SendArea { arena: ArrayBuffer; bytes: Uint8Array; meta: ArrayBuffer; view: DataView }
+/**
+ * Send areas of closed sockets, for the next socket to open: the upstream pool
+ * replaces a socket every `socketUses` queries (a fresh random port), and a new
+ * 139 KB of zeroed ArrayBuffers per replacement was external memory for the
+ * garbage collector to account and free. A closed socket has flushed its queue
+ * (the send is synchronous), so its area is free.
+ */
+const spareSendAreas: SendArea[] = [];
+const MAX_SPARE_SEND_AREAS = 32;
+function takeSendArea(): SendArea {
+  const a = spareSendAreas.pop();
+  if (a) return a;
+  const arena = new ArrayBuffer(ARENA);
+  const meta = new ArrayBuffer(SEND_META * SEND_SLOTS);
+  return { arena, bytes: new Uint8Array(arena), meta, view: new DataView(meta) };
+}
+
+/** Bind addresses as the addon takes them (16 octets, IPv4 mapped), by literal: the upstream pool binds the same one at every replacement. */
+const bindAddresses = new Map<string, Uint8Array>();
+function bindAddress(host: string): Uint8Array {
+  let b = bindAddresses.get(host);
+  if (!b) {
+    b = parseIpv6(net.isIP(host) === 4 ? `::ffff:${host}` : host);
+    if (bindAddresses.size >= 64) bindAddresses.clear();
+    bindAddresses.set(host, b);
+  }
+  return b;
+}
+
 class NativeDnsSocket implements DnsUdpSocket {
   readonly backend = 'native';
   readonly port: number;
@@ -190,10 +221,11 @@ class NativeDnsSocket implements DnsUdpSocket {
   private readonly handle: object;
   private handler: DatagramHandler = () => {};
   private readonly from = new Endpoint();
-  private readonly arena = new ArrayBuffer(ARENA);
-  private readonly arenaBytes = new Uint8Array(this.arena);
-  private readonly sendMeta = new ArrayBuffer(SEND_META * SEND_SLOTS);
-  private readonly sendView = new DataView(this.sendMeta);
+  private readonly sendArea = takeSendArea();
+  private readonly arena = this.sendArea.arena;
+  private readonly arenaBytes = this.sendArea.bytes;
+  private readonly sendMeta = this.sendArea.meta;
+  private readonly sendView = this.sendArea.view;
   private queued = 0;
   private used = 0;
   private scheduled = false;
@@ -201,8 +233,7 @@ class NativeDnsSocket implements DnsUdpSocket {
   private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
 
   constructor(private readonly native: NativeAddon, opts: OpenOptions) {
-    const family = net.isIP(opts.host);
-    const bind = parseIpv6(family === 4 ? `::ffff:${opts.host}` : opts.host);
+    const bind = bindAddress(opts.host);
     let fd: number, port: number;
     try {
       [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true, opts.shards ?? 0);
@@ -262,6 +293,7 @@ class NativeDnsSocket implements DnsUdpSocket {
     this.flush();
     this.closed = true;
     this.native.udpClose(this.handle);
+    if (spareSendAreas.length < MAX_SPARE_SEND_AREAS) spareSendAreas.push(this.sendArea);
   }
 
   /** Meta of datagram `i`: source :: (the socket's own address), destination, port, arena offset and length. */

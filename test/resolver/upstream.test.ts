@@ -114,7 +114,9 @@ test('upstream queries use random IDs and several source ports, with EDNS 1232',
   for (let i = 0; i < 12; i++) await dig(stub, `r${i}.test.`, 'AAAA');
   const ids = new Set(up.queries.map((q) => q.id));
   const ports = new Set(up.queries.map((q) => q.from?.port));
-  assert.equal(ids.size, 12);
+  // One query per name, plus any retry a loaded machine caused (past the 50 ms minimum wait): each with an ID of its own.
+  assert.ok(up.queries.length >= 12, `queries: ${up.queries.length}`);
+  assert.equal(ids.size, up.queries.length);
   assert.ok(ports.size >= 4, `source ports used: ${ports.size}`);
   const raw = up.queries[0]!.raw;
   const opt = raw.subarray(raw.length - 11);
