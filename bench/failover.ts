@@ -8,7 +8,7 @@
  * the earlier fast timers (Send Timeout 600 ms, probes 100 ms apart,
  * `shim6-600`) for comparison. `shim6` runs the default data path (`dataPath:
  * tun`: every packet through the TUN and the daemon), `shim6-kernel` the same
- * with `dataPath: kernel` (docs/dataplane.md "Kernel path"). `--load` keeps
+ * with `dataPath: kernel` and `encapsulation: kernel` (docs/dataplane.md "Kernel path"). `--load` keeps
  * every CPU busy with a load generator (one spinning process per CPU) during
  * every mode's runs. The stream goes to B by name through A's stub, so
  * shim6 is primed by DNS. Two more shim6 rows: `shim6-discovery` (B publishes no
@@ -98,7 +98,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
   try {
     if (mode.startsWith('mptcp')) mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
-    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel' } } : {}) });
+    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel', encapsulation: 'kernel' } } : {}) });
     const restart = mode === 'shim6-restart';
     const s6 = shim6;
     const r = await runStream(lab, {

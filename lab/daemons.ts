@@ -98,6 +98,7 @@ export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<strin
     ...(h === 'a' ? { cga: { key: f.cgaKey, sec: 0 } } : {}),
     // The data path can be forced for a whole test run (CI runs the end-to-end tests on both).
     ...(process.env.SHIM6_TEST_DATA_PATH ? { dataPath: process.env.SHIM6_TEST_DATA_PATH } : {}),
+    ...(process.env.SHIM6_TEST_ENCAPSULATION ? { encapsulation: process.env.SHIM6_TEST_ENCAPSULATION } : {}),
     ...extra,
   };
   writeFileSync(f.config, JSON.stringify(config, null, 2) + '\n');

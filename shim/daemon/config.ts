@@ -91,6 +91,12 @@ export interface DaemonConfig {
    * (kernel when nftables accepts the table, else tun with one warning).
    */
   dataPath: 'auto' | 'kernel' | 'tun';
+  /**
+   * Where a re-homed context's packets are encapsulated on the kernel path: `tun` (through the
+   * TUN and the daemon; the default) or `kernel` (tc programs, docs/dataplane.md "Kernel
+   * encapsulation"; needs dataPath kernel or auto).
+   */
+  encapsulation: 'tun' | 'kernel';
   /** Interfaces whose addresses are local locators; empty = every global IPv6 address. */
   interfaces: string[];
   log: { level: LogLevel; format: 'text' | 'json' };
@@ -147,6 +153,8 @@ export function defaultConfig(): DaemonConfig {
     // Not auto yet: on the kernel path the TCP prompt has no segments to replay after a re-homing
     // (they never crossed the TUN), and the failover stall measured 6.9× MPTCP's (docs/benchmarks.md).
     dataPath: 'tun',
+    // Not kernel yet: one failover in five on it did not recover (docs/benchmarks.md).
+    encapsulation: 'tun',
     interfaces: [],
     log: { level: 'info', format: 'text' },
     cacheFile: '/var/lib/shim6/caches.json',
@@ -164,7 +172,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
+const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -354,6 +362,11 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.dataPath !== undefined) {
     if (doc.dataPath !== 'auto' && doc.dataPath !== 'kernel' && doc.dataPath !== 'tun') configError('dataPath', doc.dataPath, 'expected auto, kernel or tun');
     c.dataPath = doc.dataPath;
+  }
+  if (doc.encapsulation !== undefined) {
+    if (doc.encapsulation !== 'tun' && doc.encapsulation !== 'kernel') configError('encapsulation', doc.encapsulation, 'expected tun or kernel');
+    if (doc.encapsulation === 'kernel' && c.dataPath === 'tun') configError('encapsulation', doc.encapsulation, 'kernel needs dataPath kernel or auto');
+    c.encapsulation = doc.encapsulation;
   }
   if (doc.interfaces !== undefined) {
     c.interfaces = list('interfaces', doc.interfaces).map((n, i) => str(`interfaces[${i}]`, n, /^[A-Za-z0-9_.@-]{1,15}$/, 'an interface name'));

@@ -549,7 +549,7 @@ function openDataPlane(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'],
   daemon: { stopping: () => boolean; onEvent: (e: EngineEvent) => void }): DataPlane {
   const routes = off ? undefined : new Routes({ tun: config.tun.name, port: config.port, pathMtu: config.tun.mtu + ENCAPSULATION_OVERHEAD, table: ROUTE_TABLE, rulePref: RULE_PREF });
   const kernel = routes ? openKernelPath(config, log) : undefined;
-  const encap = kernel ? openEncap(config, log) : undefined;
+  const encap = kernel && config.encapsulation === 'kernel' ? openEncap(config, log) : undefined;
   // A crashed daemon's tc programs would go on encapsulating with its maps: removed by name whatever the data path now.
   if (routes && !encap && removeStaleEncap()) log.info('removed the kernel encapsulation a previous daemon left');
   let tun: LinuxTun | undefined;
