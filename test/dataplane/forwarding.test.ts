@@ -121,7 +121,14 @@ test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and 
   const ours = (ns: typeof h.a) => ['egress', 'ingress'].map((d) => h.net.run(ns, ['tc', 'filter', 'show', 'dev', 'dpQ', d]).stdout).join('');
   assert.match(ours(h.a), /shim6_egress/, 'attached to the links at start');
   // Both hosts' UDP on Q: what the kernel sends must be the wire format the user-space path reads.
-  const run = await stallRun(h, DEADLINE_MS, 500);
+  // The stream goes on until A's programs carried it both ways (the route onto them comes after the
+  // re-homing; on a busy machine that takes a while).
+  const crossed = async (): Promise<boolean> => {
+    h.nodeA.send({ op: 'stats' });
+    const e = (await h.nodeA.op('stats', DEADLINE_MS)).encap as { encapsulated: number; decapsulated: number };
+    return e.encapsulated > 100 && e.decapsulated > 100;
+  };
+  const run = await stallRun(h, DEADLINE_MS, crossed);
   t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
   assert.equal(run.report.corrupt, 0);
   const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;

@@ -143,7 +143,7 @@ export async function streamedMoreThan(server: JsonLines, n: number, what: strin
  * `repairMs` is the deadline for REAP to do it. The stall is the report's longest gap: a figure
  * to print or benchmark, measured the same way on a quiet machine and a busy one.
  */
-export async function stallRun(h: TwoHosts, repairMs: number, afterMs = 0) {
+export async function stallRun(h: TwoHosts, repairMs: number, after: number | (() => Promise<boolean>) = 0) {
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
   await server.op('listening', DEADLINE_MS);
   const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
@@ -162,7 +162,9 @@ export async function stallRun(h: TwoHosts, repairMs: number, afterMs = 0) {
   const rehomed = Date.now() - cut;
   // Nothing crosses P any more: octets that arrive after this count are the stream resuming on Q.
   await streamedMoreThan(server, await streamedBytes(server), 'the stream to resume after re-homing');
-  if (afterMs > 0) await sleep(afterMs);
+  // Then stream on: `after` ms, or until `after()` holds (what a test must see carried after the re-homing).
+  if (typeof after === 'function') await waitFor(after, 'the stream after re-homing', DEADLINE_MS, 100);
+  else if (after > 0) await sleep(after);
   client.child.kill('SIGTERM');
   server.send({ op: 'report' });
   const report = await server.op('report', DEADLINE_MS);
