@@ -11,6 +11,10 @@ export const IPPROTO_SHIM6 = 140;
 export const IPPROTO_NONE = 59;
 /** RFC 5533 §5: signalling packets must fit the IPv6 minimum MTU with their IPv6 header. */
 export const MIN_IPV6_MTU = 1280;
+/** RFC 8200 §3: length of the IPv6 fixed header. */
+export const IPV6_HEADER_LENGTH = 40;
+/** RFC 768: length of the UDP header. */
+export const UDP_HEADER_LENGTH = 8;
 /** Our UDP encapsulation port (DESIGN.md §3). */
 export const SHIM6_UDP_PORT = 5533;
 

@@ -7,6 +7,7 @@
  * encapsulation). One capture at a time, bounded in time and octets; while
  * none runs, the driver's tap is unset and the packet path does not know.
  */
+import { IPV6_HEADER_LENGTH, UDP_HEADER_LENGTH } from '../constants.ts';
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { PCAP_RECORD_HEADER, pcapFileHeader, pcapRecordHeader } from '../wire/pcap.ts';
 import { ControlError } from './control/client.ts';
@@ -19,8 +20,6 @@ export { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_
 /** Octets of the upper-layer packet kept after a payload header (enough for TCP's header with options). */
 export const PAYLOAD_SNAP = 96;
 
-const IPV6_HEADER = 40;
-const UDP_HEADER = 8;
 
 
 export interface CaptureParams {
@@ -110,14 +109,14 @@ export class LiveCapture {
  */
 export function record(nowMs: number, dir: 'in' | 'out', local: Ipv6, localPort: number, peer: Ipv6, peerPort: number, head: Uint8Array, rest: Uint8Array | undefined, snap: number): Uint8Array {
   const dataLen = head.length + (rest?.length ?? 0);
-  const udpLen = UDP_HEADER + dataLen;
+  const udpLen = UDP_HEADER_LENGTH + dataLen;
   const src = parseIpv6(dir === 'out' ? local : peer);
   const dst = parseIpv6(dir === 'out' ? peer : local);
   const sport = dir === 'out' ? localPort : peerPort;
   const dport = dir === 'out' ? peerPort : localPort;
   const kept = Math.min(dataLen, snap);
-  const origLen = IPV6_HEADER + udpLen;
-  const capLen = IPV6_HEADER + UDP_HEADER + kept;
+  const origLen = IPV6_HEADER_LENGTH + udpLen;
+  const capLen = IPV6_HEADER_LENGTH + UDP_HEADER_LENGTH + kept;
   const out = new Uint8Array(PCAP_RECORD_HEADER + capLen);
   const v = new DataView(out.buffer);
   out.set(pcapRecordHeader(Math.round(nowMs * 1000), capLen, origLen), 0);
@@ -128,12 +127,12 @@ export function record(nowMs: number, dir: 'in' | 'out', local: Ipv6, localPort:
   out[ip + 7] = 64;
   out.set(src, ip + 8);
   out.set(dst, ip + 24);
-  const udp = ip + IPV6_HEADER;
+  const udp = ip + IPV6_HEADER_LENGTH;
   v.setUint16(udp, sport);
   v.setUint16(udp + 2, dport);
   v.setUint16(udp + 4, udpLen > 0xffff ? 0 : udpLen);
   v.setUint16(udp + 6, udpChecksum(src, dst, sport, dport, udpLen, head, rest));
-  const data = udp + UDP_HEADER;
+  const data = udp + UDP_HEADER_LENGTH;
   const fromHead = Math.min(head.length, kept);
   out.set(head.subarray(0, fromHead), data);
   if (rest && kept > fromHead) out.set(rest.subarray(0, kept - fromHead), data + fromHead);

@@ -9,9 +9,10 @@
  * contexts, sockets. Everything works on views: no copies of the payload.
  */
 import { formatIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { IPV6_HEADER_LENGTH } from '../constants.ts';
 
-/** RFC 8200 §3: length of the fixed header. */
-export const IPV6_HEADER_LENGTH = 40;
+/** RFC 8200 §3: length of the fixed header (shim/constants.ts). */
+export { IPV6_HEADER_LENGTH };
 /** Hop limit of rebuilt headers: the packet crossed the tunnel as one hop. */
 export const REBUILT_HOP_LIMIT = 64;
 

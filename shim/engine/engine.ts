@@ -14,10 +14,8 @@
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, WireError } from '../wire/index.ts';
-import { ErrorCode, MessageType } from '../constants.ts';
+import { ErrorCode, IPV6_HEADER_LENGTH, MessageType } from '../constants.ts';
 
-/** RFC 8200 §3: an application packet's fixed header, which `encapsulate` is given without. */
-const IPV6_HEADER_LENGTH = 40;
 import { Core, type GuardCounters } from './core.ts';
 import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
 import type { Rng } from './random.ts';

@@ -9,17 +9,16 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import { parseIpv6 } from '../wire/ipv6.ts';
 import { encodeMessage, type ErrorMessage } from '../wire/index.ts';
 import type { Millis } from '../time.ts';
-import { IPPROTO_SHIM6, MIN_IPV6_MTU } from '../constants.ts';
+import { IPPROTO_SHIM6, IPV6_HEADER_LENGTH, MIN_IPV6_MTU } from '../constants.ts';
 import type { Core } from './core.ts';
 import { replyPort, type Datagram } from './rx.ts';
 
-const IPV6_HEADER = 40;
 /** Room for our IPv6 header (40) + the Error's own fixed part (16). */
-const MAX_QUOTE = MIN_IPV6_MTU - IPV6_HEADER - 16;
+const MAX_QUOTE = MIN_IPV6_MTU - IPV6_HEADER_LENGTH - 16;
 
 /** The offending packet as an IPv6 packet (header rebuilt) truncated to fit 1280. */
 function quote(peer: Ipv6, local: Ipv6, shimBytes: Uint8Array): Uint8Array {
-  const n = Math.min(MAX_QUOTE, IPV6_HEADER + shimBytes.length);
+  const n = Math.min(MAX_QUOTE, IPV6_HEADER_LENGTH + shimBytes.length);
   const out = new Uint8Array(n);
   out[0] = 0x60;
   out[4] = (shimBytes.length >> 8) & 0xff;
@@ -28,7 +27,7 @@ function quote(peer: Ipv6, local: Ipv6, shimBytes: Uint8Array): Uint8Array {
   out[7] = 64;
   out.set(parseIpv6(peer), 8);
   out.set(parseIpv6(local), 24);
-  out.set(shimBytes.subarray(0, n - IPV6_HEADER), IPV6_HEADER);
+  out.set(shimBytes.subarray(0, n - IPV6_HEADER_LENGTH), IPV6_HEADER_LENGTH);
   return out;
 }
 
@@ -41,12 +40,12 @@ function quote(peer: Ipv6, local: Ipv6, shimBytes: Uint8Array): Uint8Array {
 export function sendError(core: Core, now: Millis, rx: Datagram, code: number, pointer: number): void {
   const { src: peer, dst: local, bytes: shimBytes } = rx;
   const packet = quote(peer, local, shimBytes);
-  const msg: ErrorMessage = { type: 'Error', errorCode: code, pointer: Math.min(0xffff, IPV6_HEADER + pointer), offendingPacket: packet, options: [] };
+  const msg: ErrorMessage = { type: 'Error', errorCode: code, pointer: Math.min(0xffff, IPV6_HEADER_LENGTH + pointer), offendingPacket: packet, options: [] };
   const bytes = encodeMessage(msg);
-  if (core.mayReply(now, 'Error', peer, bytes.length, shimBytes.length, IPV6_HEADER)) core.sendBytes(local, peer, bytes, replyPort(rx));
+  if (core.mayReply(now, 'Error', peer, bytes.length, shimBytes.length, IPV6_HEADER_LENGTH)) core.sendBytes(local, peer, bytes, replyPort(rx));
 }
 
 /** The Shim6 part of an Error's offending packet (skips our rebuilt IPv6 header when present). */
 export function offendingShim(packet: Uint8Array): Uint8Array {
-  return packet.length >= IPV6_HEADER + 8 && (packet[0]! >> 4) === 6 && packet[6] === IPPROTO_SHIM6 ? packet.subarray(IPV6_HEADER) : packet;
+  return packet.length >= IPV6_HEADER_LENGTH + 8 && (packet[0]! >> 4) === 6 && packet[6] === IPPROTO_SHIM6 ? packet.subarray(IPV6_HEADER_LENGTH) : packet;
 }

@@ -41,7 +41,7 @@
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { decodePayloadHeader, isPayloadHeader, tryDecodeMessage, WireError } from '../wire/index.ts';
-import { LocatorFlag, MIN_IPV6_MTU, PAYLOAD_HEADER_LENGTH } from '../constants.ts';
+import { IPV6_HEADER_LENGTH, LocatorFlag, MIN_IPV6_MTU, PAYLOAD_HEADER_LENGTH, UDP_HEADER_LENGTH } from '../constants.ts';
 import type { Core } from './core.ts';
 import type { Context } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
@@ -55,15 +55,11 @@ export const ICMP_PORT_UNREACHABLE = 4;
 /** RFC 4443 §3.4 Parameter Problem: unrecognized Next Header type. */
 export const ICMP_UNRECOGNIZED_NEXT_HEADER = 1;
 
-/** IPv6 fixed header (RFC 8200 §3). */
-const IPV6_HEADER = 40;
-/** UDP header (RFC 768). */
-const UDP_HEADER = 8;
 /**
  * What encapsulation adds to an application packet: the UDP header and the
  * payload header. The outer IPv6 header replaces the application's (DESIGN.md §3).
  */
-export const ENCAPSULATION_GROWTH = UDP_HEADER + PAYLOAD_HEADER_LENGTH;
+export const ENCAPSULATION_GROWTH = UDP_HEADER_LENGTH + PAYLOAD_HEADER_LENGTH;
 /** How long a learnt path MTU holds before larger packets are tried again (as Linux's net.ipv6.route.mtu_expires). */
 export const PMTU_EXPIRES_MS = 600_000;
 
@@ -173,7 +169,7 @@ function aboutPayload(core: Core, now: Millis, e: IcmpInput): IcmpResult {
     }
     case IcmpType.ParameterProblem: {
       // The pointer counts from the outer IPv6 header: below the application's ULP it names our headers.
-      const grown = IPV6_HEADER + ENCAPSULATION_GROWTH;
+      const grown = IPV6_HEADER_LENGTH + ENCAPSULATION_GROWTH;
       if (e.info < grown) return drop('icmp-shim-parameter');
       return deliver(e.info - ENCAPSULATION_GROWTH);
     }

@@ -8,12 +8,12 @@
 import { IPPROTO_SHIM6 } from '../constants.ts';
 import { WireError } from './errors.ts';
 import { parseIpv6, type Ipv6 } from './ipv6.ts';
+import { IPV6_HEADER_LENGTH } from '../constants.ts';
 
 /** tcpdump.org link-layer header types: raw IPv4/IPv6, no link header. */
 export const LINKTYPE_RAW = 101;
 const PCAP_MAGIC = 0xa1b2c3d4;
 const SNAPLEN = 0xffff;
-const IPV6_HEADER_LENGTH = 40;
 
 export interface PcapPacket {
   /** Capture time in microseconds since the Unix epoch (supplied by the caller). */
