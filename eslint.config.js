@@ -27,7 +27,7 @@ function cliImportRules(up, rooms) {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '**/build/**', 'coverage/**', 'dist/**'] },
+  { ignores: ['node_modules/**', '**/build/**', 'coverage/**', 'dist/**', 'dist-test/**'] },
   ...tseslint.configs.recommended,
   {
     rules: {

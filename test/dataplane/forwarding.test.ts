@@ -8,9 +8,7 @@ import { needs } from '../helpers/prereq.ts';
 import { twoHosts, stallRun, streamedMoreThan, STREAM_FIXTURE } from './two-hosts.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+import { ROOT } from '../helpers/cli.ts';
 
 /** A checksummed TCP stream A → B's ULID until B has over 1 MB; B's report and A's driver counters. */
 async function streamAtoB(h: Awaited<ReturnType<typeof twoHosts>>): Promise<{ r: Record<string, unknown>; s: Record<string, unknown> }> {

@@ -11,11 +11,10 @@ import { JsonLines } from './json-lines.ts';
 import { DEADLINE_MS, sleep, waitFor } from '../helpers/wait.ts';
 import type { StaticNodeConfig } from '../../lab/static-node.ts';
 import { LAB_HBA } from '../../lab/hba.ts';
+import { ROOT } from '../helpers/cli.ts';
+import { treeNodeArgs } from '../helpers/tree.ts';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
-const ROOT = path.resolve(HERE, '../..');
-export const NODE_FIXTURE = path.join(HERE, 'fixtures/static-node.ts');
-export const ENGINE_FIXTURE = path.join(HERE, 'fixtures/engine-node.ts');
 export const STREAM_FIXTURE = path.join(HERE, 'fixtures/tcp-stream.mjs');
 
 /** The lab's HBA addresses (lab/hba.ts): members[0] on P is the ULID, members[1] on Q. */
@@ -93,9 +92,9 @@ export async function twoHosts(hook: AfterHook, opts: TwoHostsOptions = {}): Pro
     if (eng) {
       const dataPath = opts.dataPath ?? (process.env.SHIM6_TEST_DATA_PATH === 'kernel' ? 'kernel' : 'tun');
       const ecfg = { host: me, tun: cfg.tun, tcpPrompt: cfg.tcpPrompt, dataPath, ...(opts.udp ? { udp: opts.udp } : {}), ...(opts.encap === false ? { encap: false } : {}) };
-      return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', ENGINE_FIXTURE, JSON.stringify(ecfg)]);
+      return spawn(ns, [process.execPath, ...extra, ...treeNodeArgs('test/dataplane/fixtures/engine-node.ts'), JSON.stringify(ecfg)]);
     }
-    return spawn(ns, [process.execPath, ...extra, '--import', 'tsx', NODE_FIXTURE, JSON.stringify(cfg)]);
+    return spawn(ns, [process.execPath, ...extra, ...treeNodeArgs('test/dataplane/fixtures/static-node.ts'), JSON.stringify(cfg)]);
   };
   let nodeA: JsonLines | undefined, nodeB: JsonLines | undefined;
   if (!opts.noNodes) {

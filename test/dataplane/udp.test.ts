@@ -6,6 +6,7 @@ import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
+import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
 
 interface Pair { a: UdpTransport; b: UdpTransport; addrA: string; addrB: string }
 
@@ -180,7 +181,7 @@ test('native socket: a GSO run the kernel refuses (segments over the path MTU) g
   t.after(() => { spawnSync('ip', ['netns', 'del', ns]); });
   assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
   assert.equal(spawnSync('ip', ['-n', ns, 'link', 'set', 'lo', 'mtu', '1300', 'up']).status, 0);
-  const script = `const { NativeUdpTransport } = await import(${JSON.stringify(new URL('../../shim/dataplane/udp-native.ts', import.meta.url).pathname)});
+  const script = `const { NativeUdpTransport } = await import(${JSON.stringify(treeModule('shim/dataplane/udp-native.ts'))});
     const a = new NativeUdpTransport({ port: 0 }), b = new NativeUdpTransport({ port: 0 });
     await a.bind('::1'); const pb = await b.bind('::1');
     const got = []; b.onDatagram((d) => got.push(d.bytes.length + ':' + d.bytes[0]));
@@ -189,7 +190,7 @@ test('native socket: a GSO run the kernel refuses (segments over the path MTU) g
     const end = Date.now() + ${DEADLINE_MS};
     while (got.length < 3 && Date.now() < end) await new Promise((r) => setTimeout(r, 10));
     console.log(JSON.stringify(got)); process.exit(0);`;
-  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 2 * DEADLINE_MS });
+  const r = spawnSync('ip', ['netns', 'exec', ns, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 2 * DEADLINE_MS });
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), ['1400:0', '1400:1', '1400:2']);
 });

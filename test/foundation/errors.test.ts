@@ -12,9 +12,8 @@ import { WireError } from '../../shim/wire/errors.ts';
 import { CacheDataError } from '../../shim/cache/errors.ts';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+import { ROOT } from '../helpers/cli.ts';
 /** One code style for every class: errno-like, E and upper case, an underscore only between words. */
 const CODE_STYLE = /^E[A-Z0-9]+(_[A-Z0-9]+)*$/;
 

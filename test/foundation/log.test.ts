@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { hostPort, Logger } from '../../shim/log.ts';
 import { ROOT } from '../helpers/cli.ts';
+import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
 
 function lines(opts: { format?: 'text' | 'json'; journal?: boolean }): string[] {
   const out: string[] = [];
@@ -36,8 +37,8 @@ test('JOURNAL_STREAM counts only when it names the stream stderr is (systemd.exe
   const run = (journalStream: (st: { dev: number; ino: number }) => string): string => {
     const fd = openSync(file, 'w');
     const st = fstatSync(fd);
-    const code = `const { Logger } = await import(${JSON.stringify(path.join(ROOT, 'shim/log.ts'))}); new Logger().warn('hello');`;
-    const r = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', fd], cwd: ROOT, env: { ...process.env, JOURNAL_STREAM: journalStream(st) } });
+    const code = `const { Logger } = await import(${JSON.stringify(treeModule('shim/log.ts'))}); new Logger().warn('hello');`;
+    const r = spawnSync(process.execPath, [...TREE_LOADER, '--input-type=module', '-e', code], { stdio: ['ignore', 'ignore', fd], cwd: ROOT, env: { ...process.env, JOURNAL_STREAM: journalStream(st) } });
     closeSync(fd);
     assert.equal(r.status, 0, readFileSync(file, 'utf8'));
     return readFileSync(file, 'utf8');

@@ -12,15 +12,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createInterface } from 'node:readline';
-import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { generateHbaParams, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
 import { LAB_PREFIX_P } from '../../lab/hba.ts';
 import { LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import type { LocatorEntry } from '../../shim/wire/index.ts';
 import { ROOT } from './cli.ts';
+import { treeNodeArgs } from './tree.ts';
 
-const TOOL = path.join(import.meta.dirname, 'attacker-tool.ts');
+
 
 /** A second prefix for the attacker's HBA set (it has no link there; the set only needs two prefixes). */
 const ATTACKER_OTHER_PREFIX = '2001:db8:66::/64';
@@ -144,7 +144,7 @@ export class Attacker {
 
   /** Start the tool in `lab.x`; stopped after the test. */
   static start(t: Pick<TestContext, 'after'>, lab: Lab): Attacker {
-    const child = spawn('ip', ['netns', 'exec', lab.x, process.execPath, '--import', 'tsx', TOOL], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
+    const child = spawn('ip', ['netns', 'exec', lab.x, process.execPath, ...treeNodeArgs('test/helpers/attacker-tool.ts')], { stdio: ['pipe', 'pipe', 'pipe'], cwd: ROOT });
     const a = new Attacker(child, lab);
     t.after(() => a.stop());
     return a;

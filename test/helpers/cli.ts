@@ -9,10 +9,10 @@
  */
 import { spawn, spawnSync, type SpawnOptions, type SpawnSyncOptions } from 'node:child_process';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { programsFromSources } from '../../shim/runtime-paths.ts';
+import { packageRoot, programsFromSources } from '../../shim/runtime-paths.ts';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The repository (whether the tests run from it or compiled: helpers/tree.ts). */
+export const ROOT = packageRoot;
 export const BUILT_BIN = path.join(ROOT, 'bin/shim6.js');
 export const BIN = programsFromSources ? path.join(ROOT, 'test/helpers/shim6-sources.mjs') : BUILT_BIN;
 

@@ -11,6 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { builtShim6, ROOT } from '../helpers/cli.ts';
 import { fromSources, moduleFile, nodeArgs, packageRoot, programsFromSources, shim6NodeArgs } from '../../shim/runtime-paths.ts';
 import { requireBuilt, spawnBuilt, tmpdir, waitFor } from './built.ts';
+import { TESTS_COMPILED } from '../helpers/tree.ts';
 
 const DIST = path.join(ROOT, 'dist');
 
@@ -92,10 +93,11 @@ test('shim6 resolver (built) on two threads; shim6 status and flush (built) agai
 
 test('runtime paths: the sources run with tsx, the compiled tree from dist/ and bin/shim6.js, one package root', async () => {
   requireBuilt();
-  assert.equal(fromSources, true);
+  // This process runs from the sources through tsx, or compiled into dist-test/ (npm test); the
+  // programs it starts run from the sources only when it does and SHIM6_PROGRAMS is not dist.
+  assert.equal(fromSources, !TESTS_COMPILED);
   assert.equal(packageRoot, ROOT);
-  // This process runs from the sources; the programs it starts too, unless SHIM6_PROGRAMS=dist (npm test).
-  assert.equal(programsFromSources, process.env.SHIM6_PROGRAMS !== 'dist');
+  assert.equal(programsFromSources, !TESTS_COMPILED && process.env.SHIM6_PROGRAMS !== 'dist');
   if (programsFromSources) {
     assert.equal(moduleFile('lab/stream.ts'), path.join(ROOT, 'lab/stream.ts'));
     assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'lab/stream.ts')]);

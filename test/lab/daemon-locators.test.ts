@@ -7,6 +7,7 @@ import { needs } from '../helpers/prereq.ts';
 import { diffLocators, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
 
 const SAMPLE = JSON.stringify([
   { ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], operstate: 'UNKNOWN', addr_info: [{ family: 'inet6', local: '::1', scope: 'host' }] },
@@ -71,12 +72,12 @@ test('the watcher notices a new address and a link going down (real namespace)',
   ip('link', 'set', 'labw1', 'up');
   // The watcher runs `ip monitor` in the current namespace, so run it inside via a child.
   const code = `
-    import { LocatorWatcher } from ${JSON.stringify(new URL('../../shim/daemon/locators.ts', import.meta.url).pathname)};
+    import { LocatorWatcher } from ${JSON.stringify(treeModule('shim/daemon/locators.ts'))};
     const w = new LocatorWatcher(['labw0'], (now, diff) => console.log(JSON.stringify({ t: Date.now(), diff })));
     w.start(); console.log('ready'); process.stdin.on('end', () => { w.stop(); process.exit(0); }); process.stdin.resume();`;
   const { spawn } = await import('node:child_process');
   // The watcher runs until its stdin closes (the end of the test) or it is killed.
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.after(() => { child.stdin.end(); });
   t.after(() => { child.kill('SIGKILL'); });
   const lines: string[] = [];

@@ -13,9 +13,11 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { shim6 } from '../helpers/cli.ts';
 import { tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { TESTS_COMPILED, treeModule } from '../helpers/tree.ts';
 
 const TIMEOUT = { timeout: 60_000 };
 const N = 10_000;
@@ -29,12 +31,13 @@ type Outcome =
   | { ok: true; value: unknown }
   | { ok: false; classes: string[]; code: unknown; message: string };
 
-// A CommonJS script (the form of `eval` workers). It registers tsx for itself,
-// as resolver/worker-boot.mjs does, since a worker does not inherit the loader.
+// A CommonJS script (the form of `eval` workers). From the sources it registers
+// tsx for itself, as resolver/worker-boot.mjs does, since a worker does not
+// inherit the loader.
 const WORKER_SCRIPT = `
 const { parentPort, workerData } = require('node:worker_threads');
 (async () => {
-  (await import(workerData.tsx)).register();
+  if (workerData.tsx) (await import(workerData.tsx)).register();
   const fn = (await import(workerData.module))[workerData.fn];
   const out = [];
   for (const args of workerData.calls) {
@@ -48,11 +51,11 @@ const { parentPort, workerData } = require('node:worker_threads');
 })();
 `;
 
-/** Call `fn` of `module` (relative to this file) with each argument list, on a worker thread. */
+/** Call `fn` of `module` (a source path relative to the repository) with each argument list, on a worker thread. */
 function inWorker(t: TestContext, module: string, fn: string, calls: unknown[][]): Promise<Outcome[]> {
   const worker = new Worker(WORKER_SCRIPT, {
     eval: true,
-    workerData: { tsx: import.meta.resolve('tsx/esm/api'), module: new URL(module, import.meta.url).href, fn, calls },
+    workerData: { tsx: TESTS_COMPILED ? null : import.meta.resolve('tsx/esm/api'), module: pathToFileURL(treeModule(module)).href, fn, calls },
   });
   t.after(() => worker.terminate());
   return new Promise((resolve, reject) => {
@@ -115,13 +118,13 @@ test('zone check (the CLI): $INCLUDE loops are refused and fan-out is capped', T
 
 test('zone check in process: 200,000 AAAA and 1,000 capability RRs at one owner', TIMEOUT, async (t) => {
   const text = '$ORIGIN example.\n' + 'h 300 IN AAAA 2001:db8::1\n'.repeat(200_000) + 'h 300 IN TYPE65300 \\# 0\n'.repeat(1000);
-  const [o] = await inWorker(t, '../../zone-tools/zone-check.ts', 'checkZoneText', [[text, 'big.zone']]);
+  const [o] = await inWorker(t, 'zone-tools/zone-check.ts', 'checkZoneText', [[text, 'big.zone']]);
   assert.ok(o?.ok, JSON.stringify(o));
   assert.equal((o.value as { records: number }).records, 1000);
 });
 
 test('parseTtl: digit runs ending badly are not TTLs; long good ones are', TIMEOUT, async (t) => {
-  const out = await inWorker(t, '../../zone-tools/master-file.ts', 'parseTtl',
+  const out = await inWorker(t, 'zone-tools/master-file.ts', 'parseTtl',
     [[`${DIGITS}x`], [`${'1h'.repeat(N / 2)}x`], ['h'.repeat(N)], [`${'1'.repeat(N)}hh`], [`${'1s'.repeat(N / 2)}`], [DIGITS], [`${'0'.repeat(N)}1w`]]);
   assert.deepEqual(out.slice(0, 4), Array(4).fill({ ok: true, value: undefined }));
   assert.deepEqual(out[4], { ok: true, value: N / 2 });
@@ -131,7 +134,7 @@ test('parseTtl: digit runs ending badly are not TTLs; long good ones are', TIMEO
 
 test('record text forms: only WireError ESYNTAX', TIMEOUT, async (t) => {
   const rec = (extra: string): string => `v1 ulid=2001:db8::1 loc=2001:db8::1 ${extra}`;
-  const text = '../../shim/wire/capability-record-text.ts';
+  const text = 'shim/wire/capability-record-text.ts';
   await expectCodes(t, text, 'parseCapabilityRecord', 'WireError', 'ESYNTAX', [
     ['hba-digest hex + x', rec(`hba-digest=sha256:${HEX}x`)],
     ['hba-digest alg digits', rec(`hba-digest=alg${DIGITS}:aa`)],
@@ -160,7 +163,7 @@ test('record text forms: only WireError ESYNTAX', TIMEOUT, async (t) => {
 test('TSIG key files: only UsageError ETSIG_KEY', TIMEOUT, async (t) => {
   const secret = Buffer.alloc(32, 7).toString('base64');
   const bind = (alg: string, s: string): string => `key "k" { algorithm ${alg}; secret "${s}"; };`;
-  await expectCodes(t, '../../zone-tools/tsig-key.ts', 'parseTsigKeyFile', 'UsageError', 'ETSIG_KEY', [
+  await expectCodes(t, 'zone-tools/tsig-key.ts', 'parseTsigKeyFile', 'UsageError', 'ETSIG_KEY', [
     ['unterminated /* (1 MB)', `key "a" { ${'/* '.repeat(MB / 3)}`],
     ['key blocks without } (1 MB)', 'key a {'.repeat(MB / 7)],
     ['unterminated /* (10k)', `key "a" { ${'/* '.repeat(N / 3)}`],
@@ -179,7 +182,7 @@ test('TSIG key files: only UsageError ETSIG_KEY', TIMEOUT, async (t) => {
 test('HBA parameter files: only UsageError EHBA_PARAMS', TIMEOUT, async (t) => {
   const doc = (o: Record<string, unknown>): string => JSON.stringify({ format: 'shim6-hba-params/1', sec: 1, publicKeyIncluded: false, publicKey: 'aa', ...o });
   const member = (o: Record<string, unknown>): { members: unknown[] } => ({ members: [{ prefix: '2001:db8::/64', address: '2001:db8::1', params: 'aa', ...o }] });
-  await expectCodes(t, '../../shim/wire/hba-params.ts', 'parseHbaParams', 'UsageError', 'EHBA_PARAMS', [
+  await expectCodes(t, 'shim/wire/hba-params.ts', 'parseHbaParams', 'UsageError', 'EHBA_PARAMS', [
     ['publicKey hex + x', doc({ publicKey: `${HEX}x` })],
     ['publicKey odd', doc({ publicKey: `${HEX}a` })],
     // Was a RangeError: a capturing group per octet overflowed V8's backtrack stack.
@@ -191,7 +194,7 @@ test('HBA parameter files: only UsageError EHBA_PARAMS', TIMEOUT, async (t) => {
 });
 
 test('inventories: UsageError EINVENTORY, and rows that build fail as EINVALID', TIMEOUT, async (t) => {
-  const inventory = '../../zone-tools/inventory.ts';
+  const inventory = 'zone-tools/inventory.ts';
   const deep = '['.repeat(100_000) + ']'.repeat(100_000);
   await expectCodes(t, inventory, 'parseInventory', 'UsageError', 'EINVENTORY', [
     ['unknown column', `name,locators,${'x'.repeat(N)}\n`],
@@ -217,17 +220,17 @@ test('inventories: UsageError EINVENTORY, and rows that build fail as EINVALID',
   assert.ok(parsed?.ok, JSON.stringify(parsed).slice(0, 300));
   const rows = parsed.value as { name: string; ulid?: string; locators: string[]; ttl?: string; port?: string }[];
   assert.equal(rows.length, 7);
-  await expectCodes(t, '../../zone-tools/record-input.ts', 'buildHostRecord', 'UsageError', 'EINVALID',
+  await expectCodes(t, 'zone-tools/record-input.ts', 'buildHostRecord', 'UsageError', 'EINVALID',
     rows.map((r, i) => [`row ${i + 1}`, { name: r.name, ulid: r.ulid, locators: r.locators, ttl: r.ttl, port: r.port }]));
 });
 
 test('--server and --rr-type values: only UsageError EINVALID', TIMEOUT, async (t) => {
-  await expectCodes(t, '../../zone-tools/dns-transport.ts', 'parseServer', 'UsageError', 'EINVALID', [
+  await expectCodes(t, 'zone-tools/dns-transport.ts', 'parseServer', 'UsageError', 'EINVALID', [
     ['bracket, no ]', `[${'a'.repeat(N)}`],
     ['bracket, port digits', `[::1]:${DIGITS}x`],
     ['host run + !', `${'a.'.repeat(N / 2)}!:53`],
   ]);
-  await expectCodes(t, '../../zone-tools/commands.ts', 'parseRrType', 'UsageError', 'EINVALID', [['digits', `TYPE${DIGITS}`]]);
+  await expectCodes(t, 'zone-tools/commands.ts', 'parseRrType', 'UsageError', 'EINVALID', [['digits', `TYPE${DIGITS}`]]);
 });
 
 test('resolv.conf: blank lines and long tokens give the default or nothing', TIMEOUT, async (t) => {
@@ -238,15 +241,15 @@ test('resolv.conf: blank lines and long tokens give the default or nothing', TIM
     return p;
   });
   // Quadratic before: /^\s*nameserver…/m let \s* run across every blank line from every line start.
-  const out = await inWorker(t, '../../zone-tools/commands-dns.ts', 'systemServer', files.map((f) => [f]));
+  const out = await inWorker(t, 'zone-tools/commands-dns.ts', 'systemServer', files.map((f) => [f]));
   assert.deepEqual(out, Array(files.length).fill({ ok: true, value: '127.0.0.1' }));
-  const up = await inWorker(t, '../../resolver/config.ts', 'upstreamsFromResolvConf',
+  const up = await inWorker(t, 'resolver/config.ts', 'upstreamsFromResolvConf',
     [['\n'.repeat(MB), []], [`nameserver ${'1.'.repeat(N / 2)}x\n`, []], [`${' '.repeat(N)}nameserver ${'f'.repeat(N)}%eth0`, []]]);
   assert.deepEqual(up, Array(3).fill({ ok: true, value: [] }));
 });
 
 test('daemon config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
-  await expectCodes(t, '../../shim/daemon/config.ts', 'parseConfigText', 'UsageError', 'ECONFIG', [
+  await expectCodes(t, 'shim/daemon/config.ts', 'parseConfigText', 'UsageError', 'ECONFIG', [
     ['listen v4 run', `listen: ["${'1.'.repeat(N / 2)}x"]`],
     ['listen v4 digits:port', `listen: ["${DIGITS}:${DIGITS}x"]`],
     ['listen bracket colons', `listen: ["[${':'.repeat(N)}]:53"]`],
@@ -280,7 +283,7 @@ test('resolver config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
     ['YAML nested again', `upstreams: ${'['.repeat(100_000)}`],
     ['YAML nested a third time', `upstreams: ${'['.repeat(100_000)}`],
   ];
-  await expectCodes(t, '../../resolver/config.ts', 'loadConfigFile', 'UsageError', 'ECONFIG', cases.map(([label, text], i) => {
+  await expectCodes(t, 'resolver/config.ts', 'loadConfigFile', 'UsageError', 'ECONFIG', cases.map(([label, text], i) => {
     const p = path.join(dir, `resolver${i}.yaml`);
     writeFileSync(p, text);
     return [label, p];
