@@ -82,6 +82,8 @@ const KERNEL_FAILURES_MAX = 3;
 
 interface Tracked extends ContextPath {
   exploring: boolean;
+  /** The kernel counts its packets (from establishment to its end, whatever its path: no nft process while REAP re-homes it). */
+  watched: boolean;
   /** Our context tag while on the encap path (its ingress entry's key). */
   encapTag: number | undefined;
   /** The counters as last read. */
@@ -107,9 +109,13 @@ export class ContextPaths {
 
   /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, out: 0, in: 0, encapTag: undefined };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined };
     this.contexts.set(peerUlid, c);
-    if (this.opts.kernel !== undefined) this.opts.encap?.watch?.(localUlid, peerUlid);
+    const k = this.opts.kernel;
+    if (k !== undefined && !this.broken && this.opts.kernelTraffic !== undefined) {
+      c.watched = k.watch(localUlid, peerUlid);
+      if (c.watched) this.opts.encap?.watch?.(localUlid, peerUlid);
+    }
     return this.toKernel(c);
   }
 
@@ -120,7 +126,7 @@ export class ContextPaths {
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, out: 0, in: 0, encapTag: undefined });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined });
   }
 
   /**
@@ -131,9 +137,8 @@ export class ContextPaths {
     const c = this.contexts.get(peer);
     if (c === undefined) return;
     this.contexts.delete(peer);
-    if (this.opts.kernel !== undefined) this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
+    this.unwatch(c);
     if (c.path === 'tun') return;
-    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     if (c.path === 'encap') {
       this.unsetEncap(c);
       if (!backIntoTun) void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
@@ -189,7 +194,7 @@ export class ContextPaths {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const c of this.contexts.values()) {
-      if (c.path !== 'tun') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+      this.unwatch(c);
       if (c.path === 'encap') this.unsetEncap(c);
     }
     this.contexts.clear();
@@ -201,12 +206,9 @@ export class ContextPaths {
    * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
    */
   private toKernel(c: Tracked): boolean {
-    const k = this.opts.kernel;
     if (c.path === 'kernel') return true;
-    if (k === undefined || this.broken || this.opts.kernelTraffic === undefined || c.exploring || !isUlidPair(c)) return false;
+    if (!c.watched || this.broken || c.exploring || !isUlidPair(c)) return false;
     if (c.path === 'encap') this.unsetEncap(c);
-    else if (!k.watch(c.localUlid, c.peerUlid)) return false;
-    else { c.out = 0; c.in = 0; }
     c.path = 'kernel';
     void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
@@ -221,21 +223,18 @@ export class ContextPaths {
    * `moved`: already encapsulated on another pair (the entries and route are replaced).
    */
   private toEncap(c: Tracked, moved = false): void {
-    const k = this.opts.kernel, e = this.opts.encap;
+    const e = this.opts.encap;
     if (c.path === 'encap' && !moved) return;
     const d = this.opts.details?.(c.localUlid, c.peerUlid);
-    const usable = k !== undefined && e !== undefined && d !== undefined && !this.broken && this.opts.kernelTraffic !== undefined;
-    if (!usable || (c.path !== 'encap' && !k.watch(c.localUlid, c.peerUlid))) {
+    if (e === undefined || d === undefined || !c.watched || this.broken) {
       this.toTun(c);
       return;
     }
     if (!e.set({ localUlid: c.localUlid, peerUlid: c.peerUlid, localLocator: c.pair.local, peerLocator: c.pair.peer, ...d })) {
-      if (c.path !== 'encap') k.unwatch(c.localUlid, c.peerUlid);
       this.opts.drop('encap-set');
       this.toTun(c);
       return;
     }
-    if (c.path === 'tun') { c.out = 0; c.in = 0; }
     if (c.encapTag !== undefined && c.encapTag !== d.localTag) e.unset(c.localUlid, c.peerUlid, c.encapTag);
     c.encapTag = d.localTag;
     c.path = 'encap';
@@ -245,6 +244,14 @@ export class ContextPaths {
     });
     this.opts.logger?.info('context on the kernel encapsulation', { peer: c.peerUlid, pair });
     this.startPolling();
+  }
+
+  /** The kernel stops counting the context's packets (it ended). */
+  private unwatch(c: Tracked): void {
+    if (!c.watched) return;
+    c.watched = false;
+    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
   }
 
   private unsetEncap(c: Tracked): void {
@@ -260,7 +267,6 @@ export class ContextPaths {
   /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
   private toTun(c: Tracked): void {
     if (c.path === 'tun') return;
-    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     if (c.path === 'encap') this.unsetEncap(c);
     c.path = 'tun';
     this.routeIntoTun(c);
@@ -318,15 +324,24 @@ export class ContextPaths {
     let fed = false;
     const now = this.opts.clock();
     for (const c of this.contexts.values()) {
-      if (c.path === 'tun' || k === undefined) continue;
+      if (!c.watched || k === undefined) continue;
       const n = k.read(c.localUlid, c.peerUlid);
       if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
       c.out = n.outPackets;
       c.in = n.inPackets;
-      if (!sent && !received) continue;
+      // On the TUN path the engine sees every packet itself: the counters only stay current.
+      if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();
-      this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
+      // Both in one reading: received first, then sent. Which came last is not known; taking the
+      // sending as the last starts REAP's Send Timer at this reading, as the TUN path does at the
+      // last packet sent: when that was the failure's first unanswered packet, REAP explores a
+      // Send Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms
+      // and more later: measured, the kernel path re-homed about 250 ms after the TUN path). While
+      // packets flow both ways the next reading's `received` stops the timer again (and the
+      // driver reads the counters before the timer expires).
+      if (received) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: false, received: true });
+      if (sent) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: true, received: false });
       fed = true;
     }
     if (fed) this.opts.flush();

@@ -302,11 +302,17 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   counters.get('fd00::a fd00::b')!.inPackets = 2;
   await waitFor(() => fed.length === 2, DEADLINE_MS, 'a reading with packets received');
   assert.deepEqual(fed[1], { sent: false, received: true }, 'only what moved since the last reading');
+  counters.get('fd00::a fd00::b')!.outPackets = 5;
+  counters.get('fd00::a fd00::b')!.inPackets = 4;
+  await waitFor(() => fed.length === 4, DEADLINE_MS, 'a reading with packets both ways');
+  // Which came last is unknown: received first, so the sending starts REAP's Send Timer at this reading.
+  assert.deepEqual(fed.slice(2), [{ sent: false, received: true }, { sent: true, received: false }], 'both ways: received, then sent');
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
   d.flush();
   assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush'], 'exploring: into the TUN (so the TCP prompt sees the retransmissions)');
-  assert.ok(!counters.has('fd00::a fd00::b'), 'and no longer counted by the kernel');
+  // Still counted until the context ends: no nft process while REAP re-homes it.
+  assert.ok(counters.has('fd00::a fd00::b'), 'still counted by the kernel');
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair });
   d.flush();
   assert.deepEqual(await newRoutes(), ['down fd00::b'], 'a false exploration: back on the kernel path');
