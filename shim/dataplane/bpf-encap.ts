@@ -75,8 +75,11 @@ export interface EncapHook {
   flows?(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[];
 }
 
-/** A TCP flow of a context on the kernel path: our port, the peer's, the peer's last acknowledgment number. */
-export interface KernelFlow { srcPort: number; dstPort: number; ack: number }
+/**
+ * A TCP flow of a context on the kernel path: our port, the peer's, the peer's last acknowledgment
+ * number, and the peer's last segment's TCP header made a pure ACK (checksum 0; `lastAck`).
+ */
+export interface KernelFlow { srcPort: number; dstPort: number; ack: number; lastAck?: Uint8Array }
 
 export interface BpfEncapOptions {
   /** The daemon's UDP port (its datagrams are never encapsulated; ingress takes payload to it). */
@@ -132,9 +135,9 @@ export function buildObject(cacheDir = DEFAULT_CACHE): string {
 /** The maps the daemon writes (the programs' shim6_stats is read with bpftool, per CPU). */
 const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg'] as const;
 type MapName = typeof MAPS[number];
-/** shim6_flows: key (our ULID, the peer's, our port, the peer's), value (the peer's last ACK, pad); entries at most. */
+/** shim6_flows: key (our ULID, the peer's, our port, the peer's), value (the peer's last ACK, header length, pad, header); entries at most. */
 const FLOW_KEY_LEN = 36;
-const FLOW_VALUE_LEN = 8;
+const FLOW_VALUE_LEN = 40;
 const FLOWS_MAX = 8192;
 
 /** (our ULID, peer ULID): the key of shim6_egr and shim6_watch, the start of shim6_flows' key. */
@@ -294,7 +297,11 @@ export class BpfEncap implements EncapHook {
     for (const k of this.flowKeys(localUlid, peerUlid)) {
       if (this.addon.bpfMapLookup(fd, k, value) !== 0) continue; // gone meanwhile (LRU)
       const v = new DataView(k.buffer, k.byteOffset + 32, 4);
-      out.push({ srcPort: v.getUint16(0), dstPort: v.getUint16(2), ack: new DataView(value.buffer).getUint32(0) });
+      const hlen = value[4]!;
+      out.push({
+        srcPort: v.getUint16(0), dstPort: v.getUint16(2), ack: new DataView(value.buffer).getUint32(0),
+        ...(hlen === 20 || hlen === 32 ? { lastAck: value.slice(8, 8 + hlen) } : {}),
+      });
     }
     return out;
   }

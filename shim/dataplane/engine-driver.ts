@@ -26,7 +26,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
-import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
+import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
@@ -451,6 +451,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       v.setUint32(4, f.ack); // our snd_una when the peer's ACKs stopped: inside the window TCP checks
       tcp[12] = 5 << 4;
       this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu);
+      // Then the peer's last ACK again, to our own stack: a sender with nothing in flight (its new
+      // data refused while the old path was down) is waiting for its backed-off probe timer, and
+      // the Packet Too Big only retransmits what is in flight; an ACK makes it send at once.
+      if (f.lastAck !== undefined) this.injectAck(peerUlid, localUlid, f.lastAck);
     }
     if (flows.length === 0) return;
     this.stats.prompts += flows.length;
@@ -462,6 +466,20 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const acks = new Map(flows.map((f) => [key(f), f.ack]));
       setTimeout(() => this.promptKernelFlows(localUlid, peerUlid, round + 1, acks), PROMPT_AGAIN_MS).unref?.();
     }
+  }
+
+  /**
+   * The peer's last TCP ACK (its header as the kernel remembered it, checksum 0) handed to our own
+   * stack through the TUN, from the peer's ULID: a duplicate ACK (RFC 9293 §3.10.7.4), harmless.
+   */
+  private injectAck(peerUlid: Ipv6, localUlid: Ipv6, header: Uint8Array): void {
+    const tcp = header.slice();
+    tcp[16] = 0; tcp[17] = 0;
+    const c = ulpChecksum(peerUlid, localUlid, IPPROTO_TCP, tcp);
+    tcp[16] = c >> 8; tcp[17] = c & 0xff;
+    if (!this.tun) return;
+    if (this.rxViews.length >= RX_BATCH) this.flushTun();
+    this.rxViews.push(buildPacket(peerUlid, localUlid, IPPROTO_TCP, tcp));
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */
