@@ -57,10 +57,12 @@ export interface ContextPathsOptions {
   /** The context's tags, the peer's port and verified locators (for `encap`); undefined when not established. */
   details?: (localUlid: Ipv6, peerUlid: Ipv6) => EncapDetails | undefined;
   /**
-   * A context went on the kernel encapsulation with a new pair, its route in place: the driver
-   * prompts its TCP flows the kernel remembered (encap.flows).
+   * A context went on the kernel encapsulation with a new pair: the driver prompts its TCP flows
+   * the kernel remembered (encap.flows). `via`: `tun` as soon as the pair changed when the ULID was
+   * routed into the TUN (REAP explored: what TCP sends goes through the daemon on the new pair at
+   * once); `encap` once the route onto the tc programs is in place.
    */
-  rehomed?: (localUlid: Ipv6, peerUlid: Ipv6) => void;
+  rehomed?: (localUlid: Ipv6, peerUlid: Ipv6, via: 'tun' | 'encap') => void;
   /** The engine's input for what the kernel carried; absent: every context uses the TUN. */
   kernelTraffic?: Engine['kernelTraffic'];
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
@@ -96,6 +98,8 @@ export class ContextPaths {
   private readonly contexts = new Map<Ipv6, Tracked>();
   private timer: NodeJS.Timeout | undefined;
   private reading = false;
+  /** The route changes asked for so far, done (routeLater). */
+  private routing: Promise<void> = Promise.resolve();
   private failures = 0;
   private broken = false;
   private closed = false;
@@ -237,11 +241,14 @@ export class ContextPaths {
     }
     if (c.encapTag !== undefined && c.encapTag !== d.localTag) e.unset(c.localUlid, c.peerUlid, c.encapTag);
     c.encapTag = d.localTag;
+    // Routed into the TUN (REAP explored): once that route is in place, TCP's packets reach the new
+    // pair through the daemon, so its flows are prompted then, not after the next route change.
+    const intoTun = c.path === 'tun' ? this.routing : undefined;
     c.path = 'encap';
     const pair = { ...c.pair };
-    void this.routeLater(c, 'encap', () => undefined, pair).then(() => {
-      if (!this.closed && this.contexts.get(c.peerUlid) === c && c.path === 'encap') this.opts.rehomed?.(c.localUlid, c.peerUlid);
-    });
+    const still = (): boolean => !this.closed && this.contexts.get(c.peerUlid) === c && c.path === 'encap' && c.pair.local === pair.local && c.pair.peer === pair.peer;
+    void intoTun?.then(() => { if (still()) this.opts.rehomed?.(c.localUlid, c.peerUlid, 'tun'); });
+    void this.routeLater(c, 'encap', () => undefined, pair).then(() => { if (still()) this.opts.rehomed?.(c.localUlid, c.peerUlid, 'encap'); });
     this.opts.logger?.info('context on the kernel encapsulation', { peer: c.peerUlid, pair });
     this.startPolling();
   }
@@ -294,8 +301,10 @@ export class ContextPaths {
    */
   private routeLater(c: ContextPath, path: DataPath, sync: () => unknown, pair?: LocatorPair): Promise<void> {
     const r = this.opts.routes;
-    if (r?.switchPath) return r.switchPath(c.localUlid, c.peerUlid, path, pair);
-    return new Promise((resolve) => setImmediate(() => { if (!this.closed) sync(); resolve(); }));
+    const done = r?.switchPath ? r.switchPath(c.localUlid, c.peerUlid, path, pair)
+      : new Promise<void>((resolve) => setImmediate(() => { if (!this.closed) sync(); resolve(); }));
+    this.routing = done;
+    return done;
   }
 
   /** One reading at a time; a failed one is counted and the next tick tries again. */

@@ -157,6 +157,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly refusedLogged = new Set<Ipv6>();
   /** Per peer, the local ULID of an established second context with it (routedForOther): it takes the route over when the first one goes. */
   private readonly seconds = new Map<Ipv6, Ipv6>();
+  /** Per peer, its kernel flows' acknowledgments at the prompt through the TUN (rehomedKernel). */
+  private readonly firstPrompt = new Map<Ipv6, Map<string, number>>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -190,7 +192,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
     this.contexts = new ContextPaths({
       ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
-      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6) => this.promptKernelFlows(l, p) } : {}),
+      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6, via: 'tun' | 'encap') => this.rehomedKernel(l, p, via) } : {}),
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
@@ -381,6 +383,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
         this.hold.ended(e.peerUlid, how);
       }
       this.prompter?.forget(e.peerUlid);
+      this.firstPrompt.delete(e.peerUlid);
     }
     if (e.kind === 'reap-state') this.contexts.reapState(e.peerUlid, e.state === 'exploring', e.pair);
     if (e.kind === 'peer-unsupported') this.hold.forget(e.peerUlid);
@@ -423,6 +426,21 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.prompter!.commit();
     this.stats.prompts += replays.length;
     if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer, segments: replays.length });
+  }
+
+  /**
+   * A context re-homed onto the kernel encapsulation: its kernel flows are prompted as soon as
+   * the ULID's route reaches the new pair (`tun`: through the TUN, when REAP explored), and again
+   * once the route onto the tc programs is in place, then only the flows whose peer has
+   * acknowledged nothing since the first prompt.
+   */
+  private rehomedKernel(localUlid: Ipv6, peerUlid: Ipv6, via: 'tun' | 'encap'): void {
+    const first = this.firstPrompt.get(peerUlid);
+    this.firstPrompt.delete(peerUlid);
+    if (via === 'tun') {
+      this.firstPrompt.set(peerUlid, new Map((this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
+      this.promptKernelFlows(localUlid, peerUlid);
+    } else this.promptKernelFlows(localUlid, peerUlid, 1, first);
   }
 
   /**
