@@ -91,7 +91,7 @@ export interface BpfEncapOptions {
 }
 
 /** Packet counts of the programs (summed over CPUs). */
-export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number }
+export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number; passedDatagrams: number }
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000, ...(input !== undefined ? { input } : {}) });
@@ -331,7 +331,7 @@ export class BpfEncap implements EncapHook {
       type Row = { key: number; values: Array<{ value: number }> };
       const rows = (JSON.parse(r.out) as Array<Row & { formatted?: Row }>).map((x) => x.formatted ?? x);
       const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + Number(v.value), 0);
-      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5) };
+      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5), passedDatagrams: n(6) };
     } catch {
       return undefined;
     }
