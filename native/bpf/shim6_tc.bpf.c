@@ -16,11 +16,13 @@
  *    and gets the ULID pair back. Anything else (unknown tag, unverified
  *    source, a control message) is passed on untouched to the daemon's
  *    socket, which makes the checks and answers (R1bis) as before.
- *  - While a context is on the kernel path (`shim6_watch`), egress remembers
- *    each of its TCP flows' last segment (ports, sequence number) in
- *    `shim6_flows`: after a re-homing the daemon tells those sockets the path
- *    MTU shrank by the encapsulation (a Packet Too Big quoting that segment),
- *    and TCP retransmits what is in flight at once instead of at its RTO.
+ *  - While a context is watched (`shim6_watch`), ingress remembers each of its
+ *    TCP flows' last segment from the peer in `shim6_flows` (its acknowledgment
+ *    number, its header as a pure ACK): after a re-homing the daemon tells those
+ *    sockets the path MTU shrank (a Packet Too Big quoting our first
+ *    unacknowledged octet: TCP retransmits what is in flight at once) and hands
+ *    them that ACK again (TCP sends what waits unsent at once).
+ *  - Several datagrams in one skb (UDP GSO, GRO) go to the daemon's socket.
  *
  * Checksums: the outer UDP checksum (mandatory over IPv6) is computed from
  * the headers alone: after the inner checksum is complete (now, or by the
