@@ -153,7 +153,7 @@ export function defaultConfig(): DaemonConfig {
     // Not auto yet: on the kernel path the TCP prompt has no segments to replay after a re-homing
     // (they never crossed the TUN), and the failover stall measured 6.9× MPTCP's (docs/benchmarks.md).
     dataPath: 'tun',
-    // Not kernel yet: one failover in five on it did not recover (docs/benchmarks.md).
+    // Not kernel yet: a re-homed context's packets once bypassed its tc programs (docs/dataplane.md "Not done").
     encapsulation: 'tun',
     interfaces: [],
     log: { level: 'info', format: 'text' },

@@ -134,9 +134,9 @@ test('kernel encapsulation (real engine): the tc programs are attached at start;
   assert.doesNotMatch(encapFilters(h, h.b), /shim6_/, 'the next start removes them');
 });
 
-// The failover onto the kernel encapsulation (config `encapsulation: kernel`, opt-in): one failover
-// in five on it does not recover yet (docs/benchmarks.md, issue 20), so this test is in the suite
-// only when asked for: SHIM6_TEST_ENCAPSULATION=kernel npm test -- forwarding on-kernel-path/primed
+// The failover onto the kernel encapsulation (config `encapsulation: kernel`, opt-in): a re-homed
+// context's packets once bypassed its programs (docs/dataplane.md "Not done", issue 20), so this test
+// is in the suite only when asked for: SHIM6_TEST_ENCAPSULATION=kernel npm test -- forwarding on-kernel-path/primed
 if (process.env.SHIM6_TEST_ENCAPSULATION === 'kernel') {
   test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and the tc programs carry the stream (UDP 5533 + payload header), intact', async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
