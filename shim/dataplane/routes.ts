@@ -179,7 +179,9 @@ export class Routes implements RouteHook {
       let out = '';
       p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       p.on('error', () => resolve(undefined));
-      p.on('exit', () => {
+      // 'close', not 'exit': the process may exit before its output is read (then the route onto
+      // the tc programs was skipped and the ULID stayed routed into the TUN: seen once in six runs).
+      p.on('close', () => {
         try {
           const r = (JSON.parse(out) as Array<{ gateway?: string; dev?: string }>)[0];
           resolve(r?.dev ? { via: r.gateway ?? peer, dev: r.dev } : undefined);
