@@ -99,6 +99,11 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
     if (mode.startsWith('mptcp')) mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
     if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel', encapsulation: 'kernel' } } : {}) });
+    // SHIM6_BENCH_PCAP=DIR: each shim6-kernel run captured on both hosts' links (tshark), for reading a stall.
+    const pcapDir = mode === 'shim6-kernel' ? process.env.SHIM6_BENCH_PCAP : undefined;
+    const captures = pcapDir === undefined ? [] : (['a', 'b'] as const).map((h) =>
+      spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, 'tshark', '-q', '-i', 'any', '-s', '160', '-w', `${pcapDir}/run${i + 1}-${h}.pcap`], { stdio: 'ignore' }));
+    if (captures.length) await new Promise((res) => setTimeout(res, 1500));
     const restart = mode === 'shim6-restart';
     const s6 = shim6;
     const r = await runStream(lab, {
@@ -133,7 +138,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
       // The kernel path's steps after the failure (A's log): on the TUN while exploring, the kernel encapsulation, the TCP prompt.
       const steps = readLog(labDaemonFiles(lab, 'a').log).filter((x) => Date.parse(x.ts) >= r.failAt! && /^(context on the|tcp prompted|locator-pair-changed)/.test(x.msg));
       process.stderr.write(`    kernel path: ${steps.map((x) => `${x.msg} +${Date.parse(x.ts) - r.failAt!} ms`).join(', ') || 'no step logged'}\n`);
-      if (process.env.SHIM6_BENCH_DUMP) process.stderr.write(spawnSync('ip', ['netns', 'exec', lab.a, 'nstat', '-az', 'Icmp6InPktTooBigs', 'Icmp6InErrors', 'Icmp6InCsumErrors', 'TcpExtOutOfWindowIcmps', 'TcpExtTCPLossProbes', 'TcpRetransSegs', 'TcpExtTCPTimeouts', 'Ip6InNoRoutes', 'Ip6InAddrErrors'], { encoding: 'utf8' }).stdout);
+      if (process.env.SHIM6_BENCH_DUMP) process.stderr.write(spawnSync('ip', ['netns', 'exec', lab.a, 'nstat', '-az', 'Icmp6InPktTooBigs', 'Icmp6InErrors', 'Icmp6InCsumErrors', 'TcpExtOutOfWindowIcmps', 'TcpExtTCPLossProbes', 'TcpRetransSegs', 'TcpExtTCPTimeouts', 'Ip6InNoRoutes', 'Ip6InAddrErrors', 'TcpExtTCPLostRetransmit', 'TcpExtTCPRetransFail', 'Ip6OutNoRoutes', 'Ip6OutDiscards'], { encoding: 'utf8' }).stdout);
       if (process.env.SHIM6_BENCH_DUMP === 'maps') process.stderr.write(spawnSync('sh', ['-c', 'for i in $(bpftool map show | grep -E "shim6_(stats|egr|ing)" | cut -d: -f1); do bpftool map show id $i | head -1; bpftool -j map dump id $i | head -c 600; echo; done'], { encoding: 'utf8' }).stdout);
       if (process.env.SHIM6_BENCH_DUMP) for (const h of ['a', 'b'] as const) {
         const all = readLog(labDaemonFiles(lab, h).log).filter((x) => Date.parse(x.ts) >= r.failAt! - 50 && Date.parse(x.ts) <= r.failAt! + 2500);
@@ -143,6 +148,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
     const rh = shim6?.rehomeAt(r.failAt);
     if (rh != null && r.failAt !== undefined) out.rehome.push(rh - r.failAt);
     out.runs.push(r);
+    for (const c of captures) c.kill('SIGINT');
     process.stderr.write(`  ${mode} run ${i + 1}/${runs}: stall ${r.stall_ms} ms${r.recovered ? '' : ' (not recovered)'}${rh != null && r.failAt !== undefined ? `, re-homed after ${rh - r.failAt} ms` : ''}, verified ${r.bytes_verified}/${r.bytes_sent}${r.complete ? '' : ' (stream not finished within the grace time)'}, corrupt ${r.corrupt}\n`);
   } finally {
     await shim6?.stop();

@@ -64,6 +64,17 @@ export interface NativeAddon {
   /** Read it: per wake-up `cb(count, lost)`, `count` records of 34 octets (src 16, dst 16, next header, pad) in `out`. */
   nflogStartReader(fd: number, out: ArrayBuffer, max: number, cb: (count: number, lost: number) => void): object;
   nflogClose(handle: object): void;
+  /**
+   * bpf(2) on pinned maps (bpfmap.c): open one (BPF_OBJ_GET) → fd or -errno; update (add or
+   * replace), delete, lookup (into `out`), the key after `key` (null: the first) → 0 or -errno.
+   * Keys and values must have the map's sizes (else -EINVAL).
+   */
+  bpfObjGet(path: string): number;
+  bpfMapUpdate(fd: number, key: Uint8Array, value: Uint8Array): number;
+  bpfMapDelete(fd: number, key: Uint8Array): number;
+  bpfMapLookup(fd: number, key: Uint8Array, out: Uint8Array): number;
+  bpfMapNextKey(fd: number, key: Uint8Array | null, out: Uint8Array): number;
+  bpfClose(fd: number): number;
 }
 
 let addon: NativeAddon | undefined;

@@ -27,6 +27,7 @@
 #include "udp.h"
 #include "notify.h"
 #include "nflog.h"
+#include "bpfmap.h"
 #include "reader.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
@@ -311,6 +312,12 @@ static napi_value init(napi_env env, napi_value exports) {
     {"nflogOpen", NULL, nflog_open, NULL, NULL, NULL, napi_default, NULL},
     {"nflogStartReader", NULL, nflog_start, NULL, NULL, NULL, napi_default, NULL},
     {"nflogClose", NULL, reader_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfObjGet", NULL, bpf_obj_get_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfMapUpdate", NULL, bpf_map_update_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfMapDelete", NULL, bpf_map_delete_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfMapLookup", NULL, bpf_map_lookup_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfMapNextKey", NULL, bpf_map_next_key_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfClose", NULL, bpf_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -16,11 +16,13 @@
  *    and gets the ULID pair back. Anything else (unknown tag, unverified
  *    source, a control message) is passed on untouched to the daemon's
  *    socket, which makes the checks and answers (R1bis) as before.
- *  - While a context is on the kernel path (`shim6_watch`), egress remembers
- *    each of its TCP flows' last segment (ports, sequence number) in
- *    `shim6_flows`: after a re-homing the daemon tells those sockets the path
- *    MTU shrank by the encapsulation (a Packet Too Big quoting that segment),
- *    and TCP retransmits what is in flight at once instead of at its RTO.
+ *  - While a context is watched (`shim6_watch`), ingress remembers each of its
+ *    TCP flows' last segment from the peer in `shim6_flows` (its acknowledgment
+ *    number, its header as a pure ACK): after a re-homing the daemon tells those
+ *    sockets the path MTU shrank (a Packet Too Big quoting our first
+ *    unacknowledged octet: TCP retransmits what is in flight at once) and hands
+ *    them that ACK again (TCP sends what waits unsent at once).
+ *  - Several datagrams in one skb (UDP GSO, GRO) go to the daemon's socket.
  *
  * Checksums: the outer UDP checksum (mandatory over IPv6) is computed from
  * the headers alone: after the inner checksum is complete (now, or by the
@@ -65,11 +67,26 @@ struct ingress_value {
 
 /* A TCP flow of a watched context and the peer's last acknowledgment (the failover prompt: docs/dataplane.md). */
 struct flow_key { __u8 local[16]; __u8 peer[16]; __u8 ports[4]; /* our port, the peer's, as on the wire */ };
-struct flow_value { __u8 ack[4]; /* the peer's last acknowledgment number, as on the wire */ __u32 pad; };
+struct flow_value {
+	__u8 ack[4];   /* the peer's last acknowledgment number, as on the wire */
+	__u8 hlen;     /* octets of `tcp` in use (20, or 32 with the timestamp option) */
+	__u8 pad[3];
+	/*
+	 * The peer's last segment's TCP header as a pure ACK: sequence number after its data,
+	 * flags ACK only, options the timestamp alone (else none), checksum 0. The daemon hands
+	 * a copy to our own stack after a re-homing, so a sender with nothing in flight (its new
+	 * data refused while the path was down, waiting for its backed-off probe timer) sends at once.
+	 */
+	__u8 tcp[32];
+};
 
 struct config { __u16 port; /* network order */ __u16 pad; __u32 pad2; };
 
-enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_MAX };
+#define ETH_OFF sizeof(struct ethhdr)
+#define IP6_OFF ETH_OFF
+#define L4_OFF (ETH_OFF + sizeof(struct ipv6hdr))
+
+enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_PASS_GSO, ST_MAX };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -120,6 +137,34 @@ static __always_inline void count(__u32 what)
 	if (n) *n += 1;
 }
 
+/*
+ * Remember the peer's last TCP segment of a watched context (`wk`: our ULID, the peer's): its
+ * acknowledgment number and its header as a pure ACK (struct flow_value). `tcp_len`: the TCP
+ * segment's length (header and data). A SYN, FIN or RST is not remembered.
+ */
+static __always_inline void remember_flow(struct __sk_buff *skb, const struct ulid_pair *wk, __u32 tcp_len)
+{
+	struct flow_value fv = {};
+	if (bpf_skb_load_bytes(skb, L4_OFF, fv.tcp, 32) < 0 && bpf_skb_load_bytes(skb, L4_OFF, fv.tcp, 20) < 0) return;
+	__u32 doff = (fv.tcp[12] >> 4) * 4;
+	if ((fv.tcp[13] & 0x07) != 0 || doff < 20 || doff > tcp_len) return;
+	/* The timestamp option first (NOP NOP TS, as Linux sends it): keep it alone; else no options. */
+	fv.hlen = (doff >= 32 && fv.tcp[20] == 1 && fv.tcp[21] == 1 && fv.tcp[22] == 8 && fv.tcp[23] == 10) ? 32 : 20;
+	__u32 seq = ((__u32)fv.tcp[4] << 24) | ((__u32)fv.tcp[5] << 16) | ((__u32)fv.tcp[6] << 8) | fv.tcp[7];
+	seq += tcp_len - doff;
+	fv.tcp[4] = seq >> 24; fv.tcp[5] = seq >> 16; fv.tcp[6] = seq >> 8; fv.tcp[7] = seq;
+	fv.tcp[12] = (fv.hlen / 4) << 4;
+	fv.tcp[13] = 0x10;
+	fv.tcp[16] = 0; fv.tcp[17] = 0;
+	__builtin_memcpy(fv.ack, fv.tcp + 8, 4);
+	struct flow_key fk;
+	__builtin_memcpy(fk.local, wk->local, 16);
+	__builtin_memcpy(fk.peer, wk->peer, 16);
+	__builtin_memcpy(fk.ports, fv.tcp + 2, 2);
+	__builtin_memcpy(fk.ports + 2, fv.tcp, 2);
+	bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+}
+
 static __always_inline __u32 fold_add(__u32 a, __u32 b)
 {
 	__u64 s = (__u64)a + b;
@@ -142,9 +187,6 @@ static __always_inline __u32 sum16(const __u8 *a)
 	return s;
 }
 
-#define ETH_OFF sizeof(struct ethhdr)
-#define IP6_OFF ETH_OFF
-#define L4_OFF (ETH_OFF + sizeof(struct ipv6hdr))
 
 SEC("tc")
 int shim6_egress(struct __sk_buff *skb)
@@ -261,16 +303,7 @@ int shim6_ingress(struct __sk_buff *skb)
 		struct ulid_pair wk;
 		__builtin_memcpy(wk.local, &ip6->daddr, 16);
 		__builtin_memcpy(wk.peer, &ip6->saddr, 16);
-		if (bpf_map_lookup_elem(&shim6_watch, &wk)) {
-			struct flow_key fk;
-			struct flow_value fv = {};
-			__builtin_memcpy(fk.local, wk.local, 16);
-			__builtin_memcpy(fk.peer, wk.peer, 16);
-			__builtin_memcpy(fk.ports, l4 + 2, 2);
-			__builtin_memcpy(fk.ports + 2, l4, 2);
-			__builtin_memcpy(fv.ack, l4 + 8, 4);
-			bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
-		}
+		if (bpf_map_lookup_elem(&shim6_watch, &wk)) remember_flow(skb, &wk, bpf_ntohs(ip6->payload_len));
 		return TC_ACT_OK;
 	}
 	struct udphdr *udp = data + L4_OFF;
@@ -290,6 +323,23 @@ int shim6_ingress(struct __sk_buff *skb)
 	if (!v) {
 		count(ST_PASS_TAG);
 		return TC_ACT_OK;
+	}
+	/*
+	 * Several datagrams in one skb (the peer's daemon sent them with UDP GSO across a veth, or
+	 * GRO merged them for the daemon's socket): each has its own payload header, so the skb is
+	 * not one encapsulated packet. Seen by the next datagram's payload header, gso_size octets
+	 * after the first (the same 7 octets: 0, P and the 47-bit tag; in our own TCP GSO packet
+	 * that is TCP data). They go to the daemon's socket, which splits them (measured: decapsulated
+	 * whole, such a burst was lost, and TCP waited for its RTO after a re-homing).
+	 */
+	if (skb->gso_size != 0 && L4_OFF + 16 + skb->gso_size <= skb->len) {
+		__u8 next[8];
+		if (bpf_skb_load_bytes(skb, L4_OFF + 8 + skb->gso_size, next, sizeof(next)) == 0 &&
+		    next[1] == shim[1] && next[2] == shim[2] && next[3] == shim[3] && next[4] == shim[4] &&
+		    next[5] == shim[5] && next[6] == shim[6] && next[7] == shim[7]) {
+			count(ST_PASS_GSO);
+			return TC_ACT_OK;
+		}
 	}
 	/* The source must be one of the context's verified locators (else the daemon decides). */
 	int found = 0;
@@ -327,17 +377,7 @@ int shim6_ingress(struct __sk_buff *skb)
 		struct ulid_pair wk;
 		__builtin_memcpy(wk.local, v->local_ulid, 16);
 		__builtin_memcpy(wk.peer, v->peer_ulid, 16);
-		__u8 th[12];
-		if (bpf_map_lookup_elem(&shim6_watch, &wk) && bpf_skb_load_bytes(skb, L4_OFF, th, sizeof(th)) == 0) {
-			struct flow_key fk;
-			struct flow_value fv = {};
-			__builtin_memcpy(fk.local, wk.local, 16);
-			__builtin_memcpy(fk.peer, wk.peer, 16);
-			__builtin_memcpy(fk.ports, th + 2, 2);
-			__builtin_memcpy(fk.ports + 2, th, 2);
-			__builtin_memcpy(fv.ack, th + 8, 4);
-			bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
-		}
+		if (bpf_map_lookup_elem(&shim6_watch, &wk)) remember_flow(skb, &wk, plen - ENCAP_LEN);
 	}
 	count(ST_DECAP);
 	return TC_ACT_OK;

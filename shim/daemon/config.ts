@@ -92,9 +92,10 @@ export interface DaemonConfig {
    */
   dataPath: 'auto' | 'kernel' | 'tun';
   /**
-   * Where a re-homed context's packets are encapsulated on the kernel path: `tun` (through the
-   * TUN and the daemon; the default) or `kernel` (tc programs, docs/dataplane.md "Kernel
-   * encapsulation"; needs dataPath kernel or auto).
+   * Where a re-homed context's packets are encapsulated on the kernel path: `kernel` (tc programs,
+   * docs/dataplane.md "Kernel encapsulation"; the default, used with dataPath kernel or auto;
+   * without clang, bpftool or BPF the TUN, said once) or `tun` (through the TUN and the daemon).
+   * Set explicitly, `kernel` needs dataPath kernel or auto.
    */
   encapsulation: 'tun' | 'kernel';
   /** Interfaces whose addresses are local locators; empty = every global IPv6 address. */
@@ -153,8 +154,8 @@ export function defaultConfig(): DaemonConfig {
     // Not auto yet: on the kernel path the TCP prompt has no segments to replay after a re-homing
     // (they never crossed the TUN), and the failover stall measured 6.9× MPTCP's (docs/benchmarks.md).
     dataPath: 'tun',
-    // Not kernel yet: one failover in five on it did not recover (docs/benchmarks.md).
-    encapsulation: 'tun',
+    // Only used with dataPath kernel or auto (docs/dataplane.md "Kernel encapsulation").
+    encapsulation: 'kernel',
     interfaces: [],
     log: { level: 'info', format: 'text' },
     cacheFile: '/var/lib/shim6/caches.json',

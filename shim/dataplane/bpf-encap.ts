@@ -16,7 +16,8 @@
  *    verified peer locators);
  *  - `shim6_cfg`: the daemon's UDP port; `shim6_stats`: per-CPU counters.
  *
- * Map changes are one `bpftool batch` per change (re-homings are rare).
+ * Map changes are bpf(2) calls through the native addon (native/bpfmap.c): microseconds in
+ * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
  *
  * Nothing is left behind: `close()` detaches the filters, deletes the clsact
  * qdiscs it added and unpins everything; `open()` first removes filters at
@@ -33,6 +34,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnvironmentError } from '../errors.ts';
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 
 /** tc filter preference of our programs (on egress and ingress). */
 export const ENCAP_PREF = 5533;
@@ -73,8 +75,11 @@ export interface EncapHook {
   flows?(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[];
 }
 
-/** A TCP flow of a context on the kernel path: our port, the peer's, the peer's last acknowledgment number. */
-export interface KernelFlow { srcPort: number; dstPort: number; ack: number }
+/**
+ * A TCP flow of a context on the kernel path: our port, the peer's, the peer's last acknowledgment
+ * number, and the peer's last segment's TCP header made a pure ACK (checksum 0; `lastAck`).
+ */
+export interface KernelFlow { srcPort: number; dstPort: number; ack: number; lastAck?: Uint8Array }
 
 export interface BpfEncapOptions {
   /** The daemon's UDP port (its datagrams are never encapsulated; ingress takes payload to it). */
@@ -86,7 +91,7 @@ export interface BpfEncapOptions {
 }
 
 /** Packet counts of the programs (summed over CPUs). */
-export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number }
+export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number; passedDatagrams: number }
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000, ...(input !== undefined ? { input } : {}) });
@@ -127,8 +132,17 @@ export function buildObject(cacheDir = DEFAULT_CACHE): string {
   return obj;
 }
 
-function hex(bytes: Uint8Array): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(' ');
+/** The maps the daemon writes (the programs' shim6_stats is read with bpftool, per CPU). */
+const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg'] as const;
+type MapName = typeof MAPS[number];
+/** shim6_flows: key (our ULID, the peer's, our port, the peer's), value (the peer's last ACK, header length, pad, header); entries at most. */
+const FLOW_KEY_LEN = 36;
+const FLOW_VALUE_LEN = 40;
+const FLOWS_MAX = 8192;
+
+/** (our ULID, peer ULID): the key of shim6_egr and shim6_watch, the start of shim6_flows' key. */
+function pairKey(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array {
+  return Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]);
 }
 function u64le(n: number): Uint8Array {
   const b = new Uint8Array(8);
@@ -201,13 +215,18 @@ export class BpfEncap implements EncapHook {
   private readonly qdiscs = new Set<string>();
   private closed = false;
 
-  private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean) {}
+  /** The pinned maps, opened once (bpf(2) file descriptors). */
+  private readonly fds = new Map<MapName, number>();
+
+  private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean, private readonly addon: NativeAddon) {}
 
   /**
    * Build, load and attach. EnvironmentError EBPF when clang, bpftool, bpffs or the
    * kernel refuse (the caller keeps re-homed contexts on the TUN path).
    */
   static open(opts: BpfEncapOptions): BpfEncap {
+    const addon = loadAddon();
+    if (typeof addon.bpfObjGet !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
     const obj = buildObject(opts.cacheDir);
     if (!run('bpftool', ['version']).ok) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
     let mounted = false;
@@ -222,8 +241,16 @@ export class BpfEncap implements EncapHook {
       rmSync(BPF_PIN_DIR, { recursive: true, force: true });
       throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${load.err.split('\n').filter((l) => !l.startsWith('Warning') && !l.startsWith('If it used')).slice(-3).join(' ')}`);
     }
-    const e = new BpfEncap(opts, mounted);
-    if (!e.batch([`map update pinned ${BPF_PIN_DIR}/maps/shim6_cfg key hex 00 00 00 00 value hex ${hex(be16(opts.port))} 00 00 00 00 00 00`])) {
+    const e = new BpfEncap(opts, mounted, addon);
+    for (const m of MAPS) {
+      const fd = addon.bpfObjGet(`${BPF_PIN_DIR}/maps/${m}`);
+      if (fd < 0) {
+        e.close();
+        throw new EnvironmentError('EBPF', `cannot open the tc programs' map ${m} (errno ${-fd})`);
+      }
+      e.fds.set(m, fd);
+    }
+    if (!e.update('shim6_cfg', u32le(0), Uint8Array.from([...be16(opts.port), 0, 0, 0, 0, 0, 0]))) {
       e.close();
       throw new EnvironmentError('EBPF', 'cannot write the tc programs\' configuration map');
     }
@@ -238,54 +265,61 @@ export class BpfEncap implements EncapHook {
     const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
     const port = be16(this.opts.port);
-    const egrKey = hex(Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid)]));
-    const egrVal = hex(Uint8Array.from([...addr(c.localLocator), ...addr(c.peerLocator), ...u64le(c.peerTag), ...port, ...be16(c.peerPort), 0, 0, 0, 0]));
-    const ingVal = hex(Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid), ...u32le(locs.length), 0, 0, 0, 0, ...locBytes]));
-    return this.batch([
-      `map update pinned ${BPF_PIN_DIR}/maps/shim6_ing key hex ${hex(u64le(c.localTag))} value hex ${ingVal}`,
-      `map update pinned ${BPF_PIN_DIR}/maps/shim6_egr key hex ${egrKey} value hex ${egrVal}`,
-    ]);
+    const egrVal = Uint8Array.from([...addr(c.localLocator), ...addr(c.peerLocator), ...u64le(c.peerTag), ...port, ...be16(c.peerPort), 0, 0, 0, 0]);
+    const ingVal = Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid), ...u32le(locs.length), 0, 0, 0, 0, ...locBytes]);
+    // Ingress first: the peer's packets on the new pair are taken as soon as ours leave on it.
+    return this.update('shim6_ing', u64le(c.localTag), ingVal) && this.update('shim6_egr', pairKey(c.localUlid, c.peerUlid), egrVal);
   }
 
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void {
     if (this.closed) return;
-    // One command each: a missing entry fails its own line only.
-    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_egr key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))}`]);
-    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_ing key hex ${hex(u64le(localTag))}`]);
+    this.remove('shim6_egr', pairKey(localUlid, peerUlid));
+    this.remove('shim6_ing', u64le(localTag));
   }
 
   watch(localUlid: Ipv6, peerUlid: Ipv6): void {
     if (this.closed) return;
-    this.batch([`map update pinned ${BPF_PIN_DIR}/maps/shim6_watch key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))} value hex 01`]);
+    this.update('shim6_watch', pairKey(localUlid, peerUlid), Uint8Array.of(1));
   }
 
   unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {
     if (this.closed) return;
-    this.batch([`map delete pinned ${BPF_PIN_DIR}/maps/shim6_watch key hex ${hex(Uint8Array.from([...addr(localUlid), ...addr(peerUlid)]))}`]);
-    const keys = this.flows(localUlid, peerUlid).map((f) => `map delete pinned ${BPF_PIN_DIR}/maps/shim6_flows key hex ${hex(Uint8Array.from([
-      ...addr(localUlid), ...addr(peerUlid), ...be16(f.srcPort), ...be16(f.dstPort)]))}`);
-    for (const k of keys) this.batch([k]);
+    this.remove('shim6_watch', pairKey(localUlid, peerUlid));
+    for (const k of this.flowKeys(localUlid, peerUlid)) this.remove('shim6_flows', k);
   }
 
   flows(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[] {
     if (this.closed) return [];
-    const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/shim6_flows`]);
-    if (!r.ok) return [];
-    const l = [...addr(localUlid)], p = [...addr(peerUlid)];
-    const same = (a: unknown, b: number[]) => Array.isArray(a) && a.length === b.length && a.every((x, i) => Number(x) === b[i]);
-    try {
-      type Row = { key: { local: number[]; peer: number[]; ports: number[] }; value: { ack: number[] } };
-      const rows = (JSON.parse(r.out) as Array<{ formatted?: Row }>).map((x) => x.formatted).filter((x): x is Row => x !== undefined);
-      return rows.filter((x) => same(x.key.local, l) && same(x.key.peer, p)).map((x) => {
-        const n = (b: number[], i: number) => Number(b[i]);
-        return {
-          srcPort: (n(x.key.ports, 0) << 8) | n(x.key.ports, 1), dstPort: (n(x.key.ports, 2) << 8) | n(x.key.ports, 3),
-          ack: ((n(x.value.ack, 0) << 24) | (n(x.value.ack, 1) << 16) | (n(x.value.ack, 2) << 8) | n(x.value.ack, 3)) >>> 0,
-        };
+    const fd = this.fds.get('shim6_flows');
+    if (fd === undefined) return [];
+    const value = new Uint8Array(FLOW_VALUE_LEN);
+    const out: KernelFlow[] = [];
+    for (const k of this.flowKeys(localUlid, peerUlid)) {
+      if (this.addon.bpfMapLookup(fd, k, value) !== 0) continue; // gone meanwhile (LRU)
+      const v = new DataView(k.buffer, k.byteOffset + 32, 4);
+      const hlen = value[4]!;
+      out.push({
+        srcPort: v.getUint16(0), dstPort: v.getUint16(2), ack: new DataView(value.buffer).getUint32(0),
+        ...(hlen === 20 || hlen === 32 ? { lastAck: value.slice(8, 8 + hlen) } : {}),
       });
-    } catch {
-      return [];
     }
+    return out;
+  }
+
+  /** The keys of `shim6_flows` for the context (walked in the kernel: 8192 entries at most). */
+  private flowKeys(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array[] {
+    const fd = this.fds.get('shim6_flows');
+    if (fd === undefined) return [];
+    const pair = pairKey(localUlid, peerUlid);
+    const keys: Uint8Array[] = [];
+    let prev: Uint8Array | null = null;
+    for (let n = 0; n <= FLOWS_MAX; n++) {
+      const next = new Uint8Array(FLOW_KEY_LEN);
+      if (this.addon.bpfMapNextKey(fd, prev, next) !== 0) break;
+      if (pair.every((b, i) => next[i] === b)) keys.push(next);
+      prev = next;
+    }
+    return keys;
   }
 
   /** The programs' counters, summed over CPUs; undefined when they cannot be read. */
@@ -297,7 +331,7 @@ export class BpfEncap implements EncapHook {
       type Row = { key: number; values: Array<{ value: number }> };
       const rows = (JSON.parse(r.out) as Array<Row & { formatted?: Row }>).map((x) => x.formatted ?? x);
       const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + Number(v.value), 0);
-      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5) };
+      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5), passedDatagrams: n(6) };
     } catch {
       return undefined;
     }
@@ -317,6 +351,8 @@ export class BpfEncap implements EncapHook {
       else removeStaleFilters(dev);
     }
     this.attached.clear();
+    for (const fd of this.fds.values()) this.addon.bpfClose(fd);
+    this.fds.clear();
     rmSync(BPF_PIN_DIR, { recursive: true, force: true });
     if (this.mounted) run('umount', ['/sys/fs/bpf']);
   }
@@ -337,7 +373,15 @@ export class BpfEncap implements EncapHook {
     }
   }
 
-  private batch(lines: string[]): boolean {
-    return run('bpftool', ['batch', 'file', '-'], lines.join('\n') + '\n').ok;
+  /** Add or replace a map entry (bpf(2), no process); false when the kernel refused. */
+  private update(map: MapName, key: Uint8Array, value: Uint8Array): boolean {
+    const fd = this.fds.get(map);
+    return fd !== undefined && this.addon.bpfMapUpdate(fd, key, value) === 0;
+  }
+
+  /** Delete a map entry (a missing one is no error). */
+  private remove(map: MapName, key: Uint8Array): void {
+    const fd = this.fds.get(map);
+    if (fd !== undefined) this.addon.bpfMapDelete(fd, key);
   }
 }

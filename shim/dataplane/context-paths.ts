@@ -57,10 +57,12 @@ export interface ContextPathsOptions {
   /** The context's tags, the peer's port and verified locators (for `encap`); undefined when not established. */
   details?: (localUlid: Ipv6, peerUlid: Ipv6) => EncapDetails | undefined;
   /**
-   * A context went on the kernel encapsulation with a new pair, its route in place: the driver
-   * prompts its TCP flows the kernel remembered (encap.flows).
+   * A context went on the kernel encapsulation with a new pair: the driver prompts its TCP flows
+   * the kernel remembered (encap.flows). `via`: `tun` as soon as the pair changed when the ULID was
+   * routed into the TUN (REAP explored: what TCP sends goes through the daemon on the new pair at
+   * once); `encap` once the route onto the tc programs is in place.
    */
-  rehomed?: (localUlid: Ipv6, peerUlid: Ipv6) => void;
+  rehomed?: (localUlid: Ipv6, peerUlid: Ipv6, via: 'tun' | 'encap') => void;
   /** The engine's input for what the kernel carried; absent: every context uses the TUN. */
   kernelTraffic?: Engine['kernelTraffic'];
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
@@ -82,6 +84,8 @@ const KERNEL_FAILURES_MAX = 3;
 
 interface Tracked extends ContextPath {
   exploring: boolean;
+  /** The kernel counts its packets (from establishment to its end, whatever its path: no nft process while REAP re-homes it). */
+  watched: boolean;
   /** Our context tag while on the encap path (its ingress entry's key). */
   encapTag: number | undefined;
   /** The counters as last read. */
@@ -94,6 +98,8 @@ export class ContextPaths {
   private readonly contexts = new Map<Ipv6, Tracked>();
   private timer: NodeJS.Timeout | undefined;
   private reading = false;
+  /** The route changes asked for so far, done (routeLater). */
+  private routing: Promise<void> = Promise.resolve();
   private failures = 0;
   private broken = false;
   private closed = false;
@@ -107,9 +113,13 @@ export class ContextPaths {
 
   /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, out: 0, in: 0, encapTag: undefined };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined };
     this.contexts.set(peerUlid, c);
-    if (this.opts.kernel !== undefined) this.opts.encap?.watch?.(localUlid, peerUlid);
+    const k = this.opts.kernel;
+    if (k !== undefined && !this.broken && this.opts.kernelTraffic !== undefined) {
+      c.watched = k.watch(localUlid, peerUlid);
+      if (c.watched) this.opts.encap?.watch?.(localUlid, peerUlid);
+    }
     return this.toKernel(c);
   }
 
@@ -120,7 +130,7 @@ export class ContextPaths {
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, out: 0, in: 0, encapTag: undefined });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined });
   }
 
   /**
@@ -131,9 +141,8 @@ export class ContextPaths {
     const c = this.contexts.get(peer);
     if (c === undefined) return;
     this.contexts.delete(peer);
-    if (this.opts.kernel !== undefined) this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
+    this.unwatch(c);
     if (c.path === 'tun') return;
-    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     if (c.path === 'encap') {
       this.unsetEncap(c);
       if (!backIntoTun) void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
@@ -189,7 +198,7 @@ export class ContextPaths {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     for (const c of this.contexts.values()) {
-      if (c.path !== 'tun') this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+      this.unwatch(c);
       if (c.path === 'encap') this.unsetEncap(c);
     }
     this.contexts.clear();
@@ -201,12 +210,9 @@ export class ContextPaths {
    * the TUN goes (deleting it makes sockets look their route up again). Whether it did.
    */
   private toKernel(c: Tracked): boolean {
-    const k = this.opts.kernel;
     if (c.path === 'kernel') return true;
-    if (k === undefined || this.broken || this.opts.kernelTraffic === undefined || c.exploring || !isUlidPair(c)) return false;
+    if (!c.watched || this.broken || c.exploring || !isUlidPair(c)) return false;
     if (c.path === 'encap') this.unsetEncap(c);
-    else if (!k.watch(c.localUlid, c.peerUlid)) return false;
-    else { c.out = 0; c.in = 0; }
     c.path = 'kernel';
     void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
@@ -221,30 +227,38 @@ export class ContextPaths {
    * `moved`: already encapsulated on another pair (the entries and route are replaced).
    */
   private toEncap(c: Tracked, moved = false): void {
-    const k = this.opts.kernel, e = this.opts.encap;
+    const e = this.opts.encap;
     if (c.path === 'encap' && !moved) return;
     const d = this.opts.details?.(c.localUlid, c.peerUlid);
-    const usable = k !== undefined && e !== undefined && d !== undefined && !this.broken && this.opts.kernelTraffic !== undefined;
-    if (!usable || (c.path !== 'encap' && !k.watch(c.localUlid, c.peerUlid))) {
+    if (e === undefined || d === undefined || !c.watched || this.broken) {
       this.toTun(c);
       return;
     }
     if (!e.set({ localUlid: c.localUlid, peerUlid: c.peerUlid, localLocator: c.pair.local, peerLocator: c.pair.peer, ...d })) {
-      if (c.path !== 'encap') k.unwatch(c.localUlid, c.peerUlid);
       this.opts.drop('encap-set');
       this.toTun(c);
       return;
     }
-    if (c.path === 'tun') { c.out = 0; c.in = 0; }
     if (c.encapTag !== undefined && c.encapTag !== d.localTag) e.unset(c.localUlid, c.peerUlid, c.encapTag);
     c.encapTag = d.localTag;
+    // Routed into the TUN (REAP explored): once that route is in place, TCP's packets reach the new
+    // pair through the daemon, so its flows are prompted then, not after the next route change.
+    const intoTun = c.path === 'tun' ? this.routing : undefined;
     c.path = 'encap';
     const pair = { ...c.pair };
-    void this.routeLater(c, 'encap', () => undefined, pair).then(() => {
-      if (!this.closed && this.contexts.get(c.peerUlid) === c && c.path === 'encap') this.opts.rehomed?.(c.localUlid, c.peerUlid);
-    });
+    const still = (): boolean => !this.closed && this.contexts.get(c.peerUlid) === c && c.path === 'encap' && c.pair.local === pair.local && c.pair.peer === pair.peer;
+    void intoTun?.then(() => { if (still()) this.opts.rehomed?.(c.localUlid, c.peerUlid, 'tun'); });
+    void this.routeLater(c, 'encap', () => undefined, pair).then(() => { if (still()) this.opts.rehomed?.(c.localUlid, c.peerUlid, 'encap'); });
     this.opts.logger?.info('context on the kernel encapsulation', { peer: c.peerUlid, pair });
     this.startPolling();
+  }
+
+  /** The kernel stops counting the context's packets (it ended). */
+  private unwatch(c: Tracked): void {
+    if (!c.watched) return;
+    c.watched = false;
+    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
+    this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
   }
 
   private unsetEncap(c: Tracked): void {
@@ -260,7 +274,6 @@ export class ContextPaths {
   /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
   private toTun(c: Tracked): void {
     if (c.path === 'tun') return;
-    this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     if (c.path === 'encap') this.unsetEncap(c);
     c.path = 'tun';
     this.routeIntoTun(c);
@@ -288,8 +301,10 @@ export class ContextPaths {
    */
   private routeLater(c: ContextPath, path: DataPath, sync: () => unknown, pair?: LocatorPair): Promise<void> {
     const r = this.opts.routes;
-    if (r?.switchPath) return r.switchPath(c.localUlid, c.peerUlid, path, pair);
-    return new Promise((resolve) => setImmediate(() => { if (!this.closed) sync(); resolve(); }));
+    const done = r?.switchPath ? r.switchPath(c.localUlid, c.peerUlid, path, pair)
+      : new Promise<void>((resolve) => setImmediate(() => { if (!this.closed) sync(); resolve(); }));
+    this.routing = done;
+    return done;
   }
 
   /** One reading at a time; a failed one is counted and the next tick tries again. */
@@ -318,15 +333,24 @@ export class ContextPaths {
     let fed = false;
     const now = this.opts.clock();
     for (const c of this.contexts.values()) {
-      if (c.path === 'tun' || k === undefined) continue;
+      if (!c.watched || k === undefined) continue;
       const n = k.read(c.localUlid, c.peerUlid);
       if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
       c.out = n.outPackets;
       c.in = n.inPackets;
-      if (!sent && !received) continue;
+      // On the TUN path the engine sees every packet itself: the counters only stay current.
+      if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();
-      this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
+      // Both in one reading: received first, then sent. Which came last is not known; taking the
+      // sending as the last starts REAP's Send Timer at this reading, as the TUN path does at the
+      // last packet sent: when that was the failure's first unanswered packet, REAP explores a
+      // Send Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms
+      // and more later: measured, the kernel path re-homed about 250 ms after the TUN path). While
+      // packets flow both ways the next reading's `received` stops the timer again (and the
+      // driver reads the counters before the timer expires).
+      if (received) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: false, received: true });
+      if (sent) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: true, received: false });
       fed = true;
     }
     if (fed) this.opts.flush();

@@ -26,7 +26,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
-import { IPV6_HEADER_LENGTH, splitPacket, writeHeader } from './ip6-packet.ts';
+import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum, writeHeader } from './ip6-packet.ts';
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
@@ -157,6 +157,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly refusedLogged = new Set<Ipv6>();
   /** Per peer, the local ULID of an established second context with it (routedForOther): it takes the route over when the first one goes. */
   private readonly seconds = new Map<Ipv6, Ipv6>();
+  /** Per peer, its kernel flows' acknowledgments at the prompt through the TUN (rehomedKernel). */
+  private readonly firstPrompt = new Map<Ipv6, Map<string, number>>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -190,7 +192,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
     this.contexts = new ContextPaths({
       ...(opts.kernel ? { kernel: opts.kernel } : {}), ...(opts.routes ? { routes: opts.routes } : {}),
-      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6) => this.promptKernelFlows(l, p) } : {}),
+      ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6, via: 'tun' | 'encap') => this.rehomedKernel(l, p, via) } : {}),
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
@@ -381,6 +383,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
         this.hold.ended(e.peerUlid, how);
       }
       this.prompter?.forget(e.peerUlid);
+      this.firstPrompt.delete(e.peerUlid);
     }
     if (e.kind === 'reap-state') this.contexts.reapState(e.peerUlid, e.state === 'exploring', e.pair);
     if (e.kind === 'peer-unsupported') this.hold.forget(e.peerUlid);
@@ -426,6 +429,21 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
+   * A context re-homed onto the kernel encapsulation: its kernel flows are prompted as soon as
+   * the ULID's route reaches the new pair (`tun`: through the TUN, when REAP explored), and again
+   * once the route onto the tc programs is in place, then only the flows whose peer has
+   * acknowledged nothing since the first prompt.
+   */
+  private rehomedKernel(localUlid: Ipv6, peerUlid: Ipv6, via: 'tun' | 'encap'): void {
+    const first = this.firstPrompt.get(peerUlid);
+    this.firstPrompt.delete(peerUlid);
+    if (via === 'tun') {
+      this.firstPrompt.set(peerUlid, new Map((this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
+      this.promptKernelFlows(localUlid, peerUlid);
+    } else this.promptKernelFlows(localUlid, peerUlid, 1, first);
+  }
+
+  /**
    * After a re-homing onto the kernel encapsulation: the TCP prompt for streams that never
    * crossed the TUN. For each flow the kernel remembered, a Packet Too Big from the peer's ULID
    * quoting a segment at the peer's last acknowledgment number (our first unacknowledged
@@ -451,6 +469,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       v.setUint32(4, f.ack); // our snd_una when the peer's ACKs stopped: inside the window TCP checks
       tcp[12] = 5 << 4;
       this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu);
+      // Then the peer's last ACK again, to our own stack: a sender with nothing in flight (its new
+      // data refused while the old path was down) is waiting for its backed-off probe timer, and
+      // the Packet Too Big only retransmits what is in flight; an ACK makes it send at once.
+      if (f.lastAck !== undefined) this.injectAck(peerUlid, localUlid, f.lastAck);
     }
     if (flows.length === 0) return;
     this.stats.prompts += flows.length;
@@ -462,6 +484,20 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const acks = new Map(flows.map((f) => [key(f), f.ack]));
       setTimeout(() => this.promptKernelFlows(localUlid, peerUlid, round + 1, acks), PROMPT_AGAIN_MS).unref?.();
     }
+  }
+
+  /**
+   * The peer's last TCP ACK (its header as the kernel remembered it, checksum 0) handed to our own
+   * stack through the TUN, from the peer's ULID: a duplicate ACK (RFC 9293 §3.10.7.4), harmless.
+   */
+  private injectAck(peerUlid: Ipv6, localUlid: Ipv6, header: Uint8Array): void {
+    const tcp = header.slice();
+    tcp[16] = 0; tcp[17] = 0;
+    const c = ulpChecksum(peerUlid, localUlid, IPPROTO_TCP, tcp);
+    tcp[16] = c >> 8; tcp[17] = c & 0xff;
+    if (!this.tun) return;
+    if (this.rxViews.length >= RX_BATCH) this.flushTun();
+    this.rxViews.push(buildPacket(peerUlid, localUlid, IPPROTO_TCP, tcp));
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */

@@ -156,6 +156,11 @@ export class Routes implements RouteHook {
     if (path === 'kernel') this.peers.delete(peerUlid);
     else this.peers.add(peerUlid);
     this.chain = this.chain.then(async () => {
+      // Fixed steps in one `ip -batch` process (a process is tens of ms on a busy host, and the
+      // route into the TUN comes while REAP explores); if any fails, one by one as below.
+      if (steps.length > 1 && steps.every((a) => Array.isArray(a) && a[0] === '-6')) {
+        if (this.closed || await this.ipBatch((steps as string[][]).map((a) => a.slice(1)))) return;
+      }
       for (const a of steps) {
         if (this.closed) return;
         const args = typeof a === 'function' ? await a() : a;
@@ -174,7 +179,9 @@ export class Routes implements RouteHook {
       let out = '';
       p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
       p.on('error', () => resolve(undefined));
-      p.on('exit', () => {
+      // 'close', not 'exit': the process may exit before its output is read (then the route onto
+      // the tc programs was skipped and the ULID stayed routed into the TUN: seen once in six runs).
+      p.on('close', () => {
         try {
           const r = (JSON.parse(out) as Array<{ gateway?: string; dev?: string }>)[0];
           resolve(r?.dev ? { via: r.gateway ?? peer, dev: r.dev } : undefined);
@@ -237,6 +244,17 @@ export class Routes implements RouteHook {
       this.ip(['-6', 'rule', 'del', 'pref', String(this.pref)], false);
       this.rulesUp = false;
     }
+  }
+
+  /** Run `ip -6 -batch -` with these commands (no `-6` of their own), without waiting in the event loop; whether all succeeded. */
+  private ipBatch(commands: string[][]): Promise<boolean> {
+    return new Promise((resolve) => {
+      const p = spawn('ip', this.argv(['-6', '-batch', '-']), { stdio: ['pipe', 'ignore', 'ignore'] });
+      p.on('error', () => resolve(false));
+      p.on('exit', (code) => resolve(code === 0));
+      p.stdin.on('error', () => undefined);
+      p.stdin.end(commands.map((c) => c.join(' ')).join('\n') + '\n');
+    });
   }
 
   /** Run `ip` without waiting in the event loop; resolves whether it succeeded (never rejects). */

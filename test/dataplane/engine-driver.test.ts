@@ -8,7 +8,7 @@ import type { EngineEvent, Transmit } from '../../shim/engine/index.ts';
 import { StaticContextEngine } from '../../lab/static-context.ts';
 import { MemoryNetwork } from '../../shim/dataplane/udp.ts';
 import { MemoryTun } from '../../shim/dataplane/tun.ts';
-import { buildPacket, buildUdpPacket, splitPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
+import { buildPacket, buildUdpPacket, splitPacket, ulpChecksum, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
@@ -302,11 +302,17 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   counters.get('fd00::a fd00::b')!.inPackets = 2;
   await waitFor(() => fed.length === 2, DEADLINE_MS, 'a reading with packets received');
   assert.deepEqual(fed[1], { sent: false, received: true }, 'only what moved since the last reading');
+  counters.get('fd00::a fd00::b')!.outPackets = 5;
+  counters.get('fd00::a fd00::b')!.inPackets = 4;
+  await waitFor(() => fed.length === 4, DEADLINE_MS, 'a reading with packets both ways');
+  // Which came last is unknown: received first, so the sending starts REAP's Send Timer at this reading.
+  assert.deepEqual(fed.slice(2), [{ sent: false, received: true }, { sent: true, received: false }], 'both ways: received, then sent');
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
   d.flush();
   assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush'], 'exploring: into the TUN (so the TCP prompt sees the retransmissions)');
-  assert.ok(!counters.has('fd00::a fd00::b'), 'and no longer counted by the kernel');
+  // Still counted until the context ends: no nft process while REAP re-homes it.
+  assert.ok(counters.has('fd00::a fd00::b'), 'still counted by the kernel');
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair });
   d.flush();
   assert.deepEqual(await newRoutes(), ['down fd00::b'], 'a false exploration: back on the kernel path');
@@ -389,7 +395,8 @@ test('kernel encapsulation: a re-homed context goes on the tc programs (tags, po
     unset: (l: string, p: string, tag: number) => { unsets.push(`${l} ${p} ${tag}`); },
     watch: (l: string, p: string) => { flowWatch.push(`watch ${l} ${p}`); },
     unwatch: (l: string, p: string) => { flowWatch.push(`unwatch ${l} ${p}`); },
-    flows: () => [{ srcPort: 40000, dstPort: 7000, ack: 0xdeadbeef }],
+    // The peer's last segment as a pure ACK (ports 7000 → 40000, seq 0x01020304, ack 0xdeadbeef, ACK), as the ingress program keeps it.
+    flows: () => [{ srcPort: 40000, dstPort: 7000, ack: 0xdeadbeef, lastAck: Uint8Array.of(0x1b, 0x58, 0x9c, 0x40, 1, 2, 3, 4, 0xde, 0xad, 0xbe, 0xef, 5 << 4, 0x10, 0x01, 0x00, 0, 0, 0, 0) }],
   };
   const d = new EngineDriver({
     engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, encap, encapMtu: 1444,
@@ -424,6 +431,15 @@ test('kernel encapsulation: a re-homed context goes on the tc programs (tags, po
   assert.deepEqual([quoted.srcUlid, quoted.dstUlid, quoted.nextHeader], ['fd00::a', 'fd00::b', IPPROTO_TCP]);
   const qv = new DataView(quoted.payload.buffer, quoted.payload.byteOffset);
   assert.deepEqual([qv.getUint16(0), qv.getUint16(2), qv.getUint32(4)], [40000, 7000, 0xdeadbeef]);
+  // Then the peer's last ACK again, to our own stack (a sender with nothing in flight sends at once), its checksum valid.
+  await waitFor(() => tun.written.length > 1, DEADLINE_MS, 'the peer\'s last ACK after the Packet Too Big');
+  const ack = splitPacket(tun.written[1]!)!;
+  assert.deepEqual([ack.srcUlid, ack.dstUlid, ack.nextHeader, ack.payload.length], ['fd00::b', 'fd00::a', IPPROTO_TCP, 20]);
+  const av = new DataView(ack.payload.buffer, ack.payload.byteOffset);
+  assert.deepEqual([av.getUint16(0), av.getUint16(2), av.getUint32(4), av.getUint32(8), ack.payload[13]], [7000, 40000, 0x01020304, 0xdeadbeef, 0x10]);
+  const zeroed = ack.payload.slice();
+  zeroed[16] = 0; zeroed[17] = 0;
+  assert.equal(av.getUint16(16), ulpChecksum('fd00::b', 'fd00::a', IPPROTO_TCP, zeroed), 'TCP checksum over the ULIDs');
   // Back on the ULID pair: entries go, kernel path.
   current = pair;
   events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: q, new: pair, cause: 'send-timeout' });

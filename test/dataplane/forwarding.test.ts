@@ -132,30 +132,26 @@ test('kernel encapsulation (real engine): the tc programs are attached at start;
   assert.doesNotMatch(encapFilters(h, h.b), /shim6_/, 'the next start removes them');
 });
 
-// The failover onto the kernel encapsulation (config `encapsulation: kernel`, opt-in): one failover
-// in five on it does not recover yet (docs/benchmarks.md, issue 20), so this test is in the suite
-// only when asked for: SHIM6_TEST_ENCAPSULATION=kernel npm test -- forwarding on-kernel-path/primed
-if (process.env.SHIM6_TEST_ENCAPSULATION === 'kernel') {
-  test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and the tc programs carry the stream (UDP 5533 + payload header), intact', async (t) => {
-    if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
-    const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
-    // Both hosts' UDP on Q: what the kernel sends must be the wire format the user-space path reads.
-    // The stream goes on until A's programs carried it both ways (the route onto them comes after the
-    // re-homing; on a busy machine that takes a while).
-    const crossed = async (): Promise<boolean> => {
-      h.nodeA.send({ op: 'stats' });
-      const e = (await h.nodeA.op('stats', DEADLINE_MS)).encap as { encapsulated: number; decapsulated: number };
-      return e.encapsulated > 100 && e.decapsulated > 100;
-    };
-    const run = await stallRun(h, DEADLINE_MS, crossed);
-    t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
-    assert.equal(run.report.corrupt, 0);
-    const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
-    assert.equal(after.path, 'encap', 're-homed: the kernel encapsulation');
-    assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
-    assert.equal((run.stats.encap as { errors: number }).errors, 0);
-    h.nodeB.send({ op: 'stats' });
-    const sb = await h.nodeB.op('stats', DEADLINE_MS);
-    assert.ok(((sb.encap as { decapsulated: number }).decapsulated) > 100, `B decapsulated the stream in its kernel: ${JSON.stringify(sb.encap)}`);
-  });
-}
+// The failover onto the kernel encapsulation (config `encapsulation: kernel`, the default on the kernel path).
+test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and the tc programs carry the stream (UDP 5533 + payload header), intact', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
+  // Both hosts' UDP on Q: what the kernel sends must be the wire format the user-space path reads.
+  // The stream goes on until A's programs carried it both ways (the route onto them comes after the
+  // re-homing; on a busy machine that takes a while).
+  const crossed = async (): Promise<boolean> => {
+    h.nodeA.send({ op: 'stats' });
+    const e = (await h.nodeA.op('stats', DEADLINE_MS)).encap as { encapsulated: number; decapsulated: number };
+    return e.encapsulated > 100 && e.decapsulated > 100;
+  };
+  const run = await stallRun(h, DEADLINE_MS, crossed);
+  t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
+  assert.equal(run.report.corrupt, 0);
+  const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
+  assert.equal(after.path, 'encap', 're-homed: the kernel encapsulation');
+  assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
+  assert.equal((run.stats.encap as { errors: number }).errors, 0);
+  h.nodeB.send({ op: 'stats' });
+  const sb = await h.nodeB.op('stats', DEADLINE_MS);
+  assert.ok(((sb.encap as { decapsulated: number }).decapsulated) > 100, `B decapsulated the stream in its kernel: ${JSON.stringify(sb.encap)}`);
+});

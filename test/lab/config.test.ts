@@ -157,10 +157,11 @@ test('discovery and peers[].mode: integrated by default, configured peers by def
   rejects({ peers: [{ ulid: '2001:db8::1', mode: 'dns' }] }, 'peers[0].mode');
 });
 
-test('dataPath and encapsulation: tun by default; the kernel encapsulation needs the kernel path; other values are ECONFIG', () => {
+test('dataPath and encapsulation: dataPath tun and encapsulation kernel (used on the kernel path only) by default; an explicit kernel encapsulation needs the kernel path; other values are ECONFIG', () => {
   const d = defaultConfig();
   assert.equal(d.dataPath, 'tun');
-  assert.equal(d.encapsulation, 'tun');
+  assert.equal(d.encapsulation, 'kernel');
+  assert.equal(validateConfig({ dataPath: 'kernel', encapsulation: 'tun' }).encapsulation, 'tun');
   const k = validateConfig({ dataPath: 'kernel', encapsulation: 'kernel' });
   assert.equal(k.dataPath, 'kernel');
   assert.equal(k.encapsulation, 'kernel');

@@ -1,0 +1,174 @@
+/*
+ * The kernel encapsulation's maps (shim/dataplane/bpf-encap.ts) through the
+ * bpf(2) system call: a pinned map opened once (BPF_OBJ_GET), then updates,
+ * deletes, lookups and key walks in microseconds, inside the daemon's event
+ * loop. A `bpftool` process per change took 10 ms, and 100 ms and more on a
+ * busy host, while REAP re-homed a context (docs/dataplane.md).
+ *
+ * Every function returns 0 or -errno (the kernel's answer): the caller
+ * decides what a refusal means. Sizes are the caller's: the kernel checks
+ * nothing but the pointers, so a key or value shorter than the map's is
+ * refused here (EINVAL) by comparing with the map's own sizes (BPF_OBJ_GET_INFO_BY_FD).
+ *
+ * Must not know: what the maps hold (the JS side encodes keys and values).
+ */
+#define _GNU_SOURCE
+#include <node_api.h>
+#include <errno.h>
+#include <linux/bpf.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include "bpfmap.h"
+
+#define PATH_MAX_LEN 4096
+
+static long sys_bpf(int cmd, union bpf_attr *attr) {
+  return syscall(__NR_bpf, cmd, attr, sizeof *attr);
+}
+
+static napi_value int_value(napi_env env, int32_t v) {
+  napi_value out;
+  napi_create_int32(env, v, &out);
+  return out;
+}
+
+/* The map's key and value sizes (value: per CPU for per-CPU maps is not handled: those are read with bpftool). */
+static int map_sizes(int fd, uint32_t *key, uint32_t *value) {
+  struct bpf_map_info info;
+  union bpf_attr attr;
+  memset(&info, 0, sizeof info);
+  memset(&attr, 0, sizeof attr);
+  attr.info.bpf_fd = (uint32_t)fd;
+  attr.info.info_len = sizeof info;
+  attr.info.info = (uint64_t)(uintptr_t)&info;
+  if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) < 0) return -errno;
+  *key = info.key_size;
+  *value = info.value_size;
+  return 0;
+}
+
+/* Arguments: fd, then typed arrays; each array's bytes and length. */
+static int args(napi_env env, napi_callback_info info, size_t want, int32_t *fd, void **bufs, size_t *lens) {
+  size_t argc = 4;
+  napi_value argv[4];
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < want) return -EINVAL;
+  if (napi_get_value_int32(env, argv[0], fd) != napi_ok) return -EINVAL;
+  for (size_t i = 1; i < want; i++) {
+    napi_valuetype t;
+    napi_typeof(env, argv[i], &t);
+    if (t == napi_null || t == napi_undefined) { bufs[i - 1] = NULL; lens[i - 1] = 0; continue; }
+    napi_typedarray_type tt;
+    napi_value ab;
+    size_t off;
+    if (napi_get_typedarray_info(env, argv[i], &tt, &lens[i - 1], &bufs[i - 1], &ab, &off) != napi_ok || tt != napi_uint8_array) return -EINVAL;
+  }
+  return 0;
+}
+
+/* bpfObjGet(path) -> fd, or -errno */
+napi_value bpf_obj_get_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  char path[PATH_MAX_LEN];
+  size_t plen = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
+      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
+    return int_value(env, -EINVAL);
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.pathname = (uint64_t)(uintptr_t)path;
+  long fd = sys_bpf(BPF_OBJ_GET, &attr);
+  return int_value(env, fd < 0 ? -errno : (int32_t)fd);
+}
+
+/* bpfMapUpdate(fd, key, value) -> 0 or -errno (BPF_ANY: add or replace) */
+napi_value bpf_map_update_js(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  void *b[2];
+  size_t l[2];
+  uint32_t ks, vs;
+  int rc = args(env, info, 3, &fd, b, l);
+  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  if (rc == 0 && (b[0] == NULL || b[1] == NULL || l[0] != ks || l[1] != vs)) rc = -EINVAL;
+  if (rc == 0) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_fd = (uint32_t)fd;
+    attr.key = (uint64_t)(uintptr_t)b[0];
+    attr.value = (uint64_t)(uintptr_t)b[1];
+    attr.flags = BPF_ANY;
+    if (sys_bpf(BPF_MAP_UPDATE_ELEM, &attr) < 0) rc = -errno;
+  }
+  return int_value(env, rc);
+}
+
+/* bpfMapDelete(fd, key) -> 0 or -errno (ENOENT: there was none) */
+napi_value bpf_map_delete_js(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  void *b[1];
+  size_t l[1];
+  uint32_t ks, vs;
+  int rc = args(env, info, 2, &fd, b, l);
+  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  if (rc == 0 && (b[0] == NULL || l[0] != ks)) rc = -EINVAL;
+  if (rc == 0) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_fd = (uint32_t)fd;
+    attr.key = (uint64_t)(uintptr_t)b[0];
+    if (sys_bpf(BPF_MAP_DELETE_ELEM, &attr) < 0) rc = -errno;
+  }
+  return int_value(env, rc);
+}
+
+/* bpfMapLookup(fd, key, out) -> 0 or -errno; the value in `out` */
+napi_value bpf_map_lookup_js(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  void *b[2];
+  size_t l[2];
+  uint32_t ks, vs;
+  int rc = args(env, info, 3, &fd, b, l);
+  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  if (rc == 0 && (b[0] == NULL || b[1] == NULL || l[0] != ks || l[1] != vs)) rc = -EINVAL;
+  if (rc == 0) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_fd = (uint32_t)fd;
+    attr.key = (uint64_t)(uintptr_t)b[0];
+    attr.value = (uint64_t)(uintptr_t)b[1];
+    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, &attr) < 0) rc = -errno;
+  }
+  return int_value(env, rc);
+}
+
+/* bpfMapNextKey(fd, key | null, out) -> 0 or -errno (ENOENT: no more); null: the first key */
+napi_value bpf_map_next_key_js(napi_env env, napi_callback_info info) {
+  int32_t fd;
+  void *b[2];
+  size_t l[2];
+  uint32_t ks, vs;
+  int rc = args(env, info, 3, &fd, b, l);
+  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  if (rc == 0 && ((b[0] != NULL && l[0] != ks) || b[1] == NULL || l[1] != ks)) rc = -EINVAL;
+  if (rc == 0) {
+    union bpf_attr attr;
+    memset(&attr, 0, sizeof attr);
+    attr.map_fd = (uint32_t)fd;
+    attr.key = (uint64_t)(uintptr_t)b[0];
+    attr.next_key = (uint64_t)(uintptr_t)b[1];
+    if (sys_bpf(BPF_MAP_GET_NEXT_KEY, &attr) < 0) rc = -errno;
+  }
+  return int_value(env, rc);
+}
+
+/* bpfClose(fd) -> 0 or -errno */
+napi_value bpf_close_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  int32_t fd;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
+    return int_value(env, -EINVAL);
+  return int_value(env, close(fd) < 0 ? -errno : 0);
+}
