@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import type { Millis } from '../shim/time.ts';
 import { hostPort, type Logger } from '../shim/log.ts';
-import { scanResponse, type ScannedResponse } from './answer-scan.ts';
+import { questionNameIs, scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, buildQueryFromQuestion, pooledCopy, type QueryOptions } from './answer-build.ts';
 import { Flag, Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
@@ -185,8 +185,8 @@ export class UpstreamPool {
 
   /** Healthy upstreams in configured order, then held-down ones, soonest back first. */
   private order(): UpstreamAddr[] {
-    const now = this.clock();
     if (this.upstreams.length === 1) return this.upstreams as UpstreamAddr[];
+    const now = this.clock();
     const up = this.upstreams.filter((u) => this.health.get(u)!.downUntil <= now);
     const down = this.upstreams.filter((u) => this.health.get(u)!.downUntil > now)
       .sort((a, b) => this.health.get(a)!.downUntil - this.health.get(b)!.downUntil);
@@ -421,13 +421,13 @@ export class UpstreamPool {
     if (!a || !from.equals(a.h.ep)) { this.counters.upstreamMismatched++; return; }
     let scan: ScannedResponse;
     try {
-      scan = scanResponse(msg);
+      scan = scanResponse(msg, false);
     } catch {
       this.counters.upstreamMalformed++;
       return; // keep waiting: a forged or broken datagram must not end the query (RFC 5452 §9.1)
     }
     const job = a.job;
-    if (scan.qnameKey !== job.nameKey || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
+    if (!questionNameIs(msg, scan, job.nameKey) || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
     if (a.caps) {
       if (!sameOctets(msg, a.bytes, 12, 11 + job.nameKey.length)) { this.caseMismatch(a); return; }
       a.h.caseMismatches = 0;
