@@ -309,6 +309,16 @@ async function settle(): Promise<number> {
   return Date.now() - t0;
 }
 
+/** A shim6 stub's counters (`shim6 status --json` on its control socket, the threads added up; MBs with pickup), or undefined. */
+function stubCounters(name: string): Record<string, number> | undefined {
+  const r = spawnSync(process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'status', '--json', '--socket', path.join(dir, `${name}.sock`)], { encoding: 'utf8', timeout: 30_000, maxBuffer: 256 * 1024 * 1024 });
+  try {
+    return (JSON.parse(r.stdout) as { resolver?: { counters?: Record<string, number> } }).resolver?.counters;
+  } catch {
+    return undefined;
+  }
+}
+
 let fileSeq = 0;
 function names(prefix: string, count: number, type = 'AAAA'): string {
   const f = path.join(dir, `q${fileSeq++}.txt`);
@@ -439,25 +449,34 @@ async function main(): Promise<void> {
         // Miss latency before the flat-out miss run: after it, a forwarder may still hold a backlog of
         // lost upstream queries (dnsmasq waits seconds for them), which is not lookup latency.
         // Every try gets names of its own: a repeated try must miss as the first did.
+        // The same names for every server (each asks them of its own cache, and Knot answers them alike).
         let latFile = '';
         let tries = 0; // in the names: a repeated try asks names the server has not seen (the same ones would be cache hits)
         let missFile = '';
+        // Its counters before the miss runs (status lists every capability entry: several MB with pickup,
+        // whose garbage the latency run below digests rather than the flat-out run).
+        const stub = name.startsWith('shim6');
+        const c0 = stub ? stubCounters(name) : undefined;
         const missLat = bare ? none : await lowSteal(() => dnsperf(port, latFile, { seconds: LAT_SECONDS, rate: 500 }),
-          async () => { await flush(); latFile = names(`lat-${name}-${round}-${tries++}-`, 10_000); });
+          async () => { await flush(); latFile = names(`lat-${round}-${tries++}-`, 10_000); });
         const miss = bare ? none : await lowSteal(() => dnsperf(port, missFile, { seconds: SECONDS, pid, once: true }),
-          async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${name}-${round}-${tries++}-`, MISS_NAMES); });
+          async () => { if (missFile) rmSync(missFile); await flush(); missFile = names(`miss-${round}-${tries++}-`, MISS_NAMES); });
         if (missFile) rmSync(missFile);
+        // Pickup really on (or off) during the miss runs: the stub's own counters, capability lookups per miss.
+        const c1 = stub ? stubCounters(name) : undefined;
+        const capPerMiss = c0 && c1 && c1.misses! > c0.misses! ? (c1.capabilityQueries! - c0.capabilityQueries!) / (c1.misses! - c0.misses!) : undefined;
         const s = (samples[name] ??= {});
         const rs = (roundServers[name] = {} as Record<string, number>);
         const add = (k: string, v: number | undefined): void => { if (v !== undefined && !Number.isNaN(v)) { (s[k] ??= []).push(v); rs[k] = v; } };
         add('hitQps', hit.qps); add('missQps', miss.qps); add('missLost', miss.lost); add('missQueries', miss.queries); add('hitCpu', hit.cpuUs); add('missCpu', miss.cpuUs);
         add('missAuth', miss.authUs); add('missMachine', miss.machineUs); add('missBusy', miss.busy);
         add('hitP50', hitLat.p50); add('hitP99', hitLat.p99); add('missP50', missLat.p50); add('missP99', missLat.p99);
+        add('missCapLookups', capPerMiss);
         add('missSteal', miss.steal); add('missLatSteal', missLat.steal); add('hitSteal', hit.steal);
         retried += (hit.retries ?? 0) + (hitLat.retries ?? 0) + (missLat.retries ?? 0) + (miss.retries ?? 0);
         const pc = (r: Perf): string => `${(100 * r.steal).toFixed(1)} %${r.retries ? ` after ${r.retries} retr${r.retries > 1 ? 'ies' : 'y'}` : ''}`;
         const cpu = (v: number | undefined): string => (v === undefined ? 'n/a' : v.toFixed(1));
-        say(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s (${cpu(hit.cpuUs)} µs CPU/hit), miss ${miss.qps.toFixed(0)} q/s (${miss.queries} answered, lost ${miss.lost}, ${cpu(miss.cpuUs)} µs CPU/miss), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms; steal: miss run ${pc(miss)}, miss latency ${pc(missLat)}, hit run ${pc(hit)}`);
+        say(`round ${round + 1}/${ROUNDS} ${name}: hit ${hit.qps.toFixed(0)} q/s (${cpu(hit.cpuUs)} µs CPU/hit), miss ${miss.qps.toFixed(0)} q/s (${miss.queries} answered, lost ${miss.lost}, ${cpu(miss.cpuUs)} µs CPU/miss${capPerMiss !== undefined ? `, ${capPerMiss.toFixed(2)} capability lookups/miss` : ''}), hit p50/p99 ${hitLat.p50?.toFixed(3)}/${hitLat.p99?.toFixed(3)} ms, miss p50/p99 ${missLat.p50?.toFixed(3)}/${missLat.p99?.toFixed(3)} ms; steal: miss run ${pc(miss)}, miss latency ${pc(missLat)}, hit run ${pc(hit)}`);
       }
       const r: Omit<Round, 'checks'> = { load: [load0, load0], servers: roundServers, side: {} };
       // The authoritative server's own share of the pickup's latency cost, in the same conditions.

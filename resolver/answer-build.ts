@@ -220,18 +220,15 @@ export function pooledCopy(b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** Give a cached answer its remaining TTLs: every listed TTL minus `elapsed` seconds, floored at `floor`. */
-export function patchTtls(out: Uint8Array, ttlOffsets: ArrayLike<number>, elapsed: number, floor = 0): void {
-  for (let i = 0; i < ttlOffsets.length; i++) {
-    const o = ttlOffsets[i]!;
-    const orig = ((out[o]! << 24) >>> 0) + ((out[o + 1]! << 16) | (out[o + 2]! << 8) | out[o + 3]!);
-    const base = orig > 0x7fffffff ? 0 : orig;
-    const ttl = Math.max(floor, base - elapsed);
-    out[o] = ttl >>> 24;
-    out[o + 1] = (ttl >>> 16) & 0xff;
-    out[o + 2] = (ttl >>> 8) & 0xff;
-    out[o + 3] = ttl & 0xff;
-  }
+/** One TTL field at `o` minus `elapsed` seconds, floored at `floor` (a TTL with the top bit set counts as 0: RFC 2181 §8). */
+export function patchTtl(out: Uint8Array, o: number, elapsed: number, floor = 0): void {
+  const orig = ((out[o]! << 24) >>> 0) + ((out[o + 1]! << 16) | (out[o + 2]! << 8) | out[o + 3]!);
+  const base = orig > 0x7fffffff ? 0 : orig;
+  const ttl = Math.max(floor, base - elapsed);
+  out[o] = ttl >>> 24;
+  out[o + 1] = (ttl >>> 16) & 0xff;
+  out[o + 2] = (ttl >>> 8) & 0xff;
+  out[o + 3] = ttl & 0xff;
 }
 
 /** A SERVFAIL for `q` (convenience for stages that give up). */

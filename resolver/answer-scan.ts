@@ -101,15 +101,19 @@ export function readNameKey(b: Uint8Array, off: number): string {
   }
 }
 
-/** Check the structure of a whole response and index its RRs. */
-export function scanResponse(b: Uint8Array): ScannedResponse {
+/**
+ * Check the structure of a whole response and index its RRs. `withKey` false:
+ * `qnameKey` is left '' (the upstream pool matches the question name with
+ * questionNameIs instead: no string made per answer).
+ */
+export function scanResponse(b: Uint8Array, withKey = true): ScannedResponse {
   if (b.length < 12) throw new WireError('ETRUNCATED', 'DNS header needs 12 octets', b.length);
   const flags = u16(b, 2);
   if (!(flags & 0x8000)) throw new WireError('EFIELD', 'QR clear: not a response', 2);
   const qd = u16(b, 4);
   if (qd > 1) throw new WireError('EFIELD', 'more than one question', 4);
-  const counts = [u16(b, 6), u16(b, 8), u16(b, 10)] as const;
-  if (counts[0] + counts[1] + counts[2] > MAX_RECORDS) throw new WireError('ELENGTH', 'too many records', 6);
+  const an = u16(b, 6), ns = u16(b, 8), ar = u16(b, 10);
+  if (an + ns + ar > MAX_RECORDS) throw new WireError('ELENGTH', 'too many records', 6);
   let o = 12;
   let qnameKey = '';
   let qtype = 0;
@@ -117,7 +121,7 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
   if (qd === 1) {
     const end = walkPlainName(b, 12, nameScratch);
     if (end + 4 > b.length) throw new WireError('ETRUNCATED', 'question truncated', end);
-    qnameKey = nameScratch.toString('latin1', 0, end - 12);
+    if (withKey) qnameKey = nameScratch.toString('latin1', 0, end - 12);
     qtype = u16(b, end);
     qclass = u16(b, end + 2);
     o = end + 4;
@@ -128,7 +132,7 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
   let highBitTtls = 0;
   let rcode = flags & 0xf;
   for (let s = 0 as 0 | 1 | 2; s < 3; s = (s + 1) as 0 | 1 | 2) {
-    for (let i = 0; i < counts[s]; i++) {
+    for (let i = 0, count = s === 0 ? an : s === 1 ? ns : ar; i < count; i++) {
       const ownerOff = o;
       const nameEnd = skipName(b, o);
       if (nameEnd + 10 > b.length) throw new WireError('ETRUNCATED', 'RR header truncated', nameEnd);
@@ -148,6 +152,23 @@ export function scanResponse(b: Uint8Array): ScannedResponse {
     if (s === 2) break;
   }
   return { id: u16(b, 0), flags, rcode, qnameKey, qtype, qclass, questionEnd, records, optIndex, highBitTtls };
+}
+
+/**
+ * Whether the scanned response's one question has the name `nameKey`
+ * (lowercased wire form), letter case aside: the same test as
+ * `scan.qnameKey === nameKey`, without making the string.
+ */
+export function questionNameIs(b: Uint8Array, scan: ScannedResponse, nameKey: string): boolean {
+  const n = nameKey.length;
+  // One question (else questionEnd is 12), its name uncompressed (scanResponse checked it).
+  if (scan.questionEnd - 16 !== n) return false;
+  for (let i = 0; i < n; i++) {
+    const c = b[12 + i]!;
+    // Label lengths are under 64, so only letters are in 'A'..'Z'.
+    if ((c >= 0x41 && c <= 0x5a ? c | 0x20 : c) !== nameKey.charCodeAt(i)) return false;
+  }
+  return true;
 }
 
 /**

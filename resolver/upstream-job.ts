@@ -60,7 +60,7 @@ export class QueryJob {
   done = false;
   /** Tries of this question that timed out (each doubles the next one's wait). */
   timeouts = 0;
-  /** The latest try's timer (TRYING) or the deadline (WAITING). */
+  /** The question's deadline timer while WAITING (a try's wait is in the pool's retry queue). */
   timer: NodeJS.Timeout | undefined;
   constructor(readonly nameKey: string, readonly qtype: number, readonly qclass: number, readonly qopts: QueryOptions,
     readonly deadline: number, readonly order: UpstreamAddr[], readonly bytes: Uint8Array, readonly listener: QueryListener) {}
@@ -70,8 +70,14 @@ export class QueryJob {
 export class Attempt {
   /** Still in its socket's pending table. */
   open = true;
+  /** Its place in the pool's retry queue (TryTimers), or -1. */
+  slot = -1;
+  /** When the next try is due if this one is still the latest (the pool's clock, ms): `start` + `timeoutMs`. */
+  readonly deadline: number;
   constructor(readonly job: QueryJob, readonly port: Port, readonly id: number, readonly up: UpstreamAddr, readonly h: Health,
-    readonly start: number, readonly bytes: Uint8Array, readonly caps: boolean, readonly prev: Attempt | undefined) {}
+    readonly start: number, readonly bytes: Uint8Array, readonly caps: boolean, readonly prev: Attempt | undefined, readonly timeoutMs: number) {
+    this.deadline = start + timeoutMs;
+  }
 }
 
 export interface Port { sock: DnsUdpSocket; pending: Map<number, Attempt>; uses: number }

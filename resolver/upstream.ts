@@ -12,7 +12,7 @@ import net from 'node:net';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import type { Millis } from '../shim/time.ts';
 import { hostPort, type Logger } from '../shim/log.ts';
-import { scanResponse, type ScannedResponse } from './answer-scan.ts';
+import { questionNameIs, scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { buildQuery, buildQueryFromQuestion, pooledCopy, type QueryOptions } from './answer-build.ts';
 import { Flag, Rcode } from './message.ts';
 import type { ResolverCounters } from './counters.ts';
@@ -30,6 +30,71 @@ const UPSTREAM_SOCKET_BUFFER = 1024 * 1024;
  */
 const UPSTREAM_SLOT = 65536;
 const UPSTREAM_BATCH = 32;
+
+/**
+ * The retry deadlines of every open try, in one queue with one timer: a
+ * setTimeout and a clearTimeout per try (two per miss with capability pickup)
+ * cost a Timeout object and list updates each. A try leaves the queue when it
+ * is closed (answered, or its question settled); the timer fires at the earliest
+ * deadline left and hands over every try that is due, in deadline order.
+ * Holes left by closed tries are dropped when it fires.
+ */
+class TryTimers {
+  private items: Array<Attempt | undefined> = [];
+  private timeout: NodeJS.Timeout | undefined;
+  private timeoutAt = Infinity;
+
+  constructor(private readonly clock: () => number, private readonly expire: (a: Attempt) => void) {}
+
+  add(a: Attempt): void {
+    a.slot = this.items.length;
+    this.items.push(a);
+    if (a.deadline < this.timeoutAt) this.arm(a.deadline);
+  }
+
+  remove(a: Attempt): void {
+    if (a.slot < 0) return;
+    this.items[a.slot] = undefined;
+    a.slot = -1;
+  }
+
+  clear(): void {
+    if (this.timeout) clearTimeout(this.timeout);
+    this.timeout = undefined;
+    this.timeoutAt = Infinity;
+    for (const a of this.items) if (a) a.slot = -1;
+    this.items = [];
+  }
+
+  private arm(at: number): void {
+    if (this.timeout) clearTimeout(this.timeout);
+    this.timeoutAt = at;
+    // Whole ms up: Node's timers count whole ms, and an early wake-up would find nothing due.
+    this.timeout = setTimeout(this.sweep, Math.max(0, Math.ceil(at - this.clock())));
+  }
+
+  /** Bound once (no closure per wake-up). */
+  private readonly sweep = (): void => {
+    this.timeout = undefined;
+    this.timeoutAt = Infinity;
+    const now = this.clock();
+    const old = this.items;
+    this.items = [];
+    let due: Attempt[] | undefined;
+    let next = Infinity;
+    for (const a of old) {
+      if (!a) continue;
+      if (a.deadline <= now) { a.slot = -1; (due ??= []).push(a); continue; }
+      a.slot = this.items.length;
+      this.items.push(a);
+      if (a.deadline < next) next = a.deadline;
+    }
+    if (next < Infinity) this.arm(next);
+    if (!due) return;
+    if (due.length > 1) due.sort((x, y) => x.deadline - y.deadline);
+    for (const a of due) this.expire(a);
+  };
+}
 
 /** Rounds over the upstream list after the first, and the least time left that is worth one. */
 const MAX_ROUNDS = 2;
@@ -85,11 +150,14 @@ export class UpstreamPool {
   private area: ReceiveArea | undefined;
   /** Replaced sockets that still have tries pending (closed with the last one). */
   private readonly retired = new Set<Port>();
+  /** The open tries' retry deadlines. */
+  private readonly timers: TryTimers;
 
   /** `udp`: the socket backend (udp-socket.ts); 'native' only once the addon is loaded. */
   constructor(upstreams: readonly UpstreamAddr[], private readonly opts: UpstreamOptions, private readonly clock: () => Millis,
     private readonly log: Logger, private readonly counters: ResolverCounters, private readonly udp: UdpBackend = 'dgram') {
     this.upstreams = upstreams;
+    this.timers = new TryTimers(clock, this.onAttemptTimeout);
     for (const u of upstreams) {
       this.health.set(u, {
         failures: 0, downUntil: 0, sent: 0, answered: 0, timeouts: 0, rttMs: 0, rttVarMs: 0, caseMismatches: 0, capsOffUntil: 0,
@@ -117,8 +185,8 @@ export class UpstreamPool {
 
   /** Healthy upstreams in configured order, then held-down ones, soonest back first. */
   private order(): UpstreamAddr[] {
-    const now = this.clock();
     if (this.upstreams.length === 1) return this.upstreams as UpstreamAddr[];
+    const now = this.clock();
     const up = this.upstreams.filter((u) => this.health.get(u)!.downUntil <= now);
     const down = this.upstreams.filter((u) => this.health.get(u)!.downUntil > now)
       .sort((a, b) => this.health.get(a)!.downUntil - this.health.get(b)!.downUntil);
@@ -169,23 +237,21 @@ export class UpstreamPool {
     const now = this.clock();
     // The name: offset 12 up to its root label (the nameKey has the same wire length).
     const useCaps = caps && this.opts.randomizeCase && h.capsOffUntil <= now && randomizeCase(bytes, 12, 11 + job.nameKey.length, this.rnd) > 0;
-    const a = new Attempt(job, port, id, up, h, now, bytes, useCaps, job.last);
+    const a = new Attempt(job, port, id, up, h, now, bytes, useCaps, job.last, Math.min(this.rto(h, job), remaining));
     job.last = a;
     job.open++;
     job.state = TRYING;
     port.pending.set(id, a);
-    const ms = Math.min(this.rto(h, job), remaining);
-    job.timer = setTimeout(this.onAttemptTimeout, ms, a, ms);
+    this.timers.add(a);
     // A failed send is a lost datagram (dgram also logs it): the attempt times out.
     port.sock.send(bytes, h.ep);
   }
 
-  /** Bound once: timers pass the attempt as an argument instead of capturing it. The try stays open for a late answer. */
-  private readonly onAttemptTimeout = (a: Attempt, timeoutMs: number): void => {
+  /** A try's wait is over (bound once, for the retry queue). It stays open for a late answer; only the latest try moves on. */
+  private readonly onAttemptTimeout = (a: Attempt): void => {
     const job = a.job;
     if (job.done || job.last !== a || job.state !== TRYING) return;
-    job.timer = undefined;
-    this.attemptFailed(job, a.up, new UpstreamError('ETIMEOUT', `no answer from ${hostPort(a.up.host, a.up.port)} in ${timeoutMs} ms`));
+    this.attemptFailed(job, a.up, new UpstreamError('ETIMEOUT', `no answer from ${hostPort(a.up.host, a.up.port)} in ${a.timeoutMs} ms`));
   };
 
   private readonly onDeadline = (job: QueryJob): void => {
@@ -270,6 +336,7 @@ export class UpstreamPool {
 
   private closeAttempt(a: Attempt): void {
     a.open = false;
+    this.timers.remove(a);
     a.job.open--;
     const port = a.port;
     port.pending.delete(a.id);
@@ -354,13 +421,13 @@ export class UpstreamPool {
     if (!a || !from.equals(a.h.ep)) { this.counters.upstreamMismatched++; return; }
     let scan: ScannedResponse;
     try {
-      scan = scanResponse(msg);
+      scan = scanResponse(msg, false);
     } catch {
       this.counters.upstreamMalformed++;
       return; // keep waiting: a forged or broken datagram must not end the query (RFC 5452 §9.1)
     }
     const job = a.job;
-    if (scan.qnameKey !== job.nameKey || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
+    if (!questionNameIs(msg, scan, job.nameKey) || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
     if (a.caps) {
       if (!sameOctets(msg, a.bytes, 12, 11 + job.nameKey.length)) { this.caseMismatch(a); return; }
       a.h.caseMismatches = 0;
@@ -418,6 +485,7 @@ export class UpstreamPool {
     }
     // Settling a job takes its tries out of every table, and closes retired sockets left empty.
     for (const job of jobs) if (!job.done) this.giveUp(job);
+    this.timers.clear();
     for (const list of [this.ports.udp4, this.ports.udp6]) {
       for (const p of list) p?.sock.close();
       list.length = 0;

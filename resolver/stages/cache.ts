@@ -6,7 +6,7 @@
  * It must not know about sockets or about which upstream answered.
  */
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
-import type { AnswerCache } from '../answer-cache.ts';
+import { entryOptOff, entryRcode, type AnswerCache } from '../answer-cache.ts';
 import type { ResolverCounters } from '../counters.ts';
 
 export class CacheStage implements Stage {
@@ -21,7 +21,7 @@ export class CacheStage implements Stage {
     if (!client) this.counters.internalLookups++;
     if (e) {
       if (client) this.counters.hits++;
-      return { bytes: this.cache.render(e, req.now), optOff: e.optOff, source: 'cache', owned: true, rcode: e.rcode };
+      return { bytes: this.cache.render(e, req.now), optOff: entryOptOff(e), source: 'cache', owned: true, rcode: entryRcode(e) };
     }
     if (client) this.counters.misses++;
     const pending = this.inflight.get(req.key);
@@ -42,7 +42,7 @@ export class CacheStage implements Stage {
         const stale = this.cache.getStale(req.key, req.now);
         if (stale) {
           this.counters.staleServed++;
-          return { bytes: this.cache.render(stale, req.now, true), optOff: stale.optOff, source: 'stale', owned: false, rcode: stale.rcode };
+          return { bytes: this.cache.render(stale, req.now, true), optOff: entryOptOff(stale), source: 'stale', owned: false, rcode: entryRcode(stale) };
         }
       }
       // Coalesced waiters share this answer: nobody may patch it in place. (Every stage below
