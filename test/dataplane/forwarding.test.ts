@@ -147,8 +147,15 @@ test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and 
   const run = await stallRun(h, DEADLINE_MS, crossed);
   t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
   assert.equal(run.report.corrupt, 0);
-  const after = (run.stats.paths as Array<{ path: string; pair: { local: string } }>)[0]!;
-  assert.equal(after.path, 'encap', 're-homed: the kernel encapsulation');
+  // Waited for, not read once: on a busy machine REAP may explore again (harmless), and while it
+  // explores the context is on the TUN, for tens of ms.
+  type Path = { path: string; pair: { local: string } };
+  let after = (run.stats.paths as Path[])[0]!;
+  await waitFor(async () => {
+    h.nodeA.send({ op: 'stats' });
+    after = ((await h.nodeA.op('stats', DEADLINE_MS)).paths as Path[])[0]!;
+    return after.path === 'encap';
+  }, 're-homed: the kernel encapsulation', DEADLINE_MS, 50);
   assert.notEqual(after.pair.local, h.ulidA, 'on another pair');
   assert.equal((run.stats.encap as { errors: number }).errors, 0);
   h.nodeB.send({ op: 'stats' });
