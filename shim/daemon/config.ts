@@ -151,8 +151,8 @@ export function defaultConfig(): DaemonConfig {
     tun: { name: 'shim6', mtu: 1400 },
     port: SHIM6_UDP_PORT,
     udp: 'native',
-    // Not auto yet: on the kernel path the TCP prompt has no segments to replay after a re-homing
-    // (they never crossed the TUN), and the failover stall measured 6.9× MPTCP's (docs/benchmarks.md).
+    // Not auto yet: the failover tests pass on the kernel path, but most other end-to-end tests
+    // (attacks, ICMP, a peer's restart, teardown) still assume the TUN (docs/configuration.md).
     dataPath: 'tun',
     // Only used with dataPath kernel or auto (docs/dataplane.md "Kernel encapsulation").
     encapsulation: 'kernel',
