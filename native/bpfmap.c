@@ -83,8 +83,8 @@ napi_value bpf_obj_get_js(napi_env env, napi_callback_info info) {
   return int_value(env, fd < 0 ? -errno : (int32_t)fd);
 }
 
-/* bpfMapUpdate(fd, key, value) -> 0 or -errno (BPF_ANY: add or replace) */
-napi_value bpf_map_update_js(napi_env env, napi_callback_info info) {
+/* `cmd` on (fd, key, value), both sized as the map says: 0 or -errno. */
+static napi_value key_value_cmd(napi_env env, napi_callback_info info, int cmd, uint64_t flags) {
   int32_t fd;
   void *b[2];
   size_t l[2];
@@ -98,10 +98,15 @@ napi_value bpf_map_update_js(napi_env env, napi_callback_info info) {
     attr.map_fd = (uint32_t)fd;
     attr.key = (uint64_t)(uintptr_t)b[0];
     attr.value = (uint64_t)(uintptr_t)b[1];
-    attr.flags = BPF_ANY;
-    if (sys_bpf(BPF_MAP_UPDATE_ELEM, &attr) < 0) rc = -errno;
+    attr.flags = flags;
+    if (sys_bpf(cmd, &attr) < 0) rc = -errno;
   }
   return int_value(env, rc);
+}
+
+/* bpfMapUpdate(fd, key, value) -> 0 or -errno (BPF_ANY: add or replace) */
+napi_value bpf_map_update_js(napi_env env, napi_callback_info info) {
+  return key_value_cmd(env, info, BPF_MAP_UPDATE_ELEM, BPF_ANY);
 }
 
 /* bpfMapDelete(fd, key) -> 0 or -errno (ENOENT: there was none) */
@@ -125,22 +130,7 @@ napi_value bpf_map_delete_js(napi_env env, napi_callback_info info) {
 
 /* bpfMapLookup(fd, key, out) -> 0 or -errno; the value in `out` */
 napi_value bpf_map_lookup_js(napi_env env, napi_callback_info info) {
-  int32_t fd;
-  void *b[2];
-  size_t l[2];
-  uint32_t ks, vs;
-  int rc = args(env, info, 3, &fd, b, l);
-  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
-  if (rc == 0 && (b[0] == NULL || b[1] == NULL || l[0] != ks || l[1] != vs)) rc = -EINVAL;
-  if (rc == 0) {
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.map_fd = (uint32_t)fd;
-    attr.key = (uint64_t)(uintptr_t)b[0];
-    attr.value = (uint64_t)(uintptr_t)b[1];
-    if (sys_bpf(BPF_MAP_LOOKUP_ELEM, &attr) < 0) rc = -errno;
-  }
-  return int_value(env, rc);
+  return key_value_cmd(env, info, BPF_MAP_LOOKUP_ELEM, 0);
 }
 
 /* bpfMapNextKey(fd, key | null, out) -> 0 or -errno (ENOENT: no more); null: the first key */
