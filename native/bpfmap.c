@@ -83,30 +83,43 @@ napi_value bpf_obj_get_js(napi_env env, napi_callback_info info) {
   return int_value(env, fd < 0 ? -errno : (int32_t)fd);
 }
 
+/* One element command on an open map; `second` is the value or, for BPF_MAP_GET_NEXT_KEY, the
+ * next key (the same field of bpf_attr). 0 or -errno. */
+static int elem_cmd(int cmd, int32_t fd, void *key, void *second, uint64_t flags) {
+  union bpf_attr attr;
+  memset(&attr, 0, sizeof attr);
+  attr.map_fd = (uint32_t)fd;
+  attr.key = (uint64_t)(uintptr_t)key;
+  attr.value = (uint64_t)(uintptr_t)second;
+  attr.flags = flags;
+  return sys_bpf(cmd, &attr) < 0 ? -errno : 0;
+}
+
+/* An element command's arguments: fd, then `want - 1` typed arrays, and the map's key and value sizes. */
+static int elem_args(napi_env env, napi_callback_info info, size_t want, int32_t *fd, void **b, size_t *l, uint32_t *ks, uint32_t *vs) {
+  int rc = args(env, info, want, fd, b, l);
+  return rc == 0 ? map_sizes(*fd, ks, vs) : rc;
+}
+
 /* `cmd` on (fd, key, value), both sized as the map says: 0 or -errno. */
 static napi_value key_value_cmd(napi_env env, napi_callback_info info, int cmd, uint64_t flags) {
   int32_t fd;
   void *b[2];
   size_t l[2];
   uint32_t ks, vs;
-  int rc = args(env, info, 3, &fd, b, l);
-  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs);
   if (rc == 0 && (b[0] == NULL || b[1] == NULL || l[0] != ks || l[1] != vs)) rc = -EINVAL;
-  if (rc == 0) {
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.map_fd = (uint32_t)fd;
-    attr.key = (uint64_t)(uintptr_t)b[0];
-    attr.value = (uint64_t)(uintptr_t)b[1];
-    attr.flags = flags;
-    if (sys_bpf(cmd, &attr) < 0) rc = -errno;
-  }
-  return int_value(env, rc);
+  return int_value(env, rc == 0 ? elem_cmd(cmd, fd, b[0], b[1], flags) : rc);
 }
 
 /* bpfMapUpdate(fd, key, value) -> 0 or -errno (BPF_ANY: add or replace) */
 napi_value bpf_map_update_js(napi_env env, napi_callback_info info) {
   return key_value_cmd(env, info, BPF_MAP_UPDATE_ELEM, BPF_ANY);
+}
+
+/* bpfMapLookup(fd, key, out) -> 0 or -errno; the value in `out` */
+napi_value bpf_map_lookup_js(napi_env env, napi_callback_info info) {
+  return key_value_cmd(env, info, BPF_MAP_LOOKUP_ELEM, 0);
 }
 
 /* bpfMapDelete(fd, key) -> 0 or -errno (ENOENT: there was none) */
@@ -115,22 +128,9 @@ napi_value bpf_map_delete_js(napi_env env, napi_callback_info info) {
   void *b[1];
   size_t l[1];
   uint32_t ks, vs;
-  int rc = args(env, info, 2, &fd, b, l);
-  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs);
   if (rc == 0 && (b[0] == NULL || l[0] != ks)) rc = -EINVAL;
-  if (rc == 0) {
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.map_fd = (uint32_t)fd;
-    attr.key = (uint64_t)(uintptr_t)b[0];
-    if (sys_bpf(BPF_MAP_DELETE_ELEM, &attr) < 0) rc = -errno;
-  }
-  return int_value(env, rc);
-}
-
-/* bpfMapLookup(fd, key, out) -> 0 or -errno; the value in `out` */
-napi_value bpf_map_lookup_js(napi_env env, napi_callback_info info) {
-  return key_value_cmd(env, info, BPF_MAP_LOOKUP_ELEM, 0);
+  return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_DELETE_ELEM, fd, b[0], NULL, 0) : rc);
 }
 
 /* bpfMapNextKey(fd, key | null, out) -> 0 or -errno (ENOENT: no more); null: the first key */
@@ -139,18 +139,9 @@ napi_value bpf_map_next_key_js(napi_env env, napi_callback_info info) {
   void *b[2];
   size_t l[2];
   uint32_t ks, vs;
-  int rc = args(env, info, 3, &fd, b, l);
-  if (rc == 0) rc = map_sizes(fd, &ks, &vs);
+  int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs);
   if (rc == 0 && ((b[0] != NULL && l[0] != ks) || b[1] == NULL || l[1] != ks)) rc = -EINVAL;
-  if (rc == 0) {
-    union bpf_attr attr;
-    memset(&attr, 0, sizeof attr);
-    attr.map_fd = (uint32_t)fd;
-    attr.key = (uint64_t)(uintptr_t)b[0];
-    attr.next_key = (uint64_t)(uintptr_t)b[1];
-    if (sys_bpf(BPF_MAP_GET_NEXT_KEY, &attr) < 0) rc = -errno;
-  }
-  return int_value(env, rc);
+  return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_GET_NEXT_KEY, fd, b[0], b[1], 0) : rc);
 }
 
 /* bpfClose(fd) -> 0 or -errno */

@@ -491,11 +491,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * stack through the TUN, from the peer's ULID: a duplicate ACK (RFC 9293 §3.10.7.4), harmless.
    */
   private injectAck(peerUlid: Ipv6, localUlid: Ipv6, header: Uint8Array): void {
+    if (!this.tun) return;
     const tcp = header.slice();
     tcp[16] = 0; tcp[17] = 0;
     const c = ulpChecksum(peerUlid, localUlid, IPPROTO_TCP, tcp);
     tcp[16] = c >> 8; tcp[17] = c & 0xff;
-    if (!this.tun) return;
     if (this.rxViews.length >= RX_BATCH) this.flushTun();
     this.rxViews.push(buildPacket(peerUlid, localUlid, IPPROTO_TCP, tcp));
   }
