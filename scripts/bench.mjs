@@ -13,6 +13,6 @@ if (!name || !names.includes(name)) {
   console.error(`usage: npm run bench -- <name> [args]\nbenchmarks: ${names.join(', ') || '(none yet)'}`);
   process.exit(name ? 2 : 0);
 }
-ensureBuilt(); // some benchmarks run the built `shim6` command (bin/shim6.js)
+await ensureBuilt(); // some benchmarks run the built `shim6` command (bin/shim6.js)
 const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'bench', `${name}.ts`), ...rest], { stdio: 'inherit', cwd: root });
 process.exit(r.status ?? 1);

@@ -1,4 +1,4 @@
 // Types of scripts/build.mjs for the tests that import it (test/install/).
 export function buildIsCurrent(): boolean;
-export function build(): void;
-export function ensureBuilt(): void;
+export function build(): Promise<void>;
+export function ensureBuilt(): Promise<void>;

@@ -24,7 +24,7 @@ try {
   say(`could not install node dependencies (${err.message}); trying with what is there`);
 }
 try {
-  ensureBuilt();
+  await ensureBuilt();
 } catch (err) {
   say(`could not build dist/ (${err.message}); the shim6 command needs it`);
 }

@@ -23,7 +23,7 @@ process.chdir(root);
 ensureNodeDeps();
 ensureSystemPackages();
 try {
-  ensureBuilt();
+  await ensureBuilt();
   await buildTests();
 } catch (err) {
   console.error(`npm test: build failed: ${err.message}`);

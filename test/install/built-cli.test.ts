@@ -35,6 +35,26 @@ test('dist/ imports no .ts file and no tsx (but worker-boot.mjs, in its branch f
   assert.match(boot, /existsSync\(new URL\('\.\/worker\.js'/, 'worker-boot.mjs loads worker.js when compiled');
 });
 
+test('each program in dist/ is bundled: it imports only node built-ins and its own chunks, and its modules find their files from their own places', () => {
+  requireBuilt();
+  const chunks: string[] = [];
+  for (const program of ['cli/entry.js', 'lab/stream.js', 'lab/http.js', 'resolver/worker.js']) {
+    const dir = path.dirname(path.join(DIST, program));
+    const own = new RegExp(`^\\./${path.basename(program, '.js')}-[A-Z0-9]+\\.js$`);
+    const files = [path.join(DIST, program), ...readdirSync(dir).filter((f) => own.test(`./${f}`)).map((f) => path.join(dir, f))];
+    chunks.push(...files);
+    for (const f of files) {
+      const text = readFileSync(f, 'utf8');
+      const specifiers = [...text.matchAll(/(?:^|[;\n])\s*(?:import|export)\s[^"'\n]*?["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']/g)].map((m) => m[1] ?? m[2]);
+      assert.deepEqual(specifiers.filter((x) => !x.startsWith('node:') && !/^[a-z_]+$/.test(x) && !own.test(x)), [], `${path.relative(DIST, f)} imports only built-ins and its program's chunks`);
+      // A bundle's own import.meta.url serves only its require() for the CommonJS dependencies.
+      const rest = text.replace(/new URL\("[^"]+", import\.meta\.url\)\.href/g, '').replace('shim6CreateRequire(import.meta.url)', '');
+      assert.doesNotMatch(rest, /\bimport\.meta\.url\b/, `${path.relative(DIST, f)}: every module's import.meta.url is its own`);
+    }
+  }
+  assert.ok(chunks.some((f) => readFileSync(f, 'utf8').includes('new URL("./worker-boot.mjs", new URL("../resolver/workers.js", import.meta.url).href)')), 'the resolver finds worker-boot.mjs next to its own module');
+});
+
 test('shim6 --version (built) prints the package version; --help lists every command', () => {
   requireBuilt();
   const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { version: string };
