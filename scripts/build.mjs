@@ -1,13 +1,14 @@
-// `npm run build`: compile the TypeScript once into dist/ (tsconfig.build.json;
-// dist/ mirrors the source tree, `.ts` imports rewritten to `.js`), so that the
-// `shim6` command runs JavaScript and needs no TypeScript compiler at start.
-// Run by `npm install` / `npm ci` in a checkout and by `npm pack` (prepare),
-// and by `npm test` / `npm start` when a source is newer than the build. A
-// clean build each time: nothing of a removed source stays behind in dist/.
+// `npm run build`: compile the TypeScript once into dist/ (dist/ mirrors the
+// source tree, `.ts` imports rewritten to `.js`), then bundle each program, so
+// that the `shim6` command runs JavaScript and needs no TypeScript compiler at
+// start. Run by `npm install` / `npm ci` in a checkout and by `npm pack`
+// (prepare), and by `npm test` / `npm start` when a source is newer than the
+// build. A clean build each time: nothing of a removed source stays behind.
+// The compiler is esbuild, file by file (`isolatedModules`: each file compiles
+// alone), about a second; the types are checked by `npm test` and `npm run
+// typecheck` (tsc), not by the build.
 // `buildTests` compiles the tests for `npm test` into dist-test/ (never shipped).
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -15,7 +16,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const dist = path.join(root, 'dist');
 /** Written last: the build is whole, and as new as this file. */
 const STAMP = path.join(dist, '.built');
-/** The source folders of the compiled tree (tsconfig.build.json `include`). */
+/** The source folders of the compiled tree. */
 const SOURCE_DIRS = ['cli', 'shim', 'resolver', 'zone-tools', 'lab', 'native'];
 /** Files the compiled tree needs besides the compiler's output (source path, relative to the root). */
 const COPIED = ['resolver/worker-boot.mjs'];
@@ -37,7 +38,7 @@ function newestSource(dir, newest = 0) {
 export function buildIsCurrent() {
   if (!existsSync(STAMP)) return false;
   const built = statSync(STAMP).mtimeMs;
-  const settings = ['tsconfig.json', 'tsconfig.build.json', 'package.json', 'scripts/build.mjs'].map((f) => statSync(path.join(root, f)).mtimeMs);
+  const settings = ['tsconfig.json', 'package.json', 'scripts/build.mjs'].map((f) => statSync(path.join(root, f)).mtimeMs);
   return Math.max(...settings, ...SOURCE_DIRS.map((d) => newestSource(path.join(root, d)))) <= built;
 }
 
@@ -82,16 +83,10 @@ async function bundlePrograms() {
   }
 }
 
-/** Compile into a fresh dist/; throws when the compiler fails. */
+/** Compile into a fresh dist/ and bundle the programs; throws when esbuild fails. */
 export async function build() {
   rmSync(dist, { recursive: true, force: true });
-  const tsc = createRequire(import.meta.url).resolve('typescript/bin/tsc');
-  const r = spawnSync(process.execPath, [tsc, '-p', path.join(root, 'tsconfig.build.json')], { stdio: 'inherit', cwd: root });
-  if (r.status !== 0) throw new Error(`the TypeScript compiler failed (exit ${r.status ?? r.signal})`);
-  for (const f of COPIED) {
-    mkdirSync(path.dirname(path.join(dist, f)), { recursive: true });
-    copyFileSync(path.join(root, f), path.join(dist, f));
-  }
+  await compileTree(dist, SOURCE_DIRS.flatMap((d) => sourceFiles(path.join(root, d))), { sourcemap: false });
   await bundlePrograms();
   writeFileSync(STAMP, `${new Date().toISOString()}\n`);
 }
@@ -110,10 +105,33 @@ function sourceFiles(dir, out = []) {
 }
 
 /**
- * Compile the tests and the sources they import into a fresh dist-test/, file by file, without a
- * type check (`npm test` runs tsc beside the tests): esbuild strips the types as tsx did, and the
- * relative `.ts` imports become `.js` as tsconfig.build.json's rewriteRelativeImportExtensions does.
- * Other files of test/ (fixtures) and COPIED are copied; scripts/ (plain JavaScript that finds the
+ * Compile `files` (paths under the root) into `out`, keeping their places: esbuild strips the
+ * types, and the relative `.ts` imports become `.js` (as tsc's rewriteRelativeImportExtensions
+ * does). A `.d.ts` is left out; another non-TypeScript file is copied when it is in COPIED or
+ * `copy` says so.
+ */
+async function compileTree(out, files, { sourcemap, copy = () => false }) {
+  const { transform } = await import('esbuild');
+  await Promise.all(files.map(async (src) => {
+    const rel = path.relative(root, src);
+    const dest = path.join(out, rel);
+    if (rel.endsWith('.d.ts')) return;
+    if (!rel.endsWith('.ts')) {
+      if (COPIED.includes(rel) || copy(rel)) { mkdirSync(path.dirname(dest), { recursive: true }); copyFileSync(src, dest); }
+      return;
+    }
+    const { code } = await transform(readFileSync(src, 'utf8'), {
+      loader: 'ts', format: 'esm', target: 'node20', sourcefile: src, sourcemap,
+      tsconfigRaw: { compilerOptions: { verbatimModuleSyntax: true } },
+    });
+    mkdirSync(path.dirname(dest), { recursive: true });
+    writeFileSync(`${dest.slice(0, -3)}.js`, code.replace(TS_SPECIFIER, '$1"$2.js"'));
+  }));
+}
+
+/**
+ * Compile the tests and the sources they import into a fresh dist-test/ (`compileTree`; `npm test`
+ * runs tsc beside the tests). Other files of test/ (fixtures) and COPIED are copied; scripts/ (plain JavaScript that finds the
  * repository from its own place) is linked. A test file then starts with plain node:
  * no loader thread and no transform in each of the ~120 test processes (about 0.3 s of CPU each).
  * Takes about a second; done again only when a file it is made of (or a build setting) is newer
@@ -127,20 +145,9 @@ export async function buildTests() {
     const built = statSync(stamp).mtimeMs;
     if (inputs.every((f) => statSync(f).mtimeMs <= built)) return;
   }
-  const { transform } = await import('esbuild');
   rmSync(TEST_TREE, { recursive: true, force: true });
-  await Promise.all(files.map(async (src) => {
-    const rel = path.relative(root, src);
-    const out = path.join(TEST_TREE, rel);
-    mkdirSync(path.dirname(out), { recursive: true });
-    if (rel.endsWith('.d.ts')) return;
-    if (!rel.endsWith('.ts')) { if (rel.startsWith('test/') || COPIED.includes(rel)) copyFileSync(src, out); return; }
-    const { code } = await transform(readFileSync(src, 'utf8'), {
-      loader: 'ts', format: 'esm', target: 'node20', sourcefile: src, sourcemap: 'inline',
-      tsconfigRaw: { compilerOptions: { verbatimModuleSyntax: true } },
-    });
-    writeFileSync(`${out.slice(0, -3)}.js`, code.replace(TS_SPECIFIER, '$1"$2.js"'));
-  }));
+  // Inline source maps: a failure's stack names the TypeScript source's lines.
+  await compileTree(TEST_TREE, files, { sourcemap: 'inline', copy: (rel) => rel.startsWith('test/') });
   symlinkSync('../scripts', path.join(TEST_TREE, 'scripts'));
   writeFileSync(stamp, `${new Date().toISOString()}\n`);
 }

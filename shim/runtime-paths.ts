@@ -1,7 +1,7 @@
 /**
  * Where this installation's own files are, and how to run its programs the way
  * this process runs. shim6 runs either compiled (the JavaScript in dist/, built
- * by `npm run build` from tsconfig.build.json: what the `shim6` command and an
+ * by `npm run build`: what the `shim6` command and an
  * installed package run) or from its TypeScript sources through tsx (tests,
  * development). dist/ mirrors the source tree, so a module finds the package
  * root one level further up when compiled. This is the one module that knows

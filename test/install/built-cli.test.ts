@@ -45,7 +45,7 @@ test('each program in dist/ is bundled: it imports only node built-ins and its o
     chunks.push(...files);
     for (const f of files) {
       const text = readFileSync(f, 'utf8');
-      const specifiers = [...text.matchAll(/(?:^|[;\n])\s*(?:import|export)\s[^"'\n]*?["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']/g)].map((m) => m[1] ?? m[2]);
+      const specifiers = [...text.matchAll(/(?:^|[;\n])\s*(?:import|export)\s[^"'\n]*?["']([^"']+)["']|\bimport\s*\(\s*["']([^"']+)["']/g)].map((m) => m[1] ?? m[2] ?? '');
       assert.deepEqual(specifiers.filter((x) => !x.startsWith('node:') && !/^[a-z_]+$/.test(x) && !own.test(x)), [], `${path.relative(DIST, f)} imports only built-ins and its program's chunks`);
       // A bundle's own import.meta.url serves only its require() for the CommonJS dependencies.
       const rest = text.replace(/new URL\("[^"]+", import\.meta\.url\)\.href/g, '').replace('shim6CreateRequire(import.meta.url)', '');
