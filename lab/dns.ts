@@ -4,10 +4,9 @@
  * links. Owns the zone text (checked with named-checkzone when installed), Knot's config and the Knot process it starts
  * (killed with the namespace by `labDown`).
  *
- * The capability record line is produced by `shim6 zone record --hba` (B's
- * HBA parameters file, written here as hba-b.json); if that command fails the
- * line is written here in RFC 3597 generic form from DESIGN.md §2 (version
- * 1, no flags, the ULID, the locators, no parameters).
+ * The capability record line is made by the zone tools, as `shim6 zone record
+ * --hba` makes it (B's HBA parameters, also written as hba-b.json), in this
+ * process: the lab does not start a program for it.
  *
  * Knot accepts RFC 2136 updates signed with host A's TSIG key (a fresh secret
  * per lab, written in BIND format as tsig-a.key in the state directory) for
@@ -18,11 +17,10 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
-import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
-import { shim6NodeArgs } from '../shim/runtime-paths.ts';
-import { parseIpv6 } from '../shim/wire/ipv6.ts';
 import { LAB_ADDR, LabError, nsExec, type Lab } from './topology.ts';
-import { writeHbaParams } from './hba.ts';
+import { LAB_HBA, writeHbaParams } from './hba.ts';
+import { buildHostRecord } from '../zone-tools/record-input.ts';
+import { hostZoneLines } from '../zone-tools/zone-lines.ts';
 
 export const LAB_ZONE = 'lab.example.';
 export const LAB_B_NAME = `b.${LAB_ZONE}`;
@@ -34,38 +32,12 @@ export interface RecordLocator {
   priority: number;
 }
 
-/** RDATA of a version-1 capability record (DESIGN.md §2), without parameters. */
-export function capabilityRdata(ulid: string, locators: RecordLocator[]): Uint8Array {
-  const out = new Uint8Array(20 + 20 * locators.length);
-  out[0] = 1;
-  out[1] = 0;
-  out[2] = locators.length;
-  out.set(parseIpv6(ulid), 4);
-  locators.forEach((l, i) => {
-    const o = 20 + 20 * i;
-    out[o + 1] = l.priority;
-    out.set(parseIpv6(l.address), o + 4);
-  });
-  return out;
-}
-
-/** The record line in RFC 3597 generic form. */
-export function capabilityLine(owner: string, ttl: number, ulid: string, locators: RecordLocator[], type = CAPABILITY_RR_TYPE): string {
-  const rdata = capabilityRdata(ulid, locators);
-  return `${owner} ${ttl} IN TYPE${type} \\# ${rdata.length} ${Buffer.from(rdata).toString('hex')}`;
-}
-
-/**
- * B's capability record line from `shim6 zone record` (locators and
- * hba-digest from B's HBA parameters file), or undefined when the command
- * fails (then the lab writes the line itself).
- */
-function zoneToolLine(hbaFile: string, ulid: string, locators: RecordLocator[]): string | undefined {
-  const locs = locators.flatMap((l) => ['--locator', `${l.address}/${l.priority}`]);
-  const args = [...shim6NodeArgs(), 'zone', 'record', '--name', LAB_B_NAME, '--ulid', ulid, '--hba', hbaFile, ...locs, '--aaaa', 'ulid', '--ttl', '60'];
-  const r = spawnSync(process.execPath, args, { encoding: 'utf8', timeout: 20_000 });
-  const line = String(r.stdout ?? '').split('\n').find((l) => /TYPE\d+\s+\\#/.test(l));
-  return r.status === 0 && line ? line.trim() : undefined;
+/** B's capability record line (RFC 3597 generic form), from the zone tools with B's HBA parameters. */
+function capabilityLine(ulid: string, locators: RecordLocator[]): string {
+  const record = buildHostRecord({ name: LAB_B_NAME, ulid, locators: locators.map((l) => `${l.address}/${l.priority}`), hba: LAB_HBA.b, aaaa: 'ulid', ttl: 60 });
+  const line = hostZoneLines(record).find((l) => /TYPE\d+\s+\\#/.test(l));
+  if (line === undefined) throw new LabError('the zone tools made no capability record line for B');
+  return line.trim();
 }
 
 export interface LabZoneOptions {
@@ -76,7 +48,7 @@ export interface LabZoneOptions {
 }
 
 /** The zone text for the lab, and where the capability line came from. */
-export function labZone(hbaFileB: string, opts: LabZoneOptions = {}): { text: string; recordSource: 'zone-tools' | 'lab' | 'none' } {
+export function labZone(opts: LabZoneOptions = {}): { text: string; recordSource: 'zone-tools' | 'none' } {
   const locators = opts.locators ?? [{ address: LAB_ADDR.bP, priority: 0 }, { address: LAB_ADDR.bQ, priority: 1 }];
   const lines = [
     `$ORIGIN ${LAB_ZONE}`,
@@ -87,13 +59,9 @@ export function labZone(hbaFileB: string, opts: LabZoneOptions = {}): { text: st
     `a IN AAAA ${LAB_ADDR.aP}`,
     `b IN AAAA ${LAB_ADDR.bP}`,
   ];
-  let recordSource: 'zone-tools' | 'lab' | 'none' = 'none';
-  if (opts.capability ?? true) {
-    const fromTools = zoneToolLine(hbaFileB, LAB_ADDR.bP, locators);
-    lines.push(fromTools ?? capabilityLine(LAB_B_NAME, 60, LAB_ADDR.bP, locators));
-    recordSource = fromTools ? 'zone-tools' : 'lab';
-  }
-  return { text: lines.join('\n') + '\n', recordSource };
+  const capability = opts.capability ?? true;
+  if (capability) lines.push(capabilityLine(LAB_ADDR.bP, locators));
+  return { text: lines.join('\n') + '\n', recordSource: capability ? 'zone-tools' : 'none' };
 }
 
 /** Host A's TSIG key name in the lab. */
@@ -170,7 +138,7 @@ export async function startLabDns(lab: Lab, opts: LabZoneOptions = {}): Promise<
   const hbaB = path.join(lab.stateDir, 'hba-b.json');
   writeHbaParams('b', hbaB);
   writeHbaParams('a', path.join(lab.stateDir, 'hba-a.json'));
-  const { text, recordSource } = labZone(hbaB, opts);
+  const { text, recordSource } = labZone(opts);
   writeFileSync(zoneFile, text);
   // named-checkzone catches bad RDATA lengths; Knot also checks the zone when it loads it.
   const check = spawnSync('named-checkzone', [LAB_ZONE, zoneFile], { encoding: 'utf8' });

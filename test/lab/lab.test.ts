@@ -22,7 +22,7 @@ test('lab up / stream / black hole / down', { timeout: 180_000 }, async (t) => {
   const linksBefore = hostLabLinks();
   t.after(() => labDown(lab));
   const { recordSource } = await labUp(lab);
-  assert.equal(recordSource, 'zone-tools', 'B\'s record line comes from `shim6 zone record --hba`');
+  assert.equal(recordSource, 'zone-tools', 'B\'s record line comes from the zone tools with B\'s HBA parameters');
   for (const ns of [lab.a, lab.b, lab.dns]) assert.ok(listNamespaces().includes(ns), ns);
   // Nothing new in the host namespace: every interface lives in a lab namespace.
   assert.equal(hostLabLinks(), linksBefore);
