@@ -50,9 +50,8 @@ const IMPORT_META_URL = /\bimport\.meta\.url\b/g;
  * (our modules and the npm dependencies; the C addon stays a file of its own), with a chunk beside
  * it for each part a subcommand imports when it runs. Node loads a few files instead of ~170: a
  * lab daemon's start (to ready) costs 0.23 s of CPU instead of 0.38 — at each start on a host,
- * and ~150 times in `npm test`. The rest of dist/ stays as tsc wrote
- * it (the modules' own names for a reader, and the relative files some modules look up). A
- * bundled module keeps its own `import.meta.url`: rewritten to its file's place relative to the
+ * and ~150 times in `npm test`. The rest of dist/ stays as compiled (the modules under their own
+ * names for a reader, and the files some modules look up next to themselves). A bundled module keeps its own `import.meta.url`: rewritten to its file's place relative to the
  * bundle, so that what it finds next to itself (the resolver's worker entry) it still finds.
  */
 async function bundlePrograms() {
@@ -62,7 +61,7 @@ async function bundlePrograms() {
     setup(b) {
       b.onLoad({ filter: /\.js$/ }, (args) => {
         const code = readFileSync(args.path, 'utf8');
-        if (!args.path.startsWith(dist + path.sep) || !IMPORT_META_URL.test(code)) return undefined;
+        if (!args.path.startsWith(dist + path.sep) || !code.includes('import.meta.url')) return undefined;
         const out = path.join(dist, b.initialOptions.entryPoints[0]);
         const rel = path.relative(path.dirname(out), args.path).split(path.sep).join('/');
         return { contents: code.replace(IMPORT_META_URL, `new URL(${JSON.stringify(rel)}, import.meta.url).href`), loader: 'js' };
@@ -131,8 +130,8 @@ async function compileTree(out, files, { sourcemap, copy = () => false }) {
 
 /**
  * Compile the tests and the sources they import into a fresh dist-test/ (`compileTree`; `npm test`
- * runs tsc beside the tests). Other files of test/ (fixtures) and COPIED are copied; scripts/ (plain JavaScript that finds the
- * repository from its own place) is linked. A test file then starts with plain node:
+ * runs tsc beside the tests). Other files of test/ (fixtures) and COPIED are copied; scripts/
+ * (plain JavaScript that finds the repository from its own place) is linked. A test file then starts with plain node:
  * no loader thread and no transform in each of the ~120 test processes (about 0.3 s of CPU each).
  * Takes about a second; done again only when a file it is made of (or a build setting) is newer
  * than the tree, so that a second `npm test` beside a running one leaves that one's files alone.
