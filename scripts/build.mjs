@@ -51,8 +51,9 @@ const IMPORT_META_URL = /\bimport\.meta\.url\b/g;
  * it for each part a subcommand imports when it runs. Node loads a few files instead of ~170: a
  * lab daemon's start (to ready) costs 0.23 s of CPU instead of 0.38 — at each start on a host,
  * and ~150 times in `npm test`. The rest of dist/ stays as compiled (the modules under their own
- * names for a reader, and the files some modules look up next to themselves). A bundled module keeps its own `import.meta.url`: rewritten to its file's place relative to the
- * bundle, so that what it finds next to itself (the resolver's worker entry) it still finds.
+ * names for a reader, and the files some modules look up next to themselves). A bundled module
+ * keeps its own `import.meta.url`: rewritten to its file's place relative to the bundle, so that
+ * what it finds next to itself (the resolver's worker entry) it still finds.
  */
 async function bundlePrograms() {
   const { build: esbuild } = await import('esbuild');
