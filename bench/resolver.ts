@@ -23,10 +23,14 @@
  *    forwarder (bench/_delay-forwarder.ts) that puts Knot `--rtt` ms (default 20) away;
  *  - Knot's own latency for the TYPE65300 + AAAA pair against AAAA alone, with
  *    no stub in the path: the authoritative server's extra cost for the record
- *    question, which the pickup latency target allows on top of pickup off.
+ *    question, which the pickup latency target allows on top of pickup off;
+ *    measured alone, and again during the one-thread side-by-side run (the
+ *    target subtracts that one: the same load as the p50s it corrects).
+ * Every server's caches are emptied before each of its miss runs (emptyCaches),
+ * so that all start them in the same state.
  * Knot answers every name (wildcards, with a capability record), so misses
  * measure the forwarders, not the authoritative server.
- * The machine is a VM: a run during which the hypervisor gave more than
+ * The machine is a VM: a run (side-by-side runs and Knot alone included) during which the hypervisor gave more than
  * BENCH_MAX_STEAL (default 2 %) of the CPUs' time to other guests is repeated,
  * up to BENCH_STEAL_RETRIES (default 3) times, keeping the run with the least
  * steal; the steal of the kept runs is printed with the figures.
@@ -221,6 +225,27 @@ async function lowSteal(run: () => Perf, before?: () => Promise<void> | void): P
 }
 
 /**
+ * lowSteal for the runs that are not one dnsperf (the side-by-side runs, Knot
+ * alone): the machine's steal over the whole of `run`, which is repeated while
+ * it is above MAX_STEAL (at most RETRIES more times); the try with the least is kept.
+ */
+async function lowStealAsync<T>(run: () => Promise<T>): Promise<{ value: T; steal: number; retries: number }> {
+  let best: { value: T; steal: number; retries: number } | undefined;
+  for (let i = 0; i <= RETRIES; i++) {
+    if (i > 0) await settle();
+    const m0 = machineMicros();
+    const value = await run();
+    const m1 = machineMicros();
+    const steal = m1.all > m0.all ? (m1.steal - m0.steal) / (m1.all - m0.all) : 0;
+    if (!best || steal < best.steal) best = { value, steal, retries: i };
+    if (steal <= MAX_STEAL) break;
+  }
+  return best!;
+}
+
+const stealText = (r: { steal: number; retries: number }): string => `${(100 * r.steal).toFixed(1)} %${r.retries ? ` after ${r.retries} retr${r.retries > 1 ? 'ies' : 'y'}` : ''}`;
+
+/**
  * The floor of the pickup's latency cost, measured without any stub: through the
  * stub's own native socket (one sendmmsg, answers by recvmmsg), the time from
  * sending to Knot until its answers are in, for an AAAA question alone and for
@@ -406,6 +431,7 @@ async function main(): Promise<void> {
   try {
     auth = await startAuthDns({ server: 'knot', zones: [{ name: 'bench.', text: zone() }], ipv6: false });
     const up = `127.0.0.1#${auth.port}`;
+    const authPort = auth.port;
     authPid = Number(readFileSync(path.join(auth.dir, 'knot.pid'), 'utf8').trim()) || undefined;
     const servers: Record<string, number> = {};
     const pids: Record<string, number | undefined> = {};
@@ -513,21 +539,26 @@ async function main(): Promise<void> {
       const r: Omit<Round, 'checks'> = { load: [load0, load0], servers: roundServers, side: {} };
       // The authoritative server's own share of the pickup's latency cost, in the same conditions.
       await settle();
-      const floor = await pairFloor(auth.port, 1000);
+      const alone = await lowStealAsync(() => pairFloor(authPort, 1000));
+      retried += alone.retries;
+      const floor = alone.value;
       if (floor) {
         r.floor = floor;
-        say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub)`);
+        say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub; steal ${stealText(alone)})`);
       }
       for (const [key, on, off] of [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup']] as const) {
         await settle();
         const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
-        const { p50: p, floor: during } = await sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}`, key === 'one' ? auth.port : undefined);
+        let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
+        const side = await lowStealAsync(() => sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}-${tryNo++}`, key === 'one' ? authPort : undefined));
+        retried += side.retries;
+        const { p50: p, floor: during } = side.value;
         r.side[key] = [p[0]!, p[1]!];
         if (during) {
           r.floorDuring = during;
           say(`round ${round + 1}/${ROUNDS} Knot alone during the side-by-side run: AAAA ${during.single.toFixed(0)} µs, TYPE65300 + AAAA ${during.pair.toFixed(0)} µs (its extra for the record question ${(during.pair - during.single).toFixed(0)} µs)`);
         }
-        say(`round ${round + 1}/${ROUNDS} side-by-side miss latency p50: ${on} ${p[0]!.toFixed(0)} µs, ${off} ${p[1]!.toFixed(0)} µs (${(p[0]! / p[1]!).toFixed(2)}×, ${((p[0]! - p[1]!) / 1000).toFixed(3)} ms)`);
+        say(`round ${round + 1}/${ROUNDS} side-by-side miss latency p50: ${on} ${p[0]!.toFixed(0)} µs, ${off} ${p[1]!.toFixed(0)} µs (${(p[0]! / p[1]!).toFixed(2)}×, ${((p[0]! - p[1]!) / 1000).toFixed(3)} ms; steal ${stealText(side)})`);
       }
       r.load[1] = loadavg();
       const full: Round = { ...r, checks: checks(r) };
