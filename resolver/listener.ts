@@ -90,8 +90,9 @@ export class Listeners {
         ...(opts.shards ? { shards: opts.shards } : {}),
       }, this.udpBackend);
       sock.onDatagram((bytes, from) => {
-        // The datagram's bytes are the socket's receive slot (native): the chain may keep them.
-        const query = sock.backend === 'native' ? Uint8Array.prototype.slice.call(bytes) : bytes;
+        // The datagram's bytes are the socket's receive slot (native): the chain may keep them. A pooled
+        // copy (Node's slab) rather than Uint8Array#slice, which makes an ArrayBuffer per query.
+        const query = sock.backend === 'native' ? pooledCopy(bytes) : bytes;
         this.handle(query, 'udp', new UdpReply(sock, from));
       });
       const port = sock.port;
