@@ -196,6 +196,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
+      // While the kernel's counters are read, their clock runs the engine's timers (one wake-up, one reading).
+      ticked: () => this.onTick(),
+      pollingChanged: () => { this.armedAt = undefined; this.arm(); },
     });
     this.transport.onDatagram((d) => this.onDatagram(d));
     this.transport.onIcmpError?.((e) => this.onIcmpError(e));
@@ -518,8 +521,25 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
   }
 
+  /** The kernel counters' clock ticked (a reading was just taken): the engine's due timers run. */
+  private onTick(): void {
+    if (this.closed) return;
+    const at = this.engine.pollTimeout();
+    const now = this.clock();
+    if (at !== undefined && at <= now) this.engine.handleTimeout(now);
+    this.flush();
+  }
+
   private arm(): void {
     const at = this.engine.pollTimeout();
+    if (this.contexts.polling) {
+      // The counters' clock wakes at the deadline, reads them, then runs the engine's timers (onTick).
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.armedAt = undefined;
+      this.contexts.wake(at);
+      return;
+    }
     if (at === this.armedAt && (this.timer || at === undefined)) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
