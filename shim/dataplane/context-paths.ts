@@ -61,6 +61,15 @@ export interface ContextPathsOptions {
   routes?: RouteHook;
   /** The kernel encapsulation after a re-homing; absent: re-homed contexts use the TUN. */
   encap?: EncapHook;
+  /**
+   * A context on the kernel path that carried traffic for `livenessMs`: send the peer one Keepalive
+   * with its context tag (the driver). No packet of ours carries the tag on that path, so a peer that
+   * lost the context (its daemon restarted) would not know to answer R1bis until a re-homing; the
+   * Keepalive draws it (RFC 5533 §7.17: unknown tag), and the context comes back by I2bis.
+   */
+  liveness?: (localUlid: Ipv6, peerUlid: Ipv6) => void;
+  /** How often (ms; default 30 readings, 1 s to 60 s). */
+  livenessMs?: number;
   /** The context's tags, the peer's port and verified locators (for `encap`); undefined when not established. */
   details?: (localUlid: Ipv6, peerUlid: Ipv6) => EncapDetails | undefined;
   /**
@@ -113,6 +122,8 @@ interface Tracked extends ContextPath {
   /** The counters as last read. */
   out: number;
   in: number;
+  /** When the last liveness Keepalive went (clock), or when it went on the kernel path. */
+  livenessAt: number;
 }
 
 export class ContextPaths {
@@ -142,7 +153,7 @@ export class ContextPaths {
 
   /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
     const k = this.opts.kernel;
     if (k !== undefined && !this.broken && this.opts.kernelTraffic !== undefined) {
@@ -159,7 +170,7 @@ export class ContextPaths {
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined, livenessAt: 0 });
   }
 
   /**
@@ -250,6 +261,7 @@ export class ContextPaths {
     if (!c.watched || this.broken || c.exploring || !isUlidPair(c)) return false;
     if (c.path === 'encap') this.unsetEncap(c);
     c.path = 'kernel';
+    c.livenessAt = this.opts.clock();
     void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     this.opts.logger?.info('context on the kernel path', { peer: c.peerUlid });
     this.startPolling();
@@ -371,6 +383,7 @@ export class ContextPaths {
     try {
       this.pollAt = this.opts.clock() + (this.opts.pollMs ?? KERNEL_POLL_MS);
       await this.readNow();
+      if (!this.closed) this.checkLiveness();
       if (!this.closed) this.opts.ticked?.();
     } finally {
       this.ticking = false;
@@ -388,6 +401,19 @@ export class ContextPaths {
     this.broken = true;
     this.opts.logger?.warn('kernel path: its counters cannot be read; every context uses the TUN path', { failures: this.failures });
     for (const c of this.contexts.values()) this.toTun(c);
+  }
+
+  /** A Keepalive to the peer of each context on the kernel path every `livenessMs` (`liveness`). */
+  private checkLiveness(): void {
+    const send = this.opts.liveness;
+    if (send === undefined) return;
+    const now = this.opts.clock();
+    const every = this.opts.livenessMs ?? Math.min(60_000, Math.max(1000, 30 * (this.opts.pollMs ?? KERNEL_POLL_MS)));
+    for (const c of this.contexts.values()) {
+      if (c.path !== 'kernel' || now - c.livenessAt < every) continue;
+      c.livenessAt = now;
+      send(c.localUlid, c.peerUlid);
+    }
   }
 
   /** Tell the engine, per context on the kernel path, what moved since the last reading. */
