@@ -78,7 +78,7 @@ export interface NativeAddon {
   /**
    * nf_tables counters over netlink (nftcounters.c): a socket (in the namespace of the
    * /run/netns file `netnsPath`, else this one) → fd or -errno; every counter object of a table
-   * → [name, packets, …] or -errno (a missing table: none); close → 0 or -errno.
+   * → [name, packets, bytes, …] or -errno (a missing table: none); close → 0 or -errno.
    */
   nftCountersOpen?(netnsPath: string | null): number;
   nftCountersRead?(fd: number, family: number, table: string): Array<string | number> | number;

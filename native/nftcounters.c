@@ -9,8 +9,8 @@
  * nftCountersOpen(netnsPath | null) -> fd or -errno: a NETLINK_NETFILTER
  *   socket, made in the network namespace at `netnsPath` (a file of
  *   /run/netns) when given; the socket stays in the namespace it was made in.
- * nftCountersRead(fd, family, table) -> [name, packets, name, packets, …] or -errno:
- *   every counter object of the table (packets as a double: exact to 2^53).
+ * nftCountersRead(fd, family, table) -> [name, packets, bytes, name, packets, bytes, …] or -errno:
+ *   every counter object of the table (as doubles: exact to 2^53).
  *   A missing table reads as no counters (the dump filters by name).
  * nftCountersClose(fd) -> 0 or -errno.
  *
@@ -101,11 +101,11 @@ static void put_attr(uint8_t *buf, size_t *off, uint16_t type, const void *val, 
   *off += NLA_ALIGN(a->nla_len);
 }
 
-/* The packets of one NEWOBJ message's counter, and its name; 0, or -1 when it is not a counter with both. */
-static int parse_obj(const struct nlmsghdr *nh, const char **name, uint64_t *packets) {
+/* The packets and bytes of one NEWOBJ message's counter, and its name; 0, or -1 when it is not a counter with all three. */
+static int parse_obj(const struct nlmsghdr *nh, const char **name, uint64_t *packets, uint64_t *bytes) {
   const uint8_t *p = (const uint8_t *)NLMSG_DATA(nh) + NLMSG_ALIGN(sizeof(struct nfgenmsg));
   const uint8_t *end = (const uint8_t *)nh + nh->nlmsg_len;
-  int have_name = 0, have_packets = 0;
+  int have_name = 0, have_packets = 0, have_bytes = 0;
   while (p + NLA_HDRLEN <= end) {
     const struct nlattr *a = (const struct nlattr *)p;
     if (a->nla_len < NLA_HDRLEN || p + a->nla_len > end) return -1;
@@ -120,21 +120,22 @@ static int parse_obj(const struct nlmsghdr *nh, const char **name, uint64_t *pac
       while (q + NLA_HDRLEN <= qend) {
         const struct nlattr *b = (const struct nlattr *)q;
         if (b->nla_len < NLA_HDRLEN || q + b->nla_len > qend) return -1;
-        if ((b->nla_type & NLA_TYPE_MASK) == NFTA_COUNTER_PACKETS && b->nla_len - NLA_HDRLEN == 8) {
+        uint16_t bt = b->nla_type & NLA_TYPE_MASK;
+        if ((bt == NFTA_COUNTER_PACKETS || bt == NFTA_COUNTER_BYTES) && b->nla_len - NLA_HDRLEN == 8) {
           uint64_t be;
           memcpy(&be, q + NLA_HDRLEN, 8);
-          *packets = be64toh(be);
-          have_packets = 1;
+          if (bt == NFTA_COUNTER_PACKETS) { *packets = be64toh(be); have_packets = 1; }
+          else { *bytes = be64toh(be); have_bytes = 1; }
         }
         q += NLA_ALIGN(b->nla_len);
       }
     }
     p += NLA_ALIGN(a->nla_len);
   }
-  return have_name && have_packets ? 0 : -1;
+  return have_name && have_packets && have_bytes ? 0 : -1;
 }
 
-/* nftCountersRead(fd, family, table) -> [name, packets, …] or -errno */
+/* nftCountersRead(fd, family, table) -> [name, packets, bytes, …] or -errno */
 napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
   size_t argc = 3;
   napi_value argv[3];
@@ -193,13 +194,15 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
       }
       if (m->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ)) continue;
       const char *name = NULL;
-      uint64_t packets = 0;
-      if (parse_obj(m, &name, &packets) != 0) continue;
-      napi_value js_name, js_packets;
+      uint64_t packets = 0, bytes = 0;
+      if (parse_obj(m, &name, &packets, &bytes) != 0) continue;
+      napi_value js_name, js_packets, js_bytes;
       napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &js_name);
       napi_create_double(env, (double)packets, &js_packets);
+      napi_create_double(env, (double)bytes, &js_bytes);
       napi_set_element(env, out, n++, js_name);
       napi_set_element(env, out, n++, js_packets);
+      napi_set_element(env, out, n++, js_bytes);
     }
   }
   free(buf);

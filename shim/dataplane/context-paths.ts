@@ -31,12 +31,17 @@ import type { EncapContext, EncapHook } from './bpf-encap.ts';
  */
 export type DataPath = 'kernel' | 'encap' | 'tun';
 
+/** What the kernel carried of a context while it was on the kernel path or encapsulation (the engine never saw it). */
+export interface KernelTraffic { packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }
+
 /** A context as the kernel path sees it (`EngineDriver.paths()`). */
 export interface ContextPath {
   localUlid: Ipv6;
   peerUlid: Ipv6;
   path: DataPath;
   pair: LocatorPair;
+  /** Present once the kernel's counters were read: the packets and octets (IPv6 packets whole) it carried off the TUN. */
+  kernel?: KernelTraffic;
 }
 
 /** What the driver tells about contexts so routes follow them (routes.ts implements it). */
@@ -122,6 +127,10 @@ interface Tracked extends ContextPath {
   /** The counters as last read. */
   out: number;
   in: number;
+  outBytes: number;
+  inBytes: number;
+  /** What the kernel carried while the context was off the TUN (summed reading by reading). */
+  carried: KernelTraffic | undefined;
   /** When the last liveness Keepalive went (clock), or when it went on the kernel path. */
   livenessAt: number;
 }
@@ -148,12 +157,12 @@ export class ContextPaths {
 
   /** Established contexts and the path each one's application packets take. */
   list(): ContextPath[] {
-    return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair }) => ({ localUlid, peerUlid, path, pair: { ...pair } }));
+    return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair, carried }) => ({ localUlid, peerUlid, path, pair: { ...pair }, ...(carried ? { kernel: { ...carried } } : {}) }));
   }
 
   /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined, livenessAt: 0 };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
     const k = this.opts.kernel;
     if (k !== undefined && !this.broken && this.opts.kernelTraffic !== undefined) {
@@ -170,7 +179,7 @@ export class ContextPaths {
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, encapTag: undefined, livenessAt: 0 });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 });
   }
 
   /**
@@ -428,8 +437,20 @@ export class ContextPaths {
       const n = k.read(c.localUlid, c.peerUlid);
       if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
+      // Off the TUN the engine sees none of these: what the kernel carried is summed for `status`.
+      if (c.path !== 'tun' || c.carried === undefined) {
+        const t = c.carried ??= { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
+        if (c.path !== 'tun') {
+          t.packetsOut += Math.max(0, n.outPackets - c.out);
+          t.packetsIn += Math.max(0, n.inPackets - c.in);
+          t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
+          t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
+        }
+      }
       c.out = n.outPackets;
       c.in = n.inPackets;
+      c.outBytes = n.outBytes ?? c.outBytes;
+      c.inBytes = n.inBytes ?? c.inBytes;
       // On the TUN path the engine sees every packet itself: the counters only stay current.
       if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();

@@ -34,10 +34,12 @@ import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 /** Our nftables table (family ip6), one per network namespace. */
 export const KERNEL_TABLE = 'shim6_kernel';
 
-/** Packets of one context the kernel carried so far (cumulative). */
+/** Packets of one context the kernel carried so far, and their octets (IPv6 packets whole; cumulative). */
 export interface KernelCounters {
   outPackets: number;
   inPackets: number;
+  outBytes?: number;
+  inBytes?: number;
 }
 
 /** What the driver needs of the kernel path (NftKernelPath; tests use a double). */
@@ -84,7 +86,8 @@ export function removeStaleTable(opts: KernelPathOptions): boolean {
 export class NftKernelPath implements KernelPathHook {
   private readonly ids = new Map<string, number>();
   private nextId = 1;
-  private counters = new Map<string, number>();
+  /** Per counter name: packets, octets. */
+  private counters = new Map<string, [number, number]>();
   /** The netlink reader (the addon and its socket), or undefined: the `nft` process. */
   private netlink: { addon: NativeAddon; fd: number } | undefined;
   private reader: ChildProcessWithoutNullStreams | undefined;
@@ -196,7 +199,7 @@ export class NftKernelPath implements KernelPathHook {
     const id = this.ids.get(`${localUlid} ${peerUlid}`);
     if (id === undefined) return undefined;
     const o = this.counters.get(`o${id}`), i = this.counters.get(`i${id}`);
-    return o === undefined || i === undefined ? undefined : { outPackets: o, inPackets: i };
+    return o === undefined || i === undefined ? undefined : { outPackets: o[0], inPackets: i[0], outBytes: o[1], inBytes: i[1] };
   }
 
   /** Delete the table, stop the reader. Idempotent. */
@@ -225,8 +228,8 @@ export class NftKernelPath implements KernelPathHook {
       else nl.fd = fd;
       throw new Error(`reading the kernel path's counters failed (errno ${-r})`);
     }
-    const next = new Map<string, number>();
-    for (let i = 0; i + 1 < r.length; i += 2) next.set(r[i] as string, r[i + 1] as number);
+    const next = new Map<string, [number, number]>();
+    for (let i = 0; i + 2 < r.length; i += 3) next.set(r[i] as string, [r[i + 1] as number, r[i + 2] as number]);
     this.accept(next, [...this.ids.values()]);
   }
 
@@ -234,7 +237,7 @@ export class NftKernelPath implements KernelPathHook {
    * A reading's counters become the current ones, unless a context watched before it began has
    * none (our table or its counters were deleted by someone else): that reading fails.
    */
-  private accept(next: Map<string, number>, ids: number[]): void {
+  private accept(next: Map<string, [number, number]>, ids: number[]): void {
     for (const id of ids) {
       if (!next.has(`o${id}`) || !next.has(`i${id}`)) throw new Error(`the kernel path's counters of context ${id} are gone (table ${KERNEL_TABLE} changed by someone else?)`);
     }
@@ -246,9 +249,9 @@ export class NftKernelPath implements KernelPathHook {
     if (p === undefined || !line.startsWith('{')) return;
     this.pending = undefined;
     try {
-      const doc = JSON.parse(line) as { nftables?: Array<{ counter?: { name: string; packets: number } }> };
-      const next = new Map<string, number>();
-      for (const e of doc.nftables ?? []) if (e.counter) next.set(e.counter.name, e.counter.packets);
+      const doc = JSON.parse(line) as { nftables?: Array<{ counter?: { name: string; packets: number; bytes: number } }> };
+      const next = new Map<string, [number, number]>();
+      for (const e of doc.nftables ?? []) if (e.counter) next.set(e.counter.name, [e.counter.packets, e.counter.bytes]);
       // Only the contexts watched when the request was written: one watched meanwhile may not be in the answer.
       const now = new Set(this.ids.values());
       this.accept(next, p.ids.filter((id) => now.has(id)));

@@ -308,6 +308,7 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   await waitFor(() => fed.length === 4, DEADLINE_MS, 'a reading with packets both ways');
   // Which came last is unknown: received first, so the sending starts REAP's Send Timer at this reading.
   assert.deepEqual(fed.slice(2), [{ sent: false, received: true }, { sent: true, received: false }], 'both ways: received, then sent');
+  assert.deepEqual(d.paths()[0]!.kernel, { packetsIn: 4, bytesIn: 0, packetsOut: 5, bytesOut: 0 }, 'what the kernel carried, for status (the engine saw none of it)');
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
   d.flush();

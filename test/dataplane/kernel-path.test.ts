@@ -36,10 +36,15 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
   assert.equal(k.read(A, B), undefined, 'the stale table and its counters were removed');
   assert.equal(k.watch(A, B), true);
   await k.refresh();
-  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0 });
+  const packets = (c: ReturnType<typeof k.read>) => (c === undefined ? undefined : { outPackets: c.outPackets, inPackets: c.inPackets });
+  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0, outBytes: 0, inBytes: 0 });
   net.run(a, [process.execPath, '-e', TRAFFIC]);
   await k.refresh();
-  assert.deepEqual(k.read(A, B), { outPackets: 6, inPackets: 1 }, '5 datagrams and a SYN out, the RST in; the datagrams to 5533 and ND not counted');
+  assert.deepEqual(packets(k.read(A, B)), { outPackets: 6, inPackets: 1 }, '5 datagrams and a SYN out, the RST in; the datagrams to 5533 and ND not counted');
+  // Octets of the IPv6 packets whole: 5 × (40 + 8 + 8) and a SYN (40 + 20 at least) out, an RST (40 + 20) in.
+  const n = k.read(A, B)!;
+  assert.ok(n.outBytes! >= 5 * 56 + 60 && n.outBytes! <= 5 * 56 + 100, `octets out ${n.outBytes}`);
+  assert.equal(n.inBytes, 60, 'octets in: the RST');
   // The lab's black hole (test/helpers/netns.ts): dropped on the device's ingress and in output. What
   // the application sent still counts (as the TUN would have seen it); nothing arrives.
   net.blackhole(a, 'kp0');
