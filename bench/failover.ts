@@ -6,7 +6,7 @@
  * plain TCP, Linux MPTCP with two subflows (`mptcpize run`), shim6 with the
  * fast timer profile (Send Timeout 150 ms, probes 50 ms apart), and shim6 with
  * the earlier fast timers (Send Timeout 600 ms, probes 100 ms apart,
- * `shim6-600`) for comparison. `shim6` runs the default data path (`dataPath:
+ * `shim6-600`) for comparison. `shim6` runs the TUN path (`dataPath:
  * tun`: every packet through the TUN and the daemon), `shim6-kernel` the same
  * with `dataPath: kernel` and `encapsulation: kernel` (docs/dataplane.md "Kernel path"). `--load` keeps
  * every CPU busy with a load generator (one spinning process per CPU) during
@@ -98,7 +98,7 @@ async function measureOnce(mode: Mode, i: number, out: ModeResult): Promise<void
   try {
     if (mode.startsWith('mptcp')) mptcpUp(lab);
     const timers = SHIM6_TIMERS[mode];
-    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel', encapsulation: 'kernel' } } : {}) });
+    if (timers) shim6 = await startLabShim6(lab, () => undefined, { timers, ...(mode === 'shim6-kernel' ? { extra: { dataPath: 'kernel', encapsulation: 'kernel' } } : mode === 'shim6' ? { extra: { dataPath: 'tun' } } : {}) });
     // SHIM6_BENCH_PCAP=DIR: each shim6-kernel run captured on both hosts' links (tshark), for reading a stall.
     const pcapDir = mode === 'shim6-kernel' ? process.env.SHIM6_BENCH_PCAP : undefined;
     const captures = pcapDir === undefined ? [] : (['a', 'b'] as const).map((h) =>

@@ -75,6 +75,14 @@ export interface NativeAddon {
   bpfMapLookup(fd: number, key: Uint8Array, out: Uint8Array): number;
   bpfMapNextKey(fd: number, key: Uint8Array | null, out: Uint8Array): number;
   bpfClose(fd: number): number;
+  /**
+   * nf_tables counters over netlink (nftcounters.c): a socket (in the namespace of the
+   * /run/netns file `netnsPath`, else this one) → fd or -errno; every counter object of a table
+   * → [name, packets, bytes, …] or -errno (a missing table: none); close → 0 or -errno.
+   */
+  nftCountersOpen?(netnsPath: string | null): number;
+  nftCountersRead?(fd: number, family: number, table: string): Array<string | number> | number;
+  nftCountersClose?(fd: number): number;
 }
 
 let addon: NativeAddon | undefined;

@@ -28,6 +28,7 @@
 #include "notify.h"
 #include "nflog.h"
 #include "bpfmap.h"
+#include "nftcounters.h"
 #include "reader.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
@@ -318,6 +319,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"bpfMapLookup", NULL, bpf_map_lookup_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfMapNextKey", NULL, bpf_map_next_key_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfClose", NULL, bpf_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"nftCountersOpen", NULL, nft_counters_open_js, NULL, NULL, NULL, napi_default, NULL},
+    {"nftCountersRead", NULL, nft_counters_read_js, NULL, NULL, NULL, napi_default, NULL},
+    {"nftCountersClose", NULL, nft_counters_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -87,8 +87,8 @@ export interface DaemonConfig {
    * Path of the application's packets while a context is on its ULID pair
    * (docs/dataplane.md "Kernel path"): `kernel` (the kernel's own route, packets
    * counted by nftables; start fails with EKERNELPATH if the table is refused),
-   * `tun` (every context through the TUN and the daemon; the default), `auto`
-   * (kernel when nftables accepts the table, else tun with one warning).
+   * `tun` (every context through the TUN and the daemon), `auto` (the default:
+   * kernel when nftables accepts the table, else tun with one warning).
    */
   dataPath: 'auto' | 'kernel' | 'tun';
   /**
@@ -151,9 +151,9 @@ export function defaultConfig(): DaemonConfig {
     tun: { name: 'shim6', mtu: 1400 },
     port: SHIM6_UDP_PORT,
     udp: 'native',
-    // Not auto yet: the failover tests pass on the kernel path, but most other end-to-end tests
-    // (attacks, ICMP, a peer's restart, teardown) still assume the TUN (docs/configuration.md).
-    dataPath: 'tun',
+    // The kernel path where the host has it (every end-to-end test passes on it; CI reruns the
+    // ones that matter on the TUN path: test/e2e/on-tun-path/).
+    dataPath: 'auto',
     // Only used with dataPath kernel or auto (docs/dataplane.md "Kernel encapsulation").
     encapsulation: 'kernel',
     interfaces: [],

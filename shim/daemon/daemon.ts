@@ -261,11 +261,19 @@ export class Daemon {
 
   /**
    * Each established context's data path (`path: kernel|encap|tun`, docs/dataplane.md "Kernel path")
-   * beside the engine's view of it.
+   * beside the engine's view of it; its traffic counts what the kernel carried off the TUN too.
    */
   private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
-    const paths = new Map((this.driver?.paths() ?? []).map((p) => [p.peerUlid, p.path]));
-    return { ...st, contexts: st.contexts.map((c) => (paths.has(c.peerUlid) ? { ...c, path: paths.get(c.peerUlid)! } : c)) };
+    const paths = new Map((this.driver?.paths() ?? []).map((p) => [p.peerUlid, p]));
+    return {
+      ...st,
+      contexts: st.contexts.map((c) => {
+        const p = paths.get(c.peerUlid);
+        if (p === undefined) return c;
+        const k = p.kernel, t = c.traffic;
+        return { ...c, path: p.path, ...(k && t ? { traffic: { ...t, packetsIn: t.packetsIn + k.packetsIn, bytesIn: t.bytesIn + k.bytesIn, packetsOut: t.packetsOut + k.packetsOut, bytesOut: t.bytesOut + k.bytesOut } } : {}) };
+      }),
+    };
   }
 
   /** SIGHUP: re-read the config file; apply what can change live (peers, log level is fixed per process). */

@@ -31,6 +31,7 @@ import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook } from './context-paths.ts';
+import { encodeMessage } from '../wire/message-codec.ts';
 import type { EncapHook, KernelFlow } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
@@ -109,6 +110,8 @@ export interface DriverStats {
   plain: number;
   /** Readings of the kernel's counters that showed traffic (fed to the engine). */
   kernelTraffic: number;
+  /** Keepalives sent to peers of contexts on the kernel path so that one that lost its context says so (R1bis). */
+  liveness: number;
 }
 
 /**
@@ -134,7 +137,7 @@ const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) 
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
-  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0, plain: 0, kernelTraffic: 0 };
+  readonly stats: DriverStats = { udpIn: 0, udpOut: 0, tunIn: 0, tunOut: 0, noContext: 0, notIpv6: 0, drops: {}, prompts: 0, icmpIn: 0, icmpActed: 0, icmpToApp: 0, tooBig: 0, plain: 0, kernelTraffic: 0, liveness: 0 };
   /** A live capture's tap (PacketTap); undefined while none runs. */
   tap: PacketTap | undefined = undefined;
   private readonly transport: UdpTransport;
@@ -196,6 +199,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
       clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
+      // While the kernel's counters are read, their clock runs the engine's timers (one wake-up, one reading).
+      ticked: () => this.onTick(),
+      liveness: (l: Ipv6, p: Ipv6) => this.sendLiveness(l, p),
+      pollingChanged: () => { this.armedAt = undefined; this.arm(); },
     });
     this.transport.onDatagram((d) => this.onDatagram(d));
     this.transport.onIcmpError?.((e) => this.onIcmpError(e));
@@ -518,8 +525,38 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
   }
 
+  /**
+   * A Keepalive with the peer's context tag on the ULID pair (context-paths.ts `liveness`): a peer
+   * that lost the context answers R1bis, and the engine brings it back by I2bis.
+   */
+  private sendLiveness(localUlid: Ipv6, peerUlid: Ipv6): void {
+    const d = this.encapDetails(localUlid, peerUlid);
+    if (d === undefined) return;
+    const bytes = encodeMessage({ type: 'Keepalive', contextTag: d.peerTag, options: [] });
+    if (this.tap) this.tap('out', localUlid, peerUlid, d.peerPort, bytes);
+    if (this.transport.send(localUlid, peerUlid, d.peerPort, bytes)) this.stats.liveness++;
+    this.transport.flush?.();
+  }
+
+  /** The kernel counters' clock ticked (a reading was just taken): the engine's due timers run. */
+  private onTick(): void {
+    if (this.closed) return;
+    const at = this.engine.pollTimeout();
+    const now = this.clock();
+    if (at !== undefined && at <= now) this.engine.handleTimeout(now);
+    this.flush();
+  }
+
   private arm(): void {
     const at = this.engine.pollTimeout();
+    if (this.contexts.polling) {
+      // The counters' clock wakes at the deadline, reads them, then runs the engine's timers (onTick).
+      if (this.timer) clearTimeout(this.timer);
+      this.timer = undefined;
+      this.armedAt = undefined;
+      this.contexts.wake(at);
+      return;
+    }
     if (at === this.armedAt && (this.timer || at === undefined)) return;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;

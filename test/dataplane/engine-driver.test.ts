@@ -12,6 +12,7 @@ import { buildPacket, buildUdpPacket, splitPacket, ulpChecksum, IPPROTO_TCP } fr
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
+import { decodeMessage } from '../../shim/wire/index.ts';
 
 type FakeEvent = EngineEvent;
 const established = (localUlid: string, peerUlid: string, ulidProof: 'initiated' | 'locator'): EngineEvent =>
@@ -307,6 +308,7 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   await waitFor(() => fed.length === 4, DEADLINE_MS, 'a reading with packets both ways');
   // Which came last is unknown: received first, so the sending starts REAP's Send Timer at this reading.
   assert.deepEqual(fed.slice(2), [{ sent: false, received: true }, { sent: true, received: false }], 'both ways: received, then sent');
+  assert.deepEqual(d.paths()[0]!.kernel, { packetsIn: 4, bytesIn: 0, packetsOut: 5, bytesOut: 0 }, 'what the kernel carried, for status (the engine saw none of it)');
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
   d.flush();
@@ -331,6 +333,57 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush'], 'a resumable close routes the ULID into the TUN, so the next packet brings the context back');
   assert.deepEqual(d.paths(), []);
   assert.equal(counters.size, 0);
+});
+
+test('kernel path: one clock reads the counters and runs the engine\'s timers (a reading right before each timeout, never before the deadline); every 30 readings a Keepalive with the peer\'s tag, so a peer that lost the context answers R1bis', async (t) => {
+  const net = new MemoryNetwork();
+  const events: EngineEvent[] = [];
+  const log: string[] = [];
+  let deadline: number | undefined;
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }),
+    handleTimeout: (now) => { log.push(deadline !== undefined && now >= deadline ? 'timeout-due' : 'timeout-early'); deadline = undefined; },
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => deadline as Millis | undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+    status: () => ({
+      contexts: [{
+        state: 'ESTABLISHED', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair: { local: 'fd00::a', peer: 'fd00::b' }, reap: 'Operational',
+        peerLocators: [{ address: 'fd00::b', verified: true, probed: true, flags: 0 }], timers: {}, traffic: { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, rehomings: 0,
+      }],
+    } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
+  };
+  const kernel = {
+    refresh: () => { log.push('read'); return Promise.resolve(); },
+    watch: () => true, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }),
+  };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), kernel, kernelPollMs: 20, routes: { contextUp: () => {}, contextDown: () => {} } });
+  t.after(() => d.close());
+  const peer = net.transport(5533);
+  const got: Uint8Array[] = [];
+  peer.onDatagram((x) => got.push(x.bytes));
+  await d.bindLocator('fd00::a');
+  await peer.bind('fd00::b');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  // An engine deadline between two readings: the clock wakes at it, reads, then runs the timer.
+  for (let i = 0; i < 3; i++) {
+    deadline = performance.timeOrigin + performance.now() + 7;
+    d.flush();
+    const at = log.length;
+    await waitFor(() => log.slice(at).some((x) => x.startsWith('timeout')), DEADLINE_MS, 'the engine timer');
+    const k = log.indexOf('timeout-due', at);
+    assert.ok(k > at && log[k - 1] === 'read', `a reading right before the timeout: ${log.slice(at).join(' ')}`);
+  }
+  assert.ok(!log.includes('timeout-early'), 'never woken before the deadline');
+  assert.equal(log.filter((x) => x.startsWith('timeout')).length, 3, 'the engine timer ran only when due');
+  // The liveness Keepalive (30 readings of 20 ms: every second).
+  await waitFor(() => got.length > 0, DEADLINE_MS, 'a Keepalive to the peer');
+  const m = decodeMessage(got[0]!);
+  assert.equal(m.type, 'Keepalive');
+  assert.equal((m as { contextTag: number }).contextTag, 0x2222, 'with the peer\'s context tag');
+  assert.ok(d.stats.liveness >= 1);
 });
 
 test('kernel path: counters that cannot be read (three readings in a row) put every context on the TUN path, for good', async (t) => {

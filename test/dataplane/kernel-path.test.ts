@@ -1,6 +1,7 @@
 // The kernel path's counters in a real namespace (shim/dataplane/kernel-path.ts): nftables counts a
 // context's packets both ways (not the daemon's UDP, not neighbour discovery), before a host rule that
-// drops what is sent; the table goes at close, and a crashed owner's table at the next open.
+// drops what is sent; the table goes at close, and a crashed owner's table at the next open. Both
+// readers: netlink (the addon, the default) and the `nft` process (where the addon is not built).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
@@ -14,7 +15,7 @@ const TRAFFIC = `const d=require('dgram').createSocket('udp6');d.bind(0,'${A}',a
   `const s=(p)=>new Promise((r)=>d.send(Buffer.alloc(8),p,'${B}',r));for(let i=0;i<5;i++)await s(7777);for(let i=0;i<3;i++)await s(5533);d.close();` +
   `require('net').connect({host:'${B}',port:9,localAddress:'${A}'}).on('error',()=>process.exit(0)).on('connect',()=>process.exit(0))})`;
 
-test('kernel path: nftables counts a context\'s packets both ways (not the daemon\'s UDP), sent packets even when a host rule drops them; nothing left behind, even after a crash', async (t) => {
+for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} reader): nftables counts a context's packets both ways (not the daemon's UDP), sent packets even when a host rule drops them; a reading fails when someone deletes our counters; nothing left behind, even after a crash`, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   const net = new NetLab(t);
   const a = net.ns('kpa'), b = net.ns('kpb');
@@ -25,19 +26,25 @@ test('kernel path: nftables counts a context\'s packets both ways (not the daemo
   net.run(b, ['nft', 'add table ip6 kp; add chain ip6 kp out { type filter hook output priority 0; }; add rule ip6 kp out icmpv6 type destination-unreachable drop']);
   const hasTable = () => net.tryRun(a, ['nft', 'list', 'table', 'ip6', KERNEL_TABLE]).status === 0;
   // A crashed owner: the table stays (a process that opens it and is killed).
-  const left = NftKernelPath.open({ port: 5533, netns: a.name });
+  const left = NftKernelPath.open({ port: 5533, netns: a.name, reader });
   left.watch(A, B);
   assert.ok(hasTable());
-  const k = NftKernelPath.open({ port: 5533, netns: a.name });
+  const k = NftKernelPath.open({ port: 5533, netns: a.name, reader });
   t.after(() => k.close());
+  assert.equal(k.readerKind, reader);
   await k.refresh();
   assert.equal(k.read(A, B), undefined, 'the stale table and its counters were removed');
   assert.equal(k.watch(A, B), true);
   await k.refresh();
-  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0 });
+  const packets = (c: ReturnType<typeof k.read>) => (c === undefined ? undefined : { outPackets: c.outPackets, inPackets: c.inPackets });
+  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0, outBytes: 0, inBytes: 0 });
   net.run(a, [process.execPath, '-e', TRAFFIC]);
   await k.refresh();
-  assert.deepEqual(k.read(A, B), { outPackets: 6, inPackets: 1 }, '5 datagrams and a SYN out, the RST in; the datagrams to 5533 and ND not counted');
+  assert.deepEqual(packets(k.read(A, B)), { outPackets: 6, inPackets: 1 }, '5 datagrams and a SYN out, the RST in; the datagrams to 5533 and ND not counted');
+  // Octets of the IPv6 packets whole: 5 × (40 + 8 + 8) and a SYN (40 + 20 at least) out, an RST (40 + 20) in.
+  const n = k.read(A, B)!;
+  assert.ok(n.outBytes! >= 5 * 56 + 60 && n.outBytes! <= 5 * 56 + 100, `octets out ${n.outBytes}`);
+  assert.equal(n.inBytes, 60, 'octets in: the RST');
   // The lab's black hole (test/helpers/netns.ts): dropped on the device's ingress and in output. What
   // the application sent still counts (as the TUN would have seen it); nothing arrives.
   net.blackhole(a, 'kp0');
@@ -49,6 +56,15 @@ test('kernel path: nftables counts a context\'s packets both ways (not the daemo
   k.unwatch(A, B);
   await k.refresh();
   assert.equal(k.read(A, B), undefined);
+  // Someone else deletes a watched context's counter: the reading fails (the driver counts three
+  // such failures and moves every context to the TUN), and the last good counters stay.
+  assert.equal(k.watch(A, B), true);
+  await k.refresh();
+  const before = k.read(A, B);
+  assert.ok(before !== undefined);
+  net.run(a, ['nft', 'delete', 'table', 'ip6', KERNEL_TABLE]);
+  await assert.rejects(k.refresh(), /gone|did not answer/);
+  assert.deepEqual(k.read(A, B), before);
   k.close();
   assert.equal(hasTable(), false, 'close removed the table');
   left.close(); // its table is gone already; closing it again removes nothing of k's

@@ -45,13 +45,15 @@ export interface ContextView {
   contextTag: number;
   peerContextTag: number;
   pair: { local: string; peer: string };
+  /** Which way its application packets go (docs/dataplane.md "Kernel path"). */
+  path?: 'kernel' | 'encap' | 'tun';
   peerLocators: Array<{ address: string; verified: boolean }>;
   /** The peer's UDP port when not 5533. */
   port?: number;
 }
 
 export interface StatusView {
-  daemon: { pid: number; routed: string[]; stats: { udpIn: number; udpOut: number; tunIn: number; drops: Record<string, number> } };
+  daemon: { pid: number; routed: string[]; dataPath?: 'kernel' | 'tun'; stats: { udpIn: number; udpOut: number; tunIn: number; kernelTraffic?: number; drops: Record<string, number> } };
   engine: {
     contexts: ContextView[];
     /** What the engine refused for unproven senders (shim/engine/core.ts GuardCounters). */

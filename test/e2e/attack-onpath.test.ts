@@ -56,7 +56,8 @@ for (const forged of [false, true]) {
     const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 8000 });
     await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
 
-    // What the attacker learns from the wire: A's tag, in B→A payload packets.
+    // What the attacker learns from the wire: A's tag, in B→A payload packets (on the kernel path,
+    // where the stream goes plain, in B's Keepalives to A).
     const tag = await l.attacker.sniffTag(LAB_ADDR.bP, LAB_ADDR.aP, since);
     const before = contextWithB((await l.status()).engine.contexts);
     assert.ok(before, 'A has an established context with B');

@@ -83,12 +83,21 @@ function routerOnP(t: TestContext, lab: Lab, mtu: number): string {
   return r;
 }
 
+/**
+ * The router tests below are about the stream encapsulated on the context's first pair, its ULID
+ * pair: only the TUN path encapsulates there (on the kernel path the stream goes plain by the
+ * kernel's own route, and the router's /128 route, with no `src`, makes a connection that binds
+ * no source leave from the router link's address: not the context's at all). So they run on the
+ * TUN path whatever SHIM6_TEST_DATA_PATH says.
+ */
+const ENCAPSULATED = { dataPath: 'tun' };
+
 test('a router\'s Packet Too Big about the encapsulated stream reaches the application as its own: TCP adapts, the stream arrives whole', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = await freshLab(t);
   // The lab's TUN MTU is 1400: encapsulated, 1416 octets, more than the router's 1360-octet link to B.
   const router = routerOnP(t, lab, 1360);
-  await daemons(t, lab);
+  await daemons(t, lab, {}, ENCAPSULATED);
   const r = await runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 3000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
   assert.equal(r.corrupt, 0);
   assert.ok(r.bytes_verified > 1_000_000, `verified ${r.bytes_verified}`);
@@ -136,7 +145,7 @@ async function prohibitingRouter(t: TestContext, lab: Lab, extra: Record<string,
 test('a router prohibits one port\'s encapsulated datagrams: on a multihomed path Shim6 acts (REAP explores), the application is not told', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = await freshLab(t);
-  const connect = await prohibitingRouter(t, lab, {});
+  const connect = await prohibitingRouter(t, lab, ENCAPSULATED);
   assert.match(connect(9998), /^connected/, 'the context carries TCP to B through the router');
   const before = await status(lab, 'a');
   const r = connect(9999, 2000);
@@ -150,7 +159,7 @@ test('a router prohibits one port\'s encapsulated datagrams: on a multihomed pat
 test('with icmpDeliverAll the application connecting through the context hears the router\'s prohibition at once (EACCES)', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = await freshLab(t);
-  const connect = await prohibitingRouter(t, lab, { icmpDeliverAll: true });
+  const connect = await prohibitingRouter(t, lab, { ...ENCAPSULATED, icmpDeliverAll: true });
   const open = connect(9998);
   assert.match(open, /^connected/, 'the context carries TCP to B through the router');
   const refused = connect(9999);

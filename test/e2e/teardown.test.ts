@@ -14,7 +14,7 @@ import { shim6 } from '../helpers/cli.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
 
 test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across restart', { timeout: E2E_TIMEOUT_MS }, async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig'] })) return;
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc'] })) return;
   const lab = await freshLab(t);
   const s = await daemons(t, lab);
   const fa = labDaemonFiles(lab, 'a');
@@ -27,8 +27,13 @@ test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across 
   const human = shim6(['status', '--socket', fa.control]);
   assert.equal(human.status, 0, human.stderr);
   assert.match(human.stdout, /contexts: 1/);
-  const json = JSON.parse(shim6(['status', '--socket', fa.control, '--json']).stdout) as { daemon: { routed: string[] } };
-  assert.deepEqual(json.daemon.routed, [LAB_ADDR.bP]);
+  const json = JSON.parse(shim6(['status', '--socket', fa.control, '--json']).stdout) as { daemon: { routed: string[]; dataPath?: string }; engine: { contexts: Array<{ peerUlid: string; path?: string }> } };
+  // B's ULID is routed into the TUN exactly when its context's packets take the TUN: always on the
+  // TUN path; on the kernel path only while REAP explores (the kernel's own route otherwise).
+  const path = json.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP)?.path;
+  const kernelPath = json.daemon.dataPath === 'kernel';
+  assert.deepEqual(json.daemon.routed, !kernelPath || path === 'tun' ? [LAB_ADDR.bP] : []);
+  if (kernelPath) assert.ok(path === 'kernel' || path === 'tun', `path ${path}`);
   // shim6 flush empties the daemon's resolver caches (B's answer and record were in them); the context stays.
   const flush = shim6(['flush', '--socket', fa.control, '--json']);
   assert.equal(flush.status, 0, flush.stderr);
@@ -59,6 +64,11 @@ test('Close / Close Ack on stop; routes, rules and TUN gone; caches kept across 
   assert.notEqual(nsExec(lab.a, ['ip', 'link', 'show', LAB_TUN], { check: false }).status, 0, 'TUN gone');
   assert.equal(nsExec(lab.a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '');
   assert.doesNotMatch(nsExec(lab.a, ['ip', '-6', 'rule', 'show']).stdout, /553[23]:/);
+  // The kernel path leaves nothing either: its nftables table, the tc programs on the links.
+  assert.notEqual(nsExec(lab.a, ['nft', 'list', 'table', 'ip6', 'shim6_kernel'], { check: false }).status, 0, 'no kernel-path table');
+  for (const dev of JSON.parse(nsExec(lab.a, ['ip', '-j', 'link', 'show']).stdout) as Array<{ ifname: string }>) {
+    for (const dir of ['egress', 'ingress']) assert.doesNotMatch(nsExec(lab.a, ['tc', 'filter', 'show', 'dev', dev.ifname, dir], { check: false }).stdout, /shim6_/, `no tc program on ${dev.ifname} ${dir}`);
+  }
   assert.match(before, /5532:/, 'the rules were there while running');
   assert.equal(existsSync(fa.control), false, 'control socket removed');
   const caches = JSON.parse(readFileSync(fa.cache, 'utf8')) as { positive: Array<{ ulid: string }> };

@@ -196,12 +196,24 @@ async function waitCaptured(q: CaptureQuery): Promise<{ count: number }> {
   throw new Error(`nothing captured matching ${JSON.stringify(q)} within ${REPLY_DEADLINE_MS} ms`);
 }
 
-/** The receiver context tag of a captured Shim6 payload datagram from `src` to `dst` port 5533. */
+/**
+ * The receiver context tag of a captured Shim6 payload datagram from `src` to `dst` port 5533, or of
+ * a Keepalive (on the kernel path no payload crosses the ULID pair; its Keepalives carry the tag).
+ */
 async function sniffTag(a: { src: string; dst: string; since?: number }): Promise<{ tag: number }> {
-  const q: CaptureQuery = { src: a.src, dstIn: [a.dst], dstPort: SHIM6_PORT, payloadOnly: true, ...(a.since !== undefined ? { since: a.since } : {}) };
-  await waitCaptured(q);
-  const d = captured.findLast((x) => matches(x, q, undefined))!;
-  return { tag: decodePayloadHeader(d.payload).contextTag };
+  const q: CaptureQuery = { src: a.src, dstIn: [a.dst], dstPort: SHIM6_PORT, ...(a.since !== undefined ? { since: a.since } : {}) };
+  const tagOf = (d: CapturedUdp): number | undefined => {
+    if (isPayloadHeader(d.payload)) return decodePayloadHeader(d.payload).contextTag;
+    const m = tryDecodeMessage(d.payload);
+    return m.ok && m.message.type === 'Keepalive' ? m.message.contextTag : undefined;
+  };
+  const deadline = performance.now() + REPLY_DEADLINE_MS;
+  while (performance.now() < deadline) {
+    const d = captured.findLast((x) => matches(x, q, undefined) && tagOf(x) !== undefined);
+    if (d !== undefined) return { tag: tagOf(d)! };
+    await sleep(20);
+  }
+  throw new Error(`no payload or Keepalive captured matching ${JSON.stringify(q)} within ${REPLY_DEADLINE_MS} ms`);
 }
 
 /** Known-tag packets (payload or Keepalive) from socket `sock`, `count` of them, a batch per `gapMs`. */
