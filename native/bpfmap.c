@@ -144,8 +144,8 @@ napi_value bpf_map_next_key_js(napi_env env, napi_callback_info info) {
   return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_GET_NEXT_KEY, fd, b[0], b[1], 0) : rc);
 }
 
-/* bpfClose(fd) -> 0 or -errno */
-napi_value bpf_close_js(napi_env env, napi_callback_info info) {
+/* bpfClose(fd), nftCountersClose(fd) -> 0 or -errno: a map's or the counters' netlink socket's descriptor */
+napi_value fd_close_js(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   int32_t fd;

@@ -7,6 +7,6 @@ napi_value bpf_map_update_js(napi_env env, napi_callback_info info);
 napi_value bpf_map_delete_js(napi_env env, napi_callback_info info);
 napi_value bpf_map_lookup_js(napi_env env, napi_callback_info info);
 napi_value bpf_map_next_key_js(napi_env env, napi_callback_info info);
-napi_value bpf_close_js(napi_env env, napi_callback_info info);
+napi_value fd_close_js(napi_env env, napi_callback_info info);
 
 #endif

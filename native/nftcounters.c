@@ -208,13 +208,3 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
   free(buf);
   return rc == 0 ? out : int_value(env, rc);
 }
-
-/* nftCountersClose(fd) -> 0 or -errno */
-napi_value nft_counters_close_js(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  int32_t fd;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 || napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0)
-    return int_value(env, -EINVAL);
-  return int_value(env, close(fd) < 0 ? -errno : 0);
-}

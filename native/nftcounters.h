@@ -4,6 +4,5 @@
 
 napi_value nft_counters_open_js(napi_env env, napi_callback_info info);
 napi_value nft_counters_read_js(napi_env env, napi_callback_info info);
-napi_value nft_counters_close_js(napi_env env, napi_callback_info info);
 
 #endif

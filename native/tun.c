@@ -318,10 +318,10 @@ static napi_value init(napi_env env, napi_value exports) {
     {"bpfMapDelete", NULL, bpf_map_delete_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfMapLookup", NULL, bpf_map_lookup_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfMapNextKey", NULL, bpf_map_next_key_js, NULL, NULL, NULL, napi_default, NULL},
-    {"bpfClose", NULL, bpf_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersOpen", NULL, nft_counters_open_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersRead", NULL, nft_counters_read_js, NULL, NULL, NULL, napi_default, NULL},
-    {"nftCountersClose", NULL, nft_counters_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"nftCountersClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;
