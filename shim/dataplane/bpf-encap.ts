@@ -65,6 +65,11 @@ export interface EncapContext {
 export interface EncapHook {
   /** Encapsulate the context's packets in the kernel (add or replace); false when the kernel refused. */
   set(c: EncapContext): boolean;
+  /**
+   * Decapsulate the peer's packets to `localTag` in the kernel, whatever our own pair (the peer may
+   * have re-homed when we did not); false when the kernel refused.
+   */
+  accept?(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean;
   /** Stop (idempotent). */
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
   /** Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path. */
@@ -260,15 +265,19 @@ export class BpfEncap implements EncapHook {
 
   set(c: EncapContext): boolean {
     if (this.closed) return false;
+    const egrVal = Uint8Array.from([...addr(c.localLocator), ...addr(c.peerLocator), ...u64le(c.peerTag), ...be16(this.opts.port), ...be16(c.peerPort), 0, 0, 0, 0]);
+    // Ingress first: the peer's packets on the new pair are taken as soon as ours leave on it.
+    return this.accept(c) && this.update('shim6_egr', pairKey(c.localUlid, c.peerUlid), egrVal);
+  }
+
+  accept(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean {
+    if (this.closed) return false;
     this.attachAll();
     const locs = c.peerLocators.slice(0, ENCAP_MAX_LOCATORS);
     const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
-    const port = be16(this.opts.port);
-    const egrVal = Uint8Array.from([...addr(c.localLocator), ...addr(c.peerLocator), ...u64le(c.peerTag), ...port, ...be16(c.peerPort), 0, 0, 0, 0]);
     const ingVal = Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid), ...u32le(locs.length), 0, 0, 0, 0, ...locBytes]);
-    // Ingress first: the peer's packets on the new pair are taken as soon as ours leave on it.
-    return this.update('shim6_ing', u64le(c.localTag), ingVal) && this.update('shim6_egr', pairKey(c.localUlid, c.peerUlid), egrVal);
+    return this.update('shim6_ing', u64le(c.localTag), ingVal);
   }
 
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void {

@@ -169,6 +169,7 @@ export class ContextPaths {
       c.watched = k.watch(localUlid, peerUlid);
       if (c.watched) this.opts.encap?.watch?.(localUlid, peerUlid);
     }
+    this.acceptEncap(c);
     return this.toKernel(c);
   }
 
@@ -191,9 +192,9 @@ export class ContextPaths {
     if (c === undefined) return;
     this.contexts.delete(peer);
     this.unwatch(c);
+    this.unsetEncap(c);
     if (c.path === 'tun') return;
     if (c.path === 'encap') {
-      this.unsetEncap(c);
       if (!backIntoTun) void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
     }
     if (backIntoTun) this.routeIntoTun(c);
@@ -255,7 +256,7 @@ export class ContextPaths {
     this.timer = undefined;
     for (const c of this.contexts.values()) {
       this.unwatch(c);
-      if (c.path === 'encap') this.unsetEncap(c);
+      this.unsetEncap(c);
     }
     this.contexts.clear();
   }
@@ -268,7 +269,10 @@ export class ContextPaths {
   private toKernel(c: Tracked): boolean {
     if (c.path === 'kernel') return true;
     if (!c.watched || this.broken || c.exploring || !isUlidPair(c)) return false;
-    if (c.path === 'encap') this.unsetEncap(c);
+    if (c.path === 'encap') {
+      this.unsetEncap(c);
+      this.acceptEncap(c);
+    }
     c.path = 'kernel';
     c.livenessAt = this.opts.clock();
     void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
@@ -316,6 +320,25 @@ export class ContextPaths {
     c.watched = false;
     this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
+  }
+
+  /**
+   * The kernel decapsulates the peer's packets to this context whatever its own path: a peer that
+   * re-homed when we did not (a false exploration on one side, a one-way failure) sends them
+   * encapsulated to our ULID pair, and a large segment the peer's kernel encapsulated whole could
+   * not cross our UDP socket to the daemon. Same checks as the daemon's: our tag, one of the
+   * peer's verified locators.
+   */
+  private acceptEncap(c: Tracked): void {
+    const e = this.opts.encap;
+    if (e?.accept === undefined || !c.watched || this.broken) return;
+    const d = this.opts.details?.(c.localUlid, c.peerUlid);
+    if (d === undefined) return;
+    if (!e.accept({ localUlid: c.localUlid, peerUlid: c.peerUlid, localTag: d.localTag, peerLocators: d.peerLocators })) {
+      this.opts.drop('encap-set');
+      return;
+    }
+    c.encapTag = d.localTag;
   }
 
   private unsetEncap(c: Tracked): void {

@@ -4,13 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR, nsExec } from '../../lab/topology.ts';
+import { LAB_ADDR, LAB_IF, nsExec } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { KERNEL_TABLE } from '../../shim/dataplane/kernel-path.ts';
-import { daemons, E2E_TIMEOUT_MS, freshLab } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 
 interface Status { daemon: { dataPath: string; stats: { tunIn: number; kernelTraffic: number } }; engine: { contexts: Array<{ peerUlid: string; path?: string }> } }
@@ -45,3 +45,29 @@ for (const dataPath of ['kernel', 'tun'] as const) {
     assert.equal(table(), false, 'the stopped daemon left no table');
   });
 }
+
+// A re-homed alone: its packets from P are black-holed for 600 ms (B's to A still arrive), so A's
+// REAP moves it to Q while B, which kept hearing A, stays on its ULID pair. A's kernel encapsulates
+// to B's ULID pair; B's kernel must decapsulate them although B never re-homed (before, they went
+// up B's UDP socket, where A's large encapsulated segments could not cross, and the stream stopped).
+test('dataPath: kernel: A re-homes alone (one-way failure); B decapsulates in its kernel and the stream ends intact', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', 'clang', 'bpftool'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab, {}, { dataPath: 'kernel' });
+  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 6000, failAtMs: 5000, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+  await waitLog(lab, 'a', (x) => x.msg === 'context on the kernel path' && x.peer === LAB_ADDR.bP, 30_000);
+  await new Promise((r) => setTimeout(r, 1000));
+  nsExec(lab.a, ['nft', '-f', '-'], { input: `table ip6 e2e_oneway {\n chain o { type filter hook output priority -300; oifname "${LAB_IF.P}" ip6 saddr ${LAB_ADDR.aP} drop; }\n}\n` });
+  await waitLog(lab, 'a', (x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP, 30_000);
+  await new Promise((r) => setTimeout(r, 600));
+  nsExec(lab.a, ['nft', 'delete', 'table', 'ip6', 'e2e_oneway']);
+  const r = await run;
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+  const bMoved = log(lab, 'b').some((x) => x.msg === 'locator-pair-changed');
+  t.diagnostic(`B re-homed too: ${String(bMoved)}`);
+  if (!bMoved) {
+    const st = await controlRequest(labDaemonFiles(lab, 'b').control, 'status') as unknown as { daemon: { kernelEncapsulation?: { packets: { decapsulated: number } } } };
+    assert.ok((st.daemon.kernelEncapsulation?.packets.decapsulated ?? 0) > 0, `B's kernel decapsulated A's packets: ${JSON.stringify(st.daemon.kernelEncapsulation)}`);
+  }
+});
