@@ -80,9 +80,9 @@ export interface NativeAddon {
    * /run/netns file `netnsPath`, else this one) → fd or -errno; every counter object of a table
    * → [name, packets, bytes, …] or -errno (a missing table: none); close → 0 or -errno.
    */
-  nftCountersOpen?(netnsPath: string | null): number;
-  nftCountersRead?(fd: number, family: number, table: string): Array<string | number> | number;
-  nftCountersClose?(fd: number): number;
+  nftCountersOpen(netnsPath: string | null): number;
+  nftCountersRead(fd: number, family: number, table: string): Array<string | number> | number;
+  nftCountersClose(fd: number): number;
 }
 
 let addon: NativeAddon | undefined;
@@ -97,7 +97,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersRead !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }

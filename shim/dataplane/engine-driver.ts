@@ -31,7 +31,6 @@ import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook } from './context-paths.ts';
-import { encodeMessage } from '../wire/message-codec.ts';
 import type { EncapHook, KernelFlow } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
@@ -43,7 +42,7 @@ import { IcmpRelay } from './icmp-relay.ts';
  * doubles implement the same methods.
  */
 export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
-  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic' | 'status'>>;
+  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic' | 'liveness' | 'status'>>;
 
 export interface EngineDriverOptions<E extends EngineLike> {
   engine: E;
@@ -526,16 +525,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
-   * A Keepalive with the peer's context tag on the ULID pair (context-paths.ts `liveness`): a peer
-   * that lost the context answers R1bis, and the engine brings it back by I2bis.
+   * The engine's Keepalive to the peer (context-paths.ts `liveness`): a peer that lost the context
+   * answers R1bis, and the engine brings it back by I2bis.
    */
   private sendLiveness(localUlid: Ipv6, peerUlid: Ipv6): void {
-    const d = this.encapDetails(localUlid, peerUlid);
-    if (d === undefined) return;
-    const bytes = encodeMessage({ type: 'Keepalive', contextTag: d.peerTag, options: [] });
-    if (this.tap) this.tap('out', localUlid, peerUlid, d.peerPort, bytes);
-    if (this.transport.send(localUlid, peerUlid, d.peerPort, bytes)) this.stats.liveness++;
-    this.transport.flush?.();
+    if (this.engine.liveness?.(localUlid, peerUlid) !== true) return;
+    this.stats.liveness++;
+    this.flush();
   }
 
   /** The kernel counters' clock ticked (a reading was just taken): the engine's due timers run. */

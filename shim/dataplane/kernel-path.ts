@@ -207,7 +207,7 @@ export class NftKernelPath implements KernelPathHook {
     if (this.closed) return;
     this.closed = true;
     this.fail(new Error('kernel path closed'));
-    if (this.netlink !== undefined) this.netlink.addon.nftCountersClose?.(this.netlink.fd);
+    if (this.netlink !== undefined) this.netlink.addon.nftCountersClose(this.netlink.fd);
     this.netlink = undefined;
     this.reader?.stdin.end();
     this.reader?.kill();
@@ -220,10 +220,10 @@ export class NftKernelPath implements KernelPathHook {
    * opens a new socket (a dump left half-read keeps the old one busy) and throws.
    */
   private readNetlink(nl: { addon: NativeAddon; fd: number }): void {
-    const r = nl.addon.nftCountersRead!(nl.fd, NFPROTO_IPV6, KERNEL_TABLE);
+    const r = nl.addon.nftCountersRead(nl.fd, NFPROTO_IPV6, KERNEL_TABLE);
     if (typeof r === 'number') {
-      nl.addon.nftCountersClose?.(nl.fd);
-      const fd = nl.addon.nftCountersOpen!(this.opts.netns ? `/run/netns/${this.opts.netns}` : null);
+      nl.addon.nftCountersClose(nl.fd);
+      const fd = nl.addon.nftCountersOpen(netnsFile(this.opts));
       if (fd < 0) this.dead = true;
       else nl.fd = fd;
       throw new Error(`reading the kernel path's counters failed (errno ${-r})`);
@@ -276,7 +276,11 @@ function openNetlink(opts: KernelPathOptions): { addon: NativeAddon; fd: number 
   } catch {
     return undefined;
   }
-  if (typeof addon.nftCountersOpen !== 'function' || typeof addon.nftCountersRead !== 'function') return undefined;
-  const fd = addon.nftCountersOpen(opts.netns ? `/run/netns/${opts.netns}` : null);
+  const fd = addon.nftCountersOpen(netnsFile(opts));
   return fd < 0 ? undefined : { addon, fd };
+}
+
+/** The namespace file the reader's socket is made in (null: this process's namespace). */
+function netnsFile(opts: KernelPathOptions): string | null {
+  return opts.netns ? `/run/netns/${opts.netns}` : null;
 }

@@ -31,7 +31,7 @@ import { addHints, initiate } from './handshake.ts';
 import { onRetransmit } from './retransmit.ts';
 import { sendR1bis } from './recovery.ts';
 import { announceLocators, onUpdateTimer } from './update.ts';
-import { onKeepaliveInterval, reapEvent, startExploring } from './reap.ts';
+import { onKeepaliveInterval, reapEvent, sendKeepalive, startExploring } from './reap.ts';
 import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
 import { dispatchControl, nudgePending } from './dispatch.ts';
 import { sendError } from './errors.ts';
@@ -163,6 +163,19 @@ export class Engine {
     core.touch(ctx, now);
     if (seen.sent) reapEvent(core, ctx, now, 'payload-out');
     if (seen.received) reapEvent(core, ctx, now, 'payload-in');
+    return true;
+  }
+
+  /**
+   * Send the peer a Keepalive on the context's current pair now (REAP's own message, RFC 5534
+   * §5.1): on the kernel path none of our packets carries the peer's context tag, so a peer whose
+   * daemon lost the context would never answer R1bis; this one draws it. False: no established
+   * context for the pair (nothing sent).
+   */
+  liveness(localUlid: Ipv6, peerUlid: Ipv6): boolean {
+    const ctx = this.core.table.byUlidPair(localUlid, peerUlid, 0);
+    if (ctx === undefined || ctx.state !== State.ESTABLISHED) return false;
+    sendKeepalive(this.core, ctx);
     return true;
   }
 

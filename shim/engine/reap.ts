@@ -147,7 +147,7 @@ export function onKeepaliveInterval(core: Core, ctx: Context, now: Millis): void
   if (next < ctx.timers[TimerKind.Keepalive]!) core.arm(ctx, TimerKind.KeepaliveInterval, next);
 }
 
-function sendKeepalive(core: Core, ctx: Context): void {
+export function sendKeepalive(core: Core, ctx: Context): void {
   const msg: KeepaliveMessage = { type: 'Keepalive', contextTag: ctx.ctPeer, options: [] };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port); // always on the current pair (§5.1)
 }

@@ -12,7 +12,7 @@ import { buildPacket, buildUdpPacket, splitPacket, ulpChecksum, IPPROTO_TCP } fr
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
-import { decodeMessage } from '../../shim/wire/index.ts';
+import { decodeMessage, encodeMessage } from '../../shim/wire/index.ts';
 
 type FakeEvent = EngineEvent;
 const established = (localUlid: string, peerUlid: string, ulidProof: 'initiated' | 'locator'): EngineEvent =>
@@ -335,16 +335,19 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   assert.equal(counters.size, 0);
 });
 
-test('kernel path: one clock reads the counters and runs the engine\'s timers (a reading right before each timeout, never before the deadline); every 30 readings a Keepalive with the peer\'s tag, so a peer that lost the context answers R1bis', async (t) => {
+test('kernel path: one clock reads the counters and runs the engine\'s timers (a reading right before each timeout, never before the deadline); every 30 readings the engine\'s Keepalive goes out, so a peer that lost the context answers R1bis', async (t) => {
   const net = new MemoryNetwork();
   const events: EngineEvent[] = [];
   const log: string[] = [];
   let deadline: number | undefined;
+  const tx: Transmit[] = [];
   const engine: EngineLike = {
     handleDatagram: () => ({ kind: 'consumed' as const }),
     handleTimeout: (now) => { log.push(deadline !== undefined && now >= deadline ? 'timeout-due' : 'timeout-early'); deadline = undefined; },
     encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
-    pollTransmit: () => undefined, pollTimeout: () => deadline as Millis | undefined, pollEvent: () => events.shift(),
+    // The engine's Keepalive (test/engine/rehome.test.ts "liveness"), which the driver sends at once.
+    liveness: (l, p) => { tx.push({ src: l, dst: p, bytes: encodeMessage({ type: 'Keepalive', contextTag: 0x2222, options: [] }), port: 5533 }); return true; },
+    pollTransmit: () => tx.shift(), pollTimeout: () => deadline as Millis | undefined, pollEvent: () => events.shift(),
     kernelTraffic: () => true,
     status: () => ({
       contexts: [{

@@ -154,3 +154,17 @@ test('REAP from kernel counters: the ULID pair black-holed, A explores and moves
   const last = engineEvents(a).filter((e) => e.kind === 'reap-state').at(-1);
   assert.ok(last?.kind === 'reap-state' && last.state === 'operational' && (last.pair.local !== a.ulid || last.pair.peer !== b.ulid), JSON.stringify(last));
 });
+
+test('liveness (kernel path): a Keepalive with the peer\'s context tag on the current pair at once; no established context, nothing sent', () => {
+  const { sim, a, b } = configuredPair(35);
+  const before = sent(sim, 'a').length;
+  assert.equal(a.engine.liveness(a.ulid, b.ulid), true);
+  sim.runFor(1);
+  const ka = sent(sim, 'a').slice(before).filter((l) => l.type === 'Keepalive');
+  assert.equal(ka.length, 1, 'one Keepalive');
+  const ctxB = b.engine.status().contexts.find((c) => c.peerUlid === a.ulid)!;
+  assert.equal((ka[0]!.message as { contextTag: number }).contextTag, ctxB.contextTag, 'B\'s own tag: B finds the context by it (or answers R1bis without it)');
+  assert.equal(ka[0]!.src, a.ulid);
+  assert.equal(ka[0]!.dst, b.ulid);
+  assert.equal(a.engine.liveness(a.ulid, 'fd00::dead'), false);
+});
