@@ -461,14 +461,12 @@ export class ContextPaths {
       if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
       // Off the TUN the engine sees none of these: what the kernel carried is summed for `status`.
-      if (c.path !== 'tun' || c.carried === undefined) {
+      if (c.path !== 'tun') {
         const t = c.carried ??= { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
-        if (c.path !== 'tun') {
-          t.packetsOut += Math.max(0, n.outPackets - c.out);
-          t.packetsIn += Math.max(0, n.inPackets - c.in);
-          t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
-          t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
-        }
+        t.packetsOut += Math.max(0, n.outPackets - c.out);
+        t.packetsIn += Math.max(0, n.inPackets - c.in);
+        t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
+        t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
       }
       c.out = n.outPackets;
       c.in = n.inPackets;
