@@ -209,38 +209,35 @@ function dnsperf(port: number, file: string, opts: { rate?: number; seconds: num
 
 /**
  * `run` again while the hypervisor stole more than MAX_STEAL of the machine
- * (see there), at most RETRIES more times; the run with the least steal is kept.
- * `before` runs ahead of every try (a fresh name file, dnsmasq's cache flush).
+ * (see there) during it, at most RETRIES more times; the try with the least
+ * steal is kept. `before` runs ahead of every try (a fresh name file, a cache flush).
  */
-async function lowSteal(run: () => Perf, before?: () => Promise<void> | void): Promise<Perf> {
-  let best: Perf | undefined;
+async function leastSteal<T>(run: () => Promise<{ value: T; steal: number }>, before?: () => Promise<void> | void): Promise<{ value: T; steal: number; retries: number }> {
+  let best: { value: T; steal: number; retries: number } | undefined;
   for (let i = 0; i <= RETRIES; i++) {
     if (i > 0) await settle();
     await before?.();
-    const r = run();
+    const r = await run();
     if (!best || r.steal < best.steal) best = { ...r, retries: i };
     if (r.steal <= MAX_STEAL) break;
   }
   return best!;
 }
 
-/**
- * lowSteal for the runs that are not one dnsperf (the side-by-side runs, Knot
- * alone): the machine's steal over the whole of `run`, which is repeated while
- * it is above MAX_STEAL (at most RETRIES more times); the try with the least is kept.
- */
+/** One dnsperf run with least steal (dnsperf's own steal figure). */
+async function lowSteal(run: () => Perf, before?: () => Promise<void> | void): Promise<Perf> {
+  const r = await leastSteal(async () => { const p = run(); return { value: p, steal: p.steal }; }, before);
+  return { ...r.value, retries: r.retries };
+}
+
+/** The runs that are not one dnsperf (the side-by-side runs, Knot alone): the machine's steal over the whole of `run`. */
 async function lowStealAsync<T>(run: () => Promise<T>): Promise<{ value: T; steal: number; retries: number }> {
-  let best: { value: T; steal: number; retries: number } | undefined;
-  for (let i = 0; i <= RETRIES; i++) {
-    if (i > 0) await settle();
+  return leastSteal(async () => {
     const m0 = machineMicros();
     const value = await run();
     const m1 = machineMicros();
-    const steal = m1.all > m0.all ? (m1.steal - m0.steal) / (m1.all - m0.all) : 0;
-    if (!best || steal < best.steal) best = { value, steal, retries: i };
-    if (steal <= MAX_STEAL) break;
-  }
-  return best!;
+    return { value, steal: m1.all > m0.all ? (m1.steal - m0.steal) / (m1.all - m0.all) : 0 };
+  });
 }
 
 const stealText = (r: { steal: number; retries: number }): string => `${(100 * r.steal).toFixed(1)} %${r.retries ? ` after ${r.retries} retr${r.retries > 1 ? 'ies' : 'y'}` : ''}`;
