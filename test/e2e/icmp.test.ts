@@ -59,7 +59,8 @@ test('a stale record, no daemon on B: Port Unreachable puts B in A\'s negative c
 
 /**
  * Link P through a router: namespace `<prefix>r` between A and B, its link to B with MTU `mtu`; A's
- * and B's P addresses reach each other through it (/128 routes over the connected /64).
+ * and B's P addresses reach each other through it (/128 routes over the connected /64), and the
+ * router reaches both of A's locators.
  */
 function routerOnP(t: TestContext, lab: Lab, mtu: number): string {
   const r = `${lab.prefix}r`;
@@ -79,6 +80,10 @@ function routerOnP(t: TestContext, lab: Lab, mtu: number): string {
   sh(['ip', '-n', lab.a, '-6', 'route', 'add', `${LAB_ADDR.bP}/128`, 'via', '2001:db8:98::1', 'dev', 'labra']);
   sh(['ip', '-n', lab.b, '-6', 'route', 'add', `${LAB_ADDR.aP}/128`, 'via', '2001:db8:97::1', 'dev', 'labrb']);
   sh(['ip', '-n', r, '-6', 'route', 'add', `${LAB_ADDR.aP}/128`, 'via', '2001:db8:98::a', 'dev', 'ra']);
+  // A's other locator too: a false exploration on a busy machine can move A to the pair (aQ, bP),
+  // whose datagrams cross the router; its Packet Too Big must reach A there as well (without this
+  // route the router could not send it, and that pair was a black hole for large datagrams).
+  sh(['ip', '-n', r, '-6', 'route', 'add', `${LAB_ADDR.aQ}/128`, 'via', '2001:db8:98::a', 'dev', 'ra']);
   sh(['ip', '-n', r, '-6', 'route', 'add', `${LAB_ADDR.bP}/128`, 'via', '2001:db8:97::b', 'dev', 'rb']);
   return r;
 }
