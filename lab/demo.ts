@@ -93,11 +93,22 @@ function askDns(lab: Lab): Promise<string[]> {
 }
 
 /** B's view of A's locators (its daemon's status). */
+/**
+ * B's view of A's locators once it has followed: the removed address withdrawn (BROKEN) and the
+ * new one verified, or as it is after 10 s (on a busy host A's Update can still be on its way
+ * when the stream ends).
+ */
 async function peerLocators(lab: Lab): Promise<NonNullable<DemoSummary['peer_locators']>> {
   const { controlRequest } = await import('../shim/daemon/control/client.ts');
-  const st = await controlRequest(labDaemonFiles(lab, 'b').control, 'status') as { engine: { contexts: { peerUlid: string; state: string; peerLocators: { address: string; verified: boolean; flags: number }[] }[] } };
-  const ctx = st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.aP && c.state === 'ESTABLISHED');
-  return (ctx?.peerLocators ?? []).map((l) => ({ address: l.address, verified: l.verified, broken: (l.flags & 1) !== 0 }));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const st = await controlRequest(labDaemonFiles(lab, 'b').control, 'status') as { engine: { contexts: { peerUlid: string; state: string; peerLocators: { address: string; verified: boolean; flags: number }[] }[] } };
+    const ctx = st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.aP && c.state === 'ESTABLISHED');
+    const view = (ctx?.peerLocators ?? []).map((l) => ({ address: l.address, verified: l.verified, broken: (l.flags & 1) !== 0 }));
+    const followed = view.some((l) => l.address === LAB_ADDR.aP && l.broken) && view.some((l) => l.address === LAB_ADDR_R.a && l.verified);
+    if (followed || Date.now() >= deadline) return view;
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 const mbit = (bytes: number): number => (bytes * 8) / 1e5; // per 100 ms → Mbit/s

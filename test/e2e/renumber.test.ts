@@ -153,18 +153,22 @@ test('renumbering, removed outright: the address the stream runs on is deleted w
   const since = Date.now();
   const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 8000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 30_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
-  assert.equal((await context(lab, 'a', LAB_ADDR.bP))?.pair.local, LAB_ADDR.aP, 'the stream starts on A\'s P address (its ULID)');
   addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
   await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));
-  await new Promise((res) => setTimeout(res, 1500)); // the stream runs on aP meanwhile
-  assert.equal((await context(lab, 'a', LAB_ADDR.bP))?.pair.local, LAB_ADDR.aP, 'still on the P address when it is removed');
+  await new Promise((res) => setTimeout(res, 1500)); // the stream runs meanwhile
+  // The address the stream runs on now: A's P address (its ULID) unless a false exploration on a
+  // busy machine moved the context to another pair meanwhile; that one is removed then.
+  const gone = (await context(lab, 'a', LAB_ADDR.bP))?.pair.local;
+  assert.ok(gone !== undefined, 'a context with B');
+  const ifOf: Record<string, string> = { [LAB_ADDR.aP]: LAB_IF.P, [LAB_ADDR.aQ]: LAB_IF.Q, [LAB_ADDR_R.a]: LAB_IF_R };
+  t.diagnostic(`the stream runs on ${gone} when it is removed`);
 
   const removedAt = Date.now();
-  removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
-  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.removed as string[]).includes(LAB_ADDR.aP) && Date.parse(r.ts) >= removedAt);
-  const movedA = await waitLog(lab, 'a', (r) => r.msg === 'locator-pair-changed' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= removedAt && pairOf(r).local !== LAB_ADDR.aP);
-  // B learns the withdrawal: aP BROKEN in A's set, in one Update Request.
-  await waitFor(async () => (((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === LAB_ADDR.aP)?.flags ?? 0) & 1) === 1, 'B sees A\'s removed address withdrawn');
+  removeAddress(lab, 'a', ifOf[gone]!, gone);
+  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.removed as string[]).includes(gone) && Date.parse(r.ts) >= removedAt);
+  const movedA = await waitLog(lab, 'a', (r) => r.msg === 'locator-pair-changed' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= removedAt && pairOf(r).local !== gone);
+  // B learns the withdrawal: the address BROKEN in A's set, in one Update Request.
+  await waitFor(async () => (((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === gone)?.flags ?? 0) & 1) === 1, 'B sees A\'s removed address withdrawn');
   t.diagnostic(`A sends from ${pairOf(movedA).local} ${Date.parse(movedA.ts) - removedAt} ms after the removal`);
 
   const r = await stream;
@@ -176,8 +180,8 @@ test('renumbering, removed outright: the address the stream runs on is deleted w
   assert.equal(new Set(updates.map((x) => x.generation)).size, 1, 'one Update Request (one new generation) carried the withdrawal');
   const [a, b] = [await context(lab, 'a', LAB_ADDR.bP), await context(lab, 'b', LAB_ADDR.aP)];
   assert.ok(a && b, 'both contexts still up');
-  assert.notEqual(a.pair.local, LAB_ADDR.aP);
-  assert.notEqual(b.pair.peer, LAB_ADDR.aP);
+  assert.notEqual(a.pair.local, gone);
+  assert.notEqual(b.pair.peer, gone);
   // Nothing A's host said about the lost address (its ICMPv6 "no route" for B's probes to it) opened another context with B.
   const others = log(lab, 'a').filter((x) => x.msg === 'context-initiated' && x.peerUlid === LAB_ADDR.bP && x.localUlid !== LAB_ADDR.aP);
   assert.deepEqual(others, [], 'no second context with B');
