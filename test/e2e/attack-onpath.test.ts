@@ -22,7 +22,7 @@ import { runStream } from '../../lab/run.ts';
 import { LAB_HBA } from '../../lab/hba.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, peerPortOf, type ContextView } from './attack-fixture.ts';
-import { waitLog } from './fixture.ts';
+import { waitLog, STREAM_RATE } from './fixture.ts';
 
 const cleanup = new Cleanup('attack-onpath');
 let x: AttackLab | undefined;
@@ -53,7 +53,7 @@ for (const forged of [false, true]) {
     await l.start('b');
     await l.start('a');
     const since = Date.now();
-    const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 8000 });
+    const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
     await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
 
     // What the attacker learns from the wire: A's tag, in B→A payload packets (on the kernel path,
@@ -98,7 +98,7 @@ test('on-path: while A↔B is live, I2s claiming B\'s ULID with B\'s replayed PD
   await l.start('b');
   await l.start('a');
   const since = Date.now();
-  const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 8000 });
+  const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
   await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
   const before = contextWithB((await l.status()).engine.contexts);
   assert.ok(before, 'A has an established context with B');

@@ -25,7 +25,7 @@ import { generateCgaUlid, loadCgaKey } from '../../shim/daemon/cga-identity.ts';
 import { encodeMessage, decodeMessage, type Shim6Option } from '../../shim/wire/index.ts';
 import { signCgaLocators } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
-import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog, STREAM_RATE } from './fixture.ts';
 import { shim6Async } from '../helpers/cli.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
@@ -51,7 +51,7 @@ test('CGA: an address outside A\'s HBA set reaches B in a signed Update Request,
   if (!needs(t, PREREQ)) return;
   const lab = await cgaLab(t);
   const since = Date.now();
-  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
   const upd = await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));
@@ -90,7 +90,7 @@ test('CGA ULID: A has a key and no HBA set, its ULID is the CGA its daemon gener
   assert.match(nsExec(lab.a, ['ip', '-6', 'addr', 'show', 'dev', LAB_IF.P]).stdout, new RegExp(`${expected}/64`), 'the CGA is on A\'s P interface');
 
   const since = Date.now();
-  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   const b0 = contextWith(await status(lab, 'b'), expected);
   assert.ok(b0, 'B\'s context with A is on A\'s CGA ULID (B checked it against A\'s CGA parameters)');
@@ -129,7 +129,7 @@ test('CGA: B\'s daemon refuses Update Requests whose signature is forged or cove
   if (!needs(t, PREREQ)) return;
   const lab = await cgaLab(t);
   const since = Date.now();
-  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: 1_000_000, graceMs: 20_000 });
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   const a = await status(lab, 'a');
   const before = contextWith(await status(lab, 'b'), LAB_ADDR.aP);

@@ -16,7 +16,7 @@ import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { NEW_FLOWS_TABLE } from '../../shim/dataplane/new-flows.ts';
 import { formatStatus } from '../../cli/commands/status.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
-import { daemons, E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog, STREAM_RATE } from './fixture.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
@@ -35,7 +35,7 @@ for (const mode of ['integrated', 'independent'] as const) {
     const s = await daemons(t, lab, {}, { discovery: mode });
     assert.match(tableOf(lab.a), new RegExp(`table ip6 ${NEW_FLOWS_TABLE}\\b`), 'A\'s daemon added its new-flows table');
     // By address: no DNS, so no record and no `absent`; only the flow tells A's daemon of B.
-    const r = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 10_000, failAtMs: 6000, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
+    const r = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 10_000, failAtMs: 6000, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
     const started = await waitLog(lab, 'a', (x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP);
     assert.equal(started.mode, mode);
     const est = await waitLog(lab, 'a', (x) => x.msg === 'context from discovery' && x.peer === LAB_ADDR.bP);
@@ -64,7 +64,7 @@ test('discovery: a peer without a daemon goes to the negative cache; the applica
   // or after three I1 retries (~4.5 s on the fast profile) if the error is lost; the hold-down is
   // raised to 10 minutes so the negative entry outlasts the test on a slow machine.
   const a = await oneDaemon(t, lab, 'a', { timers: { profile: 'fast', i1RetriesMax: 3, noR1HolddownTime: 600_000 }, discovery: 'integrated' });
-  const r = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 1500, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
+  const r = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 1500, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: DEADLINE_MS });
   assert.equal(r.bytes_verified, r.bytes_sent);
   await waitLog(lab, 'a', (x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP);
   const gaveUp = await waitLog(lab, 'a', (x) => x.msg === 'discovery: no shim6 there' && x.peer === LAB_ADDR.bP, 2 * DEADLINE_MS);
@@ -79,7 +79,7 @@ test('discovery: a peer without a daemon goes to the negative cache; the applica
   assert.ok((st.discovery?.failed ?? 0) >= 1);
   // A second connection to B starts no discovery (the negative entry holds B's address).
   const n = log(lab, 'a').filter((x) => x.msg === 'discovery started').length;
-  const r2 = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 500, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: DEADLINE_MS });
+  const r2 = await runStream(lab, { to: LAB_ADDR.bP, durationMs: 500, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: DEADLINE_MS });
   assert.equal(r2.bytes_verified, r2.bytes_sent);
   assert.equal(log(lab, 'a').filter((x) => x.msg === 'discovery started').length, n, 'no new discovery of B');
   a.kill('SIGTERM');

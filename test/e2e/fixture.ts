@@ -77,3 +77,12 @@ export async function waitLog(lab: Lab, h: 'a' | 'b', pred: (r: LogRecord) => bo
 
 /** The node:test timeout of an end-to-end test: lab, daemons and stream on a busy machine. */
 export const E2E_TIMEOUT_MS = 240_000;
+
+/**
+ * The application stream's rate in these tests, octets/s: thousands of full-sized segments around
+ * every failure, and little CPU for the ~50 streams of a run (on the TUN path every octet crosses
+ * both daemons). `mostOf` is what a check of "most of the stream arrived" asks: half of what a
+ * stream of `durationMs` plans to send.
+ */
+export const STREAM_RATE = 1_000_000;
+export const mostOf = (durationMs: number): number => (STREAM_RATE * durationMs) / 2000;

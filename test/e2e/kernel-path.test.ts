@@ -10,7 +10,7 @@ import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { KERNEL_TABLE } from '../../shim/dataplane/kernel-path.ts';
-import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 
 interface Status { daemon: { dataPath: string; stats: { tunIn: number; kernelTraffic: number } }; engine: { contexts: Array<{ peerUlid: string; path?: string }> } }
@@ -20,7 +20,7 @@ for (const dataPath of ['kernel', 'tun'] as const) {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
     const lab = await freshLab(t);
     const s = await daemons(t, lab, {}, { dataPath });
-    const r = await runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 2000, failAtMs: 1000, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+    const r = await runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 2000, failAtMs: 1000, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
     assert.equal(r.complete, true, 'the stream ended normally');
     assert.equal(r.bytes_verified, r.bytes_sent);
     const status = async () => await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as unknown as Status;
@@ -54,7 +54,7 @@ test('dataPath: kernel: A re-homes alone (one-way failure); B decapsulates in it
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', 'clang', 'bpftool'] })) return;
   const lab = await freshLab(t);
   const s = await daemons(t, lab, {}, { dataPath: 'kernel' });
-  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 6000, failAtMs: 5000, failure: 'none', rate: 2_500_000, graceMs: 20_000 });
+  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 6000, failAtMs: 5000, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
   await waitLog(lab, 'a', (x) => x.msg === 'context on the kernel path' && x.peer === LAB_ADDR.bP, 30_000);
   await new Promise((r) => setTimeout(r, 1000));
   nsExec(lab.a, ['nft', '-f', '-'], { input: `table ip6 e2e_oneway {\n chain o { type filter hook output priority -300; oifname "${LAB_IF.P}" ip6 saddr ${LAB_ADDR.aP} drop; }\n}\n` });

@@ -10,7 +10,7 @@ import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
-import { daemons, freshLab, log, waitLog } from './fixture.ts';
+import { daemons, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
@@ -24,7 +24,7 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     const failGate = async (): Promise<void> => {
       await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
     };
-    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 20_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
+    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 20_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
     await new Promise((r) => setTimeout(r, 3000)); // let the cache save (2 s after the context) happen
     const restartedAt = Date.now();
@@ -49,7 +49,7 @@ test('a context cleaned up by a short idle timeout comes back with the next pack
   const lab = await freshLab(t);
   const s = await daemons(t, lab, { idleTimeout: 1500 });
   // 1.5 s of data, 4 s of silence (the idle timeout removes the contexts), data again, P fails 3 s later.
-  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 12_000, pause: { atMs: 1500, ms: 4000 }, failAtMs: 8500, failure: 'blackhole', rate: 2_000_000, graceMs: 20_000 });
+  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 12_000, pause: { atMs: 1500, ms: 4000 }, failAtMs: 8500, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
   const first = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
   const idle = await waitLog(lab, 'a', (x) => x.msg === 'context-closed' && x.peerUlid === LAB_ADDR.bP && x.reason === 'idle', 30_000);
   assert.equal(idle.resumable, true, 'B is known to run shim6: its route stays');

@@ -20,7 +20,7 @@ import { LAB_STUB, labDaemonFiles, type LogRecord } from '../../lab/daemons.ts';
 import { runStream } from '../../lab/run.ts';
 import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from '../../lab/renumber.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
-import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog } from './fixture.ts';
+import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
@@ -52,7 +52,7 @@ test('renumbering, new prefix: A\'s address on a prefix outside its HBA set reac
   const lab = await renumberLab(t, (l) => ({ dnsUpdate: labDnsUpdate(l) }));
   await waitFor(() => dnsLocators(lab).join() === [LAB_ADDR.aP, LAB_ADDR.aQ].join(), 'A publishes its record at start');
   const since = Date.now();
-  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 9000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 30_000 });
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 9000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   const start = await context(lab, 'a', LAB_ADDR.bP);
   assert.equal(start?.pair.local, LAB_ADDR.aP, 'the stream starts on A\'s P address (its ULID)');
@@ -116,7 +116,7 @@ test('renumbering, privacy addresses: temporary addresses the kernel makes, depr
   if (!needs(t, PREREQ)) return;
   const lab = await renumberLab(t);
   const since = Date.now();
-  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 16_000, failAtMs: 1, failure: 'none', rate: 1_500_000, graceMs: 30_000 });
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 16_000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   // Temporary addresses on Q's prefix: preferred for 6 s, made anew 3 s before that runs out (regen_advance), valid for 12 s.
   for (const [k, v] of [['use_tempaddr', 2], ['max_desync_factor', 0], ['temp_prefered_lft', 6], ['temp_valid_lft', 12], ['regen_max_retry', 3]] as const) {
@@ -151,7 +151,7 @@ test('renumbering, removed outright: the address the stream runs on is deleted w
   if (!needs(t, PREREQ)) return;
   const lab = await renumberLab(t);
   const since = Date.now();
-  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 8000, failAtMs: 1, failure: 'none', rate: 2_500_000, graceMs: 30_000 });
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 8000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
   await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
   addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
   await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(LAB_ADDR_R.a));

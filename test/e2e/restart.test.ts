@@ -9,7 +9,7 @@ import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
-import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 
 test('B\'s daemon restarts mid-stream: R1bis / I2bis recovery, the stream continues', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
@@ -22,7 +22,7 @@ test('B\'s daemon restarts mid-stream: R1bis / I2bis recovery, the stream contin
   let crashedAt = Infinity;
   let receivedAtCrash: number | undefined;
   const run = runStream(lab, {
-    to: LAB_B_NAME, resolver: s.resolverA, durationMs: 8000, failAtMs: 1, failure: 'none', rate: 2_500_000,
+    to: LAB_B_NAME, resolver: s.resolverA, durationMs: 8000, failAtMs: 1, failure: 'none', rate: STREAM_RATE,
     // The stream ends once B's daemon is back and TCP's backed-off retransmission gets through.
     graceMs: 60_000,
     onEvent: (who, e) => {
