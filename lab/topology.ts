@@ -23,7 +23,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { Shim6Error } from '../shim/errors.ts';
-import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UsageError } from '../shim/errors.ts';
 import { LAB_HBA } from './hba.ts';
@@ -96,9 +96,18 @@ export class LabError extends Shim6Error {
   readonly code = 'ELAB';
 }
 
-/** Run argv inside namespace `ns`. */
+/**
+ * Run argv inside namespace `ns`. An `ip` command enters the namespace itself (`ip -n`): one
+ * process instead of two (`ip netns exec` then the command) — the lab runs thousands of them.
+ */
 export function nsExec(ns: string, argv: string[], opts: { input?: string; check?: boolean; timeoutMs?: number } = {}): ShResult {
+  if (argv[0] === 'ip') return sh(['ip', '-n', ns, ...argv.slice(1)], opts);
   return sh(['ip', 'netns', 'exec', ns, ...argv], opts);
+}
+
+/** Run `ip` commands (each without the leading `ip`) inside namespace `ns`, in one process (`ip -batch`). */
+export function nsIpBatch(ns: string, commands: readonly (readonly string[])[]): void {
+  if (commands.length > 0) sh(['ip', '-n', ns, '-batch', '-'], { input: commands.map((c) => c.join(' ')).join('\n') + '\n' });
 }
 
 /** The namespaces that exist now. */
@@ -123,25 +132,32 @@ function labNamespaces(lab: Lab): string[] {
   return [lab.a, lab.b, lab.dns, lab.x, lab.sw];
 }
 
-function prepareNs(ns: string): void {
+/**
+ * A namespace with its sysctls: addresses stay when a link goes down (a locator is still ours) and
+ * are usable at once; set before its links exist, which take the `default` values.
+ */
+function prepareNs(ns: string, extraSysctls: string[] = []): void {
   sh(['ip', 'netns', 'add', ns]);
-  nsExec(ns, ['ip', 'link', 'set', 'lo', 'up']);
-  for (const scope of ['all', 'default']) {
-    // Addresses stay when a link goes down (a locator is still ours), usable at once.
-    nsExec(ns, ['sysctl', '-q', '-w', `net.ipv6.conf.${scope}.keep_addr_on_down=1`]);
-    nsExec(ns, ['sysctl', '-q', '-w', `net.ipv6.conf.${scope}.accept_dad=0`]);
-    nsExec(ns, ['sysctl', '-q', '-w', `net.ipv6.conf.${scope}.accept_ra=0`]);
-  }
+  const conf = ['all', 'default'].flatMap((scope) => ['keep_addr_on_down=1', 'accept_dad=0', 'accept_ra=0'].map((kv) => `net.ipv6.conf.${scope}.${kv}`));
+  nsExec(ns, ['sysctl', '-q', '-w', ...conf, ...extraSysctls]);
 }
 
-function veth(nsA: string, ifA: string, nsB: string, ifB: string): void {
+/** The `ip` commands of each namespace, run as one batch per namespace once the links exist. */
+type NsCommands = Map<string, string[][]>;
+
+function queue(cmds: NsCommands, ns: string, ...command: string[][]): void {
+  cmds.set(ns, [...(cmds.get(ns) ?? [['link', 'set', 'lo', 'up']]), ...command]);
+}
+
+/** A veth pair with its ends in their namespaces (created now; set up with their namespace's batch). */
+function veth(cmds: NsCommands, nsA: string, ifA: string, nsB: string, ifB: string): void {
   sh(['ip', 'link', 'add', ifA, 'netns', nsA, 'type', 'veth', 'peer', 'name', ifB, 'netns', nsB]);
-  nsExec(nsA, ['ip', 'link', 'set', ifA, 'up']);
-  nsExec(nsB, ['ip', 'link', 'set', ifB, 'up']);
+  queue(cmds, nsA, ['link', 'set', ifA, 'up']);
+  queue(cmds, nsB, ['link', 'set', ifB, 'up']);
 }
 
-function addr(ns: string, dev: string, address: string): void {
-  nsExec(ns, ['ip', '-6', 'addr', 'add', `${address}/64`, 'dev', dev, 'nodad']);
+function addr(cmds: NsCommands, ns: string, dev: string, address: string): void {
+  queue(cmds, ns, ['addr', 'add', `${address}/64`, 'dev', dev, 'nodad']);
 }
 
 export interface TopologyOptions {
@@ -154,20 +170,22 @@ export function topologyUp(lab: Lab, opts: TopologyOptions = {}): void {
   topologyDown(lab);
   mkdirSync(lab.stateDir, { recursive: true, mode: 0o700 });
   try {
+    const cmds: NsCommands = new Map();
     for (const ns of [lab.a, lab.b, lab.dns]) prepareNs(ns);
-    if (opts.attacker) hubP(lab);
-    else veth(lab.a, LAB_IF.P, lab.b, LAB_IF.P);
-    veth(lab.a, LAB_IF.Q, lab.b, LAB_IF.Q);
-    veth(lab.a, LAB_IF.dns, lab.dns, LAB_IF.dnsA);
-    veth(lab.b, LAB_IF.dns, lab.dns, LAB_IF.dnsB);
-    addr(lab.a, LAB_IF.P, LAB_ADDR.aP);
-    addr(lab.b, LAB_IF.P, LAB_ADDR.bP);
-    addr(lab.a, LAB_IF.Q, LAB_ADDR.aQ);
-    addr(lab.b, LAB_IF.Q, LAB_ADDR.bQ);
-    addr(lab.a, LAB_IF.dns, LAB_ADDR.aDns);
-    addr(lab.dns, LAB_IF.dnsA, LAB_ADDR.dnsA);
-    addr(lab.b, LAB_IF.dns, LAB_ADDR.bDns);
-    addr(lab.dns, LAB_IF.dnsB, LAB_ADDR.dnsB);
+    if (opts.attacker) hubP(lab, cmds);
+    else veth(cmds, lab.a, LAB_IF.P, lab.b, LAB_IF.P);
+    veth(cmds, lab.a, LAB_IF.Q, lab.b, LAB_IF.Q);
+    veth(cmds, lab.a, LAB_IF.dns, lab.dns, LAB_IF.dnsA);
+    veth(cmds, lab.b, LAB_IF.dns, lab.dns, LAB_IF.dnsB);
+    addr(cmds, lab.a, LAB_IF.P, LAB_ADDR.aP);
+    addr(cmds, lab.b, LAB_IF.P, LAB_ADDR.bP);
+    addr(cmds, lab.a, LAB_IF.Q, LAB_ADDR.aQ);
+    addr(cmds, lab.b, LAB_IF.Q, LAB_ADDR.bQ);
+    addr(cmds, lab.a, LAB_IF.dns, LAB_ADDR.aDns);
+    addr(cmds, lab.dns, LAB_IF.dnsA, LAB_ADDR.dnsA);
+    addr(cmds, lab.b, LAB_IF.dns, LAB_ADDR.bDns);
+    addr(cmds, lab.dns, LAB_IF.dnsB, LAB_ADDR.dnsB);
+    for (const [ns, commands] of cmds) nsIpBatch(ns, commands);
   } catch (err) {
     topologyDown(lab);
     throw err;
@@ -181,18 +199,39 @@ export function topologyUp(lab: Lab, opts: TopologyOptions = {}): void {
  * has no addresses (IPv6 off), so it is not a host on P. The attacker's
  * interface is named like A's and B's (`labp`).
  */
-function hubP(lab: Lab): void {
-  prepareNs(lab.sw);
-  nsExec(lab.sw, ['sysctl', '-q', '-w', 'net.ipv6.conf.all.disable_ipv6=1']);
-  nsExec(lab.sw, ['sysctl', '-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1']);
+function hubP(lab: Lab, cmds: NsCommands): void {
+  prepareNs(lab.sw, ['net.ipv6.conf.all.disable_ipv6=1', 'net.ipv6.conf.default.disable_ipv6=1']);
   prepareNs(lab.x);
   nsExec(lab.sw, ['ip', 'link', 'add', HUB.bridge, 'type', 'bridge', 'ageing_time', '0', 'mcast_snooping', '0', 'stp_state', '0']);
-  nsExec(lab.sw, ['ip', 'link', 'set', HUB.bridge, 'up']);
+  queue(cmds, lab.sw, ['link', 'set', HUB.bridge, 'up']);
   for (const [ns, port] of [[lab.a, HUB.a], [lab.b, HUB.b], [lab.x, HUB.x]] as const) {
-    veth(ns, LAB_IF.P, lab.sw, port);
-    nsExec(lab.sw, ['ip', 'link', 'set', port, 'master', HUB.bridge]);
+    veth(cmds, ns, LAB_IF.P, lab.sw, port);
+    queue(cmds, lab.sw, ['link', 'set', port, 'master', HUB.bridge]);
   }
-  addr(lab.x, LAB_IF.P, LAB_ADDR.xP);
+  addr(cmds, lab.x, LAB_IF.P, LAB_ADDR.xP);
+}
+
+/** For a synchronous 50 ms pause without a process (`Atomics.wait` on a word nobody changes). */
+const PAUSE = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * The processes in namespaces `names` (what `ip netns pids` prints, read from /proc here: a lab's
+ * teardown asks many times).
+ */
+function pidsIn(names: string[]): number[] {
+  if (names.length === 0) return [];
+  const inodes = new Set<number>();
+  for (const n of names) {
+    try { inodes.add(statSync(path.join('/run/netns', n)).ino); } catch { /* gone meanwhile */ }
+  }
+  const out: number[] = [];
+  for (const e of readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      if (inodes.has(statSync(`/proc/${e}/ns/net`).ino)) out.push(Number(e));
+    } catch { /* exited meanwhile, or a kernel thread */ }
+  }
+  return out;
 }
 
 /**
@@ -201,8 +240,8 @@ function hubP(lab: Lab): void {
  */
 export function topologyDown(lab: Lab): void {
   const have = listNamespaces();
-  const pidsOf = (): number[] => labNamespaces(lab).filter((ns) => have.includes(ns))
-    .flatMap((ns) => sh(['ip', 'netns', 'pids', ns], { check: false }).stdout.split(/\s+/).filter(Boolean).map(Number));
+  const mine = labNamespaces(lab).filter((ns) => have.includes(ns));
+  const pidsOf = (): number[] => pidsIn(mine);
   const signal = (pids: number[], sig: NodeJS.Signals): void => {
     for (const pid of pids) {
       try { process.kill(pid, sig); } catch { /* already gone */ }
@@ -211,7 +250,7 @@ export function topologyDown(lab: Lab): void {
   // SIGTERM first, so daemons close their contexts and clean up; SIGKILL what is left after 3 s.
   signal(pidsOf(), 'SIGTERM');
   const deadline = Date.now() + 3000;
-  while (pidsOf().length > 0 && Date.now() < deadline) sh(['sleep', '0.05'], { check: false });
+  while (pidsOf().length > 0 && Date.now() < deadline) Atomics.wait(PAUSE, 0, 0, 50);
   signal(pidsOf(), 'SIGKILL');
   for (const ns of labNamespaces(lab)) {
     if (have.includes(ns)) sh(['ip', 'netns', 'del', ns], { check: false });
