@@ -90,11 +90,18 @@ export function isEmptyDiff(d: LocatorDiff): boolean {
   return d.added.length + d.removed.length + d.wentDown.length + d.cameUp.length + d.deprecated.length + d.renewed.length === 0;
 }
 
-/** Watches addresses and links; calls `onChange` with the new reading and the diff. */
+/**
+ * Watches addresses and links through `ip -6 monitor address link`; calls `onChange` with the new
+ * reading and the diff. No periodic reading: an idle host costs nothing. The addresses are read
+ * again 0.5 s and 3 s after the monitor starts (a change between the first reading and its
+ * subscription would otherwise wait for the next event), and when the monitor exits it is read
+ * again and restarted 2 s later.
+ */
 export class LocatorWatcher {
   private proc: ChildProcess | undefined;
   private timer: NodeJS.Timeout | undefined;
-  private poll: NodeJS.Timeout | undefined;
+  private readonly later = new Set<NodeJS.Timeout>();
+  private stopped = false;
   current: LocalAddress[];
 
   constructor(
@@ -105,13 +112,21 @@ export class LocatorWatcher {
     this.current = readLocalAddresses(interfaces);
   }
 
-  /** Start `ip monitor` (and a slow poll as a safety net should it die). */
+  /** Start `ip monitor`. */
   start(): void {
-    this.proc = spawn('ip', ['-6', 'monitor', 'address', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
-    this.proc.stdout?.on('data', () => this.schedule());
-    this.proc.on('error', () => undefined);
-    this.poll = setInterval(() => this.check(), 2000);
-    this.poll.unref();
+    this.stopped = false;
+    const proc = spawn('ip', ['-6', 'monitor', 'address', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    this.proc = proc;
+    proc.stdout?.on('data', () => this.schedule());
+    proc.on('error', () => undefined);
+    proc.on('exit', () => {
+      if (this.proc !== proc || this.stopped) return;
+      this.proc = undefined;
+      this.check();
+      this.after(2000, () => this.start());
+    });
+    this.after(500, () => this.check());
+    this.after(3000, () => this.check());
   }
 
   /** Re-read now (also used by tests). */
@@ -124,12 +139,23 @@ export class LocatorWatcher {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    if (this.poll) clearInterval(this.poll);
     this.timer = undefined;
-    this.poll = undefined;
+    for (const t of this.later) clearTimeout(t);
+    this.later.clear();
     if (this.proc && this.proc.exitCode === null) this.proc.kill('SIGTERM');
     this.proc = undefined;
+  }
+
+  /** Run `fn` in `ms` unless stopped first (the timer does not keep the process alive). */
+  private after(ms: number, fn: () => void): void {
+    const t = setTimeout(() => {
+      this.later.delete(t);
+      if (!this.stopped) fn();
+    }, ms);
+    t.unref();
+    this.later.add(t);
   }
 
   private schedule(): void {
