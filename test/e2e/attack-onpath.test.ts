@@ -115,14 +115,16 @@ test('on-path: while A↔B is live, I2s claiming B\'s ULID with B\'s replayed PD
   const toAttacker = await l.attacker.captured({ since, src: LAB_ADDR.aP, dstIn: [LAB_ADDR.xP], payloadOnly: true });
   const findings = {
     r2: { sameFii: sameFii.r2, otherFii: otherFii.r2 },
-    contextsWithB: contexts.map((c) => ({ state: c.state, tag: c.contextTag, peer: c.pair.peer, port: peerPortOf(c) })),
+    // The pair goes to one of B's own locators: a false exploration on a busy machine may move it
+    // from one to the other, never to the attacker.
+    contextsWithB: contexts.map((c) => ({ state: c.state, tag: c.contextTag, peerIsB: [LAB_ADDR.bP, LAB_ADDR.bQ].includes(c.pair.peer), port: peerPortOf(c) })),
     streamComplete: r.complete, everyByteOnce: r.bytes_verified === r.bytes_sent, corrupt: r.corrupt,
     streamPacketsToAttacker: toAttacker.count,
   };
   t.diagnostic(JSON.stringify(findings));
   assert.deepEqual(findings, {
     r2: { sameFii: false, otherFii: false },
-    contextsWithB: [{ state: 'ESTABLISHED', tag: before.contextTag, peer: before.pair.peer, port: peerPortOf(before) }],
+    contextsWithB: [{ state: 'ESTABLISHED', tag: before.contextTag, peerIsB: true, port: peerPortOf(before) }],
     streamComplete: true, everyByteOnce: true, corrupt: 0, streamPacketsToAttacker: 0,
   });
 });

@@ -103,6 +103,13 @@ test('a router\'s Packet Too Big about the encapsulated stream reaches the appli
   // The lab's TUN MTU is 1400: encapsulated, 1416 octets, more than the router's 1360-octet link to B.
   const router = routerOnP(t, lab, 1360);
   await daemons(t, lab, {}, ENCAPSULATED);
+  // The context first, with small packets only: on a busy machine the handshake can outlast the
+  // hold, and a full-sized packet sent plain meanwhile would draw the router's Packet Too Big to
+  // A's TCP itself; A's kernel would then know the path MTU to B and fragment the encapsulated
+  // stream, which would never draw the error this test is about.
+  const since = Date.now();
+  await runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 500, failAtMs: 1, failure: 'none', rate: 2000, graceMs: DEADLINE_MS });
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since);
   const r = await runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 3000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: DEADLINE_MS });
   assert.equal(r.corrupt, 0);
   assert.ok(r.bytes_verified > mostOf(3000), `verified ${r.bytes_verified}`);

@@ -68,7 +68,9 @@ for (const failure of ['blackhole', 'down'] as FailureKind[]) {
       await waitFor(async () => (st = await status()).engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP)?.path === 'encap',
         'A\'s context with B on the kernel encapsulation', DEADLINE_MS, 50);
       const k = st.daemon.kernelEncapsulation;
-      assert.ok(typeof k === 'object' && k.packets.encapsulated > 100 && k.packets.decapsulated > 100, `the stream crossed A's tc programs: ${JSON.stringify(k)}`);
+      // Packets as the tc programs count them: a TCP GSO packet of up to 64 KB counts once, so the
+      // ~2 MB after the re-homing make tens of them, not thousands.
+      assert.ok(typeof k === 'object' && k.packets.encapsulated >= 10 && k.packets.decapsulated >= 10, `the stream crossed A's tc programs: ${JSON.stringify(k)}`);
     }
   });
 }
