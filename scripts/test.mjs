@@ -16,7 +16,7 @@ import { ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
 import { TEST_TREE, buildTests, ensureBuilt } from './build.mjs';
 
 /** Test files run at a time. */
-const CONCURRENCY = 8;
+const CONCURRENCY = 12;
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 process.chdir(root);
 
