@@ -104,12 +104,15 @@ export class Routes implements RouteHook {
   setup(): void {
     const { tun, port } = this.opts;
     // No SLAAC or DAD on the TUN: it carries only ULID traffic we route to it.
-    this.ip(['link', 'set', 'dev', tun, 'mtu', String(this.tunMtu), 'up']);
-    this.ip(['-6', 'rule', 'add', 'pref', String(this.pref), 'ipproto', 'udp', 'sport', String(port), 'lookup', 'main']);
-    this.rulesUp = true;
-    // `not`: the daemon's own UDP never enters the TUN, even when `main` has no route for it (a
-    // locator's prefix just removed): then it is unreachable, not looped into our own TUN.
-    this.ip(['-6', 'rule', 'add', 'pref', String(this.pref + 1), 'not', 'ipproto', 'udp', 'sport', String(port), 'lookup', String(this.table)]);
+    // One `ip` for the three (a daemon starts in tests by the hundred). `not`: the daemon's own UDP
+    // never enters the TUN, even when `main` has no route for it (a locator's prefix just
+    // removed): then it is unreachable, not looped into our own TUN.
+    this.rulesUp = true; // deleting a rule that is not there (close) is harmless
+    this.ipBatchSync([
+      ['link', 'set', 'dev', tun, 'mtu', String(this.tunMtu), 'up'],
+      ['rule', 'add', 'pref', String(this.pref), 'ipproto', 'udp', 'sport', String(port), 'lookup', 'main'],
+      ['rule', 'add', 'pref', String(this.pref + 1), 'not', 'ipproto', 'udp', 'sport', String(port), 'lookup', String(this.table)],
+    ]);
   }
 
   /**
@@ -225,8 +228,7 @@ export class Routes implements RouteHook {
    * (scope link: invisible to the locator watcher).
    */
   flushRouteCache(): void {
-    this.ip(['-6', 'addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], false);
-    this.ip(['-6', 'addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun], false);
+    this.ipBatchSync([['addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]], false);
   }
 
   /** Peer ULIDs currently routed through the TUN. */
@@ -240,8 +242,8 @@ export class Routes implements RouteHook {
     for (const p of [...this.peers]) this.contextDown(p);
     for (const a of [...this.locals]) this.dropLocal(a);
     if (this.rulesUp) {
-      this.ip(['-6', 'rule', 'del', 'pref', String(this.pref + 1)], false);
-      this.ip(['-6', 'rule', 'del', 'pref', String(this.pref)], false);
+      // -force: the second goes even when the first is gone already.
+      this.ipBatchSync([['rule', 'del', 'pref', String(this.pref + 1)], ['rule', 'del', 'pref', String(this.pref)]], false);
       this.rulesUp = false;
     }
   }
@@ -268,6 +270,19 @@ export class Routes implements RouteHook {
 
   private argv(args: string[]): string[] {
     return this.opts.netns ? ['-n', this.opts.netns, ...args] : args;
+  }
+
+  /**
+   * Run `ip -6 -force -batch -` with these commands (no `-6` of their own) and wait: every command
+   * runs even after one fails; with `check`, a failure is EnvironmentError EROUTE. Whether all succeeded.
+   */
+  private ipBatchSync(commands: string[][], check = true): boolean {
+    const argv = this.argv(['-6', '-force', '-batch', '-']);
+    const r = spawnSync('ip', argv, { encoding: 'utf8', timeout: 10_000, input: commands.map((c) => c.join(' ')).join('\n') + '\n' });
+    if (check && r.status !== 0) {
+      throw new EnvironmentError('EROUTE', `ip ${argv.join(' ')} failed (${commands.map((c) => c.join(' ')).join('; ')}): ${String(r.stderr ?? r.error?.message).trim()}`);
+    }
+    return r.status === 0;
   }
 
   /** Run `ip`; with `check`, a failure is EnvironmentError EROUTE. Returns whether it succeeded. */
