@@ -407,11 +407,12 @@ export class Daemon {
    * the log group taken) the daemon runs on without it and says so.
    */
   private startDiscovery(): void {
-    if (removeStaleNewFlowsTable()) this.log.info('removed the new-flows table a previous daemon left');
     const wanted = this.config.discovery !== 'off' || this.config.peers.some((p) => p.mode === 'integrated' || p.mode === 'independent');
-    if (!wanted) return;
     const driver = this.driver;
-    if (!driver) return;
+    if (!wanted || !driver) {
+      if (removeStaleNewFlowsTable()) this.log.info('removed the new-flows table a previous daemon left');
+      return;
+    }
     const discovery = new Discovery((fn) => driver.command(fn), this.log.child('discovery'));
     try {
       this.newFlows = NewFlows.open({ tun: this.config.tun.name, port: this.config.port }, (f) => discovery.onFlow(f));
