@@ -16,8 +16,11 @@ export const DEADLINE_MS = 30_000;
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** Poll `cond` every `pollMs` until it holds; throws naming `what` after `ms`. */
-export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = DEADLINE_MS, pollMs = 10): Promise<void> {
+/**
+ * Poll `cond` every `pollMs` until it holds; throws naming `what` after `ms`. Every 25 ms unless
+ * told: many conditions ask a daemon's status or run a program (kdig, nft, tc) each time.
+ */
+export async function waitFor(cond: () => boolean | Promise<boolean>, what: string, ms = DEADLINE_MS, pollMs = 25): Promise<void> {
   const end = Date.now() + ms;
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`);
