@@ -22,7 +22,7 @@ for (const mode of ['shim6', 'tcp'] as const) {
     const dir = mkdtempSync(path.join(tmpdir(), 'lab-demo-'));
     t.after(() => { labDown(labFor(prefix)); rmSync(dir, { recursive: true, force: true }); });
     const svg = path.join(dir, 'demo.svg');
-    const r = shim6(['lab', 'demo', '--prefix', prefix, '--mode', mode, '--json', '--plot', svg, '--duration', '3000', '--fail-at', '1000', '--rate', '20'], { timeout: 200_000 });
+    const r = shim6(['lab', 'demo', '--prefix', prefix, '--mode', mode, '--json', '--plot', svg, '--duration', '3000', '--fail-at', '1000', '--rate', '8'], { timeout: 200_000 });
     assert.equal(r.status, 0, r.stderr);
     const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Summary;
     assert.equal(s.mode, mode);
@@ -70,7 +70,7 @@ test('lab demo --renumber --json: A gets a new prefix outside its HBA set mid-st
   if (!needs(t, PREREQ)) return;
   const prefix = `e2e${process.pid.toString(36).slice(-4)}r`;
   t.after(() => { labDown(labFor(prefix)); });
-  const r = shim6(['lab', 'demo', '--prefix', prefix, '--renumber', '--json', '--duration', '6000', '--fail-at', '1500', '--rate', '20'], { timeout: 200_000 });
+  const r = shim6(['lab', 'demo', '--prefix', prefix, '--renumber', '--json', '--duration', '6000', '--fail-at', '1500', '--rate', '8'], { timeout: 200_000 });
   assert.equal(r.status, 0, r.stderr);
   const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!) as Summary & { failure: string; record_updated_ms: number | null; peer_locators: { address: string; verified: boolean; broken: boolean }[] };
   t.diagnostic(`stall ${s.stall_ms} ms, re-homed ${s.rehome_ms} ms after the removal, record in DNS after ${s.record_updated_ms} ms`);
