@@ -7,7 +7,8 @@ import net from 'node:net';
 import path from 'node:path';
 import { MAX_IN_FLIGHT, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/daemon/control/server.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
-import { tmpdir, waitFor } from './process.ts';
+import { tmpdir } from './process.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 test('a pipelining client has at most MAX_IN_FLIGHT requests being answered at once; the rest wait, and all are answered', async (t) => {
   const sock = path.join(tmpdir(t), 'c.sock');
@@ -31,13 +32,13 @@ test('a pipelining client has at most MAX_IN_FLIGHT requests being answered at o
   c.on('data', (d: Buffer) => { buf += d.toString(); });
   c.write(Array.from({ length: total }, (_, i) => JSON.stringify({ id: i, method: 'slow' }) + '\n').join(''));
 
-  await waitFor(`${MAX_IN_FLIGHT} calls`, () => calls === MAX_IN_FLIGHT);
+  await waitFor(() => calls === MAX_IN_FLIGHT, `${MAX_IN_FLIGHT} calls`);
   // Release one answer at a time, oldest first, as soon as the server has started the next.
   while (released < total) {
-    await waitFor(`call ${released + 1}`, () => held.length > 0);
+    await waitFor(() => held.length > 0, `call ${released + 1}`);
     held.shift()!();
   }
-  await waitFor('all replies', () => replies() === total);
+  await waitFor(() => replies() === total, 'all replies');
   assert.equal(calls, total);
   assert.equal(mostAtOnce, MAX_IN_FLIGHT, 'never more than MAX_IN_FLIGHT outstanding, and the bound is reached');
   assert.deepEqual(buf.trim().split('\n').map((l) => (JSON.parse(l) as { id: number }).id), Array.from({ length: total }, (_, i) => i));

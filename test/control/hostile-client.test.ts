@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { ready, runShim6, startResolver, tmpdir, vmRssKiB, waitFor } from './process.ts';
+import { ready, runShim6, startResolver, tmpdir, vmRssKiB } from './process.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /**
  * The resolver's RSS must stay under this while the hostile client writes. It
@@ -58,7 +59,7 @@ test('a client that pipelines status requests and never reads is disconnected; t
   t.diagnostic(`disconnected after ${written} lines written (${error ?? 'clean close'}); server RSS peak ${Math.round(maxRss / 1024)} MiB`);
 
   // The server logs the disconnect once and keeps serving.
-  await waitFor('the disconnect in the log', () => resolver.stderr().includes('control client disconnected'));
+  await waitFor(() => resolver.stderr().includes('control client disconnected'), 'the disconnect in the log');
   const st = await runShim6(t, ['status', '--json', '--socket', sock]);
   assert.equal(st.status, 0, st.stderr);
   assert.ok((JSON.parse(st.stdout) as { resolver?: unknown }).resolver, st.stdout);

@@ -10,23 +10,12 @@ import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { BIN } from '../helpers/cli.ts';
-
-/** How long a condition may take before the test fails: generous, the machine is shared. */
-export const DEADLINE_MS = 60_000;
+import { waitFor } from '../helpers/wait.ts';
 
 export function tmpdir(t: TestContext): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'ctl-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
   return dir;
-}
-
-/** Poll `cond` until it holds; fail naming `what` after `deadlineMs`. */
-export async function waitFor(what: string, cond: () => boolean | Promise<boolean>, deadlineMs = DEADLINE_MS): Promise<void> {
-  const end = Date.now() + deadlineMs;
-  while (!(await cond())) {
-    if (Date.now() > end) throw new Error(`gave up after ${deadlineMs} ms waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 export interface ShimProcess {
@@ -52,7 +41,7 @@ export function startShim6(t: TestContext, args: string[]): ShimProcess {
   return {
     child, stdout: () => stdout, stderr: () => stderr, status: () => status,
     exited: async () => {
-      await waitFor(`shim6 ${args[0] ?? ''} to exit`, () => status !== undefined);
+      await waitFor(() => status !== undefined, `shim6 ${args[0] ?? ''} to exit`);
       return done;
     },
   };
@@ -65,10 +54,10 @@ export function startResolver(t: TestContext, sock: string): ShimProcess {
 
 /** Wait until the resolver logged "resolver ready" (fails at once if it exited instead). */
 export async function ready(p: ShimProcess): Promise<void> {
-  await waitFor('resolver ready', () => {
+  await waitFor(() => {
     if (p.status() !== undefined) throw new Error(`shim6 resolver exited with ${String(p.status())}: ${p.stderr()}`);
     return p.stderr().includes('resolver ready');
-  });
+  }, 'resolver ready');
 }
 
 /** `shim6 …args` run to completion. */
