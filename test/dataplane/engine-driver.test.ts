@@ -11,7 +11,7 @@ import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, buildUdpPacket, splitPacket, ulpChecksum, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
-import { DEADLINE_MS } from '../helpers/wait.ts';
+import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 import { decodeMessage, encodeMessage } from '../../shim/wire/index.ts';
 
 type FakeEvent = EngineEvent;
@@ -60,13 +60,6 @@ class FakeEndpoint implements EngineLike {
   pollEvent() { return this.ev.shift(); }
 }
 
-function waitFor(pred: () => boolean, timeoutMs: number, what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const end = Date.now() + timeoutMs;
-    const tick = () => { if (pred()) resolve(); else if (Date.now() > end) reject(new Error(`timed out: ${what}`)); else setTimeout(tick, 5); };
-    tick();
-  });
-}
 
 test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', async (t) => {
   const net = new MemoryNetwork();
@@ -77,7 +70,7 @@ test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', 
   t.after(async () => { await a.close(); await b.close(); });
   await a.bindLocator('fd00::a'); await b.bindLocator('fd00::b');
   a.command((e, now) => e.prime(now, 'fd00::b'));
-  await waitFor(() => evA.length > 0 && evB.length > 0, DEADLINE_MS, 'both contexts');
+  await waitFor(() => evA.length > 0 && evB.length > 0, 'both contexts', DEADLINE_MS);
   assert.deepEqual(evA, [established('fd00::a', 'fd00::b', 'initiated')]);
   assert.deepEqual(evB, [established('fd00::b', 'fd00::a', 'locator')]);
   assert.deepEqual(ups, ['fd00::a>fd00::b']);
@@ -95,10 +88,10 @@ test('the driver arms the engine timer: retransmissions through a black hole, th
   net.blackhole('fd00::a', 'fd00::b');
   const t0 = Date.now();
   a.command((e, now) => e.prime(now, 'fd00::b'));
-  await waitFor(() => a.stats.udpOut >= 3, DEADLINE_MS, 'two retransmissions');
+  await waitFor(() => a.stats.udpOut >= 3, 'two retransmissions', DEADLINE_MS);
   assert.ok(Date.now() - t0 >= 90, 'retransmissions wait for the timer (50 ms each)');
   net.repair('fd00::a', 'fd00::b');
-  await waitFor(() => evA.length > 0, DEADLINE_MS, 'established after repair');
+  await waitFor(() => evA.length > 0, 'established after repair', DEADLINE_MS);
   assert.equal(evA[0]!.kind, 'context-established');
   assert.ok(fa.timeouts.length >= 2);
 });
@@ -137,7 +130,7 @@ test('data path: a packet into A\'s TUN leaves B\'s TUN with the header rebuilt 
   tunA.inject(pkt);
   tunA.inject(buildUdpPacket(ULID_A, 'fd00:c::1', 1, 2, new Uint8Array(4)));
   tunA.inject(new Uint8Array([0x45, 0, 0, 20]));
-  await waitFor(() => tunB.written.length === 1, DEADLINE_MS, 'delivery');
+  await waitFor(() => tunB.written.length === 1, 'delivery', DEADLINE_MS);
   assert.deepEqual(tunB.written[0], pkt, 'rebuilt packet equals the original (hop limit 64, tc/flow 0)');
   assert.equal(a.stats.noContext, 1);
   assert.equal(a.stats.notIpv6, 1);
@@ -154,10 +147,10 @@ test('TCP prompt: on locator-pair-changed the last data segment and 3 duplicate 
   };
   const data1 = tcp(1, 0x18, [1, 2, 3]), data2 = tcp(2, 0x18, [4, 5, 6]), ack = tcp(3, 0x10, []);
   for (const p of [data1, data2, ack]) tunA.inject(p);
-  await waitFor(() => tunB.written.length === 3, DEADLINE_MS, 'first delivery');
+  await waitFor(() => tunB.written.length === 3, 'first delivery', DEADLINE_MS);
   net.blackhole('fd00:1::a', 'fd00:1::b');
   a.command((e) => e.rehome('fd00:2::a', 'fd00:2::b'));
-  await waitFor(() => tunB.written.length === 7, DEADLINE_MS, 'prompt delivery');
+  await waitFor(() => tunB.written.length === 7, 'prompt delivery', DEADLINE_MS);
   assert.deepEqual(tunB.written.slice(3).map((p) => splitPacket(p)!.payload[7]), [2, 3, 3, 3]);
   assert.equal(a.stats.prompts, 4);
 });
@@ -205,7 +198,7 @@ test('a resumable close keeps the route; a packet that makes the engine initiate
   d.flush();
   assert.deepEqual(routes, [], 'idle close of a known peer: the route stays');
   tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
-  await waitFor(() => routes.length > 0, 30_000, 'the engine initiated and the driver held');
+  await waitFor(() => routes.length > 0, 'the engine initiated and the driver held', DEADLINE_MS);
   assert.equal(d.stats.noContext, 0, 'the packet that started it is held, not dropped');
   up = true;
   events.push({ kind: 'context-established', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 2, peerContextTag: 3, pair: { local: 'fd00::a', peer: 'fd00::b' }, recovered: false });
@@ -232,16 +225,16 @@ test('a second context with a routed peer (another local ULID, as after our firs
   t.after(() => d.close());
   await d.bindLocator('fd00::a');
   d.flush();
-  await waitFor(() => routes.length === 1, 30_000, 'the first context routed');
+  await waitFor(() => routes.length === 1, 'the first context routed', DEADLINE_MS);
   assert.deepEqual(routes, ['up fd00::a fd00::b']);
   tun.inject(buildUdpPacket('fd00::c', 'fd00::b', 1, 2, new Uint8Array(4)));
-  await waitFor(() => d.stats.plain === 1, 30_000, 'the second context\'s packet held, then sent plain when it did not come up in time');
+  await waitFor(() => d.stats.plain === 1, 'the second context\'s packet held, then sent plain when it did not come up in time', DEADLINE_MS);
   assert.deepEqual(routes, ['up fd00::a fd00::b'], 'the route stays the first context\'s: neither replaced nor removed');
   events.push({ kind: 'context-failed', localUlid: 'fd00::c', peerUlid: 'fd00::b', reason: 'no-answer' });
   d.flush();
   assert.deepEqual(routes, ['up fd00::a fd00::b'], 'its failure removes nothing');
   tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
-  await waitFor(() => d.stats.udpOut === 1, 30_000, 'the first context still carries its packets');
+  await waitFor(() => d.stats.udpOut === 1, 'the first context still carries its packets', DEADLINE_MS);
 });
 
 test('a second context with the peer that is up when the first one goes takes its route over', async (t) => {
@@ -298,14 +291,14 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
   assert.ok(counters.has('fd00::a fd00::b'), 'the kernel counts its packets');
   counters.get('fd00::a fd00::b')!.outPackets = 3;
-  await waitFor(() => fed.length === 1, DEADLINE_MS, 'a reading with packets sent');
+  await waitFor(() => fed.length === 1, 'a reading with packets sent', DEADLINE_MS);
   assert.deepEqual(fed[0], { sent: true, received: false });
   counters.get('fd00::a fd00::b')!.inPackets = 2;
-  await waitFor(() => fed.length === 2, DEADLINE_MS, 'a reading with packets received');
+  await waitFor(() => fed.length === 2, 'a reading with packets received', DEADLINE_MS);
   assert.deepEqual(fed[1], { sent: false, received: true }, 'only what moved since the last reading');
   counters.get('fd00::a fd00::b')!.outPackets = 5;
   counters.get('fd00::a fd00::b')!.inPackets = 4;
-  await waitFor(() => fed.length === 4, DEADLINE_MS, 'a reading with packets both ways');
+  await waitFor(() => fed.length === 4, 'a reading with packets both ways', DEADLINE_MS);
   // Which came last is unknown: received first, so the sending starts REAP's Send Timer at this reading.
   assert.deepEqual(fed.slice(2), [{ sent: false, received: true }, { sent: true, received: false }], 'both ways: received, then sent');
   assert.deepEqual(d.paths()[0]!.kernel, { packetsIn: 4, bytesIn: 0, packetsOut: 5, bytesOut: 0 }, 'what the kernel carried, for status (the engine saw none of it)');
@@ -375,14 +368,14 @@ test('kernel path: one clock reads the counters and runs the engine\'s timers (a
     deadline = performance.timeOrigin + performance.now() + 7;
     d.flush();
     const at = log.length;
-    await waitFor(() => log.slice(at).some((x) => x.startsWith('timeout')), DEADLINE_MS, 'the engine timer');
+    await waitFor(() => log.slice(at).some((x) => x.startsWith('timeout')), 'the engine timer', DEADLINE_MS);
     const k = log.indexOf('timeout-due', at);
     assert.ok(k > at && log[k - 1] === 'read', `a reading right before the timeout: ${log.slice(at).join(' ')}`);
   }
   assert.ok(!log.includes('timeout-early'), 'never woken before the deadline');
   assert.equal(log.filter((x) => x.startsWith('timeout')).length, 3, 'the engine timer ran only when due');
   // The liveness Keepalive (30 readings of 20 ms: every second).
-  await waitFor(() => got.length > 0, DEADLINE_MS, 'a Keepalive to the peer');
+  await waitFor(() => got.length > 0, 'a Keepalive to the peer', DEADLINE_MS);
   const m = decodeMessage(got[0]!);
   assert.equal(m.type, 'Keepalive');
   assert.equal((m as { contextTag: number }).contextTag, 0x2222, 'with the peer\'s context tag');
@@ -407,7 +400,7 @@ test('kernel path: counters that cannot be read (three readings in a row) put ev
   await d.bindLocator('fd00::a');
   d.flush();
   assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
-  await waitFor(() => d.paths()[0]?.path === 'tun', DEADLINE_MS, 'the fallback to the TUN');
+  await waitFor(() => d.paths()[0]?.path === 'tun', 'the fallback to the TUN', DEADLINE_MS);
   assert.ok(reads >= 3, `${reads} readings`);
   assert.ok((d.stats.drops['kernel-read'] ?? 0) >= 3);
   await new Promise((r) => setImmediate(r));
@@ -476,7 +469,7 @@ test('kernel encapsulation: a re-homed context goes on the tc programs (tags, po
   assert.deepEqual(d.paths().map((p) => [p.path, p.pair.local]), [['encap', 'fd00::1a']], 're-homed: the kernel encapsulation');
   assert.deepEqual(sets, [{ localUlid: 'fd00::a', peerUlid: 'fd00::b', localLocator: 'fd00::1a', peerLocator: 'fd00::1b', localTag: 0x1111, peerTag: 0x2222, peerPort: 5533, peerLocators: ['fd00::b', 'fd00::1b'] }], 'only verified locators may send');
   assert.ok(watched.has('fd00::a fd00::b'), 'the kernel still counts its packets (REAP)');
-  await waitFor(() => tun.written.length > 0, DEADLINE_MS, 'the kernel flows\' prompt');
+  await waitFor(() => tun.written.length > 0, 'the kernel flows\' prompt', DEADLINE_MS);
   assert.deepEqual(switches.slice(-1), ['encap fd00::b fd00::1a>fd00::1b'], 'the ULID routed where the new pair goes');
   // The prompt: an ICMPv6 Packet Too Big (type 2) from the peer's ULID to ours, MTU under the encapsulated path's, quoting the flow at the peer's last ACK.
   const icmp = splitPacket(tun.written[0]!)!;
@@ -488,7 +481,7 @@ test('kernel encapsulation: a re-homed context goes on the tc programs (tags, po
   const qv = new DataView(quoted.payload.buffer, quoted.payload.byteOffset);
   assert.deepEqual([qv.getUint16(0), qv.getUint16(2), qv.getUint32(4)], [40000, 7000, 0xdeadbeef]);
   // Then the peer's last ACK again, to our own stack (a sender with nothing in flight sends at once), its checksum valid.
-  await waitFor(() => tun.written.length > 1, DEADLINE_MS, 'the peer\'s last ACK after the Packet Too Big');
+  await waitFor(() => tun.written.length > 1, 'the peer\'s last ACK after the Packet Too Big', DEADLINE_MS);
   const ack = splitPacket(tun.written[1]!)!;
   assert.deepEqual([ack.srcUlid, ack.dstUlid, ack.nextHeader, ack.payload.length], ['fd00::b', 'fd00::a', IPPROTO_TCP, 20]);
   const av = new DataView(ack.payload.buffer, ack.payload.byteOffset);
