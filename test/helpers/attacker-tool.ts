@@ -3,8 +3,8 @@
  * attacker namespace that can only do what a host on link P can do — send UDP
  * from its own addresses (or, with net.ipv6.ip_nonlocal_bind, forge a source)
  * and watch the frames the hub floods to it. It crafts Shim6 with the
- * project's own codecs (shim/wire/), sends with node:dgram, and captures link
- * P with dumpcap.
+ * project's own codecs (shim/wire/), sends with node:dgram (floods through the
+ * project's batched UDP socket), and captures link P with dumpcap.
  *
  * Protocol: one JSON command per stdin line `{ id, op, args }`, one JSON reply
  * per stdout line `{ id, ok, result | error }`; the ops and their shapes are
@@ -19,6 +19,8 @@ import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { decodePayloadHeader, encodeMessage, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, type Shim6Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { PcapStream, type CapturedUdp } from './pcap-stream.ts';
+import { loadAddon } from '../../native/addon.ts';
+import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
 import type { CaptureQuery, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
 
 const SHIM6_PORT = 5533;
@@ -229,28 +231,75 @@ async function spray(a: SprayArgs): Promise<{ sent: number }> {
   return { sent: a.count };
 }
 
-/** The flood: `count` I1s (fresh tags and nonces) or unknown-tag payload packets, round robin over `sources`. */
+/** Receive and send meta of the addon's batched UDP socket (native/udp.h): octets per datagram. */
+const RECV_META = 40;
+const SEND_META = 44;
+/** Datagrams per sendmmsg. */
+const FLOOD_BATCH = 64;
+
+/**
+ * The flood: `count` I1s (fresh tags and nonces) or unknown-tag payload packets, round robin over
+ * `sources`, through one socket of the project's addon (sendmmsg, each datagram from its source by
+ * IPV6_PKTINFO; a reply's destination says which source it answers): a tenth of node:dgram's cost
+ * per datagram, so the flood measures the daemon, not the attacker.
+ */
 async function flood(a: FloodArgs): Promise<FloodResult> {
+  const addon = loadAddon();
   const replies: Record<string, number> = {};
   const types: Record<string, number> = {};
+  for (const src of a.sources) replies[src] = 0;
+  // A reply's destination in its canonical text → the source as the caller wrote it.
+  const sourceOf = new Map(a.sources.map((x) => [formatIpv6(parseIpv6(x)), x]));
   let tLast = 0;
-  const socks: dgram.Socket[] = [];
-  for (const src of a.sources) {
-    replies[src] = 0;
-    socks.push(await openSocket(src, 0, (m) => {
-      replies[src]!++;
+  const [fd] = addon.udpOpen(0, 4 << 20, false);
+  const slot = 2048, slots = 64;
+  const recv = new ArrayBuffer(slot * slots);
+  const recvBytes = new Uint8Array(recv);
+  const meta = new ArrayBuffer(RECV_META * slots);
+  const metaBytes = new Uint8Array(meta);
+  const metaView = new DataView(meta);
+  const handle = addon.udpStartReader(fd, recv, slot, slots, meta, (count) => {
+    for (let i = 0; i < count; i++) {
+      const len = metaView.getUint32(i * RECV_META + 36, true);
+      const to = sourceOf.get(formatIpv6(metaBytes, i * RECV_META + 16));
+      if (len === 0 || to === undefined) continue;
+      replies[to]!++;
       tLast = performance.now();
-      const type = m.length > 2 && (m[2]! & 0x80) === 0 ? (decode(new Uint8Array(m))?.type ?? 'malformed') : 'payload';
+      const m = recvBytes.subarray(i * slot, i * slot + len);
+      const type = m.length > 2 && (m[2]! & 0x80) === 0 ? (decode(m.slice())?.type ?? 'malformed') : 'payload';
       types[type] = (types[type] ?? 0) + 1;
-    }));
-  }
+    }
+  });
   const packets = Array.from({ length: 1024 }, () => a.kind === 'I1'
     ? encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: u32(), options: [] })
     : new Uint8Array([...encodePayloadHeader(NO_NEXT_HEADER, tag47()), ...randomBytes(24)]));
+  // The arena: the 1024 packets side by side; a datagram's send meta points at one of them.
+  const offsets: number[] = [];
+  let size = 0;
+  for (const p of packets) { offsets.push(size); size += p.length; }
+  const arena = new ArrayBuffer(size);
+  const arenaBytes = new Uint8Array(arena);
+  packets.forEach((p, i) => arenaBytes.set(p, offsets[i]!));
+  const sendMeta = new ArrayBuffer(SEND_META * FLOOD_BATCH);
+  const sendBytes = new Uint8Array(sendMeta);
+  const sendView = new DataView(sendMeta);
+  const srcBytes = a.sources.map((x) => parseIpv6(x));
+  const dstBytes = parseIpv6(a.dst);
   const t0 = performance.now();
-  for (let i = 0; i < a.count; i++) {
-    socks[i % socks.length]!.send(packets[i % packets.length]!, SHIM6_PORT, a.dst);
-    if (i % 64 === 63) await new Promise((r) => setImmediate(r)); // let the replies be read as they come
+  for (let i = 0; i < a.count;) {
+    const n = Math.min(FLOOD_BATCH, a.count - i);
+    for (let k = 0; k < n; k++) {
+      const j = i + k, m = k * SEND_META;
+      sendBytes.set(srcBytes[j % srcBytes.length]!, m);
+      sendBytes.set(dstBytes, m + 16);
+      sendView.setUint16(m + 32, SHIM6_PORT);
+      sendView.setUint32(m + 36, offsets[j % packets.length]!, true);
+      sendView.setUint32(m + 40, packets[j % packets.length]!.length, true);
+    }
+    // What the socket refuses (its buffer full) is lost, as on the wire; the count is what was handed over.
+    addon.udpSend(fd, arena, sendMeta, n, false);
+    i += n;
+    await new Promise((r) => setImmediate(r)); // let the replies be read as they come
   }
   const tSent = performance.now();
   // Barrier from a source of its own: once its I1 is answered, the daemon has read the flood.
@@ -261,8 +310,8 @@ async function flood(a: FloodArgs): Promise<FloodResult> {
   sock('_barrier').s.close();
   sockets.delete('_barrier');
   const tBarrier = performance.now();
-  await sleep(300); // replies already on their way to other sockets
-  for (const s of socks) s.close();
+  await sleep(300); // replies already on their way
+  addon.udpClose(handle);
   return { sent: a.count, replies, types, sendMs: tSent - t0, lastReplyMs: tLast === 0 ? 0 : tLast - t0, barrierMs: tBarrier - t0 };
 }
 
