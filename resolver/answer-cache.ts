@@ -3,16 +3,16 @@
  * in a latin1 string: one flat object on the V8 heap, nothing for the garbage
  * collector to trace or sweep, where a Uint8Array per entry is an ArrayBuffer
  * with an external backing store — with 10^5 entries that slowed every later
- * miss), with the offsets of their TTL fields in the same string, bounded in entries and in bytes (lru-cache's
- * `max` and `maxSize`). Expiry is decided against the `now` the caller passes in
- * (lru-cache's own TTL clock is not used), so tests drive time explicitly.
+ * miss), with the offsets of their TTL fields in the same string, bounded in
+ * entries and in bytes (lru.ts). Expiry is decided against the `now` the
+ * caller passes in, so tests drive time explicitly.
  *
  * Positive answers live for their smallest answer TTL, negative ones for the
  * RFC 2308 §5 SOA-derived TTL, both capped. With serve-stale (RFC 8767) expired
  * entries are kept for `staleMaxSeconds` so they can answer when upstreams fail.
  * It must not know about sockets or upstream selection.
  */
-import { LRUCache } from 'lru-cache';
+import { Lru } from './lru.ts';
 import type { Millis } from '../shim/time.ts';
 import { cacheTtl, type ScannedResponse } from './answer-scan.ts';
 import { RrType } from './message.ts';
@@ -77,14 +77,10 @@ function put48(b: Uint8Array, o: number, v: number): void {
 }
 
 export class AnswerCache {
-  private readonly lru: LRUCache<string, CacheEntry>;
+  private readonly lru: Lru<string, CacheEntry>;
 
   constructor(readonly opts: AnswerCacheOptions) {
-    this.lru = new LRUCache<string, CacheEntry>({
-      max: opts.maxEntries,
-      maxSize: opts.maxBytes,
-      sizeCalculation: (e) => e.length + ENTRY_OVERHEAD,
-    });
+    this.lru = new Lru<string, CacheEntry>({ max: opts.maxEntries, maxSize: opts.maxBytes, sizeOf: (e) => e.length + ENTRY_OVERHEAD });
   }
 
   /** A fresh entry, or undefined (expired entries are dropped unless serve-stale keeps them). */

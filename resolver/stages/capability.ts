@@ -11,7 +11,6 @@
  * record lifetime, and reported absent once per negative lifetime.
  * It must not know about sockets or the engine beyond the sink.
  */
-import { LRUCache } from 'lru-cache';
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
 import type { Ipv6 } from '../../shim/wire/ipv6.ts';
@@ -25,6 +24,7 @@ import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord } from '../capability-select.ts';
 import type { CapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
+import { Lru } from '../lru.ts';
 
 export interface CapabilityOptions extends CapFetchOptions {
   /** Wait for the record at most this long after the address answer (ms). */
@@ -118,9 +118,9 @@ class Waiter implements Deadlined {
 
 export class CapabilityStage implements Stage {
   readonly name = 'capability';
-  private readonly entries: LRUCache<string, CapEntry>;
+  private readonly entries: Lru<string, CapEntry>;
   /** qname → final name of its CNAME chain, with expiry. */
-  private readonly aliases: LRUCache<string, { final: string; expiresAt: Millis }>;
+  private readonly aliases: Lru<string, { final: string; expiresAt: Millis }>;
 
   /**
    * `inner`: the rest of the chain (cache, forward) for AAAA lookups; `direct`:
@@ -139,9 +139,9 @@ export class CapabilityStage implements Stage {
       counters.capabilityTxtQueries++;
       return direct(req);
     };
-    this.entries = new LRUCache({ max: opts.maxEntries });
+    this.entries = new Lru({ max: opts.maxEntries });
     this.budget = new DeadlineQueue<Waiter>(timer, (w) => { if (w.finish()) counters.capabilityLate++; });
-    this.aliases = new LRUCache({ max: opts.maxEntries });
+    this.aliases = new Lru({ max: opts.maxEntries });
   }
 
   serve(req: Request, next: Handler): Answer | Promise<Answer> {

@@ -1,0 +1,78 @@
+// The resolver's LRU map (resolver/lru.ts) against a reference model, and its bounds.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import { Lru } from '../../resolver/lru.ts';
+
+/** The reference: a Map in recency order (least recent first), bounded the same way. */
+class Model {
+  readonly m = new Map<number, string>();
+  total = 0;
+  constructor(readonly max: number, readonly maxSize: number) {}
+  get(k: number): string | undefined {
+    const v = this.m.get(k);
+    if (v !== undefined) { this.m.delete(k); this.m.set(k, v); }
+    return v;
+  }
+  peek(k: number): string | undefined { return this.m.get(k); }
+  delete(k: number): boolean {
+    const v = this.m.get(k);
+    if (v === undefined) return false;
+    this.total -= v.length;
+    return this.m.delete(k);
+  }
+  set(k: number, v: string): void {
+    if (v.length > this.maxSize) { this.delete(k); return; }
+    const old = this.m.get(k);
+    if (old !== undefined) { this.total -= old.length; this.m.delete(k); } else if (this.m.size >= this.max) this.delete(this.m.keys().next().value!);
+    this.m.set(k, v);
+    this.total += v.length;
+    while (this.total > this.maxSize && this.m.size > 1) this.delete(this.m.keys().next().value!);
+  }
+}
+
+type Op = { op: 'get' | 'peek' | 'delete'; k: number } | { op: 'set'; k: number; v: string } | { op: 'clear' };
+const op: fc.Arbitrary<Op> = fc.oneof(
+  { arbitrary: fc.record({ op: fc.constantFrom('get' as const, 'peek' as const, 'delete' as const), k: fc.integer({ min: 0, max: 40 }) }), weight: 10 },
+  { arbitrary: fc.record({ op: fc.constant('set' as const), k: fc.integer({ min: 0, max: 40 }), v: fc.string({ maxLength: 12 }) }), weight: 10 },
+  { arbitrary: fc.record({ op: fc.constant('clear' as const) }), weight: 1 },
+);
+
+test('Lru behaves as the reference model: values, recency, eviction by count and by size', () => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 60 }), fc.array(op, { maxLength: 400 }), (max, maxSize, ops) => {
+    const sized = maxSize < 50;
+    const lru = new Lru<number, string>(sized ? { max, maxSize, sizeOf: (v) => v.length } : { max });
+    const model = new Model(max, sized ? maxSize : Infinity);
+    for (const o of ops) {
+      if (o.op === 'get') assert.equal(lru.get(o.k), model.get(o.k));
+      else if (o.op === 'peek') assert.equal(lru.peek(o.k), model.peek(o.k));
+      else if (o.op === 'delete') assert.equal(lru.delete(o.k), model.delete(o.k));
+      else if (o.op === 'set') { lru.set(o.k, o.v); model.set(o.k, o.v); } else { lru.clear(); model.m.clear(); model.total = 0; }
+      assert.equal(lru.size, model.m.size);
+      if (sized) assert.equal(lru.calculatedSize, model.total);
+    }
+    // Most recent first, as lru-cache's entries().
+    assert.deepEqual([...lru.entries()], [...model.m.entries()].reverse());
+  }), { numRuns: 300 });
+});
+
+test('Lru holds at most max entries and grows its slots past the first 1024', () => {
+  const lru = new Lru<string, number>({ max: 5000 });
+  for (let i = 0; i < 12_000; i++) lru.set(`k${i}`, i);
+  assert.equal(lru.size, 5000);
+  assert.equal(lru.get('k6999'), undefined);
+  assert.equal(lru.get('k7000'), 7000);
+  assert.equal(lru.get('k11999'), 11999);
+  assert.throws(() => new Lru({ max: 0 }), RangeError);
+});
+
+test('Lru does not store an entry larger than maxSize, and drops the key it replaced', () => {
+  const lru = new Lru<string, string>({ max: 10, maxSize: 5, sizeOf: (v) => v.length });
+  lru.set('a', 'abc');
+  lru.set('a', 'abcdef');
+  assert.equal(lru.get('a'), undefined);
+  assert.equal(lru.calculatedSize, 0);
+  lru.set('b', 'ab');
+  lru.set('c', 'abcd'); // 6 > 5: the least recent ('b') goes
+  assert.deepEqual([...lru.entries()], [['c', 'abcd']]);
+});
