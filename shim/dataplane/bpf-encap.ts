@@ -97,10 +97,10 @@ export interface BpfEncapOptions {
   skipLinks?: string[];
   /**
    * The daemon's TUN: GSO skbs of re-homed contexts go there (its reader segments them). Looked up
-   * when a context is first encapsulated (the TUN may open after the programs); without it such
-   * skbs are dropped and counted as errors.
+   * when a context is first encapsulated (the TUN may open after the programs); while it is not
+   * found such skbs are dropped and counted as errors.
    */
-  tun?: string;
+  tun: string;
 }
 
 /** Packet counts of the programs (summed over CPUs). */
@@ -284,7 +284,7 @@ export class BpfEncap implements EncapHook {
 
   set(c: EncapContext): boolean {
     if (this.closed) return false;
-    if (this.tunIfindex === 0 && this.opts.tun !== undefined) {
+    if (this.tunIfindex === 0) {
       this.tunIfindex = ifindex(this.opts.tun);
       if (this.tunIfindex !== 0) this.writeConfig();
     }
