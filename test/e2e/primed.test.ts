@@ -13,11 +13,11 @@ import { daemons, E2E_TIMEOUT_MS, freshLab, log } from './fixture.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 
 /**
- * On the kernel path (SHIM6_TEST_DATA_PATH=kernel) a re-homed context is on the kernel
- * encapsulation (the default `encapsulation: kernel`; SHIM6_TEST_ENCAPSULATION=tun keeps the TUN),
- * whose tc programs need these.
+ * On the kernel path (the default `dataPath: auto`, or SHIM6_TEST_DATA_PATH=kernel) a re-homed
+ * context is on the kernel encapsulation (the default `encapsulation: kernel`;
+ * SHIM6_TEST_ENCAPSULATION=tun keeps the TUN), whose tc programs need these.
  */
-const KERNEL = process.env.SHIM6_TEST_DATA_PATH === 'kernel' && process.env.SHIM6_TEST_ENCAPSULATION !== 'tun';
+const KERNEL = (process.env.SHIM6_TEST_DATA_PATH ?? 'auto') !== 'tun' && process.env.SHIM6_TEST_ENCAPSULATION !== 'tun';
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', ...(KERNEL ? ['tc', 'clang', 'bpftool', 'mount'] : [])] };
 
 // The 'down' case runs each stub on two threads (resolverWorkers): B's name is then served by A's
