@@ -93,8 +93,8 @@ for (const [aPath, bPath] of [['kernel', 'tun'], ['tun', 'kernel']] as const) {
       nsExec(lab.a, ['nft', 'delete', 'table', 'ip6', 'e2e_oneway']);
     };
     const r = await runStream(lab, {
-      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 9000, rate: 2_500_000, graceMs: 20_000,
-      actions: [{ atMs: 2500, run: oneWay }], failAtMs: 6000, failure: 'blackhole', link: 'P',
+      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 7000, rate: 2_500_000, graceMs: 20_000,
+      actions: [{ atMs: 2000, run: oneWay }], failAtMs: 4500, failure: 'blackhole', link: 'P',
     });
     assert.equal(r.complete, true, 'the stream ended normally');
     assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
