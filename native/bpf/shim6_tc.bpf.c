@@ -33,7 +33,8 @@
  * device (csum_start still points at it); across a virtual link (veth) it is
  * never completed, which the outer UDP checksum covers: a receiver's kernel
  * takes such a datagram as verified, and the daemon of a peer on the TUN path
- * writes what it decapsulates with VIRTIO_NET_HDR_F_DATA_VALID (native/tun.c).
+ * writes what it decapsulates as CHECKSUM_PARTIAL, not verified again
+ * (build_partial_header in native/offload.c, used by native/tun.c).
  * GSO: a GSO skb (a TCP segment larger than the path MTU, cut by the device
  * or by the kernel before the device) cannot be encapsulated here: every
  * segment needs its own UDP and payload header, and the kernel's UDP tunnel
