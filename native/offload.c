@@ -165,3 +165,22 @@ size_t build_gso_header(const uint8_t *const *pkts, const size_t *lens, size_t n
   vh->csum_offset = 16;
   return hdr;
 }
+
+size_t build_partial_header(const uint8_t *pkt, size_t len, uint8_t *out, struct virtio_net_hdr *vh) {
+  if (len < IP6_HDR + 8 || (pkt[0] >> 4) != 6) return 0;
+  size_t plen = ((size_t)pkt[4] << 8) | pkt[5];
+  if (IP6_HDR + plen != len) return 0;
+  uint8_t proto = pkt[6];
+  uint16_t off = proto == 6 ? 16 : proto == 17 ? 6 : proto == 58 ? 2 : 0;
+  if (off == 0 || (proto == 6 && plen < 20)) return 0;
+  size_t hdr = IP6_HDR + off + 2;
+  memcpy(out, pkt, hdr);
+  /* CHECKSUM_PARTIAL: the field holds the folded pseudo-header sum, as the sender's stack leaves it. */
+  put16(out + IP6_HDR + off, fold(pseudo_sum(out, (uint32_t)plen, proto)));
+  memset(vh, 0, sizeof *vh);
+  vh->flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+  vh->hdr_len = (uint16_t)hdr;
+  vh->csum_start = IP6_HDR;
+  vh->csum_offset = off;
+  return hdr;
+}

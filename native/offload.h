@@ -20,4 +20,11 @@ size_t plan_coalesce(const uint8_t *const *pkts, const size_t *lens, size_t coun
 /* Headers (IPv6 + TCP, into `out`) and virtio header for pkts[0..n); returns the header length. */
 size_t build_gso_header(const uint8_t *const *pkts, const size_t *lens, size_t n, uint8_t *out, struct virtio_net_hdr *vh);
 
+/*
+ * A packet written whole as CHECKSUM_PARTIAL: its IPv6 header and its upper layer's (TCP, UDP or
+ * ICMPv6, directly after IPv6) up to the checksum field, into `out`, the field made the folded
+ * pseudo-header sum; the virtio header NEEDS_CSUM. Returns the length copied, 0 for any other packet.
+ */
+size_t build_partial_header(const uint8_t *pkt, size_t len, uint8_t *out, struct virtio_net_hdr *vh);
+
 #endif

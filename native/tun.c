@@ -214,7 +214,16 @@ static const struct virtio_net_hdr ZERO_VNET;
  * A packet the kernel refuses is skipped; the others still go.
  * Without vnet, one write(2) per packet. With vnet, runs of in-order TCP
  * segments of one flow go out as one GSO segment (offload.c), the rest one by
- * one behind an all-zero virtio header.
+ * one as CHECKSUM_PARTIAL where they are TCP, UDP or ICMPv6 (build_partial_header),
+ * else behind an all-zero virtio header.
+ *
+ * Neither way does the kernel verify the upper layer's checksum, which is honest for what
+ * the daemon writes: a packet it decapsulated from a UDP datagram, whose checksum (mandatory
+ * over IPv6) the kernel verified over every octet of it before the socket handed it over
+ * (the ULIDs of its pseudo-header come from the context), or one the daemon built. And it is
+ * needed: a peer's kernel encapsulation leaves a packet's own checksum to the device
+ * (CHECKSUM_PARTIAL), which across a virtual link (veth) never completes it; verified
+ * again here, such a packet was dropped (TcpInCsumErrors) and its stream stopped.
  */
 static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
   size_t argc = 4;
@@ -255,8 +264,15 @@ static napi_value tun_write_batch(napi_env env, napi_callback_info info) {
         iov[k++] = (struct iovec){ hdr, h };
         for (size_t j = 0; j < n; j++) iov[k++] = (struct iovec){ (void *)(ptrs[i + j] + h), lens[i + j] - h };
       } else {
-        if (vnet) iov[k++] = (struct iovec){ (void *)&ZERO_VNET, sizeof ZERO_VNET };
-        iov[k++] = (struct iovec){ (void *)ptrs[i], lens[i] };
+        size_t h = vnet ? build_partial_header(ptrs[i], lens[i], hdr, &vh) : 0;
+        if (h > 0) {
+          iov[k++] = (struct iovec){ &vh, sizeof vh };
+          iov[k++] = (struct iovec){ hdr, h };
+          iov[k++] = (struct iovec){ (void *)(ptrs[i] + h), lens[i] - h };
+        } else {
+          if (vnet) iov[k++] = (struct iovec){ (void *)&ZERO_VNET, sizeof ZERO_VNET };
+          iov[k++] = (struct iovec){ (void *)ptrs[i], lens[i] };
+        }
       }
       /* A packet the kernel refuses (malformed bytes from a peer) is skipped, not the rest of the batch. */
       if (writev_all(fd, iov, k) < 0) last_err = errno;

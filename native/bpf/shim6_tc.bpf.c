@@ -15,7 +15,7 @@
  *    that context's verified peer locators loses UDP and the payload header
  *    and gets the ULID pair back. Anything else (unknown tag, unverified
  *    source, a control message) is passed on untouched to the daemon's
- *    socket, which makes the checks and answers (R1bis) as before.
+ *    socket, which makes the checks and answers (R1bis).
  *  - While a context is watched (`shim6_watch`), ingress remembers each of its
  *    TCP flows' last segment from the peer in `shim6_flows` (its acknowledgment
  *    number, its header as a pure ACK): after a re-homing the daemon tells those
@@ -29,10 +29,20 @@
  * device for CHECKSUM_PARTIAL) the upper-layer packet sums to the complement
  * of its pseudo-header (the ULIDs), so only TCP, UDP and ICMPv6 without
  * extension headers are encapsulated; other packets are dropped and counted.
- * GSO: the inner packet has no IP header of its own, which the kernel's UDP
- * tunnel segmentation needs, so a GSO skb keeps its segment size (FIXED_GSO)
- * and crosses the path whole (veth does); a device that must segment it
- * drops it (udp6 GSO refuses a non-tunnel UDP skb) instead of sending garbage.
+ * A CHECKSUM_PARTIAL packet keeps its inner checksum to be completed by the
+ * device (csum_start still points at it); across a virtual link (veth) it is
+ * never completed, which the outer UDP checksum covers: a receiver's kernel
+ * takes such a datagram as verified, and the daemon of a peer on the TUN path
+ * writes what it decapsulates as CHECKSUM_PARTIAL, not verified again
+ * (build_partial_header in native/offload.c, used by native/tun.c).
+ * GSO: a GSO skb (a TCP segment larger than the path MTU, cut by the device
+ * or by the kernel before the device) cannot be encapsulated here: every
+ * segment needs its own UDP and payload header, and the kernel's UDP tunnel
+ * segmentation needs an inner IP header our wire format does not have. So a
+ * re-homed context's GSO skb is redirected, unchanged, to the daemon's TUN
+ * (`tun_ifindex`): the daemon cuts it into segments, completes their
+ * checksums and sends them as datagrams no larger than the path MTU (the
+ * TUN path's own work). Everything smaller is encapsulated here.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -80,13 +90,13 @@ struct flow_value {
 	__u8 tcp[32];
 };
 
-struct config { __u16 port; /* network order */ __u16 pad; __u32 pad2; };
+struct config { __u16 port; /* network order */ __u16 pad; __u32 tun_ifindex; /* the daemon's TUN (0: none) */ };
 
 #define ETH_OFF sizeof(struct ethhdr)
 #define IP6_OFF ETH_OFF
 #define L4_OFF (ETH_OFF + sizeof(struct ipv6hdr))
 
-enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_PASS_GSO, ST_MAX };
+enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_PASS_GSO, ST_TO_TUN, ST_MAX };
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -217,6 +227,16 @@ int shim6_egress(struct __sk_buff *skb)
 		return TC_ACT_SHOT;
 	}
 
+	if (skb->gso_size != 0) {
+		/* Larger than the path: the daemon segments and encapsulates it (see the top). */
+		if (cfg->tun_ifindex == 0) {
+			count(ST_ERROR);
+			return TC_ACT_SHOT;
+		}
+		count(ST_TO_TUN);
+		return bpf_redirect(cfg->tun_ifindex, 0);
+	}
+
 	__u16 plen = bpf_ntohs(ip6->payload_len);
 	/* The upper-layer packet sums to ~pseudo(ULIDs, plen, nh) once its checksum is complete. */
 	__u32 inner = sum16(key.local);
@@ -253,37 +273,15 @@ int shim6_egress(struct __sk_buff *skb)
 	__u16 c = ~fold16(s);
 	hdr.udp.check = c == 0 ? 0xffff : c;
 
-	if (skb->gso_size == 0) {
-		/* Room after the IPv6 header for UDP + the payload header. */
-		if (bpf_skb_adjust_room(skb, ENCAP_LEN, BPF_ADJ_ROOM_NET, 0) < 0) {
-			count(ST_ERROR);
-			return TC_ACT_SHOT;
-		}
-		if (bpf_skb_store_bytes(skb, IP6_OFF, &outer, sizeof(outer), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, L4_OFF, &hdr, sizeof(hdr), 0) < 0) {
-			count(ST_ERROR);
-			return TC_ACT_SHOT;
-		}
-	} else {
-		/*
-		 * A TCP GSO skb (64 KB on veth). bpf_skb_adjust_room would mark it for
-		 * re-segmentation (SKB_GSO_DODGY), and the UDP tunnel segmentation needs
-		 * an inner IP header our wire format does not have. So grow the head
-		 * instead (no GSO change), move the Ethernet header to the front and
-		 * write the headers in front of the TCP segment: the skb stays a TCP
-		 * GSO skb with its transport header on TCP and crosses the path whole.
-		 */
-		struct ethhdr e = *eth;
-		if (bpf_skb_change_head(skb, ENCAP_LEN, 0) < 0) {
-			count(ST_ERROR);
-			return TC_ACT_SHOT;
-		}
-		if (bpf_skb_store_bytes(skb, 0, &e, sizeof(e), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, IP6_OFF, &outer, sizeof(outer), 0) < 0 ||
-		    bpf_skb_store_bytes(skb, L4_OFF, &hdr, sizeof(hdr), 0) < 0) {
-			count(ST_ERROR);
-			return TC_ACT_SHOT;
-		}
+	/* Room after the IPv6 header for UDP + the payload header. */
+	if (bpf_skb_adjust_room(skb, ENCAP_LEN, BPF_ADJ_ROOM_NET, 0) < 0) {
+		count(ST_ERROR);
+		return TC_ACT_SHOT;
+	}
+	if (bpf_skb_store_bytes(skb, IP6_OFF, &outer, sizeof(outer), 0) < 0 ||
+	    bpf_skb_store_bytes(skb, L4_OFF, &hdr, sizeof(hdr), 0) < 0) {
+		count(ST_ERROR);
+		return TC_ACT_SHOT;
 	}
 	count(ST_ENCAP);
 	return TC_ACT_OK;
@@ -328,9 +326,9 @@ int shim6_ingress(struct __sk_buff *skb)
 	 * Several datagrams in one skb (the peer's daemon sent them with UDP GSO across a veth, or
 	 * GRO merged them for the daemon's socket): each has its own payload header, so the skb is
 	 * not one encapsulated packet. Seen by the next datagram's payload header, gso_size octets
-	 * after the first (the same 7 octets: 0, P and the 47-bit tag; in our own TCP GSO packet
-	 * that is TCP data). They go to the daemon's socket, which splits them (measured: decapsulated
-	 * whole, such a burst was lost, and TCP waited for its RTO after a re-homing).
+	 * after the first (the same 7 octets: 0, P and the 47-bit tag). They go to the daemon's
+	 * socket, which splits them (measured: decapsulated whole, such a burst was lost, and TCP
+	 * waited for its RTO after a re-homing).
 	 */
 	if (skb->gso_size != 0 && L4_OFF + 16 + skb->gso_size <= skb->len) {
 		__u8 next[8];

@@ -87,8 +87,8 @@ export interface DaemonConfig {
    * Path of the application's packets while a context is on its ULID pair
    * (docs/dataplane.md "Kernel path"): `kernel` (the kernel's own route, packets
    * counted by nftables; start fails with EKERNELPATH if the table is refused),
-   * `tun` (every context through the TUN and the daemon; the default), `auto`
-   * (kernel when nftables accepts the table, else tun with one warning).
+   * `tun` (every context through the TUN and the daemon), `auto` (the default:
+   * kernel when nftables accepts the table, else tun with one warning).
    */
   dataPath: 'auto' | 'kernel' | 'tun';
   /**
@@ -151,11 +151,10 @@ export function defaultConfig(): DaemonConfig {
     tun: { name: 'shim6', mtu: 1400 },
     port: SHIM6_UDP_PORT,
     udp: 'native',
-    // Not auto: after a re-homing the kernel encapsulation sends a large segment whole, which only
-    // a peer decapsulating in its kernel takes; a peer on the TUN path (no BPF, another default)
-    // loses the stream (docs/configuration.md `encapsulation`). The kernel path is opt-in until
-    // the encapsulation segments what it sends.
-    dataPath: 'tun',
+    // The kernel path where the host has it: nothing through user space while nothing fails. A
+    // peer on either path takes what it sends (test/e2e/kernel-path.test.ts: one host on each
+    // path); CI reruns the tests that matter on the TUN path (test/e2e/on-tun-path/).
+    dataPath: 'auto',
     // Only used with dataPath kernel or auto (docs/dataplane.md "Kernel encapsulation").
     encapsulation: 'kernel',
     interfaces: [],

@@ -618,7 +618,7 @@ export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath
  */
 export function openEncap(config: DaemonConfig, log: Logger): BpfEncap | undefined {
   try {
-    return BpfEncap.open({ port: config.port, skipLinks: [config.tun.name] });
+    return BpfEncap.open({ port: config.port, skipLinks: [config.tun.name], tun: config.tun.name });
   } catch (err) {
     log.warn('kernel encapsulation unavailable, re-homed contexts use the TUN path', { error: (err as Error).message });
     return undefined;

@@ -14,7 +14,9 @@
  *    peer's context tag, UDP ports);
  *  - `shim6_ing`: our context tag → (our ULID, peer ULID, the context's
  *    verified peer locators);
- *  - `shim6_cfg`: the daemon's UDP port; `shim6_stats`: per-CPU counters.
+ *  - `shim6_cfg`: the daemon's UDP port and its TUN's ifindex (a re-homed context's GSO
+ *    skbs, larger than the path, are redirected there: the daemon segments and
+ *    encapsulates them); `shim6_stats`: per-CPU counters.
  *
  * Map changes are bpf(2) calls through the native addon (native/bpfmap.c): microseconds in
  * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
@@ -93,10 +95,16 @@ export interface BpfEncapOptions {
   cacheDir?: string;
   /** Links not to attach to (the TUN). */
   skipLinks?: string[];
+  /**
+   * The daemon's TUN: GSO skbs of re-homed contexts go there (its reader segments them). Looked up
+   * when a context is first encapsulated (the TUN may open after the programs); while it is not
+   * found such skbs are dropped and counted as errors.
+   */
+  tun: string;
 }
 
 /** Packet counts of the programs (summed over CPUs). */
-export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number; passedDatagrams: number }
+export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number; passedDatagrams: number; toTun: number }
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000, ...(input !== undefined ? { input } : {}) });
@@ -177,6 +185,15 @@ function links(): string[] {
   }
 }
 
+/** A link's ifindex in this namespace (0 when there is none of that name). */
+function ifindex(name: string): number {
+  try {
+    return Number(readFileSync(`/sys/class/net/${name}/ifindex`, 'utf8').trim()) || 0;
+  } catch {
+    return 0;
+  }
+}
+
 /** Whether a bpffs is mounted at /sys/fs/bpf. */
 function bpffsMounted(): boolean {
   try {
@@ -219,6 +236,8 @@ export class BpfEncap implements EncapHook {
   /** Links whose clsact qdisc we added (deleted on close). */
   private readonly qdiscs = new Set<string>();
   private closed = false;
+  /** The TUN's ifindex as written to shim6_cfg (0: not yet found). */
+  private tunIfindex = 0;
 
   /** The pinned maps, opened once (bpf(2) file descriptors). */
   private readonly fds = new Map<MapName, number>();
@@ -255,7 +274,7 @@ export class BpfEncap implements EncapHook {
       }
       e.fds.set(m, fd);
     }
-    if (!e.update('shim6_cfg', u32le(0), Uint8Array.from([...be16(opts.port), 0, 0, 0, 0, 0, 0]))) {
+    if (!e.writeConfig()) {
       e.close();
       throw new EnvironmentError('EBPF', 'cannot write the tc programs\' configuration map');
     }
@@ -265,6 +284,10 @@ export class BpfEncap implements EncapHook {
 
   set(c: EncapContext): boolean {
     if (this.closed) return false;
+    if (this.tunIfindex === 0) {
+      this.tunIfindex = ifindex(this.opts.tun);
+      if (this.tunIfindex !== 0) this.writeConfig();
+    }
     const egrVal = Uint8Array.from([...addr(c.localLocator), ...addr(c.peerLocator), ...u64le(c.peerTag), ...be16(this.opts.port), ...be16(c.peerPort), 0, 0, 0, 0]);
     // Ingress first: the peer's packets on the new pair are taken as soon as ours leave on it.
     return this.accept(c) && this.update('shim6_egr', pairKey(c.localUlid, c.peerUlid), egrVal);
@@ -340,7 +363,7 @@ export class BpfEncap implements EncapHook {
       type Row = { key: number; values: Array<{ value: number }> };
       const rows = (JSON.parse(r.out) as Array<Row & { formatted?: Row }>).map((x) => x.formatted ?? x);
       const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + Number(v.value), 0);
-      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5), passedDatagrams: n(6) };
+      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5), passedDatagrams: n(6), toTun: n(7) };
     } catch {
       return undefined;
     }
@@ -380,6 +403,11 @@ export class BpfEncap implements EncapHook {
         else removeStaleFilters(dev);
       }
     }
+  }
+
+  /** shim6_cfg: the daemon's port (network order), 2 octets of padding, the TUN's ifindex (host order). */
+  private writeConfig(): boolean {
+    return this.update('shim6_cfg', u32le(0), Uint8Array.from([...be16(this.opts.port), 0, 0, ...u32le(this.tunIfindex)]));
   }
 
   /** Add or replace a map entry (bpf(2), no process); false when the kernel refused. */

@@ -101,3 +101,21 @@ test('closing the real TUN removes the interface', async (t) => {
   await tun.close();
   assert.notEqual(spawnSync('ip', ['link', 'show', tun.name], { stdio: 'ignore' }).status, 0);
 });
+
+// What the daemon writes into its TUN it decapsulated from a UDP datagram whose checksum the kernel
+// verified (or built itself): with offloads, a packet is written as CHECKSUM_PARTIAL and its own
+// checksum is not verified again. A peer's kernel encapsulation leaves that checksum to the device,
+// which never completes it across a veth: such a packet must still reach the socket.
+test('real TUN with offloads: a packet whose own checksum was never completed still reaches the socket', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  const h = await realTunHarness(t, true);
+  const rx = await h.kernelListen(7001);
+  const p = buildUdpPacket(h.remote, h.local, 5000, 7001, new TextEncoder().encode('partial'));
+  const at = 40 + 6;
+  const sum = (p[at]! << 8) | p[at + 1]!;
+  p[at] = (sum ^ 0x5aa5) >> 8; p[at + 1] = (sum ^ 0x5aa5) & 0xff; // not the packet's checksum
+  assert.equal(h.tun.write([p]), 1);
+  const got = await rx.next(DEADLINE_MS);
+  assert.equal(got.src, h.remote);
+  assert.equal(new TextDecoder().decode(got.data), 'partial');
+});

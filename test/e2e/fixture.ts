@@ -39,7 +39,7 @@ export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: Lab
 function keepLogs(lab: Lab, testName: string): void {
   const logs = existsSync(lab.stateDir) ? readdirSync(lab.stateDir).filter((f) => f.endsWith('.log')) : [];
   if (logs.length === 0) return;
-  const dir = path.join(E2E_LOGS, `${lab.prefix}-${process.env.SHIM6_TEST_DATA_PATH ?? "tun"}-${testName.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60)}`);
+  const dir = path.join(E2E_LOGS, `${lab.prefix}-${process.env.SHIM6_TEST_DATA_PATH ?? "auto"}-${testName.replace(/[^A-Za-z0-9]+/g, '-').slice(0, 60)}`);
   mkdirSync(dir, { recursive: true });
   for (const f of logs) copyFileSync(path.join(lab.stateDir, f), path.join(dir, f));
 }

@@ -7,7 +7,7 @@ import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR, LAB_IF, nsExec } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
-import { labDaemonFiles } from '../../lab/daemons.ts';
+import { labDaemonFiles, startLabShim6 } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { KERNEL_TABLE } from '../../shim/dataplane/kernel-path.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
@@ -71,3 +71,38 @@ test('dataPath: kernel: A re-homes alone (one-way failure); B decapsulates in it
     assert.ok((st.daemon.kernelEncapsulation?.packets.decapsulated ?? 0) > 0, `B's kernel decapsulated A's packets: ${JSON.stringify(st.daemon.kernelEncapsulation)}`);
   }
 });
+
+// One host on each path. The kernel encapsulation's peer may decapsulate in user space (its daemon
+// on the TUN path): what the kernel sends must be what such a peer takes. A TCP segment larger
+// than the path (a GSO skb) goes to the daemon's TUN to be cut and encapsulated there (before, it
+// left whole: 16–64 KB datagrams that crossed the veth, and no real link); a packet whose own
+// checksum the kernel left to the device (never completed across a veth) is written into the peer's
+// TUN as CHECKSUM_PARTIAL, not verified again, the outer UDP checksum having covered it (before, its
+// TCP dropped every such packet: TcpInCsumErrors, and the stream stopped at the first retransmission). A's packets from P
+// are lost for a while (A re-homes alone), then P fails both ways (both re-home).
+for (const [aPath, bPath] of [['kernel', 'tun'], ['tun', 'kernel']] as const) {
+  test(`one host on each path (A ${aPath}, B ${bPath}): a one-way failure, then a full re-homing; the stream ends intact`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
+    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', 'clang', 'bpftool'] })) return;
+    const lab = await freshLab(t);
+    const s = await startLabShim6(lab, () => undefined, { extra: { dataPath: bPath }, extraA: { dataPath: aPath } });
+    t.after(() => s.stop());
+    const oneWay = async (): Promise<void> => {
+      nsExec(lab.a, ['nft', '-f', '-'], { input: `table ip6 e2e_oneway {\n chain o { type filter hook output priority -300; oifname "${LAB_IF.P}" ip6 saddr ${LAB_ADDR.aP} drop; }\n}\n` });
+      await waitLog(lab, 'a', (x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP, 30_000);
+      await new Promise((r) => setTimeout(r, 600));
+      nsExec(lab.a, ['nft', 'delete', 'table', 'ip6', 'e2e_oneway']);
+    };
+    const r = await runStream(lab, {
+      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 7000, rate: 2_500_000, graceMs: 20_000,
+      actions: [{ atMs: 2000, run: oneWay }], failAtMs: 4500, failure: 'blackhole', link: 'P',
+    });
+    assert.equal(r.complete, true, 'the stream ended normally');
+    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+    const kernelHost = aPath === 'kernel' ? 'a' : 'b';
+    const st = await controlRequest(labDaemonFiles(lab, kernelHost).control, 'status') as unknown as { daemon: { kernelEncapsulation?: { packets: Record<string, number> } } };
+    const p = st.daemon.kernelEncapsulation?.packets ?? {};
+    t.diagnostic(`${kernelHost.toUpperCase()}'s kernel encapsulation: ${JSON.stringify(p)}`);
+    assert.ok((p.encapsulated ?? 0) + (p.toTun ?? 0) > 0, `${kernelHost.toUpperCase()}'s kernel encapsulated after its re-homing`);
+    if (kernelHost === 'a') assert.ok((p.toTun ?? 0) > 0, 'A\'s large segments went to its TUN to be cut');
+  });
+}

@@ -47,8 +47,8 @@ test('timers.keepaliveTimeoutMax: 0 (no cap, as in rfc) is accepted; other durat
   assert.throws(() => parseConfigText('timers: { profile: fast, sendTimeout: 0 }\n'), (e: unknown) => e instanceof UsageError && e.field === 'timers.sendTimeout');
 });
 
-test('dataPath: tun by default; kernel and tun accepted; any other value is a config error naming the key; tun opens no kernel path', () => {
-  assert.equal(defaultConfig().dataPath, 'tun');
+test('dataPath: auto by default; kernel and tun accepted; any other value is a config error naming the key; tun opens no kernel path', () => {
+  assert.equal(defaultConfig().dataPath, 'auto');
   for (const v of ['auto', 'kernel', 'tun'] as const) assert.equal(parseConfigText(`dataPath: ${v}\n`).dataPath, v);
   assert.throws(() => parseConfigText('dataPath: bpf\n'), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'dataPath');
   assert.equal(openKernelPath({ ...defaultConfig(), dataPath: 'tun' }, quiet), undefined);

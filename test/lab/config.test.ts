@@ -157,16 +157,16 @@ test('discovery and peers[].mode: integrated by default, configured peers by def
   rejects({ peers: [{ ulid: '2001:db8::1', mode: 'dns' }] }, 'peers[0].mode');
 });
 
-test('dataPath and encapsulation: dataPath tun and encapsulation kernel (used on the kernel path only) by default; an explicit kernel encapsulation needs the kernel path; other values are ECONFIG', () => {
+test('dataPath and encapsulation: dataPath auto and encapsulation kernel (used on the kernel path only) by default; an explicit kernel encapsulation needs the kernel path; other values are ECONFIG', () => {
   const d = defaultConfig();
-  assert.equal(d.dataPath, 'tun');
+  assert.equal(d.dataPath, 'auto');
   assert.equal(d.encapsulation, 'kernel');
   assert.equal(validateConfig({ dataPath: 'kernel', encapsulation: 'tun' }).encapsulation, 'tun');
   const k = validateConfig({ dataPath: 'kernel', encapsulation: 'kernel' });
   assert.equal(k.dataPath, 'kernel');
   assert.equal(k.encapsulation, 'kernel');
   assert.equal(validateConfig({ dataPath: 'auto', encapsulation: 'kernel' }).encapsulation, 'kernel');
-  assert.throws(() => validateConfig({ encapsulation: 'kernel' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'encapsulation' && /dataPath kernel or auto/.test(e.message));
+  assert.equal(validateConfig({ encapsulation: 'kernel' }).dataPath, 'auto');
   assert.throws(() => validateConfig({ dataPath: 'tun', encapsulation: 'kernel' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'encapsulation' && /dataPath kernel or auto/.test(e.message));
   assert.throws(() => validateConfig({ dataPath: 'kernel', encapsulation: 'bpf' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'encapsulation');
   assert.throws(() => validateConfig({ dataPath: 'fast' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'dataPath');
