@@ -31,7 +31,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnvironmentError } from '../errors.ts';
@@ -121,22 +121,38 @@ function sourcePath(): string {
   throw new EnvironmentError('EBPF', 'native/bpf/shim6_tc.bpf.c not found');
 }
 
+/** The first of `names` found executable on PATH: its path and its file's identity. */
+function onPath(names: readonly string[]): { path: string; identity: string } | undefined {
+  for (const name of names) {
+    for (const dir of (process.env.PATH ?? '').split(':')) {
+      if (dir === '') continue;
+      try {
+        const real = realpathSync(path.join(dir, name));
+        const st = statSync(real);
+        if (st.isFile() && (st.mode & 0o111) !== 0) return { path: path.join(dir, name), identity: `${real} ${st.size} ${st.mtimeMs}` };
+      } catch { /* not in this directory */ }
+    }
+  }
+  return undefined;
+}
+
 /**
  * Compile the programs (once per source and compiler: the object is named by their
  * hash). EnvironmentError EBPF when clang is missing or fails.
  */
 export function buildObject(cacheDir = DEFAULT_CACHE): string {
   const src = sourcePath();
-  const clang = ['clang', 'clang-14'].find((c) => run(c, ['--version']).ok);
+  const clang = onPath(['clang', 'clang-14']);
   if (clang === undefined) throw new EnvironmentError('EBPF', 'clang not found (Debian: apt-get install clang-14 libbpf-dev)');
-  const version = run(clang, ['--version']).out.split('\n')[0] ?? '';
-  const hash = createHash('sha256').update(readFileSync(src)).update(version).digest('hex').slice(0, 16);
+  // The compiler named by its file (resolved path, size, modification time), not by running it:
+  // every daemon start comes here, and `clang --version` costs ~35 ms of CPU; an upgrade changes the file.
+  const hash = createHash('sha256').update(readFileSync(src)).update(clang.identity).digest('hex').slice(0, 16);
   const obj = path.join(cacheDir, `shim6_tc-${hash}.o`);
   if (existsSync(obj)) return obj;
   mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
   const arch = run('uname', ['-m']).out.trim();
   const tmp = `${obj}.${process.pid}.tmp`;
-  const r = run(clang, ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', tmp]);
+  const r = run(clang.path, ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', tmp]);
   if (!r.ok) {
     rmSync(tmp, { force: true });
     throw new EnvironmentError('EBPF', `clang could not build the tc programs: ${r.err.split('\n').slice(0, 3).join(' ')}`);
