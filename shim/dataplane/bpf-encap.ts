@@ -234,10 +234,13 @@ export function removeStaleEncap(): boolean {
   // or no bpftool (then none of ours was ever loaded), and no pins: nothing to look for per link.
   const anywhere = run('bpftool', ['prog', 'show', 'name', 'shim6_egress']);
   if (!(anywhere.ok && anywhere.out.includes('shim6_egress')) && !existsSync(BPF_PIN_DIR)) return false;
-  for (const dev of links()) {
-    const before = run('tc', ['filter', 'show', 'dev', dev, 'egress']).out + run('tc', ['filter', 'show', 'dev', dev, 'ingress']).out;
-    if (before.includes('shim6_egress') || before.includes('shim6_ingress')) found = true;
-    removeStaleFilters(dev);
+  // Every link's filters in one `tc` (programs of other namespaces' daemons are loaded on a busy
+  // host or a lab); each link is looked at again only when one of ours is among them.
+  const devs = links();
+  const shown = run('tc', ['-force', '-batch', '-'], devs.flatMap((dev) => [`filter show dev ${dev} egress`, `filter show dev ${dev} ingress`]).join('\n') + '\n');
+  if (shown.out.includes('shim6_egress') || shown.out.includes('shim6_ingress')) {
+    found = true;
+    for (const dev of devs) removeStaleFilters(dev);
   }
   if (existsSync(BPF_PIN_DIR)) {
     rmSync(BPF_PIN_DIR, { recursive: true, force: true });
