@@ -146,7 +146,9 @@ function prepareNs(ns: string, extraSysctls: string[] = []): void {
 type NsCommands = Map<string, string[][]>;
 
 function queue(cmds: NsCommands, ns: string, ...command: string[][]): void {
-  cmds.set(ns, [...(cmds.get(ns) ?? [['link', 'set', 'lo', 'up']]), ...command]);
+  let list = cmds.get(ns);
+  if (list === undefined) cmds.set(ns, list = [['link', 'set', 'lo', 'up']]);
+  list.push(...command);
 }
 
 /** A veth pair with its ends in their namespaces (created now; set up with their namespace's batch). */

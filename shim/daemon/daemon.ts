@@ -35,7 +35,7 @@ import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
-import { LocatorWatcher, type LocalAddress, type LocatorDiff } from './locators.ts';
+import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, loadCaches, saveCaches } from './sink.ts';
 import { openTcpPeers } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
@@ -527,10 +527,10 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
-  let found = off?.engine === false ? [] : new LocatorWatcher(config.interfaces, () => undefined).current;
+  let found = off?.engine === false ? [] : readLocalAddresses(config.interfaces);
   // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
-  if (cgaUlid) found = new LocatorWatcher(config.interfaces, () => undefined).current;
+  if (cgaUlid) found = readLocalAddresses(config.interfaces);
   const locals = orderLocators(found, hba, cgaUlid?.address);
   if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
