@@ -5,6 +5,7 @@
  * A context is lean: plain fields, one timer array, REAP/Update state only
  * while in use, no closures, no buffers. This module sends nothing.
  */
+import { LocatorFlag } from '../constants.ts';
 import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import type { Millis } from '../time.ts';
 import { State } from './states.ts';
@@ -135,6 +136,12 @@ export class Context implements Timed {
   hasVerifiedPeer(address: Ipv6): boolean {
     const l = this.peerLocator(address);
     return l !== undefined && l.verified;
+  }
+
+  /** A legitimate destination: verified and not BROKEN (a locator the peer withdrew or flagged is a source only). */
+  isPeerDestination(address: Ipv6): boolean {
+    const l = this.peerLocator(address);
+    return l !== undefined && l.verified && (l.flags & LocatorFlag.BROKEN) === 0;
   }
 
   /** Whether the ULID pair differs from the current locator pair (ULID option needed). */

@@ -182,7 +182,7 @@ export function candidatePairs(core: Core, ctx: Context): LocatorPair[] {
 function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, forced?: ProbeTarget): void {
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
   let pair: ProbeTarget | undefined = forced;
-  if (pair === undefined || !core.local.usable().includes(pair.local) || !ctx.hasVerifiedPeer(pair.peer)) {
+  if (pair === undefined || !core.local.usable().includes(pair.local) || !ctx.isPeerDestination(pair.peer)) {
     const cands = candidatePairs(core, ctx);
     pair = cands.length === 0 ? { local: ctx.lpLocal, peer: ctx.lpPeer } : cands[log.cursor++ % cands.length]!;
     // First probe of an exploration: the current pair too, at once, so a direction that works is re-confirmed.
@@ -190,7 +190,7 @@ function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, f
       probeOn(core, ctx, state, cands.at(-1)!);
     }
   } else if (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer || pair.port !== ctx.port) {
-    if (core.local.usable().includes(ctx.lpLocal) && ctx.hasVerifiedPeer(ctx.lpPeer)) probeOn(core, ctx, state, { local: ctx.lpLocal, peer: ctx.lpPeer });
+    if (core.local.usable().includes(ctx.lpLocal) && ctx.isPeerDestination(ctx.lpPeer)) probeOn(core, ctx, state, { local: ctx.lpLocal, peer: ctx.lpPeer });
   }
   probeOn(core, ctx, state, pair);
   if (state !== Reap.Operational) {
@@ -257,11 +257,15 @@ function choosePair(core: Core, ctx: Context, at: Millis, reports: readonly Prob
   let keepPair = false;
   let portHolds = false;
   let latest: SentProbe | undefined;
+  const locals = core.local.usable();
   for (const s of log.sent) {
     const ok = reports.some((r) => r.nonce === s.nonce && r.source === s.source && r.destination === s.destination);
     if (!ok) continue;
     latest = s;
     if (s.port === ctx.port) portHolds = true;
+    // A probe sent before its pair stopped being usable (our locator gone or BROKEN, the peer's
+    // withdrawn or flagged BROKEN since) proves a path we must not use: it neither keeps nor moves the pair.
+    if (!locals.includes(s.source) || !ctx.isPeerDestination(s.destination)) continue;
     if (s.source === ctx.lpLocal && s.destination === ctx.lpPeer) keepPair = true;
     else chosen = s;
   }

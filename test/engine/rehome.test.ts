@@ -168,3 +168,25 @@ test('liveness (kernel path): a Keepalive with the peer\'s context tag on the cu
   assert.equal(ka[0]!.dst, b.ulid);
   assert.equal(a.engine.liveness(a.ulid, 'fd00::dead'), false);
 });
+
+test('REAP: a locator the peer flags BROKEN (deprecated) is never kept as the destination, though it still answers probes', () => {
+  const { sim, a, b } = configuredPair(17);
+  const start = sim.now;
+  traffic(sim, a, b, start + 800);
+  // A's ULID address is deprecated: still there and working, listed with the BROKEN flag (shim/daemon).
+  const flaggedAt = sim.now;
+  a.engine.setLocalLocators(sim.now, [{ address: a.locators[0]!, flags: 0x01 }, { address: a.locators[1]! }]);
+  traffic(sim, a, b, start + 4000);
+  // Not even a probe (which A would answer, and report: the lab saw B keep the pair that way).
+  // (Payload stays on the pair until REAP has confirmed another, RFC 5533 §10.4.)
+  const probes = sent(sim, 'b').filter((l) => l.at >= flaggedAt && l.dst === a.ulid && l.type === 'Probe');
+  assert.deepEqual(probes.map((l) => l.at - flaggedAt), [], 'B sends no probe to the flagged locator');
+  const sa = a.engine.status().contexts[0]!;
+  const sb = b.engine.status().contexts[0]!;
+  assert.notEqual(sa.pair.local, a.ulid, `A no longer sends from its deprecated locator: ${JSON.stringify(sa.pair)}`);
+  assert.notEqual(sb.pair.peer, a.ulid, `B no longer sends to A's deprecated locator: ${JSON.stringify(sb.pair)}`);
+  assert.equal(sb.reap, 'Operational');
+  const late = shimDeliveries(sim, a).length;
+  traffic(sim, a, b, start + 5000);
+  assert.ok(shimDeliveries(sim, a).length > late, 'B → A payload flows');
+});
