@@ -73,6 +73,8 @@ export interface NativeAddon {
   bpfMapUpdate(fd: number, key: Uint8Array, value: Uint8Array): number;
   bpfMapDelete(fd: number, key: Uint8Array): number;
   bpfMapLookup(fd: number, key: Uint8Array, out: Uint8Array): number;
+  /** A per-CPU map's 64-bit counter summed over the CPUs, or -errno. */
+  bpfPercpuSum(fd: number, key: Uint8Array): number;
   bpfMapNextKey(fd: number, key: Uint8Array | null, out: Uint8Array): number;
   bpfClose(fd: number): number;
   /**

@@ -333,6 +333,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"bpfMapUpdate", NULL, bpf_map_update_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfMapDelete", NULL, bpf_map_delete_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfMapLookup", NULL, bpf_map_lookup_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bpfPercpuSum", NULL, bpf_percpu_sum_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfMapNextKey", NULL, bpf_map_next_key_js, NULL, NULL, NULL, napi_default, NULL},
     {"bpfClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersOpen", NULL, nft_counters_open_js, NULL, NULL, NULL, napi_default, NULL},

@@ -104,7 +104,9 @@ export interface BpfEncapOptions {
 }
 
 /** Packet counts of the programs (summed over CPUs). */
-export interface EncapStats { encapsulated: number; decapsulated: number; passedUnknownTag: number; passedLocator: number; unsupported: number; errors: number; passedDatagrams: number; toTun: number }
+/** The programs' counters: the keys of `shim6_stats` in order (ST_* in native/bpf/shim6_tc.bpf.c). */
+const STATS = ['encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun'] as const;
+export type EncapStats = Record<typeof STATS[number], number>;
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
   const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 20_000, ...(input !== undefined ? { input } : {}) });
@@ -162,8 +164,9 @@ export function buildObject(cacheDir = DEFAULT_CACHE): string {
 }
 
 /** The maps the daemon writes (the programs' shim6_stats is read with bpftool, per CPU). */
-const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg'] as const;
+const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg', 'shim6_stats'] as const;
 type MapName = typeof MAPS[number];
+
 /** shim6_flows: key (our ULID, the peer's, our port, the peer's), value (the peer's last ACK, header length, pad, header); entries at most. */
 const FLOW_KEY_LEN = 36;
 const FLOW_VALUE_LEN = 40;
@@ -373,19 +376,13 @@ export class BpfEncap implements EncapHook {
     return keys;
   }
 
-  /** The programs' counters, summed over CPUs; undefined when they cannot be read. */
+  /** The programs' counters, summed over CPUs (bpf(2), no process: `status` asks often); undefined when they cannot be read. */
   stats(): EncapStats | undefined {
-    const r = run('bpftool', ['-j', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/shim6_stats`]);
-    if (!r.ok) return undefined;
-    try {
-      // With BTF, bpftool -j gives the decoded entry under `formatted` (the raw bytes beside it).
-      type Row = { key: number; values: Array<{ value: number }> };
-      const rows = (JSON.parse(r.out) as Array<Row & { formatted?: Row }>).map((x) => x.formatted ?? x);
-      const n = (k: number) => (rows.find((x) => x.key === k)?.values ?? []).reduce((s, v) => s + Number(v.value), 0);
-      return { encapsulated: n(0), decapsulated: n(1), passedUnknownTag: n(2), passedLocator: n(3), unsupported: n(4), errors: n(5), passedDatagrams: n(6), toTun: n(7) };
-    } catch {
-      return undefined;
-    }
+    const fd = this.fds.get('shim6_stats');
+    if (fd === undefined) return undefined;
+    const n = STATS.map((_, k) => this.addon.bpfPercpuSum(fd, u32le(k)));
+    if (n.some((v) => v < 0)) return undefined;
+    return Object.fromEntries(STATS.map((name, k) => [name, n[k]!])) as EncapStats;
   }
 
   /** Links the programs are attached to. */
