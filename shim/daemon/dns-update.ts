@@ -144,7 +144,8 @@ export class DnsPublisher {
   private stopped = false;
   private st: Omit<DnsUpdateStatus, 'server' | 'zone' | 'name' | 'state' | 'published' | 'verifyAt'> = { lastSuccessAt: null, updates: 0, failures: 0, prerequisiteFailures: 0, lastError: null };
 
-  constructor(private readonly cfg: DnsUpdateConfig, private readonly id: DnsIdentity, private readonly log: Logger) {
+  /** `inDoubtMs`: how long an unanswered update may still be applied (default twice the TSIG fudge; tests shorten it). */
+  constructor(private readonly cfg: DnsUpdateConfig, private readonly id: DnsIdentity, private readonly log: Logger, private readonly opts: { inDoubtMs?: number } = {}) {
     this.server = parseServer(cfg.server, 'dnsUpdate.server');
     this.key = loadDnsKey(cfg.key, cfg.keyName);
     // The name must be in the zone and the record buildable: check now, not at the first change.
@@ -241,7 +242,7 @@ export class DnsPublisher {
           break;
         } catch (err) {
           // Only a signed refusal proves the server processed this update without applying it.
-          if (!(err instanceof UpdateRefused)) this.inDoubtUntil = Math.max(this.inDoubtUntil, sentAt + IN_DOUBT_MS);
+          if (!(err instanceof UpdateRefused)) this.inDoubtUntil = Math.max(this.inDoubtUntil, sentAt + (this.opts.inDoubtMs ?? IN_DOUBT_MS));
           if (!isPrerequisiteFailure(err)) throw err;
           this.st.prerequisiteFailures++;
           this.held = undefined;
