@@ -150,7 +150,7 @@ test('fuzz: the answer a prerequisite is read from gives the RRset of our name a
     answers: fc.array(rr, { maxLength: 6 }),
     authorities: fc.array(rr, { maxLength: 2 }),
   });
-  /** What the answer must give, written here from the rules (docs/zone-tools.md), not from update.ts. */
+  /** What the answer must give, written here from the rules (QR, QUERY, ID, question, rcode, AA, CNAME; a set), not from update.ts. */
   const model = (m: { id: number; flags: number; qname: string; qtype: number; answers: ResourceRecord[] }): string[] | string => {
     const rcode = m.flags & 0xf;
     if ((m.flags & FLAG_QR) === 0 || ((m.flags >> 11) & 0xf) !== 0 || m.id !== 7 || m.qname.toLowerCase() !== NAME || m.qtype !== TYPE) return 'EDNS_ANSWER';
