@@ -124,7 +124,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     relay.holdUpdates = true;
     p.update([ULID, Q]);
     await waitFor(() => relay.held.length === 1, 'the first update reaches the relay');
-    assert.deepEqual(relay.seen, [Opcode.QUERY, Opcode.UPDATE], 'the publisher read the record before its first update');
+    assert.deepEqual(relay.seen.slice(0, 2), [Opcode.QUERY, Opcode.UPDATE], 'the publisher read the record before its first update');
     await otherWriter([R]);
     relay.holdUpdates = false;
     relay.release();
@@ -173,8 +173,9 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     await waitFor(() => p.status().state === 'idle' && p.status().updates === 2, 'the old set again, NOERROR');
     const verifyAt = p.status().verifyAt;
     assert.ok(verifyAt !== null, 'an unanswered update may still land: a read-back is due');
-    // The held update ("the record is [ULID, Q]" → [ULID]) now reaches the server and holds.
-    assert.equal(relay.release(), 1);
+    // The held update ("the record is [ULID, Q]" → [ULID]) now reaches the server and holds (a retry of it,
+    // held too if the test was slow to let the relay pass, is refused: the first changed the record).
+    assert.ok(relay.release() >= 1);
     assert.ok(Date.now() < Date.parse(verifyAt), 'delivered before the read-back (else this test shows nothing)');
     await waitFor(() => published(dns.port).join() === ULID, 'the late update applies: the case a prerequisite cannot refuse');
     assert.deepEqual(p.status().published, [ULID, Q], 'the publisher cannot know yet');
