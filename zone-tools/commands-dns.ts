@@ -9,7 +9,8 @@
 import path from 'node:path';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { EnvironmentError, UsageError } from '../shim/errors.ts';
-import { formatCapabilityRecord } from '../shim/wire/capability-record.ts';
+import { encodeCapabilityRecord, formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord } from '../shim/wire/capability-record.ts';
+import { WireError } from '../shim/wire/errors.ts';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
 import { buildHostRecord } from './record-input.ts';
 import { parseServer, type ServerAddress } from './dns-transport.ts';
@@ -54,6 +55,32 @@ function updateTarget(f: ServerFlags): UpdateTarget {
 export interface UpdateFlags extends RecordFlags, ServerFlags {
   fromHost?: boolean;
   interface?: string[];
+  /** Apply only while the capability RRset is exactly these records (text form or `\# N hex`). */
+  ifRecord?: string[];
+  /** Apply only while there is no capability RRset. */
+  ifNoRecord?: boolean;
+}
+
+/**
+ * `--if-record` / `--if-no-record` → the prerequisite (undefined: none, as
+ * nsupdate sends none unless told). A record is the text form (`v1 ulid=… loc=…`,
+ * encoded canonically) or the RFC 3597 form `\# N hex` (the exact octets, as
+ * `zone show --json` prints them).
+ */
+export function updatePrerequisite(f: Pick<UpdateFlags, 'ifRecord' | 'ifNoRecord'>): Uint8Array[] | undefined {
+  const records = f.ifRecord ?? [];
+  if (f.ifNoRecord && records.length > 0) throw new UsageError('EINVALID', '--if-no-record: cannot be given with --if-record', 'if-no-record');
+  if (f.ifNoRecord) return [];
+  if (records.length === 0) return undefined;
+  return records.map((text) => {
+    try {
+      const t = text.trim();
+      return t.startsWith('\\#') ? fromGenericRdata(t) : encodeCapabilityRecord(parseCapabilityRecord(t));
+    } catch (e) {
+      if (!(e instanceof WireError) && !(e instanceof UsageError)) throw e;
+      throw new UsageError('EINVALID', `--if-record: invalid value ${JSON.stringify(text)}: ${e.message}`, 'if-record');
+    }
+  });
 }
 
 /** `zone update`: one signed RFC 2136 update for one host. */
@@ -67,8 +94,9 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
     flags.ulid ??= addrs[0]!;
   }
   const host = buildHostRecord(recordInput(flags));
+  const prerequisite = updatePrerequisite(f);
   const res = await sendUpdate(target.server, target.zone, host, target.key, {
-    tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}),
+    tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}), ...(prerequisite ? { prerequisite } : {}),
   });
   out.stdout(`updated ${host.name} in ${target.zone} at ${hostPort(target.server.host, target.server.port)}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
   out.stdout(`; ${formatCapabilityRecord(host.record)}\n`);

@@ -78,6 +78,8 @@ export function register(program: Command): void {
     .requiredOption('--name <name>', 'the host\'s name')))
     .option('--from-host', 'take ULID and locators from this host\'s global IPv6 addresses')
     .option('--interface <name>', 'with --from-host: only this interface; repeat for more', collect)
+    .option('--if-record <text>', 'apply only while the host\'s capability RRset is exactly this record (text form or "\\# N hex"; repeat for each record of the set), else refused with NXRRSET (RFC 2136 prerequisite)', collect)
+    .option('--if-no-record', 'apply only while the host has no capability record, else refused with YXRRSET')
     .action(async (o) => finish(await (await dns()).runUpdate(o, out)));
 
   zone.command('show')

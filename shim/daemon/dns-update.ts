@@ -12,8 +12,26 @@
  * set, until one succeeds. Failures are logged with the server's RCODE and
  * shown in `shim6 status` (`dnsUpdate`).
  *
- * Owns: the key (read once at start), the timers, the status. Knows nothing
- * of the engine: the daemon hands it the usable locators.
+ * Ordering: every update carries an RFC 2136 §2.4 prerequisite on the
+ * capability RRset — the RRset the publisher believes the server holds (what it
+ * read from the server at start, or what its last NOERROR update wrote) — so an
+ * update that reaches the server late (a paused server works through its
+ * sockets' queues in an order of its own) can never apply over a newer one:
+ * the server answers it NXRRSET/YXRRSET and changes nothing. When our own
+ * update gets that answer, the publisher reads the RRset again (a plain query
+ * to the same server) and resends at once with the fresh prerequisite, at most
+ * PREREQ_ROUNDS times in a row; then it backs off like any other failure.
+ *
+ * One case a prerequisite cannot catch: an unanswered update U (prerequisite X)
+ * still on its way while we publish X itself again (the set went back to what
+ * it was); U would then hold and apply. The server refuses U once its TSIG time
+ * is past the fudge, so the publisher reads the record back when every
+ * unanswered update is past that window (`verifyAt` in the status) and
+ * corrects it if it changed.
+ *
+ * Owns: the key (read once at start), the timers, the status, the belief about
+ * the server's RRset. Knows nothing of the engine: the daemon hands it the
+ * usable locators.
  */
 import { readFileSync } from 'node:fs';
 import { UsageError, EnvironmentError, ProtocolError } from '../errors.ts';
@@ -25,7 +43,9 @@ import { parseServer, type ServerAddress } from '../../zone-tools/dns-transport.
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
 import type { TsigKey } from '../../zone-tools/tsig.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
-import { sendUpdate } from '../../zone-tools/update.ts';
+import { isPrerequisiteFailure, readRrset, sameRrset, sendUpdate, UpdateRefused } from '../../zone-tools/update.ts';
+import { DEFAULT_FUDGE } from '../../zone-tools/tsig.ts';
+import { encodeCapabilityRecord } from '../wire/capability-record.ts';
 import type { HostRecord } from '../../zone-tools/zone-lines.ts';
 
 /** The `dnsUpdate` config key, validated (config.ts). */
@@ -60,6 +80,14 @@ const BACKOFF_FIRST_MS = 1000;
 const BACKOFF_MAX_MS = 60_000;
 /** One try per attempt (our back-off does the retrying), 2 s to answer. */
 const EXCHANGE = { tries: 1, timeoutMs: 2000 } as const;
+/** Reads and resends after a failed prerequisite, in a row, before backing off. */
+export const PREREQ_ROUNDS = 3;
+/**
+ * How long after signing an unanswered update may still be applied, ms: the
+ * server takes it while its clock is within the fudge of Time Signed, and its
+ * clock is within the fudge of ours (or it takes nothing of ours at all).
+ */
+const IN_DOUBT_MS = 2 * DEFAULT_FUDGE * 1000;
 
 /** `dnsUpdate` in `shim6 status`. */
 export interface DnsUpdateStatus {
@@ -72,6 +100,10 @@ export interface DnsUpdateStatus {
   lastSuccessAt: string | null;
   updates: number;
   failures: number;
+  /** Answers NXRRSET/YXRRSET: the server's capability RRset was not the one our update expected (then re-read). */
+  prerequisiteFailures: number;
+  /** An unanswered update may still reach the server until then; the record is read back at that time. */
+  verifyAt: string | null;
   /** The last failure, while no success followed it. */
   lastError: { at: string; code: string; rcode: string | null; message: string; retryInMs: number } | null;
 }
@@ -96,14 +128,24 @@ export class DnsPublisher {
   private readonly key: TsigKey;
   private desired: Ipv6[] | undefined;
   private published: Ipv6[] | undefined;
+  /** The capability RRset (RDATAs) we believe the server holds; undefined: read it before the next update. */
+  private held: Uint8Array[] | undefined;
+  /** The last attempt got its answer and it was NOERROR: `published` is what the server holds. */
+  private settled = false;
+  /** Until then (ms, our clock) an unanswered update of ours may still be applied. */
+  private inDoubtUntil = 0;
+  /** Read the record back before trusting `published` (an unanswered update's window has passed). */
+  private verifyDue = false;
   private timer: NodeJS.Timeout | undefined;
+  private verifyTimer: NodeJS.Timeout | undefined;
   private inFlight = false;
   private lastAttemptAt = 0;
   private backoffMs = 0;
   private stopped = false;
-  private st: Omit<DnsUpdateStatus, 'server' | 'zone' | 'name' | 'state' | 'published'> = { lastSuccessAt: null, updates: 0, failures: 0, lastError: null };
+  private st: Omit<DnsUpdateStatus, 'server' | 'zone' | 'name' | 'state' | 'published' | 'verifyAt'> = { lastSuccessAt: null, updates: 0, failures: 0, prerequisiteFailures: 0, lastError: null };
 
-  constructor(private readonly cfg: DnsUpdateConfig, private readonly id: DnsIdentity, private readonly log: Logger) {
+  /** `inDoubtMs`: how long an unanswered update may still be applied (default twice the TSIG fudge; tests shorten it). */
+  constructor(private readonly cfg: DnsUpdateConfig, private readonly id: DnsIdentity, private readonly log: Logger, private readonly opts: { inDoubtMs?: number } = {}) {
     this.server = parseServer(cfg.server, 'dnsUpdate.server');
     this.key = loadDnsKey(cfg.key, cfg.keyName);
     // The name must be in the zone and the record buildable: check now, not at the first change.
@@ -120,15 +162,20 @@ export class DnsPublisher {
   }
 
   status(): DnsUpdateStatus {
-    const pending = this.desired !== undefined && !same(this.desired, this.published);
+    const pending = this.desired !== undefined && (!same(this.desired, this.published) || !this.settled || this.verifyDue);
     const state = this.inFlight ? 'sending' : this.backoffMs > 0 ? 'failing' : pending ? 'pending' : 'idle';
-    return { server: hostPort(this.server.host, this.server.port), zone: this.cfg.zone, name: this.cfg.name, state, published: this.published ?? null, ...this.st };
+    return {
+      server: hostPort(this.server.host, this.server.port), zone: this.cfg.zone, name: this.cfg.name, state, published: this.published ?? null,
+      ...this.st, verifyAt: this.inDoubtUntil > 0 ? new Date(this.inDoubtUntil).toISOString() : null,
+    };
   }
 
   stop(): void {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
+    if (this.verifyTimer) clearTimeout(this.verifyTimer);
     this.timer = undefined;
+    this.verifyTimer = undefined;
   }
 
   /** Arm the one timer: `delay` from now, but not before minInterval after the last attempt. */
@@ -148,32 +195,92 @@ export class DnsPublisher {
     return { ...host, record, aaaa: [...new Set(locators)] };
   }
 
+  /** At `inDoubtUntil`: read the record back (send() does), unless a newer unanswered update moved the time on. */
+  private armVerify(): void {
+    if (this.stopped || this.inDoubtUntil === 0) return;
+    if (this.verifyTimer) clearTimeout(this.verifyTimer);
+    this.verifyTimer = setTimeout(() => {
+      this.verifyTimer = undefined;
+      if (this.stopped) return;
+      if (Date.now() < this.inDoubtUntil) { this.armVerify(); return; }
+      this.inDoubtUntil = 0;
+      this.verifyDue = true;
+      if (!this.inFlight && this.backoffMs === 0) this.schedule(0);
+    }, Math.max(0, this.inDoubtUntil - Date.now()));
+    this.verifyTimer.unref();
+  }
+
   private async send(): Promise<void> {
     const want = this.desired;
-    if (this.stopped || this.inFlight || want === undefined || same(want, this.published)) return;
+    if (this.stopped || this.inFlight || want === undefined) return;
+    if (this.settled && !this.verifyDue && same(want, this.published)) return;
     this.inFlight = true;
     this.lastAttemptAt = Date.now();
     const started = Date.now();
+    const where = hostPort(this.server.host, this.server.port);
+    const host = this.record(want);
+    const rdata = encodeCapabilityRecord(host.record);
+    let step: 'read' | 'update' = 'read';
+    let rounds = 0;
     try {
-      await sendUpdate(this.server, this.cfg.zone, this.record(want), this.key, { ...EXCHANGE, aaaa: this.cfg.aaaa });
+      if (this.verifyDue) {
+        this.held = await readRrset(this.server, this.cfg.name, host.rrType, EXCHANGE);
+        this.verifyDue = false;
+        if (this.settled && same(want, this.published) && sameRrset(this.held, [rdata])) {
+          this.log.info('dns record verified', { name: this.cfg.name, server: where, locators: want });
+          return; // (the finally still schedules a change that came meanwhile)
+        }
+        this.log.warn('dns record changed after an unanswered update', { name: this.cfg.name, server: where, records: this.held.length });
+      }
+      for (;;) {
+        step = 'read';
+        if (this.held === undefined) this.held = await readRrset(this.server, this.cfg.name, host.rrType, EXCHANGE);
+        step = 'update';
+        const sentAt = Date.now();
+        try {
+          await sendUpdate(this.server, this.cfg.zone, host, this.key, { ...EXCHANGE, aaaa: this.cfg.aaaa, prerequisite: this.held, now: Math.floor(sentAt / 1000) });
+          break;
+        } catch (err) {
+          // Only a signed refusal proves the server processed this update without applying it.
+          if (!(err instanceof UpdateRefused)) this.inDoubtUntil = Math.max(this.inDoubtUntil, sentAt + (this.opts.inDoubtMs ?? IN_DOUBT_MS));
+          if (!isPrerequisiteFailure(err)) throw err;
+          this.st.prerequisiteFailures++;
+          this.held = undefined;
+          rounds++;
+          if (rounds >= PREREQ_ROUNDS) {
+            throw new ProtocolError(err.code, `${err.message}; ${rounds} times in a row after reading the record again (does something else write it?)`, err.rcode);
+          }
+          this.log.info('dns prerequisite failed, reading the record again', { name: this.cfg.name, server: where, rcode: err.rcode, round: rounds });
+        }
+      }
+      this.held = [rdata];
       this.published = want;
+      this.settled = true;
       this.backoffMs = 0;
       this.st.updates++;
       this.st.lastSuccessAt = new Date().toISOString();
       this.st.lastError = null;
-      this.log.info('dns updated', { name: this.cfg.name, zone: this.cfg.zone, server: hostPort(this.server.host, this.server.port), locators: want, ms: Date.now() - started });
+      this.log.info('dns updated', { name: this.cfg.name, zone: this.cfg.zone, server: where, locators: want, ms: Date.now() - started, ...(rounds > 0 ? { prerequisiteFailures: rounds } : {}) });
+      if (this.inDoubtUntil > 0) this.armVerify();
     } catch (err) {
+      this.settled = false;
       this.backoffMs = this.backoffMs === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
       this.st.failures++;
       const e = err as { code?: unknown; message?: string };
-      this.st.lastError = { at: new Date().toISOString(), code: String(e.code ?? 'EDNS_UPDATE'), rcode: err instanceof ProtocolError ? err.rcode ?? null : null, message: String(e.message ?? err), retryInMs: this.backoffMs };
-      this.log.warn('dns update failed', { name: this.cfg.name, code: this.st.lastError.code, rcode: this.st.lastError.rcode, error: this.st.lastError.message, retryInMs: this.backoffMs });
+      const message = `${step === 'read' ? `reading the TYPE${host.rrType} RRset of ${this.cfg.name}: ` : ''}${String(e.message ?? err)}`;
+      this.st.lastError = { at: new Date().toISOString(), code: String(e.code ?? 'EDNS_UPDATE'), rcode: err instanceof ProtocolError ? err.rcode ?? null : null, message, retryInMs: this.backoffMs };
+      this.log.warn('dns update failed', { name: this.cfg.name, step, code: this.st.lastError.code, rcode: this.st.lastError.rcode, error: message, retryInMs: this.backoffMs, ...(rounds > 0 ? { prerequisiteFailures: rounds } : {}) });
     } finally {
       this.inFlight = false;
+      this.next();
     }
+  }
+
+  /** After an attempt: the back-off retry, or the change that came meanwhile. */
+  private next(): void {
     if (this.stopped) return;
     if (this.backoffMs > 0) this.schedule(this.backoffMs);
-    else if (this.desired !== undefined && !same(this.desired, this.published)) this.schedule(0);
+    else if (this.desired !== undefined && (!same(this.desired, this.published) || this.verifyDue)) this.schedule(0);
   }
 }
 

@@ -4,7 +4,8 @@
 // there with TSIG-signed RFC 2136 updates. The server goes away for a while —
 // Knot paused (SIGSTOP), BIND cut off (its side of the veth down) — while A's
 // addresses change twice; the daemon's status and log show the failures, and
-// once the server is back the newest set is what DNS serves.
+// once the server is back the newest set is what DNS serves — and stays: the
+// updates that queued meanwhile carry a prerequisite, so none lands over it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
@@ -32,7 +33,7 @@ function published(lab: Lab): string[] {
   return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address).sort();
 }
 
-interface DnsStatus { dnsUpdate: { state: string; failures: number; lastError: { code: string; rcode: string | null } | null; published: string[] | null } }
+interface DnsStatus { dnsUpdate: { state: string; failures: number; prerequisiteFailures: number; lastError: { code: string; rcode: string | null } | null; published: string[] | null } }
 const dnsStatus = async (lab: Lab): Promise<DnsStatus['dnsUpdate']> => (await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as DnsStatus).dnsUpdate;
 
 for (const [kind, away] of [['knot', 'paused (SIGSTOP)'], ['bind', 'cut off (link down)']] as [AuthDnsKind, string][]) {
@@ -81,5 +82,9 @@ for (const [kind, away] of [['knot', 'paused (SIGSTOP)'], ['bind', 'cut off (lin
     const up = await dnsStatus(lab);
     assert.equal(up.lastError, null);
     assert.deepEqual([...up.published ?? []].sort(), newest);
+    // The updates that queued while the server was away carried a prerequisite: none of them lands later.
+    t.diagnostic(`prerequisite failures (an update of ours had landed first): ${up.prerequisiteFailures}`);
+    assert.deepEqual(published(lab), newest, 'the capability record stays the newest');
+    assert.deepEqual(nsExec(lab.a, ['kdig', `@${SERVER}`, NAME, 'AAAA', '+short', '+timeout=2', '+retry=0']).stdout.trim().split('\n').sort(), newest, 'and so does the AAAA RRset');
   });
 }

@@ -1,6 +1,7 @@
 // Seeded fuzz of the text parsers reached from outside that no other fuzz test
 // covers: TTLs, TSIG key files, HBA parameter files, JSON inventories,
-// resolv.conf, the daemon's and the resolver's config files. (Zone check and CSV
+// resolv.conf, the daemon's and the resolver's config files, the answer the
+// dnsUpdate publisher reads a prerequisite from, `zone update --if-record`. (Zone check and CSV
 // inventories: dns-codec.test.ts; the record's text forms: test/record/fuzz.test.ts.)
 // The property of each: a value, or the module's typed error with one of its
 // codes; never anything else.
@@ -9,7 +10,10 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { UsageError } from '../../shim/errors.ts';
+import { ProtocolError, UsageError } from '../../shim/errors.ts';
+import { rrsetFromAnswer } from '../../zone-tools/update.ts';
+import { updatePrerequisite } from '../../zone-tools/commands-dns.ts';
+import { DnsFormatError, encodeMessage, FLAG_AA, FLAG_QR, RrClass, type ResourceRecord } from '../../zone-tools/dns-message.ts';
 import { parseTtl } from '../../zone-tools/master-file.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
 import { parseHbaParams } from '../../shim/wire/hba-params.ts';
@@ -126,4 +130,62 @@ test('fuzz: the resolver config file gives a config or ECONFIG (seeded)', (t: Te
     writeFileSync(file, text);
     usageOnly(() => loadConfigFile(file), ['ECONFIG']);
   }), { seed: 15_007, numRuns: 1000 });
+});
+
+test('fuzz: the answer a prerequisite is read from gives the RRset of our name and type, as a set, or a typed error (seeded)', () => {
+  const NAME = 'h.example.';
+  const TYPE = 65300;
+  const rr = fc.record({
+    name: fc.constantFrom(NAME, 'H.EXAMPLE.', 'x.h.example.', 'example.'),
+    type: fc.constantFrom(TYPE, 28, 5, 16),
+    class: fc.constantFrom(RrClass.IN, RrClass.IN, 3, RrClass.ANY),
+    ttl: fc.nat(),
+    rdata: fc.uint8Array({ maxLength: 24 }),
+  });
+  const message = fc.record({
+    id: fc.constantFrom(7, 8),
+    flags: fc.oneof(fc.constantFrom(FLAG_QR | FLAG_AA, FLAG_QR | FLAG_AA | 3, FLAG_QR, FLAG_QR | FLAG_AA | 2, FLAG_AA), fc.integer({ min: 0, max: 0xffff })),
+    qname: fc.constantFrom(NAME, 'h.EXAMPLE.', 'other.'),
+    qtype: fc.constantFrom(TYPE, 28),
+    answers: fc.array(rr, { maxLength: 6 }),
+    authorities: fc.array(rr, { maxLength: 2 }),
+  });
+  /** What the answer must give, written here from the rules (QR, QUERY, ID, question, rcode, AA, CNAME; a set), not from update.ts. */
+  const model = (m: { id: number; flags: number; qname: string; qtype: number; answers: ResourceRecord[] }): string[] | string => {
+    const rcode = m.flags & 0xf;
+    if ((m.flags & FLAG_QR) === 0 || ((m.flags >> 11) & 0xf) !== 0 || m.id !== 7 || m.qname.toLowerCase() !== NAME || m.qtype !== TYPE) return 'EDNS_ANSWER';
+    if (rcode !== 0 && rcode !== 3) return 'rcode';
+    if ((m.flags & FLAG_AA) === 0) return 'EDNS_NOTAUTH';
+    const here = m.answers.filter((r) => r.name.toLowerCase() === NAME);
+    if (here.some((r) => r.type === 5)) return 'EDNS_CNAME';
+    return [...new Set(here.filter((r) => r.type === TYPE && r.class === RrClass.IN).map((r) => Buffer.from(r.rdata).toString('hex')))].sort();
+  };
+  fc.assert(fc.property(message, fc.array(fc.tuple(fc.nat(), fc.nat(255)), { maxLength: 3 }), fc.nat(), (m, flips, cut) => {
+    const bytes = encodeMessage({ id: m.id, flags: m.flags, questions: [{ name: m.qname, type: m.qtype, class: RrClass.IN }], answers: m.answers, authorities: m.authorities, additionals: [] });
+    const damaged = flips.length > 0 || cut % 4 === 0;
+    const b = cut % 4 === 0 ? bytes.slice(0, cut % (bytes.length + 1)) : bytes.slice();
+    for (const [at, v] of flips) if (b.length > 0) b[at % b.length] = v;
+    let got: string[] | string;
+    try {
+      got = rrsetFromAnswer(b, 7, NAME, TYPE).map((r) => Buffer.from(r).toString('hex'));
+    } catch (e) {
+      if (e instanceof DnsFormatError) { assert.ok(damaged, `a whole message is never malformed: ${e.message}`); return; }
+      assert.ok(e instanceof ProtocolError, `${(e as Error)?.name}: ${(e as Error)?.message}`);
+      assert.match(e.code, /^EDNS_[A-Z0-9_]+$/);
+      got = e.rcode !== undefined && e.code === `EDNS_${e.rcode}` ? 'rcode' : e.code;
+    }
+    if (!damaged) assert.deepEqual(got, model(m));
+    else if (Array.isArray(got)) assert.deepEqual(got, [...new Set(got)].sort(), 'always a set, in octet order');
+  }), { seed: 15_008, numRuns: 5000 });
+});
+
+test('fuzz: zone update --if-record gives RDATA or EINVALID (seeded)', () => {
+  const good = 'v1 hba ulid=2001:db8:1::1 loc=2001:db8:1::1/prio=10/weight=1 loc=2001:db8:2::1/prio=20/weight=1/flags=transient port=5533';
+  const generic = '\\# 4 01000000';
+  fc.assert(fc.property(fc.array(fc.oneof(mutated(good, ' =/:.v1loc'), mutated(generic, ' #\\0f9'), textOf(['\\#', ' ', '4', 'ab', 'v1', 'ulid=', '::1', 'loc='])), { maxLength: 3 }), fc.boolean(), (records, none) => {
+    usageOnly(() => {
+      const pre = updatePrerequisite({ ifRecord: records, ifNoRecord: none });
+      if (pre !== undefined) assert.equal(pre.length, none ? 0 : records.length);
+    }, ['EINVALID']);
+  }), { seed: 15_009, numRuns: 5000 });
 });
