@@ -176,10 +176,8 @@ export class Daemon {
     const off = this.opts.dataPlaneOff;
     routes?.removeStaleRules();
     routes?.setup();
-    for (const l of driver ? id.locals : []) {
-      await driver!.bindLocator(l.address);
-      this.keepLocal(l.address);
-    }
+    for (const l of driver ? id.locals : []) await driver!.bindLocator(l.address);
+    if (driver) this.keepLocal(...id.locals.map((l) => l.address));
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     if (saved) {
       this.command((e, now) => {
@@ -464,9 +462,9 @@ export class Daemon {
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
 
-  /** routes.keepLocal, with a warning when `ip` refused. */
-  private keepLocal(address: Ipv6): void {
-    if (this.routes && !this.routes.keepLocal(address)) this.log.warn('cannot add local route', { address });
+  /** routes.keepLocals, with a warning for each address `ip` refused. */
+  private keepLocal(...addresses: Ipv6[]): void {
+    for (const address of this.routes?.keepLocals(addresses) ?? []) this.log.warn('cannot add local route', { address });
   }
 
   private onEngineEvent(e: EngineEvent): void {
@@ -492,7 +490,8 @@ export class Daemon {
     const driver = this.driver;
     if (!driver || !this.routes) return;
     this.log.info('local locators changed', { ...diff });
-    for (const a of diff.added) this.keepLocal(a);
+    if (diff.added.length || diff.cameUp.length) this.encap?.linksChanged();
+    this.keepLocal(...diff.added);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
     // sockets bound to it), while the packets travel between the locators that are left.
     for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);

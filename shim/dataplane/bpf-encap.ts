@@ -257,6 +257,8 @@ export class BpfEncap implements EncapHook {
   private readonly attached = new Set<string>();
   /** Links whose clsact qdisc we added (deleted on close). */
   private readonly qdiscs = new Set<string>();
+  /** A link may have come since the last attachAll (linksChanged): look again at the next accept. */
+  private linksDirty = false;
   private closed = false;
   /** The TUN's ifindex as written to shim6_cfg (0: not yet found). */
   private tunIfindex = 0;
@@ -274,7 +276,6 @@ export class BpfEncap implements EncapHook {
     const addon = loadAddon();
     if (typeof addon.bpfObjGet !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
     const obj = buildObject(opts.cacheDir);
-    if (!run('bpftool', ['version']).ok) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
     let mounted = false;
     if (!bpffsMounted()) {
       const m = run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
@@ -285,6 +286,8 @@ export class BpfEncap implements EncapHook {
     const load = run('bpftool', ['prog', 'loadall', obj, BPF_PIN_DIR, 'pinmaps', `${BPF_PIN_DIR}/maps`, 'type', 'classifier']);
     if (!load.ok) {
       rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+      if (mounted) run('umount', ['/sys/fs/bpf']);
+      if (load.err.startsWith('spawnSync bpftool ENOENT')) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
       throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${load.err.split('\n').filter((l) => !l.startsWith('Warning') && !l.startsWith('If it used')).slice(-3).join(' ')}`);
     }
     const e = new BpfEncap(opts, mounted, addon);
@@ -317,7 +320,7 @@ export class BpfEncap implements EncapHook {
 
   accept(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean {
     if (this.closed) return false;
-    this.attachAll();
+    if (this.linksDirty) this.attachAll();
     const locs = c.peerLocators.slice(0, ENCAP_MAX_LOCATORS);
     const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
@@ -405,8 +408,14 @@ export class BpfEncap implements EncapHook {
     if (this.mounted) run('umount', ['/sys/fs/bpf']);
   }
 
+  /** The host's links or addresses changed (the daemon's watcher): a new link gets the programs at the next accept. */
+  linksChanged(): void {
+    this.linksDirty = true;
+  }
+
   /** Attach both programs to every Ethernet link not yet attached (links come and go). */
   private attachAll(): void {
+    this.linksDirty = false;
     for (const dev of links()) {
       if (this.attached.has(dev) || this.opts.skipLinks?.includes(dev)) continue;
       const q = run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);

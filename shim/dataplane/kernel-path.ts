@@ -82,6 +82,20 @@ export function removeStaleTable(opts: KernelPathOptions): boolean {
   return nft(opts, `delete table ip6 ${KERNEL_TABLE}\n`).ok;
 }
 
+/**
+ * Remove a context's map elements, then its counters (a counter in use by an element cannot go):
+ * one `nft` process, one command per transaction (`-f` with each line its own batch would stop at
+ * the first missing object; the elements and counters may be partly there after a failed watch).
+ */
+function forget(opts: KernelPathOptions, localUlid: Ipv6, peerUlid: Ipv6, id: number): void {
+  const t = `ip6 ${KERNEL_TABLE}`;
+  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, 'nft', '-i']] : ['nft', ['-i']];
+  spawnSync(cmd, args, {
+    input: [`delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }`, `delete element ${t} in_ctx { ${localUlid} . ${peerUlid} }`, `delete counter ${t} o${id}`, `delete counter ${t} i${id}`].join('\n') + '\n',
+    encoding: 'utf8', timeout: 10_000,
+  });
+}
+
 /** The per-context counters in nftables, and the reader. */
 export class NftKernelPath implements KernelPathHook {
   private readonly ids = new Map<string, number>();
@@ -120,10 +134,12 @@ export class NftKernelPath implements KernelPathHook {
    * EnvironmentError EKERNELPATH when nftables refuses: the caller falls back to the TUN path.
    */
   static open(opts: KernelPathOptions): NftKernelPath {
-    removeStaleTable(opts);
     const p = opts.port;
     const skip = `udp sport ${p} accept\n    udp dport ${p} accept\n    icmpv6 type ${ND} accept`;
+    // One transaction, one process: the table a crashed daemon left (if any) goes, the new one comes.
     const r = nft(opts, [
+      `table ip6 ${KERNEL_TABLE}`,
+      `delete table ip6 ${KERNEL_TABLE}`,
       `table ip6 ${KERNEL_TABLE} {`,
       '  map out_ctx { type ipv6_addr . ipv6_addr : counter; }',
       '  map in_ctx { type ipv6_addr . ipv6_addr : counter; }',
@@ -155,8 +171,7 @@ export class NftKernelPath implements KernelPathHook {
       `add element ${t} in_ctx { ${localUlid} . ${peerUlid} : "i${id}" }`,
     ].join('\n') + '\n');
     if (!r.ok) {
-      nft(this.opts, `delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }\ndelete element ${t} in_ctx { ${localUlid} . ${peerUlid} }\n`);
-      nft(this.opts, `delete counter ${t} o${id}\ndelete counter ${t} i${id}\n`);
+      forget(this.opts, localUlid, peerUlid, id);
       return false;
     }
     this.ids.set(key, id);
@@ -169,9 +184,7 @@ export class NftKernelPath implements KernelPathHook {
     if (id === undefined) return;
     this.ids.delete(key);
     if (this.closed) return;
-    const t = `ip6 ${KERNEL_TABLE}`;
-    nft(this.opts, `delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }\ndelete element ${t} in_ctx { ${localUlid} . ${peerUlid} }\n`);
-    nft(this.opts, `delete counter ${t} o${id}\ndelete counter ${t} i${id}\n`);
+    forget(this.opts, localUlid, peerUlid, id);
   }
 
   refresh(): Promise<void> {

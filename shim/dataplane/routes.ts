@@ -206,15 +206,18 @@ export class Routes implements RouteHook {
    * keep_addr_on_down the address stays but the kernel drops its `local`
    * route, so packets for our ULID arriving through the TUN would be answered
    * with ICMPv6 unreachable. A `local` route in our own table (looked up after
-   * the kernel's `local` table) keeps it ours. False when `ip` refused.
+   * the kernel's `local` table) keeps it ours. One `ip` process for all of them; returns those `ip`
+   * refused (each tried alone then).
    */
-  keepLocal(address: Ipv6): boolean {
-    if (!this.ip(['-6', 'route', 'replace', 'local', `${address}/128`, 'dev', 'lo', 'table', String(this.table)], false)) return false;
-    this.locals.add(address);
-    return true;
+  keepLocals(addresses: readonly Ipv6[]): Ipv6[] {
+    const add = (a: Ipv6): string[] => ['route', 'replace', 'local', `${a}/128`, 'dev', 'lo', 'table', String(this.table)];
+    const all = addresses.length > 1 && this.ipBatchSync(addresses.map(add), false);
+    const refused = all ? [] : addresses.filter((a) => !this.ip(['-6', ...add(a)], false));
+    for (const a of addresses) if (!refused.includes(a)) this.locals.add(a);
+    return refused;
   }
 
-  /** Remove the `local` route keepLocal added. */
+  /** Remove the `local` route keepLocals added. */
   dropLocal(address: Ipv6): void {
     if (!this.locals.delete(address)) return;
     this.ip(['-6', 'route', 'del', 'local', `${address}/128`, 'dev', 'lo', 'table', String(this.table)], false);
@@ -236,16 +239,20 @@ export class Routes implements RouteHook {
     return [...this.peers];
   }
 
-  /** Remove every route and rule added here (a pending switchPath adds nothing after). Idempotent. */
+  /** Remove every route and rule added here (a pending switchPath adds nothing after), in one `ip` process. Idempotent. */
   close(): void {
     this.closed = true;
-    for (const p of [...this.peers]) this.contextDown(p);
-    for (const a of [...this.locals]) this.dropLocal(a);
-    if (this.rulesUp) {
-      // -force: the second goes even when the first is gone already.
-      this.ipBatchSync([['rule', 'del', 'pref', String(this.pref + 1)], ['rule', 'del', 'pref', String(this.pref)]], false);
-      this.rulesUp = false;
-    }
+    const table = String(this.table);
+    const commands = [
+      ...[...this.peers].map((p) => ['route', 'del', `${p}/128`, 'table', table]),
+      ...[...this.locals].map((a) => ['route', 'del', 'local', `${a}/128`, 'dev', 'lo', 'table', table]),
+      ...(this.rulesUp ? [['rule', 'del', 'pref', String(this.pref + 1)], ['rule', 'del', 'pref', String(this.pref)]] : []),
+    ];
+    this.peers.clear();
+    this.locals.clear();
+    this.rulesUp = false;
+    // -force: each goes even when one before it is gone already.
+    if (commands.length > 0) this.ipBatchSync(commands, false);
   }
 
   /** Run `ip -6 -batch -` with these commands (no `-6` of their own), without waiting in the event loop; whether all succeeded. */
