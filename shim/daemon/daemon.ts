@@ -203,7 +203,8 @@ export class Daemon {
       this.metrics = await startMetricsServer(config.metrics, { status: () => this.status(), ...(engine ? { traffic: () => engine.traffic() } : {}) }, { log: log.child('metrics') });
     }
     if (!off) {
-      this.watcher = new LocatorWatcher(config.interfaces, (now, diff) => this.onLocators(now, diff));
+      // The TUN's events (an address added and removed at each route-cache flush) change no locator.
+      this.watcher = new LocatorWatcher(config.interfaces, (now, diff) => this.onLocators(now, diff), undefined, tun ? [config.tun.name] : [], id.found);
       this.watcher.start();
       this.publishLocators(id.locals);
       // Links already down at start: explore away from them at once.

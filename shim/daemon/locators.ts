@@ -58,6 +58,21 @@ export function readLocalAddresses(interfaces: readonly string[] = []): LocalAdd
   return r.status === 0 ? parseIpAddrJson(String(r.stdout), interfaces) : [];
 }
 
+/**
+ * Whether every event in this `ip monitor` output names one of `links` ("3: name    inet6 …",
+ * "Deleted 3: name@peer: <…>", continuation lines indented). A line it cannot place counts as
+ * another link's (a chunk may start in the middle of a line).
+ */
+export function onlyAbout(output: string, links: readonly string[]): boolean {
+  if (links.length === 0) return false;
+  for (const line of output.split('\n')) {
+    if (line === '' || /^\s/.test(line)) continue;
+    const m = /^(?:Deleted )?\d+: ([^\s:@]+)/.exec(line);
+    if (m === null || !links.includes(m[1]!)) return false;
+  }
+  return true;
+}
+
 /** What changed between two readings. */
 export interface LocatorDiff {
   added: Ipv6[];
@@ -104,12 +119,19 @@ export class LocatorWatcher {
   private stopped = false;
   current: LocalAddress[];
 
+  /**
+   * `ignoreLinks`: links whose events never change the locators (the daemon's TUN, whose address
+   * comes and goes at each route-cache flush), so they cause no reading. `initial`: a reading just
+   * made (else one is made now).
+   */
   constructor(
     private readonly interfaces: readonly string[],
     private readonly onChange: (now: LocalAddress[], diff: LocatorDiff) => void,
     private readonly debounceMs = 10,
+    private readonly ignoreLinks: readonly string[] = [],
+    initial?: LocalAddress[],
   ) {
-    this.current = readLocalAddresses(interfaces);
+    this.current = initial ?? readLocalAddresses(interfaces);
   }
 
   /** Start `ip monitor`. */
@@ -117,7 +139,7 @@ export class LocatorWatcher {
     this.stopped = false;
     const proc = spawn('ip', ['-6', 'monitor', 'address', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
     this.proc = proc;
-    proc.stdout?.on('data', () => this.schedule());
+    proc.stdout?.on('data', (chunk: Buffer) => { if (!onlyAbout(String(chunk), this.ignoreLinks)) this.schedule(); });
     proc.on('error', () => undefined);
     proc.on('exit', () => {
       if (this.proc !== proc || this.stopped) return;

@@ -4,7 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { diffLocators, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
+import { diffLocators, onlyAbout, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
@@ -45,6 +45,18 @@ test('diffs name what was added, removed, went down and came up', () => {
     { added: ['4::1'], removed: ['2::1'], wentDown: ['1::1'], cameUp: ['3::1'], deprecated: [], renewed: [] });
   assert.deepEqual(diffLocators([a('1::1'), { ...a('2::1'), deprecated: true }], [{ ...a('1::1'), deprecated: true }, a('2::1')]),
     { added: [], removed: [], wentDown: [], cameUp: [], deprecated: ['1::1'], renewed: ['2::1'] });
+});
+
+test('ip monitor output about the ignored links only (the TUN\'s flush address) causes no reading; anything else, or a line it cannot place, does', () => {
+  // As `ip -6 monitor address link` prints them (captured in a namespace).
+  const tunAdd = '7: labtun    inet6 fd00:ffff::1/128 scope link nodad \n       valid_lft forever preferred_lft forever\n';
+  const tunDel = 'Deleted 7: labtun    inet6 fd00:ffff::1/128 scope link nodad \n       valid_lft forever preferred_lft forever\n';
+  const linkUp = '3: zza@zzb: <NO-CARRIER,BROADCAST,MULTICAST,UP,M-DOWN> mtu 1500 qdisc noqueue state LOWERLAYERDOWN group default \n    link/ether 12:58:5d:de:9e:89 brd ff:ff:ff:ff:ff:ff\n';
+  assert.equal(onlyAbout(tunAdd + tunDel, ['labtun']), true);
+  assert.equal(onlyAbout(tunAdd + linkUp, ['labtun']), false);
+  assert.equal(onlyAbout(linkUp, ['zza']), true, 'a name with its @peer');
+  assert.equal(onlyAbout(tunAdd, []), false, 'nothing ignored');
+  assert.equal(onlyAbout('fd00:ffff::1/128 scope link\n', ['labtun']), false, 'the middle of a line');
 });
 
 test('HBA members first (the first is the ULID); down links flagged BROKEN', () => {
