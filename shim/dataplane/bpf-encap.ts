@@ -397,10 +397,11 @@ export class BpfEncap implements EncapHook {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    for (const dev of this.attached) {
-      if (this.qdiscs.has(dev)) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
-      else removeStaleFilters(dev);
-    }
+    // One `tc`: our qdiscs go with their filters; on a clsact that was there before, only our two filters.
+    const lines = [...this.attached].flatMap((dev) => this.qdiscs.has(dev)
+      ? [`qdisc del dev ${dev} clsact`]
+      : ['egress', 'ingress'].map((dir) => `filter del dev ${dev} ${dir} pref ${ENCAP_PREF} handle 1 bpf`));
+    if (lines.length > 0) run('tc', ['-force', '-batch', '-'], lines.join('\n') + '\n');
     this.attached.clear();
     for (const fd of this.fds.values()) this.addon.bpfClose(fd);
     this.fds.clear();
@@ -416,13 +417,27 @@ export class BpfEncap implements EncapHook {
   /** Attach both programs to every Ethernet link not yet attached (links come and go). */
   private attachAll(): void {
     this.linksDirty = false;
-    for (const dev of links()) {
-      if (this.attached.has(dev) || this.opts.skipLinks?.includes(dev)) continue;
-      const q = run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
-      if (q.ok) this.qdiscs.add(dev);
-      const eg = run('tc', ['filter', 'replace', 'dev', dev, 'egress', 'pref', String(ENCAP_PREF), 'handle', '1', 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_egress`]);
-      const ig = run('tc', ['filter', 'replace', 'dev', dev, 'ingress', 'pref', String(ENCAP_PREF), 'handle', '1', 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_ingress`]);
-      if (eg.ok && ig.ok) this.attached.add(dev);
+    const devs = links().filter((dev) => !this.attached.has(dev) && !this.opts.skipLinks?.includes(dev));
+    if (devs.length === 0) return;
+    // Two `tc` processes in the usual case: which links have a clsact qdisc already (someone else's,
+    // kept on close), then every qdisc and filter in one batch. When the batch fails somewhere, each
+    // link is done again alone to know which one refused.
+    const shown = run('tc', ['qdisc', 'show']);
+    const hasClsact = (dev: string): boolean => shown.out.split('\n').some((l) => l.startsWith('qdisc clsact ') && l.includes(` dev ${dev} `));
+    const filter = (dev: string, dir: 'egress' | 'ingress'): string[] => ['filter', 'replace', 'dev', dev, dir, 'pref', String(ENCAP_PREF), 'handle', '1', 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_${dir}`];
+    const fresh = shown.ok ? devs.filter((dev) => !hasClsact(dev)) : [];
+    const lines = devs.flatMap((dev) => [...(fresh.includes(dev) ? [['qdisc', 'add', 'dev', dev, 'clsact']] : []), filter(dev, 'egress'), filter(dev, 'ingress')]);
+    if (shown.ok && run('tc', ['-batch', '-'], lines.map((l) => l.join(' ')).join('\n') + '\n').ok) {
+      for (const dev of devs) {
+        this.attached.add(dev);
+        if (fresh.includes(dev)) this.qdiscs.add(dev);
+      }
+      return;
+    }
+    for (const dev of devs) {
+      // A link without clsact before the batch got it from the batch, or gets it now: ours either way.
+      if (run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']).ok || fresh.includes(dev)) this.qdiscs.add(dev);
+      if (run('tc', filter(dev, 'egress')).ok && run('tc', filter(dev, 'ingress')).ok) this.attached.add(dev);
       else {
         if (this.qdiscs.delete(dev)) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
         else removeStaleFilters(dev);
