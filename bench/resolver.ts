@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS]`: dnsperf
+ * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS] [--parts LIST]`: dnsperf
  * against shim6's stub, dnsmasq and unbound (both as forwarders), all forwarding
  * to the same local Knot, in one run; each round prints the four targets of the
  * resolver (issue 16) as same-round ratios with pass/miss, and the end their
@@ -34,6 +34,11 @@
  * BENCH_MAX_STEAL (default 2 %) of the CPUs' time to other guests is repeated,
  * up to BENCH_STEAL_RETRIES (default 3) times, keeping the run with the least
  * steal; the steal of the kept runs is printed with the figures.
+ * `--parts` (comma-separated, default all): `servers` (each server's own hit,
+ * latency and miss runs), `cycles` (the alternating miss runs of the CPU-per-miss
+ * target), `side` (Knot alone and the side-by-side latency runs of the pickup
+ * targets); e.g. `--parts cycles,side` measures only what the CPU-per-miss and
+ * pickup-latency targets need (the hit-QPS target then has no figure).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -51,7 +56,12 @@ const JSON_OUT = argv.includes('--json');
 const rttAt = argv.indexOf('--rtt');
 /** Round trip (ms) the delaying forwarder puts between the far stubs and Knot. */
 const FAR_RTT_MS = rttAt >= 0 ? Number(argv[rttAt + 1]) : 20;
-const positional = argv.filter((a, i) => !a.startsWith('--') && !(rttAt >= 0 && i === rttAt + 1));
+const partsAt = argv.indexOf('--parts');
+const PART_NAMES = ['servers', 'cycles', 'side'] as const;
+/** Which parts of a round run (see the header): all by default. */
+const PARTS = new Set<string>(partsAt >= 0 ? String(argv[partsAt + 1] ?? '').split(',').filter(Boolean) : PART_NAMES);
+for (const p of PARTS) if (!(PART_NAMES as readonly string[]).includes(p)) throw new Error(`--parts: unknown part ${p} (known: ${PART_NAMES.join(', ')})`);
+const positional = argv.filter((a, i) => !a.startsWith('--') && !(rttAt >= 0 && i === rttAt + 1) && !(partsAt >= 0 && i === partsAt + 1));
 const SECONDS = Number(positional[0] ?? 5);
 const ROUNDS = Number(positional[1] ?? 3);
 /** Threads for the multi-threaded rows (shim6 `--workers`, unbound `num-threads`): one per CPU, at least 2. */
@@ -495,10 +505,21 @@ async function main(): Promise<void> {
     const hitFile = names('hit', 100);
     const rounds: Round[] = [];
     let retried = 0;
+    if (!PARTS.has('servers')) {
+      // Without the servers' own runs nothing has warmed them (JIT, caches, socket pools) before the
+      // first measured runs: one unmeasured flat-out miss run each, with a hit run before it.
+      for (const [name, port] of Object.entries(servers)) {
+        if (name === 'node-bare') continue;
+        const warm = names(`warm-${name}-`, PAIR_NAMES);
+        dnsperf(port, hitFile, { seconds: 1 });
+        dnsperf(port, warm, { seconds: SECONDS, once: true });
+        rmSync(warm, { force: true });
+      }
+    }
     for (let round = 0; round < ROUNDS; round++) {
       const load0 = loadavg();
       const roundServers: Record<string, Record<string, number>> = {};
-      const order = Object.entries(servers);
+      const order = PARTS.has('servers') ? Object.entries(servers) : [];
       for (let k = 0; k < round; k++) order.push(order.shift()!);
       for (const [name, port] of order) {
         const pid = pids[name];
@@ -551,7 +572,7 @@ async function main(): Promise<void> {
       // CPU per miss, alternating: short miss runs of shim6, dnsmasq and unbound back to back, the order
       // rotated each cycle, so that the machine's drift between two runs of a ratio is seconds, not minutes.
       const trio = ['shim6', 'dnsmasq', 'unbound'] as const;
-      for (let cycle = 0; cycle < PAIR_CYCLES; cycle++) {
+      for (let cycle = 0; cycle < (PARTS.has('cycles') ? PAIR_CYCLES : 0); cycle++) {
         const got: Record<string, number> = {};
         // The same names for the three (each run starts with its caches emptied, so every name is a miss).
         const file = names(`cyc-${round}-${cycle}-`, PAIR_NAMES);
@@ -570,14 +591,14 @@ async function main(): Promise<void> {
       }
       // The authoritative server's own share of the pickup's latency cost, in the same conditions.
       await settle();
-      const alone = await lowStealAsync(() => pairFloor(authPort, 1000));
+      const alone = PARTS.has('side') ? await lowStealAsync(() => pairFloor(authPort, 1000)) : { value: undefined, retries: 0, steal: 0 };
       retried += alone.retries;
       const floor = alone.value;
       if (floor) {
         r.floor = floor;
         say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub; steal ${stealText(alone)})`);
       }
-      for (const [key, on, off] of [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup']] as const) {
+      for (const [key, on, off] of PARTS.has('side') ? [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup']] as const : []) {
         await settle();
         const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
         let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
@@ -612,7 +633,7 @@ function median(xs: readonly number[] | undefined): number | undefined {
 function report(samples: Record<string, Record<string, number[]>>, rounds: readonly Round[], retried: number): void {
   const rows: Record<string, Record<string, number | undefined>> = {};
   for (const [name, s] of Object.entries(samples)) rows[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
-  const base = rows.dnsmasq!;
+  const base = rows.dnsmasq ?? {};
   const f = (v: number | undefined, d = 0): string => (v === undefined || Number.isNaN(v) ? 'n/a' : v.toFixed(d));
   const ratio = (a: number | undefined, b: number | undefined): string => (a && b ? (a / b).toFixed(2) + '×' : 'n/a');
   const loads = rounds.flatMap((r) => r.load);
@@ -647,7 +668,7 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
     `${f(side.multi.on)} / ${f(side.multi.off)} µs (${f(side.multi.ratio, 2)}×, ${THREADS} workers), ${f((side.far.on ?? NaN) / 1000, 3)} / ${f((side.far.off ?? NaN) / 1000, 3)} ms (Knot ${FAR_RTT_MS} ms away)`);
   say(`Knot alone: AAAA ${f(floor.single)} µs, TYPE65300 + AAAA ${f(floor.pair)} µs: the record question costs Knot ${f(floor.extra)} µs (median of the rounds')`);
   say(`Knot during the one-thread side-by-side run: AAAA ${f(floorDuring.single)} µs, TYPE65300 + AAAA ${f(floorDuring.pair)} µs: the record question costs Knot ${f(floorDuring.extra)} µs (median of the rounds'; the target subtracts this)`);
-  const bareRow = rows['node-bare'], on = rows.shim6!, off = rows['shim6-nopickup']!;
+  const bareRow = rows['node-bare'], on = rows.shim6 ?? {}, off = rows['shim6-nopickup'] ?? {};
   if (bareRow) say(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
   say(`CPU per miss, pickup off (one upstream exchange per miss, like dnsmasq): shim6-nopickup / dnsmasq ${ratio(off.missCpu, base.missCpu)}`);
   // The targets: each round's comparison, and the median over the rounds.

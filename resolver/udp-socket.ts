@@ -78,6 +78,8 @@ export interface DnsUdpSocket {
   onDatagram(cb: DatagramHandler): void;
   /** Queue a datagram; it leaves within this event-loop turn. `bytes` must not change afterwards (dgram holds them until sent). */
   send(bytes: Uint8Array, to: Endpoint): void;
+  /** Datagrams queued by send() that have not left yet (they leave together, in one sendmmsg on native). */
+  readonly queued: number;
   /** Do not keep the process alive for this socket. */
   unref(): void;
   close(): void;
@@ -226,7 +228,7 @@ class NativeDnsSocket implements DnsUdpSocket {
   private readonly arenaBytes = this.sendArea.bytes;
   private readonly sendMeta = this.sendArea.meta;
   private readonly sendView = this.sendArea.view;
-  private queued = 0;
+  queued = 0;
   private used = 0;
   private scheduled = false;
   private closed = false;
@@ -395,6 +397,8 @@ class DgramDnsSocket implements DnsUdpSocket {
   get port(): number { return this.sock.address().port; }
 
   onDatagram(cb: DatagramHandler): void { this.handler = cb; }
+
+  get queued(): number { return this.queue.length / 3; }
 
   send(bytes: Uint8Array, to: Endpoint): void {
     this.queue.push(bytes, to.port, to.text());

@@ -114,7 +114,7 @@ export interface UpstreamOptions {
   failThreshold: number;
   /** How long a failed upstream is skipped (ms), doubling up to 8× while it keeps failing. */
   holdDownMs: number;
-  /** UDP sockets per address family; each query picks one at random. */
+  /** UDP sockets per address family; the questions of one event-loop turn leave on one of them, picked at random. */
   socketCount: number;
   /** Queries per socket before it is replaced by one on a fresh random port. */
   socketUses: number;
@@ -142,10 +142,9 @@ export class UpstreamPool {
   private readonly rnd = new RandomWords();
   private inflight = 0;
   private closed = false;
-  /** The socket the last question went out on, and its name (see port()). */
-  private lastName = '';
-  private lastFamily = '';
-  private lastIdx = 0;
+  /** The socket picked last per family (see port()). */
+  private turn4: Port | undefined;
+  private turn6: Port | undefined;
   /** One receive area for every upstream socket (native), made on first use. */
   private area: ReceiveArea | undefined;
   /** Replaced sockets that still have tries pending (closed with the last one). */
@@ -226,7 +225,7 @@ export class UpstreamPool {
   private sendUdp(job: QueryJob, up: UpstreamAddr, remaining: number, caps: boolean): void {
     const h = this.health.get(up)!;
     h.sent++;
-    const port = this.port(h.family, job.nameKey);
+    const port = this.port(h.family);
     let id = this.rnd.next();
     for (let i = 0; port.pending.has(id) && i < 16; i++) id = this.rnd.next();
     if (port.pending.has(id)) { this.attemptFailed(job, up, new UpstreamError('EOVERLOAD', 'no free query ID on socket')); return; }
@@ -370,16 +369,23 @@ export class UpstreamPool {
   }
 
   /**
-   * A random socket of the pool, except that questions for one name sent back
-   * to back (the capability stage's TYPE65300 and the client's AAAA) share one:
-   * they leave in one send and their answers tend to come back in one read.
+   * The socket for the next question: while the one picked last still holds
+   * questions that have not left (this event-loop turn's), that one; else one
+   * of the pool at random. So the questions of one turn (a batch of client
+   * queries, each miss's TYPE65300 and AAAA) leave in one sendmmsg, wake the
+   * upstream once, and their answers tend to come back in one read, where a
+   * socket per question made a send and a wake-up per socket. Each question's
+   * port is still one of the pool's, picked at random for its turn: a blind
+   * forger's odds per question are the same.
    */
-  private port(family: 'udp4' | 'udp6', nameKey: string): Port {
+  private port(family: 'udp4' | 'udp6'): Port {
+    const cur = family === 'udp4' ? this.turn4 : this.turn6;
+    if (cur && cur.sock.queued > 0 && cur.uses < this.opts.socketUses) {
+      cur.uses++;
+      return cur;
+    }
     const list = this.ports[family];
-    const idx = nameKey === this.lastName && this.lastFamily === family ? this.lastIdx : this.rnd.next() % this.opts.socketCount;
-    this.lastName = nameKey;
-    this.lastFamily = family;
-    this.lastIdx = idx;
+    const idx = this.rnd.next() % this.opts.socketCount;
     let p = list[idx];
     if (!p || p.uses >= this.opts.socketUses) {
       if (p) this.retire(p);
@@ -387,6 +393,7 @@ export class UpstreamPool {
       list[idx] = p;
     }
     p.uses++;
+    if (family === 'udp4') this.turn4 = p; else this.turn6 = p;
     return p;
   }
 

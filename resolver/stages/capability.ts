@@ -58,7 +58,8 @@ export class CapEntry implements QueryListener {
   expiresAt: Millis;
   /** Until when this entry's outcome has been handed to the sink. */
   settledUntil = 0 as Millis;
-  primedUlid: string | undefined = undefined;
+  /** A record was handed to the sink (its ULID is the first word of `shown`). */
+  primed = false;
   /**
    * Once settled, a found record's ULID and locators for `shim6 status`, space-separated: the
    * decoded records are then dropped (see CapabilityStage.settle).
@@ -66,8 +67,8 @@ export class CapEntry implements QueryListener {
   shown: string | undefined = undefined;
   /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out (made on first use). */
   waiters: Waiter[] | undefined = undefined;
-  /** The answer is decoded inside upstreamDone: the pool need not copy it. */
-  readonly bytesTransient = true;
+  /** The answer is decoded inside upstreamDone: the pool need not copy it. (On the prototype: no field per entry.) */
+  get bytesTransient(): boolean { return true; }
   /** Callers of whenFetched() (A questions: rare), resolved with the outcome. */
   private fetchWaiters: Array<(r: CapResult) => void> | undefined = undefined;
 
@@ -250,7 +251,7 @@ export class CapabilityStage implements Stage {
       if (pick.record) {
         this.sink.prime(now, pick.record, remaining, name);
         this.counters.primes++;
-        e.primedUlid = pick.record.ulid;
+        e.primed = true;
       } else {
         this.counters.capabilityInvalid++;
         this.log.warn('capability record ignored', { name, why: pick.why });
@@ -260,7 +261,12 @@ export class CapabilityStage implements Stage {
       // young-generation collection it survives into the old generation (measured with
       // --trace-gc-nvp in the bench's miss run: about 1,500 → 1,200 octets promoted per miss).
       const shown = pick.record ?? r.records[0];
-      e.shown = shown ? [shown.ulid, ...shown.locators.map((l) => l.address)].join(' ') : undefined;
+      if (shown) {
+        // One flat string (join; `+=` would keep a tree of cons strings alive in the entry).
+        const parts = [shown.ulid];
+        for (const l of shown.locators) parts.push(l.address);
+        e.shown = parts.join(' ');
+      }
       e.result = r.source === 'txt' ? SETTLED_FOUND_TXT : SETTLED_FOUND_DNS;
     }
     e.settledUntil = e.expiresAt;
@@ -290,7 +296,7 @@ export class CapabilityStage implements Stage {
       if (r.kind === 'found') {
         const [shownUlid, ...shownLocators] = e.shown?.split(' ') ?? [];
         const first = r.records[0];
-        positive.push({ name, source: r.source, ttl, primed: e.primedUlid !== undefined, ulid: e.primedUlid ?? shownUlid ?? first?.ulid,
+        positive.push({ name, source: r.source, ttl, primed: e.primed, ulid: shownUlid ?? first?.ulid,
           locators: e.shown !== undefined ? shownLocators : first?.locators.map((l) => l.address) ?? [] });
       } else if (r.kind === 'absent' || r.kind === 'invalid') {
         negative.push({ name, source: r.kind === 'invalid' ? `invalid-${r.source}` : r.source, ttl });
