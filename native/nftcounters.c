@@ -216,3 +216,122 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
   free(buf);
   return rc == 0 ? out : int_value(env, rc);
 }
+
+/* The first attribute of `type` inside [p, end), or NULL. */
+static const struct nlattr *find_attr(const uint8_t *p, const uint8_t *end, uint16_t type) {
+  while (p + NLA_HDRLEN <= end) {
+    const struct nlattr *a = (const struct nlattr *)p;
+    if (a->nla_len < NLA_HDRLEN || p + a->nla_len > end) return NULL;
+    if ((a->nla_type & NLA_TYPE_MASK) == type) return a;
+    p += NLA_ALIGN(a->nla_len);
+  }
+  return NULL;
+}
+
+static int be64_attr(const struct nlattr *a, uint64_t *out) {
+  if (a == NULL || a->nla_len - NLA_HDRLEN != 8) return -1;
+  uint64_t be;
+  memcpy(&be, (const uint8_t *)a + NLA_HDRLEN, 8);
+  *out = be64toh(be);
+  return 0;
+}
+
+/*
+ * nftSetRead(fd, family, table, set) -> [keyHex, timeoutMs, expiresMs, …] or -errno: every element
+ * of a set with timeouts (its key in hex, its timeout — 0: the set's own — and the time left, in
+ * ms as the kernel keeps them: to a jiffy). A missing set reads as -ENOENT.
+ */
+napi_value nft_set_read_js(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd, family;
+  char table[TABLE_MAX], set[TABLE_MAX];
+  size_t tlen = 0, slen = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 4 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &family) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[2], table, sizeof table, &tlen) != napi_ok || tlen == 0 || tlen >= sizeof table - 1 ||
+      napi_get_value_string_utf8(env, argv[3], set, sizeof set, &slen) != napi_ok || slen == 0 || slen >= sizeof set - 1 ||
+      family < 0 || family > 255 || fd < 0)
+    return int_value(env, -EINVAL);
+
+  static uint32_t seq_counter = 0x40000000;
+  uint32_t seq = ++seq_counter;
+  uint8_t req[NLMSG_SPACE(sizeof(struct nfgenmsg)) + 2 * (NLA_HDRLEN + NLA_ALIGN(TABLE_MAX))];
+  memset(req, 0, sizeof req);
+  struct nlmsghdr *nh = (struct nlmsghdr *)req;
+  struct nfgenmsg *g = NLMSG_DATA(nh);
+  size_t off = NLMSG_SPACE(sizeof *g);
+  put_attr(req, &off, NFTA_SET_ELEM_LIST_TABLE, table, (uint16_t)(tlen + 1));
+  put_attr(req, &off, NFTA_SET_ELEM_LIST_SET, set, (uint16_t)(slen + 1));
+  nh->nlmsg_len = (uint32_t)off;
+  nh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM;
+  nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nh->nlmsg_seq = seq;
+  g->nfgen_family = (uint8_t)family;
+  g->version = NFNETLINK_V0;
+  struct sockaddr_nl k = { .nl_family = AF_NETLINK };
+  if (sendto(fd, req, nh->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) return int_value(env, -errno);
+
+  napi_value out;
+  napi_create_array(env, &out);
+  uint32_t n = 0;
+  uint32_t *buf = malloc(RX_BUF);
+  if (buf == NULL) return int_value(env, -ENOMEM);
+  int rc = -EOVERFLOW;
+  static const char hex[] = "0123456789abcdef";
+  for (int r = 0; r < MAX_RECVS && rc == -EOVERFLOW; r++) {
+    ssize_t len = recv(fd, buf, RX_BUF, 0);
+    if (len < 0) {
+      if (errno == EINTR) continue;
+      rc = -errno;
+      break;
+    }
+    size_t left = (size_t)len;
+    for (struct nlmsghdr *m = (struct nlmsghdr *)buf; NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+      if (m->nlmsg_seq != seq) continue;
+      if (m->nlmsg_type == NLMSG_DONE) { rc = 0; break; }
+      if (m->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = NLMSG_DATA(m);
+        if (m->nlmsg_len < NLMSG_LENGTH(sizeof *e)) { rc = -EPROTO; break; }
+        if (e->error == 0) continue;
+        rc = e->error < 0 ? e->error : -EPROTO;
+        break;
+      }
+      if (m->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWSETELEM)) continue;
+      const uint8_t *p = (const uint8_t *)NLMSG_DATA(m) + NLMSG_ALIGN(sizeof(struct nfgenmsg));
+      const uint8_t *end = (const uint8_t *)m + m->nlmsg_len;
+      const struct nlattr *list = find_attr(p, end, NFTA_SET_ELEM_LIST_ELEMENTS);
+      if (list == NULL) continue;
+      const uint8_t *q = (const uint8_t *)list + NLA_HDRLEN, *qend = (const uint8_t *)list + list->nla_len;
+      while (q + NLA_HDRLEN <= qend) {
+        const struct nlattr *el = (const struct nlattr *)q;
+        if (el->nla_len < NLA_HDRLEN || q + el->nla_len > qend) break;
+        const uint8_t *e0 = q + NLA_HDRLEN, *e1 = q + el->nla_len;
+        q += NLA_ALIGN(el->nla_len);
+        const struct nlattr *key = find_attr(e0, e1, NFTA_SET_ELEM_KEY);
+        uint64_t timeout = 0, expires;
+        /* The kernel leaves the timeout out when it is the set's own (then 0 here). */
+        const struct nlattr *ta = find_attr(e0, e1, NFTA_SET_ELEM_TIMEOUT);
+        if (key == NULL || (ta != NULL && be64_attr(ta, &timeout) != 0) ||
+            be64_attr(find_attr(e0, e1, NFTA_SET_ELEM_EXPIRATION), &expires) != 0)
+          continue;
+        const struct nlattr *val = find_attr((const uint8_t *)key + NLA_HDRLEN, (const uint8_t *)key + key->nla_len, NFTA_DATA_VALUE);
+        if (val == NULL || val->nla_len - NLA_HDRLEN > 64) continue;
+        size_t vlen = val->nla_len - NLA_HDRLEN;
+        char text[129];
+        const uint8_t *v = (const uint8_t *)val + NLA_HDRLEN;
+        for (size_t i = 0; i < vlen; i++) { text[2 * i] = hex[v[i] >> 4]; text[2 * i + 1] = hex[v[i] & 15]; }
+        text[2 * vlen] = 0;
+        napi_value js_key, js_timeout, js_expires;
+        napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &js_key);
+        napi_create_double(env, (double)timeout, &js_timeout);
+        napi_create_double(env, (double)expires, &js_expires);
+        napi_set_element(env, out, n++, js_key);
+        napi_set_element(env, out, n++, js_timeout);
+        napi_set_element(env, out, n++, js_expires);
+      }
+    }
+  }
+  free(buf);
+  return rc == 0 ? out : int_value(env, rc);
+}
