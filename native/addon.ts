@@ -84,11 +84,6 @@ export interface NativeAddon {
   nftCountersRead(fd: number, family: number, table: string): Array<string | number> | number;
   nftCountersClose(fd: number): number;
   /**
-   * Every element of an nf_tables set with timeouts, on the counters' socket: [key in hex,
-   * timeout ms (0: the set's own), ms left, …] or -errno (-ENOENT: no such set).
-   */
-  nftSetRead(fd: number, family: number, table: string, set: string): Array<string | number> | number;
-  /**
    * rtnetlink (rtnl.c): a NETLINK_ROUTE socket (in the namespace of the /run/netns file
    * `netnsPath`, else this one) → fd or -errno; one request (built by shim/dataplane/rtnetlink.ts,
    * with NLM_F_ACK) and its acknowledgment → the octets of the answer copied into `out` (0: an

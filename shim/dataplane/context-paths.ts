@@ -133,8 +133,6 @@ interface Tracked extends ContextPath {
   carried: KernelTraffic | undefined;
   /** When the last liveness Keepalive went (clock), or when it went on the kernel path. */
   livenessAt: number;
-  /** When its counters were last read (clock; 0: never). */
-  readAt: number;
 }
 
 export class ContextPaths {
@@ -164,7 +162,7 @@ export class ContextPaths {
 
   /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0, readAt: 0 };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
     const k = this.opts.kernel;
     if (k !== undefined && !this.broken && this.opts.kernelTraffic !== undefined) {
@@ -182,7 +180,7 @@ export class ContextPaths {
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0, readAt: 0 });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 });
   }
 
   /**
@@ -470,8 +468,6 @@ export class ContextPaths {
         t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
         t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
       }
-      const readAt = c.readAt;
-      c.readAt = now;
       c.out = n.outPackets;
       c.in = n.inPackets;
       c.outBytes = n.outBytes ?? c.outBytes;
@@ -479,31 +475,15 @@ export class ContextPaths {
       // On the TUN path the engine sees every packet itself: the counters only stay current.
       if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();
-      const feed = (what: 'sent' | 'received', at: number = now): void => {
-        this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, what === 'sent' ? { sent: true, received: false, ...(at < now ? { sentAt: at as Millis } : {}) } : { sent: false, received: true });
-      };
-      if (n.sentAgoMs === undefined) {
-        // Counters alone. Both in one reading: received first, then sent. Which came last is not
-        // known; taking the sending as the last starts REAP's Send Timer at this reading, not a
-        // Send Timeout after TCP's next transmission (its RTO, 200 ms and more later: measured,
-        // the kernel path re-homed about 250 ms after the TUN path). While packets flow both ways
-        // the next reading's `received` stops the timer again.
-        if (received) feed('received');
-        if (sent) feed('sent');
-      } else if (n.sentAgoMs === null) {
-        // Nothing sent since the last packet received: in this reading the sending came first.
-        if (sent) feed('sent');
-        if (received) feed('received');
-      } else {
-        // A packet left unanswered `sentAgoMs` ago (the `pending` set, kernel-path.ts): the Send
-        // Timer starts when it left, as on the TUN path, not at this reading (measured: REAP
-        // explored up to one interval, 25 ms on average, after the TUN path). When it left before
-        // the previous reading it was fed then; sent again now only (the timer may have been
-        // stopped meanwhile by a Keepalive: it starts at this reading, not before).
-        if (received) feed('received');
-        const at = now - n.sentAgoMs;
-        if (sent) feed('sent', at > readAt ? at : now);
-      }
+      // Both in one reading: received first, then sent. Which came last is not known; taking the
+      // sending as the last starts REAP's Send Timer at this reading, as the TUN path does at the
+      // last packet sent: when that was the failure's first unanswered packet, REAP explores a
+      // Send Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms
+      // and more later: measured, the kernel path re-homed about 250 ms after the TUN path). While
+      // packets flow both ways the next reading's `received` stops the timer again (and the
+      // driver reads the counters before the timer expires).
+      if (received) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: false, received: true });
+      if (sent) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: true, received: false });
       fed = true;
     }
     if (fed) this.opts.flush();

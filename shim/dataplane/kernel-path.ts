@@ -19,13 +19,6 @@
  * answer only once that process gets a CPU). A new `nft` per reading was ≈ 3 ms,
  * 20 times a second. Adding or removing a context runs `nft -f -` once.
  *
- * When REAP's Send Timer should start (RFC 5534 §6.2: at the first packet sent after the last one
- * received), which a counter cannot tell: a dynamic set `pending` with a timeout, to which the
- * `output` rule adds the context's pair at a packet sent (an element already there is left as it
- * is, with its time) and from which the `prerouting` rule deletes it at a packet received. An
- * element's age at a reading (its timeout less the time it has left) is how long ago the first
- * unanswered packet left. Read in the same netlink exchange as the counters.
- *
  * Nothing is left behind: `close()` deletes the table and stops the reader;
  * `open()` first deletes a table a crashed daemon left (by name).
  *
@@ -35,7 +28,7 @@
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import readline from 'node:readline';
 import { EnvironmentError } from '../errors.ts';
-import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
 import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 
 /** Our nftables table (family ip6), one per network namespace. */
@@ -47,12 +40,6 @@ export interface KernelCounters {
   inPackets: number;
   outBytes?: number;
   inBytes?: number;
-  /**
-   * How long ago (ms, to a jiffy) the context's first packet sent since the last one received left,
-   * as of the reading: REAP's Send Timer starts then. null: none sent since the last received;
-   * undefined: the reader cannot tell (the `nft` process, a kernel without the `pending` set).
-   */
-  sentAgoMs?: number | null;
 }
 
 /** What the driver needs of the kernel path (NftKernelPath; tests use a double). */
@@ -79,8 +66,6 @@ export interface KernelPathOptions {
 /** nf_tables family of our table (NFPROTO_IPV6). */
 const NFPROTO_IPV6 = 10;
 
-/** The `pending` set's timeout (ms): an element older than that is gone (REAP explored long before). */
-const PENDING_TIMEOUT_MS = 3_600_000;
 /** How long a reading may take before it counts as failed (ms). */
 const READ_TIMEOUT_MS = 2000;
 /** Neighbour discovery (ICMPv6 133–137): link traffic, never the context's payload. */
@@ -112,12 +97,7 @@ export class NftKernelPath implements KernelPathHook {
   /** The reader is gone (killed, crashed): every reading fails from now on. */
   private dead = false;
 
-  /** Per context id: its pair as the `pending` set's key in hex (our ULID, then the peer's). */
-  private readonly keys = new Map<number, string>();
-  /** Per `pending` key: the age (ms) of its element at the last reading; undefined: not read (no set, the nft reader). */
-  private ages: Map<string, number> | undefined;
-
-  private constructor(private readonly opts: KernelPathOptions, private readonly timed = false) {
+  private constructor(private readonly opts: KernelPathOptions) {
     if (opts.reader !== 'nft') this.netlink = openNetlink(opts);
     if (this.netlink !== undefined) return;
     const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, 'nft', '-j', '-i']] : ['nft', ['-j', '-i']];
@@ -143,37 +123,24 @@ export class NftKernelPath implements KernelPathHook {
     removeStaleTable(opts);
     const p = opts.port;
     const skip = `udp sport ${p} accept\n    udp dport ${p} accept\n    icmpv6 type ${ND} accept`;
-    const table = (pending: boolean): string => [
+    const r = nft(opts, [
       `table ip6 ${KERNEL_TABLE} {`,
       '  map out_ctx { type ipv6_addr . ipv6_addr : counter; }',
       '  map in_ctx { type ipv6_addr . ipv6_addr : counter; }',
-      ...(pending ? [
-        '  set watch { type ipv6_addr . ipv6_addr; size 65536; }',
-        `  set pending { type ipv6_addr . ipv6_addr; flags dynamic, timeout; timeout ${PENDING_TIMEOUT_MS / 1000}s; size 65536; }`,
-      ] : []),
       '  chain out {',
       '    type filter hook output priority -1000; policy accept;',
       `    ${skip}`,
       '    counter name ip6 saddr . ip6 daddr map @out_ctx',
-      ...(pending ? ['    ip6 saddr . ip6 daddr @watch add @pending { ip6 saddr . ip6 daddr }'] : []),
       '  }',
       '  chain in {',
       '    type filter hook prerouting priority -1000; policy accept;',
       `    ${skip}`,
       '    counter name ip6 daddr . ip6 saddr map @in_ctx',
-      ...(pending ? ['    ip6 daddr . ip6 saddr @watch delete @pending { ip6 daddr . ip6 saddr }'] : []),
       '  }',
       '}',
-    ].join('\n') + '\n';
-    // The `pending` set needs a deletion from the packet path (Linux 5.19 or so): without it, counters alone.
-    let pending = true;
-    let r = nft(opts, table(true));
-    if (!r.ok) {
-      pending = false;
-      r = nft(opts, table(false));
-    }
+    ].join('\n') + '\n');
     if (!r.ok) throw new EnvironmentError('EKERNELPATH', `nftables refused the kernel path's table: ${r.err.split('\n')[0]}`);
-    return new NftKernelPath(opts, pending);
+    return new NftKernelPath(opts);
   }
 
   watch(localUlid: Ipv6, peerUlid: Ipv6): boolean {
@@ -186,7 +153,6 @@ export class NftKernelPath implements KernelPathHook {
       `add counter ${t} o${id}`, `add counter ${t} i${id}`,
       `add element ${t} out_ctx { ${localUlid} . ${peerUlid} : "o${id}" }`,
       `add element ${t} in_ctx { ${localUlid} . ${peerUlid} : "i${id}" }`,
-      ...(this.timed ? [`add element ${t} watch { ${localUlid} . ${peerUlid} }`] : []),
     ].join('\n') + '\n');
     if (!r.ok) {
       nft(this.opts, `delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }\ndelete element ${t} in_ctx { ${localUlid} . ${peerUlid} }\n`);
@@ -194,7 +160,6 @@ export class NftKernelPath implements KernelPathHook {
       return false;
     }
     this.ids.set(key, id);
-    this.keys.set(id, Buffer.concat([parseIpv6(localUlid), parseIpv6(peerUlid)]).toString('hex'));
     return true;
   }
 
@@ -203,16 +168,10 @@ export class NftKernelPath implements KernelPathHook {
     const id = this.ids.get(key);
     if (id === undefined) return;
     this.ids.delete(key);
-    this.keys.delete(id);
     if (this.closed) return;
     const t = `ip6 ${KERNEL_TABLE}`;
     nft(this.opts, `delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }\ndelete element ${t} in_ctx { ${localUlid} . ${peerUlid} }\n`);
     nft(this.opts, `delete counter ${t} o${id}\ndelete counter ${t} i${id}\n`);
-    if (this.timed) {
-      nft(this.opts, `delete element ${t} watch { ${localUlid} . ${peerUlid} }\n`);
-      // Its unanswered packet, if any: a later context on the same pair must not take its age.
-      nft(this.opts, `delete element ${t} pending { ${localUlid} . ${peerUlid} }\n`);
-    }
   }
 
   refresh(): Promise<void> {
@@ -240,10 +199,7 @@ export class NftKernelPath implements KernelPathHook {
     const id = this.ids.get(`${localUlid} ${peerUlid}`);
     if (id === undefined) return undefined;
     const o = this.counters.get(`o${id}`), i = this.counters.get(`i${id}`);
-    if (o === undefined || i === undefined) return undefined;
-    const c: KernelCounters = { outPackets: o[0], inPackets: i[0], outBytes: o[1], inBytes: i[1] };
-    if (this.ages !== undefined) c.sentAgoMs = this.ages.get(this.keys.get(id)!) ?? null;
-    return c;
+    return o === undefined || i === undefined ? undefined : { outPackets: o[0], inPackets: i[0], outBytes: o[1], inBytes: i[1] };
   }
 
   /** Delete the table, stop the reader. Idempotent. */
@@ -275,14 +231,6 @@ export class NftKernelPath implements KernelPathHook {
     const next = new Map<string, [number, number]>();
     for (let i = 0; i + 2 < r.length; i += 3) next.set(r[i] as string, [r[i + 1] as number, r[i + 2] as number]);
     this.accept(next, [...this.ids.values()]);
-    // The `pending` set: each unanswered pair's first packet's age (its timeout less the time it has left).
-    this.ages = undefined;
-    if (!this.timed) return;
-    const s = nl.addon.nftSetRead(nl.fd, NFPROTO_IPV6, KERNEL_TABLE, 'pending');
-    if (typeof s === 'number') return; // counters alone this time (the Send Timer starts at the reading)
-    const ages = new Map<string, number>();
-    for (let i = 0; i + 2 < s.length; i += 3) ages.set(s[i] as string, Math.max(0, ((s[i + 1] as number) || PENDING_TIMEOUT_MS) - (s[i + 2] as number)));
-    this.ages = ages;
   }
 
   /**

@@ -152,17 +152,16 @@ export class Engine {
    * its own path (its locator pair is its ULID pair; docs/dataplane.md "Kernel path"):
    * the driver read the kernel's counters and saw packets `sent` and/or `received` since
    * its last reading. The same REAP inputs as `encapsulate` and a received payload, sent
-   * first (in one reading both happened; the answer came after). `sentAt` (≤ now): when the
-   * packet sent that REAP's Send Timer starts at left (RFC 5534 §6.2), where the kernel knows it;
-   * absent: now. False: no established context for the pair (nothing changed).
+   * first (in one reading both happened; the answer came after). False: no established
+   * context for the pair (nothing changed).
    */
-  kernelTraffic(now: Millis, localUlid: Ipv6, peerUlid: Ipv6, seen: { sent: boolean; received: boolean; sentAt?: Millis }): boolean {
+  kernelTraffic(now: Millis, localUlid: Ipv6, peerUlid: Ipv6, seen: { sent: boolean; received: boolean }): boolean {
     const core = this.core;
     const ctx = core.table.byUlidPair(localUlid, peerUlid, 0);
     if (ctx === undefined || ctx.state !== State.ESTABLISHED) return false;
     if (!seen.sent && !seen.received) return true;
     core.touch(ctx, now);
-    if (seen.sent) reapEvent(core, ctx, seen.sentAt !== undefined && seen.sentAt <= now ? seen.sentAt : now, 'payload-out');
+    if (seen.sent) reapEvent(core, ctx, now, 'payload-out');
     if (seen.received) reapEvent(core, ctx, now, 'payload-in');
     return true;
   }

@@ -37,9 +37,7 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
   assert.equal(k.watch(A, B), true);
   await k.refresh();
   const packets = (c: ReturnType<typeof k.read>) => (c === undefined ? undefined : { outPackets: c.outPackets, inPackets: c.inPackets });
-  // The netlink reader also tells how long ago the first unanswered packet left (the `pending` set); the nft process cannot.
-  const timed = reader === 'netlink' ? { sentAgoMs: null } : {};
-  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0, outBytes: 0, inBytes: 0, ...timed });
+  assert.deepEqual(k.read(A, B), { outPackets: 0, inPackets: 0, outBytes: 0, inBytes: 0 });
   net.run(a, [process.execPath, '-e', TRAFFIC]);
   await k.refresh();
   assert.deepEqual(packets(k.read(A, B)), { outPackets: 6, inPackets: 1 }, '5 datagrams and a SYN out, the RST in; the datagrams to 5533 and ND not counted');
@@ -47,20 +45,14 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
   const n = k.read(A, B)!;
   assert.ok(n.outBytes! >= 5 * 56 + 60 && n.outBytes! <= 5 * 56 + 100, `octets out ${n.outBytes}`);
   assert.equal(n.inBytes, 60, 'octets in: the RST');
-  if (reader === 'netlink') assert.equal(n.sentAgoMs, null, 'the RST came after the last packet sent: nothing unanswered');
   // The lab's black hole (test/helpers/netns.ts): dropped on the device's ingress and in output. What
   // the application sent still counts (as the TUN would have seen it); nothing arrives.
   net.blackhole(a, 'kp0');
-  const sentFrom = Date.now();
   net.tryRun(a, [process.execPath, '-e', TRAFFIC], { timeoutMs: 5000 });
   await k.refresh();
   const c = k.read(A, B)!;
-  const since = Date.now() - sentFrom;
   assert.ok(c.outPackets >= 12, `sent while black-holed: ${JSON.stringify(c)}`);
   assert.equal(c.inPackets, 1, 'nothing arrived');
-  // The first unanswered packet left after sentFrom (the process's start) and before this reading (±1 jiffy).
-  if (reader === 'netlink') assert.ok(typeof c.sentAgoMs === 'number' && c.sentAgoMs <= since + 10, `first unanswered packet ${String(c.sentAgoMs)} ms ago, the traffic began ${since} ms ago`);
-  else assert.equal(c.sentAgoMs, undefined);
   k.unwatch(A, B);
   await k.refresh();
   assert.equal(k.read(A, B), undefined);

@@ -6,8 +6,6 @@ import { sent, sentTypes } from '../sim/trace.ts';
 import { State } from '../../shim/engine/index.ts';
 import { encodeMessage } from '../../shim/wire/index.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
-import type { Millis } from '../../shim/time.ts';
-import { FAST_PROFILE } from '../../shim/engine/config.ts';
 
 
 /** Bidirectional payload every 50 ms until `until`. */
@@ -138,26 +136,6 @@ test('REAP from kernel counters (kernelTraffic): traffic both ways keeps it Oper
   assert.deepEqual(states[0]!.kind === 'reap-state' && states[0]!.pair, { local: a.ulid, peer: b.ulid }, 'the event names the pair');
   assert.ok(!engineEvents(a).some((e) => e.kind === 'locator-pair-changed'), 'the current pair answered the probes: kept');
   assert.equal(a.engine.kernelTraffic(sim.now, a.ulid, 'fd00::dead', { sent: true, received: false }), false, 'no context: nothing to feed');
-});
-
-test('REAP from kernel counters with the instant of the first unanswered packet (sentAt): the Send Timer runs from then, not from the reading', () => {
-  const { sim, a, b } = configuredPair(37);
-  const sendTimeout = FAST_PROFILE.sendTimeout; // the hosts' profile (baseConfig)
-  block(sim, a.ulid, b.ulid);
-  block(sim, b.ulid, a.ulid);
-  const explored = (): boolean => engineEvents(a).some((e) => e.kind === 'reap-state' && e.state === 'exploring');
-  // The reading comes 40 ms after the packet left: the timer expires 40 ms earlier than a reading's.
-  assert.ok(a.engine.kernelTraffic(sim.now, a.ulid, b.ulid, { sent: true, received: false, sentAt: (sim.now - 40) as Millis }));
-  sim.runFor(sendTimeout - 41);
-  assert.ok(!explored(), 'not before a Send Timeout after the packet');
-  sim.runFor(2);
-  assert.ok(explored(), 'a Send Timeout after the packet left');
-  // A sentAt after now is no instant of the past: the reading's time.
-  const other = configuredPair(38);
-  block(other.sim, other.a.ulid, other.b.ulid);
-  assert.ok(other.a.engine.kernelTraffic(other.sim.now, other.a.ulid, other.b.ulid, { sent: true, received: false, sentAt: (other.sim.now + 1000) as Millis }));
-  other.sim.runFor(sendTimeout - 1);
-  assert.ok(!engineEvents(other.a).some((e) => e.kind === 'reap-state'), 'a future sentAt counts as now');
 });
 
 test('REAP from kernel counters: the ULID pair black-holed, A explores and moves off it; reap-state operational names the new pair', () => {
