@@ -89,7 +89,7 @@ export interface ContextPathsOptions {
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
   pollMs?: number;
   /**
-   * How often while the last reading saw a context's packets both ways (ms; default 2/5 of
+   * How often while the last reading saw a context's packets both ways (ms; default half of
    * `pollMs`, at least 5): which of the two came last is unknown, so REAP's Send Timer starts at
    * the reading; a failure then is seen up to this late, not up to `pollMs`.
    */
@@ -114,7 +114,7 @@ export interface ContextPathsOptions {
 /** Default interval between readings of the kernel path's counters (ms). */
 const KERNEL_POLL_MS = 50;
 /** The default busy interval: this fraction of the interval, at least BUSY_POLL_MIN_MS. */
-const BUSY_POLL_DIVISOR = 2.5;
+const BUSY_POLL_DIVISOR = 2;
 const BUSY_POLL_MIN_MS = 5;
 /**
  * An engine deadline this little after the next reading takes the reading with it (ms): the reading
