@@ -252,10 +252,17 @@ export class ContextPaths {
     const k = this.opts.kernel;
     if (k === undefined) return;
     this.reading = true;
+    const start = this.opts.clock();
     try {
       await k.refresh().then(() => this.feed(), () => this.readFailed());
     } finally {
       this.reading = false;
+    }
+    // Packets both ways in that reading: the next one sooner (the Send Timer starts at a reading).
+    if (this.busy && this.polling_) {
+      const every = this.opts.pollMs ?? KERNEL_POLL_MS;
+      this.pollAt = Math.min(this.pollAt, start + (this.opts.busyPollMs ?? Math.max(BUSY_POLL_MIN_MS, every / BUSY_POLL_DIVISOR)));
+      this.schedule();
     }
   }
 
@@ -424,12 +431,8 @@ export class ContextPaths {
     if (this.closed || !this.polling_ || this.ticking) return;
     this.ticking = true;
     try {
-      const start = this.opts.clock();
-      const every = this.opts.pollMs ?? KERNEL_POLL_MS;
-      this.pollAt = start + every;
+      this.pollAt = this.opts.clock() + (this.opts.pollMs ?? KERNEL_POLL_MS);
       await this.readNow();
-      // Packets both ways in that reading: the next one sooner (the Send Timer starts at a reading).
-      if (this.busy) this.pollAt = Math.min(this.pollAt, start + (this.opts.busyPollMs ?? Math.max(BUSY_POLL_MIN_MS, every / BUSY_POLL_DIVISOR)));
       if (!this.closed) this.checkLiveness();
       if (!this.closed) this.opts.ticked?.();
     } finally {
