@@ -85,6 +85,15 @@ export interface NativeAddon {
   nftCountersOpen(netnsPath: string | null): number;
   nftCountersRead(fd: number, family: number, table: string): Array<string | number> | number;
   nftCountersClose(fd: number): number;
+  /**
+   * rtnetlink (rtnl.c): a NETLINK_ROUTE socket (in the namespace of the /run/netns file
+   * `netnsPath`, else this one) → fd or -errno; one request (built by shim/dataplane/rtnetlink.ts,
+   * with NLM_F_ACK) and its acknowledgment → the octets of the answer copied into `out` (0: an
+   * acknowledgment alone) or -errno; close → 0 or -errno.
+   */
+  rtnlOpen(netnsPath: string | null): number;
+  rtnlTransact(fd: number, request: Uint8Array, out: Uint8Array): number;
+  rtnlClose(fd: number): number;
 }
 
 let addon: NativeAddon | undefined;

@@ -47,9 +47,9 @@ static napi_value int_value(napi_env env, int32_t v) {
   return out;
 }
 
-/* A netlink socket of the netfilter family, bound, with a receive timeout. */
-static int open_socket(void) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+/* A netlink socket of `protocol`, bound, with a receive timeout. */
+static int open_socket(int protocol) {
+  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol);
   if (fd < 0) return -errno;
   struct sockaddr_nl me = { .nl_family = AF_NETLINK };
   struct timeval tv = { .tv_sec = 1, .tv_usec = 0 };
@@ -61,36 +61,44 @@ static int open_socket(void) {
   return fd;
 }
 
+/*
+ * A netlink socket of `protocol` in the namespace of the /run/netns file given as the
+ * first argument (null/undefined: this one) -> fd or -errno (shared with rtnl.c).
+ */
+int32_t netlink_open_arg(napi_env env, napi_value arg, int present, int protocol) {
+  napi_valuetype t = napi_undefined;
+  if (present) napi_typeof(env, arg, &t);
+  if (t == napi_null || t == napi_undefined) return open_socket(protocol);
+  char path[4096];
+  size_t plen = 0;
+  if (t != napi_string || napi_get_value_string_utf8(env, arg, path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
+    return -EINVAL;
+  /* Enter the namespace on this thread only for the socket() call, then come back. */
+  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (self < 0) return -errno;
+  int target = open(path, O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    int e = errno;
+    close(self);
+    return -e;
+  }
+  int fd;
+  if (setns(target, CLONE_NEWNET) < 0) fd = -errno;
+  else {
+    fd = open_socket(protocol);
+    if (setns(self, CLONE_NEWNET) < 0) abort(); /* the loop's thread must not stay in another namespace */
+  }
+  close(target);
+  close(self);
+  return fd;
+}
+
 /* nftCountersOpen(netnsPath | null) -> fd or -errno */
 napi_value nft_counters_open_js(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok) return int_value(env, -EINVAL);
-  napi_valuetype t = napi_undefined;
-  if (argc >= 1) napi_typeof(env, argv[0], &t);
-  if (t == napi_null || t == napi_undefined) return int_value(env, open_socket());
-  char path[4096];
-  size_t plen = 0;
-  if (t != napi_string || napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
-    return int_value(env, -EINVAL);
-  /* Enter the namespace on this thread only for the socket() call, then come back. */
-  int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
-  if (self < 0) return int_value(env, -errno);
-  int target = open(path, O_RDONLY | O_CLOEXEC);
-  if (target < 0) {
-    int e = errno;
-    close(self);
-    return int_value(env, -e);
-  }
-  int fd;
-  if (setns(target, CLONE_NEWNET) < 0) fd = -errno;
-  else {
-    fd = open_socket();
-    if (setns(self, CLONE_NEWNET) < 0) abort(); /* the loop's thread must not stay in another namespace */
-  }
-  close(target);
-  close(self);
-  return int_value(env, fd);
+  return int_value(env, netlink_open_arg(env, argv[0], argc >= 1, NETLINK_NETFILTER));
 }
 
 static void put_attr(uint8_t *buf, size_t *off, uint16_t type, const void *val, uint16_t len) {

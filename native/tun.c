@@ -29,6 +29,7 @@
 #include "nflog.h"
 #include "bpfmap.h"
 #include "nftcounters.h"
+#include "rtnl.h"
 #include "reader.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
@@ -339,6 +340,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"nftCountersOpen", NULL, nft_counters_open_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersRead", NULL, nft_counters_read_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"rtnlOpen", NULL, rtnl_open_js, NULL, NULL, NULL, napi_default, NULL},
+    {"rtnlTransact", NULL, rtnl_transact_js, NULL, NULL, NULL, napi_default, NULL},
+    {"rtnlClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

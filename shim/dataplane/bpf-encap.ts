@@ -31,7 +31,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnvironmentError } from '../errors.ts';
@@ -193,12 +193,21 @@ function addr(a: Ipv6): Uint8Array {
   return parseIpv6(a);
 }
 
-/** Links of this namespace (not loopback). */
+/**
+ * The Ethernet links of this namespace (not loopback, not the TUN): /sys/class/net, type 1
+ * (ARPHRD_ETHER, `ip -j link` link_type `ether`). Read in the event loop each time a context's
+ * entries are set (a link may have come since): an `ip -j link show` process there blocked
+ * the loop 5–16 ms right at the re-homing (measured, before the TCP prompt could go).
+ */
 function links(): string[] {
-  const r = run('ip', ['-j', 'link', 'show']);
-  if (!r.ok) return [];
   try {
-    return (JSON.parse(r.out) as Array<{ ifname: string; link_type?: string }>).filter((l) => l.link_type === 'ether').map((l) => l.ifname);
+    return readdirSync('/sys/class/net').filter((dev) => {
+      try {
+        return readFileSync(`/sys/class/net/${dev}/type`, 'utf8').trim() === '1';
+      } catch {
+        return false;
+      }
+    });
   } catch {
     return [];
   }

@@ -89,6 +89,12 @@ export interface ContextPathsOptions {
   /** How often the kernel's counters are read while a context uses the kernel path (ms, default 50). */
   pollMs?: number;
   /**
+   * How often while the last reading saw a context's packets both ways (ms; default half of
+   * `pollMs`, at least 5): which of the two came last is unknown, so REAP's Send Timer starts at
+   * the reading; a failure then is seen up to this late, not up to `pollMs`.
+   */
+  busyPollMs?: number;
+  /**
    * After each reading of the clock (fed or not): the driver runs the engine's due timers and
    * hands back its next deadline (`wake`). Absent: only the readings.
    */
@@ -107,6 +113,9 @@ export interface ContextPathsOptions {
 
 /** Default interval between readings of the kernel path's counters (ms). */
 const KERNEL_POLL_MS = 50;
+/** The default busy interval: this fraction of the interval, at least BUSY_POLL_MIN_MS. */
+const BUSY_POLL_DIVISOR = 2;
+const BUSY_POLL_MIN_MS = 5;
 /**
  * An engine deadline this little after the next reading takes the reading with it (ms): the reading
  * waits for it, one wake-up instead of two (a deadline set at one reading falls about three readings
@@ -152,6 +161,8 @@ export class ContextPaths {
   private failures = 0;
   private broken = false;
   private closed = false;
+  /** The last reading saw a context on a kernel path carry packets both ways (the next one comes at busyPollMs). */
+  private busy = false;
 
   constructor(private readonly opts: ContextPathsOptions) {}
 
@@ -241,10 +252,17 @@ export class ContextPaths {
     const k = this.opts.kernel;
     if (k === undefined) return;
     this.reading = true;
+    const start = this.opts.clock();
     try {
       await k.refresh().then(() => this.feed(), () => this.readFailed());
     } finally {
       this.reading = false;
+    }
+    // Packets both ways in that reading: the next one sooner (the Send Timer starts at a reading).
+    if (this.busy && this.polling_) {
+      const every = this.opts.pollMs ?? KERNEL_POLL_MS;
+      this.pollAt = Math.min(this.pollAt, start + (this.opts.busyPollMs ?? Math.max(BUSY_POLL_MIN_MS, every / BUSY_POLL_DIVISOR)));
+      this.schedule();
     }
   }
 
@@ -454,6 +472,7 @@ export class ContextPaths {
     this.failures = 0;
     const k = this.opts.kernel;
     let fed = false;
+    this.busy = false;
     const now = this.opts.clock();
     for (const c of this.contexts.values()) {
       if (!c.watched || k === undefined) continue;
@@ -475,6 +494,7 @@ export class ContextPaths {
       // On the TUN path the engine sees every packet itself: the counters only stay current.
       if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();
+      if (sent && received) this.busy = true;
       // Both in one reading: received first, then sent. Which came last is not known; taking the
       // sending as the last starts REAP's Send Timer at this reading, as the TUN path does at the
       // last packet sent: when that was the failure's first unanswered packet, REAP explores a

@@ -24,6 +24,7 @@ import { MIN_IPV6_MTU } from '../constants.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { DataPath, RouteHook } from './context-paths.ts';
 import type { LocatorPair } from '../engine/index.ts';
+import { Rtnetlink } from './rtnetlink.ts';
 
 /** IPv6 (40) + UDP (8) + Shim6 payload header (8, RFC 5533 §5.2). */
 export const ENCAPSULATION_OVERHEAD = 56;
@@ -61,6 +62,11 @@ export interface RoutesOptions {
   rtoMinMs?: number;
   /** Run `ip` in this namespace (`ip -n`); default: the current one. */
   netns?: string;
+  /**
+   * The kernel path's route changes (switchPath) over rtnetlink in the event loop (rtnetlink.ts;
+   * default true where the addon is built); false: an `ip` process per change.
+   */
+  netlink?: boolean;
 }
 
 /** The data plane's routes and rules. */
@@ -75,6 +81,10 @@ export class Routes implements RouteHook {
   /** The kernel path's route changes, in order (switchPath). */
   private chain: Promise<void> = Promise.resolve();
   private closed = false;
+  /** The rtnetlink socket of switchPath (undefined: `ip` processes), opened at the first change. */
+  private nl: Rtnetlink | undefined | null = null;
+  /** The TUN's link index (rtnetlink), once looked up. */
+  private tunIndex: number | undefined;
 
   constructor(private readonly opts: RoutesOptions) {
     const pathMtu = opts.pathMtu ?? 1500;
@@ -141,6 +151,15 @@ export class Routes implements RouteHook {
    * are made in the order asked.
    */
   switchPath(localUlid: Ipv6, peerUlid: Ipv6, path: DataPath, pair?: LocatorPair): Promise<void> {
+    const nl = this.netlink();
+    if (nl !== undefined) {
+      // The route-cache flush only when the ULID had no route in our table (as below).
+      const flush = path !== 'kernel' && !this.peers.has(peerUlid);
+      if (path === 'kernel') this.peers.delete(peerUlid);
+      else this.peers.add(peerUlid);
+      this.chain = this.chain.then(() => this.switchNetlink(nl, localUlid, peerUlid, path, pair, flush));
+      return this.chain;
+    }
     const table = String(this.table);
     const metrics = ['mtu', String(this.tunMtu), 'advmss', String(this.advmss), ...(this.opts.rtoMinMs === undefined ? [] : ['rto_min', `${this.opts.rtoMinMs}ms`])];
     // The route-cache flush only when the ULID had no route in our table: sockets hold a route from
@@ -173,6 +192,45 @@ export class Routes implements RouteHook {
       }
     });
     return this.chain;
+  }
+
+  /** The rtnetlink socket of switchPath, opened at the first change; undefined: `ip` processes (option, or no addon). */
+  private netlink(): Rtnetlink | undefined {
+    if (this.nl === null) this.nl = this.opts.netlink === false ? undefined : Rtnetlink.open(this.opts.netns);
+    return this.nl;
+  }
+
+  /**
+   * switchPath over rtnetlink: each change is a request and its acknowledgment in this loop turn
+   * (microseconds; an `ip` process was tens of ms on a busy host, and the TCP prompt after a
+   * re-homing waits for the route). The same changes as the `ip` commands, and the same retry
+   * without `src` when our ULID's address is gone.
+   */
+  private switchNetlink(nl: Rtnetlink, localUlid: Ipv6, peerUlid: Ipv6, path: DataPath, pair: LocatorPair | undefined, flush: boolean): void {
+    if (this.closed) return;
+    if (path === 'kernel') {
+      nl.routeDelete(peerUlid, this.table);
+      return;
+    }
+    let oif: number, gateway: Ipv6 | undefined;
+    if (path === 'encap' && pair !== undefined) {
+      // The ULID goes where the peer's locator goes (its next hop and link), with the encapsulated path's MTU.
+      const hop = nl.routeGet(pair.peer, pair.local);
+      if (typeof hop === 'number') return;
+      oif = hop.oif;
+      gateway = hop.gateway ?? pair.peer;
+    } else {
+      this.tunIndex ??= nl.linkIndex(this.opts.tun);
+      if (this.tunIndex < 0) { this.tunIndex = undefined; return; }
+      oif = this.tunIndex;
+    }
+    const spec = { dst: peerUlid, table: this.table, oif, ...(gateway !== undefined ? { gateway } : {}), mtu: this.tunMtu, advmss: this.advmss, ...(this.opts.rtoMinMs === undefined ? {} : { rtoMinMs: this.opts.rtoMinMs }) };
+    if (nl.routeReplace({ ...spec, src: localUlid }) !== 0) nl.routeReplace(spec);
+    if (!flush) return;
+    this.tunIndex ??= nl.linkIndex(this.opts.tun);
+    if (this.tunIndex < 0) { this.tunIndex = undefined; return; }
+    nl.address(true, this.tunIndex, FLUSH_ADDR.replace(/\/128$/, ''));
+    nl.address(false, this.tunIndex, FLUSH_ADDR.replace(/\/128$/, ''));
   }
 
   /** The next hop (gateway, or the peer's locator itself when on-link) and link from `local` to `peer`, by `ip route get`. */
@@ -242,6 +300,8 @@ export class Routes implements RouteHook {
   /** Remove every route and rule added here (a pending switchPath adds nothing after), in one `ip` process. Idempotent. */
   close(): void {
     this.closed = true;
+    this.nl?.close();
+    this.nl = undefined;
     const table = String(this.table);
     const commands = [
       ...[...this.peers].map((p) => ['route', 'del', `${p}/128`, 'table', table]),

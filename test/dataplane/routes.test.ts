@@ -16,7 +16,7 @@ test('MTU arithmetic: 56 octets of encapsulation, TUN held at 1280, MSS always f
   assert.ok(advmssFor(1280) + 60 + 56 <= 1280);
 });
 
-test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on close', async (t) => {
+for (const netlink of [true, false]) test(`routes (kernel path's switches by ${netlink ? 'rtnetlink' : 'ip processes'}): peer ULID via the TUN, daemon UDP via the link, all removed on close`, async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   const net = new NetLab(t);
   const a = net.ns('dpra');
@@ -27,7 +27,7 @@ test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on clo
   t.after(() => tun.close());
   assert.equal(spawnSync('ip', ['link', 'set', 'dev', tun.name, 'netns', a.name]).status, 0);
   const rulesBefore = net.run(a, ['ip', '-6', 'rule', 'show']).stdout;
-  const routes = new Routes({ tun: tun.name, port: 5533, pathMtu: 1500, netns: a.name });
+  const routes = new Routes({ tun: tun.name, port: 5533, pathMtu: 1500, netns: a.name, netlink });
   t.after(() => routes.close());
   routes.setup();
   assert.match(net.run(a, ['ip', 'link', 'show', tun.name]).stdout, /mtu 1444 .*state (UP|UNKNOWN)/);
@@ -57,6 +57,11 @@ test('routes: peer ULID via the TUN, daemon UDP via the link, all removed on clo
   assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);
   assert.deepEqual(routes.routed(), []);
   assert.doesNotMatch(net.run(a, ['ip', '-6', 'addr', 'show', 'dev', tun.name]).stdout, /fe80::5533:ffff/, 'the flush address went again');
+  // The kernel encapsulation: the ULID goes where the new pair goes (its next hop and link), with the encapsulated MTU.
+  await routes.switchPath('fd00:71::a', 'fd00:71::b', 'encap', { local: 'fd00:71::a', peer: 'fd00:71::c' });
+  assert.match(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout, /fd00:71::b via fd00:71::c dev dpp0 .*src fd00:71::a .*mtu 1444 advmss 1384/);
+  await routes.switchPath('fd00:71::a', 'fd00:71::b', 'kernel');
+  assert.equal(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '');
   // Our ULID's address gone (removed while its contexts live on): the kernel refuses it as `src`, the route goes in without.
   routes.contextUp('fd00:71::99', 'fd00:71::b');
   const noSrc = net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout;
