@@ -15,7 +15,7 @@ import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from '../../lab/dns.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { recordLocators } from '../helpers/authdns.ts';
 import { LAB_STUB, labDaemonFiles, type LogRecord } from '../../lab/daemons.ts';
 import { runStream } from '../../lab/run.ts';
 import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from '../../lab/renumber.ts';
@@ -41,8 +41,7 @@ async function renumberLab(t: TestContext, extraA: (lab: Lab) => Record<string, 
 /** The locators of A's capability record as the lab's Knot serves it now. */
 function dnsLocators(lab: Lab): string[] {
   const line = nsExec(lab.a, ['kdig', `@${LAB_ADDR.dnsA}`, LAB_A_NAME, 'TYPE65300', '+short', '+timeout=2', '+retry=0'], { check: false }).stdout.trim();
-  if (!line) return [];
-  return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address);
+  return recordLocators(line);
 }
 
 interface DnsStatus { dnsUpdate?: { state: string; failures: number; lastError: { code: string; rcode: string | null } | null; published: string[] | null } }

@@ -25,6 +25,7 @@ import path from 'node:path';
 import { haveCommand } from './prereq.ts';
 import { knotServerConfig } from '../../lab/dns.ts';
 import { DEADLINE_MS } from './wait.ts';
+import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 
 export type AuthDnsKind = 'knot' | 'bind';
 
@@ -309,4 +310,16 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
     stop,
     pid: child.pid,
   };
+}
+
+/** `kdig +short` against a server on 127.0.0.1:`port`: the answer's lines, sorted. */
+export function kdigShort(port: number, args: string[]): string[] {
+  const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), ...args, '+short', '+timeout=5', '+retry=1'], { encoding: 'utf8', timeout: 60_000 });
+  return String(r.stdout).trim().split('\n').filter((l) => l !== '').sort();
+}
+
+/** The locators of a capability record as `kdig +short` prints it (RFC 3597 `\# N hex`); [] for no line. */
+export function recordLocators(line: string | undefined): string[] {
+  if (!line) return [];
+  return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address);
 }

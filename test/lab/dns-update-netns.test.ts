@@ -9,13 +9,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
+import { randomTsigSecret, recordLocators, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
 import { tempDir, writeZone, zoneHeader } from '../zone/zonefile.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import { labDaemonFiles } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
-import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon } from '../e2e/fixture.ts';
 
 const Z = 'dyn.test.';
@@ -29,8 +28,7 @@ const T2 = '2001:db8:2::72';
 /** The locators of A's capability record as the server serves it now, asked from A over the veth. */
 function published(lab: Lab): string[] {
   const line = nsExec(lab.a, ['kdig', `@${SERVER}`, NAME, 'TYPE65300', '+short', '+timeout=2', '+retry=0'], { check: false }).stdout.trim().split('\n')[0];
-  if (!line) return [];
-  return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address).sort();
+  return recordLocators(line).sort();
 }
 
 interface DnsStatus { dnsUpdate: { state: string; failures: number; prerequisiteFailures: number; lastError: { code: string; rcode: string | null } | null; published: string[] | null } }

@@ -14,15 +14,13 @@
 // after PREREQ_ROUNDS reads and backs off like for any other failure.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { createSocket, type RemoteInfo, type Socket } from 'node:dgram';
 import { needs } from '../helpers/prereq.ts';
-import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
+import { randomTsigSecret, startAuthDns, type AuthDnsKind, kdigShort, recordLocators } from '../helpers/authdns.ts';
 import { tempDir, writeZone, zoneHeader } from '../zone/zonefile.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { Logger } from '../../shim/log.ts';
 import { DnsPublisher, PREREQ_ROUNDS, type DnsUpdateConfig } from '../../shim/daemon/dns-update.ts';
-import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { sendUpdate } from '../../zone-tools/update.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
@@ -34,17 +32,8 @@ const ULID = '2001:db8:1::a';
 const Q = '2001:db8:2::a';
 const R = '2001:db8:3::a';
 
-function kdig(port: number, args: string[]): string[] {
-  const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), ...args, '+short', '+timeout=5', '+retry=1'], { encoding: 'utf8', timeout: 60_000 });
-  return String(r.stdout).trim().split('\n').filter((l) => l !== '').sort();
-}
-
 /** The locators of the capability record kdig sees now ([] when none). */
-function published(port: number): string[] {
-  const line = kdig(port, [NAME, 'TYPE65300'])[0];
-  if (!line) return [];
-  return decodeCapabilityRecord(new Uint8Array(Buffer.from(line.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex'))).locators.map((l) => l.address);
-}
+const published = (port: number): string[] => recordLocators(kdigShort(port, [NAME, 'TYPE65300'])[0]);
 
 function logger(onLine: (l: Record<string, unknown>) => void = () => {}): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -132,7 +121,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     await waitFor(() => p.status().state === 'idle', 'the publisher settles');
     assert.ok(lines.some((l) => l.msg === 'dns prerequisite failed, reading the record again' && l.rcode === 'YXRRSET'), 'YXRRSET, then read again');
     assert.ok(p.status().prerequisiteFailures >= 1);
-    assert.deepEqual(kdig(dns.port, [NAME, 'AAAA']), [ULID, Q].sort());
+    assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [ULID, Q].sort());
 
     // NXRRSET: the record changed behind the publisher's back; its next update is refused, read, resent.
     await otherWriter([R]);
@@ -149,7 +138,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.ok(lines.some((l) => l.msg === 'dns prerequisite failed, reading the record again' && l.rcode === 'NXRRSET'));
     assert.ok(lines.some((l) => l.msg === 'dns updated' && l.prerequisiteFailures === 1));
     assert.deepEqual(after.published, [ULID, Q, R]);
-    assert.deepEqual(kdig(dns.port, [NAME, 'AAAA']), [ULID, Q, R].sort());
+    assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [ULID, Q, R].sort());
   });
 
   test(`dnsUpdate against ${kind}: an unanswered update delivered late after the set went back to what it was is found by reading the record back, and corrected`, { timeout: 120_000 }, async (t) => {
@@ -182,7 +171,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     await waitFor(() => published(dns.port).join() === [ULID, Q].join(), 'read back after the window, and corrected');
     await waitFor(() => p.status().state === 'idle' && p.status().verifyAt === null, 'the publisher settles');
     assert.ok(lines.some((l) => l.msg === 'dns record changed after an unanswered update'));
-    assert.deepEqual(kdig(dns.port, [NAME, 'AAAA']), [ULID, Q].sort());
+    assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [ULID, Q].sort());
     t.diagnostic(`read back at ${verifyAt}; updates ${p.status().updates}, failures ${p.status().failures}`);
   });
 }

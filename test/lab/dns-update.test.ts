@@ -7,9 +7,8 @@
 // closer together than minInterval.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
+import { randomTsigSecret, startAuthDns, type AuthDnsKind, kdigShort, recordLocators } from '../helpers/authdns.ts';
 import { tempDir, writeZone, zoneHeader } from '../zone/zonefile.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { Logger } from '../../shim/log.ts';
@@ -24,18 +23,8 @@ const Q = LAB_HBA.a.members[1]!.address;
 const R = '2001:db8:3::a';
 const T = '2001:db8:2::77';
 
-function kdig(port: number, args: string[]): string[] {
-  const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), ...args, '+short', '+timeout=5', '+retry=1'], { encoding: 'utf8', timeout: 60_000 });
-  return String(r.stdout).trim().split('\n').filter((l) => l !== '').sort();
-}
-
 /** The locators of the capability record kdig sees now ([] when none). */
-function published(port: number): string[] {
-  const line = kdig(port, [NAME, 'TYPE65300'])[0];
-  if (!line) return [];
-  const hex = line.replace(/^\\# \d+ /, '').replace(/ /g, '');
-  return decodeCapabilityRecord(new Uint8Array(Buffer.from(hex, 'hex'))).locators.map((l) => l.address);
-}
+const published = (port: number): string[] => recordLocators(kdigShort(port, [NAME, 'TYPE65300'])[0]);
 
 function logger(): { log: Logger; lines: Record<string, unknown>[] } {
   const lines: Record<string, unknown>[] = [];
@@ -65,8 +54,8 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     p.update([ULID, Q]);
     await waitFor(() => published(dns.port).join() === [ULID, Q].join(), 'the first set in DNS');
     t.diagnostic(`first set visible after ${Date.now() - t0} ms`);
-    assert.deepEqual(kdig(dns.port, [NAME, 'AAAA']), [ULID, Q].sort());
-    const rec = decodeCapabilityRecord(new Uint8Array(Buffer.from(kdig(dns.port, [NAME, 'TYPE65300'])[0]!.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex')));
+    assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [ULID, Q].sort());
+    const rec = decodeCapabilityRecord(new Uint8Array(Buffer.from(kdigShort(dns.port, [NAME, 'TYPE65300'])[0]!.replace(/^\\# \d+ /, '').replace(/ /g, ''), 'hex')));
     assert.equal(rec.ulid, ULID);
     assert.equal(rec.hbaSet, true);
     assert.equal(rec.cgaUlid, true);
@@ -76,7 +65,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     p.update([ULID, Q, R]);
     await waitFor(() => published(dns.port).join() === [ULID, Q, R].join(), 'the new prefix in DNS');
     t.diagnostic(`new prefix visible after ${Date.now() - t0} ms`);
-    assert.deepEqual(kdig(dns.port, [NAME, 'AAAA']), [ULID, Q, R].sort());
+    assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [ULID, Q, R].sort());
     await waitFor(() => p.status().state === 'idle', 'the publisher settles');
 
     // The server stops answering; two changes meanwhile; then it answers again.
@@ -136,6 +125,6 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     // minInterval spaces the updates' starts (each line: its end, and `ms` it took).
     const startOf = (l: Record<string, unknown>): number => Date.parse(String(l.ts)) - Number(l.ms);
     assert.ok(startOf(done[1]!) - startOf(done[0]!) >= 2000 - 5, `not sooner than minInterval after the first: ${startOf(done[1]!) - startOf(done[0]!)} ms`);
-    assert.deepEqual(kdig(dns.port, [NAME, 'AAAA']), [], 'aaaa: false leaves the AAAA RRset alone');
+    assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [], 'aaaa: false leaves the AAAA RRset alone');
   });
 }
