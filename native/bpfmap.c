@@ -23,17 +23,12 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 #include "bpfmap.h"
+#include "napi-util.h"
 
 #define PATH_MAX_LEN 4096
 
 static long sys_bpf(int cmd, union bpf_attr *attr) {
   return syscall(__NR_bpf, cmd, attr, sizeof *attr);
-}
-
-static napi_value int_value(napi_env env, int32_t v) {
-  napi_value out;
-  napi_create_int32(env, v, &out);
-  return out;
 }
 
 /* The map's key and value sizes (a per-CPU map's value: one CPU's; bpfPercpuSum reads all of them). */

@@ -35,17 +35,12 @@
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nf_tables.h>
 #include "nftcounters.h"
+#include "napi-util.h"
 
 #define TABLE_MAX 256
 #define RX_BUF 65536
 /* A dump answers in a few messages per 64 KiB; this bounds a reading of a table someone keeps growing. */
 #define MAX_RECVS 4096
-
-static napi_value int_value(napi_env env, int32_t v) {
-  napi_value out;
-  napi_create_int32(env, v, &out);
-  return out;
-}
 
 /* A netlink socket of `protocol`, bound, with a receive timeout. */
 static int open_socket(int protocol) {

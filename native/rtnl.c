@@ -26,16 +26,11 @@
 #include <linux/netlink.h>
 #include "nftcounters.h"
 #include "rtnl.h"
+#include "napi-util.h"
 
 #define RX_BUF 32768
 /* An answer and its acknowledgment come in one or two receives; this bounds a confused socket. */
 #define MAX_RECVS 64
-
-static napi_value int_value(napi_env env, int32_t v) {
-  napi_value out;
-  napi_create_int32(env, v, &out);
-  return out;
-}
 
 /* rtnlOpen(netnsPath | null) -> fd or -errno */
 napi_value rtnl_open_js(napi_env env, napi_callback_info info) {

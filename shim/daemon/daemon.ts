@@ -491,7 +491,6 @@ export class Daemon {
     const driver = this.driver;
     if (!driver || !this.routes) return;
     this.log.info('local locators changed', { ...diff });
-    if (diff.added.length || diff.cameUp.length) this.encap?.linksChanged();
     this.keepLocal(...diff.added);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
     // sockets bound to it), while the packets travel between the locators that are left.

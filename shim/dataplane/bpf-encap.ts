@@ -266,8 +266,6 @@ export class BpfEncap implements EncapHook {
   private readonly attached = new Set<string>();
   /** Links whose clsact qdisc we added (deleted on close). */
   private readonly qdiscs = new Set<string>();
-  /** A link may have come since the last attachAll (linksChanged): look again at the next accept. */
-  private linksDirty = false;
   private closed = false;
   /** The TUN's ifindex as written to shim6_cfg (0: not yet found). */
   private tunIfindex = 0;
@@ -329,7 +327,7 @@ export class BpfEncap implements EncapHook {
 
   accept(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean {
     if (this.closed) return false;
-    if (this.linksDirty) this.attachAll();
+    this.attachAll();
     const locs = c.peerLocators.slice(0, ENCAP_MAX_LOCATORS);
     const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
@@ -418,14 +416,8 @@ export class BpfEncap implements EncapHook {
     if (this.mounted) run('umount', ['/sys/fs/bpf']);
   }
 
-  /** The host's links or addresses changed (the daemon's watcher): a new link gets the programs at the next accept. */
-  linksChanged(): void {
-    this.linksDirty = true;
-  }
-
   /** Attach both programs to every Ethernet link not yet attached (links come and go). */
   private attachAll(): void {
-    this.linksDirty = false;
     const devs = links().filter((dev) => !this.attached.has(dev) && !this.opts.skipLinks?.includes(dev));
     if (devs.length === 0) return;
     // Two `tc` processes in the usual case: which links have a clsact qdisc already (someone else's,

@@ -71,8 +71,10 @@ const READ_TIMEOUT_MS = 2000;
 /** Neighbour discovery (ICMPv6 133–137): link traffic, never the context's payload. */
 const ND = '{ nd-router-solicit, nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert, nd-redirect }';
 
-function nft(opts: KernelPathOptions, script: string): { ok: boolean; err: string } {
-  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, 'nft', '-f', '-']] : ['nft', ['-f', '-']];
+/** `script` as one transaction (`nft -f -`), or with `each`, each line on its own (`nft -i`: one failing does not stop the rest). */
+function nft(opts: KernelPathOptions, script: string, each = false): { ok: boolean; err: string } {
+  const mode = each ? ['-i'] : ['-f', '-'];
+  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, 'nft', ...mode]] : ['nft', mode];
   const r = spawnSync(cmd, args, { input: script, encoding: 'utf8', timeout: 10_000 });
   return { ok: !r.error && r.status === 0, err: String(r.stderr || r.error?.message || '').trim() };
 }
@@ -83,17 +85,12 @@ export function removeStaleTable(opts: KernelPathOptions): boolean {
 }
 
 /**
- * Remove a context's map elements, then its counters (a counter in use by an element cannot go):
- * one `nft` process, one command per transaction (`-f` with each line its own batch would stop at
- * the first missing object; the elements and counters may be partly there after a failed watch).
+ * Remove a context's map elements, then its counters (a counter an element uses cannot go), in one
+ * `nft` process, each line on its own: after a failed watch some of them may be missing.
  */
 function forget(opts: KernelPathOptions, localUlid: Ipv6, peerUlid: Ipv6, id: number): void {
   const t = `ip6 ${KERNEL_TABLE}`;
-  const [cmd, args] = opts.netns ? ['ip', ['netns', 'exec', opts.netns, 'nft', '-i']] : ['nft', ['-i']];
-  spawnSync(cmd, args, {
-    input: [`delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }`, `delete element ${t} in_ctx { ${localUlid} . ${peerUlid} }`, `delete counter ${t} o${id}`, `delete counter ${t} i${id}`].join('\n') + '\n',
-    encoding: 'utf8', timeout: 10_000,
-  });
+  nft(opts, [`delete element ${t} out_ctx { ${localUlid} . ${peerUlid} }`, `delete element ${t} in_ctx { ${localUlid} . ${peerUlid} }`, `delete counter ${t} o${id}`, `delete counter ${t} i${id}`].join('\n') + '\n', true);
 }
 
 /** The per-context counters in nftables, and the reader. */
