@@ -4,7 +4,7 @@
 // tags and locators, real RFC 5533 payload headers) and re-homing is commanded, as REAP would do it.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/prereq.ts';
+import { CLANG, needs } from '../helpers/prereq.ts';
 import { twoHosts, stallRun, streamedMoreThan, STREAM_FIXTURE } from './two-hosts.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 import path from 'node:path';
@@ -95,7 +95,7 @@ test('real engine: P silently black-holed, REAP re-homes to Q, the TCP prompt fi
 });
 
 test('kernel path (real engine): TCP on the ULID pair bypasses the TUN, REAP learns from the kernel\'s counters; P black-holed, it re-homes to Q through the TUN (encap: false) and the stream resumes intact', async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', CLANG, 'bpftool', 'mount'] })) return;
   const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
   const { r, s } = await streamAtoB(h);
   assert.ok((r.bytes as number) > 1_000_000, `bytes ${String(r.bytes)}`);
@@ -119,7 +119,7 @@ function encapFilters(h: Awaited<ReturnType<typeof twoHosts>>, ns: typeof h.a): 
 }
 
 test('kernel encapsulation (real engine): the tc programs are attached at start; a stop leaves no filter, a crashed node\'s filters go at the next start', async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', CLANG, 'bpftool', 'mount'] })) return;
   const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
   assert.match(encapFilters(h, h.a), /shim6_egress/, 'attached to the links at start');
   assert.match(encapFilters(h, h.b), /shim6_egress/, 'attached to the links at start');
@@ -134,7 +134,7 @@ test('kernel encapsulation (real engine): the tc programs are attached at start;
 
 // The failover onto the kernel encapsulation (config `encapsulation: kernel`, the default on the kernel path).
 test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and the tc programs carry the stream (UDP 5533 + payload header), intact', async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', 'clang', 'bpftool', 'mount'] })) return;
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'tc', CLANG, 'bpftool', 'mount'] })) return;
   const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
   // Both hosts' UDP on Q: what the kernel sends must be the wire format the user-space path reads.
   // The stream goes on until A's programs carried it both ways (the route onto them comes after the

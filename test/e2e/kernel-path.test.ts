@@ -3,7 +3,7 @@
 // the same stream crosses the TUN and status says `path: tun`; a stopped daemon leaves no nftables table.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/prereq.ts';
+import { CLANG, needs } from '../helpers/prereq.ts';
 import { LAB_ADDR, LAB_IF, nsExec } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
@@ -51,7 +51,7 @@ for (const dataPath of ['kernel', 'tun'] as const) {
 // to B's ULID pair; B's kernel must decapsulate them although B never re-homed (before, they went
 // up B's UDP socket, where A's large encapsulated segments could not cross, and the stream stopped).
 test('dataPath: kernel: A re-homes alone (one-way failure); B decapsulates in its kernel and the stream ends intact', { timeout: E2E_TIMEOUT_MS }, async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', 'clang', 'bpftool'] })) return;
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', CLANG, 'bpftool'] })) return;
   const lab = await freshLab(t);
   const s = await daemons(t, lab, {}, { dataPath: 'kernel' });
   const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 6000, failAtMs: 5000, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
@@ -82,7 +82,7 @@ test('dataPath: kernel: A re-homes alone (one-way failure); B decapsulates in it
 // are lost for a while (A re-homes alone), then P fails both ways (both re-home).
 for (const [aPath, bPath] of [['kernel', 'tun'], ['tun', 'kernel']] as const) {
   test(`one host on each path (A ${aPath}, B ${bPath}): a one-way failure, then a full re-homing; the stream ends intact`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
-    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', 'clang', 'bpftool'] })) return;
+    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', CLANG, 'bpftool'] })) return;
     const lab = await freshLab(t);
     const s = await startLabShim6(lab, () => undefined, { extra: { dataPath: bPath }, extraA: { dataPath: aPath } });
     t.after(() => s.stop());

@@ -3,7 +3,7 @@
 // every byte arrives once and intact. Real namespaces, TUN, UDP, Knot.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/prereq.ts';
+import { CLANG, needs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream, type FailureKind } from '../../lab/run.ts';
@@ -18,7 +18,7 @@ import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
  * SHIM6_TEST_ENCAPSULATION=tun keeps the TUN), whose tc programs need these.
  */
 const KERNEL = (process.env.SHIM6_TEST_DATA_PATH ?? 'auto') !== 'tun' && process.env.SHIM6_TEST_ENCAPSULATION !== 'tun';
-const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', ...(KERNEL ? ['tc', 'clang', 'bpftool', 'mount'] : [])] };
+const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', ...(KERNEL ? ['tc', CLANG, 'bpftool', 'mount'] : [])] };
 
 // The 'down' case runs each stub on two threads (resolverWorkers): B's name is then served by A's
 // worker thread (checked below), whose prime must reach the engine on the main thread.

@@ -8,9 +8,13 @@ import type { TestContext } from 'node:test';
 
 export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
 
+/** Whether `cmd` is installed; `a|b` names alternatives, any of which will do. */
 export function haveCommand(cmd: string): boolean {
-  return spawnSync('sh', ['-c', `command -v ${cmd} || test -x /usr/sbin/${cmd}`], { stdio: 'ignore' }).status === 0;
+  return cmd.split('|').some((c) => spawnSync('sh', ['-c', `command -v ${c} || test -x /usr/sbin/${c}`], { stdio: 'ignore' }).status === 0);
 }
+
+/** The compiler of the kernel path's tc programs, as the daemon looks for it (shim/dataplane/bpf-encap.ts): Debian's clang-14 installs no `clang`. */
+export const CLANG = 'clang|clang-14';
 
 export function isRoot(): boolean {
   return process.getuid?.() === 0;
