@@ -8,8 +8,12 @@
  * header; TUN → driver → UDP where they cannot be loaded), the same context on the TUN path
  * (config dataPath: tun), and the direct veth link, in one run, as ratios;
  * and both nodes' CPU (% of one core, user + system, from /proc) during the
- * context runs. `--json` prints one object (direct_gbps, context_gbps,
- * rehomed_gbps, tun_context_gbps, daemon_cpu_pct, tun_daemon_cpu_pct, …) and
+ * context runs. A second peer, `segmented_gbps`: the same direct link with A's
+ * TCP segmentation offload off and B's GRO on (ethtool), so that every packet on
+ * the wire is at most the path MTU, as after any encapsulation that cannot hand
+ * the kernel a GSO packet it knows how to cut (docs/dataplane.md): the ceiling
+ * of such a design here. `--json` prints one object (direct_gbps, segmented_gbps,
+ * context_gbps, rehomed_gbps, tun_context_gbps, daemon_cpu_pct, tun_daemon_cpu_pct, …) and
  * measures no stall. The context comes from the real Engine (set up by prime,
  * re-homed by REAP after a silent black hole of P) or, with `--engine static`,
  * from a StaticContextEngine (fixed tags; re-homing commanded).
@@ -111,14 +115,26 @@ async function main(): Promise<void> {
     const h = await twoHosts(hook, { tcpPrompt: true, engine: args.engine, dataPath: kernelPath ? 'kernel' : 'tun' });
     h.net.spawn(h.b, ['iperf3', '-s', '-B', '::']);
     await new Promise((r) => setTimeout(r, 500));
-    const direct: number[] = [], ctxP: number[] = [], ctxQ: number[] = [], cpuP: number[] = [];
+    const direct: number[] = [], segmented: number[] = [], ctxP: number[] = [], ctxQ: number[] = [], cpuP: number[] = [];
+    // The direct link carrying path-MTU packets only: A cuts each TCP segment before the veth, B's GRO joins them.
+    const segmenting = haveCommand('ethtool');
+    const offloads = (on: boolean) => {
+      h.net.run(h.a, ['ethtool', '-K', 'dpQ', 'tso', on ? 'on' : 'off']);
+      h.net.run(h.b, ['ethtool', '-K', 'dpQ', 'gro', on ? 'off' : 'on']);
+    };
     for (let i = 0; i < args.runs; i++) {
       // Direct: B's Q address is not a ULID, so it is routed by main over the veth.
       direct.push(iperf(h, ADDR.qb, args.seconds));
+      if (segmenting) {
+        offloads(false);
+        segmented.push(iperf(h, ADDR.qb, args.seconds));
+        offloads(true);
+      }
       const m = measured(h, h.ulidB, args.seconds);
       ctxP.push(m.gbps);
       cpuP.push(m.cpuPct);
     }
+    if (!segmenting) say('(no ethtool: the segmented direct link is not measured)\n');
     if (args.engine === 'static') await h.rehomeToQ();
     else {
       // Re-homing by the engine: black-hole P, wait for REAP to move the context to Q.
@@ -135,7 +151,7 @@ async function main(): Promise<void> {
     if (args.json) {
       const r3 = (x: number) => Math.round(x * 1000) / 1000;
       console.log(JSON.stringify({
-        direct_gbps: r3(d), context_gbps: r3(median(ctxP)), rehomed_gbps: r3(median(ctxQ)), tun_context_gbps: r3(median(ctxTun)),
+        direct_gbps: r3(d), ...(segmenting ? { segmented_gbps: r3(median(segmented)), rehomed_segmented_ratio: r3(median(ctxQ) / median(segmented)) } : {}), context_gbps: r3(median(ctxP)), rehomed_gbps: r3(median(ctxQ)), tun_context_gbps: r3(median(ctxTun)),
         daemon_cpu_pct: r3(median(cpuP)), tun_daemon_cpu_pct: r3(median(cpuTun)),
         context_ratio: r3(median(ctxP) / d), rehomed_ratio: r3(median(ctxQ) / d), tun_context_ratio: r3(median(ctxTun) / d),
         context_path: kernelPath ? 'kernel' : 'tun', runs: args.runs, seconds: args.seconds, cpus: Number(cpu), load_before: loadBefore, load_after: load(),
@@ -146,6 +162,7 @@ async function main(): Promise<void> {
     console.log('| path | median Gbit/s | runs | ratio to direct veth | both nodes\' CPU, % of a core |');
     console.log('|---|---|---|---|---|');
     row('direct veth (no shim6)', direct);
+    if (segmenting) row('direct veth, path-MTU packets only (A: tso off, B: gro on)', segmented);
     row(kernelPath ? 'context on P, kernel path (no TUN; nftables counters)' : 'context on P: TUN (offloads) + native UDP (sendmmsg/recvmmsg)', ctxP, cpuP);
     row(kernelPath ? 'context after re-homing to Q: kernel encapsulation (tc programs)' : 'context after re-homing to Q: TUN + native UDP', ctxQ);
     row('context on P, TUN path (dataPath: tun): TUN (offloads) + native UDP', ctxTun, cpuTun);
