@@ -86,10 +86,18 @@ test('0x20: an upstream that does not preserve case is asked without it after 3 
     const r = await dig(stub, `lower${i}.test.`, 'AAAA');
     assert.equal(digStatus(r.stdout), 'NOERROR', r.stdout);
     assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::77']);
+    // The first question is answered only once an attempt went without 0x20, i.e. after the fallback.
+    if (i === 0) assert.equal(stub.resolver.status().upstreams[0]?.caseFallback, true, 'fallen back before the first answer');
   }
-  const [h] = stub.resolver.status().upstreams;
-  assert.equal(h?.caseFallback, true);
-  assert.equal(stub.resolver.counters.upstreamCaseMismatched, 3, 'three answers in a row, then no more');
+  const asked = up.queries.map(askedName);
+  const randomized = (n: string) => n !== n.toLowerCase();
+  const first = asked.filter((n) => n.toLowerCase() === 'lower0.test');
+  assert.ok(first.filter(randomized).length >= 3, `three attempts in a random case first: ${first.join(' ')}`);
+  assert.deepEqual(asked.filter((n) => n.toLowerCase() !== 'lower0.test').filter(randomized), [], 'then none: the later questions go in the client\'s case');
+  // Three mismatched answers make the fallback; an answer to an earlier attempt that a retry
+  // overtook (a busy machine) may still come after it, and is dropped and counted as well.
+  const mismatched = stub.resolver.counters.upstreamCaseMismatched;
+  assert.ok(mismatched >= 3 && mismatched <= first.filter(randomized).length, `${mismatched} mismatched answers`);
   assert.ok(stub.logs.some((l) => l.includes('does not preserve letter case')), 'logged');
 });
 
