@@ -56,7 +56,7 @@ test('metrics, status page, status text and JSON, live capture on a lab with tra
   let cliOut = '';
   cli.stdout.on('data', (d: Buffer) => { cliOut += d.toString(); });
   cli.stderr.on('data', (d: Buffer) => { cliOut += d.toString(); });
-  const cliExit = new Promise<number | null>((resolve) => cli.on('exit', (code) => resolve(code)));
+  const cliExit = new Promise<number | null>((resolve) => cli.on('close', (code) => resolve(code)));
   t.after(() => { if (cli.exitCode === null) cli.kill('SIGKILL'); });
   await waitLog(lab, 'a', (r) => r.msg === 'capture started');
 

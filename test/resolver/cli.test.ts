@@ -25,7 +25,7 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   const child = spawn(process.execPath, [BIN, 'resolver', '--listen', '127.0.0.1:0', '--upstream', `127.0.0.1:${auth.port}`, '--socket', sock, '--no-engine'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   await waitFor(() => stderr.includes('resolver ready') || child.exitCode !== null, '"resolver ready"');
   assert.match(stderr, /resolver ready/, stderr);

@@ -35,7 +35,7 @@ export async function startCli(t: TestContext, args: string[], env: NodeJS.Proce
   const child = spawn(process.execPath, [BIN, 'resolver', '--listen', '127.0.0.1:0', '--socket', sock, '--no-engine', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
+  const exited = new Promise<number | null>((r) => child.on('close', (code) => r(code)));
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL'); });
   for (let i = 0; i < 300 && !stderr.includes('resolver ready') && child.exitCode === null; i++) await sleep(100);
   assert.match(stderr, /resolver ready/, stderr);

@@ -88,7 +88,7 @@ test('shim6 resolver in a mount namespace where resolved forwards to it: takes r
   const child = spawn('unshare', ['--mount', 'sh', '-c', script, process.execPath], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   t.after(() => { child.kill('SIGKILL'); });
   await waitFor(() => stderr.includes('resolver ready') || child.exitCode !== null, '"resolver ready"');
   assert.match(stderr, /resolver ready/, stderr);
