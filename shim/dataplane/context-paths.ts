@@ -189,6 +189,12 @@ export class ContextPaths {
     return this.contexts.get(peer)?.localUlid;
   }
 
+  /** Whether what the context with `peer` sends is summed from the kernel's counters (it is off the TUN path). */
+  countedByKernel(peer: Ipv6): boolean {
+    const c = this.contexts.get(peer);
+    return c !== undefined && c.path !== 'tun' && this.opts.kernel !== undefined;
+  }
+
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
     this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 });

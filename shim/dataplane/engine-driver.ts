@@ -329,17 +329,22 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const now = this.clock();
     for (const p of packets) {
       this.stats.tunIn++;
-      this.sendApplicationPacket(now, p);
+      this.sendApplicationPacket(now, p, true);
     }
     this.prompter?.commit();
     this.transport.flush?.();
     this.scheduleFlush();
   }
 
-  private sendApplicationPacket(now: Millis, packet: Uint8Array): void {
+  /**
+   * `fromTun`: read from the TUN now (not held during the exchange). Off the TUN path such a
+   * packet is a segment the kernel encapsulation handed over to be cut, which the kernel's
+   * counters have already counted for status.
+   */
+  private sendApplicationPacket(now: Millis, packet: Uint8Array, fromTun = false): void {
     const s = splitPacket(packet);
     if (!s) { this.stats.notIpv6++; return; }
-    const r = this.engine.encapsulate(now, s);
+    const r = this.engine.encapsulate(now, fromTun && this.contexts.countedByKernel(s.dstUlid) ? { ...s, counted: true } : s);
     if (r.kind === 'no-context') {
       // The engine may have just started a context for a peer it knows (context-initiated): hold this packet too.
       if (!this.hold.holds(s.dstUlid)) this.dispatchEvents();

@@ -51,6 +51,12 @@ export interface OutboundPacket {
   dstUlid: Ipv6;
   nextHeader: number;
   payload: Uint8Array;
+  /**
+   * The kernel's counters have already counted this packet for the context's traffic (the
+   * driver sums them for status: a segment the kernel encapsulation handed over to be cut,
+   * docs/dataplane.md "Kernel encapsulation"): REAP sees it, the traffic figures do not again.
+   */
+  counted?: boolean;
 }
 
 /** What DNS or configuration says about a peer (the resolver's entry point). */
@@ -140,8 +146,10 @@ export class Engine {
       if (limit !== undefined) return { kind: 'too-big', mtu: limit };
     }
     core.touch(ctx, now);
-    ctx.txPackets++;
-    ctx.txBytes += p.payload.length;
+    if (p.counted !== true) {
+      ctx.txPackets++;
+      ctx.txBytes += p.payload.length;
+    }
     if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-out');
     const header = encodePayloadHeader(p.nextHeader, ctx.ctPeer);
     return ctx.port === undefined ? { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header } : { kind: 'send', src: ctx.lpLocal, dst: ctx.lpPeer, header, port: ctx.port };

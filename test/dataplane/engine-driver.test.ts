@@ -266,9 +266,10 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   const newRoutes = async () => { await new Promise((r) => setImmediate(r)); const r = routes.slice(seen); seen = routes.length; return r; };
   const events: EngineEvent[] = [];
   const fed: Array<{ sent: boolean; received: boolean }> = [];
+  const counted: Array<boolean | undefined> = [];
   const engine: EngineLike = {
     handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
-    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    encapsulate: (_now, p) => { counted.push(p.counted); return { kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }; },
     pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
     kernelTraffic: (_now, l, p, seen) => { assert.deepEqual([l, p], ['fd00::a', 'fd00::b']); fed.push(seen); return true; },
   };
@@ -302,10 +303,17 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   // Which came last is unknown: received first, so the sending starts REAP's Send Timer at this reading.
   assert.deepEqual(fed.slice(2), [{ sent: false, received: true }, { sent: true, received: false }], 'both ways: received, then sent');
   assert.deepEqual(d.paths()[0]!.kernel, { packetsIn: 4, bytesIn: 0, packetsOut: 5, bytesOut: 0 }, 'what the kernel carried, for status (the engine saw none of it)');
+  // A packet that reaches the TUN off the TUN path (the kernel encapsulation's GSO segment) was
+  // counted by the kernel already: the engine must not count it for status again.
+  tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
+  await waitFor(() => counted.length === 1, 'the packet read from the TUN', DEADLINE_MS);
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
   d.flush();
   assert.deepEqual(await newRoutes(), ['up fd00::b', 'flush'], 'exploring: into the TUN (so the TCP prompt sees the retransmissions)');
+  tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
+  await waitFor(() => counted.length === 2, 'the packet read from the TUN', DEADLINE_MS);
+  assert.deepEqual(counted, [true, undefined], 'counted by the kernel off the TUN path only; on it the engine counts');
   // Still counted until the context ends: no nft process while REAP re-homes it.
   assert.ok(counters.has('fd00::a fd00::b'), 'still counted by the kernel');
   events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair });

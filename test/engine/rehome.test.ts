@@ -138,6 +138,25 @@ test('REAP from kernel counters (kernelTraffic): traffic both ways keeps it Oper
   assert.equal(a.engine.kernelTraffic(sim.now, a.ulid, 'fd00::dead', { sent: true, received: false }), false, 'no context: nothing to feed');
 });
 
+test('a packet the kernel already counted (encapsulate with counted) is sent and drives REAP, and is not counted again in the traffic figures', () => {
+  const { sim, a, b } = configuredPair(35);
+  const traffic = () => a.engine.status(sim.now).contexts[0]!.traffic;
+  const before = traffic();
+  const p = { srcUlid: a.ulid, dstUlid: b.ulid, nextHeader: 17, payload: new Uint8Array(100) };
+  assert.equal(a.engine.encapsulate(sim.now, { ...p, counted: true }).kind, 'send');
+  assert.deepEqual(traffic(), before, 'not counted again');
+  assert.equal(a.engine.encapsulate(sim.now, p).kind, 'send');
+  assert.deepEqual([traffic().packetsOut, traffic().bytesOut], [before.packetsOut + 1, before.bytesOut + 100], 'counted otherwise');
+  // Only such packets sent, nothing comes back: REAP's Send Timer runs on them and A explores.
+  block(sim, b.ulid, a.ulid);
+  const from = sim.now;
+  while (sim.now < from + 2000) {
+    a.engine.encapsulate(sim.now, { ...p, counted: true });
+    sim.runFor(50);
+  }
+  assert.ok(engineEvents(a).some((e) => e.kind === 'reap-state' && e.state === 'exploring'), 'explored');
+});
+
 test('REAP from kernel counters: the ULID pair black-holed, A explores and moves off it; reap-state operational names the new pair', () => {
   const { sim, a, b } = configuredPair(33);
   const kernel = (h: ShimHost, peer: ShimHost, sent: boolean, received: boolean) => h.engine.kernelTraffic(sim.now, h.ulid, peer.ulid, { sent, received });
