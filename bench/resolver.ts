@@ -520,7 +520,7 @@ async function main(): Promise<void> {
       const load0 = loadavg();
       const roundServers: Record<string, Record<string, number>> = {};
       const order = PARTS.has('servers') ? Object.entries(servers) : [];
-      for (let k = 0; k < round; k++) order.push(order.shift()!);
+      for (let k = 0; k < round && order.length > 0; k++) order.push(order.shift()!); // none without `servers` (--parts)
       for (const [name, port] of order) {
         const pid = pids[name];
         await settle();
