@@ -25,7 +25,10 @@
  *    no stub in the path: the authoritative server's extra cost for the record
  *    question, which the pickup latency target allows on top of pickup off;
  *    measured alone, and again during the one-thread side-by-side run (the
- *    target subtracts that one: the same load as the p50s it corrects).
+ *    target subtracts that one: the same load as the p50s it corrects);
+ *  - a control (A/A): shim6-nopickup beside a second, identical pickup-off stub,
+ *    side by side as above, printed per round (not a target): how far one
+ *    side-by-side ratio moves when nothing differs.
  * Every server's caches are emptied before each of its miss runs (emptyCaches),
  * so that all start them in the same state.
  * Knot answers every name (wildcards, with a capability record), so misses
@@ -399,7 +402,7 @@ interface Round {
    */
   floorDuring?: { single: number; pair: number };
   /** Side-by-side miss p50s (µs), pickup on and off: one thread, `threads` workers, and the far upstream. */
-  side: { one?: [number, number]; multi?: [number, number]; far?: [number, number] };
+  side: { one?: [number, number]; multi?: [number, number]; far?: [number, number]; aa?: [number, number] };
   /** The alternating short miss runs: per cycle, CPU µs per miss of shim6 (pickup on, one thread), dnsmasq and unbound. */
   pairs?: Array<{ shim6: number; dnsmasq: number; unbound: number }>;
   checks: Check[];
@@ -479,9 +482,11 @@ async function main(): Promise<void> {
     // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
     const shim6 = (name: string, upstream: number, extra: readonly string[]): number | undefined => start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
-      '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
+      '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name] ?? control[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
       '--config', path.join(dir, 'shim6.json'), ...extra]);
     const far: Record<string, number> = {};
+    /** The side-by-side runs' control: a second stub like shim6-nopickup, to show their noise (A/A, see sideBySideLatency). */
+    const control: Record<string, number> = {};
     const w = `--workers=${THREADS}`;
     for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']], [`shim6-w${THREADS}`, [w]], [`shim6-w${THREADS}-nopickup`, [w, '--no-capability']]] as const) {
       servers[name] = await freePort();
@@ -498,7 +503,11 @@ async function main(): Promise<void> {
       far[name] = await freePort();
       shim6(name, delayPort, extra);
     }
-    for (const p of [...Object.values(servers), ...Object.values(far)]) await waitAnswers(p);
+    if (PARTS.has('side')) {
+      control['shim6-nopickup-b'] = await freePort();
+      shim6('shim6-nopickup-b', auth.port, ['--no-capability']);
+    }
+    for (const p of [...Object.values(servers), ...Object.values(far), ...Object.values(control)]) await waitAnswers(p);
 
     // Rounds interleave the servers so that load from elsewhere on the machine hits them alike; medians are reported.
     const samples: Record<string, Record<string, number[]>> = {};
@@ -516,11 +525,18 @@ async function main(): Promise<void> {
         rmSync(warm, { force: true });
       }
     }
+    // The control stub is warmed as above in either case (it has no turns of its own).
+    for (const port of Object.values(control)) {
+      const warm = names('warm-control-', PAIR_NAMES);
+      dnsperf(port, hitFile, { seconds: 1 });
+      dnsperf(port, warm, { seconds: SECONDS, once: true });
+      rmSync(warm, { force: true });
+    }
     for (let round = 0; round < ROUNDS; round++) {
       const load0 = loadavg();
       const roundServers: Record<string, Record<string, number>> = {};
       const order = PARTS.has('servers') ? Object.entries(servers) : [];
-      for (let k = 0; k < round; k++) order.push(order.shift()!);
+      for (let k = 0; k < round && order.length > 0; k++) order.push(order.shift()!); // none without `servers` (--parts)
       for (const [name, port] of order) {
         const pid = pids[name];
         await settle();
@@ -598,9 +614,11 @@ async function main(): Promise<void> {
         r.floor = floor;
         say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub; steal ${stealText(alone)})`);
       }
-      for (const [key, on, off] of PARTS.has('side') ? [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup']] as const : []) {
+      for (const [key, on, off] of PARTS.has('side') ? [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup'], ['aa', 'shim6-nopickup', 'shim6-nopickup-b']] as const : []) {
+        // The A/A pair starts alike: both stubs' caches emptied (shim6-nopickup's holds its earlier runs' names).
+        if (key === 'aa') for (const n of [on, off]) await emptyCaches(n, undefined);
         await settle();
-        const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
+        const ports = key === 'far' ? [far[on]!, far[off]!] : key === 'aa' ? [servers[on]!, control[off]!] : [servers[on]!, servers[off]!];
         let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
         const side = await lowStealAsync(() => sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}-${tryNo++}`, key === 'one' ? authPort : undefined));
         retried += side.retries;
@@ -659,13 +677,15 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
     const ratio = median(xs.map(([a, b]) => a / b)), diffMs = median(xs.map(([a, b]) => (a - b) / 1000));
     return { ...(on !== undefined ? { on } : {}), ...(off !== undefined ? { off } : {}), ...(ratio !== undefined ? { ratio } : {}), ...(diffMs !== undefined ? { diffMs } : {}) };
   };
-  const side = { one: sideMedian('one'), multi: sideMedian('multi'), far: sideMedian('far') };
+  const side = { one: sideMedian('one'), multi: sideMedian('multi'), far: sideMedian('far'), aa: sideMedian('aa') };
   const floors = rounds.map((r) => r.floor).filter((x): x is { single: number; pair: number } => x !== undefined);
   const floor = { single: median(floors.map((x) => x.single)), pair: median(floors.map((x) => x.pair)), extra: median(floors.map((x) => x.pair - x.single)) };
   const durings = rounds.map((r) => r.floorDuring).filter((x): x is { single: number; pair: number } => x !== undefined);
   const floorDuring = { single: median(durings.map((x) => x.single)), pair: median(durings.map((x) => x.pair)), extra: median(durings.map((x) => x.pair - x.single)) };
   say(`side-by-side miss latency p50 (medians of the rounds'): pickup on vs off ${f(side.one.on)} / ${f(side.one.off)} µs (${f(side.one.ratio, 2)}×, one thread), ` +
     `${f(side.multi.on)} / ${f(side.multi.off)} µs (${f(side.multi.ratio, 2)}×, ${THREADS} workers), ${f((side.far.on ?? NaN) / 1000, 3)} / ${f((side.far.off ?? NaN) / 1000, 3)} ms (Knot ${FAR_RTT_MS} ms away)`);
+  const aaRatios = rounds.map((r) => r.side.aa).filter((x): x is [number, number] => x !== undefined).map(([a, b]) => a / b);
+  if (aaRatios.length) say(`control (A/A): two identical pickup-off stubs side by side, p50 ratio per round ${aaRatios.map((x) => x.toFixed(2)).join(', ')} (median ${f(median(aaRatios), 2)}×): the noise of one side-by-side ratio`);
   say(`Knot alone: AAAA ${f(floor.single)} µs, TYPE65300 + AAAA ${f(floor.pair)} µs: the record question costs Knot ${f(floor.extra)} µs (median of the rounds')`);
   say(`Knot during the one-thread side-by-side run: AAAA ${f(floorDuring.single)} µs, TYPE65300 + AAAA ${f(floorDuring.pair)} µs: the record question costs Knot ${f(floorDuring.extra)} µs (median of the rounds'; the target subtracts this)`);
   const bareRow = rows['node-bare'], on = rows.shim6 ?? {}, off = rows['shim6-nopickup'] ?? {};
