@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from '../helpers/rng.ts';
+import { fuzzRuns, fuzzSeed, SimRng } from '../helpers/rng.ts';
 import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { allContexts } from './inspect.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
@@ -32,14 +32,15 @@ test('adversary: a payload header with a bad Hdr Ext Len is dropped, not thrown'
   assert.equal(JSON.stringify(allContexts(b)), before);
 });
 
-test('adversary: 2000 random datagrams and bit-flipped captures never throw and never change a context', () => {
-  const { sim, a, b } = establishedPair(7002);
-  const r = new SimRng(7002);
+test('adversary: 2000 random datagrams and bit-flipped captures never throw and never change a context', (t) => {
+  const seed = fuzzSeed(t, 7002);
+  const { sim, a, b } = establishedPair(seed);
+  const r = new SimRng(seed);
   const snap = () => JSON.stringify([allContexts(a), allContexts(b)].map((cs) => cs.map((c) => ({ ...c, pair: undefined, usablePeerLocators: undefined }))));
   const before = snap();
   const all = [...a.locators, ...b.locators];
   const captured = sim.adversary.captured.filter((c) => !c.packet.plain);
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < fuzzRuns(2000); i++) {
     if (i % 2 === 0) {
       sim.adversary.inject({ src: r.pick([...all, '2001:db8:6666::1']), dst: r.pick(all), bytes: r.bytes(1 + r.int(120)) });
     } else {
