@@ -9,7 +9,7 @@ import { NetLab, uniqueName } from '../helpers/netns.ts';
 import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
 import { splitPacket, buildPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import { TcpPrompter } from '../../shim/dataplane/tcp-prompt.ts';
-import { SimRng } from '../helpers/rng.ts';
+import { SimRng, fuzzRuns, fuzzSeed } from '../helpers/rng.ts';
 
 /** Seeded uniform integers in [0, n) (test/helpers/rng.ts). */
 function rng(seed: number): (n: number) => number {
@@ -46,10 +46,10 @@ function segments(r: (n: number) => number, count: number): Uint8Array[] {
   return out;
 }
 
-test('fuzz: splitPacket and TcpPrompter never throw on junk and stay within bounds', () => {
-  const r = rng(0x5eed);
+test('fuzz: splitPacket and TcpPrompter never throw on junk and stay within bounds', (t) => {
+  const r = rng(fuzzSeed(t, 0x5eed));
   const prompter = new TcpPrompter();
-  for (let i = 0; i < 3000; i++) {
+  for (let i = 0; i < fuzzRuns(3000); i++) {
     for (const p of segments(r, 1 + r(8))) {
       const s = splitPacket(p);
       if (s) assert.ok(s.payload.length <= p.length - 40);
@@ -71,9 +71,9 @@ test('fuzz: the native GRO coalescer takes mutated TCP runs without crashing (re
   assert.equal(spawnSync('ip', ['link', 'set', 'dev', tun.name, 'netns', ns.name]).status, 0);
   net.run(ns, ['ip', 'link', 'set', tun.name, 'up']);
   net.addr(ns, tun.name, `${B}/64`);
-  const r = rng(0xc0a1e5ce);
+  const r = rng(fuzzSeed(t, 0xc0a1e5ce));
   let written = 0, offered = 0;
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < fuzzRuns(2000); i++) {
     const batch = segments(r, 2 + r(40));
     offered += batch.length;
     written += tun.write(batch);

@@ -11,6 +11,7 @@ import { configuredPair, engineEvents, sendShim, shimAlone, type ShimHost } from
 import { sent } from '../sim/trace.ts';
 import { State, PMTU_EXPIRES_MS, type IcmpInput } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
+import { fuzzParams } from '../helpers/rng.ts';
 
 const LEGACY = '2001:db8:1e9::1';
 
@@ -177,7 +178,7 @@ test('hostile errors about payloads change nothing: a wrong tag, another peer\'s
   assert.equal(snapshot(a, sim), before);
 });
 
-test('fuzz: random errors and mutated quotes never throw, and change nothing unless they quote our datagram exactly', () => {
+test('fuzz: random errors and mutated quotes never throw, and change nothing unless they quote our datagram exactly', (t) => {
   const { sim, a, b } = configuredPair(19);
   const sent = sentPayload(sim, a, b, new Uint8Array(64).fill(7));
   const { i1 } = pendingI1(21);
@@ -200,5 +201,5 @@ test('fuzz: random errors and mutated quotes never throw, and change nothing unl
     const ours = e.quote.length >= 8 && sent.bytes.subarray(1, 8).every((x, i) => e.quote[i + 1] === x) && a.locators.includes(e.src) && b.locators.includes(e.dst);
     if (!ours) assert.equal(r.kind, 'drop', JSON.stringify(r));
     if (r.kind === 'drop') assert.equal(snapshot(a, sim), before, JSON.stringify(r));
-  }), { seed: 5533, numRuns: 3000 });
+  }), fuzzParams(t, { seed: 5533, numRuns: 3000 }));
 });

@@ -18,6 +18,7 @@ import { BIN } from '../helpers/cli.ts';
 import { tmpdir, track, waitFor, type Proc } from '../install/built.ts';
 import { parseState, STATE_FILE, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { fuzzParams } from '../helpers/rng.ts';
 
 const HOST_RESOLV_CONF = readFileSync('/etc/resolv.conf');
 /** An original with what a byte-for-byte restore must keep: comments, odd spacing, no final newline. */
@@ -226,7 +227,7 @@ test('stubNameservers: port 53 only, wildcards become loopback, at most three', 
   assert.throws(() => stubNameservers([]), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG');
 });
 
-test('parseState: any text is a valid state or undefined, never an exception (the state file is outside input)', () => {
+test('parseState: any text is a valid state or undefined, never an exception (the state file is outside input)', (t) => {
   fc.assert(fc.property(fc.oneof(fc.string(), fc.json(), fc.record({
     version: fc.constantFrom(1, 2), how: fc.constantFrom('file', 'resolved', 'x'), pid: fc.oneof(fc.integer(), fc.string()), startTime: fc.string(),
     path: fc.string(), written: fc.string(), link: fc.string(),
@@ -237,5 +238,5 @@ test('parseState: any text is a valid state or undefined, never an exception (th
     assert.ok(s.how === 'file' || s.how === 'resolved');
     assert.ok(Number.isInteger(s.pid) && s.pid > 0);
     if (s.how === 'file') assert.ok(path.isAbsolute(s.path));
-  }), { numRuns: 2000 });
+  }), fuzzParams(t, { numRuns: 2000 }));
 });

@@ -95,3 +95,71 @@ export function randomBytes(label: string): (n: number) => Uint8Array {
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
+
+/**
+ * The deep-fuzz knob (docs/security.md "Fuzzing"). Every fuzzer and fast-check property takes
+ * its seed through `fuzzSeed` and its iteration count through `fuzzRuns` (or both through
+ * `fuzzParams`). Unset, they return the test's fixed seed and count: `npm test` is unchanged.
+ *
+ * SHIM6_FUZZ_SEED=<u32> | random: a root seed, mixed with each fuzzer's fixed seed so that every
+ * fuzzer still gets its own stream; `random` picks one per test process. Either way each test
+ * prints the root seed with t.diagnostic, so a failure is replayed by setting it again.
+ * SHIM6_FUZZ_SCALE=<positive integer>: multiplies every iteration count and numRuns.
+ */
+interface FuzzKnob { root: number | undefined; scale: number }
+
+function readKnob(env: NodeJS.ProcessEnv): FuzzKnob {
+  const s = env['SHIM6_FUZZ_SEED']?.trim();
+  let root: number | undefined;
+  if (s === undefined || s === '') root = undefined;
+  else if (s === 'random') root = Math.floor(Math.random() * 0x1_0000_0000) >>> 0;
+  else if (/^\d{1,10}$/.test(s) && Number(s) <= 0xffff_ffff) root = Number(s);
+  else throw new RangeError(`SHIM6_FUZZ_SEED must be a u32 or "random", not ${JSON.stringify(s)}`);
+  const c = env['SHIM6_FUZZ_SCALE']?.trim();
+  let scale = 1;
+  if (c !== undefined && c !== '') {
+    if (!/^\d{1,6}$/.test(c) || Number(c) < 1) throw new RangeError(`SHIM6_FUZZ_SCALE must be a positive integer, not ${JSON.stringify(c)}`);
+    scale = Number(c);
+  }
+  return { root, scale };
+}
+
+const KNOB = readKnob(process.env);
+
+/** What `fuzzSeed` needs of a test context: where to print the root seed. */
+export interface FuzzContext { readonly name: string; diagnostic(message: string): void }
+
+const announced = new WeakSet<FuzzContext>();
+
+/** Print the knob once per test, so that a failing run says how to replay it. */
+function announce(t: FuzzContext): void {
+  if (KNOB.root === undefined && KNOB.scale === 1) return;
+  if (announced.has(t)) return;
+  announced.add(t);
+  const seed = KNOB.root === undefined ? '' : `SHIM6_FUZZ_SEED=${KNOB.root} `;
+  t.diagnostic(`deep fuzz: ${seed}SHIM6_FUZZ_SCALE=${KNOB.scale} (replay with these variables)`);
+}
+
+/**
+ * The seed of one fuzzer: `fixed` (its seed in `npm test`) unless SHIM6_FUZZ_SEED is set, then a
+ * seed mixed from the root and `fixed`, below 2^31 (fast-check takes it as is). A property that
+ * has no fixed seed today (fast-check picks one per run) passes `undefined` and keeps that.
+ */
+export function fuzzSeed(t: FuzzContext, fixed: number): number;
+export function fuzzSeed(t: FuzzContext, fixed: number | undefined): number | undefined;
+export function fuzzSeed(t: FuzzContext, fixed: number | undefined): number | undefined {
+  announce(t);
+  if (KNOB.root === undefined) return fixed;
+  return new SimRng(KNOB.root ^ seedOf(`${fixed ?? t.name}`)).u32() >>> 1;
+}
+
+/** An iteration count under SHIM6_FUZZ_SCALE (`n` by default). */
+export function fuzzRuns(n: number): number {
+  return n * KNOB.scale;
+}
+
+/** fast-check's `{ seed, numRuns }` under the knob (see `fuzzSeed`, `fuzzRuns`). */
+export function fuzzParams(t: FuzzContext, p: { seed?: number; numRuns: number }): { seed?: number; numRuns: number } {
+  const seed = fuzzSeed(t, p.seed);
+  return seed === undefined ? { numRuns: fuzzRuns(p.numRuns) } : { seed, numRuns: fuzzRuns(p.numRuns) };
+}

@@ -12,7 +12,7 @@ import { WireError } from '../../shim/wire/errors.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { generateHbaSet, hbaDigest } from '../../shim/wire/hba.ts';
 import { hex, toHex } from '../helpers/octets.ts';
-import { randomBytes } from '../helpers/rng.ts';
+import { fuzzParams, randomBytes } from '../helpers/rng.ts';
 import { arbRecord, arbRecordWithUnknownMandatory } from './arbitrary.ts';
 import { GOLDEN, GOLDEN_HEX } from './golden.ts';
 
@@ -138,17 +138,17 @@ test('encodeCapabilityRecord refuses records a reader would reject, naming the f
   bad(json({ ...GOLDEN, unknownParams: [{ key: 9, value: [1, 2] }] }), 'unknownParams[0].value');
 });
 
-test('property: encode → decode is the identity on valid records', () => {
+test('property: encode → decode is the identity on valid records', (t) => {
   fc.assert(fc.property(arbRecord, (r) => {
     assert.deepEqual(decodeCapabilityRecord(encodeCapabilityRecord(r)), r);
-  }), { seed: 5533, numRuns: 1000 });
+  }), fuzzParams(t, { seed: 5533, numRuns: 1000 }));
 });
 
-test('property: a mandatory unknown key makes the reader ignore the RR', () => {
+test('property: a mandatory unknown key makes the reader ignore the RR', (t) => {
   fc.assert(fc.property(arbRecordWithUnknownMandatory, (r) => {
     assert.throws(() => decodeCapabilityRecord(encodeCapabilityRecord(r)),
       (e: unknown) => e instanceof IgnoredCapabilityRecord && e.reason === 'UNKNOWN_MANDATORY_KEY' && r.mandatory.includes(e.value));
-  }), { seed: 65300, numRuns: 300 });
+  }), fuzzParams(t, { seed: 65300, numRuns: 300 }));
 });
 
 test('validateAgainstAaaa: the ULID must be in the AAAA RRset (any spelling)', () => {

@@ -13,10 +13,9 @@ import { checkCga, decodeCgaParams, encodeCgaParams, generateCga } from '../../s
 import { checkHbaSet, generateHbaSet } from '../../shim/wire/hba.ts';
 import { WireError } from '../../shim/wire/errors.ts';
 import { hex } from '../helpers/octets.ts';
-import { randomBytes } from '../helpers/rng.ts';
+import { SimRng, fuzzRuns, fuzzSeed, randomBytes } from '../helpers/rng.ts';
 import { arbRecord, arbRecordWithUnknownMandatory } from './arbitrary.ts';
 import { GOLDEN_HEX } from './golden.ts';
-import { SimRng } from '../helpers/rng.ts';
 
 /** Seeded floats in [0, 1) (test/helpers/rng.ts). */
 function prng(seed: number): () => number {
@@ -80,9 +79,9 @@ const records = [...fc.sample(arbRecord, { seed: 42, numRuns: 40 }), ...fc.sampl
 const recordSeeds = [hex(GOLDEN_HEX), ...records.map(encodeCapabilityRecord)];
 
 test('fuzz: capability record RDATA, TXT and generic forms (seeded)', (ctx) => {
-  const rnd = prng(0x5133);
+  const rnd = prng(fuzzSeed(ctx, 0x5133));
   const t: Tally = { inputs: 0, ok: 0, failures: [] };
-  for (let i = 0; i < 50_000; i++) {
+  for (let i = 0; i < fuzzRuns(50_000); i++) {
     const b = mutateBytes(rnd, recordSeeds);
     run(t, 'decodeCapabilityRecord', b, () => {
       const r = decodeCapabilityRecord(b);
@@ -94,7 +93,7 @@ test('fuzz: capability record RDATA, TXT and generic forms (seeded)', (ctx) => {
   }
   const txtSeeds = recordSeeds.map((b) => encodeCapabilityTxt(b));
   const genericSeeds = recordSeeds.map(toGenericRdata);
-  for (let i = 0; i < 10_000; i++) {
+  for (let i = 0; i < fuzzRuns(10_000); i++) {
     const s = mutateText(rnd, txtSeeds);
     run(t, 'capabilityTxtRdata', s, () => { capabilityTxtRdata(s); });
     const g = mutateText(rnd, genericSeeds);
@@ -108,10 +107,10 @@ test('fuzz: capability record RDATA, TXT and generic forms (seeded)', (ctx) => {
 });
 
 test('fuzz: capability record presentation form (seeded)', (ctx) => {
-  const rnd = prng(0x140);
+  const rnd = prng(fuzzSeed(ctx, 0x140));
   const t: Tally = { inputs: 0, ok: 0, failures: [] };
   const seeds = records.map(formatCapabilityRecord);
-  for (let i = 0; i < 15_000; i++) {
+  for (let i = 0; i < fuzzRuns(15_000); i++) {
     const s = mutateText(rnd, seeds);
     run(t, 'parseCapabilityRecord', s, () => {
       const r = parseCapabilityRecord(s);
@@ -124,7 +123,7 @@ test('fuzz: capability record presentation form (seeded)', (ctx) => {
 });
 
 test('fuzz: CGA Parameters decode, and CGA/HBA verification never throws (seeded)', (ctx) => {
-  const rnd = prng(0x3972);
+  const rnd = prng(fuzzSeed(ctx, 0x3972));
   const rb = randomBytes('fuzz');
   const hba = generateHbaSet({ prefixes: ['2001:db8:1::/64', '2001:db8:2::/64', '2001:db8:3::/64'], sec: 1, randomBytes: rb });
   const rfcKey = hex('305c300d06092a864886f70d0101010500034b003048024100c2c2f137305454f10bd9cea36844b530e9211a4b262b16467cb7dfba1f595c'
@@ -133,7 +132,7 @@ test('fuzz: CGA Parameters decode, and CGA/HBA verification never throws (seeded
   const seeds = [...hba.members.map((m) => m.params), cga.params];
   const addresses = [...hba.members.map((m) => m.address), cga.address];
   const t: Tally = { inputs: 0, ok: 0, failures: [] };
-  for (let i = 0; i < 30_000; i++) {
+  for (let i = 0; i < fuzzRuns(30_000); i++) {
     const b = mutateBytes(rnd, seeds);
     run(t, 'decodeCgaParams', b, () => { assert.deepEqual(encodeCgaParams(decodeCgaParams(b)), b); });
     if (i % 3 === 0) {

@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { Lru } from '../../resolver/lru.ts';
+import { fuzzParams } from '../helpers/rng.ts';
 
 /** The reference: a Map in recency order (least recent first), bounded the same way. */
 class Model {
@@ -38,7 +39,7 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('clear' as const) }), weight: 1 },
 );
 
-test('Lru behaves as the reference model: values, recency, eviction by count and by size', () => {
+test('Lru behaves as the reference model: values, recency, eviction by count and by size', (t) => {
   fc.assert(fc.property(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 60 }), fc.array(op, { maxLength: 400 }), (max, maxSize, ops) => {
     const sized = maxSize < 50;
     const lru = new Lru<number, string>(sized ? { max, maxSize, sizeOf: (v) => v.length } : { max });
@@ -53,7 +54,7 @@ test('Lru behaves as the reference model: values, recency, eviction by count and
     }
     // Most recent first, as lru-cache's entries().
     assert.deepEqual([...lru.entries()], [...model.m.entries()].reverse());
-  }), { numRuns: 300 });
+  }), fuzzParams(t, { numRuns: 300 }));
 });
 
 test('Lru holds at most max entries and grows its slots past the first 1024', () => {

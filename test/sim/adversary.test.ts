@@ -6,10 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
-import { SimRng } from '../helpers/rng.ts';
+import { fuzzRuns, fuzzSeed, SimRng } from '../helpers/rng.ts';
 import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { allContexts } from './inspect.ts';
-import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, shim6Checksum, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 
 function establishedPair(seed: number) {
@@ -32,20 +32,64 @@ test('adversary: a payload header with a bad Hdr Ext Len is dropped, not thrown'
   assert.equal(JSON.stringify(allContexts(b)), before);
 });
 
-test('adversary: 2000 random datagrams and bit-flipped captures never throw and never change a context', () => {
-  const { sim, a, b } = establishedPair(7002);
-  const r = new SimRng(7002);
+test('adversary: 2000 random datagrams and bit-flipped captures never throw and never change a context', (t) => {
+  const seed = fuzzSeed(t, 7002);
+  const { sim, a, b } = establishedPair(seed);
+  const r = new SimRng(seed);
   const snap = () => JSON.stringify([allContexts(a), allContexts(b)].map((cs) => cs.map((c) => ({ ...c, pair: undefined, usablePeerLocators: undefined }))));
   const before = snap();
   const all = [...a.locators, ...b.locators];
   const captured = sim.adversary.captured.filter((c) => !c.packet.plain);
-  for (let i = 0; i < 2000; i++) {
+  for (let i = 0; i < fuzzRuns(2000); i++) {
     if (i % 2 === 0) {
       sim.adversary.inject({ src: r.pick([...all, '2001:db8:6666::1']), dst: r.pick(all), bytes: r.bytes(1 + r.int(120)) });
     } else {
       const c = r.pick(captured);
       sim.adversary.replay(c, { mutate: (x) => { const k = r.int(x.length); x[k] = x[k]! ^ (1 << r.int(8)); return x; } });
     }
+    if (i % 50 === 49) sim.runFor(ms(1));
+  }
+  sim.runFor(100);
+  assert.equal(snap(), before);
+});
+
+/** `b` with its Shim6 checksum made good again (control messages; payload headers carry none). */
+function reseal(b: Uint8Array): void {
+  if (b.length < 8 || (b[2]! & 0x80) !== 0) return;
+  const end = (b[1]! + 1) * 8;
+  if (end > b.length) return;
+  b[4] = 0;
+  b[5] = 0;
+  const c = shim6Checksum(b, end);
+  b[4] = c >>> 8;
+  b[5] = c & 0xff;
+}
+
+// The captures mutated and resealed, so that they pass the checksum and reach the handlers. The I2
+// is left out: replayed from its own locator inside the validator's lifetime it is a retransmitted
+// I2 (RFC 5533 §7.13), whose Locator List replaces Ls(peer) — unproven entries kept, never
+// destinations — as an on-path attacker may (docs/security.md "On-path attacker").
+test('adversary: 2000 resealed mutations of captured messages and payloads never throw and never change a context', (t) => {
+  const seed = fuzzSeed(t, 7005);
+  const { sim, a, b } = establishedPair(seed);
+  const r = new SimRng(seed);
+  const snap = () => JSON.stringify([allContexts(a), allContexts(b)].map((cs) => cs.map((c) => ({ ...c, pair: undefined, usablePeerLocators: undefined }))));
+  const before = snap();
+  const captured = sim.adversary.captured.filter((c) => !c.packet.plain && c.packet.bytes[2] !== 3);
+  assert.ok(captured.length >= 4, 'the handshake and payloads were captured');
+  for (let i = 0; i < fuzzRuns(2000); i++) {
+    sim.adversary.replay(r.pick(captured), {
+      mutate: (x) => {
+        for (let e = 1 + r.int(3); e > 0; e--) {
+          const k = 2 + r.int(x.length - 2);
+          if (r.chance(0.5)) x[k] = x[k]! ^ (1 << r.int(8));
+          else x[k] = r.int(256);
+        }
+        const y = r.chance(0.2) ? x.subarray(0, 8 + r.int(x.length - 7)) : x;
+        reseal(y);
+        return y;
+      },
+    });
     if (i % 50 === 49) sim.runFor(ms(1));
   }
   sim.runFor(100);

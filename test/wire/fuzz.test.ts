@@ -9,7 +9,7 @@ import fc from 'fast-check';
 import { decodeMessage, decodePayloadHeader, encodeMessage, shim6Checksum, WireError } from '../../shim/wire/index.ts';
 import { demoMessages } from '../../shim/wire/demo.ts';
 import { anyMessage } from './arbitraries.ts';
-import { SimRng } from '../helpers/rng.ts';
+import { SimRng, fuzzRuns, fuzzSeed } from '../helpers/rng.ts';
 
 /** Seeded floats in [0, 1) (test/helpers/rng.ts). */
 function rng(seed: number): () => number {
@@ -39,10 +39,10 @@ function reseal(b: Uint8Array): void {
   b[5] = c & 0xff;
 }
 
-test('fuzz: 120,000 random and mutated inputs through every decoder see only WireError', () => {
-  const r = rng(0x5133);
+test('fuzz: 120,000 random and mutated inputs through every decoder see only WireError', (t) => {
+  const r = rng(fuzzSeed(t, 0x5133));
   const int = (n: number): number => Math.floor(r() * n);
-  const seeds = [...demoMessages(), ...fc.sample(anyMessage, { seed: 5533, numRuns: 400 })].map(encodeMessage);
+  const seeds = [...demoMessages(), ...fc.sample(anyMessage, { seed: fuzzSeed(t, 5533), numRuns: 400 })].map(encodeMessage);
   const outcomes = new Map<string, number>();
   let inputs = 0;
 
@@ -73,13 +73,13 @@ test('fuzz: 120,000 random and mutated inputs through every decoder see only Wir
   };
 
   // 1. Pure random bytes, random lengths.
-  for (let i = 0; i < 20_000; i++) {
+  for (let i = 0; i < fuzzRuns(20_000); i++) {
     const b = new Uint8Array(int(300));
     for (let j = 0; j < b.length; j++) b[j] = int(256);
     feed(b);
   }
   // 2. Random bodies behind a plausible header: known type, consistent Hdr Ext Len, checksum resealed.
-  for (let i = 0; i < 30_000; i++) {
+  for (let i = 0; i < fuzzRuns(30_000); i++) {
     const hel = int(12);
     const b = new Uint8Array((hel + 1) * 8 + (r() < 0.1 ? int(8) : 0));
     for (let j = 0; j < b.length; j++) b[j] = r() < 0.5 ? 0 : int(256);
@@ -93,7 +93,7 @@ test('fuzz: 120,000 random and mutated inputs through every decoder see only Wir
   }
   // 3. Mutations of valid messages: bit flips, octet writes, truncation, extension,
   //    length-field edits; resealed most of the time.
-  for (let i = 0; i < 70_000; i++) {
+  for (let i = 0; i < fuzzRuns(70_000); i++) {
     const src = seeds[int(seeds.length)]!;
     let b: Uint8Array = src.slice();
     const edits = 1 + int(4);

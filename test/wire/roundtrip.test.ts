@@ -7,6 +7,7 @@ import fc from 'fast-check';
 import { decodeMessage, decodePayloadHeader, encodeMessage, encodePayloadHeader, encodingLength, shim6Checksum, type Shim6Message } from '../../shim/wire/index.ts';
 import { messageFromJson, toJson } from '../../shim/wire/json.ts';
 import { anyMessage, messageArb, optionArb, tag, u8 } from './arbitraries.ts';
+import { fuzzParams } from '../helpers/rng.ts';
 
 const SEED = 5533;
 
@@ -21,29 +22,29 @@ function roundTrips(m: Shim6Message): void {
 }
 
 for (const [name, arb] of Object.entries(messageArb)) {
-  test(`round trip: ${name}`, () => {
-    fc.assert(fc.property(arb, roundTrips), { seed: SEED, numRuns: 300 });
+  test(`round trip: ${name}`, (t) => {
+    fc.assert(fc.property(arb, roundTrips), fuzzParams(t, { seed: SEED, numRuns: 300 }));
   });
 }
 
 for (const [name, arb] of Object.entries(optionArb)) {
-  test(`round trip: option ${name} (inside an I2, which allows every option)`, () => {
+  test(`round trip: option ${name} (inside an I2, which allows every option)`, (t) => {
     fc.assert(fc.property(arb, fc.array(arb, { maxLength: 2 }), (o, more) => {
       roundTrips({ type: 'I2', contextTag: 1, initiatorNonce: 2, responderNonce: 3, options: [o, ...more] });
-    }), { seed: SEED, numRuns: 300 });
+    }), fuzzParams(t, { seed: SEED, numRuns: 300 }));
   });
 }
 
-test('round trip: payload extension header', () => {
+test('round trip: payload extension header', (ctx) => {
   fc.assert(fc.property(u8, tag, (nh, t) => {
     assert.deepEqual(decodePayloadHeader(encodePayloadHeader(nh, t)), { nextHeader: nh, contextTag: t, headerLength: 8 });
-  }), { seed: SEED, numRuns: 500 });
+  }), fuzzParams(ctx, { seed: SEED, numRuns: 500 }));
 });
 
-test('round trip: JSON form (bytes as hex) of every message', () => {
+test('round trip: JSON form (bytes as hex) of every message', (t) => {
   fc.assert(fc.property(anyMessage, (m) => {
     const json = JSON.stringify(toJson(m));
     assert.deepEqual(messageFromJson(json), m);
     assert.deepEqual(decodeMessage(encodeMessage(messageFromJson(json))), m);
-  }), { seed: SEED, numRuns: 500 });
+  }), fuzzParams(t, { seed: SEED, numRuns: 500 }));
 });

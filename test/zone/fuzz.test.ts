@@ -22,6 +22,7 @@ import { systemServer } from '../../zone-tools/commands-dns.ts';
 import { parseConfigText } from '../../shim/daemon/config.ts';
 import { loadConfigFile, upstreamsFromResolvConf } from '../../resolver/config.ts';
 import { tempDir } from './zonefile.ts';
+import { fuzzParams } from '../helpers/rng.ts';
 
 /** Run `f`; it may return anything or throw UsageError with one of `codes`. */
 function usageOnly(f: () => unknown, codes: readonly string[]): void {
@@ -58,23 +59,23 @@ function ttlReference(text: string): number | undefined {
   return total > 0x7fff_ffff ? undefined : total;
 }
 
-test('fuzz: parseTtl reads exactly the language of /^(\\d+[wdhmsWDHMS]?)+$/ (seeded)', () => {
+test('fuzz: parseTtl reads exactly the language of /^(\\d+[wdhmsWDHMS]?)+$/ (seeded)', (t) => {
   const chars = fc.constantFrom('0', '1', '7', '9', 'w', 'd', 'h', 'm', 's', 'W', 'D', 'H', 'M', 'S', 'x', ' ', '-', '.', '٣');
   fc.assert(fc.property(fc.string({ unit: chars, maxLength: 14 }), (s) => {
     assert.equal(parseTtl(s), ttlReference(s));
-  }), { seed: 15_001, numRuns: 20_000 });
+  }), fuzzParams(t, { seed: 15_001, numRuns: 20_000 }));
 });
 
-test('fuzz: TSIG key files give a key or ETSIG_KEY (seeded)', () => {
+test('fuzz: TSIG key files give a key or ETSIG_KEY (seeded)', (t) => {
   const secret = Buffer.alloc(32, 0xfb).toString('base64'); // holds "+" and "/"
   const bind = `key "upd" {\n  algorithm hmac-sha256;\n  secret "${secret}";\n};\n`;
   const pieces = ['key', ' ', '"', 'upd', '{', '}', ';', '/*', '*/', '//', '#', '\n', 'algorithm ', 'hmac-sha256', 'secret ', `"${secret}"`, secret, ':', 'id: ', '- ', '\t', '[', ']', '='];
   fc.assert(fc.property(fc.oneof(textOf(pieces), mutated(bind, '"{};/*#\n :=ak')), fc.option(fc.constantFrom('upd', 'x')), (text, name) => {
     usageOnly(() => parseTsigKeyFile(text, 'fuzz', name ?? undefined), ['ETSIG_KEY']);
-  }), { seed: 15_002, numRuns: 5000 });
+  }), fuzzParams(t, { seed: 15_002, numRuns: 5000 }));
 });
 
-test('fuzz: HBA parameter files give parameters or EHBA_PARAMS (seeded)', () => {
+test('fuzz: HBA parameter files give parameters or EHBA_PARAMS (seeded)', (t) => {
   const good = JSON.stringify({
     format: 'shim6-hba-params/1', sec: 1, publicKeyIncluded: false, publicKey: 'aabb',
     members: [{ prefix: '2001:db8:1::/64', address: '2001:db8:1::1', params: 'a0b1' }],
@@ -82,10 +83,10 @@ test('fuzz: HBA parameter files give parameters or EHBA_PARAMS (seeded)', () => 
   assert.equal(parseHbaParams(good, 'good').members.length, 1);
   fc.assert(fc.property(fc.oneof(mutated(good, '{}[]",:0aA x'), fc.jsonValue({ maxDepth: 4 }).map((v) => JSON.stringify(v) ?? '')), (text) => {
     usageOnly(() => parseHbaParams(text, 'fuzz'), ['EHBA_PARAMS']);
-  }), { seed: 15_003, numRuns: 5000 });
+  }), fuzzParams(t, { seed: 15_003, numRuns: 5000 }));
 });
 
-test('fuzz: JSON inventories give rows or EINVENTORY (seeded)', () => {
+test('fuzz: JSON inventories give rows or EINVENTORY (seeded)', (t) => {
   const key = fc.constantFrom('name', 'ulid', 'locators', 'ttl', 'txt', 'port', 'hba', 'x');
   const host = fc.dictionary(key, fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constantFrom('2001:db8::1', 'a.example.', '2001:db8::1/1/2/broken')));
   const doc = fc.oneof(fc.array(host, { maxLength: 4 }), fc.record({ hosts: fc.array(host, { maxLength: 4 }) }), fc.jsonValue({ maxDepth: 4 }));
@@ -94,7 +95,7 @@ test('fuzz: JSON inventories give rows or EINVENTORY (seeded)', () => {
       const rows = parseInventory(JSON.stringify(v) ?? '', 'fuzz');
       for (const r of rows) assert.ok(typeof r.name === 'string' && r.locators.every((l) => typeof l === 'string'));
     }, ['EINVENTORY']);
-  }), { seed: 15_004, numRuns: 5000 });
+  }), fuzzParams(t, { seed: 15_004, numRuns: 5000 }));
 });
 
 test('fuzz: resolv.conf gives addresses or the default, never an error (seeded)', (t: TestContext) => {
@@ -105,7 +106,7 @@ test('fuzz: resolv.conf gives addresses or the default, never an error (seeded)'
     for (const a of upstreamsFromResolvConf(text, [])) assert.ok(a.port === 53 && a.host.length > 0);
     writeFileSync(file, text);
     assert.equal(typeof systemServer(file), 'string');
-  }), { seed: 15_005, numRuns: 1000 });
+  }), fuzzParams(t, { seed: 15_005, numRuns: 1000 }));
 });
 
 const CONFIG_PIECES = [
@@ -113,12 +114,12 @@ const CONFIG_PIECES = [
   '127.0.0.1', '127.0.0.1:5353', '[::1]:53', '::1', '2001:db8::1', '1.2.3', 'eth0', 'fast', 'rfc', 'debug', 'native', 'dgram',
 ];
 
-test('fuzz: the daemon config gives a config or ECONFIG (seeded)', () => {
+test('fuzz: the daemon config gives a config or ECONFIG (seeded)', (t) => {
   const keys = ['listen', 'upstreams', 'recordType', 'txtFallback', 'peers', 'ulid', 'locators', 'address', 'priority', 'timers', 'profile',
     'sendTimeout', 'tun', 'name', 'mtu', 'port', 'udp', 'interfaces', 'log', 'level', 'format', 'hba'];
   fc.assert(fc.property(textOf([...CONFIG_PIECES, ...keys], 50), (text) => {
     usageOnly(() => parseConfigText(text, 'fuzz'), ['ECONFIG']);
-  }), { seed: 15_006, numRuns: 5000 });
+  }), fuzzParams(t, { seed: 15_006, numRuns: 5000 }));
 });
 
 test('fuzz: the resolver config file gives a config or ECONFIG (seeded)', (t: TestContext) => {
@@ -129,10 +130,10 @@ test('fuzz: the resolver config file gives a config or ECONFIG (seeded)', (t: Te
   fc.assert(fc.property(textOf([...CONFIG_PIECES, ...keys], 50), (text) => {
     writeFileSync(file, text);
     usageOnly(() => loadConfigFile(file), ['ECONFIG']);
-  }), { seed: 15_007, numRuns: 1000 });
+  }), fuzzParams(t, { seed: 15_007, numRuns: 1000 }));
 });
 
-test('fuzz: the answer a prerequisite is read from gives the RRset of our name and type, as a set, or a typed error (seeded)', () => {
+test('fuzz: the answer a prerequisite is read from gives the RRset of our name and type, as a set, or a typed error (seeded)', (t) => {
   const NAME = 'h.example.';
   const TYPE = 65300;
   const rr = fc.record({
@@ -176,10 +177,10 @@ test('fuzz: the answer a prerequisite is read from gives the RRset of our name a
     }
     if (!damaged) assert.deepEqual(got, model(m));
     else if (Array.isArray(got)) assert.deepEqual(got, [...new Set(got)].sort(), 'always a set, in octet order');
-  }), { seed: 15_008, numRuns: 5000 });
+  }), fuzzParams(t, { seed: 15_008, numRuns: 5000 }));
 });
 
-test('fuzz: zone update --if-record gives RDATA or EINVALID (seeded)', () => {
+test('fuzz: zone update --if-record gives RDATA or EINVALID (seeded)', (t) => {
   const good = 'v1 hba ulid=2001:db8:1::1 loc=2001:db8:1::1/prio=10/weight=1 loc=2001:db8:2::1/prio=20/weight=1/flags=transient port=5533';
   const generic = '\\# 4 01000000';
   fc.assert(fc.property(fc.array(fc.oneof(mutated(good, ' =/:.v1loc'), mutated(generic, ' #\\0f9'), textOf(['\\#', ' ', '4', 'ab', 'v1', 'ulid=', '::1', 'loc='])), { maxLength: 3 }), fc.boolean(), (records, none) => {
@@ -187,5 +188,5 @@ test('fuzz: zone update --if-record gives RDATA or EINVALID (seeded)', () => {
       const pre = updatePrerequisite({ ifRecord: records, ifNoRecord: none });
       if (pre !== undefined) assert.equal(pre.length, none ? 0 : records.length);
     }, ['EINVALID']);
-  }), { seed: 15_009, numRuns: 5000 });
+  }), fuzzParams(t, { seed: 15_009, numRuns: 5000 }));
 });
