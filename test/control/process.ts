@@ -5,18 +5,12 @@
  * sleeping fixed times (CI runs on a loaded machine), and a process's RSS.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
+import { readFileSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 import { BIN } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-export function tmpdir(t: TestContext): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'ctl-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+export { tmpdir } from '../helpers/tmp.ts';
 
 export interface ShimProcess {
   child: ChildProcess;

@@ -9,10 +9,10 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
+import { tmpdir } from '../helpers/tmp.ts';
 import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { LAB_STUB, labDaemonFiles } from '../../lab/daemons.ts';
@@ -169,8 +169,8 @@ test('CGA: B\'s daemon refuses Update Requests whose signature is forged or cove
   assert.ok(!log(lab, 'b').some((x) => x.level === 'error'), 'no errors in B\'s log');
 });
 
-test('CGA: a key below 1024 bits, a public key, a missing file and a key that did not make the HBA set are refused at start, naming the file and the reason', { timeout: 60_000 }, async () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'shim6-cga-'));
+test('CGA: a key below 1024 bits, a public key, a missing file and a key that did not make the HBA set are refused at start, naming the file and the reason', { timeout: 60_000 }, async (t) => {
+  const dir = tmpdir(t, 'shim6-cga-');
   const short = path.join(dir, 'short.pem');
   writeFileSync(short, generateKeyPairSync('rsa', { modulusLength: 512 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
   const pub = path.join(dir, 'public.pem');

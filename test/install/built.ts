@@ -5,26 +5,19 @@
  * stale JavaScript.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { buildIsCurrent } from '../../scripts/build.mjs';
 import { BUILT_BIN } from '../helpers/cli.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 export { BUILT_BIN, waitFor };
+export { tmpdir } from '../helpers/tmp.ts';
 
 
 export function requireBuilt(): void {
   if (!buildIsCurrent()) throw new Error('dist/ is missing or older than the sources: run `npm run build` (npm test builds first)');
 }
 
-export function tmpdir(t: TestContext, prefix = 'inst-'): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), prefix));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
 
 /** A child process with its output collected; SIGKILLed when the test ends if still running. */
 export interface Proc {

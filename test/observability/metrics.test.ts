@@ -8,8 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import parse, { type ParsedFamily } from 'parse-prometheus-text-format';
@@ -22,6 +21,7 @@ import { UsageError } from '../../shim/errors.ts';
 import { startCli } from '../resolver/process.ts';
 import { shim6 } from '../helpers/cli.ts';
 import { within } from '../helpers/wait.ts';
+import { tmpdir } from '../helpers/tmp.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
 const PEER = '2001:db8:b::1';
@@ -209,7 +209,7 @@ async function freePort(): Promise<number> {
 test('shim6 resolver --metrics: a question without an answer moves queries and servfail{no-answer}', async (t) => {
   const mport = await freePort();
   // Upstream: a UDP port with nobody behind it, so the question ends in SERVFAIL (no answer).
-  const conf = path.join(mkdtempSync(path.join(tmpdir(), 'metrics-cli-')), 'resolver.yaml');
+  const conf = path.join(tmpdir(t, 'metrics-cli-'), 'resolver.yaml');
   writeFileSync(conf, 'queryTimeoutMs: 300\n');
   const cli = await startCli(t, ['--config', conf, '--upstream', '127.0.0.1:9', '--metrics', `127.0.0.1:${mport}`]);
   t.after(async () => { await cli.stop(); });

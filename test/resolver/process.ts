@@ -6,19 +6,16 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { BIN } from '../helpers/cli.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { sleep } from './harness.ts';
 
-export function tmpdir(t: TestContext): string {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'res-cli-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+import { tmpdir } from '../helpers/tmp.ts';
+
+export { tmpdir };
 
 export interface RunningCli {
   port: number;
