@@ -239,7 +239,7 @@ export function rrsetAt(b: Uint8Array, scan: ScannedResponse, nameKey: string, t
  * compared with the scan's key when it made one, else octet by octet in place
  * (questionNameIs). No string is built for it either way.
  */
-function ownerIs(b: Uint8Array, scan: ScannedResponse, off: number, nameKey: string): boolean {
+export function ownerIs(b: Uint8Array, scan: ScannedResponse, off: number, nameKey: string): boolean {
   if (b[off] === 0xc0 && b[off + 1] === 12) {
     if (scan.qnameKey !== '') return scan.qnameKey === nameKey;
     if (scan.questionEnd > 12) return questionNameIs(b, scan, nameKey); // one question: its name starts at 12

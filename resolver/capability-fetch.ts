@@ -9,11 +9,11 @@
  */
 import { WireError } from '../shim/wire/errors.ts';
 import { formatIpv6, type Ipv6 } from '../shim/wire/ipv6.ts';
-import { decodeCapabilityRecord, decodeCapabilityTxt, type CapabilityRecord } from '../shim/wire/capability-record.ts';
+import { decodeCapabilityRecordAt, decodeCapabilityTxt, type CapabilityRecord } from '../shim/wire/capability-record.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Handler } from './chain.ts';
 import { buildQuery, DEFAULT_EDNS_SIZE } from './answer-build.ts';
-import { cacheTtl, chainEnd, rrsetAt, scanResponse, type RrRef, type ScannedResponse } from './answer-scan.ts';
+import { cacheTtl, chainEnd, ownerIs, rrsetAt, scanResponse, type ScannedResponse } from './answer-scan.ts';
 import { CLASS_IN, Flag, questionKey, Rcode, RrType, type ParsedQuery } from './message.ts';
 import type { QueryListener, UpstreamResult } from './upstream.ts';
 
@@ -97,8 +97,8 @@ export function capabilityOutcome(err: Error | undefined, r: UpstreamResult | un
     const final = chainEnd(r.bytes, r.scan, nameKey, opts.rrType);
     // A chain that stops in its middle says nothing about its end, and a middle name's record is nobody's.
     if (final === undefined) return { kind: 'error', reason: CHAIN_CUT };
-    const rrs = rrsetAt(r.bytes, r.scan, final, opts.rrType);
-    if (rrs.length > 0) return decodeRecords(r.bytes, rrs);
+    const found = decodeRecords(r.bytes, r.scan, final, opts.rrType);
+    if (found) return found;
     if (!opts.txtFallback) return { kind: 'absent', ttl: negativeTtl(r, opts), source: 'nodata' };
     return { kind: 'txt', final, nodataTtl: negativeTtl(r, opts) };
   } catch (e) {
@@ -110,9 +110,26 @@ function negativeTtl(r: Looked, opts: CapFetchOptions): number {
   return cacheTtl(r.bytes, r.scan)?.ttl ?? opts.defaultNegativeTtl;
 }
 
-/** The TYPE65300 RRset decoded record by record. */
-function decodeRecords(bytes: Uint8Array, rrs: RrRef[]): CapResult {
-  return decodeAll(rrs, (rr) => decodeCapabilityRecord(bytes.subarray(rr.rdOff, rr.rdOff + rr.rdLen)), 'dns');
+/**
+ * The TYPE65300 RRset at `final` decoded record by record where it lies in the
+ * answer's bytes (the pool's receive slot: nothing is copied, no RRset array or
+ * view is made); undefined when there is none. Its TTL is the smallest.
+ */
+function decodeRecords(bytes: Uint8Array, scan: ScannedResponse, final: string, rrType: number): CapResult | undefined {
+  let records: CapabilityRecord[] | undefined;
+  let invalid: string[] | undefined; // made only when a record fails: the usual RRset decodes whole
+  let ttl = Infinity;
+  for (const rr of scan.records) {
+    if (rr.section !== 0 || rr.type !== rrType || !ownerIs(bytes, scan, rr.ownerOff, final)) continue;
+    records ??= [];
+    if (rr.ttl < ttl) ttl = rr.ttl;
+    try {
+      records.push(decodeCapabilityRecordAt(bytes, rr.rdOff, rr.rdLen));
+    } catch (err) {
+      invalid = ignored(err, invalid);
+    }
+  }
+  return records && rrsetResult(records, invalid, ttl, 'dns');
 }
 
 /** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. Never throws. */
@@ -151,18 +168,32 @@ function txtText(b: Uint8Array, off: number, len: number): string {
 /** Decode each item (one closure per RRset, none per record); the RRset's TTL is its smallest. */
 function decodeAll<T extends { ttl: number }>(items: readonly T[], decode: (it: T) => CapabilityRecord, source: CapSource): CapResult {
   const records: CapabilityRecord[] = [];
-  let invalid: string[] | undefined; // made only when a record fails: the usual RRset decodes whole
+  let invalid: string[] | undefined;
   let ttl = Infinity;
   for (const it of items) {
     if (it.ttl < ttl) ttl = it.ttl;
     try {
       records.push(decode(it));
     } catch (err) {
-      // A record of unknown version or with unknown mandatory keys is ignored, as any malformed one.
-      if (!(err instanceof WireError)) throw err;
-      (invalid ??= []).push(err.code);
+      invalid = ignored(err, invalid);
     }
   }
+  return rrsetResult(records, invalid, ttl, source);
+}
+
+/**
+ * A record that failed to decode: its WireError's code joins `invalid` (made only then: the
+ * usual RRset decodes whole). A record of unknown version or with unknown mandatory keys is
+ * ignored, as any malformed one; anything but a WireError is a bug and goes on.
+ */
+function ignored(err: unknown, invalid: string[] | undefined): string[] {
+  if (!(err instanceof WireError)) throw err;
+  (invalid ??= []).push(err.code);
+  return invalid;
+}
+
+/** The outcome of an RRset: found when a record decoded, else invalid. */
+function rrsetResult(records: CapabilityRecord[], invalid: string[] | undefined, ttl: number, source: CapSource): CapResult {
   return records.length > 0 ? { kind: 'found', records, invalid: invalid ?? NO_ERRORS, ttl, source } : { kind: 'invalid', invalid: invalid ?? NO_ERRORS, ttl, source };
 }
 

@@ -98,37 +98,47 @@ const KNOWN_KEYS: ReadonlySet<number> = new Set(Object.values(CapabilityParamKey
 
 /** Decode RDATA. Throws only WireError; see IgnoredCapabilityRecord for the "ignore" outcomes. */
 export function decodeCapabilityRecord(rdata: Uint8Array, opts: DecodeRecordOptions = {}): CapabilityRecord {
-  if (rdata.length < 1) throw new WireError('ETRUNCATED', 'capability record: empty RDATA', 0);
+  return decodeCapabilityRecordAt(rdata, 0, rdata.length, opts.strict === true);
+}
+
+/**
+ * Decode the RDATA at `b[start, start + len)` where it lies: the resolver reads
+ * it straight from an upstream answer's bytes (no view made per record). The
+ * same rules and errors as decodeCapabilityRecord; error offsets count from `start`.
+ */
+export function decodeCapabilityRecordAt(b: Uint8Array, start: number, len: number, strict = false): CapabilityRecord {
+  if (len < 1) throw new WireError('ETRUNCATED', 'capability record: empty RDATA', 0);
   // The version decides the layout of everything after it, so it is checked first.
-  if (rdata[0] !== CAPABILITY_RECORD_VERSION) throw new IgnoredCapabilityRecord('UNSUPPORTED_VERSION', rdata[0]!, 0);
-  if (rdata.length < HEADER) throw new WireError('ETRUNCATED', 'capability record: header needs 20 octets', rdata.length);
-  const flags = rdata[1]!;
-  const count = rdata[2]!;
+  if (b[start] !== CAPABILITY_RECORD_VERSION) throw new IgnoredCapabilityRecord('UNSUPPORTED_VERSION', b[start]!, 0);
+  if (len < HEADER) throw new WireError('ETRUNCATED', 'capability record: header needs 20 octets', len);
+  const flags = b[start + 1]!;
+  const count = b[start + 2]!;
   if (count < 1 || count > CAPABILITY_MAX_LOCATORS) throw new WireError('EFIELD', `capability record: locator count ${count} not in 1..32`, 2);
-  if (opts.strict === true) {
+  if (strict) {
     if ((flags & ~(CapabilityFlag.HBA_SET | CapabilityFlag.CGA_ULID)) !== 0) throw new WireError('EFIELD', 'capability record: unknown flag bits set', 1);
-    if (rdata[3] !== 0) throw new WireError('EFIELD', 'capability record: reserved octet not zero', 3);
+    if (b[start + 3] !== 0) throw new WireError('EFIELD', 'capability record: reserved octet not zero', 3);
   }
   const end = HEADER + count * LOCATOR;
-  if (rdata.length < end) throw new WireError('ETRUNCATED', `capability record: ${count} locators need ${end} octets`, rdata.length);
+  if (len < end) throw new WireError('ETRUNCATED', `capability record: ${count} locators need ${end} octets`, len);
   const locators: CapabilityLocator[] = [];
   for (let off = HEADER; off < end; off += LOCATOR) {
-    if (opts.strict === true && rdata[off + 3] !== 0) throw new WireError('EFIELD', 'capability record: locator reserved octet not zero', off + 3);
+    const at = start + off;
+    if (strict && b[at + 3] !== 0) throw new WireError('EFIELD', 'capability record: locator reserved octet not zero', off + 3);
     // At most 32 locators: comparing octets with the earlier ones costs less than a set of strings.
-    for (let prev = HEADER; prev < off; prev += LOCATOR) {
-      if (sameOctets(rdata, prev + 4, off + 4)) throw new WireError('ERECORD', `capability record: locator ${formatIpv6(rdata, off + 4)} listed twice`, off + 4);
+    for (let prev = start + HEADER; prev < at; prev += LOCATOR) {
+      if (sameOctets(b, prev + 4, at + 4)) throw new WireError('ERECORD', `capability record: locator ${formatIpv6(b, at + 4)} listed twice`, off + 4);
     }
-    locators.push({ address: formatIpv6(rdata, off + 4), flags: rdata[off]!, priority: rdata[off + 1]!, weight: rdata[off + 2]! });
+    locators.push({ address: formatIpv6(b, at + 4), flags: b[at]!, priority: b[at + 1]!, weight: b[at + 2]! });
   }
   const record: CapabilityRecord = {
     hbaSet: (flags & CapabilityFlag.HBA_SET) !== 0,
     cgaUlid: (flags & CapabilityFlag.CGA_ULID) !== 0,
-    ulid: formatIpv6(rdata, 4),
+    ulid: formatIpv6(b, start + 4),
     locators,
     mandatory: [],
     unknownParams: [],
   };
-  if (end < rdata.length) decodeParams(rdata, end, record);
+  if (end < len) decodeParams(b, start, end, len, record);
   return record;
 }
 
@@ -138,40 +148,52 @@ function sameOctets(buf: Uint8Array, a: number, b: number): boolean {
   return true;
 }
 
-function decodeParams(rdata: Uint8Array, start: number, record: CapabilityRecord): void {
+/** A copy of `b[from, to)` (of b's own kind: `slice` of a Buffer would be a view). */
+const copyOf = (b: Uint8Array, from: number, to: number): Uint8Array => Uint8Array.prototype.slice.call(b, from, to);
+
+/**
+ * The parameters at `b[base + first, base + len)`; error offsets count from `base`. Keys
+ * are strictly increasing, and so are the mandatory ones (key 0 comes first): whether each
+ * mandatory key is present is a merge of the two lists, without a set of keys.
+ */
+function decodeParams(b: Uint8Array, base: number, first: number, len: number, record: CapabilityRecord): void {
   let prevKey = -1;
   let mandatoryOffset = -1;
-  const present = new Set<number>();
-  for (let off = start; off < rdata.length;) {
-    if (off + 4 > rdata.length) throw new WireError('ETRUNCATED', 'capability record: parameter header truncated', off);
-    const key = (rdata[off]! << 8) | rdata[off + 1]!;
-    const len = (rdata[off + 2]! << 8) | rdata[off + 3]!;
-    if (off + 4 + len > rdata.length) throw new WireError('ETRUNCATED', `capability record: parameter ${key} value truncated`, off + 2);
+  let nextMandatory = 0; // index into record.mandatory of the first key not yet met
+  let missing = -1; // the smallest mandatory key found absent
+  for (let off = first; off < len;) {
+    if (off + 4 > len) throw new WireError('ETRUNCATED', 'capability record: parameter header truncated', off);
+    const at = base + off;
+    const key = (b[at]! << 8) | b[at + 1]!;
+    const vlen = (b[at + 2]! << 8) | b[at + 3]!;
+    if (off + 4 + vlen > len) throw new WireError('ETRUNCATED', `capability record: parameter ${key} value truncated`, off + 2);
     if (key <= prevKey) throw new WireError('ERECORD', `capability record: parameter keys not strictly increasing (${key} after ${prevKey})`, off);
-    const value = rdata.subarray(off + 4, off + 4 + len);
+    const vs = at + 4;
     switch (key) {
-      case CapabilityParamKey.MANDATORY: record.mandatory = decodeMandatory(value, off); mandatoryOffset = off; break;
-      case CapabilityParamKey.HBA_DIGEST: record.hbaDigest = decodeHbaDigest(value, off); break;
-      case CapabilityParamKey.PORT: record.port = decodePort(value, off); break;
-      default: record.unknownParams.push({ key, value: value.slice() });
+      case CapabilityParamKey.MANDATORY: record.mandatory = decodeMandatory(b, vs, vlen, off); mandatoryOffset = off; break;
+      case CapabilityParamKey.HBA_DIGEST: record.hbaDigest = decodeHbaDigest(b, vs, vlen, off); break;
+      case CapabilityParamKey.PORT: record.port = decodePort(b, vs, vlen, off); break;
+      default: record.unknownParams.push({ key, value: copyOf(b, vs, vs + vlen) });
     }
-    present.add(key);
+    const m = record.mandatory;
+    while (nextMandatory < m.length && m[nextMandatory]! < key) { if (missing < 0) missing = m[nextMandatory]!; nextMandatory++; }
+    if (nextMandatory < m.length && m[nextMandatory] === key) nextMandatory++;
     prevKey = key;
-    off += 4 + len;
+    off += 4 + vlen;
   }
-  for (const k of record.mandatory) {
-    if (!present.has(k)) throw new WireError('ERECORD', `capability record: mandatory key ${k} is not present`, mandatoryOffset);
-  }
-  for (const k of record.mandatory) {
+  const m = record.mandatory;
+  if (missing < 0 && nextMandatory < m.length) missing = m[nextMandatory]!;
+  if (missing >= 0) throw new WireError('ERECORD', `capability record: mandatory key ${missing} is not present`, mandatoryOffset);
+  for (const k of m) {
     if (!KNOWN_KEYS.has(k)) throw new IgnoredCapabilityRecord('UNKNOWN_MANDATORY_KEY', k, mandatoryOffset);
   }
 }
 
-function decodeMandatory(v: Uint8Array, off: number): number[] {
-  if (v.length === 0 || v.length % 2 !== 0) throw new WireError('ERECORD', 'capability record: mandatory must list one or more u16 keys', off + 2);
+function decodeMandatory(b: Uint8Array, vs: number, vlen: number, off: number): number[] {
+  if (vlen === 0 || vlen % 2 !== 0) throw new WireError('ERECORD', 'capability record: mandatory must list one or more u16 keys', off + 2);
   const keys: number[] = [];
-  for (let i = 0; i < v.length; i += 2) {
-    const k = (v[i]! << 8) | v[i + 1]!;
+  for (let i = 0; i < vlen; i += 2) {
+    const k = (b[vs + i]! << 8) | b[vs + i + 1]!;
     if (k === CapabilityParamKey.MANDATORY) throw new WireError('ERECORD', 'capability record: mandatory lists itself', off + 4 + i);
     if (keys.length > 0 && k <= keys[keys.length - 1]!) throw new WireError('ERECORD', 'capability record: mandatory keys not strictly increasing', off + 4 + i);
     keys.push(k);
@@ -179,17 +201,17 @@ function decodeMandatory(v: Uint8Array, off: number): number[] {
   return keys;
 }
 
-function decodeHbaDigest(v: Uint8Array, off: number): HbaDigest {
-  if (v.length < 2) throw new WireError('ERECORD', 'capability record: hba-digest needs an algorithm and a digest', off + 2);
-  const alg = v[0]!;
+function decodeHbaDigest(b: Uint8Array, vs: number, vlen: number, off: number): HbaDigest {
+  if (vlen < 2) throw new WireError('ERECORD', 'capability record: hba-digest needs an algorithm and a digest', off + 2);
+  const alg = b[vs]!;
   if (alg === 0) throw new WireError('ERECORD', 'capability record: hba-digest algorithm 0 is reserved', off + 4);
-  if (alg === HBA_DIGEST_ALG_SHA256 && v.length !== 33) throw new WireError('ERECORD', 'capability record: SHA-256 hba-digest must be 32 octets', off + 2);
-  return { alg, digest: v.slice(1) };
+  if (alg === HBA_DIGEST_ALG_SHA256 && vlen !== 33) throw new WireError('ERECORD', 'capability record: SHA-256 hba-digest must be 32 octets', off + 2);
+  return { alg, digest: copyOf(b, vs + 1, vs + vlen) };
 }
 
-function decodePort(v: Uint8Array, off: number): number {
-  if (v.length !== 2) throw new WireError('ERECORD', 'capability record: port must be 2 octets', off + 2);
-  const port = (v[0]! << 8) | v[1]!;
+function decodePort(b: Uint8Array, vs: number, vlen: number, off: number): number {
+  if (vlen !== 2) throw new WireError('ERECORD', 'capability record: port must be 2 octets', off + 2);
+  const port = (b[vs]! << 8) | b[vs + 1]!;
   if (port === 0) throw new WireError('ERECORD', 'capability record: port 0', off + 4);
   return port;
 }

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  capabilityTxtRdata, decodeCapabilityRecord, decodeCapabilityTxt, encodeCapabilityRecord, encodeCapabilityTxt,
-  formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord, toGenericRdata,
+  capabilityTxtRdata, decodeCapabilityRecord, decodeCapabilityRecordAt, decodeCapabilityTxt, encodeCapabilityRecord, encodeCapabilityTxt,
+  formatCapabilityRecord, ignoreReason, fromGenericRdata, parseCapabilityRecord, toGenericRdata,
 } from '../../shim/wire/capability-record.ts';
 import { checkCga, decodeCgaParams, encodeCgaParams, generateCga } from '../../shim/wire/cga.ts';
 import { checkHbaSet, generateHbaSet } from '../../shim/wire/hba.ts';
@@ -104,6 +104,74 @@ test('fuzz: capability record RDATA, TXT and generic forms (seeded)', (ctx) => {
   assert.ok(t.inputs >= 80_000, `${t.inputs}`);
   // The mutations must reach deep: a fair share decodes.
   assert.ok(t.ok > t.inputs / 20, `only ${t.ok} of ${t.inputs} decoded`);
+});
+
+/** What a decode gave: the record, or the error's code, message, offset and ignore reason. */
+function decodeOutcome(f: () => unknown): unknown {
+  try {
+    return { record: f() };
+  } catch (e) {
+    if (!(e instanceof WireError)) throw e;
+    return { code: e.code, message: e.message, offset: e.offset, reason: ignoreReason(e) };
+  }
+}
+
+test('fuzz: RDATA decoded in place (decodeCapabilityRecordAt) as decodeCapabilityRecord decodes it alone (seeded)', (ctx) => {
+  const rnd = prng(fuzzSeed(ctx, 0x1a7));
+  const int = (n: number): number => Math.floor(rnd() * n);
+  let decoded = 0;
+  const runs = fuzzRuns(30_000);
+  for (let i = 0; i < runs; i++) {
+    const rdata = mutateBytes(rnd, recordSeeds);
+    // Octets around the RDATA, as in a DNS message: noise, or the start of another record (a
+    // parameter or locator that a read past the end would take for its own).
+    const before = Array.from({ length: int(24) }, () => int(256));
+    const after = int(2) === 0 ? Array.from({ length: int(48) }, () => int(256)) : [...recordSeeds[int(recordSeeds.length)]!.subarray(int(40))];
+    const whole = Uint8Array.of(...before, ...rdata, ...after);
+    // The dgram backend hands over Buffers, the native one Uint8Arrays: the copies are of the container's kind.
+    const container = i % 3 === 0 ? Buffer.from(whole) : whole;
+    const alone = Uint8Array.prototype.slice.call(container, before.length, before.length + rdata.length);
+    const strict = i % 7 === 0;
+    const inPlace = decodeOutcome(() => decodeCapabilityRecordAt(container, before.length, rdata.length, strict));
+    assert.deepEqual(inPlace, decodeOutcome(() => decodeCapabilityRecord(alone, { strict })), Buffer.from(whole).toString('hex'));
+    if ('record' in (inPlace as object)) {
+      decoded++;
+      // Nothing of the record is a view of the message: the receive slot is reused.
+      container.fill(0xee);
+      assert.deepEqual(inPlace, decodeOutcome(() => decodeCapabilityRecord(alone, { strict })));
+    }
+  }
+  ctx.diagnostic(`${runs} inputs, ${decoded} decoded`);
+  assert.ok(decoded > runs / 20, `only ${decoded} of ${runs} decoded`);
+});
+
+test('decoding the largest hostile RDATA costs a bounded time (in place and alone)', () => {
+  const header = (n: number): number[] => [1, 0, n, 0, ...new Array<number>(16).fill(0x20)];
+  const locators = (n: number): number[] => Array.from({ length: n }, (_, i) => [0, 0, 0, 0, ...new Array<number>(15).fill(0x30), i]).flat();
+  // Every parameter key once (empty values), all of them mandatory but the last, which is missing from the list's end.
+  const params = (m: number): number[] => {
+    const keys = Array.from({ length: m }, (_, i) => i + 3);
+    const mand = [...keys, m + 3].flatMap((k) => [k >> 8, k & 0xff]);
+    return [0, 0, mand.length >> 8, mand.length & 0xff, ...mand, ...keys.flatMap((k) => [k >> 8, k & 0xff, 0, 0])];
+  };
+  const shapes = {
+    'many keys, the last mandatory one missing': Uint8Array.from([...header(1), ...locators(1), ...params(10_900)]),
+    '32 locators, the last a duplicate': Uint8Array.from([...header(32), ...locators(31), ...locators(31).slice(-20)]),
+    'unknown parameters up to 65535 octets': Uint8Array.from([...header(1), ...locators(1), ...Array.from({ length: 16_373 }, (_, i) => [(i + 3) >> 8, (i + 3) & 0xff, 0, 0]).flat()]),
+  };
+  for (const [label, rdata] of Object.entries(shapes)) {
+    assert.ok(rdata.length <= 0xffff, label);
+    const inMessage = Uint8Array.of(...new Array<number>(40).fill(0), ...rdata);
+    const t0 = performance.now();
+    for (let k = 0; k < 10; k++) {
+      decodeOutcome(() => decodeCapabilityRecordAt(inMessage, 40, rdata.length));
+      decodeOutcome(() => decodeCapabilityRecord(rdata));
+    }
+    const each = (performance.now() - t0) / 20;
+    // Linear in the RDATA's length: a few ms at most for 64 KiB even on a loaded machine (a quadratic
+    // check of mandatory keys against present ones would take seconds here).
+    assert.ok(each < 50, `${label}: ${each.toFixed(1)} ms per decode`);
+  }
 });
 
 test('fuzz: capability record presentation form (seeded)', (ctx) => {
