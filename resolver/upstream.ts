@@ -179,7 +179,9 @@ export class UpstreamPool {
     }
     this.inflight++;
     const bytes = question ? buildQueryFromQuestion(question, qopts) : buildQuery(0, nameKey, qtype, qclass, qopts);
-    this.next(new QueryJob(nameKey, qtype, qclass, qopts, this.clock() + timeoutMs, this.order(), bytes, listener));
+    // One clock read for the question's deadline and its first try (two questions per miss with pickup).
+    const now = this.clock();
+    this.next(new QueryJob(nameKey, qtype, qclass, qopts, now + timeoutMs, this.order(), bytes, listener), now);
   }
 
   /** Healthy upstreams in configured order, then held-down ones, soonest back first. */
@@ -198,8 +200,8 @@ export class UpstreamPool {
    * the deadline allows. With nothing left to send, earlier tries may still be
    * answered until the deadline; then the last bad answer (SERVFAIL…) if any, else ETIMEOUT.
    */
-  private next(job: QueryJob): void {
-    const remaining = job.deadline - this.clock();
+  private next(job: QueryJob, now: number = this.clock()): void {
+    const remaining = job.deadline - now;
     if (job.i >= job.order.length && !job.lastBad && job.rounds < MAX_ROUNDS && remaining >= MIN_RETRY_MS) {
       job.i = 0;
       job.rounds++;
@@ -210,7 +212,7 @@ export class UpstreamPool {
       job.timer = setTimeout(this.onDeadline, remaining, job);
       return;
     }
-    this.sendUdp(job, job.order[job.i++]!, remaining, true);
+    this.sendUdp(job, job.order[job.i++]!, remaining, true, now);
   }
 
   /** This try's wait: the upstream's RTO (RFC 6298 §2) once its round trip is known, backed off per timeout. */
@@ -222,7 +224,7 @@ export class UpstreamPool {
   }
 
   /** One try to `up` on a random socket with a fresh ID and, when `caps` and the upstream allow, a fresh letter case. */
-  private sendUdp(job: QueryJob, up: UpstreamAddr, remaining: number, caps: boolean): void {
+  private sendUdp(job: QueryJob, up: UpstreamAddr, remaining: number, caps: boolean, now: number): void {
     const h = this.health.get(up)!;
     h.sent++;
     const port = this.port(h.family);
@@ -233,7 +235,6 @@ export class UpstreamPool {
     const bytes = job.last ? new Uint8Array(job.bytes) : job.bytes;
     bytes[0] = id >> 8;
     bytes[1] = id & 0xff;
-    const now = this.clock();
     // The name: offset 12 up to its root label (the nameKey has the same wire length).
     const useCaps = caps && this.opts.randomizeCase && h.capsOffUntil <= now && randomizeCase(bytes, 12, 11 + job.nameKey.length, this.rnd) > 0;
     const a = new Attempt(job, port, id, up, h, now, bytes, useCaps, job.last, Math.min(this.rto(h, job), remaining));
@@ -250,7 +251,15 @@ export class UpstreamPool {
   private readonly onAttemptTimeout = (a: Attempt): void => {
     const job = a.job;
     if (job.done || job.last !== a || job.state !== TRYING) return;
-    this.attemptFailed(job, a.up, new UpstreamError('ETIMEOUT', `no answer from ${hostPort(a.up.host, a.up.port)} in ${a.timeoutMs} ms`));
+    // No Error object for the common failure: its stack trace cost more than the rest of the retry
+    // (--cpu-prof, flat-out misses with pickup, where a busy upstream lets some tries time out).
+    this.timedOut(job, a.h);
+    if (this.log.enabled('debug')) {
+      const upstream = hostPort(a.up.host, a.up.port);
+      this.log.debug('upstream attempt failed', { upstream, error: `no answer from ${upstream} in ${a.timeoutMs} ms` });
+    }
+    this.failed(a.up, true);
+    this.next(job);
   };
 
   private readonly onDeadline = (job: QueryJob): void => {
@@ -301,10 +310,17 @@ export class UpstreamPool {
 
   /** A try timed out, or its TCP exchange failed: count it, then the next try. */
   private attemptFailed(job: QueryJob, up: UpstreamAddr, err: Error): void {
-    if (err instanceof UpstreamError && err.code === 'ETIMEOUT') { this.health.get(up)!.timeouts++; this.counters.upstreamTimeouts++; job.timeouts++; }
+    if (err instanceof UpstreamError && err.code === 'ETIMEOUT') this.timedOut(job, this.health.get(up)!);
     this.log.debug('upstream attempt failed', { upstream: hostPort(up.host, up.port), error: err.message });
     this.failed(up, true);
     this.next(job);
+  }
+
+  /** Count a try that timed out (each doubles the question's next wait). */
+  private timedOut(job: QueryJob, h: Health): void {
+    h.timeouts++;
+    this.counters.upstreamTimeouts++;
+    job.timeouts++;
   }
 
   private failed(up: UpstreamAddr, hard: boolean): void {
@@ -365,7 +381,7 @@ export class UpstreamPool {
     if (a !== job.last || job.state === TCP || job.deadline - now <= 0) return;
     clearTimeout(job.timer);
     job.timer = undefined;
-    this.sendUdp(job, a.up, job.deadline - now, false);
+    this.sendUdp(job, a.up, job.deadline - now, false, now);
   }
 
   /**
