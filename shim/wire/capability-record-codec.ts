@@ -107,6 +107,8 @@ export function decodeCapabilityRecord(rdata: Uint8Array, opts: DecodeRecordOpti
  * same rules and errors as decodeCapabilityRecord; error offsets count from `start`.
  */
 export function decodeCapabilityRecordAt(b: Uint8Array, start: number, len: number, strict = false): CapabilityRecord {
+  // A caller's bug, not hostile input: the RDATA's bounds come from an answer already scanned.
+  if (!(start >= 0 && len >= 0 && start + len <= b.length)) throw new RangeError(`capability record: RDATA [${start}, +${len}) outside ${b.length} octets`);
   if (len < 1) throw new WireError('ETRUNCATED', 'capability record: empty RDATA', 0);
   // The version decides the layout of everything after it, so it is checked first.
   if (b[start] !== CAPABILITY_RECORD_VERSION) throw new IgnoredCapabilityRecord('UNSUPPORTED_VERSION', b[start]!, 0);

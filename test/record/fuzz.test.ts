@@ -145,7 +145,7 @@ test('fuzz: RDATA decoded in place (decodeCapabilityRecordAt) as decodeCapabilit
   assert.ok(decoded > runs / 20, `only ${decoded} of ${runs} decoded`);
 });
 
-test('decoding the largest hostile RDATA costs a bounded time (in place and alone)', () => {
+test('the largest hostile RDATA: each shape decodes to its outcome, in place as alone', () => {
   const header = (n: number): number[] => [1, 0, n, 0, ...new Array<number>(16).fill(0x20)];
   const locators = (n: number): number[] => Array.from({ length: n }, (_, i) => [0, 0, 0, 0, ...new Array<number>(15).fill(0x30), i]).flat();
   // Every parameter key once (empty values), all of them mandatory but the last, which is missing from the list's end.
@@ -159,19 +159,18 @@ test('decoding the largest hostile RDATA costs a bounded time (in place and alon
     '32 locators, the last a duplicate': Uint8Array.from([...header(32), ...locators(31), ...locators(31).slice(-20)]),
     'unknown parameters up to 65535 octets': Uint8Array.from([...header(1), ...locators(1), ...Array.from({ length: 16_373 }, (_, i) => [(i + 3) >> 8, (i + 3) & 0xff, 0, 0]).flat()]),
   };
+  const expected = { 'many keys, the last mandatory one missing': 'ERECORD', '32 locators, the last a duplicate': 'ERECORD', 'unknown parameters up to 65535 octets': 'record' };
   for (const [label, rdata] of Object.entries(shapes)) {
     assert.ok(rdata.length <= 0xffff, label);
     const inMessage = Uint8Array.of(...new Array<number>(40).fill(0), ...rdata);
-    const t0 = performance.now();
-    for (let k = 0; k < 10; k++) {
-      decodeOutcome(() => decodeCapabilityRecordAt(inMessage, 40, rdata.length));
-      decodeOutcome(() => decodeCapabilityRecord(rdata));
-    }
-    const each = (performance.now() - t0) / 20;
-    // Linear in the RDATA's length: a few ms at most for 64 KiB even on a loaded machine (a quadratic
-    // check of mandatory keys against present ones would take seconds here).
-    assert.ok(each < 50, `${label}: ${each.toFixed(1)} ms per decode`);
+    const alone = decodeOutcome(() => decodeCapabilityRecord(rdata));
+    assert.deepEqual(decodeOutcome(() => decodeCapabilityRecordAt(inMessage, 40, rdata.length)), alone, label);
+    assert.deepEqual('record' in (alone as object) ? 'record' : (alone as { code: string }).code, expected[label as keyof typeof expected], label);
+    // Bounds past the buffer are the caller's bug: a RangeError, never a read of what lies beyond.
+    assert.throws(() => decodeCapabilityRecordAt(inMessage, 41, rdata.length), RangeError, label);
   }
+  // The decoder's work is linear in the RDATA's length (a merge of the ascending key lists, each
+  // locator compared with at most 31 earlier ones); tests assert no time (a loaded CI machine).
 });
 
 test('fuzz: capability record presentation form (seeded)', (ctx) => {
