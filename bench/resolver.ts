@@ -318,12 +318,15 @@ async function pairFloor(authPort: number, exchanges: number, untilMs = Infinity
  * miss's p50 moved between 0.09 and 0.41 ms from one such run to the next; run
  * side by side, the servers of a ratio share every state of the machine, and
  * the client is dnsperf for each (a client of our own would add its own wake-up
- * time to both sides and flatter the ratio). p50 per server, µs.
+ * time to both sides and flatter the ratio). p50 per server, µs, in the order of `ports`.
+ * `reversed` starts the clients in the other order (the bench alternates it by round): the
+ * client started first may have the CPU first, and a ratio must not carry which side that was.
  */
-async function sideBySideLatency(ports: readonly number[], seconds: number, tag: string, floorOf?: number): Promise<{ p50: number[]; floor?: { single: number; pair: number } }> {
+async function sideBySideLatency(ports: readonly number[], seconds: number, tag: string, floorOf?: number, reversed = false): Promise<{ p50: number[]; floor?: { single: number; pair: number } }> {
   // The same names in the same order for every server (each asks them of its own cache; Knot answers each alike).
   const file = names(`side-${tag}-`, 600 * seconds);
-  const runs = ports.map((port) => new Promise<number>((resolve) => {
+  const order = reversed ? [...ports].reverse() : ports;
+  const started = order.map((port) => new Promise<number>((resolve) => {
     const c = spawn('dnsperf', dnsperfArgs(port, file, seconds, 500), { stdio: ['ignore', 'pipe', 'ignore'] });
     let out = '';
     c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -334,8 +337,9 @@ async function sideBySideLatency(ports: readonly number[], seconds: number, tag:
   }));
   // Knot's own extra cost for the record question under the same load, at the same time (see pairFloor).
   const floor = floorOf !== undefined ? pairFloor(floorOf, 100_000, performance.now() + seconds * 1000) : Promise.resolve(undefined);
-  const [p50, f] = await Promise.all([Promise.all(runs), floor]);
+  const [got, f] = await Promise.all([Promise.all(started), floor]);
   rmSync(file, { force: true });
+  const p50 = reversed ? got.reverse() : got;
   return { p50, ...(f ? { floor: f } : {}) };
 }
 
@@ -620,7 +624,7 @@ async function main(): Promise<void> {
         await settle();
         const ports = key === 'far' ? [far[on]!, far[off]!] : key === 'aa' ? [servers[on]!, control[off]!] : [servers[on]!, servers[off]!];
         let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
-        const side = await lowStealAsync(() => sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}-${tryNo++}`, key === 'one' ? authPort : undefined));
+        const side = await lowStealAsync(() => sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}-${tryNo++}`, key === 'one' ? authPort : undefined, round % 2 === 1));
         retried += side.retries;
         const { p50: p, floor: during } = side.value;
         r.side[key] = [p[0]!, p[1]!];
