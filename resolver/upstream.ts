@@ -253,13 +253,7 @@ export class UpstreamPool {
     if (job.done || job.last !== a || job.state !== TRYING) return;
     // No Error object for the common failure: its stack trace cost more than the rest of the retry
     // (--cpu-prof, flat-out misses with pickup, where a busy upstream lets some tries time out).
-    this.timedOut(job, a.h);
-    if (this.log.enabled('debug')) {
-      const upstream = hostPort(a.up.host, a.up.port);
-      this.log.debug('upstream attempt failed', { upstream, error: `no answer from ${upstream} in ${a.timeoutMs} ms` });
-    }
-    this.failed(a.up, true);
-    this.next(job);
+    this.moveOn(job, a.up, true, () => `no answer from ${hostPort(a.up.host, a.up.port)} in ${a.timeoutMs} ms`);
   };
 
   private readonly onDeadline = (job: QueryJob): void => {
@@ -308,19 +302,24 @@ export class UpstreamPool {
     this.finish(job, undefined, r);
   }
 
-  /** A try timed out, or its TCP exchange failed: count it, then the next try. */
+  /** A try's TCP exchange failed, or it found no free ID: as moveOn. */
   private attemptFailed(job: QueryJob, up: UpstreamAddr, err: Error): void {
-    if (err instanceof UpstreamError && err.code === 'ETIMEOUT') this.timedOut(job, this.health.get(up)!);
-    this.log.debug('upstream attempt failed', { upstream: hostPort(up.host, up.port), error: err.message });
-    this.failed(up, true);
-    this.next(job);
+    this.moveOn(job, up, err instanceof UpstreamError && err.code === 'ETIMEOUT', () => err.message);
   }
 
-  /** Count a try that timed out (each doubles the question's next wait). */
-  private timedOut(job: QueryJob, h: Health): void {
-    h.timeouts++;
-    this.counters.upstreamTimeouts++;
-    job.timeouts++;
+  /**
+   * A try failed: count it (a timeout doubles the question's next wait), log `why` (made only
+   * when debug logging is on), then the next try.
+   */
+  private moveOn(job: QueryJob, up: UpstreamAddr, timedOut: boolean, why: () => string): void {
+    if (timedOut) {
+      this.health.get(up)!.timeouts++;
+      this.counters.upstreamTimeouts++;
+      job.timeouts++;
+    }
+    if (this.log.enabled('debug')) this.log.debug('upstream attempt failed', { upstream: hostPort(up.host, up.port), error: why() });
+    this.failed(up, true);
+    this.next(job);
   }
 
   private failed(up: UpstreamAddr, hard: boolean): void {
