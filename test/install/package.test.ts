@@ -13,11 +13,19 @@ import { ROOT } from '../helpers/cli.ts';
 import { requireBuilt, tmpdir, track, waitFor } from './built.ts';
 
 /**
+ * npm's environment: `npm test` sets the CA bundle of NODE_EXTRA_CA_CERTS aside (node reads it at
+ * every start; only npm here talks to a registry), and npm gets it back.
+ */
+const NPM_ENV: NodeJS.ProcessEnv = process.env.SHIM6_TEST_NPM_CA_CERTS === undefined
+  ? process.env
+  : { ...process.env, NODE_EXTRA_CA_CERTS: process.env.SHIM6_TEST_NPM_CA_CERTS };
+
+/**
  * npm without its lifecycle scripts: `prepare` would rebuild dist/ under the
  * feet of the other tests running the built command.
  */
 function npm(args: string[], cwd = ROOT): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync('npm', [...args, '--ignore-scripts', '--no-audit', '--no-fund'], { cwd, encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync('npm', [...args, '--ignore-scripts', '--no-audit', '--no-fund'], { cwd, env: NPM_ENV, encoding: 'utf8', timeout: 600_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -41,7 +49,7 @@ test('npm install -g of the packed tarball: shim6 on PATH, the addon built, no t
   const tarball = path.join(dir, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
   // The install script (node-gyp) must run: it is the one thing --ignore-scripts would skip.
   const prefix = path.join(dir, 'prefix');
-  const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--allow-scripts=shim6', '--prefer-offline', '--no-audit', '--no-fund', tarball], { encoding: 'utf8', timeout: 600_000 });
+  const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--allow-scripts=shim6', '--prefer-offline', '--no-audit', '--no-fund', tarball], { env: NPM_ENV, encoding: 'utf8', timeout: 600_000 });
   assert.equal(inst.status, 0, inst.stdout + inst.stderr);
   const pkg = path.join(prefix, 'lib/node_modules/shim6');
   assert.ok(existsSync(path.join(pkg, 'native/build/Release/shim6_tun.node')), 'the addon was built at install');
