@@ -1,7 +1,8 @@
 /**
  * The driver around the sans-I/O engine (docs/contracts.md): it owns the
- * clock, the UDP transport (one socket per local locator, port 5533 by
- * default), optionally a TUN device, and one timer. It feeds received UDP
+ * clock, the UDP transport (port 5533 by default: one socket for every
+ * local locator with the native addon, one per locator with `udp: dgram`),
+ * optionally a TUN device, and one timer. It feeds received UDP
  * datagrams to `engine.handleDatagram` and application packets from the TUN
  * to `engine.encapsulate`, drains `pollTransmit` / `pollEvent`, arms the timer
  * at `pollTimeout`, and hands events to a listener.
