@@ -4,12 +4,14 @@
  * TYPE65300 RRset at the final name, and — only when configured and only after
  * a NODATA — the `_shim6.<name>` TXT fallback. Decoding is the wire codec's
  * (shim/wire/capability-record.ts); this module turns DNS outcomes into one
- * CapResult with a TTL (RFC 2308 §5 for the negative ones).
+ * CapResult with a TTL (RFC 2308 §5 for the negative ones). Records and
+ * addresses stay octets (RecordOctets, Ipv6Octets): checked, compared, never
+ * formatted here.
  * It must not know about sockets, the engine or when to prime.
  */
 import { WireError } from '../shim/wire/errors.ts';
-import { formatIpv6, type Ipv6 } from '../shim/wire/ipv6.ts';
-import { decodeCapabilityRecordAt, decodeCapabilityTxt, type CapabilityRecord } from '../shim/wire/capability-record.ts';
+import { ipv6OctetsAt, type Ipv6Octets } from '../shim/wire/ipv6.ts';
+import { capabilityTxtRdata, checkCapabilityRecordAt, type RecordOctets } from '../shim/wire/capability-record.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Handler } from './chain.ts';
 import { buildQuery, DEFAULT_EDNS_SIZE } from './answer-build.ts';
@@ -20,7 +22,7 @@ import type { QueryListener, UpstreamResult } from './upstream.ts';
 export type CapSource = 'dns' | 'txt';
 
 export type CapResult =
-  | { kind: 'found'; records: CapabilityRecord[]; invalid: readonly string[]; ttl: number; source: CapSource }
+  | { kind: 'found'; records: RecordOctets[]; invalid: readonly string[]; ttl: number; source: CapSource }
   | { kind: 'invalid'; invalid: readonly string[]; ttl: number; source: CapSource }
   | { kind: 'absent'; ttl: number; source: 'nodata' | 'nxdomain' | 'txt-nodata' }
   | { kind: 'error'; reason: string };
@@ -58,19 +60,19 @@ export async function lookupVia(handler: Handler, clock: () => Millis, nameKey: 
 }
 
 /** The AAAA addresses at the end of `nameKey`'s CNAME chain in an answer (none when the answer stops mid-chain). */
-export function aaaaAddresses(bytes: Uint8Array, scan: ScannedResponse, nameKey: string): Ipv6[] {
+export function aaaaAddresses(bytes: Uint8Array, scan: ScannedResponse, nameKey: string): Ipv6Octets[] {
   const final = chainEnd(bytes, scan, nameKey, RrType.AAAA);
   return final === undefined ? [] : aaaaAt(bytes, scan, final);
 }
 
 /** The AAAA addresses owned by `final` (the end of a chain already followed). */
-export function aaaaAt(bytes: Uint8Array, scan: ScannedResponse, final: string): Ipv6[] {
-  const out: Ipv6[] = [];
-  for (const r of rrsetAt(bytes, scan, final, RrType.AAAA)) if (r.rdLen === 16) out.push(formatIpv6(bytes, r.rdOff));
+export function aaaaAt(bytes: Uint8Array, scan: ScannedResponse, final: string): Ipv6Octets[] {
+  const out: Ipv6Octets[] = [];
+  for (const r of rrsetAt(bytes, scan, final, RrType.AAAA)) if (r.rdLen === 16) out.push(ipv6OctetsAt(bytes, r.rdOff));
   return out;
 }
 
-export async function fetchAaaa(handler: Handler, clock: () => Millis, nameKey: string): Promise<Ipv6[] | undefined> {
+export async function fetchAaaa(handler: Handler, clock: () => Millis, nameKey: string): Promise<Ipv6Octets[] | undefined> {
   const r = await lookupVia(handler, clock, nameKey, RrType.AAAA);
   return r && r.scan.rcode === Rcode.NOERROR ? aaaaAddresses(r.bytes, r.scan, nameKey) : r ? [] : undefined;
 }
@@ -111,12 +113,12 @@ function negativeTtl(r: Looked, opts: CapFetchOptions): number {
 }
 
 /**
- * The TYPE65300 RRset at `final` decoded record by record where it lies in the
- * answer's bytes (the pool's receive slot: nothing is copied, no RRset array or
- * view is made); undefined when there is none. Its TTL is the smallest.
+ * The TYPE65300 RRset at `final` checked record by record where it lies in the
+ * answer's bytes (the pool's receive slot: no RRset array or view is made), each
+ * valid record's octets copied out; undefined when there is none. Its TTL is the smallest.
  */
 function decodeRecords(bytes: Uint8Array, scan: ScannedResponse, final: string, rrType: number): CapResult | undefined {
-  let records: CapabilityRecord[] | undefined;
+  let records: RecordOctets[] | undefined;
   let invalid: string[] | undefined; // made only when a record fails: the usual RRset decodes whole
   let ttl = Infinity;
   for (const rr of scan.records) {
@@ -124,7 +126,7 @@ function decodeRecords(bytes: Uint8Array, scan: ScannedResponse, final: string, 
     records ??= [];
     if (rr.ttl < ttl) ttl = rr.ttl;
     try {
-      records.push(decodeCapabilityRecordAt(bytes, rr.rdOff, rr.rdLen));
+      records.push(checkCapabilityRecordAt(bytes, rr.rdOff, rr.rdLen));
     } catch (err) {
       invalid = ignored(err, invalid);
     }
@@ -150,7 +152,7 @@ async function fetchTxtOnce(handler: Handler, clock: () => Millis, final: string
   const rrs = r.scan.rcode === Rcode.NOERROR ? rrsetAt(r.bytes, r.scan, end, RrType.TXT) : [];
   const caps = rrs.map((rr) => ({ ttl: rr.ttl, text: txtText(r.bytes, rr.rdOff, rr.rdLen) })).filter((x) => x.text.startsWith('v=shim6cap'));
   if (caps.length === 0) return { kind: 'absent', ttl: Math.min(nodataTtl, cacheTtl(r.bytes, r.scan)?.ttl ?? nodataTtl), source: 'txt-nodata' };
-  return decodeAll(caps, (c) => decodeCapabilityTxt(c.text), 'txt');
+  return checkAll(caps, (c) => { const rdata = capabilityTxtRdata(c.text); return checkCapabilityRecordAt(rdata, 0, rdata.length); }, 'txt');
 }
 
 /** RFC 1035 §3.3.14: TXT RDATA is one or more <character-string>s; one record's strings are joined. */
@@ -165,15 +167,15 @@ function txtText(b: Uint8Array, off: number, len: number): string {
   return s;
 }
 
-/** Decode each item (one closure per RRset, none per record); the RRset's TTL is its smallest. */
-function decodeAll<T extends { ttl: number }>(items: readonly T[], decode: (it: T) => CapabilityRecord, source: CapSource): CapResult {
-  const records: CapabilityRecord[] = [];
+/** Check each item (one closure per RRset, none per record); the RRset's TTL is its smallest. */
+function checkAll<T extends { ttl: number }>(items: readonly T[], check: (it: T) => RecordOctets, source: CapSource): CapResult {
+  const records: RecordOctets[] = [];
   let invalid: string[] | undefined;
   let ttl = Infinity;
   for (const it of items) {
     if (it.ttl < ttl) ttl = it.ttl;
     try {
-      records.push(decode(it));
+      records.push(check(it));
     } catch (err) {
       invalid = ignored(err, invalid);
     }
@@ -193,7 +195,7 @@ function ignored(err: unknown, invalid: string[] | undefined): string[] {
 }
 
 /** The outcome of an RRset: found when a record decoded, else invalid. */
-function rrsetResult(records: CapabilityRecord[], invalid: string[] | undefined, ttl: number, source: CapSource): CapResult {
+function rrsetResult(records: RecordOctets[], invalid: string[] | undefined, ttl: number, source: CapSource): CapResult {
   return records.length > 0 ? { kind: 'found', records, invalid: invalid ?? NO_ERRORS, ttl, source } : { kind: 'invalid', invalid: invalid ?? NO_ERRORS, ttl, source };
 }
 

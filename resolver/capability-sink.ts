@@ -7,19 +7,25 @@
  * capability record it found, before the application's answer is sent when the
  * record arrived in time, and `absent` once per negative lifetime when the name
  * has no record (NODATA / NXDOMAIN, and no TXT fallback record).
+ *
+ * Both get what the resolver read as octets: the record checked but not decoded
+ * (RecordOctets), the addresses as Ipv6Octets. A sink decodes and formats what
+ * it uses (recordFromOctets, formatIpv6Octets), so the lookup that carries the
+ * pickup makes no objects or text nobody reads, and a call crosses to the main
+ * thread as strings.
  */
 import type { Millis } from '../shim/time.ts';
-import type { Ipv6 } from '../shim/wire/ipv6.ts';
+import { formatIpv6Octets, type Ipv6Octets } from '../shim/wire/ipv6.ts';
 import type { Logger } from '../shim/log.ts';
-import type { CapabilityRecord } from '../shim/wire/capability-record.ts';
+import { recordFromOctets, type RecordOctets } from '../shim/wire/capability-record.ts';
 
-export type { CapabilityRecord };
+export type { RecordOctets, Ipv6Octets };
 
 export interface CapabilitySink {
-  /** DNS says the peer `name` runs shim6 with this ULID and locator set, for `ttlSeconds`. */
-  prime(now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void;
+  /** DNS says the peer `name` runs shim6 with this record (ULID and locator set), for `ttlSeconds`. */
+  prime(now: Millis, record: RecordOctets, ttlSeconds: number, name: string): void;
   /** DNS says `name` (answered with `addresses`) has no capability record, for `ttlSeconds`. */
-  absent(now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void;
+  absent(now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void;
 }
 
 /**
@@ -31,13 +37,14 @@ export interface CapabilitySink {
 export class LoggingSink implements CapabilitySink {
   constructor(private readonly log: Logger) {}
 
-  prime(_now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
-    if (!this.log.enabled('info')) return; // a prime per new peer: no fields built to be dropped
+  prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, name: string): void {
+    if (!this.log.enabled('info')) return; // a prime per new peer: nothing decoded to be dropped
+    const record = recordFromOctets(octets);
     this.log.info('capability prime', { name, ulid: record.ulid, locators: record.locators.map((l) => l.address), ttl: ttlSeconds });
   }
 
-  absent(_now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void {
+  absent(_now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
     if (!this.log.enabled('info')) return;
-    this.log.info('capability absent', { name, addresses, ttl: ttlSeconds });
+    this.log.info('capability absent', { name, addresses: addresses.map(formatIpv6Octets), ttl: ttlSeconds });
   }
 }

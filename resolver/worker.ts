@@ -8,8 +8,7 @@ import { errorToData } from '../shim/errors.ts';
 import { parentPort, workerData } from 'node:worker_threads';
 import { Logger } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
-import type { Ipv6 } from '../shim/wire/ipv6.ts';
-import { LoggingSink, type CapabilityRecord, type CapabilitySink } from './capability-sink.ts';
+import { LoggingSink, type CapabilitySink, type Ipv6Octets, type RecordOctets } from './capability-sink.ts';
 import { Resolver } from './index.ts';
 import type { FromWorker, SinkCall, ToWorker, WorkerInit } from './workers.ts';
 
@@ -30,8 +29,8 @@ class PortSink implements CapabilitySink {
     this.calls = [];
     post({ t: 'sink', calls });
   };
-  prime(_now: Millis, record: CapabilityRecord, ttl: number, name: string): void { this.add({ op: 'prime', record, ttl, name }); }
-  absent(_now: Millis, name: string, addresses: Ipv6[], ttl: number): void { this.add({ op: 'absent', name, addresses, ttl }); }
+  prime(_now: Millis, record: RecordOctets, ttl: number, name: string): void { this.add({ op: 'prime', record, ttl, name }); }
+  absent(_now: Millis, name: string, addresses: Ipv6Octets[], ttl: number): void { this.add({ op: 'absent', name, addresses, ttl }); }
   private add(c: SinkCall): void {
     if (this.calls.push(c) === 1) queueMicrotask(this.flush);
   }

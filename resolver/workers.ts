@@ -19,8 +19,8 @@ import { LRUCache } from 'lru-cache';
 import { errorFromData, type ErrorData } from '../shim/errors.ts';
 import { hostPort, type Logger } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
-import type { Ipv6 } from '../shim/wire/ipv6.ts';
-import type { CapabilityRecord } from '../shim/wire/capability-record.ts';
+import type { Ipv6Octets } from '../shim/wire/ipv6.ts';
+import { recordUlidOctets, type RecordOctets } from '../shim/wire/capability-record.ts';
 import { monotonicClock, Resolver, type FlushResult, type ResolverDeps, type ResolverStatus } from './index.ts';
 import type { ListenAddr } from './listener.ts';
 import type { ResolverConfig } from './config.ts';
@@ -45,8 +45,8 @@ export interface WorkerInit {
 
 /** One sink call, as a worker sends it over. */
 export type SinkCall =
-  | { op: 'prime'; record: CapabilityRecord; ttl: number; name: string }
-  | { op: 'absent'; name: string; addresses: Ipv6[]; ttl: number };
+  | { op: 'prime'; record: RecordOctets; ttl: number; name: string }
+  | { op: 'absent'; name: string; addresses: Ipv6Octets[]; ttl: number };
 
 /** Messages from a worker thread. */
 export type FromWorker =
@@ -88,11 +88,11 @@ export class OncePerLifetime implements CapabilitySink {
     this.until = new LRUCache({ max: maxEntries });
   }
 
-  prime(now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
-    if (this.first(`p ${name} ${record.ulid}`, now, ttlSeconds)) this.inner.prime(now, record, ttlSeconds, name);
+  prime(now: Millis, record: RecordOctets, ttlSeconds: number, name: string): void {
+    if (this.first(`p ${name} ${recordUlidOctets(record)}`, now, ttlSeconds)) this.inner.prime(now, record, ttlSeconds, name);
   }
 
-  absent(now: Millis, name: string, addresses: Ipv6[], ttlSeconds: number): void {
+  absent(now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
     if (this.first(`a ${name}`, now, ttlSeconds)) this.inner.absent(now, name, addresses, ttlSeconds);
   }
 

@@ -13,7 +13,7 @@
  */
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
-import type { Ipv6 } from '../../shim/wire/ipv6.ts';
+import type { Ipv6Octets } from '../../shim/wire/ipv6.ts';
 import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { CapabilitySink } from '../capability-sink.ts';
 import type { ResolverCounters } from '../counters.ts';
@@ -22,7 +22,7 @@ import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, t
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord } from '../capability-select.ts';
-import type { CapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { recordFromOctets, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
 import { Lru } from '../lru.ts';
 
@@ -58,13 +58,14 @@ export class CapEntry implements QueryListener {
   expiresAt: Millis;
   /** Until when this entry's outcome has been handed to the sink. */
   settledUntil = 0 as Millis;
-  /** A record was handed to the sink (its ULID is the first word of `shown`). */
+  /** `shown` was handed to the sink. */
   primed = false;
   /**
-   * Once settled, a found record's ULID and locators for `shim6 status`, space-separated: the
-   * decoded records are then dropped (see CapabilityStage.settle).
+   * Once settled, the found record `shim6 status` shows (the one handed to the sink, else the
+   * first), as the octets it arrived in: the outcome's list of records is then dropped (see
+   * CapabilityStage.settle).
    */
-  shown: string | undefined = undefined;
+  shown: RecordOctets | undefined = undefined;
   /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out (made on first use). */
   waiters: Waiter[] | undefined = undefined;
   /** The answer is decoded inside upstreamDone: the pool need not copy it. (On the prototype: no field per entry.) */
@@ -96,15 +97,15 @@ export class CapEntry implements QueryListener {
 }
 
 /** A found outcome once handed to the sink: its records are no longer kept (CapEntry.shown has what status shows). */
-const SETTLED_FOUND_DNS: CapResult = Object.freeze({ kind: 'found', records: Object.freeze([]) as unknown as CapabilityRecord[], invalid: Object.freeze([]), ttl: 0, source: 'dns' });
-const SETTLED_FOUND_TXT: CapResult = Object.freeze({ kind: 'found', records: Object.freeze([]) as unknown as CapabilityRecord[], invalid: Object.freeze([]), ttl: 0, source: 'txt' });
+const SETTLED_FOUND_DNS: CapResult = Object.freeze({ kind: 'found', records: Object.freeze([]) as unknown as RecordOctets[], invalid: Object.freeze([]), ttl: 0, source: 'dns' });
+const SETTLED_FOUND_TXT: CapResult = Object.freeze({ kind: 'found', records: Object.freeze([]) as unknown as RecordOctets[], invalid: Object.freeze([]), ttl: 0, source: 'txt' });
 
 /** An address answer held back for at most its budget; resolved exactly once. */
 class Waiter implements Deadlined {
   done = false;
   readonly promise: Promise<Answer>;
   private resolveFn!: (a: Answer) => void;
-  constructor(readonly deadline: number, readonly ans: Answer, readonly entry: CapEntry, readonly addresses: Ipv6[] | undefined) {
+  constructor(readonly deadline: number, readonly ans: Answer, readonly entry: CapEntry, readonly addresses: Ipv6Octets[] | undefined) {
     this.promise = new Promise<Answer>((r) => { this.resolveFn = r; });
   }
 
@@ -164,7 +165,7 @@ export class CapabilityStage implements Stage {
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
     let final: string | undefined;
-    let addresses: Ipv6[] | undefined;
+    let addresses: Ipv6Octets[] | undefined;
     try {
       scan = ans.scan ?? scanResponse(ans.bytes);
       final = chainEnd(ans.bytes, scan, req.q.nameKey, req.q.qtype);
@@ -237,7 +238,7 @@ export class CapabilityStage implements Stage {
   }
 
   /** Hand the outcome to the sink once per lifetime: prime a valid record, or report none. */
-  private settle(e: CapEntry, addresses: Ipv6[], now: Millis): void {
+  private settle(e: CapEntry, addresses: Ipv6Octets[], now: Millis): void {
     const r = e.result;
     if (!r || e.settledUntil >= e.expiresAt) return;
     // A failed lookup has nothing for the sink, but nothing to wait for either until it is retried.
@@ -256,17 +257,10 @@ export class CapabilityStage implements Stage {
         this.counters.capabilityInvalid++;
         this.log.warn('capability record ignored', { name, why: pick.why });
       }
-      // The sink has what it needs: keep two strings for status instead of the decoded records. An
-      // entry lives in the cache for thousands of lookups, and every object it holds is copied by the
-      // young-generation collection it survives into the old generation (measured with
-      // --trace-gc-nvp in the bench's miss run: about 1,500 → 1,200 octets promoted per miss).
-      const shown = pick.record ?? r.records[0];
-      if (shown) {
-        // One flat string (join; `+=` would keep a tree of cons strings alive in the entry).
-        const parts = [shown.ulid];
-        for (const l of shown.locators) parts.push(l.address);
-        e.shown = parts.join(' ');
-      }
+      // The sink has what it needs: keep one record's octets (one flat string) for status instead of
+      // the list. An entry lives in the cache for thousands of lookups, and every object it holds is
+      // copied by the young-generation collection it survives into the old generation.
+      e.shown = pick.record ?? r.records[0];
       e.result = r.source === 'txt' ? SETTLED_FOUND_TXT : SETTLED_FOUND_DNS;
     }
     e.settledUntil = e.expiresAt;
@@ -294,10 +288,9 @@ export class CapabilityStage implements Stage {
       const ttl = Math.floor((e.expiresAt - now) / 1000);
       const name = nameKeyToText(key);
       if (r.kind === 'found') {
-        const [shownUlid, ...shownLocators] = e.shown?.split(' ') ?? [];
-        const first = r.records[0];
-        positive.push({ name, source: r.source, ttl, primed: e.primed, ulid: shownUlid ?? first?.ulid,
-          locators: e.shown !== undefined ? shownLocators : first?.locators.map((l) => l.address) ?? [] });
+        const octets = e.shown ?? r.records[0];
+        const shown = octets === undefined ? undefined : recordFromOctets(octets);
+        positive.push({ name, source: r.source, ttl, primed: e.primed, ulid: shown?.ulid, locators: shown?.locators.map((l) => l.address) ?? [] });
       } else if (r.kind === 'absent' || r.kind === 'invalid') {
         negative.push({ name, source: r.kind === 'invalid' ? `invalid-${r.source}` : r.source, ttl });
       }

@@ -14,7 +14,7 @@
  */
 import { WireError } from './errors.ts';
 import { UsageError } from '../errors.ts';
-import { formatIpv6, parseIpv6, type Ipv6 } from './ipv6.ts';
+import { formatIpv6, octetsText, parseIpv6, type Ipv6, type Ipv6Octets } from './ipv6.ts';
 import {
   CAPABILITY_MAX_LOCATORS, CAPABILITY_RECORD_VERSION, CapabilityFlag, CapabilityParamKey, HBA_DIGEST_ALG_SHA256,
 } from '../constants.ts';
@@ -107,6 +107,61 @@ export function decodeCapabilityRecord(rdata: Uint8Array, opts: DecodeRecordOpti
  * same rules and errors as decodeCapabilityRecord; error offsets count from `start`.
  */
 export function decodeCapabilityRecordAt(b: Uint8Array, start: number, len: number, strict = false): CapabilityRecord {
+  const end = checkLayout(b, start, len, strict);
+  const locators: CapabilityLocator[] = [];
+  for (let at = start + HEADER; at < start + end; at += LOCATOR) {
+    locators.push({ address: formatIpv6(b, at + 4), flags: b[at]!, priority: b[at + 1]!, weight: b[at + 2]! });
+  }
+  const flags = b[start + 1]!;
+  const record: CapabilityRecord = {
+    hbaSet: (flags & CapabilityFlag.HBA_SET) !== 0,
+    cgaUlid: (flags & CapabilityFlag.CGA_ULID) !== 0,
+    ulid: formatIpv6(b, start + 4),
+    locators,
+    mandatory: [],
+    unknownParams: [],
+  };
+  if (end < len) decodeParams(b, start, end, len, record);
+  return record;
+}
+
+/**
+ * A record's RDATA that passed the decoder's checks, as one flat string of its
+ * octets (latin1: one character per octet). The resolver keeps and hands on a
+ * peer's record in this form: the objects and address texts of a decoded record
+ * are made only by whoever reads it (recordFromOctets).
+ */
+export type RecordOctets = string & { readonly recordOctets: unique symbol };
+
+/**
+ * Check the RDATA at `b[start, start + len)` by the rules of decodeCapabilityRecordAt
+ * (not strict) and return its octets, without building the record: the same
+ * errors, no objects for the locators, no address text.
+ */
+export function checkCapabilityRecordAt(b: Uint8Array, start: number, len: number): RecordOctets {
+  const end = checkLayout(b, start, len, false);
+  if (end < len) decodeParams(b, start, end, len, { mandatory: [], unknownParams: [] }); // its values are dropped
+  return octetsText(b, start, start + len) as RecordOctets;
+}
+
+/** The record a RecordOctets holds (it was checked when it was made: this does not throw). */
+export function recordFromOctets(octets: RecordOctets): CapabilityRecord {
+  const b = Buffer.from(octets, 'latin1');
+  // A plain Uint8Array view: the parameter values it copies are then Uint8Arrays, as from any other decode.
+  return decodeCapabilityRecord(new Uint8Array(b.buffer, b.byteOffset, b.length));
+}
+
+/** The ULID of a RecordOctets, as octets. */
+export function recordUlidOctets(octets: RecordOctets): Ipv6Octets {
+  return octets.slice(4, 20) as Ipv6Octets;
+}
+
+/**
+ * The checks of the fixed part (version, header, locator count, the locators'
+ * octets, and in strict mode the reserved octets and flag bits): the offset
+ * where the parameters start.
+ */
+function checkLayout(b: Uint8Array, start: number, len: number, strict: boolean): number {
   // A caller's bug, not hostile input: the RDATA's bounds come from an answer already scanned.
   if (!(start >= 0 && len >= 0 && start + len <= b.length)) throw new RangeError(`capability record: RDATA [${start}, +${len}) outside ${b.length} octets`);
   if (len < 1) throw new WireError('ETRUNCATED', 'capability record: empty RDATA', 0);
@@ -122,7 +177,6 @@ export function decodeCapabilityRecordAt(b: Uint8Array, start: number, len: numb
   }
   const end = HEADER + count * LOCATOR;
   if (len < end) throw new WireError('ETRUNCATED', `capability record: ${count} locators need ${end} octets`, len);
-  const locators: CapabilityLocator[] = [];
   for (let off = HEADER; off < end; off += LOCATOR) {
     const at = start + off;
     if (strict && b[at + 3] !== 0) throw new WireError('EFIELD', 'capability record: locator reserved octet not zero', off + 3);
@@ -130,18 +184,8 @@ export function decodeCapabilityRecordAt(b: Uint8Array, start: number, len: numb
     for (let prev = start + HEADER; prev < at; prev += LOCATOR) {
       if (sameOctets(b, prev + 4, at + 4)) throw new WireError('ERECORD', `capability record: locator ${formatIpv6(b, at + 4)} listed twice`, off + 4);
     }
-    locators.push({ address: formatIpv6(b, at + 4), flags: b[at]!, priority: b[at + 1]!, weight: b[at + 2]! });
   }
-  const record: CapabilityRecord = {
-    hbaSet: (flags & CapabilityFlag.HBA_SET) !== 0,
-    cgaUlid: (flags & CapabilityFlag.CGA_ULID) !== 0,
-    ulid: formatIpv6(b, start + 4),
-    locators,
-    mandatory: [],
-    unknownParams: [],
-  };
-  if (end < len) decodeParams(b, start, end, len, record);
-  return record;
+  return end;
 }
 
 /** Whether the 16 octets at `a` and at `b` are equal. */
@@ -158,7 +202,7 @@ const copyOf = (b: Uint8Array, from: number, to: number): Uint8Array => Uint8Arr
  * are strictly increasing, and so are the mandatory ones (key 0 comes first): whether each
  * mandatory key is present is a merge of the two lists, without a set of keys.
  */
-function decodeParams(b: Uint8Array, base: number, first: number, len: number, record: CapabilityRecord): void {
+function decodeParams(b: Uint8Array, base: number, first: number, len: number, record: Pick<CapabilityRecord, 'mandatory' | 'hbaDigest' | 'port' | 'unknownParams'>): void {
   let prevKey = -1;
   let mandatoryOffset = -1;
   let nextMandatory = 0; // index into record.mandatory of the first key not yet met

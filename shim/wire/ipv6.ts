@@ -1,11 +1,39 @@
 /**
  * IPv6 addresses as the rest of shim6 sees them: canonical RFC 5952 text
  * ("2001:db8::1", lowercase, longest zero run compressed) in decoded objects,
- * 16-octet Uint8Arrays on the wire. Parsing is strict and throws WireError('EADDRESS').
+ * 16-octet Uint8Arrays on the wire, and `Ipv6Octets` where a hot path only compares
+ * addresses it read from a packet. Parsing is strict and throws WireError('EADDRESS').
  */
 import { WireError } from './errors.ts';
 
 export type Ipv6 = string;
+
+/**
+ * An address as its 16 octets in a one-byte string (latin1: one character per
+ * octet), read from a packet without formatting text: equal addresses are equal
+ * strings (===), whatever text form a zone wrote them in. formatIpv6Octets makes the text.
+ */
+export type Ipv6Octets = string & { readonly ipv6Octets: unique symbol };
+
+/** Node's own latin1 reader, callable on any Uint8Array (Buffer#toString would need a Buffer view made first). */
+const latin1Slice = (Buffer.prototype as unknown as { latin1Slice(this: Uint8Array, start: number, end: number): string }).latin1Slice;
+
+/** `buf[start, end)` as a one-byte string, one character per octet (a flat string of its own: it keeps no reference to `buf`). */
+export function octetsText(buf: Uint8Array, start: number, end: number): string {
+  if (!(start >= 0 && start <= end && end <= buf.length)) throw new RangeError(`octets [${start}, ${end}) outside ${buf.length}`);
+  return latin1Slice.call(buf, start, end);
+}
+
+/** The 16 octets at `offset` of `buf` as Ipv6Octets. */
+export function ipv6OctetsAt(buf: Uint8Array, offset: number): Ipv6Octets {
+  if (offset < 0 || offset + 16 > buf.length) throw new WireError('ETRUNCATED', 'IPv6 address needs 16 octets', offset);
+  return octetsText(buf, offset, offset + 16) as Ipv6Octets;
+}
+
+/** Canonical text of an address held as octets. */
+export function formatIpv6Octets(octets: Ipv6Octets): Ipv6 {
+  return formatIpv6(Buffer.from(octets, 'latin1'));
+}
 
 /** Parse IPv6 text (any valid form, incl. embedded IPv4) into 16 octets. */
 export function parseIpv6(text: string): Uint8Array {

@@ -6,8 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
-  capabilityTxtRdata, decodeCapabilityRecord, decodeCapabilityRecordAt, decodeCapabilityTxt, encodeCapabilityRecord, encodeCapabilityTxt,
-  formatCapabilityRecord, ignoreReason, fromGenericRdata, parseCapabilityRecord, toGenericRdata,
+  capabilityTxtRdata, checkCapabilityRecordAt, decodeCapabilityRecord, decodeCapabilityRecordAt, decodeCapabilityTxt, encodeCapabilityRecord, encodeCapabilityTxt,
+  formatCapabilityRecord, ignoreReason, fromGenericRdata, parseCapabilityRecord, recordFromOctets, toGenericRdata, type RecordOctets,
 } from '../../shim/wire/capability-record.ts';
 import { checkCga, decodeCgaParams, encodeCgaParams, generateCga } from '../../shim/wire/cga.ts';
 import { checkHbaSet, generateHbaSet } from '../../shim/wire/hba.ts';
@@ -116,7 +116,7 @@ function decodeOutcome(f: () => unknown): unknown {
   }
 }
 
-test('fuzz: RDATA decoded in place (decodeCapabilityRecordAt) as decodeCapabilityRecord decodes it alone (seeded)', (ctx) => {
+test('fuzz: RDATA decoded in place (decodeCapabilityRecordAt), or checked in place into octets (checkCapabilityRecordAt), as decodeCapabilityRecord decodes it alone (seeded)', (ctx) => {
   const rnd = prng(fuzzSeed(ctx, 0x1a7));
   const int = (n: number): number => Math.floor(rnd() * n);
   let decoded = 0;
@@ -134,11 +134,18 @@ test('fuzz: RDATA decoded in place (decodeCapabilityRecordAt) as decodeCapabilit
     const strict = i % 7 === 0;
     const inPlace = decodeOutcome(() => decodeCapabilityRecordAt(container, before.length, rdata.length, strict));
     assert.deepEqual(inPlace, decodeOutcome(() => decodeCapabilityRecord(alone, { strict })), Buffer.from(whole).toString('hex'));
+    // The resolver's check (never strict) accepts and rejects as the decoder, with the same error,
+    // and its octets decode to the same record (its values Uint8Arrays, whatever the container's kind).
+    let octets: RecordOctets | undefined;
+    const checked = decodeOutcome(() => recordFromOctets(octets = checkCapabilityRecordAt(container, before.length, rdata.length)));
+    const plain = strict ? undefined : decodeOutcome(() => decodeCapabilityRecord(Uint8Array.from(alone)));
+    if (!strict) assert.deepEqual(checked, plain, Buffer.from(whole).toString('hex'));
     if ('record' in (inPlace as object)) {
       decoded++;
       // Nothing of the record is a view of the message: the receive slot is reused.
       container.fill(0xee);
       assert.deepEqual(inPlace, decodeOutcome(() => decodeCapabilityRecord(alone, { strict })));
+      if (!strict) assert.deepEqual(decodeOutcome(() => recordFromOctets(octets!)), plain);
     }
   }
   ctx.diagnostic(`${runs} inputs, ${decoded} decoded`);
@@ -165,9 +172,11 @@ test('the largest hostile RDATA: each shape decodes to its outcome, in place as 
     const inMessage = Uint8Array.of(...new Array<number>(40).fill(0), ...rdata);
     const alone = decodeOutcome(() => decodeCapabilityRecord(rdata));
     assert.deepEqual(decodeOutcome(() => decodeCapabilityRecordAt(inMessage, 40, rdata.length)), alone, label);
+    assert.deepEqual(decodeOutcome(() => recordFromOctets(checkCapabilityRecordAt(inMessage, 40, rdata.length))), alone, label);
     assert.deepEqual('record' in (alone as object) ? 'record' : (alone as { code: string }).code, expected[label as keyof typeof expected], label);
     // Bounds past the buffer are the caller's bug: a RangeError, never a read of what lies beyond.
     assert.throws(() => decodeCapabilityRecordAt(inMessage, 41, rdata.length), RangeError, label);
+    assert.throws(() => checkCapabilityRecordAt(inMessage, 41, rdata.length), RangeError, label);
   }
   // The decoder's work is linear in the RDATA's length (a merge of the ascending key lists, each
   // locator compared with at most 31 earlier ones); tests assert no time (a loaded CI machine).

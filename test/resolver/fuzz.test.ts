@@ -10,7 +10,8 @@ import { parseQuery, questionKey } from '../../resolver/message.ts';
 import { cacheTtl, chainEnd, followCnames, questionNameIs, readNameKey, rrsetAt, scanResponse } from '../../resolver/answer-scan.ts';
 import { AnswerCache, DEFAULT_CACHE_OPTIONS } from '../../resolver/answer-cache.ts';
 import { aaaaAddresses, capabilityOutcome, type CapResult } from '../../resolver/capability-fetch.ts';
-import { decodeCapabilityRecord, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { decodeCapabilityRecord, type RecordOctets } from '../../shim/wire/capability-record.ts';
+import { formatIpv6Octets } from '../../shim/wire/ipv6.ts';
 import { errorResponse, finishForClient, ownAnswer } from '../../resolver/answer-build.ts';
 import { SimRng, fuzzRuns, fuzzSeed } from '../helpers/rng.ts';
 
@@ -89,7 +90,7 @@ test('upstream-answer path: 100,000 seeded inputs through scan, chain, TTL, own 
   const seedAnswer = compressedResponse();
   const s0 = scanResponse(seedAnswer);
   assert.equal(followCnames(seedAnswer, s0, s0.qnameKey), '\x04host\x07example\x03org\x00');
-  assert.deepEqual(aaaaAddresses(seedAnswer, s0, s0.qnameKey), ['2001:db8::1']);
+  assert.deepEqual(aaaaAddresses(seedAnswer, s0, s0.qnameKey).map(formatIpv6Octets), ['2001:db8::1']);
   const query = dnsPacket.encode({ id: 1, type: 'query', questions: [{ name: 'www.example.org', type: 'AAAA' }] });
   const q = parseQuery(query);
   const cache = new AnswerCache({ ...DEFAULT_CACHE_OPTIONS, maxEntries: 64 });
@@ -158,9 +159,9 @@ function capabilityAnswers(): Uint8Array[] {
 }
 
 /**
- * What the capability lookup's RRset decodes to by the existing parts, one by one: the RRset
- * (rrsetAt), then each RDATA copied out of the message and decoded alone. Undefined when the
- * answer holds no such RRset at the end of its chain.
+ * What the capability lookup's RRset comes to by the existing parts, one by one: the RRset
+ * (rrsetAt), then each RDATA copied out of the message and decoded alone; the outcome keeps the
+ * octets of those that decode. Undefined when the answer holds no such RRset at the end of its chain.
  */
 function rrsetOracle(bytes: Uint8Array, nameKey: string): CapResult | undefined {
   const scan = scanResponse(bytes, false);
@@ -175,11 +176,13 @@ function rrsetOracle(bytes: Uint8Array, nameKey: string): CapResult | undefined 
     return undefined; // a broken name in the chain: the lookup's outcome is an error
   }
   if (rrs.length === 0) return undefined;
-  const records: CapabilityRecord[] = [];
+  const records: RecordOctets[] = [];
   const invalid: string[] = [];
   for (const rr of rrs) {
     try {
-      records.push(decodeCapabilityRecord(Uint8Array.prototype.slice.call(bytes, rr.rdOff, rr.rdOff + rr.rdLen)));
+      const rdata = Uint8Array.prototype.slice.call(bytes, rr.rdOff, rr.rdOff + rr.rdLen);
+      decodeCapabilityRecord(rdata);
+      records.push(Buffer.from(rdata).toString('latin1') as RecordOctets);
     } catch (err) {
       if (!(err instanceof WireError)) throw err;
       invalid.push(err.code);

@@ -13,7 +13,9 @@ import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 import type { Millis } from '../../shim/time.ts';
 import { configFromObject, resolveConfig } from '../../resolver/config.ts';
 import { Resolver } from '../../resolver/index.ts';
-import type { CapabilitySink, CapabilityRecord } from '../../resolver/capability-sink.ts';
+import type { CapabilitySink, Ipv6Octets, RecordOctets } from '../../resolver/capability-sink.ts';
+import { recordFromOctets, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
+import { formatIpv6Octets } from '../../shim/wire/ipv6.ts';
 import type { Answer } from '../../resolver/chain.ts';
 import type { ParsedQuery } from '../../resolver/message.ts';
 import { nameKeyToText } from '../../resolver/message.ts';
@@ -21,14 +23,16 @@ import { DEADLINE_MS, sleep } from '../helpers/wait.ts';
 
 export interface SinkCall { kind: 'prime' | 'absent'; name: string; ttl: number; ulid?: string; addresses?: string[]; at: bigint; record?: CapabilityRecord }
 
-/** Records every call with a monotonic timestamp, to compare with answer times. */
+/** Records every call with a monotonic timestamp, to compare with answer times (decoded after the timestamp, as a sink would). */
 export class RecordingSink implements CapabilitySink {
   readonly calls: SinkCall[] = [];
-  prime(_now: Millis, record: CapabilityRecord, ttlSeconds: number, name: string): void {
-    this.calls.push({ kind: 'prime', name, ttl: ttlSeconds, ulid: record.ulid, at: process.hrtime.bigint(), record });
+  prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, name: string): void {
+    const at = process.hrtime.bigint();
+    const record = recordFromOctets(octets);
+    this.calls.push({ kind: 'prime', name, ttl: ttlSeconds, ulid: record.ulid, at, record });
   }
-  absent(_now: Millis, name: string, addresses: string[], ttlSeconds: number): void {
-    this.calls.push({ kind: 'absent', name, ttl: ttlSeconds, addresses, at: process.hrtime.bigint() });
+  absent(_now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
+    this.calls.push({ kind: 'absent', name, ttl: ttlSeconds, addresses: addresses.map(formatIpv6Octets), at: process.hrtime.bigint() });
   }
 }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { isIPv6 } from 'node:net';
 import fc from 'fast-check';
 import { canonicalIpv6, formatIpv6, isIpv6, parseIpv6, WireError } from '../../shim/wire/index.ts';
+import { formatIpv6Octets, ipv6OctetsAt, octetsText } from '../../shim/wire/ipv6.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
 const urlForm = (text: string): string => new URL(`http://[${text}]/`).hostname.slice(1, -1);
@@ -31,6 +32,23 @@ test('formatIpv6 agrees with the WHATWG URL serializer; parse(format(x)) = x', (
     assert.equal(text, urlForm(text));
     assert.deepEqual(parseIpv6(text), b);
   }), fuzzParams(t, { seed: 5952, numRuns: 3000 }));
+});
+
+test('Ipv6Octets: read in place from a Buffer or a Uint8Array, equal exactly when the octets are, formatted as formatIpv6; not a view', (t) => {
+  fc.assert(fc.property(octets, octets, fc.nat(7), fc.boolean(), (a, b, at, asBuffer) => {
+    const whole = new Uint8Array(at + 32);
+    whole.set(a, at);
+    whole.set(b, at + 16);
+    const container = asBuffer ? Buffer.from(whole) : whole;
+    const oa = ipv6OctetsAt(container, at), ob = ipv6OctetsAt(container, at + 16);
+    assert.equal(oa.length, 16);
+    assert.equal(oa === ob, a.every((x, i) => x === b[i]));
+    assert.equal(formatIpv6Octets(oa), formatIpv6(a));
+    container.fill(0xee); // the receive slot is reused: the octets were copied out
+    assert.equal(formatIpv6Octets(ob), formatIpv6(b));
+  }), fuzzParams(t, { seed: 16, numRuns: 2000 }));
+  assert.throws(() => ipv6OctetsAt(new Uint8Array(20), 5), WireError);
+  assert.throws(() => octetsText(new Uint8Array(4), 2, 5), RangeError);
 });
 
 test('parseIpv6 reads the uncompressed, upper-case form too', (t) => {
