@@ -8,9 +8,24 @@
  * It must not know about DNS transport or the engine.
  */
 import type { Ipv6Octets } from '../shim/wire/ipv6.ts';
-import { recordUlidOctets, type RecordOctets } from '../shim/wire/capability-record.ts';
+import { RECORD_ULID_OFFSET, type RecordOctets } from '../shim/wire/capability-record.ts';
 
-export function selectRecord(records: readonly RecordOctets[], aaaa: readonly Ipv6Octets[]): { record?: RecordOctets; why: string } {
-  for (const r of records) if (aaaa.includes(recordUlidOctets(r))) return { record: r, why: 'ok' };
-  return { why: records.length === 0 ? 'no decodable record' : 'ULID not in the AAAA set' };
+/** The first record whose ULID is one of `aaaa`, or undefined (whyNone says why). */
+export function selectRecord(records: readonly RecordOctets[], aaaa: readonly Ipv6Octets[]): RecordOctets | undefined {
+  for (let i = 0; i < records.length; i++) {
+    const r = records[i]!;
+    for (let j = 0; j < aaaa.length; j++) if (ulidIs(r, aaaa[j]!)) return r;
+  }
+  return undefined;
+}
+
+/** Why selectRecord found none. */
+export function whyNone(records: readonly RecordOctets[]): string {
+  return records.length === 0 ? 'no decodable record' : 'ULID not in the AAAA set';
+}
+
+/** Compared in place, character by character: no substring is made per record (once per new peer, on the lookup's way back). */
+function ulidIs(r: RecordOctets, a: Ipv6Octets): boolean {
+  for (let k = 0; k < 16; k++) if (r.charCodeAt(RECORD_ULID_OFFSET + k) !== a.charCodeAt(k)) return false;
+  return true;
 }

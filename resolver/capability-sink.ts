@@ -9,23 +9,26 @@
  * has no record (NODATA / NXDOMAIN, and no TXT fallback record).
  *
  * Both get what the resolver read as octets: the record checked but not decoded
- * (RecordOctets), the addresses as Ipv6Octets. A sink decodes and formats what
- * it uses (recordFromOctets, formatIpv6Octets), so the lookup that carries the
- * pickup makes no objects or text nobody reads, and a call crosses to the main
- * thread as strings.
+ * (RecordOctets), the addresses as Ipv6Octets, the name as the resolver keys it
+ * (lowercase wire form). A sink decodes and formats what it uses
+ * (recordFromOctets, formatIpv6Octets, nameKeyToText), so the lookup that
+ * carries the pickup makes no objects or text nobody reads, and a call crosses
+ * to the main thread as strings.
  */
 import type { Millis } from '../shim/time.ts';
 import { formatIpv6Octets, type Ipv6Octets } from '../shim/wire/ipv6.ts';
 import type { Logger } from '../shim/log.ts';
 import { recordFromOctets, type RecordOctets } from '../shim/wire/capability-record.ts';
+import { nameKeyToText } from './message.ts';
 
 export type { RecordOctets, Ipv6Octets };
+export { nameKeyToText };
 
 export interface CapabilitySink {
-  /** DNS says the peer `name` runs shim6 with this record (ULID and locator set), for `ttlSeconds`. */
-  prime(now: Millis, record: RecordOctets, ttlSeconds: number, name: string): void;
-  /** DNS says `name` (answered with `addresses`) has no capability record, for `ttlSeconds`. */
-  absent(now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void;
+  /** DNS says the peer named `nameKey` runs shim6 with this record (ULID and locator set), for `ttlSeconds`. */
+  prime(now: Millis, record: RecordOctets, ttlSeconds: number, nameKey: string): void;
+  /** DNS says `nameKey` (answered with `addresses`) has no capability record, for `ttlSeconds`. */
+  absent(now: Millis, nameKey: string, addresses: Ipv6Octets[], ttlSeconds: number): void;
 }
 
 /**
@@ -37,14 +40,14 @@ export interface CapabilitySink {
 export class LoggingSink implements CapabilitySink {
   constructor(private readonly log: Logger) {}
 
-  prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, name: string): void {
+  prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, nameKey: string): void {
     if (!this.log.enabled('info')) return; // a prime per new peer: nothing decoded to be dropped
     const record = recordFromOctets(octets);
-    this.log.info('capability prime', { name, ulid: record.ulid, locators: record.locators.map((l) => l.address), ttl: ttlSeconds });
+    this.log.info('capability prime', { name: nameKeyToText(nameKey), ulid: record.ulid, locators: record.locators.map((l) => l.address), ttl: ttlSeconds });
   }
 
-  absent(_now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
+  absent(_now: Millis, nameKey: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
     if (!this.log.enabled('info')) return;
-    this.log.info('capability absent', { name, addresses: addresses.map(formatIpv6Octets), ttl: ttlSeconds });
+    this.log.info('capability absent', { name: nameKeyToText(nameKey), addresses: addresses.map(formatIpv6Octets), ttl: ttlSeconds });
   }
 }

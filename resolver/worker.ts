@@ -29,8 +29,8 @@ class PortSink implements CapabilitySink {
     this.calls = [];
     post({ t: 'sink', calls });
   };
-  prime(_now: Millis, record: RecordOctets, ttl: number, name: string): void { this.add({ op: 'prime', record, ttl, name }); }
-  absent(_now: Millis, name: string, addresses: Ipv6Octets[], ttl: number): void { this.add({ op: 'absent', name, addresses, ttl }); }
+  prime(_now: Millis, record: RecordOctets, ttl: number, nameKey: string): void { this.add({ op: 'prime', record, ttl, nameKey }); }
+  absent(_now: Millis, nameKey: string, addresses: Ipv6Octets[], ttl: number): void { this.add({ op: 'absent', nameKey, addresses, ttl }); }
   private add(c: SinkCall): void {
     if (this.calls.push(c) === 1) queueMicrotask(this.flush);
   }

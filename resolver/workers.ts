@@ -45,8 +45,8 @@ export interface WorkerInit {
 
 /** One sink call, as a worker sends it over. */
 export type SinkCall =
-  | { op: 'prime'; record: RecordOctets; ttl: number; name: string }
-  | { op: 'absent'; name: string; addresses: Ipv6Octets[]; ttl: number };
+  | { op: 'prime'; record: RecordOctets; ttl: number; nameKey: string }
+  | { op: 'absent'; nameKey: string; addresses: Ipv6Octets[]; ttl: number };
 
 /** Messages from a worker thread. */
 export type FromWorker =
@@ -88,12 +88,12 @@ export class OncePerLifetime implements CapabilitySink {
     this.until = new LRUCache({ max: maxEntries });
   }
 
-  prime(now: Millis, record: RecordOctets, ttlSeconds: number, name: string): void {
-    if (this.first(`p ${name} ${recordUlidOctets(record)}`, now, ttlSeconds)) this.inner.prime(now, record, ttlSeconds, name);
+  prime(now: Millis, record: RecordOctets, ttlSeconds: number, nameKey: string): void {
+    if (this.first(`p ${nameKey} ${recordUlidOctets(record)}`, now, ttlSeconds)) this.inner.prime(now, record, ttlSeconds, nameKey);
   }
 
-  absent(now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
-    if (this.first(`a ${name}`, now, ttlSeconds)) this.inner.absent(now, name, addresses, ttlSeconds);
+  absent(now: Millis, nameKey: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
+    if (this.first(`a ${nameKey}`, now, ttlSeconds)) this.inner.absent(now, nameKey, addresses, ttlSeconds);
   }
 
   /** After `shim6 flush`: every peer is primed (or reported absent) again on its next lookup. */
@@ -193,8 +193,8 @@ export class ResolverGroup {
     const now: Millis = (this.deps.clock ?? monotonicClock)();
     if (m.t === 'sink') {
       for (const c of m.calls) {
-        if (c.op === 'prime') this.deps.sink.prime(now, c.record, c.ttl, c.name);
-        else this.deps.sink.absent(now, c.name, c.addresses, c.ttl);
+        if (c.op === 'prime') this.deps.sink.prime(now, c.record, c.ttl, c.nameKey);
+        else this.deps.sink.absent(now, c.nameKey, c.addresses, c.ttl);
       }
     } else if (m.t === 'status' || m.t === 'flushed') {
       const done = shard.pending.get(m.id);

@@ -21,7 +21,7 @@ import { chainEnd, scanResponse, type ScannedResponse } from '../answer-scan.ts'
 import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
-import { selectRecord } from '../capability-select.ts';
+import { selectRecord, whyNone } from '../capability-select.ts';
 import { recordFromOctets, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
 import { Lru } from '../lru.ts';
@@ -243,24 +243,23 @@ export class CapabilityStage implements Stage {
     if (!r || e.settledUntil >= e.expiresAt) return;
     // A failed lookup has nothing for the sink, but nothing to wait for either until it is retried.
     if (r.kind === 'error') { e.settledUntil = e.expiresAt; return; }
-    const name = nameKeyToText(e.nameKey);
     const remaining = Math.max(0, Math.floor((e.expiresAt - now) / 1000));
     if (r.kind === 'absent') {
-      if (addresses.length > 0) { this.sink.absent(now, name, addresses, remaining); this.counters.absents++; }
+      if (addresses.length > 0) { this.sink.absent(now, e.nameKey, addresses, remaining); this.counters.absents++; }
     } else if (r.kind === 'found') {
       const pick = selectRecord(r.records, addresses);
-      if (pick.record) {
-        this.sink.prime(now, pick.record, remaining, name);
+      if (pick) {
+        this.sink.prime(now, pick, remaining, e.nameKey);
         this.counters.primes++;
         e.primed = true;
       } else {
         this.counters.capabilityInvalid++;
-        this.log.warn('capability record ignored', { name, why: pick.why });
+        this.log.warn('capability record ignored', { name: nameKeyToText(e.nameKey), why: whyNone(r.records) });
       }
       // The sink has what it needs: keep one record's octets (one flat string) for status instead of
       // the list. An entry lives in the cache for thousands of lookups, and every object it holds is
       // copied by the young-generation collection it survives into the old generation.
-      e.shown = pick.record ?? r.records[0];
+      e.shown = pick ?? r.records[0];
       e.result = r.source === 'txt' ? SETTLED_FOUND_TXT : SETTLED_FOUND_DNS;
     }
     e.settledUntil = e.expiresAt;

@@ -11,7 +11,7 @@ import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { formatIpv6Octets } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
-import type { CapabilitySink, Ipv6Octets, RecordOctets } from '../../resolver/capability-sink.ts';
+import { nameKeyToText, type CapabilitySink, type Ipv6Octets, type RecordOctets } from '../../resolver/capability-sink.ts';
 import { recordFromOctets } from '../wire/capability-record.ts';
 import type { Engine } from '../engine/index.ts';
 import type { CacheSnapshot } from '../engine/capability.ts';
@@ -26,20 +26,20 @@ export class EngineSink implements CapabilitySink {
     private readonly log: Logger,
   ) {}
 
-  prime(_resolverNow: Millis, octets: RecordOctets, ttlSeconds: number, name: string): void {
+  prime(_resolverNow: Millis, octets: RecordOctets, ttlSeconds: number, nameKey: string): void {
     this.primes++;
     const record = recordFromOctets(octets);
     const locators = record.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
-    this.log.info('prime', { name, ulid: record.ulid, locators: locators.map((l) => l.address), ttl: ttlSeconds });
+    this.log.info('prime', { name: nameKeyToText(nameKey), ulid: record.ulid, locators: locators.map((l) => l.address), ttl: ttlSeconds });
     this.run((engine, now) => engine.prime(now, {
       ulid: record.ulid, locators, ttl: ttlSeconds, source: 'dns', ...(record.port !== undefined ? { port: record.port } : {}),
     }));
   }
 
-  absent(_resolverNow: Millis, name: string, octets: Ipv6Octets[], ttlSeconds: number): void {
+  absent(_resolverNow: Millis, nameKey: string, octets: Ipv6Octets[], ttlSeconds: number): void {
     this.absents++;
     const addresses = octets.map(formatIpv6Octets);
-    this.log.debug('no capability record', { name, addresses, ttl: ttlSeconds });
+    this.log.debug('no capability record', { name: nameKeyToText(nameKey), addresses, ttl: ttlSeconds });
     this.run((engine, now) => engine.absent(now, { addresses: addresses.filter((a) => a.includes(':')), ttl: ttlSeconds }));
   }
 }

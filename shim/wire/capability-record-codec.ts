@@ -116,7 +116,7 @@ export function decodeCapabilityRecordAt(b: Uint8Array, start: number, len: numb
   const record: CapabilityRecord = {
     hbaSet: (flags & CapabilityFlag.HBA_SET) !== 0,
     cgaUlid: (flags & CapabilityFlag.CGA_ULID) !== 0,
-    ulid: formatIpv6(b, start + 4),
+    ulid: formatIpv6(b, start + RECORD_ULID_OFFSET),
     locators,
     mandatory: [],
     unknownParams: [],
@@ -151,9 +151,12 @@ export function recordFromOctets(octets: RecordOctets): CapabilityRecord {
   return decodeCapabilityRecord(new Uint8Array(b.buffer, b.byteOffset, b.length));
 }
 
+/** Where the ULID's 16 octets start in the RDATA (and so in a RecordOctets). */
+export const RECORD_ULID_OFFSET = 4;
+
 /** The ULID of a RecordOctets, as octets. */
 export function recordUlidOctets(octets: RecordOctets): Ipv6Octets {
-  return octets.slice(4, 20) as Ipv6Octets;
+  return octets.slice(RECORD_ULID_OFFSET, RECORD_ULID_OFFSET + 16) as Ipv6Octets;
 }
 
 /**

@@ -26,13 +26,13 @@ export interface SinkCall { kind: 'prime' | 'absent'; name: string; ttl: number;
 /** Records every call with a monotonic timestamp, to compare with answer times (decoded after the timestamp, as a sink would). */
 export class RecordingSink implements CapabilitySink {
   readonly calls: SinkCall[] = [];
-  prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, name: string): void {
+  prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, nameKey: string): void {
     const at = process.hrtime.bigint();
     const record = recordFromOctets(octets);
-    this.calls.push({ kind: 'prime', name, ttl: ttlSeconds, ulid: record.ulid, at, record });
+    this.calls.push({ kind: 'prime', name: nameKeyToText(nameKey), ttl: ttlSeconds, ulid: record.ulid, at, record });
   }
-  absent(_now: Millis, name: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
-    this.calls.push({ kind: 'absent', name, ttl: ttlSeconds, addresses: addresses.map(formatIpv6Octets), at: process.hrtime.bigint() });
+  absent(_now: Millis, nameKey: string, addresses: Ipv6Octets[], ttlSeconds: number): void {
+    this.calls.push({ kind: 'absent', name: nameKeyToText(nameKey), ttl: ttlSeconds, addresses: addresses.map(formatIpv6Octets), at: process.hrtime.bigint() });
   }
 }
 
