@@ -68,7 +68,8 @@ export function aaaaAddresses(bytes: Uint8Array, scan: ScannedResponse, nameKey:
 /** The AAAA addresses owned by `final` (the end of a chain already followed). */
 export function aaaaAt(bytes: Uint8Array, scan: ScannedResponse, final: string): Ipv6Octets[] {
   const out: Ipv6Octets[] = [];
-  for (const r of rrsetAt(bytes, scan, final, RrType.AAAA)) if (r.rdLen === 16) out.push(ipv6OctetsAt(bytes, r.rdOff));
+  // The RRset's records straight from the scan (rrsetAt would make an array of them first).
+  for (const r of scan.records) if (r.section === 0 && r.type === RrType.AAAA && r.rdLen === 16 && ownerIs(bytes, scan, r.ownerOff, final)) out.push(ipv6OctetsAt(bytes, r.rdOff));
   return out;
 }
 
