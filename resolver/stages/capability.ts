@@ -22,7 +22,7 @@ import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, t
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord, whyNone } from '../capability-select.ts';
-import { recordFromOctets, type RecordOctets } from '../../shim/wire/capability-record.ts';
+import { recordFromOctets, recordWithoutParams, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
 import { Lru } from '../lru.ts';
 
@@ -62,8 +62,8 @@ export class CapEntry implements QueryListener {
   primed = false;
   /**
    * Once settled, the found record `shim6 status` shows (the one handed to the sink, else the
-   * first), as the octets it arrived in: the outcome's list of records is then dropped (see
-   * CapabilityStage.settle).
+   * first), as the octets of its header and locators: the outcome's list of records is then
+   * dropped (see CapabilityStage.settle).
    */
   shown: RecordOctets | undefined = undefined;
   /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out (made on first use). */
@@ -256,10 +256,12 @@ export class CapabilityStage implements Stage {
         this.counters.capabilityInvalid++;
         this.log.warn('capability record ignored', { name: nameKeyToText(e.nameKey), why: whyNone(r.records) });
       }
-      // The sink has what it needs: keep one record's octets (one flat string) for status instead of
-      // the list. An entry lives in the cache for thousands of lookups, and every object it holds is
-      // copied by the young-generation collection it survives into the old generation.
-      e.shown = pick ?? r.records[0];
+      // The sink has what it needs: keep one record's header and locators (one flat string, at most
+      // 660 octets whatever its parameters' size) for status instead of the list. An entry lives in
+      // the cache for thousands of lookups, and every object it holds is copied by the
+      // young-generation collection it survives into the old generation.
+      const shown = pick ?? r.records[0];
+      e.shown = shown === undefined ? undefined : recordWithoutParams(shown);
       e.result = r.source === 'txt' ? SETTLED_FOUND_TXT : SETTLED_FOUND_DNS;
     }
     e.settledUntil = e.expiresAt;

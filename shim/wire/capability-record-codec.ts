@@ -151,6 +151,17 @@ export function recordFromOctets(octets: RecordOctets): CapabilityRecord {
   return decodeCapabilityRecord(new Uint8Array(b.buffer, b.byteOffset, b.length));
 }
 
+/**
+ * The record without its parameters (its header and locators: at most 660 octets), as a string
+ * of its own (not a slice that keeps the whole RDATA alive): what a cache keeps per peer to show
+ * its ULID and locators, whatever the parameters' size (up to 64 KB of RDATA).
+ */
+export function recordWithoutParams(octets: RecordOctets): RecordOctets {
+  const end = HEADER + octets.charCodeAt(2) * LOCATOR;
+  if (end >= octets.length) return octets;
+  return Buffer.from(octets.slice(0, end), 'latin1').toString('latin1') as RecordOctets;
+}
+
 /** Where the ULID's 16 octets start in the RDATA (and so in a RecordOctets). */
 export const RECORD_ULID_OFFSET = 4;
 

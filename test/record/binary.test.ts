@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import {
   checkHbaDigest, decodeCapabilityRecord, recordPort, encodeCapabilityRecord, capabilityRecordLength, ignoreReason, validateAgainstAaaa,
-  IgnoredCapabilityRecord, type CapabilityRecord,
+  IgnoredCapabilityRecord, checkCapabilityRecordAt, recordFromOctets, recordUlidOctets, recordWithoutParams, type CapabilityRecord,
 } from '../../shim/wire/capability-record.ts';
 import { WireError } from '../../shim/wire/errors.ts';
 import { UsageError } from '../../shim/errors.ts';
@@ -142,6 +142,20 @@ test('property: encode → decode is the identity on valid records', (t) => {
   fc.assert(fc.property(arbRecord, (r) => {
     assert.deepEqual(decodeCapabilityRecord(encodeCapabilityRecord(r)), r);
   }), fuzzParams(t, { seed: 5533, numRuns: 1000 }));
+});
+
+test('property: RecordOctets keep the record; without its parameters, its header and locators in at most 660 octets', (t) => {
+  fc.assert(fc.property(arbRecord, (r) => {
+    const rdata = encodeCapabilityRecord(r);
+    const octets = checkCapabilityRecordAt(rdata, 0, rdata.length);
+    assert.equal(octets.length, rdata.length);
+    assert.deepEqual(recordFromOctets(octets), r);
+    assert.deepEqual([...Buffer.from(recordUlidOctets(octets), 'latin1')], [...rdata.subarray(4, 20)]);
+    const kept = recordWithoutParams(octets);
+    assert.ok(kept.length <= 20 + 32 * 20);
+    const { hbaDigest: _digest, port: _port, ...fixed } = r;
+    assert.deepEqual(recordFromOctets(kept), { ...fixed, mandatory: [], unknownParams: [] });
+  }), fuzzParams(t, { seed: 660, numRuns: 500 }));
 });
 
 test('property: a mandatory unknown key makes the reader ignore the RR', (t) => {

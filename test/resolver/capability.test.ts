@@ -90,6 +90,19 @@ test('no record → absent() with the answered addresses; invalid records → ig
   assert.ok(st.capability.negative.some((e) => e.name === 'bad.example.' || e.name === 'badver.example.'));
 });
 
+test('a record with large parameters primes with all of them; its cache entry keeps the header and locators only', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const { stub } = await setup(t, { capability: { waitMinMs: 5000, waitMaxMs: 5000 } });
+  await dig(stub, 'params.example.', 'AAAA');
+  await until(() => stub.resolver.counters.primes > 0);
+  const p = stub.sink.calls.find((c) => c.kind === 'prime')!;
+  assert.equal(p.record?.port, 6000);
+  assert.equal(p.record?.unknownParams[0]?.value.length, 900);
+  const st = stub.resolver.status() as { capability: { positive: Array<{ name: string; ulid: string; locators: string[] }> } };
+  const shown = st.capability.positive.find((e) => e.name === 'params.example.');
+  assert.deepEqual(shown && { ulid: shown.ulid, locators: shown.locators }, { ulid: '2001:db8:a::1', locators: ['2001:db8:a::1', '2001:db8:b::1'] });
+});
+
 test('TXT fallback only when configured, and only after a TYPE65300 NODATA', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
   const off = await setup(t);

@@ -37,6 +37,9 @@ export function zoneText(): string {
     `_shim6.txtpeer 300 IN TXT "v=shim6cap1 b64=${Buffer.from(txtHex, 'hex').toString('base64')}"`,
     'unknown 300 IN TYPE65432 \\# 4 deadbeef',
     'short 5 IN AAAA 2001:db8:8::1',
+    // A valid record with 900 octets of parameters (port 6000, an unknown key): the cache keeps its ULID and locators only.
+    'params 300 IN AAAA 2001:db8:a::1',
+    capLine('params', 300, capRdataHex('2001:db8:a::1', ['2001:db8:a::1', '2001:db8:b::1'], { params: Uint8Array.from([0, 2, 0, 2, 0x17, 0x70, 0, 9, 0x03, 0x84, ...new Array<number>(900).fill(0xab)]) })),
   ];
   // > 1232 octets of TXT: Knot sets TC over UDP.
   for (let i = 0; i < 12; i++) lines.push(`big 300 IN TXT "${String(i).padStart(2, '0')}${'x'.repeat(180)}"`);
