@@ -90,7 +90,7 @@ test('no record → absent() with the answered addresses; invalid records → ig
   assert.ok(st.capability.negative.some((e) => e.name === 'bad.example.' || e.name === 'badver.example.'));
 });
 
-test('a record with large parameters primes with all of them; its cache entry keeps the header and locators only', async (t) => {
+test('a record with large parameters primes with all of them; status shows its ULID and locators (the 660-octet bound of what the entry keeps: test/record/binary.test.ts)', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
   const { stub } = await setup(t, { capability: { waitMinMs: 5000, waitMaxMs: 5000 } });
   await dig(stub, 'params.example.', 'AAAA');
