@@ -162,7 +162,9 @@ test('a router prohibits one port\'s encapsulated datagrams: on a multihomed pat
   const before = await status(lab, 'a');
   const r = connect(9999, 2000);
   const after = await status(lab, 'a');
-  t.diagnostic(`port 9999: ${r}; A stats ${JSON.stringify({ icmpIn: after.daemon.stats.icmpIn, icmpActed: after.daemon.stats.icmpActed, icmpToApp: after.daemon.stats.icmpToApp })}`);
+  const pairOf = (st: Status): string => JSON.stringify(st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP)?.pair);
+  const moves = log(lab, 'a').filter((x) => x.msg === 'locator-pair-changed').map((x) => `${x.ts.slice(11, 23)} ${JSON.stringify(x.new)}`);
+  t.diagnostic(`port 9999: ${r}; A stats ${JSON.stringify({ icmpIn: after.daemon.stats.icmpIn, icmpActed: after.daemon.stats.icmpActed, icmpToApp: after.daemon.stats.icmpToApp })}; pair before ${pairOf(before)}, after ${pairOf(after)}; pair changes: ${moves.join(' | ') || 'none'}`);
   assert.ok(after.daemon.stats.icmpActed > before.daemon.stats.icmpActed, 'the engine acted on the router\'s error (RFC 5533 §8)');
   assert.equal(after.daemon.stats.icmpToApp, before.daemon.stats.icmpToApp, 'and kept it from the application');
   assert.doesNotMatch(r, /^EACCES/);
