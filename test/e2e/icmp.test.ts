@@ -135,11 +135,14 @@ test('a router\'s Packet Too Big about the encapsulated stream reaches the appli
  * Link P through a router (MTU 1500) whose firewall rejects the encapsulated datagrams that carry TCP to
  * B's port 9999 (UDP header 8 octets + payload header 8, then the TCP destination port: bits 144–159) with
  * Destination Unreachable "administratively prohibited"; B listens on 9998 and 9999; the context is up.
+ * B's locator on Q is unreachable from A: every pair the context can be on (after a busy machine's false
+ * exploration too) has B's P locator as its peer's, so its datagrams cross the router.
  * Returns a connect attempt from A's namespace to B's ULID (its outcome as the application saw it).
  */
 async function prohibitingRouter(t: TestContext, lab: Lab, extra: Record<string, unknown>): Promise<(port: number, patience?: number) => string> {
   const router = routerOnP(t, lab, 1500);
   nsExec(router, ['nft', '-f', '-'], { input: `table inet e2eicmp {\n chain relay {\n  type filter hook forward priority 0;\n  ip6 daddr ${LAB_ADDR.bP} udp dport 5533 @th,144,16 9999 reject with icmpv6 type admin-prohibited\n }\n}\n` });
+  nsExec(lab.a, ['nft', '-f', '-'], { input: `table inet e2enoq {\n chain out {\n  type filter hook output priority 0;\n  ip6 daddr ${LAB_ADDR.bQ} drop\n }\n chain in {\n  type filter hook input priority 0;\n  ip6 saddr ${LAB_ADDR.bQ} drop\n }\n}\n` });
   await daemons(t, lab, {}, extra);
   const server = spawn('ip', ['netns', 'exec', lab.b, process.execPath, '-e',
     "const n=require('net');for(const p of [9998,9999])n.createServer((s)=>s.end('ok')).listen(p,'::');setInterval(()=>{},1e6)"], { stdio: 'ignore' });
