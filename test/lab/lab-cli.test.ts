@@ -24,12 +24,23 @@ const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'named-che
 const prefix = `u${process.pid.toString(36).slice(-6).padStart(6, '0')}x`.slice(0, 8);
 
 const pids = (ns: string): string => spawnSync('ip', ['netns', 'pids', ns], { encoding: 'utf8' }).stdout.split(/\s+/).filter(Boolean).sort().join(' ');
+/** Seconds since boot (/proc/uptime), the clock of a process's start time in /proc/<pid>/stat. */
+const uptime = (): number => Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]);
+/** The pids of `ns` whose process started by `bootSeconds` (clock ticks of 10 ms: USER_HZ on Linux). */
+const startedBy = (ns: string, bootSeconds: number): string => pids(ns).split(' ').filter((p) => {
+  try {
+    return Number(readFileSync(`/proc/${p}/stat`, 'utf8').split(') ')[1]!.split(' ')[19]) / 100 <= bootSeconds;
+  } catch {
+    return false; // gone already: a short-lived child
+  }
+}).join(' ');
 
 test('lab up: curl by name from A reaches B through its stub; a second up or a demo of the same prefix is refused and the lab is untouched; down removes /etc/netns files', { timeout: 300_000 }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const lab = labFor(prefix);
   t.after(() => { labDown(lab); });
   const up = shim6(['lab', 'up', '--prefix', prefix], { timeout: 200_000 });
+  const upDone = uptime();
   assert.equal(up.status, 0, up.stdout + up.stderr);
   assert.match(up.stdout, new RegExp(`ip netns exec ${lab.a} curl http://b\\.lab\\.example/`));
   const rc = readFileSync(path.join(NETNS_ETC, lab.a, 'resolv.conf'), 'utf8');
@@ -42,7 +53,10 @@ test('lab up: curl by name from A reaches B through its stub; a second up or a d
   assert.equal(status.status, 0, status.stderr);
   assert.match(status.stdout, /b\.lab\.example/, 'A\'s stub saw the name');
 
-  const before = [lab.a, lab.b, lab.dns].map(pids);
+  // The lab's processes: those started by `lab up` (a daemon's short-lived child, an `ip` or `ss`,
+  // may be running at any moment after it and gone the next).
+  const before = [lab.a, lab.b, lab.dns].map((ns) => startedBy(ns, upDone));
+  before.forEach((b, i) => assert.notEqual(b, '', `the lab's processes in ${[lab.a, lab.b, lab.dns][i]}`));
   const [again, demo] = await Promise.all([
     shim6Async(['lab', 'up', '--prefix', prefix]),
     shim6Async(['lab', 'demo', '--prefix', prefix, '--mode', 'tcp']),
@@ -51,8 +65,8 @@ test('lab up: curl by name from A reaches B through its stub; a second up or a d
     assert.equal(r.status, 1, r.stdout + r.stderr);
     assert.match(r.stderr, new RegExp(`ELAB_RUNNING: a lab with prefix "${prefix}" is running .*--replace`));
   }
-  // Untouched: every process of the lab still there, and no other to stay (a daemon's short-lived
-  // child, an `ip` or `ss`, may come and go meanwhile).
+  // Untouched: every process of the lab still there, and no other to stay (short-lived children
+  // may come and go meanwhile).
   const now = [lab.a, lab.b, lab.dns].map(pids);
   before.forEach((b, i) => assert.ok(b.split(' ').every((p) => now[i]!.split(' ').includes(p)), `the running lab's processes are untouched: ${b} then ${now[i]}`));
   await waitFor(() => [lab.a, lab.b, lab.dns].map(pids).join('|') === before.join('|'), 'no new process in the running lab');
