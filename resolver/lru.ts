@@ -9,15 +9,32 @@
  * decided by the caches themselves against the `now` they are given).
  * It must not know what it stores.
  */
-export interface LruOptions<V> {
+export interface LruOptions<K, V> {
   /** Entries kept at most (≥ 1). */
   max: number;
+  /**
+   * A hash of the key: keeps a counting filter of the keys held (a byte per bucket, about
+   * four buckets per entry), so that looking up a key that is not there reads one byte
+   * instead of probing the Map. On a host idle between lookups the Map's buckets and
+   * chains are out of the CPU's caches, and a miss probed there costs microseconds
+   * (the capability stage's lookup of a new name, resolver/stages/capability.ts).
+   */
+  hash?: (key: K) => number;
   /** Sum of `sizeOf` kept at most; an entry larger than this alone is not stored. */
   maxSize?: number;
   sizeOf?: (v: V) => number;
 }
 
 const NONE = -1;
+/** A filter bucket that reached this count stays there (it is never wrong, only less useful). */
+const SATURATED = 255;
+
+/** FNV-1a over a string's code units: the `hash` of string keys. */
+export function stringHash(s: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
+  return h >>> 0;
+}
 
 export class Lru<K, V> {
   private readonly map = new Map<K, number>();
@@ -36,8 +53,12 @@ export class Lru<K, V> {
   readonly max: number;
   private readonly maxSize: number;
   private readonly sizeOf: ((v: V) => number) | undefined;
+  /** The counting filter (see LruOptions.hash): how many held keys fall in each bucket. */
+  private readonly counts: Uint8Array | undefined;
+  private readonly mask: number = 0;
+  private readonly hash: ((key: K) => number) | undefined;
 
-  constructor(opts: LruOptions<V>) {
+  constructor(opts: LruOptions<K, V>) {
     if (!(opts.max >= 1)) throw new RangeError('Lru: max must be at least 1');
     this.max = opts.max;
     this.maxSize = opts.maxSize ?? Infinity;
@@ -46,6 +67,24 @@ export class Lru<K, V> {
     this.next = new Int32Array(cap);
     this.prev = new Int32Array(cap);
     if (this.sizeOf) this.sizes = new Float64Array(cap);
+    if (opts.hash) {
+      let n = 1024;
+      while (n < 4 * this.max && n < 1 << 20) n *= 2;
+      this.counts = new Uint8Array(n);
+      this.mask = n - 1;
+      this.hash = opts.hash;
+    }
+  }
+
+  /** False when `key` is surely not held (the filter's bucket is empty). */
+  private mayHold(key: K): boolean {
+    return this.counts === undefined || this.counts[this.hash!(key) & this.mask] !== 0;
+  }
+
+  private countKey(key: K, delta: 1 | -1): void {
+    if (this.counts === undefined) return;
+    const j = this.hash!(key) & this.mask;
+    if (this.counts[j] !== SATURATED) this.counts[j] = this.counts[j]! + delta;
   }
 
   get size(): number { return this.map.size; }
@@ -54,6 +93,7 @@ export class Lru<K, V> {
 
   /** The value, made the most recently used. */
   get(key: K): V | undefined {
+    if (!this.mayHold(key)) return undefined;
     const i = this.map.get(key);
     if (i === undefined) return undefined;
     if (i !== this.tail) this.moveToTail(i);
@@ -62,17 +102,18 @@ export class Lru<K, V> {
 
   /** The value, recency unchanged. */
   peek(key: K): V | undefined {
+    if (!this.mayHold(key)) return undefined;
     const i = this.map.get(key);
     return i === undefined ? undefined : this.valueOf[i];
   }
 
-  has(key: K): boolean { return this.map.has(key); }
+  has(key: K): boolean { return this.mayHold(key) && this.map.has(key); }
 
   /** Store (or replace) as the most recently used, evicting the least recently used beyond the bounds. */
   set(key: K, value: V): this {
     const size = this.sizeOf ? this.sizeOf(value) : 0;
     if (size > this.maxSize) { this.delete(key); return this; }
-    let i = this.map.get(key);
+    let i = this.mayHold(key) ? this.map.get(key) : undefined;
     if (i !== undefined) {
       this.valueOf[i] = value;
       if (this.sizes) { this.total += size - this.sizes[i]!; this.sizes[i] = size; }
@@ -84,6 +125,7 @@ export class Lru<K, V> {
       this.valueOf[i] = value;
       if (this.sizes) { this.sizes[i] = size; this.total += size; }
       this.map.set(key, i);
+      this.countKey(key, 1);
       this.prev[i] = this.tail;
       this.next[i] = NONE;
       if (this.tail !== NONE) this.next[this.tail] = i; else this.head = i;
@@ -94,6 +136,7 @@ export class Lru<K, V> {
   }
 
   delete(key: K): boolean {
+    if (!this.mayHold(key)) return false;
     const i = this.map.get(key);
     if (i === undefined) return false;
     this.unlink(i);
@@ -103,6 +146,7 @@ export class Lru<K, V> {
 
   clear(): void {
     this.map.clear();
+    this.counts?.fill(0);
     this.keyOf = [];
     this.valueOf = [];
     this.free = [];
@@ -126,6 +170,7 @@ export class Lru<K, V> {
   /** Forget slot `i` (already out of the list) and its key. */
   private release(i: number): void {
     this.map.delete(this.keyOf[i] as K);
+    this.countKey(this.keyOf[i] as K, -1);
     this.keyOf[i] = undefined;
     this.valueOf[i] = undefined;
     if (this.sizes) { this.total -= this.sizes[i]!; this.sizes[i] = 0; }

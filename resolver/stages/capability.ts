@@ -24,7 +24,7 @@ import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord, whyNone } from '../capability-select.ts';
 import { recordFromOctets, recordWithoutParams, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
-import { Lru } from '../lru.ts';
+import { Lru, stringHash } from '../lru.ts';
 
 export interface CapabilityOptions extends CapFetchOptions {
   /** Wait for the record at most this long after the address answer (ms). */
@@ -121,6 +121,14 @@ class Waiter implements Deadlined {
 export class CapabilityStage implements Stage {
   readonly name = 'capability';
   private readonly entries: Lru<string, CapEntry>;
+  /**
+   * Entries made in this event-loop turn, not yet in `entries`: a new name's entry goes into
+   * the LRU (a probe of its Map and an eviction, microseconds when its memory is out of the
+   * CPU's caches) only after the turn's questions have left (admitFresh), while the stub
+   * waits for their answers. Lookups see both.
+   */
+  private readonly fresh = new Map<string, CapEntry>();
+  private admitScheduled = false;
   /** qname → final name of its CNAME chain, with expiry. */
   private readonly aliases: Lru<string, { final: string; expiresAt: Millis }>;
 
@@ -141,7 +149,7 @@ export class CapabilityStage implements Stage {
       counters.capabilityTxtQueries++;
       return direct(req);
     };
-    this.entries = new Lru({ max: opts.maxEntries });
+    this.entries = new Lru({ max: opts.maxEntries, hash: stringHash });
     this.budget = new DeadlineQueue<Waiter>(timer, (w) => { if (w.finish()) counters.capabilityLate++; });
     this.aliases = new Lru({ max: opts.maxEntries });
   }
@@ -152,7 +160,7 @@ export class CapabilityStage implements Stage {
     // Fast path: this name's outcome is already with the sink and still fresh.
     const alias = this.aliases.size === 0 ? undefined : this.aliases.get(q.nameKey);
     const final = alias && alias.expiresAt > req.now ? alias.final : q.nameKey;
-    const known = this.entries.get(final);
+    const known = this.find(final);
     if (known && known.expiresAt > req.now && known.settledUntil > req.now) return next(req);
     return this.slow(req, next, final, known ?? null);
   }
@@ -197,16 +205,30 @@ export class CapabilityStage implements Stage {
     return w.promise;
   }
 
+  /** The entry of `nameKey`, made this turn or cached. */
+  private find(nameKey: string): CapEntry | undefined {
+    return (this.fresh.size === 0 ? undefined : this.fresh.get(nameKey)) ?? this.entries.get(nameKey);
+  }
+
   /** The entry for `nameKey`, starting its lookup when there is none or it expired. */
   private entry(nameKey: string, now: Millis, known?: CapEntry | null): CapEntry {
-    const e = known === undefined ? this.entries.get(nameKey) : known;
+    const e = known === undefined ? this.find(nameKey) : known;
     if (e && (e.result === undefined || e.expiresAt > now)) return e;
     const fresh = new CapEntry(this, nameKey, now);
-    this.entries.set(nameKey, fresh);
+    this.fresh.set(nameKey, fresh);
     this.counters.capabilityQueries++;
     this.lookup(nameKey, this.opts.rrType, fresh);
+    // Scheduled after the lookup's send, so it runs after the socket's flush of the turn's questions.
+    if (!this.admitScheduled) { this.admitScheduled = true; setImmediate(this.admitFresh); }
     return fresh;
   }
+
+  /** The turn's new entries into the LRU (see `fresh`). */
+  private readonly admitFresh = (): void => {
+    this.admitScheduled = false;
+    for (const [key, e] of this.fresh) this.entries.set(key, e);
+    this.fresh.clear();
+  };
 
   /** The capability lookup of `e` came back (or failed): decode, then the TXT fallback if due. */
   looked(e: CapEntry, err: Error | undefined, r: UpstreamResult | undefined): void {
@@ -273,8 +295,9 @@ export class CapabilityStage implements Stage {
    * settle the answers waiting for them. Returns the entries dropped.
    */
   flush(): number {
-    const n = this.entries.size;
+    const n = this.entries.size + this.fresh.size;
     this.entries.clear();
+    this.fresh.clear();
     this.aliases.clear();
     return n;
   }
@@ -283,7 +306,7 @@ export class CapabilityStage implements Stage {
   status(now: Millis): { positive: unknown[]; negative: unknown[] } {
     const positive: unknown[] = [];
     const negative: unknown[] = [];
-    for (const [key, e] of this.entries.entries()) {
+    for (const [key, e] of [...this.fresh, ...this.entries.entries()]) {
       const r = e.result;
       if (!r || e.expiresAt <= now) continue;
       const ttl = Math.floor((e.expiresAt - now) / 1000);

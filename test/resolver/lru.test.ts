@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Lru } from '../../resolver/lru.ts';
+import { Lru, stringHash } from '../../resolver/lru.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
 /** The reference: a Map in recency order (least recent first), bounded the same way. */
@@ -39,16 +39,21 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('clear' as const) }), weight: 1 },
 );
 
-test('Lru behaves as the reference model: values, recency, eviction by count and by size', (t) => {
-  fc.assert(fc.property(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 60 }), fc.array(op, { maxLength: 400 }), (max, maxSize, ops) => {
+/** The key filter's hash (LruOptions.hash): none, spread, a few buckets, or one bucket for every key. */
+const HASHES: ReadonlyArray<((k: number) => number) | undefined> = [undefined, (k) => Math.imul(k, 0x9e3779b1) >>> 0, (k) => k % 3, () => 7];
+
+test('Lru behaves as the reference model: values, recency, eviction by count and by size, with and without its key filter', (t) => {
+  fc.assert(fc.property(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 0, max: HASHES.length - 1 }), fc.array(op, { maxLength: 400 }), (max, maxSize, h, ops) => {
     const sized = maxSize < 50;
-    const lru = new Lru<number, string>(sized ? { max, maxSize, sizeOf: (v) => v.length } : { max });
+    const hash = HASHES[h];
+    const lru = new Lru<number, string>({ max, ...(sized ? { maxSize, sizeOf: (v: string) => v.length } : {}), ...(hash ? { hash } : {}) });
     const model = new Model(max, sized ? maxSize : Infinity);
     for (const o of ops) {
       if (o.op === 'get') assert.equal(lru.get(o.k), model.get(o.k));
       else if (o.op === 'peek') assert.equal(lru.peek(o.k), model.peek(o.k));
       else if (o.op === 'delete') assert.equal(lru.delete(o.k), model.delete(o.k));
       else if (o.op === 'set') { lru.set(o.k, o.v); model.set(o.k, o.v); } else { lru.clear(); model.m.clear(); model.total = 0; }
+      if (o.op !== 'clear') assert.equal(lru.has(o.k), model.m.has(o.k));
       assert.equal(lru.size, model.m.size);
       if (sized) assert.equal(lru.calculatedSize, model.total);
     }
@@ -76,4 +81,28 @@ test('Lru does not store an entry larger than maxSize, and drops the key it repl
   lru.set('b', 'ab');
   lru.set('c', 'abcd'); // 6 > 5: the least recent ('b') goes
   assert.deepEqual([...lru.entries()], [['c', 'abcd']]);
+});
+
+test('Lru\'s key filter: a bucket that saturates stays usable (no key held is ever reported absent)', () => {
+  // Every key in one bucket: 300 keys push its count past what a byte holds.
+  const lru = new Lru<string, number>({ max: 1000, hash: () => 0 });
+  for (let i = 0; i < 300; i++) lru.set(`k${i}`, i);
+  for (let i = 0; i < 290; i++) assert.equal(lru.delete(`k${i}`), true);
+  for (let i = 290; i < 300; i++) assert.equal(lru.get(`k${i}`), i);
+  for (let i = 0; i < 10; i++) assert.equal(lru.delete(`k${290 + i}`), true);
+  assert.equal(lru.size, 0);
+  lru.set('again', 1);
+  assert.equal(lru.get('again'), 1);
+  // clear() empties the filter with the map.
+  lru.clear();
+  assert.equal(lru.get('again'), undefined);
+  lru.set('after', 2);
+  assert.equal(lru.get('after'), 2);
+});
+
+test('stringHash spreads names over the filter: 10,000 names land in more than 8,500 of 65,536 buckets', () => {
+  const used = new Set<number>();
+  for (let i = 0; i < 10_000; i++) used.add(stringHash(`\x08host${i}\x07example\x00`) & 0xffff);
+  // Uniform hashing: 65,536 × (1 − e^(−10000/65536)) ≈ 9,270.
+  assert.ok(used.size > 8_500, `${used.size} buckets`);
 });
