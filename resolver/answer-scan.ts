@@ -104,7 +104,8 @@ export function readNameKey(b: Uint8Array, off: number): string {
 /**
  * Check the structure of a whole response and index its RRs. `withKey` false:
  * `qnameKey` is left '' (the upstream pool matches the question name with
- * questionNameIs instead: no string made per answer).
+ * questionNameIs instead: no string made per answer, and then sets it to the
+ * question's own key, so that later owner checks compare one string with itself).
  */
 export function scanResponse(b: Uint8Array, withKey = true): ScannedResponse {
   if (b.length < 12) throw new WireError('ETRUNCATED', 'DNS header needs 12 octets', b.length);

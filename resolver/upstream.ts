@@ -450,6 +450,7 @@ export class UpstreamPool {
     }
     const job = a.job;
     if (!questionNameIs(msg, scan, job.nameKey) || scan.qtype !== job.qtype || scan.qclass !== job.qclass) { this.counters.upstreamMismatched++; return; }
+    scan.qnameKey = job.nameKey; // the same name: ownerIs then compares the key with itself, not the octets again
     if (a.caps) {
       if (!sameOctets(msg, a.bytes, 12, 11 + job.nameKey.length)) { this.caseMismatch(a); return; }
       a.h.caseMismatches = 0;
