@@ -21,7 +21,7 @@ import { chainEnd, scanResponse, type ScannedResponse } from '../answer-scan.ts'
 import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
-import { selectRecord, whyNone } from '../capability-select.ts';
+import { selectRecord, selectRecordAt, whyNone } from '../capability-select.ts';
 import { recordFromOctets, recordWithoutParams, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
 import { Lru, stringHash } from '../lru.ts';
@@ -151,7 +151,7 @@ export class CapabilityStage implements Stage {
     };
     this.entries = new Lru({ max: opts.maxEntries, hash: stringHash });
     this.budget = new DeadlineQueue<Waiter>(timer, (w) => { if (w.finish()) counters.capabilityLate++; });
-    this.aliases = new Lru({ max: opts.maxEntries });
+    this.aliases = new Lru({ max: opts.maxEntries, hash: stringHash });
   }
 
   serve(req: Request, next: Handler): Answer | Promise<Answer> {
@@ -173,7 +173,6 @@ export class CapabilityStage implements Stage {
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
     let final: string | undefined;
-    let addresses: Ipv6Octets[] | undefined;
     try {
       scan = ans.scan ?? scanResponse(ans.bytes);
       final = chainEnd(ans.bytes, scan, req.q.nameKey, req.q.qtype);
@@ -183,7 +182,6 @@ export class CapabilityStage implements Stage {
         this.counters.capabilityChainCut++;
         return ans;
       }
-      addresses = req.q.qtype === RrType.AAAA ? aaaaAt(ans.bytes, scan, final) : undefined;
     } catch {
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }
@@ -191,10 +189,16 @@ export class CapabilityStage implements Stage {
     // Usually the final name is the one guessed: its entry is the one started above (even if the
     // cache dropped it meanwhile, its lookup still completes into it).
     const entry = final === guess ? first : this.entry(final, req.now);
-    if (entry.result && addresses) {
-      this.settle(entry, addresses, req.now);
+    const aaaa = req.q.qtype === RrType.AAAA;
+    const r = entry.result;
+    if (r && aaaa) {
+      // The usual case (the record came with the address answer): a found record is matched
+      // against the AAAA RRs where they lie; the addresses are copied out only for absent().
+      if (r.kind === 'found') this.primeFound(entry, r, selectRecordAt(r.records, ans.bytes, scan, final), req.now);
+      else this.settle(entry, aaaaAt(ans.bytes, scan, final), req.now);
       return ans;
     }
+    const addresses = aaaa ? aaaaAt(ans.bytes, scan, final) : undefined;
     // The budget scales with this lookup's own upstream round trip (on loopback ~0.2 ms, so a
     // fixed 1 ms floor would dominate), floored at waitMinMs and capped at waitMaxMs.
     const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
@@ -269,23 +273,30 @@ export class CapabilityStage implements Stage {
     if (r.kind === 'absent') {
       if (addresses.length > 0) { this.sink.absent(now, e.nameKey, addresses, remaining); this.counters.absents++; }
     } else if (r.kind === 'found') {
-      const pick = selectRecord(r.records, addresses);
-      if (pick) {
-        this.sink.prime(now, pick, remaining, e.nameKey);
-        this.counters.primes++;
-        e.primed = true;
-      } else {
-        this.counters.capabilityInvalid++;
-        this.log.warn('capability record ignored', { name: nameKeyToText(e.nameKey), why: whyNone(r.records) });
-      }
-      // The sink has what it needs: keep one record's header and locators (one flat string, at most
-      // 660 octets whatever its parameters' size) for status instead of the list. An entry lives in
-      // the cache for thousands of lookups, and every object it holds is copied by the
-      // young-generation collection it survives into the old generation.
-      const shown = pick ?? r.records[0];
-      e.shown = shown === undefined ? undefined : recordWithoutParams(shown);
-      e.result = r.source === 'txt' ? SETTLED_FOUND_TXT : SETTLED_FOUND_DNS;
+      this.primeFound(e, r, selectRecord(r.records, addresses), now);
+      return;
     }
+    e.settledUntil = e.expiresAt;
+  }
+
+  /** settle() for a found record, `pick` the one selected against the owner's addresses (or none). */
+  private primeFound(e: CapEntry, r: CapResult & { kind: 'found' }, pick: RecordOctets | undefined, now: Millis): void {
+    if (e.settledUntil >= e.expiresAt) return;
+    if (pick) {
+      this.sink.prime(now, pick, Math.max(0, Math.floor((e.expiresAt - now) / 1000)), e.nameKey);
+      this.counters.primes++;
+      e.primed = true;
+    } else {
+      this.counters.capabilityInvalid++;
+      this.log.warn('capability record ignored', { name: nameKeyToText(e.nameKey), why: whyNone(r.records) });
+    }
+    // The sink has what it needs: keep one record's header and locators (one flat string, at most
+    // 660 octets whatever its parameters' size) for status instead of the list. An entry lives in
+    // the cache for thousands of lookups, and every object it holds is copied by the
+    // young-generation collection it survives into the old generation.
+    const shown = pick ?? r.records[0];
+    e.shown = shown === undefined ? undefined : recordWithoutParams(shown);
+    e.result = r.source === 'txt' ? SETTLED_FOUND_TXT : SETTLED_FOUND_DNS;
     e.settledUntil = e.expiresAt;
   }
 
