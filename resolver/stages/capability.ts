@@ -166,10 +166,16 @@ export class CapabilityStage implements Stage {
   }
 
   /** `known`: the entry of `guess` as serve() found it, null for none (saves a second cache lookup). */
-  private async slow(req: Request, next: Handler, guess: string, known: CapEntry | null): Promise<Answer> {
+  private slow(req: Request, next: Handler, guess: string, known: CapEntry | null): Answer | Promise<Answer> {
     const started = this.timer();
     const first = this.entry(guess, req.now, known); // start at once, in parallel with the address lookup
-    const ans = await next(req);
+    const ans = next(req);
+    // One reaction on the address answer, not an async function: its frame and its resumption cost more per miss.
+    return ans instanceof Promise ? ans.then((a) => this.answered(req, guess, first, started, a)) : this.answered(req, guess, first, started, ans);
+  }
+
+  /** The address answer is back: settle the record if it is in, else hold the answer for at most its budget. */
+  private answered(req: Request, guess: string, first: CapEntry, started: number, ans: Answer): Answer | Promise<Answer> {
     if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
     let scan: ScannedResponse;
     let final: string | undefined;
@@ -230,9 +236,11 @@ export class CapabilityStage implements Stage {
   /** The turn's new entries into the LRU (see `fresh`). */
   private readonly admitFresh = (): void => {
     this.admitScheduled = false;
-    for (const [key, e] of this.fresh) this.entries.set(key, e);
+    this.fresh.forEach(this.admit);
     this.fresh.clear();
   };
+
+  private readonly admit = (e: CapEntry, key: string): void => { this.entries.set(key, e); };
 
   /** The capability lookup of `e` came back (or failed): decode, then the TXT fallback if due. */
   looked(e: CapEntry, err: Error | undefined, r: UpstreamResult | undefined): void {
