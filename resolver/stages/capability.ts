@@ -195,16 +195,22 @@ export class CapabilityStage implements Stage {
     // Usually the final name is the one guessed: its entry is the one started above (even if the
     // cache dropped it meanwhile, its lookup still completes into it).
     const entry = final === guess ? first : this.entry(final, req.now);
-    const aaaa = req.q.qtype === RrType.AAAA;
+    const isAaaa = req.q.qtype === RrType.AAAA;
     const r = entry.result;
-    if (r && aaaa) {
-      // The usual case (the record came with the address answer): a found record is matched
-      // against the AAAA RRs where they lie; the addresses are copied out only for absent().
-      if (r.kind === 'found') this.primeFound(entry, r, selectRecordAt(r.records, ans.bytes, scan, final), req.now);
-      else this.settle(entry, aaaaAt(ans.bytes, scan, final), req.now);
+    // The usual case (the record came with the address answer): a found record is matched
+    // against the AAAA RRs where they lie; the addresses are copied out only when kept or reported.
+    let pick: RecordOctets | undefined;
+    let addresses: Ipv6Octets[] | undefined;
+    try {
+      if (r?.kind === 'found' && isAaaa) pick = selectRecordAt(r.records, ans.bytes, scan, final);
+      else if (isAaaa) addresses = aaaaAt(ans.bytes, scan, final);
+    } catch {
+      return ans; // as above
+    }
+    if (r && isAaaa) {
+      if (r.kind === 'found') this.primeFound(entry, r, pick, req.now); else this.settle(entry, addresses!, req.now);
       return ans;
     }
-    const addresses = aaaa ? aaaaAt(ans.bytes, scan, final) : undefined;
     // The budget scales with this lookup's own upstream round trip (on loopback ~0.2 ms, so a
     // fixed 1 ms floor would dominate), floored at waitMinMs and capped at waitMaxMs.
     const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
