@@ -76,15 +76,18 @@ export class Lru<K, V> {
     }
   }
 
-  /** False when `key` is surely not held (the filter's bucket is empty). */
-  private mayHold(key: K): boolean {
-    return this.counts === undefined || this.counts[this.hash!(key) & this.mask] !== 0;
+  /** The filter's bucket of `key`, or -1 without a filter. */
+  private bucket(key: K): number {
+    return this.counts === undefined ? -1 : this.hash!(key) & this.mask;
   }
 
-  private countKey(key: K, delta: 1 | -1): void {
-    if (this.counts === undefined) return;
-    const j = this.hash!(key) & this.mask;
-    if (this.counts[j] !== SATURATED) this.counts[j] = this.counts[j]! + delta;
+  /** False when `key` is surely not held (its bucket `j` is empty). */
+  private mayHold(j: number): boolean {
+    return j < 0 || this.counts![j] !== 0;
+  }
+
+  private count(j: number, delta: 1 | -1): void {
+    if (j >= 0 && this.counts![j] !== SATURATED) this.counts![j] = this.counts![j]! + delta;
   }
 
   get size(): number { return this.map.size; }
@@ -93,7 +96,7 @@ export class Lru<K, V> {
 
   /** The value, made the most recently used. */
   get(key: K): V | undefined {
-    if (!this.mayHold(key)) return undefined;
+    if (!this.mayHold(this.bucket(key))) return undefined;
     const i = this.map.get(key);
     if (i === undefined) return undefined;
     if (i !== this.tail) this.moveToTail(i);
@@ -102,18 +105,19 @@ export class Lru<K, V> {
 
   /** The value, recency unchanged. */
   peek(key: K): V | undefined {
-    if (!this.mayHold(key)) return undefined;
+    if (!this.mayHold(this.bucket(key))) return undefined;
     const i = this.map.get(key);
     return i === undefined ? undefined : this.valueOf[i];
   }
 
-  has(key: K): boolean { return this.mayHold(key) && this.map.has(key); }
+  has(key: K): boolean { return this.mayHold(this.bucket(key)) && this.map.has(key); }
 
   /** Store (or replace) as the most recently used, evicting the least recently used beyond the bounds. */
   set(key: K, value: V): this {
     const size = this.sizeOf ? this.sizeOf(value) : 0;
     if (size > this.maxSize) { this.delete(key); return this; }
-    let i = this.mayHold(key) ? this.map.get(key) : undefined;
+    const j = this.bucket(key); // hashed once for the look-up and the count
+    let i = this.mayHold(j) ? this.map.get(key) : undefined;
     if (i !== undefined) {
       this.valueOf[i] = value;
       if (this.sizes) { this.total += size - this.sizes[i]!; this.sizes[i] = size; }
@@ -125,7 +129,7 @@ export class Lru<K, V> {
       this.valueOf[i] = value;
       if (this.sizes) { this.sizes[i] = size; this.total += size; }
       this.map.set(key, i);
-      this.countKey(key, 1);
+      this.count(j, 1);
       this.prev[i] = this.tail;
       this.next[i] = NONE;
       if (this.tail !== NONE) this.next[this.tail] = i; else this.head = i;
@@ -136,7 +140,7 @@ export class Lru<K, V> {
   }
 
   delete(key: K): boolean {
-    if (!this.mayHold(key)) return false;
+    if (!this.mayHold(this.bucket(key))) return false;
     const i = this.map.get(key);
     if (i === undefined) return false;
     this.unlink(i);
@@ -170,7 +174,7 @@ export class Lru<K, V> {
   /** Forget slot `i` (already out of the list) and its key. */
   private release(i: number): void {
     this.map.delete(this.keyOf[i] as K);
-    this.countKey(this.keyOf[i] as K, -1);
+    this.count(this.bucket(this.keyOf[i] as K), -1);
     this.keyOf[i] = undefined;
     this.valueOf[i] = undefined;
     if (this.sizes) { this.total -= this.sizes[i]!; this.sizes[i] = 0; }
