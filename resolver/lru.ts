@@ -1,24 +1,25 @@
 /**
  * A least-recently-used map bounded in entries and, optionally, in a size of
  * the caller's (the answer cache's octets): what the resolver's caches need of
- * lru-cache and no more. One Map from key to a slot; the slots' keys and values
- * in two arrays and their recency order in two Int32Arrays (a doubly linked
- * list by index), so an entry costs the Map its key and nothing else on the
- * heap — no node object per entry for the collector to trace, and no branches
- * for TTLs, disposal or fetching, which the resolver does not use (expiry is
- * decided by the caches themselves against the `now` they are given).
+ * lru-cache and no more. Keys live in an open-addressing table of its own
+ * (linear probing in one Int32Array: a slot number and the key's hash side by
+ * side, at most half full, deletion by backward shift, so no tombstones and no
+ * rehash but on growth); the slots' keys and values in two arrays and their
+ * recency order in two Int32Arrays (a doubly linked list by index). An entry
+ * thus costs the heap its key and value and nothing else — no node object per
+ * entry for the collector to trace — and a look-up reads one cache line of the
+ * table, then the key only when the hashes agree. A JS Map was measured as the
+ * costlier part of a miss: on a host busy elsewhere its buckets and chains are
+ * out of the CPU's caches, a probe walks a chain of key objects, and a Map that
+ * loses one key and gains another per miss rehashes itself whole every few
+ * thousand. No branches for TTLs, disposal or fetching, which the resolver does
+ * not use (expiry is decided by the caches themselves against the `now` they are given).
  * It must not know what it stores.
  */
 export interface LruOptions<K, V> {
   /** Entries kept at most (≥ 1). */
   max: number;
-  /**
-   * A hash of the key: keeps a counting filter of the keys held (a byte per bucket, about
-   * four buckets per entry), so that looking up a key that is not there reads one byte
-   * instead of probing the Map. On a host idle between lookups the Map's buckets and
-   * chains are out of the CPU's caches, and a miss probed there costs microseconds
-   * (the capability stage's lookup of a new name, resolver/stages/capability.ts).
-   */
+  /** A 32-bit hash of the key; string keys default to stringHash. Equal keys (===) must hash alike. */
   hash?: (key: K) => number;
   /** Sum of `sizeOf` kept at most; an entry larger than this alone is not stored. */
   maxSize?: number;
@@ -26,8 +27,8 @@ export interface LruOptions<K, V> {
 }
 
 const NONE = -1;
-/** A filter bucket that reached this count stays there (it is never wrong, only less useful). */
-const SATURATED = 255;
+/** The key table's first size (pairs), doubled while it is more than half full. */
+const FIRST_TABLE = 1024;
 
 /** FNV-1a over a string's code units: the `hash` of string keys. */
 export function stringHash(s: string): number {
@@ -37,9 +38,17 @@ export function stringHash(s: string): number {
 }
 
 export class Lru<K, V> {
-  private readonly map = new Map<K, number>();
+  /**
+   * The key table: pairs of (slot + 1, the key's hash), 0 in the first for an empty place. A key
+   * sits at the first empty place from `hash & mask` on (linear probing).
+   */
+  private table: Int32Array;
+  private mask: number;
+  private count = 0;
   private keyOf: Array<K | undefined> = [];
   private valueOf: Array<V | undefined> = [];
+  /** Each slot's key hash (to find its place in the table when it is evicted). */
+  private hashOf: Int32Array;
   private sizes: Float64Array | undefined;
   private next: Int32Array;
   private prev: Int32Array;
@@ -53,83 +62,71 @@ export class Lru<K, V> {
   readonly max: number;
   private readonly maxSize: number;
   private readonly sizeOf: ((v: V) => number) | undefined;
-  /** The counting filter (see LruOptions.hash): how many held keys fall in each bucket. */
-  private readonly counts: Uint8Array | undefined;
-  private readonly mask: number = 0;
-  private readonly hash: ((key: K) => number) | undefined;
+  private readonly hash: (key: K) => number;
 
   constructor(opts: LruOptions<K, V>) {
     if (!(opts.max >= 1)) throw new RangeError('Lru: max must be at least 1');
     this.max = opts.max;
     this.maxSize = opts.maxSize ?? Infinity;
     this.sizeOf = opts.sizeOf;
+    this.hash = opts.hash ?? (stringHash as unknown as (key: K) => number);
     const cap = Math.min(this.max, 1024);
     this.next = new Int32Array(cap);
     this.prev = new Int32Array(cap);
+    this.hashOf = new Int32Array(cap);
     if (this.sizeOf) this.sizes = new Float64Array(cap);
-    if (opts.hash) {
-      let n = 1024;
-      while (n < 4 * this.max && n < 1 << 20) n *= 2;
-      this.counts = new Uint8Array(n);
-      this.mask = n - 1;
-      this.hash = opts.hash;
-    }
+    this.table = new Int32Array(2 * FIRST_TABLE);
+    this.mask = FIRST_TABLE - 1;
   }
 
-  /** The filter's bucket of `key`, or -1 without a filter. */
-  private bucket(key: K): number {
-    return this.counts === undefined ? -1 : this.hash!(key) & this.mask;
-  }
-
-  /** False when `key` is surely not held (its bucket `j` is empty). */
-  private mayHold(j: number): boolean {
-    return j < 0 || this.counts![j] !== 0;
-  }
-
-  private count(j: number, delta: 1 | -1): void {
-    if (j >= 0 && this.counts![j] !== SATURATED) this.counts![j] = this.counts![j]! + delta;
-  }
-
-  get size(): number { return this.map.size; }
+  get size(): number { return this.count; }
   /** Sum of the entries' sizes (0 without `sizeOf`). */
   get calculatedSize(): number { return this.total; }
 
+  /** The slot of `key` (whose hash is `h`), or NONE. */
+  private find(key: K, h: number): number {
+    const t = this.table;
+    for (let p = h & this.mask; ; p = (p + 1) & this.mask) {
+      const s = t[2 * p]!;
+      if (s === 0) return NONE;
+      if (t[2 * p + 1] === h && this.keyOf[s - 1] === key) return s - 1;
+    }
+  }
+
   /** The value, made the most recently used. */
   get(key: K): V | undefined {
-    if (!this.mayHold(this.bucket(key))) return undefined;
-    const i = this.map.get(key);
-    if (i === undefined) return undefined;
+    const i = this.find(key, this.hash(key) | 0);
+    if (i === NONE) return undefined;
     if (i !== this.tail) this.moveToTail(i);
     return this.valueOf[i];
   }
 
   /** The value, recency unchanged. */
   peek(key: K): V | undefined {
-    if (!this.mayHold(this.bucket(key))) return undefined;
-    const i = this.map.get(key);
-    return i === undefined ? undefined : this.valueOf[i];
+    const i = this.find(key, this.hash(key) | 0);
+    return i === NONE ? undefined : this.valueOf[i];
   }
 
-  has(key: K): boolean { return this.mayHold(this.bucket(key)) && this.map.has(key); }
+  has(key: K): boolean { return this.find(key, this.hash(key) | 0) !== NONE; }
 
   /** Store (or replace) as the most recently used, evicting the least recently used beyond the bounds. */
   set(key: K, value: V): this {
     const size = this.sizeOf ? this.sizeOf(value) : 0;
     if (size > this.maxSize) { this.delete(key); return this; }
-    const j = this.bucket(key); // hashed once for the look-up and the count
-    let i = this.mayHold(j) ? this.map.get(key) : undefined;
-    if (i !== undefined) {
+    const h = this.hash(key) | 0; // hashed once for the look-up and the insertion
+    let i = this.find(key, h);
+    if (i !== NONE) {
       this.valueOf[i] = value;
       if (this.sizes) { this.total += size - this.sizes[i]!; this.sizes[i] = size; }
       if (i !== this.tail) this.moveToTail(i);
     } else {
-      if (this.map.size >= this.max) this.evict();
+      if (this.count >= this.max) this.evict();
       i = this.slot();
       this.keyOf[i] = key;
       this.valueOf[i] = value;
+      this.hashOf[i] = h;
       if (this.sizes) { this.sizes[i] = size; this.total += size; }
-      this.map.set(key, i);
-      this.count(j, 1);
+      this.insert(i, h);
       this.prev[i] = this.tail;
       this.next[i] = NONE;
       if (this.tail !== NONE) this.next[this.tail] = i; else this.head = i;
@@ -140,17 +137,17 @@ export class Lru<K, V> {
   }
 
   delete(key: K): boolean {
-    if (!this.mayHold(this.bucket(key))) return false;
-    const i = this.map.get(key);
-    if (i === undefined) return false;
+    const i = this.find(key, this.hash(key) | 0);
+    if (i === NONE) return false;
     this.unlink(i);
     this.release(i);
     return true;
   }
 
   clear(): void {
-    this.map.clear();
-    this.counts?.fill(0);
+    this.table = new Int32Array(2 * FIRST_TABLE);
+    this.mask = FIRST_TABLE - 1;
+    this.count = 0;
     this.keyOf = [];
     this.valueOf = [];
     this.free = [];
@@ -164,6 +161,54 @@ export class Lru<K, V> {
     for (let i = this.tail; i !== NONE; i = this.prev[i]!) yield [this.keyOf[i] as K, this.valueOf[i] as V];
   }
 
+  /** Put slot `i` (hash `h`, not in the table) at its place, the table grown first when it would be more than half full. */
+  private insert(i: number, h: number): void {
+    if (2 * (this.count + 1) > this.mask + 1) this.growTable();
+    const t = this.table;
+    let p = h & this.mask;
+    while (t[2 * p] !== 0) p = (p + 1) & this.mask;
+    t[2 * p] = i + 1;
+    t[2 * p + 1] = h;
+    this.count++;
+  }
+
+  /** Take slot `i` out of the table: the entries after it in its run move back where their probe allows (no tombstones). */
+  private remove(i: number): void {
+    const t = this.table;
+    const mask = this.mask;
+    let p = this.hashOf[i]! & mask;
+    while (t[2 * p] !== i + 1) p = (p + 1) & mask;
+    for (let q = (p + 1) & mask; t[2 * q] !== 0; q = (q + 1) & mask) {
+      const home = t[2 * q + 1]! & mask;
+      // The entry at q may move to the hole at p when p lies on its probe path: cyclically in [home, q).
+      if (((q - home) & mask) >= ((q - p) & mask)) {
+        t[2 * p] = t[2 * q]!;
+        t[2 * p + 1] = t[2 * q + 1]!;
+        p = q;
+      }
+    }
+    t[2 * p] = 0;
+    t[2 * p + 1] = 0;
+    this.count--;
+  }
+
+  private growTable(): void {
+    const old = this.table;
+    const size = 2 * (this.mask + 1);
+    const t = new Int32Array(2 * size);
+    const mask = size - 1;
+    for (let p = 0; p < old.length; p += 2) {
+      const s = old[p]!;
+      if (s === 0) continue;
+      let q = old[p + 1]! & mask;
+      while (t[2 * q] !== 0) q = (q + 1) & mask;
+      t[2 * q] = s;
+      t[2 * q + 1] = old[p + 1]!;
+    }
+    this.table = t;
+    this.mask = mask;
+  }
+
   private evict(): void {
     const i = this.head;
     if (i === NONE) return;
@@ -173,8 +218,7 @@ export class Lru<K, V> {
 
   /** Forget slot `i` (already out of the list) and its key. */
   private release(i: number): void {
-    this.map.delete(this.keyOf[i] as K);
-    this.count(this.bucket(this.keyOf[i] as K), -1);
+    this.remove(i);
     this.keyOf[i] = undefined;
     this.valueOf[i] = undefined;
     if (this.sizes) { this.total -= this.sizes[i]!; this.sizes[i] = 0; }
@@ -193,6 +237,7 @@ export class Lru<K, V> {
     const cap = Math.min(this.max, this.next.length * 2);
     const next = new Int32Array(cap); next.set(this.next); this.next = next;
     const prev = new Int32Array(cap); prev.set(this.prev); this.prev = prev;
+    const hashOf = new Int32Array(cap); hashOf.set(this.hashOf); this.hashOf = hashOf;
     if (this.sizes) { const sizes = new Float64Array(cap); sizes.set(this.sizes); this.sizes = sizes; }
   }
 

@@ -24,7 +24,7 @@ import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
 import { selectRecord, selectRecordAt, whyNone } from '../capability-select.ts';
 import { recordFromOctets, recordWithoutParams, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
-import { Lru, stringHash } from '../lru.ts';
+import { Lru } from '../lru.ts';
 
 export interface CapabilityOptions extends CapFetchOptions {
   /** Wait for the record at most this long after the address answer (ms). */
@@ -123,7 +123,7 @@ export class CapabilityStage implements Stage {
   private readonly entries: Lru<string, CapEntry>;
   /**
    * Entries made in this event-loop turn, not yet in `entries`: a new name's entry goes into
-   * the LRU (a probe of its Map and an eviction, microseconds when its memory is out of the
+   * the LRU (a probe of its key table and an eviction, microseconds when its memory is out of the
    * CPU's caches) only after the turn's questions have left (admitFresh), while the stub
    * waits for their answers. Lookups see both.
    */
@@ -149,9 +149,9 @@ export class CapabilityStage implements Stage {
       counters.capabilityTxtQueries++;
       return direct(req);
     };
-    this.entries = new Lru({ max: opts.maxEntries, hash: stringHash });
+    this.entries = new Lru({ max: opts.maxEntries });
     this.budget = new DeadlineQueue<Waiter>(timer, (w) => { if (w.finish()) counters.capabilityLate++; });
-    this.aliases = new Lru({ max: opts.maxEntries, hash: stringHash });
+    this.aliases = new Lru({ max: opts.maxEntries });
   }
 
   serve(req: Request, next: Handler): Answer | Promise<Answer> {

@@ -39,14 +39,14 @@ const op: fc.Arbitrary<Op> = fc.oneof(
   { arbitrary: fc.record({ op: fc.constant('clear' as const) }), weight: 1 },
 );
 
-/** The key filter's hash (LruOptions.hash): none, spread, a few buckets, or one bucket for every key. */
-const HASHES: ReadonlyArray<((k: number) => number) | undefined> = [undefined, (k) => Math.imul(k, 0x9e3779b1) >>> 0, (k) => k % 3, () => 7];
+/** The key table's hash (LruOptions.hash): the strings' own, spread, a few places, or one place for every key (each run collides). */
+const HASHES: ReadonlyArray<(k: number) => number> = [(k) => stringHash(String(k)), (k) => Math.imul(k, 0x9e3779b1) >>> 0, (k) => k % 3, () => 7, () => 0xffffffff];
 
-test('Lru behaves as the reference model: values, recency, eviction by count and by size, with and without its key filter', (t) => {
+test('Lru behaves as the reference model: values, recency, eviction by count and by size, whatever the keys\' hashes', (t) => {
   fc.assert(fc.property(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 0, max: HASHES.length - 1 }), fc.array(op, { maxLength: 400 }), (max, maxSize, h, ops) => {
     const sized = maxSize < 50;
-    const hash = HASHES[h];
-    const lru = new Lru<number, string>({ max, ...(sized ? { maxSize, sizeOf: (v: string) => v.length } : {}), ...(hash ? { hash } : {}) });
+    const hash = HASHES[h]!;
+    const lru = new Lru<number, string>({ max, ...(sized ? { maxSize, sizeOf: (v: string) => v.length } : {}), hash });
     const model = new Model(max, sized ? maxSize : Infinity);
     for (const o of ops) {
       if (o.op === 'get') assert.equal(lru.get(o.k), model.get(o.k));
@@ -83,24 +83,40 @@ test('Lru does not store an entry larger than maxSize, and drops the key it repl
   assert.deepEqual([...lru.entries()], [['c', 'abcd']]);
 });
 
-test('Lru\'s key filter: a bucket that saturates stays usable (no key held is ever reported absent)', () => {
-  // Every key in one bucket: 300 keys push its count past what a byte holds.
+test('Lru\'s key table: keys that all hash alike stay reachable through deletes, growth and clear', () => {
+  // One run of 300 keys: every look-up probes past the others, every delete moves the run back.
   const lru = new Lru<string, number>({ max: 1000, hash: () => 0 });
   for (let i = 0; i < 300; i++) lru.set(`k${i}`, i);
-  for (let i = 0; i < 290; i++) assert.equal(lru.delete(`k${i}`), true);
-  for (let i = 290; i < 300; i++) assert.equal(lru.get(`k${i}`), i);
-  for (let i = 0; i < 10; i++) assert.equal(lru.delete(`k${290 + i}`), true);
-  assert.equal(lru.size, 0);
-  lru.set('again', 1);
-  assert.equal(lru.get('again'), 1);
-  // clear() empties the filter with the map.
+  for (let i = 0; i < 290; i += 2) assert.equal(lru.delete(`k${i}`), true);
+  for (let i = 1; i < 290; i += 2) assert.equal(lru.get(`k${i}`), i);
+  for (let i = 0; i < 290; i += 2) assert.equal(lru.has(`k${i}`), false);
+  for (let i = 1; i < 300; i += 2) assert.equal(lru.delete(`k${i}`), true);
+  for (let i = 290; i < 300; i += 2) assert.equal(lru.get(`k${i}`), i);
+  assert.equal(lru.size, 5);
   lru.clear();
-  assert.equal(lru.get('again'), undefined);
+  assert.equal(lru.get('k290'), undefined);
   lru.set('after', 2);
   assert.equal(lru.get('after'), 2);
 });
 
-test('stringHash spreads names over the filter: 10,000 names land in more than 8,500 of 65,536 buckets', () => {
+test('Lru behaves as the reference model with thousands of keys: the key table grows, wraps around and evicts', () => {
+  // The property test above keeps 41 keys; here the table doubles several times (1024 places first).
+  for (const hash of HASHES.slice(0, 3)) {
+    const lru = new Lru<number, string>({ max: 3000, hash });
+    const model = new Model(3000, Infinity);
+    let x = 12345;
+    const rnd = (n: number): number => { x = (Math.imul(x, 1103515245) + 12345) >>> 0; return x % n; };
+    for (let n = 0; n < 40_000; n++) {
+      const k = rnd(6000);
+      const r = rnd(10);
+      if (r < 5) { lru.set(k, `v${n}`); model.set(k, `v${n}`); } else if (r < 8) assert.equal(lru.get(k), model.get(k)); else assert.equal(lru.delete(k), model.delete(k));
+      assert.equal(lru.size, model.m.size);
+    }
+    assert.deepEqual([...lru.entries()], [...model.m.entries()].reverse());
+  }
+});
+
+test('stringHash spreads names over the key table: 10,000 names land in more than 8,500 of 65,536 places', () => {
   const used = new Set<number>();
   for (let i = 0; i < 10_000; i++) used.add(stringHash(`\x08host${i}\x07example\x00`) & 0xffff);
   // Uniform hashing: 65,536 × (1 − e^(−10000/65536)) ≈ 9,270.
