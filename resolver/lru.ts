@@ -16,10 +16,15 @@
  * not use (expiry is decided by the caches themselves against the `now` they are given).
  * It must not know what it stores.
  */
+import { getRandomValues } from 'node:crypto';
+
 export interface LruOptions<K, V> {
   /** Entries kept at most (≥ 1). */
   max: number;
-  /** A 32-bit hash of the key; string keys default to stringHash. Equal keys (===) must hash alike. */
+  /**
+   * A 32-bit hash of the key (equal keys must hash alike); for string keys the default is a
+   * keyed HalfSipHash-1-3 with a key of this LRU's own (keyedStringHash).
+   */
   hash?: (key: K) => number;
   /** Sum of `sizeOf` kept at most; an entry larger than this alone is not stored. */
   maxSize?: number;
@@ -30,11 +35,55 @@ const NONE = -1;
 /** The key table's first size (pairs), doubled while it is more than half full. */
 const FIRST_TABLE = 1024;
 
-/** FNV-1a over a string's code units: the `hash` of string keys. */
-export function stringHash(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193);
-  return h >>> 0;
+const rotl = (x: number, b: number): number => (x << b) | (x >>> (32 - b));
+
+/**
+ * HalfSipHash (Aumasson and Bernstein's SipHash on 32-bit words, 64-bit key, 32-bit output) of a
+ * string of octets (code units below 256; a key of the caches is latin1), with `c` compression
+ * and `d` finalization rounds. Keyed: someone who chooses the names a cache holds (any local
+ * client, or an upstream answering with CNAMEs) but not the key cannot make them collide, so no
+ * probe run of the key table grows past what chance gives (hash flooding, as Linux's hsiphash
+ * guards its tables against: the same function with 1 and 3 rounds).
+ */
+export function halfSipHash(s: string, k0: number, k1: number, c = 1, d = 3): number {
+  let v0 = k0 | 0, v1 = k1 | 0, v2 = (0x6c796765 ^ k0) | 0, v3 = (0x74656462 ^ k1) | 0;
+  const n = s.length;
+  const whole = n - (n & 3);
+  let m = 0;
+  for (let i = 0; i <= whole; i += 4) {
+    if (i < whole) {
+      m = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24);
+    } else {
+      // The last word: the octets left and the length in its top octet.
+      m = n << 24;
+      const left = n & 3;
+      if (left > 2) m |= s.charCodeAt(i + 2) << 16;
+      if (left > 1) m |= s.charCodeAt(i + 1) << 8;
+      if (left > 0) m |= s.charCodeAt(i);
+    }
+    v3 ^= m;
+    for (let r = 0; r < c; r++) {
+      v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16);
+      v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2;
+      v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0;
+      v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16);
+    }
+    v0 ^= m;
+  }
+  v2 ^= 0xff;
+  for (let r = 0; r < d; r++) {
+    v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16);
+    v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2;
+    v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0;
+    v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16);
+  }
+  return (v1 ^ v3) >>> 0;
+}
+
+/** A HalfSipHash-1-3 of strings under a key of its own, drawn at random: the default `hash` of an Lru. */
+export function keyedStringHash(): (s: string) => number {
+  const [k0, k1] = getRandomValues(new Uint32Array(2));
+  return (s) => halfSipHash(s, k0!, k1!);
 }
 
 export class Lru<K, V> {
@@ -69,7 +118,7 @@ export class Lru<K, V> {
     this.max = opts.max;
     this.maxSize = opts.maxSize ?? Infinity;
     this.sizeOf = opts.sizeOf;
-    this.hash = opts.hash ?? (stringHash as unknown as (key: K) => number);
+    this.hash = opts.hash ?? (keyedStringHash() as unknown as (key: K) => number);
     const cap = Math.min(this.max, 1024);
     this.next = new Int32Array(cap);
     this.prev = new Int32Array(cap);

@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { Lru, stringHash } from '../../resolver/lru.ts';
+import { halfSipHash, keyedStringHash, Lru } from '../../resolver/lru.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
 /** The reference: a Map in recency order (least recent first), bounded the same way. */
@@ -40,7 +40,8 @@ const op: fc.Arbitrary<Op> = fc.oneof(
 );
 
 /** The key table's hash (LruOptions.hash): the strings' own, spread, a few places, or one place for every key (each run collides). */
-const HASHES: ReadonlyArray<(k: number) => number> = [(k) => stringHash(String(k)), (k) => Math.imul(k, 0x9e3779b1) >>> 0, (k) => k % 3, () => 7, () => 0xffffffff];
+const ownHash = keyedStringHash();
+const HASHES: ReadonlyArray<(k: number) => number> = [(k) => ownHash(String(k)), (k) => Math.imul(k, 0x9e3779b1) >>> 0, (k) => k % 3, () => 7, () => 0xffffffff];
 
 test('Lru behaves as the reference model: values, recency, eviction by count and by size, whatever the keys\' hashes', (t) => {
   fc.assert(fc.property(fc.integer({ min: 1, max: 2000 }), fc.integer({ min: 1, max: 60 }), fc.integer({ min: 0, max: HASHES.length - 1 }), fc.array(op, { maxLength: 400 }), (max, maxSize, h, ops) => {
@@ -116,9 +117,30 @@ test('Lru behaves as the reference model with thousands of keys: the key table g
   }
 });
 
-test('stringHash spreads names over the key table: 10,000 names land in more than 8,500 of 65,536 places', () => {
+test('halfSipHash gives the reference implementation\'s HalfSipHash-2-4 vectors (key 00…07, messages 00…n−1)', () => {
+  // github.com/veorq/SipHash vectors.h, vectors_hsip32, the first 12.
+  const want = [0x5b9f35a9, 0xb85a4727, 0x03a662fa, 0x04e7fe8a, 0x89466e2a, 0x69b6fac5, 0x23fc6358, 0xc563cf8b, 0x8f84b8d0, 0x79e706f8, 0x3479b094, 0x50300808];
+  want.forEach((w, n) => {
+    const msg = String.fromCharCode(...Array.from({ length: n }, (_, i) => i));
+    assert.equal(halfSipHash(msg, 0x03020100, 0x07060504, 2, 4), w, `length ${n}`);
+  });
+});
+
+test('keyed string hashes: names that collide under one key spread under another, and 10,000 names land in more than 8,500 of 65,536 places', () => {
+  const names = Array.from({ length: 40_000 }, (_, i) => `\x08host${i}\x07example\x00`);
+  // A flood chosen against one key: the names that share its 10 low bits with the most others.
+  const a = keyedStringHash();
+  const byPlace = new Map<number, string[]>();
+  for (const n of names) { const p = a(n) & 1023; byPlace.set(p, [...(byPlace.get(p) ?? []), n]); }
+  const flood = [...byPlace.values()].sort((x, y) => y.length - x.length)[0]!;
+  assert.ok(flood.length >= 40, `${flood.length} names in one place`);
+  // Under the key of another table they are spread like any names (40-odd over 1,024 places).
+  const b = keyedStringHash();
+  const places = new Map<number, number>();
+  for (const n of flood) places.set(b(n) & 1023, (places.get(b(n) & 1023) ?? 0) + 1);
+  assert.ok(Math.max(...places.values()) <= 4, `at most ${Math.max(...places.values())} in one place`);
   const used = new Set<number>();
-  for (let i = 0; i < 10_000; i++) used.add(stringHash(`\x08host${i}\x07example\x00`) & 0xffff);
+  for (let i = 0; i < 10_000; i++) used.add(b(names[i]!) & 0xffff);
   // Uniform hashing: 65,536 × (1 − e^(−10000/65536)) ≈ 9,270.
-  assert.ok(used.size > 8_500, `${used.size} buckets`);
+  assert.ok(used.size > 8_500, `${used.size} places`);
 });
