@@ -12,8 +12,9 @@
  * JS Maps held these keys before and took 2.6 µs of a 20 µs miss with pickup
  * (docs/history/benchmarks-2026-12.md): a probe walks a chain of key objects
  * out of the CPU's caches, and a Map that loses one key and gains another per
- * miss rebuilds itself every few thousand. No branches for TTLs, disposal or fetching, which the resolver does
- * not use (expiry is decided by the caches themselves against the `now` they are given).
+ * miss rebuilds itself every few thousand. No branches for TTLs, disposal or
+ * fetching, which the resolver does not use (expiry is decided by the caches
+ * themselves against the `now` they are given).
  * It must not know what it stores.
  */
 import { getRandomValues } from 'node:crypto';
