@@ -50,12 +50,15 @@ export function halfSipHash(s: string, k0: number, k1: number, c = 1, d = 3): nu
   let v0 = k0 | 0, v1 = k1 | 0, v2 = (0x6c796765 ^ k0) | 0, v3 = (0x74656462 ^ k1) | 0;
   const n = s.length;
   const whole = n - (n & 3);
-  let m = 0;
-  for (let i = 0; i <= whole; i += 4) {
-    if (i < whole) {
-      m = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24);
-    } else {
-      // The last word: the octets left and the length in its top octet.
+  // One pass per 32-bit word (c rounds each), the last word holding the octets left and the
+  // length in its top octet; then one more pass for the finalization (d rounds).
+  for (let i = 0; ; i += 4) {
+    const last = i === whole;
+    const fin = i > whole;
+    let m = 0;
+    if (fin) v2 ^= 0xff;
+    else if (!last) m = s.charCodeAt(i) | (s.charCodeAt(i + 1) << 8) | (s.charCodeAt(i + 2) << 16) | (s.charCodeAt(i + 3) << 24);
+    else {
       m = n << 24;
       const left = n & 3;
       if (left > 2) m |= s.charCodeAt(i + 2) << 16;
@@ -63,22 +66,15 @@ export function halfSipHash(s: string, k0: number, k1: number, c = 1, d = 3): nu
       if (left > 0) m |= s.charCodeAt(i);
     }
     v3 ^= m;
-    for (let r = 0; r < c; r++) {
+    for (let r = fin ? d : c; r > 0; r--) {
       v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16);
       v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2;
       v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0;
       v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16);
     }
+    if (fin) return (v1 ^ v3) >>> 0;
     v0 ^= m;
   }
-  v2 ^= 0xff;
-  for (let r = 0; r < d; r++) {
-    v0 = (v0 + v1) | 0; v1 = rotl(v1, 5) ^ v0; v0 = rotl(v0, 16);
-    v2 = (v2 + v3) | 0; v3 = rotl(v3, 8) ^ v2;
-    v0 = (v0 + v3) | 0; v3 = rotl(v3, 7) ^ v0;
-    v2 = (v2 + v1) | 0; v1 = rotl(v1, 13) ^ v2; v2 = rotl(v2, 16);
-  }
-  return (v1 ^ v3) >>> 0;
 }
 
 /** A HalfSipHash-1-3 of strings under a key of its own, drawn at random: the default `hash` of an Lru. */
