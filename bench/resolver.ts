@@ -37,10 +37,18 @@
  * BENCH_MAX_STEAL (default 2 %) of the CPUs' time to other guests is repeated,
  * up to BENCH_STEAL_RETRIES (default 3) times, keeping the run with the least
  * steal; the steal of the kept runs is printed with the figures.
+ *  - after idle (not a target): CPU per miss of a miss run that comes after
+ *    IDLE_SECONDS without a query, and of the same server's next run (busy),
+ *    with each server's resident memory at the end of the quiet time, for
+ *    shim6, for dnsmasq, and for a shim6 run by `node --no-memory-reducer`
+ *    (`shim6-noreducer`): V8 shrinks an idle heap (its memory reducer, 8 s
+ *    after allocation stops), and the next burst pays for growing it again;
+ *    this one keeps its heap, and so its memory, at the size of its busiest
+ *    minute (docs/operations.md, "Memory").
  * `--parts` (comma-separated, default all): `servers` (each server's own hit,
  * latency and miss runs), `cycles` (the alternating miss runs of the CPU-per-miss
  * target), `side` (Knot alone and the side-by-side latency runs of the pickup
- * targets); e.g. `--parts cycles,side` measures only what the CPU-per-miss and
+ * targets), `idle` (the runs after idle); e.g. `--parts cycles,side` measures only what the CPU-per-miss and
  * pickup-latency targets need (the hit-QPS target then has no figure).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -60,7 +68,7 @@ const rttAt = argv.indexOf('--rtt');
 /** Round trip (ms) the delaying forwarder puts between the far stubs and Knot. */
 const FAR_RTT_MS = rttAt >= 0 ? Number(argv[rttAt + 1]) : 20;
 const partsAt = argv.indexOf('--parts');
-const PART_NAMES = ['servers', 'cycles', 'side'] as const;
+const PART_NAMES = ['servers', 'cycles', 'side', 'idle'] as const;
 /** Which parts of a round run (see the header): all by default. */
 const PARTS = new Set<string>(partsAt >= 0 ? String(argv[partsAt + 1] ?? '').split(',').filter(Boolean) : PART_NAMES);
 for (const p of PARTS) if (!(PART_NAMES as readonly string[]).includes(p)) throw new Error(`--parts: unknown part ${p} (known: ${PART_NAMES.join(', ')})`);
@@ -85,6 +93,8 @@ const MISS_NAMES = 120_000;
  */
 const PAIR_CYCLES = Number(process.env.BENCH_PAIR_CYCLES ?? 4);
 const PAIR_NAMES = 30_000;
+/** The idle part's quiet time before its measured runs (s). */
+const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
 /** The human-readable figures: stdout, or stderr when the JSON goes to stdout. */
 const say = (line: string): void => { if (JSON_OUT) console.error(line); else console.log(line); };
 const LAT_SECONDS = Math.min(SECONDS, 4);
@@ -172,6 +182,15 @@ function machineMicros(): { busy: number; steal: number; all: number } {
   const all = v.reduce((a, b) => a + b, 0);
   const steal = v[7] ?? 0;
   return { busy: (all - v[3]! - v[4]! - steal) * 10_000, steal: steal * 10_000, all: all * 10_000 }; // minus idle, iowait and steal
+}
+
+/** A process's resident memory (MiB, /proc/<pid>/status VmRSS), or NaN. */
+function rssMiB(pid: number | undefined): number {
+  try {
+    return Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? NaN) / 1024;
+  } catch {
+    return NaN;
+  }
 }
 
 /** Knot's pid, for its CPU per query (the authoritative server every forwarder shares). */
@@ -409,6 +428,8 @@ interface Round {
   side: { one?: [number, number]; multi?: [number, number]; far?: [number, number]; aa?: [number, number] };
   /** The alternating short miss runs: per cycle, CPU µs per miss of shim6 (pickup on, one thread), dnsmasq and unbound. */
   pairs?: Array<{ shim6: number; dnsmasq: number; unbound: number }>;
+  /** The idle part: per server, CPU µs per miss of the run after IDLE_SECONDS without queries and of the run after that, and its resident memory (MiB) at the end of the quiet time. */
+  idle?: Record<string, { idle: number; busy: number; rssMiB: number }>;
   checks: Check[];
 }
 
@@ -485,12 +506,14 @@ async function main(): Promise<void> {
     // bigger one only keeps decoded records of 10^5 one-off names alive, and the heap that grows
     // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
-    const shim6 = (name: string, upstream: number, extra: readonly string[]): number | undefined => start(name, process.execPath, [path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
-      '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name] ?? control[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
+    const shim6 = (name: string, upstream: number, extra: readonly string[], nodeFlags: readonly string[] = []): number | undefined => start(name, process.execPath, [...nodeFlags, path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
+      '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name] ?? control[name] ?? reference[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
       '--config', path.join(dir, 'shim6.json'), ...extra]);
     const far: Record<string, number> = {};
     /** The side-by-side runs' control: a second stub like shim6-nopickup, to show their noise (A/A, see sideBySideLatency). */
     const control: Record<string, number> = {};
+    /** The idle part's reference: a stub like shim6 run by `node --no-memory-reducer`. */
+    const reference: Record<string, number> = {};
     const w = `--workers=${THREADS}`;
     for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']], [`shim6-w${THREADS}`, [w]], [`shim6-w${THREADS}-nopickup`, [w, '--no-capability']]] as const) {
       servers[name] = await freePort();
@@ -511,7 +534,11 @@ async function main(): Promise<void> {
       control['shim6-nopickup-b'] = await freePort();
       shim6('shim6-nopickup-b', auth.port, ['--no-capability']);
     }
-    for (const p of [...Object.values(servers), ...Object.values(far), ...Object.values(control)]) await waitAnswers(p);
+    if (PARTS.has('idle')) {
+      reference['shim6-noreducer'] = await freePort();
+      pids['shim6-noreducer'] = shim6('shim6-noreducer', auth.port, [], ['--no-memory-reducer']);
+    }
+    for (const p of [...Object.values(servers), ...Object.values(far), ...Object.values(control), ...Object.values(reference)]) await waitAnswers(p);
 
     // Rounds interleave the servers so that load from elsewhere on the machine hits them alike; medians are reported.
     const samples: Record<string, Record<string, number[]>> = {};
@@ -529,8 +556,8 @@ async function main(): Promise<void> {
         rmSync(warm, { force: true });
       }
     }
-    // The control stub is warmed as above in either case (it has no turns of its own).
-    for (const port of Object.values(control)) {
+    // The control and reference stubs are warmed as above in either case (they have no turns of their own).
+    for (const port of [...Object.values(control), ...Object.values(reference)]) {
       const warm = names('warm-control-', PAIR_NAMES);
       dnsperf(port, hitFile, { seconds: 1 });
       dnsperf(port, warm, { seconds: SECONDS, once: true });
@@ -608,6 +635,28 @@ async function main(): Promise<void> {
           r.pairs!.push({ shim6: got.shim6, dnsmasq: got.dnsmasq, unbound: got.unbound });
           say(`round ${round + 1}/${ROUNDS} alternating miss runs, cycle ${cycle + 1}/${PAIR_CYCLES}: CPU µs per miss shim6 ${got.shim6.toFixed(1)}, dnsmasq ${got.dnsmasq.toFixed(1)}, unbound ${got.unbound.toFixed(1)} (shim6/dnsmasq ${(got.shim6 / got.dnsmasq).toFixed(2)}×)`);
         }
+      }
+      // After idle: all quiet for IDLE_SECONDS (caches emptied first), then each server's miss run, then each one's next.
+      if (PARTS.has('idle')) {
+        const idlers = ['shim6', 'dnsmasq', 'shim6-noreducer'] as const;
+        const portOf = (n: string): number => servers[n] ?? reference[n]!;
+        for (const n of idlers) await emptyCaches(n, pids[n]);
+        await settle();
+        await sleep(IDLE_SECONDS * 1000);
+        const got: Record<string, { idle: number; busy: number; rssMiB: number }> = {};
+        for (const n of idlers) got[n] = { idle: NaN, busy: NaN, rssMiB: rssMiB(pids[n]) };
+        for (const phase of ['idle', 'busy'] as const) {
+          const file = names(`idle-${round}-${phase}-`, PAIR_NAMES); // the same names for the three
+          for (let k = 0; k < idlers.length; k++) {
+            const n = idlers[(k + round) % idlers.length]!;
+            if (phase === 'busy') { await settle(); await emptyCaches(n, pids[n]); }
+            const run = dnsperf(portOf(n), file, { seconds: SECONDS, pid: pids[n], once: true });
+            if (run.cpuUs !== undefined) got[n]![phase] = run.cpuUs;
+          }
+          rmSync(file, { force: true });
+        }
+        r.idle = got;
+        say(`round ${round + 1}/${ROUNDS} after ${IDLE_SECONDS} s idle, CPU µs per miss (the next run's), resident memory at the end of the quiet time: ${idlers.map((n) => `${n} ${got[n]!.idle.toFixed(1)} (${got[n]!.busy.toFixed(1)}), ${got[n]!.rssMiB.toFixed(0)} MiB`).join('; ')}`);
       }
       // The authoritative server's own share of the pickup's latency cost, in the same conditions.
       await settle();
@@ -692,6 +741,12 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
   if (aaRatios.length) say(`control (A/A): two identical pickup-off stubs side by side, p50 ratio per round ${aaRatios.map((x) => x.toFixed(2)).join(', ')} (median ${f(median(aaRatios), 2)}×): the noise of one side-by-side ratio`);
   say(`Knot alone: AAAA ${f(floor.single)} µs, TYPE65300 + AAAA ${f(floor.pair)} µs: the record question costs Knot ${f(floor.extra)} µs (median of the rounds')`);
   say(`Knot during the one-thread side-by-side run: AAAA ${f(floorDuring.single)} µs, TYPE65300 + AAAA ${f(floorDuring.pair)} µs: the record question costs Knot ${f(floorDuring.extra)} µs (median of the rounds'; the target subtracts this)`);
+  const idles = rounds.map((r) => r.idle).filter((x): x is NonNullable<Round['idle']> => x !== undefined);
+  if (idles.length) {
+    const m = (n: string, k: 'idle' | 'busy' | 'rssMiB'): number | undefined => median(idles.map((x) => x[n]?.[k]).filter((v): v is number => v !== undefined));
+    const per = (n: string): string => `${n} ${f(m(n, 'idle'), 1)} µs (${f(m(n, 'busy'), 1)} busy, ${ratio(m(n, 'idle'), m(n, 'busy'))}; ${f(m(n, 'rssMiB'))} MiB resident when idle)`;
+    say(`after ${IDLE_SECONDS} s idle, CPU per miss of the next ${PAIR_NAMES} misses (medians of the rounds'): ${per('shim6')}, ${per('dnsmasq')}, ${per('shim6-noreducer')} (node --no-memory-reducer); shim6 / dnsmasq after idle ${ratio(m('shim6', 'idle'), m('dnsmasq', 'idle'))}`);
+  }
   const bareRow = rows['node-bare'], on = rows.shim6 ?? {}, off = rows['shim6-nopickup'] ?? {};
   if (bareRow) say(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
   say(`CPU per miss, pickup off (one upstream exchange per miss, like dnsmasq): shim6-nopickup / dnsmasq ${ratio(off.missCpu, base.missCpu)}`);
