@@ -45,11 +45,25 @@ export function nodeArgs(source: string): string[] {
 }
 
 /**
+ * The V8 flags node runs the `shim6` command with, wherever this installation
+ * starts it: the shebang of bin/shim6.js (`/usr/bin/env -S node …`), the
+ * service's ExecStart, the lab's daemons (shim6NodeArgs).
+ * `--no-memory-reducer`: V8 otherwise shrinks the heap once allocation has
+ * stopped for 8 s (full collections, the young generation back to its
+ * smallest), and the next burst of lookups pays for growing it again in
+ * collections: 20–30 % more CPU per miss for the first 30,000 misses after a
+ * quiet minute. What it gave back was 0–55 MiB, depending on the heap's past;
+ * the peak is the same either way (docs/operations.md, "Memory").
+ */
+export const SHIM6_V8_FLAGS: readonly string[] = ['--no-memory-reducer'];
+
+/**
  * node's arguments that run the `shim6` command in the programs' mode:
- * bin/shim6.js (the compiled tree) or its entry module from the sources. The
- * lab starts its daemons and zone tool with these, so that a test run from the
- * sources runs the sources throughout (unless `SHIM6_PROGRAMS=dist`).
+ * SHIM6_V8_FLAGS, then bin/shim6.js (the compiled tree) or its entry module
+ * from the sources. The lab starts its daemons and zone tool with these, so
+ * that a test run from the sources runs the sources throughout (unless
+ * `SHIM6_PROGRAMS=dist`).
  */
 export function shim6NodeArgs(): string[] {
-  return programsFromSources ? nodeArgs('cli/entry.ts') : [path.join(packageRoot, 'bin/shim6.js')];
+  return [...SHIM6_V8_FLAGS, ...(programsFromSources ? nodeArgs('cli/entry.ts') : [path.join(packageRoot, 'bin/shim6.js')])];
 }

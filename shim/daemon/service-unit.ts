@@ -12,7 +12,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors.ts';
-import { packageRoot } from '../runtime-paths.ts';
+import { packageRoot, SHIM6_V8_FLAGS } from '../runtime-paths.ts';
 
 export const UNIT_NAME = 'shim6.service';
 /** The unit as shipped (its ExecStart finds `shim6` on systemd's search path). */
@@ -62,7 +62,7 @@ export function unitPathProblem(p: UnitPaths): string | undefined {
 
 /** The shipped unit with ExecStart naming `paths` absolutely. */
 export function renderUnit(template: string, p: UnitPaths): string {
-  const exec = [p.node, path.join(p.root, 'bin/shim6.js'), 'daemon', '--config', p.config].map(systemdWord).join(' ');
+  const exec = [p.node, ...SHIM6_V8_FLAGS, path.join(p.root, 'bin/shim6.js'), 'daemon', '--config', p.config].map(systemdWord).join(' ');
   if (!/^ExecStart=.*$/m.test(template)) throw new EnvironmentError('ESERVICE_TEMPLATE', `${UNIT_TEMPLATE} has no ExecStart line`, UNIT_TEMPLATE);
   return template.replace(/^ExecStart=.*$/m, `ExecStart=${exec}`);
 }

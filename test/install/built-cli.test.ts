@@ -6,11 +6,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtShim6, ROOT } from '../helpers/cli.ts';
-import { fromSources, moduleFile, nodeArgs, packageRoot, programsFromSources, shim6NodeArgs } from '../../shim/runtime-paths.ts';
-import { requireBuilt, spawnBuilt, tmpdir, waitFor } from './built.ts';
+import { fromSources, moduleFile, nodeArgs, packageRoot, programsFromSources, SHIM6_V8_FLAGS, shim6NodeArgs } from '../../shim/runtime-paths.ts';
+import { requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { TESTS_COMPILED } from '../helpers/tree.ts';
 
 const DIST = path.join(ROOT, 'dist');
@@ -88,6 +89,22 @@ test('the built wire and zone tools: decode, encode, zone record, zone hba and v
   assert.equal(check.status, 0, check.stdout + check.stderr);
 });
 
+test('bin/shim6.js, executed as the installed command is, runs node with SHIM6_V8_FLAGS (its first line)', { timeout: 120_000 }, async (t) => {
+  requireBuilt();
+  const bin = path.join(ROOT, 'bin/shim6.js');
+  assert.equal(readFileSync(bin, 'utf8').split('\n')[0], `#!/usr/bin/env -S node ${SHIM6_V8_FLAGS.join(' ')}`);
+  // The kernel reads that line: the resolver's own process then has node's flags on its command line.
+  const p = track(t, spawn(bin, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--socket', path.join(tmpdir(t, 'shebang-'), 'control.sock')], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => {
+    if (p.status() !== undefined) throw new Error(`bin/shim6.js resolver exited (${String(p.status())}): ${p.out()}`);
+    return p.out().includes('resolver ready');
+  }, 'resolver ready');
+  const argv = readFileSync(`/proc/${p.child.pid}/cmdline`, 'utf8').split('\0');
+  assert.deepEqual(argv.slice(1, 1 + SHIM6_V8_FLAGS.length + 1), [...SHIM6_V8_FLAGS, bin], argv.join(' '));
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited(), 0, p.out());
+});
+
 test('shim6 resolver (built) on two threads; shim6 status and flush (built) against it', { timeout: 120_000 }, async (t) => {
   requireBuilt();
   const dir = tmpdir(t, 'built-');
@@ -121,16 +138,16 @@ test('runtime paths: the sources run with tsx, the compiled tree from dist/ and 
   if (programsFromSources) {
     assert.equal(moduleFile('lab/stream.ts'), path.join(ROOT, 'lab/stream.ts'));
     assert.deepEqual(nodeArgs('lab/stream.ts'), ['--import', import.meta.resolve('tsx'), path.join(ROOT, 'lab/stream.ts')]);
-    assert.equal(shim6NodeArgs()[2], path.join(ROOT, 'cli/entry.ts'));
+    assert.deepEqual(shim6NodeArgs(), [...SHIM6_V8_FLAGS, '--import', import.meta.resolve('tsx'), path.join(ROOT, 'cli/entry.ts')]);
   } else {
     assert.deepEqual(nodeArgs('lab/stream.ts'), [path.join(DIST, 'lab/stream.js')]);
-    assert.deepEqual(shim6NodeArgs(), [path.join(ROOT, 'bin/shim6.js')]);
+    assert.deepEqual(shim6NodeArgs(), [...SHIM6_V8_FLAGS, path.join(ROOT, 'bin/shim6.js')]);
   }
   const built = await import(pathToFileURL(path.join(DIST, 'shim/runtime-paths.js')).href) as typeof import('../../shim/runtime-paths.ts');
   assert.equal(built.fromSources, false);
   assert.equal(built.packageRoot, ROOT);
   assert.deepEqual(built.nodeArgs('lab/stream.ts'), [path.join(DIST, 'lab/stream.js')]);
-  assert.deepEqual(built.shim6NodeArgs(), [path.join(ROOT, 'bin/shim6.js')]);
+  assert.deepEqual(built.shim6NodeArgs(), [...SHIM6_V8_FLAGS, path.join(ROOT, 'bin/shim6.js')]);
 });
 
 test('the compiled lab stream tool runs as the compiled lab starts it (a stream over loopback)', { timeout: 120_000 }, async (t) => {

@@ -77,7 +77,7 @@ test('npm install -g of the packed tarball: shim6 on PATH, the addon built, no t
   // The unit as this installation would install it names the installed package.
   const unit = run(['service', 'unit']);
   assert.equal(unit.status, 0, unit.stderr);
-  assert.ok(unit.stdout.includes(`ExecStart=${process.execPath} ${path.join(pkg, 'bin/shim6.js')} daemon`), unit.stdout);
+  assert.ok(unit.stdout.includes(`ExecStart=${process.execPath} --no-memory-reducer ${path.join(pkg, 'bin/shim6.js')} daemon`), unit.stdout);
   p.child.kill('SIGTERM');
   assert.equal(await p.exited(), 0, p.out());
 });

@@ -12,6 +12,7 @@ import { needs } from '../helpers/prereq.ts';
 import { builtShim6, ROOT } from '../helpers/cli.ts';
 import { defaultConfig, loadConfig } from '../../shim/daemon/config.ts';
 import { renderUnit, systemdWord, unitPathProblem, UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
+import { SHIM6_V8_FLAGS } from '../../shim/runtime-paths.ts';
 import { requireBuilt, tmpdir } from './built.ts';
 
 const SHIPPED = path.join(ROOT, 'systemd/shim6.service');
@@ -74,7 +75,7 @@ test('ExecStart words are quoted and escaped for systemd', () => {
   assert.equal(systemdWord('/opt/100%/a$b'), '"/opt/100%%/a$$b"');
   assert.equal(systemdWord('/opt/"q"\\'), '"/opt/\\"q\\"\\\\"');
   const unit = renderUnit('[Service]\nExecStart=/usr/bin/env shim6 daemon\nExecReload=x\n', { node: '/usr/bin/node', root: '/opt/s 6', config: '/etc/shim6/shim6.yaml' });
-  assert.equal(unit, '[Service]\nExecStart=/usr/bin/node "/opt/s 6/bin/shim6.js" daemon --config /etc/shim6/shim6.yaml\nExecReload=x\n');
+  assert.equal(unit, '[Service]\nExecStart=/usr/bin/node --no-memory-reducer "/opt/s 6/bin/shim6.js" daemon --config /etc/shim6/shim6.yaml\nExecReload=x\n');
 });
 
 test('install refuses paths that ProtectHome hides, and an unbuilt package', () => {
@@ -97,7 +98,7 @@ test('shim6 service install (built): the unit with absolute paths, which systemd
   const unitFile = path.join(units, 'shim6.service');
   assert.equal(statSync(unitFile).mode & 0o777, 0o644);
   const unit = readFileSync(unitFile, 'utf8');
-  assert.equal(settings(unit).get('Service.ExecStart')?.[0], `${process.execPath} ${path.join(ROOT, 'bin/shim6.js')} daemon --config ${config}`);
+  assert.equal(settings(unit).get('Service.ExecStart')?.[0], `${process.execPath} ${SHIM6_V8_FLAGS.join(' ')} ${path.join(ROOT, 'bin/shim6.js')} daemon --config ${config}`);
   // Everything but ExecStart is the shipped unit.
   const strip = (s: string): string => s.replace(/^ExecStart=.*$/m, '');
   assert.equal(strip(unit), strip(readFileSync(SHIPPED, 'utf8')));
