@@ -40,11 +40,11 @@
  *  - after idle (not a target): CPU per miss of a miss run that comes after
  *    IDLE_SECONDS without a query, and of the same server's next run (busy),
  *    with each server's resident memory at the end of the quiet time, for
- *    shim6, for dnsmasq, and for a shim6 run by `node --no-memory-reducer`
- *    (`shim6-noreducer`): V8 shrinks an idle heap (its memory reducer, 8 s
- *    after allocation stops), and the next burst pays for growing it again;
- *    this one keeps its heap, and so its memory, at the size of its busiest
- *    minute (docs/operations.md, "Memory").
+ *    shim6, for dnsmasq, and for a shim6 run without SHIM6_V8_FLAGS
+ *    (`shim6-reducer`): with V8's memory reducer, which shrinks an idle heap
+ *    8 s after allocation stops, so that the next burst pays for growing it
+ *    again (docs/operations.md, "Memory").
+ * The stubs run with SHIM6_V8_FLAGS, as the installed command does.
  * `--parts` (comma-separated, default all): `servers` (each server's own hit,
  * latency and miss runs), `cycles` (the alternating miss runs of the CPU-per-miss
  * target), `side` (Knot alone and the side-by-side latency runs of the pickup
@@ -61,6 +61,7 @@ import { capLine, capRdataHex } from '../test/resolver/harness.ts';
 import { Endpoint, openDnsUdp } from '../resolver/udp-socket.ts';
 import { buildQuery } from '../resolver/answer-build.ts';
 import { CLASS_IN, RrType, textToNameKey } from '../resolver/message.ts';
+import { SHIM6_V8_FLAGS } from '../shim/runtime-paths.ts';
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes('--json');
@@ -510,13 +511,13 @@ async function main(): Promise<void> {
     // bigger one only keeps decoded records of 10^5 one-off names alive, and the heap that grows
     // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
-    const shim6 = (name: string, upstream: number, extra: readonly string[], nodeFlags: readonly string[] = []): number | undefined => start(name, process.execPath, [...nodeFlags, path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
+    const shim6 = (name: string, upstream: number, extra: readonly string[], nodeFlags: readonly string[] = SHIM6_V8_FLAGS): number | undefined => start(name, process.execPath, [...nodeFlags, path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
       '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name] ?? control[name] ?? reference[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
       '--config', path.join(dir, 'shim6.json'), ...extra]);
     const far: Record<string, number> = {};
     /** The side-by-side runs' control: a second stub like shim6-nopickup, to show their noise (A/A, see sideBySideLatency). */
     const control: Record<string, number> = {};
-    /** The idle part's reference: a stub like shim6 run by `node --no-memory-reducer`. */
+    /** The idle part's reference: a stub like shim6 run without SHIM6_V8_FLAGS (V8's memory reducer on). */
     const reference: Record<string, number> = {};
     const w = `--workers=${THREADS}`;
     for (const [name, extra] of [['shim6', []], ['shim6-nopickup', ['--no-capability']], [`shim6-w${THREADS}`, [w]], [`shim6-w${THREADS}-nopickup`, [w, '--no-capability']]] as const) {
@@ -539,8 +540,8 @@ async function main(): Promise<void> {
       shim6('shim6-nopickup-b', auth.port, ['--no-capability']);
     }
     if (PARTS.has('idle')) {
-      reference['shim6-noreducer'] = await freePort();
-      pids['shim6-noreducer'] = shim6('shim6-noreducer', auth.port, [], ['--no-memory-reducer']);
+      reference['shim6-reducer'] = await freePort();
+      pids['shim6-reducer'] = shim6('shim6-reducer', auth.port, [], []);
     }
     for (const p of [...Object.values(servers), ...Object.values(far), ...Object.values(control), ...Object.values(reference)]) await waitAnswers(p);
 
@@ -647,7 +648,7 @@ async function main(): Promise<void> {
       }
       // After idle: all quiet for IDLE_SECONDS (caches emptied first), then each server's miss run, then each one's next.
       if (PARTS.has('idle')) {
-        const idlers = ['shim6', 'dnsmasq', 'shim6-noreducer'] as const;
+        const idlers = ['shim6', 'dnsmasq', 'shim6-reducer'] as const;
         const portOf = (n: string): number => servers[n] ?? reference[n]!;
         for (const n of idlers) await emptyCaches(n, pids[n]);
         await settle();
@@ -754,7 +755,7 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
   if (idles.length) {
     const m = (n: string, k: 'idle' | 'busy' | 'rssMiB'): number | undefined => median(idles.map((x) => x[n]?.[k]).filter((v): v is number => v !== undefined));
     const per = (n: string): string => `${n} ${f(m(n, 'idle'), 1)} µs (${f(m(n, 'busy'), 1)} busy, ${ratio(m(n, 'idle'), m(n, 'busy'))}; ${f(m(n, 'rssMiB'))} MiB resident when idle)`;
-    say(`after ${IDLE_SECONDS} s idle, CPU per miss of the next ${PAIR_NAMES} misses (medians of the rounds'): ${per('shim6')}, ${per('dnsmasq')}, ${per('shim6-noreducer')} (node --no-memory-reducer); shim6 / dnsmasq after idle ${ratio(m('shim6', 'idle'), m('dnsmasq', 'idle'))}`);
+    say(`after ${IDLE_SECONDS} s idle, CPU per miss of the next ${PAIR_NAMES} misses (medians of the rounds'): ${per('shim6')}, ${per('dnsmasq')}, ${per('shim6-reducer')} (V8's memory reducer on); shim6 / dnsmasq after idle ${ratio(m('shim6', 'idle'), m('dnsmasq', 'idle'))}`);
   }
   const bareRow = rows['node-bare'], on = rows.shim6 ?? {}, off = rows['shim6-nopickup'] ?? {};
   if (bareRow) say(`node-bare (Node dgram ceiling: copy a stored answer, patch the ID): hit QPS ${ratio(bareRow.hitQps, base.hitQps)} dnsmasq; shim6 hit QPS = ${ratio(on.hitQps, bareRow.hitQps)} of node-bare`);
