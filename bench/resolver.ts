@@ -48,8 +48,9 @@
  * `--parts` (comma-separated, default all): `servers` (each server's own hit,
  * latency and miss runs), `cycles` (the alternating miss runs of the CPU-per-miss
  * target), `side` (Knot alone and the side-by-side latency runs of the pickup
- * targets), `idle` (the runs after idle); e.g. `--parts cycles,side` measures only what the CPU-per-miss and
- * pickup-latency targets need (the hit-QPS target then has no figure).
+ * targets), `idle` (the runs after a quiet minute); e.g. `--parts cycles,side`
+ * measures only what the CPU-per-miss and pickup-latency targets need (the
+ * hit-QPS target then has no figure).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
