@@ -52,8 +52,9 @@ export function nodeArgs(source: string): string[] {
  * stopped for 8 s (full collections, the young generation back to its
  * smallest), and the next burst of lookups pays for growing it again in
  * collections: 20–30 % more CPU per miss for the first 30,000 misses after a
- * quiet minute. What it gave back was 0–55 MiB, depending on the heap's past;
- * the peak is the same either way (docs/operations.md, "Memory").
+ * quiet minute. What it gave back was 53 MiB after one burst and 4 MiB after
+ * the next, depending on the heap's past; the peak is the same either way
+ * (docs/operations.md, "Memory").
  */
 export const SHIM6_V8_FLAGS: readonly string[] = ['--no-memory-reducer'];
 
