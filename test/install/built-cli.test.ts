@@ -1,5 +1,6 @@
 // The compiled `shim6` (bin/shim6.js on dist/) does what an installed user runs:
-// --version, the wire and zone tools, `shim6 resolver` on resolver threads
+// --version, the wire and zone tools, node's flags from bin/shim6.js's first
+// line (executed as the installed command is), `shim6 resolver` on resolver threads
 // (dist/resolver/worker-boot.mjs) with `status` and `flush` against it, and
 // the lab's stream tool as the compiled lab starts it. A build that lost a
 // file, kept a `.ts` import or a source-relative path fails here.
