@@ -19,18 +19,18 @@
  */
 import { getRandomValues } from 'node:crypto';
 
-export interface LruOptions<K, V> {
+/**
+ * `hash`: a 32-bit hash of the key (equal keys must hash alike). Optional only for string keys,
+ * whose default is a keyed HalfSipHash-1-3 with a key of this LRU's own (keyedStringHash); any
+ * other key type must bring its own (the string hash of a number would never end).
+ */
+export type LruOptions<K, V> = {
   /** Entries kept at most (≥ 1). */
   max: number;
-  /**
-   * A 32-bit hash of the key (equal keys must hash alike); for string keys the default is a
-   * keyed HalfSipHash-1-3 with a key of this LRU's own (keyedStringHash).
-   */
-  hash?: (key: K) => number;
   /** Sum of `sizeOf` kept at most; an entry larger than this alone is not stored. */
   maxSize?: number;
   sizeOf?: (v: V) => number;
-}
+} & ([K] extends [string] ? { hash?: (key: K) => number } : { hash: (key: K) => number });
 
 const NONE = -1;
 /** The key table's first size (pairs), doubled while it is more than half full. */

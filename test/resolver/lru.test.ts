@@ -70,7 +70,7 @@ test('Lru holds at most max entries and grows its slots past the first 1024', ()
   assert.equal(lru.get('k6999'), undefined);
   assert.equal(lru.get('k7000'), 7000);
   assert.equal(lru.get('k11999'), 11999);
-  assert.throws(() => new Lru({ max: 0 }), RangeError);
+  assert.throws(() => new Lru<string, string>({ max: 0 }), RangeError);
 });
 
 test('Lru does not store an entry larger than maxSize, and drops the key it replaced', () => {
