@@ -63,6 +63,7 @@ import { Endpoint, openDnsUdp } from '../resolver/udp-socket.ts';
 import { buildQuery } from '../resolver/answer-build.ts';
 import { CLASS_IN, RrType, textToNameKey } from '../resolver/message.ts';
 import { SHIM6_V8_FLAGS } from '../shim/runtime-paths.ts';
+import { median, medianInterval } from './_stats.ts';
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes('--json');
@@ -101,6 +102,8 @@ const PAIR_CYCLES = Number(process.env.BENCH_PAIR_CYCLES ?? 4);
 const PAIR_NAMES = 30_000;
 /** The idle part's quiet time before its measured runs (s). */
 const IDLE_SECONDS = Number(process.env.BENCH_IDLE_SECONDS ?? 60);
+/** The confidence a median's interval needs to decide a target (medianInterval: 5 rounds give 94 %). */
+const DECIDING_CONFIDENCE = 0.9;
 /** The human-readable figures: stdout, or stderr when the JSON goes to stdout. */
 const say = (line: string): void => { if (JSON_OUT) console.error(line); else console.log(line); };
 const LAT_SECONDS = Math.min(SECONDS, 4);
@@ -439,8 +442,15 @@ interface Round {
   checks: Check[];
 }
 
-/** One target in one round (or the median over rounds). */
-interface Check { key: string; label: string; value: number; unit: '×' | 'ms'; op: '≥' | '≤'; bound: number; pass: boolean; detail: string }
+/**
+ * One target in one round, or the median over the rounds: then also `interval` (medianInterval) and
+ * `decided`: whether the whole interval is on one side of the bound, with at least
+ * DECIDING_CONFIDENCE (5 rounds or more). `pass` is the median's side.
+ */
+interface Check {
+  key: string; label: string; value: number; unit: '×' | 'ms'; op: '≥' | '≤'; bound: number; pass: boolean; detail: string;
+  interval?: { lo: number; hi: number; confidence: number }; decided?: boolean;
+}
 
 /** The four targets of the resolver (issue 16), from one round's figures of the default shim6 (pickup on, one thread). */
 function checks(r: Omit<Round, 'checks'>): Check[] {
@@ -474,9 +484,12 @@ function checks(r: Omit<Round, 'checks'>): Check[] {
 }
 
 function checkLine(c: Check): string {
-  const v = c.unit === '×' ? `${c.value.toFixed(2)}×` : `${c.value >= 0 ? '+' : ''}${c.value.toFixed(3)} ms`;
+  const fmt = (x: number): string => (c.unit === '×' ? `${x.toFixed(2)}×` : `${x >= 0 ? '+' : ''}${x.toFixed(3)} ms`);
   const b = c.unit === '×' ? `${c.bound.toFixed(2)}×` : `${c.bound} ms`;
-  return `${c.label}: ${v} (target ${c.op} ${b}) ${c.pass ? 'pass' : 'MISS'} — ${c.detail}`;
+  const i = c.interval;
+  const within = i ? ` (${(100 * i.confidence).toFixed(0)} % interval ${fmt(i.lo)} … ${fmt(i.hi)})` : '';
+  const verdict = c.decided === false ? `${c.pass ? 'pass' : 'MISS'}, not decided by this run` : c.pass ? 'pass' : 'MISS';
+  return `${c.label}: ${fmt(c.value)}${within} (target ${c.op} ${b}) ${verdict} — ${c.detail}`;
 }
 
 const loadavg = (): number => Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
@@ -706,12 +719,6 @@ async function main(): Promise<void> {
   }
 }
 
-function median(xs: readonly number[] | undefined): number | undefined {
-  if (!xs || xs.length === 0) return undefined;
-  const v = [...xs].sort((a, b) => a - b);
-  return v.length % 2 ? v[v.length >> 1] : (v[v.length / 2 - 1]! + v[v.length / 2]!) / 2;
-}
-
 function report(samples: Record<string, Record<string, number[]>>, rounds: readonly Round[], retried: number): void {
   const rows: Record<string, Record<string, number | undefined>> = {};
   for (const [name, s] of Object.entries(samples)) rows[name] = Object.fromEntries(Object.entries(s).map(([k, v]) => [k, median(v)]));
@@ -770,7 +777,10 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
     const got = per.filter((c): c is Check => c !== undefined);
     const c0 = got[0]!;
     const value = median(got.map((c) => c.value))!;
-    const m: Check = { ...c0, value, pass: c0.op === '≥' ? value >= c0.bound : value <= c0.bound, detail: `rounds: ${per.map((c) => (c ? `${c.unit === '×' ? c.value.toFixed(2) : c.value.toFixed(3)} ${c.pass ? 'pass' : 'MISS'}` : 'n/a')).join(', ')}` };
+    const interval = medianInterval(got.map((c) => c.value))!;
+    const meets = (x: number): boolean => (c0.op === '≥' ? x >= c0.bound : x <= c0.bound);
+    const decided = interval.confidence >= DECIDING_CONFIDENCE && meets(interval.lo) === meets(interval.hi);
+    const m: Check = { ...c0, value, pass: meets(value), interval, decided, detail: `rounds: ${per.map((c) => (c ? `${c.unit === '×' ? c.value.toFixed(2) : c.value.toFixed(3)} ${c.pass ? 'pass' : 'MISS'}` : 'n/a')).join(', ')}` };
     medians.push(m);
     say(`  median ${checkLine(m)}`);
   }
@@ -778,7 +788,7 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
     console.log(JSON.stringify({
       seconds: SECONDS, rounds: ROUNDS, threads: THREADS, cpus: os.cpus().length, missNames: MISS_NAMES, dnsmasqCache: DNSMASQ_CACHE, farRttMs: FAR_RTT_MS,
       retriedForSteal: retried, servers: rows, sideBySide: side, knotFloor: floor, knotFloorDuring: floorDuring,
-      targets: Object.fromEntries(medians.map((c) => [c.key, { value: c.value, op: c.op, bound: c.bound, pass: c.pass, unit: c.unit }])),
+      targets: Object.fromEntries(medians.map((c) => [c.key, { value: c.value, op: c.op, bound: c.bound, pass: c.pass, unit: c.unit, interval: c.interval, decided: c.decided }])),
       perRound: rounds,
     }, null, 2));
   }
