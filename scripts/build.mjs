@@ -138,7 +138,8 @@ async function compileTree(out, files, { sourcemap, copy = () => false }) {
  * than the tree, so that a second `npm test` beside a running one leaves that one's files alone.
  */
 export async function buildTests() {
-  const files = ['test', ...SOURCE_DIRS].flatMap((d) => sourceFiles(path.join(root, d)));
+  // bench/: its helpers have tests of their own (test/bench/).
+  const files = ['test', 'bench', ...SOURCE_DIRS].flatMap((d) => sourceFiles(path.join(root, d)));
   const stamp = path.join(TEST_TREE, '.built');
   const inputs = [...files, ...['package.json', 'scripts/build.mjs'].map((f) => path.join(root, f))];
   if (existsSync(stamp)) {
