@@ -51,6 +51,8 @@
  * targets), `idle` (the runs after a quiet minute); e.g. `--parts cycles,side`
  * measures only what the CPU-per-miss and pickup-latency targets need (the
  * hit-QPS target then has no figure).
+ * Each target is printed per round, then as the median of the rounds with its
+ * interval (bench/_stats.ts) and whether the run decides it (DECIDING_CONFIDENCE).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
