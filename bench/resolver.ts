@@ -460,7 +460,7 @@ function checks(r: Omit<Round, 'checks'>): Check[] {
   const s = r.servers;
   const add = (key: string, label: string, value: number | undefined, unit: Check['unit'], op: Check['op'], bound: number, detail: string): void => {
     if (value === undefined || !Number.isFinite(value)) return;
-    out.push({ key, label, value, unit, op, bound, pass: op === '≥' ? value >= bound : value <= bound, detail });
+    out.push({ key, label, value, unit, op, bound, pass: meets({ op, bound }, value), detail });
   };
   const sh = s.shim6, dm = s.dnsmasq, ub = s.unbound;
   if (sh && dm) add('hitQps', 'cache-hit QPS, shim6 / dnsmasq', sh.hitQps! / dm.hitQps!, '×', '≥', 1.0, `${sh.hitQps!.toFixed(0)} / ${dm.hitQps!.toFixed(0)} q/s`);
@@ -484,6 +484,9 @@ function checks(r: Omit<Round, 'checks'>): Check[] {
   }
   return out;
 }
+
+/** Whether `x` is on the target's side of its bound. */
+const meets = (c: Pick<Check, 'op' | 'bound'>, x: number): boolean => (c.op === '≥' ? x >= c.bound : x <= c.bound);
 
 function checkLine(c: Check): string {
   const fmt = (x: number): string => (c.unit === '×' ? `${x.toFixed(2)}×` : `${x >= 0 ? '+' : ''}${x.toFixed(3)} ms`);
@@ -780,9 +783,8 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
     const c0 = got[0]!;
     const value = median(got.map((c) => c.value))!;
     const interval = medianInterval(got.map((c) => c.value))!;
-    const meets = (x: number): boolean => (c0.op === '≥' ? x >= c0.bound : x <= c0.bound);
-    const decided = interval.confidence >= DECIDING_CONFIDENCE && meets(interval.lo) === meets(interval.hi);
-    const m: Check = { ...c0, value, pass: meets(value), interval, decided, detail: `rounds: ${per.map((c) => (c ? `${c.unit === '×' ? c.value.toFixed(2) : c.value.toFixed(3)} ${c.pass ? 'pass' : 'MISS'}` : 'n/a')).join(', ')}` };
+    const decided = interval.confidence >= DECIDING_CONFIDENCE && meets(c0, interval.lo) === meets(c0, interval.hi);
+    const m: Check = { ...c0, value, pass: meets(c0, value), interval, decided, detail: `rounds: ${per.map((c) => (c ? `${c.unit === '×' ? c.value.toFixed(2) : c.value.toFixed(3)} ${c.pass ? 'pass' : 'MISS'}` : 'n/a')).join(', ')}` };
     medians.push(m);
     say(`  median ${checkLine(m)}`);
   }
