@@ -59,6 +59,8 @@ export interface EngineDriverOptions<E extends EngineLike> {
   routes?: RouteHook;
   /** How long packets to a primed peer wait for its context before its route is withdrawn (ms, default 1000). */
   holdMs?: number;
+  /** How much longer they wait once the peer has answered the handshake (ms, default 4000; handshake-hold.ts). */
+  answeredHoldMs?: number;
   /** Replay TCP segments after a locator pair change (tcp-prompt.ts). Default: on when there is a TUN. */
   tcpPrompt?: boolean;
   /**
@@ -184,6 +186,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     });
     this.hold = new HandshakeHold({
       ...(opts.routes ? { routes: opts.routes } : {}), ...(opts.holdMs !== undefined ? { holdMs: opts.holdMs } : {}),
+      ...(opts.answeredHoldMs !== undefined ? { answeredHoldMs: opts.answeredHoldMs } : {}),
       ...(opts.sendPlain ? { sendPlain: opts.sendPlain } : {}), ...(logger ? { logger } : {}), drop,
       send: (packets) => {
         const now = this.clock();
@@ -372,6 +375,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.opts.logger?.info(e.kind, eventFields(e));
     if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
+    if (e.kind === 'context-answered') this.hold.answered(e.peerUlid);
     // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
@@ -420,6 +424,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** An event of such a second context: its packets wait for it (the route is already there), or go plain when it fails. */
   private secondContext(e: Exclude<EngineEvent, { kind: 'ulid-refused' | 'peer-unsupported' | 'peer-supported' }>): void {
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid, false);
+    if (e.kind === 'context-answered') this.hold.answered(e.peerUlid);
     if (e.kind === 'context-established') {
       this.seconds.set(e.peerUlid, e.localUlid);
       this.hold.release(e.peerUlid);

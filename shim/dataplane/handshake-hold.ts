@@ -4,8 +4,12 @@
  * packets (a SYN) wait here and go out once the context is up, instead of
  * going to a dead locator on the physical link (seed §2.2). For `holdMs` at
  * most: a stale capability record (no shim6 there) must not keep the
- * application from plain IPv6. Then the route goes, and what waited leaves as
- * plain IPv6 (`sendPlain`) while the engine keeps trying.
+ * application from plain IPv6. Once the peer has answered (its R1:
+ * `context-answered`), the record is not stale and the peer's ULID may well be
+ * the dead locator, so the packets wait `answeredHoldMs` more for the I2
+ * exchange (on a loaded host it took over a second, and a SYN sent plain to a
+ * dead locator fails the connection with EHOSTUNREACH). Then the route goes,
+ * and what waited leaves as plain IPv6 (`sendPlain`) while the engine keeps trying.
  *
  * Owns: the packets held per peer, the peers whose route into the TUN it
  * withdrew. Must not know: the engine, how routes are made (RouteHook).
@@ -18,6 +22,8 @@ export interface HandshakeHoldOptions {
   routes?: RouteHook;
   /** How long a primed peer's packets wait for its context before plain IPv6 takes over (ms, default 1000). */
   holdMs?: number;
+  /** How much longer they wait once the peer has answered the handshake (ms, default 4000). */
+  answeredHoldMs?: number;
   /** Send whole IPv6 packets as plain IPv6, past the TUN; returns how many were sent. Absent: held packets are dropped. */
   sendPlain?: (packets: readonly Uint8Array[]) => number;
   /** The context is up: send these through it, in order. */
@@ -34,11 +40,14 @@ export interface HandshakeHoldOptions {
 /** Packets held per peer while its primed context is set up (a SYN and its retransmissions). */
 const HOLD_MAX = 16;
 const HOLD_MS = 1000;
+/** Below TCP's third SYN (sent 3 s after the second): a connection waits for at most one retransmission more. */
+const ANSWERED_HOLD_MS = 4000;
 /** Peers remembered as withdrawn from the TUN (the set is emptied when full). */
 const WITHDRAWN_MAX = 4096;
 
 export class HandshakeHold {
-  private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout }>();
+  /** `answered`: the peer's R1 came, the hold was extended. */
+  private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout; answered: boolean }>();
   /** Peers whose ULID route into the TUN this hold withdrew (and has not routed again): bounded by WITHDRAWN_MAX. */
   private readonly withdrawn = new Set<Ipv6>();
   private closed = false;
@@ -56,17 +65,31 @@ export class HandshakeHold {
    */
   start(local: Ipv6, peer: Ipv6, route = true): void {
     if (this.held.has(peer)) return;
+    this.held.set(peer, { packets: [], timer: this.expiry(peer, this.opts.holdMs ?? HOLD_MS), answered: false });
+    if (route) void this.routeUp(local, peer);
+  }
+
+  /** The peer answered the handshake of the context its packets wait for: they wait `answeredHoldMs` more (once). */
+  answered(peer: Ipv6): void {
+    const h = this.held.get(peer);
+    if (h === undefined || h.answered) return;
+    clearTimeout(h.timer);
+    h.answered = true;
+    h.timer = this.expiry(peer, this.opts.answeredHoldMs ?? ANSWERED_HOLD_MS);
+  }
+
+  /** The end of `peer`'s hold in `ms`: the route goes (unless another context has it) and what waited leaves as plain IPv6. */
+  private expiry(peer: Ipv6, ms: number): NodeJS.Timeout {
     const timer = setTimeout(() => {
       const h = this.held.get(peer);
       if (h?.timer !== timer) return;
       this.held.delete(peer);
       // The route stays when a context from another of our ULIDs has come up meanwhile (or had it all along).
       this.letGo(peer, h.packets, this.opts.routed?.(peer) === true ? undefined : this.routeDown(peer));
-      this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer });
-    }, this.opts.holdMs ?? HOLD_MS);
+      this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer, answered: h.answered });
+    }, ms);
     timer.unref?.();
-    this.held.set(peer, { packets: [], timer });
-    if (route) void this.routeUp(local, peer);
+    return timer;
   }
 
   /**

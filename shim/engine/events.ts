@@ -44,6 +44,12 @@ export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout
 export type EngineEvent =
   /** prime() started an exchange with a peer DNS or configuration says runs shim6: route its ULID into the shim now (seed §2.2). */
   | { kind: 'context-initiated'; localUlid: Ipv6; peerUlid: Ipv6 }
+  /**
+   * The peer answered the I1 of a context prime() started (an R1 for its nonce, from a locator
+   * of the record): it runs shim6, so the context is on its way (I2 → R2). The driver then
+   * holds the first packets longer: the record is not stale, and plain IPv6 may be dead.
+   */
+  | { kind: 'context-answered'; localUlid: Ipv6; peerUlid: Ipv6 }
   /** The context is up; `ulidProof` says why `peerUlid` is the peer's — the driver routes it only then. */
   | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; ulidProof: UlidProof; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
   /** An I2/I2bis from `source` claimed `claimedUlid` without proof (or one of our own addresses): no context. */

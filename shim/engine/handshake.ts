@@ -172,6 +172,7 @@ export function onR1(core: Core, now: Millis, rx: Datagram, msg: R1Message): Dat
   ctx.retries = 0;
   core.step(ctx, 'recv-R1');
   sendI2(core, ctx, now);
+  if (ctx.mode === 'integrated') core.emit({ kind: 'context-answered', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid });
   return CONSUMED;
 }
 

@@ -206,6 +206,37 @@ test('a resumable close keeps the route; a packet that makes the engine initiate
   assert.equal(d.stats.udpOut, 1, 'the held packet went out once the context was up');
 });
 
+test('handshake hold: the peer\'s answer (context-answered) replaces the hold\'s end with answeredHoldMs from then, once; then the packets leave plain and the route goes', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dph', 1400);
+  const routes: string[] = [];
+  const events: EngineEvent[] = [];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: (_now, p) => {
+      if (!events.some((e) => e.kind === 'context-initiated')) events.push({ kind: 'context-initiated', localUlid: p.srcUlid, peerUlid: p.dstUlid });
+      return { kind: 'no-context' as const };
+    },
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  // The first hold would outlast the test; the answered one is 1 ms: only the answer can end it.
+  const d = new EngineDriver({ engine, transport: net.transport(5533), tun, holdMs: 600_000, answeredHoldMs: 1, sendPlain: (ps) => ps.length,
+    routes: { contextUp: (_l, p) => { routes.push(`up ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
+  await waitFor(() => routes.length === 1, 'the engine initiated and the driver held', DEADLINE_MS);
+  assert.equal(d.stats.plain, 0);
+  events.push({ kind: 'context-answered', localUlid: 'fd00::a', peerUlid: 'fd00::b' });
+  d.flush();
+  await waitFor(() => d.stats.plain === 1, 'the answered hold ended: the held packet left plain', DEADLINE_MS);
+  assert.deepEqual(routes, ['up fd00::b', 'down fd00::b']);
+  // An answer for a peer no longer held changes nothing.
+  events.push({ kind: 'context-answered', localUlid: 'fd00::a', peerUlid: 'fd00::b' });
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::b', 'down fd00::b']);
+});
+
 test('a second context with a routed peer (another local ULID, as after our first address was removed) leaves the route alone: held, not routed, and its failure removes nothing', async (t) => {
   const net = new MemoryNetwork();
   const tun = new MemoryTun('dps', 1400);

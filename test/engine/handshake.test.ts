@@ -19,6 +19,11 @@ test('prime() → I1, R1, I2, R2: both ends ESTABLISHED in 2 RTTs with verified 
   sim.runFor(80);
   const est = engineEvents(a).find((e) => e.kind === 'context-established');
   assert.ok(est, `A events: ${JSON.stringify(engineEvents(a))}`);
+  // The R1 is announced (the driver's hold waits longer for a peer that answered), once, before the context is up.
+  const kinds = engineEvents(a).map((e) => e.kind);
+  assert.deepEqual(kinds.filter((k) => k === 'context-initiated' || k === 'context-answered' || k === 'context-established'), ['context-initiated', 'context-answered', 'context-established']);
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-answered' && e.peerUlid === b.ulid && e.localUlid === a.ulid));
+  assert.equal(engineEvents(b).some((e) => e.kind === 'context-answered'), false, 'the responder answers; it is not answered');
   assert.equal(sent(sim, 'a').length, 2, 'I1 and I2 only');
   assert.deepEqual(sentTypes(sim), ['I1', 'R1', 'I2', 'R2']);
   assert.ok(engineEvents(b).some((e) => e.kind === 'context-established'));
@@ -94,6 +99,7 @@ test('host-based independent mode: I1 → R1 only, no context stays on either si
   sim.runFor(1000);
   assert.deepEqual(sentTypes(sim), ['I1', 'R1']);
   assert.ok(engineEvents(a).some((e) => e.kind === 'peer-supported'));
+  assert.equal(engineEvents(a).some((e) => e.kind === 'context-answered'), false, 'a probe holds no packets');
   assert.equal(a.engine.contextCount, 0);
   assert.equal(b.engine.contextCount, 0);
 });
