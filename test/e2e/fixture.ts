@@ -8,7 +8,7 @@
  * things took is printed (t.diagnostic), and measured by `npm run bench -- failover`.
  */
 import type { TestContext } from 'node:test';
-import { copyFileSync, existsSync, mkdirSync, readdirSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../helpers/cli.ts';
 import { labFor, type Lab } from '../../lab/topology.ts';
@@ -16,6 +16,7 @@ import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
 import type { ChildProcess } from 'node:child_process';
 import { DEADLINE_MS } from '../helpers/wait.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 
 let n = 0;
 
@@ -24,11 +25,15 @@ export const E2E_LOGS = path.join(ROOT, 'test-artifacts', 'e2e');
 
 /**
  * A fresh lab (with the attacker on link P when `opts.attacker`), removed after the test; its
- * daemons' logs are kept under test-artifacts/e2e/<prefix>-<test name>/ to read when it failed.
+ * daemons' logs, and their status at the test's end (`status-a.log`, `status-b.log`: messages
+ * by type, drops by reason), are kept under test-artifacts/e2e/<prefix>-<test name>/ to read
+ * when it failed.
  */
 export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}): Promise<Lab> {
   const lab = labFor(`e2e${process.pid.toString(36).slice(-4)}${(n++).toString(36)}`);
-  t.after(() => {
+  // Hooks run in the order they were added: this one before the daemons' (daemons()), so they still answer.
+  t.after(async () => {
+    await keepStatus(lab);
     keepLogs(lab, t.name);
     labDown(lab);
   });
@@ -49,6 +54,18 @@ export async function daemons(t: TestContext, lab: Lab, timers: Record<string, n
   const s = await startLabShim6(lab, () => undefined, { timers, extra });
   t.after(() => s.stop());
   return s;
+}
+
+/** Both daemons' status, as JSON beside their logs (kept with them by keepLogs); a daemon not running (or not answering) is skipped. */
+async function keepStatus(lab: Lab): Promise<void> {
+  for (const h of ['a', 'b'] as const) {
+    try {
+      const st = await controlRequest(labDaemonFiles(lab, h).control, 'status');
+      writeFileSync(path.join(lab.stateDir, `status-${h}.log`), JSON.stringify(st, null, 1) + '\n');
+    } catch {
+      // stopped by the test itself, or never up
+    }
+  }
 }
 
 /** One daemon only (host `h`; `extra` config keys over the lab's), stopped after the test. */
