@@ -49,7 +49,7 @@ export async function startStaticNode(cfg: StaticNodeConfig): Promise<StaticNode
   try {
     routes.setup();
     for (const l of cfg.locators) await driver.bindLocator(l);
-    routes.contextUp(cfg.localUlid, cfg.peerUlid);
+    await routes.contextUp(cfg.localUlid, cfg.peerUlid);
   } catch (e) {
     routes.close();
     await driver.close();

@@ -341,8 +341,8 @@ export class Daemon {
     // plain IPv6, and the next daemon protects the open connections again: protectOpenConnections).
     this.newFlows?.close();
     const routed = this.routes?.routed() ?? [];
-    for (const peer of routed) this.routes?.contextDown(peer);
-    if (routed.length > 0) this.routes?.flushRouteCache();
+    await Promise.all(routed.map((peer) => this.routes?.contextDown(peer)));
+    if (routed.length > 0) await this.routes?.flushRouteCache();
     const open = engine?.contextCount ?? 0;
     if (engine && open > 0) {
       this.command((e, now) => e.close(now));
@@ -473,7 +473,7 @@ export class Daemon {
     // The driver has just routed the peer's ULID into the TUN; sockets that
     // connected before (the app's SYN raced the handshake) still hold a cached
     // route via the physical link. Invalidate every cached IPv6 route.
-    if (e.kind === 'context-established' || e.kind === 'context-initiated') this.routes?.flushRouteCache();
+    if (e.kind === 'context-established' || e.kind === 'context-initiated') void this.routes?.flushRouteCache();
     if (e.kind === 'context-established' || e.kind === 'peer-supported' || e.kind === 'peer-unsupported') this.saveCachesSoon();
     this.discovery?.onEvent(e);
     const { kind, ...rest } = e;
@@ -564,7 +564,7 @@ function openDataPlane(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'],
   try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); encap?.close(); throw err; }
   const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);
   const routeHook: RouteHook | undefined = routes ? {
-    contextUp: (local, peer) => { if (!daemon.stopping()) routes.contextUp(local, peer); },
+    contextUp: (local, peer) => (daemon.stopping() ? undefined : routes.contextUp(local, peer)),
     contextDown: (peer) => routes.contextDown(peer),
     flushRouteCache: () => routes.flushRouteCache(),
     switchPath: (local, peer, path, pair) => (path !== 'kernel' && daemon.stopping() ? Promise.resolve() : routes.switchPath(local, peer, path, pair)),

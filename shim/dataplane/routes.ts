@@ -63,8 +63,9 @@ export interface RoutesOptions {
   /** Run `ip` in this namespace (`ip -n`); default: the current one. */
   netns?: string;
   /**
-   * The kernel path's route changes (switchPath) over rtnetlink in the event loop (rtnetlink.ts;
-   * default true where the addon is built); false: an `ip` process per change.
+   * Route changes (contextUp, contextDown, flushRouteCache, switchPath) over rtnetlink in the
+   * event loop (rtnetlink.ts; default true where the addon is built); false: an `ip` process per
+   * change, waited for asynchronously.
    */
   netlink?: boolean;
 }
@@ -129,10 +130,25 @@ export class Routes implements RouteHook {
    * Route the peer's ULID through the TUN, from our ULID — or with no `src` when the kernel
    * refuses it because our ULID's address is gone (removed while its contexts live on: the
    * connections bound to it keep their source; new ones pick one of the addresses left).
+   * In order with every other route change (as switchPath), without blocking the event loop:
+   * it comes at a context's start and establishment, and an `ip` process waited for there held
+   * the daemon's loop for hundreds of ms on a loaded host, which delayed the handshake's own
+   * messages (an R2 that came after the I2's retransmission) and the keepalives (REAP then
+   * explored for nothing).
    */
-  contextUp(localUlid: Ipv6, peerUlid: Ipv6): void {
-    if (!this.ip(this.peerRoute(localUlid, peerUlid), false)) this.ip(this.peerRoute(undefined, peerUlid));
+  contextUp(localUlid: Ipv6, peerUlid: Ipv6): Promise<void> {
     this.peers.add(peerUlid);
+    return this.inOrder(async () => {
+      const nl = this.netlink();
+      if (nl !== undefined) { this.switchNetlink(nl, localUlid, peerUlid, 'tun', undefined, false); return; }
+      if (!(await this.ipAsync(this.peerRoute(localUlid, peerUlid)))) await this.ipAsync(this.peerRoute(undefined, peerUlid));
+    });
+  }
+
+  /** Run `step` after every route change asked before it; once closed, only a removal (`evenClosed`: close() no longer knows its route). */
+  private inOrder(step: () => void | Promise<void>, evenClosed = false): Promise<void> {
+    this.chain = this.chain.then(() => (this.closed && !evenClosed ? undefined : step()));
+    return this.chain;
   }
 
   /** `ip route replace` of the peer's ULID into the TUN (`src` our ULID, when given). */
@@ -226,11 +242,16 @@ export class Routes implements RouteHook {
     }
     const spec = { dst: peerUlid, table: this.table, oif, ...(gateway !== undefined ? { gateway } : {}), mtu: this.tunMtu, advmss: this.advmss, ...(this.opts.rtoMinMs === undefined ? {} : { rtoMinMs: this.opts.rtoMinMs }) };
     if (nl.routeReplace({ ...spec, src: localUlid }) !== 0) nl.routeReplace(spec);
-    if (!flush) return;
+    if (flush) this.flushNetlink(nl);
+  }
+
+  /** flushRouteCache over rtnetlink: the flush address added to the TUN and deleted. Whether the TUN was found. */
+  private flushNetlink(nl: Rtnetlink): boolean {
     this.tunIndex ??= nl.linkIndex(this.opts.tun);
-    if (this.tunIndex < 0) { this.tunIndex = undefined; return; }
+    if (this.tunIndex < 0) { this.tunIndex = undefined; return false; }
     nl.address(true, this.tunIndex, FLUSH_ADDR.replace(/\/128$/, ''));
     nl.address(false, this.tunIndex, FLUSH_ADDR.replace(/\/128$/, ''));
+    return true;
   }
 
   /** The next hop (gateway, or the peer's locator itself when on-link) and link from `local` to `peer`, by `ip route get`. */
@@ -253,10 +274,14 @@ export class Routes implements RouteHook {
     });
   }
 
-  /** Remove the peer's ULID route: traffic to it goes back to plain IPv6. */
-  contextDown(peerUlid: Ipv6): void {
-    if (!this.peers.delete(peerUlid)) return;
-    this.ip(['-6', 'route', 'del', `${peerUlid}/128`, 'table', String(this.table)], false);
+  /** Remove the peer's ULID route: traffic to it goes back to plain IPv6. In order, without blocking (as contextUp). */
+  contextDown(peerUlid: Ipv6): Promise<void> | undefined {
+    if (!this.peers.delete(peerUlid)) return undefined;
+    return this.inOrder(async () => {
+      const nl = this.netlink();
+      if (nl !== undefined) nl.routeDelete(peerUlid, this.table);
+      else await this.ipAsync(['-6', 'route', 'del', `${peerUlid}/128`, 'table', String(this.table)]);
+    }, true);
   }
 
   /**
@@ -286,10 +311,14 @@ export class Routes implements RouteHook {
    * again). A new route in our own table does not invalidate routes cached
    * from `main`, but deleting an address bumps the IPv6 route generation
    * (rt_genid_bump_ipv6), so add and delete a link-local address on the TUN
-   * (scope link: invisible to the locator watcher).
+   * (scope link: invisible to the locator watcher). In order, after the route changes asked
+   * before it, without blocking (as contextUp).
    */
-  flushRouteCache(): void {
-    this.ipBatchSync([['addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]], false);
+  flushRouteCache(): Promise<void> {
+    return this.inOrder(async () => {
+      const nl = this.netlink();
+      if (nl === undefined || !this.flushNetlink(nl)) await this.ipBatch([['addr', 'add', FLUSH_ADDR, 'dev', this.opts.tun, 'nodad'], ['addr', 'del', FLUSH_ADDR, 'dev', this.opts.tun]]);
+    });
   }
 
   /** Peer ULIDs currently routed through the TUN. */

@@ -31,7 +31,7 @@ for (const netlink of [true, false]) test(`routes (kernel path's switches by ${n
   t.after(() => routes.close());
   routes.setup();
   assert.match(net.run(a, ['ip', 'link', 'show', tun.name]).stdout, /mtu 1444 .*state (UP|UNKNOWN)/);
-  routes.contextUp('fd00:71::a', 'fd00:71::b');
+  await routes.contextUp('fd00:71::a', 'fd00:71::b');
   const viaTun = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout;
   assert.match(viaTun, new RegExp(`dev ${tun.name} .*src fd00:71::a`));
   assert.match(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout, /fd00:71::b .*mtu 1444 advmss 1384/);
@@ -40,12 +40,12 @@ for (const netlink of [true, false]) test(`routes (kernel path's switches by ${n
   const otherUdp = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b', 'ipproto', 'udp', 'sport', '4000']).stdout;
   assert.match(otherUdp, new RegExp(`dev ${tun.name}`));
   // With no route in main (the prefix gone: renumbering), the daemon's UDP is unreachable, not looped into the TUN.
-  routes.contextUp('fd00:71::a', 'fd00:72::b');
+  await routes.contextUp('fd00:71::a', 'fd00:72::b');
   const noMain = spawnSync('ip', ['-n', a.name, '-6', 'route', 'get', 'fd00:72::b', 'ipproto', 'udp', 'sport', '5533'], { encoding: 'utf8' });
   assert.ok(noMain.status !== 0 || !noMain.stdout.includes(tun.name), `the daemon's UDP without a route in main: ${noMain.stdout}${noMain.stderr}`);
-  routes.contextDown('fd00:72::b');
+  await routes.contextDown('fd00:72::b');
   assert.deepEqual(routes.routed(), ['fd00:71::b']);
-  routes.contextDown('fd00:71::b');
+  await routes.contextDown('fd00:71::b');
   assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, /dev dpp0/);
   // The kernel path's switches (asynchronous, in order): into the TUN, out of it, in again.
   void routes.switchPath('fd00:71::a', 'fd00:71::b', 'tun');
@@ -63,14 +63,14 @@ for (const netlink of [true, false]) test(`routes (kernel path's switches by ${n
   await routes.switchPath('fd00:71::a', 'fd00:71::b', 'kernel');
   assert.equal(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '');
   // Our ULID's address gone (removed while its contexts live on): the kernel refuses it as `src`, the route goes in without.
-  routes.contextUp('fd00:71::99', 'fd00:71::b');
+  await routes.contextUp('fd00:71::99', 'fd00:71::b');
   const noSrc = net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout;
   assert.match(noSrc, new RegExp(`fd00:71::b dev ${tun.name} .*mtu 1444`));
   assert.doesNotMatch(noSrc, /src/);
   await routes.switchPath('fd00:71::99', 'fd00:71::b', 'kernel');
   await routes.switchPath('fd00:71::99', 'fd00:71::b', 'tun');
   assert.match(net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b']).stdout, new RegExp(`dev ${tun.name}`), 'the kernel path\'s switch into the TUN too');
-  routes.contextUp('fd00:71::a', 'fd00:71::b');
+  await routes.contextUp('fd00:71::a', 'fd00:71::b');
   routes.close();
   routes.close();
   assert.equal(net.run(a, ['ip', '-6', 'rule', 'show']).stdout, rulesBefore);
