@@ -18,22 +18,22 @@
  *  - latency p50/p99 of misses and of hits at a fixed rate (-Q), from dnsperf -v;
  *  - node-bare: a bare Node UDP responder (copies one stored answer, patches
  *    the ID) as the ceiling of Node's dgram on this machine;
- *  - shim6 lookup latency with capability pickup on vs off, side by side (a
- *    dnsperf per server at once): straight to Knot, and through a delaying
+ *  - shim6 lookup latency with capability pickup on vs off, interleaved (one
+ *    client asks each in turn: interleavedLatency): straight to Knot, and through a delaying
  *    forwarder (bench/_delay-forwarder.ts) that puts Knot `--rtt` ms (default 20) away;
  *  - Knot's own latency for the TYPE65300 + AAAA pair against AAAA alone, with
  *    no stub in the path: the authoritative server's extra cost for the record
  *    question, which the pickup latency target allows on top of pickup off;
- *    measured alone, and again during the one-thread side-by-side run (the
+ *    measured alone, and again in the one-thread interleaved run (the
  *    target subtracts that one: the same load as the p50s it corrects);
  *  - a control (A/A): shim6-nopickup beside a second, identical pickup-off stub,
- *    side by side as above, printed per round (not a target): how far one
- *    side-by-side ratio moves when nothing differs.
+ *    in the same interleaved run, printed per round (not a target): how far one
+ *    such ratio moves when nothing differs.
  * Every server's caches are emptied before each of its miss runs (emptyCaches),
  * so that all start them in the same state.
  * Knot answers every name (wildcards, with a capability record), so misses
  * measure the forwarders, not the authoritative server.
- * The machine is a VM: a run (side-by-side runs and Knot alone included) during which the hypervisor gave more than
+ * The machine is a VM: a run (interleaved runs and Knot alone included) during which the hypervisor gave more than
  * BENCH_MAX_STEAL (default 2 %) of the CPUs' time to other guests is repeated,
  * up to BENCH_STEAL_RETRIES (default 3) times, keeping the run with the least
  * steal; the steal of the kept runs is printed with the figures.
@@ -47,7 +47,7 @@
  * The stubs run with SHIM6_V8_FLAGS, as the installed command does.
  * `--parts` (comma-separated, default all): `servers` (each server's own hit,
  * latency and miss runs), `cycles` (the alternating miss runs of the CPU-per-miss
- * target), `side` (Knot alone and the side-by-side latency runs of the pickup
+ * target), `side` (Knot alone and the interleaved latency runs of the pickup
  * targets), `idle` (the runs after a quiet minute); e.g. `--parts cycles,side`
  * measures only what the CPU-per-miss and pickup-latency targets need (the
  * hit-QPS target then has no figure).
@@ -61,9 +61,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { startAuthDns, type AuthDns } from '../test/helpers/authdns.ts';
 import { capLine, capRdataHex } from '../test/resolver/harness.ts';
-import { Endpoint, openDnsUdp } from '../resolver/udp-socket.ts';
-import { buildQuery } from '../resolver/answer-build.ts';
-import { CLASS_IN, RrType, textToNameKey } from '../resolver/message.ts';
+import { haveTool } from '../lab/tools.ts';
 import { SHIM6_V8_FLAGS } from '../shim/runtime-paths.ts';
 import { median, medianInterval } from './_stats.ts';
 
@@ -281,7 +279,7 @@ async function lowSteal(run: () => Perf, before?: () => Promise<void> | void): P
   return { ...r.value, retries: r.retries };
 }
 
-/** The runs that are not one dnsperf (the side-by-side runs, Knot alone): the machine's steal over the whole of `run`. */
+/** The runs that are not one dnsperf (the interleaved runs, Knot alone): the machine's steal over the whole of `run`. */
 async function lowStealAsync<T>(run: () => Promise<T>): Promise<{ value: T; steal: number; retries: number }> {
   return leastSteal(async () => {
     const m0 = machineMicros();
@@ -293,84 +291,47 @@ async function lowStealAsync<T>(run: () => Promise<T>): Promise<{ value: T; stea
 
 const stealText = (r: { steal: number; retries: number }): string => `${(100 * r.steal).toFixed(1)} %${r.retries ? ` after ${r.retries} retr${r.retries > 1 ? 'ies' : 'y'}` : ''}`;
 
-/**
- * The floor of the pickup's latency cost, measured without any stub: through the
- * stub's own native socket (one sendmmsg, answers by recvmmsg), the time from
- * sending to Knot until its answers are in, for an AAAA question alone and for
- * the pair the stub sends with pickup on (TYPE65300 + AAAA), alternating, one
- * exchange at a time every 2 ms (the miss latency runs' 500/s). The difference is
- * what the authoritative server and the loopback path add for the second
- * question, before the stub decodes anything. Median µs of each.
- */
-async function pairFloor(authPort: number, exchanges: number, untilMs = Infinity): Promise<{ single: number; pair: number } | undefined> {
-  let sock;
-  try {
-    sock = await openDnsUdp({ host: '0.0.0.0', port: 0, bufferSize: 1 << 20, maxDatagram: 4096, batch: 32, dualStack: false, onError: () => {} }, 'native');
-  } catch {
-    return undefined; // no native addon: the floor is not measured (the rest of the run does not need it)
-  }
-  const to = Endpoint.of('127.0.0.1', authPort);
-  const expected = new Set<number>(); // IDs of this exchange: a late answer to an earlier one does not count
-  let wake: (() => void) | undefined;
-  sock.onDatagram((bytes) => {
-    if (bytes.length >= 12 && expected.delete((bytes[0]! << 8) | bytes[1]!) && expected.size === 0) wake?.();
-  });
-  const single: number[] = [];
-  const pair: number[] = [];
-  const tag = Date.now().toString(36);
-  for (let i = 0; i < 2 * exchanges && performance.now() < untilMs; i++) {
-    const both = i % 2 === 1;
-    const nameKey = textToNameKey(`floor-${tag}-${i}.bench.`);
-    const answered = new Promise<boolean>((resolve) => {
-      wake = () => resolve(true);
-      setTimeout(() => resolve(false), 1000);
-    });
-    const capId = (2 * i) & 0xffff, aaaaId = (2 * i + 1) & 0xffff;
-    expected.clear();
-    if (both) expected.add(capId);
-    expected.add(aaaaId);
-    const t0 = performance.now();
-    if (both) sock.send(buildQuery(capId, nameKey, 65300, CLASS_IN, { udpSize: 1232 }), to);
-    sock.send(buildQuery(aaaaId, nameKey, RrType.AAAA, CLASS_IN, { udpSize: 1232 }), to); // both leave in one send, as the stub's
-    const ok = await answered;
-    if (ok) (both ? pair : single).push((performance.now() - t0) * 1000);
-    await sleep(2);
-  }
-  sock.close();
-  const med = (a: number[]): number => [...a].sort((x, y) => x - y)[a.length >> 1] ?? NaN;
-  return { single: med(single), pair: med(pair) };
+/** The interleaved miss client (bench/_miss-client.c), compiled into the bench's folder at its start. */
+const MISS_CLIENT = path.join(dir, 'miss-client');
+function buildMissClient(): void {
+  const cc = haveTool('cc') ? 'cc' : 'clang-14'; // clang-14 is one of the system packages (scripts/system-packages.txt)
+  const r = spawnSync(cc, ['-O2', '-Wall', '-o', MISS_CLIENT, path.join(ROOT, 'bench/_miss-client.c')], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`bench: cannot compile bench/_miss-client.c with ${cc}: ${r.error?.message ?? r.stderr}`);
 }
 
+/** One target of an interleaved run: a server's port, asked an AAAA question, or Knot asked the pair a stub with pickup sends. */
+interface MissTarget { port: number; pair?: boolean }
+/** A target's figures: questions asked and answered, and the p10, p50 and p90 of its round trips (µs). */
+interface MissFigures { asked: number; answered: number; p10: number; p50: number; p90: number }
+
 /**
- * Miss latency of several servers under the same conditions: one dnsperf per
- * server, all at once, each at the 500/s of the latency runs, fresh names. The
- * dnsperf latency runs measure each server in its own minutes, and on this VM a
- * miss's p50 moved between 0.09 and 0.41 ms from one such run to the next; run
- * side by side, the servers of a ratio share every state of the machine, and
- * the client is dnsperf for each (a client of our own would add its own wake-up
- * time to both sides and flatter the ratio). p50 per server, µs, in the order of `ports`.
- * `reversed` starts the clients in the other order (the bench alternates it by round): the
- * client started first may have the CPU first, and a ratio must not carry which side that was.
+ * Miss latency of several servers under the same conditions: one client
+ * (bench/_miss-client.c) asks each of them in turn, every 2 ms each (the
+ * 500/s of the latency runs), each turn about a fresh name (the same for all),
+ * the targets spread evenly over the 2 ms and their order rotated every turn.
+ * The servers of a ratio thus share every state of the machine, as when a
+ * dnsperf per server ran at once, without one's work ever waiting for the
+ * other's on this 2-CPU machine: with two dnsperfs, the phase between them
+ * decided how often a miss of one met a miss of the other, and an A/A pair of
+ * identical stubs gave per-round ratios of 0.84–1.74. The client waits for
+ * answers in poll(), as dnsperf does, and asks Knot directly (`pair`) from a
+ * pool of random ports, as the stub's pool does (one port would meet one of
+ * Knot's SO_REUSEPORT workers for a whole run). Per target, in `targets` order.
  */
-async function sideBySideLatency(ports: readonly number[], seconds: number, tag: string, floorOf?: number, reversed = false): Promise<{ p50: number[]; floor?: { single: number; pair: number } }> {
-  // The same names in the same order for every server (each asks them of its own cache; Knot answers each alike).
-  const file = names(`side-${tag}-`, 600 * seconds);
-  const order = reversed ? [...ports].reverse() : ports;
-  const started = order.map((port) => new Promise<number>((resolve) => {
-    const c = spawn('dnsperf', dnsperfArgs(port, file, seconds, 500), { stdio: ['ignore', 'pipe', 'ignore'] });
+function interleavedLatency(targets: readonly MissTarget[], seconds: number, tag: string): Promise<MissFigures[]> {
+  return new Promise((resolve, reject) => {
+    const c = spawn(MISS_CLIENT, [String(seconds), '500', `${tag}-`, ...targets.map((t) => `${t.port}:${t.pair ? 'p' : 'a'}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    c.on('close', () => {
-      const lat = latencies(out);
-      resolve((lat[lat.length >> 1] ?? NaN) * 1000); // µs
+    c.stderr.on('data', (d: Buffer) => { err += d.toString(); });
+    c.on('error', reject);
+    c.on('close', (code) => {
+      const rows = out.trim().split('\n').map((l) => l.split(' '));
+      if (code !== 0 || rows.length !== targets.length) { reject(new Error(`bench: miss client exited ${code}: ${err.trim()}`)); return; }
+      resolve(rows.map((f) => ({ asked: Number(f[2]), answered: Number(f[3]), p50: Number(f[4]), p10: Number(f[5]), p90: Number(f[6]) })));
     });
-  }));
-  // Knot's own extra cost for the record question under the same load, at the same time (see pairFloor).
-  const floor = floorOf !== undefined ? pairFloor(floorOf, 100_000, performance.now() + seconds * 1000) : Promise.resolve(undefined);
-  const [got, f] = await Promise.all([Promise.all(started), floor]);
-  rmSync(file, { force: true });
-  const p50 = reversed ? got.reverse() : got;
-  return { p50, ...(f ? { floor: f } : {}) };
+  });
 }
 
 /**
@@ -423,7 +384,7 @@ function names(prefix: string, count: number, type = 'AAAA'): string {
   return f;
 }
 
-/** One round's figures: per server its medians-to-be, and the side-by-side and floor runs. */
+/** One round's figures: per server its medians-to-be, and the interleaved and floor runs. */
 interface Round {
   /** /proc/loadavg's 1-minute figure at the start and the end of the round. */
   load: [number, number];
@@ -431,11 +392,11 @@ interface Round {
   /** Knot alone: median round trip (µs) of AAAA, and of TYPE65300 + AAAA. */
   floor?: { single: number; pair: number };
   /**
-   * The same, measured during the one-thread side-by-side run (same load, same time): the Knot
-   * extra the pickup latency target subtracts, as the side-by-side p50s are measured under that load.
+   * The same, measured in the one-thread interleaved run (same load, same time): the Knot
+   * extra the pickup latency target subtracts, as the stubs' p50s are measured under that load.
    */
   floorDuring?: { single: number; pair: number };
-  /** Side-by-side miss p50s (µs), pickup on and off: one thread, `threads` workers, and the far upstream. */
+  /** Interleaved miss p50s (µs), pickup on and off: one thread, `threads` workers, the far upstream; `aa` the control (shim6-nopickup, shim6-nopickup-b). */
   side: { one?: [number, number]; multi?: [number, number]; far?: [number, number]; aa?: [number, number] };
   /** The alternating short miss runs: per cycle, CPU µs per miss of shim6 (pickup on, one thread), dnsmasq and unbound. */
   pairs?: Array<{ shim6: number; dnsmasq: number; unbound: number }>;
@@ -476,7 +437,7 @@ function checks(r: Omit<Round, 'checks'>): Check[] {
     const extra = floor.pair - floor.single;
     const alone = r.floor && r.floorDuring ? `; measured alone before it: ${(r.floor.pair - r.floor.single).toFixed(0)} µs` : '';
     add('pickupLatency', 'miss p50, (pickup on − Knot\'s extra) / pickup off', (on - extra) / off, '×', '≤', 1.05,
-      `on ${on.toFixed(0)} µs, off ${off.toFixed(0)} µs, Knot's extra for the record question ${extra.toFixed(0)} µs${r.floorDuring ? ' (during the side-by-side run)' : ''}${alone}`);
+      `on ${on.toFixed(0)} µs, off ${off.toFixed(0)} µs, Knot's extra for the record question ${extra.toFixed(0)} µs${r.floorDuring ? ' (in the same run)' : ''}${alone}`);
   }
   if (r.side.far) {
     const [on, off] = r.side.far;
@@ -534,7 +495,7 @@ async function main(): Promise<void> {
       '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name] ?? control[name] ?? reference[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
       '--config', path.join(dir, 'shim6.json'), ...extra]);
     const far: Record<string, number> = {};
-    /** The side-by-side runs' control: a second stub like shim6-nopickup, to show their noise (A/A, see sideBySideLatency). */
+    /** The interleaved runs' control: a second stub like shim6-nopickup, to show their noise (A/A, see interleavedLatency). */
     const control: Record<string, number> = {};
     /** The idle part's reference: a stub like shim6 run without SHIM6_V8_FLAGS (V8's memory reducer on). */
     const reference: Record<string, number> = {};
@@ -563,6 +524,7 @@ async function main(): Promise<void> {
       pids['shim6-reducer'] = shim6('shim6-reducer', auth.port, [], []);
     }
     for (const p of [...Object.values(servers), ...Object.values(far), ...Object.values(control), ...Object.values(reference)]) await waitAnswers(p);
+    if (PARTS.has('side')) buildMissClient();
 
     // Rounds interleave the servers so that load from elsewhere on the machine hits them alike; medians are reported.
     const samples: Record<string, Record<string, number[]>> = {};
@@ -687,30 +649,35 @@ async function main(): Promise<void> {
         r.idle = got;
         say(`round ${round + 1}/${ROUNDS} after ${IDLE_SECONDS} s idle, CPU µs per miss (the next run's), resident memory at the end of the quiet time: ${idlers.map((n) => `${n} ${got[n]!.idle.toFixed(1)} (${got[n]!.busy.toFixed(1)}), ${got[n]!.rssMiB.toFixed(0)} MiB`).join('; ')}`);
       }
-      // The authoritative server's own share of the pickup's latency cost, in the same conditions.
-      await settle();
-      const alone = PARTS.has('side') ? await lowStealAsync(() => pairFloor(authPort, 1000)) : { value: undefined, retries: 0, steal: 0 };
-      retried += alone.retries;
-      const floor = alone.value;
-      if (floor) {
-        r.floor = floor;
-        say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${floor.pair.toFixed(0)} µs (median round trip, native socket, no stub; steal ${stealText(alone)})`);
-      }
-      for (const [key, on, off] of PARTS.has('side') ? [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup'], ['aa', 'shim6-nopickup', 'shim6-nopickup-b']] as const : []) {
-        // The A/A pair starts alike: both stubs' caches emptied (shim6-nopickup's holds its earlier runs' names).
-        if (key === 'aa') for (const n of [on, off]) await emptyCaches(n, undefined);
+      // The authoritative server's own share of the pickup's latency cost, alone (the target uses the one measured with the stubs, below).
+      let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
+      if (PARTS.has('side')) {
         await settle();
-        const ports = key === 'far' ? [far[on]!, far[off]!] : key === 'aa' ? [servers[on]!, control[off]!] : [servers[on]!, servers[off]!];
-        let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
-        const side = await lowStealAsync(() => sideBySideLatency(ports, LAT_SECONDS, `${round}-${key}-${tryNo++}`, key === 'one' ? authPort : undefined, round % 2 === 1));
-        retried += side.retries;
-        const { p50: p, floor: during } = side.value;
-        r.side[key] = [p[0]!, p[1]!];
-        if (during) {
-          r.floorDuring = during;
-          say(`round ${round + 1}/${ROUNDS} Knot alone during the side-by-side run: AAAA ${during.single.toFixed(0)} µs, TYPE65300 + AAAA ${during.pair.toFixed(0)} µs (its extra for the record question ${(during.pair - during.single).toFixed(0)} µs)`);
+        const alone = await lowStealAsync(() => interleavedLatency([{ port: authPort }, { port: authPort, pair: true }], LAT_SECONDS, `floor-${round}-${tryNo++}`));
+        retried += alone.retries;
+        const [single, pair] = alone.value;
+        r.floor = { single: single!.p50, pair: pair!.p50 };
+        say(`round ${round + 1}/${ROUNDS} Knot alone: AAAA ${r.floor.single.toFixed(0)} µs, TYPE65300 + AAAA ${r.floor.pair.toFixed(0)} µs (p50, no stub; steal ${stealText(alone)})`);
+      }
+      // The pickup's latency: one thread (with Knot's pair and the A/A control in the same run), workers, Knot far away.
+      for (const [key, on, off] of PARTS.has('side') ? [['one', 'shim6', 'shim6-nopickup'], ['multi', `shim6-w${THREADS}`, `shim6-w${THREADS}-nopickup`], ['far', 'shim6-far', 'shim6-far-nopickup']] as const : []) {
+        await settle();
+        const one = key === 'one';
+        const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
+        const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort }, { port: authPort, pair: true }] : [])];
+        const run = await lowStealAsync(() => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`));
+        retried += run.retries;
+        const got = run.value;
+        const lost = got.map((g) => g.asked - g.answered);
+        r.side[key] = [got[0]!.p50, got[1]!.p50];
+        const [onP50, offP50] = r.side[key]!;
+        say(`round ${round + 1}/${ROUNDS} interleaved miss latency p50 (p10–p90): ${on} ${onP50.toFixed(0)} µs (${got[0]!.p10.toFixed(0)}–${got[0]!.p90.toFixed(0)}), ${off} ${offP50.toFixed(0)} µs (${got[1]!.p10.toFixed(0)}–${got[1]!.p90.toFixed(0)}) (${(onP50 / offP50).toFixed(2)}×, ${((onP50 - offP50) / 1000).toFixed(3)} ms; unanswered ${lost.join('/')}; steal ${stealText(run)})`);
+        if (one) {
+          const [b, single, pair] = [got[2]!, got[3]!, got[4]!];
+          r.side.aa = [offP50, b.p50];
+          r.floorDuring = { single: single.p50, pair: pair.p50 };
+          say(`round ${round + 1}/${ROUNDS} in the same run: shim6-nopickup-b ${b.p50.toFixed(0)} µs (A/A ${(offP50 / b.p50).toFixed(2)}×); Knot AAAA ${single.p50.toFixed(0)} µs, TYPE65300 + AAAA ${pair.p50.toFixed(0)} µs (its extra for the record question ${(pair.p50 - single.p50).toFixed(0)} µs)`);
         }
-        say(`round ${round + 1}/${ROUNDS} side-by-side miss latency p50: ${on} ${p[0]!.toFixed(0)} µs, ${off} ${p[1]!.toFixed(0)} µs (${(p[0]! / p[1]!).toFixed(2)}×, ${((p[0]! - p[1]!) / 1000).toFixed(3)} ms; steal ${stealText(side)})`);
       }
       r.load[1] = loadavg();
       const full: Round = { ...r, checks: checks(r) };
@@ -758,12 +725,12 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
   const floor = { single: median(floors.map((x) => x.single)), pair: median(floors.map((x) => x.pair)), extra: median(floors.map((x) => x.pair - x.single)) };
   const durings = rounds.map((r) => r.floorDuring).filter((x): x is { single: number; pair: number } => x !== undefined);
   const floorDuring = { single: median(durings.map((x) => x.single)), pair: median(durings.map((x) => x.pair)), extra: median(durings.map((x) => x.pair - x.single)) };
-  say(`side-by-side miss latency p50 (medians of the rounds'): pickup on vs off ${f(side.one.on)} / ${f(side.one.off)} µs (${f(side.one.ratio, 2)}×, one thread), ` +
+  say(`interleaved miss latency p50 (medians of the rounds'): pickup on vs off ${f(side.one.on)} / ${f(side.one.off)} µs (${f(side.one.ratio, 2)}×, one thread), ` +
     `${f(side.multi.on)} / ${f(side.multi.off)} µs (${f(side.multi.ratio, 2)}×, ${THREADS} workers), ${f((side.far.on ?? NaN) / 1000, 3)} / ${f((side.far.off ?? NaN) / 1000, 3)} ms (Knot ${FAR_RTT_MS} ms away)`);
   const aaRatios = rounds.map((r) => r.side.aa).filter((x): x is [number, number] => x !== undefined).map(([a, b]) => a / b);
-  if (aaRatios.length) say(`control (A/A): two identical pickup-off stubs side by side, p50 ratio per round ${aaRatios.map((x) => x.toFixed(2)).join(', ')} (median ${f(median(aaRatios), 2)}×): the noise of one side-by-side ratio`);
+  if (aaRatios.length) say(`control (A/A): two identical pickup-off stubs in the one-thread run, p50 ratio per round ${aaRatios.map((x) => x.toFixed(2)).join(', ')} (median ${f(median(aaRatios), 2)}×): the noise of one such ratio`);
   say(`Knot alone: AAAA ${f(floor.single)} µs, TYPE65300 + AAAA ${f(floor.pair)} µs: the record question costs Knot ${f(floor.extra)} µs (median of the rounds')`);
-  say(`Knot during the one-thread side-by-side run: AAAA ${f(floorDuring.single)} µs, TYPE65300 + AAAA ${f(floorDuring.pair)} µs: the record question costs Knot ${f(floorDuring.extra)} µs (median of the rounds'; the target subtracts this)`);
+  say(`Knot in the one-thread interleaved run: AAAA ${f(floorDuring.single)} µs, TYPE65300 + AAAA ${f(floorDuring.pair)} µs: the record question costs Knot ${f(floorDuring.extra)} µs (median of the rounds'; the target subtracts this)`);
   const idles = rounds.map((r) => r.idle).filter((x): x is NonNullable<Round['idle']> => x !== undefined);
   if (idles.length) {
     const m = (n: string, k: 'idle' | 'busy' | 'rssMiB'): number | undefined => median(idles.map((x) => x[n]?.[k]).filter((v): v is number => v !== undefined));
@@ -791,7 +758,7 @@ function report(samples: Record<string, Record<string, number[]>>, rounds: reado
   if (JSON_OUT) {
     console.log(JSON.stringify({
       seconds: SECONDS, rounds: ROUNDS, threads: THREADS, cpus: os.cpus().length, missNames: MISS_NAMES, dnsmasqCache: DNSMASQ_CACHE, farRttMs: FAR_RTT_MS,
-      retriedForSteal: retried, servers: rows, sideBySide: side, knotFloor: floor, knotFloorDuring: floorDuring,
+      retriedForSteal: retried, servers: rows, interleaved: side, knotFloor: floor, knotFloorDuring: floorDuring,
       targets: Object.fromEntries(medians.map((c) => [c.key, { value: c.value, op: c.op, bound: c.bound, pass: c.pass, unit: c.unit, interval: c.interval, decided: c.decided }])),
       perRound: rounds,
     }, null, 2));
