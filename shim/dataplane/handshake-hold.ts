@@ -40,7 +40,7 @@ export interface HandshakeHoldOptions {
 /** Packets held per peer while its primed context is set up (a SYN and its retransmissions). */
 const HOLD_MAX = 16;
 const HOLD_MS = 1000;
-/** Below TCP's third SYN (sent 3 s after the second): a connection waits for at most one retransmission more. */
+/** Time for two more of TCP's SYN retries (1 s, then 2 s after it); a connect() waits far longer. */
 const ANSWERED_HOLD_MS = 4000;
 /** Peers remembered as withdrawn from the TUN (the set is emptied when full). */
 const WITHDRAWN_MAX = 4096;
