@@ -90,6 +90,8 @@ export class Daemon {
   readonly events: DaemonEvent[] = [];
   private watcher: LocatorWatcher | undefined;
   private resolver: ResolverGroup | undefined;
+  /** The resolver's sink into the engine (undefined without an engine). */
+  private engineSink: EngineSink | undefined;
   private control: ControlServer | undefined;
   private metrics: MetricsServer | undefined;
   private readonly capture: LiveCapture;
@@ -236,6 +238,12 @@ export class Daemon {
 
   /** Plain-JSON status for the control socket. */
   async status(): Promise<Record<string, unknown>> {
+    const engineStatus = this.driver && this.engine ? this.withPaths(this.engine.status(this.driver.now())) : null;
+    // The DNS name that primed each context's peer (the resolver's entry goes with the record's TTL).
+    const primedNames = (engineStatus?.contexts ?? []).flatMap((c) => {
+      const name = this.engineSink?.nameOf(c.peerUlid);
+      return name === undefined ? [] : [{ name, ulid: c.peerUlid }];
+    });
     const daemon = this.routes ? {
       pid: process.pid, uptimeSeconds: this.uptimeSeconds(), tun: this.config.tun.name,
       port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
@@ -249,9 +257,10 @@ export class Daemon {
       daemon: {
         ...daemon, ...(this.routes ? { dataPath: this.kernel ? 'kernel' : 'tun' } : {}),
         ...(this.kernel ? { kernelEncapsulation: this.encap ? { links: this.encap.links(), packets: this.encap.stats() ?? null } : 'unavailable' } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
+        ...(this.engineSink ? { primedNames } : {}),
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
-      engine: this.driver && this.engine ? this.withPaths(this.engine.status(this.driver.now())) : null,
+      engine: engineStatus,
       ...(this.dns ? { dnsUpdate: this.dns.status() } : {}),
       resolver: (await this.resolver?.status()) ?? null,
       discovery: this.discovery && this.newFlows ? { mode: this.config.discovery, ...this.discovery.status(), flowsLost: this.newFlows.lost } : null,
@@ -457,9 +466,8 @@ export class Daemon {
       }, sys);
       this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => hostPort(u.host, u.port)), from: rc.upstreamsFrom });
     }
-    const sink: CapabilitySink = this.driver
-      ? new EngineSink((fn) => this.command(fn), this.log.child('capability'))
-      : new LoggingSink(this.log.child('capability'));
+    this.engineSink = this.driver ? new EngineSink((fn) => this.command(fn), this.log.child('capability')) : undefined;
+    const sink: CapabilitySink = this.engineSink ?? new LoggingSink(this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }
 

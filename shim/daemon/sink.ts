@@ -16,10 +16,18 @@ import { recordFromOctets } from '../wire/capability-record.ts';
 import type { Engine } from '../engine/index.ts';
 import type { CacheSnapshot } from '../engine/capability.ts';
 
+/** ULIDs whose DNS name is remembered (the most recently primed). */
+const NAMES_MAX = 4096;
+
 /** Primes the engine from DNS; tells it which names DNS has no record for. */
 export class EngineSink implements CapabilitySink {
   primes = 0;
   absents = 0;
+  /**
+   * Peer ULID → the name whose record gave it, for status: the resolver's own entry goes with
+   * the record's TTL while the context lives on. The last NAMES_MAX primed, oldest dropped first.
+   */
+  private readonly names = new Map<string, string>();
 
   constructor(
     private readonly run: (fn: (engine: Engine, now: Millis) => void) => void,
@@ -30,10 +38,19 @@ export class EngineSink implements CapabilitySink {
     this.primes++;
     const record = recordFromOctets(octets);
     const locators = record.locators.map((l) => ({ address: l.address, flags: l.flags, priority: l.priority, weight: l.weight }));
-    this.log.info('prime', { name: nameKeyToText(nameKey), ulid: record.ulid, locators: locators.map((l) => l.address), ttl: ttlSeconds });
+    const name = nameKeyToText(nameKey);
+    this.log.info('prime', { name, ulid: record.ulid, locators: locators.map((l) => l.address), ttl: ttlSeconds });
+    this.names.delete(record.ulid);
+    this.names.set(record.ulid, name);
+    if (this.names.size > NAMES_MAX) this.names.delete(this.names.keys().next().value!);
     this.run((engine, now) => engine.prime(now, {
       ulid: record.ulid, locators, ttl: ttlSeconds, source: 'dns', ...(record.port !== undefined ? { port: record.port } : {}),
     }));
+  }
+
+  /** The name that primed `ulid` last, if remembered. */
+  nameOf(ulid: string): string | undefined {
+    return this.names.get(ulid);
   }
 
   absent(_resolverNow: Millis, nameKey: string, octets: Ipv6Octets[], ttlSeconds: number): void {

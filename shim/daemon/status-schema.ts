@@ -21,6 +21,7 @@ export const STATUS_KEYS: Readonly<Record<string, readonly string[]>> = {
   'daemon.stats': ['udpIn', 'udpOut', 'tunIn', 'tunOut', 'noContext', 'notIpv6', 'drops', 'prompts'],
   'daemon.events[]': ['t', 'kind'],
   'daemon.peers[]': ['name', 'ulid'],
+  'daemon.primedNames[]': ['name', 'ulid'],
   engine: ['contexts', 'caches', 'localGeneration', 'guard', 'messages', 'rehomings'],
   'engine.contexts[]': ['state', 'localUlid', 'peerUlid', 'ulidProof', 'contextTag', 'peerContextTag', 'pair', 'reap', 'peerLocators', 'timers', 'traffic', 'rehomings'],
   'engine.contexts[].pair': ['local', 'peer'],

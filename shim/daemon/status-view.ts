@@ -18,6 +18,7 @@ export interface StatusReply {
     locators?: Array<{ address: string; up?: boolean; ifname?: string }>;
     stats?: { udpIn: number; udpOut: number; tunIn: number; tunOut: number; noContext: number; notIpv6: number; drops: Record<string, number>; prompts: number };
     peers?: Array<{ name?: string | null; ulid: string }>;
+    primedNames?: Array<{ name: string; ulid: string }>;
   } | null;
   engine?: {
     contexts?: ContextStatus[];
@@ -62,10 +63,14 @@ export interface PeerView {
   lastRehome: { agoMs: number | null; cause: string; old: { local: string; peer: string }; new: { local: string; peer: string } } | null;
 }
 
-/** ULID → host name: configured peers first, then the resolver's capability cache (the name whose record gave that ULID). */
+/**
+ * ULID → host name: configured peers first, then the name that primed the context's peer
+ * (daemon.primedNames), then the resolver's capability cache (the name whose record gave that ULID).
+ */
 export function peerNames(s: StatusReply): Map<string, string> {
   const names = new Map<string, string>();
   for (const p of s.daemon?.peers ?? []) if (p.name) names.set(p.ulid, p.name);
+  for (const p of s.daemon?.primedNames ?? []) if (!names.has(p.ulid)) names.set(p.ulid, p.name);
   for (const e of (s.resolver?.capability?.positive ?? []) as Array<Record<string, unknown>>) {
     if (typeof e.ulid === 'string' && typeof e.name === 'string' && !names.has(e.ulid)) names.set(e.ulid, e.name);
   }

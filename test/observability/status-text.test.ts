@@ -71,6 +71,14 @@ test('status text: one block per peer like wg show, resolver and caches after, n
   assert.doesNotMatch(text, /\b1[6-9]\d{8,11}\b/, 'no epoch seconds or milliseconds');
 });
 
+test('a peer keeps the name that primed it after the resolver\'s entry is gone (the record\'s TTL ran out, the context lives on)', () => {
+  const gone = { ...REPLY, resolver: { ...REPLY.resolver, capability: { enabled: true, positive: [], negative: [] } } };
+  assert.match(formatStatus(gone as never), new RegExp(`peer: \\(no name\\)\\n {2}ulid: ${B}`), 'without it: no name');
+  const primed = { ...gone, daemon: { ...gone.daemon, primedNames: [{ name: 'b.example.', ulid: B }] } };
+  assert.match(formatStatus(primed as never), new RegExp(`peer: b\\.example\\.\\n {2}ulid: ${B}`));
+  assert.deepEqual(schemaProblems(primed), []);
+});
+
 test('formatters: durations, octets, [v6]:port', () => {
   assert.equal(formatAgo(850), '850 ms ago');
   assert.equal(formatAgo(3000), '3 s ago');
