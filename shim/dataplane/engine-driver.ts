@@ -256,11 +256,17 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   flush(): void {
     if (this.closed) return;
     this.flushTun();
+    let sent = false;
     for (let t = this.engine.pollTransmit(); t; t = this.engine.pollTransmit()) {
       if (this.tap) this.tap('out', t.src, t.dst, t.port ?? this.peerPort, t.bytes);
       if (this.transport.send(t.src, t.dst, t.port ?? this.peerPort, t.bytes)) this.stats.udpOut++;
       else this.drop('no-socket-for-source');
+      sent = true;
     }
+    // The engine's messages leave before the events are handled: a context's establishment starts
+    // the kernel path's counters (an nft process, waited for), and an R2 queued behind it came after
+    // its I2 had been sent again on a loaded host.
+    if (sent) this.transport.flush?.();
     this.dispatchEvents();
     this.transport.flush?.();
     this.arm();
