@@ -42,8 +42,10 @@ test('TCP and ICMPv6 between two namespaces through TUN + UDP encapsulation, byt
   const sb = await h.nodeB.op('stats', DEADLINE_MS);
   const txA = linkPackets(h.a, h.tunA, 'tx'), rxB = linkPackets(h.b, h.tunB, 'rx');
   t.diagnostic(`A: kernel→TUN ${txA} packets, driver read ${String(s.tunIn)}; B: driver wrote ${String(sb.tunOut)}, kernel got ${rxB}`);
-  assert.ok(txA * 2 < (s.tunIn as number), 'TSO: the kernel sent large segments');
-  assert.ok(rxB * 2 < (sb.tunOut as number), 'GRO: runs were merged on write');
+  // Engaged, not how much: TCP sizes its TSO segments from its pacing rate, and on a loaded host
+  // (a CI run) they averaged under two MTUs (467 kernel packets, 818 read) where a quiet one sends 10.
+  assert.ok(txA < (s.tunIn as number), 'TSO: the kernel sent segments larger than the MTU');
+  assert.ok(rxB < (sb.tunOut as number), 'GRO: runs were merged on write');
   // ICMPv6 through the context: a UDP datagram to a closed port of B's ULID makes B's kernel answer
   // with ICMPv6 Port Unreachable, which comes back through B's TUN and the tunnel to A's socket.
   const icmp = `const s=require('dgram').createSocket('udp6');s.on('error',e=>{console.log(e.code);process.exit(0)});` +
