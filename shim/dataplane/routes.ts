@@ -145,9 +145,13 @@ export class Routes implements RouteHook {
     });
   }
 
-  /** Run `step` after every route change asked before it; once closed, only a removal (`evenClosed`: close() no longer knows its route). */
+  /**
+   * Run `step` after every route change asked before it; once closed, only a removal (`evenClosed`:
+   * close() no longer knows its route). Never rejects (as ipAsync): a route that could not be made
+   * leaves the traffic on plain IPv6, and a rejection here would stop the chain and the daemon.
+   */
   private inOrder(step: () => void | Promise<void>, evenClosed = false): Promise<void> {
-    this.chain = this.chain.then(() => (this.closed && !evenClosed ? undefined : step()));
+    this.chain = this.chain.then(() => (this.closed && !evenClosed ? undefined : step())).catch(() => undefined);
     return this.chain;
   }
 
