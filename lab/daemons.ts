@@ -21,6 +21,8 @@ export interface LabShim6 {
   events(): string[];
   /** When (epoch ms) A's daemon re-homed after `failAt`, or null. */
   rehomeAt(failAt: number | undefined): number | null;
+  /** The locator pair A's context with `peer` was on just before `at` (epoch ms), or null (no context then). */
+  pairAt(peer: string, at: number): { local: string; peer: string } | null;
   /** Files of host `h`. */
   files(h: 'a' | 'b'): LabDaemonFiles;
   /** Daemon restarts so far (`restart`, and `start` after `crash` or `stopHost`). */
@@ -191,6 +193,7 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
         const r = readLog(labDaemonFiles(lab, 'a').log).find((x) => x.msg === 'locator-pair-changed' && Date.parse(x.ts) >= failAt);
         return r ? Date.parse(r.ts) : null;
       },
+      pairAt: (peer, at) => pairAt(readLog(labDaemonFiles(lab, 'a').log), peer, at),
       restarts: () => restarts,
       contextSource: (peer) => contextSource(readLog(labDaemonFiles(lab, 'a').log), peer, opts.extra?.peers),
       restart: async (h) => {
@@ -211,6 +214,18 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
     await stopAll();
     throw err;
   }
+}
+
+/** The pair a daemon's context with `peer` was on just before `at`: its last establishment or pair change (LabShim6.pairAt). */
+export function pairAt(records: readonly LogRecord[], peer: string, at: number): { local: string; peer: string } | null {
+  let pair: { local: string; peer: string } | null = null;
+  for (const r of records) {
+    if (r.peerUlid !== peer || Date.parse(r.ts) >= at) continue;
+    if (r.msg === 'context-established') pair = (r.pair as typeof pair) ?? null;
+    else if (r.msg === 'locator-pair-changed') pair = (r.new as typeof pair) ?? pair;
+    else if (r.msg === 'context-closed' || r.msg === 'context-failed') pair = null;
+  }
+  return pair;
 }
 
 /** Where the first context with `peer` in a daemon's log came from (LabShim6.contextSource). */

@@ -75,6 +75,12 @@ export interface DemoSummary {
   context_source: 'dns' | 'config' | 'discovery' | null;
   /** Daemon restarts during the run. */
   restarts: number;
+  /**
+   * The locator pair A's context with B was on just before the failure (shim6 mode), null without
+   * one. On a busy host an earlier exploration may already have moved it off link P: then nothing
+   * re-homes after the failure and `rehome_ms` is null.
+   */
+  pair_at_failure?: { local: string; peer: string } | null;
 }
 
 /** The locators of A's capability record as the lab's DNS serves it now (asked from A, without blocking). */
@@ -112,6 +118,11 @@ async function peerLocators(lab: Lab): Promise<NonNullable<DemoSummary['peer_loc
 }
 
 const mbit = (bytes: number): number => (bytes * 8) / 1e5; // per 100 ms → Mbit/s
+
+/** Whether a locator pair of A's context with B crosses link P (A's or B's address on P). */
+export function usesLinkP(pair: { local: string; peer: string }): boolean {
+  return pair.local === LAB_ADDR.aP || pair.peer === LAB_ADDR.bP;
+}
 
 function bar(v: number, max: number): string {
   return '█'.repeat(Math.min(60, Math.max(0, Math.round((v / Math.max(max, 1)) * 40))));
@@ -222,11 +233,15 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
       } : {}),
       context_source: shim6?.contextSource(LAB_ADDR.bP) ?? null,
       restarts: shim6?.restarts() ?? 0,
+      ...(shim6 && failedAt !== undefined ? { pair_at_failure: shim6.pairAt(LAB_ADDR.bP, failedAt) } : {}),
     };
     say('summary:');
     say(`  stall (longest gap in received data): ${summary.stall_ms} ms${summary.recovered ? '' : ' — the stream did NOT recover'}`);
     if (summary.context_source !== null) say(`  A's context with B came from: ${summary.context_source}${summary.restarts ? `; daemon restarts: ${summary.restarts}` : ''}`);
     if (summary.rehome_ms !== null) say(`  re-homing after the ${renumber ? 'address was removed' : 'failure'}: ${summary.rehome_ms} ms`);
+    else if (summary.pair_at_failure && !renumber && !usesLinkP(summary.pair_at_failure)) {
+      say(`  re-homing: none needed, the context was already on ${summary.pair_at_failure.local} → ${summary.pair_at_failure.peer} (off link P) when P failed`);
+    }
     if (renumber) {
       say(`  A's record in DNS with the new address after: ${summary.record_updated_ms ?? 'never'} ms`);
       say(`  B's view of A's locators: ${(summary.peer_locators ?? []).map((l) => `${l.address}${l.verified ? '' : ' (unverified)'}${l.broken ? ' (withdrawn)' : ''}`).join(', ')}`);
