@@ -84,6 +84,12 @@ export interface NativeAddon {
    */
   nftCountersOpen(netnsPath: string | null): number;
   nftCountersRead(fd: number, family: number, table: string): Array<string | number> | number;
+  /**
+   * A context's two counters and their elements `key` → counter in two maps of `table`, made in
+   * one transaction (`add`), or removed one by one (a missing one is not an error) → 0 or -errno.
+   * `key`: the maps' 32-octet concatenated key.
+   */
+  nftCountersBind(fd: number, family: number, table: string, add: boolean, key: Uint8Array, mapA: string, counterA: string, mapB: string, counterB: string): number;
   nftCountersClose(fd: number): number;
   /**
    * rtnetlink (rtnl.c): a NETLINK_ROUTE socket (in the namespace of the /run/netns file
@@ -108,7 +114,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersRead !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
   addon = a;
   return addon;
 }

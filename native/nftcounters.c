@@ -12,6 +12,10 @@
  * nftCountersRead(fd, family, table) -> [name, packets, bytes, name, packets, bytes, …] or -errno:
  *   every counter object of the table (as doubles: exact to 2^53).
  *   A missing table reads as no counters (the dump filters by name).
+ * nftCountersBind(fd, family, table, add, key, mapA, counterA, mapB, counterB) -> 0 or -errno:
+ *   a context's two counters and their map elements made in one transaction (or removed);
+ *   the kernel applies it within the call, in microseconds, where an `nft` process took
+ *   milliseconds, and hundreds of them on a busy host, with the daemon's loop waiting.
  * nftCountersClose(fd) -> 0 or -errno.
  *
  * A reading never blocks the loop for long: the kernel answers a dump while
@@ -210,4 +214,181 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
   }
   free(buf);
   return rc == 0 ? out : int_value(env, rc);
+}
+
+/* ---- a context's counters and map elements (nftCountersBind) ---- */
+
+#define BIND_BUF 4096
+#define NAME_MAX_LEN 64
+#define KEY_LEN 32
+
+/* Start a netlink message at `off` of `buf`: header and nfgenmsg; returns the offset of its attributes. */
+static size_t msg_start(uint8_t *buf, size_t off, uint16_t type, uint16_t flags, uint32_t seq, uint8_t family, uint16_t res_id) {
+  struct nlmsghdr *nh = (struct nlmsghdr *)(buf + off);
+  memset(nh, 0, NLMSG_SPACE(sizeof(struct nfgenmsg)));
+  nh->nlmsg_type = type;
+  nh->nlmsg_flags = flags;
+  nh->nlmsg_seq = seq;
+  struct nfgenmsg *g = NLMSG_DATA(nh);
+  g->nfgen_family = family;
+  g->version = NFNETLINK_V0;
+  g->res_id = htobe16(res_id);
+  return off + NLMSG_SPACE(sizeof *g);
+}
+
+/* Close the message started at `start`, whose attributes end at `end`; returns the next message's offset. */
+static size_t msg_end(uint8_t *buf, size_t start, size_t end) {
+  ((struct nlmsghdr *)(buf + start))->nlmsg_len = (uint32_t)(end - start);
+  return NLMSG_ALIGN(end);
+}
+
+static size_t nest_start(uint8_t *buf, size_t *off, uint16_t type) {
+  size_t at = *off;
+  struct nlattr *a = (struct nlattr *)(buf + at);
+  a->nla_type = type | NLA_F_NESTED;
+  *off += NLA_HDRLEN;
+  return at;
+}
+
+static void nest_end(uint8_t *buf, size_t at, size_t off) {
+  ((struct nlattr *)(buf + at))->nla_len = (uint16_t)(off - at);
+}
+
+/* One transaction (BATCH_BEGIN … BATCH_END) holding `body` (messages of seq first_seq…), sent; the kernel handles it before sendto returns. */
+static int send_batch(int fd, uint8_t *buf, size_t body_start, size_t body_end, uint32_t seq) {
+  size_t off = msg_start(buf, 0, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
+  off = msg_end(buf, 0, off);
+  if (off != body_start) return -EINVAL;
+  size_t end_at = body_end;
+  off = msg_start(buf, end_at, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
+  off = msg_end(buf, end_at, off);
+  struct sockaddr_nl k = { .nl_family = AF_NETLINK };
+  if (sendto(fd, buf, off, 0, (struct sockaddr *)&k, sizeof k) < 0) return -errno;
+  return 0;
+}
+
+/*
+ * The answers to messages seq_lo…seq_hi (each asked NLM_F_ACK), already queued when sendto
+ * returned: 0 when all acknowledged, else the first error (-errno; `ignore` is not one).
+ */
+static int collect_acks(int fd, uint32_t seq_lo, uint32_t seq_hi, int ignore) {
+  uint32_t buf[1024]; /* 4 KiB: an error echoes its request, which is small */
+  uint32_t acked = 0, want = seq_hi - seq_lo + 1;
+  int rc = 0;
+  for (;;) {
+    ssize_t len = recv(fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (len < 0) {
+      if (errno == EINTR) continue;
+      break; /* EAGAIN: everything the kernel answered is read */
+    }
+    size_t left = (size_t)len;
+    for (struct nlmsghdr *m = (struct nlmsghdr *)buf; NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
+      if (m->nlmsg_seq < seq_lo || m->nlmsg_seq > seq_hi || m->nlmsg_type != NLMSG_ERROR) continue;
+      const struct nlmsgerr *e = NLMSG_DATA(m);
+      if (m->nlmsg_len < NLMSG_LENGTH(sizeof *e)) { if (rc == 0) rc = -EPROTO; continue; }
+      acked++;
+      if (e->error != 0 && e->error != -ignore && rc == 0) rc = e->error < 0 ? e->error : -EPROTO;
+    }
+  }
+  if (rc == 0 && acked < want) rc = -EPROTO;
+  return rc;
+}
+
+/* A NEWOBJ / DELOBJ message of counter `name` in `table`. */
+static size_t obj_msg(uint8_t *buf, size_t at, int add, uint32_t seq, uint8_t family, const char *table, size_t tlen, const char *name, size_t nlen) {
+  size_t off = msg_start(buf, at, (NFNL_SUBSYS_NFTABLES << 8) | (add ? NFT_MSG_NEWOBJ : NFT_MSG_DELOBJ),
+    NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE : 0), seq, family, 0);
+  put_attr(buf, &off, NFTA_OBJ_TABLE, table, (uint16_t)(tlen + 1));
+  put_attr(buf, &off, NFTA_OBJ_NAME, name, (uint16_t)(nlen + 1));
+  uint32_t type = htobe32(NFT_OBJECT_COUNTER);
+  put_attr(buf, &off, NFTA_OBJ_TYPE, &type, 4);
+  if (add) { size_t d = nest_start(buf, &off, NFTA_OBJ_DATA); nest_end(buf, d, off); }
+  return msg_end(buf, at, off);
+}
+
+/* A NEWSETELEM (key → counter `name`) / DELSETELEM (key) message of map `map` in `table`. */
+static size_t elem_msg(uint8_t *buf, size_t at, int add, uint32_t seq, uint8_t family, const char *table, size_t tlen,
+    const char *map, size_t mlen, const uint8_t *key, const char *name, size_t nlen) {
+  size_t off = msg_start(buf, at, (NFNL_SUBSYS_NFTABLES << 8) | (add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM),
+    NLM_F_REQUEST | NLM_F_ACK | (add ? NLM_F_CREATE : 0), seq, family, 0);
+  put_attr(buf, &off, NFTA_SET_ELEM_LIST_TABLE, table, (uint16_t)(tlen + 1));
+  put_attr(buf, &off, NFTA_SET_ELEM_LIST_SET, map, (uint16_t)(mlen + 1));
+  size_t list = nest_start(buf, &off, NFTA_SET_ELEM_LIST_ELEMENTS);
+  size_t elem = nest_start(buf, &off, NFTA_LIST_ELEM);
+  size_t k = nest_start(buf, &off, NFTA_SET_ELEM_KEY);
+  put_attr(buf, &off, NFTA_DATA_VALUE, key, KEY_LEN);
+  nest_end(buf, k, off);
+  if (add) put_attr(buf, &off, NFTA_SET_ELEM_OBJREF, name, (uint16_t)(nlen + 1));
+  nest_end(buf, elem, off);
+  nest_end(buf, list, off);
+  return msg_end(buf, at, off);
+}
+
+/* A string argument of at most `max` - 1 octets, non-empty; its length, or -1. */
+static ssize_t str_arg(napi_env env, napi_value v, char *out, size_t max) {
+  size_t len = 0;
+  if (napi_get_value_string_utf8(env, v, out, max, &len) != napi_ok || len == 0 || len >= max - 1) return -1;
+  return (ssize_t)len;
+}
+
+/*
+ * nftCountersBind(fd, family, table, add, key, mapA, counterA, mapB, counterB) -> 0 or -errno
+ *
+ * add: in one transaction, the counters `counterA` and `counterB` and the elements
+ *   key → counterA in map `mapA` and key → counterB in map `mapB` (all or none of them).
+ * !add: the two elements, then the two counters, each in a transaction of its own, so one
+ *   missing (ENOENT) does not keep the others; the first other error is returned.
+ * key: 32 octets (the map's concatenated key, e.g. ipv6_addr . ipv6_addr).
+ */
+napi_value nft_counters_bind_js(napi_env env, napi_callback_info info) {
+  size_t argc = 9;
+  napi_value argv[9];
+  int32_t fd, family;
+  bool add;
+  char table[TABLE_MAX], map_a[NAME_MAX_LEN], map_b[NAME_MAX_LEN], name_a[NAME_MAX_LEN], name_b[NAME_MAX_LEN];
+  void *key = NULL;
+  size_t key_len = 0;
+  napi_typedarray_type kt;
+  napi_value kab;
+  size_t koff;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 9 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &family) != napi_ok ||
+      napi_get_value_bool(env, argv[3], &add) != napi_ok ||
+      napi_get_typedarray_info(env, argv[4], &kt, &key_len, &key, &kab, &koff) != napi_ok || kt != napi_uint8_array || key_len != KEY_LEN ||
+      family < 0 || family > 255 || fd < 0)
+    return int_value(env, -EINVAL);
+  ssize_t tlen = str_arg(env, argv[2], table, sizeof table);
+  ssize_t mal = str_arg(env, argv[5], map_a, sizeof map_a), nal = str_arg(env, argv[6], name_a, sizeof name_a);
+  ssize_t mbl = str_arg(env, argv[7], map_b, sizeof map_b), nbl = str_arg(env, argv[8], name_b, sizeof name_b);
+  if (tlen < 0 || mal < 0 || nal < 0 || mbl < 0 || nbl < 0) return int_value(env, -EINVAL);
+
+  static uint32_t seq_counter = 0x40000000; /* apart from the readings' sequence numbers */
+  uint32_t buf32[BIND_BUF / 4];
+  uint8_t *buf = (uint8_t *)buf32;
+  uint8_t fam = (uint8_t)family;
+  size_t body = NLMSG_ALIGN(NLMSG_SPACE(sizeof(struct nfgenmsg)));
+  if (add) {
+    uint32_t s0 = ++seq_counter;
+    size_t off = body;
+    off = obj_msg(buf, off, 1, s0, fam, table, tlen, name_a, nal);
+    off = obj_msg(buf, off, 1, s0 + 1, fam, table, tlen, name_b, nbl);
+    off = elem_msg(buf, off, 1, s0 + 2, fam, table, tlen, map_a, mal, key, name_a, nal);
+    off = elem_msg(buf, off, 1, s0 + 3, fam, table, tlen, map_b, mbl, key, name_b, nbl);
+    seq_counter = s0 + 4;
+    int rc = send_batch(fd, buf, body, off, s0);
+    return int_value(env, rc != 0 ? rc : collect_acks(fd, s0, s0 + 3, 0));
+  }
+  int first = 0;
+  for (int step = 0; step < 4; step++) {
+    uint32_t s = ++seq_counter;
+    size_t off;
+    if (step == 0) off = elem_msg(buf, body, 0, s, fam, table, tlen, map_a, mal, key, NULL, 0);
+    else if (step == 1) off = elem_msg(buf, body, 0, s, fam, table, tlen, map_b, mbl, key, NULL, 0);
+    else if (step == 2) off = obj_msg(buf, body, 0, s, fam, table, tlen, name_a, nal);
+    else off = obj_msg(buf, body, 0, s, fam, table, tlen, name_b, nbl);
+    int rc = send_batch(fd, buf, body, off, s);
+    if (rc == 0) rc = collect_acks(fd, s, s, ENOENT);
+    if (rc != 0 && first == 0) first = rc;
+  }
+  return int_value(env, first);
 }

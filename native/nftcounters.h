@@ -5,6 +5,7 @@
 
 napi_value nft_counters_open_js(napi_env env, napi_callback_info info);
 napi_value nft_counters_read_js(napi_env env, napi_callback_info info);
+napi_value nft_counters_bind_js(napi_env env, napi_callback_info info);
 int32_t netlink_open_arg(napi_env env, napi_value arg, int present, int protocol);
 
 #endif

@@ -339,6 +339,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"bpfClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersOpen", NULL, nft_counters_open_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersRead", NULL, nft_counters_read_js, NULL, NULL, NULL, napi_default, NULL},
+    {"nftCountersBind", NULL, nft_counters_bind_js, NULL, NULL, NULL, napi_default, NULL},
     {"nftCountersClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
     {"rtnlOpen", NULL, rtnl_open_js, NULL, NULL, NULL, napi_default, NULL},
     {"rtnlTransact", NULL, rtnl_transact_js, NULL, NULL, NULL, napi_default, NULL},

@@ -56,6 +56,9 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
   k.unwatch(A, B);
   await k.refresh();
   assert.equal(k.read(A, B), undefined);
+  // Unwatched: its counters and both map elements are gone from the kernel's table.
+  const table = net.run(a, ['nft', 'list', 'table', 'ip6', KERNEL_TABLE]).stdout;
+  assert.doesNotMatch(table, /counter o\d|counter i\d|elements/, table);
   // Someone else deletes a watched context's counter: the reading fails (the driver counts three
   // such failures and moves every context to the TUN), and the last good counters stay.
   assert.equal(k.watch(A, B), true);
@@ -65,6 +68,8 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
   net.run(a, ['nft', 'delete', 'table', 'ip6', KERNEL_TABLE]);
   await assert.rejects(k.refresh(), /gone|did not answer/);
   assert.deepEqual(k.read(A, B), before);
+  // With the table gone, a new context cannot be watched (it stays on the TUN path).
+  assert.equal(k.watch(A, '2001:db8:77::2'), false);
   k.close();
   assert.equal(hasTable(), false, 'close removed the table');
   left.close(); // its table is gone already; closing it again removes nothing of k's
