@@ -49,6 +49,8 @@ export interface SideRecovery {
   responderNonce: number;
   r1bisTag: number;
   retries: number;
+  /** When the R1bis came. */
+  at: Millis;
 }
 
 /** How this context was asked for (seed §3.1). */

@@ -84,8 +84,10 @@ function offPairR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage, 
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
   if (ctx.state !== State.ESTABLISHED) return drop('state');
-  // A later R1bis (another probe's answer) replaces the one in flight: the peer's newest validator.
-  ctx.sideRecovery = { local: dst, peer: src, port: replyPort(rx, ctx), validator: v.validator, responderNonce: msg.responderNonce, r1bisTag: msg.packetContextTag, retries: 0 };
+  // Another probe's answer replaces the one in flight (the peer's newest validator), but not within
+  // an I2bis timeout of it: each R1bis draws a larger I2bis, and one in flight is being answered.
+  if (ctx.sideRecovery !== undefined && now < ctx.sideRecovery.at + core.timers.i2bisTimeout) return drop('pending');
+  ctx.sideRecovery = { local: dst, peer: src, port: replyPort(rx, ctx), validator: v.validator, responderNonce: msg.responderNonce, r1bisTag: msg.packetContextTag, retries: 0, at: now };
   core.table.setNonce(ctx, core.newNonce());
   sendSideI2bis(core, ctx, now);
   return CONSUMED;

@@ -89,6 +89,9 @@ test('an R1bis off the current pair changes nothing until its R2: only a pair we
   assert.equal(msg.packetContextTag, ctx.peerContextTag);
   assert.ok(msg.options.some((o) => o.type === 'ResponderValidator' && o.validator.every((x) => x === 2)));
   assert.ok(msg.options.some((o) => o.type === 'UlidPair' && o.senderUlid === a.ulid && o.receiverUlid === b.ulid));
+  // Another R1bis at once (forged or another probe's answer) draws no second I2bis while this one is fresh.
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: bQ, dst: aQ, bytes: forged(3) }), { kind: 'drop', reason: 'pending' });
+  assert.equal(a.engine.pollTransmit(), undefined);
   const after = a.engine.status().contexts[0]!;
   assert.equal(after.state, State.ESTABLISHED, 'no state change on an unproven R1bis');
   assert.deepEqual(after.pair, ctx.pair, 'no redirection');
