@@ -36,6 +36,23 @@ export interface PendingUpdate {
   bytes: Uint8Array;
 }
 
+/**
+ * An I2bis sent on the locator pair of an R1bis that answered one of our probes off the current
+ * pair (recovery.ts `onR1bis`): where it goes, and what it echoes. Nothing else of the context
+ * changes while it is in flight.
+ */
+export interface SideRecovery {
+  local: Ipv6;
+  peer: Ipv6;
+  port: number | undefined;
+  validator: Uint8Array;
+  responderNonce: number;
+  r1bisTag: number;
+  retries: number;
+  /** When the R1bis came. */
+  at: Millis;
+}
+
 /** How this context was asked for (seed §3.1). */
 export type ContextMode = 'integrated' | 'independent';
 
@@ -71,6 +88,11 @@ export class Context implements Timed {
   validator: Uint8Array | undefined = undefined;
   /** R1bis Packet Context Tag, echoed in I2bis. */
   r1bisTag = 0;
+  /**
+   * An I2bis in flight for an R1bis that came on another pair than the current one (a probe's
+   * answer, recovery.ts): the context stays ESTABLISHED on its pair until the R2 proves it.
+   */
+  sideRecovery: SideRecovery | undefined = undefined;
   /** Current locator pair used to send (Lp(local), Lp(peer)). */
   lpLocal: Ipv6;
   lpPeer: Ipv6;

@@ -298,13 +298,20 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
   const ctx = core.table.byNonce.get(msg.initiatorNonce);
   if (ctx === undefined) return drop('no-context');
   if (!core.isLocal(dst) || ctx.peerLocator(src) === undefined) return drop('locator-mismatch');
-  if (ctx.state === State.ESTABLISHED || ctx.mode === 'independent') return drop('state');
+  // ESTABLISHED: only the R2 to the I2bis of a recovery off the current pair (recovery.ts), which
+  // left the context's state alone until now: its echo of our nonce is the proof.
+  const side = ctx.state === State.ESTABLISHED && ctx.sideRecovery !== undefined;
+  if ((ctx.state === State.ESTABLISHED && !side) || ctx.mode === 'independent') return drop('state');
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
   const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds);
   if (badCgaSignature(checked)) return drop('locator-unverified');
-  const step = core.step(ctx, 'recv-R2');
-  if (step === undefined) return drop('state');
+  let recovered = side;
+  if (!side) {
+    const step = core.step(ctx, 'recv-R2');
+    if (step === undefined) return drop('state');
+    recovered = step.from === State.I2BIS_SENT;
+  }
   applyHandshakeLocators(ctx, msg, checked);
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // it echoes our Initiator Nonce
@@ -312,7 +319,7 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
   ctx.lpLocal = dst;
   ctx.lpPeer = src;
   keepHandshakeLocator(ctx, src);
-  establish(core, ctx, now, step.from === State.I2BIS_SENT);
+  establish(core, ctx, now, recovered);
   checkConfusion(core, ctx);
   // Our locators changed after the I2/I2bis left (§10.1): the peer has an old list.
   if (ctx.announcedGeneration !== core.local.generation && core.local.pds !== undefined) sendUpdate(core, ctx, now);
@@ -337,6 +344,7 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   core.stop(ctx, TimerKind.Retransmit);
   ctx.retries = 0;
   ctx.validator = undefined;
+  ctx.sideRecovery = undefined;
   const lp = ctx.peerLocator(ctx.lpPeer);
   if (lp !== undefined) lp.probed = true; // return routability: the peer answered there with our nonce
   core.touch(ctx, now);

@@ -4,6 +4,7 @@
  * back to ESTABLISHED (handshake.ts acceptInitiator).
  */
 import type { Millis } from '../time.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
 import { encodeMessage, findOption, type I2bisMessage, type R1bisMessage, type Shim6Option } from '../wire/index.ts';
 import { State } from './states.ts';
 import type { Context } from './context.ts';
@@ -35,15 +36,31 @@ export function sendR1bis(core: Core, now: Millis, rx: Datagram, packetTag: numb
   core.send(local, peer, msg, replyPort(rx));
 }
 
-/** §7.18: ESTABLISHED + R1bis for our CT(peer) on our current pair → I2bis, I2BIS-SENT. */
+/**
+ * §7.18: ESTABLISHED + R1bis for our CT(peer) on our current pair → I2bis, I2BIS-SENT.
+ *
+ * Deviation from §7.17/§12.4's lookup (locator pair + Packet Context Tag, the pair being the
+ * context's current one): an R1bis may also answer a packet we sent with CT(peer) on another
+ * pair — a REAP probe while the context explores (RFC 5534 probes every pair). A peer that lost
+ * the context (its daemon restarted) answers each of our probes where it arrived, and on a busy
+ * host or a failed current pair the only answers came off the current pair: dropped as
+ * `no-context`, the context never came back (e2e restart). Such an R1bis is taken only when
+ * our probe log shows a probe we sent from its destination to its source, and within §7.17's
+ * security intent — an R1bis proves nothing until the I2bis/R2 exchange does: the context is
+ * left as it is (ESTABLISHED, its pair, CT(peer), REAP all unchanged) and only an I2bis goes out,
+ * on the R1bis's pair (the validator binds those locators). The R2, which echoes our fresh
+ * Initiator Nonce, is what recovers the context (handshake.ts onR2); unanswered, the I2bis is
+ * given up after I2BIS_RETRIES_MAX with nothing torn down or redirected (`onSideRetransmit`).
+ */
 export function onR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage): DatagramResult {
   const { src, dst } = rx;
   const list = core.table.byPeerTag.get(msg.packetContextTag);
   const ctx = list?.find((c) => c.lpPeer === src && c.lpLocal === dst);
-  if (ctx === undefined) return drop('no-context');
+  if (ctx === undefined) return offPairR1bis(core, now, rx, msg, list);
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
   if (ctx.state !== State.ESTABLISHED || core.step(ctx, 'recv-R1bis') === undefined) return drop('state');
+  ctx.sideRecovery = undefined;
   ctx.respNonce = msg.responderNonce;
   ctx.validator = v.validator;
   ctx.r1bisTag = msg.packetContextTag;
@@ -51,6 +68,58 @@ export function onR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage
   core.table.setNonce(ctx, core.newNonce());
   resendI2bis(core, ctx, now);
   return CONSUMED;
+}
+
+/** Whether `ctx` sent a probe (still in its log) from `local` to `peer`, a pair it may still use. */
+function probedOn(core: Core, ctx: Context, local: Ipv6, peer: Ipv6): boolean {
+  return ctx.reap !== undefined && ctx.reap.sent.some((p) => p.source === local && p.destination === peer)
+    && core.local.usable().includes(local) && ctx.isPeerDestination(peer);
+}
+
+/** An R1bis off the current pair (onR1bis): an I2bis on its pair if it answers one of our probes, nothing else. */
+function offPairR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage, list: readonly Context[] | undefined): DatagramResult {
+  const { src, dst } = rx;
+  const ctx = list?.find((c) => probedOn(core, c, dst, src));
+  if (ctx === undefined) return drop('no-context');
+  const v = findOption(msg, 'ResponderValidator');
+  if (v === undefined) return drop('no-validator');
+  if (ctx.state !== State.ESTABLISHED) return drop('state');
+  // Another probe's answer replaces the one in flight (the peer's newest validator), but not within
+  // an I2bis timeout of it: each R1bis draws a larger I2bis, and one in flight is being answered.
+  if (ctx.sideRecovery !== undefined && now < ctx.sideRecovery.at + core.timers.i2bisTimeout) return drop('pending');
+  ctx.sideRecovery = { local: dst, peer: src, port: replyPort(rx, ctx), validator: v.validator, responderNonce: msg.responderNonce, r1bisTag: msg.packetContextTag, retries: 0, at: now };
+  core.table.setNonce(ctx, core.newNonce());
+  sendSideI2bis(core, ctx, now);
+  return CONSUMED;
+}
+
+/** Send (or resend) the I2bis of a recovery off the current pair, on the R1bis's pair. */
+function sendSideI2bis(core: Core, ctx: Context, now: Millis): void {
+  const r = ctx.sideRecovery!;
+  ctx.announcedGeneration = core.local.generation;
+  const ulids: Shim6Option[] = r.local !== ctx.localUlid || r.peer !== ctx.peerUlid ? [{ type: 'UlidPair', critical: false, senderUlid: ctx.localUlid, receiverUlid: ctx.peerUlid }] : [];
+  const fii: Shim6Option[] = ctx.fii !== 0 ? [{ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: ctx.fii }] : [];
+  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: r.validator }, ...ulids, ...fii, ...core.local.options()];
+  const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: r.responderNonce, packetContextTag: r.r1bisTag, options };
+  core.send(r.local, r.peer, msg, r.port);
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, r.retries)));
+}
+
+/**
+ * The Retransmit timer of an ESTABLISHED context: the I2bis of a recovery off the current pair
+ * again, up to I2BIS_RETRIES_MAX; then it is given up (the nonce forgotten) and the context goes
+ * on as it was — the R1bis was never proven, so it neither tears the context down nor falls back
+ * to I1 (§7.19's fallback is for I2BIS-SENT, which this never entered).
+ */
+export function onSideRetransmit(core: Core, ctx: Context, now: Millis): void {
+  const r = ctx.sideRecovery;
+  if (r === undefined) return;
+  if (++r.retries > core.timers.i2bisRetriesMax) {
+    ctx.sideRecovery = undefined;
+    core.table.clearNonce(ctx);
+    return;
+  }
+  sendSideI2bis(core, ctx, now);
 }
 
 /** Send (or resend) the I2bis on the R1bis's locator pair (§7.18, §7.19). */

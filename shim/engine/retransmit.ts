@@ -1,7 +1,8 @@
 /**
  * The Retransmit timer of an establishing context (RFC 5533 §7.8, §7.12,
  * §7.19): resend the I1, I2 or I2bis with back-off, fall back from I2 to I1
- * after I2_RETRIES_MAX, fail to E-FAILED after I1_RETRIES_MAX. Apart from
+ * after I2_RETRIES_MAX, fail to E-FAILED after I1_RETRIES_MAX; in ESTABLISHED,
+ * the I2bis of a recovery off the current pair (recovery.ts). Apart from
  * handshake.ts and recovery.ts so neither imports the other's timers.
  */
 import type { Millis } from '../time.ts';
@@ -9,10 +10,12 @@ import { State } from './states.ts';
 import type { Context } from './context.ts';
 import type { Core } from './core.ts';
 import { failEstablishment, sendI1, sendI2 } from './handshake.ts';
-import { resendI2bis } from './recovery.ts';
+import { onSideRetransmit, resendI2bis } from './recovery.ts';
 
 /** Retransmission timer in I1-SENT / I2-SENT / I2BIS-SENT (§7.8, §7.12, §7.19). */
 export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
+  // ESTABLISHED: only an I2bis answering an R1bis off the current pair (recovery.ts) retransmits.
+  if (ctx.state === State.ESTABLISHED) return onSideRetransmit(core, ctx, now);
   ctx.retries++;
   const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
   const over = ctx.retries > max;

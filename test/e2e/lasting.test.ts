@@ -5,28 +5,36 @@
 // link P afterwards is survived. No timing assertions: the stream's own
 // verification (every octet once, intact) and the daemons' logs decide.
 import { test } from 'node:test';
+import { existsSync, readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
-import { daemons, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
-  test(`A's daemon restarts (${how}) mid-stream; the open connection is protected again and survives P black-holed afterwards`, { timeout: 120_000 }, async (t) => {
+  test(`A's daemon restarts (${how}) mid-stream; the open connection is protected again and survives P black-holed afterwards`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
     const lab = await freshLab(t);
     const s = await daemons(t, lab);
-    // The stream runs 20 s; P fails 9 s after it connects, and not before the restarted daemon's
-    // context with B is up (a loaded machine can take seconds to restart it): a later link failure.
+    // The stream runs 40 s; P fails 9 s after it connects, and not before the restarted daemon's
+    // context with B is up: a later link failure. A loaded machine can take seconds to restart it: a
+    // busy CI run's restarted daemon had its context 19 s into a 20 s stream, P failed after the
+    // sender's last write, and "data flowed again" had nothing left to show (every octet arrived).
+    // 40 s leaves the failure mid-stream after a restart of up to ~30 s.
     const mark: { restartedAt?: number } = {};
     const failGate = async (): Promise<void> => {
       await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
     };
-    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 20_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
+    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
-    await new Promise((r) => setTimeout(r, 3000)); // let the cache save (2 s after the context) happen
+    // The cache save (2 s after the context, debounced) must have happened, or the SIGKILLed daemon's
+    // successor knows nothing of B to protect: waited for, not slept (a fixed 3 s was too short in a
+    // busy CI run, whose daemon's event loop ran a second late: cachesImported false, no protection).
+    const cacheFile = s.files('a').cache;
+    await waitFor(() => existsSync(cacheFile) && readFileSync(cacheFile, 'utf8').includes(LAB_ADDR.bP), 'A\'s caches saved with B');
     const restartedAt = Date.now();
     mark.restartedAt = restartedAt;
     if (how === 'SIGTERM') await s.stopHost('a'); else await s.crash('a');

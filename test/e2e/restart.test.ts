@@ -9,6 +9,7 @@ import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
+import type { LogRecord } from '../../lab/daemons.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 
 test('B\'s daemon restarts mid-stream: R1bis / I2bis recovery, the stream continues', { timeout: E2E_TIMEOUT_MS }, async (t) => {
@@ -42,10 +43,17 @@ test('B\'s daemon restarts mid-stream: R1bis / I2bis recovery, the stream contin
   assert.equal(r.complete, true, 'the stream ended normally');
   assert.equal(r.corrupt, 0);
   assert.equal(r.bytes_verified, r.bytes_sent, 'every byte once and intact');
-  // Two ways back, both correct: A's payload draws an R1bis and A recovers by I2bis, or B, finding
-  // the open connection at start (it knows A from its saved caches), sets the context up itself.
-  const recovered = log(lab, 'a').find((x) => x.msg === 'context-established' && x.recovered === true && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt)
+  // Two ways back, both correct: A's payload (or liveness Keepalive, or REAP probe on any pair)
+  // draws an R1bis and A recovers by I2bis, or B, finding the open connection at start (it knows A
+  // from its saved caches), sets the context up itself. Waited for, not sampled when the stream
+  // ends: on the kernel path the connection can finish without B's daemon (B's kernel carries it,
+  // and the tc programs a killed daemon left decapsulate A's packets), so a busy run's stream ended
+  // ~1.5 s after B's new daemon came up, before A's next probe (2 s apart once backed off) drew
+  // the R1bis that brings the context back (CI artifacts, 5 Dec).
+  const recoveredBy = (): LogRecord | undefined => log(lab, 'a').find((x) => x.msg === 'context-established' && x.recovered === true && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt)
     ?? log(lab, 'b').find((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.aP && Date.parse(x.ts) >= killedAt);
+  await waitFor(() => recoveredBy() !== undefined, 'the context back: by R1bis/I2bis from A, or by B protecting the open connection');
+  const recovered = recoveredBy();
   assert.ok(recovered, 'the context came back: by R1bis/I2bis from A, or by B protecting the open connection');
   t.diagnostic(`${recovered.recovered === true ? 'A recovered by R1bis/I2bis' : 'B set the context up again at start'}, ${Date.parse(recovered.ts) - killedAt} ms after the kill`);
   // Nothing reaches B's TCP while its daemon is dead: octets that arrived after the crash came
