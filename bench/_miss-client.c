@@ -10,8 +10,14 @@
  * Every 1/RATE s each target is asked once about a name of its own turn
  * (PREFIX<turn>.bench.; the same name for every target of a turn, so each
  * server asks Knot the same questions), the targets spread evenly over the
- * period, their order rotated every period (no target always follows the same
- * one). Each server thus sees RATE misses per second, as dnsperf -Q RATE, and
+ * period, their order rotated every period: each target's slot moves by one
+ * every period, so a server is asked after 4/5 of a period four times of five
+ * and after 9/5 once (with 5 targets), a steady rate as dnsperf's; each target
+ * always follows the same other one (its predecessor in the list), which moved
+ * the pickup's ratio by about 1 % when the stubs' places were swapped. A fresh
+ * random order every period (tried, history) spreads the gaps from 1/5 to 9/5
+ * of a period, and the shorter ones find the stub's caches warm. Each server
+ * thus sees RATE misses per second, as dnsperf -Q RATE, and
  * no two questions are ever in flight at once unless an answer takes longer
  * than a slot: a 2-CPU machine does not make one server wait for another's work.
  * The client waits for answers in poll(), as dnsperf and an application's
