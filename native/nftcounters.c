@@ -254,14 +254,13 @@ static void nest_end(uint8_t *buf, size_t at, size_t off) {
   ((struct nlattr *)(buf + at))->nla_len = (uint16_t)(off - at);
 }
 
-/* One transaction (BATCH_BEGIN … BATCH_END) holding `body` (messages of seq first_seq…), sent; the kernel handles it before sendto returns. */
-static int send_batch(int fd, uint8_t *buf, size_t body_start, size_t body_end, uint32_t seq) {
-  size_t off = msg_start(buf, 0, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
-  off = msg_end(buf, 0, off);
-  if (off != body_start) return -EINVAL;
-  size_t end_at = body_end;
-  off = msg_start(buf, end_at, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES);
-  off = msg_end(buf, end_at, off);
+/*
+ * One transaction: BATCH_BEGIN written at the start of `buf`, the messages already written after
+ * it (up to `body_end`), BATCH_END; sent. The kernel handles it before sendto returns.
+ */
+static int send_batch(int fd, uint8_t *buf, size_t body_end, uint32_t seq) {
+  msg_end(buf, 0, msg_start(buf, 0, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
+  size_t off = msg_end(buf, body_end, msg_start(buf, body_end, NFNL_MSG_BATCH_END, NLM_F_REQUEST, seq, AF_UNSPEC, NFNL_SUBSYS_NFTABLES));
   struct sockaddr_nl k = { .nl_family = AF_NETLINK };
   if (sendto(fd, buf, off, 0, (struct sockaddr *)&k, sizeof k) < 0) return -errno;
   return 0;
@@ -366,7 +365,7 @@ napi_value nft_counters_bind_js(napi_env env, napi_callback_info info) {
   uint32_t buf32[BIND_BUF / 4];
   uint8_t *buf = (uint8_t *)buf32;
   uint8_t fam = (uint8_t)family;
-  size_t body = NLMSG_ALIGN(NLMSG_SPACE(sizeof(struct nfgenmsg)));
+  size_t body = NLMSG_ALIGN(NLMSG_SPACE(sizeof(struct nfgenmsg))); /* after BATCH_BEGIN (send_batch) */
   if (add) {
     uint32_t s0 = ++seq_counter;
     size_t off = body;
@@ -375,7 +374,7 @@ napi_value nft_counters_bind_js(napi_env env, napi_callback_info info) {
     off = elem_msg(buf, off, 1, s0 + 2, fam, table, tlen, map_a, mal, key, name_a, nal);
     off = elem_msg(buf, off, 1, s0 + 3, fam, table, tlen, map_b, mbl, key, name_b, nbl);
     seq_counter = s0 + 4;
-    int rc = send_batch(fd, buf, body, off, s0);
+    int rc = send_batch(fd, buf, off, s0);
     return int_value(env, rc != 0 ? rc : collect_acks(fd, s0, s0 + 3, 0));
   }
   int first = 0;
@@ -386,7 +385,7 @@ napi_value nft_counters_bind_js(napi_env env, napi_callback_info info) {
     else if (step == 1) off = elem_msg(buf, body, 0, s, fam, table, tlen, map_b, mbl, key, NULL, 0);
     else if (step == 2) off = obj_msg(buf, body, 0, s, fam, table, tlen, name_a, nal);
     else off = obj_msg(buf, body, 0, s, fam, table, tlen, name_b, nbl);
-    int rc = send_batch(fd, buf, body, off, s);
+    int rc = send_batch(fd, buf, off, s);
     if (rc == 0) rc = collect_acks(fd, s, s, ENOENT);
     if (rc != 0 && first == 0) first = rc;
   }

@@ -240,8 +240,9 @@ export class Daemon {
   async status(): Promise<Record<string, unknown>> {
     const engineStatus = this.driver && this.engine ? this.withPaths(this.engine.status(this.driver.now())) : null;
     // The DNS name that primed each context's peer (the resolver's entry goes with the record's TTL).
-    const primedNames = (engineStatus?.contexts ?? []).flatMap((c) => {
-      const name = this.engineSink?.nameOf(c.peerUlid);
+    const sink = this.engineSink;
+    const primedNames = sink === undefined ? undefined : (engineStatus?.contexts ?? []).flatMap((c) => {
+      const name = sink.nameOf(c.peerUlid);
       return name === undefined ? [] : [{ name, ulid: c.peerUlid }];
     });
     const daemon = this.routes ? {
@@ -257,7 +258,7 @@ export class Daemon {
       daemon: {
         ...daemon, ...(this.routes ? { dataPath: this.kernel ? 'kernel' : 'tun' } : {}),
         ...(this.kernel ? { kernelEncapsulation: this.encap ? { links: this.encap.links(), packets: this.encap.stats() ?? null } : 'unavailable' } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
-        ...(this.engineSink ? { primedNames } : {}),
+        ...(primedNames ? { primedNames } : {}),
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
       engine: engineStatus,

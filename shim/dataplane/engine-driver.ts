@@ -263,9 +263,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       else this.drop('no-socket-for-source');
       sent = true;
     }
-    // The engine's messages leave before the events are handled: a context's establishment starts
-    // the kernel path's counters (an nft process, waited for), and an R2 queued behind it came after
-    // its I2 had been sent again on a loaded host.
+    // The engine's messages leave before the events are handled: handling a context's establishment
+    // may wait for a process (the kernel path's counters without the addon), and an R2 queued behind
+    // one came after its I2 had been sent again on a loaded host.
     if (sent) this.transport.flush?.();
     this.dispatchEvents();
     this.transport.flush?.();
