@@ -162,8 +162,14 @@ export async function stallRun(h: TwoHosts, repairMs: number, after: number | ((
   // Nothing crosses P any more: octets that arrive after this count are the stream resuming on Q.
   await streamedMoreThan(server, await streamedBytes(server), 'the stream to resume after re-homing');
   // Then stream on: `after` ms, or until `after()` holds (what a test must see carried after the re-homing).
-  if (typeof after === 'function') await waitFor(after, 'the stream after re-homing', DEADLINE_MS, 100);
-  else if (after > 0) await sleep(after);
+  if (typeof after === 'function') {
+    await waitFor(after, 'the stream after re-homing', DEADLINE_MS, 100).catch(async (e: Error) => {
+      // What A's node saw (paths, counters, drops) and both hosts' engine events: what to look at.
+      h.nodeA.send({ op: 'stats' });
+      const stats = await h.nodeA.op('stats', DEADLINE_MS).catch(() => ({}));
+      throw new Error(`${e.message}; A's stats: ${JSON.stringify(stats)}; events: ${JSON.stringify(h.events)}`);
+    });
+  } else if (after > 0) await sleep(after);
   client.child.kill('SIGTERM');
   server.send({ op: 'report' });
   const report = await server.op('report', DEADLINE_MS);
