@@ -160,14 +160,18 @@ test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and 
   const h = await twoHosts(t, { engine: 'engine', dataPath: 'kernel' });
   // Both hosts' UDP on Q: what the kernel sends must be the wire format the user-space path reads.
   // The stream goes on until A's programs carried it both ways (the route onto them comes after the
-  // re-homing; on a busy machine that takes a while).
+  // re-homing; on a busy machine that takes a while). A's programs encapsulate only the segments
+  // no larger than the path: a bulk stream's GSO skbs go to the daemon's TUN to be cut (`toTun`;
+  // docs/benchmarks.md, throughput), so A's own encapsulations are the stream's few small segments,
+  // about 1 in 17 to 100 here, fewer still when a busy sender builds larger skbs: 25 of them, and
+  // a deadline for a count that grows that slowly (a CI run's stream had not reached 100 in 30 s).
   const crossed = async (): Promise<boolean> => {
     h.nodeA.send({ op: 'stats' });
     const e = (await h.nodeA.op('stats', DEADLINE_MS)).encap as { encapsulated: number; decapsulated: number };
-    return e.encapsulated > 100 && e.decapsulated > 100;
+    return e.encapsulated >= 25 && e.decapsulated > 100;
   };
-  const run = await stallRun(h, DEADLINE_MS, crossed);
-  t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}`);
+  const run = await stallRun(h, DEADLINE_MS, crossed, 3 * DEADLINE_MS);
+  t.diagnostic(`kernel encapsulation: re-homed after ${run.rehomedMs} ms, stall ${run.report.maxGapMs.toFixed(0)} ms, segments prompted ${String(run.stats.prompts)}; A's tc programs: ${JSON.stringify(run.stats.encap)}`);
   assert.equal(run.report.corrupt, 0);
   // Waited for, not read once: on a busy machine REAP may explore again (harmless), and while it
   // explores the context is on the TUN, for tens of ms.
@@ -182,5 +186,8 @@ test('kernel encapsulation (real engine): P black-holed, REAP re-homes to Q and 
   assert.equal((run.stats.encap as { errors: number }).errors, 0);
   h.nodeB.send({ op: 'stats' });
   const sb = await h.nodeB.op('stats', DEADLINE_MS);
-  assert.ok(((sb.encap as { decapsulated: number }).decapsulated) > 100, `B decapsulated the stream in its kernel: ${JSON.stringify(sb.encap)}`);
+  // B's kernel read what A's kernel wrote (A's daemon's datagrams, several in one skb, go to B's
+  // daemon: `passedDatagrams`).
+  const encA = (run.stats.encap as { encapsulated: number }).encapsulated;
+  assert.ok(((sb.encap as { decapsulated: number }).decapsulated) >= encA, `B decapsulated in its kernel at least the ${encA} segments A's kernel encapsulated: ${JSON.stringify(sb.encap)}`);
 });

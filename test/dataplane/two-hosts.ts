@@ -139,10 +139,10 @@ export async function streamedMoreThan(server: JsonLines, n: number, what: strin
 /**
  * Stream A → B, black-hole P, re-home to Q, return the receiver's report once the stream has
  * resumed (and `afterMs` more). Static mode: re-home `repairMs` after the cut; engine mode:
- * `repairMs` is the deadline for REAP to do it. The stall is the report's longest gap: a figure
+ * `repairMs` is the deadline for REAP to do it; `afterDeadlineMs`, for `after()` to hold. The stall is the report's longest gap: a figure
  * to print or benchmark, measured the same way on a quiet machine and a busy one.
  */
-export async function stallRun(h: TwoHosts, repairMs: number, after: number | (() => Promise<boolean>) = 0) {
+export async function stallRun(h: TwoHosts, repairMs: number, after: number | (() => Promise<boolean>) = 0, afterDeadlineMs = DEADLINE_MS) {
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
   await server.op('listening', DEADLINE_MS);
   const client = h.spawn(h.a, [process.execPath, STREAM_FIXTURE, 'client', h.ulidB, '7000']);
@@ -163,7 +163,7 @@ export async function stallRun(h: TwoHosts, repairMs: number, after: number | ((
   await streamedMoreThan(server, await streamedBytes(server), 'the stream to resume after re-homing');
   // Then stream on: `after` ms, or until `after()` holds (what a test must see carried after the re-homing).
   if (typeof after === 'function') {
-    await waitFor(after, 'the stream after re-homing', DEADLINE_MS, 100).catch(async (e: Error) => {
+    await waitFor(after, 'the stream after re-homing', afterDeadlineMs, 100).catch(async (e: Error) => {
       // What A's node saw (paths, counters, drops) and both hosts' engine events: what to look at.
       h.nodeA.send({ op: 'stats' });
       const stats = await h.nodeA.op('stats', DEADLINE_MS).catch(() => ({}));
