@@ -138,9 +138,10 @@ export async function streamedMoreThan(server: JsonLines, n: number, what: strin
 
 /**
  * Stream A → B, black-hole P, re-home to Q, return the receiver's report once the stream has
- * resumed (and `afterMs` more). Static mode: re-home `repairMs` after the cut; engine mode:
- * `repairMs` is the deadline for REAP to do it; `afterDeadlineMs`, for `after()` to hold. The stall is the report's longest gap: a figure
- * to print or benchmark, measured the same way on a quiet machine and a busy one.
+ * resumed (and `after` ms more, or until `after()` holds, within `afterDeadlineMs`). Static mode:
+ * re-home `repairMs` after the cut; engine mode: `repairMs` is the deadline for REAP to do it.
+ * The stall is the report's longest gap: a figure to print or benchmark, measured the same way
+ * on a quiet machine and a busy one.
  */
 export async function stallRun(h: TwoHosts, repairMs: number, after: number | (() => Promise<boolean>) = 0, afterDeadlineMs = DEADLINE_MS) {
   const server = h.spawn(h.b, [process.execPath, STREAM_FIXTURE, 'server', h.ulidB, '7000']);
