@@ -165,11 +165,6 @@ export class Context implements Timed {
     const l = this.peerLocator(address);
     return l !== undefined && l.verified && (l.flags & LocatorFlag.BROKEN) === 0;
   }
-
-  /** Whether the ULID pair differs from the current locator pair (ULID option needed). */
-  ulidsDifferFromPair(): boolean {
-    return this.lpLocal !== this.localUlid || this.lpPeer !== this.peerUlid;
-  }
 }
 
 

@@ -32,10 +32,10 @@ export function ulidsOf(msg: Shim6Message, src: Ipv6, dst: Ipv6): { peer: Ipv6; 
   return { peer: u?.senderUlid ?? src, local: u?.receiverUlid ?? dst, fii: f?.forkedInstanceId ?? 0, option: u !== undefined };
 }
 
-/** ULID / FII options a context's I1, I2 and I2bis must carry. */
-export function identityOptions(ctx: Context): Shim6Option[] {
+/** ULID / FII options a context's I1, I2 and I2bis must carry, sent on `local` → `peer` (its current pair unless told). */
+export function identityOptions(ctx: Context, local: Ipv6 = ctx.lpLocal, peer: Ipv6 = ctx.lpPeer): Shim6Option[] {
   const out: Shim6Option[] = [];
-  if (ctx.ulidsDifferFromPair()) out.push({ type: 'UlidPair', critical: false, senderUlid: ctx.localUlid, receiverUlid: ctx.peerUlid });
+  if (local !== ctx.localUlid || peer !== ctx.peerUlid) out.push({ type: 'UlidPair', critical: false, senderUlid: ctx.localUlid, receiverUlid: ctx.peerUlid });
   if (ctx.fii !== 0) out.push({ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: ctx.fii });
   return out;
 }

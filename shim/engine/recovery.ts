@@ -96,13 +96,7 @@ function offPairR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage, 
 /** Send (or resend) the I2bis of a recovery off the current pair, on the R1bis's pair. */
 function sendSideI2bis(core: Core, ctx: Context, now: Millis): void {
   const r = ctx.sideRecovery!;
-  ctx.announcedGeneration = core.local.generation;
-  const ulids: Shim6Option[] = r.local !== ctx.localUlid || r.peer !== ctx.peerUlid ? [{ type: 'UlidPair', critical: false, senderUlid: ctx.localUlid, receiverUlid: ctx.peerUlid }] : [];
-  const fii: Shim6Option[] = ctx.fii !== 0 ? [{ type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: ctx.fii }] : [];
-  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: r.validator }, ...ulids, ...fii, ...core.local.options()];
-  const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: r.responderNonce, packetContextTag: r.r1bisTag, options };
-  core.send(r.local, r.peer, msg, r.port);
-  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, r.retries)));
+  sendI2bis(core, ctx, now, r, r.validator, r.responderNonce, r.r1bisTag, r.retries);
 }
 
 /**
@@ -124,11 +118,17 @@ export function onSideRetransmit(core: Core, ctx: Context, now: Millis): void {
 
 /** Send (or resend) the I2bis on the R1bis's locator pair (§7.18, §7.19). */
 export function resendI2bis(core: Core, ctx: Context, now: Millis): void {
+  sendI2bis(core, ctx, now, { local: ctx.lpLocal, peer: ctx.lpPeer, port: ctx.port }, ctx.validator!, ctx.respNonce, ctx.r1bisTag, ctx.retries);
+}
+
+/** An I2bis on `on`, echoing an R1bis's validator, nonce and tag, and its Retransmit timer after `retries`. */
+function sendI2bis(core: Core, ctx: Context, now: Millis, on: { local: Ipv6; peer: Ipv6; port: number | undefined }, validator: Uint8Array,
+  responderNonce: number, r1bisTag: number, retries: number): void {
   ctx.announcedGeneration = core.local.generation;
-  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options()];
-  const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, packetContextTag: ctx.r1bisTag, options };
-  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
-  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, ctx.retries)));
+  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator }, ...identityOptions(ctx, on.local, on.peer), ...core.local.options()];
+  const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce, packetContextTag: r1bisTag, options };
+  core.send(on.local, on.peer, msg, on.port);
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, retries)));
 }
 
 /** §7.20: the validator must be the one our R1bis carried; then as for I2. */
