@@ -19,7 +19,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { spawn } from 'node:child_process';
-import { LAB_ADDR, LAB_IF, type Lab } from './topology.ts';
+import { crossesLinkP, LAB_ADDR, LAB_IF, type Lab } from './topology.ts';
 import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from './dns.ts';
 import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, linkRUp, removeAddress } from './renumber.ts';
 import { labDaemonFiles } from './daemons.ts';
@@ -118,11 +118,6 @@ async function peerLocators(lab: Lab): Promise<NonNullable<DemoSummary['peer_loc
 }
 
 const mbit = (bytes: number): number => (bytes * 8) / 1e5; // per 100 ms → Mbit/s
-
-/** Whether a locator pair of A's context with B crosses link P (A's or B's address on P). */
-export function usesLinkP(pair: { local: string; peer: string }): boolean {
-  return pair.local === LAB_ADDR.aP || pair.peer === LAB_ADDR.bP;
-}
 
 function bar(v: number, max: number): string {
   return '█'.repeat(Math.min(60, Math.max(0, Math.round((v / Math.max(max, 1)) * 40))));
@@ -239,7 +234,7 @@ export async function runDemo(lab: Lab, o: DemoOptions): Promise<DemoSummary> {
     say(`  stall (longest gap in received data): ${summary.stall_ms} ms${summary.recovered ? '' : ' — the stream did NOT recover'}`);
     if (summary.context_source !== null) say(`  A's context with B came from: ${summary.context_source}${summary.restarts ? `; daemon restarts: ${summary.restarts}` : ''}`);
     if (summary.rehome_ms !== null) say(`  re-homing after the ${renumber ? 'address was removed' : 'failure'}: ${summary.rehome_ms} ms`);
-    else if (summary.pair_at_failure && !renumber && !usesLinkP(summary.pair_at_failure)) {
+    else if (summary.pair_at_failure && !renumber && !crossesLinkP(summary.pair_at_failure)) {
       say(`  re-homing: none needed, the context was already on ${summary.pair_at_failure.local} → ${summary.pair_at_failure.peer} (off link P) when P failed`);
     }
     if (renumber) {

@@ -41,6 +41,15 @@ export const LAB_ADDR = {
   xP: '2001:db8:1::bad',
 } as const;
 
+/**
+ * Whether A's packets on a locator pair of its context with B leave on link P. A routes by
+ * destination, so B's locator decides: from A's P address to B's Q address they leave on Q
+ * (nothing in the lab filters sources by link), and REAP may settle there.
+ */
+export function crossesLinkP(pair: { local: string; peer: string }): boolean {
+  return pair.peer === LAB_ADDR.bP;
+}
+
 /** Interface names inside the namespaces (the same in A and B). */
 export const LAB_IF = { P: 'labp', Q: 'labq', dns: 'labdns', dnsA: 'labdnsa', dnsB: 'labdnsb' } as const;
 

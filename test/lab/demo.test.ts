@@ -8,9 +8,8 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { shim6, shim6Async } from '../helpers/cli.ts';
-import { labFor, listNamespaces } from '../../lab/topology.ts';
+import { crossesLinkP, labFor, listNamespaces } from '../../lab/topology.ts';
 import { labDown } from '../../lab/lab.ts';
-import { usesLinkP } from '../../lab/demo.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
@@ -41,7 +40,7 @@ for (const mode of ['shim6', 'tcp'] as const) {
       const pair = s.pair_at_failure;
       assert.ok(pair, 'A had a context with B when P failed');
       if (s.rehome_ms === null) {
-        assert.ok(!usesLinkP(pair), `no re-homing, yet the context was on link P (${pair.local} → ${pair.peer})`);
+        assert.ok(!crossesLinkP(pair), `no re-homing, yet the context was on link P (${pair.local} → ${pair.peer})`);
         t.diagnostic(`the context was already off P: ${pair.local} → ${pair.peer}`);
       } else assert.ok(s.rehome_ms >= 0, `rehome ${s.rehome_ms}`);
     } else {
