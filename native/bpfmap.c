@@ -103,7 +103,7 @@ static napi_value key_value_cmd(napi_env env, napi_callback_info info, int cmd, 
   int32_t fd;
   void *b[2];
   size_t l[2];
-  uint32_t ks, vs;
+  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
   int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs);
   if (rc == 0 && (b[0] == NULL || b[1] == NULL || l[0] != ks || l[1] != vs)) rc = -EINVAL;
   return int_value(env, rc == 0 ? elem_cmd(cmd, fd, b[0], b[1], flags) : rc);
@@ -124,7 +124,7 @@ napi_value bpf_map_delete_js(napi_env env, napi_callback_info info) {
   int32_t fd;
   void *b[1];
   size_t l[1];
-  uint32_t ks, vs;
+  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
   int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs);
   if (rc == 0 && (b[0] == NULL || l[0] != ks)) rc = -EINVAL;
   return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_DELETE_ELEM, fd, b[0], NULL, 0) : rc);
@@ -135,7 +135,7 @@ napi_value bpf_map_next_key_js(napi_env env, napi_callback_info info) {
   int32_t fd;
   void *b[2];
   size_t l[2];
-  uint32_t ks, vs;
+  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
   int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs);
   if (rc == 0 && ((b[0] != NULL && l[0] != ks) || b[1] == NULL || l[1] != ks)) rc = -EINVAL;
   return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_GET_NEXT_KEY, fd, b[0], b[1], 0) : rc);
@@ -181,7 +181,7 @@ napi_value bpf_percpu_sum_js(napi_env env, napi_callback_info info) {
   int32_t fd;
   void *b[1];
   size_t l[1];
-  uint32_t ks, vs;
+  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
   int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs);
   if (rc == 0 && (b[0] == NULL || l[0] != ks || vs != 8)) rc = -EINVAL;
   int cpus = rc == 0 ? possible_cpus() : rc;
