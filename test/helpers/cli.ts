@@ -32,7 +32,8 @@ export function builtShim6(args: string[], opts: SpawnSyncOptions = {}): CliResu
   return shim6Bin(BUILT_BIN, args, opts);
 }
 
-function shim6Bin(bin: string, args: string[], opts: SpawnSyncOptions): CliResult {
+/** `shim6 …args` through the entry point `bin` (the bin/shim6.js of a package elsewhere). */
+export function shim6Bin(bin: string, args: string[], opts: SpawnSyncOptions = {}): CliResult {
   const r = spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', timeout: 60_000, ...opts });
   return { status: r.status, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
 }

@@ -3,13 +3,13 @@
 // writes; the unit is Type=notify, reloads with SIGHUP, has only the three
 // network capabilities and the usual hardening; its directories are where the
 // daemon's defaults put the control socket, the caches and the configuration.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { readFileSync, statSync } from 'node:fs';
+import { cpSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
-import { builtShim6, ROOT } from '../helpers/cli.ts';
+import { builtShim6, ROOT, shim6Bin, type CliResult } from '../helpers/cli.ts';
 import { defaultConfig, loadConfig } from '../../shim/daemon/config.ts';
 import { renderUnit, systemdWord, unitPathProblem, UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
 import { SHIM6_V8_FLAGS } from '../../shim/runtime-paths.ts';
@@ -85,29 +85,46 @@ test('install refuses paths that ProtectHome hides, and an unbuilt package', () 
   assert.match(unitPathProblem({ ...built, root: '/opt/nothing-here' }) ?? '', /not built/);
 });
 
+/**
+ * The built package as a service can run it: this checkout, or, when ProtectHome would hide the
+ * checkout (a clone under /root or /home, where install rightly refuses: the test above), a copy
+ * of its built files (bin/, dist/, systemd/, package.json) in a temporary directory.
+ */
+function servicePackage(t: TestContext): string {
+  const hidden = unitPathProblem({ node: '/usr/bin/node', root: ROOT, config: '/etc/shim6/shim6.yaml' });
+  if (hidden === undefined) return ROOT;
+  assert.match(hidden, /ProtectHome/);
+  const copy = path.join(tmpdir(t, 'service-package-'), 'shim6');
+  for (const part of ['bin', 'dist', 'systemd', 'package.json']) cpSync(path.join(ROOT, part), path.join(copy, part), { recursive: true });
+  t.diagnostic(`${ROOT} is hidden by ProtectHome: installing from a copy in ${copy}`);
+  return copy;
+}
+
 test('shim6 service install (built): the unit with absolute paths, which systemd-analyze accepts, and a starter config that means the defaults', { timeout: 120_000 }, (t) => {
   requireBuilt();
+  const pkg = servicePackage(t);
+  const shim6 = (args: string[]): CliResult => shim6Bin(path.join(pkg, 'bin/shim6.js'), args);
   const dir = tmpdir(t, 'service-');
   const units = path.join(dir, 'units');
   const config = path.join(dir, 'etc/shim6/shim6.yaml');
   const args = ['service', 'install', '--unit-dir', units, '--config', config, '--no-start'];
-  const first = builtShim6(args);
+  const first = shim6(args);
   assert.equal(first.status, 0, first.stderr);
   assert.match(first.stdout, /wrote .*units\/shim6\.service/);
   assert.match(first.stdout, /wrote .*shim6\.yaml/);
   const unitFile = path.join(units, 'shim6.service');
   assert.equal(statSync(unitFile).mode & 0o777, 0o644);
   const unit = readFileSync(unitFile, 'utf8');
-  assert.equal(settings(unit).get('Service.ExecStart')?.[0], `${process.execPath} ${SHIM6_V8_FLAGS.join(' ')} ${path.join(ROOT, 'bin/shim6.js')} daemon --config ${config}`);
+  assert.equal(settings(unit).get('Service.ExecStart')?.[0], `${process.execPath} ${SHIM6_V8_FLAGS.join(' ')} ${path.join(pkg, 'bin/shim6.js')} daemon --config ${config}`);
   // Everything but ExecStart is the shipped unit.
   const strip = (s: string): string => s.replace(/^ExecStart=.*$/m, '');
   assert.equal(strip(unit), strip(readFileSync(SHIPPED, 'utf8')));
   assert.deepEqual(loadConfig(config), defaultConfig());
-  const printed = builtShim6(['service', 'unit', '--config', config]);
+  const printed = shim6(['service', 'unit', '--config', config]);
   assert.equal(printed.status, 0, printed.stderr);
   assert.equal(printed.stdout, unit);
 
-  const again = builtShim6(args);
+  const again = shim6(args);
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stdout, /unchanged .*shim6\.service/);
   assert.match(again.stdout, /kept .*shim6\.yaml/);
