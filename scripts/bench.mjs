@@ -5,6 +5,7 @@ import { readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureBuilt } from './build.mjs';
+import { addSbinToPath } from './ensure.mjs';
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const names = readdirSync(path.join(root, 'bench')).filter((f) => f.endsWith('.ts') && !f.startsWith('_')).map((f) => f.slice(0, -3));
@@ -14,5 +15,6 @@ if (!name || !names.includes(name)) {
   process.exit(name ? 2 : 0);
 }
 await ensureBuilt(); // some benchmarks run the built `shim6` command (bin/shim6.js)
+addSbinToPath();
 const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(root, 'bench', `${name}.ts`), ...rest], { stdio: 'inherit', cwd: root });
 process.exit(r.status ?? 1);

@@ -26,6 +26,17 @@ export function missingSystemPackages() {
   return missing;
 }
 
+/**
+ * Root's tools on PATH: the servers the tests and benchmarks start (knotd, named, unbound,
+ * dnsmasq) are in /usr/sbin, which a user's PATH lacks on Debian. The proof of a package above
+ * accepts /usr/sbin for the same reason.
+ */
+export function addSbinToPath() {
+  const dirs = (process.env.PATH ?? '').split(':');
+  for (const d of ['/usr/sbin', '/sbin']) if (!dirs.includes(d)) dirs.push(d);
+  process.env.PATH = dirs.filter(Boolean).join(':');
+}
+
 export function ensureNodeDeps() {
   const lock = path.join(root, 'package-lock.json');
   const stamp = path.join(root, 'node_modules/.package-lock.json');

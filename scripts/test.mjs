@@ -12,7 +12,7 @@ import { spawn } from 'node:child_process';
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
+import { addSbinToPath, ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
 import { TEST_TREE, buildTests, ensureBuilt } from './build.mjs';
 
 /** Test files run at a time. */
@@ -34,6 +34,7 @@ try {
 // dist-test/ (test/helpers/tree.ts): through tsx, each of the ~120 test processes spent about
 // 0.3 s of CPU on the loader alone.
 process.env.SHIM6_PROGRAMS = 'dist';
+addSbinToPath();
 // Node reads the CA bundle NODE_EXTRA_CA_CERTS names at every start, before any code runs (on
 // the build machine ~55 ms of CPU per process against ~25 ms for the rest of its start), and a
 // run starts ~700 node processes (test files, daemons, the CLI) of which only npm speaks TLS. The

@@ -253,7 +253,7 @@ async function waitReady(kind: AuthDnsKind, port: number, opts: AuthDnsOptions, 
   const pending = new Set(opts.zones.map((z) => z.name));
   await sleep(150); // both need about this long to bind; an earlier probe just waits out kdig's 1 s timeout
   while (pending.size > 0) {
-    if (exited()) throw new Error(`authdns: ${kind} exited before answering:\n${readLog()}`);
+    if (exited()) throw new Error(`authdns: ${kind} exited or did not start before answering:\n${readLog()}`);
     // Both servers keep running when a zone fails to load: fail fast on their message.
     if (LOAD_FAILED.test(readLog())) throw new Error(`authdns: ${kind} refused a zone:\n${readLog()}`);
     if (Date.now() > deadline) throw new Error(`authdns: ${kind} did not answer within ${timeout} ms:\n${readLog()}`);
@@ -294,7 +294,7 @@ async function startOnce(kind: AuthDnsKind, opts: AuthDnsOptions): Promise<AuthD
     rmSync(dir, { recursive: true, force: true });
   };
   try {
-    await waitReady(kind, port, opts, () => exited, readLog);
+    await waitReady(kind, port, opts, () => exited || spawnError !== '', readLog); // a spawn error (not installed) emits no exit
   } catch (e) {
     await stop();
     throw e;
