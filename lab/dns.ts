@@ -17,6 +17,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, openSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { userInfo } from 'node:os';
 import { LAB_ADDR, LabError, nsExec, type Lab } from './topology.ts';
 import { LAB_HBA, writeHbaParams } from './hba.ts';
 import { buildHostRecord } from '../zone-tools/record-input.ts';
@@ -87,7 +88,8 @@ export function knotServerConfig(dir: string, listen: readonly string[], server:
   return [
     'server:',
     `    rundir: "${dir}"`,
-    '    user: root:root',
+    // As root (the lab, CI) it stays root; a user's own test run keeps that user (Knot cannot become root then).
+    `    user: ${process.getuid?.() === 0 ? 'root:root' : userInfo().username}`,
     `    pidfile: "${dir}/knot.pid"`,
     `    listen: [ ${listen.join(', ')} ]`,
     ...server.map((l) => `    ${l}`),

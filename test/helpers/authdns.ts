@@ -242,8 +242,9 @@ function spawnServer(kind: AuthDnsKind, dir: string, port: number, opts: AuthDns
   }
   const conf = path.join(dir, 'named.conf');
   writeFileSync(conf, bindConfig(dir, port, opts));
-  // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir.
-  return run(['named', '-g', '-u', 'root', '-c', conf]);
+  // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir (a user's own
+  // run keeps that user: named cannot change its group then).
+  return run(['named', '-g', ...(process.getuid?.() === 0 ? ['-u', 'root'] : []), '-c', conf]);
 }
 
 /** Poll SOA of every zone until all answer; throws (the caller stops the server) on exit, load failure or deadline. */
