@@ -9,7 +9,7 @@
 // Extra arguments are passed as file filters: `npm test -- wire` runs the test
 // files whose path contains "wire".
 import { spawn } from 'node:child_process';
-import { readdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addSbinToPath, ensureNodeDeps, ensureSystemPackages } from './ensure.mjs';
@@ -114,10 +114,14 @@ console.log(`\n== tests (${files.length} files, ${concurrency} at a time)`);
 // The end-to-end tests keep their labs' daemon logs here (test/e2e/fixture.ts): this run's only.
 if (filters.length === 0) rmSync(path.join(root, 'test-artifacts', 'e2e'), { recursive: true, force: true });
 const began = Date.now();
+const tapFile = path.join(cache, 'last-run.tap');
+mkdirSync(cache, { recursive: true });
 const tests = await new Promise((resolve) => {
   const compiled = files.map((f) => path.join(TEST_TREE, `${f.slice(0, -3)}.js`));
   // --enable-source-maps: a failure's stack names the TypeScript source's lines.
-  const child = spawn(process.execPath, ['--enable-source-maps', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...compiled], { stdio: 'inherit' });
+  // The spec report for the reader; a TAP copy for the counts of the closing line.
+  const child = spawn(process.execPath, ['--enable-source-maps', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', '--test-reporter-destination=stdout',
+    '--test-reporter=tap', `--test-reporter-destination=${tapFile}`, ...compiled], { stdio: 'inherit' });
   child.on('error', () => resolve(1));
   child.on('close', (status) => resolve(status ?? 1));
 });
@@ -127,4 +131,8 @@ if (tests !== 0) {
   console.error(`npm test: tests failed (${seconds} s)`);
   process.exit(tests);
 }
-console.log(`\nnpm test: ${files.length} test files passed in ${seconds} s`);
+// A skip is not a pass: the closing line says how many tests skipped (outside CI, each names the
+// prerequisite it lacks; under CI=true a missing prerequisite fails instead).
+const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(readFileSync(tapFile, 'utf8'))?.[1] ?? NaN);
+const skipped = count('skipped');
+console.log(`\nnpm test: ${files.length} test files passed in ${seconds} s (${count('pass')} tests passed${skipped > 0 ? `, ${skipped} skipped for a missing prerequisite` : ''})`);
