@@ -133,6 +133,7 @@ if (tests !== 0) {
 }
 // A skip is not a pass: the closing line says how many tests skipped (outside CI, each names the
 // prerequisite it lacks; under CI=true a missing prerequisite fails instead).
-const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(readFileSync(tapFile, 'utf8'))?.[1] ?? NaN);
+const tap = readFileSync(tapFile, 'utf8');
+const count = (key) => Number(new RegExp(`^# ${key} (\\d+)$`, 'm').exec(tap)?.[1] ?? 0);
 const skipped = count('skipped');
 console.log(`\nnpm test: ${files.length} test files passed in ${seconds} s (${count('pass')} tests passed${skipped > 0 ? `, ${skipped} skipped for a missing prerequisite` : ''})`);
