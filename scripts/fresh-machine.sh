@@ -31,8 +31,8 @@ if [ -z "$dir" ]; then dir=$(mktemp -d /var/tmp/shim6-fresh-XXXXXX); else mkdir 
 cleanup() {
   umount -R "$dir" 2>/dev/null || true
   # Never remove while anything is still mounted below it (/dev and /sys are the host's own).
-  if [ -n "$(findmnt -rn -o TARGET | grep -F "$dir" || true)" ]; then
-    echo "fresh-machine: $dir still has mounts (findmnt | grep $dir); not removed" >&2
+  if [ -n "$(findmnt -rn -o TARGET | awk -v d="$dir" '$0 == d || index($0, d "/") == 1')" ]; then
+    echo "fresh-machine: $dir still has mounts (findmnt); not removed" >&2
   elif [ "$keep" = 0 ]; then rm -rf --one-file-system "$dir"
   else echo "fresh-machine: kept $dir" >&2; fi
 }
