@@ -29,6 +29,7 @@ if [ -z "$dir" ]; then dir=$(mktemp -d /var/tmp/shim6-fresh-XXXXXX); else mkdir 
 [ -z "$(ls -A "$dir")" ] || { echo "fresh-machine: $dir is not empty" >&2; exit 2; }
 
 cleanup() {
+  rm -f "$dir.debootstrap.log"
   umount -R "$dir" 2>/dev/null || true
   # Never remove while anything is still mounted below it (/dev and /sys are the host's own).
   if [ -n "$(findmnt -rn -o TARGET | awk -v d="$dir" '$0 == d || index($0, d "/") == 1')" ]; then
@@ -40,11 +41,10 @@ trap cleanup EXIT
 
 command -v debootstrap >/dev/null || { apt-get update -qq && apt-get install -y -qq debootstrap; }
 suite=$(. /etc/os-release && echo "$VERSION_CODENAME")
-mirror=$(grep -rhoE 'https?://[^ ]*debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null | head -1 | tr -d ' ')
+mirror=$({ grep -rhoE 'https?://[^ ]*debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null || true; } | head -1 | tr -d ' ')
 echo "fresh-machine: debootstrap $suite from ${mirror:-the default mirror} into $dir" >&2
 debootstrap --variant=minbase --include=make,g++,python3,git,ca-certificates,iproute2,procps "$suite" "$dir" ${mirror:+"$mirror"} >"$dir.debootstrap.log" 2>&1 ||
   { tail -20 "$dir.debootstrap.log" >&2; exit 1; }
-rm -f "$dir.debootstrap.log"
 
 # This host's node, npm, Node's headers and npm settings (node is what a fresh machine has).
 node=$(readlink -f "$(command -v node)")
