@@ -27,6 +27,7 @@ done
 repo=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "$dir" ]; then dir=$(mktemp -d /var/tmp/shim6-fresh-XXXXXX); else mkdir -p "$dir"; fi
 [ -z "$(ls -A "$dir")" ] || { echo "fresh-machine: $dir is not empty" >&2; exit 2; }
+chmod 755 "$dir" # the chroot's / (mktemp makes it 0700: a user could not even run a shell there)
 
 cleanup() {
   rm -f "$dir.debootstrap.log"
