@@ -83,9 +83,10 @@ test('shim6 resolver in a mount namespace where resolved forwards to it: takes r
     'mount -t tmpfs tmpfs /run',
     `mkdir -p ${runDir}`,
     `cp ${dir}/resolved.conf ${RESOLVED_SERVERS}`,
-    `exec "$0" ${BIN} resolver --listen 127.0.0.154:0 --no-engine --socket ${dir}/ctl.sock`,
+    `exec "$0" "$1" resolver --listen 127.0.0.154:0 --no-engine --socket ${dir}/ctl.sock`,
   ].join('\n');
-  const child = spawn('unshare', ['--mount', 'sh', '-c', script, process.execPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  // node and the command as arguments, not in the script's text: a checkout's path may hold a space.
+  const child = spawn('unshare', ['--mount', 'sh', '-c', script, process.execPath, BIN], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => { stderr += d.toString(); });
   const exited = new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
