@@ -22,7 +22,7 @@ import { createSocket } from 'node:dgram';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { haveCommand } from './prereq.ts';
+import { haveCommand, isRoot } from './prereq.ts';
 import { knotServerConfig } from '../../lab/dns.ts';
 import { DEADLINE_MS } from './wait.ts';
 import { decodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
@@ -244,7 +244,7 @@ function spawnServer(kind: AuthDnsKind, dir: string, port: number, opts: AuthDns
   writeFileSync(conf, bindConfig(dir, port, opts));
   // -g: foreground, log to stderr; -u root keeps it root so it can use the temp dir (a user's own
   // run keeps that user: named cannot change its group then).
-  return run(['named', '-g', ...(process.getuid?.() === 0 ? ['-u', 'root'] : []), '-c', conf]);
+  return run(['named', '-g', ...(isRoot() ? ['-u', 'root'] : []), '-c', conf]);
 }
 
 /** Poll SOA of every zone until all answer; throws (the caller stops the server) on exit, load failure or deadline. */
