@@ -568,7 +568,14 @@ function openDataPlane(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'],
   const kernel = routes ? openKernelPath(config, log) : undefined;
   const encap = kernel && config.encapsulation === 'kernel' ? openEncap(config, log) : undefined;
   // A crashed daemon's tc programs would go on encapsulating with its maps: removed by name whatever the data path now.
-  if (routes && !encap && removeStaleEncap()) log.info('removed the kernel encapsulation a previous daemon left');
+  if (routes && !encap) {
+    try {
+      if (removeStaleEncap()) log.info('removed the kernel encapsulation a previous daemon left');
+    } catch (err) {
+      // Another user's directory where our pins go, or a read-only /sys (the unit's ProtectKernelTunables): not ours to force.
+      log.warn('cannot remove what a previous daemon\'s kernel encapsulation left', { error: (err as Error).message });
+    }
+  }
   let tun: LinuxTun | undefined;
   try { tun = routes ? LinuxTun.open({ name: config.tun.name, mtu: routes.tunMtu }) : undefined; } catch (err) { kernel?.close(); encap?.close(); throw err; }
   const transport = !engine ? undefined : off ? new DgramTransport({ port: config.port }) : openTransport(config, config.tun.mtu + ENCAPSULATION_OVERHEAD, log);

@@ -31,12 +31,13 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, realpathSync, renameSync, rmdirSync, rmSync, statSync, unlinkSync, type Dirent } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EnvironmentError } from '../errors.ts';
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { loadAddon, type NativeAddon } from '../../native/addon.ts';
+import { untrustedReason } from '../trusted-path.ts';
 
 /** tc filter preference of our programs (on egress and ingress). */
 export const ENCAP_PREF = 5533;
@@ -255,10 +256,45 @@ export function removeStaleEncap(): boolean {
     for (const dev of devs) removeStaleFilters(dev);
   }
   if (existsSync(BPF_PIN_DIR)) {
-    rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+    removePins();
     found = true;
   }
   return found;
+}
+
+/**
+ * Why root cannot keep its pins in `dir` (and its maps/), or undefined. A bpffs mounted without
+ * a mode is writable by everyone (1777): another user may have made the directory first, or
+ * planted links in it, so that root's removal of "its" pins removes files elsewhere, or root's
+ * pins land where that user can swap them before tc takes them.
+ */
+export function pinDirProblem(dir = BPF_PIN_DIR): string | undefined {
+  const problem = untrustedReason(dir, { kind: 'directory', missingOk: true }) ?? untrustedReason(path.join(dir, 'maps'), { kind: 'directory', missingOk: true });
+  return problem === undefined ? undefined : `the pin directory ${dir} is not root's alone: ${problem}`;
+}
+
+/**
+ * Unpin: every pin in `dir`/maps and in `dir` unlinked one by one (a link is removed, never
+ * followed), then the two directories; only once pinDirProblem has found no one else can
+ * change them. EnvironmentError EBPF_PINS, with nothing removed, when it has; or when `dir`
+ * holds a directory other than maps/ (no pin of ours is one).
+ */
+export function removePins(dir = BPF_PIN_DIR): void {
+  const problem = pinDirProblem(dir);
+  if (problem) throw new EnvironmentError('EBPF_PINS', `${problem}: nothing removed (remove it by hand once you know whose it is)`, dir);
+  for (const sub of [path.join(dir, 'maps'), dir]) {
+    let entries: Dirent[];
+    try {
+      entries = readdirSync(sub, { withFileTypes: true });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+      throw err;
+    }
+    const stray = entries.find((e) => e.isDirectory() && !(sub === dir && e.name === 'maps'));
+    if (stray) throw new EnvironmentError('EBPF_PINS', `${path.join(sub, stray.name)} is a directory where only pins belong: nothing removed`, dir);
+    for (const e of entries) if (!e.isDirectory()) unlinkSync(path.join(sub, e.name));
+    rmdirSync(sub);
+  }
 }
 
 /** The tc programs and their maps. */
@@ -285,14 +321,23 @@ export class BpfEncap implements EncapHook {
     const obj = buildObject(opts.cacheDir);
     let mounted = false;
     if (!bpffsMounted()) {
-      const m = run('mount', ['-t', 'bpf', 'bpf', '/sys/fs/bpf']);
+      // Root's alone (a bpffs mounted without a mode is 1777: pinDirProblem).
+      const m = run('mount', ['-t', 'bpf', '-o', 'mode=0700', 'bpf', '/sys/fs/bpf']);
       if (!m.ok) throw new EnvironmentError('EBPF', `cannot mount bpffs at /sys/fs/bpf: ${m.err}`);
       mounted = true;
     }
-    removeStaleEncap();
+    try {
+      removeStaleEncap();
+      // Made here, root's alone, so that bpftool pins into a directory no one else made first.
+      mkdirSync(BPF_PIN_DIR, { mode: 0o700 });
+    } catch (err) {
+      if (mounted) run('umount', ['/sys/fs/bpf']);
+      if (err instanceof EnvironmentError) throw err;
+      throw new EnvironmentError('EBPF', `cannot make the pin directory ${BPF_PIN_DIR}: ${(err as Error).message}`, BPF_PIN_DIR);
+    }
     const load = run('bpftool', ['prog', 'loadall', obj, BPF_PIN_DIR, 'pinmaps', `${BPF_PIN_DIR}/maps`, 'type', 'classifier']);
     if (!load.ok) {
-      rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+      try { removePins(); } catch { /* bpftool may have pinned nothing; the next start reports what is left */ }
       if (mounted) run('umount', ['/sys/fs/bpf']);
       if (load.err.startsWith('spawnSync bpftool ENOENT')) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
       throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${load.err.split('\n').filter((l) => !l.startsWith('Warning') && !l.startsWith('If it used')).slice(-3).join(' ')}`);
@@ -412,7 +457,8 @@ export class BpfEncap implements EncapHook {
     this.attached.clear();
     for (const fd of this.fds.values()) this.addon.bpfClose(fd);
     this.fds.clear();
-    rmSync(BPF_PIN_DIR, { recursive: true, force: true });
+    // Whatever cannot go (another's directory, a read-only /sys) is what the next start's removeStaleEncap reports.
+    try { removePins(); } catch { /* as above */ }
     if (this.mounted) run('umount', ['/sys/fs/bpf']);
   }
 
