@@ -7,15 +7,17 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { needs } from '../helpers/prereq.ts';
+import { CLANG, needs } from '../helpers/prereq.ts';
+import { builtShim6 } from '../helpers/cli.ts';
 import { NetLab } from '../helpers/netns.ts';
 import { BUILT_BIN, requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { NotifySocket } from './notify-socket.ts';
+import { UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
 
-/** The capabilities shim6.service grants (CapabilityBoundingSet). */
-const UNIT_CAPS = ['net_admin', 'net_raw', 'net_bind_service'];
+/** The capabilities shim6.service grants (its CapabilityBoundingSet), as setpriv names them. */
+const UNIT_CAPS = (/^CapabilityBoundingSet=(.*)$/m.exec(readFileSync(UNIT_TEMPLATE, 'utf8'))?.[1] ?? '').trim().split(/\s+/).map((c) => c.replace(/^CAP_/, '').toLowerCase());
 
 for (const form of ['path', 'abstract'] as const) {
   test(`shim6 resolver: READY=1 when the stub answers, STOPPING=1 at SIGTERM (${form} socket)`, { timeout: 120_000 }, async (t) => {
@@ -47,8 +49,9 @@ test('without NOTIFY_SOCKET nothing is sent and nothing fails', { timeout: 120_0
   assert.doesNotMatch(p.out(), /notification/);
 });
 
-test('shim6 daemon with only the unit\'s capabilities: READY=1, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv'] })) return;
+test('shim6 daemon with only the unit\'s capabilities and its read-only /sys: READY=1, the kernel encapsulation loaded, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv', 'mount', 'tc', 'bpftool', CLANG] })) return;
+  assert.ok(UNIT_CAPS.includes('bpf') && UNIT_CAPS.includes('net_admin'), `the unit's capabilities: ${UNIT_CAPS.join(' ')}`);
   requireBuilt();
   const dir = tmpdir(t, 'notify-');
   const net = new NetLab(t);
@@ -64,13 +67,23 @@ test('shim6 daemon with only the unit\'s capabilities: READY=1, RELOADING=1 and 
   // Abstract sockets belong to a network namespace; a path reaches the daemon's.
   const manager = await NotifySocket.open(t, path.join(dir, 'notify.sock'));
   const bounding = `-all,${UNIT_CAPS.map((c) => `+${c}`).join(',')}`;
-  const p = track(t, spawn('ip', ['netns', 'exec', ns.name, 'setpriv', '--bounding-set', bounding, '--',
+  // As the unit runs it: /sys read-only (ProtectKernelTunables) but for the bpffs systemd mounted at
+  // boot (ReadWritePaths=-/sys/fs/bpf). `ip netns exec` gives the command a mount namespace and a
+  // /sys of its own, so nothing here reaches the host's.
+  const sys = 'mount --bind /sys /sys && mount -o remount,bind,ro /sys && mount -t bpf -o mode=0700 bpf /sys/fs/bpf && exec "$@"';
+  const p = track(t, spawn('ip', ['netns', 'exec', ns.name, 'sh', '-c', sys, 'sh', 'setpriv', '--bounding-set', bounding, '--',
     process.execPath, BUILT_BIN, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: manager.path } }));
   const ready = await manager.waitFor('READY=1', p);
   assert.ok(p.out().includes('daemon ready'), `READY=1 comes after "daemon ready": ${p.out()}`);
   assert.match(ready.find((l) => l.startsWith('STATUS=')) ?? '', /stub 127\.0\.0\.153:53, TUN ntftun, ULID 2001:db8:5533::1/);
-  const caps = net.run(ns, ['grep', '^CapBnd', `/proc/${p.child.pid}/status`]).stdout; // `ip netns exec` execs: same pid
+  const caps = net.run(ns, ['grep', '^CapBnd', `/proc/${p.child.pid}/status`]).stdout; // `ip netns exec`, sh and setpriv exec: same pid
   t.diagnostic(`bounding set of the daemon: ${caps.trim()}`);
+  // The re-homed contexts' fast path loaded and attached with these capabilities alone.
+  const status = builtShim6(['status', '--json', '--socket', path.join(dir, 'control.sock')]);
+  assert.equal(status.status, 0, status.stderr);
+  const encap = (JSON.parse(status.stdout) as { daemon?: { kernelEncapsulation?: unknown } }).daemon?.kernelEncapsulation;
+  assert.ok(typeof encap === 'object' && encap !== null && (encap as { links: string[] }).links.includes('ntf0'), `kernel encapsulation: ${JSON.stringify(encap)}; ${p.out()}`);
+  assert.doesNotMatch(p.out(), /kernel encapsulation unavailable/);
 
   p.child.kill('SIGHUP');
   const reloading = await manager.waitFor('RELOADING=1', p);

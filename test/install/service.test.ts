@@ -45,16 +45,19 @@ test('systemd-analyze verify accepts the shipped shim6.service', { timeout: 120_
   verify(t, SHIPPED);
 });
 
-test('shim6.service: Type=notify, SIGHUP reloads, only the network capabilities, hardened', () => {
+test('shim6.service: Type=notify, SIGHUP reloads, only the network and BPF capabilities, hardened', () => {
   assert.equal(UNIT_TEMPLATE, SHIPPED);
   const u = settings(readFileSync(SHIPPED, 'utf8'));
   const one = (k: string): string | undefined => u.get(k)?.at(-1);
   assert.equal(one('Service.Type'), 'notify');
   assert.equal(one('Service.ExecReload'), '/bin/kill -HUP $MAINPID');
   assert.match(one('Service.ExecStart') ?? '', / daemon --config \/etc\/shim6\/shim6\.yaml$/);
-  const caps = ['CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW'];
+  const caps = ['CAP_BPF', 'CAP_NET_ADMIN', 'CAP_NET_BIND_SERVICE', 'CAP_NET_RAW'];
   assert.deepEqual(one('Service.CapabilityBoundingSet')?.split(/\s+/).sort(), caps);
   assert.deepEqual(one('Service.AmbientCapabilities')?.split(/\s+/).sort(), caps);
+  // ProtectKernelTunables makes /sys read-only; the encapsulation's pins go to the bpffs.
+  assert.ok(u.get('Service.ProtectKernelTunables')?.includes('yes'));
+  assert.ok(u.get('Service.ReadWritePaths')?.includes('-/sys/fs/bpf'), String(u.get('Service.ReadWritePaths')));
   for (const [k, v] of Object.entries({
     ProtectSystem: 'strict', ProtectHome: 'yes', PrivateTmp: 'yes', NoNewPrivileges: 'yes',
     RuntimeDirectory: 'shim6', StateDirectory: 'shim6', ConfigurationDirectory: 'shim6',
