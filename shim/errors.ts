@@ -38,6 +38,7 @@ export type EnvironmentErrorCode =
   | 'ENOTROOT' | 'ETUNOPEN' | 'EROUTE' | 'EUDPBIND' | 'ENOLOCATOR' | 'ENATIVE'
   | 'ECONTROL_NOT_SOCKET' | 'ECONTROL_IN_USE'
   | 'ESERVICE_PATH' | 'ESERVICE_SYSTEMCTL' | 'ESERVICE_TEMPLATE'
+  | 'ESERVICE_OWNER'     // a file the service would run as root is not root's alone (shim6 service install)
   | 'EMETRICS_LISTEN'    // the metrics endpoint cannot listen
   | 'EKERNELPATH'        // nftables refused the kernel path's table (dataPath: kernel)
   | 'EBPF'               // clang, bpftool or the kernel refused the kernel encapsulation's tc programs (dataPath: kernel)

@@ -9,10 +9,11 @@
  * not know what the daemon does; the hardening itself is the unit file's.
  */
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError } from '../errors.ts';
 import { packageRoot, SHIM6_V8_FLAGS } from '../runtime-paths.ts';
+import { untrustedBelow, untrustedReason } from '../trusted-path.ts';
 
 export const UNIT_NAME = 'shim6.service';
 /** The unit as shipped (its ExecStart finds `shim6` on systemd's search path). */
@@ -60,6 +61,32 @@ export function unitPathProblem(p: UnitPaths): string | undefined {
   return undefined;
 }
 
+/**
+ * What the service runs or builds as root: the package's command, its compiled code, its
+ * dependencies, the addon and the tc programs' source (clang builds it at the first start).
+ */
+const RUN_AS_ROOT = ['bin', 'dist', 'node_modules', 'native', 'systemd', 'package.json'];
+
+/**
+ * Why root should not run these paths, or undefined: node and the package (the files of
+ * RUN_AS_ROOT in it, and every directory above them) must be changeable by no one but root
+ * (shim/trusted-path.ts). A checkout a user owns, linked by `npm install -g .`, would let
+ * that user change what root runs.
+ */
+export function unitOwnerProblem(p: Pick<UnitPaths, 'node' | 'root'>): string | undefined {
+  const real = (file: string): string => { try { return realpathSync(file); } catch { return file; } };
+  const node = real(p.node);
+  const root = real(p.root);
+  const problem = untrustedReason(node, { kind: 'file' }) ?? untrustedReason(root, { kind: 'directory' });
+  if (problem) return problem;
+  for (const part of RUN_AS_ROOT) {
+    const file = path.join(root, part);
+    const found = untrustedReason(file, { missingOk: true }) ?? (lstatSync(file, { throwIfNoEntry: false })?.isDirectory() ? untrustedBelow(file) : undefined);
+    if (found) return found;
+  }
+  return undefined;
+}
+
 /** The shipped unit with ExecStart naming `paths` absolutely. */
 export function renderUnit(template: string, p: UnitPaths): string {
   const exec = [p.node, ...SHIM6_V8_FLAGS, path.join(p.root, 'bin/shim6.js'), 'daemon', '--config', p.config].map(systemdWord).join(' ');
@@ -72,6 +99,8 @@ export function installedUnit(config = DEFAULT_CONFIG): string {
   const paths = { node: process.execPath, root: packageRoot, config };
   const problem = unitPathProblem(paths);
   if (problem) throw new EnvironmentError('ESERVICE_PATH', problem);
+  const owner = unitOwnerProblem(paths);
+  if (owner) throw new EnvironmentError('ESERVICE_OWNER', `the service would run, as root, files another user can change: ${owner}. Install from a root-owned copy (npm pack, then npm install -g ./shim6-<version>.tgz as root)`);
   return renderUnit(readFileSync(UNIT_TEMPLATE, 'utf8'), paths);
 }
 

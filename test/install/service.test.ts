@@ -1,17 +1,18 @@
 // The systemd unit shipped in systemd/shim6.service, and `shim6 service
 // install`: systemd-analyze accepts both the shipped unit and the one install
-// writes; the unit is Type=notify, reloads with SIGHUP, has only the three
-// network capabilities and the usual hardening; its directories are where the
+// writes; the unit is Type=notify, reloads with SIGHUP, has only the network
+// and BPF capabilities and the usual hardening; its directories are where the
 // daemon's defaults put the control socket, the caches and the configuration.
+// Install refuses to make root run files another user can change.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { cpSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { builtShim6, ROOT, shim6Bin, type CliResult } from '../helpers/cli.ts';
 import { defaultConfig, loadConfig } from '../../shim/daemon/config.ts';
-import { renderUnit, systemdWord, unitPathProblem, UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
+import { renderUnit, systemdWord, unitOwnerProblem, unitPathProblem, UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
 import { SHIM6_V8_FLAGS } from '../../shim/runtime-paths.ts';
 import { requireBuilt, tmpdir } from './built.ts';
 
@@ -134,6 +135,43 @@ test('shim6 service install (built): the unit with absolute paths, which systemd
   assert.match(again.stdout, /unchanged .*shim6\.service/);
   assert.match(again.stdout, /kept .*shim6\.yaml/);
   if (needs(t, { commands: ['systemd-analyze'] })) verify(t, unitFile);
+});
+
+test('install refuses to make root run files another user can change (ESERVICE_OWNER)', { timeout: 120_000 }, (t) => {
+  if (!needs(t, { root: true })) return;
+  requireBuilt();
+  const NOBODY = 65534;
+  // The built package's files as a service runs them, in a directory of root's.
+  const pkg = path.join(tmpdir(t, 'service-owner-'), 'shim6');
+  for (const part of ['bin', 'dist', 'systemd', 'package.json']) cpSync(path.join(ROOT, part), path.join(pkg, part), { recursive: true });
+  const node = process.execPath;
+  assert.equal(unitOwnerProblem({ node, root: pkg }), undefined, 'root\'s own copy');
+  const entry = path.join(pkg, 'dist/cli/entry.js');
+  const each: Array<[string, () => void, () => void, RegExp]> = [
+    ['a compiled file owned by nobody', () => chownSync(entry, NOBODY, NOBODY), () => chownSync(entry, 0, 0), /dist\/cli\/entry\.js belongs to uid 65534/],
+    ['dist/ writable by its group', () => chmodSync(path.join(pkg, 'dist'), 0o775), () => chmodSync(path.join(pkg, 'dist'), 0o755), /dist is writable by group/],
+    ['the package directory owned by nobody', () => chownSync(pkg, NOBODY, NOBODY), () => chownSync(pkg, 0, 0), /shim6 belongs to uid 65534/],
+  ];
+  for (const [what, spoil, mend, why] of each) {
+    spoil();
+    assert.match(unitOwnerProblem({ node, root: pkg }) ?? '', why, what);
+    mend();
+  }
+  // A link in node_modules/.bin is root's, and so must be what it leads to.
+  const theirs = path.join(tmpdir(t, 'service-owner-'), 'theirs.js');
+  writeFileSync(theirs, '');
+  chownSync(theirs, NOBODY, NOBODY);
+  mkdirSync(path.join(pkg, 'node_modules/.bin'), { recursive: true });
+  symlinkSync(theirs, path.join(pkg, 'node_modules/.bin/x'));
+  assert.match(unitOwnerProblem({ node, root: pkg }) ?? '', /\.bin\/x leads to .*theirs\.js belongs to uid 65534/);
+  // A node of another user's.
+  assert.match(unitOwnerProblem({ node: theirs, root: ROOT }) ?? '', /theirs\.js belongs to uid 65534/);
+  // The command itself, run from that package: exit 1, the code, nothing written.
+  const units = path.join(tmpdir(t, 'service-owner-'), 'units');
+  const r = shim6Bin(path.join(pkg, 'bin/shim6.js'), ['service', 'install', '--unit-dir', units, '--config', path.join(units, 'shim6.yaml'), '--no-start']);
+  assert.equal(r.status, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /ESERVICE_OWNER: the service would run, as root, files another user can change: .*theirs\.js belongs to uid 65534/);
+  assert.throws(() => statSync(path.join(units, 'shim6.service')), { code: 'ENOENT' });
 });
 
 test('shim6 service install: a relative path is a usage error (exit 2)', () => {
