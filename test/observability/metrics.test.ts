@@ -12,7 +12,7 @@ import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import parse, { type ParsedFamily } from 'parse-prometheus-text-format';
-import { startMetricsServer, type MetricsServer } from '../../shim/daemon/metrics/server.ts';
+import { MAX_CONNECTIONS, startMetricsServer, type MetricsServer } from '../../shim/daemon/metrics/server.ts';
 import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
 import { ThroughputHistory } from '../../shim/daemon/metrics/history.ts';
 import type { StatusReply } from '../../shim/daemon/status-view.ts';
@@ -20,7 +20,7 @@ import type { ContextStatus } from '../../shim/engine/index.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { startCli } from '../resolver/process.ts';
 import { shim6 } from '../helpers/cli.ts';
-import { within } from '../helpers/wait.ts';
+import { DEADLINE_MS, waitFor, within } from '../helpers/wait.ts';
 import { tmpdir } from '../helpers/tmp.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
@@ -151,14 +151,37 @@ test('bounded: GET and HEAD only, no body, no long URL, unknown paths 404, a fai
   assert.equal((await get(s.port, '/metrics', { method: 'PUT' })).status, 405);
   assert.equal((await get(s.port, '/metrics?' + 'a'.repeat(600))).status, 414);
   assert.equal((await get(s.port, '/nope')).status, 404);
-  const withBody = await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc');
+  const withBody = await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc');
   assert.match(withBody, /^HTTP\/1\.1 413/);
-  const hugeHeader = await rawRequest(s.port, `GET / HTTP/1.1\r\nHost: x\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`);
+  const hugeHeader = await rawRequest(s.port, `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`);
   assert.match(hugeHeader, /^HTTP\/1\.1 431|^HTTP\/1\.1 400|^$/);
   fail = true;
   assert.equal((await get(s.port, '/metrics')).status, 500);
   fail = false;
   assert.equal((await get(s.port, '/metrics')).status, 200, 'still serving');
+});
+
+test('on loopback, a request must name the server by address or as localhost (DNS rebinding)', async (t) => {
+  const s = await server(t, () => reply(1));
+  const asked = async (host: string): Promise<string> => (await rawRequest(s.port, `GET /status.json HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`)).split('\r\n')[0]!;
+  for (const ok of [`127.0.0.1:${s.port}`, '127.0.0.1', `localhost:${s.port}`, 'LOCALHOST', `shim6.localhost:${s.port}`, `[::1]:${s.port}`]) assert.equal(await asked(ok), 'HTTP/1.1 200 OK', ok);
+  for (const bad of [`rebind.example:${s.port}`, 'rebind.example', `127.0.0.1.nip.example:${s.port}`, 'localhost.example', '[::1', '']) assert.equal(await asked(bad), 'HTTP/1.1 403 Forbidden', bad);
+  assert.match(await rawRequest(s.port, 'GET /status.json HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200/, 'no Host at all (HTTP/1.0): not a browser');
+});
+
+test('clients that connect and send nothing cannot keep the scraper out: the connection idle the longest makes room', async (t) => {
+  const s = await server(t, () => reply(1));
+  const idle: net.Socket[] = [];
+  t.after(() => { for (const c of idle) c.destroy(); });
+  for (let i = 0; i < 3 * MAX_CONNECTIONS; i++) {
+    const c = net.connect(s.port, '127.0.0.1');
+    c.on('error', () => {});
+    await new Promise((resolve) => c.once('connect', resolve));
+    idle.push(c);
+  }
+  const r = await get(s.port, '/metrics', { signal: AbortSignal.timeout(DEADLINE_MS) });
+  assert.equal(r.status, 200, 'served while the idle connections were there');
+  await waitFor(() => idle.filter((c) => !c.destroyed && !c.readableEnded).length <= MAX_CONNECTIONS, 'the oldest idle connections closed');
 });
 
 function rawRequest(port: number, text: string): Promise<string> {
