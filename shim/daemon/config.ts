@@ -59,7 +59,7 @@ export interface DaemonConfig {
   listen: Endpoint[];
   /** Upstream recursive resolvers the stub forwards to. */
   upstreams: Endpoint[];
-  /** Private RR type of the capability record (DESIGN.md §2). */
+  /** Private RR type of the capability record (docs/capability-record.md). */
   recordType: number;
   /** Query the `_shim6` TXT fallback after a NODATA. */
   txtFallback: boolean;
@@ -75,7 +75,7 @@ export interface DaemonConfig {
   peers: PeerConfig[];
   timers: { profile: TimerProfileName; overrides: Partial<Record<TimerKey, number>> };
   tun: { name: string; mtu: number };
-  /** UDP port of the encapsulation (DESIGN.md §3). */
+  /** UDP port of the encapsulation (docs/wire.md "Transports"). */
   port: number;
   /**
    * UDP transport of the encapsulation: `native` (the addon's batched

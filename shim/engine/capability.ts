@@ -14,7 +14,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 export type PositiveSource = 'dns' | 'configured' | 'handshake' | 'probe';
 export const POSITIVE_SOURCES: readonly PositiveSource[] = ['dns', 'configured', 'handshake', 'probe'];
 
-/** A peer locator as DNS or configuration gave it (DESIGN.md §2). */
+/** A peer locator as DNS or configuration gave it (docs/capability-record.md). */
 export interface PrimeLocator {
   readonly address: Ipv6;
   /** LocatorFlag bits (BROKEN 0x01, TRANSIENT 0x02). */

@@ -57,7 +57,7 @@ export interface SideRecovery {
 export type ContextMode = 'integrated' | 'independent';
 
 /**
- * Why the peer ULID is the peer's (DESIGN.md "Trust"): `initiated` — this
+ * Why the peer ULID is the peer's (docs/engine.md "Trust"): `initiated` — this
  * host started the context for a ULID from DNS, configuration or its own
  * traffic; `locator` — the ULID is the handshake's own source locator, proven
  * return-routable by our validator or nonce; `hba` / `cga` — the peer's PDS

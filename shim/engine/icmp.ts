@@ -57,7 +57,7 @@ export const ICMP_UNRECOGNIZED_NEXT_HEADER = 1;
 
 /**
  * What encapsulation adds to an application packet: the UDP header and the
- * payload header. The outer IPv6 header replaces the application's (DESIGN.md §3).
+ * payload header. The outer IPv6 header replaces the application's (docs/wire.md "Transports").
  */
 export const ENCAPSULATION_GROWTH = UDP_HEADER_LENGTH + PAYLOAD_HEADER_LENGTH;
 /** How long a learnt path MTU holds before larger packets are tried again (as Linux's net.ipv6.route.mtu_expires). */
