@@ -26,7 +26,7 @@ export const MessageType = {
   R2: 4,
   R1bis: 5,
   I2bis: 6,
-  /** Seed §6 coordinated teardown, experimental range (RFC 5533 §19). */
+  /** Close / CloseAck: our extension, in the experimental range (RFC 5533 §19; docs/wire.md). */
   Close: 60,
   CloseAck: 61,
   UpdateRequest: 64,

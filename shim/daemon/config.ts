@@ -36,16 +36,16 @@ export interface PeerLocator {
 }
 
 /**
- * How the daemon learns whether a peer runs shim6 (seed §3.1): `configured`
- * (node configuration, seed §3.1.1: a context at start), `integrated` or
- * `independent` (host-based discovery, seed §3.1.3, when traffic starts),
- * `off` (never a context).
+ * How the daemon learns whether a peer runs shim6
+ * (docs/engine.md "Capability detection"): `configured` (node configuration: a
+ * context at start), `integrated` or `independent` (host-based discovery, when
+ * traffic starts), `off` (never a context).
  */
 export type PeerMode = 'configured' | 'integrated' | 'independent' | 'off';
 /** Discovery of peers with no record and no `peers` entry. */
 export type DiscoveryMode = 'integrated' | 'independent' | 'off';
 
-/** A `peers` entry: by default a peer known to run shim6 by node configuration (seed §3.1.1). */
+/** A `peers` entry: by default a peer known to run shim6 by node configuration. */
 export interface PeerConfig {
   name: string | undefined;
   ulid: Ipv6;
@@ -129,9 +129,10 @@ export interface DaemonConfig {
   /** Publish our capability record (and AAAA) by RFC 2136 on every locator set change (dns-update.ts). */
   dnsUpdate: DnsUpdateConfig | undefined;
   /**
-   * Host-based discovery (seed §3.1.3) of peers with no capability knowledge,
-   * from new outgoing flows (shim/dataplane/new-flows.ts): `integrated` (the
-   * I1 exchange is the probe), `independent` (the probe pair first), `off`.
+   * Host-based discovery (docs/configuration.md `discovery`) of peers with no
+   * capability knowledge, from new outgoing flows (shim/dataplane/new-flows.ts):
+   * `integrated` (the I1 exchange is the probe), `independent` (the probe pair
+   * first), `off`.
    */
   discovery: DiscoveryMode;
 }

@@ -53,7 +53,7 @@ export interface SideRecovery {
   at: Millis;
 }
 
-/** How this context was asked for (seed §3.1). */
+/** How this context was asked for (docs/engine.md "Capability detection"). */
 export type ContextMode = 'integrated' | 'independent';
 
 /**

@@ -130,7 +130,7 @@ function aboutControl(core: Core, now: Millis, e: IcmpInput): IcmpResult {
     return { kind: 'consumed' };
   }
   if (e.type !== IcmpType.DestinationUnreachable || e.code === ICMP_PORT_UNREACHABLE) return drop('icmp-unmatched');
-  // Unreachable: the retries try the peer's other locators, if it has any (seed §2.2).
+  // Unreachable: the retries try the peer's other locators, if it has any.
   if (ctx.peer.some((l) => l.address !== e.dst && (l.flags & LocatorFlag.BROKEN) === 0)) return drop('icmp-other-locators');
   if (core.step(ctx, 'icmp-unreachable') === undefined) return drop('state');
   failEstablishment(core, ctx, now, 'no-answer');
