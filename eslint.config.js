@@ -1,5 +1,5 @@
 // Lint: typescript-eslint's recommended rules everywhere, plus the sans-I/O rule
-// for the protocol core (STYLE.md): under shim/wire/, shim/engine/ and shim/cache/
+// for the protocol core: under shim/wire/, shim/engine/ and shim/cache/
 // no sockets, no files, no processes, no timers and no clocks. Time comes in as
 // `now`; bytes come in and go out as values; only drivers do I/O.
 import tseslint from 'typescript-eslint';

@@ -16,7 +16,7 @@ import { Routes } from '../shim/dataplane/routes.ts';
 
 export interface StaticNodeConfig extends StaticContextConfig {
   tun: string;
-  /** Our UDP port and the peer's (DESIGN.md §3). */
+  /** Our UDP port and the peer's (docs/wire.md "Transports"). */
   port: number;
   pathMtu: number;
   /** Local locators to listen on. */

@@ -1,5 +1,5 @@
 /**
- * Fetching a peer's capability record (DESIGN.md §2) through the rest of the
+ * Fetching a peer's capability record (docs/capability-record.md) through the rest of the
  * resolver chain (so it is cached and coalesced like any other question): the
  * TYPE65300 RRset at the final name, and — only when configured and only after
  * a NODATA — the `_shim6.<name>` TXT fallback. Decoding is the wire codec's
@@ -135,7 +135,10 @@ function decodeRecords(bytes: Uint8Array, scan: ScannedResponse, final: string, 
   return records && rrsetResult(records, invalid, ttl, 'dns');
 }
 
-/** DESIGN.md §2: `_shim6.<host> TXT "v=shim6cap1 b64=…"`, only after a TYPE65300 NODATA. Never throws. */
+/**
+ * The TXT fallback (docs/capability-record.md "TXT fallback"): `_shim6.<host> TXT "v=shim6cap1 b64=…"`,
+ * only after a TYPE65300 NODATA. Never throws.
+ */
 export async function fetchTxt(handler: Handler, clock: () => Millis, final: string, opts: CapFetchOptions, nodataTtl: number): Promise<CapResult> {
   try {
     return await fetchTxtOnce(handler, clock, final, opts, nodataTtl);

@@ -1,5 +1,5 @@
 /**
- * Choosing which capability record primes the engine (DESIGN.md §2): the
+ * Choosing which capability record primes the engine (docs/capability-record.md): the
  * record's ULID must be one of the owner's AAAA addresses, else it is ignored;
  * the codec has already rejected unknown versions, unknown mandatory keys and
  * malformed locators. The first record that passes wins. Both sides are octets

@@ -15,7 +15,7 @@ export const MIN_IPV6_MTU = 1280;
 export const IPV6_HEADER_LENGTH = 40;
 /** RFC 768: length of the UDP header. */
 export const UDP_HEADER_LENGTH = 8;
-/** Our UDP encapsulation port (DESIGN.md §3). */
+/** Our UDP encapsulation port (docs/wire.md "Transports"). */
 export const SHIM6_UDP_PORT = 5533;
 
 /** RFC 5533 §5.3–§5.13 and RFC 5534 §5: message types. */
@@ -26,7 +26,7 @@ export const MessageType = {
   R2: 4,
   R1bis: 5,
   I2bis: 6,
-  /** Seed §6 coordinated teardown, experimental range (RFC 5533 §19). */
+  /** Close / CloseAck: our extension, in the experimental range (RFC 5533 §19; docs/wire.md). */
   Close: 60,
   CloseAck: 61,
   UpdateRequest: 64,
@@ -94,7 +94,7 @@ export const SEND_TIMEOUT: Millis = seconds(15);
 export const KEEPALIVE_INTERVAL_FRACTION_MIN = 1 / 3;
 export const KEEPALIVE_INTERVAL_FRACTION_MAX = 1 / 2;
 
-/** DESIGN.md §2: the capability record. */
+/** The capability record (docs/capability-record.md). */
 export const CAPABILITY_RR_TYPE = 65300;
 export const CAPABILITY_RECORD_VERSION = 1;
 export const CAPABILITY_MAX_LOCATORS = 32;
@@ -120,13 +120,13 @@ export const SHIM6_CGA_TYPE_TAG: readonly number[] = [
 /** RFC 5533 §16: minimum RSA key length for CGAs used by Shim6. */
 export const SHIM6_MIN_RSA_KEY_BITS = 1024;
 
-/** DESIGN.md §2: capability record flags (octet 1) and locator flags. */
+/** Capability record flags (octet 1) and locator flags (docs/capability-record.md). */
 export const CapabilityFlag = { HBA_SET: 0x80, CGA_ULID: 0x40 } as const;
-/** DESIGN.md §2: capability record parameter keys. */
+/** Capability record parameter keys (docs/capability-record.md). */
 export const CapabilityParamKey = { MANDATORY: 0, HBA_DIGEST: 1, PORT: 2 } as const;
-/** DESIGN.md §2: hba-digest algorithm 1 = SHA-256 (32-octet digest). */
+/** Capability record hba-digest algorithm 1 = SHA-256 (32-octet digest). */
 export const HBA_DIGEST_ALG_SHA256 = 1;
-/** DESIGN.md §2: the TXT fallback's version tag and owner label. */
+/** The capability record TXT fallback's version tag and owner label (docs/capability-record.md). */
 export const CAPABILITY_TXT_TAG = 'v=shim6cap1';
 export const CAPABILITY_TXT_LABEL = '_shim6';
 

@@ -1,6 +1,7 @@
 /**
- * `--from-host`: the running host's own IPv6 addresses as ULID and locators,
- * so DNS follows what the host really has (seed §3.1.2's synchronisation problem).
+ * `--from-host`: the running host's own IPv6 addresses as ULID and locators, so
+ * DNS follows what the host really has (a record that names addresses the host
+ * no longer has misleads its peers).
  *
  * Owns: which interface addresses count (not loopback, link-local, multicast,
  * or IPv4-mapped). Must not know: records, DNS.

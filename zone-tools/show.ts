@@ -1,6 +1,6 @@
 /**
  * `shim6 zone show`: fetch a host's capability RR (and, after a NODATA, its
- * `_shim6` TXT fallback, DESIGN.md §2) plus its AAAA RRset from a server, decode
+ * `_shim6` TXT fallback, docs/capability-record.md) plus its AAAA RRset from a server, decode
  * them, and compare with what the operator expects.
  *
  * Owns: the queries and the comparison. Must not know: the CLI's output format

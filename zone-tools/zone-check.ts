@@ -3,7 +3,7 @@
  * every `_shim6` TXT fallback in a master file, checked the way a careful
  * reader would: generic syntax and length (RFC 3597 §5), version, flags and
  * reserved octets, parameter key order, ULID in the owner's AAAA RRset
- * (DESIGN.md §2), locators that can be locators, one record per host, and
+ * (docs/capability-record.md), locators that can be locators, one record per host, and
  * that the TXT fallback says the same as the record.
  *
  * Owns: those rules and their messages. Must not know: the CLI, sockets.

@@ -1,5 +1,5 @@
 /**
- * Zone-file lines for one host (DESIGN.md §2): a comment with the record's
+ * Zone-file lines for one host (docs/capability-record.md): a comment with the record's
  * presentation form, the capability RR in RFC 3597 generic form
  * (`owner TTL IN TYPE65300 \# <len> <hex>`), the AAAA RRset, and optionally the
  * `_shim6` TXT fallback. Output is what both named-checkzone and kzonecheck accept.

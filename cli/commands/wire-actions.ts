@@ -26,7 +26,7 @@ export function decodeHexToJson(hex: string): unknown {
 /** Byte fields of the capability record's JSON form (hex strings). */
 const RECORD_BYTE_FIELDS = ['digest', 'value'];
 
-/** Decode capability-record RDATA (DESIGN.md §2) to its JSON form. */
+/** Decode capability-record RDATA (docs/capability-record.md) to its JSON form. */
 export function decodeRecordHexToJson(hex: string): unknown {
   return toJson(decodeCapabilityRecord(fromHex(hex, 'hex')));
 }

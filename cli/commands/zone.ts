@@ -1,6 +1,6 @@
 /**
  * `shim6 zone …` subcommands: generate, check and publish capability records
- * (DESIGN.md §2). Wiring only: the actions live in zone-tools/commands*.ts.
+ * (docs/capability-record.md). Wiring only: the actions live in zone-tools/commands*.ts.
  * Owned by the zone feature; registered by cli/main.ts.
  */
 import type { Command } from 'commander';

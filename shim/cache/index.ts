@@ -1,5 +1,5 @@
 /**
- * Capability caches (seed §3.1.4, DESIGN.md §1 "timing + caches"): one positive
+ * Capability caches (docs/engine.md "Capability detection"): one positive
  * and one negative cache, the rules that keep them consistent (learning that a
  * peer runs shim6 lifts its hold-downs; learning that a claimed ULID does not
  * answer drops the claim), and export/import so the daemon can keep both across

@@ -1,9 +1,10 @@
 /**
- * Negative capability cache (seed §3.1.4): addresses known not to run shim6.
- * Keyed by address alone (no record in DNS, configured as legacy, refused with no
- * ULID claimed), or by address + ULID when DNS claimed shim6 for that ULID but
- * the peer refused or did not answer — then only that ULID at that address is
- * held down. Bounded LRU; expiry against the caller's `now`.
+ * Negative capability cache (docs/engine.md "Capability detection"): addresses
+ * known not to run shim6. Keyed by address alone (no record in DNS, configured
+ * as legacy, refused with no ULID claimed), or by address + ULID when DNS
+ * claimed shim6 for that ULID but the peer refused or did not answer — then
+ * only that ULID at that address is held down. Bounded LRU; expiry against the
+ * caller's `now`.
  */
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';

@@ -1,8 +1,9 @@
 /**
- * Positive capability cache (seed §3.1.4): peers known to run shim6, keyed by
- * ULID, with their locators, where we learnt it and until when. It outlives the
- * contexts (so a peer contacted again soon is not rediscovered) but never tears
- * one down. Bounded LRU; expiry against the caller's `now`.
+ * Positive capability cache (docs/engine.md "Capability detection"): peers
+ * known to run shim6, keyed by ULID, with their locators, where we learnt it
+ * and until when. It outlives the contexts (so a peer contacted again soon is
+ * not rediscovered) but never tears one down. Bounded LRU; expiry against the
+ * caller's `now`.
  */
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';

@@ -36,16 +36,16 @@ export interface PeerLocator {
 }
 
 /**
- * How the daemon learns whether a peer runs shim6 (seed §3.1): `configured`
- * (node configuration, seed §3.1.1: a context at start), `integrated` or
- * `independent` (host-based discovery, seed §3.1.3, when traffic starts),
- * `off` (never a context).
+ * How the daemon learns whether a peer runs shim6
+ * (docs/engine.md "Capability detection"): `configured` (node configuration: a
+ * context at start), `integrated` or `independent` (host-based discovery, when
+ * traffic starts), `off` (never a context).
  */
 export type PeerMode = 'configured' | 'integrated' | 'independent' | 'off';
 /** Discovery of peers with no record and no `peers` entry. */
 export type DiscoveryMode = 'integrated' | 'independent' | 'off';
 
-/** A `peers` entry: by default a peer known to run shim6 by node configuration (seed §3.1.1). */
+/** A `peers` entry: by default a peer known to run shim6 by node configuration. */
 export interface PeerConfig {
   name: string | undefined;
   ulid: Ipv6;
@@ -59,7 +59,7 @@ export interface DaemonConfig {
   listen: Endpoint[];
   /** Upstream recursive resolvers the stub forwards to. */
   upstreams: Endpoint[];
-  /** Private RR type of the capability record (DESIGN.md §2). */
+  /** Private RR type of the capability record (docs/capability-record.md). */
   recordType: number;
   /** Query the `_shim6` TXT fallback after a NODATA. */
   txtFallback: boolean;
@@ -75,7 +75,7 @@ export interface DaemonConfig {
   peers: PeerConfig[];
   timers: { profile: TimerProfileName; overrides: Partial<Record<TimerKey, number>> };
   tun: { name: string; mtu: number };
-  /** UDP port of the encapsulation (DESIGN.md §3). */
+  /** UDP port of the encapsulation (docs/wire.md "Transports"). */
   port: number;
   /**
    * UDP transport of the encapsulation: `native` (the addon's batched
@@ -129,9 +129,10 @@ export interface DaemonConfig {
   /** Publish our capability record (and AAAA) by RFC 2136 on every locator set change (dns-update.ts). */
   dnsUpdate: DnsUpdateConfig | undefined;
   /**
-   * Host-based discovery (seed §3.1.3) of peers with no capability knowledge,
-   * from new outgoing flows (shim/dataplane/new-flows.ts): `integrated` (the
-   * I1 exchange is the probe), `independent` (the probe pair first), `off`.
+   * Host-based discovery (docs/configuration.md `discovery`) of peers with no
+   * capability knowledge, from new outgoing flows (shim/dataplane/new-flows.ts):
+   * `integrated` (the I1 exchange is the probe), `independent` (the probe pair
+   * first), `off`.
    */
   discovery: DiscoveryMode;
 }

@@ -338,7 +338,7 @@ export class Daemon {
   }
 
   /**
-   * SIGTERM: Close every context (seed §6 extension) and wait for the Close
+   * SIGTERM: Close every context (docs/wire.md "Close and CloseAck") and wait for the Close
    * Acks (bounded by the profile's close timeout × retries, at most 3 s),
    * save the caches, then remove routes, rules, the TUN and the sockets.
    */

@@ -1,12 +1,13 @@
 /**
- * Host-based discovery in the daemon (seed §3.1.3): every new outgoing flow
+ * Host-based discovery in the daemon
+ * (docs/operations.md "Host-based discovery"): every new outgoing flow
  * (shim/dataplane/new-flows.ts) to a destination with no capability knowledge
  * starts discovery in the engine (`Engine.discover`) while the flow's packets
  * go on as plain IPv6 — never held. A peer that answers gets a context; its
- * route moves the open connection into the TUN (ULID = locator: nothing
- * changes for the application). A peer that does not answer lands in the
- * engine's negative cache by address (`no-answer`), and traffic to it starts
- * nothing more while the entry lives.
+ * route moves the open connection into the TUN (ULID = locator: nothing changes
+ * for the application). A peer that does not answer lands in the engine's
+ * negative cache by address (`no-answer`), and traffic to it starts nothing
+ * more while the entry lives.
  *
  * Bounds (docs/configuration.md `discovery`): at most MAX_IN_FLIGHT
  * discoveries at once, START_RATE new ones per second (a token bucket), one

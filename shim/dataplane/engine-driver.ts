@@ -50,7 +50,7 @@ export interface EngineDriverOptions<E extends EngineLike> {
   transport: UdpTransport;
   /** Absent: control-plane-only mode. */
   tun?: TunDevice;
-  /** UDP port of peers when a Transmit names none (DESIGN.md §3). */
+  /** UDP port of peers when a Transmit names none (docs/wire.md "Transports"). */
   peerPort?: number;
   /** Milliseconds, monotonic; default: performance.timeOrigin + performance.now(). */
   clock?: () => Millis;
@@ -310,7 +310,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
-   * Rebuild the IPv6 header from the context's ULIDs (DESIGN.md §3) into the
+   * Rebuild the IPv6 header from the context's ULIDs (docs/wire.md "Transports") into the
    * receive arena; the batch goes to the TUN at the end of this loop turn.
    */
   private deliver(srcUlid: Ipv6, dstUlid: Ipv6, nextHeader: number, payload: Uint8Array): void {
@@ -382,7 +382,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
     if (e.kind === 'context-answered') this.hold.answered(e.peerUlid);
-    // No route without evidence (DESIGN.md "Trust"): the engine says why the ULID is the peer's
+    // No route without evidence (docs/engine.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
       if (!this.contexts.established(e.localUlid, e.peerUlid, e.pair)) void this.hold.routeUp(e.localUlid, e.peerUlid);

@@ -2,7 +2,7 @@
  * The handshake hold (docs/dataplane.md): from `context-initiated` on, a
  * primed peer's ULID is routed into the TUN, so the application's first
  * packets (a SYN) wait here and go out once the context is up, instead of
- * going to a dead locator on the physical link (seed §2.2). For `holdMs` at
+ * going to a dead locator on the physical link. For `holdMs` at
  * most: a stale capability record (no shim6 there) must not keep the
  * application from plain IPv6. Once the peer has answered (its R1:
  * `context-answered`), the record is not stale and the peer's ULID may well be

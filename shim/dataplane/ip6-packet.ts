@@ -1,7 +1,7 @@
 /**
  * The IPv6 fixed header as the data plane needs it: split an application
  * packet from the TUN into (ULIDs, next header, ULP bytes) for the engine, and
- * rebuild the header from a context's ULIDs on receive (DESIGN.md §3: the UDP
+ * rebuild the header from a context's ULIDs on receive (docs/wire.md "Transports": the UDP
  * payload is what would follow the IPv6 header in native Shim6).
  *
  * Owns: the 40-octet fixed header (RFC 8200 §3) and the Internet checksum

@@ -1,5 +1,5 @@
 /**
- * The UDP encapsulation transport (DESIGN.md §3) as the driver sees it
+ * The UDP encapsulation transport (docs/wire.md "Transports") as the driver sees it
  * (wireguard-go `conn.Bind` style): one bound socket per local locator, so a
  * datagram leaves from exactly the locator the engine chose and we know which
  * of our locators a datagram arrived on (Node's dgram has no IPV6_PKTINFO, and

@@ -1,10 +1,10 @@
 /**
- * Capability knowledge about peers (seed §3.1.4) — the one model: the types
- * every part uses (the engine, shim/cache's LRU implementation, the daemon's
- * cache file, `shim6 status`), and the interface the engine calls. No
- * translation between vocabularies anywhere. The engine's default
- * implementation is shim/cache's `LruCapabilityCache`, the one the daemon
- * ships, so the simulator runs the shipping policy.
+ * Capability knowledge about peers (docs/engine.md "Capability detection") —
+ * the one model: the types every part uses (the engine, shim/cache's LRU
+ * implementation, the daemon's cache file, `shim6 status`), and the interface
+ * the engine calls. No translation between vocabularies anywhere. The engine's
+ * default implementation is shim/cache's `LruCapabilityCache`, the one the
+ * daemon ships, so the simulator runs the shipping policy.
  * This module must not know about contexts or messages.
  */
 import type { Millis } from '../time.ts';
@@ -14,7 +14,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 export type PositiveSource = 'dns' | 'configured' | 'handshake' | 'probe';
 export const POSITIVE_SOURCES: readonly PositiveSource[] = ['dns', 'configured', 'handshake', 'probe'];
 
-/** A peer locator as DNS or configuration gave it (DESIGN.md §2). */
+/** A peer locator as DNS or configuration gave it (docs/capability-record.md). */
 export interface PrimeLocator {
   readonly address: Ipv6;
   /** LocatorFlag bits (BROKEN 0x01, TRANSIENT 0x02). */
@@ -40,13 +40,13 @@ export type NegativeReason =
   | 'no-record'   // DNS: the name has no capability record (NODATA / NXDOMAIN, RFC 2308)
   | 'no-answer'   // no R1 before the I1 retries ran out (RFC 5533 §7.8)
   | 'refused'     // ICMP: nothing runs shim6 there (Parameter Problem, Port Unreachable)
-  | 'configured'; // the node configuration says so (seed §3.1.1)
+  | 'configured'; // the node configuration says so
 export const NEGATIVE_REASONS: readonly NegativeReason[] = ['no-record', 'no-answer', 'refused', 'configured'];
 
 /**
  * "Do not try this peer". Keyed by address alone, or by address + ULID when
- * DNS claimed shim6 for that ULID but the peer did not answer or refused (seed
- * §3.1.4): then only that ULID at that address is held down, and a later DNS
+ * DNS claimed shim6 for that ULID but the peer did not answer or refused:
+ * then only that ULID at that address is held down, and a later DNS
  * prime of the same claim is refused until the entry expires.
  */
 export interface NegativeEntry {

@@ -80,7 +80,7 @@ export const RFC_PROFILE: Readonly<Timers> = {
  * is harmless: payload stays on the current pair until a probe confirms
  * another, and the current pair is probed too and kept if it answers.
  * I1 retransmissions start at 300 ms (jittered 150–450 ms) so that a dead
- * first locator of the peer costs well under a second (seed §2.2).
+ * first locator of the peer costs well under a second.
  */
 export const FAST_PROFILE: Readonly<Timers> = {
   ...RFC_PROFILE,
@@ -94,11 +94,11 @@ export const FAST_PROFILE: Readonly<Timers> = {
 
 export const PROFILES: Readonly<Record<ProfileName, Readonly<Timers>>> = { rfc: RFC_PROFILE, fast: FAST_PROFILE };
 
-/** How the engine learns whether a peer runs shim6 (seed §3.1). */
+/** How the engine learns whether a peer runs shim6 (docs/engine.md "Capability detection"). */
 export type CapabilityMode =
   | 'configured'   // node configuration: the peer is known to run shim6
   | 'dns'          // DNS priming: capability record seen
-  | 'independent'  // host-based, independent: I1 → R1 only, a probe (seed §3.1.3)
+  | 'independent'  // host-based, independent: I1 → R1 only, a probe
   | 'integrated'   // host-based, integrated: full exchange straight away
   | 'off';         // never set up a context with this peer
 
@@ -142,7 +142,7 @@ export interface EngineConfig {
   verifier?: LocatorVerifier;
   profile?: ProfileName;
   timers?: Partial<Timers>;
-  /** Capability mode for peers with no DNS record and no `peers` entry (seed §3.1.3). */
+  /** Capability mode for peers with no DNS record and no `peers` entry (host-based discovery). */
   defaultMode?: CapabilityMode;
   peers?: PeerConfig[];
   /** Capability cache bounds. */

@@ -53,11 +53,11 @@ export interface SideRecovery {
   at: Millis;
 }
 
-/** How this context was asked for (seed §3.1). */
+/** How this context was asked for (docs/engine.md "Capability detection"). */
 export type ContextMode = 'integrated' | 'independent';
 
 /**
- * Why the peer ULID is the peer's (DESIGN.md "Trust"): `initiated` — this
+ * Why the peer ULID is the peer's (docs/engine.md "Trust"): `initiated` — this
  * host started the context for a ULID from DNS, configuration or its own
  * traffic; `locator` — the ULID is the handshake's own source locator, proven
  * return-routable by our validator or nonce; `hba` / `cga` — the peer's PDS

@@ -47,7 +47,7 @@ export interface GuardCounters {
 export class Core {
   readonly table = new ContextTable();
   /**
-   * Peers that closed their context with us (Close, seed §6) and have not set
+   * Peers that closed their context with us (Close) and have not set
    * up a new one: packets still on their way into the shim for them start no
    * exchange (the peer is going away, e.g. a daemon restart; it or a new flow
    * starts the next one). Bounded: emptied when full.

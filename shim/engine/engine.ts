@@ -187,7 +187,7 @@ export class Engine {
     return true;
   }
 
-  /** Capability mode for a peer: configuration, else positive cache, else the default (seed §3.1). */
+  /** Capability mode for a peer: configuration, else positive cache, else the default. */
   private modeFor(now: Millis, peer: Ipv6): CapabilityMode {
     const cfg = this.core.config.peers.get(peer)?.mode;
     if (cfg !== undefined) return cfg;
@@ -207,7 +207,7 @@ export class Engine {
     const mode = this.modeFor(now, peer);
     if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
     const known = core.cache.getPositive(now, peer);
-    if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn (seed §3.1.3)
+    if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
     const ctx = initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
@@ -215,13 +215,14 @@ export class Engine {
   }
 
   /**
-   * Host-based discovery (seed §3.1.3) of a flow the daemon saw leave outside
-   * the shim, from our locator `localUlid` to `peer` (ULID = locator): the
-   * application's packets are not held. By `peers[].mode`, else `defaultMode`:
-   * `integrated` sends I1 for the full exchange (the exchange is the probe),
-   * `independent` sends the probe pair (I1 → R1, `peer-supported`; the daemon
-   * then calls `protect`). A peer known to run shim6 gets the exchange at once
-   * (as `protect`; neither holds the flow). Returns what was done; only `started`/`probing` sent an I1.
+   * Host-based discovery (docs/engine.md "Capability detection") of a flow the
+   * daemon saw leave outside the shim, from our locator `localUlid` to `peer`
+   * (ULID = locator): the application's packets are not held. By `peers[].mode`,
+   * else `defaultMode`: `integrated` sends I1 for the full exchange (the exchange
+   * is the probe), `independent` sends the probe pair (I1 → R1, `peer-supported`;
+   * the daemon then calls `protect`). A peer known to run shim6 gets the exchange
+   * at once (as `protect`; neither holds the flow). Returns what was done; only
+   * `started`/`probing` sent an I1.
    */
   discover(now: Millis, localUlid: Ipv6, peer: Ipv6): 'started' | 'probing' | 'context' | 'negative' | 'off' | 'not-local' {
     const core = this.core;
@@ -262,12 +263,12 @@ export class Engine {
   }
 
   /**
-   * DNS (or configuration) says `ulid` runs shim6 with these locators: record
-   * it and start the exchange now. Refused while the same claim failed before
-   * (a negative entry keyed by this ULID at the ULID or one of the locators,
-   * seed §3.1.4); an address-wide entry (no record, or host-based discovery
-   * found nothing) does not refuse it — the record is newer knowledge, and
-   * recording it lifts such entries.
+   * DNS (or configuration) says `ulid` runs shim6 with these locators: record it
+   * and start the exchange now. Refused while the same claim failed before (a
+   * negative entry keyed by this ULID at the ULID or one of the locators,
+   * docs/engine.md "Capability detection"); an address-wide entry (no record, or
+   * host-based discovery found nothing) does not refuse it — the record is newer
+   * knowledge, and recording it lifts such entries.
    */
   prime(now: Millis, r: PrimeRequest): void {
     const core = this.core;
@@ -282,7 +283,7 @@ export class Engine {
     const ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
     if (ctx !== undefined) {
       // An I1 is already pending (traffic started it towards the ULID only): the
-      // next retransmissions also try the primed locators (seed §2.2).
+      // next retransmissions also try the primed locators.
       if (ctx.state === State.I1_SENT) {
         addHints(ctx, r.locators);
         if (r.source === 'dns') ctx.primedByDns = true;
@@ -365,7 +366,7 @@ export class Engine {
     for (const ctx of core.table.byTag.values()) if (ctx.state === State.ESTABLISHED && ctx.lpLocal === address) startExploring(core, ctx, now, 'local-locator-down');
   }
 
-  /** Coordinated removal (seed §6) of the contexts with `peerUlid`, or of all. */
+  /** Coordinated removal (Close / CloseAck, docs/wire.md) of the contexts with `peerUlid`, or of all. */
   close(now: Millis, peerUlid?: Ipv6): void {
     for (const ctx of [...this.core.table.byTag.values()]) if (peerUlid === undefined || ctx.peerUlid === peerUlid) closeContext(this.core, ctx, now);
   }

@@ -42,7 +42,7 @@ export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout
 
 /** Events for the driver (`pollEvent`). */
 export type EngineEvent =
-  /** prime() started an exchange with a peer DNS or configuration says runs shim6: route its ULID into the shim now (seed §2.2). */
+  /** prime() started an exchange with a peer DNS or configuration says runs shim6: route its ULID into the shim now (the handshake hold). */
   | { kind: 'context-initiated'; localUlid: Ipv6; peerUlid: Ipv6 }
   /**
    * The peer answered the I1 of a context prime() started (an R1 for its nonce, from a locator

@@ -2,8 +2,9 @@
  * Context establishment (RFC 5533 §7.3–§7.16): I1 → R1 → I2 → R2, crossing I1s
  * (answered with R2), I2 retries falling back to I1, back-off randomised into
  * [0.5, 1.5] × nominal, E-FAILED / NO-SUPPORT hold-downs, and the host-based
- * independent capability probe (seed §3.1.3: I1 → R1 and stop).
- * The stateless R1 itself is in responder.ts; R1bis/I2bis in recovery.ts.
+ * independent capability probe (I1 → R1 and stop;
+ * docs/engine.md "Capability detection"). The stateless R1 itself is in
+ * responder.ts; R1bis/I2bis in recovery.ts.
  */
 import type { Millis } from '../time.ts';
 import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
@@ -42,7 +43,7 @@ export function identityOptions(ctx: Context, local: Ipv6 = ctx.lpLocal, peer: I
 
 /**
  * Locators DNS or configuration gave for the peer: unverified hints that I1
- * retransmissions rotate through (seed §2.2), never destinations of payload.
+ * retransmissions rotate through, never destinations of payload.
  * Also used when priming lands while an I1 is already pending.
  */
 export function addHints(ctx: Context, hints: readonly PrimeLocator[]): void {
@@ -65,11 +66,11 @@ export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv
 }
 
 /**
- * Send (or resend) the I1. Retransmissions walk the locator pairs of our
- * usable locators × the peer's hinted ones (seed §2.2: failure during
- * startup), disjoint pairs first after each failure (pairs.ts): with the
- * peer's first locator dead, the first retry already uses other locators at
- * both ends, so the R1 can come back on a working path too.
+ * Send (or resend) the I1. Retransmissions walk the locator pairs of our usable
+ * locators × the peer's hinted ones (failure during startup), disjoint pairs
+ * first after each failure (pairs.ts): with the peer's first locator dead, the
+ * first retry already uses other locators at both ends, so the R1 can come back
+ * on a working path too.
  */
 export function sendI1(core: Core, ctx: Context, now: Millis): void {
   const pair = i1Pair(core, ctx, ctx.retries);
@@ -327,9 +328,10 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
 }
 
 /**
- * The peer answered, so it runs shim6: refresh the positive cache for
- * positiveTtl (seed §3.1.4, beyond the context's life), keeping what DNS or
- * configuration said about its locators and port — they prime the next context.
+ * The peer answered, so it runs shim6: refresh the positive cache for positiveTtl
+ * (beyond the context's life; docs/engine.md "Capability detection"), keeping
+ * what DNS or configuration said about its locators and port — they prime the
+ * next context.
  */
 function confirmCapable(core: Core, ctx: Context, now: Millis, source: 'probe' | 'handshake'): void {
   const known = core.cache.getPositive(now, ctx.peerUlid);
@@ -357,7 +359,7 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
 /**
  * E-FAILED (no R1: `no-answer`) or NO-SUPPORT (ICMP: `refused`): negative
  * cache, events, hold-down. When DNS claimed the peer, the entry is keyed by
- * address + ULID (seed §3.1.4): that claim is refused until it expires.
+ * address + ULID: that claim is refused until it expires.
  */
 export function failEstablishment(core: Core, ctx: Context, now: Millis, reason: 'no-answer' | 'refused'): void {
   core.table.clearNonce(ctx);

@@ -57,7 +57,7 @@ export const ICMP_UNRECOGNIZED_NEXT_HEADER = 1;
 
 /**
  * What encapsulation adds to an application packet: the UDP header and the
- * payload header. The outer IPv6 header replaces the application's (DESIGN.md §3).
+ * payload header. The outer IPv6 header replaces the application's (docs/wire.md "Transports").
  */
 export const ENCAPSULATION_GROWTH = UDP_HEADER_LENGTH + PAYLOAD_HEADER_LENGTH;
 /** How long a learnt path MTU holds before larger packets are tried again (as Linux's net.ipv6.route.mtu_expires). */
@@ -130,7 +130,7 @@ function aboutControl(core: Core, now: Millis, e: IcmpInput): IcmpResult {
     return { kind: 'consumed' };
   }
   if (e.type !== IcmpType.DestinationUnreachable || e.code === ICMP_PORT_UNREACHABLE) return drop('icmp-unmatched');
-  // Unreachable: the retries try the peer's other locators, if it has any (seed §2.2).
+  // Unreachable: the retries try the peer's other locators, if it has any.
   if (ctx.peer.some((l) => l.address !== e.dst && (l.flags & LocatorFlag.BROKEN) === 0)) return drop('icmp-other-locators');
   if (core.step(ctx, 'icmp-unreachable') === undefined) return drop('state');
   failEstablishment(core, ctx, now, 'no-answer');

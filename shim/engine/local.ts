@@ -1,9 +1,10 @@
 /**
  * Ls(local): the host's own locators, their preferences, the Locator List
- * generation we send (+1 per change, RFC 5533 §5.15.2 as shim6-notes.md
- * decides) and the options that carry them (Locator List, Locator Preferences,
- * CGA PDS, CGA Signature, Keepalive Timeout). Knows nothing about contexts.
- * The list is signed once per generation (RSA is costly), not per message.
+ * generation we send (+1 per change, as RFC 5533 §5.15.2 says; the example in
+ * §10.1 picks a random one) and the options that carry them (Locator List,
+ * Locator Preferences, CGA PDS, CGA Signature, Keepalive Timeout). Knows
+ * nothing about contexts. The list is signed once per generation (RSA is
+ * costly), not per message.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Shim6Option } from '../wire/messages.ts';

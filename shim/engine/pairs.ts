@@ -1,13 +1,13 @@
 /**
- * Locator-pair order for I1 retransmissions (seed §2.2: failure during
- * startup) and REAP exploration (RFC 5534 §4.3, which leaves the order to the
- * implementation). After a pair fails, the pairs that share no locator with it
- * (both ends different) come first: a dead link or a dead address takes out
- * every pair that uses it, so a disjoint pair is the best bet. Then the rest.
- * Within each group, RFC 6724-like preference: the peer's locator preference
- * (priority, then weight), then the longer common prefix between source and
- * destination (Rule 8: same subnet, so likely the same link), then our own
- * locator order. Pure functions over addresses; this module knows no context.
+ * Locator-pair order for I1 retransmissions (failure during startup) and REAP
+ * exploration (RFC 5534 §4.3, which leaves the order to the implementation).
+ * After a pair fails, the pairs that share no locator with it (both ends
+ * different) come first: a dead link or a dead address takes out every pair
+ * that uses it, so a disjoint pair is the best bet. Then the rest. Within each
+ * group, RFC 6724-like preference: the peer's locator preference (priority,
+ * then weight), then the longer common prefix between source and destination
+ * (Rule 8: same subnet, so likely the same link), then our own locator order.
+ * Pure functions over addresses; this module knows no context.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
 

@@ -158,7 +158,7 @@ export function sendKeepalive(core: Core, ctx: Context): void {
  * rest, by preference (pairs.ts); the current pair last, so it is re-probed
  * each round and kept if it answers (a false exploration changes nothing).
  * Only HBA/CGA-verified peer locators that are not BROKEN (third-party
- * flooding, seed §5.1).
+ * flooding, RFC 5533 §16).
  */
 export function candidatePairs(core: Core, ctx: Context): LocatorPair[] {
   const locals = core.local.usable();

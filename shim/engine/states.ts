@@ -1,12 +1,13 @@
 /**
  * Context states and their transitions: RFC 5533 Appendix B as ONE table, plus
- * the seed's coordinated teardown (CLOSING, types 60/61). The handlers never
- * assign `ctx.state` themselves: they ask `transition(state, trigger)` and apply
- * the row, so this table is the single source of truth and a test walks it.
- * This module knows nothing about messages, timers or contexts' contents.
+ * our coordinated teardown (CLOSING, types 60/61;
+ * docs/wire.md "Close and CloseAck"). The handlers never assign `ctx.state`
+ * themselves: they ask `transition(state, trigger)` and apply the row, so this
+ * table is the single source of truth and a test walks it. This module knows
+ * nothing about messages, timers or contexts' contents.
  */
 
-/** RFC 5533 §6.2 context states, plus CLOSING (seed §6 extension). */
+/** RFC 5533 §6.2 context states, plus CLOSING (our Close / CloseAck extension). */
 export const State = {
   IDLE: 'IDLE',
   I1_SENT: 'I1-SENT',
@@ -25,7 +26,7 @@ export type Trigger =
   | 'recv-I1'             // I1 for this ULID pair (ESTABLISHED: CT(peer) differs or locator unknown)
   | 'recv-I1-ct-match'    // ESTABLISHED only: retransmitted I1 with our CT(peer) (R2 was lost)
   | 'recv-R1'             // R1 whose Initiator Nonce matches
-  | 'recv-R1-probe'       // R1 answering a host-based independent probe (seed §3.1.3): capability known, stop
+  | 'recv-R1-probe'       // R1 answering a host-based independent probe: capability known, stop
   | 'recv-I2'             // I2 with a valid validator (and, for existing contexts, a verified source locator)
   | 'recv-I2bis'          // I2bis with a valid validator
   | 'recv-R2'             // R2 whose Initiator Nonce and locator pair match
@@ -37,7 +38,7 @@ export type Trigger =
   | 'icmp-unreachable'    // ICMPv6 destination unreachable for our I1, and the peer has no other locator (icmp.ts)
   | 'holddown-expired'    // NO_R1_HOLDDOWN_TIME / ICMP_HOLDDOWN_TIME elapsed
   | 'idle-gc'             // implementation heuristic: quiescent for the idle timeout (RFC 5533 §9)
-  | 'close'               // local close(): seed §6 coordinated removal
+  | 'close'               // local close(): coordinated removal (Close)
   | 'recv-Close'          // peer's Close for this context (answered with CloseAck)
   | 'recv-CloseAck';      // peer acknowledged our Close
 
@@ -69,7 +70,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.IDLE, 'recv-payload', 'R1bis', S.IDLE, 'Send R1bis and stay in IDLE (§7.17)'),
 
   row(S.I1_SENT, 'recv-R1', 'I2', S.I2_SENT, 'Verify INIT nonce, send I2, I2-SENT'),
-  row(S.I1_SENT, 'recv-R1-probe', '', S.IDLE, 'Independent capability probe answered (seed §3.1.3): forget the context'),
+  row(S.I1_SENT, 'recv-R1-probe', '', S.IDLE, 'Independent capability probe answered: forget the context'),
   row(S.I1_SENT, 'recv-I1', 'R2', S.I1_SENT, 'Crossing I1s (§7.4): send R2, stay'),
   row(S.I1_SENT, 'recv-R2', '', S.ESTABLISHED, 'Verify INIT nonce, ESTABLISHED'),
   row(S.I1_SENT, 'recv-I2', 'R2', S.ESTABLISHED, 'Send R2, ESTABLISHED'),
@@ -99,7 +100,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.I2BIS_SENT, 'timeout', 'I2bis', S.I2BIS_SENT, 'counter ≤ I2BIS_RETRIES_MAX: send I2bis'),
   row(S.I2BIS_SENT, 'timeout-max', 'I1', S.I1_SENT, 'counter > I2BIS_RETRIES_MAX: fall back to I1 (§7.19)'),
   row(S.I2BIS_SENT, 'recv-payload', 'I2bis', S.I2BIS_SENT, 'Accept and send I2bis (R2 probably lost)'),
-  row(S.I2BIS_SENT, 'close', 'Close', S.CLOSING, 'Seed §6: coordinated removal'),
+  row(S.I2BIS_SENT, 'close', 'Close', S.CLOSING, 'Coordinated removal (Close, our extension)'),
 
   row(S.ESTABLISHED, 'recv-I1', 'R1', S.ESTABLISHED, 'CT(peer) differs: peer lost state, send R1 (§7.9)'),
   row(S.ESTABLISHED, 'recv-I1-ct-match', 'R2', S.ESTABLISHED, 'CT(peer) matches: R2 was lost, send R2'),
@@ -110,8 +111,8 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.ESTABLISHED, 'recv-R1bis', 'I2bis', S.I2BIS_SENT, 'Peer lost the context: send I2bis (§7.18)'),
   row(S.ESTABLISHED, 'recv-payload', '', S.ESTABLISHED, 'Process'),
   row(S.ESTABLISHED, 'idle-gc', '', S.IDLE, 'Quiescent: discard state (§9)'),
-  row(S.ESTABLISHED, 'close', 'Close', S.CLOSING, 'Seed §6: coordinated removal'),
-  row(S.ESTABLISHED, 'recv-Close', 'CloseAck', S.IDLE, 'Seed §6: peer removes the context, acknowledge and remove'),
+  row(S.ESTABLISHED, 'close', 'Close', S.CLOSING, 'Coordinated removal (Close, our extension)'),
+  row(S.ESTABLISHED, 'recv-Close', 'CloseAck', S.IDLE, 'Peer removes the context (Close): acknowledge and remove'),
 
   row(S.CLOSING, 'recv-CloseAck', '', S.IDLE, 'Peer removed its state: remove ours'),
   row(S.CLOSING, 'recv-Close', 'CloseAck', S.IDLE, 'Crossing Close messages'),

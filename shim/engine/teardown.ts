@@ -1,8 +1,8 @@
 /**
- * Removing contexts: idle garbage collection (RFC 5533 §9), hold-down expiry
- * of E-FAILED / NO-SUPPORT, and the seed's coordinated Close / Close Ack
- * (seed §6; experimental types 60/61), bound to the receiver's context tag and
- * a nonce so that only the peer of the context can close it.
+ * Removing contexts: idle garbage collection (RFC 5533 §9), hold-down expiry of
+ * E-FAILED / NO-SUPPORT, and our coordinated Close / Close Ack (experimental
+ * types 60/61, docs/wire.md "Close and CloseAck"), bound to the receiver's
+ * context tag and a nonce so that only the peer of the context can close it.
  */
 import type { Millis } from '../time.ts';
 import type { CloseAckMessage, CloseMessage } from '../wire/index.ts';

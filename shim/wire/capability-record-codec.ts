@@ -1,5 +1,5 @@
 /**
- * The capability record (DESIGN.md §2): the `CapabilityRecord` type and its
+ * The capability record (docs/capability-record.md): the `CapabilityRecord` type and its
  * binary RDATA codec (TYPE65300, version 1).
  *
  * Owns: the RDATA layout, its validation rules, and the "ignore this RR"
@@ -61,7 +61,7 @@ export interface CapabilityRecord {
   unknownParams: CapabilityParam[];
 }
 
-/** Why a well-formed RR is still to be ignored (DESIGN.md §2). */
+/** Why a well-formed RR is still to be ignored (docs/capability-record.md "What a reader does with an RR"). */
 export type RecordIgnoreReason = 'UNSUPPORTED_VERSION' | 'UNKNOWN_MANDATORY_KEY';
 
 /**

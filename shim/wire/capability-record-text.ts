@@ -1,5 +1,5 @@
 /**
- * Text forms of the capability record (DESIGN.md §2):
+ * Text forms of the capability record (docs/capability-record.md):
  *
  * - the presentation form people read and write (zone tools, `shim6 decode --record`):
  *     v1 [hba] [cga] ulid=<ipv6> loc=<ipv6>[/prio=N][/weight=N][/flags=F] …

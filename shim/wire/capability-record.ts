@@ -1,5 +1,5 @@
 /**
- * The capability record (DESIGN.md §2), one import for its users (resolver,
+ * The capability record (docs/capability-record.md), one import for its users (resolver,
  * zone tools, CLI): the binary codec (capability-record-codec.ts), the text
  * forms (capability-record-text.ts) and the checks that need more than the
  * record itself — the ULID-in-AAAA rule and the hba-digest match — which
@@ -15,7 +15,7 @@ export * from './capability-record-codec.ts';
 export * from './capability-record-text.ts';
 
 /**
- * DESIGN.md §2: the ULID must also be in the owner's AAAA RRset, else the RR
+ * docs/capability-record.md: the ULID must also be in the owner's AAAA RRset, else the RR
  * is ignored. True when it is. Addresses compare as octets (any text form);
  * unparsable entries in `aaaa` never match.
  */
@@ -46,7 +46,7 @@ export function checkHbaDigest(record: CapabilityRecord, params: Uint8Array): Hb
   return got.length === d.digest.length && got.every((x, i) => x === d.digest[i]) ? 'match' : 'mismatch';
 }
 
-/** The peer shim's UDP port: the record's `port` parameter, else 5533 (DESIGN.md §2). */
+/** The peer shim's UDP port: the record's `port` parameter, else 5533 (docs/capability-record.md). */
 export function recordPort(record: CapabilityRecord): number {
   return record.port ?? SHIM6_UDP_PORT;
 }

@@ -2,7 +2,7 @@
  * A fixed set of sample messages, one of every Shim6 control message type plus a
  * payload header, for `shim6 pcap --demo`, the tshark test and the benchmark.
  * Deterministic values from the documentation prefix 2001:db8::/32. The first
- * message is the tshark canary of reference/shim6-notes.md (I1, tag
+ * message is the tshark canary of docs/wire.md "pcap" (I1, tag
  * 0x123456789abc, nonce 0x11111111, checksum 0x9e73).
  */
 import { IPPROTO_NONE } from '../constants.ts';

@@ -2,7 +2,7 @@
  * Hash-Based Addresses (RFC 5535): generation of an HBA set for a prefix
  * vector, verification that an address belongs to the set of a CGA Parameter
  * Data Structure (the prefix substitution of §7.2), and the SHA-256 digest that
- * the capability record's hba-digest parameter carries (DESIGN.md §2).
+ * the capability record's hba-digest parameter carries (docs/capability-record.md).
  *
  * Owns: the Multi-Prefix procedures and the HBA-only Extended Modifier key.
  * Must not know: sockets, clocks, a randomness source of its own (injected).
@@ -168,7 +168,7 @@ export function hbaPublicKeyIncluded(params: Uint8Array): boolean | undefined {
   return l.multiPrefixCount === 1 ? (params[l.multiPrefixData]! & MULTI_PREFIX_P_FLAG) !== 0 : undefined;
 }
 
-/** DESIGN.md §2 hba-digest, alg 1: SHA-256 of the CGA Parameter Data Structure octets. */
+/** The capability record hba-digest, alg 1: SHA-256 of the CGA Parameter Data Structure octets. */
 export function hbaDigest(params: Uint8Array): Uint8Array {
   return crypto.createHash('sha256').update(params).digest();
 }

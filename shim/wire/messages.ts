@@ -238,7 +238,7 @@ export interface ErrorMessage {
   options: Shim6Option[];
 }
 
-/** Coordinated teardown (seed §6; type 60, docs/wire.md): "I am removing this context". */
+/** Coordinated teardown (our extension; type 60, docs/wire.md): "I am removing this context". */
 export interface CloseMessage {
   type: 'Close';
   /** The receiver's context tag (like Update Request). */

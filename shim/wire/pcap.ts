@@ -1,5 +1,5 @@
 /**
- * pcap files of native Shim6 (DESIGN.md §3): classic libpcap format, LINKTYPE_RAW
+ * pcap files of native Shim6 (docs/wire.md "pcap"): classic libpcap format, LINKTYPE_RAW
  * (101), each record one IPv6 packet whose Next Header is 140 and whose payload is
  * the Shim6 header (control message, or payload header + ULP bytes). A pure
  * function: timestamps come in with the packets, bytes go out; the caller writes

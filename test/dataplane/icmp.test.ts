@@ -70,7 +70,7 @@ test('packets held for a DNS-primed peer whose I1 is refused leave as plain IPv6
   net.host(legacy);
   net.blackhole(legacy, a.locators[0]!); // the Port Unreachable waits until the SYN is held
   a.driver.command((e, now) => e.prime(now, { ulid: legacy, locators: [], ttl: 300, source: 'dns' }));
-  assert.deepEqual(routes, [`up ${legacy}`], 'routed into the TUN while the context is set up (seed §2.2)');
+  assert.deepEqual(routes, [`up ${legacy}`], 'routed into the TUN while the context is set up (the handshake hold)');
   const syn = buildPacket(a.ulid, legacy, IPPROTO_TCP, new Uint8Array(20));
   a.tun.inject(syn);
   await waitFor(() => a.driver.stats.tunIn === 1, 'the SYN read from the TUN');

@@ -1,10 +1,11 @@
-// Host-based discovery in the daemon (issue 17, seed §3.1.3), with the real
-// daemons in the lab: no capability record, no `peers` entry; A streams to
-// B by address. A's daemon learns of the new connection from its nftables
-// log group without holding it, discovers B (integrated: the I1 exchange is
-// the probe; independent: the probe pair first), and the open connection
-// moves into the context, which then survives link P black-holed. No timing
-// assertions: the stream's verification and the daemons' logs decide.
+// Host-based discovery in the daemon (issue 17;
+// docs/operations.md "Host-based discovery"), with the real daemons in the lab:
+// no capability record, no `peers` entry; A streams to B by address. A's daemon
+// learns of the new connection from its nftables log group without holding it,
+// discovers B (integrated: the I1 exchange is the probe; independent: the probe
+// pair first), and the open connection moves into the context, which then
+// survives link P black-holed. No timing assertions: the stream's verification
+// and the daemons' logs decide.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';

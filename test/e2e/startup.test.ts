@@ -1,7 +1,8 @@
-// E2E 2 (issue 6, seed §2.2 "failure during startup"): B's first locator (on
-// link P) is dead before the connection starts. A resolves B by name, the
-// engine probes B's other locator from the record, and the application still
-// connects quickly, to the same ULID, carried over link Q.
+// E2E 2 (issue 6, "failure during startup":
+// docs/architecture.md "The protocol's functions"): B's first locator (on link
+// P) is dead before the connection starts. A resolves B by name, the engine
+// probes B's other locator from the record, and the application still connects
+// quickly, to the same ULID, carried over link Q.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';

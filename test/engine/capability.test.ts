@@ -1,4 +1,4 @@
-// Capability detection and priming details (seed §2.2, §3.1.3, §3.1.4, §4):
+// Capability detection and priming details (docs/engine.md "Capability detection"):
 // priming that lands while an I1 is pending, the independent probe not
 // repeating once answered, the positive cache keeping what DNS said after a
 // handshake, and a locator change during I2-SENT reaching the peer.
@@ -63,7 +63,7 @@ test('a locator change while our I2 is in flight reaches the peer by Update once
   assert.equal(sentTypes(sim, 'a').filter((t) => t === 'UpdateRequest').length, 1, 'exactly one Update Request');
 });
 
-test('one policy (seed §3.1.4): DNS absence does not refuse a later record; a claim that failed refuses the same claim; absence never overrides a handshake', () => {
+test('one policy (docs/engine.md "Capability detection"): DNS absence does not refuse a later record; a claim that failed refuses the same claim; absence never overrides a handshake', () => {
   const { sim, a, b } = shimPair(109);
   // DNS said "no record" for B's address; then a record appears: the record is newer knowledge.
   a.engine.absent(sim.now, { addresses: [b.ulid], ttl: 600 });

@@ -1,4 +1,4 @@
-// The peer's UDP port (DESIGN.md §3): learnt from received datagrams when the
+// The peer's UDP port (docs/engine.md "The peer's UDP port"): learnt from received datagrams when the
 // transport passes `port`. Stateless replies (R1, R1bis, Error) go back to the
 // source port without keeping anything; a context adopts a port only from a
 // datagram that proves its sender (R1/R2 echoing our nonce, I2 our validator,

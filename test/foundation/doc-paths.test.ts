@@ -1,7 +1,7 @@
 // README, docs/ and every `--help` text cite only files that exist in the
 // repository: a path of the repository (`shim/wire/ipv6.ts`, `scripts/start.mjs`),
 // a relative Markdown link (`[wire.md](wire.md#transports)`) or a document
-// named on its own (`DESIGN.md`). Paths on the host (`/etc/…`), built files
+// named on its own (`operations.md`). Paths on the host (`/etc/…`), built files
 // (`dist/`, `native/build/`), URLs and placeholders (`<prefix>`, `…`) are not
 // files of the repository and are not checked.
 import { test } from 'node:test';
@@ -15,7 +15,7 @@ import { buildProgram } from '../../cli/main.ts';
 const SOURCE_EXT = 'md|ts|mts|mjs|cjs|js|c|h|gyp|service|txt|lua|sh|yaml|yml|json';
 /** A repository path: at least one directory, then a file with a source extension. */
 const REPO_PATH = new RegExp(`(?<![\\w/.<>…-])((?:[\\w.-]+/)+[\\w.-]+\\.(?:${SOURCE_EXT}))(?![\\w/-])`, 'g');
-/** A document named alone: `DESIGN.md`, `operations.md`. */
+/** A document named alone: `README.md`, `operations.md`. */
 const BARE_MD = /(?<![\w/.-])([\w-]+\.md)(?![\w/-])/g;
 /** A Markdown link target. */
 const MD_LINK = /\]\(([^)\s]+)\)/g;

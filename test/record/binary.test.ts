@@ -1,4 +1,4 @@
-// Capability record RDATA (DESIGN.md §2): golden bytes built by hand from the
+// Capability record RDATA (docs/capability-record.md): golden bytes built by hand from the
 // layout table, every decoder error by code, the "ignore the RR" outcomes,
 // fast-check round trips, and the checks callers run (AAAA, hba-digest).
 import { test } from 'node:test';

@@ -2,7 +2,7 @@
 import type { CapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { hex } from '../helpers/octets.ts';
 
-// Hand-assembled from the DESIGN.md §2 table, field by field.
+// Hand-assembled from the table in docs/capability-record.md "RDATA, version 1", field by field.
 export const GOLDEN_HEX = [
   '01', '80', '02', '00',                                   // version 1, HBA set, 2 locators, reserved
   '20010db8000100000000000000000001',                       // ULID 2001:db8:1::1

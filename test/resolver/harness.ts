@@ -104,7 +104,7 @@ export function digAnswers(out: string): string[][] {
 }
 
 /**
- * Capability RDATA (DESIGN.md §2) built by hand for the zone: version, flags,
+ * Capability RDATA (docs/capability-record.md) built by hand for the zone: version, flags,
  * count, reserved, ULID, then per locator flags · priority · weight · reserved · address.
  */
 export function capRdataHex(ulid: string, locators: string[], opts: { version?: number; params?: Uint8Array } = {}): string {

@@ -1,7 +1,7 @@
 /**
  * The simulated application on each host: it sends numbered payload packets to
  * a peer ULID through the endpoint's `encapsulate` (or as plain IPv6 when there
- * is no context, seed §2.1), and records every payload that `handleDatagram`
+ * is no context), and records every payload that `handleDatagram`
  * (or the plain path) delivered, so tests can check each payload arrived once,
  * at the right host, for the right ULID pair. Must not know about protocol bytes.
  */

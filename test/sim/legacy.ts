@@ -1,5 +1,5 @@
 /**
- * A host without shim6 (seed §2.1, §3.1.3): plain IPv6 still reaches its app
+ * A host without shim6: plain IPv6 still reaches its app
  * (the simulator delivers plain packets directly), but every Shim6 datagram
  * falls into a closed UDP port and is silently dropped — the "silence" case of
  * RFC 5533 §7.8 over UDP encapsulation.

@@ -1,6 +1,8 @@
-// Seed §2 (initial contact, failure during startup) and §3.1 (capability
-// detection: node configuration, DNS, host-based independent and integrated,
-// timing and caches), each as a scenario on the simulator with the real Engine.
+// draft-ietf-shim6-functional-dec §2 (initial contact, failure during startup)
+// and §3.1 (capability detection: node configuration, DNS, host-based
+// independent and integrated, timing and caches), each as a scenario on the
+// simulator with the real Engine. Sections (§) are the draft's; where each is
+// realised: docs/architecture.md "The protocol's functions".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ms } from '../../shim/time.ts';
@@ -26,7 +28,7 @@ function assertClean(sim: Sim): void {
   assert.deepEqual(sim.violations, []);
 }
 
-test('seed §2.1: ULID = locator, shim off: plain IPv6 only, no signalling', () => {
+test('§2.1: ULID = locator, shim off: plain IPv6 only, no signalling', () => {
   const { sim, a, b } = shimPair(2101, { a: { defaultMode: 'off' }, b: { defaultMode: 'off' } });
   const ids = stream(sim, a.host, b.ulid, 5);
   sim.runFor(1000);
@@ -37,7 +39,7 @@ test('seed §2.1: ULID = locator, shim off: plain IPv6 only, no signalling', () 
   assert.equal(established(a) + established(b), 0);
 });
 
-test('seed §2.1 + §3.1.3 integrated (the default): first packets go plain, the context follows, every payload arrives once', () => {
+test('§2.1 + §3.1.3 integrated (the default): first packets go plain, the context follows, every payload arrives once', () => {
   const { sim, a, b } = shimPair(2102);
   const ids = stream(sim, a.host, b.ulid, 20);
   assertClean(sim);
@@ -50,7 +52,7 @@ test('seed §2.1 + §3.1.3 integrated (the default): first packets go plain, the
   assert.deepEqual(types.slice(0, 4), ['a:I1', 'b:R1', 'a:I2', 'b:R2']);
 });
 
-test('seed §2.2: failure during startup — the peer ULID\'s locator is dead; DNS-primed locators carry the first packets', () => {
+test('§2.2: failure during startup — the peer ULID\'s locator is dead; DNS-primed locators carry the first packets', () => {
   const { sim, a, b } = shimPair(2201);
   sim.setLocatorBlackhole(b.ulid, true);
   primeWith(sim, a, b);
@@ -67,7 +69,7 @@ test('seed §2.2: failure during startup — the peer ULID\'s locator is dead; D
   assertClean(sim);
 });
 
-test('seed §2.2 on two links: B\'s link-P locator dead, so every pair with a P end fails; the first I1 retry already uses Q at both ends', () => {
+test('§2.2 on two links: B\'s link-P locator dead, so every pair with a P end fails; the first I1 retry already uses Q at both ends', () => {
   // A lab with links P and Q (shim6 lab): a[0]/b[0] on P, a[1]/b[1] on Q. P is dead at B,
   // and a packet between a P and a Q address crosses P, so only a[1] ↔ b[1] works.
   const { sim, a, b } = shimPair(2203, { a: { profile: 'fast' }, b: { profile: 'fast' } });
@@ -86,7 +88,7 @@ test('seed §2.2 on two links: B\'s link-P locator dead, so every pair with a P 
   assertClean(sim);
 });
 
-test('seed §2.2 baseline: without the shim, plain IPv6 to a dead ULID is simply lost', () => {
+test('§2.2 baseline: without the shim, plain IPv6 to a dead ULID is simply lost', () => {
   const { sim, a, b } = shimPair(2202, { a: { defaultMode: 'off' }, b: { defaultMode: 'off' } });
   sim.setLocatorBlackhole(b.ulid, true);
   const ids = stream(sim, a.host, b.ulid, 5);
@@ -94,7 +96,7 @@ test('seed §2.2 baseline: without the shim, plain IPv6 to a dead ULID is simply
   assert.deepEqual(sim.ledger.report().lost, ids);
 });
 
-test('seed §2.2: DNS priming that lands while an I1 to the dead ULID is already pending still reaches the live locator', () => {
+test('§2.2: DNS priming that lands while an I1 to the dead ULID is already pending still reaches the live locator', () => {
   const { sim, a, b } = shimPair(2203);
   sim.setLocatorBlackhole(b.ulid, true);
   sim.send(a.host, b.ulid); // the app's packet starts an integrated exchange towards the ULID only
@@ -104,7 +106,7 @@ test('seed §2.2: DNS priming that lands while an I1 to the dead ULID is already
   assert.equal(a.host.eventsOf('peer-unsupported').length, 0, 'the peer is not written off as legacy');
 });
 
-test('seed §3.1.1: node configuration — a configured peer gets a context without DNS', () => {
+test('§3.1.1: node configuration — a configured peer gets a context without DNS', () => {
   const { sim, a, b } = shimPair(3111, { a: (ids) => ({ defaultMode: 'off', peers: [{ ulid: ids.b.ulid, mode: 'configured', locators: [...ids.b.locators] }] }) });
   stream(sim, a.host, b.ulid, 20);
   assert.equal(established(a), 1);
@@ -113,7 +115,7 @@ test('seed §3.1.1: node configuration — a configured peer gets a context with
   assert.deepEqual(sim.ledger.report().lost, []);
 });
 
-test('seed §3.1.2: DNS priming starts the exchange at lookup time: ESTABLISHED after 2 round trips, before the first packet', () => {
+test('§3.1.2: DNS priming starts the exchange at lookup time: ESTABLISHED after 2 round trips, before the first packet', () => {
   const { sim, a, b } = shimPair(3121);
   const t0 = sim.now;
   primeWith(sim, a, b);
@@ -126,7 +128,7 @@ test('seed §3.1.2: DNS priming starts the exchange at lookup time: ESTABLISHED 
   assertClean(sim);
 });
 
-test('seed §3.1.3 independent: I1 → R1 only; the peer is known capable and the responder holds nothing', () => {
+test('§3.1.3 independent: I1 → R1 only; the peer is known capable and the responder holds nothing', () => {
   const { sim, a, b } = shimPair(3131, { a: (ids) => ({ peers: [{ ulid: ids.b.ulid, mode: 'independent' }] }) });
   stream(sim, a.host, b.ulid, 10);
   sim.runFor(2000);
@@ -138,7 +140,7 @@ test('seed §3.1.3 independent: I1 → R1 only; the peer is known capable and th
   assertClean(sim);
 });
 
-test('seed §3.1.3/§3.1.4: a legacy peer never answers; negative cache by address; traffic continues plain', () => {
+test('§3.1.3/§3.1.4: a legacy peer never answers; negative cache by address; traffic continues plain', () => {
   const sim = new Sim(3141);
   const a = addShimHost(sim, 'a', hbaIdentity(A_PREFIXES, sim.rng.fork()));
   const bId = hbaIdentity(B_PREFIXES, sim.rng.fork());
@@ -157,7 +159,7 @@ test('seed §3.1.3/§3.1.4: a legacy peer never answers; negative cache by addre
   assert.equal(legacy.ignored, i1s);
 });
 
-test('seed §3.1.4: DNS claimed shim6 but the peer does not answer: negative entry keyed by address + ULID', () => {
+test('§3.1.4: DNS claimed shim6 but the peer does not answer: negative entry keyed by address + ULID', () => {
   const sim = new Sim(3142);
   const a = addShimHost(sim, 'a', hbaIdentity(A_PREFIXES, sim.rng.fork()));
   const bId = hbaIdentity(B_PREFIXES, sim.rng.fork());
@@ -171,7 +173,7 @@ test('seed §3.1.4: DNS claimed shim6 but the peer does not answer: negative ent
   assert.ok(trace(sim).filter((l) => l.type === 'I1').some((l) => l.dst === bId.locators[1]), 'the other primed locator was tried too');
 });
 
-test('seed §3.1.4: the positive cache outlives the context and survives a restart through export/import', () => {
+test('§3.1.4: the positive cache outlives the context and survives a restart through export/import', () => {
   const { sim, a, b } = shimPair(3143);
   primeWith(sim, a, b);
   sim.driveUntil(() => established(a) === 1, { within: 5000 });

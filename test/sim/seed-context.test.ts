@@ -1,5 +1,7 @@
-// Seed §3.2 (context establishment, security information, DoS protection) and
-// §4 (locator set management), as scenarios with the real Engine. Messages are
+// draft-ietf-shim6-functional-dec §3.2 (context establishment, security
+// information, DoS protection) and §4 (locator set management), as scenarios
+// with the real Engine. Sections (§) are the draft's; where each is realised:
+// docs/architecture.md "The protocol's functions". Messages are
 // read off the simulated wire (trace.ts), never from engine internals.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -9,7 +11,7 @@ import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { controlTypes, trace } from './trace.ts';
 import { contextSnapshot } from './inspect.ts';
 
-test('seed §3.2.3: the 4-way exchange I1 → R1 → I2 → R2; 47-bit random context tags bound on both ends', () => {
+test('§3.2.3: the 4-way exchange I1 → R1 → I2 → R2; 47-bit random context tags bound on both ends', () => {
   const { sim, a, b } = shimPair(3201);
   primeWith(sim, a, b);
   sim.driveUntil(() => established(a) === 1 && established(b) === 1, { within: 5000 });
@@ -29,7 +31,7 @@ test('seed §3.2.3: the 4-way exchange I1 → R1 → I2 → R2; 47-bit random co
   assert.ok(i2.options.some((o) => o.type === 'CgaParameterDataStructure'), 'and what proves them (§3.2.1)');
 });
 
-test('seed §3.2: every new context gets a fresh context tag', () => {
+test('§3.2: every new context gets a fresh context tag', () => {
   const { sim, a, b } = shimPair(3202);
   const tags = new Set<number>();
   for (let i = 0; i < 5; i++) {
@@ -43,7 +45,7 @@ test('seed §3.2: every new context gets a fresh context tag', () => {
   }
 });
 
-test('seed §3.2: crossing I1s (both ends primed at once) end in one context per end, tags cross-bound', () => {
+test('§3.2: crossing I1s (both ends primed at once) end in one context per end, tags cross-bound', () => {
   const { sim, a, b } = shimPair(3203);
   primeWith(sim, a, b);
   primeWith(sim, b, a);
@@ -57,7 +59,7 @@ test('seed §3.2: crossing I1s (both ends primed at once) end in one context per
   assert.equal(types.filter((t) => t.endsWith(':I1')).length, 2, `both sent I1: ${types.join(' ')}`);
 });
 
-test('seed §3.2: a lost R2 — the initiator retransmits I2, the responder answers again, still one context', () => {
+test('§3.2: a lost R2 — the initiator retransmits I2, the responder answers again, still one context', () => {
   const { sim, a, b } = shimPair(3204);
   const reverseLoss = (loss: number): void => { for (const la of a.locators) for (const lb of b.locators) sim.setLink(la, lb, { loss }, 'reverse'); };
   primeWith(sim, a, b);
@@ -75,7 +77,7 @@ test('seed §3.2: a lost R2 — the initiator retransmits I2, the responder answ
   assert.deepEqual(contextSnapshot(a).tags, [...contextSnapshot(b).tags].reverse());
 });
 
-test('seed §3.2.2 DoS: I1s from a thousand spoofed sources leave the responder with no state at all', () => {
+test('§3.2.2 DoS: I1s from a thousand spoofed sources leave the responder with no state at all', () => {
   const { sim, a, b } = shimPair(3221);
   primeWith(sim, a, b);
   sim.runFor(25); // the genuine I1 is on the wire, not the I2
@@ -91,7 +93,7 @@ test('seed §3.2.2 DoS: I1s from a thousand spoofed sources leave the responder 
   assert.equal(b.engine.status().contexts.length, 1, 'the genuine initiator still gets its context');
 });
 
-test('seed §3.2.2 DoS: an I2 with a forged or stale validator creates nothing; a replayed I2 changes nothing', () => {
+test('§3.2.2 DoS: an I2 with a forged or stale validator creates nothing; a replayed I2 changes nothing', () => {
   const { sim, a, b } = shimPair(3222);
   primeWith(sim, a, b);
   sim.driveUntil(() => established(b) === 1, { within: 5000 });
@@ -116,7 +118,7 @@ function flipValidator(bytes: Uint8Array): Uint8Array {
   return encodeMessage({ ...m, options: m.options.map((o) => (o.type === 'ResponderValidator' ? { ...o, validator: o.validator.map((x) => x ^ 0xff) } : o)) });
 }
 
-test('seed §4: adding a locator — Update Request with the full list, Ack, and the peer learns it (HBA-verified)', () => {
+test('§4: adding a locator — Update Request with the full list, Ack, and the peer learns it (HBA-verified)', () => {
   const { sim, a, b } = shimPair(4001, {
     aPrefixes: ['2001:db8:a1::/64', '2001:db8:a2::/64', '2001:db8:a3::/64'],
     a: (ids) => ({ localLocators: ids.a.locators.slice(0, 2).map((address) => ({ address })) }),
@@ -135,7 +137,7 @@ test('seed §4: adding a locator — Update Request with the full list, Ack, and
   assert.equal(list?.type === 'LocatorList' && list.locators.length, 3, 'the atomic approach: the full set each time');
 });
 
-test('seed §4: removing a locator — the peer drops it and stops using it', () => {
+test('§4: removing a locator — the peer drops it and stops using it', () => {
   const { sim, a, b } = shimPair(4002);
   primeWith(sim, a, b);
   sim.driveUntil(() => established(a) === 1 && established(b) === 1, { within: 5000 });
@@ -148,7 +150,7 @@ test('seed §4: removing a locator — the peer drops it and stops using it', ()
   assert.ok(trace(sim, t).every((l) => l.from !== 'b' || l.dst !== a.locators[1]), 'nothing goes to the removed locator');
 });
 
-test('seed §4: a locator change while the handshake is still in flight reaches the peer once established', () => {
+test('§4: a locator change while the handshake is still in flight reaches the peer once established', () => {
   const { sim, a, b } = shimPair(4003);
   primeWith(sim, a, b);
   sim.driveUntil(() => established(b) === 1, { within: 5000 }); // b sent R2; a is still in I2-SENT
@@ -159,7 +161,7 @@ test('seed §4: a locator change while the handshake is still in flight reaches 
   assert.deepEqual(b.host.eventsOf('locator-set-updated').at(-1)!.locators, [a.locators[0]]);
 });
 
-test('seed §4.1: a locator the peer cannot prove (not in its HBA set) is never used; forged updates change nothing', () => {
+test('§4.1: a locator the peer cannot prove (not in its HBA set) is never used; forged updates change nothing', () => {
   const { sim, a, b } = shimPair(4101);
   primeWith(sim, a, b);
   sim.driveUntil(() => established(b) === 1, { within: 5000 });

@@ -1,6 +1,9 @@
-// Seed §5 (re-homing, reachability tests, third-party flooding) and §6 (removal
-// of state: unilateral idle timers with R1bis/I2bis recovery, and the seed's
-// coordinated Close / Close-Ack), as scenarios with the real Engine.
+// draft-ietf-shim6-functional-dec §5 (re-homing, reachability tests,
+// third-party flooding) and §6 (removal of state: unilateral idle timers with
+// R1bis/I2bis recovery, and the draft's coordinated Close / Close-Ack, our
+// extension: docs/wire.md "Close and CloseAck"), as scenarios with the real
+// Engine. Sections (§) are the draft's; where each is realised:
+// docs/architecture.md "The protocol's functions".
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { encodeMessage } from '../../shim/wire/index.ts';
@@ -27,7 +30,7 @@ function setup(seed: number) {
   return { sim, a, b };
 }
 
-test('seed §5: the current pair goes silent; REAP finds another pair and payload flows again within a second (fast profile)', () => {
+test('§5: the current pair goes silent; REAP finds another pair and payload flows again within a second (fast profile)', () => {
   const { sim, a, b } = setup(5001);
   const pair = sim.ledger.deliveries.at(-1)!.via;
   const t1 = sim.now;
@@ -45,7 +48,7 @@ test('seed §5: the current pair goes silent; REAP finds another pair and payloa
   assert.deepEqual(contextSnapshot(a).ulids, [a.ulid, b.ulid]);
 });
 
-test('seed §5: both of the peer\'s ULID locator links die at once; the other locators take over', () => {
+test('§5: both of the peer\'s ULID locator links die at once; the other locators take over', () => {
   const { sim, a, b } = setup(5002);
   const t1 = sim.now;
   sim.setLocatorBlackhole(b.locators[0]!, true);
@@ -57,7 +60,7 @@ test('seed §5: both of the peer\'s ULID locator links die at once; the other lo
   assert.ok(sim.ledger.deliveries.find((d) => d.at > t1 && d.via.dst === b.locators[1])!.at - t1 <= 1000);
 });
 
-test('seed §5.1: probes only go to verified peer locators; nothing reaches a third party', () => {
+test('§5.1: probes only go to verified peer locators; nothing reaches a third party', () => {
   const { sim, a, b } = setup(5101);
   sim.setLocatorBlackhole(b.locators[0]!, true);
   bidi(sim, a, b, 3000);
@@ -65,7 +68,7 @@ test('seed §5.1: probes only go to verified peer locators; nothing reaches a th
   for (const d of dsts) assert.ok(b.locators.includes(d), `a only sends to b's own locators (${d})`);
 });
 
-test('seed §6 coordinated: Close / Close-Ack removes the context on both ends', () => {
+test('§6 coordinated: Close / Close-Ack removes the context on both ends', () => {
   const { sim, a, b } = setup(6001);
   const t = sim.now;
   a.engine.close(sim.now, b.ulid);
@@ -78,7 +81,7 @@ test('seed §6 coordinated: Close / Close-Ack removes the context on both ends',
   assert.equal(b.engine.status().contexts.length, 0);
 });
 
-test('seed §6 coordinated: a lost Close is retransmitted; a forged Close is ignored', () => {
+test('§6 coordinated: a lost Close is retransmitted; a forged Close is ignored', () => {
   const { sim, a, b } = setup(6002);
   const ctx = contextSnapshot(b);
   // A forged Close with the right tag (seen on the wire) but a made-up nonce from a spoofed source.
@@ -95,14 +98,14 @@ test('seed §6 coordinated: a lost Close is retransmitted; a forged Close is ign
   assert.ok(controlTypes(sim).filter((x) => x === 'a:Close').length >= 1);
 });
 
-test('seed §6 unilateral: idle contexts are collected on both ends after the idle timeout', () => {
+test('§6 unilateral: idle contexts are collected on both ends after the idle timeout', () => {
   const { sim, a, b } = setup(6101);
   sim.runFor(130_000);
   assert.equal(a.host.eventsOf('context-closed')[0]?.reason, 'idle');
   assert.equal(b.host.eventsOf('context-closed')[0]?.reason, 'idle');
 });
 
-test('seed §6 unilateral: the peer lost its state (reboot); R1bis → I2bis recovers the context, payload flows', () => {
+test('§6 unilateral: the peer lost its state (reboot); R1bis → I2bis recovers the context, payload flows', () => {
   const { sim, a, b: b0 } = setup(6102);
   const oldTags = contextSnapshot(a).tags;
   const b = rebootShimHost(sim, b0);

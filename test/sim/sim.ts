@@ -154,7 +154,7 @@ export class Sim {
       this.#transmit(from, { src: r.src, dst: r.dst, bytes });
       rec = { id, at: this.now, from: from.name, srcUlid, dstUlid, path: 'shim', via: { src: r.src, dst: r.dst } };
     } else {
-      // Seed §2.1: without a context, the ULIDs are the locators: plain IPv6.
+      // Without a context, the ULIDs are the locators: plain IPv6.
       this.#transmit(from, { src: srcUlid, dst: dstUlid, bytes: payload, plain: true });
       rec = { id, at: this.now, from: from.name, srcUlid, dstUlid, path: 'plain' };
     }

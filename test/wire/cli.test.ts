@@ -82,7 +82,7 @@ test('shim6 pcap without --demo is a usage error (exit 2)', () => {
   assert.match(r.stderr, /--demo/);
 });
 
-// Capability-record RDATA built by hand from DESIGN.md §2: version 1, flags 0x80 (HBA set),
+// Capability-record RDATA built by hand from docs/capability-record.md: version 1, flags 0x80 (HBA set),
 // 1 locator, ULID 2001:db8:a::1; locator flags 0, priority 1, weight 10; parameter 2 (port) = 6000.
 const RECORD_HEX = '01 80 01 00 20010db8000a00000000000000000001  00 01 0a 00 20010db8000a00000000000000000001  0002 0002 1770'.replace(/ /g, '');
 const RECORD_JSON = {

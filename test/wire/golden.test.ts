@@ -13,7 +13,7 @@ interface Golden { name: string; msg: Shim6Message; bytes: string }
 
 const GOLDEN: Golden[] = [
   {
-    // shim6-notes.md canary: checksum 0x9e73.
+    // The tshark canary (docs/wire.md "pcap"): checksum 0x9e73.
     name: 'I1 (canary)',
     msg: { type: 'I1', contextTag: 0x123456789abc, initiatorNonce: 0x11111111, options: [] },
     bytes: '3b 01 01 00 9e73 123456789abc 11111111',

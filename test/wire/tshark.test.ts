@@ -1,5 +1,5 @@
 // tshark as an independent oracle of the demo pcap (written by the real CLI).
-// Debian's tshark 4.0.17 dissects control messages one octet early (shim6-notes.md):
+// Debian's tshark 4.0.17 dissects control messages one octet early (docs/wire.md "pcap"):
 // the canary I1 (tag 0x123456789abc, nonce 0x11111111) shows checksum 0x9e73 on a
 // correct build and 0x009e on the buggy one. Trustworthy on both: P bit, type,
 // length, checksum status. Where the canary passes, no packet may be malformed.
