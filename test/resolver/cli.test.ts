@@ -74,10 +74,12 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   const write = (name: string, text: string): string => { const f = path.join(dir, name); writeFileSync(f, text); return f; };
   const maxEntries = write('bad.yaml', 'upstreams: ["127.0.0.1:53"]\ncache:\n  maxEntries: -5\n');
   const typo = write('typo.json', '{"upstreams": ["127.0.0.1:53"], "capabilty": {}}');
+  const syntax = write('syntax.yaml', 'tun: { mtu: 1400\n');
   // [command line, exit status, stderr]: each a process of its own, all at once.
   const cases: Array<[string[], number, RegExp]> = [
     [['resolver', '--config', maxEntries, '--listen', '127.0.0.1:0'], 2, /ECONFIG.*cache\.maxEntries/],
     [['resolver', '--config', typo, '--listen', '127.0.0.1:0'], 2, /capabilty: .*unknown key/],
+    [['resolver', '--config', syntax, '--listen', '127.0.0.1:0'], 2, /ECONFIG: --config: .*syntax\.yaml is not YAML\/JSON: line 2, column 1: Flow map in block collection/],
     [['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0'], 2, /--upstream/],
     [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /is the stub itself/],
     [['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53'], 2, /--log-level/],
@@ -96,6 +98,7 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
     const r = results[i]!;
     assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, stderr, args.join(' '));
+    assert.match(r.stderr, /^shim6: error [A-Z][A-Z0-9_]*: [^\n]+\n$/, `${args.join(' ')}: one line`);
   });
 });
 
