@@ -7,7 +7,7 @@
  */
 import net from 'node:net';
 import { writeFileSync } from 'node:fs';
-import { ControlError } from '../../shim/daemon/control/client.ts';
+import { connectError, ControlError } from '../../shim/daemon/control/client.ts';
 import type { CaptureResult } from '../../shim/daemon/capture.ts';
 
 export interface LiveFlags { socket: string; seconds: number; maxBytes: number; payload: boolean }
@@ -32,7 +32,7 @@ export function liveCapture(file: string, flags: LiveFlags): Promise<CaptureResu
     process.on('SIGINT', onSigint);
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, method: 'capture', params: { seconds: flags.seconds, maxBytes: flags.maxBytes, payload: flags.payload } }) + '\n'));
-    c.on('error', (e) => finish(new ControlError('ECONTROL_CONNECT', `cannot connect to ${flags.socket}: ${e.message} (is shim6 daemon running?)`)));
+    c.on('error', (e) => finish(connectError(flags.socket, e)));
     c.on('data', (chunk: string) => {
       buf += chunk;
       let nl: number;
