@@ -17,10 +17,10 @@ import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
 import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
 import { assertHandoverFree, defaultStateDirectory, recover as recoverHandover, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
 
-export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean; metrics?: string }
+export interface ResolverFlags { listen?: string[]; upstream?: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean; metrics?: string }
 
-function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
-  if (list.length === 0) return undefined;
+function hostPorts(list: string[] | undefined, field: string): Array<{ host: string; port: number }> | undefined {
+  if (list === undefined || list.length === 0) return undefined;
   return list.map((v) => {
     try {
       return parseHostPort(v, field, 53);

@@ -89,3 +89,13 @@ test('--help of a command that exists, `help COMMAND` and --version still exit 0
     assert.ok(out.join('').length > 0, args.join(' '));
   }
 });
+
+test('--help gives each default once: an option whose description names its default has no commander default beside it', () => {
+  const { all } = capturedProgram();
+  for (const c of all) {
+    assert.doesNotMatch(c.helpInformation(), /\(default: \[\]\)/, c.name());
+    for (const o of c.options) {
+      if (/\bdefault\b/.test(o.description)) assert.equal(o.defaultValue, undefined, `${c.name()} ${o.flags}: "${o.description}" and (default: ${JSON.stringify(o.defaultValue)})`);
+    }
+  }
+});
