@@ -2,10 +2,11 @@
 // Malformed input exits 1 and names the WireError code on stderr.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { shim6 } from '../helpers/cli.ts';
+import { buildProgram, run } from '../../cli/main.ts';
 import { demoMessages } from '../../shim/wire/demo.ts';
 import { toJson } from '../../shim/wire/json.ts';
 
@@ -76,10 +77,34 @@ test('shim6 pcap --demo writes a LINKTYPE_RAW pcap with one packet per message t
   assert.deepEqual(types, [1, 2, 3, 4, 5, 6, 64, 65, 66, 67, 68, 60, 61, 0x80 | 0x0b]);
 });
 
-test('shim6 pcap without --demo is a usage error (exit 2)', () => {
+test('shim6 pcap without --demo or --live is a usage error (exit 2) that says so', () => {
   const r = shim6(['pcap', path.join(tmpdir(), 'never-written.pcap')]);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /--demo/);
+  assert.equal(r.stderr, 'shim6: error EMISSING: pcap: neither --demo nor --live: --demo FILE writes one packet of every message type, --live FILE captures from the running daemon (--stop ends a capture)\n');
+});
+
+test('shim6 pcap: each wrong combination of flags says what is wrong (exit 2), and writes nothing', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wire-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'w.pcap');
+  const neither = 'EMISSING: pcap: neither --demo nor --live: --demo FILE writes one packet of every message type, --live FILE captures from the running daemon (--stop ends a capture)';
+  const cases: Array<[string[], string]> = [
+    [['pcap'], neither],
+    [['pcap', file], neither],
+    [['pcap', '--seconds', '5', file], 'EMISSING: pcap: --seconds goes with --live, which is missing (shim6 pcap --live FILE --seconds …)'],
+    [['pcap', '--payload', '--max-bytes', '100', file], 'EMISSING: pcap: --payload, --max-bytes go with --live, which is missing (shim6 pcap --live FILE --payload …)'],
+    [['pcap', '--demo', '--live', file], 'EINVALID: pcap: --demo and --live together: give one of them'],
+    [['pcap', '--demo', '--seconds', '5', file], 'EINVALID: pcap --demo: --seconds goes with --live only'],
+    [['pcap', '--demo'], 'EMISSING: pcap --demo: the file to write is required (shim6 pcap --demo FILE)'],
+    [['pcap', '--live'], 'EMISSING: pcap --live: the file to write is required (shim6 pcap --live FILE)'],
+    [['pcap', '--live', '--seconds', '0', file], 'EINVALID: --seconds: invalid value "0": expected an integer in 1..3600'],
+  ];
+  for (const [args, line] of cases) {
+    const written: string[] = [];
+    assert.equal(await run(args, buildProgram(), (s) => { written.push(s); }), 2, args.join(' '));
+    assert.equal(written.join(''), `shim6: error ${line}\n`, args.join(' '));
+  }
+  assert.deepEqual(readdirSync(dir), []);
 });
 
 // Capability-record RDATA built by hand from DESIGN.md §2: version 1, flags 0x80 (HBA set),
