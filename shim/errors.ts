@@ -65,6 +65,15 @@ export class UsageError extends Shim6Error {
   }
 }
 
+/**
+ * The code of a bad value, by where `field` says it came from: a command-line flag
+ * (`--workers`) is EINVALID, a config file's key (`workers`, `cache.maxEntries`) ECONFIG.
+ * For checks that serve both, so that a flag's value is never reported as the file's.
+ */
+export function badValueCode(field: string): 'EINVALID' | 'ECONFIG' {
+  return field.startsWith('--') ? 'EINVALID' : 'ECONFIG';
+}
+
 /** The peer broke the protocol with well-formed bytes. */
 export class ProtocolError extends Shim6Error {
   readonly code: ProtocolErrorCode;

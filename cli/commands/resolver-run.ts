@@ -44,6 +44,9 @@ export async function run(flags: ResolverFlags): Promise<void> {
   } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
   const listen = hostPorts(flags.listen, '--listen');
   const upstreams = hostPorts(flags.upstream, '--upstream');
+  const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
+  const shimPort = Number(flags.shimPort);
+  if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: flags.logLevel && isLogLevel(flags.logLevel) ? flags.logLevel : file.logLevel ?? 'info', component: 'shim6' });
   // A hand-over left by a resolver or daemon killed with SIGKILL: the host's own DNS back before
   // resolv.conf is read for the upstreams. The port-53 check and a live holder, before anything starts.
@@ -59,9 +62,6 @@ export async function run(flags: ResolverFlags): Promise<void> {
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
   }, readSystemResolvers());
-  const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
-  const shimPort = Number(flags.shimPort);
-  if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   // The daemon with the data plane off (shim/daemon/daemon.ts `dataPlaneOff`): of its config only
   // what the engine and the control socket take; the stub takes `config` whole.
   const daemon: DaemonConfig = {

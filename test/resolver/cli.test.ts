@@ -75,16 +75,21 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   const maxEntries = write('bad.yaml', 'upstreams: ["127.0.0.1:53"]\ncache:\n  maxEntries: -5\n');
   const typo = write('typo.json', '{"upstreams": ["127.0.0.1:53"], "capabilty": {}}');
   const syntax = write('syntax.yaml', 'tun: { mtu: 1400\n');
+  const workers0 = write('workers0.yaml', 'upstreams: ["127.0.0.1:53"]\nworkers: 0\n');
   // [command line, exit status, stderr]: each a process of its own, all at once.
   const cases: Array<[string[], number, RegExp]> = [
     [['resolver', '--config', maxEntries, '--listen', '127.0.0.1:0'], 2, /ECONFIG.*cache\.maxEntries/],
     [['resolver', '--config', typo, '--listen', '127.0.0.1:0'], 2, /capabilty: .*unknown key/],
     [['resolver', '--config', syntax, '--listen', '127.0.0.1:0'], 2, /ECONFIG: --config: .*syntax\.yaml is not YAML\/JSON: line 2, column 1: Flow map in block collection/],
     [['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0'], 2, /--upstream/],
-    [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /is the stub itself/],
+    [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /EINVALID: --upstream: invalid value "127\.0\.0\.1:53": is the stub itself/],
     [['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53'], 2, /--log-level/],
-    [['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /--workers: invalid value "x"/],
-    [['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /--workers: invalid value 2: more than one worker needs the native UDP backend/],
+    // A bad flag value is EINVALID naming the flag, whichever check refuses it; the same in the file is ECONFIG naming the key.
+    [['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value "x"/],
+    [['resolver', '--workers', '0', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value 0: expected an integer in 1\.\.64/],
+    [['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value 2: more than one worker needs the native UDP backend/],
+    [['resolver', '--config', workers0, '--listen', '127.0.0.1:0'], 2, /ECONFIG: workers: invalid value 0: expected an integer in 1\.\.64/],
+    [['resolver', '--metrics', 'nope', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --metrics: invalid value "nope"/],
     [['status', '--socket', path.join(dir, 'nobody.sock')], 1, /ECONTROL_CONNECT/],
     [['flush', '--socket', path.join(dir, 'nobody.sock')], 1, /ECONTROL_CONNECT/],
   ];
