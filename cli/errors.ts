@@ -8,18 +8,23 @@ import { Shim6Error, UsageError } from '../shim/errors.ts';
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
 
+/** A message on one line: a line break inside (a library's message, a quoted text) becomes a space. */
+function oneLine(message: string): string {
+  return message.replace(/\s*[\r\n]+\s*/g, ' ').trim();
+}
+
 /** Format any thrown value as the one-line CLI error, and the exit status it deserves. */
 export function describeError(err: unknown): { line: string; exitCode: number } {
   if (err instanceof UsageError) {
-    return { line: `shim6: error ${err.code}: ${err.message}`, exitCode: EXIT_USAGE };
+    return { line: `shim6: error ${err.code}: ${oneLine(err.message)}`, exitCode: EXIT_USAGE };
   }
   if (err instanceof Shim6Error) {
-    return { line: `shim6: error ${err.code}: ${err.message}`, exitCode: EXIT_FAILURE };
+    return { line: `shim6: error ${err.code}: ${oneLine(err.message)}`, exitCode: EXIT_FAILURE };
   }
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : 'EINTERNAL';
   const message = typeof e?.message === 'string' ? e.message : String(err);
-  return { line: `shim6: error ${code}: ${message}`, exitCode: EXIT_FAILURE };
+  return { line: `shim6: error ${code}: ${oneLine(message)}`, exitCode: EXIT_FAILURE };
 }
 
 /** Throw a UsageError that names the field and the bad value. */

@@ -8,7 +8,7 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
 import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
-import { UsageError } from '../shim/errors.ts';
+import { badValueCode, UsageError } from '../shim/errors.ts';
 import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
 import { hostPort, isLogLevel, type LogLevel } from '../shim/log.ts';
 import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
@@ -51,8 +51,9 @@ export interface ResolverConfig {
   logLevel: LogLevel;
 }
 
+/** ECONFIG naming the config key, or EINVALID when `key` is the flag that gave the value (`--workers`). */
 function bad(key: string, value: unknown, why: string): never {
-  throw new UsageError('ECONFIG', `${key}: invalid value ${describeValue(value)}: ${why}`, key);
+  throw new UsageError(badValueCode(key), `${key}: invalid value ${describeValue(value)}: ${why}`, key);
 }
 
 /** "ADDR:PORT", "[V6]:PORT", or a bare address (port `defPort`). */
@@ -282,7 +283,7 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen));
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {
-    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad('upstreams', hostPort(u.host, u.port), 'is the stub itself');
+    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), 'is the stub itself');
   }
   return {
     listen, upstreams, upstreamsFrom,

@@ -48,6 +48,7 @@ export type EnvironmentErrorCode =
   | 'ERESOLVCONF_BUSY'   // another live shim6 holds the DNS hand-over
   | 'ELAB_RUNNING'       // a lab of that prefix is running (shim6 lab up/demo without --replace)
   | 'ETOOL'              // a program the lab or a bench runs is not installed
+  | 'EOUTPUT'            // a file the CLI would write is a symbolic link (not followed): shim6 pcap
   | 'ECGA_KEY' | 'ECGA_ADDRESS' | 'EDNS_KEY' // a key file the host will not let us read; our CGA not addable
   | 'EWORKER';           // a worker thread failed with something that is not a Shim6Error
 
@@ -63,6 +64,15 @@ export class UsageError extends Shim6Error {
     this.code = code;
     this.field = field;
   }
+}
+
+/**
+ * The code of a bad value, by where `field` says it came from: a command-line flag
+ * (`--workers`) is EINVALID, a config file's key (`workers`, `cache.maxEntries`) ECONFIG.
+ * For checks that serve both, so that a flag's value is never reported as the file's.
+ */
+export function badValueCode(field: string): 'EINVALID' | 'ECONFIG' {
+  return field.startsWith('--') ? 'EINVALID' : 'ECONFIG';
 }
 
 /** The peer broke the protocol with well-formed bytes. */

@@ -7,7 +7,7 @@
  * failed", which nothing can catch). Callers wrap the Error into their own
  * typed error.
  */
-import { parse } from 'yaml';
+import { parse, parseDocument, YAMLError } from 'yaml';
 
 /** Deepest `[` / `{` nesting accepted (real configuration files stay under 10). */
 export const MAX_NESTING = 64;
@@ -33,12 +33,57 @@ export function flowDepth(text: string): number {
   return max;
 }
 
-/** Parse YAML (a JSON text is YAML too) within the bounds above; throws Error with a message otherwise. */
+/** 1-based line and column of the UTF-16 `offset` in `text` (as editors and the yaml package count). */
+export function lineColumn(text: string, offset: number): { line: number; column: number } {
+  let line = 1, start = 0;
+  for (let nl = text.indexOf('\n'); nl >= 0 && nl < offset; nl = text.indexOf('\n', nl + 1)) {
+    line++;
+    start = nl + 1;
+  }
+  return { line, column: offset - start + 1 };
+}
+
+/** A syntax error as one line, `line L, column C: what`: CLI errors are one line (cli/errors.ts). */
+function syntaxError(text: string, offset: number, what: string): Error {
+  const { line, column } = lineColumn(text, Math.max(0, Math.min(offset, text.length)));
+  return new Error(`line ${line}, column ${column}: ${what.replace(/\s*\n\s*/g, ' ').trim()}`);
+}
+
+/**
+ * Parse YAML (a JSON text is YAML too) within the bounds above; throws Error with a one-line
+ * message otherwise, `line L, column C: what` for a syntax error (the yaml package's own
+ * message spans five lines: the source line and a caret under it).
+ */
 export function parseYamlBounded(text: string, options: { logLevel?: 'silent' | 'error' | 'warn' } = {}): unknown {
   if (text.length > MAX_TEXT) throw new Error(`longer than ${MAX_TEXT} characters`);
   const depth = flowDepth(text);
   if (depth > MAX_NESTING) throw new Error(`nested ${depth} levels deep (at most ${MAX_NESTING})`);
-  return parse(text, { maxAliasCount: 100, ...(options.logLevel !== undefined ? { logLevel: options.logLevel } : {}) });
+  try {
+    return parse(text, { maxAliasCount: 100, prettyErrors: false, ...(options.logLevel !== undefined ? { logLevel: options.logLevel } : {}) });
+  } catch (err) {
+    if (err instanceof YAMLError) throw syntaxError(text, err.pos[0], err.message);
+    throw err;
+  }
+}
+
+/**
+ * JSON.parse with a one-line message that gives the line and column, as parseYamlBounded's.
+ * Node 20 says `at position N` for some errors, and for others quotes the text (newlines
+ * and all) without a position: then the yaml package, on a text within the bounds above,
+ * is asked where the flow collection breaks.
+ */
+export function parseJsonText(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    if (!(err instanceof SyntaxError)) throw err;
+    const at = / at position (\d+)(?: \(line \d+ column \d+\))?/.exec(err.message);
+    if (at) throw syntaxError(text, Number(at[1]), err.message.slice(0, at.index) + err.message.slice(at.index + at[0].length));
+    if (/end of JSON input/.test(err.message)) throw syntaxError(text, text.length, err.message);
+    const what = err.message.replace(/, "[\s\S]*" is not valid JSON$/, ' in JSON').replace(/\s*\n\s*/g, ' ');
+    const yamlAt = text.length <= MAX_TEXT && flowDepth(text) <= MAX_NESTING ? parseDocument(text, { prettyErrors: false }).errors[0]?.pos[0] : undefined;
+    throw yamlAt === undefined ? new Error(what) : syntaxError(text, yamlAt, what);
+  }
 }
 
 /** A value as short, safe text for an error message: never throws, whatever the value's depth or size. */

@@ -2,13 +2,14 @@
  * `shim6 pcap --live FILE`: ask the running daemon (or resolver with its
  * engine) over the control socket to capture the Shim6 messages it sends and
  * receives for `--seconds` (or until Ctrl-C, which asks it to stop early and
- * still writes what was captured), then write the pcap it returns to FILE.
+ * still writes what was captured), then write the pcap it returns to FILE
+ * (mode 0600, not through a symbolic link: cli/output-file.ts).
  * Loaded by wire.ts only when the command runs.
  */
 import net from 'node:net';
-import { writeFileSync } from 'node:fs';
-import { ControlError } from '../../shim/daemon/control/client.ts';
+import { connectError, ControlError } from '../../shim/daemon/control/client.ts';
 import type { CaptureResult } from '../../shim/daemon/capture.ts';
+import { writeOutputFile } from '../output-file.ts';
 
 export interface LiveFlags { socket: string; seconds: number; maxBytes: number; payload: boolean }
 
@@ -32,7 +33,7 @@ export function liveCapture(file: string, flags: LiveFlags): Promise<CaptureResu
     process.on('SIGINT', onSigint);
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, method: 'capture', params: { seconds: flags.seconds, maxBytes: flags.maxBytes, payload: flags.payload } }) + '\n'));
-    c.on('error', (e) => finish(new ControlError('ECONTROL_CONNECT', `cannot connect to ${flags.socket}: ${e.message} (is shim6 daemon running?)`)));
+    c.on('error', (e) => finish(connectError(flags.socket, e)));
     c.on('data', (chunk: string) => {
       buf += chunk;
       let nl: number;
@@ -48,7 +49,13 @@ export function liveCapture(file: string, flags: LiveFlags): Promise<CaptureResu
         }
         const r = rep.result as CaptureResult;
         if (typeof r?.pcap !== 'string') { finish(new ControlError('ECONTROL_PROTOCOL', 'capture reply without a pcap')); return; }
-        writeFileSync(file, Buffer.from(r.pcap, 'base64'));
+        // Mode 0600 (--payload puts packet contents in it), never through a symbolic link.
+        try {
+          writeOutputFile(file, Buffer.from(r.pcap, 'base64'));
+        } catch (err) {
+          finish(err as Error);
+          return;
+        }
         finish(undefined, r);
         return;
       }

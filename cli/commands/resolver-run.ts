@@ -17,10 +17,10 @@ import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
 import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
 import { assertHandoverFree, defaultStateDirectory, recover as recoverHandover, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
 
-export interface ResolverFlags { listen: string[]; upstream: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean; metrics?: string }
+export interface ResolverFlags { listen?: string[]; upstream?: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean; metrics?: string }
 
-function hostPorts(list: string[], field: string): Array<{ host: string; port: number }> | undefined {
-  if (list.length === 0) return undefined;
+function hostPorts(list: string[] | undefined, field: string): Array<{ host: string; port: number }> | undefined {
+  if (list === undefined || list.length === 0) return undefined;
   return list.map((v) => {
     try {
       return parseHostPort(v, field, 53);
@@ -44,6 +44,9 @@ export async function run(flags: ResolverFlags): Promise<void> {
   } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
   const listen = hostPorts(flags.listen, '--listen');
   const upstreams = hostPorts(flags.upstream, '--upstream');
+  const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
+  const shimPort = Number(flags.shimPort);
+  if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: flags.logLevel && isLogLevel(flags.logLevel) ? flags.logLevel : file.logLevel ?? 'info', component: 'shim6' });
   // A hand-over left by a resolver or daemon killed with SIGKILL: the host's own DNS back before
   // resolv.conf is read for the upstreams. The port-53 check and a live holder, before anything starts.
@@ -59,9 +62,6 @@ export async function run(flags: ResolverFlags): Promise<void> {
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
   }, readSystemResolvers());
-  const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
-  const shimPort = Number(flags.shimPort);
-  if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   // The daemon with the data plane off (shim/daemon/daemon.ts `dataPlaneOff`): of its config only
   // what the engine and the control socket take; the stub takes `config` whole.
   const daemon: DaemonConfig = {

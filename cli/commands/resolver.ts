@@ -12,13 +12,14 @@ import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
 import { MAX_WORKERS } from '../../resolver/limits.ts';
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
+// No commander default for the repeatable flags: it would print `(default: [])` beside the real default in --help.
+const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 export function register(program: Command): void {
   program.command('resolver')
     .description('run the local DNS stub: forwards and caches, and picks up peers\' shim6 capability records')
-    .option('--listen <addr:port>', 'address to listen on, UDP and TCP (repeatable; default 127.0.0.153:53)', collect, [])
-    .option('--upstream <addr:port>', 'upstream DNS server (repeatable; default: the config file, else /etc/resolv.conf)', collect, [])
+    .option('--listen <addr:port>', 'address to listen on, UDP and TCP (repeatable; default 127.0.0.153:53)', collect)
+    .option('--upstream <addr:port>', 'upstream DNS server (repeatable; default: the config file, else /etc/resolv.conf)', collect)
     .option('--config <file>', 'YAML or JSON configuration file (see docs/resolver.md)')
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)

@@ -3,13 +3,13 @@
  * wire.ts when one of them runs so that the rest of the command line starts
  * without the codecs.
  */
-import { writeFileSync } from 'node:fs';
 import { IPPROTO_NONE } from '../../shim/constants.ts';
 import { demoPackets } from '../../shim/wire/demo.ts';
 import { decodeMessage, decodePayloadHeader, encodeMessage, encodePayloadHeader, isPayloadHeader } from '../../shim/wire/index.ts';
 import { decodeCapabilityRecord, encodeCapabilityRecord, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { fromHex, fromJson, messageFromJson, toHex, toJson } from '../../shim/wire/json.ts';
 import { encodePcap } from '../../shim/wire/pcap.ts';
+import { writeOutputFile } from '../output-file.ts';
 
 /** Decode hex bytes: a control message, or a payload header (P bit set). */
 export function decodeHexToJson(hex: string): unknown {
@@ -47,9 +47,9 @@ export function encodeJsonToHex(json: string): string {
   return toHex(encodeMessage(msg as unknown as Parameters<typeof encodeMessage>[0]));
 }
 
-/** `shim6 pcap --demo FILE`: one packet of every message type; returns how many. */
+/** `shim6 pcap --demo FILE`: one packet of every message type; returns how many. FILE: 0600, not through a symbolic link. */
 export function writeDemoPcap(file: string): number {
   const packets = demoPackets();
-  writeFileSync(file, encodePcap(packets));
+  writeOutputFile(file, encodePcap(packets));
   return packets.length;
 }

@@ -10,6 +10,9 @@ import { UsageError } from '../../shim/errors.ts';
 import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
 import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from '../../shim/daemon/capture-limits.ts';
 
+/** The options only `pcap --live` takes: commander's key, the flag. */
+const LIVE_ONLY: ReadonlyArray<readonly [string, string]> = [['seconds', '--seconds'], ['payload', '--payload'], ['maxBytes', '--max-bytes'], ['socket', '--socket']];
+
 export function register(program: Command): void {
   program
     .command('decode')
@@ -43,16 +46,25 @@ export function register(program: Command): void {
     .option('--payload', 'with --live: also the payload headers, with the first octets of what they carry')
     .option('--max-bytes <n>', `with --live: largest file (octets, up to ${MAX_CAPTURE_BYTES}); the capture ends when reached`, String(DEFAULT_CAPTURE_BYTES))
     .option('--socket <path>', `with --live: control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
-    .action(async (file: string | undefined, opts: { demo?: boolean; stop?: boolean; live?: boolean; seconds: string; payload?: boolean; maxBytes: string; socket?: string }) => {
+    .action(async (file: string | undefined, opts: { demo?: boolean; stop?: boolean; live?: boolean; seconds: string; payload?: boolean; maxBytes: string; socket?: string }, cmd: Command) => {
       if (opts.stop === true) {
         const { controlRequest } = await import('../../shim/daemon/control/client.ts');
         const r = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, 'capture-stop') as { stopped?: boolean };
         process.stdout.write(r.stopped === true ? 'stopped the running capture\n' : 'no capture was running\n');
         return;
       }
-      if (file === undefined) throw new UsageError('EMISSING', 'pcap: the file to write is required with --demo and --live', '<file>');
+      // The flags given that only --live takes (--seconds and --max-bytes have defaults: given, or not).
+      const liveOnly = LIVE_ONLY.filter(([key]) => cmd.getOptionValueSource(key) === 'cli').map(([, flag]) => flag);
+      if (opts.demo === true && opts.live === true) throw new UsageError('EINVALID', 'pcap: --demo and --live together: give one of them', '--live');
+      if (opts.demo !== true && opts.live !== true) {
+        throw new UsageError('EMISSING', liveOnly.length > 0
+          ? `pcap: ${liveOnly.join(', ')} ${liveOnly.length === 1 ? 'goes' : 'go'} with --live, which is missing (shim6 pcap --live FILE ${liveOnly[0]} …)`
+          : 'pcap: neither --demo nor --live: --demo FILE writes one packet of every message type, --live FILE captures from the running daemon (--stop ends a capture)', '--live');
+      }
+      if (opts.demo === true && liveOnly.length > 0) throw new UsageError('EINVALID', `pcap --demo: ${liveOnly.join(', ')} ${liveOnly.length === 1 ? 'goes' : 'go'} with --live only`, liveOnly[0]);
+      const mode = opts.live === true ? '--live' : '--demo';
+      if (file === undefined) throw new UsageError('EMISSING', `pcap ${mode}: the file to write is required (shim6 pcap ${mode} FILE)`, '<file>');
       if (opts.live === true) {
-        if (opts.demo === true) badValue('--demo', true, 'either --demo or --live');
         const int = (flag: string, v: string, max: number): number => {
           if (!/^\d+$/.test(v) || Number(v) < 1 || Number(v) > max) badValue(flag, v, `expected an integer in 1..${max}`);
           return Number(v);
@@ -65,7 +77,6 @@ export function register(program: Command): void {
         process.stdout.write(`wrote ${r.packets} packets (${r.bytes} octets) to ${file}${why}\n`);
         return;
       }
-      if (opts.demo !== true) badValue('--demo', opts.demo, 'expected --demo or --live');
       const { writeDemoPcap } = await import('./wire-actions.ts');
       process.stdout.write(`wrote ${writeDemoPcap(file)} packets to ${file}\n`);
     });

@@ -7,7 +7,7 @@
  * over as plain milliseconds by `timerValues()`.
  */
 import { readFileSync } from 'node:fs';
-import { describeValue, parseYamlBounded } from '../yaml-text.ts';
+import { describeValue, parseJsonText, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
@@ -409,7 +409,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
 export function parseConfigText(text: string, source = 'config'): DaemonConfig {
   let doc: unknown;
   try {
-    doc = text.trimStart().startsWith('{') ? JSON.parse(text) : parseYamlBounded(text);
+    doc = text.trimStart().startsWith('{') ? parseJsonText(text) : parseYamlBounded(text);
   } catch (err) {
     throw new UsageError('ECONFIG', `${source}: not valid YAML/JSON: ${(err as Error).message}`, source);
   }

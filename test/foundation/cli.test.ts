@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { shim6 } from '../helpers/cli.ts';
-import { buildProgram } from '../../cli/main.ts';
+import { buildProgram, run } from '../../cli/main.ts';
 import { CommanderError, type Command } from 'commander';
 
 test('shim6 --help lists the program and exits 0', () => {
@@ -13,10 +13,11 @@ test('shim6 --help lists the program and exits 0', () => {
   assert.match(r.stdout, /Usage: shim6/);
 });
 
-test('an unknown subcommand is a usage error (exit 2, stderr)', () => {
-  const r = shim6(['no-such-command']);
-  assert.equal(r.status, 2);
-  assert.match(r.stderr, /no-such-command|unknown command|too many arguments/);
+test('an unknown subcommand, even with --help, is a usage error: one line on stderr, exit 2', () => {
+  const r = shim6(['stauts', '--help']);
+  assert.equal(r.status, 2, r.stdout);
+  assert.equal(r.stderr, 'shim6: error EINVALID: unknown command \'stauts\'; did you mean status? (see `shim6 --help`)\n');
+  assert.equal(r.stdout, '');
 });
 
 /** The commander program of `shim6`, every command writing into `out` / `err` instead of the process's streams. */
@@ -49,5 +50,52 @@ test('every subcommand has a description and answers --help (exit 0, usage on st
     assert.equal(thrown.exitCode, 0);
     assert.match(out.join(''), new RegExp(`^Usage: shim6 ${pathArgs.join(' ')}\\b`), `${pathArgs.join(' ')} --help`);
     assert.equal(err.join(''), '');
+  }
+});
+
+test('commander\'s parse errors are the CLI\'s one line, shim6: error CODE: message (exit 2), saying where the usage is', async () => {
+  const unknownStatus = 'shim6: error EINVALID: unknown command \'stauts\'; did you mean status? (see `shim6 --help`)\n';
+  const unknownRecord = 'shim6: error EINVALID: unknown command \'recrd\'; did you mean record? (see `shim6 zone --help`)\n';
+  const cases: Array<[string[], string]> = [
+    [['--bogus'], 'shim6: error EINVALID: unknown option \'--bogus\' (see `shim6 --help`)\n'],
+    [['status', '--socket'], 'shim6: error EMISSING: option \'--socket <path>\' argument missing (see `shim6 status --help`)\n'],
+    [['status', '--jsn'], 'shim6: error EINVALID: unknown option \'--jsn\'; did you mean --json? (see `shim6 status --help`)\n'],
+    [['daemon', 'extra'], 'shim6: error EINVALID: too many arguments for \'daemon\': expected 0 arguments but got 1 (see `shim6 daemon --help`)\n'],
+    [['decode'], 'shim6: error EMISSING: missing required argument \'hex\' (see `shim6 decode --help`)\n'],
+    [['zone', 'record'], 'shim6: error EMISSING: required option \'--name <name>\' not specified (see `shim6 zone record --help`)\n'],
+    // An unknown command is refused whether or not --help comes with it (commander showed the parent's help, exit 0).
+    [['stauts'], unknownStatus],
+    [['stauts', '--help'], unknownStatus],
+    [['--help', 'stauts'], unknownStatus],
+    [['help', 'stauts'], unknownStatus],
+    [['zone', 'recrd', '--help'], unknownRecord],
+    [['zone', 'help', 'recrd'], unknownRecord],
+  ];
+  for (const [args, line] of cases) {
+    const { program, out, err } = capturedProgram();
+    const written: string[] = [];
+    assert.equal(await run(args, program, (s) => { written.push(s); }), 2, args.join(' '));
+    assert.equal(written.join(''), line, args.join(' '));
+    assert.deepEqual([out.join(''), err.join('')], ['', ''], `${args.join(' ')}: commander printed nothing of its own`);
+  }
+});
+
+test('--help of a command that exists, `help COMMAND` and --version still exit 0', async () => {
+  for (const args of [['--help'], ['status', '--help'], ['help', 'status'], ['zone', '--help'], ['zone', 'hba', 'verify', '--help'], ['--version']]) {
+    const { program, out, err } = capturedProgram();
+    const written: string[] = [];
+    assert.equal(await run(args, program, (s) => { written.push(s); }), 0, `${args.join(' ')}: ${written.join('')}`);
+    assert.equal(written.join('') + err.join(''), '', args.join(' '));
+    assert.ok(out.join('').length > 0, args.join(' '));
+  }
+});
+
+test('--help gives each default once: an option whose description names its default has no commander default beside it', () => {
+  const { all } = capturedProgram();
+  for (const c of all) {
+    assert.doesNotMatch(c.helpInformation(), /\(default: \[\]\)/, c.name());
+    for (const o of c.options) {
+      if (/\bdefault\b/.test(o.description)) assert.equal(o.defaultValue, undefined, `${c.name()} ${o.flags}: "${o.description}" and (default: ${JSON.stringify(o.defaultValue)})`);
+    }
   }
 });

@@ -113,7 +113,15 @@ test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) =
   assert.equal(c.log.level, 'debug');
   assert.throws(() => loadConfig(path.join(dir, 'missing.yaml')), { code: 'ECONFIG', field: '--config' });
   writeFileSync(f, 'port: [1, 2\n');
-  assert.throws(() => loadConfig(f), { code: 'ECONFIG' });
+  // One line that names the file, the line and the column (not the yaml package's five, with a caret).
+  assert.throws(() => loadConfig(f), (e: UsageError) => e.code === 'ECONFIG' && !e.message.includes('\n')
+    && e.message.startsWith(`${f}: not valid YAML/JSON: line 2, column 1: Flow sequence`));
+  writeFileSync(f, 'tun: { mtu: 1400\n');
+  assert.throws(() => loadConfig(f), { code: 'ECONFIG', message: `${f}: not valid YAML/JSON: line 2, column 1: Flow map in block collection must be sufficiently indented and end with a }` });
+  writeFileSync(f, '{"tun": {\n');
+  assert.throws(() => loadConfig(f), { code: 'ECONFIG', message: `${f}: not valid YAML/JSON: line 2, column 1: Expected property name or '}' in JSON` });
+  writeFileSync(f, '{"peers": [1,,2]}');
+  assert.throws(() => loadConfig(f), { code: 'ECONFIG', message: `${f}: not valid YAML/JSON: line 1, column 14: Unexpected token ',' in JSON` });
 });
 
 test('icmpDeliverAll: a boolean, off by default (RFC 5533 §8\'s option)', () => {

@@ -195,11 +195,12 @@ function rawRequest(port: number, text: string): Promise<string> {
   });
 }
 
-test('metrics address: ADDR:PORT or [V6]:PORT, both required; anything else is ECONFIG', (t) => {
+test('metrics address: ADDR:PORT or [V6]:PORT, both required; anything else is ECONFIG in the file, EINVALID on the command line', (t) => {
   assert.deepEqual(parseMetricsEndpoint('metrics', '[::1]:9533'), { address: '::1', port: 9533 });
   assert.deepEqual(parseMetricsEndpoint('metrics', '127.0.0.1:9533'), { address: '127.0.0.1', port: 9533 });
   for (const bad of ['::1:9533', '9533', ':9533', '[::1]', 'localhost:9533', '[::1]:0', '[::1]:70000', '1.2.3.4', '[fe80::1%eth0]:1', '', 5]) {
-    assert.throws(() => parseMetricsEndpoint('metrics', bad), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG', String(bad));
+    assert.throws(() => parseMetricsEndpoint('metrics', bad), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'metrics', String(bad));
+    assert.throws(() => parseMetricsEndpoint('--metrics', bad), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === '--metrics', String(bad));
   }
   fc.assert(fc.property(fc.string({ maxLength: 80 }), (s) => {
     try { parseMetricsEndpoint('metrics', s); } catch (e) { if (!(e instanceof UsageError)) throw e; }

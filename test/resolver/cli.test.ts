@@ -2,7 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { statSync, existsSync, writeFileSync } from 'node:fs';
+import { chmodSync, statSync, existsSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
@@ -14,7 +14,7 @@ import { dig, digStatus, run } from './harness.ts';
 import { zoneText, ZONE } from './zone.ts';
 import { startCli, tmpdir } from './process.ts';
 import { startControlServer } from '../../shim/daemon/control/server.ts';
-import { controlRequest, ControlError } from '../../shim/daemon/control/client.ts';
+import { connectError, controlRequest, ControlError } from '../../shim/daemon/control/client.ts';
 
 test('shim6 resolver serves dig, shim6 status reports counters and capability caches, SIGTERM stops it cleanly', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
@@ -74,15 +74,22 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
   const write = (name: string, text: string): string => { const f = path.join(dir, name); writeFileSync(f, text); return f; };
   const maxEntries = write('bad.yaml', 'upstreams: ["127.0.0.1:53"]\ncache:\n  maxEntries: -5\n');
   const typo = write('typo.json', '{"upstreams": ["127.0.0.1:53"], "capabilty": {}}');
+  const syntax = write('syntax.yaml', 'tun: { mtu: 1400\n');
+  const workers0 = write('workers0.yaml', 'upstreams: ["127.0.0.1:53"]\nworkers: 0\n');
   // [command line, exit status, stderr]: each a process of its own, all at once.
   const cases: Array<[string[], number, RegExp]> = [
     [['resolver', '--config', maxEntries, '--listen', '127.0.0.1:0'], 2, /ECONFIG.*cache\.maxEntries/],
     [['resolver', '--config', typo, '--listen', '127.0.0.1:0'], 2, /capabilty: .*unknown key/],
+    [['resolver', '--config', syntax, '--listen', '127.0.0.1:0'], 2, /ECONFIG: --config: .*syntax\.yaml is not YAML\/JSON: line 2, column 1: Flow map in block collection/],
     [['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0'], 2, /--upstream/],
-    [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /is the stub itself/],
+    [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /EINVALID: --upstream: invalid value "127\.0\.0\.1:53": is the stub itself/],
     [['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53'], 2, /--log-level/],
-    [['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /--workers: invalid value "x"/],
-    [['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /--workers: invalid value 2: more than one worker needs the native UDP backend/],
+    // A bad flag value is EINVALID naming the flag, whichever check refuses it; the same in the file is ECONFIG naming the key.
+    [['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value "x"/],
+    [['resolver', '--workers', '0', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value 0: expected an integer in 1\.\.64/],
+    [['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value 2: more than one worker needs the native UDP backend/],
+    [['resolver', '--config', workers0, '--listen', '127.0.0.1:0'], 2, /ECONFIG: workers: invalid value 0: expected an integer in 1\.\.64/],
+    [['resolver', '--metrics', 'nope', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --metrics: invalid value "nope"/],
     [['status', '--socket', path.join(dir, 'nobody.sock')], 1, /ECONTROL_CONNECT/],
     [['flush', '--socket', path.join(dir, 'nobody.sock')], 1, /ECONTROL_CONNECT/],
   ];
@@ -96,6 +103,7 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
     const r = results[i]!;
     assert.equal(r.status, status, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, stderr, args.join(' '));
+    assert.match(r.stderr, /^shim6: error [A-Z][A-Z0-9_]*: [^\n]+\n$/, `${args.join(' ')}: one line`);
   });
 });
 
@@ -234,4 +242,30 @@ test('control socket: JSON lines, errors with codes, a live socket is never take
   const replies = lines.map((l) => JSON.parse(l) as { id: unknown; ok: boolean; error?: { code: string } });
   assert.deepEqual(replies.map((r) => r.ok ? `ok:${String(r.id)}` : r.error!.code).sort(), ['EJSON', 'EREQUEST', 'ok:7']);
   await assert.rejects(startControlServer(sock, {}), (e: unknown) => (e as { code?: string }).code === 'ECONTROL_IN_USE');
+});
+
+test('control socket refused: permission denied says the socket is root\'s, run as root; nothing listening asks whether shim6 runs', async (t) => {
+  const err = (code: string): Error => Object.assign(new Error(`connect ${code} /run/x.sock`), { code });
+  for (const code of ['EACCES', 'EPERM']) {
+    const e = connectError('/run/x.sock', err(code));
+    assert.equal(e.code, 'ECONTROL_CONNECT');
+    assert.equal(e.message, `cannot connect to /run/x.sock: permission denied (${code}): the control socket is root's (mode 0600); run the command as root`);
+  }
+  for (const code of ['ENOENT', 'ECONNREFUSED']) {
+    assert.equal(connectError('/run/x.sock', err(code)).message, `cannot connect to /run/x.sock: connect ${code} /run/x.sock (is shim6 resolver or daemon running?)`);
+  }
+  // The real command, as user nobody, against a socket root's control server made (0600, in a directory anyone may enter).
+  if (!needs(t, { root: true })) return;
+  const dir = tmpdir(t);
+  chmodSync(dir, 0o755);
+  const sock = path.join(dir, 'control.sock');
+  const server = await startControlServer(sock, { status: () => ({}) });
+  t.after(() => server.close());
+  assert.equal(statSync(sock).mode & 0o777, 0o600);
+  const nobody = { uid: 65534, gid: 65534 };
+  for (const cmd of [['status'], ['pcap', '--live', path.join(dir, 'never.pcap')]]) {
+    const r = await shim6Async([...cmd, '--socket', sock], '', nobody);
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr, `shim6: error ECONTROL_CONNECT: cannot connect to ${sock}: permission denied (EACCES): the control socket is root's (mode 0600); run the command as root\n`, cmd.join(' '));
+  }
 });

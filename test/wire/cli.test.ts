@@ -1,11 +1,16 @@
-// The wire commands through the real CLI (a shim6 process, from the sources): decode, encode, pcap --demo.
+// The wire commands through the real CLI (a shim6 process, from the sources, or main's run() in process): decode, encode, pcap.
 // Malformed input exits 1 and names the WireError code on stderr.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { lstatSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { shim6 } from '../helpers/cli.ts';
+import { buildProgram, run } from '../../cli/main.ts';
+import { liveCapture } from '../../cli/commands/pcap-live.ts';
+import { writeDemoPcap } from '../../cli/commands/wire-actions.ts';
+import { startControlServer } from '../../shim/daemon/control/server.ts';
+import { EnvironmentError } from '../../shim/errors.ts';
 import { demoMessages } from '../../shim/wire/demo.ts';
 import { toJson } from '../../shim/wire/json.ts';
 
@@ -76,10 +81,76 @@ test('shim6 pcap --demo writes a LINKTYPE_RAW pcap with one packet per message t
   assert.deepEqual(types, [1, 2, 3, 4, 5, 6, 64, 65, 66, 67, 68, 60, 61, 0x80 | 0x0b]);
 });
 
-test('shim6 pcap without --demo is a usage error (exit 2)', () => {
+test('shim6 pcap --demo and --live write FILE mode 0600 and never through a symbolic link planted at FILE', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wire-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const victim = path.join(dir, 'victim');
+  writeFileSync(victim, 'root\'s file\n', { mode: 0o644 });
+  const link = path.join(dir, 'planted.pcap');
+  symlinkSync(victim, link);
+  const untouched = (): void => {
+    assert.equal(readFileSync(victim, 'utf8'), 'root\'s file\n');
+    assert.equal(statSync(victim).mode & 0o777, 0o644);
+    assert.ok(lstatSync(link).isSymbolicLink(), 'the link is left where it was');
+  };
+  const refused = `shim6: error EOUTPUT: ${link} is a symbolic link: not followed, nothing written; remove it or name another file\n`;
+
+  // --demo: the refusal through the command line (exit 1), the writes through its action.
+  const written: string[] = [];
+  assert.equal(await run(['pcap', '--demo', link], buildProgram(), (s) => { written.push(s); }), 1);
+  assert.equal(written.join(''), refused);
+  untouched();
+  const fresh = path.join(dir, 'fresh.pcap');
+  assert.equal(writeDemoPcap(fresh), 14);
+  assert.equal(statSync(fresh).mode & 0o777, 0o600, 'a new file is 0600 whatever the umask');
+  // An existing regular file the user named is written (its mode kept).
+  const existing = path.join(dir, 'existing.pcap');
+  writeFileSync(existing, 'x'.repeat(100_000), { mode: 0o640 });
+  writeDemoPcap(existing);
+  assert.deepEqual(readFileSync(existing), readFileSync(fresh));
+  assert.equal(statSync(existing).mode & 0o777, 0o640);
+
+  // --live: the file is written when the daemon's reply comes (a control server standing in for it).
+  const pcap = Buffer.from('a capture with payload octets');
+  const server = await startControlServer(path.join(dir, 'control.sock'), { capture: () => ({ pcap: pcap.toString('base64'), packets: 1, bytes: pcap.length, ended: 'seconds' }) });
+  t.after(() => server.close());
+  const flags = { socket: server.path, seconds: 1, maxBytes: 1 << 20, payload: true };
+  await assert.rejects(liveCapture(link, flags), (e: unknown) => e instanceof EnvironmentError && e.code === 'EOUTPUT' && e.path === link);
+  untouched();
+  const live = path.join(dir, 'live.pcap');
+  await liveCapture(live, flags);
+  assert.deepEqual(readFileSync(live), pcap);
+  assert.equal(statSync(live).mode & 0o777, 0o600);
+});
+
+test('shim6 pcap without --demo or --live is a usage error (exit 2) that says so', () => {
   const r = shim6(['pcap', path.join(tmpdir(), 'never-written.pcap')]);
   assert.equal(r.status, 2);
-  assert.match(r.stderr, /--demo/);
+  assert.equal(r.stderr, 'shim6: error EMISSING: pcap: neither --demo nor --live: --demo FILE writes one packet of every message type, --live FILE captures from the running daemon (--stop ends a capture)\n');
+});
+
+test('shim6 pcap: each wrong combination of flags says what is wrong (exit 2), and writes nothing', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'wire-cli-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'w.pcap');
+  const neither = 'EMISSING: pcap: neither --demo nor --live: --demo FILE writes one packet of every message type, --live FILE captures from the running daemon (--stop ends a capture)';
+  const cases: Array<[string[], string]> = [
+    [['pcap'], neither],
+    [['pcap', file], neither],
+    [['pcap', '--seconds', '5', file], 'EMISSING: pcap: --seconds goes with --live, which is missing (shim6 pcap --live FILE --seconds …)'],
+    [['pcap', '--payload', '--max-bytes', '100', file], 'EMISSING: pcap: --payload, --max-bytes go with --live, which is missing (shim6 pcap --live FILE --payload …)'],
+    [['pcap', '--demo', '--live', file], 'EINVALID: pcap: --demo and --live together: give one of them'],
+    [['pcap', '--demo', '--seconds', '5', file], 'EINVALID: pcap --demo: --seconds goes with --live only'],
+    [['pcap', '--demo'], 'EMISSING: pcap --demo: the file to write is required (shim6 pcap --demo FILE)'],
+    [['pcap', '--live'], 'EMISSING: pcap --live: the file to write is required (shim6 pcap --live FILE)'],
+    [['pcap', '--live', '--seconds', '0', file], 'EINVALID: --seconds: invalid value "0": expected an integer in 1..3600'],
+  ];
+  for (const [args, line] of cases) {
+    const written: string[] = [];
+    assert.equal(await run(args, buildProgram(), (s) => { written.push(s); }), 2, args.join(' '));
+    assert.equal(written.join(''), `shim6: error ${line}\n`, args.join(' '));
+  }
+  assert.deepEqual(readdirSync(dir), []);
 });
 
 // Capability-record RDATA built by hand from docs/capability-record.md: version 1, flags 0x80 (HBA set),

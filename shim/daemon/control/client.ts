@@ -1,7 +1,7 @@
 /**
  * The control socket client: one request, one reply line, with a deadline.
  * Used by `shim6 status` (and later other CLI commands talking to the daemon).
- * Errors are ControlError with stable codes: ECONTROL_CONNECT (nothing listening),
+ * Errors are ControlError with stable codes: ECONTROL_CONNECT (nothing listening, or the socket not ours to use),
  * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (bad reply), or the server's own code.
  */
 import net from 'node:net';
@@ -24,6 +24,25 @@ export class ControlError extends Shim6Error {
 /** Where the resolver and daemon listen by default. */
 export const DEFAULT_CONTROL_SOCKET = '/run/shim6/control.sock';
 
+/**
+ * ECONTROL_CONNECT for a failed connect to `socketPath`, with what to do about it: nothing
+ * listening (ENOENT, ECONNREFUSED) asks whether shim6 runs; a refused permission (EACCES,
+ * EPERM) says that the socket is root's (the daemon makes it 0600): run the command as root.
+ */
+export function connectError(socketPath: string, err: Error & { code?: unknown }): ControlError {
+  const base = `cannot connect to ${socketPath}`;
+  switch (err.code) {
+    case 'EACCES':
+    case 'EPERM':
+      return new ControlError('ECONTROL_CONNECT', `${base}: permission denied (${String(err.code)}): the control socket is root's (mode 0600); run the command as root`);
+    case 'ENOENT':
+    case 'ECONNREFUSED':
+      return new ControlError('ECONTROL_CONNECT', `${base}: ${err.message} (is shim6 resolver or daemon running?)`);
+    default:
+      return new ControlError('ECONTROL_CONNECT', `${base}: ${err.message}`);
+  }
+}
+
 export function controlRequest(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 3000): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socketPath);
@@ -39,7 +58,7 @@ export function controlRequest(socketPath: string, method: string, params: Recor
     const timer = setTimeout(() => finish(new ControlError('ECONTROL_TIMEOUT', `no reply on ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, method, params }) + '\n'));
-    c.on('error', (e) => finish(new ControlError('ECONTROL_CONNECT', `cannot connect to ${socketPath}: ${e.message} (is shim6 resolver or daemon running?)`)));
+    c.on('error', (e) => finish(connectError(socketPath, e)));
     c.on('data', (chunk: string) => {
       buf += chunk;
       const nl = buf.indexOf('\n');
