@@ -1,39 +1,58 @@
 /**
- * `shim6 daemon [--config FILE]`: run the resolver, the engine and the data
- * plane in the foreground (shim/daemon/process.ts). SIGHUP reloads the
+ * `shim6 daemon [--config FILE] [--check-config]`: run the resolver, the engine
+ * and the data plane in the foreground (shim/daemon/process.ts); without
+ * --config, /etc/shim6/shim6.yaml when it exists (the file `shim6 service
+ * install` writes), else the defaults. `--check-config` validates and exits
+ * (0, or 2 with the error), starting nothing. SIGHUP reloads the
  * config; SIGTERM or SIGINT closes contexts (Close/Close Ack), removes routes
  * and the TUN device, and exits 0. Needs root (TUN, routes). Started by
  * systemd (shim6.service, `Type=notify`) it reports READY=1 once everything is
  * up, and reloading and stopping (shim/daemon/service-notify.ts).
  */
+import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
+import { UsageError } from '../../shim/errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
 
-interface DaemonFlags { config?: string; logLevel?: string; logFormat?: string; manageResolvConf?: boolean; metrics?: string }
+interface DaemonFlags { config?: string; checkConfig?: boolean; logLevel?: string; logFormat?: string; manageResolvConf?: boolean; metrics?: string }
 
 async function run(flags: DaemonFlags): Promise<void> {
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
   if (flags.logFormat !== undefined && flags.logFormat !== 'text' && flags.logFormat !== 'json') badValue('--log-format', flags.logFormat, 'expected text or json');
-  const { loadConfig, defaultConfig } = await import('../../shim/daemon/config.ts');
-  const config = flags.config ? loadConfig(flags.config) : defaultConfig();
+  const { loadConfig, defaultConfig, DEFAULT_CONFIG_FILE } = await import('../../shim/daemon/config.ts');
+  const file = flags.config ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
+  const config = file ? loadConfig(file) : defaultConfig();
   if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
   if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
   if (flags.metrics !== undefined) {
     const { parseMetricsEndpoint } = await import('../../shim/daemon/metrics/endpoint.ts');
     config.metrics = flags.metrics === 'off' ? undefined : parseMetricsEndpoint('--metrics', flags.metrics);
   }
-  if (flags.manageResolvConf) config.resolvConf = 'manage';
+  if (flags.manageResolvConf) {
+    config.resolvConf = 'manage';
+    const { stubNameservers } = await import('../../shim/daemon/resolv-handover.ts');
+    try {
+      stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port })), '--manage-resolv-conf');
+    } catch (err) {
+      throw new UsageError('EINVALID', (err as Error).message, '--manage-resolv-conf');
+    }
+  }
+  if (flags.checkConfig) {
+    process.stdout.write(`shim6: configuration OK: ${file ?? 'no file, the defaults'}\n`);
+    return;
+  }
   const { runDaemon } = await import('../../shim/daemon/process.ts');
   const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
   const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
-  await runDaemon(config, { log, notify: ServiceNotifier.fromEnvironment(log), ...(flags.config ? { configFile: flags.config } : {}) });
+  await runDaemon(config, { log, notify: ServiceNotifier.fromEnvironment(log), ...(file ? { configFile: file } : {}) });
 }
 
 export function register(program: Command): void {
   program.command('daemon')
     .description('run shim6: stub resolver + engine + data plane (TUN, UDP 5533, routes); SIGHUP reloads, SIGTERM stops cleanly (needs root)')
-    .option('--config <file>', 'YAML or JSON configuration file (docs/configuration.md)')
+    .option('--config <file>', 'YAML or JSON configuration file (docs/configuration.md); default /etc/shim6/shim6.yaml when it exists, else the built-in defaults')
+    .option('--check-config', 'validate the configuration (the file and these flags) and exit: 0 when it is valid, 2 with the error; starts nothing')
     .option('--log-level <level>', 'debug, info, warn or error (overrides the file)')
     .option('--log-format <format>', 'text or json (overrides the file)')
     .option('--metrics <addr:port>', 'serve Prometheus /metrics and the status page / on ADDR:PORT or [V6]:PORT, e.g. [::1]:9533 (overrides the file\'s metrics; off: none)')

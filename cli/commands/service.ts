@@ -7,7 +7,8 @@
 import type { Command } from 'commander';
 import path from 'node:path';
 import { badValue } from '../errors.ts';
-import { DEFAULT_CONFIG, DEFAULT_UNIT_DIR, installedUnit, installService } from '../../shim/daemon/service-unit.ts';
+import { DEFAULT_UNIT_DIR, installedUnit, installService } from '../../shim/daemon/service-unit.ts';
+import { DEFAULT_CONFIG_FILE } from '../../shim/daemon/config.ts';
 
 function absolute(flag: string, p: string): string {
   if (!path.isAbsolute(p)) badValue(flag, p, 'expected an absolute path (the service manager has its own working directory)');
@@ -21,7 +22,7 @@ export function register(program: Command): void {
   service.command('install')
     .description('write shim6.service with this installation\'s node and package, a starter /etc/shim6/shim6.yaml if there is none, then systemctl enable --now (root)')
     .option('--unit-dir <dir>', 'where the unit goes', DEFAULT_UNIT_DIR)
-    .option('--config <file>', 'the configuration file the daemon reads (created with the defaults if missing)', DEFAULT_CONFIG)
+    .option('--config <file>', 'the configuration file the daemon reads (created with the defaults if missing)', DEFAULT_CONFIG_FILE)
     .option('--no-start', 'only write the files; do not run systemctl')
     .action((o: { unitDir: string; config: string; start: boolean }) => {
       const report = installService({ unitDir: absolute('--unit-dir', o.unitDir), config: absolute('--config', o.config), start: o.start });
@@ -30,7 +31,7 @@ export function register(program: Command): void {
 
   service.command('unit')
     .description('print shim6.service as `service install` would write it (ExecStart with this installation\'s paths)')
-    .option('--config <file>', 'the configuration file the daemon reads', DEFAULT_CONFIG)
+    .option('--config <file>', 'the configuration file the daemon reads', DEFAULT_CONFIG_FILE)
     .action((o: { config: string }) => {
       process.stdout.write(installedUnit(absolute('--config', o.config)));
     });

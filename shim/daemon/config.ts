@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { describeValue, parseJsonText, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
-import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT } from '../constants.ts';
+import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
@@ -18,6 +18,7 @@ import { parseMetricsEndpoint } from './metrics/endpoint.ts';
 import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 import { parseServer } from '../../zone-tools/dns-transport.ts';
 import type { DnsUpdateConfig } from './dns-update.ts';
+import { stubNameservers } from './resolv-handover.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -397,6 +398,11 @@ export function validateConfig(doc: unknown): DaemonConfig {
     if (doc.discovery !== 'integrated' && doc.discovery !== 'independent' && doc.discovery !== 'off') configError('discovery', doc.discovery, 'expected integrated, independent or off');
     c.discovery = doc.discovery;
   }
+  // What the engine and the DNS hand-over would refuse at start, refused here: a reload (or
+  // `--check-config`) accepting it would leave a service that fails at its next restart.
+  const validator = timerValues(c).validatorLifetime;
+  if (validator < VALIDATOR_MIN_LIFETIME) configError('timers.validatorLifetime', validator, `at least ${VALIDATOR_MIN_LIFETIME} ms (RFC 5533 §7.13)`);
+  if (c.resolvConf === 'manage') stubNameservers(c.listen.map((l) => ({ host: l.address, port: l.port })));
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {
     if (ulids.has(p.ulid)) configError(`peers[${i}].ulid`, p.ulid, 'the same ULID is configured twice');
@@ -404,6 +410,28 @@ export function validateConfig(doc: unknown): DaemonConfig {
   });
   return c;
 }
+
+/** The keys a reload applies at once; every other key is read at start only. */
+export const RELOADED_KEYS: ReadonlySet<string> = new Set(['peers', 'cacheFile']);
+
+/**
+ * The keys of `next` that differ from the running `config` and that a reload does not apply
+ * (every key but RELOADED_KEYS, and the `mode` of a peer configured before and after, fixed in
+ * the engine at start):
+ * the reload says so, rather than letting a change look applied.
+ */
+export function keysNeedingRestart(config: DaemonConfig, next: DaemonConfig): string[] {
+  const keys = new Set([...Object.keys(config), ...Object.keys(next)]);
+  const changed = [...keys].filter((k) => !RELOADED_KEYS.has(k)
+    && JSON.stringify((config as unknown as Record<string, unknown>)[k]) !== JSON.stringify((next as unknown as Record<string, unknown>)[k]));
+  // A peer added or removed is applied; a peer kept with another mode is not.
+  const before = new Map(config.peers.map((p) => [p.ulid, p.mode]));
+  if (next.peers.some((p) => before.has(p.ulid) && before.get(p.ulid) !== p.mode)) changed.push('peers[].mode');
+  return changed.sort();
+}
+
+/** The file `shim6 daemon` reads without --config, when it exists (ConfigurationDirectory=shim6 of the unit). */
+export const DEFAULT_CONFIG_FILE = '/etc/shim6/shim6.yaml';
 
 /** Parse config text; JSON when it starts with `{`, YAML otherwise (YAML is a superset anyway). */
 export function parseConfigText(text: string, source = 'config'): DaemonConfig {

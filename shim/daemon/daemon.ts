@@ -25,7 +25,7 @@ import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink
 import { startControlServer, type ControlServer } from './control/server.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
-import { loadConfig, type DaemonConfig } from './config.ts';
+import { keysNeedingRestart, loadConfig, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
 import type { RouteHook } from '../dataplane/context-paths.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
@@ -326,15 +326,12 @@ export class Daemon {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;
     }
-    const restartNeeded: string[] = (['tun', 'port', 'listen', 'upstreams', 'controlSocket', 'timers', 'hba', 'interfaces', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'metrics', 'resolvConf', 'cga', 'dnsUpdate', 'discovery'] as const)
-      .filter((k) => JSON.stringify(next[k]) !== JSON.stringify(this.config[k]));
-    // The engine's per-peer modes are fixed at start too.
-    const modes = (c: DaemonConfig): string => JSON.stringify(c.peers.map((p) => [p.ulid, p.mode]));
-    if (modes(next) !== modes(this.config)) restartNeeded.push('peers[].mode');
+    const restartNeeded = keysNeedingRestart(this.config, next);
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
     this.saveCaches();
-    this.log.info('reloaded', { peers: next.peers.length, ...(restartNeeded.length ? { restartNeeded } : {}) });
+    if (restartNeeded.length === 0) this.log.info('reloaded', { peers: next.peers.length });
+    else this.log.warn('reloaded', { peers: next.peers.length, restartNeeded, note: 'these keys take effect at the next restart' });
   }
 
   /**

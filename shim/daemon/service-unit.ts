@@ -14,13 +14,12 @@ import path from 'node:path';
 import { EnvironmentError } from '../errors.ts';
 import { packageRoot, SHIM6_V8_FLAGS } from '../runtime-paths.ts';
 import { untrustedBelow, untrustedReason } from '../trusted-path.ts';
+import { DEFAULT_CONFIG_FILE } from './config.ts';
 
 export const UNIT_NAME = 'shim6.service';
 /** The unit as shipped (its ExecStart finds `shim6` on systemd's search path). */
 export const UNIT_TEMPLATE = path.join(packageRoot, 'systemd', UNIT_NAME);
 export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
-/** Under ConfigurationDirectory=shim6. */
-export const DEFAULT_CONFIG = '/etc/shim6/shim6.yaml';
 /** ProtectHome=yes makes these empty for the service: node and the package must live elsewhere. */
 const HIDDEN = ['/home/', '/root/', '/run/user/'];
 
@@ -95,7 +94,7 @@ export function renderUnit(template: string, p: UnitPaths): string {
 }
 
 /** The unit as `shim6 service install` writes it for this installation (`config`: an absolute path). */
-export function installedUnit(config = DEFAULT_CONFIG): string {
+export function installedUnit(config = DEFAULT_CONFIG_FILE): string {
   const paths = { node: process.execPath, root: packageRoot, config };
   const problem = unitPathProblem(paths);
   if (problem) throw new EnvironmentError('ESERVICE_PATH', problem);

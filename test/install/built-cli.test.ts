@@ -6,14 +6,15 @@
 // file, kept a `.ts` import or a source-relative path fails here.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { spawn } from 'node:child_process';
+import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtShim6, ROOT } from '../helpers/cli.ts';
 import { fromSources, moduleFile, nodeArgs, packageRoot, programsFromSources, SHIM6_V8_FLAGS, shim6NodeArgs } from '../../shim/runtime-paths.ts';
 import { requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { TESTS_COMPILED } from '../helpers/tree.ts';
+import { needs } from '../helpers/prereq.ts';
 
 const DIST = path.join(ROOT, 'dist');
 
@@ -167,4 +168,43 @@ test('the compiled lab stream tool runs as the compiled lab starts it (a stream 
   assert.equal(await send.exited(), 0, send.out());
   assert.equal(await recv.exited(), 0, recv.out());
   assert.match(recv.out(), /"corrupt":0/);
+});
+
+test('shim6 daemon --check-config: 0 and one line for a valid file, 2 and the error for an invalid one; nothing started', (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'check-config-');
+  const good = path.join(dir, 'good.yaml');
+  writeFileSync(good, 'port: 5600\nlisten: ["127.0.0.1:53"]\n');
+  const ok = builtShim6(['daemon', '--check-config', '--config', good]);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.equal(ok.stdout, `shim6: configuration OK: ${good}\n`);
+  const bad = path.join(dir, 'bad.yaml');
+  writeFileSync(bad, 'port: 5600\ntimers: { validatorLifetime: 1000 }\n');
+  const refused = builtShim6(['daemon', '--check-config', '--config', bad]);
+  assert.equal(refused.status, 2);
+  assert.equal(refused.stderr, 'shim6: error ECONFIG: timers.validatorLifetime: invalid value 1000: at least 30000 ms (RFC 5533 §7.13)\n');
+  const flag = builtShim6(['daemon', '--check-config', '--config', good, '--manage-resolv-conf']);
+  assert.equal(flag.status, 0, 'the stub on port 53: resolv.conf can name it');
+  writeFileSync(good, 'listen: ["127.0.0.1:5353"]\n');
+  const off53 = builtShim6(['daemon', '--check-config', '--config', good, '--manage-resolv-conf']);
+  assert.equal(off53.status, 2);
+  assert.match(off53.stderr, /^shim6: error EINVALID: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.1:5353/);
+});
+
+test('shim6 daemon without --config reads /etc/shim6/shim6.yaml when it is there (an overlay on /etc in a mount namespace of its own)', (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'default-config-');
+  for (const d of ['upper', 'work']) mkdirSync(path.join(dir, d));
+  // The host's /etc is the overlay's lower layer: nothing is written to it.
+  const sh = `set -e
+    mount -t overlay overlay -o lowerdir=/etc,upperdir="$1/upper",workdir="$1/work" /etc
+    shift
+    "$@" daemon --check-config
+    mkdir -p /etc/shim6 && printf 'port: x\\n' > /etc/shim6/shim6.yaml
+    "$@" daemon --check-config || echo "exit $?"`;
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', sh, 'sh', dir, process.execPath, ...shim6NodeArgs()], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, r.stderr);
+  assert.equal(r.stdout, 'shim6: configuration OK: no file, the defaults\nexit 2\n');
+  assert.equal(r.stderr, 'shim6: error ECONFIG: port: invalid value "x": expected an integer in 1..65535\n');
 });

@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../../shim/errors.ts';
-import { defaultConfig, loadConfig, parseConfigText, timerValues, validateConfig } from '../../shim/daemon/config.ts';
+import { defaultConfig, keysNeedingRestart, loadConfig, parseConfigText, RELOADED_KEYS, timerValues, validateConfig } from '../../shim/daemon/config.ts';
 import { SEND_TIMEOUT, SHIM6_UDP_PORT } from '../../shim/constants.ts';
 
 function rejects(doc: unknown, field: string): void {
@@ -178,4 +178,27 @@ test('dataPath and encapsulation: dataPath auto and encapsulation kernel (used o
   assert.throws(() => validateConfig({ dataPath: 'tun', encapsulation: 'kernel' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'encapsulation' && /dataPath kernel or auto/.test(e.message));
   assert.throws(() => validateConfig({ dataPath: 'kernel', encapsulation: 'bpf' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'encapsulation');
   assert.throws(() => validateConfig({ dataPath: 'fast' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'dataPath');
+});
+
+test('a reload names every changed key it does not apply: all but peers and cacheFile, and a peer\'s mode', () => {
+  const running = defaultConfig();
+  assert.deepEqual(keysNeedingRestart(running, defaultConfig()), []);
+  assert.deepEqual(keysNeedingRestart(running, { ...running, peers: [{ ulid: '2001:db8::1', locators: [] } as never], cacheFile: '/elsewhere.json' }), [], 'applied at once');
+  for (const key of Object.keys(running)) {
+    if (RELOADED_KEYS.has(key)) continue;
+    const next = { ...running, [key]: { changed: key } };
+    assert.deepEqual(keysNeedingRestart(running, next), [key], key);
+  }
+  const changedLog = validateConfig({ log: { level: 'debug' }, dataPath: 'tun', maxContexts: 7 });
+  assert.deepEqual(keysNeedingRestart(running, changedLog), ['dataPath', 'log', 'maxContexts']);
+  const withPeer = validateConfig({ peers: [{ ulid: '2001:db8::1' }] });
+  assert.deepEqual(keysNeedingRestart(withPeer, validateConfig({ peers: [{ ulid: '2001:db8::1', mode: 'off' }] })), ['peers[].mode']);
+});
+
+test('values the daemon would refuse at start are refused in the file: a validator lifetime under 30 s, a managed resolv.conf naming a stub off port 53', () => {
+  rejects({ timers: { validatorLifetime: 1000 } }, 'timers.validatorLifetime');
+  assert.equal(timerValues(validateConfig({ timers: { validatorLifetime: 30_000 } })).validatorLifetime, 30_000);
+  rejects({ resolvConf: 'manage', listen: ['127.0.0.153:5353'] }, 'resolvConf');
+  rejects({ resolvConf: 'manage', listen: [] }, 'resolvConf');
+  assert.equal(validateConfig({ resolvConf: 'manage' }).resolvConf, 'manage');
 });
