@@ -17,6 +17,7 @@ import { DEFAULT_LISTENER_OPTIONS, type ListenAddr, type ListenerOptions } from 
 import type { UdpBackend } from './udp-socket.ts';
 import { DEFAULT_CAPABILITY_OPTIONS, type CapabilityOptions } from './stages/capability.ts';
 import { MAX_WORKERS } from './limits.ts';
+import { ClientAcl } from './client-acl.ts';
 import { resolveReplyLimit, type ReplyLimitConfig } from '../shim/engine/reply-limit.ts';
 
 /**
@@ -157,7 +158,7 @@ function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefine
   return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit', 'resolvConf'];
+const TOP_KEYS = ['listen', 'allow', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit', 'resolvConf'];
 /** Values of the `udp` key (and of `shim6 resolver --udp`). */
 export const UDP_BACKENDS = ['auto', 'native', 'dgram'] as const;
 /** Most resolver threads (`workers`); defined in limits.ts, which the CLI loads without the resolver. */
@@ -238,6 +239,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
       maxNegativeTtlSeconds: num(cp, 'maxNegativeTtlSeconds', 'capability', k.maxNegativeTtlSeconds, 1, 86_400),
     },
     listener: {
+      allow: ClientAcl.parse(o.allow, 'allow').text,
       tcp: {
         idleMs: num(tcp, 'idleMs', 'tcp', l.idleMs, 100, 3_600_000),
         maxConnections: num(tcp, 'maxConnections', 'tcp', l.maxConnections, 1, 100_000),

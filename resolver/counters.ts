@@ -20,6 +20,8 @@ export interface ResolverCounters {
   servfailNoAnswer: number;
   servfailInternal: number;
   refused: number;
+  /** Queries (UDP, answered REFUSED) and TCP connections (closed) from clients the config key `allow` does not name. */
+  notAllowed: number;
   dropped: number;
   truncated: number;
   upstreamTimeouts: number;
@@ -55,7 +57,7 @@ export interface ResolverCounters {
 export function newCounters(): ResolverCounters {
   return {
     queries: 0, udpQueries: 0, tcpQueries: 0, hits: 0, misses: 0, internalLookups: 0, coalesced: 0, staleServed: 0,
-    formerr: 0, servfail: 0, servfailUpstream: 0, servfailNoAnswer: 0, servfailInternal: 0, refused: 0, dropped: 0, truncated: 0,
+    formerr: 0, servfail: 0, servfailUpstream: 0, servfailNoAnswer: 0, servfailInternal: 0, refused: 0, notAllowed: 0, dropped: 0, truncated: 0,
     upstreamTimeouts: 0, upstreamTcpFallbacks: 0, upstreamMalformed: 0, upstreamMismatched: 0, upstreamCaseMismatched: 0,
     capabilityQueries: 0, capabilityTxtQueries: 0, capabilityFound: 0, capabilityAbsent: 0, capabilityInvalid: 0, capabilityErrors: 0, capabilityLate: 0, capabilityChainCut: 0,
     primes: 0, absents: 0,

@@ -15,11 +15,20 @@ import { errorResponse, finishForClient, pooledCopy, truncatedResponse } from '.
 import type { ResolverCounters } from './counters.ts';
 import { Endpoint, openDnsUdp, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
 import { DEFAULT_TCP_OPTIONS, TcpConnections, type TcpOptions } from './tcp-listener.ts';
+import { ClientAcl, isLoopbackHost } from './client-acl.ts';
+
+/** At most one `client not allowed` warning per this many ms (a scan must not flood the log). */
+const NOT_ALLOWED_LOG_MS = 60_000;
 
 export interface ListenAddr { host: string; port: number }
 
 export interface ListenerOptions {
   tcp: TcpOptions;
+  /**
+   * Who may ask on a listener bound to a non-loopback address, besides loopback: prefixes
+   * (client-acl.ts). Plain data: the configuration crosses to the resolver threads.
+   */
+  allow: readonly string[];
 }
 
 /**
@@ -32,7 +41,7 @@ export const UDP_SOCKET_BUFFER = 4 * 1024 * 1024;
 /** Largest UDP query read (RFC 6891 allows 65,535; a real query is a few hundred octets at most). */
 const MAX_UDP_QUERY = 4096;
 
-export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcp: DEFAULT_TCP_OPTIONS };
+export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcp: DEFAULT_TCP_OPTIONS, allow: [] };
 
 /** Called after an answer was handed to the socket (tests use it to order events). */
 export type AnswerHook = (q: ParsedQuery, answer: Answer, transport: 'udp' | 'tcp') => void;
@@ -62,10 +71,13 @@ export class Listeners {
   private readonly udp: DnsUdpSocket[] = [];
   private readonly tcp: TcpConnections;
   readonly bound: ListenAddr[] = [];
+  private readonly allow: ClientAcl;
+  private notAllowedLoggedAt = -Infinity;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
     private readonly log: Logger, opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
     private readonly udpBackend?: UdpBackend) {
+    this.allow = ClientAcl.parse(opts.allow, 'allow');
     this.tcp = new TcpConnections(opts.tcp, counters, (bytes, reply) => this.handle(bytes, 'tcp', reply), log);
   }
 
@@ -89,16 +101,19 @@ export class Listeners {
         onError: (err) => this.log.warn('UDP listener error', { error: err.message }),
         ...(opts.shards ? { shards: opts.shards } : {}),
       }, this.udpBackend);
+      // A loopback socket hears this host alone: no client check on the default stub's path.
+      const checked = !isLoopbackHost(a.host);
       sock.onDatagram((bytes, from) => {
         // The datagram's bytes are the socket's receive slot (native): the chain may keep them. A pooled
         // copy (Node's slab) rather than Uint8Array#slice, which makes an ArrayBuffer per query.
         const query = sock.backend === 'native' ? pooledCopy(bytes) : bytes;
+        if (checked && !this.allow.allows(from)) { this.notAllowed(query, new UdpReply(sock, from), from.text()); return; }
         this.handle(query, 'udp', new UdpReply(sock, from));
       });
       const port = sock.port;
       if (opts.tcp !== false) {
         try {
-          await this.tcp.listen(a.host, port);
+          await this.tcp.listen(a.host, port, checked ? (client) => this.admitTcp(client) : undefined);
         } catch (err) {
           if (a.port !== 0 || (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' || attempt >= 5) { sock.close(); throw err; }
           sock.close();
@@ -143,6 +158,37 @@ export class Listeners {
     }
     if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, reply));
     else this.answer(r, bytes, q, transport, reply);
+  }
+
+  /**
+   * A UDP query from a client `allow` does not name: REFUSED (RFC 1035 §4.1.1, as unbound's
+   * access-control "refuse"), no larger than the query; a response or a runt gets nothing.
+   */
+  private notAllowed(bytes: Uint8Array, reply: Reply, client: string): void {
+    this.counters.queries++;
+    this.counters.udpQueries++;
+    this.counters.notAllowed++;
+    this.logNotAllowed(client, 'udp');
+    if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { reply.done(); return; }
+    let q: ParsedQuery | undefined;
+    try { q = parseQuery(bytes); } catch { q = undefined; }
+    reply.send(errorResponse(bytes, q, Rcode.REFUSED));
+    reply.done();
+  }
+
+  /** A TCP connection from a client `allow` does not name is closed at once. */
+  private admitTcp(client: string): boolean {
+    if (this.allow.allowsAddress(client)) return true;
+    this.counters.notAllowed++;
+    this.logNotAllowed(client, 'tcp');
+    return false;
+  }
+
+  private logNotAllowed(client: string, transport: 'udp' | 'tcp'): void {
+    const now = this.clock();
+    if (now - this.notAllowedLoggedAt < NOT_ALLOWED_LOG_MS) return;
+    this.notAllowedLoggedAt = now;
+    this.log.warn('client not allowed: refused (config key allow; at most one such line a minute)', { client, transport });
   }
 
   private answer(a: Answer, bytes: Uint8Array, q: ParsedQuery, transport: 'udp' | 'tcp', reply: Reply): void {

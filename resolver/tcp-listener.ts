@@ -155,9 +155,13 @@ export class TcpConnections {
 
   constructor(readonly opts: TcpOptions, readonly counters: ResolverCounters, readonly handle: QueryHandler, private readonly log: Logger) {}
 
-  async listen(host: string, port: number): Promise<void> {
+  /** `admit`: whether a client (its address) may connect at all (client-acl.ts); absent, all may. */
+  async listen(host: string, port: number, admit?: (client: string) => boolean): Promise<void> {
     // highWaterMark = the unsent bound: write() reports "full" (and 'drain' follows) exactly there.
-    const server = net.createServer({ highWaterMark: this.opts.maxUnsentBytes, noDelay: true }, (c) => this.accept(c));
+    const server = net.createServer({ highWaterMark: this.opts.maxUnsentBytes, noDelay: true }, (c) => {
+      if (admit && !admit(c.remoteAddress ?? '')) { c.destroy(); return; }
+      this.accept(c);
+    });
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => { server.off('error', reject); resolve(); });

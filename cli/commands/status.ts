@@ -52,7 +52,7 @@ function resolverBlock(r: NonNullable<StatusReply['resolver']>, out: string[]): 
   out.push('');
   out.push(`resolver: listening on ${(r.listen ?? []).map((a) => hostPort(a.host, a.port)).join(', ')}`);
   const c = r.counters ?? {};
-  out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0} (upstream ${c.servfailUpstream ?? 0}, no answer ${c.servfailNoAnswer ?? 0}, internal ${c.servfailInternal ?? 0})  formerr ${c.formerr ?? 0}`);
+  out.push(`  queries ${c.queries ?? 0}  hits ${c.hits ?? 0}  misses ${c.misses ?? 0}  servfail ${c.servfail ?? 0} (upstream ${c.servfailUpstream ?? 0}, no answer ${c.servfailNoAnswer ?? 0}, internal ${c.servfailInternal ?? 0})  formerr ${c.formerr ?? 0}  not allowed ${c.notAllowed ?? 0}`);
   out.push(`  capability found ${c.capabilityFound ?? 0}  absent ${c.capabilityAbsent ?? 0}  invalid ${c.capabilityInvalid ?? 0}  primes ${c.primes ?? 0}  chains cut ${c.capabilityChainCut ?? 0}`);
   out.push(`  tcp refused ${c.tcpRefused ?? 0}  idle closed for room ${c.tcpEvicted ?? 0}  message timeouts ${c.tcpMessageTimeouts ?? 0}  paused for unread answers ${c.tcpWritePauses ?? 0}  overflows ${c.tcpOverflows ?? 0}`);
   if (r.workers) out.push(`  threads ${r.workers.count}  queries per thread ${r.workers.queries.join(' ')}  restarts ${r.workers.restarts}`);

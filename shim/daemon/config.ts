@@ -14,6 +14,7 @@ import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../c
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
+import { ClientAcl } from '../../resolver/client-acl.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
 import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 import { parseServer } from '../../zone-tools/dns-transport.ts';
@@ -58,6 +59,8 @@ export interface PeerConfig {
 export interface DaemonConfig {
   /** Where the stub resolver listens (UDP and TCP). */
   listen: Endpoint[];
+  /** Prefixes of clients that may ask a stub listening on a non-loopback address (loopback always may). */
+  allow: string[];
   /** Upstream recursive resolvers the stub forwards to. */
   upstreams: Endpoint[];
   /** Private RR type of the capability record (docs/capability-record.md). */
@@ -142,6 +145,7 @@ export interface DaemonConfig {
 export function defaultConfig(): DaemonConfig {
   return {
     listen: [{ address: DEFAULT_LISTEN.host, port: DEFAULT_LISTEN.port }],
+    allow: [],
     upstreams: [],
     recordType: CAPABILITY_RR_TYPE,
     txtFallback: false,
@@ -176,7 +180,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
+const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -349,6 +353,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (!isObject(doc)) configError('(top level)', doc, 'expected a mapping of keys');
   rejectUnknown(doc, TOP_KEYS, '');
   if (doc.listen !== undefined) c.listen = list('listen', doc.listen).map((e, i) => parseEndpoint(`listen[${i}]`, e, 53));
+  if (doc.allow !== undefined) c.allow = [...ClientAcl.parse(doc.allow, 'allow').text];
   if (doc.upstreams !== undefined) c.upstreams = list('upstreams', doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
   if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, 1, 65535);
   if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);

@@ -456,6 +456,7 @@ export class Daemon {
       const file = configFromObject({
         capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
         workers: this.config.resolverWorkers,
+        allow: this.config.allow,
       });
       rc = resolveResolverConfig(file, {
         listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),

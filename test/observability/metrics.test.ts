@@ -257,6 +257,6 @@ test('--metrics needs ADDR:PORT: a bad value is a usage error (exit 2) naming th
   for (const args of [['daemon', '--metrics', '9533'], ['resolver', '--no-engine', '--metrics', '[::1]'], ['daemon', '--metrics', 'localhost:9533']]) {
     const r = shim6(args);
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
-    assert.match(r.stderr, /ECONFIG: --metrics: invalid value/);
+    assert.match(r.stderr, /EINVALID: --metrics: invalid value/);
   }
 });

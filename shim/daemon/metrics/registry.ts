@@ -85,7 +85,7 @@ export class ShimMetrics {
     this.counter('shim6_resolver_servfail_total', 'SERVFAIL answers, by reason: the upstream said so, no upstream answered, or an internal failure.', (s) => has(s)
       ? [['upstream', 'servfailUpstream'], ['no-answer', 'servfailNoAnswer'], ['internal', 'servfailInternal']].map(([reason, k]) => ({ labels: { reason: reason! }, value: c(s, k!) })) : []);
     this.counter('shim6_resolver_rejected_total', 'Client messages refused or dropped, by reason.', (s) => has(s)
-      ? [['formerr', 'formerr'], ['notimp', 'refused'], ['dropped', 'dropped']].map(([reason, k]) => ({ labels: { reason: reason! }, value: c(s, k!) })) : []);
+      ? [['formerr', 'formerr'], ['notimp', 'refused'], ['not-allowed', 'notAllowed'], ['dropped', 'dropped']].map(([reason, k]) => ({ labels: { reason: reason! }, value: c(s, k!) })) : []);
     this.counter('shim6_resolver_truncated_total', 'UDP answers truncated (TC) for the client\'s buffer size.', (s) => has(s) ? [{ value: c(s, 'truncated') }] : []);
     this.counter('shim6_resolver_stale_served_total', 'Expired answers served because the upstreams failed.', (s) => has(s) ? [{ value: c(s, 'staleServed') }] : []);
     this.counter('shim6_resolver_coalesced_total', 'Questions that waited for an identical one already in flight.', (s) => has(s) ? [{ value: c(s, 'coalesced') }] : []);

@@ -1,0 +1,103 @@
+// Who may ask the stub (config key `allow`): loopback always, others only from the listed
+// prefixes. A stub listening on an address other networks reach must not be an open resolver.
+// The real part: `shim6 resolver` on a veth address in a namespace of its own, real `dig` from
+// an address there that is not loopback, over UDP and TCP.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { ClientAcl, isLoopbackHost } from '../../resolver/client-acl.ts';
+import { configFromObject } from '../../resolver/config.ts';
+import { validateConfig } from '../../shim/daemon/config.ts';
+import { UsageError } from '../../shim/errors.ts';
+import { needs } from '../helpers/prereq.ts';
+import { NetLab, type Netns } from '../helpers/netns.ts';
+import { BIN } from '../helpers/cli.ts';
+import { tmpdir } from '../helpers/tmp.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { digStatus } from './harness.ts';
+import { waitFor } from './process.ts';
+import { Endpoint } from '../../resolver/udp-socket.ts';
+
+/** An address as the UDP socket hands it over. */
+const words = (a: string): Endpoint => Endpoint.of(a, 0);
+
+test('allow: loopback always; listed prefixes (IPv6, IPv4, a bare address); nothing else', () => {
+  const none = ClientAcl.parse(undefined, 'allow');
+  for (const a of ['::1', '127.0.0.1', '127.255.0.9']) assert.ok(none.allows(words(a)), a);
+  for (const a of ['2001:db8::1', '192.0.2.1', '::', '::ffff:0.0.0.0', '128.0.0.1']) assert.ok(!none.allows(words(a)), a);
+  const acl = ClientAcl.parse(['2001:db8:77::/48', '192.0.2.0/24', '2001:db8:99::5', '198.51.100.7'], 'allow');
+  for (const a of ['2001:db8:77:ffff::1', '192.0.2.200', '2001:db8:99::5', '198.51.100.7', '::1']) assert.ok(acl.allows(words(a)), a);
+  for (const a of ['2001:db8:78::1', '192.0.3.1', '2001:db8:99::6', '198.51.100.8']) assert.ok(!acl.allows(words(a)), a);
+  assert.ok(acl.allowsAddress('::ffff:192.0.2.9'), 'an IPv4 client on a dual-stack socket');
+  assert.ok(!acl.allowsAddress('not an address'));
+  assert.ok(ClientAcl.parse(['::/0'], 'allow').allows(words('2001:db8::1')), '::/0: everyone (an open resolver, on purpose)');
+  for (const h of ['127.0.0.153', '::1', '127.0.0.1']) assert.ok(isLoopbackHost(h), h);
+  for (const h of ['::', '0.0.0.0', '2001:db8::1', '192.0.2.1']) assert.ok(!isLoopbackHost(h), h);
+});
+
+test('allow: bad entries name the key and the index, in both configuration files', () => {
+  for (const bad of [['2001:db8::/129'], ['192.0.2.0/33'], ['example.com'], ['2001:db8::/4/4'], ['10.0.0.0/-1'], [5], '2001:db8::/32']) {
+    assert.throws(() => configFromObject({ allow: bad }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && /^allow/.test(e.field ?? ''), JSON.stringify(bad));
+    assert.throws(() => validateConfig({ allow: bad }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && /^allow/.test(e.field ?? ''), JSON.stringify(bad));
+  }
+  assert.deepEqual(configFromObject({ allow: ['2001:db8::/32'] }).listener.allow, ['2001:db8::/32']);
+  assert.deepEqual(validateConfig({}).allow, []);
+});
+
+interface Lab { net: NetLab; ns: Netns; dir: string }
+
+function lab(t: TestContext): Lab {
+  const net = new NetLab(t);
+  const ns = net.ns('acl');
+  net.run(ns, ['ip', 'link', 'add', 'acl0', 'type', 'veth', 'peer', 'name', 'acl1']);
+  for (const dev of ['acl0', 'acl1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
+  net.addr(ns, 'acl0', '2001:db8:77::1/64');
+  net.addr(ns, 'acl0', '2001:db8:77::2/64');
+  net.addr(ns, 'acl0', '2001:db8:77::3/64');
+  return { net, ns, dir: tmpdir(t) };
+}
+
+/** `shim6 resolver` on [2001:db8:77::1]:53 in the lab's namespace, with `allow` in its file. */
+async function stub(t: TestContext, l: Lab, allow: string[] | undefined): Promise<{ sock: string; stop: () => Promise<void> }> {
+  const config = path.join(l.dir, `resolver-${allow ? 'allow' : 'none'}.yaml`);
+  writeFileSync(config, JSON.stringify({ listen: ['[2001:db8:77::1]:53'], upstreams: ['[::1]:9'], ...(allow ? { allow } : {}) }));
+  const sock = path.join(l.dir, `control-${allow ? 'allow' : 'none'}.sock`);
+  const child = l.net.spawn(l.ns, [process.execPath, BIN, 'resolver', '--config', config, '--no-engine', '--socket', sock]);
+  let stderr = '';
+  child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  t.after(() => { child.kill('SIGTERM'); });
+  assert.ok(await waitFor(() => stderr.includes('resolver ready') || child.exitCode !== null), stderr);
+  assert.match(stderr, /resolver ready/, stderr);
+  const exited = new Promise<void>((r) => { if (child.exitCode !== null) r(); else child.once('exit', () => r()); });
+  return { sock, stop: () => { child.kill('SIGTERM'); return exited; } };
+}
+
+/** dig in the lab from `source`: the status line's code, or the whole output when there is none. */
+function ask(l: Lab, source: string, transport: '+notcp' | '+tcp'): string {
+  // EDNS version 1: the stub answers BADVERS itself (RFC 6891 §6.1.3), so no upstream is needed.
+  const r = l.net.tryRun(l.ns, ['dig', '@2001:db8:77::1', '-b', source, '+edns=1', '+noednsneg', '+tries=1', '+time=5', transport, 'peer.example.', 'AAAA'], { timeoutMs: 60_000 });
+  return digStatus(r.stdout) ?? `no status: ${r.stdout}${r.stderr}`;
+}
+
+async function notAllowed(sock: string): Promise<number> {
+  const s = (await controlRequest(sock, 'status')) as { resolver: { counters: Record<string, number> } };
+  return s.resolver.counters.notAllowed ?? -1;
+}
+
+test('a stub on an address other networks reach answers loopback, refuses others (UDP: REFUSED, TCP: closed), and answers the prefixes of allow', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'dig'] })) return;
+  const l = lab(t);
+  const closed = await stub(t, l, undefined);
+  assert.equal(ask(l, '::1', '+notcp'), 'BADVERS', 'loopback is always allowed');
+  assert.equal(ask(l, '2001:db8:77::2', '+notcp'), 'REFUSED');
+  assert.match(ask(l, '2001:db8:77::2', '+tcp'), /^no status/, 'the TCP connection is closed');
+  assert.equal(await notAllowed(closed.sock), 2);
+  await closed.stop();
+  // The same stub with allow naming one host: that host is answered, its neighbour still refused.
+  const open = await stub(t, l, ['2001:db8:77::2/128']);
+  assert.equal(ask(l, '2001:db8:77::2', '+notcp'), 'BADVERS');
+  assert.equal(ask(l, '2001:db8:77::2', '+tcp'), 'BADVERS');
+  assert.equal(ask(l, '2001:db8:77::3', '+notcp'), 'REFUSED');
+  assert.equal(await notAllowed(open.sock), 1);
+});
