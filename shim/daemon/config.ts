@@ -84,9 +84,10 @@ export interface DaemonConfig {
   /**
    * UDP transport of the encapsulation: `native` (the addon's batched
    * recvmmsg/sendmmsg socket, udp-native.ts; falls back to `dgram` with a
-   * warning when the addon is not built) or `dgram` (Node's sockets, udp.ts).
+   * warning when the addon is not built), `dgram` (Node's sockets, udp.ts), or
+   * `auto` (as the resolver's key: native when the addon is built, else dgram, said once at info).
    */
-  udp: 'native' | 'dgram';
+  udp: 'native' | 'dgram' | 'auto';
   /**
    * Path of the application's packets while a context is on its ULID pair
    * (docs/dataplane.md "Kernel path"): `kernel` (the kernel's own route, packets
@@ -352,9 +353,10 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc === null || doc === undefined) return c;
   if (!isObject(doc)) configError('(top level)', doc, 'expected a mapping of keys');
   rejectUnknown(doc, TOP_KEYS, '');
-  if (doc.listen !== undefined) c.listen = list('listen', doc.listen).map((e, i) => parseEndpoint(`listen[${i}]`, e, 53));
+  // One address may stand alone, as in the resolver's file.
+  if (doc.listen !== undefined) c.listen = list('listen', typeof doc.listen === 'string' ? [doc.listen] : doc.listen).map((e, i) => parseEndpoint(`listen[${i}]`, e, 53));
   if (doc.allow !== undefined) c.allow = [...ClientAcl.parse(doc.allow, 'allow').text];
-  if (doc.upstreams !== undefined) c.upstreams = list('upstreams', doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
+  if (doc.upstreams !== undefined) c.upstreams = list('upstreams', typeof doc.upstreams === 'string' ? [doc.upstreams] : doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
   if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, 1, 65535);
   if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);
   if (doc.resolverWorkers !== undefined) c.resolverWorkers = int('resolverWorkers', doc.resolverWorkers, 1, MAX_WORKERS);
@@ -365,7 +367,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.tun !== undefined) c.tun = parseTun(doc.tun, c.tun);
   if (doc.port !== undefined) c.port = int('port', doc.port, 1, 65535);
   if (doc.udp !== undefined) {
-    if (doc.udp !== 'native' && doc.udp !== 'dgram') configError('udp', doc.udp, 'expected native or dgram');
+    if (doc.udp !== 'native' && doc.udp !== 'dgram' && doc.udp !== 'auto') configError('udp', doc.udp, 'expected native, dgram or auto');
     c.udp = doc.udp;
   }
   if (doc.dataPath !== undefined) {

@@ -650,11 +650,12 @@ export function kernelPollMs(config: DaemonConfig): number {
  * or when the addon is not built (then with a warning that says so).
  */
 export function openTransport(config: DaemonConfig, pathMtu: number, log: Logger): UdpTransport {
-  if (config.udp === 'native') {
+  if (config.udp !== 'dgram') {
     try {
       return new NativeUdpTransport({ port: config.port, bufferSize: 4 << 20, maxDatagram: pathMtu });
     } catch (e) {
-      log.warn('native UDP transport unavailable, using dgram', { error: (e as Error).message });
+      // Asked for by name, its absence is a warning; with auto, a fact.
+      log[config.udp === 'native' ? 'warn' : 'info']('native UDP transport unavailable, using dgram', { error: (e as Error).message });
     }
   }
   return new DgramTransport({ port: config.port, bufferSize: 4 << 20 });

@@ -72,7 +72,7 @@ test('errors name the key path and carry code ECONFIG', () => {
   rejects({ log: { level: 'loud' } }, 'log.level');
   rejects({ log: { format: 'xml' } }, 'log.format');
   rejects({ listen: ['example.com:53'] }, 'listen[0]');
-  rejects({ upstreams: '1.1.1.1' }, 'upstreams');
+  rejects({ upstreams: 5 }, 'upstreams');
   rejects({ resolverWorkers: 0 }, 'resolverWorkers');
   rejects({ resolverWorkers: 65 }, 'resolverWorkers');
   rejects({ capabilityMaxTtl: 0 }, 'capabilityMaxTtl');
@@ -201,4 +201,13 @@ test('values the daemon would refuse at start are refused in the file: a validat
   rejects({ resolvConf: 'manage', listen: ['127.0.0.153:5353'] }, 'resolvConf');
   rejects({ resolvConf: 'manage', listen: [] }, 'resolvConf');
   assert.equal(validateConfig({ resolvConf: 'manage' }).resolvConf, 'manage');
+});
+
+test('as in the resolver\'s file: one listen or upstream address may stand alone, and udp takes auto', () => {
+  const c = validateConfig({ listen: '[::1]:5353', upstreams: '2001:db8::53', udp: 'auto' });
+  assert.deepEqual(c.listen, [{ address: '::1', port: 5353 }]);
+  assert.deepEqual(c.upstreams, [{ address: '2001:db8::53', port: 53 }]);
+  assert.equal(c.udp, 'auto');
+  rejects({ udp: 'fast' }, 'udp');
+  rejects({ listen: 5 }, 'listen');
 });
