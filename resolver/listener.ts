@@ -10,7 +10,7 @@ import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { WireError } from '../shim/wire/errors.ts';
 import type { Answer, Handler, Request } from './chain.ts';
-import { parseQuery, Rcode, type ParsedQuery } from './message.ts';
+import { nameKeyToText, parseQuery, Rcode, type ParsedQuery } from './message.ts';
 import { errorResponse, finishForClient, pooledCopy, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
 import { Endpoint, openDnsUdp, type DnsUdpSocket, type UdpBackend } from './udp-socket.ts';
@@ -50,6 +50,8 @@ export type AnswerHook = (q: ParsedQuery, answer: Answer, transport: 'udp' | 'tc
 export interface Reply {
   send(out: Uint8Array): void;
   done(): void;
+  /** The client's address, for the query log. */
+  peer(): string;
 }
 
 /**
@@ -65,7 +67,10 @@ class UdpReply extends Endpoint implements Reply {
     this.sock.send(out, this);
   }
   done(): void { /* nothing to release */ }
+  peer(): string { return this.text(); }
 }
+
+const RCODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
 
 export class Listeners {
   private readonly udp: DnsUdpSocket[] = [];
@@ -73,11 +78,14 @@ export class Listeners {
   readonly bound: ListenAddr[] = [];
   private readonly allow: ClientAcl;
   private notAllowedLoggedAt = -Infinity;
+  /** Each answered query logged at debug (`log.level: debug`); off, one boolean on the hot path. */
+  private readonly queryLog: boolean;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
     private readonly log: Logger, opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
     private readonly udpBackend?: UdpBackend) {
     this.allow = ClientAcl.parse(opts.allow, 'allow');
+    this.queryLog = log.enabled('debug');
     this.tcp = new TcpConnections(opts.tcp, counters, (bytes, reply) => this.handle(bytes, 'tcp', reply), log);
   }
 
@@ -147,16 +155,21 @@ export class Listeners {
       return;
     }
     const local = this.localAnswer(bytes, q);
-    if (local) { reply.send(local); reply.done(); return; }
+    if (local) {
+      reply.send(local);
+      if (this.queryLog) this.logQuery(q, (local[3]! & 0x0f) | (q.edns && q.ednsVersion !== 0 ? Rcode.BADVERS : 0), 'local', transport, reply, local.length);
+      reply.done();
+      return;
+    }
     const req: Request = { query: bytes, q, key: q.key, now: this.clock(), transport };
     let r: Answer | Promise<Answer>;
     try {
       r = this.handler(req);
     } catch (err) {
-      this.fail(err, bytes, q, reply);
+      this.fail(err, bytes, q, transport, reply);
       return;
     }
-    if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, reply));
+    if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, transport, reply));
     else this.answer(r, bytes, q, transport, reply);
   }
 
@@ -201,14 +214,22 @@ export class Listeners {
     }
     reply.send(out);
     this.onAnswer?.(q, a, transport);
+    if (this.queryLog) this.logQuery(q, a.rcode, a.source, transport, reply, out.length);
     reply.done();
   }
 
-  private fail(err: unknown, bytes: Uint8Array, q: ParsedQuery, reply: Reply): void {
+  /** One line per answered query, as dnsmasq's log-queries: who asked what, and how it was answered. */
+  private logQuery(q: ParsedQuery, rcode: number, source: string, transport: 'udp' | 'tcp', reply: Reply, size: number): void {
+    this.log.debug('query', { client: reply.peer(), transport, name: nameKeyToText(q.nameKey), type: q.qtype, rcode: RCODE_NAMES[rcode] ?? rcode, source, size });
+  }
+
+  private fail(err: unknown, bytes: Uint8Array, q: ParsedQuery, transport: 'udp' | 'tcp', reply: Reply): void {
     this.log.error('chain failed', { error: (err as Error)?.message });
     this.counters.servfail++;
     this.counters.servfailInternal++;
-    reply.send(errorResponse(bytes, q, Rcode.SERVFAIL));
+    const out = errorResponse(bytes, q, Rcode.SERVFAIL);
+    reply.send(out);
+    if (this.queryLog) this.logQuery(q, Rcode.SERVFAIL, 'internal', transport, reply, out.length);
     reply.done();
   }
 

@@ -64,6 +64,8 @@ class TcpConn implements Reply {
 
   constructor(readonly sock: net.Socket, readonly client: string, private readonly owner: TcpConnections) {}
 
+  peer(): string { return this.client; }
+
   /** Nothing owed to the client: it may be closed to make room. */
   get idle(): boolean {
     return this.inflight === 0 && this.sock.writableLength === 0;

@@ -69,6 +69,27 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   assert.ok(!existsSync(sock), 'control socket removed on shutdown');
 });
 
+test('--log-level debug logs each query: client, name, type, rcode, and whether the cache, an upstream or the stub answered', async (t) => {
+  if (!needs(t, { commands: ['knotd', 'dig'] })) return;
+  const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
+  t.after(() => auth.stop());
+  const cli = await startCli(t, ['--upstream', `127.0.0.1:${auth.port}`, '--log-level', 'debug']);
+  const at = { host: '127.0.0.1', port: cli.port };
+  for (let i = 0; i < 2; i++) assert.equal(digStatus((await dig(at, 'peer.example.', 'AAAA')).stdout), 'NOERROR');
+  assert.equal(digStatus((await dig(at, '+edns=1', '+noednsneg', 'peer.example.', 'AAAA')).stdout), 'BADVERS');
+  assert.equal(digStatus((await dig(at, '+tcp', 'nonexistent.example.', 'A')).stdout), 'NXDOMAIN');
+  const lines = cli.stderr().split('\n').filter((l) => / query client=/.test(l));
+  assert.equal(lines.length, 4, cli.stderr());
+  assert.match(lines[0]!, /client=127\.0\.0\.1 transport=udp name=peer\.example\. type=28 rcode=NOERROR source=upstream size=\d+/);
+  assert.match(lines[1]!, /name=peer\.example\. type=28 rcode=NOERROR source=cache/);
+  assert.match(lines[2]!, /rcode=BADVERS source=local/);
+  assert.match(lines[3]!, /transport=tcp name=nonexistent\.example\. type=1 rcode=NXDOMAIN source=upstream/);
+  // At info (the default) nothing per query.
+  const quiet = await startCli(t, ['--upstream', `127.0.0.1:${auth.port}`]);
+  await dig({ host: '127.0.0.1', port: quiet.port }, 'peer.example.', 'AAAA');
+  assert.doesNotMatch(quiet.stderr(), / query client=/);
+});
+
 test('bad flags and config files are rejected with the field named (exit 2)', async (t) => {
   const dir = tmpdir(t);
   const write = (name: string, text: string): string => { const f = path.join(dir, name); writeFileSync(f, text); return f; };
