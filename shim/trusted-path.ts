@@ -1,5 +1,5 @@
 /**
- * Paths the daemon, as root, relies on (docs/security.md "Local users"): what
+ * Paths the daemon, as root, relies on (docs/security.md "Local user"): what
  * they name must be changeable by no one but root. A path is trusted when it
  * and every directory above it belong to root (or to this process's user) and
  * none is writable by group or others — except a sticky directory above it,
