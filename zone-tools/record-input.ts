@@ -12,6 +12,7 @@ import { recordProblem, type CapabilityLocator, type CapabilityRecord } from '..
 import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, LocatorFlag } from '../shim/constants.ts';
 import { defaultAaaaSet, type HostRecord } from './zone-lines.ts';
 import { digestForUlid, type HbaParamsFile } from '../shim/wire/hba-params.ts';
+import { locatorProblem } from './zone-check.ts';
 
 /** Default TTL of published records (one hour). */
 export const DEFAULT_TTL = 3600;
@@ -46,7 +47,12 @@ export function ownerName(text: string, field = '--name'): string {
 }
 
 function address(text: string, field: string, original: string = text): string {
-  try { return formatIpv6(parseIpv6(text)); } catch { return bad(field, original, 'not an IPv6 address'); }
+  let canon: string;
+  try { canon = formatIpv6(parseIpv6(text)); } catch { return bad(field, original, 'not an IPv6 address'); }
+  // `zone check`'s rule (locatorProblem): what it would reject is refused here, before anything is published.
+  const why = locatorProblem(canon);
+  if (why !== undefined) bad(field, original, `${canon} ${why}; a ${field === '--ulid' ? 'ULID' : 'locator'} must be a global address`);
+  return canon;
 }
 
 function u8(text: string | undefined, field: string, original: string, what: string): number {

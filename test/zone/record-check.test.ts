@@ -179,3 +179,30 @@ test('zone CLI: usage errors exit 2 and name the flag and the value on stderr', 
     assert.match(r.stderr, want, args.join(' '));
   }
 });
+
+test('zone record/update: non-global locators and ULIDs are refused at input (exit 2), by zone check\'s rules', async (t) => {
+  const key = writeZone(tempDir(t), 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
+  const base = { name: 'h.example.', ulid: '2001:db8::1', locator: ['2001:db8::1'] };
+  const cases: [Partial<RecordFlags>, string, RegExp][] = [
+    [{ locator: ['2001:db8::1', '::1'] }, '--locator', /::1 is the loopback address/],
+    [{ locator: ['fe80::1/1'] }, '--locator', /fe80::1 is link-local/],
+    [{ locator: ['::ffff:192.0.2.1'] }, '--locator', /is IPv4-mapped/],
+    [{ locator: ['ff02::1'] }, '--locator', /is a multicast address/],
+    [{ locator: ['::'] }, '--locator', /is the unspecified address/],
+    [{ ulid: 'fe80::1', locator: ['2001:db8::1'] }, '--ulid', /fe80::1 is link-local/],
+    [{ ulid: '::1' }, '--ulid', /loopback/],
+  ];
+  for (const [patch, field, why] of cases) {
+    assert.throws(() => buildHostRecord(recordInput({ ...base, ...patch })), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === field && why.test(e.message), JSON.stringify(patch));
+  }
+  const [rec, upd] = await Promise.all([
+    shim6Async(['zone', 'record', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '::1', '--locator', 'fe80::1']),
+    // Refused before anything is sent (port 9: nothing would answer).
+    shim6Async(['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--ulid', 'fe80::1', '--locator', '2001:db8::1']),
+  ]);
+  assert.equal(rec.status, 2, rec.stderr);
+  assert.match(rec.stderr, /^shim6: error EINVALID: --locator: invalid value "::1": ::1 is the loopback address/);
+  assert.equal(rec.stdout, '');
+  assert.equal(upd.status, 2, upd.stderr);
+  assert.match(upd.stderr, /^shim6: error EINVALID: --ulid: invalid value "fe80::1": fe80::1 is link-local/);
+});
