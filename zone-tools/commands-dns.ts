@@ -85,7 +85,6 @@ export function updatePrerequisite(f: Pick<UpdateFlags, 'ifRecord' | 'ifNoRecord
 
 /** `zone update`: one signed RFC 2136 update for one host. */
 export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
-  const target = updateTarget(f);
   const flags = { ...f };
   if (f.fromHost) {
     const addrs = hostLocators(undefined, f.interface);
@@ -93,8 +92,10 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
     flags.locator = [...(f.locator ?? []), ...addrs.filter((a) => !(f.locator ?? []).some((l) => l.split('/')[0] === a))];
     flags.ulid ??= addrs[0]!;
   }
+  // The record's own options first: a bad value is named before any key file is read.
   const host = buildHostRecord(recordInput(flags));
   const prerequisite = updatePrerequisite(f);
+  const target = updateTarget(f);
   const res = await sendUpdate(target.server, target.zone, host, target.key, {
     tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}), ...(prerequisite ? { prerequisite } : {}),
   });

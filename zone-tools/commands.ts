@@ -42,12 +42,22 @@ export interface RecordFlags {
   rrType?: string;
 }
 
-/** `--rr-type`: `65300` or `TYPE65300`; undefined when not given. */
+/**
+ * RFC 6895 §3.1: RR types 65280–65534 are for private use. Only those: any
+ * other number is (or may become) a real type, and an update with it deletes
+ * that RRset (`--rr-type 1`: the host's A records; 16: its TXT).
+ */
+export const PRIVATE_RR_TYPE_MIN = 65280;
+export const PRIVATE_RR_TYPE_MAX = 65534;
+
+/** `--rr-type`: `65300` or `TYPE65300`, private use only; undefined when not given. */
 export function parseRrType(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const m = /^(?:TYPE)?(\d{1,5})$/i.exec(text);
   const n = m ? Number(m[1]) : NaN;
-  if (!(n >= 1 && n <= 65535)) throw new UsageError('EINVALID', `--rr-type: invalid value ${JSON.stringify(text)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
+  if (!(n >= PRIVATE_RR_TYPE_MIN && n <= PRIVATE_RR_TYPE_MAX)) {
+    throw new UsageError('EINVALID', `--rr-type: invalid value ${JSON.stringify(text)}: must be a private-use type ${PRIVATE_RR_TYPE_MIN}..${PRIVATE_RR_TYPE_MAX} (RFC 6895 §3.1; or TYPEnnn), default 65300`, 'rr-type');
+  }
   return n;
 }
 

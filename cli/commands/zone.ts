@@ -10,6 +10,8 @@ import type { Out } from '../../zone-tools/commands.ts';
 const offline = () => import('../../zone-tools/commands.ts');
 const dns = () => import('../../zone-tools/commands-dns.ts');
 
+const RR_TYPE_HELP = 'RR type number of the capability record: private use only, 65280..65534 (RFC 6895; default 65300)';
+
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
 const out: Out = {
@@ -31,7 +33,7 @@ function recordOptions(c: Command): Command {
     .option('--txt', 'also publish the _shim6 TXT fallback ("v=shim6cap1 b64=…")')
     .option('--hba <params>', 'take locators and hba-digest from an HBA parameters file (from "zone hba")')
     .option('--aaaa <mode>', 'AAAA RRset: "all" = ULID and locators (default), "ulid" = the ULID only')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)');
+    .option('--rr-type <n>', RR_TYPE_HELP);
 }
 
 function serverOptions(c: Command): Command {
@@ -69,7 +71,7 @@ export function register(program: Command): void {
     .description('validate every capability record and _shim6 TXT of zone files; problems as file:line: what')
     .argument('<file...>', 'master files ("-" for stdin)')
     .option('--origin <zone>', 'origin when the file has no $ORIGIN (like named-checkzone\'s zone argument)')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--quiet', 'print problems only, no summary')
     .action(async (files: string[], o) => finish((await offline()).runCheck(files, o, out)));
 
@@ -86,7 +88,7 @@ export function register(program: Command): void {
     .description('fetch a host\'s capability record (and TXT fallback) and print it; --expect* compare')
     .argument('<name>', 'the host name')
     .option('--server <addr[:port]>', 'server to ask (default: first nameserver in /etc/resolv.conf)')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--no-txt', 'do not fall back to the _shim6 TXT record')
     .option('--expect <text>', 'the expected record in text form ("v1 ulid=… loc=…"); exit 1 if different')
     .option('--expect-ulid <addr>', 'the expected ULID; exit 1 if different')
@@ -104,7 +106,7 @@ export function register(program: Command): void {
     .option('--ttl <seconds>', 'TTL for hosts whose row has none')
     .option('--txt', 'also publish the _shim6 TXT fallback for every host')
     .option('--aaaa <mode>', 'AAAA RRset: "all" (default) or "ulid"')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--progress', 'always draw the progress bar (default: on a terminal, 100+ hosts)')
     .option('--no-progress', 'never draw the progress bar')
     .option('--concurrency <n>', 'updates in flight at once (default 4)'))

@@ -206,3 +206,24 @@ test('zone record/update: non-global locators and ULIDs are refused at input (ex
   assert.equal(upd.status, 2, upd.stderr);
   assert.match(upd.stderr, /^shim6: error EINVALID: --ulid: invalid value "fe80::1": fe80::1 is link-local/);
 });
+
+test('--rr-type: only the private-use range 65280..65534 (RFC 6895 §3.1), in every zone command', async () => {
+  for (const ok of ['65280', '65300', 'TYPE65534', 'type65400']) {
+    assert.equal(buildHostRecord(recordInput({ name: 'h.example.', ulid: '2001:db8::1', locator: ['2001:db8::1'], rrType: ok })).rrType, Number(ok.replace(/type/i, '')));
+  }
+  for (const bad of ['1', '16', '28', '65279', '65535', 'TYPE16', '0']) {
+    assert.throws(() => recordInput({ name: 'h.example.', ulid: '2001:db8::1', locator: ['2001:db8::1'], rrType: bad }),
+      (e: unknown) => e instanceof UsageError && e.field === 'rr-type' && /private-use type 65280\.\.65534/.test(e.message), bad);
+  }
+  const rec = ['--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const runs = await Promise.all([
+    shim6Async(['zone', 'record', ...rec, '--rr-type', '28']),
+    shim6Async(['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', '/nonexistent', ...rec, '--rr-type', '1']),
+    shim6Async(['zone', 'check', '--rr-type', '16', '/dev/null']),
+    shim6Async(['zone', 'show', 'h.example.', '--server', '127.0.0.1:9', '--rr-type', '16', '--timeout', '0.1']),
+  ]);
+  for (const r of runs) {
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^shim6: error EINVALID: --rr-type: invalid value "\d+": must be a private-use type 65280\.\.65534/);
+  }
+});
