@@ -16,7 +16,7 @@ import { buildHostRecord } from './record-input.ts';
 import { parseServer, type ServerAddress } from './dns-transport.ts';
 import { parseTsigKeyFile } from './tsig-key.ts';
 import type { TsigKey } from './tsig.ts';
-import { sendUpdate } from './update.ts';
+import { checkOwner, inZone, sendUpdate } from './update.ts';
 import { compare, fetchCapability } from './show.ts';
 import { hostLocators } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
@@ -96,9 +96,9 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   const host = buildHostRecord(recordInput(flags));
   const prerequisite = updatePrerequisite(f);
   const target = updateTarget(f);
-  const res = await sendUpdate(target.server, target.zone, host, target.key, {
-    tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}), ...(prerequisite ? { prerequisite } : {}),
-  });
+  const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
+  if (inZone(host.name, target.zone)) await checkOwner(target.server, target.zone, host.name, host.rrType, target.key, xopts);
+  const res = await sendUpdate(target.server, target.zone, host, target.key, { ...xopts, ...(prerequisite ? { prerequisite } : {}) });
   out.stdout(`updated ${host.name} in ${target.zone} at ${hostPort(target.server.host, target.server.port)}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
   out.stdout(`; ${formatCapabilityRecord(host.record)}\n`);
   return 0;
@@ -199,7 +199,9 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
     const whereOf = new Map(rows.map((r) => [r.name.endsWith('.') ? r.name : `${r.name}.`, r.where]));
     await forEachLimited(built.hosts, concurrency, async (h) => {
       try {
-        await sendUpdate(target.server, target.zone, h, target.key, { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) });
+        const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
+        if (inZone(h.name, target.zone)) await checkOwner(target.server, target.zone, h.name, h.rrType, target.key, xopts);
+        await sendUpdate(target.server, target.zone, h, target.key, xopts);
       } catch (e) {
         failures.push({ where: whereOf.get(h.name) ?? '', name: h.name, why: (e as Error).message });
       }

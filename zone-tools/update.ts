@@ -220,3 +220,39 @@ export async function readRrset(server: ServerAddress, name: string, type: numbe
   const q = encodeMessage({ id, flags: 0, questions: [{ name: canonicalName(name), type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
   return rrsetFromAnswer(await exchange(server, q, opts), id, name, type, hostPort(server.host, server.port));
 }
+
+/**
+ * Refuse, before an update is sent, a name where the server would drop what
+ * we publish: RFC 2136 §3.4.2.2 has a server ignore every non-CNAME record
+ * added at a CNAME owner, and a name at or below a zone cut (NS, other than at
+ * the apex) is not the zone's data, yet both answer NOERROR, so the update
+ * would look applied. One query to `server` for `name` (same transport and
+ * timeout, signed with `key` so servers that only answer keyed clients
+ * answer): a CNAME at the name is `EDNS_CNAME`, a referral to a cut inside
+ * `zone` is `EDNS_DELEGATED` (ProtocolError, exit 1). Only positive evidence
+ * refuses: any other answer (an error rcode, a TSIG error, no AA) lets the
+ * update go, and the update's own answer reports it. The answer's TSIG is not
+ * required to verify: a forged one can only refuse, as a dropped packet can.
+ */
+export async function checkOwner(server: ServerAddress, zone: string, name: string, type: number, key: TsigKey, opts: ExchangeOptions = {}): Promise<void> {
+  const id = crypto.randomInt(0, 0x10000);
+  const want = canonicalName(name);
+  const apex = canonicalName(zone);
+  const q = encodeMessage({ id, flags: 0, questions: [{ name: want, type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
+  const answer = await exchange(server, signMessage(q, key, Math.floor(Date.now() / 1000)).bytes, opts);
+  const m = decodeMessage(answer);
+  const where = hostPort(server.host, server.port);
+  if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.QUERY || m.id !== id) return;
+  const rcode = rcodeOf(m.flags);
+  if (rcode !== 0 && rcode !== 3) return;
+  const alias = m.answers.find((rr) => rr.type === RrType.CNAME && canonicalName(rr.name) === want);
+  if (alias) {
+    throw new ProtocolError('EDNS_CNAME', `${want} is an alias (CNAME) at ${where}: a server drops the capability record and AAAA added at a CNAME owner; publish at the canonical name instead; nothing sent`);
+  }
+  if ((m.flags & FLAG_AA) !== 0) return;
+  const cut = m.authorities.find((rr) => rr.type === RrType.NS && canonicalName(rr.name) !== apex
+    && inZone(rr.name, apex) && inZone(want, rr.name));
+  if (cut) {
+    throw new ProtocolError('EDNS_DELEGATED', `${want} is at or below the delegation ${canonicalName(cut.name)} (NS) in zone ${apex} at ${where}: the zone holds no data there; update the child zone instead; nothing sent`);
+  }
+}

@@ -114,3 +114,30 @@ test('zone update --from-host publishes the addresses of a real interface', asyn
   assert.match(show.stdout, /ulid=2001:db8:7[78]::5/);
   assert.ok(path.isAbsolute(key));
 });
+
+for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
+  test(`zone update against ${kind}: a CNAME owner or a name below a delegation is refused, nothing sent`, async (t) => {
+    if (!needs(t, { root: true, commands: [kind === 'knot' ? 'knotd' : 'named', 'kdig'] })) return;
+    const secret = randomTsigSecret();
+    const text = zoneHeader(Z) + hostZoneLines(OLD).join('\n') + '\nalias IN CNAME h\nsub IN NS ns.sub\nns.sub IN AAAA 2001:db8::54\n';
+    const dns = await startAuthDns({ server: kind, zones: [{ name: Z, text }], tsig: { name: 'k.', secret }, allowUpdate: true });
+    t.after(() => dns.stop());
+    const key = writeZone(tempDir(t), 'k.key', `k:${secret}\n`);
+    const upd = (name: string): Promise<{ status: number | null; stdout: string; stderr: string }> => shim6Async(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z,
+      '--key', key, '--name', name, '--ulid', '2001:db8:1::5', '--locator', '2001:db8:1::5', '--txt']);
+    const [alias, below, at] = await Promise.all([upd('alias.upd.test.'), upd('h.sub.upd.test.'), upd('sub.upd.test.')]);
+    assert.equal(alias.status, 1, alias.stderr);
+    assert.match(alias.stderr, /^shim6: error EDNS_CNAME: alias\.upd\.test\. is an alias \(CNAME\) at 127\.0\.0\.1:\d+: .*nothing sent\n$/);
+    assert.equal(alias.stdout, '');
+    for (const r of [below, at]) {
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /^shim6: error EDNS_DELEGATED: (h\.)?sub\.upd\.test\. is at or below the delegation sub\.upd\.test\. \(NS\) in zone upd\.test\. .*nothing sent\n$/);
+    }
+    // Nothing reached the zone: the old code's update added the TXT (the one thing a server keeps there).
+    assert.deepEqual(kdig(dns.port, ['_shim6.alias.upd.test.', 'TXT']), []);
+    assert.deepEqual(kdig(dns.port, ['_shim6.h.sub.upd.test.', 'TXT', '+norecurse']).filter((l) => l.startsWith('"')), []);
+    // An ordinary name still updates.
+    const ok = await upd('h.upd.test.');
+    assert.equal(ok.status, 0, ok.stderr);
+  });
+}
