@@ -12,7 +12,7 @@ import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { encodeCapabilityRecord, formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { WireError } from '../shim/wire/errors.ts';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
-import { buildHostRecord } from './record-input.ts';
+import { buildHostRecord, checkTxtOwnerFits } from './record-input.ts';
 import { parseServer, type ServerAddress } from './dns-transport.ts';
 import { parseTsigKeyFile } from './tsig-key.ts';
 import type { TsigKey } from './tsig.ts';
@@ -23,6 +23,7 @@ import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
 import { parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
 import { hostPort } from '../shim/log.ts';
+import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 
 export interface ServerFlags {
   server?: string;
@@ -94,6 +95,7 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   }
   // The record's own options first: a bad value is named before any key file is read.
   const host = buildHostRecord(recordInput(flags));
+  checkTxtOwnerFits(host.name); // with --txt or not: the update deletes the TXT RRset at _shim6.<name>
   const prerequisite = updatePrerequisite(f);
   const target = updateTarget(f);
   const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
@@ -133,6 +135,10 @@ export interface ShowFlags {
 
 /** `zone show NAME`: fetch, decode, print, and compare with --expect*. */
 export async function runShow(name: string, f: ShowFlags, out: Out): Promise<number> {
+  const octets = nameWireLength(canonicalName(name));
+  if (octets === undefined || octets > MAX_NAME_OCTETS) {
+    throw new UsageError('EINVALID', `NAME: invalid value ${JSON.stringify(name)}: ${octets === undefined ? 'has an empty label' : `${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name`}`, 'NAME');
+  }
   const server = parseServer(f.server ?? systemServer(), '--server');
   const rrType = parseRrType(f.rrType) ?? CAPABILITY_RR_TYPE;
   const t = timeoutMs(f.timeout);
@@ -200,6 +206,7 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
     await forEachLimited(built.hosts, concurrency, async (h) => {
       try {
         const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
+        checkTxtOwnerFits(h.name);
         if (inZone(h.name, target.zone)) await checkOwner(target.server, target.zone, h.name, h.rrType, target.key, xopts);
         await sendUpdate(target.server, target.zone, h, target.key, xopts);
       } catch (e) {

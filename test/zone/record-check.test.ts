@@ -227,3 +227,47 @@ test('--rr-type: only the private-use range 65280..65534 (RFC 6895 §3.1), in ev
     assert.match(r.stderr, /^shim6: error EINVALID: --rr-type: invalid value "\d+": must be a private-use type 65280\.\.65534/);
   }
 });
+
+/** A host name of `n` characters (no final dot) in labels of at most 61. */
+function longName(n: number): string {
+  const labels: string[] = [];
+  let left = n;
+  while (left > 0) {
+    const l = Math.min(61, left - (left > 61 ? 1 : 0));
+    labels.push('h'.repeat(l));
+    left -= l + 1;
+  }
+  const name = labels.join('.');
+  assert.equal(name.length, n);
+  return name;
+}
+
+test('long names: the _shim6 TXT owner must fit in 255 octets; --name error, zone check reports the owner', async (t) => {
+  const dir = tempDir(t);
+  const key = writeZone(dir, 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
+  const rec = ['--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const [fits, long, noTxt, upd, show] = await Promise.all([
+    shim6Async(['zone', 'record', '--name', longName(246), ...rec, '--txt']),
+    shim6Async(['zone', 'record', '--name', longName(253), ...rec, '--txt']),
+    shim6Async(['zone', 'record', '--name', longName(253), ...rec]),
+    // The update deletes the TXT RRset at _shim6.<name> even without --txt: refused before anything is sent.
+    shim6Async(['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'hhh.', '--key', key, '--name', `${longName(247)}`, ...rec]),
+    shim6Async(['zone', 'show', `${longName(250)}.${longName(20)}`, '--server', '127.0.0.1:9']),
+  ]);
+  assert.equal(fits.status, 0, fits.stderr);
+  assert.equal(long.status, 2, long.stderr);
+  assert.match(long.stderr, /^shim6: error EINVALID: --name: invalid value "h+(\.h+)*\.": the TXT fallback's owner _shim6\.<name> would be 262 octets, over the 255 of a DNS name .*at most 246 characters\n$/);
+  assert.equal(long.stdout, '');
+  assert.equal(noTxt.status, 0, noTxt.stderr);
+  assert.equal(upd.status, 2, upd.stderr);
+  assert.match(upd.stderr, /^shim6: error EINVALID: --name: .* would be 256 octets/);
+  assert.equal(show.status, 2, show.stderr);
+  assert.match(show.stderr, /^shim6: error EINVALID: NAME: invalid value "h+.*": 273 octets, over the 255 of a DNS name\n$/);
+
+  // zone check: the over-long owner is a problem on its line (once per owner).
+  const host = `${longName(240)}.example.`;
+  const zone = `$ORIGIN example.\n${host} IN AAAA 2001:db8::1\n_shim6.${host} IN TXT "x"\n_shim6.${host} IN TXT "y"\n`;
+  const res = checkZoneText(zone, 'z');
+  assert.deepEqual(res.problems.filter((p) => /octets/.test(p.message)).map((p) => [p.line, p.message.replace(/owner \S+/, 'owner O')]),
+    [[3, 'owner O is 257 octets, over the 255 of a DNS name (RFC 1035 §2.3.4)']]);
+});
