@@ -101,6 +101,7 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
   if (inZone(host.name, target.zone)) await checkOwner(target.server, target.zone, host.name, host.rrType, target.key, xopts);
   const res = await sendUpdate(target.server, target.zone, host, target.key, { ...xopts, ...(prerequisite ? { prerequisite } : {}) });
+  out.applied?.(`the update of ${host.name} in ${target.zone} was applied (${res.rcodeName}, verified)`);
   out.stdout(`updated ${host.name} in ${target.zone} at ${hostPort(target.server.host, target.server.port)}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
   out.stdout(`; ${formatCapabilityRecord(host.record)}\n`);
   return 0;

@@ -15,6 +15,8 @@ import { checkZoneText, formatProblem } from './zone-check.ts';
 export interface Out {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
+  /** What the command has done that stays done (an applied update), for an error on stdout to report. */
+  applied?: (what: string) => void;
 }
 
 /** Read a file for option `field`, turning "no such file" into a usage error that names it. */

@@ -7,7 +7,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { shim6 } from '../helpers/cli.ts';
-import { kzonecheck, namedCheckzone, shim6Async, tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { kzonecheck, namedCheckzone, shim6Async, shim6BadStdout, tempDir, writeZone, zoneHeader } from './zonefile.ts';
 import { checkZoneText } from '../../zone-tools/zone-check.ts';
 import { recordInput, type RecordFlags } from '../../zone-tools/commands.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
@@ -270,4 +270,18 @@ test('long names: the _shim6 TXT owner must fit in 255 octets; --name error, zon
   const res = checkZoneText(zone, 'z');
   assert.deepEqual(res.problems.filter((p) => /octets/.test(p.message)).map((p) => [p.line, p.message.replace(/owner \S+/, 'owner O')]),
     [[3, 'owner O is 257 octets, over the 255 of a DNS name (RFC 1035 §2.3.4)']]);
+});
+
+test('a full or closed stdout is one error line, exit 1, no stack trace', async (t) => {
+  const dir = tempDir(t);
+  const rows = Array.from({ length: 3000 }, (_, i) => `h${i}.example.,2001:db8::${(i + 1).toString(16)},2001:db8::${(i + 1).toString(16)}`);
+  const inv = writeZone(dir, 'inv.csv', `name,ulid,locators\n${rows.join('\n')}\n`);
+  const rec = ['zone', 'record', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const runs = await Promise.all([shim6BadStdout(rec, 'full'), shim6BadStdout(['zone', 'bulk', inv], 'closed'), shim6BadStdout(['zone', 'bulk', inv], 'full')]);
+  for (const [i, r] of runs.entries()) {
+    assert.equal(r.status, 1, `${i}: ${r.stderr}`);
+    const lines = r.stderr.split('\n').filter((l) => l !== '' && !/^\d+ hosts, no failures$/.test(l));
+    assert.deepEqual(lines.length, 1, `${i}: ${r.stderr}`);
+    assert.match(lines[0]!, /^shim6: error (ENOSPC|EPIPE): cannot write to stdout/, `${i}`);
+  }
 });

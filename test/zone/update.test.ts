@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
-import { shim6Async, tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { shim6Async, shim6BadStdout, tempDir, writeZone, zoneHeader } from './zonefile.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
 import { sendUpdate } from '../../zone-tools/update.ts';
@@ -139,5 +139,10 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     // An ordinary name still updates.
     const ok = await upd('h.upd.test.');
     assert.equal(ok.status, 0, ok.stderr);
+    // Applied, then stdout fails: one line that says the update was applied.
+    const full = await shim6BadStdout(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z, '--key', key, '--name', 'h.upd.test.', '--ulid', '2001:db8:1::6', '--locator', '2001:db8:1::6'], 'full');
+    assert.equal(full.status, 1, full.stderr);
+    assert.match(full.stderr, /^shim6: error ENOSPC: cannot write to stdout .*; the update of h\.upd\.test\. in upd\.test\. was applied \(NOERROR, verified\)\n$/);
+    assert.deepEqual(kdig(dns.port, ['h.upd.test.', 'AAAA']), ['2001:db8:1::6']);
   });
 }
