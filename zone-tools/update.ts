@@ -24,7 +24,7 @@ import {
   canonicalName, decodeMessage, encodeMessage, encodeTxtRdata, opcodeOf, Opcode, rcodeName, rcodeOf, RrClass, RrType,
   FLAG_AA, FLAG_QR, type DnsMessage, type ResourceRecord,
 } from './dns-message.ts';
-import { exchange, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
+import { exchange, TransportError, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { signMessage, verifyResponse, type TsigKey } from './tsig.ts';
 import { txtOwner, txtStrings, type HostRecord } from './zone-lines.ts';
 import { hostPort } from '../shim/log.ts';
@@ -143,7 +143,17 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const signed = signMessage(unsigned, key, now);
   const where = hostPort(server.host, server.port);
-  const answer = await exchange(server, signed.bytes, opts);
+  let answer: Uint8Array;
+  try {
+    answer = await exchange(server, signed.bytes, opts);
+  } catch (e) {
+    // No answer after the update left: the server may have applied it (any UDP try, or the TCP
+    // message, may have arrived; only the answer was lost), as with an unverified answer.
+    if (e instanceof TransportError && (e.code === 'ETIMEOUT' || e.code === 'ECLOSED')) {
+      throw new TransportError(e.code, `${e.message}: the update of ${host.name} may or may not have been applied: check with \`shim6 zone show ${host.name} --server ${where}\``);
+    }
+    throw e;
+  }
   const m = decodeMessage(answer);
   if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.UPDATE || m.id !== id) {
     throw new ProtocolError('EDNS_ANSWER', `${where} answered with something that is not the answer to our UPDATE`);

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
@@ -12,6 +13,7 @@ import { shim6Async, shim6BadStdout, tempDir, writeZone, zoneHeader } from './zo
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
 import { sendUpdate } from '../../zone-tools/update.ts';
+import { TransportError } from '../../zone-tools/dns-transport.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
 import { encodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { ProtocolError } from '../../shim/errors.ts';
@@ -146,3 +148,19 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.deepEqual(kdig(dns.port, ['h.upd.test.', 'AAAA']), ['2001:db8:1::6']);
   });
 }
+
+test('an update with no answer (UDP timeout) says it may or may not have been applied', async (t) => {
+  // A server that takes every datagram and never answers.
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  t.after(() => sock.close());
+  let got = 0;
+  sock.on('message', () => { got++; });
+  const port = sock.address().port;
+  await assert.rejects(
+    sendUpdate({ host: '127.0.0.1', port }, Z, OLD, parseTsigKeyFile(`k:${randomTsigSecret()}`, 'inline'), { timeoutMs: 100, tries: 2 }),
+    (e: unknown) => e instanceof TransportError && e.code === 'ETIMEOUT'
+      && new RegExp(`^no answer from 127\\.0\\.0\\.1:${port} after 2 tries of 100 ms: the update of h\\.upd\\.test\\. may or may not have been applied: check with \`shim6 zone show h\\.upd\\.test\\. --server 127\\.0\\.0\\.1:${port}\`$`).test(e.message),
+  );
+  assert.equal(got, 2, 'both tries reached the server: either could have been applied');
+});
