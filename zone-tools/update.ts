@@ -95,7 +95,7 @@ export function buildUpdate(zone: string, host: HostRecord, id: number, aaaa = t
 
 const TSIG_ERRORS: Readonly<Record<number, string>> = {
   16: 'BADSIG: the server does not accept the signature (wrong secret for this key name?)',
-  17: 'BADKEY: the server does not know this key name or algorithm',
+  17: 'BADKEY: the server does not know this key name or algorithm, or no ACL of this zone allows updates with this key',
   18: 'BADTIME: the clocks differ by more than the fudge',
   22: 'BADTRUNC',
 };

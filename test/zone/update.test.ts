@@ -164,3 +164,15 @@ test('an update with no answer (UDP timeout) says it may or may not have been ap
   );
   assert.equal(got, 2, 'both tries reached the server: either could have been applied');
 });
+
+test('zone update against knot: a key that no ACL of the zone grants is BADKEY, and the message says so', async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
+  const secret = randomTsigSecret();
+  // The key is known to the server (tsig) but no ACL allows it to update (allowUpdate off).
+  const dns = await startAuthDns({ server: 'knot', zones: [{ name: Z, text: zoneHeader(Z) }], tsig: { name: 'k.', secret } });
+  t.after(() => dns.stop());
+  const key = writeZone(tempDir(t), 'k.key', `k:${secret}\n`);
+  const r = await shim6Async(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z, '--key', key, '--name', 'h.upd.test.', '--ulid', '2001:db8:1::1', '--locator', '2001:db8:1::1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^shim6: error ETSIG_BADKEY: .*NOTAUTH, TSIG BADKEY: the server does not know this key name or algorithm, or no ACL of this zone allows updates with this key \(key k\.\)\n$/);
+});
