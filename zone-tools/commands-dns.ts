@@ -48,7 +48,7 @@ function updateTarget(f: ServerFlags): UpdateTarget {
   if (!f.key) throw new UsageError('EMISSING', '--key: required: a TSIG key file (hmac-sha256)', 'key');
   const zone = f.zone.endsWith('.') ? f.zone : f.zone + '.';
   return {
-    server: parseServer(f.server, '--server'), zone, key: parseTsigKeyFile(readInput(f.key, '--key'), f.key, f.keyName),
+    server: parseServer(f.server, '--server'), zone, key: parseTsigKeyFile(readInput(f.key, '--key', 'key'), f.key, f.keyName),
     tcp: f.tcp === true, timeoutMs: timeoutMs(f.timeout),
   };
 }
@@ -190,7 +190,7 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
   }
   const defaults = { aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType: parseRrType(f.rrType) };
   const target = f.update ? updateTarget(f) : undefined;
-  const rows = parseInventory(readInput(file, 'FILE'), file);
+  const rows = parseInventory(readInput(file, 'FILE', 'inventory'), file);
   const showBar = f.progress ?? (err.isTTY === true && rows.length >= 100);
   const bar = showBar ? progressBar(err, target ? 'updating' : 'building') : undefined;
   const built = buildAll(rows, {

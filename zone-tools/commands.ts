@@ -5,7 +5,8 @@
  *
  * Owns: what those commands print. Must not know: commander.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
 import { UsageError } from '../shim/errors.ts';
 import { buildHostRecord, type RecordInput } from './record-input.ts';
 import { hostZoneLines } from './zone-lines.ts';
@@ -19,17 +20,21 @@ export interface Out {
   applied?: (what: string) => void;
 }
 
-/** Read a file for option `field`, turning "no such file" into a usage error that names it. */
-export function readInput(file: string, field: string): string {
+/**
+ * Read a file for option `field`, at most the bound of its `kind` (read-bounded.ts),
+ * turning "no such file" into a usage error that names it.
+ */
+export function readInput(file: string, field: string, kind: InputKind, limit?: number): string {
   try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8');
+    return readBounded(file, field, kind, limit);
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, field);
   }
 }
 
 export function loadHbaParams(file: string | undefined): HbaParamsFile | undefined {
-  return file === undefined ? undefined : parseHbaParams(readInput(file, '--hba'), file);
+  return file === undefined ? undefined : parseHbaParams(readInput(file, '--hba', 'params'), file);
 }
 
 export interface RecordFlags {
@@ -95,7 +100,7 @@ export function runHbaGenerate(f: HbaFlags, out: Out): number {
   if (prefixes.length === 0) throw new UsageError('EMISSING', '--prefix: required: give one --prefix P/64 per link', 'prefix');
   const sec = f.sec === undefined ? 1 : Number(f.sec);
   if (f.sec !== undefined && !/^[012]$/.test(f.sec)) throw new UsageError('EINVALID', `--sec: invalid value ${JSON.stringify(f.sec)}: must be 0, 1 or 2`, 'sec');
-  const publicKey = f.key === undefined ? undefined : rsaPublicKeyDer(readInput(f.key, '--key'), f.key);
+  const publicKey = f.key === undefined ? undefined : rsaPublicKeyDer(readInput(f.key, '--key', 'key'), f.key);
   for (const p of prefixes) {
     if (!/^[0-9a-fA-F:.]+(\/64)?$/.test(p)) throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(p)}: expected an IPv6 /64 prefix like 2001:db8:1::/64`, 'prefix');
   }
@@ -113,7 +118,7 @@ export function runHbaGenerate(f: HbaFlags, out: Out): number {
 
 /** `zone hba verify ADDR PARAMS`: 0 when the address belongs to the set, else 1. */
 export function runHbaVerify(address: string, file: string, out: Out): number {
-  const params = parseHbaParams(readInput(file, 'PARAMS'), file);
+  const params = parseHbaParams(readInput(file, 'PARAMS', 'params'), file);
   let result: string;
   try { result = verifyAgainstParams(address, params); } catch {
     throw new UsageError('EINVALID', `ADDR: invalid value ${JSON.stringify(address)}: not an IPv6 address`, 'ADDR');
@@ -137,7 +142,11 @@ export function runCheck(files: string[], f: CheckFlags, out: Out): number {
   const rrType = parseRrType(f.rrType);
   let errors = 0;
   for (const file of files) {
-    const res = checkZoneText(readInput(file, 'FILE'), file, {
+    // One budget for the file and every $INCLUDE it reads (an $INCLUDE over it is a problem on its line).
+    let left: number = READ_BOUNDS.zone;
+    const take = (text: string): string => { left -= Buffer.byteLength(text); return text; };
+    const res = checkZoneText(take(readInput(file, 'FILE', 'zone')), file, {
+      readFile: (p) => take(readBounded(p, '', 'zone', left)),
       ...(f.origin !== undefined ? { origin: f.origin } : {}),
       ...(rrType !== undefined ? { rrType } : {}),
     });

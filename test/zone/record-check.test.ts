@@ -3,7 +3,7 @@
 // the latter on the right line; `zone check` finds each rule's violation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { shim6 } from '../helpers/cli.ts';
@@ -12,6 +12,7 @@ import { checkZoneText } from '../../zone-tools/zone-check.ts';
 import { recordInput, type RecordFlags } from '../../zone-tools/commands.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { READ_BOUNDS } from '../../zone-tools/read-bounded.ts';
 import { encodeCapabilityRecord, toGenericRdata, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
 
 const Z = 'example.';
@@ -284,4 +285,38 @@ test('a full or closed stdout is one error line, exit 1, no stack trace', async 
     assert.deepEqual(lines.length, 1, `${i}: ${r.stderr}`);
     assert.match(lines[0]!, /^shim6: error (ENOSPC|EPIPE): cannot write to stdout/, `${i}`);
   }
+});
+
+test('input files are read up to a bound per kind: /dev/zero is ETOOLARGE, not all the memory there is', async (t) => {
+  const dir = tempDir(t);
+  // A regular file one octet over the zone bound, first: the old code read it whole (and /dev/zero forever).
+  const big = path.join(dir, 'big.zone');
+  writeFileSync(big, Buffer.alloc(READ_BOUNDS.zone + 1, 0x20));
+  const overBig = await shim6Async(['zone', 'check', big]);
+  assert.equal(overBig.status, 2, overBig.stderr);
+  assert.match(overBig.stderr, /^shim6: error ETOOLARGE: FILE: ".*big\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all; not read\n$/);
+  const inc = writeZone(dir, 'inc.zone', '$ORIGIN example.\nh IN AAAA 2001:db8::1\n$INCLUDE /dev/zero\n');
+  const key = ['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const [include, zero, keyZero, bulkZero] = await Promise.all([
+    shim6Async(['zone', 'check', inc]),
+    shim6Async(['zone', 'check', '/dev/zero']),
+    shim6Async([...key, '--key', '/dev/zero']),
+    shim6Async(['zone', 'bulk', '/dev/zero']),
+  ]);
+  assert.equal(include.status, 1, include.stderr);
+  assert.match(include.stdout, /^.*inc\.zone:3: \$INCLUDE \/dev\/zero: "\/dev\/zero" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all; not read\n$/);
+  for (const [r, re] of [[zero, /^shim6: error ETOOLARGE: FILE: "\/dev\/zero" is larger than 32 MiB, the bound for a zone file/],
+    [keyZero, /^shim6: error ETOOLARGE: --key: "\/dev\/zero" is larger than 1 MiB, the bound for a key file; not read\n$/],
+    [bulkZero, /^shim6: error ETOOLARGE: FILE: "\/dev\/zero" is larger than 32 MiB, the bound for an inventory; not read\n$/]] as const) {
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, re);
+  }
+  // The budget is shared: two included files that fit alone but not together.
+  const half = Buffer.alloc(READ_BOUNDS.zone / 2 + 1, 0x20);
+  writeFileSync(path.join(dir, 'a.zone'), half);
+  writeFileSync(path.join(dir, 'b.zone'), half);
+  const two = writeZone(dir, 'two.zone', '$INCLUDE a.zone\n$INCLUDE b.zone\n');
+  const both = await shim6Async(['zone', 'check', '--origin', 'example.', two]);
+  assert.equal(both.status, 1, both.stderr);
+  assert.match(both.stdout, /^.*two\.zone:2: \$INCLUDE b\.zone: ".*b\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all/);
 });
