@@ -18,11 +18,12 @@ import { parseTsigKeyFile } from './tsig-key.ts';
 import type { TsigKey } from './tsig.ts';
 import { checkOwner, inZone, sendUpdate } from './update.ts';
 import { compare, fetchCapability } from './show.ts';
-import { hostLocators } from './host-addresses.ts';
+import { hostLocators, interfaceProblem } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
 import { parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
 import { hostPort } from '../shim/log.ts';
+import { parseIpv6 } from '../shim/wire/ipv6.ts';
 import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 
 export interface ServerFlags {
@@ -88,8 +89,15 @@ export function updatePrerequisite(f: Pick<UpdateFlags, 'ifRecord' | 'ifNoRecord
 export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   const flags = { ...f };
   if (f.fromHost) {
+    for (const name of f.interface ?? []) {
+      const why = interfaceProblem(name);
+      if (why !== undefined) throw new UsageError('EINVALID', `--interface: invalid value ${JSON.stringify(name)}: ${why}`, 'interface');
+    }
     const addrs = hostLocators(undefined, f.interface);
-    if (addrs.length === 0) throw new EnvironmentError('ENOLOCATOR', '--from-host: this host has no global IPv6 address');
+    if (addrs.length === 0) {
+      const where = (f.interface ?? []).length > 0 ? `interface ${f.interface!.join(', ')} has` : 'this host has';
+      throw new EnvironmentError('ENOLOCATOR', `--from-host: ${where} no global IPv6 address (an interface that is down has none)`);
+    }
     flags.locator = [...(f.locator ?? []), ...addrs.filter((a) => !(f.locator ?? []).some((l) => l.split('/')[0] === a))];
     flags.ulid ??= addrs[0]!;
   }
@@ -142,6 +150,16 @@ export async function runShow(name: string, f: ShowFlags, out: Out): Promise<num
   }
   const server = parseServer(f.server ?? systemServer(), '--server');
   const rrType = parseRrType(f.rrType) ?? CAPABILITY_RR_TYPE;
+  // The expectations are checked before any query: a typo is the caller's (exit 2), not a mismatch (exit 1).
+  if (f.expect !== undefined) {
+    try { parseCapabilityRecord(f.expect); } catch (e) {
+      if (!(e instanceof WireError) && !(e instanceof UsageError)) throw e;
+      throw new UsageError('EINVALID', `--expect: invalid value ${JSON.stringify(f.expect)}: ${e.message}`, 'expect');
+    }
+  }
+  for (const [field, a] of [...(f.expectUlid !== undefined ? [['--expect-ulid', f.expectUlid] as const] : []), ...(f.expectLocator ?? []).map((l) => ['--expect-locator', l] as const)]) {
+    try { parseIpv6(a); } catch { throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(a)}: not an IPv6 address`, field.slice(2)); }
+  }
   const t = timeoutMs(f.timeout);
   const shown = await fetchCapability(server, name, rrType, f.txt !== false, { tcp: f.tcp === true, ...(t !== undefined ? { timeoutMs: t } : {}) });
   if (f.json) {

@@ -320,3 +320,27 @@ test('input files are read up to a bound per kind: /dev/zero is ETOOLARGE, not a
   assert.equal(both.status, 1, both.stderr);
   assert.match(both.stdout, /^.*two\.zone:2: \$INCLUDE b\.zone: ".*b\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all/);
 });
+
+test('zone show --expect*, update --interface and check --origin: bad values are refused (exit 2) before any query', async (t) => {
+  const key = writeZone(tempDir(t), 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
+  // Port 9 on loopback answers nothing: the old code asked it, timed out and said exit 1.
+  const show = ['zone', 'show', 'h.example.', '--server', '127.0.0.1:9', '--timeout', '0.2'];
+  const cases: [string[], RegExp][] = [
+    [[...show, '--expect', 'v2 foo'], /^shim6: error EINVALID: --expect: invalid value "v2 foo": /],
+    [[...show, '--expect-ulid', 'zz'], /^shim6: error EINVALID: --expect-ulid: invalid value "zz": not an IPv6 address\n$/],
+    [[...show, '--expect-locator', '2001:db8::1', '--expect-locator', '2001:db8::g'], /^shim6: error EINVALID: --expect-locator: invalid value "2001:db8::g": not an IPv6 address\n$/],
+    [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--from-host', '--interface', 'nosuch0'],
+      /^shim6: error EINVALID: --interface: invalid value "nosuch0": no such interface\n$/],
+    [['zone', 'check', '--origin', 'bad..origin', '/dev/null'], /^shim6: error EINVALID: --origin: invalid value "bad\.\.origin": has an empty label\n$/],
+    [['zone', 'check', '--origin', `${'a'.repeat(64)}.example.`, '/dev/null'], /--origin: .*: a label is longer than 63 octets/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => shim6Async(args)));
+  for (const [i, [args, want]] of cases.entries()) {
+    assert.equal(results[i]!.status, 2, `${args.join(' ')}: ${results[i]!.stderr}`);
+    assert.match(results[i]!.stderr, want, args.join(' '));
+  }
+  for (const origin of ['example', 'example.', '.', '0/25.2.0.192.in-addr.arpa.']) {
+    const ok = await shim6Async(['zone', 'check', '--origin', origin, '/dev/null']);
+    assert.equal(ok.status, 0, `${origin}: ${ok.stderr}`);
+  }
+});
