@@ -27,6 +27,7 @@ import {
 import { exchange, TransportError, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { signMessage, verifyResponse, type TsigKey } from './tsig.ts';
 import { txtOwner, txtStrings, type HostRecord } from './zone-lines.ts';
+import { checkTxtOwnerFits } from './record-input.ts';
 import { hostPort } from '../shim/log.ts';
 
 /** True when `name` is `zone` or below it. */
@@ -72,6 +73,8 @@ export function buildUpdate(zone: string, host: HostRecord, id: number, aaaa = t
   if (!inZone(host.name, zone)) {
     throw new UsageError('EINVALID', `--name: invalid value ${JSON.stringify(host.name)}: not inside zone ${canonicalName(zone)}`, 'name');
   }
+  // Every update deletes the TXT RRset at _shim6.<name>: that owner must be a name (the daemon's publisher too).
+  checkTxtOwnerFits(host.name);
   const add = (name: string, type: number, rdata: Uint8Array): ResourceRecord => ({ name, type, class: RrClass.IN, ttl: host.ttl, rdata });
   const updates: ResourceRecord[] = [
     deleteRrset(host.name, host.rrType),

@@ -180,3 +180,10 @@ test('TSIG key files of several keys: only the key picked must be hmac-sha256', 
     assert.throws(() => parseTsigKeyFile(text, 'f'), (e: unknown) => e instanceof UsageError && /holds 2 keys \(old\., upd\.\); pick one with --key-name/.test(e.message));
   }
 });
+
+test('UPDATE message: a host whose _shim6 TXT owner would pass 255 octets is a --name error, not "name too long" (EINTERNAL)', () => {
+  // 238 + 1 + "example." = 247 characters: the host fits, `_shim6.` makes 256 octets.
+  const name = `${'h'.repeat(60)}.${'h'.repeat(60)}.${'h'.repeat(60)}.${'h'.repeat(56)}.example.`;
+  const host = buildHostRecord({ name, ulid: '2001:db8::1', locators: ['2001:db8::1'] });
+  assert.throws(() => buildUpdate('example.', host, 1), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === '--name' && /would be 256 octets/.test(e.message));
+});
