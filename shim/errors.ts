@@ -25,7 +25,7 @@ export type UsageErrorCode =
   | 'EMISSING'          // a required flag is not given
   | 'ECONFIG'           // the config file: unreadable, not YAML, an unknown key
   | 'EADDR' | 'EADDRESS' | 'EPREFIX' | 'EMTU' | 'ELIMIT' | 'EPROFILE' | 'EREPLY_LIMIT' | 'ETIMER' | 'ERANDOM'
-  | 'EKEY' | 'ETSIG_KEY' | 'ESEC' | 'ECOLLISION_COUNT' | 'EGENERATION' | 'EINVENTORY' | 'ECAPABILITY_RECORD'
+  | 'EKEY' | 'ETSIG_KEY' | 'ETOOLARGE' | 'ESEC' | 'ECOLLISION_COUNT' | 'EGENERATION' | 'EINVENTORY' | 'ECAPABILITY_RECORD'
   | 'ECGA_KEY' | 'ECGA_KEY_MISMATCH' | 'ECGA_PARAMS' | 'ECGA_SEARCH' | 'EHBA_PARAMS' | 'ENO_CGA_KEY' | 'ENO_CGA_PARAMS'
   | 'ENO_LOCATORS'      // an engine configured without a local locator
   | 'ECONTROL_PATH'     // a control socket path too long for a Unix socket

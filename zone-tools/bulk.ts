@@ -6,7 +6,7 @@
  * Owns: the loop, the progress bar, the failure summary. Must not know: how an
  * inventory is spelled (inventory.ts) or how a record is built (record-input.ts).
  */
-import { readFileSync } from 'node:fs';
+import { readBounded } from './read-bounded.ts';
 import path from 'node:path';
 import { buildHostRecord } from './record-input.ts';
 import { hostZoneLines, type HostRecord } from './zone-lines.ts';
@@ -42,7 +42,7 @@ export function buildAll(rows: readonly InventoryRow[], d: BulkDefaults, progres
       let hba: HbaParamsFile | undefined;
       if (row.hba !== undefined) {
         const p = path.resolve(d.baseDir, row.hba);
-        hba = hbaCache.get(p) ?? parseHbaParams(readFileSync(p, 'utf8'), p);
+        hba = hbaCache.get(p) ?? parseHbaParams(readBounded(p, 'hba', 'params'), p);
         hbaCache.set(p, hba);
       }
       hosts.push(buildHostRecord({

@@ -12,17 +12,19 @@ import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { encodeCapabilityRecord, formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { WireError } from '../shim/wire/errors.ts';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
-import { buildHostRecord } from './record-input.ts';
+import { buildHostRecord, checkTxtOwnerFits } from './record-input.ts';
 import { parseServer, type ServerAddress } from './dns-transport.ts';
 import { parseTsigKeyFile } from './tsig-key.ts';
 import type { TsigKey } from './tsig.ts';
-import { sendUpdate } from './update.ts';
+import { checkOwner, inZone, sendUpdate } from './update.ts';
 import { compare, fetchCapability } from './show.ts';
-import { hostLocators } from './host-addresses.ts';
+import { hostLocators, interfaceProblem } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
 import { parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
 import { hostPort } from '../shim/log.ts';
+import { parseIpv6 } from '../shim/wire/ipv6.ts';
+import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 
 export interface ServerFlags {
   server?: string;
@@ -47,7 +49,7 @@ function updateTarget(f: ServerFlags): UpdateTarget {
   if (!f.key) throw new UsageError('EMISSING', '--key: required: a TSIG key file (hmac-sha256)', 'key');
   const zone = f.zone.endsWith('.') ? f.zone : f.zone + '.';
   return {
-    server: parseServer(f.server, '--server'), zone, key: parseTsigKeyFile(readInput(f.key, '--key'), f.key, f.keyName),
+    server: parseServer(f.server, '--server'), zone, key: parseTsigKeyFile(readInput(f.key, '--key', 'key'), f.key, f.keyName),
     tcp: f.tcp === true, timeoutMs: timeoutMs(f.timeout),
   };
 }
@@ -85,19 +87,29 @@ export function updatePrerequisite(f: Pick<UpdateFlags, 'ifRecord' | 'ifNoRecord
 
 /** `zone update`: one signed RFC 2136 update for one host. */
 export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
-  const target = updateTarget(f);
   const flags = { ...f };
   if (f.fromHost) {
+    for (const name of f.interface ?? []) {
+      const why = interfaceProblem(name);
+      if (why !== undefined) throw new UsageError('EINVALID', `--interface: invalid value ${JSON.stringify(name)}: ${why}`, 'interface');
+    }
     const addrs = hostLocators(undefined, f.interface);
-    if (addrs.length === 0) throw new EnvironmentError('ENOLOCATOR', '--from-host: this host has no global IPv6 address');
+    if (addrs.length === 0) {
+      const where = (f.interface ?? []).length > 0 ? `interface ${f.interface!.join(', ')} has` : 'this host has';
+      throw new EnvironmentError('ENOLOCATOR', `--from-host: ${where} no global IPv6 address (an interface that is down has none)`);
+    }
     flags.locator = [...(f.locator ?? []), ...addrs.filter((a) => !(f.locator ?? []).some((l) => l.split('/')[0] === a))];
     flags.ulid ??= addrs[0]!;
   }
+  // The record's own options first: a bad value is named before any key file is read.
   const host = buildHostRecord(recordInput(flags));
+  checkTxtOwnerFits(host.name); // with --txt or not: the update deletes the TXT RRset at _shim6.<name>
   const prerequisite = updatePrerequisite(f);
-  const res = await sendUpdate(target.server, target.zone, host, target.key, {
-    tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}), ...(prerequisite ? { prerequisite } : {}),
-  });
+  const target = updateTarget(f);
+  const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
+  if (inZone(host.name, target.zone)) await checkOwner(target.server, target.zone, host.name, host.rrType, target.key, xopts);
+  const res = await sendUpdate(target.server, target.zone, host, target.key, { ...xopts, ...(prerequisite ? { prerequisite } : {}) });
+  out.applied?.(`the update of ${host.name} in ${target.zone} was applied (${res.rcodeName}, verified)`);
   out.stdout(`updated ${host.name} in ${target.zone} at ${hostPort(target.server.host, target.server.port)}: ${res.rcodeName} (answer signed by ${target.key.name}, verified)\n`);
   out.stdout(`; ${formatCapabilityRecord(host.record)}\n`);
   return 0;
@@ -132,8 +144,22 @@ export interface ShowFlags {
 
 /** `zone show NAME`: fetch, decode, print, and compare with --expect*. */
 export async function runShow(name: string, f: ShowFlags, out: Out): Promise<number> {
+  const octets = nameWireLength(canonicalName(name));
+  if (octets === undefined || octets > MAX_NAME_OCTETS) {
+    throw new UsageError('EINVALID', `NAME: invalid value ${JSON.stringify(name)}: ${octets === undefined ? 'has an empty label' : `${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name`}`, 'NAME');
+  }
   const server = parseServer(f.server ?? systemServer(), '--server');
   const rrType = parseRrType(f.rrType) ?? CAPABILITY_RR_TYPE;
+  // The expectations are checked before any query: a typo is the caller's (exit 2), not a mismatch (exit 1).
+  if (f.expect !== undefined) {
+    try { parseCapabilityRecord(f.expect); } catch (e) {
+      if (!(e instanceof WireError) && !(e instanceof UsageError)) throw e;
+      throw new UsageError('EINVALID', `--expect: invalid value ${JSON.stringify(f.expect)}: ${e.message}`, 'expect');
+    }
+  }
+  for (const [field, a] of [...(f.expectUlid !== undefined ? [['--expect-ulid', f.expectUlid] as const] : []), ...(f.expectLocator ?? []).map((l) => ['--expect-locator', l] as const)]) {
+    try { parseIpv6(a); } catch { throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(a)}: not an IPv6 address`, field.slice(2)); }
+  }
   const t = timeoutMs(f.timeout);
   const shown = await fetchCapability(server, name, rrType, f.txt !== false, { tcp: f.tcp === true, ...(t !== undefined ? { timeoutMs: t } : {}) });
   if (f.json) {
@@ -182,7 +208,7 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
   }
   const defaults = { aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType: parseRrType(f.rrType) };
   const target = f.update ? updateTarget(f) : undefined;
-  const rows = parseInventory(readInput(file, 'FILE'), file);
+  const rows = parseInventory(readInput(file, 'FILE', 'inventory'), file);
   const showBar = f.progress ?? (err.isTTY === true && rows.length >= 100);
   const bar = showBar ? progressBar(err, target ? 'updating' : 'building') : undefined;
   const built = buildAll(rows, {
@@ -198,7 +224,10 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
     const whereOf = new Map(rows.map((r) => [r.name.endsWith('.') ? r.name : `${r.name}.`, r.where]));
     await forEachLimited(built.hosts, concurrency, async (h) => {
       try {
-        await sendUpdate(target.server, target.zone, h, target.key, { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) });
+        const xopts = { tcp: target.tcp, ...(target.timeoutMs !== undefined ? { timeoutMs: target.timeoutMs } : {}) };
+        checkTxtOwnerFits(h.name);
+        if (inZone(h.name, target.zone)) await checkOwner(target.server, target.zone, h.name, h.rrType, target.key, xopts);
+        await sendUpdate(target.server, target.zone, h, target.key, xopts);
       } catch (e) {
         failures.push({ where: whereOf.get(h.name) ?? '', name: h.name, why: (e as Error).message });
       }

@@ -5,9 +5,11 @@
  *
  * Owns: what those commands print. Must not know: commander.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
 import { UsageError } from '../shim/errors.ts';
 import { buildHostRecord, type RecordInput } from './record-input.ts';
+import { MAX_NAME_OCTETS, nameWireLength, splitLabels } from './dns-message.ts';
 import { hostZoneLines } from './zone-lines.ts';
 import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 import { checkZoneText, formatProblem } from './zone-check.ts';
@@ -15,19 +17,25 @@ import { checkZoneText, formatProblem } from './zone-check.ts';
 export interface Out {
   stdout: (s: string) => void;
   stderr: (s: string) => void;
+  /** What the command has done that stays done (an applied update), for an error on stdout to report. */
+  applied?: (what: string) => void;
 }
 
-/** Read a file for option `field`, turning "no such file" into a usage error that names it. */
-export function readInput(file: string, field: string): string {
+/**
+ * Read a file for option `field`, at most the bound of its `kind` (read-bounded.ts),
+ * turning "no such file" into a usage error that names it.
+ */
+export function readInput(file: string, field: string, kind: InputKind, limit?: number): string {
   try {
-    return readFileSync(file === '-' ? 0 : file, 'utf8');
+    return readBounded(file, field, kind, limit);
   } catch (e) {
+    if (e instanceof UsageError) throw e;
     throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, field);
   }
 }
 
 export function loadHbaParams(file: string | undefined): HbaParamsFile | undefined {
-  return file === undefined ? undefined : parseHbaParams(readInput(file, '--hba'), file);
+  return file === undefined ? undefined : parseHbaParams(readInput(file, '--hba', 'params'), file);
 }
 
 export interface RecordFlags {
@@ -42,12 +50,22 @@ export interface RecordFlags {
   rrType?: string;
 }
 
-/** `--rr-type`: `65300` or `TYPE65300`; undefined when not given. */
+/**
+ * RFC 6895 §3.1: RR types 65280–65534 are for private use. Only those: any
+ * other number is (or may become) a real type, and an update with it deletes
+ * that RRset (`--rr-type 1`: the host's A records; 16: its TXT).
+ */
+export const PRIVATE_RR_TYPE_MIN = 65280;
+export const PRIVATE_RR_TYPE_MAX = 65534;
+
+/** `--rr-type`: `65300` or `TYPE65300`, private use only; undefined when not given. */
 export function parseRrType(text: string | undefined): number | undefined {
   if (text === undefined) return undefined;
   const m = /^(?:TYPE)?(\d{1,5})$/i.exec(text);
   const n = m ? Number(m[1]) : NaN;
-  if (!(n >= 1 && n <= 65535)) throw new UsageError('EINVALID', `--rr-type: invalid value ${JSON.stringify(text)}: must be 1..65535 (or TYPEnnn)`, 'rr-type');
+  if (!(n >= PRIVATE_RR_TYPE_MIN && n <= PRIVATE_RR_TYPE_MAX)) {
+    throw new UsageError('EINVALID', `--rr-type: invalid value ${JSON.stringify(text)}: must be a private-use type ${PRIVATE_RR_TYPE_MIN}..${PRIVATE_RR_TYPE_MAX} (RFC 6895 §3.1; or TYPEnnn), default 65300`, 'rr-type');
+  }
   return n;
 }
 
@@ -83,7 +101,7 @@ export function runHbaGenerate(f: HbaFlags, out: Out): number {
   if (prefixes.length === 0) throw new UsageError('EMISSING', '--prefix: required: give one --prefix P/64 per link', 'prefix');
   const sec = f.sec === undefined ? 1 : Number(f.sec);
   if (f.sec !== undefined && !/^[012]$/.test(f.sec)) throw new UsageError('EINVALID', `--sec: invalid value ${JSON.stringify(f.sec)}: must be 0, 1 or 2`, 'sec');
-  const publicKey = f.key === undefined ? undefined : rsaPublicKeyDer(readInput(f.key, '--key'), f.key);
+  const publicKey = f.key === undefined ? undefined : rsaPublicKeyDer(readInput(f.key, '--key', 'key'), f.key);
   for (const p of prefixes) {
     if (!/^[0-9a-fA-F:.]+(\/64)?$/.test(p)) throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(p)}: expected an IPv6 /64 prefix like 2001:db8:1::/64`, 'prefix');
   }
@@ -101,7 +119,7 @@ export function runHbaGenerate(f: HbaFlags, out: Out): number {
 
 /** `zone hba verify ADDR PARAMS`: 0 when the address belongs to the set, else 1. */
 export function runHbaVerify(address: string, file: string, out: Out): number {
-  const params = parseHbaParams(readInput(file, 'PARAMS'), file);
+  const params = parseHbaParams(readInput(file, 'PARAMS', 'params'), file);
   let result: string;
   try { result = verifyAgainstParams(address, params); } catch {
     throw new UsageError('EINVALID', `ADDR: invalid value ${JSON.stringify(address)}: not an IPv6 address`, 'ADDR');
@@ -120,12 +138,32 @@ export interface CheckFlags {
   quiet?: boolean;
 }
 
+/**
+ * A zone name (`--origin`): no empty label, labels of at most 63 octets, at most
+ * 255 octets in all (RFC 1035 §2.3.4); `.` is the root. Any octet may be in a
+ * label (RFC 2181 §11: a zone like `0/25.2.0.192.in-addr.arpa.` is one).
+ */
+export function checkZoneName(text: string, field: string): void {
+  const bad = (why: string): never => { throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(text)}: ${why}`, field.replace(/^--/, '')); };
+  if (text === '.') return;
+  if (text === '' || /\s/.test(text)) bad('not a zone name');
+  const octets = nameWireLength(text);
+  if (octets === undefined || text.startsWith('.')) bad('has an empty label');
+  if (splitLabels(text).some((l) => l.length > 63)) bad('a label is longer than 63 octets');
+  if (octets! > MAX_NAME_OCTETS) bad(`${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name`);
+}
+
 /** `zone check FILE…`: every problem as `file:line: what`; 1 when any error. */
 export function runCheck(files: string[], f: CheckFlags, out: Out): number {
   const rrType = parseRrType(f.rrType);
+  if (f.origin !== undefined) checkZoneName(f.origin, '--origin');
   let errors = 0;
   for (const file of files) {
-    const res = checkZoneText(readInput(file, 'FILE'), file, {
+    // One budget for the file and every $INCLUDE it reads (an $INCLUDE over it is a problem on its line).
+    let left: number = READ_BOUNDS.zone;
+    const take = (text: string): string => { left -= Buffer.byteLength(text); return text; };
+    const res = checkZoneText(take(readInput(file, 'FILE', 'zone')), file, {
+      readFile: (p) => take(readBounded(p, '', 'zone', left)),
       ...(f.origin !== undefined ? { origin: f.origin } : {}),
       ...(rrType !== undefined ? { rrType } : {}),
     });

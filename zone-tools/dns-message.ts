@@ -107,6 +107,18 @@ export function splitLabels(name: string): number[][] {
   return labels;
 }
 
+/** RFC 1035 §2.3.4: a name is at most 255 octets on the wire (labels with their length octets, and the root). */
+export const MAX_NAME_OCTETS = 255;
+
+/** Octets of `name` on the wire (escapes honoured; absolute or not, the root counted); undefined for an empty label. */
+export function nameWireLength(name: string): number | undefined {
+  try {
+    return splitLabels(name).reduce((n, l) => n + l.length + 1, 1);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Wire label octets → presentation text (RFC 1035 §5.1 escapes). */
 function labelText(bytes: Uint8Array): string {
   let s = '';

@@ -6,6 +6,7 @@
  * Owns: which interface addresses count (not loopback, link-local, multicast,
  * or IPv4-mapped). Must not know: records, DNS.
  */
+import { existsSync } from 'node:fs';
 import os from 'node:os';
 import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { locatorProblem } from './zone-check.ts';
@@ -26,4 +27,16 @@ export function hostLocators(table: InterfaceTable = os.networkInterfaces(), onl
     }
   }
   return out;
+}
+
+/**
+ * Why `--interface NAME` names no interface of this host, or undefined. The
+ * table lists only interfaces that are up with addresses; one that exists but
+ * is not there is down (or has none), which `--from-host` reports itself.
+ */
+export function interfaceProblem(name: string, table: InterfaceTable = os.networkInterfaces(), sysNet = '/sys/class/net'): string | undefined {
+  if (Object.hasOwn(table, name)) return undefined;
+  // Linux's rules for a name (IFNAMSIZ 16 with the NUL, no '/', no white space, not . or ..).
+  if (name.length === 0 || name.length > 15 || /[/\s:]/.test(name) || name === '.' || name === '..') return 'not an interface name';
+  return existsSync(`${sysNet}/${name}`) ? undefined : 'no such interface';
 }

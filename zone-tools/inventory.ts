@@ -113,7 +113,20 @@ export function parseJsonInventory(text: string, source: string): InventoryRow[]
   });
 }
 
-/** JSON when the text starts with `[` or `{`, else CSV. */
+/**
+ * JSON when the text starts with `[` or `{`, else CSV. A host listed twice is
+ * refused (EINVENTORY, naming both rows): its zone lines would put two
+ * capability RRs at one owner, and with --update one update would undo the other.
+ */
 export function parseInventory(text: string, source: string): InventoryRow[] {
-  return /^\s*[[{]/.test(text) ? parseJsonInventory(text, source) : parseCsvInventory(text, source);
+  const rows = /^\s*[[{]/.test(text) ? parseJsonInventory(text, source) : parseCsvInventory(text, source);
+  const seen = new Map<string, InventoryRow>();
+  for (const row of rows) {
+    if (row.name === '') continue; // reported with the row's other failures
+    const key = (row.name.endsWith('.') ? row.name : `${row.name}.`).toLowerCase();
+    const first = seen.get(key);
+    if (first) bad(source, `${row.where}: host ${JSON.stringify(row.name)} is listed twice (first at ${first.where}); one row per host`);
+    seen.set(key, row);
+  }
+  return rows;
 }

@@ -9,7 +9,7 @@
  * Must not know: what any RDATA means (zone-check.ts reads the ones we own).
  * Never throws on bad input: problems come back as values with their line.
  */
-import { readFileSync } from 'node:fs';
+import { readBounded } from './read-bounded.ts';
 import path from 'node:path';
 
 /** One RDATA token; `quoted` tokens had their quotes removed, escapes are kept as written. */
@@ -172,7 +172,7 @@ export function parseMasterFile(text: string, file: string, opts: ParseOptions =
   const result: MasterFile = { entries: [], problems: [] };
   const origin = opts.origin === undefined ? undefined : opts.origin.endsWith('.') ? opts.origin : opts.origin + '.';
   const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, including: [path.resolve(file)], includes: 0 };
-  parseInto(text, file, state, result, opts.readFile ?? ((p) => readFileSync(p, 'utf8')));
+  parseInto(text, file, state, result, opts.readFile ?? ((p) => readBounded(p, '', 'zone')));
   return result;
 }
 

@@ -10,8 +10,10 @@ import { UsageError } from '../shim/errors.ts';
 import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { recordProblem, type CapabilityLocator, type CapabilityRecord } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, LocatorFlag } from '../shim/constants.ts';
-import { defaultAaaaSet, type HostRecord } from './zone-lines.ts';
+import { defaultAaaaSet, txtOwner, type HostRecord } from './zone-lines.ts';
+import { MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 import { digestForUlid, type HbaParamsFile } from '../shim/wire/hba-params.ts';
+import { locatorProblem } from './zone-check.ts';
 
 /** Default TTL of published records (one hour). */
 export const DEFAULT_TTL = 3600;
@@ -45,8 +47,26 @@ export function ownerName(text: string, field = '--name'): string {
   return name;
 }
 
+/**
+ * `name` (absolute, from ownerName) leaves room for its TXT fallback's owner
+ * `_shim6.<name>` within 255 octets: a host name of 249 characters or more does
+ * not. Needed with --txt, and by every update (it deletes that TXT RRset).
+ */
+export function checkTxtOwnerFits(name: string, field = '--name'): void {
+  const octets = nameWireLength(txtOwner(name)) ?? Infinity;
+  if (octets > MAX_NAME_OCTETS) {
+    // `_shim6.` is 7 octets, and a name of L characters (no final dot, no escapes) is L + 2 on the wire.
+    bad(field, name, `the TXT fallback's owner ${txtOwner('')}<name> would be ${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name (RFC 1035 §2.3.4): the host name can have at most ${MAX_NAME_OCTETS - 9} characters`);
+  }
+}
+
 function address(text: string, field: string, original: string = text): string {
-  try { return formatIpv6(parseIpv6(text)); } catch { return bad(field, original, 'not an IPv6 address'); }
+  let canon: string;
+  try { canon = formatIpv6(parseIpv6(text)); } catch { return bad(field, original, 'not an IPv6 address'); }
+  // `zone check`'s rule (locatorProblem): what it would reject is refused here, before anything is published.
+  const why = locatorProblem(canon);
+  if (why !== undefined) bad(field, original, `${canon} ${why}; a ${field === '--ulid' ? 'ULID' : 'locator'} must be a global address`);
+  return canon;
 }
 
 function u8(text: string | undefined, field: string, original: string, what: string): number {
@@ -132,6 +152,7 @@ export function buildHostRecord(input: RecordInput): HostRecord {
   const full: CapabilityRecord = { ...(record as CapabilityRecord), ulid, locators, ...(port !== undefined ? { port } : {}) };
   const problem = recordProblem(full);
   if (problem) bad(problem.field, '', problem.why);
+  if (input.txt === true) checkTxtOwnerFits(name);
   return {
     name,
     ttl: parseTtlValue(input.ttl),

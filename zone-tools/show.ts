@@ -14,7 +14,7 @@ import {
   type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
 import { ProtocolError } from '../shim/errors.ts';
-import { canonicalName, decodeMessage, decodeTxtRdata, encodeMessage, rcodeName, rcodeOf, RrClass, RrType } from './dns-message.ts';
+import { canonicalName, decodeMessage, MAX_NAME_OCTETS, nameWireLength, decodeTxtRdata, encodeMessage, rcodeName, rcodeOf, RrClass, RrType } from './dns-message.ts';
 import { exchange, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { txtOwner } from './zone-lines.ts';
 
@@ -69,7 +69,8 @@ export async function fetchCapability(server: ServerAddress, name: string, rrTyp
   if (rr.rcode !== 0 && rr.rcode !== 3) throw new ProtocolError(`EDNS_${rcodeName(rr.rcode)}`, `${server.host} answered ${rcodeName(rr.rcode)} for ${name} TYPE${rrType}`);
   const aaaa = aaaaAnswer.records.filter((r) => r.rdata.length === 16).map((r) => formatIpv6(r.rdata));
   const records = rr.records.map((r) => decodeOne('rr', r.ttl, r.rdata, aaaa));
-  if (records.length === 0 && txt) {
+  // A name of more than 246 characters has no room for `_shim6.` (255 octets): no such TXT can exist.
+  if (records.length === 0 && txt && (nameWireLength(txtOwner(canonicalName(name))) ?? Infinity) <= MAX_NAME_OCTETS) {
     const t = await lookup(server, txtOwner(canonicalName(name)), RrType.TXT, opts);
     for (const r of t.records) {
       const strings = decodeTxtRdata(r.rdata).join('');

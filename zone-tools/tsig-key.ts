@@ -13,6 +13,17 @@ import type { TsigKey } from './tsig.ts';
 
 const B64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
+/** A key as the file spells it, checked only once picked: another key of the file may use an algorithm we do not. */
+interface RawKey {
+  name: string;
+  algorithm: string;
+  secret: string;
+}
+
+function rawName(name: string): string {
+  return (name.endsWith('.') ? name : name + '.').toLowerCase();
+}
+
 function makeKey(name: string, algorithm: string, secret: string, source: string): TsigKey {
   const alg = algorithm.toLowerCase().replace(/\.$/, '');
   if (alg !== 'hmac-sha256') {
@@ -62,8 +73,8 @@ function stripBindComments(text: string): string {
   return parts.join('');
 }
 
-function parseBind(text: string, source: string): TsigKey[] {
-  const keys: TsigKey[] = [];
+function parseBind(text: string, source: string): RawKey[] {
+  const keys: RawKey[] = [];
   const stripped = stripBindComments(text);
   // `key NAME {`, then the body up to the first `}` by indexOf. Not one regex
   // /key…\{([^}]*)\}/g: retried after every `key x {` without a `}`, it is quadratic.
@@ -76,32 +87,32 @@ function parseBind(text: string, source: string): TsigKey[] {
     const alg = /algorithm\s+"?([^";\s]+)"?\s*;/.exec(body)?.[1];
     const secret = /secret\s+"([^"]+)"\s*;/.exec(body)?.[1];
     if (!alg || !secret) throw new UsageError('ETSIG_KEY', `${source}: key ${JSON.stringify(m[1])} needs both "algorithm" and "secret"`, 'key');
-    keys.push(makeKey(m[1]!, alg, secret.replace(/\s+/g, ''), source));
+    keys.push({ name: m[1]!, algorithm: alg, secret: secret.replace(/\s+/g, '') });
   }
   return keys;
 }
 
-function parseKnotYaml(text: string, source: string): TsigKey[] {
+function parseKnotYaml(text: string, source: string): RawKey[] {
   let doc: unknown;
   // Quiet: this is a guess at the format, and yaml's warnings about text that is no YAML only confuse.
   try { doc = parseYamlBounded(text, { logLevel: 'error' }); } catch { return []; }
   const list = (doc as { key?: unknown } | null)?.key;
   if (!Array.isArray(list)) return [];
-  return list.map((k: unknown) => {
+  return list.map((k: unknown): RawKey => {
     const e = k as { id?: unknown; algorithm?: unknown; secret?: unknown };
     if (typeof e.id !== 'string' || typeof e.algorithm !== 'string' || typeof e.secret !== 'string') {
       throw new UsageError('ETSIG_KEY', `${source}: a knot key entry needs id, algorithm and secret`, 'key');
     }
-    return makeKey(e.id, e.algorithm, e.secret, source);
+    return { name: e.id, algorithm: e.algorithm, secret: e.secret };
   });
 }
 
-function parseColonForm(text: string, source: string): TsigKey[] {
+function parseColonForm(text: string): RawKey[] {
   const line = text.split('\n').map((l) => l.trim()).find((l) => l.length > 0 && !l.startsWith('#'));
   if (!line) return [];
   const parts = line.split(':');
-  if (parts.length === 2) return [makeKey(parts[0]!, 'hmac-sha256', parts[1]!, source)];
-  if (parts.length === 3) return [makeKey(parts[1]!, parts[0]!, parts[2]!, source)];
+  if (parts.length === 2) return [{ name: parts[0]!, algorithm: 'hmac-sha256', secret: parts[1]! }];
+  if (parts.length === 3) return [{ name: parts[1]!, algorithm: parts[0]!, secret: parts[2]! }];
   return [];
 }
 
@@ -111,18 +122,21 @@ function parseColonForm(text: string, source: string): TsigKey[] {
  */
 export function parseTsigKeyFile(text: string, source: string, keyName?: string): TsigKey {
   let keys = /\bkey\s+"?[^\s{]+"?\s*\{/.test(text) ? parseBind(text, source) : parseKnotYaml(text, source);
-  if (keys.length === 0) keys = parseColonForm(text, source);
+  if (keys.length === 0) keys = parseColonForm(text);
   if (keys.length === 0) {
     throw new UsageError('ETSIG_KEY', `${source}: no TSIG key found (expected BIND 'key "name" { algorithm hmac-sha256; secret "…"; };', 'name:secret', 'hmac-sha256:name:secret' or knot YAML)`, 'key');
   }
+  const names = (): string => keys.map((x) => rawName(x.name)).join(', ');
+  let picked: RawKey;
   if (keyName !== undefined) {
-    const want = keyName.endsWith('.') ? keyName.toLowerCase() : keyName.toLowerCase() + '.';
-    const k = keys.find((x) => x.name.toLowerCase() === want);
-    if (!k) throw new UsageError('ETSIG_KEY', `${source}: no key named ${JSON.stringify(keyName)} (found ${keys.map((x) => x.name).join(', ')})`, 'key-name');
-    return k;
+    const k = keys.find((x) => rawName(x.name) === rawName(keyName));
+    if (!k) throw new UsageError('ETSIG_KEY', `${source}: no key named ${JSON.stringify(keyName)} (found ${names()})`, 'key-name');
+    picked = k;
+  } else if (keys.length > 1) {
+    throw new UsageError('ETSIG_KEY', `${source}: holds ${keys.length} keys (${names()}); pick one with --key-name`, 'key-name');
+  } else {
+    picked = keys[0]!;
   }
-  if (keys.length > 1) {
-    throw new UsageError('ETSIG_KEY', `${source}: holds ${keys.length} keys (${keys.map((x) => x.name).join(', ')}); pick one with --key-name`, 'key-name');
-  }
-  return keys[0]!;
+  // Only the key used must be usable: the file's other keys (hmac-sha512, …) are for other tools.
+  return makeKey(picked.name, picked.algorithm, picked.secret, source);
 }

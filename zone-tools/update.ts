@@ -24,9 +24,10 @@ import {
   canonicalName, decodeMessage, encodeMessage, encodeTxtRdata, opcodeOf, Opcode, rcodeName, rcodeOf, RrClass, RrType,
   FLAG_AA, FLAG_QR, type DnsMessage, type ResourceRecord,
 } from './dns-message.ts';
-import { exchange, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
+import { exchange, TransportError, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { signMessage, verifyResponse, type TsigKey } from './tsig.ts';
 import { txtOwner, txtStrings, type HostRecord } from './zone-lines.ts';
+import { checkTxtOwnerFits } from './record-input.ts';
 import { hostPort } from '../shim/log.ts';
 
 /** True when `name` is `zone` or below it. */
@@ -72,6 +73,8 @@ export function buildUpdate(zone: string, host: HostRecord, id: number, aaaa = t
   if (!inZone(host.name, zone)) {
     throw new UsageError('EINVALID', `--name: invalid value ${JSON.stringify(host.name)}: not inside zone ${canonicalName(zone)}`, 'name');
   }
+  // Every update deletes the TXT RRset at _shim6.<name>: that owner must be a name (the daemon's publisher too).
+  checkTxtOwnerFits(host.name);
   const add = (name: string, type: number, rdata: Uint8Array): ResourceRecord => ({ name, type, class: RrClass.IN, ttl: host.ttl, rdata });
   const updates: ResourceRecord[] = [
     deleteRrset(host.name, host.rrType),
@@ -95,7 +98,7 @@ export function buildUpdate(zone: string, host: HostRecord, id: number, aaaa = t
 
 const TSIG_ERRORS: Readonly<Record<number, string>> = {
   16: 'BADSIG: the server does not accept the signature (wrong secret for this key name?)',
-  17: 'BADKEY: the server does not know this key name or algorithm',
+  17: 'BADKEY: the server does not know this key name or algorithm, or no ACL of this zone allows updates with this key',
   18: 'BADTIME: the clocks differ by more than the fudge',
   22: 'BADTRUNC',
 };
@@ -143,7 +146,17 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const signed = signMessage(unsigned, key, now);
   const where = hostPort(server.host, server.port);
-  const answer = await exchange(server, signed.bytes, opts);
+  let answer: Uint8Array;
+  try {
+    answer = await exchange(server, signed.bytes, opts);
+  } catch (e) {
+    // No answer after the update left: the server may have applied it (any UDP try, or the TCP
+    // message, may have arrived; only the answer was lost), as with an unverified answer.
+    if (e instanceof TransportError && (e.code === 'ETIMEOUT' || e.code === 'ECLOSED')) {
+      throw new TransportError(e.code, `${e.message}: the update of ${host.name} may or may not have been applied: check with \`shim6 zone show ${host.name} --server ${where}\``);
+    }
+    throw e;
+  }
   const m = decodeMessage(answer);
   if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.UPDATE || m.id !== id) {
     throw new ProtocolError('EDNS_ANSWER', `${where} answered with something that is not the answer to our UPDATE`);
@@ -219,4 +232,40 @@ export async function readRrset(server: ServerAddress, name: string, type: numbe
   const id = crypto.randomInt(0, 0x10000);
   const q = encodeMessage({ id, flags: 0, questions: [{ name: canonicalName(name), type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
   return rrsetFromAnswer(await exchange(server, q, opts), id, name, type, hostPort(server.host, server.port));
+}
+
+/**
+ * Refuse, before an update is sent, a name where the server would drop what
+ * we publish: RFC 2136 §3.4.2.2 has a server ignore every non-CNAME record
+ * added at a CNAME owner, and a name at or below a zone cut (NS, other than at
+ * the apex) is not the zone's data, yet both answer NOERROR, so the update
+ * would look applied. One query to `server` for `name` (same transport and
+ * timeout, signed with `key` so servers that only answer keyed clients
+ * answer): a CNAME at the name is `EDNS_CNAME`, a referral to a cut inside
+ * `zone` is `EDNS_DELEGATED` (ProtocolError, exit 1). Only positive evidence
+ * refuses: any other answer (an error rcode, a TSIG error, no AA) lets the
+ * update go, and the update's own answer reports it. The answer's TSIG is not
+ * required to verify: a forged one can only refuse, as a dropped packet can.
+ */
+export async function checkOwner(server: ServerAddress, zone: string, name: string, type: number, key: TsigKey, opts: ExchangeOptions = {}): Promise<void> {
+  const id = crypto.randomInt(0, 0x10000);
+  const want = canonicalName(name);
+  const apex = canonicalName(zone);
+  const q = encodeMessage({ id, flags: 0, questions: [{ name: want, type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
+  const answer = await exchange(server, signMessage(q, key, Math.floor(Date.now() / 1000)).bytes, opts);
+  const m = decodeMessage(answer);
+  const where = hostPort(server.host, server.port);
+  if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.QUERY || m.id !== id) return;
+  const rcode = rcodeOf(m.flags);
+  if (rcode !== 0 && rcode !== 3) return;
+  const alias = m.answers.find((rr) => rr.type === RrType.CNAME && canonicalName(rr.name) === want);
+  if (alias) {
+    throw new ProtocolError('EDNS_CNAME', `${want} is an alias (CNAME) at ${where}: a server drops the capability record and AAAA added at a CNAME owner; publish at the canonical name instead; nothing sent`);
+  }
+  if ((m.flags & FLAG_AA) !== 0) return;
+  const cut = m.authorities.find((rr) => rr.type === RrType.NS && canonicalName(rr.name) !== apex
+    && inZone(rr.name, apex) && inZone(want, rr.name));
+  if (cut) {
+    throw new ProtocolError('EDNS_DELEGATED', `${want} is at or below the delegation ${canonicalName(cut.name)} (NS) in zone ${apex} at ${where}: the zone holds no data there; update the child zone instead; nothing sent`);
+  }
 }

@@ -14,7 +14,7 @@ import {
   capabilityTxtRdata, decodeCapabilityRecord, fromGenericRdata, ignoreReason, type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_RR_TYPE, LocatorFlag } from '../shim/constants.ts';
-import { canonicalName } from './dns-message.ts';
+import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 import { parseMasterFile, unescapeToken, type Problem, type ZoneEntry } from './master-file.ts';
 import { TXT_LABEL } from './zone-lines.ts';
 
@@ -157,11 +157,20 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
   const records = new Map<string, Found>();
   const txts: Found[] = [];
   let count = 0;
+  const longOwners = new Set<string>();
   for (const e of parsed.entries) {
     const problem = (line: number, message: string, severity: Problem['severity'] = 'error'): void => {
       problems.push({ file: e.file, line, message, severity });
     };
     const owner = canonicalName(e.owner);
+    // RFC 1035 §2.3.4; reported once per owner (`_shim6.` makes a long host name's TXT owner too long).
+    if (owner.length >= MAX_NAME_OCTETS && !longOwners.has(owner)) {
+      const octets = nameWireLength(owner);
+      if (octets !== undefined && octets > MAX_NAME_OCTETS) {
+        longOwners.add(owner);
+        problem(e.line, `owner ${e.owner} is ${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name (RFC 1035 §2.3.4)`);
+      }
+    }
     if (e.type === type) {
       count++;
       const f = checkCapabilityEntry(e, problem);

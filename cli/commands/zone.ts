@@ -10,15 +10,45 @@ import type { Out } from '../../zone-tools/commands.ts';
 const offline = () => import('../../zone-tools/commands.ts');
 const dns = () => import('../../zone-tools/commands-dns.ts');
 
+const RR_TYPE_HELP = 'RR type number of the capability record: private use only, 65280..65534 (RFC 6895; default 65300)';
+
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
+/**
+ * A closed or full stdout (`| head -1`, `>/dev/full`) is an 'error' event on
+ * process.stdout, which would crash with a stack trace, after an update was
+ * already applied. It becomes the one error line instead, exit 1, saying what
+ * was done when the command had done it (`Out.applied`); later output is dropped.
+ */
+let applied: string | undefined;
+let stdoutFailed = false;
+
+function onStdoutError(err: NodeJS.ErrnoException): void {
+  if (stdoutFailed) return;
+  stdoutFailed = true;
+  const code = typeof err.code === 'string' && /^E[A-Z0-9_]+$/.test(err.code) ? err.code : 'EIO';
+  process.stderr.write(`shim6: error ${code}: cannot write to stdout (${err.message})${applied === undefined ? '' : `; ${applied}`}\n`);
+  process.exitCode = 1;
+}
+
+function guardStdout(): void {
+  if (process.stdout.listeners('error').includes(onStdoutError)) return;
+  process.stdout.on('error', onStdoutError);
+}
+
 const out: Out = {
-  stdout: (s) => { process.stdout.write(s); },
+  stdout: (s) => { if (!stdoutFailed) process.stdout.write(s); },
   stderr: (s) => { process.stderr.write(s); },
+  applied: (what) => { applied = what; },
 };
 
 function finish(code: number): void {
   if (code !== 0) process.exitCode = code;
+}
+
+async function guarded(run: () => Promise<number>): Promise<void> {
+  guardStdout();
+  finish(await run());
 }
 
 /** The options that describe one host's record (record, update). */
@@ -31,7 +61,7 @@ function recordOptions(c: Command): Command {
     .option('--txt', 'also publish the _shim6 TXT fallback ("v=shim6cap1 b64=…")')
     .option('--hba <params>', 'take locators and hba-digest from an HBA parameters file (from "zone hba")')
     .option('--aaaa <mode>', 'AAAA RRset: "all" = ULID and locators (default), "ulid" = the ULID only')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)');
+    .option('--rr-type <n>', RR_TYPE_HELP);
 }
 
 function serverOptions(c: Command): Command {
@@ -50,7 +80,7 @@ export function register(program: Command): void {
   recordOptions(zone.command('record')
     .description('print zone-file lines for one host: comment, TYPE65300 in RFC 3597 form, AAAA, optional _shim6 TXT')
     .requiredOption('--name <name>', 'the host\'s name (owner of the AAAA and capability records)'))
-    .action(async (o) => finish((await offline()).runRecord(o, out)));
+    .action(async (o) => guarded(async () => (await offline()).runRecord(o, out)));
 
   const hba = zone.command('hba')
     .description('generate an HBA set (RFC 5535; CGA-compatible with --key) and write its parameters file')
@@ -58,20 +88,20 @@ export function register(program: Command): void {
     .option('--sec <n>', 'CGA Sec parameter 0, 1 or 2 (default 1)')
     .option('--key <rsa.pem>', 'RSA key (PEM) for a CGA-compatible HBA set')
     .option('--out <params>', 'where to write the parameters file (JSON)')
-    .action(async (o) => finish((await offline()).runHbaGenerate(o, out)));
+    .action(async (o) => guarded(async () => (await offline()).runHbaGenerate(o, out)));
   hba.command('verify')
     .description('check that an address belongs to the HBA set of a parameters file (exit 0 yes, 1 no)')
     .argument('<addr>', 'the address to check')
     .argument('<params>', 'the parameters file')
-    .action(async (addr: string, params: string) => finish((await offline()).runHbaVerify(addr, params, out)));
+    .action(async (addr: string, params: string) => guarded(async () => (await offline()).runHbaVerify(addr, params, out)));
 
   zone.command('check')
     .description('validate every capability record and _shim6 TXT of zone files; problems as file:line: what')
     .argument('<file...>', 'master files ("-" for stdin)')
     .option('--origin <zone>', 'origin when the file has no $ORIGIN (like named-checkzone\'s zone argument)')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--quiet', 'print problems only, no summary')
-    .action(async (files: string[], o) => finish((await offline()).runCheck(files, o, out)));
+    .action(async (files: string[], o) => guarded(async () => (await offline()).runCheck(files, o, out)));
 
   serverOptions(recordOptions(zone.command('update')
     .description('replace a host\'s capability record, AAAA RRset and TXT fallback with one TSIG-signed RFC 2136 update')
@@ -80,13 +110,13 @@ export function register(program: Command): void {
     .option('--interface <name>', 'with --from-host: only this interface; repeat for more', collect)
     .option('--if-record <text>', 'apply only while the host\'s capability RRset is exactly this record (text form or "\\# N hex"; repeat for each record of the set), else refused with NXRRSET (RFC 2136 prerequisite)', collect)
     .option('--if-no-record', 'apply only while the host has no capability record, else refused with YXRRSET')
-    .action(async (o) => finish(await (await dns()).runUpdate(o, out)));
+    .action(async (o) => guarded(async () => await (await dns()).runUpdate(o, out)));
 
   zone.command('show')
     .description('fetch a host\'s capability record (and TXT fallback) and print it; --expect* compare')
     .argument('<name>', 'the host name')
     .option('--server <addr[:port]>', 'server to ask (default: first nameserver in /etc/resolv.conf)')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--no-txt', 'do not fall back to the _shim6 TXT record')
     .option('--expect <text>', 'the expected record in text form ("v1 ulid=… loc=…"); exit 1 if different')
     .option('--expect-ulid <addr>', 'the expected ULID; exit 1 if different')
@@ -94,7 +124,7 @@ export function register(program: Command): void {
     .option('--json', 'print JSON (with the raw RDATA in hex)')
     .option('--tcp', 'query over TCP')
     .option('--timeout <seconds>', 'per-try timeout')
-    .action(async (name: string, o) => finish(await (await dns()).runShow(name, o, out)));
+    .action(async (name: string, o) => guarded(async () => await (await dns()).runShow(name, o, out)));
 
   serverOptions(zone.command('bulk')
     .description('zone lines (or, with --update, RFC 2136 updates) for every host of a CSV or JSON inventory')
@@ -104,9 +134,9 @@ export function register(program: Command): void {
     .option('--ttl <seconds>', 'TTL for hosts whose row has none')
     .option('--txt', 'also publish the _shim6 TXT fallback for every host')
     .option('--aaaa <mode>', 'AAAA RRset: "all" (default) or "ulid"')
-    .option('--rr-type <n>', 'RR type number of the capability record (default 65300)')
+    .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--progress', 'always draw the progress bar (default: on a terminal, 100+ hosts)')
     .option('--no-progress', 'never draw the progress bar')
     .option('--concurrency <n>', 'updates in flight at once (default 4)'))
-    .action(async (file: string, o) => finish(await (await dns()).runBulk(file, o, out)));
+    .action(async (file: string, o) => guarded(async () => await (await dns()).runBulk(file, o, out)));
 }

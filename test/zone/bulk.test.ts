@@ -107,3 +107,15 @@ test('bulk --update: one signed update per host against Knot', async (t) => {
     assert.equal(String(out.stdout).trim().split('\n').length, 2, `h${i}: ${out.stdout}`);
   }
 });
+
+test('bulk: a host listed twice is refused (exit 2) naming both rows, CSV and JSON', async (t) => {
+  const dir = tempDir(t);
+  const csv = writeZone(dir, 'dup.csv', `name,ulid,locators\n# web hosts\nweb1.${Z},2001:db8::1,2001:db8::1\nweb2.${Z},2001:db8::2,2001:db8::2\nWEB1.${Z.slice(0, -1)},2001:db8::3,2001:db8::3\n`);
+  const json = writeZone(dir, 'dup.json', JSON.stringify([{ name: 'a.bulk.test', ulid: '2001:db8::1', locators: ['2001:db8::1'] }, { name: 'a.bulk.test.', ulid: '2001:db8::2', locators: ['2001:db8::2'] }]));
+  const [c, j] = await Promise.all([shim6Async(['zone', 'bulk', csv]), shim6Async(['zone', 'bulk', json])]);
+  assert.equal(c.status, 2, c.stderr);
+  assert.match(c.stderr, /^shim6: error EINVENTORY: .*dup\.csv: line 5: host "WEB1\.bulk\.test" is listed twice \(first at line 3\); one row per host\n$/);
+  assert.equal(c.stdout, '', 'nothing printed');
+  assert.equal(j.status, 2, j.stderr);
+  assert.match(j.stderr, /entry 1: host "a\.bulk\.test\." is listed twice \(first at entry 0\)/);
+});

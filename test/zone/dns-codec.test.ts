@@ -166,3 +166,24 @@ test('zone show without --server asks the first nameserver of resolv.conf', (t) 
   assert.equal(systemServer(conf('nameserver fe80::1%eth0\n')), '[fe80::1]:53');
   assert.equal(systemServer(path.join(dir, 'none')), '127.0.0.1');
 });
+
+test('TSIG key files of several keys: only the key picked must be hmac-sha256', () => {
+  const s = Buffer.from(new Uint8Array(32).fill(1)).toString('base64');
+  const s512 = Buffer.from(new Uint8Array(64).fill(2)).toString('base64');
+  const bind = `key "old" { algorithm hmac-sha512; secret "${s512}"; };\nkey "upd" { algorithm hmac-sha256; secret "${s}"; };\n`;
+  const knot = `key:\n  - id: old\n    algorithm: hmac-sha512\n    secret: ${s512}\n  - id: upd\n    algorithm: hmac-sha256\n    secret: ${s}\n`;
+  for (const text of [bind, knot]) {
+    assert.deepEqual(parseTsigKeyFile(text, 'f', 'upd'), { name: 'upd.', algorithm: 'hmac-sha256', secret: new Uint8Array(32).fill(1) });
+    assert.deepEqual(parseTsigKeyFile(text, 'f', 'UPD.').name, 'upd.');
+    // The unusable one is still refused when it is the one picked, by its algorithm.
+    assert.throws(() => parseTsigKeyFile(text, 'f', 'old'), (e: unknown) => e instanceof UsageError && e.code === 'ETSIG_KEY' && /key "old" uses algorithm "hmac-sha512"; only hmac-sha256/.test(e.message));
+    assert.throws(() => parseTsigKeyFile(text, 'f'), (e: unknown) => e instanceof UsageError && /holds 2 keys \(old\., upd\.\); pick one with --key-name/.test(e.message));
+  }
+});
+
+test('UPDATE message: a host whose _shim6 TXT owner would pass 255 octets is a --name error, not "name too long" (EINTERNAL)', () => {
+  // 238 + 1 + "example." = 247 characters: the host fits, `_shim6.` makes 256 octets.
+  const name = `${'h'.repeat(60)}.${'h'.repeat(60)}.${'h'.repeat(60)}.${'h'.repeat(56)}.example.`;
+  const host = buildHostRecord({ name, ulid: '2001:db8::1', locators: ['2001:db8::1'] });
+  assert.throws(() => buildUpdate('example.', host, 1), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === '--name' && /would be 256 octets/.test(e.message));
+});

@@ -209,11 +209,11 @@ test('inventories: UsageError EINVENTORY, and rows that build fail as EINVALID',
   assert.ok(wide?.ok && (wide.value as unknown[]).length === 200_000, JSON.stringify(wide).slice(0, 300));
   const csv = ['name,ulid,locators,ttl,port,txt',
     `${'a'.repeat(N)}!,2001:db8::1,2001:db8::1,,,`,
-    `h.example,2001:db8::1,2001:db8::1,${DIGITS}x,,`,
-    `h.example,2001:db8::1,2001:db8::1,,${DIGITS},`,
-    `h.example,2001:db8::1,2001:db8::1/${DIGITS}x,,,`,
-    `h.example,2001:db8::1,2001:db8::1/0/0/${'broken+'.repeat(N / 7)}x,,,`,
-    `h.example,${'1.'.repeat(N / 2)}1,2001:db8::1,,,${' '.repeat(N)}yes`,
+    `h1.example,2001:db8::1,2001:db8::1,${DIGITS}x,,`,
+    `h2.example,2001:db8::1,2001:db8::1,,${DIGITS},`,
+    `h3.example,2001:db8::1,2001:db8::1/${DIGITS}x,,,`,
+    `h4.example,2001:db8::1,2001:db8::1/0/0/${'broken+'.repeat(N / 7)}x,,,`,
+    `h5.example,${'1.'.repeat(N / 2)}1,2001:db8::1,,,${' '.repeat(N)}yes`,
     `${'a.'.repeat(N / 2)}example,2001:db8::1,${' ;'.repeat(N / 2)},,,`,
   ].join('\n');
   const [parsed] = await inWorker(t, inventory, 'parseInventory', [[csv, 'hosts.csv']]);

@@ -3,15 +3,16 @@
 // the latter on the right line; `zone check` finds each rule's violation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { shim6 } from '../helpers/cli.ts';
-import { kzonecheck, namedCheckzone, shim6Async, tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { kzonecheck, namedCheckzone, shim6Async, shim6BadStdout, tempDir, writeZone, zoneHeader } from './zonefile.ts';
 import { checkZoneText } from '../../zone-tools/zone-check.ts';
 import { recordInput, type RecordFlags } from '../../zone-tools/commands.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { READ_BOUNDS } from '../../zone-tools/read-bounded.ts';
 import { encodeCapabilityRecord, toGenericRdata, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
 
 const Z = 'example.';
@@ -177,5 +178,169 @@ test('zone CLI: usage errors exit 2 and name the flag and the value on stderr', 
     const r = results[i]!;
     assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, want, args.join(' '));
+  }
+});
+
+test('zone record/update: non-global locators and ULIDs are refused at input (exit 2), by zone check\'s rules', async (t) => {
+  const key = writeZone(tempDir(t), 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
+  const base = { name: 'h.example.', ulid: '2001:db8::1', locator: ['2001:db8::1'] };
+  const cases: [Partial<RecordFlags>, string, RegExp][] = [
+    [{ locator: ['2001:db8::1', '::1'] }, '--locator', /::1 is the loopback address/],
+    [{ locator: ['fe80::1/1'] }, '--locator', /fe80::1 is link-local/],
+    [{ locator: ['::ffff:192.0.2.1'] }, '--locator', /is IPv4-mapped/],
+    [{ locator: ['ff02::1'] }, '--locator', /is a multicast address/],
+    [{ locator: ['::'] }, '--locator', /is the unspecified address/],
+    [{ ulid: 'fe80::1', locator: ['2001:db8::1'] }, '--ulid', /fe80::1 is link-local/],
+    [{ ulid: '::1' }, '--ulid', /loopback/],
+  ];
+  for (const [patch, field, why] of cases) {
+    assert.throws(() => buildHostRecord(recordInput({ ...base, ...patch })), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === field && why.test(e.message), JSON.stringify(patch));
+  }
+  const [rec, upd] = await Promise.all([
+    shim6Async(['zone', 'record', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '::1', '--locator', 'fe80::1']),
+    // Refused before anything is sent (port 9: nothing would answer).
+    shim6Async(['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--ulid', 'fe80::1', '--locator', '2001:db8::1']),
+  ]);
+  assert.equal(rec.status, 2, rec.stderr);
+  assert.match(rec.stderr, /^shim6: error EINVALID: --locator: invalid value "::1": ::1 is the loopback address/);
+  assert.equal(rec.stdout, '');
+  assert.equal(upd.status, 2, upd.stderr);
+  assert.match(upd.stderr, /^shim6: error EINVALID: --ulid: invalid value "fe80::1": fe80::1 is link-local/);
+});
+
+test('--rr-type: only the private-use range 65280..65534 (RFC 6895 §3.1), in every zone command', async () => {
+  for (const ok of ['65280', '65300', 'TYPE65534', 'type65400']) {
+    assert.equal(buildHostRecord(recordInput({ name: 'h.example.', ulid: '2001:db8::1', locator: ['2001:db8::1'], rrType: ok })).rrType, Number(ok.replace(/type/i, '')));
+  }
+  for (const bad of ['1', '16', '28', '65279', '65535', 'TYPE16', '0']) {
+    assert.throws(() => recordInput({ name: 'h.example.', ulid: '2001:db8::1', locator: ['2001:db8::1'], rrType: bad }),
+      (e: unknown) => e instanceof UsageError && e.field === 'rr-type' && /private-use type 65280\.\.65534/.test(e.message), bad);
+  }
+  const rec = ['--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const runs = await Promise.all([
+    shim6Async(['zone', 'record', ...rec, '--rr-type', '28']),
+    shim6Async(['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', '/nonexistent', ...rec, '--rr-type', '1']),
+    shim6Async(['zone', 'check', '--rr-type', '16', '/dev/null']),
+    shim6Async(['zone', 'show', 'h.example.', '--server', '127.0.0.1:9', '--rr-type', '16', '--timeout', '0.1']),
+  ]);
+  for (const r of runs) {
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^shim6: error EINVALID: --rr-type: invalid value "\d+": must be a private-use type 65280\.\.65534/);
+  }
+});
+
+/** A host name of `n` characters (no final dot) in labels of at most 61. */
+function longName(n: number): string {
+  const labels: string[] = [];
+  let left = n;
+  while (left > 0) {
+    const l = Math.min(61, left - (left > 61 ? 1 : 0));
+    labels.push('h'.repeat(l));
+    left -= l + 1;
+  }
+  const name = labels.join('.');
+  assert.equal(name.length, n);
+  return name;
+}
+
+test('long names: the _shim6 TXT owner must fit in 255 octets; --name error, zone check reports the owner', async (t) => {
+  const dir = tempDir(t);
+  const key = writeZone(dir, 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
+  const rec = ['--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const [fits, long, noTxt, upd, show] = await Promise.all([
+    shim6Async(['zone', 'record', '--name', longName(246), ...rec, '--txt']),
+    shim6Async(['zone', 'record', '--name', longName(253), ...rec, '--txt']),
+    shim6Async(['zone', 'record', '--name', longName(253), ...rec]),
+    // The update deletes the TXT RRset at _shim6.<name> even without --txt: refused before anything is sent.
+    shim6Async(['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'hhh.', '--key', key, '--name', `${longName(247)}`, ...rec]),
+    shim6Async(['zone', 'show', `${longName(250)}.${longName(20)}`, '--server', '127.0.0.1:9']),
+  ]);
+  assert.equal(fits.status, 0, fits.stderr);
+  assert.equal(long.status, 2, long.stderr);
+  assert.match(long.stderr, /^shim6: error EINVALID: --name: invalid value "h+(\.h+)*\.": the TXT fallback's owner _shim6\.<name> would be 262 octets, over the 255 of a DNS name .*at most 246 characters\n$/);
+  assert.equal(long.stdout, '');
+  assert.equal(noTxt.status, 0, noTxt.stderr);
+  assert.equal(upd.status, 2, upd.stderr);
+  assert.match(upd.stderr, /^shim6: error EINVALID: --name: .* would be 256 octets/);
+  assert.equal(show.status, 2, show.stderr);
+  assert.match(show.stderr, /^shim6: error EINVALID: NAME: invalid value "h+.*": 273 octets, over the 255 of a DNS name\n$/);
+
+  // zone check: the over-long owner is a problem on its line (once per owner).
+  const host = `${longName(240)}.example.`;
+  const zone = `$ORIGIN example.\n${host} IN AAAA 2001:db8::1\n_shim6.${host} IN TXT "x"\n_shim6.${host} IN TXT "y"\n`;
+  const res = checkZoneText(zone, 'z');
+  assert.deepEqual(res.problems.filter((p) => /octets/.test(p.message)).map((p) => [p.line, p.message.replace(/owner \S+/, 'owner O')]),
+    [[3, 'owner O is 257 octets, over the 255 of a DNS name (RFC 1035 §2.3.4)']]);
+});
+
+test('a full or closed stdout is one error line, exit 1, no stack trace', async (t) => {
+  const dir = tempDir(t);
+  const rows = Array.from({ length: 3000 }, (_, i) => `h${i}.example.,2001:db8::${(i + 1).toString(16)},2001:db8::${(i + 1).toString(16)}`);
+  const inv = writeZone(dir, 'inv.csv', `name,ulid,locators\n${rows.join('\n')}\n`);
+  const rec = ['zone', 'record', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const runs = await Promise.all([shim6BadStdout(rec, 'full'), shim6BadStdout(['zone', 'bulk', inv], 'closed'), shim6BadStdout(['zone', 'bulk', inv], 'full')]);
+  for (const [i, r] of runs.entries()) {
+    assert.equal(r.status, 1, `${i}: ${r.stderr}`);
+    const lines = r.stderr.split('\n').filter((l) => l !== '' && !/^\d+ hosts, no failures$/.test(l));
+    assert.deepEqual(lines.length, 1, `${i}: ${r.stderr}`);
+    assert.match(lines[0]!, /^shim6: error (ENOSPC|EPIPE): cannot write to stdout/, `${i}`);
+  }
+});
+
+test('input files are read up to a bound per kind: /dev/zero is ETOOLARGE, not all the memory there is', async (t) => {
+  const dir = tempDir(t);
+  // A regular file one octet over the zone bound, first: the old code read it whole (and /dev/zero forever).
+  const big = path.join(dir, 'big.zone');
+  writeFileSync(big, Buffer.alloc(READ_BOUNDS.zone + 1, 0x20));
+  const overBig = await shim6Async(['zone', 'check', big]);
+  assert.equal(overBig.status, 2, overBig.stderr);
+  assert.match(overBig.stderr, /^shim6: error ETOOLARGE: FILE: ".*big\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all; not read\n$/);
+  const inc = writeZone(dir, 'inc.zone', '$ORIGIN example.\nh IN AAAA 2001:db8::1\n$INCLUDE /dev/zero\n');
+  const key = ['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
+  const [include, zero, keyZero, bulkZero] = await Promise.all([
+    shim6Async(['zone', 'check', inc]),
+    shim6Async(['zone', 'check', '/dev/zero']),
+    shim6Async([...key, '--key', '/dev/zero']),
+    shim6Async(['zone', 'bulk', '/dev/zero']),
+  ]);
+  assert.equal(include.status, 1, include.stderr);
+  assert.match(include.stdout, /^.*inc\.zone:3: \$INCLUDE \/dev\/zero: "\/dev\/zero" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all; not read\n$/);
+  for (const [r, re] of [[zero, /^shim6: error ETOOLARGE: FILE: "\/dev\/zero" is larger than 32 MiB, the bound for a zone file/],
+    [keyZero, /^shim6: error ETOOLARGE: --key: "\/dev\/zero" is larger than 1 MiB, the bound for a key file; not read\n$/],
+    [bulkZero, /^shim6: error ETOOLARGE: FILE: "\/dev\/zero" is larger than 32 MiB, the bound for an inventory; not read\n$/]] as const) {
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, re);
+  }
+  // The budget is shared: two included files that fit alone but not together.
+  const half = Buffer.alloc(READ_BOUNDS.zone / 2 + 1, 0x20);
+  writeFileSync(path.join(dir, 'a.zone'), half);
+  writeFileSync(path.join(dir, 'b.zone'), half);
+  const two = writeZone(dir, 'two.zone', '$INCLUDE a.zone\n$INCLUDE b.zone\n');
+  const both = await shim6Async(['zone', 'check', '--origin', 'example.', two]);
+  assert.equal(both.status, 1, both.stderr);
+  assert.match(both.stdout, /^.*two\.zone:2: \$INCLUDE b\.zone: ".*b\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all/);
+});
+
+test('zone show --expect*, update --interface and check --origin: bad values are refused (exit 2) before any query', async (t) => {
+  const key = writeZone(tempDir(t), 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
+  // Port 9 on loopback answers nothing: the old code asked it, timed out and said exit 1.
+  const show = ['zone', 'show', 'h.example.', '--server', '127.0.0.1:9', '--timeout', '0.2'];
+  const cases: [string[], RegExp][] = [
+    [[...show, '--expect', 'v2 foo'], /^shim6: error EINVALID: --expect: invalid value "v2 foo": /],
+    [[...show, '--expect-ulid', 'zz'], /^shim6: error EINVALID: --expect-ulid: invalid value "zz": not an IPv6 address\n$/],
+    [[...show, '--expect-locator', '2001:db8::1', '--expect-locator', '2001:db8::g'], /^shim6: error EINVALID: --expect-locator: invalid value "2001:db8::g": not an IPv6 address\n$/],
+    [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--from-host', '--interface', 'nosuch0'],
+      /^shim6: error EINVALID: --interface: invalid value "nosuch0": no such interface\n$/],
+    [['zone', 'check', '--origin', 'bad..origin', '/dev/null'], /^shim6: error EINVALID: --origin: invalid value "bad\.\.origin": has an empty label\n$/],
+    [['zone', 'check', '--origin', `${'a'.repeat(64)}.example.`, '/dev/null'], /--origin: .*: a label is longer than 63 octets/],
+  ];
+  const results = await Promise.all(cases.map(([args]) => shim6Async(args)));
+  for (const [i, [args, want]] of cases.entries()) {
+    assert.equal(results[i]!.status, 2, `${args.join(' ')}: ${results[i]!.stderr}`);
+    assert.match(results[i]!.stderr, want, args.join(' '));
+  }
+  for (const origin of ['example', 'example.', '.', '0/25.2.0.192.in-addr.arpa.']) {
+    const ok = await shim6Async(['zone', 'check', '--origin', origin, '/dev/null']);
+    assert.equal(ok.status, 0, `${origin}: ${ok.stderr}`);
   }
 });

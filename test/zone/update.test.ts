@@ -5,13 +5,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { createSocket } from 'node:dgram';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { randomTsigSecret, startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
-import { shim6Async, tempDir, writeZone, zoneHeader } from './zonefile.ts';
+import { shim6Async, shim6BadStdout, tempDir, writeZone, zoneHeader } from './zonefile.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
 import { sendUpdate } from '../../zone-tools/update.ts';
+import { TransportError } from '../../zone-tools/dns-transport.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
 import { encodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { ProtocolError } from '../../shim/errors.ts';
@@ -113,4 +115,64 @@ test('zone update --from-host publishes the addresses of a real interface', asyn
   assert.equal(show.status, 0, show.stderr);
   assert.match(show.stdout, /ulid=2001:db8:7[78]::5/);
   assert.ok(path.isAbsolute(key));
+});
+
+for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
+  test(`zone update against ${kind}: a CNAME owner or a name below a delegation is refused, nothing sent`, async (t) => {
+    if (!needs(t, { root: true, commands: [kind === 'knot' ? 'knotd' : 'named', 'kdig'] })) return;
+    const secret = randomTsigSecret();
+    const text = zoneHeader(Z) + hostZoneLines(OLD).join('\n') + '\nalias IN CNAME h\nsub IN NS ns.sub\nns.sub IN AAAA 2001:db8::54\n';
+    const dns = await startAuthDns({ server: kind, zones: [{ name: Z, text }], tsig: { name: 'k.', secret }, allowUpdate: true });
+    t.after(() => dns.stop());
+    const key = writeZone(tempDir(t), 'k.key', `k:${secret}\n`);
+    const upd = (name: string): Promise<{ status: number | null; stdout: string; stderr: string }> => shim6Async(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z,
+      '--key', key, '--name', name, '--ulid', '2001:db8:1::5', '--locator', '2001:db8:1::5', '--txt']);
+    const [alias, below, at] = await Promise.all([upd('alias.upd.test.'), upd('h.sub.upd.test.'), upd('sub.upd.test.')]);
+    assert.equal(alias.status, 1, alias.stderr);
+    assert.match(alias.stderr, /^shim6: error EDNS_CNAME: alias\.upd\.test\. is an alias \(CNAME\) at 127\.0\.0\.1:\d+: .*nothing sent\n$/);
+    assert.equal(alias.stdout, '');
+    for (const r of [below, at]) {
+      assert.equal(r.status, 1, r.stderr);
+      assert.match(r.stderr, /^shim6: error EDNS_DELEGATED: (h\.)?sub\.upd\.test\. is at or below the delegation sub\.upd\.test\. \(NS\) in zone upd\.test\. .*nothing sent\n$/);
+    }
+    // Nothing reached the zone: the old code's update added the TXT (the one thing a server keeps there).
+    assert.deepEqual(kdig(dns.port, ['_shim6.alias.upd.test.', 'TXT']), []);
+    assert.deepEqual(kdig(dns.port, ['_shim6.h.sub.upd.test.', 'TXT', '+norecurse']).filter((l) => l.startsWith('"')), []);
+    // An ordinary name still updates.
+    const ok = await upd('h.upd.test.');
+    assert.equal(ok.status, 0, ok.stderr);
+    // Applied, then stdout fails: one line that says the update was applied.
+    const full = await shim6BadStdout(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z, '--key', key, '--name', 'h.upd.test.', '--ulid', '2001:db8:1::6', '--locator', '2001:db8:1::6'], 'full');
+    assert.equal(full.status, 1, full.stderr);
+    assert.match(full.stderr, /^shim6: error ENOSPC: cannot write to stdout .*; the update of h\.upd\.test\. in upd\.test\. was applied \(NOERROR, verified\)\n$/);
+    assert.deepEqual(kdig(dns.port, ['h.upd.test.', 'AAAA']), ['2001:db8:1::6']);
+  });
+}
+
+test('an update with no answer (UDP timeout) says it may or may not have been applied', async (t) => {
+  // A server that takes every datagram and never answers.
+  const sock = createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  t.after(() => sock.close());
+  let got = 0;
+  sock.on('message', () => { got++; });
+  const port = sock.address().port;
+  await assert.rejects(
+    sendUpdate({ host: '127.0.0.1', port }, Z, OLD, parseTsigKeyFile(`k:${randomTsigSecret()}`, 'inline'), { timeoutMs: 100, tries: 2 }),
+    (e: unknown) => e instanceof TransportError && e.code === 'ETIMEOUT'
+      && new RegExp(`^no answer from 127\\.0\\.0\\.1:${port} after 2 tries of 100 ms: the update of h\\.upd\\.test\\. may or may not have been applied: check with \`shim6 zone show h\\.upd\\.test\\. --server 127\\.0\\.0\\.1:${port}\`$`).test(e.message),
+  );
+  assert.equal(got, 2, 'both tries reached the server: either could have been applied');
+});
+
+test('zone update against knot: a key that no ACL of the zone grants is BADKEY, and the message says so', async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
+  const secret = randomTsigSecret();
+  // The key is known to the server (tsig) but no ACL allows it to update (allowUpdate off).
+  const dns = await startAuthDns({ server: 'knot', zones: [{ name: Z, text: zoneHeader(Z) }], tsig: { name: 'k.', secret } });
+  t.after(() => dns.stop());
+  const key = writeZone(tempDir(t), 'k.key', `k:${secret}\n`);
+  const r = await shim6Async(['zone', 'update', '--server', `127.0.0.1:${dns.port}`, '--zone', Z, '--key', key, '--name', 'h.upd.test.', '--ulid', '2001:db8:1::1', '--locator', '2001:db8:1::1']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /^shim6: error ETSIG_BADKEY: .*NOTAUTH, TSIG BADKEY: the server does not know this key name or algorithm, or no ACL of this zone allows updates with this key \(key k\.\)\n$/);
 });

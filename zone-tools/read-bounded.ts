@@ -1,0 +1,70 @@
+/**
+ * Reading the zone tools' input files with a bound per kind, so an endless or
+ * huge input (`/dev/zero`, a `$INCLUDE` of it, a runaway inventory) costs at
+ * most the bound, not all the memory there is: readFileSync reads to the end,
+ * whatever that is (12.9 GB before `zone check` with `$INCLUDE /dev/zero` died).
+ *
+ * Owns: the bounds (docs/zone-tools.md "Input bounds") and the one read loop
+ * that stops at them. Must not know: what the files mean.
+ */
+import { closeSync, openSync, readSync } from 'node:fs';
+import { UsageError } from '../shim/errors.ts';
+
+const MIB = 1024 * 1024;
+
+/**
+ * The bounds, in octets. Zone files: 32 MiB for a file and its `$INCLUDE`s in
+ * all (a 31 MB zone of 1M AAAA records took 1.0 GB to check). Inventories the
+ * same (a million hosts is about 70 MB; split it). Key files, HBA parameters
+ * and PEM keys: 1 MiB, far above any real one.
+ */
+export const READ_BOUNDS = {
+  zone: 32 * MIB,
+  inventory: 32 * MIB,
+  key: 1 * MIB,
+  params: 1 * MIB,
+} as const;
+
+export type InputKind = keyof typeof READ_BOUNDS;
+
+const KIND_TEXT: Readonly<Record<InputKind, string>> = {
+  zone: 'a zone file and its $INCLUDEs, in all',
+  inventory: 'an inventory',
+  key: 'a key file',
+  params: 'an HBA parameters file',
+};
+
+/** `33554432` → `32 MiB`. */
+export function formatBound(octets: number): string {
+  return octets % MIB === 0 ? `${octets / MIB} MiB` : `${octets} octets`;
+}
+
+/** The error for an input over its bound: UsageError ETOOLARGE naming `field` (if any), the file and the bound. */
+export function tooLarge(file: string, field: string, kind: InputKind): UsageError {
+  return new UsageError('ETOOLARGE', `${field === '' ? '' : `${field}: `}${JSON.stringify(file)} is larger than ${formatBound(READ_BOUNDS[kind])}, the bound for ${KIND_TEXT[kind]}; not read`, field);
+}
+
+/**
+ * The text of `file` (`'-'` or 0: stdin), read in chunks and never more than
+ * `limit` octets (default: the kind's bound): one more is ETOOLARGE. File
+ * system errors are thrown as they are (the caller words them).
+ */
+export function readBounded(file: string | 0, field: string, kind: InputKind, limit: number = READ_BOUNDS[kind]): string {
+  const fd = file === '-' || file === 0 ? 0 : openSync(file, 'r');
+  try {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const want = Math.min(64 * 1024, limit + 1 - total);
+      const buf = Buffer.allocUnsafe(want);
+      const n = readSync(fd, buf, 0, want, null);
+      if (n === 0) break;
+      total += n;
+      if (total > limit) throw tooLarge(file === 0 ? '-' : file, field, kind);
+      chunks.push(n === want ? buf : buf.subarray(0, n));
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
+  } finally {
+    if (fd !== 0) closeSync(fd);
+  }
+}
