@@ -18,6 +18,7 @@ import type { UdpBackend } from './udp-socket.ts';
 import { DEFAULT_CAPABILITY_OPTIONS, type CapabilityOptions } from './stages/capability.ts';
 import { MAX_WORKERS } from './limits.ts';
 import { ClientAcl } from './client-acl.ts';
+import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
 import { resolveReplyLimit, type ReplyLimitConfig } from '../shim/engine/reply-limit.ts';
 
 /**
@@ -227,7 +228,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
     },
     capability: {
       enabled: bool(cp, 'enabled', 'capability', true),
-      rrType: num(cp, 'rrType', 'capability', k.rrType, 1, 65535),
+      rrType: num(cp, 'rrType', 'capability', k.rrType, PRIVATE_RR_TYPE_MIN, PRIVATE_RR_TYPE_MAX),
       txtFallback: bool(cp, 'txtFallback', 'capability', k.txtFallback),
       waitMaxMs: num(cp, 'waitMaxMs', 'capability', k.waitMaxMs, 0, 10_000, false),
       waitMinMs: num(cp, 'waitMinMs', 'capability', k.waitMinMs, 0, 10_000, false),
@@ -256,7 +257,6 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
     replyLimit: replyLimit.value,
     resolvConf: resolvConf as EngineFileConfig['resolvConf'],
   };
-  if (out.capability.rrType === 41 || out.capability.rrType === 0) bad('capability.rrType', out.capability.rrType, 'not a data RR type');
   return out;
 }
 

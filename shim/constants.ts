@@ -96,6 +96,13 @@ export const KEEPALIVE_INTERVAL_FRACTION_MAX = 1 / 2;
 
 /** The capability record (docs/capability-record.md). */
 export const CAPABILITY_RR_TYPE = 65300;
+/**
+ * RFC 6895 §3.1: RR types 65280–65534 are for private use, the only ones the record's type may
+ * be configured to: any other number is (or may become) a real type, and an update with it
+ * deletes that RRset (1: the host's A records; 16: its TXT).
+ */
+export const PRIVATE_RR_TYPE_MIN = 65280;
+export const PRIVATE_RR_TYPE_MAX = 65534;
 export const CAPABILITY_RECORD_VERSION = 1;
 export const CAPABILITY_MAX_LOCATORS = 32;
 

@@ -8,6 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
 import { UsageError } from '../shim/errors.ts';
+import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
 import { buildHostRecord, type RecordInput } from './record-input.ts';
 import { MAX_NAME_OCTETS, nameWireLength, splitLabels } from './dns-message.ts';
 import { hostZoneLines } from './zone-lines.ts';
@@ -49,14 +50,6 @@ export interface RecordFlags {
   aaaa?: string;
   rrType?: string;
 }
-
-/**
- * RFC 6895 §3.1: RR types 65280–65534 are for private use. Only those: any
- * other number is (or may become) a real type, and an update with it deletes
- * that RRset (`--rr-type 1`: the host's A records; 16: its TXT).
- */
-export const PRIVATE_RR_TYPE_MIN = 65280;
-export const PRIVATE_RR_TYPE_MAX = 65534;
 
 /** `--rr-type`: `65300` or `TYPE65300`, private use only; undefined when not given. */
 export function parseRrType(text: string | undefined): number | undefined {

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { describeValue, parseJsonText, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
-import { CAPABILITY_RR_TYPE, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../constants.ts';
+import { CAPABILITY_RR_TYPE, PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
@@ -357,7 +357,8 @@ export function validateConfig(doc: unknown): DaemonConfig {
   if (doc.listen !== undefined) c.listen = list('listen', typeof doc.listen === 'string' ? [doc.listen] : doc.listen).map((e, i) => parseEndpoint(`listen[${i}]`, e, 53));
   if (doc.allow !== undefined) c.allow = [...ClientAcl.parse(doc.allow, 'allow').text];
   if (doc.upstreams !== undefined) c.upstreams = list('upstreams', typeof doc.upstreams === 'string' ? [doc.upstreams] : doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
-  if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, 1, 65535);
+  // Private use only (RFC 6895 §3.1): dnsUpdate replaces the RRset of this type at the host's name.
+  if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, PRIVATE_RR_TYPE_MIN, PRIVATE_RR_TYPE_MAX);
   if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);
   if (doc.resolverWorkers !== undefined) c.resolverWorkers = int('resolverWorkers', doc.resolverWorkers, 1, MAX_WORKERS);
   if (doc.capabilityMaxTtl !== undefined) c.capabilityMaxTtl = int('capabilityMaxTtl', doc.capabilityMaxTtl, 1, 604_800);

@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { UsageError } from '../../shim/errors.ts';
 import { defaultConfig, keysNeedingRestart, loadConfig, parseConfigText, RELOADED_KEYS, timerValues, validateConfig } from '../../shim/daemon/config.ts';
+import { configFromObject } from '../../resolver/config.ts';
 import { SEND_TIMEOUT, SHIM6_UDP_PORT } from '../../shim/constants.ts';
 
 function rejects(doc: unknown, field: string): void {
@@ -210,4 +211,13 @@ test('as in the resolver\'s file: one listen or upstream address may stand alone
   assert.equal(c.udp, 'auto');
   rejects({ udp: 'fast' }, 'udp');
   rejects({ listen: 5 }, 'listen');
+});
+
+test('recordType, and the resolver file\'s capability.rrType: a private-use type only (RFC 6895 §3.1), as the zone tools\' --rr-type', () => {
+  assert.equal(validateConfig({ recordType: 65280 }).recordType, 65280);
+  assert.equal(validateConfig({ recordType: 65534 }).recordType, 65534);
+  for (const t of [1, 16, 28, 41, 65279, 65535]) {
+    rejects({ recordType: t }, 'recordType');
+    assert.throws(() => configFromObject({ capability: { rrType: t } }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'capability.rrType', String(t));
+  }
 });
