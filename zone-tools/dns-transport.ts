@@ -13,6 +13,7 @@ import { Shim6Error, UsageError } from '../shim/errors.ts';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
 import { FLAG_TC } from './dns-message.ts';
 import { hostPort } from '../shim/log.ts';
+import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
 
 export interface ServerAddress {
   host: string;
@@ -93,12 +94,20 @@ function exchangeUdp(server: ServerAddress, message: Uint8Array, timeoutMs: numb
         else send();
       }, timeoutMs);
     };
-    sock.on('message', (msg) => {
+    // The answer must come from the server asked, to the ID asked (RFC 5452 §9.1): anyone else's datagram is dropped.
+    const from = canonical(server.host);
+    sock.on('message', (msg, rinfo) => {
+      if (rinfo.port !== server.port || canonical(rinfo.address) !== from) return;
       if (msg.length >= 12 && msg[0] === message[0] && msg[1] === message[1]) done(undefined, new Uint8Array(msg));
     });
     sock.on('error', (err) => done(new TransportError('ESOCKET', `${hostPort(server.host, server.port)}: ${err.message}`)));
     send();
   });
+}
+
+/** An address as one text per address (IPv6 in RFC 5952 form), to compare a datagram's source with the server. */
+function canonical(address: string): string {
+  return isIP(address) === 6 ? canonicalIpv6(address) : address;
 }
 
 /** RFC 7766 §8 framing through shim/dns-tcp.ts; its codes (ETIMEOUT, ECONNECT, ECLOSED, ETOOLARGE) are kept. */

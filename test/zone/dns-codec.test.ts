@@ -6,6 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createHmac } from 'node:crypto';
+import dgram from 'node:dgram';
+import { exchange } from '../../zone-tools/dns-transport.ts';
 import {
   decodeMessage, decodeName, decodeTxtRdata, DnsFormatError, encodeMessage, encodeName, encodeRecord, encodeTxtRdata, RrClass, RrType,
 } from '../../zone-tools/dns-message.ts';
@@ -186,4 +188,21 @@ test('UPDATE message: a host whose _shim6 TXT owner would pass 255 octets is a -
   const name = `${'h'.repeat(60)}.${'h'.repeat(60)}.${'h'.repeat(60)}.${'h'.repeat(56)}.example.`;
   const host = buildHostRecord({ name, ulid: '2001:db8::1', locators: ['2001:db8::1'] });
   assert.throws(() => buildUpdate('example.', host, 1), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === '--name' && /would be 256 octets/.test(e.message));
+});
+
+test('a UDP answer is taken only from the server asked: a datagram with the right ID from another port is dropped (RFC 5452 §9.1)', async (t) => {
+  const server = dgram.createSocket('udp4');
+  const forger = dgram.createSocket('udp4');
+  t.after(() => { server.close(); forger.close(); });
+  await new Promise<void>((r) => server.bind(0, '127.0.0.1', () => r()));
+  await new Promise<void>((r) => forger.bind(0, '127.0.0.1', () => r()));
+  server.on('message', (q, from) => {
+    // The forger's answer first (same ID, another source port), then the server's.
+    const forged = Buffer.from(q); forged[2] = 0x80; forged[3] = 0x03; // NXDOMAIN
+    const real = Buffer.from(q); real[2] = 0x80; real[3] = 0x00;
+    forger.send(forged, from.port, from.address, () => server.send(real, from.port, from.address));
+  });
+  const query = Uint8Array.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1]);
+  const answer = await exchange({ host: '127.0.0.1', port: (server.address()).port }, query, { timeoutMs: 30_000, tries: 1 });
+  assert.equal(answer[3]! & 0x0f, 0, 'the server\'s NOERROR, not the forger\'s NXDOMAIN');
 });
