@@ -23,6 +23,7 @@ import { ResolverGroup } from '../../resolver/workers.ts';
 import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig, type ResolverConfig } from '../../resolver/config.ts';
 import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink.ts';
 import { startControlServer, type ControlServer } from './control/server.ts';
+import { claimNamespace, type InstanceClaim } from './instance-lock.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { keysNeedingRestart, loadConfig, type DaemonConfig } from './config.ts';
@@ -104,6 +105,8 @@ export class Daemon {
   private ulid = '';
   private cgaKey: CgaKey | undefined;
   private dns: DnsPublisher | undefined;
+  /** This network namespace claimed for this daemon (instance-lock.ts); released at the end of teardown. */
+  private claim: InstanceClaim | undefined;
   /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
   /** The kernel path's counters (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
@@ -135,6 +138,17 @@ export class Daemon {
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    // Before anything is looked at or removed as "a crashed daemon's": is a daemon running here?
+    const claim = opts.dataPlaneOff === undefined ? await claimNamespace() : undefined;
+    try {
+      return await Daemon.startClaimed(config, opts, log, claim);
+    } catch (err) {
+      claim?.release();
+      throw err;
+    }
+  }
+
+  private static async startClaimed(config: DaemonConfig, opts: DaemonOptions, log: Logger, claim: InstanceClaim | undefined): Promise<Daemon> {
     // A hand-over left by a daemon killed with SIGKILL: the host's own DNS back before anything reads resolv.conf.
     const stateDir = opts.stateDir ?? defaultStateDirectory();
     recoverHandover(stateDir, log);
@@ -148,6 +162,7 @@ export class Daemon {
     // The TSIG key and the name are checked before anything is set up.
     const dns = config.dnsUpdate && !off && id.ulid ? new DnsPublisher(config.dnsUpdate, { ulid: id.ulid, hba: id.hba, cgaUlid: id.cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
     const daemon = new Daemon(config, log, engine, plane.driver, plane.routes, cache, id.hba, opts);
+    daemon.claim = claim;
     daemon.dns = dns;
     daemon.ulid = id.ulid;
     daemon.cgaKey = id.cgaKey;
@@ -380,6 +395,7 @@ export class Daemon {
     this.encap?.close();
     if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
     this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
+    this.claim?.release();
   }
 
   private saveCaches(): void {

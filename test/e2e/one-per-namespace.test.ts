@@ -1,0 +1,69 @@
+// One shim6 daemon per network namespace: a second one is refused before it touches anything.
+// Before, a refused second start (its TUN busy, its port or control socket taken) had already
+// removed the running daemon's nftables table, tc filters, rules and routes as "a crashed
+// daemon's", and the running one went on reporting peers routed into a TUN nothing led to.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { NetLab } from '../helpers/netns.ts';
+import { builtShim6 } from '../helpers/cli.ts';
+import { BUILT_BIN, requireBuilt, tmpdir, track, waitFor } from '../install/built.ts';
+import { claimNamespace } from '../../shim/daemon/instance-lock.ts';
+import { EnvironmentError } from '../../shim/errors.ts';
+
+test('the namespace claim: a second claim is refused with the holder\'s pid; released, it can be claimed again', async () => {
+  const name = `\0shim6-test-claim-${process.pid}`;
+  const first = await claimNamespace(name);
+  await assert.rejects(claimNamespace(name), (e: unknown) => e instanceof EnvironmentError && e.code === 'EDAEMON_RUNNING' && e.message.includes(`(pid ${process.pid})`));
+  first.release();
+  first.release(); // idempotent
+  (await claimNamespace(name)).release();
+});
+
+test('a second shim6 daemon in the same namespace is refused (EDAEMON_RUNNING) and the running one keeps its rules, routes and tables', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'one-daemon-');
+  const net = new NetLab(t);
+  const ns = net.ns('one');
+  net.run(ns, ['ip', 'link', 'add', 'one0', 'type', 'veth', 'peer', 'name', 'one1']);
+  for (const dev of ['one0', 'one1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
+  net.addr(ns, 'one0', '2001:db8:5533::1/64');
+  const config = (name: string, extra: Record<string, unknown>): string => {
+    const file = path.join(dir, `${name}.json`);
+    writeFileSync(file, JSON.stringify({
+      listen: [], interfaces: ['one0'], tun: { name: `${name}tun` }, cacheFile: path.join(dir, `${name}-caches.json`),
+      controlSocket: path.join(dir, `${name}.sock`), log: { level: 'info', format: 'json' }, ...extra,
+    }));
+    return file;
+  };
+  const a = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', config('a', {})], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => a.out().includes('daemon ready') || a.status() !== undefined, 'daemon A ready');
+  assert.match(a.out(), /daemon ready/);
+  const state = (): string => [['ip', '-6', 'rule'], ['ip', '-6', 'route', 'show', 'table', '5533'], ['nft', 'list', 'tables']]
+    .map((argv) => net.run(ns, argv).stdout).join('\n');
+  const before = state();
+  assert.match(before, /lookup 5533/, before);
+
+  // The same config (its TUN is busy), and another TUN, port and control socket: both refused at once.
+  for (const [what, file] of [['the same config', config('a', {})], ['another TUN, port and socket', config('b', { port: 5600 })]] as const) {
+    const b = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    assert.equal(await b.exited(), 1, `${what}: ${b.out()}`);
+    assert.match(b.out(), /^shim6: error EDAEMON_RUNNING: another shim6 daemon runs in this network namespace \(pid \d+\)/m, what);
+    assert.doesNotMatch(b.out(), /stopped: routes/, `${what}: nothing set up, nothing torn down`);
+    assert.equal(state(), before, `${what}: A's rules, routes and tables untouched`);
+  }
+  const st = builtShim6(['status', '--socket', path.join(dir, 'a.sock')]);
+  assert.equal(st.status, 0, st.stderr);
+  a.child.kill('SIGTERM');
+  assert.equal(await a.exited(), 0, a.out());
+  // Gone with A, the claim lets the next daemon start.
+  const c = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', config('a', {})], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => c.out().includes('daemon ready') || c.status() !== undefined, 'the next daemon ready');
+  assert.match(c.out(), /daemon ready/, c.out());
+  c.child.kill('SIGTERM');
+  assert.equal(await c.exited(), 0, c.out());
+});
