@@ -15,7 +15,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
@@ -156,6 +156,7 @@ export class Daemon {
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
     const id = identify(config, off, log);
+    if (!off) refusePeersThatAreUs(config, config.interfaces.length > 0 ? readLocalAddresses([]) : id.found);
     const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };
     const ref: { daemon?: Daemon } = {};
     const plane = openDataPlane(config, off, engine, log, { stopping: () => ref.daemon?.stopping === true, onEvent: (e) => ref.daemon?.onEngineEvent(e) });
@@ -557,6 +558,21 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
   return { hba, cgaKey, cgaUlid, found, locals, ulid: locals[0]?.address ?? '' };
+}
+
+/**
+ * A configured peer whose ULID or locator is an address of this host would be a context with
+ * ourselves, refused by our own guard every few seconds without end (`ulid-is-local`): ECONFIG,
+ * naming the key, before anything starts.
+ */
+function refusePeersThatAreUs(config: DaemonConfig, host: readonly LocalAddress[]): void {
+  const ours = new Set(host.map((l) => canonicalIpv6(l.address)));
+  config.peers.forEach((p, i) => {
+    if (ours.has(canonicalIpv6(p.ulid))) throw new UsageError('ECONFIG', `peers[${i}].ulid: ${p.ulid} is an address of this host, not a peer's`, `peers[${i}].ulid`);
+    p.locators.forEach((l, j) => {
+      if (ours.has(canonicalIpv6(l.address))) throw new UsageError('ECONFIG', `peers[${i}].locators[${j}]: ${l.address} is an address of this host, not a peer's`, `peers[${i}].locators[${j}]`);
+    });
+  });
 }
 
 /** The data plane around the engine: routes, the kernel path, the TUN, the UDP transport, the driver. */

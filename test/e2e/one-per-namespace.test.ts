@@ -23,6 +23,30 @@ test('the namespace claim: a second claim is refused with the holder\'s pid; rel
   (await claimNamespace(name)).release();
 });
 
+test('a configured peer with an address of this host (as ULID or locator) is refused at start, ECONFIG naming the key, nothing set up', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'peer-us-');
+  const net = new NetLab(t);
+  const ns = net.ns('pus');
+  net.run(ns, ['ip', 'link', 'add', 'pus0', 'type', 'veth', 'peer', 'name', 'pus1']);
+  for (const dev of ['pus0', 'pus1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
+  net.addr(ns, 'pus0', '2001:db8:5533::1/64');
+  net.addr(ns, 'pus1', '2001:db8:77::1/64'); // on another interface than the daemon's
+  const cases: Array<[unknown, RegExp]> = [
+    [{ ulid: '2001:db8:5533::1' }, /ECONFIG: peers\[0\]\.ulid: 2001:db8:5533::1 is an address of this host/],
+    [{ ulid: '2001:db8:99::1', locators: ['2001:db8:99::1', '2001:db8:77::1'] }, /ECONFIG: peers\[0\]\.locators\[1\]: 2001:db8:77::1 is an address of this host/],
+  ];
+  for (const [peer, why] of cases) {
+    const file = path.join(dir, 'peer.json');
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['pus0'], tun: { name: 'pustun' }, cacheFile: path.join(dir, 'c.json'), controlSocket: path.join(dir, 'c.sock'), peers: [peer] }));
+    const r = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    assert.equal(await r.exited(), 2, r.out());
+    assert.match(r.out(), why);
+    assert.doesNotMatch(net.run(ns, ['ip', '-6', 'rule']).stdout, /lookup 5533/, 'no rule set up');
+  }
+});
+
 test('a second shim6 daemon in the same namespace is refused (EDAEMON_RUNNING) and the running one keeps its rules, routes and tables', { timeout: 180_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   requireBuilt();
