@@ -13,7 +13,7 @@
  * or DNS wire details (resolver). Signals are the process's business
  * (process.ts): it calls `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
@@ -555,7 +555,11 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
   if (cgaUlid) found = readLocalAddresses(config.interfaces);
   const locals = orderLocators(found, hba, cgaUlid?.address);
-  if (locals.length === 0 && !off) throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}`);
+  if (locals.length === 0 && !off) {
+    // A typo in `interfaces` is the usual cause: name the links that do not exist.
+    const missing = config.interfaces.filter((dev) => !existsSync(`/sys/class/net/${dev}`));
+    throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${missing.length ? ` (no such interface: ${missing.join(', ')})` : ''}`);
+  }
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
   return { hba, cgaKey, cgaUlid, found, locals, ulid: locals[0]?.address ?? '' };
 }

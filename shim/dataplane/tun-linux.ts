@@ -9,6 +9,16 @@
  */
 import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 import { EnvironmentError } from '../errors.ts';
+import { existsSync } from 'node:fs';
+
+/**
+ * Why a TUNSETIFF failed when the name is taken by a link of another kind (a veth, an Ethernet
+ * link): the kernel only says "Invalid argument". A TUN link has /sys/class/net/NAME/tun_flags.
+ */
+function notTun(name: string): string {
+  if (!/^[\w.-]{1,15}$/.test(name) || !existsSync(`/sys/class/net/${name}`)) return '';
+  return existsSync(`/sys/class/net/${name}/tun_flags`) ? ' (a TUN of that name exists: another process holds it)' : ` (${name} exists and is not a TUN device: choose another tun.name)`;
+}
 import type { PacketsHandler, TunDevice } from './tun.ts';
 
 /** Options of a real TUN device. */
@@ -64,7 +74,7 @@ export class LinuxTun implements TunDevice {
       [fd, name, vnet] = native.open(opts.name, opts.offload ?? true);
     } catch (e) {
       const err = e as Error & { code?: string };
-      throw new EnvironmentError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}`);
+      throw new EnvironmentError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}${notTun(opts.name)}`);
     }
     return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet);
   }

@@ -47,6 +47,26 @@ test('a configured peer with an address of this host (as ULID or locator) is ref
   }
 });
 
+test('start errors a sysadmin meets name the cause: an interface that does not exist, a TUN name taken by a link of another kind', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'start-errors-');
+  const net = new NetLab(t);
+  const ns = net.ns('ser');
+  net.run(ns, ['ip', 'link', 'add', 'ser0', 'type', 'veth', 'peer', 'name', 'ser1']);
+  for (const dev of ['ser0', 'ser1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
+  net.addr(ns, 'ser0', '2001:db8:5533::1/64');
+  const run = async (extra: Record<string, unknown>): Promise<string> => {
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['ser0'], tun: { name: 'sertun' }, cacheFile: path.join(dir, 'c.json.cache'), controlSocket: path.join(dir, 'c.sock'), ...extra }));
+    const r = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    assert.equal(await r.exited(), 1, r.out());
+    return r.out();
+  };
+  assert.match(await run({ interfaces: ['eth9'] }), /ENOLOCATOR: no global IPv6 address found on eth9 \(no such interface: eth9\)/);
+  assert.match(await run({ tun: { name: 'ser1' } }), /ETUNOPEN: cannot open TUN ser1: .*\(ser1 exists and is not a TUN device: choose another tun\.name\)/);
+});
+
 test('a second shim6 daemon in the same namespace is refused (EDAEMON_RUNNING) and the running one keeps its rules, routes and tables', { timeout: 180_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   requireBuilt();
