@@ -41,6 +41,10 @@ export class LruCapabilityCache implements CapabilityCache {
     this.caches.negative.forget(address, ulid);
   }
 
+  deletePositive(ulid: Ipv6): void {
+    this.caches.positive.forget(ulid);
+  }
+
   export(now: Millis): CacheSnapshot {
     return this.caches.export(now);
   }

@@ -343,11 +343,16 @@ export class Daemon {
       return;
     }
     const restartNeeded = keysNeedingRestart(this.config, next);
+    // Peers taken out: what only the configuration said of them goes too (else kept a day, and saved).
+    const kept = new Set(next.peers.map((p) => p.ulid));
+    const removed = this.config.peers.filter((p) => !kept.has(p.ulid)).map((p) => p.ulid);
+    for (const ulid of removed) this.command((e, now) => { e.unconfigure(now, ulid); });
     this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
     this.primeConfiguredPeers();
     this.saveCaches();
-    if (restartNeeded.length === 0) this.log.info('reloaded', { peers: next.peers.length });
-    else this.log.warn('reloaded', { peers: next.peers.length, restartNeeded, note: 'these keys take effect at the next restart' });
+    const gone = removed.length > 0 ? { peersRemoved: removed } : {};
+    if (restartNeeded.length === 0) this.log.info('reloaded', { peers: next.peers.length, ...gone });
+    else this.log.warn('reloaded', { peers: next.peers.length, ...gone, restartNeeded, note: 'these keys take effect at the next restart' });
   }
 
   /**

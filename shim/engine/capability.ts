@@ -72,6 +72,8 @@ export interface CapabilityCache {
   getNegative(now: Millis, address: Ipv6, ulid?: Ipv6): NegativeEntry | undefined;
   setNegative(now: Millis, entry: NegativeEntry): void;
   deleteNegative(address: Ipv6, ulid?: Ipv6): void;
+  /** Drop the positive entry of `ulid` (a configured peer taken out of the configuration). */
+  deletePositive(ulid: Ipv6): void;
   export(now: Millis): CacheSnapshot;
   /** Load a snapshot (in practice read from a file): validated whole; malformed data throws and changes nothing. */
   import(now: Millis, data: CacheSnapshot): void;

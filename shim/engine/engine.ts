@@ -270,6 +270,18 @@ export class Engine {
    * host-based discovery found nothing) does not refuse it — the record is newer
    * knowledge, and recording it lifts such entries.
    */
+  /**
+   * A peer taken out of the node's configuration (a reload): its positive entry goes when the
+   * configuration is what put it there (`source: configured`); knowledge from DNS or a
+   * handshake stays. An established context is not touched. Whether an entry went.
+   */
+  unconfigure(now: Millis, ulid: Ipv6): boolean {
+    const cache = this.core.cache;
+    if (cache.getPositive(now, ulid)?.source !== 'configured') return false;
+    cache.deletePositive(ulid);
+    return true;
+  }
+
   prime(now: Millis, r: PrimeRequest): void {
     const core = this.core;
     const expires = (now + r.ttl * 1000) as Millis;

@@ -85,3 +85,16 @@ test('one policy (docs/engine.md "Capability detection"): DNS absence does not r
   assert.deepEqual(engineEvents(a).slice(seen).filter((e) => e.kind === 'peer-unsupported').map((e) => e.kind === 'peer-unsupported' && e.reason), ['negative-cache']);
   assert.equal(a.engine.status().contexts.filter((x) => x.peerUlid === c && x.state === State.I1_SENT).length, 0, 'no new I1');
 });
+
+test('a peer taken out of the configuration: its configured positive entry goes; what DNS said stays', () => {
+  const { sim, a, b } = shimPair(109);
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 86_400, source: 'configured' });
+  const positive = (): string[] => a.engine.exportCaches(sim.now).positive.filter((e) => e.ulid === b.ulid).map((e) => e.source);
+  assert.deepEqual(positive(), ['configured']);
+  assert.equal(a.engine.unconfigure(sim.now, b.ulid), true);
+  assert.deepEqual(positive(), [], 'gone: not kept a day, not saved');
+  assert.equal(a.engine.unconfigure(sim.now, b.ulid), false, 'nothing left to drop');
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 60, source: 'dns' });
+  assert.equal(a.engine.unconfigure(sim.now, b.ulid), false);
+  assert.deepEqual(positive(), ['dns'], 'DNS knowledge is not the configuration\'s to drop');
+});
