@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
-import { NetLab } from '../helpers/netns.ts';
+import { hostWithLink } from '../helpers/netns.ts';
 import { builtShim6 } from '../helpers/cli.ts';
 import { BUILT_BIN, requireBuilt, tmpdir, track, waitFor } from '../install/built.ts';
 import { claimNamespace } from '../../shim/daemon/instance-lock.ts';
@@ -27,11 +27,7 @@ test('a configured peer with an address of this host (as ULID or locator) is ref
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   requireBuilt();
   const dir = tmpdir(t, 'peer-us-');
-  const net = new NetLab(t);
-  const ns = net.ns('pus');
-  net.run(ns, ['ip', 'link', 'add', 'pus0', 'type', 'veth', 'peer', 'name', 'pus1']);
-  for (const dev of ['pus0', 'pus1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
-  net.addr(ns, 'pus0', '2001:db8:5533::1/64');
+  const { net, ns } = hostWithLink(t, 'pus');
   net.addr(ns, 'pus1', '2001:db8:77::1/64'); // on another interface than the daemon's
   const cases: Array<[unknown, RegExp]> = [
     [{ ulid: '2001:db8:5533::1' }, /ECONFIG: peers\[0\]\.ulid: 2001:db8:5533::1 is an address of this host/],
@@ -51,11 +47,7 @@ test('start errors a sysadmin meets name the cause: an interface that does not e
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   requireBuilt();
   const dir = tmpdir(t, 'start-errors-');
-  const net = new NetLab(t);
-  const ns = net.ns('ser');
-  net.run(ns, ['ip', 'link', 'add', 'ser0', 'type', 'veth', 'peer', 'name', 'ser1']);
-  for (const dev of ['ser0', 'ser1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
-  net.addr(ns, 'ser0', '2001:db8:5533::1/64');
+  const { ns } = hostWithLink(t, 'ser');
   const run = async (extra: Record<string, unknown>): Promise<string> => {
     const file = path.join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['ser0'], tun: { name: 'sertun' }, cacheFile: path.join(dir, 'c.json.cache'), controlSocket: path.join(dir, 'c.sock'), ...extra }));
@@ -71,11 +63,7 @@ test('a second shim6 daemon in the same namespace is refused (EDAEMON_RUNNING) a
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   requireBuilt();
   const dir = tmpdir(t, 'one-daemon-');
-  const net = new NetLab(t);
-  const ns = net.ns('one');
-  net.run(ns, ['ip', 'link', 'add', 'one0', 'type', 'veth', 'peer', 'name', 'one1']);
-  for (const dev of ['one0', 'one1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
-  net.addr(ns, 'one0', '2001:db8:5533::1/64');
+  const { net, ns } = hostWithLink(t, 'one');
   const config = (name: string, extra: Record<string, unknown>): string => {
     const file = path.join(dir, `${name}.json`);
     writeFileSync(file, JSON.stringify({

@@ -217,3 +217,16 @@ function sh(argv: string[], opts: { timeoutMs?: number; input?: string; check?: 
   }
   return res;
 }
+
+/**
+ * A namespace of its own (`prefix…`) with a veth pair `<prefix>0`/`<prefix>1` up in it and
+ * `address` on `<prefix>0`: a host with one link, for a daemon started alone.
+ */
+export function hostWithLink(t: AfterHook, prefix: string, address = '2001:db8:5533::1/64'): { net: NetLab; ns: Netns } {
+  const net = new NetLab(t);
+  const ns = net.ns(prefix);
+  net.run(ns, ['ip', 'link', 'add', `${prefix}0`, 'type', 'veth', 'peer', 'name', `${prefix}1`]);
+  for (const dev of [`${prefix}0`, `${prefix}1`]) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
+  net.addr(ns, `${prefix}0`, address);
+  return { net, ns };
+}

@@ -11,7 +11,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLANG, needs } from '../helpers/prereq.ts';
 import { builtShim6 } from '../helpers/cli.ts';
-import { NetLab } from '../helpers/netns.ts';
+import { hostWithLink } from '../helpers/netns.ts';
 import { BUILT_BIN, requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { NotifySocket } from './notify-socket.ts';
 import { UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
@@ -54,11 +54,7 @@ test('shim6 daemon with only the unit\'s capabilities and its read-only /sys: RE
   assert.ok(UNIT_CAPS.includes('bpf') && UNIT_CAPS.includes('net_admin'), `the unit's capabilities: ${UNIT_CAPS.join(' ')}`);
   requireBuilt();
   const dir = tmpdir(t, 'notify-');
-  const net = new NetLab(t);
-  const ns = net.ns('ntf');
-  net.run(ns, ['ip', 'link', 'add', 'ntf0', 'type', 'veth', 'peer', 'name', 'ntf1']);
-  for (const dev of ['ntf0', 'ntf1']) net.run(ns, ['ip', 'link', 'set', dev, 'up']);
-  net.addr(ns, 'ntf0', '2001:db8:5533::1/64');
+  const { net, ns } = hostWithLink(t, 'ntf');
   const config = path.join(dir, 'shim6.json');
   writeFileSync(config, JSON.stringify({
     listen: ['127.0.0.153:53'], upstreams: ['127.0.0.1:9'], interfaces: ['ntf0'], tun: { name: 'ntftun' },
