@@ -79,6 +79,12 @@ export const NO_R1_HOLDDOWN_TIME: Millis = seconds(60);
 export const ICMP_HOLDDOWN_TIME: Millis = seconds(600);
 export const I2_TIMEOUT: Millis = seconds(4);
 export const I2_RETRIES_MAX = 2;
+/**
+ * Not RFC 5533's: I2 cycles (each ending in a fall back to I1, §7.12) before E-FAILED. A peer
+ * that answers every I1 with an R1 and drops every I2 (it cannot verify our ULID) would
+ * otherwise keep the context retrying forever, each R1 starting the cycle anew.
+ */
+export const I2_CYCLES_MAX = 3;
 export const I2BIS_TIMEOUT: Millis = seconds(4);
 export const I2BIS_RETRIES_MAX = 2;
 export const VALIDATOR_MIN_LIFETIME: Millis = seconds(30);

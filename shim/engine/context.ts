@@ -103,6 +103,8 @@ export class Context implements Timed {
   /** Keepalive Timeout the peer asked for (RFC 5534 §5.3), ms. */
   peerKeepaliveTimeout: Millis | undefined = undefined;
   retries = 0;
+  /** I2 cycles that ran out (each a fall back to I1, §7.12); E-FAILED at I2_CYCLES_MAX (retransmit.ts). */
+  i2Cycles = 0;
   update: PendingUpdate | undefined = undefined;
   /** REAP state (RFC 5534 §6): 0 Operational, 1 Exploring, 2 InboundOk. */
   reapState = 0;

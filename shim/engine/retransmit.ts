@@ -2,7 +2,8 @@
  * The Retransmit timer of an establishing context (RFC 5533 §7.8, §7.12,
  * §7.19): resend the I1, I2 or I2bis with back-off, fall back from I2 to I1
  * after I2_RETRIES_MAX, fail to E-FAILED after I1_RETRIES_MAX; in ESTABLISHED,
- * the I2bis of a recovery off the current pair (recovery.ts). Apart from
+ * the I2bis of a recovery off the current pair (recovery.ts); E-FAILED too after I2_CYCLES_MAX
+ * I2 cycles (not RFC 5533's bound). Apart from
  * handshake.ts and recovery.ts so neither imports the other's timers.
  */
 import type { Millis } from '../time.ts';
@@ -11,6 +12,7 @@ import type { Context } from './context.ts';
 import type { Core } from './core.ts';
 import { failEstablishment, sendI1, sendI2 } from './handshake.ts';
 import { onSideRetransmit, resendI2bis } from './recovery.ts';
+import { I2_CYCLES_MAX } from '../constants.ts';
 
 /** Retransmission timer in I1-SENT / I2-SENT / I2BIS-SENT (§7.8, §7.12, §7.19). */
 export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
@@ -19,7 +21,9 @@ export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
   ctx.retries++;
   const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
   const over = ctx.retries > max;
-  const step = core.step(ctx, over ? 'timeout-max' : 'timeout');
+  // Each R1 starts an I2 cycle anew: bounded, or a peer that drops every I2 keeps us here forever.
+  const exhausted = over && ctx.state === State.I2_SENT && ++ctx.i2Cycles >= I2_CYCLES_MAX;
+  const step = core.step(ctx, exhausted ? 'cycles-max' : over ? 'timeout-max' : 'timeout');
   if (step === undefined) return;
   if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-answer');
   if (over) {

@@ -34,6 +34,7 @@ export type Trigger =
   | 'recv-payload'        // payload header or other control message (Update, Keepalive, Probe)
   | 'timeout'             // retransmission timer, counter still ≤ max
   | 'timeout-max'         // retransmission timer, counter > max
+  | 'cycles-max'          // I2-SENT: the I2 cycle ran out I2_CYCLES_MAX times (not RFC 5533's: bounds §7.12's fall back)
   | 'icmp-no-support'     // ICMPv6 Parameter Problem / port unreachable for our I1 (RFC 5533 §7.8)
   | 'icmp-unreachable'    // ICMPv6 destination unreachable for our I1, and the peer has no other locator (icmp.ts)
   | 'holddown-expired'    // NO_R1_HOLDDOWN_TIME / ICMP_HOLDDOWN_TIME elapsed
@@ -89,6 +90,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.I2_SENT, 'recv-R1', '', S.I2_SENT, 'Discard and stay'),
   row(S.I2_SENT, 'timeout', 'I2', S.I2_SENT, 'counter ≤ I2_RETRIES_MAX: send I2'),
   row(S.I2_SENT, 'timeout-max', 'I1', S.I1_SENT, 'counter > I2_RETRIES_MAX: fall back to I1 (§7.12)'),
+  row(S.I2_SENT, 'cycles-max', '', S.E_FAILED, 'the I2 cycle ran out I2_CYCLES_MAX times (the peer answers I1, never I2): E-FAILED (not RFC 5533\'s bound)'),
   row(S.I2_SENT, 'recv-payload', 'I2', S.I2_SENT, 'Accept and send I2 (R2 probably lost)'),
   row(S.I2_SENT, 'close', '', S.IDLE, 'Nothing established yet: drop the context'),
 

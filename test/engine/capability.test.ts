@@ -7,6 +7,8 @@ import assert from 'node:assert/strict';
 import { engineEvents, sendShim, shimPair } from '../sim/shim-hosts.ts';
 import { sentTypes } from '../sim/trace.ts';
 import { State } from '../../shim/engine/index.ts';
+import { tryDecodeMessage } from '../../shim/wire/index.ts';
+import { I2_CYCLES_MAX, I2_RETRIES_MAX } from '../../shim/constants.ts';
 
 const hints = (ls: readonly string[]) => ls.map((address, i) => ({ address, flags: 0, priority: i, weight: 0 }));
 
@@ -97,4 +99,19 @@ test('a peer taken out of the configuration: its configured positive entry goes;
   a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 60, source: 'dns' });
   assert.equal(a.engine.unconfigure(sim.now, b.ulid), false);
   assert.deepEqual(positive(), ['dns'], 'DNS knowledge is not the configuration\'s to drop');
+});
+
+test('a peer that answers every I1 and drops every I2 (it cannot verify our ULID): E-FAILED after I2_CYCLES_MAX cycles, not I1 → I2 forever', () => {
+  const { sim, a, b } = shimPair(111);
+  const isI2 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I2'; };
+  for (const from of a.locators) for (const to of b.locators) sim.setLink(from, to, { dropIf: isI2 }, 'forward');
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 60, source: 'dns' });
+  const failed = (): boolean => engineEvents(a).some((e) => e.kind === 'context-failed');
+  for (let s = 0; s < 600 && !failed(); s++) sim.runFor(1000);
+  assert.ok(a.engine.exportCaches(sim.now).negative.length >= 1, 'held down at once: a negative entry');
+  sim.runFor(600_000); // and nothing more after the hold-down: the peer is not retried on its own
+  const sent = sentTypes(sim, 'a').filter((t) => t === 'I1' || t === 'I2');
+  assert.equal(sent.filter((t) => t === 'I2').length, I2_CYCLES_MAX * (I2_RETRIES_MAX + 1), `${I2_CYCLES_MAX} cycles of I2 and its retries: ${sent.join(' ')}`);
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-failed' && e.peerUlid === b.ulid && e.reason === 'no-answer'), 'E-FAILED');
+  assert.equal(b.engine.contextCount, 0);
 });

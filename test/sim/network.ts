@@ -24,6 +24,8 @@ export interface LinkConfig {
   reorderDelay: Millis;
   /** Silent black hole: everything is dropped while true. */
   blackhole: boolean;
+  /** A middlebox (or a peer's filter) that silently drops the packets it matches; counted as black-holed. */
+  dropIf?: (p: WirePacket) => boolean;
 }
 
 export const DEFAULT_LINK: Readonly<LinkConfig> = {
@@ -93,7 +95,7 @@ export class Network {
     }
     const { cfg, stats } = l;
     stats.sent++;
-    if (cfg.blackhole) {
+    if (cfg.blackhole || cfg.dropIf?.(p) === true) {
       stats.blackholed++;
       return;
     }
