@@ -156,7 +156,7 @@ export class Daemon {
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
     const id = identify(config, off, log);
-    if (!off) refusePeersThatAreUs(config, config.interfaces.length > 0 ? readLocalAddresses([]) : id.found);
+    if (!off) refusePeersThatAreUs(config, id.host);
     const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };
     const ref: { daemon?: Daemon } = {};
     const plane = openDataPlane(config, off, engine, log, { stopping: () => ref.daemon?.stopping === true, onEvent: (e) => ref.daemon?.onEngineEvent(e) });
@@ -542,6 +542,8 @@ interface Identity {
   /** The CGA ULID generated and put on an interface (a CGA key without an HBA set). */
   cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
   found: LocalAddress[];
+  /** Every global address of the host, on any interface (`found` is those on `interfaces`). */
+  host: LocalAddress[];
   locals: LocalLocator[];
   ulid: Ipv6 | '';
 }
@@ -555,10 +557,13 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
-  let found = off?.engine === false ? [] : readLocalAddresses(config.interfaces);
+  // One `ip addr` for both: the configured interfaces' addresses, and every address (configured peers are checked against it).
+  const onInterfaces = (all: LocalAddress[]): LocalAddress[] => (config.interfaces.length === 0 ? all : all.filter((a) => config.interfaces.includes(a.ifname)));
+  let host = off?.engine === false ? [] : readLocalAddresses();
+  let found = onInterfaces(host);
   // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
-  if (cgaUlid) found = readLocalAddresses(config.interfaces);
+  if (cgaUlid) { host = readLocalAddresses(); found = onInterfaces(host); }
   const locals = orderLocators(found, hba, cgaUlid?.address);
   if (locals.length === 0 && !off) {
     // A typo in `interfaces` is the usual cause: name the links that do not exist.
@@ -566,7 +571,7 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
     throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${missing.length ? ` (no such interface: ${missing.join(', ')})` : ''}`);
   }
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
-  return { hba, cgaKey, cgaUlid, found, locals, ulid: locals[0]?.address ?? '' };
+  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '' };
 }
 
 /**
