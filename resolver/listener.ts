@@ -78,14 +78,11 @@ export class Listeners {
   readonly bound: ListenAddr[] = [];
   private readonly allow: ClientAcl;
   private notAllowedLoggedAt = -Infinity;
-  /** Each answered query logged at debug (`log.level: debug`); off, one boolean on the hot path. */
-  private readonly queryLog: boolean;
 
   constructor(private readonly handler: Handler, private readonly counters: ResolverCounters, private readonly clock: () => Millis,
     private readonly log: Logger, opts: ListenerOptions, private readonly onAnswer?: AnswerHook,
     private readonly udpBackend?: UdpBackend) {
     this.allow = ClientAcl.parse(opts.allow, 'allow');
-    this.queryLog = log.enabled('debug');
     this.tcp = new TcpConnections(opts.tcp, counters, (bytes, reply) => this.handle(bytes, 'tcp', reply), log);
   }
 
@@ -157,7 +154,7 @@ export class Listeners {
     const local = this.localAnswer(bytes, q);
     if (local) {
       reply.send(local);
-      if (this.queryLog) this.logQuery(q, (local[3]! & 0x0f) | (q.edns && q.ednsVersion !== 0 ? Rcode.BADVERS : 0), 'local', transport, reply, local.length);
+      if (this.log.enabled('debug')) this.logQuery(q, (local[3]! & 0x0f) | (q.edns && q.ednsVersion !== 0 ? Rcode.BADVERS : 0), 'local', transport, reply, local.length);
       reply.done();
       return;
     }
@@ -214,7 +211,7 @@ export class Listeners {
     }
     reply.send(out);
     this.onAnswer?.(q, a, transport);
-    if (this.queryLog) this.logQuery(q, a.rcode, a.source, transport, reply, out.length);
+    if (this.log.enabled('debug')) this.logQuery(q, a.rcode, a.source, transport, reply, out.length);
     reply.done();
   }
 
@@ -229,7 +226,7 @@ export class Listeners {
     this.counters.servfailInternal++;
     const out = errorResponse(bytes, q, Rcode.SERVFAIL);
     reply.send(out);
-    if (this.queryLog) this.logQuery(q, Rcode.SERVFAIL, 'internal', transport, reply, out.length);
+    if (this.log.enabled('debug')) this.logQuery(q, Rcode.SERVFAIL, 'internal', transport, reply, out.length);
     reply.done();
   }
 

@@ -46,6 +46,7 @@ if (resolver) {
   port.on('message', (m: ToWorker) => {
     if (m.t === 'status') post({ t: 'status', id: m.id, status: resolver.status() });
     else if (m.t === 'flush') post({ t: 'flushed', id: m.id, flushed: resolver.flush() });
+    else if (m.t === 'log-level') log.setLevel(m.level);
     else if (m.t === 'close') void resolver.close().then(() => port.close());
   });
   post({ t: 'ready' });

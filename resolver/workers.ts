@@ -17,7 +17,7 @@
 import { Worker } from 'node:worker_threads';
 import { LRUCache } from 'lru-cache';
 import { errorFromData, type ErrorData } from '../shim/errors.ts';
-import { hostPort, type Logger } from '../shim/log.ts';
+import { hostPort, type Logger, type LogLevel } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Ipv6Octets } from '../shim/wire/ipv6.ts';
 import { recordUlidOctets, type RecordOctets } from '../shim/wire/capability-record.ts';
@@ -58,7 +58,7 @@ export type FromWorker =
   | { t: 'flushed'; id: number; flushed: FlushResult };
 
 /** Messages to a worker thread. */
-export type ToWorker = { t: 'status'; id: number } | { t: 'flush'; id: number } | { t: 'close' };
+export type ToWorker = { t: 'status'; id: number } | { t: 'flush'; id: number } | { t: 'log-level'; level: LogLevel } | { t: 'close' };
 
 /** A worker's answer to `status` or `flush` (or close) may take this long before it is given up on. */
 const WORKER_REPLY_MS = 2000;
@@ -238,6 +238,15 @@ export class ResolverGroup {
       total.threads++;
     }
     return total;
+  }
+
+  /**
+   * A reload's `log.level`: the main thread's loggers share `deps.log`'s level (Logger.setLevel),
+   * the worker threads are told; a thread started later takes the level it is given then.
+   */
+  setLogLevel(level: LogLevel): void {
+    this.deps.log.setLevel(level);
+    for (const s of this.shards) s.worker?.postMessage({ t: 'log-level', level } satisfies ToWorker);
   }
 
   async close(): Promise<void> {

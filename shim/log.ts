@@ -51,28 +51,40 @@ export interface LoggerOptions {
   journal?: boolean;
 }
 
+/** The level one logger and all its children share: set once, changed for all (a reload's `log.level`). */
+interface SharedLevel { level: LogLevel; rank: number }
+
 export class Logger {
-  readonly level: LogLevel;
   readonly format: 'text' | 'json';
   private readonly sink: LogSink;
   readonly component: string;
   readonly journal: boolean;
+  private readonly shared: SharedLevel;
 
-  constructor(opts: LoggerOptions = {}) {
-    this.level = opts.level ?? 'info';
+  constructor(opts: LoggerOptions = {}, shared?: SharedLevel) {
+    const level = opts.level ?? 'info';
+    this.shared = shared ?? { level, rank: ORDER[level] };
     this.format = opts.format ?? 'text';
     this.sink = opts.sink ?? { write: (l) => process.stderr.write(l + '\n') };
     this.component = opts.component ?? 'shim6';
     this.journal = opts.journal ?? (opts.sink === undefined && stderrIsJournal());
   }
 
-  /** A logger for a sub-component sharing level, format, sink and journal prefixes. */
+  get level(): LogLevel { return this.shared.level; }
+
+  /** Change the level of this logger, of its parent and of every child made from either (before or after). */
+  setLevel(level: LogLevel): void {
+    this.shared.level = level;
+    this.shared.rank = ORDER[level];
+  }
+
+  /** A logger for a sub-component sharing level (live: see setLevel), format, sink and journal prefixes. */
   child(component: string): Logger {
-    return new Logger({ level: this.level, format: this.format, sink: this.sink, component, journal: this.journal });
+    return new Logger({ format: this.format, sink: this.sink, component, journal: this.journal }, this.shared);
   }
 
   enabled(level: LogLevel): boolean {
-    return ORDER[level] >= ORDER[this.level];
+    return ORDER[level] >= this.shared.rank;
   }
 
   debug(msg: string, fields?: Record<string, unknown>): void { this.log('debug', msg, fields); }

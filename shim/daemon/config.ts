@@ -419,19 +419,21 @@ export function validateConfig(doc: unknown): DaemonConfig {
   return c;
 }
 
-/** The keys a reload applies at once; every other key is read at start only. */
+/** The keys a reload applies at once (and `log.level` of `log`); every other key is read at start only. */
 export const RELOADED_KEYS: ReadonlySet<string> = new Set(['peers', 'cacheFile']);
 
 /**
  * The keys of `next` that differ from the running `config` and that a reload does not apply
- * (every key but RELOADED_KEYS, and the `mode` of a peer configured before and after, fixed in
- * the engine at start):
+ * (every key but RELOADED_KEYS and `log.level`, and the `mode` of a peer configured before and
+ * after, fixed in the engine at start):
  * the reload says so, rather than letting a change look applied.
  */
 export function keysNeedingRestart(config: DaemonConfig, next: DaemonConfig): string[] {
   const keys = new Set([...Object.keys(config), ...Object.keys(next)]);
-  const changed = [...keys].filter((k) => !RELOADED_KEYS.has(k)
+  const changed = [...keys].filter((k) => !RELOADED_KEYS.has(k) && k !== 'log'
     && JSON.stringify((config as unknown as Record<string, unknown>)[k]) !== JSON.stringify((next as unknown as Record<string, unknown>)[k]));
+  // The level applies at once (Logger.setLevel); the format is the lines' shape from the first one on.
+  if (JSON.stringify({ ...config.log, level: undefined }) !== JSON.stringify({ ...next.log, level: undefined })) changed.push('log.format');
   // A peer added or removed is applied; a peer kept with another mode is not.
   const before = new Map(config.peers.map((p) => [p.ulid, p.mode]));
   if (next.peers.some((p) => before.has(p.ulid) && before.get(p.ulid) !== p.mode)) changed.push('peers[].mode');

@@ -347,12 +347,18 @@ export class Daemon {
     const kept = new Set(next.peers.map((p) => p.ulid));
     const removed = this.config.peers.filter((p) => !kept.has(p.ulid)).map((p) => p.ulid);
     for (const ulid of removed) this.command((e, now) => { e.unconfigure(now, ulid); });
-    this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile };
+    const level = next.log.level !== this.config.log.level ? { logLevel: next.log.level } : {};
+    if (level.logLevel) {
+      this.log.setLevel(level.logLevel); // every logger of the main thread shares it
+      this.resolver?.setLogLevel(level.logLevel);
+    }
+    this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile, log: { ...this.config.log, level: next.log.level } };
     this.primeConfiguredPeers();
     this.saveCaches();
     const gone = removed.length > 0 ? { peersRemoved: removed } : {};
-    if (restartNeeded.length === 0) this.log.info('reloaded', { peers: next.peers.length, ...gone });
-    else this.log.warn('reloaded', { peers: next.peers.length, ...gone, restartNeeded, note: 'these keys take effect at the next restart' });
+    // Written at warn when a key waits for a restart, so a reload to `log.level: warn` or `error` still shows it.
+    if (restartNeeded.length === 0) this.log.info('reloaded', { peers: next.peers.length, ...gone, ...level });
+    else this.log.warn('reloaded', { peers: next.peers.length, ...gone, ...level, restartNeeded, note: 'these keys take effect at the next restart' });
   }
 
   /**

@@ -52,6 +52,22 @@ test('JOURNAL_STREAM counts only when it names the stream stderr is (systemd.exe
   }
 });
 
+test('setLevel changes the level of a logger and of all its children, made before or after (a reload\'s log.level)', () => {
+  const out: string[] = [];
+  const root = new Logger({ level: 'info', sink: { write: (l) => { out.push(l); } } });
+  const early = root.child('early');
+  early.debug('no');
+  early.child('deeper').setLevel('debug');
+  const late = root.child('late');
+  for (const l of [root, early, late]) l.debug('yes');
+  assert.equal(root.level, 'debug');
+  assert.equal(out.length, 3, out.join('\n'));
+  late.setLevel('error');
+  for (const l of [root, early, late]) l.warn('no');
+  assert.equal(out.length, 3);
+  assert.equal(new Logger({ level: 'info' }).level, 'info', 'another logger keeps its own');
+});
+
 test('hostPort: [addr]:port for IPv6, addr:port for IPv4', () => {
   assert.equal(hostPort('::1', 53), '[::1]:53');
   assert.equal(hostPort('2001:db8::1', '5533'), '[2001:db8::1]:5533');

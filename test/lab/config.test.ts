@@ -181,17 +181,18 @@ test('dataPath and encapsulation: dataPath auto and encapsulation kernel (used o
   assert.throws(() => validateConfig({ dataPath: 'fast' }), (e: UsageError) => e.code === 'ECONFIG' && e.field === 'dataPath');
 });
 
-test('a reload names every changed key it does not apply: all but peers and cacheFile, and a peer\'s mode', () => {
+test('a reload names every changed key it does not apply: all but peers, cacheFile and log.level, and a peer\'s mode', () => {
   const running = defaultConfig();
   assert.deepEqual(keysNeedingRestart(running, defaultConfig()), []);
   assert.deepEqual(keysNeedingRestart(running, { ...running, peers: [{ ulid: '2001:db8::1', locators: [] } as never], cacheFile: '/elsewhere.json' }), [], 'applied at once');
   for (const key of Object.keys(running)) {
     if (RELOADED_KEYS.has(key)) continue;
     const next = { ...running, [key]: { changed: key } };
-    assert.deepEqual(keysNeedingRestart(running, next), [key], key);
+    assert.deepEqual(keysNeedingRestart(running, next), [key === 'log' ? 'log.format' : key], key);
   }
   const changedLog = validateConfig({ log: { level: 'debug' }, dataPath: 'tun', maxContexts: 7 });
-  assert.deepEqual(keysNeedingRestart(running, changedLog), ['dataPath', 'log', 'maxContexts']);
+  assert.deepEqual(keysNeedingRestart(running, changedLog), ['dataPath', 'maxContexts'], 'the level applies at once');
+  assert.deepEqual(keysNeedingRestart(running, validateConfig({ log: { level: 'debug', format: 'json' } })), ['log.format']);
   const withPeer = validateConfig({ peers: [{ ulid: '2001:db8::1' }] });
   assert.deepEqual(keysNeedingRestart(withPeer, validateConfig({ peers: [{ ulid: '2001:db8::1', mode: 'off' }] })), ['peers[].mode']);
 });

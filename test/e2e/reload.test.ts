@@ -1,0 +1,78 @@
+// A reload (SIGHUP) applies `log.level` at once, in the main thread and in the resolver's worker
+// threads; a changed `log.format` is named as waiting for a restart. Before, a changed level was
+// only listed as `restartNeeded`: raising it to debug to see a problem meant a restart, which
+// loses the state the problem was in.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import { writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { needs } from '../helpers/prereq.ts';
+import { hostWithLink } from '../helpers/netns.ts';
+import { BUILT_BIN, requireBuilt, tmpdir, track, waitFor } from '../install/built.ts';
+
+interface Line { msg?: string; name?: string; logLevel?: string; restartNeeded?: string[] }
+
+test('SIGHUP applies log.level at once on every resolver thread; a changed log.format waits for a restart', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'dig'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'reload-');
+  const { net, ns } = hostWithLink(t, 'rld');
+  const file = path.join(dir, 'shim6.json');
+  const port = 5353;
+  const config = (log: Record<string, unknown>): void => writeFileSync(file, JSON.stringify({
+    listen: [`127.0.0.1:${port}`], upstreams: ['127.0.0.1:9'], resolverWorkers: 2, interfaces: ['rld0'], tun: { name: 'rldtun' },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'control.sock'), log,
+  }));
+  config({ level: 'info', format: 'json' });
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  assert.match(d.out(), /daemon ready/);
+  const lines = (): Line[] => d.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line);
+  // Names spread over both threads (a name's thread is a hash of it): 16 names miss one of two threads with probability 2^-15.
+  // EDNS version 1 is answered by the stub itself (BADVERS, logged like any answer): no upstream needed.
+  const names = Array.from({ length: 16 }, (_, i) => `n${i}.reload.example.`);
+  const ask = (): void => {
+    for (const n of names) {
+      const r = net.tryRun(ns, ['dig', '@127.0.0.1', '-p', String(port), n, 'AAAA', '+edns=1', '+noednsnegotiation', '+tries=1', '+time=10']);
+      assert.match(r.stdout, /status: BADVERS/, r.stdout);
+    }
+  };
+  const queryLines = (): Line[] => lines().filter((l) => l.msg === 'query');
+  const reloads = (): Line[] => lines().filter((l) => l.msg === 'reloaded');
+  const reload = async (log: Record<string, unknown>): Promise<Line> => {
+    const n = reloads().length;
+    config(log);
+    process.kill(d.child.pid!, 'SIGHUP'); // `ip netns exec` execs the daemon: the same pid
+    await waitFor(() => reloads().length > n, 'the reload');
+    return reloads()[n]!;
+  };
+  const eachNameLogged = (times: number): Promise<void> =>
+    waitFor(() => names.every((n) => queryLines().filter((l) => l.name === n).length >= times), `a query line for every name (${times})`);
+
+  ask(); // info: not logged
+
+  const toDebug = await reload({ level: 'debug', format: 'json' });
+  assert.equal(toDebug.logLevel, 'debug');
+  assert.equal(toDebug.restartNeeded, undefined, 'nothing waits for a restart');
+  ask();
+  await eachNameLogged(1);
+  // Both threads answered some of them (so both logged), by the daemon's own count per thread.
+  const status = spawnSync(process.execPath, [BUILT_BIN, 'status', '--json', '--socket', path.join(dir, 'control.sock')], { encoding: 'utf8' });
+  const perThread = (JSON.parse(status.stdout) as { resolver: { workers: { queries: number[] } } }).resolver.workers.queries;
+  assert.equal(perThread.length, 2);
+  assert.ok(perThread.every((q) => q > 0), `queries per thread: ${perThread.join(', ')}`);
+
+  // To warn with another format: the level applies, the format is named as waiting for a restart.
+  const toWarn = await reload({ level: 'warn', format: 'text' });
+  assert.equal(toWarn.logLevel, 'warn');
+  assert.deepEqual(toWarn.restartNeeded, ['log.format']);
+  ask(); // warn: not logged
+
+  // Debug again: once every name's line of this round is in, a thread's line of the warn round
+  // (or of the info round) would be in too, since each thread writes its lines in order.
+  await reload({ level: 'debug', format: 'json' });
+  ask();
+  await eachNameLogged(2);
+  for (const n of names) assert.equal(queryLines().filter((l) => l.name === n).length, 2, `${n}: logged in the two debug rounds only`);
+});
