@@ -2,11 +2,12 @@
 // once the stub and the data plane are up, RELOADING=1 … READY=1 around a
 // SIGHUP, STOPPING=1 at SIGTERM — sent by the built command through the addon
 // to a real AF_UNIX datagram socket, as systemd's $NOTIFY_SOCKET. The daemon
-// runs with only the unit's capabilities (setpriv bounding set). Deadlines are
+// runs with only the unit's capabilities (setpriv bounding set) and only its system calls (its
+// SystemCallFilter= as a seccomp filter: test/helpers/syscall-filter.ts). Deadlines are
 // generous and nothing asserts on time: CI runs on a loaded machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CLANG, needs } from '../helpers/prereq.ts';
@@ -14,10 +15,12 @@ import { builtShim6 } from '../helpers/cli.ts';
 import { hostWithLink } from '../helpers/netns.ts';
 import { BUILT_BIN, requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { NotifySocket } from './notify-socket.ts';
+import { buildSyscallFilterExec, expandSyscalls, unitSyscallFilter } from '../helpers/syscall-filter.ts';
 import { UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
 
+const UNIT = readFileSync(UNIT_TEMPLATE, 'utf8');
 /** The capabilities shim6.service grants (its CapabilityBoundingSet), as setpriv names them. */
-const UNIT_CAPS = (/^CapabilityBoundingSet=(.*)$/m.exec(readFileSync(UNIT_TEMPLATE, 'utf8'))?.[1] ?? '').trim().split(/\s+/).map((c) => c.replace(/^CAP_/, '').toLowerCase());
+const UNIT_CAPS = (/^CapabilityBoundingSet=(.*)$/m.exec(UNIT)?.[1] ?? '').trim().split(/\s+/).map((c) => c.replace(/^CAP_/, '').toLowerCase());
 
 for (const form of ['path', 'abstract'] as const) {
   test(`shim6 resolver: READY=1 when the stub answers, STOPPING=1 at SIGTERM (${form} socket)`, { timeout: 120_000 }, async (t) => {
@@ -49,11 +52,20 @@ test('without NOTIFY_SOCKET nothing is sent and nothing fails', { timeout: 120_0
   assert.doesNotMatch(p.out(), /notification/);
 });
 
-test('shim6 daemon with only the unit\'s capabilities and its read-only /sys: READY=1, the kernel encapsulation loaded, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv', 'mount', 'tc', 'bpftool', CLANG] })) return;
+test('shim6 daemon with only the unit\'s capabilities, system calls and read-only /sys: READY=1, the kernel encapsulation loaded, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv', 'mount', 'tc', 'bpftool', 'cc', 'systemd-analyze', CLANG] })) return;
   assert.ok(UNIT_CAPS.includes('bpf') && UNIT_CAPS.includes('net_admin'), `the unit's capabilities: ${UNIT_CAPS.join(' ')}`);
   requireBuilt();
   const dir = tmpdir(t, 'notify-');
+  const unitFilter = unitSyscallFilter(UNIT);
+  assert.ok(unitFilter.filter.length > 0 && unitFilter.errno === 'EPERM', `the unit's filter: ${JSON.stringify(unitFilter)}`);
+  const allowed = expandSyscalls(unitFilter.filter);
+  const filtered = buildSyscallFilterExec(dir, allowed, unitFilter.errno);
+  // The filter filters: without bpf in the list, bpftool's first bpf() fails.
+  const noBpf = buildSyscallFilterExec(tmpdir(t, 'no-bpf-'), allowed.filter((n) => n !== 'bpf'), unitFilter.errno);
+  const control = spawnSync(noBpf, ['bpftool', 'prog', 'show'], { encoding: 'utf8' });
+  assert.notEqual(control.status, 0, `bpftool without bpf(): ${control.stdout}`);
+  assert.equal(spawnSync(filtered, ['bpftool', 'prog', 'show'], { encoding: 'utf8' }).status, 0, 'bpftool with the unit\'s list');
   const { net, ns } = hostWithLink(t, 'ntf');
   const config = path.join(dir, 'shim6.json');
   writeFileSync(config, JSON.stringify({
@@ -68,7 +80,7 @@ test('shim6 daemon with only the unit\'s capabilities and its read-only /sys: RE
   // /sys of its own, so nothing here reaches the host's.
   const sys = 'mount --bind /sys /sys && mount -o remount,bind,ro /sys && mount -t bpf -o mode=0700 bpf /sys/fs/bpf && exec "$@"';
   const p = track(t, spawn('ip', ['netns', 'exec', ns.name, 'sh', '-c', sys, 'sh', 'setpriv', '--bounding-set', bounding, '--',
-    process.execPath, BUILT_BIN, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: manager.path } }));
+    filtered, process.execPath, BUILT_BIN, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: manager.path } }));
   const ready = await manager.waitFor('READY=1', p);
   assert.ok(p.out().includes('daemon ready'), `READY=1 comes after "daemon ready": ${p.out()}`);
   assert.match(ready.find((l) => l.startsWith('STATUS=')) ?? '', /stub 127\.0\.0\.153:53, TUN ntftun, ULID 2001:db8:5533::1/);
