@@ -4,6 +4,7 @@
  * fails the test, so that a skipped test is never counted as a pass there.
  */
 import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import type { TestContext } from 'node:test';
 
 export const IN_CI = process.env.CI === 'true' || process.env.CI === '1';
@@ -24,7 +25,7 @@ export function isRoot(): boolean {
  * Returns true when the test may go on. Otherwise skips it (outside CI) or
  * throws (under CI=true) naming what is missing.
  */
-export function needs(t: TestContext, req: { root?: boolean; commands?: string[] }): boolean {
+export function needs(t: TestContext, req: { root?: boolean; commands?: string[]; paths?: string[] }): boolean {
   const missing = missingPrereqs(req);
   if (missing.length === 0) return true;
   skipOrFail(t, `missing prerequisite: ${missing.join(', ')}`);
@@ -32,10 +33,11 @@ export function needs(t: TestContext, req: { root?: boolean; commands?: string[]
 }
 
 /** What of `req` is missing here (empty: all there); for set-up shared by the tests of a file. */
-export function missingPrereqs(req: { root?: boolean; commands?: string[] }): string[] {
+export function missingPrereqs(req: { root?: boolean; commands?: string[]; paths?: string[] }): string[] {
   const missing: string[] = [];
   if (req.root && !isRoot()) missing.push('root');
   for (const c of req.commands ?? []) if (!haveCommand(c)) missing.push(c);
+  for (const p of req.paths ?? []) if (!existsSync(p)) missing.push(p);
   return missing;
 }
 

@@ -3,7 +3,8 @@
 // SIGHUP, STOPPING=1 at SIGTERM — sent by the built command through the addon
 // to a real AF_UNIX datagram socket, as systemd's $NOTIFY_SOCKET. The daemon
 // runs with only the unit's capabilities (setpriv bounding set) and only its system calls (its
-// SystemCallFilter= as a seccomp filter: test/helpers/syscall-filter.ts). Deadlines are
+// SystemCallFilter= as a seccomp filter: test/helpers/syscall-filter.ts) and devices (its
+// DevicePolicy= as a devices cgroup: test/helpers/device-policy.ts). Deadlines are
 // generous and nothing asserts on time: CI runs on a loaded machine.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,6 +17,7 @@ import { hostWithLink } from '../helpers/netns.ts';
 import { BUILT_BIN, requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { NotifySocket } from './notify-socket.ts';
 import { buildSyscallFilterExec, expandSyscalls, unitSyscallFilter } from '../helpers/syscall-filter.ts';
+import { DEVICES_CGROUP, deviceCgroup, unitDevicePolicy } from '../helpers/device-policy.ts';
 import { UNIT_TEMPLATE } from '../../shim/daemon/service-unit.ts';
 
 const UNIT = readFileSync(UNIT_TEMPLATE, 'utf8');
@@ -52,8 +54,8 @@ test('without NOTIFY_SOCKET nothing is sent and nothing fails', { timeout: 120_0
   assert.doesNotMatch(p.out(), /notification/);
 });
 
-test('shim6 daemon with only the unit\'s capabilities, system calls and read-only /sys: READY=1, the kernel encapsulation loaded, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv', 'mount', 'tc', 'bpftool', 'cc', 'systemd-analyze', CLANG] })) return;
+test('shim6 daemon with only the unit\'s capabilities, system calls, devices and read-only /sys: READY=1, the kernel encapsulation loaded, RELOADING=1 and READY=1 on SIGHUP, STOPPING=1 on SIGTERM', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'python3', 'setpriv', 'mount', 'tc', 'bpftool', 'cc', 'systemd-analyze', CLANG], paths: [DEVICES_CGROUP] })) return;
   assert.ok(UNIT_CAPS.includes('bpf') && UNIT_CAPS.includes('net_admin'), `the unit's capabilities: ${UNIT_CAPS.join(' ')}`);
   requireBuilt();
   const dir = tmpdir(t, 'notify-');
@@ -66,6 +68,16 @@ test('shim6 daemon with only the unit\'s capabilities, system calls and read-onl
   const control = spawnSync(noBpf, ['bpftool', 'prog', 'show'], { encoding: 'utf8' });
   assert.notEqual(control.status, 0, `bpftool without bpf(): ${control.stdout}`);
   assert.equal(spawnSync(filtered, ['bpftool', 'prog', 'show'], { encoding: 'utf8' }).status, 0, 'bpftool with the unit\'s list');
+  // The devices it may open: the unit's DevicePolicy=closed and DeviceAllow=.
+  const devices = unitDevicePolicy(UNIT);
+  assert.deepEqual(devices, { policy: 'closed', allow: [{ path: '/dev/net/tun', access: 'rw' }] });
+  const cgroup = deviceCgroup(`shim6-test-${process.pid}-${Date.now()}`, devices, (rm) => t.after(async () => {
+    await waitFor(() => readFileSync(cgroup, 'utf8').trim() === '', 'the devices cgroup empty');
+    rm();
+  }));
+  const inCgroup = (argv: string): number | null => spawnSync('sh', ['-c', `echo $$ > ${cgroup} && ${argv}`]).status;
+  assert.notEqual(inCgroup('exec 3</dev/kmsg'), 0, 'the cgroup denies another device');
+  assert.equal(inCgroup('exec 3<>/dev/net/tun 4</dev/urandom'), 0, 'the cgroup allows the TUN and the pseudo devices');
   const { net, ns } = hostWithLink(t, 'ntf');
   const config = path.join(dir, 'shim6.json');
   writeFileSync(config, JSON.stringify({
@@ -79,12 +91,13 @@ test('shim6 daemon with only the unit\'s capabilities, system calls and read-onl
   // boot (ReadWritePaths=-/sys/fs/bpf). `ip netns exec` gives the command a mount namespace and a
   // /sys of its own, so nothing here reaches the host's.
   const sys = 'mount --bind /sys /sys && mount -o remount,bind,ro /sys && mount -t bpf -o mode=0700 bpf /sys/fs/bpf && exec "$@"';
-  const p = track(t, spawn('ip', ['netns', 'exec', ns.name, 'sh', '-c', sys, 'sh', 'setpriv', '--bounding-set', bounding, '--',
+  // Into the devices cgroup first: inside `ip netns exec` /sys is the namespace's, without the cgroup mounts.
+  const p = track(t, spawn('sh', ['-c', `echo $$ > ${cgroup} && exec "$@"`, 'sh', 'ip', 'netns', 'exec', ns.name, 'sh', '-c', sys, 'sh', 'setpriv', '--bounding-set', bounding, '--',
     filtered, process.execPath, BUILT_BIN, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NOTIFY_SOCKET: manager.path } }));
   const ready = await manager.waitFor('READY=1', p);
   assert.ok(p.out().includes('daemon ready'), `READY=1 comes after "daemon ready": ${p.out()}`);
   assert.match(ready.find((l) => l.startsWith('STATUS=')) ?? '', /stub 127\.0\.0\.153:53, TUN ntftun, ULID 2001:db8:5533::1/);
-  const caps = net.run(ns, ['grep', '^CapBnd', `/proc/${p.child.pid}/status`]).stdout; // `ip netns exec`, sh and setpriv exec: same pid
+  const caps = net.run(ns, ['grep', '^CapBnd', `/proc/${p.child.pid}/status`]).stdout; // sh, `ip netns exec`, sh and setpriv exec: same pid
   t.diagnostic(`bounding set of the daemon: ${caps.trim()}`);
   // The re-homed contexts' fast path loaded and attached with these capabilities alone.
   const status = builtShim6(['status', '--json', '--socket', path.join(dir, 'control.sock')]);
