@@ -501,15 +501,16 @@ export class ContextPaths {
       if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();
       if (sent && received) this.busy = true;
-      // Both in one reading: received first, then sent. Which came last is not known; taking the
-      // sending as the last starts REAP's Send Timer at this reading, as the TUN path does at the
-      // last packet sent: when that was the failure's first unanswered packet, REAP explores a
-      // Send Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms
-      // and more later: measured, the kernel path re-homed about 250 ms after the TUN path). While
-      // packets flow both ways the next reading's `received` stops the timer again (and the
-      // driver reads the counters before the timer expires).
-      if (received) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: false, received: true });
-      if (sent) this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent: true, received: false });
+      // Both in one reading: which came last is not known, and the engine is told so (one call;
+      // reap.ts `bothWays`). Its Send Timer runs from this reading, as the TUN path's does from the
+      // last packet sent: when that was the failure's first unanswered packet, REAP explores a Send
+      // Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms and more
+      // later: measured, the kernel path re-homed about 250 ms after the TUN path). Its Keepalive
+      // timer runs too: the peer's packet may have been the last, and then the peer's Send Timer
+      // waits for our answer. Fed as received-then-sent alone, a stream that paused after a round
+      // trip had both hosts explore a Send Timeout into the pause (each took its own sending for
+      // the last packet, neither sent a Keepalive: test/e2e/reap-steady.test.ts).
+      this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
       fed = true;
     }
     if (fed) this.opts.flush();

@@ -31,7 +31,7 @@ import { addHints, initiate } from './handshake.ts';
 import { onRetransmit } from './retransmit.ts';
 import { sendR1bis } from './recovery.ts';
 import { announceLocators, onUpdateTimer } from './update.ts';
-import { onKeepaliveInterval, reapEvent, sendKeepalive, startExploring } from './reap.ts';
+import { bothWays, onKeepaliveInterval, reapEvent, sendKeepalive, startExploring } from './reap.ts';
 import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
 import { dispatchControl, nudgePending } from './dispatch.ts';
 import { sendError } from './errors.ts';
@@ -159,9 +159,10 @@ export class Engine {
    * The kernel carried application packets of the context (`localUlid`, `peerUlid`) on
    * its own path (its locator pair is its ULID pair; docs/dataplane.md "Kernel path"):
    * the driver read the kernel's counters and saw packets `sent` and/or `received` since
-   * its last reading. The same REAP inputs as `encapsulate` and a received payload, sent
-   * first (in one reading both happened; the answer came after). False: no established
-   * context for the pair (nothing changed).
+   * its last reading. The same REAP inputs as `encapsulate` and a received payload; both in
+   * one reading, whose order is unknown, leave REAP ready for either (reap.ts `bothWays`: the
+   * Send Timer and the Keepalive timer run until a later reading or message settles it).
+   * False: no established context for the pair (nothing changed).
    */
   kernelTraffic(now: Millis, localUlid: Ipv6, peerUlid: Ipv6, seen: { sent: boolean; received: boolean }): boolean {
     const core = this.core;
@@ -169,8 +170,8 @@ export class Engine {
     if (ctx === undefined || ctx.state !== State.ESTABLISHED) return false;
     if (!seen.sent && !seen.received) return true;
     core.touch(ctx, now);
-    if (seen.sent) reapEvent(core, ctx, now, 'payload-out');
-    if (seen.received) reapEvent(core, ctx, now, 'payload-in');
+    if (seen.sent && seen.received) bothWays(core, ctx, now);
+    else reapEvent(core, ctx, now, seen.sent ? 'payload-out' : 'payload-in');
     return true;
   }
 

@@ -128,6 +128,27 @@ function enterExploring(core: Core, ctx: Context): void {
   log.cursor = 0;
 }
 
+/**
+ * The kernel path saw packets both ways in one reading of its counters (Engine.kernelTraffic),
+ * in an order it cannot know. `payload-in` then `payload-out` leave the Send Timer running, as if
+ * our packet came last (a failure then explores a Send Timeout after this reading); if the peer's
+ * came last instead, the peer's Send Timer runs on it and only our answer stops it (§4.1 item 5):
+ * without it, a stream that paused after a round trip had both ends explore a Send Timeout later,
+ * each taking its own sending for the last packet. So the Keepalive timer runs too (in Operational,
+ * where it is used: §6), from now, as after a packet received. The two timers are meant to
+ * exclude each other (§6); here each stands for one of the two orders, and the next reading
+ * settles which: a packet sent stops the Keepalive timer (§6.2), one received or the peer's
+ * Keepalive stops the Send Timer (§6.1, §6.6). While packets keep flowing both ways every reading
+ * restarts the Keepalive timer, so no Keepalive goes: only once the traffic pauses, as when the
+ * peer's was the last packet.
+ */
+export function bothWays(core: Core, ctx: Context, now: Millis): void {
+  reapEvent(core, ctx, now, 'payload-in');
+  reapEvent(core, ctx, now, 'payload-out');
+  // In Operational `payload-out` has just stopped it: this starts it afresh.
+  if (ctx.reapState === Reap.Operational) startKeepalive(core, ctx, now);
+}
+
 function startKeepalive(core: Core, ctx: Context, now: Millis): void {
   if (ctx.timers[TimerKind.Keepalive] !== Infinity) return;
   const kt = keepaliveTimeout(core, ctx);

@@ -138,6 +138,48 @@ test('REAP from kernel counters (kernelTraffic): traffic both ways keeps it Oper
   assert.equal(a.engine.kernelTraffic(sim.now, a.ulid, 'fd00::dead', { sent: true, received: false }), false, 'no context: nothing to feed');
 });
 
+test('REAP from kernel counters: a reading that saw both ways, then a pause longer than the Send Timeout: either end may have had the last packet, both keep the other quiet with Keepalives, neither explores', () => {
+  const { sim, a, b } = configuredPair(37);
+  const kernel = (h: ShimHost, peer: ShimHost, sent: boolean, received: boolean) => assert.ok(h.engine.kernelTraffic(sim.now, h.ulid, peer.ulid, { sent, received }));
+  const keepalives = (h: string) => sentTypes(sim, h).filter((x) => x === 'Keepalive').length;
+  const before = { a: keepalives('a'), b: keepalives('b') };
+  // A paced stream: a burst (a round trip in one reading at each end), then 400 ms of nothing, five times.
+  for (let burst = 0; burst < 5; burst++) {
+    kernel(a, b, true, true);
+    sim.runFor(10);
+    kernel(b, a, true, true);
+    sim.runFor(400);
+  }
+  const explored = (h: ShimHost) => engineEvents(h).filter((e) => e.kind === 'reap-state');
+  assert.deepEqual([explored(a).length, explored(b).length], [0, 0], 'no exploration in the pauses');
+  assert.ok(keepalives('a') > before.a && keepalives('b') > before.b, 'each end sent Keepalives in the pauses');
+  // While readings keep seeing both ways, no Keepalive goes (each reading restarts the timer).
+  const streaming = { a: keepalives('a'), b: keepalives('b') };
+  const from = sim.now;
+  while (sim.now < from + 1000) {
+    kernel(a, b, true, true);
+    kernel(b, a, true, true);
+    sim.runFor(25);
+  }
+  assert.deepEqual([keepalives('a'), keepalives('b')], [streaming.a, streaming.b], 'no Keepalive while packets flow both ways');
+  // The pair fails after such a reading: A sends on and hears nothing. Its Send Timer ran from that
+  // reading (A's packet may have been the last), its Keepalive timer too (B's may have been).
+  block(sim, a.ulid, b.ulid);
+  block(sim, b.ulid, a.ulid);
+  kernel(a, b, true, true);
+  const failedAt = sim.now;
+  const timers = a.engine.status(sim.now).contexts[0]!.timers as Record<string, number>;
+  assert.deepEqual([timers.send, timers.keepalive], [failedAt + 150, failedAt + 150], 'both timers run from the reading (fast: 150 ms)');
+  while (sim.now < failedAt + 1000) {
+    sim.runFor(25);
+    kernel(a, b, true, false);
+  }
+  const first = a.host.events.find((e) => e.at >= failedAt && (e.event as unknown as { kind: string }).kind === 'reap-state');
+  assert.ok(first !== undefined && (first.event as unknown as { state: string }).state === 'exploring', 'A explored');
+  assert.ok(first.at - failedAt <= 150, `within a Send Timeout of the reading that saw both ways (${first.at - failedAt} ms)`);
+  assert.ok(engineEvents(a).some((e) => e.kind === 'locator-pair-changed'), 'and moved off the black-holed pair');
+});
+
 test('a packet the kernel already counted (encapsulate with counted) is sent and drives REAP, and is not counted again in the traffic figures', () => {
   const { sim, a, b } = configuredPair(35);
   const traffic = () => a.engine.status(sim.now).contexts[0]!.traffic;
