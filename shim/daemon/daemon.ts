@@ -287,13 +287,16 @@ export class Daemon {
   /**
    * Each established context's data path (`path: kernel|encap|tun`, docs/dataplane.md "Kernel path")
    * beside the engine's view of it; its traffic counts what the kernel carried off the TUN too.
+   * Matched by the ULID pair, as the kernel's counters are keyed: another context with the same
+   * peer (from another local ULID: one that never got established, say) is not this one, and shows
+   * only its own traffic.
    */
   private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
-    const paths = new Map((this.driver?.paths() ?? []).map((p) => [p.peerUlid, p]));
+    const paths = new Map((this.driver?.paths() ?? []).map((p) => [`${p.localUlid} ${p.peerUlid}`, p]));
     return {
       ...st,
       contexts: st.contexts.map((c) => {
-        const p = paths.get(c.peerUlid);
+        const p = paths.get(`${c.localUlid} ${c.peerUlid}`);
         if (p === undefined) return c;
         const k = p.kernel, t = c.traffic;
         return { ...c, path: p.path, ...(k && t ? { traffic: { ...t, packetsIn: t.packetsIn + k.packetsIn, bytesIn: t.bytesIn + k.bytesIn, packetsOut: t.packetsOut + k.packetsOut, bytesOut: t.bytesOut + k.bytesOut } } : {}) };
