@@ -64,8 +64,9 @@ test('two contexts with the same peer ULID: the one never established shows no t
   await waitLog(lab, 'b', (x) => x.msg.startsWith('ulid claim refused') && x.claimedUlid === LAB_ADDR_R.a && x.reason === 'ulid-unproven');
 
   const st = await status();
-  const mine = st.engine.contexts.find((c) => c.localUlid === LAB_ADDR.aP && c.peerUlid === LAB_ADDR.bP)!;
-  const theirs = st.engine.contexts.find((c) => c.localUlid === LAB_ADDR_R.a && c.peerUlid === LAB_ADDR.bP)!;
+  const mine = st.engine.contexts.find((c) => c.localUlid === LAB_ADDR.aP && c.peerUlid === LAB_ADDR.bP);
+  const theirs = st.engine.contexts.find((c) => c.localUlid === LAB_ADDR_R.a && c.peerUlid === LAB_ADDR.bP);
+  assert.ok(mine !== undefined && theirs !== undefined, `both contexts in the status: ${JSON.stringify(st.engine.contexts.map((c) => [c.localUlid, c.peerUlid, c.state]))}`);
   t.diagnostic(`live ${mine.state} ${JSON.stringify(mine.traffic)}; second ${theirs.state} ${JSON.stringify(theirs.traffic)}`);
   assert.notEqual(theirs.state, 'ESTABLISHED', 'the second context never got established');
   assert.ok(mine.traffic.packetsOut > 0 && mine.traffic.bytesOut > 0 && mine.traffic.packetsIn > 0, 'the live context shows its traffic');
