@@ -175,7 +175,7 @@ export class Daemon {
     try {
       cachesImported = await daemon.bringUp(id, plane.tun, nameservers, stateDir);
     } catch (err) {
-      await daemon.teardown(false);
+      await daemon.teardown(false, false);
       throw err;
     }
     daemon.logReady(id.locals, cachesImported, plane.transport instanceof NativeUdpTransport ? 'native' : 'dgram', plane.tun?.name);
@@ -390,7 +390,8 @@ export class Daemon {
     await this.teardown(true);
   }
 
-  private async teardown(save: boolean): Promise<void> {
+  /** Undo everything; `ran`: the daemon was up (a stop, not a failed start: that one ends with its error, not `stopped`). */
+  private async teardown(save: boolean, ran = true): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
@@ -409,7 +410,7 @@ export class Daemon {
     this.kernel?.close();
     this.encap?.close();
     if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
-    this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
+    if (ran) this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
     this.claim?.release();
   }
 

@@ -99,3 +99,52 @@ test('a second shim6 daemon in the same namespace is refused (EDAEMON_RUNNING) a
   c.child.kill('SIGTERM');
   assert.equal(await c.exited(), 0, c.out());
 });
+
+test('a start that fails late (the stub\'s port taken: EUDPBIND; the control socket in use: ECONTROL_IN_USE) ends with its error line and never says stopped; a normal stop does', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'late-errors-');
+  const { net, ns } = hostWithLink(t, 'lat');
+  const config = (name: string, port: number): string => {
+    const file = path.join(dir, `${name}.json`);
+    writeFileSync(file, JSON.stringify({
+      listen: [`[::1]:${port}`], upstreams: ['[::1]:9'], interfaces: ['lat0'], tun: { name: 'lattun' },
+      cacheFile: path.join(dir, `${name}-caches.json`), controlSocket: path.join(dir, `${name}.sock`),
+    }));
+    return file;
+  };
+  const start = (file: string) => track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  /** A process in the namespace holding a port or a socket until the test ends (it prints `held` once it does). */
+  const holder = async (code: string): Promise<void> => {
+    const p = net.spawn(ns, [process.execPath, '-e', code]);
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    await waitFor(() => out.includes('held'), 'the holder');
+  };
+  const failed = async (file: string, code: string): Promise<void> => {
+    const r = start(file);
+    assert.equal(await r.exited(), 1, r.out());
+    const lines = r.out().trimEnd().split('\n');
+    assert.match(lines.at(-1)!, new RegExp(`^shim6: error ${code}: `), r.out());
+    // It never ran: what it set up and undid on the way is not a daemon that stopped.
+    assert.doesNotMatch(r.out(), /stopped/, `${code}: no stopped line; got:\n${r.out()}`);
+    assert.equal(lines.filter((l) => l.includes('error')).length, 1, `${code}: one error line; got:\n${r.out()}`);
+    assert.doesNotMatch(net.run(ns, ['ip', '-6', 'rule']).stdout, /lookup 5533/, `${code}: what it set up is undone`);
+  };
+
+  // The stub's port taken by another process: the resolver's bind fails, after routes, TUN and sockets.
+  await holder(`const s=require('dgram').createSocket('udp6');s.bind(5353,'::1',()=>console.log('held'));`);
+  await failed(config('port', 5353), 'EUDPBIND');
+  // The control socket in use (someone accepts on it): fails after the stub is up.
+  const busy = config('busy', 5354);
+  await holder(`require('net').createServer(()=>{}).listen(${JSON.stringify(path.join(dir, 'busy.sock'))},()=>console.log('held'));`);
+  await failed(busy, 'ECONTROL_IN_USE');
+
+  // A start that succeeds says what it set up, and its stop says `stopped`.
+  const ok = start(config('ok', 5355));
+  await waitFor(() => ok.out().includes('daemon ready') || ok.status() !== undefined, 'the daemon ready');
+  assert.match(ok.out(), /resolver upstreams[^]*resolver: listening[^]*daemon ready/, ok.out());
+  ok.child.kill('SIGTERM');
+  assert.equal(await ok.exited(), 0, ok.out());
+  assert.match(ok.out(), /stopped: routes, rules(, kernel path counters)? and TUN removed/, ok.out());
+});
