@@ -28,7 +28,7 @@ import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-pa
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { keysNeedingRestart, loadConfig, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
-import type { RouteHook } from '../dataplane/context-paths.ts';
+import type { ContextPath, RouteHook } from '../dataplane/context-paths.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
@@ -44,6 +44,7 @@ import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
 import { STATUS_SCHEMA_VERSION } from './status-schema.ts';
 import type { MetricsServer } from './metrics/server.ts';
+import type { TrafficReading } from './metrics/history.ts';
 import { captureMethods, LiveCapture } from './capture.ts';
 import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as recoverHandover, ResolvHandover, stubNameservers } from './resolv-handover.ts';
 import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
@@ -218,7 +219,7 @@ export class Daemon {
     }, { log: log.child('control') });
     if (config.metrics) {
       const { startMetricsServer } = await import('./metrics/server.ts');
-      this.metrics = await startMetricsServer(config.metrics, { status: () => this.status(), ...(engine ? { traffic: () => engine.traffic() } : {}) }, { log: log.child('metrics') });
+      this.metrics = await startMetricsServer(config.metrics, { status: () => this.status(), ...(engine ? { traffic: () => this.traffic(engine) } : {}) }, { log: log.child('metrics') });
     }
     if (!off) {
       // The TUN's events (an address added and removed at each route-cache flush) change no locator.
@@ -292,7 +293,7 @@ export class Daemon {
    * only its own traffic.
    */
   private withPaths(st: ReturnType<Engine['status']>): ReturnType<Engine['status']> {
-    const paths = new Map((this.driver?.paths() ?? []).map((p) => [`${p.localUlid} ${p.peerUlid}`, p]));
+    const paths = this.pathsByPair();
     return {
       ...st,
       contexts: st.contexts.map((c) => {
@@ -304,7 +305,24 @@ export class Daemon {
     };
   }
 
-  /** SIGHUP: re-read the config file; apply what can change live (peers, log level is fixed per process). */
+  /** The driver's established contexts by ULID pair (`local peer`), the key of the kernel's counters. */
+  private pathsByPair(): Map<string, ContextPath> {
+    return new Map((this.driver?.paths() ?? []).map((p) => [`${p.localUlid} ${p.peerUlid}`, p]));
+  }
+
+  /**
+   * Each context's payload octets for the status page's plots: the engine's (the TUN) and what the
+   * kernel carried on its own path (on the kernel path, the default, nearly all of it).
+   */
+  private traffic(engine: Engine): TrafficReading[] {
+    const paths = this.pathsByPair();
+    return engine.traffic().map((r) => {
+      const k = paths.get(`${r.localUlid} ${r.peerUlid}`)?.kernel;
+      return { peerUlid: r.peerUlid, contextTag: r.contextTag, bytesIn: r.bytesIn + (k?.bytesIn ?? 0), bytesOut: r.bytesOut + (k?.bytesOut ?? 0) };
+    });
+  }
+
+  /** SIGHUP: re-read the config file; apply what can change live (peers, cacheFile, log.level). */
   async reload(): Promise<void> {
     await this.opts.notify?.reloading();
     try {

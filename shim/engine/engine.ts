@@ -416,9 +416,9 @@ export class Engine {
   }
 
   /** Each context's payload octets so far (no descriptions built): the status page samples these. */
-  traffic(): Array<{ peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> {
-    const out: Array<{ peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> = [];
-    for (const ctx of this.core.table.byTag.values()) out.push({ peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, bytesIn: ctx.rxBytes, bytesOut: ctx.txBytes });
+  traffic(): Array<{ localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> {
+    const out: Array<{ localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> = [];
+    for (const ctx of this.core.table.byTag.values()) out.push({ localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, bytesIn: ctx.rxBytes, bytesOut: ctx.txBytes });
     return out;
   }
 

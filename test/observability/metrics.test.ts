@@ -221,6 +221,21 @@ test('throughput history: rates per peer from cumulative octets, bounded in peer
   assert.ok(last.inBps > 0 && last.outBps === 0, JSON.stringify(last));
 });
 
+test('throughput history: a context made between two samples counts all its octets in the next one', () => {
+  let now = 0;
+  const readings: Array<{ peerUlid: string; contextTag: number; bytesIn: number; bytesOut: number }> = [];
+  const h = new ThroughputHistory(() => readings, { intervalMs: 1000, clock: () => now });
+  h.sample(); // the history's start: no context yet
+  readings.push({ peerUlid: '2001:db8::1', contextTag: 7, bytesIn: 1000, bytesOut: 4000 });
+  now += 2000;
+  h.sample();
+  assert.deepEqual(h.of('2001:db8::1'), [{ t: 2000, inBps: 500, outBps: 2000 }]);
+  readings[0]!.bytesOut += 1000;
+  now += 1000;
+  h.sample();
+  assert.deepEqual(h.of('2001:db8::1').at(-1), { t: 3000, inBps: 0, outBps: 1000 });
+});
+
 /** A TCP port free on 127.0.0.1 just now. */
 async function freePort(): Promise<number> {
   const s = net.createServer();

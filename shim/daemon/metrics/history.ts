@@ -77,8 +77,11 @@ export class ThroughputHistory {
         this.peers.set(r.peerUlid, track);
       }
       const prev = track.last.get(r.contextTag);
-      const dIn = prev ? Math.max(0, r.bytesIn - prev.bytesIn) : 0;
-      const dOut = prev ? Math.max(0, r.bytesOut - prev.bytesOut) : 0;
+      // A context not read at the last sample was made since (its counters start at zero): all its
+      // octets fall in this interval. The one that carries a burst at once (a connection's first
+      // seconds) would otherwise not show at all.
+      const dIn = prev ? Math.max(0, r.bytesIn - prev.bytesIn) : dt > 0 ? r.bytesIn : 0;
+      const dOut = prev ? Math.max(0, r.bytesOut - prev.bytesOut) : dt > 0 ? r.bytesOut : 0;
       if (!seen.has(r.peerUlid)) track.last = new Map();
       track.last.set(r.contextTag, { bytesIn: r.bytesIn, bytesOut: r.bytesOut });
       seen.add(r.peerUlid);
