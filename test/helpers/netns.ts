@@ -210,7 +210,7 @@ export class NetLab {
 
 function sh(argv: string[], opts: { timeoutMs?: number; input?: string; check?: boolean } = {}): RunResult {
   const [cmd, ...args] = argv;
-  const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 20_000, input: opts.input ?? '' });
+  const r = spawnSync(cmd!, args, { encoding: 'utf8', timeout: opts.timeoutMs ?? 120_000, input: opts.input ?? '' });
   const res = { status: r.status, stdout: String(r.stdout ?? ''), stderr: String(r.stderr ?? '') };
   if ((opts.check ?? true) && r.status !== 0) {
     throw new Error(`netns: \`${argv.join(' ')}\` failed (${r.status ?? r.signal ?? r.error?.message}): ${res.stderr.trim()}`);
