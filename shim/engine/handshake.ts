@@ -1,6 +1,7 @@
 /**
  * Context establishment (RFC 5533 §7.3–§7.16): I1 → R1 → I2 → R2, crossing I1s
- * (answered with R2 where the context's packets already go: `answersI1There`), I2 retries falling back to I1, back-off randomised into
+ * (answered with R2 only where the context's packets already go:
+ * `answersI1There`), I2 retries falling back to I1, back-off randomised into
  * [0.5, 1.5] × nominal, E-FAILED / NO-SUPPORT hold-downs, and the host-based
  * independent capability probe (I1 → R1 and stop;
  * docs/engine.md "Capability detection"). The stateless R1 itself is in
