@@ -103,6 +103,7 @@ export function formatStatus(s: StatusReply): string {
       out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}  over the context limits ${g.contextLimit}`);
       const rep = (k: keyof GuardCounters['replies']): string => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
       out.push(`stateless replies: ${rep('R1')};  ${rep('R1bis')};  ${rep('Error')}`);
+      out.push(`R2 to an I1: ${g.replies.R2.sent} sent, ${g.replies.R2.limited} rate-limited`);
     }
   } else {
     out.push('contexts: (no engine attached)');

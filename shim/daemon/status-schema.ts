@@ -30,7 +30,7 @@ export const STATUS_KEYS: Readonly<Record<string, readonly string[]>> = {
   'engine.contexts[].lastRehome': ['cause', 'old', 'new'],
   'engine.caches': ['positive', 'negative'],
   'engine.guard': ['ulidUnproven', 'ulidIsLocal', 'contextLimit', 'replies'],
-  'engine.guard.replies': ['R1', 'R1bis', 'Error'],
+  'engine.guard.replies': ['R1', 'R1bis', 'Error', 'R2'],
   'engine.guard.replies.R1': ['sent', 'limited', 'oversize'],
   'engine.messages': ['sent', 'received'],
   'engine.messages.sent': ['I1', 'R1', 'I2', 'R2', 'R1bis', 'I2bis', 'Close', 'CloseAck', 'UpdateRequest', 'UpdateAck', 'Keepalive', 'Probe', 'Error'],

@@ -131,6 +131,8 @@ export class Context implements Timed {
   exploreCause: RehomeCause | undefined = undefined;
   rehomings = 0;
   lastRehome: Rehoming | undefined = undefined;
+  /** When this context last sent an R2 in answer to an I1 (handshake.ts `answerI1`: at most one per `i1ReplyGap`). */
+  i1AnsweredAt = -Infinity;
   /** A Packet Too Big's lesson for one locator pair (icmp.ts), while it holds. */
   pathMtu: PathMtu | undefined = undefined;
 

@@ -21,15 +21,20 @@ import type { CapabilityCache } from './capability.ts';
 import type { LocatorVerifier } from './verify.ts';
 import { transition, type State, type Trigger } from './states.ts';
 
-/** The stateless replies: answers to datagrams that proved nothing yet. */
-export type ReplyKind = 'R1' | 'R1bis' | 'Error';
+/**
+ * Replies to datagrams that proved nothing yet: the stateless ones (R1, R1bis,
+ * Error), and the R2 that answers an I1 for an existing context (RFC 5533
+ * §7.9: crossing or retransmitted I1s), which carries our context tag and
+ * Locator List (handshake.ts `answerI1`).
+ */
+export type ReplyKind = 'R1' | 'R1bis' | 'Error' | 'R2';
 
 /** What became of stateless replies of one kind. */
 export interface ReplyCounts {
   sent: number;
   /** Refused by the rate limits (reply-limit.ts). */
   limited: number;
-  /** Refused because the reply would be over twice the size of the datagram that caused it. */
+  /** Refused because the reply would be over twice the size of the datagram that caused it (never for R2: see `mayAnswerI1`). */
   oversize: number;
 }
 
@@ -63,7 +68,7 @@ export class Core {
   readonly limiter: ReplyLimiter;
   readonly guard: GuardCounters = {
     ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
-    replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } },
+    replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -89,6 +94,22 @@ export class Core {
   mayReply(now: Millis, kind: ReplyKind, to: Ipv6, length: number, causeLength: number, allowance = 0): boolean {
     const c = this.guard.replies[kind];
     if (length > 2 * causeLength + allowance) { c.oversize++; return false; }
+    if (!this.limiter.allow(now, to)) { c.limited++; return false; }
+    c.sent++;
+    return true;
+  }
+
+  /**
+   * May an R2 answer an I1 from `to` now? The same buckets as the stateless
+   * replies (per /64 of `to`, global), so the I1s an attacker sends draw no
+   * more replies, of any kind, than the limits allow. No size rule: the R2
+   * carries what RFC 5533 §7.9/§7.14 make it carry (our Locator List, PDS, CGA
+   * Signature), several times an I1 — which is why the caller sends it only to
+   * an address it already sends the context's packets to, and at most once per
+   * context in `i1ReplyGap` (handshake.ts `answerI1`). Counts the outcome as `R2`.
+   */
+  mayAnswerI1(now: Millis, to: Ipv6): boolean {
+    const c = this.guard.replies.R2;
     if (!this.limiter.allow(now, to)) { c.limited++; return false; }
     c.sent++;
     return true;

@@ -1,6 +1,7 @@
 /**
  * Context establishment (RFC 5533 §7.3–§7.16): I1 → R1 → I2 → R2, crossing I1s
- * (answered with R2), I2 retries falling back to I1, back-off randomised into
+ * (answered with R2 only where the context's packets already go:
+ * `answersI1There`), I2 retries falling back to I1, back-off randomised into
  * [0.5, 1.5] × nominal, E-FAILED / NO-SUPPORT hold-downs, and the host-based
  * independent capability probe (I1 → R1 and stop;
  * docs/engine.md "Capability detection"). The stateless R1 itself is in
@@ -14,7 +15,7 @@ import { Context, type ContextMode, type UlidProof } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
-import { boundPort, learnPort, replyPort, type Datagram } from './rx.ts';
+import { boundPort, learnPort, peerPortOf, replyPort, type Datagram } from './rx.ts';
 import type { PrimeLocator } from './capability.ts';
 import { checkR1Validator, encodeR1, R1_LENGTH } from './responder.ts';
 import { applyHandshakeLocators, checkLocators, peerKeepalive, sendUpdate, type CheckedLocator } from './update.ts';
@@ -27,10 +28,10 @@ const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
 
 /** ULID pair and FII of an I1/I2/I2bis (RFC 5533 §7.9): ULID option, else the addresses. */
-export function ulidsOf(msg: Shim6Message, src: Ipv6, dst: Ipv6): { peer: Ipv6; local: Ipv6; fii: number; option: boolean } {
+export function ulidsOf(msg: Shim6Message, src: Ipv6, dst: Ipv6): { peer: Ipv6; local: Ipv6; fii: number } {
   const u = findOption(msg, 'UlidPair');
   const f = findOption(msg, 'ForkedInstanceIdentifier');
-  return { peer: u?.senderUlid ?? src, local: u?.receiverUlid ?? dst, fii: f?.forkedInstanceId ?? 0, option: u !== undefined };
+  return { peer: u?.senderUlid ?? src, local: u?.receiverUlid ?? dst, fii: f?.forkedInstanceId ?? 0 };
 }
 
 /** ULID / FII options a context's I1, I2 and I2bis must carry, sent on `local` → `peer` (its current pair unless told). */
@@ -101,7 +102,12 @@ export function sendI2(core: Core, ctx: Context, now: Millis): void {
   core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
 }
 
-/** R2 for `ctx` answering the I1/I2/I2bis `rx`, back where it came from (§7.14; never retransmitted). */
+/**
+ * R2 for `ctx` answering the I1/I2/I2bis `rx`, back where it came from (§7.14; never retransmitted).
+ * No check of its own: it carries CT(local), so callers send it only where the context's packets
+ * already go — after an I2/I2bis's validator proved the source (acceptInitiator), or through
+ * `answerI1` for an I1, which proves nothing.
+ */
 export function sendR2(core: Core, ctx: Context, rx: Datagram, initiatorNonce: number): void {
   ctx.announcedGeneration = core.local.generation;
   const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options()] };
@@ -123,10 +129,65 @@ function sendR1(core: Core, now: Millis, rx: Datagram, msg: I1Message, peer: Ipv
 
 const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
 
-/** RFC 5533 §7.9. */
+/**
+ * May an R2 answering an I1 — it carries CT(local) — go to the I1's source?
+ * RFC 5533 §16 protects a context from off-path attackers by its tag alone:
+ * whoever learns CT(local) can forge Close, Update Request or payload from a
+ * peer locator. §7.9 answers a crossing I1 (I1-SENT, I2-SENT, I2BIS-SENT) with
+ * an R2 and no locator check, and one in ESTABLISHED when its source is "in
+ * Ls(peer)" — so any I1 naming (peer, us) from anywhere drew our tag during our
+ * own handshakes, and a locator the peer merely listed (a CGA signature proves
+ * who lists a locator, not that it receives there) drew full R2s. We read
+ * "the peer's locator" as "an address this context's packets already go to":
+ *
+ * - a locator whose return routability the handshake or a REAP probe showed
+ *   (`verified` and `probed`: the bar RFC 5533 §16 and RFC 5534 §8 set for a
+ *   packet destination);
+ * - for a context this host initiated, the peer ULID and the locators DNS,
+ *   configuration or prime() gave (not from the peer's list): our own I1s go
+ *   there, carrying CT(local) already;
+ *
+ * never a locator flagged BROKEN, and only at the UDP port the context uses
+ * (an I1 proves no port: `learnPort`). Anything else is answered as in IDLE,
+ * with a stateless R1, which tells nothing about the context.
+ */
+export function answersI1There(ctx: Context, rx: Datagram): boolean {
+  const l = ctx.peerLocator(rx.src);
+  if (l === undefined || (l.flags & LocatorFlag.BROKEN) !== 0) return false;
+  if (peerPortOf(rx, ctx) !== ctx.port) return false;
+  if (l.verified && l.probed) return true;
+  return ctx.ulidProof === 'initiated' && !l.listed;
+}
+
+/**
+ * The least time between two R2s one context sends in answer to I1s: half an
+ * I1 timeout, the shortest gap between a peer's I1 retransmissions under our
+ * own timers (§7.8 randomises them into [0.5, 1.5] × I1_TIMEOUT). A legitimate
+ * peer sends one crossing I1, or retransmits one after a lost R2; an I1 within
+ * the gap is answered as in IDLE (R1 → I2 → R2 still sets the context up).
+ */
+export const i1ReplyGap = (core: Core): number => core.timers.i1Timeout / 2;
+
+/**
+ * Send the R2 an I1 draws (§7.9) once `answersI1There` and the gap allowed it,
+ * within the reply limits (core.mayAnswerI1): so a flood of I1s naming a
+ * context draws at most one R2 per context per gap, and no more replies per
+ * /64 and overall than the stateless ones may.
+ */
+function answerI1(core: Core, now: Millis, ctx: Context, rx: Datagram, initiatorNonce: number): void {
+  if (!core.mayAnswerI1(now, rx.src)) return;
+  ctx.i1AnsweredAt = now;
+  sendR2(core, ctx, rx, initiatorNonce);
+}
+
+/**
+ * RFC 5533 §7.9, read with §16 (`answersI1There`). Each branch decides before
+ * it steps the state table, and no branch changes the context beyond the
+ * time of its last R2 to an I1: an I1 proves nothing.
+ */
 export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): DatagramResult {
   const { src, dst } = rx;
-  const { peer, local, fii, option } = ulidsOf(msg, src, dst);
+  const { peer, local, fii } = ulidsOf(msg, src, dst);
   if (!core.isLocal(local) && local !== core.config.localUlid) return drop('not-our-ulid');
   const ctx = core.table.byUlidPair(local, peer, fii);
   if (failed(ctx)) {
@@ -134,15 +195,25 @@ export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): Dat
     sendR1(core, now, rx, msg, peer, local, fii);
     return CONSUMED;
   }
-  if (ctx!.state === State.ESTABLISHED) {
-    const match = msg.contextTag === ctx!.ctPeer && (!option || ctx!.hasVerifiedPeer(src));
-    core.step(ctx!, match ? 'recv-I1-ct-match' : 'recv-I1');
-    if (match) sendR2(core, ctx!, rx, msg.initiatorNonce);
-    else sendR1(core, now, rx, msg, peer, local, fii);
+  const c = ctx!;
+  const established = c.state === State.ESTABLISHED;
+  // ESTABLISHED, CT(peer) differs: the peer lost the context and starts anew (§7.9): R1.
+  if (established && msg.contextTag !== c.ctPeer) {
+    core.step(c, 'recv-I1');
+    sendR1(core, now, rx, msg, peer, local, fii);
     return CONSUMED;
   }
-  if (core.step(ctx!, 'recv-I1') === undefined) return drop('state');
-  sendR2(core, ctx!, rx, msg.initiatorNonce); // crossing I1s (§7.4)
+  // From an address the context's packets do not go to, or too soon after the last R2: as in IDLE.
+  const there = answersI1There(c, rx);
+  if (!there || now < c.i1AnsweredAt + i1ReplyGap(core)) {
+    if (core.step(c, 'recv-I1-stateless') === undefined) return drop('state');
+    if (there) core.guard.replies.R2.limited++; // the gap refused it
+    sendR1(core, now, rx, msg, peer, local, fii);
+    return CONSUMED;
+  }
+  // ESTABLISHED: a retransmitted I1, our R2 was lost. Otherwise crossing I1s (§7.4): CT(peer) stays.
+  if (core.step(c, established ? 'recv-I1-ct-match' : 'recv-I1') === undefined) return drop('state');
+  answerI1(core, now, c, rx, msg.initiatorNonce);
   return CONSUMED;
 }
 

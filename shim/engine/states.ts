@@ -23,8 +23,9 @@ export type State = (typeof State)[keyof typeof State];
 /** What happened to the context (Appendix B "Trigger" column). */
 export type Trigger =
   | 'heuristic'           // prime() / encapsulate() / node configuration decides to set up a context
-  | 'recv-I1'             // I1 for this ULID pair (ESTABLISHED: CT(peer) differs or locator unknown)
-  | 'recv-I1-ct-match'    // ESTABLISHED only: retransmitted I1 with our CT(peer) (R2 was lost)
+  | 'recv-I1'             // I1 for this ULID pair (ESTABLISHED: CT(peer) differs; else from where the context's packets go)
+  | 'recv-I1-ct-match'    // ESTABLISHED only: retransmitted I1 with our CT(peer) (R2 was lost), from where the context's packets go
+  | 'recv-I1-stateless'   // I1 for this ULID pair from an address the context's packets do not go to, or within the R2 gap (handshake.ts answersI1There)
   | 'recv-R1'             // R1 whose Initiator Nonce matches
   | 'recv-R1-probe'       // R1 answering a host-based independent probe: capability known, stop
   | 'recv-I2'             // I2 with a valid validator (and, for existing contexts, a verified source locator)
@@ -73,6 +74,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.I1_SENT, 'recv-R1', 'I2', S.I2_SENT, 'Verify INIT nonce, send I2, I2-SENT'),
   row(S.I1_SENT, 'recv-R1-probe', '', S.IDLE, 'Independent capability probe answered: forget the context'),
   row(S.I1_SENT, 'recv-I1', 'R2', S.I1_SENT, 'Crossing I1s (§7.4): send R2, stay'),
+  row(S.I1_SENT, 'recv-I1-stateless', 'R1', S.I1_SENT, 'Not from the peer as we know it (§7.9 read with §16): send R1 as in IDLE, stay'),
   row(S.I1_SENT, 'recv-R2', '', S.ESTABLISHED, 'Verify INIT nonce, ESTABLISHED'),
   row(S.I1_SENT, 'recv-I2', 'R2', S.ESTABLISHED, 'Send R2, ESTABLISHED'),
   row(S.I1_SENT, 'recv-I2bis', 'R2', S.ESTABLISHED, 'Send R2, ESTABLISHED'),
@@ -85,6 +87,7 @@ export const TRANSITIONS: readonly Transition[] = [
 
   row(S.I2_SENT, 'recv-R2', '', S.ESTABLISHED, 'Verify INIT nonce, ESTABLISHED'),
   row(S.I2_SENT, 'recv-I1', 'R2', S.I2_SENT, 'Send R2, stay'),
+  row(S.I2_SENT, 'recv-I1-stateless', 'R1', S.I2_SENT, 'Not from the peer as we know it: send R1 as in IDLE, stay'),
   row(S.I2_SENT, 'recv-I2', 'R2', S.I2_SENT, 'Send R2, stay'),
   row(S.I2_SENT, 'recv-I2bis', 'R2', S.I2_SENT, 'Send R2, stay'),
   row(S.I2_SENT, 'recv-R1', '', S.I2_SENT, 'Discard and stay'),
@@ -96,6 +99,7 @@ export const TRANSITIONS: readonly Transition[] = [
 
   row(S.I2BIS_SENT, 'recv-R2', '', S.ESTABLISHED, 'Verify INIT nonce, ESTABLISHED'),
   row(S.I2BIS_SENT, 'recv-I1', 'R2', S.I2BIS_SENT, 'Send R2, stay'),
+  row(S.I2BIS_SENT, 'recv-I1-stateless', 'R1', S.I2BIS_SENT, 'Not from the peer as we know it: send R1 as in IDLE, stay'),
   row(S.I2BIS_SENT, 'recv-I2', 'R2', S.I2BIS_SENT, 'Send R2, stay'),
   row(S.I2BIS_SENT, 'recv-I2bis', 'R2', S.I2BIS_SENT, 'Send R2, stay'),
   row(S.I2BIS_SENT, 'recv-R1', '', S.I2BIS_SENT, 'Discard and stay'),
@@ -106,6 +110,7 @@ export const TRANSITIONS: readonly Transition[] = [
 
   row(S.ESTABLISHED, 'recv-I1', 'R1', S.ESTABLISHED, 'CT(peer) differs: peer lost state, send R1 (§7.9)'),
   row(S.ESTABLISHED, 'recv-I1-ct-match', 'R2', S.ESTABLISHED, 'CT(peer) matches: R2 was lost, send R2'),
+  row(S.ESTABLISHED, 'recv-I1-stateless', 'R1', S.ESTABLISHED, 'Locator not in the set we send to (§7.9 read with §16): send R1'),
   row(S.ESTABLISHED, 'recv-I2', 'R2', S.ESTABLISHED, 'Send R2, update CT(peer)/Ls(peer)'),
   row(S.ESTABLISHED, 'recv-I2bis', 'R2', S.ESTABLISHED, 'Send R2, update CT(peer)/Ls(peer)'),
   row(S.ESTABLISHED, 'recv-R2', '', S.ESTABLISHED, 'Discard (reply to a retransmitted I2)'),

@@ -42,6 +42,8 @@ test('state table: the RFC 5533 Appendix B cells', () => {
   assert.equal(cell(State.ESTABLISHED, 'recv-R1bis'), 'I2bis→I2BIS-SENT');
   assert.equal(cell(State.ESTABLISHED, 'recv-I1-ct-match'), 'R2→ESTABLISHED');
   assert.equal(cell(State.ESTABLISHED, 'recv-I1'), 'R1→ESTABLISHED');
+  // An I1 from an address the context's packets do not go to is answered as in IDLE, whatever the state (§7.9 read with §16).
+  for (const s of [State.I1_SENT, State.I2_SENT, State.I2BIS_SENT, State.ESTABLISHED]) assert.equal(cell(s, 'recv-I1-stateless'), `R1→${s}`);
   assert.equal(cell(State.E_FAILED, 'holddown-expired'), '-→IDLE');
   assert.equal(cell(State.NO_SUPPORT, 'holddown-expired'), '-→IDLE');
   // Appendix B "N/A": R1bis is never delivered to a context without CT(peer)

@@ -21,7 +21,7 @@ import { decodePayloadHeader, encodeMessage, encodePayloadHeader, isPayloadHeade
 import { PcapStream, type CapturedUdp } from './pcap-stream.ts';
 import { loadAddon } from '../../native/addon.ts';
 import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
-import type { CaptureQuery, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
+import type { CaptureQuery, ClaimArgs, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
 
 const SHIM6_PORT = 5533;
 const RETRY_MS = 1000;
@@ -315,8 +315,43 @@ async function flood(a: FloodArgs): Promise<FloodResult> {
   return { sent: a.count, replies, types, sendMs: tSent - t0, lastReplyMs: tLast === 0 ? 0 : tLast - t0, barrierMs: tBarrier - t0 };
 }
 
+/** The running `startClaims` loop, if any. */
+let claims: { stop: boolean; sent: number; done: Promise<void> } | undefined;
+
+/**
+ * Start sending, from socket `sock` to `dst`, one I1 every `gapMs` (fresh tag and nonce each) whose
+ * ULID Pair option names `claim` — the sender claims to be `claim.sender` talking to `claim.receiver`
+ * (review F4: crossing I1s during the receiver's own handshake with that peer) — until `stopClaims`.
+ * Replies land in the socket's inbox.
+ */
+function startClaims(a: ClaimArgs): { started: true } {
+  if (claims !== undefined) throw new Error('a claim loop is already running');
+  const s = sock(a.sock);
+  const option: Shim6Option = { type: 'UlidPair', critical: false, senderUlid: a.claim.sender, receiverUlid: a.claim.receiver };
+  const loop = { stop: false, sent: 0, done: Promise.resolve() };
+  loop.done = (async () => {
+    while (!loop.stop) {
+      s.s.send(encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: u32(), options: [option] }), SHIM6_PORT, a.dst);
+      loop.sent++;
+      await sleep(a.gapMs);
+    }
+  })();
+  claims = loop;
+  return { started: true };
+}
+
+/** Stop the `startClaims` loop; how many I1s it sent. */
+async function stopClaims(): Promise<{ sent: number }> {
+  const loop = claims;
+  if (loop === undefined) throw new Error('no claim loop running');
+  loop.stop = true;
+  await loop.done;
+  claims = undefined;
+  return { sent: loop.sent };
+}
+
 const OPS: Record<string, (args: never) => Promise<unknown> | unknown> = {
-  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood,
+  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims,
 };
 
 createInterface({ input: process.stdin }).on('line', (line) => {

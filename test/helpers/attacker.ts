@@ -99,6 +99,14 @@ export interface SprayArgs {
   gapMs: number;
 }
 
+/** I1s claiming a ULID pair, one every `gapMs`, from socket `sock` to `dst` (see `startClaims`). */
+export interface ClaimArgs {
+  sock: string;
+  dst: string;
+  claim: { sender: string; receiver: string };
+  gapMs: number;
+}
+
 export interface FloodArgs {
   sources: string[];
   dst: string;
@@ -206,6 +214,16 @@ export class Attacker {
 
   flood(a: FloodArgs): Promise<FloodResult> {
     return this.call('flood', a);
+  }
+
+  /** Start sending I1s whose ULID Pair option names `a.claim`, one every `a.gapMs`, until `stopClaims` (replies: `inbox`). */
+  startClaims(a: ClaimArgs): Promise<{ started: true }> {
+    return this.call('startClaims', a);
+  }
+
+  /** Stop the claim loop; how many I1s it sent. */
+  stopClaims(): Promise<{ sent: number }> {
+    return this.call('stopClaims', {});
   }
 
   async stop(): Promise<void> {

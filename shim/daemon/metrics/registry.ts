@@ -140,10 +140,10 @@ export class ShimMetrics {
       ? REHOME_CAUSES.map((cause) => ({ labels: { cause }, value: e(s)!.rehomings?.[cause as keyof NonNullable<NonNullable<StatusReply['engine']>['rehomings']>] ?? 0 })) : []);
     this.counter('shim6_control_messages_sent_total', 'Shim6 control messages sent, by type (Probe, UpdateRequest, R1, R1bis, ...).', (s) => Object.entries(e(s)?.messages?.sent ?? {}).map(([type, value]) => ({ labels: { type }, value })));
     this.counter('shim6_control_messages_received_total', 'Shim6 control messages received and decoded, by type.', (s) => Object.entries(e(s)?.messages?.received ?? {}).map(([type, value]) => ({ labels: { type }, value })));
-    this.counter('shim6_stateless_replies_total', 'Stateless replies (R1, R1bis, Error) by outcome: sent, rate-limited, or refused as larger than twice their cause.', (s) => {
+    this.counter('shim6_stateless_replies_total', 'Replies to datagrams that proved nothing: stateless (R1, R1bis, Error) and R2 to an I1 for a context, by outcome: sent, rate-limited, or refused as larger than twice their cause.', (s) => {
       const g = e(s)?.guard;
       if (!g) return [];
-      return (['R1', 'R1bis', 'Error'] as const).flatMap((kind) => (['sent', 'limited', 'oversize'] as const).map((outcome) => ({ labels: { kind, outcome }, value: g.replies[kind][outcome] })));
+      return (['R1', 'R1bis', 'Error', 'R2'] as const).flatMap((kind) => (['sent', 'limited', 'oversize'] as const).map((outcome) => ({ labels: { kind, outcome }, value: g.replies[kind][outcome] })));
     });
     this.counter('shim6_i2_refused_total', 'I2/I2bis refused, by reason: ULID not proven, our own address as ULID, over the context limits.', (s) => {
       const g = e(s)?.guard;
