@@ -103,6 +103,8 @@ export function formatStatus(s: StatusReply): string {
       out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}  over the context limits ${g.contextLimit}`);
       const rep = (k: keyof GuardCounters['replies']): string => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
       out.push(`stateless replies: ${rep('R1')};  ${rep('R1bis')};  ${rep('Error')}`);
+      const pr = g.probeReplies;
+      if (pr) out.push(`probe answers: ${pr.sent} sent, ${pr.limited} rate-limited, ${pr.trimmed} trimmed to twice their probe, ${pr.portPinned} sent to the context's port`);
     }
   } else {
     out.push('contexts: (no engine attached)');
