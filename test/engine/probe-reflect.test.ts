@@ -9,7 +9,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync, type KeyObject } from 'node:crypto';
-import { Engine, State, type Transmit } from '../../shim/engine/index.ts';
+import { Engine, State, resolveConfig, type EngineConfig, type Transmit } from '../../shim/engine/index.ts';
 import { encodeMessage, tryDecodeMessage, type Shim6Message } from '../../shim/wire/index.ts';
 import { generateCga, signCgaLocators } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
@@ -30,7 +30,7 @@ function bytesFrom(seed: number): (n: number) => Uint8Array {
 }
 
 /** The host under attack: an HBA host on one prefix, as the daemon would run it. */
-function target(seed: number, config: Partial<ConstructorParameters<typeof Engine>[0]> = {}): { engine: Engine; ulid: string } {
+function target(seed: number, config: Partial<EngineConfig> = {}): { engine: Engine; ulid: string } {
   const id = hbaIdentity(['2001:db8:b1::/64'], new SimRng(seed));
   const engine = new Engine({ localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, ...config }, new SimRng(seed + 7));
   return { engine, ulid: id.ulid };
@@ -73,7 +73,7 @@ function attackerContext(host: { engine: Engine; ulid: string }, x: string, seed
 const forgedProbe = (tag: number, dst: string, n: number): Uint8Array =>
   encodeMessage({ type: 'Probe', contextTag: tag, state: 'Exploring', sent: [{ source: V, destination: dst, nonce: n, data: n }], received: [], options: [] });
 
-test('forged Exploring probes from a CGA-listed locator: at most burst + rate·t answers, none over twice the probe, none to the forged port', () => {
+test('forged Exploring probes from a CGA-listed locator: at most burst + rate·t answers, none over twice the probe, none to the forged port', (t) => {
   const host = target(301);
   const x = '2001:db8:66::bad';
   const tag = attackerContext(host, x, 1, ms(0));
@@ -81,12 +81,12 @@ test('forged Exploring probes from a CGA-listed locator: at most burst + rate·t
   let octetsIn = 0;
   let probes = 0;
   // 10,000 probes over 10 virtual seconds (1,000/s), as the review's 30,000 at 7,500/s.
-  for (let t = 0; t < 10_000; t += 1) {
-    const bytes = forgedProbe(tag, host.ulid, t + 1);
+  for (let i = 0; i < 10_000; i += 1) {
+    const bytes = forgedProbe(tag, host.ulid, i + 1);
     octetsIn += bytes.length;
     probes++;
-    host.engine.handleDatagram(ms(1000 + t), { src: V, dst: host.ulid, bytes, port: VPORT });
-    host.engine.handleTimeout(ms(1000 + t));
+    host.engine.handleDatagram(ms(1000 + i), { src: V, dst: host.ulid, bytes, port: VPORT });
+    host.engine.handleTimeout(ms(1000 + i));
     toV = toV.concat(drain(host.engine).filter((tx) => tx.dst === V));
   }
   const seconds = 10;
@@ -99,6 +99,7 @@ test('forged Exploring probes from a CGA-listed locator: at most burst + rate·t
   const octetsOut = toV.reduce((n, tx) => n + tx.bytes.length, 0);
   assert.ok(octetsOut < octetsIn / 100, `${octetsOut} octets to V for ${octetsIn} in`);
   const g = host.engine.status().guard.probeReplies;
+  t.diagnostic(`${probes} probes (${octetsIn} octets) → ${toV.length} datagrams (${octetsOut} octets) to V; ${JSON.stringify(g)}`);
   assert.ok(g.limited >= probes - 60, `limited ${g.limited}`);
   assert.ok(g.portPinned >= 1 && g.sent >= 1);
 });
@@ -147,4 +148,11 @@ test('a legitimate exploration (RFC timers) is answered in full: nothing limited
   }
   assert.ok(sent(sim, 'a').some((l) => l.at >= hole && l.type === 'Probe'));
   assert.ok(b.engine.status().guard.probeReplies.sent + a.engine.status().guard.probeReplies.sent >= 1, 'probes were answered');
+});
+
+test('probeReplyLimit defaults follow the timers; a partial setting keeps the rest', () => {
+  const limit = (c: Partial<EngineConfig>): unknown => resolveConfig({ localLocators: [{ address: '2001:db8:b1::1' }], ...c }).probeReplyLimit;
+  assert.deepEqual(limit({}), { perContext: { rate: 4, burst: 10 }, global: { rate: 200, burst: 400 } });
+  assert.deepEqual(limit({ profile: 'fast', probeReplyLimit: { global: { burst: 7 } } }), { perContext: { rate: 40, burst: 10 }, global: { rate: 2000, burst: 7 } });
+  assert.throws(() => new Engine({ localLocators: [{ address: '2001:db8:b1::1' }], probeReplyLimit: { perContext: { rate: -1 } } }, new SimRng(1)), /probeReplyLimit/);
 });
