@@ -104,6 +104,8 @@ export function formatStatus(s: StatusReply): string {
       const rep = (k: keyof GuardCounters['replies']): string => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
       out.push(`stateless replies: ${rep('R1')};  ${rep('R1bis')};  ${rep('Error')}`);
       out.push(`R2 to an I1: ${g.replies.R2.sent} sent, ${g.replies.R2.limited} rate-limited`);
+      const pr = g.probeReplies;
+      if (pr) out.push(`probe answers: ${pr.sent} sent, ${pr.limited} rate-limited, ${pr.trimmed} trimmed to twice their probe, ${pr.portPinned} sent to the context's port`);
     }
   } else {
     out.push('contexts: (no engine attached)');

@@ -16,7 +16,7 @@ import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName 
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
 import { ClientAcl } from '../../resolver/client-acl.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
-import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
+import { DEFAULT_REPLY_LIMIT, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitInput, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 import { parseServer } from '../../zone-tools/dns-transport.ts';
 import type { DnsUpdateConfig } from './dns-update.ts';
 import { stubNameservers } from './resolv-handover.ts';
@@ -112,6 +112,11 @@ export interface DaemonConfig {
   hba: string | undefined;
   /** Rate limits of the engine's stateless replies (R1, R1bis, Error): per source /64 and global, or `off`. */
   replyLimit: ReplyLimitConfig;
+  /**
+   * Rate limits of the Probes sent in answer to a peer's Probe, per context and global, or `off`;
+   * undefined: the engine's defaults from the timers (defaultProbeReplyLimit). Parts left out take those.
+   */
+  probeReplyLimit: ProbeReplyLimitInput | undefined;
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
@@ -170,6 +175,7 @@ export function defaultConfig(): DaemonConfig {
     controlSocket: '/run/shim6/control.sock',
     hba: undefined,
     replyLimit: DEFAULT_REPLY_LIMIT,
+    probeReplyLimit: undefined,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
     resolvConf: 'off',
@@ -181,7 +187,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
+const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'probeReplyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -391,6 +397,13 @@ export function validateConfig(doc: unknown): DaemonConfig {
     const r = resolveReplyLimit(doc.replyLimit);
     if ('error' in r) configError('replyLimit', doc.replyLimit, r.error);
     c.replyLimit = r.value;
+  }
+  if (doc.probeReplyLimit !== undefined) {
+    // Checked here (against any defaults: only the shape and ranges matter); the engine fills in
+    // what is left out from its timers.
+    const r = resolveProbeReplyLimit(doc.probeReplyLimit, defaultProbeReplyLimit(500, 4));
+    if ('error' in r) configError('probeReplyLimit', doc.probeReplyLimit, r.error);
+    c.probeReplyLimit = doc.probeReplyLimit as ProbeReplyLimitInput;
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);

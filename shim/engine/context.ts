@@ -11,6 +11,7 @@ import type { Millis } from '../time.ts';
 import { State } from './states.ts';
 import { newTimerTable, type Timed, type TimerTable } from './timers.ts';
 import type { ReapLog } from './reap.ts';
+import type { Bucket } from './reply-limit.ts';
 import type { PathMtu } from './icmp.ts';
 
 /** One peer locator in Ls(peer) (RFC 5533 §6.1). */
@@ -110,6 +111,8 @@ export class Context implements Timed {
   reapState = 0;
   /** Probe logs, only while exploring or recently explored. */
   reap: ReapLog | undefined = undefined;
+  /** Token bucket of the Probes sent in answer to the peer's (reply-limit.ts ProbeReplyLimiter); made at the first. */
+  probeBucket: Bucket | undefined = undefined;
   closeNonce = 0;
   lastActivity: Millis;
   timers: TimerTable = newTimerTable();

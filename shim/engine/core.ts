@@ -14,7 +14,7 @@ import { TimerHeap, type TimerKind } from './timers.ts';
 import { Queue, type EngineEvent, type Transmit } from './events.ts';
 import { LocalSet } from './local.ts';
 import { ResponderSecrets } from './responder.ts';
-import { ReplyLimiter } from './reply-limit.ts';
+import { ProbeReplyLimiter, ReplyLimiter } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
@@ -38,6 +38,21 @@ export interface ReplyCounts {
   oversize: number;
 }
 
+/**
+ * What became of the Probes a peer's Probe asked for (RFC 5534 §6.7, §6.8): REAP answers on the
+ * reverse of the pair the probe came on, so a forged source would aim them (reap.ts `onProbe`).
+ */
+export interface ProbeReplyCounts {
+  /** Answers sent (the one on the probe's reverse pair; a probe on the current pair may go along). */
+  sent: number;
+  /** Probes left unanswered (and otherwise ignored) because the context's or the host's bucket was empty. */
+  limited: number;
+  /** Answers sent with fewer reports than REAP keeps, to stay within twice the probe that caused them. */
+  trimmed: number;
+  /** Answers sent to the context's UDP port instead of the probe's source port (a locator not known to reach the peer). */
+  portPinned: number;
+}
+
 /** What the engine refused to do for unproven senders (`shim6 status`). */
 export interface GuardCounters {
   /** I2/I2bis whose claimed peer ULID was not proven (RFC 5533 §7.13, §16): no context, no R2. */
@@ -47,6 +62,7 @@ export interface GuardCounters {
   /** I2/I2bis refused because peers hold maxContexts contexts, or maxContextsPerPrefix from that /64. */
   contextLimit: number;
   replies: Record<ReplyKind, ReplyCounts>;
+  probeReplies: ProbeReplyCounts;
 }
 
 export class Core {
@@ -66,9 +82,12 @@ export class Core {
   readonly secrets: ResponderSecrets;
   readonly timers: Timers;
   readonly limiter: ReplyLimiter;
+  /** Buckets of the Probes sent in answer to a peer's Probe (per context, global). */
+  readonly probeLimiter: ProbeReplyLimiter;
   readonly guard: GuardCounters = {
     ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } },
+    probeReplies: { sent: 0, limited: 0, trimmed: 0, portPinned: 0 },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -83,6 +102,7 @@ export class Core {
     this.local = new LocalSet(config.localLocators, config.localUlid, config.cgaParams, config.timers, this.random.u32(), config.cgaKey);
     this.secrets = new ResponderSecrets(this.random, config.timers.validatorLifetime);
     this.limiter = new ReplyLimiter(config.replyLimit);
+    this.probeLimiter = new ProbeReplyLimiter(config.probeReplyLimit);
   }
 
   /**

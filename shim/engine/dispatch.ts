@@ -71,7 +71,7 @@ export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
     handle: (c, n, ctx, rx, m) => afterValid(c, n, ctx, onUpdateAck(c, ctx, rx, m)),
   },
   Keepalive: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx) => (onKeepalive(c, ctx, n), CONSUMED) },
-  Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, rx, m) => (onProbe(c, ctx, n, rx, m), CONSUMED) },
+  Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, rx, m) => onProbe(c, ctx, n, rx, m) },
   Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, _n, ctx, rx, m) => onClose(c, ctx, rx, m) },
   CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, _n, ctx, _rx, m) => onCloseAck(c, ctx, m) },
   Error: { by: 'free', handle: onError },

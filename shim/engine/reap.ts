@@ -8,13 +8,14 @@
  * pair until the peer has reported one of our probes on a new pair.
  */
 import type { Millis } from '../time.ts';
-import type { KeepaliveMessage, ProbeMessage, ProbeReport, ProbeState } from '../wire/index.ts';
+import { encodeMessage, type KeepaliveMessage, type ProbeMessage, type ProbeReport, type ProbeState } from '../wire/index.ts';
 import { LocatorFlag } from '../constants.ts';
 import type { Context, RehomeCause } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
 import { peerPortOf, type Datagram } from './rx.ts';
+import type { DatagramResult } from './events.ts';
 
 /** REAP states, numbered as the Probe's State field (RFC 5534 §5.2). */
 export const Reap = { Operational: 0, Exploring: 1, InboundOk: 2 } as const;
@@ -62,6 +63,11 @@ export interface SentProbe extends ProbeReport {
 /** A pair to probe, and the peer's UDP port for it. */
 interface ProbeTarget extends LocatorPair {
   port?: number | undefined;
+  /**
+   * An answer to a peer's probe: at most this many octets (twice the probe), the
+   * oldest reports left out to fit (RFC 5534 §5.2 lets the sender choose how many).
+   */
+  maxBytes?: number;
 }
 
 /** Probe logs of a context during and after exploration. */
@@ -222,14 +228,30 @@ function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, f
   }
 }
 
-/** Build, send and log one Probe on `pair` (to the context's port unless the target names one). */
+/**
+ * Build, send and log one Probe on `pair` (to the context's port unless the target names one).
+ * With `pair.maxBytes` (an answer to a peer's probe) the older sent reports go first, then the
+ * older received ones, until it fits: the probe itself and the newest received report — the
+ * peer's probe being answered — always stay, and their 96 octets fit twice the smallest probe
+ * (56 octets: one report).
+ */
 function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: ProbeTarget): void {
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
   const port = 'port' in pair ? pair.port : ctx.port;
   const me: SentProbe = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0, port };
-  const reports = [me, ...log.sent.slice(-(LOG - 1)).reverse()].map((r): ProbeReport => ({ source: r.source, destination: r.destination, nonce: r.nonce, data: r.data }));
-  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent: reports, received: log.recv.slice(-LOG), options: [] };
-  core.send(pair.local, pair.peer, msg, port);
+  const sent = [me, ...log.sent.slice(-(LOG - 1)).reverse()].map((r): ProbeReport => ({ source: r.source, destination: r.destination, nonce: r.nonce, data: r.data }));
+  const received = log.recv.slice(-LOG);
+  const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent, received, options: [] };
+  let bytes = encodeMessage(msg);
+  if (pair.maxBytes !== undefined && bytes.length > pair.maxBytes) {
+    while (bytes.length > pair.maxBytes && (sent.length > 1 || received.length > 1)) {
+      if (sent.length > 1) sent.pop();
+      else received.shift();
+      bytes = encodeMessage(msg);
+    }
+    core.guard.probeReplies.trimmed++;
+  }
+  core.sendBytes(pair.local, pair.peer, bytes, port);
   log.sent.push(me);
   if (log.sent.length > LOG * 2) log.sent.splice(0, log.sent.length - LOG * 2);
 }
@@ -246,9 +268,27 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
   reapEvent(core, ctx, now, 'keepalive-in');
 }
 
-/** A Probe arrived (§6.7–§6.9): log it, maybe pick a new outbound pair, then the table. */
-export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg: ProbeMessage): void {
+/**
+ * A Probe arrived (§6.7–§6.9): log it, maybe pick a new outbound pair, then the table.
+ *
+ * A probe whose cell sends one back (Exploring, InboundOk) needs a token from the context's bucket
+ * and the host's (`probeReplyLimit`, reply-limit.ts); without one it is ignored whole, as if lost —
+ * REAP retransmits with back-off (§4.3), and a peer that keeps to it never empties its bucket. The
+ * answer goes on the reverse of the pair the probe came on (it works at least one way, RFC 5534
+ * App. A ex. 4/5), at most twice the probe's size, and to the probe's source port only when that
+ * locator is known to reach the peer (the current pair's, or one a probe report proved), else to
+ * the context's port: a peer lists any address it likes under its CGA signature (RFC 5533 §16
+ * wants a destination proven by a probe exchange), so a forged source must not aim the answers
+ * at a port of its choosing. Only the peer's report of an answer moves ctx.port.
+ */
+export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg: ProbeMessage): DatagramResult {
   const { src, dst } = rx;
+  const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
+  const answers = REAP_TABLE[ev][ctx.reapState as ReapStateNum].actions.includes('SEND_PROBE');
+  if (answers && !core.probeLimiter.allow(now, ctx)) {
+    core.guard.probeReplies.limited++;
+    return { kind: 'drop', reason: 'probe-limited' };
+  }
   const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
   const first = msg.sent[0];
   if (first !== undefined) {
@@ -256,10 +296,14 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
     if (log.recv.length > LOG) log.recv.shift();
   }
   if (msg.state !== 'Exploring') choosePair(core, ctx, now, msg.received);
-  const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
-  // Answer on the reverse of the pair the probe came in on, to the port it came from: it works at
-  // least one way (RFC 5534 App. A ex. 4/5). Only the peer's report of that answer moves ctx.port.
-  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port: peerPortOf(rx, ctx) });
+  let port = peerPortOf(rx, ctx);
+  if (answers && port !== ctx.port && src !== ctx.lpPeer && ctx.peerLocator(src)?.probed !== true) {
+    core.guard.probeReplies.portPinned++;
+    port = ctx.port;
+  }
+  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port, maxBytes: 2 * rx.bytes.length });
+  if (answers) core.guard.probeReplies.sent++;
+  return { kind: 'consumed' };
 }
 
 /**

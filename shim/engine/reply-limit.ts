@@ -43,7 +43,8 @@ export const DEFAULT_REPLY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: Bu
 /** Per-prefix buckets kept at most (about 100 octets each). */
 export const MAX_PREFIX_BUCKETS = 10_000;
 
-class Bucket {
+/** A token bucket; `now` in ms. */
+export class Bucket {
   tokens: number;
   constructor(private readonly cfg: BucketConfig, public at: number) {
     this.tokens = cfg.burst;
@@ -114,6 +115,70 @@ export function resolveReplyLimit(v: unknown, field = 'replyLimit'): { value: Re
   for (const k of Object.keys(o)) {
     if (k !== 'perPrefix' && k !== 'global') return { error: `${field}.${k}: unknown key (perPrefix, global)` };
     const b = o[k];
+    if (typeof b !== 'object' || b === null || Array.isArray(b)) return { error: `${field}.${k} must be { rate, burst }` };
+    for (const [bk, bv] of Object.entries(b as Record<string, unknown>)) {
+      if (bk !== 'rate' && bk !== 'burst') return { error: `${field}.${k}.${bk}: unknown key (rate, burst)` };
+      if (typeof bv !== 'number' || !Number.isFinite(bv) || bv <= 0 || bv > 1e6) return { error: `${field}.${k}.${bk} must be a number > 0 and ≤ 1000000` };
+      out[k][bk] = bv;
+    }
+    if (out[k].burst < 1) return { error: `${field}.${k}.burst must be ≥ 1` };
+  }
+  return { value: out };
+}
+
+/**
+ * `probeReplyLimit` of the engine configuration: token buckets for the Probes this host sends in
+ * answer to a peer's Probe (RFC 5534 §6.7, §6.8), one per context and one for the host. Unlike the
+ * stateless replies these answer a context's peer, but a peer chooses its own locators (a CGA
+ * signature proves who lists an address, not that anyone there wants the traffic), so without a
+ * limit one context could have the host answer any number of forged-source Probes toward a third
+ * party. `'off'` answers every Probe (closed labs).
+ */
+export type ProbeReplyLimitConfig = { perContext: BucketConfig; global: BucketConfig } | 'off';
+
+/** What a configuration may give: either bucket, or either field of one, left out takes the default. */
+export type ProbeReplyLimitInput = { perContext?: Partial<BucketConfig>; global?: Partial<BucketConfig> } | 'off';
+
+/**
+ * Defaults from the timers: a peer that follows RFC 5534 §4.3 sends at most one Probe per Initial
+ * Probe Timeout per exploration (sequentially, then with back-off), and each of its probes draws
+ * one answer, so a context gets two answers per Initial Probe Timeout (4/s with the RFC's 0.5 s,
+ * 40/s with the `fast` profile's 50 ms) with a burst of 2 × Number of Initial Probes + 2 (10: a
+ * whole first round on two pairs); the host 50 times the per-context rate, burst 100 times it
+ * (200/s burst 400 with RFC timers): many contexts exploring at once (a site outage) are all
+ * answered within about two seconds of their first probes, and a flood over any number of
+ * contexts draws at most that many answers.
+ */
+export function defaultProbeReplyLimit(initialProbeTimeout: number, initialProbes: number): { perContext: BucketConfig; global: BucketConfig } {
+  const rate = 2000 / Math.max(1, initialProbeTimeout);
+  return { perContext: { rate, burst: 2 * initialProbes + 2 }, global: { rate: 50 * rate, burst: 100 * rate } };
+}
+
+/** The per-context and global buckets of Probe answers. The per-context bucket lives on the context. */
+export class ProbeReplyLimiter {
+  private readonly global: Bucket | undefined;
+
+  constructor(private readonly cfg: ProbeReplyLimitConfig) {
+    this.global = cfg === 'off' ? undefined : new Bucket(cfg.global, 0);
+  }
+
+  /** May the context whose bucket `holder` keeps answer one more Probe now? Takes the tokens when it may. */
+  allow(now: Millis, holder: { probeBucket: Bucket | undefined }): boolean {
+    if (this.cfg === 'off') return true;
+    const b = (holder.probeBucket ??= new Bucket(this.cfg.perContext, now));
+    // The context first: a context over its own limit does not drain the host's bucket.
+    return b.take(now) && this.global!.take(now);
+  }
+}
+
+/** Check a `probeReplyLimit` value (from configuration); `undefined` gives `dflt`. */
+export function resolveProbeReplyLimit(v: unknown, dflt: { perContext: BucketConfig; global: BucketConfig }, field = 'probeReplyLimit'): { value: ProbeReplyLimitConfig } | { error: string } {
+  if (v === undefined) return { value: dflt };
+  if (v === 'off') return { value: 'off' };
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { perContext: { rate, burst }, global: { rate, burst } }` };
+  const out = { perContext: { ...dflt.perContext }, global: { ...dflt.global } };
+  for (const [k, b] of Object.entries(v as Record<string, unknown>)) {
+    if (k !== 'perContext' && k !== 'global') return { error: `${field}.${k}: unknown key (perContext, global)` };
     if (typeof b !== 'object' || b === null || Array.isArray(b)) return { error: `${field}.${k} must be { rate, burst }` };
     for (const [bk, bv] of Object.entries(b as Record<string, unknown>)) {
       if (bk !== 'rate' && bk !== 'burst') return { error: `${field}.${k}.${bk}: unknown key (rate, burst)` };

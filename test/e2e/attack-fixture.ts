@@ -57,7 +57,11 @@ export interface StatusView {
   engine: {
     contexts: ContextView[];
     /** What the engine refused for unproven senders (shim/engine/core.ts GuardCounters). */
-    guard?: { ulidUnproven: number; ulidIsLocal: number; replies: Record<string, { sent: number; limited: number; oversize: number }> };
+    guard?: {
+      ulidUnproven: number; ulidIsLocal: number; replies: Record<string, { sent: number; limited: number; oversize: number }>;
+      /** REAP answers to probes (shim/engine/core.ts ProbeReplyCounts). */
+      probeReplies?: { sent: number; limited: number; trimmed: number; portPinned: number };
+    };
   };
 }
 

@@ -93,6 +93,7 @@ function proofOptions(p: HandshakeArgs['proof']): Shim6Option[] {
   const out: Shim6Option[] = [];
   if (p.locators.length > 0) out.push({ type: 'LocatorList', critical: false, generation: p.generation, locators: p.locators });
   out.push({ type: 'CgaParameterDataStructure', critical: false, pds: new Uint8Array(Buffer.from(p.pds, 'hex')) });
+  if (p.signature !== undefined) out.push({ type: 'CgaSignature', critical: false, signature: new Uint8Array(Buffer.from(p.signature, 'hex')) });
   return out;
 }
 
@@ -224,8 +225,11 @@ async function spray(a: SprayArgs): Promise<{ sent: number }> {
   const bytes = a.kind === 'keepalive'
     ? encodeMessage({ type: 'Keepalive', contextTag: a.tag, options: [] })
     : new Uint8Array([...encodePayloadHeader(NO_NEXT_HEADER, a.tag), ...new Uint8Array(8)]);
+  // A Probe (State Exploring) reports itself as sent from the socket's address, a fresh nonce each.
+  const me = s.s.address().address;
+  const probe = (i: number): Uint8Array => encodeMessage({ type: 'Probe', contextTag: a.tag, state: 'Exploring', sent: [{ source: me, destination: a.dst, nonce: i + 1, data: i }], received: [], options: [] });
   for (let i = 0; i < a.count; i++) {
-    s.s.send(bytes, SHIM6_PORT, a.dst);
+    s.s.send(a.kind === 'probe' ? probe(i) : bytes, SHIM6_PORT, a.dst);
     if (i % a.batch === a.batch - 1) await sleep(a.gapMs);
   }
   return { sent: a.count };

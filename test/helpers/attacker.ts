@@ -43,6 +43,8 @@ export interface Proof {
   pds: string;
   locators: LocatorEntry[];
   generation: number;
+  /** Hex of a CGA Signature over the list (RFC 5533 §5.15.5), for CGA-method locators. */
+  signature?: string;
 }
 
 export interface HandshakeArgs {
@@ -91,7 +93,7 @@ export interface CaptureQuery {
 export interface SprayArgs {
   sock: string;
   dst: string;
-  kind: 'payload' | 'keepalive';
+  kind: 'payload' | 'keepalive' | 'probe';
   tag: number;
   count: number;
   /** Packets per batch, and the pause between batches. */

@@ -131,6 +131,14 @@ test('icmpDeliverAll: a boolean, off by default (RFC 5533 §8\'s option)', () =>
   assert.throws(() => validateConfig({ icmpDeliverAll: 'yes' }), (e: UsageError) => e.code === 'ECONFIG' && /icmpDeliverAll/.test(e.message));
 });
 
+test('probeReplyLimit: the engine\'s defaults from the timers unless given; off, or partial buckets; bad values are ECONFIG', () => {
+  assert.equal(defaultConfig().probeReplyLimit, undefined);
+  assert.equal(validateConfig({ probeReplyLimit: 'off' }).probeReplyLimit, 'off');
+  assert.deepEqual(validateConfig({ probeReplyLimit: { global: { rate: 50 } } }).probeReplyLimit, { global: { rate: 50 } });
+  assert.throws(() => validateConfig({ probeReplyLimit: { perContext: { rate: 0 } } }), (e: UsageError) => e.code === 'ECONFIG' && /probeReplyLimit/.test(e.message));
+  assert.throws(() => validateConfig({ probeReplyLimit: { perPrefix: {} } }), (e: UsageError) => e.code === 'ECONFIG' && /unknown key/.test(e.message));
+});
+
 test('cga: { key, sec } (or a path alone; sec defaults to 1); bad shapes name the key', () => {
   assert.deepEqual(validateConfig({ cga: { key: '/etc/shim6/cga.pem', sec: 0 } }).cga, { key: '/etc/shim6/cga.pem', sec: 0 });
   assert.deepEqual(validateConfig({ cga: '/k.pem' }).cga, { key: '/k.pem', sec: 1 });

@@ -145,6 +145,10 @@ export class ShimMetrics {
       if (!g) return [];
       return (['R1', 'R1bis', 'Error', 'R2'] as const).flatMap((kind) => (['sent', 'limited', 'oversize'] as const).map((outcome) => ({ labels: { kind, outcome }, value: g.replies[kind][outcome] })));
     });
+    this.counter('shim6_probe_replies_total', 'REAP Probes sent in answer to a peer\'s Probe, and Probes left unanswered by the per-context or global rate limit; trimmed: answers cut to twice their probe; port-pinned: sent to the context\'s port, not the probe\'s.', (s) => {
+      const p = e(s)?.guard?.probeReplies;
+      return p ? [{ labels: { outcome: 'sent' }, value: p.sent }, { labels: { outcome: 'limited' }, value: p.limited }, { labels: { outcome: 'trimmed' }, value: p.trimmed }, { labels: { outcome: 'port-pinned' }, value: p.portPinned }] : [];
+    });
     this.counter('shim6_i2_refused_total', 'I2/I2bis refused, by reason: ULID not proven, our own address as ULID, over the context limits.', (s) => {
       const g = e(s)?.guard;
       return g ? [{ labels: { reason: 'ulid-unproven' }, value: g.ulidUnproven }, { labels: { reason: 'ulid-is-local' }, value: g.ulidIsLocal }, { labels: { reason: 'context-limit' }, value: g.contextLimit }] : [];
