@@ -11,7 +11,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { KeyObject } from 'node:crypto';
 import type { LocatorVerifier } from './verify.ts';
 import { resolveCgaKey, type CgaKeyInput } from './cga.ts';
-import { resolveReplyLimit, type ReplyLimitConfig } from './reply-limit.ts';
+import { DEFAULT_VERIFY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from './reply-limit.ts';
 
 /** Every timer value the engine uses; a profile fills all of them. */
 export interface Timers {
@@ -150,6 +150,12 @@ export interface EngineConfig {
   positiveTtl?: Millis;
   /** Rate limits of stateless replies (R1, R1bis, Error); default DEFAULT_REPLY_LIMIT (reply-limit.ts). */
   replyLimit?: ReplyLimitConfig;
+  /**
+   * Rate limits of the public-key verifications (CGA Signatures) that messages
+   * not yet proven may cost, per source /64 and in all; default
+   * DEFAULT_VERIFY_LIMIT (reply-limit.ts). `'off'` for benchmarks only.
+   */
+  verifyLimit?: ReplyLimitConfig;
   /** Contexts peers may make with us (not counting those we initiate); default 50,000 (about 50 MB). */
   maxContexts?: number;
   /** The same per /64 of the peer's ULID; default 1,000. */
@@ -175,6 +181,7 @@ export interface ResolvedConfig {
   cacheMax: number;
   positiveTtl: Millis;
   replyLimit: ReplyLimitConfig;
+  verifyLimit: ReplyLimitConfig;
   maxContexts: number;
   maxContextsPerPrefix: number;
   icmpDeliverAll: boolean;
@@ -199,6 +206,8 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
   if (localUlid === undefined) throw new UsageError('ENO_LOCATORS', 'the engine needs at least one local locator', 'localLocators');
   const limit = resolveReplyLimit(cfg.replyLimit);
   if ('error' in limit) throw new UsageError('EREPLY_LIMIT', limit.error, 'replyLimit');
+  const verifyLimit = resolveReplyLimit(cfg.verifyLimit, 'verifyLimit', DEFAULT_VERIFY_LIMIT);
+  if ('error' in verifyLimit) throw new UsageError('EVERIFY_LIMIT', verifyLimit.error, 'verifyLimit');
   return {
     localLocators: cfg.localLocators.map((l) => ({ ...l })),
     localUlid,
@@ -211,6 +220,7 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
     cacheMax: cfg.cacheMax ?? 10_000,
     positiveTtl: cfg.positiveTtl ?? seconds(3600),
     replyLimit: limit.value,
+    verifyLimit: verifyLimit.value,
     maxContexts: positiveInt('maxContexts', cfg.maxContexts, 50_000),
     maxContextsPerPrefix: positiveInt('maxContextsPerPrefix', cfg.maxContextsPerPrefix, 1_000),
     icmpDeliverAll: cfg.icmpDeliverAll ?? false,

@@ -18,7 +18,7 @@ import { ReplyLimiter } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
-import type { LocatorVerifier } from './verify.ts';
+import type { CgaOutcome, LocatorVerifier, VerifyGate } from './verify.ts';
 import { transition, type State, type Trigger } from './states.ts';
 
 /** The stateless replies: answers to datagrams that proved nothing yet. */
@@ -42,6 +42,30 @@ export interface GuardCounters {
   /** I2/I2bis refused because peers hold maxContexts contexts, or maxContextsPerPrefix from that /64. */
   contextLimit: number;
   replies: Record<ReplyKind, ReplyCounts>;
+  /** CGA Signature checks of messages from peers (docs/security.md "CGA verification cost"). */
+  cga: CgaCounters;
+}
+
+/** What became of CGA Signature checks (I2, I2bis, R2, Update Request). */
+export interface CgaCounters {
+  /** Key parses + RSA verifications run (the costly part; `badSignature` of them failed). */
+  verified: number;
+  /** Answered from the outcome cache: the same PDS, list and signature was checked before. */
+  cached: number;
+  /** Not verified: the source /64's or the global verification budget was spent (`verifyLimit`); the message is dropped unproven. */
+  limited: number;
+  badSignature: number;
+  /** Keys refused before any RSA work (shim/wire/cga.ts rsaKeyShape). */
+  keyNotRsa: number;
+  keyTooShort: number;
+  keyTooLong: number;
+  keyBadExponent: number;
+}
+
+/** A gate for one message's verification work, and whether it refused. */
+export interface MessageGate extends VerifyGate {
+  /** True once `admit` said no: the message was not verified (drop it as 'cga-limited'). */
+  readonly limited: boolean;
 }
 
 export class Core {
@@ -61,9 +85,12 @@ export class Core {
   readonly secrets: ResponderSecrets;
   readonly timers: Timers;
   readonly limiter: ReplyLimiter;
+  /** The budget of public-key verifications (`verifyLimit`), per source /64 and global. */
+  readonly verifyLimiter: ReplyLimiter;
   readonly guard: GuardCounters = {
     ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 } },
+    cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -78,6 +105,26 @@ export class Core {
     this.local = new LocalSet(config.localLocators, config.localUlid, config.cgaParams, config.timers, this.random.u32(), config.cgaKey);
     this.secrets = new ResponderSecrets(this.random, config.timers.validatorLifetime);
     this.limiter = new ReplyLimiter(config.replyLimit);
+    this.verifyLimiter = new ReplyLimiter(config.verifyLimit);
+  }
+
+  /**
+   * The gate for verifying one message from `src` (verify.ts VerifyGate): a
+   * public-key verification needs a token from `src`'s /64 and from the global
+   * verification bucket; outcomes are counted in `guard.cga`.
+   */
+  verifyGate(now: Millis, src: Ipv6): MessageGate {
+    const { verifyLimiter, guard } = this;
+    let limited = false;
+    return {
+      get limited() { return limited; },
+      admit() {
+        if (verifyLimiter.allow(now, src)) return true;
+        limited = true;
+        return false;
+      },
+      outcome(o: CgaOutcome) { countCga(guard.cga, o); },
+    };
   }
 
   /**
@@ -167,5 +214,19 @@ export class Core {
   /** Record activity for idle GC (RFC 5533 §9). */
   touch(ctx: Context, now: Millis): void {
     ctx.lastActivity = now;
+  }
+}
+
+function countCga(c: CgaCounters, o: CgaOutcome): void {
+  switch (o) {
+    case 'ok': c.verified++; break;
+    case 'bad-signature': c.verified++; c.badSignature++; break;
+    case 'cached': c.cached++; break;
+    case 'limited': c.limited++; break;
+    case 'not-rsa': c.keyNotRsa++; break;
+    case 'key-too-short': c.keyTooShort++; break;
+    case 'key-too-long': c.keyTooLong++; break;
+    case 'bad-exponent': c.keyBadExponent++; break;
+    default: break; // malformed, hba-only, ulid-not-cga: refused for the price of a hash, like any unproven claim
   }
 }
