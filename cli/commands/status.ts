@@ -103,6 +103,8 @@ export function formatStatus(s: StatusReply): string {
       out.push(`refused: unproven ULID ${g.ulidUnproven}  own address as ULID ${g.ulidIsLocal}  over the context limits ${g.contextLimit}`);
       const rep = (k: keyof GuardCounters['replies']): string => `${k} ${g.replies[k].sent} sent, ${g.replies[k].limited} rate-limited, ${g.replies[k].oversize} too large`;
       out.push(`stateless replies: ${rep('R1')};  ${rep('R1bis')};  ${rep('Error')}`);
+      const c = g.cga;
+      if (c) out.push(`CGA signatures: ${c.verified} verified (${c.badSignature} bad), ${c.cached} from cache, ${c.limited} over the verify limit; keys refused: not RSA ${c.keyNotRsa}, too short ${c.keyTooShort}, too long ${c.keyTooLong}, bad exponent ${c.keyBadExponent}`);
     }
   } else {
     out.push('contexts: (no engine attached)');

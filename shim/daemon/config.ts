@@ -16,7 +16,7 @@ import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName 
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
 import { ClientAcl } from '../../resolver/client-acl.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
-import { DEFAULT_REPLY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
+import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, resolveReplyLimit, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 import { parseServer } from '../../zone-tools/dns-transport.ts';
 import type { DnsUpdateConfig } from './dns-update.ts';
 import { stubNameservers } from './resolv-handover.ts';
@@ -112,6 +112,8 @@ export interface DaemonConfig {
   hba: string | undefined;
   /** Rate limits of the engine's stateless replies (R1, R1bis, Error): per source /64 and global, or `off`. */
   replyLimit: ReplyLimitConfig;
+  /** Rate limits of the CGA Signature verifications peers' messages may cost: per source /64 and global, or `off`. */
+  verifyLimit: ReplyLimitConfig;
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
@@ -170,6 +172,7 @@ export function defaultConfig(): DaemonConfig {
     controlSocket: '/run/shim6/control.sock',
     hba: undefined,
     replyLimit: DEFAULT_REPLY_LIMIT,
+    verifyLimit: DEFAULT_VERIFY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
     resolvConf: 'off',
@@ -181,7 +184,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
+const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'verifyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -391,6 +394,11 @@ export function validateConfig(doc: unknown): DaemonConfig {
     const r = resolveReplyLimit(doc.replyLimit);
     if ('error' in r) configError('replyLimit', doc.replyLimit, r.error);
     c.replyLimit = r.value;
+  }
+  if (doc.verifyLimit !== undefined) {
+    const r = resolveReplyLimit(doc.verifyLimit, 'verifyLimit', DEFAULT_VERIFY_LIMIT);
+    if ('error' in r) configError('verifyLimit', doc.verifyLimit, r.error);
+    c.verifyLimit = r.value;
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);
