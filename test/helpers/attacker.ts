@@ -120,6 +120,24 @@ export interface FloodResult {
   barrierMs: number;
 }
 
+export interface CgaFloodArgs {
+  /** The tool's socket to send from (its address is the I2s' source and CGA-method locator). */
+  sock: string;
+  dst: string;
+  /** The PDS keys, used in turn: a 3072-bit modulus with a 3070-bit exponent, or a normal 2048-bit key. */
+  keys: Array<'huge-exponent' | 'normal'>;
+  /** A fresh random signature in every I2; else copies of one I2 per key and R1. */
+  fresh: boolean;
+  /** I2s per second, and how many. */
+  rate: number;
+  count: number;
+}
+
+export interface CgaFloodResult {
+  sent: number;
+  sendMs: number;
+}
+
 /** The attacker tool running in the lab's attacker namespace. */
 export class Attacker {
   private nextId = 1;
@@ -206,6 +224,16 @@ export class Attacker {
 
   flood(a: FloodArgs): Promise<FloodResult> {
     return this.call('flood', a);
+  }
+
+  /** I2s with CGA proofs that cost their verifier (tool `cgaFlood`). */
+  cgaFlood(a: CgaFloodArgs): Promise<CgaFloodResult> {
+    return this.call('cgaFlood', a);
+  }
+
+  /** End a running `cgaFlood` (it then answers with what it sent). */
+  cgaFloodStop(): Promise<void> {
+    return this.call('cgaFloodStop', {});
   }
 
   async stop(): Promise<void> {
