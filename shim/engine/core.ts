@@ -46,7 +46,7 @@ export interface GuardCounters {
   cga: CgaCounters;
 }
 
-/** What became of CGA Signature checks (I2, I2bis, R2, Update Request). */
+/** What became of CGA Signature checks (I2, I2bis, Update Request; R2s are neither budgeted nor counted). */
 export interface CgaCounters {
   /** Key parses + RSA verifications run (the costly part; `badSignature` of them failed). */
   verified: number;
