@@ -9,7 +9,7 @@ import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { Engine, type EngineConfig } from '../../shim/engine/index.ts';
-import { decodeMessage, encodeMessage, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { decodeMessage, encodeMessage, findOption, type R1Message, type R2Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { checkCgaSignature, generateCga, rsaKeyShape, signCgaLocators, verifyCgaSignature, type RandomBytes } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ms, type Millis } from '../../shim/time.ts';
@@ -236,4 +236,38 @@ test('verifyLimit: off verifies every message; bad values are EVERIFY_LIMIT', ()
   for (let i = 0; i < 50; i++) b.handleDatagram(ms(1), { src: attacker.ulid, dst: B, bytes: i2(0x69, r1, attacker, rnd(128)) });
   assert.deepEqual([b.status().guard.cga.verified, b.status().guard.cga.limited], [50, 0]);
   assert.throws(() => engineB({ verifyLimit: { perPrefix: { rate: 0, burst: 1 } } as never }), (e: Error & { code?: string }) => e.code === 'EVERIFY_LIMIT');
+});
+
+test('Update Requests in a context of the sender\'s own: forged signatures cost at most the /64\'s budget, dropped as cga-limited without an Error', () => {
+  const b = engineB();
+  const peer = cgaPeer('2001:db8:66::', KEY_SPKI, 19);
+  const r1 = askR1(b, ms(0), peer.ulid, 0x6a);
+  b.handleDatagram(ms(1), { src: peer.ulid, dst: B, bytes: i2(0x6a, r1, peer, signCgaLocators(KEY.privateKey, 1, [peer.ulid, peer.extra])) });
+  const r2 = decodeMessage(b.pollTransmit()!.bytes);
+  while (b.pollTransmit() !== undefined);
+  assert.equal(r2.type, 'R2');
+  const tag = (r2 as R2Message).contextTag; // B's context tag: what an Update Request to B carries
+  assert.equal(b.status().contexts.length, 1);
+  const before = b.status().guard.cga;
+  const rnd = bytesFrom(20);
+  const verify = mock.method(crypto, 'verify');
+  const reasons = new Map<string, number>();
+  let errors = 0;
+  try {
+    for (let i = 0; i < 1000; i++) {
+      const list: Shim6Option = { ...peer.list, generation: 2 + i } as Shim6Option;
+      const bytes = encodeMessage({ type: 'UpdateRequest', contextTag: tag, requestNonce: i, options: [list, { type: 'CgaSignature', critical: false, signature: rnd(128) }] });
+      const r = b.handleDatagram(ms(100 + i), { src: peer.ulid, dst: B, bytes });
+      const why = r.kind === 'drop' ? r.reason : r.kind;
+      reasons.set(why, (reasons.get(why) ?? 0) + 1);
+      for (let t = b.pollTransmit(); t !== undefined; t = b.pollTransmit()) if (decodeMessage(t.bytes).type === 'Error') errors++;
+    }
+    // One second: burst 10 + 10/s (and a token or so of refill since the I2).
+    assert.ok(verify.mock.callCount() <= 10 + 11, `${verify.mock.callCount()} RSA verifications`);
+  } finally { verify.mock.restore(); }
+  const g = b.status().guard.cga;
+  assert.equal(reasons.get('cga-limited'), g.limited - before.limited);
+  assert.equal(reasons.get('locator-unverified'), g.verified - before.verified, 'the verified ones were refused (Error code 2, rate-limited)');
+  assert.ok(errors <= g.verified - before.verified, 'no Error for a request left unverified');
+  assert.equal(b.status().contexts[0]!.peerLocators.filter((l) => l.verified).length, 2, 'the context\'s locators are as they were');
 });
