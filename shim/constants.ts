@@ -132,6 +132,14 @@ export const SHIM6_CGA_TYPE_TAG: readonly number[] = [
 ];
 /** RFC 5533 §16: minimum RSA key length for CGAs used by Shim6. */
 export const SHIM6_MIN_RSA_KEY_BITS = 1024;
+/**
+ * Largest RSA modulus a peer's CGA key may have (ours: docs/security.md "CGA
+ * verification cost"). RFC 3972 and RFC 5533 set no upper bound; one bounds the
+ * cost of a verification an unproven sender can make us run.
+ */
+export const SHIM6_MAX_RSA_KEY_BITS = 4096;
+/** Largest RSA public exponent a peer's CGA key may have (it must also be odd and ≥ 3): 2^32 − 1. */
+export const SHIM6_MAX_RSA_EXPONENT = 0xffff_ffff;
 
 /** Capability record flags (octet 1) and locator flags (docs/capability-record.md). */
 export const CapabilityFlag = { HBA_SET: 0x80, CGA_ULID: 0x40 } as const;

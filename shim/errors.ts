@@ -24,7 +24,7 @@ export type UsageErrorCode =
   | 'EINVALID'          // a flag's or key's value is not one it takes
   | 'EMISSING'          // a required flag is not given
   | 'ECONFIG'           // the config file: unreadable, not YAML, an unknown key
-  | 'EADDR' | 'EADDRESS' | 'EPREFIX' | 'EMTU' | 'ELIMIT' | 'EPROFILE' | 'EREPLY_LIMIT' | 'ETIMER' | 'ERANDOM'
+  | 'EADDR' | 'EADDRESS' | 'EPREFIX' | 'EMTU' | 'ELIMIT' | 'EPROFILE' | 'EREPLY_LIMIT' | 'EVERIFY_LIMIT' | 'ETIMER' | 'ERANDOM'
   | 'EKEY' | 'ETSIG_KEY' | 'ETOOLARGE' | 'ESEC' | 'ECOLLISION_COUNT' | 'EGENERATION' | 'EINVENTORY' | 'ECAPABILITY_RECORD'
   | 'ECGA_KEY' | 'ECGA_KEY_MISMATCH' | 'ECGA_PARAMS' | 'ECGA_SEARCH' | 'EHBA_PARAMS' | 'ENO_CGA_KEY' | 'ENO_CGA_PARAMS'
   | 'ENO_LOCATORS'      // an engine configured without a local locator

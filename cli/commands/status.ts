@@ -106,6 +106,8 @@ export function formatStatus(s: StatusReply): string {
       out.push(`R2 to an I1: ${g.replies.R2.sent} sent, ${g.replies.R2.limited} rate-limited`);
       const pr = g.probeReplies;
       if (pr) out.push(`probe answers: ${pr.sent} sent, ${pr.limited} rate-limited, ${pr.trimmed} trimmed to twice their probe, ${pr.portPinned} sent to the context's port`);
+      const c = g.cga;
+      if (c) out.push(`CGA signatures: ${c.verified} verified (${c.badSignature} bad), ${c.cached} from cache, ${c.limited} over the verify limit; keys refused: not RSA ${c.keyNotRsa}, too short ${c.keyTooShort}, too long ${c.keyTooLong}, bad exponent ${c.keyBadExponent}`);
     }
   } else {
     out.push('contexts: (no engine attached)');

@@ -16,7 +16,7 @@ import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName 
 import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
 import { ClientAcl } from '../../resolver/client-acl.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
-import { DEFAULT_REPLY_LIMIT, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitInput, type ReplyLimitConfig } from '../engine/reply-limit.ts';
+import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitInput, type ReplyLimitConfig } from '../engine/reply-limit.ts';
 import { parseServer } from '../../zone-tools/dns-transport.ts';
 import type { DnsUpdateConfig } from './dns-update.ts';
 import { stubNameservers } from './resolv-handover.ts';
@@ -117,6 +117,8 @@ export interface DaemonConfig {
    * undefined: the engine's defaults from the timers (defaultProbeReplyLimit). Parts left out take those.
    */
   probeReplyLimit: ProbeReplyLimitInput | undefined;
+  /** Rate limits of the CGA Signature verifications peers' messages may cost: per source /64 and global, or `off`. */
+  verifyLimit: ReplyLimitConfig;
   /** Contexts peers may make with this host, overall and per /64 of the peer ULID (memory bound). */
   maxContexts: number;
   maxContextsPerPrefix: number;
@@ -176,6 +178,7 @@ export function defaultConfig(): DaemonConfig {
     hba: undefined,
     replyLimit: DEFAULT_REPLY_LIMIT,
     probeReplyLimit: undefined,
+    verifyLimit: DEFAULT_VERIFY_LIMIT,
     maxContexts: 50_000,
     maxContextsPerPrefix: 1_000,
     resolvConf: 'off',
@@ -187,7 +190,7 @@ export function defaultConfig(): DaemonConfig {
   };
 }
 
-const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'probeReplyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
+const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', 'resolverWorkers', 'capabilityMaxTtl', 'capabilityMaxNegativeTtl', 'peers', 'timers', 'tun', 'port', 'udp', 'dataPath', 'encapsulation', 'interfaces', 'log', 'cacheFile', 'controlSocket', 'hba', 'replyLimit', 'probeReplyLimit', 'verifyLimit', 'maxContexts', 'maxContextsPerPrefix', 'icmpDeliverAll', 'resolvConf', 'metrics', 'cga', 'dnsUpdate', 'discovery'] as const;
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
@@ -404,6 +407,11 @@ export function validateConfig(doc: unknown): DaemonConfig {
     const r = resolveProbeReplyLimit(doc.probeReplyLimit, defaultProbeReplyLimit(500, 4));
     if ('error' in r) configError('probeReplyLimit', doc.probeReplyLimit, r.error);
     c.probeReplyLimit = doc.probeReplyLimit as ProbeReplyLimitInput;
+  }
+  if (doc.verifyLimit !== undefined) {
+    const r = resolveReplyLimit(doc.verifyLimit, 'verifyLimit', DEFAULT_VERIFY_LIMIT);
+    if ('error' in r) configError('verifyLimit', doc.verifyLimit, r.error);
+    c.verifyLimit = r.value;
   }
   if (doc.maxContexts !== undefined) c.maxContexts = int('maxContexts', doc.maxContexts, 1, 10_000_000);
   if (doc.maxContextsPerPrefix !== undefined) c.maxContextsPerPrefix = int('maxContextsPerPrefix', doc.maxContextsPerPrefix, 1, 10_000_000);

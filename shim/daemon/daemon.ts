@@ -676,7 +676,7 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
     profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
     peers: config.peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address) })),
     defaultMode: config.discovery,
-    replyLimit: config.replyLimit, ...(config.probeReplyLimit !== undefined ? { probeReplyLimit: config.probeReplyLimit } : {}), maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
+    replyLimit: config.replyLimit, verifyLimit: config.verifyLimit, ...(config.probeReplyLimit !== undefined ? { probeReplyLimit: config.probeReplyLimit } : {}), maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     icmpDeliverAll: config.icmpDeliverAll,
   }, cryptoRng(), { cache });
   return { engine, cache };

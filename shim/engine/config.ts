@@ -11,7 +11,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { KeyObject } from 'node:crypto';
 import type { LocatorVerifier } from './verify.ts';
 import { resolveCgaKey, type CgaKeyInput } from './cga.ts';
-import { defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitConfig, type ProbeReplyLimitInput, type ReplyLimitConfig } from './reply-limit.ts';
+import { DEFAULT_VERIFY_LIMIT, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitConfig, type ProbeReplyLimitInput, type ReplyLimitConfig } from './reply-limit.ts';
 
 /** Every timer value the engine uses; a profile fills all of them. */
 export interface Timers {
@@ -156,6 +156,12 @@ export interface EngineConfig {
    * 200/s burst 400 overall with RFC timers).
    */
   probeReplyLimit?: ProbeReplyLimitInput;
+  /**
+   * Rate limits of the public-key verifications (CGA Signatures) that messages
+   * not yet proven may cost, per source /64 and in all; default
+   * DEFAULT_VERIFY_LIMIT (reply-limit.ts). `'off'` for benchmarks only.
+   */
+  verifyLimit?: ReplyLimitConfig;
   /** Contexts peers may make with us (not counting those we initiate); default 50,000 (about 50 MB). */
   maxContexts?: number;
   /** The same per /64 of the peer's ULID; default 1,000. */
@@ -182,6 +188,7 @@ export interface ResolvedConfig {
   positiveTtl: Millis;
   replyLimit: ReplyLimitConfig;
   probeReplyLimit: ProbeReplyLimitConfig;
+  verifyLimit: ReplyLimitConfig;
   maxContexts: number;
   maxContextsPerPrefix: number;
   icmpDeliverAll: boolean;
@@ -208,6 +215,8 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
   if ('error' in limit) throw new UsageError('EREPLY_LIMIT', limit.error, 'replyLimit');
   const probeLimit = resolveProbeReplyLimit(cfg.probeReplyLimit, defaultProbeReplyLimit(timers.initialProbeTimeout, timers.initialProbes));
   if ('error' in probeLimit) throw new UsageError('EREPLY_LIMIT', probeLimit.error, 'probeReplyLimit');
+  const verifyLimit = resolveReplyLimit(cfg.verifyLimit, 'verifyLimit', DEFAULT_VERIFY_LIMIT);
+  if ('error' in verifyLimit) throw new UsageError('EVERIFY_LIMIT', verifyLimit.error, 'verifyLimit');
   return {
     localLocators: cfg.localLocators.map((l) => ({ ...l })),
     localUlid,
@@ -221,6 +230,7 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
     positiveTtl: cfg.positiveTtl ?? seconds(3600),
     replyLimit: limit.value,
     probeReplyLimit: probeLimit.value,
+    verifyLimit: verifyLimit.value,
     maxContexts: positiveInt('maxContexts', cfg.maxContexts, 50_000),
     maxContextsPerPrefix: positiveInt('maxContextsPerPrefix', cfg.maxContextsPerPrefix, 1_000),
     icmpDeliverAll: cfg.icmpDeliverAll ?? false,

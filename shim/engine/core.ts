@@ -18,7 +18,7 @@ import { ProbeReplyLimiter, ReplyLimiter } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
-import type { LocatorVerifier } from './verify.ts';
+import type { CgaOutcome, LocatorVerifier, VerifyGate } from './verify.ts';
 import { transition, type State, type Trigger } from './states.ts';
 
 /**
@@ -63,6 +63,30 @@ export interface GuardCounters {
   contextLimit: number;
   replies: Record<ReplyKind, ReplyCounts>;
   probeReplies: ProbeReplyCounts;
+  /** CGA Signature checks of messages from peers (docs/security.md "CGA verification cost"). */
+  cga: CgaCounters;
+}
+
+/** What became of CGA Signature checks (I2, I2bis, Update Request; R2s are neither budgeted nor counted). */
+export interface CgaCounters {
+  /** Key parses + RSA verifications run (the costly part; `badSignature` of them failed). */
+  verified: number;
+  /** Answered from the outcome cache: the same PDS, list and signature was checked before. */
+  cached: number;
+  /** Not verified: the source /64's or the global verification budget was spent (`verifyLimit`); the message is dropped unproven. */
+  limited: number;
+  badSignature: number;
+  /** Keys refused before any RSA work (shim/wire/cga.ts rsaKeyShape). */
+  keyNotRsa: number;
+  keyTooShort: number;
+  keyTooLong: number;
+  keyBadExponent: number;
+}
+
+/** A gate for one message's verification work, and whether it refused. */
+export interface MessageGate extends VerifyGate {
+  /** True once `admit` said no: the message was not verified (drop it as 'cga-limited'). */
+  readonly limited: boolean;
 }
 
 export class Core {
@@ -84,10 +108,13 @@ export class Core {
   readonly limiter: ReplyLimiter;
   /** Buckets of the Probes sent in answer to a peer's Probe (per context, global). */
   readonly probeLimiter: ProbeReplyLimiter;
+  /** The budget of public-key verifications (`verifyLimit`), per source /64 and global. */
+  readonly verifyLimiter: ReplyLimiter;
   readonly guard: GuardCounters = {
     ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } },
     probeReplies: { sent: 0, limited: 0, trimmed: 0, portPinned: 0 },
+    cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -103,6 +130,26 @@ export class Core {
     this.secrets = new ResponderSecrets(this.random, config.timers.validatorLifetime);
     this.limiter = new ReplyLimiter(config.replyLimit);
     this.probeLimiter = new ProbeReplyLimiter(config.probeReplyLimit);
+    this.verifyLimiter = new ReplyLimiter(config.verifyLimit);
+  }
+
+  /**
+   * The gate for verifying one message from `src` (verify.ts VerifyGate): a
+   * public-key verification needs a token from `src`'s /64 and from the global
+   * verification bucket; outcomes are counted in `guard.cga`.
+   */
+  verifyGate(now: Millis, src: Ipv6): MessageGate {
+    const { verifyLimiter, guard } = this;
+    let limited = false;
+    return {
+      get limited() { return limited; },
+      admit() {
+        if (verifyLimiter.allow(now, src)) return true;
+        limited = true;
+        return false;
+      },
+      outcome(o: CgaOutcome) { countCga(guard.cga, o); },
+    };
   }
 
   /**
@@ -208,5 +255,19 @@ export class Core {
   /** Record activity for idle GC (RFC 5533 §9). */
   touch(ctx: Context, now: Millis): void {
     ctx.lastActivity = now;
+  }
+}
+
+function countCga(c: CgaCounters, o: CgaOutcome): void {
+  switch (o) {
+    case 'ok': c.verified++; break;
+    case 'bad-signature': c.verified++; c.badSignature++; break;
+    case 'cached': c.cached++; break;
+    case 'limited': c.limited++; break;
+    case 'not-rsa': c.keyNotRsa++; break;
+    case 'key-too-short': c.keyTooShort++; break;
+    case 'key-too-long': c.keyTooLong++; break;
+    case 'bad-exponent': c.keyBadExponent++; break;
+    default: break; // malformed, hba-only, ulid-not-cga: refused for the price of a hash, like any unproven claim
   }
 }

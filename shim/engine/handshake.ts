@@ -305,7 +305,10 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return refuseUlid(core, peer, src, 'ulid-unproven');
   const found = core.table.byUlidPair(local, peer, fii);
   const fresh = found === undefined || failed(found);
-  const checked = checkLocators(core, peer, msg, fresh ? undefined : found.peerPds);
+  const gate = core.verifyGate(now, src);
+  const checked = checkLocators(core, peer, msg, fresh ? undefined : found.peerPds, gate);
+  // Over the sender's verification budget (docs/security.md "CGA verification cost"): dropped unverified, nothing changes.
+  if (gate.limited) return drop('cga-limited');
   // §7.2, §10.3: a CGA Signature that does not prove the list's CGA-method locators voids the message.
   if (badCgaSignature(checked)) return drop('locator-unverified');
   let ctx: Context;

@@ -40,6 +40,18 @@ export const DEFAULT_REPLY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: Bu
   global: { rate: 200, burst: 200 },
 };
 
+/**
+ * Defaults of `verifyLimit`: the public-key verifications (CGA Signatures: a key
+ * parse and an RSA verification, at most ~1.3 ms each within the key bounds of
+ * shim/wire/cga.ts) that messages not yet proven may make the engine run — a
+ * source /64 10/s (burst 10), the whole host 100/s (burst 100): at most about
+ * 13% of one core, whatever the flood (docs/security.md "CGA verification cost").
+ */
+export const DEFAULT_VERIFY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = {
+  perPrefix: { rate: 10, burst: 10 },
+  global: { rate: 100, burst: 100 },
+};
+
 /** Per-prefix buckets kept at most (about 100 octets each). */
 export const MAX_PREFIX_BUCKETS = 10_000;
 
@@ -105,13 +117,13 @@ export class ReplyLimiter {
   }
 }
 
-/** Check a `replyLimit` value (from configuration) and fill in the defaults. */
-export function resolveReplyLimit(v: unknown, field = 'replyLimit'): { value: ReplyLimitConfig } | { error: string } {
-  if (v === undefined) return { value: DEFAULT_REPLY_LIMIT };
+/** Check a `replyLimit` (or `verifyLimit`: same shape, its own defaults) value from configuration and fill in the defaults. */
+export function resolveReplyLimit(v: unknown, field = 'replyLimit', defaults: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = DEFAULT_REPLY_LIMIT): { value: ReplyLimitConfig } | { error: string } {
+  if (v === undefined) return { value: defaults };
   if (v === 'off') return { value: 'off' };
   if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { perPrefix: { rate, burst }, global: { rate, burst } }` };
   const o = v as Record<string, unknown>;
-  const out = { perPrefix: { ...DEFAULT_REPLY_LIMIT.perPrefix }, global: { ...DEFAULT_REPLY_LIMIT.global } };
+  const out = { perPrefix: { ...defaults.perPrefix }, global: { ...defaults.global } };
   for (const k of Object.keys(o)) {
     if (k !== 'perPrefix' && k !== 'global') return { error: `${field}.${k}: unknown key (perPrefix, global)` };
     const b = o[k];

@@ -20,6 +20,7 @@ import type { DatagramResult } from './events.ts';
 import { learnPort, type Datagram } from './rx.ts';
 import { sendError } from './errors.ts';
 import { startExploring } from './reap.ts';
+import type { VerifyGate } from './verify.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -45,14 +46,17 @@ export interface CheckedLocator {
 
 /**
  * Verify a message's Locator List for `peerUlid` against the message's PDS,
- * else `knownPds` (the one the peer sent before): one flag per entry.
+ * else `knownPds` (the one the peer sent before): one flag per entry. With
+ * `gate` (core.verifyGate), a CGA Signature costs a token of the sender's
+ * verification budget, and `gate.limited` says the list went unverified for
+ * want of one.
  */
-export function checkLocators(core: Core, peerUlid: Ipv6, msg: Shim6Message, knownPds: Uint8Array | undefined): CheckedLocator[] {
+export function checkLocators(core: Core, peerUlid: Ipv6, msg: Shim6Message, knownPds: Uint8Array | undefined, gate?: VerifyGate): CheckedLocator[] {
   const list = findOption(msg, 'LocatorList');
   if (list === undefined) return [];
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds ?? knownPds;
   const claims = list.locators.map((l) => ({ address: l.address, method: l.verificationMethod }));
-  const ok = core.verifier.verify(peerUlid, claims, pds, { generation: list.generation, signature: findOption(msg, 'CgaSignature')?.signature });
+  const ok = core.verifier.verify(peerUlid, claims, pds, { generation: list.generation, signature: findOption(msg, 'CgaSignature')?.signature }, gate);
   return claims.map((c, i) => ({ ...c, ok: ok[i] === true }));
 }
 
@@ -139,7 +143,10 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datag
   const list = findOption(msg, 'LocatorList');
   let changed = false;
   if (list !== undefined && (ctx.peerGeneration < 0 || newerGeneration(list.generation, ctx.peerGeneration))) {
-    const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds);
+    const gate = core.verifyGate(now, src);
+    const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds, gate);
+    // Over the sender's verification budget: not verified, so neither accepted nor refused (no Error); it retransmits.
+    if (gate.limited) return drop('cga-limited');
     const bad = checked.findIndex((c) => !c.ok);
     if (bad >= 0) {
       // §7.2: the Pointer names the verification method octet found inconsistent (after generation u32 and N u8).

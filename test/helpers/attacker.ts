@@ -130,6 +130,24 @@ export interface FloodResult {
   barrierMs: number;
 }
 
+export interface CgaFloodArgs {
+  /** The tool's socket to send from (its address is the I2s' source and CGA-method locator). */
+  sock: string;
+  dst: string;
+  /** The PDS keys, used in turn: a 3072-bit modulus with a 3070-bit exponent, or a normal 2048-bit key. */
+  keys: Array<'huge-exponent' | 'normal'>;
+  /** A fresh random signature in every I2; else copies of one I2 per key and R1. */
+  fresh: boolean;
+  /** I2s per second, and how many. */
+  rate: number;
+  count: number;
+}
+
+export interface CgaFloodResult {
+  sent: number;
+  sendMs: number;
+}
+
 /** The attacker tool running in the lab's attacker namespace. */
 export class Attacker {
   private nextId = 1;
@@ -226,6 +244,16 @@ export class Attacker {
   /** Stop the claim loop; how many I1s it sent. */
   stopClaims(): Promise<{ sent: number }> {
     return this.call('stopClaims', {});
+  }
+
+  /** I2s with CGA proofs that cost their verifier (tool `cgaFlood`). */
+  cgaFlood(a: CgaFloodArgs): Promise<CgaFloodResult> {
+    return this.call('cgaFlood', a);
+  }
+
+  /** End a running `cgaFlood` (it then answers with what it sent). */
+  cgaFloodStop(): Promise<void> {
+    return this.call('cgaFloodStop', {});
   }
 
   async stop(): Promise<void> {

@@ -38,7 +38,7 @@ const REPLY = {
       lastRehome: { agoMs: 125_000, cause: 'send-timeout', old: { local: A, peer: B }, new: { local: A, peer: B2 } },
     }],
     caches: { positive: 1, negative: 0 }, localGeneration: 1,
-    guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: 1, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } }, probeReplies: { sent: 3, limited: 2, trimmed: 1, portPinned: 0 } },
+    guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: 1, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } }, probeReplies: { sent: 3, limited: 2, trimmed: 1, portPinned: 0 }, cga: { verified: 2, cached: 5, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 1 } },
     messages: { sent: { ...NO_MESSAGES, I1: 1, Probe: 4 }, received: { ...NO_MESSAGES, R1: 1 } }, rehomings: { 'send-timeout': 2 },
     capability: { positive: [{ ulid: B, source: 'dns', locators: [B, B2], ttl: 100 }], negative: [] },
   },

@@ -153,6 +153,12 @@ export class ShimMetrics {
       const g = e(s)?.guard;
       return g ? [{ labels: { reason: 'ulid-unproven' }, value: g.ulidUnproven }, { labels: { reason: 'ulid-is-local' }, value: g.ulidIsLocal }, { labels: { reason: 'context-limit' }, value: g.contextLimit }] : [];
     });
+    this.counter('shim6_cga_signature_checks_total', 'CGA Signature checks of peers\' messages, by outcome: verified (RSA run), bad-signature (of those), cached, limited (over verifyLimit), and keys refused before any RSA work.', (s) => {
+      const c = e(s)?.guard?.cga;
+      if (!c) return [];
+      const o: [string, number][] = [['verified', c.verified], ['bad-signature', c.badSignature], ['cached', c.cached], ['limited', c.limited], ['key-not-rsa', c.keyNotRsa], ['key-too-short', c.keyTooShort], ['key-too-long', c.keyTooLong], ['key-bad-exponent', c.keyBadExponent]];
+      return o.map(([outcome, value]) => ({ labels: { outcome }, value }));
+    });
     this.gauge('shim6_capability_cache_entries', 'The engine\'s capability cache, by kind (positive by ULID, negative by peer address).', ['kind'], (s) => {
       const ca = e(s)?.caches;
       return ca ? [{ labels: { kind: 'positive' }, value: ca.positive }, { labels: { kind: 'negative' }, value: ca.negative }] : [];
