@@ -33,8 +33,22 @@ function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void
   }
 }
 
+/**
+ * Peer blocks shown in the text at most: beyond, the named peers and those that carried the most
+ * packets, and a line that says how many were left out (`--json` has every context). Thousands of
+ * peer-made contexts would otherwise bury the rest of the status (docs/status.md).
+ */
+export const PEER_BLOCKS_MAX = 100;
+
 function peerBlocks(s: StatusReply, out: string[]): void {
-  for (const p of peerViews(s)) {
+  let views = peerViews(s);
+  const left = views.length - PEER_BLOCKS_MAX;
+  if (left > 0) {
+    const packets = (p: (typeof views)[number]): number => p.traffic.packetsIn + p.traffic.packetsOut;
+    const keep = new Set([...views].sort((a, b) => Number(b.name !== null) - Number(a.name !== null) || packets(b) - packets(a)).slice(0, PEER_BLOCKS_MAX));
+    views = views.filter((p) => keep.has(p));
+  }
+  for (const p of views) {
     out.push('');
     out.push(`peer: ${p.name ?? '(no name)'}`);
     out.push(`  ulid: ${p.ulid}`);
@@ -45,6 +59,10 @@ function peerBlocks(s: StatusReply, out: string[]): void {
     out.push(`  transfer: ${formatBytes(p.traffic.bytesIn)} received, ${formatBytes(p.traffic.bytesOut)} sent (${p.traffic.packetsIn} / ${p.traffic.packetsOut} packets)`);
     const r = p.lastRehome;
     out.push(`  last re-homing: ${r ? `${formatAgo(r.agoMs)}, ${r.cause}: ${formatPair(r.old)} to ${formatPair(r.new)} (${p.rehomings} in all)` : 'none'}`);
+  }
+  if (left > 0) {
+    out.push('');
+    out.push(`(${left} more peers not shown: the ${PEER_BLOCKS_MAX} shown are the named ones first, then those with the most packets; \`shim6 status --json\` lists every context)`);
   }
 }
 
