@@ -19,6 +19,12 @@ function kv(o: Record<string, unknown>): string {
   return Object.entries(o).map(([k, v]) => `${k}=${show(v)}`).join(' ');
 }
 
+/** A cache's entries, one line each, the first PEER_BLOCKS_MAX of them (every peer-made context leaves one); `--json` has all. */
+function entries(list: readonly unknown[], out: string[]): void {
+  for (const e of list.slice(0, PEER_BLOCKS_MAX)) out.push(`  ${kv({ ...(e as object) } as Record<string, unknown>)}`);
+  if (list.length > PEER_BLOCKS_MAX) out.push(`  (${list.length - PEER_BLOCKS_MAX} more not shown; \`shim6 status --json\` lists every one)`);
+}
+
 function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void {
   out.push(`daemon: pid ${d.pid ?? '?'}, up ${formatDuration((d.uptimeSeconds ?? 0) * 1000)}`);
   out.push(`  TUN ${d.tun ?? '?'}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
@@ -92,17 +98,17 @@ export function formatStatus(s: StatusReply): string {
   if (r) {
     const cap = r.capability;
     out.push(`resolver capability cache (positive, by name): ${cap?.positive.length ?? 0}`);
-    for (const e of cap?.positive ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
+    entries(cap?.positive ?? [], out);
     out.push(`resolver capability cache (negative, by name): ${cap?.negative.length ?? 0}`);
-    for (const e of cap?.negative ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
+    entries(cap?.negative ?? [], out);
   }
   if (s.engine) {
     const cap = s.engine.capability;
     if (cap) {
       out.push(`engine capability cache (positive, by ULID): ${cap.positive.length}`);
-      for (const e of cap.positive) out.push(`  ${kv({ ...e })}`);
+      entries(cap.positive, out);
       out.push(`engine capability cache (negative, by peer address): ${cap.negative.length}`);
-      for (const e of cap.negative) out.push(`  ${kv({ ...e })}`);
+      entries(cap.negative, out);
     }
     const contexts = s.engine.contexts ?? [];
     const byState = new Map<string, number>();

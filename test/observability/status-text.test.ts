@@ -135,7 +135,9 @@ test('status text with thousands of contexts: at most PEER_BLOCKS_MAX peer block
     const peer = `2001:db8:e:${(i >> 12).toString(16)}::${(i & 4095).toString(16)}`;
     return { ...base, peerUlid: peer, pair: { local: A, peer }, lastRehome: undefined, rehomings: 0, traffic: { packetsIn: i === 4321 ? 99 : 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 } };
   });
-  const reply = { ...REPLY, daemon: { ...REPLY.daemon, peers: [{ name: 'named.example.', ulid: B }] }, engine: { ...REPLY.engine, contexts: [base, ...many] } };
+  // Each peer-made context leaves an entry in the engine's positive capability cache too.
+  const capability = { positive: many.map((c) => ({ ulid: c.peerUlid, locators: [c.peerUlid], expiresInSeconds: 600 })), negative: [] };
+  const reply = { ...REPLY, daemon: { ...REPLY.daemon, peers: [{ name: 'named.example.', ulid: B }] }, engine: { ...REPLY.engine, contexts: [base, ...many], capability } };
   const text = formatStatus(reply as never);
   const blocks = text.split('\n').filter((l) => l.startsWith('peer: '));
   assert.equal(blocks.length, PEER_BLOCKS_MAX);
@@ -143,4 +145,7 @@ test('status text with thousands of contexts: at most PEER_BLOCKS_MAX peer block
   assert.ok(text.includes(`ulid: ${many[4321]!.peerUlid}`), 'the context with traffic is shown');
   assert.match(text, new RegExp(`\\(${5001 - PEER_BLOCKS_MAX} more peers not shown`));
   assert.match(text, /^contexts: 5001 \(5001 ESTABLISHED\)$/m);
+  assert.match(text, /^engine capability cache \(positive, by ULID\): 5000$/m);
+  assert.match(text, new RegExp(`^  \\(${5000 - PEER_BLOCKS_MAX} more not shown`, 'm'));
+  assert.ok(text.split('\n').length < 20 * PEER_BLOCKS_MAX, `${text.split('\n').length} lines`);
 });
