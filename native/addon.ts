@@ -80,10 +80,11 @@ export interface NativeAddon {
   /**
    * nf_tables counters over netlink (nftcounters.c): a socket (in the namespace of the
    * /run/netns file `netnsPath`, else this one) → fd or -errno; every counter object of a table
-   * → [name, packets, bytes, …] or -errno (a missing table: none); close → 0 or -errno.
+   * → [name, packets, bytes, …] or -errno (a missing table: none), or with `names` only those
+   * counters (one request each, no dump; a missing one: -ENOENT); close → 0 or -errno.
    */
   nftCountersOpen(netnsPath: string | null): number;
-  nftCountersRead(fd: number, family: number, table: string): Array<string | number> | number;
+  nftCountersRead(fd: number, family: number, table: string, names?: string[]): Array<string | number> | number;
   /**
    * A context's two counters and their elements `key` → counter in two maps of `table`, made in
    * one transaction (`add`), or removed one by one (a missing one is not an error) → 0 or -errno.

@@ -9,9 +9,10 @@
  * nftCountersOpen(netnsPath | null) -> fd or -errno: a NETLINK_NETFILTER
  *   socket, made in the network namespace at `netnsPath` (a file of
  *   /run/netns) when given; the socket stays in the namespace it was made in.
- * nftCountersRead(fd, family, table) -> [name, packets, bytes, name, packets, bytes, …] or -errno:
- *   every counter object of the table (as doubles: exact to 2^53).
- *   A missing table reads as no counters (the dump filters by name).
+ * nftCountersRead(fd, family, table[, names]) -> [name, packets, bytes, name, packets, bytes, …] or -errno:
+ *   every counter object of the table (as doubles: exact to 2^53); a missing table reads as
+ *   no counters (the dump filters by name). With `names` (an array of counter names): only
+ *   those, one GETOBJ each (no dump: the kernel finds each by name), -ENOENT when one is missing.
  * nftCountersBind(fd, family, table, add, key, mapA, counterA, mapB, counterB) -> 0 or -errno:
  *   a context's two counters and their map elements made in one transaction (or removed);
  *   the kernel applies it within the call, in microseconds, where an `nft` process took
@@ -142,44 +143,33 @@ static int parse_obj(const struct nlmsghdr *nh, const char **name, uint64_t *pac
   return have_name && have_packets && have_bytes ? 0 : -1;
 }
 
-/* nftCountersRead(fd, family, table) -> [name, packets, bytes, …] or -errno */
-napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
-  int32_t fd, family;
-  char table[TABLE_MAX];
-  size_t tlen = 0;
-  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
-      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &family) != napi_ok ||
-      napi_get_value_string_utf8(env, argv[2], table, sizeof table, &tlen) != napi_ok || tlen == 0 || tlen >= sizeof table - 1 ||
-      family < 0 || family > 255 || fd < 0)
-    return int_value(env, -EINVAL);
-
+/*
+ * One request: the dump of every counter object of the table (name NULL), or the one counter
+ * `name` (a GETOBJ with its name, acknowledged: the answer ends with the ack). Its counters are
+ * appended to `out` from element *n on. 0 or -errno (a missing counter `name`: -ENOENT).
+ */
+static int read_counters(napi_env env, int fd, int family, const char *table, size_t tlen, const char *name, size_t nlen, napi_value out, uint32_t *n, uint32_t *buf) {
   static uint32_t seq_counter;
   uint32_t seq = ++seq_counter;
-  uint8_t req[NLMSG_SPACE(sizeof(struct nfgenmsg)) + NLA_HDRLEN + NLA_ALIGN(TABLE_MAX) + NLA_HDRLEN + 4];
+  uint8_t req[NLMSG_SPACE(sizeof(struct nfgenmsg)) + 2 * (NLA_HDRLEN + NLA_ALIGN(TABLE_MAX)) + NLA_HDRLEN + 4];
   memset(req, 0, sizeof req);
   struct nlmsghdr *nh = (struct nlmsghdr *)req;
   struct nfgenmsg *g = NLMSG_DATA(nh);
   size_t off = NLMSG_SPACE(sizeof *g);
   put_attr(req, &off, NFTA_OBJ_TABLE, table, (uint16_t)(tlen + 1));
+  if (name != NULL) put_attr(req, &off, NFTA_OBJ_NAME, name, (uint16_t)(nlen + 1));
   uint32_t type = htobe32(NFT_OBJECT_COUNTER);
   put_attr(req, &off, NFTA_OBJ_TYPE, &type, 4);
   nh->nlmsg_len = (uint32_t)off;
   nh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETOBJ;
-  nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+  nh->nlmsg_flags = name != NULL ? NLM_F_REQUEST | NLM_F_ACK : NLM_F_REQUEST | NLM_F_DUMP;
   nh->nlmsg_seq = seq;
   g->nfgen_family = (uint8_t)family;
   g->version = NFNETLINK_V0;
   g->res_id = 0;
   struct sockaddr_nl k = { .nl_family = AF_NETLINK };
-  if (sendto(fd, req, nh->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) return int_value(env, -errno);
+  if (sendto(fd, req, nh->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) return -errno;
 
-  napi_value out;
-  napi_create_array(env, &out);
-  uint32_t n = 0;
-  uint32_t *buf = malloc(RX_BUF); /* 4-aligned, as netlink messages are */
-  if (buf == NULL) return int_value(env, -ENOMEM);
   int rc = -EOVERFLOW;
   for (int r = 0; r < MAX_RECVS && rc == -EOVERFLOW; r++) {
     ssize_t len = recv(fd, buf, RX_BUF, 0);
@@ -195,22 +185,69 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
       if (m->nlmsg_type == NLMSG_ERROR) {
         const struct nlmsgerr *e = NLMSG_DATA(m);
         if (m->nlmsg_len < NLMSG_LENGTH(sizeof *e)) { rc = -EPROTO; break; }
-        if (e->error == 0) continue;
+        if (e->error == 0) {
+          if (name != NULL) { rc = 0; break; } /* the ack: the answer came before it */
+          continue;
+        }
         rc = e->error < 0 ? e->error : -EPROTO;
         break;
       }
       if (m->nlmsg_type != ((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWOBJ)) continue;
-      const char *name = NULL;
+      const char *oname = NULL;
       uint64_t packets = 0, bytes = 0;
-      if (parse_obj(m, &name, &packets, &bytes) != 0) continue;
+      if (parse_obj(m, &oname, &packets, &bytes) != 0) continue;
       napi_value js_name, js_packets, js_bytes;
-      napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &js_name);
+      napi_create_string_utf8(env, oname, NAPI_AUTO_LENGTH, &js_name);
       napi_create_double(env, (double)packets, &js_packets);
       napi_create_double(env, (double)bytes, &js_bytes);
-      napi_set_element(env, out, n++, js_name);
-      napi_set_element(env, out, n++, js_packets);
-      napi_set_element(env, out, n++, js_bytes);
+      napi_set_element(env, out, (*n)++, js_name);
+      napi_set_element(env, out, (*n)++, js_packets);
+      napi_set_element(env, out, (*n)++, js_bytes);
     }
+  }
+  return rc;
+}
+
+/* nftCountersRead(fd, family, table[, names]) -> [name, packets, bytes, …] or -errno */
+napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  int32_t fd, family;
+  char table[TABLE_MAX];
+  size_t tlen = 0;
+  if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
+      napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &family) != napi_ok ||
+      napi_get_value_string_utf8(env, argv[2], table, sizeof table, &tlen) != napi_ok || tlen == 0 || tlen >= sizeof table - 1 ||
+      family < 0 || family > 255 || fd < 0)
+    return int_value(env, -EINVAL);
+  uint32_t count = 0;
+  bool some = false;
+  if (argc >= 4) {
+    napi_valuetype t;
+    if (napi_typeof(env, argv[3], &t) != napi_ok) return int_value(env, -EINVAL);
+    if (t != napi_undefined) {
+      bool is_array = false;
+      if (napi_is_array(env, argv[3], &is_array) != napi_ok || !is_array || napi_get_array_length(env, argv[3], &count) != napi_ok) return int_value(env, -EINVAL);
+      some = true;
+    }
+  }
+
+  napi_value out;
+  napi_create_array(env, &out);
+  uint32_t n = 0;
+  uint32_t *buf = malloc(RX_BUF); /* 4-aligned, as netlink messages are */
+  if (buf == NULL) return int_value(env, -ENOMEM);
+  int rc = 0;
+  if (!some) rc = read_counters(env, fd, family, table, tlen, NULL, 0, out, &n, buf);
+  for (uint32_t i = 0; some && i < count && rc == 0; i++) {
+    napi_value v;
+    char name[TABLE_MAX];
+    size_t nlen = 0;
+    if (napi_get_element(env, argv[3], i, &v) != napi_ok || napi_get_value_string_utf8(env, v, name, sizeof name, &nlen) != napi_ok || nlen == 0 || nlen >= sizeof name - 1) {
+      rc = -EINVAL;
+      break;
+    }
+    rc = read_counters(env, fd, family, table, tlen, name, nlen, out, &n, buf);
   }
   free(buf);
   return rc == 0 ? out : int_value(env, rc);

@@ -19,6 +19,12 @@ function kv(o: Record<string, unknown>): string {
   return Object.entries(o).map(([k, v]) => `${k}=${show(v)}`).join(' ');
 }
 
+/** A cache's entries, one line each, the first PEER_BLOCKS_MAX of them (every peer-made context leaves one); `--json` has all. */
+function entries(list: readonly unknown[], out: string[]): void {
+  for (const e of list.slice(0, PEER_BLOCKS_MAX)) out.push(`  ${kv({ ...(e as object) } as Record<string, unknown>)}`);
+  if (list.length > PEER_BLOCKS_MAX) out.push(`  (${list.length - PEER_BLOCKS_MAX} more not shown; \`shim6 status --json\` lists every one)`);
+}
+
 function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void {
   out.push(`daemon: pid ${d.pid ?? '?'}, up ${formatDuration((d.uptimeSeconds ?? 0) * 1000)}`);
   out.push(`  TUN ${d.tun ?? '?'}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
@@ -33,8 +39,22 @@ function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void
   }
 }
 
+/**
+ * Peer blocks shown in the text at most: beyond, the named peers and those that carried the most
+ * packets, and a line that says how many were left out (`--json` has every context). Thousands of
+ * peer-made contexts would otherwise bury the rest of the status (docs/status.md).
+ */
+export const PEER_BLOCKS_MAX = 100;
+
 function peerBlocks(s: StatusReply, out: string[]): void {
-  for (const p of peerViews(s)) {
+  let views = peerViews(s);
+  const left = views.length - PEER_BLOCKS_MAX;
+  if (left > 0) {
+    const packets = (p: (typeof views)[number]): number => p.traffic.packetsIn + p.traffic.packetsOut;
+    const keep = new Set([...views].sort((a, b) => Number(b.name !== null) - Number(a.name !== null) || packets(b) - packets(a)).slice(0, PEER_BLOCKS_MAX));
+    views = views.filter((p) => keep.has(p));
+  }
+  for (const p of views) {
     out.push('');
     out.push(`peer: ${p.name ?? '(no name)'}`);
     out.push(`  ulid: ${p.ulid}`);
@@ -45,6 +65,10 @@ function peerBlocks(s: StatusReply, out: string[]): void {
     out.push(`  transfer: ${formatBytes(p.traffic.bytesIn)} received, ${formatBytes(p.traffic.bytesOut)} sent (${p.traffic.packetsIn} / ${p.traffic.packetsOut} packets)`);
     const r = p.lastRehome;
     out.push(`  last re-homing: ${r ? `${formatAgo(r.agoMs)}, ${r.cause}: ${formatPair(r.old)} to ${formatPair(r.new)} (${p.rehomings} in all)` : 'none'}`);
+  }
+  if (left > 0) {
+    out.push('');
+    out.push(`(${left} more peers not shown: the ${PEER_BLOCKS_MAX} shown are the named ones first, then those with the most packets; \`shim6 status --json\` lists every context)`);
   }
 }
 
@@ -74,17 +98,17 @@ export function formatStatus(s: StatusReply): string {
   if (r) {
     const cap = r.capability;
     out.push(`resolver capability cache (positive, by name): ${cap?.positive.length ?? 0}`);
-    for (const e of cap?.positive ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
+    entries(cap?.positive ?? [], out);
     out.push(`resolver capability cache (negative, by name): ${cap?.negative.length ?? 0}`);
-    for (const e of cap?.negative ?? []) out.push(`  ${kv(e as Record<string, unknown>)}`);
+    entries(cap?.negative ?? [], out);
   }
   if (s.engine) {
     const cap = s.engine.capability;
     if (cap) {
       out.push(`engine capability cache (positive, by ULID): ${cap.positive.length}`);
-      for (const e of cap.positive) out.push(`  ${kv({ ...e })}`);
+      entries(cap.positive, out);
       out.push(`engine capability cache (negative, by peer address): ${cap.negative.length}`);
-      for (const e of cap.negative) out.push(`  ${kv({ ...e })}`);
+      entries(cap.negative, out);
     }
     const contexts = s.engine.contexts ?? [];
     const byState = new Map<string, number>();

@@ -67,10 +67,12 @@ export interface ContextPathsOptions {
   /** The kernel encapsulation after a re-homing; absent: re-homed contexts use the TUN. */
   encap?: EncapHook;
   /**
-   * A context on the kernel path that carried traffic for `livenessMs`: send the peer one Keepalive
-   * with its context tag (the driver). No packet of ours carries the tag on that path, so a peer that
-   * lost the context (its daemon restarted) would not know to answer R1bis until a re-homing; the
-   * Keepalive draws it (RFC 5533 §7.17: unknown tag), and the context comes back by I2bis.
+   * A context on the kernel path that sent packets since its last liveness Keepalive (the kernel's
+   * counters moved), at most once every `livenessMs`: send the peer one Keepalive with its context
+   * tag (the driver). No packet of ours carries the tag on that path, so a peer that lost the context
+   * (its daemon restarted) would not know to answer R1bis until a re-homing; the Keepalive draws it
+   * (RFC 5533 §7.17: unknown tag), and the context comes back by I2bis. An idle context sends
+   * nothing (RFC 5534 §5.1: an idle context is silent; what only arrives draws REAP's own Keepalives).
    */
   liveness?: (localUlid: Ipv6, peerUlid: Ipv6) => void;
   /** How often (ms; default 30 readings, 1 s to 60 s). */
@@ -124,6 +126,13 @@ const BUSY_POLL_MIN_MS = 5;
 const MERGE_MS = 3;
 /** Node's timers count from the loop's cached time: one more millisecond, so a deadline is due when its tick comes. */
 const TIMER_MARGIN_MS = 1;
+/**
+ * A reading that took this long (ms) puts the next regular one at least this many times as far
+ * (an engine deadline still brings one): readings take at most about a tenth of the loop. A reading
+ * costs microseconds while no context's counters moved (kernel-path.ts: the sums); one that dumps
+ * every counter costs about 4 µs per context (measured: 33 ms for 8,000 contexts).
+ */
+const READ_SPACING = 10;
 /** Failed readings in a row after which the kernel path is given up. */
 const KERNEL_FAILURES_MAX = 3;
 
@@ -163,6 +172,8 @@ export class ContextPaths {
   private closed = false;
   /** The last reading saw a context on a kernel path carry packets both ways (the next one comes at busyPollMs). */
   private busy = false;
+  /** Contexts on the kernel path that sent since their last liveness Keepalive (`liveness`): the only ones that get one. */
+  private readonly sentSince = new Set<Tracked>();
 
   constructor(private readonly opts: ContextPathsOptions) {}
 
@@ -208,6 +219,7 @@ export class ContextPaths {
     const c = this.contexts.get(peer);
     if (c === undefined) return;
     this.contexts.delete(peer);
+    this.sentSince.delete(c);
     this.unwatch(c);
     this.unsetEncap(c);
     if (c.path === 'tun') return;
@@ -264,12 +276,16 @@ export class ContextPaths {
     } finally {
       this.reading = false;
     }
+    if (!this.polling_) return;
     // Packets both ways in that reading: the next one sooner (the Send Timer starts at a reading).
-    if (this.busy && this.polling_) {
+    const was = this.pollAt;
+    if (this.busy) {
       const every = this.opts.pollMs ?? KERNEL_POLL_MS;
       this.pollAt = Math.min(this.pollAt, start + (this.opts.busyPollMs ?? Math.max(BUSY_POLL_MIN_MS, every / BUSY_POLL_DIVISOR)));
-      this.schedule();
     }
+    // A costly reading (every counter of thousands of contexts): the next regular one waits longer.
+    this.pollAt = Math.max(this.pollAt, start + READ_SPACING * (this.opts.clock() - start));
+    if (this.pollAt !== was) this.schedule();
   }
 
   /** Stop reading and counting; every context is forgotten. */
@@ -283,6 +299,7 @@ export class ContextPaths {
       this.unsetEncap(c);
     }
     this.contexts.clear();
+    this.sentSince.clear();
   }
 
   /**
@@ -459,29 +476,54 @@ export class ContextPaths {
     for (const c of this.contexts.values()) this.toTun(c);
   }
 
-  /** A Keepalive to the peer of each context on the kernel path every `livenessMs` (`liveness`). */
+  /**
+   * A Keepalive to the peer of each context on the kernel path that sent since its last one, at most
+   * every `livenessMs` (`liveness`). Only those contexts are visited: idle ones cost nothing here.
+   */
   private checkLiveness(): void {
     const send = this.opts.liveness;
-    if (send === undefined) return;
+    if (send === undefined || this.sentSince.size === 0) return;
     const now = this.opts.clock();
     const every = this.opts.livenessMs ?? Math.min(60_000, Math.max(1000, 30 * (this.opts.pollMs ?? KERNEL_POLL_MS)));
-    for (const c of this.contexts.values()) {
-      if (c.path !== 'kernel' || now - c.livenessAt < every) continue;
+    for (const c of this.sentSince) {
+      if (c.path !== 'kernel' || this.contexts.get(c.peerUlid) !== c) {
+        this.sentSince.delete(c);
+        continue;
+      }
+      if (now - c.livenessAt < every) continue;
       c.livenessAt = now;
+      this.sentSince.delete(c);
       send(c.localUlid, c.peerUlid);
     }
   }
 
-  /** Tell the engine, per context on the kernel path, what moved since the last reading. */
+  /** The contexts the last reading may have moved: those the hook names (`moved`), else every one. */
+  private candidates(k: KernelPathHook): Iterable<Tracked> {
+    const moved = k.moved?.();
+    if (moved === undefined) return this.contexts.values();
+    const out: Tracked[] = [];
+    for (const [local, peer] of moved) {
+      const c = this.contexts.get(peer);
+      if (c !== undefined && c.localUlid === local) out.push(c);
+    }
+    return out;
+  }
+
+  /**
+   * Tell the engine, per context on the kernel path, what moved since the last reading. Only the
+   * contexts whose counters moved are visited when the hook says which (`moved`): a reading of
+   * thousands of idle contexts costs nothing per context.
+   */
   private feed(): void {
     if (this.closed) return;
     this.failures = 0;
     const k = this.opts.kernel;
     let fed = false;
     this.busy = false;
+    if (k === undefined) return;
     const now = this.opts.clock();
-    for (const c of this.contexts.values()) {
-      if (!c.watched || k === undefined) continue;
+    for (const c of this.candidates(k)) {
+      if (!c.watched) continue;
       const n = k.read(c.localUlid, c.peerUlid);
       if (n === undefined) continue; // watched since the last reading
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
@@ -501,6 +543,7 @@ export class ContextPaths {
       if (c.path === 'tun' || (!sent && !received)) continue;
       this.opts.fed();
       if (sent && received) this.busy = true;
+      if (sent && c.path === 'kernel') this.sentSince.add(c);
       // Both in one reading: which came last is not known, and the engine is told so (one call;
       // reap.ts `bothWays`). Its Send Timer runs from this reading, as the TUN path's does from the
       // last packet sent: when that was the failure's first unanswered packet, REAP explores a Send

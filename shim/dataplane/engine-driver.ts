@@ -43,7 +43,7 @@ import { IcmpRelay } from './icmp-relay.ts';
  * doubles implement the same methods.
  */
 export type EngineLike = Pick<Engine, 'handleDatagram' | 'encapsulate' | 'handleTimeout' | 'pollTransmit' | 'pollTimeout' | 'pollEvent'>
-  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic' | 'liveness' | 'status'>>;
+  & Partial<Pick<Engine, 'handleIcmp' | 'kernelTraffic' | 'liveness' | 'status' | 'describeEstablished'>>;
 
 export interface EngineDriverOptions<E extends EngineLike> {
   engine: E;
@@ -247,7 +247,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
 
   /** What the kernel encapsulation needs of an established context: tags, the peer's port, its verified locators. */
   private encapDetails(localUlid: Ipv6, peerUlid: Ipv6): EncapDetails | undefined {
-    const c = this.engine.status?.(this.clock()).contexts.find((x) => x.localUlid === localUlid && x.peerUlid === peerUlid && x.state === 'ESTABLISHED');
+    // One context described (`describeEstablished`), not every one (`status`): this runs for each context established.
+    const c = this.engine.describeEstablished !== undefined ? this.engine.describeEstablished(localUlid, peerUlid, this.clock())
+      : this.engine.status?.(this.clock()).contexts.find((x) => x.localUlid === localUlid && x.peerUlid === peerUlid && x.state === 'ESTABLISHED');
     if (c === undefined) return undefined;
     return { localTag: c.contextTag, peerTag: c.peerContextTag, peerPort: c.port ?? this.peerPort, peerLocators: c.peerLocators.filter((l) => l.verified).map((l) => l.address) };
   }

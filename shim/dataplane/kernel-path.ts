@@ -12,9 +12,15 @@
  * encapsulated payload) and neighbour discovery are not counted (neither
  * enters the TUN).
  *
- * Reading: one netlink dump of the table's counter objects through the native
- * addon (native/nftcounters.c), ≈ 10 µs of CPU in the event loop, no other
- * process; where the addon cannot (not built), one long-lived `nft -j -i`
+ * Reading: first the two sums of every context's counters (`o_all`, `i_all`: the
+ * same rules count a packet of any context into them), two netlink requests for
+ * two named counters through the native addon (native/nftcounters.c), whatever the
+ * number of contexts. Only when a sum moved (or a context was watched or unwatched
+ * since) comes the netlink dump of the table's counter objects, and only the
+ * contexts whose counters moved are told (`moved`): idle contexts cost a reading
+ * nothing (measured, 8,000 idle contexts: the dump and its parse took ≈ 9 ms of
+ * the loop, 20 times a second; the two sums ≈ 20 µs). Where the addon cannot (not
+ * built), one long-lived `nft -j -i` and a full reading every time
  * (≈ 0.2 ms of the daemon's CPU per reading plus the `nft` process's, and an
  * answer only once that process gets a CPU). A new `nft` per reading was ≈ 3 ms,
  * 20 times a second. Adding or removing a context (its two counters and map
@@ -55,6 +61,11 @@ export interface KernelPathHook {
   refresh(): Promise<void>;
   /** The counters as of the last `refresh`, or undefined when the context is not watched (or not read yet). */
   read(localUlid: Ipv6, peerUlid: Ipv6): KernelCounters | undefined;
+  /**
+   * The contexts (our ULID, the peer's) whose counters the last `refresh` found moved, or first
+   * read: only these need `read`. Absent: every watched context may have moved.
+   */
+  moved?(): ReadonlyArray<readonly [Ipv6, Ipv6]>;
 }
 
 export interface KernelPathOptions {
@@ -68,6 +79,9 @@ export interface KernelPathOptions {
 
 /** nf_tables family of our table (NFPROTO_IPV6). */
 const NFPROTO_IPV6 = 10;
+
+/** The counters that sum every context's, out and in: a reading that finds them unmoved reads nothing else. */
+const SUMS = ['o_all', 'i_all'];
 
 /** How long a reading may take before it counts as failed (ms). */
 const READ_TIMEOUT_MS = 2000;
@@ -107,7 +121,16 @@ function contextKey(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array {
 /** The per-context counters in nftables, and the reader. */
 export class NftKernelPath implements KernelPathHook {
   private readonly ids = new Map<string, number>();
+  /** The ULID pair of each watched id. */
+  private readonly pairs = new Map<number, readonly [Ipv6, Ipv6]>();
   private nextId = 1;
+  /** The contexts whose counters the last reading found moved (`moved`). */
+  private moved_: Array<readonly [Ipv6, Ipv6]> = [];
+  /** The sums as of the last full reading, and whether a context was watched or unwatched since (the next reading is full). */
+  private sums: number[] | undefined;
+  private dirty = true;
+  /** Readings so far: full ones (the dump) and those the sums answered (tests, docs/security.md). */
+  readonly readings = { full: 0, sumsOnly: 0 };
   /** Per counter name: packets, octets. */
   private counters = new Map<string, [number, number]>();
   /** The netlink reader (the addon and its socket), or undefined: the `nft` process. */
@@ -149,17 +172,20 @@ export class NftKernelPath implements KernelPathHook {
       `table ip6 ${KERNEL_TABLE}`,
       `delete table ip6 ${KERNEL_TABLE}`,
       `table ip6 ${KERNEL_TABLE} {`,
+      `  counter ${SUMS[0]} {}`,
+      `  counter ${SUMS[1]} {}`,
       '  map out_ctx { type ipv6_addr . ipv6_addr : counter; }',
       '  map in_ctx { type ipv6_addr . ipv6_addr : counter; }',
       '  chain out {',
       '    type filter hook output priority -1000; policy accept;',
       `    ${skip}`,
-      '    counter name ip6 saddr . ip6 daddr map @out_ctx',
+      // The sum counts only what the map found (a missing element ends the rule before it).
+      `    counter name ip6 saddr . ip6 daddr map @out_ctx counter name "${SUMS[0]}"`,
       '  }',
       '  chain in {',
       '    type filter hook prerouting priority -1000; policy accept;',
       `    ${skip}`,
-      '    counter name ip6 daddr . ip6 saddr map @in_ctx',
+      `    counter name ip6 daddr . ip6 saddr map @in_ctx counter name "${SUMS[1]}"`,
       '  }',
       '}',
     ].join('\n') + '\n');
@@ -177,6 +203,8 @@ export class NftKernelPath implements KernelPathHook {
       const rc = this.netlink.addon.nftCountersBind(this.netlink.fd, NFPROTO_IPV6, KERNEL_TABLE, true, contextKey(localUlid, peerUlid), 'out_ctx', `o${id}`, 'in_ctx', `i${id}`);
       if (rc !== 0) return false;
       this.ids.set(key, id);
+      this.pairs.set(id, [localUlid, peerUlid]);
+      this.dirty = true;
       return true;
     }
     const t = `ip6 ${KERNEL_TABLE}`;
@@ -190,6 +218,8 @@ export class NftKernelPath implements KernelPathHook {
       return false;
     }
     this.ids.set(key, id);
+    this.pairs.set(id, [localUlid, peerUlid]);
+    this.dirty = true;
     return true;
   }
 
@@ -198,6 +228,8 @@ export class NftKernelPath implements KernelPathHook {
     const id = this.ids.get(key);
     if (id === undefined) return;
     this.ids.delete(key);
+    this.pairs.delete(id);
+    this.dirty = true;
     if (this.closed) return;
     if (this.netlink !== undefined) this.netlink.addon.nftCountersBind(this.netlink.fd, NFPROTO_IPV6, KERNEL_TABLE, false, contextKey(localUlid, peerUlid), 'out_ctx', `o${id}`, 'in_ctx', `i${id}`);
     else forget(this.opts, localUlid, peerUlid, id);
@@ -231,6 +263,10 @@ export class NftKernelPath implements KernelPathHook {
     return o === undefined || i === undefined ? undefined : { outPackets: o[0], inPackets: i[0], outBytes: o[1], inBytes: i[1] };
   }
 
+  moved(): ReadonlyArray<readonly [Ipv6, Ipv6]> {
+    return this.moved_;
+  }
+
   /** Delete the table, stop the reader. Idempotent. */
   close(): void {
     if (this.closed) return;
@@ -249,17 +285,36 @@ export class NftKernelPath implements KernelPathHook {
    * opens a new socket (a dump left half-read keeps the old one busy) and throws.
    */
   private readNetlink(nl: { addon: NativeAddon; fd: number }): void {
-    const r = nl.addon.nftCountersRead(nl.fd, NFPROTO_IPV6, KERNEL_TABLE);
-    if (typeof r === 'number') {
-      nl.addon.nftCountersClose(nl.fd);
-      const fd = nl.addon.nftCountersOpen(netnsFile(this.opts));
-      if (fd < 0) this.dead = true;
-      else nl.fd = fd;
-      throw new Error(`reading the kernel path's counters failed (errno ${-r})`);
+    // The sums first: unmoved, and no context watched or unwatched since the last full reading,
+    // no context's counters moved either (a packet counts into its context's counter, then the sum).
+    const s = counterMap(this.netlinkRead(nl, SUMS));
+    const o = s.get(SUMS[0]!), i = s.get(SUMS[1]!);
+    if (o === undefined || i === undefined) throw new Error(`the kernel path's counters ${SUMS.join(', ')} are gone (table ${KERNEL_TABLE} changed by someone else?)`);
+    const sums = [o[0], i[0]];
+    if (!this.dirty && this.sums !== undefined && sums[0] === this.sums[0] && sums[1] === this.sums[1]) {
+      this.readings.sumsOnly++;
+      this.moved_ = [];
+      return;
     }
-    const next = new Map<string, [number, number]>();
-    for (let i = 0; i + 2 < r.length; i += 3) next.set(r[i] as string, [r[i + 1] as number, r[i + 2] as number]);
+    // An addon older than the named reading ignores the names and dumps every counter: that is the full reading.
+    const next = s.size > SUMS.length ? s : counterMap(this.netlinkRead(nl));
+    this.dirty = false;
     this.accept(next, [...this.ids.values()]);
+    // The sums as they were before the dump: what was counted after them brings another full reading.
+    this.sums = sums;
+    this.readings.full++;
+  }
+
+  /** One request of the addon (every counter, or those named); a failed one opens a new socket and throws. */
+  private netlinkRead(nl: { addon: NativeAddon; fd: number }, names?: string[]): Array<string | number> {
+    const r = nl.addon.nftCountersRead(nl.fd, NFPROTO_IPV6, KERNEL_TABLE, names);
+    if (typeof r !== 'number') return r;
+    nl.addon.nftCountersClose(nl.fd);
+    const fd = nl.addon.nftCountersOpen(netnsFile(this.opts));
+    if (fd < 0) this.dead = true;
+    else nl.fd = fd;
+    // ENOENT: the sums' counters (or the table) are gone.
+    throw new Error(r === -2 ? `the kernel path's counters are gone (table ${KERNEL_TABLE} changed by someone else?)` : `reading the kernel path's counters failed (errno ${-r})`);
   }
 
   /**
@@ -267,10 +322,19 @@ export class NftKernelPath implements KernelPathHook {
    * none (our table or its counters were deleted by someone else): that reading fails.
    */
   private accept(next: Map<string, [number, number]>, ids: number[]): void {
+    const moved: Array<readonly [Ipv6, Ipv6]> = [];
     for (const id of ids) {
-      if (!next.has(`o${id}`) || !next.has(`i${id}`)) throw new Error(`the kernel path's counters of context ${id} are gone (table ${KERNEL_TABLE} changed by someone else?)`);
+      const o = next.get(`o${id}`), i = next.get(`i${id}`);
+      if (o === undefined || i === undefined) throw new Error(`the kernel path's counters of context ${id} are gone (table ${KERNEL_TABLE} changed by someone else?)`);
+      const o0 = this.counters.get(`o${id}`), i0 = this.counters.get(`i${id}`);
+      // First read (o0 undefined): moved, so the caller takes its first counters.
+      if (o0 === undefined || i0 === undefined || o0[0] !== o[0] || i0[0] !== i[0] || o0[1] !== o[1] || i0[1] !== i[1]) {
+        const pair = this.pairs.get(id);
+        if (pair !== undefined) moved.push(pair);
+      }
     }
     this.counters = next;
+    this.moved_ = moved;
   }
 
   private onLine(line: string): void {
@@ -295,6 +359,13 @@ export class NftKernelPath implements KernelPathHook {
     this.pending = undefined;
     p?.reject(e);
   }
+}
+
+/** The addon's reading ([name, packets, bytes, …]) by counter name. */
+function counterMap(r: Array<string | number>): Map<string, [number, number]> {
+  const m = new Map<string, [number, number]>();
+  for (let i = 0; i + 2 < r.length; i += 3) m.set(r[i] as string, [r[i + 1] as number, r[i + 2] as number]);
+  return m;
 }
 
 /** The addon's netlink reader in the kernel path's namespace, or undefined (not built, refused). */

@@ -415,6 +415,15 @@ export class Engine {
     return now === undefined ? out : { ...out, capability: capabilityStatus(core.cache, now) };
   }
 
+  /**
+   * The established context of this ULID pair as `status()` describes it, or undefined: one
+   * context described, not all of them (the driver asks for each context that goes on a kernel path).
+   */
+  describeEstablished(localUlid: Ipv6, peerUlid: Ipv6, now?: Millis): ContextStatus | undefined {
+    const ctx = this.core.table.byUlidPair(localUlid, peerUlid, 0);
+    return ctx === undefined || ctx.state !== State.ESTABLISHED ? undefined : describe(ctx, now);
+  }
+
   /** Each context's payload octets so far (no descriptions built): the status page samples these. */
   traffic(): Array<{ localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> {
     const out: Array<{ localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; bytesIn: number; bytesOut: number }> = [];

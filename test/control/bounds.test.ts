@@ -52,3 +52,35 @@ test('one reply larger than MAX_QUEUED_OUTPUT reaches a client that reads it', a
   const r = await controlRequest(sock, 'status', {}, 60_000) as { big: string };
   assert.equal(r.big.length, big.length);
 });
+
+test('a reply that keeps arriving is read to its end, however long it takes in all; the deadline is for a reply that does not begin or stalls', async (t) => {
+  const sock = path.join(tmpdir(t), 'c.sock');
+  // A reply in 20 chunks, 100 ms apart: 2 s in all, twice the client's deadline (as a status of
+  // tens of thousands of contexts, megabytes, reaches the CLI in pieces).
+  const line = JSON.stringify({ id: 1, ok: true, result: { big: 'y'.repeat(20_000) } }) + '\n';
+  const server = net.createServer((c) => {
+    c.once('data', () => {
+      let i = 0;
+      const step = 1000;
+      const next = (): void => {
+        if (c.destroyed) return;
+        const piece = line.slice(i * step, (i + 1) * step);
+        if (piece === '') return;
+        c.write(piece);
+        i++;
+        setTimeout(next, 100);
+      };
+      next();
+    });
+  });
+  await new Promise<void>((r) => server.listen(sock, r));
+  t.after(() => server.close());
+  const r = await controlRequest(sock, 'status', {}, 1000) as { big: string };
+  assert.equal(r.big.length, 20_000);
+  // One that never begins still times out.
+  const mute = net.createServer(() => {});
+  const sock2 = path.join(tmpdir(t), 'm.sock');
+  await new Promise<void>((r2) => mute.listen(sock2, r2));
+  t.after(() => mute.close());
+  await assert.rejects(controlRequest(sock2, 'status', {}, 300), { code: 'ECONTROL_TIMEOUT' });
+});

@@ -368,7 +368,7 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   assert.equal(counters.size, 0);
 });
 
-test('kernel path: one clock reads the counters and runs the engine\'s timers (a reading right before each timeout, never before the deadline); every 30 readings the engine\'s Keepalive goes out, so a peer that lost the context answers R1bis', async (t) => {
+test('kernel path: one clock reads the counters and runs the engine\'s timers (a reading right before each timeout, never before the deadline); while the context sends, every 30 readings the engine\'s Keepalive goes out, so a peer that lost the context answers R1bis; an idle context gets none', async (t) => {
   const net = new MemoryNetwork();
   const events: EngineEvent[] = [];
   const log: string[] = [];
@@ -389,9 +389,11 @@ test('kernel path: one clock reads the counters and runs the engine\'s timers (a
       }],
     } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
   };
+  // What the context sent, as the kernel counted it: nothing until `sending`, then a packet per reading.
+  let sending = false, out = 0;
   const kernel = {
-    refresh: () => { log.push('read'); return Promise.resolve(); },
-    watch: () => true, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }),
+    refresh: () => { log.push('read'); if (sending) out++; return Promise.resolve(); },
+    watch: () => true, unwatch: () => {}, read: () => ({ outPackets: out, inPackets: 0 }),
   };
   const d = new EngineDriver({ engine, transport: net.transport(5533), kernel, kernelPollMs: 20, routes: { contextUp: () => {}, contextDown: () => {} } });
   t.after(() => d.close());
@@ -414,7 +416,13 @@ test('kernel path: one clock reads the counters and runs the engine\'s timers (a
   }
   assert.ok(!log.includes('timeout-early'), 'never woken before the deadline');
   assert.equal(log.filter((x) => x.startsWith('timeout')).length, 3, 'the engine timer ran only when due');
-  // The liveness Keepalive (30 readings of 20 ms: every second).
+  // Idle (the counters never moved): 80 readings (more than two liveness intervals of 30), no Keepalive.
+  const idleFrom = log.filter((x) => x === 'read').length;
+  await waitFor(() => log.filter((x) => x === 'read').length >= idleFrom + 80, '80 readings', DEADLINE_MS);
+  assert.equal(got.length, 0, 'no Keepalive for a context that sent nothing');
+  assert.equal(d.stats.liveness, 0);
+  // The liveness Keepalive once the context sends (30 readings of 20 ms: every second).
+  sending = true;
   await waitFor(() => got.length > 0, 'a Keepalive to the peer', DEADLINE_MS);
   const m = decodeMessage(got[0]!);
   assert.equal(m.type, 'Keepalive');

@@ -76,3 +76,39 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
   assert.equal(hasTable(), false, 'close removed the table');
   left.close(); // its table is gone already; closing it again removes nothing of k's
 });
+
+test('kernel path (netlink reader): a reading of idle contexts reads the two sums only; one context\'s traffic brings the full reading, and only that context is named as moved', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const net = new NetLab(t);
+  const a = net.ns('kqa'), b = net.ns('kqb');
+  net.veth(a, 'kq0', b, 'kq1');
+  net.addr(a, 'kq0', `${A}/64`);
+  net.addr(b, 'kq1', `${B}/64`);
+  const k = NftKernelPath.open({ port: 5533, netns: a.name });
+  t.after(() => k.close());
+  if (k.readerKind !== 'netlink') { t.skip('the native addon is not built'); return; }
+  // 500 idle contexts besides A–B.
+  const idle = Array.from({ length: 500 }, (_, i) => `2001:db8:77::${(i + 1).toString(16)}`);
+  for (const p of idle) assert.equal(k.watch(A, p), true);
+  assert.equal(k.watch(A, B), true);
+  await k.refresh();
+  assert.equal(k.readings.full, 1, 'contexts were watched: a full reading');
+  assert.equal(k.moved().length, 501, 'first counters of every context');
+  for (let i = 0; i < 10; i++) await k.refresh();
+  assert.deepEqual(k.readings, { full: 1, sumsOnly: 10 }, 'nothing moved: the sums only');
+  assert.deepEqual(k.moved(), []);
+  net.run(a, [process.execPath, '-e', TRAFFIC]);
+  await k.refresh();
+  assert.equal(k.readings.full, 2, 'A–B carried packets: a full reading');
+  assert.deepEqual(k.moved(), [[A, B]]);
+  assert.equal(k.read(A, B)!.outPackets, 6, '5 datagrams and a SYN');
+  assert.ok(k.read(A, B)!.inPackets >= 1, 'the RST (and port-unreachables)');
+  assert.deepEqual(k.read(A, idle[0]!), { outPackets: 0, inPackets: 0, outBytes: 0, inBytes: 0 });
+  await k.refresh();
+  assert.equal(k.readings.full, 2, 'quiet again: the sums only');
+  // A context unwatched (or watched) makes the next reading full.
+  k.unwatch(A, idle[0]!);
+  await k.refresh();
+  assert.equal(k.readings.full, 3);
+  assert.deepEqual(k.moved(), []);
+});

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { formatStatus } from '../../cli/commands/status.ts';
+import { formatStatus, PEER_BLOCKS_MAX } from '../../cli/commands/status.ts';
 import { STATUS_KEYS, STATUS_SCHEMA_VERSION, schemaProblems } from '../../shim/daemon/status-schema.ts';
 import { formatAgo, formatBytes } from '../../shim/daemon/status-view.ts';
 import { hostPort } from '../../shim/log.ts';
@@ -127,4 +127,25 @@ test('a real engine\'s status (two engines, a context, a re-homing) keeps the sc
   assert.ok((st.messages.sent.Probe ?? 0) > 0 && (st.messages.sent.I1 ?? 0) === 1 && (st.messages.received.R1 ?? 0) === 1, JSON.stringify(st.messages));
   const text = formatStatus(reply as never);
   assert.match(text, /last re-homing: .* ago, send-timeout: /);
+});
+
+test('status text with thousands of contexts: at most PEER_BLOCKS_MAX peer blocks (the named peer and the busiest first) and a line saying how many were left out; the count of contexts is whole', () => {
+  const base = REPLY.engine.contexts[0]!;
+  const many = Array.from({ length: 5000 }, (_, i) => {
+    const peer = `2001:db8:e:${(i >> 12).toString(16)}::${(i & 4095).toString(16)}`;
+    return { ...base, peerUlid: peer, pair: { local: A, peer }, lastRehome: undefined, rehomings: 0, traffic: { packetsIn: i === 4321 ? 99 : 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 } };
+  });
+  // Each peer-made context leaves an entry in the engine's positive capability cache too.
+  const capability = { positive: many.map((c) => ({ ulid: c.peerUlid, locators: [c.peerUlid], expiresInSeconds: 600 })), negative: [] };
+  const reply = { ...REPLY, daemon: { ...REPLY.daemon, peers: [{ name: 'named.example.', ulid: B }] }, engine: { ...REPLY.engine, contexts: [base, ...many], capability } };
+  const text = formatStatus(reply as never);
+  const blocks = text.split('\n').filter((l) => l.startsWith('peer: '));
+  assert.equal(blocks.length, PEER_BLOCKS_MAX);
+  assert.ok(blocks.includes('peer: named.example.'), 'the named peer is shown');
+  assert.ok(text.includes(`ulid: ${many[4321]!.peerUlid}`), 'the context with traffic is shown');
+  assert.match(text, new RegExp(`\\(${5001 - PEER_BLOCKS_MAX} more peers not shown`));
+  assert.match(text, /^contexts: 5001 \(5001 ESTABLISHED\)$/m);
+  assert.match(text, /^engine capability cache \(positive, by ULID\): 5000$/m);
+  assert.match(text, new RegExp(`^  \\(${5000 - PEER_BLOCKS_MAX} more not shown`, 'm'));
+  assert.ok(text.split('\n').length < 20 * PEER_BLOCKS_MAX, `${text.split('\n').length} lines`);
 });

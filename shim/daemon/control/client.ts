@@ -1,5 +1,7 @@
 /**
- * The control socket client: one request, one reply line, with a deadline.
+ * The control socket client: one request, one reply line, with a deadline: no reply begun
+ * within it, or a reply that stops arriving for that long (a `status` of tens of thousands of
+ * contexts is megabytes, and keeps arriving).
  * Used by `shim6 status` (and later other CLI commands talking to the daemon).
  * Errors are ControlError with stable codes: ECONTROL_CONNECT (nothing listening, or the socket not ours to use),
  * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (bad reply), or the server's own code.
@@ -48,6 +50,7 @@ export function controlRequest(socketPath: string, method: string, params: Recor
     const c = net.connect(socketPath);
     let buf = '';
     let settled = false;
+    const expire = (): NodeJS.Timeout => setTimeout(() => finish(new ControlError('ECONTROL_TIMEOUT', `no reply on ${socketPath} within ${timeoutMs} ms (or the reply stopped arriving for that long)`)), timeoutMs);
     const finish = (err: Error | undefined, v?: unknown): void => {
       if (settled) return;
       settled = true;
@@ -55,14 +58,18 @@ export function controlRequest(socketPath: string, method: string, params: Recor
       c.destroy();
       if (err) reject(err); else resolve(v);
     };
-    const timer = setTimeout(() => finish(new ControlError('ECONTROL_TIMEOUT', `no reply on ${socketPath} within ${timeoutMs} ms`)), timeoutMs);
+    let timer = expire();
     c.setEncoding('utf8');
     c.on('connect', () => c.write(JSON.stringify({ id: 1, method, params }) + '\n'));
     c.on('error', (e) => finish(connectError(socketPath, e)));
     c.on('data', (chunk: string) => {
+      // The reply keeps arriving: the deadline starts again. Only the new chunk is searched for the line's end.
+      clearTimeout(timer);
+      timer = expire();
+      const at = chunk.indexOf('\n');
       buf += chunk;
-      const nl = buf.indexOf('\n');
-      if (nl < 0) return;
+      if (at < 0) return;
+      const nl = buf.length - chunk.length + at;
       let rep: { ok?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } };
       try {
         rep = JSON.parse(buf.slice(0, nl));
