@@ -6,7 +6,7 @@
  *
  * Only `DevicePolicy=closed` with device paths in DeviceAllow= is read: that is all shim6.service uses.
  */
-import { existsSync, mkdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 
 /** Where the v1 devices controller is mounted (systemd's hybrid and legacy hierarchies). */
@@ -34,15 +34,24 @@ function rule(node: string, access: string): string {
 
 /**
  * A devices cgroup of its own for the unit's policy; returns its `cgroup.procs` path (write a pid
- * there to move a process in). `cleanup` removes it once no process is left in it.
+ * there to move a process in). `after` gets its removal: whatever still runs in it (only what the
+ * test moved there) is killed first, so the removal neither waits on a hook that kills it later
+ * nor leaves a process behind; it never throws.
  */
-export function deviceCgroup(name: string, unit: ReturnType<typeof unitDevicePolicy>, cleanup: (fn: () => void) => void): string {
+export function deviceCgroup(name: string, unit: ReturnType<typeof unitDevicePolicy>, after: (fn: () => Promise<void>) => void): string {
   if (unit.policy !== 'closed') throw new Error(`DevicePolicy=${unit.policy}: only closed is supported here`);
   const dir = path.join(DEVICES_CGROUP, name);
   mkdirSync(dir);
-  cleanup(() => { if (existsSync(dir)) rmdirSync(dir); });
+  const procs = path.join(dir, 'cgroup.procs');
+  after(async () => {
+    for (let i = 0; i < 200 && existsSync(dir); i++) {
+      const pids = readFileSync(procs, 'utf8').split('\n').filter(Boolean).map(Number);
+      for (const pid of pids) { try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ } }
+      try { rmdirSync(dir); } catch { await new Promise((r) => setTimeout(r, 50)); }
+    }
+  });
   writeFileSync(path.join(dir, 'devices.deny'), 'a');
   for (const node of CLOSED_PSEUDO_DEVICES) writeFileSync(path.join(dir, 'devices.allow'), rule(node, 'rwm'));
   for (const a of unit.allow) writeFileSync(path.join(dir, 'devices.allow'), rule(a.path, a.access));
-  return path.join(dir, 'cgroup.procs');
+  return procs;
 }
