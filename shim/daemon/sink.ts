@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { formatIpv6Octets } from '../wire/ipv6.ts';
@@ -79,10 +79,18 @@ export function loadCaches(file: string, log: Logger): CacheSnapshot | undefined
   }
 }
 
-/** Write the cache file atomically (temp file + rename). */
+/**
+ * Write the cache file atomically (temp file + rename). A write that fails (a full or read-only
+ * disk) leaves the file as it was and no temp file behind; the error goes to the caller.
+ */
 export function saveCaches(file: string, data: CacheSnapshot): void {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(data) + '\n', { mode: 0o600 });
-  renameSync(tmp, file);
+  try {
+    writeFileSync(tmp, JSON.stringify(data) + '\n', { mode: 0o600 });
+    renameSync(tmp, file);
+  } catch (err) {
+    try { rmSync(tmp, { force: true }); } catch { /* not a file we wrote (a directory of that name): left */ }
+    throw err;
+  }
 }
