@@ -111,6 +111,8 @@ export class Context implements Timed {
   reapState = 0;
   /** Probe logs, only while exploring or recently explored. */
   reap: ReapLog | undefined = undefined;
+  /** When the Send Timer last started (RFC 5534 §6): what a Send Timeout's exploration counts probes from (reap.ts `proven`). */
+  sendSince: Millis = 0 as Millis;
   /** Token bucket of the Probes sent in answer to the peer's (reply-limit.ts ProbeReplyLimiter); made at the first. */
   probeBucket: Bucket | undefined = undefined;
   closeNonce = 0;

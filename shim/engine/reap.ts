@@ -55,9 +55,13 @@ export const REAP_TABLE: Readonly<Record<ReapEvent, readonly [ReapCell, ReapCell
 /** Reports kept per direction (Psent/Precvd are 4-bit; we keep a few recent ones). */
 const LOG = 4;
 
-/** A probe we sent: its report, and the UDP port it went to (undefined: 5533), which a peer's report of it proves. */
+/**
+ * A probe we sent: its report, the UDP port it went to (undefined: 5533), which a peer's report
+ * of it proves, and when it went, which tells whether it counts for the current exploration.
+ */
 export interface SentProbe extends ProbeReport {
   port: number | undefined;
+  at: Millis;
 }
 
 /** A pair to probe, and the peer's UDP port for it. */
@@ -78,6 +82,15 @@ export interface ReapLog {
   count: number;
   /** Next candidate pair index. */
   cursor: number;
+  /**
+   * Where the current exploration's probes start (`newExploration`): only a report of a probe
+   * sent since proves a pair (`proven`).
+   */
+  since: Millis;
+}
+
+function reapLog(ctx: Context): ReapLog {
+  return (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0, since: 0 as Millis });
 }
 
 /** ESTABLISHED: REAP starts Operational with no timer running. */
@@ -101,16 +114,22 @@ export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, 
   const from = ctx.reapState as ReapStateNum;
   const c = REAP_TABLE[ev][from];
   if (c.next === Reap.Exploring && from !== Reap.Exploring) {
+    // The Send Timer ran out: nothing heard since it started (startExploring makes that now).
+    const since = ev === 'send-timeout' ? Math.min(ctx.sendSince, now) as Millis : now;
     if (ctx.exploreCause === undefined) ctx.exploreCause = ev === 'keepalive-timeout' ? 'keepalive-timeout' : 'send-timeout';
-    enterExploring(core, ctx);
+    enterExploring(core, ctx, since);
+  } else if (from === Reap.Operational && c.next !== Reap.Operational) {
+    newExploration(ctx, now); // a peer's probe moved us to InboundOk
   }
   if (c.next === Reap.Operational) ctx.exploreCause = undefined;
   ctx.reapState = c.next;
   const t = core.timers;
   for (const a of c.actions) {
     switch (a) {
-      case 'START_SEND': core.armIfIdle(ctx, TimerKind.Send, now + t.sendTimeout); break;
-      case 'RESTART_SEND': core.arm(ctx, TimerKind.Send, now + t.sendTimeout); break;
+      case 'START_SEND':
+        if (ctx.timers[TimerKind.Send] === Infinity) { core.arm(ctx, TimerKind.Send, now + t.sendTimeout); ctx.sendSince = now; }
+        break;
+      case 'RESTART_SEND': core.arm(ctx, TimerKind.Send, now + t.sendTimeout); ctx.sendSince = now; break;
       case 'STOP_SEND': core.stop(ctx, TimerKind.Send); break;
       case 'START_KEEPALIVE': startKeepalive(core, ctx, now); break;
       case 'STOP_KEEPALIVE': core.stop(ctx, TimerKind.Keepalive); core.stop(ctx, TimerKind.KeepaliveInterval); break;
@@ -124,14 +143,31 @@ export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, 
   }
 }
 
-function enterExploring(core: Core, ctx: Context): void {
+function enterExploring(core: Core, ctx: Context, since: Millis): void {
   core.stop(ctx, TimerKind.Send);
   core.stop(ctx, TimerKind.Keepalive);
   core.stop(ctx, TimerKind.KeepaliveInterval);
-  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  const log = newExploration(ctx, since);
   log.recv = []; // received reports are those since the last transition to Exploring (§5.2)
   log.count = 0;
   log.cursor = 0;
+}
+
+/**
+ * A new exploration begins (REAP left Operational, or entered Exploring): probes sent before
+ * `since` prove nothing about the paths now. The peer may still report them — its received log
+ * runs from its own last transition to Exploring (§5.2), which may be long ago — and a report of
+ * a probe sent on the current pair before it failed would keep the dead pair (`proven`). `since`
+ * is now, except after a Send Timeout: then the Send Timer's start, since nothing was heard from
+ * the peer after it, and a probe sent since and reported proves its pair carried our packets
+ * after that (a false exploration right after another is then settled by the peer's report of
+ * the last one's probe on the current pair, though it no longer answers every probe: its reply
+ * budget, docs/engine.md).
+ */
+function newExploration(ctx: Context, since: Millis): ReapLog {
+  const log = reapLog(ctx);
+  log.since = since;
+  return log;
 }
 
 /**
@@ -207,19 +243,19 @@ export function candidatePairs(core: Core, ctx: Context): LocatorPair[] {
  * or a false one of ours, does not move a direction that works).
  */
 function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, forced?: ProbeTarget): void {
-  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  const log = reapLog(ctx);
   let pair: ProbeTarget | undefined = forced;
   if (pair === undefined || !core.local.usable().includes(pair.local) || !ctx.isPeerDestination(pair.peer)) {
     const cands = candidatePairs(core, ctx);
     pair = cands.length === 0 ? { local: ctx.lpLocal, peer: ctx.lpPeer } : cands[log.cursor++ % cands.length]!;
     // First probe of an exploration: the current pair too, at once, so a direction that works is re-confirmed.
     if (log.count === 0 && cands.length > 1 && (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer) && cands.at(-1)!.local === ctx.lpLocal && cands.at(-1)!.peer === ctx.lpPeer) {
-      probeOn(core, ctx, state, cands.at(-1)!);
+      probeOn(core, ctx, now, state, cands.at(-1)!);
     }
   } else if (pair.local !== ctx.lpLocal || pair.peer !== ctx.lpPeer || pair.port !== ctx.port) {
-    if (core.local.usable().includes(ctx.lpLocal) && ctx.isPeerDestination(ctx.lpPeer)) probeOn(core, ctx, state, { local: ctx.lpLocal, peer: ctx.lpPeer });
+    if (core.local.usable().includes(ctx.lpLocal) && ctx.isPeerDestination(ctx.lpPeer)) probeOn(core, ctx, now, state, { local: ctx.lpLocal, peer: ctx.lpPeer });
   }
-  probeOn(core, ctx, state, pair);
+  probeOn(core, ctx, now, state, pair);
   if (state !== Reap.Operational) {
     const t = core.timers;
     const wait = log.count < t.initialProbes ? t.initialProbeTimeout : backoff(t.initialProbeTimeout, log.count - t.initialProbes + 1, t.maxProbeTimeout);
@@ -235,10 +271,10 @@ function sendProbe(core: Core, ctx: Context, now: Millis, state: ReapStateNum, f
  * peer's probe being answered — always stay, and their 96 octets fit twice the smallest probe
  * (56 octets: one report).
  */
-function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: ProbeTarget): void {
-  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+function probeOn(core: Core, ctx: Context, now: Millis, state: ReapStateNum, pair: ProbeTarget): void {
+  const log = reapLog(ctx);
   const port = 'port' in pair ? pair.port : ctx.port;
-  const me: SentProbe = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0, port };
+  const me: SentProbe = { source: pair.local, destination: pair.peer, nonce: core.random.u32(), data: 0, port, at: now };
   const sent = [me, ...log.sent.slice(-(LOG - 1)).reverse()].map((r): ProbeReport => ({ source: r.source, destination: r.destination, nonce: r.nonce, data: r.data }));
   const received = log.recv.slice(-LOG);
   const msg: ProbeMessage = { type: 'Probe', contextTag: ctx.ctPeer, state: NAMES[state]!, sent, received, options: [] };
@@ -260,6 +296,7 @@ function probeOn(core: Core, ctx: Context, state: ReapStateNum, pair: ProbeTarge
 export function startExploring(core: Core, ctx: Context, now: Millis, cause: RehomeCause): void {
   if (ctx.reapState === Reap.Exploring) return;
   ctx.exploreCause = cause;
+  ctx.sendSince = now; // the current pair fails now: no earlier probe counts (newExploration)
   reapEvent(core, ctx, now, 'send-timeout');
 }
 
@@ -270,6 +307,14 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
 
 /**
  * A Probe arrived (§6.7–§6.9): log it, maybe pick a new outbound pair, then the table.
+ *
+ * Only a report of a probe from the current exploration proves a pair (`proven`). While we
+ * explore (Exploring, InboundOk), a peer's InboundOk or Operational probe whose reports name none
+ * of those — only probes sent before (the peer's received log runs from its own last transition
+ * to Exploring, §5.2), or none we know — shows the peer hears us, not on which pair: it counts as
+ * a probe that still explores (§6.7: InboundOk, answered), not as §6.8/§6.9's "go Operational",
+ * which would keep a current pair that is dead. A probe without reports is §6.8's "no received
+ * probes reported": Operational, the pair unchanged.
  *
  * A probe whose cell sends one back (Exploring, InboundOk) needs a token from the context's bucket
  * and the host's (`probeReplyLimit`, reply-limit.ts); without one it is ignored whole, as if lost —
@@ -283,19 +328,21 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
  */
 export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg: ProbeMessage): DatagramResult {
   const { src, dst } = rx;
-  const ev = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
+  let ev: ReapEvent = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
+  const proof = ev === 'probe-exploring' ? [] : proven(core, ctx, msg.received);
+  if (ev !== 'probe-exploring' && ctx.reapState !== Reap.Operational && msg.received.length > 0 && !proof.some((s) => s.usable)) ev = 'probe-exploring';
   const answers = REAP_TABLE[ev][ctx.reapState as ReapStateNum].actions.includes('SEND_PROBE');
   if (answers && !core.probeLimiter.allow(now, ctx)) {
     core.guard.probeReplies.limited++;
     return { kind: 'drop', reason: 'probe-limited' };
   }
-  const log = (ctx.reap ??= { sent: [], recv: [], count: 0, cursor: 0 });
+  const log = reapLog(ctx);
   const first = msg.sent[0];
   if (first !== undefined) {
     log.recv.push({ source: src, destination: dst, nonce: first.nonce, data: first.data });
     if (log.recv.length > LOG) log.recv.shift();
   }
-  if (msg.state !== 'Exploring') choosePair(core, ctx, now, msg.received);
+  if (proof.length > 0) choosePair(core, ctx, now, proof);
   let port = peerPortOf(rx, ctx);
   if (answers && port !== ctx.port && src !== ctx.lpPeer && ctx.peerLocator(src)?.probed !== true) {
     core.guard.probeReplies.portPinned++;
@@ -306,31 +353,52 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
   return { kind: 'consumed' };
 }
 
+/** One of our probes a peer reported, and whether its pair is one we may still use. */
+interface Proof {
+  probe: SentProbe;
+  usable: boolean;
+}
+
+/**
+ * The probes of the current exploration (sent since `ReapLog.since`, see `newExploration`) that the peer's
+ * received-probe reports name (nonce, source and destination), oldest first. A report of an older
+ * probe proves nothing now: in the lab, B's InboundOk answer over Q still listed two probes A had
+ * sent on P seconds before P failed, and A went back to Operational on the dead P. Each is marked
+ * unusable when its pair stopped being usable since (our locator gone or BROKEN, the peer's
+ * withdrawn or flagged BROKEN): it proves a path we must not use.
+ */
+function proven(core: Core, ctx: Context, reports: readonly ProbeReport[]): Proof[] {
+  const log = ctx.reap;
+  if (log === undefined || reports.length === 0) return [];
+  const locals = core.local.usable();
+  const out: Proof[] = [];
+  for (const s of log.sent) {
+    if (s.at < log.since) continue;
+    if (!reports.some((r) => r.nonce === s.nonce && r.source === s.source && r.destination === s.destination)) continue;
+    out.push({ probe: s, usable: locals.includes(s.source) && ctx.isPeerDestination(s.destination) });
+  }
+  return out;
+}
+
 /**
  * RFC 5534 §6.8: the peer's received-probe reports name our probes that got
- * through. Keep the current pair if it is among them, else switch to the most
- * recent one. The peer locator is then "probed": a legitimate destination.
+ * through (`proven`: this exploration's only). Keep the current pair if it is among them, else
+ * switch to the most recent one. The peer locator is then "probed": a legitimate destination.
  * The same reports are the proof for the peer's UDP port (a NAT that rebound):
  * keep ctx.port if a probe sent there got through, else take the port of the
  * most recent one that did — a packet that merely carries the tag from another
  * port never moves it.
  */
-function choosePair(core: Core, ctx: Context, at: Millis, reports: readonly ProbeReport[]): void {
-  const log = ctx.reap;
-  if (log === undefined || reports.length === 0) return;
+function choosePair(core: Core, ctx: Context, at: Millis, proof: readonly Proof[]): void {
   let chosen: SentProbe | undefined;
   let keepPair = false;
   let portHolds = false;
   let latest: SentProbe | undefined;
-  const locals = core.local.usable();
-  for (const s of log.sent) {
-    const ok = reports.some((r) => r.nonce === s.nonce && r.source === s.source && r.destination === s.destination);
-    if (!ok) continue;
+  for (const { probe: s, usable } of proof) {
     latest = s;
     if (s.port === ctx.port) portHolds = true;
-    // A probe sent before its pair stopped being usable (our locator gone or BROKEN, the peer's
-    // withdrawn or flagged BROKEN since) proves a path we must not use: it neither keeps nor moves the pair.
-    if (!locals.includes(s.source) || !ctx.isPeerDestination(s.destination)) continue;
+    // A probe sent before its pair stopped being usable neither keeps nor moves the pair.
+    if (!usable) continue;
     if (s.source === ctx.lpLocal && s.destination === ctx.lpPeer) keepPair = true;
     else chosen = s;
   }

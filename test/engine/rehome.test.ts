@@ -3,8 +3,8 @@ import assert from 'node:assert/strict';
 import type { Sim } from '../sim/sim.ts';
 import { configuredPair, engineEvents, sendShim, shimDeliveries, type ShimHost } from '../sim/shim-hosts.ts';
 import { sent, sentTypes } from '../sim/trace.ts';
-import { State } from '../../shim/engine/index.ts';
-import { encodeMessage } from '../../shim/wire/index.ts';
+import { State, type EngineEvent } from '../../shim/engine/index.ts';
+import { encodeMessage, type ProbeMessage } from '../../shim/wire/index.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
 
 
@@ -250,4 +250,86 @@ test('REAP: a locator the peer flags BROKEN (deprecated) is never kept as the de
   const late = shimDeliveries(sim, a).length;
   traffic(sim, a, b, start + 5000);
   assert.ok(shimDeliveries(sim, a).length > late, 'B → A payload flows');
+});
+
+/**
+ * A false exploration on a working network leaves A's probes on P (the current pair) in B's
+ * received-probe log: B answered them from Operational and never explored itself, so its log was
+ * not emptied (RFC 5534 §5.2 empties it on entering Exploring). P then fails; A explores and B's
+ * InboundOk answer over Q still lists those old P probes next to A's new Q probe.
+ */
+function staleReportsWorld(seed: number): { sim: Sim; a: ShimHost; b: ShimHost; oldNonces: Set<number>; hole: number } {
+  const { sim, a, b } = configuredPair(seed);
+  const kernel = (h: ShimHost, peer: ShimHost, s: boolean, r: boolean) => assert.ok(h.engine.kernelTraffic(sim.now, h.ulid, peer.ulid, { sent: s, received: r }));
+  // A's kernel sees its packets go out and nothing back (a stalled reading): it explores while
+  // the network works, probes P and Q, and B's reports of them keep P.
+  const falseAt = sim.now;
+  while (sim.now < falseAt + 400) {
+    kernel(a, b, true, false);
+    sim.runFor(25);
+  }
+  assert.ok(!engineEvents(a).some((e) => e.kind === 'locator-pair-changed'), 'the false exploration kept P');
+  assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
+  const oldNonces = new Set(sent(sim, 'a').filter((l) => l.type === 'Probe' && l.src === a.ulid && l.dst === b.ulid)
+    .map((l) => (l.message as ProbeMessage).sent[0]!.nonce));
+  assert.ok(oldNonces.size > 0, 'A probed P during the false exploration');
+  // Traffic both ways on P for a while; neither end explores.
+  const quiet = engineEvents(a).length;
+  traffic(sim, a, b, sim.now + 1000);
+  assert.equal(engineEvents(a).slice(quiet).filter((e) => e.kind === 'reap-state').length, 0);
+  block(sim, a.ulid, b.ulid);
+  block(sim, b.ulid, a.ulid);
+  return { sim, a, b, oldNonces, hole: sim.now };
+}
+
+test('REAP: the peer\'s reports of probes A sent before the failure do not keep the dead pair: A re-homes to the working pair at the first answer', () => {
+  const { sim, a, b, oldNonces, hole } = staleReportsWorld(41);
+  const p = { local: a.ulid, peer: b.ulid };
+  const delivered = shimDeliveries(sim, b).length;
+  // Only A sends (an upload): its Send Timer notices the black hole.
+  while (sim.now < hole + 1500) {
+    sendShim(sim, a, b);
+    sim.runFor(50);
+  }
+  // The scenario: B's InboundOk answer over the other pair lists A's old P probes.
+  const answers = sent(sim, 'b').filter((l) => l.at >= hole && l.type === 'Probe' && (l.message as ProbeMessage).state === 'InboundOk');
+  assert.ok(answers.some((l) => l.src !== b.ulid && (l.message as ProbeMessage).received.some((r) => oldNonces.has(r.nonce))), 'B reported the old P probes over Q');
+  const states = a.host.events.filter((e) => e.at >= hole && (e.event as unknown as EngineEvent).kind === 'reap-state').map((e) => e.event as unknown as EngineEvent & { kind: 'reap-state' });
+  assert.equal(states[0]?.state, 'exploring');
+  const op = states.find((e) => e.state === 'operational');
+  assert.ok(op !== undefined, 'A went Operational again');
+  assert.notDeepEqual(op.pair, p, `A went Operational on the black-holed pair: ${JSON.stringify(states)}`);
+  assert.equal(states.filter((e) => e.state === 'exploring').length, 1, 'one exploration: the first answer re-homed A');
+  const changed = engineEvents(a).find((e) => e.kind === 'locator-pair-changed');
+  assert.ok(changed?.kind === 'locator-pair-changed' && changed.old.local === p.local && changed.old.peer === p.peer, JSON.stringify(changed));
+  assert.ok(shimDeliveries(sim, b).length > delivered + 5, 'A → B payload flows on the new pair');
+});
+
+test('REAP: an InboundOk probe reporting only probes A sent before its exploration does not make A Operational; A answers it and keeps exploring', () => {
+  const { sim, a, b, oldNonces, hole } = staleReportsWorld(43);
+  // Nothing from B reaches A but what the test hands it.
+  for (const bl of b.locators) for (const al of a.locators) block(sim, bl, al);
+  while (a.engine.status().contexts[0]!.reap !== 'Exploring' && sim.now < hole + 1000) {
+    sendShim(sim, a, b);
+    sim.runFor(10);
+  }
+  assert.equal(a.engine.status().contexts[0]!.reap, 'Exploring');
+  const old = sent(sim, 'a').filter((l) => l.at < hole && l.type === 'Probe' && oldNonces.has((l.message as ProbeMessage).sent[0]!.nonce)).map((l) => (l.message as ProbeMessage).sent[0]!);
+  const tag = a.engine.status().contexts[0]!.contextTag;
+  const probe = encodeMessage({ type: 'Probe', contextTag: tag, state: 'InboundOk', sent: [{ source: b.locators[1]!, destination: a.locators[1]!, nonce: 7, data: 0 }], received: old, options: [] });
+  const before = sent(sim, 'a').length;
+  assert.equal(a.engine.handleDatagram(sim.now, { src: b.locators[1]!, dst: a.locators[1]!, bytes: probe }).kind, 'consumed');
+  sim.flush();
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.reap, 'InboundOk', 'it hears B, but no pair is proven');
+  assert.deepEqual(ctx.pair, { local: a.ulid, peer: b.ulid });
+  const answer = sent(sim, 'a').slice(before).filter((l) => l.type === 'Probe');
+  assert.ok(answer.some((l) => (l.message as ProbeMessage).state === 'InboundOk' && l.src === a.locators[1] && l.dst === b.locators[1] && (l.message as ProbeMessage).received.some((r) => r.nonce === 7)), 'answered with an InboundOk probe on the reverse pair, reporting B\'s');
+  // B's next answer reports one of these: A re-homes.
+  const fresh = answer.find((l) => l.src === a.locators[1])!.message as ProbeMessage;
+  const op = encodeMessage({ type: 'Probe', contextTag: tag, state: 'Operational', sent: [{ source: b.locators[1]!, destination: a.locators[1]!, nonce: 8, data: 0 }], received: [fresh.sent[0]!], options: [] });
+  a.engine.handleDatagram(sim.now, { src: b.locators[1]!, dst: a.locators[1]!, bytes: op });
+  sim.flush();
+  assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
+  assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.locators[1], peer: b.locators[1] });
 });
