@@ -17,6 +17,7 @@ import { onUpdateAck, onUpdateError, onUpdateRequest } from './update.ts';
 import { onKeepalive, onProbe, reapEvent } from './reap.ts';
 import { discard, onClose, onCloseAck } from './teardown.ts';
 import { offendingShim } from './errors.ts';
+import { provenAlive } from './lasting.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -92,7 +93,10 @@ export function dispatchControl(core: Core, now: Millis, rx: Datagram, msg: Shim
   // No learnPort here: the tag alone proves nothing (an on-path observer knows it). Only
   // messages that echo what we sent to a port move ctx.port (Update Ack, probe reports).
   const r = entry.handle(core, now, ctx, rx, msg as never);
-  if (r.kind === 'consumed') ctx.lastReceived = now;
+  if (r.kind === 'consumed') {
+    ctx.lastReceived = now;
+    provenAlive(core, ctx, now); // its handler checked it: the peer is alive there (lasting.ts)
+  }
   return r;
 }
 

@@ -12,6 +12,7 @@ import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { Datagram } from './rx.ts';
 import type { CloseReason, DatagramResult } from './events.ts';
+import { keepAtIdleClose, knownPositive } from './lasting.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -27,7 +28,7 @@ export function discard(core: Core, ctx: Context, reason: CloseReason, now?: Mil
 export function knownCapable(core: Core, now: Millis, peer: string): boolean {
   const mode = core.config.peers.get(peer)?.mode;
   if (mode === 'off') return false;
-  return mode !== undefined || core.cache.getPositive(now, peer) !== undefined;
+  return mode !== undefined || knownPositive(core, now, peer) !== undefined;
 }
 
 /** Idle timer: quiescent for idleTimeout → IDLE (§9); otherwise re-arm from the last activity. */
@@ -35,6 +36,8 @@ export function onIdleTimer(core: Core, ctx: Context, now: Millis): void {
   const due = ctx.lastActivity + core.timers.idleTimeout;
   if (due > now) return core.arm(ctx, TimerKind.Idle, due);
   if (core.step(ctx, 'idle-gc') === undefined) return;
+  // An established context: what its handshake proved outlasts it while the cleanup is resumable (lasting.ts).
+  if (core.config.peers.get(ctx.peerUlid)?.mode !== 'off') keepAtIdleClose(core, ctx, now);
   discard(core, ctx, 'idle', now);
 }
 
