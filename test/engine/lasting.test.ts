@@ -10,6 +10,10 @@ import { engineEvents, primeWith, rebootShimHost, sendShim, shimDeliveries, shim
 import { State } from '../../shim/engine/index.ts';
 import { encodePayloadHeader } from '../../shim/wire/index.ts';
 import type { Millis } from '../../shim/time.ts';
+import type { Engine } from '../../shim/engine/index.ts';
+import { Discovery } from '../../shim/daemon/discovery.ts';
+import { cacheRefreshMs } from '../../shim/daemon/daemon.ts';
+import { Logger } from '../../shim/log.ts';
 
 const HOUR = 3_600_000;
 
@@ -114,4 +118,27 @@ test('lasting: a payload that proves nothing (the tag from an address B never ve
   sendShim(sim, b, a);
   sim.runFor(100);
   assert.ok((expires() ?? 0) > (before ?? 0), 'B\'s payload proved it alive: the entry lasts positiveTtl from then');
+});
+
+test('lost cache: after a restart without the cache file, discovery brings the open connection\'s peer back (within its bounds); discovery off does not', () => {
+  for (const mode of ['integrated', 'independent', 'off'] as const) {
+    const { sim, a, b } = primedPair(306);
+    rebootShimHost(sim, a, { defaultMode: mode }); // the cache file was unreadable: nothing imported
+    const seen = engineEvents(a).length;
+    assert.equal(a.engine.protect(sim.now, b.ulid), false, 'the caches know nothing of B');
+    const command = (<T>(fn: (e: Engine, t: Millis) => T): T => { const r = fn(a.engine, sim.now as Millis); sim.flush(); return r; }) as never;
+    const d = new Discovery(command, new Logger({ level: 'error', format: 'json', component: 'test' }), () => sim.now);
+    const driver = (): void => { for (const e of engineEvents(a).slice(seen)) d.onEvent(e); };
+    assert.equal(d.openConnections(a.ulid, [b.ulid]), mode === 'off' ? 0 : 1, mode);
+    sim.runFor(1000);
+    driver(); // independent: the probe's answer makes discovery call protect() on the next turn (setImmediate): done here
+    if (mode === 'independent') { assert.equal(a.engine.contextCount, 0); assert.equal(a.engine.protect(sim.now, b.ulid), true); sim.runFor(1000); }
+    assert.equal(a.engine.status().contexts[0]?.state, mode === 'off' ? undefined : State.ESTABLISHED, mode);
+  }
+});
+
+test('the daemon writes its cache file at least every quarter of the entries\' life (5 s to 10 min)', () => {
+  assert.equal(cacheRefreshMs(86_400), 600_000);
+  assert.equal(cacheRefreshMs(60), 15_000);
+  assert.equal(cacheRefreshMs(1), 5000);
 });
