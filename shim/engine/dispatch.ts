@@ -73,8 +73,8 @@ export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
   },
   Keepalive: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx) => (onKeepalive(c, ctx, n), CONSUMED) },
   Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, rx, m) => onProbe(c, ctx, n, rx, m) },
-  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, _n, ctx, rx, m) => onClose(c, ctx, rx, m) },
-  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, _n, ctx, _rx, m) => onCloseAck(c, ctx, m) },
+  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, n, ctx, rx, m) => onClose(c, ctx, rx, m, n) },
+  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, n, ctx, _rx, m) => onCloseAck(c, ctx, m, n) },
   Error: { by: 'free', handle: onError },
 };
 
@@ -114,7 +114,7 @@ function onError(core: Core, now: Millis, rx: Datagram, msg: Msg<'Error'>): Data
   if (ctx === undefined) return drop('error-unmatched');
   if (r.message.type === 'UpdateRequest') return onUpdateError(core, now, ctx, msg);
   if (r.message.type === 'Close' && msg.errorCode === 0 && ctx.state === State.CLOSING) {
-    discard(core, ctx, 'local-close');
+    discard(core, ctx, 'local-close', now);
     return CONSUMED;
   }
   return drop('error-ignored');

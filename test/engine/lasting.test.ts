@@ -44,8 +44,12 @@ test('restart lasting: a context busy for 2 h keeps its peer known; the restarte
   const entry = a.engine.exportCaches(sim.now).positive.find((e) => e.ulid === b.ulid);
   assert.ok(entry !== undefined && entry.expires > sim.now + HOUR / 2, `B's entry lasts past the save: ${JSON.stringify(entry)}`);
   assert.equal(entry.locators.length, b.locators.length, 'the locators DNS gave are kept');
-  // The daemon restarts (SIGTERM: caches saved, contexts gone) and finds the connection open.
+  // The daemon restarts (SIGTERM: contexts closed, then caches saved) and finds the connection open.
+  a.engine.close(sim.now);
+  sim.runFor(2000);
+  assert.equal(a.engine.contextCount, 0);
   const saved = a.engine.exportCaches(sim.now);
+  assert.ok((saved.positive.find((e) => e.ulid === b.ulid)?.expires ?? 0) >= sim.now - 62_000 + HOUR, 'closed: still positiveTtl from the last proof');
   rebootShimHost(sim, a);
   a.engine.importCaches(sim.now, saved);
   assert.equal(a.engine.protect(sim.now, b.ulid), true, 'B is still known to run shim6');
