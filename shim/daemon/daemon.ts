@@ -59,6 +59,15 @@ const RULE_PREF = 5532;
 const CONFIGURED_PEER_TTL = 86_400 * 365;
 /** How soon after new capability knowledge the caches are written (a SIGKILL loses at most this much). */
 const CACHE_SAVE_DELAY_MS = 2000;
+/**
+ * The engine's positive entries (positiveTtl, 1 h) last while their contexts do, refreshed in
+ * memory (docs/engine.md "Knowledge that lasts"): the file is written at least this often, a
+ * quarter of the entries' life (cut by capabilityMaxTtl), 5 s to 10 min, so the successor of a
+ * daemon killed with SIGKILL finds every peer it was talking to.
+ */
+export function cacheRefreshMs(capabilityMaxTtlSeconds: number): number {
+  return Math.min(600_000, Math.max(5000, (Math.min(3600, capabilityMaxTtlSeconds) * 1000) / 4));
+}
 
 export interface DaemonOptions {
   /** The file to re-read on reload (absent: reload keeps the config). */
@@ -102,6 +111,7 @@ export class Daemon {
   /** Set at the start of `stop()`: no route into the TUN from then on. */
   private stopping = false;
   private saveTimer: NodeJS.Timeout | undefined;
+  private refreshTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
   private cgaKey: CgaKey | undefined;
@@ -208,8 +218,11 @@ export class Daemon {
     }
     this.primeConfiguredPeers();
     if (!off) {
-      this.protectOpenConnections();
+      const unknown = this.protectOpenConnections();
       this.startDiscovery();
+      this.discoverOpenConnections(unknown);
+      this.refreshTimer = setInterval(() => this.saveCachesSoon(), cacheRefreshMs(config.capabilityMaxTtl));
+      this.refreshTimer.unref();
     }
     await this.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
     this.control = await startControlServer(config.controlSocket, {
@@ -413,6 +426,7 @@ export class Daemon {
     if (this.stopped) return;
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
+    if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
     // The host's DNS back first, while the stub still answers.
     try { this.handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
     this.watcher?.stop();
@@ -446,14 +460,28 @@ export class Daemon {
    * connections that are already open and that the caches or configuration
    * know to run shim6 get a context now, so those connections are protected
    * before their link fails (issue: protection must survive restarts).
+   * Returns the peers it could not protect (unknown to the caches: discoverOpenConnections).
    */
-  private protectOpenConnections(): void {
+  private protectOpenConnections(): Ipv6[] {
     const peers = openTcpPeers();
     // A peer may have brought its context back already (R1bis/I2bis while we started: on the kernel
     // path the connection kept flowing natively while we were down): protected too.
     const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => c.peerUlid) : []);
     const protectedPeers = peers.filter((p) => have.has(p) || this.command((e, now) => e.protect(now, p)));
     if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
+    const done = new Set(protectedPeers);
+    return peers.filter((p) => !done.has(p));
+  }
+
+  /**
+   * Peers of open connections the caches do not know (the cache file was lost, unreadable or
+   * never written): with host-based discovery on, each is discovered as a new flow would be,
+   * within discovery's bounds (discovery.ts), so protection comes back without the file.
+   */
+  private discoverOpenConnections(peers: readonly Ipv6[]): void {
+    if (this.discovery === undefined || peers.length === 0 || this.ulid === '') return;
+    const started = this.discovery.openConnections(this.ulid, peers);
+    this.log.info('open connections of unknown peers: discovery', { peers: peers.length, started });
   }
 
   /**

@@ -82,6 +82,17 @@ export class Discovery {
     this.log.info('discovery started', { peer: f.dst, local: f.src, mode: r === 'probing' ? 'independent' : 'integrated', proto: f.proto });
   }
 
+  /**
+   * After a start, the peers of connections already open that the caches do not know (the
+   * cache file was lost): each is discovered as a new TCP flow from `src` would be, within the
+   * same bounds (what goes over them stays plain IPv6, counted in `skipped`). How many started.
+   */
+  openConnections(src: Ipv6, peers: readonly Ipv6[]): number {
+    const before = this.stats.started + this.stats.probing;
+    for (const dst of peers) this.onFlow({ src, dst, proto: 6 });
+    return this.stats.started + this.stats.probing - before;
+  }
+
   /** Engine events: outcomes of discoveries in flight. */
   onEvent(e: EngineEvent): void {
     if (e.kind === 'ulid-refused' || !this.inFlight.has(e.peerUlid)) return;

@@ -24,7 +24,7 @@ export interface PrimeLocator {
   readonly weight: number;
 }
 
-/** "This ULID runs shim6", with the locators DNS or configuration gave (none when a handshake or probe taught it). */
+/** "This ULID runs shim6", with the locators DNS or configuration gave (a handshake: the context's verified ones, lasting.ts; a probe: none). */
 export interface PositiveEntry {
   readonly ulid: Ipv6;
   readonly source: PositiveSource;

@@ -132,6 +132,10 @@ export class Context implements Timed {
   txBytes = 0;
   /** When a valid packet (payload or control message) last came from the peer; undefined: none yet. */
   lastReceived: Millis | undefined = undefined;
+  /** When the peer last proved itself on this context (handshake, payload, tag-bound message): lasting.ts. */
+  provenAt = -Infinity;
+  /** When lasting.ts next refreshes the peer's positive entry (rate limit). */
+  capableCheckAt = 0;
   /** What started the REAP exploration in progress (the cause of the re-homing it may end in). */
   exploreCause: RehomeCause | undefined = undefined;
   rehomings = 0;

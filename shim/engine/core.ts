@@ -18,6 +18,7 @@ import { ProbeReplyLimiter, ReplyLimiter } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
+import type { PinnedEntry } from './lasting.ts';
 import type { CgaOutcome, LocatorVerifier, VerifyGate } from './verify.ts';
 import { transition, type State, type Trigger } from './states.ts';
 
@@ -98,6 +99,8 @@ export class Core {
    * starts the next one). Bounded: emptied when full.
    */
   readonly closedByPeer = new Set<string>();
+  /** Peers whose idle-cleaned context is resumable, with what their entry said (lasting.ts; at most cacheMax, oldest first out). */
+  readonly resumable = new Map<Ipv6, PinnedEntry>();
   readonly heap = new TimerHeap<Context>();
   readonly tx = new Queue<Transmit>();
   readonly events = new Queue<EngineEvent>();

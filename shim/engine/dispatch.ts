@@ -17,6 +17,7 @@ import { onUpdateAck, onUpdateError, onUpdateRequest } from './update.ts';
 import { onKeepalive, onProbe, reapEvent } from './reap.ts';
 import { discard, onClose, onCloseAck } from './teardown.ts';
 import { offendingShim } from './errors.ts';
+import { provenAlive } from './lasting.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -72,8 +73,8 @@ export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
   },
   Keepalive: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx) => (onKeepalive(c, ctx, n), CONSUMED) },
   Probe: { by: 'tag', states: [State.ESTABLISHED], r1bis: true, handle: (c, n, ctx, rx, m) => onProbe(c, ctx, n, rx, m) },
-  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, _n, ctx, rx, m) => onClose(c, ctx, rx, m) },
-  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, _n, ctx, _rx, m) => onCloseAck(c, ctx, m) },
+  Close: { by: 'tag', states: [State.ESTABLISHED, State.CLOSING], r1bis: false, handle: (c, n, ctx, rx, m) => onClose(c, ctx, rx, m, n) },
+  CloseAck: { by: 'tag', states: [State.CLOSING], r1bis: false, handle: (c, n, ctx, _rx, m) => onCloseAck(c, ctx, m, n) },
   Error: { by: 'free', handle: onError },
 };
 
@@ -92,7 +93,10 @@ export function dispatchControl(core: Core, now: Millis, rx: Datagram, msg: Shim
   // No learnPort here: the tag alone proves nothing (an on-path observer knows it). Only
   // messages that echo what we sent to a port move ctx.port (Update Ack, probe reports).
   const r = entry.handle(core, now, ctx, rx, msg as never);
-  if (r.kind === 'consumed') ctx.lastReceived = now;
+  if (r.kind === 'consumed') {
+    ctx.lastReceived = now;
+    provenAlive(core, ctx, now); // its handler checked it: the peer is alive there (lasting.ts)
+  }
   return r;
 }
 
@@ -110,7 +114,7 @@ function onError(core: Core, now: Millis, rx: Datagram, msg: Msg<'Error'>): Data
   if (ctx === undefined) return drop('error-unmatched');
   if (r.message.type === 'UpdateRequest') return onUpdateError(core, now, ctx, msg);
   if (r.message.type === 'Close' && msg.errorCode === 0 && ctx.state === State.CLOSING) {
-    discard(core, ctx, 'local-close');
+    discard(core, ctx, 'local-close', now);
     return CONSUMED;
   }
   return drop('error-ignored');

@@ -34,6 +34,7 @@ import { announceLocators, onUpdateTimer } from './update.ts';
 import { bothWays, onKeepaliveInterval, reapEvent, sendKeepalive, startExploring } from './reap.ts';
 import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
 import { dispatchControl, nudgePending } from './dispatch.ts';
+import { knownPositive, provenAlive, syncLasting } from './lasting.ts';
 import { sendError } from './errors.ts';
 import { handleIcmp, pathMtuLimit, type IcmpInput, type IcmpResult } from './icmp.ts';
 
@@ -115,6 +116,7 @@ export class Engine {
     if (ctx.state !== State.ESTABLISHED) nudgePending(core, ctx, now);
     core.touch(ctx, now);
     ctx.lastReceived = now;
+    provenAlive(core, ctx, now);
     ctx.rxPackets++;
     ctx.rxBytes += d.bytes.length - h.headerLength;
     if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
@@ -207,7 +209,7 @@ export class Engine {
     if (!core.isLocal(localUlid) || core.closedByPeer.has(peer)) return;
     const mode = this.modeFor(now, peer);
     if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
-    const known = core.cache.getPositive(now, peer);
+    const known = knownPositive(core, now, peer);
     if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
@@ -232,7 +234,7 @@ export class Engine {
     const mode = this.modeFor(now, peer);
     if (mode === 'off') return 'off';
     if (core.cache.getNegative(now, peer, peer) !== undefined) return 'negative';
-    const known = core.cache.getPositive(now, peer);
+    const known = knownPositive(core, now, peer);
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
     if (mode === 'independent' && known === undefined) {
@@ -317,7 +319,7 @@ export class Engine {
    */
   absent(now: Millis, r: { addresses: readonly Ipv6[]; ttl: number }): void {
     for (const address of r.addresses) {
-      if (this.core.cache.getPositive(now, address) !== undefined) continue;
+      if (knownPositive(this.core, now, address) !== undefined) continue;
       this.core.cache.setNegative(now, { address, reason: 'no-record', expires: (now + r.ttl * 1000) as Millis });
     }
   }
@@ -412,7 +414,9 @@ export class Engine {
       messages.received[name] = core.messagesReceived[code]!;
     }
     const out: EngineStatus = { contexts, caches: core.cache.size(), localGeneration: core.local.generation, guard: structuredClone(core.guard), messages, rehomings: { ...core.rehomings } };
-    return now === undefined ? out : { ...out, capability: capabilityStatus(core.cache, now) };
+    if (now === undefined) return out;
+    syncLasting(core, now);
+    return { ...out, capability: capabilityStatus(core.cache, now) };
   }
 
   /**
@@ -436,7 +440,9 @@ export class Engine {
     return this.core.table.size;
   }
 
+  /** The caches as the cache file keeps them; entries of live and resumable contexts' peers first made to last (lasting.ts). */
   exportCaches(now: Millis): CacheSnapshot {
+    syncLasting(this.core, now);
     return this.core.cache.export(now);
   }
 

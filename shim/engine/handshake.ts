@@ -23,6 +23,7 @@ import { checkConfusion } from './confusion.ts';
 import { startReap } from './reap.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
 import { LocatorFlag, VerificationMethod } from '../constants.ts';
+import { keepCapable, unpin } from './lasting.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
@@ -59,6 +60,7 @@ export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv
   ctx.primedByDns = primedByDns;
   ctx.port = port;
   addHints(ctx, hints);
+  unpin(core, peerUlid);
   core.table.add(ctx);
   core.step(ctx, 'heuristic');
   core.table.setNonce(ctx, core.newNonce());
@@ -321,6 +323,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
     }
     if (found !== undefined) core.removeContext(found);
     ctx = new Context(local, peer, fii, core.newTag(), 'integrated', proof, now);
+    unpin(core, peer);
     core.table.add(ctx);
     applyHandshakeLocators(ctx, msg, checked);
     ctx.lpLocal = dst;
@@ -402,12 +405,13 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
 }
 
 /**
- * The peer answered, so it runs shim6: refresh the positive cache for positiveTtl
- * (beyond the context's life; docs/engine.md "Capability detection"), keeping
+ * The peer answered an independent probe, so it runs shim6: refresh the positive cache for
+ * positiveTtl (docs/engine.md "Capability detection"; a context's handshake goes through
+ * lasting.ts, which keeps the entry while the context lives), keeping
  * what DNS or configuration said about its locators and port — they prime the
  * next context.
  */
-function confirmCapable(core: Core, ctx: Context, now: Millis, source: 'probe' | 'handshake'): void {
+function confirmCapable(core: Core, ctx: Context, now: Millis, source: 'probe'): void {
   const known = core.cache.getPositive(now, ctx.peerUlid);
   const expires = Math.max(known?.expires ?? 0, now + core.config.positiveTtl) as Millis;
   core.cache.setPositive(now, known !== undefined ? { ...known, expires } : { ulid: ctx.peerUlid, source, locators: [], expires });
@@ -426,7 +430,9 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   core.touch(ctx, now);
   core.arm(ctx, TimerKind.Idle, now + core.timers.idleTimeout);
   startReap(ctx);
-  confirmCapable(core, ctx, now, 'handshake');
+  // The handshake proved the peer: its entry lasts while the context does (lasting.ts).
+  ctx.provenAt = now;
+  keepCapable(core, ctx, now, (now + core.config.positiveTtl) as Millis);
   core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
 }
 

@@ -12,12 +12,15 @@ import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { Datagram } from './rx.ts';
 import type { CloseReason, DatagramResult } from './events.ts';
+import { keepAtIdleClose, keepCapable, knownPositive } from './lasting.ts';
 
 const CONSUMED: DatagramResult = { kind: 'consumed' };
 const drop = (reason: string): DatagramResult => ({ kind: 'drop', reason });
 
 /** Forget a context and tell the driver; after an idle cleanup, whether the next packet should bring it back. */
 export function discard(core: Core, ctx: Context, reason: CloseReason, now?: Millis): void {
+  // What the peer proved lasts positiveTtl after its last proof (lasting.ts): a daemon stopping closes its contexts before it saves.
+  if (now !== undefined && ctx.provenAt !== -Infinity) keepCapable(core, ctx, now, (ctx.provenAt + core.config.positiveTtl) as Millis);
   core.removeContext(ctx);
   const resumable = reason === 'idle' && now !== undefined && knownCapable(core, now, ctx.peerUlid);
   core.emit({ kind: 'context-closed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, contextTag: ctx.ctLocal, reason, resumable });
@@ -27,7 +30,7 @@ export function discard(core: Core, ctx: Context, reason: CloseReason, now?: Mil
 export function knownCapable(core: Core, now: Millis, peer: string): boolean {
   const mode = core.config.peers.get(peer)?.mode;
   if (mode === 'off') return false;
-  return mode !== undefined || core.cache.getPositive(now, peer) !== undefined;
+  return mode !== undefined || knownPositive(core, now, peer) !== undefined;
 }
 
 /** Idle timer: quiescent for idleTimeout → IDLE (§9); otherwise re-arm from the last activity. */
@@ -35,6 +38,8 @@ export function onIdleTimer(core: Core, ctx: Context, now: Millis): void {
   const due = ctx.lastActivity + core.timers.idleTimeout;
   if (due > now) return core.arm(ctx, TimerKind.Idle, due);
   if (core.step(ctx, 'idle-gc') === undefined) return;
+  // An established context: what its handshake proved outlasts it while the cleanup is resumable (lasting.ts).
+  if (core.config.peers.get(ctx.peerUlid)?.mode !== 'off') keepAtIdleClose(core, ctx, now);
   discard(core, ctx, 'idle', now);
 }
 
@@ -48,7 +53,7 @@ export function onHolddown(core: Core, ctx: Context): void {
 export function closeContext(core: Core, ctx: Context, now: Millis): void {
   const step = core.step(ctx, 'close');
   if (step === undefined) return;
-  if (ctx.state === State.IDLE) return discard(core, ctx, 'local-close');
+  if (ctx.state === State.IDLE) return discard(core, ctx, 'local-close', now);
   ctx.closeNonce = core.random.u32();
   ctx.retries = 0;
   ctx.update = undefined;
@@ -68,26 +73,26 @@ export function onCloseRetransmit(core: Core, ctx: Context, now: Millis): void {
   ctx.retries++;
   const over = ctx.retries > core.timers.closeRetriesMax;
   if (core.step(ctx, over ? 'timeout-max' : 'timeout') === undefined) return;
-  if (over) return discard(core, ctx, 'close-timeout');
+  if (over) return discard(core, ctx, 'close-timeout', now);
   sendClose(core, ctx, now);
 }
 
 /** A Close for one of our contexts (dispatch checked tag and locators): ack and remove. */
-export function onClose(core: Core, ctx: Context, rx: Datagram, msg: CloseMessage): DatagramResult {
+export function onClose(core: Core, ctx: Context, rx: Datagram, msg: CloseMessage, now?: Millis): DatagramResult {
   const { src, dst } = rx;
   if (core.step(ctx, 'recv-Close') === undefined) return drop('state');
   const ack: CloseAckMessage = { type: 'CloseAck', contextTag: ctx.ctPeer, nonce: msg.nonce, options: [] };
   core.send(dst, src, ack, ctx.port);
-  discard(core, ctx, 'peer-close');
+  discard(core, ctx, 'peer-close', now);
   if (core.closedByPeer.size >= 4096) core.closedByPeer.clear();
   core.closedByPeer.add(ctx.peerUlid);
   return CONSUMED;
 }
 
 /** The peer acknowledged our Close (nonce must match). */
-export function onCloseAck(core: Core, ctx: Context, msg: CloseAckMessage): DatagramResult {
+export function onCloseAck(core: Core, ctx: Context, msg: CloseAckMessage, now?: Millis): DatagramResult {
   if (ctx.state !== State.CLOSING || msg.nonce !== ctx.closeNonce) return drop('stale-ack');
   core.step(ctx, 'recv-CloseAck');
-  discard(core, ctx, 'local-close');
+  discard(core, ctx, 'local-close', now);
   return CONSUMED;
 }

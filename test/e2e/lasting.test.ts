@@ -5,7 +5,7 @@
 // link P afterwards is survived. No timing assertions: the stream's own
 // verification (every octet once, intact) and the daemons' logs decide.
 import { test } from 'node:test';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { crossesLinkP, LAB_ADDR } from '../../lab/topology.ts';
@@ -51,6 +51,33 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     t.diagnostic(`stall after the black hole: ${String(r.stall_after_fail_ms)} ms (longest gap of the run: ${r.stall_ms} ms)`);
   });
 }
+
+test('A\'s daemon restarts with its cache file lost (corrupt); discovery protects the open connection again and it survives P black-holed afterwards', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab);
+  const mark: { restartedAt?: number } = {};
+  const failGate = async (): Promise<void> => {
+    await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
+  };
+  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
+  const restartedAt = Date.now();
+  mark.restartedAt = restartedAt;
+  await s.stopHost('a');
+  writeFileSync(s.files('a').cache, '{ not json'); // lost: the disk handed back garbage
+  await s.start('a');
+  await waitLog(lab, 'a', (x) => x.msg === 'ignoring unreadable cache file' && Date.parse(x.ts) >= restartedAt, 30_000);
+  const found = await waitLog(lab, 'a', (x) => x.msg === 'open connections of unknown peers: discovery' && Date.parse(x.ts) >= restartedAt, 30_000);
+  assert.ok((found.started as number) >= 1, 'discovery started for the open connection\'s peer');
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt, 30_000);
+  const r = await run;
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+  assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
+  assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+});
 
 test('a context cleaned up by a short idle timeout comes back with the next packet (no new prime) and survives P black-holed', { timeout: 120_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
