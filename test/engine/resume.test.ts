@@ -4,7 +4,7 @@
 // of connections already open (`protect`) when it knows them to be capable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configuredPair, engineEvents, sendShim, shimAlone, shimPair } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
 import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
 import { Discovery } from '../../shim/daemon/discovery.ts';
@@ -67,6 +67,45 @@ test('the kernel socket table: peers of open TCP connections, global IPv6 only, 
   const text = head + row(b1, '01') + row(b1, '01') + row('B80D0120000000000000000020000000', '0A') + row('00000000000000000000000001000000', '01')
     + row('0000000000000000FFFF00000100007F', '01') + row('000080FE000000000000000001000000', '01') + row('B80D0120000000000000000030000000', '08');
   assert.deepEqual(parseTcp6Peers(text), ['2001:db8::10', '2001:db8::30']);
+});
+
+test('protect() with the connection\'s local ULID: a ULID whose address is gone (kept BROKEN among the locators) carries the context again after a restart', () => {
+  for (const peerKept of [true, false]) {
+    const { sim, a, b } = configuredPair(209);
+    const oldUlid = a.ulid; // the ULID the open connection is bound to
+    const newUlid = a.locators[1]!;
+    const saved = a.engine.exportCaches(sim.now);
+    if (!peerKept) { a.engine.close(sim.now); sim.runFor(2000); assert.equal(b.engine.contextCount, 0); } // SIGTERM: Close first
+    // The restart after the ULID's address was removed: the new engine's ULID is the next locator,
+    // the old one is kept among the locators, BROKEN (the daemon's orderLocators `keep`).
+    rebootShimHost(sim, a, { localUlid: newUlid, localLocators: [{ address: newUlid }, { address: oldUlid, flags: 0x01 }] });
+    a.engine.importCaches(sim.now, saved);
+    assert.equal(a.engine.protect(sim.now, b.ulid, '2001:db8:99::9'), false, 'a local address that is not ours starts nothing');
+    assert.equal(a.engine.protect(sim.now, b.ulid, oldUlid), true);
+    assert.equal(a.engine.protect(sim.now, b.ulid, oldUlid), false, 'once');
+    sim.runFor(2000);
+    const mine = a.engine.status().contexts;
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0]!.state, State.ESTABLISHED);
+    assert.equal(mine[0]!.localUlid, oldUlid, 'the context is the one the socket uses: old ULID ↔ B');
+    assert.notEqual(mine[0]!.pair.local, oldUlid, 'its packets leave from a locator that is still there');
+    const theirs = b.engine.status().contexts.filter((c) => c.state === State.ESTABLISHED);
+    assert.deepEqual(theirs.map((c) => c.peerUlid), [oldUlid], `B's context names A by the old ULID (peer kept its context: ${peerKept})`);
+    const before = shimDeliveries(sim, b).length;
+    assert.equal(sendShim(sim, a, b, oldUlid), true, 'the connection\'s packets go through the context');
+    sim.runFor(200);
+    assert.equal(shimDeliveries(sim, b).length, before + 1);
+  }
+});
+
+test('the default local ULID of protect() is the engine\'s own', () => {
+  const { sim, a, b } = configuredPair(210);
+  const saved = a.engine.exportCaches(sim.now);
+  rebootShimHost(sim, a);
+  a.engine.importCaches(sim.now, saved);
+  assert.equal(a.engine.protect(sim.now, b.ulid), true);
+  sim.runFor(2000);
+  assert.equal(a.engine.status().contexts[0]?.localUlid, a.ulid);
 });
 
 test('discover(): integrated sends the I1 exchange itself, nothing held; independent probes first; negative and off start nothing', () => {
