@@ -37,8 +37,8 @@ import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, loadCaches, saveCaches } from './sink.ts';
-import { openTcpPeers } from './open-connections.ts';
+import { EngineSink, loadCaches, saveCaches, savedContexts, SAVED_CONTEXTS_MAX, type SavedContext } from './sink.ts';
+import { openConnections, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
@@ -104,6 +104,14 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
+  /**
+   * Our ULIDs kept after their address is gone (docs/operations.md "Renumbering"): ours, and those
+   * of the open connections a restart found bound to a ULID of the previous daemon's contexts.
+   * They stay among our locators (BROKEN) and keep their `local` route in table 5533.
+   */
+  private kept: Ipv6[] = [];
+  /** The contexts live when the stop began (closing them empties the engine before the caches are saved). */
+  private contextsAtStop: SavedContext[] | undefined;
   private cgaKey: CgaKey | undefined;
   private dns: DnsPublisher | undefined;
   /** This network namespace claimed for this daemon (instance-lock.ts); released at the end of teardown. */
@@ -167,6 +175,7 @@ export class Daemon {
     daemon.claim = claim;
     daemon.dns = dns;
     daemon.ulid = id.ulid;
+    if (id.ulid) daemon.kept = [id.ulid];
     daemon.cgaKey = id.cgaKey;
     daemon.cgaUlid = id.cgaUlid;
     daemon.kernel = plane.kernel;
@@ -208,7 +217,7 @@ export class Daemon {
     }
     this.primeConfiguredPeers();
     if (!off) {
-      this.protectOpenConnections();
+      this.protectOpenConnections(id, savedContexts(saved));
       this.startDiscovery();
     }
     await this.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
@@ -399,6 +408,7 @@ export class Daemon {
     await Promise.all(routed.map((peer) => this.routes?.contextDown(peer)));
     if (routed.length > 0) await this.routes?.flushRouteCache();
     const open = engine?.contextCount ?? 0;
+    if (engine) this.contextsAtStop = liveContexts(engine);
     if (engine && open > 0) {
       this.command((e, now) => e.close(now));
       const deadline = Date.now() + 3000;
@@ -435,25 +445,47 @@ export class Daemon {
   private saveCaches(): void {
     if (!this.dataPlane || !this.engine || !this.driver) return; // shim6 resolver keeps no cache file
     try {
-      saveCaches(this.config.cacheFile, this.engine.exportCaches(this.driver.now()));
+      saveCaches(this.config.cacheFile, { ...this.engine.exportCaches(this.driver.now()), contexts: this.contextsAtStop ?? liveContexts(this.engine) });
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }
   }
 
   /**
-   * After a start (a restart, even after kill -9): the peers of TCP
-   * connections that are already open and that the caches or configuration
-   * know to run shim6 get a context now, so those connections are protected
-   * before their link fails (issue: protection must survive restarts).
+   * After a start (a restart, even after kill -9): each open connection (TCP, connected UDP) whose
+   * peer the caches or configuration know to run shim6 gets a context now, between the connection's
+   * own local address and its peer, so it is protected before its link fails (issue: protection must
+   * survive restarts). A local address that is no locator of ours but was the local ULID of a context
+   * the previous daemon saved (its address removed: renumbering) is kept as the running daemon keeps
+   * its ULID — among our locators, BROKEN, with its `local` route — so the context can carry it; a
+   * local address that is neither is left alone (logged).
    */
-  private protectOpenConnections(): void {
-    const peers = openTcpPeers();
+  private protectOpenConnections(id: Identity, saved: readonly SavedContext[]): void {
+    const conns = openConnections();
+    const ours = new Set(id.locals.map((l) => l.address));
+    const wereUlids = new Set(saved.map((c) => c.localUlid));
+    const restored = [...new Set(conns.filter((c) => !ours.has(c.local) && wereUlids.has(c.local)).map((c) => c.local))];
+    if (restored.length > 0) {
+      this.kept.push(...restored);
+      this.keepLocal(...restored);
+      const locals = orderLocators(id.found, this.hba, this.cgaUlid?.address, this.kept);
+      this.command((e, now) => e.setLocalLocators(now, locals));
+      this.log.info('ULIDs kept from before the restart: their address is gone, open connections use them', { ulids: restored });
+    }
+    const alone: OpenConnection[] = [];
+    const usable = conns.filter((c) => ours.has(c.local) || restored.includes(c.local) || (alone.push(c), false));
+    if (alone.length > 0) {
+      this.log.info('open connections left alone: their local address is no locator or ULID of ours', { connections: alone.slice(0, 16).map((c) => ({ local: c.local, peer: c.peer, proto: c.proto })), count: alone.length });
+    }
     // A peer may have brought its context back already (R1bis/I2bis while we started: on the kernel
     // path the connection kept flowing natively while we were down): protected too.
-    const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => c.peerUlid) : []);
-    const protectedPeers = peers.filter((p) => have.has(p) || this.command((e, now) => e.protect(now, p)));
-    if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
+    const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => `${c.localUlid} ${c.peerUlid}`) : []);
+    const done = usable.filter((c) => have.has(`${c.local} ${c.peer}`) || this.command((e, now) => e.protect(now, c.peer, c.local)));
+    if (done.length > 0) {
+      const peers = [...new Set(done.map((c) => c.peer))];
+      const ulids = [...new Set(done.map((c) => c.local))];
+      this.log.info('open connections protected again', { peers, ulids, connections: done.length });
+    }
   }
 
   /**
@@ -550,10 +582,11 @@ export class Daemon {
     this.log.info('local locators changed', { ...diff });
     this.keepLocal(...diff.added);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
-    // sockets bound to it), while the packets travel between the locators that are left.
-    for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);
+    // sockets bound to it), while the packets travel between the locators that are left (so do the
+    // ULIDs a restart kept for the connections bound to them).
+    for (const a of diff.removed) if (!this.kept.includes(a)) this.routes.dropLocal(a);
     for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid);
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.kept);
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.command((e, t) => e.setLocalLocators(t, locals));
     }
@@ -766,13 +799,15 @@ function readHba(file: string): HbaParamsFile {
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
  * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are flagged
  * BROKEN too: announced so that peers stop sending there and our contexts move
- * off them while they still work (a removed address leaves the list). The
- * ULID stays in the list (BROKEN) when its address is gone: it names us in
- * every context, and packets to it are still ours (routes.keepLocal).
+ * off them while they still work (a removed address leaves the list). A
+ * ULID in `keep` stays in the list (BROKEN) when its address is gone: it names
+ * us in every context, and packets to it are still ours (routes.keepLocal).
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6): LocalLocator[] {
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[]): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
-  if (keep !== undefined && !found.some((a) => a.address === keep)) found = [...found, { address: keep, ifname: '', up: false }];
+  for (const k of keep === undefined ? [] : typeof keep === 'string' ? [keep] : keep) {
+    if (!found.some((a) => a.address === k)) found = [...found, { address: k, ifname: '', up: false }];
+  }
   const rank = (a: Ipv6): number => {
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
@@ -783,3 +818,21 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     .map((a, i) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01, priority: i, weight: 0 }));
 }
 
+/**
+ * The ULID pairs of the engine's contexts for the cache file: each pair once, every local ULID in
+ * it before a second pair of any (a bound that cuts keeps the ULIDs), at most SAVED_CONTEXTS_MAX.
+ */
+export function liveContexts(engine: Pick<Engine, 'traffic'>): SavedContext[] {
+  const seen = new Set<string>();
+  const ulids = new Set<Ipv6>();
+  const first: SavedContext[] = [];
+  const rest: SavedContext[] = [];
+  for (const c of engine.traffic()) {
+    const key = `${c.localUlid} ${c.peerUlid}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    (ulids.has(c.localUlid) ? rest : first).push({ localUlid: c.localUlid, peerUlid: c.peerUlid });
+    ulids.add(c.localUlid);
+  }
+  return [...first, ...rest].slice(0, SAVED_CONTEXTS_MAX);
+}

@@ -6,7 +6,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configuredPair, engineEvents, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
-import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
+import { parseSocketTable, parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
+import { savedContexts, SAVED_CONTEXTS_MAX } from '../../shim/daemon/sink.ts';
+import { liveContexts } from '../../shim/daemon/daemon.ts';
 import { Discovery } from '../../shim/daemon/discovery.ts';
 import { Logger } from '../../shim/log.ts';
 import type { Engine } from '../../shim/engine/index.ts';
@@ -69,6 +71,23 @@ test('the kernel socket table: peers of open TCP connections, global IPv6 only, 
   assert.deepEqual(parseTcp6Peers(text), ['2001:db8::10', '2001:db8::30']);
 });
 
+test('the kernel socket tables: each open connection with its local address; UDP sockets only when connected', () => {
+  const head = '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n';
+  const row = (local: string, remote: string, st: string) => `  10: ${local}:C350 ${remote}:1B58 ${st} 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0\n`;
+  const a1 = 'B80D0120000000000000000001000000'; // 2001:db8::1
+  const a9 = 'B80D0120000000000000000009000000'; // 2001:db8::9
+  const b1 = 'B80D0120000000000000000010000000'; // 2001:db8::10
+  const any = '00000000000000000000000000000000';
+  const udp = head + row(a1, b1, '01') + row(a1, b1, '01') + row(a9, b1, '01') + row(any, any, '07') + row(a1, any, '07')
+    + row('0000000000000000FFFF00000100007F', '0000000000000000FFFF00000200007F', '01') + row('000080FE000000000000000001000000', b1, '01');
+  assert.deepEqual(parseSocketTable(udp, 'udp'), [
+    { local: '2001:db8::1', peer: '2001:db8::10', proto: 'udp' },
+    { local: '2001:db8::9', peer: '2001:db8::10', proto: 'udp' },
+  ], 'connected sockets, each local/peer pair once; unconnected (07), IPv4-mapped and link-local ones are no connection');
+  const tcp = head + row(a9, b1, '01') + row(a1, b1, '0A') + row(a1, b1, '08');
+  assert.deepEqual(parseSocketTable(tcp, 'tcp').map((c) => c.local), ['2001:db8::9', '2001:db8::1'], 'TCP: established and close-wait, with their own local address');
+});
+
 test('protect() with the connection\'s local ULID: a ULID whose address is gone (kept BROKEN among the locators) carries the context again after a restart', () => {
   for (const peerKept of [true, false]) {
     const { sim, a, b } = configuredPair(209);
@@ -106,6 +125,18 @@ test('the default local ULID of protect() is the engine\'s own', () => {
   assert.equal(a.engine.protect(sim.now, b.ulid), true);
   sim.runFor(2000);
   assert.equal(a.engine.status().contexts[0]?.localUlid, a.ulid);
+});
+
+test('the cache file\'s contexts: ULID pairs of live contexts, each local ULID kept first under the bound; read back leniently', () => {
+  const traffic = (pairs: Array<[string, string]>) => ({ traffic: () => pairs.map(([localUlid, peerUlid], i) => ({ localUlid, peerUlid, contextTag: i, bytesIn: 0, bytesOut: 0 })) });
+  const many: Array<[string, string]> = Array.from({ length: SAVED_CONTEXTS_MAX + 10 }, (_, i) => ['2001:db8::a', `2001:db8:b::${(i + 1).toString(16)}`]);
+  const out = liveContexts(traffic([...many, ['2001:db8::a', '2001:db8:b::1'], ['2001:db8::c', '2001:db8:b::2']]));
+  assert.equal(out.length, SAVED_CONTEXTS_MAX, 'bounded');
+  assert.deepEqual(out.slice(0, 2), [{ localUlid: '2001:db8::a', peerUlid: '2001:db8:b::1' }, { localUlid: '2001:db8::c', peerUlid: '2001:db8:b::2' }], 'every local ULID before a second pair of any');
+  assert.deepEqual(savedContexts({ positive: [], negative: [] }), [], 'a file of an earlier version: none');
+  assert.deepEqual(savedContexts({ contexts: [{ localUlid: '2001:DB8:0::a', peerUlid: '2001:db8:b::1' }, { localUlid: 'x', peerUlid: '2001:db8::1' }, 7, null, { localUlid: '2001:db8::a' }] }),
+    [{ localUlid: '2001:db8::a', peerUlid: '2001:db8:b::1' }], 'canonical addresses; malformed entries skipped');
+  assert.equal(savedContexts({ contexts: many.map(([localUlid, peerUlid]) => ({ localUlid, peerUlid })) }).length, SAVED_CONTEXTS_MAX);
 });
 
 test('discover(): integrated sends the I1 exchange itself, nothing held; independent probes first; negative and off start nothing', () => {
