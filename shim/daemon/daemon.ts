@@ -37,7 +37,7 @@ import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, loadCaches, saveCaches, savedContexts, SAVED_CONTEXTS_MAX, type SavedContext } from './sink.ts';
+import { EngineSink, loadCaches, saveCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { openConnections, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
@@ -164,7 +164,12 @@ export class Daemon {
     const nameservers = config.resolvConf === 'manage' ? stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port }))) : undefined;
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
-    const id = identify(config, off, log);
+    // Read before the engine is built: an open connection bound to a ULID of the previous daemon's
+    // contexts whose address is gone keeps it (identify: among our locators, and our ULID when it
+    // ranks first, so the engine's proof of it is the one the previous daemon sent).
+    const saved = off ? undefined : loadCaches(config.cacheFile, log);
+    const open = off ? [] : openConnections();
+    const id = identify(config, off, log, { open, saved: savedContexts(saved) });
     if (!off) refusePeersThatAreUs(config, id.host);
     const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };
     const ref: { daemon?: Daemon } = {};
@@ -175,7 +180,7 @@ export class Daemon {
     daemon.claim = claim;
     daemon.dns = dns;
     daemon.ulid = id.ulid;
-    if (id.ulid) daemon.kept = [id.ulid];
+    daemon.kept = [...new Set([...(id.ulid ? [id.ulid] : []), ...id.restored])];
     daemon.cgaKey = id.cgaKey;
     daemon.cgaUlid = id.cgaUlid;
     daemon.kernel = plane.kernel;
@@ -183,7 +188,7 @@ export class Daemon {
     ref.daemon = daemon;
     let cachesImported: boolean;
     try {
-      cachesImported = await daemon.bringUp(id, plane.tun, nameservers, stateDir);
+      cachesImported = await daemon.bringUp(id, plane.tun, nameservers, stateDir, saved, open);
     } catch (err) {
       await daemon.teardown(false, false);
       throw err;
@@ -199,14 +204,13 @@ export class Daemon {
    * configured peers and open connections, the stub, the control socket, metrics, the locator
    * watcher, and last the DNS hand-over. Whether caches were imported.
    */
-  private async bringUp(id: Identity, tun: LinuxTun | undefined, nameservers: string[] | undefined, stateDir: string): Promise<boolean> {
+  private async bringUp(id: Identity, tun: LinuxTun | undefined, nameservers: string[] | undefined, stateDir: string, saved: CacheFile | undefined, open: readonly OpenConnection[]): Promise<boolean> {
     const { config, log, driver, engine, routes } = this;
     const off = this.opts.dataPlaneOff;
     routes?.removeStaleRules();
     routes?.setup();
     for (const l of driver ? id.locals : []) await driver!.bindLocator(l.address);
     if (driver) this.keepLocal(...id.locals.map((l) => l.address));
-    const saved = off ? undefined : loadCaches(config.cacheFile, log);
     if (saved) {
       this.command((e, now) => {
         // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
@@ -217,7 +221,7 @@ export class Daemon {
     }
     this.primeConfiguredPeers();
     if (!off) {
-      this.protectOpenConnections(id, savedContexts(saved));
+      this.protectOpenConnections(id, open);
       this.startDiscovery();
     }
     await this.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
@@ -460,20 +464,14 @@ export class Daemon {
    * its ULID — among our locators, BROKEN, with its `local` route — so the context can carry it; a
    * local address that is neither is left alone (logged).
    */
-  private protectOpenConnections(id: Identity, saved: readonly SavedContext[]): void {
-    const conns = openConnections();
+  private protectOpenConnections(id: Identity, conns: readonly OpenConnection[]): void {
     const ours = new Set(id.locals.map((l) => l.address));
-    const wereUlids = new Set(saved.map((c) => c.localUlid));
-    const restored = [...new Set(conns.filter((c) => !ours.has(c.local) && wereUlids.has(c.local)).map((c) => c.local))];
-    if (restored.length > 0) {
-      this.kept.push(...restored);
-      this.keepLocal(...restored);
-      const locals = orderLocators(id.found, this.hba, this.cgaUlid?.address, this.kept);
-      this.command((e, now) => e.setLocalLocators(now, locals));
-      this.log.info('ULIDs kept from before the restart: their address is gone, open connections use them', { ulids: restored });
+    if (id.restored.length > 0) {
+      this.keepLocal(...id.restored);
+      this.log.info('ULIDs kept from before the restart', { ulids: id.restored, why: 'their address is gone; open connections use them' });
     }
     const alone: OpenConnection[] = [];
-    const usable = conns.filter((c) => ours.has(c.local) || restored.includes(c.local) || (alone.push(c), false));
+    const usable = conns.filter((c) => ours.has(c.local) || (alone.push(c), false));
     if (alone.length > 0) {
       this.log.info('open connections left alone: their local address is no locator or ULID of ours', { connections: alone.slice(0, 16).map((c) => ({ local: c.local, peer: c.peer, proto: c.proto })), count: alone.length });
     }
@@ -607,6 +605,8 @@ interface Identity {
   host: LocalAddress[];
   locals: LocalLocator[];
   ulid: Ipv6 | '';
+  /** Local addresses of open connections, no longer ours, that were local ULIDs of the previous daemon's contexts: kept (BROKEN) among `locals`. */
+  restored: Ipv6[];
 }
 
 /**
@@ -614,7 +614,7 @@ interface Identity {
  * order them as locators. The data plane needs at least one (ENOLOCATOR); `shim6 resolver` runs
  * without an engine when there is none.
  */
-function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log: Logger): Identity {
+function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log: Logger, before: { open: readonly OpenConnection[]; saved: readonly SavedContext[] } = { open: [], saved: [] }): Identity {
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
@@ -625,14 +625,15 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
   if (cgaUlid) { host = readLocalAddresses(); found = onInterfaces(host); }
-  const locals = orderLocators(found, hba, cgaUlid?.address);
+  const restored = restoredUlids(before.open, found, before.saved);
+  const locals = orderLocators(found, hba, cgaUlid?.address, restored);
   if (locals.length === 0 && !off) {
     // A typo in `interfaces` is the usual cause: name the links that do not exist.
     const missing = config.interfaces.filter((dev) => !existsSync(`/sys/class/net/${dev}`));
     throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${missing.length ? ` (no such interface: ${missing.join(', ')})` : ''}`);
   }
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
-  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '' };
+  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '', restored };
 }
 
 /**
@@ -816,6 +817,16 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
     .sort((x, y) => rank(x.address) - rank(y.address))
     .map((a, i) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01, priority: i, weight: 0 }));
+}
+
+/**
+ * The local addresses of open connections that are no address of ours (`found`) but were the local
+ * ULID of a context the previous daemon saved: the ULIDs a restart keeps (each once).
+ */
+export function restoredUlids(open: readonly OpenConnection[], found: readonly LocalAddress[], saved: readonly SavedContext[]): Ipv6[] {
+  const ours = new Set(found.map((a) => a.address));
+  const were = new Set(saved.map((c) => c.localUlid));
+  return [...new Set(open.filter((c) => !ours.has(c.local) && were.has(c.local)).map((c) => c.local))];
 }
 
 /**

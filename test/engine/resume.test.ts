@@ -8,7 +8,7 @@ import { configuredPair, engineEvents, rebootShimHost, sendShim, shimAlone, shim
 import { State } from '../../shim/engine/index.ts';
 import { parseSocketTable, parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
 import { savedContexts, SAVED_CONTEXTS_MAX } from '../../shim/daemon/sink.ts';
-import { liveContexts } from '../../shim/daemon/daemon.ts';
+import { liveContexts, orderLocators, restoredUlids } from '../../shim/daemon/daemon.ts';
 import { Discovery } from '../../shim/daemon/discovery.ts';
 import { Logger } from '../../shim/log.ts';
 import type { Engine } from '../../shim/engine/index.ts';
@@ -137,6 +137,23 @@ test('the cache file\'s contexts: ULID pairs of live contexts, each local ULID k
   assert.deepEqual(savedContexts({ contexts: [{ localUlid: '2001:DB8:0::a', peerUlid: '2001:db8:b::1' }, { localUlid: 'x', peerUlid: '2001:db8::1' }, 7, null, { localUlid: '2001:db8::a' }] }),
     [{ localUlid: '2001:db8::a', peerUlid: '2001:db8:b::1' }], 'canonical addresses; malformed entries skipped');
   assert.equal(savedContexts({ contexts: many.map(([localUlid, peerUlid]) => ({ localUlid, peerUlid })) }).length, SAVED_CONTEXTS_MAX);
+});
+
+test('a restart keeps the ULIDs of open connections whose address is gone when the previous daemon\'s contexts had them; other addresses are left alone', () => {
+  const found = [{ address: '2001:db8:2::a', ifname: 'q', up: true }, { address: '2001:db8:1::1:a', ifname: 'p', up: true }];
+  const saved = [{ localUlid: '2001:db8:1::a', peerUlid: '2001:db8:1::b' }];
+  const open = [
+    { local: '2001:db8:1::a', peer: '2001:db8:1::b', proto: 'tcp' as const }, // bound to the old ULID
+    { local: '2001:db8:1::a', peer: '2001:db8:9::9', proto: 'udp' as const },
+    { local: '2001:db8:2::a', peer: '2001:db8:1::b', proto: 'tcp' as const }, // a locator of ours now
+    { local: '2001:db8:7::7', peer: '2001:db8:1::b', proto: 'tcp' as const }, // neither: left alone
+  ];
+  const restored = restoredUlids(open, found, saved);
+  assert.deepEqual(restored, ['2001:db8:1::a']);
+  const hba = { members: [{ address: '2001:db8:1::a' }, { address: '2001:db8:2::a' }] } as unknown as Parameters<typeof orderLocators>[1];
+  assert.deepEqual(orderLocators(found, hba, undefined, restored).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 1], ['2001:db8:2::a', 0], ['2001:db8:1::1:a', 0]],
+    'kept BROKEN among the locators, first as the HBA set ranks it: the ULID again');
+  assert.deepEqual(restoredUlids(open, found, []), [], 'no saved context had it: nothing kept');
 });
 
 test('discover(): integrated sends the I1 exchange itself, nothing held; independent probes first; negative and off start nothing', () => {
