@@ -37,8 +37,8 @@ import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, loadCaches, saveCaches } from './sink.ts';
-import { openTcpPeers } from './open-connections.ts';
+import { EngineSink, loadCaches, saveCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
+import { openConnections, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
@@ -114,6 +114,14 @@ export class Daemon {
   private refreshTimer: NodeJS.Timeout | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
+  /**
+   * Our ULIDs kept after their address is gone (docs/operations.md "Renumbering"): ours, and those
+   * of the open connections a restart found bound to a ULID of the previous daemon's contexts.
+   * They stay among our locators (BROKEN) and keep their `local` route in table 5533.
+   */
+  private kept: Ipv6[] = [];
+  /** The contexts live when the stop began (closing them empties the engine before the caches are saved). */
+  private contextsAtStop: SavedContext[] | undefined;
   private cgaKey: CgaKey | undefined;
   private dns: DnsPublisher | undefined;
   /** This network namespace claimed for this daemon (instance-lock.ts); released at the end of teardown. */
@@ -166,7 +174,12 @@ export class Daemon {
     const nameservers = config.resolvConf === 'manage' ? stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port }))) : undefined;
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
-    const id = identify(config, off, log);
+    // Read before the engine is built: an open connection bound to a ULID of the previous daemon's
+    // contexts whose address is gone keeps it (identify: among our locators, and our ULID when it
+    // ranks first, so the engine's proof of it is the one the previous daemon sent).
+    const saved = off ? undefined : loadCaches(config.cacheFile, log);
+    const open = off ? [] : openConnections();
+    const id = identify(config, off, log, { open, saved: savedContexts(saved) });
     if (!off) refusePeersThatAreUs(config, id.host);
     const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };
     const ref: { daemon?: Daemon } = {};
@@ -177,6 +190,7 @@ export class Daemon {
     daemon.claim = claim;
     daemon.dns = dns;
     daemon.ulid = id.ulid;
+    daemon.kept = [...new Set([...(id.ulid ? [id.ulid] : []), ...id.restored])];
     daemon.cgaKey = id.cgaKey;
     daemon.cgaUlid = id.cgaUlid;
     daemon.kernel = plane.kernel;
@@ -184,7 +198,7 @@ export class Daemon {
     ref.daemon = daemon;
     let cachesImported: boolean;
     try {
-      cachesImported = await daemon.bringUp(id, plane.tun, nameservers, stateDir);
+      cachesImported = await daemon.bringUp(id, plane.tun, nameservers, stateDir, saved, open);
     } catch (err) {
       await daemon.teardown(false, false);
       throw err;
@@ -200,14 +214,13 @@ export class Daemon {
    * configured peers and open connections, the stub, the control socket, metrics, the locator
    * watcher, and last the DNS hand-over. Whether caches were imported.
    */
-  private async bringUp(id: Identity, tun: LinuxTun | undefined, nameservers: string[] | undefined, stateDir: string): Promise<boolean> {
+  private async bringUp(id: Identity, tun: LinuxTun | undefined, nameservers: string[] | undefined, stateDir: string, saved: CacheFile | undefined, open: readonly OpenConnection[]): Promise<boolean> {
     const { config, log, driver, engine, routes } = this;
     const off = this.opts.dataPlaneOff;
     routes?.removeStaleRules();
     routes?.setup();
     for (const l of driver ? id.locals : []) await driver!.bindLocator(l.address);
     if (driver) this.keepLocal(...id.locals.map((l) => l.address));
-    const saved = off ? undefined : loadCaches(config.cacheFile, log);
     if (saved) {
       this.command((e, now) => {
         // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
@@ -218,7 +231,7 @@ export class Daemon {
     }
     this.primeConfiguredPeers();
     if (!off) {
-      const unknown = this.protectOpenConnections();
+      const unknown = this.protectOpenConnections(id, open);
       this.startDiscovery();
       this.discoverOpenConnections(unknown);
       this.refreshTimer = setInterval(() => this.saveCachesSoon(), cacheRefreshMs(config.capabilityMaxTtl));
@@ -412,6 +425,7 @@ export class Daemon {
     await Promise.all(routed.map((peer) => this.routes?.contextDown(peer)));
     if (routed.length > 0) await this.routes?.flushRouteCache();
     const open = engine?.contextCount ?? 0;
+    if (engine) this.contextsAtStop = liveContexts(engine);
     if (engine && open > 0) {
       this.command((e, now) => e.close(now));
       const deadline = Date.now() + 3000;
@@ -449,28 +463,44 @@ export class Daemon {
   private saveCaches(): void {
     if (!this.dataPlane || !this.engine || !this.driver) return; // shim6 resolver keeps no cache file
     try {
-      saveCaches(this.config.cacheFile, this.engine.exportCaches(this.driver.now()));
+      saveCaches(this.config.cacheFile, { ...this.engine.exportCaches(this.driver.now()), contexts: this.contextsAtStop ?? liveContexts(this.engine) });
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }
   }
 
   /**
-   * After a start (a restart, even after kill -9): the peers of TCP
-   * connections that are already open and that the caches or configuration
-   * know to run shim6 get a context now, so those connections are protected
-   * before their link fails (issue: protection must survive restarts).
+   * After a start (a restart, even after kill -9): each open connection (TCP, connected UDP) whose
+   * peer the caches or configuration know to run shim6 gets a context now, between the connection's
+   * own local address and its peer, so it is protected before its link fails (issue: protection must
+   * survive restarts). A local address that is no locator of ours but was the local ULID of a context
+   * the previous daemon saved (its address removed: renumbering) is kept as the running daemon keeps
+   * its ULID — among our locators, BROKEN, with its `local` route — so the context can carry it; a
+   * local address that is neither is left alone (logged).
    * Returns the peers it could not protect (unknown to the caches: discoverOpenConnections).
    */
-  private protectOpenConnections(): Ipv6[] {
-    const peers = openTcpPeers();
+  private protectOpenConnections(id: Identity, conns: readonly OpenConnection[]): Ipv6[] {
+    const ours = new Set(id.locals.map((l) => l.address));
+    if (id.restored.length > 0) {
+      this.keepLocal(...id.restored);
+      this.log.info('ULIDs kept from before the restart', { ulids: id.restored, why: 'their address is gone; open connections use them' });
+    }
+    const alone: OpenConnection[] = [];
+    const usable = conns.filter((c) => ours.has(c.local) || (alone.push(c), false));
+    if (alone.length > 0) {
+      this.log.info('open connections left alone: their local address is no locator or ULID of ours', { connections: alone.slice(0, 16).map((c) => ({ local: c.local, peer: c.peer, proto: c.proto })), count: alone.length });
+    }
     // A peer may have brought its context back already (R1bis/I2bis while we started: on the kernel
     // path the connection kept flowing natively while we were down): protected too.
-    const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => c.peerUlid) : []);
-    const protectedPeers = peers.filter((p) => have.has(p) || this.command((e, now) => e.protect(now, p)));
-    if (protectedPeers.length > 0) this.log.info('open connections protected again', { peers: protectedPeers });
-    const done = new Set(protectedPeers);
-    return peers.filter((p) => !done.has(p));
+    const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => `${c.localUlid} ${c.peerUlid}`) : []);
+    const done = usable.filter((c) => have.has(`${c.local} ${c.peer}`) || this.command((e, now) => e.protect(now, c.peer, c.local)));
+    if (done.length > 0) {
+      const peers = [...new Set(done.map((c) => c.peer))];
+      const ulids = [...new Set(done.map((c) => c.local))];
+      this.log.info('open connections protected again', { peers, ulids, connections: done.length });
+    }
+    const protectedPairs = new Set(done.map((c) => `${c.local} ${c.peer}`));
+    return [...new Set(usable.filter((c) => !protectedPairs.has(`${c.local} ${c.peer}`)).map((c) => c.peer))];
   }
 
   /**
@@ -578,10 +608,11 @@ export class Daemon {
     this.log.info('local locators changed', { ...diff });
     this.keepLocal(...diff.added);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
-    // sockets bound to it), while the packets travel between the locators that are left.
-    for (const a of diff.removed) if (a !== this.ulid) this.routes.dropLocal(a);
+    // sockets bound to it), while the packets travel between the locators that are left (so do the
+    // ULIDs a restart kept for the connections bound to them).
+    for (const a of diff.removed) if (!this.kept.includes(a)) this.routes.dropLocal(a);
     for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid);
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.kept);
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.command((e, t) => e.setLocalLocators(t, locals));
     }
@@ -602,6 +633,8 @@ interface Identity {
   host: LocalAddress[];
   locals: LocalLocator[];
   ulid: Ipv6 | '';
+  /** Local addresses of open connections, no longer ours, that were local ULIDs of the previous daemon's contexts: kept (BROKEN) among `locals`. */
+  restored: Ipv6[];
 }
 
 /**
@@ -609,7 +642,7 @@ interface Identity {
  * order them as locators. The data plane needs at least one (ENOLOCATOR); `shim6 resolver` runs
  * without an engine when there is none.
  */
-function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log: Logger): Identity {
+function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log: Logger, before: { open: readonly OpenConnection[]; saved: readonly SavedContext[] } = { open: [], saved: [] }): Identity {
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
@@ -620,14 +653,15 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
   if (cgaUlid) { host = readLocalAddresses(); found = onInterfaces(host); }
-  const locals = orderLocators(found, hba, cgaUlid?.address);
+  const restored = restoredUlids(before.open, found, before.saved);
+  const locals = orderLocators(found, hba, cgaUlid?.address, restored);
   if (locals.length === 0 && !off) {
     // A typo in `interfaces` is the usual cause: name the links that do not exist.
     const missing = config.interfaces.filter((dev) => !existsSync(`/sys/class/net/${dev}`));
     throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${missing.length ? ` (no such interface: ${missing.join(', ')})` : ''}`);
   }
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
-  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '' };
+  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '', restored };
 }
 
 /**
@@ -794,13 +828,15 @@ function readHba(file: string): HbaParamsFile {
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
  * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are flagged
  * BROKEN too: announced so that peers stop sending there and our contexts move
- * off them while they still work (a removed address leaves the list). The
- * ULID stays in the list (BROKEN) when its address is gone: it names us in
- * every context, and packets to it are still ours (routes.keepLocal).
+ * off them while they still work (a removed address leaves the list). A
+ * ULID in `keep` stays in the list (BROKEN) when its address is gone: it names
+ * us in every context, and packets to it are still ours (routes.keepLocal).
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6): LocalLocator[] {
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[]): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
-  if (keep !== undefined && !found.some((a) => a.address === keep)) found = [...found, { address: keep, ifname: '', up: false }];
+  for (const k of keep === undefined ? [] : typeof keep === 'string' ? [keep] : keep) {
+    if (!found.some((a) => a.address === k)) found = [...found, { address: k, ifname: '', up: false }];
+  }
   const rank = (a: Ipv6): number => {
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
@@ -811,3 +847,31 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     .map((a, i) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01, priority: i, weight: 0 }));
 }
 
+/**
+ * The local addresses of open connections that are no address of ours (`found`) but were the local
+ * ULID of a context the previous daemon saved: the ULIDs a restart keeps (each once).
+ */
+export function restoredUlids(open: readonly OpenConnection[], found: readonly LocalAddress[], saved: readonly SavedContext[]): Ipv6[] {
+  const ours = new Set(found.map((a) => a.address));
+  const were = new Set(saved.map((c) => c.localUlid));
+  return [...new Set(open.filter((c) => !ours.has(c.local) && were.has(c.local)).map((c) => c.local))];
+}
+
+/**
+ * The ULID pairs of the engine's contexts for the cache file: each pair once, every local ULID in
+ * it before a second pair of any (a bound that cuts keeps the ULIDs), at most SAVED_CONTEXTS_MAX.
+ */
+export function liveContexts(engine: Pick<Engine, 'traffic'>): SavedContext[] {
+  const seen = new Set<string>();
+  const ulids = new Set<Ipv6>();
+  const first: SavedContext[] = [];
+  const rest: SavedContext[] = [];
+  for (const c of engine.traffic()) {
+    const key = `${c.localUlid} ${c.peerUlid}`;
+    if (seen.has(key)) continue;
+    seen.add(key);
+    (ulids.has(c.localUlid) ? rest : first).push({ localUlid: c.localUlid, peerUlid: c.peerUlid });
+    ulids.add(c.localUlid);
+  }
+  return [...first, ...rest].slice(0, SAVED_CONTEXTS_MAX);
+}

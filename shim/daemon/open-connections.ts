@@ -1,45 +1,82 @@
 /**
- * The peers of this host's open TCP connections, from the kernel's socket
- * table (/proc/net/tcp6): after a restart the daemon primes the ones it knows
- * to run shim6, so connections opened before the restart are protected again
- * before they need it. Reads a file; knows nothing of the engine.
+ * The host's open connections, from the kernel's socket tables: TCP
+ * (/proc/net/tcp6) and connected UDP sockets (/proc/net/udp6). After a restart
+ * the daemon protects each again with a context between its local address and
+ * its peer (docs/operations.md "Protection that lasts"). Reads files; knows
+ * nothing of the engine.
  */
 import { readFileSync } from 'node:fs';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
 
 /** TCP states that carry an application's connection (established, or closing while data may still flow). */
-const OPEN_STATES = new Set(['01', '08']); // ESTABLISHED, CLOSE_WAIT
+const TCP_OPEN_STATES = new Set(['01', '08']); // ESTABLISHED, CLOSE_WAIT
+/** A UDP socket's state is 01 (TCP_ESTABLISHED) once connect() gave it a peer; an unconnected one is 07. */
+const UDP_CONNECTED_STATES = new Set(['01']);
 
-/**
- * Remote addresses of open TCP connections in `/proc/net/tcp6` text: global
- * IPv6 only (no IPv4-mapped, loopback, link-local or multicast), each once.
- */
-export function parseTcp6Peers(text: string): Ipv6[] {
-  const out = new Set<Ipv6>();
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    const remote = f[2];
-    if (remote === undefined || !OPEN_STATES.has(f[3] ?? '')) continue;
-    const hex = remote.split(':')[0] ?? '';
-    if (hex.length !== 32) continue;
-    // Four 32-bit words, each in host (little-endian) byte order.
-    const b = new Uint8Array(16);
-    for (let w = 0; w < 4; w++) for (let k = 0; k < 4; k++) b[w * 4 + k] = parseInt(hex.slice(w * 8 + (3 - k) * 2, w * 8 + (3 - k) * 2 + 2), 16);
-    if (b.some(Number.isNaN)) continue;
-    const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
-    const loopback = b.subarray(0, 15).every((x) => x === 0);
-    const linkLocal = b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
-    if (mapped || loopback || linkLocal || b[0] === 0xff) continue;
-    out.add(formatIpv6(b));
-  }
-  return [...out];
+/** One open connection: our address and the peer's (both global IPv6). */
+export interface OpenConnection {
+  local: Ipv6;
+  peer: Ipv6;
+  proto: 'tcp' | 'udp';
 }
 
-/** The peers of the host's open TCP connections now ([] when the table cannot be read). */
-export function openTcpPeers(file = '/proc/net/tcp6'): Ipv6[] {
+/** An address of /proc's `ADDR:PORT` column (four 32-bit words, each in host byte order): a global IPv6 address, else undefined. */
+function globalAddress(column: string | undefined): Ipv6 | undefined {
+  const hex = column?.split(':')[0] ?? '';
+  if (hex.length !== 32) return undefined;
+  const b = new Uint8Array(16);
+  for (let w = 0; w < 4; w++) for (let k = 0; k < 4; k++) b[w * 4 + k] = parseInt(hex.slice(w * 8 + (3 - k) * 2, w * 8 + (3 - k) * 2 + 2), 16);
+  if (b.some(Number.isNaN)) return undefined;
+  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
+  const loopback = b.subarray(0, 15).every((x) => x === 0); // :: and ::1
+  const linkLocal = b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+  if (mapped || loopback || linkLocal || b[0] === 0xff) return undefined;
+  return formatIpv6(b);
+}
+
+/**
+ * Open connections in `/proc/net/tcp6` (`tcp`: established or close-wait) or
+ * `/proc/net/udp6` (`udp`: connected sockets only) text, global IPv6 at both
+ * ends (no IPv4-mapped, unspecified, loopback, link-local or multicast), each
+ * local/peer pair once.
+ */
+export function parseSocketTable(text: string, proto: 'tcp' | 'udp'): OpenConnection[] {
+  const states = proto === 'tcp' ? TCP_OPEN_STATES : UDP_CONNECTED_STATES;
+  const out = new Map<string, OpenConnection>();
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (!states.has(f[3] ?? '')) continue;
+    const local = globalAddress(f[1]);
+    const peer = globalAddress(f[2]);
+    if (local === undefined || peer === undefined) continue;
+    const key = `${local} ${peer}`;
+    if (!out.has(key)) out.set(key, { local, peer, proto });
+  }
+  return [...out.values()];
+}
+
+/** Remote addresses of open TCP connections in `/proc/net/tcp6` text, each once. */
+export function parseTcp6Peers(text: string): Ipv6[] {
+  return [...new Set(parseSocketTable(text, 'tcp').map((c) => c.peer))];
+}
+
+function readTable(file: string, proto: 'tcp' | 'udp'): OpenConnection[] {
   try {
-    return parseTcp6Peers(readFileSync(file, 'utf8'));
+    return parseSocketTable(readFileSync(file, 'utf8'), proto);
   } catch {
     return [];
   }
+}
+
+/**
+ * The host's open connections now: TCP, then connected UDP, each local/peer
+ * pair once (a table that cannot be read gives none).
+ */
+export function openConnections(files: { tcp: string; udp: string } = { tcp: '/proc/net/tcp6', udp: '/proc/net/udp6' }): OpenConnection[] {
+  const out = new Map<string, OpenConnection>();
+  for (const c of [...readTable(files.tcp, 'tcp'), ...readTable(files.udp, 'udp')]) {
+    const key = `${c.local} ${c.peer}`;
+    if (!out.has(key)) out.set(key, c);
+  }
+  return [...out.values()];
 }

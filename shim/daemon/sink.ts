@@ -9,7 +9,7 @@
 import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
-import { formatIpv6Octets } from '../wire/ipv6.ts';
+import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import { nameKeyToText, type CapabilitySink, type Ipv6Octets, type RecordOctets } from '../../resolver/capability-sink.ts';
 import { recordFromOctets } from '../wire/capability-record.ts';
@@ -62,7 +62,7 @@ export class EngineSink implements CapabilitySink {
 }
 
 /** Read the cache file; undefined when missing or unreadable (logged). */
-export function loadCaches(file: string, log: Logger): CacheSnapshot | undefined {
+export function loadCaches(file: string, log: Logger): CacheFile | undefined {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
@@ -70,7 +70,7 @@ export function loadCaches(file: string, log: Logger): CacheSnapshot | undefined
     return undefined;
   }
   try {
-    const data = JSON.parse(text) as CacheSnapshot;
+    const data = JSON.parse(text) as CacheFile;
     if (!Array.isArray(data.positive) || !Array.isArray(data.negative)) throw new Error('not a cache snapshot');
     return data;
   } catch (err) {
@@ -80,10 +80,46 @@ export function loadCaches(file: string, log: Logger): CacheSnapshot | undefined
 }
 
 /**
+ * The ULID pairs of the contexts the cache file keeps beside the caches (`contexts`): at most this
+ * many. After a restart they tell which local addresses that are no longer ours were our ULIDs
+ * (a renumbered ULID keeps naming the connections bound to it; docs/operations.md "Renumbering").
+ */
+export const SAVED_CONTEXTS_MAX = 4096;
+
+/** A live context's ULIDs, as the cache file keeps them. */
+export interface SavedContext {
+  localUlid: Ipv6;
+  peerUlid: Ipv6;
+}
+
+/** The cache file: the engine's caches, and the ULID pairs of the contexts live when it was written. */
+export interface CacheFile extends CacheSnapshot {
+  readonly contexts?: SavedContext[];
+}
+
+/**
+ * The `contexts` of a cache file read back: well-formed pairs only (addresses canonical), at most
+ * SAVED_CONTEXTS_MAX; anything else is skipped (the file is input from disk; an older file has none).
+ */
+export function savedContexts(data: unknown): SavedContext[] {
+  const list = (data as { contexts?: unknown } | undefined)?.contexts;
+  if (!Array.isArray(list)) return [];
+  const out: SavedContext[] = [];
+  for (const e of list.slice(0, SAVED_CONTEXTS_MAX)) {
+    const { localUlid, peerUlid } = (typeof e === 'object' && e !== null ? e : {}) as Record<string, unknown>;
+    if (typeof localUlid !== 'string' || typeof peerUlid !== 'string') continue;
+    try {
+      out.push({ localUlid: canonicalIpv6(localUlid), peerUlid: canonicalIpv6(peerUlid) });
+    } catch { /* not an address: skipped */ }
+  }
+  return out;
+}
+
+/**
  * Write the cache file atomically (temp file + rename). A write that fails (a full or read-only
  * disk) leaves the file as it was and no temp file behind; the error goes to the caller.
  */
-export function saveCaches(file: string, data: CacheSnapshot): void {
+export function saveCaches(file: string, data: CacheFile): void {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   try {

@@ -252,16 +252,21 @@ export class Engine {
    * now, so the connection is protected before it needs to be. Unlike a prime
    * there is no `context-initiated`: the running connection keeps going as
    * plain IPv6 until the context is up (holding it would drop its segments).
+   * The context is between `localUlid` — the connection's own local address:
+   * one of our locators, or a ULID of ours whose address is gone (the daemon
+   * keeps it among our locators, BROKEN) — and `peer`; by default our ULID.
+   * An address that is not ours starts nothing.
    * Returns whether an exchange was started.
    */
-  protect(now: Millis, peer: Ipv6): boolean {
+  protect(now: Millis, peer: Ipv6, localUlid: Ipv6 = this.core.config.localUlid): boolean {
     const core = this.core;
-    if (core.table.byUlidPair(core.config.localUlid, peer, 0) !== undefined || !knownCapable(core, now, peer)) return false;
+    if ((localUlid !== core.config.localUlid && !core.isLocal(localUlid)) || core.isLocal(peer)) return false;
+    if (core.table.byUlidPair(localUlid, peer, 0) !== undefined || !knownCapable(core, now, peer)) return false;
     if (core.cache.getNegative(now, peer, peer)?.ulid !== undefined) return false;
     const known = core.cache.getPositive(now, peer);
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
-    initiate(core, now, core.config.localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
+    initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
     return true;
   }
 

@@ -2,15 +2,17 @@
 // daemon restarts in the middle of a stream — SIGTERM, then SIGKILL — and the
 // connection, opened before the restart, is protected again (found in the
 // kernel's socket table, primed from the saved caches), so a black hole of
-// link P afterwards is survived. No timing assertions: the stream's own
+// link P afterwards is survived; also after A's ULID address was removed
+// (renumbering) before the restart. No timing assertions: the stream's own
 // verification (every octet once, intact) and the daemons' logs decide.
 import { test } from 'node:test';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { crossesLinkP, LAB_ADDR } from '../../lab/topology.ts';
+import { crossesLinkP, LAB_ADDR, LAB_IF } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
+import { addAddress, removeAddress } from '../../lab/renumber.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -78,6 +80,49 @@ test('A\'s daemon restarts with its cache file lost (corrupt); discovery protect
   assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
   assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
 });
+
+for (const how of ['SIGTERM', 'SIGKILL'] as const) {
+  test(`A's ULID address is removed mid-stream, then A's daemon restarts (${how}): the connection bound to the old ULID is protected again with that ULID and survives P black-holed`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
+    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+    const lab = await freshLab(t);
+    const s = await daemons(t, lab);
+    const mark: { restartedAt?: number } = {};
+    const restarted = (x: { msg?: unknown; localUlid?: unknown; peerUlid?: unknown; ts: unknown }): boolean => mark.restartedAt !== undefined && x.msg === 'context-established'
+      && x.localUlid === LAB_ADDR.aP && x.peerUlid === LAB_ADDR.bP && Date.parse(String(x.ts)) >= mark.restartedAt;
+    const failGate = async (): Promise<void> => { await waitFor(() => log(lab, 'a').some(restarted), 'the restarted daemon\'s context old ULID ↔ B', 120_000, 50); };
+    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 60_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 30_000 });
+    await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && x.localUlid === LAB_ADDR.aP, 30_000);
+    // Renumbering of link P: a new address, then the ULID's own address goes (docs/operations.md "Renumbering").
+    addAddress(lab, 'a', LAB_IF.P, '2001:db8:1::1:a');
+    const removedAt = Date.now();
+    removeAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+    await waitLog(lab, 'a', (x) => x.msg === 'local locators changed' && (x.removed as string[]).includes(LAB_ADDR.aP) && Date.parse(x.ts) >= removedAt - 1000, 30_000);
+    // The cache file keeps the context's ULID pair (saved 2 s after the context came up; a SIGKILLed daemon writes nothing more).
+    const cacheFile = s.files('a').cache;
+    const saved = (): boolean => {
+      try { return (JSON.parse(readFileSync(cacheFile, 'utf8')) as { contexts?: Array<{ localUlid: string }> }).contexts?.some((c) => c.localUlid === LAB_ADDR.aP) === true; } catch { return false; }
+    };
+    await waitFor(() => existsSync(cacheFile) && saved(), 'A\'s cache file keeps the context with its ULID');
+    const restartedAt = Date.now();
+    mark.restartedAt = restartedAt;
+    if (how === 'SIGTERM') await s.stopHost('a'); else await s.crash('a');
+    await s.start('a');
+    const kept = await waitLog(lab, 'a', (x) => x.msg === 'ULIDs kept from before the restart' && Date.parse(x.ts) >= restartedAt, 30_000);
+    assert.deepEqual(kept.ulids, [LAB_ADDR.aP]);
+    const again = await waitLog(lab, 'a', (x) => x.msg === 'open connections protected again' && Date.parse(x.ts) >= restartedAt, 30_000);
+    assert.ok((again.ulids as string[]).includes(LAB_ADDR.aP) && (again.peers as string[]).includes(LAB_ADDR.bP), 'the open connection: old ULID ↔ B');
+    const ready = await waitLog(lab, 'a', (x) => x.msg === 'daemon ready' && Date.parse(x.ts) >= restartedAt, 30_000);
+    assert.equal(ready.ulid, LAB_ADDR.aP, 'the old ULID (the first of A\'s HBA set) is the new daemon\'s ULID again, as before the restart');
+    await waitFor(() => log(lab, 'a').some(restarted), 'the context old ULID ↔ B after the restart', 120_000);
+    const r = await run;
+    assert.equal(r.complete, true, 'the stream ended normally');
+    assert.equal(r.corrupt, 0);
+    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+    assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
+    assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+    t.diagnostic(`longest gap of the run: ${r.stall_ms} ms; after the black hole: ${String(r.stall_after_fail_ms)} ms`);
+  });
+}
 
 test('a context cleaned up by a short idle timeout comes back with the next packet (no new prime) and survives P black-holed', { timeout: 120_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;

@@ -4,9 +4,11 @@
 // of connections already open (`protect`) when it knows them to be capable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configuredPair, engineEvents, sendShim, shimAlone, shimPair } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
-import { parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
+import { parseSocketTable, parseTcp6Peers } from '../../shim/daemon/open-connections.ts';
+import { savedContexts, SAVED_CONTEXTS_MAX } from '../../shim/daemon/sink.ts';
+import { liveContexts, orderLocators, restoredUlids } from '../../shim/daemon/daemon.ts';
 import { Discovery } from '../../shim/daemon/discovery.ts';
 import { Logger } from '../../shim/log.ts';
 import type { Engine } from '../../shim/engine/index.ts';
@@ -67,6 +69,91 @@ test('the kernel socket table: peers of open TCP connections, global IPv6 only, 
   const text = head + row(b1, '01') + row(b1, '01') + row('B80D0120000000000000000020000000', '0A') + row('00000000000000000000000001000000', '01')
     + row('0000000000000000FFFF00000100007F', '01') + row('000080FE000000000000000001000000', '01') + row('B80D0120000000000000000030000000', '08');
   assert.deepEqual(parseTcp6Peers(text), ['2001:db8::10', '2001:db8::30']);
+});
+
+test('the kernel socket tables: each open connection with its local address; UDP sockets only when connected', () => {
+  const head = '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n';
+  const row = (local: string, remote: string, st: string) => `  10: ${local}:C350 ${remote}:1B58 ${st} 00000000:00000000 00:00000000 00000000     0        0 1 2 0000000000000000 0\n`;
+  const a1 = 'B80D0120000000000000000001000000'; // 2001:db8::1
+  const a9 = 'B80D0120000000000000000009000000'; // 2001:db8::9
+  const b1 = 'B80D0120000000000000000010000000'; // 2001:db8::10
+  const any = '00000000000000000000000000000000';
+  const udp = head + row(a1, b1, '01') + row(a1, b1, '01') + row(a9, b1, '01') + row(any, any, '07') + row(a1, any, '07')
+    + row('0000000000000000FFFF00000100007F', '0000000000000000FFFF00000200007F', '01') + row('000080FE000000000000000001000000', b1, '01');
+  assert.deepEqual(parseSocketTable(udp, 'udp'), [
+    { local: '2001:db8::1', peer: '2001:db8::10', proto: 'udp' },
+    { local: '2001:db8::9', peer: '2001:db8::10', proto: 'udp' },
+  ], 'connected sockets, each local/peer pair once; unconnected (07), IPv4-mapped and link-local ones are no connection');
+  const tcp = head + row(a9, b1, '01') + row(a1, b1, '0A') + row(a1, b1, '08');
+  assert.deepEqual(parseSocketTable(tcp, 'tcp').map((c) => c.local), ['2001:db8::9', '2001:db8::1'], 'TCP: established and close-wait, with their own local address');
+});
+
+test('protect() with the connection\'s local ULID: a ULID whose address is gone (kept BROKEN among the locators) carries the context again after a restart', () => {
+  for (const peerKept of [true, false]) {
+    const { sim, a, b } = configuredPair(209);
+    const oldUlid = a.ulid; // the ULID the open connection is bound to
+    const newUlid = a.locators[1]!;
+    const saved = a.engine.exportCaches(sim.now);
+    if (!peerKept) { a.engine.close(sim.now); sim.runFor(2000); assert.equal(b.engine.contextCount, 0); } // SIGTERM: Close first
+    // The restart after the ULID's address was removed: the new engine's ULID is the next locator,
+    // the old one is kept among the locators, BROKEN (the daemon's orderLocators `keep`).
+    rebootShimHost(sim, a, { localUlid: newUlid, localLocators: [{ address: newUlid }, { address: oldUlid, flags: 0x01 }] });
+    a.engine.importCaches(sim.now, saved);
+    assert.equal(a.engine.protect(sim.now, b.ulid, '2001:db8:99::9'), false, 'a local address that is not ours starts nothing');
+    assert.equal(a.engine.protect(sim.now, b.ulid, oldUlid), true);
+    assert.equal(a.engine.protect(sim.now, b.ulid, oldUlid), false, 'once');
+    sim.runFor(2000);
+    const mine = a.engine.status().contexts;
+    assert.equal(mine.length, 1);
+    assert.equal(mine[0]!.state, State.ESTABLISHED);
+    assert.equal(mine[0]!.localUlid, oldUlid, 'the context is the one the socket uses: old ULID ↔ B');
+    assert.notEqual(mine[0]!.pair.local, oldUlid, 'its packets leave from a locator that is still there');
+    const theirs = b.engine.status().contexts.filter((c) => c.state === State.ESTABLISHED);
+    assert.deepEqual(theirs.map((c) => c.peerUlid), [oldUlid], `B's context names A by the old ULID (peer kept its context: ${peerKept})`);
+    const before = shimDeliveries(sim, b).length;
+    assert.equal(sendShim(sim, a, b, oldUlid), true, 'the connection\'s packets go through the context');
+    sim.runFor(200);
+    assert.equal(shimDeliveries(sim, b).length, before + 1);
+  }
+});
+
+test('the default local ULID of protect() is the engine\'s own', () => {
+  const { sim, a, b } = configuredPair(210);
+  const saved = a.engine.exportCaches(sim.now);
+  rebootShimHost(sim, a);
+  a.engine.importCaches(sim.now, saved);
+  assert.equal(a.engine.protect(sim.now, b.ulid), true);
+  sim.runFor(2000);
+  assert.equal(a.engine.status().contexts[0]?.localUlid, a.ulid);
+});
+
+test('the cache file\'s contexts: ULID pairs of live contexts, each local ULID kept first under the bound; read back leniently', () => {
+  const traffic = (pairs: Array<[string, string]>) => ({ traffic: () => pairs.map(([localUlid, peerUlid], i) => ({ localUlid, peerUlid, contextTag: i, bytesIn: 0, bytesOut: 0 })) });
+  const many: Array<[string, string]> = Array.from({ length: SAVED_CONTEXTS_MAX + 10 }, (_, i) => ['2001:db8::a', `2001:db8:b::${(i + 1).toString(16)}`]);
+  const out = liveContexts(traffic([...many, ['2001:db8::a', '2001:db8:b::1'], ['2001:db8::c', '2001:db8:b::2']]));
+  assert.equal(out.length, SAVED_CONTEXTS_MAX, 'bounded');
+  assert.deepEqual(out.slice(0, 2), [{ localUlid: '2001:db8::a', peerUlid: '2001:db8:b::1' }, { localUlid: '2001:db8::c', peerUlid: '2001:db8:b::2' }], 'every local ULID before a second pair of any');
+  assert.deepEqual(savedContexts({ positive: [], negative: [] }), [], 'a file of an earlier version: none');
+  assert.deepEqual(savedContexts({ contexts: [{ localUlid: '2001:DB8:0::a', peerUlid: '2001:db8:b::1' }, { localUlid: 'x', peerUlid: '2001:db8::1' }, 7, null, { localUlid: '2001:db8::a' }] }),
+    [{ localUlid: '2001:db8::a', peerUlid: '2001:db8:b::1' }], 'canonical addresses; malformed entries skipped');
+  assert.equal(savedContexts({ contexts: many.map(([localUlid, peerUlid]) => ({ localUlid, peerUlid })) }).length, SAVED_CONTEXTS_MAX);
+});
+
+test('a restart keeps the ULIDs of open connections whose address is gone when the previous daemon\'s contexts had them; other addresses are left alone', () => {
+  const found = [{ address: '2001:db8:2::a', ifname: 'q', up: true }, { address: '2001:db8:1::1:a', ifname: 'p', up: true }];
+  const saved = [{ localUlid: '2001:db8:1::a', peerUlid: '2001:db8:1::b' }];
+  const open = [
+    { local: '2001:db8:1::a', peer: '2001:db8:1::b', proto: 'tcp' as const }, // bound to the old ULID
+    { local: '2001:db8:1::a', peer: '2001:db8:9::9', proto: 'udp' as const },
+    { local: '2001:db8:2::a', peer: '2001:db8:1::b', proto: 'tcp' as const }, // a locator of ours now
+    { local: '2001:db8:7::7', peer: '2001:db8:1::b', proto: 'tcp' as const }, // neither: left alone
+  ];
+  const restored = restoredUlids(open, found, saved);
+  assert.deepEqual(restored, ['2001:db8:1::a']);
+  const hba = { members: [{ address: '2001:db8:1::a' }, { address: '2001:db8:2::a' }] } as unknown as Parameters<typeof orderLocators>[1];
+  assert.deepEqual(orderLocators(found, hba, undefined, restored).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 1], ['2001:db8:2::a', 0], ['2001:db8:1::1:a', 0]],
+    'kept BROKEN among the locators, first as the HBA set ranks it: the ULID again');
+  assert.deepEqual(restoredUlids(open, found, []), [], 'no saved context had it: nothing kept');
 });
 
 test('discover(): integrated sends the I1 exchange itself, nothing held; independent probes first; negative and off start nothing', () => {
