@@ -10,7 +10,9 @@
  * ONE place each (`rejectedClaims`, `limitedReplies`, `claimRejectionLogs`,
  * `peerPortOf`): adjust them there if they change.
  */
+import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
+import type { TestContext } from 'node:test';
 import { readFileSync } from 'node:fs';
 import { LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
 import { labDaemonFiles, LAB_TUN, startLabDaemon, stopProcess, writeLabDaemonConfig, type LogRecord } from '../../lab/daemons.ts';
@@ -18,11 +20,22 @@ import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
 import { Attacker } from '../helpers/attacker.ts';
 import { freshLab, log } from './fixture.ts';
+import { needs } from '../helpers/prereq.ts';
 
 /** What the attack tests need besides root. */
 export const ATTACK_PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'dumpcap'] };
 
 /** Cleanups for a lab shared by the tests of a file (run by the file's `after` hook, last in first out). */
+/**
+ * A file's attack lab (`x`, brought up in its `before` hook) for test `t`: undefined, the test
+ * skipped (failed under CI) naming what is missing, without the prerequisites; asserted up otherwise.
+ */
+export function sharedLab(t: TestContext, x: AttackLab | undefined): AttackLab | undefined {
+  if (!needs(t, ATTACK_PREREQ)) return undefined;
+  assert.ok(x, 'the attack lab came up');
+  return x;
+}
+
 export class Cleanup {
   private readonly fns: Array<() => unknown> = [];
   /** Names what the lab's kept logs are for (test/e2e/fixture.ts). */

@@ -16,12 +16,12 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { missingPrereqs, needs } from '../helpers/prereq.ts';
+import { missingPrereqs } from '../helpers/prereq.ts';
 import { ATTACKER_HBA, type HandshakeArgs, type Proof } from '../helpers/attacker.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_HBA } from '../../lab/hba.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
-import { ATTACK_PREREQ, AttackLab, Cleanup, claimRejectionLogs, rejectedClaims } from './attack-fixture.ts';
+import { ATTACK_PREREQ, AttackLab, Cleanup, claimRejectionLogs, rejectedClaims , sharedLab } from './attack-fixture.ts';
 
 type Claim = 'third party (A\'s DNS upstream)' | 'peer B\'s ULID' | 'victim A\'s own address';
 type ProofKind = 'no proof' | 'the attacker\'s own HBA set' | 'a replay of B\'s PDS';
@@ -68,11 +68,7 @@ before(async () => {
 });
 after(() => cleanup.run());
 
-function lab(t: TestContext): AttackLab | undefined {
-  if (!needs(t, ATTACK_PREREQ)) return undefined;
-  assert.ok(x, 'the attack lab came up');
-  return x;
-}
+const lab = (t: TestContext): AttackLab | undefined => sharedLab(t, x);
 
 /**
  * The attacker's own address establishes a context (allowed), and a datagram

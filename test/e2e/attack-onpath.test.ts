@@ -14,14 +14,14 @@
 // context's FII and for another one: no R2, no second context, nothing moves.
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { missingPrereqs, needs } from '../helpers/prereq.ts';
+import { missingPrereqs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { LAB_STUB } from '../../lab/daemons.ts';
 import { runStream } from '../../lab/run.ts';
 import { LAB_HBA } from '../../lab/hba.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
-import { ATTACK_PREREQ, AttackLab, Cleanup, peerPortOf, type ContextView } from './attack-fixture.ts';
+import { ATTACK_PREREQ, AttackLab, Cleanup, peerPortOf, type ContextView , sharedLab } from './attack-fixture.ts';
 import { waitLog, STREAM_RATE } from './fixture.ts';
 
 const cleanup = new Cleanup('attack-onpath');
@@ -35,11 +35,7 @@ before(async () => {
 });
 after(() => cleanup.run());
 
-function lab(t: TestContext): AttackLab | undefined {
-  if (!needs(t, ATTACK_PREREQ)) return undefined;
-  assert.ok(x, 'the attack lab came up');
-  return x;
-}
+const lab = (t: TestContext): AttackLab | undefined => sharedLab(t, x);
 
 function contextWithB(contexts: readonly ContextView[]): ContextView | undefined {
   return contexts.find((c) => c.peerUlid === LAB_ADDR.bP && c.state === 'ESTABLISHED');

@@ -9,11 +9,11 @@
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { missingPrereqs, needs } from '../helpers/prereq.ts';
+import { missingPrereqs } from '../helpers/prereq.ts';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { generateCga, signCgaLocators } from '../../shim/wire/cga.ts';
-import { ATTACK_PREREQ, AttackLab, Cleanup, type StatusView } from './attack-fixture.ts';
+import { ATTACK_PREREQ, AttackLab, Cleanup, type StatusView , sharedLab } from './attack-fixture.ts';
 
 const V_PREFIX = '2001:db8:77::/64';
 const V = '2001:db8:77::53';
@@ -40,11 +40,7 @@ before(async () => {
 });
 after(() => cleanup.run());
 
-function lab(t: TestContext): AttackLab | undefined {
-  if (!needs(t, ATTACK_PREREQ)) return undefined;
-  assert.ok(x, 'the attack lab came up');
-  return x;
-}
+const lab = (t: TestContext): AttackLab | undefined => sharedLab(t, x);
 
 /** The attacker's context: CGA ULID, [X, V] signed; A's context tag for it. */
 async function context(l: AttackLab, seed: number): Promise<number> {

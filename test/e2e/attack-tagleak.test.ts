@@ -12,11 +12,11 @@
 // the attacker's I1s (with R1s, as an I1 in IDLE is), so they reached it.
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { missingPrereqs, needs } from '../helpers/prereq.ts';
+import { missingPrereqs } from '../helpers/prereq.ts';
 import { LAB_ADDR, nsExec } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { LAB_STUB } from '../../lab/daemons.ts';
-import { ATTACK_PREREQ, AttackLab, Cleanup } from './attack-fixture.ts';
+import { ATTACK_PREREQ, AttackLab, Cleanup , sharedLab } from './attack-fixture.ts';
 import { waitLog } from './fixture.ts';
 
 const cleanup = new Cleanup('attack-tagleak');
@@ -31,11 +31,7 @@ before(async () => {
 });
 after(() => cleanup.run());
 
-function lab(t: TestContext): AttackLab | undefined {
-  if (!needs(t, ATTACK_PREREQ)) return undefined;
-  assert.ok(x, 'the attack lab came up');
-  return x;
-}
+const lab = (t: TestContext): AttackLab | undefined => sharedLab(t, x);
 
 /** The 6 octets a context tag is on the wire (R bit 0, then 47 bits), in hex. */
 const tagHex = (tag: number): string => tag.toString(16).padStart(12, '0');
