@@ -117,25 +117,32 @@ export class ReplyLimiter {
   }
 }
 
-/** Check a `replyLimit` (or `verifyLimit`: same shape, its own defaults) value from configuration and fill in the defaults. */
-export function resolveReplyLimit(v: unknown, field = 'replyLimit', defaults: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = DEFAULT_REPLY_LIMIT): { value: ReplyLimitConfig } | { error: string } {
-  if (v === undefined) return { value: defaults };
+/**
+ * A limit's configuration value: `"off"`, or the buckets under `scope` (per source /64, per context…)
+ * and `global`, each `{ rate, burst }` with parts left out taken from `defaults`.
+ */
+function resolveBuckets<S extends string>(v: unknown, field: string, scope: S, defaults: Readonly<Record<S | 'global', BucketConfig>>): { value: 'off' | Record<S | 'global', BucketConfig> } | { error: string } {
+  if (v === undefined) return { value: defaults as Record<S | 'global', BucketConfig> };
   if (v === 'off') return { value: 'off' };
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { perPrefix: { rate, burst }, global: { rate, burst } }` };
-  const o = v as Record<string, unknown>;
-  const out = { perPrefix: { ...defaults.perPrefix }, global: { ...defaults.global } };
-  for (const k of Object.keys(o)) {
-    if (k !== 'perPrefix' && k !== 'global') return { error: `${field}.${k}: unknown key (perPrefix, global)` };
-    const b = o[k];
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { ${scope}: { rate, burst }, global: { rate, burst } }` };
+  const out = { [scope]: { ...defaults[scope] }, global: { ...defaults.global } } as Record<S | 'global', BucketConfig>;
+  for (const [k, b] of Object.entries(v as Record<string, unknown>)) {
+    if (k !== scope && k !== 'global') return { error: `${field}.${k}: unknown key (${scope}, global)` };
     if (typeof b !== 'object' || b === null || Array.isArray(b)) return { error: `${field}.${k} must be { rate, burst }` };
+    const bucket = out[k as S | 'global'];
     for (const [bk, bv] of Object.entries(b as Record<string, unknown>)) {
       if (bk !== 'rate' && bk !== 'burst') return { error: `${field}.${k}.${bk}: unknown key (rate, burst)` };
       if (typeof bv !== 'number' || !Number.isFinite(bv) || bv <= 0 || bv > 1e6) return { error: `${field}.${k}.${bk} must be a number > 0 and ≤ 1000000` };
-      out[k][bk] = bv;
+      bucket[bk] = bv;
     }
-    if (out[k].burst < 1) return { error: `${field}.${k}.burst must be ≥ 1` };
+    if (bucket.burst < 1) return { error: `${field}.${k}.burst must be ≥ 1` };
   }
   return { value: out };
+}
+
+/** Check a `replyLimit` (or `verifyLimit`: same shape, its own defaults) value from configuration and fill in the defaults. */
+export function resolveReplyLimit(v: unknown, field = 'replyLimit', defaults: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = DEFAULT_REPLY_LIMIT): { value: ReplyLimitConfig } | { error: string } {
+  return resolveBuckets(v, field, 'perPrefix', defaults);
 }
 
 /**
@@ -185,19 +192,5 @@ export class ProbeReplyLimiter {
 
 /** Check a `probeReplyLimit` value (from configuration); `undefined` gives `dflt`. */
 export function resolveProbeReplyLimit(v: unknown, dflt: { perContext: BucketConfig; global: BucketConfig }, field = 'probeReplyLimit'): { value: ProbeReplyLimitConfig } | { error: string } {
-  if (v === undefined) return { value: dflt };
-  if (v === 'off') return { value: 'off' };
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { perContext: { rate, burst }, global: { rate, burst } }` };
-  const out = { perContext: { ...dflt.perContext }, global: { ...dflt.global } };
-  for (const [k, b] of Object.entries(v as Record<string, unknown>)) {
-    if (k !== 'perContext' && k !== 'global') return { error: `${field}.${k}: unknown key (perContext, global)` };
-    if (typeof b !== 'object' || b === null || Array.isArray(b)) return { error: `${field}.${k} must be { rate, burst }` };
-    for (const [bk, bv] of Object.entries(b as Record<string, unknown>)) {
-      if (bk !== 'rate' && bk !== 'burst') return { error: `${field}.${k}.${bk}: unknown key (rate, burst)` };
-      if (typeof bv !== 'number' || !Number.isFinite(bv) || bv <= 0 || bv > 1e6) return { error: `${field}.${k}.${bk} must be a number > 0 and ≤ 1000000` };
-      out[k][bk] = bv;
-    }
-    if (out[k].burst < 1) return { error: `${field}.${k}.burst must be ≥ 1` };
-  }
-  return { value: out };
+  return resolveBuckets(v, field, 'perContext', dflt);
 }
