@@ -152,8 +152,8 @@ export interface EngineConfig {
   replyLimit?: ReplyLimitConfig;
   /**
    * Rate limits of the Probes sent in answer to a peer's Probe, per context and for the host;
-   * default from the timers (defaultProbeReplyLimit in reply-limit.ts: 4/s burst 10 per context,
-   * 200/s burst 400 overall with RFC timers).
+   * default from the timers (defaultProbeReplyLimit in reply-limit.ts: 8/s burst 20 per context,
+   * 400/s burst 800 overall with RFC timers).
    */
   probeReplyLimit?: ProbeReplyLimitInput;
   /**

@@ -159,18 +159,20 @@ export type ProbeReplyLimitConfig = { perContext: BucketConfig; global: BucketCo
 export type ProbeReplyLimitInput = { perContext?: Partial<BucketConfig>; global?: Partial<BucketConfig> } | 'off';
 
 /**
- * Defaults from the timers: a peer that follows RFC 5534 §4.3 sends at most one Probe per Initial
- * Probe Timeout per exploration (sequentially, then with back-off), and each of its probes draws
- * one answer, so a context gets two answers per Initial Probe Timeout (4/s with the RFC's 0.5 s,
- * 40/s with the `fast` profile's 50 ms) with a burst of 2 × Number of Initial Probes + 2 (10: a
- * whole first round on two pairs); the host 50 times the per-context rate, burst 100 times it
- * (200/s burst 400 with RFC timers): many contexts exploring at once (a site outage) are all
- * answered within about two seconds of their first probes, and a flood over any number of
- * contexts draws at most that many answers.
+ * Defaults from the timers. An exploring peer sends a round of probes per Initial Probe Timeout
+ * (ours: the current pair and the disjoint one, RFC 5534 §4.3 then back-off), and while both ends
+ * explore it also answers ours with InboundOk probes, each of which is answered in turn: a context
+ * gets up to four answers per Initial Probe Timeout (8/s with the RFC's 0.5 s, 80/s with the
+ * `fast` profile's 50 ms), burst 4 × Number of Initial Probes + 4 (20: a whole first round both
+ * ways on two pairs). Two per timeout dropped probes of real explorations in the lab (38 in one
+ * re-homing, which then took 1.8 s on the TUN). The host: 50 times the per-context rate, burst 100
+ * times it (400/s burst 800 with RFC timers): many contexts exploring at once (a site outage) are
+ * all answered within about two seconds of their first probes, and a flood over any number of
+ * contexts draws at most that many answers, each at most twice its probe.
  */
 export function defaultProbeReplyLimit(initialProbeTimeout: number, initialProbes: number): { perContext: BucketConfig; global: BucketConfig } {
-  const rate = 2000 / Math.max(1, initialProbeTimeout);
-  return { perContext: { rate, burst: 2 * initialProbes + 2 }, global: { rate: 50 * rate, burst: 100 * rate } };
+  const rate = 4000 / Math.max(1, initialProbeTimeout);
+  return { perContext: { rate, burst: 4 * initialProbes + 4 }, global: { rate: 50 * rate, burst: 100 * rate } };
 }
 
 /** The per-context and global buckets of Probe answers. The per-context bucket lives on the context. */
