@@ -9,12 +9,39 @@ import { test } from 'node:test';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { crossesLinkP, LAB_ADDR, LAB_IF } from '../../lab/topology.ts';
+import { crossesLinkP, LAB_ADDR, LAB_IF, type Lab } from '../../lab/topology.ts';
+import type { LabShim6, LogRecord } from '../../lab/daemons.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { addAddress, removeAddress } from '../../lab/renumber.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+
+/**
+ * A 40 s (or `durationMs`) stream A → B whose link P is black-holed 9 s in, but not before
+ * `back(mark.restartedAt)` holds (the restarted daemon's context is up: a failure after the
+ * restart). Set `mark.restartedAt` when the restart begins.
+ */
+function streamFailingAfterRestart(lab: Lab, s: LabShim6, back: (x: LogRecord, restartedAt: number) => boolean, { durationMs = 40_000, gateMs = 60_000, graceMs = 20_000 } = {}): { run: ReturnType<typeof runStream>; mark: { restartedAt?: number } } {
+  const mark: { restartedAt?: number } = {};
+  const failGate = async (): Promise<void> => {
+    await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => back(x, mark.restartedAt!)), 'the restarted daemon\'s context with B', gateMs, 50);
+  };
+  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs });
+  return { run, mark };
+}
+
+/** The stream of streamFailingAfterRestart survived: whole, intact, P failed after the restart and data flowed again. */
+function survived(r: Awaited<ReturnType<typeof runStream>>, restartedAt: number): void {
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+  assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
+  assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+}
+
+/** A's context with B, established at or after `since`. */
+const withB = (x: LogRecord, since: number): boolean => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since;
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
   test(`A's daemon restarts (${how}) mid-stream; the open connection is protected again and survives P black-holed afterwards`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
@@ -26,11 +53,7 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     // busy CI run's restarted daemon had its context 19 s into a 20 s stream, P failed after the
     // sender's last write, and "data flowed again" had nothing left to show (every octet arrived).
     // 40 s leaves the failure mid-stream after a restart of up to ~30 s.
-    const mark: { restartedAt?: number } = {};
-    const failGate = async (): Promise<void> => {
-      await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
-    };
-    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
+    const { run, mark } = streamFailingAfterRestart(lab, s, withB);
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
     // The cache save (2 s after the context, debounced) must have happened, or the SIGKILLed daemon's
     // successor knows nothing of B to protect: waited for, not slept (a fixed 3 s was too short in a
@@ -45,11 +68,7 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     assert.ok((again.peers as string[]).includes(LAB_ADDR.bP), 'B, the peer of the open connection, was primed at start');
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt, 30_000);
     const r = await run;
-    assert.equal(r.complete, true, 'the stream ended normally');
-    assert.equal(r.corrupt, 0);
-    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
-    assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
-    assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+    survived(r, restartedAt);
     t.diagnostic(`stall after the black hole: ${String(r.stall_after_fail_ms)} ms (longest gap of the run: ${r.stall_ms} ms)`);
   });
 }
@@ -58,11 +77,7 @@ test('A\'s daemon restarts with its cache file lost (corrupt); discovery protect
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
   const lab = await freshLab(t);
   const s = await daemons(t, lab);
-  const mark: { restartedAt?: number } = {};
-  const failGate = async (): Promise<void> => {
-    await waitFor(() => mark.restartedAt !== undefined && log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= mark.restartedAt!), 'the restarted daemon\'s context with B', 60_000, 50);
-  };
-  const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000 });
+  const { run, mark } = streamFailingAfterRestart(lab, s, withB);
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
   const restartedAt = Date.now();
   mark.restartedAt = restartedAt;
@@ -73,12 +88,7 @@ test('A\'s daemon restarts with its cache file lost (corrupt); discovery protect
   const found = await waitLog(lab, 'a', (x) => x.msg === 'open connections of unknown peers: discovery' && Date.parse(x.ts) >= restartedAt, 30_000);
   assert.ok((found.started as number) >= 1, 'discovery started for the open connection\'s peer');
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt, 30_000);
-  const r = await run;
-  assert.equal(r.complete, true, 'the stream ended normally');
-  assert.equal(r.corrupt, 0);
-  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
-  assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
-  assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+  survived(await run, restartedAt);
 });
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
@@ -86,11 +96,8 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
     const lab = await freshLab(t);
     const s = await daemons(t, lab);
-    const mark: { restartedAt?: number } = {};
-    const restarted = (x: { msg?: unknown; localUlid?: unknown; peerUlid?: unknown; ts: unknown }): boolean => mark.restartedAt !== undefined && x.msg === 'context-established'
-      && x.localUlid === LAB_ADDR.aP && x.peerUlid === LAB_ADDR.bP && Date.parse(String(x.ts)) >= mark.restartedAt;
-    const failGate = async (): Promise<void> => { await waitFor(() => log(lab, 'a').some(restarted), 'the restarted daemon\'s context old ULID ↔ B', 120_000, 50); };
-    const run = runStream(lab, { to: LAB_B_NAME, resolver: s.resolverA, durationMs: 60_000, failAtMs: 9000, failGate, failure: 'blackhole', rate: STREAM_RATE, graceMs: 30_000 });
+    const restarted = (x: LogRecord, since: number): boolean => withB(x, since) && x.localUlid === LAB_ADDR.aP;
+    const { run, mark } = streamFailingAfterRestart(lab, s, restarted, { durationMs: 60_000, gateMs: 120_000, graceMs: 30_000 });
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && x.localUlid === LAB_ADDR.aP, 30_000);
     // Renumbering of link P: a new address, then the ULID's own address goes (docs/operations.md "Renumbering").
     addAddress(lab, 'a', LAB_IF.P, '2001:db8:1::1:a');
@@ -113,13 +120,9 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     assert.ok((again.ulids as string[]).includes(LAB_ADDR.aP) && (again.peers as string[]).includes(LAB_ADDR.bP), 'the open connection: old ULID ↔ B');
     const ready = await waitLog(lab, 'a', (x) => x.msg === 'daemon ready' && Date.parse(x.ts) >= restartedAt, 30_000);
     assert.equal(ready.ulid, LAB_ADDR.aP, 'the old ULID (the first of A\'s HBA set) is the new daemon\'s ULID again, as before the restart');
-    await waitFor(() => log(lab, 'a').some(restarted), 'the context old ULID ↔ B after the restart', 120_000);
+    await waitFor(() => log(lab, 'a').some((x) => restarted(x, restartedAt)), 'the context old ULID ↔ B after the restart', 120_000);
     const r = await run;
-    assert.equal(r.complete, true, 'the stream ended normally');
-    assert.equal(r.corrupt, 0);
-    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
-    assert.ok(r.failAt !== undefined && r.failAt > restartedAt, 'P failed after the restart');
-    assert.equal(r.recovered, true, 'data flowed again after P was black-holed');
+    survived(r, restartedAt);
     t.diagnostic(`longest gap of the run: ${r.stall_ms} ms; after the black hole: ${String(r.stall_after_fail_ms)} ms`);
   });
 }
