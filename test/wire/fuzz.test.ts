@@ -6,6 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { rsaKeyShape } from '../../shim/wire/cga.ts';
 import { decodeMessage, decodePayloadHeader, encodeMessage, WireError } from '../../shim/wire/index.ts';
 import { resealChecksum } from '../helpers/octets.ts';
 import { demoMessages } from '../../shim/wire/demo.ts';
@@ -105,4 +107,33 @@ test('fuzz: 120,000 random and mutated inputs through every decoder see only Wir
   for (const k of ['message:ok', 'message:ECHECKSUM', 'message:ETYPE', 'message:ELENGTH', 'message:ETRUNCATED', 'message:EOPTION', 'message:ECRITICAL_OPTION', 'message:EFIELD', 'payload:ok']) {
     assert.ok((outcomes.get(k) ?? 0) > 0, `no input reached ${k}: ${JSON.stringify([...outcomes])}`);
   }
+});
+
+test('fuzz: the CGA key-shape reader (rsaKeyShape, DER from a peer) takes random and mutated SubjectPublicKeyInfos without throwing, and never calls a key OpenSSL cannot read "ok"', (t) => {
+  const r = rng(fuzzSeed(t, 0x5335));
+  const real = [1024, 2048].map((bits) => new Uint8Array(generateKeyPairSync('rsa', { modulusLength: bits }).publicKey.export({ type: 'spki', format: 'der' })));
+  const outcomes = new Set(['ok', 'not-rsa', 'key-too-short', 'key-too-long', 'bad-exponent']);
+  const counts: Record<string, number> = {};
+  for (let i = 0; i < fuzzRuns(20_000); i++) {
+    let b: Uint8Array;
+    if (i % 4 === 0) {
+      b = Uint8Array.from({ length: Math.floor(r() * 600) }, () => Math.floor(r() * 256));
+    } else {
+      b = Uint8Array.from(real[i % 2]!);
+      for (let k = 1 + Math.floor(r() * 4); k > 0; k--) b[Math.floor(r() * b.length)] = Math.floor(r() * 256);
+      if (r() < 0.2) b = b.subarray(0, Math.floor(r() * b.length));
+    }
+    const shape = rsaKeyShape(b);
+    assert.ok(outcomes.has(shape), `unknown outcome ${shape}`);
+    counts[shape] = (counts[shape] ?? 0) + 1;
+    if (shape === 'ok') {
+      // What the reader passes must be an RSA key OpenSSL parses with the bounds the reader saw.
+      const key = createPublicKey({ key: Buffer.from(b), format: 'der', type: 'spki' });
+      assert.equal(key.asymmetricKeyType, 'rsa');
+      const d = key.asymmetricKeyDetails!;
+      assert.ok(d.modulusLength! >= 1024 && d.modulusLength! <= 4096 && d.publicExponent! % 2n === 1n && d.publicExponent! <= 0xffff_ffffn, `${d.modulusLength} bits, e ${d.publicExponent}`);
+    }
+  }
+  t.diagnostic(`outcomes: ${JSON.stringify(counts)}`);
+  assert.ok((counts.ok ?? 0) > 0 && (counts['not-rsa'] ?? 0) > 0, 'both accepted and refused inputs were met');
 });
