@@ -1,4 +1,4 @@
-// E2E trust (review F4): an off-path attacker cannot learn A's context tag by
+// E2E trust: an off-path attacker cannot learn A's context tag by
 // racing A's own handshake with crossing I1s (RFC 5533 §7.9).
 // The attacker sits on link P with its own address and, from it, sends I1s whose
 // ULID Pair option names (B, A) — "I am B, starting a context with A" — one every

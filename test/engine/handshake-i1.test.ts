@@ -24,7 +24,7 @@ const X = '2001:db8:6666::1';
 
 /**
  * Until `done()` (at most `maxMs` of virtual time), one I1 every millisecond from X to A's ULID
- * whose ULID Pair option names (B, A), as the reviewer's tag-leak.ts did at 50/s; returns the states
+ * whose ULID Pair option names (B, A) (an attacker's I1s, as fast as it likes); returns the states
  * A's context with B went through meanwhile.
  */
 function claimB(sim: Sim, a: ShimHost, b: ShimHost, done: () => boolean, maxMs: number): Set<string> {
@@ -101,10 +101,10 @@ test('crossing I1s from the peer are still answered with R2 where it is known; f
   assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
 });
 
-// --- ESTABLISHED: the R2 a retransmitted I1 draws (the reviewer's probe-reflect.ts --via i1) ---
+// --- ESTABLISHED: the R2 a retransmitted I1 draws (a reflection toward a third party) ---
 
 const A = '2001:db8:a1::1';
-const V = '2001:db8:53::53'; // a third party (the reviewer's DNS server)
+const V = '2001:db8:53::53'; // a third party (say, a DNS server)
 const M_SRC = '2001:db8:e1::66'; // the malicious peer's own address
 
 /**
@@ -156,7 +156,7 @@ function repeatI1(a: Engine, t0: Millis, n: number, seconds: number, src: string
 test('ESTABLISHED: I1s naming the context, forged from a signed but never probed locator, draw no R2 there: only R1s, within the limits and twice the I1', () => {
   const { a, tag, claim } = maliciousPeer();
   const i1 = encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: 7, options: [claim] });
-  const { types, largest } = repeatI1(a, ms(1000), 200, 1, V, i1, 53); // at V's DNS port, as the reviewer did
+  const { types, largest } = repeatI1(a, ms(1000), 200, 1, V, i1, 53); // at V's DNS port
   assert.equal(types.R2 ?? 0, 0, `R2s to V: ${JSON.stringify(types)}`);
   assert.ok((types.R1 ?? 0) <= 10 + 10, `R1s to V within the /64's limit: ${JSON.stringify(types)}`);
   assert.ok(largest <= 2 * i1.length, `every reply at most twice the I1 (${largest} for ${i1.length})`);

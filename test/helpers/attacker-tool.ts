@@ -327,7 +327,7 @@ let claims: { stop: boolean; sent: number; done: Promise<void> } | undefined;
 /**
  * Start sending, from socket `sock` to `dst`, one I1 every `gapMs` (fresh tag and nonce each) whose
  * ULID Pair option names `claim` — the sender claims to be `claim.sender` talking to `claim.receiver`
- * (review F4: crossing I1s during the receiver's own handshake with that peer) — until `stopClaims`.
+ * (crossing I1s during the receiver's own handshake with that peer: docs/security.md) — until `stopClaims`.
  * Replies land in the socket's inbox.
  */
 function startClaims(a: ClaimArgs): { started: true } {
