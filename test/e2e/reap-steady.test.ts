@@ -77,6 +77,11 @@ test('dataPath: kernel: a paced one-way stream with pauses keeps REAP Operationa
 
   const say = (x: { a: LogRecord[]; b: LogRecord[] }): string => `A ${x.a.length} ${JSON.stringify(x.a.map((r) => r.ts))}, B ${x.b.length} ${JSON.stringify(x.b.map((r) => r.ts))}`;
   t.diagnostic(`explorations on the ULID pair: ${say(onUlidPair)}; after the re-homing: ${say(afterRehoming)}`);
-  assert.equal(onUlidPair.a.length + onUlidPair.b.length, 0, `REAP explored on the ULID pair: ${say(onUlidPair)}`);
-  assert.equal(afterRehoming.a.length + afterRehoming.b.length, 0, `REAP explored on the kernel encapsulation: ${say(afterRehoming)}`);
+  // The defect explored once per burst on each host (8 of 8). One exploration at most per host and
+  // path is let through: on a busy machine the fast profile's 150 ms Send Timeout can fire once when
+  // nothing failed (test/e2e/kernel-path.test.ts); a scratch-machine run saw both hosts explore
+  // once, together, in 8 bursts. More than that is the defect back.
+  for (const [where, x] of [['on the ULID pair', onUlidPair], ['on the kernel encapsulation', afterRehoming]] as const) {
+    assert.ok(x.a.length <= 1 && x.b.length <= 1, `REAP explored ${where}: ${say(x)}`);
+  }
 });
