@@ -2,9 +2,9 @@
 // context's packets both ways (not the daemon's UDP, not neighbour discovery), before a host rule that
 // drops what is sent; the table goes at close, and a crashed owner's table at the next open. Both
 // readers: netlink (the addon, the default) and the `nft` process (where the addon is not built).
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { needs } from '../helpers/prereq.ts';
+import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { NetLab } from '../helpers/netns.ts';
 import { KERNEL_TABLE, NftKernelPath } from '../../shim/dataplane/kernel-path.ts';
 
@@ -17,13 +17,19 @@ const TRAFFIC = `const d=require('dgram').createSocket('udp6');d.bind(0,'${A}',a
   // Black-holed, the SYN has no answer: once it is out (connect() sends it), nothing is left to count.
   `setTimeout(()=>process.exit(0),100)})`;
 
+/** Namespaces `<prefix>a` (A on `<prefix>0`) and `<prefix>b` (B on `<prefix>1`), joined by a veth pair. */
+function linkedPair(t: TestContext, prefix: string): { net: NetLab; a: ReturnType<NetLab['ns']>; b: ReturnType<NetLab['ns']> } {
+  const net = new NetLab(t);
+  const a = net.ns(`${prefix}a`), b = net.ns(`${prefix}b`);
+  net.veth(a, `${prefix}0`, b, `${prefix}1`);
+  net.addr(a, `${prefix}0`, `${A}/64`);
+  net.addr(b, `${prefix}1`, `${B}/64`);
+  return { net, a, b };
+}
+
 for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} reader): nftables counts a context's packets both ways (not the daemon's UDP), sent packets even when a host rule drops them; a reading fails when someone deletes our counters; nothing left behind, even after a crash`, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const net = new NetLab(t);
-  const a = net.ns('kpa'), b = net.ns('kpb');
-  net.veth(a, 'kp0', b, 'kp1');
-  net.addr(a, 'kp0', `${A}/64`);
-  net.addr(b, 'kp1', `${B}/64`);
+  const { net, a, b } = linkedPair(t, 'kp');
   // B answers the SYN with an RST but sends no port-unreachable for the datagrams (rate-limited, so not countable).
   net.run(b, ['nft', 'add table ip6 kp; add chain ip6 kp out { type filter hook output priority 0; }; add rule ip6 kp out icmpv6 type destination-unreachable drop']);
   const hasTable = () => net.tryRun(a, ['nft', 'list', 'table', 'ip6', KERNEL_TABLE]).status === 0;
@@ -79,14 +85,10 @@ for (const reader of ['netlink', 'nft'] as const) test(`kernel path (${reader} r
 
 test('kernel path (netlink reader): a reading of idle contexts reads the two sums only; one context\'s traffic brings the full reading, and only that context is named as moved', async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const net = new NetLab(t);
-  const a = net.ns('kqa'), b = net.ns('kqb');
-  net.veth(a, 'kq0', b, 'kq1');
-  net.addr(a, 'kq0', `${A}/64`);
-  net.addr(b, 'kq1', `${B}/64`);
+  const { net, a } = linkedPair(t, 'kq');
   const k = NftKernelPath.open({ port: 5533, netns: a.name });
   t.after(() => k.close());
-  if (k.readerKind !== 'netlink') { t.skip('the native addon is not built'); return; }
+  if (k.readerKind !== 'netlink') { skipOrFail(t, 'missing prerequisite: the native addon (npm run install builds it)'); return; }
   // 500 idle contexts besides A–B.
   const idle = Array.from({ length: 500 }, (_, i) => `2001:db8:77::${(i + 1).toString(16)}`);
   for (const p of idle) assert.equal(k.watch(A, p), true);
