@@ -323,7 +323,7 @@ export class Daemon {
     return {
       ...st,
       contexts: st.contexts.map((c) => {
-        const p = paths.get(`${c.localUlid} ${c.peerUlid}`);
+        const p = paths.get(pairKey(c.localUlid, c.peerUlid));
         if (p === undefined) return c;
         const k = p.kernel, t = c.traffic;
         return { ...c, path: p.path, ...(k && t ? { traffic: { ...t, packetsIn: t.packetsIn + k.packetsIn, bytesIn: t.bytesIn + k.bytesIn, packetsOut: t.packetsOut + k.packetsOut, bytesOut: t.bytesOut + k.bytesOut } } : {}) };
@@ -333,7 +333,7 @@ export class Daemon {
 
   /** The driver's established contexts by ULID pair (`local peer`), the key of the kernel's counters. */
   private pathsByPair(): Map<string, ContextPath> {
-    return new Map((this.driver?.paths() ?? []).map((p) => [`${p.localUlid} ${p.peerUlid}`, p]));
+    return new Map((this.driver?.paths() ?? []).map((p) => [pairKey(p.localUlid, p.peerUlid), p]));
   }
 
   /**
@@ -343,7 +343,7 @@ export class Daemon {
   private traffic(engine: Engine): TrafficReading[] {
     const paths = this.pathsByPair();
     return engine.traffic().map((r) => {
-      const k = paths.get(`${r.localUlid} ${r.peerUlid}`)?.kernel;
+      const k = paths.get(pairKey(r.localUlid, r.peerUlid))?.kernel;
       return { peerUlid: r.peerUlid, contextTag: r.contextTag, bytesIn: r.bytesIn + (k?.bytesIn ?? 0), bytesOut: r.bytesOut + (k?.bytesOut ?? 0) };
     });
   }
@@ -492,15 +492,15 @@ export class Daemon {
     }
     // A peer may have brought its context back already (R1bis/I2bis while we started: on the kernel
     // path the connection kept flowing natively while we were down): protected too.
-    const have = new Set(this.driver && this.engine ? this.engine.status(this.driver.now()).contexts.map((c) => `${c.localUlid} ${c.peerUlid}`) : []);
-    const done = usable.filter((c) => have.has(`${c.local} ${c.peer}`) || this.command((e, now) => e.protect(now, c.peer, c.local)));
+    const have = new Set(this.engine ? this.engine.traffic().map((c) => pairKey(c.localUlid, c.peerUlid)) : []);
+    const done = usable.filter((c) => have.has(pairKey(c.local, c.peer)) || this.command((e, now) => e.protect(now, c.peer, c.local)));
     if (done.length > 0) {
       const peers = [...new Set(done.map((c) => c.peer))];
       const ulids = [...new Set(done.map((c) => c.local))];
       this.log.info('open connections protected again', { peers, ulids, connections: done.length });
     }
-    const protectedPairs = new Set(done.map((c) => `${c.local} ${c.peer}`));
-    return [...new Set(usable.filter((c) => !protectedPairs.has(`${c.local} ${c.peer}`)).map((c) => c.peer))];
+    const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
+    return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
   }
 
   /**
@@ -857,6 +857,9 @@ export function restoredUlids(open: readonly OpenConnection[], found: readonly L
   return [...new Set(open.filter((c) => !ours.has(c.local) && were.has(c.local)).map((c) => c.local))];
 }
 
+/** A ULID pair as one map key (`local peer`): how a context, its kernel counters and an open connection are matched. */
+const pairKey = (local: Ipv6, peer: Ipv6): string => `${local} ${peer}`;
+
 /**
  * The ULID pairs of the engine's contexts for the cache file: each pair once, every local ULID in
  * it before a second pair of any (a bound that cuts keeps the ULIDs), at most SAVED_CONTEXTS_MAX.
@@ -867,7 +870,7 @@ export function liveContexts(engine: Pick<Engine, 'traffic'>): SavedContext[] {
   const first: SavedContext[] = [];
   const rest: SavedContext[] = [];
   for (const c of engine.traffic()) {
-    const key = `${c.localUlid} ${c.peerUlid}`;
+    const key = pairKey(c.localUlid, c.peerUlid);
     if (seen.has(key)) continue;
     seen.add(key);
     (ulids.has(c.localUlid) ? rest : first).push({ localUlid: c.localUlid, peerUlid: c.peerUlid });
