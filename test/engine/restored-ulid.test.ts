@@ -17,6 +17,13 @@ import { findOption } from '../../shim/wire/index.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { generateCga, verifyCga } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { HBA_PARAMS_FORMAT, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
+import { keptFromBefore, liveContexts, orderLocators, withRestored } from '../../shim/daemon/daemon.ts';
+import { chooseRestored, MAX_RESTORED_ULIDS, peersOfRestored, restoredCheckMs, unusedRestored } from '../../shim/daemon/restored.ts';
+import { generateCgaUlid } from '../../shim/daemon/cga-identity.ts';
+import type { LocalAddress } from '../../shim/daemon/locators.ts';
+import type { OpenConnection } from '../../shim/daemon/open-connections.ts';
+import { Logger } from '../../shim/log.ts';
 import { SimRng } from '../helpers/rng.ts';
 
 const A_PREFIXES = ['2001:db8:a1::/64', '2001:db8:a2::/64', '2001:db8:a3::/64'];
@@ -126,4 +133,87 @@ test('a locator\'s own PDS must prove it and hold the engine\'s key', () => {
   assert.throws(() => add([{ address: m1.address }, { address: m2.address, cgaParams: m2.params.map((x, i) => (i === 0 ? x ^ 1 : x)) }]), (e: unknown) => e instanceof UsageError && e.code === 'ECGA_PARAMS', 'a PDS that does not prove its address');
   assert.throws(() => add([{ address: m1.address }, { address: c.address, cgaParams: c.params }], { cgaKey: key.privateKey, cgaParams: generateHbaSet({ prefixes: A_PREFIXES, sec: 0, publicKey: key.spki, randomBytes: bytesFrom(642) }).members[0]!.params }),
     (e: unknown) => e instanceof UsageError && e.code === 'ECGA_KEY_MISMATCH', 'a CGA of another key');
+});
+
+/** The HBA parameters file of a set, as `zone hba --out` writes it and the daemon reads it. */
+const hbaFile = (set: ReturnType<typeof generateHbaSet>): HbaParamsFile => ({
+  format: HBA_PARAMS_FORMAT, sec: 0, publicKeyIncluded: set.publicKeyIncluded, publicKey: Buffer.from(set.publicKey).toString('hex'),
+  members: set.members.map((m) => ({ prefix: m.prefix, address: m.address, params: Buffer.from(m.params).toString('hex') })),
+});
+const quiet = (): Logger => new Logger({ level: 'error', format: 'json', component: 'test' });
+
+test('the daemon\'s restart: a kept HBA member is the second one, after the members still there, with its own PDS; its context comes up with a peer checking the binding', () => {
+  const sim = new Sim(65);
+  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(65) });
+  const [m1, m2, m3] = set.members as [typeof set.members[0], typeof set.members[0], typeof set.members[0]];
+  const b = peerB(sim);
+  const hba = hbaFile(set);
+  const found: LocalAddress[] = [{ address: m3.address, ifname: 'q', up: true }, { address: m1.address, ifname: 'p', up: true }];
+  const open: OpenConnection[] = [{ local: m2.address, peer: b.ulid, proto: 'tcp' }];
+  const restored = keptFromBefore([m2.address], open, hba, undefined, undefined, quiet());
+  assert.deepEqual([...restored], [[m2.address, m2.params]], 'the member\'s own parameters');
+  const locals = orderLocators(found, hba, undefined, undefined, restored);
+  assert.deepEqual(locals.map((l) => [l.address, l.flags]), [[m1.address, 0], [m3.address, 0], [m2.address, 1]]);
+  const a = addLinkedShimHost(sim, 'a', { ulid: m1.address, locators: [m1.address, m3.address], params: m1.params }, { localLocators: locals, ...knowsB(b) });
+  protectAndSettle(sim, a, b, m2.address);
+});
+
+test('the daemon\'s restart with a CGA key and no HBA set: a former CGA ULID is proven by the CGA our key makes on its prefix; others are left alone', () => {
+  const { privateKey, spki } = rsa();
+  const key = { file: 'k.pem', key: privateKey, spki, bits: 1024 };
+  const old = generateCgaUlid(key, '2001:db8:a1::1', 0);
+  const other = generateCgaUlid({ ...key, key: rsa().privateKey }, '2001:db8:a1::1', 0).address; // someone else's key: no proof of ours
+  const open: OpenConnection[] = [{ local: old.address, peer: '2001:db8:b1::1', proto: 'tcp' }, { local: other, peer: '2001:db8:b1::1', proto: 'udp' }];
+  const kept = keptFromBefore([old.address, other], open, undefined, key, 0, quiet());
+  assert.deepEqual([...kept], [[old.address, old.params]]);
+  assert.equal(verifyCga(old.address, kept.get(old.address)!), true);
+});
+
+test('the restart keeps at most MAX_RESTORED_ULIDS, the most used first, only those it can prove; one peer of each for the cache file', () => {
+  const ulids = Array.from({ length: MAX_RESTORED_ULIDS + 3 }, (_, i) => `2001:db8:a1::${(i + 1).toString(16)}`);
+  const open: OpenConnection[] = ulids.flatMap((u, i) => Array.from({ length: i % 3 === 0 ? 2 : 1 }, (_, k) => ({ local: u, peer: `2001:db8:b1::${k + 1}`, proto: 'tcp' as const })));
+  const choice = chooseRestored(ulids, open, (u) => (u.endsWith('::2') ? undefined : Uint8Array.of(1)));
+  assert.equal(choice.kept.size, MAX_RESTORED_ULIDS);
+  assert.deepEqual(choice.unproven, ['2001:db8:a1::2']);
+  assert.equal(choice.over.length, 2);
+  const twice = ulids.filter((_, i) => i % 3 === 0);
+  assert.deepEqual([...choice.kept.keys()].slice(0, twice.length), twice, 'those with more open connections first');
+  assert.deepEqual([...peersOfRestored(['2001:db8:a1::1', '2001:db8:a1::5'], open)], [['2001:db8:a1::1', '2001:db8:b1::1'], ['2001:db8:a1::5', '2001:db8:b1::1']]);
+  assert.deepEqual([restoredCheckMs(600_000), restoredCheckMs(120_000), restoredCheckMs(1500), restoredCheckMs(10)], [60_000, 60_000, 1500, 1000], 'every minute, or every idle timeout when shorter');
+});
+
+test('a restored ULID whose connections are gone is dropped once no context uses it: the engine stops announcing it, the cache file stops keeping it', () => {
+  const sim = new Sim(66);
+  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(66) });
+  const [m1, m2, m3] = set.members as [typeof set.members[0], typeof set.members[0], typeof set.members[0]];
+  const b = peerB(sim);
+  const hba = hbaFile(set);
+  const found: LocalAddress[] = [{ address: m1.address, ifname: 'p', up: true }, { address: m3.address, ifname: 'q', up: true }];
+  let open: OpenConnection[] = [{ local: m2.address, peer: b.ulid, proto: 'tcp' }];
+  const restored = keptFromBefore([m2.address], open, hba, undefined, undefined, quiet());
+  const a = addLinkedShimHost(sim, 'a', { ulid: m1.address, locators: [m1.address, m3.address], params: m1.params }, { localLocators: orderLocators(found, hba, undefined, undefined, restored), ...knowsB(b) });
+  protectAndSettle(sim, a, b, m2.address);
+  assert.equal(a.engine.protect(sim.now, b.ulid), true, 'and a context of A\'s own ULID with B');
+  sim.runFor(2000);
+  /** One check of the daemon's timer (Daemon.checkRestored): what it would release now. */
+  const check = (): string[] => unusedRestored(restored.keys(), open, a.engine.traffic());
+  assert.deepEqual(check(), [], 'the connection is open');
+  const peers = peersOfRestored(restored.keys(), open);
+  open = []; // the application closed it
+  assert.deepEqual(check(), [], 'its context is still there (it ends by the idle timer)');
+  // A's own context stays busy; the restored ULID's context goes quiet and the idle timer (fast profile: 120 s) removes it.
+  for (let t = 0; t < 14; t++) { sendShim(sim, a, b); sim.runFor(10_000); }
+  assert.deepEqual(a.engine.traffic().map((c) => c.localUlid), [m1.address]);
+  assert.ok(withRestored(liveContexts(a.engine), peers).some((c) => c.localUlid === m2.address), 'until it is released, the cache file keeps the ULID (an idle connection\'s)');
+  assert.deepEqual(check(), [m2.address], 'released at the next check');
+  restored.delete(m2.address);
+  const seen = sent(sim, 'a').length;
+  a.engine.setLocalLocators(sim.now, orderLocators(found, hba, undefined, m1.address, restored));
+  sim.runFor(1000);
+  const upd = sent(sim, 'a').slice(seen).find((l) => l.type === 'UpdateRequest')!;
+  assert.deepEqual(findOption(upd.message!, 'LocatorList')!.locators.map((l) => l.address), [m1.address, m3.address], 'A announces its locators without the released ULID');
+  const theirs = b.engine.status().contexts.find((c) => c.peerUlid === m1.address)!;
+  assert.equal(theirs.peerLocators.some((l) => l.address === m2.address), false, 'B no longer has it among A\'s locators');
+  assert.equal(withRestored(liveContexts(a.engine), peersOfRestored(restored.keys(), open)).some((c) => c.localUlid === m2.address), false, 'the cache file no longer keeps it');
+  assert.equal(a.engine.protect(sim.now, b.ulid, m2.address), false, 'no context starts on it any more');
 });
