@@ -51,6 +51,7 @@ import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaK
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
+import { checkLocatorParams } from '../engine/cga.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -703,6 +704,7 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
+  if (hba) checkHbaMembers(hba, config.hba!, cgaKey);
   // One `ip addr` for both: the configured interfaces' addresses, and every address (configured peers are checked against it).
   const onInterfaces = (all: LocalAddress[]): LocalAddress[] => (config.interfaces.length === 0 ? all : all.filter((a) => config.interfaces.includes(a.ifname)));
   let host = off?.engine === false ? [] : readLocalAddresses();
@@ -867,6 +869,20 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
   }
   log.info('CGA ULID', { address: g.address, prefix: g.prefix, dev: on.ifname, sec });
   return { ...g, ifname: on.ifname };
+}
+
+/**
+ * Each member's parameters must prove its address and hold the set's key: every locator of the
+ * engine that is a member carries them (orderLocators), and the engine refuses parameters that do
+ * not (LocalLocator.cgaParams) — here at the start, as a configuration error naming the file,
+ * rather than when that member's address appears.
+ */
+export function checkHbaMembers(hba: HbaParamsFile, file: string, cgaKey: CgaKey | undefined): void {
+  try {
+    checkLocatorParams(hba.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })), cgaKey?.key);
+  } catch (err) {
+    throw new UsageError('EHBA_PARAMS', `hba: ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
+  }
 }
 
 function readHba(file: string): HbaParamsFile {

@@ -18,7 +18,7 @@ import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { generateCga, verifyCga } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { HBA_PARAMS_FORMAT, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
-import { keptFromBefore, liveContexts, orderLocators, withRestored } from '../../shim/daemon/daemon.ts';
+import { checkHbaMembers, keptFromBefore, liveContexts, orderLocators, withRestored } from '../../shim/daemon/daemon.ts';
 import { chooseRestored, MAX_RESTORED_ULIDS, peersOfRestored, restoredCheckMs, unusedRestored } from '../../shim/daemon/restored.ts';
 import { generateCgaUlid } from '../../shim/daemon/cga-identity.ts';
 import type { LocalAddress } from '../../shim/daemon/locators.ts';
@@ -216,4 +216,12 @@ test('a restored ULID whose connections are gone is dropped once no context uses
   assert.equal(theirs.peerLocators.some((l) => l.address === m2.address), false, 'B no longer has it among A\'s locators');
   assert.equal(withRestored(liveContexts(a.engine), peersOfRestored(restored.keys(), open)).some((c) => c.localUlid === m2.address), false, 'the cache file no longer keeps it');
   assert.equal(a.engine.protect(sim.now, b.ulid, m2.address), false, 'no context starts on it any more');
+});
+
+test('the daemon checks every member of its HBA set at the start (each now carries its own parameters): one that does not prove its address is EHBA_PARAMS', () => {
+  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(67) });
+  const good = hbaFile(set);
+  assert.doesNotThrow(() => checkHbaMembers(good, 'hba.json', undefined));
+  const bad = { ...good, members: good.members.map((m, i) => (i === 2 ? { ...m, params: good.members[0]!.params.replace(/^../, 'ff') } : m)) };
+  assert.throws(() => checkHbaMembers(bad, 'hba.json', undefined), (e: unknown) => e instanceof UsageError && e.code === 'EHBA_PARAMS' && /hba\.json/.test(e.message) && e.message.includes(set.members[2]!.address));
 });
