@@ -50,6 +50,8 @@ import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as r
 import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
+import { chooseRestored, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
+import { checkLocatorParams } from '../engine/cga.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -115,11 +117,19 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private ulid = '';
   /**
-   * Our ULIDs kept after their address is gone (docs/operations.md "Renumbering"): ours, and those
-   * of the open connections a restart found bound to a ULID of the previous daemon's contexts.
-   * They stay among our locators (BROKEN) and keep their `local` route in table 5533.
+   * ULIDs kept from before the restart (restored.ts), each with the PDS that proves it: the local
+   * addresses of open connections, gone from the host, that were local ULIDs of the previous
+   * daemon's contexts. They stay among our locators (BROKEN, after the others) and keep their
+   * `local` route in table 5533 until no open connection and no context uses them (checked every
+   * restoredCheckMs). Our own ULID (`ulid`) is kept too after its address is gone (docs/operations.md
+   * "Renumbering"), for the daemon's life.
    */
-  private kept: Ipv6[] = [];
+  private restored = new Map<Ipv6, Uint8Array>();
+  /** A peer of an open connection of each restored ULID, as the last check found (the cache file records it). */
+  private restoredPeers = new Map<Ipv6, Ipv6>();
+  private restoredTimer: NodeJS.Timeout | undefined;
+  /** The host's addresses on our interfaces, as the locator watcher last reported them. */
+  private found: LocalAddress[] = [];
   /** The contexts live when the stop began (closing them empties the engine before the caches are saved). */
   private contextsAtStop: SavedContext[] | undefined;
   private cgaKey: CgaKey | undefined;
@@ -175,8 +185,8 @@ export class Daemon {
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;
     // Read before the engine is built: an open connection bound to a ULID of the previous daemon's
-    // contexts whose address is gone keeps it (identify: among our locators, and our ULID when it
-    // ranks first, so the engine's proof of it is the one the previous daemon sent).
+    // contexts whose address is gone keeps it (identify: among our locators, BROKEN, with the PDS
+    // that proves it, so its contexts carry its own proof, not our ULID's).
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     const open = off ? [] : openConnections();
     const id = identify(config, off, log, { open, saved: savedContexts(saved) });
@@ -190,7 +200,8 @@ export class Daemon {
     daemon.claim = claim;
     daemon.dns = dns;
     daemon.ulid = id.ulid;
-    daemon.kept = [...new Set([...(id.ulid ? [id.ulid] : []), ...id.restored])];
+    daemon.restored = id.restored;
+    daemon.found = id.found;
     daemon.cgaKey = id.cgaKey;
     daemon.cgaUlid = id.cgaUlid;
     daemon.kernel = plane.kernel;
@@ -219,7 +230,10 @@ export class Daemon {
     const off = this.opts.dataPlaneOff;
     routes?.removeStaleRules();
     routes?.setup();
-    for (const l of driver ? id.locals : []) await driver!.bindLocator(l.address);
+    // A ULID kept from before the restart whose address is gone sends and receives nothing as a
+    // locator (BROKEN), and a socket bound to it would fail (EADDRNOTAVAIL with `udp: dgram`).
+    const gone = (a: Ipv6): boolean => id.restored.has(a) && !id.found.some((f) => f.address === a);
+    for (const l of driver ? id.locals : []) if (!gone(l.address)) await driver!.bindLocator(l.address);
     if (driver) this.keepLocal(...id.locals.map((l) => l.address));
     if (saved) {
       this.command((e, now) => {
@@ -441,6 +455,7 @@ export class Daemon {
     this.stopped = true;
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
+    if (this.restoredTimer !== undefined) clearInterval(this.restoredTimer);
     // The host's DNS back first, while the stub still answers.
     try { this.handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
     this.watcher?.stop();
@@ -463,7 +478,8 @@ export class Daemon {
   private saveCaches(): void {
     if (!this.dataPlane || !this.engine || !this.driver) return; // shim6 resolver keeps no cache file
     try {
-      saveCaches(this.config.cacheFile, { ...this.engine.exportCaches(this.driver.now()), contexts: this.contextsAtStop ?? liveContexts(this.engine) });
+      const contexts = withRestored(this.contextsAtStop ?? liveContexts(this.engine), this.restoredPeers);
+      saveCaches(this.config.cacheFile, { ...this.engine.exportCaches(this.driver.now()), contexts });
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }
@@ -481,9 +497,14 @@ export class Daemon {
    */
   private protectOpenConnections(id: Identity, conns: readonly OpenConnection[]): Ipv6[] {
     const ours = new Set(id.locals.map((l) => l.address));
-    if (id.restored.length > 0) {
-      this.keepLocal(...id.restored);
-      this.log.info('ULIDs kept from before the restart', { ulids: id.restored, why: 'their address is gone; open connections use them' });
+    if (this.restored.size > 0) {
+      const ulids = [...this.restored.keys()];
+      this.keepLocal(...ulids);
+      this.restoredPeers = peersOfRestored(ulids, conns);
+      const every = restoredCheckMs(this.config.timers.overrides.idleTimeout ?? TIMER_PROFILES[this.config.timers.profile].idleTimeout);
+      this.log.info('ULIDs kept from before the restart', { ulids, why: 'their address is gone; open connections use them', checkMs: every });
+      this.restoredTimer = setInterval(() => this.checkRestored(), every);
+      this.restoredTimer.unref();
     }
     const alone: OpenConnection[] = [];
     const usable = conns.filter((c) => ours.has(c.local) || (alone.push(c), false));
@@ -501,6 +522,39 @@ export class Daemon {
     }
     const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
+  }
+
+  /**
+   * The ULIDs kept from before the restart that no open connection and no context uses any more
+   * are released (restored.ts): out of our locators (the engine stops announcing them: a new
+   * generation, Update Requests), their `local` route gone unless the host has the address again,
+   * and out of the cache file at its next write. The timer stops with the last of them.
+   */
+  private checkRestored(): void {
+    if (this.stopping || !this.engine || !this.driver || !this.routes || this.restored.size === 0) return;
+    let open: OpenConnection[];
+    try { open = openConnections(); } catch (err) {
+      this.log.warn('cannot read the open connections: ULIDs from before the restart stay kept', { error: (err as Error).message });
+      return;
+    }
+    const engine = this.engine;
+    const unused = unusedRestored(this.restored.keys(), open, engine.traffic()).filter((u) => u !== this.ulid);
+    this.restoredPeers = peersOfRestored(this.restored.keys(), open);
+    if (unused.length > 0) {
+      for (const u of unused) {
+        this.restored.delete(u);
+        this.restoredPeers.delete(u);
+        if (!this.found.some((a) => a.address === u)) this.routes.dropLocal(u); // else a locator as any other
+      }
+      const locals = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
+      this.command((e, t) => e.setLocalLocators(t, locals));
+      this.log.info('ULIDs from before the restart released', { ulids: unused, why: 'no open connection or context uses them', left: this.restored.size });
+      this.saveCachesSoon();
+    }
+    if (this.restored.size === 0 && this.restoredTimer !== undefined) {
+      clearInterval(this.restoredTimer);
+      this.restoredTimer = undefined;
+    }
   }
 
   /**
@@ -610,9 +664,10 @@ export class Daemon {
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
     // sockets bound to it), while the packets travel between the locators that are left (so do the
     // ULIDs a restart kept for the connections bound to them).
-    for (const a of diff.removed) if (!this.kept.includes(a)) this.routes.dropLocal(a);
+    this.found = now;
+    for (const a of diff.removed) if (a !== this.ulid && !this.restored.has(a)) this.routes.dropLocal(a);
     for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.kept);
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.command((e, t) => e.setLocalLocators(t, locals));
     }
@@ -633,8 +688,11 @@ interface Identity {
   host: LocalAddress[];
   locals: LocalLocator[];
   ulid: Ipv6 | '';
-  /** Local addresses of open connections, no longer ours, that were local ULIDs of the previous daemon's contexts: kept (BROKEN) among `locals`. */
-  restored: Ipv6[];
+  /**
+   * Local addresses of open connections, no longer ours, that were local ULIDs of the previous
+   * daemon's contexts and that we can prove (restored.ts), each with its PDS: kept (BROKEN, last) among `locals`.
+   */
+  restored: Map<Ipv6, Uint8Array>;
 }
 
 /**
@@ -646,6 +704,7 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga && !off ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
+  if (hba) checkHbaMembers(hba, config.hba!, cgaKey);
   // One `ip addr` for both: the configured interfaces' addresses, and every address (configured peers are checked against it).
   const onInterfaces = (all: LocalAddress[]): LocalAddress[] => (config.interfaces.length === 0 ? all : all.filter((a) => config.interfaces.includes(a.ifname)));
   let host = off?.engine === false ? [] : readLocalAddresses();
@@ -653,8 +712,8 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
   if (cgaUlid) { host = readLocalAddresses(); found = onInterfaces(host); }
-  const restored = restoredUlids(before.open, found, before.saved);
-  const locals = orderLocators(found, hba, cgaUlid?.address, restored);
+  const restored = keptFromBefore(restoredUlids(before.open, found, before.saved), before.open, hba, cgaKey, config.cga?.sec, log);
+  const locals = orderLocators(found, hba, cgaUlid?.address, undefined, restored);
   if (locals.length === 0 && !off) {
     // A typo in `interfaces` is the usual cause: name the links that do not exist.
     const missing = config.interfaces.filter((dev) => !existsSync(`/sys/class/net/${dev}`));
@@ -812,6 +871,20 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
   return { ...g, ifname: on.ifname };
 }
 
+/**
+ * Each member's parameters must prove its address and hold the set's key: every locator of the
+ * engine that is a member carries them (orderLocators), and the engine refuses parameters that do
+ * not (LocalLocator.cgaParams) — here at the start, as a configuration error naming the file,
+ * rather than when that member's address appears.
+ */
+export function checkHbaMembers(hba: HbaParamsFile, file: string, cgaKey: CgaKey | undefined): void {
+  try {
+    checkLocatorParams(hba.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })), cgaKey?.key);
+  } catch (err) {
+    throw new UsageError('EHBA_PARAMS', `hba: ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
+  }
+}
+
 function readHba(file: string): HbaParamsFile {
   let text: string;
   try {
@@ -829,22 +902,66 @@ function readHba(file: string): HbaParamsFile {
  * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are flagged
  * BROKEN too: announced so that peers stop sending there and our contexts move
  * off them while they still work (a removed address leaves the list). A
- * ULID in `keep` stays in the list (BROKEN) when its address is gone: it names
- * us in every context, and packets to it are still ours (routes.keepLocal).
+ * ULID in `keep` (the running daemon's own) stays in the list (BROKEN) when its
+ * address is gone: it names us in every context, and packets to it are still
+ * ours (routes.keepLocal). The ULIDs kept from before a restart (`restored`,
+ * restored.ts) come last, BROKEN unless the host has the address again, never
+ * the ULID of a new daemon. Each HBA member, and each restored ULID, carries
+ * its own PDS (LocalLocator.cgaParams): the proof its contexts send.
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[]): LocalLocator[] {
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[], restored?: ReadonlyMap<Ipv6, Uint8Array>): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
   for (const k of keep === undefined ? [] : typeof keep === 'string' ? [keep] : keep) {
-    if (!found.some((a) => a.address === k)) found = [...found, { address: k, ifname: '', up: false }];
+    if (k !== '' && !found.some((a) => a.address === k)) found = [...found, { address: k, ifname: '', up: false }];
   }
   const rank = (a: Ipv6): number => {
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
   };
-  return [...found]
+  const present = [...found]
     .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
-    .sort((x, y) => rank(x.address) - rank(y.address))
-    .map((a, i) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01, priority: i, weight: 0 }));
+    .sort((x, y) => rank(x.address) - rank(y.address));
+  const gone = [...(restored?.keys() ?? [])].filter((u) => !present.some((a) => a.address === u));
+  const params = (a: Ipv6): Uint8Array | undefined => {
+    const m = hba?.members.find((x) => x.address === a);
+    return restored?.get(a) ?? (m !== undefined && typeof m.params === 'string' && m.params !== '' ? memberParams(m) : undefined);
+  };
+  return [...present.map((a) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01 })), ...gone.map((address) => ({ address, flags: 0x01 }))]
+    .map((l, i) => {
+      const p = params(l.address);
+      return { address: l.address, flags: l.flags, priority: i, weight: 0, ...(p !== undefined ? { cgaParams: p } : {}) };
+    });
+}
+
+/**
+ * Of the candidate ULIDs from before the restart, those we can prove, with their PDS: a member of
+ * our HBA set (its own parameters), or — a CGA key without an HBA set — the CGA our key makes on
+ * the candidate's prefix (cga-identity.ts: the same modifier after a restart), when it is that
+ * address. At most MAX_RESTORED_ULIDS (restored.ts), the most used first; the rest are logged and
+ * left alone, as a local address that is no ULID of ours is.
+ */
+export function keptFromBefore(candidates: readonly Ipv6[], open: readonly OpenConnection[], hba: HbaParamsFile | undefined, cgaKey: CgaKey | undefined, sec: 0 | 1 | undefined, log: Logger): Map<Ipv6, Uint8Array> {
+  if (candidates.length === 0) return new Map();
+  const proofOf = (u: Ipv6): Uint8Array | undefined => {
+    const m = hba?.members.find((x) => x.address === u);
+    if (m !== undefined) return memberParams(m);
+    if (cgaKey === undefined || hba !== undefined || sec === undefined) return undefined;
+    const g = generateCgaUlid(cgaKey, u, sec);
+    return g.address === u ? g.params : undefined;
+  };
+  const choice = chooseRestored(candidates, open, proofOf);
+  if (choice.unproven.length > 0) {
+    log.warn('ULIDs from before the restart not kept: no proof of them (not in our HBA set, not a CGA of our key)', { ulids: choice.unproven });
+  }
+  if (choice.over.length > 0) log.warn('ULIDs from before the restart not kept: over the bound', { ulids: choice.over, bound: choice.kept.size });
+  return choice.kept;
+}
+
+/** The cache file's contexts, and a ULID pair for each kept ULID no live context has (an idle connection's). */
+export function withRestored(contexts: SavedContext[], peers: ReadonlyMap<Ipv6, Ipv6>): SavedContext[] {
+  const have = new Set(contexts.map((c) => c.localUlid));
+  const more = [...peers].filter(([u]) => !have.has(u)).map(([localUlid, peerUlid]) => ({ localUlid, peerUlid }));
+  return more.length === 0 ? contexts : [...more, ...contexts].slice(0, SAVED_CONTEXTS_MAX);
 }
 
 /**

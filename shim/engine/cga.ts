@@ -12,7 +12,7 @@
 import { createPrivateKey, createPublicKey, KeyObject } from 'node:crypto';
 import { UsageError } from '../errors.ts';
 import { CGA_KEY_OFFSET, VerificationMethod } from '../constants.ts';
-import { scanCgaParams, signCgaLocators } from '../wire/cga.ts';
+import { scanCgaParams, signCgaLocators, verifyCga } from '../wire/cga.ts';
 import { verifyHbaAddress } from '../wire/hba.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { LocalLocator } from './config.ts';
@@ -50,6 +50,26 @@ export function resolveCgaKey(input: CgaKeyInput | undefined, params: Uint8Array
     throw new UsageError('ECGA_KEY_MISMATCH', 'the public key in cgaParams is not the public half of cgaKey', 'cgaKey');
   }
   return key;
+}
+
+/**
+ * A locator's own PDS (LocalLocator.cgaParams) must prove its address — as a member of the HBA
+ * set it describes (RFC 5535 §7.2) or as a CGA (RFC 3972 §5) — and, with a key, hold its public
+ * half: else every context of that ULID would be refused by its peer, or its Locator List
+ * signature would not check. Costs a few SHA-1s per such locator.
+ */
+export function checkLocatorParams(locators: readonly LocalLocator[], key: KeyObject | undefined): void {
+  const spki = key === undefined ? undefined : Buffer.from(createPublicKey(key).export({ type: 'spki', format: 'der' }));
+  for (const l of locators) {
+    const params = l.cgaParams;
+    if (params === undefined) continue;
+    if (!verifyHbaAddress(l.address, params) && !verifyCga(l.address, params)) {
+      throw new UsageError('ECGA_PARAMS', `the cgaParams of locator ${l.address} do not prove it (RFC 5535 §7.2, RFC 3972 §5)`, 'localLocators');
+    }
+    if (spki !== undefined && !spki.equals(Buffer.from(params.subarray(CGA_KEY_OFFSET, scanCgaParams(params).keyEnd)))) {
+      throw new UsageError('ECGA_KEY_MISMATCH', `the public key in the cgaParams of locator ${l.address} is not the public half of cgaKey`, 'localLocators');
+    }
+  }
 }
 
 /**

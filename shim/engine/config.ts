@@ -10,7 +10,7 @@ import { UsageError } from '../errors.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { KeyObject } from 'node:crypto';
 import type { LocatorVerifier } from './verify.ts';
-import { resolveCgaKey, type CgaKeyInput } from './cga.ts';
+import { checkLocatorParams, resolveCgaKey, type CgaKeyInput } from './cga.ts';
 import { DEFAULT_VERIFY_LIMIT, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitConfig, type ProbeReplyLimitInput, type ReplyLimitConfig } from './reply-limit.ts';
 
 /** Every timer value the engine uses; a profile fills all of them. */
@@ -115,6 +115,14 @@ export interface LocalLocator {
    * 'hba' when the PDS proves it as an HBA, else 'cga' when we have a key.
    */
   verification?: 'hba' | 'cga';
+  /**
+   * This address's own CGA Parameter Data Structure (an HBA member's, its prefix in the Subnet
+   * Prefix field, RFC 5535 §6 step 6.5; or a CGA's, RFC 3972 §4), sent instead of `cgaParams` by
+   * the contexts whose local ULID it is (RFC 5533 §7.13: the PDS corresponds to the ULID), e.g. a
+   * ULID kept from before a restart that is not `localUlid`. It must prove the address and, with
+   * `cgaKey`, hold that key's public half (UsageError ECGA_PARAMS / ECGA_KEY_MISMATCH).
+   */
+  cgaParams?: Uint8Array;
 }
 
 /** A per-peer configuration entry (`peers:` in the config file). */
@@ -215,13 +223,15 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
   if ('error' in limit) throw new UsageError('EREPLY_LIMIT', limit.error, 'replyLimit');
   const probeLimit = resolveProbeReplyLimit(cfg.probeReplyLimit, defaultProbeReplyLimit(timers.initialProbeTimeout, timers.initialProbes));
   if ('error' in probeLimit) throw new UsageError('EREPLY_LIMIT', probeLimit.error, 'probeReplyLimit');
+  const cgaKey = resolveCgaKey(cfg.cgaKey, cfg.cgaParams, cfg.localLocators);
+  checkLocatorParams(cfg.localLocators, cgaKey);
   const verifyLimit = resolveReplyLimit(cfg.verifyLimit, 'verifyLimit', DEFAULT_VERIFY_LIMIT);
   if ('error' in verifyLimit) throw new UsageError('EVERIFY_LIMIT', verifyLimit.error, 'verifyLimit');
   return {
     localLocators: cfg.localLocators.map((l) => ({ ...l })),
     localUlid,
     cgaParams: cfg.cgaParams,
-    cgaKey: resolveCgaKey(cfg.cgaKey, cfg.cgaParams, cfg.localLocators),
+    cgaKey,
     timers,
     profile,
     defaultMode: cfg.defaultMode ?? 'integrated',

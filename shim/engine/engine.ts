@@ -22,6 +22,7 @@ import type { Rng } from './random.ts';
 import { capabilityStatus, type CacheSnapshot, type CapabilityCache, type CapabilityStatus, type PrimeLocator } from './capability.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { hbaVerifier } from './verify.ts';
+import { checkLocatorParams } from './cga.ts';
 import type { Context, RehomeCause, UlidProof } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
@@ -368,9 +369,13 @@ export class Engine {
     }
   }
 
-  /** The host's locators changed: new generation, Update Requests to every peer (§10.1). */
+  /**
+   * The host's locators changed: new generation, Update Requests to every peer (§10.1).
+   * A locator's own PDS is checked as at construction (UsageError; nothing changes).
+   */
   setLocalLocators(now: Millis, locators: LocalLocator[]): void {
     const core = this.core;
+    checkLocatorParams(locators, core.config.cgaKey);
     if (!core.local.replace(locators)) return;
     announceLocators(core, now);
     for (const ctx of core.table.byTag.values()) {

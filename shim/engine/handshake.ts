@@ -98,7 +98,7 @@ export function i1Pair(core: Core, ctx: Context, n: number): LocatorPair {
 /** Send (or resend) the I2 with the R1's validator on the I1's locator pair. */
 export function sendI2(core: Core, ctx: Context, now: Millis): void {
   ctx.announcedGeneration = core.local.generation;
-  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options()];
+  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options(ctx.localUlid)];
   const msg: I2Message = { type: 'I2', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, options };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
   core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
@@ -112,7 +112,7 @@ export function sendI2(core: Core, ctx: Context, now: Millis): void {
  */
 export function sendR2(core: Core, ctx: Context, rx: Datagram, initiatorNonce: number): void {
   ctx.announcedGeneration = core.local.generation;
-  const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options()] };
+  const msg: R2Message = { type: 'R2', contextTag: ctx.ctLocal, initiatorNonce, options: [...core.local.options(ctx.localUlid)] };
   core.send(rx.dst, rx.src, msg, replyPort(rx, ctx));
 }
 

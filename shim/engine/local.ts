@@ -4,7 +4,9 @@
  * §10.1 picks a random one) and the options that carry them (Locator List,
  * Locator Preferences, CGA PDS, CGA Signature, Keepalive Timeout). Knows
  * nothing about contexts. The list is signed once per generation (RSA is
- * costly), not per message.
+ * costly), not per message. Each local ULID is proven by its own PDS: the
+ * locator's `cgaParams` when it has one (a ULID kept from before a restart that
+ * is not the engine's), else the engine's.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Shim6Option } from '../wire/messages.ts';
@@ -17,7 +19,8 @@ import { localMethods, signLocatorList } from './cga.ts';
 export class LocalSet {
   locators: LocalLocator[];
   generation: number;
-  private cached: Shim6Option[] | undefined;
+  /** The options of the current generation, by the PDS they carry (undefined: no PDS). */
+  private readonly cached = new Map<Uint8Array | undefined, Shim6Option[]>();
 
   constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number, private readonly key?: KeyObject) {
     this.locators = locators.map((l) => ({ ...l }));
@@ -38,7 +41,8 @@ export class LocalSet {
   replace(locators: LocalLocator[]): boolean {
     const same = locators.length === this.locators.length && locators.every((l, i) => {
       const o = this.locators[i]!;
-      return o.address === l.address && (o.flags ?? 0) === (l.flags ?? 0) && (o.priority ?? 0) === (l.priority ?? 0) && (o.weight ?? 0) === (l.weight ?? 0);
+      return o.address === l.address && (o.flags ?? 0) === (l.flags ?? 0) && (o.priority ?? 0) === (l.priority ?? 0) && (o.weight ?? 0) === (l.weight ?? 0)
+        && sameParams(o.cgaParams, l.cgaParams);
     });
     if (same) return false;
     this.locators = locators.map((l) => ({ ...l }));
@@ -57,30 +61,43 @@ export class LocalSet {
 
   private bump(): void {
     this.generation = (this.generation + 1) >>> 0;
-    this.cached = undefined;
+    this.cached.clear();
+  }
+
+  /** The PDS that proves `ulid`: its own (LocalLocator.cgaParams), else the engine's. */
+  pdsFor(ulid: Ipv6): Uint8Array | undefined {
+    return this.locators.find((l) => l.address === ulid)?.cgaParams ?? this.pds;
   }
 
   /**
-   * Options announcing our locators in I2/I2bis/R2/Update Request: the full list
-   * and preferences when we have a PDS to prove them (HBA-method entries by the
-   * PDS, CGA-method ones by a CGA Signature, RFC 5533 §7.11), plus the Keepalive
-   * Timeout when our Send Timeout is not the default (RFC 5534 §5.3). Shared
-   * read-only array: callers copy before adding.
+   * Options announcing our locators in I2/I2bis/R2/Update Request of a context
+   * whose local ULID is `ulid` (default: the engine's): the full list and
+   * preferences when we have a PDS to prove them (HBA-method entries by the
+   * PDS, CGA-method ones by a CGA Signature, RFC 5533 §7.11) — the PDS that
+   * proves `ulid` (pdsFor), so the peer's check that it corresponds to the ULID
+   * (§7.13) holds — plus the Keepalive Timeout when our Send Timeout is not the
+   * default (RFC 5534 §5.3). Shared read-only array: callers copy before adding.
    */
-  options(): readonly Shim6Option[] {
-    if (this.cached !== undefined) return this.cached;
+  options(ulid: Ipv6 = this.ulid): readonly Shim6Option[] {
+    const pds = this.pdsFor(ulid);
+    const known = this.cached.get(pds);
+    if (known !== undefined) return known;
     const out: Shim6Option[] = [];
-    if (this.pds !== undefined && this.locators.length > 0) {
-      const methods = localMethods(this.locators, this.pds, this.key);
+    if (pds !== undefined && this.locators.length > 0) {
+      const methods = localMethods(this.locators, pds, this.key);
       const addresses = this.locators.map((l) => l.address);
       out.push({ type: 'LocatorList', critical: false, generation: this.generation, locators: addresses.map((address, i) => ({ address, verificationMethod: methods[i]! })) });
       out.push({ type: 'LocatorPreferences', critical: false, generation: this.generation, elementLength: 3, elements: this.locators.map((l) => ({ flags: l.flags ?? 0, priority: l.priority ?? 0, weight: l.weight ?? 0 })) });
-      out.push({ type: 'CgaParameterDataStructure', critical: false, pds: this.pds });
+      out.push({ type: 'CgaParameterDataStructure', critical: false, pds });
       const signature = signLocatorList(this.key, this.generation, addresses, methods);
       if (signature !== undefined) out.push({ type: 'CgaSignature', critical: false, signature });
     }
     if (mustAdvertiseKeepalive(this.timers)) out.push({ type: 'KeepaliveTimeout', critical: false, timeoutSeconds: advertisedKeepaliveSeconds(this.timers) });
-    this.cached = out;
+    this.cached.set(pds, out);
     return out;
   }
+}
+
+function sameParams(a: Uint8Array | undefined, b: Uint8Array | undefined): boolean {
+  return a === b || (a !== undefined && b !== undefined && Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(b));
 }

@@ -125,7 +125,7 @@ export function resendI2bis(core: Core, ctx: Context, now: Millis): void {
 function sendI2bis(core: Core, ctx: Context, now: Millis, on: { local: Ipv6; peer: Ipv6; port: number | undefined }, validator: Uint8Array,
   responderNonce: number, r1bisTag: number, retries: number): void {
   ctx.announcedGeneration = core.local.generation;
-  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator }, ...identityOptions(ctx, on.local, on.peer), ...core.local.options()];
+  const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator }, ...identityOptions(ctx, on.local, on.peer), ...core.local.options(ctx.localUlid)];
   const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce, packetContextTag: r1bisTag, options };
   core.send(on.local, on.peer, msg, on.port);
   core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, retries)));

@@ -103,7 +103,7 @@ export function announceLocators(core: Core, now: Millis): void {
 export function sendUpdate(core: Core, ctx: Context, now: Millis): void {
   ctx.announcedGeneration = core.local.generation;
   const nonce = core.random.u32();
-  const msg: UpdateRequestMessage = { type: 'UpdateRequest', contextTag: ctx.ctPeer, requestNonce: nonce, options: [...core.local.options()] };
+  const msg: UpdateRequestMessage = { type: 'UpdateRequest', contextTag: ctx.ctPeer, requestNonce: nonce, options: [...core.local.options(ctx.localUlid)] };
   const bytes = core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
   ctx.update = { nonce, attempt: 0, bytes };
   core.arm(ctx, TimerKind.Update, now + core.random.jitter(core.timers.updateTimeout));

@@ -30,7 +30,9 @@ export const E2E_LOGS = path.join(ROOT, 'test-artifacts', 'e2e');
  * when it failed.
  */
 export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}): Promise<Lab> {
-  const lab = labFor(`e2e${process.pid.toString(36).slice(-4)}${(n++).toString(36)}`);
+  // SHIM6_E2E_PREFIX (up to 7 lowercase letters or digits): the labs' names start with it instead
+  // of `e2e` and the process id, for a run beside others on one host (its namespaces only).
+  const lab = labFor(`${process.env.SHIM6_E2E_PREFIX ?? `e2e${process.pid.toString(36).slice(-4)}`}${(n++).toString(36)}`);
   // Hooks run in the order they were added: this one before the daemons' (daemons()), so they still answer.
   t.after(async () => {
     await keepStatus(lab);

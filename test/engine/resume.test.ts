@@ -150,9 +150,12 @@ test('a restart keeps the ULIDs of open connections whose address is gone when t
   ];
   const restored = restoredUlids(open, found, saved);
   assert.deepEqual(restored, ['2001:db8:1::a']);
-  const hba = { members: [{ address: '2001:db8:1::a' }, { address: '2001:db8:2::a' }] } as unknown as Parameters<typeof orderLocators>[1];
-  assert.deepEqual(orderLocators(found, hba, undefined, restored).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 1], ['2001:db8:2::a', 0], ['2001:db8:1::1:a', 0]],
-    'kept BROKEN among the locators, first as the HBA set ranks it: the ULID again');
+  const hba = { members: [{ address: '2001:db8:1::a', params: '01' }, { address: '2001:db8:2::a', params: '02' }] } as unknown as Parameters<typeof orderLocators>[1];
+  const proofs = new Map(restored.map((u) => [u, Uint8Array.of(1)]));
+  const locals = orderLocators(found, hba, undefined, undefined, proofs);
+  assert.deepEqual(locals.map((l) => [l.address, l.flags, l.priority]), [['2001:db8:2::a', 0, 0], ['2001:db8:1::1:a', 0, 1], ['2001:db8:1::a', 1, 2]],
+    'kept BROKEN among the locators, after the others: the ULID is the first member the host still has, not the one that is gone');
+  assert.deepEqual(locals.map((l) => l.cgaParams), [Uint8Array.of(2), undefined, Uint8Array.of(1)], 'each member, and the kept ULID, with its own PDS');
   assert.deepEqual(restoredUlids(open, found, []), [], 'no saved context had it: nothing kept');
 });
 
