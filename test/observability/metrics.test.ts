@@ -113,6 +113,8 @@ test('/metrics: both parsers read it, names follow the conventions, values follo
   assert.equal(value(b, 'shim6_stateless_replies_total', { kind: 'R1', outcome: 'limited' }), 7);
   assert.equal(value(b, 'shim6_probe_replies_total', { outcome: 'limited' }), 14);
   assert.equal(value(b, 'shim6_probe_replies_total', { outcome: 'port-pinned' }), 7);
+  assert.equal(value(b, 'shim6_known_peers'), 7);
+  assert.equal(value(b, 'shim6_known_peer_reserve_total', { use: 'reply' }), 21);
   assert.equal(value(b, 'shim6_dataplane_drops_total', { reason: 'no-context' }), 7);
   assert.equal(family(b, 'shim6_resolver_upstream_rtt_seconds').metrics[0]?.buckets?.['+Inf'], '7');
 });
