@@ -24,13 +24,15 @@ let n = 0;
 export const E2E_LOGS = path.join(ROOT, 'test-artifacts', 'e2e');
 
 /**
- * A fresh lab (with the attacker on link P when `opts.attacker`), removed after the test; its
+ * A fresh lab (with the attacker on link P when `opts.attacker`; namespace names under `prefix`
+ * when given, else a unique `e2e…`), removed after the test; its
  * daemons' logs, and their status at the test's end (`status-a.log`, `status-b.log`: messages
  * by type, drops by reason), are kept under test-artifacts/e2e/<prefix>-<test name>/ to read
  * when it failed.
  */
-export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}): Promise<Lab> {
-  const lab = labFor(`e2e${process.pid.toString(36).slice(-4)}${(n++).toString(36)}`);
+export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}, prefix?: string): Promise<Lab> {
+  // `prefix`: the namespaces' names start with it (at most 7 characters), a counter after it.
+  const lab = labFor(`${prefix ?? `e2e${process.pid.toString(36).slice(-4)}`}${(n++).toString(36)}`);
   // Hooks run in the order they were added: this one before the daemons' (daemons()), so they still answer.
   t.after(async () => {
     await keepStatus(lab);
