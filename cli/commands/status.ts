@@ -132,6 +132,8 @@ export function formatStatus(s: StatusReply): string {
       if (pr) out.push(`probe answers: ${pr.sent} sent, ${pr.limited} rate-limited, ${pr.trimmed} trimmed to twice their probe, ${pr.portPinned} sent to the context's port`);
       const c = g.cga;
       if (c) out.push(`CGA signatures: ${c.verified} verified (${c.badSignature} bad), ${c.cached} from cache, ${c.limited} over the verify limit; keys refused: not RSA ${c.keyNotRsa}, too short ${c.keyTooShort}, too long ${c.keyTooLong}, bad exponent ${c.keyBadExponent}`);
+      const k = g.knownPeers;
+      if (k && k.asked > 0) out.push(`known peers: ${k.peers} (asked ${k.asked} times under a flood, set ${k.updates} times); from their reserve ${k.replies} replies, ${k.verifications} verifications`);
     }
   } else {
     out.push('contexts: (no engine attached)');

@@ -144,6 +144,8 @@ export class Daemon {
   private encap: BpfEncap | undefined;
   private discovery: Discovery | undefined;
   private newFlows: NewFlows | undefined;
+  /** A reading of the open connections for the engine's known peers is due on the next turn (refreshKnownPeers). */
+  private knownPeersDue = false;
 
   /** engine/driver/cache are absent when `shim6 resolver` runs without an engine; routes/tun when the data plane is off. */
   private constructor(
@@ -639,6 +641,11 @@ export class Daemon {
 
   private onEngineEvent(e: EngineEvent): void {
     if (!this.dataPlane) this.log.info('engine event', { ...e });
+    // The engine's own rhythm (at most one per KNOWN_PEERS_INTERVAL_MS, only under a flood): not one of the status's events.
+    if (e.kind === 'limit-pressure') {
+      this.refreshKnownPeers();
+      return;
+    }
     // The driver has just routed the peer's ULID into the TUN; sockets that
     // connected before (the app's SYN raced the handshake) still hold a cached
     // route via the physical link. Invalidate every cached IPv6 route.
@@ -648,6 +655,27 @@ export class Daemon {
     const { kind, ...rest } = e;
     this.events.push({ t: Date.now(), kind, ...rest });
     if (this.events.length > 200) this.events.splice(0, this.events.length - 200);
+  }
+
+  /**
+   * The engine refuses replies or verifications for want of host-wide tokens (event
+   * `limit-pressure`: at most one per KNOWN_PEERS_INTERVAL_MS while refusals go on, none when
+   * nothing floods the host, so the socket tables are read only then): the peers of the host's open
+   * connections (established TCP, connected UDP: open-connections.ts) become its known peers, which
+   * the known peers' reserve answers (docs/security.md "Known peers"). On the next turn, not inside
+   * the driver's event dispatch.
+   */
+  private refreshKnownPeers(): void {
+    if (this.knownPeersDue) return;
+    this.knownPeersDue = true;
+    setImmediate(() => {
+      this.knownPeersDue = false;
+      const driver = this.driver;
+      if (this.stopped || driver === undefined) return;
+      const peers = new Set(openConnections().map((c) => c.peer));
+      const kept = driver.command((e, now) => e.setKnownPeers(now, peers));
+      this.log.debug('known peers from open connections', { peers: peers.size, kept });
+    });
   }
 
   /** DNS follows the host: the usable locators (not BROKEN: down or deprecated) to the publisher. */

@@ -95,7 +95,7 @@ export class Discovery {
 
   /** Engine events: outcomes of discoveries in flight. */
   onEvent(e: EngineEvent): void {
-    if (e.kind === 'ulid-refused' || !this.inFlight.has(e.peerUlid)) return;
+    if (e.kind === 'ulid-refused' || e.kind === 'limit-pressure' || !this.inFlight.has(e.peerUlid)) return;
     const started = this.inFlight.get(e.peerUlid)!;
     const ms = this.clock() - started;
     if (e.kind === 'context-established') {

@@ -381,6 +381,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       return;
     }
     this.opts.logger?.info(e.kind, eventFields(e));
+    // No context's: for the daemon (it answers with the host's open connections, `setKnownPeers`).
+    if (e.kind === 'limit-pressure') {
+      this.opts.onEvent?.(e);
+      return;
+    }
     if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
     if (e.kind === 'context-answered') this.hold.answered(e.peerUlid);
@@ -430,7 +435,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /** An event of such a second context: its packets wait for it (the route is already there), or go plain when it fails. */
-  private secondContext(e: Exclude<EngineEvent, { kind: 'ulid-refused' | 'peer-unsupported' | 'peer-supported' }>): void {
+  private secondContext(e: Exclude<EngineEvent, { kind: 'ulid-refused' | 'limit-pressure' | 'peer-unsupported' | 'peer-supported' }>): void {
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid, false);
     if (e.kind === 'context-answered') this.hold.answered(e.peerUlid);
     if (e.kind === 'context-established') {

@@ -6,7 +6,7 @@
  * none of them owns I/O, a clock or another module's state.
  */
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { encodeMessage, type Shim6Message } from '../wire/index.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
 import { ContextTable, type Context, type RehomeCause } from './context.ts';
@@ -14,7 +14,7 @@ import { TimerHeap, type TimerKind } from './timers.ts';
 import { Queue, type EngineEvent, type Transmit } from './events.ts';
 import { LocalSet } from './local.ts';
 import { ResponderSecrets } from './responder.ts';
-import { ProbeReplyLimiter, ReplyLimiter } from './reply-limit.ts';
+import { ProbeReplyLimiter, ReplyLimiter, type LimitVerdict } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
@@ -54,6 +54,32 @@ export interface ProbeReplyCounts {
   portPinned: number;
 }
 
+/**
+ * Known peers (`Engine.setKnownPeers`): addresses kept at most. About 100 octets each; a host
+ * with more distinct peers of open connections keeps the first ones it is given.
+ */
+export const MAX_KNOWN_PEERS = 10_000;
+
+/**
+ * The engine asks for known peers (event `limit-pressure`) at most this often while host-wide
+ * buckets refuse (ms of the driver's clock): the driver's answer reads the host's socket tables.
+ */
+export const KNOWN_PEERS_INTERVAL_MS = 2000;
+
+/** The known peers (`guard.knownPeers`): what they are and what their reserve gave. */
+export interface KnownPeerCounters {
+  /** Addresses in the set now. */
+  peers: number;
+  /** Events `limit-pressure` emitted: times the engine asked the driver for the set. */
+  asked: number;
+  /** Times the driver replaced the set (`setKnownPeers`). */
+  updates: number;
+  /** Replies (R1, R1bis, Error, R2) sent on a token of the reserve (`replyLimit.knownPeers`): the global bucket was empty. */
+  replies: number;
+  /** Verifications run on a token of the reserve (`verifyLimit.knownPeers`). */
+  verifications: number;
+}
+
 /** What the engine refused to do for unproven senders (`shim6 status`). */
 export interface GuardCounters {
   /** I2/I2bis whose claimed peer ULID was not proven (RFC 5533 §7.13, §16): no context, no R2. */
@@ -66,6 +92,8 @@ export interface GuardCounters {
   probeReplies: ProbeReplyCounts;
   /** CGA Signature checks of messages from peers (docs/security.md "CGA verification cost"). */
   cga: CgaCounters;
+  /** The known peers and their reserve (docs/security.md "Known peers"). */
+  knownPeers: KnownPeerCounters;
 }
 
 /** What became of CGA Signature checks (I2, I2bis, Update Request; R2s are neither budgeted nor counted). */
@@ -113,11 +141,21 @@ export class Core {
   readonly probeLimiter: ProbeReplyLimiter;
   /** The budget of public-key verifications (`verifyLimit`), per source /64 and global. */
   readonly verifyLimiter: ReplyLimiter;
+  /**
+   * Addresses of the peers the host talks to (`Engine.setKnownPeers`, at most MAX_KNOWN_PEERS):
+   * a reply to one, or a verification of its message, may take the reserve buckets.
+   */
+  knownPeers = new Set<Ipv6>();
+  /** When the engine last asked for known peers (`limit-pressure`). */
+  private askedAt = -Infinity;
+  /** Host-wide refusals since the last `limit-pressure`. */
+  private refused = { replies: 0, verifications: 0 };
   readonly guard: GuardCounters = {
     ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } },
     probeReplies: { sent: 0, limited: 0, trimmed: 0, portPinned: 0 },
     cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
+    knownPeers: { peers: 0, asked: 0, updates: 0, replies: 0, verifications: 0 },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -137,17 +175,64 @@ export class Core {
   }
 
   /**
+   * Replace the known peers (`Engine.setKnownPeers`): the first MAX_KNOWN_PEERS valid
+   * addresses of `addresses`, in canonical form. How many are kept.
+   */
+  setKnownPeers(addresses: Iterable<string>): number {
+    const next = new Set<Ipv6>();
+    for (const a of addresses) {
+      if (next.size >= MAX_KNOWN_PEERS) break;
+      try { next.add(canonicalIpv6(a)); } catch { /* not an address: skipped */ }
+    }
+    this.knownPeers = next;
+    this.guard.knownPeers.peers = next.size;
+    this.guard.knownPeers.updates++;
+    return next.size;
+  }
+
+  /**
+   * Is `address` a known peer's: in the set the driver gave, or a verified locator of `ctx` (the
+   * context the message belongs to: its packets already go there)?
+   */
+  knownPeer(address: Ipv6, ctx?: Context): boolean {
+    return this.knownPeers.has(address) || (ctx !== undefined && ctx.hasVerifiedPeer(address));
+  }
+
+  /**
+   * A limiter's verdict, counted: a reserve token in `guard.knownPeers`; a host-wide refusal
+   * asks the driver for known peers (event `limit-pressure`, at most one per
+   * KNOWN_PEERS_INTERVAL_MS), so that the peers the host talks to are answered from the reserve
+   * while a flood from many /64s keeps the global bucket empty. Whether it may go ahead.
+   */
+  private admitted(now: Millis, v: LimitVerdict, what: 'replies' | 'verifications'): boolean {
+    if (v === 'ok') return true;
+    if (v === 'reserve') { this.guard.knownPeers[what]++; return true; }
+    if (v === 'global') {
+      this.refused[what]++;
+      if (now >= this.askedAt + KNOWN_PEERS_INTERVAL_MS) {
+        this.askedAt = now;
+        this.guard.knownPeers.asked++;
+        this.emit({ kind: 'limit-pressure', ...this.refused, knownPeers: this.knownPeers.size });
+        this.refused = { replies: 0, verifications: 0 };
+      }
+    }
+    return false;
+  }
+
+  /**
    * The gate for verifying one message from `src` (verify.ts VerifyGate): a
    * public-key verification needs a token from `src`'s /64 and from the global
-   * verification bucket; outcomes are counted in `guard.cga`.
+   * verification bucket — or, for a known peer's message (`knownPeer`; `ctx`: the
+   * context it belongs to), from the reserve; outcomes are counted in `guard.cga`.
    */
-  verifyGate(now: Millis, src: Ipv6): MessageGate {
+  verifyGate(now: Millis, src: Ipv6, ctx?: Context): MessageGate {
     const { verifyLimiter, guard } = this;
+    const known = this.knownPeer(src, ctx);
     let limited = false;
     return {
       get limited() { return limited; },
-      admit() {
-        if (verifyLimiter.allow(now, src)) return true;
+      admit: () => {
+        if (this.admitted(now, verifyLimiter.check(now, src, known), 'verifications')) return true;
         limited = true;
         return false;
       },
@@ -159,12 +244,14 @@ export class Core {
    * May a stateless reply of `kind`, `length` octets, answer a datagram of
    * `causeLength` octets from `to`? Never more than twice the cause (no
    * amplification; `allowance` is what the RFC makes the reply carry beyond
-   * that — the Error's quoted IPv6 header), then the rate limits. Counts the outcome.
+   * that — the Error's quoted IPv6 header), then the rate limits (a known peer's
+   * reply may take the reserve: `knownPeer`, with `ctx` the context the datagram
+   * names, if any). Counts the outcome.
    */
-  mayReply(now: Millis, kind: ReplyKind, to: Ipv6, length: number, causeLength: number, allowance = 0): boolean {
+  mayReply(now: Millis, kind: ReplyKind, to: Ipv6, length: number, causeLength: number, allowance = 0, ctx?: Context): boolean {
     const c = this.guard.replies[kind];
     if (length > 2 * causeLength + allowance) { c.oversize++; return false; }
-    if (!this.limiter.allow(now, to)) { c.limited++; return false; }
+    if (!this.admitted(now, this.limiter.check(now, to, this.knownPeer(to, ctx)), 'replies')) { c.limited++; return false; }
     c.sent++;
     return true;
   }
@@ -176,11 +263,12 @@ export class Core {
    * carries what RFC 5533 §7.9/§7.14 make it carry (our Locator List, PDS, CGA
    * Signature), several times an I1 — which is why the caller sends it only to
    * an address it already sends the context's packets to, and at most once per
-   * context in `i1ReplyGap` (handshake.ts `answerI1`). Counts the outcome as `R2`.
+   * context in `i1ReplyGap` (handshake.ts `answerI1`) — so the peer is a known
+   * one (the reserve is open to it). Counts the outcome as `R2`.
    */
   mayAnswerI1(now: Millis, to: Ipv6): boolean {
     const c = this.guard.replies.R2;
-    if (!this.limiter.allow(now, to)) { c.limited++; return false; }
+    if (!this.admitted(now, this.limiter.check(now, to, true), 'replies')) { c.limited++; return false; }
     c.sent++;
     return true;
   }

@@ -370,6 +370,22 @@ export class Engine {
   }
 
   /**
+   * The peers this host talks to: the addresses of the peers of its open connections (the daemon
+   * reads them from the kernel's socket tables: established TCP, connected UDP), given when the
+   * engine asks for them (event `limit-pressure`). While a flood from many /64s keeps the global
+   * reply or verification bucket empty, a reply to one of them (R1, R1bis, Error), or the
+   * verification of an unproven message from one of them, may take a token of the known peers'
+   * reserve (`replyLimit.knownPeers`, `verifyLimit.knownPeers`) — never more than its own /64's
+   * bucket allows. A source among the verified locators of the context a message names counts as
+   * known too. Replaces the previous set; keeps the first MAX_KNOWN_PEERS addresses (core.ts),
+   * skipping what is not an IPv6 address. Returns how many it kept. `now` for the call order's
+   * sake (every input takes one): the set does not age; the next call replaces it.
+   */
+  setKnownPeers(_now: Millis, addresses: Iterable<string>): number {
+    return this.core.setKnownPeers(addresses);
+  }
+
+  /**
    * The host's locators changed: new generation, Update Requests to every peer (§10.1).
    * A locator's own PDS is checked as at construction (UsageError; nothing changes).
    */

@@ -119,11 +119,13 @@ export function sendR2(core: Core, ctx: Context, rx: Datagram, initiatorNonce: n
 /**
  * The stateless R1 (§7.10): computed from the I1, its source port and the
  * current secret only, within the reply limits (core.mayReply) — checked
- * before any hashing, so a flood costs a table lookup per I1.
+ * before any hashing, so a flood costs a table lookup per I1. `ctx`: the
+ * context of the I1's ULID pair, if any (a source among its verified locators
+ * is a known peer's, core.knownPeer).
  */
-function sendR1(core: Core, now: Millis, rx: Datagram, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number): void {
+function sendR1(core: Core, now: Millis, rx: Datagram, msg: I1Message, peer: Ipv6, local: Ipv6, fii: number, ctx: Context | undefined): void {
   const { src, dst } = rx;
-  if (!core.mayReply(now, 'R1', src, R1_LENGTH, rx.bytes.length)) return;
+  if (!core.mayReply(now, 'R1', src, R1_LENGTH, rx.bytes.length, 0, ctx)) return;
   const nonce = core.secrets.nonce(now);
   const secret = core.secrets.current;
   core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: boundPort(rx) }), replyPort(rx));
@@ -194,7 +196,7 @@ export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): Dat
   const ctx = core.table.byUlidPair(local, peer, fii);
   if (failed(ctx)) {
     if (ctx !== undefined) core.step(ctx, 'recv-I1');
-    sendR1(core, now, rx, msg, peer, local, fii);
+    sendR1(core, now, rx, msg, peer, local, fii, ctx);
     return CONSUMED;
   }
   const c = ctx!;
@@ -202,7 +204,7 @@ export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): Dat
   // ESTABLISHED, CT(peer) differs: the peer lost the context and starts anew (§7.9): R1.
   if (established && msg.contextTag !== c.ctPeer) {
     core.step(c, 'recv-I1');
-    sendR1(core, now, rx, msg, peer, local, fii);
+    sendR1(core, now, rx, msg, peer, local, fii, c);
     return CONSUMED;
   }
   // From an address the context's packets do not go to, or too soon after the last R2: as in IDLE.
@@ -210,7 +212,7 @@ export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): Dat
   if (!there || now < c.i1AnsweredAt + i1ReplyGap(core)) {
     if (core.step(c, 'recv-I1-stateless') === undefined) return drop('state');
     if (there) core.guard.replies.R2.limited++; // the gap refused it
-    sendR1(core, now, rx, msg, peer, local, fii);
+    sendR1(core, now, rx, msg, peer, local, fii, c);
     return CONSUMED;
   }
   // ESTABLISHED: a retransmitted I1, our R2 was lost. Otherwise crossing I1s (§7.4): CT(peer) stays.
@@ -307,7 +309,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   if (pds !== undefined && !core.verifier.ownsUlid(peer, pds)) return refuseUlid(core, peer, src, 'ulid-unproven');
   const found = core.table.byUlidPair(local, peer, fii);
   const fresh = found === undefined || failed(found);
-  const gate = core.verifyGate(now, src);
+  const gate = core.verifyGate(now, src, found);
   const checked = checkLocators(core, peer, msg, fresh ? undefined : found.peerPds, gate);
   // Over the sender's verification budget (docs/security.md "CGA verification cost"): dropped unverified, nothing changes.
   if (gate.limited) return drop('cga-limited');

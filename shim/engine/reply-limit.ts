@@ -4,6 +4,11 @@
  * host running shim6 cannot be used as a reflector (RFC 5533 §16 leaves it to
  * the implementation; we limit like ICMPv6 errors, RFC 4443 §2.4 (f)): a token
  * bucket per source /64 and one global bucket, both must have a token.
+ * A reply to a known peer (one the host talks to: core.ts `knownPeer`) that
+ * finds the global bucket empty may take a token of a third, the known peers'
+ * reserve (`knownPeers`), still after its own /64's: so a flood from many /64s
+ * that drains the global bucket does not starve the host's own peers, and
+ * draws at most the global and the reserve buckets' tokens in all.
  *
  * Memory is bounded: at most `maxPrefixes` per-prefix buckets, in two
  * generations of half that each: when the current one is full it becomes the
@@ -27,17 +32,27 @@ export interface BucketConfig {
   burst: number;
 }
 
-/** `replyLimit` of the engine configuration; `'off'` sends every reply (benchmarks, closed labs). */
-export type ReplyLimitConfig = { perPrefix: BucketConfig; global: BucketConfig } | 'off';
+/**
+ * `replyLimit` of the engine configuration; `'off'` sends every reply (benchmarks, closed labs).
+ * `knownPeers`: the known peers' reserve, taken only when `global` is empty (absent: none).
+ */
+export type ReplyLimitConfig = { perPrefix: BucketConfig; global: BucketConfig; knownPeers?: BucketConfig } | 'off';
+
+/** The buckets of a limit with every part given (what `resolveReplyLimit` fills in). */
+export type ReplyLimitBuckets = { perPrefix: BucketConfig; global: BucketConfig; knownPeers: BucketConfig };
 
 /**
  * Defaults: a source /64 gets 10 replies/s (burst 10), the whole host 200/s
  * (burst 200). A 100,000-packet flood lasting t seconds draws at most
  * 200 + 200·t replies whatever the number of sources (about 600 for a 2 s flood).
+ * Known peers (the host's open connections, core.ts `knownPeer`) have a reserve
+ * of 100/s (burst 100) beside it: with it a flood draws at most 300 + 300·t
+ * replies, the reserve's part only from sources in known peers' /64s.
  */
-export const DEFAULT_REPLY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = {
+export const DEFAULT_REPLY_LIMIT: Readonly<ReplyLimitBuckets> = {
   perPrefix: { rate: 10, burst: 10 },
   global: { rate: 200, burst: 200 },
+  knownPeers: { rate: 100, burst: 100 },
 };
 
 /**
@@ -45,12 +60,23 @@ export const DEFAULT_REPLY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: Bu
  * parse and an RSA verification, at most ~1.3 ms each within the key bounds of
  * shim/wire/cga.ts) that messages not yet proven may make the engine run — a
  * source /64 10/s (burst 10), the whole host 100/s (burst 100): at most about
- * 13% of one core, whatever the flood (docs/security.md "CGA verification cost").
+ * 13% of one core, whatever the flood (docs/security.md "CGA verification cost");
+ * known peers' messages 20/s (burst 20) more when the global bucket is empty
+ * (about 3% of a core).
  */
-export const DEFAULT_VERIFY_LIMIT: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = {
+export const DEFAULT_VERIFY_LIMIT: Readonly<ReplyLimitBuckets> = {
   perPrefix: { rate: 10, burst: 10 },
   global: { rate: 100, burst: 100 },
+  knownPeers: { rate: 20, burst: 20 },
 };
+
+/**
+ * What a limiter said: `ok` (the global bucket had a token), `reserve` (it had
+ * none; the known peers' reserve had one), or refused by the source's /64
+ * bucket (`prefix`) or for want of a host-wide token (`global`: the global
+ * bucket empty, and the reserve empty or not open to the sender).
+ */
+export type LimitVerdict = 'ok' | 'reserve' | 'prefix' | 'global';
 
 /** Per-prefix buckets kept at most (about 100 octets each). */
 export const MAX_PREFIX_BUCKETS = 10_000;
@@ -76,6 +102,8 @@ export class Bucket {
 
 export class ReplyLimiter {
   private readonly global: Bucket | undefined;
+  /** The known peers' reserve (`knownPeers`), taken only when the global bucket is empty. */
+  private readonly reserve: Bucket | undefined;
   private current = new Map<string, Bucket>();
   private previous = new Map<string, Bucket>();
 
@@ -84,17 +112,27 @@ export class ReplyLimiter {
 
   constructor(private readonly cfg: ReplyLimitConfig, maxPrefixes = MAX_PREFIX_BUCKETS) {
     this.global = cfg === 'off' ? undefined : new Bucket(cfg.global, 0);
+    this.reserve = cfg === 'off' || cfg.knownPeers === undefined ? undefined : new Bucket(cfg.knownPeers, 0);
     this.generation = Math.max(1, Math.floor(maxPrefixes / 2));
   }
 
-  /** May one reply go to `to` now? Takes the tokens when it may. */
-  allow(now: Millis, to: Ipv6): boolean {
-    if (this.cfg === 'off') return true;
+  /** May one reply go to `to` now? Takes the tokens when it may. `known`: `to` is a known peer's (the reserve is open to it). */
+  allow(now: Millis, to: Ipv6, known = false): boolean {
+    const v = this.check(now, to, known);
+    return v === 'ok' || v === 'reserve';
+  }
+
+  /**
+   * `allow`, saying which bucket decided: the source's /64 first (a source over its own limit
+   * draws nothing host-wide), then the global bucket, then — for a known peer only — the reserve.
+   */
+  check(now: Millis, to: Ipv6, known = false): LimitVerdict {
+    if (this.cfg === 'off') return 'ok';
     let key: string;
     try {
       key = prefix64Key(to);
     } catch {
-      return false;
+      return 'prefix';
     }
     let b = this.current.get(key);
     if (b === undefined) {
@@ -108,7 +146,9 @@ export class ReplyLimiter {
       this.current.set(key, b);
     }
     // The prefix first: a source over its own limit does not drain the host's bucket.
-    return b.take(now) && this.global!.take(now);
+    if (!b.take(now)) return 'prefix';
+    if (this.global!.take(now)) return 'ok';
+    return known && this.reserve !== undefined && this.reserve.take(now) ? 'reserve' : 'global';
   }
 
   /** Per-prefix buckets held now (bounded by `maxPrefixes`). */
@@ -118,16 +158,18 @@ export class ReplyLimiter {
 }
 
 /**
- * A limit's configuration value: `"off"`, or the buckets under `scope` (per source /64, per context…)
- * and `global`, each `{ rate, burst }` with parts left out taken from `defaults`.
+ * A limit's configuration value: `"off"`, or the buckets under `scope` (per source /64, per context…),
+ * `global` and the keys of `defaults` besides (the known peers' reserve), each `{ rate, burst }`
+ * with parts left out taken from `defaults`.
  */
 function resolveBuckets<S extends string>(v: unknown, field: string, scope: S, defaults: Readonly<Record<S | 'global', BucketConfig>>): { value: 'off' | Record<S | 'global', BucketConfig> } | { error: string } {
   if (v === undefined) return { value: defaults as Record<S | 'global', BucketConfig> };
   if (v === 'off') return { value: 'off' };
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { ${scope}: { rate, burst }, global: { rate, burst } }` };
-  const out = { [scope]: { ...defaults[scope] }, global: { ...defaults.global } } as Record<S | 'global', BucketConfig>;
+  const keys = Object.keys(defaults);
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { error: `${field} must be "off" or { ${keys.map((k) => `${k}: { rate, burst }`).join(', ')} }` };
+  const out = Object.fromEntries(keys.map((k) => [k, { ...defaults[k as S | 'global'] }])) as Record<S | 'global', BucketConfig>;
   for (const [k, b] of Object.entries(v as Record<string, unknown>)) {
-    if (k !== scope && k !== 'global') return { error: `${field}.${k}: unknown key (${scope}, global)` };
+    if (!keys.includes(k)) return { error: `${field}.${k}: unknown key (${keys.join(', ')})` };
     if (typeof b !== 'object' || b === null || Array.isArray(b)) return { error: `${field}.${k} must be { rate, burst }` };
     const bucket = out[k as S | 'global'];
     for (const [bk, bv] of Object.entries(b as Record<string, unknown>)) {
@@ -140,8 +182,11 @@ function resolveBuckets<S extends string>(v: unknown, field: string, scope: S, d
   return { value: out };
 }
 
-/** Check a `replyLimit` (or `verifyLimit`: same shape, its own defaults) value from configuration and fill in the defaults. */
-export function resolveReplyLimit(v: unknown, field = 'replyLimit', defaults: Readonly<{ perPrefix: BucketConfig; global: BucketConfig }> = DEFAULT_REPLY_LIMIT): { value: ReplyLimitConfig } | { error: string } {
+/**
+ * Check a `replyLimit` (or `verifyLimit`: same shape, its own defaults) value from configuration and
+ * fill in the defaults: `perPrefix`, `global` and `knownPeers` (the known peers' reserve).
+ */
+export function resolveReplyLimit(v: unknown, field = 'replyLimit', defaults: Readonly<ReplyLimitBuckets> = DEFAULT_REPLY_LIMIT): { value: ReplyLimitConfig } | { error: string } {
   return resolveBuckets(v, field, 'perPrefix', defaults);
 }
 

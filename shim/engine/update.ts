@@ -143,7 +143,7 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datag
   const list = findOption(msg, 'LocatorList');
   let changed = false;
   if (list !== undefined && (ctx.peerGeneration < 0 || newerGeneration(list.generation, ctx.peerGeneration))) {
-    const gate = core.verifyGate(now, src);
+    const gate = core.verifyGate(now, src, ctx);
     const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds, gate);
     // Over the sender's verification budget: not verified, so neither accepted nor refused (no Error); it retransmits.
     if (gate.limited) return drop('cga-limited');

@@ -110,9 +110,9 @@ export class AttackLab {
 
   private constructor(readonly lab: Lab, readonly attacker: Attacker, private readonly extra: Partial<Record<'a' | 'b', Record<string, unknown>>>) {}
 
-  /** Build the lab, start the daemons asked for (B first) and the attacker tool. */
-  static async up(hook: Cleanup, hosts: ReadonlyArray<'a' | 'b'>, extra: Partial<Record<'a' | 'b', Record<string, unknown>>> = {}): Promise<AttackLab> {
-    const lab = await freshLab(hook, { attacker: true });
+  /** Build the lab (namespaces named under `prefix` when given), start the daemons asked for (B first) and the attacker tool. */
+  static async up(hook: Cleanup, hosts: ReadonlyArray<'a' | 'b'>, extra: Partial<Record<'a' | 'b', Record<string, unknown>>> = {}, prefix?: string): Promise<AttackLab> {
+    const lab = await freshLab(hook, { attacker: true }, prefix);
     const x = new AttackLab(lab, Attacker.start(hook, lab), extra);
     hook.after(() => x.stopAll());
     for (const h of ['b', 'a'] as const) if (hosts.includes(h)) await x.start(h);
@@ -151,9 +151,9 @@ export class AttackLab {
     nsExec(h === 'a' ? this.lab.a : this.lab.b, [process.execPath, '-e', code]);
   }
 
-  /** Route prefixes via the attacker in A (the attacker as a router on P for its other /64s). */
-  routeViaAttacker(prefix: string, via: string): void {
-    nsExec(this.lab.a, ['ip', '-6', 'route', 'replace', prefix, 'via', via, 'dev', LAB_IF.P]);
+  /** Route prefixes via the attacker in A, or in host `h` (the attacker as a router on P for its other /64s). */
+  routeViaAttacker(prefix: string, via: string, h: 'a' | 'b' = 'a'): void {
+    nsExec(h === 'a' ? this.lab.a : this.lab.b, ['ip', '-6', 'route', 'replace', prefix, 'via', via, 'dev', LAB_IF.P]);
   }
 
   /** Add many addresses to the attacker in one `ip -batch` (dev LAB_IF.P or lo). */

@@ -24,15 +24,17 @@ let n = 0;
 export const E2E_LOGS = path.join(ROOT, 'test-artifacts', 'e2e');
 
 /**
- * A fresh lab (with the attacker on link P when `opts.attacker`), removed after the test; its
+ * A fresh lab (with the attacker on link P when `opts.attacker`; namespace names under `prefix`
+ * when given, else a unique `e2e…`), removed after the test; its
  * daemons' logs, and their status at the test's end (`status-a.log`, `status-b.log`: messages
  * by type, drops by reason), are kept under test-artifacts/e2e/<prefix>-<test name>/ to read
  * when it failed.
  */
-export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}): Promise<Lab> {
-  // SHIM6_E2E_PREFIX (up to 7 lowercase letters or digits): the labs' names start with it instead
-  // of `e2e` and the process id, for a run beside others on one host (its namespaces only).
-  const lab = labFor(`${process.env.SHIM6_E2E_PREFIX ?? `e2e${process.pid.toString(36).slice(-4)}`}${(n++).toString(36)}`);
+export async function freshLab(t: Pick<TestContext, 'after' | 'name'>, opts: LabUpOptions = {}, prefix?: string): Promise<Lab> {
+  // `prefix` (at most 7 characters), else SHIM6_E2E_PREFIX (up to 7 lowercase letters or digits): the
+  // labs' names start with it instead of `e2e` and the process id, for a run beside others on one
+  // host (its namespaces only); a counter after it.
+  const lab = labFor(`${prefix ?? process.env.SHIM6_E2E_PREFIX ?? `e2e${process.pid.toString(36).slice(-4)}`}${(n++).toString(36)}`);
   // Hooks run in the order they were added: this one before the daemons' (daemons()), so they still answer.
   t.after(async () => {
     await keepStatus(lab);

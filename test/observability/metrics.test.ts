@@ -44,7 +44,8 @@ function reply(n: number): StatusReply {
       stats: { udpIn: n, udpOut: n, tunIn: n, tunOut: n, noContext: 0, notIpv6: 0, drops: { 'no-context': n }, prompts: 0 }, peers: [{ name: 'b.example.', ulid: PEER }] },
     engine: {
       contexts: [context(n * 100, n > 1)], caches: { positive: 1, negative: 0 },
-      guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: n, limited: n, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } }, probeReplies: { sent: n, limited: 2 * n, trimmed: 0, portPinned: n }, cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 } },
+      guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: n, limited: n, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } }, probeReplies: { sent: n, limited: 2 * n, trimmed: 0, portPinned: n }, cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
+        knownPeers: { peers: n, asked: n, updates: n, replies: 3 * n, verifications: 0 } },
       messages: { sent: { I1: 1, Probe: n }, received: { R1: 1, UpdateRequest: n } }, rehomings: n > 1 ? { 'send-timeout': 1 } : {},
     },
     resolver: {
@@ -112,6 +113,8 @@ test('/metrics: both parsers read it, names follow the conventions, values follo
   assert.equal(value(b, 'shim6_stateless_replies_total', { kind: 'R1', outcome: 'limited' }), 7);
   assert.equal(value(b, 'shim6_probe_replies_total', { outcome: 'limited' }), 14);
   assert.equal(value(b, 'shim6_probe_replies_total', { outcome: 'port-pinned' }), 7);
+  assert.equal(value(b, 'shim6_known_peers'), 7);
+  assert.equal(value(b, 'shim6_known_peer_reserve_total', { use: 'reply' }), 21);
   assert.equal(value(b, 'shim6_dataplane_drops_total', { reason: 'no-context' }), 7);
   assert.equal(family(b, 'shim6_resolver_upstream_rtt_seconds').metrics[0]?.buckets?.['+Inf'], '7');
 });

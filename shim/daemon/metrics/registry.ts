@@ -159,6 +159,14 @@ export class ShimMetrics {
       const o: [string, number][] = [['verified', c.verified], ['bad-signature', c.badSignature], ['cached', c.cached], ['limited', c.limited], ['key-not-rsa', c.keyNotRsa], ['key-too-short', c.keyTooShort], ['key-too-long', c.keyTooLong], ['key-bad-exponent', c.keyBadExponent]];
       return o.map(([outcome, value]) => ({ labels: { outcome }, value }));
     });
+    this.gauge('shim6_known_peers', 'Addresses in the engine\'s known peers: the peers of the host\'s open connections, read while a flood empties the host-wide reply or verification buckets.', [], (s) => {
+      const k = e(s)?.guard?.knownPeers;
+      return k ? [{ value: k.peers }] : [];
+    });
+    this.counter('shim6_known_peer_reserve_total', 'Replies sent and verifications run for known peers on a token of their reserve (replyLimit.knownPeers, verifyLimit.knownPeers): the global bucket was empty.', (s) => {
+      const k = e(s)?.guard?.knownPeers;
+      return k ? [{ labels: { use: 'reply' }, value: k.replies }, { labels: { use: 'verification' }, value: k.verifications }] : [];
+    });
     this.gauge('shim6_capability_cache_entries', 'The engine\'s capability cache, by kind (positive by ULID, negative by peer address).', ['kind'], (s) => {
       const ca = e(s)?.caches;
       return ca ? [{ labels: { kind: 'positive' }, value: ca.positive }, { labels: { kind: 'negative' }, value: ca.negative }] : [];

@@ -1,0 +1,109 @@
+// E2E: answering the peers a host talks to while a spoofed I1 flood drains its
+// reply limits (docs/security.md "Known peers"). The attacker on link P forges
+// I1s to B from 10,000 /64s (one source each, so no /64 is over its own
+// bucket) at a steady rate: they take nearly every token of B's global bucket,
+// and a benign peer's I1 is answered only when it happens to come just after a
+// token: without known peers A's five I1s mostly all go unanswered, its
+// exchange with B fails and B is taken for a host without shim6. Meanwhile A
+// opens a TCP connection to B by address; A's daemon discovers B (integrated:
+// I1 at once, the connection not held, so it is up before any context). B's
+// engine tells its daemon that it refuses replies, the daemon reads B's open
+// connections, and A — the peer of an established connection — is answered
+// from the known peers' reserve: its next I1 from that address (retransmissions
+// alternate between A's locators; only its connection's address is known)
+// draws an R1 and the context with B comes up during the flood. What B
+// answered in all stays within the global and the reserve buckets over the
+// measured time. No wall-clock limits: the test waits for A's log to say how
+// the exchange ended (established, or given up).
+//
+// One process sends the flood, a few I1s every millisecond, not the smooth
+// stream of many attackers, so a token that comes due between two of its
+// bursts waits for whoever is next: B's global bucket is 20/s here (the
+// default's tenth), which makes 10,000 forged I1s/s what 100,000/s from many
+// sources would be to the default 200/s. The reserve has its default.
+import { after, before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { missingPrereqs, needs } from '../helpers/prereq.ts';
+import { LAB_ADDR } from '../../lab/topology.ts';
+import { runStream } from '../../lab/run.ts';
+import { ATTACK_PREREQ, AttackLab, Cleanup, type StatusView } from './attack-fixture.ts';
+import { log, STREAM_RATE } from './fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+/** B's `replyLimit`: the global bucket a tenth of the default's (see above), the known peers' reserve the default. */
+const GLOBAL = { rate: 20, burst: 20 };
+const RESERVE = { rate: 100, burst: 100 };
+/** The forged sources: one address in each of this many /64s of 2001:db8:f0::/48. */
+const FORGED_48 = '2001:db8:f0';
+const FORGED_PREFIXES = 10_000;
+/** Forged I1s per second: 500 times B's global rate. */
+const FLOOD_RATE = 10_000;
+/** The A→B connection: long enough for every I1 A may send before it gives up. */
+const STREAM_MS = 20_000;
+
+const cleanup = new Cleanup('attack-known-peers');
+let x: AttackLab | undefined;
+
+before(async () => {
+  if (missingPrereqs(ATTACK_PREREQ).length > 0) return;
+  x = await AttackLab.up(cleanup, ['b', 'a'], { b: { replyLimit: { global: GLOBAL } } }, 'kp33');
+  x.attacker.allowForgedSources();
+  // B's R1s to the forged sources go to the attacker, which drops them (as the owners of those addresses would).
+  x.routeViaAttacker(`${FORGED_48}::/48`, LAB_ADDR.xP, 'b');
+});
+after(() => cleanup.run());
+
+function lab(t: TestContext): AttackLab | undefined {
+  if (!needs(t, ATTACK_PREREQ)) return undefined;
+  assert.ok(x, 'the attack lab came up');
+  return x;
+}
+
+type Guard = NonNullable<StatusView['engine']['guard']> & { knownPeers?: Record<string, number> };
+const guardOf = async (l: AttackLab, h: 'a' | 'b'): Promise<Guard> => (await l.status(h)).engine.guard as Guard;
+const messagesOf = async (l: AttackLab, h: 'a' | 'b'): Promise<{ sent: Record<string, number>; received: Record<string, number> }> =>
+  ((await l.status(h)) as unknown as { engine: { messages: { sent: Record<string, number>; received: Record<string, number> } } }).engine.messages;
+
+test('a spoofed I1 flood from 10,000 /64s at B: A, with an open TCP connection to B, still gets its context', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  const b0 = await guardOf(l, 'b');
+  const a0 = await messagesOf(l, 'a');
+  const t0 = Date.now();
+  await l.attacker.spoofFlood({ prefix48: FORGED_48, prefixes: FORGED_PREFIXES, dst: LAB_ADDR.bP, rate: FLOOD_RATE });
+  let flood: { sent: number; sendMs: number } | undefined;
+  try {
+    // The flood has drained B's global bucket: B is refusing R1s.
+    await waitFor(async () => (await guardOf(l, 'b')).replies.R1!.limited - b0.replies.R1!.limited > 1000, 'B refusing R1s to the flood', 120_000, 250);
+    // A connects to B by address: discovery starts the exchange without holding the connection.
+    const since = Date.now();
+    const stream = runStream(l.lab, { to: LAB_ADDR.bP, durationMs: STREAM_MS, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 20_000 });
+    let streamError: unknown;
+    stream.catch((e: unknown) => { streamError = e; });
+    const ended = (): { msg: string } | undefined => log(l.lab, 'a').find((e) => Date.parse(e.ts) >= since && e.peerUlid === LAB_ADDR.bP
+      && (e.msg === 'context-established' || e.msg === 'context-failed'));
+    // How A's exchange with B ended: up, or given up after its last I1 retransmission.
+    await waitFor(() => ended() !== undefined || streamError !== undefined, 'A\'s context with B established or failed', 300_000, 250);
+    const a1 = await messagesOf(l, 'a');
+    const i1s = (a1.sent.I1 ?? 0) - (a0.sent.I1 ?? 0);
+    const r1s = (a1.received.R1 ?? 0) - (a0.received.R1 ?? 0);
+    t.diagnostic(`A→B: ${ended()?.msg ?? 'no outcome'} after ${i1s} I1(s), ${r1s} R1(s) received; stream error: ${String(streamError ?? 'none')}`);
+    assert.equal(streamError, undefined, 'the stream ran');
+    assert.equal(ended()?.msg, 'context-established', 'A\'s context with B came up during the flood');
+    const r = await stream;
+    assert.equal(r.complete, true, 'the stream ended normally');
+    assert.equal(r.bytes_verified, r.bytes_sent, 'every byte once and intact');
+  } finally {
+    flood = await l.attacker.spoofFloodStop();
+  }
+  const b1 = await guardOf(l, 'b');
+  const seconds = (Date.now() - t0) / 1000;
+  const sent = b1.replies.R1!.sent - b0.replies.R1!.sent;
+  const limited = b1.replies.R1!.limited - b0.replies.R1!.limited;
+  const bound = Math.floor(GLOBAL.burst + RESERVE.burst + (GLOBAL.rate + RESERVE.rate) * seconds);
+  t.diagnostic(`flood: ${flood.sent} forged I1s in ${(flood.sendMs / 1000).toFixed(1)} s; B: R1 sent ${sent}, limited ${limited} over ${seconds.toFixed(1)} s `
+    + `(bound global + reserve ${bound}); known peers ${JSON.stringify(b1.knownPeers ?? null)}`);
+  assert.ok(sent <= bound, `${sent} R1s within the global and reserve buckets over ${seconds.toFixed(1)} s = ${bound}`);
+  assert.ok(limited > 0, 'the flood was refused, counted');
+  assert.ok((b1.knownPeers?.updates ?? 0) >= 1, 'B\'s daemon gave its engine the known peers');
+});
