@@ -37,7 +37,7 @@ import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, loadCaches, saveCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
+import { EngineSink, CacheFileWriter, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { openConnections, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
@@ -114,6 +114,7 @@ export class Daemon {
   private stopping = false;
   private saveTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
+  private cacheWriter: CacheFileWriter | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
   /**
@@ -481,7 +482,11 @@ export class Daemon {
     if (!this.dataPlane || !this.engine || !this.driver) return; // shim6 resolver keeps no cache file
     try {
       const contexts = withRestored(this.contextsAtStop ?? liveContexts(this.engine), this.restoredPeers);
-      saveCaches(this.config.cacheFile, { ...this.engine.exportCaches(this.driver.now()), contexts });
+      const file = this.config.cacheFile;
+      // Skips a write that changes nothing but expiry times still two refreshes away (sink.ts).
+      if (this.cacheWriter?.file !== file) this.cacheWriter = new CacheFileWriter(file, 2 * cacheRefreshMs(this.config.capabilityMaxTtl));
+      const now = this.driver.now();
+      this.cacheWriter.save(now, { ...this.engine.exportCaches(now), contexts });
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }

@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -116,17 +116,57 @@ export function savedContexts(data: unknown): SavedContext[] {
 }
 
 /**
- * Write the cache file atomically (temp file + rename). A write that fails (a full or read-only
- * disk) leaves the file as it was and no temp file behind; the error goes to the caller.
+ * Write the cache file atomically (temp file, fsync, rename). A write that fails (a full or
+ * read-only disk) leaves the file as it was and no temp file behind; the error goes to the caller.
  */
 export function saveCaches(file: string, data: CacheFile): void {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    writeFileSync(tmp, JSON.stringify(data) + '\n', { mode: 0o600 });
+    const fd = openSync(tmp, 'w', 0o600);
+    try {
+      writeSync(fd, JSON.stringify(data) + '\n');
+      fsyncSync(fd); // the rename must not publish a file whose data a power cut loses
+    } finally {
+      closeSync(fd);
+    }
     renameSync(tmp, file);
   } catch (err) {
     try { rmSync(tmp, { force: true }); } catch { /* not a file we wrote (a directory of that name): left */ }
     throw err;
+  }
+}
+
+/**
+ * The daemon's writes of its cache file, skipping the ones that would change nothing a successor
+ * reads: the same entries and contexts as the file written last, when only their expiry times
+ * moved on (a live context's entry is kept `positiveTtl` ahead of its last proof) and the file's
+ * earliest expiry is still more than `slackMs` away — so an idle host, or one whose contexts
+ * carry on as they were, does not rewrite it every refresh (docs/operations.md "Protection that
+ * lasts"). A file gone from the disk is written again.
+ */
+export class CacheFileWriter {
+  private last: { shape: string; earliest: number } | undefined;
+  /** Writes skipped as unchanged (for tests and status). */
+  skipped = 0;
+
+  constructor(readonly file: string, private readonly slackMs: number) {}
+
+  /** Write `data` unless the file already holds it (above); true when it wrote. Errors as saveCaches. */
+  save(now: number, data: CacheFile): boolean {
+    let earliest = Infinity;
+    const strip = (e: { expires: number }): object => {
+      earliest = Math.min(earliest, e.expires);
+      return { ...e, expires: 0 };
+    };
+    const shape = JSON.stringify({ p: data.positive.map(strip), n: data.negative.map(strip), c: data.contexts ?? [] });
+    const last = this.last;
+    if (last !== undefined && last.shape === shape && last.earliest - now > this.slackMs && existsSync(this.file)) {
+      this.skipped++;
+      return false;
+    }
+    saveCaches(this.file, data);
+    this.last = { shape, earliest };
+    return true;
   }
 }

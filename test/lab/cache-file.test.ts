@@ -3,9 +3,9 @@
 // empty `caches.json.<pid>.tmp`, one per daemon process, never removed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
+import { CacheFileWriter, loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
 import { Logger } from '../../shim/log.ts';
 import { tmpdir } from '../helpers/tmp.ts';
 
@@ -32,4 +32,23 @@ test('a save that fails leaves no temp file and the previous file as it was', (t
   mkdirSync(`${file}.${process.pid}.tmp`);
   assert.throws(() => saveCaches(file, SNAPSHOT));
   assert.equal(readFileSync(file, 'utf8'), 'previous\n');
+});
+
+test('the daemon\'s writer skips a write that changes nothing but expiry times far ahead, and writes a change, a near expiry or a lost file', (t) => {
+  const file = path.join(tmpdir(t, 'caches-'), 'caches.json');
+  const writer = new CacheFileWriter(file, 1000);
+  const entry = (expires: number): Parameters<typeof saveCaches>[1] => ({
+    positive: [{ ulid: '2001:db8:1::1', locators: [], expires, source: 'dns' }], negative: [], contexts: [{ localUlid: '2001:db8:2::1', peerUlid: '2001:db8:1::1' }],
+  }) as unknown as Parameters<typeof saveCaches>[1];
+  assert.equal(writer.save(0, SNAPSHOT), true, 'the first write');
+  assert.equal(writer.save(10, SNAPSHOT), false, 'nothing changed (an idle host)');
+  assert.equal(writer.save(20, entry(5000)), true, 'an entry came');
+  assert.equal(writer.save(30, entry(6000)), false, 'only its expiry moved, the file\'s is 4970 ms away');
+  assert.equal(readFileSync(file, 'utf8').includes('5000'), true, 'the file keeps what was written');
+  assert.equal(writer.save(4100, entry(9000)), true, 'the file\'s entry would expire within the slack');
+  assert.equal(readFileSync(file, 'utf8').includes('9000'), true);
+  rmSync(file);
+  assert.equal(writer.save(4200, entry(9000)), true, 'a file gone from the disk is written again');
+  assert.equal(writer.save(4300, { ...entry(9000), contexts: [] } as unknown as Parameters<typeof saveCaches>[1]), true, 'the contexts changed');
+  assert.equal(writer.skipped, 2);
 });
