@@ -16,7 +16,10 @@
  *    verified peer locators);
  *  - `shim6_cfg`: the daemon's UDP port and its TUN's ifindex (a re-homed context's GSO
  *    skbs, larger than the path, are redirected there: the daemon segments and
- *    encapsulates them); `shim6_stats`: per-CPU counters.
+ *    encapsulates them); `shim6_stats`: per-CPU counters;
+ *  - `shim6_watch` / `shim6_flows`: the watched contexts (each with how many flows it
+ *    holds) and their TCP flows (at most ENCAP_FLOWS_PER_CONTEXT each, only of a
+ *    connected local socket).
  *
  * Map changes are bpf(2) calls through the native addon (native/bpfmap.c): microseconds in
  * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
@@ -45,6 +48,11 @@ export const ENCAP_PREF = 5533;
 export const BPF_PIN_DIR = '/sys/fs/bpf/shim6';
 /** Verified peer locators the ingress check holds per context (the program's MAX_LOCATORS). */
 export const ENCAP_MAX_LOCATORS = 8;
+/**
+ * TCP flows the kernel remembers per watched context (the program's FLOWS_PER_CONTEXT), and so
+ * the most one re-homing prompts per context (docs/dataplane.md "TCP prompt on the kernel path").
+ */
+export const ENCAP_FLOWS_PER_CONTEXT = 256;
 /** Default cache of the compiled object (root-owned: the daemon loads what is there). */
 const DEFAULT_CACHE = '/run/shim6/bpf';
 
@@ -106,7 +114,10 @@ export interface BpfEncapOptions {
 
 /** Packet counts of the programs (summed over CPUs). */
 /** The programs' counters: the keys of `shim6_stats` in order (ST_* in native/bpf/shim6_tc.bpf.c). */
-const STATS = ['encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun'] as const;
+const STATS = [
+  'encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun',
+  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed',
+] as const;
 export type EncapStats = Record<typeof STATS[number], number>;
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
@@ -388,7 +399,8 @@ export class BpfEncap implements EncapHook {
 
   watch(localUlid: Ipv6, peerUlid: Ipv6): void {
     if (this.closed) return;
-    this.update('shim6_watch', pairKey(localUlid, peerUlid), Uint8Array.of(1));
+    // The value: how many of its flows the kernel holds (none yet).
+    this.update('shim6_watch', pairKey(localUlid, peerUlid), u32le(0));
   }
 
   unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {
@@ -397,13 +409,18 @@ export class BpfEncap implements EncapHook {
     for (const k of this.flowKeys(localUlid, peerUlid)) this.remove('shim6_flows', k);
   }
 
+  /**
+   * The context's flows (ENCAP_FLOWS_PER_CONTEXT at most); the count the programs keep in
+   * shim6_watch is set to what the map holds (it only grows when the LRU evicts one of them).
+   */
   flows(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[] {
     if (this.closed) return [];
     const fd = this.fds.get('shim6_flows');
     if (fd === undefined) return [];
     const value = new Uint8Array(FLOW_VALUE_LEN);
     const out: KernelFlow[] = [];
-    for (const k of this.flowKeys(localUlid, peerUlid)) {
+    const keys = this.flowKeys(localUlid, peerUlid);
+    for (const k of keys.slice(0, ENCAP_FLOWS_PER_CONTEXT)) {
       if (this.addon.bpfMapLookup(fd, k, value) !== 0) continue; // gone meanwhile (LRU)
       const v = new DataView(k.buffer, k.byteOffset + 32, 4);
       const hlen = value[4]!;
@@ -412,10 +429,14 @@ export class BpfEncap implements EncapHook {
         ...(hlen === 20 || hlen === 32 ? { lastAck: value.slice(8, 8 + hlen) } : {}),
       });
     }
+    // Only a watched context's count (the programs never add one: no race with unwatch here).
+    const wfd = this.fds.get('shim6_watch');
+    const pair = pairKey(localUlid, peerUlid);
+    if (wfd !== undefined && this.addon.bpfMapLookup(wfd, pair, new Uint8Array(4)) === 0) this.addon.bpfMapUpdate(wfd, pair, u32le(keys.length));
     return out;
   }
 
-  /** The keys of `shim6_flows` for the context (walked in the kernel: 8192 entries at most). */
+  /** The keys of `shim6_flows` for the context (walked in the kernel: FLOWS_MAX entries at most). */
   private flowKeys(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array[] {
     const fd = this.fds.get('shim6_flows');
     if (fd === undefined) return [];
