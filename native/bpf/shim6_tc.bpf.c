@@ -36,7 +36,12 @@
  * the headers alone: after the inner checksum is complete (now, or by the
  * device for CHECKSUM_PARTIAL) the upper-layer packet sums to the complement
  * of its pseudo-header (the ULIDs), so only TCP, UDP and ICMPv6 without
- * extension headers are encapsulated; other packets are dropped and counted.
+ * extension headers are encapsulated here. Any other packet (a fragment — the
+ * kernel fragments a datagram larger than the route's MTU before tc egress —,
+ * ESP, AH, an extension header, any other protocol) has no such sum: it is
+ * redirected, unchanged, to the daemon's TUN like a GSO skb (below), where the
+ * daemon encapsulates it as the TUN path does (RFC 5533 §1.6: fragmentation
+ * is above the shim); dropped and counted only while there is no TUN.
  * A CHECKSUM_PARTIAL packet keeps its inner checksum to be completed by the
  * device (csum_start still points at it); across a virtual link (veth) it is
  * never completed, which the outer UDP checksum covers: a receiver's kernel
@@ -116,6 +121,7 @@ enum {
 	ST_FLOW_NOSOCK,    /* a segment of an unknown flow without a connected local socket: not remembered */
 	ST_FLOW_FULL,      /* a new flow of a context holding FLOWS_PER_CONTEXT: not remembered */
 	ST_FLOW_CLOSED,    /* a flow forgotten: our stack sent its FIN or RST */
+	ST_TO_TUN_OTHER,   /* not TCP, UDP or ICMPv6 (a fragment, ESP, ...): to the daemon's TUN */
 	ST_MAX
 };
 
@@ -307,8 +313,13 @@ int shim6_egress(struct __sk_buff *skb)
 	if (nh == IPPROTO_UDP && ((struct udphdr *)l4)->source == cfg->port) return TC_ACT_OK;
 	if (nh == IPPROTO_ICMPV6 && l4[0] >= 133 && l4[0] <= 137) return TC_ACT_OK;
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_ICMPV6) {
-		count(ST_UNSUPPORTED);
-		return TC_ACT_SHOT;
+		/* A fragment, ESP, an extension header...: no sum to build the outer checksum from (see the top). */
+		if (cfg->tun_ifindex == 0) {
+			count(ST_UNSUPPORTED);
+			return TC_ACT_SHOT;
+		}
+		count(ST_TO_TUN_OTHER);
+		return bpf_redirect(cfg->tun_ifindex, 0);
 	}
 
 	if (skb->gso_size != 0) {

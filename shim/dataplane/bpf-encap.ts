@@ -16,7 +16,8 @@
  *    verified peer locators);
  *  - `shim6_cfg`: the daemon's UDP port and its TUN's ifindex (a re-homed context's GSO
  *    skbs, larger than the path, are redirected there: the daemon segments and
- *    encapsulates them); `shim6_stats`: per-CPU counters;
+ *    encapsulates them; so is any packet that is not TCP, UDP or ICMPv6 — a
+ *    fragment, ESP —, which the daemon encapsulates); `shim6_stats`: per-CPU counters;
  *  - `shim6_watch` / `shim6_flows`: the watched contexts (each with how many flows it
  *    holds) and their TCP flows (at most ENCAP_FLOWS_PER_CONTEXT each, only of a
  *    connected local socket).
@@ -116,7 +117,7 @@ export interface BpfEncapOptions {
 /** The programs' counters: the keys of `shim6_stats` in order (ST_* in native/bpf/shim6_tc.bpf.c). */
 const STATS = [
   'encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun',
-  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed',
+  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed', 'toTunOther',
 ] as const;
 export type EncapStats = Record<typeof STATS[number], number>;
 
