@@ -31,6 +31,10 @@
  *    forgotten when our own stack sends its FIN or RST (egress), so a closed
  *    socket is not prompted.
  *  - Several datagrams in one skb (UDP GSO, GRO) go to the daemon's socket.
+ *  - Only a datagram to a unicast address of ours (`shim6_local`, kept by the
+ *    daemon: its global addresses) is decapsulated; anything else (a multicast
+ *    destination, an address not ours) goes to the daemon's socket, where the
+ *    engine drops what is not to a local address (not-local), as for the TUN path.
  *
  * Checksums: the outer UDP checksum (mandatory over IPv6) is computed from
  * the headers alone: after the inner checksum is complete (now, or by the
@@ -122,6 +126,7 @@ enum {
 	ST_FLOW_FULL,      /* a new flow of a context holding FLOWS_PER_CONTEXT: not remembered */
 	ST_FLOW_CLOSED,    /* a flow forgotten: our stack sent its FIN or RST */
 	ST_TO_TUN_OTHER,   /* not TCP, UDP or ICMPv6 (a fragment, ESP, ...): to the daemon's TUN */
+	ST_PASS_DST,       /* a payload not to a unicast address of ours: to the daemon's socket */
 	ST_MAX
 };
 
@@ -146,6 +151,14 @@ struct {
 	__type(key, struct ulid_pair);
 	__type(value, struct watch_value);
 } shim6_watch SEC(".maps");
+
+/* Our unicast addresses (the daemon's: global scope): only a payload to one of them is decapsulated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct in6_addr);
+	__type(value, __u8);
+} shim6_local SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -434,6 +447,16 @@ int shim6_ingress(struct __sk_buff *skb)
 			count(ST_PASS_GSO);
 			return TC_ACT_OK;
 		}
+	}
+	/*
+	 * The destination must be a unicast address of ours (else the daemon's engine decides, and drops
+	 * it: not-local). A multicast one first: never in shim6_local, and never decapsulated.
+	 */
+	struct in6_addr dst;
+	__builtin_memcpy(&dst, &ip6->daddr, 16);
+	if (dst.s6_addr[0] == 0xff || !bpf_map_lookup_elem(&shim6_local, &dst)) {
+		count(ST_PASS_DST);
+		return TC_ACT_OK;
 	}
 	/* The source must be one of the context's verified locators (else the daemon decides). */
 	int found = 0;

@@ -20,7 +20,9 @@
  *    fragment, ESP —, which the daemon encapsulates); `shim6_stats`: per-CPU counters;
  *  - `shim6_watch` / `shim6_flows`: the watched contexts (each with how many flows it
  *    holds) and their TCP flows (at most ENCAP_FLOWS_PER_CONTEXT each, only of a
- *    connected local socket).
+ *    connected local socket);
+ *  - `shim6_local`: our global unicast addresses (/proc/net/if_inet6, read again at each
+ *    `accept`): only a payload to one of them is decapsulated in the kernel.
  *
  * Map changes are bpf(2) calls through the native addon (native/bpfmap.c): microseconds in
  * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
@@ -117,7 +119,7 @@ export interface BpfEncapOptions {
 /** The programs' counters: the keys of `shim6_stats` in order (ST_* in native/bpf/shim6_tc.bpf.c). */
 const STATS = [
   'encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun',
-  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed', 'toTunOther',
+  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed', 'toTunOther', 'passedDestination',
 ] as const;
 export type EncapStats = Record<typeof STATS[number], number>;
 
@@ -177,13 +179,40 @@ export function buildObject(cacheDir = DEFAULT_CACHE): string {
 }
 
 /** The maps the daemon writes (the programs' shim6_stats is read with bpftool, per CPU). */
-const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg', 'shim6_stats'] as const;
+const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg', 'shim6_stats', 'shim6_local'] as const;
 type MapName = typeof MAPS[number];
 
 /** shim6_flows: key (our ULID, the peer's, our port, the peer's), value (the peer's last ACK, header length, pad, header); entries at most. */
 const FLOW_KEY_LEN = 36;
 const FLOW_VALUE_LEN = 40;
 const FLOWS_MAX = 8192;
+
+/** shim6_local: entries at most (the program's max_entries). */
+const LOCAL_MAX = 256;
+
+/**
+ * This namespace's global unicast addresses (/proc/net/if_inet6: scope 0, not DAD-failed), as
+ * 32 hex digits: a file read, no process (done in the event loop at each `accept`).
+ */
+export function globalAddresses(text?: string): string[] {
+  let t = text;
+  if (t === undefined) {
+    try {
+      t = readFileSync('/proc/net/if_inet6', 'utf8');
+    } catch {
+      return [];
+    }
+  }
+  const out: string[] = [];
+  for (const line of t.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || !/^[0-9a-f]{32}$/.test(f[0]!)) continue;
+    const scope = parseInt(f[3]!, 16), flags = parseInt(f[4]!, 16);
+    if (scope !== 0 || (flags & 0x08) !== 0 || f[0]!.startsWith('ff')) continue; // IFA_F_DADFAILED
+    out.push(f[0]!);
+  }
+  return out;
+}
 
 /** (our ULID, peer ULID): the key of shim6_egr and shim6_watch, the start of shim6_flows' key. */
 function pairKey(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array {
@@ -318,6 +347,9 @@ export class BpfEncap implements EncapHook {
   /** The TUN's ifindex as written to shim6_cfg (0: not yet found). */
   private tunIfindex = 0;
 
+  /** What shim6_local holds (hex of each address). */
+  private readonly locals = new Set<string>();
+
   /** The pinned maps, opened once (bpf(2) file descriptors). */
   private readonly fds = new Map<MapName, number>();
 
@@ -385,6 +417,7 @@ export class BpfEncap implements EncapHook {
   accept(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean {
     if (this.closed) return false;
     this.attachAll();
+    this.refreshLocals();
     const locs = c.peerLocators.slice(0, ENCAP_MAX_LOCATORS);
     const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
@@ -451,6 +484,24 @@ export class BpfEncap implements EncapHook {
       prev = next;
     }
     return keys;
+  }
+
+  /**
+   * shim6_local made this namespace's global addresses again (the few that changed: an update or
+   * a delete each). An address added since the last `accept` is not there until the next: a
+   * payload to it goes to the daemon's socket meanwhile (decapsulated there), none is lost.
+   */
+  private refreshLocals(): void {
+    const now = new Set(globalAddresses().slice(0, LOCAL_MAX));
+    for (const a of this.locals) {
+      if (now.has(a)) continue;
+      this.remove('shim6_local', Uint8Array.from(Buffer.from(a, 'hex')));
+      this.locals.delete(a);
+    }
+    for (const a of now) {
+      if (this.locals.has(a)) continue;
+      if (this.update('shim6_local', Uint8Array.from(Buffer.from(a, 'hex')), Uint8Array.of(1))) this.locals.add(a);
+    }
   }
 
   /** The programs' counters, summed over CPUs (bpf(2), no process: `status` asks often); undefined when they cannot be read. */
