@@ -469,8 +469,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const first = this.firstPrompt.get(peerUlid);
     this.firstPrompt.delete(peerUlid);
     if (via === 'tun') {
-      this.firstPrompt.set(peerUlid, new Map(this.kernelFlows(localUlid, peerUlid).map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
-      this.promptKernelFlows(localUlid, peerUlid);
+      // One walk of the kernel's table for both (it holds every context's flows, up to 8192).
+      const flows = this.kernelFlows(localUlid, peerUlid);
+      this.firstPrompt.set(peerUlid, new Map(flows.map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
+      this.promptKernelFlows(localUlid, peerUlid, 1, undefined, flows);
     } else this.promptKernelFlows(localUlid, peerUlid, 1, first);
   }
 
@@ -486,12 +488,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * MSS. The lower MTU stays on this route only (a route exception): back on the ULID pair,
    * TCP takes the full MTU again. A flow with nothing in flight ignores it (sequence check).
    */
-  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6, round = 1, only?: Map<string, number>): void {
+  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6, round = 1, only?: Map<string, number>, known?: KernelFlow[]): void {
     if (this.closed || this.opts.encapMtu === undefined) return;
     const mtu = this.opts.encapMtu - PROMPT_MTU_MARGIN * round;
     const key = (f: KernelFlow) => `${f.srcPort} ${f.dstPort}`;
     // A later round: only the flows whose peer has acknowledged nothing since (still stalled).
-    const flows = this.kernelFlows(localUlid, peerUlid).filter((f) => only === undefined || only.get(key(f)) === f.ack);
+    const flows = (known ?? this.kernelFlows(localUlid, peerUlid)).filter((f) => only === undefined || only.get(key(f)) === f.ack);
     for (const f of flows) {
       const tcp = new Uint8Array(20);
       const v = new DataView(tcp.buffer);
