@@ -188,8 +188,10 @@ test('F1: forged TCP segments with B\'s ULID do not enter A\'s flow table, and t
   assert.ok(afterFlood.every((f) => f.peer === 7000), `A's flow table holds the real flow only (${afterFlood.length} entries, ${afterFlood.filter((f) => f.ours === 80).length} forged)`);
   assert.ok(afterFlood.length >= 1 && afterFlood.length <= 2, `the real flow is remembered (${afterFlood.length})`);
   assert.ok((packets.flowsNoSocket ?? 0) >= FORGED / 2, `the forged segments were refused for want of a socket: ${JSON.stringify(packets)}`);
-  // One flow: a Packet Too Big and an ACK at most three rounds at each of the re-homing's two steps (B may re-home A again: twice that).
-  assert.ok(prompts <= 12, `the re-homing prompted the real flow only: ${prompts} prompts`);
+  // One flow: per re-homing at most 3 rounds at each of its two steps from the kernel's table, and the
+  // TUN path's replays (a data segment, 3 ACKs) of what crossed the TUN while REAP explored; a
+  // busy host may re-home more than once. Before: tens of thousands.
+  assert.ok(prompts <= 40, `the re-homing prompted the real flow only: ${prompts} prompts`);
   assert.ok(storm <= 10, `no RST storm: A sent ${storm} RSTs to B after the re-homing`);
   assert.ok(explorations <= 6, `REAP did not keep exploring: ${explorations} explorations`);
   assert.ok(table.every((f) => f.peer === 7000), `still only the real flow: ${table.length}`);
