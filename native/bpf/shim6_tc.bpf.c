@@ -23,8 +23,8 @@
  *    unacknowledged octet: TCP retransmits what is in flight at once) and hands
  *    them that ACK again (TCP sends what waits unsent at once).
  *    Only flows of a real local socket: a segment of a flow not yet remembered
- *    is remembered only when the kernel has a connected (not listening) TCP
- *    socket for its four-tuple (bpf_sk_lookup_tcp), so segments forged with the
+ *    is remembered only when the kernel has a connected TCP socket (ESTABLISHED
+ *    or CLOSE_WAIT) for its four-tuple (bpf_sk_lookup_tcp), so segments forged with the
  *    peer's ULID as source cannot fill the table; at most FLOWS_PER_CONTEXT
  *    flows per context (the count in `shim6_watch`), so no one context fills
  *    the table (8192, shared) and evicts the others' flows; a flow is
@@ -189,8 +189,10 @@ static __always_inline void count(__u32 what)
 
 /*
  * Whether the kernel has a connected TCP socket for a segment from the peer (`wk`: our ULID, the
- * peer's; `ports`: our port, the peer's, as on the wire): not a listener, which is what a lookup of
- * a four-tuple no connection has finds (a segment forged with the peer's ULID as its source).
+ * peer's; `ports`: our port, the peer's, as on the wire): ESTABLISHED or CLOSE_WAIT (we may still
+ * send). Not a listener, which is what a lookup of a four-tuple no connection has finds (a segment
+ * forged with the peer's ULID as its source); not a socket that sent its FIN (forget_flow forgot
+ * its flow then: the peer's ACK of that FIN must not bring it back).
  */
 static __always_inline int connected_socket(struct __sk_buff *skb, const struct ulid_pair *wk, const __u8 *ports)
 {
@@ -201,7 +203,7 @@ static __always_inline int connected_socket(struct __sk_buff *skb, const struct 
 	__builtin_memcpy(&t.ipv6.dport, ports, 2);
 	struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
 	if (!sk) return 0;
-	int connected = sk->state != BPF_TCP_LISTEN;
+	int connected = sk->state == BPF_TCP_ESTABLISHED || sk->state == BPF_TCP_CLOSE_WAIT;
 	bpf_sk_release(sk);
 	return connected;
 }
