@@ -22,13 +22,30 @@
  *    sockets the path MTU shrank (a Packet Too Big quoting our first
  *    unacknowledged octet: TCP retransmits what is in flight at once) and hands
  *    them that ACK again (TCP sends what waits unsent at once).
+ *    Only flows of a real local socket: a segment of a flow not yet remembered
+ *    is remembered only when the kernel has a connected TCP socket (ESTABLISHED
+ *    or CLOSE_WAIT) for its four-tuple (bpf_sk_lookup_tcp), so segments forged with the
+ *    peer's ULID as source cannot fill the table; at most FLOWS_PER_CONTEXT
+ *    flows per context (the count in `shim6_watch`), so no one context fills
+ *    the table (8192, shared) and evicts the others' flows; a flow is
+ *    forgotten when our own stack sends its FIN or RST (egress), so a closed
+ *    socket is not prompted.
  *  - Several datagrams in one skb (UDP GSO, GRO) go to the daemon's socket.
+ *  - Only a datagram to a unicast address of ours (`shim6_local`, kept by the
+ *    daemon: its global addresses) is decapsulated; anything else (a multicast
+ *    destination, an address not ours) goes to the daemon's socket, where the
+ *    engine drops what is not to a local address (not-local), as for the TUN path.
  *
  * Checksums: the outer UDP checksum (mandatory over IPv6) is computed from
  * the headers alone: after the inner checksum is complete (now, or by the
  * device for CHECKSUM_PARTIAL) the upper-layer packet sums to the complement
  * of its pseudo-header (the ULIDs), so only TCP, UDP and ICMPv6 without
- * extension headers are encapsulated; other packets are dropped and counted.
+ * extension headers are encapsulated here. Any other packet (a fragment — the
+ * kernel fragments a datagram larger than the route's MTU before tc egress —,
+ * ESP, AH, an extension header, any other protocol) has no such sum: it is
+ * redirected, unchanged, to the daemon's TUN like a GSO skb (below), where the
+ * daemon encapsulates it as the TUN path does (RFC 5533 §1.6: fragmentation
+ * is above the shim); dropped and counted only while there is no TUN.
  * A CHECKSUM_PARTIAL packet keeps its inner checksum to be completed by the
  * device (csum_start still points at it); across a virtual link (veth) it is
  * never completed, which the outer UDP checksum covers: a receiver's kernel
@@ -90,13 +107,28 @@ struct flow_value {
 	__u8 tcp[32];
 };
 
+/* A watched context (shim6_watch's value): how many of its flows are remembered (an upper bound: see remember_flow). */
+struct watch_value { __u32 flows; };
+
+/* Flows one context may have remembered (bpf-encap.ts ENCAP_FLOWS_PER_CONTEXT; docs/dataplane.md). */
+#define FLOWS_PER_CONTEXT 256
+
 struct config { __u16 port; /* network order */ __u16 pad; __u32 tun_ifindex; /* the daemon's TUN (0: none) */ };
 
 #define ETH_OFF sizeof(struct ethhdr)
 #define IP6_OFF ETH_OFF
 #define L4_OFF (ETH_OFF + sizeof(struct ipv6hdr))
 
-enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_PASS_GSO, ST_TO_TUN, ST_MAX };
+enum {
+	ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_PASS_GSO, ST_TO_TUN,
+	ST_FLOW_NEW,       /* a flow remembered */
+	ST_FLOW_NOSOCK,    /* a segment of an unknown flow without a connected local socket: not remembered */
+	ST_FLOW_FULL,      /* a new flow of a context holding FLOWS_PER_CONTEXT: not remembered */
+	ST_FLOW_CLOSED,    /* a flow forgotten: our stack sent its FIN or RST */
+	ST_TO_TUN_OTHER,   /* not TCP, UDP or ICMPv6 (a fragment, ESP, ...): to the daemon's TUN */
+	ST_PASS_DST,       /* a payload not to a unicast address of ours: to the daemon's socket */
+	ST_MAX
+};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -112,13 +144,21 @@ struct {
 	__type(value, struct ingress_value);
 } shim6_ing SEC(".maps");
 
-/* Contexts on the kernel path whose TCP flows are remembered (ULID pair → 1). */
+/* Contexts on the kernel path whose TCP flows are remembered (ULID pair → how many are). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 4096);
 	__type(key, struct ulid_pair);
-	__type(value, __u8);
+	__type(value, struct watch_value);
 } shim6_watch SEC(".maps");
+
+/* Our unicast addresses (the daemon's: global scope): only a payload to one of them is decapsulated. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct in6_addr);
+	__type(value, __u8);
+} shim6_local SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -148,16 +188,58 @@ static __always_inline void count(__u32 what)
 }
 
 /*
- * Remember the peer's last TCP segment of a watched context (`wk`: our ULID, the peer's): its
- * acknowledgment number and its header as a pure ACK (struct flow_value). `tcp_len`: the TCP
- * segment's length (header and data). A SYN, FIN or RST is not remembered.
+ * Whether the kernel has a connected TCP socket for a segment from the peer (`wk`: our ULID, the
+ * peer's; `ports`: our port, the peer's, as on the wire): ESTABLISHED or CLOSE_WAIT (we may still
+ * send). Not a listener, which is what a lookup of a four-tuple no connection has finds (a segment
+ * forged with the peer's ULID as its source); not a socket that sent its FIN (forget_flow forgot
+ * its flow then: the peer's ACK of that FIN must not bring it back).
  */
-static __always_inline void remember_flow(struct __sk_buff *skb, const struct ulid_pair *wk, __u32 tcp_len)
+static __always_inline int connected_socket(struct __sk_buff *skb, const struct ulid_pair *wk, const __u8 *ports)
+{
+	struct bpf_sock_tuple t = {};
+	__builtin_memcpy(t.ipv6.saddr, wk->peer, 16);
+	__builtin_memcpy(t.ipv6.daddr, wk->local, 16);
+	__builtin_memcpy(&t.ipv6.sport, ports + 2, 2);
+	__builtin_memcpy(&t.ipv6.dport, ports, 2);
+	struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
+	if (!sk) return 0;
+	int connected = sk->state == BPF_TCP_ESTABLISHED || sk->state == BPF_TCP_CLOSE_WAIT;
+	bpf_sk_release(sk);
+	return connected;
+}
+
+/*
+ * Remember the peer's last TCP segment of a watched context (`wk`: our ULID, the peer's; `w` its
+ * shim6_watch value): its acknowledgment number and its header as a pure ACK (struct flow_value).
+ * `tcp_len`: the TCP segment's length (header and data). A SYN, FIN or RST is not remembered.
+ * A flow already remembered is updated; a new one only when a connected local socket has its
+ * four-tuple (connected_socket) and the context holds fewer than FLOWS_PER_CONTEXT. The count is
+ * an upper bound: a flow the LRU evicted for another context's is still counted (the daemon sets
+ * it to what the map holds each time it reads the context's flows); CPUs racing may pass the cap
+ * by one each (the daemon prompts FLOWS_PER_CONTEXT at most).
+ */
+static __always_inline void remember_flow(struct __sk_buff *skb, const struct ulid_pair *wk, struct watch_value *w, __u32 tcp_len)
 {
 	struct flow_value fv = {};
 	if (bpf_skb_load_bytes(skb, L4_OFF, fv.tcp, 32) < 0 && bpf_skb_load_bytes(skb, L4_OFF, fv.tcp, 20) < 0) return;
 	__u32 doff = (fv.tcp[12] >> 4) * 4;
 	if ((fv.tcp[13] & 0x07) != 0 || doff < 20 || doff > tcp_len) return;
+	struct flow_key fk;
+	__builtin_memcpy(fk.local, wk->local, 16);
+	__builtin_memcpy(fk.peer, wk->peer, 16);
+	__builtin_memcpy(fk.ports, fv.tcp + 2, 2);
+	__builtin_memcpy(fk.ports + 2, fv.tcp, 2);
+	int known = bpf_map_lookup_elem(&shim6_flows, &fk) != 0;
+	if (!known) {
+		if (w->flows >= FLOWS_PER_CONTEXT) {
+			count(ST_FLOW_FULL);
+			return;
+		}
+		if (!connected_socket(skb, wk, fk.ports)) {
+			count(ST_FLOW_NOSOCK);
+			return;
+		}
+	}
 	/* The timestamp option first (NOP NOP TS, as Linux sends it): keep it alone; else no options. */
 	fv.hlen = (doff >= 32 && fv.tcp[20] == 1 && fv.tcp[21] == 1 && fv.tcp[22] == 8 && fv.tcp[23] == 10) ? 32 : 20;
 	__u32 seq = ((__u32)fv.tcp[4] << 24) | ((__u32)fv.tcp[5] << 16) | ((__u32)fv.tcp[6] << 8) | fv.tcp[7];
@@ -167,12 +249,31 @@ static __always_inline void remember_flow(struct __sk_buff *skb, const struct ul
 	fv.tcp[13] = 0x10;
 	fv.tcp[16] = 0; fv.tcp[17] = 0;
 	__builtin_memcpy(fv.ack, fv.tcp + 8, 4);
+	if (known) {
+		bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_EXIST);
+	} else if (bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_NOEXIST) == 0) {
+		__sync_fetch_and_add(&w->flows, 1);
+		count(ST_FLOW_NEW);
+	}
+}
+
+/*
+ * Our own stack sent a FIN or RST (egress, `l4` its TCP header's first 14 octets): the flow's
+ * socket is closing or gone, and a prompt after a re-homing would only make it answer with a RST
+ * (no reply comes back: REAP's Send Timer would explore). Forgotten, and no longer counted.
+ */
+static __always_inline void forget_flow(const struct ulid_pair *key, const __u8 *tcp)
+{
+	struct watch_value *w = bpf_map_lookup_elem(&shim6_watch, key);
+	if (!w) return;
 	struct flow_key fk;
-	__builtin_memcpy(fk.local, wk->local, 16);
-	__builtin_memcpy(fk.peer, wk->peer, 16);
-	__builtin_memcpy(fk.ports, fv.tcp + 2, 2);
-	__builtin_memcpy(fk.ports + 2, fv.tcp, 2);
-	bpf_map_update_elem(&shim6_flows, &fk, &fv, BPF_ANY);
+	__builtin_memcpy(fk.local, key->local, 16);
+	__builtin_memcpy(fk.peer, key->peer, 16);
+	__builtin_memcpy(fk.ports, tcp, 4);
+	if (bpf_map_delete_elem(&shim6_flows, &fk) == 0) {
+		if (w->flows > 0) __sync_fetch_and_add(&w->flows, -1);
+		count(ST_FLOW_CLOSED);
+	}
 }
 
 static __always_inline __u32 fold_add(__u32 a, __u32 b)
@@ -213,6 +314,10 @@ int shim6_egress(struct __sk_buff *skb)
 	__builtin_memcpy(key.local, &ip6->saddr, 16);
 	__builtin_memcpy(key.peer, &ip6->daddr, 16);
 	__u8 nh = ip6->nexthdr;
+	if (nh == IPPROTO_TCP) {
+		__u8 tcp[14];
+		if (bpf_skb_load_bytes(skb, L4_OFF, tcp, sizeof(tcp)) == 0 && (tcp[13] & 0x05) != 0) forget_flow(&key, tcp);
+	}
 	struct egress_value *v = bpf_map_lookup_elem(&shim6_egr, &key);
 	if (!v) return TC_ACT_OK;
 
@@ -223,8 +328,13 @@ int shim6_egress(struct __sk_buff *skb)
 	if (nh == IPPROTO_UDP && ((struct udphdr *)l4)->source == cfg->port) return TC_ACT_OK;
 	if (nh == IPPROTO_ICMPV6 && l4[0] >= 133 && l4[0] <= 137) return TC_ACT_OK;
 	if (nh != IPPROTO_TCP && nh != IPPROTO_UDP && nh != IPPROTO_ICMPV6) {
-		count(ST_UNSUPPORTED);
-		return TC_ACT_SHOT;
+		/* A fragment, ESP, an extension header...: no sum to build the outer checksum from (see the top). */
+		if (cfg->tun_ifindex == 0) {
+			count(ST_UNSUPPORTED);
+			return TC_ACT_SHOT;
+		}
+		count(ST_TO_TUN_OTHER);
+		return bpf_redirect(cfg->tun_ifindex, 0);
 	}
 
 	if (skb->gso_size != 0) {
@@ -301,7 +411,8 @@ int shim6_ingress(struct __sk_buff *skb)
 		struct ulid_pair wk;
 		__builtin_memcpy(wk.local, &ip6->daddr, 16);
 		__builtin_memcpy(wk.peer, &ip6->saddr, 16);
-		if (bpf_map_lookup_elem(&shim6_watch, &wk)) remember_flow(skb, &wk, bpf_ntohs(ip6->payload_len));
+		struct watch_value *w = bpf_map_lookup_elem(&shim6_watch, &wk);
+		if (w) remember_flow(skb, &wk, w, bpf_ntohs(ip6->payload_len));
 		return TC_ACT_OK;
 	}
 	struct udphdr *udp = data + L4_OFF;
@@ -339,6 +450,16 @@ int shim6_ingress(struct __sk_buff *skb)
 			return TC_ACT_OK;
 		}
 	}
+	/*
+	 * The destination must be a unicast address of ours (else the daemon's engine decides, and drops
+	 * it: not-local). A multicast one first: never in shim6_local, and never decapsulated.
+	 */
+	struct in6_addr dst;
+	__builtin_memcpy(&dst, &ip6->daddr, 16);
+	if (dst.s6_addr[0] == 0xff || !bpf_map_lookup_elem(&shim6_local, &dst)) {
+		count(ST_PASS_DST);
+		return TC_ACT_OK;
+	}
 	/* The source must be one of the context's verified locators (else the daemon decides). */
 	int found = 0;
 	__u64 s0, s1;
@@ -375,7 +496,8 @@ int shim6_ingress(struct __sk_buff *skb)
 		struct ulid_pair wk;
 		__builtin_memcpy(wk.local, v->local_ulid, 16);
 		__builtin_memcpy(wk.peer, v->peer_ulid, 16);
-		if (bpf_map_lookup_elem(&shim6_watch, &wk)) remember_flow(skb, &wk, plen - ENCAP_LEN);
+		struct watch_value *w = bpf_map_lookup_elem(&shim6_watch, &wk);
+		if (w) remember_flow(skb, &wk, w, plen - ENCAP_LEN);
 	}
 	count(ST_DECAP);
 	return TC_ACT_OK;

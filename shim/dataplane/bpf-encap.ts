@@ -16,7 +16,13 @@
  *    verified peer locators);
  *  - `shim6_cfg`: the daemon's UDP port and its TUN's ifindex (a re-homed context's GSO
  *    skbs, larger than the path, are redirected there: the daemon segments and
- *    encapsulates them); `shim6_stats`: per-CPU counters.
+ *    encapsulates them; so is any packet that is not TCP, UDP or ICMPv6 — a
+ *    fragment, ESP —, which the daemon encapsulates); `shim6_stats`: per-CPU counters;
+ *  - `shim6_watch` / `shim6_flows`: the watched contexts (each with how many flows it
+ *    holds) and their TCP flows (at most ENCAP_FLOWS_PER_CONTEXT each, only of a
+ *    connected local socket);
+ *  - `shim6_local`: our global unicast addresses (/proc/net/if_inet6, read again at each
+ *    `accept`): only a payload to one of them is decapsulated in the kernel.
  *
  * Map changes are bpf(2) calls through the native addon (native/bpfmap.c): microseconds in
  * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
@@ -45,6 +51,11 @@ export const ENCAP_PREF = 5533;
 export const BPF_PIN_DIR = '/sys/fs/bpf/shim6';
 /** Verified peer locators the ingress check holds per context (the program's MAX_LOCATORS). */
 export const ENCAP_MAX_LOCATORS = 8;
+/**
+ * TCP flows the kernel remembers per watched context (the program's FLOWS_PER_CONTEXT), and so
+ * the most one re-homing prompts per context (docs/dataplane.md "TCP prompt on the kernel path").
+ */
+export const ENCAP_FLOWS_PER_CONTEXT = 256;
 /** Default cache of the compiled object (root-owned: the daemon loads what is there). */
 const DEFAULT_CACHE = '/run/shim6/bpf';
 
@@ -106,7 +117,10 @@ export interface BpfEncapOptions {
 
 /** Packet counts of the programs (summed over CPUs). */
 /** The programs' counters: the keys of `shim6_stats` in order (ST_* in native/bpf/shim6_tc.bpf.c). */
-const STATS = ['encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun'] as const;
+const STATS = [
+  'encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun',
+  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed', 'toTunOther', 'passedDestination',
+] as const;
 export type EncapStats = Record<typeof STATS[number], number>;
 
 function run(cmd: string, args: string[], input?: string): { ok: boolean; out: string; err: string } {
@@ -165,13 +179,40 @@ export function buildObject(cacheDir = DEFAULT_CACHE): string {
 }
 
 /** The maps the daemon writes (the programs' shim6_stats is read with bpftool, per CPU). */
-const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg', 'shim6_stats'] as const;
+const MAPS = ['shim6_egr', 'shim6_ing', 'shim6_watch', 'shim6_flows', 'shim6_cfg', 'shim6_stats', 'shim6_local'] as const;
 type MapName = typeof MAPS[number];
 
 /** shim6_flows: key (our ULID, the peer's, our port, the peer's), value (the peer's last ACK, header length, pad, header); entries at most. */
 const FLOW_KEY_LEN = 36;
 const FLOW_VALUE_LEN = 40;
 const FLOWS_MAX = 8192;
+
+/** shim6_local: entries at most (the program's max_entries). */
+const LOCAL_MAX = 256;
+
+/**
+ * This namespace's global unicast addresses (/proc/net/if_inet6: scope 0, not DAD-failed), as
+ * 32 hex digits: a file read, no process (done in the event loop at each `accept`).
+ */
+export function globalAddresses(text?: string): string[] {
+  let t = text;
+  if (t === undefined) {
+    try {
+      t = readFileSync('/proc/net/if_inet6', 'utf8');
+    } catch {
+      return [];
+    }
+  }
+  const out: string[] = [];
+  for (const line of t.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 6 || !/^[0-9a-f]{32}$/.test(f[0]!)) continue;
+    const scope = parseInt(f[3]!, 16), flags = parseInt(f[4]!, 16);
+    if (scope !== 0 || (flags & 0x08) !== 0 || f[0]!.startsWith('ff')) continue; // IFA_F_DADFAILED
+    out.push(f[0]!);
+  }
+  return out;
+}
 
 /** (our ULID, peer ULID): the key of shim6_egr and shim6_watch, the start of shim6_flows' key. */
 function pairKey(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array {
@@ -306,6 +347,9 @@ export class BpfEncap implements EncapHook {
   /** The TUN's ifindex as written to shim6_cfg (0: not yet found). */
   private tunIfindex = 0;
 
+  /** What shim6_local holds (hex of each address). */
+  private readonly locals = new Set<string>();
+
   /** The pinned maps, opened once (bpf(2) file descriptors). */
   private readonly fds = new Map<MapName, number>();
 
@@ -373,6 +417,7 @@ export class BpfEncap implements EncapHook {
   accept(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean {
     if (this.closed) return false;
     this.attachAll();
+    this.refreshLocals();
     const locs = c.peerLocators.slice(0, ENCAP_MAX_LOCATORS);
     const locBytes = new Uint8Array(16 * ENCAP_MAX_LOCATORS);
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
@@ -388,7 +433,8 @@ export class BpfEncap implements EncapHook {
 
   watch(localUlid: Ipv6, peerUlid: Ipv6): void {
     if (this.closed) return;
-    this.update('shim6_watch', pairKey(localUlid, peerUlid), Uint8Array.of(1));
+    // The value: how many of its flows the kernel holds (none yet).
+    this.update('shim6_watch', pairKey(localUlid, peerUlid), u32le(0));
   }
 
   unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {
@@ -397,13 +443,18 @@ export class BpfEncap implements EncapHook {
     for (const k of this.flowKeys(localUlid, peerUlid)) this.remove('shim6_flows', k);
   }
 
+  /**
+   * The context's flows (ENCAP_FLOWS_PER_CONTEXT at most); the count the programs keep in
+   * shim6_watch is set to what the map holds (it only grows when the LRU evicts one of them).
+   */
   flows(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[] {
     if (this.closed) return [];
     const fd = this.fds.get('shim6_flows');
     if (fd === undefined) return [];
     const value = new Uint8Array(FLOW_VALUE_LEN);
     const out: KernelFlow[] = [];
-    for (const k of this.flowKeys(localUlid, peerUlid)) {
+    const keys = this.flowKeys(localUlid, peerUlid);
+    for (const k of keys.slice(0, ENCAP_FLOWS_PER_CONTEXT)) {
       if (this.addon.bpfMapLookup(fd, k, value) !== 0) continue; // gone meanwhile (LRU)
       const v = new DataView(k.buffer, k.byteOffset + 32, 4);
       const hlen = value[4]!;
@@ -412,10 +463,14 @@ export class BpfEncap implements EncapHook {
         ...(hlen === 20 || hlen === 32 ? { lastAck: value.slice(8, 8 + hlen) } : {}),
       });
     }
+    // Only a watched context's count (the programs never add one: no race with unwatch here).
+    const wfd = this.fds.get('shim6_watch');
+    const pair = pairKey(localUlid, peerUlid);
+    if (wfd !== undefined && this.addon.bpfMapLookup(wfd, pair, new Uint8Array(4)) === 0) this.addon.bpfMapUpdate(wfd, pair, u32le(keys.length));
     return out;
   }
 
-  /** The keys of `shim6_flows` for the context (walked in the kernel: 8192 entries at most). */
+  /** The keys of `shim6_flows` for the context (walked in the kernel: FLOWS_MAX entries at most). */
   private flowKeys(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array[] {
     const fd = this.fds.get('shim6_flows');
     if (fd === undefined) return [];
@@ -429,6 +484,24 @@ export class BpfEncap implements EncapHook {
       prev = next;
     }
     return keys;
+  }
+
+  /**
+   * shim6_local made this namespace's global addresses again (the few that changed: an update or
+   * a delete each). An address added since the last `accept` is not there until the next: a
+   * payload to it goes to the daemon's socket meanwhile (decapsulated there), none is lost.
+   */
+  private refreshLocals(): void {
+    const now = new Set(globalAddresses().slice(0, LOCAL_MAX));
+    for (const a of this.locals) {
+      if (now.has(a)) continue;
+      this.remove('shim6_local', Uint8Array.from(Buffer.from(a, 'hex')));
+      this.locals.delete(a);
+    }
+    for (const a of now) {
+      if (this.locals.has(a)) continue;
+      if (this.update('shim6_local', Uint8Array.from(Buffer.from(a, 'hex')), Uint8Array.of(1))) this.locals.add(a);
+    }
   }
 
   /** The programs' counters, summed over CPUs (bpf(2), no process: `status` asks often); undefined when they cannot be read. */

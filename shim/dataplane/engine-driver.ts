@@ -128,6 +128,12 @@ const PROMPT_MTU_MARGIN = 8;
 /** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
 const PROMPT_ROUNDS = 3;
 const PROMPT_AGAIN_MS = 100;
+/**
+ * Flows of one context prompted per re-homing at most: what the kernel holds per context
+ * (bpf-encap.ts ENCAP_FLOWS_PER_CONTEXT), bounded here too for any other EncapHook. Each costs a
+ * Packet Too Big and an ACK into our own stack per round.
+ */
+const PROMPT_FLOWS_MAX = 256;
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
@@ -468,8 +474,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const first = this.firstPrompt.get(peerUlid);
     this.firstPrompt.delete(peerUlid);
     if (via === 'tun') {
-      this.firstPrompt.set(peerUlid, new Map((this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
-      this.promptKernelFlows(localUlid, peerUlid);
+      // One walk of the kernel's table for both (it holds every context's flows, up to 8192).
+      const flows = this.kernelFlows(localUlid, peerUlid);
+      this.firstPrompt.set(peerUlid, new Map(flows.map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
+      this.promptKernelFlows(localUlid, peerUlid, 1, undefined, flows);
     } else this.promptKernelFlows(localUlid, peerUlid, 1, first);
   }
 
@@ -485,12 +493,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * MSS. The lower MTU stays on this route only (a route exception): back on the ULID pair,
    * TCP takes the full MTU again. A flow with nothing in flight ignores it (sequence check).
    */
-  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6, round = 1, only?: Map<string, number>): void {
+  private promptKernelFlows(localUlid: Ipv6, peerUlid: Ipv6, round = 1, only?: Map<string, number>, known?: KernelFlow[]): void {
     if (this.closed || this.opts.encapMtu === undefined) return;
     const mtu = this.opts.encapMtu - PROMPT_MTU_MARGIN * round;
     const key = (f: KernelFlow) => `${f.srcPort} ${f.dstPort}`;
     // A later round: only the flows whose peer has acknowledged nothing since (still stalled).
-    const flows = (this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).filter((f) => only === undefined || only.get(key(f)) === f.ack);
+    const flows = (known ?? this.kernelFlows(localUlid, peerUlid)).filter((f) => only === undefined || only.get(key(f)) === f.ack);
     for (const f of flows) {
       const tcp = new Uint8Array(20);
       const v = new DataView(tcp.buffer);
@@ -514,6 +522,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const acks = new Map(flows.map((f) => [key(f), f.ack]));
       setTimeout(() => this.promptKernelFlows(localUlid, peerUlid, round + 1, acks), PROMPT_AGAIN_MS).unref?.();
     }
+  }
+
+  /** The context's TCP flows the kernel remembered (only of connected local sockets), PROMPT_FLOWS_MAX at most. */
+  private kernelFlows(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[] {
+    return (this.opts.encap?.flows?.(localUlid, peerUlid) ?? []).slice(0, PROMPT_FLOWS_MAX);
   }
 
   /**

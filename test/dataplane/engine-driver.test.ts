@@ -555,3 +555,53 @@ test('kernel encapsulation: a re-homed context goes on the tc programs (tags, po
   assert.deepEqual(flowWatch.slice(-1), ['unwatch fd00::a fd00::b']);
   assert.equal(watched.size, 0);
 });
+
+// Review of the kernel path, F1: whatever the kernel's table returns for a context (before the
+// fix, thousands of flows forged with the peer's ULID), one re-homing prompts at most 256 of them
+// per round (a Packet Too Big and an ACK each into our own stack), not all.
+test('kernel encapsulation: a re-homing prompts at most 256 of a context\'s kernel flows per round, however many the kernel returns', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpf', 1400);
+  const events: EngineEvent[] = [];
+  const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
+  let current = pair;
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+    status: () => ({
+      contexts: [{
+        state: 'ESTABLISHED', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair: current, reap: 'Operational',
+        peerLocators: [{ address: 'fd00::b', verified: true, probed: true, flags: 0 }, { address: 'fd00::1b', verified: true, probed: true, flags: 0 }],
+        timers: {}, traffic: { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, rehomings: 0,
+      }],
+    } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
+  };
+  const kernel = { refresh: () => Promise.resolve(), watch: () => true, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }) };
+  const lastAck = Uint8Array.of(0x1b, 0x58, 0x9c, 0x40, 1, 2, 3, 4, 0xde, 0xad, 0xbe, 0xef, 5 << 4, 0x10, 0x01, 0x00, 0, 0, 0, 0);
+  const encap = {
+    set: () => true, unset: () => {}, watch: () => {}, unwatch: () => {},
+    flows: () => Array.from({ length: 5000 }, (_, i) => ({ srcPort: 80, dstPort: 1000 + i, ack: 0xdeadbeef, lastAck })),
+  };
+  const logged: number[] = [];
+  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg === 'tcp prompted after re-homing (kernel flows)') logged.push(f!.flows as number); }, warn: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
+  const d = new EngineDriver({
+    engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, encap, encapMtu: 1444, logger,
+    routes: { contextUp: () => {}, contextDown: () => {}, flushRouteCache: () => {}, switchPath: () => Promise.resolve() },
+  });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  current = q;
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: pair, new: q, cause: 'send-timeout' });
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: q });
+  d.flush();
+  // The acknowledgments never move here, so every round prompts again: wait for the last one.
+  await waitFor(() => logged.length >= 3, 'the prompt\'s rounds', DEADLINE_MS);
+  assert.ok(logged.every((n) => n === 256), `each round prompted 256 flows: ${JSON.stringify(logged)}`);
+  assert.equal(d.stats.prompts % 256, 0);
+  assert.ok(d.stats.prompts <= 256 * 6, `at most 256 per round (3 rounds at each of the re-homing's 2 steps): ${d.stats.prompts}`);
+});

@@ -23,7 +23,7 @@ import { loadAddon } from '../../native/addon.ts';
 import { formatIpv6, parseIpv6 } from '../../shim/wire/ipv6.ts';
 import { generateCga } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
-import type { CaptureQuery, CgaFloodArgs, ClaimArgs, CgaFloodResult, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, SpoofFloodArgs, SpoofFloodResult, SprayArgs } from './attacker.ts';
+import type { CaptureQuery, CgaFloodArgs, ClaimArgs, CgaFloodResult, FloodArgs, FloodResult, HandshakeArgs, HandshakeResult, InboxSummary, RawArgs, SpoofFloodArgs, SpoofFloodResult, SprayArgs } from './attacker.ts';
 
 const SHIM6_PORT = 5533;
 const RETRY_MS = 1000;
@@ -489,8 +489,26 @@ async function cgaFlood(a: CgaFloodArgs): Promise<CgaFloodResult> {
   return { sent, sendMs: performance.now() - t0 };
 }
 
+/**
+ * Whole IPv6 packets through the addon's IPPROTO_RAW socket (the header as given: a forged source),
+ * 256 at a time with a pause between, so that the socket's queue is not what loses them.
+ */
+async function raw(a: RawArgs): Promise<{ sent: number }> {
+  const addon = loadAddon();
+  const packets = a.packets.map((h) => new Uint8Array(Buffer.from(h, 'hex')));
+  let sent = 0;
+  for (let r = 0; r < (a.repeat ?? 1); r++) {
+    for (let i = 0; i < packets.length; i += 256) {
+      const batch = packets.slice(i, i + 256);
+      sent += addon.rawSend(batch, batch.length);
+      await sleep(2);
+    }
+  }
+  return { sent };
+}
+
 const OPS: Record<string, (args: never) => Promise<unknown> | unknown> = {
-  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims, cgaFlood, spoofFlood, spoofFloodStop,
+  socket, handshake, inbox, capture, captured: capturedCount, waitCaptured, sniffTag, spray, flood, startClaims, stopClaims, cgaFlood, spoofFlood, spoofFloodStop, raw,
   cgaFloodStop: () => { cgaFloodStop = true; return {}; },
 };
 

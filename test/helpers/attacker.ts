@@ -101,6 +101,14 @@ export interface SprayArgs {
   gapMs: number;
 }
 
+/** Whole IPv6 packets (header included: any source) sent through a raw socket (tool op `raw`). */
+export interface RawArgs {
+  /** Hex of each packet. */
+  packets: string[];
+  /** How many times the list is sent (default 1). */
+  repeat?: number;
+}
+
 /** I1s claiming a ULID pair, one every `gapMs`, from socket `sock` to `dst` (see `startClaims`). */
 export interface ClaimArgs {
   sock: string;
@@ -249,6 +257,14 @@ export class Attacker {
 
   flood(a: FloodArgs): Promise<FloodResult> {
     return this.call('flood', a);
+  }
+
+  /**
+   * Whole IPv6 packets sent as they are (an IPPROTO_RAW socket: the source is what the header says,
+   * e.g. the peer's ULID), in order, `repeat` times; how many the kernel took.
+   */
+  raw(packets: readonly Uint8Array[], repeat = 1): Promise<{ sent: number }> {
+    return this.call('raw', { packets: packets.map((p) => Buffer.from(p).toString('hex')), repeat } satisfies RawArgs);
   }
 
   /** Start sending I1s whose ULID Pair option names `a.claim`, one every `a.gapMs`, until `stopClaims` (replies: `inbox`). */

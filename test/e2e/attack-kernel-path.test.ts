@@ -1,0 +1,277 @@
+// E2E: the kernel fast path (dataPath kernel, encapsulation kernel: native/bpf/shim6_tc.bpf.c) under
+// attack, with the attacker on link P (review of the kernel path, 2026-12-05):
+//  - F1: TCP segments forged with B's ULID as source, to A's ULID (9,000 ACKs, our port 80, B's
+//    ports 1000 and up), must not enter A's table of TCP flows (only flows of a connected local
+//    socket are remembered), and the next re-homing must prompt only A's real flow: before, they
+//    filled the table (~8,000 entries) and the re-homing prompted each (a Packet Too Big and a
+//    forged ACK per flow and round), A's stack answered hundreds of thousands of RSTs to B, and
+//    REAP explored again.
+//  - F3: after a re-homing onto the kernel encapsulation, a UDP datagram larger than the path
+//    (the kernel fragments it before tc egress) and a protocol other than TCP, UDP or ICMPv6
+//    (ESP) arrive at B: the tc program hands them to the daemon's TUN (before: dropped, 0 of 5).
+//  - F6: a payload with A's context tag from a verified locator of B, to ff02::1, is not
+//    decapsulated by A's kernel (the engine drops it: not-local); the same payload to A's own
+//    address is (positive control: the tag, source and packet are right).
+import { after, before, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { cpus } from 'node:os';
+import { CLANG, missingPrereqs, needs } from '../helpers/prereq.ts';
+import { LAB_ADDR, LAB_IF, blackhole, nsExec, sh, unblackhole, type Lab } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { LAB_STUB } from '../../lab/daemons.ts';
+import { ADDON_PATH } from '../../native/addon.ts';
+import { buildPacket, buildUdpPacket, ulpChecksum } from '../../shim/dataplane/ip6-packet.ts';
+import { encodePayloadHeader } from '../../shim/wire/index.ts';
+import { ATTACK_PREREQ, AttackLab, Cleanup, type ContextView, type StatusView } from './attack-fixture.ts';
+import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
+
+const PREREQ = { ...ATTACK_PREREQ, commands: [...ATTACK_PREREQ.commands, 'tc', CLANG, 'bpftool'] };
+/** Both hosts on the kernel path with the kernel encapsulation, whatever the run's defaults. */
+const KERNEL = { dataPath: 'kernel', encapsulation: 'kernel' };
+/** The forged segments of F1. */
+const FORGED = 9000;
+
+const cleanup = new Cleanup('attack-kernel-path');
+let x: AttackLab | undefined;
+
+before(async () => {
+  if (missingPrereqs(PREREQ).length > 0) return;
+  x = await AttackLab.up(cleanup, ['b', 'a'], { a: KERNEL, b: KERNEL });
+});
+after(() => cleanup.run());
+
+function lab(t: TestContext): AttackLab | undefined {
+  if (!needs(t, PREREQ)) return undefined;
+  assert.ok(x, 'the attack lab came up');
+  return x;
+}
+
+interface Status extends StatusView {
+  daemon: StatusView['daemon'] & { stats: StatusView['daemon']['stats'] & { prompts: number }; kernelEncapsulation?: { packets: Record<string, number> | null } | string };
+}
+
+/** A program in a namespace (node -e), its stdout lines kept; killed after the test. */
+function inNs(t: TestContext, ns: string, code: string): { child: ChildProcess; lines: string[] } {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
+  t.after(() => { child.kill('SIGKILL'); });
+  return { child, lines };
+}
+
+/** Both daemons fresh (no context, empty maps), both links open, A's stub primed with B's name. */
+async function fresh(l: AttackLab): Promise<void> {
+  for (const link of ['P', 'Q'] as const) unblackhole(l.lab, link, 'a');
+  await l.start('b');
+  await l.start('a');
+  nsExec(l.lab.a, ['kdig', `@${LAB_STUB}`, LAB_B_NAME, 'AAAA', '+short']);
+}
+
+const status = async (l: AttackLab): Promise<Status> => await l.status('a') as Status;
+const contextOf = (st: StatusView): ContextView | undefined => st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP);
+const packetsOf = (st: Status): Record<string, number> => (typeof st.daemon.kernelEncapsulation === 'object' ? st.daemon.kernelEncapsulation.packets : null) ?? {};
+
+async function onPath(l: AttackLab, path: 'kernel' | 'encap'): Promise<ContextView> {
+  let c: ContextView | undefined;
+  await waitFor(async () => (c = contextOf(await status(l)))?.path === path, `A's context with B on path ${path}`, 2 * DEADLINE_MS, 200);
+  return c!;
+}
+
+/**
+ * A re-homes: link P black-holed on A (both ways), until its context with B is on the kernel
+ * encapsulation (another pair). Something must be flowing for REAP to notice: the caller's stream.
+ */
+async function rehomeA(l: AttackLab): Promise<ContextView> {
+  blackhole(l.lab, 'P', 'a');
+  return await onPath(l, 'encap');
+}
+
+/** The entries of A's shim6_flows (read by id: the pins are in the daemon's own mount namespace): our port and B's. */
+function flowTable(lab: Lab): Array<{ ours: number; peer: number }> {
+  const shown = nsExec(lab.a, ['tc', 'filter', 'show', 'dev', LAB_IF.P, 'ingress']).stdout;
+  const prog = /\bid (\d+) name shim6_ingress\b/.exec(shown)?.[1];
+  assert.ok(prog, `A's ingress program is attached to ${LAB_IF.P}: ${shown}`);
+  const maps = (JSON.parse(sh(['bpftool', 'prog', 'show', 'id', prog, '-j']).stdout) as { map_ids: number[] }).map_ids;
+  for (const id of maps) {
+    if ((JSON.parse(sh(['bpftool', 'map', 'show', 'id', String(id), '-j']).stdout) as { name: string }).name !== 'shim6_flows') continue;
+    // Thousands of entries before the fix: more than spawnSync's default 1 MB of output.
+    const r = spawnSync('bpftool', ['map', 'dump', 'id', String(id), '-j'], { encoding: 'utf8', maxBuffer: 1 << 28, timeout: 120_000 });
+    assert.equal(r.status, 0, `bpftool map dump: ${r.error?.message ?? r.stderr}`);
+    const dump = JSON.parse(r.stdout) as Array<{ key: string[] }>;
+    return dump.map((e) => {
+      const k = e.key.slice(32, 36).map((b) => parseInt(b, 16));
+      return { ours: (k[0]! << 8) | k[1]!, peer: (k[2]! << 8) | k[3]! };
+    });
+  }
+  assert.fail('A\'s ingress program has no shim6_flows map');
+}
+
+/** A TCP ACK from `src`:`sport` to `dst`:`dport` (no options, no data), checksum filled in. */
+function tcpAck(src: string, dst: string, sport: number, dport: number): Uint8Array {
+  const tcp = new Uint8Array(20);
+  const v = new DataView(tcp.buffer);
+  v.setUint16(0, sport); v.setUint16(2, dport); v.setUint32(4, 12345); v.setUint32(8, 67890);
+  tcp[12] = 5 << 4; tcp[13] = 0x10; v.setUint16(14, 65535);
+  v.setUint16(16, ulpChecksum(src, dst, 6, tcp));
+  return buildPacket(src, dst, 6, tcp);
+}
+
+/** A Shim6 payload packet (UDP 5533, payload header with `tag`) from `src` to `dst` carrying a UDP datagram from B's ULID to A's. */
+function payloadToA(src: string, dst: string, tag: number, text: string): Uint8Array {
+  const inner = buildUdpPacket(LAB_ADDR.bP, LAB_ADDR.aP, 4444, 9999, new TextEncoder().encode(text)).subarray(40);
+  return buildUdpPacket(src, dst, 5533, 5533, Uint8Array.from([...encodePayloadHeader(17, tag), ...inner]));
+}
+
+/** An nftables counter in host `ns` (table ip6 `table`): its packets. */
+function counter(ns: string, table: string, name: string): number {
+  const out = nsExec(ns, ['nft', 'list', 'counter', 'ip6', table, name]).stdout;
+  return Number(/packets (\d+)/.exec(out)?.[1] ?? NaN);
+}
+
+/** Wait until `read` stops moving (two readings `pollMs` apart equal, and above `floor`). */
+async function settled(read: () => number | Promise<number>, what: string, floor = -1, pollMs = 1000): Promise<number> {
+  let last = await read();
+  await waitFor(async () => {
+    const now = await read();
+    const still = now === last && now > floor;
+    last = now;
+    return still;
+  }, what, 4 * DEADLINE_MS, pollMs);
+  return last;
+}
+
+test('F1: forged TCP segments with B\'s ULID do not enter A\'s flow table, and the next re-homing prompts only the real flow (no RST storm)', { timeout: 900_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  // A real flow: a TCP stream from A to B's ULID, port 7000 (~100 kB/s).
+  const server = inNs(t, l.lab.b, `let n=0;require('net').createServer((s)=>{s.on('data',(d)=>{n+=d.length});s.on('error',()=>{})}).listen(7000,'::',()=>console.log('listening'));setInterval(()=>console.log('bytes '+n),100)`);
+  await waitFor(() => server.lines.includes('listening'), 'B\'s server listening');
+  inNs(t, l.lab.a, `const c=require('net').connect({host:${JSON.stringify(LAB_ADDR.bP)},port:7000},()=>{console.log('connected');setInterval(()=>c.write(Buffer.alloc(2000)),20)});c.on('error',(e)=>console.log('error '+e.code))`);
+  const received = (): number => Number(/\d+/.exec([...server.lines].reverse().find((s) => s.startsWith('bytes ')) ?? '')?.[0] ?? 0);
+  await onPath(l, 'kernel');
+  await waitFor(() => flowTable(l.lab).some((f) => f.peer === 7000), 'A\'s kernel remembers the real flow (B\'s port 7000)', 2 * DEADLINE_MS, 500);
+
+  // A's own RSTs to B's ULID (what A's stack answers to the forged segments, and to a forged ACK of the prompt).
+  nsExec(l.lab.a, ['nft', '-f', '-'], { input: `table ip6 e2e_rst {\n counter rst_to_b {}\n chain o {\n  type filter hook output priority -2000;\n  ip6 daddr ${LAB_ADDR.bP} tcp flags & rst == rst counter name rst_to_b\n }\n}\n` });
+  t.after(() => { nsExec(l.lab.a, ['nft', 'delete', 'table', 'ip6', 'e2e_rst'], { check: false }); });
+  const rsts = (): number => counter(l.lab.a, 'e2e_rst', 'rst_to_b');
+
+  const forged = Array.from({ length: FORGED }, (_, i) => tcpAck(LAB_ADDR.bP, LAB_ADDR.aP, 1000 + i, 80));
+  const { sent } = await l.attacker.raw(forged);
+  assert.ok(sent > FORGED * 0.9, `the attacker sent the forged segments (${sent} of ${FORGED})`);
+  // A answers each with a RST (no socket): once that count stops moving, A has seen them all.
+  const floodRsts = await settled(rsts, 'A\'s RSTs to the forged segments', 0);
+  const afterFlood = flowTable(l.lab);
+  const stFlood = await status(l);
+  t.diagnostic(`forged segments sent ${sent}, A's RSTs to them ${floodRsts}; A's flow table: ${afterFlood.length} entries, ${afterFlood.filter((f) => f.ours === 80).length} of them our port 80; kernel counters ${JSON.stringify(packetsOf(stFlood))}`);
+
+  // The re-homing.
+  nsExec(l.lab.a, ['nft', 'reset', 'counter', 'ip6', 'e2e_rst', 'rst_to_b']);
+  const prompts0 = stFlood.daemon.stats.prompts;
+  const logFrom = l.log('a').length;
+  const bytes0 = received();
+  await rehomeA(l);
+  unblackhole(l.lab, 'P', 'a');
+  // The real flow goes on (the prompt's rounds are 100 ms apart: long done once 200 kB more arrived), and the prompts stopped.
+  await waitFor(() => received() > bytes0 + 200_000, 'the real stream goes on after the re-homing', 4 * DEADLINE_MS, 200);
+  const prompts = await settled(async () => (await status(l)).daemon.stats.prompts, 'A\'s prompts stop') - prompts0;
+  const storm = rsts();
+  const records = l.log('a').slice(logFrom);
+  const explorations = records.filter((r) => r.msg === 'reap-state' && r.state === 'exploring').length;
+  const promptLogs = records.filter((r) => r.msg === 'tcp prompted after re-homing (kernel flows)').map((r) => r.flows);
+  const table = flowTable(l.lab);
+  const packets = packetsOf(await status(l));
+  t.diagnostic(`after the re-homing: prompts ${prompts} (logged rounds: flows ${JSON.stringify(promptLogs)}), A's RSTs to B ${storm}, explorations ${explorations}, flow table ${table.length}; kernel counters ${JSON.stringify(packets)}`);
+
+  assert.ok(afterFlood.every((f) => f.peer === 7000), `A's flow table holds the real flow only (${afterFlood.length} entries, ${afterFlood.filter((f) => f.ours === 80).length} forged)`);
+  assert.ok(afterFlood.length >= 1 && afterFlood.length <= 2, `the real flow is remembered (${afterFlood.length})`);
+  assert.ok((packets.flowsNoSocket ?? 0) >= FORGED / 2, `the forged segments were refused for want of a socket: ${JSON.stringify(packets)}`);
+  // One flow: per re-homing at most 3 rounds at each of its two steps from the kernel's table, and the
+  // TUN path's replays (a data segment, 3 ACKs) of what crossed the TUN while REAP explored; a
+  // busy host may re-home more than once. Before: tens of thousands.
+  assert.ok(prompts <= 40, `the re-homing prompted the real flow only: ${prompts} prompts`);
+  assert.ok(storm <= 10, `no RST storm: A sent ${storm} RSTs to B after the re-homing`);
+  assert.ok(explorations <= 6, `REAP did not keep exploring: ${explorations} explorations`);
+  assert.ok(table.every((f) => f.peer === 7000), `still only the real flow: ${table.length}`);
+});
+
+test('F1: one context\'s flow table holds at most 256 flows (300 real connections), and a flow is forgotten when A\'s own stack closes it', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  const server = inNs(t, l.lab.b, `require('net').createServer((s)=>{s.on('data',()=>{});s.on('error',()=>{})}).listen(7000,'::',()=>console.log('listening'))`);
+  await waitFor(() => server.lines.includes('listening'), 'B\'s server listening');
+  // 300 connections from A to B's ULID, each sending a little every 200 ms (B's ACKs make A's kernel remember them).
+  const clients = inNs(t, l.lab.a, `let up=0;for(let i=0;i<300;i++){const c=require('net').connect({host:${JSON.stringify(LAB_ADDR.bP)},port:7000},()=>{if(++up===300)console.log('connected');setInterval(()=>c.write('x'.repeat(100)),200)});c.on('error',(e)=>console.log('error '+e.code))}`);
+  await waitFor(() => clients.lines.includes('connected'), 'A\'s 300 connections', 2 * DEADLINE_MS, 100);
+  await onPath(l, 'kernel');
+  await waitFor(async () => (packetsOf(await status(l)).flowsFull ?? 0) > 0, 'a new flow refused over the cap', 2 * DEADLINE_MS, 200);
+  const full = flowTable(l.lab);
+  const p1 = packetsOf(await status(l));
+  t.diagnostic(`A's flow table with 300 connections: ${full.length} entries; kernel counters ${JSON.stringify(p1)}`);
+  // CPUs racing may each pass the cap by one (shim6_tc.bpf.c remember_flow).
+  assert.ok(full.length >= 256 && full.length <= 256 + cpus().length, `256 flows remembered, no more: ${full.length}`);
+  // A's sockets closed (the process killed): A's stack sends each a FIN, and its flow is forgotten
+  // (and B's ACK of that FIN, arriving alone, does not bring it back: the socket is no longer ESTABLISHED).
+  clients.child.kill('SIGKILL');
+  await waitFor(() => flowTable(l.lab).length === 0, 'A\'s flow table empty once A closed its sockets', 2 * DEADLINE_MS, 500);
+  const p2 = packetsOf(await status(l));
+  t.diagnostic(`after A closed them: kernel counters ${JSON.stringify(p2)}`);
+  assert.ok((p2.flowsClosed ?? 0) >= full.length, `each forgotten at A's FIN or RST: ${JSON.stringify(p2)}`);
+});
+
+test('F3: re-homed onto the kernel encapsulation, UDP datagrams larger than the path (fragments) and ESP reach B', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  const recv = inNs(t, l.lab.b, `require('dgram').createSocket('udp6').on('message',(m)=>console.log(m.length+' '+m.subarray(0,12).toString())).bind(9998,'::',()=>console.log('listening'))`);
+  await waitFor(() => recv.lines.includes('listening'), 'B\'s receiver listening');
+  nsExec(l.lab.b, ['nft', '-f', '-'], { input: 'table ip6 e2e_esp {\n counter esp_in {}\n chain i {\n  type filter hook input priority -2000;\n  ip6 nexthdr 50 counter name esp_in\n }\n}\n' });
+  t.after(() => { nsExec(l.lab.b, ['nft', 'delete', 'table', 'ip6', 'e2e_esp'], { check: false }); });
+  // Small datagrams all along: the context, and REAP's view of the failure.
+  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  await onPath(l, 'kernel');
+  await rehomeA(l); // P stays black-holed: A's pair is on Q, through its tc programs
+
+  const before = packetsOf(await status(l));
+  const big = `const s=require('dgram').createSocket('udp6');let k=0;for(const n of [1400,3000])for(let i=0;i<5;i++)s.send(Buffer.concat([Buffer.from('big'+n+'-'+i+'    ').subarray(0,12),Buffer.alloc(n-12,120)]),9998,${JSON.stringify(LAB_ADDR.bP)},()=>{if(++k===10)s.close()})`;
+  nsExec(l.lab.a, [process.execPath, '-e', big]);
+  // ESP (an SPI, a sequence number, 32 octets) from A's ULID to B's, through A's routes and tc programs.
+  const esp = Buffer.from(buildPacket(LAB_ADDR.aP, LAB_ADDR.bP, 50, Uint8Array.from({ length: 40 }, (_, i) => (i < 8 ? [0, 0, 0x10, 0x01, 0, 0, 0, 1][i]! : i)))).toString('hex');
+  nsExec(l.lab.a, [process.execPath, '-e', `const a=require(${JSON.stringify(ADDON_PATH)});const p=new Uint8Array(Buffer.from('${esp}','hex'));console.log(a.rawSend([p,p,p,p,p],5))`]);
+  const bigs = (): string[] => recv.lines.filter((s) => s.includes(' big'));
+  try {
+    await waitFor(() => bigs().length >= 10 && counter(l.lab.b, 'e2e_esp', 'esp_in') >= 5, 'the large datagrams and ESP at B', 2 * DEADLINE_MS, 200);
+  } finally {
+    t.diagnostic(`B received ${bigs().length} of 10 large datagrams (${JSON.stringify(bigs().map((s) => s.split(' ')[0]))}), ${counter(l.lab.b, 'e2e_esp', 'esp_in')} of 5 ESP packets; A's kernel counters before ${JSON.stringify(before)}, now ${JSON.stringify(packetsOf(await status(l)))}`);
+  }
+  const after = packetsOf(await status(l));
+  assert.deepEqual(new Set(bigs().map((s) => s.split(' ')[1])), new Set([1400, 3000].flatMap((n) => [0, 1, 2, 3, 4].map((i) => `big${n}-${i}`))), 'each large datagram arrived');
+  assert.ok((after.toTunOther ?? 0) - (before.toTunOther ?? 0) > 0, `A's tc program handed them to its TUN: ${JSON.stringify(after)}`);
+  assert.equal((after.unsupported ?? 0) - (before.unsupported ?? 0), 0, 'none dropped');
+});
+
+test('F6: a payload with A\'s tag from B\'s verified locator to ff02::1 is not decapsulated by A\'s kernel; to A\'s address it is', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  const recv = inNs(t, l.lab.a, `require('dgram').createSocket('udp6').on('message',(m)=>console.log('got '+m.toString())).bind(9999,'::',()=>console.log('listening'))`);
+  await waitFor(() => recv.lines.includes('listening'), 'A\'s receiver listening');
+  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  await onPath(l, 'kernel');
+  const ctx = await rehomeA(l);
+  unblackhole(l.lab, 'P', 'a'); // the attacker is on P
+  assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
+  const before = packetsOf(await status(l));
+
+  const { sent } = await l.attacker.raw([payloadToA(LAB_ADDR.bQ, 'ff02::1', ctx.contextTag, 'multicast'), payloadToA(LAB_ADDR.bQ, 'ff02::1', ctx.contextTag, 'multicast'), payloadToA(LAB_ADDR.bQ, LAB_ADDR.aP, ctx.contextTag, 'unicast')]);
+  assert.equal(sent, 3, 'the attacker sent the three payloads');
+  await waitFor(() => recv.lines.includes('got unicast'), 'the payload to A\'s address delivered (positive control)', DEADLINE_MS, 100);
+  const after = packetsOf(await status(l));
+  t.diagnostic(`A's receiver: ${JSON.stringify(recv.lines)}; A's kernel counters before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
+  assert.ok(!recv.lines.includes('got multicast'), 'the payload to ff02::1 was not delivered');
+  assert.ok((after.passedDestination ?? 0) - (before.passedDestination ?? 0) >= 2, 'A\'s ingress program passed both to the daemon (not its address)');
+});
