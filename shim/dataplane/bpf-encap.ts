@@ -75,8 +75,11 @@ export interface EncapHook {
   accept?(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean;
   /** Stop (idempotent). */
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
-  /** Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path. */
-  watch?(localUlid: Ipv6, peerUlid: Ipv6): void;
+  /**
+   * Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path;
+   * false when the kernel refused (a full shim6_watch: its flows are not remembered, counted `encap-watch`).
+   */
+  watch?(localUlid: Ipv6, peerUlid: Ipv6): boolean | void;
   /** Stop remembering them, and forget them (idempotent). */
   unwatch?(localUlid: Ipv6, peerUlid: Ipv6): void;
   /** The context's TCP flows as last seen arriving on the kernel path. */
@@ -386,9 +389,9 @@ export class BpfEncap implements EncapHook {
     this.remove('shim6_ing', u64le(localTag));
   }
 
-  watch(localUlid: Ipv6, peerUlid: Ipv6): void {
-    if (this.closed) return;
-    this.update('shim6_watch', pairKey(localUlid, peerUlid), Uint8Array.of(1));
+  watch(localUlid: Ipv6, peerUlid: Ipv6): boolean {
+    if (this.closed) return false;
+    return this.update('shim6_watch', pairKey(localUlid, peerUlid), Uint8Array.of(1));
   }
 
   unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {
