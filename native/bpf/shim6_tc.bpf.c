@@ -98,16 +98,28 @@ struct config { __u16 port; /* network order */ __u16 pad; __u32 tun_ifindex; /*
 
 enum { ST_ENCAP, ST_DECAP, ST_PASS_TAG, ST_PASS_LOCATOR, ST_UNSUPPORTED, ST_ERROR, ST_PASS_GSO, ST_TO_TUN, ST_MAX };
 
+/*
+ * Contexts the per-context maps (shim6_egr, shim6_ing, shim6_watch) hold: the daemon's maxContexts
+ * (bounded), given at build (clang -DSHIM6_MAX_CONTEXTS, bpf-encap.ts buildObject). Not
+ * preallocated: an entry's memory is taken when a context gets it, so a large bound costs only
+ * the buckets (16 octets each) until contexts come.
+ */
+#ifndef SHIM6_MAX_CONTEXTS
+#define SHIM6_MAX_CONTEXTS 4096
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SHIM6_MAX_CONTEXTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ulid_pair);
 	__type(value, struct egress_value);
 } shim6_egr SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SHIM6_MAX_CONTEXTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct ingress_value);
 } shim6_ing SEC(".maps");
@@ -115,7 +127,8 @@ struct {
 /* Contexts on the kernel path whose TCP flows are remembered (ULID pair → 1). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SHIM6_MAX_CONTEXTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ulid_pair);
 	__type(value, __u8);
 } shim6_watch SEC(".maps");
