@@ -9,32 +9,19 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLANG, needs } from '../helpers/prereq.ts';
-import { LAB_ADDR, LAB_IF, nsExec, sh, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, sh } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles, startLabShim6 } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { E2E_TIMEOUT_MS, freshLab, log, STREAM_RATE } from './fixture.ts';
+import { hexArgs as hex, mapOf } from './bpf-maps.ts';
 
 interface Status {
   daemon: { stats: { drops: Record<string, number> } };
   engine: { contexts: Array<{ peerUlid: string; state: string; path?: string; pair: { local: string; peer: string } }> };
 }
 
-/** A's map `name` of the tc programs (the pins are in the daemon's own mount namespace: found by the program on link P). */
-function mapOf(lab: Lab, name: string): { id: number; maxEntries: number; valueBytes: number } {
-  const shown = nsExec(lab.a, ['tc', 'filter', 'show', 'dev', LAB_IF.P, 'egress']).stdout;
-  const prog = /\bid (\d+) name shim6_egress\b/.exec(shown)?.[1];
-  assert.ok(prog !== undefined, `A's egress program on ${LAB_IF.P}: ${shown}`);
-  const ids = (JSON.parse(sh(['bpftool', 'prog', 'show', 'id', prog, '-j']).stdout) as { map_ids: number[] }).map_ids;
-  for (const id of ids) {
-    const m = JSON.parse(sh(['bpftool', 'map', 'show', 'id', String(id), '-j']).stdout) as { name: string; max_entries: number; bytes_value: number };
-    if (m.name === name) return { id, maxEntries: m.max_entries, valueBytes: m.bytes_value };
-  }
-  throw new Error(`no map ${name} among A's program's maps ${ids.join(',')}`);
-}
-
-const hex = (b: number[]): string[] => b.map((x) => x.toString(16).padStart(2, '0'));
 
 test('dataPath: kernel: A\'s shim6_egr full (maxContexts 2): after P fails the re-homed context stays on the TUN path, REAP explores once, the stream ends intact', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', CLANG, 'bpftool'] })) return;
