@@ -130,16 +130,28 @@ enum {
 	ST_MAX
 };
 
+/*
+ * Contexts the per-context maps (shim6_egr, shim6_ing, shim6_watch) hold: the daemon's maxContexts
+ * (bounded), given at build (clang -DSHIM6_MAX_CONTEXTS, bpf-encap.ts buildObject). Not
+ * preallocated: an entry's memory is taken when a context gets it, so a large bound costs only
+ * the buckets (16 octets each) until contexts come.
+ */
+#ifndef SHIM6_MAX_CONTEXTS
+#define SHIM6_MAX_CONTEXTS 4096
+#endif
+
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SHIM6_MAX_CONTEXTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ulid_pair);
 	__type(value, struct egress_value);
 } shim6_egr SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SHIM6_MAX_CONTEXTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, __u64);
 	__type(value, struct ingress_value);
 } shim6_ing SEC(".maps");
@@ -147,7 +159,8 @@ struct {
 /* Contexts on the kernel path whose TCP flows are remembered (ULID pair → how many are). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 4096);
+	__uint(max_entries, SHIM6_MAX_CONTEXTS);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__type(key, struct ulid_pair);
 	__type(value, struct watch_value);
 } shim6_watch SEC(".maps");

@@ -859,7 +859,8 @@ export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath
  */
 export function openEncap(config: DaemonConfig, log: Logger): BpfEncap | undefined {
   try {
-    return BpfEncap.open({ port: config.port, skipLinks: [config.tun.name], tun: config.tun.name });
+    // Its per-context maps hold as many contexts as the engine may have (bounded: ENCAP_MAX_CONTEXTS).
+    return BpfEncap.open({ port: config.port, skipLinks: [config.tun.name], tun: config.tun.name, maxContexts: config.maxContexts });
   } catch (err) {
     log.warn('kernel encapsulation unavailable, re-homed contexts use the TUN path', { error: (err as Error).message });
     return undefined;

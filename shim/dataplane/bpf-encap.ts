@@ -58,6 +58,15 @@ export const ENCAP_MAX_LOCATORS = 8;
 export const ENCAP_FLOWS_PER_CONTEXT = 256;
 /** Default cache of the compiled object (root-owned: the daemon loads what is there). */
 const DEFAULT_CACHE = '/run/shim6/bpf';
+/**
+ * The most contexts the per-context maps (shim6_egr, shim6_ing, shim6_watch) are made for, whatever
+ * maxContexts says: a map's buckets are allocated whole at load (16 octets each, for the next power
+ * of two), 4 MiB a map at this bound. Contexts beyond it whose entries are refused stay on the TUN
+ * path (counted `encap-set` / `encap-watch`).
+ */
+export const ENCAP_MAX_CONTEXTS = 262_144;
+/** The maps' bound when the daemon names none (the program's own default, SHIM6_MAX_CONTEXTS). */
+const DEFAULT_MAX_CONTEXTS = 4096;
 
 /** One context's kernel encapsulation. */
 export interface EncapContext {
@@ -86,8 +95,11 @@ export interface EncapHook {
   accept?(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean;
   /** Stop (idempotent). */
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
-  /** Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path. */
-  watch?(localUlid: Ipv6, peerUlid: Ipv6): void;
+  /**
+   * Remember the context's TCP flows (the peer's last acknowledgment) while it is on the kernel path;
+   * false when the kernel refused (a full shim6_watch: its flows are not remembered, counted `encap-watch`).
+   */
+  watch?(localUlid: Ipv6, peerUlid: Ipv6): boolean | void;
   /** Stop remembering them, and forget them (idempotent). */
   unwatch?(localUlid: Ipv6, peerUlid: Ipv6): void;
   /** The context's TCP flows as last seen arriving on the kernel path. */
@@ -113,6 +125,11 @@ export interface BpfEncapOptions {
    * found such skbs are dropped and counted as errors.
    */
   tun: string;
+  /**
+   * Contexts the per-context maps hold (the daemon's maxContexts, at most ENCAP_MAX_CONTEXTS): the
+   * object is built for it (default 4096).
+   */
+  maxContexts?: number;
 }
 
 /** Packet counts of the programs (summed over CPUs). */
@@ -153,23 +170,30 @@ function onPath(names: readonly string[]): { path: string; identity: string } | 
   return undefined;
 }
 
+/** The per-context maps' size for `maxContexts` contexts: at least 1, at most ENCAP_MAX_CONTEXTS. */
+export function encapMapEntries(maxContexts = DEFAULT_MAX_CONTEXTS): number {
+  return Math.max(1, Math.min(ENCAP_MAX_CONTEXTS, Math.floor(maxContexts)));
+}
+
 /**
- * Compile the programs (once per source and compiler: the object is named by their
- * hash). EnvironmentError EBPF when clang is missing or fails.
+ * Compile the programs (once per source, compiler and map size: the object is named by
+ * their hash), their per-context maps made for `maxContexts` contexts (encapMapEntries).
+ * EnvironmentError EBPF when clang is missing or fails.
  */
-export function buildObject(cacheDir = DEFAULT_CACHE): string {
+export function buildObject(cacheDir = DEFAULT_CACHE, maxContexts?: number): string {
+  const entries = encapMapEntries(maxContexts);
   const src = sourcePath();
   const clang = onPath(['clang', 'clang-14']);
   if (clang === undefined) throw new EnvironmentError('EBPF', 'clang not found (Debian: apt-get install clang-14 libbpf-dev)');
   // The compiler named by its file (resolved path, size, modification time), not by running it:
   // every daemon start comes here, and `clang --version` costs ~35 ms of CPU; an upgrade changes the file.
-  const hash = createHash('sha256').update(readFileSync(src)).update(clang.identity).digest('hex').slice(0, 16);
+  const hash = createHash('sha256').update(readFileSync(src)).update(clang.identity).update(`entries ${entries}`).digest('hex').slice(0, 16);
   const obj = path.join(cacheDir, `shim6_tc-${hash}.o`);
   if (existsSync(obj)) return obj;
   mkdirSync(cacheDir, { recursive: true, mode: 0o700 });
   const arch = run('uname', ['-m']).out.trim();
   const tmp = `${obj}.${process.pid}.tmp`;
-  const r = run(clang.path, ['-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', tmp]);
+  const r = run(clang.path, ['-O2', '-g', '-target', 'bpf', `-DSHIM6_MAX_CONTEXTS=${entries}`, `-I/usr/include/${arch}-linux-gnu`, '-c', src, '-o', tmp]);
   if (!r.ok) {
     rmSync(tmp, { force: true });
     throw new EnvironmentError('EBPF', `clang could not build the tc programs: ${r.err.split('\n').slice(0, 3).join(' ')}`);
@@ -362,7 +386,7 @@ export class BpfEncap implements EncapHook {
   static open(opts: BpfEncapOptions): BpfEncap {
     const addon = loadAddon();
     if (typeof addon.bpfObjGet !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
-    const obj = buildObject(opts.cacheDir);
+    const obj = buildObject(opts.cacheDir, opts.maxContexts);
     let mounted = false;
     if (!bpffsMounted()) {
       // Root's alone (a bpffs mounted without a mode is 1777: pinDirProblem).
@@ -431,10 +455,10 @@ export class BpfEncap implements EncapHook {
     this.remove('shim6_ing', u64le(localTag));
   }
 
-  watch(localUlid: Ipv6, peerUlid: Ipv6): void {
-    if (this.closed) return;
+  watch(localUlid: Ipv6, peerUlid: Ipv6): boolean {
+    if (this.closed) return false;
     // The value: how many of its flows the kernel holds (none yet).
-    this.update('shim6_watch', pairKey(localUlid, peerUlid), u32le(0));
+    return this.update('shim6_watch', pairKey(localUlid, peerUlid), u32le(0));
   }
 
   unwatch(localUlid: Ipv6, peerUlid: Ipv6): void {

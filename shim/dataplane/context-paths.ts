@@ -133,6 +133,8 @@ const TIMER_MARGIN_MS = 1;
  * every counter costs about 4 µs per context (measured: 33 ms for 8,000 contexts).
  */
 const READ_SPACING = 10;
+/** At most one warning per this many ms about refused map updates (each is counted: `encap-set`, `encap-watch`). */
+const REFUSED_LOG_MS = 10_000;
 /** Failed readings in a row after which the kernel path is given up. */
 const KERNEL_FAILURES_MAX = 3;
 
@@ -174,6 +176,9 @@ export class ContextPaths {
   private busy = false;
   /** Contexts on the kernel path that sent since their last liveness Keepalive (`liveness`): the only ones that get one. */
   private readonly sentSince = new Set<Tracked>();
+  /** Refused map updates since the last warning, and when that was (`refused`). */
+  private refusals = 0;
+  private refusedLoggedAt: number | undefined;
 
   constructor(private readonly opts: ContextPathsOptions) {}
 
@@ -182,16 +187,19 @@ export class ContextPaths {
     return [...this.contexts.values()].map(({ localUlid, peerUlid, path, pair, carried }) => ({ localUlid, peerUlid, path, pair: { ...pair }, ...(carried ? { kernel: { ...carried } } : {}) }));
   }
 
-  /** A context was established on `pair`. Whether it took the kernel path (otherwise the caller routes it into the TUN). */
+  /**
+   * A context was established on `pair`, or established again (recovered: R1bis → I2bis → R2,
+   * RFC 5533 §7.17–7.20, with the peer's new tag). Whether it is off the TUN (the kernel path; a
+   * recovered context that was encapsulated stays so); otherwise the caller routes it into the TUN.
+   */
   established(localUlid: Ipv6, peerUlid: Ipv6, pair: LocatorPair): boolean {
+    const old = this.contexts.get(peerUlid);
+    if (old !== undefined && old.localUlid === localUlid) return this.reestablished(old, pair);
+    // Another local ULID's entry (the driver hands such a second context over by `adopt`, not here): its maps go first.
+    if (old !== undefined) this.ended(peerUlid, false);
     const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
-    const k = this.opts.kernel;
-    if (k !== undefined && !this.broken && this.opts.kernelTraffic !== undefined) {
-      c.watched = k.watch(localUlid, peerUlid);
-      if (c.watched) this.opts.encap?.watch?.(localUlid, peerUlid);
-    }
-    this.acceptEncap(c);
+    this.watch(c);
     return this.toKernel(c);
   }
 
@@ -254,6 +262,58 @@ export class ContextPaths {
     else this.toEncap(c, moved);
   }
 
+  /**
+   * The context established again (recovery): the engine's context has the peer's new tag, maybe
+   * another pair, and REAP starts Operational (no `reap-state` event says so). Its kernel state
+   * is replaced, not kept: the old entries go (`shim6_egr` held the peer's old tag and the old
+   * pair), the new ones come as for a new context, on whatever path the pair gives. Its counters
+   * and what the kernel carried stay (the kernel keeps counting the same ULID pair).
+   */
+  private reestablished(c: Tracked, pair: LocatorPair): boolean {
+    c.exploring = false;
+    c.pair = { ...pair };
+    this.unsetEncap(c);
+    if (!c.watched) this.watch(c);
+    this.opts.logger?.info('context established again: its kernel entries replaced', { peer: c.peerUlid, pair: c.pair, path: c.path });
+    if (isUlidPair(c)) {
+      if (c.path === 'kernel') {
+        this.acceptEncap(c);
+        return true;
+      }
+      if (this.toKernel(c)) return true;
+      this.toTun(c);
+      return false;
+    }
+    // Off its ULID pair: still encapsulated, with the peer's new tag (entries and route replaced);
+    // from the kernel path or the TUN, as a context established off its ULID pair: the TUN.
+    if (c.path === 'encap') this.toEncap(c, true);
+    else this.toTun(c);
+    return c.path !== 'tun';
+  }
+
+  /** The kernel counts the context's packets (and remembers its TCP flows), if it can. */
+  private watch(c: Tracked): void {
+    const k = this.opts.kernel;
+    if (k === undefined || this.broken || this.opts.kernelTraffic === undefined) return;
+    c.watched = k.watch(c.localUlid, c.peerUlid);
+    if (c.watched && this.opts.encap?.watch?.(c.localUlid, c.peerUlid) === false) this.refused('encap-watch', c);
+  }
+
+  /**
+   * The kernel refused a map update (`encap-set`: shim6_egr or shim6_ing, `encap-watch`:
+   * shim6_watch; a full map, say): counted every time, logged at most once every
+   * REFUSED_LOG_MS with how many since the last warning.
+   */
+  private refused(reason: 'encap-set' | 'encap-watch', c: Tracked): void {
+    this.opts.drop(reason);
+    this.refusals++;
+    const now = this.opts.clock();
+    if (this.refusedLoggedAt !== undefined && now - this.refusedLoggedAt < REFUSED_LOG_MS) return;
+    this.refusedLoggedAt = now;
+    this.opts.logger?.warn('kernel encapsulation: the kernel refused a map update (a full map?): a re-homed context stays on the TUN path, a peer\'s encapsulated packets cross the daemon', { reason, peer: c.peerUlid, refusals: this.refusals });
+    this.refusals = 0;
+  }
+
   /** Whether a context uses the kernel path: then this clock runs the engine's timers too (`wake`, `ticked`). */
   get polling(): boolean {
     return this.polling_;
@@ -310,10 +370,10 @@ export class ContextPaths {
   private toKernel(c: Tracked): boolean {
     if (c.path === 'kernel') return true;
     if (!c.watched || this.broken || c.exploring || !isUlidPair(c)) return false;
-    if (c.path === 'encap') {
-      this.unsetEncap(c);
-      this.acceptEncap(c);
-    }
+    // Its ingress entry, whatever path it comes from: from the encapsulation its egress entry goes
+    // (the ingress one is replaced), from the TUN there is none (toTun removed both).
+    if (c.path === 'encap') this.unsetEncap(c);
+    this.acceptEncap(c);
     c.path = 'kernel';
     c.livenessAt = this.opts.clock();
     void this.routeLater(c, 'kernel', () => this.opts.routes?.contextDown(c.peerUlid));
@@ -336,12 +396,18 @@ export class ContextPaths {
       this.toTun(c);
       return;
     }
+    // An entry under another tag of ours goes first (unset takes the pair's egress entry with it).
+    if (c.encapTag !== undefined && c.encapTag !== d.localTag) this.unsetEncap(c);
     if (!e.set({ localUlid: c.localUlid, peerUlid: c.peerUlid, localLocator: c.pair.local, peerLocator: c.pair.peer, ...d })) {
-      this.opts.drop('encap-set');
+      // Half made (the ingress entry in, the egress one refused: a full map) or not at all: neither
+      // stays. On the TUN path the engine must see every packet of the peer: one the kernel
+      // decapsulated never reaches it, and REAP, hearing nothing, explored again and again.
+      e.unset(c.localUlid, c.peerUlid, d.localTag);
+      c.encapTag = undefined;
+      this.refused('encap-set', c);
       this.toTun(c);
       return;
     }
-    if (c.encapTag !== undefined && c.encapTag !== d.localTag) e.unset(c.localUlid, c.peerUlid, c.encapTag);
     c.encapTag = d.localTag;
     // Routed into the TUN (REAP explored): once that route is in place, TCP's packets reach the new
     // pair through the daemon, so its flows are prompted then, not after the next route change.
@@ -375,8 +441,9 @@ export class ContextPaths {
     if (e?.accept === undefined || !c.watched || this.broken) return;
     const d = this.opts.details?.(c.localUlid, c.peerUlid);
     if (d === undefined) return;
+    if (c.encapTag !== undefined && c.encapTag !== d.localTag) this.unsetEncap(c);
     if (!e.accept({ localUlid: c.localUlid, peerUlid: c.peerUlid, localTag: d.localTag, peerLocators: d.peerLocators })) {
-      this.opts.drop('encap-set');
+      this.refused('encap-set', c);
       return;
     }
     c.encapTag = d.localTag;
@@ -407,10 +474,15 @@ export class ContextPaths {
     this.timer.unref?.();
   }
 
-  /** The context's packets go through the TUN again (after a re-homing, or while REAP explores). */
+  /**
+   * The context's packets go through the TUN again (after a re-homing, or while REAP explores).
+   * Its kernel entries go, the ingress one too: on the TUN path the engine sees every packet of
+   * the peer itself (no counters are fed there), and a packet the kernel decapsulated would
+   * reach the application unseen (REAP, hearing nothing, explored again and again).
+   */
   private toTun(c: Tracked): void {
+    this.unsetEncap(c);
     if (c.path === 'tun') return;
-    if (c.path === 'encap') this.unsetEncap(c);
     c.path = 'tun';
     this.routeIntoTun(c);
     this.opts.logger?.info('context on the tun path', { peer: c.peerUlid, pair: c.pair });

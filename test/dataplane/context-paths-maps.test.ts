@@ -1,0 +1,197 @@
+// The kernel encapsulation's maps (shim6_egr, shim6_ing, shim6_watch) as ContextPaths keeps them
+// (shim/dataplane/context-paths.ts), against a recording EncapHook: after every step they must
+// match the engine's context and its path — `kernel`: our tag's ingress entry only; `encap`: that
+// and the egress entry with the current pair and the peer's current tag; `tun`: neither (the
+// engine sees every packet of the peer itself there).
+//  - A context re-established by recovery (RFC 5533 §7.17–7.20: R1bis → I2bis → R2, the engine
+//    emits context-established again, the peer with a new tag) while on the kernel encapsulation:
+//    before, the old egress entry (dead tag, old pair) stayed while status said `kernel`.
+//  - Re-homed, then REAP explored and came back to the ULID pair: before, the ingress entry was gone.
+//  - A full map (the egress update refused): before, the ingress entry stayed on the TUN path, the
+//    kernel decapsulated the peer's packets unseen by the engine, and REAP explored again and again.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ContextPaths, type DataPath } from '../../shim/dataplane/context-paths.ts';
+import type { EncapContext, EncapHook } from '../../shim/dataplane/bpf-encap.ts';
+import type { Logger } from '../../shim/log.ts';
+import type { Millis } from '../../shim/time.ts';
+
+const L = 'a::1', P = 'b::1', LQ = 'a:2::1', PQ = 'b:2::1';
+const TAG = 7;
+
+interface Lab {
+  paths: ContextPaths;
+  egr: Map<string, EncapContext>;
+  ing: Map<number, string>;
+  watched: Set<string>;
+  drops: Record<string, number>;
+  warnings: string[];
+  /** The engine's context: the peer's tag (a restarted peer has a new one). */
+  engine: { peerTag: number };
+  /** What the kernel refuses: a full map. */
+  full: { egr: boolean; ing: boolean; watch: boolean };
+  path(): DataPath | undefined;
+  /** The maps match the engine's context on its path (see the file's comment). */
+  consistent(what: string): void;
+  /** REAP explored and settled on `pair` (reap-state exploring, the pair, reap-state operational). */
+  rehome(pair: { local: string; peer: string }): void;
+}
+
+function lab(t: { after: (f: () => void) => void }): Lab {
+  const egr = new Map<string, EncapContext>(), ing = new Map<number, string>(), watched = new Set<string>();
+  const full = { egr: false, ing: false, watch: false };
+  const engine = { peerTag: 111 };
+  const drops: Record<string, number> = {};
+  const warnings: string[] = [];
+  const hook: EncapHook = {
+    // As BpfEncap: the ingress entry first, then the egress one (each refused when its map is full and the key new).
+    set(c) {
+      if (!hook.accept!(c)) return false;
+      const k = `${c.localUlid} ${c.peerUlid}`;
+      if (full.egr && !egr.has(k)) return false;
+      egr.set(k, { ...c });
+      return true;
+    },
+    accept(c) {
+      if (full.ing && !ing.has(c.localTag)) return false;
+      ing.set(c.localTag, c.peerUlid);
+      return true;
+    },
+    unset(l, p, tag) { egr.delete(`${l} ${p}`); ing.delete(tag); },
+    watch(l, p) {
+      if (full.watch) return false;
+      watched.add(`${l} ${p}`);
+      return true;
+    },
+    unwatch(l, p) { watched.delete(`${l} ${p}`); },
+    flows: () => [],
+  };
+  const logger = { info() {}, debug() {}, error() {}, warn(msg: string) { warnings.push(msg); }, child() { return logger; } } as unknown as Logger;
+  const paths = new ContextPaths({
+    kernel: { watch: () => true, unwatch() {}, refresh: async () => {}, read: () => undefined },
+    encap: hook, kernelTraffic: () => true, logger,
+    details: () => ({ localTag: TAG, peerTag: engine.peerTag, peerPort: 5533, peerLocators: [P, PQ] }),
+    routes: { contextUp() {}, contextDown() {}, switchPath: async () => {} },
+    clock: () => 0 as Millis, flush() {}, drop(r) { drops[r] = (drops[r] ?? 0) + 1; }, fed() {},
+  });
+  t.after(() => paths.close());
+  const path = (): DataPath | undefined => paths.list().find((c) => c.peerUlid === P)?.path;
+  return {
+    paths, egr, ing, watched, drops, warnings, engine, full, path,
+    consistent(what) {
+      const c = paths.list().find((x) => x.peerUlid === P);
+      const e = egr.get(`${L} ${P}`);
+      const shown = `${what}: path ${c?.path}, egr ${e ? `${e.localLocator}->${e.peerLocator} peerTag ${e.peerTag}` : '-'}, ing [${[...ing.keys()].join(',')}]`;
+      if (c === undefined) {
+        assert.equal(egr.size + ing.size, 0, shown);
+        return;
+      }
+      if (c.path === 'tun') {
+        assert.equal(e, undefined, `${shown}: no egress entry on the TUN path`);
+        assert.equal(ing.has(TAG), false, `${shown}: no ingress entry on the TUN path (the engine must see the peer's packets)`);
+        return;
+      }
+      assert.equal(ing.get(TAG), P, `${shown}: our tag's ingress entry`);
+      assert.equal(ing.size, 1, shown);
+      if (c.path === 'kernel') {
+        assert.equal(e, undefined, `${shown}: no egress entry on the kernel path`);
+        return;
+      }
+      assert.deepEqual(e && { l: e.localLocator, p: e.peerLocator, tag: e.peerTag }, { l: c.pair.local, p: c.pair.peer, tag: engine.peerTag }, `${shown}: the egress entry is the current pair and the peer's current tag`);
+    },
+    rehome(pair) {
+      const before = paths.list().find((x) => x.peerUlid === P)!.pair;
+      paths.reapState(P, true, before);
+      paths.pairChanged(P, pair);
+      paths.reapState(P, false, pair);
+    },
+  };
+}
+
+test('a context recovered (peer restarted, new tag) while re-homed: its kernel entries are replaced, and back on the ULID pair no egress entry is left', (t) => {
+  const x = lab(t);
+  assert.equal(x.paths.established(L, P, { local: L, peer: P }), true);
+  x.consistent('established on the ULID pair');
+  assert.equal(x.path(), 'kernel');
+  x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'encap');
+  x.consistent('re-homed to Q');
+  // B's daemon restarts; our R1bis/I2bis/R2 recovery gives the context B's new tag, on pair Q.
+  x.engine.peerTag = 222;
+  assert.equal(x.paths.established(L, P, { local: LQ, peer: PQ }), true, 'still off the TUN (the caller must not route it into the TUN)');
+  assert.equal(x.path(), 'encap');
+  x.consistent('context-established again (recovered), pair Q');
+  assert.equal(x.egr.get(`${L} ${P}`)?.peerTag, 222, 'encapsulated with the peer\'s new tag');
+  // Q is black-holed, REAP returns to the ULID pair.
+  x.rehome({ local: L, peer: P });
+  assert.equal(x.path(), 'kernel');
+  x.consistent('REAP back on the ULID pair');
+  x.paths.ended(P, false);
+  x.consistent('context ended');
+});
+
+test('a context recovered on its ULID pair while re-homed, or while REAP explored: the maps follow the engine\'s context', (t) => {
+  const x = lab(t);
+  x.paths.established(L, P, { local: L, peer: P });
+  x.rehome({ local: LQ, peer: PQ });
+  x.engine.peerTag = 222;
+  assert.equal(x.paths.established(L, P, { local: L, peer: P }), true);
+  assert.equal(x.path(), 'kernel');
+  x.consistent('recovered on the ULID pair from encap');
+  // Recovered while REAP explored (on the TUN): REAP starts Operational again, with no reap-state event.
+  x.paths.reapState(P, true, { local: L, peer: P });
+  assert.equal(x.path(), 'tun');
+  x.consistent('exploring');
+  x.engine.peerTag = 333;
+  assert.equal(x.paths.established(L, P, { local: L, peer: P }), true, 'recovered: back on the kernel path (REAP is Operational)');
+  x.consistent('recovered while exploring');
+  x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'encap', 'the recovered context is not taken for exploring');
+  x.consistent('re-homed after the recovery');
+});
+
+test('re-homed, then REAP explores and comes back to the ULID pair: the context\'s ingress entry is there again', (t) => {
+  const x = lab(t);
+  x.paths.established(L, P, { local: L, peer: P });
+  x.rehome({ local: LQ, peer: PQ });
+  x.consistent('re-homed');
+  x.rehome({ local: L, peer: P });
+  assert.equal(x.path(), 'kernel');
+  assert.equal(x.ing.get(TAG), P, 'shim6_ing holds our tag again (a peer that re-homes alone is decapsulated in the kernel)');
+  x.consistent('back on the ULID pair through an exploration');
+  // A false exploration on the ULID pair.
+  x.rehome({ local: L, peer: P });
+  x.consistent('after a false exploration');
+});
+
+test('a full egress map: the context stays on the TUN path with no kernel entry (the engine sees the peer\'s packets), counted and warned once', (t) => {
+  const x = lab(t);
+  x.paths.established(L, P, { local: L, peer: P });
+  x.consistent('established');
+  x.full.egr = true; // other contexts filled shim6_egr (shim6_ing takes our tag: its key is there, or its slot freed)
+  x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'tun', 'the encapsulation refused: the TUN path');
+  assert.equal(x.ing.has(TAG), false, 'no ingress entry left: the kernel decapsulates none of the peer\'s packets the engine must see');
+  x.consistent('re-homed with full maps');
+  assert.equal(x.drops['encap-set'], 1);
+  // Nothing more happens by itself: no exploration, no route change; REAP's next events find the same.
+  for (let i = 0; i < 5; i++) x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'tun');
+  x.consistent('after more explorations on Q');
+  assert.equal(x.drops['encap-set'], 6, 'each refusal counted');
+  assert.equal(x.warnings.filter((w) => w.includes('refused a map update')).length, 1, 'warned once, not per refusal');
+  // The maps free up: the next settling re-homes it onto the encapsulation.
+  x.full.egr = false;
+  x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'encap');
+  x.consistent('maps free again');
+});
+
+test('a full shim6_watch (the kernel flows cannot be remembered) is counted and warned, and the context still takes the kernel path', (t) => {
+  const x = lab(t);
+  x.full.watch = true;
+  assert.equal(x.paths.established(L, P, { local: L, peer: P }), true);
+  assert.equal(x.drops['encap-watch'], 1);
+  assert.equal(x.warnings.length, 1);
+  x.consistent('established without flow memory');
+});

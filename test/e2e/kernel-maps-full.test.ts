@@ -1,0 +1,61 @@
+// The kernel encapsulation's maps full (shim/dataplane/context-paths.ts, bpf-encap.ts): A's daemon
+// runs with maxContexts 2, so its per-context maps hold 2 entries (the object is built for it), and
+// shim6_egr is filled with dummy entries (other contexts, as far as the kernel knows) while A's
+// context with B is on the kernel path. P fails: A's REAP re-homes to Q, the encapsulation is refused
+// (counted `encap-set`), and the context must stay on the TUN path, steadily. Before, the context's
+// shim6_ing entry stayed while it was on the TUN path: A's kernel decapsulated B's packets unseen by
+// A's engine, REAP heard nothing and explored again and again (a review's lab: 85 → 107 explorations
+// in 8 s; measured before this fix, 7 → 84 in 12 s), each with a failed encapsulation and a route change.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CLANG, needs } from '../helpers/prereq.ts';
+import { LAB_ADDR, sh } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { runStream } from '../../lab/run.ts';
+import { labDaemonFiles, startLabShim6 } from '../../lab/daemons.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { E2E_TIMEOUT_MS, freshLab, log, STREAM_RATE } from './fixture.ts';
+import { hexArgs as hex, mapOf } from './bpf-maps.ts';
+
+interface Status {
+  daemon: { stats: { drops: Record<string, number> } };
+  engine: { contexts: Array<{ peerUlid: string; state: string; path?: string; pair: { local: string; peer: string } }> };
+}
+
+
+test('dataPath: kernel: A\'s shim6_egr full (maxContexts 2): after P fails the re-homed context stays on the TUN path, REAP explores once, the stream ends intact', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', CLANG, 'bpftool'] })) return;
+  const lab = await freshLab(t);
+  const s = await startLabShim6(lab, () => undefined, { extra: { dataPath: 'kernel' }, extraA: { maxContexts: 2 } });
+  t.after(() => s.stop());
+  let filledAt = 0;
+  const fill = async (): Promise<void> => {
+    const egr = mapOf(lab, 'shim6_egr');
+    assert.equal(egr.maxEntries, 2, 'the maps are sized from maxContexts');
+    for (let i = 0; i < egr.maxEntries; i++) {
+      const ulid = [0x20, 0x01, 0x0d, 0xb8, 0xfe, 0xfe, ...new Array<number>(9).fill(0), i + 1];
+      sh(['bpftool', 'map', 'update', 'id', String(egr.id), 'key', 'hex', ...hex([...ulid, ...ulid]), 'value', 'hex', ...hex(new Array<number>(egr.valueBytes).fill(0))]);
+    }
+    // Full: one more is refused (E2BIG).
+    const more = [0x20, 0x01, 0x0d, 0xb8, 0xfe, 0xfe, ...new Array<number>(10).fill(0x77)];
+    assert.notEqual(sh(['bpftool', 'map', 'update', 'id', String(egr.id), 'key', 'hex', ...hex([...more, ...more]), 'value', 'hex', ...hex(new Array<number>(egr.valueBytes).fill(0))], { check: false }).status, 0, 'shim6_egr is full');
+    filledAt = Date.now();
+  };
+  const r = await runStream(lab, {
+    to: LAB_B_NAME, resolver: s.resolverA, durationMs: 9000, rate: STREAM_RATE, graceMs: 20_000,
+    actions: [{ atMs: 1500, run: fill }], failAtMs: 3000, failure: 'blackhole', link: 'P',
+  });
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+  const st = await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as unknown as Status;
+  const c = st.engine.contexts.find((x) => x.peerUlid === LAB_ADDR.bP && x.state === 'ESTABLISHED');
+  t.diagnostic(`A: context ${JSON.stringify(c)}, drops ${JSON.stringify(st.daemon.stats.drops)}`);
+  assert.ok((st.daemon.stats.drops['encap-set'] ?? 0) >= 1, 'the kernel refused the encapsulation (counted encap-set)');
+  assert.equal(c?.pair.local, LAB_ADDR.aQ, 'A re-homed to Q');
+  assert.equal(c?.path, 'tun', 'the re-homed context uses the TUN path');
+  const explored = log(lab, 'a').filter((x) => x.msg === 'reap-state' && x.state === 'exploring' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= filledAt);
+  t.diagnostic(`A's explorations after the maps were filled: ${explored.length}`);
+  // One for the failure; a loaded host's false exploration may add one (test/e2e/reap-steady.test.ts).
+  assert.ok(explored.length <= 2, `A's REAP explored ${explored.length} times after P failed (a steady TUN path explores once)`);
+  assert.ok(log(lab, 'a').some((x) => x.msg.startsWith('kernel encapsulation: the kernel refused a map update')), 'the refusal is logged');
+});
