@@ -166,8 +166,13 @@ test('renumbering, removed outright: the address the stream runs on is deleted w
   removeAddress(lab, 'a', ifOf[gone]!, gone);
   await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.removed as string[]).includes(gone) && Date.parse(r.ts) >= removedAt);
   const movedA = await waitLog(lab, 'a', (r) => r.msg === 'locator-pair-changed' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= removedAt && pairOf(r).local !== gone);
-  // B learns the withdrawal: the address BROKEN in A's set, in one Update Request.
-  await waitFor(async () => (((await context(lab, 'b', LAB_ADDR.aP))?.peerLocators.find((l) => l.address === gone)?.flags ?? 0) & 1) === 1, 'B sees A\'s removed address withdrawn');
+  // B learns the withdrawal in one Update Request: A's ULID stays in A's set BROKEN (it names A in
+  // the context); any other address leaves the set.
+  const withdrawn = (l: { address: string; flags: number } | undefined): boolean => (gone === LAB_ADDR.aP ? l !== undefined && (l.flags & 1) === 1 : l === undefined);
+  await waitFor(async () => {
+    const b = await context(lab, 'b', LAB_ADDR.aP);
+    return b !== undefined && withdrawn(b.peerLocators.find((l) => l.address === gone));
+  }, 'B sees A\'s removed address withdrawn');
   t.diagnostic(`A sends from ${pairOf(movedA).local} ${Date.parse(movedA.ts) - removedAt} ms after the removal`);
 
   const r = await stream;
