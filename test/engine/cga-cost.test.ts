@@ -9,19 +9,17 @@ import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { Engine, type EngineConfig } from '../../shim/engine/index.ts';
-import { decodeMessage, encodeMessage, findOption, type R1Message, type R2Message, type Shim6Option } from '../../shim/wire/index.ts';
-import { checkCgaSignature, generateCga, rsaKeyShape, signCgaLocators, verifyCgaSignature, type RandomBytes } from '../../shim/wire/cga.ts';
-import { VerificationMethod } from '../../shim/constants.ts';
+import { decodeMessage, encodeMessage, type R2Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { checkCgaSignature, generateCga, rsaKeyShape, signCgaLocators, verifyCgaSignature } from '../../shim/wire/cga.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../helpers/rng.ts';
+import { askR1 as askR1To, bytesFrom, cgaPeer, i2 } from '../helpers/cga-handshake.ts';
 
 const B = '2001:db8:b1::1';
+/** An I1 from `src` to B, and the R1's validator and responder nonce. */
+const askR1 = (b: Engine, now: Millis, src: string, tag: number): ReturnType<typeof askR1To> => askR1To(b, now, src, B, tag);
 const engineB = (extra: Partial<EngineConfig> = {}) => new Engine({ localLocators: [{ address: B }], ...extra }, new SimRng(42));
 
-function bytesFrom(seed: number): RandomBytes {
-  const rng = new SimRng(seed);
-  return (n) => { const b = new Uint8Array(n); rng.fill(b); return b; };
-}
 const b64u = (n: bigint): string => { let h = n.toString(16); if (h.length % 2) h = '0' + h; return Buffer.from(h, 'hex').toString('base64url'); };
 const big = (b: Uint8Array): bigint => BigInt('0x' + Buffer.from(b).toString('hex'));
 const spkiOf = (k: crypto.KeyObject): Uint8Array => new Uint8Array(k.export({ type: 'spki', format: 'der' }));
@@ -99,29 +97,8 @@ test('a valid signature by a key with an exponent over 1024 bits proves nothing:
   } finally { verify.mock.restore(); }
 });
 
-/** A host at `prefix` with a CGA ULID of a key and one more CGA-method locator, both signed. */
-function cgaPeer(prefix: string, spki: Uint8Array, seed: number) {
-  const cga = generateCga({ subnetPrefix: `${prefix}/64`, publicKey: spki, sec: 0, randomBytes: bytesFrom(seed) });
-  const extra = `${prefix}99`;
-  const list: Shim6Option = { type: 'LocatorList', critical: false, generation: 1, locators: [cga.address, extra].map((address) => ({ address, verificationMethod: VerificationMethod.CGA })) };
-  return { ulid: cga.address, params: cga.params, extra, list };
-}
 
-/** I1 from `src` to B, and the R1's validator and responder nonce. */
-function askR1(b: Engine, now: Millis, src: string, tag: number): { validator: Uint8Array; responderNonce: number } {
-  b.handleDatagram(now, { src, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: tag, options: [] }) });
-  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
-  while (b.pollTransmit() !== undefined);
-  return { validator: findOption(r1, 'ResponderValidator')!.validator, responderNonce: r1.responderNonce };
-}
 
-function i2(tag: number, r1: { validator: Uint8Array; responderNonce: number }, peer: ReturnType<typeof cgaPeer>, signature: Uint8Array): Uint8Array {
-  return encodeMessage({ type: 'I2', contextTag: tag, initiatorNonce: tag, responderNonce: r1.responderNonce, options: [
-    { type: 'ResponderValidator', critical: false, validator: r1.validator }, peer.list,
-    { type: 'CgaParameterDataStructure', critical: false, pds: peer.params },
-    { type: 'CgaSignature', critical: false, signature },
-  ] });
-}
 
 function drain(b: Engine): string[] {
   const out: string[] = [];

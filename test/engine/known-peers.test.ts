@@ -11,13 +11,15 @@ import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, Engine, KNOWN_PEERS_INTERVAL_MS, MAX_KNOWN_PEERS, resolveReplyLimit, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
-import { decodeMessage, encodeMessage, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
-import { generateCga, signCgaLocators, type RandomBytes } from '../../shim/wire/cga.ts';
-import { VerificationMethod } from '../../shim/constants.ts';
+import { encodeMessage } from '../../shim/wire/index.ts';
+import { signCgaLocators } from '../../shim/wire/cga.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../helpers/rng.ts';
+import { askR1 as askR1To, bytesFrom, cgaPeer, i2 } from '../helpers/cga-handshake.ts';
 
 const B = '2001:db8:b1::1';
+/** An I1 from `src` to B, and the R1's validator and responder nonce. */
+const askR1 = (b: Engine, now: Millis, src: string, tag: number): ReturnType<typeof askR1To> => askR1To(b, now, src, B, tag);
 /** The benign peer: a /64 of its own. */
 const GOOD = '2001:db8:a1::1';
 const engineB = (extra: Partial<EngineConfig> = {}) => new Engine({ localLocators: [{ address: B }], ...extra }, new SimRng(42));
@@ -182,41 +184,17 @@ test('replyLimit.knownPeers and verifyLimit.knownPeers: defaults, rate and burst
 
 // ---------------------------------------------------------------- verifications (verifyLimit)
 
-function bytesFrom(seed: number): RandomBytes {
-  const rng = new SimRng(seed);
-  return (n) => { const b = new Uint8Array(n); rng.fill(b); return b; };
-}
 const KEY = crypto.generateKeyPairSync('rsa', { modulusLength: 1024 });
 const KEY_SPKI = new Uint8Array(KEY.publicKey.export({ type: 'spki', format: 'der' }));
 
-/** A host at `prefix` with a CGA ULID and one more CGA-method locator, both signed. */
-function cgaPeer(prefix: string, seed: number) {
-  const cga = generateCga({ subnetPrefix: `${prefix}/64`, publicKey: KEY_SPKI, sec: 0, randomBytes: bytesFrom(seed) });
-  const extra = `${prefix}99`;
-  const list: Shim6Option = { type: 'LocatorList', critical: false, generation: 1, locators: [cga.address, extra].map((address) => ({ address, verificationMethod: VerificationMethod.CGA })) };
-  return { ulid: cga.address, params: cga.params, extra, list };
-}
 
-function askR1(b: Engine, now: Millis, src: string, tag: number): { validator: Uint8Array; responderNonce: number } {
-  b.handleDatagram(now, { src, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: tag, options: [] }) });
-  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
-  while (b.pollTransmit() !== undefined);
-  return { validator: findOption(r1, 'ResponderValidator')!.validator, responderNonce: r1.responderNonce };
-}
 
-function i2(tag: number, r1: { validator: Uint8Array; responderNonce: number }, peer: ReturnType<typeof cgaPeer>, signature: Uint8Array): Uint8Array {
-  return encodeMessage({ type: 'I2', contextTag: tag, initiatorNonce: tag, responderNonce: r1.responderNonce, options: [
-    { type: 'ResponderValidator', critical: false, validator: r1.validator }, peer.list,
-    { type: 'CgaParameterDataStructure', critical: false, pds: peer.params },
-    { type: 'CgaSignature', critical: false, signature },
-  ] });
-}
 
 test('forged I2s from 500 /64s drain the global verification bucket: a benign CGA peer\'s I2 is cga-limited until it is a known peer, then verified from the reserve', () => {
   const b = engineB({ replyLimit: 'off' });
-  const attackers = Array.from({ length: 500 }, (_, i) => cgaPeer(`2001:db8:${(0x100 + i).toString(16)}::`, 100 + i));
+  const attackers = Array.from({ length: 500 }, (_, i) => cgaPeer(`2001:db8:${(0x100 + i).toString(16)}::`, KEY_SPKI, 100 + i));
   const r1s = attackers.map((p, i) => askR1(b, ms(0), p.ulid, 0x1000 + i));
-  const good = cgaPeer('2001:db8:a1::', 7);
+  const good = cgaPeer('2001:db8:a1::', KEY_SPKI, 7);
   const goodR1 = askR1(b, ms(0), good.ulid, 0x77);
   const goodI2 = i2(0x77, goodR1, good, signCgaLocators(KEY.privateKey, 1, [good.ulid, good.extra]));
   const rnd = bytesFrom(16);

@@ -244,6 +244,39 @@ const SEND_META = 44;
 const FLOOD_BATCH = 64;
 
 /**
+ * A flood's packets side by side in one arena, and the send meta of one batch for the addon's
+ * udpSend: datagram j goes from `sources[j % sources.length]` to `dst` port 5533 and carries
+ * packet `j % packets.length`.
+ */
+class FloodBatch {
+  readonly arena: ArrayBuffer;
+  readonly meta = new ArrayBuffer(SEND_META * FLOOD_BATCH);
+  private readonly offsets: number[] = [];
+  private readonly bytes = new Uint8Array(this.meta);
+  private readonly view = new DataView(this.meta);
+
+  constructor(private readonly packets: readonly Uint8Array[], private readonly sources: readonly Uint8Array[], private readonly dst: Uint8Array) {
+    let size = 0;
+    for (const p of packets) { this.offsets.push(size); size += p.length; }
+    this.arena = new ArrayBuffer(size);
+    const arena = new Uint8Array(this.arena);
+    packets.forEach((p, i) => arena.set(p, this.offsets[i]!));
+  }
+
+  /** The meta of datagrams `first` … `first + n − 1` (n ≤ FLOOD_BATCH). */
+  fill(first: number, n: number): void {
+    for (let k = 0; k < n; k++) {
+      const j = first + k, m = k * SEND_META;
+      this.bytes.set(this.sources[j % this.sources.length]!, m);
+      this.bytes.set(this.dst, m + 16);
+      this.view.setUint16(m + 32, SHIM6_PORT);
+      this.view.setUint32(m + 36, this.offsets[j % this.packets.length]!, true);
+      this.view.setUint32(m + 40, this.packets[j % this.packets.length]!.length, true);
+    }
+  }
+}
+
+/**
  * The flood: `count` I1s (fresh tags and nonces) or unknown-tag payload packets, round robin over
  * `sources`, through one socket of the project's addon (sendmmsg, each datagram from its source by
  * IPV6_PKTINFO; a reply's destination says which source it answers): a tenth of node:dgram's cost
@@ -279,31 +312,13 @@ async function flood(a: FloodArgs): Promise<FloodResult> {
   const packets = Array.from({ length: 1024 }, () => a.kind === 'I1'
     ? encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: u32(), options: [] })
     : new Uint8Array([...encodePayloadHeader(NO_NEXT_HEADER, tag47()), ...randomBytes(24)]));
-  // The arena: the 1024 packets side by side; a datagram's send meta points at one of them.
-  const offsets: number[] = [];
-  let size = 0;
-  for (const p of packets) { offsets.push(size); size += p.length; }
-  const arena = new ArrayBuffer(size);
-  const arenaBytes = new Uint8Array(arena);
-  packets.forEach((p, i) => arenaBytes.set(p, offsets[i]!));
-  const sendMeta = new ArrayBuffer(SEND_META * FLOOD_BATCH);
-  const sendBytes = new Uint8Array(sendMeta);
-  const sendView = new DataView(sendMeta);
-  const srcBytes = a.sources.map((x) => parseIpv6(x));
-  const dstBytes = parseIpv6(a.dst);
+  const batch = new FloodBatch(packets, a.sources.map((x) => parseIpv6(x)), parseIpv6(a.dst));
   const t0 = performance.now();
   for (let i = 0; i < a.count;) {
     const n = Math.min(FLOOD_BATCH, a.count - i);
-    for (let k = 0; k < n; k++) {
-      const j = i + k, m = k * SEND_META;
-      sendBytes.set(srcBytes[j % srcBytes.length]!, m);
-      sendBytes.set(dstBytes, m + 16);
-      sendView.setUint16(m + 32, SHIM6_PORT);
-      sendView.setUint32(m + 36, offsets[j % packets.length]!, true);
-      sendView.setUint32(m + 40, packets[j % packets.length]!.length, true);
-    }
+    batch.fill(i, n);
     // What the socket refuses (its buffer full) is lost, as on the wire; the count is what was handed over.
-    addon.udpSend(fd, arena, sendMeta, n, false);
+    addon.udpSend(fd, batch.arena, batch.meta, n, false);
     i += n;
     await new Promise((r) => setImmediate(r)); // let the replies be read as they come
   }
@@ -338,16 +353,7 @@ function spoofFlood(a: SpoofFloodArgs): { started: true } {
   const slot = 2048, slots = 8;
   const handle = addon.udpStartReader(fd, new ArrayBuffer(slot * slots), slot, slots, new ArrayBuffer(RECV_META * slots), () => undefined);
   const packets = Array.from({ length: 1024 }, () => encodeMessage({ type: 'I1', contextTag: tag47(), initiatorNonce: u32(), options: [] }));
-  const offsets: number[] = [];
-  let size = 0;
-  for (const p of packets) { offsets.push(size); size += p.length; }
-  const arena = new ArrayBuffer(size);
-  packets.forEach((p, i) => new Uint8Array(arena).set(p, offsets[i]!));
-  const sendMeta = new ArrayBuffer(SEND_META * FLOOD_BATCH);
-  const sendBytes = new Uint8Array(sendMeta);
-  const sendView = new DataView(sendMeta);
-  const srcBytes = Array.from({ length: a.prefixes }, (_, i) => parseIpv6(`${a.prefix48}:${i.toString(16)}::1`));
-  const dstBytes = parseIpv6(a.dst);
+  const batch = new FloodBatch(packets, Array.from({ length: a.prefixes }, (_, i) => parseIpv6(`${a.prefix48}:${i.toString(16)}::1`)), parseIpv6(a.dst));
   const loop = { stop: false, sent: 0, t0: performance.now(), done: Promise.resolve() };
   loop.done = (async () => {
     try {
@@ -355,16 +361,9 @@ function spoofFlood(a: SpoofFloodArgs): { started: true } {
         const due = Math.floor(((performance.now() - loop.t0) / 1000) * a.rate);
         while (loop.sent < due) {
           const n = Math.min(FLOOD_BATCH, due - loop.sent);
-          for (let k = 0; k < n; k++) {
-            const j = loop.sent + k, m = k * SEND_META;
-            sendBytes.set(srcBytes[j % srcBytes.length]!, m);
-            sendBytes.set(dstBytes, m + 16);
-            sendView.setUint16(m + 32, SHIM6_PORT);
-            sendView.setUint32(m + 36, offsets[j % packets.length]!, true);
-            sendView.setUint32(m + 40, packets[j % packets.length]!.length, true);
-          }
+          batch.fill(loop.sent, n);
           // What the socket refuses (its buffer full) is lost, as on the wire; the count is what was handed over.
-          addon.udpSend(fd, arena, sendMeta, n, false);
+          addon.udpSend(fd, batch.arena, batch.meta, n, false);
           loop.sent += n;
         }
         // Every millisecond (the timers' grain): a few I1s at a time, nearly as smooth as many attackers' would be.
