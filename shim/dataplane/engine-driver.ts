@@ -251,6 +251,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     return this.contexts.list();
   }
 
+  /** How the kernel path's counters are read (`shim6 status`, daemon.kernelPath): context-paths.ts `pollingStatus`. */
+  kernelPolling(): ReturnType<ContextPaths['pollingStatus']> {
+    return this.contexts.pollingStatus();
+  }
+
   /** What the kernel encapsulation needs of an established context: tags, the peer's port, its verified locators. */
   private encapDetails(localUlid: Ipv6, peerUlid: Ipv6): EncapDetails | undefined {
     // One context described (`describeEstablished`), not every one (`status`): this runs for each context established.
