@@ -881,10 +881,14 @@ export const KERNEL_WAKE_GROUP = 5534;
 
 /**
  * After how long without a counted packet the kernel path's readings stop until the tripwire's next
- * packet (docs/dataplane.md "Idle"): three readings, at least 100 ms (150 ms in the fast profile, 3 s in rfc).
+ * packet (docs/dataplane.md "Kernel path", "Idle"): three readings, 100 ms to 1 s (150 ms in the fast
+ * profile, 1 s in rfc, whose readings are 1 s apart: they stop at the second reading that saw nothing).
+ * Shorter costs a log message a quiet time while packets flow; longer, readings after each
+ * heartbeat of an otherwise idle connection (3 s in rfc: five readings per heartbeat, one a second
+ * with a heartbeat every 5 s, as without the tripwire).
  */
 export function kernelQuietMs(config: DaemonConfig): number {
-  return Math.max(100, 3 * kernelPollMs(config));
+  return Math.min(1000, Math.max(100, 3 * kernelPollMs(config)));
 }
 
 /**
