@@ -73,7 +73,7 @@ export interface EngineDriverOptions<E extends EngineLike> {
   sendPlain?: (packets: readonly Uint8Array[]) => number;
   /**
    * The kernel path (kernel-path.ts): a context whose locator pair is its ULID pair is not
-   * routed into the TUN; its packets are counted by the kernel and read every `kernelPollMs`.
+   * routed into the TUN; its packets are counted by the kernel and read every `kernelPollMs` while they move (with the tripwire, not while idle: context-paths.ts).
    * Absent: every context uses the TUN.
    */
   kernel?: KernelPathHook;
