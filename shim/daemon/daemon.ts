@@ -317,7 +317,8 @@ export class Daemon {
       schemaVersion: STATUS_SCHEMA_VERSION,
       daemon: {
         ...daemon, ...(this.routes ? { dataPath: this.kernel ? 'kernel' : 'tun' } : {}),
-        ...(this.kernel ? { kernelEncapsulation: this.encap ? { links: this.encap.links(), packets: this.encap.stats() ?? null } : 'unavailable' } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
+        ...(this.kernel ? { kernelEncapsulation: this.encap ? { links: this.encap.links(), packets: this.encap.stats() ?? null } : 'unavailable' } : {}),
+        ...(this.kernel && this.driver ? { kernelPath: { reader: this.kernel.readerKind, everyMs: kernelPollMs(this.config), ...this.driver.kernelPolling() } } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
         ...(primedNames ? { primedNames } : {}),
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
@@ -844,7 +845,9 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
 export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath | undefined {
   if (config.dataPath === 'tun') return undefined;
   try {
-    return NftKernelPath.open({ port: config.port });
+    const k = NftKernelPath.open({ port: config.port, tripwire: { group: KERNEL_WAKE_GROUP, quietMs: kernelQuietMs(config) } });
+    if (k.tripwireError !== undefined) log.warn('kernel path: no wake-up from the kernel, its counters are read on a fixed clock while a context is on it, traffic or not', { error: k.tripwireError, everyMs: kernelPollMs(config) });
+    return k;
   } catch (err) {
     if (config.dataPath === 'kernel') throw err;
     log.warn('kernel path unavailable, every context uses the TUN path', { error: (err as Error).message });
@@ -871,6 +874,21 @@ export function openEncap(config: DaemonConfig, log: Logger): BpfEncap | undefin
 export function kernelPollMs(config: DaemonConfig): number {
   const send = config.timers.overrides.sendTimeout ?? TIMER_PROFILES[config.timers.profile].sendTimeout;
   return Math.min(1000, Math.max(20, Math.floor(send / 3)));
+}
+
+/** The NFLOG group of the kernel path's tripwire (discovery's new flows use 5533). */
+export const KERNEL_WAKE_GROUP = 5534;
+
+/**
+ * After how long without a counted packet the kernel path's readings stop until the tripwire's next
+ * packet (docs/dataplane.md "Kernel path", "Idle"): three readings, 100 ms to 1 s (150 ms in the fast
+ * profile, 1 s in rfc, whose readings are 1 s apart: they stop at the second reading that saw nothing).
+ * Shorter costs a log message a quiet time while packets flow; longer, readings after each
+ * heartbeat of an otherwise idle connection (3 s in rfc: five readings per heartbeat, one a second
+ * with a heartbeat every 5 s, as without the tripwire).
+ */
+export function kernelQuietMs(config: DaemonConfig): number {
+  return Math.min(1000, Math.max(100, 3 * kernelPollMs(config)));
 }
 
 /**

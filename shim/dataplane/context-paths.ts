@@ -13,6 +13,10 @@
  * Send or Keepalive timer leaves its deadline in the heap), and with a timer of
  * its own the driver woke as often again, reading and feeding twice (measured:
  * 41 readings a second instead of 20 while a stream ran).
+ * With the kernel's tripwire (kernel-path.ts `tripwire`) the clock stops reading once the sums
+ * have not moved for the tripwire's quiet time (it still wakes for the engine's deadlines and a
+ * due liveness Keepalive, each with a reading); the tripwire's call at the first packet after
+ * that brings the readings back at once (docs/dataplane.md "Idle").
  *
  * Owns: the table of established contexts and their paths, the reading clock.
  * Must not know: packets, the engine's messages (the driver feeds the engine
@@ -135,6 +139,11 @@ const TIMER_MARGIN_MS = 1;
 const READ_SPACING = 10;
 /** At most one warning per this many ms about refused map updates (each is counted: `encap-set`, `encap-watch`). */
 const REFUSED_LOG_MS = 10_000;
+/**
+ * The readings stop this long (ms) after the tripwire's quiet time without a move of the sums: the
+ * kernel's set timeout counts in jiffies (rounded up, 10 ms at HZ=100) and its clock is not ours.
+ */
+const QUIET_MARGIN_MS = 50;
 /** Failed readings in a row after which the kernel path is given up. */
 const KERNEL_FAILURES_MAX = 3;
 
@@ -179,8 +188,26 @@ export class ContextPaths {
   /** Refused map updates since the last warning, and when that was (`refused`). */
   private refusals = 0;
   private refusedLoggedAt: number | undefined;
+  /** The sums have not moved for the tripwire's quiet time: no regular reading until it trips (or one moves them). */
+  private asleep = false;
+  /** When a reading last saw the sums move (clock, at its end), and the sums then. */
+  private movedAt = 0;
+  private total: number | undefined;
+  /** For status: readings taken, the tripwire's calls, the times the readings stopped. */
+  private readonly idle = { readings: 0, wakeups: 0, sleeps: 0 };
 
-  constructor(private readonly opts: ContextPathsOptions) {}
+  constructor(private readonly opts: ContextPathsOptions) {
+    opts.kernel?.tripwire?.onTrip(() => this.tripped());
+  }
+
+  /**
+   * How the kernel's counters are read (status): `on-traffic` (the tripwire stops the readings while
+   * nothing moves) or `fixed`; whether they are stopped now; readings, tripwire calls and stops so far.
+   */
+  pollingStatus(): { polling: 'on-traffic' | 'fixed'; quietMs: number | null; asleep: boolean; readings: number; wakeups: number; sleeps: number } {
+    const t = this.opts.kernel?.tripwire;
+    return { polling: t ? 'on-traffic' : 'fixed', quietMs: t?.quietMs ?? null, asleep: this.asleep, ...this.idle };
+  }
 
   /** Established contexts and the path each one's application packets take. */
   list(): ContextPath[] {
@@ -331,14 +358,21 @@ export class ContextPaths {
     if (k === undefined) return;
     this.reading = true;
     const start = this.opts.clock();
+    this.idle.readings++;
+    let ok = false;
     try {
-      await k.refresh().then(() => this.feed(), () => this.readFailed());
+      await k.refresh().then(() => { ok = true; this.feed(); }, () => this.readFailed());
     } finally {
       this.reading = false;
     }
     if (!this.polling_) return;
-    // Packets both ways in that reading: the next one sooner (the Send Timer starts at a reading).
     const was = this.pollAt;
+    if (ok) this.quiet(k, start);
+    if (this.asleep) {
+      if (this.pollAt !== was) this.schedule();
+      return;
+    }
+    // Packets both ways in that reading: the next one sooner (the Send Timer starts at a reading).
     if (this.busy) {
       const every = this.opts.pollMs ?? KERNEL_POLL_MS;
       this.pollAt = Math.min(this.pollAt, start + (this.opts.busyPollMs ?? Math.max(BUSY_POLL_MIN_MS, every / BUSY_POLL_DIVISOR)));
@@ -352,6 +386,7 @@ export class ContextPaths {
   close(): void {
     this.closed = true;
     this.polling_ = false;
+    this.asleep = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     for (const c of this.contexts.values()) {
@@ -457,6 +492,9 @@ export class ContextPaths {
   private startPolling(): void {
     if (this.polling_ || this.closed) return;
     this.polling_ = true;
+    this.asleep = false;
+    this.movedAt = this.opts.clock();
+    this.total = undefined;
     this.pollAt = this.opts.clock() + (this.opts.pollMs ?? KERNEL_POLL_MS);
     this.schedule();
     this.opts.pollingChanged?.();
@@ -466,9 +504,14 @@ export class ContextPaths {
   private schedule(): void {
     if (!this.polling_ || this.ticking) return; // a tick in progress schedules when it ends
     const e = this.engineAt ?? Infinity;
-    const at = e <= this.pollAt + MERGE_MS ? e : this.pollAt;
+    // Asleep: no regular reading, but a liveness Keepalive due still brings one.
+    const p = this.asleep ? this.livenessDue() : this.pollAt;
+    const at = e <= p + MERGE_MS ? e : p;
     if (this.timer !== undefined && this.timerAt === at) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.timerAt = undefined;
+    if (at === Infinity) return; // asleep with nothing due: the tripwire or the engine's next deadline (wake) brings the next reading
     this.timerAt = at;
     this.timer = setTimeout(() => { this.timer = undefined; this.timerAt = undefined; void this.tick(); }, Math.max(0, Math.ceil(at - this.opts.clock()) + TIMER_MARGIN_MS));
     this.timer.unref?.();
@@ -492,6 +535,7 @@ export class ContextPaths {
   private stopIfIdle(): void {
     if (!this.polling_ || [...this.contexts.values()].some((x) => x.path !== 'tun')) return;
     this.polling_ = false;
+    this.asleep = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = undefined;
@@ -526,7 +570,7 @@ export class ContextPaths {
     if (this.closed || !this.polling_ || this.ticking) return;
     this.ticking = true;
     try {
-      this.pollAt = this.opts.clock() + (this.opts.pollMs ?? KERNEL_POLL_MS);
+      this.pollAt = this.asleep ? Infinity : this.opts.clock() + (this.opts.pollMs ?? KERNEL_POLL_MS);
       await this.readNow();
       if (!this.closed) this.checkLiveness();
       if (!this.closed) this.opts.ticked?.();
@@ -549,6 +593,55 @@ export class ContextPaths {
   }
 
   /**
+   * After a reading that succeeded (started at `start`): the sums moved, and the readings go on (or
+   * come back, asleep); or, with the tripwire, they have not moved for its quiet time and a margin,
+   * and the readings stop. The tripwire's element was added by a packet the sums counted, all of
+   * them before the reading that last saw them move: it has expired by now, so the next packet
+   * counted (after this reading's sums) is logged and calls `tripped`.
+   */
+  private quiet(k: KernelPathHook, start: number): void {
+    const t = k.total?.();
+    if (t === undefined || t !== this.total) {
+      this.total = t;
+      this.movedAt = this.opts.clock();
+      if (this.asleep) {
+        this.asleep = false;
+        this.pollAt = start + (this.opts.pollMs ?? KERNEL_POLL_MS);
+      }
+      return;
+    }
+    const trip = k.tripwire;
+    if (trip === undefined || this.asleep || start - this.movedAt < trip.quietMs + QUIET_MARGIN_MS) return;
+    this.asleep = true;
+    this.busy = false;
+    this.pollAt = Infinity;
+    this.idle.sleeps++;
+  }
+
+  /** The tripwire: a packet after a quiet time. Asleep, the readings come back at once. */
+  private tripped(): void {
+    this.idle.wakeups++;
+    if (this.closed || !this.polling_ || !this.asleep) return;
+    this.asleep = false;
+    this.pollAt = this.opts.clock();
+    if (this.ticking) return; // the tick in progress schedules the next at pollAt
+    void this.tick();
+  }
+
+  /** When the first liveness Keepalive is due (clock; Infinity: none). */
+  private livenessDue(): number {
+    if (this.opts.liveness === undefined) return Infinity;
+    const every = this.livenessEvery();
+    let at = Infinity;
+    for (const c of this.sentSince) if (c.path === 'kernel') at = Math.min(at, c.livenessAt + every);
+    return at;
+  }
+
+  private livenessEvery(): number {
+    return this.opts.livenessMs ?? Math.min(60_000, Math.max(1000, 30 * (this.opts.pollMs ?? KERNEL_POLL_MS)));
+  }
+
+  /**
    * A Keepalive to the peer of each context on the kernel path that sent since its last one, at most
    * every `livenessMs` (`liveness`). Only those contexts are visited: idle ones cost nothing here.
    */
@@ -556,7 +649,7 @@ export class ContextPaths {
     const send = this.opts.liveness;
     if (send === undefined || this.sentSince.size === 0) return;
     const now = this.opts.clock();
-    const every = this.opts.livenessMs ?? Math.min(60_000, Math.max(1000, 30 * (this.opts.pollMs ?? KERNEL_POLL_MS)));
+    const every = this.livenessEvery();
     for (const c of this.sentSince) {
       if (c.path !== 'kernel' || this.contexts.get(c.peerUlid) !== c) {
         this.sentSince.delete(c);

@@ -73,7 +73,7 @@ export interface EngineDriverOptions<E extends EngineLike> {
   sendPlain?: (packets: readonly Uint8Array[]) => number;
   /**
    * The kernel path (kernel-path.ts): a context whose locator pair is its ULID pair is not
-   * routed into the TUN; its packets are counted by the kernel and read every `kernelPollMs`.
+   * routed into the TUN; its packets are counted by the kernel and read every `kernelPollMs` while they move (with the tripwire, not while idle: context-paths.ts).
    * Absent: every context uses the TUN.
    */
   kernel?: KernelPathHook;
@@ -249,6 +249,11 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   /** Established contexts and the path each one's application packets take. */
   paths(): ContextPath[] {
     return this.contexts.list();
+  }
+
+  /** How the kernel path's counters are read (`shim6 status`, daemon.kernelPath): context-paths.ts `pollingStatus`. */
+  kernelPolling(): ReturnType<ContextPaths['pollingStatus']> {
+    return this.contexts.pollingStatus();
   }
 
   /** What the kernel encapsulation needs of an established context: tags, the peer's port, its verified locators. */

@@ -28,6 +28,15 @@
  * addon, one `nft` process, waited for (milliseconds, and hundreds of them on a
  * busy host, with the daemon's event loop blocked).
  *
+ * The tripwire (`tripwire`, docs/dataplane.md "Idle"): the same rules then jump to a chain
+ * that logs a packet to an NFLOG group the daemon reads (native/nflog.c) when a dynamic set
+ * with a timeout, `@awake`, holds no element, and adds its one element (the key is the
+ * packet's IP version: one element for every context) for `quietMs`. So the first counted
+ * packet after `quietMs` without one wakes the daemon, and while packets flow at most one a
+ * `quietMs` is logged: the reader may stop reading while the sums do not move. Where the
+ * addon, the log group or nftables refuse it, the table is made without it (`tripwireError`
+ * says why) and the reader reads on its fixed clock.
+ *
  * Nothing is left behind: `close()` deletes the table and stops the reader;
  * `open()` first deletes a table a crashed daemon left (by name).
  *
@@ -35,6 +44,7 @@
  * engine (the driver turns counters into engine inputs).
  */
 import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { closeSync } from 'node:fs';
 import readline from 'node:readline';
 import { EnvironmentError } from '../errors.ts';
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
@@ -66,6 +76,14 @@ export interface KernelPathHook {
    * read: only these need `read`. Absent: every watched context may have moved.
    */
   moved?(): ReadonlyArray<readonly [Ipv6, Ipv6]>;
+  /** Packets counted so far of every context, out and in (the sums), as of the last `refresh`. */
+  total?(): number | undefined;
+  /**
+   * The kernel's wake-up: after `quietMs` in which no counted packet went, the next one calls
+   * `onTrip`'s callback (at most about one call a `quietMs` while packets flow). Absent: none,
+   * the counters are read on a fixed clock.
+   */
+  readonly tripwire?: { readonly quietMs: number; onTrip(cb: () => void): void } | undefined;
 }
 
 export interface KernelPathOptions {
@@ -75,6 +93,8 @@ export interface KernelPathOptions {
   netns?: string;
   /** How the counters are read: `netlink` (the addon; the default where it is built) or `nft` (the process). */
   reader?: 'netlink' | 'nft';
+  /** The tripwire (with the netlink reader only): its NFLOG group, and the quiet time after which a packet is logged (ms). */
+  tripwire?: { group: number; quietMs: number };
 }
 
 /** nf_tables family of our table (NFPROTO_IPV6). */
@@ -82,6 +102,15 @@ const NFPROTO_IPV6 = 10;
 
 /** The counters that sum every context's, out and in: a reading that finds them unmoved reads nothing else. */
 const SUMS = ['o_all', 'i_all'];
+
+/** The tripwire's set can hold this many elements (one is live; expired ones wait for the set's garbage collection). */
+const TRIP_SET_SIZE = 64;
+/** Hard bound on the tripwire's log messages (per second; the set already makes it about one per quiet time). */
+const TRIP_RATE = 20;
+/** Tripwire records read per wake-up (only their number matters). */
+const TRIP_BATCH = 16;
+/** Octets per NFLOG record (nflog.h NFLOG_RECORD). */
+const NFLOG_RECORD = 34;
 
 /** How long a reading may take before it counts as failed (ms). */
 const READ_TIMEOUT_MS = 2000;
@@ -116,6 +145,46 @@ function contextKey(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array {
   key.set(parseIpv6(localUlid), 0);
   key.set(parseIpv6(peerUlid), 16);
   return key;
+}
+
+/**
+ * The table (one transaction, one process: the table a crashed daemon left, if any, goes, the new
+ * one comes), with the tripwire (`trip`) or without.
+ */
+function kernelRuleset(opts: KernelPathOptions, trip: boolean): string {
+  const p = opts.port;
+  const skip = `udp sport ${p} accept\n    udp dport ${p} accept\n    icmpv6 type ${ND} accept`;
+  const t = opts.tripwire;
+  const then = trip ? ' jump trip' : '';
+  return [
+    `table ip6 ${KERNEL_TABLE}`,
+    `delete table ip6 ${KERNEL_TABLE}`,
+    `table ip6 ${KERNEL_TABLE} {`,
+    `  counter ${SUMS[0]} {}`,
+    `  counter ${SUMS[1]} {}`,
+    '  map out_ctx { type ipv6_addr . ipv6_addr : counter; }',
+    '  map in_ctx { type ipv6_addr . ipv6_addr : counter; }',
+    ...(trip && t !== undefined ? [
+      // One element for every packet (its IP version, always 6), added (not refreshed) by the
+      // packet that found none: logged at most once a quiet time, and again after a quiet time.
+      `  set awake { typeof ip6 version; size ${TRIP_SET_SIZE}; flags dynamic,timeout; timeout ${t.quietMs}ms; }`,
+      '  chain trip {',
+      `    ip6 version != @awake limit rate ${TRIP_RATE}/second log group ${t.group} snaplen 48 queue-threshold 1 add @awake { ip6 version }`,
+      '  }',
+    ] : []),
+    '  chain out {',
+    '    type filter hook output priority -1000; policy accept;',
+    `    ${skip}`,
+    // The sum counts only what the map found (a missing element ends the rule before it), and only that trips.
+    `    counter name ip6 saddr . ip6 daddr map @out_ctx counter name "${SUMS[0]}"${then}`,
+    '  }',
+    '  chain in {',
+    '    type filter hook prerouting priority -1000; policy accept;',
+    `    ${skip}`,
+    `    counter name ip6 daddr . ip6 saddr map @in_ctx counter name "${SUMS[1]}"${then}`,
+    '  }',
+    '}',
+  ].join('\n') + '\n';
 }
 
 /** The per-context counters in nftables, and the reader. */
@@ -165,32 +234,54 @@ export class NftKernelPath implements KernelPathHook {
    * EnvironmentError EKERNELPATH when nftables refuses: the caller falls back to the TUN path.
    */
   static open(opts: KernelPathOptions): NftKernelPath {
-    const p = opts.port;
-    const skip = `udp sport ${p} accept\n    udp dport ${p} accept\n    icmpv6 type ${ND} accept`;
-    // One transaction, one process: the table a crashed daemon left (if any) goes, the new one comes.
-    const r = nft(opts, [
-      `table ip6 ${KERNEL_TABLE}`,
-      `delete table ip6 ${KERNEL_TABLE}`,
-      `table ip6 ${KERNEL_TABLE} {`,
-      `  counter ${SUMS[0]} {}`,
-      `  counter ${SUMS[1]} {}`,
-      '  map out_ctx { type ipv6_addr . ipv6_addr : counter; }',
-      '  map in_ctx { type ipv6_addr . ipv6_addr : counter; }',
-      '  chain out {',
-      '    type filter hook output priority -1000; policy accept;',
-      `    ${skip}`,
-      // The sum counts only what the map found (a missing element ends the rule before it).
-      `    counter name ip6 saddr . ip6 daddr map @out_ctx counter name "${SUMS[0]}"`,
-      '  }',
-      '  chain in {',
-      '    type filter hook prerouting priority -1000; policy accept;',
-      `    ${skip}`,
-      `    counter name ip6 daddr . ip6 saddr map @in_ctx counter name "${SUMS[1]}"`,
-      '  }',
-      '}',
-    ].join('\n') + '\n');
-    if (!r.ok) throw new EnvironmentError('EKERNELPATH', `nftables refused the kernel path's table: ${r.err.split('\n')[0]}`);
-    return new NftKernelPath(opts);
+    let trip: { addon: NativeAddon; fd: number } | undefined;
+    let tripwireError: string | undefined;
+    if (opts.tripwire !== undefined) {
+      try {
+        if (opts.reader === 'nft') throw new Error('the counters are read by an nft process');
+        // The addon's log socket is made in this process's namespace, not in `netns`.
+        if (opts.netns !== undefined) throw new Error('the log group is read in this process\'s namespace only');
+        const addon = loadAddon();
+        trip = { addon, fd: addon.nflogOpen(opts.tripwire.group, 1 << 16) };
+      } catch (e) {
+        tripwireError = `cannot read nftables log group ${opts.tripwire.group}: ${(e as Error).message}`;
+      }
+    }
+    let r = nft(opts, kernelRuleset(opts, trip !== undefined));
+    if (!r.ok && trip !== undefined) {
+      tripwireError = `nftables refused the tripwire: ${r.err.split('\n')[0]}`;
+      closeSync(trip.fd);
+      trip = undefined;
+      r = nft(opts, kernelRuleset(opts, false));
+    }
+    if (!r.ok) {
+      if (trip !== undefined) closeSync(trip.fd);
+      throw new EnvironmentError('EKERNELPATH', `nftables refused the kernel path's table: ${r.err.split('\n')[0]}`);
+    }
+    const k = new NftKernelPath(opts);
+    k.tripwireError = tripwireError;
+    if (trip !== undefined) k.startTripwire(trip.addon, trip.fd, opts.tripwire!.quietMs);
+    return k;
+  }
+
+  /** Why there is no tripwire although one was asked for (said once by the daemon); undefined otherwise. */
+  tripwireError: string | undefined;
+  tripwire: { readonly quietMs: number; onTrip(cb: () => void): void } | undefined;
+  /** The tripwire's log reader (the addon's handle), and its callback. */
+  private trip: { handle: object | undefined; cb: (() => void) | undefined } | undefined;
+
+  private startTripwire(addon: NativeAddon, fd: number, quietMs: number): void {
+    const t: { handle: object | undefined; cb: (() => void) | undefined } = { handle: undefined, cb: undefined };
+    try {
+      // Any record (or a lost one: the socket overflowed) is a packet after a quiet time.
+      t.handle = addon.nflogStartReader(fd, new ArrayBuffer(NFLOG_RECORD * TRIP_BATCH), TRIP_BATCH, () => t.cb?.());
+    } catch (e) {
+      closeSync(fd);
+      this.tripwireError = `cannot poll the nftables log socket: ${(e as Error).message}`;
+      return;
+    }
+    this.trip = t;
+    this.tripwire = { quietMs, onTrip: (cb) => { t.cb = cb; } };
   }
 
   watch(localUlid: Ipv6, peerUlid: Ipv6): boolean {
@@ -267,6 +358,11 @@ export class NftKernelPath implements KernelPathHook {
     return this.moved_;
   }
 
+  total(): number | undefined {
+    const s = this.sums ?? SUMS.map((n) => this.counters.get(n)?.[0]);
+    return s[0] === undefined || s[1] === undefined ? undefined : s[0] + s[1];
+  }
+
   /** Delete the table, stop the reader. Idempotent. */
   close(): void {
     if (this.closed) return;
@@ -274,6 +370,8 @@ export class NftKernelPath implements KernelPathHook {
     this.fail(new Error('kernel path closed'));
     if (this.netlink !== undefined) this.netlink.addon.nftCountersClose(this.netlink.fd);
     this.netlink = undefined;
+    if (this.trip?.handle !== undefined) loadAddon().nflogClose(this.trip.handle);
+    this.trip = undefined;
     this.reader?.stdin.end();
     this.reader?.kill();
     removeStaleTable(this.opts);

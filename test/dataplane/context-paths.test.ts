@@ -81,3 +81,119 @@ test('idle contexts cost a reading nothing: with 2,000 established contexts on t
   assert.ok(keepalives.length > 0 && keepalives.every((p) => p === peer(0)), `liveness Keepalives only to the sending context: ${keepalives.length} sent, to ${new Set(keepalives).size} peers`);
   assert.ok(keepalives.length <= readings, `${keepalives.length} Keepalives in ${readings} readings`);
 });
+
+/**
+ * A kernel hook with the sums (`total`) and, unless `tripwire` is false, a tripwire whose calls the
+ * test makes (`trip`): what the kernel would do at the first packet after the quiet time.
+ */
+function sleepyKernel(opts: { tripwire: boolean; quietMs: number }) {
+  const c: KernelCounters = { outPackets: 0, inPackets: 0 };
+  const s = { readings: 0, total: 0 };
+  let onTrip: (() => void) | undefined;
+  const kernel = {
+    watch: () => true, unwatch: () => {},
+    refresh: () => { s.readings++; return Promise.resolve(); },
+    read: () => ({ ...c }),
+    total: () => s.total,
+    ...(opts.tripwire ? { tripwire: { quietMs: opts.quietMs, onTrip: (cb: () => void) => { onTrip = cb; } } } : {}),
+  };
+  /** `n` packets out (and in, with `both`) are counted; the tripwire calls back (as the kernel would, were the quiet time over). */
+  const packets = (n: number, both = false): void => {
+    c.outPackets += n;
+    if (both) c.inPackets += n;
+    s.total += both ? 2 * n : n;
+  };
+  return { kernel, s, packets, trip: () => onTrip?.() };
+}
+
+/** Readings taken while `ms` pass: the clock's own timers only (nothing else happens meanwhile). */
+async function readingsDuring(s: { readings: number }, ms: number): Promise<number> {
+  const at = s.readings;
+  await new Promise((r) => setTimeout(r, ms));
+  return s.readings - at;
+}
+
+test('idle with the tripwire: the readings stop once the sums have not moved for the quiet time; the tripwire brings them back at once, and the engine\'s deadlines still bring one each', async (t) => {
+  const k = sleepyKernel({ tripwire: true, quietMs: 30 });
+  const fed: Array<{ sent: boolean; received: boolean }> = [];
+  // The engine's one deadline, as the driver hands it over (`wake`) and, once it ran (`ticked`), the next (none).
+  let deadline: number | undefined;
+  const paths: ContextPaths = new ContextPaths({
+    kernel: k.kernel, kernelTraffic: (_now, _l, _p, seen) => { fed.push(seen); return true; }, pollMs: 10,
+    ticked: () => { if (deadline !== undefined && performance.now() >= deadline) { deadline = undefined; paths.wake(undefined); } },
+    clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  });
+  const engineDeadlineIn = (ms: number): void => { deadline = performance.now() + ms; paths.wake(deadline); };
+  t.after(() => paths.close());
+  assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true, 'on the kernel path');
+  paths.wake(undefined);
+  assert.equal(paths.pollingStatus().polling, 'on-traffic');
+  await waitFor(() => paths.pollingStatus().asleep, 'asleep: the sums did not move for the quiet time', DEADLINE_MS);
+  assert.equal(paths.pollingStatus().sleeps, 1);
+  // 50 intervals: none of them reads.
+  assert.equal(await readingsDuring(k.s, 500), 0, 'asleep, no reading');
+  // A packet: the tripwire calls, a reading comes at once and tells the engine.
+  const before = k.s.readings;
+  k.packets(1);
+  k.trip();
+  await waitFor(() => k.s.readings > before && fed.length === 1, 'the reading the tripwire brought', DEADLINE_MS);
+  assert.deepEqual(fed, [{ sent: true, received: false }]);
+  assert.equal(paths.pollingStatus().asleep, false);
+  assert.equal(paths.pollingStatus().wakeups, 1);
+  // The readings go on at the interval while packets flow…
+  const flowing = setInterval(() => k.packets(1, true), 5);
+  await waitFor(() => k.s.readings >= before + 10, 'readings while packets flow', DEADLINE_MS);
+  assert.equal(paths.pollingStatus().asleep, false, 'never asleep while the sums move');
+  clearInterval(flowing);
+  // …and stop again once they do not.
+  await waitFor(() => paths.pollingStatus().sleeps === 2, 'asleep again after the quiet time', DEADLINE_MS);
+  // Asleep, the engine's next deadline still brings a reading (then its due timers run): one.
+  const r = k.s.readings;
+  engineDeadlineIn(20);
+  await waitFor(() => deadline === undefined, 'the engine\'s deadline', DEADLINE_MS);
+  assert.equal(k.s.readings, r + 1, 'one reading at the deadline');
+  assert.equal(await readingsDuring(k.s, 300), 0, 'asleep again after it');
+  // A reading at a deadline that finds the sums moved (no tripwire call yet): the readings come back.
+  k.packets(1);
+  engineDeadlineIn(5);
+  await waitFor(() => k.s.readings >= r + 5, 'readings again after a deadline\'s reading saw the sums move', DEADLINE_MS);
+  // The tripwire's calls while reading change nothing.
+  k.trip();
+  assert.equal(paths.pollingStatus().wakeups, 2);
+});
+
+test('idle without a tripwire (old kernel, nftables refused it): the readings go on at the fixed interval, traffic or not', async (t) => {
+  const k = sleepyKernel({ tripwire: false, quietMs: 30 });
+  const paths = new ContextPaths({
+    kernel: k.kernel, kernelTraffic: () => true, pollMs: 10,
+    clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  });
+  t.after(() => paths.close());
+  assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true);
+  paths.wake(undefined);
+  assert.equal(paths.pollingStatus().polling, 'fixed');
+  // Many times the quiet time (and its margin) without a packet: still reading.
+  await waitFor(() => k.s.readings >= 40, '40 readings of idle counters', DEADLINE_MS);
+  assert.equal(paths.pollingStatus().asleep, false);
+  assert.equal(paths.pollingStatus().sleeps, 0);
+  assert.ok(await readingsDuring(k.s, 200) > 0, 'still reading');
+});
+
+test('idle with the tripwire: a context that sent and went quiet still gets its liveness Keepalive when due (one wake-up), then the clock sleeps', async (t) => {
+  const k = sleepyKernel({ tripwire: true, quietMs: 20 });
+  const keepalives: string[] = [];
+  const paths = new ContextPaths({
+    kernel: k.kernel, kernelTraffic: () => true, pollMs: 10, livenessMs: 400, liveness: (_l, p) => { keepalives.push(p); },
+    clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  });
+  t.after(() => paths.close());
+  assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true);
+  paths.wake(undefined);
+  await paths.readNow(); // first counters
+  k.packets(3);
+  await waitFor(() => paths.pollingStatus().asleep, 'asleep after the packets sent', DEADLINE_MS);
+  assert.deepEqual(keepalives, [], 'not due yet when it fell asleep (400 ms after going on the kernel path)');
+  await waitFor(() => keepalives.length === 1, 'the liveness Keepalive, due while asleep', DEADLINE_MS);
+  assert.equal(paths.pollingStatus().asleep, true, 'still asleep: the reading that sent it saw nothing move');
+  assert.equal(await readingsDuring(k.s, 300), 0, 'nothing else due: no reading');
+});

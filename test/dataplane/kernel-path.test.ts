@@ -114,3 +114,19 @@ test('kernel path (netlink reader): a reading of idle contexts reads the two sum
   assert.equal(k.readings.full, 3);
   assert.deepEqual(k.moved(), []);
 });
+
+test('kernel path: a tripwire that cannot be had (here: the log group would be read in this process\'s namespace, not the table\'s) leaves the table without it, says why, and the counters work', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const { net, a } = linkedPair(t, 'kw');
+  const k = NftKernelPath.open({ port: 5533, netns: a.name, tripwire: { group: 5534, quietMs: 150 } });
+  t.after(() => k.close());
+  assert.equal(k.tripwire, undefined, 'no tripwire: the reader reads on its fixed clock');
+  assert.match(k.tripwireError ?? '', /namespace/);
+  const table = net.run(a, ['nft', 'list', 'table', 'ip6', KERNEL_TABLE]).stdout;
+  assert.doesNotMatch(table, /awake|log group/, 'no tripwire chain in the table');
+  assert.equal(k.watch(A, B), true);
+  net.run(a, [process.execPath, '-e', TRAFFIC]);
+  await k.refresh();
+  assert.ok((k.read(A, B)?.outPackets ?? 0) > 0, 'counted');
+  assert.ok((k.total() ?? 0) > 0, 'the sums counted too');
+});
