@@ -844,7 +844,7 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
 export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath | undefined {
   if (config.dataPath === 'tun') return undefined;
   try {
-    return NftKernelPath.open({ port: config.port });
+    return NftKernelPath.open({ port: config.port, tun: config.tun.name });
   } catch (err) {
     if (config.dataPath === 'kernel') throw err;
     log.warn('kernel path unavailable, every context uses the TUN path', { error: (err as Error).message });
