@@ -165,7 +165,10 @@ export class Engine {
    * its last reading. The same REAP inputs as `encapsulate` and a received payload; both in
    * one reading, whose order is unknown, leave REAP ready for either (reap.ts `bothWays`: the
    * Send Timer and the Keepalive timer run until a later reading or message settles it).
-   * False: no established context for the pair (nothing changed).
+   * `received`: the peer's packets came since the last reading, so `lastReceived` is this
+   * reading's time `now` (the kernel tells no finer time; whenever the readings come, the status's
+   * "last received" is at most one reading behind). False: no established context for the pair
+   * (nothing changed).
    */
   kernelTraffic(now: Millis, localUlid: Ipv6, peerUlid: Ipv6, seen: { sent: boolean; received: boolean }): boolean {
     const core = this.core;
@@ -173,6 +176,7 @@ export class Engine {
     if (ctx === undefined || ctx.state !== State.ESTABLISHED) return false;
     if (!seen.sent && !seen.received) return true;
     core.touch(ctx, now);
+    if (seen.received) ctx.lastReceived = now;
     if (seen.sent && seen.received) bothWays(core, ctx, now);
     else reapEvent(core, ctx, now, seen.sent ? 'payload-out' : 'payload-in');
     return true;

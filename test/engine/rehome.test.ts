@@ -138,6 +138,23 @@ test('REAP from kernel counters (kernelTraffic): traffic both ways keeps it Oper
   assert.equal(a.engine.kernelTraffic(sim.now, a.ulid, 'fd00::dead', { sent: true, received: false }), false, 'no context: nothing to feed');
 });
 
+test('kernelTraffic: a reading whose inbound counter moved makes it the last received (status lastReceivedAgoMs 0); one that saw only sent packets, or nothing, leaves it', () => {
+  const { sim, a, b } = configuredPair(41);
+  const ago = () => a.engine.status(sim.now).contexts.find((c) => c.peerUlid === b.ulid)!.lastReceivedAgoMs;
+  const before = ago();
+  assert.ok(a.engine.kernelTraffic(sim.now, a.ulid, b.ulid, { sent: true, received: false }));
+  assert.equal(ago(), before, 'only sent: unchanged');
+  assert.ok(a.engine.kernelTraffic(sim.now, a.ulid, b.ulid, { sent: false, received: true }));
+  assert.equal(ago(), 0, 'the peer\'s packets came: received at this reading');
+  sim.runFor(5000);
+  assert.equal(ago(), 5000);
+  assert.ok(a.engine.kernelTraffic(sim.now, a.ulid, b.ulid, { sent: true, received: false }));
+  assert.ok(a.engine.kernelTraffic(sim.now, a.ulid, b.ulid, { sent: false, received: false }));
+  assert.equal(ago(), 5000, 'nothing came in: unchanged');
+  assert.ok(a.engine.kernelTraffic(sim.now, a.ulid, b.ulid, { sent: true, received: true }));
+  assert.equal(ago(), 0, 'both ways in one reading: received at this reading');
+});
+
 test('REAP from kernel counters: a reading that saw both ways, then a pause longer than the Send Timeout: either end may have had the last packet, both keep the other quiet with Keepalives, neither explores', () => {
   const { sim, a, b } = configuredPair(37);
   const kernel = (h: ShimHost, peer: ShimHost, sent: boolean, received: boolean) => assert.ok(h.engine.kernelTraffic(sim.now, h.ulid, peer.ulid, { sent, received }));
