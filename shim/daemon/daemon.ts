@@ -438,7 +438,8 @@ export class Daemon {
     await this.opts.notify?.stopping();
     const engine = this.engine;
     // Traffic goes back to plain IPv6 at once, not into a daemon going away (a restart's gap is
-    // plain IPv6, and the next daemon protects the open connections again: protectOpenConnections).
+    // plain IPv6, and the next daemon protects the open connections again, protectOpenConnections, and
+    // sets up again the other contexts saved here, setUpSavedContexts: a UDP server's peers).
     this.newFlows?.close();
     const routed = this.routes?.routed() ?? [];
     await Promise.all(routed.map((peer) => this.routes?.contextDown(peer)));
