@@ -51,6 +51,7 @@ import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaK
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
+import { contextsToSetUpAgain, savedAtOf, savedFreshForMs } from './resume-saved.ts';
 import { checkLocatorParams } from '../engine/cga.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
@@ -249,6 +250,7 @@ export class Daemon {
     this.primeConfiguredPeers();
     if (!off) {
       const unknown = this.protectOpenConnections(id, open);
+      this.setUpSavedContexts(id, saved);
       this.startDiscovery();
       this.discoverOpenConnections(unknown);
       this.refreshTimer = setInterval(() => this.saveCachesSoon(), cacheRefreshMs(config.capabilityMaxTtl));
@@ -437,7 +439,8 @@ export class Daemon {
     await this.opts.notify?.stopping();
     const engine = this.engine;
     // Traffic goes back to plain IPv6 at once, not into a daemon going away (a restart's gap is
-    // plain IPv6, and the next daemon protects the open connections again: protectOpenConnections).
+    // plain IPv6, and the next daemon protects the open connections again, protectOpenConnections, and
+    // sets up again the other contexts saved here, setUpSavedContexts: a UDP server's peers).
     this.newFlows?.close();
     const routed = this.routes?.routed() ?? [];
     await Promise.all(routed.map((peer) => this.routes?.contextDown(peer)));
@@ -466,7 +469,7 @@ export class Daemon {
     this.capture.stop();
     this.dns?.stop();
     this.newFlows?.close();
-    if (save) this.saveCaches();
+    if (save) this.saveCaches(true);
     await this.control?.close();
     await this.metrics?.close();
     await this.resolver?.close();
@@ -479,7 +482,8 @@ export class Daemon {
     this.claim?.release();
   }
 
-  private saveCaches(): void {
+  /** Write the cache file (`final`: the stop's write, made even when nothing but its time changed). */
+  private saveCaches(final = false): void {
     if (!this.dataPlane || !this.engine || !this.driver) return; // shim6 resolver keeps no cache file
     try {
       const contexts = withRestored(this.contextsAtStop ?? liveContexts(this.engine), this.restoredPeers);
@@ -487,7 +491,7 @@ export class Daemon {
       // Skips a write that changes nothing but expiry times still two refreshes away (sink.ts).
       if (this.cacheWriter?.file !== file) this.cacheWriter = new CacheFileWriter(file, 2 * cacheRefreshMs(this.config.capabilityMaxTtl));
       const now = this.driver.now();
-      this.cacheWriter.save(now, { ...this.engine.exportCaches(now), contexts });
+      this.cacheWriter.save(now, { ...this.engine.exportCaches(now), contexts, savedAt: now }, final);
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }
@@ -530,6 +534,38 @@ export class Daemon {
     }
     const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
+  }
+
+  /**
+   * After a start: the contexts the previous daemon saved (the cache file's `contexts`) that no open
+   * connection brought back get a context again (resume-saved.ts): the peer of a socket the socket
+   * tables do not show — a UDP server answering with sendto — was told Close by our stop and sends
+   * plain IPv6 again; the new context brings its route back. Only pairs whose local ULID is ours
+   * now, from a file no older than the idle timeout + a margin; at most SAVED_CONTEXTS_MAX. A pair
+   * nobody uses idles out by the idle timer. Logged once.
+   */
+  private setUpSavedContexts(id: Identity, saved: CacheFile | undefined): void {
+    const engine = this.engine;
+    const driver = this.driver;
+    const pairs = savedContexts(saved);
+    if (!engine || !driver || pairs.length === 0) return;
+    const ours = new Set([...id.locals.map((l) => l.address), id.ulid]);
+    const have = new Set(engine.traffic().map((c) => pairKey(c.localUlid, c.peerUlid)));
+    const idleTimeoutMs = this.config.timers.overrides.idleTimeout ?? TIMER_PROFILES[this.config.timers.profile].idleTimeout;
+    const choice = contextsToSetUpAgain(pairs, {
+      savedAt: savedAtOf(saved), now: Date.now(), idleTimeoutMs,
+      isOurs: (u) => ours.has(u), covered: (l, p) => have.has(pairKey(l, p)),
+    });
+    if (choice.stale !== undefined) {
+      this.log.info('saved contexts not set up again: the cache file is too old', { pairs: pairs.length, why: choice.stale, ageMs: choice.ageMs, freshForMs: savedFreshForMs(idleTimeoutMs) });
+      return;
+    }
+    const started = choice.pairs.filter((c) => this.command((e, now) => e.protect(now, c.peerUlid, c.localUlid)));
+    if (started.length === 0 && choice.pairs.length === 0) return;
+    this.log.info('saved contexts set up again', {
+      count: started.length, peers: [...new Set(started.map((c) => c.peerUlid))].slice(0, 16),
+      notStarted: choice.pairs.length - started.length, covered: choice.covered, notOurs: choice.notOurs, over: choice.over, ageMs: choice.ageMs,
+    });
   }
 
   /**

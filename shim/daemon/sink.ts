@@ -95,6 +95,12 @@ export interface SavedContext {
 /** The cache file: the engine's caches, and the ULID pairs of the contexts live when it was written. */
 export interface CacheFile extends CacheSnapshot {
   readonly contexts?: SavedContext[];
+  /**
+   * When the file was written (wall-clock ms; an older file has none): how old its `contexts` are.
+   * A clean stop always writes it, so a restart knows whether the pairs are recent enough to set up
+   * again (resume-saved.ts); a skipped write (CacheFileWriter) leaves the older time.
+   */
+  readonly savedAt?: number;
 }
 
 /**
@@ -152,8 +158,11 @@ export class CacheFileWriter {
 
   constructor(readonly file: string, private readonly slackMs: number) {}
 
-  /** Write `data` unless the file already holds it (above); true when it wrote. Errors as saveCaches. */
-  save(now: number, data: CacheFile): boolean {
+  /**
+   * Write `data` unless the file already holds it (above) and `force` is not set (a clean stop:
+   * its `savedAt` must be the stop's); true when it wrote. Errors as saveCaches.
+   */
+  save(now: number, data: CacheFile, force = false): boolean {
     let earliest = Infinity;
     const strip = (e: { expires: number }): object => {
       earliest = Math.min(earliest, e.expires);
@@ -161,7 +170,7 @@ export class CacheFileWriter {
     };
     const shape = JSON.stringify({ p: data.positive.map(strip), n: data.negative.map(strip), c: data.contexts ?? [] });
     const last = this.last;
-    if (last !== undefined && last.shape === shape && last.earliest - now > this.slackMs && existsSync(this.file)) {
+    if (!force && last !== undefined && last.shape === shape && last.earliest - now > this.slackMs && existsSync(this.file)) {
       this.skipped++;
       return false;
     }

@@ -1,0 +1,73 @@
+// A clean restart (SIGTERM) of the daemon on the host of a UDP server whose socket is unconnected
+// (it answers with sendto, as DNS, QUIC and SIP servers do). A's connected UDP socket sends to B's
+// ULID; link P fails and the flow moves to Q; then B's daemon is stopped (SIGTERM: it closes its
+// contexts with A, so A removes its route) and started again. The kernel's socket tables show no
+// peer for B's socket, so only the context pairs B's cache file saved can bring A's route back:
+// B's new daemon sets them up again (docs/operations.md "Protection that lasts"), A answers, and
+// the echoes flow again. Before that, every datagram A sent after the restart failed (ENETUNREACH:
+// P down, no route through the TUN) for good. No timing assertions: the echoes decide, waited for.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { needs } from '../helpers/prereq.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { LAB_ADDR, setLink, type Lab } from '../../lab/topology.ts';
+import { LAB_B_NAME } from '../../lab/dns.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
+
+const PORT = 7100;
+/** B: an unconnected socket echoing every datagram with sendto. */
+const SERVER = `const s=require('dgram').createSocket('udp6');s.on('message',(m,r)=>s.send(m,r.port,r.address));s.bind(${PORT},'::',()=>console.log(JSON.stringify({ev:'listening'})));`;
+/** A: a connect()ed socket to the name's address (A's stub), 50 datagrams/s; a line of totals every 200 ms. */
+const CLIENT = (name: string, stub: string): string => `(async()=>{const dgram=require('dgram');const r=new (require('dns').promises.Resolver)();r.setServers([${JSON.stringify(stub)}]);
+const addr=(await r.resolve6(${JSON.stringify(name)}))[0];const s=dgram.createSocket('udp6');await new Promise((ok)=>s.bind(0,'::',ok));
+await new Promise((ok)=>s.connect(${PORT},addr,ok));let sent=0,rx=0,errs=0;s.on('message',()=>rx++);s.on('error',()=>errs++);
+setInterval(()=>s.send(Buffer.alloc(200),(e)=>{if(e)errs++;else sent++;}),20);
+setInterval(()=>console.log(JSON.stringify({ev:'tick',remote:addr,local:s.address().address,sent,rx,errs})),200);})();`;
+
+interface Totals { sent: number; rx: number; errs: number }
+
+function inNs(t: TestContext, ns: string, code: string, on: (e: Record<string, unknown>) => void): ChildProcess {
+  const c = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  createInterface({ input: c.stdout! }).on('line', (l) => { try { on(JSON.parse(l) as Record<string, unknown>); } catch { /* not ours */ } });
+  t.after(() => { c.kill('SIGKILL'); });
+  return c;
+}
+
+async function udpServerRestart(t: TestContext, lab: Lab, dataPath: 'tun' | 'kernel'): Promise<void> {
+  const s = await daemons(t, lab, {}, { dataPath });
+  let listening = false;
+  inNs(t, lab.b, SERVER, (e) => { if (e.ev === 'listening') listening = true; });
+  await waitFor(() => listening, 'B\'s UDP echo server');
+  const now: Totals = { sent: 0, rx: 0, errs: 0 };
+  inNs(t, lab.a, CLIENT(LAB_B_NAME, s.resolverA), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
+  await waitFor(() => now.rx >= 50, 'echoes through the context');
+  // P fails: the flow moves to Q.
+  setLink(lab, 'P', false);
+  const atFail = { ...now };
+  await waitFor(() => now.rx >= atFail.rx + 100, 'echoes again after P failed (the context on Q)', 60_000);
+  // B's daemon: SIGTERM (Close to A, the stop's cache file), then started again.
+  const restartedAt = Date.now();
+  const before = { ...now };
+  await s.restart('b');
+  const up = { ...now };
+  // Back: echoes flow again, and A's datagrams stop failing (the errors of the restart's own gap are F5's).
+  await waitFor(() => now.rx >= up.rx + 100, 'echoes again after B\'s restart', 90_000);
+  const back = { ...now };
+  await waitFor(() => now.rx >= back.rx + 100, 'echoes go on', 60_000);
+  assert.equal(now.errs, back.errs, 'no datagram failed once the flow was back');
+  const again = log(lab, 'b').find((x) => x.msg === 'saved contexts set up again' && Date.parse(x.ts) >= restartedAt);
+  assert.ok(again, 'B\'s new daemon set the saved contexts up again');
+  assert.ok((again.peers as string[]).includes(LAB_ADDR.aP), 'the pair with A among them');
+  assert.ok(log(lab, 'a').some((x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt), 'A has a context with B again');
+  t.diagnostic(`${dataPath}: datagrams failed during the restart: ${up.errs - before.errs}; after it until the flow was back: ${back.errs - up.errs}; after: ${now.errs - back.errs}`);
+}
+
+for (const dataPath of ['tun', 'kernel'] as const) {
+  test(`dataPath: ${dataPath}: B's daemon restarts (SIGTERM) after P failed; A's connected UDP flow to B's unconnected echo server is protected again from B's saved contexts`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
+    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+    await udpServerRestart(t, await freshLab(t), dataPath);
+  });
+}

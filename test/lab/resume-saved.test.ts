@@ -1,0 +1,69 @@
+// Contexts set up again after a restart from the cache file's saved ULID pairs
+// (shim/daemon/resume-saved.ts): which pairs a start takes, which it leaves, and
+// when the file is too old for any; the stop's write of the file always happens
+// (its `savedAt` is the stop's), where the periodic writes may be skipped.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { readFileSync } from 'node:fs';
+import { contextsToSetUpAgain, SAVED_FRESH_MARGIN_MS, savedAtOf, savedFreshForMs } from '../../shim/daemon/resume-saved.ts';
+import { CacheFileWriter, loadCaches, type CacheFile } from '../../shim/daemon/sink.ts';
+import { Logger } from '../../shim/log.ts';
+import { tmpdir } from '../helpers/tmp.ts';
+
+const IDLE = 600_000;
+const NOW = 1_800_000_000_000;
+const pair = (localUlid: string, peerUlid: string): { localUlid: string; peerUlid: string } => ({ localUlid, peerUlid });
+const OURS = new Set(['2001:db8:b::1', '2001:db8:b::2']);
+const base = { now: NOW, idleTimeoutMs: IDLE, isOurs: (u: string) => OURS.has(u), covered: () => false };
+
+test('a recent file: each saved pair whose local ULID is ours and that nothing covers, once, in the file\'s order', () => {
+  const saved = [
+    pair('2001:db8:b::1', '2001:db8:a::1'),
+    pair('2001:db8:9::1', '2001:db8:a::1'), // a local ULID that is not ours now
+    pair('2001:db8:b::2', '2001:db8:a::2'), // covered: an open connection's context
+    pair('2001:db8:b::1', '2001:db8:a::1'), // twice
+    pair('2001:db8:b::1', '2001:db8:a::3'),
+  ];
+  const r = contextsToSetUpAgain(saved, { ...base, savedAt: NOW - 5000, covered: (l, p) => l === '2001:db8:b::2' && p === '2001:db8:a::2' });
+  assert.deepEqual(r.pairs, [pair('2001:db8:b::1', '2001:db8:a::1'), pair('2001:db8:b::1', '2001:db8:a::3')]);
+  assert.equal(r.stale, undefined);
+  assert.equal(r.ageMs, 5000);
+  assert.deepEqual({ notOurs: r.notOurs, covered: r.covered, over: r.over }, { notOurs: 1, covered: 1, over: 0 });
+});
+
+test('bounded: pairs over `max` are counted, not taken', () => {
+  const saved = Array.from({ length: 10 }, (_, i) => pair('2001:db8:b::1', `2001:db8:a::${i + 1}`));
+  const r = contextsToSetUpAgain(saved, { ...base, savedAt: NOW, max: 4 });
+  assert.equal(r.pairs.length, 4);
+  assert.equal(r.over, 6);
+});
+
+test('a stale file sets nothing up: older than the idle timeout + the margin, no write time (an older daemon\'s), or too far in the future', () => {
+  const saved = [pair('2001:db8:b::1', '2001:db8:a::1')];
+  assert.equal(savedFreshForMs(IDLE), IDLE + SAVED_FRESH_MARGIN_MS);
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: NOW - savedFreshForMs(IDLE) }).pairs.length, 1, 'just fresh enough');
+  const old = contextsToSetUpAgain(saved, { ...base, savedAt: NOW - savedFreshForMs(IDLE) - 1 });
+  assert.deepEqual([old.pairs, old.stale], [[], 'old']);
+  assert.deepEqual(contextsToSetUpAgain(saved, { ...base, savedAt: undefined }).stale, 'no-time');
+  assert.deepEqual(contextsToSetUpAgain(saved, { ...base, savedAt: NOW + SAVED_FRESH_MARGIN_MS + 1 }).stale, 'future');
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: NOW + 1000 }).pairs.length, 1, 'a small clock step back is within the margin');
+  assert.deepEqual(contextsToSetUpAgain([], { ...base, savedAt: undefined }), { pairs: [], notOurs: 0, covered: 0, over: 0 }, 'nothing saved: nothing to say');
+});
+
+test('savedAtOf takes a positive finite number only (the file is input from disk)', () => {
+  assert.equal(savedAtOf({ savedAt: NOW }), NOW);
+  for (const bad of [undefined, {}, { savedAt: '1' }, { savedAt: -1 }, { savedAt: Infinity }, { savedAt: null }]) assert.equal(savedAtOf(bad), undefined);
+});
+
+test('the stop\'s write (force) is made even when only its time changed; a periodic one is skipped', (t) => {
+  const file = path.join(tmpdir(t, 'caches-'), 'caches.json');
+  const writer = new CacheFileWriter(file, 1000);
+  const data = (savedAt: number): CacheFile => ({ positive: [], negative: [], contexts: [pair('2001:db8:b::1', '2001:db8:a::1')], savedAt });
+  assert.equal(writer.save(NOW, data(NOW)), true);
+  assert.equal(writer.save(NOW + 10, data(NOW + 10)), false, 'nothing but the time changed: skipped');
+  assert.equal(writer.save(NOW + 20, data(NOW + 20), true), true, 'the stop\'s write');
+  const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
+  assert.equal(savedAtOf(loadCaches(file, quiet)), NOW + 20);
+  assert.ok(readFileSync(file, 'utf8').includes('"savedAt"'));
+});
