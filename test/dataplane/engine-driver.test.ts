@@ -458,6 +458,27 @@ test('kernel path: counters that cannot be read (three readings in a row) put ev
   assert.deepEqual(d.paths().map((p) => p.path), ['tun'], 'and stays there');
 });
 
+/**
+ * An engine stub of one established context fd00::a → fd00::b on the pair `pair()`, events from
+ * `events`, the peer's locators fd00::b and fd00::1b verified (and fd00::2b not, with `unverified`).
+ */
+function reHomingEngine(events: EngineEvent[], pair: () => { local: string; peer: string }, unverified: boolean): EngineLike {
+  const peerLocators = [{ address: 'fd00::b', verified: true, probed: true, flags: 0 }, { address: 'fd00::1b', verified: true, probed: true, flags: 0 }];
+  if (unverified) peerLocators.push({ address: 'fd00::2b', verified: false, probed: false, flags: 0 });
+  return {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+    status: () => ({
+      contexts: [{
+        state: 'ESTABLISHED', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair: pair(), reap: 'Operational',
+        peerLocators, timers: {}, traffic: { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, rehomings: 0,
+      }],
+    } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
+  };
+}
+
 test('kernel encapsulation: a re-homed context goes on the tc programs (tags, port and verified locators from the engine, ULID routed where the pair goes, still counted), its TCP flows are prompted with a Packet Too Big quoting the peer\'s last acknowledgment; refused maps keep it on the TUN; back on the ULID pair or closed, its entries go', async (t) => {
   const net = new MemoryNetwork();
   const tun = new MemoryTun('dpe', 1400);
@@ -465,19 +486,7 @@ test('kernel encapsulation: a re-homed context goes on the tc programs (tags, po
   const events: EngineEvent[] = [];
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   let current = pair;
-  const engine: EngineLike = {
-    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
-    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
-    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
-    kernelTraffic: () => true,
-    status: () => ({
-      contexts: [{
-        state: 'ESTABLISHED', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair: current, reap: 'Operational',
-        peerLocators: [{ address: 'fd00::b', verified: true, probed: true, flags: 0 }, { address: 'fd00::1b', verified: true, probed: true, flags: 0 }, { address: 'fd00::2b', verified: false, probed: false, flags: 0 }],
-        timers: {}, traffic: { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, rehomings: 0,
-      }],
-    } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
-  };
+  const engine = reHomingEngine(events, () => current, true);
   const watched = new Set<string>();
   const kernel = {
     refresh: () => Promise.resolve(),
@@ -565,19 +574,7 @@ test('kernel encapsulation: a re-homing prompts at most 256 of a context\'s kern
   const events: EngineEvent[] = [];
   const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
   let current = pair;
-  const engine: EngineLike = {
-    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
-    encapsulate: () => ({ kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }),
-    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
-    kernelTraffic: () => true,
-    status: () => ({
-      contexts: [{
-        state: 'ESTABLISHED', localUlid: 'fd00::a', peerUlid: 'fd00::b', ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair: current, reap: 'Operational',
-        peerLocators: [{ address: 'fd00::b', verified: true, probed: true, flags: 0 }, { address: 'fd00::1b', verified: true, probed: true, flags: 0 }],
-        timers: {}, traffic: { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 }, rehomings: 0,
-      }],
-    } as unknown as ReturnType<NonNullable<EngineLike['status']>>),
-  };
+  const engine = reHomingEngine(events, () => current, false);
   const kernel = { refresh: () => Promise.resolve(), watch: () => true, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }) };
   const lastAck = Uint8Array.of(0x1b, 0x58, 0x9c, 0x40, 1, 2, 3, 4, 0xde, 0xad, 0xbe, 0xef, 5 << 4, 0x10, 0x01, 0x00, 0, 0, 0, 0);
   const encap = {
