@@ -46,9 +46,11 @@ for (const forged of [false, true]) {
   test(`on-path: payload and Keepalives with A's context tag ${who}, from another port, do not re-point A's context; the stream arrives whole`, { timeout: 120_000 }, async (t) => {
     const l = lab(t);
     if (!l) return;
+    // Before the daemons start: a daemon restarted in this shared lab sets up again the contexts
+    // its cache file saved (docs/operations.md "Protection that lasts"), before the stream starts.
+    const since = Date.now();
     await l.start('b');
     await l.start('a');
-    const since = Date.now();
     const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
     await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
 
@@ -91,9 +93,9 @@ for (const forged of [false, true]) {
 test('on-path: while A↔B is live, I2s claiming B\'s ULID with B\'s replayed PDS (same FII, and another) get no R2 and change nothing', { timeout: 120_000 }, async (t) => {
   const l = lab(t);
   if (!l) return;
+  const since = Date.now(); // before the daemons start (as above)
   await l.start('b');
   await l.start('a');
-  const since = Date.now();
   const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
   await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
   const before = contextWithB((await l.status()).engine.contexts);
