@@ -22,6 +22,7 @@ export const STATUS_KEYS: Readonly<Record<string, readonly string[]>> = {
   'daemon.events[]': ['t', 'kind'],
   'daemon.peers[]': ['name', 'ulid'],
   'daemon.primedNames[]': ['name', 'ulid'],
+  'daemon.keptUlids[]': ['address', 'why', 'broken', 'connections', 'contexts', 'releaseCheckInMs'],
   'daemon.kernelPath': ['reader', 'everyMs', 'polling', 'quietMs', 'asleep', 'readings', 'wakeups', 'sleeps'],
   engine: ['contexts', 'caches', 'localGeneration', 'guard', 'messages', 'rehomings'],
   'engine.contexts[]': ['state', 'localUlid', 'peerUlid', 'ulidProof', 'contextTag', 'peerContextTag', 'pair', 'reap', 'peerLocators', 'timers', 'traffic', 'rehomings'],
