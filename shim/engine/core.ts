@@ -207,7 +207,8 @@ export class Core {
 
   /**
    * A peer was primed (`Engine.prime`): its ULID and locators are known peers until `expires`
-   * (its record's lifetime), the oldest beyond MAX_PRIMED_PEERS dropped.
+   * (its record's lifetime), the oldest beyond MAX_PRIMED_PEERS dropped. `expires` not after
+   * `now` forgets them (a configured peer taken out of the configuration).
    */
   notePrimed(now: Millis, addresses: Iterable<Ipv6>, expires: Millis): void {
     for (const a of addresses) {

@@ -290,8 +290,11 @@ export class Engine {
    */
   unconfigure(now: Millis, ulid: Ipv6): boolean {
     const cache = this.core.cache;
-    if (cache.getPositive(now, ulid)?.source !== 'configured') return false;
+    const entry = cache.getPositive(now, ulid);
+    if (entry?.source !== 'configured') return false;
     cache.deletePositive(ulid);
+    // No longer a primed peer either (docs/security.md "Known peers").
+    this.core.notePrimed(now, [ulid, ...entry.locators.map((l) => l.address)], now);
     return true;
   }
 

@@ -279,14 +279,19 @@ test('a peer primed from DNS is a known peer until its record\'s lifetime ends: 
   assert.equal(g.knownPeers.primed, 0, 'expired entries are dropped');
 });
 
-test('primed peers are bounded: the last MAX_PRIMED_PEERS addresses primed, a configured peer\'s included; a peer configured `off` is not one', () => {
+test('primed peers are bounded: the last MAX_PRIMED_PEERS addresses primed, a configured peer\'s included, until it is taken out of the configuration; a peer configured `off` is not one', () => {
   const b = engineB({ peers: [{ ulid: '2001:db8:c1::1', mode: 'off' }] });
   const loc = (address: string) => ({ address, flags: 0, priority: 0, weight: 0 });
   b.prime(ms(0), { ulid: '2001:db8:c1::1', locators: [loc('2001:db8:c1::1')], ttl: 60, source: 'configured' });
   assert.equal(b.status().guard.knownPeers.primed, 0, 'mode off: no context with it, not known either');
   for (let i = 0; i < MAX_PRIMED_PEERS + 10; i++) {
-    const u = `2001:db8:d${(i >> 12).toString(16)}:${((i & 0xfff) + 1).toString(16)}::1`;
+    const u = `2001:db8:d${(i >> 12).toString(16)}:${((i & 0xfff) + 1).toString(16)}::1`; // canonical: the low group never 0
     b.prime(ms(i), { ulid: u, locators: [loc(u)], ttl: 3600, source: i % 2 === 0 ? 'dns' : 'configured' });
   }
   assert.equal(b.status().guard.knownPeers.primed, MAX_PRIMED_PEERS);
+  // A configured peer taken out of the configuration (a reload) is no primed peer any more; one from DNS stays.
+  const last = (i: number): string => `2001:db8:d${(i >> 12).toString(16)}:${((i & 0xfff) + 1).toString(16)}::1`;
+  assert.equal(b.unconfigure(ms(MAX_PRIMED_PEERS + 10), last(MAX_PRIMED_PEERS + 9)), true);
+  assert.equal(b.unconfigure(ms(MAX_PRIMED_PEERS + 10), last(MAX_PRIMED_PEERS + 8)), false, 'from DNS: not the configuration\'s to take back');
+  assert.equal(b.status().guard.knownPeers.primed, MAX_PRIMED_PEERS - 1);
 });
