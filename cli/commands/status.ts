@@ -25,12 +25,26 @@ function entries(list: readonly unknown[], out: string[]): void {
   if (list.length > PEER_BLOCKS_MAX) out.push(`  (${list.length - PEER_BLOCKS_MAX} more not shown; \`shim6 status --json\` lists every one)`);
 }
 
+/**
+ * One kept ULID (docs/status.md `daemon.keptUlids[]`): why it is kept, its flag in our Locator
+ * List, what uses it, and when it goes.
+ */
+function keptUlid(k: NonNullable<NonNullable<StatusReply['daemon']>['keptUlids']>[number]): string {
+  const n = (count: number, what: string): string => `${count} ${what}${count === 1 ? '' : 's'}`;
+  const uses = [...(k.connections === null ? [] : [n(k.connections, 'open connection')]), n(k.contexts, 'context')].join(', ');
+  const release = k.releaseCheckInMs === null
+    ? (k.why === 'ulid' ? 'kept while the daemon runs' : 'no check scheduled')
+    : `released once unused, next check in ${formatDuration(k.releaseCheckInMs)}`;
+  return `${k.address} (${k.why === 'ulid' ? 'our ULID, its address gone' : 'from before the restart'}, ${k.broken ? 'BROKEN' : 'not BROKEN'}; ${uses}; ${release})`;
+}
+
 function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void {
   out.push(`daemon: pid ${d.pid ?? '?'}, up ${formatDuration((d.uptimeSeconds ?? 0) * 1000)}`);
   out.push(`  TUN ${d.tun ?? '?'}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
   const locs = d.locators ?? [];
   if (locs.length) out.push(`  local locators: ${locs.map((l) => `${l.address}${l.ifname ? ` on ${l.ifname}` : ''} (${l.up === false ? 'down' : 'up'})`).join(', ')}`);
   if (d.routed?.length) out.push(`  routed into the TUN: ${d.routed.join(', ')}`);
+  if (d.keptUlids?.length) out.push(`  kept ULIDs: ${d.keptUlids.map(keptUlid).join('; ')}`);
   const st = d.stats;
   if (st) {
     out.push(`  packets: UDP ${st.udpIn} in, ${st.udpOut} out; TUN ${st.tunIn} in, ${st.tunOut} out; no context ${st.noContext}; not IPv6 ${st.notIpv6}; TCP prompts ${st.prompts}`);
@@ -133,7 +147,7 @@ export function formatStatus(s: StatusReply): string {
       const c = g.cga;
       if (c) out.push(`CGA signatures: ${c.verified} verified (${c.badSignature} bad), ${c.cached} from cache, ${c.limited} over the verify limit; keys refused: not RSA ${c.keyNotRsa}, too short ${c.keyTooShort}, too long ${c.keyTooLong}, bad exponent ${c.keyBadExponent}`);
       const k = g.knownPeers;
-      if (k && k.asked > 0) out.push(`known peers: ${k.peers} (asked ${k.asked} times under a flood, set ${k.updates} times); from their reserve ${k.replies} replies, ${k.verifications} verifications`);
+      if (k && k.asked > 0) out.push(`known peers: ${k.peers} (asked ${k.asked} times under a flood, set ${k.updates} times); from their reserve ${k.replies} replies, ${k.verifications} verifications${k.primed !== undefined ? `; ${k.primed} addresses of primed peers` : ''}`);
     }
   } else {
     out.push('contexts: (no engine attached)');

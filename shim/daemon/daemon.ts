@@ -50,7 +50,7 @@ import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as r
 import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
-import { chooseRestored, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
+import { chooseRestored, connectionsByLocal, keptUlidsView, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
 import { contextsToSetUpAgain, savedAtOf, savedFreshForMs } from './resume-saved.ts';
 import { checkLocatorParams } from '../engine/cga.ts';
 
@@ -130,6 +130,11 @@ export class Daemon {
   /** A peer of an open connection of each restored ULID, as the last check found (the cache file records it). */
   private restoredPeers = new Map<Ipv6, Ipv6>();
   private restoredTimer: NodeJS.Timeout | undefined;
+  /** The open connections of each restored ULID, as the last check counted (status `keptUlids`). */
+  private restoredConnections = new Map<Ipv6, number>();
+  /** The restored ULIDs' check: its period, and when (Date.now()) the next one runs; undefined when none is scheduled. */
+  private restoredEveryMs = 0;
+  private restoredNextCheckAt: number | undefined;
   /** The host's addresses on our interfaces, as the locator watcher last reported them. */
   private found: LocalAddress[] = [];
   /** The contexts live when the stop began (closing them empties the engine before the caches are saved). */
@@ -322,6 +327,7 @@ export class Daemon {
         ...(this.kernel ? { kernelEncapsulation: this.encap ? { links: this.encap.links(), packets: this.encap.stats() ?? null } : 'unavailable' } : {}),
         ...(this.kernel && this.driver ? { kernelPath: { reader: this.kernel.readerKind, everyMs: kernelPollMs(this.config), ...this.driver.kernelPolling() } } : {}), peers: this.config.peers.map((p) => ({ name: p.name ?? null, ulid: p.ulid })),
         ...(primedNames ? { primedNames } : {}),
+        ...(this.routes ? { keptUlids: this.keptUlids() } : {}),
         ...(this.cgaKey ? { cga: describeCga(this.cgaKey, this.config.cga!.sec, this.cgaUlid ? 'cga' : 'hba-member') } : {}),
       },
       engine: engineStatus,
@@ -329,6 +335,22 @@ export class Daemon {
       resolver: (await this.resolver?.status()) ?? null,
       discovery: this.discovery && this.newFlows ? { mode: this.config.discovery, ...this.discovery.status(), flowsLost: this.newFlows.lost } : null,
     };
+  }
+
+  /**
+   * The ULIDs kept among our locators though the host lacks their address (status `keptUlids`,
+   * restored.ts keptUlidsView): those kept from before the restart, and our own ULID once its
+   * address is gone; each flagged as the Locator List we send flags it.
+   */
+  private keptUlids(): ReturnType<typeof keptUlidsView> {
+    const present = (a: Ipv6): boolean => this.found.some((f) => f.address === a);
+    if (this.restored.size === 0 && (this.ulid === '' || present(this.ulid))) return [];
+    return keptUlidsView({
+      restored: this.restored.keys(), ulid: this.ulid, present,
+      locals: orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored),
+      connections: this.restoredConnections, contexts: this.engine?.traffic() ?? [],
+      now: Date.now(), nextCheckAt: this.restoredNextCheckAt,
+    });
   }
 
   /**
@@ -513,8 +535,11 @@ export class Daemon {
       const ulids = [...this.restored.keys()];
       this.keepLocal(...ulids);
       this.restoredPeers = peersOfRestored(ulids, conns);
+      this.restoredConnections = connectionsByLocal(conns, ulids);
       const every = restoredCheckMs(this.config.timers.overrides.idleTimeout ?? TIMER_PROFILES[this.config.timers.profile].idleTimeout);
       this.log.info('ULIDs kept from before the restart', { ulids, why: 'their address is gone; open connections use them', checkMs: every });
+      this.restoredEveryMs = every;
+      this.restoredNextCheckAt = Date.now() + every;
       this.restoredTimer = setInterval(() => this.checkRestored(), every);
       this.restoredTimer.unref();
     }
@@ -576,6 +601,7 @@ export class Daemon {
    */
   private checkRestored(): void {
     if (this.stopping || !this.engine || !this.driver || !this.routes || this.restored.size === 0) return;
+    this.restoredNextCheckAt = Date.now() + this.restoredEveryMs;
     let open: OpenConnection[];
     try { open = openConnections(); } catch (err) {
       this.log.warn('cannot read the open connections: ULIDs from before the restart stay kept', { error: (err as Error).message });
@@ -584,6 +610,7 @@ export class Daemon {
     const engine = this.engine;
     const unused = unusedRestored(this.restored.keys(), open, engine.traffic()).filter((u) => u !== this.ulid);
     this.restoredPeers = peersOfRestored(this.restored.keys(), open);
+    this.restoredConnections = connectionsByLocal(open, this.restored.keys());
     if (unused.length > 0) {
       for (const u of unused) {
         this.restored.delete(u);
@@ -598,6 +625,7 @@ export class Daemon {
     if (this.restored.size === 0 && this.restoredTimer !== undefined) {
       clearInterval(this.restoredTimer);
       this.restoredTimer = undefined;
+      this.restoredNextCheckAt = undefined;
     }
   }
 

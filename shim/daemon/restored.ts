@@ -78,3 +78,63 @@ export function peersOfRestored(kept: Iterable<Ipv6>, open: readonly OpenConnect
   for (const c of open) if (want.has(c.local) && !out.has(c.local)) out.set(c.local, c.peer);
   return out;
 }
+
+/** Why a ULID is kept among our locators though it is no address of the host (`daemon.keptUlids[].why`). */
+export type KeptWhy = 'restart' | 'ulid';
+
+/**
+ * A kept ULID as `shim6 status` shows it (docs/status.md `daemon.keptUlids[]`): `restart` — the
+ * local address of open connections, gone from the host, that was a local ULID of the previous
+ * daemon's contexts (restored.ts), released at the first check (`releaseCheckInMs` from now) that
+ * finds no open connection and no context using it; `ulid` — this daemon's own ULID, its address
+ * gone (docs/operations.md "Renumbering"), kept for the daemon's life (`releaseCheckInMs` null).
+ */
+export interface KeptUlidView {
+  address: Ipv6;
+  why: KeptWhy;
+  /** Flagged BROKEN in the Locator Lists we send (peers send to it no more): the host lacks the address, or has it down. */
+  broken: boolean;
+  /** Open connections whose local address it is, as the last reading of the socket tables found (null: not read for it). */
+  connections: number | null;
+  /** Contexts, in any state, whose local ULID it is. */
+  contexts: number;
+  /** When the next check may release it, from now (ms); null when no check releases it. */
+  releaseCheckInMs: number | null;
+}
+
+/**
+ * The kept ULIDs, for the status: the restored ones (`restored`, in the order kept) and our own
+ * ULID when it is no address of the host (`present` says which are), each with its flag in the
+ * Locator List we send (`locals`, daemon.ts orderLocators), the open connections the last check
+ * counted (`connections`), the contexts that use it, and when the next check comes (`nextCheckAt`,
+ * on the same clock as `now`; undefined: none scheduled).
+ */
+export function keptUlidsView(o: {
+  restored: Iterable<Ipv6>; ulid: Ipv6; present: (a: Ipv6) => boolean;
+  locals: ReadonlyArray<{ address: Ipv6; flags?: number }>; connections: ReadonlyMap<Ipv6, number>;
+  contexts: Iterable<{ localUlid: Ipv6 }>; now: number; nextCheckAt: number | undefined;
+}): KeptUlidView[] {
+  const uses = new Map<Ipv6, number>();
+  for (const c of o.contexts) uses.set(c.localUlid, (uses.get(c.localUlid) ?? 0) + 1);
+  const broken = (a: Ipv6): boolean => ((o.locals.find((l) => l.address === a)?.flags ?? 0x01) & 0x01) !== 0;
+  const out: KeptUlidView[] = [];
+  if (o.ulid !== '' && !o.present(o.ulid)) {
+    out.push({ address: o.ulid, why: 'ulid', broken: broken(o.ulid), connections: o.connections.get(o.ulid) ?? null, contexts: uses.get(o.ulid) ?? 0, releaseCheckInMs: null });
+  }
+  for (const u of o.restored) {
+    if (u === o.ulid) continue;
+    out.push({
+      address: u, why: 'restart', broken: broken(u), connections: o.connections.get(u) ?? 0, contexts: uses.get(u) ?? 0,
+      releaseCheckInMs: o.nextCheckAt === undefined ? null : Math.max(0, o.nextCheckAt - o.now),
+    });
+  }
+  return out;
+}
+
+/** Open connections per local address (for the kept ULIDs' `connections`). */
+export function connectionsByLocal(open: readonly OpenConnection[], of: Iterable<Ipv6>): Map<Ipv6, number> {
+  const want = new Set(of);
+  const out = new Map<Ipv6, number>();
+  for (const c of open) if (want.has(c.local)) out.set(c.local, (out.get(c.local) ?? 0) + 1);
+  return out;
+}

@@ -19,6 +19,7 @@ export interface StatusReply {
     stats?: { udpIn: number; udpOut: number; tunIn: number; tunOut: number; noContext: number; notIpv6: number; drops: Record<string, number>; prompts: number };
     peers?: Array<{ name?: string | null; ulid: string }>;
     primedNames?: Array<{ name: string; ulid: string }>;
+    keptUlids?: Array<import('./restored.ts').KeptUlidView>;
   } | null;
   engine?: {
     contexts?: ContextStatus[];

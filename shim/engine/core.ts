@@ -66,6 +66,12 @@ export const MAX_KNOWN_PEERS = 10_000;
  */
 export const KNOWN_PEERS_INTERVAL_MS = 2000;
 
+/**
+ * Primed peers' addresses (`Engine.prime`: a capability record from DNS, or the configuration)
+ * kept as known peers at most: the ULID and the locators of the last primes, oldest dropped first.
+ */
+export const MAX_PRIMED_PEERS = 4096;
+
 /** The known peers (`guard.knownPeers`): what they are and what their reserve gave. */
 export interface KnownPeerCounters {
   /** Addresses in the set now. */
@@ -78,6 +84,8 @@ export interface KnownPeerCounters {
   replies: number;
   /** Verifications run on a token of the reserve (`verifyLimit.knownPeers`). */
   verifications: number;
+  /** Addresses of primed peers (DNS, configuration) known now, their record's lifetime not over (at most MAX_PRIMED_PEERS). */
+  primed: number;
 }
 
 /** What the engine refused to do for unproven senders (`shim6 status`). */
@@ -146,6 +154,13 @@ export class Core {
    * a reply to one, or a verification of its message, may take the reserve buckets.
    */
   knownPeers = new Set<Ipv6>();
+  /**
+   * Addresses of the peers primed last (`notePrimed`: their capability record's ULID and
+   * locators), each until its record's lifetime ends: known peers too, before any connection
+   * with them exists. At most MAX_PRIMED_PEERS, in the order primed (a new prime moves an
+   * address last).
+   */
+  private readonly primedPeers = new Map<Ipv6, Millis>();
   /** When the engine last asked for known peers (`limit-pressure`). */
   private askedAt = -Infinity;
   /** Host-wide refusals since the last `limit-pressure`. */
@@ -155,7 +170,7 @@ export class Core {
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } },
     probeReplies: { sent: 0, limited: 0, trimmed: 0, portPinned: 0 },
     cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
-    knownPeers: { peers: 0, asked: 0, updates: 0, replies: 0, verifications: 0 },
+    knownPeers: { peers: 0, asked: 0, updates: 0, replies: 0, verifications: 0, primed: 0 },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -191,11 +206,45 @@ export class Core {
   }
 
   /**
-   * Is `address` a known peer's: in the set the driver gave, or a verified locator of `ctx` (the
-   * context the message belongs to: its packets already go there)?
+   * A peer was primed (`Engine.prime`): its ULID and locators are known peers until `expires`
+   * (its record's lifetime), the oldest beyond MAX_PRIMED_PEERS dropped. `expires` not after
+   * `now` forgets them (a configured peer taken out of the configuration).
    */
-  knownPeer(address: Ipv6, ctx?: Context): boolean {
-    return this.knownPeers.has(address) || (ctx !== undefined && ctx.hasVerifiedPeer(address));
+  notePrimed(now: Millis, addresses: Iterable<Ipv6>, expires: Millis): void {
+    for (const a of addresses) {
+      this.primedPeers.delete(a);
+      if (expires > now) this.primedPeers.set(a, expires);
+    }
+    for (const a of this.primedPeers.keys()) {
+      if (this.primedPeers.size <= MAX_PRIMED_PEERS) break;
+      this.primedPeers.delete(a);
+    }
+    this.guard.knownPeers.primed = this.primedPeers.size;
+  }
+
+  /** Drop the primed peers' addresses whose record's lifetime is over (`guard.knownPeers.primed` counts the others). */
+  dropExpiredPrimed(now: Millis): void {
+    for (const [a, expires] of this.primedPeers) if (expires <= now) this.primedPeers.delete(a);
+    this.guard.knownPeers.primed = this.primedPeers.size;
+  }
+
+  /** Is `address` a primed peer's whose record's lifetime is not over (an expired one is dropped)? */
+  private primedPeer(now: Millis, address: Ipv6): boolean {
+    const expires = this.primedPeers.get(address);
+    if (expires === undefined) return false;
+    if (expires > now) return true;
+    this.primedPeers.delete(address);
+    this.guard.knownPeers.primed = this.primedPeers.size;
+    return false;
+  }
+
+  /**
+   * Is `address` a known peer's: in the set the driver gave, a primed peer's (its record still
+   * valid at `now`), or a verified locator of `ctx` (the context the message belongs to: its
+   * packets already go there)?
+   */
+  knownPeer(now: Millis, address: Ipv6, ctx?: Context): boolean {
+    return this.knownPeers.has(address) || this.primedPeer(now, address) || (ctx !== undefined && ctx.hasVerifiedPeer(address));
   }
 
   /**
@@ -227,7 +276,7 @@ export class Core {
    */
   verifyGate(now: Millis, src: Ipv6, ctx?: Context): MessageGate {
     const { verifyLimiter, guard } = this;
-    const known = this.knownPeer(src, ctx);
+    const known = this.knownPeer(now, src, ctx);
     let limited = false;
     return {
       get limited() { return limited; },
@@ -251,7 +300,7 @@ export class Core {
   mayReply(now: Millis, kind: ReplyKind, to: Ipv6, length: number, causeLength: number, allowance = 0, ctx?: Context): boolean {
     const c = this.guard.replies[kind];
     if (length > 2 * causeLength + allowance) { c.oversize++; return false; }
-    if (!this.admitted(now, this.limiter.check(now, to, this.knownPeer(to, ctx)), 'replies')) { c.limited++; return false; }
+    if (!this.admitted(now, this.limiter.check(now, to, this.knownPeer(now, to, ctx)), 'replies')) { c.limited++; return false; }
     c.sent++;
     return true;
   }

@@ -290,8 +290,11 @@ export class Engine {
    */
   unconfigure(now: Millis, ulid: Ipv6): boolean {
     const cache = this.core.cache;
-    if (cache.getPositive(now, ulid)?.source !== 'configured') return false;
+    const entry = cache.getPositive(now, ulid);
+    if (entry?.source !== 'configured') return false;
     cache.deletePositive(ulid);
+    // No longer a primed peer either (docs/security.md "Known peers").
+    this.core.notePrimed(now, [ulid, ...entry.locators.map((l) => l.address)], now);
     return true;
   }
 
@@ -305,6 +308,9 @@ export class Engine {
     core.cache.setPositive(now, r.port === undefined ? { ulid: r.ulid, source: r.source, locators: r.locators, expires } : { ulid: r.ulid, source: r.source, locators: r.locators, port: r.port, expires });
     const mode = core.config.peers.get(r.ulid)?.mode;
     if (mode === 'off') return;
+    // A known peer until the record's lifetime ends (docs/security.md "Known peers"): its handshake
+    // right after the prime comes before any connection with it does.
+    core.notePrimed(now, [r.ulid, ...r.locators.map((l) => l.address)], expires);
     const ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
     if (ctx !== undefined) {
       // An I1 is already pending (traffic started it towards the ULID only): the
@@ -381,7 +387,7 @@ export class Engine {
    * verification of an unproven message from one of them, may take a token of the known peers'
    * reserve (`replyLimit.knownPeers`, `verifyLimit.knownPeers`) — never more than its own /64's
    * bucket allows. A source among the verified locators of the context a message names counts as
-   * known too. Replaces the previous set; keeps the first MAX_KNOWN_PEERS addresses (core.ts),
+   * known too, and so does an address of a peer primed while its record is valid (`prime`). Replaces the previous set; keeps the first MAX_KNOWN_PEERS addresses (core.ts),
    * skipping what is not an IPv6 address. Returns how many it kept. `now` for the call order's
    * sake (every input takes one): the set does not age; the next call replaces it.
    */
@@ -437,6 +443,7 @@ export class Engine {
    */
   status(now?: Millis): EngineStatus {
     const core = this.core;
+    if (now !== undefined) core.dropExpiredPrimed(now);
     const contexts = [...core.table.byTag.values()].map((ctx) => describe(ctx, now));
     const messages: EngineStatus['messages'] = { sent: {}, received: {} };
     for (const [name, code] of Object.entries(MessageType) as Array<[keyof typeof MessageType, number]>) {

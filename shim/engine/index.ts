@@ -7,7 +7,7 @@ export { IcmpType, ENCAPSULATION_GROWTH, PMTU_EXPIRES_MS, applicationMtu, type I
 export { resolveConfig, PROFILES, RFC_PROFILE, FAST_PROFILE, advertisedKeepaliveSeconds, type EngineConfig, type Timers, type ProfileName, type CapabilityMode, type LocalLocator, type PeerConfig } from './config.ts';
 export type { Transmit, DatagramResult, EncapsulateResult, EngineEvent, LocatorPair, CloseReason } from './events.ts';
 export type { UlidProof, RehomeCause } from './context.ts';
-export { KNOWN_PEERS_INTERVAL_MS, MAX_KNOWN_PEERS, type GuardCounters, type KnownPeerCounters, type ProbeReplyCounts, type ReplyCounts, type ReplyKind } from './core.ts';
+export { KNOWN_PEERS_INTERVAL_MS, MAX_KNOWN_PEERS, MAX_PRIMED_PEERS, type GuardCounters, type KnownPeerCounters, type ProbeReplyCounts, type ReplyCounts, type ReplyKind } from './core.ts';
 export { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, MAX_PREFIX_BUCKETS, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitConfig, type ProbeReplyLimitInput, type ReplyLimitConfig, type BucketConfig } from './reply-limit.ts';
 export { cryptoRng, type Rng } from './random.ts';
 export { NEGATIVE_REASONS, POSITIVE_SOURCES, capabilityStatus, type CapabilityStatus, type PositiveStatus, type NegativeStatus, type CapabilityCache, type CacheSnapshot, type PositiveEntry, type NegativeEntry, type NegativeReason, type PrimeLocator, type PositiveSource } from './capability.ts';

@@ -16,6 +16,13 @@ import { runStream } from '../../lab/run.ts';
 import { addAddress, removeAddress } from '../../lab/renumber.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import type { KeptUlidView } from '../../shim/daemon/restored.ts';
+
+/** `shim6 status`'s kept ULIDs of host `h` (docs/status.md `daemon.keptUlids`). */
+async function keptUlids(s: LabShim6, h: 'a' | 'b'): Promise<KeptUlidView[] | undefined> {
+  return ((await controlRequest(s.files(h).control, 'status')) as { daemon?: { keptUlids?: KeptUlidView[] } }).daemon?.keptUlids;
+}
 
 /**
  * A 40 s (or `durationMs`) stream A → B whose link P is black-holed 9 s in, but not before
@@ -123,12 +130,18 @@ for (const how of ['SIGTERM', 'SIGKILL'] as const) {
     const ready = await waitLog(lab, 'a', (x) => x.msg === 'daemon ready' && Date.parse(x.ts) >= restartedAt, 30_000);
     assert.equal(ready.ulid, LAB_ADDR.aQ, 'the new daemon\'s ULID is the first member of A\'s HBA set it still has; the old one is kept for the connection only');
     await waitFor(() => log(lab, 'a').some((x) => restarted(x, restartedAt)), 'the context old ULID ↔ B after the restart', 120_000);
+    // `shim6 status` shows the kept ULID: from before the restart, BROKEN, the connection and its context on it, a check to come.
+    const shown = (await keptUlids(s, 'a'))?.find((k) => k.address === LAB_ADDR.aP);
+    t.diagnostic(`A's kept ULIDs after the restart: ${JSON.stringify(await keptUlids(s, 'a'))}`);
+    assert.ok(shown !== undefined && shown.why === 'restart' && shown.broken && (shown.connections ?? 0) >= 1 && shown.contexts >= 1
+      && shown.releaseCheckInMs !== null && shown.releaseCheckInMs >= 0, `status shows the kept ULID: ${JSON.stringify(shown)}`);
     const r = await run;
     survived(r, restartedAt);
     t.diagnostic(`longest gap of the run: ${r.stall_ms} ms; after the black hole: ${String(r.stall_after_fail_ms)} ms`);
     // The stream is over, its connection closed: once its context has idled out, the old ULID goes.
     const released = await waitLog(lab, 'a', (x) => x.msg === 'ULIDs from before the restart released' && Date.parse(x.ts) >= restartedAt, 120_000);
     assert.deepEqual(released.ulids, [LAB_ADDR.aP]);
+    assert.deepEqual(((await keptUlids(s, 'a')) ?? []).map((k) => k.address), [], 'status shows no kept ULID once it is released');
     await waitFor(() => {
       try { return (JSON.parse(readFileSync(cacheFile, 'utf8')) as { contexts?: Array<{ localUlid: string }> }).contexts?.some((c) => c.localUlid === LAB_ADDR.aP) === false; } catch { return false; }
     }, 'A\'s cache file no longer keeps the old ULID', 30_000);

@@ -9,7 +9,7 @@
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, Engine, KNOWN_PEERS_INTERVAL_MS, MAX_KNOWN_PEERS, resolveReplyLimit, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, Engine, KNOWN_PEERS_INTERVAL_MS, MAX_KNOWN_PEERS, MAX_PRIMED_PEERS, resolveReplyLimit, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
 import { encodeMessage } from '../../shim/wire/index.ts';
 import { signCgaLocators } from '../../shim/wire/cga.ts';
@@ -155,7 +155,7 @@ test('setKnownPeers: replaces the set, canonical addresses, skips what is not on
   const many = Array.from({ length: MAX_KNOWN_PEERS + 500 }, (_, i) => `2001:db8:${(i >> 8).toString(16)}:${(i & 0xff).toString(16)}::1`);
   assert.equal(b.setKnownPeers(ms(1), many), MAX_KNOWN_PEERS);
   assert.equal(b.setKnownPeers(ms(2), []), 0);
-  assert.deepEqual(b.status().guard.knownPeers, { peers: 0, asked: 0, updates: 3, replies: 0, verifications: 0 });
+  assert.deepEqual(b.status().guard.knownPeers, { peers: 0, asked: 0, updates: 3, replies: 0, verifications: 0, primed: 0 });
   // The upper-case form named above is the peer whose canonical address sends: it takes the reserve.
   const l = new ReplyLimiter({ perPrefix: { rate: 1, burst: 5 }, global: { rate: 1e-9, burst: 1 }, knownPeers: { rate: 1e-9, burst: 2 } });
   assert.deepEqual([l.check(ms(0), '2001:db8:1::1'), l.check(ms(0), '2001:db8:1::1'), l.check(ms(0), '2001:db8:1::1', true), l.check(ms(0), '2001:db8:1::1', true), l.check(ms(0), '2001:db8:1::1', true)],
@@ -235,4 +235,63 @@ test('nothing refused, nothing asked: limit-pressure only when a host-wide bucke
   assert.deepEqual(events(b), []);
   assert.ok(b.status().guard.replies.R1.limited > 19_000);
   assert.equal(b.status().guard.knownPeers.asked, 0);
+});
+
+test('a peer primed from DNS is a known peer until its record\'s lifetime ends: its I1s, from any locator of the record, are answered from the reserve before any connection exists', () => {
+  const b = engineB();
+  // B's stub resolver looked A up: its record, 10 s of lifetime, gives A's ULID and two locators.
+  // B starts its own exchange with the ULID (its I1s are not counted below); A's I1s come from its
+  // locators, without a ULID Pair option: no context of B's is theirs.
+  const GOOD2 = '2001:db8:a2::1';
+  const loc = (address: string) => ({ address, flags: 0, priority: 0, weight: 0 });
+  b.prime(ms(0), { ulid: '2001:db8:a0::a', locators: [loc(GOOD), loc(GOOD2)], ttl: 10, source: 'dns' });
+  assert.equal(b.status().guard.knownPeers.primed, 3, 'the ULID and the two locators');
+  const sources = forged(5000);
+  const answered = new Map<string, { i1: number; r1: number }>();
+  const R1 = 2; // the R1's type (RFC 5533 §5.4), the low 7 bits of the header's third octet
+  // 10,000 forged I1s/s for 14 s; A's I1 every 250 ms, alternating its two locators; no setKnownPeers at all.
+  let nextGood = 500;
+  let k = 0;
+  for (let i = 0; i < 140_000; i++) {
+    const now = ms(i / 10);
+    b.handleDatagram(now, { src: sources(i), dst: B, bytes: i1(i) });
+    for (let t = b.pollTransmit(); t !== undefined; t = b.pollTransmit()) void t;
+    if (now < nextGood) continue;
+    nextGood += 250;
+    const src = k++ % 2 === 0 ? GOOD : GOOD2;
+    const phase = `${now < 10_000 ? 'primed' : 'expired'} ${src}`;
+    const p = answered.get(phase) ?? { i1: 0, r1: 0 };
+    b.handleDatagram(now, { src, dst: B, bytes: i1(1_000_000 + i) });
+    p.i1++;
+    for (let t = b.pollTransmit(); t !== undefined; t = b.pollTransmit()) if (t.dst === src && (t.bytes[2]! & 0x7f) === R1) p.r1++;
+    answered.set(phase, p);
+  }
+  const g = b.status(ms(14_000)).guard;
+  const seen = Object.fromEntries(answered);
+  for (const src of [GOOD, GOOD2]) {
+    const p = seen[`primed ${src}`]!;
+    assert.ok(p.i1 >= 15 && p.r1 === p.i1, `while primed, every I1 from ${src} drew an R1: ${JSON.stringify(seen)}`);
+    const e = seen[`expired ${src}`]!;
+    assert.ok(e.i1 >= 5 && e.r1 <= 1, `once the record's lifetime is over, ${src} waits for the global bucket like any source: ${JSON.stringify(seen)}`);
+  }
+  assert.equal(g.knownPeers.updates, 0, 'no open connection was needed');
+  assert.ok(g.knownPeers.replies >= seen[`primed ${GOOD}`]!.r1 + seen[`primed ${GOOD2}`]!.r1 - 2, `from the reserve (${g.knownPeers.replies})`);
+  assert.equal(g.knownPeers.primed, 0, 'expired entries are dropped');
+});
+
+test('primed peers are bounded: the last MAX_PRIMED_PEERS addresses primed, a configured peer\'s included, until it is taken out of the configuration; a peer configured `off` is not one', () => {
+  const b = engineB({ peers: [{ ulid: '2001:db8:c1::1', mode: 'off' }] });
+  const loc = (address: string) => ({ address, flags: 0, priority: 0, weight: 0 });
+  b.prime(ms(0), { ulid: '2001:db8:c1::1', locators: [loc('2001:db8:c1::1')], ttl: 60, source: 'configured' });
+  assert.equal(b.status().guard.knownPeers.primed, 0, 'mode off: no context with it, not known either');
+  for (let i = 0; i < MAX_PRIMED_PEERS + 10; i++) {
+    const u = `2001:db8:d${(i >> 12).toString(16)}:${((i & 0xfff) + 1).toString(16)}::1`; // canonical: the low group never 0
+    b.prime(ms(i), { ulid: u, locators: [loc(u)], ttl: 3600, source: i % 2 === 0 ? 'dns' : 'configured' });
+  }
+  assert.equal(b.status().guard.knownPeers.primed, MAX_PRIMED_PEERS);
+  // A configured peer taken out of the configuration (a reload) is no primed peer any more; one from DNS stays.
+  const last = (i: number): string => `2001:db8:d${(i >> 12).toString(16)}:${((i & 0xfff) + 1).toString(16)}::1`;
+  assert.equal(b.unconfigure(ms(MAX_PRIMED_PEERS + 10), last(MAX_PRIMED_PEERS + 9)), true);
+  assert.equal(b.unconfigure(ms(MAX_PRIMED_PEERS + 10), last(MAX_PRIMED_PEERS + 8)), false, 'from DNS: not the configuration\'s to take back');
+  assert.equal(b.status().guard.knownPeers.primed, MAX_PRIMED_PEERS - 1);
 });

@@ -19,7 +19,9 @@ import { generateCga, verifyCga } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { HBA_PARAMS_FORMAT, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
 import { checkHbaMembers, keptFromBefore, liveContexts, orderLocators, withRestored } from '../../shim/daemon/daemon.ts';
-import { chooseRestored, MAX_RESTORED_ULIDS, peersOfRestored, restoredCheckMs, unusedRestored } from '../../shim/daemon/restored.ts';
+import { chooseRestored, connectionsByLocal, keptUlidsView, MAX_RESTORED_ULIDS, peersOfRestored, restoredCheckMs, unusedRestored } from '../../shim/daemon/restored.ts';
+import { schemaProblems } from '../../shim/daemon/status-schema.ts';
+import { formatStatus } from '../../cli/commands/status.ts';
 import { generateCgaUlid } from '../../shim/daemon/cga-identity.ts';
 import type { LocalAddress } from '../../shim/daemon/locators.ts';
 import type { OpenConnection } from '../../shim/daemon/open-connections.ts';
@@ -224,4 +226,41 @@ test('the daemon checks every member of its HBA set at the start (each now carri
   assert.doesNotThrow(() => checkHbaMembers(good, 'hba.json', undefined));
   const bad = { ...good, members: good.members.map((m, i) => (i === 2 ? { ...m, params: good.members[0]!.params.replace(/^../, 'ff') } : m)) };
   assert.throws(() => checkHbaMembers(bad, 'hba.json', undefined), (e: unknown) => e instanceof UsageError && e.code === 'EHBA_PARAMS' && /hba\.json/.test(e.message) && e.message.includes(set.members[2]!.address));
+});
+
+test('`shim6 status` shows the kept ULIDs: why kept, BROKEN or not, what uses them, when the next check may release them', () => {
+  const sim = new Sim(67);
+  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(67) });
+  const [m1, m2, m3] = set.members as [typeof set.members[0], typeof set.members[0], typeof set.members[0]];
+  const b = peerB(sim);
+  const hba = hbaFile(set);
+  const found: LocalAddress[] = [{ address: m1.address, ifname: 'p', up: true }, { address: m3.address, ifname: 'q', up: true }];
+  const open: OpenConnection[] = [{ local: m2.address, peer: b.ulid, proto: 'tcp' }, { local: m2.address, peer: '2001:db8:c1::1', proto: 'udp' }, { local: m1.address, peer: b.ulid, proto: 'tcp' }];
+  const restored = keptFromBefore([m2.address], open, hba, undefined, undefined, quiet());
+  const locals = orderLocators(found, hba, undefined, m1.address, restored);
+  const a = addLinkedShimHost(sim, 'a', { ulid: m1.address, locators: [m1.address, m3.address], params: m1.params }, { localLocators: locals, ...knowsB(b) });
+  protectAndSettle(sim, a, b, m2.address);
+  const present = (x: string): boolean => found.some((f) => f.address === x);
+  const view = keptUlidsView({
+    restored: restored.keys(), ulid: m1.address, present, locals, connections: connectionsByLocal(open, restored.keys()),
+    contexts: a.engine.traffic(), now: 1000, nextCheckAt: 42_000,
+  });
+  assert.deepEqual(view, [{ address: m2.address, why: 'restart', broken: true, connections: 2, contexts: 1, releaseCheckInMs: 41_000 }], 'only the restored ULID: our own has its address');
+  const reply = { daemon: { pid: 1, keptUlids: view } };
+  assert.match(formatStatus(reply as never), new RegExp(`kept ULIDs: ${m2.address} \\(from before the restart, BROKEN; 2 open connections, 1 context; released once unused, next check in 41 s\\)`));
+  assert.deepEqual(schemaProblems({ schemaVersion: 1, engine: null, resolver: null, daemon: { ...reply.daemon, keptUlids: view.map(({ releaseCheckInMs: _, ...rest }) => rest) } }).filter((p) => p.includes('keptUlids')), ['daemon.keptUlids[].releaseCheckInMs'], 'the schema has every key');
+
+  // Renumbered: our own ULID's address is gone too (kept, BROKEN, for the daemon's life); the address of the restored one comes back (not BROKEN).
+  const after: LocalAddress[] = [{ address: m3.address, ifname: 'q', up: true }, { address: m2.address, ifname: 'p', up: true }];
+  const view2 = keptUlidsView({
+    restored: restored.keys(), ulid: m1.address, present: (x) => after.some((f) => f.address === x), locals: orderLocators(after, hba, undefined, m1.address, restored),
+    connections: new Map(), contexts: [], now: 0, nextCheckAt: undefined,
+  });
+  assert.deepEqual(view2, [
+    { address: m1.address, why: 'ulid', broken: true, connections: null, contexts: 0, releaseCheckInMs: null },
+    { address: m2.address, why: 'restart', broken: false, connections: 0, contexts: 0, releaseCheckInMs: null },
+  ]);
+  const text = formatStatus({ daemon: { pid: 1, keptUlids: view2 } } as never);
+  assert.match(text, new RegExp(`kept ULIDs: ${m1.address} \\(our ULID, its address gone, BROKEN; 0 contexts; kept while the daemon runs\\); ${m2.address} \\(from before the restart, not BROKEN; 0 open connections, 0 contexts; no check scheduled\\)`));
+  assert.doesNotMatch(formatStatus({ daemon: { pid: 1, keptUlids: [] } } as never), /kept ULIDs/, 'no line without kept ULIDs');
 });
