@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS] [--parts LIST]`: dnsperf
+ * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS] [--parts LIST] [--compare DIR]`: dnsperf
  * against shim6's stub, dnsmasq and unbound (both as forwarders), all forwarding
  * to the same local Knot, in one run; each round prints the four targets of the
  * resolver (issue 16) as same-round ratios with pass/miss, and the end their
@@ -28,7 +28,12 @@
  *    target subtracts that one: the same load as the p50s it corrects);
  *  - a control (A/A): shim6-nopickup beside a second, identical pickup-off stub,
  *    in the same interleaved run, printed per round (not a target): how far one
- *    such ratio moves when nothing differs.
+ *    such ratio moves when nothing differs;
+ *  - `--compare DIR` (with `side`): the pickup-on stub of another built tree
+ *    (`DIR/bin/shim6.js`, e.g. a `git worktree` of the commit before a change) in
+ *    the same one-thread interleaved run: its pickup-latency figure against the
+ *    same pickup-off stub and Knot's extra, and its p50 against this tree's, per
+ *    round and as medians (not targets).
  * Every server's caches are emptied before each of its miss runs (emptyCaches),
  * so that all start them in the same state.
  * Knot answers every name (wildcards, with a capability record), so misses
@@ -75,7 +80,10 @@ const PART_NAMES = ['servers', 'cycles', 'side', 'idle'] as const;
 /** Which parts of a round run (see the header): all by default. */
 const PARTS = new Set<string>(partsAt >= 0 ? String(argv[partsAt + 1] ?? '').split(',').filter(Boolean) : PART_NAMES);
 for (const p of PARTS) if (!(PART_NAMES as readonly string[]).includes(p)) throw new Error(`--parts: unknown part ${p} (known: ${PART_NAMES.join(', ')})`);
-const positional = argv.filter((a, i) => !a.startsWith('--') && !(rttAt >= 0 && i === rttAt + 1) && !(partsAt >= 0 && i === partsAt + 1));
+const compareAt = argv.indexOf('--compare');
+/** Another built tree of shim6 whose pickup-on stub joins the one-thread interleaved run (an A/B of two trees in one run). */
+const COMPARE = compareAt >= 0 ? path.resolve(String(argv[compareAt + 1] ?? '')) : undefined;
+const positional = argv.filter((a, i) => !a.startsWith('--') && !(rttAt >= 0 && i === rttAt + 1) && !(partsAt >= 0 && i === partsAt + 1) && !(compareAt >= 0 && i === compareAt + 1));
 const SECONDS = Number(positional[0] ?? 5);
 const ROUNDS = Number(positional[1] ?? 3);
 /** Threads for the multi-threaded rows (shim6 `--workers`, unbound `num-threads`): one per CPU, at least 2. */
@@ -397,7 +405,7 @@ interface Round {
    */
   floorDuring?: { single: number; pair: number };
   /** Interleaved miss p50s (µs), pickup on and off: one thread, `threads` workers, the far upstream; `aa` the control (shim6-nopickup, shim6-nopickup-b). */
-  side: { one?: [number, number]; multi?: [number, number]; far?: [number, number]; aa?: [number, number] };
+  side: { one?: [number, number]; multi?: [number, number]; far?: [number, number]; aa?: [number, number]; compare?: number };
   /** The alternating short miss runs: per cycle, CPU µs per miss of shim6 (pickup on, one thread), dnsmasq and unbound. */
   pairs?: Array<{ shim6: number; dnsmasq: number; unbound: number }>;
   /** The idle part: per server, CPU µs per miss of the run after IDLE_SECONDS without queries and of the run after that, and its resident memory (MiB) at the end of the quiet time. */
@@ -438,6 +446,14 @@ function checks(r: Omit<Round, 'checks'>): Check[] {
     const alone = r.floor && r.floorDuring ? `; measured alone before it: ${(r.floor.pair - r.floor.single).toFixed(0)} µs` : '';
     add('pickupLatency', 'miss p50, (pickup on − Knot\'s extra) / pickup off', (on - extra) / off, '×', '≤', 1.05,
       `on ${on.toFixed(0)} µs, off ${off.toFixed(0)} µs, Knot's extra for the record question ${extra.toFixed(0)} µs${r.floorDuring ? ' (in the same run)' : ''}${alone}`);
+  }
+  if (r.side.one && floor && r.side.compare !== undefined) {
+    const [on, off] = r.side.one;
+    const extra = floor.pair - floor.single;
+    const cmp = r.side.compare;
+    add('pickupLatencyCompare', 'not a target: the --compare tree\'s miss p50, (pickup on − Knot\'s extra) / pickup off', (cmp - extra) / off, '×', '≤', 1.05,
+      `on ${cmp.toFixed(0)} µs (this tree's ${on.toFixed(0)}), off ${off.toFixed(0)} µs, Knot's extra ${extra.toFixed(0)} µs`);
+    add('compareP50', 'not a target: miss p50 with pickup, this tree / the --compare tree', on / cmp, '×', '≤', 1.0, `${on.toFixed(0)} / ${cmp.toFixed(0)} µs`);
   }
   if (r.side.far) {
     const [on, off] = r.side.far;
@@ -491,7 +507,7 @@ async function main(): Promise<void> {
     // bigger one only keeps decoded records of 10^5 one-off names alive, and the heap that grows
     // with them slows every later round (measured: CPU/miss 37 → 51 µs over 3 rounds at 300,000).
     writeFileSync(path.join(dir, 'shim6.json'), JSON.stringify({ cache: { maxEntries: 300_000, maxBytes: 256 * 1024 * 1024 } }));
-    const shim6 = (name: string, upstream: number, extra: readonly string[], nodeFlags: readonly string[] = SHIM6_V8_FLAGS): number | undefined => start(name, process.execPath, [...nodeFlags, path.join(ROOT, 'bin/shim6.js'), 'resolver', '--no-engine',
+    const shim6 = (name: string, upstream: number, extra: readonly string[], nodeFlags: readonly string[] = SHIM6_V8_FLAGS, root = ROOT): number | undefined => start(name, process.execPath, [...nodeFlags, path.join(root, 'bin/shim6.js'), 'resolver', '--no-engine',
       '--log-level', 'error', '--listen', `127.0.0.1:${servers[name] ?? far[name] ?? control[name] ?? reference[name]}`, '--upstream', `127.0.0.1:${upstream}`, '--socket', path.join(dir, `${name}.sock`),
       '--config', path.join(dir, 'shim6.json'), ...extra]);
     const far: Record<string, number> = {};
@@ -518,6 +534,10 @@ async function main(): Promise<void> {
     if (PARTS.has('side')) {
       control['shim6-nopickup-b'] = await freePort();
       shim6('shim6-nopickup-b', auth.port, ['--no-capability']);
+      if (COMPARE) {
+        control['shim6-compare'] = await freePort();
+        shim6('shim6-compare', auth.port, [], SHIM6_V8_FLAGS, COMPARE);
+      }
     }
     if (PARTS.has('idle')) {
       reference['shim6-reducer'] = await freePort();
@@ -664,7 +684,8 @@ async function main(): Promise<void> {
         await settle();
         const one = key === 'one';
         const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
-        const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort }, { port: authPort, pair: true }] : [])];
+        const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort }, { port: authPort, pair: true }] : []),
+          ...(one && COMPARE ? [{ port: control['shim6-compare']! }] : [])];
         const run = await lowStealAsync(() => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`));
         retried += run.retries;
         const got = run.value;
@@ -677,6 +698,11 @@ async function main(): Promise<void> {
           r.side.aa = [offP50, b.p50];
           r.floorDuring = { single: single.p50, pair: pair.p50 };
           say(`round ${round + 1}/${ROUNDS} in the same run: shim6-nopickup-b ${b.p50.toFixed(0)} µs (A/A ${(offP50 / b.p50).toFixed(2)}×); Knot AAAA ${single.p50.toFixed(0)} µs, TYPE65300 + AAAA ${pair.p50.toFixed(0)} µs (its extra for the record question ${(pair.p50 - single.p50).toFixed(0)} µs)`);
+          const cmp = got[5];
+          if (cmp) {
+            r.side.compare = cmp.p50;
+            say(`round ${round + 1}/${ROUNDS} in the same run: shim6-compare (${COMPARE}) ${cmp.p50.toFixed(0)} µs; shim6 / shim6-compare ${(onP50 / cmp.p50).toFixed(2)}×`);
+          }
         }
       }
       r.load[1] = loadavg();
