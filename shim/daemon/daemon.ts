@@ -51,7 +51,7 @@ import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaK
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
-import { contextsToSetUpAgain, savedAtOf, savedFreshForMs } from './resume-saved.ts';
+import { contextsToSetUpAgain, pairKey, savedAtOf, savedFreshForMs } from './resume-saved.ts';
 import { checkLocatorParams } from '../engine/cga.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
@@ -1063,7 +1063,6 @@ export function restoredUlids(open: readonly OpenConnection[], found: readonly L
 }
 
 /** A ULID pair as one map key (`local peer`): how a context, its kernel counters and an open connection are matched. */
-const pairKey = (local: Ipv6, peer: Ipv6): string => `${local} ${peer}`;
 
 /**
  * The ULID pairs of the engine's contexts for the cache file: each pair once, every local ULID in

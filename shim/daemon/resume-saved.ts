@@ -25,6 +25,9 @@ export function savedFreshForMs(idleTimeoutMs: number): number {
   return idleTimeoutMs + SAVED_FRESH_MARGIN_MS;
 }
 
+/** A ULID pair's key (local, then peer), for sets of pairs. */
+export const pairKey = (local: Ipv6, peer: Ipv6): string => `${local} ${peer}`;
+
 /** What a start sets up again, and what it leaves. */
 export interface ResumeChoice {
   /** The pairs to set up again, each once, in the file's order, at most `max`. */
@@ -64,7 +67,7 @@ export function contextsToSetUpAgain(
   let already = 0;
   let over = 0;
   for (const c of saved) {
-    const key = `${c.localUlid} ${c.peerUlid}`;
+    const key = pairKey(c.localUlid, c.peerUlid);
     if (seen.has(key)) continue;
     seen.add(key);
     if (!isOurs(c.localUlid)) notOurs++;
