@@ -37,7 +37,7 @@ import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, CacheFileWriter, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
+import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { openConnections, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
@@ -51,7 +51,7 @@ import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaK
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, connectionsByLocal, keptUlidsView, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
-import { contextsToSetUpAgain, savedAtOf, savedFreshForMs } from './resume-saved.ts';
+import { contextsToSetUpAgain, pairKey, savedAtOf, savedFreshForMs } from './resume-saved.ts';
 import { checkLocatorParams } from '../engine/cga.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
@@ -70,6 +70,17 @@ const CACHE_SAVE_DELAY_MS = 2000;
  */
 export function cacheRefreshMs(capabilityMaxTtlSeconds: number): number {
   return Math.min(600_000, Math.max(5000, (Math.min(3600, capabilityMaxTtlSeconds) * 1000) / 4));
+}
+
+/**
+ * How often the daemon checks its cache file (a write when it changed, else a touch of its
+ * modification time when it names contexts; sink.ts CacheFileWriter): every cacheRefreshMs, or
+ * every half idle timeout when that is shorter (at least 5 s), so the file's time stays within
+ * the idle timeout of the last check — a successor after SIGKILL sets its contexts up again
+ * (resume-saved.ts: the idle timeout + 60 s).
+ */
+export function cacheCheckMs(capabilityMaxTtlSeconds: number, idleTimeoutMs: number): number {
+  return Math.min(cacheRefreshMs(capabilityMaxTtlSeconds), Math.max(5000, idleTimeoutMs / 2));
 }
 
 export interface DaemonOptions {
@@ -116,6 +127,8 @@ export class Daemon {
   private saveTimer: NodeJS.Timeout | undefined;
   private refreshTimer: NodeJS.Timeout | undefined;
   private cacheWriter: CacheFileWriter | undefined;
+  /** The cache file's modification time at start (cacheFileTime): when its contexts were last known live, with its `savedAt`. */
+  private savedTouchedAt: number | undefined;
   private readonly startedAt = Date.now();
   private ulid = '';
   /**
@@ -197,6 +210,7 @@ export class Daemon {
     // contexts whose address is gone keeps it (identify: among our locators, BROKEN, with the PDS
     // that proves it, so its contexts carry its own proof, not our ULID's).
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
+    const savedTouchedAt = saved ? cacheFileTime(config.cacheFile) : undefined;
     const open = off ? [] : openConnections();
     const id = identify(config, off, log, { open, saved: savedContexts(saved) });
     if (!off) refusePeersThatAreUs(config, id.host);
@@ -215,6 +229,7 @@ export class Daemon {
     daemon.cgaUlid = id.cgaUlid;
     daemon.kernel = plane.kernel;
     daemon.encap = plane.encap;
+    daemon.savedTouchedAt = savedTouchedAt;
     ref.daemon = daemon;
     let cachesImported: boolean;
     try {
@@ -258,7 +273,7 @@ export class Daemon {
       this.setUpSavedContexts(id, saved);
       this.startDiscovery();
       this.discoverOpenConnections(unknown);
-      this.refreshTimer = setInterval(() => this.saveCachesSoon(), cacheRefreshMs(config.capabilityMaxTtl));
+      this.refreshTimer = setInterval(() => this.saveCachesSoon(), cacheCheckMs(config.capabilityMaxTtl, this.idleTimeoutMs()));
       this.refreshTimer.unref();
     }
     await this.startResolver(nameservers !== undefined && tun !== undefined && handoverMethod(tun.name) === 'resolved');
@@ -536,7 +551,7 @@ export class Daemon {
       this.keepLocal(...ulids);
       this.restoredPeers = peersOfRestored(ulids, conns);
       this.restoredConnections = connectionsByLocal(conns, ulids);
-      const every = restoredCheckMs(this.config.timers.overrides.idleTimeout ?? TIMER_PROFILES[this.config.timers.profile].idleTimeout);
+      const every = restoredCheckMs(this.idleTimeoutMs());
       this.log.info('ULIDs kept from before the restart', { ulids, why: 'their address is gone; open connections use them', checkMs: every });
       this.restoredEveryMs = every;
       this.restoredNextCheckAt = Date.now() + every;
@@ -576,9 +591,9 @@ export class Daemon {
     if (!engine || !driver || pairs.length === 0) return;
     const ours = new Set([...id.locals.map((l) => l.address), id.ulid]);
     const have = new Set(engine.traffic().map((c) => pairKey(c.localUlid, c.peerUlid)));
-    const idleTimeoutMs = this.config.timers.overrides.idleTimeout ?? TIMER_PROFILES[this.config.timers.profile].idleTimeout;
+    const idleTimeoutMs = this.idleTimeoutMs();
     const choice = contextsToSetUpAgain(pairs, {
-      savedAt: savedAtOf(saved), now: Date.now(), idleTimeoutMs,
+      savedAt: savedAtOf(saved), touchedAt: this.savedTouchedAt, now: Date.now(), idleTimeoutMs,
       isOurs: (u) => ours.has(u), covered: (l, p) => have.has(pairKey(l, p)),
     });
     if (choice.stale !== undefined) {
@@ -660,6 +675,11 @@ export class Daemon {
     } catch (err) {
       this.log.warn('host-based discovery unavailable: peers are found through DNS and configuration only', { code: (err as { code?: string }).code, error: (err as Error).message });
     }
+  }
+
+  /** The contexts' idle timeout (ms): the profile's, or the configuration's override. */
+  private idleTimeoutMs(): number {
+    return this.config.timers.overrides.idleTimeout ?? TIMER_PROFILES[this.config.timers.profile].idleTimeout;
   }
 
   /** Save the caches soon (debounced): a daemon killed with SIGKILL still finds what it learnt. */
@@ -1091,7 +1111,6 @@ export function restoredUlids(open: readonly OpenConnection[], found: readonly L
 }
 
 /** A ULID pair as one map key (`local peer`): how a context, its kernel counters and an open connection are matched. */
-const pairKey = (local: Ipv6, peer: Ipv6): string => `${local} ${peer}`;
 
 /**
  * The ULID pairs of the engine's contexts for the cache file: each pair once, every local ULID in

@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -104,7 +104,8 @@ export interface CacheFile extends CacheSnapshot {
   /**
    * When the file was written (wall-clock ms; an older file has none): how old its `contexts` are.
    * A clean stop always writes it, so a restart knows whether the pairs are recent enough to set up
-   * again (resume-saved.ts); a skipped write (CacheFileWriter) leaves the older time.
+   * again (resume-saved.ts); a skipped write (CacheFileWriter) leaves the older time and moves the
+   * file's modification time instead when it names contexts (`cacheFileTime`).
    */
   readonly savedAt?: number;
 }
@@ -150,17 +151,35 @@ export function saveCaches(file: string, data: CacheFile): void {
 }
 
 /**
+ * The cache file's modification time (wall-clock ms), when it can be read: the last time a daemon
+ * wrote it or found its `contexts` still live (CacheFileWriter touches it on a skipped write).
+ */
+export function cacheFileTime(file: string): number | undefined {
+  try {
+    const t = statSync(file).mtimeMs;
+    return Number.isFinite(t) && t > 0 ? t : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
  * The daemon's writes of its cache file, skipping the ones that would change nothing a successor
  * reads: the same entries and contexts as the file written last, when only their expiry times
  * moved on (a live context's entry is kept `positiveTtl` ahead of its last proof) and the file's
  * earliest expiry is still more than `slackMs` away — so an idle host, or one whose contexts
  * carry on as they were, does not rewrite it every refresh (docs/operations.md "Protection that
- * lasts"). A file gone from the disk is written again.
+ * lasts"). A file gone from the disk is written again. A skipped write of a file that names
+ * contexts moves the file's modification time to `now` (no data written, no fsync): the contexts
+ * it names were still live then, which a successor after SIGKILL reads (`cacheFileTime`,
+ * resume-saved.ts) where the file's `savedAt` is as old as their last change.
  */
 export class CacheFileWriter {
   private last: { shape: string; earliest: number } | undefined;
   /** Writes skipped as unchanged (for tests and status). */
   skipped = 0;
+  /** Skipped writes that moved the file's modification time (it names contexts). */
+  touched = 0;
 
   constructor(readonly file: string, private readonly slackMs: number) {}
 
@@ -178,6 +197,10 @@ export class CacheFileWriter {
     const last = this.last;
     if (!force && last !== undefined && last.shape === shape && last.earliest - now > this.slackMs && existsSync(this.file)) {
       this.skipped++;
+      if ((data.contexts?.length ?? 0) > 0) {
+        utimesSync(this.file, now / 1000, now / 1000);
+        this.touched++;
+      }
       return false;
     }
     saveCaches(this.file, data);

@@ -403,8 +403,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // No route without evidence (docs/engine.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
     if (e.kind === 'context-established' && (e.ulidProof as string | undefined) !== undefined) {
+      // Established again: recovered (R1bis/I2bis), or set up anew by a peer that lost it (its daemon
+      // restarted after SIGKILL: an I2 for our live context). TCP sat in RTO back-off meanwhile.
+      const again = e.recovered || this.contexts.owner(e.peerUlid) === e.localUlid;
       if (!this.contexts.established(e.localUlid, e.peerUlid, e.pair)) void this.hold.routeUp(e.localUlid, e.peerUlid);
       this.hold.release(e.peerUlid);
+      if (again && this.prompter) this.prompt(e.peerUlid, 'established again');
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const owner = this.contexts.owner(e.peerUlid);
@@ -429,7 +433,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (e.kind === 'peer-unsupported') this.hold.forget(e.peerUlid);
     if (e.kind === 'locator-pair-changed') {
       this.contexts.pairChanged(e.peerUlid, e.new);
-      if (this.prompter) this.prompt(e.peerUlid);
+      if (this.prompter) this.prompt(e.peerUlid, 're-homing');
     }
     this.opts.onEvent?.(e);
   }
@@ -459,14 +463,17 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.opts.onEvent?.(e);
   }
 
-  /** After a re-homing: replay the peer's last TCP segments on the new pair (tcp-prompt.ts). */
-  private prompt(peer: Ipv6): void {
+  /**
+   * After a re-homing, or the context established again (recovered, or set up anew by the peer):
+   * replay the peer's last TCP segments on the context's pair now (tcp-prompt.ts).
+   */
+  private prompt(peer: Ipv6, after: 're-homing' | 'established again'): void {
     const replays = this.prompter!.prompt(peer);
     const now = this.clock();
     for (const p of replays) this.sendApplicationPacket(now, p);
     this.prompter!.commit();
     this.stats.prompts += replays.length;
-    if (replays.length > 0) this.opts.logger?.info('tcp prompted after re-homing', { peer, segments: replays.length });
+    if (replays.length > 0) this.opts.logger?.info(after === 're-homing' ? 'tcp prompted after re-homing' : 'tcp prompted: context established again', { peer, segments: replays.length });
   }
 
   /**

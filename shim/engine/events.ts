@@ -50,7 +50,11 @@ export type EngineEvent =
    * holds the first packets longer: the record is not stale, and plain IPv6 may be dead.
    */
   | { kind: 'context-answered'; localUlid: Ipv6; peerUlid: Ipv6 }
-  /** The context is up; `ulidProof` says why `peerUlid` is the peer's — the driver routes it only then. */
+  /**
+   * The context is up; `ulidProof` says why `peerUlid` is the peer's — the driver routes it only then.
+   * `recovered`: up again — a recovery (R1bis/I2bis, RFC 5533 §7.17–7.20), or an established context
+   * the peer set up anew (it lost it: an I2 with a new tag, §7.9), whose `peerContextTag` is the new one.
+   */
   | { kind: 'context-established'; localUlid: Ipv6; peerUlid: Ipv6; ulidProof: UlidProof; contextTag: number; peerContextTag: number; pair: LocatorPair; recovered: boolean }
   /** An I2/I2bis from `source` claimed `claimedUlid` without proof (or one of our own addresses): no context. */
   | { kind: 'ulid-refused'; claimedUlid: Ipv6; source: Ipv6; reason: 'ulid-unproven' | 'ulid-is-local' }

@@ -339,6 +339,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   }
   const step = core.step(ctx, trigger);
   if (step === undefined) return drop('state');
+  const anew = step.from === State.ESTABLISHED && ctx.state === State.ESTABLISHED && ctx.ctPeer !== msg.contextTag;
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // the validator binds the port our R1/R1bis went to
   peerKeepalive(ctx, msg);
@@ -346,6 +347,11 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
     ctx.lpLocal = dst;
     ctx.lpPeer = src;
     establish(core, ctx, now, trigger === 'recv-I2bis');
+  } else if (anew) {
+    // The peer lost the context and set it up anew (§7.9: its I1, then this I2, with a new tag; its
+    // daemon restarted): ours stays as it was, but the driver must learn the peer's new tag (its
+    // kernel entries) and that what was sent meanwhile was lost (the TCP prompt).
+    core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered: true });
   }
   checkConfusion(core, ctx);
   sendR2(core, ctx, rx, msg.initiatorNonce);

@@ -6,15 +6,22 @@
 // B's new daemon sets them up again (docs/operations.md "Protection that lasts"), A answers, and
 // the echoes flow again. Before that, every datagram A sent after the restart failed (ENETUNREACH:
 // P down, no route through the TUN) for good. No timing assertions: the echoes decide, waited for.
+// Then the same after SIGKILL (no stop, no write of the cache file at it) of a daemon whose context
+// was stable for longer than the saved pairs' freshness (idle timeout + 60 s): the file's `savedAt`
+// is that old (a write that changes nothing is skipped), and the saved pair is set up again because
+// the running daemon's checks moved the file's modification time (sink.ts CacheFileWriter).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR, setLink, type Lab } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
+import { savedAtOf, savedFreshForMs } from '../../shim/daemon/resume-saved.ts';
+import { savedContexts } from '../../shim/daemon/sink.ts';
 
 const PORT = 7100;
 /** B: an unconnected socket echoing every datagram with sendto. */
@@ -71,3 +78,48 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     await udpServerRestart(t, await freshLab(t), dataPath);
   });
 }
+
+/** The cache file's `savedAt` and pairs, or undefined while it is not there (or mid-rename). */
+function cacheFile(file: string): { savedAt: number | undefined; pairs: ReturnType<typeof savedContexts> } | undefined {
+  try {
+    const data = JSON.parse(readFileSync(file, 'utf8')) as unknown;
+    return { savedAt: savedAtOf(data), pairs: savedContexts(data) };
+  } catch {
+    return undefined;
+  }
+}
+
+test('dataPath: tun: B\'s daemon is killed (SIGKILL) after its context with A was stable for longer than the idle timeout + 60 s; the new daemon sets the saved context up again', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+  const lab = await freshLab(t);
+  // A short idle timeout: the saved pairs are fresh for 10 s + 60 s; the flow (50 datagrams/s each way) keeps the context live.
+  const idleTimeout = 10_000;
+  const s = await daemons(t, lab, { idleTimeout }, { dataPath: 'tun' });
+  let listening = false;
+  inNs(t, lab.b, SERVER, (e) => { if (e.ev === 'listening') listening = true; });
+  await waitFor(() => listening, 'B\'s UDP echo server');
+  const now: Totals = { sent: 0, rx: 0, errs: 0 };
+  inNs(t, lab.a, CLIENT(LAB_B_NAME, s.resolverA), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
+  await waitLog(lab, 'b', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.aP);
+  await waitFor(() => now.rx >= 50, 'echoes through the context');
+  const file = s.files('b').cache;
+  const named = (): boolean => cacheFile(file)?.pairs.some((p) => p.localUlid === LAB_ADDR.bP && p.peerUlid === LAB_ADDR.aP) === true;
+  await waitFor(named, 'B\'s cache file names the pair with A');
+  // The context carries on unchanged until the file's own time is older than the pairs' freshness.
+  const fresh = savedFreshForMs(idleTimeout);
+  await waitFor(() => { const f = cacheFile(file); return f?.savedAt !== undefined && Date.now() - f.savedAt > fresh + 5000; }, 'B\'s cache file older than the idle timeout + 60 s', fresh + 90_000, 500);
+  const rxBefore = now.rx;
+  await waitFor(() => now.rx >= rxBefore + 50, 'echoes still flow (the context was live until the kill)');
+  assert.ok(named(), 'the file still names the pair');
+  const ageAtKill = Date.now() - cacheFile(file)!.savedAt!;
+  const killedAt = Date.now();
+  await s.crash('b');
+  await s.start('b');
+  const again = await waitLog(lab, 'b', (x) => Date.parse(x.ts) >= killedAt && (x.msg === 'saved contexts set up again' || x.msg === 'saved contexts not set up again: the cache file is too old'));
+  assert.equal(again.msg, 'saved contexts set up again', `B's new daemon set the saved context up again (${JSON.stringify(again)})`);
+  assert.ok((again.peers as string[]).includes(LAB_ADDR.aP), 'the pair with A among them');
+  await waitLog(lab, 'b', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.aP && Date.parse(x.ts) >= killedAt);
+  const up = now.rx;
+  await waitFor(() => now.rx >= up + 100, 'echoes go on after B\'s restart');
+  t.diagnostic(`the file's savedAt was ${ageAtKill} ms old at the kill (fresh for ${fresh} ms); the restart saw the pairs ${String(again.ageMs)} ms old`);
+});

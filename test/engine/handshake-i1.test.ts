@@ -16,7 +16,7 @@ import { VerificationMethod } from '../../shim/constants.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../helpers/rng.ts';
 import type { Sim } from '../sim/sim.ts';
-import { established, primeWith, rebootShimHost, sendShim, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
+import { engineEvents, established, primeWith, rebootShimHost, sendShim, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
 import { mark, traceAfter } from '../sim/trace.ts';
 
 /** The off-path attacker's own address: not a locator of any host (what is sent there is captured, then unrouted). */
@@ -99,6 +99,29 @@ test('crossing I1s from the peer are still answered with R2 where it is known; f
   assert.deepEqual(traceAfter(sim, m).filter((l) => l.from === 'a' && l.dst === b.ulid).map((l) => l.type), ['R2']);
   sim.runFor(500);
   assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
+});
+
+test('a peer that lost the context sets it up anew (I1, R1, I2 with a new tag): A\'s context stays and says so, established again with the new tag', () => {
+  const { sim, a, b } = shimPair(4104);
+  primeWith(sim, a, b);
+  sim.driveUntil(() => established(a) === 1 && established(b) === 1, { within: 5000 });
+  const before = a.engine.status().contexts[0]!;
+  rebootShimHost(sim, b); // B's daemon restarted: it sets the context up again itself (a saved pair, an open connection)
+  primeWith(sim, b, a);
+  sim.driveUntil(() => established(b) === 2, { within: 5000 });
+  sim.runFor(100);
+  const after = a.engine.status().contexts;
+  assert.equal(after.length, 1, 'one context with B');
+  assert.equal(after[0]!.contextTag, before.contextTag, 'A\'s context stayed (its own tag)');
+  const tagB = b.engine.status().contexts[0]!.contextTag;
+  assert.notEqual(tagB, before.peerContextTag);
+  assert.equal(after[0]!.peerContextTag, tagB, 'A sends with B\'s new tag');
+  const ups = engineEvents(a).filter((e) => e.kind === 'context-established');
+  assert.equal(ups.length, 2, 'A reported the context up again');
+  assert.deepEqual([ups[1]!.kind === 'context-established' && ups[1]!.recovered, ups[1]!.kind === 'context-established' && ups[1]!.peerContextTag], [true, tagB]);
+  // A retransmitted I2 (same tag) is no new set-up: nothing more reported.
+  sim.runFor(2000);
+  assert.equal(established(a), 2);
 });
 
 // --- ESTABLISHED: the R2 a retransmitted I1 draws (a reflection toward a third party) ---

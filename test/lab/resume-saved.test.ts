@@ -1,13 +1,15 @@
 // Contexts set up again after a restart from the cache file's saved ULID pairs
 // (shim/daemon/resume-saved.ts): which pairs a start takes, which it leaves, and
 // when the file is too old for any; the stop's write of the file always happens
-// (its `savedAt` is the stop's), where the periodic writes may be skipped.
+// (its `savedAt` is the stop's), where the periodic writes may be skipped; a skipped write of a
+// file that names contexts moves its modification time, which a start after SIGKILL reads as
+// when the pairs were last known live.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { readFileSync } from 'node:fs';
-import { contextsToSetUpAgain, SAVED_FRESH_MARGIN_MS, savedAtOf, savedFreshForMs } from '../../shim/daemon/resume-saved.ts';
-import { CacheFileWriter, loadCaches, type CacheFile } from '../../shim/daemon/sink.ts';
+import { contextsToSetUpAgain, liveAtOf, SAVED_FRESH_MARGIN_MS, savedAtOf, savedFreshForMs } from '../../shim/daemon/resume-saved.ts';
+import { CacheFileWriter, cacheFileTime, loadCaches, type CacheFile } from '../../shim/daemon/sink.ts';
 import { Logger } from '../../shim/log.ts';
 import { tmpdir } from '../helpers/tmp.ts';
 
@@ -66,4 +68,38 @@ test('the stop\'s write (force) is made even when only its time changed; a perio
   const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
   assert.equal(savedAtOf(loadCaches(file, quiet)), NOW + 20);
   assert.ok(readFileSync(file, 'utf8').includes('"savedAt"'));
+});
+
+test('a file written long ago but touched recently (a skipped write: the contexts carried on) is fresh; its own time alone is not', () => {
+  const saved = [pair('2001:db8:b::1', '2001:db8:a::1')];
+  const old = NOW - savedFreshForMs(IDLE) - 60_000;
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: old }).stale, 'old');
+  const r = contextsToSetUpAgain(saved, { ...base, savedAt: old, touchedAt: NOW - 30_000 });
+  assert.deepEqual([r.pairs, r.stale, r.ageMs], [saved, undefined, 30_000]);
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: old, touchedAt: old - 5000 }).stale, 'old', 'a modification time older than savedAt changes nothing');
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: undefined, touchedAt: NOW }).stale, 'no-time', 'an older daemon\'s file (no savedAt) stays stale');
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: old, touchedAt: NOW + SAVED_FRESH_MARGIN_MS + 1 }).stale, 'future');
+  assert.equal(liveAtOf(old, NOW), NOW);
+  assert.equal(liveAtOf(old, undefined), old);
+  assert.equal(liveAtOf(undefined, NOW), undefined);
+});
+
+test('a skipped periodic write moves the file\'s modification time when it names contexts, and only then; its data stays', (t) => {
+  const dir = tmpdir(t, 'caches-');
+  const withPairs = new CacheFileWriter(path.join(dir, 'a.json'), 1000);
+  const data = (savedAt: number, contexts = [pair('2001:db8:b::1', '2001:db8:a::1')]): CacheFile => ({ positive: [], negative: [], contexts, savedAt });
+  assert.equal(withPairs.save(NOW, data(NOW)), true);
+  const text = readFileSync(withPairs.file, 'utf8');
+  assert.equal(withPairs.save(NOW + 300_000, data(NOW + 300_000)), false, 'skipped');
+  assert.equal(cacheFileTime(withPairs.file), NOW + 300_000, 'touched');
+  assert.equal(readFileSync(withPairs.file, 'utf8'), text, 'nothing written');
+  assert.equal(savedAtOf(JSON.parse(text)), NOW);
+  assert.deepEqual([withPairs.skipped, withPairs.touched], [1, 1]);
+  const noPairs = new CacheFileWriter(path.join(dir, 'b.json'), 1000);
+  assert.equal(noPairs.save(NOW, data(NOW, [])), true);
+  const written = cacheFileTime(noPairs.file);
+  assert.equal(noPairs.save(NOW + 300_000, data(NOW + 300_000, [])), false);
+  assert.equal(cacheFileTime(noPairs.file), written, 'an idle host\'s file (no contexts) is left alone');
+  assert.deepEqual([noPairs.skipped, noPairs.touched], [1, 0]);
+  assert.equal(cacheFileTime(path.join(dir, 'none.json')), undefined);
 });
