@@ -197,3 +197,40 @@ test('idle with the tripwire: a context that sent and went quiet still gets its 
   assert.equal(paths.pollingStatus().asleep, true, 'still asleep: the reading that sent it saw nothing move');
   assert.equal(await readingsDuring(k.s, 300), 0, 'nothing else due: no reading');
 });
+
+// What the daemon decapsulated and wrote into its TUN itself (a datagram the tc ingress program
+// passed to its socket) the kernel's inbound counter does not count (the TUN is left out: counted
+// twice otherwise). The next reading tells REAP it was received, as when that counter counted it:
+// with our packets sent, both ways (test/e2e/reap-steady.test.ts: told `sent` alone, the receiver
+// sent no Keepalive in the pauses and its peer explored at every burst).
+test('a payload the daemon delivered counts as received at the next reading, once, whether or not the counters moved', async (t) => {
+  const c: KernelCounters = { outPackets: 0, inPackets: 0 };
+  const kernel = { watch: () => true, unwatch: () => {}, refresh: () => Promise.resolve(), read: () => ({ ...c }), moved: () => [] as Array<readonly [string, string]> };
+  const fed: Array<{ sent: boolean; received: boolean }> = [];
+  const paths = new ContextPaths({
+    kernel, kernelTraffic: (_now, _l, _p, seen) => { fed.push(seen); return true; },
+    pollMs: 60_000, clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  });
+  t.after(() => paths.close());
+  assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true, 'on the kernel path');
+  // Delivered, nothing sent, the counters unmoved (`moved` names no context): received.
+  paths.delivered('fd00::a', 'fd00::b');
+  await paths.readNow();
+  assert.deepEqual(fed, [{ sent: false, received: true }]);
+  // The mark went with that reading.
+  await paths.readNow();
+  assert.equal(fed.length, 1);
+  // Delivered, and our ACKs counted out: both ways.
+  paths.delivered('fd00::a', 'fd00::b');
+  c.outPackets += 2;
+  kernel.moved = () => [['fd00::a', 'fd00::b'] as const];
+  await paths.readNow();
+  assert.deepEqual(fed[1], { sent: true, received: true });
+  // Sending alone again is sending alone; another local ULID's or an unknown peer's payload marks nothing.
+  paths.delivered('fd00::c', 'fd00::b');
+  paths.delivered('fd00::a', 'fd00::d');
+  c.outPackets += 2;
+  await paths.readNow();
+  assert.deepEqual(fed[2], { sent: true, received: false });
+  assert.equal(fed.length, 3);
+});
