@@ -4,13 +4,9 @@
  * `Engine.prime` and the engine's fallback policy; tests record the calls.
  *
  * The resolver calls `prime` once per record lifetime for a peer whose valid
- * capability record it found, and `absent` once per negative lifetime when the name
- * has no record (NODATA / NXDOMAIN, and no TXT fallback record). When the record
- * arrived in time, the call comes before the application's answer leaves if the
- * sink says the application's first packet depends on it (`beforeAnswer`: the
- * daemon's handshake hold routes a primed peer into its TUN), else right after
- * the answer has left, in the same event-loop turn: before the process handles
- * anything else.
+ * capability record it found, before the application's answer is sent when the
+ * record arrived in time, and `absent` once per negative lifetime when the name
+ * has no record (NODATA / NXDOMAIN, and no TXT fallback record).
  *
  * Both get what the resolver read as octets: the record checked but not decoded
  * (RecordOctets), the addresses as Ipv6Octets, the name as the resolver keys it
@@ -29,8 +25,6 @@ export type { RecordOctets, Ipv6Octets };
 export { nameKeyToText };
 
 export interface CapabilitySink {
-  /** The application's first packet to a primed peer depends on prime() (a route made there): call it before the answer leaves. */
-  readonly beforeAnswer: boolean;
   /** DNS says the peer named `nameKey` runs shim6 with this record (ULID and locator set), for `ttlSeconds`. */
   prime(now: Millis, record: RecordOctets, ttlSeconds: number, nameKey: string): void;
   /** DNS says `nameKey` (answered with `addresses`) has no capability record, for `ttlSeconds`. */
@@ -44,7 +38,6 @@ export interface CapabilitySink {
  * logs with its own instance instead of sending the calls to the main thread.
  */
 export class LoggingSink implements CapabilitySink {
-  readonly beforeAnswer = false;
   constructor(private readonly log: Logger) {}
 
   prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, nameKey: string): void {

@@ -21,16 +21,6 @@ export interface Request {
   key: string;
   now: Millis;
   transport: 'udp' | 'tcp' | 'internal';
-  /**
-   * Where the answer goes, for work a stage does once the answer has left (in the same event-loop
-   * turn, before the stub handles anything else). Absent for internal lookups: such work runs at once.
-   */
-  after?: AfterAnswer;
-}
-
-export interface AfterAnswer {
-  /** Run `task` once this request's answer has left (or was dropped). It must not throw. */
-  afterAnswer(task: () => void): void;
 }
 
 export interface Answer {

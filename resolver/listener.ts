@@ -9,7 +9,7 @@
 import type { Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { WireError } from '../shim/wire/errors.ts';
-import type { AfterAnswer, Answer, Handler, Request } from './chain.ts';
+import type { Answer, Handler, Request } from './chain.ts';
 import { nameKeyToText, parseQuery, Rcode, type ParsedQuery } from './message.ts';
 import { errorResponse, finishForClient, pooledCopy, truncatedResponse } from './answer-build.ts';
 import type { ResolverCounters } from './counters.ts';
@@ -47,7 +47,7 @@ export const DEFAULT_LISTENER_OPTIONS: ListenerOptions = { tcp: DEFAULT_TCP_OPTI
 export type AnswerHook = (q: ParsedQuery, answer: Answer, transport: 'udp' | 'tcp') => void;
 
 /** Where an answer goes: `send` zero or one time, then `done` exactly once. */
-export interface Reply extends AfterAnswer {
+export interface Reply {
   send(out: Uint8Array): void;
   done(): void;
   /** The client's address, for the query log. */
@@ -66,7 +66,6 @@ class UdpReply extends Endpoint implements Reply {
   send(out: Uint8Array): void {
     this.sock.send(out, this);
   }
-  afterAnswer(task: () => void): void { this.sock.afterFlush(task); }
   done(): void { /* nothing to release */ }
   peer(): string { return this.text(); }
 }
@@ -159,7 +158,7 @@ export class Listeners {
       reply.done();
       return;
     }
-    const req: Request = { query: bytes, q, key: q.key, now: this.clock(), transport, after: reply };
+    const req: Request = { query: bytes, q, key: q.key, now: this.clock(), transport };
     let r: Answer | Promise<Answer>;
     try {
       r = this.handler(req);

@@ -135,9 +135,6 @@ class TcpConn implements Reply {
     c.write(frame);
   }
 
-  /** The answer is written in the turn it is made (send above); the work after it, at the end of that turn. */
-  afterAnswer(task: () => void): void { setImmediate(task); }
-
   done(): void {
     if (--this.inflight === 0 && !this.sock.destroyed) this.sock.setTimeout(this.owner.opts.idleMs);
     this.owner.exchanged(this);

@@ -80,11 +80,6 @@ export interface DnsUdpSocket {
   send(bytes: Uint8Array, to: Endpoint): void;
   /** Datagrams queued by send() that have not left yet (they leave together, in one sendmmsg on native). */
   readonly queued: number;
-  /**
-   * Run `task` right after the datagrams queued so far (and those queued before the flush) have
-   * left, in the same event-loop turn. It must not throw.
-   */
-  afterFlush(task: () => void): void;
   /** Do not keep the process alive for this socket. */
   unref(): void;
   close(): void;
@@ -185,21 +180,6 @@ export function openDnsUdpSync(opts: OpenOptions, backend: UdpBackend): DnsUdpSo
   return DgramDnsSocket.openUnbound(opts);
 }
 
-/**
- * Work waiting for a socket's next flush (DnsUdpSocket.afterFlush): the capability stage settles a
- * record once the answer it came with has left (docs/resolver.md "Capability lookup").
- */
-class AfterFlush {
-  private tasks: Array<() => void> = [];
-  add(task: () => void): void { this.tasks.push(task); }
-  run(): void {
-    if (this.tasks.length === 0) return;
-    const tasks = this.tasks;
-    this.tasks = [];
-    for (const t of tasks) t();
-  }
-}
-
 /** Send arena: answers up to this size batch; a larger one goes out alone. */
 const ARENA = 128 * 1024;
 const SEND_SLOTS = 256;
@@ -252,7 +232,6 @@ class NativeDnsSocket implements DnsUdpSocket {
   private used = 0;
   private scheduled = false;
   private closed = false;
-  private readonly after = new AfterFlush();
   private readonly flushFn = (): void => { this.scheduled = false; this.flush(); };
 
   constructor(private readonly native: NativeAddon, opts: OpenOptions) {
@@ -295,29 +274,18 @@ class NativeDnsSocket implements DnsUdpSocket {
     this.writeMeta(this.queued, to, off, len);
     this.queued++;
     this.used = off + len;
-    this.schedule();
-  }
-
-  afterFlush(task: () => void): void {
-    this.after.add(task);
-    this.schedule();
-  }
-
-  private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushFn);
     }
   }
 
-  /** Send everything queued: one sendmmsg per batch; then the work waiting for it. */
+  /** Send everything queued: one sendmmsg per batch. */
   flush(): void {
-    if (this.queued !== 0 && !this.closed) {
-      this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued); // a run of equal-sized datagrams to one peer leaves as one GSO send
-      this.queued = 0;
-      this.used = 0;
-    }
-    this.after.run();
+    if (this.queued === 0 || this.closed) return;
+    this.native.udpSend(this.fd, this.arena, this.sendMeta, this.queued); // a run of equal-sized datagrams to one peer leaves as one GSO send
+    this.queued = 0;
+    this.used = 0;
   }
 
   unref(): void { this.native.udpRef(this.handle, false); }
@@ -381,7 +349,6 @@ class DgramDnsSocket implements DnsUdpSocket {
   private readonly queue: Array<Uint8Array | number | string> = [];
   private scheduled = false;
   private closed = false;
-  private readonly after = new AfterFlush();
   private readonly flushFn = (): void => this.flush();
 
   private constructor(private readonly sock: dgram.Socket) {
@@ -435,15 +402,6 @@ class DgramDnsSocket implements DnsUdpSocket {
 
   send(bytes: Uint8Array, to: Endpoint): void {
     this.queue.push(bytes, to.port, to.text());
-    this.schedule();
-  }
-
-  afterFlush(task: () => void): void {
-    this.after.add(task);
-    this.schedule();
-  }
-
-  private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(this.flushFn);
@@ -460,7 +418,6 @@ class DgramDnsSocket implements DnsUdpSocket {
     const q = this.queue;
     if (!this.closed) for (let i = 0; i < q.length; i += 3) this.sock.send(q[i] as Uint8Array, q[i + 1] as number, q[i + 2] as string);
     q.length = 0;
-    this.after.run();
   }
 
   unref(): void { this.sock.unref(); }

@@ -19,12 +19,10 @@ const post = (m: FromWorker): void => port.postMessage(m);
 /**
  * The main thread's sink, by message: the calls made while handling one batch
  * of datagrams go over together, posted (a microtask queued at the first call)
- * in the turn the answers they belong to are sent. The main thread's clock,
- * not this thread's, dates them there.
+ * before the answers they belong to are sent. The main thread's clock, not
+ * this thread's, dates them there.
  */
 class PortSink implements CapabilitySink {
-  /** As the main thread's sink (with threads its call crosses to that thread later anyway). */
-  readonly beforeAnswer = init.beforeAnswer;
   private calls: SinkCall[] = [];
   private readonly flush = (): void => {
     const calls = this.calls;

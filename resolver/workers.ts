@@ -10,9 +10,8 @@
  *
  * The main thread's Resolver is shard 0 and also serves TCP. The others run in
  * worker_threads (worker.ts); they hand capability outcomes to the main
- * thread's sink (the engine lives there) by message, posted in the turn
- * their answer is sent (before it when that sink's `beforeAnswer` says so).
- * `shim6 status` shows the threads added up.
+ * thread's sink (the engine lives there) by message, posted before their
+ * answer is sent. `shim6 status` shows the threads added up.
  * With `workers: 1` this is just the one Resolver, with nothing in between.
  */
 import { Worker } from 'node:worker_threads';
@@ -42,8 +41,6 @@ export interface WorkerInit {
    * itself instead of sending them over (LoggingSink is the same on any thread).
    */
   logOnly: boolean;
-  /** The main thread's sink's CapabilitySink.beforeAnswer. */
-  beforeAnswer: boolean;
 }
 
 /** One sink call, as a worker sends it over. */
@@ -90,8 +87,6 @@ export class OncePerLifetime implements CapabilitySink {
   constructor(private readonly inner: CapabilitySink, maxEntries: number) {
     this.until = new LRUCache({ max: maxEntries });
   }
-
-  get beforeAnswer(): boolean { return this.inner.beforeAnswer; }
 
   prime(now: Millis, record: RecordOctets, ttlSeconds: number, nameKey: string): void {
     if (this.first(`p ${nameKey} ${recordUlidOctets(record)}`, now, ttlSeconds)) this.inner.prime(now, record, ttlSeconds, nameKey);
@@ -164,7 +159,6 @@ export class ResolverGroup {
     const init: WorkerInit = {
       shard: index, shards: this.config.workers, config: this.config, logLevel: this.deps.log.level, logFormat: this.deps.log.format,
       logOnly: this.logOnly,
-      beforeAnswer: this.deps.sink.beforeAnswer,
     };
     const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: init });
     shard.worker = w;

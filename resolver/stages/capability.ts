@@ -3,30 +3,25 @@
  * capability lookup (TYPE65300, own positive and negative cache) at the same
  * moment as the address lookup, looks at the address answer on its way back
  * (CNAME chain → final name, whose record is fetched too), and primes the
- * CapabilitySink when the record is there in time.
+ * CapabilitySink before the answer goes out when the record is there in time.
  *
  * It never adds an upstream round trip: after the address answer arrives it
  * waits at most a small budget (a fraction of that answer's own round trip,
- * capped), then answers anyway and settles later. The record's answer is
- * decoded and the sink called once the client's answer has left, in the same
- * event-loop turn (Request.after): before the stub, or the daemon around it,
- * handles anything else; before the answer leaves when the sink says the
- * application's first packet depends on it (CapabilitySink.beforeAnswer).
- * Each peer is primed once per record lifetime, and reported absent once per
- * negative lifetime.
+ * capped), then answers anyway and settles later. Each peer is primed once per
+ * record lifetime, and reported absent once per negative lifetime.
  * It must not know about sockets or the engine beyond the sink.
  */
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
 import type { Ipv6Octets } from '../../shim/wire/ipv6.ts';
-import type { AfterAnswer, Answer, Handler, Request, Stage } from '../chain.ts';
+import type { Answer, Handler, Request, Stage } from '../chain.ts';
 import type { CapabilitySink } from '../capability-sink.ts';
 import type { ResolverCounters } from '../counters.ts';
 import { chainEnd, scanResponse, type ScannedResponse } from '../answer-scan.ts';
 import { aaaaAt, capabilityOutcome, fetchAaaa, fetchTxt, type CapFetchOptions, type CapResult, type RawLookup } from '../capability-fetch.ts';
 import type { QueryListener, UpstreamError, UpstreamResult } from '../upstream.ts';
 import { CLASS_IN, nameKeyToText, Rcode, RrType } from '../message.ts';
-import { selectRecord, whyNone } from '../capability-select.ts';
+import { selectRecord, selectRecordAt, whyNone } from '../capability-select.ts';
 import { recordFromOctets, recordWithoutParams, type RecordOctets } from '../../shim/wire/capability-record.ts';
 import { DeadlineQueue, type Deadlined } from '../deadline-queue.ts';
 import { Lru } from '../lru.ts';
@@ -59,10 +54,7 @@ export const DEFAULT_CAPABILITY_OPTIONS: CapabilityOptions = {
  * own upstream lookup (no promise, no closure per lookup on the hot path).
  */
 export class CapEntry implements QueryListener {
-  /** The outcome, once decoded (CapabilityStage.resultOf decodes `arrived` first). */
   result: CapResult | undefined = undefined;
-  /** The lookup's upstream answer (or failure), not decoded yet: it is decoded once the client's answer has left. */
-  arrived: Arrived | undefined = undefined;
   expiresAt: Millis;
   /** Until when this entry's outcome has been handed to the sink. */
   settledUntil = 0 as Millis;
@@ -76,8 +68,8 @@ export class CapEntry implements QueryListener {
   shown: RecordOctets | undefined = undefined;
   /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out (made on first use). */
   waiters: Waiter[] | undefined = undefined;
-  /** With the TXT fallback the answer is decoded inside upstreamDone, so the pool need not copy it; otherwise it is kept. (On the prototype: no field per entry.) */
-  get bytesTransient(): boolean { return this.stage.decodesOnArrival; }
+  /** The answer is decoded inside upstreamDone: the pool need not copy it. (On the prototype: no field per entry.) */
+  get bytesTransient(): boolean { return true; }
   /** Callers of whenFetched() (A questions: rare), resolved with the outcome. */
   private fetchWaiters: Array<(r: CapResult) => void> | undefined = undefined;
 
@@ -91,13 +83,9 @@ export class CapEntry implements QueryListener {
 
   /** The outcome, once known. */
   whenFetched(): Promise<CapResult> {
-    const r = this.stage.resultOf(this);
-    if (r) return Promise.resolve(r);
+    if (this.result) return Promise.resolve(this.result);
     return new Promise((resolve) => (this.fetchWaiters ??= []).push(resolve));
   }
-
-  /** Someone waits in whenFetched(). */
-  get awaited(): boolean { return this.fetchWaiters !== undefined; }
 
   /** Record the outcome and wake whoever waits for it. */
   fetched(r: CapResult): void {
@@ -108,9 +96,6 @@ export class CapEntry implements QueryListener {
   }
 }
 
-/** A capability lookup's upstream answer as it came, with when (CapEntry.arrived). */
-interface Arrived { err: UpstreamError | undefined; r: UpstreamResult | undefined; at: Millis }
-
 /** A found outcome once handed to the sink: its records are no longer kept (CapEntry.shown has what status shows). */
 const SETTLED_FOUND_DNS: CapResult = Object.freeze({ kind: 'found', records: Object.freeze([]) as unknown as RecordOctets[], invalid: Object.freeze([]), ttl: 0, source: 'dns' });
 const SETTLED_FOUND_TXT: CapResult = Object.freeze({ kind: 'found', records: Object.freeze([]) as unknown as RecordOctets[], invalid: Object.freeze([]), ttl: 0, source: 'txt' });
@@ -120,8 +105,7 @@ class Waiter implements Deadlined {
   done = false;
   readonly promise: Promise<Answer>;
   private resolveFn!: (a: Answer) => void;
-  constructor(readonly deadline: number, readonly ans: Answer, readonly entry: CapEntry, readonly addresses: Ipv6Octets[] | undefined,
-    readonly after: AfterAnswer | undefined) {
+  constructor(readonly deadline: number, readonly ans: Answer, readonly entry: CapEntry, readonly addresses: Ipv6Octets[] | undefined) {
     this.promise = new Promise<Answer>((r) => { this.resolveFn = r; });
   }
 
@@ -212,24 +196,25 @@ export class CapabilityStage implements Stage {
     // cache dropped it meanwhile, its lookup still completes into it).
     const entry = final === guess ? first : this.entry(final, req.now);
     const isAaaa = req.q.qtype === RrType.AAAA;
-    // Settled already (a CNAME alias of a name primed before): nothing to do.
-    if (entry.result !== undefined && entry.settledUntil >= entry.expiresAt && entry.expiresAt > req.now) return ans;
+    const r = entry.result;
+    // The usual case (the record came with the address answer): a found record is matched
+    // against the AAAA RRs where they lie; the addresses are copied out only when kept or reported.
+    let pick: RecordOctets | undefined;
     let addresses: Ipv6Octets[] | undefined;
     try {
-      if (isAaaa) addresses = aaaaAt(ans.bytes, scan, final);
+      if (r?.kind === 'found' && isAaaa) pick = selectRecordAt(r.records, ans.bytes, scan, final);
+      else if (isAaaa) addresses = aaaaAt(ans.bytes, scan, final);
     } catch {
       return ans; // as above
     }
-    // The usual case: the record's answer came with the address answer (or before it). The client's
-    // answer goes at once; the record is decoded and settled once it has left.
-    if (addresses && (entry.result !== undefined || entry.arrived !== undefined)) {
-      this.afterAnswer(this.after(req), entry, addresses, req.now);
+    if (r && isAaaa) {
+      if (r.kind === 'found') this.primeFound(entry, r, pick, req.now); else this.settle(entry, addresses!, req.now);
       return ans;
     }
     // The budget scales with this lookup's own upstream round trip (on loopback ~0.2 ms, so a
     // fixed 1 ms floor would dominate), floored at waitMinMs and capped at waitMaxMs.
     const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
-    const w = new Waiter(this.timer() + budget, ans, entry, addresses, this.after(req));
+    const w = new Waiter(this.timer() + budget, ans, entry, addresses);
     if (addresses) (entry.waiters ??= []).push(w);
     else void Promise.all([entry.whenFetched(), fetchAaaa(this.inner, this.clock, final)]).then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); w.finish(); });
     this.budget.add(w);
@@ -263,66 +248,17 @@ export class CapabilityStage implements Stage {
 
   private readonly admit = (e: CapEntry, key: string): void => { this.entries.set(key, e); };
 
-  /**
-   * With the TXT fallback a NODATA starts another lookup, which the held answers wait for: the
-   * answer is decoded as it arrives. Otherwise it is kept as it came until the client's answer
-   * has left.
-   */
-  get decodesOnArrival(): boolean { return this.opts.txtFallback; }
-
-  /** The capability lookup of `e` came back (or failed): keep it, and let the answers held for it go. */
-  looked(e: CapEntry, err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
-    if (this.decodesOnArrival) { this.decode(e, err, r, this.clock()); return; }
-    e.arrived = { err, r, at: this.clock() };
-    if (e.awaited) this.resultOf(e); // an A question's owner lookup waits for the outcome (rare)
-    const waiters = e.waiters;
-    if (!waiters) return;
-    e.waiters = undefined;
-    for (const w of waiters) {
-      w.finish();
-      this.afterAnswer(w.after, e, w.addresses, this.clock());
-    }
-  }
-
-  /** The entry's outcome, decoding the answer it keeps first (see `arrived`); undefined while its lookup is out. */
-  resultOf(e: CapEntry): CapResult | undefined {
-    const a = e.arrived;
-    if (e.result === undefined && a !== undefined) {
-      e.arrived = undefined;
-      this.decode(e, a.err, a.r, a.at);
-    }
-    return e.result;
-  }
-
-  /** Where the work after `req`'s answer waits: nowhere (done at once, before the answer leaves) when the sink says so. */
-  private after(req: Request): AfterAnswer | undefined {
-    return this.sink.beforeAnswer ? undefined : req.after;
-  }
-
-  /** Once the answer of `after` has left (at once without one): decode `e`'s record and settle it against `addresses`. */
-  private afterAnswer(after: AfterAnswer | undefined, e: CapEntry, addresses: Ipv6Octets[] | undefined, now: Millis): void {
-    const task = (): void => {
-      try {
-        this.resultOf(e);
-        if (addresses) this.settle(e, addresses, now);
-      } catch (err) {
-        this.log.error('capability settle failed', { name: nameKeyToText(e.nameKey), error: (err as Error).message });
-      }
-    };
-    if (after) after.afterAnswer(task); else task();
-  }
-
-  /** Decode the lookup's answer, then the TXT fallback if due. */
-  private decode(e: CapEntry, err: Error | undefined, r: UpstreamResult | undefined, at: Millis): void {
+  /** The capability lookup of `e` came back (or failed): decode, then the TXT fallback if due. */
+  looked(e: CapEntry, err: Error | undefined, r: UpstreamResult | undefined): void {
     const out = capabilityOutcome(err, r, e.nameKey, this.opts);
-    if (out.kind !== 'txt') { this.outcome(e, out, at); return; }
-    void fetchTxt(this.direct, this.clock, out.final, this.opts, out.nodataTtl).then((txt) => this.outcome(e, txt, this.clock()));
+    if (out.kind !== 'txt') { this.outcome(e, out); return; }
+    void fetchTxt(this.direct, this.clock, out.final, this.opts, out.nodataTtl).then((txt) => this.outcome(e, txt));
   }
 
-  private outcome(e: CapEntry, r: CapResult, at: Millis): void {
+  private outcome(e: CapEntry, r: CapResult): void {
     const o = this.opts;
     const ttl = r.kind === 'error' ? o.errorTtlSeconds : Math.min(r.ttl, r.kind === 'found' ? o.maxTtlSeconds : o.maxNegativeTtlSeconds);
-    e.expiresAt = (Math.floor(at) + ttl * 1000) as Millis;
+    e.expiresAt = (Math.floor(this.clock()) + ttl * 1000) as Millis;
     e.fetched(r);
     if (r.kind === 'found') this.counters.capabilityFound++;
     else if (r.kind === 'absent') this.counters.capabilityAbsent++;
@@ -396,7 +332,7 @@ export class CapabilityStage implements Stage {
     const positive: unknown[] = [];
     const negative: unknown[] = [];
     for (const [key, e] of [...this.fresh, ...this.entries.entries()]) {
-      const r = this.resultOf(e);
+      const r = e.result;
       if (!r || e.expiresAt <= now) continue;
       const ttl = Math.floor((e.expiresAt - now) / 1000);
       const name = nameKeyToText(key);

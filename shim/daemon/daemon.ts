@@ -719,7 +719,7 @@ export class Daemon {
       }, sys);
       this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => hostPort(u.host, u.port)), from: rc.upstreamsFrom });
     }
-    this.engineSink = this.driver ? new EngineSink((fn) => this.command(fn), this.log.child('capability'), this.dataPlane) : undefined;
+    this.engineSink = this.driver ? new EngineSink((fn) => this.command(fn), this.log.child('capability')) : undefined;
     const sink: CapabilitySink = this.engineSink ?? new LoggingSink(this.log.child('capability'));
     this.resolver = await ResolverGroup.start(rc, { sink, log: this.log });
   }

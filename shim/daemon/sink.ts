@@ -29,15 +29,9 @@ export class EngineSink implements CapabilitySink {
    */
   private readonly names = new Map<string, string>();
 
-  /**
-   * `beforeAnswer`: the daemon has a data plane, whose handshake hold routes a primed peer into the
-   * TUN so that the application's first packets wait for the context (docs/dataplane.md): prime
-   * before the answer leaves. `shim6 resolver` (no data plane) primes right after it.
-   */
   constructor(
     private readonly run: (fn: (engine: Engine, now: Millis) => void) => void,
     private readonly log: Logger,
-    readonly beforeAnswer: boolean,
   ) {}
 
   prime(_resolverNow: Millis, octets: RecordOctets, ttlSeconds: number, nameKey: string): void {

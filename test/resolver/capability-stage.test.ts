@@ -1,13 +1,11 @@
 // The capability stage on its own (resolver/stages/capability.ts): no sockets, its lookups and the
 // rest of the chain injected. Entries made in a turn are admitted to the LRU after it (admitFresh);
-// until then lookups, status and flush must still see them. The record is decoded and the sink
-// called only once the client's answer has left (Request.after).
+// until then lookups, status and flush must still see them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { setImmediate as turn } from 'node:timers/promises';
 import { CapabilityStage, DEFAULT_CAPABILITY_OPTIONS, type CapEntry } from '../../resolver/stages/capability.ts';
-import dnsPacket from 'dns-packet';
-import type { AfterAnswer, Answer, Request } from '../../resolver/chain.ts';
+import type { Answer, Request } from '../../resolver/chain.ts';
 import type { CapabilitySink } from '../../resolver/capability-sink.ts';
 import type { QueryListener } from '../../resolver/upstream.ts';
 import { buildQuery } from '../../resolver/answer-build.ts';
@@ -19,7 +17,7 @@ import type { Millis } from '../../shim/time.ts';
 
 function setup() {
   const lookups: Array<{ nameKey: string; qtype: number; listener: QueryListener }> = [];
-  const sink: CapabilitySink = { beforeAnswer: false, prime: () => {}, absent: () => {} };
+  const sink: CapabilitySink = { prime: () => {}, absent: () => {} };
   const never = (): Promise<Answer> => new Promise<Answer>(() => {}); // the address answers are not needed here
   const stage = new CapabilityStage(never, never, (nameKey, qtype, listener) => lookups.push({ nameKey, qtype, listener }), sink,
     newCounters(), new Logger({ level: 'error', sink: { write: () => {} } }), DEFAULT_CAPABILITY_OPTIONS, () => 1_000 as Millis, () => 1_000);
@@ -67,96 +65,4 @@ test('status shows an outcome that arrived before its entry was admitted; flush 
   assert.equal(stage.status(1_000 as Millis).negative.length, 0);
   ask('new.example.');
   assert.equal(lookups.length, 3, 'looked up again after the flush');
-});
-
-/** The stage with an address answer of our own for `peer.example.` and a sink that records its calls. */
-function settling(addressLater: boolean, beforeAnswer = false) {
-  const calls: Array<{ op: string; addresses: string[] }> = [];
-  const sink: CapabilitySink = {
-    beforeAnswer,
-    prime: () => calls.push({ op: 'prime', addresses: [] }),
-    absent: (_now, _name, addresses) => calls.push({ op: 'absent', addresses: addresses.map((a) => Buffer.from(a, 'latin1').toString('hex')) }),
-  };
-  const bytes = new Uint8Array(dnsPacket.encode({
-    type: 'response', id: 1, flags: dnsPacket.RECURSION_DESIRED,
-    questions: [{ type: 'AAAA', name: 'peer.example' }], answers: [{ type: 'AAAA', name: 'peer.example', ttl: 60, data: '2001:db8::1' }],
-  }));
-  const address: Answer = { bytes, optOff: -1, source: 'upstream', owned: true, rcode: Rcode.NOERROR, scan: scanResponse(bytes) };
-  let release: () => void = () => {};
-  const inner = (): Answer | Promise<Answer> => addressLater ? new Promise<Answer>((r) => { release = () => r(address); }) : address;
-  const lookups: QueryListener[] = [];
-  const counters = newCounters();
-  const stage = new CapabilityStage(inner, inner, (_n, _t, listener) => lookups.push(listener), sink,
-    counters, new Logger({ level: 'error', sink: { write: () => {} } }), DEFAULT_CAPABILITY_OPTIONS, () => 1_000 as Millis, () => 1_000);
-  const tasks: Array<() => void> = [];
-  const after: AfterAnswer = { afterAnswer: (task) => tasks.push(task) };
-  const ask = (withAfter: boolean): Answer | Promise<Answer> => {
-    const query = buildQuery(1, textToNameKey('peer.example.'), RrType.AAAA, CLASS_IN, {});
-    const q = parseQuery(query);
-    return stage.serve({ query, q, key: q.key, now: 1_000 as Millis, transport: 'udp', ...(withAfter ? { after } : {}) }, inner);
-  };
-  const recordAnswer = (): void => {
-    const r = nxdomain(textToNameKey('peer.example.'));
-    (lookups[0]! as CapEntry).upstreamDone(undefined, { ...r, upstream: { host: '127.0.0.1', port: 53 }, tcp: false });
-  };
-  return { stage, calls, counters, tasks, ask, recordAnswer, release: () => release() };
-}
-
-test('the record\'s answer is decoded and the sink called once the client\'s answer has left, whichever answer came first', async () => {
-  // The address answer first: it is held for the record's; the record's answer lets it go.
-  {
-    const s = settling(false);
-    const answer = s.ask(true);
-    assert.ok(answer instanceof Promise, 'held for the record');
-    s.recordAnswer();
-    await answer;
-    assert.deepEqual(s.calls, [], 'nothing handed to the sink before the answer left');
-    assert.equal(s.counters.capabilityAbsent, 0, 'nor the record decoded');
-    assert.equal(s.tasks.length, 1);
-    s.tasks[0]!();
-    assert.deepEqual(s.calls, [{ op: 'absent', addresses: ['20010db8000000000000000000000001'] }]);
-    assert.equal(s.counters.capabilityAbsent, 1);
-  }
-  // The record's answer first (the usual case: it is asked first): the address answer goes at once.
-  {
-    const s = settling(true);
-    const answer = s.ask(true);
-    s.recordAnswer();
-    assert.equal(s.counters.capabilityAbsent, 0, 'kept as it came');
-    s.release();
-    await answer;
-    assert.deepEqual(s.calls, []);
-    assert.equal(s.tasks.length, 1);
-    s.tasks[0]!();
-    assert.equal(s.calls.length, 1);
-    s.tasks[0]!(); // a second run (another client's answer for the same name) settles nothing again
-    assert.equal(s.calls.length, 1, 'once per negative lifetime');
-  }
-  // No one to wait for (an internal lookup): settled at once.
-  {
-    const s = settling(true);
-    const answer = s.ask(false);
-    s.recordAnswer();
-    s.release();
-    await answer;
-    assert.equal(s.tasks.length, 0);
-    assert.equal(s.calls.length, 1);
-  }
-  // A sink the application's first packet depends on (the daemon's): called before the answer is let go.
-  {
-    const s = settling(false, true);
-    const answer = s.ask(true);
-    s.recordAnswer();
-    assert.equal(s.calls.length, 1, 'called as the record came');
-    await answer;
-    assert.equal(s.tasks.length, 0);
-  }
-  // Status decodes an answer nobody asked for yet.
-  {
-    const s = settling(true);
-    void s.ask(true);
-    s.recordAnswer();
-    assert.equal(s.stage.status(1_000 as Millis).negative.length, 1);
-    assert.equal(s.counters.capabilityAbsent, 1);
-  }
 });

@@ -26,8 +26,6 @@ export interface SinkCall { kind: 'prime' | 'absent'; name: string; ttl: number;
 /** Records every call with a monotonic timestamp, to compare with answer times (decoded after the timestamp, as a sink would). */
 export class RecordingSink implements CapabilitySink {
   readonly calls: SinkCall[] = [];
-  /** As `shim6 resolver`'s sink (no data plane): called right after the answer leaves; true as the daemon's. */
-  constructor(readonly beforeAnswer = false) {}
   prime(_now: Millis, octets: RecordOctets, ttlSeconds: number, nameKey: string): void {
     const at = process.hrtime.bigint();
     const record = recordFromOctets(octets);
@@ -52,9 +50,9 @@ export interface Stub {
 }
 
 /** Start an in-process stub with `config` (the config-file shape) in front of `upstreams`. */
-export async function startStub(t: TestContext, upstreams: string[], config: Record<string, unknown> = {}, opts: { beforeAnswer?: boolean } = {}): Promise<Stub> {
+export async function startStub(t: TestContext, upstreams: string[], config: Record<string, unknown> = {}): Promise<Stub> {
   let now = 1_000_000;
-  const sink = new RecordingSink(opts.beforeAnswer);
+  const sink = new RecordingSink();
   const sent: SentAnswer[] = [];
   const logs: string[] = [];
   const file = configFromObject({ upstreams, listen: ['127.0.0.1:0'], ...config });

@@ -12,8 +12,7 @@ import { dig, digAnswers, digStatus, run, startStub, until, type DigResult, type
 import { answerFor, startFakeUpstream } from './fake-upstream.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { configFromObject } from '../../resolver/config.ts';
-import { readFileSync } from 'node:fs';
-import { Endpoint, nativeUdpStatus, openDnsUdp, type UdpBackend } from '../../resolver/udp-socket.ts';
+import { nativeUdpStatus, openDnsUdp, type UdpBackend } from '../../resolver/udp-socket.ts';
 
 const ZONE = 'udpb.example.';
 /** TXT strings in the big RRset: ~263 octets per RR, ~42 KB in all (over TCP from Knot, then UDP to the client). */
@@ -87,39 +86,7 @@ test('udp key: auto is native when the addon loads; an unknown backend is ECONFI
     (e: unknown) => (e as { code?: string }).code === 'EUDPBACKEND');
 });
 
-/** Octets waiting in the receive queue of the IPv4 UDP socket bound to `port` (/proc/net/udp, rx_queue). */
-function rxQueue(port: number): number {
-  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
-  for (const line of readFileSync('/proc/net/udp', 'utf8').split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (f[1]?.endsWith(`:${hexPort}`)) return parseInt(f[4]!.split(':')[1]!, 16);
-  }
-  throw new Error(`no UDP socket on port ${port}`);
-}
-
 for (const backend of ['native', 'dgram'] as const) {
-  test(`${backend}: work after the flush runs once the datagrams queued before it have left, in the same event-loop turn`, async (t) => {
-    if (backend === 'native' && !(await nativeUdpStatus()).available) { skipOrFail(t, 'native addon not built'); return; }
-    const { sock: rx, answers } = await client(t);
-    const rxPort = rx.address().port;
-    const sock = await openDnsUdp({ host: '127.0.0.1', port: 0, bufferSize: 65536, maxDatagram: 512, batch: 4 }, backend);
-    t.after(() => sock.close());
-    const events: string[] = [];
-    sock.send(new Uint8Array([0, 1, 2, 3]), Endpoint.of('127.0.0.1', rxPort));
-    // The capability stage's way: the task is registered before its answer is queued (a promise reaction later).
-    sock.afterFlush(() => events.push(`task: queued ${sock.queued}, receiver holds ${rxQueue(rxPort) > 0 ? 'them' : 'nothing'}, read ${answers.size}`));
-    await Promise.resolve();
-    sock.send(new Uint8Array([0, 2, 2, 3]), Endpoint.of('127.0.0.1', rxPort));
-    setImmediate(() => events.push('an immediate queued after both'));
-    await until(() => answers.size === 2);
-    assert.deepEqual(events, ['task: queued 0, receiver holds them, read 0', 'an immediate queued after both']);
-    // With nothing queued the task still runs, in this turn.
-    let ran = false;
-    sock.afterFlush(() => { ran = true; });
-    await new Promise<void>((r) => setImmediate(r));
-    assert.equal(ran, true);
-  });
-
   test(`${backend}: status().udp, IPv4 and IPv6 listeners answer dig, through an IPv6 upstream`, async (t) => {
     if (!needs(t, { commands: ['knotd', 'dig'] })) return;
     const auth = await authDns();
