@@ -189,6 +189,8 @@ export class ContextPaths {
   private readonly sentSince = new Set<Tracked>();
   /** Contexts off the TUN the daemon delivered payloads to since the last reading (`delivered`). */
   private readonly deliveredSince = new Set<Tracked>();
+  /** A payload was delivered since the last reading: movement for the readings' sleep, as the sums' (`quiet`). */
+  private deliveredMoved = false;
   /** Refused map updates since the last warning, and when that was (`refused`). */
   private refusals = 0;
   private refusedLoggedAt: number | undefined;
@@ -261,7 +263,17 @@ export class ContextPaths {
    */
   delivered(localUlid: Ipv6, peer: Ipv6): void {
     const c = this.contexts.get(peer);
-    if (c !== undefined && c.path !== 'tun' && c.localUlid === localUlid) this.deliveredSince.add(c);
+    if (c === undefined || c.path === 'tun' || c.localUlid !== localUlid) return;
+    this.deliveredSince.add(c);
+    // As when the counter counted these packets: they keep the readings awake, and asleep the
+    // first one brings a reading at once, as the tripwire's call does (a context that only
+    // receives what the daemon decapsulates, a one-way stream, must still tell REAP).
+    this.deliveredMoved = true;
+    if (this.asleep && this.polling_ && !this.closed) {
+      this.asleep = false;
+      this.pollAt = this.opts.clock();
+      if (!this.ticking) void this.tick();
+    }
   }
 
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
@@ -627,7 +639,9 @@ export class ContextPaths {
    */
   private quiet(k: KernelPathHook, start: number): void {
     const t = k.total?.();
-    if (t === undefined || t !== this.total) {
+    const delivered = this.deliveredMoved;
+    this.deliveredMoved = false;
+    if (t === undefined || t !== this.total || delivered) {
       this.total = t;
       this.movedAt = this.opts.clock();
       if (this.asleep) {

@@ -162,6 +162,31 @@ test('idle with the tripwire: the readings stop once the sums have not moved for
   assert.equal(paths.pollingStatus().wakeups, 2);
 });
 
+test('idle with the tripwire: a payload the daemon delivered brings a reading at once and keeps the readings awake, as the counter did when it counted it', async (t) => {
+  const k = sleepyKernel({ tripwire: true, quietMs: 30 });
+  const fed: Array<{ sent: boolean; received: boolean }> = [];
+  const paths = new ContextPaths({
+    kernel: k.kernel, kernelTraffic: (_now, _l, _p, seen) => { fed.push(seen); return true; }, pollMs: 10,
+    clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  });
+  t.after(() => paths.close());
+  assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true, 'on the kernel path');
+  paths.wake(undefined);
+  await waitFor(() => paths.pollingStatus().asleep, 'asleep: the sums did not move for the quiet time', DEADLINE_MS);
+  // A one-way stream the daemon decapsulates: the counters do not move, the engine must hear of it.
+  const before = k.s.readings;
+  paths.delivered('fd00::a', 'fd00::b');
+  await waitFor(() => k.s.readings > before && fed.length === 1, 'the reading the delivery brought', DEADLINE_MS);
+  assert.deepEqual(fed, [{ sent: false, received: true }]);
+  assert.equal(paths.pollingStatus().wakeups, 0, 'not the tripwire');
+  const delivering = setInterval(() => paths.delivered('fd00::a', 'fd00::b'), 5);
+  await waitFor(() => k.s.readings >= before + 10, 'readings while the daemon delivers', DEADLINE_MS);
+  assert.equal(paths.pollingStatus().asleep, false, 'never asleep while the daemon delivers');
+  clearInterval(delivering);
+  await waitFor(() => paths.pollingStatus().sleeps === 2, 'asleep again once it does not', DEADLINE_MS);
+  assert.ok(fed.length >= 2 && fed.every((f) => !f.sent && f.received), JSON.stringify(fed));
+});
+
 test('idle without a tripwire (old kernel, nftables refused it): the readings go on at the fixed interval, traffic or not', async (t) => {
   const k = sleepyKernel({ tripwire: false, quietMs: 30 });
   const paths = new ContextPaths({
