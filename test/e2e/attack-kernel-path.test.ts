@@ -209,18 +209,21 @@ test('F1: one context\'s flow table holds at most 256 flows (300 real connection
   await waitFor(() => clients.lines.includes('connected'), 'A\'s 300 connections', 2 * DEADLINE_MS, 100);
   await onPath(l, 'kernel');
   await waitFor(async () => (packetsOf(await status(l)).flowsFull ?? 0) > 0, 'a new flow refused over the cap', 2 * DEADLINE_MS, 200);
-  const full = flowTable(l.lab);
+  // A dump of the hash map walks it while the ACKs keep replacing entries (each update inserts anew):
+  // it may miss an entry being replaced, or meet one twice. The most distinct flows of three dumps.
+  const distinct = (d: Array<{ ours: number; peer: number }>): number => new Set(d.map((f) => `${f.ours} ${f.peer}`)).size;
+  const full = [flowTable(l.lab), flowTable(l.lab), flowTable(l.lab)].reduce((a, b) => (distinct(b) > distinct(a) ? b : a));
   const p1 = packetsOf(await status(l));
-  t.diagnostic(`A's flow table with 300 connections: ${full.length} entries; kernel counters ${JSON.stringify(p1)}`);
+  t.diagnostic(`A's flow table with 300 connections: ${distinct(full)} flows (${full.length} entries in the dump); kernel counters ${JSON.stringify(p1)}`);
   // CPUs racing may each pass the cap by one (shim6_tc.bpf.c remember_flow).
-  assert.ok(full.length >= 256 && full.length <= 256 + cpus().length, `256 flows remembered, no more: ${full.length}`);
+  assert.ok(distinct(full) >= 256 && distinct(full) <= 256 + cpus().length, `256 flows remembered, no more: ${distinct(full)}`);
   // A's sockets closed (the process killed): A's stack sends each a FIN, and its flow is forgotten
   // (and B's ACK of that FIN, arriving alone, does not bring it back: the socket is no longer ESTABLISHED).
   clients.child.kill('SIGKILL');
   await waitFor(() => flowTable(l.lab).length === 0, 'A\'s flow table empty once A closed its sockets', 2 * DEADLINE_MS, 500);
   const p2 = packetsOf(await status(l));
   t.diagnostic(`after A closed them: kernel counters ${JSON.stringify(p2)}`);
-  assert.ok((p2.flowsClosed ?? 0) >= full.length, `each forgotten at A's FIN or RST: ${JSON.stringify(p2)}`);
+  assert.ok((p2.flowsClosed ?? 0) >= distinct(full), `each forgotten at A's FIN or RST: ${JSON.stringify(p2)}`);
 });
 
 test('F3: re-homed onto the kernel encapsulation, UDP datagrams larger than the path (fragments) and ESP reach B', { timeout: 600_000 }, async (t) => {
