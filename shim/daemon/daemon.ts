@@ -1110,8 +1110,6 @@ export function restoredUlids(open: readonly OpenConnection[], found: readonly L
   return [...new Set(open.filter((c) => !ours.has(c.local) && were.has(c.local)).map((c) => c.local))];
 }
 
-/** A ULID pair as one map key (`local peer`): how a context, its kernel counters and an open connection are matched. */
-
 /**
  * The ULID pairs of the engine's contexts for the cache file: each pair once, every local ULID in
  * it before a second pair of any (a bound that cuts keeps the ULIDs), at most SAVED_CONTEXTS_MAX.
