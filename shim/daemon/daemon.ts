@@ -929,7 +929,7 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
 export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath | undefined {
   if (config.dataPath === 'tun') return undefined;
   try {
-    const k = NftKernelPath.open({ port: config.port, tun: config.tun.name, tripwire: { group: KERNEL_WAKE_GROUP, quietMs: kernelQuietMs(config) } });
+    const k = NftKernelPath.open({ port: config.port, tripwire: { group: KERNEL_WAKE_GROUP, quietMs: kernelQuietMs(config) } });
     if (k.tripwireError !== undefined) log.warn('kernel path: no wake-up from the kernel, its counters are read on a fixed clock while a context is on it, traffic or not', { error: k.tripwireError, everyMs: kernelPollMs(config) });
     return k;
   } catch (err) {

@@ -17,8 +17,6 @@
  * have not moved for the tripwire's quiet time (it still wakes for the engine's deadlines and a
  * due liveness Keepalive, each with a reading); the tripwire's call at the first packet after
  * that brings the readings back at once (docs/dataplane.md "Idle").
- * What the daemon decapsulated itself of a context off the TUN the counters do not count (the
- * engine did): the next reading takes it as received all the same (`delivered`).
  *
  * Owns: the table of established contexts and their paths, the reading clock.
  * Must not know: packets, the engine's messages (the driver feeds the engine
@@ -187,10 +185,6 @@ export class ContextPaths {
   private busy = false;
   /** Contexts on the kernel path that sent since their last liveness Keepalive (`liveness`): the only ones that get one. */
   private readonly sentSince = new Set<Tracked>();
-  /** Contexts off the TUN the daemon delivered payloads to since the last reading (`delivered`). */
-  private readonly deliveredSince = new Set<Tracked>();
-  /** A payload was delivered since the last reading: movement for the readings' sleep, as the sums' (`quiet`). */
-  private deliveredMoved = false;
   /** Refused map updates since the last warning, and when that was (`refused`). */
   private refusals = 0;
   private refusedLoggedAt: number | undefined;
@@ -247,35 +241,6 @@ export class ContextPaths {
     return c !== undefined && c.path !== 'tun' && this.opts.kernel !== undefined;
   }
 
-  /**
-   * The daemon wrote into the TUN payloads of the context (`localUlid`, `peer`) that it
-   * decapsulated. Off the TUN path: datagrams the tc ingress program passed to its socket
-   * (`passedDatagrams` and the other `passed*`), or any while the kernel holds no ingress entry
-   * for the context. The engine counted each and fed REAP `payload-in` as it came; the kernel's
-   * counter leaves them out (kernel-path.ts: counted there too, the peer's packets were counted
-   * twice). The next reading takes the context as having received all the same (`feed`), as when
-   * that counter counted them at this write: REAP is told what it was told then, in the same
-   * order against our sending (the application answers what is written here, so its answer comes
-   * in this reading or a later one, never an earlier one). Marked at the decapsulation instead,
-   * and taken only beside packets sent, a reading took the mark with the application's first
-   * ACKs, its delayed last ACK came alone in the next one, and REAP explored
-   * (test/e2e/reap-steady.test.ts, 2 runs of 6; docs/dataplane.md "Counters").
-   */
-  delivered(localUlid: Ipv6, peer: Ipv6): void {
-    const c = this.contexts.get(peer);
-    if (c === undefined || c.path === 'tun' || c.localUlid !== localUlid) return;
-    this.deliveredSince.add(c);
-    // As when the counter counted these packets: they keep the readings awake, and asleep the
-    // first one brings a reading at once, as the tripwire's call does (a context that only
-    // receives what the daemon decapsulates, a one-way stream, must still tell REAP).
-    this.deliveredMoved = true;
-    if (this.asleep && this.polling_ && !this.closed) {
-      this.asleep = false;
-      this.pollAt = this.opts.clock();
-      if (!this.ticking) void this.tick();
-    }
-  }
-
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
     this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 });
@@ -290,7 +255,6 @@ export class ContextPaths {
     if (c === undefined) return;
     this.contexts.delete(peer);
     this.sentSince.delete(c);
-    this.deliveredSince.delete(c);
     this.unwatch(c);
     this.unsetEncap(c);
     if (c.path === 'tun') return;
@@ -431,7 +395,6 @@ export class ContextPaths {
     }
     this.contexts.clear();
     this.sentSince.clear();
-    this.deliveredSince.clear();
   }
 
   /**
@@ -572,7 +535,6 @@ export class ContextPaths {
   private stopIfIdle(): void {
     if (!this.polling_ || [...this.contexts.values()].some((x) => x.path !== 'tun')) return;
     this.polling_ = false;
-    this.deliveredSince.clear();
     this.asleep = false;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
@@ -639,9 +601,7 @@ export class ContextPaths {
    */
   private quiet(k: KernelPathHook, start: number): void {
     const t = k.total?.();
-    const delivered = this.deliveredMoved;
-    this.deliveredMoved = false;
-    if (t === undefined || t !== this.total || delivered) {
+    if (t === undefined || t !== this.total) {
       this.total = t;
       this.movedAt = this.opts.clock();
       if (this.asleep) {
@@ -727,49 +687,41 @@ export class ContextPaths {
     this.busy = false;
     if (k === undefined) return;
     const now = this.opts.clock();
-    for (const c of this.candidates(k)) fed = this.feedContext(k, c, now) || fed;
-    // Those the daemon delivered to whose counters did not move (feedContext takes each off the set).
-    for (const c of this.deliveredSince) fed = this.feedContext(k, c, now) || fed;
-    this.deliveredSince.clear();
-    if (fed) this.opts.flush();
-  }
-
-  /** One context of a reading: what it carried is summed, what moved told to the engine; whether it was. */
-  private feedContext(k: KernelPathHook, c: Tracked, now: Millis): boolean {
-    // Received: the kernel counted the peer's packets, or the daemon delivered some (`delivered`).
-    const delivered = this.deliveredSince.delete(c);
-    if (!c.watched) return false;
-    const n = k.read(c.localUlid, c.peerUlid);
-    if (n === undefined) return false; // watched since the last reading
-    const sent = n.outPackets > c.out, received = n.inPackets > c.in || delivered;
-    // Off the TUN the engine sees none of these: what the kernel carried is summed for `status`.
-    if (c.path !== 'tun') {
-      const t = c.carried ??= { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
-      t.packetsOut += Math.max(0, n.outPackets - c.out);
-      t.packetsIn += Math.max(0, n.inPackets - c.in);
-      t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
-      t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
+    for (const c of this.candidates(k)) {
+      if (!c.watched) continue;
+      const n = k.read(c.localUlid, c.peerUlid);
+      if (n === undefined) continue; // watched since the last reading
+      const sent = n.outPackets > c.out, received = n.inPackets > c.in;
+      // Off the TUN the engine sees none of these: what the kernel carried is summed for `status`.
+      if (c.path !== 'tun') {
+        const t = c.carried ??= { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
+        t.packetsOut += Math.max(0, n.outPackets - c.out);
+        t.packetsIn += Math.max(0, n.inPackets - c.in);
+        t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
+        t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
+      }
+      c.out = n.outPackets;
+      c.in = n.inPackets;
+      c.outBytes = n.outBytes ?? c.outBytes;
+      c.inBytes = n.inBytes ?? c.inBytes;
+      // On the TUN path the engine sees every packet itself: the counters only stay current.
+      if (c.path === 'tun' || (!sent && !received)) continue;
+      this.opts.fed();
+      if (sent && received) this.busy = true;
+      if (sent && c.path === 'kernel') this.sentSince.add(c);
+      // Both in one reading: which came last is not known, and the engine is told so (one call;
+      // reap.ts `bothWays`). Its Send Timer runs from this reading, as the TUN path's does from the
+      // last packet sent: when that was the failure's first unanswered packet, REAP explores a Send
+      // Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms and more
+      // later: measured, the kernel path re-homed about 250 ms after the TUN path). Its Keepalive
+      // timer runs too: the peer's packet may have been the last, and then the peer's Send Timer
+      // waits for our answer. Fed as received-then-sent alone, a stream that paused after a round
+      // trip had both hosts explore a Send Timeout into the pause (each took its own sending for
+      // the last packet, neither sent a Keepalive: test/e2e/reap-steady.test.ts).
+      this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
+      fed = true;
     }
-    c.out = n.outPackets;
-    c.in = n.inPackets;
-    c.outBytes = n.outBytes ?? c.outBytes;
-    c.inBytes = n.inBytes ?? c.inBytes;
-    // On the TUN path the engine sees every packet itself: the counters only stay current.
-    if (c.path === 'tun' || (!sent && !received)) return false;
-    this.opts.fed();
-    if (sent && received) this.busy = true;
-    if (sent && c.path === 'kernel') this.sentSince.add(c);
-    // Both in one reading: which came last is not known, and the engine is told so (one call;
-    // reap.ts `bothWays`). Its Send Timer runs from this reading, as the TUN path's does from the
-    // last packet sent: when that was the failure's first unanswered packet, REAP explores a Send
-    // Timeout later, not a Send Timeout after TCP's next retransmission (its RTO, 200 ms and more
-    // later: measured, the kernel path re-homed about 250 ms after the TUN path). Its Keepalive
-    // timer runs too: the peer's packet may have been the last, and then the peer's Send Timer
-    // waits for our answer. Fed as received-then-sent alone, a stream that paused after a round
-    // trip had both hosts explore a Send Timeout into the pause (each took its own sending for
-    // the last packet, neither sent a Keepalive: test/e2e/reap-steady.test.ts).
-    this.opts.kernelTraffic?.(now, c.localUlid, c.peerUlid, { sent, received });
-    return true;
+    if (fed) this.opts.flush();
   }
 }
 

@@ -160,8 +160,6 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly rxArena = new Uint8Array(RX_ARENA_BYTES);
   private rxViews: Uint8Array[] = [];
   private rxOffset = 0;
-  /** The contexts (peer ULID, ours) whose payloads the batch holds: told to the context paths at the write (`delivered`). */
-  private rxFrom: Array<readonly [Ipv6, Ipv6]> = [];
   private timer: NodeJS.Timeout | undefined;
   private armedAt: Millis | undefined;
   private flushScheduled = false;
@@ -338,8 +336,6 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     view.set(payload, IPV6_HEADER_LENGTH);
     this.rxViews.push(view);
     this.rxOffset += (len + 7) & ~7;
-    const last = this.rxFrom[this.rxFrom.length - 1];
-    if (last === undefined || last[0] !== srcUlid || last[1] !== dstUlid) this.rxFrom.push([srcUlid, dstUlid]);
   }
 
   private flushTun(): void {
@@ -347,11 +343,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const n = this.tun.write(this.rxViews);
     this.stats.tunOut += n;
     if (n < this.rxViews.length) this.drop('tun-write');
-    // Off the TUN path the kernel's counter does not count these: REAP hears of them at the next reading.
-    for (const [peer, local] of this.rxFrom) this.contexts.delivered(local, peer);
     this.rxViews = [];
     this.rxOffset = 0;
-    this.rxFrom = [];
   }
 
   private onTunPackets(packets: readonly Uint8Array[]): void {

@@ -10,14 +10,7 @@
  * would have seen it) and in a `prerouting` chain (what arrived, after the
  * device's own ingress filters). The daemon's UDP (its messages and
  * encapsulated payload) and neighbour discovery are not counted (neither
- * enters the TUN). Nor is what arrives from the TUN (`tun`): the daemon writes
- * into it only what its engine counted already (a payload it decapsulated, the
- * tc program's `passedDatagrams` among them) or made itself (an ICMPv6 error,
- * a TCP prompt), none of it a packet the kernel carried; counted here too, the
- * peer's packets were counted twice (each is counted once, docs/status.md
- * `traffic`); the driver tells REAP of what it delivered itself (context-paths.ts
- * `delivered`). What the application sends into the TUN is the other way round:
- * the `output` chain counts it, the engine does not (EngineDriver `counted`).
+ * enters the TUN).
  *
  * Reading: first the two sums of every context's counters (`o_all`, `i_all`: the
  * same rules count a packet of any context into them), two netlink requests for
@@ -96,8 +89,6 @@ export interface KernelPathHook {
 export interface KernelPathOptions {
   /** The daemon's UDP port: its datagrams are not the application's packets. */
   port: number;
-  /** The daemon's TUN: what arrives from it (the engine counted it) is not counted in. */
-  tun?: string;
   /** Run in this namespace (`ip netns exec`, /run/netns/NAME); default: the current one. */
   netns?: string;
   /** How the counters are read: `netlink` (the addon; the default where it is built) or `nft` (the process). */
@@ -190,8 +181,6 @@ function kernelRuleset(opts: KernelPathOptions, trip: boolean): string {
     '  chain in {',
     '    type filter hook prerouting priority -1000; policy accept;',
     `    ${skip}`,
-    // What comes out of the daemon's TUN the engine counted already, or the daemon made (errors, prompts).
-    ...(opts.tun !== undefined ? [`    iifname ${JSON.stringify(opts.tun)} accept`] : []),
     `    counter name ip6 daddr . ip6 saddr map @in_ctx counter name "${SUMS[1]}"${then}`,
     '  }',
     '}',

@@ -3,13 +3,10 @@
 // drops what is sent; the table goes at close, and a crashed owner's table at the next open. Both
 // readers: netlink (the addon, the default) and the `nft` process (where the addon is not built).
 import { test, type TestContext } from 'node:test';
-import { spawnSync } from 'node:child_process';
 import assert from 'node:assert/strict';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
-import { NetLab, uniqueName } from '../helpers/netns.ts';
+import { NetLab } from '../helpers/netns.ts';
 import { KERNEL_TABLE, NftKernelPath } from '../../shim/dataplane/kernel-path.ts';
-import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
-import { buildPacket } from '../../shim/dataplane/ip6-packet.ts';
 
 const A = 'fd00:5533:1::a', B = 'fd00:5533:1::b';
 
@@ -132,35 +129,4 @@ test('kernel path: a tripwire that cannot be had (here: the log group would be r
   await k.refresh();
   assert.ok((k.read(A, B)?.outPackets ?? 0) > 0, 'counted');
   assert.ok((k.total() ?? 0) > 0, 'the sums counted too');
-});
-
-// The daemon writes into its TUN what its engine counted already (a payload it decapsulated: the tc
-// program's passedDatagrams, say) or made itself: counted in again, the peer's packets were counted
-// twice in status and metrics (a 40 MB stream: 38.61 MiB sent, 73.05 MiB received).
-test('kernel path: what arrives from the daemon\'s TUN is not counted in (the engine counted it); what arrives on a link still is', async (t) => {
-  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
-  const { net, a, b } = linkedPair(t, 'kt');
-  // As above: B's port-unreachables (rate-limited) would make the count uncertain.
-  net.run(b, ['nft', 'add table ip6 kt; add chain ip6 kt out { type filter hook output priority 0; }; add rule ip6 kt out icmpv6 type destination-unreachable drop']);
-  const tun = LinuxTun.open({ name: uniqueName('kttun'), mtu: 1400 });
-  t.after(() => tun.close());
-  // The fd keeps working after the link moves into A's namespace (as in test/dataplane/tun.test.ts).
-  const mv = spawnSync('ip', ['link', 'set', 'dev', tun.name, 'netns', a.name], { encoding: 'utf8' });
-  assert.equal(mv.status, 0, `moving ${tun.name}: ${mv.stderr}`);
-  net.run(a, ['ip', 'link', 'set', tun.name, 'up']);
-  const k = NftKernelPath.open({ port: 5533, netns: a.name, tun: tun.name });
-  t.after(() => k.close());
-  assert.equal(k.watch(A, B), true);
-  await k.refresh();
-  // Three of B's packets to A, as the daemon delivers them after decapsulating (No Next Header:
-  // A answers nothing, so its own counters out stay those of TRAFFIC).
-  const written = tun.write([1, 2, 3].map(() => buildPacket(B, A, 59, new Uint8Array(8))));
-  assert.equal(written, 3);
-  // And the RST that answers A's SYN, arriving on the veth.
-  net.run(a, [process.execPath, '-e', TRAFFIC]);
-  await k.refresh();
-  const c = k.read(A, B)!;
-  assert.equal(c.inPackets, 1, `in: the RST only, not the 3 packets from the TUN: ${JSON.stringify(c)}`);
-  assert.equal(c.inBytes, 60);
-  assert.equal(c.outPackets, 6, '5 datagrams and a SYN out');
 });
