@@ -1,6 +1,9 @@
 // E2E: a primed peer is a known peer (docs/security.md "Known peers"). The same spoofed I1 flood
-// at B as test/e2e/attack-known-peers.test.ts (10,000 forged I1s/s from 10,000 /64s; B's global
-// reply bucket a tenth of the default's, the reserve the default), but A's traffic to B leaves
+// at B as test/e2e/attack-known-peers.test.ts (10,000 forged I1s/s from 10,000 /64s; the reserve
+// the default), but B's global reply bucket holds one token and gains one in 1,000 s: the flood
+// takes it and keeps it empty for the whole test. (At 20/s, as in the other test, a token that
+// comes due between two of the flood's bursts may answer A's I1 before the reserve is asked: the
+// outcome would depend on the timing, and the reserve's use could not be asserted.) A's traffic to B leaves
 // nothing in B's socket tables: A sends UDP datagrams to a port of B where no socket is connected
 // to A, so the peers of B's open connections never include A. B's configuration names A as a peer
 // (its ULID and locators): B primed A at its start, when A's daemon was not running, so B's own
@@ -10,7 +13,7 @@
 // record (the configuration's) is still valid, A is a primed peer. A's daemon starts during the flood, and its
 // host-based discovery (integrated: I1 at once) starts an exchange with B. With primed peers
 // among the known ones, A's I1s are answered from the reserve and the context comes up; before,
-// A's I1s met a global bucket the flood keeps empty (B's failed context makes no address known)
+// A's I1s met the empty global bucket (B's failed context makes no address known)
 // and the exchange failed (B taken for a host without shim6). What B answered in all stays within the
 // global and the reserve buckets. No wall-clock limits: the test waits for A's log to say how the
 // exchange ended (established, or given up).
@@ -21,9 +24,11 @@ import { LAB_ADDR } from '../../lab/topology.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, sharedLab } from './attack-fixture.ts';
 import { log } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { FLOOD_GLOBAL, FORGED_48, guardOf, startFlood, withinBuckets } from './known-peers-flood.ts';
+import { FORGED_48, guardOf, startFlood, withinBuckets } from './known-peers-flood.ts';
 /** A's datagrams to B: a port where nothing on B is connected to A (the discard port; nothing listens). */
 const UDP_PORT = 9;
+/** B's `replyLimit.global`: one token, the next in 1,000 s (the flood keeps it empty). */
+const GLOBAL = { rate: 0.001, burst: 1 };
 
 const cleanup = new Cleanup('attack-known-peers-primed');
 let x: AttackLab | undefined;
@@ -32,7 +37,7 @@ before(async () => {
   if (missingPrereqs(ATTACK_PREREQ).length > 0) return;
   // B only: A's daemon starts during the flood (below). B's configuration names A (its ULID, its locators on P and Q).
   x = await AttackLab.up(cleanup, ['b'], {
-    b: { replyLimit: { global: FLOOD_GLOBAL }, peers: [{ ulid: LAB_ADDR.aP, locators: [LAB_ADDR.aP, LAB_ADDR.aQ] }], timers: { profile: 'fast', icmpHolddownTime: 2000, noR1HolddownTime: 2000 } },
+    b: { replyLimit: { global: GLOBAL }, peers: [{ ulid: LAB_ADDR.aP, locators: [LAB_ADDR.aP, LAB_ADDR.aQ] }], timers: { profile: 'fast', icmpHolddownTime: 2000, noR1HolddownTime: 2000 } },
   });
   x.attacker.allowForgedSources();
   x.routeViaAttacker(`${FORGED_48}::/48`, LAB_ADDR.xP, 'b');
@@ -65,5 +70,5 @@ test('a spoofed I1 flood from 10,000 /64s at B: A, a peer B\'s configuration pri
   } finally {
     flood = await l.attacker.spoofFloodStop();
   }
-  await withinBuckets(t, l, f, flood);
+  await withinBuckets(t, l, f, flood, GLOBAL);
 });

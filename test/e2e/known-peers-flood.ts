@@ -40,15 +40,15 @@ export async function startFlood(l: AttackLab): Promise<Flood> {
 
 /**
  * After the flood `f` stopped (`sent`: what the attacker sent): what B answered since it started
- * stayed within its global and reserve buckets over the time, and the flood was refused (counted).
- * Returns B's guard now.
+ * stayed within its global bucket (`global`, B's `replyLimit.global`) and its reserve over the time,
+ * and the flood was refused (counted). Returns B's guard now.
  */
-export async function withinBuckets(t: TestContext, l: AttackLab, f: Flood, flood: { sent: number; sendMs: number }): Promise<Guard> {
+export async function withinBuckets(t: TestContext, l: AttackLab, f: Flood, flood: { sent: number; sendMs: number }, global: { rate: number; burst: number } = FLOOD_GLOBAL): Promise<Guard> {
   const b1 = await guardOf(l, 'b');
   const seconds = (Date.now() - f.t0) / 1000;
   const sent = b1.replies.R1!.sent - f.b0.replies.R1!.sent;
   const limited = b1.replies.R1!.limited - f.b0.replies.R1!.limited;
-  const bound = Math.floor(FLOOD_GLOBAL.burst + RESERVE.burst + (FLOOD_GLOBAL.rate + RESERVE.rate) * seconds);
+  const bound = Math.floor(global.burst + RESERVE.burst + (global.rate + RESERVE.rate) * seconds);
   t.diagnostic(`flood: ${flood.sent} forged I1s in ${(flood.sendMs / 1000).toFixed(1)} s; B: R1 sent ${sent}, limited ${limited} over ${seconds.toFixed(1)} s `
     + `(bound global + reserve ${bound}); known peers ${JSON.stringify(b1.knownPeers ?? null)}`);
   assert.ok(sent <= bound, `${sent} R1s within the global and reserve buckets over ${seconds.toFixed(1)} s = ${bound}`);
