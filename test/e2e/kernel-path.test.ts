@@ -37,6 +37,12 @@ for (const dataPath of ['kernel', 'tun'] as const) {
     assert.equal(st.daemon.dataPath, dataPath);
     const packets = r.bytes_sent / 1400;
     if (dataPath === 'kernel') {
+      // What moved the context between the paths, for a failure's reader.
+      const since = Date.parse(log(lab, 'a')[0]?.ts ?? '') || 0;
+      const steps = log(lab, 'a').filter((x) => x.peerUlid === LAB_ADDR.bP || x.peer === LAB_ADDR.bP)
+        .filter((x) => /reap-state|context-established|kernel path|encapsulation|locator-pair-changed|TUN/.test(String(x.msg)))
+        .map((x) => `${Date.parse(x.ts) - since} ms ${x.msg}${x.state !== undefined ? ` ${String(x.state)}` : ''}`);
+      t.diagnostic(`A's context with B: ${steps.join('; ')}`);
       // The first packets wait in the TUN during the exchange (the hold), and a false exploration sends
       // some through it; most of the stream does not cross it.
       assert.ok(st.daemon.stats.tunIn < packets / 2, `A's TUN carried ${st.daemon.stats.tunIn} packets of a ${r.bytes_sent}-octet stream`);
