@@ -210,7 +210,7 @@ export class Daemon {
     // contexts whose address is gone keeps it (identify: among our locators, BROKEN, with the PDS
     // that proves it, so its contexts carry its own proof, not our ULID's).
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
-    const savedTouchedAt = saved ? cacheFileTime(config.cacheFile) : undefined;
+    const savedTouchedAt = saved ? cacheFileTime(config.cacheFile, saved.file) : undefined;
     const open = off ? [] : openConnections();
     const id = identify(config, off, log, { open, saved: savedContexts(saved) });
     if (!off) refusePeersThatAreUs(config, id.host);

@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -102,7 +102,26 @@ export interface CacheFile extends CacheSnapshot {
    * file's modification time instead when it names contexts (`cacheFileTime`).
    */
   readonly savedAt?: number;
+  /**
+   * The file the daemon wrote (saveCaches; a file without it is an older daemon's): its modification
+   * time counts only while the file is that one (`cacheFileTime`), so a copy put in its place (a
+   * backup restored: a new file, whose time is the copy's) is as old as its `savedAt`, not as fresh
+   * as the copy.
+   */
+  readonly file?: FileId;
 }
+
+/**
+ * A file's identity: its inode number and its creation time (ms; 0 where the file system keeps
+ * none). The creation time tells a file from a later one given the same inode number (the file
+ * deleted, a copy written in its place).
+ */
+export interface FileId {
+  inode: number;
+  born: number;
+}
+
+const fileIdOf = (st: { ino: number; birthtimeMs: number }): FileId => ({ inode: st.ino, born: st.birthtimeMs });
 
 /**
  * The `contexts` of a cache file read back: well-formed pairs only (addresses canonical), at most
@@ -132,7 +151,8 @@ export function saveCaches(file: string, data: CacheFile): void {
   try {
     const fd = openSync(tmp, 'w', 0o600);
     try {
-      writeSync(fd, JSON.stringify(data) + '\n');
+      // The rename keeps the inode and its creation time: the file names itself (`file`).
+      writeSync(fd, JSON.stringify({ ...data, file: fileIdOf(fstatSync(fd)) }) + '\n');
       fsyncSync(fd); // the rename must not publish a file whose data a power cut loses
     } finally {
       closeSync(fd);
@@ -145,12 +165,19 @@ export function saveCaches(file: string, data: CacheFile): void {
 }
 
 /**
- * The cache file's modification time (wall-clock ms), when it can be read: the last time a daemon
- * wrote it or found its `contexts` still live (CacheFileWriter touches it on a skipped write).
+ * The cache file's modification time (wall-clock ms), when it can be read and the file is still the
+ * one its daemon wrote (`id`: the file's `file`, what it says of itself): the last time a daemon
+ * wrote it or found its `contexts` still live (CacheFileWriter touches it on a skipped write). A
+ * copy in its place (another file, or one that does not say) has no such time: undefined.
  */
-export function cacheFileTime(file: string): number | undefined {
+export function cacheFileTime(file: string, id: unknown): number | undefined {
+  const { inode, born } = (typeof id === 'object' && id !== null ? id : {}) as Record<string, unknown>;
+  if (typeof inode !== 'number' || typeof born !== 'number') return undefined;
   try {
-    const t = statSync(file).mtimeMs;
+    const st = statSync(file);
+    const now = fileIdOf(st);
+    if (now.inode !== inode || now.born !== born) return undefined;
+    const t = st.mtimeMs;
     return Number.isFinite(t) && t > 0 ? t : undefined;
   } catch {
     return undefined;

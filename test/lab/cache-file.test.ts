@@ -3,7 +3,7 @@
 // empty `caches.json.<pid>.tmp`, one per daemon process, never removed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CacheFileWriter, loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
 import { Logger } from '../../shim/log.ts';
@@ -15,7 +15,8 @@ const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
 test('saveCaches writes the file whole; loadCaches reads it back', (t) => {
   const file = path.join(tmpdir(t, 'caches-'), 'state', 'caches.json');
   saveCaches(file, SNAPSHOT);
-  assert.deepEqual(loadCaches(file, quiet), SNAPSHOT);
+  const st = statSync(file);
+  assert.deepEqual(loadCaches(file, quiet), { ...SNAPSHOT, file: { inode: st.ino, born: st.birthtimeMs } }, 'the snapshot, and the file it was written to');
   assert.deepEqual(readdirSync(path.dirname(file)), ['caches.json']);
 });
 

@@ -3,15 +3,19 @@
 // when the file is too old for any; the stop's write of the file always happens
 // (its `savedAt` is the stop's), where the periodic writes may be skipped; a skipped write of a
 // file that names contexts moves its modification time, which a start after SIGKILL reads as
-// when the pairs were last known live.
+// when the pairs were last known live, while the file is the one its daemon wrote.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import { contextsToSetUpAgain, liveAtOf, SAVED_FRESH_MARGIN_MS, savedAtOf, savedFreshForMs } from '../../shim/daemon/resume-saved.ts';
 import { CacheFileWriter, cacheFileTime, loadCaches, type CacheFile } from '../../shim/daemon/sink.ts';
+
 import { Logger } from '../../shim/log.ts';
 import { tmpdir } from '../helpers/tmp.ts';
+
+/** What a cache file says of itself (`file`: its inode and creation time). */
+const idIn = (file: string): unknown => (JSON.parse(readFileSync(file, 'utf8')) as CacheFile).file;
 
 const IDLE = 600_000;
 const NOW = 1_800_000_000_000;
@@ -91,15 +95,41 @@ test('a skipped periodic write moves the file\'s modification time when it names
   assert.equal(withPairs.save(NOW, data(NOW)), true);
   const text = readFileSync(withPairs.file, 'utf8');
   assert.equal(withPairs.save(NOW + 300_000, data(NOW + 300_000)), false, 'skipped');
-  assert.equal(cacheFileTime(withPairs.file), NOW + 300_000, 'touched');
+  assert.equal(cacheFileTime(withPairs.file, idIn(withPairs.file)), NOW + 300_000, 'touched');
   assert.equal(readFileSync(withPairs.file, 'utf8'), text, 'nothing written');
   assert.equal(savedAtOf(JSON.parse(text)), NOW);
   assert.deepEqual([withPairs.skipped, withPairs.touched], [1, 1]);
   const noPairs = new CacheFileWriter(path.join(dir, 'b.json'), 1000);
   assert.equal(noPairs.save(NOW, data(NOW, [])), true);
-  const written = cacheFileTime(noPairs.file);
+  const written = cacheFileTime(noPairs.file, idIn(noPairs.file));
   assert.equal(noPairs.save(NOW + 300_000, data(NOW + 300_000, [])), false);
-  assert.equal(cacheFileTime(noPairs.file), written, 'an idle host\'s file (no contexts) is left alone');
+  assert.equal(cacheFileTime(noPairs.file, idIn(noPairs.file)), written, 'an idle host\'s file (no contexts) is left alone');
   assert.deepEqual([noPairs.skipped, noPairs.touched], [1, 0]);
-  assert.equal(cacheFileTime(path.join(dir, 'none.json')), undefined);
+  assert.equal(cacheFileTime(path.join(dir, 'none.json'), { inode: 1, born: 1 }), undefined);
+});
+
+test('the modification time counts only while the file is the one its daemon wrote: a copy put in its place (a backup restored) is as old as its savedAt', (t) => {
+  const dir = tmpdir(t, 'caches-');
+  const writer = new CacheFileWriter(path.join(dir, 'caches.json'), 1000);
+  const old = NOW - savedFreshForMs(IDLE) - 60_000;
+  assert.equal(writer.save(old, { positive: [], negative: [], contexts: [pair('2001:db8:b::1', '2001:db8:a::1')], savedAt: old }), true);
+  const id = idIn(writer.file);
+  const st = statSync(writer.file);
+  assert.deepEqual(id, { inode: st.ino, born: st.birthtimeMs }, 'the file names itself: its inode and creation time');
+  utimesSync(writer.file, NOW / 1000, NOW / 1000);
+  assert.equal(cacheFileTime(writer.file, id), NOW, 'the daemon\'s own file: its modification time');
+  // A backup taken, and copied back later (cp: a new file, its modification time the copy's).
+  const backup = path.join(dir, 'backup.json');
+  copyFileSync(writer.file, backup);
+  rmSync(writer.file);
+  copyFileSync(backup, writer.file);
+  utimesSync(writer.file, NOW / 1000, NOW / 1000);
+  // The file system may give the copy the freed inode number: its creation time tells them apart.
+  t.diagnostic(`the copy's inode: ${statSync(writer.file).ino === st.ino ? 'the same number' : 'another'}`);
+  assert.equal(cacheFileTime(writer.file, idIn(writer.file)), undefined, 'the copy\'s time says nothing of its contexts');
+  const saved = [pair('2001:db8:b::1', '2001:db8:a::1')];
+  assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: old, touchedAt: cacheFileTime(writer.file, idIn(writer.file)) }).stale, 'old', 'so the copy is as old as its savedAt');
+  for (const bad of [undefined, null, 7, { inode: st.ino }, { inode: String(st.ino), born: st.birthtimeMs }]) {
+    assert.equal(cacheFileTime(writer.file, bad), undefined, `a file that does not name itself (an older daemon's, or damaged): ${JSON.stringify(bad)}`);
+  }
 });
