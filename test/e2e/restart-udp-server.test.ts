@@ -42,13 +42,19 @@ function inNs(t: TestContext, ns: string, code: string, on: (e: Record<string, u
   return c;
 }
 
-async function udpServerRestart(t: TestContext, lab: Lab, dataPath: 'tun' | 'kernel'): Promise<void> {
-  const s = await daemons(t, lab, {}, { dataPath });
+/** B's UDP echo server, then A's client of it by name through A's stub `resolver`: the client's running totals. */
+async function echoFlow(t: TestContext, lab: Lab, resolver: string): Promise<Totals> {
   let listening = false;
   inNs(t, lab.b, SERVER, (e) => { if (e.ev === 'listening') listening = true; });
   await waitFor(() => listening, 'B\'s UDP echo server');
   const now: Totals = { sent: 0, rx: 0, errs: 0 };
-  inNs(t, lab.a, CLIENT(LAB_B_NAME, s.resolverA), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
+  inNs(t, lab.a, CLIENT(LAB_B_NAME, resolver), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
+  return now;
+}
+
+async function udpServerRestart(t: TestContext, lab: Lab, dataPath: 'tun' | 'kernel'): Promise<void> {
+  const s = await daemons(t, lab, {}, { dataPath });
+  const now = await echoFlow(t, lab, s.resolverA);
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
   await waitFor(() => now.rx >= 50, 'echoes through the context');
   // P fails: the flow moves to Q.
@@ -95,11 +101,7 @@ test('dataPath: tun: B\'s daemon is killed (SIGKILL) after its context with A wa
   // A short idle timeout: the saved pairs are fresh for 10 s + 60 s; the flow (50 datagrams/s each way) keeps the context live.
   const idleTimeout = 10_000;
   const s = await daemons(t, lab, { idleTimeout }, { dataPath: 'tun' });
-  let listening = false;
-  inNs(t, lab.b, SERVER, (e) => { if (e.ev === 'listening') listening = true; });
-  await waitFor(() => listening, 'B\'s UDP echo server');
-  const now: Totals = { sent: 0, rx: 0, errs: 0 };
-  inNs(t, lab.a, CLIENT(LAB_B_NAME, s.resolverA), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
+  const now = await echoFlow(t, lab, s.resolverA);
   await waitLog(lab, 'b', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.aP);
   await waitFor(() => now.rx >= 50, 'echoes through the context');
   const file = s.files('b').cache;
