@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -142,22 +142,26 @@ export function savedContexts(data: unknown): SavedContext[] {
 }
 
 /**
- * Write the cache file atomically (temp file, fsync, rename). A write that fails (a full or
- * read-only disk) leaves the file as it was and no temp file behind; the error goes to the caller.
+ * Write the cache file atomically (temp file, fsync, rename); returns the file written (`file` in
+ * it). A write that fails (a full or read-only disk) leaves the file as it was and no temp file
+ * behind; the error goes to the caller.
  */
-export function saveCaches(file: string, data: CacheFile): void {
+export function saveCaches(file: string, data: CacheFile): FileId {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   try {
     const fd = openSync(tmp, 'w', 0o600);
+    let id: FileId;
     try {
       // The rename keeps the inode and its creation time: the file names itself (`file`).
-      writeSync(fd, JSON.stringify({ ...data, file: fileIdOf(fstatSync(fd)) }) + '\n');
+      id = fileIdOf(fstatSync(fd));
+      writeSync(fd, JSON.stringify({ ...data, file: id }) + '\n');
       fsyncSync(fd); // the rename must not publish a file whose data a power cut loses
     } finally {
       closeSync(fd);
     }
     renameSync(tmp, file);
+    return id;
   } catch (err) {
     try { rmSync(tmp, { force: true }); } catch { /* not a file we wrote (a directory of that name): left */ }
     throw err;
@@ -171,14 +175,19 @@ export function saveCaches(file: string, data: CacheFile): void {
  * copy in its place (another file, or one that does not say) has no such time: undefined.
  */
 export function cacheFileTime(file: string, id: unknown): number | undefined {
+  const st = statIfSame(file, id);
+  const t = st?.mtimeMs;
+  return t !== undefined && Number.isFinite(t) && t > 0 ? t : undefined;
+}
+
+/** The file's status when it is the file `id` names (inode and creation time), else undefined (another file, none, or `id` not a FileId). */
+function statIfSame(file: string, id: unknown): { mtimeMs: number } | undefined {
   const { inode, born } = (typeof id === 'object' && id !== null ? id : {}) as Record<string, unknown>;
   if (typeof inode !== 'number' || typeof born !== 'number') return undefined;
   try {
     const st = statSync(file);
     const now = fileIdOf(st);
-    if (now.inode !== inode || now.born !== born) return undefined;
-    const t = st.mtimeMs;
-    return Number.isFinite(t) && t > 0 ? t : undefined;
+    return now.inode === inode && now.born === born ? st : undefined;
   } catch {
     return undefined;
   }
@@ -190,13 +199,14 @@ export function cacheFileTime(file: string, id: unknown): number | undefined {
  * moved on (a live context's entry is kept `positiveTtl` ahead of its last proof) and the file's
  * earliest expiry is still more than `slackMs` away — so an idle host, or one whose contexts
  * carry on as they were, does not rewrite it every refresh (docs/operations.md "Protection that
- * lasts"). A file gone from the disk is written again. A skipped write of a file that names
- * contexts moves the file's modification time to `now` (no data written, no fsync): the contexts
- * it names were still live then, which a successor after SIGKILL reads (`cacheFileTime`,
- * resume-saved.ts) where the file's `savedAt` is as old as their last change.
+ * lasts"). A file gone from the disk, or another file in its place, is written again. A skipped
+ * write of a file that names contexts moves the file's modification time to `now` (no data
+ * written, no fsync): the contexts it names were still live then, which a successor after SIGKILL
+ * reads (`cacheFileTime`, resume-saved.ts) where the file's `savedAt` is as old as their last
+ * change.
  */
 export class CacheFileWriter {
-  private last: { shape: string; earliest: number } | undefined;
+  private last: { shape: string; earliest: number; file: FileId } | undefined;
   /** Writes skipped as unchanged (for tests and status). */
   skipped = 0;
   /** Skipped writes that moved the file's modification time (it names contexts). */
@@ -216,7 +226,9 @@ export class CacheFileWriter {
     };
     const shape = JSON.stringify({ p: data.positive.map(strip), n: data.negative.map(strip), c: data.contexts ?? [] });
     const last = this.last;
-    if (!force && last !== undefined && last.shape === shape && last.earliest - now > this.slackMs && existsSync(this.file)) {
+    // Only while the file is the one written last: a file gone, or another put in its place (a
+    // backup restored, whose own time a successor does not trust), is written again.
+    if (!force && last !== undefined && last.shape === shape && last.earliest - now > this.slackMs && statIfSame(this.file, last.file) !== undefined) {
       this.skipped++;
       if ((data.contexts?.length ?? 0) > 0) {
         utimesSync(this.file, now / 1000, now / 1000);
@@ -224,8 +236,7 @@ export class CacheFileWriter {
       }
       return false;
     }
-    saveCaches(this.file, data);
-    this.last = { shape, earliest };
+    this.last = { shape, earliest, file: saveCaches(this.file, data) };
     return true;
   }
 }

@@ -129,6 +129,12 @@ test('the modification time counts only while the file is the one its daemon wro
   assert.equal(cacheFileTime(writer.file, idIn(writer.file)), undefined, 'the copy\'s time says nothing of its contexts');
   const saved = [pair('2001:db8:b::1', '2001:db8:a::1')];
   assert.equal(contextsToSetUpAgain(saved, { ...base, savedAt: old, touchedAt: cacheFileTime(writer.file, idIn(writer.file)) }).stale, 'old', 'so the copy is as old as its savedAt');
+  // The running daemon's next check writes the file again instead of touching the copy: the copy's
+  // time would not count after a SIGKILL, its own file's does.
+  const data = { positive: [], negative: [], contexts: saved, savedAt: old };
+  assert.equal(writer.save(old + 1000, data), true, 'another file in its place: written again, not touched');
+  assert.equal(cacheFileTime(writer.file, idIn(writer.file)), statSync(writer.file).mtimeMs, 'the file written names itself again');
+  assert.equal(writer.save(old + 2000, data), false, 'then skipped as before');
   for (const bad of [undefined, null, 7, { inode: st.ino }, { inode: String(st.ino), born: st.birthtimeMs }]) {
     assert.equal(cacheFileTime(writer.file, bad), undefined, `a file that does not name itself (an older daemon's, or damaged): ${JSON.stringify(bad)}`);
   }
