@@ -3,8 +3,8 @@
 // the default), but B's global reply bucket holds one token and gains one in 1,000 s: the flood
 // takes it and keeps it empty for the whole test. (At 20/s, as in the other test, a token that
 // comes due between two of the flood's bursts may answer A's I1 before the reserve is asked: the
-// outcome would depend on the timing, and the reserve's use could not be asserted.) A's traffic to B leaves
-// nothing in B's socket tables: A sends UDP datagrams to a port of B where no socket is connected
+// outcome would depend on the timing, and the reserve's use could not be asserted.) A's traffic
+// to B leaves nothing in B's socket tables: A sends UDP datagrams to a port of B where no socket is connected
 // to A, so the peers of B's open connections never include A. B's configuration names A as a peer
 // (its ULID and locators): B primed A at its start, when A's daemon was not running, so B's own
 // exchange with A failed, and its hold-down (`icmpHolddownTime`, 2 s here) ended: B has no
