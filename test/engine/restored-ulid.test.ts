@@ -144,20 +144,38 @@ const hbaFile = (set: ReturnType<typeof generateHbaSet>): HbaParamsFile => ({
 });
 const quiet = (): Logger => new Logger({ level: 'error', format: 'json', component: 'test' });
 
-test('the daemon\'s restart: a kept HBA member is the second one, after the members still there, with its own PDS; its context comes up with a peer checking the binding', () => {
-  const sim = new Sim(65);
-  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(65) });
-  const [m1, m2, m3] = set.members as [typeof set.members[0], typeof set.members[0], typeof set.members[0]];
+/** The first three members of an HBA set. */
+type HbaMember = ReturnType<typeof generateHbaSet>['members'][number];
+type HbaMembers = [HbaMember, HbaMember, HbaMember];
+
+/**
+ * A's restart with its HBA set from `seed`: member m2 (the address of `openOf`'s connections, gone
+ * from the host) kept from before (keptFromBefore), the host's addresses `foundOf`, A's locators in
+ * the daemon's order (`ulidOf`: orderLocators' own ULID), A started on them with B known, and A's
+ * protection of m2's connection with B settled.
+ */
+function restartWithKept(seed: number, foundOf: (m: HbaMembers) => LocalAddress[], openOf: (m: HbaMembers, b: ShimHost) => OpenConnection[], ulidOf?: (m: HbaMembers) => string) {
+  const sim = new Sim(seed);
+  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(seed) });
+  const m = set.members as HbaMembers;
+  const [m1, m2, m3] = m;
   const b = peerB(sim);
   const hba = hbaFile(set);
-  const found: LocalAddress[] = [{ address: m3.address, ifname: 'q', up: true }, { address: m1.address, ifname: 'p', up: true }];
-  const open: OpenConnection[] = [{ local: m2.address, peer: b.ulid, proto: 'tcp' }];
+  const found = foundOf(m);
+  const open = openOf(m, b);
   const restored = keptFromBefore([m2.address], open, hba, undefined, undefined, quiet());
-  assert.deepEqual([...restored], [[m2.address, m2.params]], 'the member\'s own parameters');
-  const locals = orderLocators(found, hba, undefined, undefined, restored);
-  assert.deepEqual(locals.map((l) => [l.address, l.flags]), [[m1.address, 0], [m3.address, 0], [m2.address, 1]]);
+  const locals = orderLocators(found, hba, undefined, ulidOf?.(m), restored);
   const a = addLinkedShimHost(sim, 'a', { ulid: m1.address, locators: [m1.address, m3.address], params: m1.params }, { localLocators: locals, ...knowsB(b) });
   protectAndSettle(sim, a, b, m2.address);
+  return { m1, m2, m3, b, hba, found, open, restored, locals, a };
+}
+
+test('the daemon\'s restart: a kept HBA member is the second one, after the members still there, with its own PDS; its context comes up with a peer checking the binding', () => {
+  const { m1, m2, m3, restored, locals } = restartWithKept(65,
+    ([m1, , m3]) => [{ address: m3.address, ifname: 'q', up: true }, { address: m1.address, ifname: 'p', up: true }],
+    ([, m2], b) => [{ local: m2.address, peer: b.ulid, proto: 'tcp' }]);
+  assert.deepEqual([...restored], [[m2.address, m2.params]], 'the member\'s own parameters');
+  assert.deepEqual(locals.map((l) => [l.address, l.flags]), [[m1.address, 0], [m3.address, 0], [m2.address, 1]]);
 });
 
 test('the daemon\'s restart with a CGA key and no HBA set: a former CGA ULID is proven by the CGA our key makes on its prefix; others are left alone', () => {
@@ -229,17 +247,10 @@ test('the daemon checks every member of its HBA set at the start (each now carri
 });
 
 test('`shim6 status` shows the kept ULIDs: why kept, BROKEN or not, what uses them, when the next check may release them', () => {
-  const sim = new Sim(67);
-  const set = generateHbaSet({ prefixes: A_PREFIXES, sec: 0, randomBytes: bytesFrom(67) });
-  const [m1, m2, m3] = set.members as [typeof set.members[0], typeof set.members[0], typeof set.members[0]];
-  const b = peerB(sim);
-  const hba = hbaFile(set);
-  const found: LocalAddress[] = [{ address: m1.address, ifname: 'p', up: true }, { address: m3.address, ifname: 'q', up: true }];
-  const open: OpenConnection[] = [{ local: m2.address, peer: b.ulid, proto: 'tcp' }, { local: m2.address, peer: '2001:db8:c1::1', proto: 'udp' }, { local: m1.address, peer: b.ulid, proto: 'tcp' }];
-  const restored = keptFromBefore([m2.address], open, hba, undefined, undefined, quiet());
-  const locals = orderLocators(found, hba, undefined, m1.address, restored);
-  const a = addLinkedShimHost(sim, 'a', { ulid: m1.address, locators: [m1.address, m3.address], params: m1.params }, { localLocators: locals, ...knowsB(b) });
-  protectAndSettle(sim, a, b, m2.address);
+  const { m1, m2, m3, hba, found, open, restored, locals, a } = restartWithKept(67,
+    ([m1, , m3]) => [{ address: m1.address, ifname: 'p', up: true }, { address: m3.address, ifname: 'q', up: true }],
+    ([m1, m2], b) => [{ local: m2.address, peer: b.ulid, proto: 'tcp' }, { local: m2.address, peer: '2001:db8:c1::1', proto: 'udp' }, { local: m1.address, peer: b.ulid, proto: 'tcp' }],
+    ([m1]) => m1.address);
   const present = (x: string): boolean => found.some((f) => f.address === x);
   const view = keptUlidsView({
     restored: restored.keys(), ulid: m1.address, present, locals, connections: connectionsByLocal(open, restored.keys()),
