@@ -351,7 +351,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
     // The peer lost the context and set it up anew (§7.9: its I1, then this I2, with a new tag; its
     // daemon restarted): ours stays as it was, but the driver must learn the peer's new tag (its
     // kernel entries) and that what was sent meanwhile was lost (the TCP prompt).
-    core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered: true });
+    emitEstablished(core, ctx, true);
   }
   checkConfusion(core, ctx);
   sendR2(core, ctx, rx, msg.initiatorNonce);
@@ -441,6 +441,11 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   // The handshake proved the peer: its entry lasts while the context does (lasting.ts).
   ctx.provenAt = now;
   keepCapable(core, ctx, now, (now + core.config.positiveTtl) as Millis);
+  emitEstablished(core, ctx, recovered);
+}
+
+/** `context-established` for `ctx` as it is now (its tags and pair; `recovered`: up again). */
+function emitEstablished(core: Core, ctx: Context, recovered: boolean): void {
   core.emit({ kind: 'context-established', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer, pair: { local: ctx.lpLocal, peer: ctx.lpPeer }, recovered });
 }
 
