@@ -228,14 +228,9 @@ export class Core {
     this.guard.knownPeers.primed = this.primedPeers.size;
   }
 
-  /** Is `address` a primed peer's whose record's lifetime is not over (an expired one is dropped)? */
+  /** Is `address` a primed peer's whose record's lifetime is not over? (Expired ones go at `dropExpiredPrimed` and `notePrimed`'s bound.) */
   private primedPeer(now: Millis, address: Ipv6): boolean {
-    const expires = this.primedPeers.get(address);
-    if (expires === undefined) return false;
-    if (expires > now) return true;
-    this.primedPeers.delete(address);
-    this.guard.knownPeers.primed = this.primedPeers.size;
-    return false;
+    return (this.primedPeers.get(address) ?? -Infinity) > now;
   }
 
   /**
