@@ -38,6 +38,9 @@ export type DataPath = 'kernel' | 'encap' | 'tun';
 /** What the kernel carried of a context while it was on the kernel path or encapsulation (the engine never saw it). */
 export interface KernelTraffic { packetsIn: number; bytesIn: number; packetsOut: number; bytesOut: number }
 
+/** Consecutive packets the daemon wrote into its TUN for one ULID pair (`peer` undefined: of no context), and their octets (IPv6 packets whole). */
+export interface TunRun { peer: Ipv6 | undefined; local: Ipv6 | undefined; packets: number; octets: number }
+
 /** A context as the kernel path sees it (`EngineDriver.paths()`). */
 export interface ContextPath {
   localUlid: Ipv6;
@@ -160,6 +163,14 @@ interface Tracked extends ContextPath {
   inBytes: number;
   /** What the kernel carried while the context was off the TUN (summed reading by reading). */
   carried: KernelTraffic | undefined;
+  /**
+   * Packets and octets the daemon wrote into its TUN for this context since the last reading
+   * (`wroteIn`): the inbound counter counts them as they come out of it, but the engine counted
+   * them already (a payload it decapsulated) or made them (a prompt, an ICMPv6 error), so the next
+   * reading leaves them out of `carried`.
+   */
+  wroteIn: number;
+  wroteInBytes: number;
   /** When the last liveness Keepalive went (clock), or when it went on the kernel path. */
   livenessAt: number;
 }
@@ -224,7 +235,7 @@ export class ContextPaths {
     if (old !== undefined && old.localUlid === localUlid) return this.reestablished(old, pair);
     // Another local ULID's entry (the driver hands such a second context over by `adopt`, not here): its maps go first.
     if (old !== undefined) this.ended(peerUlid, false);
-    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 };
+    const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, wroteIn: 0, wroteInBytes: 0, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
     this.watch(c);
     return this.toKernel(c);
@@ -241,9 +252,30 @@ export class ContextPaths {
     return c !== undefined && c.path !== 'tun' && this.opts.kernel !== undefined;
   }
 
+  /**
+   * The daemon wrote into its TUN `runs` of packets in order, the first `written` of them taken
+   * (each run: the packets' ULID pair, peer and ours, or none for a packet of no context). The
+   * kernel's inbound counter counts those of a watched context again as they come out of the TUN;
+   * the next reading leaves them out of what the kernel carried, so `status` counts each incoming
+   * packet once (docs/dataplane.md "Counters"). What the reading tells REAP is unchanged.
+   */
+  wroteIn(runs: readonly TunRun[], written: number): void {
+    let left = written;
+    for (const r of runs) {
+      if (left <= 0) return;
+      const n = Math.min(left, r.packets);
+      left -= n;
+      if (r.peer === undefined) continue;
+      const c = this.contexts.get(r.peer);
+      if (c === undefined || c.localUlid !== r.local || !c.watched) continue;
+      c.wroteIn += n;
+      c.wroteInBytes += n === r.packets ? r.octets : Math.round(r.octets * n / r.packets);
+    }
+  }
+
   /** A second context with `peer`, from `localUlid`, takes over when the first one ended (on the TUN path). */
   adopt(localUlid: Ipv6, peer: Ipv6): void {
-    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, encapTag: undefined, livenessAt: 0 });
+    this.contexts.set(peer, { localUlid, peerUlid: peer, path: 'tun', pair: { local: localUlid, peer }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, wroteIn: 0, wroteInBytes: 0, encapTag: undefined, livenessAt: 0 });
   }
 
   /**
@@ -460,6 +492,8 @@ export class ContextPaths {
   private unwatch(c: Tracked): void {
     if (!c.watched) return;
     c.watched = false;
+    c.wroteIn = 0;
+    c.wroteInBytes = 0;
     this.opts.kernel?.unwatch(c.localUlid, c.peerUlid);
     this.opts.encap?.unwatch?.(c.localUlid, c.peerUlid);
   }
@@ -690,15 +724,20 @@ export class ContextPaths {
     for (const c of this.candidates(k)) {
       if (!c.watched) continue;
       const n = k.read(c.localUlid, c.peerUlid);
-      if (n === undefined) continue; // watched since the last reading
+      if (n === undefined) { c.wroteIn = 0; c.wroteInBytes = 0; continue; } // watched since the last reading: its counters start after those writes
       const sent = n.outPackets > c.out, received = n.inPackets > c.in;
+      // What the daemon wrote into its TUN is in the inbound counter too, and the engine counted it.
+      const inPackets = Math.max(0, n.inPackets - c.in), inBytes = Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
+      const ownPackets = Math.min(inPackets, c.wroteIn), ownBytes = Math.min(inBytes, c.wroteInBytes);
+      c.wroteIn -= ownPackets;
+      c.wroteInBytes -= ownBytes;
       // Off the TUN the engine sees none of these: what the kernel carried is summed for `status`.
       if (c.path !== 'tun') {
         const t = c.carried ??= { packetsIn: 0, bytesIn: 0, packetsOut: 0, bytesOut: 0 };
         t.packetsOut += Math.max(0, n.outPackets - c.out);
-        t.packetsIn += Math.max(0, n.inPackets - c.in);
+        t.packetsIn += inPackets - ownPackets;
         t.bytesOut += Math.max(0, (n.outBytes ?? c.outBytes) - c.outBytes);
-        t.bytesIn += Math.max(0, (n.inBytes ?? c.inBytes) - c.inBytes);
+        t.bytesIn += inBytes - ownBytes;
       }
       c.out = n.outPackets;
       c.in = n.inPackets;

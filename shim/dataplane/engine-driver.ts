@@ -23,7 +23,7 @@
 import { performance } from 'node:perf_hooks';
 import { SHIM6_UDP_PORT } from '../constants.ts';
 import type { Millis } from '../time.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
@@ -31,7 +31,7 @@ import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum,
 import { TcpPrompter } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
-import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook } from './context-paths.ts';
+import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
 import type { EncapHook, KernelFlow } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
@@ -160,6 +160,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly rxArena = new Uint8Array(RX_ARENA_BYTES);
   private rxViews: Uint8Array[] = [];
   private rxOffset = 0;
+  /**
+   * The batch's packets by ULID pair, in runs (made only on the kernel path, whose inbound counter
+   * counts them again as they come out of the TUN): told to the context paths once written.
+   */
+  private rxRuns: TunRun[] = [];
+  private readonly countRuns: boolean;
   private timer: NodeJS.Timeout | undefined;
   private armedAt: Millis | undefined;
   private flushScheduled = false;
@@ -213,6 +219,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       liveness: (l: Ipv6, p: Ipv6) => this.sendLiveness(l, p),
       pollingChanged: () => { this.armedAt = undefined; this.arm(); },
     });
+    this.countRuns = opts.kernel !== undefined && opts.engine.kernelTraffic !== undefined;
     this.transport.onDatagram((d) => this.onDatagram(d));
     this.transport.onIcmpError?.((e) => this.onIcmpError(e));
     this.tun?.onPackets((ps) => this.onTunPackets(ps));
@@ -319,6 +326,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!this.tun) return this.drop('no-tun');
     if (this.rxViews.length >= RX_BATCH) this.flushTun();
     this.rxViews.push(packet);
+    // Rare: its addresses made text only for the runs (a Packet Too Big from the peer's ULID is one of its context's).
+    if (this.countRuns) this.noteRun(formatIpv6(packet, 8), formatIpv6(packet, 24), packet.length);
     this.stats.icmpToApp++;
   }
 
@@ -336,6 +345,16 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     view.set(payload, IPV6_HEADER_LENGTH);
     this.rxViews.push(view);
     this.rxOffset += (len + 7) & ~7;
+    if (this.countRuns) this.noteRun(srcUlid, dstUlid, len);
+  }
+
+  /** One more packet of the batch from `peer` to `local` (see rxRuns). */
+  private noteRun(peer: Ipv6, local: Ipv6, octets: number): void {
+    const r = this.rxRuns[this.rxRuns.length - 1];
+    if (r !== undefined && r.peer === peer && r.local === local) {
+      r.packets++;
+      r.octets += octets;
+    } else this.rxRuns.push({ peer, local, packets: 1, octets });
   }
 
   private flushTun(): void {
@@ -343,6 +362,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const n = this.tun.write(this.rxViews);
     this.stats.tunOut += n;
     if (n < this.rxViews.length) this.drop('tun-write');
+    if (this.rxRuns.length > 0) {
+      this.contexts.wroteIn(this.rxRuns, n);
+      this.rxRuns = [];
+    }
     this.rxViews = [];
     this.rxOffset = 0;
   }
@@ -552,7 +575,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const c = ulpChecksum(peerUlid, localUlid, IPPROTO_TCP, tcp);
     tcp[16] = c >> 8; tcp[17] = c & 0xff;
     if (this.rxViews.length >= RX_BATCH) this.flushTun();
-    this.rxViews.push(buildPacket(peerUlid, localUlid, IPPROTO_TCP, tcp));
+    const packet = buildPacket(peerUlid, localUlid, IPPROTO_TCP, tcp);
+    this.rxViews.push(packet);
+    if (this.countRuns) this.noteRun(peerUlid, localUlid, packet.length);
   }
 
   /** A refused ULID claim: a warning once per source (bounded), so a flood of them cannot flood the log. */

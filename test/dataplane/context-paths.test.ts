@@ -197,3 +197,47 @@ test('idle with the tripwire: a context that sent and went quiet still gets its 
   assert.equal(paths.pollingStatus().asleep, true, 'still asleep: the reading that sent it saw nothing move');
   assert.equal(await readingsDuring(k.s, 300), 0, 'nothing else due: no reading');
 });
+
+// What the daemon writes into its TUN (a payload it decapsulated, a prompt's ACK) comes out of it
+// into the kernel's inbound counter, and the engine counted it already: `status` leaves it out of
+// what the kernel carried, each incoming packet counted once. REAP is told of it as before: the
+// counter moved, so it was received.
+test('what the daemon wrote into its TUN is left out of the kernel\'s inbound share once, and REAP still hears it was received', async (t) => {
+  const c: KernelCounters = { outPackets: 0, inPackets: 0, outBytes: 0, inBytes: 0 };
+  const kernel = { watch: () => true, unwatch: () => {}, refresh: () => Promise.resolve(), read: () => ({ ...c }) };
+  const fed: Array<{ sent: boolean; received: boolean }> = [];
+  const paths = new ContextPaths({
+    kernel, kernelTraffic: (_now, _l, _p, seen) => { fed.push(seen); return true; },
+    pollMs: 60_000, clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  });
+  t.after(() => paths.close());
+  assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true, 'on the kernel path');
+  await paths.readNow();
+  const carried = () => paths.list().find((p) => p.peerUlid === 'fd00::b')!.kernel!;
+  // 10 packets (14,000 octets) the daemon decapsulated and wrote, then 1 of no context and 2 of another
+  // local ULID's pair, of which the TUN took all but the last; the kernel counted those 10 and 5 native ones.
+  paths.wroteIn([
+    { peer: 'fd00::b', local: 'fd00::a', packets: 10, octets: 14_000 },
+    { peer: undefined, local: undefined, packets: 1, octets: 100 },
+    { peer: 'fd00::b', local: 'fd00::c', packets: 2, octets: 200 },
+  ], 12);
+  c.inPackets += 15; c.inBytes! += 14_000 + 5 * 1_000;
+  c.outPackets += 3; c.outBytes! += 300;
+  await paths.readNow();
+  assert.deepEqual(carried(), { packetsIn: 5, bytesIn: 5_000, packetsOut: 3, bytesOut: 300 });
+  assert.deepEqual(fed.at(-1), { sent: true, received: true }, 'REAP: received, from the same movement');
+  // Written but not yet counted (the reading raced the write): left out of the next movement instead.
+  paths.wroteIn([{ peer: 'fd00::b', local: 'fd00::a', packets: 4, octets: 4_000 }], 4);
+  c.inPackets += 2; c.inBytes! += 2_000;
+  await paths.readNow();
+  assert.deepEqual(carried(), { packetsIn: 5, bytesIn: 5_000, packetsOut: 3, bytesOut: 300 });
+  assert.deepEqual(fed.at(-1), { sent: false, received: true }, 'REAP: received, though all of it was the daemon\'s');
+  c.inPackets += 3; c.inBytes! += 3_000;
+  await paths.readNow();
+  assert.deepEqual(carried(), { packetsIn: 6, bytesIn: 6_000, packetsOut: 3, bytesOut: 300 }, 'the two owed left out, the third native one counted');
+  // A partial run: the TUN took 1 of a run of 3 (300 octets): 1 packet, 100 octets left out.
+  paths.wroteIn([{ peer: 'fd00::b', local: 'fd00::a', packets: 3, octets: 300 }], 1);
+  c.inPackets += 2; c.inBytes! += 1_100;
+  await paths.readNow();
+  assert.deepEqual(carried(), { packetsIn: 7, bytesIn: 7_000, packetsOut: 3, bytesOut: 300 });
+});

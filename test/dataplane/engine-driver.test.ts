@@ -299,7 +299,8 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   const fed: Array<{ sent: boolean; received: boolean }> = [];
   const counted: Array<boolean | undefined> = [];
   const engine: EngineLike = {
-    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {},
+    // Every datagram a payload of the context, as the engine hands over what it decapsulated.
+    handleDatagram: () => ({ kind: 'payload' as const, srcUlid: 'fd00::b', dstUlid: 'fd00::a', nextHeader: 59, payload: new Uint8Array(8) }), handleTimeout: () => {},
     encapsulate: (_now, p) => { counted.push(p.counted); return { kind: 'send' as const, src: 'fd00::a', dst: 'fd00::b', header: new Uint8Array(8) }; },
     pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
     kernelTraffic: (_now, l, p, seen) => { assert.deepEqual([l, p], ['fd00::a', 'fd00::b']); fed.push(seen); return true; },
@@ -335,6 +336,19 @@ test('kernel path: a context on its ULID pair is not routed into the TUN; counte
   // order (split into received-then-sent, both ends of a paused stream took their own packet for the last).
   assert.deepEqual(fed.slice(2), [{ sent: true, received: true }], 'both ways: one input, order unknown');
   assert.deepEqual(d.paths()[0]!.kernel, { packetsIn: 4, bytesIn: 0, packetsOut: 5, bytesOut: 0 }, 'what the kernel carried, for status (the engine saw none of it)');
+  // A payload the daemon decapsulated (a datagram the tc ingress program passed to its socket) goes
+  // into the TUN, out of which the kernel's inbound counter counts it again (as prerouting does): the
+  // engine counted it, so the kernel's share leaves it out; REAP hears it was received all the same.
+  tun.onWrite(() => { counters.get('fd00::a fd00::b')!.inPackets++; });
+  const peer = net.transport(5533);
+  t.after(() => peer.close());
+  await peer.bind('fd00::b');
+  const written = tun.written.length;
+  peer.send('fd00::b', 'fd00::a', 5533, new Uint8Array(16));
+  await waitFor(() => fed.length === 4, 'a reading after the daemon delivered a payload', DEADLINE_MS);
+  assert.equal(tun.written.length, written + 1, 'the payload went into the TUN');
+  assert.deepEqual(fed[3], { sent: false, received: true });
+  assert.deepEqual(d.paths()[0]!.kernel, { packetsIn: 4, bytesIn: 0, packetsOut: 5, bytesOut: 0 }, 'not in the kernel\'s share: the engine counted it');
   // A packet that reaches the TUN off the TUN path (the kernel encapsulation's GSO segment) was
   // counted by the kernel already: the engine must not count it for status again.
   tun.inject(buildUdpPacket('fd00::a', 'fd00::b', 1, 2, new Uint8Array(4)));
