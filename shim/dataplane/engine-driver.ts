@@ -128,6 +128,8 @@ const PROMPT_MTU_MARGIN = 8;
 /** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
 const PROMPT_ROUNDS = 3;
 const PROMPT_AGAIN_MS = 100;
+/** The waits before each further prompt after a context is established again (promptAgain), ms. */
+const REPROMPT_AFTER_ESTABLISHED_MS = [100, 200, 400];
 /**
  * Flows of one context prompted per re-homing at most: what the kernel holds per context
  * (bpf-encap.ts ENCAP_FLOWS_PER_CONTEXT), bounded here too for any other EncapHook. Each costs a
@@ -491,12 +493,37 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * replay the peer's last TCP segments on the context's pair now (tcp-prompt.ts).
    */
   private prompt(peer: Ipv6, after: 're-homing' | 'established again'): void {
-    const replays = this.prompter!.prompt(peer);
+    const marks = after === 'established again' ? this.prompter!.marks(peer) : undefined;
+    this.replay(peer, this.prompter!.prompt(peer), after, 1);
+    if (marks !== undefined && marks.size > 0) this.promptAgain(peer, marks, 0);
+  }
+
+  private replay(peer: Ipv6, replays: readonly Uint8Array[], after: 're-homing' | 'established again', round: number): void {
     const now = this.clock();
     for (const p of replays) this.sendApplicationPacket(now, p);
     this.prompter!.commit();
     this.stats.prompts += replays.length;
-    if (replays.length > 0) this.opts.logger?.info(after === 're-homing' ? 'tcp prompted after re-homing' : 'tcp prompted: context established again', { peer, segments: replays.length });
+    if (replays.length > 0) this.opts.logger?.info(after === 're-homing' ? 'tcp prompted after re-homing' : 'tcp prompted: context established again', { peer, segments: replays.length, ...(round > 1 ? { round } : {}) });
+  }
+
+  /**
+   * A context established again is the peer's only once the exchange's last message reached it:
+   * when we answered its I2 (it restarted and set the context up), our R2, which on a loaded host
+   * took 130 ms to be handled (a prompt before that was lost to a peer without the context, and
+   * TCP waited for its backed-off RTO). So the prompt comes again, after each of
+   * REPROMPT_AFTER_ESTABLISHED_MS, for the flows that still stand where they stood at the first:
+   * TCP sent nothing new on them since (marks). A flow that moved on is not prompted again.
+   */
+  private promptAgain(peer: Ipv6, marks: ReadonlyMap<string, string>, round: number): void {
+    const wait = REPROMPT_AFTER_ESTABLISHED_MS[round];
+    if (wait === undefined) return;
+    setTimeout(() => {
+      if (this.closed || this.prompter === undefined) return;
+      const replays = this.prompter.prompt(peer, marks);
+      if (replays.length === 0) return; // every flow moved on, or the context ended (its flows forgotten)
+      this.replay(peer, replays, 'established again', round + 2);
+      this.promptAgain(peer, marks, round + 1);
+    }, wait).unref?.();
   }
 
   /**

@@ -43,6 +43,14 @@ interface Flow {
   pendingAck: Uint8Array | undefined;
 }
 
+/** A flow's last segments' sequence and acknowledgment numbers (see TcpPrompter.marks). */
+function mark(flow: Flow): string {
+  const t = IPV6_HEADER_LENGTH;
+  const d = flow.lastData, a = flow.lastAck;
+  const word = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+  return `${d ? `${word(d, t + 4)}:${word(d, t + 8)}` : '-'} ${a ? word(a, t + 8) : '-'}`;
+}
+
 /** Remembers the last outgoing segments per TCP flow and says what to replay. */
 export class TcpPrompter {
   private readonly flows = new Map<string, Flow>();
@@ -106,15 +114,30 @@ export class TcpPrompter {
   }
 
   /**
+   * Where each flow with `peerUlid` stands, by its key: the sequence and
+   * acknowledgment numbers of its last data segment and of its last pure ACK.
+   * The same later means TCP sent nothing new on it since (a replay is the same
+   * segment again): no new data, nothing more acknowledged.
+   */
+  marks(peerUlid: string): Map<string, string> {
+    this.commit();
+    const out = new Map<string, string>();
+    for (const [key, flow] of this.flows) if (flow.peer === peerUlid) out.set(key, mark(flow));
+    return out;
+  }
+
+  /**
    * The packets to send again, through the engine, now that the context with
    * `peerUlid` moved to a new pair: per flow the last data segment, then the
-   * last pure ACK three times. Copies, so the caller may keep them.
+   * last pure ACK three times. Copies, so the caller may keep them. `only`:
+   * just the flows of these `marks` that still stand where they stood.
    */
-  prompt(peerUlid: string): Uint8Array[] {
+  prompt(peerUlid: string, only?: ReadonlyMap<string, string>): Uint8Array[] {
     this.commit();
     const out: Uint8Array[] = [];
-    for (const flow of this.flows.values()) {
+    for (const [key, flow] of this.flows) {
       if (flow.peer !== peerUlid) continue;
+      if (only !== undefined && only.get(key) !== mark(flow)) continue;
       if (flow.lastData) out.push(flow.lastData.slice(0, flow.lastDataLen));
       if (flow.lastAck) for (let i = 0; i < PROMPT_DUP_ACKS; i++) out.push(flow.lastAck.slice(0, flow.lastAckLen));
     }

@@ -155,6 +155,52 @@ test('TCP prompt: on locator-pair-changed the last data segment and 3 duplicate 
   assert.equal(a.stats.prompts, 4);
 });
 
+// A context established again (the peer restarted and set it up: we answered its I2) is the peer's
+// only once our R2 reaches it; on a loaded host it handled that R2 130 ms after our first prompt,
+// which it had dropped, and TCP waited for its backed-off RTO (test/e2e/restart-tcp-prompt.test.ts,
+// a CI run with both CPUs taken). So the flows that sent nothing new since are prompted again.
+test('TCP prompt: a context established again is prompted again, for the flows that sent nothing new since the first prompt (the peer may not have the context yet)', async (t) => {
+  const net = new MemoryNetwork();
+  const tunA = new MemoryTun('dpra', 1400), tunB = new MemoryTun('dprb', 1400);
+  const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
+  const inner = new StaticContextEngine({ localUlid: ULID_A, peerUlid: ULID_B, localTag: 0x1111, peerTag: 0x2222, ...pair });
+  const events: EngineEvent[] = [];
+  const ea: EngineLike = {
+    handleDatagram: (n, d) => inner.handleDatagram(n, d), encapsulate: (n, p) => inner.encapsulate(n, p), handleTimeout: (n) => inner.handleTimeout(n),
+    pollTransmit: () => inner.pollTransmit(), pollTimeout: () => inner.pollTimeout(), pollEvent: () => events.shift() ?? inner.pollEvent(),
+  };
+  const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a' });
+  const logged: Array<Record<string, unknown>> = [];
+  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg.startsWith('tcp prompted')) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
+  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger });
+  const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
+  t.after(async () => { await a.close(); await b.close(); });
+  await a.bindLocator('fd00:1::a');
+  await b.bindLocator('fd00:1::b');
+  const tcp = (sport: number, seq: number, flags: number, data: number[]) => {
+    const h = new Uint8Array(20 + data.length);
+    h[0] = sport >> 8; h[1] = sport & 0xff; h[2] = 0x1f; h[3] = 0x90;
+    h[7] = seq; h[12] = 5 << 4; h[13] = flags; h.set(data, 20);
+    return buildPacket(ULID_A, ULID_B, IPPROTO_TCP, h);
+  };
+  // Flow 5000 will stall; flow 5001 sends new data after the first prompt.
+  for (const p of [tcp(5000, 1, 0x18, [1]), tcp(5000, 2, 0x10, []), tcp(5001, 1, 0x18, [9])]) tunA.inject(p);
+  await waitFor(() => tunB.written.length === 3, 'first delivery', DEADLINE_MS);
+  // B restarted: until it has the context again, what A sends it is lost.
+  net.blackhole('fd00:1::a', 'fd00:1::b');
+  events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: true });
+  a.flush();
+  assert.deepEqual(logged[0], { msg: 'tcp prompted: context established again', peer: ULID_B, segments: 5 }, 'flow 5000: data and 3 ACKs; flow 5001: its data');
+  tunA.inject(tcp(5001, 3, 0x18, [10])); // flow 5001 moves on (lost too)
+  await waitFor(() => a.stats.tunIn === 4, 'flow 5001\'s new data read', DEADLINE_MS);
+  net.repair('fd00:1::a', 'fd00:1::b'); // B has the context now
+  await waitFor(() => tunB.written.length >= 7, 'a later round of the prompt at B', DEADLINE_MS);
+  const port = (p: Uint8Array) => (splitPacket(p)!.payload[0]! << 8) | splitPacket(p)!.payload[1]!;
+  assert.deepEqual(tunB.written.slice(3, 7).map((p) => [port(p), splitPacket(p)!.payload[7]]), [[5000, 1], [5000, 2], [5000, 2], [5000, 2]], 'flow 5000 prompted again: its data, then its ACK 3 times');
+  assert.ok(logged.length >= 2 && logged.slice(1).every((l) => l.segments === 4 && Number(l.round) >= 2), JSON.stringify(logged));
+  assert.ok(tunB.written.every((p) => port(p) !== 5001 || splitPacket(p)!.payload[7] === 1) && tunB.written.filter((p) => port(p) === 5001).length === 1, 'flow 5001 moved on: not prompted again');
+});
+
 test('no route without evidence: a context-established without ulidProof routes nothing; ulid-refused is logged once per source', async (t) => {
   const net = new MemoryNetwork();
   const ups: string[] = [];

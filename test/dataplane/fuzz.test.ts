@@ -59,7 +59,11 @@ test('fuzz: splitPacket and TcpPrompter never throw on junk and stay within boun
     for (let j = 0; j < junk.length; j++) junk[j] = r(256);
     assert.doesNotThrow(() => { splitPacket(junk); prompter.observe(junk, A, B); });
   }
+  const marks = prompter.marks(B);
+  assert.ok(marks.size <= prompter.size);
   for (const p of prompter.prompt(B)) assert.ok(p.length >= 60);
+  // The replays are the flows' segments again: every flow still stands where it stood, so a later round replays them all again.
+  assert.equal(prompter.prompt(B, marks).length, prompter.prompt(B).length);
 });
 
 test('fuzz: the native GRO coalescer takes mutated TCP runs without crashing (real TUN, offloads on)', async (t) => {
