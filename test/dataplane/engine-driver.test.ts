@@ -110,6 +110,14 @@ test('close stops the timer and all traffic', async () => {
 
 const ULID_A = 'fd00:a::1', ULID_B = 'fd00:b::1';
 
+/** A TCP segment from A's ULID to B's, port `sport` → 8080, sequence number `seq` (its low octet), flags, data. */
+function tcpSegment(sport: number, seq: number, flags: number, data: number[]): Uint8Array {
+  const h = new Uint8Array(20 + data.length);
+  h[0] = sport >> 8; h[1] = sport & 0xff; h[2] = 0x1f; h[3] = 0x90;
+  h[7] = seq; h[12] = 5 << 4; h[13] = flags; h.set(data, 20);
+  return buildPacket(ULID_A, ULID_B, IPPROTO_TCP, h);
+}
+
 async function dataPair(t: import('node:test').TestContext) {
   const net = new MemoryNetwork();
   const tunA = new MemoryTun('dpa', 1400), tunB = new MemoryTun('dpb', 1400);
@@ -139,12 +147,7 @@ test('data path: a packet into A\'s TUN leaves B\'s TUN with the header rebuilt 
 
 test('TCP prompt: on locator-pair-changed the last data segment and 3 duplicate ACKs go out on the new pair', async (t) => {
   const { net, tunA, tunB, a } = await dataPair(t);
-  const tcp = (seq: number, flags: number, data: number[]) => {
-    const h = new Uint8Array(20 + data.length);
-    h[0] = 0x13; h[1] = 0x88; h[2] = 0x1f; h[3] = 0x90;
-    h[7] = seq; h[12] = 5 << 4; h[13] = flags; h.set(data, 20);
-    return buildPacket(ULID_A, ULID_B, IPPROTO_TCP, h);
-  };
+  const tcp = (seq: number, flags: number, data: number[]) => tcpSegment(5000, seq, flags, data);
   const data1 = tcp(1, 0x18, [1, 2, 3]), data2 = tcp(2, 0x18, [4, 5, 6]), ack = tcp(3, 0x10, []);
   for (const p of [data1, data2, ack]) tunA.inject(p);
   await waitFor(() => tunB.written.length === 3, 'first delivery', DEADLINE_MS);
@@ -177,12 +180,7 @@ test('TCP prompt: a context established again is prompted again, for the flows t
   t.after(async () => { await a.close(); await b.close(); });
   await a.bindLocator('fd00:1::a');
   await b.bindLocator('fd00:1::b');
-  const tcp = (sport: number, seq: number, flags: number, data: number[]) => {
-    const h = new Uint8Array(20 + data.length);
-    h[0] = sport >> 8; h[1] = sport & 0xff; h[2] = 0x1f; h[3] = 0x90;
-    h[7] = seq; h[12] = 5 << 4; h[13] = flags; h.set(data, 20);
-    return buildPacket(ULID_A, ULID_B, IPPROTO_TCP, h);
-  };
+  const tcp = tcpSegment;
   // Flow 5000 will stall; flow 5001 sends new data after the first prompt.
   for (const p of [tcp(5000, 1, 0x18, [1]), tcp(5000, 2, 0x10, []), tcp(5001, 1, 0x18, [9])]) tunA.inject(p);
   await waitFor(() => tunB.written.length === 3, 'first delivery', DEADLINE_MS);
