@@ -8,7 +8,9 @@
 // before A's TCP times out again — A's namespace counts TCP retransmission timeouts
 // (TcpExt TCPTimeouts), read when A's context is back and again when data arrives at B after it.
 // On both data paths: the replay is of segments that crossed the TUN (on the kernel path, while
-// REAP explored); a kernel-path flow that never crossed it has nothing to replay (not tested here).
+// REAP explored, and the large segments the encapsulation hands the daemon to cut); on the kernel
+// encapsulation the context's kernel flows are prompted too as it is set up again there (a Packet
+// Too Big and the peer's last ACK, docs/dataplane.md "The TCP prompt on the kernel path").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
