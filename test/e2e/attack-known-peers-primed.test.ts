@@ -24,11 +24,9 @@ import { LAB_ADDR } from '../../lab/topology.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, sharedLab } from './attack-fixture.ts';
 import { log } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { FORGED_48, guardOf, startFlood, withinBuckets } from './known-peers-flood.ts';
+import { FLOOD_GLOBAL, FORGED_48, guardOf, startFlood, withinBuckets } from './known-peers-flood.ts';
 /** A's datagrams to B: a port where nothing on B is connected to A (the discard port; nothing listens). */
 const UDP_PORT = 9;
-/** B's `replyLimit.global`: one token, the next in 1,000 s (the flood keeps it empty). */
-const GLOBAL = { rate: 0.001, burst: 1 };
 
 const cleanup = new Cleanup('attack-known-peers-primed');
 let x: AttackLab | undefined;
@@ -37,7 +35,7 @@ before(async () => {
   if (missingPrereqs(ATTACK_PREREQ).length > 0) return;
   // B only: A's daemon starts during the flood (below). B's configuration names A (its ULID, its locators on P and Q).
   x = await AttackLab.up(cleanup, ['b'], {
-    b: { replyLimit: { global: GLOBAL }, peers: [{ ulid: LAB_ADDR.aP, locators: [LAB_ADDR.aP, LAB_ADDR.aQ] }], timers: { profile: 'fast', icmpHolddownTime: 2000, noR1HolddownTime: 2000 } },
+    b: { replyLimit: { global: FLOOD_GLOBAL }, peers: [{ ulid: LAB_ADDR.aP, locators: [LAB_ADDR.aP, LAB_ADDR.aQ] }], timers: { profile: 'fast', icmpHolddownTime: 2000, noR1HolddownTime: 2000 } },
   });
   x.attacker.allowForgedSources();
   x.routeViaAttacker(`${FORGED_48}::/48`, LAB_ADDR.xP, 'b');
@@ -70,5 +68,5 @@ test('a spoofed I1 flood from 10,000 /64s at B: A, a peer B\'s configuration pri
   } finally {
     flood = await l.attacker.spoofFloodStop();
   }
-  await withinBuckets(t, l, f, flood, GLOBAL);
+  await withinBuckets(t, l, f, flood);
 });

@@ -1,16 +1,16 @@
 // The spoofed I1 flood of the known-peers tests (test/e2e/attack-known-peers*.test.ts, docs/security.md
 // "Known peers"): 10,000 forged I1s/s at B from one address in each of 10,000 /64s, B's global reply
-// bucket a tenth of the default's (20/s: one process sends the flood in bursts, so a token that comes
-// due between two bursts waits for whoever is next, and 10,000/s from it is what 100,000/s from many
-// sources would be to the default 200/s), the known peers' reserve the default.
+// bucket one token that the flood takes (the next in 1,000 s), the known peers' reserve the default.
+// One process sends the flood in bursts, so a global token that came due between two bursts would
+// answer whoever is next, a benign peer as well: with the bucket empty only the reserve answers one.
 import type { TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { LAB_ADDR } from '../../lab/topology.ts';
 import type { AttackLab, StatusView } from './attack-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-/** B's `replyLimit.global`. */
-export const FLOOD_GLOBAL = { rate: 20, burst: 20 };
+/** B's `replyLimit.global`: one token, the next in 1,000 s (the flood keeps it empty). */
+export const FLOOD_GLOBAL = { rate: 0.001, burst: 1 };
 /** B's `replyLimit.knownPeers` (the default). */
 const RESERVE = { rate: 100, burst: 100 };
 /** The forged sources: one address in each of FORGED_PREFIXES /64s of this /48. */
@@ -43,7 +43,8 @@ export async function startFlood(l: AttackLab): Promise<Flood> {
  * stayed within its global bucket (`global`, B's `replyLimit.global`) and its reserve over the time,
  * and the flood was refused (counted). Returns B's guard now.
  */
-export async function withinBuckets(t: TestContext, l: AttackLab, f: Flood, flood: { sent: number; sendMs: number }, global: { rate: number; burst: number } = FLOOD_GLOBAL): Promise<Guard> {
+export async function withinBuckets(t: TestContext, l: AttackLab, f: Flood, flood: { sent: number; sendMs: number }): Promise<Guard> {
+  const global = FLOOD_GLOBAL;
   const b1 = await guardOf(l, 'b');
   const seconds = (Date.now() - f.t0) / 1000;
   const sent = b1.replies.R1!.sent - f.b0.replies.R1!.sent;
