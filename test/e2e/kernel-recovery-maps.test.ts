@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CLANG, needs } from '../helpers/prereq.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
-import { LAB_ADDR, blackhole, unblackhole } from '../../lab/topology.ts';
+import { LAB_ADDR, blackhole, nsExec, unblackhole } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles, startLabShim6 } from '../../lab/daemons.ts';
@@ -46,6 +46,10 @@ test('dataPath: kernel: B restarts while A is encapsulated on Q; after the recov
     await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt, DEADLINE_MS);
     unblackhole(lab, 'P');
     blackhole(lab, 'Q');
+    // Q's link is down at A, but A's address on Q still works over P (a source address, not a
+    // link): on a loaded host REAP once settled on (A's Q address, B's ULID) and never came back to
+    // the ULID pair, which this test is about. B drops what comes from that address.
+    nsExec(lab.b, ['nft', '-f', '-'], { input: `table ip6 e2e_no_aq {\n chain i { type filter hook prerouting priority -300; ip6 saddr ${LAB_ADDR.aQ} drop; }\n}\n` });
     await waitFor(async () => {
       const c = await contextOf('a');
       return c?.path === 'kernel' && c.pair.local === LAB_ADDR.aP && c.pair.peer === LAB_ADDR.bP;
