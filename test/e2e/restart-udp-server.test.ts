@@ -9,7 +9,9 @@
 // Then the same after SIGKILL (no stop, no write of the cache file at it) of a daemon whose context
 // was stable for longer than the saved pairs' freshness (idle timeout + 60 s): the file's `savedAt`
 // is that old (a write that changes nothing is skipped), and the saved pair is set up again because
-// the running daemon's checks moved the file's modification time (sink.ts CacheFileWriter).
+// the running daemon's checks moved the file's modification time (sink.ts CacheFileWriter). A's
+// client is paused over that restart, so that B's saved pairs, not A's next datagram (R1bis), bring
+// the context back.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -20,6 +22,8 @@ import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR, setLink, type Lab } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog } from './fixture.ts';
+import { labDaemonFiles } from '../../lab/daemons.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { savedAtOf, savedFreshForMs } from '../../shim/daemon/resume-saved.ts';
 import { savedContexts } from '../../shim/daemon/sink.ts';
 
@@ -42,19 +46,19 @@ function inNs(t: TestContext, ns: string, code: string, on: (e: Record<string, u
   return c;
 }
 
-/** B's UDP echo server, then A's client of it by name through A's stub `resolver`: the client's running totals. */
-async function echoFlow(t: TestContext, lab: Lab, resolver: string): Promise<Totals> {
+/** B's UDP echo server, then A's client of it by name through A's stub `resolver`: the client's running totals, and its process. */
+async function echoFlow(t: TestContext, lab: Lab, resolver: string): Promise<{ now: Totals; client: ChildProcess }> {
   let listening = false;
   inNs(t, lab.b, SERVER, (e) => { if (e.ev === 'listening') listening = true; });
   await waitFor(() => listening, 'B\'s UDP echo server');
   const now: Totals = { sent: 0, rx: 0, errs: 0 };
-  inNs(t, lab.a, CLIENT(LAB_B_NAME, resolver), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
-  return now;
+  const client = inNs(t, lab.a, CLIENT(LAB_B_NAME, resolver), (e) => { if (e.ev === 'tick') Object.assign(now, { sent: e.sent, rx: e.rx, errs: e.errs }); });
+  return { now, client };
 }
 
 async function udpServerRestart(t: TestContext, lab: Lab, dataPath: 'tun' | 'kernel'): Promise<void> {
   const s = await daemons(t, lab, {}, { dataPath });
-  const now = await echoFlow(t, lab, s.resolverA);
+  const { now } = await echoFlow(t, lab, s.resolverA);
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP);
   await waitFor(() => now.rx >= 50, 'echoes through the context');
   // P fails: the flow moves to Q.
@@ -101,7 +105,7 @@ test('dataPath: tun: B\'s daemon is killed (SIGKILL) after its context with A wa
   // A short idle timeout: the saved pairs are fresh for 10 s + 60 s; the flow (50 datagrams/s each way) keeps the context live.
   const idleTimeout = 10_000;
   const s = await daemons(t, lab, { idleTimeout }, { dataPath: 'tun' });
-  const now = await echoFlow(t, lab, s.resolverA);
+  const { now, client } = await echoFlow(t, lab, s.resolverA);
   await waitLog(lab, 'b', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.aP);
   await waitFor(() => now.rx >= 50, 'echoes through the context');
   const file = s.files('b').cache;
@@ -114,6 +118,19 @@ test('dataPath: tun: B\'s daemon is killed (SIGKILL) after its context with A wa
   await waitFor(() => now.rx >= rxBefore + 50, 'echoes still flow (the context was live until the kill)');
   assert.ok(named(), 'the file still names the pair');
   const ageAtKill = Date.now() - cacheFile(file)!.savedAt!;
+  // A's client is paused over the restart: A kept its context (no Close), so its next datagram would
+  // bring the context back by R1bis/I2bis before B's new daemon reaches its saved pairs (it sets
+  // them up once its start's work is done), and that path is not the one under test.
+  client.kill('SIGSTOP');
+  // and A's Keepalives for the echoes it had received stop too (150 ms in the fast profile):
+  // A has sent none between two readings half a second apart.
+  let keepalives = -1;
+  await waitFor(async () => {
+    const sent = ((await controlRequest(labDaemonFiles(lab, 'a').control, 'status')) as unknown as { engine: { messages: { sent: Record<string, number> } } }).engine.messages.sent.Keepalive ?? 0;
+    const quiet = sent === keepalives;
+    keepalives = sent;
+    return quiet;
+  }, 'A\'s Keepalives to B over', undefined, 500);
   const killedAt = Date.now();
   await s.crash('b');
   await s.start('b');
@@ -121,6 +138,7 @@ test('dataPath: tun: B\'s daemon is killed (SIGKILL) after its context with A wa
   assert.equal(again.msg, 'saved contexts set up again', `B's new daemon set the saved context up again (${JSON.stringify(again)})`);
   assert.ok((again.peers as string[]).includes(LAB_ADDR.aP), 'the pair with A among them');
   await waitLog(lab, 'b', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.aP && Date.parse(x.ts) >= killedAt);
+  client.kill('SIGCONT');
   const up = now.rx;
   await waitFor(() => now.rx >= up + 100, 'echoes go on after B\'s restart');
   t.diagnostic(`the file's savedAt was ${ageAtKill} ms old at the kill (fresh for ${fresh} ms); the restart saw the pairs ${String(again.ageMs)} ms old`);
