@@ -6,7 +6,7 @@
  */
 import type { Millis } from '../time.ts';
 import { tryDecodeMessage, type Shim6Message, type Shim6MessageName } from '../wire/index.ts';
-import { State } from './states.ts';
+import { hasPeerTag, State } from './states.ts';
 import type { Context } from './context.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
@@ -63,9 +63,12 @@ export const DISPATCH: { readonly [K in Shim6MessageName]: Entry<K> } = {
   I2bis: { by: 'free', handle: onI2bis },
   // Validated first, then the side effects (I2 resend, REAP): a request that fails its
   // checks, or an ack with a stale nonce, changes nothing.
+  // In I2-SENT the peer's tag comes only with its R2: a request then can be neither acknowledged
+  // (the Ack would name CT(peer), which the context does not have yet) nor taken. The I2 goes again
+  // (§10.4), and the peer, unacknowledged, sends the request again once we are established.
   UpdateRequest: {
     by: 'tag', states: EST_OR_PENDING, r1bis: true,
-    handle: (c, n, ctx, rx, m) => afterValid(c, n, ctx, onUpdateRequest(c, n, ctx, rx, m)),
+    handle: (c, n, ctx, rx, m) => hasPeerTag(ctx.state) ? afterValid(c, n, ctx, onUpdateRequest(c, n, ctx, rx, m)) : (nudgePending(c, ctx, n), drop('peer-tag-unknown')),
   },
   UpdateAck: {
     by: 'tag', states: EST_OR_PENDING, r1bis: true,

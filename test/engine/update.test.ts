@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configuredPair, engineEvents, rebootShimHost, sendShim, shimDeliveries } from '../sim/shim-hosts.ts';
-import { sent, sentTypes } from '../sim/trace.ts';
+import { configuredPair, engineEvents, established, primeWith, rebootShimHost, sendShim, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
+import { mark, sent, sentTypes, traceAfter } from '../sim/trace.ts';
 import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
 import { SimRng } from '../helpers/rng.ts';
@@ -116,4 +116,29 @@ test('one outstanding Update Request: a second change abandons the first; only t
   const last = engineEvents(b).filter((e) => e.kind === 'locator-set-updated').at(-1);
   assert.ok(last && last.kind === 'locator-set-updated');
   assert.deepEqual(last.locators, [a.locators[0]]);
+});
+
+test('Update Request in I2-SENT (the peer has the context, its R2 lost): no Update Ack before the peer\'s tag is known, the I2 again; once established, the request is taken and acked', () => {
+  // A lab run crashed B's daemon here: the Ack named CT(peer), which I2-SENT does not have yet (-1).
+  const { sim, a, b } = shimPair(31);
+  primeWith(sim, a, b);
+  sim.driveUntil(() => a.engine.status().contexts[0]?.state === State.I2_SENT, { within: 5000 });
+  sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward'); // B's R2 is lost: A stays in I2-SENT
+  sim.driveUntil(() => established(b) === 1, { within: 5000 });
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.state, State.I2_SENT);
+  const request = (): { src: string; dst: string; bytes: Uint8Array } => ({ src: b.ulid, dst: a.ulid, bytes: encodeMessage({ type: 'UpdateRequest', contextTag: ctx.contextTag, requestNonce: 41, options: [] }) });
+  let m = mark(sim);
+  assert.deepEqual(a.engine.handleDatagram(sim.now, request()), { kind: 'drop', reason: 'peer-tag-unknown' });
+  sim.flush();
+  assert.deepEqual(traceAfter(sim, m).filter((l) => l.from === 'a').map((l) => l.type), ['I2'], 'the I2 again (RFC 5533 §10.4), no Update Ack');
+  assert.equal(a.engine.status().contexts[0]!.state, State.I2_SENT);
+  sim.setLink(b.ulid, a.ulid, { blackhole: false }, 'forward');
+  sim.driveUntil(() => established(a) === 1, { within: 5000 });
+  m = mark(sim);
+  assert.deepEqual(a.engine.handleDatagram(sim.now, request()), { kind: 'consumed' });
+  sim.flush();
+  const acks = traceAfter(sim, m).filter((l) => l.from === 'a' && l.type === 'UpdateAck');
+  assert.equal(acks.length, 1, 'the request sent again once A is established is acked');
+  assert.equal((decodeMessage(acks[0]!.bytes) as { contextTag: number }).contextTag, b.engine.status().contexts[0]!.contextTag, 'with B\'s tag');
 });
