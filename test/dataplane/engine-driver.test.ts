@@ -180,16 +180,15 @@ test('TCP prompt: a context established again is prompted again, for the flows t
   t.after(async () => { await a.close(); await b.close(); });
   await a.bindLocator('fd00:1::a');
   await b.bindLocator('fd00:1::b');
-  const tcp = tcpSegment;
   // Flow 5000 will stall; flow 5001 sends new data after the first prompt.
-  for (const p of [tcp(5000, 1, 0x18, [1]), tcp(5000, 2, 0x10, []), tcp(5001, 1, 0x18, [9])]) tunA.inject(p);
+  for (const p of [tcpSegment(5000, 1, 0x18, [1]), tcpSegment(5000, 2, 0x10, []), tcpSegment(5001, 1, 0x18, [9])]) tunA.inject(p);
   await waitFor(() => tunB.written.length === 3, 'first delivery', DEADLINE_MS);
   // B restarted: until it has the context again, what A sends it is lost.
   net.blackhole('fd00:1::a', 'fd00:1::b');
   events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: true });
   a.flush();
   assert.deepEqual(logged[0], { msg: 'tcp prompted: context established again', peer: ULID_B, segments: 5 }, 'flow 5000: data and 3 ACKs; flow 5001: its data');
-  tunA.inject(tcp(5001, 3, 0x18, [10])); // flow 5001 moves on (lost too)
+  tunA.inject(tcpSegment(5001, 3, 0x18, [10])); // flow 5001 moves on (lost too)
   await waitFor(() => a.stats.tunIn === 4, 'flow 5001\'s new data read', DEADLINE_MS);
   net.repair('fd00:1::a', 'fd00:1::b'); // B has the context now
   await waitFor(() => tunB.written.length >= 7, 'a later round of the prompt at B', DEADLINE_MS);

@@ -2,8 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { State, TRANSITIONS, transition, REAP_TABLE, Reap } from '../../shim/engine/index.ts';
 import { encodeMessage, type Shim6Message } from '../../shim/wire/index.ts';
-import type { Sim } from '../sim/sim.ts';
-import { established, primeWith, rebootShimHost, sendShim, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
+import { pairWithContextIn, type ShimHost } from '../sim/shim-hosts.ts';
 
 test('state table: one row per (state, trigger), every row found by transition()', () => {
   const keys = new Set<string>();
@@ -65,49 +64,21 @@ test('REAP table: every cell of RFC 5534 §6 is present, and the Probe/state cel
   assert.deepEqual(REAP_TABLE['keepalive-timeout'][Reap.Operational].actions, ['SEND_KEEPALIVE']);
 });
 
-/**
- * A context of A with B brought to `state` in a simulated pair (B's messages to A dropped from where
- * it helps to hold the state), with A's tag for it.
- */
-function contextIn(state: State, seed: number): { sim: Sim; a: ShimHost; b: ShimHost; tag: number } {
-  const { sim, a, b } = shimPair(seed);
-  const stateOfA = (): string | undefined => a.engine.status().contexts[0]?.state;
-  primeWith(sim, a, b);
-  if (state === State.I2_SENT) {
-    sim.driveUntil(() => stateOfA() === State.I2_SENT, { within: 5000 });
-    sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward'); // B's R2 is lost
-    sim.driveUntil(() => established(b) === 1, { within: 5000 });
-  } else if (state !== State.I1_SENT) {
-    sim.driveUntil(() => established(a) === 1 && established(b) === 1, { within: 5000 });
-    if (state === State.I2BIS_SENT) {
-      rebootShimHost(sim, b); // B lost the context: A's next payload draws an R1bis, A sends I2bis
-      sendShim(sim, a, b);
-      sim.driveUntil(() => stateOfA() === State.I2BIS_SENT, { within: 5000 });
-    } else if (state === State.CLOSING) {
-      sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward'); // B's Close Ack is lost
-      a.engine.close(sim.now, b.ulid);
-      sim.flush();
-    }
-  }
-  assert.equal(stateOfA(), state);
-  return { sim, a, b, tag: a.engine.status().contexts[0]!.contextTag };
-}
-
 test('every message that names a context by its tag, from the peer\'s ULID, to a context in each state that is not ESTABLISHED: a result, never an exception', () => {
-  // A new context in that state for each message (a Close, say, ends the one it reaches).
-  const messages = (tag: number, b: ShimHost, a: ShimHost): Shim6Message[] => [
-    { type: 'UpdateRequest', contextTag: tag, requestNonce: 1, options: [] },
-    { type: 'UpdateAck', contextTag: tag, requestNonce: 2, options: [] },
-    { type: 'Keepalive', contextTag: tag, options: [] },
-    { type: 'Probe', contextTag: tag, state: 'Exploring', sent: [{ source: b.ulid, destination: a.ulid, nonce: 5, data: 0 }], received: [], options: [] },
-    { type: 'Close', contextTag: tag, nonce: 3, options: [] },
-    { type: 'CloseAck', contextTag: tag, nonce: 4, options: [] },
+  const messages: Array<(tag: number, a: ShimHost, b: ShimHost) => Shim6Message> = [
+    (tag) => ({ type: 'UpdateRequest', contextTag: tag, requestNonce: 1, options: [] }),
+    (tag) => ({ type: 'UpdateAck', contextTag: tag, requestNonce: 2, options: [] }),
+    (tag) => ({ type: 'Keepalive', contextTag: tag, options: [] }),
+    (tag, a, b) => ({ type: 'Probe', contextTag: tag, state: 'Exploring', sent: [{ source: b.ulid, destination: a.ulid, nonce: 5, data: 0 }], received: [], options: [] }),
+    (tag) => ({ type: 'Close', contextTag: tag, nonce: 3, options: [] }),
+    (tag) => ({ type: 'CloseAck', contextTag: tag, nonce: 4, options: [] }),
   ];
   let seed = 700;
   for (const state of [State.I1_SENT, State.I2_SENT, State.I2BIS_SENT, State.CLOSING]) {
-    for (let i = 0; i < 6; i++) {
-      const { sim, a, b, tag } = contextIn(state, seed++);
-      const m = messages(tag, b, a)[i]!;
+    // A new context in that state for each message (a Close, say, ends the one it reaches).
+    for (const make of messages) {
+      const { sim, a, b, tag } = pairWithContextIn(state, seed++);
+      const m = make(tag, a, b);
       const r = a.engine.handleDatagram(sim.now, { src: b.ulid, dst: a.ulid, bytes: encodeMessage(m) });
       assert.ok(r.kind === 'consumed' || r.kind === 'drop', `${state}, ${m.type}: ${JSON.stringify(r)}`);
       sim.runFor(100); // what it sent, and the timers it armed

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configuredPair, engineEvents, established, primeWith, rebootShimHost, sendShim, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, established, pairWithContextIn, rebootShimHost, sendShim, shimDeliveries } from '../sim/shim-hosts.ts';
 import { mark, sent, sentTypes, traceAfter } from '../sim/trace.ts';
 import { Engine, State } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type ErrorMessage } from '../../shim/wire/index.ts';
@@ -120,14 +120,8 @@ test('one outstanding Update Request: a second change abandons the first; only t
 
 test('Update Request in I2-SENT (the peer has the context, its R2 lost): no Update Ack before the peer\'s tag is known, the I2 again; once established, the request is taken and acked', () => {
   // A lab run crashed B's daemon here: the Ack named CT(peer), which I2-SENT does not have yet (-1).
-  const { sim, a, b } = shimPair(31);
-  primeWith(sim, a, b);
-  sim.driveUntil(() => a.engine.status().contexts[0]?.state === State.I2_SENT, { within: 5000 });
-  sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward'); // B's R2 is lost: A stays in I2-SENT
-  sim.driveUntil(() => established(b) === 1, { within: 5000 });
-  const ctx = a.engine.status().contexts[0]!;
-  assert.equal(ctx.state, State.I2_SENT);
-  const request = (): { src: string; dst: string; bytes: Uint8Array } => ({ src: b.ulid, dst: a.ulid, bytes: encodeMessage({ type: 'UpdateRequest', contextTag: ctx.contextTag, requestNonce: 41, options: [] }) });
+  const { sim, a, b, tag } = pairWithContextIn(State.I2_SENT, 31); // B's R2 is lost: A stays in I2-SENT
+  const request = (): { src: string; dst: string; bytes: Uint8Array } => ({ src: b.ulid, dst: a.ulid, bytes: encodeMessage({ type: 'UpdateRequest', contextTag: tag, requestNonce: 41, options: [] }) });
   let m = mark(sim);
   assert.deepEqual(a.engine.handleDatagram(sim.now, request()), { kind: 'drop', reason: 'peer-tag-unknown' });
   sim.flush();

@@ -134,3 +134,32 @@ export function sendShim(sim: Sim, from: ShimHost, to: Identity, srcUlid: string
 export function established(h: ShimHost): number {
   return h.host.eventsOf('context-established').length;
 }
+
+/**
+ * `shimPair` with A's context with B, primed by DNS, brought to `state` (I1-SENT, I2-SENT,
+ * I2BIS-SENT, CLOSING or ESTABLISHED), B's datagrams to A dropped where that holds it there:
+ * I2-SENT loses B's R2 (B is established), CLOSING B's Close Ack. With A's tag for the context.
+ */
+export function pairWithContextIn(state: State, seed: number): { sim: Sim; a: ShimHost; b: ShimHost; tag: number } {
+  const { sim, a, b } = shimPair(seed);
+  const stateOfA = (): string | undefined => a.engine.status().contexts[0]?.state;
+  primeWith(sim, a, b);
+  if (state === State.I2_SENT) {
+    sim.driveUntil(() => stateOfA() === State.I2_SENT, { within: 5000 });
+    sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward');
+    sim.driveUntil(() => established(b) === 1, { within: 5000 });
+  } else if (state !== State.I1_SENT) {
+    sim.driveUntil(() => established(a) === 1 && established(b) === 1, { within: 5000 });
+    if (state === State.I2BIS_SENT) {
+      rebootShimHost(sim, b); // B lost the context: A's next payload draws an R1bis, A sends I2bis
+      sendShim(sim, a, b);
+      sim.driveUntil(() => stateOfA() === State.I2BIS_SENT, { within: 5000 });
+    } else if (state === State.CLOSING) {
+      sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward');
+      a.engine.close(sim.now, b.ulid);
+      sim.flush();
+    }
+  }
+  assert.equal(stateOfA(), state);
+  return { sim, a, b, tag: a.engine.status().contexts[0]!.contextTag };
+}
