@@ -128,8 +128,8 @@ const PROMPT_MTU_MARGIN = 8;
 /** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
 const PROMPT_ROUNDS = 3;
 const PROMPT_AGAIN_MS = 100;
-/** The waits before each further prompt after a context is established again (promptAgain), ms. */
-const REPROMPT_AFTER_ESTABLISHED_MS = [100, 200, 400];
+/** The waits before each further prompt after a re-homing or a context established again (promptAgain), ms. */
+const REPROMPT_AFTER_MS = [100, 200, 400];
 /**
  * Flows of one context prompted per re-homing at most: what the kernel holds per context
  * (bpf-encap.ts ENCAP_FLOWS_PER_CONTEXT), bounded here too for any other EncapHook. Each costs a
@@ -490,12 +490,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
 
   /**
    * After a re-homing, or the context established again (recovered, or set up anew by the peer):
-   * replay the peer's last TCP segments on the context's pair now (tcp-prompt.ts).
+   * replay the peer's last TCP segments on the context's pair now (tcp-prompt.ts), and again
+   * later for the flows that sent nothing new since (promptAgain).
    */
   private prompt(peer: Ipv6, after: 're-homing' | 'established again'): void {
-    const marks = after === 'established again' ? this.prompter!.marks(peer) : undefined;
+    const marks = this.prompter!.marks(peer);
     this.replay(peer, this.prompter!.prompt(peer), after, 1);
-    if (marks !== undefined && marks.size > 0) this.promptAgain(peer, marks, 0);
+    if (marks.size > 0) this.promptAgain(peer, marks, after, 0);
   }
 
   private replay(peer: Ipv6, replays: readonly Uint8Array[], after: 're-homing' | 'established again', round: number): void {
@@ -507,22 +508,28 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
-   * A context established again is the peer's only once the exchange's last message reached it:
-   * when we answered its I2 (it restarted and set the context up), our R2, which on a loaded host
-   * took 130 ms to be handled (a prompt before that was lost to a peer without the context, and
-   * TCP waited for its backed-off RTO). So the prompt comes again, after each of
-   * REPROMPT_AFTER_ESTABLISHED_MS, for the flows that still stand where they stood at the first:
-   * TCP sent nothing new on them since (marks). A flow that moved on is not prompted again.
+   * The first prompt may reach a peer that cannot answer it on the new pair yet:
+   * * A context established again is the peer's only once the exchange's last message reached it:
+   *   when we answered its I2 (it restarted and set the context up), our R2, which on a loaded host
+   *   took 130 ms to be handled (a prompt before that was lost to a peer without the context, and
+   *   TCP waited for its backed-off RTO).
+   * * After a re-homing, the peer may still send on the old pair until its own REAP moves it, and
+   *   the ACK that answers our prompt is lost there, as for the kernel flows (promptKernelFlows).
+   *   In a busy CI run a restarted daemon prompted once, 7 ms before its peer's REAP left the
+   *   black-holed link, and TCP then waited 6.7 s for its backed-off RTO.
+   * So the prompt comes again, after each of REPROMPT_AFTER_MS, for the flows that still stand
+   * where they stood at the first: TCP sent nothing new on them since (marks). A flow that moved
+   * on is not prompted again.
    */
-  private promptAgain(peer: Ipv6, marks: ReadonlyMap<string, string>, round: number): void {
-    const wait = REPROMPT_AFTER_ESTABLISHED_MS[round];
+  private promptAgain(peer: Ipv6, marks: ReadonlyMap<string, string>, after: 're-homing' | 'established again', round: number): void {
+    const wait = REPROMPT_AFTER_MS[round];
     if (wait === undefined) return;
     setTimeout(() => {
       if (this.closed || this.prompter === undefined) return;
       const replays = this.prompter.prompt(peer, marks);
       if (replays.length === 0) return; // every flow moved on, or the context ended (its flows forgotten)
-      this.replay(peer, replays, 'established again', round + 2);
-      this.promptAgain(peer, marks, round + 1);
+      this.replay(peer, replays, after, round + 2);
+      this.promptAgain(peer, marks, after, round + 1);
     }, wait).unref?.();
   }
 
