@@ -514,7 +514,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    *   took 130 ms to be handled (a prompt before that was lost to a peer without the context, and
    *   TCP waited for its backed-off RTO).
    * * After a re-homing, the peer may still send on the old pair until its own REAP moves it, and
-   *   the ACK that answers our prompt is lost there, as for the kernel flows (promptKernelFlows).
+   *   the ACK that answers our prompt can be lost there, as for the kernel flows (promptKernelFlows).
    *   In a busy CI run a restarted daemon prompted once, 7 ms before its peer's REAP left the
    *   black-holed link, and TCP then waited 6.7 s for its backed-off RTO.
    * So the prompt comes again, after each of REPROMPT_AFTER_MS, for the flows that still stand
