@@ -348,6 +348,29 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.rxViews.push(view);
     this.rxOffset += (len + 7) & ~7;
     if (this.countRuns) this.noteRun(srcUlid, dstUlid, len);
+    if (nextHeader === IPPROTO_TCP && this.prompter?.anyArmed === true) {
+      const ack = this.prompter.selfPrompt(payload, srcUlid, dstUlid, this.clock());
+      if (ack !== undefined) this.promptOwnStack(dstUlid, srcUlid, payload, ack);
+    }
+  }
+
+  /**
+   * The peer prompted us after our context with it came up, and our TCP on that flow sent
+   * nothing since (TcpPrompter.selfPrompt: a restarted daemon has nothing of its own to replay):
+   * a Packet Too Big from the peer's ULID quoting our segment at the peer's acknowledgment (inside
+   * the window TCP checks), a little under the TUN's MTU, so that TCP retransmits what is in
+   * flight at once instead of waiting for its backed-off RTO (as promptKernelFlows does).
+   */
+  private promptOwnStack(localUlid: Ipv6, peerUlid: Ipv6, peerTcp: Uint8Array, ack: number): void {
+    if (!this.tun) return;
+    const tcp = new Uint8Array(20);
+    tcp[0] = peerTcp[2]!; tcp[1] = peerTcp[3]!; // our port
+    tcp[2] = peerTcp[0]!; tcp[3] = peerTcp[1]!; // the peer's
+    new DataView(tcp.buffer).setUint32(4, ack);
+    tcp[12] = 5 << 4;
+    this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: IPPROTO_TCP, payload: tcp }, this.tun.mtu - PROMPT_MTU_MARGIN);
+    this.stats.prompts++;
+    this.opts.logger?.info('tcp prompted: our own stack, at the peer\'s prompt', { peer: peerUlid, port: (tcp[0]! << 8) | tcp[1]! });
   }
 
   /** One more packet of the batch from `peer` to `local` (see rxRuns). */
@@ -424,6 +447,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     }
     if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
+    // A restarting host's context: the peer may prompt its side before our R2 comes (it has our I2), so from now.
+    if (e.kind === 'context-initiated') this.prompter?.arm(e.peerUlid, this.clock());
     if (e.kind === 'context-answered') this.hold.answered(e.peerUlid);
     // No route without evidence (docs/engine.md "Trust"): the engine says why the ULID is the peer's
     // (checked at run time too: an implementation of EngineLike may be less careful than its type).
@@ -434,6 +459,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (!this.contexts.established(e.localUlid, e.peerUlid, e.pair)) void this.hold.routeUp(e.localUlid, e.peerUlid);
       this.hold.release(e.peerUlid);
       if (again && this.prompter) this.prompt(e.peerUlid, 'established again');
+      // The peer's prompt of its side may come now: ours, if nothing of ours moved meanwhile (promptOwnStack).
+      this.prompter?.arm(e.peerUlid, this.clock());
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const owner = this.contexts.owner(e.peerUlid);

@@ -22,6 +22,16 @@
  * calls it at the end of each TUN batch, while the views are still valid)
  * copies the last one per flow into its buffer, so a 64 KB TSO burst costs
  * one copy, not 45. Must not know: sockets, the engine.
+ *
+ * Our own stack, when we have nothing to replay: a daemon that restarted has
+ * an empty table, and its TCP, backed off while no daemon carried the
+ * connection, sends nothing until its next RTO. The peer's daemon prompts its
+ * side when the context comes up (its last ACK, three times); those ACKs tell
+ * us where our stack stands, since the peer's rcv_nxt lies between our
+ * snd_una and snd_nxt. `arm` (a context came up) and `selfPrompt` (a segment
+ * from the peer) find the second identical pure ACK on a flow of ours that sent
+ * nothing since: the driver then hands our stack a Packet Too Big quoting it,
+ * and TCP retransmits what is in flight at once.
  */
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP } from './ip6-packet.ts';
 
@@ -30,7 +40,16 @@ export const PROMPT_DUP_ACKS = 3;
 /** Flows remembered; the oldest is forgotten first. */
 export const PROMPT_MAX_FLOWS = 4096;
 
-const FIN = 0x01, SYN = 0x02, RST = 0x04;
+/** How long after a context comes up the peer's repeated ACK may prompt our own stack (ms). */
+export const SELF_PROMPT_MS = 3000;
+/** Flows per armed peer whose last ACK is remembered; peers armed at once. */
+const SELF_PROMPT_FLOWS = 256;
+const SELF_PROMPT_PEERS = 256;
+
+const FIN = 0x01, SYN = 0x02, RST = 0x04, ACK = 0x10;
+
+/** A peer whose context is being set up or came up: its flows' marks then, the last ACK seen per flow, the flows prompted. */
+interface Armed { until: number; marks: Map<string, string>; acks: Map<string, number>; done: Set<string> }
 
 interface Flow {
   peer: string;
@@ -57,6 +76,7 @@ export class TcpPrompter {
   private readonly dirty: Flow[] = [];
   // The last flow looked at: consecutive packets are nearly always the same flow.
   private lastSrc = ''; private lastDst = ''; private lastPorts = -1; private lastKey = '';
+  private readonly armed = new Map<string, Armed>();
   /** Replays produced so far (for status and tests). */
   replayed = 0;
 
@@ -148,6 +168,60 @@ export class TcpPrompter {
   /** Forget every flow with `peerUlid` (context closed). */
   forget(peerUlid: string): void {
     for (const [k, f] of this.flows) if (f.peer === peerUlid) this.flows.delete(k);
+    this.armed.delete(peerUlid);
+  }
+
+  /**
+   * A context with `peerUlid` is being set up or came up at `now`: for SELF_PROMPT_MS its
+   * segments go through selfPrompt. Armed already (set up, now up), the time is extended and
+   * what it saw is kept.
+   */
+  arm(peerUlid: string, now: number): void {
+    const was = this.armed.get(peerUlid);
+    if (was !== undefined && now <= was.until) {
+      was.until = now + SELF_PROMPT_MS;
+      return;
+    }
+    this.armed.delete(peerUlid);
+    for (const [p, a] of this.armed) if (now > a.until) this.armed.delete(p); // peers that sent no TCP meanwhile
+    if (this.armed.size >= SELF_PROMPT_PEERS) this.armed.delete(this.armed.keys().next().value!);
+    this.armed.set(peerUlid, { until: now + SELF_PROMPT_MS, marks: this.marks(peerUlid), acks: new Map(), done: new Set() });
+  }
+
+  /** Some peer is armed (one test per delivered packet otherwise). */
+  get anyArmed(): boolean {
+    return this.armed.size > 0;
+  }
+
+  /**
+   * A TCP segment (`tcp`: header and payload) from an armed peer to our stack. Returns the
+   * acknowledgment number to quote in a Packet Too Big to our own stack when it is the second
+   * time in a row the peer sends this pure ACK on a flow of ours that sent nothing since the
+   * context came up (the peer's prompt); once per flow per arming. Else undefined.
+   */
+  selfPrompt(tcp: Uint8Array, peerUlid: string, localUlid: string, now: number): number | undefined {
+    const a = this.armed.get(peerUlid);
+    if (a === undefined || tcp.length < 20) return undefined;
+    if (now > a.until) {
+      this.armed.delete(peerUlid);
+      return undefined;
+    }
+    const flags = tcp[13]!;
+    if (!(flags & ACK) || (flags & (SYN | FIN | RST)) || tcp.length > (tcp[12]! >> 4) * 4) return undefined;
+    const sport = (tcp[0]! << 8) | tcp[1]!;
+    const dport = (tcp[2]! << 8) | tcp[3]!;
+    const ack = ((tcp[8]! << 24) | (tcp[9]! << 16) | (tcp[10]! << 8) | tcp[11]!) >>> 0;
+    const key = `${localUlid}|${dport}|${peerUlid}|${sport}`;
+    if (a.done.has(key)) return undefined;
+    if (a.acks.get(key) !== ack) {
+      if (a.acks.has(key) || a.acks.size < SELF_PROMPT_FLOWS) a.acks.set(key, ack);
+      return undefined;
+    }
+    this.commit();
+    const flow = this.flows.get(key);
+    if ((flow === undefined ? undefined : mark(flow)) !== a.marks.get(key)) return undefined; // our side sent since: not stalled
+    a.done.add(key);
+    return ack;
   }
 
   get size(): number {

@@ -183,6 +183,58 @@ test('TCP prompt: after a re-homing the flows that sent nothing new since the fi
   assert.ok(tunB.written.every((p) => port(p) !== 5001 || splitPacket(p)!.payload[7] === 1) && tunB.written.filter((p) => port(p) === 5001).length === 1, 'flow 5001 moved on: not prompted again');
 });
 
+// A daemon that restarted has nothing of its own to replay, and its TCP, backed off while no daemon
+// carried the connection, sends nothing until its next RTO (CI runs 111 and 112: 7.7 and 13.3 s).
+// The peer prompts its side when the context comes up: its last ACK, three times. That ACK tells us
+// where our stack stands, so our own stack gets a Packet Too Big quoting it and retransmits at once.
+test('TCP prompt: after a context comes up, the peer\'s repeated ACK on a flow of ours that sent nothing since prompts our own stack (a Packet Too Big quoting it), once per flow', async (t) => {
+  const net = new MemoryNetwork();
+  const tunA = new MemoryTun('dpsa', 1400), tunB = new MemoryTun('dpsb', 1400);
+  const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
+  const inner = new StaticContextEngine({ localUlid: ULID_A, peerUlid: ULID_B, localTag: 0x1111, peerTag: 0x2222, ...pair });
+  const events: EngineEvent[] = [];
+  const ea: EngineLike = {
+    handleDatagram: (n, d) => inner.handleDatagram(n, d), encapsulate: (n, p) => inner.encapsulate(n, p), handleTimeout: (n) => inner.handleTimeout(n),
+    pollTransmit: () => inner.pollTransmit(), pollTimeout: () => inner.pollTimeout(), pollEvent: () => events.shift() ?? inner.pollEvent(),
+  };
+  const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a' });
+  const logged: Array<Record<string, unknown>> = [];
+  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg.startsWith('tcp prompted')) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
+  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger });
+  const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
+  t.after(async () => { await a.close(); await b.close(); });
+  await a.bindLocator('fd00:1::a');
+  await b.bindLocator('fd00:1::b');
+  /** A pure ACK from B's port 8080 to A's `port`, acknowledging `ack`. */
+  const ackFromB = (port: number, ack: number): Uint8Array => {
+    const h = new Uint8Array(20);
+    h[0] = 0x1f; h[1] = 0x90; h[2] = port >> 8; h[3] = port & 0xff;
+    new DataView(h.buffer).setUint32(8, ack);
+    h[12] = 5 << 4; h[13] = 0x10;
+    return buildPacket(ULID_B, ULID_A, IPPROTO_TCP, h);
+  };
+  // A's daemon (just started: its prompter is empty) sets the context up.
+  events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: false });
+  a.flush();
+  // Flow 5001 of A sends new data after the context came up: not stalled.
+  tunA.inject(tcpSegment(5001, 7, 0x18, [1]));
+  await waitFor(() => tunB.written.length === 1, 'flow 5001\'s data at B', DEADLINE_MS);
+  // B's prompt of its side: its last ACK on each flow, three times.
+  for (const p of [5000, 5001]) for (let i = 0; i < 3; i++) tunB.inject(ackFromB(p, 0x01020304 + p));
+  await waitFor(() => tunA.written.length >= 7, 'B\'s ACKs and the prompt at A', DEADLINE_MS);
+  const icmp = tunA.written.filter((p) => p[6] === 58);
+  assert.equal(icmp.length, 1, 'one Packet Too Big: flow 5000 once, flow 5001 (it sent since) not at all');
+  const ptb = icmp[0]!;
+  const view = new DataView(ptb.buffer, ptb.byteOffset);
+  assert.deepEqual([splitPacket(ptb)!.srcUlid, splitPacket(ptb)!.dstUlid], [ULID_B, ULID_A], 'from the peer\'s ULID to ours');
+  assert.equal(ptb[40], 2, 'ICMPv6 Packet Too Big');
+  assert.equal(view.getUint32(44), 1400 - 8, 'a little under the TUN\'s MTU');
+  assert.deepEqual([view.getUint16(88), view.getUint16(90), view.getUint32(92)], [5000, 8080, 0x01020304 + 5000], 'quoting our segment of flow 5000 at the peer\'s acknowledgment');
+  assert.equal(tunA.written.indexOf(ptb), 2, 'after the second of the peer\'s identical ACKs');
+  assert.deepEqual(logged, [{ msg: 'tcp prompted: our own stack, at the peer\'s prompt', peer: ULID_B, port: 5000 }]);
+  assert.equal(a.stats.prompts, 1);
+});
+
 // A context established again (the peer restarted and set it up: we answered its I2) is the peer's
 // only once our R2 reaches it; on a loaded host it handled that R2 130 ms after our first prompt,
 // which it had dropped, and TCP waited for its backed-off RTO (test/e2e/restart-tcp-prompt.test.ts,

@@ -66,6 +66,37 @@ test('fuzz: splitPacket and TcpPrompter never throw on junk and stay within boun
   assert.equal(prompter.prompt(B, marks).length, prompter.prompt(B).length);
 });
 
+test('fuzz: TcpPrompter.selfPrompt takes junk segments from an armed peer without throwing, prompts a flow at most once, and keeps at most 256 flows', (t) => {
+  const r = rng(fuzzSeed(t, 0x5e1f));
+  const prompter = new TcpPrompter();
+  prompter.arm(B, 0);
+  const prompted = new Set<number>();
+  for (let i = 0; i < fuzzRuns(20000); i++) {
+    const tcp = new Uint8Array(r(64));
+    // Mostly zero octets, so that ports and acknowledgments repeat and flows get prompted.
+    for (let j = 0; j < tcp.length; j++) tcp[j] = r(4) === 0 ? r(256) : 0;
+    if (tcp.length >= 20 && r(2) === 0) { tcp[12] = 5 << 4; tcp[13] = 0x10; }
+    const seg = tcp.length >= 20 && r(2) === 0 ? tcp.subarray(0, 20) : tcp;
+    let ack: number | undefined;
+    assert.doesNotThrow(() => { ack = prompter.selfPrompt(seg, B, A, i % 3000); });
+    if (ack !== undefined) {
+      const flow = (seg[0]! << 24 | seg[1]! << 16 | seg[2]! << 8 | seg[3]!) >>> 0;
+      assert.ok(!prompted.has(flow), 'a flow is prompted once per arming');
+      prompted.add(flow);
+      assert.ok(ack >= 0 && ack <= 0xffffffff);
+    }
+  }
+  assert.ok(prompted.size > 0 && prompted.size <= 256, `flows prompted: ${prompted.size}`);
+  // After the armed time nothing is prompted, and the peer is no longer armed.
+  const late = new TcpPrompter();
+  const ackOnly = new Uint8Array(20);
+  ackOnly[12] = 5 << 4; ackOnly[13] = 0x10; ackOnly[1] = 1;
+  late.arm(B, 0);
+  assert.equal(late.selfPrompt(ackOnly, B, A, 10), undefined, 'the first of the ACKs');
+  assert.equal(late.selfPrompt(ackOnly, B, A, 3001), undefined, 'the second, after the armed time');
+  assert.equal(late.anyArmed, false);
+});
+
 test('fuzz: the native GRO coalescer takes mutated TCP runs without crashing (real TUN, offloads on)', async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   const net = new NetLab(t);
