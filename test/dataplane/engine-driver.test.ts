@@ -132,6 +132,31 @@ async function dataPair(t: import('node:test').TestContext) {
   return { net, tunA, tunB, ea, eb, a, b };
 }
 
+/**
+ * A and B on one pair, A's engine wrapped so that a test can hand A's driver an event (`events`,
+ * read before the engine's own), A's `tcp prompted` log lines in `logged`.
+ */
+async function promptPair(t: import('node:test').TestContext, nameA: string, nameB: string) {
+  const net = new MemoryNetwork();
+  const tunA = new MemoryTun(nameA, 1400), tunB = new MemoryTun(nameB, 1400);
+  const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
+  const inner = new StaticContextEngine({ localUlid: ULID_A, peerUlid: ULID_B, localTag: 0x1111, peerTag: 0x2222, ...pair });
+  const events: EngineEvent[] = [];
+  const ea: EngineLike = {
+    handleDatagram: (n, d) => inner.handleDatagram(n, d), encapsulate: (n, p) => inner.encapsulate(n, p), handleTimeout: (n) => inner.handleTimeout(n),
+    pollTransmit: () => inner.pollTransmit(), pollTimeout: () => inner.pollTimeout(), pollEvent: () => events.shift() ?? inner.pollEvent(),
+  };
+  const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a' });
+  const logged: Array<Record<string, unknown>> = [];
+  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg.startsWith('tcp prompted')) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
+  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger });
+  const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
+  t.after(async () => { await a.close(); await b.close(); });
+  await a.bindLocator('fd00:1::a');
+  await b.bindLocator('fd00:1::b');
+  return { net, tunA, tunB, a, b, pair, events, logged };
+}
+
 test('data path: a packet into A\'s TUN leaves B\'s TUN with the header rebuilt from the ULIDs', async (t) => {
   const { tunA, tunB, a, b } = await dataPair(t);
   const pkt = buildUdpPacket(ULID_A, ULID_B, 1000, 2000, new TextEncoder().encode('payload'));
@@ -188,23 +213,7 @@ test('TCP prompt: after a re-homing the flows that sent nothing new since the fi
 // The peer prompts its side when the context comes up: its last ACK, three times. That ACK tells us
 // where our stack stands, so our own stack gets a Packet Too Big quoting it and retransmits at once.
 test('TCP prompt: after a context comes up, the peer\'s repeated ACK on a flow of ours that sent nothing since prompts our own stack (a Packet Too Big quoting it), once per flow', async (t) => {
-  const net = new MemoryNetwork();
-  const tunA = new MemoryTun('dpsa', 1400), tunB = new MemoryTun('dpsb', 1400);
-  const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
-  const inner = new StaticContextEngine({ localUlid: ULID_A, peerUlid: ULID_B, localTag: 0x1111, peerTag: 0x2222, ...pair });
-  const events: EngineEvent[] = [];
-  const ea: EngineLike = {
-    handleDatagram: (n, d) => inner.handleDatagram(n, d), encapsulate: (n, p) => inner.encapsulate(n, p), handleTimeout: (n) => inner.handleTimeout(n),
-    pollTransmit: () => inner.pollTransmit(), pollTimeout: () => inner.pollTimeout(), pollEvent: () => events.shift() ?? inner.pollEvent(),
-  };
-  const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a' });
-  const logged: Array<Record<string, unknown>> = [];
-  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg.startsWith('tcp prompted')) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
-  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger });
-  const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
-  t.after(async () => { await a.close(); await b.close(); });
-  await a.bindLocator('fd00:1::a');
-  await b.bindLocator('fd00:1::b');
+  const { tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpsa', 'dpsb');
   /** A pure ACK from B's port 8080 to A's `port`, acknowledging `ack`. */
   const ackFromB = (port: number, ack: number): Uint8Array => {
     const h = new Uint8Array(20);
@@ -240,23 +249,7 @@ test('TCP prompt: after a context comes up, the peer\'s repeated ACK on a flow o
 // which it had dropped, and TCP waited for its backed-off RTO (test/e2e/restart-tcp-prompt.test.ts,
 // a CI run with both CPUs taken). So the flows that sent nothing new since are prompted again.
 test('TCP prompt: a context established again is prompted again, for the flows that sent nothing new since the first prompt (the peer may not have the context yet)', async (t) => {
-  const net = new MemoryNetwork();
-  const tunA = new MemoryTun('dpra', 1400), tunB = new MemoryTun('dprb', 1400);
-  const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
-  const inner = new StaticContextEngine({ localUlid: ULID_A, peerUlid: ULID_B, localTag: 0x1111, peerTag: 0x2222, ...pair });
-  const events: EngineEvent[] = [];
-  const ea: EngineLike = {
-    handleDatagram: (n, d) => inner.handleDatagram(n, d), encapsulate: (n, p) => inner.encapsulate(n, p), handleTimeout: (n) => inner.handleTimeout(n),
-    pollTransmit: () => inner.pollTransmit(), pollTimeout: () => inner.pollTimeout(), pollEvent: () => events.shift() ?? inner.pollEvent(),
-  };
-  const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a' });
-  const logged: Array<Record<string, unknown>> = [];
-  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg.startsWith('tcp prompted')) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
-  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger });
-  const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
-  t.after(async () => { await a.close(); await b.close(); });
-  await a.bindLocator('fd00:1::a');
-  await b.bindLocator('fd00:1::b');
+  const { net, tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpra', 'dprb');
   // Flow 5000 will stall; flow 5001 sends new data after the first prompt.
   for (const p of [tcpSegment(5000, 1, 0x18, [1]), tcpSegment(5000, 2, 0x10, []), tcpSegment(5001, 1, 0x18, [9])]) tunA.inject(p);
   await waitFor(() => tunB.written.length === 3, 'first delivery', DEADLINE_MS);
