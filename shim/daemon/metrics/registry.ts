@@ -197,7 +197,7 @@ export class ShimMetrics {
       if (!x) return [];
       return [{ labels: { reason: 'no-context-held' }, value: x.noContext }, { labels: { reason: 'not-ipv6' }, value: x.notIpv6 }, ...Object.entries(x.drops).map(([reason, value]) => ({ labels: { reason }, value }))];
     });
-    this.counter('shim6_tcp_prompts_total', 'TCP segments replayed after a locator pair change.', (s) => (st(s) ? [{ value: st(s)!.prompts }] : []));
+    this.counter('shim6_tcp_prompts_total', 'TCP prompts: segments replayed after a locator pair change or a context established again, and Packet Too Bigs handed to our own stack.', (s) => (st(s) ? [{ value: st(s)!.prompts }] : []));
     this.gauge('shim6_local_locators', 'The host\'s local locators, by link state.', ['state'], (s) => {
       const l = s.daemon?.locators;
       return l ? [{ labels: { state: 'up' }, value: l.filter((x) => x.up !== false).length }, { labels: { state: 'down' }, value: l.filter((x) => x.up === false).length }] : [];
