@@ -209,7 +209,7 @@ test('TCP prompt: after a re-homing the flows that sent nothing new since the fi
 });
 
 // A daemon that restarted has nothing of its own to replay, and its TCP, backed off while no daemon
-// carried the connection, sends nothing until its next RTO (CI runs 111 and 112: 7.7 and 13.3 s).
+// carried the connection, sends nothing until its next RTO (CI run 112: 7.7 s).
 // The peer prompts its side when the context comes up: its last ACK, three times. That ACK tells us
 // where our stack stands, so our own stack gets a Packet Too Big quoting it and retransmits at once.
 test('TCP prompt: after a context comes up, the peer\'s repeated ACK on a flow of ours that sent nothing since prompts our own stack (a Packet Too Big quoting it), once per flow', async (t) => {
