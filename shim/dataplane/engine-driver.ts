@@ -363,14 +363,24 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    */
   private promptOwnStack(localUlid: Ipv6, peerUlid: Ipv6, peerTcp: Uint8Array, ack: number): void {
     if (!this.tun) return;
-    const tcp = new Uint8Array(20);
-    tcp[0] = peerTcp[2]!; tcp[1] = peerTcp[3]!; // our port
-    tcp[2] = peerTcp[0]!; tcp[3] = peerTcp[1]!; // the peer's
-    new DataView(tcp.buffer).setUint32(4, ack);
-    tcp[12] = 5 << 4;
-    this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: IPPROTO_TCP, payload: tcp }, this.tun.mtu - PROMPT_MTU_MARGIN);
+    const ourPort = (peerTcp[2]! << 8) | peerTcp[3]!;
+    this.tooBigQuoting(localUlid, peerUlid, ourPort, (peerTcp[0]! << 8) | peerTcp[1]!, ack, this.tun.mtu - PROMPT_MTU_MARGIN);
     this.stats.prompts++;
-    this.opts.logger?.info('tcp prompted: our own stack, at the peer\'s prompt', { peer: peerUlid, port: (tcp[0]! << 8) | tcp[1]! });
+    this.opts.logger?.info('tcp prompted: our own stack, at the peer\'s prompt', { peer: peerUlid, port: ourPort });
+  }
+
+  /**
+   * The TCP prompt of our own stack: a Packet Too Big from the peer's ULID with `mtu`, quoting our
+   * segment of the flow (ourPort → peerPort) at `seq`, which TCP's window check must accept.
+   */
+  private tooBigQuoting(localUlid: Ipv6, peerUlid: Ipv6, ourPort: number, peerPort: number, seq: number, mtu: number): void {
+    const tcp = new Uint8Array(20);
+    const v = new DataView(tcp.buffer);
+    v.setUint16(0, ourPort);
+    v.setUint16(2, peerPort);
+    v.setUint32(4, seq);
+    tcp[12] = 5 << 4;
+    this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: IPPROTO_TCP, payload: tcp }, mtu);
   }
 
   /** One more packet of the batch from `peer` to `local` (see rxRuns). */
@@ -596,13 +606,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     // A later round: only the flows whose peer has acknowledged nothing since (still stalled).
     const flows = (known ?? this.kernelFlows(localUlid, peerUlid)).filter((f) => only === undefined || only.get(key(f)) === f.ack);
     for (const f of flows) {
-      const tcp = new Uint8Array(20);
-      const v = new DataView(tcp.buffer);
-      v.setUint16(0, f.srcPort);
-      v.setUint16(2, f.dstPort);
-      v.setUint32(4, f.ack); // our snd_una when the peer's ACKs stopped: inside the window TCP checks
-      tcp[12] = 5 << 4;
-      this.icmp.tooBig({ srcUlid: localUlid, dstUlid: peerUlid, nextHeader: 6, payload: tcp }, mtu);
+      this.tooBigQuoting(localUlid, peerUlid, f.srcPort, f.dstPort, f.ack, mtu); // f.ack: our snd_una when the peer's ACKs stopped
       // Then the peer's last ACK again, to our own stack: a sender with nothing in flight (its new
       // data refused while the old path was down) is waiting for its backed-off probe timer, and
       // the Packet Too Big only retransmits what is in flight; an ACK makes it send at once.

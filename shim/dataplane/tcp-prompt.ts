@@ -62,11 +62,13 @@ interface Flow {
   pendingAck: Uint8Array | undefined;
 }
 
+/** The 32-bit word at `o` (network order). */
+const word = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+
 /** A flow's last segments' sequence and acknowledgment numbers (see TcpPrompter.marks). */
 function mark(flow: Flow): string {
   const t = IPV6_HEADER_LENGTH;
   const d = flow.lastData, a = flow.lastAck;
-  const word = (b: Uint8Array, o: number) => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
   return `${d ? `${word(d, t + 4)}:${word(d, t + 8)}` : '-'} ${a ? word(a, t + 8) : '-'}`;
 }
 
@@ -210,7 +212,7 @@ export class TcpPrompter {
     if (!(flags & ACK) || (flags & (SYN | FIN | RST)) || tcp.length > (tcp[12]! >> 4) * 4) return undefined;
     const sport = (tcp[0]! << 8) | tcp[1]!;
     const dport = (tcp[2]! << 8) | tcp[3]!;
-    const ack = ((tcp[8]! << 24) | (tcp[9]! << 16) | (tcp[10]! << 8) | tcp[11]!) >>> 0;
+    const ack = word(tcp, 8);
     const key = `${localUlid}|${dport}|${peerUlid}|${sport}`;
     if (a.done.has(key)) return undefined;
     if (a.acks.get(key) !== ack) {
