@@ -129,12 +129,12 @@ export interface MessageGate extends VerifyGate {
 export class Core {
   readonly table = new ContextTable();
   /**
-   * Peers that closed their context with us (Close) and have not set
-   * up a new one: packets still on their way into the shim for them start no
-   * exchange (the peer is going away, e.g. a daemon restart; it or a new flow
+   * Peers whose context with us was closed by a Close, theirs or ours, and that have not set
+   * up a new one: packets still on their way into the shim for them start no exchange (one
+   * side is going away, e.g. a daemon restart; the peer, `protect`, `prime` or a new flow
    * starts the next one). Bounded: emptied when full.
    */
-  readonly closedByPeer = new Set<string>();
+  readonly closed = new Set<string>();
   /** Peers whose idle-cleaned context is resumable, with what their entry said (lasting.ts; at most cacheMax, oldest first out). */
   readonly resumable = new Map<Ipv6, PinnedEntry>();
   readonly heap = new TimerHeap<Context>();

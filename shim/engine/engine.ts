@@ -211,7 +211,7 @@ export class Engine {
    */
   private heuristic(now: Millis, localUlid: Ipv6, peer: Ipv6): void {
     const core = this.core;
-    if (!core.isLocal(localUlid) || core.closedByPeer.has(peer)) return;
+    if (!core.isLocal(localUlid) || core.closed.has(peer)) return;
     const mode = this.modeFor(now, peer);
     if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
     const known = knownPositive(core, now, peer);

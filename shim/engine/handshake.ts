@@ -427,7 +427,7 @@ function confirmCapable(core: Core, ctx: Context, now: Millis, source: 'probe'):
 
 /** Entering ESTABLISHED: stop retransmission, start REAP and idle GC, tell the driver. */
 export function establish(core: Core, ctx: Context, now: Millis, recovered: boolean): void {
-  core.closedByPeer.delete(ctx.peerUlid);
+  core.closed.delete(ctx.peerUlid);
   core.table.clearNonce(ctx);
   core.stop(ctx, TimerKind.Retransmit);
   ctx.retries = 0;

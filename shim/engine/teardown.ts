@@ -49,10 +49,21 @@ export function onHolddown(core: Core, ctx: Context): void {
   core.removeContext(ctx);
 }
 
+/**
+ * Packets still on their way into the shim for the peer of a context closed by a Close start
+ * no exchange (Core.closed): neither the peer's stragglers nor a stopping daemon's own, still
+ * read from the TUN after its Close (a context it would leave behind at the peer).
+ */
+function noteClosed(core: Core, ctx: Context): void {
+  if (core.closed.size >= 4096) core.closed.clear();
+  core.closed.add(ctx.peerUlid);
+}
+
 /** close(): coordinated removal when established, plain removal while establishing. */
 export function closeContext(core: Core, ctx: Context, now: Millis): void {
   const step = core.step(ctx, 'close');
   if (step === undefined) return;
+  noteClosed(core, ctx);
   if (ctx.state === State.IDLE) return discard(core, ctx, 'local-close', now);
   ctx.closeNonce = core.random.u32();
   ctx.retries = 0;
@@ -84,8 +95,7 @@ export function onClose(core: Core, ctx: Context, rx: Datagram, msg: CloseMessag
   const ack: CloseAckMessage = { type: 'CloseAck', contextTag: ctx.ctPeer, nonce: msg.nonce, options: [] };
   core.send(dst, src, ack, ctx.port);
   discard(core, ctx, 'peer-close', now);
-  if (core.closedByPeer.size >= 4096) core.closedByPeer.clear();
-  core.closedByPeer.add(ctx.peerUlid);
+  noteClosed(core, ctx);
   return CONSUMED;
 }
 

@@ -199,6 +199,25 @@ test('after the peer closed the context, packets still on their way start no new
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
 });
 
+test('after our own Close (a daemon stopping), our packets still on their way start no new exchange, while the Close is unanswered or after its Ack; protect() starts the next', () => {
+  const { sim, a, b } = configuredPair(209);
+  a.engine.close(sim.now);
+  const seen = engineEvents(a).length;
+  assert.equal(sendShim(sim, a, b), false, 'CLOSING: not carried');
+  sim.runFor(2000);
+  assert.equal(a.engine.contextCount, 0);
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-closed' && e.reason === 'local-close'));
+  assert.equal(sendShim(sim, a, b), false);
+  sim.runFor(2000);
+  assert.equal(a.engine.contextCount, 0, 'a straggler of ours does not start a context with the peer we just closed');
+  assert.equal(b.engine.contextCount, 0, 'nothing left behind at the peer');
+  assert.equal(engineEvents(a).slice(seen).some((e) => e.kind === 'context-initiated'), false);
+  assert.equal(a.engine.protect(sim.now, b.ulid), true);
+  sim.runFor(2000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.equal(sendShim(sim, a, b), true, 'carried again');
+});
+
 test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight, 50 starts per second; outcomes free the slot', () => {
   let now = 1_000_000;
   const calls: string[] = [];
