@@ -38,7 +38,7 @@ import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
-import { openConnections, type OpenConnection } from './open-connections.ts';
+import { openConnections, unackedTcpFlows, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
@@ -579,6 +579,8 @@ export class Daemon {
       this.log.info('open connections protected again', { peers, ulids, connections: done.length });
     }
     const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
+    // Their TCP sat in RTO back-off while no daemon carried it: prompted as each context comes up.
+    if (done.length > 0) this.driver?.promptAfterRestart(unackedTcpFlows().filter((f) => protectedPairs.has(pairKey(f.local, f.peer))));
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
   }
 

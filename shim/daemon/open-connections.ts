@@ -7,6 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import type { TcpFlow } from '../dataplane/tcp-prompt.ts';
 
 /** TCP states that carry an application's connection (established, or closing while data may still flow). */
 const TCP_OPEN_STATES = new Set(['01', '08']); // ESTABLISHED, CLOSE_WAIT
@@ -53,6 +54,42 @@ export function parseSocketTable(text: string, proto: 'tcp' | 'udp'): OpenConnec
     if (!out.has(key)) out.set(key, { local, peer, proto });
   }
   return [...out.values()];
+}
+
+/** The port of /proc's `ADDR:PORT` column (hex), else undefined. */
+function portOf(column: string | undefined): number | undefined {
+  const hex = column?.split(':')[1] ?? '';
+  const port = /^[0-9A-Fa-f]{4}$/.test(hex) ? parseInt(hex, 16) : NaN;
+  return port > 0 ? port : undefined;
+}
+
+/**
+ * The open TCP flows in `/proc/net/tcp6` text (established or close-wait, global IPv6 at both
+ * ends, as parseSocketTable) whose send queue holds octets (`tx_queue`, written and not yet
+ * acknowledged by the peer): after a restart the daemon prompts our own stack on them.
+ */
+export function parseUnackedTcpFlows(text: string): TcpFlow[] {
+  const out: TcpFlow[] = [];
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (!TCP_OPEN_STATES.has(f[3] ?? '') || !/^0*[1-9A-Fa-f][0-9A-Fa-f]*:/.test(f[4] ?? '')) continue;
+    const local = globalAddress(f[1]);
+    const peer = globalAddress(f[2]);
+    const localPort = portOf(f[1]);
+    const peerPort = portOf(f[2]);
+    if (local === undefined || peer === undefined || localPort === undefined || peerPort === undefined) continue;
+    out.push({ local, localPort, peer, peerPort });
+  }
+  return out;
+}
+
+/** parseUnackedTcpFlows of the host's table now (none when it cannot be read). */
+export function unackedTcpFlows(file = '/proc/net/tcp6'): TcpFlow[] {
+  try {
+    return parseUnackedTcpFlows(readFileSync(file, 'utf8'));
+  } catch {
+    return [];
+  }
 }
 
 /** Remote addresses of open TCP connections in `/proc/net/tcp6` text, each once. */

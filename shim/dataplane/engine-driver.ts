@@ -28,7 +28,7 @@ import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum, writeHeader } from './ip6-packet.ts';
-import { TcpPrompter } from './tcp-prompt.ts';
+import { TcpPrompter, type TcpFlow } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
@@ -125,6 +125,8 @@ export interface DriverStats {
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
 /** How much below the encapsulated path's MTU the kernel flows' prompt claims, per round (promptKernelFlows). */
 const PROMPT_MTU_MARGIN = 8;
+/** The SYN flag in a TCP header's flags octet. */
+const TCP_SYN = 0x02;
 /** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
 const PROMPT_ROUNDS = 3;
 const PROMPT_AGAIN_MS = 100;
@@ -370,6 +372,54 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
+   * After a restart (the daemon found these TCP flows open with octets their peers have not
+   * acknowledged): our TCP on each sat in RTO back-off while no daemon carried it, and the peer
+   * may have nothing to prompt it with (our stop's Close ended its context). When a flow's
+   * context comes up (now, for one up already) our stack is asked where it stands
+   * (challengeOwnStack), then prompted (promptChallenged). Docs: docs/dataplane.md "Our own stack".
+   */
+  promptAfterRestart(flows: readonly TcpFlow[]): void {
+    if (!this.prompter || !this.tun || flows.length === 0) return;
+    this.prompter.afterRestart(flows, this.clock());
+    for (const pair of new Set(flows.map((f) => `${f.local} ${f.peer}`))) {
+      const [local, peer] = pair.split(' ') as [Ipv6, Ipv6];
+      if (this.contexts.owner(peer) === local) this.challengeOwnStack(local, peer);
+    }
+    this.flush();
+  }
+
+  /**
+   * The context `localUlid` ↔ `peerUlid` came up: a SYN from the peer to our stack on each of its
+   * flows from before a restart. An established socket answers a SYN, whatever its sequence
+   * number, with a challenge ACK and changes nothing else (RFC 5961 §4.2; at most one per 0.5 s
+   * per socket, net.ipv4.tcp_invalid_ratelimit); that ACK carries our snd_nxt.
+   */
+  private challengeOwnStack(localUlid: Ipv6, peerUlid: Ipv6): void {
+    const flows = this.prompter!.challenge(localUlid, peerUlid, this.clock());
+    if (flows.length > 0) this.scheduleFlush();
+    for (const f of flows) {
+      const syn = new Uint8Array(20);
+      syn[0] = f.peerPort >> 8; syn[1] = f.peerPort & 0xff;
+      syn[2] = f.localPort >> 8; syn[3] = f.localPort & 0xff;
+      syn[12] = 5 << 4;
+      syn[13] = TCP_SYN;
+      this.injectTcp(peerUlid, localUlid, syn);
+    }
+  }
+
+  /**
+   * Our stack answered the challenge on a flow (`tcp`: its ACK from `localUlid` to `peerUlid`):
+   * a Packet Too Big quoting our segment at that ACK's sequence number, as promptOwnStack.
+   */
+  private promptChallenged(localUlid: Ipv6, peerUlid: Ipv6, tcp: Uint8Array, seq: number): void {
+    if (!this.tun) return;
+    const ourPort = (tcp[0]! << 8) | tcp[1]!;
+    this.tooBigQuoting(localUlid, peerUlid, ourPort, (tcp[2]! << 8) | tcp[3]!, seq, this.tun.mtu - PROMPT_MTU_MARGIN);
+    this.stats.prompts++;
+    this.opts.logger?.info('tcp prompted: our own stack, after the restart', { peer: peerUlid, port: ourPort });
+  }
+
+  /**
    * The TCP prompt of our own stack: a Packet Too Big from the peer's ULID with `mtu`, quoting our
    * segment of the flow (ourPort → peerPort) at `seq`, which TCP's window check must accept.
    */
@@ -425,6 +475,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private sendApplicationPacket(now: Millis, packet: Uint8Array, fromTun = false): void {
     const s = splitPacket(packet);
     if (!s) { this.stats.notIpv6++; return; }
+    if (fromTun && s.nextHeader === IPPROTO_TCP && this.prompter?.anyChallenged === true) {
+      const seq = this.prompter.challengeAnswer(s.payload, s.srcUlid, s.dstUlid, now);
+      if (seq !== undefined) this.promptChallenged(s.srcUlid, s.dstUlid, s.payload, seq);
+    }
     const r = this.engine.encapsulate(now, fromTun && this.contexts.countedByKernel(s.dstUlid) ? { ...s, counted: true } : s);
     if (r.kind === 'no-context') {
       // The engine may have just started a context for a peer it knows (context-initiated): hold this packet too.
@@ -471,6 +525,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (again && this.prompter) this.prompt(e.peerUlid, 'established again');
       // The peer's prompt of its side may come now: ours, if nothing of ours moved meanwhile (promptOwnStack).
       this.prompter?.arm(e.peerUlid, this.clock());
+      if (this.prompter) this.challengeOwnStack(e.localUlid, e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const owner = this.contexts.owner(e.peerUlid);
@@ -634,8 +689,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * stack through the TUN, from the peer's ULID: a duplicate ACK (RFC 9293 §3.10.7.4), harmless.
    */
   private injectAck(peerUlid: Ipv6, localUlid: Ipv6, header: Uint8Array): void {
+    this.injectTcp(peerUlid, localUlid, header.slice());
+  }
+
+  /** A TCP segment (`tcp`, ours to fill in: its checksum is set here) handed to our own stack through the TUN, from the peer's ULID. */
+  private injectTcp(peerUlid: Ipv6, localUlid: Ipv6, tcp: Uint8Array): void {
     if (!this.tun) return;
-    const tcp = header.slice();
     tcp[16] = 0; tcp[17] = 0;
     const c = ulpChecksum(peerUlid, localUlid, IPPROTO_TCP, tcp);
     tcp[16] = c >> 8; tcp[17] = c & 0xff;

@@ -32,6 +32,15 @@
  * from the peer) find the second identical pure ACK on a flow of ours that sent
  * nothing since: the driver then hands our stack a Packet Too Big quoting it,
  * and TCP retransmits what is in flight at once.
+ *
+ * After a restart the peer may have nothing to prompt with (our stop's Close
+ * ended its context). So our stack is asked where it stands: the daemon found
+ * the open flows with octets in flight in the socket table (`afterRestart`);
+ * when a flow's context comes up (`challenge`), the driver hands our stack a
+ * SYN from the peer, which an established socket answers with a challenge ACK
+ * whatever its sequence number (RFC 5961 §4.2) and changes nothing else. That
+ * ACK's sequence number is our snd_nxt (`challengeAnswer`), which TCP's window
+ * check accepts in the Packet Too Big.
  */
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP } from './ip6-packet.ts';
 
@@ -42,6 +51,10 @@ export const PROMPT_MAX_FLOWS = 4096;
 
 /** How long after a context comes up the peer's repeated ACK may prompt our own stack (ms). */
 export const SELF_PROMPT_MS = 3000;
+/** How long the open flows a restart found wait for their context (ms). */
+export const RESTART_PROMPT_MS = 60_000;
+/** How long after its challenge our stack's ACK on a flow may prompt it (ms). */
+export const CHALLENGE_MS = 3000;
 /** Flows per armed peer whose last ACK is remembered; peers armed at once. */
 const SELF_PROMPT_FLOWS = 256;
 const SELF_PROMPT_PEERS = 256;
@@ -62,6 +75,11 @@ interface Flow {
   pendingAck: Uint8Array | undefined;
 }
 
+/** An open TCP flow of ours: our ULID and port, the peer's ULID and port. */
+export interface TcpFlow { local: string; localPort: number; peer: string; peerPort: number }
+
+const flowKey = (local: string, localPort: number, peer: string, peerPort: number): string => `${local}|${localPort}|${peer}|${peerPort}`;
+
 /** The 32-bit word at `o` (network order). */
 const word = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 
@@ -79,6 +97,12 @@ export class TcpPrompter {
   // The last flow looked at: consecutive packets are nearly always the same flow.
   private lastSrc = ''; private lastDst = ''; private lastPorts = -1; private lastKey = '';
   private readonly armed = new Map<string, Armed>();
+  /** Flows a restart found open with octets in flight, by ULID pair (`local|peer`), until their context comes up. */
+  private readonly waiting = new Map<string, { until: number; flows: TcpFlow[] }>();
+  private waitingFlows = 0;
+  /** Flows whose stack was challenged, by flow key; all of them until `challengedUntil`. */
+  private readonly challenged = new Set<string>();
+  private challengedUntil = 0;
   /** Replays produced so far (for status and tests). */
   replayed = 0;
 
@@ -95,7 +119,7 @@ export class TcpPrompter {
     const ports = sport * 65536 + dport;
     let key = this.lastKey;
     if (ports !== this.lastPorts || srcUlid !== this.lastSrc || dstUlid !== this.lastDst) {
-      key = `${srcUlid}|${sport}|${dstUlid}|${dport}`;
+      key = flowKey(srcUlid, sport, dstUlid, dport);
       this.lastKey = key; this.lastPorts = ports; this.lastSrc = srcUlid; this.lastDst = dstUlid;
     }
     let flow = this.flows.get(key);
@@ -213,7 +237,7 @@ export class TcpPrompter {
     const sport = (tcp[0]! << 8) | tcp[1]!;
     const dport = (tcp[2]! << 8) | tcp[3]!;
     const ack = word(tcp, 8);
-    const key = `${localUlid}|${dport}|${peerUlid}|${sport}`;
+    const key = flowKey(localUlid, dport, peerUlid, sport);
     if (a.done.has(key)) return undefined;
     if (a.acks.get(key) !== ack) {
       if (a.acks.has(key) || a.acks.size < SELF_PROMPT_FLOWS) a.acks.set(key, ack);
@@ -224,6 +248,68 @@ export class TcpPrompter {
     if ((flow === undefined ? undefined : mark(flow)) !== a.marks.get(key)) return undefined; // our side sent since: not stalled
     a.done.add(key);
     return ack;
+  }
+
+  /**
+   * A restart found these flows open with octets their peers have not acknowledged: each waits
+   * RESTART_PROMPT_MS for its context to come up (challenge). At most PROMPT_MAX_FLOWS.
+   */
+  afterRestart(flows: readonly TcpFlow[], now: number): void {
+    for (const [k, w] of this.waiting) if (now > w.until) { this.waiting.delete(k); this.waitingFlows -= w.flows.length; }
+    for (const f of flows) {
+      if (this.waitingFlows >= PROMPT_MAX_FLOWS) return;
+      const pair = `${f.local}|${f.peer}`;
+      let w = this.waiting.get(pair);
+      if (w === undefined) this.waiting.set(pair, w = { until: now + RESTART_PROMPT_MS, flows: [] });
+      w.flows.push({ local: f.local, localPort: f.localPort, peer: f.peer, peerPort: f.peerPort });
+      this.waitingFlows++;
+    }
+  }
+
+  /**
+   * The context `localUlid` ↔ `peerUlid` came up at `now`: its flows from before a restart, which
+   * the driver now challenges (a SYN to our stack each); our stack's ACK on one of them answers
+   * for CHALLENGE_MS (challengeAnswer). Each flow once.
+   */
+  challenge(localUlid: string, peerUlid: string, now: number): TcpFlow[] {
+    const pair = `${localUlid}|${peerUlid}`;
+    const w = this.waiting.get(pair);
+    if (w === undefined) return [];
+    this.waiting.delete(pair);
+    this.waitingFlows -= w.flows.length;
+    if (now > w.until) return [];
+    if (now > this.challengedUntil) this.challenged.clear();
+    const out: TcpFlow[] = [];
+    for (const f of w.flows) {
+      if (this.challenged.size >= PROMPT_MAX_FLOWS) break;
+      this.challenged.add(flowKey(f.local, f.localPort, f.peer, f.peerPort));
+      out.push(f);
+    }
+    if (out.length > 0) this.challengedUntil = now + CHALLENGE_MS;
+    return out;
+  }
+
+  /** Some flow's challenge may still be answered (one test per TCP segment from our stack otherwise). */
+  get anyChallenged(): boolean {
+    return this.challenged.size > 0;
+  }
+
+  /**
+   * A TCP segment our stack sent (`tcp`: header and payload) from `localUlid` to `peerUlid`.
+   * When it is a pure ACK on a challenged flow, the sequence number to quote in a Packet Too
+   * Big to our own stack (its snd_nxt); once per flow. Else undefined.
+   */
+  challengeAnswer(tcp: Uint8Array, localUlid: string, peerUlid: string, now: number): number | undefined {
+    if (now > this.challengedUntil) {
+      this.challenged.clear();
+      return undefined;
+    }
+    if (tcp.length < 20) return undefined;
+    const flags = tcp[13]!;
+    if (!(flags & ACK) || (flags & (SYN | FIN | RST)) || tcp.length > (tcp[12]! >> 4) * 4) return undefined;
+    const key = flowKey(localUlid, (tcp[0]! << 8) | tcp[1]!, peerUlid, (tcp[2]! << 8) | tcp[3]!);
+    if (!this.challenged.delete(key)) return undefined;
+    return word(tcp, 4);
   }
 
   get size(): number {

@@ -244,6 +244,45 @@ test('TCP prompt: after a context comes up, the peer\'s repeated ACK on a flow o
   assert.equal(a.stats.prompts, 1);
 });
 
+// After our own daemon's restart the peer may have nothing to prompt us with (our stop's Close
+// ended its context), and our TCP, backed off while no daemon carried it, waits for its RTO (CI
+// run 120: 2.5 s after the restarted daemon was ready). The daemon found the open flows with
+// octets in flight; as each flow's context comes up our stack gets a SYN from the peer, answers
+// with a challenge ACK carrying its snd_nxt, and gets a Packet Too Big quoting that.
+test('TCP prompt after a restart: each open flow with octets in flight gets a SYN from the peer as its context comes up; our stack\'s ACK on it draws a Packet Too Big quoting that ACK\'s sequence number, once per flow', async (t) => {
+  const { tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpca', 'dpcb');
+  const flow = (localPort: number, peer = ULID_B) => ({ local: ULID_A, localPort, peer, peerPort: 8080 });
+  a.promptAfterRestart([flow(5000), flow(5001), flow(6000, 'fd00:c::1')]);
+  assert.equal(tunA.written.length, 0, 'nothing before the context is up');
+  events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: false });
+  a.flush();
+  await waitFor(() => tunA.written.length >= 2, 'the SYNs to A\'s stack', DEADLINE_MS);
+  const syns = tunA.written.map((p) => splitPacket(p)!);
+  assert.deepEqual(syns.map((s) => [s.srcUlid, s.dstUlid, (s.payload[0]! << 8) | s.payload[1]!, (s.payload[2]! << 8) | s.payload[3]!, s.payload[13]]),
+    [[ULID_B, ULID_A, 8080, 5000, 0x02], [ULID_B, ULID_A, 8080, 5001, 0x02]], 'a SYN (no ACK) from the peer\'s port to ours, per flow of this context');
+  assert.ok(syns.every((s) => ulpChecksum(s.srcUlid, s.dstUlid, IPPROTO_TCP, s.payload) === 0), 'checksums right');
+  /** A segment of A's flow `port` (A → B) with sequence number `seq`. */
+  const fromA = (port: number, seq: number, flags: number, data: number[]): Uint8Array => {
+    const p = tcpSegment(port, 0, flags, data);
+    new DataView(p.buffer).setUint32(40 + 4, seq);
+    return p;
+  };
+  tunA.inject(fromA(5001, 0x0a000001, 0x18, [1])); // data on 5001: no answer to the challenge
+  tunA.inject(fromA(5000, 0x0a0b0c0d, 0x10, [])); // the challenge ACK on 5000
+  tunA.inject(fromA(5000, 0x0a0b0c0d, 0x10, [])); // again: once per flow
+  await waitFor(() => tunB.written.length === 3, 'A\'s segments carried to B too', DEADLINE_MS);
+  const icmp = tunA.written.filter((p) => p[6] === 58);
+  assert.equal(icmp.length, 1, 'one Packet Too Big');
+  const view = new DataView(icmp[0]!.buffer, icmp[0]!.byteOffset);
+  assert.deepEqual([splitPacket(icmp[0]!)!.srcUlid, splitPacket(icmp[0]!)!.dstUlid, icmp[0]![40], view.getUint32(44)], [ULID_B, ULID_A, 2, 1400 - 8], 'a Packet Too Big from the peer\'s ULID, a little under the TUN\'s MTU');
+  assert.deepEqual([view.getUint16(88), view.getUint16(90), view.getUint32(92)], [5000, 8080, 0x0a0b0c0d], 'quoting flow 5000 at its ACK\'s sequence number');
+  assert.deepEqual(logged, [{ msg: 'tcp prompted: our own stack, after the restart', peer: ULID_B, port: 5000 }]);
+  // A flow found once the context is up already is challenged at once.
+  a.promptAfterRestart([flow(5002)]);
+  await waitFor(() => tunA.written.filter((p) => p[6] === IPPROTO_TCP).length === 3, 'the SYN of flow 5002', DEADLINE_MS);
+  assert.equal(a.stats.prompts, 1);
+});
+
 // A context established again (the peer restarted and set it up: we answered its I2) is the peer's
 // only once our R2 reaches it; on a loaded host it handled that R2 130 ms after our first prompt,
 // which it had dropped, and TCP waited for its backed-off RTO (test/e2e/restart-tcp-prompt.test.ts,

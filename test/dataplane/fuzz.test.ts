@@ -8,7 +8,7 @@ import { needs } from '../helpers/prereq.ts';
 import { NetLab, uniqueName } from '../helpers/netns.ts';
 import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
 import { splitPacket, buildPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
-import { TcpPrompter } from '../../shim/dataplane/tcp-prompt.ts';
+import { PROMPT_MAX_FLOWS, TcpPrompter } from '../../shim/dataplane/tcp-prompt.ts';
 import { SimRng, fuzzRuns, fuzzSeed } from '../helpers/rng.ts';
 
 /** Seeded uniform integers in [0, n) (test/helpers/rng.ts). */
@@ -95,6 +95,45 @@ test('fuzz: TcpPrompter.selfPrompt takes junk segments from an armed peer withou
   assert.equal(late.selfPrompt(ackOnly, B, A, 10), undefined, 'the first of the ACKs');
   assert.equal(late.selfPrompt(ackOnly, B, A, 3001), undefined, 'the second, after the armed time');
   assert.equal(late.anyArmed, false);
+});
+
+test('fuzz: TcpPrompter.challengeAnswer takes junk segments from our stack without throwing, answers each challenged flow at most once and no other, and keeps at most PROMPT_MAX_FLOWS', (t) => {
+  const r = rng(fuzzSeed(t, 0xc4a1));
+  const prompter = new TcpPrompter();
+  // Ports 0..63 on both sides: junk with mostly zero octets hits them often.
+  const flows = [];
+  for (let lp = 0; lp < 64; lp++) for (let pp = 0; pp < 80; pp++) flows.push({ local: A, localPort: lp, peer: B, peerPort: pp });
+  prompter.afterRestart(flows, 0);
+  const challenged = prompter.challenge(A, B, 0);
+  assert.equal(challenged.length, PROMPT_MAX_FLOWS, 'bounded');
+  const isChallenged = new Set(challenged.map((f) => f.localPort * 65536 + f.peerPort));
+  const answered = new Set<number>();
+  for (let i = 0; i < fuzzRuns(20000); i++) {
+    const tcp = new Uint8Array(r(64));
+    for (let j = 0; j < tcp.length; j++) tcp[j] = r(4) === 0 ? r(256) : 0;
+    if (tcp.length >= 20 && r(2) === 0) { tcp[1] = r(64); tcp[3] = r(80); tcp[12] = 5 << 4; tcp[13] = 0x10; }
+    const seg = tcp.length >= 20 && r(2) === 0 ? tcp.subarray(0, 20) : tcp;
+    let seq: number | undefined;
+    assert.doesNotThrow(() => { seq = prompter.challengeAnswer(seg, A, B, i % 3000); });
+    if (seq !== undefined) {
+      const flow = ((seg[0]! << 8 | seg[1]!) * 65536) + (seg[2]! << 8 | seg[3]!);
+      assert.ok(isChallenged.has(flow), 'only a challenged flow is answered');
+      assert.ok(!answered.has(flow), 'once per flow');
+      answered.add(flow);
+      assert.ok(seq >= 0 && seq <= 0xffffffff);
+    }
+  }
+  assert.ok(answered.size > 0, `flows answered: ${answered.size}`);
+  // After CHALLENGE_MS nothing answers, and nothing stays challenged.
+  const ack = new Uint8Array(20);
+  ack[1] = 1; ack[3] = 1; ack[12] = 5 << 4; ack[13] = 0x10;
+  const late = new TcpPrompter();
+  late.afterRestart([{ local: A, localPort: 1, peer: B, peerPort: 1 }], 0);
+  assert.equal(late.challenge(A, B, 60_001).length, 0, 'the context came up after the flows stopped waiting');
+  late.afterRestart([{ local: A, localPort: 1, peer: B, peerPort: 1 }], 0);
+  assert.equal(late.challenge(A, B, 10).length, 1);
+  assert.equal(late.challengeAnswer(ack, A, B, 3011), undefined);
+  assert.equal(late.anyChallenged, false);
 });
 
 test('fuzz: the native GRO coalescer takes mutated TCP runs without crashing (real TUN, offloads on)', async (t) => {
