@@ -76,3 +76,50 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
   });
 }
+
+// The other way round: A's own daemon stops (SIGTERM: its Close ends B's context) while P is
+// black-holed and A's context is on Q, and starts again seconds later. While A has no daemon, A's TCP
+// sends on P natively and backs off (RTO); B has no context left to prompt from. A's new daemon
+// found the flow open with octets in flight: as the context comes up it asks A's stack where it
+// stands (a SYN from B's ULID draws a challenge ACK) and prompts it with a Packet Too Big quoting
+// that (`tcp prompted: our own stack, after the restart`). The same honest condition as above: data
+// flows on at B before A's TCP times out again. On both data paths: the new daemon's context comes
+// up through the TUN, and so does our stack's answer (docs/dataplane.md "Our own stack").
+for (const dataPath of ['tun', 'kernel'] as const) {
+  test(`dataPath: ${dataPath}: after A's own daemon stops (SIGTERM) and starts again, with P black-holed, A prompts its own TCP as the context comes up: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
+    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+    const lab = await freshLab(t);
+    const s = await daemons(t, lab, {}, { dataPath });
+    const arrivals: { t: number; bytes: number }[] = [];
+    const run = runStream(lab, {
+      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 3000, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000,
+      onEvent: (who, e) => { if (who === 'recv' && e.ev === 'tick') arrivals.push({ t: e.t, bytes: e.bytes }); },
+    });
+    const moved = await waitLog(lab, 'a', (x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP, 60_000);
+    const movedAt = Date.parse(moved.ts);
+    await waitFor(() => arrivals.some((a) => a.t > movedAt + 500 && a.bytes > 0), 'data on Q');
+    const stoppedAt = Date.now();
+    const timeoutsAtStop = tcpTimeouts(lab.a);
+    await s.stopHost('a');
+    // Down long enough for A's TCP to back off (four timeouts: its next RTO seconds away), as a
+    // restart on a busy host is (CI run 120: 4.7 s from the stop's end to the new daemon's start).
+    await waitFor(() => tcpTimeouts(lab.a) >= timeoutsAtStop + 4, 'A\'s TCP backed off while A has no daemon', 60_000);
+    await s.start('a');
+    const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= stoppedAt, 60_000);
+    const timeoutsAtBack = tcpTimeouts(lab.a);
+    const backAt = Date.parse(back.ts);
+    await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
+    const timeoutsAtResume = tcpTimeouts(lab.a);
+    const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
+    const prompted = log(lab, 'a').find((x) => x.msg === 'tcp prompted: our own stack, after the restart' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= stoppedAt);
+    t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${resumedAt - backAt} ms; A's TCP timeouts in between: ${timeoutsAtResume - timeoutsAtBack}; prompt: ${prompted ? 'yes' : 'none'}`);
+    const r = await run;
+    const stop = log(lab, 'a').find((x) => x.msg === 'contexts closed' && Date.parse(x.ts) >= stoppedAt);
+    assert.deepEqual([stop?.closed, stop?.left], [1, 0], 'the stop closed its context and set up none after it');
+    assert.ok(prompted, 'A prompted its own TCP when its context with B came up');
+    assert.equal(timeoutsAtResume, timeoutsAtBack, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
+    assert.equal(r.complete, true, 'the stream ended normally');
+    assert.equal(r.corrupt, 0);
+    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+  });
+}
