@@ -770,10 +770,18 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
         });
         return;
       }
-      this.engine.handleTimeout(this.clock());
-      this.flush();
+      // After this loop turn's poll for I/O (check phase): Node runs due timers first, and on a busy
+      // host the peer's datagrams may be waiting in the socket already; a REAP Send Timer must not
+      // expire on a silence that has ended (a false exploration). Inputs before timeouts.
+      setImmediate(this.onTimer);
     }, Math.max(0, Math.ceil(at - this.clock())));
   }
+
+  private readonly onTimer = (): void => {
+    if (this.closed) return;
+    this.engine.handleTimeout(this.clock());
+    this.flush();
+  };
 
   private drop(reason: string): void {
     this.stats.drops[reason] = (this.stats.drops[reason] ?? 0) + 1;

@@ -7,6 +7,7 @@ import { EngineDriver, type EngineLike } from '../../shim/dataplane/engine-drive
 import type { EngineEvent, Transmit } from '../../shim/engine/index.ts';
 import { StaticContextEngine } from '../../lab/static-context.ts';
 import { MemoryNetwork } from '../../shim/dataplane/udp.ts';
+import { NativeUdpTransport } from '../../shim/dataplane/udp-native.ts';
 import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, buildUdpPacket, splitPacket, ulpChecksum, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import type { Millis } from '../../shim/time.ts';
@@ -106,6 +107,33 @@ test('close stops the timer and all traffic', async () => {
   const n = fa.timeouts.length;
   await new Promise((r) => setTimeout(r, 120));
   assert.equal(fa.timeouts.length, n);
+});
+
+// On a busy host the daemon's process gets the CPU back with a timer due and the peer's datagrams
+// already in its socket. Node runs due timers before it polls for I/O, so REAP's Send Timer expired
+// on a silence that had ended: a false exploration (the fast profile's 150 ms Send Timeout). The
+// driver now runs the engine's timers after the loop's poll for I/O: inputs before timeouts.
+test('inputs before timeouts: a datagram that arrived while the event loop was stalled reaches the engine before its timer that fell due meanwhile (real sockets on loopback)', async (t) => {
+  const a = new NativeUdpTransport({ port: 0 }), b = new NativeUdpTransport({ port: 0 });
+  const order: string[] = [];
+  let due: Millis | undefined;
+  const engine: EngineLike = {
+    handleDatagram: () => { order.push('datagram'); return { kind: 'consumed' as const }; },
+    encapsulate: () => ({ kind: 'no-context' as const }),
+    handleTimeout: (now) => { if (due !== undefined && now >= due) { order.push('timeout'); due = undefined; } },
+    pollTransmit: () => undefined, pollTimeout: () => due, pollEvent: () => undefined,
+  };
+  const d = new EngineDriver({ engine, transport: a });
+  t.after(async () => { await d.close(); await b.close(); });
+  const port = await d.bindLocator('::1');
+  await b.bind('::1');
+  due = (d.now() + 20) as Millis;
+  d.flush(); // arms the timer
+  assert.ok(b.send('::1', '::1', port, new Uint8Array([1, 2, 3])));
+  b.flush();
+  for (const until = Date.now() + 80; Date.now() < until;); // the event loop stalled past the deadline
+  await waitFor(() => order.length === 2, 'the datagram and the timeout', DEADLINE_MS);
+  assert.deepEqual(order, ['datagram', 'timeout']);
 });
 
 const ULID_A = 'fd00:a::1', ULID_B = 'fd00:b::1';
