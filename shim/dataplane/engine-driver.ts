@@ -352,23 +352,23 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (this.countRuns) this.noteRun(srcUlid, dstUlid, len);
     if (nextHeader === IPPROTO_TCP && this.prompter?.anyArmed === true) {
       const ack = this.prompter.selfPrompt(payload, srcUlid, dstUlid, this.clock());
-      if (ack !== undefined) this.promptOwnStack(dstUlid, srcUlid, payload, ack);
+      if (ack !== undefined) this.promptOwnStack(dstUlid, srcUlid, (payload[2]! << 8) | payload[3]!, (payload[0]! << 8) | payload[1]!, ack, 'peer');
     }
   }
 
   /**
-   * The peer prompted us after our context with it came up, and our TCP on that flow sent
-   * nothing since (TcpPrompter.selfPrompt: a restarted daemon has nothing of its own to replay):
-   * a Packet Too Big from the peer's ULID quoting our segment at the peer's acknowledgment (inside
-   * the window TCP checks), a little under the TUN's MTU, so that TCP retransmits what is in
-   * flight at once instead of waiting for its backed-off RTO (as promptKernelFlows does).
+   * Our TCP on the flow ourPort → peerPort sent nothing since its context came up, and `seq` lies
+   * in its window: the peer's acknowledgment, when the peer prompted us (`peer`,
+   * TcpPrompter.selfPrompt), or our own stack's snd_nxt, its answer to the challenge after a
+   * restart (`restart`, challengeOwnStack). A Packet Too Big from the peer's ULID quoting our
+   * segment at `seq`, a little under the TUN's MTU, so that TCP retransmits what is in flight at
+   * once instead of waiting for its backed-off RTO (as promptKernelFlows does).
    */
-  private promptOwnStack(localUlid: Ipv6, peerUlid: Ipv6, peerTcp: Uint8Array, ack: number): void {
+  private promptOwnStack(localUlid: Ipv6, peerUlid: Ipv6, ourPort: number, peerPort: number, seq: number, at: 'peer' | 'restart'): void {
     if (!this.tun) return;
-    const ourPort = (peerTcp[2]! << 8) | peerTcp[3]!;
-    this.tooBigQuoting(localUlid, peerUlid, ourPort, (peerTcp[0]! << 8) | peerTcp[1]!, ack, this.tun.mtu - PROMPT_MTU_MARGIN);
+    this.tooBigQuoting(localUlid, peerUlid, ourPort, peerPort, seq, this.tun.mtu - PROMPT_MTU_MARGIN);
     this.stats.prompts++;
-    this.opts.logger?.info('tcp prompted: our own stack, at the peer\'s prompt', { peer: peerUlid, port: ourPort });
+    this.opts.logger?.info(at === 'peer' ? 'tcp prompted: our own stack, at the peer\'s prompt' : 'tcp prompted: our own stack, after the restart', { peer: peerUlid, port: ourPort });
   }
 
   /**
@@ -376,7 +376,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * acknowledged): our TCP on each sat in RTO back-off while no daemon carried it, and the peer
    * may have nothing to prompt it with (our stop's Close ended its context). When a flow's
    * context comes up (now, for one up already) our stack is asked where it stands
-   * (challengeOwnStack), then prompted (promptChallenged). Docs: docs/dataplane.md "Our own stack".
+   * (challengeOwnStack), then prompted (promptOwnStack). Docs: docs/dataplane.md "Our own stack".
    */
   promptAfterRestart(flows: readonly TcpFlow[]): void {
     if (!this.prompter || !this.tun || flows.length === 0) return;
@@ -405,18 +405,6 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       syn[13] = TCP_SYN;
       this.injectTcp(peerUlid, localUlid, syn);
     }
-  }
-
-  /**
-   * Our stack answered the challenge on a flow (`tcp`: its ACK from `localUlid` to `peerUlid`):
-   * a Packet Too Big quoting our segment at that ACK's sequence number, as promptOwnStack.
-   */
-  private promptChallenged(localUlid: Ipv6, peerUlid: Ipv6, tcp: Uint8Array, seq: number): void {
-    if (!this.tun) return;
-    const ourPort = (tcp[0]! << 8) | tcp[1]!;
-    this.tooBigQuoting(localUlid, peerUlid, ourPort, (tcp[2]! << 8) | tcp[3]!, seq, this.tun.mtu - PROMPT_MTU_MARGIN);
-    this.stats.prompts++;
-    this.opts.logger?.info('tcp prompted: our own stack, after the restart', { peer: peerUlid, port: ourPort });
   }
 
   /**
@@ -477,7 +465,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!s) { this.stats.notIpv6++; return; }
     if (fromTun && s.nextHeader === IPPROTO_TCP && this.prompter?.anyChallenged === true) {
       const seq = this.prompter.challengeAnswer(s.payload, s.srcUlid, s.dstUlid, now);
-      if (seq !== undefined) this.promptChallenged(s.srcUlid, s.dstUlid, s.payload, seq);
+      if (seq !== undefined) this.promptOwnStack(s.srcUlid, s.dstUlid, (s.payload[0]! << 8) | s.payload[1]!, (s.payload[2]! << 8) | s.payload[3]!, seq, 'restart');
     }
     const r = this.engine.encapsulate(now, fromTun && this.contexts.countedByKernel(s.dstUlid) ? { ...s, counted: true } : s);
     if (r.kind === 'no-context') {
@@ -732,13 +720,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.flush();
   }
 
-  /** The kernel counters' clock ticked (a reading was just taken): the engine's due timers run. */
+  /** The kernel counters' clock ticked (a reading was just taken and fed): the engine's due timers run after this turn's I/O. */
   private onTick(): void {
     if (this.closed) return;
     const at = this.engine.pollTimeout();
-    const now = this.clock();
-    if (at !== undefined && at <= now) this.engine.handleTimeout(now);
     this.flush();
+    // As the driver's own timer (arm): after this loop turn's poll for I/O.
+    if (at !== undefined && at <= this.clock()) setImmediate(this.onTimer);
   }
 
   private arm(): void {

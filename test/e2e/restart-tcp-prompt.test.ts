@@ -11,12 +11,13 @@
 // REAP explored, and the large segments the encapsulation hands the daemon to cut); on the kernel
 // encapsulation the context's kernel flows are prompted too as it is set up again there (a Packet
 // Too Big and the peer's last ACK, docs/dataplane.md "The TCP prompt on the kernel path").
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { LAB_ADDR } from '../../lab/topology.ts';
+import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
+import type { LabShim6 } from '../../lab/daemons.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
@@ -34,32 +35,49 @@ function tcpTimeouts(ns: string): number {
   throw new Error('no TcpExt TCPTimeouts in /proc/net/netstat');
 }
 
+/**
+ * A's stream to B on `dataPath`, P black-holed 3 s in; once A's context is on Q and data flows
+ * there, `restart` restarts a daemon. Then A's TCP timeouts are read when A's context with B is
+ * established again and again when data arrives at B after it (`timeouts`: the difference), and
+ * `stallMs` is the time between the two (to the first 100 ms sample with data at B).
+ */
+async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (lab: Lab, s: LabShim6) => Promise<void>) {
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab, {}, { dataPath });
+  const arrivals: { t: number; bytes: number }[] = [];
+  const run = runStream(lab, {
+    to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 3000, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000,
+    onEvent: (who, e) => { if (who === 'recv' && e.ev === 'tick') arrivals.push({ t: e.t, bytes: e.bytes }); },
+  });
+  // P black-holed: A's context with B moves to Q (the shim6 header on every packet from then on).
+  const moved = await waitLog(lab, 'a', (x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP, 60_000);
+  const movedAt = Date.parse(moved.ts);
+  await waitFor(() => arrivals.some((a) => a.t > movedAt + 500 && a.bytes > 0), 'data on Q');
+  const since = Date.now();
+  await restart(lab, s);
+  const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since, 60_000);
+  const timeoutsAtBack = tcpTimeouts(lab.a);
+  const backAt = Date.parse(back.ts);
+  await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
+  const timeouts = tcpTimeouts(lab.a) - timeoutsAtBack;
+  const stallMs = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t - backAt;
+  return { lab, s, since, run, timeouts, stallMs };
+}
+
+/** The stream of restartOnQ ended whole and intact. */
+function intact(r: Awaited<ReturnType<typeof runStream>>): void {
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+}
+
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after B's daemon is killed (SIGKILL) and started again, A prompts the stream's TCP as its context is established again: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
-    const lab = await freshLab(t);
-    const s = await daemons(t, lab, {}, { dataPath });
-    const arrivals: { t: number; bytes: number }[] = [];
-    const run = runStream(lab, {
-      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 3000, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000,
-      onEvent: (who, e) => { if (who === 'recv' && e.ev === 'tick') arrivals.push({ t: e.t, bytes: e.bytes }); },
-    });
-    // P black-holed: A's context with B moves to Q (the shim6 header on every packet from then on).
-    const moved = await waitLog(lab, 'a', (x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP, 60_000);
-    const movedAt = Date.parse(moved.ts);
-    await waitFor(() => arrivals.some((a) => a.t > movedAt + 500 && a.bytes > 0), 'data on Q');
-    const killedAt = Date.now();
-    await s.crash('b');
-    await s.start('b');
-    // A's context with B established again (B set it up at start, or a recovery).
-    const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt, 60_000);
-    const timeoutsAtBack = tcpTimeouts(lab.a);
-    const backAt = Date.parse(back.ts);
-    await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
-    const timeoutsAtResume = tcpTimeouts(lab.a);
-    const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
+    // A's context with B is established again: B set it up at start, or a recovery.
+    const { lab, since: killedAt, run, timeouts, stallMs } = await restartOnQ(t, dataPath, async (_lab, s) => { await s.crash('b'); await s.start('b'); });
     const prompted = log(lab, 'a').find((x) => x.msg === 'tcp prompted: context established again' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt);
-    t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${resumedAt - backAt} ms; A's TCP timeouts in between: ${timeoutsAtResume - timeoutsAtBack}; prompt: ${prompted ? String(prompted.segments) + ' segments' : 'none'}`);
+    t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${stallMs} ms; A's TCP timeouts in between: ${timeouts}; prompt: ${prompted ? String(prompted.segments) + ' segments' : 'none'}`);
     const r = await run;
     // B's new daemon took up the open connection only once its stub was up: before, its context was
     // established while B's start still ran (590 ms under load) and A's prompt met a B that could
@@ -70,10 +88,8 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     const takenUp = sinceKill.findIndex((x) => x.msg === 'open connections protected again' || x.msg === 'open connections of unknown peers: discovery');
     assert.ok(listening >= 0 && takenUp > listening, `B's new daemon took up the open connection after its stub was listening (${sinceKill.map((x) => x.msg).join(' | ')})`);
     assert.ok(prompted, 'A prompted the stream\'s TCP when its context with B was established again');
-    assert.equal(timeoutsAtResume, timeoutsAtBack, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
-    assert.equal(r.complete, true, 'the stream ended normally');
-    assert.equal(r.corrupt, 0);
-    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+    assert.equal(timeouts, 0, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
+    intact(r);
   });
 }
 
@@ -88,38 +104,21 @@ for (const dataPath of ['tun', 'kernel'] as const) {
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after A's own daemon stops (SIGTERM) and starts again, with P black-holed, A prompts its own TCP as the context comes up: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
-    const lab = await freshLab(t);
-    const s = await daemons(t, lab, {}, { dataPath });
-    const arrivals: { t: number; bytes: number }[] = [];
-    const run = runStream(lab, {
-      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 3000, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000,
-      onEvent: (who, e) => { if (who === 'recv' && e.ev === 'tick') arrivals.push({ t: e.t, bytes: e.bytes }); },
+    const { lab, since: stoppedAt, run, timeouts, stallMs } = await restartOnQ(t, dataPath, async (lab, s) => {
+      const timeoutsAtStop = tcpTimeouts(lab.a);
+      await s.stopHost('a');
+      // Down long enough for A's TCP to back off (four timeouts: its next RTO seconds away), as a
+      // restart on a busy host is (CI run 120: 4.7 s from the stop's end to the new daemon's start).
+      await waitFor(() => tcpTimeouts(lab.a) >= timeoutsAtStop + 4, 'A\'s TCP backed off while A has no daemon', 60_000);
+      await s.start('a');
     });
-    const moved = await waitLog(lab, 'a', (x) => x.msg === 'locator-pair-changed' && x.peerUlid === LAB_ADDR.bP, 60_000);
-    const movedAt = Date.parse(moved.ts);
-    await waitFor(() => arrivals.some((a) => a.t > movedAt + 500 && a.bytes > 0), 'data on Q');
-    const stoppedAt = Date.now();
-    const timeoutsAtStop = tcpTimeouts(lab.a);
-    await s.stopHost('a');
-    // Down long enough for A's TCP to back off (four timeouts: its next RTO seconds away), as a
-    // restart on a busy host is (CI run 120: 4.7 s from the stop's end to the new daemon's start).
-    await waitFor(() => tcpTimeouts(lab.a) >= timeoutsAtStop + 4, 'A\'s TCP backed off while A has no daemon', 60_000);
-    await s.start('a');
-    const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= stoppedAt, 60_000);
-    const timeoutsAtBack = tcpTimeouts(lab.a);
-    const backAt = Date.parse(back.ts);
-    await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
-    const timeoutsAtResume = tcpTimeouts(lab.a);
-    const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
     const prompted = log(lab, 'a').find((x) => x.msg === 'tcp prompted: our own stack, after the restart' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= stoppedAt);
-    t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${resumedAt - backAt} ms; A's TCP timeouts in between: ${timeoutsAtResume - timeoutsAtBack}; prompt: ${prompted ? 'yes' : 'none'}`);
+    t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${stallMs} ms; A's TCP timeouts in between: ${timeouts}; prompt: ${prompted ? 'yes' : 'none'}`);
     const r = await run;
     const stop = log(lab, 'a').find((x) => x.msg === 'contexts closed' && Date.parse(x.ts) >= stoppedAt);
     assert.deepEqual([stop?.closed, stop?.left], [1, 0], 'the stop closed its context and set up none after it');
     assert.ok(prompted, 'A prompted its own TCP when its context with B came up');
-    assert.equal(timeoutsAtResume, timeoutsAtBack, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
-    assert.equal(r.complete, true, 'the stream ended normally');
-    assert.equal(r.corrupt, 0);
-    assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+    assert.equal(timeouts, 0, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
+    intact(r);
   });
 }
