@@ -28,7 +28,7 @@ import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum, writeHeader } from './ip6-packet.ts';
-import { TcpPrompter, type TcpFlow } from './tcp-prompt.ts';
+import { challengeSyn, TcpPrompter, type TcpFlow } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
@@ -125,8 +125,6 @@ export interface DriverStats {
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
 /** How much below the encapsulated path's MTU the kernel flows' prompt claims, per round (promptKernelFlows). */
 const PROMPT_MTU_MARGIN = 8;
-/** The SYN flag in a TCP header's flags octet. */
-const TCP_SYN = 0x02;
 /** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
 const PROMPT_ROUNDS = 3;
 const PROMPT_AGAIN_MS = 100;
@@ -397,14 +395,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private challengeOwnStack(localUlid: Ipv6, peerUlid: Ipv6): void {
     const flows = this.prompter!.challenge(localUlid, peerUlid, this.clock());
     if (flows.length > 0) this.scheduleFlush();
-    for (const f of flows) {
-      const syn = new Uint8Array(20);
-      syn[0] = f.peerPort >> 8; syn[1] = f.peerPort & 0xff;
-      syn[2] = f.localPort >> 8; syn[3] = f.localPort & 0xff;
-      syn[12] = 5 << 4;
-      syn[13] = TCP_SYN;
-      this.injectTcp(peerUlid, localUlid, syn);
-    }
+    for (const f of flows) this.injectTcp(peerUlid, localUlid, challengeSyn(f));
   }
 
   /**

@@ -80,6 +80,16 @@ export interface TcpFlow { local: string; localPort: number; peer: string; peerP
 
 const flowKey = (local: string, localPort: number, peer: string, peerPort: number): string => `${local}|${localPort}|${peer}|${peerPort}`;
 
+/** The SYN from the peer that asks our stack where it stands on flow `f` (its checksum left 0: the caller's to set). */
+export function challengeSyn(f: TcpFlow): Uint8Array {
+  const syn = new Uint8Array(20);
+  syn[0] = f.peerPort >> 8; syn[1] = f.peerPort & 0xff;
+  syn[2] = f.localPort >> 8; syn[3] = f.localPort & 0xff;
+  syn[12] = 5 << 4;
+  syn[13] = SYN;
+  return syn;
+}
+
 /** The 32-bit word at `o` (network order). */
 const word = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
 
