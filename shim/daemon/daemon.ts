@@ -579,8 +579,10 @@ export class Daemon {
       this.log.info('open connections protected again', { peers, ulids, connections: done.length });
     }
     const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
-    // Their TCP sat in RTO back-off while no daemon carried it: prompted as each context comes up.
-    if (done.length > 0) this.driver?.promptAfterRestart(unackedTcpFlows().filter((f) => protectedPairs.has(pairKey(f.local, f.peer))));
+    // Their TCP sat in RTO back-off while no daemon carried it: prompted as each context comes up,
+    // whether protected now or after discovery (discoverOpenConnections).
+    const usablePairs = new Set(usable.map((c) => pairKey(c.local, c.peer)));
+    if (usablePairs.size > 0) this.driver?.promptAfterRestart(unackedTcpFlows().filter((f) => usablePairs.has(pairKey(f.local, f.peer))));
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
   }
 
