@@ -125,6 +125,8 @@ export interface DriverStats {
 export type PacketTap = (dir: 'in' | 'out', local: Ipv6, peer: Ipv6, peerPort: number, head: Uint8Array, rest?: Uint8Array) => void;
 /** How much below the encapsulated path's MTU the kernel flows' prompt claims, per round (promptKernelFlows). */
 const PROMPT_MTU_MARGIN = 8;
+/** Peers remembered as logged by the own-stack prompt (ownStackLogged). */
+const PROMPT_LOGGED_MAX = 4096;
 /** Rounds of the kernel flows' prompt, and the wait before each next one for flows still unacknowledged (ms). */
 const PROMPT_ROUNDS = 3;
 const PROMPT_AGAIN_MS = 100;
@@ -178,6 +180,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly seconds = new Map<Ipv6, Ipv6>();
   /** Per peer, its kernel flows' acknowledgments at the prompt through the TUN (rehomedKernel). */
   private readonly firstPrompt = new Map<Ipv6, Map<string, number>>();
+  /**
+   * Peers whose own-stack prompt was logged at info since their context came up (`at` and peer):
+   * the flows after the first are logged at debug, so a restart with thousands of open
+   * connections logs a line per peer, not per flow. Emptied when over PROMPT_LOGGED_MAX.
+   */
+  private readonly ownStackLogged = new Set<string>();
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -366,7 +374,15 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!this.tun) return;
     this.tooBigQuoting(localUlid, peerUlid, ourPort, peerPort, seq, this.tun.mtu - PROMPT_MTU_MARGIN);
     this.stats.prompts++;
-    this.opts.logger?.info(at === 'peer' ? 'tcp prompted: our own stack, at the peer\'s prompt' : 'tcp prompted: our own stack, after the restart', { peer: peerUlid, port: ourPort });
+    const key = `${at} ${peerUlid}`;
+    const first = !this.ownStackLogged.has(key);
+    if (first) {
+      if (this.ownStackLogged.size >= PROMPT_LOGGED_MAX) this.ownStackLogged.clear();
+      this.ownStackLogged.add(key);
+    }
+    const log = this.opts.logger;
+    const msg = at === 'peer' ? 'tcp prompted: our own stack, at the peer\'s prompt' : 'tcp prompted: our own stack, after the restart';
+    if (first) log?.info(msg, { peer: peerUlid, port: ourPort }); else log?.debug(msg, { peer: peerUlid, port: ourPort });
   }
 
   /**
@@ -504,6 +520,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       if (again && this.prompter) this.prompt(e.peerUlid, 'established again');
       // The peer's prompt of its side may come now: ours, if nothing of ours moved meanwhile (promptOwnStack).
       this.prompter?.arm(e.peerUlid, this.clock());
+      this.ownStackLogged.delete(`peer ${e.peerUlid}`);
+      this.ownStackLogged.delete(`restart ${e.peerUlid}`);
       if (this.prompter) this.challengeOwnStack(e.localUlid, e.peerUlid);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
