@@ -78,7 +78,10 @@ test('--log-level debug logs each query: client, name, type, rcode, and whether 
   for (let i = 0; i < 2; i++) assert.equal(digStatus((await dig(at, 'peer.example.', 'AAAA')).stdout), 'NOERROR');
   assert.equal(digStatus((await dig(at, '+edns=1', '+noednsneg', 'peer.example.', 'AAAA')).stdout), 'BADVERS');
   assert.equal(digStatus((await dig(at, '+tcp', 'nonexistent.example.', 'A')).stdout), 'NXDOMAIN');
-  const lines = cli.stderr().split('\n').filter((l) => / query client=/.test(l));
+  // Each line is written after its answer is sent, to a pipe: the last one may come after dig has its answer.
+  const queryLines = (): string[] => cli.stderr().split('\n').filter((l) => / query client=/.test(l));
+  await waitFor(() => queryLines().length >= 4, 'the four queries\' log lines');
+  const lines = queryLines();
   assert.equal(lines.length, 4, cli.stderr());
   assert.match(lines[0]!, /client=127\.0\.0\.1 transport=udp name=peer\.example\. type=28 rcode=NOERROR source=upstream size=\d+/);
   assert.match(lines[1]!, /name=peer\.example\. type=28 rcode=NOERROR source=cache/);
