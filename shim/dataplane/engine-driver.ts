@@ -186,6 +186,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * connections logs a line per peer, not per flow. Emptied when over PROMPT_LOGGED_MAX.
    */
   private readonly ownStackLogged = new Set<string>();
+  /** An onTimer is queued for the check phase (queueTimer). */
+  private timerQueued = false;
 
   constructor(private readonly opts: EngineDriverOptions<E>) {
     this.engine = opts.engine;
@@ -735,7 +737,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const at = this.engine.pollTimeout();
     this.flush();
     // As the driver's own timer (arm): after this loop turn's poll for I/O.
-    if (at !== undefined && at <= this.clock()) setImmediate(this.onTimer);
+    if (at !== undefined && at <= this.clock()) this.queueTimer();
   }
 
   private arm(): void {
@@ -770,11 +772,19 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       // After this loop turn's poll for I/O (check phase): Node runs due timers first, and on a busy
       // host the peer's datagrams may be waiting in the socket already; a REAP Send Timer must not
       // expire on a silence that has ended (a false exploration). Inputs before timeouts.
-      setImmediate(this.onTimer);
+      this.queueTimer();
     }, Math.max(0, Math.ceil(at - this.clock())));
   }
 
+  /** The engine's due timers, in this loop turn's check phase (once, however many wake-ups asked meanwhile). */
+  private queueTimer(): void {
+    if (this.timerQueued) return;
+    this.timerQueued = true;
+    setImmediate(this.onTimer);
+  }
+
   private readonly onTimer = (): void => {
+    this.timerQueued = false;
     if (this.closed) return;
     this.engine.handleTimeout(this.clock());
     this.flush();
