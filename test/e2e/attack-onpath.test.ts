@@ -52,11 +52,12 @@ for (const forged of [false, true]) {
     await l.start('b');
     await l.start('a');
     const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
-    await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
+    const established = await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
 
     // What the attacker learns from the wire: A's tag, in B→A payload packets (on the kernel path,
-    // where the stream goes plain, in B's Keepalives to A).
-    const tag = await l.attacker.sniffTag(LAB_ADDR.bP, LAB_ADDR.aP, since);
+    // where the stream goes plain, in B's Keepalives to A) sent since this context came up: the
+    // previous test's daemons, stopped after `since`, still sent B→A packets with their own tag.
+    const tag = await l.attacker.sniffTag(LAB_ADDR.bP, LAB_ADDR.aP, Date.parse(established.ts));
     const before = contextWithB((await l.status()).engine.contexts);
     assert.ok(before, 'A has an established context with B');
     assert.equal(tag, before.contextTag, 'the attacker read A\'s context tag off the wire');
