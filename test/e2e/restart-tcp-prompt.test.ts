@@ -6,14 +6,16 @@
 // daemon now replays the flow's last segments at once (shim/dataplane/engine-driver.ts, `tcp
 // prompted: context established again`). The honest condition, no clock: the stream goes on at B
 // before A's TCP times out again — A's namespace counts TCP retransmission timeouts
-// (TcpExt TCPTimeouts), read when A's context is back and again when data arrives at B after it.
+// (TcpExt TCPTimeouts), read when the test sees A's context back and again when it sees data at B
+// after it (`readTimeouts`). Below, A's own restart is checked more strictly (`timeouts`).
 // On both data paths: the replay is of segments that crossed the TUN (on the kernel path, while
 // REAP explored, and the large segments the encapsulation hands the daemon to cut); on the kernel
 // encapsulation the context's kernel flows are prompted too as it is set up again there (a Packet
 // Too Big and the peer's last ACK, docs/dataplane.md "The TCP prompt on the kernel path").
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
@@ -22,9 +24,9 @@ import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
 
-/** TCP retransmission timeouts so far in namespace `ns` (/proc/net/netstat, TcpExt TCPTimeouts). */
-function tcpTimeouts(ns: string): number {
-  const lines = execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/netstat'], { encoding: 'utf8' }).split('\n');
+/** TCP retransmission timeouts so far (TcpExt TCPTimeouts) in `netstat`, /proc/net/netstat's text. */
+function timeoutsIn(netstat: string): number {
+  const lines = netstat.split('\n');
   for (let i = 0; i + 1 < lines.length; i++) {
     if (!lines[i]!.startsWith('TcpExt:') || !lines[i + 1]!.startsWith('TcpExt:')) continue;
     const names = lines[i]!.trim().split(/\s+/);
@@ -35,21 +37,63 @@ function tcpTimeouts(ns: string): number {
   throw new Error('no TcpExt TCPTimeouts in /proc/net/netstat');
 }
 
-/** The largest RTO back-off (`ss -ti` `backoff:N`) of the established TCP sockets to `peer` in namespace `ns`; 0 when none backed off. */
-function tcpBackoff(ns: string, peer: string): number {
-  const out = execFileSync('ip', ['netns', 'exec', ns, 'ss', '-tniH', 'state', 'established', 'dst', `[${peer}]`], { encoding: 'utf8' });
-  return Math.max(0, ...[...out.matchAll(/\bbackoff:(\d+)/g)].map((m) => Number(m[1])));
+/**
+ * Namespace `ns`'s TCP retransmission timeouts read every 20 ms through a process of its own
+ * living there (/proc/<pid>/net/netstat: no process per reading), each reading with the time
+ * before and after it. `between(from, to)` is then an upper bound of the timeouts in
+ * [from, to]: the last reading done by `from` and the first begun at or after `to`. A busy
+ * machine can only widen it, so 0 proves that none came in between.
+ */
+function timeoutSampler(t: TestContext, ns: string): { between: (from: number, to: number) => number } {
+  const holder = spawn('ip', ['netns', 'exec', ns, 'sleep', '600'], { stdio: 'ignore' });
+  const samples: Array<{ before: number; after: number; v: number }> = [];
+  const read = (): void => {
+    if (holder.pid === undefined) return;
+    const before = Date.now();
+    try { samples.push({ before, v: timeoutsIn(readFileSync(`/proc/${holder.pid}/net/netstat`, 'utf8')), after: Date.now() }); } catch { /* not in the namespace yet, or gone */ }
+  };
+  const timer = setInterval(read, 20);
+  t.after(() => { clearInterval(timer); holder.kill('SIGKILL'); });
+  return {
+    between: (from, to) => {
+      const first = [...samples].reverse().find((x) => x.after <= from);
+      const last = samples.find((x) => x.before >= to);
+      if (first === undefined || last === undefined) throw new Error(`no TCPTimeouts reading before ${from} and after ${to}`);
+      return last.v - first.v;
+    },
+  };
+}
+
+/** `ss -tnio` of the established TCP sockets to `peer` in namespace `ns` (their timer, `rto:`, `backoff:`), on one line. */
+function tcpSockets(ns: string, peer: string): string {
+  return execFileSync('ip', ['netns', 'exec', ns, 'ss', '-tnioH', 'state', 'established', 'dst', `[${peer}]`], { encoding: 'utf8' }).replace(/\s+/g, ' ').trim();
+}
+
+/**
+ * The daemon restarts once A's TCP has backed off this often (its next RTO at least 8 RTOs away),
+ * as in a restart on a busy host (CI run 120: 4.7 s from the stop's end to the new daemon's
+ * start). After a quicker one TCP's own RTO comes about when the prompt does (its retransmission
+ * held during the handshake, or an RTO a few hundred ms apart), and the test could not tell them apart.
+ */
+const BACKED_OFF = 3;
+
+/** The largest back-off (`backoff:N`) in `ss` text; 0 when none backed off. */
+function backoffIn(ss: string): number {
+  return Math.max(0, ...[...ss.matchAll(/\bbackoff:(\d+)/g)].map((m) => Number(m[1])));
 }
 
 /**
  * A's stream to B on `dataPath`, P black-holed 3 s in; once A's context is on Q and data flows
- * there, `restart` restarts a daemon. Then A's TCP timeouts are read when A's context with B is
- * established again and again when data arrives at B after it (`timeouts`: the difference), and
- * `stallMs` is the time between the two (to the first 100 ms sample with data at B).
+ * there, `restart` restarts a daemon. `timeouts`: A's TCP timeouts from when A's context with B
+ * is established again to when data arrives at B after it (at most: timeoutSampler);
+ * `readTimeouts`: the same read once when the test sees the context back and once when it sees
+ * the data (a later reading can count an RTO after the data); `stallMs` the time between the
+ * two (to the first 100 ms sample with data at B).
  */
 async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (lab: Lab, s: LabShim6) => Promise<void>) {
   const lab = await freshLab(t);
   const s = await daemons(t, lab, {}, { dataPath });
+  const sampler = timeoutSampler(t, lab.a);
   const arrivals: { t: number; bytes: number }[] = [];
   const run = runStream(lab, {
     to: LAB_B_NAME, resolver: s.resolverA, durationMs: 40_000, failAtMs: 3000, failure: 'blackhole', rate: STREAM_RATE, graceMs: 20_000,
@@ -62,12 +106,13 @@ async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (
   const since = Date.now();
   await restart(lab, s);
   const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since, 60_000);
-  const timeoutsAtBack = tcpTimeouts(lab.a);
+  const readAtBack = timeoutsIn(execFileSync('ip', ['netns', 'exec', lab.a, 'cat', '/proc/net/netstat'], { encoding: 'utf8' }));
   const backAt = Date.parse(back.ts);
   await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
-  const timeouts = tcpTimeouts(lab.a) - timeoutsAtBack;
-  const stallMs = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t - backAt;
-  return { lab, s, since, run, timeouts, stallMs };
+  const readTimeouts = timeoutsIn(execFileSync('ip', ['netns', 'exec', lab.a, 'cat', '/proc/net/netstat'], { encoding: 'utf8' })) - readAtBack;
+  const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
+  await waitFor(() => Date.now() > resumedAt + 100, 'a reading of A\'s TCP timeouts after the data came');
+  return { lab, s, since, run, timeouts: sampler.between(backAt, resumedAt), readTimeouts, stallMs: resumedAt - backAt };
 }
 
 /** The stream of restartOnQ ended whole and intact. */
@@ -79,9 +124,12 @@ function intact(r: Awaited<ReturnType<typeof runStream>>): void {
 
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after B's daemon is killed (SIGKILL) and started again, A prompts the stream's TCP as its context is established again: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
-    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
+    if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
     // A's context with B is established again: B set it up at start, or a recovery.
-    const { lab, since: killedAt, run, timeouts, stallMs } = await restartOnQ(t, dataPath, async (_lab, s) => { await s.crash('b'); await s.start('b'); });
+    // (On the kernel path B's tc programs and maps outlive its daemon and carry the stream meanwhile,
+    // so A's TCP need not back off: B is started again at once, and A's TCP timeouts are read when
+    // A's context is back and when the data came, `readTimeouts`.)
+    const { lab, since: killedAt, run, readTimeouts: timeouts, stallMs } = await restartOnQ(t, dataPath, async (_lab, s) => { await s.crash('b'); await s.start('b'); });
     const prompted = log(lab, 'a').find((x) => x.msg === 'tcp prompted: context established again' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt);
     t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${stallMs} ms; A's TCP timeouts in between: ${timeouts}; prompt: ${prompted ? String(prompted.segments) + ' segments' : 'none'}`);
     const r = await run;
@@ -104,20 +152,21 @@ for (const dataPath of ['tun', 'kernel'] as const) {
 // sends on P natively and backs off (RTO); B has no context left to prompt from. A's new daemon
 // found the flow open with octets in flight: as the context comes up it asks A's stack where it
 // stands (a SYN from B's ULID draws a challenge ACK) and prompts it with a Packet Too Big quoting
-// that (`tcp prompted: our own stack, after the restart`). The same honest condition as above: data
-// flows on at B before A's TCP times out again. On both data paths: the new daemon's context comes
-// up through the TUN, and so does our stack's answer (docs/dataplane.md "Our own stack").
+// that (`tcp prompted: our own stack, after the restart`). The honest condition: data flows on at
+// B before A's TCP times out again, with A down until its TCP backed off BACKED_OFF times and its
+// timeouts read every 20 ms (an upper bound: timeoutSampler; a reading taken late in a busy CI run
+// counted an RTO that came after the data). On both data paths: the new daemon's context comes up
+// through the TUN, and so does our stack's answer (docs/dataplane.md "Our own stack").
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after A's own daemon stops (SIGTERM) and starts again, with P black-holed, A prompts its own TCP as the context comes up: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
+    let down = '';
     const { lab, since: stoppedAt, run, timeouts, stallMs } = await restartOnQ(t, dataPath, async (lab, s) => {
       await s.stopHost('a');
-      // Down until A's TCP has backed off three times (its next RTO at least 8 RTOs away), as in a
-      // restart on a busy host (CI run 120: 4.7 s from the stop's end to the new daemon's start):
-      // a shorter one lets the RTO's retransmission wait in the handshake, and the test could not fail.
-      await waitFor(() => tcpBackoff(lab.a, LAB_ADDR.bP) >= 3, 'A\'s TCP backed off while A has no daemon', 120_000);
+      await waitFor(() => backoffIn(down = tcpSockets(lab.a, LAB_ADDR.bP)) >= BACKED_OFF, 'A\'s TCP backed off while A has no daemon', 120_000);
       await s.start('a');
     });
+    t.diagnostic(`A's stream socket as the new daemon started: ${down}`);
     const prompted = log(lab, 'a').find((x) => x.msg === 'tcp prompted: our own stack, after the restart' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= stoppedAt);
     t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${stallMs} ms; A's TCP timeouts in between: ${timeouts}; prompt: ${prompted ? 'yes' : 'none'}`);
     const r = await run;
