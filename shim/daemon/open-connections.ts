@@ -35,6 +35,17 @@ function globalAddress(column: string | undefined): Ipv6 | undefined {
   return formatIpv6(b);
 }
 
+/** The rows of a /proc socket table's text in one of `states`, global IPv6 at both ends: their columns and both addresses. */
+function* openRows(text: string, states: ReadonlySet<string>): Generator<{ f: string[]; local: Ipv6; peer: Ipv6 }> {
+  for (const line of text.split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (!states.has(f[3] ?? '')) continue;
+    const local = globalAddress(f[1]);
+    const peer = globalAddress(f[2]);
+    if (local !== undefined && peer !== undefined) yield { f, local, peer };
+  }
+}
+
 /**
  * Open connections in `/proc/net/tcp6` (`tcp`: established or close-wait) or
  * `/proc/net/udp6` (`udp`: connected sockets only) text, global IPv6 at both
@@ -42,14 +53,8 @@ function globalAddress(column: string | undefined): Ipv6 | undefined {
  * local/peer pair once.
  */
 export function parseSocketTable(text: string, proto: 'tcp' | 'udp'): OpenConnection[] {
-  const states = proto === 'tcp' ? TCP_OPEN_STATES : UDP_CONNECTED_STATES;
   const out = new Map<string, OpenConnection>();
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (!states.has(f[3] ?? '')) continue;
-    const local = globalAddress(f[1]);
-    const peer = globalAddress(f[2]);
-    if (local === undefined || peer === undefined) continue;
+  for (const { local, peer } of openRows(text, proto === 'tcp' ? TCP_OPEN_STATES : UDP_CONNECTED_STATES)) {
     const key = `${local} ${peer}`;
     if (!out.has(key)) out.set(key, { local, peer, proto });
   }
@@ -70,26 +75,26 @@ function portOf(column: string | undefined): number | undefined {
  */
 export function parseUnackedTcpFlows(text: string): TcpFlow[] {
   const out: TcpFlow[] = [];
-  for (const line of text.split('\n').slice(1)) {
-    const f = line.trim().split(/\s+/);
-    if (!TCP_OPEN_STATES.has(f[3] ?? '') || !/^0*[1-9A-Fa-f][0-9A-Fa-f]*:/.test(f[4] ?? '')) continue;
-    const local = globalAddress(f[1]);
-    const peer = globalAddress(f[2]);
+  for (const { f, local, peer } of openRows(text, TCP_OPEN_STATES)) {
     const localPort = portOf(f[1]);
     const peerPort = portOf(f[2]);
-    if (local === undefined || peer === undefined || localPort === undefined || peerPort === undefined) continue;
-    out.push({ local, localPort, peer, peerPort });
+    if (/^0*[1-9A-Fa-f][0-9A-Fa-f]*:/.test(f[4] ?? '') && localPort !== undefined && peerPort !== undefined) out.push({ local, localPort, peer, peerPort });
   }
   return out;
 }
 
-/** parseUnackedTcpFlows of the host's table now (none when it cannot be read). */
-export function unackedTcpFlows(file = '/proc/net/tcp6'): TcpFlow[] {
+/** parse's result for the text of `file`, none when it cannot be read. */
+function readTable<T>(file: string, parse: (text: string) => T[]): T[] {
   try {
-    return parseUnackedTcpFlows(readFileSync(file, 'utf8'));
+    return parse(readFileSync(file, 'utf8'));
   } catch {
     return [];
   }
+}
+
+/** parseUnackedTcpFlows of the host's table now (none when it cannot be read). */
+export function unackedTcpFlows(file = '/proc/net/tcp6'): TcpFlow[] {
+  return readTable(file, parseUnackedTcpFlows);
 }
 
 /** Remote addresses of open TCP connections in `/proc/net/tcp6` text, each once. */
@@ -97,13 +102,6 @@ export function parseTcp6Peers(text: string): Ipv6[] {
   return [...new Set(parseSocketTable(text, 'tcp').map((c) => c.peer))];
 }
 
-function readTable(file: string, proto: 'tcp' | 'udp'): OpenConnection[] {
-  try {
-    return parseSocketTable(readFileSync(file, 'utf8'), proto);
-  } catch {
-    return [];
-  }
-}
 
 /**
  * The host's open connections now: TCP, then connected UDP, each local/peer
@@ -111,7 +109,7 @@ function readTable(file: string, proto: 'tcp' | 'udp'): OpenConnection[] {
  */
 export function openConnections(files: { tcp: string; udp: string } = { tcp: '/proc/net/tcp6', udp: '/proc/net/udp6' }): OpenConnection[] {
   const out = new Map<string, OpenConnection>();
-  for (const c of [...readTable(files.tcp, 'tcp'), ...readTable(files.udp, 'udp')]) {
+  for (const c of [...readTable(files.tcp, (t) => parseSocketTable(t, 'tcp')), ...readTable(files.udp, (t) => parseSocketTable(t, 'udp'))]) {
     const key = `${c.local} ${c.peer}`;
     if (!out.has(key)) out.set(key, c);
   }

@@ -397,10 +397,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   promptAfterRestart(flows: readonly TcpFlow[]): void {
     if (!this.prompter || !this.tun || flows.length === 0) return;
     this.prompter.afterRestart(flows, this.clock());
-    for (const pair of new Set(flows.map((f) => `${f.local} ${f.peer}`))) {
-      const [local, peer] = pair.split(' ') as [Ipv6, Ipv6];
-      if (this.contexts.owner(peer) === local) this.challengeOwnStack(local, peer);
-    }
+    // A pair's first challenge takes all its flows; the others find none waiting.
+    for (const f of flows) if (this.contexts.owner(f.peer) === f.local) this.challengeOwnStack(f.local, f.peer);
     this.flush();
   }
 

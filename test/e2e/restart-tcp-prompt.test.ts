@@ -37,6 +37,11 @@ function timeoutsIn(netstat: string): number {
   throw new Error('no TcpExt TCPTimeouts in /proc/net/netstat');
 }
 
+/** TCP retransmission timeouts so far in namespace `ns` (one process). */
+function tcpTimeouts(ns: string): number {
+  return timeoutsIn(execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/netstat'], { encoding: 'utf8' }));
+}
+
 /**
  * Namespace `ns`'s TCP retransmission timeouts read every 20 ms through a process of its own
  * living there (/proc/<pid>/net/netstat: no process per reading), each reading with the time
@@ -106,10 +111,10 @@ async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (
   const since = Date.now();
   await restart(lab, s);
   const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since, 60_000);
-  const readAtBack = timeoutsIn(execFileSync('ip', ['netns', 'exec', lab.a, 'cat', '/proc/net/netstat'], { encoding: 'utf8' }));
+  const readAtBack = tcpTimeouts(lab.a);
   const backAt = Date.parse(back.ts);
   await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
-  const readTimeouts = timeoutsIn(execFileSync('ip', ['netns', 'exec', lab.a, 'cat', '/proc/net/netstat'], { encoding: 'utf8' })) - readAtBack;
+  const readTimeouts = tcpTimeouts(lab.a) - readAtBack;
   const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
   await waitFor(() => Date.now() > resumedAt + 100, 'a reading of A\'s TCP timeouts after the data came');
   return { lab, s, since, run, timeouts: sampler.between(backAt, resumedAt), readTimeouts, stallMs: resumedAt - backAt };
