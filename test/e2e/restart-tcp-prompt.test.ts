@@ -15,7 +15,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
@@ -49,21 +49,28 @@ function tcpTimeouts(ns: string): number {
  * [from, to]: the last reading done by `from` and the first begun at or after `to`. A busy
  * machine can only widen it, so 0 proves that none came in between.
  */
-function timeoutSampler(t: TestContext, ns: string): { between: (from: number, to: number) => number } {
+function timeoutSampler(t: TestContext, ns: string): { readAfter: (to: number) => boolean; between: (from: number, to: number) => number } {
   const holder = spawn('ip', ['netns', 'exec', ns, 'sleep', '600'], { stdio: 'ignore' });
+  const ours = readlinkSync('/proc/self/ns/net');
   const samples: Array<{ before: number; after: number; v: number }> = [];
   const read = (): void => {
     if (holder.pid === undefined) return;
     const before = Date.now();
-    try { samples.push({ before, v: timeoutsIn(readFileSync(`/proc/${holder.pid}/net/netstat`, 'utf8')), after: Date.now() }); } catch { /* not in the namespace yet, or gone */ }
+    try {
+      // Until `ip netns exec` has entered the namespace the process is still in ours.
+      if (readlinkSync(`/proc/${holder.pid}/ns/net`) === ours) return;
+      samples.push({ before, v: timeoutsIn(readFileSync(`/proc/${holder.pid}/net/netstat`, 'utf8')), after: Date.now() });
+    } catch { /* gone */ }
   };
   const timer = setInterval(read, 20);
   t.after(() => { clearInterval(timer); holder.kill('SIGKILL'); });
+  const lastAfter = (to: number) => samples.find((x) => x.before >= to);
   return {
+    readAfter: (to) => lastAfter(to) !== undefined,
     between: (from, to) => {
       const first = [...samples].reverse().find((x) => x.after <= from);
-      const last = samples.find((x) => x.before >= to);
-      if (first === undefined || last === undefined) throw new Error(`no TCPTimeouts reading before ${from} and after ${to}`);
+      const last = lastAfter(to);
+      if (first === undefined || last === undefined) throw new Error(`no TCPTimeouts reading ${first === undefined ? `done by ${from}` : `begun at or after ${to}`} (${samples.length} readings)`);
       return last.v - first.v;
     },
   };
@@ -116,7 +123,7 @@ async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (
   await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
   const readTimeouts = tcpTimeouts(lab.a) - readAtBack;
   const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
-  await waitFor(() => Date.now() > resumedAt + 100, 'a reading of A\'s TCP timeouts after the data came');
+  await waitFor(() => sampler.readAfter(resumedAt), 'a reading of A\'s TCP timeouts after the data came');
   return { lab, s, since, run, timeouts: sampler.between(backAt, resumedAt), readTimeouts, stallMs: resumedAt - backAt };
 }
 
