@@ -15,7 +15,14 @@ import { deprecateAddress, removeAddress } from './renumber.ts';
 import type { StreamEvent } from './stream.ts';
 
 /** `withdraw`: A's address on the link is deprecated, then removed 500 ms later (renumbering, RFC 4862); `remove`: removed at once (`ip addr del`). */
-export type FailureKind = 'blackhole' | 'down' | 'none' | 'withdraw' | 'remove';
+/**
+ * How link P (or `link`) fails: `blackhole` drops everything on it at A (its ingress, and its
+ * output, which A's stack sees as a local error: a TCP sender with nothing in flight then waits
+ * in its persist timer, where a network's loss would time it out); `blackhole-far` drops it at B
+ * instead (A's packets leave A and are lost, as in a black hole in the network); `down` sets A's
+ * interface down; `withdraw` deprecates A's address, then removes it; `remove` removes it at once.
+ */
+export type FailureKind = 'blackhole' | 'blackhole-far' | 'down' | 'none' | 'withdraw' | 'remove';
 
 export interface RunOptions {
   /** Name or address of B as the sender sees it (default B's address on P). */
@@ -160,6 +167,7 @@ function startSender(lab: Lab, o: RunOptions, port: number, to: string, seen: Ob
           const at = new Promise<void>((res) => setTimeout(res, o.failAtMs));
           void Promise.all([at, o.failGate?.()]).then(() => {
             if (o.failure === 'blackhole') blackhole(lab, link);
+            else if (o.failure === 'blackhole-far') blackhole(lab, link, 'b');
             else if (o.failure === 'withdraw') {
               const address = link === 'P' ? LAB_ADDR.aP : LAB_ADDR.aQ;
               deprecateAddress(lab, 'a', LAB_IF[link], address);
