@@ -14,13 +14,13 @@ import { blackhole, setLink, LAB_ADDR, LAB_IF, LabError, type Lab, type LabLink 
 import { deprecateAddress, removeAddress } from './renumber.ts';
 import type { StreamEvent } from './stream.ts';
 
-/** `withdraw`: A's address on the link is deprecated, then removed 500 ms later (renumbering, RFC 4862); `remove`: removed at once (`ip addr del`). */
 /**
  * How link P (or `link`) fails: `blackhole` drops everything on it at A (its ingress, and its
  * output, which A's stack sees as a local error: a TCP sender with nothing in flight then waits
  * in its persist timer, where a network's loss would time it out); `blackhole-far` drops it at B
  * instead (A's packets leave A and are lost, as in a black hole in the network); `down` sets A's
- * interface down; `withdraw` deprecates A's address, then removes it; `remove` removes it at once.
+ * interface down; `withdraw`: A's address on the link is deprecated, then removed 500 ms later
+ * (renumbering, RFC 4862); `remove`: removed at once (`ip addr del`).
  */
 export type FailureKind = 'blackhole' | 'blackhole-far' | 'down' | 'none' | 'withdraw' | 'remove';
 
