@@ -580,9 +580,15 @@ export class Daemon {
     }
     const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
     // Their TCP sat in RTO back-off while no daemon carried it: prompted as each context comes up,
-    // whether protected now or after discovery (discoverOpenConnections).
+    // whether protected now or after discovery (discoverOpenConnections). Not those in TCP's
+    // persist timer: nothing in flight to retransmit, they send at their next probe (said once).
     const usablePairs = new Set(usable.map((c) => pairKey(c.local, c.peer)));
-    if (usablePairs.size > 0) this.driver?.promptAfterRestart(unackedTcpFlows().filter((f) => usablePairs.has(pairKey(f.local, f.peer))));
+    const unacked = usablePairs.size > 0 ? unackedTcpFlows().filter((f) => usablePairs.has(pairKey(f.local, f.peer))) : [];
+    this.driver?.promptAfterRestart(unacked.filter((f) => !f.persist));
+    const persist = unacked.filter((f) => f.persist);
+    if (persist.length > 0) {
+      this.log.info('tcp flows in their persist timer: not prompted', { peers: [...new Set(persist.map((f) => f.peer))].slice(0, 16), flows: persist.length });
+    }
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
   }
 

@@ -69,16 +69,28 @@ function portOf(column: string | undefined): number | undefined {
 }
 
 /**
+ * A TCP flow with octets its peer has not acknowledged; `persist`: TCP waits in its persist
+ * timer (`tr` 04: nothing in flight, the next send is a probe), where a prompt cannot help.
+ */
+export interface UnackedTcpFlow extends TcpFlow { persist: boolean }
+
+/**
  * The open TCP flows in `/proc/net/tcp6` text (established or close-wait, global IPv6 at both
  * ends, as parseSocketTable) whose send queue holds octets (`tx_queue`, written and not yet
- * acknowledged by the peer): after a restart the daemon prompts our own stack on them.
+ * acknowledged by the peer): after a restart the daemon prompts our own stack on them, except
+ * those in the persist timer (the `tr` column 04, ICSK_TIME_PROBE0: the peer's window was zero,
+ * or our host refused the flow's packets after everything in flight was acknowledged). A prompt
+ * makes TCP retransmit what is in flight, and such a flow has nothing in flight: it sends at its
+ * next probe (docs/dataplane.md "Our own stack").
  */
-export function parseUnackedTcpFlows(text: string): TcpFlow[] {
-  const out: TcpFlow[] = [];
+export function parseUnackedTcpFlows(text: string): UnackedTcpFlow[] {
+  const out: UnackedTcpFlow[] = [];
   for (const { f, local, peer } of openRows(text, TCP_OPEN_STATES)) {
     const localPort = portOf(f[1]);
     const peerPort = portOf(f[2]);
-    if (/^0*[1-9A-Fa-f][0-9A-Fa-f]*:/.test(f[4] ?? '') && localPort !== undefined && peerPort !== undefined) out.push({ local, localPort, peer, peerPort });
+    if (/^0*[1-9A-Fa-f][0-9A-Fa-f]*:/.test(f[4] ?? '') && localPort !== undefined && peerPort !== undefined) {
+      out.push({ local, localPort, peer, peerPort, persist: (f[5] ?? '').startsWith('04:') });
+    }
   }
   return out;
 }
@@ -93,7 +105,7 @@ function readTable<T>(file: string, parse: (text: string) => T[]): T[] {
 }
 
 /** parseUnackedTcpFlows of the host's table now (none when it cannot be read). */
-export function unackedTcpFlows(file = '/proc/net/tcp6'): TcpFlow[] {
+export function unackedTcpFlows(file = '/proc/net/tcp6'): UnackedTcpFlow[] {
   return readTable(file, parseUnackedTcpFlows);
 }
 

@@ -90,17 +90,20 @@ test('the kernel socket tables: each open connection with its local address; UDP
 
 test('the kernel socket table: open TCP flows with octets in flight (send queue not empty), with their ports', () => {
   const head = '  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n';
-  const row = (local: string, remote: string, st: string, tx: string) => `   0: ${local} ${remote} ${st} ${tx}:00000000 01:00000100 00000003     0        0 1 1 0 20 4 30 10 -1\n`;
+  const row = (local: string, remote: string, st: string, tx: string, tr = '01') => `   0: ${local} ${remote} ${st} ${tx}:00000000 ${tr}:00000100 00000003     0        0 1 1 0 20 4 30 10 -1\n`;
   const a1 = 'B80D0120000000000000000001000000'; // 2001:db8::1
   const b1 = 'B80D0120000000000000000010000000'; // 2001:db8::10
   const text = head + row(`${a1}:C350`, `${b1}:1F90`, '01', '00002A10') + row(`${a1}:C351`, `${b1}:1F90`, '01', '00000000')
     + row(`${a1}:C352`, `${b1}:1F90`, '08', '00000001') + row(`${a1}:C353`, `${b1}:1F90`, '0A', '00000005')
     + row(`${a1}:C354`, `000080FE000000000000000001000000:1F90`, '01', '00000005') + row(`${a1}:0000`, `${b1}:1F90`, '01', '00000005')
-    + 'junk\n' + row(`${a1}`, `${b1}:1F90`, '01', '00000005') + row(`${a1}:C355`, `${b1}:1F90`, '01', 'zz');
+    + 'junk\n' + row(`${a1}`, `${b1}:1F90`, '01', '00000005') + row(`${a1}:C355`, `${b1}:1F90`, '01', 'zz')
+    + row(`${a1}:C356`, `${b1}:1F90`, '01', '00100000', '04') + row(`${a1}:C357`, `${b1}:1F90`, '01', '00000010', '00');
   assert.deepEqual(parseUnackedTcpFlows(text), [
-    { local: '2001:db8::1', localPort: 0xc350, peer: '2001:db8::10', peerPort: 8080 },
-    { local: '2001:db8::1', localPort: 0xc352, peer: '2001:db8::10', peerPort: 8080 },
-  ], 'established and close-wait with a send queue; not an empty queue, a listener, a link-local peer, port 0 or a broken line');
+    { local: '2001:db8::1', localPort: 0xc350, peer: '2001:db8::10', peerPort: 8080, persist: false },
+    { local: '2001:db8::1', localPort: 0xc352, peer: '2001:db8::10', peerPort: 8080, persist: false },
+    { local: '2001:db8::1', localPort: 0xc356, peer: '2001:db8::10', peerPort: 8080, persist: true },
+    { local: '2001:db8::1', localPort: 0xc357, peer: '2001:db8::10', peerPort: 8080, persist: false },
+  ], 'established and close-wait with a send queue, those in the persist timer (tr 04) marked; not an empty queue, a listener, a link-local peer, port 0 or a broken line');
 });
 
 test('protect() with the connection\'s local ULID: a ULID whose address is gone (kept BROKEN among the locators) carries the context again after a restart', () => {
