@@ -18,7 +18,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, blackhole, type Lab } from '../../lab/topology.ts';
 import type { LabShim6 } from '../../lab/daemons.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
@@ -208,3 +208,38 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     intact(r);
   });
 }
+
+// A flow the prompt cannot help, left out of it (docs/dataplane.md "Our own stack"): A's stream
+// pauses, A's daemon stops (SIGTERM) and A's host then refuses packets on P (its own output drop,
+// lab/topology.ts `blackhole`). When the stream writes again, A's TCP has nothing in flight and its
+// sends fail locally: it waits in its persist timer (`timer:(persist` in ss). The new daemon reads
+// that state at start (/proc/net/tcp6 `tr` 04), says so and does not prompt the flow; the context
+// comes up on Q and TCP's next probe finds it, and the stream ends intact.
+test('dataPath: tun: after A\'s own restart a flow in TCP\'s persist timer (sends refused by A\'s host while its daemon was down, nothing in flight) is left out of the prompt and said so; the stream resumes at its probe', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab, {}, { dataPath: 'tun' });
+  // The sender's 100 ms ticks: octets written in each.
+  const written: number[] = [];
+  const run = runStream(lab, {
+    to: LAB_B_NAME, resolver: s.resolverA, durationMs: 30_000, pause: { atMs: 2000, ms: 15_000 }, failAtMs: 60_000, failure: 'none', rate: STREAM_RATE, graceMs: 30_000,
+    onEvent: (who, e) => { if (who === 'send' && e.ev === 'tick') written.push(e.bytes); },
+  });
+  // In the pause (2 s after connecting, for 15 s), once B has acknowledged all A sent: A's daemon
+  // stops, then A's host refuses P.
+  await waitFor(() => written.length > 5 && written.slice(-3).every((b) => b === 0) && written.some((b) => b > 0), 'the stream paused', 60_000);
+  await waitFor(() => { const ss = tcpSockets(lab.a, LAB_ADDR.bP); return ss !== '' && !/\bunacked:/.test(ss); }, 'nothing of A\'s in flight');
+  const stoppedAt = Date.now();
+  await s.stopHost('a');
+  blackhole(lab, 'P');
+  let down = '';
+  await waitFor(() => /\btimer:\(persist,/.test(down = tcpSockets(lab.a, LAB_ADDR.bP)), 'A\'s TCP in its persist timer once the stream writes again', 60_000);
+  t.diagnostic(`A's stream socket as the new daemon starts: ${down}`);
+  await s.start('a');
+  const said = await waitLog(lab, 'a', (x) => x.msg === 'tcp flows in their persist timer: not prompted' && Date.parse(x.ts) >= stoppedAt, 60_000);
+  assert.deepEqual([said.peers, said.flows], [[LAB_ADDR.bP], 1], 'the flow to B, once');
+  await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= stoppedAt, 60_000);
+  const r = await run;
+  assert.equal(log(lab, 'a').some((x) => x.msg === 'tcp prompted: our own stack, after the restart' && Date.parse(x.ts) >= stoppedAt), false, 'the flow in the persist timer was not prompted');
+  intact(r);
+});
