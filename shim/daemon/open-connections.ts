@@ -114,7 +114,6 @@ export function parseTcp6Peers(text: string): Ipv6[] {
   return [...new Set(parseSocketTable(text, 'tcp').map((c) => c.peer))];
 }
 
-
 /**
  * The host's open connections now: TCP, then connected UDP, each local/peer
  * pair once (a table that cannot be read gives none).
