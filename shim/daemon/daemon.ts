@@ -38,7 +38,7 @@ import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
-import { openConnections, unackedTcpFlows, type OpenConnection } from './open-connections.ts';
+import { inPersistTimer, openConnections, unackedTcpFlows, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
@@ -580,15 +580,11 @@ export class Daemon {
     }
     const protectedPairs = new Set(done.map((c) => pairKey(c.local, c.peer)));
     // Their TCP sat in RTO back-off while no daemon carried it: prompted as each context comes up,
-    // whether protected now or after discovery (discoverOpenConnections). Not those in TCP's
-    // persist timer: nothing in flight to retransmit, they send at their next probe (said once).
+    // whether protected now or after discovery (discoverOpenConnections); those in TCP's persist
+    // timer (nothing in flight to retransmit) kicked instead.
     const usablePairs = new Set(usable.map((c) => pairKey(c.local, c.peer)));
     const unacked = usablePairs.size > 0 ? unackedTcpFlows().filter((f) => usablePairs.has(pairKey(f.local, f.peer))) : [];
-    this.driver?.promptAfterRestart(unacked.filter((f) => !f.persist));
-    const persist = unacked.filter((f) => f.persist);
-    if (persist.length > 0) {
-      this.log.info('tcp flows in their persist timer: not prompted', { peers: [...new Set(persist.map((f) => f.peer))].slice(0, 16), flows: persist.length });
-    }
+    this.driver?.promptAfterRestart(unacked);
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
   }
 
@@ -913,7 +909,7 @@ function openDataPlane(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'],
     switchPath: (local, peer, path, pair) => (path !== 'kernel' && daemon.stopping() ? Promise.resolve() : routes.switchPath(local, peer, path, pair)),
   } : undefined;
   const driver = engine && transport ? new EngineDriver<Engine>({
-    engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'),
+    engine, transport, ...(tun && routeHook ? { tun, routes: routeHook } : {}), peerPort: config.port, logger: log.child('engine'), inPersistTimer,
     onEvent: daemon.onEvent, ...(off ? {} : { sendPlain: plainIpv6Sender() }),
     ...(kernel ? { kernel, kernelPollMs: kernelPollMs(config) } : {}), ...(encap && routes ? { encap, encapMtu: routes.tunMtu } : {}),
   }) : undefined;

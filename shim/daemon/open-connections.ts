@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
-import type { TcpFlow } from '../dataplane/tcp-prompt.ts';
+import type { RestartFlow, TcpFlow } from '../dataplane/tcp-prompt.ts';
 
 /** TCP states that carry an application's connection (established, or closing while data may still flow). */
 const TCP_OPEN_STATES = new Set(['01', '08']); // ESTABLISHED, CLOSE_WAIT
@@ -69,22 +69,16 @@ function portOf(column: string | undefined): number | undefined {
 }
 
 /**
- * A TCP flow with octets its peer has not acknowledged; `persist`: TCP waits in its persist
- * timer (`tr` 04: nothing in flight, the next send is a probe), where a prompt cannot help.
- */
-export interface UnackedTcpFlow extends TcpFlow { persist: boolean }
-
-/**
  * The open TCP flows in `/proc/net/tcp6` text (established or close-wait, global IPv6 at both
  * ends, as parseSocketTable) whose send queue holds octets (`tx_queue`, written and not yet
- * acknowledged by the peer): after a restart the daemon prompts our own stack on them, except
- * those in the persist timer (the `tr` column 04, ICSK_TIME_PROBE0: the peer's window was zero,
- * or our host refused the flow's packets after everything in flight was acknowledged). A prompt
- * makes TCP retransmit what is in flight, and such a flow has nothing in flight: it sends at its
- * next probe (docs/dataplane.md "Our own stack").
+ * acknowledged by the peer): after a restart the daemon prompts our own stack on them. `persist`:
+ * the flow is in TCP's persist timer (the `tr` column 04, ICSK_TIME_PROBE0: the peer's window was
+ * zero, or our host refused the flow's packets after everything in flight was acknowledged), with
+ * nothing in flight for a prompt to retransmit: it is kicked instead (tcp-prompt.ts, kickAck;
+ * docs/dataplane.md "Our own stack").
  */
-export function parseUnackedTcpFlows(text: string): UnackedTcpFlow[] {
-  const out: UnackedTcpFlow[] = [];
+export function parseUnackedTcpFlows(text: string): RestartFlow[] {
+  const out: RestartFlow[] = [];
   for (const { f, local, peer } of openRows(text, TCP_OPEN_STATES)) {
     const localPort = portOf(f[1]);
     const peerPort = portOf(f[2]);
@@ -105,8 +99,13 @@ function readTable<T>(file: string, parse: (text: string) => T[]): T[] {
 }
 
 /** parseUnackedTcpFlows of the host's table now (none when it cannot be read). */
-export function unackedTcpFlows(file = '/proc/net/tcp6'): UnackedTcpFlow[] {
+export function unackedTcpFlows(file = '/proc/net/tcp6'): RestartFlow[] {
   return readTable(file, parseUnackedTcpFlows);
+}
+
+/** Whether flow `f` is in the host's table now, in TCP's persist timer (parseUnackedTcpFlows). */
+export function inPersistTimer(f: TcpFlow, file = '/proc/net/tcp6'): boolean {
+  return unackedTcpFlows(file).some((u) => u.persist && u.localPort === f.localPort && u.peerPort === f.peerPort && u.local === f.local && u.peer === f.peer);
 }
 
 /** Remote addresses of open TCP connections in `/proc/net/tcp6` text, each once. */

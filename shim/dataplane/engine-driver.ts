@@ -28,7 +28,7 @@ import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum, writeHeader } from './ip6-packet.ts';
-import { challengeSyn, TcpPrompter, type TcpFlow } from './tcp-prompt.ts';
+import { challengeSyn, kickAck, TcpPrompter, type ChallengeAnswer, type RestartFlow, type TcpFlow } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
@@ -90,6 +90,12 @@ export interface EngineDriverOptions<E extends EngineLike> {
    * Packet Too Big quoting its last segment), so TCP retransmits what is in flight at once.
    */
   encapMtu?: number;
+  /**
+   * Whether a flow is in TCP's persist timer now (the daemon reads the host's socket table).
+   * Asked once per such flow after a restart, after its challenge was answered, before it is
+   * kicked (promptAfterRestart). Absent: such flows are not kicked.
+   */
+  inPersistTimer?: (f: TcpFlow) => boolean;
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -376,15 +382,17 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!this.tun) return;
     this.tooBigQuoting(localUlid, peerUlid, ourPort, peerPort, seq, this.tun.mtu - PROMPT_MTU_MARGIN);
     this.stats.prompts++;
-    const key = `${at} ${peerUlid}`;
-    const first = !this.ownStackLogged.has(key);
-    if (first) {
-      if (this.ownStackLogged.size >= PROMPT_LOGGED_MAX) this.ownStackLogged.clear();
-      this.ownStackLogged.add(key);
-    }
     const log = this.opts.logger;
     const msg = at === 'peer' ? 'tcp prompted: our own stack, at the peer\'s prompt' : 'tcp prompted: our own stack, after the restart';
-    if (first) log?.info(msg, { peer: peerUlid, port: ourPort }); else log?.debug(msg, { peer: peerUlid, port: ourPort });
+    if (this.firstFor(`${at} ${peerUlid}`)) log?.info(msg, { peer: peerUlid, port: ourPort }); else log?.debug(msg, { peer: peerUlid, port: ourPort });
+  }
+
+  /** Whether `key` (what was done, for which peer) is logged at info: its first time (a bounded memory of them). */
+  private firstFor(key: string): boolean {
+    if (this.ownStackLogged.has(key)) return false;
+    if (this.ownStackLogged.size >= PROMPT_LOGGED_MAX) this.ownStackLogged.clear();
+    this.ownStackLogged.add(key);
+    return true;
   }
 
   /**
@@ -392,9 +400,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * acknowledged): our TCP on each sat in RTO back-off while no daemon carried it, and the peer
    * may have nothing to prompt it with (our stop's Close ended its context). When a flow's
    * context comes up (now, for one up already) our stack is asked where it stands
-   * (challengeOwnStack), then prompted (promptOwnStack). Docs: docs/dataplane.md "Our own stack".
+   * (challengeOwnStack), then prompted (promptOwnStack), or kicked when the flow sat in its persist
+   * timer (kickPersist). Docs: docs/dataplane.md "Our own stack".
    */
-  promptAfterRestart(flows: readonly TcpFlow[]): void {
+  promptAfterRestart(flows: readonly RestartFlow[]): void {
     if (!this.prompter || !this.tun || flows.length === 0) return;
     this.prompter.afterRestart(flows, this.clock());
     // A pair's first challenge takes all its flows; the others find none waiting.
@@ -412,6 +421,27 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const flows = this.prompter!.challenge(localUlid, peerUlid, this.clock());
     if (flows.length > 0) this.scheduleFlush();
     for (const f of flows) this.injectTcp(peerUlid, localUlid, challengeSyn(f));
+  }
+
+  /**
+   * A flow that sat in TCP's persist timer at the restart answered its challenge (`a`). If the
+   * socket table still shows it there, it had nothing in flight when it answered, so the answer's
+   * seq was its snd_una: an ACK from the peer one octet older (kickAck) makes TCP send what the
+   * peer's window allows now instead of at its next backed-off probe (tcp-prompt.ts). Read after
+   * the answer, the table rules out an ACK of octets in flight: snd_una only grows.
+   */
+  private kickPersist(a: ChallengeAnswer, localUlid: Ipv6, peerUlid: Ipv6): void {
+    const log = this.opts.logger;
+    const fields = { peer: peerUlid, port: a.flow.localPort };
+    if (this.opts.inPersistTimer?.(a.flow) !== true) {
+      log?.debug('tcp not kicked: the flow left its persist timer', fields);
+      return;
+    }
+    this.injectTcp(peerUlid, localUlid, kickAck(a));
+    this.scheduleFlush();
+    this.stats.prompts++;
+    const msg = 'tcp kicked: a flow in its persist timer, after the restart';
+    if (this.firstFor(`kick ${peerUlid}`)) log?.info(msg, fields); else log?.debug(msg, fields);
   }
 
   /**
@@ -471,8 +501,9 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const s = splitPacket(packet);
     if (!s) { this.stats.notIpv6++; return; }
     if (fromTun && s.nextHeader === IPPROTO_TCP && this.prompter?.anyChallenged === true) {
-      const seq = this.prompter.challengeAnswer(s.payload, s.srcUlid, s.dstUlid, now);
-      if (seq !== undefined) this.promptOwnStack(s.srcUlid, s.dstUlid, (s.payload[0]! << 8) | s.payload[1]!, (s.payload[2]! << 8) | s.payload[3]!, seq, 'restart');
+      const a = this.prompter.challengeAnswer(s.payload, s.srcUlid, s.dstUlid, now);
+      if (a !== undefined && a.flow.persist) this.kickPersist(a, s.srcUlid, s.dstUlid);
+      else if (a !== undefined) this.promptOwnStack(s.srcUlid, s.dstUlid, a.flow.localPort, a.flow.peerPort, a.seq, 'restart');
     }
     const r = this.engine.encapsulate(now, fromTun && this.contexts.countedByKernel(s.dstUlid) ? { ...s, counted: true } : s);
     if (r.kind === 'no-context') {

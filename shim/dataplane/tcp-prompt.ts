@@ -41,6 +41,15 @@
  * whatever its sequence number (RFC 5961 §4.2) and changes nothing else. That
  * ACK's sequence number is our snd_nxt (`challengeAnswer`), which TCP's window
  * check accepts in the Packet Too Big.
+ *
+ * A flow in TCP's persist timer has nothing in flight (the timer is armed only
+ * then), so a Packet Too Big has nothing to make it retransmit: its own host
+ * refused its sends while no daemon carried them, or its peer's window was
+ * zero. Its challenge ACK's sequence number is snd_nxt, which then equals
+ * snd_una. The driver hands our stack an ACK from the peer one octet below
+ * that (`kickAck`): older than snd_una, it acknowledges nothing and changes no
+ * window (RFC 5961 §5.2 accepts it), and TCP, having processed it, sends what
+ * its peer's window allows at once instead of at its next backed-off probe.
  */
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP } from './ip6-packet.ts';
 
@@ -78,6 +87,15 @@ interface Flow {
 /** An open TCP flow of ours: our ULID and port, the peer's ULID and port. */
 export interface TcpFlow { local: string; localPort: number; peer: string; peerPort: number }
 
+/**
+ * A flow a restart found: `persist` when its TCP sat in the persist timer (nothing in flight),
+ * to be kicked (kickAck) rather than prompted with a Packet Too Big.
+ */
+export interface RestartFlow extends TcpFlow { persist: boolean }
+
+/** What our stack's challenge ACK on a flow says: its snd_nxt (`seq`) and rcv_nxt (`ack`). */
+export interface ChallengeAnswer { flow: RestartFlow; seq: number; ack: number }
+
 const flowKey = (local: string, localPort: number, peer: string, peerPort: number): string => `${local}|${localPort}|${peer}|${peerPort}`;
 
 /** The SYN from the peer that asks our stack where it stands on flow `f` (its checksum left 0: the caller's to set). */
@@ -92,6 +110,25 @@ export function challengeSyn(f: TcpFlow): Uint8Array {
 
 /** The 32-bit word at `o` (network order). */
 const word = (b: Uint8Array, o: number): number => ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+
+/**
+ * The ACK from the peer that makes our stack send on a flow in its persist timer, from its
+ * challenge ACK `a`: at the peer's place in our stream (our rcv_nxt), acknowledging one octet
+ * less than our snd_una (= snd_nxt then). Its checksum left 0: the caller's to set.
+ */
+export function kickAck(a: ChallengeAnswer): Uint8Array {
+  const f = a.flow;
+  const tcp = new Uint8Array(20);
+  const v = new DataView(tcp.buffer);
+  v.setUint16(0, f.peerPort);
+  v.setUint16(2, f.localPort);
+  v.setUint32(4, a.ack);
+  v.setUint32(8, (a.seq - 1) >>> 0);
+  tcp[12] = 5 << 4;
+  tcp[13] = ACK;
+  v.setUint16(14, 0xffff); // not read: an ACK older than snd_una updates no window
+  return tcp;
+}
 
 /** A flow's last segments' sequence and acknowledgment numbers (see TcpPrompter.marks). */
 function mark(flow: Flow): string {
@@ -108,10 +145,10 @@ export class TcpPrompter {
   private lastSrc = ''; private lastDst = ''; private lastPorts = -1; private lastKey = '';
   private readonly armed = new Map<string, Armed>();
   /** Flows a restart found open with octets in flight, by ULID pair (`local|peer`), until their context comes up. */
-  private readonly waiting = new Map<string, { until: number; flows: TcpFlow[] }>();
+  private readonly waiting = new Map<string, { until: number; flows: RestartFlow[] }>();
   private waitingFlows = 0;
   /** Flows whose stack was challenged, by flow key; all of them until `challengedUntil`. */
-  private readonly challenged = new Set<string>();
+  private readonly challenged = new Map<string, RestartFlow>();
   private challengedUntil = 0;
   /** Replays produced so far (for status and tests). */
   replayed = 0;
@@ -264,14 +301,14 @@ export class TcpPrompter {
    * A restart found these flows open with octets their peers have not acknowledged: each waits
    * RESTART_PROMPT_MS for its context to come up (challenge). At most PROMPT_MAX_FLOWS.
    */
-  afterRestart(flows: readonly TcpFlow[], now: number): void {
+  afterRestart(flows: readonly RestartFlow[], now: number): void {
     for (const [k, w] of this.waiting) if (now > w.until) { this.waiting.delete(k); this.waitingFlows -= w.flows.length; }
     for (const f of flows) {
       if (this.waitingFlows >= PROMPT_MAX_FLOWS) return;
       const pair = `${f.local}|${f.peer}`;
       let w = this.waiting.get(pair);
       if (w === undefined) this.waiting.set(pair, w = { until: now + RESTART_PROMPT_MS, flows: [] });
-      w.flows.push({ local: f.local, localPort: f.localPort, peer: f.peer, peerPort: f.peerPort });
+      w.flows.push({ local: f.local, localPort: f.localPort, peer: f.peer, peerPort: f.peerPort, persist: f.persist });
       this.waitingFlows++;
     }
   }
@@ -281,7 +318,7 @@ export class TcpPrompter {
    * the driver now challenges (a SYN to our stack each); our stack's ACK on one of them answers
    * for CHALLENGE_MS (challengeAnswer). Each flow once.
    */
-  challenge(localUlid: string, peerUlid: string, now: number): TcpFlow[] {
+  challenge(localUlid: string, peerUlid: string, now: number): RestartFlow[] {
     const pair = `${localUlid}|${peerUlid}`;
     const w = this.waiting.get(pair);
     if (w === undefined) return [];
@@ -289,10 +326,10 @@ export class TcpPrompter {
     this.waitingFlows -= w.flows.length;
     if (now > w.until) return [];
     if (now > this.challengedUntil) this.challenged.clear();
-    const out: TcpFlow[] = [];
+    const out: RestartFlow[] = [];
     for (const f of w.flows) {
       if (this.challenged.size >= PROMPT_MAX_FLOWS) break;
-      this.challenged.add(flowKey(f.local, f.localPort, f.peer, f.peerPort));
+      this.challenged.set(flowKey(f.local, f.localPort, f.peer, f.peerPort), f);
       out.push(f);
     }
     if (out.length > 0) this.challengedUntil = now + CHALLENGE_MS;
@@ -306,10 +343,11 @@ export class TcpPrompter {
 
   /**
    * A TCP segment our stack sent (`tcp`: header and payload) from `localUlid` to `peerUlid`.
-   * When it is a pure ACK on a challenged flow, the sequence number to quote in a Packet Too
-   * Big to our own stack (its snd_nxt); once per flow. Else undefined.
+   * When it is a pure ACK on a challenged flow, the flow and what the ACK says: its sequence
+   * number (our snd_nxt, to quote in a Packet Too Big to our own stack) and its acknowledgment
+   * number (our rcv_nxt); once per flow. Else undefined.
    */
-  challengeAnswer(tcp: Uint8Array, localUlid: string, peerUlid: string, now: number): number | undefined {
+  challengeAnswer(tcp: Uint8Array, localUlid: string, peerUlid: string, now: number): ChallengeAnswer | undefined {
     if (now > this.challengedUntil) {
       this.challenged.clear();
       return undefined;
@@ -318,8 +356,10 @@ export class TcpPrompter {
     const flags = tcp[13]!;
     if (!(flags & ACK) || (flags & (SYN | FIN | RST)) || tcp.length > (tcp[12]! >> 4) * 4) return undefined;
     const key = flowKey(localUlid, (tcp[0]! << 8) | tcp[1]!, peerUlid, (tcp[2]! << 8) | tcp[3]!);
-    if (!this.challenged.delete(key)) return undefined;
-    return word(tcp, 4);
+    const flow = this.challenged.get(key);
+    if (flow === undefined) return undefined;
+    this.challenged.delete(key);
+    return { flow, seq: word(tcp, 4), ack: word(tcp, 8) };
   }
 
   get size(): number {

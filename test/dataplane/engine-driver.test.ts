@@ -12,6 +12,7 @@ import { MemoryTun } from '../../shim/dataplane/tun.ts';
 import { buildPacket, buildUdpPacket, splitPacket, ulpChecksum, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import type { Millis } from '../../shim/time.ts';
 import type { Logger } from '../../shim/log.ts';
+import type { TcpFlow } from '../../shim/dataplane/tcp-prompt.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 import { decodeMessage, encodeMessage } from '../../shim/wire/index.ts';
 
@@ -164,7 +165,7 @@ async function dataPair(t: import('node:test').TestContext) {
  * A and B on one pair, A's engine wrapped so that a test can hand A's driver an event (`events`,
  * read before the engine's own), A's `tcp prompted` log lines in `logged`.
  */
-async function promptPair(t: import('node:test').TestContext, nameA: string, nameB: string) {
+async function promptPair(t: import('node:test').TestContext, nameA: string, nameB: string, inPersistTimer?: (f: TcpFlow) => boolean) {
   const net = new MemoryNetwork();
   const tunA = new MemoryTun(nameA, 1400), tunB = new MemoryTun(nameB, 1400);
   const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
@@ -176,8 +177,8 @@ async function promptPair(t: import('node:test').TestContext, nameA: string, nam
   };
   const eb = new StaticContextEngine({ localUlid: ULID_B, peerUlid: ULID_A, localTag: 0x2222, peerTag: 0x1111, local: 'fd00:1::b', peer: 'fd00:1::a' });
   const logged: Array<Record<string, unknown>> = [];
-  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg.startsWith('tcp prompted')) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
-  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger });
+  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (/^tcp (prompted|kicked)/.test(msg)) logged.push({ msg, ...f }); }, warn: () => {}, error: () => {}, debug: () => {}, enabled: () => true } as unknown as Logger;
+  const a = new EngineDriver({ engine: ea, transport: net.transport(5533), tun: tunA, logger, ...(inPersistTimer ? { inPersistTimer } : {}) });
   const b = new EngineDriver({ engine: eb, transport: net.transport(5533), tun: tunB });
   t.after(async () => { await a.close(); await b.close(); });
   await a.bindLocator('fd00:1::a');
@@ -279,7 +280,7 @@ test('TCP prompt: after a context comes up, the peer\'s repeated ACK on a flow o
 // with a challenge ACK carrying its snd_nxt, and gets a Packet Too Big quoting that.
 test('TCP prompt after a restart: each open flow with octets in flight gets a SYN from the peer as its context comes up; our stack\'s ACK on it draws a Packet Too Big quoting that ACK\'s sequence number, once per flow', async (t) => {
   const { tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpca', 'dpcb');
-  const flow = (localPort: number, peer = ULID_B) => ({ local: ULID_A, localPort, peer, peerPort: 8080 });
+  const flow = (localPort: number, peer = ULID_B) => ({ local: ULID_A, localPort, peer, peerPort: 8080, persist: false });
   a.promptAfterRestart([flow(5000), flow(5001), flow(6000, 'fd00:c::1')]);
   assert.equal(tunA.written.length, 0, 'nothing before the context is up');
   events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: false });
@@ -313,6 +314,41 @@ test('TCP prompt after a restart: each open flow with octets in flight gets a SY
   await waitFor(() => a.stats.prompts === 2, 'flow 5002 prompted', DEADLINE_MS);
   assert.equal(tunA.written.filter((p) => p[6] === 58).length, 2);
   assert.equal(logged.length, 1, 'one info line for the peer');
+});
+
+// A flow in TCP's persist timer at the restart has nothing in flight, so a Packet Too Big would
+// make it retransmit nothing: once its challenge is answered, and if the socket table still shows
+// it in the persist timer (so that the answer's seq was its snd_una), our stack gets an ACK from
+// the peer one octet older, which acknowledges nothing and makes TCP send at once.
+test('TCP kick after a restart: a flow in its persist timer gets, after its challenge ACK, an ACK from the peer at the ACK\'s acknowledgment number acknowledging one octet less than its sequence number, and no Packet Too Big; not when the table no longer shows it in the timer', async (t) => {
+  const asked: number[] = [];
+  const { tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpka', 'dpkb', (f) => { asked.push(f.localPort); return f.localPort === 5000; });
+  const flow = (localPort: number) => ({ local: ULID_A, localPort, peer: ULID_B, peerPort: 8080, persist: true });
+  a.promptAfterRestart([flow(5000), flow(5001)]);
+  events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: false });
+  a.flush();
+  await waitFor(() => tunA.written.length >= 2, 'the SYNs to A\'s stack', DEADLINE_MS);
+  assert.deepEqual(asked, [], 'the table is read only once a challenge is answered');
+  /** A's challenge ACK on flow `port` (A → B): its snd_nxt `seq`, its rcv_nxt `ack`. */
+  const challengeAck = (port: number, seq: number, ack: number): Uint8Array => {
+    const p = tcpSegment(port, 0, 0x10, []);
+    const v = new DataView(p.buffer);
+    v.setUint32(40 + 4, seq);
+    v.setUint32(40 + 8, ack);
+    return p;
+  };
+  tunA.inject(challengeAck(5000, 0, 0x01020304)); // snd_nxt 0: the kick's ACK wraps to 0xffffffff
+  tunA.inject(challengeAck(5001, 0x0a0b0c0d, 0x01020304)); // left its persist timer meanwhile
+  await waitFor(() => tunB.written.length === 2 && asked.length === 2, 'the answers carried to B, the table read for each', DEADLINE_MS);
+  await waitFor(() => tunA.written.length === 3, 'the kick', DEADLINE_MS);
+  assert.equal(tunA.written.filter((p) => p[6] === 58).length, 0, 'no Packet Too Big');
+  const kick = splitPacket(tunA.written[2]!)!;
+  const v = new DataView(kick.payload.buffer, kick.payload.byteOffset);
+  assert.deepEqual([kick.srcUlid, kick.dstUlid, kick.nextHeader, kick.payload.length, v.getUint16(0), v.getUint16(2), v.getUint32(4), v.getUint32(8), kick.payload[12], kick.payload[13]],
+    [ULID_B, ULID_A, IPPROTO_TCP, 20, 8080, 5000, 0x01020304, 0xffffffff, 5 << 4, 0x10], 'a pure ACK from the peer: at our rcv_nxt, acknowledging snd_una − 1');
+  assert.equal(ulpChecksum(kick.srcUlid, kick.dstUlid, IPPROTO_TCP, kick.payload), 0, 'checksum right');
+  assert.deepEqual(logged, [{ msg: 'tcp kicked: a flow in its persist timer, after the restart', peer: ULID_B, port: 5000 }]);
+  assert.equal(a.stats.prompts, 1);
 });
 
 // A context established again (the peer restarted and set it up: we answered its I2) is the peer's

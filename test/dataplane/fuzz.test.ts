@@ -8,7 +8,7 @@ import { needs } from '../helpers/prereq.ts';
 import { NetLab, uniqueName } from '../helpers/netns.ts';
 import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
 import { splitPacket, buildPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
-import { PROMPT_MAX_FLOWS, TcpPrompter } from '../../shim/dataplane/tcp-prompt.ts';
+import { PROMPT_MAX_FLOWS, TcpPrompter, type ChallengeAnswer } from '../../shim/dataplane/tcp-prompt.ts';
 import { SimRng, fuzzRuns, fuzzSeed } from '../helpers/rng.ts';
 
 /** Seeded uniform integers in [0, n) (test/helpers/rng.ts). */
@@ -102,7 +102,7 @@ test('fuzz: TcpPrompter.challengeAnswer takes junk segments from our stack witho
   const prompter = new TcpPrompter();
   // Ports 0..63 on both sides: junk with mostly zero octets hits them often.
   const flows = [];
-  for (let lp = 0; lp < 64; lp++) for (let pp = 0; pp < 80; pp++) flows.push({ local: A, localPort: lp, peer: B, peerPort: pp });
+  for (let lp = 0; lp < 64; lp++) for (let pp = 0; pp < 80; pp++) flows.push({ local: A, localPort: lp, peer: B, peerPort: pp, persist: pp % 2 === 0 });
   prompter.afterRestart(flows, 0);
   const challenged = prompter.challenge(A, B, 0);
   assert.equal(challenged.length, PROMPT_MAX_FLOWS, 'bounded');
@@ -113,14 +113,15 @@ test('fuzz: TcpPrompter.challengeAnswer takes junk segments from our stack witho
     for (let j = 0; j < tcp.length; j++) tcp[j] = r(4) === 0 ? r(256) : 0;
     if (tcp.length >= 20 && r(2) === 0) { tcp[1] = r(64); tcp[3] = r(80); tcp[12] = 5 << 4; tcp[13] = 0x10; }
     const seg = tcp.length >= 20 && r(2) === 0 ? tcp.subarray(0, 20) : tcp;
-    let seq: number | undefined;
-    assert.doesNotThrow(() => { seq = prompter.challengeAnswer(seg, A, B, i % 3000); });
-    if (seq !== undefined) {
+    let a: ChallengeAnswer | undefined;
+    assert.doesNotThrow(() => { a = prompter.challengeAnswer(seg, A, B, i % 3000); });
+    if (a !== undefined) {
       const flow = ((seg[0]! << 8 | seg[1]!) * 65536) + (seg[2]! << 8 | seg[3]!);
       assert.ok(isChallenged.has(flow), 'only a challenged flow is answered');
       assert.ok(!answered.has(flow), 'once per flow');
       answered.add(flow);
-      assert.ok(seq >= 0 && seq <= 0xffffffff);
+      assert.deepEqual([a.flow.localPort, a.flow.peerPort, a.flow.persist], [seg[0]! << 8 | seg[1]!, seg[2]! << 8 | seg[3]!, a.flow.peerPort % 2 === 0], 'the flow as the restart found it');
+      assert.ok(a.seq >= 0 && a.seq <= 0xffffffff && a.ack >= 0 && a.ack <= 0xffffffff);
     }
   }
   assert.ok(answered.size > 0, `flows answered: ${answered.size}`);
@@ -128,9 +129,9 @@ test('fuzz: TcpPrompter.challengeAnswer takes junk segments from our stack witho
   const ack = new Uint8Array(20);
   ack[1] = 1; ack[3] = 1; ack[12] = 5 << 4; ack[13] = 0x10;
   const late = new TcpPrompter();
-  late.afterRestart([{ local: A, localPort: 1, peer: B, peerPort: 1 }], 0);
+  late.afterRestart([{ local: A, localPort: 1, peer: B, peerPort: 1, persist: false }], 0);
   assert.equal(late.challenge(A, B, 60_001).length, 0, 'the context came up after the flows stopped waiting');
-  late.afterRestart([{ local: A, localPort: 1, peer: B, peerPort: 1 }], 0);
+  late.afterRestart([{ local: A, localPort: 1, peer: B, peerPort: 1, persist: false }], 0);
   assert.equal(late.challenge(A, B, 10).length, 1);
   assert.equal(late.challengeAnswer(ack, A, B, 3011), undefined);
   assert.equal(late.anyChallenged, false);

@@ -6,7 +6,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configuredPair, engineEvents, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
-import { parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows } from '../../shim/daemon/open-connections.ts';
+import { inPersistTimer, parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows } from '../../shim/daemon/open-connections.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { savedContexts, SAVED_CONTEXTS_MAX } from '../../shim/daemon/sink.ts';
 import { liveContexts, orderLocators, restoredUlids } from '../../shim/daemon/daemon.ts';
 import { Discovery } from '../../shim/daemon/discovery.ts';
@@ -104,6 +107,17 @@ test('the kernel socket table: open TCP flows with octets in flight (send queue 
     { local: '2001:db8::1', localPort: 0xc356, peer: '2001:db8::10', peerPort: 8080, persist: true },
     { local: '2001:db8::1', localPort: 0xc357, peer: '2001:db8::10', peerPort: 8080, persist: false },
   ], 'established and close-wait with a send queue, those in the persist timer (tr 04) marked; not an empty queue, a listener, a link-local peer, port 0 or a broken line');
+  // The driver's second reading before a kick: this flow, in the persist timer now.
+  const dir = mkdtempSync(path.join(tmpdir(), 'shim6-tcp6-'));
+  try {
+    const file = path.join(dir, 'tcp6');
+    writeFileSync(file, text);
+    const flow = (localPort: number, peer = '2001:db8::10') => ({ local: '2001:db8::1', localPort, peer, peerPort: 8080 });
+    assert.deepEqual([inPersistTimer(flow(0xc356), file), inPersistTimer(flow(0xc350), file), inPersistTimer(flow(0xc356, '2001:db8::11'), file), inPersistTimer(flow(0xc356), path.join(dir, 'gone'))],
+      [true, false, false, false], 'in the timer; not a flow with its retransmission timer, another peer\'s, or a table that cannot be read');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 });
 
 test('protect() with the connection\'s local ULID: a ULID whose address is gone (kept BROKEN among the locators) carries the context again after a restart', () => {
