@@ -103,9 +103,11 @@ export function unackedTcpFlows(file = '/proc/net/tcp6'): RestartFlow[] {
   return readTable(file, parseUnackedTcpFlows);
 }
 
-/** Whether flow `f` is in the host's table now, in TCP's persist timer (parseUnackedTcpFlows). */
-export function inPersistTimer(f: TcpFlow, file = '/proc/net/tcp6'): boolean {
-  return unackedTcpFlows(file).some((u) => u.persist && u.localPort === f.localPort && u.peerPort === f.peerPort && u.local === f.local && u.peer === f.peer);
+/** For each of `flows`, whether the host's table shows it now in TCP's persist timer (parseUnackedTcpFlows); one reading. */
+export function inPersistTimer(flows: readonly TcpFlow[], file = '/proc/net/tcp6'): boolean[] {
+  const key = (f: TcpFlow): string => `${f.local} ${f.localPort} ${f.peer} ${f.peerPort}`;
+  const persist = new Set(unackedTcpFlows(file).filter((u) => u.persist).map(key));
+  return flows.map((f) => persist.has(key(f)));
 }
 
 /** Remote addresses of open TCP connections in `/proc/net/tcp6` text, each once. */

@@ -91,11 +91,12 @@ export interface EngineDriverOptions<E extends EngineLike> {
    */
   encapMtu?: number;
   /**
-   * Whether a flow is in TCP's persist timer now (the daemon reads the host's socket table).
-   * Asked once per such flow after a restart, after its challenge was answered, before it is
-   * kicked (promptAfterRestart). Absent: such flows are not kicked.
+   * For each flow, whether it is in TCP's persist timer now (the daemon reads the host's socket
+   * table once). Asked after a restart for the flows of a TUN batch that sat in that timer and
+   * answered their challenge in it, before they are kicked (promptAfterRestart). Absent: such
+   * flows are not kicked.
    */
-  inPersistTimer?: (f: TcpFlow) => boolean;
+  inPersistTimer?: (flows: readonly TcpFlow[]) => boolean[];
 }
 
 /** Counters for `shim6 status` and benchmarks. */
@@ -192,6 +193,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * connections logs a line per peer, not per flow. Emptied when over PROMPT_LOGGED_MAX.
    */
   private readonly ownStackLogged = new Set<string>();
+  /** Challenge answers of flows in the persist timer in the TUN batch being read (kickPersist). */
+  private kicks: ChallengeAnswer[] = [];
   /** An onTimer is queued for the check phase (queueTimer). */
   private timerQueued = false;
 
@@ -424,24 +427,30 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   }
 
   /**
-   * A flow that sat in TCP's persist timer at the restart answered its challenge (`a`). If the
-   * socket table still shows it there, it had nothing in flight when it answered, so the answer's
-   * seq was its snd_una: an ACK from the peer one octet older (kickAck) makes TCP send what the
-   * peer's window allows now instead of at its next backed-off probe (tcp-prompt.ts). Read after
-   * the answer, the table rules out an ACK of octets in flight: snd_una only grows.
+   * Flows that sat in TCP's persist timer at the restart answered their challenge in the TUN batch
+   * just read (`kicks`). Each that the socket table still shows there had nothing in flight when it
+   * answered, so its answer's seq was its snd_una: an ACK from the peer one octet older (kickAck)
+   * makes TCP send what the peer's window allows now instead of at its next backed-off probe
+   * (tcp-prompt.ts). Read after the answers, the table rules out an ACK of octets in flight:
+   * snd_una only grows. One reading per batch.
    */
-  private kickPersist(a: ChallengeAnswer, localUlid: Ipv6, peerUlid: Ipv6): void {
+  private kickPersist(): void {
+    const answers = this.kicks;
+    this.kicks = [];
+    const still = this.opts.inPersistTimer?.(answers.map((a) => a.flow)) ?? [];
     const log = this.opts.logger;
-    const fields = { peer: peerUlid, port: a.flow.localPort };
-    if (this.opts.inPersistTimer?.(a.flow) !== true) {
-      log?.debug('tcp not kicked: the flow left its persist timer', fields);
-      return;
-    }
-    this.injectTcp(peerUlid, localUlid, kickAck(a));
-    this.scheduleFlush();
-    this.stats.prompts++;
-    const msg = 'tcp kicked: a flow in its persist timer, after the restart';
-    if (this.firstFor(`kick ${peerUlid}`)) log?.info(msg, fields); else log?.debug(msg, fields);
+    answers.forEach((a, i) => {
+      const peerUlid = a.flow.peer as Ipv6;
+      const fields = { peer: peerUlid, port: a.flow.localPort };
+      if (still[i] !== true) {
+        log?.debug('tcp not kicked: the flow left its persist timer', fields);
+        return;
+      }
+      this.injectTcp(peerUlid, a.flow.local as Ipv6, kickAck(a));
+      this.stats.prompts++;
+      const msg = 'tcp kicked: a flow in its persist timer, after the restart';
+      if (this.firstFor(`kick ${peerUlid}`)) log?.info(msg, fields); else log?.debug(msg, fields);
+    });
   }
 
   /**
@@ -488,6 +497,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.sendApplicationPacket(now, p, true);
     }
     this.prompter?.commit();
+    if (this.kicks.length > 0) this.kickPersist();
     this.transport.flush?.();
     this.scheduleFlush();
   }
@@ -502,7 +512,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     if (!s) { this.stats.notIpv6++; return; }
     if (fromTun && s.nextHeader === IPPROTO_TCP && this.prompter?.anyChallenged === true) {
       const a = this.prompter.challengeAnswer(s.payload, s.srcUlid, s.dstUlid, now);
-      if (a !== undefined && a.flow.persist) this.kickPersist(a, s.srcUlid, s.dstUlid);
+      if (a !== undefined && a.flow.persist) this.kicks.push(a);
       else if (a !== undefined) this.promptOwnStack(s.srcUlid, s.dstUlid, a.flow.localPort, a.flow.peerPort, a.seq, 'restart');
     }
     const r = this.engine.encapsulate(now, fromTun && this.contexts.countedByKernel(s.dstUlid) ? { ...s, counted: true } : s);

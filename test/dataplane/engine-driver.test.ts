@@ -165,7 +165,7 @@ async function dataPair(t: import('node:test').TestContext) {
  * A and B on one pair, A's engine wrapped so that a test can hand A's driver an event (`events`,
  * read before the engine's own), A's `tcp prompted` log lines in `logged`.
  */
-async function promptPair(t: import('node:test').TestContext, nameA: string, nameB: string, inPersistTimer?: (f: TcpFlow) => boolean) {
+async function promptPair(t: import('node:test').TestContext, nameA: string, nameB: string, inPersistTimer?: (flows: readonly TcpFlow[]) => boolean[]) {
   const net = new MemoryNetwork();
   const tunA = new MemoryTun(nameA, 1400), tunB = new MemoryTun(nameB, 1400);
   const pair = { local: 'fd00:1::a', peer: 'fd00:1::b' };
@@ -321,8 +321,8 @@ test('TCP prompt after a restart: each open flow with octets in flight gets a SY
 // it in the persist timer (so that the answer's seq was its snd_una), our stack gets an ACK from
 // the peer one octet older, which acknowledges nothing and makes TCP send at once.
 test('TCP kick after a restart: a flow in its persist timer gets, after its challenge ACK, an ACK from the peer at the ACK\'s acknowledgment number acknowledging one octet less than its sequence number, and no Packet Too Big; not when the table no longer shows it in the timer', async (t) => {
-  const asked: number[] = [];
-  const { tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpka', 'dpkb', (f) => { asked.push(f.localPort); return f.localPort === 5000; });
+  const asked: number[][] = [];
+  const { tunA, tunB, a, pair, events, logged } = await promptPair(t, 'dpka', 'dpkb', (flows) => { asked.push(flows.map((f) => f.localPort)); return flows.map((f) => f.localPort === 5000); });
   const flow = (localPort: number) => ({ local: ULID_A, localPort, peer: ULID_B, peerPort: 8080, persist: true });
   a.promptAfterRestart([flow(5000), flow(5001)]);
   events.push({ kind: 'context-established', localUlid: ULID_A, peerUlid: ULID_B, ulidProof: 'initiated', contextTag: 0x1111, peerContextTag: 0x2222, pair, recovered: false });
@@ -337,9 +337,11 @@ test('TCP kick after a restart: a flow in its persist timer gets, after its chal
     v.setUint32(40 + 8, ack);
     return p;
   };
-  tunA.inject(challengeAck(5000, 0, 0x01020304)); // snd_nxt 0: the kick's ACK wraps to 0xffffffff
-  tunA.inject(challengeAck(5001, 0x0a0b0c0d, 0x01020304)); // left its persist timer meanwhile
-  await waitFor(() => tunB.written.length === 2 && asked.length === 2, 'the answers carried to B, the table read for each', DEADLINE_MS);
+  // One batch (injected in one turn): 5000's snd_nxt 0 (the kick's ACK wraps to 0xffffffff); 5001 left its persist timer meanwhile.
+  tunA.inject(challengeAck(5000, 0, 0x01020304));
+  tunA.inject(challengeAck(5001, 0x0a0b0c0d, 0x01020304));
+  await waitFor(() => tunB.written.length === 2 && asked.length === 1, 'the answers carried to B', DEADLINE_MS);
+  assert.deepEqual(asked, [[5000, 5001]], 'the table read once for the batch\'s answers');
   await waitFor(() => tunA.written.length === 3, 'the kick', DEADLINE_MS);
   assert.equal(tunA.written.filter((p) => p[6] === 58).length, 0, 'no Packet Too Big');
   const kick = splitPacket(tunA.written[2]!)!;

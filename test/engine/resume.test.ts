@@ -113,7 +113,7 @@ test('the kernel socket table: open TCP flows with octets in flight (send queue 
     const file = path.join(dir, 'tcp6');
     writeFileSync(file, text);
     const flow = (localPort: number, peer = '2001:db8::10') => ({ local: '2001:db8::1', localPort, peer, peerPort: 8080 });
-    assert.deepEqual([inPersistTimer(flow(0xc356), file), inPersistTimer(flow(0xc350), file), inPersistTimer(flow(0xc356, '2001:db8::11'), file), inPersistTimer(flow(0xc356), path.join(dir, 'gone'))],
+    assert.deepEqual([...inPersistTimer([flow(0xc356), flow(0xc350), flow(0xc356, '2001:db8::11')], file), ...inPersistTimer([flow(0xc356)], path.join(dir, 'gone'))],
       [true, false, false, false], 'in the timer; not a flow with its retransmission timer, another peer\'s, or a table that cannot be read');
   } finally {
     rmSync(dir, { recursive: true, force: true });
