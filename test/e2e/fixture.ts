@@ -13,8 +13,10 @@ import path from 'node:path';
 import { ROOT } from '../helpers/cli.ts';
 import { labFor, type Lab } from '../../lab/topology.ts';
 import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
+import type { runStream } from '../../lab/run.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
-import type { ChildProcess } from 'node:child_process';
+import { execFileSync, type ChildProcess } from 'node:child_process';
+import assert from 'node:assert/strict';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 
@@ -107,3 +109,15 @@ export const E2E_TIMEOUT_MS = 240_000;
  */
 export const STREAM_RATE = 1_000_000;
 export const mostOf = (durationMs: number): number => (STREAM_RATE * durationMs) / 2000;
+
+/** `ss -tnio` of the established TCP sockets to `peer` in namespace `ns` (their timer, `rto:`, `backoff:`), on one line. */
+export function tcpSockets(ns: string, peer: string): string {
+  return execFileSync('ip', ['netns', 'exec', ns, 'ss', '-tnioH', 'state', 'established', 'dst', `[${peer}]`], { encoding: 'utf8' }).replace(/\s+/g, ' ').trim();
+}
+
+/** A stream (runStream) ended whole and intact. */
+export function streamIntact(r: Awaited<ReturnType<typeof runStream>>): void {
+  assert.equal(r.complete, true, 'the stream ended normally');
+  assert.equal(r.corrupt, 0);
+  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+}

@@ -18,11 +18,11 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { LAB_ADDR, blackhole, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
 import type { LabShim6 } from '../../lab/daemons.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
-import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, log, streamIntact, tcpSockets, waitLog, STREAM_RATE } from './fixture.ts';
 
 /** TCP retransmission timeouts so far (TcpExt TCPTimeouts) in `netstat`, /proc/net/netstat's text. */
 function timeoutsIn(netstat: string): number {
@@ -76,11 +76,6 @@ function timeoutSampler(t: TestContext, ns: string): { readAfter: (to: number) =
   };
 }
 
-/** `ss -tnio` of the established TCP sockets to `peer` in namespace `ns` (their timer, `rto:`, `backoff:`), on one line. */
-function tcpSockets(ns: string, peer: string): string {
-  return execFileSync('ip', ['netns', 'exec', ns, 'ss', '-tnioH', 'state', 'established', 'dst', `[${peer}]`], { encoding: 'utf8' }).replace(/\s+/g, ' ').trim();
-}
-
 /**
  * The daemon restarts once A's TCP has backed off this often (its next RTO at least 8 RTOs away),
  * as in a restart on a busy host (CI run 120: 4.7 s from the stop's end to the new daemon's
@@ -88,22 +83,6 @@ function tcpSockets(ns: string, peer: string): string {
  * held during the handshake, or an RTO a few hundred ms apart), and the test could not tell them apart.
  */
 const BACKED_OFF = 3;
-
-/**
- * The time to the next expiry of a persist timer in `ss` text (ms), else undefined. ss writes it
- * as [Nmin][S(sec|.)][MMMms]: `1min12sec`, `12sec`, `1.572ms` (1572 ms), `572ms`.
- */
-function persistLeftMs(ss: string): number | undefined {
-  const m = /\btimer:\(persist,(?:(\d+)min)?(?:(\d+)(?:sec|\.))?(?:(\d+)ms)?,/.exec(ss);
-  return m ? Number(m[1] ?? 0) * 60_000 + Number(m[2] ?? 0) * 1000 + Number(m[3] ?? 0) : undefined;
-}
-
-/**
- * A flow in its persist timer is kicked after A's restart while its next probe is at least this
- * far off (ms): 10 s and more once TCP has backed off six times. A restart on a busy host took
- * 4.7 s from the stop's end to the new daemon's start (CI run 120).
- */
-const PERSIST_LEFT_MS = 10_000;
 
 /** The largest back-off (`backoff:N`) in `ss` text; 0 when none backed off. */
 function backoffIn(ss: string): number {
@@ -143,13 +122,6 @@ async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (
   return { lab, s, since, run, sampler, arrivals, backAt, readTimeouts, stallMs: resumedAt - backAt };
 }
 
-/** The stream of restartOnQ ended whole and intact. */
-function intact(r: Awaited<ReturnType<typeof runStream>>): void {
-  assert.equal(r.complete, true, 'the stream ended normally');
-  assert.equal(r.corrupt, 0);
-  assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
-}
-
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after B's daemon is killed (SIGKILL) and started again, A prompts the stream's TCP as its context is established again: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
@@ -171,7 +143,7 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     assert.ok(listening >= 0 && takenUp > listening, `B's new daemon took up the open connection after its stub was listening (${sinceKill.map((x) => x.msg).join(' | ')})`);
     assert.ok(prompted, 'A prompted the stream\'s TCP when its context with B was established again');
     assert.equal(timeouts, 0, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
-    intact(r);
+    streamIntact(r);
   });
 }
 
@@ -194,8 +166,8 @@ for (const dataPath of ['tun', 'kernel'] as const) {
 // out and retransmits (the socket's timer `on`), which TCPTimeouts counts. Black-holed at A
 // instead, A's own stack refuses them: a socket with nothing in flight then waits in its persist
 // timer, which TCPTimeouts does not count and which a Packet Too Big does not end (CI run 134:
-// 5.3 s from the prompt to the data with "no" timeout). Such a flow is kicked instead (the test
-// below; docs/dataplane.md "Our own stack").
+// 5.3 s from the prompt to the data with "no" timeout). Such a flow is kicked instead
+// (test/e2e/restart-tcp-persist.test.ts; docs/dataplane.md "Our own stack").
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after A's own daemon stops (SIGTERM) and starts again, with P black-holed, A prompts its own TCP as the context comes up: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
     if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
@@ -221,57 +193,6 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     assert.deepEqual([stop?.closed, stop?.left], [1, 0], 'the stop closed its context and set up none after it');
     assert.ok(promptAt >= backAt, 'the prompt came once the context was back');
     assert.equal(timeouts, 0, 'data flowed on at B after the prompt before A\'s TCP timed out again');
-    intact(r);
-  });
-}
-
-// A flow a Packet Too Big cannot help, kicked instead (docs/dataplane.md "Our own stack"): A's
-// stream pauses, A's daemon stops (SIGTERM) and A's host then refuses packets on P (its own output
-// drop, lab/topology.ts `blackhole`). When the stream writes again, A's TCP has nothing in flight
-// and its sends fail locally: it waits in its persist timer (`timer:(persist` in ss), backing off.
-// A starts again once its next probe is PERSIST_LEFT_MS off. The new daemon reads that state at
-// start (/proc/net/tcp6 `tr` 04); once the context is up on Q and A's stack has answered its
-// challenge, it hands A's stack an ACK from B one octet below snd_una, and TCP sends at once: B
-// gets data before the probe was due, and the stream ends intact.
-for (const dataPath of ['tun', 'kernel'] as const) {
-  test(`dataPath: ${dataPath}: after A's own restart a flow in TCP's persist timer (sends refused by A's host while its daemon was down, nothing in flight) is kicked as its context comes up: data flows on before its next probe`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
-    if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
-    const lab = await freshLab(t);
-    const s = await daemons(t, lab, {}, { dataPath });
-    // The sender's 100 ms ticks: octets written in each; B's: octets received.
-    const written: number[] = [];
-    const arrivals: Array<{ t: number; bytes: number }> = [];
-    const run = runStream(lab, {
-      to: LAB_B_NAME, resolver: s.resolverA, durationMs: 55_000, pause: { atMs: 2000, ms: 12_000 }, failAtMs: 60_000, failure: 'none', rate: STREAM_RATE, graceMs: 30_000,
-      onEvent: (who, e) => {
-        if (who === 'send' && e.ev === 'tick') written.push(e.bytes);
-        if (who === 'recv' && e.ev === 'tick') arrivals.push({ t: e.t, bytes: e.bytes });
-      },
-    });
-    // In the pause (2 s after connecting, for 12 s), once B has acknowledged all A sent: A's daemon
-    // stops, then A's host refuses P.
-    await waitFor(() => written.length > 5 && written.slice(-3).every((b) => b === 0) && written.some((b) => b > 0), 'the stream paused', 60_000);
-    await waitFor(() => { const ss = tcpSockets(lab.a, LAB_ADDR.bP); return ss !== '' && !/\bunacked:/.test(ss); }, 'nothing of A\'s in flight');
-    const stoppedAt = Date.now();
-    await s.stopHost('a');
-    blackhole(lab, 'P');
-    let down = '';
-    let left: number | undefined;
-    await waitFor(() => (left = persistLeftMs(down = tcpSockets(lab.a, LAB_ADDR.bP))) !== undefined && left >= PERSIST_LEFT_MS,
-      `A's TCP in its persist timer once the stream writes again, its next probe ${PERSIST_LEFT_MS} ms off`, 120_000);
-    const probeDue = Date.now() + left!;
-    t.diagnostic(`A's stream socket as the new daemon starts: ${down}`);
-    await s.start('a');
-    const kicked = await waitLog(lab, 'a', (x) => x.msg === 'tcp kicked: a flow in its persist timer, after the restart' && Date.parse(x.ts) >= stoppedAt, 60_000);
-    assert.equal(kicked.peer, LAB_ADDR.bP, 'the flow to B');
-    const kickAt = Date.parse(kicked.ts);
-    // The first 100 ms sample at B with data after the kick.
-    await waitFor(() => arrivals.some((a) => a.t > kickAt && a.bytes > 0), 'data at B after A\'s kick', 60_000);
-    const resumedAt = arrivals.find((a) => a.t > kickAt && a.bytes > 0)!.t;
-    t.diagnostic(`kicked ${kickAt - (probeDue - left!)} ms after A's start; data at B ≤ ${resumedAt - kickAt} ms after the kick, ${probeDue - resumedAt} ms before the probe was due`);
-    assert.ok(resumedAt < probeDue, `data at B before A's TCP's next probe was due (${resumedAt - probeDue} ms)`);
-    const r = await run;
-    assert.equal(log(lab, 'a').some((x) => x.msg === 'tcp prompted: our own stack, after the restart' && Date.parse(x.ts) >= stoppedAt), false, 'no Packet Too Big for the flow in its persist timer');
-    intact(r);
+    streamIntact(r);
   });
 }
