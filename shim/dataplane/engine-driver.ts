@@ -440,13 +440,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const still = this.opts.inPersistTimer?.(answers.map((a) => a.flow)) ?? [];
     const log = this.opts.logger;
     answers.forEach((a, i) => {
-      const peerUlid = a.flow.peer as Ipv6;
+      const peerUlid = a.flow.peer;
       const fields = { peer: peerUlid, port: a.flow.localPort };
       if (still[i] !== true) {
         log?.debug('tcp not kicked: the flow left its persist timer', fields);
         return;
       }
-      this.injectTcp(peerUlid, a.flow.local as Ipv6, kickAck(a));
+      this.injectTcp(peerUlid, a.flow.local, kickAck(a));
       this.stats.prompts++;
       const msg = 'tcp kicked: a flow in its persist timer, after the restart';
       if (this.firstFor(`kick ${peerUlid}`)) log?.info(msg, fields); else log?.debug(msg, fields);
