@@ -583,8 +583,7 @@ export class Daemon {
     // whether protected now or after discovery (discoverOpenConnections); those in TCP's persist
     // timer (nothing in flight to retransmit) kicked instead.
     const usablePairs = new Set(usable.map((c) => pairKey(c.local, c.peer)));
-    const unacked = usablePairs.size > 0 ? unackedTcpFlows().filter((f) => usablePairs.has(pairKey(f.local, f.peer))) : [];
-    this.driver?.promptAfterRestart(unacked);
+    if (usablePairs.size > 0) this.driver?.promptAfterRestart(unackedTcpFlows().filter((f) => usablePairs.has(pairKey(f.local, f.peer))));
     return [...new Set(usable.filter((c) => !protectedPairs.has(pairKey(c.local, c.peer))).map((c) => c.peer))];
   }
 

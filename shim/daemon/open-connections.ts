@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
-import type { RestartFlow, TcpFlow } from '../dataplane/tcp-prompt.ts';
+import { flowKey, type RestartFlow, type TcpFlow } from '../dataplane/tcp-prompt.ts';
 
 /** TCP states that carry an application's connection (established, or closing while data may still flow). */
 const TCP_OPEN_STATES = new Set(['01', '08']); // ESTABLISHED, CLOSE_WAIT
@@ -105,7 +105,7 @@ export function unackedTcpFlows(file = '/proc/net/tcp6'): RestartFlow[] {
 
 /** For each of `flows`, whether the host's table shows it now in TCP's persist timer (parseUnackedTcpFlows); one reading. */
 export function inPersistTimer(flows: readonly TcpFlow[], file = '/proc/net/tcp6'): boolean[] {
-  const key = (f: TcpFlow): string => `${f.local} ${f.localPort} ${f.peer} ${f.peerPort}`;
+  const key = (f: TcpFlow): string => flowKey(f.local, f.localPort, f.peer, f.peerPort);
   const persist = new Set(unackedTcpFlows(file).filter((u) => u.persist).map(key));
   return flows.map((f) => persist.has(key(f)));
 }

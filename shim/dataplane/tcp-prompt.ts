@@ -96,7 +96,8 @@ export interface RestartFlow extends TcpFlow { persist: boolean }
 /** What our stack's challenge ACK on a flow says: its snd_nxt (`seq`) and rcv_nxt (`ack`). */
 export interface ChallengeAnswer { flow: RestartFlow; seq: number; ack: number }
 
-const flowKey = (local: string, localPort: number, peer: string, peerPort: number): string => `${local}|${localPort}|${peer}|${peerPort}`;
+/** The key of a flow in the prompter's tables (and the daemon's reading of the socket table). */
+export const flowKey = (local: string, localPort: number, peer: string, peerPort: number): string => `${local}|${localPort}|${peer}|${peerPort}`;
 
 /** The SYN from the peer that asks our stack where it stands on flow `f` (its checksum left 0: the caller's to set). */
 export function challengeSyn(f: TcpFlow): Uint8Array {
