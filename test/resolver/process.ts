@@ -52,7 +52,8 @@ export function rssMiB(pid: number): number {
 
 /** The resolver part of `status` over the control socket. */
 export async function resolverStatus<T = { counters: Record<string, number>; tcp: { connections: number; maxConnections: number } }>(cli: RunningCli): Promise<T> {
-  return ((await controlRequest(cli.sock, 'status')) as { resolver: T }).resolver;
+  // Not the client's 3 s default: a stub under a test's flood on a loaded CI machine answered later (CI run 151).
+  return ((await controlRequest(cli.sock, 'status', {}, 30_000)) as { resolver: T }).resolver;
 }
 
 /** Poll `cond` (async) every 100 ms until it holds or `ms` passed; returns whether it held. Deadlines are generous: CI is loaded. */
