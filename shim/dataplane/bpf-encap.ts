@@ -104,6 +104,11 @@ export interface EncapHook {
   unwatch?(localUlid: Ipv6, peerUlid: Ipv6): void;
   /** The context's TCP flows as last seen arriving on the kernel path. */
   flows?(localUlid: Ipv6, peerUlid: Ipv6): KernelFlow[];
+  /**
+   * Our stack closed the flow `localPort` → `peerPort` and its FIN or RST went through the TUN,
+   * where the egress program that forgets flows never sees it: forget it.
+   */
+  forget?(localUlid: Ipv6, peerUlid: Ipv6, localPort: number, peerPort: number): void;
 }
 
 /**
@@ -376,6 +381,8 @@ export class BpfEncap implements EncapHook {
 
   /** The pinned maps, opened once (bpf(2) file descriptors). */
   private readonly fds = new Map<MapName, number>();
+  /** Flows `forget` took out (added to the programs' `flowsClosed`). */
+  private forgotten = 0;
 
   private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean, private readonly addon: NativeAddon) {}
 
@@ -494,6 +501,29 @@ export class BpfEncap implements EncapHook {
     return out;
   }
 
+  /**
+   * The flow's entry goes, as the egress program takes it out at our stack's FIN or RST
+   * (forget_flow), and the context's count goes down by one (set again by the next `flows`; a new
+   * flow the program remembers in between may pass FLOWS_PER_CONTEXT by one). Without it a flow
+   * closed while the context's packets crossed the TUN (REAP explored, or the encapsulation was
+   * refused) would keep its place among the context's flows and be prompted after its end.
+   */
+  forget(localUlid: Ipv6, peerUlid: Ipv6, localPort: number, peerPort: number): void {
+    const fd = this.fds.get('shim6_flows');
+    if (this.closed || fd === undefined) return;
+    const pair = pairKey(localUlid, peerUlid);
+    const key = new Uint8Array(FLOW_KEY_LEN);
+    key.set(pair);
+    key.set([...be16(localPort), ...be16(peerPort)], 32);
+    if (this.addon.bpfMapDelete(fd, key) !== 0) return; // not remembered (another flow, or already gone)
+    this.forgotten++;
+    const wfd = this.fds.get('shim6_watch');
+    const count = new Uint8Array(4);
+    if (wfd === undefined || this.addon.bpfMapLookup(wfd, pair, count) !== 0) return;
+    const n = new DataView(count.buffer).getUint32(0, true);
+    if (n > 0) this.addon.bpfMapUpdate(wfd, pair, u32le(n - 1));
+  }
+
   /** The keys of `shim6_flows` for the context (walked in the kernel: FLOWS_MAX entries at most). */
   private flowKeys(localUlid: Ipv6, peerUlid: Ipv6): Uint8Array[] {
     const fd = this.fds.get('shim6_flows');
@@ -534,7 +564,9 @@ export class BpfEncap implements EncapHook {
     if (fd === undefined) return undefined;
     const n = STATS.map((_, k) => this.addon.bpfPercpuSum(fd, u32le(k)));
     if (n.some((v) => v < 0)) return undefined;
-    return Object.fromEntries(STATS.map((name, k) => [name, n[k]!])) as EncapStats;
+    const stats = Object.fromEntries(STATS.map((name, k) => [name, n[k]!])) as EncapStats;
+    stats.flowsClosed += this.forgotten;
+    return stats;
   }
 
   /** Links the programs are attached to. */

@@ -246,6 +246,16 @@ export class ContextPaths {
     return this.contexts.get(peer)?.localUlid;
   }
 
+  /**
+   * Our stack closed a TCP flow of the context `localUlid` ↔ `peer` through the TUN (its FIN or
+   * RST): the kernel forgets it if it remembered it (bpf-encap.ts `forget`).
+   */
+  flowClosed(localUlid: Ipv6, peer: Ipv6, localPort: number, peerPort: number): void {
+    const c = this.contexts.get(peer);
+    if (c === undefined || !c.watched || c.localUlid !== localUlid) return;
+    this.opts.encap?.forget?.(localUlid, peer, localPort, peerPort);
+  }
+
   /** Whether what the context with `peer` sends is summed from the kernel's counters (it is off the TUN path). */
   countedByKernel(peer: Ipv6): boolean {
     const c = this.contexts.get(peer);

@@ -145,6 +145,8 @@ const REPROMPT_AFTER_MS = [100, 200, 400];
  * Packet Too Big and an ACK into our own stack per round.
  */
 const PROMPT_FLOWS_MAX = 256;
+/** TCP's FIN and RST flags (the 14th octet of its header). */
+const TCP_FIN_RST = 0x05;
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
 const RX_BATCH = 128;
 const RX_ARENA_BYTES = 512 * 1024;
@@ -514,6 +516,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const a = this.prompter.challengeAnswer(s.payload, s.srcUlid, s.dstUlid, now);
       if (a !== undefined && a.flow.persist) this.kicks.push(a);
       else if (a !== undefined) this.promptOwnStack(s.srcUlid, s.dstUlid, a.flow.localPort, a.flow.peerPort, a.seq, 'restart');
+    }
+    // Our stack's FIN or RST through the TUN: the egress program that forgets the flow never sees it.
+    if (fromTun && s.nextHeader === IPPROTO_TCP && s.payload.length >= 20 && (s.payload[13]! & TCP_FIN_RST) !== 0) {
+      this.contexts.flowClosed(s.srcUlid, s.dstUlid, (s.payload[0]! << 8) | s.payload[1]!, (s.payload[2]! << 8) | s.payload[3]!);
     }
     const r = this.engine.encapsulate(now, fromTun && this.contexts.countedByKernel(s.dstUlid) ? { ...s, counted: true } : s);
     if (r.kind === 'no-context') {

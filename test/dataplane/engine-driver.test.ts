@@ -839,3 +839,54 @@ test('kernel encapsulation: a re-homing prompts at most 256 of a context\'s kern
   assert.equal(d.stats.prompts % 256, 0);
   assert.ok(d.stats.prompts <= 256 * 6, `at most 256 per round (3 rounds at each of the re-homing's 2 steps): ${d.stats.prompts}`);
 });
+
+// CI run 149: a flow the kernel remembered, closed while its context's packets crossed the TUN
+// (REAP explored), kept its place: the egress program, which forgets a flow at our FIN or RST,
+// never saw them. The driver forgets it then.
+test('kernel encapsulation: our stack\'s FIN or RST through the TUN makes the kernel forget the flow (a watched context only; other segments and other contexts do not)', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dpg', 1400);
+  const events: EngineEvent[] = [];
+  const pair = { local: 'fd00::a', peer: 'fd00::b' };
+  const engine = reHomingEngine(events, () => pair, false);
+  let watching = true;
+  const kernel = { refresh: () => Promise.resolve(), watch: () => watching, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }) };
+  const forgot: string[] = [];
+  const encap = {
+    set: () => true, unset: () => {}, watch: () => {}, unwatch: () => {}, flows: () => [],
+    forget: (l: string, p: string, ours: number, theirs: number) => { forgot.push(`${l} ${p} ${ours} ${theirs}`); },
+  };
+  const d = new EngineDriver({
+    engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, encap, encapMtu: 1444,
+    routes: { contextUp: () => {}, contextDown: () => {}, flushRouteCache: () => {}, switchPath: () => Promise.resolve() },
+  });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  // Exploring: what our stack sends to the peer's ULID crosses the TUN.
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['tun']);
+  const segment = (from: string, to: string, ours: number, flags: number): Uint8Array => {
+    const h = new Uint8Array(20);
+    h[0] = ours >> 8; h[1] = ours & 0xff; h[2] = 0x1b; h[3] = 0x58; h[12] = 5 << 4; h[13] = flags;
+    return buildPacket(from, to, IPPROTO_TCP, h);
+  };
+  tun.inject(segment('fd00::a', 'fd00::b', 40000, 0x10)); // ACK: the flow goes on
+  tun.inject(segment('fd00::a', 'fd00::b', 40001, 0x11)); // FIN+ACK
+  tun.inject(segment('fd00::a', 'fd00::b', 40002, 0x04)); // RST
+  tun.inject(segment('fd00::c', 'fd00::b', 40003, 0x11)); // a FIN from another of our ULIDs: not this context's
+  await waitFor(() => d.stats.tunIn >= 4, 'the four segments read from the TUN', DEADLINE_MS);
+  assert.deepEqual(forgot, ['fd00::a fd00::b 40001 7000', 'fd00::a fd00::b 40002 7000']);
+  // A context whose flows the kernel does not remember (its counters refused): nothing to forget.
+  events.push({ kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 0x1111, reason: 'idle', resumable: false });
+  d.flush();
+  watching = false;
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair });
+  d.flush();
+  tun.inject(segment('fd00::a', 'fd00::b', 40004, 0x11));
+  await waitFor(() => d.stats.tunIn >= 5, 'the fifth segment read from the TUN', DEADLINE_MS);
+  assert.equal(forgot.length, 2, 'no flow forgotten for an unwatched context');
+});
