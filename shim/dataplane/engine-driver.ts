@@ -145,6 +145,8 @@ const REPROMPT_AFTER_MS = [100, 200, 400];
  * Packet Too Big and an ACK into our own stack per round.
  */
 const PROMPT_FLOWS_MAX = 256;
+/** A re-homing onto the kernel encapsulation replays what our stack sent (rehomedKernel) unless the pair changed this long before (ms). */
+const REPLAY_AGAIN_AFTER_MS = 1000;
 /** TCP's FIN and RST flags (the 14th octet of its header). */
 const TCP_FIN_RST = 0x05;
 /** Receive batch bounds: packets and octets gathered before a TUN write. */
@@ -189,6 +191,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   private readonly seconds = new Map<Ipv6, Ipv6>();
   /** Per peer, its kernel flows' acknowledgments at the prompt through the TUN (rehomedKernel). */
   private readonly firstPrompt = new Map<Ipv6, Map<string, number>>();
+  /** Per peer, when its context's pair last changed (its replay then: rehomedKernel does not replay again). */
+  private readonly pairChangedAt = new Map<Ipv6, number>();
   /**
    * Peers whose own-stack prompt was logged at info since their context came up (`at` and peer):
    * the flows after the first are logged at debug, so a restart with thousands of open
@@ -589,12 +593,16 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       }
       this.prompter?.forget(e.peerUlid);
       this.firstPrompt.delete(e.peerUlid);
+      this.pairChangedAt.delete(e.peerUlid);
     }
     if (e.kind === 'reap-state') this.contexts.reapState(e.peerUlid, e.state === 'exploring', e.pair);
     if (e.kind === 'peer-unsupported') this.hold.forget(e.peerUlid);
     if (e.kind === 'locator-pair-changed') {
       this.contexts.pairChanged(e.peerUlid, e.new);
-      if (this.prompter) this.prompt(e.peerUlid, 're-homing');
+      if (this.prompter) {
+        this.pairChangedAt.set(e.peerUlid, this.clock());
+        this.prompt(e.peerUlid, 're-homing');
+      }
     }
     this.opts.onEvent?.(e);
   }
@@ -674,6 +682,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * the ULID's route reaches the new pair (`tun`: through the TUN, when REAP explored), and again
    * once the route onto the tc programs is in place, then only the flows whose peer has
    * acknowledged nothing since the first prompt.
+   * When the kernel remembers none of the context's flows, what our stack last sent through the
+   * TUN is replayed instead, as at a change of pair (prompt), unless the pair changed within
+   * REPLAY_AGAIN_AFTER_MS (that replay was this re-homing's). After a restart the kernel's table
+   * is new, and it learns a flow only from the peer's next segment: a context that explored and
+   * came back to its pair (the peer's exploration drew ours) was prompted by nothing, and a
+   * retransmission lost meanwhile left TCP to its backed-off RTO (CI run 146, a stall of 45 s).
    */
   private rehomedKernel(localUlid: Ipv6, peerUlid: Ipv6, via: 'tun' | 'encap'): void {
     const first = this.firstPrompt.get(peerUlid);
@@ -683,6 +697,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       const flows = this.kernelFlows(localUlid, peerUlid);
       this.firstPrompt.set(peerUlid, new Map(flows.map((f) => [`${f.srcPort} ${f.dstPort}`, f.ack])));
       this.promptKernelFlows(localUlid, peerUlid, 1, undefined, flows);
+      const changed = this.pairChangedAt.get(peerUlid);
+      if (flows.length === 0 && this.prompter && (changed === undefined || this.clock() - changed > REPLAY_AGAIN_AFTER_MS)) this.prompt(peerUlid, 're-homing');
     } else this.promptKernelFlows(localUlid, peerUlid, 1, first);
   }
 

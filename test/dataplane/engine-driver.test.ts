@@ -890,3 +890,62 @@ test('kernel encapsulation: our stack\'s FIN or RST through the TUN makes the ke
   await waitFor(() => d.stats.tunIn >= 5, 'the fifth segment read from the TUN', DEADLINE_MS);
   assert.equal(forgot.length, 2, 'no flow forgotten for an unwatched context');
 });
+
+// CI run 146 (a hypothesis, not reproduced): after a restart the kernel's flow table is new. A
+// context whose REAP explored and settled on the encapsulation with its pair unchanged had nothing
+// prompted: no kernel flow, no change of pair. Now what our stack last sent through the TUN is
+// replayed then; after a change of pair, whose own replay came just before, it is not replayed twice.
+test('kernel encapsulation: a re-homing onto the encapsulation whose kernel flow table is empty replays what our stack last sent through the TUN, once per re-homing', async (t) => {
+  const net = new MemoryNetwork();
+  const tun = new MemoryTun('dph', 1400);
+  const events: EngineEvent[] = [];
+  const pair = { local: 'fd00::a', peer: 'fd00::b' }, q = { local: 'fd00::1a', peer: 'fd00::1b' };
+  let current = pair;
+  const inner = reHomingEngine(events, () => current, false);
+  const sent: number[] = []; // the first data octet of each TCP segment the engine was handed
+  const engine: EngineLike = { ...inner, encapsulate: (now, p) => { if (p.nextHeader === IPPROTO_TCP && p.payload.length > 20) sent.push(p.payload[20]!); return inner.encapsulate(now, p); } };
+  const kernel = { refresh: () => Promise.resolve(), watch: () => true, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }) };
+  const encap = { set: () => true, unset: () => {}, watch: () => {}, unwatch: () => {}, flows: () => [] };
+  const replays: number[] = [];
+  const logger = { info: (msg: string, f?: Record<string, unknown>) => { if (msg === 'tcp prompted after re-homing' && f!.round === undefined) replays.push(f!.segments as number); }, warn: () => {}, error: () => {}, debug: () => {} } as unknown as Logger;
+  let now = 1_000_000;
+  const d = new EngineDriver({
+    engine, transport: net.transport(5533), tun, kernel, kernelPollMs: 5, encap, encapMtu: 1444, logger, clock: () => now as Millis,
+    routes: { contextUp: () => {}, contextDown: () => {}, flushRouteCache: () => {}, switchPath: () => Promise.resolve() },
+  });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  current = q;
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: pair, new: q, cause: 'send-timeout' });
+  d.flush();
+  // Exploring on pair q: our stack's segment (data octet 0x42) crosses the TUN.
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair: q });
+  d.flush();
+  const h = new Uint8Array(21);
+  h[0] = 0x9c; h[1] = 0x40; h[2] = 0x1b; h[3] = 0x58; h[7] = 1; h[12] = 5 << 4; h[13] = 0x18; h[20] = 0x42;
+  tun.inject(buildPacket('fd00::a', 'fd00::b', IPPROTO_TCP, h));
+  await waitFor(() => sent.length === 1, 'our stack\'s segment through the TUN', DEADLINE_MS);
+  // REAP settles on the same pair, well after the change of pair: onto the encapsulation, nothing in the kernel's table.
+  now += 5000;
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: q });
+  d.flush();
+  // (The change of pair before had nothing to replay yet: no line.)
+  await waitFor(() => replays.length === 1, 'the replay at the re-homing onto the encapsulation', DEADLINE_MS);
+  assert.deepEqual(d.paths().map((p) => p.path), ['encap']);
+  assert.deepEqual(replays, [1], 'the flow\'s last data segment (it sent no pure ACK)');
+  assert.equal(sent.filter((x) => x === 0x42).length, 2, 'the segment sent again');
+  // Explores and settles again, right after a change of pair: that change's replay is this re-homing's.
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'exploring', pair: q });
+  d.flush();
+  current = pair;
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: q, new: pair, cause: 'send-timeout' });
+  current = q;
+  events.push({ kind: 'locator-pair-changed', localUlid: 'fd00::a', peerUlid: 'fd00::b', old: pair, new: q, cause: 'send-timeout' });
+  events.push({ kind: 'reap-state', localUlid: 'fd00::a', peerUlid: 'fd00::b', state: 'operational', pair: q });
+  d.flush();
+  await waitFor(() => d.paths()[0]?.path === 'encap' && replays.length >= 3, 'the two changes\' replays', DEADLINE_MS);
+  for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r)); // the route's promise (resolved) and its callback have run
+  assert.equal(replays.length, 3, `one replay per change of pair, none more: ${JSON.stringify(replays)}`);
+});
