@@ -687,7 +687,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * REPLAY_AGAIN_AFTER_MS (that replay was this re-homing's). After a restart the kernel's table
    * is new, and it learns a flow only from the peer's next segment: a context that explored and
    * came back to its pair (the peer's exploration drew ours) was prompted by nothing, and a
-   * retransmission lost meanwhile left TCP to its backed-off RTO (CI run 146, a stall of 45 s).
+   * retransmission lost meanwhile left TCP to its backed-off RTO (a suspected cause of CI run 146's 45 s stall).
    */
   private rehomedKernel(localUlid: Ipv6, peerUlid: Ipv6, via: 'tun' | 'encap'): void {
     const first = this.firstPrompt.get(peerUlid);
