@@ -28,7 +28,8 @@ class FakeEndpoint implements EngineLike {
   timeouts: Millis[] = [];
   private pending: { peer: string; at: Millis; tries: number } | undefined;
   private readonly established = new Set<string>();
-  constructor(readonly me: string) {}
+  /** `maxTries`: hellos sent before the context fails (Infinity: until answered). */
+  constructor(readonly me: string, readonly maxTries = 4) {}
   prime(now: Millis, peer: string): void {
     this.pending = { peer, at: (now + 50) as Millis, tries: 1 };
     this.tx.push({ src: this.me, dst: peer, bytes: new TextEncoder().encode('hello') });
@@ -54,7 +55,7 @@ class FakeEndpoint implements EngineLike {
     this.timeouts.push(now);
     const p = this.pending;
     if (!p || now < p.at) return;
-    if (p.tries >= 4) { this.pending = undefined; this.ev.push({ kind: 'context-failed', localUlid: this.me, peerUlid: p.peer, reason: 'no-answer' }); return; }
+    if (p.tries >= this.maxTries) { this.pending = undefined; this.ev.push({ kind: 'context-failed', localUlid: this.me, peerUlid: p.peer, reason: 'no-answer' }); return; }
     p.tries++; p.at = (now + 50) as Millis;
     this.tx.push({ src: this.me, dst: p.peer, bytes: new TextEncoder().encode('hello') });
   }
@@ -82,7 +83,9 @@ test('control-plane-only driver: prime, exchange, events, routes hook, no TUN', 
 
 test('the driver arms the engine timer: retransmissions through a black hole, then success after repair', async (t) => {
   const net = new MemoryNetwork();
-  const fa = new FakeEndpoint('fd00::a');
+  // Hellos until answered: on a busy CI machine (run 162) the test's turn came back after the
+  // fourth 50 ms timer, and a fake that gave up after four failed the context before the repair.
+  const fa = new FakeEndpoint('fd00::a', Infinity);
   const evA: FakeEvent[] = [];
   const a = new EngineDriver({ engine: fa, transport: net.transport(5533), onEvent: (e) => evA.push(e) });
   const b = new EngineDriver({ engine: new FakeEndpoint('fd00::b'), transport: net.transport(5533) });
