@@ -14,8 +14,7 @@
 //    address is (positive control: the tag, source and packet are right).
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { createInterface } from 'node:readline';
+import { spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { CLANG, missingPrereqs, needs } from '../helpers/prereq.ts';
 import { LAB_ADDR, LAB_IF, blackhole, nsExec, sh, unblackhole, type Lab } from '../../lab/topology.ts';
@@ -26,6 +25,7 @@ import { buildPacket, buildUdpPacket, ulpChecksum } from '../../shim/dataplane/i
 import { encodePayloadHeader } from '../../shim/wire/index.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, type ContextView, type StatusView } from './attack-fixture.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
+import { inNs } from './fixture.ts';
 
 const PREREQ = { ...ATTACK_PREREQ, commands: [...ATTACK_PREREQ.commands, 'tc', CLANG, 'bpftool'] };
 /** Both hosts on the kernel path with the kernel encapsulation, whatever the run's defaults. */
@@ -50,15 +50,6 @@ function lab(t: TestContext): AttackLab | undefined {
 
 interface Status extends StatusView {
   daemon: StatusView['daemon'] & { stats: StatusView['daemon']['stats'] & { prompts: number }; kernelEncapsulation?: { packets: Record<string, number> | null } | string };
-}
-
-/** A program in a namespace (node -e), its stdout lines kept; killed after the test. */
-function inNs(t: TestContext, ns: string, code: string): { child: ChildProcess; lines: string[] } {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
-  t.after(() => { child.kill('SIGKILL'); });
-  return { child, lines };
 }
 
 /** Both daemons fresh (no context, empty maps), both links open, A's stub primed with B's name. */

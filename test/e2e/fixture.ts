@@ -15,7 +15,8 @@ import { labFor, type Lab } from '../../lab/topology.ts';
 import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
 import type { runStream } from '../../lab/run.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
-import { execFileSync, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
 import assert from 'node:assert/strict';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
@@ -120,4 +121,13 @@ export function streamIntact(r: Awaited<ReturnType<typeof runStream>>): void {
   assert.equal(r.complete, true, 'the stream ended normally');
   assert.equal(r.corrupt, 0);
   assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
+}
+
+/** A program in namespace `ns` (`node -e code`), its stdout lines kept; killed after the test. */
+export function inNs(t: Pick<TestContext, 'after'>, ns: string, code: string): { child: ChildProcess; lines: string[] } {
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const lines: string[] = [];
+  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
+  t.after(() => { child.kill('SIGKILL'); });
+  return { child, lines };
 }

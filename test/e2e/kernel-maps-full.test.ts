@@ -12,10 +12,8 @@
 // egress program that forgets a flow at our FIN never sees them, and the daemon forgets them
 // (bpf-encap.ts `forget`). Before (CI run 149, a context that explored while A's sockets closed),
 // they kept their places among the context's 256 for as long as the context lived.
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { createInterface } from 'node:readline';
 import { CLANG, needs } from '../helpers/prereq.ts';
 import { blackhole, LAB_ADDR, nsExec, sh, type Lab } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
@@ -23,7 +21,7 @@ import { runStream } from '../../lab/run.ts';
 import { labDaemonFiles, LAB_STUB, startLabShim6 } from '../../lab/daemons.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
-import { E2E_TIMEOUT_MS, freshLab, log, STREAM_RATE } from './fixture.ts';
+import { E2E_TIMEOUT_MS, freshLab, inNs, log, STREAM_RATE } from './fixture.ts';
 import { dumpMap, hexArgs as hex, mapOf } from './bpf-maps.ts';
 
 interface Status {
@@ -47,15 +45,6 @@ function fillEgress(lab: Lab): void {
 
 /** A's status (its control socket). */
 const statusOf = async (lab: Lab): Promise<Status> => await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as unknown as Status;
-
-/** A program in a namespace (node -e), its stdout lines kept; killed after the test. */
-function inNs(t: TestContext, ns: string, code: string): { kill: () => void; lines: string[] } {
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', code], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const lines: string[] = [];
-  createInterface({ input: child.stdout! }).on('line', (l) => lines.push(l));
-  t.after(() => { child.kill('SIGKILL'); });
-  return { kill: () => child.kill('SIGKILL'), lines };
-}
 
 test('dataPath: kernel: A\'s shim6_egr full (maxContexts 2): after P fails the re-homed context stays on the TUN path, REAP explores once, the stream ends intact', { timeout: E2E_TIMEOUT_MS }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft', 'tc', CLANG, 'bpftool'] })) return;
@@ -115,7 +104,7 @@ test('dataPath: kernel: TCP flows the kernel remembered, closed while the re-hom
   assert.equal(flows(), N, 'the flows are still remembered');
   const before = await statusOf(lab);
   // A's sockets close (the process killed): each FIN goes into the TUN, the daemon forgets the flow.
-  clients.kill();
+  clients.child.kill('SIGKILL');
   await waitFor(() => flows() === 0, 'A\'s flow table empty once A closed its sockets', 2 * DEADLINE_MS, 200);
   const closed = (st: Status): number => (typeof st.daemon.kernelEncapsulation === 'object' ? st.daemon.kernelEncapsulation.packets?.flowsClosed : undefined) ?? 0;
   const after = await statusOf(lab);
