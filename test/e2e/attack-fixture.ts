@@ -119,12 +119,19 @@ export class AttackLab {
     return x;
   }
 
-  /** (Re)start host `h`'s daemon with the file's config plus `extra` (a fresh engine: no contexts, full buckets). */
-  async start(h: 'a' | 'b', extra: Record<string, unknown> = this.extra[h] ?? {}): Promise<void> {
+  /**
+   * (Re)start host `h`'s daemon with the file's config plus `extra` (a fresh engine: no contexts,
+   * full buckets). Returns when the new daemon started (ms, after the one before it stopped): its
+   * log lines are those from then on. The daemon before it may log after a test's own start, as
+   * when B, started first, sets up again with it a context B's cache file saved.
+   */
+  async start(h: 'a' | 'b', extra: Record<string, unknown> = this.extra[h] ?? {}): Promise<number> {
     const p = this.procs[h];
     if (p) await stopProcess(p);
+    const startedAt = Date.now();
     writeLabDaemonConfig(this.lab, h, extra);
     this.procs[h] = await startLabDaemon(this.lab, h);
+    return startedAt;
   }
 
   async stopAll(): Promise<void> {

@@ -48,11 +48,13 @@ for (const forged of [false, true]) {
     if (!l) return;
     // Before the daemons start: a daemon restarted in this shared lab sets up again the contexts
     // its cache file saved (docs/operations.md "Protection that lasts"), before the stream starts.
+    // A's context is its new daemon's: B, restarted first, may set up its saved context with A's
+    // previous daemon, which logs it after `since` (CI run 165).
     const since = Date.now();
     await l.start('b');
-    await l.start('a');
+    const aStarted = await l.start('a');
     const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
-    const established = await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
+    const established = await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= aStarted, 20_000);
 
     // What the attacker learns from the wire: A's tag, in B→A payload packets (on the kernel path,
     // where the stream goes plain, in B's Keepalives to A) sent since this context came up: the
@@ -96,9 +98,9 @@ test('on-path: while A↔B is live, I2s claiming B\'s ULID with B\'s replayed PD
   if (!l) return;
   const since = Date.now(); // before the daemons start (as above)
   await l.start('b');
-  await l.start('a');
+  const aStarted = await l.start('a');
   const stream = runStream(l.lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 5000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 8000 });
-  await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since, 20_000);
+  await waitLog(l.lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= aStarted, 20_000);
   const before = contextWithB((await l.status()).engine.contexts);
   assert.ok(before, 'A has an established context with B');
   await l.attacker.socket('claim', LAB_ADDR.xP);
