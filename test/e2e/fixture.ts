@@ -118,7 +118,8 @@ export function tcpSockets(ns: string, peer: string): string {
 
 /** A stream (runStream) ended whole and intact. */
 export function streamIntact(r: Awaited<ReturnType<typeof runStream>>): void {
-  assert.equal(r.complete, true, 'the stream ended normally');
+  const lastData = r.samples.filter((x) => x.bytes > 0).at(-1);
+  assert.equal(r.complete, true, `the stream ended normally (sent ${r.bytes_sent}, verified ${r.bytes_verified}, longest gap ${r.stall_ms} ms, last data at B ${lastData === undefined ? 'never' : `${lastData.t - r.connectedAt} ms after it connected`})`);
   assert.equal(r.corrupt, 0);
   assert.equal(r.bytes_verified, r.bytes_sent, 'every octet once and intact');
 }
