@@ -11,7 +11,7 @@ import type { TestContext } from 'node:test';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../helpers/cli.ts';
-import { labFor, type Lab } from '../../lab/topology.ts';
+import { labFor, sh, type Lab } from '../../lab/topology.ts';
 import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
 import type { runStream } from '../../lab/run.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
@@ -20,6 +20,7 @@ import { createInterface } from 'node:readline';
 import assert from 'node:assert/strict';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { BPF_PIN_DIR } from '../../shim/dataplane/bpf-encap.ts';
 
 let n = 0;
 
@@ -63,15 +64,31 @@ export async function daemons(t: TestContext, lab: Lab, timers: Record<string, n
   return s;
 }
 
-/** Both daemons' status, as JSON beside their logs (kept with them by keepLogs); a daemon not running (or not answering) is skipped. */
+/**
+ * Both daemons' status, as JSON beside their logs (kept with them by keepLogs); a daemon not
+ * running (or not answering) is skipped. Beside it, `kernel-<h>.log`: the host's TCP sockets
+ * (`ss -tin`) and, with the kernel encapsulation on, its maps of contexts (shim6_egr, shim6_ing),
+ * read through the daemon's own mount namespace, where they are pinned: what a stalled stream left.
+ */
 async function keepStatus(lab: Lab): Promise<void> {
   for (const h of ['a', 'b'] as const) {
+    let st: { daemon?: { pid?: number; kernelEncapsulation?: unknown } };
     try {
-      const st = await controlRequest(labDaemonFiles(lab, h).control, 'status');
+      st = await controlRequest(labDaemonFiles(lab, h).control, 'status') as typeof st;
       writeFileSync(path.join(lab.stateDir, `status-${h}.log`), JSON.stringify(st, null, 1) + '\n');
     } catch {
-      // stopped by the test itself, or never up
+      continue; // stopped by the test itself, or never up
     }
+    const parts = [['ss -tin', ['ip', 'netns', 'exec', h === 'a' ? lab.a : lab.b, 'ss', '-tin']]] as Array<[string, string[]]>;
+    const pid = st.daemon?.pid;
+    if (pid !== undefined && st.daemon?.kernelEncapsulation !== undefined) {
+      for (const m of ['shim6_egr', 'shim6_ing']) parts.push([m, ['nsenter', '-t', String(pid), '-m', 'bpftool', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/${m}`]]);
+    }
+    const text = parts.map(([title, argv]) => {
+      const r = sh(argv, { check: false, timeoutMs: 10_000 });
+      return `== ${title}\n${r.stdout}${r.stderr}`;
+    });
+    writeFileSync(path.join(lab.stateDir, `kernel-${h}.log`), text.join('\n'));
   }
 }
 
