@@ -11,7 +11,7 @@ import type { TestContext } from 'node:test';
 import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../helpers/cli.ts';
-import { labFor, sh, type Lab } from '../../lab/topology.ts';
+import { LAB_IF, labFor, sh, type Lab } from '../../lab/topology.ts';
 import { labDown, labUp, type LabUpOptions } from '../../lab/lab.ts';
 import type { runStream } from '../../lab/run.ts';
 import { readLog, startLabDaemon, startLabShim6, stopProcess, writeLabDaemonConfig, labDaemonFiles, type LabShim6, type LogRecord } from '../../lab/daemons.ts';
@@ -67,8 +67,9 @@ export async function daemons(t: TestContext, lab: Lab, timers: Record<string, n
 /**
  * Both daemons' status, as JSON beside their logs (kept with them by keepLogs); a daemon not
  * running (or not answering) is skipped. Beside it, `kernel-<h>.log`: the host's TCP sockets
- * (`ss -tin`) and, with the kernel encapsulation on, its maps of contexts (shim6_egr, shim6_ing),
- * read through the daemon's own mount namespace, where they are pinned: what a stalled stream left.
+ * (`ss -tin`) and, with the kernel encapsulation on, the tc programs on P and Q and their maps of
+ * contexts (shim6_egr, shim6_ing), read through the daemon's own mount namespace, where they are
+ * pinned: what a stalled stream left.
  */
 async function keepStatus(lab: Lab): Promise<void> {
   for (const h of ['a', 'b'] as const) {
@@ -79,13 +80,16 @@ async function keepStatus(lab: Lab): Promise<void> {
     } catch {
       continue; // stopped by the test itself, or never up
     }
-    const parts = [['ss -tin', ['ip', 'netns', 'exec', h === 'a' ? lab.a : lab.b, 'ss', '-tin']]] as Array<[string, string[]]>;
+    const ns = h === 'a' ? lab.a : lab.b;
+    const parts: Array<[string, string[], string?]> = [['ss -tin', ['ip', 'netns', 'exec', ns, 'ss', '-tin']]];
     const pid = st.daemon?.pid;
     if (pid !== undefined && st.daemon?.kernelEncapsulation !== undefined) {
+      const filters = [LAB_IF.P, LAB_IF.Q].flatMap((dev) => [`filter show dev ${dev} egress`, `filter show dev ${dev} ingress`]);
+      parts.push(['tc filters on P and Q', ['tc', '-n', ns, '-force', '-batch', '-'], filters.join('\n') + '\n']);
       for (const m of ['shim6_egr', 'shim6_ing']) parts.push([m, ['nsenter', '-t', String(pid), '-m', 'bpftool', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/${m}`]]);
     }
-    const text = parts.map(([title, argv]) => {
-      const r = sh(argv, { check: false, timeoutMs: 10_000 });
+    const text = parts.map(([title, argv, input]) => {
+      const r = sh(argv, { check: false, timeoutMs: 10_000, ...(input !== undefined ? { input } : {}) });
       return `== ${title}\n${r.stdout}${r.stderr}`;
     });
     writeFileSync(path.join(lab.stateDir, `kernel-${h}.log`), text.join('\n'));
