@@ -84,7 +84,7 @@ function timeoutSampler(t: TestContext, ns: string): { readAfter: (to: number) =
  * not tell them apart. Fewer back-offs were too few on a busy machine (two busy loops beside the
  * suite): with three (1.6 s) the RTO came within the 53 ms between the context's return and the
  * prompt in CI run 142 (kernel path), with four (3.3 s) within the 93 ms between them in CI run
- * 176 (TUN path), the new daemon's context back 3.2 s after A's start; the 20 ms readings counted
+ * 176 (TUN path), the new daemon's context back about 3.2 s after A's start; the 20 ms readings counted
  * it on both sides of the prompt.
  */
 const BACKED_OFF = 5;
