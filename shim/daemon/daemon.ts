@@ -211,7 +211,7 @@ export class Daemon {
     // that proves it, so its contexts carry its own proof, not our ULID's).
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     const savedTouchedAt = saved ? cacheFileTime(config.cacheFile, saved.file) : undefined;
-    const open = off ? [] : openConnections();
+    const open = off ? [] : openConnections(true);
     const id = identify(config, off, log, { open, saved: savedContexts(saved) });
     if (!off) refusePeersThatAreUs(config, id.host);
     const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };

@@ -11,6 +11,14 @@ import { flowKey, type RestartFlow, type TcpFlow } from '../dataplane/tcp-prompt
 
 /** TCP states that carry an application's connection (established, or closing while data may still flow). */
 const TCP_OPEN_STATES = new Set(['01', '08']); // ESTABLISHED, CLOSE_WAIT
+/**
+ * …and, with `opening`, our own connections still opening (SYN_SENT): at a start, a connect()
+ * whose handshake spans the restart (its SYN or the answer lost while no daemon ran) is
+ * established natively by a SYN retransmitted before the new daemon watches new flows, and would
+ * never be seen again. Not SYN_RECV: those are the peers' handshakes, which anybody can start with
+ * a forged source, and a start must not probe a SYN flood's sources.
+ */
+const TCP_OPENING_STATES = new Set([...TCP_OPEN_STATES, '02']); // SYN_SENT
 /** A UDP socket's state is 01 (TCP_ESTABLISHED) once connect() gave it a peer; an unconnected one is 07. */
 const UDP_CONNECTED_STATES = new Set(['01']);
 
@@ -47,14 +55,14 @@ function* openRows(text: string, states: ReadonlySet<string>): Generator<{ f: st
 }
 
 /**
- * Open connections in `/proc/net/tcp6` (`tcp`: established or close-wait) or
- * `/proc/net/udp6` (`udp`: connected sockets only) text, global IPv6 at both
+ * Open connections in `/proc/net/tcp6` (`tcp`: established or close-wait, and with `opening`
+ * SYN_SENT too) or `/proc/net/udp6` (`udp`: connected sockets only) text, global IPv6 at both
  * ends (no IPv4-mapped, unspecified, loopback, link-local or multicast), each
  * local/peer pair once.
  */
-export function parseSocketTable(text: string, proto: 'tcp' | 'udp'): OpenConnection[] {
+export function parseSocketTable(text: string, proto: 'tcp' | 'udp', opening = false): OpenConnection[] {
   const out = new Map<string, OpenConnection>();
-  for (const { local, peer } of openRows(text, proto === 'tcp' ? TCP_OPEN_STATES : UDP_CONNECTED_STATES)) {
+  for (const { local, peer } of openRows(text, proto === 'udp' ? UDP_CONNECTED_STATES : opening ? TCP_OPENING_STATES : TCP_OPEN_STATES)) {
     const key = `${local} ${peer}`;
     if (!out.has(key)) out.set(key, { local, peer, proto });
   }
@@ -117,11 +125,12 @@ export function parseTcp6Peers(text: string): Ipv6[] {
 
 /**
  * The host's open connections now: TCP, then connected UDP, each local/peer
- * pair once (a table that cannot be read gives none).
+ * pair once (a table that cannot be read gives none). `opening`: our TCP
+ * connections still opening too (at a daemon's start: TCP_OPENING_STATES).
  */
-export function openConnections(files: { tcp: string; udp: string } = { tcp: '/proc/net/tcp6', udp: '/proc/net/udp6' }): OpenConnection[] {
+export function openConnections(opening = false, files: { tcp: string; udp: string } = { tcp: '/proc/net/tcp6', udp: '/proc/net/udp6' }): OpenConnection[] {
   const out = new Map<string, OpenConnection>();
-  for (const c of [...readTable(files.tcp, (t) => parseSocketTable(t, 'tcp')), ...readTable(files.udp, (t) => parseSocketTable(t, 'udp'))]) {
+  for (const c of [...readTable(files.tcp, (t) => parseSocketTable(t, 'tcp', opening)), ...readTable(files.udp, (t) => parseSocketTable(t, 'udp'))]) {
     const key = `${c.local} ${c.peer}`;
     if (!out.has(key)) out.set(key, c);
   }

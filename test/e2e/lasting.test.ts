@@ -6,6 +6,7 @@
 // (renumbering) before the restart. No timing assertions: the stream's own
 // verification (every octet once, intact) and the daemons' logs decide.
 import { test } from 'node:test';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
@@ -14,7 +15,7 @@ import type { LabShim6, LogRecord } from '../../lab/daemons.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
 import { addAddress, removeAddress } from '../../lab/renumber.ts';
-import { daemons, E2E_TIMEOUT_MS, freshLab, log, waitLog, STREAM_RATE } from './fixture.ts';
+import { daemons, E2E_TIMEOUT_MS, freshLab, inNs, log, tcpSockets, waitLog, STREAM_RATE } from './fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import type { KeptUlidView } from '../../shim/daemon/restored.ts';
@@ -86,6 +87,9 @@ test('A\'s daemon restarts with its cache file lost (corrupt); discovery protect
   const s = await daemons(t, lab);
   const { run, mark } = streamFailingAfterRestart(lab, s, withB);
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP, 30_000);
+  // The context comes up before the stream's handshake is through (its SYN is held until then): stopped
+  // at once, the connection may still be opening (CI run 182); the test after this one covers that.
+  await waitFor(() => tcpSockets(lab.a, LAB_ADDR.bP) !== '', 'the stream\'s connection established on A');
   const restartedAt = Date.now();
   mark.restartedAt = restartedAt;
   await s.stopHost('a');
@@ -96,6 +100,38 @@ test('A\'s daemon restarts with its cache file lost (corrupt); discovery protect
   assert.ok((found.started as number) >= 1, 'discovery started for the open connection\'s peer');
   await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt, 30_000);
   survived(await run, restartedAt);
+});
+
+// A connection still opening across the restart: its SYNs are dropped (an nftables table of the test's
+// own in A's namespace) from before A's daemon stops until its successor has started, with no cache file
+// to know B from. The new daemon's scan of the socket tables finds it in SYN_SENT and discovers B: were
+// it left out, the next SYN would make it an established connection that no daemon ever sees (it is no
+// new flow for discovery once answered), carried by plain IPv6 for good.
+test('a connection whose handshake spans A\'s restart (SYN_SENT, its SYNs lost) is found by the new daemon and discovered, with no cache file', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab);
+  const port = 7001;
+  const server = inNs(t, lab.b, `net.createServer((c) => c.resume()).listen(${port}, '::', () => console.log('listening'))`);
+  await waitFor(() => server.lines.includes('listening'), 'a TCP server on B');
+  const restartedAt = Date.now();
+  await s.stopHost('a');
+  writeFileSync(s.files('a').cache, '{ not json');
+  const nft = (script: string): void => { execFileSync('ip', ['netns', 'exec', lab.a, 'nft', '-f', '-'], { input: script }); };
+  nft(`table inet e2e_synhold {\n chain out {\n  type filter hook output priority 0;\n  ip6 daddr ${LAB_ADDR.bP} tcp dport ${port} drop\n }\n}\n`);
+  t.after(() => { try { nft('delete table inet e2e_synhold\n'); } catch { /* gone with the lab */ } });
+  const client = inNs(t, lab.a, `const c = net.connect({ host: '${LAB_ADDR.bP}', port: ${port} }); c.on('connect', () => console.log('connected')); c.on('error', (e) => console.log('error ' + e.code));`);
+  const synSent = (): string => execFileSync('ip', ['netns', 'exec', lab.a, 'ss', '-tnH', 'state', 'syn-sent', 'dst', `[${LAB_ADDR.bP}]`], { encoding: 'utf8' }).trim();
+  await waitFor(() => synSent() !== '', 'A\'s connection to B in SYN_SENT');
+  await s.start('a');
+  const found = await waitLog(lab, 'a', (x) => x.msg === 'open connections of unknown peers: discovery' && Date.parse(x.ts) >= restartedAt, 30_000);
+  assert.equal(found.peers, 1, 'the connection still opening is among the open connections the new daemon found');
+  assert.ok(log(lab, 'a').some((x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt), 'discovery started for B');
+  nft('delete table inet e2e_synhold\n');
+  await waitLog(lab, 'a', (x) => withB(x, restartedAt), 60_000);
+  await waitFor(() => client.lines.includes('connected') || client.lines.some((l) => l.startsWith('error')), 'the connection opened (its next SYN, retransmitted)', 120_000);
+  assert.deepEqual(client.lines, ['connected'], 'the connection opened');
+  assert.notEqual(tcpSockets(lab.a, LAB_ADDR.bP), '', 'A\'s connection to B is established');
 });
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {

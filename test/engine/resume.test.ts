@@ -87,8 +87,12 @@ test('the kernel socket tables: each open connection with its local address; UDP
     { local: '2001:db8::1', peer: '2001:db8::10', proto: 'udp' },
     { local: '2001:db8::9', peer: '2001:db8::10', proto: 'udp' },
   ], 'connected sockets, each local/peer pair once; unconnected (07), IPv4-mapped and link-local ones are no connection');
-  const tcp = head + row(a9, b1, '01') + row(a1, b1, '0A') + row(a1, b1, '08');
+  const b2 = 'B80D0120000000000000000020000000'; // 2001:db8::20
+  const b3 = 'B80D0120000000000000000030000000'; // 2001:db8::30
+  const tcp = head + row(a9, b1, '01') + row(a1, b1, '0A') + row(a1, b1, '08') + row(a1, b2, '02') + row(a1, b3, '03');
   assert.deepEqual(parseSocketTable(tcp, 'tcp').map((c) => c.local), ['2001:db8::9', '2001:db8::1'], 'TCP: established and close-wait, with their own local address');
+  assert.deepEqual(parseSocketTable(tcp, 'tcp', true).map((c) => c.peer), ['2001:db8::10', '2001:db8::10', '2001:db8::20'],
+    'at a start, our connections still opening (SYN_SENT) too; never a peer\'s handshake (SYN_RECV), whose source anybody can forge');
 });
 
 test('the kernel socket table: open TCP flows with octets in flight (send queue not empty), with their ports', () => {
