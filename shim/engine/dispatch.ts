@@ -35,11 +35,17 @@ type Entry<K extends Shim6MessageName> =
 
 const EST_OR_PENDING: readonly State[] = [State.ESTABLISHED, State.I2_SENT, State.I2BIS_SENT];
 
-/** "If I2-SENT, send I2 …; if I2BIS-SENT, send I2bis and proceed" (§10.4, §12.2). */
+/**
+ * "If I2-SENT, send I2 …; if I2BIS-SENT, send I2bis and proceed" (§10.4, §12.2). The Retransmit
+ * timer runs on: re-armed by every nudge, a peer that talks more often than its period (payload
+ * every second, Probes, Update Requests) held the exchange pending for good. That peer may be a
+ * restarted one, established by our R2 to its I1 (§7.4) while the I2 we keep sending carries its
+ * previous instance's validator, which it cannot verify: only the fallback to I1 (§7.12) ends it.
+ */
 export function nudgePending(core: Core, ctx: Context, now: Millis): void {
   const row = core.step(ctx, 'recv-payload');
-  if (row?.send === 'I2') sendI2(core, ctx, now);
-  else if (row?.send === 'I2bis') resendI2bis(core, ctx, now);
+  if (row?.send === 'I2') sendI2(core, ctx, now, false);
+  else if (row?.send === 'I2bis') resendI2bis(core, ctx, now, false);
 }
 
 /**

@@ -95,13 +95,17 @@ export function i1Pair(core: Core, ctx: Context, n: number): LocatorPair {
   return order[n % order.length]!;
 }
 
-/** Send (or resend) the I2 with the R1's validator on the I1's locator pair. */
-export function sendI2(core: Core, ctx: Context, now: Millis): void {
+/**
+ * Send (or resend) the I2 with the R1's validator on the I1's locator pair. `arm`: (re)start the
+ * Retransmit timer; a nudge (dispatch.ts nudgePending) leaves it running, or a peer that sends
+ * anything more often than the timer's period would keep the I2 cycle from ever running out.
+ */
+export function sendI2(core: Core, ctx: Context, now: Millis, arm = true): void {
   ctx.announcedGeneration = core.local.generation;
   const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options(ctx.localUlid)];
   const msg: I2Message = { type: 'I2', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, options };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
-  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
+  if (arm) core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
 }
 
 /**

@@ -117,18 +117,18 @@ export function onSideRetransmit(core: Core, ctx: Context, now: Millis): void {
 }
 
 /** Send (or resend) the I2bis on the R1bis's locator pair (§7.18, §7.19). */
-export function resendI2bis(core: Core, ctx: Context, now: Millis): void {
-  sendI2bis(core, ctx, now, { local: ctx.lpLocal, peer: ctx.lpPeer, port: ctx.port }, ctx.validator!, ctx.respNonce, ctx.r1bisTag, ctx.retries);
+export function resendI2bis(core: Core, ctx: Context, now: Millis, arm = true): void {
+  sendI2bis(core, ctx, now, { local: ctx.lpLocal, peer: ctx.lpPeer, port: ctx.port }, ctx.validator!, ctx.respNonce, ctx.r1bisTag, ctx.retries, arm);
 }
 
-/** An I2bis on `on`, echoing an R1bis's validator, nonce and tag, and its Retransmit timer after `retries`. */
+/** An I2bis on `on`, echoing an R1bis's validator, nonce and tag, and (`arm`, as sendI2's) its Retransmit timer after `retries`. */
 function sendI2bis(core: Core, ctx: Context, now: Millis, on: { local: Ipv6; peer: Ipv6; port: number | undefined }, validator: Uint8Array,
-  responderNonce: number, r1bisTag: number, retries: number): void {
+  responderNonce: number, r1bisTag: number, retries: number, arm = true): void {
   ctx.announcedGeneration = core.local.generation;
   const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator }, ...identityOptions(ctx, on.local, on.peer), ...core.local.options(ctx.localUlid)];
   const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce, packetContextTag: r1bisTag, options };
   core.send(on.local, on.peer, msg, on.port);
-  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, retries)));
+  if (arm) core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, retries)));
 }
 
 /** §7.20: the validator must be the one our R1bis carried; then as for I2. */

@@ -4,7 +4,7 @@
 // of connections already open (`protect`) when it knows them to be capable.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { configuredPair, engineEvents, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, primeWith, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
 import { inPersistTimer, parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows } from '../../shim/daemon/open-connections.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -276,4 +276,31 @@ test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight,
   d.onFlow(flow(201));
   assert.equal(calls.length, 65, 'an outcome frees its slot');
   assert.equal(d.stats.failed, 1);
+});
+
+test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4). Under steady traffic B\'s I2 cycle still runs out, falls back to I1, and both are ESTABLISHED', () => {
+  const { sim, a, b } = configuredPair(205);
+  const savedB = b.engine.exportCaches(sim.now);
+  rebootShimHost(sim, b);
+  b.engine.importCaches(sim.now, savedB);
+  assert.equal(b.engine.protect(sim.now, a.ulid, b.ulid), true);
+  sim.flush();
+  sim.runFor(45); // B's I1 at A after 20 ms, A's R1 back at 40 ms, B's I2 on its way
+  rebootShimHost(sim, a); // the I2 meets A's new instance, which cannot verify the old one's validator
+  sim.runFor(1700);
+  primeWith(sim, a, b);
+  sendShim(sim, a, b);
+  sim.runFor(500);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, 'A\'s new instance: established by B\'s R2 to its I1');
+  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: still waiting for the R2 to its I2 (the race this test is about)');
+  // A talks every second, more often than B's I2 timer: each packet makes B send its I2 again (§12.2).
+  for (let i = 0; i < 60 && b.engine.status().contexts[0]?.state !== State.ESTABLISHED; i++) {
+    sendShim(sim, a, b);
+    sim.runFor(1000);
+  }
+  assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED, 'B fell back to I1 and was answered: established');
+  sim.runFor(5000);
+  assert.ok(sendShim(sim, a, b) && sendShim(sim, b, a), 'both ends carry payload through the context');
+  sim.runFor(1000);
+  assert.equal(a.engine.status().contexts[0]?.reap, 'Operational', 'A\'s REAP back to Operational: B answers its Probes');
 });
