@@ -126,7 +126,7 @@ test('a connection whose handshake spans A\'s restart (SYN_SENT, its SYNs lost) 
   await waitFor(() => synSent() !== '', 'A\'s connection to B in SYN_SENT');
   await s.start('a');
   const found = await waitLog(lab, 'a', (x) => x.msg === 'open connections of unknown peers: discovery' && Date.parse(x.ts) >= restartedAt, 30_000);
-  assert.equal(found.peers, 1, 'the connection still opening is among the open connections the new daemon found');
+  assert.ok((found.peers as number) >= 1, 'the connection still opening is among the open connections the new daemon found');
   assert.ok(log(lab, 'a').some((x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt), 'discovery started for B');
   nft('delete table inet e2e_synhold\n');
   await waitLog(lab, 'a', (x) => withB(x, restartedAt), 60_000);
