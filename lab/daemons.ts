@@ -37,8 +37,8 @@ export interface LabShim6 {
   restart(h: 'a' | 'b'): Promise<void>;
   /** Kill host `h`'s daemon with SIGKILL (a crash: no Close, nothing cleaned up). */
   crash(h: 'a' | 'b'): Promise<void>;
-  /** Start host `h`'s daemon again (after `crash` or `stopHost`). */
-  start(h: 'a' | 'b'): Promise<void>;
+  /** Start host `h`'s daemon again (after `crash` or `stopHost`); `env`: variables of that process over the lab's. */
+  start(h: 'a' | 'b', env?: Record<string, string>): Promise<void>;
   /** SIGTERM host `h`'s daemon only and wait for it (bounded): its peer stays up to answer the Close. */
   stopHost(h: 'a' | 'b'): Promise<void>;
   /** SIGTERM both daemons and wait for them (bounded). */
@@ -107,7 +107,7 @@ export function writeLabDaemonConfig(lab: Lab, h: 'a' | 'b', extra: Record<strin
 }
 
 /** Start host `h`'s daemon and wait (≤ 60 s: a busy machine starts it slowly; only a hang takes that long) for "daemon ready" in its log. */
-export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: boolean } = {}): Promise<ChildProcess> {
+export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: boolean; env?: Record<string, string> } = {}): Promise<ChildProcess> {
   const f = labDaemonFiles(lab, h);
   if (!existsSync(f.config)) writeLabDaemonConfig(lab, h);
   const start = existsSync(f.log) ? readFileSync(f.log, 'utf8').length : 0;
@@ -115,7 +115,7 @@ export async function startLabDaemon(lab: Lab, h: 'a' | 'b', opts: { detached?: 
   const child = spawn('ip', ['netns', 'exec', h === 'a' ? lab.a : lab.b, process.execPath, ...shim6NodeArgs(), 'daemon', '--config', f.config], {
     stdio: ['ignore', fd, fd], detached: opts.detached ?? false,
     // The lab's own state directory: a lab daemon never sees (nor restores) the host's DNS hand-over.
-    env: { ...process.env, STATE_DIRECTORY: lab.stateDir },
+    env: { ...process.env, STATE_DIRECTORY: lab.stateDir, ...opts.env },
   });
   // Detached (`shim6 lab up`): the daemon outlives the CLI; `lab down` stops it.
   if (opts.detached) child.unref();
@@ -206,7 +206,7 @@ export async function startLabShim6(lab: Lab, say: (l: string) => void, opts: La
         if (!p || p.exitCode !== null) return;
         await new Promise<void>((resolve) => { p.once('exit', () => resolve()); p.kill('SIGKILL'); });
       },
-      start: async (h) => { procs[h] = await startLabDaemon(lab, h); restarts++; },
+      start: async (h, env) => { procs[h] = await startLabDaemon(lab, h, env ? { env } : {}); restarts++; },
       stopHost: async (h) => { if (procs[h]) await stopProcess(procs[h]); },
       stop: stopAll,
     };

@@ -38,7 +38,7 @@ import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
-import { inPersistTimer, openConnections, unackedTcpFlows, type OpenConnection } from './open-connections.ts';
+import { inPersistTimer, openConnections, unackedTcpFlows, withOpenedSince, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
 import type { ServiceNotifier } from './service-notify.ts';
@@ -290,7 +290,9 @@ export class Daemon {
       // one whose peer's packets wait (measured under load: 590 ms from established to ready),
       // and the peer's prompt (its TCP back in RTO since we died) would reach a host that cannot
       // carry it yet.
-      const unknown = this.protectOpenConnections(id, open);
+      // The socket tables again: a connection first opened after the scan at the start (read before
+      // the engine, which needs it) and before discovery watched new flows is in neither.
+      const unknown = this.protectOpenConnections(id, withOpenedSince(open, openConnections(true)));
       this.setUpSavedContexts(id, saved);
       this.discoverOpenConnections(unknown);
       // The TUN's events (an address added and removed at each route-cache flush) change no locator.

@@ -123,6 +123,15 @@ export function parseTcp6Peers(text: string): Ipv6[] {
   return [...new Set(parseSocketTable(text, 'tcp').map((c) => c.peer))];
 }
 
+/** Connections are counted once per local/peer pair. */
+const connectionKey = (c: OpenConnection): string => `${c.local} ${c.peer}`;
+
+/** `before`, then those of `now` it does not have (by local/peer pair). */
+export function withOpenedSince(before: readonly OpenConnection[], now: readonly OpenConnection[]): OpenConnection[] {
+  const have = new Set(before.map(connectionKey));
+  return [...before, ...now.filter((c) => !have.has(connectionKey(c)))];
+}
+
 /**
  * The host's open connections now: TCP, then connected UDP, each local/peer
  * pair once (a table that cannot be read gives none). `opening`: our TCP
@@ -131,7 +140,7 @@ export function parseTcp6Peers(text: string): Ipv6[] {
 export function openConnections(opening = false, files: { tcp: string; udp: string } = { tcp: '/proc/net/tcp6', udp: '/proc/net/udp6' }): OpenConnection[] {
   const out = new Map<string, OpenConnection>();
   for (const c of [...readTable(files.tcp, (t) => parseSocketTable(t, 'tcp', opening)), ...readTable(files.udp, (t) => parseSocketTable(t, 'udp'))]) {
-    const key = `${c.local} ${c.peer}`;
+    const key = connectionKey(c);
     if (!out.has(key)) out.set(key, c);
   }
   return [...out.values()];

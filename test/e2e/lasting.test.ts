@@ -3,11 +3,13 @@
 // connection, opened before the restart, is protected again (found in the
 // kernel's socket table, primed from the saved caches), so a black hole of
 // link P afterwards is survived; also after A's ULID address was removed
-// (renumbering) before the restart, and for a connection still opening across it. No timing assertions: the stream's own
+// (renumbering) before the restart, for a connection still opening across it, and for one opened
+// while the new daemon starts. No timing assertions: the stream's own
 // verification (every octet once, intact) and the daemons' logs decide.
 import { test } from 'node:test';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { crossesLinkP, LAB_ADDR, LAB_IF, type Lab } from '../../lab/topology.ts';
@@ -50,6 +52,50 @@ function survived(r: Awaited<ReturnType<typeof runStream>>, restartedAt: number)
 
 /** A's context with B, established at or after `since`. */
 const withB = (x: LogRecord, since: number): boolean => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since;
+
+// A connection opened while A's daemon starts: after its scan of the socket tables (before its
+// engine, which needs that scan), before it watches new flows. The test holds the new daemon in
+// that window for real: its `ip` is a wrapper that makes the daemon's first reading of the host's
+// addresses (the first command after the scan, shim/daemon/daemon.ts `identify`) wait until the
+// test has opened the connection. Its first packet then went out before the new-flows table existed,
+// so discovery never hears of it; the daemon reads the socket tables again once it watches new flows.
+test('a connection opened while A\'s daemon starts (after its first scan, before it watches new flows) is found and discovered, with no cache file', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
+  const lab = await freshLab(t);
+  const s = await daemons(t, lab);
+  const port = 7002;
+  const server = inNs(t, lab.b, `net.createServer((c) => c.resume()).listen(${port}, '::', () => console.log('listening'))`);
+  await waitFor(() => server.lines.includes('listening'), 'a TCP server on B');
+  await s.stopHost('a');
+  writeFileSync(s.files('a').cache, '{ not json');
+  const bin = path.join(lab.stateDir, 'hold-bin');
+  mkdirSync(bin, { recursive: true });
+  const ip = execFileSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).trim();
+  // At most 4 s held: the daemon gives `ip` 5 s (shim/daemon/locators.ts).
+  writeFileSync(path.join(bin, 'ip'), `#!/bin/sh
+if [ "$*" = "-j -6 addr show" ] && mkdir "${bin}/held" 2>/dev/null; then
+  i=0
+  while [ ! -e "${bin}/go" ] && [ $i -lt 400 ]; do sleep 0.01; i=$((i + 1)); done
+  [ -e "${bin}/go" ] || touch "${bin}/timed-out"
+fi
+exec ${ip} "$@"
+`, { mode: 0o755 });
+  const restartedAt = Date.now();
+  const started = s.start('a', { PATH: `${bin}:${process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin'}` });
+  started.catch(() => undefined); // awaited below
+  await waitFor(() => existsSync(path.join(bin, 'held')), 'the new daemon held right after its scan of the socket tables');
+  const client = inNs(t, lab.a, `const c = net.connect({ host: '${LAB_ADDR.bP}', port: ${port} }); c.on('connect', () => console.log('connected')); c.on('error', (e) => console.log('error ' + e.code));`);
+  await waitFor(() => client.lines.includes('connected') || client.lines.some((l) => l.startsWith('error')), 'the connection opened over plain IPv6 while the daemon is held');
+  assert.deepEqual(client.lines, ['connected'], 'the connection opened');
+  writeFileSync(path.join(bin, 'go'), '');
+  await started;
+  assert.equal(existsSync(path.join(bin, 'timed-out')), false, 'the daemon was still held when the connection opened (its window was the one under test)');
+  const found = await waitLog(lab, 'a', (x) => x.msg === 'open connections of unknown peers: discovery' && Date.parse(x.ts) >= restartedAt, 30_000);
+  assert.ok((found.peers as number) >= 1, 'the connection opened during the start is among the open connections the new daemon found');
+  assert.ok(log(lab, 'a').some((x) => x.msg === 'discovery started' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= restartedAt), 'discovery started for B');
+  await waitLog(lab, 'a', (x) => withB(x, restartedAt), 60_000);
+  assert.notEqual(tcpSockets(lab.a, LAB_ADDR.bP), '', 'A\'s connection to B is still established');
+});
 
 for (const how of ['SIGTERM', 'SIGKILL'] as const) {
   test(`A's daemon restarts (${how}) mid-stream; the open connection is protected again and survives P black-holed afterwards`, { timeout: E2E_TIMEOUT_MS }, async (t) => {

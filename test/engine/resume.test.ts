@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configuredPair, engineEvents, primeWith, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
-import { inPersistTimer, parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows } from '../../shim/daemon/open-connections.ts';
+import { inPersistTimer, parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows, withOpenedSince } from '../../shim/daemon/open-connections.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -93,6 +93,15 @@ test('the kernel socket tables: each open connection with its local address; UDP
   assert.deepEqual(parseSocketTable(tcp, 'tcp').map((c) => c.local), ['2001:db8::9', '2001:db8::1'], 'TCP: established and close-wait, with their own local address');
   assert.deepEqual(parseSocketTable(tcp, 'tcp', true).map((c) => c.peer), ['2001:db8::10', '2001:db8::10', '2001:db8::20'],
     'at a start, our connections still opening (SYN_SENT) too; never a peer\'s handshake (SYN_RECV), whose source anybody can forge');
+});
+
+test('the socket tables read again at a start: the first reading, then the connections opened since, each local/peer pair once', () => {
+  const c = (local: string, peer: string, proto: 'tcp' | 'udp' = 'tcp') => ({ local, peer, proto });
+  const first = [c('2001:db8::1', '2001:db8::10'), c('2001:db8::1', '2001:db8::20', 'udp')];
+  const again = [c('2001:db8::1', '2001:db8::20'), c('2001:db8::1', '2001:db8::30'), c('2001:db8::9', '2001:db8::10')];
+  assert.deepEqual(withOpenedSince(first, again), [...first, c('2001:db8::1', '2001:db8::30'), c('2001:db8::9', '2001:db8::10')],
+    'a connection closed since stays (its peer is still protected); a pair already there is not added twice');
+  assert.deepEqual(withOpenedSince([], again), again);
 });
 
 test('the kernel socket table: open TCP flows with octets in flight (send queue not empty), with their ports', () => {
