@@ -238,7 +238,11 @@ export class ContextPaths {
     const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, wroteIn: 0, wroteInBytes: 0, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
     this.watch(c);
-    return this.toKernel(c);
+    if (this.toKernel(c)) return true;
+    // Established off its ULID pair (its exchange went another way, the ULID's link down): the
+    // kernel encapsulates its packets, as after a re-homing.
+    if (!isUlidPair(c)) this.toEncap(c);
+    return c.path !== 'tun';
   }
 
   /** The local ULID of the established context with `peer` whose route this is, if any. */
@@ -353,10 +357,11 @@ export class ContextPaths {
       this.toTun(c);
       return false;
     }
-    // Off its ULID pair: still encapsulated, with the peer's new tag (entries and route replaced);
-    // from the kernel path or the TUN, as a context established off its ULID pair: the TUN.
-    if (c.path === 'encap') this.toEncap(c, true);
-    else this.toTun(c);
+    // Off its ULID pair: encapsulated, with the peer's new tag, whatever path it was on (entries
+    // and route replaced when it already was). From the TUN too: REAP explored when the peer's
+    // exchange came (CI run 201: the peer restarted, its I1 answered over Q), and nothing else
+    // moves an Operational context whose pair stays.
+    this.toEncap(c, c.path === 'encap');
     return c.path !== 'tun';
   }
 

@@ -150,6 +150,32 @@ test('a context recovered on its ULID pair while re-homed, or while REAP explore
   x.consistent('re-homed after the recovery');
 });
 
+test('established again off its ULID pair while REAP explored, or established off it at first: the kernel encapsulation, as after a re-homing', (t) => {
+  const x = lab(t);
+  x.paths.established(L, P, { local: L, peer: P });
+  // P fails: REAP explores (the TUN). The peer's daemon restarts meanwhile; its I1 comes over Q and
+  // our R2 establishes it again on pair Q (same tags), REAP Operational with no reap-state event.
+  x.paths.reapState(P, true, { local: L, peer: P });
+  assert.equal(x.path(), 'tun');
+  assert.equal(x.paths.established(L, P, { local: LQ, peer: PQ }), true, 'off the TUN: the caller must not route it into the TUN');
+  assert.equal(x.path(), 'encap', 'not left on the TUN, where nothing would move it while its pair stays');
+  x.consistent('established again on pair Q from exploring');
+  x.paths.ended(P, false);
+  x.consistent('context ended');
+  // A new context whose exchange went over Q.
+  assert.equal(x.paths.established(L, P, { local: LQ, peer: PQ }), true);
+  assert.equal(x.path(), 'encap');
+  x.consistent('established on pair Q');
+  // From the kernel path (an exchange on Q while the ULID pair still counted as Operational).
+  x.paths.ended(P, false);
+  x.paths.established(L, P, { local: L, peer: P });
+  assert.equal(x.path(), 'kernel');
+  x.engine.peerTag = 444;
+  assert.equal(x.paths.established(L, P, { local: LQ, peer: PQ }), true);
+  assert.equal(x.path(), 'encap');
+  x.consistent('established again on pair Q from the kernel path');
+});
+
 test('re-homed, then REAP explores and comes back to the ULID pair: the context\'s ingress entry is there again', (t) => {
   const x = lab(t);
   x.paths.established(L, P, { local: L, peer: P });
