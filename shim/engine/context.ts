@@ -106,6 +106,8 @@ export class Context implements Timed {
   retries = 0;
   /** I2 cycles that ran out (each a fall back to I1, §7.12); E-FAILED at I2_CYCLES_MAX (retransmit.ts). */
   i2Cycles = 0;
+  /** In I2-SENT: the peer sent us payload or control with our tag since this I2 cycle began (dispatch.ts nudgePending). */
+  i2Nudged = false;
   update: PendingUpdate | undefined = undefined;
   /** REAP state (RFC 5534 §6): 0 Operational, 1 Exploring, 2 InboundOk. */
   reapState = 0;

@@ -40,11 +40,15 @@ const EST_OR_PENDING: readonly State[] = [State.ESTABLISHED, State.I2_SENT, Stat
  * timer runs on: re-armed by every nudge, a peer that talks more often than its period (payload
  * every second, Probes, Update Requests) held the exchange pending for good. That peer may be a
  * restarted one, established by our R2 to its I1 (§7.4) while the I2 we keep sending carries its
- * previous instance's validator, which it cannot verify: only the fallback to I1 (§7.12) ends it.
+ * previous instance's validator, which it cannot verify: only the fallback to I1 (§7.12) ends it,
+ * and a nudged I2 cycle falls back at its next timeout (retransmit.ts).
  */
 export function nudgePending(core: Core, ctx: Context, now: Millis): void {
   const row = core.step(ctx, 'recv-payload');
-  if (row?.send === 'I2') sendI2(core, ctx, now, false);
+  if (row?.send === 'I2') {
+    ctx.i2Nudged = true;
+    sendI2(core, ctx, now, false);
+  }
   else if (row?.send === 'I2bis') resendI2bis(core, ctx, now, false);
 }
 

@@ -20,7 +20,11 @@ export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
   if (ctx.state === State.ESTABLISHED) return onSideRetransmit(core, ctx, now);
   ctx.retries++;
   const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
-  const over = ctx.retries > max;
+  // The peer talks to us with our tag (it has it from our R2 to its I1, §7.4, or from our I2) and
+  // has not answered the I2 for a whole timeout, resent at each of its packets: a peer that restarted
+  // cannot verify its previous instance's validator, and waiting out the cycle (28 s under `rfc`)
+  // changes nothing. Its R2 to our I1 ends the exchange.
+  const over = ctx.retries > max || (ctx.state === State.I2_SENT && ctx.i2Nudged);
   // Each R1 starts an I2 cycle anew: bounded, or a peer that drops every I2 keeps us here forever.
   const exhausted = over && ctx.state === State.I2_SENT && ++ctx.i2Cycles >= I2_CYCLES_MAX;
   const step = core.step(ctx, exhausted ? 'cycles-max' : over ? 'timeout-max' : 'timeout');
@@ -28,6 +32,7 @@ export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
   if (ctx.state === State.E_FAILED) return failEstablishment(core, ctx, now, 'no-answer');
   if (over) {
     ctx.retries = 0; // back to I1 (§7.12): a fresh I1 cycle with a fresh nonce
+    ctx.i2Nudged = false;
     core.table.setNonce(ctx, core.newNonce());
     return sendI1(core, ctx, now);
   }

@@ -92,7 +92,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.I2_SENT, 'recv-I2bis', 'R2', S.I2_SENT, 'Send R2, stay'),
   row(S.I2_SENT, 'recv-R1', '', S.I2_SENT, 'Discard and stay'),
   row(S.I2_SENT, 'timeout', 'I2', S.I2_SENT, 'counter ≤ I2_RETRIES_MAX: send I2'),
-  row(S.I2_SENT, 'timeout-max', 'I1', S.I1_SENT, 'counter > I2_RETRIES_MAX: fall back to I1 (§7.12)'),
+  row(S.I2_SENT, 'timeout-max', 'I1', S.I1_SENT, 'counter > I2_RETRIES_MAX, or the peer sent us payload or control with our tag during the cycle: fall back to I1 (§7.12)'),
   row(S.I2_SENT, 'cycles-max', '', S.E_FAILED, 'the I2 cycle ran out I2_CYCLES_MAX times (the peer answers I1, never I2): E-FAILED (not RFC 5533\'s bound)'),
   row(S.I2_SENT, 'recv-payload', 'I2', S.I2_SENT, 'Accept and send I2 (R2 probably lost)'),
   row(S.I2_SENT, 'close', '', S.IDLE, 'Nothing established yet: drop the context'),

@@ -287,27 +287,32 @@ test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight,
   assert.equal(d.stats.failed, 1);
 });
 
-test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4). Under steady traffic B\'s I2 cycle still runs out, falls back to I1, and both are ESTABLISHED', () => {
-  const { sim, a, b } = configuredPair(205);
+test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4). Under steady traffic B\'s I2 cycle, nudged by A\'s packets, falls back to I1 at its first timeout, and both are ESTABLISHED', () => {
+  // The rfc timers, the default profile: an I2 cycle of 4 + 8 + 16 s, each ±50 %.
+  const rfc = { profile: 'rfc' } as const;
+  const { sim, a, b } = configuredPair(205, { a: rfc, b: rfc });
   const savedB = b.engine.exportCaches(sim.now);
-  rebootShimHost(sim, b);
+  rebootShimHost(sim, b, rfc);
   b.engine.importCaches(sim.now, savedB);
   assert.equal(b.engine.protect(sim.now, a.ulid, b.ulid), true);
   sim.flush();
   sim.runFor(45); // B's I1 at A after 20 ms, A's R1 back at 40 ms, B's I2 on its way
-  rebootShimHost(sim, a); // the I2 meets A's new instance, which cannot verify the old one's validator
+  rebootShimHost(sim, a, rfc); // the I2 meets A's new instance, which cannot verify the old one's validator
   sim.runFor(1700);
   primeWith(sim, a, b);
   sendShim(sim, a, b);
-  sim.runFor(500);
+  sim.runFor(150); // A established after one round trip, its payload at B; B's first I2 timeout is 2–6 s after its I2 (at 45 ms)
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, 'A\'s new instance: established by B\'s R2 to its I1');
   assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: still waiting for the R2 to its I2 (the race this test is about)');
   // A talks every second, more often than B's I2 timer: each packet makes B send its I2 again (§12.2).
+  const talking = sim.now;
   for (let i = 0; i < 60 && b.engine.status().contexts[0]?.state !== State.ESTABLISHED; i++) {
     sendShim(sim, a, b);
     sim.runFor(1000);
   }
   assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED, 'B fell back to I1 and was answered: established');
+  // At the I2's first timeout (at most 6 s after the I2), not once the cycle ran out (14–42 s).
+  assert.ok(sim.now - talking <= 6000, `B fell back to I1 at its first I2 timeout: established ${sim.now - talking} ms after A began talking`);
   sim.runFor(5000);
   assert.ok(sendShim(sim, a, b) && sendShim(sim, b, a), 'both ends carry payload through the context');
   sim.runFor(1000);
