@@ -238,11 +238,7 @@ export class ContextPaths {
     const c: Tracked = { localUlid, peerUlid, path: 'tun', pair: { ...pair }, exploring: false, watched: false, out: 0, in: 0, outBytes: 0, inBytes: 0, carried: undefined, wroteIn: 0, wroteInBytes: 0, encapTag: undefined, livenessAt: 0 };
     this.contexts.set(peerUlid, c);
     this.watch(c);
-    if (this.toKernel(c)) return true;
-    // Established off its ULID pair (its exchange went another way, the ULID's link down): the
-    // kernel encapsulates its packets, as after a re-homing.
-    if (!isUlidPair(c)) this.toEncap(c);
-    return c.path !== 'tun';
+    return this.toKernel(c);
   }
 
   /** The local ULID of the established context with `peer` whose route this is, if any. */
@@ -343,6 +339,7 @@ export class ContextPaths {
    * and what the kernel carried stay (the kernel keeps counting the same ULID pair).
    */
   private reestablished(c: Tracked, pair: LocatorPair): boolean {
+    const explored = c.exploring;
     c.exploring = false;
     c.pair = { ...pair };
     this.unsetEncap(c);
@@ -357,11 +354,14 @@ export class ContextPaths {
       this.toTun(c);
       return false;
     }
-    // Off its ULID pair: encapsulated, with the peer's new tag, whatever path it was on (entries
-    // and route replaced when it already was). From the TUN too: REAP explored when the peer's
-    // exchange came (CI run 201: the peer restarted, its I1 answered over Q), and nothing else
-    // moves an Operational context whose pair stays.
-    this.toEncap(c, c.path === 'encap');
+    // Off its ULID pair: still encapsulated, with the peer's new tag (entries and route replaced),
+    // and encapsulated from the TUN where REAP was exploring, as when REAP settles on a pair: now
+    // Operational, nothing else would move it while its pair stays (CI run 201: the peer restarted
+    // while we explored, and its I1 came over Q). From the kernel path, or the TUN of a context
+    // established off its ULID pair, as such a context: the TUN (our stack's answers to a restart's
+    // challenges must cross the daemon).
+    if (c.path === 'encap' || explored) this.toEncap(c, c.path === 'encap');
+    else this.toTun(c);
     return c.path !== 'tun';
   }
 
