@@ -241,6 +241,19 @@ export class ContextPaths {
     return this.toKernel(c);
   }
 
+  /**
+   * A context established off its ULID pair took the TUN (established(): after our own restart our
+   * stack's answers to the challenges must cross the daemon); the driver calls this once they have.
+   * If REAP still has it Operational on that pair, the kernel encapsulates it as after a re-homing;
+   * otherwise REAP moves it when it settles. Whether it left the TUN.
+   */
+  settle(localUlid: Ipv6, peer: Ipv6): boolean {
+    const c = this.contexts.get(peer);
+    if (c === undefined || c.localUlid !== localUlid || c.path !== 'tun' || c.exploring || isUlidPair(c)) return false;
+    this.toEncap(c);
+    return c.path !== 'tun';
+  }
+
   /** The local ULID of the established context with `peer` whose route this is, if any. */
   owner(peer: Ipv6): Ipv6 | undefined {
     return this.contexts.get(peer)?.localUlid;

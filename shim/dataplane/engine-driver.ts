@@ -28,7 +28,7 @@ import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
 import type { Datagram, IcmpError, UdpTransport } from './udp.ts';
 import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum, writeHeader } from './ip6-packet.ts';
-import { challengeSyn, kickAck, TcpPrompter, type ChallengeAnswer, type RestartFlow, type TcpFlow } from './tcp-prompt.ts';
+import { CHALLENGE_MS, challengeSyn, kickAck, TcpPrompter, type ChallengeAnswer, type RestartFlow, type TcpFlow } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
 import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
@@ -426,10 +426,20 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    * number, with a challenge ACK and changes nothing else (RFC 5961 §4.2; at most one per 0.5 s
    * per socket, net.ipv4.tcp_invalid_ratelimit); that ACK carries our snd_nxt.
    */
-  private challengeOwnStack(localUlid: Ipv6, peerUlid: Ipv6): void {
+  private challengeOwnStack(localUlid: Ipv6, peerUlid: Ipv6): number {
     const flows = this.prompter!.challenge(localUlid, peerUlid, this.clock());
     if (flows.length > 0) this.scheduleFlush();
     for (const f of flows) this.injectTcp(peerUlid, localUlid, challengeSyn(f));
+    return flows.length;
+  }
+
+  /** ContextPaths.settle for the context `localUlid` ↔ `peerUlid` in `ms` (now when 0). */
+  private settleLater(localUlid: Ipv6, peerUlid: Ipv6, ms: number): void {
+    if (ms === 0) {
+      this.contexts.settle(localUlid, peerUlid);
+      return;
+    }
+    setTimeout(() => { if (!this.closed) this.contexts.settle(localUlid, peerUlid); }, ms).unref?.();
   }
 
   /**
@@ -566,14 +576,18 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       // Established again: recovered (R1bis/I2bis), or set up anew by a peer that lost it (its daemon
       // restarted after SIGKILL: an I2 for our live context). TCP sat in RTO back-off meanwhile.
       const again = e.recovered || this.contexts.owner(e.peerUlid) === e.localUlid;
-      if (!this.contexts.established(e.localUlid, e.peerUlid, e.pair)) void this.hold.routeUp(e.localUlid, e.peerUlid);
+      const onTun = !this.contexts.established(e.localUlid, e.peerUlid, e.pair);
+      if (onTun) void this.hold.routeUp(e.localUlid, e.peerUlid);
       this.hold.release(e.peerUlid);
       if (again && this.prompter) this.prompt(e.peerUlid, 'established again');
       // The peer's prompt of its side may come now: ours, if nothing of ours moved meanwhile (promptOwnStack).
       this.prompter?.arm(e.peerUlid, this.clock());
       this.ownStackLogged.delete(`peer ${e.peerUlid}`);
       this.ownStackLogged.delete(`restart ${e.peerUlid}`);
-      if (this.prompter) this.challengeOwnStack(e.localUlid, e.peerUlid);
+      const challenged = this.prompter ? this.challengeOwnStack(e.localUlid, e.peerUlid) : 0;
+      // A new context on the TUN because it came up off its ULID pair: onto the kernel encapsulation
+      // at once, or once our stack's answers to the restart's challenges have crossed the daemon.
+      if (onTun && !again && (e.pair.local !== e.localUlid || e.pair.peer !== e.peerUlid)) this.settleLater(e.localUlid, e.peerUlid, challenged > 0 ? CHALLENGE_MS : 0);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const owner = this.contexts.owner(e.peerUlid);

@@ -150,7 +150,7 @@ test('a context recovered on its ULID pair while re-homed, or while REAP explore
   x.consistent('re-homed after the recovery');
 });
 
-test('established again off its ULID pair while REAP explored: the kernel encapsulation, as when REAP settles on a pair', (t) => {
+test('established again off its ULID pair while REAP explored: the kernel encapsulation, as when REAP settles on a pair; established there otherwise: the TUN until the driver settles it', (t) => {
   const x = lab(t);
   x.paths.established(L, P, { local: L, peer: P });
   // P fails: REAP explores (the TUN). The peer's daemon restarts meanwhile; its I1 comes over Q and
@@ -162,14 +162,30 @@ test('established again off its ULID pair while REAP explored: the kernel encaps
   x.consistent('established again on pair Q from exploring');
   x.paths.ended(P, false);
   x.consistent('context ended');
-  // A new context whose exchange went over Q stays on the TUN (a restart's challenges of our own
-  // stack are answered through it), and so does its establishment again.
+  // A new context whose exchange went over Q takes the TUN (a restart's challenges of our own
+  // stack are answered through it), and so does its establishment again; the driver's settle, once
+  // the challenges are answered, puts it on the encapsulation.
   assert.equal(x.paths.established(L, P, { local: LQ, peer: PQ }), false);
   assert.equal(x.path(), 'tun');
   x.consistent('established on pair Q');
   assert.equal(x.paths.established(L, P, { local: LQ, peer: PQ }), false);
   assert.equal(x.path(), 'tun');
   x.consistent('established again on pair Q, not exploring');
+  assert.equal(x.paths.settle(LQ, P), false, 'another local ULID\'s context: nothing');
+  x.paths.reapState(P, true, { local: LQ, peer: PQ });
+  assert.equal(x.paths.settle(L, P), false, 'REAP explores: it moves the context when it settles');
+  x.paths.reapState(P, false, { local: LQ, peer: PQ });
+  assert.equal(x.path(), 'encap', 'REAP settled on Q');
+  x.paths.ended(P, false);
+  x.paths.established(L, P, { local: LQ, peer: PQ });
+  assert.equal(x.paths.settle(L, P), true);
+  assert.equal(x.path(), 'encap');
+  x.consistent('settled on the encapsulation');
+  assert.equal(x.paths.settle(L, P), false, 'once');
+  x.paths.ended(P, false);
+  x.paths.established(L, P, { local: L, peer: P });
+  assert.equal(x.paths.settle(L, P), false, 'on its ULID pair: the kernel path already');
+  assert.equal(x.path(), 'kernel');
 });
 
 test('re-homed, then REAP explores and comes back to the ULID pair: the context\'s ingress entry is there again', (t) => {

@@ -198,6 +198,13 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     assert.deepEqual([stop?.closed, stop?.left], [1, 0], 'the stop closed its context and set up none after it');
     assert.ok(promptAt >= backAt, 'the prompt came once the context was back');
     assert.equal(timeouts, 0, 'data flowed on at B after the prompt before A\'s TCP timed out again');
+    if (dataPath === 'kernel') {
+      // The context came up off its ULID pair (P black-holed): on the TUN while A's stack answered
+      // the challenges, then the kernel encapsulates it, the stream still running.
+      const encap = log(lab, 'a').find((x) => x.msg === 'context on the kernel encapsulation' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= promptAt);
+      assert.ok(encap, 'A\'s context, established on Q, went onto the kernel encapsulation after the challenges');
+      t.diagnostic(`onto the kernel encapsulation ${Date.parse(encap.ts) - backAt} ms after the context was back`);
+    }
     streamIntact(r);
   });
 }
