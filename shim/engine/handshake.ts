@@ -250,6 +250,7 @@ export function onR1(core: Core, now: Millis, rx: Datagram, msg: R1Message): Dat
   ctx.lpPeer = src;
   ctx.lpLocal = dst;
   ctx.retries = 0;
+  ctx.i2Nudged = false; // an I2 cycle begins
   core.step(ctx, 'recv-R1');
   sendI2(core, ctx, now);
   if (ctx.mode === 'integrated') core.emit({ kind: 'context-answered', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid });

@@ -22,7 +22,7 @@ export function onRetransmit(core: Core, ctx: Context, now: Millis): void {
   const max = ctx.state === State.I1_SENT ? core.timers.i1RetriesMax : ctx.state === State.I2_SENT ? core.timers.i2RetriesMax : core.timers.i2bisRetriesMax;
   // The peer talks to us with our tag (it has it from our R2 to its I1, §7.4, or from our I2) and
   // has not answered the I2 for a whole timeout, resent at each of its packets: a peer that restarted
-  // cannot verify its previous instance's validator, and waiting out the cycle (28 s under `rfc`)
+  // cannot verify its previous instance's validator, and waiting out the cycle (14–42 s under `rfc`)
   // changes nothing. Its R2 to our I1 ends the exchange.
   const over = ctx.retries > max || (ctx.state === State.I2_SENT && ctx.i2Nudged);
   // Each R1 starts an I2 cycle anew: bounded, or a peer that drops every I2 keeps us here forever.
