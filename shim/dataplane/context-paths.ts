@@ -242,8 +242,9 @@ export class ContextPaths {
   }
 
   /**
-   * A context established off its ULID pair took the TUN (established(): after our own restart our
-   * stack's answers to the challenges must cross the daemon); the driver calls this once they have.
+   * A context established (again) off its ULID pair took the TUN (established(): after our own
+   * restart our stack's answers to the challenges must cross the daemon, and the prompts of one
+   * established again go through it); the driver calls this once they have.
    * If REAP still has it Operational on that pair, the kernel encapsulates it as after a re-homing;
    * otherwise REAP moves it when it settles. Whether it left the TUN.
    */

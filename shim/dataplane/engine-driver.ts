@@ -585,9 +585,10 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.ownStackLogged.delete(`peer ${e.peerUlid}`);
       this.ownStackLogged.delete(`restart ${e.peerUlid}`);
       const challenged = this.prompter ? this.challengeOwnStack(e.localUlid, e.peerUlid) : 0;
-      // A new context on the TUN because it came up off its ULID pair: onto the kernel encapsulation
-      // at once, or once our stack's answers to the restart's challenges have crossed the daemon.
-      if (onTun && !again && (e.pair.local !== e.localUlid || e.pair.peer !== e.peerUlid)) this.settleLater(e.localUlid, e.peerUlid, challenged > 0 ? CHALLENGE_MS : 0);
+      // On the TUN because it came up off its ULID pair: onto the kernel encapsulation at once (a new
+      // context, no flow challenged), or once our stack's answers to the restart's challenges, and
+      // the prompts of a context established again (REPROMPT_AFTER_MS), have crossed the daemon.
+      if (onTun && (e.pair.local !== e.localUlid || e.pair.peer !== e.peerUlid)) this.settleLater(e.localUlid, e.peerUlid, challenged > 0 || again ? CHALLENGE_MS : 0);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const owner = this.contexts.owner(e.peerUlid);
