@@ -794,6 +794,6 @@ export class ContextPaths {
 }
 
 /** The context's current locator pair is its ULID pair (no re-homing in force). */
-function isUlidPair(c: ContextPath): boolean {
+export function isUlidPair(c: Pick<ContextPath, 'localUlid' | 'peerUlid' | 'pair'>): boolean {
   return c.pair.local === c.localUlid && c.pair.peer === c.peerUlid;
 }

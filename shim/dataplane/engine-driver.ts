@@ -31,7 +31,7 @@ import { IPV6_HEADER_LENGTH, IPPROTO_TCP, buildPacket, splitPacket, ulpChecksum,
 import { CHALLENGE_MS, challengeSyn, kickAck, TcpPrompter, type ChallengeAnswer, type RestartFlow, type TcpFlow } from './tcp-prompt.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { KernelPathHook } from './kernel-path.ts';
-import { ContextPaths, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
+import { ContextPaths, isUlidPair, type ContextPath, type EncapDetails, type RouteHook, type TunRun } from './context-paths.ts';
 import type { EncapHook, KernelFlow } from './bpf-encap.ts';
 import { HandshakeHold } from './handshake-hold.ts';
 import { IcmpRelay } from './icmp-relay.ts';
@@ -588,7 +588,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       // On the TUN because it came up off its ULID pair: onto the kernel encapsulation at once (a new
       // context, no flow challenged), or once our stack's answers to the restart's challenges, and
       // the prompts of a context established again (REPROMPT_AFTER_MS), have crossed the daemon.
-      if (onTun && (e.pair.local !== e.localUlid || e.pair.peer !== e.peerUlid)) this.settleLater(e.localUlid, e.peerUlid, challenged > 0 || again ? CHALLENGE_MS : 0);
+      if (onTun && !isUlidPair(e)) this.settleLater(e.localUlid, e.peerUlid, challenged > 0 || again ? CHALLENGE_MS : 0);
     }
     if (e.kind === 'context-closed' || e.kind === 'context-failed') {
       const owner = this.contexts.owner(e.peerUlid);

@@ -48,8 +48,7 @@ export function nudgePending(core: Core, ctx: Context, now: Millis): void {
   if (row?.send === 'I2') {
     ctx.i2Nudged = true;
     sendI2(core, ctx, now, false);
-  }
-  else if (row?.send === 'I2bis') resendI2bis(core, ctx, now, false);
+  } else if (row?.send === 'I2bis') resendI2bis(core, ctx, now, false);
 }
 
 /**
