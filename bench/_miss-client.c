@@ -4,8 +4,10 @@
  * latencies share every state of the machine without ever running at once.
  *
  *   _miss-client SECONDS RATE PREFIX TARGET...
- *   TARGET: PORT:a (an AAAA question) or PORT:p (the pair a stub with pickup
- *   sends: TYPE65300 and AAAA in one UDP GSO send, done when both are answered)
+ *   TARGET: PORT:a (an AAAA question, as an application asks a stub), PORT:u (an
+ *   AAAA question as a stub asks its upstream: AD set and 0x20 letter case) or
+ *   PORT:p (the pair a stub with pickup sends its upstream: TYPE65300 and AAAA,
+ *   each as PORT:u's, in one UDP GSO send, done when both are answered)
  *
  * Every 1/RATE s each target is asked once about a name of its own turn
  * (PREFIX<turn>.bench.; the same name for every target of a turn, so each
@@ -57,7 +59,7 @@
 #define PORTS 16
 
 struct target {
-  int port, pair, fd[PORTS];
+  int port, pair, upstream, fd[PORTS];
   long asked, answered;
   long long *sent;   /* ns, per turn */
   uint8_t *due;      /* answers still due, per turn: 1 the AAAA question's, 2 the record question's */
@@ -92,6 +94,15 @@ static size_t query(uint8_t *b, uint16_t id, const char *name, uint16_t qtype) {
   return o + sizeof opt;
 }
 
+/*
+ * The question of `b` (`len` octets) as a stub asks its upstream (resolver/answer-build.ts,
+ * resolver/upstream-case.ts): AD set, and every letter of the name in a random case.
+ */
+static void as_upstream(uint8_t *b, size_t len) {
+  b[3] |= 0x20;
+  for (size_t o = 12; o < len - 11 - 4; o++) if (b[o] >= 'a' && b[o] <= 'z' && (random() & 1)) b[o] -= 'a' - 'A';
+}
+
 static int cmp(const void *a, const void *b) {
   double x = *(const double *)a, y = *(const double *)b;
   return x < y ? -1 : x > y;
@@ -102,15 +113,17 @@ static void ask(struct target *t, const char *name, long turn) {
   uint8_t buf[1024];
   uint16_t id = (uint16_t)(2 * turn);
   size_t len = query(buf, id, name, AAAA_TYPE);
+  if (t->upstream) as_upstream(buf, len);
   struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)t->port), .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   t->due[turn] = t->pair ? 3 : 1;
   int fd = t->fd[random() % PORTS];
   if (t->pair) {
-    /* The record question first, then the address question, in one GSO send, as the stub's. */
-    memmove(buf + len, buf, len);
+    /* The record question first, then the address question (its own letter case), in one GSO send, as the stub's. */
     buf[1] |= 1;
     size_t q = len - 11 - 4;
     buf[q] = CAP_TYPE >> 8; buf[q + 1] = CAP_TYPE & 0xff;
+    query(buf + len, id, name, AAAA_TYPE);
+    as_upstream(buf + len, len);
     struct iovec iov = {.iov_base = buf, .iov_len = 2 * len};
     char ctl[CMSG_SPACE(sizeof(uint16_t))] = {0};
     struct msghdr m = {.msg_name = &to, .msg_namelen = sizeof to, .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
@@ -173,8 +186,9 @@ int main(int argc, char **argv) {
   for (int i = 0; i < n; i++) {
     struct target *t = &ts[i];
     char kind = 0;
-    if (sscanf(argv[4 + i], "%d:%c", &t->port, &kind) != 2 || (kind != 'a' && kind != 'p')) { fprintf(stderr, "bad target %s\n", argv[4 + i]); return 2; }
+    if (sscanf(argv[4 + i], "%d:%c", &t->port, &kind) != 2 || (kind != 'a' && kind != 'u' && kind != 'p')) { fprintf(stderr, "bad target %s\n", argv[4 + i]); return 2; }
     t->pair = kind == 'p';
+    t->upstream = kind != 'a';
     for (int j = 0; j < PORTS; j++) {
       int fd = socket(AF_INET, SOCK_DGRAM, 0);
       struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -229,7 +243,7 @@ int main(int argc, char **argv) {
     struct target *t = &ts[i];
     qsort(t->lat, (size_t)t->answered, sizeof(double), cmp);
     double p50 = t->answered ? t->lat[t->answered / 2] : -1, p10 = t->answered ? t->lat[t->answered / 10] : -1, p90 = t->answered ? t->lat[t->answered * 9 / 10] : -1;
-    printf("%d %c %ld %ld %.1f %.1f %.1f\n", t->port, t->pair ? 'p' : 'a', t->asked, t->answered, p50, p10, p90);
+    printf("%d %c %ld %ld %.1f %.1f %.1f\n", t->port, t->pair ? 'p' : t->upstream ? 'u' : 'a', t->asked, t->answered, p50, p10, p90);
   }
   return 0;
 }

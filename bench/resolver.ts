@@ -307,8 +307,12 @@ function buildMissClient(): void {
   if (r.status !== 0) throw new Error(`bench: cannot compile bench/_miss-client.c with ${cc}: ${r.error?.message ?? r.stderr}`);
 }
 
-/** One target of an interleaved run: a server's port, asked an AAAA question, or Knot asked the pair a stub with pickup sends. */
-interface MissTarget { port: number; pair?: boolean }
+/**
+ * One target of an interleaved run: a server's port, asked an AAAA question as an application
+ * asks; or Knot, asked (`upstream`) an AAAA question as a stub asks it (AD set, 0x20 letter
+ * case), or (`pair`) the pair a stub with pickup sends.
+ */
+interface MissTarget { port: number; pair?: boolean; upstream?: boolean }
 /** A target's figures: questions asked and answered, and the p10, p50 and p90 of its round trips (µs). */
 interface MissFigures { asked: number; answered: number; p10: number; p50: number; p90: number }
 
@@ -328,7 +332,7 @@ interface MissFigures { asked: number; answered: number; p10: number; p50: numbe
  */
 function interleavedLatency(targets: readonly MissTarget[], seconds: number, tag: string): Promise<MissFigures[]> {
   return new Promise((resolve, reject) => {
-    const c = spawn(MISS_CLIENT, [String(seconds), '500', `${tag}-`, ...targets.map((t) => `${t.port}:${t.pair ? 'p' : 'a'}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const c = spawn(MISS_CLIENT, [String(seconds), '500', `${tag}-`, ...targets.map((t) => `${t.port}:${t.pair ? 'p' : t.upstream ? 'u' : 'a'}`)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     c.stdout.on('data', (d: Buffer) => { out += d.toString(); });
@@ -673,7 +677,7 @@ async function main(): Promise<void> {
       let tryNo = 0; // in the names: a repeated try asks names the stubs have not seen
       if (PARTS.has('side')) {
         await settle();
-        const alone = await lowStealAsync(() => interleavedLatency([{ port: authPort }, { port: authPort, pair: true }], LAT_SECONDS, `floor-${round}-${tryNo++}`));
+        const alone = await lowStealAsync(() => interleavedLatency([{ port: authPort, upstream: true }, { port: authPort, pair: true }], LAT_SECONDS, `floor-${round}-${tryNo++}`));
         retried += alone.retries;
         const [single, pair] = alone.value;
         r.floor = { single: single!.p50, pair: pair!.p50 };
@@ -684,7 +688,7 @@ async function main(): Promise<void> {
         await settle();
         const one = key === 'one';
         const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
-        const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort }, { port: authPort, pair: true }] : []),
+        const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort, upstream: true }, { port: authPort, pair: true }] : []),
           ...(one && COMPARE ? [{ port: control['shim6-compare']! }] : [])];
         const run = await lowStealAsync(() => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`));
         retried += run.retries;
