@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS] [--parts LIST] [--compare DIR]`: dnsperf
+ * `npm run bench -- resolver [seconds] [rounds] [threads] [--json] [--rtt MS] [--parts LIST] [--compare DIR] [--timeline]`: dnsperf
  * against shim6's stub, dnsmasq and unbound (both as forwarders), all forwarding
  * to the same local Knot, in one run; each round prints the four targets of the
  * resolver (issue 16) as same-round ratios with pass/miss, and the end their
@@ -33,7 +33,10 @@
  *    (`DIR/bin/shim6.js`, e.g. a `git worktree` of the commit before a change) in
  *    the same one-thread interleaved run: its pickup-latency figure against the
  *    same pickup-off stub and Knot's extra, and its p50 against this tree's, per
- *    round and as medians (not targets).
+ *    round and as medians (not targets);
+ *  - `--timeline` (with `side`): each round's one-thread interleaved run
+ *    under a capture on lo (bench/_timeline.ts, needs tshark), and where its
+ *    misses' time goes, leg by leg, per stub and for Knot asked directly (not targets).
  * Every server's caches are emptied before each of its miss runs (emptyCaches),
  * so that all start them in the same state.
  * Knot answers every name (wildcards, with a capability record), so misses
@@ -69,6 +72,7 @@ import { capLine, capRdataHex } from '../test/resolver/harness.ts';
 import { haveTool } from '../lab/tools.ts';
 import { SHIM6_V8_FLAGS } from '../shim/runtime-paths.ts';
 import { median, medianInterval } from './_stats.ts';
+import { TimelineCapture, timelineLines, type TimelineStub } from './_timeline.ts';
 
 const argv = process.argv.slice(2);
 const JSON_OUT = argv.includes('--json');
@@ -83,6 +87,10 @@ for (const p of PARTS) if (!(PART_NAMES as readonly string[]).includes(p)) throw
 const compareAt = argv.indexOf('--compare');
 /** Another built tree of shim6 whose pickup-on stub joins the one-thread interleaved run (an A/B of two trees in one run). */
 const COMPARE = compareAt >= 0 ? path.resolve(String(argv[compareAt + 1] ?? '')) : undefined;
+/** Capture each round's one-thread interleaved run on lo and print where its misses' time goes (bench/_timeline.ts). */
+const TIMELINE = argv.includes('--timeline');
+if (TIMELINE && !(haveTool('dumpcap') && haveTool('tshark'))) throw new Error('--timeline needs dumpcap and tshark (Debian package tshark)');
+if (TIMELINE && !PARTS.has('side')) throw new Error('--timeline captures a run of the side part: add side to --parts');
 const positional = argv.filter((a, i) => !a.startsWith('--') && !(rttAt >= 0 && i === rttAt + 1) && !(partsAt >= 0 && i === partsAt + 1) && !(compareAt >= 0 && i === compareAt + 1));
 const SECONDS = Number(positional[0] ?? 5);
 const ROUNDS = Number(positional[1] ?? 3);
@@ -346,6 +354,16 @@ function interleavedLatency(targets: readonly MissTarget[], seconds: number, tag
   });
 }
 
+/** `run` under a capture on lo (bench/_timeline.ts), whose figures are printed. */
+async function timed<T>(round: number, stubs: readonly TimelineStub[], knotPort: number, run: () => Promise<T>): Promise<T> {
+  const capture = new TimelineCapture(path.join(os.tmpdir(), `shim6-bench-timeline-${process.pid}.pcapng`), stubs.map((s) => s.pid));
+  await capture.started();
+  const got = await run();
+  say(`round ${round + 1}/${ROUNDS} where the misses' time goes, from a capture on lo of the one-thread interleaved run (not a target; the capture costs every target alike):`);
+  for (const line of timelineLines(await capture.finish(stubs, knotPort))) say(`  ${line}`);
+  return got;
+}
+
 /**
  * Wait until the machine is quiet (under 10 % busy over 200 ms, at most 5 s):
  * a forwarder may still be working off a backlog after its flat-out run (dnsmasq
@@ -537,10 +555,10 @@ async function main(): Promise<void> {
     }
     if (PARTS.has('side')) {
       control['shim6-nopickup-b'] = await freePort();
-      shim6('shim6-nopickup-b', auth.port, ['--no-capability']);
+      pids['shim6-nopickup-b'] = shim6('shim6-nopickup-b', auth.port, ['--no-capability']);
       if (COMPARE) {
         control['shim6-compare'] = await freePort();
-        shim6('shim6-compare', auth.port, [], SHIM6_V8_FLAGS, COMPARE);
+        pids['shim6-compare'] = shim6('shim6-compare', auth.port, [], SHIM6_V8_FLAGS, COMPARE);
       }
     }
     if (PARTS.has('idle')) {
@@ -690,7 +708,8 @@ async function main(): Promise<void> {
         const ports = key === 'far' ? [far[on]!, far[off]!] : [servers[on]!, servers[off]!];
         const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort, upstream: true }, { port: authPort, pair: true }] : []),
           ...(one && COMPARE ? [{ port: control['shim6-compare']! }] : [])];
-        const run = await lowStealAsync(() => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`));
+        const timeline = one && TIMELINE ? ['shim6', 'shim6-nopickup', 'shim6-nopickup-b', ...(COMPARE ? ['shim6-compare'] : [])].map((name) => ({ name, pid: pids[name]!, port: servers[name] ?? control[name]! })) : undefined;
+        const run = await lowStealAsync(() => timeline ? timed(round, timeline, authPort, () => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`)) : interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`));
         retried += run.retries;
         const got = run.value;
         const lost = got.map((g) => g.asked - g.answered);
