@@ -25,7 +25,8 @@ import { median } from './_stats.ts';
 /** A stub whose misses the capture follows. */
 export interface TimelineStub { name: string; pid: number; port: number }
 
-interface Packet { t: number; src: number; dst: number; response: boolean; name: string; qtype: number }
+/** One captured DNS datagram: time (µs), UDP ports, QR, the question's name (lowercased) and type. */
+export interface Packet { t: number; src: number; dst: number; response: boolean; name: string; qtype: number }
 
 /** Medians in µs of one stub's (or Knot's) legs. */
 export interface Legs {
@@ -76,9 +77,11 @@ export class TimelineCapture {
   async finish(stubs: readonly TimelineStub[], knotPort: number): Promise<Timeline> {
     this.snapshot();
     clearInterval(this.snapshots);
-    const exited = new Promise((resolve) => this.dumpcap.once('exit', resolve));
-    this.dumpcap.kill('SIGTERM');
-    await exited;
+    if (this.dumpcap.exitCode === null && this.dumpcap.signalCode === null) {
+      const exited = new Promise((resolve) => this.dumpcap.once('exit', resolve));
+      this.dumpcap.kill('SIGTERM');
+      await exited;
+    }
     const r = spawnSync('tshark', ['-r', this.file, '-T', 'fields', '-E', 'separator=,', '-e', 'frame.time_epoch', '-e', 'udp.srcport', '-e', 'udp.dstport',
       '-e', 'dns.flags.response', '-e', 'dns.qry.name', '-e', 'dns.qry.type'], { encoding: 'utf8', maxBuffer: 1024 * 1024 * 1024 });
     rmSync(this.file, { force: true });
@@ -95,8 +98,11 @@ export class TimelineCapture {
   }
 }
 
-/** Each stub's legs and Knot's, from the capture's packets grouped by question name. */
-function legs(packets: readonly Packet[], stubs: readonly TimelineStub[], owners: ReadonlyMap<number, number>, knot: number): Timeline {
+/**
+ * Each stub's legs and Knot's, from the capture's packets grouped by question name. `owners`:
+ * local UDP port → pid, for the stubs' sockets only.
+ */
+export function legs(packets: readonly Packet[], stubs: readonly TimelineStub[], owners: ReadonlyMap<number, number>, knot: number): Timeline {
   const byName = new Map<string, Packet[]>();
   for (const p of packets) {
     let l = byName.get(p.name);
