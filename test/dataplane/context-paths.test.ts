@@ -182,17 +182,30 @@ test('idle without a tripwire (old kernel, nftables refused it): the readings go
 test('idle with the tripwire: a context that sent and went quiet still gets its liveness Keepalive when due (one wake-up), then the clock sleeps', async (t) => {
   const k = sleepyKernel({ tripwire: true, quietMs: 20 });
   const keepalives: string[] = [];
-  const paths = new ContextPaths({
-    kernel: k.kernel, kernelTraffic: () => true, pollMs: 10, livenessMs: 400, liveness: (_l, p) => { keepalives.push(p); },
-    clock: () => performance.now() as Millis, flush: () => {}, drop: () => {}, fed: () => {},
+  // The Keepalive is due an hour after the context went on the kernel path, whatever the machine's
+  // speed: the clock jumps to 20 ms before then at the reading that puts it to sleep, so the timer
+  // the sleeping clock sets next is the Keepalive's.
+  const LIVENESS_MS = 3_600_000;
+  let offset = 0;
+  const clock = (): Millis => (performance.now() + offset) as Millis;
+  let sleptWith: string[] | undefined;
+  const paths: ContextPaths = new ContextPaths({
+    kernel: k.kernel, kernelTraffic: () => true, pollMs: 10, livenessMs: LIVENESS_MS, liveness: (_l, p) => { keepalives.push(p); },
+    clock, flush: () => {}, drop: () => {}, fed: () => {},
+    ticked: () => {
+      if (sleptWith !== undefined || !paths.pollingStatus().asleep) return;
+      sleptWith = [...keepalives];
+      offset += wentOnKernelPathAt + LIVENESS_MS - 20 - clock();
+    },
   });
   t.after(() => paths.close());
+  const wentOnKernelPathAt = clock();
   assert.equal(paths.established('fd00::a', 'fd00::b', { local: 'fd00::a', peer: 'fd00::b' }), true);
   paths.wake(undefined);
   await paths.readNow(); // first counters
   k.packets(3);
-  await waitFor(() => paths.pollingStatus().asleep, 'asleep after the packets sent', DEADLINE_MS);
-  assert.deepEqual(keepalives, [], 'not due yet when it fell asleep (400 ms after going on the kernel path)');
+  await waitFor(() => sleptWith !== undefined, 'asleep after the packets sent', DEADLINE_MS);
+  assert.deepEqual(sleptWith, [], 'not due yet when it fell asleep');
   await waitFor(() => keepalives.length === 1, 'the liveness Keepalive, due while asleep', DEADLINE_MS);
   assert.equal(paths.pollingStatus().asleep, true, 'still asleep: the reading that sent it saw nothing move');
   assert.equal(await readingsDuring(k.s, 300), 0, 'nothing else due: no reading');
