@@ -232,15 +232,28 @@ test('F3: re-homed onto the kernel encapsulation, UDP datagrams larger than the 
 
   const before = packetsOf(await status(l));
   const big = `const s=require('dgram').createSocket('udp6');let k=0;for(const n of [1400,3000])for(let i=0;i<5;i++)s.send(Buffer.concat([Buffer.from('big'+n+'-'+i+'    ').subarray(0,12),Buffer.alloc(n-12,120)]),9998,${JSON.stringify(LAB_ADDR.bP)},()=>{if(++k===10)s.close()})`;
-  nsExec(l.lab.a, [process.execPath, '-e', big]);
   // ESP (an SPI, a sequence number, 32 octets) from A's ULID to B's, through A's routes and tc programs.
   const esp = Buffer.from(buildPacket(LAB_ADDR.aP, LAB_ADDR.bP, 50, Uint8Array.from({ length: 40 }, (_, i) => (i < 8 ? [0, 0, 0x10, 0x01, 0, 0, 0, 1][i]! : i)))).toString('hex');
-  nsExec(l.lab.a, [process.execPath, '-e', `const a=require(${JSON.stringify(ADDON_PATH)});const p=new Uint8Array(Buffer.from('${esp}','hex'));console.log(a.rawSend([p,p,p,p,p],5))`]);
   const bigs = (): string[] => recv.lines.filter((s) => s.includes(' big'));
+  const arrived = (): number => new Set(bigs().map((s) => s.split(' ')[1])).size;
+  // Datagrams sent once are lost while the context changes paths meanwhile (CI run 222: REAP explored
+  // right after the re-homing while B, restarted with its saved context, established it again):
+  // the batch goes again every 2 s until B has each large datagram and 5 ESP packets.
+  let batches = 0;
+  let sentAt = -Infinity;
   try {
-    await waitFor(() => bigs().length >= 10 && counter(l.lab.b, 'e2e_esp', 'esp_in') >= 5, 'the large datagrams and ESP at B', 2 * DEADLINE_MS, 200);
+    await waitFor(() => {
+      if (arrived() >= 10 && counter(l.lab.b, 'e2e_esp', 'esp_in') >= 5) return true;
+      if (performance.now() - sentAt >= 2000) {
+        sentAt = performance.now();
+        batches++;
+        nsExec(l.lab.a, [process.execPath, '-e', big]);
+        nsExec(l.lab.a, [process.execPath, '-e', `const a=require(${JSON.stringify(ADDON_PATH)});const p=new Uint8Array(Buffer.from('${esp}','hex'));console.log(a.rawSend([p,p,p,p,p],5))`]);
+      }
+      return false;
+    }, 'the large datagrams and ESP at B', 2 * DEADLINE_MS, 200);
   } finally {
-    t.diagnostic(`B received ${bigs().length} of 10 large datagrams (${JSON.stringify(bigs().map((s) => s.split(' ')[0]))}), ${counter(l.lab.b, 'e2e_esp', 'esp_in')} of 5 ESP packets; A's kernel counters before ${JSON.stringify(before)}, now ${JSON.stringify(packetsOf(await status(l)))}`);
+    t.diagnostic(`B received ${arrived()} of 10 large datagrams (${JSON.stringify(bigs().map((s) => s.split(' ')[0]))}) and ${counter(l.lab.b, 'e2e_esp', 'esp_in')} ESP packets from ${batches} batches; A's kernel counters before ${JSON.stringify(before)}, now ${JSON.stringify(packetsOf(await status(l)))}`);
   }
   const after = packetsOf(await status(l));
   assert.deepEqual(new Set(bigs().map((s) => s.split(' ')[1])), new Set([1400, 3000].flatMap((n) => [0, 1, 2, 3, 4].map((i) => `big${n}-${i}`))), 'each large datagram arrived');

@@ -166,7 +166,9 @@ for (const dataPath of ['tun', 'kernel'] as const) {
 // on a busy machine took 25–233 ms between the two (CI runs 124–131), and TCP's backed-off RTO
 // (3.5 s apart by then) can come in that gap: in run 131 (kernel path) one RTO was counted from
 // the context, with the prompt 108 ms after it, though the prompt worked. Such an RTO resumes the
-// stream itself; one after the prompt would mean the prompt did not.
+// stream itself; one after the prompt would mean the prompt did not. So A starts just after one
+// of its TCP's timeouts: in CI run 223 (kernel path, a busy machine) one came due by chance between
+// the prompt and the first sample of data at B.
 // P is black-holed at B (`blackhole-far`): A's packets on P leave A and are lost, so A's TCP times
 // out and retransmits (the socket's timer `on`), which TCPTimeouts counts. Black-holed at A
 // instead, A's own stack refuses them: a socket with nothing in flight then waits in its persist
@@ -180,6 +182,10 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     const { lab, since: stoppedAt, run, sampler, arrivals, backAt } = await restartOnQ(t, dataPath, async (lab, s) => {
       await s.stopHost('a');
       await waitFor(() => backoffIn(down = tcpSockets(lab.a, LAB_ADDR.bP)) >= BACKED_OFF, 'A\'s TCP backed off while A has no daemon', 120_000);
+      // A starts just after one of its TCP's timeouts: the next is a whole backed-off RTO (6 s and
+      // more) away, not due by chance between the prompt and the first sample of data at B.
+      const backoff = backoffIn(down);
+      await waitFor(() => backoffIn(down = tcpSockets(lab.a, LAB_ADDR.bP)) > backoff, 'a timeout of A\'s TCP, to start A just after it', 120_000, 50);
       await s.start('a');
     }, 'blackhole-far');
     t.diagnostic(`A's stream socket as the new daemon started: ${down}`);
