@@ -28,7 +28,7 @@ export interface TimelineStub { name: string; pid: number; port: number }
 /** One captured DNS datagram: time (µs), UDP ports, QR, the question's name (lowercased) and type. */
 export interface Packet { t: number; src: number; dst: number; response: boolean; name: string; qtype: number }
 
-/** Medians in µs of one stub's (or Knot's) legs. */
+/** Medians in µs of one stub's legs. */
 export interface Legs {
   misses: number;
   toUpstream?: number | undefined;
@@ -59,6 +59,7 @@ export class TimelineCapture {
       this.dumpcap.on('exit', (code) => reject(new Error(`dumpcap exited ${code}: ${err.trim()}`)));
     });
     this.snapshots = setInterval(() => this.snapshot(), 250);
+    this.snapshots.unref(); // a capture that failed to start must not keep the bench alive
   }
 
   /** Resolves once packets are being captured. */
