@@ -709,7 +709,8 @@ async function main(): Promise<void> {
         const targets: MissTarget[] = [...ports.map((port) => ({ port })), ...(one ? [{ port: control['shim6-nopickup-b']! }, { port: authPort, upstream: true }, { port: authPort, pair: true }] : []),
           ...(one && COMPARE ? [{ port: control['shim6-compare']! }] : [])];
         const timeline = one && TIMELINE ? ['shim6', 'shim6-nopickup', 'shim6-nopickup-b', ...(COMPARE ? ['shim6-compare'] : [])].map((name) => ({ name, pid: pids[name]!, port: servers[name] ?? control[name]! })) : undefined;
-        const run = await lowStealAsync(() => timeline ? timed(round, timeline, authPort, () => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`)) : interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`));
+        const measure = (): Promise<MissFigures[]> => interleavedLatency(targets, LAT_SECONDS, `side-${round}-${key}-${tryNo++}`);
+        const run = await lowStealAsync(() => (timeline ? timed(round, timeline, authPort, measure) : measure()));
         retried += run.retries;
         const got = run.value;
         const lost = got.map((g) => g.asked - g.answered);
