@@ -108,6 +108,8 @@ export class Context implements Timed {
   i2Cycles = 0;
   /** In I2-SENT: the peer sent us payload or control with our tag since this I2 cycle began (dispatch.ts nudgePending). */
   i2Nudged = false;
+  /** In I2-SENT: the I1 with the I2's nonce went out this I2 cycle (handshake.ts sendI1InI2Cycle). */
+  i2CycleI1 = false;
   update: PendingUpdate | undefined = undefined;
   /** REAP state (RFC 5534 §6): 0 Operational, 1 Exploring, 2 InboundOk. */
   reapState = 0;

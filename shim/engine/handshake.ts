@@ -96,6 +96,24 @@ export function i1Pair(core: Core, ctx: Context, n: number): LocatorPair {
 }
 
 /**
+ * In I2-SENT, once per I2 cycle, after our R2 answered the peer's crossing I1 (§7.4), so the peer
+ * has our tag: an I1 with the I2's Initiator Nonce, on the I2's locator pair. A peer that
+ * restarted since its R1 (both daemons restarted in turn) cannot verify the validator our I2
+ * carries, its previous instance's, so it never answers that I2; but it answers an I1 with the tag
+ * it has from us with its R2 (§7.9), and that R2 echoes the nonce our I2 is waiting for (§7.16):
+ * we are established one round trip after the peer, not at the cycle's next timeout after its
+ * packets nudged us (dispatch.ts nudgePending; that fallback to I1, §7.12, stays for an I1 that is
+ * lost). Nothing of the context changes: the state, the nonce and the I2 cycle stay as they are.
+ * Not RFC 5533's table, which only sends R2 there.
+ */
+function sendI1InI2Cycle(core: Core, ctx: Context): void {
+  if (ctx.state !== State.I2_SENT || ctx.i2CycleI1) return;
+  ctx.i2CycleI1 = true;
+  const msg: I1Message = { type: 'I1', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, options: identityOptions(ctx) };
+  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+}
+
+/**
  * Send (or resend) the I2 with the R1's validator on the I1's locator pair. `arm`: (re)start the
  * Retransmit timer; a nudge (dispatch.ts nudgePending) leaves it running, or a peer that sends
  * anything more often than the timer's period would keep the I2 cycle from ever running out.
@@ -182,16 +200,18 @@ export const i1ReplyGap = (core: Core): number => core.timers.i1Timeout / 2;
  * context draws at most one R2 per context per gap, and no more replies per
  * /64 and overall than the stateless ones may.
  */
-function answerI1(core: Core, now: Millis, ctx: Context, rx: Datagram, initiatorNonce: number): void {
-  if (!core.mayAnswerI1(now, rx.src)) return;
+function answerI1(core: Core, now: Millis, ctx: Context, rx: Datagram, initiatorNonce: number): boolean {
+  if (!core.mayAnswerI1(now, rx.src)) return false;
   ctx.i1AnsweredAt = now;
   sendR2(core, ctx, rx, initiatorNonce);
+  return true;
 }
 
 /**
  * RFC 5533 §7.9, read with §16 (`answersI1There`). Each branch decides before
  * it steps the state table, and no branch changes the context beyond the
- * time of its last R2 to an I1: an I1 proves nothing.
+ * time of its last R2 to an I1 (and in I2-SENT that the cycle's own I1 went,
+ * `sendI1InI2Cycle`): an I1 proves nothing.
  */
 export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): DatagramResult {
   const { src, dst } = rx;
@@ -221,7 +241,8 @@ export function onI1(core: Core, now: Millis, rx: Datagram, msg: I1Message): Dat
   }
   // ESTABLISHED: a retransmitted I1, our R2 was lost. Otherwise crossing I1s (§7.4): CT(peer) stays.
   if (core.step(c, established ? 'recv-I1-ct-match' : 'recv-I1') === undefined) return drop('state');
-  answerI1(core, now, c, rx, msg.initiatorNonce);
+  // In I2-SENT the peer now has our tag: our I1 with the I2's nonce draws its R2 (sendI1InI2Cycle).
+  if (answerI1(core, now, c, rx, msg.initiatorNonce)) sendI1InI2Cycle(core, c);
   return CONSUMED;
 }
 
@@ -251,6 +272,7 @@ export function onR1(core: Core, now: Millis, rx: Datagram, msg: R1Message): Dat
   ctx.lpLocal = dst;
   ctx.retries = 0;
   ctx.i2Nudged = false; // an I2 cycle begins
+  ctx.i2CycleI1 = false;
   core.step(ctx, 'recv-R1');
   sendI2(core, ctx, now);
   if (ctx.mode === 'integrated') core.emit({ kind: 'context-answered', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid });

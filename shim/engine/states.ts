@@ -86,7 +86,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.I1_SENT, 'close', '', S.IDLE, 'Nothing established yet: drop the context'),
 
   row(S.I2_SENT, 'recv-R2', '', S.ESTABLISHED, 'Verify INIT nonce, ESTABLISHED'),
-  row(S.I2_SENT, 'recv-I1', 'R2', S.I2_SENT, 'Send R2, stay'),
+  row(S.I2_SENT, 'recv-I1', 'R2', S.I2_SENT, 'Send R2, stay; and once per I2 cycle an I1 with the I2\'s nonce, which a restarted peer answers with R2 (not RFC 5533\'s table: handshake.ts sendI1InI2Cycle)'),
   row(S.I2_SENT, 'recv-I1-stateless', 'R1', S.I2_SENT, 'Not from the peer as we know it: send R1 as in IDLE, stay'),
   row(S.I2_SENT, 'recv-I2', 'R2', S.I2_SENT, 'Send R2, stay'),
   row(S.I2_SENT, 'recv-I2bis', 'R2', S.I2_SENT, 'Send R2, stay'),

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { configuredPair, engineEvents, primeWith, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
+import { tryDecodeMessage } from '../../shim/wire/index.ts';
 import { inPersistTimer, parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows, withOpenedSince } from '../../shim/daemon/open-connections.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -287,7 +288,7 @@ test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight,
   assert.equal(d.stats.failed, 1);
 });
 
-test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4). Under steady traffic B\'s I2 cycle, nudged by A\'s packets, falls back to I1 at its first timeout, and both are ESTABLISHED', () => {
+test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4), and B by A\'s R2 to the I1 B sends with its I2\'s nonce right after that R2, long before its I2 cycle\'s first timeout', () => {
   // The rfc timers, the default profile: an I2 cycle of 4 + 8 + 16 s, each ±50 %.
   const rfc = { profile: 'rfc' } as const;
   const { sim, a, b } = configuredPair(205, { a: rfc, b: rfc });
@@ -297,13 +298,48 @@ test('a restart race: B sets its saved context up again, A\'s old instance answe
   assert.equal(b.engine.protect(sim.now, a.ulid, b.ulid), true);
   sim.flush();
   sim.runFor(45); // B's I1 at A after 20 ms, A's R1 back at 40 ms, B's I2 on its way
+  const i2At = sim.now;
   rebootShimHost(sim, a, rfc); // the I2 meets A's new instance, which cannot verify the old one's validator
   sim.runFor(1700);
+  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: waiting for the R2 to its I2 (the race this test is about)');
   primeWith(sim, a, b);
   sendShim(sim, a, b);
-  sim.runFor(150); // A established after one round trip, its payload at B; B's first I2 timeout is 2–6 s after its I2 (at 45 ms)
+  // A's I1 at B after 20 ms; B's R2 and its I1 at A after 40 ms; A's R2 at B after 60 ms.
+  sim.runFor(150);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, 'A\'s new instance: established by B\'s R2 to its I1');
-  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: still waiting for the R2 to its I2 (the race this test is about)');
+  assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED, 'B: established by A\'s R2 to its I1');
+  // Before the first timeout of B's I2 cycle (2–6 s after its I2), where the fallback to I1 would have come.
+  assert.ok(sim.now - i2At < 2000, `B established ${sim.now - i2At} ms after its I2, before the cycle's first timeout`);
+  const aCtx = a.engine.status().contexts[0]!;
+  const bCtx = b.engine.status().contexts[0]!;
+  assert.equal(aCtx.peerContextTag, bCtx.contextTag, 'A sends with B\'s tag');
+  assert.equal(bCtx.peerContextTag, aCtx.contextTag, 'B sends with A\'s tag');
+  assert.ok(sendShim(sim, a, b) && sendShim(sim, b, a), 'both ends carry payload through the context');
+  sim.runFor(1000);
+  assert.equal(a.engine.status().contexts[0]?.reap, 'Operational', 'A\'s REAP Operational: B answers');
+});
+
+test('a restart race whose I1 from B is lost: B\'s I2 cycle, nudged by A\'s packets, falls back to I1 at its first timeout, and both are ESTABLISHED', () => {
+  const rfc = { profile: 'rfc' } as const;
+  const { sim, a, b } = configuredPair(205, { a: rfc, b: rfc });
+  const savedB = b.engine.exportCaches(sim.now);
+  rebootShimHost(sim, b, rfc);
+  b.engine.importCaches(sim.now, savedB);
+  assert.equal(b.engine.protect(sim.now, a.ulid, b.ulid), true);
+  sim.flush();
+  sim.runFor(45);
+  rebootShimHost(sim, a, rfc);
+  sim.runFor(1700);
+  // The I1 B sends with its I2's nonce after its R2 to A's I1 is lost on its way.
+  let lost = 0;
+  const isI1 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I1'; };
+  for (const from of b.locators) for (const to of a.locators) sim.setLink(from, to, { dropIf: (p) => isI1(p) && lost++ === 0 }, 'forward');
+  primeWith(sim, a, b);
+  sendShim(sim, a, b);
+  sim.runFor(150);
+  assert.equal(lost, 1, 'B\'s I1 was sent, and lost');
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, 'A\'s new instance: established by B\'s R2 to its I1');
+  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: still waiting for the R2 to its I2');
   // A talks every second, more often than B's I2 timer: each packet makes B send its I2 again (§12.2).
   const talking = sim.now;
   for (let i = 0; i < 60 && b.engine.status().contexts[0]?.state !== State.ESTABLISHED; i++) {
