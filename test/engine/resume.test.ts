@@ -288,10 +288,16 @@ test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight,
   assert.equal(d.stats.failed, 1);
 });
 
-test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4), and B by A\'s R2 to the I1 B sends with its I2\'s nonce right after that R2, long before its I2 cycle\'s first timeout', () => {
-  // The rfc timers, the default profile: an I2 cycle of 4 + 8 + 16 s, each ±50 %.
+/**
+ * Both daemons restarted in turn, under the rfc timers (the default profile: an I2 cycle of
+ * 4 + 8 + 16 s, each ±50 %): B sets its saved context up again; A's old instance answers its I1
+ * with an R1 and is gone before B's I2, which meets A's new instance, unable to verify the old
+ * one's validator. 1.7 s later, B still in I2-SENT.
+ */
+function restartRace(): ReturnType<typeof configuredPair> & { i2At: number } {
   const rfc = { profile: 'rfc' } as const;
-  const { sim, a, b } = configuredPair(205, { a: rfc, b: rfc });
+  const pair = configuredPair(205, { a: rfc, b: rfc });
+  const { sim, a, b } = pair;
   const savedB = b.engine.exportCaches(sim.now);
   rebootShimHost(sim, b, rfc);
   b.engine.importCaches(sim.now, savedB);
@@ -299,9 +305,14 @@ test('a restart race: B sets its saved context up again, A\'s old instance answe
   sim.flush();
   sim.runFor(45); // B's I1 at A after 20 ms, A's R1 back at 40 ms, B's I2 on its way
   const i2At = sim.now;
-  rebootShimHost(sim, a, rfc); // the I2 meets A's new instance, which cannot verify the old one's validator
+  rebootShimHost(sim, a, rfc);
   sim.runFor(1700);
-  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: waiting for the R2 to its I2 (the race this test is about)');
+  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: waiting for the R2 to its I2 (the race these tests are about)');
+  return { ...pair, i2At };
+}
+
+test('a restart race: B sets its saved context up again, A\'s old instance answers R1 and is gone before the I2; A\'s new one is established by B\'s R2 to its I1 (§7.4), and B by A\'s R2 to the I1 B sends with its I2\'s nonce right after that R2, long before its I2 cycle\'s first timeout', () => {
+  const { sim, a, b, i2At } = restartRace();
   primeWith(sim, a, b);
   sendShim(sim, a, b);
   // A's I1 at B after 20 ms; B's R2 and its I1 at A after 40 ms; A's R2 at B after 60 ms.
@@ -320,16 +331,7 @@ test('a restart race: B sets its saved context up again, A\'s old instance answe
 });
 
 test('a restart race whose I1 from B is lost: B\'s I2 cycle, nudged by A\'s packets, falls back to I1 at its first timeout, and both are ESTABLISHED', () => {
-  const rfc = { profile: 'rfc' } as const;
-  const { sim, a, b } = configuredPair(205, { a: rfc, b: rfc });
-  const savedB = b.engine.exportCaches(sim.now);
-  rebootShimHost(sim, b, rfc);
-  b.engine.importCaches(sim.now, savedB);
-  assert.equal(b.engine.protect(sim.now, a.ulid, b.ulid), true);
-  sim.flush();
-  sim.runFor(45);
-  rebootShimHost(sim, a, rfc);
-  sim.runFor(1700);
+  const { sim, a, b } = restartRace();
   // The I1 B sends with its I2's nonce after its R2 to A's I1 is lost on its way.
   let lost = 0;
   const isI1 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I1'; };
