@@ -5,7 +5,8 @@
 // to (the peer's ULID or a locator DNS or configuration gave, where our own I1s go; a locator the
 // handshake or a probe showed return-routable), and no more than once per context in half an
 // I1 timeout, through the reply limits. Anything else gets what an I1 gets in IDLE: a stateless,
-// rate-limited R1 no larger than twice the I1.
+// rate-limited R1 no larger than twice the I1. In I2-SENT the R2 is followed by an I1 of ours with
+// the I2's nonce, once per I2 cycle (docs/engine.md "An I1 in I2-SENT").
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
@@ -99,6 +100,37 @@ test('crossing I1s from the peer are still answered with R2 where it is known; f
   assert.deepEqual(traceAfter(sim, m).filter((l) => l.from === 'a' && l.dst === b.ulid).map((l) => l.type), ['R2']);
   sim.runFor(500);
   assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
+});
+
+test('I2-SENT: I1s forged from the peer\'s ULID draw at most one R2 per half I1 timeout and one I1 with the I2\'s nonce per I2 cycle; the context does not change', () => {
+  const { sim, a, b } = shimPair(4107);
+  // B's R2s never reach A: A stays in I2-SENT (its first I2 cycle: 0.5 + 1 + 2 s, ±50 %).
+  const isR2 = (p: { bytes: Uint8Array }): boolean => { try { return decodeMessage(p.bytes).type === 'R2'; } catch { return false; } };
+  for (const from of b.locators) for (const to of a.locators) sim.setLink(from, to, { dropIf: isR2 }, 'forward');
+  const m0 = mark(sim);
+  primeWith(sim, a, b);
+  sim.runFor(60); // I1, R1, I2: A in I2-SENT
+  const before = a.engine.status().contexts[0]!;
+  assert.equal(before.state, State.I2_SENT);
+  const i2 = traceAfter(sim, m0).find((l) => l.from === 'a' && l.type === 'I2')!.message as { initiatorNonce: number };
+  const m = mark(sim);
+  const rng = new SimRng(sim.seed ^ 0x77);
+  const claim: Shim6Option = { type: 'UlidPair', critical: false, senderUlid: b.ulid, receiverUlid: a.ulid };
+  // 200 I1s naming (B, A) from B's ULID (where A's own I1 went) in 1 s, within the cycle.
+  for (let i = 0; i < 200; i++) {
+    sim.adversary.inject({ src: b.ulid, dst: a.ulid, bytes: encodeMessage({ type: 'I1', contextTag: rng.int(2 ** 47), initiatorNonce: rng.int(2 ** 32), options: i % 2 === 0 ? [] : [claim] }) });
+    sim.runFor(5);
+  }
+  const fromA = traceAfter(sim, m).filter((l) => l.from === 'a');
+  const r2 = fromA.filter((l) => l.type === 'R2').length;
+  const i1 = fromA.filter((l) => l.type === 'I1');
+  assert.ok(r2 >= 1 && r2 <= 1000 / 150 + 1, `R2s: at most one per half I1 timeout (150 ms): ${r2}`);
+  assert.deepEqual(i1.map((l) => (l.message as { initiatorNonce: number }).initiatorNonce), [i2.initiatorNonce], 'one I1, with the I2\'s nonce');
+  const after = a.engine.status().contexts[0]!;
+  assert.equal(after.state, State.I2_SENT, 'still waiting for the R2 to its I2');
+  assert.equal(after.contextTag, before.contextTag);
+  assert.equal(after.peerContextTag, before.peerContextTag, 'no tag taken from an I1');
+  assert.equal(engineEvents(a).filter((e) => e.kind === 'context-established').length, 0);
 });
 
 test('a peer that lost the context sets it up anew (I1, R1, I2 with a new tag): A\'s context stays and says so, established again with the new tag', () => {
