@@ -79,9 +79,14 @@ export function sendI1(core: Core, ctx: Context, now: Millis): void {
   const pair = i1Pair(core, ctx, ctx.retries);
   ctx.lpPeer = pair.peer;
   ctx.lpLocal = pair.local;
+  transmitI1(core, ctx);
+  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i1Timeout, ctx.retries)));
+}
+
+/** The context's I1 (CT(local), its current nonce), on its current locator pair. */
+function transmitI1(core: Core, ctx: Context): void {
   const msg: I1Message = { type: 'I1', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, options: identityOptions(ctx) };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
-  core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i1Timeout, ctx.retries)));
 }
 
 /** The locator pair of the `n`th I1 (0: the first): our ULID to the peer's preferred locator, then tryOrder. */
@@ -109,8 +114,7 @@ export function i1Pair(core: Core, ctx: Context, n: number): LocatorPair {
 function sendI1InI2Cycle(core: Core, ctx: Context): void {
   if (ctx.state !== State.I2_SENT || ctx.i2CycleI1) return;
   ctx.i2CycleI1 = true;
-  const msg: I1Message = { type: 'I1', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, options: identityOptions(ctx) };
-  core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  transmitI1(core, ctx); // in I2-SENT: the I2's nonce and pair
 }
 
 /**
