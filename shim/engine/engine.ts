@@ -483,8 +483,17 @@ export class Engine {
     return this.core.cache.export(now);
   }
 
+  /**
+   * Load the cache file's entries. What only the configuration said (source `configured`) is kept
+   * only for the peers it still configures: a peer taken out while the daemon was stopped does not
+   * come back from the file for a day, as a reload drops it (`unconfigure`).
+   */
   importCaches(now: Millis, data: CacheSnapshot): void {
-    this.core.cache.import(now, data);
+    const cache = this.core.cache;
+    cache.import(now, data);
+    for (const e of cache.export(now).positive) {
+      if (e.source === 'configured' && this.core.config.peers.get(e.ulid)?.mode !== 'configured') cache.deletePositive(e.ulid);
+    }
   }
 }
 

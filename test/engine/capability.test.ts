@@ -101,6 +101,23 @@ test('a peer taken out of the configuration: its configured positive entry goes;
   assert.deepEqual(positive(), ['dns'], 'DNS knowledge is not the configuration\'s to drop');
 });
 
+test('a restart after a peer was taken out of the configuration: its configured entry does not come back from the cache file; a peer still configured and what DNS said do', () => {
+  const c = '2001:db8:c::1';
+  const before = shimPair(110);
+  const { sim, b } = before;
+  before.a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 86_400, source: 'configured' });
+  before.a.engine.prime(sim.now, { ulid: c, locators: [], ttl: 3600, source: 'dns' });
+  const file = JSON.parse(JSON.stringify(before.a.engine.exportCaches(sim.now))) as ReturnType<typeof before.a.engine.exportCaches>;
+  const imported = (peers: Array<{ ulid: string; mode: 'configured' | 'off' }>): Array<[string, string]> => {
+    const { sim: s2, a } = shimPair(111, { a: { peers } });
+    a.engine.importCaches(s2.now, file);
+    return a.engine.exportCaches(s2.now).positive.map((e): [string, string] => [e.ulid, e.source]).sort();
+  };
+  assert.deepEqual(imported([]), [[c, 'dns']], 'taken out: not kept a day from the file');
+  assert.deepEqual(imported([{ ulid: b.ulid, mode: 'off' }]), [[c, 'dns']], 'now "off": not configured any more');
+  assert.deepEqual(imported([{ ulid: b.ulid, mode: 'configured' }]), [[b.ulid, 'configured'], [c, 'dns']].sort() as Array<[string, string]>);
+});
+
 test('a peer that answers every I1 and drops every I2 (it cannot verify our ULID): E-FAILED after I2_CYCLES_MAX cycles, not I1 → I2 forever', () => {
   const { sim, a, b } = shimPair(111);
   const isI2 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I2'; };
