@@ -37,7 +37,7 @@ import { readFileSync } from 'node:fs';
 import { UsageError, EnvironmentError, ProtocolError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { HBA_DIGEST_ALG_SHA256, CAPABILITY_RR_TYPE } from '../constants.ts';
+import { HBA_DIGEST_ALG_SHA256, CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE } from '../constants.ts';
 import { digestForUlid, type HbaParamsFile } from '../wire/hba-params.ts';
 import { parseServer, type ServerAddress } from '../../zone-tools/dns-transport.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
@@ -152,11 +152,17 @@ export class DnsPublisher {
     this.record([id.ulid]);
   }
 
-  /** The locator set changed (or the daemon started): publish `locators` soon. */
+  /**
+   * The locator set changed (or the daemon started): publish `locators` soon, best first. A record
+   * holds at most CAPABILITY_MAX_LOCATORS: a host with more usable addresses publishes the first ones.
+   */
   update(locators: readonly Ipv6[]): void {
     if (this.stopped || locators.length === 0) return;
-    const next = [...locators];
+    const next = locators.slice(0, CAPABILITY_MAX_LOCATORS);
     if (same(next, this.desired)) return;
+    if (locators.length > next.length) {
+      this.log.warn('dns record: more usable addresses than a record holds, publishing the first', { name: this.cfg.name, addresses: locators.length, published: next.length, left: locators.slice(next.length) });
+    }
     this.desired = next;
     if (!this.inFlight && this.backoffMs === 0) this.schedule(BATCH_MS);
   }
@@ -218,11 +224,14 @@ export class DnsPublisher {
     this.lastAttemptAt = Date.now();
     const started = Date.now();
     const where = hostPort(this.server.host, this.server.port);
-    const host = this.record(want);
-    const rdata = encodeCapabilityRecord(host.record);
-    let step: 'read' | 'update' = 'read';
+    let step: 'build' | 'read' | 'update' = 'build';
     let rounds = 0;
+    const rrType = this.id.recordType ?? CAPABILITY_RR_TYPE;
     try {
+      // Inside the try: a record that cannot be built is this attempt's failure, not the daemon's.
+      const host = this.record(want);
+      const rdata = encodeCapabilityRecord(host.record);
+      step = 'read';
       if (this.verifyDue) {
         this.held = await readRrset(this.server, this.cfg.name, host.rrType, EXCHANGE);
         this.verifyDue = false;
@@ -267,7 +276,7 @@ export class DnsPublisher {
       this.backoffMs = this.backoffMs === 0 ? BACKOFF_FIRST_MS : Math.min(BACKOFF_MAX_MS, this.backoffMs * 2);
       this.st.failures++;
       const e = err as { code?: unknown; message?: string };
-      const message = `${step === 'read' ? `reading the TYPE${host.rrType} RRset of ${this.cfg.name}: ` : ''}${String(e.message ?? err)}`;
+      const message = `${step === 'read' ? `reading the TYPE${rrType} RRset of ${this.cfg.name}: ` : step === 'build' ? `building the record of ${this.cfg.name}: ` : ''}${String(e.message ?? err)}`;
       this.st.lastError = { at: new Date().toISOString(), code: String(e.code ?? 'EDNS_UPDATE'), rcode: err instanceof ProtocolError ? err.rcode ?? null : null, message, retryInMs: this.backoffMs };
       this.log.warn('dns update failed', { name: this.cfg.name, step, code: this.st.lastError.code, rcode: this.st.lastError.rcode, error: message, retryInMs: this.backoffMs, ...(rounds > 0 ? { prerequisiteFailures: rounds } : {}) });
     } finally {

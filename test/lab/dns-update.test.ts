@@ -128,3 +128,19 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), [], 'aaaa: false leaves the AAAA RRset alone');
   });
 }
+
+test('dnsUpdate against knot: a host with more usable addresses than a record holds publishes the first 32, and says so', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
+  const { dns, cfg } = await server(t, 'knot');
+  const { log, lines } = logger();
+  const p = new DnsPublisher(cfg(), { ulid: ULID, hba: undefined, cgaUlid: false }, log);
+  t.after(() => p.stop());
+  const many = [ULID, ...Array.from({ length: 39 }, (_, i) => `2001:db8:40:${(i + 1).toString(16)}::1`)];
+  p.update(many);
+  await waitFor(() => p.status().state === 'idle' || p.status().failures > 0, 'the update settles');
+  assert.equal(p.status().failures, 0, JSON.stringify(p.status().lastError));
+  assert.deepEqual(published(dns.port), many.slice(0, 32));
+  assert.deepEqual(kdigShort(dns.port, [NAME, 'AAAA']), many.slice(0, 32).sort());
+  const warned = lines.find((l) => l.msg === 'dns record: more usable addresses than a record holds, publishing the first');
+  assert.deepEqual([warned?.addresses, warned?.published, warned?.left], [40, 32, many.slice(32)]);
+});
