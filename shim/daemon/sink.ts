@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -150,12 +150,15 @@ export function saveCaches(file: string, data: CacheFile): FileId {
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.${process.pid}.tmp`;
   try {
-    const fd = openSync(tmp, 'w', 0o600);
+    // Never through a symbolic link planted at the temp file's name.
+    const fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
     let id: FileId;
     try {
       // The rename keeps the inode and its creation time: the file names itself (`file`).
       id = fileIdOf(fstatSync(fd));
-      writeSync(fd, JSON.stringify({ ...data, file: id }) + '\n');
+      const bytes = Buffer.from(JSON.stringify({ ...data, file: id }) + '\n');
+      // A write may take part of the data (a full disk takes what fits, then fails the next one).
+      for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off, bytes.length - off);
       fsyncSync(fd); // the rename must not publish a file whose data a power cut loses
     } finally {
       closeSync(fd);

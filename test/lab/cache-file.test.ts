@@ -3,11 +3,13 @@
 // empty `caches.json.<pid>.tmp`, one per daemon process, never removed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CacheFileWriter, loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
 import { Logger } from '../../shim/log.ts';
 import { tmpdir } from '../helpers/tmp.ts';
+import { needs } from '../helpers/prereq.ts';
 
 const SNAPSHOT = { positive: [], negative: [] } as unknown as Parameters<typeof saveCaches>[1];
 const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
@@ -53,3 +55,28 @@ test('the daemon\'s writer skips a write that changes nothing but expiry times f
   assert.equal(writer.save(4300, { ...entry(9000), contexts: [] } as unknown as Parameters<typeof saveCaches>[1]), true, 'the contexts changed');
   assert.equal(writer.skipped, 2);
 });
+
+test('a save onto a full disk fails and leaves the previous file whole (a write that takes part of the data is not the end)', (t) => {
+  if (!needs(t, { root: true, commands: ['mount', 'umount'] })) return;
+  const dir = tmpdir(t, 'caches-full-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+  try {
+    fullDisk(dir);
+  } finally {
+    execFileSync('umount', ['-l', dir]); // before the temp directory's removal
+  }
+});
+
+function fullDisk(dir: string): void {
+  const file = path.join(dir, 'caches.json');
+  saveCaches(file, SNAPSHOT);
+  const before = readFileSync(file, 'utf8');
+  // 2,000 entries: about 200 KB of JSON, more than the 64 KiB the disk has.
+  const big = {
+    positive: Array.from({ length: 2000 }, (_, i) => ({ ulid: `2001:db8:1::${(i + 1).toString(16)}`, locators: [{ address: `2001:db8:2::${(i + 1).toString(16)}`, flags: 0, priority: 0, weight: 1 }], expires: 1e13, source: 'dns' })),
+    negative: [],
+  } as unknown as Parameters<typeof saveCaches>[1];
+  assert.throws(() => saveCaches(file, big), { code: 'ENOSPC' });
+  assert.equal(readFileSync(file, 'utf8'), before, 'the previous file, whole');
+  assert.deepEqual(readdirSync(dir), ['caches.json'], 'no temp file left');
+}
