@@ -6,7 +6,7 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -61,12 +61,22 @@ export class EngineSink implements CapabilitySink {
   }
 }
 
-/** Read the cache file; undefined when missing or unreadable (logged). */
+/**
+ * The largest cache file read (octets): the caches' bounds (10,000 positive entries of up to 32
+ * locators, 10,000 negative ones, SAVED_CONTEXTS_MAX context pairs) take under 40 MB of JSON.
+ */
+export const CACHE_FILE_MAX = 64 * 1024 * 1024;
+
+/**
+ * Read the cache file; undefined when missing or unreadable (logged). Only a regular file, and
+ * at most CACHE_FILE_MAX octets: a FIFO or device in its place must not hold up or fill the start.
+ */
 export function loadCaches(file: string, log: Logger): CacheFile | undefined {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
-  } catch {
+    text = readRegularFile(file, CACHE_FILE_MAX);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') log.warn('ignoring unreadable cache file', { file, error: (err as Error).message });
     return undefined;
   }
   try {
@@ -76,6 +86,22 @@ export function loadCaches(file: string, log: Logger): CacheFile | undefined {
   } catch (err) {
     log.warn('ignoring unreadable cache file', { file, error: (err as Error).message });
     return undefined;
+  }
+}
+
+/** The text of `file` if it is a regular file of at most `max` octets (opened without blocking: a FIFO is refused, not waited on). */
+function readRegularFile(file: string, max: number): string {
+  const fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new Error('not a regular file');
+    if (st.size > max) throw new Error(`larger than ${max} octets`);
+    const buf = Buffer.allocUnsafe(st.size);
+    let n = 0;
+    for (let r; n < buf.length && (r = readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
+    return buf.toString('utf8', 0, n);
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { CacheFileWriter, loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
+import { CACHE_FILE_MAX, CacheFileWriter, loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
 import { Logger } from '../../shim/log.ts';
 import { tmpdir } from '../helpers/tmp.ts';
 import { needs } from '../helpers/prereq.ts';
@@ -80,3 +80,21 @@ function fullDisk(dir: string): void {
   assert.equal(readFileSync(file, 'utf8'), before, 'the previous file, whole');
   assert.deepEqual(readdirSync(dir), ['caches.json'], 'no temp file left');
 }
+
+test('loadCaches reads only a regular file of a bounded size: a FIFO in its place is not waited on, a huge file is not read', (t) => {
+  if (!needs(t, { commands: ['mkfifo', 'truncate'] })) return;
+  const dir = tmpdir(t, 'caches-odd-');
+  const lines: Record<string, unknown>[] = [];
+  const log = new Logger({ format: 'json', sink: { write: (l) => lines.push(JSON.parse(l) as Record<string, unknown>) } });
+  const fifo = path.join(dir, 'fifo.json');
+  execFileSync('mkfifo', [fifo]);
+  assert.equal(loadCaches(fifo, log), undefined);
+  const huge = path.join(dir, 'huge.json');
+  execFileSync('truncate', ['-s', String(CACHE_FILE_MAX + 1), huge]); // sparse: no disk used
+  assert.equal(loadCaches(huge, log), undefined);
+  assert.equal(loadCaches(path.join(dir, 'missing.json'), log), undefined);
+  assert.deepEqual(lines.map((l) => [l.msg, l.file, l.error]), [
+    ['ignoring unreadable cache file', fifo, 'not a regular file'],
+    ['ignoring unreadable cache file', huge, `larger than ${CACHE_FILE_MAX} octets`],
+  ], 'a missing file (the first start) is not worth a warning');
+});
