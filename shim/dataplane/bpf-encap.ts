@@ -369,7 +369,8 @@ export function removePins(dir = BPF_PIN_DIR): void {
 
 /** The tc programs and their maps. */
 export class BpfEncap implements EncapHook {
-  private readonly attached = new Set<string>();
+  /** Links the programs are attached to, by name, with the ifindex of the link they were attached to. */
+  private readonly attached = new Map<string, number>();
   /** Links whose clsact qdisc we added (deleted on close). */
   private readonly qdiscs = new Set<string>();
   private closed = false;
@@ -571,7 +572,7 @@ export class BpfEncap implements EncapHook {
 
   /** Links the programs are attached to. */
   links(): string[] {
-    return [...this.attached];
+    return [...this.attached.keys()];
   }
 
   /** Detach, delete our qdiscs, unpin (and unmount the bpffs we mounted, when empty). Idempotent. */
@@ -579,7 +580,7 @@ export class BpfEncap implements EncapHook {
     if (this.closed) return;
     this.closed = true;
     // One `tc`: our qdiscs go with their filters; on a clsact that was there before, only our two filters.
-    const lines = [...this.attached].flatMap((dev) => this.qdiscs.has(dev)
+    const lines = [...this.attached.keys()].flatMap((dev) => this.qdiscs.has(dev)
       ? [`qdisc del dev ${dev} clsact`]
       : ['egress', 'ingress'].map((dir) => `filter del dev ${dev} ${dir} pref ${ENCAP_PREF} handle 1 bpf`));
     if (lines.length > 0) run('tc', ['-force', '-batch', '-'], lines.join('\n') + '\n');
@@ -591,10 +592,22 @@ export class BpfEncap implements EncapHook {
     if (this.mounted) run('umount', ['/sys/fs/bpf']);
   }
 
-  /** Attach both programs to every Ethernet link not yet attached (links come and go). */
+  /**
+   * Attach both programs to every Ethernet link not yet attached (links come and go). A link gone,
+   * or deleted and made again under its name (a USB NIC plugged in again, a VLAN or veth made
+   * again: another ifindex), took our qdisc and filters with it: forgotten, and the new one attached.
+   */
   private attachAll(): void {
-    const devs = links().filter((dev) => !this.attached.has(dev) && !this.opts.skipLinks?.includes(dev));
+    const now = links();
+    for (const [dev, index] of this.attached) {
+      if (now.includes(dev) && ifindex(dev) === index) continue;
+      this.attached.delete(dev);
+      this.qdiscs.delete(dev);
+    }
+    const devs = now.filter((dev) => !this.attached.has(dev) && !this.opts.skipLinks?.includes(dev));
     if (devs.length === 0) return;
+    // Read before the attaching: a link made again meanwhile then has another index, and is attached next time.
+    const index = new Map(devs.map((dev) => [dev, ifindex(dev)]));
     // Two `tc` processes in the usual case: which links have a clsact qdisc already (someone else's,
     // kept on close), then every qdisc and filter in one batch. When the batch fails somewhere, each
     // link is done again alone to know which one refused.
@@ -605,7 +618,7 @@ export class BpfEncap implements EncapHook {
     const lines = devs.flatMap((dev) => [...(fresh.includes(dev) ? [['qdisc', 'add', 'dev', dev, 'clsact']] : []), filter(dev, 'egress'), filter(dev, 'ingress')]);
     if (shown.ok && run('tc', ['-batch', '-'], lines.map((l) => l.join(' ')).join('\n') + '\n').ok) {
       for (const dev of devs) {
-        this.attached.add(dev);
+        this.attached.set(dev, index.get(dev)!);
         if (fresh.includes(dev)) this.qdiscs.add(dev);
       }
       return;
@@ -613,7 +626,7 @@ export class BpfEncap implements EncapHook {
     for (const dev of devs) {
       // A link without clsact before the batch got it from the batch, or gets it now: ours either way.
       if (run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']).ok || fresh.includes(dev)) this.qdiscs.add(dev);
-      if (run('tc', filter(dev, 'egress')).ok && run('tc', filter(dev, 'ingress')).ok) this.attached.add(dev);
+      if (run('tc', filter(dev, 'egress')).ok && run('tc', filter(dev, 'ingress')).ok) this.attached.set(dev, index.get(dev)!);
       else {
         if (this.qdiscs.delete(dev)) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
         else removeStaleFilters(dev);

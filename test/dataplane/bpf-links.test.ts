@@ -1,0 +1,47 @@
+// The kernel encapsulation's links (shim/dataplane/bpf-encap.ts): its tc programs are attached to
+// every Ethernet link, also to one that is deleted and made again under its name (a USB NIC
+// plugged in again, a VLAN or veth made again) — that link took our qdisc and filters with it.
+// Runs BpfEncap in a namespace of its own (`ip netns exec` also gives it a mount namespace, where
+// it mounts its own bpffs).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { CLANG, needs } from '../helpers/prereq.ts';
+import { NetLab } from '../helpers/netns.ts';
+import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
+
+test('kernel encapsulation: a link deleted and made again under its name gets the tc programs again', (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'tc', CLANG, 'bpftool', 'mount'] })) return;
+  const net = new NetLab(t);
+  const ns = net.ns('bl');
+  const script = `
+    import { spawnSync } from 'node:child_process';
+    import { mkdtempSync, rmSync } from 'node:fs';
+    const { BpfEncap } = await import(${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))});
+    const sh = (a) => { const r = spawnSync(a[0], a.slice(1), { encoding: 'utf8' }); if (r.status !== 0) throw new Error(a.join(' ') + ': ' + r.stderr); return r.stdout; };
+    const filtered = (dev) => sh(['tc', 'filter', 'show', 'dev', dev, 'egress']).includes('shim6_egress');
+    const veth = () => { sh(['ip', 'link', 'add', 'blx0', 'type', 'veth', 'peer', 'name', 'blx1']); for (const d of ['blx0', 'blx1']) sh(['ip', 'link', 'set', d, 'up']); };
+    veth();
+    const cacheDir = mkdtempSync('/tmp/shim6-bpf-links-');
+    const e = BpfEncap.open({ port: 5533, tun: 'blxtun', cacheDir, maxContexts: 16 });
+    const ctx = { localUlid: '2001:db8:1::a', peerUlid: '2001:db8:2::b', localTag: 12345, peerLocators: ['2001:db8:3::b'] };
+    const out = {};
+    try {
+      e.accept(ctx);
+      out.before = filtered('blx0');
+      sh(['ip', 'link', 'del', 'blx0']);
+      veth();
+      e.accept(ctx); // every context's entries attach to the links not yet attached
+      out.after = filtered('blx0');
+      out.links = e.links().sort();
+    } finally {
+      e.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+    out.closed = filtered('blx0');
+    console.log(JSON.stringify(out));
+  `;
+  const r = net.run(ns, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 120_000 });
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: boolean; after: boolean; links: string[]; closed: boolean };
+  assert.deepEqual(res, { before: true, after: true, links: ['blx0', 'blx1'], closed: false },
+    'attached at first, attached again once made again, and nothing left after close');
+});
