@@ -580,7 +580,9 @@ export class BpfEncap implements EncapHook {
     if (this.closed) return;
     this.closed = true;
     // One `tc`: our qdiscs go with their filters; on a clsact that was there before, only our two filters.
-    const lines = [...this.attached.keys()].flatMap((dev) => this.qdiscs.has(dev)
+    // Only on the links attached to: one made again under a name since is not ours to change.
+    const ours = [...this.attached].filter(([dev, index]) => ifindex(dev) === index).map(([dev]) => dev);
+    const lines = ours.flatMap((dev) => this.qdiscs.has(dev)
       ? [`qdisc del dev ${dev} clsact`]
       : ['egress', 'ingress'].map((dir) => `filter del dev ${dev} ${dir} pref ${ENCAP_PREF} handle 1 bpf`));
     if (lines.length > 0) run('tc', ['-force', '-batch', '-'], lines.join('\n') + '\n');

@@ -1,6 +1,7 @@
 // The kernel encapsulation's links (shim/dataplane/bpf-encap.ts): its tc programs are attached to
 // every Ethernet link, also to one that is deleted and made again under its name (a USB NIC
-// plugged in again, a VLAN or veth made again) — that link took our qdisc and filters with it.
+// plugged in again, a VLAN or veth made again) — that link took our qdisc and filters with it,
+// and the close leaves alone a link made again since the attaching.
 // Runs BpfEncap in a namespace of its own (`ip netns exec` also gives it a mount namespace, where
 // it mounts its own bpffs).
 import { test } from 'node:test';
@@ -33,15 +34,20 @@ test('kernel encapsulation: a link deleted and made again under its name gets th
       e.accept(ctx); // every context's entries attach to the links not yet attached
       out.after = filtered('blx0');
       out.links = e.links().sort();
+      // Made again once more, and someone else's clsact put on it before the close: not ours to delete.
+      sh(['ip', 'link', 'del', 'blx0']);
+      veth();
+      sh(['tc', 'qdisc', 'add', 'dev', 'blx0', 'clsact']);
     } finally {
       e.close();
       rmSync(cacheDir, { recursive: true, force: true });
     }
-    out.closed = filtered('blx0');
+    out.othersKept = sh(['tc', 'qdisc', 'show', 'dev', 'blx0']).includes('clsact');
+    out.closed = filtered('blx1');
     console.log(JSON.stringify(out));
   `;
   const r = net.run(ns, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 120_000 });
-  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: boolean; after: boolean; links: string[]; closed: boolean };
-  assert.deepEqual(res, { before: true, after: true, links: ['blx0', 'blx1'], closed: false },
-    'attached at first, attached again once made again, and nothing left after close');
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { before: boolean; after: boolean; links: string[]; othersKept: boolean; closed: boolean };
+  assert.deepEqual(res, { before: true, after: true, links: ['blx0', 'blx1'], othersKept: true, closed: false },
+    'attached at first, attached again once made again; at close, a clsact of someone else\'s on a link made again since is kept, and nothing of ours is left');
 });
