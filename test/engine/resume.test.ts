@@ -52,8 +52,9 @@ test('an ICMPv6 error to a capable peer starts no context (it answers a packet; 
 test('protect(): a peer known to run shim6 gets a context at once; an unknown one does not', () => {
   const { sim, a, b } = configuredPair(203);
   const saved = a.engine.exportCaches(sim.now);
-  // A "restart": a fresh engine with the saved caches (the same seed makes the same identities).
-  const { sim: sim2, a: a2, b: b2 } = shimPair(203);
+  // A "restart": a fresh engine with the saved caches (the same seed makes the same identities),
+  // whose configuration still names B (its cache entry is the configuration's).
+  const { sim: sim2, a: a2, b: b2 } = shimPair(203, { a: (ids) => ({ peers: [{ ulid: ids.b.ulid, mode: 'configured' }] }) });
   assert.equal(b2.ulid, b.ulid);
   a2.engine.importCaches(sim2.now, saved);
   assert.equal(a2.engine.protect(sim2.now, '2001:db8:99::1'), false, 'unknown peer: nothing');
@@ -143,7 +144,7 @@ test('protect() with the connection\'s local ULID: a ULID whose address is gone 
     if (!peerKept) { a.engine.close(sim.now); sim.runFor(2000); assert.equal(b.engine.contextCount, 0); } // SIGTERM: Close first
     // The restart after the ULID's address was removed: the new engine's ULID is the next locator,
     // the old one is kept among the locators, BROKEN (the daemon's orderLocators `keep`).
-    rebootShimHost(sim, a, { localUlid: newUlid, localLocators: [{ address: newUlid }, { address: oldUlid, flags: 0x01 }] });
+    rebootShimHost(sim, a, { localUlid: newUlid, localLocators: [{ address: newUlid }, { address: oldUlid, flags: 0x01 }], peers: [{ ulid: b.ulid, mode: 'configured' }] });
     a.engine.importCaches(sim.now, saved);
     assert.equal(a.engine.protect(sim.now, b.ulid, '2001:db8:99::9'), false, 'a local address that is not ours starts nothing');
     assert.equal(a.engine.protect(sim.now, b.ulid, oldUlid), true);
@@ -166,7 +167,7 @@ test('protect() with the connection\'s local ULID: a ULID whose address is gone 
 test('the default local ULID of protect() is the engine\'s own', () => {
   const { sim, a, b } = configuredPair(210);
   const saved = a.engine.exportCaches(sim.now);
-  rebootShimHost(sim, a);
+  rebootShimHost(sim, a, { peers: [{ ulid: b.ulid, mode: 'configured' }] });
   a.engine.importCaches(sim.now, saved);
   assert.equal(a.engine.protect(sim.now, b.ulid), true);
   sim.runFor(2000);
