@@ -377,9 +377,10 @@ export class Core {
     return { send: row.send, from };
   }
 
-  /** Remove a context from every index (its heap entries die lazily). */
+  /** Remove a context from every index (its heap entries die lazily, or in a compaction: `TimerHeap.compactFor`). */
   removeContext(ctx: Context): void {
     this.table.remove(ctx);
+    this.heap.compactFor(this.table.size);
   }
 
   /** A locator is one of ours (RFC 5533 §12.4 "destination in Ls(local)"). */

@@ -4,7 +4,9 @@
  * Timers are lazy: stopping one just clears its slot; the heap may hold an
  * earlier, stale entry for a context, which fires early, finds nothing due and
  * re-arms. That keeps the heap at about one entry per context even when the
- * Send and Keepalive timers start and stop on every packet.
+ * Send and Keepalive timers start and stop on every packet; the entries of removed
+ * contexts go when they surface, or all at once when they could outnumber the live
+ * ones (`compactFor`).
  * This module knows deadlines only, never what a timer means.
  */
 import type { Millis } from '../time.ts';
@@ -91,6 +93,25 @@ export class TimerHeap<T extends Timed> {
       out.push(w);
     }
     return out;
+  }
+
+  /**
+   * Drop every entry that can no longer fire (a removed owner's, or an owner's earlier stale one)
+   * when such entries could outnumber the live ones: `live` owners hold at most one entry each
+   * that counts. A context set up and removed again and again would otherwise keep each removed
+   * one in memory until its last deadline (the idle timer: minutes). Linear, and run at most once
+   * per `live` + 64 removals, so O(1) per removal.
+   */
+  compactFor(live: number): void {
+    if (this.at.length <= 2 * live + 64) return;
+    const at: number[] = [], who: T[] = [];
+    for (let i = 0; i < this.at.length; i++) {
+      const w = this.who[i]!;
+      if (w.alive && this.at[i] === w.heapAt) { at.push(this.at[i]!); who.push(w); }
+    }
+    this.at = [];
+    this.who = [];
+    for (let i = 0; i < at.length; i++) this.push(at[i]!, who[i]!);
   }
 
   private push(at: number, w: T): void {

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine } from '../../shim/engine/index.ts';
-import { encodeMessage, decodeMessage, findOption, type R1Message } from '../../shim/wire/index.ts';
+import { encodeMessage, decodeMessage, findOption, type R1Message, type R2Message } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
 import { SimRng } from '../helpers/rng.ts';
 
@@ -49,6 +49,28 @@ function i2AcceptedAfter(t1: number, t2: number, tamper = false): boolean {
   assert.equal(b.contextCount, accepted ? 1 : 0);
   return accepted;
 }
+
+test('a peer that sets up its context and closes it 5,000 times (one R1\'s validator, I2 then Close) leaves no removed context in memory: the timer heap stays bounded', () => {
+  const b = engineB(); // rfc timers: a removed context's idle deadline is 600 s away
+  const X = '2001:db8:e1::66';
+  const now = ms(1000);
+  b.handleDatagram(now, { src: X, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 0x1234, initiatorNonce: 1, options: [] }) });
+  const r1 = decodeMessage(b.pollTransmit()!.bytes) as R1Message;
+  const validator = findOption(r1, 'ResponderValidator')!.validator;
+  const i2 = encodeMessage({ type: 'I2', contextTag: 0x1234, initiatorNonce: 2, responderNonce: r1.responderNonce, options: [{ type: 'ResponderValidator', critical: false, validator }] });
+  let most = 0;
+  for (let i = 0; i < 5000; i++) {
+    assert.equal(b.handleDatagram(now, { src: X, dst: B, bytes: i2 }).kind, 'consumed', `I2 #${i}`);
+    const r2 = decodeMessage(b.pollTransmit()!.bytes) as R2Message;
+    while (b.pollTransmit() !== undefined);
+    assert.equal(b.handleDatagram(now, { src: X, dst: B, bytes: encodeMessage({ type: 'Close', contextTag: r2.contextTag, nonce: i, options: [] }) }).kind, 'consumed', `Close #${i}`);
+    while (b.pollTransmit() !== undefined);
+    while (b.pollEvent() !== undefined);
+    most = Math.max(most, internals(b).heap);
+  }
+  assert.equal(b.contextCount, 0);
+  assert.ok(most <= 2 * 1 + 64 + 1, `the timer heap held up to ${most} entries, each keeping a removed context until its idle deadline`);
+});
 
 test('validators: current secret accepted, previous secret accepted (≥ VALIDATOR_MIN_LIFETIME), older rejected, forged rejected', () => {
   assert.equal(i2AcceptedAfter(1_000, 1_500), true, 'current secret');
