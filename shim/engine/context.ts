@@ -110,6 +110,11 @@ export class Context implements Timed {
   i2Nudged = false;
   /** In I2-SENT: the I1 with the I2's nonce went out this I2 cycle (handshake.ts sendI1InI2Cycle). */
   i2CycleI1 = false;
+  /**
+   * Public-key checks of an R2's CGA Signature left (Core.r2Gate): one per I1, I2 or I2bis sent, so
+   * R2s that echo our nonce with a signature that fails cost one verification per message of ours.
+   */
+  r2Checks = 0;
   update: PendingUpdate | undefined = undefined;
   /** REAP state (RFC 5534 §6): 0 Operational, 1 Exploring, 2 InboundOk. */
   reapState = 0;

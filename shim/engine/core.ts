@@ -110,7 +110,10 @@ export interface CgaCounters {
   verified: number;
   /** Answered from the outcome cache: the same PDS, list and signature was checked before. */
   cached: number;
-  /** Not verified: the source /64's or the global verification budget was spent (`verifyLimit`); the message is dropped unproven. */
+  /**
+   * Not verified: the source /64's or the global verification budget was spent (`verifyLimit`), or
+   * an R2's check beyond one per message of ours (`r2Gate`); the message is dropped unproven.
+   */
   limited: number;
   badSignature: number;
   /** Keys refused before any RSA work (shim/wire/cga.ts rsaKeyShape). */
@@ -277,6 +280,25 @@ export class Core {
       get limited() { return limited; },
       admit: () => {
         if (this.admitted(now, verifyLimiter.check(now, src, known), 'verifications')) return true;
+        limited = true;
+        return false;
+      },
+      outcome(o: CgaOutcome) { countCga(guard.cga, o); },
+    };
+  }
+
+  /**
+   * The gate of an R2's CGA Signature check (handshake.ts onR2): only a holder of our nonce gets
+   * that far, and it gets one public-key verification per I1, I2 or I2bis we sent (`ctx.r2Checks`,
+   * given back by each send); outcomes are counted in `guard.cga`.
+   */
+  r2Gate(ctx: Context): MessageGate {
+    const { guard } = this;
+    let limited = false;
+    return {
+      get limited() { return limited; },
+      admit: () => {
+        if (ctx.r2Checks > 0) { ctx.r2Checks--; return true; }
         limited = true;
         return false;
       },

@@ -87,6 +87,7 @@ export function sendI1(core: Core, ctx: Context, now: Millis): void {
 function transmitI1(core: Core, ctx: Context): void {
   const msg: I1Message = { type: 'I1', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, options: identityOptions(ctx) };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  ctx.r2Checks = 1;
 }
 
 /** The locator pair of the `n`th I1 (0: the first): our ULID to the peer's preferred locator, then tryOrder. */
@@ -127,6 +128,7 @@ export function sendI2(core: Core, ctx: Context, now: Millis, arm = true): void 
   const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator: ctx.validator! }, ...identityOptions(ctx), ...core.local.options(ctx.localUlid)];
   const msg: I2Message = { type: 'I2', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce: ctx.respNonce, options };
   core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  ctx.r2Checks = 1;
   if (arm) core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2Timeout, ctx.retries)));
 }
 
@@ -421,7 +423,10 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
   if ((ctx.state === State.ESTABLISHED && !side) || ctx.mode === 'independent') return drop('state');
   const pds = findOption(msg, 'CgaParameterDataStructure')?.pds;
   if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
-  const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds);
+  const gate = core.r2Gate(ctx);
+  const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds, gate);
+  // This message of ours already paid for a verification (a failed one): dropped unverified, nothing changes.
+  if (gate.limited) return drop('cga-limited');
   if (badCgaSignature(checked)) return drop('locator-unverified');
   let recovered = side;
   if (!side) {

@@ -128,6 +128,7 @@ function sendI2bis(core: Core, ctx: Context, now: Millis, on: { local: Ipv6; pee
   const options: Shim6Option[] = [{ type: 'ResponderValidator', critical: false, validator }, ...identityOptions(ctx, on.local, on.peer), ...core.local.options(ctx.localUlid)];
   const msg: I2bisMessage = { type: 'I2bis', contextTag: ctx.ctLocal, initiatorNonce: ctx.initNonce, responderNonce, packetContextTag: r1bisTag, options };
   core.send(on.local, on.peer, msg, on.port);
+  ctx.r2Checks = 1;
   if (arm) core.arm(ctx, TimerKind.Retransmit, now + core.random.jitter(backoff(core.timers.i2bisTimeout, retries)));
 }
 

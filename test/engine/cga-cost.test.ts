@@ -8,8 +8,8 @@
 import { test, mock } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import { Engine, type EngineConfig } from '../../shim/engine/index.ts';
-import { decodeMessage, encodeMessage, type R2Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { Engine, State, type EngineConfig } from '../../shim/engine/index.ts';
+import { decodeMessage, encodeMessage, type I1Message, type R2Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { checkCgaSignature, generateCga, rsaKeyShape, signCgaLocators, verifyCgaSignature } from '../../shim/wire/cga.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../helpers/rng.ts';
@@ -247,4 +247,40 @@ test('Update Requests in a context of the sender\'s own: forged signatures cost 
   assert.equal(reasons.get('locator-unverified'), g.verified - before.verified, 'the verified ones were refused (Error code 2, rate-limited)');
   assert.ok(errors <= g.verified - before.verified, 'no Error for a request left unverified');
   assert.equal(b.status().contexts[0]!.peerLocators.filter((l) => l.verified).length, 2, 'the context\'s locators are as they were');
+});
+
+test('R2s that echo our nonce with forged CGA Signatures cost one RSA verification per I1/I2 we sent; the peer\'s R2 to the next I2 still establishes', () => {
+  const A = '2001:db8:a1::1';
+  const peer = cgaPeer('2001:db8:66::', KEY_SPKI, 23);
+  const a = new Engine({ localLocators: [{ address: A }] }, new SimRng(9));
+  // A starts an exchange (DNS, configuration or host-based discovery: the same I1); whoever
+  // answers it (the responder, or an on-path observer) knows the nonce R2s must echo.
+  a.prime(ms(0), { ulid: peer.ulid, locators: [], ttl: 3600, source: 'dns' });
+  const i1 = decodeMessage(a.pollTransmit()!.bytes) as I1Message;
+  a.handleDatagram(ms(10), { src: peer.ulid, dst: A, bytes: encodeMessage({ type: 'R1', initiatorNonce: i1.initiatorNonce, responderNonce: 7, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(12) }] }) });
+  const sentI2 = (): number => { let n = 0; for (let t = a.pollTransmit(); t !== undefined; t = a.pollTransmit()) if (decodeMessage(t.bytes).type === 'I2') n++; return n; };
+  assert.equal(sentI2(), 1);
+  const r2 = (signature: Uint8Array): Uint8Array => encodeMessage({ type: 'R2', contextTag: 0x4242, initiatorNonce: i1.initiatorNonce, options: [
+    peer.list, { type: 'CgaParameterDataStructure', critical: false, pds: peer.params }, { type: 'CgaSignature', critical: false, signature },
+  ] });
+  const forged = bytesFrom(77);
+  const reasons = new Map<string, number>();
+  const verify = mock.method(crypto, 'verify');
+  try {
+    for (let n = 0; n < 2000; n++) { // 2,000 in 200 ms
+      const r = a.handleDatagram(ms(20 + n / 10), { src: peer.ulid, dst: A, bytes: r2(forged(128)) });
+      const why = r.kind === 'drop' ? r.reason : r.kind;
+      reasons.set(why, (reasons.get(why) ?? 0) + 1);
+    }
+    assert.equal(verify.mock.callCount(), 1, 'one RSA verification for the one I2 sent');
+  } finally { verify.mock.restore(); }
+  assert.deepEqual([...reasons], [['locator-unverified', 1], ['cga-limited', 1999]]);
+  assert.deepEqual([a.status().guard.cga.verified, a.status().guard.cga.limited], [1, 1999]);
+  const real = r2(signCgaLocators(KEY.privateKey, 1, [peer.ulid, peer.extra]));
+  assert.deepEqual(a.handleDatagram(ms(300), { src: peer.ulid, dst: A, bytes: real }), { kind: 'drop', reason: 'cga-limited' }, 'this I2\'s check is spent');
+  assert.equal(a.status().contexts[0]!.state, State.I2_SENT, 'nothing changed');
+  // The I2's retransmission gives the peer's R2 to it its check.
+  for (let t = ms(300); sentI2() === 0; t = ms(t + 50)) a.handleTimeout(t);
+  assert.deepEqual(a.handleDatagram(ms(5000), { src: peer.ulid, dst: A, bytes: real }), { kind: 'consumed' });
+  assert.equal(a.status().contexts[0]!.state, State.ESTABLISHED);
 });
