@@ -174,8 +174,15 @@ export class ResolvHandover {
     try {
       writeResolvConf(file, Buffer.from(written), original.kind === 'file' ? original : { mode: 0o644, uid: 0, gid: 0 });
     } catch (err) {
-      rmSync(stateFile, { force: true });
-      throw new EnvironmentError('ERESOLVCONF', `cannot write ${file}: ${(err as Error).message}`, file);
+      // An in-place write cut short leaves the file empty or partial: the original back, as a
+      // restore puts it (the state goes only once it is back; else it stays for the next start).
+      const why = `cannot write ${file}: ${(err as Error).message}`;
+      try {
+        undo(state, opts.stateDir, opts.log, opts.resolvectl);
+      } catch (undoErr) {
+        throw new EnvironmentError('ERESOLVCONF', `${why}; ${(undoErr as Error).message}`, file);
+      }
+      throw new EnvironmentError('ERESOLVCONF', why, file);
     }
     opts.log.info('DNS handed over: resolv.conf names the stub', { file, nameservers: opts.nameservers, was: original.kind === 'symlink' ? `symlink to ${original.target}` : original.kind, saved: stateFile });
     return new ResolvHandover(state, opts);
@@ -228,21 +235,54 @@ function undo(state: State, stateDir: string, log: Logger, resolvectl = 'resolve
     return;
   }
   const file = state.path;
+  const as = state.original.kind === 'symlink' ? `symlink to ${state.original.target}` : state.original.kind;
   const now = readCurrent(file);
-  if (now === undefined || !now.equals(Buffer.from(state.written, 'base64'))) {
+  if (isOriginal(file, state.original, now)) {
+    // A restore that stopped (killed) after putting the original back and before removing the state.
+    rmSync(stateFile, { force: true });
+    log.info('DNS given back: resolv.conf already holds the original', { file, as });
+    return;
+  }
+  if (!stillOurs(state, now)) {
     // Someone else (a DHCP client, an administrator) wrote it since: theirs is newer than our copy.
     const kept = path.join(stateDir, `resolv.conf.before-shim6.${state.pid}.json`);
-    renameSync(stateFile, kept);
+    try {
+      renameSync(stateFile, kept);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err; // another start recovered it meanwhile
+    }
     log.warn('resolv.conf was changed by someone else while shim6 ran: left as it is', { file, original: kept });
     return;
   }
   try {
     restoreOriginal(file, state.original);
   } catch (err) {
-    throw new EnvironmentError('ERESOLVCONF', `cannot restore ${file} (the original is in ${stateFile}): ${(err as Error).message}`, file);
+    // The state stays: the next start (recover) tries again, and the original is there to copy by hand.
+    throw new EnvironmentError('ERESOLVCONF', `cannot restore ${file} (the original stays saved in ${stateFile}): ${(err as Error).message}`, file);
   }
   rmSync(stateFile, { force: true });
-  log.info('DNS given back: resolv.conf restored', { file, as: state.original.kind === 'symlink' ? `symlink to ${state.original.target}` : state.original.kind });
+  log.info('DNS given back: resolv.conf restored', { file, as });
+}
+
+/** The path holds the original already: the same symlink, nothing where there was nothing, the same octets. */
+function isOriginal(file: string, original: Original, now: Buffer | undefined): boolean {
+  if (original.kind === 'file') return now !== undefined && now.equals(Buffer.from(original.content, 'base64'));
+  let st;
+  try { st = lstatSync(file); } catch (err) { return (err as NodeJS.ErrnoException).code === 'ENOENT' && original.kind === 'absent'; }
+  return original.kind === 'symlink' && st.isSymbolicLink() && readlinkSync(file) === original.target;
+}
+
+/**
+ * Whether resolv.conf is still shim6's to put back: it holds what shim6 wrote, or the beginning
+ * of it or of the original (empty included). An in-place write truncates the file first, so a
+ * write cut short (a full disk, a kill between the truncation and the end of the write, in
+ * apply or in a restore) leaves exactly that, and a restore must still put the original back.
+ * Anything else was written by someone else since and is left alone.
+ */
+function stillOurs(state: FileState, now: Buffer | undefined): boolean {
+  if (now === undefined) return false;
+  const isStart = (whole: Buffer): boolean => now.length <= whole.length && whole.subarray(0, now.length).equals(now);
+  return isStart(Buffer.from(state.written, 'base64')) || (state.original.kind === 'file' && isStart(Buffer.from(state.original.content, 'base64')));
 }
 
 function run(cmd: string, args: string[]): void {
@@ -311,30 +351,57 @@ function readCurrent(file: string): Buffer | undefined {
 /**
  * Replace `file` with `data`: a new file renamed over it (atomic; replaces a
  * symlink itself, not its target), or, where rename cannot (a bind mount:
- * EBUSY; a read-only directory), the file rewritten in place.
+ * EBUSY; a read-only directory), the file rewritten in place: truncated, then
+ * written whole (a short write, as on a full disk, is carried on until
+ * `writeSync` fails), flushed to the disk. Either way the file is read back:
+ * it holds `data` exactly, or this throws. An in-place write that fails leaves
+ * the file empty or holding a beginning of `data` (undo() counts that as ours).
  */
 function writeResolvConf(file: string, data: Buffer, meta: { mode: number; uid: number; gid: number }): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.shim6-${process.pid}`);
+  let renamed = false;
   try {
     writeFileSync(tmp, data, { mode: meta.mode, flag: 'wx' });
     try { chownSync(tmp, meta.uid, meta.gid); } catch { /* not root: keep ours */ }
     chmodSync(tmp, meta.mode);
+    fsyncPath(tmp);
     renameSync(tmp, file);
-    return;
+    renamed = true;
   } catch (err) {
     rmSync(tmp, { force: true });
     const code = (err as NodeJS.ErrnoException).code;
     if (code !== 'EBUSY' && code !== 'EROFS' && code !== 'EACCES' && code !== 'EPERM' && code !== 'EXDEV') throw err;
     if (lstatSync(file, { throwIfNoEntry: false })?.isFile() !== true) throw err;
   }
-  const fd = openSync(file, 'r+');
-  try {
-    ftruncateSync(fd, 0);
-    writeSync(fd, data, 0, data.length, 0);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+  if (!renamed) {
+    const fd = openSync(file, 'r+');
+    try {
+      ftruncateSync(fd, 0);
+      writeAll(fd, data);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
   }
+  const back = readCurrent(file);
+  if (back === undefined || !back.equals(data)) {
+    throw new Error(`${file} holds ${back === undefined ? 'no readable file' : `${back.length} octets`} after writing ${data.length}, not what was written`);
+  }
+}
+
+/** All of `data` at the start of `fd`: a short count is followed by the rest, until it is written or writeSync throws (ENOSPC). */
+function writeAll(fd: number, data: Buffer): void {
+  let done = 0;
+  while (done < data.length) {
+    const n = writeSync(fd, data, done, data.length - done, done);
+    if (n <= 0) throw new Error(`wrote ${done} of ${data.length} octets`);
+    done += n;
+  }
+}
+
+function fsyncPath(p: string): void {
+  const fd = openSync(p, 'r');
+  try { fsyncSync(fd); } finally { closeSync(fd); }
 }
 
 function restoreOriginal(file: string, original: Original): void {

@@ -8,15 +8,16 @@
 // ($STATE_DIRECTORY, as systemd sets it for StateDirectory=).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { chmodSync, existsSync, readdirSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { needs } from '../helpers/prereq.ts';
 import { NetLab, type Netns } from '../helpers/netns.ts';
 import { BIN } from '../helpers/cli.ts';
 import { tmpdir, track, waitFor, type Proc } from '../install/built.ts';
-import { parseState, STATE_FILE, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
+import { parseState, recover, STATE_FILE, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
@@ -239,4 +240,127 @@ test('parseState: any text is a valid state or undefined, never an exception (th
     assert.ok(Number.isInteger(s.pid) && s.pid > 0);
     if (s.how === 'file') assert.ok(path.isAbsolute(s.path));
   }), fuzzParams(t, { numRuns: 2000 }));
+});
+
+// Writes in place on a full disk. Under the shipped unit (ProtectSystem=strict,
+// ReadWritePaths=-/etc/resolv.conf) /etc is read-only and resolv.conf a writable bind mount, so
+// every write of it is in place (truncate, then write). Each case runs in a private mount namespace
+// on a small tmpfs of its own; the machine's own /etc/resolv.conf is never touched.
+const fromSources = import.meta.url.endsWith('.ts');
+const MODULE = fileURLToPath(new URL(`../../shim/daemon/resolv-handover.${fromSources ? 'ts' : 'js'}`, import.meta.url));
+
+/** The child, in its mount namespace: `size` of tmpfs, `original` as resolv.conf, then `steps` (a function body); prints one JSON line. */
+function fullDiskChild(t: TestContext, size: string, original: string, steps: string): Record<string, unknown> {
+  const dir = tmpdir(t, 'handover-full-');
+  const child = `
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, writeFileSync, readFileSync, existsSync, openSync, writeSync, closeSync, rmSync } from 'node:fs';
+const [D, MODULE, SIZE, ORIGINAL] = process.argv.slice(-4);
+const { ResolvHandover, recover } = await import(MODULE);
+const sh = (c) => execFileSync('sh', ['-ec', c], { stdio: 'ignore' });
+mkdirSync(D + '/fs'); mkdirSync(D + '/etc');
+sh('mount -t tmpfs -o size=' + SIZE + ' tmpfs ' + D + '/fs');
+writeFileSync(D + '/fs/resolv.conf', ORIGINAL);
+writeFileSync(D + '/etc/resolv.conf', '');
+// /etc read-only, resolv.conf a writable bind mount (ProtectSystem=strict + ReadWritePaths=-/etc/resolv.conf).
+sh('mount --bind ' + D + '/etc ' + D + '/etc; mount -o remount,bind,ro ' + D + '/etc; mount --bind ' + D + '/fs/resolv.conf ' + D + '/etc/resolv.conf');
+const logged = [];
+const log = { info: (m) => logged.push(m), warn: (m) => logged.push(m), error: (m) => logged.push(m), debug() {} };
+const rc = D + '/etc/resolv.conf';
+const stateDir = D + '/state';
+const stateLeft = () => existsSync(stateDir + '/resolv-handover.json');
+const fillDisk = () => { const fd = openSync(D + '/fs/filler', 'w'); try { const b = Buffer.alloc(4096, 1); for (;;) writeSync(fd, b); } catch {} finally { closeSync(fd); } };
+const freeDisk = () => rmSync(D + '/fs/filler');
+const attempt = (f) => { try { f(); return undefined; } catch (e) { return e.code + ': ' + e.message; } };
+const out = { logged };
+${steps}
+console.log(JSON.stringify(out));
+`;
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', process.execPath, ...(fromSources ? ['--import', 'tsx'] : []), '--input-type=module', '-e', child, dir, MODULE, size, original], { encoding: 'utf8', timeout: 50_000 });
+  assert.equal(r.status, 0, `child failed: ${r.stderr}`);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  t.diagnostic(JSON.stringify(out, (_k, v: unknown) => (typeof v === 'string' && v.length > 300 ? `<${v.length} octets>` : v)));
+  return out;
+}
+
+test('a restore on a full disk that cannot write the whole original throws ERESOLVCONF and keeps the saved original; the next start restores it whole', { timeout: 60_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount'] })) return;
+  // Three pages; a two-page original; the stub takes one, and the disk fills up while shim6 runs.
+  const original = '# resolv.conf of this host\n# ' + 'x'.repeat(5990) + '\nsearch corp.example\nnameserver 192.0.2.53\n';
+  const out = fullDiskChild(t, '12k', original, `
+const h = ResolvHandover.apply({ nameservers: ['127.0.0.153'], stateDir, resolvConf: rc, log });
+fillDisk();
+out.threw = attempt(() => h.restore());
+out.afterRestore = readFileSync(rc, 'utf8');
+out.stateLeftAfterRestore = stateLeft();
+out.loggedByRestore = [...logged];
+freeDisk();
+// The next start, once this process is gone: its pid in the state is then a dead one's.
+const st = JSON.parse(readFileSync(stateDir + '/resolv-handover.json', 'utf8'));
+writeFileSync(stateDir + '/resolv-handover.json', JSON.stringify({ ...st, pid: Number(execFileSync('sh', ['-c', 'echo $$'], { encoding: 'utf8' })), startTime: '1' }));
+out.recovered = recover(stateDir, log);
+out.afterRecover = readFileSync(rc, 'utf8');
+out.stateLeftAfterRecover = stateLeft();
+`);
+  assert.match(String(out.threw), /^ERESOLVCONF: cannot restore .*the original stays saved in/);
+  assert.notEqual(out.afterRestore, original, 'the disk was full: the original could not be written whole');
+  assert.deepEqual(out.loggedByRestore, ['DNS handed over: resolv.conf names the stub'], 'no success logged');
+  assert.equal(out.stateLeftAfterRestore, true, 'the saved original is kept');
+  // The file holds the beginning of the original (truncated, then cut short): still ours to restore.
+  assert.equal(out.recovered, true);
+  assert.equal(out.afterRecover, original, 'the next start put the original back whole');
+  assert.equal(out.stateLeftAfterRecover, false);
+});
+
+test('a hand-over whose stub cannot be written whole (full disk) throws ERESOLVCONF and leaves the original in place, no state', { timeout: 60_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount'] })) return;
+  // Two pages; a one-page original with a long search line, which the stub keeps after its own
+  // lines: the stub needs two pages, and the disk is full.
+  const search = 'search ' + Array.from({ length: 360 }, (_, i) => `d${i}.example`).join(' ').slice(0, 3950);
+  const original = `${search}\nnameserver 192.0.2.53\n`;
+  const out = fullDiskChild(t, '8k', original, `
+fillDisk();
+out.threw = attempt(() => ResolvHandover.apply({ nameservers: ['127.0.0.153'], stateDir, resolvConf: rc, log }));
+out.after = readFileSync(rc, 'utf8');
+out.stateLeft = stateLeft();
+`);
+  assert.ok(original.length < 4096, 'the original fits in one page');
+  assert.match(String(out.threw), /^ERESOLVCONF: cannot write /);
+  assert.equal(out.after, original, 'the original is back');
+  assert.equal(out.stateLeft, false);
+});
+
+/** The state a manager killed with SIGKILL leaves: `written` as the stub, `original` as the file before. */
+function deadState(stateDir: string, rc: string, original: string, written: string): void {
+  mkdirSync(stateDir, { recursive: true });
+  const dead = spawnSync('true').pid!; // a pid that has exited; its start time cannot match anyway
+  writeFileSync(path.join(stateDir, STATE_FILE), JSON.stringify({
+    version: 1, how: 'file', pid: dead, startTime: '1', path: rc,
+    original: { kind: 'file', content: Buffer.from(original).toString('base64'), mode: 0o644, uid: process.getuid?.() ?? 0, gid: process.getgid?.() ?? 0 },
+    written: Buffer.from(written).toString('base64'),
+  }) + '\n', { mode: 0o600 });
+}
+
+test('recover: a resolv.conf left empty or holding the beginning of the stub or of the original (an in-place write cut short) gets the original back; one someone else wrote is left', (t) => {
+  const quiet = { info() {}, warn() {}, error() {}, debug() {} } as never;
+  const stub = '# Written by shim6 (resolvConf: manage): the host\'s lookups go through its stub resolver.\nnameserver 127.0.0.153\nsearch corp.example lab.example\n';
+  const cases: Array<[string, string, boolean]> = [
+    ['empty (killed between the truncation and the write)', '', true],
+    ['the beginning of the stub', stub.slice(0, 40), true],
+    ['the whole stub', stub, true],
+    ['the beginning of the original (a restore cut short)', ORIGINAL.slice(0, 30), true],
+    ['the original already (a restore killed before it removed the state)', ORIGINAL, true],
+    ['someone else\'s', 'nameserver 198.51.100.1\n', false],
+  ];
+  for (const [what, left, ours] of cases) {
+    const dir = tmpdir(t, 'handover-cut-');
+    const rc = path.join(dir, 'resolv.conf');
+    const stateDir = path.join(dir, 'state');
+    writeFileSync(rc, left);
+    deadState(stateDir, rc, ORIGINAL, stub);
+    assert.equal(recover(stateDir, quiet), true, what);
+    assert.equal(readFileSync(rc, 'utf8'), ours ? ORIGINAL : left, what);
+    assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false, what);
+    assert.equal(readdirSync(stateDir).filter((n) => n.startsWith('resolv.conf.before-shim6.')).length, ours ? 0 : 1, `${what}: the copy kept beside a file someone else wrote`);
+  }
 });
