@@ -18,6 +18,13 @@ import { isLogLevel, Logger } from '../../shim/log.ts';
 interface DaemonFlags { config?: string; checkConfig?: boolean; logLevel?: string; logFormat?: string; manageResolvConf?: boolean; metrics?: string }
 
 async function run(flags: DaemonFlags): Promise<void> {
+  // A hand-over a killed shim6 left: the host's own DNS back first, before anything can refuse this
+  // start (a config refused, exit 2, under Restart=on-failure would leave the dead stub named for
+  // good). Only a hand-over whose process is gone is undone, never a running one's.
+  if (!flags.checkConfig) {
+    const { defaultStateDirectory, recover } = await import('../../shim/daemon/resolv-handover.ts');
+    recover(defaultStateDirectory(), startLogger(flags.logLevel, flags.logFormat));
+  }
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
   if (flags.logFormat !== undefined && flags.logFormat !== 'text' && flags.logFormat !== 'json') badValue('--log-format', flags.logFormat, 'expected text or json');
   const { loadConfig, defaultConfig, DEFAULT_CONFIG_FILE } = await import('../../shim/daemon/config.ts');
@@ -46,6 +53,11 @@ async function run(flags: DaemonFlags): Promise<void> {
   const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
   const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
   await runDaemon(config, { log, notify: ServiceNotifier.fromEnvironment(log), ...(file ? { configFile: file } : {}) });
+}
+
+/** The log of what happens before the config is read: the flags' level and format, else info and text. */
+function startLogger(level: string | undefined, format: string | undefined): Logger {
+  return new Logger({ level: level !== undefined && isLogLevel(level) ? level : 'info', format: format === 'json' ? 'json' : 'text', component: 'shim6' });
 }
 
 export function register(program: Command): void {

@@ -33,6 +33,11 @@ function hostPorts(list: string[] | undefined, field: string): Array<{ host: str
 
 /** `shim6 resolver` with its parsed flags: runs until SIGINT or SIGTERM (SIGHUP: nothing to reload, logged). */
 export async function run(flags: ResolverFlags): Promise<void> {
+  // A hand-over left by a resolver or daemon killed with SIGKILL: the host's own DNS back first,
+  // before a flag or the config file can refuse this start and before resolv.conf is read for the
+  // upstreams. Only a hand-over whose process is gone is undone.
+  const stateDir = defaultStateDirectory();
+  recoverHandover(stateDir, new Logger({ level: flags.logLevel !== undefined && isLogLevel(flags.logLevel) ? flags.logLevel : 'info', component: 'shim6' }));
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
   if (flags.udp !== undefined && !UDP_BACKENDS.includes(flags.udp as never)) badValue('--udp', flags.udp, `expected ${UDP_BACKENDS.join(', ')}`);
   const file = flags.config ? loadConfigFile(flags.config) : configFromObject({});
@@ -48,10 +53,7 @@ export async function run(flags: ResolverFlags): Promise<void> {
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: flags.logLevel && isLogLevel(flags.logLevel) ? flags.logLevel : file.logLevel ?? 'info', component: 'shim6' });
-  // A hand-over left by a resolver or daemon killed with SIGKILL: the host's own DNS back before
-  // resolv.conf is read for the upstreams. The port-53 check and a live holder, before anything starts.
-  const stateDir = defaultStateDirectory();
-  recoverHandover(stateDir, log);
+  // The port-53 check and a live holder, before anything starts.
   const manage = flags.manageResolvConf === true || file.resolvConf === 'manage';
   if (manage) {
     stubNameservers(listen ?? file.listen ?? [DEFAULT_LISTEN], flags.manageResolvConf ? '--manage-resolv-conf' : 'resolvConf');

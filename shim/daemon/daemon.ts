@@ -189,20 +189,22 @@ export class Daemon {
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
+    // A hand-over left by a daemon killed with SIGKILL: the host's own DNS back before anything
+    // reads resolv.conf, and before the claim, which may refuse this start. Safe without the claim:
+    // only a hand-over whose process is gone (pid and start time) is undone, never a live one's.
+    const stateDir = opts.stateDir ?? defaultStateDirectory();
+    recoverHandover(stateDir, log);
     // Before anything is looked at or removed as "a crashed daemon's": is a daemon running here?
     const claim = opts.dataPlaneOff === undefined ? await claimNamespace() : undefined;
     try {
-      return await Daemon.startClaimed(config, opts, log, claim);
+      return await Daemon.startClaimed(config, opts, log, claim, stateDir);
     } catch (err) {
       claim?.release();
       throw err;
     }
   }
 
-  private static async startClaimed(config: DaemonConfig, opts: DaemonOptions, log: Logger, claim: InstanceClaim | undefined): Promise<Daemon> {
-    // A hand-over left by a daemon killed with SIGKILL: the host's own DNS back before anything reads resolv.conf.
-    const stateDir = opts.stateDir ?? defaultStateDirectory();
-    recoverHandover(stateDir, log);
+  private static async startClaimed(config: DaemonConfig, opts: DaemonOptions, log: Logger, claim: InstanceClaim | undefined, stateDir: string): Promise<Daemon> {
     const nameservers = config.resolvConf === 'manage' ? stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port }))) : undefined;
     if (nameservers) assertHandoverFree(stateDir);
     const off = opts.dataPlaneOff;

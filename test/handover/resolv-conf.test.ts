@@ -364,3 +364,42 @@ test('recover: a resolv.conf left empty or holding the beginning of the stub or 
     assert.equal(readdirSync(stateDir).filter((n) => n.startsWith('resolv.conf.before-shim6.')).length, ours ? 0 : 1, `${what}: the copy kept beside a file someone else wrote`);
   }
 });
+
+/** A state and resolv.conf as a shim6 killed with SIGKILL leaves them, for /etc/resolv.conf bind-mounted from `rc`. */
+function crashedHandover(t: TestContext): { dir: string; rc: string; stateDir: string; stub: string } {
+  const dir = tmpdir(t, 'handover-crashed-');
+  const rc = path.join(dir, 'resolv.conf');
+  const stateDir = path.join(dir, 'state');
+  const stub = '# Written by shim6 (resolvConf: manage)\nnameserver 127.0.0.153\nsearch corp.example lab.example\n';
+  writeFileSync(rc, stub);
+  deadState(stateDir, '/etc/resolv.conf', ORIGINAL, stub);
+  return { dir, rc, stateDir, stub };
+}
+
+test('a start whose configuration is refused (exit 2) still gives back the DNS a killed shim6 left handed over: shim6 daemon and shim6 resolver; --check-config restores nothing', { timeout: 120_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount'] })) return;
+  // No network namespace: the refused start never gets that far.
+  const startIn = (rc: string, stateDir: string, args: string[]): { status: number | null; out: string } => {
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-ec', bindScript(rc), 'sh', process.execPath, BIN, ...args],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, STATE_DIRECTORY: stateDir } });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  };
+  for (const command of ['daemon', 'resolver', 'daemon --check-config'] as const) {
+    const { dir, rc, stateDir, stub } = crashedHandover(t);
+    const config = path.join(dir, 'shim6.yaml');
+    writeFileSync(config, 'resolvConf: manage\nnoSuchKey: 1\n'); // e.g. a key of a newer version, after a downgrade
+    const r = startIn(rc, stateDir, [...command.split(' '), '--config', config]);
+    t.diagnostic(`${command}: exit ${r.status}: ${r.out.trim()}`);
+    assert.equal(r.status, 2, `${command}: the configuration is refused`);
+    assert.match(r.out, /ECONFIG/, command);
+    if (command === 'daemon --check-config') {
+      assert.equal(readFileSync(rc, 'utf8'), stub, 'a check changes nothing');
+      assert.ok(existsSync(path.join(stateDir, STATE_FILE)));
+      continue;
+    }
+    assert.match(r.out, /undoing the DNS hand-over of a shim6 that did not stop cleanly/, command);
+    assert.equal(readFileSync(rc, 'utf8'), ORIGINAL, `${command}: the original is back`);
+    assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false, command);
+  }
+  assertHostUntouched();
+});
