@@ -20,7 +20,7 @@
  * Owns the state file and its format; does not know the stub or the engine.
  * Every outside input (the state file, the host's resolv.conf) is bounded.
  */
-import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync, linkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { EnvironmentError, UsageError } from '../errors.ts';
@@ -34,6 +34,8 @@ export function defaultStateDirectory(env: NodeJS.ProcessEnv = process.env): str
 }
 /** The saved original and what was done, in the state directory. */
 export const STATE_FILE = 'resolv-handover.json';
+/** The first line of every resolv.conf shim6 writes: such a file is never saved as an original. */
+const WRITTEN_BY_SHIM6 = '# Written by shim6';
 /** resolv.conf files larger than this are not ours to copy (real ones are a few hundred octets). */
 const MAX_RESOLV_CONF = 64 * 1024;
 /** The resolver library reads at most three nameserver lines. */
@@ -168,6 +170,11 @@ export class ResolvHandover {
     const original = readOriginal(file);
     // A symlink's target (resolved's stub file) has the search domains: keep them too.
     const text = original.kind === 'file' ? Buffer.from(original.content, 'base64').toString('utf8') : original.kind === 'symlink' ? readBounded(file) : '';
+    if (text.startsWith(WRITTEN_BY_SHIM6)) {
+      // A hand-over whose state is gone (another state directory, a state directory removed): what
+      // was there before is unknown, and this file names a stub that may be dead.
+      throw new EnvironmentError('ERESOLVCONF', `${file} is one shim6 wrote (it begins "${WRITTEN_BY_SHIM6}"), and no hand-over state in ${opts.stateDir} says what was there before: not saved as the original; put the host's own resolv.conf back (or stop the shim6 that wrote it), then start again`, file);
+    }
     const written = resolvConfText(opts.nameservers, text, opts.stateDir);
     const state: FileState = { version: 1, how: 'file', ...me, path: file, original, written: Buffer.from(written).toString('base64') };
     saveState(opts.stateDir, state);
@@ -300,7 +307,7 @@ export function resolvConfText(nameservers: readonly string[], original: string,
     if (/^\s*(search|domain|options|sortlist)\s/.test(line)) kept.push(line.trimEnd());
   }
   return [
-    '# Written by shim6 (resolvConf: manage): the host\'s lookups go through its stub resolver.',
+    `${WRITTEN_BY_SHIM6} (resolvConf: manage): the host's lookups go through its stub resolver.`,
     `# The original is saved in ${path.join(stateDir, STATE_FILE)} and put back when shim6 stops.`,
     ...nameservers.map((n) => `nameserver ${n}`),
     ...kept,
@@ -421,17 +428,29 @@ function restoreOriginal(file: string, original: Original): void {
   }
 }
 
+/**
+ * Take the hand-over: the state file created whole (a temp file, flushed, then linked to its name,
+ * which fails when the name exists), so that of two managers that both found it free only one
+ * takes it; the other gets ERESOLVCONF_BUSY and has changed nothing.
+ */
 function saveState(dir: string, state: State): void {
+  const file = path.join(dir, STATE_FILE);
+  const tmp = `${file}.${process.pid}.tmp`;
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
-    const file = path.join(dir, STATE_FILE);
-    const tmp = `${file}.tmp`;
     writeFileSync(tmp, JSON.stringify(state) + '\n', { mode: 0o600 });
-    const fd = openSync(tmp, 'r');
-    try { fsyncSync(fd); } finally { closeSync(fd); }
-    renameSync(tmp, file);
+    fsyncPath(tmp);
+    linkSync(tmp, file);
+    fsyncPath(dir);
   } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') {
+      let held: State | undefined;
+      try { held = readState(file); } catch { /* damaged: its pid is unknown */ }
+      throw new EnvironmentError('ERESOLVCONF_BUSY', `another shim6${held ? ` (pid ${held.pid})` : ''} took the host's DNS hand-over meanwhile (${file}): stop it first, or run this one with resolvConf: off`, file);
+    }
     throw new EnvironmentError('ERESOLVCONF', `cannot save the DNS configuration in ${dir} before changing it: ${(err as Error).message}`, dir);
+  } finally {
+    rmSync(tmp, { force: true });
   }
 }
 

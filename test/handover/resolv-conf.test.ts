@@ -17,8 +17,8 @@ import { needs } from '../helpers/prereq.ts';
 import { NetLab, type Netns } from '../helpers/netns.ts';
 import { BIN } from '../helpers/cli.ts';
 import { tmpdir, track, waitFor, type Proc } from '../install/built.ts';
-import { parseState, recover, STATE_FILE, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
-import { UsageError } from '../../shim/errors.ts';
+import { parseState, recover, ResolvHandover, STATE_FILE, stubNameservers } from '../../shim/daemon/resolv-handover.ts';
+import { EnvironmentError, UsageError } from '../../shim/errors.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 
 const HOST_RESOLV_CONF = readFileSync('/etc/resolv.conf');
@@ -402,4 +402,88 @@ test('a start whose configuration is refused (exit 2) still gives back the DNS a
     assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false, command);
   }
   assertHostUntouched();
+});
+
+// Two managers (a daemon and a resolver, two resolvers on 127.0.0.153 and .154…) sharing the state
+// directory. resolv.conf names resolved's stub, so that apply() asks `resolvectl status` between its
+// check of the state and its save: the module's resolvectl option gives that moment to the test.
+const VIA_RESOLVED = 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch corp.example\n';
+const quietLog = { info() {}, warn() {}, error() {}, debug() {} } as never;
+
+/** Start time of `pid` (field 22 of /proc/<pid>/stat), as the state file records it. */
+function startTimeOf(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]!;
+}
+
+test('another manager taking the hand-over between the check and the save: ERESOLVCONF_BUSY, its state and resolv.conf untouched', (t) => {
+  const dir = tmpdir(t, 'handover-excl-');
+  const rc = path.join(dir, 'resolv.conf');
+  const stateDir = path.join(dir, 'state');
+  mkdirSync(stateDir);
+  writeFileSync(rc, VIA_RESOLVED);
+  const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.after(() => { other.kill('SIGKILL'); });
+  const theirs = JSON.stringify({ version: 1, how: 'resolved', pid: other.pid, startTime: startTimeOf(other.pid!), link: 'other0' }) + '\n';
+  writeFileSync(path.join(dir, 'theirs.json'), theirs);
+  // `resolvectl status` (is resolved running? no) is when the other manager saves its state.
+  const resolvectl = path.join(dir, 'resolvectl');
+  writeFileSync(resolvectl, `#!/bin/sh\n[ "$2" = status ] && cp '${path.join(dir, 'theirs.json')}' '${path.join(stateDir, STATE_FILE)}'\nexit 1\n`, { mode: 0o755 });
+  assert.throws(() => ResolvHandover.apply({ nameservers: ['127.0.0.153'], link: 'shim6', stateDir, resolvConf: rc, resolvectl, log: quietLog }),
+    (e: unknown) => e instanceof EnvironmentError && e.code === 'ERESOLVCONF_BUSY' && e.message.includes(`pid ${other.pid}`));
+  assert.equal(readFileSync(path.join(stateDir, STATE_FILE), 'utf8'), theirs, 'the other manager\'s state is left');
+  assert.equal(readFileSync(rc, 'utf8'), VIA_RESOLVED, 'resolv.conf is untouched');
+  assert.deepEqual(readdirSync(stateDir), [STATE_FILE], 'no temp file left');
+});
+
+test('a resolv.conf shim6 wrote, with no state saying what was there before, is never saved as the original: ERESOLVCONF, left as it is', (t) => {
+  const dir = tmpdir(t, 'handover-own-');
+  const rc = path.join(dir, 'resolv.conf');
+  const stateDir = path.join(dir, 'state');
+  const stub = '# Written by shim6 (resolvConf: manage): the host\'s lookups go through its stub resolver.\nnameserver 127.0.0.153\n';
+  writeFileSync(rc, stub);
+  assert.throws(() => ResolvHandover.apply({ nameservers: ['127.0.0.154'], stateDir, resolvConf: rc, log: quietLog }),
+    (e: unknown) => e instanceof EnvironmentError && e.code === 'ERESOLVCONF' && /is one shim6 wrote/.test(e.message));
+  assert.equal(readFileSync(rc, 'utf8'), stub);
+  assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false);
+});
+
+test('two managers starting together: one takes the hand-over, the other is refused; the host gets its own resolv.conf back after the first is killed', { timeout: 60_000 }, async (t) => {
+  const dir = tmpdir(t, 'handover-race-');
+  const rc = path.join(dir, 'resolv.conf');
+  const stateDir = path.join(dir, 'state');
+  writeFileSync(rc, VIA_RESOLVED);
+  // resolved is not running, and saying so takes a second (a busy D-Bus): both managers are past
+  // their check of the state before either saves it.
+  const resolvectl = path.join(dir, 'resolvectl');
+  writeFileSync(resolvectl, '#!/bin/sh\n[ "$2" = status ] && { sleep 1; exit 1; }\nexit 1\n', { mode: 0o755 });
+  const child = `
+const [MODULE, rc, stateDir, resolvectl] = process.argv.slice(-4);
+const { ResolvHandover } = await import(MODULE);
+const log = { info() {}, warn() {}, error() {}, debug() {} };
+try { ResolvHandover.apply({ nameservers: ['127.0.0.153'], link: 'shim6', stateDir, resolvConf: rc, resolvectl, log }); }
+catch (e) { console.log('refused ' + e.code); process.exit(0); }
+console.log('applied');
+setInterval(() => {}, 1000);
+`;
+  const manager = () => {
+    const p = spawn(process.execPath, [...(fromSources ? ['--import', 'tsx'] : []), '--input-type=module', '-e', child, MODULE, rc, stateDir, resolvectl], { stdio: ['ignore', 'pipe', 'inherit'] });
+    t.after(() => { p.kill('SIGKILL'); });
+    let out = '';
+    p.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
+    return { p, line: () => out.trim() };
+  };
+  const a = manager();
+  const b = manager();
+  await waitFor(() => a.line() !== '' && b.line() !== '', 'both managers to say what they did');
+  const said = [a.line(), b.line()].sort();
+  t.diagnostic(said.join(', '));
+  assert.equal(said[0], 'applied', 'one manager took the hand-over');
+  assert.match(said[1]!, /^refused ERESOLVCONF(_BUSY)?$/, 'the other was refused');
+  const holder = a.line() === 'applied' ? a : b;
+  holder.p.kill('SIGKILL');
+  await new Promise((r) => holder.p.once('exit', r));
+  assert.equal(recover(stateDir, quietLog), true);
+  assert.equal(readFileSync(rc, 'utf8'), VIA_RESOLVED, 'the host\'s own resolv.conf is back');
+  assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false);
 });
