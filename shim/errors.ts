@@ -44,6 +44,7 @@ export type EnvironmentErrorCode =
   | 'EBPF'               // clang, bpftool or the kernel refused the kernel encapsulation's tc programs (dataPath: kernel)
   | 'EBPF_PINS'          // the tc programs' pin directory is not root's alone, or holds what is not a pin: left as it is
   | 'EDAEMON_RUNNING'    // another shim6 daemon runs in this network namespace: nothing was changed
+  | 'EDAEMON_LOCK'       // the one-daemon-per-namespace lock cannot be taken: its directory is not root's alone, or flock failed
   | 'ENEWFLOWS'          // host-based discovery's nftables table or log group refused
   | 'ERESOLVCONF'        // the DNS hand-over: resolv.conf or the saved original could not be read, written or restored; resolvectl failed
   | 'ERESOLVCONF_BUSY'   // another live shim6 holds the DNS hand-over

@@ -23,7 +23,7 @@ import { ResolverGroup } from '../../resolver/workers.ts';
 import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig, type ResolverConfig } from '../../resolver/config.ts';
 import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink.ts';
 import { startControlServer, type ControlServer } from './control/server.ts';
-import { claimNamespace, type InstanceClaim } from './instance-lock.ts';
+import { claimNamespace, INSTANCE_SOCKET, type InstanceClaim } from './instance-lock.ts';
 import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { keysNeedingRestart, loadConfig, type DaemonConfig } from './config.ts';
@@ -195,7 +195,7 @@ export class Daemon {
     const stateDir = opts.stateDir ?? defaultStateDirectory();
     recoverHandover(stateDir, log);
     // Before anything is looked at or removed as "a crashed daemon's": is a daemon running here?
-    const claim = opts.dataPlaneOff === undefined ? await claimNamespace() : undefined;
+    const claim = opts.dataPlaneOff === undefined ? await claimNamespace(INSTANCE_SOCKET, { log }) : undefined;
     try {
       return await Daemon.startClaimed(config, opts, log, claim, stateDir);
     } catch (err) {
