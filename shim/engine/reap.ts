@@ -109,8 +109,11 @@ export function keepaliveTimeout(core: Core, ctx: Context): number {
   return max > 0 ? Math.min(kt, max) : kt;
 }
 
-/** Feed one event through the table; `pair` forces the probe's locator pair and port (reply to a probe). */
-export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, pair?: ProbeTarget): void {
+/**
+ * Feed one event through the table; `pair` forces the probe's locator pair and port (reply to a probe).
+ * `quiet`: the cell's SEND_PROBE is left out (an answer the probe reply limit refused, `onProbe`).
+ */
+export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, pair?: ProbeTarget, quiet = false): void {
   const from = ctx.reapState as ReapStateNum;
   const c = REAP_TABLE[ev][from];
   if (c.next === Reap.Exploring && from !== Reap.Exploring) {
@@ -133,7 +136,7 @@ export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, 
       case 'STOP_SEND': core.stop(ctx, TimerKind.Send); break;
       case 'START_KEEPALIVE': startKeepalive(core, ctx, now); break;
       case 'STOP_KEEPALIVE': core.stop(ctx, TimerKind.Keepalive); core.stop(ctx, TimerKind.KeepaliveInterval); break;
-      case 'SEND_PROBE': sendProbe(core, ctx, now, c.next, pair); break;
+      case 'SEND_PROBE': if (!quiet) sendProbe(core, ctx, now, c.next, pair); break;
       case 'SEND_KEEPALIVE': sendKeepalive(core, ctx); core.stop(ctx, TimerKind.Keepalive); core.stop(ctx, TimerKind.KeepaliveInterval); break;
     }
   }
@@ -316,10 +319,15 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
  * which would keep a current pair that is dead. A probe without reports is §6.8's "no received
  * probes reported": Operational, the pair unchanged.
  *
- * A probe whose cell sends one back (Exploring, InboundOk) needs a token from the context's bucket
- * and the host's (`probeReplyLimit`, reply-limit.ts); without one it is ignored whole, as if lost —
- * REAP retransmits with back-off (§4.3), and a peer that keeps to it never empties its bucket. The
- * answer goes on the reverse of the pair the probe came on (it works at least one way, RFC 5534
+ * The answer of a probe whose cell sends one back (Exploring, InboundOk) needs a token from the
+ * context's bucket and the host's (`probeReplyLimit`, reply-limit.ts); without one only the answer
+ * is left out (`quiet`): the probe still counts as an answered one does — its report in our received
+ * log (our own probes carry it), its reports of our probes (`choosePair`), the table's next state and
+ * timers — which costs what an answered probe costs, sends nothing, and needs what every probe needs
+ * (our tag, a verified peer locator as source: dispatch.ts). A peer that keeps to REAP's back-off
+ * (§4.3) never empties its bucket; one that loses its answers retransmits, and our own probes report
+ * its. (Dropped whole, as first done, the reports that move our pair were lost with it: a flood that
+ * kept the host's bucket empty stalled every other context's re-homing.) The answer goes on the reverse of the pair the probe came on (it works at least one way, RFC 5534
  * App. A ex. 4/5), at most twice the probe's size, and to the probe's source port only when that
  * locator is known to reach the peer (the current pair's, or one a probe report proved), else to
  * the context's port: a peer lists any address it likes under its CGA signature (RFC 5533 §16
@@ -331,10 +339,10 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
   let ev: ReapEvent = msg.state === 'Exploring' ? 'probe-exploring' : msg.state === 'InboundOk' ? 'probe-inboundok' : 'probe-operational';
   const proof = ev === 'probe-exploring' ? [] : proven(core, ctx, msg.received);
   if (ev !== 'probe-exploring' && ctx.reapState !== Reap.Operational && msg.received.length > 0 && !proof.some((s) => s.usable)) ev = 'probe-exploring';
-  const answers = REAP_TABLE[ev][ctx.reapState as ReapStateNum].actions.includes('SEND_PROBE');
+  let answers = REAP_TABLE[ev][ctx.reapState as ReapStateNum].actions.includes('SEND_PROBE');
   if (answers && !core.probeLimiter.allow(now, ctx)) {
     core.guard.probeReplies.limited++;
-    return { kind: 'drop', reason: 'probe-limited' };
+    answers = false;
   }
   const log = reapLog(ctx);
   const first = msg.sent[0];
@@ -348,7 +356,7 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
     core.guard.probeReplies.portPinned++;
     port = ctx.port;
   }
-  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port, maxBytes: 2 * rx.bytes.length });
+  reapEvent(core, ctx, now, ev, { local: dst, peer: src, port, maxBytes: 2 * rx.bytes.length }, !answers);
   if (answers) core.guard.probeReplies.sent++;
   return { kind: 'consumed' };
 }
