@@ -147,7 +147,7 @@ export function formatStatus(s: StatusReply): string {
       const c = g.cga;
       if (c) out.push(`CGA signatures: ${c.verified} verified (${c.badSignature} bad), ${c.cached} from cache, ${c.limited} over the verify limit; keys refused: not RSA ${c.keyNotRsa}, too short ${c.keyTooShort}, too long ${c.keyTooLong}, bad exponent ${c.keyBadExponent}`);
       const k = g.knownPeers;
-      if (k && k.asked > 0) out.push(`known peers: ${k.peers} (asked ${k.asked} times under a flood, set ${k.updates} times); from their reserve ${k.replies} replies, ${k.verifications} verifications${k.primed !== undefined ? `; ${k.primed} addresses of primed peers` : ''}`);
+      if (k && k.asked > 0) out.push(`known peers: ${k.peers} (asked ${k.asked} times under a flood, set ${k.updates} times); from their reserve ${k.replies} replies, ${k.verifications} verifications${k.probeReplies !== undefined ? `, ${k.probeReplies} probe answers` : ''}${k.primed !== undefined ? `; ${k.primed} addresses of primed peers` : ''}`);
     }
   } else {
     out.push('contexts: (no engine attached)');

@@ -113,7 +113,8 @@ export interface DaemonConfig {
   /** Rate limits of the engine's stateless replies (R1, R1bis, Error): per source /64 and global, or `off`. */
   replyLimit: ReplyLimitConfig;
   /**
-   * Rate limits of the Probes sent in answer to a peer's Probe, per context and global, or `off`;
+   * Rate limits of the Probes sent in answer to a peer's Probe, per context, global and the known
+   * peers' reserve, or `off`;
    * undefined: the engine's defaults from the timers (defaultProbeReplyLimit). Parts left out take those.
    */
   probeReplyLimit: ProbeReplyLimitInput | undefined;

@@ -763,7 +763,7 @@ export class Daemon {
   }
 
   /**
-   * The engine refuses replies or verifications for want of host-wide tokens (event
+   * The engine refuses replies, verifications or probe answers for want of host-wide tokens (event
    * `limit-pressure`: at most one per KNOWN_PEERS_INTERVAL_MS while refusals go on, none when
    * nothing floods the host, so the socket tables are read only then): the peers of the host's open
    * connections (established TCP, connected UDP: open-connections.ts) become its known peers, which

@@ -32,7 +32,7 @@ export const STATUS_KEYS: Readonly<Record<string, readonly string[]>> = {
   'engine.contexts[].lastRehome': ['cause', 'old', 'new'],
   'engine.caches': ['positive', 'negative'],
   'engine.guard': ['ulidUnproven', 'ulidIsLocal', 'contextLimit', 'replies', 'probeReplies', 'cga', 'knownPeers'],
-  'engine.guard.knownPeers': ['peers', 'asked', 'updates', 'replies', 'verifications', 'primed'],
+  'engine.guard.knownPeers': ['peers', 'asked', 'updates', 'replies', 'verifications', 'probeReplies', 'primed'],
   'engine.guard.cga': ['verified', 'cached', 'limited', 'badSignature', 'keyNotRsa', 'keyTooShort', 'keyTooLong', 'keyBadExponent'],
   'engine.guard.replies': ['R1', 'R1bis', 'Error', 'R2'],
   'engine.guard.replies.R1': ['sent', 'limited', 'oversize'],

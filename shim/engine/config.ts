@@ -159,9 +159,9 @@ export interface EngineConfig {
   /** Rate limits of stateless replies (R1, R1bis, Error); default DEFAULT_REPLY_LIMIT (reply-limit.ts). */
   replyLimit?: ReplyLimitConfig;
   /**
-   * Rate limits of the Probes sent in answer to a peer's Probe, per context and for the host;
-   * default from the timers (defaultProbeReplyLimit in reply-limit.ts: 8/s burst 20 per context,
-   * 400/s burst 800 overall with RFC timers).
+   * Rate limits of the Probes sent in answer to a peer's Probe, per context and for the host, and
+   * the known peers' reserve; default from the timers (defaultProbeReplyLimit in reply-limit.ts:
+   * 8/s burst 20 per context, 400/s burst 800 overall, 200/s burst 400 reserve with RFC timers).
    */
   probeReplyLimit?: ProbeReplyLimitInput;
   /**

@@ -14,7 +14,7 @@ import { TimerHeap, type TimerKind } from './timers.ts';
 import { Queue, type EngineEvent, type Transmit } from './events.ts';
 import { LocalSet } from './local.ts';
 import { ResponderSecrets } from './responder.ts';
-import { ProbeReplyLimiter, ReplyLimiter, type LimitVerdict } from './reply-limit.ts';
+import { ProbeReplyLimiter, ReplyLimiter, type LimitVerdict, type ProbeLimitVerdict } from './reply-limit.ts';
 import { Random, type Rng } from './random.ts';
 import type { ResolvedConfig, Timers } from './config.ts';
 import type { CapabilityCache } from './capability.ts';
@@ -46,7 +46,7 @@ export interface ReplyCounts {
 export interface ProbeReplyCounts {
   /** Answers sent (the one on the probe's reverse pair; a probe on the current pair may go along). */
   sent: number;
-  /** Probes left unanswered (and otherwise ignored) because the context's or the host's bucket was empty. */
+  /** Probes left unanswered because the context's or the host's bucket was empty (what they prove still counts: reap.ts `onProbe`). */
   limited: number;
   /** Answers sent with fewer reports than REAP keeps, to stay within twice the probe that caused them. */
   trimmed: number;
@@ -84,6 +84,8 @@ export interface KnownPeerCounters {
   replies: number;
   /** Verifications run on a token of the reserve (`verifyLimit.knownPeers`). */
   verifications: number;
+  /** Probes answered in a known peer's context on a token of the reserve (`probeReplyLimit.knownPeers`). */
+  probeReplies: number;
   /** Addresses of primed peers (DNS, configuration) known now, their record's lifetime not over (at most MAX_PRIMED_PEERS). */
   primed: number;
 }
@@ -167,13 +169,13 @@ export class Core {
   /** When the engine last asked for known peers (`limit-pressure`). */
   private askedAt = -Infinity;
   /** Host-wide refusals since the last `limit-pressure`. */
-  private refused = { replies: 0, verifications: 0 };
+  private refused = { replies: 0, verifications: 0, probeReplies: 0 };
   readonly guard: GuardCounters = {
     ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0,
     replies: { R1: { sent: 0, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } },
     probeReplies: { sent: 0, limited: 0, trimmed: 0, portPinned: 0 },
     cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
-    knownPeers: { peers: 0, asked: 0, updates: 0, replies: 0, verifications: 0, primed: 0 },
+    knownPeers: { peers: 0, asked: 0, updates: 0, replies: 0, verifications: 0, probeReplies: 0, primed: 0 },
   };
 
   /** Re-homings by cause (context.ts RehomeCause), over the engine's life. */
@@ -251,7 +253,7 @@ export class Core {
    * KNOWN_PEERS_INTERVAL_MS), so that the peers the host talks to are answered from the reserve
    * while a flood from many /64s keeps the global bucket empty. Whether it may go ahead.
    */
-  private admitted(now: Millis, v: LimitVerdict, what: 'replies' | 'verifications'): boolean {
+  private admitted(now: Millis, v: LimitVerdict | ProbeLimitVerdict, what: 'replies' | 'verifications' | 'probeReplies'): boolean {
     if (v === 'ok') return true;
     if (v === 'reserve') { this.guard.knownPeers[what]++; return true; }
     if (v === 'global') {
@@ -260,7 +262,7 @@ export class Core {
         this.askedAt = now;
         this.guard.knownPeers.asked++;
         this.emit({ kind: 'limit-pressure', ...this.refused, knownPeers: this.knownPeers.size });
-        this.refused = { replies: 0, verifications: 0 };
+        this.refused = { replies: 0, verifications: 0, probeReplies: 0 };
       }
     }
     return false;
@@ -304,6 +306,17 @@ export class Core {
       },
       outcome(o: CgaOutcome) { countCga(guard.cga, o); },
     };
+  }
+
+  /**
+   * May `ctx` answer one more of its peer's Probes now (reap.ts `onProbe`)? A token from the
+   * context's bucket and the global one (`probeReplyLimit`) — or, when the context's peer ULID is a
+   * known peer's (`knownPeer`: the host's open connections, a primed peer; not merely a verified
+   * locator, which every probe comes from), from the reserve. A host-wide refusal asks for known
+   * peers (`limit-pressure`). Counts a reserve token; the caller counts the outcome.
+   */
+  mayAnswerProbe(now: Millis, ctx: Context): boolean {
+    return this.admitted(now, this.probeLimiter.check(now, ctx, this.knownPeer(now, ctx.peerUlid)), 'probeReplies');
   }
 
   /**

@@ -386,7 +386,8 @@ export class Engine {
    * reply or verification bucket empty, a reply to one of them (R1, R1bis, Error), or the
    * verification of an unproven message from one of them, may take a token of the known peers'
    * reserve (`replyLimit.knownPeers`, `verifyLimit.knownPeers`) — never more than its own /64's
-   * bucket allows. A source among the verified locators of the context a message names counts as
+   * bucket allows; so may an answer to a probe in a context whose peer ULID is one of them
+   * (`probeReplyLimit.knownPeers`, after the context's own bucket). A source among the verified locators of the context a message names counts as
    * known too, and so does an address of a peer primed while its record is valid (`prime`). Replaces the previous set; keeps the first MAX_KNOWN_PEERS addresses (core.ts),
    * skipping what is not an IPv6 address. Returns how many it kept. `now` for the call order's
    * sake (every input takes one): the set does not age; the next call replaces it.

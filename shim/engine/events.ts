@@ -77,14 +77,15 @@ export type EngineEvent =
   | { kind: 'reap-state'; localUlid: Ipv6; peerUlid: Ipv6; state: 'exploring' | 'operational'; pair: LocatorPair }
   | { kind: 'locator-set-updated'; localUlid: Ipv6; peerUlid: Ipv6; generation: number; locators: Ipv6[] }
   /**
-   * A host-wide bucket (`replyLimit`/`verifyLimit` global, and the known peers' reserve when the
-   * sender was a known peer) refused: a flood from many /64s, or more unproven traffic than the
-   * host answers. The driver answers with `setKnownPeers` (the host's open connections), so the
-   * peers it talks to are answered from the reserve. At most one per KNOWN_PEERS_INTERVAL_MS
-   * (core.ts) while refusals go on, none otherwise; `replies` and `verifications` count the
-   * host-wide refusals since the previous one (this one's included), `knownPeers` the set's size.
+   * A host-wide bucket (`replyLimit`/`verifyLimit`/`probeReplyLimit` global, and the known peers'
+   * reserve when the sender was a known peer) refused: a flood from many /64s or many contexts, or
+   * more unproven traffic than the host answers. The driver answers with `setKnownPeers` (the
+   * host's open connections), so the peers it talks to are answered from the reserve. At most one
+   * per KNOWN_PEERS_INTERVAL_MS (core.ts) while refusals go on, none otherwise; `replies`,
+   * `verifications` and `probeReplies` (answers to Probes) count the host-wide refusals since the
+   * previous one (this one's included), `knownPeers` the set's size.
    */
-  | { kind: 'limit-pressure'; replies: number; verifications: number; knownPeers: number };
+  | { kind: 'limit-pressure'; replies: number; verifications: number; probeReplies: number; knownPeers: number };
 
 /** A FIFO without `shift()` cost: the engine's transmit and event queues. */
 export class Queue<T> {

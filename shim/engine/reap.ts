@@ -320,7 +320,8 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
  * probes reported": Operational, the pair unchanged.
  *
  * The answer of a probe whose cell sends one back (Exploring, InboundOk) needs a token from the
- * context's bucket and the host's (`probeReplyLimit`, reply-limit.ts); without one only the answer
+ * context's bucket and the host's — or, a known peer's context, the reserve (`probeReplyLimit`,
+ * reply-limit.ts; core.ts `mayAnswerProbe`); without one only the answer
  * is left out (`quiet`): the probe still counts as an answered one does — its report in our received
  * log (our own probes carry it), its reports of our probes (`choosePair`), the table's next state and
  * timers — which costs what an answered probe costs, sends nothing, and needs what every probe needs
@@ -340,7 +341,7 @@ export function onProbe(core: Core, ctx: Context, now: Millis, rx: Datagram, msg
   const proof = ev === 'probe-exploring' ? [] : proven(core, ctx, msg.received);
   if (ev !== 'probe-exploring' && ctx.reapState !== Reap.Operational && msg.received.length > 0 && !proof.some((s) => s.usable)) ev = 'probe-exploring';
   let answers = REAP_TABLE[ev][ctx.reapState as ReapStateNum].actions.includes('SEND_PROBE');
-  if (answers && !core.probeLimiter.allow(now, ctx)) {
+  if (answers && !core.mayAnswerProbe(now, ctx)) {
     core.guard.probeReplies.limited++;
     answers = false;
   }

@@ -196,12 +196,18 @@ export function resolveReplyLimit(v: unknown, field = 'replyLimit', defaults: Re
  * stateless replies these answer a context's peer, but a peer chooses its own locators (a CGA
  * signature proves who lists an address, not that anyone there wants the traffic), so without a
  * limit one context could have the host answer any number of forged-source Probes toward a third
- * party. `'off'` answers every Probe (closed labs).
+ * party. `knownPeers`: the reserve of the contexts whose peer is a known peer (core.ts
+ * `knownPeer`), taken only when `global` is empty (absent: none), so that contexts set up from an
+ * attacker's own addresses, each within its own bucket, cannot keep the host's peers unanswered.
+ * `'off'` answers every Probe (closed labs).
  */
-export type ProbeReplyLimitConfig = { perContext: BucketConfig; global: BucketConfig } | 'off';
+export type ProbeReplyLimitConfig = { perContext: BucketConfig; global: BucketConfig; knownPeers?: BucketConfig } | 'off';
 
-/** What a configuration may give: either bucket, or either field of one, left out takes the default. */
-export type ProbeReplyLimitInput = { perContext?: Partial<BucketConfig>; global?: Partial<BucketConfig> } | 'off';
+/** What a configuration may give: any bucket, or either field of one, left out takes the default. */
+export type ProbeReplyLimitInput = { perContext?: Partial<BucketConfig>; global?: Partial<BucketConfig>; knownPeers?: Partial<BucketConfig> } | 'off';
+
+/** The buckets of a probe reply limit with every part given (`defaultProbeReplyLimit`). */
+export type ProbeReplyLimitBuckets = { perContext: BucketConfig; global: BucketConfig; knownPeers: BucketConfig };
 
 /**
  * Defaults from the timers. An exploring peer sends a round of probes per Initial Probe Timeout
@@ -212,32 +218,52 @@ export type ProbeReplyLimitInput = { perContext?: Partial<BucketConfig>; global?
  * ways on two pairs). Two per timeout dropped probes of real explorations in the lab (38 in one
  * re-homing, which then took 1.8 s on the TUN). The host: 50 times the per-context rate, burst 100
  * times it (400/s burst 800 with RFC timers): many contexts exploring at once (a site outage) are
- * all answered within about two seconds of their first probes, and a flood over any number of
- * contexts draws at most that many answers, each at most twice its probe.
+ * all answered within about two seconds of their first probes. The known peers' reserve: half the
+ * host's (25 times the per-context rate, burst 50 times it: 200/s burst 400 with RFC timers), 25
+ * contexts of known peers answered in full while the global bucket is empty. A flood over any
+ * number of contexts draws at most global + reserve answers (600/s, burst 1,200 with RFC timers),
+ * the reserve's part only through contexts of known peers, each answer at most twice its probe.
  */
-export function defaultProbeReplyLimit(initialProbeTimeout: number, initialProbes: number): { perContext: BucketConfig; global: BucketConfig } {
+export function defaultProbeReplyLimit(initialProbeTimeout: number, initialProbes: number): ProbeReplyLimitBuckets {
   const rate = 4000 / Math.max(1, initialProbeTimeout);
-  return { perContext: { rate, burst: 4 * initialProbes + 4 }, global: { rate: 50 * rate, burst: 100 * rate } };
+  return { perContext: { rate, burst: 4 * initialProbes + 4 }, global: { rate: 50 * rate, burst: 100 * rate }, knownPeers: { rate: 25 * rate, burst: 50 * rate } };
 }
 
-/** The per-context and global buckets of Probe answers. The per-context bucket lives on the context. */
+/**
+ * What the probe reply limiter said: `ok` (the global bucket had a token), `reserve` (it had none;
+ * the known peers' reserve had one), or refused by the context's own bucket (`context`) or for want
+ * of a host-wide token (`global`: the global bucket empty, and the reserve empty or not open to the
+ * context).
+ */
+export type ProbeLimitVerdict = 'ok' | 'reserve' | 'context' | 'global';
+
+/** The per-context, global and reserve buckets of Probe answers. The per-context bucket lives on the context. */
 export class ProbeReplyLimiter {
   private readonly global: Bucket | undefined;
+  /** The known peers' reserve (`knownPeers`), taken only when the global bucket is empty. */
+  private readonly reserve: Bucket | undefined;
 
   constructor(private readonly cfg: ProbeReplyLimitConfig) {
     this.global = cfg === 'off' ? undefined : new Bucket(cfg.global, 0);
+    this.reserve = cfg === 'off' || cfg.knownPeers === undefined ? undefined : new Bucket(cfg.knownPeers, 0);
   }
 
-  /** May the context whose bucket `holder` keeps answer one more Probe now? Takes the tokens when it may. */
-  allow(now: Millis, holder: { probeBucket: Bucket | undefined }): boolean {
-    if (this.cfg === 'off') return true;
+  /**
+   * May the context whose bucket `holder` keeps answer one more Probe now? Takes the tokens when it
+   * may, saying which bucket decided: the context's first (a context over its own limit draws
+   * nothing host-wide), then the global bucket, then — for a known peer's context (`known`) only —
+   * the reserve.
+   */
+  check(now: Millis, holder: { probeBucket: Bucket | undefined }, known = false): ProbeLimitVerdict {
+    if (this.cfg === 'off') return 'ok';
     const b = (holder.probeBucket ??= new Bucket(this.cfg.perContext, now));
-    // The context first: a context over its own limit does not drain the host's bucket.
-    return b.take(now) && this.global!.take(now);
+    if (!b.take(now)) return 'context';
+    if (this.global!.take(now)) return 'ok';
+    return known && this.reserve !== undefined && this.reserve.take(now) ? 'reserve' : 'global';
   }
 }
 
 /** Check a `probeReplyLimit` value (from configuration); `undefined` gives `dflt`. */
-export function resolveProbeReplyLimit(v: unknown, dflt: { perContext: BucketConfig; global: BucketConfig }, field = 'probeReplyLimit'): { value: ProbeReplyLimitConfig } | { error: string } {
+export function resolveProbeReplyLimit(v: unknown, dflt: ProbeReplyLimitBuckets, field = 'probeReplyLimit'): { value: ProbeReplyLimitConfig } | { error: string } {
   return resolveBuckets(v, field, 'perContext', dflt);
 }

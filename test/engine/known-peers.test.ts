@@ -155,7 +155,7 @@ test('setKnownPeers: replaces the set, canonical addresses, skips what is not on
   const many = Array.from({ length: MAX_KNOWN_PEERS + 500 }, (_, i) => `2001:db8:${(i >> 8).toString(16)}:${(i & 0xff).toString(16)}::1`);
   assert.equal(b.setKnownPeers(ms(1), many), MAX_KNOWN_PEERS);
   assert.equal(b.setKnownPeers(ms(2), []), 0);
-  assert.deepEqual(b.status().guard.knownPeers, { peers: 0, asked: 0, updates: 3, replies: 0, verifications: 0, primed: 0 });
+  assert.deepEqual(b.status().guard.knownPeers, { peers: 0, asked: 0, updates: 3, replies: 0, verifications: 0, probeReplies: 0, primed: 0 });
   // The upper-case form named above is the peer whose canonical address sends: it takes the reserve.
   const l = new ReplyLimiter({ perPrefix: { rate: 1, burst: 5 }, global: { rate: 1e-9, burst: 1 }, knownPeers: { rate: 1e-9, burst: 2 } });
   assert.deepEqual([l.check(ms(0), '2001:db8:1::1'), l.check(ms(0), '2001:db8:1::1'), l.check(ms(0), '2001:db8:1::1', true), l.check(ms(0), '2001:db8:1::1', true), l.check(ms(0), '2001:db8:1::1', true)],

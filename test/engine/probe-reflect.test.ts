@@ -152,7 +152,8 @@ test('a legitimate exploration (RFC timers) is answered in full: nothing limited
 
 test('probeReplyLimit defaults follow the timers; a partial setting keeps the rest', () => {
   const limit = (c: Partial<EngineConfig>): unknown => resolveConfig({ localLocators: [{ address: '2001:db8:b1::1' }], ...c }).probeReplyLimit;
-  assert.deepEqual(limit({}), { perContext: { rate: 8, burst: 20 }, global: { rate: 400, burst: 800 } });
-  assert.deepEqual(limit({ profile: 'fast', probeReplyLimit: { global: { burst: 7 } } }), { perContext: { rate: 80, burst: 20 }, global: { rate: 4000, burst: 7 } });
+  assert.deepEqual(limit({}), { perContext: { rate: 8, burst: 20 }, global: { rate: 400, burst: 800 }, knownPeers: { rate: 200, burst: 400 } });
+  assert.deepEqual(limit({ profile: 'fast', probeReplyLimit: { global: { burst: 7 } } }), { perContext: { rate: 80, burst: 20 }, global: { rate: 4000, burst: 7 }, knownPeers: { rate: 2000, burst: 4000 } });
+  assert.deepEqual(limit({ probeReplyLimit: { knownPeers: { rate: 50 } } }), { perContext: { rate: 8, burst: 20 }, global: { rate: 400, burst: 800 }, knownPeers: { rate: 50, burst: 400 } });
   assert.throws(() => new Engine({ localLocators: [{ address: '2001:db8:b1::1' }], probeReplyLimit: { perContext: { rate: -1 } } }, new SimRng(1)), /probeReplyLimit/);
 });

@@ -139,14 +139,16 @@ test('probeReplyLimit: the engine\'s defaults from the timers unless given; off,
   assert.throws(() => validateConfig({ probeReplyLimit: { perPrefix: {} } }), (e: UsageError) => e.code === 'ECONFIG' && /unknown key/.test(e.message));
 });
 
-test('replyLimit and verifyLimit: the known peers\' reserve (knownPeers) defaults and is checked like the other buckets; probeReplyLimit has none', () => {
+test('replyLimit, verifyLimit and probeReplyLimit: the known peers\' reserve (knownPeers) defaults and is checked like the other buckets', () => {
   assert.deepEqual(defaultConfig().replyLimit, { perPrefix: { rate: 10, burst: 10 }, global: { rate: 200, burst: 200 }, knownPeers: { rate: 100, burst: 100 } });
   assert.deepEqual(validateConfig({ verifyLimit: { knownPeers: { burst: 40 } } }).verifyLimit, { perPrefix: { rate: 10, burst: 10 }, global: { rate: 100, burst: 100 }, knownPeers: { rate: 20, burst: 40 } });
   assert.deepEqual(validateConfig({ replyLimit: { global: { rate: 20 } } }).replyLimit, { perPrefix: { rate: 10, burst: 10 }, global: { rate: 20, burst: 200 }, knownPeers: { rate: 100, burst: 100 } });
   rejects({ replyLimit: { knownPeers: { rate: 0 } } }, 'replyLimit');
   rejects({ verifyLimit: { knownPeers: { burst: 2e6 } } }, 'verifyLimit');
   rejects({ replyLimit: { knownPeers: 5 } }, 'replyLimit');
-  assert.throws(() => validateConfig({ probeReplyLimit: { knownPeers: { rate: 1 } } }), (e: UsageError) => e.code === 'ECONFIG' && /unknown key \(perContext, global\)/.test(e.message));
+  assert.deepEqual(validateConfig({ probeReplyLimit: { knownPeers: { rate: 1 } } }).probeReplyLimit, { knownPeers: { rate: 1 } });
+  rejects({ probeReplyLimit: { knownPeers: { burst: 0.5 } } }, 'probeReplyLimit');
+  assert.throws(() => validateConfig({ probeReplyLimit: { reserve: {} } }), (e: UsageError) => e.code === 'ECONFIG' && /unknown key \(perContext, global, knownPeers\)/.test(e.message));
 });
 
 test('cga: { key, sec } (or a path alone; sec defaults to 1); bad shapes name the key', () => {

@@ -45,7 +45,7 @@ function reply(n: number): StatusReply {
     engine: {
       contexts: [context(n * 100, n > 1)], caches: { positive: 1, negative: 0 },
       guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: n, limited: n, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } }, probeReplies: { sent: n, limited: 2 * n, trimmed: 0, portPinned: n }, cga: { verified: 0, cached: 0, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 0 },
-        knownPeers: { peers: n, asked: n, updates: n, replies: 3 * n, verifications: 0, primed: 0 } },
+        knownPeers: { peers: n, asked: n, updates: n, replies: 3 * n, verifications: 0, probeReplies: n, primed: 0 } },
       messages: { sent: { I1: 1, Probe: n }, received: { R1: 1, UpdateRequest: n } }, rehomings: n > 1 ? { 'send-timeout': 1 } : {},
     },
     resolver: {
@@ -115,6 +115,7 @@ test('/metrics: both parsers read it, names follow the conventions, values follo
   assert.equal(value(b, 'shim6_probe_replies_total', { outcome: 'port-pinned' }), 7);
   assert.equal(value(b, 'shim6_known_peers'), 7);
   assert.equal(value(b, 'shim6_known_peer_reserve_total', { use: 'reply' }), 21);
+  assert.equal(value(b, 'shim6_known_peer_reserve_total', { use: 'probe-reply' }), 7);
   assert.equal(value(b, 'shim6_dataplane_drops_total', { reason: 'no-context' }), 7);
   assert.equal(family(b, 'shim6_resolver_upstream_rtt_seconds').metrics[0]?.buckets?.['+Inf'], '7');
 });

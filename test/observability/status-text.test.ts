@@ -39,7 +39,7 @@ const REPLY = {
     }],
     caches: { positive: 1, negative: 0 }, localGeneration: 1,
     guard: { ulidUnproven: 0, ulidIsLocal: 0, contextLimit: 0, replies: { R1: { sent: 1, limited: 0, oversize: 0 }, R1bis: { sent: 0, limited: 0, oversize: 0 }, Error: { sent: 0, limited: 0, oversize: 0 }, R2: { sent: 0, limited: 0, oversize: 0 } }, probeReplies: { sent: 3, limited: 2, trimmed: 1, portPinned: 0 }, cga: { verified: 2, cached: 5, limited: 0, badSignature: 0, keyNotRsa: 0, keyTooShort: 0, keyTooLong: 0, keyBadExponent: 1 },
-      knownPeers: { peers: 3, asked: 4, updates: 4, replies: 12, verifications: 1, primed: 2 } },
+      knownPeers: { peers: 3, asked: 4, updates: 4, replies: 12, verifications: 1, probeReplies: 5, primed: 2 } },
     messages: { sent: { ...NO_MESSAGES, I1: 1, Probe: 4 }, received: { ...NO_MESSAGES, R1: 1 } }, rehomings: { 'send-timeout': 2 },
     capability: { positive: [{ ulid: B, source: 'dns', locators: [B, B2], ttl: 100 }], negative: [] },
   },
@@ -68,7 +68,7 @@ test('status text: one block per peer like wg show, resolver and caches after, n
   assert.match(text, /upstream \[2001:db8::53\]:53: up, rtt 1\.25 ms/);
   assert.match(text, /local locators: 2001:db8:a::1 on eth0 \(up\), 2001:db8:a:2::1 on eth1 \(down\)/);
   assert.match(text, /re-homings: send-timeout 2/);
-  assert.match(text, /known peers: 3 \(asked 4 times under a flood, set 4 times\); from their reserve 12 replies, 1 verifications; 2 addresses of primed peers/);
+  assert.match(text, /known peers: 3 \(asked 4 times under a flood, set 4 times\); from their reserve 12 replies, 1 verifications, 5 probe answers; 2 addresses of primed peers/);
   assert.doesNotMatch(text, /[{}"]/, 'no JSON in the text');
   assert.doesNotMatch(text, /\b1[6-9]\d{8,11}\b/, 'no epoch seconds or milliseconds');
 });

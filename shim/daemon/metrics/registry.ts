@@ -163,9 +163,9 @@ export class ShimMetrics {
       const k = e(s)?.guard?.knownPeers;
       return k ? [{ value: k.peers }] : [];
     });
-    this.counter('shim6_known_peer_reserve_total', 'Replies sent and verifications run for known peers on a token of their reserve (replyLimit.knownPeers, verifyLimit.knownPeers): the global bucket was empty.', (s) => {
+    this.counter('shim6_known_peer_reserve_total', 'Replies sent, verifications run and Probes answered for known peers on a token of their reserve (replyLimit.knownPeers, verifyLimit.knownPeers, probeReplyLimit.knownPeers): the global bucket was empty.', (s) => {
       const k = e(s)?.guard?.knownPeers;
-      return k ? [{ labels: { use: 'reply' }, value: k.replies }, { labels: { use: 'verification' }, value: k.verifications }] : [];
+      return k ? [{ labels: { use: 'reply' }, value: k.replies }, { labels: { use: 'verification' }, value: k.verifications }, ...(k.probeReplies !== undefined ? [{ labels: { use: 'probe-reply' }, value: k.probeReplies }] : [])] : [];
     });
     this.gauge('shim6_capability_cache_entries', 'The engine\'s capability cache, by kind (positive by ULID, negative by peer address).', ['kind'], (s) => {
       const ca = e(s)?.caches;
