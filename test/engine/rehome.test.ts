@@ -3,9 +3,10 @@ import assert from 'node:assert/strict';
 import type { Sim } from '../sim/sim.ts';
 import { configuredPair, engineEvents, sendShim, shimDeliveries, type ShimHost } from '../sim/shim-hosts.ts';
 import { sent, sentTypes } from '../sim/trace.ts';
-import { State, type EngineEvent } from '../../shim/engine/index.ts';
-import { encodeMessage, type ProbeMessage } from '../../shim/wire/index.ts';
+import { State, defaultProbeReplyLimit, type EngineEvent } from '../../shim/engine/index.ts';
+import { decodeMessage, encodeMessage, findOption, type ProbeMessage, type R1Message, type R2Message } from '../../shim/wire/index.ts';
 import { parseIpv6 } from '../../shim/wire/ipv6.ts';
+import { ms } from '../../shim/time.ts';
 
 
 /** Bidirectional payload every 50 ms until `until`. */
@@ -349,4 +350,106 @@ test('REAP: an InboundOk probe reporting only probes A sent before its explorati
   sim.flush();
   assert.equal(a.engine.status().contexts[0]!.reap, 'Operational');
   assert.deepEqual(a.engine.status().contexts[0]!.pair, { local: a.locators[1], peer: b.locators[1] });
+});
+
+/** An ordinary context at `h` set up from the attacker's own address `x` (its ULID): `h`'s tag for it. */
+function attackerContext(sim: Sim, h: ShimHost, x: string, n: number): number {
+  const drain = (): Uint8Array[] => {
+    const out: Uint8Array[] = [];
+    for (let t = h.engine.pollTransmit(); t !== undefined; t = h.engine.pollTransmit()) if (t.dst === x) out.push(t.bytes);
+    return out;
+  };
+  h.engine.handleDatagram(sim.now, { src: x, dst: h.ulid, bytes: encodeMessage({ type: 'I1', contextTag: 0x100 + n, initiatorNonce: n, options: [] }) });
+  const r1 = decodeMessage(drain()[0]!) as R1Message;
+  const i2 = encodeMessage({ type: 'I2', contextTag: 0x100 + n, initiatorNonce: n, responderNonce: r1.responderNonce, options: [findOption(r1, 'ResponderValidator')!] });
+  h.engine.handleDatagram(sim.now, { src: x, dst: h.ulid, bytes: i2 });
+  const r2 = decodeMessage(drain()[0]!) as R2Message;
+  assert.equal(r2.type, 'R2');
+  sim.flush();
+  return r2.contextTag;
+}
+
+/**
+ * A and B (RFC timers) exchange payload, then the ULID pair fails both ways for 40 s while the
+ * other pairs work. With `attack`, an attacker first sets up 1,500 ordinary contexts at B from its
+ * own addresses (150 /64s, within maxContextsPerPrefix and the R1 budgets), then sends 10,000
+ * Exploring probes a second over them, each context at 6.7/s (under its own bucket, 8/s): together
+ * they keep B's global bucket of probe answers (400/s) empty. With `connected`, B's driver answers
+ * `limit-pressure` as the daemon does, with its open connections: A's ULID (the application's
+ * payload between the ULIDs). Only the simulator's clock.
+ */
+function probeFlood(o: { attack: boolean; connected: boolean }): { a: ShimHost; b: ShimHost; pressure: Array<EngineEvent & { kind: 'limit-pressure' }>; seconds: number } {
+  const { sim, a, b } = configuredPair(911, { a: { profile: 'rfc' }, b: { profile: 'rfc' } });
+  traffic(sim, a, b, sim.now + 1000);
+  const attacker: Array<{ x: string; tag: number }> = [];
+  if (o.attack) {
+    for (let i = 0; i < 1500; i++) {
+      const x = `2001:db8:66:${(i % 150).toString(16)}::${(Math.floor(i / 150) + 1).toString(16)}`;
+      attacker.push({ x, tag: attackerContext(sim, b, x, i + 1) });
+      sim.runFor(6);
+    }
+  }
+  const pressure: Array<EngineEvent & { kind: 'limit-pressure' }> = [];
+  let seen = b.host.events.length;
+  let n = 0;
+  // Every 10 ms: 100 probes, evenly spread; then B's driver reads its events.
+  const step = (): void => {
+    if (o.attack) {
+      for (let k = 0; k < 100; k++) {
+        const { x, tag } = attacker[n++ % attacker.length]!;
+        sim.adversary.inject({ src: x, dst: b.ulid, bytes: encodeMessage({ type: 'Probe', contextTag: tag, state: 'Exploring', sent: [{ source: x, destination: b.ulid, nonce: n, data: 0 }], received: [], options: [] }) }, ms(0.05 + k * 0.1));
+      }
+    }
+    sim.runFor(10);
+    for (const { event } of b.host.events.slice(seen)) {
+      const e = event as unknown as EngineEvent;
+      if (e.kind !== 'limit-pressure') continue;
+      pressure.push(e);
+      if (o.connected) b.engine.setKnownPeers(sim.now, [a.ulid]);
+    }
+    seen = b.host.events.length;
+  };
+  for (let t = 0; t < 100; t++) step(); // 1 s of flood before the failure
+  block(sim, a.ulid, b.ulid);
+  block(sim, b.ulid, a.ulid);
+  const hole = sim.now;
+  while (sim.now < hole + 40_000) {
+    if ((sim.now - hole) % 250 === 0) { sendShim(sim, a, b); sendShim(sim, b, a); }
+    step();
+  }
+  return { a, b, pressure, seconds: sim.now / 1000 };
+}
+
+const peerContext = (h: ShimHost, peer: ShimHost) => h.engine.status().contexts.find((c) => c.peerUlid === peer.ulid)!;
+
+test('REAP under a probe flood, control: without the attacker, A and B move off the failed ULID pair within 40 s (RFC timers)', () => {
+  const { a, b } = probeFlood({ attack: false, connected: false });
+  for (const [h, peer] of [[a, b], [b, a]] as const) {
+    const c = peerContext(h, peer);
+    assert.equal(c.state, State.ESTABLISHED);
+    assert.ok(c.rehomings >= 1 && c.reap === 'Operational', `${h.host.name}: REAP ${c.reap}, ${c.rehomings} re-homings`);
+  }
+});
+
+test('REAP under a probe flood from an attacker\'s own 1,500 contexts that keeps the global bucket of probe answers empty: the connected peer\'s context is answered from the known peers\' reserve and both ends re-home; the answers stay within global + reserve', () => {
+  const { a, b, pressure, seconds } = probeFlood({ attack: true, connected: true });
+  const g = b.engine.status().guard;
+  for (const [h, peer] of [[a, b], [b, a]] as const) {
+    const c = peerContext(h, peer);
+    assert.ok(c.rehomings >= 1 && c.reap === 'Operational', `${h.host.name}'s context after 40 s: REAP ${c.reap}, ${c.rehomings} re-homings, pair ${c.pair.local} → ${c.pair.peer} (B: ${JSON.stringify(g.probeReplies)}, ${JSON.stringify(g.knownPeers)})`);
+  }
+  assert.ok(g.probeReplies.limited > 100_000, `the flood was refused: ${g.probeReplies.limited}`);
+  assert.ok(pressure.length >= 1 && pressure.some((e) => e.probeReplies > 0), `B asked for its known peers: ${JSON.stringify(pressure.slice(0, 3))}`);
+  assert.ok(g.knownPeers.probeReplies >= 1, 'A\'s probes answered from the reserve');
+  const { global, knownPeers } = defaultProbeReplyLimit(500, 4);
+  const bound = global.burst + global.rate * seconds + knownPeers.burst + knownPeers.rate * seconds;
+  assert.ok(g.probeReplies.sent <= bound, `${g.probeReplies.sent} answers in ${seconds} s (bound ${bound})`);
+  assert.ok(g.knownPeers.probeReplies <= knownPeers.burst + knownPeers.rate * seconds);
+});
+
+test('REAP under the same probe flood, the peer not known: B leaves A\'s probes unanswered, yet what they prove counts — B moves its own direction off the failed pair', () => {
+  const { a, b } = probeFlood({ attack: true, connected: false });
+  const c = peerContext(b, a);
+  assert.ok(c.rehomings >= 1 && c.pair.peer !== a.ulid, `B: REAP ${c.reap}, ${c.rehomings} re-homings, pair ${c.pair.local} → ${c.pair.peer}`);
+  assert.equal(b.engine.status().guard.knownPeers.probeReplies, 0);
 });
