@@ -327,8 +327,9 @@ export function onKeepalive(core: Core, ctx: Context, now: Millis): void {
  * timers — which costs what an answered probe costs, sends nothing, and needs what every probe needs
  * (our tag, a verified peer locator as source: dispatch.ts). A peer that keeps to REAP's back-off
  * (§4.3) never empties its bucket; one that loses its answers retransmits, and our own probes report
- * its. (Dropped whole, as first done, the reports that move our pair were lost with it: a flood that
- * kept the host's bucket empty stalled every other context's re-homing.) The answer goes on the reverse of the pair the probe came on (it works at least one way, RFC 5534
+ * its; dropped whole, the reports that move our pair would be lost with it, and a flood that keeps
+ * the host's bucket empty would stall every other context's re-homing. The answer goes on the
+ * reverse of the pair the probe came on (it works at least one way, RFC 5534
  * App. A ex. 4/5), at most twice the probe's size, and to the probe's source port only when that
  * locator is known to reach the peer (the current pair's, or one a probe report proved), else to
  * the context's port: a peer lists any address it likes under its CGA signature (RFC 5533 §16
