@@ -1,11 +1,12 @@
 // The per-client bounds of the control server, in-process on a real Unix socket:
-// at most MAX_IN_FLIGHT requests of one client answered at once, and one reply
-// larger than MAX_QUEUED_OUTPUT still delivered whole to a client that reads.
+// at most MAX_IN_FLIGHT requests of one client answered at once, one reply
+// larger than MAX_QUEUED_OUTPUT still delivered whole to a client that reads, and
+// request lines over MAX_LINE octets refused (ELINE) and never run.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
-import { MAX_IN_FLIGHT, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/daemon/control/server.ts';
+import { MAX_IN_FLIGHT, MAX_LINE, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/daemon/control/server.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
 import { tmpdir } from './process.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -83,4 +84,69 @@ test('a reply that keeps arriving is read to its end, however long it takes in a
   await new Promise<void>((r2) => mute.listen(sock2, r2));
   t.after(() => mute.close());
   await assert.rejects(controlRequest(sock2, 'status', {}, 300), { code: 'ECONTROL_TIMEOUT' });
+});
+
+/**
+ * A raw client of `sock`: what it has read, and whether the connection is closed. Half-open: it
+ * keeps writing after the server's end (and sees the close only when a write fails).
+ */
+function client(sock: string, allowHalfOpen = false): { c: net.Socket; got: () => string; closed: () => boolean } {
+  const c = net.connect({ path: sock, allowHalfOpen });
+  c.on('error', () => {});
+  let got = '';
+  let closed = false;
+  c.setEncoding('utf8');
+  c.on('data', (d: string) => { got += d; });
+  c.on('close', () => { closed = true; });
+  return { c, got: () => got, closed: () => closed };
+}
+
+/** A `touch` request line of exactly `octets` octets (without its newline), padded with `ch`. */
+function touchLine(octets: number, ch = 'x'): string {
+  const head = '{"method":"touch","pad":"';
+  const pad = octets - head.length - 2;
+  const n = Math.floor(pad / Buffer.byteLength(ch));
+  return head + ch.repeat(n) + 'x'.repeat(pad - n * Buffer.byteLength(ch)) + '"}';
+}
+
+test('a request line over MAX_LINE octets is refused (ELINE) and never run, the connection closed; one of exactly MAX_LINE octets runs', async (t) => {
+  const sock = path.join(tmpdir(t), 'c.sock');
+  let calls = 0;
+  const server = await startControlServer(sock, { touch: () => { calls++; return 'touched'; } });
+  t.after(() => server.close());
+  const exact = client(sock);
+  t.after(() => exact.c.destroy());
+  assert.equal(Buffer.byteLength(touchLine(MAX_LINE)), MAX_LINE);
+  exact.c.write(touchLine(MAX_LINE) + '\n');
+  await waitFor(() => exact.got().includes('\n'), 'the reply to a MAX_LINE-octet line');
+  assert.match(exact.got(), /"ok":true,"result":"touched"/);
+  assert.equal(calls, 1);
+  // Sent whole (the newline in the same write as the rest, so that however the reads split it, the
+  // server sees the line complete before its unterminated part is over the limit), and with
+  // characters of two octets: the limit counts octets, not characters.
+  for (const line of [touchLine(MAX_LINE + 1), touchLine(MAX_LINE + 50_000), touchLine(MAX_LINE + 2, '\u00e9')]) {
+    const cl = client(sock);
+    t.after(() => cl.c.destroy());
+    cl.c.write(line + '\n' + JSON.stringify({ method: 'touch' }) + '\n');
+    await waitFor(() => cl.got().includes('\n'), 'a reply');
+    assert.match(cl.got(), /^\{"id":null,"ok":false,"error":\{"code":"ELINE"/, `${Buffer.byteLength(line)} octets: ${cl.got().slice(0, 80)}`);
+    await waitFor(() => cl.closed(), 'the server closing the connection');
+    assert.equal(cl.got().split('\n').length, 2, 'one reply: ELINE, and nothing after it is run');
+  }
+  assert.equal(calls, 1, 'no oversized line (nor the one after it) was run');
+});
+
+test('after ELINE for an unterminated line the server reads nothing more: the rest of the line, its newline, and the next request are never run', async (t) => {
+  const sock = path.join(tmpdir(t), 'c.sock');
+  let calls = 0;
+  const server = await startControlServer(sock, { touch: () => { calls++; return 'touched'; } });
+  t.after(() => server.close());
+  const cl = client(sock, true);
+  t.after(() => cl.c.destroy());
+  cl.c.write(touchLine(MAX_LINE + 5000).slice(0, -2));
+  await waitFor(() => cl.got().includes('ELINE'), 'the ELINE reply');
+  cl.c.write('"}\n' + JSON.stringify({ method: 'touch' }) + '\n');
+  // Until the server runs them (the bug) or is gone (closed: it no longer reads).
+  await waitFor(() => calls > 0 || cl.closed(), 'the lines run or the connection closed');
+  assert.equal(calls, 0, 'a line sent after ELINE was run');
 });

@@ -11,7 +11,9 @@
  * (reading from it pauses meanwhile), and a client with more than
  * MAX_QUEUED_OUTPUT bytes of replies unread when the next reply is due is
  * disconnected. One reply of any size is always queued, so a single large
- * `status` is never cut.
+ * `status` is never cut. A request line longer than MAX_LINE octets (its newline
+ * not counted), complete or not, is never run: the client gets one `ELINE` reply
+ * and the connection is closed, nothing it sent after is read.
  */
 import net from 'node:net';
 import type { Logger } from '../../log.ts';
@@ -19,8 +21,8 @@ import { bindSocketFile, clearSocketPath, removeSocketFile } from './socket-file
 
 export type ControlMethod = (params: Record<string, unknown>) => unknown;
 
-/** Longest request line accepted (a client sending more is cut off). */
-const MAX_LINE = 64 * 1024;
+/** Longest request line accepted, in octets without its newline (a client sending a longer one gets ELINE and is cut off). */
+export const MAX_LINE = 64 * 1024;
 
 /** Requests of one client being answered at once; past this its further lines wait (and reading pauses). */
 export const MAX_IN_FLIGHT = 16;
@@ -66,19 +68,35 @@ export async function startControlServer(socketPath: string, methods: Record<str
 /** Read request lines from one client and answer them, within the per-client bounds. */
 function serve(c: net.Socket, methods: Record<string, ControlMethod>, log: Logger | undefined): void {
   c.on('error', () => c.destroy());
-  let buf = '';
+  /** Octets read and not yet taken as lines (complete lines waiting for a slot, then the unterminated tail), in the order read. */
+  let parts: Buffer[] = [];
+  /** Octets after the last newline read: the line being received. */
+  let tail = 0;
   let inFlight = 0;
   let replies = 0;
+  /** Set once the client sent a line over MAX_LINE: nothing more is read, run or answered. */
+  let cut = false;
+  const refuseLine = (): void => {
+    cut = true;
+    parts = [];
+    c.pause();
+    c.end(reply(null, undefined, { code: 'ELINE', message: `request line longer than ${MAX_LINE} octets` }), () => c.destroy());
+  };
   const pump = (): void => {
+    if (parts.length > 1) parts = [Buffer.concat(parts)];
+    let buf = parts[0] ?? Buffer.alloc(0);
     let nl: number;
-    while (inFlight < MAX_IN_FLIGHT && !c.destroyed && (nl = buf.indexOf('\n')) >= 0) {
-      const line = buf.slice(0, nl).trim();
-      buf = buf.slice(nl + 1);
+    while (!cut && inFlight < MAX_IN_FLIGHT && !c.destroyed && (nl = buf.indexOf(0x0a)) >= 0) {
+      // The tail was measured as it arrived; a line that came whole in one read is measured here.
+      if (nl > MAX_LINE) { refuseLine(); return; }
+      const line = buf.toString('utf8', 0, nl).trim();
+      buf = buf.subarray(nl + 1);
+      parts = buf.length ? [buf] : [];
       if (!line) continue;
       inFlight++;
       void answer(line, methods).then((out) => {
         inFlight--;
-        if (c.destroyed) return;
+        if (c.destroyed || cut) return;
         if (c.writableLength > MAX_QUEUED_OUTPUT) {
           log?.warn('control client disconnected: it does not read its replies', { queuedBytes: c.writableLength, limit: MAX_QUEUED_OUTPUT, replies });
           c.destroy();
@@ -89,14 +107,17 @@ function serve(c: net.Socket, methods: Record<string, ControlMethod>, log: Logge
         pump();
       });
     }
+    if (cut) return;
     if (inFlight >= MAX_IN_FLIGHT) c.pause();
     else if (c.isPaused()) c.resume();
   };
-  c.setEncoding('utf8');
-  c.on('data', (chunk: string) => {
-    buf += chunk;
-    if (buf.length > MAX_LINE && !buf.includes('\n')) { c.end(reply(null, undefined, { code: 'ELINE', message: 'request line too long' })); return; }
-    pump();
+  c.on('data', (chunk: Buffer) => {
+    if (cut) return;
+    const last = chunk.lastIndexOf(0x0a);
+    tail = last < 0 ? tail + chunk.length : chunk.length - 1 - last;
+    if (tail > MAX_LINE) { refuseLine(); return; }
+    parts.push(chunk);
+    if (last >= 0) pump();
   });
 }
 
