@@ -1,15 +1,16 @@
 // The per-client bounds of the control server, in-process on a real Unix socket:
 // at most MAX_IN_FLIGHT requests of one client answered at once, one reply
 // larger than MAX_QUEUED_OUTPUT still delivered whole to a client that reads, and
-// request lines over MAX_LINE octets refused (ELINE) and never run.
+// request lines over MAX_LINE octets refused (ELINE) and never run. And the
+// client's side: a reply that is not what the protocol says is ECONTROL_PROTOCOL.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import path from 'node:path';
 import { MAX_IN_FLIGHT, MAX_LINE, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/daemon/control/server.ts';
-import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { ControlError, controlRequest } from '../../shim/daemon/control/client.ts';
 import { tmpdir } from './process.ts';
-import { waitFor } from '../helpers/wait.ts';
+import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 
 test('a pipelining client has at most MAX_IN_FLIGHT requests being answered at once; the rest wait, and all are answered', async (t) => {
   const sock = path.join(tmpdir(t), 'c.sock');
@@ -149,4 +150,14 @@ test('after ELINE for an unterminated line the server reads nothing more: the re
   // Until the server runs them (the bug) or is gone (closed: it no longer reads).
   await waitFor(() => calls > 0 || cl.closed(), 'the lines run or the connection closed');
   assert.equal(calls, 0, 'a line sent after ELINE was run');
+});
+
+test('a reply line that is JSON but not an object (null, a number, a string, an array) is ECONTROL_PROTOCOL', async (t) => {
+  for (const line of ['null', '5', '"ok"', '[]', 'true']) {
+    const sock = path.join(tmpdir(t), 'odd.sock');
+    const odd = net.createServer((c) => { c.on('error', () => {}); c.once('data', () => c.write(line + '\n')); });
+    await new Promise<void>((r) => odd.listen(sock, r));
+    await assert.rejects(controlRequest(sock, 'status', {}, DEADLINE_MS), (e: unknown) => e instanceof ControlError && e.code === 'ECONTROL_PROTOCOL', line);
+    await new Promise<void>((r) => odd.close(() => r()));
+  }
 });

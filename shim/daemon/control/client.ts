@@ -4,7 +4,7 @@
  * contexts is megabytes, and keeps arriving).
  * Used by `shim6 status` (and later other CLI commands talking to the daemon).
  * Errors are ControlError with stable codes: ECONTROL_CONNECT (nothing listening, or the socket not ours to use),
- * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (bad reply), or the server's own code.
+ * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (a reply that is not a JSON object, or none), or the server's own code.
  */
 import net from 'node:net';
 import { Shim6Error } from '../../errors.ts';
@@ -70,13 +70,18 @@ export function controlRequest(socketPath: string, method: string, params: Recor
       buf += chunk;
       if (at < 0) return;
       const nl = buf.length - chunk.length + at;
-      let rep: { ok?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } };
+      let parsed: unknown;
       try {
-        rep = JSON.parse(buf.slice(0, nl));
+        parsed = JSON.parse(buf.slice(0, nl));
       } catch {
         finish(new ControlError('ECONTROL_PROTOCOL', 'reply is not JSON'));
         return;
       }
+      if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+        finish(new ControlError('ECONTROL_PROTOCOL', 'reply is not a JSON object'));
+        return;
+      }
+      const rep = parsed as { ok?: unknown; result?: unknown; error?: { code?: unknown; message?: unknown } | null };
       if (rep.ok === true) finish(undefined, rep.result);
       else finish(new ControlError(typeof rep.error?.code === 'string' ? rep.error.code : 'ECONTROL_PROTOCOL', String(rep.error?.message ?? 'request failed')));
     });
