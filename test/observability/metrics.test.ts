@@ -175,6 +175,16 @@ test('on loopback, a request must name the server by address or as localhost (DN
   assert.match(await rawRequest(s.port, 'GET /status.json HTTP/1.0\r\n\r\n'), /^HTTP\/1\.1 200/, 'no Host at all (HTTP/1.0): not a browser');
 });
 
+test('bound to a wildcard address ([::], 0.0.0.0), a request that arrives over loopback must name the server too (DNS rebinding)', async (t) => {
+  for (const [listen, loopback] of [['[::]:9533', '::1'], ['0.0.0.0:9533', '127.0.0.1']] as const) {
+    const s = await startMetricsServer({ ...parseMetricsEndpoint('metrics', listen), port: 0 }, { status: () => reply(1) });
+    t.after(() => s.close());
+    const asked = async (host: string): Promise<string> => (await rawRequest(s.port, `GET /status.json HTTP/1.1\r\nHost: ${host}\r\nConnection: close\r\n\r\n`, loopback)).split('\r\n')[0]!;
+    assert.equal(await asked(`rebind.example:${s.port}`), 'HTTP/1.1 403 Forbidden', `${listen}, reached on ${loopback}`);
+    assert.equal(await asked(`localhost:${s.port}`), 'HTTP/1.1 200 OK', `${listen}, reached on ${loopback}`);
+  }
+});
+
 test('clients that connect and send nothing cannot keep the scraper out: the connection idle the longest makes room', async (t) => {
   const s = await server(t, () => reply(1));
   const idle: net.Socket[] = [];
@@ -190,9 +200,9 @@ test('clients that connect and send nothing cannot keep the scraper out: the con
   await waitFor(() => idle.filter((c) => !c.destroyed && !c.readableEnded).length <= MAX_CONNECTIONS, 'the oldest idle connections closed');
 });
 
-function rawRequest(port: number, text: string): Promise<string> {
+function rawRequest(port: number, text: string, host = '127.0.0.1'): Promise<string> {
   return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1', () => c.write(text));
+    const c = net.connect(port, host, () => c.write(text));
     let out = '';
     c.setEncoding('utf8');
     c.on('data', (d: string) => { out += d; });

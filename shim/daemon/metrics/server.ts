@@ -6,10 +6,11 @@
  * request (concurrent requests share one), so serving costs nothing until
  * someone asks. Bounded: GET and HEAD only, no request body, short URLs and
  * headers, a few connections at once (at the bound the connection idle the
- * longest makes room for a new one), and timeouts on slow clients. On a
- * loopback address a request must name the server by address or as
- * localhost: a web page whose own name resolves to 127.0.0.1 (DNS rebinding)
- * must not read the status through a browser on this host.
+ * longest makes room for a new one), and timeouts on slow clients. A request
+ * that reaches the server on a loopback address (whatever address it listens
+ * on: a wildcard one is reachable on loopback too) must name the server by
+ * address or as localhost: a web page whose own name resolves to 127.0.0.1
+ * (DNS rebinding) must not read the status through a browser on this host.
  */
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
@@ -62,7 +63,6 @@ export async function startMetricsServer(at: MetricsEndpoint, sources: MetricsSo
     pending ??= Promise.resolve().then(sources.status).finally(() => { pending = undefined; });
     return pending;
   };
-  const loopback = isLoopback(at.address);
   /** Open connections, the idle longest first, with their requests in progress. */
   const conns = new Map<net.Socket, { busy: number }>();
   const server = http.createServer({ maxHeaderSize: MAX_HEADER_BYTES, requestTimeout: REQUEST_TIMEOUT_MS, headersTimeout: REQUEST_TIMEOUT_MS, keepAliveTimeout: KEEP_ALIVE_MS, connectionsCheckingInterval: TIMEOUT_CHECK_MS }, (req, res) => {
@@ -96,7 +96,8 @@ export async function startMetricsServer(at: MetricsEndpoint, sources: MetricsSo
   server.on('clientError', (_err, socket) => { if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n'); else socket.destroy(); });
 
   const serve = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
-    if (loopback && !localHost(req.headers.host)) return send(res, 403, 'text/plain; charset=utf-8', 'the Host header must name this server by address or as localhost\n');
+    // Where this connection arrived, not where the server listens: bound to [::] or 0.0.0.0 it is reachable on loopback too.
+    if (isLoopback(req.socket.localAddress ?? '') && !localHost(req.headers.host)) return send(res, 403, 'text/plain; charset=utf-8', 'the Host header must name this server by address or as localhost\n');
     const url = req.url ?? '/';
     if (url.length > MAX_URL) return send(res, 414, 'text/plain; charset=utf-8', 'URI too long\n');
     if (req.method !== 'GET' && req.method !== 'HEAD') {
