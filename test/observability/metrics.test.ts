@@ -1,23 +1,27 @@
 // The metrics port on its own (no daemon): /metrics read by two real parsers
 // (parse-prometheus-text-format, and Prometheus' own promtool, which also lints
 // the names), values that follow the status snapshot, the page and its JSON,
-// and the HTTP bounds (GET/HEAD only, no body, short URLs, unknown paths).
+// and the HTTP bounds (GET/HEAD only, no body, short URLs, unknown paths; idle clients, and
+// clients that ask and never read, neither keep the scraper out nor pile responses up).
 // test/e2e/observability.test.ts does the same on a live daemon with traffic.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import dgram from 'node:dgram';
 import dnsPacket from 'dns-packet';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import parse, { type ParsedFamily } from 'parse-prometheus-text-format';
-import { MAX_CONNECTIONS, startMetricsServer, type MetricsServer } from '../../shim/daemon/metrics/server.ts';
+import { MAX_CONNECTIONS, MAX_PIPELINED, startMetricsServer, type MetricsServer } from '../../shim/daemon/metrics/server.ts';
 import { parseMetricsEndpoint } from '../../shim/daemon/metrics/endpoint.ts';
 import { ThroughputHistory } from '../../shim/daemon/metrics/history.ts';
 import type { StatusReply } from '../../shim/daemon/status-view.ts';
 import type { ContextStatus } from '../../shim/engine/index.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { Logger } from '../../shim/log.ts';
 import { startCli } from '../resolver/process.ts';
 import { shim6 } from '../helpers/cli.ts';
 import { DEADLINE_MS, waitFor, within } from '../helpers/wait.ts';
@@ -150,7 +154,7 @@ test('the page and its JSON: cards per peer, caches and upstreams; self-containe
   assert.equal((await get(s.port, '/', { method: 'HEAD' })).body, '');
 });
 
-test('bounded: GET and HEAD only, no body, no long URL, unknown paths 404, a failing snapshot is a 500', async (t) => {
+test('bounded: GET and HEAD only, no body, no long URL, Host required in HTTP/1.1, no expectation met, unknown paths 404, a failing snapshot is a 500', async (t) => {
   let fail = false;
   const s = await server(t, () => { if (fail) throw new Error('boom'); return reply(1); });
   assert.equal((await get(s.port, '/metrics', { method: 'POST', body: 'x' })).status, 405);
@@ -159,6 +163,9 @@ test('bounded: GET and HEAD only, no body, no long URL, unknown paths 404, a fai
   assert.equal((await get(s.port, '/nope')).status, 404);
   const withBody = await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc');
   assert.match(withBody, /^HTTP\/1\.1 413/);
+  assert.match(await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 400/, 'HTTP/1.1 without Host');
+  assert.match(await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: something\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 417/);
+  assert.match(await rawRequest(s.port, 'GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nExpect: 100-continue\r\nConnection: close\r\n\r\n'), /^HTTP\/1\.1 200/, 'no 100 Continue: no body is read');
   const hugeHeader = await rawRequest(s.port, `GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(20_000)}\r\nConnection: close\r\n\r\n`);
   assert.match(hugeHeader, /^HTTP\/1\.1 431|^HTTP\/1\.1 400|^$/);
   fail = true;
@@ -198,6 +205,119 @@ test('clients that connect and send nothing cannot keep the scraper out: the con
   const r = await get(s.port, '/metrics', { signal: AbortSignal.timeout(DEADLINE_MS) });
   assert.equal(r.status, 200, 'served while the idle connections were there');
   await waitFor(() => idle.filter((c) => !c.destroyed && !c.readableEnded).length <= MAX_CONNECTIONS, 'the oldest idle connections closed');
+});
+
+/** A status reply with `n` established contexts: /metrics is then about 440 octets per context. */
+function manyContexts(n: number): StatusReply {
+  const contexts = Array.from({ length: n }, (_, i) => {
+    const peer = `2001:db8:b::${(i + 1).toString(16)}`;
+    return { ...context(100, false), peerUlid: peer, contextTag: 1000 + i, pair: { local: '2001:db8:a::1', peer }, peerLocators: [{ address: peer, verified: true, probed: true, flags: 0 }] };
+  });
+  return { schemaVersion: 1, engine: { contexts, caches: { positive: 1, negative: 0 } } } as unknown as StatusReply;
+}
+
+const OK = 'HTTP/1.1 200 OK';
+
+/**
+ * A client that sends `count` pipelined `GET path` in one write and reads nothing after the first
+ * octets of the answer (`started` resolves then: the server has parsed the requests and is
+ * answering). It keeps only the number of responses begun in what it read.
+ */
+function nonReader(port: number, count: number, path = '/metrics'): { sock: net.Socket; started: Promise<void>; drain: () => Promise<number> } {
+  const sock = net.connect(port, '127.0.0.1');
+  sock.on('error', () => {});
+  let responses = 0;
+  let carry = '';
+  const read = (d: Buffer): void => {
+    const text = carry + d.toString('latin1');
+    responses += text.split(OK).length - 1;
+    carry = text.slice(-(OK.length - 1));
+  };
+  const started = new Promise<void>((resolve) => sock.once('data', (d: Buffer) => { sock.pause(); read(d); resolve(); }));
+  sock.once('connect', () => sock.write(`GET ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`.repeat(count)));
+  /** Read the rest until the server closes the connection: the responses it began in all. */
+  const drain = (): Promise<number> => new Promise((resolve) => {
+    if (sock.destroyed) return resolve(responses);
+    sock.on('data', read);
+    sock.once('close', () => resolve(responses));
+    sock.resume();
+  });
+  return { sock, started, drain };
+}
+
+/** Retained memory: heap and buffers after a full collection. */
+function retained(): number {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
+  const m = process.memoryUsage();
+  return m.heapUsed + m.arrayBuffers;
+}
+
+test('clients that pipeline requests and never read cannot keep the scraper out, and the port holds one response per connection at most', async (t) => {
+  // Two connections allowed (MAX_CONNECTIONS in production): two such clients fill the port. Each
+  // asks for as many /metrics (~440 KB here) as a connection may have waiting, ~7.5 MB: more
+  // than loopback's socket buffers take (~4 MB), so each is left with responses it never reads.
+  const maxConnections = 2;
+  const count = MAX_PIPELINED + 1;
+  const status = manyContexts(1000);
+  const s = await startMetricsServer({ address: '127.0.0.1', port: 0 }, { status: () => status }, { maxConnections });
+  t.after(() => s.close());
+  const body = (await get(s.port, '/metrics')).body.length;
+  const before = retained();
+  const hostile = Array.from({ length: maxConnections }, () => nonReader(s.port, count));
+  t.after(() => { for (const h of hostile) h.sock.destroy(); });
+  await within(Promise.all(hostile.map((h) => h.started)), 'the server answering the clients that do not read');
+  const grown = retained() - before;
+  t.diagnostic(`retained ${(grown / 2 ** 20).toFixed(1)} MiB while ${maxConnections} clients left ${count} responses of ${(body / 1024).toFixed(0)} KiB unread`);
+  // The server makes a response only once the one ahead has gone to the kernel: one per
+  // connection in memory, and 1 MiB per connection for the rest (its socket and parsed
+  // requests, and this measurement's noise: the fetch client's state, the registry). Making a
+  // response for every request, as it did, held about 5 MiB per connection here.
+  const bound = maxConnections * (body + 2 ** 20);
+  assert.ok(grown < bound, `${(grown / 2 ** 20).toFixed(1)} MiB retained, more than one response (${(body / 1024).toFixed(0)} KiB) and 1 MiB per connection`);
+
+  const r = await get(s.port, '/metrics', { signal: AbortSignal.timeout(DEADLINE_MS) });
+  assert.equal(r.status, 200, 'the scraper is served while the clients that do not read hold every connection');
+  // What the closed one had been sent: not all it asked for (it was stuck on a response, not idle).
+  const evicted = hostile.find((h) => h.sock.readableEnded || h.sock.destroyed) ?? hostile[0]!;
+  const sent = await within(evicted.drain(), 'the rest of what the closed client was sent');
+  assert.ok(sent < count, `the client closed for the scraper had all ${count} responses sent (socket buffers larger than expected: the test did not fill them)`);
+});
+
+test('a connection whose client takes nothing of its response for the stall time is closed', async (t) => {
+  const lines: string[] = [];
+  const log = new Logger({ level: 'debug', format: 'json', component: 'metrics', sink: { write: (l) => lines.push(l) } });
+  const status = manyContexts(1000);
+  const s = await startMetricsServer({ address: '127.0.0.1', port: 0 }, { status: () => status }, { log, stallMs: 300 });
+  t.after(() => s.close());
+  const stuck = nonReader(s.port, MAX_PIPELINED + 1);
+  t.after(() => stuck.sock.destroy());
+  await waitFor(() => lines.some((l) => l.includes('it took nothing of its response')), 'the server closing the connection that does not read');
+  const sent = await within(stuck.drain(), 'the rest of what it was sent');
+  assert.ok(sent < MAX_PIPELINED + 1, `all ${sent} responses were sent: the client was not stuck`);
+});
+
+test('pipelined requests: as many as MAX_PIPELINED behind the one being answered are all answered; one more closes the connection', async (t) => {
+  const s = await server(t, () => reply(1));
+  const pipeline = (count: number): { sock: net.Socket; got: () => string; closed: () => boolean } => {
+    const sock = net.connect(s.port, '127.0.0.1');
+    t.after(() => sock.destroy());
+    sock.on('error', () => {});
+    let got = '';
+    let closed = false;
+    sock.on('data', (d: Buffer) => { got += d.toString('latin1'); });
+    sock.on('close', () => { closed = true; });
+    // In one write: the server reads them together, while the first is being answered.
+    sock.once('connect', () => sock.write(Array.from({ length: count }, (_, i) => `GET /nope${i} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`).join('')));
+    return { sock, got: () => got, closed: () => closed };
+  };
+  const answered = (text: string): number => text.split('HTTP/1.1 404 Not Found').length - 1;
+  const ok = pipeline(MAX_PIPELINED + 1);
+  const past = pipeline(MAX_PIPELINED + 2);
+  await waitFor(() => answered(ok.got()) === MAX_PIPELINED + 1, `${MAX_PIPELINED + 1} answers`);
+  await waitFor(() => past.closed(), 'the connection pipelining one more closed');
+  assert.equal(ok.closed(), false, 'kept open');
+  assert.ok(answered(past.got()) <= 1, `${answered(past.got())} answers past the bound`);
 });
 
 function rawRequest(port: number, text: string, host = '127.0.0.1'): Promise<string> {
