@@ -188,6 +188,9 @@ export class Daemon {
 
   /** Start everything; on any failure, undo what was done and rethrow. */
   static async start(config: DaemonConfig, opts: DaemonOptions = {}): Promise<Daemon> {
+    if (opts.dataPlaneOff === undefined && process.geteuid?.() !== 0) {
+      throw new EnvironmentError('ENOTROOT', 'shim6 daemon needs root (its TUN, routes, rules and nftables tables, /run/shim6); run it as root, or `shim6 resolver` for the stub alone');
+    }
     const log = opts.log ?? new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
     // A hand-over left by a daemon killed with SIGKILL: the host's own DNS back before anything
     // reads resolv.conf, and before the claim, which may refuse this start. Safe without the claim:
@@ -217,10 +220,11 @@ export class Daemon {
     const id = identify(config, off, log, { open, saved: savedContexts(saved) });
     if (!off) refusePeersThatAreUs(config, id.host);
     const { engine, cache } = id.locals.length > 0 ? newEngine(config, id.locals, id.hba, id.cgaKey, id.cgaUlid?.params) : { engine: undefined, cache: undefined };
+    // The TSIG key and the name are checked before anything is set up (a refusal here left the TUN
+    // open, and the process, its error printed, never ended).
+    const dns = config.dnsUpdate && !off && id.ulid ? new DnsPublisher(config.dnsUpdate, { ulid: id.ulid, hba: id.hba, cgaUlid: id.cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
     const ref: { daemon?: Daemon } = {};
     const plane = openDataPlane(config, off, engine, log, { stopping: () => ref.daemon?.stopping === true, onEvent: (e) => ref.daemon?.onEngineEvent(e) });
-    // The TSIG key and the name are checked before anything is set up.
-    const dns = config.dnsUpdate && !off && id.ulid ? new DnsPublisher(config.dnsUpdate, { ulid: id.ulid, hba: id.hba, cgaUlid: id.cgaKey !== undefined, recordType: config.recordType }, log.child('dns-update')) : undefined;
     const daemon = new Daemon(config, log, engine, plane.driver, plane.routes, cache, id.hba, opts);
     daemon.claim = claim;
     daemon.dns = dns;

@@ -59,6 +59,25 @@ test('start errors a sysadmin meets name the cause: an interface that does not e
   assert.match(await run({ tun: { name: 'ser1' } }), /ETUNOPEN: cannot open TUN ser1: .*\(ser1 exists and is not a TUN device: choose another tun\.name\)/);
 });
 
+test('a start refused for its dnsUpdate key ends with its error (exit 2), its TUN gone; a user that is not root is told ENOTROOT', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'setpriv'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'key-refused-');
+  const { net, ns } = hostWithLink(t, 'krf');
+  const key = path.join(dir, 'bad.key');
+  writeFileSync(key, 'nothing here\n');
+  const file = path.join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['krf0'], tun: { name: 'krftun' }, cacheFile: path.join(dir, 'c.json.cache'), controlSocket: path.join(dir, 'c.sock'),
+    dnsUpdate: { server: '2001:db8::53', zone: 'example.org', name: 'h.example.org', key } }));
+  const r = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  assert.equal(await r.exited(), 2, r.out());
+  assert.match(r.out(), /EDNS_KEY: dnsUpdate\.key: /);
+  assert.equal(net.tryRun(ns, ['ip', 'link', 'show', 'krftun']).status, 1, 'no TUN left');
+  const user = track(t, spawn('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, BUILT_BIN, 'daemon'], { stdio: ['ignore', 'pipe', 'pipe'], cwd: '/' }));
+  assert.equal(await user.exited(), 1, user.out());
+  assert.match(user.out(), /^shim6: error ENOTROOT: shim6 daemon needs root/m);
+});
+
 test('a second shim6 daemon in the same namespace is refused (EDAEMON_RUNNING) and the running one keeps its rules, routes and tables', { timeout: 180_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
   requireBuilt();
