@@ -21,10 +21,9 @@ import { compare, fetchCapability } from './show.ts';
 import { hostLocators, interfaceProblem } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
-import { parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
+import { checkZoneName, parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
 import { hostPort } from '../shim/log.ts';
 import { parseIpv6 } from '../shim/wire/ipv6.ts';
-import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 
 export interface ServerFlags {
   server?: string;
@@ -144,10 +143,8 @@ export interface ShowFlags {
 
 /** `zone show NAME`: fetch, decode, print, and compare with --expect*. */
 export async function runShow(name: string, f: ShowFlags, out: Out): Promise<number> {
-  const octets = nameWireLength(canonicalName(name));
-  if (octets === undefined || octets > MAX_NAME_OCTETS) {
-    throw new UsageError('EINVALID', `NAME: invalid value ${JSON.stringify(name)}: ${octets === undefined ? 'has an empty label' : `${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name`}`, 'NAME');
-  }
+  // Every label and the whole name, before any query: a name the encoder cannot send is the caller's (exit 2).
+  checkZoneName(name, 'NAME');
   const server = parseServer(f.server ?? systemServer(), '--server');
   const rrType = parseRrType(f.rrType) ?? CAPABILITY_RR_TYPE;
   // The expectations are checked before any query: a typo is the caller's (exit 2), not a mismatch (exit 1).

@@ -10,7 +10,7 @@ import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
 import { UsageError } from '../shim/errors.ts';
 import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
 import { buildHostRecord, type RecordInput } from './record-input.ts';
-import { MAX_NAME_OCTETS, nameWireLength, splitLabels } from './dns-message.ts';
+import { nameProblem } from './dns-message.ts';
 import { hostZoneLines } from './zone-lines.ts';
 import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 import { checkZoneText, formatProblem } from './zone-check.ts';
@@ -132,18 +132,17 @@ export interface CheckFlags {
 }
 
 /**
- * A zone name (`--origin`): no empty label, labels of at most 63 octets, at most
- * 255 octets in all (RFC 1035 §2.3.4); `.` is the root. Any octet may be in a
- * label (RFC 2181 §11: a zone like `0/25.2.0.192.in-addr.arpa.` is one).
+ * A zone name (`--origin`, `zone show NAME`): no empty label, labels of at most 63
+ * octets, at most 255 octets in all (RFC 1035 §2.3.4), no `\DDD` over 255; `.` is
+ * the root. Any octet may be in a label (RFC 2181 §11: a zone like
+ * `0/25.2.0.192.in-addr.arpa.` is one). UsageError EINVALID naming `field`.
  */
 export function checkZoneName(text: string, field: string): void {
   const bad = (why: string): never => { throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(text)}: ${why}`, field.replace(/^--/, '')); };
   if (text === '.') return;
   if (text === '' || /\s/.test(text)) bad('not a zone name');
-  const octets = nameWireLength(text);
-  if (octets === undefined || text.startsWith('.')) bad('has an empty label');
-  if (splitLabels(text).some((l) => l.length > 63)) bad('a label is longer than 63 octets');
-  if (octets! > MAX_NAME_OCTETS) bad(`${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name`);
+  const why = nameProblem(text);
+  if (why !== undefined) bad(why);
 }
 
 /** `zone check FILE…`: every problem as `file:line: what`; 1 when any error. */

@@ -8,7 +8,7 @@
  * resource-record framing. Must not know: sockets, TSIG keys, the record format.
  * Decoding throws only DnsFormatError.
  */
-import { Shim6Error } from '../shim/errors.ts';
+import { Shim6Error, UsageError } from '../shim/errors.ts';
 
 /** RFC 1035 §3.2.2 / RFC 3596 / RFC 6895: the types and classes we use. */
 export const RrType = { A: 1, NS: 2, CNAME: 5, SOA: 6, TXT: 16, AAAA: 28, OPT: 41, TSIG: 250, ANY: 255 } as const;
@@ -72,51 +72,87 @@ export function rcodeOf(flags: number): number {
   return flags & 0xf;
 }
 
-/** Name text (absolute or not; a trailing dot is implied) → wire labels. Escapes `\.` and `\DDD` are honoured. */
+/** Name text (absolute or not; a trailing dot is implied) → wire labels. Escapes `\.` and `\DDD` are honoured. Throws UsageError EINVALID (nameProblem). */
 export function encodeName(name: string): Uint8Array {
-  const labels = splitLabels(name);
+  const why = nameProblem(name);
+  if (why !== undefined) throw invalidName(name, why);
   const out: number[] = [];
-  for (const l of labels) {
-    if (l.length > 63) throw new RangeError(`label too long in ${name}`);
-    out.push(l.length, ...l);
-  }
+  for (const l of splitLabels(name)) out.push(l.length, ...l);
   out.push(0);
-  if (out.length > 255) throw new RangeError(`name too long: ${name}`);
   return Uint8Array.from(out);
 }
 
-/** Labels of a presentation-form name, each as octets. The root is `.`. */
-export function splitLabels(name: string): number[][] {
+function invalidName(name: string, why: string): UsageError {
+  return new UsageError('EINVALID', `invalid DNS name ${JSON.stringify(name)}: ${why}`);
+}
+
+/** Labels of a presentation-form name, each as octets, or why the text is no name. */
+function labelsOf(name: string): number[][] | string {
   if (name === '.' || name === '') return [];
   const labels: number[][] = [];
   let cur: number[] = [];
   for (let i = 0; i < name.length; i++) {
     const c = name[i]!;
     if (c === '\\') {
+      if (i + 1 >= name.length) return 'ends with a lone "\\"';
       const d = name.slice(i + 1, i + 4);
-      if (/^\d{3}$/.test(d)) { cur.push(Number(d)); i += 3; continue; }
-      cur.push(name.charCodeAt(i + 1)); i += 1; continue;
+      if (/^\d{3}$/.test(d)) {
+        // RFC 1035 §5.1: \DDD is one octet; BIND and Knot refuse a larger number (no masking).
+        if (Number(d) > 255) return `escape \\${d} is over 255`;
+        cur.push(Number(d)); i += 3; continue;
+      }
+      i += 1 + pushChar(cur, name, i + 1);
+      continue;
     }
     if (c === '.') {
-      if (cur.length === 0) throw new RangeError(`empty label in ${name}`);
+      if (cur.length === 0) return 'has an empty label';
       labels.push(cur); cur = []; continue;
     }
-    cur.push(name.charCodeAt(i) & 0xff);
+    i += pushChar(cur, name, i);
   }
   if (cur.length > 0) labels.push(cur);
   return labels;
 }
 
+/**
+ * Push the character at `i` as octets: itself below 0x80, else its UTF-8 encoding (as
+ * master files are read; no masking to 8 bits). Returns the extra UTF-16 units it took.
+ */
+function pushChar(out: number[], text: string, i: number): number {
+  const cp = text.codePointAt(i)!;
+  if (cp < 0x80) { out.push(cp); return 0; }
+  out.push(...Buffer.from(String.fromCodePoint(cp), 'utf8'));
+  return cp > 0xffff ? 1 : 0;
+}
+
+/** Labels of a presentation-form name, each as octets. The root is `.`. Throws UsageError EINVALID for an empty label, a bad escape. */
+export function splitLabels(name: string): number[][] {
+  const labels = labelsOf(name);
+  if (typeof labels === 'string') throw invalidName(name, labels);
+  return labels;
+}
+
+/**
+ * Why `name` (presentation form, absolute or not) is no DNS name, or undefined:
+ * an empty label, a label over 63 octets, over 255 octets on the wire (RFC 1035
+ * §2.3.4), a `\DDD` escape over 255, a lone `\` at the end. `.` is the root.
+ */
+export function nameProblem(name: string): string | undefined {
+  const labels = labelsOf(name);
+  if (typeof labels === 'string') return labels;
+  if (labels.some((l) => l.length > 63)) return 'a label is longer than 63 octets';
+  const octets = labels.reduce((n, l) => n + l.length + 1, 1);
+  if (octets > MAX_NAME_OCTETS) return `${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name`;
+  return undefined;
+}
+
 /** RFC 1035 §2.3.4: a name is at most 255 octets on the wire (labels with their length octets, and the root). */
 export const MAX_NAME_OCTETS = 255;
 
-/** Octets of `name` on the wire (escapes honoured; absolute or not, the root counted); undefined for an empty label. */
+/** Octets of `name` on the wire (escapes honoured; absolute or not, the root counted); undefined for an empty label or a bad escape. */
 export function nameWireLength(name: string): number | undefined {
-  try {
-    return splitLabels(name).reduce((n, l) => n + l.length + 1, 1);
-  } catch {
-    return undefined;
-  }
+  const labels = labelsOf(name);
+  return typeof labels === 'string' ? undefined : labels.reduce((n, l) => n + l.length + 1, 1);
 }
 
 /** Wire label octets → presentation text (RFC 1035 §5.1 escapes). */

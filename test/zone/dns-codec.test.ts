@@ -44,6 +44,18 @@ test('names: escapes, compression pointers, loops', () => {
   assert.throws(() => decodeName(Uint8Array.from([5, 97]), 0), DnsFormatError);
 });
 
+test('names the encoder cannot send are UsageError EINVALID saying why, not a RangeError or a masked octet', () => {
+  const cases: [string, RegExp][] = [
+    ['a..b.', /has an empty label/], ['.a.', /has an empty label/], [`${'x'.repeat(64)}.example.`, /a label is longer than 63 octets/],
+    [`${'a'.repeat(63)}.`.repeat(4), /257 octets, over the 255 of a DNS name/], ['a\\256.', /escape \\256 is over 255/], ['a\\', /ends with a lone/],
+  ];
+  for (const [name, why] of cases) {
+    assert.throws(() => encodeName(name), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && why.test(e.message), name);
+  }
+  assert.deepEqual([...encodeName('a\\255\\000.')], [3, 97, 255, 0, 0]);
+  assert.equal(encodeName(`${'a'.repeat(63)}.`.repeat(3) + `${'a'.repeat(61)}.`).length, 255);
+});
+
 test('UPDATE message: zone section, three RRset deletions, then the new RRs (RFC 2136 §2.5)', () => {
   const m = buildUpdate('example.', HOST, 0x1234);
   const back = decodeMessage(encodeMessage(m));

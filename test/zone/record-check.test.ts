@@ -321,7 +321,7 @@ test('input files are read up to a bound per kind: /dev/zero is ETOOLARGE, not a
   assert.match(both.stdout, /^.*two\.zone:2: \$INCLUDE b\.zone: ".*b\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all/);
 });
 
-test('zone show --expect*, update --interface and check --origin: bad values are refused (exit 2) before any query', async (t) => {
+test('zone show NAME and --expect*, update --interface and check --origin: bad values are refused (exit 2) before any query', async (t) => {
   const key = writeZone(tempDir(t), 'k.key', `k:${Buffer.alloc(32, 7).toString('base64')}\n`);
   // Port 9 on loopback answers nothing: the old code asked it, timed out and said exit 1.
   const show = ['zone', 'show', 'h.example.', '--server', '127.0.0.1:9', '--timeout', '0.2'];
@@ -329,6 +329,9 @@ test('zone show --expect*, update --interface and check --origin: bad values are
     [[...show, '--expect', 'v2 foo'], /^shim6: error EINVALID: --expect: invalid value "v2 foo": /],
     [[...show, '--expect-ulid', 'zz'], /^shim6: error EINVALID: --expect-ulid: invalid value "zz": not an IPv6 address\n$/],
     [[...show, '--expect-locator', '2001:db8::1', '--expect-locator', '2001:db8::g'], /^shim6: error EINVALID: --expect-locator: invalid value "2001:db8::g": not an IPv6 address\n$/],
+    // A 64-octet label passed the length check and made the encoder throw a RangeError at query time (EINTERNAL, exit 1).
+    [['zone', 'show', `${'a'.repeat(64)}.example.`, '--server', '127.0.0.1:9', '--timeout', '0.2'], /^shim6: error EINVALID: NAME: invalid value "a{64}\.example\.": a label is longer than 63 octets\n$/],
+    [['zone', 'show', 'a\\256.example.', '--server', '127.0.0.1:9', '--timeout', '0.2'], /^shim6: error EINVALID: NAME: invalid value "a\\\\256\.example\.": escape \\256 is over 255\n$/],
     [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--from-host', '--interface', 'nosuch0'],
       /^shim6: error EINVALID: --interface: invalid value "nosuch0": no such interface\n$/],
     [['zone', 'check', '--origin', 'bad..origin', '/dev/null'], /^shim6: error EINVALID: --origin: invalid value "bad\.\.origin": has an empty label\n$/],
