@@ -10,6 +10,7 @@
 import { parseYamlBounded } from '../shim/yaml-text.ts';
 import { UsageError } from '../shim/errors.ts';
 import type { TsigKey } from './tsig.ts';
+import { nameProblem } from './dns-message.ts';
 
 const B64 = /^[A-Za-z0-9+/]+={0,2}$/;
 
@@ -35,6 +36,9 @@ function makeKey(name: string, algorithm: string, secret: string, source: string
   const bytes = new Uint8Array(Buffer.from(secret, 'base64'));
   if (bytes.length === 0) throw new UsageError('ETSIG_KEY', `${source}: key ${JSON.stringify(name)} has an empty secret`, 'key');
   if (!/^[A-Za-z0-9._-]+$/.test(name)) throw new UsageError('ETSIG_KEY', `${source}: bad key name ${JSON.stringify(name)}`, 'key');
+  // The name is the TSIG RR's owner, signed and sent: it must be a DNS name (labels 1..63 octets, 255 in all).
+  const why = nameProblem(name);
+  if (why !== undefined) throw new UsageError('ETSIG_KEY', `${source}: bad key name ${JSON.stringify(name)}: ${why}`, 'key');
   return { name: name.endsWith('.') ? name : name + '.', algorithm: 'hmac-sha256', secret: bytes };
 }
 

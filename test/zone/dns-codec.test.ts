@@ -136,6 +136,26 @@ test('TSIG key files: BIND, knot YAML, name:secret, alg:name:secret; errors name
   }
 });
 
+test('TSIG key files: a key name that is no DNS name is ETSIG_KEY naming the file, not a key that cannot sign', () => {
+  const s = Buffer.from(new Uint8Array(32).fill(7)).toString('base64');
+  // Each passed the name's character check, then signing threw a RangeError (EINTERNAL; the daemon failed every update).
+  const cases: [string, RegExp][] = [
+    ['a..b', /has an empty label/], ['.a', /has an empty label/], ['x'.repeat(70), /a label is longer than 63 octets/],
+    [`${'k'.repeat(63)}.`.repeat(4), /octets, over the 255 of a DNS name/],
+  ];
+  for (const [name, why] of cases) {
+    for (const text of [`${name}:${s}\n`, `key "${name}" { algorithm hmac-sha256; secret "${s}"; };\n`]) {
+      assert.throws(() => parseTsigKeyFile(text, 'bad.key'), (e: unknown) => e instanceof UsageError && e.code === 'ETSIG_KEY'
+        && e.message.startsWith(`bad.key: bad key name ${JSON.stringify(name)}: `) && why.test(e.message), text.slice(0, 40));
+    }
+  }
+  // The longest names that are names still sign.
+  for (const name of ['k'.repeat(63), `${'k'.repeat(63)}.`.repeat(3) + 'k'.repeat(61)]) {
+    const key = parseTsigKeyFile(`${name}:${s}\n`, 'ok.key');
+    assert.equal(signMessage(new Uint8Array(12), key, 1_700_000_000).bytes.length > 12, true);
+  }
+});
+
 test('server syntax: ADDR, ADDR:PORT, v6, [v6]:PORT; bad ones name the flag', () => {
   assert.deepEqual(parseServer('127.0.0.1'), { host: '127.0.0.1', port: 53 });
   assert.deepEqual(parseServer('127.0.0.1:5300'), { host: '127.0.0.1', port: 5300 });
