@@ -64,6 +64,14 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
     const src = lines[li]!;
     const lineNo = li + 1;
     if (!cur) cur = { line: lineNo, blankOwner: /^[ \t]/.test(src), tokens: [] };
+    // RFC 1035 §5.1: `\DDD` is one octet. Over 255 it is none: BIND ("bad escape", "syntax
+    // error") and Knot ("number is bigger than 8 bits") refuse the zone, so it is a problem here.
+    const escape = (text: string, at: number): number => {
+      if (isDigit(text, at + 1) && isDigit(text, at + 2) && isDigit(text, at + 3) && Number(text.slice(at + 1, at + 4)) > 255) {
+        problems.push({ file, line: lineNo, message: `escape ${text.slice(at, at + 4)} is over 255 (\\DDD is one octet)`, severity: 'error' });
+      }
+      return 2;
+    };
     let i = 0;
     while (i < src.length) {
       const c = src[i]!;
@@ -79,14 +87,14 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
       if (c === '"') {
         let j = i + 1;
         // Escapes stay as written (slices, not per-character concatenation: big zones).
-        while (j < src.length && src[j] !== '"') j += src[j] === '\\' ? 2 : 1;
+        while (j < src.length && src[j] !== '"') j += src[j] === '\\' ? escape(src, j) : 1;
         if (j >= src.length) problems.push({ file, line: lineNo, message: 'unterminated quoted string', severity: 'error' });
         cur.tokens.push({ text: src.slice(i + 1, Math.min(j, src.length)), quoted: true, line: lineNo });
         i = j + 1;
         continue;
       }
       let j = i;
-      while (j < src.length && !DELIMITERS.has(src[j]!)) j += src[j] === '\\' ? 2 : 1;
+      while (j < src.length && !DELIMITERS.has(src[j]!)) j += src[j] === '\\' ? escape(src, j) : 1;
       j = Math.min(j, src.length);
       cur.tokens.push({ text: src.slice(i, j), quoted: false, line: lineNo });
       i = j;
@@ -99,6 +107,11 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
   if (depth > 0) problems.push({ file, line: parenLine, message: '"(" is never closed', severity: 'error' });
   if (cur && cur.tokens.length > 0) out.push(cur);
   return out;
+}
+
+function isDigit(text: string, at: number): boolean {
+  const c = text.charCodeAt(at);
+  return c >= 0x30 && c <= 0x39;
 }
 
 const CLASSES = new Set(['IN', 'CH', 'CS', 'HS']);
@@ -262,21 +275,29 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFil
   }
 }
 
-/** RFC 1035 §5.1 escapes in a token (`\X`, `\DDD`) → octets. */
-export function unescapeToken(text: string): Uint8Array {
+/**
+ * RFC 1035 §5.1 escapes in a token (`\X`, `\DDD`) → octets; other characters as UTF-8.
+ * Undefined for a `\DDD` over 255 (no octet; tokenize reports it on its line).
+ */
+export function unescapeToken(text: string): Uint8Array | undefined {
   if (!text.includes('\\')) return new Uint8Array(Buffer.from(text, 'utf8'));
   const out: number[] = [];
+  let plain = 0;
   for (let i = 0; i < text.length; i++) {
-    if (text[i] === '\\' && i + 1 < text.length) {
-      const d = text.slice(i + 1, i + 4);
-      if (/^\d{3}$/.test(d)) { out.push(Number(d) & 0xff); i += 3; continue; }
-      out.push(text.charCodeAt(i + 1) & 0xff);
-      i++;
-      continue;
+    if (text[i] !== '\\' || i + 1 >= text.length) continue;
+    out.push(...Buffer.from(text.slice(plain, i), 'utf8'));
+    const d = text.slice(i + 1, i + 4);
+    if (/^\d{3}$/.test(d)) {
+      if (Number(d) > 255) return undefined;
+      out.push(Number(d));
+      i += 3;
+    } else {
+      const cp = text.codePointAt(i + 1)!;
+      out.push(...Buffer.from(String.fromCodePoint(cp), 'utf8'));
+      i += cp > 0xffff ? 2 : 1;
     }
-    const c = text.charCodeAt(i);
-    if (c < 0x80) out.push(c);
-    else out.push(...Buffer.from(text[i]!, 'utf8'));
+    plain = i + 1;
   }
+  out.push(...Buffer.from(text.slice(plain), 'utf8'));
   return Uint8Array.from(out);
 }

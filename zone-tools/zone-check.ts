@@ -124,7 +124,10 @@ function checkCapabilityEntry(e: ZoneEntry, problem: (line: number, m: string, s
 
 function checkTxtEntry(e: ZoneEntry, problem: (line: number, m: string) => void): Found {
   const found: Found = { entry: e, rdata: undefined, record: undefined };
-  const strings = e.rdata.map((t) => Buffer.from(unescapeToken(t.text)).toString('latin1'));
+  const octets = e.rdata.map((t) => unescapeToken(t.text));
+  // A `\DDD` over 255 is no octet: tokenize reported it on its line; there is no TXT to check.
+  if (octets.some((o) => o === undefined)) return found;
+  const strings = octets.map((o) => Buffer.from(o!).toString('latin1'));
   try {
     found.rdata = capabilityTxtRdata(strings);
     found.record = decodeCapabilityRecord(found.rdata, { strict: true });

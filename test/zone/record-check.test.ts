@@ -9,6 +9,8 @@ import { needs } from '../helpers/prereq.ts';
 import { shim6 } from '../helpers/cli.ts';
 import { kzonecheck, namedCheckzone, shim6Async, shim6BadStdout, tempDir, writeZone, zoneHeader } from './zonefile.ts';
 import { checkZoneText } from '../../zone-tools/zone-check.ts';
+import { unescapeToken } from '../../zone-tools/master-file.ts';
+import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
 import { recordInput, type RecordFlags } from '../../zone-tools/commands.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { UsageError } from '../../shim/errors.ts';
@@ -133,6 +135,28 @@ test('zone check: master-file syntax real zones use; duplicates and TXT/RR disag
   ]);
   assert.equal(res.records, 3);
   assert.equal(res.txts, 1);
+});
+
+test('zone check: a \\DDD escape over 255 is a problem on its line, anywhere (named-checkzone and kzonecheck refuse the zone)', () => {
+  // The reviewer's case: `& 0xff` read \321 in the _shim6 TXT as 0x41 ("A"), the zone was "no problems".
+  const host = buildHostRecord({ name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1'], txt: true });
+  const lines = hostZoneLines(host).map((l) => l.replace('b64=A', 'b64=\\321'));
+  assert.ok(lines.some((l) => l.includes('\\321')));
+  const text = zoneHeader(Z) + [
+    ...lines,                              // 6..9: comment, RR, AAAA, TXT (line 9)
+    'a\\999 IN AAAA 2001:db8::2',            // 10: in an owner name
+    'x IN TXT "ok\\255" "bad\\256"',         // 11: in a quoted string of any TXT
+    'y IN TXT ok\\255\\000\\1234',           // 12: \123 then "4": fine
+  ].join('\n') + '\n';
+  const res = checkZoneText(text, 'e.zone');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.severity, p.message]), [
+    [9, 'error', 'escape \\321 is over 255 (\\DDD is one octet)'],
+    [10, 'error', 'escape \\999 is over 255 (\\DDD is one octet)'],
+    [11, 'error', 'escape \\256 is over 255 (\\DDD is one octet)'],
+  ]);
+  assert.equal(res.txts, 1);
+  assert.deepEqual([...unescapeToken('a\\255\\000\\"é')!], [0x61, 255, 0, 0x22, 0xc3, 0xa9]);
+  assert.equal(unescapeToken('b64=\\321'), undefined);
 });
 
 test('zone check: $INCLUDE is followed and problems name the included file', (t) => {
