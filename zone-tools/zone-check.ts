@@ -15,7 +15,7 @@ import {
 } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_RR_TYPE, LocatorFlag } from '../shim/constants.ts';
 import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
-import { parseMasterFile, unescapeToken, type Problem, type ZoneEntry } from './master-file.ts';
+import { parseMasterFile, unescapeToken, type Problem, type Token, type ZoneEntry } from './master-file.ts';
 import { TXT_LABEL } from './zone-lines.ts';
 
 export interface CheckOptions {
@@ -36,13 +36,24 @@ export function formatProblem(p: Problem): string {
   return `${p.file}:${p.line}: ${p.severity === 'warning' ? 'warning: ' : ''}${p.message}`;
 }
 
+/** RDATA tokens in RFC 3597 generic form (`\# <length> <hex>`) → octets. Throws WireError ESYNTAX. */
+function genericRdata(rdata: readonly Token[]): Uint8Array {
+  // A length with leading zeros (`\# 040`) is a length to BIND and Knot: read it as one.
+  return fromGenericRdata(rdata.map((t, i) => (i === 1 ? t.text.replace(/^0+(?=\d)/, '') : t.text)).join(' '));
+}
+
+function isGeneric(rdata: readonly Token[]): boolean {
+  return rdata[0]?.text === '\\#' && !rdata[0].quoted;
+}
+
 function aaaaOf(e: ZoneEntry): string | undefined {
   try {
-    if (e.type === 'AAAA') return formatIpv6(parseIpv6(e.rdata[0]?.text ?? ''));
-    if (e.type === 'TYPE28') {
-      const b = fromGenericRdata(e.rdata.map((t) => t.text).join(' '));
+    // RFC 3597 §5: a known type may be written in the generic form too (`AAAA \# 16 …`).
+    if ((e.type === 'AAAA' || e.type === 'TYPE28') && isGeneric(e.rdata)) {
+      const b = genericRdata(e.rdata);
       return b.length === 16 ? formatIpv6(b) : undefined;
     }
+    if (e.type === 'AAAA') return formatIpv6(parseIpv6(e.rdata[0]?.text ?? ''));
   } catch { /* a bad AAAA is the validators' business, not ours */ }
   return undefined;
 }
@@ -97,8 +108,7 @@ interface Found {
 function checkCapabilityEntry(e: ZoneEntry, problem: (line: number, m: string, sev?: Problem['severity']) => void): Found {
   const found: Found = { entry: e, rdata: undefined, record: undefined };
   if (e.class !== 'IN') problem(e.line, `capability record in class ${e.class}; it must be IN`);
-  const mark = e.rdata[0];
-  if (!mark || mark.text !== '\\#' || mark.quoted) {
+  if (!isGeneric(e.rdata)) {
     problem(e.line, `${e.type} must be written in RFC 3597 generic form "\\# <length> <hex>"`);
     return found;
   }
@@ -109,7 +119,7 @@ function checkCapabilityEntry(e: ZoneEntry, problem: (line: number, m: string, s
     return found;
   }
   try {
-    found.rdata = fromGenericRdata(e.rdata.map((t) => t.text).join(' '));
+    found.rdata = genericRdata(e.rdata);
   } catch (err) {
     problem(lenTok?.line ?? e.line, `RFC 3597 generic RDATA: ${decodeProblem(err)}`);
     return found;

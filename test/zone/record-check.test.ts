@@ -69,6 +69,29 @@ test('a bad RFC 3597 length fails named-checkzone, kzonecheck and zone check (on
   assert.equal(c.stdout.trim(), `${file}:${line}: RFC 3597 length 41 does not match the 40 octets of hex data`);
 });
 
+test('RFC 3597 forms named-checkzone and kzonecheck load, zone check reads too: a length with leading zeros, an AAAA in generic form', (t) => {
+  if (!needs(t, { commands: ['named-checkzone', 'kzonecheck'] })) return;
+  const dir = tempDir(t);
+  const hex = Buffer.from(encodeCapabilityRecord(REC)).toString('hex'); // ULID 2001:db8::1, 40 octets
+  const aaaa = '20010db8000000000000000000000001';
+  const cases: [string, string][] = [
+    ['leading-zero.zone', `h 3600 IN AAAA 2001:db8::1\nh 3600 IN TYPE65300 \\# 040 ${hex}\n`], // was "bad RDATA length"
+    ['generic-aaaa.zone', `h 3600 IN AAAA \\# 16 ${aaaa}\nh 3600 IN TYPE65300 \\# 40 ${hex}\n`], // was "ULID not in the AAAA RRset"
+    ['both.zone', `h 3600 IN AAAA \\# 0016 ${aaaa}\nh 3600 IN TYPE28 \\# 16 ${aaaa.replace(/1$/, '2')}\nh 3600 IN TYPE65300 \\# 00040 ${hex}\n`],
+  ];
+  for (const [name, body] of cases) {
+    const file = writeZone(dir, name, zoneHeader(Z) + body);
+    assert.equal(namedCheckzone(Z, file).status, 0, `${name}: named-checkzone loads it: ${namedCheckzone(Z, file).output}`);
+    assert.equal(kzonecheck(Z, file).status, 0, `${name}: kzonecheck loads it: ${kzonecheck(Z, file).output}`);
+    const res = checkZoneText(readFileSync(file, 'utf8'), file);
+    assert.deepEqual(res.problems, [], name);
+    assert.equal(res.records, 1, name);
+  }
+  // A generic AAAA of another length is no address: the ULID is not in the RRset.
+  const short = checkZoneText(zoneHeader(Z) + `h 3600 IN AAAA \\# 4 20010db8\nh 3600 IN TYPE65300 \\# 40 ${hex}\n`, 'z');
+  assert.deepEqual(short.problems.map((p) => p.message), ['ULID 2001:db8::1 is not in the AAAA RRset of h.example.: there is no AAAA at that name (readers ignore the RR)']);
+});
+
 function rdataHex(r: CapabilityRecord): string {
   return toGenericRdata(encodeCapabilityRecord(r));
 }
