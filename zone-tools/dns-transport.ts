@@ -4,10 +4,12 @@
  * is large or the UDP answer is truncated, or when asked (the TCP exchange
  * itself is shim/dns-tcp.ts, shared with the resolver).
  *
- * Owns: sockets and timeouts for the zone tools' queries and updates, and the
- * `ADDR[:PORT]` server syntax. Must not know: what the messages mean.
+ * Owns: sockets and timeouts for the zone tools' queries and updates, the
+ * `ADDR[:PORT]` server syntax, and looking up a server given by name. Must not
+ * know: what the messages mean.
  */
 import { createSocket } from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { Shim6Error, UsageError } from '../shim/errors.ts';
 import { tcpExchange, type DnsTcpError } from '../shim/dns-tcp.ts';
@@ -47,9 +49,9 @@ export function parseServer(text: string, field = 'server'): ServerAddress {
   return { host, port };
 }
 
-/** A network failure talking to the server (timeout, connection refused). */
+/** A network failure talking to the server (timeout, connection refused, a server name with no address). */
 export class TransportError extends Shim6Error {
-  readonly code: 'ETIMEOUT' | 'ESOCKET' | 'ESEND' | 'ECONNECT' | 'ECLOSED' | 'ETOOLARGE';
+  readonly code: 'ETIMEOUT' | 'ESOCKET' | 'ESEND' | 'ECONNECT' | 'ECLOSED' | 'ETOOLARGE' | 'ERESOLVE';
   constructor(code: TransportError['code'], message: string) {
     super(message);
     this.code = code;
@@ -68,17 +70,50 @@ export interface ExchangeOptions {
 /** UDP messages above this go over TCP (RFC 1035 §4.2.1 size without EDNS). */
 const UDP_LIMIT = 512;
 
-/** Send `message`, return the answer (matched on ID). */
+/**
+ * Send `message`, return the answer (matched on ID). A server given by name is
+ * looked up once (node:dns lookup, the system's resolver: /etc/hosts, then DNS),
+ * and that one address is asked, over UDP and TCP alike, and is the only source
+ * an answer is taken from; an address is used as it is, with no lookup.
+ */
 export async function exchange(server: ServerAddress, message: Uint8Array, opts: ExchangeOptions = {}): Promise<Uint8Array> {
-  if (opts.tcp || message.length > UDP_LIMIT) return exchangeTcp(server, message, opts.timeoutMs ?? 5000);
-  const answer = await exchangeUdp(server, message, opts.timeoutMs ?? 2000, opts.tries ?? 3);
-  if ((((answer[2]! << 8) | answer[3]!) & FLAG_TC) !== 0) return exchangeTcp(server, message, opts.timeoutMs ?? 5000);
+  const udpTimeout = opts.timeoutMs ?? 2000;
+  const tries = opts.tries ?? 3;
+  const to = await resolveServer(server, udpTimeout * tries);
+  if (opts.tcp || message.length > UDP_LIMIT) return exchangeTcp(to, message, opts.timeoutMs ?? 5000);
+  const answer = await exchangeUdp(to, message, udpTimeout, tries);
+  if ((((answer[2]! << 8) | answer[3]!) & FLAG_TC) !== 0) return exchangeTcp(to, message, opts.timeoutMs ?? 5000);
   return answer;
 }
 
-function exchangeUdp(server: ServerAddress, message: Uint8Array, timeoutMs: number, tries: number): Promise<Uint8Array> {
+/** The server's address to send to, and how to name it in messages (`ns.example (192.0.2.53):53`). */
+interface Target {
+  address: string;
+  port: number;
+  where: string;
+}
+
+/** A name looked up once (at most `timeoutMs`); an address as it is. ERESOLVE when the name has no address. */
+async function resolveServer(server: ServerAddress, timeoutMs: number): Promise<Target> {
+  if (isIP(server.host) !== 0) return { address: server.host, port: server.port, where: hostPort(server.host, server.port) };
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no address within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    const { address } = await Promise.race([dnsLookup(server.host), late]);
+    return { address, port: server.port, where: `${server.host} (${hostPort(address, server.port)})` };
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code === 'ENOTFOUND' ? 'no such host' : (e as Error).message;
+    throw new TransportError('ERESOLVE', `cannot resolve the server name ${JSON.stringify(server.host)}: ${why}; nothing was sent`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function exchangeUdp(to: Target, message: Uint8Array, timeoutMs: number, tries: number): Promise<Uint8Array> {
   return new Promise((resolve, reject) => {
-    const sock = createSocket(isIP(server.host) === 6 ? 'udp6' : 'udp4');
+    const sock = createSocket(isIP(to.address) === 6 ? 'udp6' : 'udp4');
     let attempt = 0;
     let timer: NodeJS.Timeout | undefined;
     const done = (err: Error | undefined, value?: Uint8Array): void => {
@@ -88,19 +123,19 @@ function exchangeUdp(server: ServerAddress, message: Uint8Array, timeoutMs: numb
     };
     const send = (): void => {
       attempt += 1;
-      sock.send(message, server.port, server.host, (err) => { if (err) done(new TransportError('ESEND', `cannot send to ${hostPort(server.host, server.port)}: ${err.message}`)); });
+      sock.send(message, to.port, to.address, (err) => { if (err) done(new TransportError('ESEND', `cannot send to ${to.where}: ${err.message}`)); });
       timer = setTimeout(() => {
-        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${hostPort(server.host, server.port)} after ${tries} tries of ${timeoutMs} ms`));
+        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${to.where} after ${tries} tries of ${timeoutMs} ms`));
         else send();
       }, timeoutMs);
     };
     // The answer must come from the server asked, to the ID asked (RFC 5452 §9.1): anyone else's datagram is dropped.
-    const from = canonical(server.host);
+    const from = canonical(to.address);
     sock.on('message', (msg, rinfo) => {
-      if (rinfo.port !== server.port || canonical(rinfo.address) !== from) return;
+      if (rinfo.port !== to.port || canonical(rinfo.address) !== from) return;
       if (msg.length >= 12 && msg[0] === message[0] && msg[1] === message[1]) done(undefined, new Uint8Array(msg));
     });
-    sock.on('error', (err) => done(new TransportError('ESOCKET', `${hostPort(server.host, server.port)}: ${err.message}`)));
+    sock.on('error', (err) => done(new TransportError('ESOCKET', `${to.where}: ${err.message}`)));
     send();
   });
 }
@@ -111,9 +146,9 @@ function canonical(address: string): string {
 }
 
 /** RFC 7766 §8 framing through shim/dns-tcp.ts; its codes (ETIMEOUT, ECONNECT, ECLOSED, ETOOLARGE) are kept. */
-async function exchangeTcp(server: ServerAddress, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+async function exchangeTcp(to: Target, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
   try {
-    return await tcpExchange(server.host, server.port, message, timeoutMs);
+    return await tcpExchange(to.address, to.port, message, timeoutMs);
   } catch (e) {
     const err = e as DnsTcpError;
     throw new TransportError(err.code, err.message);

@@ -7,7 +7,9 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { createHmac } from 'node:crypto';
 import dgram from 'node:dgram';
-import { exchange } from '../../zone-tools/dns-transport.ts';
+import { exchange, TransportError } from '../../zone-tools/dns-transport.ts';
+import { lookup as dnsLookup } from 'node:dns/promises';
+import net from 'node:net';
 import {
   decodeMessage, decodeName, decodeTxtRdata, DnsFormatError, encodeMessage, encodeName, encodeRecord, encodeTxtRdata, RrClass, RrType,
 } from '../../zone-tools/dns-message.ts';
@@ -237,4 +239,33 @@ test('a UDP answer is taken only from the server asked: a datagram with the righ
   const query = Uint8Array.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1]);
   const answer = await exchange({ host: '127.0.0.1', port: (server.address()).port }, query, { timeoutMs: 30_000, tries: 1 });
   assert.equal(answer[3]! & 0x0f, 0, 'the server\'s NOERROR, not the forger\'s NXDOMAIN');
+});
+
+test('a server given by name (localhost:PORT) is looked up once and heard, over UDP and TCP; a name with no address is ERESOLVE, nothing sent', async (t) => {
+  // The address the exchange will pick: the system's first for the name.
+  const { address, family } = await dnsLookup('localhost');
+  const udp = dgram.createSocket(family === 6 ? 'udp6' : 'udp4');
+  let asked = 0;
+  udp.on('message', (m, r) => {
+    asked++;
+    const a = Buffer.from(m);
+    a[2] = a[2]! | 0x84; // QR + AA, NOERROR
+    udp.send(a, r.port, r.address);
+  });
+  await new Promise<void>((res) => udp.bind(0, address, res));
+  const { port } = udp.address();
+  const tcp = net.createServer((c) => c.once('data', (d) => { const a = Buffer.from(d); a[4] = a[4]! | 0x84; c.end(a); }));
+  await new Promise<void>((res) => tcp.listen(port, address, res));
+  t.after(() => { udp.close(); tcp.close(); });
+  const server = parseServer(`localhost:${port}`, '--server');
+  assert.equal(server.host, 'localhost');
+  const query = Uint8Array.from([0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 6, 0, 1]);
+  // The old exchange compared each datagram's source with the name "localhost": every answer was dropped (ETIMEOUT).
+  const answer = await exchange(server, query, { timeoutMs: 30_000, tries: 1 });
+  assert.equal(asked, 1);
+  assert.deepEqual([answer[0], answer[1], answer[2]! & 0x84], [0x12, 0x34, 0x84]);
+  const overTcp = await exchange(server, query, { tcp: true, timeoutMs: 30_000 });
+  assert.deepEqual([overTcp[0], overTcp[1], overTcp[2]! & 0x84], [0x12, 0x34, 0x84]);
+  await assert.rejects(exchange(parseServer('no-such-host.invalid:53'), query, { timeoutMs: 2000, tries: 1 }),
+    (e: unknown) => e instanceof TransportError && e.code === 'ERESOLVE' && /^cannot resolve the server name "no-such-host\.invalid": .*; nothing was sent$/.test(e.message));
 });
