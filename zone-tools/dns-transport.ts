@@ -52,9 +52,16 @@ export function parseServer(text: string, field = 'server'): ServerAddress {
 /** A network failure talking to the server (timeout, connection refused, a server name with no address). */
 export class TransportError extends Shim6Error {
   readonly code: 'ETIMEOUT' | 'ESOCKET' | 'ESEND' | 'ECONNECT' | 'ECLOSED' | 'ETOOLARGE' | 'ERESOLVE';
-  constructor(code: TransportError['code'], message: string) {
+  /**
+   * The message may have reached the server before the failure (a datagram was sent, a
+   * truncated UDP answer came back, a TCP connection was made or may have been): for an
+   * update, the server may have applied it. False only when nothing can have arrived.
+   */
+  readonly mayHaveArrived: boolean;
+  constructor(code: TransportError['code'], message: string, mayHaveArrived = false) {
     super(message);
     this.code = code;
+    this.mayHaveArrived = mayHaveArrived;
   }
 }
 
@@ -80,9 +87,10 @@ export async function exchange(server: ServerAddress, message: Uint8Array, opts:
   const udpTimeout = opts.timeoutMs ?? 2000;
   const tries = opts.tries ?? 3;
   const to = await resolveServer(server, udpTimeout * tries);
-  if (opts.tcp || message.length > UDP_LIMIT) return exchangeTcp(to, message, opts.timeoutMs ?? 5000);
+  if (opts.tcp || message.length > UDP_LIMIT) return exchangeTcp(to, message, opts.timeoutMs ?? 5000, false);
   const answer = await exchangeUdp(to, message, udpTimeout, tries);
-  if ((((answer[2]! << 8) | answer[3]!) & FLAG_TC) !== 0) return exchangeTcp(to, message, opts.timeoutMs ?? 5000);
+  // A truncated answer is the server's answer to the message: it arrived, whatever TCP does next.
+  if ((((answer[2]! << 8) | answer[3]!) & FLAG_TC) !== 0) return exchangeTcp(to, message, opts.timeoutMs ?? 5000, true);
   return answer;
 }
 
@@ -115,6 +123,8 @@ function exchangeUdp(to: Target, message: Uint8Array, timeoutMs: number, tries: 
   return new Promise((resolve, reject) => {
     const sock = createSocket(isIP(to.address) === 6 ? 'udp6' : 'udp4');
     let attempt = 0;
+    /** Datagrams handed to the kernel: any of them may reach the server. */
+    let sent = 0;
     let timer: NodeJS.Timeout | undefined;
     const done = (err: Error | undefined, value?: Uint8Array): void => {
       if (timer) clearTimeout(timer);
@@ -123,9 +133,12 @@ function exchangeUdp(to: Target, message: Uint8Array, timeoutMs: number, tries: 
     };
     const send = (): void => {
       attempt += 1;
-      sock.send(message, to.port, to.address, (err) => { if (err) done(new TransportError('ESEND', `cannot send to ${to.where}: ${err.message}`)); });
+      sock.send(message, to.port, to.address, (err) => {
+        if (err) done(new TransportError('ESEND', `cannot send to ${to.where}: ${err.message}`, sent > 0));
+        else sent += 1;
+      });
       timer = setTimeout(() => {
-        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${to.where} after ${tries} tries of ${timeoutMs} ms`));
+        if (attempt >= tries) done(new TransportError('ETIMEOUT', `no answer from ${to.where} after ${tries} tries of ${timeoutMs} ms`, sent > 0));
         else send();
       }, timeoutMs);
     };
@@ -135,7 +148,7 @@ function exchangeUdp(to: Target, message: Uint8Array, timeoutMs: number, tries: 
       if (rinfo.port !== to.port || canonical(rinfo.address) !== from) return;
       if (msg.length >= 12 && msg[0] === message[0] && msg[1] === message[1]) done(undefined, new Uint8Array(msg));
     });
-    sock.on('error', (err) => done(new TransportError('ESOCKET', `${to.where}: ${err.message}`)));
+    sock.on('error', (err) => done(new TransportError('ESOCKET', `${to.where}: ${err.message}`, sent > 0)));
     send();
   });
 }
@@ -145,12 +158,19 @@ function canonical(address: string): string {
   return isIP(address) === 6 ? canonicalIpv6(address) : address;
 }
 
-/** RFC 7766 §8 framing through shim/dns-tcp.ts; its codes (ETIMEOUT, ECONNECT, ECLOSED, ETOOLARGE) are kept. */
-async function exchangeTcp(to: Target, message: Uint8Array, timeoutMs: number): Promise<Uint8Array> {
+/**
+ * RFC 7766 §8 framing through shim/dns-tcp.ts; its codes (ETIMEOUT, ECONNECT, ECLOSED, ETOOLARGE)
+ * are kept. `arrived`: the message already reached the server (over UDP, answered with TC).
+ * Over TCP it may have arrived unless the connection was refused or it was too large to frame
+ * (a timeout may come after the connection and the message).
+ */
+async function exchangeTcp(to: Target, message: Uint8Array, timeoutMs: number, arrived: boolean): Promise<Uint8Array> {
   try {
     return await tcpExchange(to.address, to.port, message, timeoutMs);
   } catch (e) {
     const err = e as DnsTcpError;
-    throw new TransportError(err.code, err.message);
+    const overTcp = err.code === 'ETIMEOUT' || err.code === 'ECLOSED';
+    const was = arrived ? ` (after a truncated UDP answer from ${to.where}: the server got the message)` : '';
+    throw new TransportError(err.code, `${err.message}${was}`, arrived || overTcp);
   }
 }

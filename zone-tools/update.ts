@@ -21,7 +21,7 @@ import { ProtocolError, UsageError } from '../shim/errors.ts';
 import { encodeCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { parseIpv6 } from '../shim/wire/ipv6.ts';
 import {
-  canonicalName, decodeMessage, encodeMessage, encodeTxtRdata, opcodeOf, Opcode, rcodeName, rcodeOf, RrClass, RrType,
+  canonicalName, decodeMessage, DnsFormatError, encodeMessage, encodeTxtRdata, opcodeOf, Opcode, rcodeName, rcodeOf, RrClass, RrType,
   FLAG_AA, FLAG_QR, type DnsMessage, type ResourceRecord,
 } from './dns-message.ts';
 import { exchange, TransportError, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
@@ -146,23 +146,30 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   const now = opts.now ?? Math.floor(Date.now() / 1000);
   const signed = signMessage(unsigned, key, now);
   const where = hostPort(server.host, server.port);
+  const inDoubt = `the update of ${host.name} may or may not have been applied: check with \`shim6 zone show ${host.name} --server ${where}\``;
   let answer: Uint8Array;
   try {
     answer = await exchange(server, signed.bytes, opts);
   } catch (e) {
-    // No answer after the update left: the server may have applied it (any UDP try, or the TCP
-    // message, may have arrived; only the answer was lost), as with an unverified answer.
-    if (e instanceof TransportError && (e.code === 'ETIMEOUT' || e.code === 'ECLOSED')) {
-      throw new TransportError(e.code, `${e.message}: the update of ${host.name} may or may not have been applied: check with \`shim6 zone show ${host.name} --server ${where}\``);
-    }
+    // A failure after the update may have reached the server: it may have applied it (a UDP try,
+    // the TCP message, may have arrived and only the answer been lost; a TC answer means it did).
+    if (e instanceof TransportError && e.mayHaveArrived) throw new TransportError(e.code, `${e.message}: ${inDoubt}`, true);
     throw e;
   }
-  const m = decodeMessage(answer);
+  // An answer that cannot be read says nothing of what the server did with the update.
+  let m: ReturnType<typeof decodeMessage>;
+  let check: ReturnType<typeof verifyResponse>;
+  try {
+    m = decodeMessage(answer);
+    check = verifyResponse(answer, key, signed.mac, Math.floor(Date.now() / 1000));
+  } catch (e) {
+    if (e instanceof DnsFormatError) throw new DnsFormatError(`${where} answered the update with a malformed message (${e.message}): ${inDoubt}`);
+    throw e;
+  }
   if ((m.flags & FLAG_QR) === 0 || opcodeOf(m.flags) !== Opcode.UPDATE || m.id !== id) {
-    throw new ProtocolError('EDNS_ANSWER', `${where} answered with something that is not the answer to our UPDATE`);
+    throw new ProtocolError('EDNS_ANSWER', `${where} answered with something that is not the answer to our UPDATE: ${inDoubt}`);
   }
   const rcode = rcodeOf(m.flags);
-  const check = verifyResponse(answer, key, signed.mac, Math.floor(Date.now() / 1000));
   if (check.status === 'server-error') {
     const what = TSIG_ERRORS[check.error] ?? `TSIG error ${check.error}`;
     const name = (TSIG_ERRORS[check.error] ?? `E${check.error}`).split(':')[0]!;
@@ -178,7 +185,7 @@ export async function sendUpdate(server: ServerAddress, zone: string, host: Host
   }
   if (check.status !== 'ok') {
     const fate = rcode === 0 ? 'the server says NOERROR, but ' : `the server says ${rcodeName(rcode)}, and `;
-    throw new ProtocolError('ETSIG_UNVERIFIED', `update of ${host.name} at ${where}: ${fate}its answer is ${check.status === 'unsigned' ? 'not signed' : `not authentic (${check.status})`}; do not trust it`);
+    throw new ProtocolError('ETSIG_UNVERIFIED', `update of ${host.name} at ${where}: ${fate}its answer is ${check.status === 'unsigned' ? 'not signed' : `not authentic (${check.status})`}; do not trust it: ${inDoubt}`);
   }
   if (rcode !== 0) {
     const hint = rcode === 5 ? ' (updates not allowed for this key, or the zone is not a primary here)'

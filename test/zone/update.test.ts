@@ -2,7 +2,7 @@
 // update replaces the capability RR, the AAAA RRset and the TXT fallback (kdig
 // sees the change); a wrong secret, an unknown key and a zone the server does
 // not have are refused and reported by their code.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
@@ -17,6 +17,7 @@ import { TransportError } from '../../zone-tools/dns-transport.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
 import { encodeCapabilityRecord } from '../../shim/wire/capability-record.ts';
 import { ProtocolError } from '../../shim/errors.ts';
+import { DnsFormatError } from '../../zone-tools/dns-message.ts';
 
 const Z = 'upd.test.';
 const OLD = buildHostRecord({ name: 'h.upd.test.', ulid: '2001:db8:1::1', locators: ['2001:db8:1::1', '2001:db8:9::1'] });
@@ -163,6 +164,41 @@ test('an update with no answer (UDP timeout) says it may or may not have been ap
       && new RegExp(`^no answer from 127\\.0\\.0\\.1:${port} after 2 tries of 100 ms: the update of h\\.upd\\.test\\. may or may not have been applied: check with \`shim6 zone show h\\.upd\\.test\\. --server 127\\.0\\.0\\.1:${port}\`$`).test(e.message),
   );
   assert.equal(got, 2, 'both tries reached the server: either could have been applied');
+});
+
+/** A UDP server on 127.0.0.1 that answers every datagram with `answer(query)`; counts what it got. */
+async function udpServer(t: TestContext, answer: (q: Buffer) => Buffer): Promise<{ port: number; got: () => number }> {
+  const sock = createSocket('udp4');
+  let got = 0;
+  sock.on('message', (m, r) => { got++; sock.send(answer(m), r.port, r.address); });
+  await new Promise<void>((resolve) => sock.bind(0, '127.0.0.1', resolve));
+  t.after(() => sock.close());
+  return { port: sock.address().port, got: () => got };
+}
+
+test('an update that reached the server is never "nothing was sent": a TC answer then no TCP, a malformed answer, are in doubt', async (t) => {
+  const key = parseTsigKeyFile(`k:${randomTsigSecret()}`, 'inline');
+  const inDoubt = (port: number): RegExp => new RegExp(`: the update of h\\.upd\\.test\\. may or may not have been applied: check with \`shim6 zone show h\\.upd\\.test\\. --server 127\\.0\\.0\\.1:${port}\`$`);
+  // TC set, and nothing listens on that TCP port: the old code said ECONNECT, which the docs call "nothing was sent".
+  const tc = await udpServer(t, (q) => { const a = Buffer.from(q.subarray(0, 12)); a[2] = a[2]! | 0x82; a.fill(0, 4, 12); return a; });
+  await assert.rejects(sendUpdate({ host: '127.0.0.1', port: tc.port }, Z, OLD, key, { timeoutMs: 2000 }),
+    (e: unknown) => e instanceof TransportError && e.code === 'ECONNECT' && e.mayHaveArrived && /after a truncated UDP answer/.test(e.message) && inDoubt(tc.port).test(e.message));
+  assert.equal(tc.got(), 1, 'the server received the update');
+  // Our ID, then an answer count with no answer: DnsFormatError (it was thrown as it was, saying nothing of the update).
+  const bad = await udpServer(t, (q) => { const a = Buffer.from(q.subarray(0, 12)); a[2] = 0xa8; a[3] = 0; a.fill(0, 4, 12); a[7] = 1; return a; });
+  await assert.rejects(sendUpdate({ host: '127.0.0.1', port: bad.port }, Z, OLD, key, { timeoutMs: 2000 }),
+    (e: unknown) => e instanceof DnsFormatError && /answered the update with a malformed message/.test(e.message) && inDoubt(bad.port).test(e.message));
+  // A TSIG RR whose RDATA is cut short: decodeTsigRdata's DnsFormatError, likewise.
+  const badTsig = await udpServer(t, (q) => {
+    const a = Buffer.concat([q.subarray(0, 12), Buffer.from([1, 0x6b, 0, 0, 250, 0, 255, 0, 0, 0, 0, 0, 2, 0, 0])]);
+    a[2] = 0xa8; a[3] = 0; a.fill(0, 4, 12); a[11] = 1;
+    return a;
+  });
+  await assert.rejects(sendUpdate({ host: '127.0.0.1', port: badTsig.port }, Z, OLD, key, { timeoutMs: 2000 }),
+    (e: unknown) => e instanceof DnsFormatError && /TSIG/.test(e.message) && inDoubt(badTsig.port).test(e.message));
+  // Nothing can have arrived: no TCP connection (--tcp) is still "nothing was sent", without the warning.
+  await assert.rejects(sendUpdate({ host: '127.0.0.1', port: tc.port }, Z, OLD, key, { tcp: true, timeoutMs: 2000 }),
+    (e: unknown) => e instanceof TransportError && e.code === 'ECONNECT' && !e.mayHaveArrived && !/may or may not/.test(e.message));
 });
 
 test('zone update against knot: a key that no ACL of the zone grants is BADKEY, and the message says so', async (t) => {
