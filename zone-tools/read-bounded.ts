@@ -7,7 +7,7 @@
  * Owns: the bounds (docs/zone-tools.md "Input bounds") and the one read loop
  * that stops at them. Must not know: what the files mean.
  */
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
 import { UsageError } from '../shim/errors.ts';
 
 const MIB = 1024 * 1024;
@@ -26,6 +26,18 @@ export const READ_BOUNDS = {
 } as const;
 
 export type InputKind = keyof typeof READ_BOUNDS;
+
+/**
+ * Kinds read only from a regular file (or stdin, `-`): a zone file and its `$INCLUDE`s. A FIFO
+ * would block `zone check` until someone writes to it (for ever, in a hostile `$INCLUDE`), a
+ * device is no zone.
+ */
+const REGULAR_ONLY: ReadonlySet<InputKind> = new Set(['zone']);
+
+/** UsageError EINVALID: `file` is a FIFO, a device, a directory…: not read. */
+function notRegular(file: string, field: string): UsageError {
+  return new UsageError('EINVALID', `${field === '' ? '' : `${field}: `}${JSON.stringify(file)} is not a regular file (a FIFO, a device, a directory…); not read`, field);
+}
 
 const KIND_TEXT: Readonly<Record<InputKind, string>> = {
   zone: 'a zone file and its $INCLUDEs, in all',
@@ -50,8 +62,12 @@ export function tooLarge(file: string, field: string, kind: InputKind): UsageErr
  * system errors are thrown as they are (the caller words them).
  */
 export function readBounded(file: string | 0, field: string, kind: InputKind, limit: number = READ_BOUNDS[kind]): string {
-  const fd = file === '-' || file === 0 ? 0 : openSync(file, 'r');
+  const stdin = file === '-' || file === 0;
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer, for ever. The
+  // check is on what was opened (fstat), so nothing can be swapped in between.
+  const fd = stdin ? 0 : openSync(file, REGULAR_ONLY.has(kind) ? constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY : 'r');
   try {
+    if (!stdin && REGULAR_ONLY.has(kind) && !fstatSync(fd).isFile()) throw notRegular(file as string, field);
     const chunks: Buffer[] = [];
     let total = 0;
     for (;;) {

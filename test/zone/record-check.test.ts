@@ -3,6 +3,7 @@
 // the latter on the right line; `zone check` finds each rule's violation.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
@@ -342,18 +343,13 @@ test('input files are read up to a bound per kind: /dev/zero is ETOOLARGE, not a
   const overBig = await shim6Async(['zone', 'check', big]);
   assert.equal(overBig.status, 2, overBig.stderr);
   assert.match(overBig.stderr, /^shim6: error ETOOLARGE: FILE: ".*big\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all; not read\n$/);
-  const inc = writeZone(dir, 'inc.zone', '$ORIGIN example.\nh IN AAAA 2001:db8::1\n$INCLUDE /dev/zero\n');
   const key = ['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1'];
-  const [include, zero, keyZero, bulkZero] = await Promise.all([
-    shim6Async(['zone', 'check', inc]),
-    shim6Async(['zone', 'check', '/dev/zero']),
+  const [keyZero, bulkZero] = await Promise.all([
     shim6Async([...key, '--key', '/dev/zero']),
     shim6Async(['zone', 'bulk', '/dev/zero']),
   ]);
-  assert.equal(include.status, 1, include.stderr);
-  assert.match(include.stdout, /^.*inc\.zone:3: \$INCLUDE \/dev\/zero: "\/dev\/zero" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all; not read\n$/);
-  for (const [r, re] of [[zero, /^shim6: error ETOOLARGE: FILE: "\/dev\/zero" is larger than 32 MiB, the bound for a zone file/],
-    [keyZero, /^shim6: error ETOOLARGE: --key: "\/dev\/zero" is larger than 1 MiB, the bound for a key file; not read\n$/],
+  // (A zone file must be a regular file: /dev/zero is refused before any read, see the FIFO test.)
+  for (const [r, re] of [[keyZero, /^shim6: error ETOOLARGE: --key: "\/dev\/zero" is larger than 1 MiB, the bound for a key file; not read\n$/],
     [bulkZero, /^shim6: error ETOOLARGE: FILE: "\/dev\/zero" is larger than 32 MiB, the bound for an inventory; not read\n$/]] as const) {
     assert.equal(r.status, 2, r.stderr);
     assert.match(r.stderr, re);
@@ -366,6 +362,31 @@ test('input files are read up to a bound per kind: /dev/zero is ETOOLARGE, not a
   const both = await shim6Async(['zone', 'check', '--origin', 'example.', two]);
   assert.equal(both.status, 1, both.stderr);
   assert.match(both.stdout, /^.*two\.zone:2: \$INCLUDE b\.zone: ".*b\.zone" is larger than 32 MiB, the bound for a zone file and its \$INCLUDEs, in all/);
+});
+
+test('zone check reads only regular files: a FIFO (which blocked it for ever) or a device, given or $INCLUDEd, is refused, not opened for reading', async (t) => {
+  const dir = tempDir(t);
+  const fifo = path.join(dir, 'p.zone');
+  execFileSync('mkfifo', [fifo]);
+  const inc = writeZone(dir, 'inc.zone', `$ORIGIN example.\nh IN AAAA 2001:db8::1\n$INCLUDE ${fifo}\n$INCLUDE /dev/zero\n$INCLUDE ${dir}\nh IN AAAA 2001:db8::2\n`);
+  // Deadlines only: the old code blocked in open() on the FIFO until the child was killed.
+  const [included, given, device] = await Promise.all([
+    shim6Async(['zone', 'check', inc]), shim6Async(['zone', 'check', fifo]), shim6Async(['zone', 'check', '/dev/zero']),
+  ]);
+  assert.equal(included.status, 1, included.stderr);
+  const notRegular = (f: string): string => `${JSON.stringify(f)} is not a regular file (a FIFO, a device, a directory…); not read`;
+  assert.equal(included.stdout, [
+    `${inc}:3: $INCLUDE ${fifo}: ${notRegular(fifo)}`,
+    `${inc}:4: $INCLUDE /dev/zero: ${notRegular('/dev/zero')}`,
+    `${inc}:5: $INCLUDE ${dir}: ${notRegular(dir)}`,
+  ].join('\n') + '\n');
+  for (const [r, f] of [[given, fifo], [device, '/dev/zero']] as const) {
+    assert.equal(r.status, 2, r.stderr);
+    assert.equal(r.stderr, `shim6: error EINVALID: FILE: ${notRegular(f)}\n`);
+  }
+  // stdin (`-`) is still read, a pipe included.
+  const piped = await shim6Async(['zone', 'check', '--origin', 'example.', '-'], 'h IN AAAA 2001:db8::1\n');
+  assert.equal(piped.status, 0, piped.stderr);
 });
 
 test('zone show NAME and --expect*, update --interface and check --origin: bad values are refused (exit 2) before any query', async (t) => {
@@ -389,8 +410,9 @@ test('zone show NAME and --expect*, update --interface and check --origin: bad v
     assert.equal(results[i]!.status, 2, `${args.join(' ')}: ${results[i]!.stderr}`);
     assert.match(results[i]!.stderr, want, args.join(' '));
   }
+  const empty = writeZone(tempDir(t), 'empty.zone', '');
   for (const origin of ['example', 'example.', '.', '0/25.2.0.192.in-addr.arpa.']) {
-    const ok = await shim6Async(['zone', 'check', '--origin', origin, '/dev/null']);
+    const ok = await shim6Async(['zone', 'check', '--origin', origin, empty]);
     assert.equal(ok.status, 0, `${origin}: ${ok.stderr}`);
   }
 });
