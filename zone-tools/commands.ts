@@ -13,7 +13,7 @@ import { buildHostRecord, type RecordInput } from './record-input.ts';
 import { nameProblem } from './dns-message.ts';
 import { hostZoneLines } from './zone-lines.ts';
 import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
-import { checkZoneText, formatProblem } from './zone-check.ts';
+import { checkZoneText, formatProblem, MAX_PROBLEMS } from './zone-check.ts';
 
 export interface Out {
   stdout: (s: string) => void;
@@ -160,9 +160,12 @@ export function runCheck(files: string[], f: CheckFlags, out: Out): number {
       ...(rrType !== undefined ? { rrType } : {}),
     });
     for (const p of res.problems) out.stdout(formatProblem(p) + '\n');
+    if (res.stopped) out.stdout(`${res.stopped.file}:${res.stopped.line}: too many problems: stopped after ${MAX_PROBLEMS}; the rest of the zone is not checked\n`);
     const n = res.problems.filter((p) => p.severity === 'error').length;
-    errors += n;
-    if (!f.quiet) out.stderr(`${file}: ${res.records} capability record(s), ${res.txts} TXT fallback(s), ${n === 0 ? 'no problems' : `${n} problem(s)`}\n`);
+    errors += n + (res.stopped ? 1 : 0);
+    const found = `${res.records} capability record(s), ${res.txts} TXT fallback(s)`;
+    const stopped = res.stopped ? `, stopped at ${res.stopped.file}:${res.stopped.line} (too many problems)` : '';
+    if (!f.quiet) out.stderr(`${file}: ${found}, ${n === 0 ? 'no problems' : `${n} problem(s)`}${stopped}\n`);
   }
   return errors === 0 ? 0 : 1;
 }

@@ -51,24 +51,44 @@ interface LogicalLine {
   tokens: Token[];
 }
 
+/**
+ * Tokens kept of one logical line (parentheses can make one of a whole file): no RDATA holds
+ * more (65,535 octets, as hex split into single digits at most 131,070 tokens). Past it the
+ * line is a problem and the rest of its tokens are not kept, so one line costs a bounded memory.
+ */
+export const MAX_LINE_TOKENS = 140_000;
+
 const DELIMITERS = new Set([' ', '\t', ';', '(', ')', '"']);
 
-/** Split text into logical lines (parentheses joined), tokens with their own line numbers. */
-export function tokenize(text: string, file: string, problems: Problem[]): LogicalLine[] {
-  const out: LogicalLine[] = [];
+/**
+ * Split text into logical lines (parentheses joined), tokens with their own line numbers,
+ * one logical line at a time: nothing is kept for the lines already read, so the memory
+ * is the text and the line being read, however many lines there are.
+ */
+export function* tokenize(text: string, file: string, problem: (p: Problem) => void): Generator<LogicalLine> {
   let cur: LogicalLine | undefined;
   let depth = 0;
   let parenLine = 0;
-  const lines = text.split(/\r?\n/);
-  for (let li = 0; li < lines.length; li++) {
-    const src = lines[li]!;
-    const lineNo = li + 1;
-    if (!cur) cur = { line: lineNo, blankOwner: /^[ \t]/.test(src), tokens: [] };
+  let lineNo = 0;
+  const push = (ll: LogicalLine, t: Token): void => {
+    if (ll.tokens.length < MAX_LINE_TOKENS) ll.tokens.push(t);
+    else if (ll.tokens.length === MAX_LINE_TOKENS) {
+      ll.tokens.push(t); // one over: reported once, and no more kept
+      problem({ file, line: ll.line, message: `more than ${MAX_LINE_TOKENS} tokens in one record (no RDATA holds that many); the rest are not read`, severity: 'error' });
+    }
+  };
+  for (let start = 0; start <= text.length;) {
+    let end = text.indexOf('\n', start);
+    if (end < 0) end = text.length;
+    const src = text.slice(start, end > start && text[end - 1] === '\r' ? end - 1 : end);
+    start = end + 1;
+    lineNo++;
+    if (!cur) cur = { line: lineNo, blankOwner: src.startsWith(' ') || src.startsWith('\t'), tokens: [] };
     // RFC 1035 §5.1: `\DDD` is one octet. Over 255 it is none: BIND ("bad escape", "syntax
     // error") and Knot ("number is bigger than 8 bits") refuse the zone, so it is a problem here.
-    const escape = (text: string, at: number): number => {
-      if (isDigit(text, at + 1) && isDigit(text, at + 2) && isDigit(text, at + 3) && Number(text.slice(at + 1, at + 4)) > 255) {
-        problems.push({ file, line: lineNo, message: `escape ${text.slice(at, at + 4)} is over 255 (\\DDD is one octet)`, severity: 'error' });
+    const escape = (at: number): number => {
+      if (isDigit(src, at + 1) && isDigit(src, at + 2) && isDigit(src, at + 3) && Number(src.slice(at + 1, at + 4)) > 255) {
+        problem({ file, line: lineNo, message: `escape ${src.slice(at, at + 4)} is over 255 (\\DDD is one octet)`, severity: 'error' });
       }
       return 2;
     };
@@ -79,7 +99,7 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
       if (c === ';') break;
       if (c === '(') { if (depth === 0) parenLine = lineNo; depth++; i++; continue; }
       if (c === ')') {
-        if (depth === 0) problems.push({ file, line: lineNo, message: 'unbalanced ")"', severity: 'error' });
+        if (depth === 0) problem({ file, line: lineNo, message: 'unbalanced ")"', severity: 'error' });
         else depth--;
         i++;
         continue;
@@ -87,26 +107,26 @@ export function tokenize(text: string, file: string, problems: Problem[]): Logic
       if (c === '"') {
         let j = i + 1;
         // Escapes stay as written (slices, not per-character concatenation: big zones).
-        while (j < src.length && src[j] !== '"') j += src[j] === '\\' ? escape(src, j) : 1;
-        if (j >= src.length) problems.push({ file, line: lineNo, message: 'unterminated quoted string', severity: 'error' });
-        cur.tokens.push({ text: src.slice(i + 1, Math.min(j, src.length)), quoted: true, line: lineNo });
+        while (j < src.length && src[j] !== '"') j += src[j] === '\\' ? escape(j) : 1;
+        if (j >= src.length) problem({ file, line: lineNo, message: 'unterminated quoted string', severity: 'error' });
+        push(cur, { text: src.slice(i + 1, Math.min(j, src.length)), quoted: true, line: lineNo });
         i = j + 1;
         continue;
       }
       let j = i;
-      while (j < src.length && !DELIMITERS.has(src[j]!)) j += src[j] === '\\' ? escape(src, j) : 1;
+      while (j < src.length && !DELIMITERS.has(src[j]!)) j += src[j] === '\\' ? escape(j) : 1;
       j = Math.min(j, src.length);
-      cur.tokens.push({ text: src.slice(i, j), quoted: false, line: lineNo });
+      push(cur, { text: src.slice(i, j), quoted: false, line: lineNo });
       i = j;
     }
     if (depth === 0) {
-      if (cur.tokens.length > 0) out.push(cur);
+      const done = cur;
       cur = undefined;
+      if (done.tokens.length > 0) yield done;
     }
   }
-  if (depth > 0) problems.push({ file, line: parenLine, message: '"(" is never closed', severity: 'error' });
-  if (cur && cur.tokens.length > 0) out.push(cur);
-  return out;
+  if (depth > 0) problem({ file, line: parenLine, message: '"(" is never closed', severity: 'error' });
+  if (cur && cur.tokens.length > 0) yield cur;
 }
 
 function isDigit(text: string, at: number): boolean {
@@ -180,18 +200,35 @@ export interface ParseOptions {
   readFile?: (p: string) => string;
 }
 
-/** Parse master-file text. `file` names it in problems and resolves $INCLUDE. */
-export function parseMasterFile(text: string, file: string, opts: ParseOptions = {}): MasterFile {
-  const result: MasterFile = { entries: [], problems: [] };
+/** Where readMasterFile hands what it reads, as it reads it. */
+export interface ParseSink {
+  entry(e: ZoneEntry): void;
+  problem(p: Problem): void;
+  /** True once nothing more is wanted (too many problems): the reader stops at the next line. */
+  stopped(): boolean;
+}
+
+/**
+ * Read master-file text into `sink`, one entry or problem at a time (nothing is kept here:
+ * the caller keeps what it needs). `file` names it in problems and resolves $INCLUDE.
+ */
+export function readMasterFile(text: string, file: string, sink: ParseSink, opts: ParseOptions = {}): void {
   const origin = opts.origin === undefined ? undefined : opts.origin.endsWith('.') ? opts.origin : opts.origin + '.';
   const state: ParseState = { origin, defaultTtl: undefined, lastTtl: undefined, lastOwner: undefined, including: [path.resolve(file)], includes: 0 };
-  parseInto(text, file, state, result, opts.readFile ?? ((p) => readBounded(p, '', 'zone')));
+  parseInto(text, file, state, sink, opts.readFile ?? ((p) => readBounded(p, '', 'zone')));
+}
+
+/** Parse master-file text, every entry and problem in memory (readMasterFile does it in bounded memory). */
+export function parseMasterFile(text: string, file: string, opts: ParseOptions = {}): MasterFile {
+  const result: MasterFile = { entries: [], problems: [] };
+  readMasterFile(text, file, { entry: (e) => result.entries.push(e), problem: (p) => result.problems.push(p), stopped: () => false }, opts);
   return result;
 }
 
-function parseInto(text: string, file: string, st: ParseState, res: MasterFile, readFile: (p: string) => string): void {
-  const problem = (line: number, message: string): void => { res.problems.push({ file, line, message, severity: 'error' }); };
-  for (const ll of tokenize(text, file, res.problems)) {
+function parseInto(text: string, file: string, st: ParseState, res: ParseSink, readFile: (p: string) => string): void {
+  const problem = (line: number, message: string): void => { res.problem({ file, line, message, severity: 'error' }); };
+  for (const ll of tokenize(text, file, (p) => res.problem(p))) {
+    if (res.stopped()) return;
     const first = ll.tokens[0]!;
     if (!ll.blankOwner && first.text.startsWith('$') && !first.quoted) {
       directive(ll, file, st, res, readFile);
@@ -229,13 +266,13 @@ function parseInto(text: string, file: string, st: ParseState, res: MasterFile, 
       ttl = min;
     }
     st.lastTtl = ttl;
-    res.entries.push({ file, line: ll.line, owner, ttl, class: cls, type, rdata: ll.tokens.slice(k + 1) });
+    res.entry({ file, line: ll.line, owner, ttl, class: cls, type, rdata: ll.tokens.slice(k + 1) });
   }
 }
 
-function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFile, readFile: (p: string) => string): void {
+function directive(ll: LogicalLine, file: string, st: ParseState, res: ParseSink, readFile: (p: string) => string): void {
   const [d, a, b] = ll.tokens;
-  const problem = (message: string): void => { res.problems.push({ file, line: ll.line, message, severity: 'error' }); };
+  const problem = (message: string): void => { res.problem({ file, line: ll.line, message, severity: 'error' }); };
   switch (d!.text.toUpperCase()) {
     case '$ORIGIN':
       if (!a) return problem('$ORIGIN needs a name');
@@ -268,7 +305,7 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: MasterFil
       return;
     }
     case '$GENERATE':
-      res.problems.push({ file, line: ll.line, message: '$GENERATE is not expanded (BIND extension); its records are not checked', severity: 'warning' });
+      res.problem({ file, line: ll.line, message: '$GENERATE is not expanded (BIND extension); its records are not checked', severity: 'warning' });
       return;
     default:
       return problem(`unknown directive ${d!.text}`);

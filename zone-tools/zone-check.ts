@@ -15,7 +15,7 @@ import {
 } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_RR_TYPE, LocatorFlag } from '../shim/constants.ts';
 import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
-import { parseMasterFile, unescapeToken, type Problem, type Token, type ZoneEntry } from './master-file.ts';
+import { readMasterFile, unescapeToken, type Problem, type Token, type ZoneEntry } from './master-file.ts';
 import { TXT_LABEL } from './zone-lines.ts';
 
 export interface CheckOptions {
@@ -25,10 +25,13 @@ export interface CheckOptions {
 }
 
 export interface CheckResult {
+  /** At most MAX_PROBLEMS, by file and line. */
   problems: Problem[];
   /** Capability RRs and TXT fallbacks found (checked or not). */
   records: number;
   txts: number;
+  /** Where the check stopped at one problem more than MAX_PROBLEMS: the rest of the zone was not read. */
+  stopped?: { file: string; line: number };
 }
 
 /** Render a problem the way compilers do: `file:line: what is wrong`. */
@@ -69,17 +72,15 @@ export function locatorProblem(addr: string): string | undefined {
   return undefined;
 }
 
-const NO_AAAA: ReadonlySet<string> = new Set();
-
 /**
  * `aaaa` holds the owner's AAAA addresses in canonical form, so the ULID test
  * (validateAgainstAaaa's rule: the same 16 octets) is one lookup, not a scan per
  * record: a zone with many records and AAAAs at one owner stays linear.
  */
-function recordProblems(r: CapabilityRecord, aaaa: ReadonlySet<string>, owner: string): string[] {
+function recordProblems(r: CapabilityRecord, aaaa: Addresses | undefined, owner: string): string[] {
   const out: string[] = [];
-  if (!aaaa.has(formatIpv6(parseIpv6(r.ulid)))) {
-    out.push(aaaa.size === 0
+  if (!hasAddress(aaaa, formatIpv6(parseIpv6(r.ulid)))) {
+    out.push(aaaa === undefined
       ? `ULID ${r.ulid} is not in the AAAA RRset of ${owner}: there is no AAAA at that name (readers ignore the RR)`
       : `ULID ${r.ulid} is not in the AAAA RRset of ${owner} (readers ignore the RR)`);
   }
@@ -99,82 +100,102 @@ function decodeProblem(e: unknown): string {
   throw e;
 }
 
+/** What is kept of a capability RR or TXT until the whole zone is read (not its tokens). */
 interface Found {
-  entry: ZoneEntry;
+  file: string;
+  line: number;
+  /** As written (made absolute). */
+  owner: string;
   rdata: Uint8Array | undefined;
   record: CapabilityRecord | undefined;
 }
 
+function found(e: ZoneEntry): Found {
+  return { file: e.file, line: e.line, owner: e.owner, rdata: undefined, record: undefined };
+}
+
 function checkCapabilityEntry(e: ZoneEntry, problem: (line: number, m: string, sev?: Problem['severity']) => void): Found {
-  const found: Found = { entry: e, rdata: undefined, record: undefined };
+  const f = found(e);
   if (e.class !== 'IN') problem(e.line, `capability record in class ${e.class}; it must be IN`);
   if (!isGeneric(e.rdata)) {
     problem(e.line, `${e.type} must be written in RFC 3597 generic form "\\# <length> <hex>"`);
-    return found;
+    return f;
   }
   const lenTok = e.rdata[1];
   const hexDigits = e.rdata.slice(2).map((t) => t.text).join('');
   if (lenTok && /^\d+$/.test(lenTok.text) && /^[0-9a-fA-F]*$/.test(hexDigits) && hexDigits.length % 2 === 0 && hexDigits.length / 2 !== Number(lenTok.text)) {
     problem(lenTok.line, `RFC 3597 length ${lenTok.text} does not match the ${hexDigits.length / 2} octets of hex data`);
-    return found;
+    return f;
   }
   try {
-    found.rdata = genericRdata(e.rdata);
+    f.rdata = genericRdata(e.rdata);
   } catch (err) {
     problem(lenTok?.line ?? e.line, `RFC 3597 generic RDATA: ${decodeProblem(err)}`);
-    return found;
+    return f;
   }
   try {
-    found.record = decodeCapabilityRecord(found.rdata, { strict: true });
+    f.record = decodeCapabilityRecord(f.rdata, { strict: true });
   } catch (err) {
     problem(e.line, decodeProblem(err));
   }
-  return found;
+  return f;
 }
 
 function checkTxtEntry(e: ZoneEntry, problem: (line: number, m: string) => void): Found {
-  const found: Found = { entry: e, rdata: undefined, record: undefined };
+  const f = found(e);
   const octets = e.rdata.map((t) => unescapeToken(t.text));
   // A `\DDD` over 255 is no octet: tokenize reported it on its line; there is no TXT to check.
-  if (octets.some((o) => o === undefined)) return found;
+  if (octets.some((o) => o === undefined)) return f;
   const strings = octets.map((o) => Buffer.from(o!).toString('latin1'));
   try {
-    found.rdata = capabilityTxtRdata(strings);
-    found.record = decodeCapabilityRecord(found.rdata, { strict: true });
+    f.rdata = capabilityTxtRdata(strings);
+    f.record = decodeCapabilityRecord(f.rdata, { strict: true });
   } catch (err) {
     problem(e.line, `${TXT_LABEL} TXT: ${decodeProblem(err)}`);
   }
-  return found;
+  return f;
 }
 
 function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-/** Check master-file text. `file` is used in messages and for $INCLUDE. */
+/**
+ * `zone check` reports at most this many problems per zone (a file and its $INCLUDEs), then
+ * stops reading: the problems are all kept until sorted, and a 32 MiB file of one-token lines
+ * has 16 million of them (docs/zone-tools.md "Input bounds").
+ */
+export const MAX_PROBLEMS = 1000;
+
+/** An owner's AAAA addresses (canonical): one as a string, more as a set (most owners have one or two). */
+type Addresses = string | Set<string>;
+
+function hasAddress(a: Addresses | undefined, address: string): boolean {
+  return typeof a === 'string' ? a === address : a !== undefined && a.has(address);
+}
+
+/**
+ * Check master-file text. `file` is used in messages and for $INCLUDE. The zone is read
+ * entry by entry (master-file.ts readMasterFile); what is kept is what the checks need once
+ * all of it is read (each owner's AAAA addresses, each capability RR and `_shim6` TXT, without
+ * their tokens), and at most MAX_PROBLEMS problems: at one more, the check stops (`stopped`).
+ */
 export function checkZoneText(text: string, file: string, opts: CheckOptions = {}): CheckResult {
-  const parsed = parseMasterFile(text, file, {
-    ...(opts.origin !== undefined ? { origin: opts.origin } : {}),
-    ...(opts.readFile ? { readFile: opts.readFile } : {}),
-  });
-  const problems = [...parsed.problems];
+  const problems: Problem[] = [];
+  let stopped: CheckResult['stopped'];
   const type = `TYPE${opts.rrType ?? CAPABILITY_RR_TYPE}`;
-  const aaaa = new Map<string, Set<string>>();
-  for (const e of parsed.entries) {
-    const a = aaaaOf(e);
-    if (a === undefined) continue;
-    const k = canonicalName(e.owner);
-    const set = aaaa.get(k);
-    if (set) set.add(a); else aaaa.set(k, new Set([a]));
-  }
+  const aaaa = new Map<string, Addresses>();
   const records = new Map<string, Found>();
+  const all: Found[] = [];
   const txts: Found[] = [];
-  let count = 0;
   const longOwners = new Set<string>();
-  for (const e of parsed.entries) {
-    const problem = (line: number, message: string, severity: Problem['severity'] = 'error'): void => {
-      problems.push({ file: e.file, line, message, severity });
-    };
+  const add = (p: Problem): void => {
+    if (stopped) return;
+    if (problems.length < MAX_PROBLEMS) problems.push(p);
+    else stopped = { file: p.file, line: p.line };
+  };
+  const entry = (e: ZoneEntry): void => {
+    const problem = (line: number, message: string, severity: Problem['severity'] = 'error'): void => add({ file: e.file, line, message, severity });
     const owner = canonicalName(e.owner);
     // RFC 1035 §2.3.4; reported once per owner (`_shim6.` makes a long host name's TXT owner too long).
     if (owner.length >= MAX_NAME_OCTETS && !longOwners.has(owner)) {
@@ -184,30 +205,39 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
         problem(e.line, `owner ${e.owner} is ${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name (RFC 1035 §2.3.4)`);
       }
     }
-    if (e.type === type) {
-      count++;
+    const a = aaaaOf(e);
+    if (a !== undefined) {
+      const have = aaaa.get(owner);
+      if (have === undefined) aaaa.set(owner, a);
+      else if (typeof have === 'string') { if (have !== a) aaaa.set(owner, new Set([have, a])); } else have.add(a);
+    } else if (e.type === type) {
       const f = checkCapabilityEntry(e, problem);
+      all.push(f);
       const prev = records.get(owner);
-      if (prev) problem(e.line, `second ${type} RR at ${e.owner} (first at line ${prev.entry.line}); one RR holds the whole locator set`);
+      if (prev) problem(e.line, `second ${type} RR at ${e.owner} (first at line ${prev.line}); one RR holds the whole locator set`);
       else records.set(owner, f);
-      if (f.record) {
-        for (const m of recordProblems(f.record, aaaa.get(owner) ?? NO_AAAA, e.owner)) problem(e.line, m);
-        if ((f.record.hbaSet || f.record.cgaUlid) && !f.record.hbaDigest) problem(e.line, 'HBA/CGA flag set but no hba-digest parameter', 'warning');
-      }
     } else if (e.type === 'TXT' && owner.split('.')[0]?.toLowerCase() === TXT_LABEL) {
-      const f = checkTxtEntry(e, problem);
-      txts.push(f);
-      const host = owner.slice(TXT_LABEL.length + 1);
-      if (f.record) for (const m of recordProblems(f.record, aaaa.get(host) ?? NO_AAAA, host)) problem(e.line, `${TXT_LABEL} TXT: ${m}`);
+      txts.push(checkTxtEntry(e, problem));
     }
+  };
+  readMasterFile(text, file, { entry, problem: add, stopped: () => stopped !== undefined }, {
+    ...(opts.origin !== undefined ? { origin: opts.origin } : {}),
+    ...(opts.readFile ? { readFile: opts.readFile } : {}),
+  });
+  // What needs the whole zone (the AAAA RRsets, the RR a TXT must equal); not after a stop: the zone was not all read.
+  for (const f of stopped ? [] : all) {
+    if (!f.record) continue;
+    for (const m of recordProblems(f.record, aaaa.get(canonicalName(f.owner)), f.owner)) add({ file: f.file, line: f.line, message: m, severity: 'error' });
+    if ((f.record.hbaSet || f.record.cgaUlid) && !f.record.hbaDigest) add({ file: f.file, line: f.line, message: 'HBA/CGA flag set but no hba-digest parameter', severity: 'warning' });
   }
-  for (const t of txts) {
-    const host = canonicalName(t.entry.owner).slice(TXT_LABEL.length + 1);
+  for (const t of stopped ? [] : txts) {
+    const host = canonicalName(t.owner).slice(TXT_LABEL.length + 1);
+    if (t.record) for (const m of recordProblems(t.record, aaaa.get(host), host)) add({ file: t.file, line: t.line, message: `${TXT_LABEL} TXT: ${m}`, severity: 'error' });
     const rec = records.get(host);
     if (rec?.rdata && t.rdata && !sameBytes(rec.rdata, t.rdata)) {
-      problems.push({ file: t.entry.file, line: t.entry.line, message: `${TXT_LABEL} TXT differs from the ${type} RR at line ${rec.entry.line}`, severity: 'error' });
+      add({ file: t.file, line: t.line, message: `${TXT_LABEL} TXT differs from the ${type} RR at line ${rec.line}`, severity: 'error' });
     }
   }
   problems.sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
-  return { problems, records: count, txts: txts.length };
+  return { problems, records: all.length, txts: txts.length, ...(stopped ? { stopped } : {}) };
 }
