@@ -42,6 +42,12 @@ const HOLD_MAX = 16;
 const HOLD_MS = 1000;
 /** Time for two more of TCP's SYN retries (1 s, then 2 s after it); a connect() waits far longer. */
 const ANSWERED_HOLD_MS = 4000;
+/**
+ * Octets held for all peers together. Each context this host initiates holds its peer's packets
+ * (a prime per name a local client looks up, a new flow), and those contexts are not counted by
+ * maxContexts: past this, a packet to hold is dropped (`hold-full`) and its sender retransmits.
+ */
+export const HOLD_BYTES_MAX = 8 * 1024 * 1024;
 /** Peers remembered as withdrawn from the TUN (the set is emptied when full). */
 const WITHDRAWN_MAX = 4096;
 
@@ -50,6 +56,8 @@ export class HandshakeHold {
   private readonly held = new Map<Ipv6, { packets: Uint8Array[]; timer: NodeJS.Timeout; answered: boolean }>();
   /** Peers whose ULID route into the TUN this hold withdrew (and has not routed again): bounded by WITHDRAWN_MAX. */
   private readonly withdrawn = new Set<Ipv6>();
+  /** Octets of every packet held (at most HOLD_BYTES_MAX). */
+  private heldBytes = 0;
   private closed = false;
 
   constructor(private readonly opts: HandshakeHoldOptions) {}
@@ -83,7 +91,7 @@ export class HandshakeHold {
     const timer = setTimeout(() => {
       const h = this.held.get(peer);
       if (h?.timer !== timer) return;
-      this.held.delete(peer);
+      this.remove(peer, h.packets);
       // The route stays when a context from another of our ULIDs has come up meanwhile (or had it all along).
       this.letGo(peer, h.packets, this.opts.routed?.(peer) === true ? undefined : this.routeDown(peer));
       this.opts.logger?.info('context not up in time: plain IPv6 meanwhile', { peer, answered: h.answered });
@@ -100,7 +108,12 @@ export class HandshakeHold {
   take(peer: Ipv6, packet: Uint8Array): boolean {
     const q = this.held.get(peer)?.packets;
     if (q !== undefined && q.length < HOLD_MAX) {
+      if (this.heldBytes + packet.length > HOLD_BYTES_MAX) {
+        this.opts.drop('hold-full');
+        return true;
+      }
       q.push(packet.slice());
+      this.heldBytes += packet.length;
       return true;
     }
     if (this.opts.sendPlain === undefined || !this.withdrawn.has(peer)) return false;
@@ -151,8 +164,13 @@ export class HandshakeHold {
     const h = this.held.get(peer);
     if (h === undefined) return [];
     clearTimeout(h.timer);
-    this.held.delete(peer);
+    this.remove(peer, h.packets);
     return h.packets;
+  }
+
+  private remove(peer: Ipv6, packets: readonly Uint8Array[]): void {
+    this.held.delete(peer);
+    for (const p of packets) this.heldBytes -= p.length;
   }
 
   private routeDown(peer: Ipv6): void | Promise<void> {
