@@ -153,7 +153,7 @@ static void nflog_on_readable(uv_poll_t *h, int status, int events) {
       break;
     }
     if (got == 0) break;
-    size_t left = (size_t)got;
+    int left = (int)got; /* signed: NLMSG_NEXT subtracts the aligned length, which must not wrap past the end */
     for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, left) && n < r->max; nh = NLMSG_NEXT(nh, left)) {
       if (nflog_parse(nh, r->out + (size_t)n * NFLOG_RECORD)) n++;
     }

@@ -178,7 +178,7 @@ static int read_counters(napi_env env, int fd, int family, const char *table, si
       rc = -errno;
       break;
     }
-    size_t left = (size_t)len;
+    int left = (int)len; /* signed: NLMSG_NEXT subtracts the aligned length, which must not wrap past the end */
     for (struct nlmsghdr *m = (struct nlmsghdr *)buf; NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
       if (m->nlmsg_seq != seq) continue; /* an answer to an earlier reading that failed */
       if (m->nlmsg_type == NLMSG_DONE) { rc = 0; break; }
@@ -317,7 +317,7 @@ static int collect_acks(int fd, uint32_t seq_lo, uint32_t seq_hi, int ignore) {
       if (errno == EINTR) continue;
       break; /* EAGAIN: everything the kernel answered is read */
     }
-    size_t left = (size_t)len;
+    int left = (int)len; /* signed: NLMSG_NEXT subtracts the aligned length, which must not wrap past the end */
     for (struct nlmsghdr *m = (struct nlmsghdr *)buf; NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
       if (m->nlmsg_seq < seq_lo || m->nlmsg_seq > seq_hi || m->nlmsg_type != NLMSG_ERROR) continue;
       const struct nlmsgerr *e = NLMSG_DATA(m);

@@ -80,7 +80,7 @@ napi_value rtnl_transact_js(napi_env env, napi_callback_info info) {
       rc = -errno;
       break;
     }
-    size_t left = (size_t)len;
+    int left = (int)len; /* signed: NLMSG_NEXT subtracts the aligned length, which must not wrap past the end */
     for (struct nlmsghdr *m = (struct nlmsghdr *)buf; NLMSG_OK(m, left); m = NLMSG_NEXT(m, left)) {
       if (m->nlmsg_seq != seq) continue; /* an answer to an earlier request that timed out */
       if (m->nlmsg_type == NLMSG_ERROR) {

@@ -141,12 +141,15 @@ static void on_readable(uv_poll_t *handle, int status, int events) {
   /* Bounded work per wake-up so the loop stays fair; epoll is level-triggered and comes back. */
   for (int reads = 0; !r->core.closed && !err && r->count < r->slots && reads < 256; reads++) {
     uint8_t *dst = r->vnet ? r->scratch : r->buf + (size_t)r->count * r->slot;
-    ssize_t got = read(r->core.fd, dst, r->vnet ? SCRATCH_LEN : r->slot);
+    size_t cap = r->vnet ? SCRATCH_LEN : r->slot;
+    ssize_t got = read(r->core.fd, dst, cap);
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) err = errno;
       break;
     }
+    /* The TUN driver returns a packet's whole length even when it copied only `cap` of it: such a packet is cut, dropped. */
+    if ((size_t)got > cap) continue;
     if (r->vnet) take_vnet_packet(r, dst, (size_t)got);
     else r->lens[r->count++] = (int32_t)got;
   }
