@@ -23,7 +23,10 @@ export function describeError(err: unknown): { line: string; exitCode: number } 
   }
   const e = err as { code?: unknown; message?: unknown };
   const code = typeof e?.code === 'string' ? e.code : 'EINTERNAL';
-  const message = typeof e?.message === 'string' ? e.message : String(err);
+  let message = typeof e?.message === 'string' ? e.message : String(err);
+  // Node's system errors begin their message with their code (`ENOENT: no such file or directory,
+  // open '…'`): printed once, after `error`.
+  if (message.startsWith(`${code}: `)) message = message.slice(code.length + 2);
   return { line: `shim6: error ${code}: ${oneLine(message)}`, exitCode: EXIT_FAILURE };
 }
 

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { shim6 } from '../helpers/cli.ts';
 import { buildProgram, run } from '../../cli/main.ts';
+import { describeError } from '../../cli/errors.ts';
 import { CommanderError, type Command } from 'commander';
 
 test('shim6 --help lists the program and exits 0', () => {
@@ -98,4 +99,12 @@ test('--help gives each default once: an option whose description names its defa
       if (/\bdefault\b/.test(o.description)) assert.equal(o.defaultValue, undefined, `${c.name()} ${o.flags}: "${o.description}" and (default: ${JSON.stringify(o.defaultValue)})`);
     }
   }
+});
+
+test('a Node system error is one line with its code once: node\'s `CODE: ` prefix of the message is not repeated (exit 1)', () => {
+  const err = Object.assign(new Error('ENOENT: no such file or directory, open \'/x/y.json\''), { code: 'ENOENT', errno: -2, syscall: 'open' });
+  assert.deepEqual(describeError(err), { line: 'shim6: error ENOENT: no such file or directory, open \'/x/y.json\'', exitCode: 1 });
+  // A message that only mentions a code elsewhere keeps it; an error without a code is EINTERNAL.
+  assert.equal(describeError(Object.assign(new Error('bind EADDRINUSE ::1:53'), { code: 'EADDRINUSE' })).line, 'shim6: error EADDRINUSE: bind EADDRINUSE ::1:53');
+  assert.equal(describeError(new TypeError('x is not a function')).line, 'shim6: error EINTERNAL: x is not a function');
 });
