@@ -50,7 +50,7 @@ export type EnvironmentErrorCode =
   | 'ERESOLVCONF_BUSY'   // another live shim6 holds the DNS hand-over
   | 'ELAB_RUNNING'       // a lab of that prefix is running (shim6 lab up/demo without --replace)
   | 'ETOOL'              // a program the lab or a bench runs is not installed
-  | 'EOUTPUT'            // a file the CLI would write is a symbolic link (not followed): shim6 pcap
+  | 'EOUTPUT'            // a file the CLI would write is a symbolic link (not followed: shim6 pcap) or cannot be written (zone --out)
   | 'ECGA_KEY' | 'ECGA_ADDRESS' | 'EDNS_KEY' // a key file the host will not let us read; our CGA not addable
   | 'EWORKER';           // a worker thread failed with something that is not a Shim6Error
 

@@ -7,7 +7,7 @@
  * resolver for `show`). Must not know: commander.
  */
 import path from 'node:path';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { encodeCapabilityRecord, formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { WireError } from '../shim/wire/errors.ts';
@@ -21,7 +21,7 @@ import { compare, fetchCapability } from './show.ts';
 import { hostLocators, interfaceProblem } from './host-addresses.ts';
 import { parseInventory } from './inventory.ts';
 import { buildAll, bulkZoneText, failureSummary, forEachLimited, progressBar, type BulkFailure } from './bulk.ts';
-import { checkZoneName, parseRrType, readInput, recordInput, type Out, type RecordFlags } from './commands.ts';
+import { checkZoneName, parseRrType, readInput, recordInput, writeOutput, type Out, type RecordFlags } from './commands.ts';
 import { hostPort } from '../shim/log.ts';
 import { parseIpv6 } from '../shim/wire/ipv6.ts';
 
@@ -214,7 +214,7 @@ export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.
   const failures: BulkFailure[] = [...built.failures];
   if (!target) {
     const text = bulkZoneText(built.hosts);
-    if (f.out) writeFileSync(f.out, text); else out.stdout(text);
+    if (f.out) writeOutput(f.out, text, '--out'); else out.stdout(text);
   } else {
     const concurrency = f.concurrency === undefined ? 4 : Number(f.concurrency);
     if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) throw new UsageError('EINVALID', `--concurrency: invalid value ${JSON.stringify(f.concurrency)}: 1..64`, 'concurrency');

@@ -7,7 +7,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
-import { UsageError } from '../shim/errors.ts';
+import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
 import { buildHostRecord, type RecordInput } from './record-input.ts';
 import { nameProblem } from './dns-message.ts';
@@ -32,6 +32,24 @@ export function readInput(file: string, field: string, kind: InputKind, limit?: 
   } catch (e) {
     if (e instanceof UsageError) throw e;
     throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(file)}: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (e as Error).message}`, field);
+  }
+}
+
+/**
+ * Write `text` to `file` for option `field` (`--out`): a file that cannot be written (its
+ * directory missing, no permission, a directory at the path) is EOUTPUT naming the option and
+ * the file, not a bare errno.
+ */
+export function writeOutput(file: string, text: string, field: string): void {
+  try {
+    writeFileSync(file, text);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'its directory does not exist'
+      : err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied'
+        : err.code === 'EISDIR' ? 'it is a directory'
+          : err.message.replace(/^[A-Z]+: /, '');
+    throw new EnvironmentError('EOUTPUT', `${field}: cannot write ${JSON.stringify(file)}: ${why}${err.code ? ` (${err.code})` : ''}; nothing written`, field);
   }
 }
 
@@ -105,7 +123,7 @@ export function runHbaGenerate(f: HbaFlags, out: Out): number {
     if (e instanceof UsageError && e.code === 'EPREFIX') throw new UsageError('EPREFIX', `--prefix: ${e.message}`, 'prefix');
     throw e;
   }
-  writeFileSync(f.out, JSON.stringify(params, null, 2) + '\n');
+  writeOutput(f.out, JSON.stringify(params, null, 2) + '\n', '--out');
   for (const m of params.members) out.stdout(`${m.address}\n`);
   return 0;
 }

@@ -70,3 +70,18 @@ test('parameters file: a damaged file is a usage error naming it', () => {
     assert.throws(() => parseHbaParams(text, 'p.json'), (e: unknown) => e instanceof UsageError && e.code === 'EHBA_PARAMS' && e.message.startsWith('p.json: '), text);
   }
 });
+
+test('an --out that cannot be written (zone hba, zone bulk): one EOUTPUT line naming --out and the file, the errno once (exit 1)', async (t) => {
+  const dir = tempDir(t);
+  const missing = path.join(dir, 'no', 'x.json');
+  const inv = path.join(dir, 'hosts.csv');
+  writeFileSync(inv, 'name,locators,ulid\nh.example.,2001:db8::1,2001:db8::1\n');
+  const [hba, bulk] = await Promise.all([
+    shim6Async(['zone', 'hba', '--prefix', '2001:db8:1::/64', '--sec', '0', '--out', missing]),
+    shim6Async(['zone', 'bulk', inv, '--out', missing]),
+  ]);
+  for (const r of [hba, bulk]) {
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stderr, `shim6: error EOUTPUT: --out: cannot write ${JSON.stringify(missing)}: its directory does not exist (ENOENT); nothing written\n`);
+  }
+});
