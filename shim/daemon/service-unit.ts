@@ -113,20 +113,35 @@ export interface InstallOptions {
 /** What `install` did, line by line, for the person who ran it. */
 export type InstallReport = string[];
 
+/**
+ * Write `file` (mode 0644), creating its directory. Refused permission, as a user other than
+ * root, is ENOTROOT (the service's files are root's); any other failure ESERVICE_PATH naming the file.
+ */
+function writeServiceFile(file: string, text: string): void {
+  try {
+    mkdirSync(path.dirname(file), { recursive: true });
+    writeFileSync(file, text, { mode: 0o644 });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if ((code === 'EACCES' || code === 'EPERM') && process.getuid?.() !== 0) {
+      throw new EnvironmentError('ENOTROOT', `service install needs root: cannot write ${file} (permission denied); run it as root`, file);
+    }
+    throw new EnvironmentError('ESERVICE_PATH', `cannot write ${file}: ${(err as Error).message.replace(/^[A-Z]+: /, '')}`, file);
+  }
+}
+
 /** Write the unit (and a starter configuration if there is none), then enable and start it. */
 export function installService(o: InstallOptions): InstallReport {
   const unit = installedUnit(o.config);
   const report: InstallReport = [];
   const unitFile = path.join(o.unitDir, UNIT_NAME);
   const before = existsSync(unitFile) ? readFileSync(unitFile, 'utf8') : undefined;
-  mkdirSync(o.unitDir, { recursive: true });
-  writeFileSync(unitFile, unit, { mode: 0o644 });
+  writeServiceFile(unitFile, unit);
   report.push(`${before === undefined ? 'wrote' : before === unit ? 'unchanged' : 'replaced'} ${unitFile}`);
   if (existsSync(o.config)) {
     report.push(`kept ${o.config}`);
   } else {
-    mkdirSync(path.dirname(o.config), { recursive: true });
-    writeFileSync(o.config, STARTER_CONFIG, { mode: 0o644 });
+    writeServiceFile(o.config, STARTER_CONFIG);
     report.push(`wrote ${o.config} (the defaults: docs/configuration.md)`);
   }
   const commands = [['systemctl', 'daemon-reload'], ['systemctl', 'enable', '--now', UNIT_NAME]];

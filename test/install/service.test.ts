@@ -7,7 +7,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, mkdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { builtShim6, ROOT, shim6Bin, type CliResult } from '../helpers/cli.ts';
@@ -179,4 +179,22 @@ test('shim6 service install: a relative path is a usage error (exit 2)', () => {
   const r = builtShim6(['service', 'install', '--config', 'shim6.yaml', '--no-start']);
   assert.equal(r.status, 2);
   assert.match(r.stderr, /EINVALID: --config/);
+});
+
+test('shim6 service install as a user other than root: ENOTROOT naming the unit file, nothing written (exit 1)', { timeout: 120_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['setpriv'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'service-user-');
+  chmodSync(dir, 0o755);
+  // The built files in a directory of root's (what install checks first: root's alone, not under ProtectHome).
+  const pkg = path.join(dir, 'shim6');
+  for (const part of ['bin', 'dist', 'systemd', 'package.json']) cpSync(path.join(ROOT, part), path.join(pkg, part), { recursive: true });
+  const units = path.join(dir, 'units');
+  mkdirSync(units, { mode: 0o755 });
+  const args = ['service', 'install', '--unit-dir', units, '--config', path.join(dir, 'shim6.yaml'), '--no-start'];
+  const r = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', process.execPath, path.join(pkg, 'bin/shim6.js'), ...args], { encoding: 'utf8', timeout: 60_000, cwd: dir });
+  assert.equal(r.status, 1, r.stderr);
+  assert.equal(r.stderr, `shim6: error ENOTROOT: service install needs root: cannot write ${path.join(units, 'shim6.service')} (permission denied); run it as root\n`);
+  assert.equal(r.stdout, '');
+  assert.deepEqual(readdirSync(units), []);
 });
