@@ -8,8 +8,7 @@
  */
 import { existsSync } from 'node:fs';
 import os from 'node:os';
-import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
-import { locatorProblem } from './zone-check.ts';
+import { formatIpv6, locatorProblem, parseIpv6 } from '../shim/wire/ipv6.ts';
 
 export type InterfaceTable = ReturnType<typeof os.networkInterfaces>;
 

@@ -7,13 +7,12 @@
  * field and the value (UsageError 'EINVALID'). Must not know: files, sockets.
  */
 import { UsageError } from '../shim/errors.ts';
-import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
+import { formatIpv6, locatorProblem, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { recordProblem, type CapabilityLocator, type CapabilityRecord } from '../shim/wire/capability-record.ts';
 import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, LocatorFlag } from '../shim/constants.ts';
 import { defaultAaaaSet, txtOwner, type HostRecord } from './zone-lines.ts';
 import { MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 import { digestForUlid, type HbaParamsFile } from '../shim/wire/hba-params.ts';
-import { locatorProblem } from './zone-check.ts';
 
 /** Default TTL of published records (one hour). */
 export const DEFAULT_TTL = 3600;

@@ -9,7 +9,7 @@
  * Owns: those rules and their messages. Must not know: the CLI, sockets.
  */
 import { WireError } from '../shim/wire/errors.ts';
-import { formatIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
+import { formatIpv6, locatorProblem, parseIpv6 } from '../shim/wire/ipv6.ts';
 import {
   capabilityTxtRdata, decodeCapabilityRecord, fromGenericRdata, ignoreReason, type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
@@ -58,17 +58,6 @@ function aaaaOf(e: ZoneEntry): string | undefined {
     }
     if (e.type === 'AAAA') return formatIpv6(parseIpv6(e.rdata[0]?.text ?? ''));
   } catch { /* a bad AAAA is the validators' business, not ours */ }
-  return undefined;
-}
-
-/** Why an address cannot serve as a locator, or undefined. */
-export function locatorProblem(addr: string): string | undefined {
-  const b = parseIpv6(addr);
-  if (b.every((x) => x === 0)) return 'is the unspecified address';
-  if (b.slice(0, 15).every((x) => x === 0) && b[15] === 1) return 'is the loopback address';
-  if (b[0] === 0xff) return 'is a multicast address';
-  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return 'is link-local (not routable between sites)';
-  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return 'is IPv4-mapped';
   return undefined;
 }
 

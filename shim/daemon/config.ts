@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { describeValue, parseJsonText, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
-import { canonicalIpv6, isIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { canonicalIpv6, isIpv6, locatorProblem, type Ipv6 } from '../wire/ipv6.ts';
 import { CAPABILITY_RR_TYPE, PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
@@ -233,6 +233,17 @@ function ipv6(field: string, v: unknown): Ipv6 {
   return canonicalIpv6(v);
 }
 
+/**
+ * A peer's ULID or locator: an address that can be a peer's (the zone tools' rule, locatorProblem):
+ * not unspecified, loopback, multicast, link-local or IPv4-mapped.
+ */
+function peerAddress(field: string, v: unknown, what: 'ULID' | 'locator'): Ipv6 {
+  const a = ipv6(field, v);
+  const why = locatorProblem(a);
+  if (why !== undefined) configError(field, v, `${a} ${why}; a peer's ${what} must be a global address`);
+  return a;
+}
+
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
 
 /**
@@ -261,7 +272,7 @@ export function parseEndpoint(field: string, v: unknown, defaultPort: number): E
 function parsePeer(field: string, v: unknown): PeerConfig {
   if (!isObject(v)) configError(field, v, 'expected a mapping with ulid and locators');
   rejectUnknown(v, ['name', 'ulid', 'locators', 'port', 'mode'], field);
-  const ulid = ipv6(`${field}.ulid`, v.ulid);
+  const ulid = peerAddress(`${field}.ulid`, v.ulid, 'ULID');
   const mode = v.mode ?? 'configured';
   if (mode !== 'configured' && mode !== 'integrated' && mode !== 'independent' && mode !== 'off') {
     configError(`${field}.mode`, v.mode, 'expected configured, integrated, independent or off');
@@ -269,6 +280,10 @@ function parsePeer(field: string, v: unknown): PeerConfig {
   const locs = list(`${field}.locators`, v.locators ?? [ulid]);
   if (locs.length === 0 || locs.length > 32) configError(`${field}.locators`, v.locators, 'expected 1..32 locators');
   const locators = locs.map((l, i) => parseLocator(`${field}.locators[${i}]`, l));
+  locators.forEach((l, j) => {
+    const i = locators.findIndex((k) => k.address === l.address);
+    if (i < j) configError(`${field}.locators[${j}]`, l.address, `the same locator as ${field}.locators[${i}]`);
+  });
   return {
     name: v.name === undefined ? undefined : str(`${field}.name`, v.name),
     ulid,
@@ -279,11 +294,11 @@ function parsePeer(field: string, v: unknown): PeerConfig {
 }
 
 function parseLocator(field: string, v: unknown): PeerLocator {
-  if (typeof v === 'string') return { address: ipv6(field, v), priority: 0, weight: 0, flags: 0 };
+  if (typeof v === 'string') return { address: peerAddress(field, v, 'locator'), priority: 0, weight: 0, flags: 0 };
   if (!isObject(v)) configError(field, v, 'expected an IPv6 address or { address, priority, weight }');
   rejectUnknown(v, ['address', 'priority', 'weight', 'flags'], field);
   return {
-    address: ipv6(`${field}.address`, v.address),
+    address: peerAddress(`${field}.address`, v.address, 'locator'),
     priority: v.priority === undefined ? 0 : int(`${field}.priority`, v.priority, 0, 255),
     weight: v.weight === undefined ? 0 : int(`${field}.weight`, v.weight, 0, 255),
     flags: v.flags === undefined ? 0 : int(`${field}.flags`, v.flags, 0, 255),

@@ -191,6 +191,21 @@ export function isIpv6(text: string): boolean {
   try { parseIpv6(text); return true; } catch { return false; }
 }
 
+/**
+ * Why an address cannot be a peer's or a host's locator (or ULID), or undefined: the unspecified,
+ * loopback, multicast, link-local and IPv4-mapped addresses. One rule for `zone check`, the zone
+ * tools' input and the daemon's `peers`. Throws like parseIpv6.
+ */
+export function locatorProblem(addr: string): string | undefined {
+  const b = parseIpv6(addr);
+  if (b.every((x) => x === 0)) return 'is the unspecified address';
+  if (b.slice(0, 15).every((x) => x === 0) && b[15] === 1) return 'is the loopback address';
+  if (b[0] === 0xff) return 'is a multicast address';
+  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return 'is link-local (not routable between sites)';
+  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return 'is IPv4-mapped';
+  return undefined;
+}
+
 function bad(text: unknown): WireError {
   return new WireError('EADDRESS', `not an IPv6 address: ${JSON.stringify(text)}`);
 }

@@ -104,6 +104,21 @@ test('a peer without locators uses its ULID as the only locator', () => {
   assert.equal(c.peers[0]?.ulid, '2001:db8::1');
 });
 
+test('a peer ULID or locator that cannot be a peer\'s (unspecified, loopback, multicast, link-local, IPv4-mapped: the zone tools\' rule) is ECONFIG naming the key; so is a locator listed twice', () => {
+  for (const bad of ['::', '::1', 'ff02::1', 'fe80::1', '::ffff:10.0.0.1']) {
+    rejects({ peers: [{ ulid: bad }] }, 'peers[0].ulid');
+    rejects({ peers: [{ ulid: '2001:db8::1', locators: ['2001:db8::1', bad] }] }, 'peers[0].locators[1]');
+    rejects({ peers: [{ ulid: '2001:db8::1', locators: [{ address: bad }] }] }, 'peers[0].locators[0].address');
+  }
+  assert.throws(() => validateConfig({ peers: [{ ulid: 'ff02::1' }] }), /^UsageError: peers\[0\]\.ulid: invalid value "ff02::1": ff02::1 is a multicast address; a peer's ULID must be a global address$/);
+  // The same address twice, however written, as a string or a mapping.
+  rejects({ peers: [{ ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8:1::2', '2001:DB8:0::1'] }] }, 'peers[0].locators[2]');
+  rejects({ peers: [{ ulid: '2001:db8::1', locators: [{ address: '2001:db8::1' }, { address: '2001:db8::1', priority: 1 }] }] }, 'peers[0].locators[1]');
+  assert.throws(() => validateConfig({ peers: [{ ulid: '2001:db8::1', locators: ['2001:db8::1', '2001:db8::1'] }] }), /peers\[0\]\.locators\[1\]: invalid value "2001:db8::1": the same locator as peers\[0\]\.locators\[0\]/);
+  // A unique local address is a peer's as much as a global one.
+  assert.equal(validateConfig({ peers: [{ ulid: 'fd00::1', locators: ['fd00::1', '2001:db8::1'] }] }).peers[0]?.locators.length, 2);
+});
+
 test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lab-config-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
