@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { spawn, spawnSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { builtShim6, ROOT } from '../helpers/cli.ts';
@@ -189,6 +190,62 @@ test('shim6 daemon --check-config: 0 and one line for a valid file, 2 and the er
   const off53 = builtShim6(['daemon', '--check-config', '--config', good, '--manage-resolv-conf']);
   assert.equal(off53.status, 2);
   assert.match(off53.stderr, /^shim6: error EINVALID: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.1:5353/);
+});
+
+test('shim6 daemon --check-config refuses what the start refuses in the files the config names (cga.key, hba, dnsUpdate.key) and in its peers, with the start\'s error', (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'check-files-');
+  const garbage = path.join(dir, 'garbage');
+  writeFileSync(garbage, 'not a key\n');
+  const pem = path.join(dir, 'cga.pem');
+  writeFileSync(pem, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const tsig = path.join(dir, 'tsig.key');
+  writeFileSync(tsig, `key "h.example.org." { algorithm hmac-sha256; secret "${Buffer.alloc(32, 7).toString('base64')}"; };\n`);
+  const dns = (key: string): string => `dnsUpdate: { server: "2001:db8::53", zone: example.org, name: h.example.org, key: ${key} }\n`;
+  const check = (text: string): { status: number | null; stdout: string; stderr: string } => {
+    const file = path.join(dir, 'shim6.yaml');
+    writeFileSync(file, text);
+    return builtShim6(['daemon', '--check-config', '--config', file]);
+  };
+  const refused: Array<[string, RegExp]> = [
+    [`cga: ${garbage}\n`, /^shim6: error ECGA_KEY: cga\.key: ".*garbage": is not a PEM private key/],
+    [`hba: ${path.join(dir, 'missing.json')}\n`, /^shim6: error ECONFIG: hba: cannot read ".*missing\.json": .*no such file/],
+    [`hba: ${garbage}\n`, /^shim6: error EHBA_PARAMS: .*garbage/],
+    [dns(garbage), /^shim6: error EDNS_KEY: dnsUpdate\.key: /],
+    // The config's own rule, through the command as well.
+    ['peers: [{ ulid: "::" }]\n', /^shim6: error ECONFIG: peers\[0\]\.ulid: invalid value "::": :: is the unspecified address/],
+  ];
+  for (const [text, why] of refused) {
+    const r = check(text);
+    assert.equal(r.status, 2, `${text}${r.stdout}${r.stderr}`);
+    assert.equal(r.stdout, '', text);
+    assert.match(r.stderr, why, text);
+  }
+  // Files the start takes: OK.
+  const ok = check(`cga: ${pem}\n${dns(tsig)}`);
+  assert.equal(ok.status, 0, ok.stderr);
+  assert.match(ok.stdout, /^shim6: configuration OK: /);
+});
+
+test('shim6 daemon --check-config refuses a peer that is an address of this host, as the start does (a network namespace of its own)', (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'check-peers-');
+  const file = path.join(dir, 'shim6.yaml');
+  const sh = 'set -e; ip link set lo up; ip addr add 2001:db8:5533::1/128 dev lo; exec "$@"';
+  const run = (peers: string): { status: number | null; stdout: string; stderr: string } => {
+    writeFileSync(file, `peers: ${peers}\n`);
+    const r = spawnSync('unshare', ['-n', 'sh', '-c', sh, 'sh', process.execPath, ...shim6NodeArgs(), 'daemon', '--check-config', '--config', file], { encoding: 'utf8', timeout: 60_000 });
+    return { status: r.status, stdout: String(r.stdout), stderr: String(r.stderr) };
+  };
+  const us = run('[{ ulid: "2001:db8:5533::1" }]');
+  assert.equal(us.status, 2, us.stdout + us.stderr);
+  assert.equal(us.stderr, 'shim6: error ECONFIG: peers[0].ulid: 2001:db8:5533::1 is an address of this host, not a peer\'s\n');
+  const locator = run('[{ ulid: "2001:db8:99::1", locators: ["2001:db8:99::1", "2001:db8:5533::1"] }]');
+  assert.equal(locator.status, 2, locator.stdout + locator.stderr);
+  assert.match(locator.stderr, /^shim6: error ECONFIG: peers\[0\]\.locators\[1\]: 2001:db8:5533::1 is an address of this host/);
+  const other = run('[{ ulid: "2001:db8:99::1" }]');
+  assert.equal(other.status, 0, other.stderr);
 });
 
 test('shim6 daemon without --config reads /etc/shim6/shim6.yaml when it is there (an overlay on /etc in a mount namespace of its own)', (t) => {

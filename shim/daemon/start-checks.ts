@@ -1,0 +1,60 @@
+/**
+ * What the daemon's start refuses in the files its config names and in its peers, before anything
+ * is set up: the HBA parameters file (`hba`), the CGA key (`cga.key`, and that the two belong
+ * together), the TSIG key of `dnsUpdate`, and a configured peer that is this host.
+ * `shim6 daemon --check-config` runs these, so that what it accepts the start accepts too
+ * (docs/configuration.md); the start (daemon.ts `identify`, `startClaimed`) makes the same checks
+ * at its own steps, between which it sets things up.
+ *
+ * Owns those checks and their errors (each names the key and the file). Sets nothing up: it reads
+ * the files and the host's addresses (`ip addr`), nothing more.
+ */
+import { readFileSync } from 'node:fs';
+import { UsageError } from '../errors.ts';
+import { canonicalIpv6 } from '../wire/ipv6.ts';
+import { parseHbaParams, type HbaParamsFile } from '../wire/hba-params.ts';
+import type { DaemonConfig } from './config.ts';
+import { readLocalAddresses, type LocalAddress } from './locators.ts';
+import { checkHbaMatchesKey, loadCgaKey } from './cga-identity.ts';
+import { loadDnsKey } from './dns-update.ts';
+import { checkHbaMembers } from './daemon.ts';
+
+/** Read and parse the HBA parameters file `hba`: unreadable is ECONFIG naming it, damaged EHBA_PARAMS. */
+export function readHba(file: string): HbaParamsFile {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new UsageError('ECONFIG', `hba: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
+  }
+  return parseHbaParams(text, file);
+}
+
+/**
+ * A configured peer whose ULID or locator is an address of this host would be a context with
+ * ourselves, refused by our own guard every few seconds without end (`ulid-is-local`): ECONFIG,
+ * naming the key, before anything starts.
+ */
+export function refusePeersThatAreUs(config: DaemonConfig, host: readonly LocalAddress[]): void {
+  const ours = new Set(host.map((l) => canonicalIpv6(l.address)));
+  config.peers.forEach((p, i) => {
+    if (ours.has(canonicalIpv6(p.ulid))) throw new UsageError('ECONFIG', `peers[${i}].ulid: ${p.ulid} is an address of this host, not a peer's`, `peers[${i}].ulid`);
+    p.locators.forEach((l, j) => {
+      if (ours.has(canonicalIpv6(l.address))) throw new UsageError('ECONFIG', `peers[${i}].locators[${j}]: ${l.address} is an address of this host, not a peer's`, `peers[${i}].locators[${j}]`);
+    });
+  });
+}
+
+/**
+ * The start's checks of `config` (`shim6 daemon`, the data plane on), in the start's order: the
+ * HBA set, the CGA key, the key against the set, the set's members, the peers against the host's
+ * addresses (`host`, read when there are peers), the TSIG key. Throws the start's own error.
+ */
+export function checkStartInputs(config: DaemonConfig, host: () => readonly LocalAddress[] = readLocalAddresses): void {
+  const hba = config.hba ? readHba(config.hba) : undefined;
+  const cgaKey = config.cga ? loadCgaKey(config.cga.key) : undefined;
+  if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
+  if (hba) checkHbaMembers(hba, config.hba!, cgaKey);
+  if (config.peers.length > 0) refusePeersThatAreUs(config, host());
+  if (config.dnsUpdate) loadDnsKey(config.dnsUpdate.key, config.dnsUpdate.keyName);
+}
