@@ -4,15 +4,16 @@
  * as JSON with --json. The commands differ only in the method and the text.
  */
 import type { Command } from 'commander';
-import { controlRequest, DEFAULT_CONTROL_SOCKET } from '../shim/daemon/control/client.ts';
+import { controlRequest, DEFAULT_CONTROL_SOCKET_HELP, runtimeDefaultControlSocket } from '../shim/daemon/control/client.ts';
 
 export function registerControlCommand<R>(program: Command, name: string, description: string, format: (reply: R) => string): void {
   program.command(name)
     .description(description)
     .option('--json', 'print the reply as JSON')
-    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
+    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`)
     .action(async (opts: { json?: boolean; socket?: string }) => {
-      const reply = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, name) as R;
+      // The socket `shim6 resolver` run by the same user listens on by default.
+      const reply = await controlRequest(opts.socket ?? runtimeDefaultControlSocket(`shim6 ${name}`), name) as R;
       process.stdout.write(opts.json ? JSON.stringify(reply, null, 2) + '\n' : format(reply));
     });
 }

@@ -10,7 +10,7 @@ import { badValue } from '../errors.ts';
 import { Logger, isLogLevel, type LogLevel } from '../../shim/log.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { checkWorkers, configFromObject, DEFAULT_LISTEN, loadConfigFile, MAX_WORKERS, parseHostPort, readSystemResolvers, resolveConfig, UDP_BACKENDS, type ResolverConfig } from '../../resolver/config.ts';
-import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
+import { runtimeDefaultControlSocket } from '../../shim/daemon/control/client.ts';
 import { defaultConfig, type DaemonConfig } from '../../shim/daemon/config.ts';
 import { runDaemon } from '../../shim/daemon/process.ts';
 import { ServiceNotifier } from '../../shim/daemon/service-notify.ts';
@@ -64,13 +64,15 @@ export async function run(flags: ResolverFlags): Promise<void> {
     ...(flags.logLevel ? { logLevel: flags.logLevel as LogLevel } : {}),
     ...(flags.socket ? { controlSocket: flags.socket } : {}),
   }, readSystemResolvers());
+  // Before anything is bound: a user other than root has no default in root's /run/shim6.
+  const controlSocket = config.controlSocket ?? runtimeDefaultControlSocket('shim6 resolver');
   // The daemon with the data plane off (shim/daemon/daemon.ts `dataPlaneOff`): of its config only
   // what the engine and the control socket take; the stub takes `config` whole.
   const daemon: DaemonConfig = {
     ...defaultConfig(),
     port: shimPort, replyLimit: file.replyLimit,
     capabilityMaxTtl: config.capability.maxTtlSeconds, capabilityMaxNegativeTtl: config.capability.maxNegativeTtlSeconds,
-    controlSocket: config.controlSocket ?? DEFAULT_CONTROL_SOCKET, log: { level: config.logLevel, format: 'text' },
+    controlSocket, log: { level: config.logLevel, format: 'text' },
     metrics: metricsAt,
     // The DNS hand-over (resolv-handover.ts), done by the daemon once the stub answers: no TUN, so always the file.
     resolvConf: manage ? 'manage' : 'off', listen: config.listen.map((l) => ({ address: l.host, port: l.port })),

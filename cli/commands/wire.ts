@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { DEFAULT_CONTROL_SOCKET } from '../../shim/daemon/control/client.ts';
+import { DEFAULT_CONTROL_SOCKET_HELP, runtimeDefaultControlSocket } from '../../shim/daemon/control/client.ts';
 import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from '../../shim/daemon/capture-limits.ts';
 
 /** The options only `pcap --live` takes: commander's key, the flag. */
@@ -45,11 +45,11 @@ export function register(program: Command): void {
     .option('--seconds <n>', `with --live: how long to capture (1..${MAX_CAPTURE_SECONDS}; Ctrl-C ends it early)`, String(DEFAULT_CAPTURE_SECONDS))
     .option('--payload', 'with --live: also the payload headers, with the first octets of what they carry')
     .option('--max-bytes <n>', `with --live: largest file (octets, up to ${MAX_CAPTURE_BYTES}); the capture ends when reached`, String(DEFAULT_CAPTURE_BYTES))
-    .option('--socket <path>', `with --live: control socket path (default ${DEFAULT_CONTROL_SOCKET})`)
+    .option('--socket <path>', `with --live: control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`)
     .action(async (file: string | undefined, opts: { demo?: boolean; stop?: boolean; live?: boolean; seconds: string; payload?: boolean; maxBytes: string; socket?: string }, cmd: Command) => {
       if (opts.stop === true) {
         const { controlRequest } = await import('../../shim/daemon/control/client.ts');
-        const r = await controlRequest(opts.socket ?? DEFAULT_CONTROL_SOCKET, 'capture-stop') as { stopped?: boolean };
+        const r = await controlRequest(opts.socket ?? runtimeDefaultControlSocket('shim6 pcap'), 'capture-stop') as { stopped?: boolean };
         process.stdout.write(r.stopped === true ? 'stopped the running capture\n' : 'no capture was running\n');
         return;
       }
@@ -72,7 +72,7 @@ export function register(program: Command): void {
         const seconds = int('--seconds', opts.seconds, MAX_CAPTURE_SECONDS);
         const maxBytes = int('--max-bytes', opts.maxBytes, MAX_CAPTURE_BYTES);
         const { liveCapture } = await import('./pcap-live.ts');
-        const r = await liveCapture(file, { socket: opts.socket ?? DEFAULT_CONTROL_SOCKET, seconds, maxBytes, payload: opts.payload === true });
+        const r = await liveCapture(file, { socket: opts.socket ?? runtimeDefaultControlSocket('shim6 pcap'), seconds, maxBytes, payload: opts.payload === true });
         const why = r.ended === 'max-bytes' ? ' (stopped at --max-bytes)' : r.ended === 'stopped' ? ' (stopped early)' : '';
         process.stdout.write(`wrote ${r.packets} packets (${r.bytes} octets) to ${file}${why}\n`);
         return;

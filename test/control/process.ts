@@ -22,9 +22,14 @@ export interface ShimProcess {
   exited(): Promise<number | string>;
 }
 
-/** Start `shim6 …args`; killed with SIGKILL when the test ends if still running. */
-export function startShim6(t: TestContext, args: string[]): ShimProcess {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+/**
+ * Start `shim6 …args`; killed with SIGKILL when the test ends if still running. `as`: the command
+ * that runs node (`setpriv …` to run it as another user; it must exec node, so that the process's
+ * pid is node's), `env` and `cwd` the child's.
+ */
+export function startShim6(t: TestContext, args: string[], opts: { as?: string[]; env?: NodeJS.ProcessEnv; cwd?: string } = {}): ShimProcess {
+  const argv = [...(opts.as ?? []), process.execPath, BIN, ...args];
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], ...(opts.env ? { env: opts.env } : {}), ...(opts.cwd ? { cwd: opts.cwd } : {}) });
   let stdout = '';
   let stderr = '';
   let status: number | string | undefined;
@@ -55,8 +60,8 @@ export async function ready(p: ShimProcess): Promise<void> {
 }
 
 /** `shim6 …args` run to completion. */
-export async function runShim6(t: TestContext, args: string[]): Promise<{ status: number | string; stdout: string; stderr: string }> {
-  const p = startShim6(t, args);
+export async function runShim6(t: TestContext, args: string[], opts: Parameters<typeof startShim6>[2] = {}): Promise<{ status: number | string; stdout: string; stderr: string }> {
+  const p = startShim6(t, args, opts);
   const status = await p.exited();
   return { status, stdout: p.stdout(), stderr: p.stderr() };
 }

@@ -4,13 +4,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { startControlServer } from '../../shim/daemon/control/server.ts';
-import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { controlRequest, DEFAULT_CONTROL_SOCKET, defaultControlSocket, runtimeDefaultControlSocket } from '../../shim/daemon/control/client.ts';
 import { EnvironmentError } from '../../shim/errors.ts';
-import { ready, runShim6, startResolver, tmpdir } from './process.ts';
+import { ready, runShim6, startResolver, startShim6, tmpdir } from './process.ts';
 
 const CONTENTS = 'not a socket: precious contents\n';
 
@@ -115,4 +115,58 @@ test('close() removes only the socket it created: not a file put in its place, n
   await b.close();
   assert.ok(!existsSync(sock), 'B removed its own socket');
   assert.deepEqual(readdirSync(dir), [], 'no temporary socket names left behind');
+});
+
+test('the default control socket: root\'s /run/shim6/control.sock; another user\'s $XDG_RUNTIME_DIR/shim6/control.sock when that is a directory of theirs, else none (ENOTROOT naming --socket)', (t) => {
+  const dir = tmpdir(t);
+  // A user other than root who owns `dir` (as root: make nobody own it).
+  const me = process.getuid!();
+  const uid = me === 0 ? 65534 : me;
+  if (me === 0) chownSync(dir, uid, uid);
+  assert.equal(defaultControlSocket(0, { XDG_RUNTIME_DIR: dir }), DEFAULT_CONTROL_SOCKET);
+  assert.equal(defaultControlSocket(uid, { XDG_RUNTIME_DIR: dir }), path.join(dir, 'shim6/control.sock'));
+  for (const env of [{}, { XDG_RUNTIME_DIR: '' }, { XDG_RUNTIME_DIR: 'relative/dir' }, { XDG_RUNTIME_DIR: path.join(dir, 'missing') }]) {
+    assert.equal(defaultControlSocket(uid, env), undefined, JSON.stringify(env));
+  }
+  // Another user's directory is not this user's runtime directory.
+  assert.equal(defaultControlSocket(uid + 1, { XDG_RUNTIME_DIR: dir }), undefined);
+  assert.throws(() => runtimeDefaultControlSocket('shim6 resolver', uid, {}), (e: unknown) => e instanceof EnvironmentError && e.code === 'ENOTROOT'
+    && e.message === 'shim6 resolver: the default control socket /run/shim6/control.sock is root\'s, and XDG_RUNTIME_DIR names no directory of this user\'s: give --socket PATH (where this user may create a socket)');
+  assert.throws(() => runtimeDefaultControlSocket('shim6 status', uid, {}), /shim6 status: .*give --socket PATH \(the resolver's\), or run it as root for the daemon's/);
+});
+
+test('shim6 resolver, status and flush as a user other than root: the socket in $XDG_RUNTIME_DIR by default; without it ENOTROOT naming --socket before anything is bound', async (t) => {
+  if (!needs(t, { root: true, commands: ['setpriv', 'unshare', 'ip'] })) return;
+  const dir = tmpdir(t);
+  chmodSync(dir, 0o755);
+  const xdg = path.join(dir, 'xdg');
+  mkdirSync(xdg, { mode: 0o700 });
+  chownSync(xdg, 65534, 65534);
+  const nobody = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+  // The resolver in a network namespace of its own: it binds nothing on the host.
+  const inNetns = ['unshare', '-n', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', ...nobody];
+  const resolverArgs = ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine'];
+  const { XDG_RUNTIME_DIR: _, ...noXdg } = process.env;
+
+  const refused = startShim6(t, resolverArgs, { as: inNetns, env: noXdg, cwd: dir });
+  assert.equal(await refused.exited(), 1, refused.stderr());
+  assert.match(refused.stderr(), /^shim6: error ENOTROOT: shim6 resolver: the default control socket \/run\/shim6\/control\.sock is root's, .*give --socket PATH/);
+  assert.doesNotMatch(refused.stderr(), /listening|resolver ready/, 'nothing was bound');
+  const status = await runShim6(t, ['status'], { as: nobody, env: noXdg, cwd: dir });
+  assert.equal(status.status, 1);
+  assert.match(status.stderr, /^shim6: error ENOTROOT: shim6 status: .*give --socket PATH/);
+
+  const env = { ...noXdg, XDG_RUNTIME_DIR: xdg };
+  const p = startShim6(t, resolverArgs, { as: inNetns, env, cwd: dir });
+  await ready(p);
+  const sock = path.join(xdg, 'shim6/control.sock');
+  assert.ok(lstatSync(sock).isSocket());
+  const st = await runShim6(t, ['status', '--json'], { as: nobody, env, cwd: dir });
+  assert.equal(st.status, 0, st.stderr);
+  assert.ok((JSON.parse(st.stdout) as { resolver?: unknown }).resolver, st.stdout);
+  const fl = await runShim6(t, ['flush'], { as: nobody, env, cwd: dir });
+  assert.equal(fl.status, 0, fl.stderr);
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited(), 0, p.stderr());
+  assert.equal(existsSync(sock), false, 'the socket is removed on stop');
 });

@@ -7,7 +7,9 @@
  * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (a reply that is not a JSON object, or none), or the server's own code.
  */
 import net from 'node:net';
-import { Shim6Error } from '../../errors.ts';
+import { statSync } from 'node:fs';
+import path from 'node:path';
+import { EnvironmentError, Shim6Error } from '../../errors.ts';
 
 /** The engine's parts of a `status` reply (the engine's own types, for the CLI that prints them). */
 export type { CapabilityStatus, GuardCounters } from '../../engine/index.ts';
@@ -23,8 +25,37 @@ export class ControlError extends Shim6Error {
   }
 }
 
-/** Where the resolver and daemon listen by default. */
+/** Where the daemon, and a resolver run by root, listen by default. */
 export const DEFAULT_CONTROL_SOCKET = '/run/shim6/control.sock';
+
+/** The default control socket as `--help` says it. */
+export const DEFAULT_CONTROL_SOCKET_HELP = `${DEFAULT_CONTROL_SOCKET}; as a user other than root $XDG_RUNTIME_DIR/shim6/control.sock`;
+
+/**
+ * The control socket `shim6 resolver`, `status` and `flush` use when nothing names one: root's
+ * DEFAULT_CONTROL_SOCKET (in /run/shim6, root's alone); for another user
+ * `$XDG_RUNTIME_DIR/shim6/control.sock` when XDG_RUNTIME_DIR is an absolute path to a directory of
+ * that user's (pam_systemd's /run/user/UID), else undefined: there is no default (runtimeDefault).
+ */
+export function defaultControlSocket(uid: number | undefined = process.getuid?.(), env: NodeJS.ProcessEnv = process.env): string | undefined {
+  if (uid === undefined || uid === 0) return DEFAULT_CONTROL_SOCKET;
+  const dir = env.XDG_RUNTIME_DIR;
+  if (!dir || !path.isAbsolute(dir)) return undefined;
+  let st;
+  try { st = statSync(dir); } catch { return undefined; }
+  return st.isDirectory() && st.uid === uid ? path.join(dir, 'shim6', 'control.sock') : undefined;
+}
+
+/**
+ * defaultControlSocket, or, when a user other than root has none, ENOTROOT (exit 1) saying to
+ * give `--socket`: thrown before anything is bound or asked.
+ */
+export function runtimeDefaultControlSocket(command: string, uid: number | undefined = process.getuid?.(), env: NodeJS.ProcessEnv = process.env): string {
+  const p = defaultControlSocket(uid, env);
+  if (p !== undefined) return p;
+  const what = command === 'shim6 resolver' ? 'give --socket PATH (where this user may create a socket)' : 'give --socket PATH (the resolver\'s), or run it as root for the daemon\'s';
+  throw new EnvironmentError('ENOTROOT', `${command}: the default control socket ${DEFAULT_CONTROL_SOCKET} is root's, and XDG_RUNTIME_DIR names no directory of this user's: ${what}`);
+}
 
 /**
  * ECONTROL_CONNECT for a failed connect to `socketPath`, with what to do about it: nothing
