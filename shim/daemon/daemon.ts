@@ -13,9 +13,9 @@
  * or DNS wire details (resolver). Signals are the process's business
  * (process.ts): it calls `reload()` on SIGHUP and `stop()` on SIGTERM/SIGINT.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
-import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import type { Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
@@ -24,8 +24,8 @@ import { configFromObject, readSystemResolvers, resolveConfig as resolveResolver
 import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink.ts';
 import { startControlServer, type ControlServer } from './control/server.ts';
 import { claimNamespace, INSTANCE_SOCKET, type InstanceClaim } from './instance-lock.ts';
-import { parseHbaParams, memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
-import { EnvironmentError, UsageError } from '../errors.ts';
+import { memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
+import { EnvironmentError } from '../errors.ts';
 import { keysNeedingRestart, loadConfig, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
 import type { ContextPath, RouteHook } from '../dataplane/context-paths.ts';
@@ -52,7 +52,7 @@ import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, connectionsByLocal, keptUlidsView, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
 import { contextsToSetUpAgain, pairKey, savedAtOf, savedFreshForMs } from './resume-saved.ts';
-import { checkLocatorParams } from '../engine/cga.ts';
+import { checkHbaMembers, readHba, refusePeersThatAreUs } from './start-checks.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -860,21 +860,6 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '', restored };
 }
 
-/**
- * A configured peer whose ULID or locator is an address of this host would be a context with
- * ourselves, refused by our own guard every few seconds without end (`ulid-is-local`): ECONFIG,
- * naming the key, before anything starts.
- */
-function refusePeersThatAreUs(config: DaemonConfig, host: readonly LocalAddress[]): void {
-  const ours = new Set(host.map((l) => canonicalIpv6(l.address)));
-  config.peers.forEach((p, i) => {
-    if (ours.has(canonicalIpv6(p.ulid))) throw new UsageError('ECONFIG', `peers[${i}].ulid: ${p.ulid} is an address of this host, not a peer's`, `peers[${i}].ulid`);
-    p.locators.forEach((l, j) => {
-      if (ours.has(canonicalIpv6(l.address))) throw new UsageError('ECONFIG', `peers[${i}].locators[${j}]: ${l.address} is an address of this host, not a peer's`, `peers[${i}].locators[${j}]`);
-    });
-  });
-}
-
 /** The data plane around the engine: routes, the kernel path, the TUN, the UDP transport, the driver. */
 interface DataPlane {
   routes: Routes | undefined;
@@ -1024,30 +1009,6 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
   }
   log.info('CGA ULID', { address: g.address, prefix: g.prefix, dev: on.ifname, sec });
   return { ...g, ifname: on.ifname };
-}
-
-/**
- * Each member's parameters must prove its address and hold the set's key: every locator of the
- * engine that is a member carries them (orderLocators), and the engine refuses parameters that do
- * not (LocalLocator.cgaParams) — here at the start, as a configuration error naming the file,
- * rather than when that member's address appears.
- */
-export function checkHbaMembers(hba: HbaParamsFile, file: string, cgaKey: CgaKey | undefined): void {
-  try {
-    checkLocatorParams(hba.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })), cgaKey?.key);
-  } catch (err) {
-    throw new UsageError('EHBA_PARAMS', `hba: ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
-  }
-}
-
-function readHba(file: string): HbaParamsFile {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new UsageError('ECONFIG', `hba: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
-  }
-  return parseHbaParams(text, file);
 }
 
 /**
