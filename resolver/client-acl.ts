@@ -67,6 +67,7 @@ export class ClientAcl {
       const [addr = '', len, ...rest] = (item as string).split('/');
       const family = net.isIP(addr);
       if (family === 0 || rest.length > 0) bad('expected ADDR/LEN or ADDR');
+      if (addr.includes('%')) bad('a prefix has no zone (%…): fe80::/10 covers every link');
       const max = family === 4 ? 32 : 128;
       if (len !== undefined && !/^\d{1,3}$/.test(len)) bad(`the length must be 0..${max}`);
       const bits = len === undefined ? max : Number(len);
@@ -85,10 +86,16 @@ export class ClientAcl {
     return false;
   }
 
-  /** The same for an address as text (a TCP socket's remoteAddress). */
+  /**
+   * The same for an address as text (a TCP socket's remoteAddress: a link-local one comes with its
+   * zone, `fe80::2%eth0`, which is dropped). Never throws: anything else unreadable is refused.
+   */
   allowsAddress(address: string): boolean {
-    if (net.isIP(address) === 0) return false;
-    const w = words(address);
+    const zone = address.indexOf('%');
+    const bare = zone < 0 ? address : address.slice(0, zone);
+    if (net.isIP(bare) === 0) return false;
+    let w: Uint32Array;
+    try { w = words(bare); } catch { return false; }
     return this.allows({ w0: w[0]!, w1: w[1]!, w2: w[2]!, w3: w[3]! });
   }
 }

@@ -31,13 +31,17 @@ test('allow: loopback always; listed prefixes (IPv6, IPv4, a bare address); noth
   for (const a of ['2001:db8:78::1', '192.0.3.1', '2001:db8:99::6', '198.51.100.8']) assert.ok(!acl.allows(words(a)), a);
   assert.ok(acl.allowsAddress('::ffff:192.0.2.9'), 'an IPv4 client on a dual-stack socket');
   assert.ok(!acl.allowsAddress('not an address'));
+  // A link-local TCP client's remoteAddress carries its zone: compared without it, never a throw.
+  assert.ok(!acl.allowsAddress('fe80::2%eth0'));
+  assert.ok(ClientAcl.parse(['fe80::/10'], 'allow').allowsAddress('fe80::2%eth0'));
+  assert.ok(!acl.allowsAddress('fe80::2%'));
   assert.ok(ClientAcl.parse(['::/0'], 'allow').allows(words('2001:db8::1')), '::/0: everyone (an open resolver, on purpose)');
   for (const h of ['127.0.0.153', '::1', '127.0.0.1']) assert.ok(isLoopbackHost(h), h);
   for (const h of ['::', '0.0.0.0', '2001:db8::1', '192.0.2.1']) assert.ok(!isLoopbackHost(h), h);
 });
 
 test('allow: bad entries name the key and the index, in both configuration files', () => {
-  for (const bad of [['2001:db8::/129'], ['192.0.2.0/33'], ['example.com'], ['2001:db8::/4/4'], ['10.0.0.0/-1'], [5], '2001:db8::/32']) {
+  for (const bad of [['2001:db8::/129'], ['192.0.2.0/33'], ['example.com'], ['2001:db8::/4/4'], ['10.0.0.0/-1'], [5], '2001:db8::/32', ['fe80::1%eth0'], ['fe80::%eth0/64']]) {
     assert.throws(() => configFromObject({ allow: bad }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && /^allow/.test(e.field ?? ''), JSON.stringify(bad));
     assert.throws(() => validateConfig({ allow: bad }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && /^allow/.test(e.field ?? ''), JSON.stringify(bad));
   }
@@ -58,10 +62,10 @@ function lab(t: TestContext): Lab {
   return { net, ns, dir: tmpdir(t) };
 }
 
-/** `shim6 resolver` on [2001:db8:77::1]:53 in the lab's namespace, with `allow` in its file. */
-async function stub(t: TestContext, l: Lab, allow: string[] | undefined): Promise<{ sock: string; stop: () => Promise<void> }> {
+/** `shim6 resolver` on `listen` ([2001:db8:77::1]:53) in the lab's namespace, with `allow` in its file. */
+async function stub(t: TestContext, l: Lab, allow: string[] | undefined, listen = '[2001:db8:77::1]:53'): Promise<{ sock: string; stop: () => Promise<void> }> {
   const config = path.join(l.dir, `resolver-${allow ? 'allow' : 'none'}.yaml`);
-  writeFileSync(config, JSON.stringify({ listen: ['[2001:db8:77::1]:53'], upstreams: ['[::1]:9'], ...(allow ? { allow } : {}) }));
+  writeFileSync(config, JSON.stringify({ listen: [listen], upstreams: ['[::1]:9'], ...(allow ? { allow } : {}) }));
   const sock = path.join(l.dir, `control-${allow ? 'allow' : 'none'}.sock`);
   const child = l.net.spawn(l.ns, [process.execPath, BIN, 'resolver', '--config', config, '--no-engine', '--socket', sock]);
   let stderr = '';
@@ -100,4 +104,24 @@ test('a stub on an address other networks reach answers loopback, refuses others
   assert.equal(ask(l, '2001:db8:77::2', '+tcp'), 'BADVERS');
   assert.equal(ask(l, '2001:db8:77::3', '+notcp'), 'REFUSED');
   assert.equal(await notAllowed(open.sock), 1);
+});
+
+test('a TCP client from a link-local address (its remoteAddress zoned, fe80::2%acl1) to a stub on [::]:53 is refused, and the stub lives on', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'dig', 'python3'] })) return;
+  const l = lab(t);
+  l.net.addr(l.ns, 'acl0', 'fe80::1/64');
+  l.net.addr(l.ns, 'acl1', 'fe80::2/64');
+  const s = await stub(t, l, undefined, '[::]:53');
+  // One TCP connection from fe80::2 on acl1 to fe80::1 port 53, held open a moment; nothing sent.
+  const py = 'import socket,time\n'
+    + 'i=socket.if_nametoindex("acl1")\n'
+    + 's=socket.socket(socket.AF_INET6)\n'
+    + 's.bind(("fe80::2",0,0,i))\n'
+    + 's.connect(("fe80::1",53,0,i))\n'
+    + 'time.sleep(0.3)\n';
+  const r = l.net.tryRun(l.ns, ['python3', '-c', py], { timeoutMs: 30_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const d = l.net.tryRun(l.ns, ['dig', '@::1', '+edns=1', '+noednsneg', '+tries=1', '+time=5', 'peer.example.', 'AAAA'], { timeoutMs: 60_000 });
+  assert.equal(digStatus(d.stdout), 'BADVERS', `the stub still answers: ${d.stdout}${d.stderr}`);
+  assert.equal(await notAllowed(s.sock), 1, 'the link-local client was refused and counted');
 });
