@@ -3,8 +3,8 @@
  * is set up: the HBA parameters file (`hba`), the CGA key (`cga.key`, and that the two belong
  * together), the TSIG key of `dnsUpdate`, and a configured peer that is this host.
  * `shim6 daemon --check-config` runs these, so that what it accepts the start accepts too
- * (docs/configuration.md); the start (daemon.ts `identify`, `startClaimed`) makes the same checks
- * at its own steps, between which it sets things up.
+ * (docs/configuration.md); the start (daemon.ts `identify`, `startClaimed`) runs the same
+ * functions at its own steps, between which it sets things up.
  *
  * Owns those checks and their errors (each names the key and the file). Sets nothing up: it reads
  * the files and the host's addresses (`ip addr`), nothing more.
@@ -12,12 +12,12 @@
 import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6 } from '../wire/ipv6.ts';
-import { parseHbaParams, type HbaParamsFile } from '../wire/hba-params.ts';
+import { memberParams, parseHbaParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import type { DaemonConfig } from './config.ts';
 import { readLocalAddresses, type LocalAddress } from './locators.ts';
-import { checkHbaMatchesKey, loadCgaKey } from './cga-identity.ts';
+import { checkHbaMatchesKey, loadCgaKey, type CgaKey } from './cga-identity.ts';
 import { loadDnsKey } from './dns-update.ts';
-import { checkHbaMembers } from './daemon.ts';
+import { checkLocatorParams } from '../engine/cga.ts';
 
 /** Read and parse the HBA parameters file `hba`: unreadable is ECONFIG naming it, damaged EHBA_PARAMS. */
 export function readHba(file: string): HbaParamsFile {
@@ -28,6 +28,20 @@ export function readHba(file: string): HbaParamsFile {
     throw new UsageError('ECONFIG', `hba: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
   }
   return parseHbaParams(text, file);
+}
+
+/**
+ * Each member's parameters must prove its address and hold the set's key: every locator of the
+ * engine that is a member carries them (orderLocators), and the engine refuses parameters that do
+ * not (LocalLocator.cgaParams) — here at the start, as a configuration error naming the file,
+ * rather than when that member's address appears.
+ */
+export function checkHbaMembers(hba: HbaParamsFile, file: string, cgaKey: CgaKey | undefined): void {
+  try {
+    checkLocatorParams(hba.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })), cgaKey?.key);
+  } catch (err) {
+    throw new UsageError('EHBA_PARAMS', `hba: ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
+  }
 }
 
 /**
