@@ -166,7 +166,8 @@ export class Listeners {
       this.fail(err, bytes, q, transport, reply);
       return;
     }
-    if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, transport, reply));
+    // A throw while answering (a bug) is logged, not an unhandled rejection, which would end the process.
+    if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, transport, reply)).catch(this.answerFailed);
     else this.answer(r, bytes, q, transport, reply);
   }
 
@@ -185,6 +186,10 @@ export class Listeners {
     reply.send(errorResponse(bytes, q, Rcode.REFUSED));
     reply.done();
   }
+
+  private readonly answerFailed = (err: unknown): void => {
+    this.log.error('answering a query failed', { error: (err as Error)?.message });
+  };
 
   /** A TCP connection from a client `allow` does not name is closed at once. */
   private admitTcp(client: string): boolean {
@@ -205,6 +210,8 @@ export class Listeners {
     // The bytes may be shared with coalesced waiters and the cache: patch a copy (pooled: no ArrayBuffer per answer).
     let out = finishForClient(a.owned ? a.bytes : pooledCopy(a.bytes), a.optOff, bytes, q);
     if (transport === 'udp' && out.length > q.udpSize) { out = truncatedResponse(out, bytes, q, a.optOff); this.counters.truncated++; }
+    // TCP frames a message in 2 octets: an upstream answer of nearly 65,535 octets with our OPT added does not fit.
+    if (out.length > 0xffff) { a = { ...a, rcode: Rcode.SERVFAIL, source: 'local' }; out = errorResponse(bytes, q, Rcode.SERVFAIL); }
     if (a.rcode === Rcode.SERVFAIL) {
       this.counters.servfail++;
       if (a.source === 'local') this.counters.servfailNoAnswer++; else this.counters.servfailUpstream++;

@@ -21,6 +21,11 @@ export const MAX_NAME_OCTETS = 255;
 export const MAX_LABEL_OCTETS = 63;
 /** RFC 6891 §6.2.5: a requestor's payload size below 512 is treated as 512. */
 export const MIN_UDP_PAYLOAD = 512;
+/**
+ * The largest UDP payload an IPv4 datagram carries (65,535 − 20 − 8): a requestor's size above it
+ * is treated as this, so a larger answer is truncated (TC) instead of failing to send (EMSGSIZE).
+ */
+export const MAX_UDP_PAYLOAD = 65_507;
 /** Header flag bits (RFC 1035 §4.1.1, RFC 4035 §3.2). */
 export const Flag = { QR: 0x8000, AA: 0x0400, TC: 0x0200, RD: 0x0100, RA: 0x0080, Z: 0x0040, AD: 0x0020, CD: 0x0010 } as const;
 /** RFC 3225: DO bit in the OPT TTL field's flags. */
@@ -133,7 +138,7 @@ function readQueryOpt(b: Uint8Array, q: ParsedQuery, arcount: number): void {
       if (q.edns) throw new WireError('EFIELD', 'more than one OPT record', o);
       if (nameEnd !== o + 1) throw new WireError('EFIELD', 'OPT owner must be the root', o);
       q.edns = true;
-      q.udpSize = Math.max(MIN_UDP_PAYLOAD, u16(b, nameEnd + 2));
+      q.udpSize = Math.min(MAX_UDP_PAYLOAD, Math.max(MIN_UDP_PAYLOAD, u16(b, nameEnd + 2)));
       q.ednsVersion = b[nameEnd + 5]!;
       q.dnssecOk = (u16(b, nameEnd + 6) & EDNS_DO) !== 0;
     }

@@ -3,6 +3,7 @@
 // an upstream whose flags and OPT are wrong for a recursive answer on purpose.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
 import { finishForClient, ownAnswer, truncatedResponse } from '../../resolver/answer-build.ts';
 import { cacheTtl, scanResponse } from '../../resolver/answer-scan.ts';
@@ -122,4 +123,60 @@ test('an answer too big for the client\'s UDP size: TC, with the stub\'s OPT whe
   const without = await udpAsk(stub, query('big.test'));
   assert.equal(flagsOf(without.raw) & TC, TC);
   assert.equal(without.msg.additionals?.length, 0);
+});
+
+/** A TXT answer to (`id`, `name`) without OPT, exactly `size` octets long. */
+function bigTxt(id: number, name: string, size: number): Buffer {
+  const encode = (answers: dnsPacket.Answer[]): Buffer => dnsPacket.encode({ id, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE, questions: [{ name, type: 'TXT', class: 'IN' }], answers } as dnsPacket.Packet);
+  const rr = (n: number): dnsPacket.Answer => ({ name, type: 'TXT', class: 'IN', ttl: 300, data: [Buffer.alloc(n, 0x61)] } as dnsPacket.Answer);
+  const answers: dnsPacket.Answer[] = [];
+  for (;;) {
+    const left = size - encode(answers).length - (name.length + 2 + 10 + 1); // owner, fixed fields, the string's length octet
+    if (left <= 255) {
+      answers.push(rr(left));
+      const out = encode(answers);
+      assert.equal(out.length, size);
+      return out;
+    }
+    answers.push(rr(255));
+  }
+}
+
+/** One query over TCP to the stub; its answer, or undefined when the connection ends without one. */
+function tcpAsk(port: number, query: Buffer): Promise<Buffer | undefined> {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1', () => c.write(Buffer.concat([Buffer.from([query.length >> 8, query.length & 0xff]), query])));
+    let buf = Buffer.alloc(0);
+    c.on('data', (d: Buffer) => {
+      buf = Buffer.concat([buf, d]);
+      if (buf.length >= 2 && buf.length >= 2 + buf.readUInt16BE(0)) { c.destroy(); resolve(buf.subarray(2, 2 + buf.readUInt16BE(0))); }
+    });
+    c.on('error', () => resolve(undefined));
+    c.on('close', () => resolve(undefined));
+  });
+}
+
+const txtQuery = (id: number, udpPayloadSize: number): Buffer => dnsPacket.encode({ type: 'query', id, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'TXT', name: 'big.example' }],
+  additionals: [{ type: 'OPT', name: '.', udpPayloadSize, flags: 0, options: [] } as never] });
+
+test('an upstream TCP answer of 65,530 octets without OPT, for a client over TCP with EDNS: with the stub\'s OPT it would not fit a TCP frame, so SERVFAIL; the stub goes on', async (t) => {
+  const unhandled: unknown[] = [];
+  const record = (e: unknown): void => { unhandled.push(e); };
+  process.on('unhandledRejection', record); // the daemon has no handler: one would end its process
+  t.after(() => process.off('unhandledRejection', record));
+  const up = await startFakeUpstream(t, (q, transport) => q.type !== 'TXT' ? [{ bytes: answerFor(q) }] : [{ bytes: transport === 'udp' ? answerFor(q, { tc: true }) : bigTxt(q.id, q.name, 65_530) }]);
+  const stub = await startStub(t, [up.addr], noCap);
+  const answer = await tcpAsk(stub.port, txtQuery(9, 1232));
+  assert.ok(answer, 'an answer over TCP');
+  assert.equal(answer[3]! & 0x0f, 2, 'SERVFAIL');
+  const again = await udpAsk(stub, dnsPacket.encode({ type: 'query', id: 10, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'A', name: 'after.example' }] }));
+  assert.equal(again.raw[3]! & 0x0f, 0, 'NOERROR');
+  assert.deepEqual(unhandled, []);
+});
+
+test('a client advertising an EDNS size of 65,535 over UDP gets TC for an answer of 65,511 octets, which no IPv4 datagram carries (65,507 at most)', async (t) => {
+  const up = await startFakeUpstream(t, (q, transport) => q.type !== 'TXT' ? [{ bytes: answerFor(q) }] : [{ bytes: transport === 'udp' ? answerFor(q, { tc: true }) : bigTxt(q.id, q.name, 65_500) }]);
+  const stub = await startStub(t, [up.addr], noCap);
+  const r = await udpAsk(stub, txtQuery(11, 65_535));
+  assert.equal((r.raw[2]! & 2) !== 0, true, `TC set (${r.raw.length} octets)`);
 });
