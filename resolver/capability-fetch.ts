@@ -109,8 +109,14 @@ export function capabilityOutcome(err: Error | undefined, r: UpstreamResult | un
   }
 }
 
+/**
+ * RFC 2308 §5: min(SOA TTL, MINIMUM), 0 included (an SOA that says "do not cache"); the default
+ * only for a negative answer without an SOA.
+ */
 function negativeTtl(r: Looked, opts: CapFetchOptions): number {
-  return cacheTtl(r.bytes, r.scan)?.ttl ?? opts.defaultNegativeTtl;
+  const c = cacheTtl(r.bytes, r.scan);
+  if (c !== undefined) return c.ttl;
+  return r.scan.records.some((x) => x.section === 1 && x.type === RrType.SOA) ? 0 : opts.defaultNegativeTtl;
 }
 
 /**

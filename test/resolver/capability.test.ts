@@ -6,6 +6,11 @@ import { needs } from '../helpers/prereq.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
 import { dig, digAnswers, digStatus, startStub, until } from './harness.ts';
 import { PEER, zoneText, ZONE } from './zone.ts';
+import * as dnsPacket from 'dns-packet';
+import { capabilityOutcome } from '../../resolver/capability-fetch.ts';
+import { scanResponse } from '../../resolver/answer-scan.ts';
+import { textToNameKey } from '../../resolver/message.ts';
+import { DEFAULT_CAPABILITY_OPTIONS } from '../../resolver/stages/capability.ts';
 
 async function setup(t: import('node:test').TestContext, config: Record<string, unknown> = {}) {
   const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
@@ -134,4 +139,27 @@ test('pickup off: no capability queries at all', async (t) => {
   assert.equal(stub.sink.calls.length, 0);
   assert.equal(stub.resolver.counters.misses, 1);
   assert.equal(stub.resolver.counters.internalLookups + stub.resolver.counters.capabilityQueries, 0, 'no capability lookups');
+});
+
+test('the negative lifetime of a capability NODATA or NXDOMAIN is RFC 2308\'s min(SOA TTL, MINIMUM), 0 included; the default only without an SOA', () => {
+  const answer = (rcode: 'NOERROR' | 'NXDOMAIN', minimum: number | undefined): Buffer => {
+    const bytes = dnsPacket.encode({
+      id: 1, type: 'response', flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | (rcode === 'NXDOMAIN' ? 3 : 0),
+      questions: [{ name: 'peer.example', type: 'TXT', class: 'IN' }],
+      authorities: minimum === undefined ? [] : [{ name: 'example', type: 'SOA', class: 'IN', ttl: 300, data: { mname: 'ns.example', rname: 'h.example', serial: 1, refresh: 1, retry: 1, expire: 1, minimum } } as dnsPacket.Answer],
+    } as dnsPacket.Packet);
+    bytes.writeUInt16BE(65300, 12 + 'peer.example'.length + 2); // QTYPE TYPE65300 (dns-packet has no name for it)
+    return bytes;
+  };
+  const ttl = (bytes: Buffer): number => {
+    const out = capabilityOutcome(undefined, { bytes, scan: scanResponse(bytes), upstream: { host: '127.0.0.1', port: 53 }, tcp: false }, textToNameKey('peer.example'), DEFAULT_CAPABILITY_OPTIONS);
+    assert.equal(out.kind, 'absent');
+    return (out as { ttl: number }).ttl;
+  };
+  for (const rcode of ['NOERROR', 'NXDOMAIN'] as const) {
+    assert.equal(ttl(answer(rcode, 0)), 0, `${rcode}, SOA MINIMUM 0: not kept`);
+    assert.equal(ttl(answer(rcode, 0x80000001)), 0, `${rcode}, MINIMUM with its top bit set: 0 (RFC 2181 §8)`);
+    assert.equal(ttl(answer(rcode, 120)), 120, `${rcode}, MINIMUM 120 under the SOA's TTL 300`);
+    assert.equal(ttl(answer(rcode, undefined)), DEFAULT_CAPABILITY_OPTIONS.defaultNegativeTtl, `${rcode} without an SOA`);
+  }
 });
