@@ -4,13 +4,15 @@
  * octets of what they carry) as a pcap file (LINKTYPE_RAW: each record an
  * IPv6 packet with a UDP header, built from the real locators and ports), for
  * tshark and Wireshark (contrib/wireshark/shim6-udp.lua decodes the UDP
- * encapsulation). One capture at a time, bounded in time and octets; while
- * none runs, the driver's tap is unset and the packet path does not know.
+ * encapsulation). One capture at a time, bounded in time and octets, and
+ * never longer than the control connection that asked for it; while none
+ * runs, the driver's tap is unset and the packet path does not know.
  */
 import { IPV6_HEADER_LENGTH, UDP_HEADER_LENGTH } from '../constants.ts';
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { PCAP_RECORD_HEADER, pcapFileHeader, pcapRecordHeader } from '../wire/pcap.ts';
 import { ControlError } from './control/client.ts';
+import type { ControlMethod } from './control/server.ts';
 import type { PacketTap } from '../dataplane/engine-driver.ts';
 import type { Logger } from '../log.ts';
 
@@ -33,8 +35,8 @@ export interface CaptureResult {
   pcap: string;
   packets: number;
   bytes: number;
-  /** Why it ended: time up, asked to stop, or the octet bound reached. */
-  ended: 'time' | 'stopped' | 'max-bytes';
+  /** Why it ended: time up, asked to stop, the octet bound reached, or the client that asked is gone (nobody reads this one). */
+  ended: 'time' | 'stopped' | 'max-bytes' | 'client-gone';
 }
 
 /** Read and check the control request's params (hostile input: typed errors, bounds). */
@@ -49,7 +51,12 @@ export function captureParams(p: Record<string, unknown>): CaptureParams {
   return { seconds: num('seconds', DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_SECONDS), maxBytes: num('maxBytes', DEFAULT_CAPTURE_BYTES, MAX_CAPTURE_BYTES), payload };
 }
 
-/** The one capture of a daemon: `start` installs the tap through `setTap` and resolves with the file when it ends. */
+/**
+ * The one capture of a daemon: `start` installs the tap through `setTap` and
+ * resolves with the file when it ends. With `clientGone` (the control
+ * connection's signal), it ends when that fires: a `shim6 pcap --live` killed
+ * without sending `capture-stop` frees the tap, the records and the slot.
+ */
 export class LiveCapture {
   private running: { stop: (why: CaptureResult['ended']) => void } | undefined;
 
@@ -58,8 +65,10 @@ export class LiveCapture {
 
   get busy(): boolean { return this.running !== undefined; }
 
-  start(params: CaptureParams): Promise<CaptureResult> {
+  start(params: CaptureParams, clientGone?: AbortSignal): Promise<CaptureResult> {
     if (this.running) return Promise.reject(new ControlError('ECAPTURE_BUSY', 'a capture is running already (one at a time; `shim6 pcap --stop` ends it)'));
+    // Asked by a client already gone: nothing to start, nobody to answer.
+    if (clientGone?.aborted) return Promise.resolve({ pcap: Buffer.from(pcapFileHeader()).toString('base64'), packets: 0, bytes: 24, ended: 'client-gone' });
     const records: Uint8Array[] = [];
     let bytes = 24;
     return new Promise<CaptureResult>((resolve) => {
@@ -75,10 +84,12 @@ export class LiveCapture {
       };
       const timer = setTimeout(() => stop('time'), params.seconds * 1000);
       timer.unref(); // a capture never keeps a stopping process alive
+      const onGone = (): void => stop('client-gone');
       const stop = (ended: CaptureResult['ended']): void => {
         if (this.running !== handle) return;
         this.running = undefined;
         clearTimeout(timer);
+        clientGone?.removeEventListener('abort', onGone);
         this.setTap(undefined);
         this.log?.info('capture ended', { ended, packets: records.length, bytes });
         const file = new Uint8Array(bytes);
@@ -89,6 +100,7 @@ export class LiveCapture {
       };
       const handle = { stop };
       this.running = handle;
+      clientGone?.addEventListener('abort', onGone, { once: true });
       this.setTap(tap);
       this.log?.info('capture started', { seconds: params.seconds, maxBytes: params.maxBytes, payload: params.payload });
     });
@@ -165,10 +177,13 @@ function concat(a: Uint8Array, b: Uint8Array): Uint8Array {
   return out;
 }
 
-/** The control socket's methods for a capture: `capture` (params: seconds, maxBytes, payload) and `capture-stop`. */
-export function captureMethods(capture: LiveCapture): Record<string, (params: Record<string, unknown>) => unknown> {
+/**
+ * The control socket's methods for a capture: `capture` (params: seconds,
+ * maxBytes, payload; it ends when its connection closes) and `capture-stop`.
+ */
+export function captureMethods(capture: LiveCapture): Record<string, ControlMethod> {
   return {
-    capture: (params) => capture.start(captureParams(params)),
+    capture: (params, ctx) => capture.start(captureParams(params), ctx.clientGone),
     'capture-stop': () => ({ stopped: capture.stop() }),
   };
 }

@@ -2,21 +2,26 @@
 // seconds, octets, hostile params) and its records read by real tshark through
 // contrib/wireshark/shim6-udp.lua — every message type named, checksums good,
 // the synthesized UDP checksum good; a corrupted message shows a bad checksum
-// (the oracle can fail). test/e2e/observability.test.ts captures a live daemon.
+// (the oracle can fail); a capture whose control client is gone ends.
+// test/e2e/observability.test.ts captures a live daemon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import fc from 'fast-check';
-import { captureParams, LiveCapture, record, MAX_CAPTURE_SECONDS, PAYLOAD_SNAP } from '../../shim/daemon/capture.ts';
+import { captureMethods, captureParams, LiveCapture, record, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS, PAYLOAD_SNAP } from '../../shim/daemon/capture.ts';
+import { startControlServer } from '../../shim/daemon/control/server.ts';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
 import type { PacketTap } from '../../shim/dataplane/engine-driver.ts';
 import { demoPackets } from '../../shim/wire/demo.ts';
 import { ControlError } from '../../shim/daemon/control/client.ts';
 import { needs } from '../helpers/prereq.ts';
 import { dissect, DISSECTOR, NAMES } from './dissect.ts';
 import { fuzzParams } from '../helpers/rng.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 function capture(): { cap: LiveCapture; tap: () => PacketTap | undefined } {
   let tap: PacketTap | undefined;
@@ -100,6 +105,34 @@ test('capture bounds: one at a time, octets, payload only when asked, payload cu
   } finally {
     clearInterval(hold);
   }
+});
+
+test('a capture whose control client is gone (killed without capture-stop) ends: tap removed, records dropped, the next capture accepted', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'capture-gone-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const { cap, tap } = capture();
+  t.after(() => { cap.stop(); });
+  const server = await startControlServer(path.join(dir, 'control.sock'), captureMethods(cap));
+  t.after(() => server.close());
+
+  // What `shim6 pcap --live` sends, at the bounds: an hour, 32 MiB.
+  const c = net.connect(server.path);
+  t.after(() => c.destroy());
+  await new Promise<void>((r) => c.once('connect', () => r()));
+  c.write(JSON.stringify({ id: 1, method: 'capture', params: { seconds: MAX_CAPTURE_SECONDS, maxBytes: MAX_CAPTURE_BYTES, payload: true } }) + '\n');
+  await waitFor(() => cap.busy, 'the capture to start');
+  assert.ok(tap(), 'the tap is installed');
+
+  // The client is SIGKILLed (or its terminal hung up): the socket closes, no capture-stop is sent.
+  c.destroy();
+  await waitFor(() => !cap.busy, 'the capture to end with its client');
+  assert.equal(tap(), undefined, 'the tap is removed from the packet path');
+
+  // The slot is free: another client's capture starts (no ECAPTURE_BUSY) and is stopped as usual.
+  const next = controlRequest(server.path, 'capture', { seconds: 60 }, 30_000) as Promise<{ ended: string }>;
+  await waitFor(() => cap.busy, 'the next capture to start');
+  assert.deepEqual(await controlRequest(server.path, 'capture-stop'), { stopped: true });
+  assert.equal((await next).ended, 'stopped');
 });
 
 test('capture params from the control socket are checked (hostile input: typed errors)', (t) => {

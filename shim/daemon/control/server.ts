@@ -14,12 +14,26 @@
  * `status` is never cut. A request line longer than MAX_LINE octets (its newline
  * not counted), complete or not, is never run: the client gets one `ELINE` reply
  * and the connection is closed, nothing it sent after is read.
+ *
+ * Each method is called with a ControlContext whose `clientGone` signal fires
+ * when the connection closes, for whatever reason: a long-running method (the
+ * daemon's `capture`) ends then instead of working for nobody.
  */
 import net from 'node:net';
 import type { Logger } from '../../log.ts';
 import { bindSocketFile, clearSocketPath, removeSocketFile } from './socket-file.ts';
 
-export type ControlMethod = (params: Record<string, unknown>) => unknown;
+/** What a method may know of the request's connection, and nothing of what other methods do. */
+export interface ControlContext {
+  /**
+   * Aborted when the client's connection closes (the client exited, was killed,
+   * or was cut off; also at the server's close): a method that runs until asked
+   * to stop ends when this fires, since nobody is left to read its reply.
+   */
+  readonly clientGone: AbortSignal;
+}
+
+export type ControlMethod = (params: Record<string, unknown>, ctx: ControlContext) => unknown;
 
 /** Longest request line accepted, in octets without its newline (a client sending a longer one gets ELINE and is cut off). */
 export const MAX_LINE = 64 * 1024;
@@ -68,6 +82,9 @@ export async function startControlServer(socketPath: string, methods: Record<str
 /** Read request lines from one client and answer them, within the per-client bounds. */
 function serve(c: net.Socket, methods: Record<string, ControlMethod>, log: Logger | undefined): void {
   c.on('error', () => c.destroy());
+  const gone = new AbortController();
+  c.once('close', () => gone.abort());
+  const ctx: ControlContext = { clientGone: gone.signal };
   /** Octets read and not yet taken as lines (complete lines waiting for a slot, then the unterminated tail), in the order read. */
   let parts: Buffer[] = [];
   /** Octets after the last newline read: the line being received. */
@@ -94,7 +111,7 @@ function serve(c: net.Socket, methods: Record<string, ControlMethod>, log: Logge
       parts = buf.length ? [buf] : [];
       if (!line) continue;
       inFlight++;
-      void answer(line, methods).then((out) => {
+      void answer(line, methods, ctx).then((out) => {
         inFlight--;
         if (c.destroyed || cut) return;
         if (c.writableLength > MAX_QUEUED_OUTPUT) {
@@ -125,7 +142,7 @@ function reply(id: unknown, result: unknown, error?: { code: string; message: st
   return JSON.stringify(error ? { id, ok: false, error } : { id, ok: true, result }) + '\n';
 }
 
-async function answer(line: string, methods: Record<string, ControlMethod>): Promise<string> {
+async function answer(line: string, methods: Record<string, ControlMethod>, ctx: ControlContext): Promise<string> {
   let req: unknown;
   try {
     req = JSON.parse(line);
@@ -139,7 +156,7 @@ async function answer(line: string, methods: Record<string, ControlMethod>): Pro
   if (!fn) return reply(id, undefined, { code: 'EMETHOD', message: `unknown method ${JSON.stringify(r.method)}` });
   const params = typeof r.params === 'object' && r.params !== null ? r.params as Record<string, unknown> : {};
   try {
-    return reply(id, await fn(params));
+    return reply(id, await fn(params, ctx));
   } catch (err) {
     const e = err as { code?: unknown; message?: unknown };
     return reply(id, undefined, { code: typeof e.code === 'string' ? e.code : 'EINTERNAL', message: String(e.message ?? err) });
