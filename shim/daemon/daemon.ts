@@ -456,6 +456,8 @@ export class Daemon {
     let next: DaemonConfig;
     try {
       next = loadConfig(this.opts.configFile);
+      // As at the start: a peer that is this host (its addresses now, the CGA ULID among them) is refused.
+      if (next.peers.length > 0) refusePeersThatAreUs(next, readLocalAddresses());
     } catch (err) {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;

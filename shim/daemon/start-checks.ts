@@ -4,7 +4,8 @@
  * together), the TSIG key of `dnsUpdate`, and a configured peer that is this host.
  * `shim6 daemon --check-config` runs these, so that what it accepts the start accepts too
  * (docs/configuration.md); the start (daemon.ts `identify`, `startClaimed`) runs the same
- * functions at its own steps, between which it sets things up.
+ * functions at its own steps, between which it sets things up, and a reload (`reloadConfig`)
+ * runs `refusePeersThatAreUs` on the new peers.
  *
  * Owns those checks and their errors (each names the key and the file). Sets nothing up: it reads
  * the files and the host's addresses (`ip addr`), nothing more.

@@ -1,7 +1,8 @@
 // A reload (SIGHUP) applies `log.level` at once, in the main thread and in the resolver's worker
 // threads; a changed `log.format` is named as waiting for a restart. Before, a changed level was
 // only listed as `restartNeeded`: raising it to debug to see a problem meant a restart, which
-// loses the state the problem was in.
+// loses the state the problem was in. A reload refuses a peer that is this host, as the start does
+// (before, it primed it and the next start failed with ECONFIG).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -75,4 +76,43 @@ test('SIGHUP applies log.level at once on every resolver thread; a changed log.f
   ask();
   await eachNameLogged(2);
   for (const n of names) assert.equal(queryLines().filter((l) => l.name === n).length, 2, `${n}: logged in the two debug rounds only`);
+});
+
+test('SIGHUP refuses a configured peer that is an address of this host, as the start does: the running config is kept', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'reload-us-');
+  const { ns } = hostWithLink(t, 'rlu');
+  const file = path.join(dir, 'shim6.json');
+  const config = (peers: unknown[]): void => writeFileSync(file, JSON.stringify({
+    listen: [], interfaces: ['rlu0'], tun: { name: 'rlutun' }, timers: { profile: 'fast' },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'control.sock'), log: { level: 'info', format: 'json' }, peers,
+  }));
+  config([]);
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  assert.match(d.out(), /daemon ready/);
+  type Outcome = Line & { error?: string; peers?: number };
+  const outcomes = (): Outcome[] => d.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Outcome)
+    .filter((l) => l.msg === 'reloaded' || l.msg === 'reload: config rejected, keeping the running one');
+  const reload = async (peers: unknown[]): Promise<Outcome> => {
+    const n = outcomes().length;
+    config(peers);
+    process.kill(d.child.pid!, 'SIGHUP');
+    await waitFor(() => outcomes().length > n, 'the reload taken or rejected');
+    return outcomes()[n]!;
+  };
+
+  // 2001:db8:5533::1 is on rlu0: a context with it would be one with ourselves.
+  const us = await reload([{ ulid: '2001:db8:5533::1' }]);
+  assert.equal(us.msg, 'reload: config rejected, keeping the running one', JSON.stringify(us));
+  assert.match(us.error ?? '', /peers\[0\]\.ulid: 2001:db8:5533::1 is an address of this host/);
+  const asLocator = await reload([{ ulid: '2001:db8:77::1', locators: ['2001:db8:5533::1'] }]);
+  assert.equal(asLocator.msg, 'reload: config rejected, keeping the running one', JSON.stringify(asLocator));
+  assert.match(asLocator.error ?? '', /peers\[0\]\.locators\[0\]: 2001:db8:5533::1 is an address of this host/);
+  // A peer elsewhere is still taken.
+  const other = await reload([{ ulid: '2001:db8:77::1' }]);
+  assert.equal(other.msg, 'reloaded', JSON.stringify(other));
+  assert.equal(other.peers, 1);
+  assert.equal(d.status(), undefined, 'the daemon runs on');
 });
