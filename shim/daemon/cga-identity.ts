@@ -5,17 +5,20 @@
  * a member of the HBA/CGA-compatible set in `hba` (`shim6 zone hba --key`), or,
  * without `hba`, a CGA generated on the prefix of the host's first address.
  *
- * Owns reading and checking the key file. Errors name the file and the reason
- * (code ECGA_KEY); no message, log line or status field ever holds the private
- * key (`describeCga` shows its public facts only). Knows nothing of the engine.
+ * Owns reading and checking the key file, and taking a generated CGA off the
+ * host at stop (`removeCgaAddress`: wherever it is then). Errors name the file
+ * and the reason (code ECGA_KEY); no message, log line or status field ever
+ * holds the private key (`describeCga` shows its public facts only). Knows
+ * nothing of the engine.
  */
+import { spawnSync } from 'node:child_process';
 import { createHmac, createPublicKey, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { SHIM6_MIN_RSA_KEY_BITS } from '../constants.ts';
 import { generateCga, prefix64, formatPrefix64 } from '../wire/cga.ts';
 import type { HbaParamsFile } from '../wire/hba-params.ts';
-import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { canonicalIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 
 /** Hard upper bound on a key file (a 16384-bit PEM key is about 12 kB). */
 const MAX_KEY_FILE = 64 * 1024;
@@ -106,4 +109,43 @@ export function generateCgaUlid(k: CgaKey, onPrefixOf: Ipv6, sec: 0 | 1): Genera
 /** What `shim6 status` shows of the identity: never the private key. */
 export function describeCga(k: CgaKey, sec: number, ulidKind: 'hba-member' | 'cga'): Record<string, unknown> {
   return { keyFile: k.file, keyBits: k.bits, sec, ulid: ulidKind };
+}
+
+/** Where `address` is on the host: each interface holding it and its prefix length, from `ip -j -6 addr show` output. */
+export function addressHolders(json: string, address: Ipv6): Array<{ ifname: string; prefixlen: number }> {
+  let links: Array<{ ifname?: unknown; addr_info?: Array<{ family?: unknown; local?: unknown; prefixlen?: unknown }> }>;
+  try {
+    links = JSON.parse(json) as typeof links;
+  } catch {
+    return [];
+  }
+  if (!Array.isArray(links)) return [];
+  const want = canonicalIpv6(address);
+  const out: Array<{ ifname: string; prefixlen: number }> = [];
+  for (const l of links) {
+    if (typeof l?.ifname !== 'string') continue;
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet6' || typeof a.local !== 'string' || typeof a.prefixlen !== 'number') continue;
+      let local: Ipv6;
+      try { local = canonicalIpv6(a.local); } catch { continue; }
+      if (local === want) out.push({ ifname: l.ifname, prefixlen: a.prefixlen });
+    }
+  }
+  return out;
+}
+
+/**
+ * Take our generated CGA off the host at stop: it is looked up where it is now (the interface it
+ * was put on may have been renamed, so the name at start no longer finds it) and deleted there.
+ * Returns the failures (empty when it was removed or was not there any more).
+ */
+export function removeCgaAddress(address: Ipv6): string[] {
+  const r = spawnSync('ip', ['-j', '-6', 'addr', 'show', 'to', `${address}/128`], { encoding: 'utf8', timeout: 5000 });
+  if (r.status !== 0) return [`ip addr show: ${String(r.stderr || r.error?.message || r.status).trim()}`];
+  const failed: string[] = [];
+  for (const h of addressHolders(String(r.stdout), address)) {
+    const d = spawnSync('ip', ['-6', 'addr', 'del', `${address}/${h.prefixlen}`, 'dev', h.ifname], { encoding: 'utf8', timeout: 5000 });
+    if (d.status !== 0) failed.push(`${h.ifname}: ${String(d.stderr || d.error?.message || d.status).trim()}`);
+  }
+  return failed;
 }

@@ -47,7 +47,7 @@ import type { MetricsServer } from './metrics/server.ts';
 import type { TrafficReading } from './metrics/history.ts';
 import { captureMethods, LiveCapture } from './capture.ts';
 import { assertHandoverFree, defaultStateDirectory, handoverMethod, recover as recoverHandover, ResolvHandover, stubNameservers } from './resolv-handover.ts';
-import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
+import { checkHbaMatchesKey, describeCga, generateCgaUlid, loadCgaKey, removeCgaAddress, type CgaKey, type GeneratedUlid } from './cga-identity.ts';
 import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, connectionsByLocal, keptUlidsView, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
@@ -530,7 +530,8 @@ export class Daemon {
     await this.driver?.close();
     this.kernel?.close();
     this.encap?.close();
-    if (this.cgaUlid) spawnSync('ip', ['-6', 'addr', 'del', `${this.cgaUlid.address}/64`, 'dev', this.cgaUlid.ifname], { timeout: 5000 });
+    const cgaLeft = this.cgaUlid ? removeCgaAddress(this.cgaUlid.address) : [];
+    if (cgaLeft.length > 0) this.log.warn('CGA ULID not removed', { address: this.cgaUlid!.address, errors: cgaLeft });
     if (ran) this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
     this.claim?.release();
   }

@@ -4,10 +4,11 @@
 // daemon verifies and accepts it. Update Requests with a forged signature, or
 // with A's real signature over another locator list, sent to B's daemon from
 // A's namespace, are refused (Error code 2) and change nothing. A key below
-// 1024 bits is refused before the daemon starts.
+// 1024 bits is refused before the daemon starts. The CGA ULID a daemon
+// generated leaves the host at stop, even from an interface renamed meanwhile.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes, generateKeyPairSync } from 'node:crypto';
 import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
@@ -27,6 +28,8 @@ import { signCgaLocators } from '../../shim/wire/cga.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog, STREAM_RATE } from './fixture.ts';
 import { shim6Async } from '../helpers/cli.ts';
+import { hostWithLink } from '../helpers/netns.ts';
+import { BUILT_BIN, requireBuilt, track, waitFor } from '../install/built.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
 
@@ -201,4 +204,36 @@ test('CGA: a key below 1024 bits, a public key, a missing file and a key that di
     assert.match(r.stderr, message);
     assert.ok(!r.stderr.includes('PRIVATE KEY') && !r.stderr.includes(readFileSync(other, 'utf8').split('\n')[1]!), 'no key material in the message');
   }
+});
+
+test('CGA ULID: the address the daemon generated is removed at stop even after its interface was renamed', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'shim6-cga-rename-');
+  const { net, ns } = hostWithLink(t, 'cgr');
+  const key = path.join(dir, 'cga.pem');
+  writeFileSync(key, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const file = path.join(dir, 'shim6.json');
+  writeFileSync(file, JSON.stringify({
+    listen: [], tun: { name: 'cgrtun' }, cga: { key, sec: 0 },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'control.sock'), log: { level: 'info', format: 'json' },
+  }));
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  const line = d.out().split('\n').find((l) => l.includes('"CGA ULID"'));
+  assert.ok(line, `no CGA ULID line:\n${d.out()}`);
+  const { address: cga, dev } = JSON.parse(line) as { address: string; dev: string };
+  assert.equal(dev, 'cgr0');
+  const holders = (): string => net.run(ns, ['ip', '-6', 'addr', 'show', 'to', `${cga}/128`]).stdout;
+  assert.match(holders(), /cgr0/, 'the CGA is on cgr0');
+
+  // Renamed while the daemon runs (udev, a VPN tool): `dev cgr0` no longer finds it.
+  for (const args of [['cgr0', 'down'], ['cgr0', 'name', 'cgrx'], ['cgrx', 'up']]) net.run(ns, ['ip', 'link', 'set', 'dev', ...args]);
+  assert.match(holders(), /cgrx/, 'the CGA moved with its interface');
+
+  process.kill(d.child.pid!, 'SIGTERM'); // `ip netns exec` execs the daemon: the same pid
+  await waitFor(() => d.status() !== undefined, 'the daemon stopped');
+  assert.match(d.out(), /stopped: routes/);
+  assert.doesNotMatch(d.out(), /CGA ULID not removed/);
+  assert.equal(holders().trim(), '', `the CGA ${cga} is left on the host after the stop`);
 });
