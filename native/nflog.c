@@ -179,7 +179,7 @@ napi_value nflog_start(napi_env env, napi_callback_info info) {
   if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
   *r = (nflog_reader){ .out = out, .max = max };
   napi_value h = reader_start(env, &r->core, fd, "shim6:nflog", argv[3], &argv[1], 1, nflog_on_readable);
-  if (h == NULL) { free(r); return NULL; }
+  if (h == NULL) return NULL; /* reader_start freed r */
   reader_ref(&r->core, false);
   return h;
 }

@@ -27,32 +27,73 @@ static void on_finalize(napi_env env, void *data, void *hint) {}
 
 static void on_closed(uv_handle_t *h) {
   reader *r = h->data;
+  /* The hook ends here, not in reader_close: an environment that ends while the
+     poll is closing waits for this callback (removing a hook that has run tells
+     Node it is done). Touches no JS: the references went in reader_close. */
+  if (r->cleanup) napi_remove_async_cleanup_hook(r->cleanup);
   if (r->on_free) r->on_free(r);
   free(r);
 }
 
+/* The environment ends (a worker thread's, or the process's) with the reader open: close it as JS would. */
+static void on_env_cleanup(napi_async_cleanup_hook_handle h, void *arg) {
+  reader_close(arg);
+}
+
+/* What reader_start made before it failed, undone; the struct is freed (the poll was never initialized). */
+static void release(reader *r) {
+  if (r->on_close) r->on_close(r);
+  if (r->cb) napi_delete_reference(r->env, r->cb);
+  for (int i = 0; i < r->nkeep; i++) napi_delete_reference(r->env, r->keep[i]);
+  if (r->actx) napi_async_destroy(r->env, r->actx);
+  if (r->cleanup) napi_remove_async_cleanup_hook(r->cleanup);
+  if (r->on_free) r->on_free(r);
+  free(r);
+}
+
+#define START_CHECK(env, r, call)                                 \
+  do {                                                            \
+    if ((call) != napi_ok) {                                      \
+      napi_throw_error((env), "EREADERNAPI", #call " failed");    \
+      release(r);                                                 \
+      return NULL;                                                \
+    }                                                             \
+  } while (0)
+
 napi_value reader_start(napi_env env, reader *r, int fd, const char *name, napi_value cb,
                         const napi_value *keep, int nkeep, uv_poll_cb on_readable) {
-  if (nkeep > READER_KEEP_MAX) {
-    napi_throw_range_error(env, "EREADERARGS", "too many buffers");
-    return NULL;
-  }
   r->fd = fd;
   r->env = env;
-  RCHECK(env, napi_create_reference(env, cb, 1, &r->cb));
-  for (int i = 0; i < nkeep; i++) RCHECK(env, napi_create_reference(env, keep[i], 1, &r->keep[i]));
-  r->nkeep = nkeep;
-  napi_value jname;
-  RCHECK(env, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &jname));
-  RCHECK(env, napi_async_init(env, NULL, jname, &r->actx));
+  if (nkeep > READER_KEEP_MAX) {
+    napi_throw_range_error(env, "EREADERARGS", "too many buffers");
+    release(r);
+    return NULL;
+  }
+  START_CHECK(env, r, napi_create_reference(env, cb, 1, &r->cb));
+  for (int i = 0; i < nkeep; i++) {
+    START_CHECK(env, r, napi_create_reference(env, keep[i], 1, &r->keep[i]));
+    r->nkeep = i + 1;
+  }
+  napi_value jname, ext;
   uv_loop_t *loop;
-  RCHECK(env, napi_get_uv_event_loop(env, &loop));
+  START_CHECK(env, r, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &jname));
+  START_CHECK(env, r, napi_async_init(env, NULL, jname, &r->actx));
+  START_CHECK(env, r, napi_get_uv_event_loop(env, &loop));
+  START_CHECK(env, r, napi_create_external(env, r, on_finalize, NULL, &ext));
+  START_CHECK(env, r, napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup));
   int rc = uv_poll_init(loop, &r->poll, fd);
+  if (rc != 0) {
+    release(r);
+    return reader_throw_errno(env, "uv_poll_init", -rc);
+  }
   r->poll.data = r;
-  if (rc == 0) rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
-  if (rc != 0) return reader_throw_errno(env, "uv_poll", -rc);
-  napi_value ext;
-  RCHECK(env, napi_create_external(env, r, on_finalize, NULL, &ext));
+  rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
+  if (rc != 0) {
+    /* The poll is in the loop now: only its close callback may free the struct. The fd stays the caller's. */
+    r->fd = -1;
+    reader_close(r);
+    return reader_throw_errno(env, "uv_poll_start", -rc);
+  }
   return ext;
 }
 
@@ -83,8 +124,9 @@ void reader_close(reader *r) {
   if (r->closed) return;
   r->closed = 1;
   uv_poll_stop(&r->poll);
-  close(r->fd);
+  if (r->fd >= 0) close(r->fd);
   r->fd = -1;
+  if (r->on_close) r->on_close(r);
   napi_delete_reference(r->env, r->cb);
   for (int i = 0; i < r->nkeep; i++) napi_delete_reference(r->env, r->keep[i]);
   r->nkeep = 0;

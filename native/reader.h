@@ -4,6 +4,12 @@
  * and the buffers the reader writes into (referenced while it runs), the
  * async context its calls run in, and one close sequence. A reader's own
  * struct begins with a `reader`, so the poll's data pointer is both.
+ *
+ * The poll is the addon's only libuv handle. A reader still open when its
+ * environment ends (a worker thread that threw, or was terminate()d; the main
+ * thread's exit) is closed by an async cleanup hook, and the environment waits
+ * for libuv's close callback: a worker's loop must be empty when Node closes it
+ * (else "uv_loop_close() while having open handles" aborts the process).
  */
 #ifndef SHIM6_READER_H
 #define SHIM6_READER_H
@@ -32,8 +38,12 @@ typedef struct reader {
   napi_ref cb;
   napi_ref keep[READER_KEEP_MAX];
   int nkeep;
+  /* Called by reader_close, while the environment can still drop references (may be NULL). */
+  void (*on_close)(struct reader *r);
   /* Called once libuv has closed the poll, before the struct is freed (may be NULL). */
   void (*on_free)(struct reader *r);
+  /* The environment's cleanup hook: registered by reader_start, removed once the poll is closed. */
+  napi_async_cleanup_hook_handle cleanup;
 } reader;
 
 /* Throw an Error with code "E<errno>", message "what: strerror(err)" and an `errno` property; returns NULL. */
@@ -41,9 +51,11 @@ napi_value reader_throw_errno(napi_env env, const char *what, int err);
 
 /*
  * Start polling `fd` for reading with `on_readable`: references `cb` and the
- * `nkeep` values of `keep` (the buffers), names the async context `name`, and
- * returns the handle JS passes back (an external), or NULL after throwing.
- * On failure the caller still owns `r`.
+ * `nkeep` values of `keep` (the buffers), names the async context `name`,
+ * registers the environment's cleanup hook, and returns the handle JS passes
+ * back (an external), or NULL after throwing. `r` (calloc'd, its on_close and
+ * on_free set) is the reader's from the call on: on failure it is freed
+ * (on_close and on_free called); the fd is then still the caller's.
  */
 napi_value reader_start(napi_env env, reader *r, int fd, const char *name, napi_value cb,
                         const napi_value *keep, int nkeep, uv_poll_cb on_readable);
@@ -54,7 +66,7 @@ reader *reader_of(napi_env env, napi_value handle);
 /* Call `cb` (the reader's own, or another it references) with `argc` int32 arguments in the reader's async context; an exception goes to Node's fatal handler. */
 void reader_call(reader *r, napi_ref cb, int argc, const int32_t *args);
 
-/* Stop polling and close the fd at once (the kernel sees it closed when this returns), drop the references; the struct is freed once libuv has closed the poll. Idempotent. */
+/* Stop polling and close the fd at once (the kernel sees it closed when this returns), drop the references; the struct is freed once libuv has closed the poll. Idempotent. Also what the environment's cleanup hook does. */
 void reader_close(reader *r);
 
 /* Whether the poll keeps the event loop alive (as dgram's ref/unref). */

@@ -200,9 +200,7 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
   if (vnet && !(r->scratch = malloc(SCRATCH_LEN))) { free(r); return reader_throw_errno(env, "malloc", ENOMEM); }
   r->core.on_free = free_scratch;
   napi_value keep[2] = { argv[1], argv[4] };
-  napi_value h = reader_start(env, &r->core, fd, "shim6:tun", argv[5], keep, 2, on_readable);
-  if (h == NULL) { free(r->scratch); free(r); }
-  return h;
+  return reader_start(env, &r->core, fd, "shim6:tun", argv[5], keep, 2, on_readable); /* frees r on failure */
 }
 
 static ssize_t writev_all(int fd, struct iovec *iov, int n) {

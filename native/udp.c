@@ -328,6 +328,15 @@ static void udp_on_readable(uv_poll_t *h, int status, int events) {
 }
 
 
+/* reader_close (also the environment's cleanup hook): the error callback goes with the other references. */
+static void udp_on_close(reader *core) {
+  udp_reader *r = (udp_reader *)core;
+  if (r->err_cb != NULL) {
+    napi_delete_reference(core->env, r->err_cb);
+    r->err_cb = NULL;
+  }
+}
+
 /*
  * udpStartReader(fd, buf: ArrayBuffer, slot, slots, meta: ArrayBuffer, cb(count)[, errs: ArrayBuffer, errCb(count)]) -> handle
  * errs (UDP_ERR_SLOTS × UDP_ERR_SLOT octets) and errCb: drain the error queue
@@ -372,10 +381,13 @@ napi_value udp_start(napi_env env, napi_callback_info info) {
       keep[nkeep++] = argv[6];
     }
   }
-  napi_value h = reader_start(env, &r->core, fd, "shim6:udp", argv[5], keep, nkeep, udp_on_readable);
-  if (h == NULL) { free(r); return NULL; }
-  if (nkeep == 3) UCHECK(env, napi_create_reference(env, argv[7], 1, &r->err_cb));
-  return h;
+  if (nkeep == 3 && napi_create_reference(env, argv[7], 1, &r->err_cb) != napi_ok) {
+    free(r);
+    napi_throw_error(env, "EUDPNAPI", "napi_create_reference failed");
+    return NULL;
+  }
+  r->core.on_close = udp_on_close;
+  return reader_start(env, &r->core, fd, "shim6:udp", argv[5], keep, nkeep, udp_on_readable); /* frees r on failure */
 }
 
 /* udpClose(handle): stop polling and close the socket. */
@@ -384,12 +396,7 @@ napi_value udp_close(napi_env env, napi_callback_info info) {
   napi_value argv[1];
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   udp_reader *r = (udp_reader *)reader_of(env, argv[0]);
-  if (r == NULL || r->core.closed) return NULL;
-  if (r->err_cb != NULL) {
-    napi_delete_reference(env, r->err_cb);
-    r->err_cb = NULL;
-  }
-  reader_close(&r->core);
+  if (r) reader_close(&r->core);
   return NULL;
 }
 
