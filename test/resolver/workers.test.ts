@@ -13,6 +13,8 @@ import { nativeUdpStatus, openDnsUdp } from '../../resolver/udp-socket.ts';
 import { ResolverGroup, shardConfig } from '../../resolver/workers.ts';
 import { dig, digAnswers, digStatus, RecordingSink, until } from './harness.ts';
 import { PEER, zoneText, ZONE } from './zone.ts';
+import { waitFor } from '../helpers/wait.ts';
+import type { Worker } from 'node:worker_threads';
 
 const WORKERS = 3;
 
@@ -117,6 +119,67 @@ test(`${WORKERS} threads: TCP is served (main thread), status adds the threads u
   // Every socket of the group is closed: a socket of its own (no SO_REUSEPORT) may bind the port again.
   const again = await openDnsUdp({ host: '127.0.0.1', port: s.port, bufferSize: 0, maxDatagram: 512, batch: 1 }, 'native');
   again.close();
+});
+
+/** Worker thread `index` (1..WORKERS-1) of the group, as it runs now. */
+function thread(group: ResolverGroup, index: number): Worker {
+  const w = (group as unknown as { shards: Array<{ worker?: Worker }> }).shards[index - 1]?.worker;
+  assert.ok(w, `thread ${index} is running`);
+  return w;
+}
+
+/**
+ * After thread `index` ended: the main thread logs it and starts it again (docs/resolver.md "Threads"),
+ * every name is answered meanwhile (its share by the other sockets) and afterwards, and the new thread
+ * takes its share again (its own query count, which starts at 0, grows).
+ */
+async function restartedAndAnswering(s: { group: ResolverGroup; port: number; logs: string[] }, index: number): Promise<void> {
+  await waitFor(() => s.logs.some((l) => l.includes(`resolver thread exited, restarting it shard=${index} code=1 afterMs=1000`)), `thread ${index}'s exit logged`);
+  const meanwhile = Array.from({ length: 90 }, (_, i) => `m${i}.many.example`);
+  assert.equal((await ask(s.port, meanwhile, 4)).size, meanwhile.length, 'every name answered while the thread is down');
+  let round = 0;
+  await waitFor(async () => {
+    const names = Array.from({ length: 60 }, (_, i) => `r${round}-${i}.many.example`);
+    round++;
+    assert.equal((await ask(s.port, names, 4)).size, names.length, 'every name answered');
+    const st = await s.group.status();
+    return st.workers?.count === WORKERS && (st.workers.queries[index] ?? 0) > 0;
+  }, `thread ${index} restarted and answering its share`, undefined, 200);
+  const st = await s.group.status();
+  assert.equal(st.workers?.restarts, 1);
+  assert.equal(digStatus((await dig({ host: '127.0.0.1', port: s.port }, '+tcp', PEER.name, 'AAAA')).stdout), 'NOERROR', 'the main thread answers');
+}
+
+test(`${WORKERS} threads: a worker thread that throws (an uncaught exception) is logged, its resolver closed, and started again; the process lives on and every name is answered`, async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  // The thread's own log goes to its stderr, which Node pipes into this process's.
+  const stderr: string[] = [];
+  const write = process.stderr.write;
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    stderr.push(String(chunk));
+    return (write as (...a: unknown[]) => boolean).call(process.stderr, chunk, ...rest);
+  }) as typeof process.stderr.write;
+  t.after(() => { process.stderr.write = write; });
+  const names = Array.from({ length: 90 }, (_, i) => `a${i}.many.example`);
+  assert.equal((await ask(s.port, names, 4)).size, names.length);
+  // Any bug that throws on the thread: here its message handler reads `t` of a null message.
+  thread(s.group, 1).postMessage(null);
+  await restartedAndAnswering(s, 1);
+  // The thread logged the failure with its stack before closing its resolver; the main thread logged it too.
+  assert.match(stderr.join(''), /shim6\[1\]: resolver thread failed, closing it shard=1 kind=uncaughtException error="Cannot read properties of null \(reading 't'\)" stack="TypeError/);
+  assert.match(s.logs.join('\n'), /resolver thread failed shard=1 error="Cannot read properties of null \(reading 't'\)"/);
+});
+
+test(`${WORKERS} threads: a worker thread terminate()d with its UDP sockets open (close()'s last resort) ends without aborting the process, and is started again`, async (t) => {
+  const s = await setup(t);
+  if (!s) return;
+  const names = Array.from({ length: 90 }, (_, i) => `a${i}.many.example`);
+  assert.equal((await ask(s.port, names, 4)).size, names.length);
+  // Its native readers (uv_poll handles) are still open: the addon closes them as the thread's
+  // environment ends, or Node aborts the whole process ("uv_loop_close() while having open handles").
+  await thread(s.group, 2).terminate();
+  await restartedAndAnswering(s, 2);
 });
 
 test('workers: bad values name the key; more than one needs the native backend', () => {
