@@ -7,9 +7,10 @@
  */
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
 import { badValueCode, UsageError } from '../shim/errors.ts';
-import { canonicalIpv6 } from '../shim/wire/ipv6.ts';
+import { canonicalIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { hostPort, isLogLevel, type LogLevel } from '../shim/log.ts';
 import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
 import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } from './upstream.ts';
@@ -89,28 +90,30 @@ export function readSystemResolvers(files: { resolvConf: string; resolvedServers
 
 /**
  * Upstreams when none are configured: the nameservers of /etc/resolv.conf,
- * minus the stub's own addresses. One case would loop: /etc/resolv.conf names
- * systemd-resolved's stub (127.0.0.53) while resolved forwards to this stub
- * (its servers file names one of our listen addresses: `DNS=127.0.0.153` in
- * resolved.conf, the setup docs/operations.md describes). Then resolved's stub
- * is replaced by the other servers resolved knows (the links' DNS servers).
- * `from` says where the list came from, for the log.
+ * minus the stub itself (isStubItself: its listen addresses, and for a wildcard
+ * listener loopback and this host's addresses `own`). One case would loop:
+ * /etc/resolv.conf names systemd-resolved's stub (127.0.0.53) while resolved
+ * forwards to this stub (its servers file names an address the stub answers at,
+ * on any port: `DNS=127.0.0.153` in resolved.conf, the setup docs/operations.md
+ * describes). Then resolved's stub is replaced by the other servers resolved
+ * knows (the links' DNS servers). `from` says where the list came from, for the log.
  */
-export function systemUpstreams(sys: SystemResolvers, listen: readonly ListenAddr[]): { upstreams: UpstreamAddr[]; from: string } {
-  const etc = upstreamsFromResolvConf(sys.resolvConf ?? '', listen);
+export function systemUpstreams(sys: SystemResolvers, listen: readonly ListenAddr[], own: readonly string[] = ownAddressesFor(listen)): { upstreams: UpstreamAddr[]; from: string } {
+  const etc = upstreamsFromResolvConf(sys.resolvConf ?? '', listen, own);
   const isStub = (a: UpstreamAddr): boolean => a.port === 53 && RESOLVED_STUBS.includes(a.host);
   if (sys.resolvedServers === undefined || !etc.some(isStub)) return { upstreams: etc, from: RESOLV_CONF };
   // resolv.conf has no ports: resolved forwarding to any of our addresses (DNS=127.0.0.153:5353 too) is a loop.
+  const isUs = (a: UpstreamAddr): boolean => listen.some((l) => answersAt(l.host, a.host, own));
   const resolvedTargets = upstreamsFromResolvConf(sys.resolvedServers, []);
-  if (!resolvedTargets.some((a) => listen.some((l) => l.host === a.host))) return { upstreams: etc, from: RESOLV_CONF };
-  const others = resolvedTargets.filter((a) => !listen.some((l) => l.host === a.host) && !isStub(a));
+  if (!resolvedTargets.some(isUs)) return { upstreams: etc, from: RESOLV_CONF };
+  const others = resolvedTargets.filter((a) => !isUs(a) && !isStub(a));
   const upstreams = etc.filter((a) => !isStub(a));
   for (const a of others) if (!upstreams.some((u) => u.host === a.host && u.port === a.port)) upstreams.push(a);
   return { upstreams, from: `${RESOLVED_SERVERS} (systemd-resolved forwards to this stub, so not via ${etc.filter(isStub).map((a) => a.host).join(', ')})` };
 }
 
-/** Nameservers of a resolv.conf text, minus the stub's own listen addresses. */
-export function upstreamsFromResolvConf(text: string, listen: readonly ListenAddr[]): UpstreamAddr[] {
+/** Nameservers of a resolv.conf text, minus the stub itself (isStubItself; `own`: this host's addresses). */
+export function upstreamsFromResolvConf(text: string, listen: readonly ListenAddr[], own: readonly string[] = ownAddressesFor(listen)): UpstreamAddr[] {
   const out: UpstreamAddr[] = [];
   for (const line of text.split('\n')) {
     const m = /^\s*nameserver\s+(\S+)/.exec(line);
@@ -118,10 +121,68 @@ export function upstreamsFromResolvConf(text: string, listen: readonly ListenAdd
     const host = m[1]!.split('%')[0]!;
     if (!net.isIP(host)) continue;
     const addr = { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port: 53 };
-    if (listen.some((l) => l.host === addr.host && l.port === addr.port)) continue; // never forward to ourselves
+    if (isStubItself(addr, listen, own)) continue; // never forward to ourselves
     out.push(addr);
   }
   return out;
+}
+
+/**
+ * This host's addresses, IPv4 and IPv6 (every interface's, zone ids dropped): a wildcard
+ * listener answers at each of them. Read once per configuration (resolveConfig).
+ */
+function hostAddresses(): string[] {
+  const out: string[] = [];
+  for (const list of Object.values(os.networkInterfaces())) {
+    for (const a of list ?? []) {
+      const host = a.address.split('%')[0]!;
+      if (net.isIPv4(host)) out.push(host);
+      else if (net.isIPv6(host)) out.push(canonicalIpv6(host));
+    }
+  }
+  return out;
+}
+
+const isWildcard = (host: string): boolean => host === '0.0.0.0' || host === '::';
+
+/** The host's addresses when a listener is a wildcard (only then are they needed), else none. */
+function ownAddressesFor(listen: readonly ListenAddr[]): string[] {
+  return listen.some((l) => isWildcard(unmapped(l.host))) ? hostAddresses() : [];
+}
+
+/** An IPv4-mapped IPv6 address (::ffff:a.b.c.d) as the IPv4 address it stands for; others as they are. */
+function unmapped(host: string): string {
+  if (!net.isIPv6(host)) return host;
+  const b = parseIpv6(host);
+  if (!b.subarray(0, 10).every((x) => x === 0) || b[10] !== 0xff || b[11] !== 0xff) return host;
+  return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+}
+
+/**
+ * Whether the stub listening on `listenHost` answers datagrams sent to `host` (the two in
+ * canonical form): the same address; or a wildcard listener — 0.0.0.0 takes 127.0.0.0/8 and
+ * every IPv4 address of this host (`own`), and [::] takes ::1 and every IPv6 address of this
+ * host, and the IPv4 ones too (the stub binds [::] dual-stack: udp-socket.ts, TCP). A datagram
+ * sent to 0.0.0.0 or :: goes to 127.0.0.1 or ::1 (Linux), so such an upstream is loopback.
+ */
+function answersAt(listenHost: string, host: string, own: readonly string[]): boolean {
+  const l = unmapped(listenHost);
+  let h = unmapped(host);
+  if (h === '0.0.0.0') h = '127.0.0.1';
+  else if (h === '::') h = '::1';
+  if (l === h) return true;
+  if (!isWildcard(l)) return false;
+  if (net.isIPv4(h)) return h.startsWith('127.') || own.includes(h);
+  return l === '::' && (h === '::1' || own.includes(h));
+}
+
+/**
+ * Whether upstream `u` is the stub itself: one of its listen addresses on `u`'s port answers at
+ * `u`'s address (answersAt: a wildcard listener covers loopback and this host's addresses `own`).
+ * Forwarding there, the stub would ask itself, and the question would wait on its own miss.
+ */
+export function isStubItself(u: UpstreamAddr, listen: readonly ListenAddr[], own: readonly string[]): boolean {
+  return listen.some((l) => l.port === u.port && answersAt(l.host, u.host, own));
 }
 
 type Obj = Record<string, unknown>;
@@ -277,15 +338,20 @@ export function loadConfigFile(file: string): ReturnType<typeof configFromObject
   return configFromObject(doc);
 }
 
-/** The full configuration: file, then flags, then the host's resolv.conf (systemUpstreams) for upstreams if still none. */
-export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: { listen?: ListenAddr[]; upstreams?: UpstreamAddr[]; logLevel?: LogLevel; controlSocket?: string }, system: SystemResolvers = {}): ResolverConfig {
+/**
+ * The full configuration: file, then flags, then the host's resolv.conf (systemUpstreams) for
+ * upstreams if still none. An upstream that is the stub itself (isStubItself) is refused. `own`:
+ * this host's addresses, read here once when a listener is a wildcard (hostAddresses).
+ */
+export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: { listen?: ListenAddr[]; upstreams?: UpstreamAddr[]; logLevel?: LogLevel; controlSocket?: string }, system: SystemResolvers = {}, own?: readonly string[]): ResolverConfig {
   const listen = flags.listen ?? file.listen ?? [DEFAULT_LISTEN];
+  const ours = own ?? ownAddressesFor(listen);
   let upstreams = flags.upstreams ?? file.upstreams;
   let upstreamsFrom = 'configured';
-  if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen));
+  if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen, ours));
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {
-    if (listen.some((l) => l.host === u.host && l.port === u.port)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), 'is the stub itself');
+    if (isStubItself(u, listen, ours)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), 'is the stub itself');
   }
   return {
     listen, upstreams, upstreamsFrom,

@@ -1,13 +1,21 @@
 // Upstreams from the host's resolver files when none are configured: /etc/resolv.conf, and
 // systemd-resolved's servers file when resolv.conf names resolved's stub and resolved forwards to us.
+// And the stub never forwards to itself: an upstream a listen address answers at (a wildcard
+// listener answers at loopback and at every address of this host) is refused or skipped.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import * as dnsPacket from 'dns-packet';
 import { configFromObject, readSystemResolvers, resolveConfig, systemUpstreams, RESOLV_CONF, RESOLVED_SERVERS } from '../../resolver/config.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { hostPort } from '../../shim/log.ts';
+import { answerFor, startFakeUpstream } from './fake-upstream.ts';
+import { startStub } from './harness.ts';
 import { needs } from '../helpers/prereq.ts';
 import { BIN } from '../helpers/cli.ts';
 import { waitFor, within } from '../helpers/wait.ts';
@@ -55,6 +63,114 @@ test('resolved forwards only to us: no upstream left is a config error naming up
   const flagged = resolveConfig(configFromObject({}), { upstreams: [{ host: '192.0.2.8', port: 53 }] }, sys);
   assert.deepEqual(hosts(flagged), ['192.0.2.8:53']);
   assert.equal(flagged.upstreamsFrom, 'configured');
+});
+
+/** resolveConfig refuses `upstream` with `listen` as the stub itself: ECONFIG naming `upstreams` (file), EINVALID naming `--upstream` (flag). `own` undefined: this host's addresses. */
+function refusedAsItself(listen: string, upstream: string, own?: readonly string[]): void {
+  const what = `listen ${listen}, upstream ${upstream}`;
+  assert.throws(() => resolveConfig(configFromObject({ listen: [listen], upstreams: [upstream] }), {}, {}, own), (e: unknown) => {
+    assert.ok(e instanceof UsageError, `${what}: ${String(e)}`);
+    assert.equal(e.code, 'ECONFIG', what);
+    assert.equal(e.field, 'upstreams', what);
+    assert.match(e.message, /: is the stub itself$/, what);
+    return true;
+  }, `${what}: accepted`);
+  const u = configFromObject({ upstreams: [upstream] }).upstreams![0]!;
+  const l = configFromObject({ listen: [listen] }).listen!;
+  assert.throws(() => resolveConfig(configFromObject({}), { listen: l, upstreams: [u] }, {}, own), (e: unknown) => {
+    assert.ok(e instanceof UsageError, `${what}: ${String(e)}`);
+    assert.equal(e.code, 'EINVALID', what);
+    assert.equal(e.field, '--upstream', what);
+    assert.match(e.message, /^--upstream: invalid value ".*": is the stub itself$/, what);
+    return true;
+  }, `${what} (flags): accepted`);
+}
+
+/** This host's addresses (zone ids dropped), read here independently of resolver/config.ts. */
+const ownAddresses = (): string[] => Object.values(os.networkInterfaces()).flatMap((l) => l ?? []).map((a) => a.address.split('%')[0]!);
+
+const accepted = (listen: string, upstream: string, own: readonly string[] = []): string[] =>
+  hosts(resolveConfig(configFromObject({ listen: [listen], upstreams: [upstream] }), {}, {}, own));
+
+test('a wildcard listener answers at loopback on its port: 0.0.0.0 at 127.0.0.0/8, [::] at ::1 and (dual-stack) 127.0.0.0/8; such an upstream is the stub itself', () => {
+  refusedAsItself('0.0.0.0:5300', '127.0.0.1:5300');
+  refusedAsItself('0.0.0.0:5300', '127.9.8.7:5300');
+  refusedAsItself('0.0.0.0', '127.0.0.1'); // port 53 on both sides
+  refusedAsItself('[::]:5300', '[::1]:5300');
+  refusedAsItself('[::]:5300', '127.0.0.1:5300');
+  refusedAsItself('[::]:5300', '[::ffff:127.0.0.1]:5300');
+  // A datagram to 0.0.0.0 or :: goes to loopback (Linux): such an upstream is the stub too.
+  refusedAsItself('0.0.0.0:5300', '0.0.0.0:5300');
+  refusedAsItself('[::]:5300', '[::]:5300');
+  refusedAsItself('127.0.0.1:5300', '0.0.0.0:5300');
+  // Not the stub: another port, ::1 for an IPv4-only listener, another loopback address for a bound one.
+  assert.deepEqual(accepted('0.0.0.0:5300', '127.0.0.1:53'), ['127.0.0.1:53']);
+  assert.deepEqual(accepted('0.0.0.0:5300', '[::1]:5300'), ['::1:5300']);
+  assert.deepEqual(accepted('127.0.0.153:53', '127.0.0.1:53'), ['127.0.0.1:53']);
+});
+
+test('a wildcard listener answers at every address of this host on its port: such an upstream is the stub itself', () => {
+  const own = ['192.0.2.77', '2001:db8::77', 'fe80::77'];
+  refusedAsItself('0.0.0.0:53', '192.0.2.77:53', own);
+  refusedAsItself('[::]:53', '[2001:db8::77]:53', own);
+  refusedAsItself('[::]:53', '[fe80::77]:53', own);
+  refusedAsItself('[::]:53', '192.0.2.77:53', own);
+  // Another host, another port, or an IPv6 address of ours for an IPv4-only listener: not the stub.
+  assert.deepEqual(accepted('0.0.0.0:53', '192.0.2.78:53', own), ['192.0.2.78:53']);
+  assert.deepEqual(accepted('[::]:53', '192.0.2.77:5353', own), ['192.0.2.77:5353']);
+  assert.deepEqual(accepted('0.0.0.0:53', '[2001:db8::77]:53', own), ['2001:db8::77:53']);
+  // Without `own`, resolveConfig reads this host's addresses itself.
+  for (const a of ownAddresses()) {
+    refusedAsItself(net.isIPv6(a) ? '[::]:5300' : '0.0.0.0:5300', hostPort(a, 5300));
+  }
+});
+
+test('upstreams from resolv.conf: a nameserver a wildcard listener on port 53 answers at (loopback, this host\'s addresses) is skipped', () => {
+  const conf = 'nameserver 127.0.0.1\nnameserver ::1\nnameserver 192.0.2.77\nnameserver 2001:db8::77\nnameserver 192.0.2.53\n';
+  const own = ['192.0.2.77', '2001:db8::77'];
+  assert.deepEqual(hosts(systemUpstreams({ resolvConf: conf }, [{ host: '0.0.0.0', port: 53 }], own)), ['::1:53', '2001:db8::77:53', '192.0.2.53:53']);
+  assert.deepEqual(hosts(systemUpstreams({ resolvConf: conf }, [{ host: '::', port: 53 }], own)), ['192.0.2.53:53']);
+  // Another port: the stub is not at 53, so resolv.conf's servers are upstreams.
+  assert.deepEqual(hosts(systemUpstreams({ resolvConf: conf }, [{ host: '::', port: 5300 }], own)).length, 5);
+  // A stub bound to 0.0.0.0:53 is what answers at 127.0.0.53:53 (resolved's stub cannot hold that port beside it).
+  assert.deepEqual(hosts(systemUpstreams({ resolvConf: RESOLVED_STUB, resolvedServers: 'nameserver 192.0.2.53\n' }, [{ host: '0.0.0.0', port: 53 }], own)), []);
+  // Nothing else left: the start fails as for any empty list, naming upstreams and the file.
+  assert.throws(() => resolveConfig(configFromObject({ listen: ['0.0.0.0:53'] }), {}, { resolvConf: 'nameserver 127.0.0.1\n' }, own), (e: unknown) => {
+    assert.ok(e instanceof UsageError);
+    assert.equal(e.field, 'upstreams');
+    assert.match(e.message, /none configured and none usable in \/etc\/resolv\.conf/);
+    return true;
+  });
+});
+
+test('resolv.conf names systemd-resolved, and resolved forwards to an address a wildcard listener answers at: resolved\'s other servers instead (no loop)', () => {
+  // On port 5353: a wildcard listener on 53 would hold 127.0.0.53:53 itself (below). resolv.conf has no ports, so any port is a loop.
+  for (const [target, listen] of [['127.0.0.1', '0.0.0.0'], ['::1', '::'], ['192.0.2.77', '::']] as const) {
+    const r = systemUpstreams({ resolvConf: RESOLVED_STUB, resolvedServers: `nameserver ${target}\nnameserver 192.0.2.53\n` }, [{ host: listen, port: 5353 }], ['192.0.2.77']);
+    assert.deepEqual(hosts(r), ['192.0.2.53:53'], `resolved forwards to ${target}, stub on ${listen}`);
+    assert.match(r.from, /systemd-resolved forwards to this stub/);
+  }
+});
+
+test('a stub on 0.0.0.0 or [::] answers at loopback and at this host\'s addresses on its port: an upstream at any of them is refused as the stub itself', async (t) => {
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
+  // Link-local addresses need a zone to be sent to; the check covers them without one (above).
+  const own = ownAddresses().filter((a) => !/^fe[89ab]/i.test(a));
+  const v4 = ['127.0.0.1', '127.0.0.2', ...own.filter((a) => net.isIPv4(a))];
+  for (const [wild, heard] of [['0.0.0.0', v4], ['[::]', [...v4, '::1', ...own.filter((a) => net.isIPv6(a))]]] as const) {
+    const stub = await startStub(t, [up.addr], { listen: [`${wild}:0`], allow: ['0.0.0.0/0', '::/0'] });
+    for (const [i, host] of [...new Set(heard)].entries()) {
+      const c = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+      t.after(() => c.close());
+      await new Promise<void>((r) => c.bind(0, () => r()));
+      const got = new Promise<dnsPacket.Packet>((r) => c.once('message', (m) => r(dnsPacket.decode(m))));
+      c.send(dnsPacket.encode({ type: 'query', id: 100 + i, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name: 'self.example' }] }), stub.port, host);
+      const ans = await within(got, `an answer from the stub on ${wild}:${stub.port} at ${host}`);
+      assert.equal(ans.id, 100 + i);
+      assert.equal(ans.type, 'response');
+      refusedAsItself(`${wild}:${stub.port}`, hostPort(host, stub.port));
+    }
+  }
 });
 
 test('readSystemResolvers reads both files and reports a missing one as undefined', (t) => {
