@@ -59,8 +59,11 @@ function bad(key: string, value: unknown, why: string): never {
   throw new UsageError(badValueCode(key), `${key}: invalid value ${describeValue(value)}: ${why}`, key);
 }
 
-/** "ADDR:PORT", "[V6]:PORT", or a bare address (port `defPort`). */
-export function parseHostPort(text: unknown, key: string, defPort: number): { host: string; port: number } {
+/**
+ * "ADDR:PORT", "[V6]:PORT", or a bare address (port `defPort`). `minPort`: 1 for an upstream
+ * (port 0 is nowhere to send to); a listen address may be 0 (the kernel picks one).
+ */
+export function parseHostPort(text: unknown, key: string, defPort: number, minPort: 0 | 1 = 0): { host: string; port: number } {
   if (typeof text !== 'string' || text.length === 0) bad(key, text, 'expected "ADDR:PORT"');
   let host = text;
   let port = defPort;
@@ -70,7 +73,7 @@ export function parseHostPort(text: unknown, key: string, defPort: number): { ho
     if (m[2] !== undefined) port = Number(m[2]);
   }
   if (!net.isIP(host)) bad(key, text, 'not an IP address');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) bad(key, text, 'port must be 0..65535');
+  if (!Number.isInteger(port) || port < minPort || port > 65535) bad(key, text, `port must be ${minPort}..65535`);
   return { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port };
 }
 
@@ -212,12 +215,12 @@ function section(o: Obj, key: string, allowed: readonly string[]): Obj {
   return v;
 }
 
-function addrList(o: Obj, key: string, defPort: number): ListenAddr[] | undefined {
+function addrList(o: Obj, key: string, defPort: number, minPort: 0 | 1): ListenAddr[] | undefined {
   const v = o[key];
   if (v === undefined) return undefined;
   const list = typeof v === 'string' ? [v] : v;
   if (!Array.isArray(list) || list.length === 0) bad(key, v, 'expected a non-empty list of "ADDR:PORT"');
-  return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort));
+  return list.map((x, i) => parseHostPort(x, `${key}[${i}]`, defPort, minPort));
 }
 
 const TOP_KEYS = ['listen', 'allow', 'upstreams', 'queryTimeoutMs', 'udp', 'workers', 'upstream', 'cache', 'capability', 'tcp', 'control', 'log', 'replyLimit', 'resolvConf'];
@@ -260,8 +263,8 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
   const udp = o.udp ?? 'auto';
   if (!UDP_BACKENDS.includes(udp as never)) bad('udp', udp, `expected ${UDP_BACKENDS.join(', ')}`);
   const d = DEFAULT_UPSTREAM_OPTIONS, c = DEFAULT_CACHE_OPTIONS, k = DEFAULT_CAPABILITY_OPTIONS, l = DEFAULT_LISTENER_OPTIONS.tcp;
-  const listen = addrList(o, 'listen', 53);
-  const upstreams = addrList(o, 'upstreams', 53);
+  const listen = addrList(o, 'listen', 53, 0);
+  const upstreams = addrList(o, 'upstreams', 53, 1);
   const resolvConf = o.resolvConf ?? 'off';
   if (resolvConf !== 'manage' && resolvConf !== 'off') bad('resolvConf', resolvConf, 'expected manage or off');
   const replyLimit = resolveReplyLimit(o.replyLimit);

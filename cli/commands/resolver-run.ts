@@ -19,13 +19,14 @@ import { assertHandoverFree, defaultStateDirectory, recover as recoverHandover, 
 
 export interface ResolverFlags { listen?: string[]; upstream?: string[]; config?: string; logLevel?: string; socket?: string; udp?: string; workers?: string; capability: boolean; engine: boolean; shimPort: string; manageResolvConf?: boolean; metrics?: string }
 
-function hostPorts(list: string[] | undefined, field: string): Array<{ host: string; port: number }> | undefined {
+/** `--listen` (port 0: the kernel picks one) or `--upstream` (`minPort` 1: port 0 is nowhere to send to). */
+function hostPorts(list: string[] | undefined, field: string, minPort: 0 | 1): Array<{ host: string; port: number }> | undefined {
   if (list === undefined || list.length === 0) return undefined;
   return list.map((v) => {
     try {
-      return parseHostPort(v, field, 53);
+      return parseHostPort(v, field, 53, minPort);
     } catch (err) {
-      if (err instanceof UsageError) badValue(field, v, 'expected ADDR:PORT or [V6]:PORT');
+      if (err instanceof UsageError) badValue(field, v, `expected ADDR:PORT or [V6]:PORT, the port ${minPort}..65535`);
       throw err;
     }
   });
@@ -47,8 +48,8 @@ export async function run(flags: ResolverFlags): Promise<void> {
     if (!/^\d+$/.test(flags.workers)) badValue('--workers', flags.workers, `expected an integer in 1..${MAX_WORKERS}`);
     file.workers = checkWorkers(Number(flags.workers), file.udp, '--workers');
   } else checkWorkers(file.workers, file.udp, 'workers'); // --udp dgram with workers from the file
-  const listen = hostPorts(flags.listen, '--listen');
-  const upstreams = hostPorts(flags.upstream, '--upstream');
+  const listen = hostPorts(flags.listen, '--listen', 0);
+  const upstreams = hostPorts(flags.upstream, '--upstream', 1);
   const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
   const shimPort = Number(flags.shimPort);
   if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');

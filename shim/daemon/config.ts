@@ -248,9 +248,10 @@ const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]
 
 /**
  * Parse `addr`, `addr:port`, `[v6]`, `[v6]:port` or a bare IPv6 address into an
- * endpoint; `defaultPort` when none is given.
+ * endpoint; `defaultPort` when none is given. `minPort` 1 for an upstream (port 0
+ * is nowhere to send to); a listen address may have 0 (the kernel picks one).
  */
-export function parseEndpoint(field: string, v: unknown, defaultPort: number): Endpoint {
+export function parseEndpoint(field: string, v: unknown, defaultPort: number, minPort: 0 | 1 = 0): Endpoint {
   if (typeof v !== 'string' || v.length === 0) configError(field, v, 'expected "address" or "address:port"');
   let address = v;
   let port = defaultPort;
@@ -265,7 +266,7 @@ export function parseEndpoint(field: string, v: unknown, defaultPort: number): E
   }
   if (isIpv6(address)) address = canonicalIpv6(address);
   else if (!IPV4.test(address)) configError(field, v, 'not an IPv4 or IPv6 address');
-  if (!Number.isInteger(port) || port < 0 || port > 65535) configError(field, v, 'port out of range 0..65535');
+  if (!Number.isInteger(port) || port < minPort || port > 65535) configError(field, v, `port out of range ${minPort}..65535`);
   return { address, port };
 }
 
@@ -381,7 +382,7 @@ export function validateConfig(doc: unknown): DaemonConfig {
   // One address may stand alone, as in the resolver's file.
   if (doc.listen !== undefined) c.listen = list('listen', typeof doc.listen === 'string' ? [doc.listen] : doc.listen).map((e, i) => parseEndpoint(`listen[${i}]`, e, 53));
   if (doc.allow !== undefined) c.allow = [...ClientAcl.parse(doc.allow, 'allow').text];
-  if (doc.upstreams !== undefined) c.upstreams = list('upstreams', typeof doc.upstreams === 'string' ? [doc.upstreams] : doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53));
+  if (doc.upstreams !== undefined) c.upstreams = list('upstreams', typeof doc.upstreams === 'string' ? [doc.upstreams] : doc.upstreams).map((e, i) => parseEndpoint(`upstreams[${i}]`, e, 53, 1));
   // Private use only (RFC 6895 §3.1): dnsUpdate replaces the RRset of this type at the host's name.
   if (doc.recordType !== undefined) c.recordType = int('recordType', doc.recordType, PRIVATE_RR_TYPE_MIN, PRIVATE_RR_TYPE_MAX);
   if (doc.txtFallback !== undefined) c.txtFallback = bool('txtFallback', doc.txtFallback);

@@ -107,6 +107,8 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
     [['resolver', '--config', syntax, '--listen', '127.0.0.1:0'], 2, /ECONFIG: --config: .*syntax\.yaml is not YAML\/JSON: line 2, column 1: Flow map in block collection/],
     [['resolver', '--upstream', 'not-an-address', '--listen', '127.0.0.1:0'], 2, /--upstream/],
     [['resolver', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:53'], 2, /EINVALID: --upstream: invalid value "127\.0\.0\.1:53": is the stub itself/],
+    [['resolver', '--upstream', '192.0.2.53:0', '--listen', '127.0.0.1:0'], 2, /EINVALID: --upstream: invalid value "192\.0\.2\.53:0": expected ADDR:PORT or \[V6\]:PORT, the port 1\.\.65535/],
+    [['resolver', '--upstream', '127.0.0.1:53', '--listen', '0.0.0.0:53'], 2, /EINVALID: --upstream: invalid value "127\.0\.0\.1:53": is the stub itself/],
     [['resolver', '--log-level', 'loud', '--upstream', '127.0.0.1:53'], 2, /--log-level/],
     // A bad flag value is EINVALID naming the flag, whichever check refuses it; the same in the file is ECONFIG naming the key.
     [['resolver', '--workers', 'x', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value "x"/],

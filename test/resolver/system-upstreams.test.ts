@@ -11,7 +11,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as dnsPacket from 'dns-packet';
-import { configFromObject, readSystemResolvers, resolveConfig, systemUpstreams, RESOLV_CONF, RESOLVED_SERVERS } from '../../resolver/config.ts';
+import { configFromObject, parseHostPort, readSystemResolvers, resolveConfig, systemUpstreams, RESOLV_CONF, RESOLVED_SERVERS } from '../../resolver/config.ts';
+import { validateConfig } from '../../shim/daemon/config.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { hostPort } from '../../shim/log.ts';
 import { answerFor, startFakeUpstream } from './fake-upstream.ts';
@@ -171,6 +172,27 @@ test('a stub on 0.0.0.0 or [::] answers at loopback and at this host\'s addresse
       refusedAsItself(`${wild}:${stub.port}`, hostPort(host, stub.port));
     }
   }
+});
+
+test('an upstream on port 0 is refused, naming the flag or the key (--upstream, upstreams[i] in either file); a listen address may have port 0', () => {
+  const refused = (f: () => unknown, code: string, field: string): void => {
+    assert.throws(f, (e: unknown) => {
+      assert.ok(e instanceof UsageError, String(e));
+      assert.equal(e.code, code);
+      assert.equal(e.field, field);
+      assert.match(e.message, /1\.\.65535/);
+      return true;
+    });
+  };
+  // shim6 resolver: --upstream (cli/commands/resolver-run.ts parses the flag so) and its file's upstreams.
+  refused(() => parseHostPort('192.0.2.53:0', '--upstream', 53, 1), 'EINVALID', '--upstream');
+  refused(() => configFromObject({ upstreams: ['192.0.2.53:53', '[2001:db8::53]:0'] }), 'ECONFIG', 'upstreams[1]');
+  // The daemon's file.
+  refused(() => validateConfig({ upstreams: ['192.0.2.53:0'] }), 'ECONFIG', 'upstreams[0]');
+  // Port 0 to listen on still picks one; port 1 is an upstream's like any other.
+  assert.deepEqual(configFromObject({ listen: ['127.0.0.1:0'], upstreams: ['192.0.2.53:1'] }).upstreams, [{ host: '192.0.2.53', port: 1 }]);
+  assert.deepEqual(parseHostPort('127.0.0.1:0', '--listen', 53), { host: '127.0.0.1', port: 0 });
+  assert.deepEqual(validateConfig({ listen: ['127.0.0.1:0'] }).listen, [{ address: '127.0.0.1', port: 0 }]);
 });
 
 test('readSystemResolvers reads both files and reports a missing one as undefined', (t) => {
