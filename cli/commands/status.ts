@@ -35,7 +35,8 @@ function keptUlid(k: NonNullable<NonNullable<StatusReply['daemon']>['keptUlids']
   const release = k.releaseCheckInMs === null
     ? (k.why === 'ulid' ? 'kept while the daemon runs' : 'no check scheduled')
     : `released once unused, next check in ${formatDuration(k.releaseCheckInMs)}`;
-  return `${k.address} (${k.why === 'ulid' ? 'our ULID, its address gone' : 'from before the restart'}, ${k.broken ? 'BROKEN' : 'not BROKEN'}; ${uses}; ${release})`;
+  const why = k.why === 'ulid' ? 'our ULID, its address gone' : k.why === 'context' ? 'a context\'s ULID, its address gone' : 'from before the restart';
+  return `${k.address} (${why}, ${k.broken ? 'BROKEN' : 'not BROKEN'}; ${uses}; ${release})`;
 }
 
 function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void {

@@ -132,14 +132,17 @@ export class Daemon {
   private readonly startedAt = Date.now();
   private ulid = '';
   /**
-   * ULIDs kept from before the restart (restored.ts), each with the PDS that proves it: the local
-   * addresses of open connections, gone from the host, that were local ULIDs of the previous
-   * daemon's contexts. They stay among our locators (BROKEN, after the others) and keep their
-   * `local` route in table 5533 until no open connection and no context uses them (checked every
-   * restoredCheckMs). Our own ULID (`ulid`) is kept too after its address is gone (docs/operations.md
-   * "Renumbering"), for the daemon's life.
+   * ULIDs kept though the host lacks their address (restored.ts), each with the PDS that proves it
+   * (undefined: the engine's own): the local addresses of open connections, gone from the host, that
+   * were local ULIDs of the previous daemon's contexts; and addresses removed while this daemon ran
+   * that were the local ULID of a live context (`keptLive`). They stay among our locators (BROKEN,
+   * after the others) and keep their `local` route in table 5533 until no open connection and no
+   * context uses them (checked every restoredCheckMs). Our own ULID (`ulid`) is kept too after its
+   * address is gone (docs/operations.md "Renumbering"), for the daemon's life.
    */
-  private restored = new Map<Ipv6, Uint8Array>();
+  private restored = new Map<Ipv6, Uint8Array | undefined>();
+  /** Of `restored`, those this daemon kept itself: removed from the host while a live context's local ULID (status `why: context`). */
+  private keptLive = new Set<Ipv6>();
   /** A peer of an open connection of each restored ULID, as the last check found (the cache file records it). */
   private restoredPeers = new Map<Ipv6, Ipv6>();
   private restoredTimer: NodeJS.Timeout | undefined;
@@ -368,14 +371,14 @@ export class Daemon {
 
   /**
    * The ULIDs kept among our locators though the host lacks their address (status `keptUlids`,
-   * restored.ts keptUlidsView): those kept from before the restart, and our own ULID once its
+   * restored.ts keptUlidsView): those kept from before the restart or for live contexts, and our own ULID once its
    * address is gone; each flagged as the Locator List we send flags it.
    */
   private keptUlids(): ReturnType<typeof keptUlidsView> {
     const present = (a: Ipv6): boolean => this.found.some((f) => f.address === a);
     if (this.restored.size === 0 && (this.ulid === '' || present(this.ulid))) return [];
     return keptUlidsView({
-      restored: this.restored.keys(), ulid: this.ulid, present,
+      restored: this.restored.keys(), live: this.keptLive, ulid: this.ulid, present,
       locals: orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored),
       connections: this.restoredConnections, contexts: this.engine?.traffic() ?? [],
       now: Date.now(), nextCheckAt: this.restoredNextCheckAt,
@@ -568,12 +571,7 @@ export class Daemon {
       this.keepLocal(...ulids);
       this.restoredPeers = peersOfRestored(ulids, conns);
       this.restoredConnections = connectionsByLocal(conns, ulids);
-      const every = restoredCheckMs(this.idleTimeoutMs());
-      this.log.info('ULIDs kept from before the restart', { ulids, why: 'their address is gone; open connections use them', checkMs: every });
-      this.restoredEveryMs = every;
-      this.restoredNextCheckAt = Date.now() + every;
-      this.restoredTimer = setInterval(() => this.checkRestored(), every);
-      this.restoredTimer.unref();
+      this.log.info('ULIDs kept from before the restart', { ulids, why: 'their address is gone; open connections use them', checkMs: this.checkKeptUlids() });
     }
     const alone: OpenConnection[] = [];
     const usable = conns.filter((c) => ours.has(c.local) || (alone.push(c), false));
@@ -630,11 +628,44 @@ export class Daemon {
     });
   }
 
+  /** The check of the kept ULIDs (checkRestored) runs from now on, if it did not already; its period. */
+  private checkKeptUlids(): number {
+    if (this.restoredTimer === undefined) {
+      this.restoredEveryMs = restoredCheckMs(this.idleTimeoutMs());
+      this.restoredNextCheckAt = Date.now() + this.restoredEveryMs;
+      this.restoredTimer = setInterval(() => this.checkRestored(), this.restoredEveryMs);
+      this.restoredTimer.unref();
+    }
+    return this.restoredEveryMs;
+  }
+
   /**
-   * The ULIDs kept from before the restart that no open connection and no context uses any more
-   * are released (restored.ts): out of our locators (the engine stops announcing them: a new
-   * generation, Update Requests), their `local` route gone unless the host has the address again,
-   * and out of the cache file at its next write. The timer stops with the last of them.
+   * Addresses just removed from the host that are the local ULID of a live context (any state; not
+   * our own ULID, kept anyway) are kept as the ULIDs from before a restart are (restored.ts): among
+   * our locators, BROKEN, with the proof they had (`before`: our locators before the removal), their
+   * `local` route kept, so the peer's packets to them are still delivered; released by the same
+   * check once no open connection and no context uses them. Returns those kept.
+   */
+  private keepUlidsInUse(removed: readonly Ipv6[], before: readonly LocalLocator[]): Ipv6[] {
+    const engine = this.engine;
+    if (!engine || removed.length === 0) return [];
+    const used = new Set(engine.traffic().map((c) => c.localUlid));
+    const keep = removed.filter((a) => a !== this.ulid && !this.restored.has(a) && used.has(a));
+    if (keep.length === 0) return [];
+    for (const a of keep) {
+      this.restored.set(a, before.find((l) => l.address === a)?.cgaParams);
+      this.keptLive.add(a);
+    }
+    this.log.info('ULIDs kept after their address was removed', { ulids: keep, why: 'live contexts use them', checkMs: this.checkKeptUlids() });
+    return keep;
+  }
+
+  /**
+   * The kept ULIDs (from before the restart, or removed while contexts used them) that no open
+   * connection and no context uses any more are released (restored.ts): out of our locators (the
+   * engine stops announcing them: a new generation, Update Requests), their `local` route gone
+   * unless the host has the address again, and out of the cache file at its next write. The timer
+   * stops with the last of them.
    */
   private checkRestored(): void {
     if (this.stopping || !this.engine || !this.driver || !this.routes || this.restored.size === 0) return;
@@ -649,14 +680,19 @@ export class Daemon {
     this.restoredPeers = peersOfRestored(this.restored.keys(), open);
     this.restoredConnections = connectionsByLocal(open, this.restored.keys());
     if (unused.length > 0) {
+      const live = unused.filter((u) => this.keptLive.has(u));
       for (const u of unused) {
         this.restored.delete(u);
         this.restoredPeers.delete(u);
+        this.keptLive.delete(u);
         if (!this.found.some((a) => a.address === u)) this.routes.dropLocal(u); // else a locator as any other
       }
       const locals = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
       this.command((e, t) => e.setLocalLocators(t, locals));
-      this.log.info('ULIDs from before the restart released', { ulids: unused, why: 'no open connection or context uses them', left: this.restored.size });
+      const why = 'no open connection or context uses them';
+      const restart = unused.filter((u) => !live.includes(u));
+      if (restart.length > 0) this.log.info('ULIDs from before the restart released', { ulids: restart, why, left: this.restored.size });
+      if (live.length > 0) this.log.info('ULIDs kept after their address was removed released', { ulids: live, why, left: this.restored.size });
       this.saveCachesSoon();
     }
     if (this.restored.size === 0 && this.restoredTimer !== undefined) {
@@ -803,8 +839,11 @@ export class Daemon {
     this.keepLocal(...diff.added);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
     // sockets bound to it), while the packets travel between the locators that are left (so do the
-    // ULIDs a restart kept for the connections bound to them).
+    // ULIDs a restart kept for the connections bound to them, and any other local ULID of a live
+    // context: a discovered flow's source, a privacy address, a second prefix).
+    const before = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
     this.found = now;
+    this.keepUlidsInUse(diff.removed, before);
     for (const a of diff.removed) if (a !== this.ulid && !this.restored.has(a)) this.routes.dropLocal(a);
     for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
@@ -1028,7 +1067,7 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
  * the ULID of a new daemon. Each HBA member, and each restored ULID, carries
  * its own PDS (LocalLocator.cgaParams): the proof its contexts send.
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[], restored?: ReadonlyMap<Ipv6, Uint8Array>): LocalLocator[] {
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[], restored?: ReadonlyMap<Ipv6, Uint8Array | undefined>): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
   for (const k of keep === undefined ? [] : typeof keep === 'string' ? [keep] : keep) {
     if (k !== '' && !found.some((a) => a.address === k)) found = [...found, { address: k, ifname: '', up: false }];

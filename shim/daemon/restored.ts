@@ -4,7 +4,10 @@
  * context the previous daemon saved. Each is kept with the CGA Parameter Data Structure that
  * proves it (its own: an HBA member's, or the CGA our key makes on its prefix), at most
  * MAX_RESTORED_ULIDS of them, and released once no open connection and no context uses it —
- * checked every `restoredCheckMs` — so a host that renumbers often does not pile them up.
+ * checked every `restoredCheckMs` — so a host that renumbers often does not pile them up. The
+ * running daemon keeps the same way (daemon.ts keepUlidsInUse) an address removed from the host
+ * while it is the local ULID of a live context, with the proof it had; that one is not bounded here
+ * (each was a locator of ours, and goes with its last context and connection).
  * Pure: the daemon reads the socket tables and the engine, and applies what this decides.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
@@ -80,13 +83,15 @@ export function peersOfRestored(kept: Iterable<Ipv6>, open: readonly OpenConnect
 }
 
 /** Why a ULID is kept among our locators though it is no address of the host (`daemon.keptUlids[].why`). */
-export type KeptWhy = 'restart' | 'ulid';
+export type KeptWhy = 'restart' | 'context' | 'ulid';
 
 /**
  * A kept ULID as `shim6 status` shows it (docs/status.md `daemon.keptUlids[]`): `restart` — the
  * local address of open connections, gone from the host, that was a local ULID of the previous
  * daemon's contexts (restored.ts), released at the first check (`releaseCheckInMs` from now) that
- * finds no open connection and no context using it; `ulid` — this daemon's own ULID, its address
+ * finds no open connection and no context using it; `context` — an address removed from the host
+ * while this daemon ran that was the local ULID of a live context, kept and released the same way;
+ * `ulid` — this daemon's own ULID, its address
  * gone (docs/operations.md "Renumbering"), kept for the daemon's life (`releaseCheckInMs` null).
  */
 export interface KeptUlidView {
@@ -103,14 +108,15 @@ export interface KeptUlidView {
 }
 
 /**
- * The kept ULIDs, for the status: the restored ones (`restored`, in the order kept) and our own
+ * The kept ULIDs, for the status: the restored ones (`restored`, in the order kept; those in `live`
+ * kept by this daemon for its contexts, the others from before the restart) and our own
  * ULID when it is no address of the host (`present` says which are), each with its flag in the
  * Locator List we send (`locals`, daemon.ts orderLocators), the open connections the last check
  * counted (`connections`), the contexts that use it, and when the next check comes (`nextCheckAt`,
  * on the same clock as `now`; undefined: none scheduled).
  */
 export function keptUlidsView(o: {
-  restored: Iterable<Ipv6>; ulid: Ipv6; present: (a: Ipv6) => boolean;
+  restored: Iterable<Ipv6>; live?: ReadonlySet<Ipv6>; ulid: Ipv6; present: (a: Ipv6) => boolean;
   locals: ReadonlyArray<{ address: Ipv6; flags?: number }>; connections: ReadonlyMap<Ipv6, number>;
   contexts: Iterable<{ localUlid: Ipv6 }>; now: number; nextCheckAt: number | undefined;
 }): KeptUlidView[] {
@@ -124,7 +130,7 @@ export function keptUlidsView(o: {
   for (const u of o.restored) {
     if (u === o.ulid) continue;
     out.push({
-      address: u, why: 'restart', broken: broken(u), connections: o.connections.get(u) ?? 0, contexts: uses.get(u) ?? 0,
+      address: u, why: o.live?.has(u) === true ? 'context' : 'restart', broken: broken(u), connections: o.connections.get(u) ?? 0, contexts: uses.get(u) ?? 0,
       releaseCheckInMs: o.nextCheckAt === undefined ? null : Math.max(0, o.nextCheckAt - o.now),
     });
   }

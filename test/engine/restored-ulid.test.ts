@@ -18,13 +18,13 @@ import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { generateCga, verifyCga } from '../../shim/wire/cga.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { HBA_PARAMS_FORMAT, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
-import { keptFromBefore, liveContexts, orderLocators, withRestored } from '../../shim/daemon/daemon.ts';
+import { Daemon, keptFromBefore, liveContexts, orderLocators, withRestored } from '../../shim/daemon/daemon.ts';
 import { checkHbaMembers } from '../../shim/daemon/start-checks.ts';
 import { chooseRestored, connectionsByLocal, keptUlidsView, MAX_RESTORED_ULIDS, peersOfRestored, restoredCheckMs, unusedRestored } from '../../shim/daemon/restored.ts';
 import { schemaProblems } from '../../shim/daemon/status-schema.ts';
 import { formatStatus } from '../../cli/commands/status.ts';
 import { generateCgaUlid } from '../../shim/daemon/cga-identity.ts';
-import type { LocalAddress } from '../../shim/daemon/locators.ts';
+import type { LocalAddress, LocatorDiff } from '../../shim/daemon/locators.ts';
 import type { OpenConnection } from '../../shim/daemon/open-connections.ts';
 import { Logger } from '../../shim/log.ts';
 import { SimRng } from '../helpers/rng.ts';
@@ -275,4 +275,80 @@ test('`shim6 status` shows the kept ULIDs: why kept, BROKEN or not, what uses th
   const text = formatStatus({ daemon: { pid: 1, keptUlids: view2 } } as never);
   assert.match(text, new RegExp(`kept ULIDs: ${m1.address} \\(our ULID, its address gone, BROKEN; 0 contexts; kept while the daemon runs\\); ${m2.address} \\(from before the restart, not BROKEN; 0 open connections, 0 contexts; no check scheduled\\)`));
   assert.doesNotMatch(formatStatus({ daemon: { pid: 1, keptUlids: [] } } as never), /kept ULIDs/, 'no line without kept ULIDs');
+});
+
+// While the daemon runs, an address that is the local ULID of a live context but not the daemon's
+// own ULID (discovery takes the flow's source; a privacy address; a second prefix) is kept when the
+// host loses it, as the daemon's own ULID and the ULIDs kept from before a restart are: its `local`
+// route stays (the peer's packets to it are still delivered) and it stays among the locators,
+// BROKEN, until no open connection and no context uses it. Unit level: Daemon's onLocators and its
+// check of the kept ULIDs with stand-ins for the routes, driver and engine.
+const OWN = '2001:db8:1::a'; // the daemon's ULID (first address)
+const OTHER = '2001:db8:2::a'; // the host's other address: the source of a discovered flow
+const PEER = '2001:db8:99::1';
+
+function locatorsHarness(contexts: Array<{ localUlid: string; peerUlid: string }>) {
+  const dropped: string[] = [];
+  const sets: Array<Array<{ address: string; flags?: number }>> = [];
+  const logged: string[] = [];
+  const engine = {
+    setLocalLocators: (_t: number, l: Array<{ address: string; flags?: number }>) => { sets.push(l); },
+    localLocatorDown: () => undefined,
+    traffic: () => contexts.map((c) => ({ ...c, contextTag: 1, bytesIn: 0, bytesOut: 0 })),
+  };
+  const self = Object.assign(Object.create(Daemon.prototype) as object, {
+    log: { info: (msg: string) => { logged.push(msg); }, warn: () => undefined, debug: () => undefined },
+    engine,
+    driver: { command: (fn: (e: typeof engine, now: number) => unknown) => fn(engine, 0), bindLocator: async () => 5533, unbindLocator: async () => undefined },
+    routes: { keepLocals: () => [], dropLocal: (a: string) => { dropped.push(a); } },
+    config: { timers: { profile: 'fast', overrides: {} } }, opts: { dataPlaneOff: {} },
+    ulid: OWN, restored: new Map(), keptLive: new Set(), restoredPeers: new Map(), restoredConnections: new Map(), hba: undefined, cgaUlid: undefined, dns: undefined,
+    found: [{ address: OWN, ifname: 'p', up: true }, { address: OTHER, ifname: 'q', up: true }] as LocalAddress[],
+  }) as { restoredTimer?: NodeJS.Timeout };
+  const proto = Daemon.prototype as unknown as {
+    onLocators: (now: LocalAddress[], d: LocatorDiff) => void; checkRestored: () => void; keptUlids: () => Array<{ address: string; why: string }>;
+  };
+  return {
+    onLocators: proto.onLocators.bind(self), check: proto.checkRestored.bind(self), kept: proto.keptUlids.bind(self),
+    stop: () => { clearInterval(self.restoredTimer); }, dropped, sets, logged,
+  };
+}
+
+const removed = (addresses: string[]): LocatorDiff => ({ added: [], removed: addresses, wentDown: [], cameUp: [], deprecated: [], renewed: [] });
+const brokenIn = (set: Array<{ address: string; flags?: number }> | undefined, a: string): boolean => set?.some((l) => l.address === a && ((l.flags ?? 0) & 1) === 1) === true;
+
+test('the daemon\'s own ULID removed from the host stays deliverable and among the locators (BROKEN)', (t) => {
+  const h = locatorsHarness([{ localUlid: OWN, peerUlid: PEER }]);
+  t.after(h.stop);
+  h.onLocators([{ address: OTHER, ifname: 'q', up: true }], removed([OWN]));
+  assert.deepEqual(h.dropped, []);
+  assert.ok(brokenIn(h.sets.at(-1), OWN));
+});
+
+test('an address removed from the host while it is the local ULID of a live context stays deliverable and among the locators (BROKEN) until no context uses it', (t) => {
+  const contexts = [{ localUlid: OTHER, peerUlid: PEER }];
+  const h = locatorsHarness(contexts);
+  t.after(h.stop);
+  h.onLocators([{ address: OWN, ifname: 'p', up: true }], removed([OTHER]));
+  assert.deepEqual(h.dropped, [], `the local route of ${OTHER}, the ULID of the live context with ${PEER}, was dropped: the peer's packets to it are no longer delivered`);
+  assert.ok(brokenIn(h.sets.at(-1), OTHER), `${OTHER} left the locator set (or is not BROKEN) though a context names it as its ULID`);
+  assert.ok(h.logged.includes('ULIDs kept after their address was removed'));
+  assert.deepEqual(h.kept().map((k) => [k.address, k.why]), [[OTHER, 'context']], 'shim6 status shows it as a context\'s ULID');
+  assert.match(formatStatus({ daemon: { pid: 1, keptUlids: h.kept() } } as never), new RegExp(`kept ULIDs: ${OTHER} \\(a context's ULID, its address gone, BROKEN; 0 open connections, 1 context; released once unused, next check in `));
+  h.check();
+  assert.deepEqual(h.dropped, [], 'kept while its context lives');
+  contexts.length = 0; // the context ended (its connection closed, the idle timer)
+  h.check(); // no open connection of this host has that documentation address as its local one
+  assert.deepEqual(h.dropped, [OTHER], 'released: its local route goes');
+  assert.equal(h.sets.at(-1)!.some((l) => l.address === OTHER), false, 'and it leaves the locator set');
+  assert.ok(h.logged.includes('ULIDs kept after their address was removed released'));
+  assert.deepEqual(h.kept(), []);
+});
+
+test('an address removed from the host that no context uses leaves the locator set and loses its local route at once', (t) => {
+  const h = locatorsHarness([{ localUlid: OWN, peerUlid: PEER }]);
+  t.after(h.stop);
+  h.onLocators([{ address: OWN, ifname: 'p', up: true }], removed([OTHER]));
+  assert.deepEqual(h.dropped, [OTHER]);
+  assert.equal(h.sets.at(-1)!.some((l) => l.address === OTHER), false);
 });
