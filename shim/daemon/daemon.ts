@@ -36,7 +36,7 @@ import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
-import { LocatorWatcher, readLocalAddresses, type LocalAddress, type LocatorDiff } from './locators.ts';
+import { LocatorWatcher, readLocalAddresses, REREAD_AFTER_FAILURE_MS, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { inPersistTimer, openConnections, unackedTcpFlows, withOpenedSince, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
@@ -305,7 +305,10 @@ export class Daemon {
       this.setUpSavedContexts(id, saved);
       this.discoverOpenConnections(unknown);
       // The TUN's events (an address added and removed at each route-cache flush) change no locator.
-      this.watcher = new LocatorWatcher(config.interfaces, (now, diff) => this.onLocators(now, diff), undefined, tun ? [config.tun.name] : [], id.found);
+      // A failed reading keeps the set as it was (the watcher reads again shortly): warned at the first failure, then every 30th.
+      this.watcher = new LocatorWatcher(config.interfaces, (now, diff) => this.onLocators(now, diff), undefined, tun ? [config.tun.name] : [], id.found, (error, failures) => {
+        if (failures === 1 || failures % 30 === 0) this.log.warn('cannot read the local addresses: locators unchanged, reading again', { error, failures, retryMs: REREAD_AFTER_FAILURE_MS });
+      });
       this.watcher.start();
       this.publishLocators(id.locals);
       // Links already down at start: explore away from them at once.
@@ -886,11 +889,20 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   if (hba) checkHbaMembers(hba, config.hba!, cgaKey);
   // One `ip addr` for both: the configured interfaces' addresses, and every address (configured peers are checked against it).
   const onInterfaces = (all: LocalAddress[]): LocalAddress[] => (config.interfaces.length === 0 ? all : all.filter((a) => config.interfaces.includes(a.ifname)));
-  let host = off?.engine === false ? [] : readLocalAddresses();
+  // A reading that fails (`ip` refused or timed out) is the start's error (ENOLOCATOR, saying why);
+  // `shim6 resolver` runs on without an engine, as with no address.
+  const read = (): LocalAddress[] => {
+    try { return readLocalAddresses(); } catch (err) {
+      if (!off) throw err;
+      log.warn('cannot read the local addresses', { error: (err as Error).message });
+      return [];
+    }
+  };
+  let host = off?.engine === false ? [] : read();
   let found = onInterfaces(host);
   // A CGA key without an HBA set: our ULID is a CGA of the key on the first address's prefix.
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
-  if (cgaUlid) { host = readLocalAddresses(); found = onInterfaces(host); }
+  if (cgaUlid) { host = read(); found = onInterfaces(host); }
   const restored = keptFromBefore(restoredUlids(before.open, found, before.saved), before.open, hba, cgaKey, config.cga?.sec, log);
   const locals = orderLocators(found, hba, cgaUlid?.address, undefined, restored);
   if (locals.length === 0 && !off) {

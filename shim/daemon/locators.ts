@@ -8,6 +8,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { EnvironmentError } from '../errors.ts';
 
 /** One global address of this host. */
 export interface LocalAddress {
@@ -52,10 +53,23 @@ export function parseIpAddrJson(json: string, interfaces: readonly string[] = []
   return out;
 }
 
-/** Read this namespace's global IPv6 addresses now. */
+/**
+ * Read this namespace's global IPv6 addresses now. A reading that failed — `ip` missing, refused
+ * (a fork under a task limit), killed at its 5 s timeout, or output that is no JSON list — is no
+ * empty set: EnvironmentError ENOLOCATOR saying why.
+ */
 export function readLocalAddresses(interfaces: readonly string[] = []): LocalAddress[] {
   const r = spawnSync('ip', ['-j', '-6', 'addr', 'show'], { encoding: 'utf8', timeout: 5000 });
-  return r.status === 0 ? parseIpAddrJson(String(r.stdout), interfaces) : [];
+  let why: string | undefined;
+  if (r.error !== undefined) why = r.error.message;
+  else if (r.status !== 0) why = `${r.status === null ? `killed by ${r.signal ?? 'a signal'}` : `exit ${r.status}`}${String(r.stderr ?? '').trim() ? `: ${String(r.stderr).trim().slice(0, 200)}` : ''}`;
+  else if (!isJsonList(String(r.stdout))) why = 'its output is no JSON list';
+  if (why !== undefined) throw new EnvironmentError('ENOLOCATOR', `cannot read the host's IPv6 addresses (ip -j -6 addr show: ${why})`);
+  return parseIpAddrJson(String(r.stdout), interfaces);
+}
+
+function isJsonList(text: string): boolean {
+  try { return Array.isArray(JSON.parse(text)); } catch { return false; }
 }
 
 /**
@@ -105,24 +119,33 @@ export function isEmptyDiff(d: LocatorDiff): boolean {
   return d.added.length + d.removed.length + d.wentDown.length + d.cameUp.length + d.deprecated.length + d.renewed.length === 0;
 }
 
+/** How long after a failed reading of the addresses the watcher reads them again (ms). */
+export const REREAD_AFTER_FAILURE_MS = 2000;
+
 /**
  * Watches addresses and links through `ip -6 monitor address link`; calls `onChange` with the new
  * reading and the diff. No periodic reading: an idle host costs nothing. The addresses are read
  * again 0.5 s and 3 s after the monitor starts (a change between the first reading and its
  * subscription would otherwise wait for the next event), and when the monitor exits it is read
- * again and restarted 2 s later.
+ * again and restarted 2 s later. A reading that fails (readLocalAddresses) changes nothing — the
+ * last set stands — and is made again REREAD_AFTER_FAILURE_MS later until one succeeds, each
+ * failure told to `onReadError` with how many in a row.
  */
 export class LocatorWatcher {
   private proc: ChildProcess | undefined;
   private timer: NodeJS.Timeout | undefined;
   private readonly later = new Set<NodeJS.Timeout>();
   private stopped = false;
+  /** Failed readings in a row; a new reading is due while it is not 0. */
+  private failures = 0;
+  private rereadDue = false;
   current: LocalAddress[];
 
   /**
    * `ignoreLinks`: links whose events never change the locators (the daemon's TUN, whose address
    * comes and goes at each route-cache flush), so they cause no reading. `initial`: a reading just
-   * made (else one is made now).
+   * made (else one is made now). `onReadError`: a reading failed (the message, the failures in a
+   * row); the set stays as it was and is read again shortly.
    */
   constructor(
     private readonly interfaces: readonly string[],
@@ -130,6 +153,7 @@ export class LocatorWatcher {
     private readonly debounceMs = 10,
     private readonly ignoreLinks: readonly string[] = [],
     initial?: LocalAddress[],
+    private readonly onReadError: (message: string, failures: number) => void = () => undefined,
   ) {
     this.current = initial ?? readLocalAddresses(interfaces);
   }
@@ -153,7 +177,19 @@ export class LocatorWatcher {
 
   /** Re-read now (also used by tests). */
   check(): void {
-    const next = readLocalAddresses(this.interfaces);
+    let next: LocalAddress[];
+    try {
+      next = readLocalAddresses(this.interfaces);
+    } catch (err) {
+      this.failures++;
+      this.onReadError((err as Error).message, this.failures);
+      if (!this.rereadDue) {
+        this.rereadDue = true;
+        this.after(REREAD_AFTER_FAILURE_MS, () => { this.rereadDue = false; this.check(); });
+      }
+      return;
+    }
+    this.failures = 0;
     const diff = diffLocators(this.current, next);
     if (isEmptyDiff(diff)) return;
     this.current = next;
@@ -166,6 +202,7 @@ export class LocatorWatcher {
     this.timer = undefined;
     for (const t of this.later) clearTimeout(t);
     this.later.clear();
+    this.rereadDue = false;
     if (this.proc && this.proc.exitCode === null) this.proc.kill('SIGTERM');
     this.proc = undefined;
   }

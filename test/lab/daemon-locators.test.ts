@@ -3,8 +3,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
-import { diffLocators, onlyAbout, parseIpAddrJson, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
+import { diffLocators, LocatorWatcher, onlyAbout, parseIpAddrJson, readLocalAddresses, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
+import { EnvironmentError } from '../../shim/errors.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
@@ -57,6 +61,42 @@ test('ip monitor output about the ignored links only (the TUN\'s flush address) 
   assert.equal(onlyAbout(linkUp, ['zza']), true, 'a name with its @peer');
   assert.equal(onlyAbout(tunAdd, []), false, 'nothing ignored');
   assert.equal(onlyAbout('fd00:ffff::1/128 scope link\n', ['labtun']), false, 'the middle of a line');
+});
+
+// `ip -j -6 addr` failing once (a fork refused under a task limit, its 5 s timeout on a loaded host)
+// is no "the host has no address": the set stays as it was (no locator withdrawn, no local route
+// dropped) and the watcher reads again shortly, though no event comes.
+test('a failed `ip -j addr` reading is not taken for "every address removed": the set stands, and is read again shortly', async (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'fxl-ip-'));
+  const oldPath = process.env.PATH;
+  const fake = path.join(dir, 'ip');
+  const ipSays = (script: string): void => { writeFileSync(fake, `#!/bin/sh\n${script}\n`); chmodSync(fake, 0o755); };
+  ipSays('echo "fork: Resource temporarily unavailable" >&2; exit 1');
+  process.env.PATH = `${dir}:${oldPath}`;
+  const initial: LocalAddress[] = [
+    { address: '2001:db8:1::a', ifname: 'eth0', up: true },
+    { address: '2001:db8:2::a', ifname: 'eth1', up: true },
+  ];
+  const changes: LocatorDiff[] = [];
+  const errors: Array<[string, number]> = [];
+  const w = new LocatorWatcher([], (_now, diff) => changes.push(diff), 10, [], initial, (message, failures) => errors.push([message, failures]));
+  t.after(() => { w.stop(); process.env.PATH = oldPath; rmSync(dir, { recursive: true, force: true }); });
+  w.check();
+  assert.deepEqual(changes, [], 'a reading that failed withdrew locators from the engine');
+  assert.deepEqual(w.current, initial);
+  assert.throws(() => readLocalAddresses(), (e: unknown) => e instanceof EnvironmentError && e.code === 'ENOLOCATOR' && e.message.includes('fork: Resource temporarily unavailable'), 'the start\'s reading: an error saying why');
+  assert.equal(errors.length, 1);
+  assert.match(errors[0]![0], /ip -j -6 addr show: exit 1: fork: Resource temporarily unavailable/);
+  ipSays('echo "not json"'); // output it cannot read is no reading either
+  await waitFor(() => errors.length >= 2, 'the reading made again after the failure');
+  assert.deepEqual(changes, []);
+  assert.match(errors[1]![0], /no JSON list/);
+  assert.equal(errors[1]![1], 2, 'failures in a row');
+  // `ip` works again (one address really gone meanwhile): the next reading, with no event, finds it.
+  ipSays(`echo '${JSON.stringify([{ ifname: 'eth0', flags: ['UP', 'LOWER_UP'], operstate: 'UP', addr_info: [{ family: 'inet6', local: '2001:db8:1::a', scope: 'global' }] }])}'`);
+  await waitFor(() => changes.length > 0, 'the reading made again after the failure');
+  assert.deepEqual((changes as LocatorDiff[]).map((d) => d.removed), [['2001:db8:2::a']], 'the address really gone meanwhile');
+  assert.deepEqual(w.current.map((a) => a.address), ['2001:db8:1::a']);
 });
 
 test('HBA members first (the first is the ULID); down links flagged BROKEN', () => {
