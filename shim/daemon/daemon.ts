@@ -267,7 +267,15 @@ export class Daemon {
     // A ULID kept from before the restart whose address is gone sends and receives nothing as a
     // locator (BROKEN), and a socket bound to it would fail (EADDRNOTAVAIL with `udp: dgram`).
     const gone = (a: Ipv6): boolean => id.restored.has(a) && !id.found.some((f) => f.address === a);
-    for (const l of driver ? id.locals : []) if (!gone(l.address)) await driver!.bindLocator(l.address);
+    // An address on a link that is down may be tentative (keep_addr_on_down: the kernel runs DAD
+    // again when the link comes back), and a socket cannot be bound to it yet (`udp: dgram`): it
+    // is bound when it comes up (onLocators).
+    const down = (a: Ipv6): boolean => id.found.some((f) => f.address === a && !f.up);
+    for (const l of driver ? id.locals : []) {
+      if (gone(l.address)) continue;
+      if (!down(l.address)) await driver!.bindLocator(l.address);
+      else await driver!.bindLocator(l.address).catch((err: Error) => log.warn('cannot bind a locator whose link is down: bound when it comes up', { address: l.address, error: err.message }));
+    }
     if (driver) this.keepLocal(...id.locals.map((l) => l.address));
     if (saved) {
       this.command((e, now) => {
@@ -848,7 +856,9 @@ export class Daemon {
     this.found = now;
     this.keepUlidsInUse(diff.removed, before);
     for (const a of diff.removed) if (a !== this.ulid && !this.restored.has(a)) this.routes.dropLocal(a);
-    for (const a of diff.added) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
+    // Bound again as it comes up too: a socket could not be bound to it while its link was down
+    // (tentative); one already bound stays as it is.
+    for (const a of [...diff.added, ...diff.cameUp]) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.command((e, t) => e.setLocalLocators(t, locals));

@@ -30,8 +30,15 @@ interface IpAddrJson {
   addr_info?: Array<{ family?: string; local?: string; scope?: string; tentative?: boolean; dadfailed?: boolean; deprecated?: boolean; preferred_life_time?: number }>;
 }
 
-/** Parse `ip -j -6 addr show` output into addresses (global scope, usable). */
-export function parseIpAddrJson(json: string, interfaces: readonly string[] = []): LocalAddress[] {
+/**
+ * Parse `ip -j -6 addr show` output into addresses (global scope, ours). An address whose DAD
+ * failed is not ours. A tentative one (DAD running) is not ours yet when it is new — unless its
+ * link is administratively down: with keep_addr_on_down the kernel marks the addresses of a link
+ * taken down tentative (it runs DAD again when the link comes back), and they are the same
+ * addresses, down. So a tentative address that is `known` (of the last reading) or on a link
+ * not UP is kept, as down (`up: false`, not usable as a source before its DAD).
+ */
+export function parseIpAddrJson(json: string, interfaces: readonly string[] = [], known: readonly LocalAddress[] = []): LocalAddress[] {
   let links: IpAddrJson[];
   try {
     links = JSON.parse(json) as IpAddrJson[];
@@ -45,9 +52,11 @@ export function parseIpAddrJson(json: string, interfaces: readonly string[] = []
     // operstate UNKNOWN is normal for links without carrier reporting (lo, some tunnels).
     const up = flags.includes('UP') && !flags.includes('NO-CARRIER') && (l.operstate === 'UP' || l.operstate === 'UNKNOWN');
     for (const a of l.addr_info ?? []) {
-      if (a.family !== 'inet6' || a.scope !== 'global' || !a.local || a.tentative || a.dadfailed) continue;
+      if (a.family !== 'inet6' || a.scope !== 'global' || !a.local || a.dadfailed) continue;
+      const address = canonicalIpv6(a.local);
+      if (a.tentative && flags.includes('UP') && !known.some((k) => k.address === address)) continue;
       const deprecated = a.deprecated === true || a.preferred_life_time === 0;
-      out.push({ address: canonicalIpv6(a.local), ifname: l.ifname, up, ...(deprecated ? { deprecated: true as const } : {}) });
+      out.push({ address, ifname: l.ifname, up: up && !a.tentative, ...(deprecated ? { deprecated: true as const } : {}) });
     }
   }
   return out;
@@ -56,16 +65,16 @@ export function parseIpAddrJson(json: string, interfaces: readonly string[] = []
 /**
  * Read this namespace's global IPv6 addresses now. A reading that failed — `ip` missing, refused
  * (a fork under a task limit), killed at its 5 s timeout, or output that is no JSON list — is no
- * empty set: EnvironmentError ENOLOCATOR saying why.
+ * empty set: EnvironmentError ENOLOCATOR saying why. `known`: the last reading (parseIpAddrJson).
  */
-export function readLocalAddresses(interfaces: readonly string[] = []): LocalAddress[] {
+export function readLocalAddresses(interfaces: readonly string[] = [], known: readonly LocalAddress[] = []): LocalAddress[] {
   const r = spawnSync('ip', ['-j', '-6', 'addr', 'show'], { encoding: 'utf8', timeout: 5000 });
   let why: string | undefined;
   if (r.error !== undefined) why = r.error.message;
   else if (r.status !== 0) why = `${r.status === null ? `killed by ${r.signal ?? 'a signal'}` : `exit ${r.status}`}${String(r.stderr ?? '').trim() ? `: ${String(r.stderr).trim().slice(0, 200)}` : ''}`;
   else if (!isJsonList(String(r.stdout))) why = 'its output is no JSON list';
   if (why !== undefined) throw new EnvironmentError('ENOLOCATOR', `cannot read the host's IPv6 addresses (ip -j -6 addr show: ${why})`);
-  return parseIpAddrJson(String(r.stdout), interfaces);
+  return parseIpAddrJson(String(r.stdout), interfaces, known);
 }
 
 function isJsonList(text: string): boolean {
@@ -179,7 +188,7 @@ export class LocatorWatcher {
   check(): void {
     let next: LocalAddress[];
     try {
-      next = readLocalAddresses(this.interfaces);
+      next = readLocalAddresses(this.interfaces, this.current);
     } catch (err) {
       this.failures++;
       this.onReadError((err as Error).message, this.failures);

@@ -43,6 +43,28 @@ test('ip -j addr: global, usable addresses with their link state', () => {
   ]);
 });
 
+// With keep_addr_on_down=1 (recommended above), the kernel marks a DAD'd address on a link taken
+// down `tentative`, and keeps it tentative through the DAD that follows the link's return. The same
+// address, down: not removed (no locator withdrawn, no Update to every peer), but marked down
+// (BROKEN, localLocatorDown). `ip -j -6 addr show dev rvla` before and after `ip link set rvla down`.
+const UP_JSON = '[{"ifindex":3,"link":"rvlb","ifname":"rvla","flags":["BROADCAST","MULTICAST","UP","LOWER_UP"],"mtu":1500,"qdisc":"noqueue","operstate":"UP","group":"default","txqlen":1000,"addr_info":[{"family":"inet6","local":"2001:db8:1::1","prefixlen":64,"scope":"global","valid_life_time":4294967295,"preferred_life_time":4294967295},{"family":"inet6","local":"fe80::405e:c0ff:fe25:2684","prefixlen":64,"scope":"link","valid_life_time":4294967295,"preferred_life_time":4294967295}]}]';
+const DOWN_JSON = '[{"ifindex":3,"link":"rvlb","ifname":"rvla","flags":["BROADCAST","MULTICAST"],"mtu":1500,"qdisc":"noqueue","operstate":"DOWN","group":"default","txqlen":1000,"addr_info":[{"family":"inet6","local":"2001:db8:1::1","prefixlen":64,"scope":"global","tentative":true,"valid_life_time":4294967295,"preferred_life_time":4294967295}]}]';
+
+test('a link taken down (keep_addr_on_down=1: its addresses tentative) reads as its addresses going down, not as removed; a new tentative or dadfailed address is not ours', () => {
+  const before = parseIpAddrJson(UP_JSON);
+  const down = parseIpAddrJson(DOWN_JSON);
+  assert.deepEqual(down, [{ address: '2001:db8:1::1', ifname: 'rvla', up: false }]);
+  const diff = diffLocators(before, down);
+  assert.deepEqual({ wentDown: diff.wentDown, removed: diff.removed }, { wentDown: ['2001:db8:1::1'], removed: [] });
+  // Back up, DAD running again: known, so still ours, still down until DAD is done.
+  const dadAgain = UP_JSON.replace('"scope":"global",', '"scope":"global","tentative":true,');
+  assert.deepEqual(parseIpAddrJson(dadAgain, [], down), [{ address: '2001:db8:1::1', ifname: 'rvla', up: false }]);
+  assert.deepEqual(diffLocators(down, parseIpAddrJson(UP_JSON, [], down)).cameUp, ['2001:db8:1::1']);
+  // A new address whose DAD runs on a link that is up is not ours yet; one whose DAD failed never is.
+  assert.deepEqual(parseIpAddrJson(dadAgain), []);
+  assert.deepEqual(parseIpAddrJson(DOWN_JSON.replace('"tentative":true', '"tentative":true,"dadfailed":true'), [], before), []);
+});
+
 test('diffs name what was added, removed, went down and came up', () => {
   const a = (address: string, up = true): LocalAddress => ({ address, ifname: 'x', up });
   assert.deepEqual(diffLocators([a('1::1'), a('2::1'), a('3::1', false)], [a('1::1', false), a('3::1'), a('4::1')]),
@@ -150,4 +172,41 @@ test('the watcher notices a new address and a link going down (real namespace)',
   const down = JSON.parse(await line((l) => l.includes('wentDown":["2001:db8:77::1"'), 'the link going down')) as { t: number; diff: LocatorDiff };
   assert.deepEqual(down.diff.wentDown, ['2001:db8:77::1']);
   t.diagnostic(`link down noticed after ${down.t - t0} ms`);
+});
+
+test('the watcher sees a link taken down as its addresses down, and back up, never removed (real namespace, keep_addr_on_down=1)', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  const ns = `e2elocd${process.pid.toString(36)}`;
+  const ip = (...args: string[]): void => { const r = spawnSync('ip', ['-n', ns, ...args], { encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
+  t.after(() => { spawnSync('ip', ['netns', 'del', ns]); });
+  spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.keep_addr_on_down=1', 'net.ipv6.conf.default.keep_addr_on_down=1']);
+  ip('link', 'add', 'labd0', 'type', 'veth', 'peer', 'name', 'labd1');
+  ip('link', 'set', 'labd0', 'up');
+  ip('link', 'set', 'labd1', 'up');
+  ip('-6', 'addr', 'add', '2001:db8:78::1/64', 'dev', 'labd0'); // an ordinary address: DAD runs
+  const tentative = (): boolean => spawnSync('ip', ['-n', ns, '-6', 'addr', 'show', 'dev', 'labd0'], { encoding: 'utf8' }).stdout.includes('tentative');
+  await waitFor(() => !tentative(), 'DAD done');
+  const code = `
+    import { LocatorWatcher } from ${JSON.stringify(treeModule('shim/daemon/locators.ts'))};
+    const w = new LocatorWatcher(['labd0'], (now, diff) => console.log(JSON.stringify({ now, diff })));
+    w.start(); console.log('ready'); process.stdin.on('end', () => { w.stop(); process.exit(0); }); process.stdin.resume();`;
+  const { spawn } = await import('node:child_process');
+  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => { child.stdin.end(); });
+  t.after(() => { child.kill('SIGKILL'); });
+  const lines: string[] = [];
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop() ?? ''; lines.push(...parts); });
+  const diffs = (): LocatorDiff[] => lines.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { diff: LocatorDiff }).diff);
+  await waitFor(() => lines.includes('ready'), 'the watcher');
+  assert.deepEqual(diffs(), [], 'nothing changed yet');
+  ip('link', 'set', 'labd0', 'down');
+  await waitFor(() => tentative(), 'the kernel marks the address of the downed link tentative');
+  await waitFor(() => diffs().length > 0, `a change; lines: ${lines.join(' | ')}`);
+  const first = diffs()[0]!;
+  assert.deepEqual({ wentDown: first.wentDown, removed: first.removed }, { wentDown: ['2001:db8:78::1'], removed: [] }, `the link going down: ${JSON.stringify(first)}`);
+  ip('link', 'set', 'labd0', 'up');
+  await waitFor(() => diffs().some((d) => d.cameUp.includes('2001:db8:78::1')), `the address up again after its DAD; lines: ${lines.join(' | ')}`);
+  assert.deepEqual(diffs().flatMap((d) => [...d.removed, ...d.added]), [], `never removed nor added again: ${lines.join(' | ')}`);
 });
