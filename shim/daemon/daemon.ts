@@ -1100,7 +1100,8 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
   };
   const present = [...found]
     .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
-    .sort((x, y) => rank(x.address) - rank(y.address));
+    // Usable before down ones (a link down at start): without an HBA set the first is the ULID.
+    .sort((x, y) => rank(x.address) - rank(y.address) || Number(!x.up) - Number(!y.up));
   const gone = [...(restored?.keys() ?? [])].filter((u) => !present.some((a) => a.address === u));
   const params = (a: Ipv6): Uint8Array | undefined => {
     const m = hba?.members.find((x) => x.address === a);

@@ -352,3 +352,8 @@ test('an address removed from the host that no context uses leaves the locator s
   assert.deepEqual(h.dropped, [OTHER]);
   assert.equal(h.sets.at(-1)!.some((l) => l.address === OTHER), false);
 });
+
+test('orderLocators: without an HBA set, usable addresses come before those down at start (the first is the ULID)', () => {
+  const found = [{ address: '2001:db8:1::1', ifname: 'p', up: false }, { address: '2001:db8:2::1', ifname: 'q', up: true }];
+  assert.deepEqual(orderLocators(found, undefined).map((l) => [l.address, l.flags]), [['2001:db8:2::1', 0], ['2001:db8:1::1', 0x01]]);
+});
