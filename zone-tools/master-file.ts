@@ -318,23 +318,25 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: ParseSink
  */
 export function unescapeToken(text: string): Uint8Array | undefined {
   if (!text.includes('\\')) return new Uint8Array(Buffer.from(text, 'utf8'));
-  const out: number[] = [];
+  // Pieces joined once at the end: a run of plain text may be hundreds of thousands of characters,
+  // too many to spread as arguments.
+  const pieces: Buffer[] = [];
   let plain = 0;
   for (let i = 0; i < text.length; i++) {
     if (text[i] !== '\\' || i + 1 >= text.length) continue;
-    out.push(...Buffer.from(text.slice(plain, i), 'utf8'));
+    pieces.push(Buffer.from(text.slice(plain, i), 'utf8'));
     const d = text.slice(i + 1, i + 4);
     if (/^\d{3}$/.test(d)) {
       if (Number(d) > 255) return undefined;
-      out.push(Number(d));
+      pieces.push(Buffer.of(Number(d)));
       i += 3;
     } else {
       const cp = text.codePointAt(i + 1)!;
-      out.push(...Buffer.from(String.fromCodePoint(cp), 'utf8'));
+      pieces.push(Buffer.from(String.fromCodePoint(cp), 'utf8'));
       i += cp > 0xffff ? 2 : 1;
     }
     plain = i + 1;
   }
-  out.push(...Buffer.from(text.slice(plain), 'utf8'));
-  return Uint8Array.from(out);
+  pieces.push(Buffer.from(text.slice(plain), 'utf8'));
+  return new Uint8Array(Buffer.concat(pieces));
 }

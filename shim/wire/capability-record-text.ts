@@ -63,8 +63,13 @@ function formatFlags(flags: number): string {
 
 interface Token { text: string; at: number }
 
+/** A token as an error quotes it: at most 64 characters of it (a token may be a whole hostile line). */
+function quoted(text: string): string {
+  return text.length <= 64 ? JSON.stringify(text) : `${JSON.stringify(text.slice(0, 64))}… (${text.length} characters)`;
+}
+
 function syntax(tok: Token, why: string): WireError {
-  return new WireError('ESYNTAX', `capability record: ${why}: ${JSON.stringify(tok.text)}`, tok.at);
+  return new WireError('ESYNTAX', `capability record: ${why}: ${quoted(tok.text)}`, tok.at);
 }
 
 /** Parse the presentation form. Throws only WireError('ESYNTAX'). */

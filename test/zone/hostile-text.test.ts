@@ -19,6 +19,8 @@ import { shim6 } from '../helpers/cli.ts';
 import { tempDir, writeZone, zoneHeader } from './zonefile.ts';
 import { TESTS_COMPILED, treeModule } from '../helpers/tree.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
+import { checkZoneText } from '../../zone-tools/zone-check.ts';
+import { unescapeToken } from '../../zone-tools/master-file.ts';
 import { encodeCapabilityRecord, toGenericRdata } from '../../shim/wire/capability-record.ts';
 
 const TIMEOUT = { timeout: 60_000 };
@@ -324,4 +326,11 @@ test('resolver config values: only UsageError ECONFIG', TIMEOUT, async (t) => {
     writeFileSync(p, text);
     return [label, p];
   }));
+});
+
+test('a string of 300,000 characters holding an escape is read (unescapeToken joins its pieces; spread as arguments they overflowed the stack), and its problem quotes 64 characters of it', () => {
+  assert.equal(unescapeToken('\\065' + 'a'.repeat(300_000))?.length, 300_001);
+  const res = checkZoneText(zoneHeader('example.') + `_shim6.h IN TXT "\\065${'a'.repeat(300_000)}"\n`, 'big.zone');
+  assert.deepEqual(res.problems.map((p) => p.line), [6], 'one problem, on its line');
+  assert.ok(res.problems[0]!.message.length < 300, `the problem quotes a bounded part of the string: ${res.problems[0]!.message.length} characters`);
 });
