@@ -178,7 +178,8 @@ export function runCheck(files: string[], f: CheckFlags, out: Out): number {
       ...(rrType !== undefined ? { rrType } : {}),
     });
     for (const p of res.problems) out.stdout(formatProblem(p) + '\n');
-    if (res.stopped) out.stdout(`${res.stopped.file}:${res.stopped.line}: too many problems: stopped after ${MAX_PROBLEMS}; the rest of the zone is not checked\n`);
+    if (res.stopped) out.stdout(`${res.stopped.file}:${res.stopped.line}: too many problems: stopped after ${MAX_PROBLEMS} errors; the rest of the zone is not checked\n`);
+    if (res.omitted) out.stdout(`${file}: ${res.omitted} more problem(s) not listed (at most ${MAX_PROBLEMS} errors and ${MAX_PROBLEMS} warnings are)\n`);
     const n = res.problems.filter((p) => p.severity === 'error').length;
     errors += n + (res.stopped ? 1 : 0);
     const found = `${res.records} capability record(s), ${res.txts} TXT fallback(s)`;

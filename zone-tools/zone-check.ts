@@ -25,12 +25,14 @@ export interface CheckOptions {
 }
 
 export interface CheckResult {
-  /** At most MAX_PROBLEMS, by file and line. */
+  /** At most MAX_PROBLEMS errors and MAX_PROBLEMS warnings, by file and line. */
   problems: Problem[];
+  /** Problems found once the zone was read whole (the checks across records) beyond those kept: not listed. */
+  omitted?: number;
   /** Capability RRs and TXT fallbacks found (checked or not). */
   records: number;
   txts: number;
-  /** Where the check stopped at one problem more than MAX_PROBLEMS: the rest of the zone was not read. */
+  /** Where the check stopped, reading, at one error more than MAX_PROBLEMS: the rest of the zone was not read. */
   stopped?: { file: string; line: number };
 }
 
@@ -150,9 +152,9 @@ function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /**
- * `zone check` reports at most this many problems per zone (a file and its $INCLUDEs), then
- * stops reading: the problems are all kept until sorted, and a 32 MiB file of one-token lines
- * has 16 million of them (docs/zone-tools.md "Input bounds").
+ * `zone check` reports at most this many errors per zone (a file and its $INCLUDEs), then stops
+ * reading, and at most this many warnings (the rest are counted): the problems are all kept until
+ * sorted, and a 32 MiB file of one-token lines has 16 million of them (docs/zone-tools.md "Input bounds").
  */
 export const MAX_PROBLEMS = 1000;
 
@@ -167,7 +169,8 @@ function hasAddress(a: Addresses | undefined, address: string): boolean {
  * Check master-file text. `file` is used in messages and for $INCLUDE. The zone is read
  * entry by entry (master-file.ts readMasterFile); what is kept is what the checks need once
  * all of it is read (each owner's AAAA addresses, each capability RR and `_shim6` TXT, without
- * their tokens), and at most MAX_PROBLEMS problems: at one more, the check stops (`stopped`).
+ * their tokens), and at most MAX_PROBLEMS errors and as many warnings: at one error more while
+ * reading, the check stops (`stopped`); past them once the zone is read, they are counted (`omitted`).
  */
 export function checkZoneText(text: string, file: string, opts: CheckOptions = {}): CheckResult {
   const problems: Problem[] = [];
@@ -178,10 +181,15 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
   const all: Found[] = [];
   const txts: Found[] = [];
   const longOwners = new Set<string>();
+  let errors = 0, warnings = 0, omitted = 0, reading = true;
   const add = (p: Problem): void => {
     if (stopped) return;
-    if (problems.length < MAX_PROBLEMS) problems.push(p);
-    else stopped = { file: p.file, line: p.line };
+    const warning = p.severity === 'warning';
+    if ((warning ? warnings : errors) < MAX_PROBLEMS) {
+      problems.push(p);
+      if (warning) warnings++; else errors++;
+    } else if (reading && !warning) stopped = { file: p.file, line: p.line };
+    else omitted++;
   };
   const entry = (e: ZoneEntry): void => {
     const problem = (line: number, message: string, severity: Problem['severity'] = 'error'): void => add({ file: e.file, line, message, severity });
@@ -213,6 +221,7 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
     ...(opts.origin !== undefined ? { origin: opts.origin } : {}),
     ...(opts.readFile ? { readFile: opts.readFile } : {}),
   });
+  reading = false;
   // What needs the whole zone (the AAAA RRsets, the RR a TXT must equal); not after a stop: the zone was not all read.
   for (const f of stopped ? [] : all) {
     if (!f.record) continue;
@@ -228,5 +237,5 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
     }
   }
   problems.sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
-  return { problems, records: all.length, txts: txts.length, ...(stopped ? { stopped } : {}) };
+  return { problems, records: all.length, txts: txts.length, ...(stopped ? { stopped } : {}), ...(omitted > 0 ? { omitted } : {}) };
 }

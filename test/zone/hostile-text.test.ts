@@ -138,7 +138,7 @@ test(`zone check (the CLI) on zones at the 32 MiB bound, worst cases, within a $
   const out = r.stdout.split('\n');
   assert.equal(out.length, 1002, r.stdout.slice(-400)); // 1,000 problems, the stop, and the final newline
   assert.deepEqual(out.slice(0, 1000), Array.from({ length: 1000 }, (_, i) => `${lines}:${i + 1}: record has no type`));
-  assert.equal(out[1000], `${lines}:1001: too many problems: stopped after 1000; the rest of the zone is not checked`);
+  assert.equal(out[1000], `${lines}:1001: too many problems: stopped after 1000 errors; the rest of the zone is not checked`);
   assert.equal(r.stderr, `${lines}: 0 capability record(s), 0 TXT fallback(s), 1000 problem(s), stopped at ${lines}:1001 (too many problems)\n`);
   // One logical line of the whole file (parentheses), 16 million tokens: at most 140,000 are kept.
   const one = writeZone(dir, 'one.zone', '_shim6.h TXT ( ' + 'x '.repeat(16 * 1024 * 1024 - 16) + ')\n');
@@ -333,4 +333,17 @@ test('a string of 300,000 characters holding an escape is read (unescapeToken jo
   const res = checkZoneText(zoneHeader('example.') + `_shim6.h IN TXT "\\065${'a'.repeat(300_000)}"\n`, 'big.zone');
   assert.deepEqual(res.problems.map((p) => p.line), [6], 'one problem, on its line');
   assert.ok(res.problems[0]!.message.length < 300, `the problem quotes a bounded part of the string: ${res.problems[0]!.message.length} characters`);
+});
+
+test('zone check: the bound of 1,000 is on errors; warnings past their own 1,000 are counted, and a zone of warnings alone passes', (t) => {
+  const dir = tempDir(t);
+  const gen = (n: number): string => Array.from({ length: n }, (_, i) => `$GENERATE 1-2 h${i}-$ AAAA 2001:db8::$`).join('\n') + '\n';
+  const run = (name: string, body: string): { status: number | null; stdout: string } => shim6(['zone', 'check', '--quiet', '--origin', 'example.', writeZone(dir, name, zoneHeader('example.') + body)]);
+  const few = run('few.zone', gen(10));
+  assert.equal(few.status, 0, few.stdout.slice(0, 300));
+  const many = run('many.zone', gen(1200));
+  assert.equal(many.status, 0, many.stdout.split('\n').slice(-3).join('\n'));
+  assert.doesNotMatch(many.stdout, /too many problems/);
+  assert.equal(many.stdout.split('\n').filter((l) => l.includes(': warning: ')).length, 1000, '1,000 warnings listed');
+  assert.match(many.stdout, /many\.zone: 200 more problem\(s\) not listed/);
 });
