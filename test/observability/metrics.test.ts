@@ -297,6 +297,29 @@ test('a connection whose client takes nothing of its response for the stall time
   assert.ok(sent < MAX_PIPELINED + 1, `all ${sent} responses were sent: the client was not stuck`);
 });
 
+test('a client gone while its status snapshot is being taken leaves no stall timer behind (no "took nothing" line afterwards)', async (t) => {
+  const lines: string[] = [];
+  const log = new Logger({ level: 'debug', format: 'json', component: 'metrics', sink: { write: (l) => lines.push(l) } });
+  let release!: () => void;
+  let asked = false;
+  const ready = new Promise<void>((r) => { release = r; });
+  const status = async (): Promise<StatusReply> => { asked = true; await ready; return reply(1); };
+  const s = await startMetricsServer({ address: '127.0.0.1', port: 0 }, { status }, { log, stallMs: 200 });
+  t.after(() => s.close());
+  const c = net.connect(s.port, '127.0.0.1');
+  c.on('error', () => {});
+  await new Promise<void>((r) => c.once('connect', () => r()));
+  c.write('GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n');
+  await waitFor(() => asked, 'the snapshot asked for');
+  c.destroy();
+  // The server sees the close in a turn of its own loop; then the snapshot comes.
+  await new Promise((r) => setTimeout(r, 100));
+  release();
+  // A stall timer armed for that response would say so 200 ms later; waited for well past it.
+  await new Promise((r) => setTimeout(r, 1000));
+  assert.deepEqual(lines.filter((l) => l.includes('it took nothing of its response')), []);
+});
+
 test('pipelined requests: as many as MAX_PIPELINED behind the one being answered are all answered; one more closes the connection', async (t) => {
   const s = await server(t, () => reply(1));
   const pipeline = (count: number): { sock: net.Socket; got: () => string; closed: () => boolean } => {

@@ -128,8 +128,10 @@ export async function startMetricsServer(at: MetricsEndpoint, sources: MetricsSo
     if (c.answering) return;
     c.answering = true;
     const [req, res] = first;
+    let closed = false;
     // Finished (all of it handed to the kernel) or the connection gone.
     res.once('close', () => {
+      closed = true;
       clearTimeout(c.stall);
       c.stall = undefined;
       c.progressAt = undefined;
@@ -140,6 +142,8 @@ export async function startMetricsServer(at: MetricsEndpoint, sources: MetricsSo
       next(sock, c);
     });
     const progress = (): void => {
+      // A client gone while its response was being made (the status snapshot) has nothing to stall.
+      if (closed) return;
       c.progressAt = performance.now();
       if (c.stall) c.stall.refresh();
       else {
@@ -147,6 +151,7 @@ export async function startMetricsServer(at: MetricsEndpoint, sources: MetricsSo
           opts.log?.info('metrics client disconnected: it took nothing of its response', { stallMs });
           sock.destroy();
         }, stallMs);
+        c.stall.unref(); // a stop during a scrape is not held up by it
       }
     };
     const write = (status: number, type: string, body: string, head = false): void => send(res, status, type, body, head, progress);
