@@ -1,8 +1,8 @@
 // Local locator discovery and watching: `ip -j` parsing, diffs, and a real
 // namespace where an added address and a link going down are noticed at once.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -137,31 +137,12 @@ test('HBA members first (the first is the ULID); down links flagged BROKEN', () 
 test('the watcher notices a new address and a link going down (real namespace)', { timeout: 120_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   const ns = `e2eloc${process.pid.toString(36)}`;
-  const ip = (...args: string[]): void => { const r = spawnSync('ip', ['-n', ns, ...args], { encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
-  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
-  t.after(() => { spawnSync('ip', ['netns', 'del', ns]); });
-  spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.keep_addr_on_down=1']);
-  ip('link', 'add', 'labw0', 'type', 'veth', 'peer', 'name', 'labw1');
-  ip('link', 'set', 'labw0', 'up');
-  ip('link', 'set', 'labw1', 'up');
-  // The watcher runs `ip monitor` in the current namespace, so run it inside via a child.
-  const code = `
-    import { LocatorWatcher } from ${JSON.stringify(treeModule('shim/daemon/locators.ts'))};
-    const w = new LocatorWatcher(['labw0'], (now, diff) => console.log(JSON.stringify({ t: Date.now(), diff })));
-    w.start(); console.log('ready'); process.stdin.on('end', () => { w.stop(); process.exit(0); }); process.stdin.resume();`;
-  const { spawn } = await import('node:child_process');
-  // The watcher runs until its stdin closes (the end of the test) or it is killed.
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.after(() => { child.stdin.end(); });
-  t.after(() => { child.kill('SIGKILL'); });
-  const lines: string[] = [];
-  let buf = '';
-  child.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop() ?? ''; lines.push(...parts); });
+  const { ip, lines } = watcherInNamespace(t, ns, 'labw0', 'labw1');
+  await startWatcher(t, ns, 'labw0', lines);
   const line = async (pred: (l: string) => boolean, what: string): Promise<string> => {
     await waitFor(() => lines.some(pred), `${what}; lines: ${lines.join(' | ')}`);
     return lines.find(pred)!;
   };
-  await line((l) => l === 'ready', 'the watcher');
   let t0 = Date.now();
   ip('-6', 'addr', 'add', '2001:db8:77::1/64', 'dev', 'labw0', 'nodad');
   const added = JSON.parse(await line((l) => l.includes('2001:db8:77::1'), 'the new address')) as { t: number; diff: LocatorDiff };
@@ -177,29 +158,12 @@ test('the watcher notices a new address and a link going down (real namespace)',
 test('the watcher sees a link taken down as its addresses down, and back up, never removed (real namespace, keep_addr_on_down=1)', { timeout: 120_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   const ns = `e2elocd${process.pid.toString(36)}`;
-  const ip = (...args: string[]): void => { const r = spawnSync('ip', ['-n', ns, ...args], { encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
-  assert.equal(spawnSync('ip', ['netns', 'add', ns]).status, 0);
-  t.after(() => { spawnSync('ip', ['netns', 'del', ns]); });
-  spawnSync('ip', ['netns', 'exec', ns, 'sysctl', '-qw', 'net.ipv6.conf.all.keep_addr_on_down=1', 'net.ipv6.conf.default.keep_addr_on_down=1']);
-  ip('link', 'add', 'labd0', 'type', 'veth', 'peer', 'name', 'labd1');
-  ip('link', 'set', 'labd0', 'up');
-  ip('link', 'set', 'labd1', 'up');
+  const { ip, lines } = watcherInNamespace(t, ns, 'labd0', 'labd1');
   ip('-6', 'addr', 'add', '2001:db8:78::1/64', 'dev', 'labd0'); // an ordinary address: DAD runs
   const tentative = (): boolean => spawnSync('ip', ['-n', ns, '-6', 'addr', 'show', 'dev', 'labd0'], { encoding: 'utf8' }).stdout.includes('tentative');
   await waitFor(() => !tentative(), 'DAD done');
-  const code = `
-    import { LocatorWatcher } from ${JSON.stringify(treeModule('shim/daemon/locators.ts'))};
-    const w = new LocatorWatcher(['labd0'], (now, diff) => console.log(JSON.stringify({ now, diff })));
-    w.start(); console.log('ready'); process.stdin.on('end', () => { w.stop(); process.exit(0); }); process.stdin.resume();`;
-  const { spawn } = await import('node:child_process');
-  const child = spawn('ip', ['netns', 'exec', ns, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.after(() => { child.stdin.end(); });
-  t.after(() => { child.kill('SIGKILL'); });
-  const lines: string[] = [];
-  let buf = '';
-  child.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop() ?? ''; lines.push(...parts); });
+  await startWatcher(t, ns, 'labd0', lines);
   const diffs = (): LocatorDiff[] => lines.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { diff: LocatorDiff }).diff);
-  await waitFor(() => lines.includes('ready'), 'the watcher');
   assert.deepEqual(diffs(), [], 'nothing changed yet');
   ip('link', 'set', 'labd0', 'down');
   await waitFor(() => tentative(), 'the kernel marks the address of the downed link tentative');
@@ -210,3 +174,32 @@ test('the watcher sees a link taken down as its addresses down, and back up, nev
   await waitFor(() => diffs().some((d) => d.cameUp.includes('2001:db8:78::1')), `the address up again after its DAD; lines: ${lines.join(' | ')}`);
   assert.deepEqual(diffs().flatMap((d) => [...d.removed, ...d.added]), [], `never removed nor added again: ${lines.join(' | ')}`);
 });
+
+/**
+ * A namespace `name` with a veth pair `dev`/`peer`, both up, and keep_addr_on_down set: `ip` runs
+ * in it; `lines` will hold the output of the watcher startWatcher runs there.
+ */
+function watcherInNamespace(t: TestContext, name: string, dev: string, peer: string): { ip: (...args: string[]) => void; lines: string[] } {
+  const ip = (...args: string[]): void => { const r = spawnSync('ip', ['-n', name, ...args], { encoding: 'utf8' }); assert.equal(r.status, 0, r.stderr); };
+  assert.equal(spawnSync('ip', ['netns', 'add', name]).status, 0);
+  t.after(() => { spawnSync('ip', ['netns', 'del', name]); });
+  spawnSync('ip', ['netns', 'exec', name, 'sysctl', '-qw', 'net.ipv6.conf.all.keep_addr_on_down=1', 'net.ipv6.conf.default.keep_addr_on_down=1']);
+  ip('link', 'add', dev, 'type', 'veth', 'peer', 'name', peer);
+  ip('link', 'set', dev, 'up');
+  ip('link', 'set', peer, 'up');
+  return { ip, lines: [] };
+}
+
+/** Start the watcher on `dev` in namespace `name`; its lines go to `lines`. It runs until its stdin closes (the end of the test). */
+async function startWatcher(t: TestContext, name: string, dev: string, lines: string[]): Promise<void> {
+  const code = `
+    import { LocatorWatcher } from ${JSON.stringify(treeModule('shim/daemon/locators.ts'))};
+    const w = new LocatorWatcher([${JSON.stringify(dev)}], (now, diff) => console.log(JSON.stringify({ t: Date.now(), diff })));
+    w.start(); console.log('ready'); process.stdin.on('end', () => { w.stop(); process.exit(0); }); process.stdin.resume();`;
+  const child = spawn('ip', ['netns', 'exec', name, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', code], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => { child.stdin.end(); });
+  t.after(() => { child.kill('SIGKILL'); });
+  let buf = '';
+  child.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop() ?? ''; lines.push(...parts); });
+  await waitFor(() => lines.includes('ready'), 'the watcher');
+}
