@@ -66,7 +66,7 @@ function recordOptions(c: Command): Command {
 
 function serverOptions(c: Command): Command {
   return c
-    .option('--server <addr[:port]>', 'the primary server that takes updates (IPv6 with a port: [addr]:port)')
+    .option('--server <addr|name[:port]>', 'the primary server that takes updates: an address or a host name, with an optional port ([v6addr]:port for IPv6)')
     .option('--zone <zone>', 'the zone that holds the host')
     .option('--key <file>', 'TSIG key file, hmac-sha256: BIND "key { … };", knot YAML, or name:secret')
     .option('--key-name <name>', 'which key, when the file holds several')
@@ -115,7 +115,7 @@ export function register(program: Command): void {
   zone.command('show')
     .description('fetch a host\'s capability record (and TXT fallback) and print it; --expect* compare')
     .argument('<name>', 'the host name')
-    .option('--server <addr[:port]>', 'server to ask (default: first nameserver in /etc/resolv.conf)')
+    .option('--server <addr|name[:port]>', 'server to ask: an address or a host name, with an optional port ([v6addr]:port for IPv6); default: the first nameserver in /etc/resolv.conf')
     .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--no-txt', 'do not fall back to the _shim6 TXT record')
     .option('--expect <text>', 'the expected record in text form ("v1 ulid=… loc=…"); exit 1 if different')

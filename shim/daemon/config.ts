@@ -354,7 +354,7 @@ function parseCga(v: unknown): NonNullable<DaemonConfig['cga']> {
 function parseDnsUpdate(v: unknown): DnsUpdateConfig {
   if (!isObject(v)) configError('dnsUpdate', v, 'expected { server, zone, name, key, minInterval, aaaa, ttl }');
   rejectUnknown(v, ['server', 'zone', 'name', 'key', 'keyName', 'minInterval', 'aaaa', 'ttl'], 'dnsUpdate');
-  const server = str('dnsUpdate.server', v.server, undefined, 'the primary server, "ADDR" or "ADDR:PORT" ([v6]:port)');
+  const server = str('dnsUpdate.server', v.server, undefined, 'the primary server, "ADDR", "NAME", "ADDR:PORT" or "NAME:PORT" ([v6]:port)');
   try { parseServer(server, 'dnsUpdate.server'); } catch (e) { configError('dnsUpdate.server', server, (e as Error).message.replace(/^.*?: /, '')); }
   const absolute = (field: string, x: unknown): string => {
     const n = str(field, x, /^[A-Za-z0-9_.-]{1,253}$/, 'a DNS name');
