@@ -21,6 +21,10 @@ export const UNIT_NAME = 'shim6.service';
 export const UNIT_TEMPLATE = path.join(packageRoot, 'systemd', UNIT_NAME);
 export const DEFAULT_UNIT_DIR = '/etc/systemd/system';
 /** ProtectHome=yes makes these empty for the service: node and the package must live elsewhere. */
+/**
+ * What ProtectHome=yes hides from the service. (PrivateTmp=yes gives it a /tmp of its own too;
+ * a package or configuration there is not refused: tests install from there.)
+ */
 const HIDDEN = ['/home/', '/root/', '/run/user/'];
 
 const STARTER_CONFIG = `# shim6 daemon configuration: every key is optional and this file, as written,
@@ -52,9 +56,11 @@ export interface UnitPaths {
 
 /** Why these paths cannot work as a service, or undefined when they can. */
 export function unitPathProblem(p: UnitPaths): string | undefined {
-  for (const [what, file] of [['node', p.node], ['the shim6 package', p.root]] as const) {
-    const hidden = HIDDEN.find((d) => `${file}/`.startsWith(d));
-    if (hidden) return `${what} is under ${hidden} (${file}), which ProtectHome=yes hides from the service: install shim6 with \`npm install -g\` (and node outside ${hidden})`;
+  for (const [what, file] of [['node', p.node], ['the shim6 package', p.root], ['the configuration file', p.config]] as const) {
+    const dir = HIDDEN.find((d) => `${file}/`.startsWith(d));
+    if (!dir) continue;
+    const fix = what === 'the configuration file' ? 'keep it in /etc/shim6 (--config)' : `install shim6 with \`npm install -g\` (and node outside ${dir})`;
+    return `${what} is under ${dir} (${file}), which ProtectHome=yes hides from the service: ${fix}`;
   }
   if (!existsSync(path.join(p.root, 'dist/cli/entry.js'))) return `${p.root} is not built (dist/ is missing): run \`npm run build\` there`;
   return undefined;

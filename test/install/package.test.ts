@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { ROOT } from '../helpers/cli.ts';
@@ -49,7 +49,10 @@ test('npm install -g of the packed tarball: shim6 on PATH, the addon built, no t
   const tarball = path.join(dir, (JSON.parse(packed.stdout) as Array<{ filename: string }>)[0]!.filename);
   // The install script (node-gyp) must run: it is the one thing --ignore-scripts would skip.
   const prefix = path.join(dir, 'prefix');
-  const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--allow-scripts=shim6', '--prefer-offline', '--no-audit', '--no-fund', tarball], { env: NPM_ENV, encoding: 'utf8', timeout: 600_000 });
+  mkdirSync(path.join(prefix, 'lib'), { recursive: true }); // as a global prefix is (npm's strict check reads it first)
+  // As docs/operations.md installs it: the tarball's install script allowed by its absolute path, strictly (a
+  // name that does not match it would then refuse the install instead of a warning).
+  const inst = spawnSync('npm', ['install', '-g', '--prefix', prefix, '--strict-allow-scripts', `--allow-scripts=${tarball}`, '--prefer-offline', '--no-audit', '--no-fund', tarball], { env: NPM_ENV, encoding: 'utf8', timeout: 600_000 });
   assert.equal(inst.status, 0, inst.stdout + inst.stderr);
   const pkg = path.join(prefix, 'lib/node_modules/shim6');
   assert.ok(existsSync(path.join(pkg, 'native/build/Release/shim6_tun.node')), 'the addon was built at install');

@@ -82,10 +82,11 @@ test('ExecStart words are quoted and escaped for systemd', () => {
   assert.equal(unit, '[Service]\nExecStart=/usr/bin/node --no-memory-reducer "/opt/s 6/bin/shim6.js" daemon --config /etc/shim6/shim6.yaml\nExecReload=x\n');
 });
 
-test('install refuses paths that ProtectHome hides, and an unbuilt package', () => {
+test('install refuses paths that ProtectHome hides (node, the package, the configuration file), and an unbuilt package', () => {
   const built = { node: '/usr/bin/node', root: ROOT, config: '/etc/shim6/shim6.yaml' };
   assert.match(unitPathProblem({ ...built, node: '/root/.nvm/versions/node/v20/bin/node' }) ?? '', /node is under \/root\/.*ProtectHome/);
   assert.match(unitPathProblem({ ...built, root: '/home/op/shim6' }) ?? '', /package is under \/home\/.*ProtectHome/);
+  assert.match(unitPathProblem({ ...built, config: '/root/shim6.yaml' }) ?? '', /configuration file is under \/root\/.*ProtectHome.*\/etc\/shim6/);
   assert.match(unitPathProblem({ ...built, root: '/opt/nothing-here' }) ?? '', /not built/);
 });
 
