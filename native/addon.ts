@@ -113,9 +113,9 @@ export function loadAddon(): NativeAddon {
   try {
     a = require(ADDON_PATH) as NativeAddon;
   } catch (e) {
-    throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild\` or \`npm ci\`): ${(e as Error).message}`);
+    throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild -g shim6\` for an installed shim6, \`npm ci\` in a checkout): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild -g shim6` for an installed shim6, `npm rebuild` in a checkout)');
   addon = a;
   return addon;
 }

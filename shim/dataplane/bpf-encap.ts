@@ -393,7 +393,7 @@ export class BpfEncap implements EncapHook {
    */
   static open(opts: BpfEncapOptions): BpfEncap {
     const addon = loadAddon();
-    if (typeof addon.bpfObjGet !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild`)');
+    if (typeof addon.bpfObjGet !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild -g shim6` for an installed shim6, `npm rebuild` in a checkout)');
     const obj = buildObject(opts.cacheDir, opts.maxContexts);
     let mounted = false;
     if (!bpffsMounted()) {
