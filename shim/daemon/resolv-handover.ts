@@ -20,8 +20,9 @@
  * Owns the state file and its format; does not know the stub or the engine.
  * Every outside input (the state file, the host's resolv.conf) is bounded.
  */
-import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync, linkSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync, linkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { writeAllSync } from './write-all.ts';
 import path from 'node:path';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
@@ -384,7 +385,7 @@ function writeResolvConf(file: string, data: Buffer, meta: { mode: number; uid: 
     const fd = openSync(file, 'r+');
     try {
       ftruncateSync(fd, 0);
-      writeAll(fd, data);
+      writeAllSync(fd, data);
       fsyncSync(fd);
     } finally {
       closeSync(fd);
@@ -393,16 +394,6 @@ function writeResolvConf(file: string, data: Buffer, meta: { mode: number; uid: 
   const back = readCurrent(file);
   if (back === undefined || !back.equals(data)) {
     throw new Error(`${file} holds ${back === undefined ? 'no readable file' : `${back.length} octets`} after writing ${data.length}, not what was written`);
-  }
-}
-
-/** All of `data` at the start of `fd`: a short count is followed by the rest, until it is written or writeSync throws (ENOSPC). */
-function writeAll(fd: number, data: Buffer): void {
-  let done = 0;
-  while (done < data.length) {
-    const n = writeSync(fd, data, done, data.length - done, done);
-    if (n <= 0) throw new Error(`wrote ${done} of ${data.length} octets`);
-    done += n;
   }
 }
 

@@ -6,7 +6,8 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { writeAllSync } from './write-all.ts';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
 import { canonicalIpv6, formatIpv6Octets, type Ipv6 } from '../wire/ipv6.ts';
@@ -183,8 +184,7 @@ export function saveCaches(file: string, data: CacheFile): FileId {
       // The rename keeps the inode and its creation time: the file names itself (`file`).
       id = fileIdOf(fstatSync(fd));
       const bytes = Buffer.from(JSON.stringify({ ...data, file: id }) + '\n');
-      // A write may take part of the data (a full disk takes what fits, then fails the next one).
-      for (let off = 0; off < bytes.length;) off += writeSync(fd, bytes, off, bytes.length - off);
+      writeAllSync(fd, bytes);
       fsyncSync(fd); // the rename must not publish a file whose data a power cut loses
     } finally {
       closeSync(fd);
