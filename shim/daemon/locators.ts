@@ -39,12 +39,21 @@ interface IpAddrJson {
  * not UP is kept, as down (`up: false`, not usable as a source before its DAD).
  */
 export function parseIpAddrJson(json: string, interfaces: readonly string[] = [], known: readonly LocalAddress[] = []): LocalAddress[] {
-  let links: IpAddrJson[];
+  const links = ipAddrLinks(json);
+  return links === undefined ? [] : addressesOf(links, interfaces, known);
+}
+
+/** The links of `ip -j addr` output, or undefined when it is no JSON list. */
+function ipAddrLinks(json: string): IpAddrJson[] | undefined {
   try {
-    links = JSON.parse(json) as IpAddrJson[];
+    const v: unknown = JSON.parse(json);
+    return Array.isArray(v) ? v as IpAddrJson[] : undefined;
   } catch {
-    return [];
+    return undefined;
   }
+}
+
+function addressesOf(links: readonly IpAddrJson[], interfaces: readonly string[], known: readonly LocalAddress[]): LocalAddress[] {
   const out: LocalAddress[] = [];
   for (const l of links) {
     if (!l.ifname || (interfaces.length > 0 && !interfaces.includes(l.ifname))) continue;
@@ -70,15 +79,12 @@ export function parseIpAddrJson(json: string, interfaces: readonly string[] = []
 export function readLocalAddresses(interfaces: readonly string[] = [], known: readonly LocalAddress[] = []): LocalAddress[] {
   const r = spawnSync('ip', ['-j', '-6', 'addr', 'show'], { encoding: 'utf8', timeout: 5000 });
   let why: string | undefined;
+  let links: IpAddrJson[] | undefined;
   if (r.error !== undefined) why = r.error.message;
   else if (r.status !== 0) why = `${r.status === null ? `killed by ${r.signal ?? 'a signal'}` : `exit ${r.status}`}${String(r.stderr ?? '').trim() ? `: ${String(r.stderr).trim().slice(0, 200)}` : ''}`;
-  else if (!isJsonList(String(r.stdout))) why = 'its output is no JSON list';
-  if (why !== undefined) throw new EnvironmentError('ENOLOCATOR', `cannot read the host's IPv6 addresses (ip -j -6 addr show: ${why})`);
-  return parseIpAddrJson(String(r.stdout), interfaces, known);
-}
-
-function isJsonList(text: string): boolean {
-  try { return Array.isArray(JSON.parse(text)); } catch { return false; }
+  else if ((links = ipAddrLinks(String(r.stdout))) === undefined) why = 'its output is no JSON list';
+  if (why !== undefined || links === undefined) throw new EnvironmentError('ENOLOCATOR', `cannot read the host's IPv6 addresses (ip -j -6 addr show: ${why})`);
+  return addressesOf(links, interfaces, known);
 }
 
 /**
