@@ -136,7 +136,7 @@ export class Daemon {
    * (undefined: the engine's own): the local addresses of open connections, gone from the host, that
    * were local ULIDs of the previous daemon's contexts; and addresses removed while this daemon ran
    * that were the local ULID of a live context (`keptLive`). They stay among our locators (BROKEN,
-   * after the others) and keep their `local` route in table 5533 until no open connection and no
+   * after the others) and keep their `local` route in table 5534 until no open connection and no
    * context uses them (checked every restoredCheckMs). Our own ULID (`ulid`) is kept too after its
    * address is gone (docs/operations.md "Renumbering"), for the daemon's life.
    */

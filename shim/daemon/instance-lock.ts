@@ -1,6 +1,6 @@
 /**
- * One `shim6 daemon` per network namespace. Its routes (table 5533), rules
- * (preferences 5532, 5533) and nftables tables have fixed names in the
+ * One `shim6 daemon` per network namespace. Its routes (tables 5533, 5534), rules
+ * (preferences 5532–5534) and nftables tables have fixed names in the
  * namespace, and a start removes what "a crashed daemon" left of them: a second
  * daemon must be refused before it touches any of it, or its refused start
  * takes the running one's data plane down (found by a sysadmin's review).

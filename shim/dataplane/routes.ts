@@ -8,12 +8,17 @@
  *    (default 5533), with `src` our ULID and `advmss` so TCP never sends a
  *    segment the encapsulated path cannot carry, even when the TUN MTU had to
  *    be held at 1280.
- *  - Two policy rules: the daemon's own UDP traffic (`ipproto udp sport
- *    <port>`) looks up `main` first, so it never enters the TUN even though
- *    the peer's ULID is also one of its locators; everything else (`not` that
- *    UDP: with no route in `main`, as when a locator's prefix was just
- *    removed, it must fail rather than loop into the TUN) then consults our
- *    table before `main`.
+ *  - Per local locator kept while its link is down (keepLocals), a `local`
+ *    route in a second table (`table + 1`, default 5534).
+ *  - Three policy rules. The daemon's own UDP traffic (`ipproto udp sport
+ *    <port>`) jumps over the next one (`goto`), so it never enters the TUN
+ *    even though the peer's ULID is also one of its locators, and with no
+ *    route in `main` (a locator's prefix just removed) it fails rather than
+ *    loops into the TUN. Only this host's own packets (`iif lo`) then consult
+ *    the ULID routes: a host that forwards (a router, a container or VM host)
+ *    forwards others' packets to a peer's ULID as it would without shim6.
+ *    Last, every packet consults the `local` routes (ours, whichever link
+ *    brought it).
  *
  * Owns: those rules and routes (it removes exactly what it added). Must not
  * know: Shim6, the engine. It implements the driver's RouteHook.
@@ -50,9 +55,9 @@ export interface RoutesOptions {
   port: number;
   /** Smallest MTU of the links carrying the encapsulation (default 1500). */
   pathMtu?: number;
-  /** Routing table for peer ULIDs (default 5533). */
+  /** Routing table for peer ULIDs (default 5533); the kept local locators' routes are in `table + 1`. */
   table?: number;
-  /** Rule preference of the UDP exemption; our table's rule is `pref + 1` (default 5532). */
+  /** Rule preference of the UDP exemption; the ULID table's rule is `pref + 1`, the local routes' `pref + 2` (default 5532). */
   rulePref?: number;
   /**
    * Minimum TCP RTO on peer routes (ms; `rto_min`). Default: the kernel's
@@ -73,6 +78,8 @@ export interface RoutesOptions {
 /** The data plane's routes and rules. */
 export class Routes implements RouteHook {
   readonly table: number;
+  /** The table of the kept local locators' `local` routes (keepLocals): `table + 1`. */
+  readonly localTable: number;
   readonly tunMtu: number;
   readonly advmss: number;
   private readonly pref: number;
@@ -90,6 +97,7 @@ export class Routes implements RouteHook {
   constructor(private readonly opts: RoutesOptions) {
     const pathMtu = opts.pathMtu ?? 1500;
     this.table = opts.table ?? 5533;
+    this.localTable = this.table + 1;
     this.pref = opts.rulePref ?? 5532;
     this.tunMtu = tunMtuFor(pathMtu);
     this.advmss = advmssFor(pathMtu);
@@ -97,32 +105,40 @@ export class Routes implements RouteHook {
   }
 
   /**
-   * A daemon that crashed (SIGKILL) left its two policy rules behind (its TUN
+   * A daemon that crashed (SIGKILL) left its policy rules behind (its TUN
    * and the routes through it went with the process). Remove rules at our
-   * preferences that point where ours point, so the new ones can be added.
+   * preferences that point where ours point (also those of a version whose
+   * rules were `lookup main` and `not … lookup <table>`), so the new ones can be added, and its
+   * kept local locators' routes (on `lo`, they outlive it; one daemon per namespace owns the table).
    */
   removeStaleRules(): void {
     const r = spawnSync('ip', this.argv(['-6', 'rule', 'show']), { encoding: 'utf8', timeout: 5000 });
+    const ours = new Map<number, RegExp>([
+      [this.pref, new RegExp(`^from all ipproto udp sport \\d+ (?:lookup main|goto ${this.pref + 2})$`)],
+      [this.pref + 1, new RegExp(`^(?:not from all ipproto udp sport \\d+|from all iif lo|from all) lookup ${this.table}$`)],
+      [this.pref + 2, new RegExp(`^from all lookup ${this.localTable}$`)],
+    ]);
     for (const line of String(r.stdout ?? '').split('\n')) {
-      const m = /^(\d+):\s+(?:from all ipproto udp sport \d+ lookup main|(?:not )?from all (?:ipproto udp sport \d+ )?lookup (\d+))\s*$/.exec(line.trim());
-      if (!m) continue;
-      const pref = Number(m[1]);
-      if ((pref === this.pref && !m[2]) || (pref === this.pref + 1 && Number(m[2]) === this.table)) this.ip(['-6', 'rule', 'del', 'pref', String(pref)], false);
+      const m = /^(\d+):\s+(.*?)\s*$/.exec(line.trim());
+      if (m && ours.get(Number(m[1]))?.test(m[2]!)) this.ip(['-6', 'rule', 'del', 'pref', m[1]!], false);
     }
+    this.ip(['-6', 'route', 'flush', 'table', String(this.localTable)], false);
   }
 
-  /** Bring the TUN up with its MTU and add the two policy rules. */
+  /** Bring the TUN up with its MTU and add the three policy rules. */
   setup(): void {
     const { tun, port } = this.opts;
     // No SLAAC or DAD on the TUN: it carries only ULID traffic we route to it.
-    // One `ip` for the three (a daemon starts in tests by the hundred). `not`: the daemon's own UDP
-    // never enters the TUN, even when `main` has no route for it (a locator's prefix just
-    // removed): then it is unreachable, not looped into our own TUN.
+    // One `ip` for the four (a daemon starts in tests by the hundred). The `goto`: the daemon's own
+    // UDP never enters the TUN, even when `main` has no route for it (a locator's prefix just
+    // removed): then it is unreachable, not looped into our own TUN. `iif lo`: only this host's own
+    // packets go to a peer's ULID through shim6, not those it forwards.
     this.rulesUp = true; // deleting a rule that is not there (close) is harmless
     this.ipBatchSync([
       ['link', 'set', 'dev', tun, 'mtu', String(this.tunMtu), 'up'],
-      ['rule', 'add', 'pref', String(this.pref), 'ipproto', 'udp', 'sport', String(port), 'lookup', 'main'],
-      ['rule', 'add', 'pref', String(this.pref + 1), 'not', 'ipproto', 'udp', 'sport', String(port), 'lookup', String(this.table)],
+      ['rule', 'add', 'pref', String(this.pref), 'ipproto', 'udp', 'sport', String(port), 'goto', String(this.pref + 2)],
+      ['rule', 'add', 'pref', String(this.pref + 1), 'iif', 'lo', 'lookup', String(this.table)],
+      ['rule', 'add', 'pref', String(this.pref + 2), 'lookup', String(this.localTable)],
     ]);
   }
 
@@ -292,12 +308,12 @@ export class Routes implements RouteHook {
    * Keep a local locator deliverable when its link goes down: with
    * keep_addr_on_down the address stays but the kernel drops its `local`
    * route, so packets for our ULID arriving through the TUN would be answered
-   * with ICMPv6 unreachable. A `local` route in our own table (looked up after
-   * the kernel's `local` table) keeps it ours. One `ip` process for all of them; returns those `ip`
+   * with ICMPv6 unreachable. A `local` route in our table of them (`localTable`, looked up after
+   * the kernel's `local` table, for packets from any link) keeps it ours. One `ip` process for all of them; returns those `ip`
    * refused (each tried alone then).
    */
   keepLocals(addresses: readonly Ipv6[]): Ipv6[] {
-    const add = (a: Ipv6): string[] => ['route', 'replace', 'local', `${a}/128`, 'dev', 'lo', 'table', String(this.table)];
+    const add = (a: Ipv6): string[] => ['route', 'replace', 'local', `${a}/128`, 'dev', 'lo', 'table', String(this.localTable)];
     const all = addresses.length > 1 && this.ipBatchSync(addresses.map(add), false);
     const refused = all ? [] : addresses.filter((a) => !this.ip(['-6', ...add(a)], false));
     for (const a of addresses) if (!refused.includes(a)) this.locals.add(a);
@@ -307,7 +323,7 @@ export class Routes implements RouteHook {
   /** Remove the `local` route keepLocals added. */
   dropLocal(address: Ipv6): void {
     if (!this.locals.delete(address)) return;
-    this.ip(['-6', 'route', 'del', 'local', `${address}/128`, 'dev', 'lo', 'table', String(this.table)], false);
+    this.ip(['-6', 'route', 'del', 'local', `${address}/128`, 'dev', 'lo', 'table', String(this.localTable)], false);
   }
 
   /**
@@ -338,8 +354,8 @@ export class Routes implements RouteHook {
     const table = String(this.table);
     const commands = [
       ...[...this.peers].map((p) => ['route', 'del', `${p}/128`, 'table', table]),
-      ...[...this.locals].map((a) => ['route', 'del', 'local', `${a}/128`, 'dev', 'lo', 'table', table]),
-      ...(this.rulesUp ? [['rule', 'del', 'pref', String(this.pref + 1)], ['rule', 'del', 'pref', String(this.pref)]] : []),
+      ...[...this.locals].map((a) => ['route', 'del', 'local', `${a}/128`, 'dev', 'lo', 'table', String(this.localTable)]),
+      ...(this.rulesUp ? [this.pref + 2, this.pref + 1, this.pref].map((pref) => ['rule', 'del', 'pref', String(pref)]) : []),
     ];
     this.peers.clear();
     this.locals.clear();

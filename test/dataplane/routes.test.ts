@@ -39,6 +39,17 @@ for (const netlink of [true, false]) test(`routes (kernel path's switches by ${n
   assert.match(daemonUdp, /dev dpp0/, 'the daemon\'s own UDP never enters the TUN');
   const otherUdp = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b', 'ipproto', 'udp', 'sport', '4000']).stdout;
   assert.match(otherUdp, new RegExp(`dev ${tun.name}`));
+  // A host that forwards (a router, a container host): another host's packet to the peer's ULID
+  // is forwarded as without shim6, not taken into the TUN (where no context is its own).
+  net.sysctl(a, 'net.ipv6.conf.all.forwarding', '1');
+  net.veth(a, 'dpl0', b, 'dpl1');
+  net.addr(a, 'dpl0', 'fd00:73::a/64');
+  const forwarded = net.run(a, ['ip', '-6', 'route', 'get', 'fd00:71::b', 'from', 'fd00:73::7', 'iif', 'dpl0']).stdout;
+  assert.match(forwarded, /dev dpp0/, `a forwarded packet: ${forwarded}`);
+  assert.doesNotMatch(forwarded, new RegExp(tun.name));
+  // A kept local locator: its `local` route is in the second table, for packets from any link.
+  assert.deepEqual(routes.keepLocals(['fd00:71::a']), []);
+  assert.match(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5534']).stdout, /local fd00:71::a dev lo/);
   // With no route in main (the prefix gone: renumbering), the daemon's UDP is unreachable, not looped into the TUN.
   await routes.contextUp('fd00:71::a', 'fd00:72::b');
   const noMain = spawnSync('ip', ['-n', a.name, '-6', 'route', 'get', 'fd00:72::b', 'ipproto', 'udp', 'sport', '5533'], { encoding: 'utf8' });
@@ -75,4 +86,32 @@ for (const netlink of [true, false]) test(`routes (kernel path's switches by ${n
   routes.close();
   assert.equal(net.run(a, ['ip', '-6', 'rule', 'show']).stdout, rulesBefore);
   assert.equal(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '');
+  assert.equal(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5534']).stdout.trim(), '');
+});
+
+test('a crashed daemon\'s rules and kept local routes, of this version and of the one before, go at the next start', (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  const net = new NetLab(t);
+  const a = net.ns('dprs');
+  const rulesBefore = net.run(a, ['ip', '-6', 'rule', 'show']).stdout;
+  const left = [
+    ['rule', 'add', 'pref', '5532', 'ipproto', 'udp', 'sport', '5533', 'lookup', 'main'],
+    ['rule', 'add', 'pref', '5533', 'not', 'ipproto', 'udp', 'sport', '5533', 'lookup', '5533'],
+  ];
+  for (const args of left) net.run(a, ['ip', '-6', ...args]);
+  const routes = new Routes({ tun: 'dprsnone', port: 5533, netns: a.name });
+  routes.removeStaleRules();
+  assert.equal(net.run(a, ['ip', '-6', 'rule', 'show']).stdout, rulesBefore, 'the rules of the version before');
+  for (const args of [
+    ['rule', 'add', 'pref', '5532', 'ipproto', 'udp', 'sport', '5533', 'goto', '5534'],
+    ['rule', 'add', 'pref', '5533', 'iif', 'lo', 'lookup', '5533'],
+    ['rule', 'add', 'pref', '5534', 'lookup', '5534'],
+    ['rule', 'add', 'pref', '5535', 'lookup', '5534'], // not at our preference: someone else's
+    ['route', 'add', 'local', 'fd00:74::a/128', 'dev', 'lo', 'table', '5534'],
+  ]) net.run(a, ['ip', '-6', ...args]);
+  routes.removeStaleRules();
+  const rules = net.run(a, ['ip', '-6', 'rule', 'show']).stdout;
+  assert.doesNotMatch(rules, /^553[234]:/m);
+  assert.match(rules, /^5535:/m);
+  assert.equal(net.run(a, ['ip', '-6', 'route', 'show', 'table', '5534']).stdout.trim(), '');
 });
