@@ -3,7 +3,7 @@
  * Preferences in I2/I2bis/R2 and Update Requests; our own Update Requests with
  * the full list and preferences, one outstanding at a time, retransmitted with
  * back-off capped at MAX_UPDATE_TIMEOUT; generations (send +1, accept any
- * newer); Error codes 2–4. A peer locator enters Ls(peer) only when HBA/CGA
+ * but the current one and the few before it: acceptedGeneration); Error codes 2–4. A peer locator enters Ls(peer) only when HBA/CGA
  * proves it (verify.ts: HBA set membership or the CGA Signature over the
  * list), and becomes a destination only after a probe (reap.ts).
  */
@@ -31,10 +31,23 @@ export function peerKeepalive(ctx: Context, msg: Shim6Message): void {
   if (k !== undefined && k.timeoutSeconds > 0) ctx.peerKeepaliveTimeout = seconds(k.timeoutSeconds);
 }
 
-/** u32 serial comparison: is `a` newer than `b`? (RFC 1982 style, so +1 wraps.) */
-export function newerGeneration(a: number, b: number): boolean {
-  const d = (a - b) >>> 0;
-  return d !== 0 && d < 0x8000_0000;
+/**
+ * Generations of a +1 sender (ours, and the notes' advice) that a late copy of an abandoned
+ * Update Request can carry: the current one's few predecessors.
+ */
+export const STALE_GENERATIONS = 255;
+
+/**
+ * May a received Locator List of generation `a` replace Ls(peer) of generation `current`?
+ * RFC 5533 §10.4 takes any ("the peer generation number in the context is updated to be the one
+ * in the Locator List option"), and §10.1 has a sender pick a random one per new list; §5.15.2 has
+ * it add one. So: any but the current one (a retransmission, or a replay) and the STALE_GENERATIONS
+ * before it (u32, wrapping), where a late copy of a +1 sender's abandoned request lands; a random
+ * new generation falls there once in 2^24.
+ */
+export function acceptedGeneration(a: number, current: number): boolean {
+  const behind = (current - a) >>> 0;
+  return behind > STALE_GENERATIONS;
 }
 
 /** One Locator List entry and whether HBA/CGA proved it. */
@@ -142,7 +155,7 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datag
   if (pds !== undefined && !core.verifier.ownsUlid(ctx.peerUlid, pds)) return drop('pds-mismatch');
   const list = findOption(msg, 'LocatorList');
   let changed = false;
-  if (list !== undefined && (ctx.peerGeneration < 0 || newerGeneration(list.generation, ctx.peerGeneration))) {
+  if (list !== undefined && (ctx.peerGeneration < 0 || acceptedGeneration(list.generation, ctx.peerGeneration))) {
     const gate = core.verifyGate(now, src, ctx);
     const checked = checkLocators(core, ctx.peerUlid, msg, ctx.peerPds, gate);
     // Over the sender's verification budget: not verified, so neither accepted nor refused (no Error); it retransmits.

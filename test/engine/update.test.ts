@@ -70,6 +70,26 @@ test('Update Request with a locator HBA does not prove → Error code 2, Ls(peer
   assert.equal(JSON.stringify(b.engine.status().contexts[0]!.peerLocators), before);
 });
 
+test('a Locator List is merged whatever its generation (RFC 5533 §10.1: random), but for the current one and the few before it', () => {
+  const { sim, a, b } = configuredPair(31);
+  const gen = a.engine.status().localGeneration;
+  const request = (generation: number, nonce: number, locators: string[]): Uint8Array => encodeMessage({ type: 'UpdateRequest', contextTag: b.engine.status().contexts[0]!.contextTag, requestNonce: nonce, options: [
+    { type: 'LocatorList', critical: false, generation, locators: locators.map((address) => ({ address, verificationMethod: 1 })) },
+  ] });
+  const peerSet = (): string[] => b.engine.status().contexts[0]!.peerLocators.map((l) => l.address).sort();
+  // A peer that picks a random generation: this one is "older" in serial arithmetic.
+  const random = (gen - 0x4000_0000) >>> 0;
+  b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes: request(random, 41, [a.locators[0]!]) });
+  sim.flush();
+  assert.deepEqual(peerSet(), [a.locators[0]!], 'the list of a random generation is the peer\'s set');
+  const upd = engineEvents(b).filter((e) => e.kind === 'locator-set-updated').at(-1);
+  assert.ok(upd && upd.kind === 'locator-set-updated' && upd.generation === random);
+  // A late copy of a request the sender abandoned for this one (+1 sender): acked, not merged.
+  b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes: request((random - 1) >>> 0, 42, [...a.locators]) });
+  sim.flush();
+  assert.deepEqual(peerSet(), [a.locators[0]!], 'a late copy of the generation before did not roll the set back');
+});
+
 test('R1bis / I2bis: the peer lost its state; payload triggers recovery and the context comes back', () => {
   const { sim, a, b } = configuredPair(29);
   // B restarts: same addresses, no contexts
