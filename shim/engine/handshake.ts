@@ -18,7 +18,7 @@ import type { DatagramResult } from './events.ts';
 import { boundPort, learnPort, peerPortOf, replyPort, type Datagram } from './rx.ts';
 import type { PrimeLocator } from './capability.ts';
 import { checkR1Validator, encodeR1, R1_LENGTH } from './responder.ts';
-import { applyHandshakeLocators, checkLocators, peerKeepalive, sendUpdate, type CheckedLocator } from './update.ts';
+import { applyHandshakeLocators, checkLocators, peerKeepalive, retagUpdate, sendUpdate, type CheckedLocator } from './update.ts';
 import { checkConfusion } from './confusion.ts';
 import { startReap } from './reap.ts';
 import { rankedPairs, tryOrder, type LocatorPair } from './pairs.ts';
@@ -373,6 +373,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   const step = core.step(ctx, trigger);
   if (step === undefined) return drop('state');
   const anew = step.from === State.ESTABLISHED && ctx.state === State.ESTABLISHED && ctx.ctPeer !== msg.contextTag;
+  const oldTag = ctx.ctPeer;
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // the validator binds the port our R1/R1bis went to
   peerKeepalive(ctx, msg);
@@ -388,6 +389,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   }
   checkConfusion(core, ctx);
   sendR2(core, ctx, rx, msg.initiatorNonce);
+  retagUpdate(core, ctx, now, oldTag);
   return CONSUMED;
 }
 
@@ -435,6 +437,7 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
     recovered = step.from === State.I2BIS_SENT;
   }
   applyHandshakeLocators(ctx, msg, checked);
+  const oldTag = ctx.ctPeer;
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // it echoes our Initiator Nonce
   peerKeepalive(ctx, msg);
@@ -445,6 +448,7 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
   checkConfusion(core, ctx);
   // Our locators changed after the I2/I2bis left (§10.1): the peer has an old list.
   if (ctx.announcedGeneration !== core.local.generation && core.local.pds !== undefined) sendUpdate(core, ctx, now);
+  else retagUpdate(core, ctx, now, oldTag);
   return CONSUMED;
 }
 

@@ -123,6 +123,16 @@ export function sendUpdate(core: Core, ctx: Context, now: Millis): void {
 }
 
 /**
+ * CT(peer) changed from `oldTag` (the peer lost the context and set it up anew: the R2 to our
+ * I2bis, or its I2 with a new tag, §7.9): an Update Request still pending names the old tag, which
+ * the peer no longer has, so each retransmission drew an R1bis and no ack, for the context's life.
+ * It goes again now, under the new tag (a fresh nonce, §10.3).
+ */
+export function retagUpdate(core: Core, ctx: Context, now: Millis, oldTag: number): void {
+  if (ctx.update !== undefined && ctx.ctPeer !== oldTag) sendUpdate(core, ctx, now);
+}
+
+/**
  * Update retransmission: forever, back-off capped at MAX_UPDATE_TIMEOUT (§10.2).
  * The cap holds after randomisation too: no gap ever exceeds it.
  */

@@ -156,3 +156,32 @@ test('Update Request in I2-SENT (the peer has the context, its R2 lost): no Upda
   assert.equal(acks.length, 1, 'the request sent again once A is established is acked');
   assert.equal((decodeMessage(acks[0]!.bytes) as { contextTag: number }).contextTag, b.engine.status().contexts[0]!.contextTag, 'with B\'s tag');
 });
+
+test('a pending Update Request goes again under the tag of the context the restarted peer set up anew (R1bis recovery, or its own I2): the old tag drew an R1bis at every retransmission, for good', () => {
+  for (const how of ['r1bis', 'peer-i2'] as const) {
+    const { sim, a, b } = configuredPair(23);
+    sim.setLink(a.ulid, b.ulid, { blackhole: true }, 'forward');
+    a.engine.localLocatorDown(sim.now, a.locators[1]!); // an Update Request B never gets
+    sim.runFor(1000);
+    const fresh = rebootShimHost(sim, b);
+    sim.setLink(a.ulid, b.ulid, { blackhole: false }, 'forward');
+    if (how === 'peer-i2') {
+      fresh.engine.prime(sim.now, { ulid: a.ulid, locators: [], ttl: 300, source: 'configured' });
+      sim.flush();
+    }
+    sim.driveUntil(() => engineEvents(a).some((e) => e.kind === 'context-established' && e.recovered), { within: 20_000 });
+    const newTag = fresh.engine.status().contexts[0]!.contextTag;
+    assert.equal(a.engine.status().contexts[0]!.peerContextTag, newTag, how);
+    const since = sim.now;
+    sim.runFor(30_000);
+    const after = sent(sim).filter((l) => l.at >= since);
+    const requests = after.filter((l) => l.from === 'a' && l.type === 'UpdateRequest').map((l) => decodeMessage(l.bytes) as { contextTag: number });
+    assert.ok(requests.every((m) => m.contextTag === newTag), `${how}: Update Requests under the old tag: ${requests.filter((m) => m.contextTag !== newTag).length}`);
+    assert.equal(after.filter((l) => l.from === 'b' && l.type === 'R1bis').length, 0, `${how}: no R1bis`);
+    assert.equal(a.engine.status().contexts[0]!.timers.update, undefined, `${how}: nothing left to retransmit`);
+    const last = engineEvents(fresh).filter((e) => e.kind === 'locator-set-updated' || e.kind === 'context-established');
+    assert.ok(last.length > 0);
+    const bs = fresh.engine.status().contexts[0]!;
+    assert.ok(bs.peerLocators.some((l) => l.address === a.locators[1] && (l.flags & 1) === 1), `${how}: B knows A's locator is BROKEN`);
+  }
+});
