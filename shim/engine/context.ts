@@ -104,7 +104,7 @@ export class Context implements Timed {
   /** Keepalive Timeout the peer asked for (RFC 5534 §5.3), ms. */
   peerKeepaliveTimeout: Millis | undefined = undefined;
   retries = 0;
-  /** I2 cycles that ran out (each a fall back to I1, §7.12); E-FAILED at I2_CYCLES_MAX (retransmit.ts). */
+  /** I2 cycles that ran out (each a fall back to I1, §7.12) since the context was last established; E-FAILED at I2_CYCLES_MAX (retransmit.ts). */
   i2Cycles = 0;
   /** In I2-SENT: the peer sent us payload or control with our tag since this I2 cycle began (dispatch.ts nudgePending). */
   i2Nudged = false;

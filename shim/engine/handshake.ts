@@ -471,6 +471,7 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   core.table.clearNonce(ctx);
   core.stop(ctx, TimerKind.Retransmit);
   ctx.retries = 0;
+  ctx.i2Cycles = 0; // I2_CYCLES_MAX bounds one establishment: a later recovery's fall backs count anew
   ctx.validator = undefined;
   ctx.sideRecovery = undefined;
   const lp = ctx.peerLocator(ctx.lpPeer);

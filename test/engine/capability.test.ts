@@ -4,7 +4,7 @@
 // handshake, and a locator change during I2-SENT reaching the peer.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { engineEvents, sendShim, shimPair } from '../sim/shim-hosts.ts';
+import { engineEvents, rebootShimHost, sendShim, shimPair } from '../sim/shim-hosts.ts';
 import { sentTypes } from '../sim/trace.ts';
 import { State } from '../../shim/engine/index.ts';
 import { tryDecodeMessage } from '../../shim/wire/index.ts';
@@ -131,4 +131,29 @@ test('a peer that answers every I1 and drops every I2 (it cannot verify our ULID
   assert.equal(sent.filter((t) => t === 'I2').length, I2_CYCLES_MAX * (I2_RETRIES_MAX + 1), `${I2_CYCLES_MAX} cycles of I2 and its retries: ${sent.join(' ')}`);
   assert.ok(engineEvents(a).some((e) => e.kind === 'context-failed' && e.peerUlid === b.ulid && e.reason === 'no-answer'), 'E-FAILED');
   assert.equal(b.engine.contextCount, 0);
+});
+
+test('the I2 cycles an establishment took count for that establishment only: a context that needed two, and falls back to I1 once in a later recovery, is not failed', () => {
+  const { sim, a, b } = shimPair(113);
+  const dropped = new Set<string>(['I2']);
+  const drop = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && dropped.has(r.message.type); };
+  for (const from of a.locators) for (const to of b.locators) sim.setLink(from, to, { dropIf: drop }, 'forward');
+  const i2s = (): number => sentTypes(sim, 'a').filter((t) => t === 'I2').length;
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 600, source: 'dns' });
+  // Two I2 cycles run out (each falls back to I1, §7.12), then the third I2 goes through.
+  sim.driveUntil(() => i2s() === 2 * (I2_RETRIES_MAX + 1) + 1, { within: 60_000 });
+  dropped.clear();
+  sim.driveUntil(() => a.engine.status().contexts[0]?.state === State.ESTABLISHED, { within: 10_000 });
+  // Later B loses the context; the recovery's I2bis and the next I2 cycle are lost: one fall back to I1.
+  const fresh = rebootShimHost(sim, b);
+  dropped.add('I2').add('I2bis');
+  const before = i2s();
+  sendShim(sim, a, fresh);
+  sim.driveUntil(() => i2s() === before + I2_RETRIES_MAX + 1, { within: 60_000 });
+  sim.driveUntil(() => a.engine.status().contexts[0]?.state !== State.I2_SENT, { within: 60_000 });
+  dropped.clear();
+  sim.driveUntil(() => a.engine.status().contexts[0]?.state === State.ESTABLISHED || engineEvents(a).some((e) => e.kind === 'context-failed'), { within: 60_000 });
+  assert.ok(!engineEvents(a).some((e) => e.kind === 'context-failed'), 'not E-FAILED: this exchange ran out one I2 cycle');
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.equal(a.engine.exportCaches(sim.now).negative.length, 0, 'no negative entry for a peer that answers');
 });
