@@ -108,6 +108,8 @@ export class Context implements Timed {
   i2Cycles = 0;
   /** In I2-SENT: the peer sent us payload or control with our tag since this I2 cycle began (dispatch.ts nudgePending). */
   i2Nudged = false;
+  /** When a packet of the peer's last made us send the pending I2 or I2bis again (dispatch.ts nudgePending: one per half its timeout). */
+  nudgedAt = -Infinity;
   /** In I2-SENT: the I1 with the I2's nonce went out this I2 cycle (handshake.ts sendI1InI2Cycle). */
   i2CycleI1 = false;
   /**

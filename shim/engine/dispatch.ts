@@ -41,14 +41,19 @@ const EST_OR_PENDING: readonly State[] = [State.ESTABLISHED, State.I2_SENT, Stat
  * every second, Probes, Update Requests) held the exchange pending for good. That peer may be a
  * restarted one, established by our R2 to its I1 (§7.4) while the I2 we keep sending carries its
  * previous instance's validator, which it cannot verify: only the fallback to I1 (§7.12) ends it,
- * and a nudged I2 cycle falls back at its next timeout (retransmit.ts).
+ * and a nudged I2 cycle falls back at its next timeout (retransmit.ts). A nudge sends at most one
+ * I2 (I2bis) per half of its timeout (`ctx.nudgedAt`).
  */
 export function nudgePending(core: Core, ctx: Context, now: Millis): void {
   const row = core.step(ctx, 'recv-payload');
-  if (row?.send === 'I2') {
-    ctx.i2Nudged = true;
-    sendI2(core, ctx, now, false);
-  } else if (row?.send === 'I2bis') resendI2bis(core, ctx, now, false);
+  if (row?.send !== 'I2' && row?.send !== 'I2bis') return;
+  if (row.send === 'I2') ctx.i2Nudged = true;
+  // At most one per half of the message's own timeout (as i1ReplyGap for R2s): a stream from the
+  // peer would otherwise draw one I2 (or I2bis), far larger than its packets, per packet.
+  if (now < ctx.nudgedAt + (row.send === 'I2' ? core.timers.i2Timeout : core.timers.i2bisTimeout) / 2) return;
+  ctx.nudgedAt = now;
+  if (row.send === 'I2') sendI2(core, ctx, now, false);
+  else resendI2bis(core, ctx, now, false);
 }
 
 /**

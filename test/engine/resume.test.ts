@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { configuredPair, engineEvents, primeWith, rebootShimHost, sendShim, shimAlone, shimDeliveries, shimPair } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
 import { tryDecodeMessage } from '../../shim/wire/index.ts';
+import { sent } from '../sim/trace.ts';
 import { inPersistTimer, parseSocketTable, parseTcp6Peers, parseUnackedTcpFlows, withOpenedSince } from '../../shim/daemon/open-connections.ts';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -356,4 +357,27 @@ test('a restart race whose I1 from B is lost: B\'s I2 cycle, nudged by A\'s pack
   assert.ok(sendShim(sim, a, b) && sendShim(sim, b, a), 'both ends carry payload through the context');
   sim.runFor(1000);
   assert.equal(a.engine.status().contexts[0]?.reap, 'Operational', 'A\'s REAP back to Operational: B answers its Probes');
+});
+
+test('a restart race whose I1 from B is lost, under a stream: B sends its I2 again at most once per half I2 timeout, not once per packet of A\'s (3,916 I2s in 4 s at 1,000 packets/s)', () => {
+  const { sim, a, b } = restartRace();
+  let lost = 0;
+  const isI1 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I1'; };
+  for (const from of b.locators) for (const to of a.locators) sim.setLink(from, to, { dropIf: (p) => isI1(p) && lost++ === 0 }, 'forward');
+  primeWith(sim, a, b);
+  sendShim(sim, a, b);
+  sim.runFor(150);
+  assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT);
+  const i2s = (): number => sent(sim, 'b').filter((l) => l.type === 'I2').length;
+  const before = i2s();
+  const talking = sim.now;
+  for (let i = 0; i < 60_000 && b.engine.status().contexts[0]?.state !== State.ESTABLISHED; i++) {
+    sendShim(sim, a, b); // a packet every millisecond
+    sim.runFor(1);
+  }
+  assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED, 'B fell back to I1 at its first I2 timeout and was answered');
+  const took = sim.now - talking;
+  assert.ok(took <= 6000, `established ${took} ms after A began talking`);
+  // One nudged I2 per i2Timeout / 2 (2 s under rfc) while the stream runs; the Retransmit timer's own are apart.
+  assert.ok(i2s() - before <= Math.ceil(took / 2000) + 1, `I2s while A streamed for ${took} ms: ${i2s() - before}`);
 });
