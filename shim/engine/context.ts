@@ -14,6 +14,13 @@ import type { ReapLog } from './reap.ts';
 import type { Bucket } from './reply-limit.ts';
 import type { PathMtu } from './icmp.ts';
 
+/**
+ * Entries of a peer's Locator List a context keeps (its first ones; RFC 5533 sets no bound, a
+ * message of 2,048 octets holds about 118): as many as a capability record carries. Each held
+ * entry costs memory for the context's life, and peers make up to `maxContexts` contexts.
+ */
+export const MAX_PEER_LOCATORS = 32;
+
 /** One peer locator in Ls(peer) (RFC 5533 §6.1). */
 export interface PeerLocator {
   address: Ipv6;
@@ -100,6 +107,8 @@ export class Context implements Timed {
   /** Ls(peer): verified and hinted locators. */
   peer: PeerLocator[];
   peerGeneration = -1;
+  /** Entries of the peer's last Locator List (Locator Preferences must name as many), kept or not (MAX_PEER_LOCATORS). */
+  peerListLength = 0;
   peerPds: Uint8Array | undefined = undefined;
   /** Keepalive Timeout the peer asked for (RFC 5534 §5.3), ms. */
   peerKeepaliveTimeout: Millis | undefined = undefined;

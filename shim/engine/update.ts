@@ -13,7 +13,7 @@ import { seconds } from '../time.ts';
 import { findOption, type ErrorMessage, type Shim6Message, type UpdateAckMessage, type UpdateRequestMessage } from '../wire/index.ts';
 import { ErrorCode, LocatorFlag, OptionType } from '../constants.ts';
 import { State } from './states.ts';
-import type { Context, PeerLocator } from './context.ts';
+import { MAX_PEER_LOCATORS, type Context, type PeerLocator } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
@@ -76,7 +76,7 @@ export function checkLocators(core: Core, peerUlid: Ipv6, msg: Shim6Message, kno
 /**
  * Ls(peer) from an I2/I2bis/R2 whose list `checked` verified: the ULID plus
  * every locator HBA/CGA proves; unproven entries are kept but never
- * destinations.
+ * destinations; at most the list's first MAX_PEER_LOCATORS entries.
  */
 export function applyHandshakeLocators(ctx: Context, msg: Shim6Message, checked: readonly CheckedLocator[]): void {
   const list = findOption(msg, 'LocatorList');
@@ -89,7 +89,13 @@ export function applyHandshakeLocators(ctx: Context, msg: Shim6Message, checked:
   ctx.peerGeneration = list.generation;
 }
 
-function replacePeerSet(ctx: Context, checked: readonly CheckedLocator[], prefs: { flags: number; priority?: number; weight?: number }[] | undefined): void {
+/**
+ * Ls(peer) := the list's first MAX_PEER_LOCATORS entries (preference `i` is entry `i`'s, so the
+ * first ones line up as they are), the ULID and the handshake pair's locator.
+ */
+function replacePeerSet(ctx: Context, all: readonly CheckedLocator[], prefs: { flags: number; priority?: number; weight?: number }[] | undefined): void {
+  const checked = all.slice(0, MAX_PEER_LOCATORS);
+  ctx.peerListLength = all.length;
   const next: PeerLocator[] = [];
   const ulid = ctx.peerLocator(ctx.peerUlid);
   if (!checked.some((c) => c.address === ctx.peerUlid)) next.push(ulid === undefined ? { address: ctx.peerUlid, method: 0, listed: false, verified: true, probed: false, flags: 0, priority: 0, weight: 0 } : { ...ulid, listed: false });
@@ -191,7 +197,7 @@ export function onUpdateRequest(core: Core, now: Millis, ctx: Context, rx: Datag
       sendError(core, now, rx, ErrorCode.LocatorListGenerationOutOfSync, at + 4);
       return drop('generation-out-of-sync');
     }
-    if (prefs.elements.length !== ctx.peer.filter((l) => l.listed).length) {
+    if (prefs.elements.length !== ctx.peerListLength) {
       sendError(core, now, rx, ErrorCode.WrongNumberOfPreferenceElements, at + 8);
       return drop('preference-count');
     }

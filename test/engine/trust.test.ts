@@ -5,7 +5,7 @@
 // globally, never more than twice the datagram that caused them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, MAX_PREFIX_BUCKETS, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import { Engine, MAX_PEER_LOCATORS, MAX_PREFIX_BUCKETS, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
@@ -227,4 +227,22 @@ test('the per-prefix table forgets by generation: a limited /64 stays limited wh
   assert.equal(l.allow(ms(0), x), false, 'still limited: found in the previous generation and moved back');
   for (let i = 5; i < 20; i++) { l.allow(ms(0), other(i)); assert.ok(l.size <= 10, `${l.size} buckets`); }
   assert.equal(l.allow(ms(0), x), true, 'unseen for a whole generation: forgotten, a fresh burst');
+});
+
+test('a peer\'s Locator List is kept up to MAX_PEER_LOCATORS entries (an I2 listing 117 addresses held ~72 KB per context, 50,000 contexts ~3.6 GB); Locator Preferences for the whole list still apply', () => {
+  const b = engineB();
+  const src = '2001:db8:e1::1';
+  const junk = Array.from({ length: 117 }, (_, i) => `2001:db8:${(0x1000 + i).toString(16)}:${(0x1000 + i).toString(16)}:ffff:ffff:ffff:${i.toString(16)}`);
+  const { result, sent } = handshake(b, src, [hbaList(junk)]);
+  assert.deepEqual(result, { kind: 'consumed' });
+  assert.deepEqual(sent, ['R2']);
+  const ctx = b.status().contexts[0]!;
+  assert.ok(ctx.peerLocators.length <= MAX_PEER_LOCATORS + 2, `Ls(peer) holds ${ctx.peerLocators.length} entries`);
+  assert.ok(ctx.peerLocators.some((l) => l.address === src && l.verified), 'the handshake\'s locator stays');
+  // The peer's preferences name every entry of its list (RFC 5533 §10.4): not Error code 4.
+  const bytes = encodeMessage({ type: 'UpdateRequest', contextTag: ctx.contextTag, requestNonce: 7, options: [
+    { type: 'LocatorPreferences', critical: false, generation: 1, elementLength: 1, elements: junk.map(() => ({ flags: 0 })) },
+  ] });
+  assert.deepEqual(b.handleDatagram(ms(1), { src, dst: B, bytes }), { kind: 'consumed' });
+  assert.equal(decodeMessage(b.pollTransmit()!.bytes).type, 'UpdateAck');
 });
