@@ -129,7 +129,7 @@ function onError(core: Core, now: Millis, rx: Datagram, msg: Msg<'Error'>): Data
   const tag = r.message.contextTag;
   const ctx = core.table.byPeerTag.get(tag)?.find((c) => c.lpPeer === src && c.lpLocal === dst);
   if (ctx === undefined) return drop('error-unmatched');
-  if (r.message.type === 'UpdateRequest') return onUpdateError(core, now, ctx, msg);
+  if (r.message.type === 'UpdateRequest') return onUpdateError(core, now, ctx, msg, r.message.requestNonce);
   if (r.message.type === 'Close' && msg.errorCode === 0 && ctx.state === State.CLOSING) {
     discard(core, ctx, 'local-close', now);
     return CONSUMED;

@@ -242,10 +242,14 @@ export function onUpdateAck(core: Core, ctx: Context, rx: Datagram, msg: UpdateA
 /**
  * An Error about one of our Update Requests (codes 2–4): 3 and 4 mean the peer
  * has a different idea of our list — resend the full list and preferences at
- * once; 2 means it could not verify our locators — stop retransmitting.
+ * once; 2 means it could not verify our locators — stop retransmitting. Only
+ * about the outstanding request (`requestNonce`, the one the Error quotes): an
+ * Error about a request we abandoned for a newer one (§10.3) says nothing about
+ * the newer list, as its stale Update Ack would not.
  */
-export function onUpdateError(core: Core, now: Millis, ctx: Context, msg: ErrorMessage): DatagramResult {
+export function onUpdateError(core: Core, now: Millis, ctx: Context, msg: ErrorMessage, requestNonce: number): DatagramResult {
   if (ctx.update === undefined) return drop('no-update');
+  if (ctx.update.nonce !== requestNonce) return drop('stale-error');
   if (msg.errorCode === ErrorCode.LocatorVerificationFailed) {
     ctx.update = undefined;
     core.stop(ctx, TimerKind.Update);

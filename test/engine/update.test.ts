@@ -185,3 +185,25 @@ test('a pending Update Request goes again under the tag of the context the resta
     assert.ok(bs.peerLocators.some((l) => l.address === a.locators[1] && (l.flags & 1) === 1), `${how}: B knows A's locator is BROKEN`);
   }
 });
+
+test('an Error about an Update Request we abandoned for a newer one leaves the newer one retransmitting (code 2 for the old request stopped it for good)', () => {
+  const { sim, a, b } = configuredPair(113);
+  sim.setLink(a.ulid, b.ulid, { blackhole: true }, 'forward');
+  a.engine.localLocatorDown(sim.now, a.locators[1]!); // request 1
+  sim.runFor(100);
+  a.engine.setLocalLocators(sim.now, [{ address: a.locators[0]! }]); // request 2 abandons it (§10.3)
+  sim.runFor(10);
+  const [first, second] = sent(sim, 'a').filter((l) => l.type === 'UpdateRequest');
+  assert.ok(first !== undefined && second !== undefined && decodeMessage(first.bytes).options.length > 0);
+  // B's Error code 2 about request 1 (it could not verify that list) arrives now.
+  const ctx = a.engine.status().contexts[0]!;
+  const error = encodeMessage({ type: 'Error', errorCode: 2, pointer: 0, offendingPacket: first.bytes, options: [] });
+  a.engine.handleDatagram(sim.now, { src: ctx.pair.peer, dst: ctx.pair.local, bytes: error });
+  sim.flush();
+  assert.ok(a.engine.status().contexts[0]!.timers.update !== undefined, 'request 2 is still retransmitted');
+  sim.setLink(a.ulid, b.ulid, { blackhole: false }, 'forward');
+  sim.runFor(20_000);
+  const last = engineEvents(b).filter((e) => e.kind === 'locator-set-updated').at(-1);
+  assert.ok(last && last.kind === 'locator-set-updated', 'B got request 2');
+  assert.deepEqual(last.locators, [a.locators[0]]);
+});
