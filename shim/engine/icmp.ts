@@ -14,7 +14,8 @@
  *  - I1, Port Unreachable from the host we sent it to (no daemon there) or
  *    Parameter Problem "unrecognized next header" (native Shim6): NO-SUPPORT,
  *    the negative cache at once (`refused`, ICMP_HOLDDOWN_TIME) — not after
- *    the I1 retries.
+ *    the I1 retries; from a locator other than the peer ULID (a DNS locator
+ *    that went stale) only when the peer has no other locator to try.
  *  - I1, any other Destination Unreachable (no route, prohibited, address
  *    unreachable, …) when the peer has no other locator to try: E-FAILED, the
  *    negative cache (`no-answer`, NO_R1_HOLDDOWN_TIME: the host may come back).
@@ -124,6 +125,10 @@ function aboutControl(core: Core, now: Millis, e: IcmpInput): IcmpResult {
   if (ctx.port !== undefined && e.port !== undefined && e.port !== ctx.port) return drop('icmp-unmatched');
   const refused = (e.type === IcmpType.DestinationUnreachable && e.code === ICMP_PORT_UNREACHABLE && (e.offender === undefined || e.offender === e.dst))
     || (e.type === IcmpType.ParameterProblem && e.code === ICMP_UNRECOGNIZED_NEXT_HEADER);
+  // The peer's other locators the retries may still try (a dead or refusing one proves nothing about them).
+  const others = ctx.peer.some((l) => l.address !== e.dst && (l.flags & LocatorFlag.BROKEN) === 0);
+  // Refused at an address DNS or configuration gave besides the ULID (stale, another host's now): as unreachable.
+  if (refused && e.dst !== ctx.peerUlid && others) return drop('icmp-other-locators');
   if (refused) {
     if (core.step(ctx, 'icmp-no-support') === undefined) return drop('state');
     failEstablishment(core, ctx, now, 'refused');
@@ -131,7 +136,7 @@ function aboutControl(core: Core, now: Millis, e: IcmpInput): IcmpResult {
   }
   if (e.type !== IcmpType.DestinationUnreachable || e.code === ICMP_PORT_UNREACHABLE) return drop('icmp-unmatched');
   // Unreachable: the retries try the peer's other locators, if it has any.
-  if (ctx.peer.some((l) => l.address !== e.dst && (l.flags & LocatorFlag.BROKEN) === 0)) return drop('icmp-other-locators');
+  if (others) return drop('icmp-other-locators');
   if (core.step(ctx, 'icmp-unreachable') === undefined) return drop('state');
   failEstablishment(core, ctx, now, 'no-answer');
   return { kind: 'consumed' };

@@ -61,6 +61,21 @@ test('I1: Address Unreachable fails at once only when the peer has no other loca
   assert.equal(snapshot(multi.a, multi.sim), before);
 });
 
+test('I1 refused (Port Unreachable) by a DNS locator that is not the peer\'s ULID while others are left (a stale address, no daemon there): the retries try them, no NO-SUPPORT, no negative entry for 10 minutes', () => {
+  const STALE = '2001:db8:5ea::1';
+  const { sim, a } = pendingI1(5, [LEGACY, STALE, '2001:db8:1ea::1']);
+  sim.driveUntil(() => sent(sim, 'a').some((l) => l.type === 'I1' && l.dst === STALE), { within: 10_000 });
+  const toStale = sent(sim, 'a').find((l) => l.type === 'I1' && l.dst === STALE)!;
+  const before = snapshot(a, sim);
+  assert.deepEqual(a.engine.handleIcmp(sim.now, portUnreachable(toStale)), { kind: 'drop', reason: 'icmp-other-locators' });
+  assert.equal(snapshot(a, sim), before);
+  assert.equal(a.engine.status().contexts[0]!.state, State.I1_SENT);
+  // From the ULID itself it is the peer that refuses: NO-SUPPORT at once, as before.
+  const first = sent(sim, 'a').find((l) => l.type === 'I1' && l.dst === LEGACY)!;
+  assert.deepEqual(a.engine.handleIcmp(sim.now, portUnreachable(first)), { kind: 'consumed' });
+  assert.equal(a.engine.status().contexts[0]!.state, State.NO_SUPPORT);
+});
+
 test('hostile errors about an I1 change nothing: wrong nonce or tag, other locators, a router claiming the port, truncation', () => {
   const { sim, a, i1 } = pendingI1(4);
   const before = snapshot(a, sim);
