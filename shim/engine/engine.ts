@@ -311,7 +311,13 @@ export class Engine {
     // A known peer until the record's lifetime ends (docs/security.md "Known peers"): its handshake
     // right after the prime comes before any connection with it does.
     core.notePrimed(now, [r.ulid, ...r.locators.map((l) => l.address)], expires);
-    const ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
+    let ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
+    // The hold-down of an exchange that failed without this claim (host-based discovery, a
+    // configured peer): the record lifted its negative entry above, so it ends too.
+    if (ctx !== undefined && (ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT)) {
+      core.removeContext(ctx);
+      ctx = undefined;
+    }
     if (ctx !== undefined) {
       // An I1 is already pending (traffic started it towards the ULID only): the
       // next retransmissions also try the primed locators.

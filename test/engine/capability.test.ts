@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { engineEvents, rebootShimHost, sendShim, shimPair } from '../sim/shim-hosts.ts';
-import { sentTypes } from '../sim/trace.ts';
+import { sent, sentTypes } from '../sim/trace.ts';
 import { State } from '../../shim/engine/index.ts';
 import { tryDecodeMessage } from '../../shim/wire/index.ts';
 import { I2_CYCLES_MAX, I2_RETRIES_MAX } from '../../shim/constants.ts';
@@ -156,4 +156,25 @@ test('the I2 cycles an establishment took count for that establishment only: a c
   assert.ok(!engineEvents(a).some((e) => e.kind === 'context-failed'), 'not E-FAILED: this exchange ran out one I2 cycle');
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
   assert.equal(a.engine.exportCaches(sim.now).negative.length, 0, 'no negative entry for a peer that answers');
+});
+
+test('a record that comes after host-based discovery found nothing starts the exchange at once: it lifts the address-wide hold-down, the failed context\'s included (it was ignored until the hold-down ended, and nothing started one then)', () => {
+  for (const failure of ['no-answer', 'refused'] as const) {
+    const { sim, a, b } = shimPair(115);
+    sim.setLocatorBlackhole(b.ulid, true);
+    assert.equal(a.engine.discover(sim.now, a.ulid, b.ulid), 'started');
+    sim.flush();
+    if (failure === 'refused') {
+      // B's daemon is not running yet: its host answers the I1 with Port Unreachable.
+      const i1 = sent(sim, 'a').find((l) => l.type === 'I1')!;
+      assert.deepEqual(a.engine.handleIcmp(sim.now, { type: 1, code: 4, info: 0, offender: i1.dst, src: i1.src, dst: i1.dst, port: 5533, invoking: i1.bytes }), { kind: 'consumed' });
+    }
+    sim.driveUntil(() => engineEvents(a).some((e) => e.kind === 'context-failed'), { within: 60_000 });
+    assert.deepEqual(a.engine.exportCaches(sim.now).negative.map((e) => [e.address, e.ulid, e.reason]), [[b.ulid, undefined, failure]]);
+    sim.setLocatorBlackhole(b.ulid, false);
+    a.engine.prime(sim.now, { ulid: b.ulid, locators: hints(b.locators), ttl: 600, source: 'dns' });
+    sim.runFor(1000);
+    assert.equal(a.engine.status().contexts.find((c) => c.peerUlid === b.ulid)?.state, State.ESTABLISHED, failure);
+    assert.equal(a.engine.exportCaches(sim.now).negative.length, 0);
+  }
 });
