@@ -24,7 +24,7 @@ import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { hbaVerifier } from './verify.ts';
 import { checkLocatorParams } from './cga.ts';
 import type { Context, RehomeCause, UlidProof } from './context.ts';
-import { State, hasPeerTag } from './states.ts';
+import { State, asIdle, hasPeerTag } from './states.ts';
 import { TimerKind, TIMER_KINDS, TIMER_NAMES } from './timers.ts';
 import type { DatagramResult, EncapsulateResult, EngineEvent, Transmit } from './events.ts';
 import type { Datagram } from './rx.ts';
@@ -107,7 +107,8 @@ export class Engine {
       if (e instanceof WireError) return { kind: 'drop', reason: e.code };
       throw e;
     }
-    const ctx = core.table.byTag.get(h.contextTag);
+    const found = core.table.byTag.get(h.contextTag);
+    const ctx = found === undefined || asIdle(found.state) ? undefined : found; // a hold-down is no context
     if (ctx === undefined || !ctx.hasVerifiedPeer(d.src)) {
       sendR1bis(core, now, d, h.contextTag); // §7.17 / §12.4
       return { kind: 'drop', reason: ctx === undefined ? 'no-context' : 'locator-mismatch' };
@@ -314,7 +315,7 @@ export class Engine {
     let ctx = core.table.byUlidPair(core.config.localUlid, r.ulid, 0);
     // The hold-down of an exchange that failed without this claim (host-based discovery, a
     // configured peer): the record lifted its negative entry above, so it ends too.
-    if (ctx !== undefined && (ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT)) {
+    if (ctx !== undefined && asIdle(ctx.state)) {
       core.removeContext(ctx);
       ctx = undefined;
     }

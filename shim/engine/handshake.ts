@@ -10,7 +10,7 @@
 import type { Millis } from '../time.ts';
 import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import { findOption, type I1Message, type I2Message, type R1Message, type R2Message, type Shim6Message, type Shim6Option } from '../wire/index.ts';
-import { State, transition } from './states.ts';
+import { asIdle, State, transition } from './states.ts';
 import { Context, type ContextMode, type UlidProof } from './context.ts';
 import { TimerKind, backoff } from './timers.ts';
 import type { Core } from './core.ts';
@@ -159,7 +159,7 @@ function sendR1(core: Core, now: Millis, rx: Datagram, msg: I1Message, peer: Ipv
   core.sendBytes(dst, src, encodeR1(secret, nonce, msg.initiatorNonce, { initiatorTag: msg.contextTag, peerUlid: peer, localUlid: local, peerLocator: src, localLocator: dst, fii, port: boundPort(rx) }), replyPort(rx));
 }
 
-const failed = (ctx: Context | undefined): boolean => ctx === undefined || ctx.state === State.E_FAILED || ctx.state === State.NO_SUPPORT;
+const failed = (ctx: Context | undefined): boolean => ctx === undefined || asIdle(ctx.state);
 
 /**
  * May an R2 answering an I1 — it carries CT(local) — go to the I1's source?

@@ -149,6 +149,15 @@ export function transition(from: State, trigger: Trigger): Transition | undefine
   return INDEX.get(`${from}|${trigger}`);
 }
 
+/**
+ * E-FAILED and NO-SUPPORT "process any packet as in IDLE" (RFC 5533 Appendix B): the context is
+ * only a hold-down, so a packet for it is handled as if there were none (an I1 gets an R1, an
+ * I2 makes a new context, a payload or a message naming its tag gets an R1bis).
+ */
+export function asIdle(state: State): boolean {
+  return state === S.E_FAILED || state === S.NO_SUPPORT;
+}
+
 /** States in which CT(peer) and Ls(peer) are known, so payload may be sent (RFC 5533 §11). */
 export function hasPeerTag(state: State): boolean {
   return state === S.ESTABLISHED || state === S.I2BIS_SENT || state === S.CLOSING;

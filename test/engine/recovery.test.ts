@@ -6,10 +6,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Sim } from '../sim/sim.ts';
-import { configuredPair, engineEvents, rebootShimHost, sendShim, shimDeliveries, type ShimHost } from '../sim/shim-hosts.ts';
-import { sent } from '../sim/trace.ts';
+import { configuredPair, engineEvents, rebootShimHost, sendShim, shimDeliveries, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
+import { mark, sent, traceAfter } from '../sim/trace.ts';
 import { State } from '../../shim/engine/index.ts';
-import { decodeMessage, encodeMessage, type I2bisMessage } from '../../shim/wire/index.ts';
+import { decodeMessage, encodeMessage, tryDecodeMessage, type I2bisMessage } from '../../shim/wire/index.ts';
 
 /** A sends to B every 50 ms until `until` (B sends nothing: it has no context after its restart). */
 function sendUntil(sim: Sim, a: ShimHost, b: ShimHost, until: number): void {
@@ -106,4 +106,25 @@ test('an R1bis off the current pair changes nothing until its R2: only a pair we
   assert.equal(resent.length, 2, 'the I2bis retransmitted i2bisRetriesMax (2) times, then given up');
   assert.ok(!engineEvents(a).some((e) => e.kind === 'context-closed' || e.kind === 'context-failed'), 'no teardown');
   assert.ok(!sent(sim, 'a').some((l) => l.type === 'I1' && l.at >= t0), 'no fallback to I1');
+});
+
+test('E-FAILED processes packets as in IDLE (RFC 5533 Appendix B): the peer\'s payload for the failed context\'s tag draws an R1bis and the context comes back at once, not after the hold-down', () => {
+  const { sim, a, b } = shimPair(5107);
+  const isR2 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'R2'; };
+  let dropR2 = true;
+  for (const from of a.locators) for (const to of b.locators) sim.setLink(from, to, { dropIf: (p) => dropR2 && isR2(p) }, 'forward');
+  // B sets the context up; A is established by B's I2, but none of A's R2s reaches B: B fails.
+  b.engine.prime(sim.now, { ulid: a.ulid, locators: [], ttl: 300, source: 'configured' });
+  sim.driveUntil(() => engineEvents(b).some((e) => e.kind === 'context-failed'), { within: 60_000 });
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, 'A holds B\'s tag');
+  assert.equal(b.engine.status().contexts[0]?.state, State.E_FAILED);
+  dropR2 = false;
+  const delivered = shimDeliveries(sim, b).length;
+  const from = mark(sim);
+  sendShim(sim, a, b);
+  sim.runFor(500); // well within the hold-down (5 s under the fast profile)
+  assert.ok(traceAfter(sim, from).some((l) => l.from === 'b' && l.type === 'R1bis'), 'B answered the payload with an R1bis');
+  assert.equal(shimDeliveries(sim, b).length, delivered, 'nothing delivered through a failed context');
+  assert.equal(b.engine.status().contexts.find((c) => c.peerUlid === a.ulid)?.state, State.ESTABLISHED, 'B recovered by A\'s I2bis');
+  assert.ok(sendShim(sim, b, a), 'B carries payload through the context again');
 });
