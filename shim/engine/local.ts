@@ -15,12 +15,16 @@ import { LocatorFlag } from '../constants.ts';
 import type { LocalLocator, Timers } from './config.ts';
 import { advertisedKeepaliveSeconds, mustAdvertiseKeepalive } from './config.ts';
 import { localMethods, signLocatorList } from './cga.ts';
+import { verifyHbaAddress } from '../wire/hba.ts';
+import { verifyCga } from '../wire/cga.ts';
 
 export class LocalSet {
   locators: LocalLocator[];
   generation: number;
   /** The options of the current generation, by the PDS they carry (undefined: no PDS). */
   private readonly cached = new Map<Uint8Array | undefined, Shim6Option[]>();
+  /** Whether the engine's PDS proves a local ULID (pdsFor), per ULID asked since the set last changed. */
+  private readonly proves = new Map<Ipv6, boolean>();
 
   constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number, private readonly key?: KeyObject) {
     this.locators = locators.map((l) => ({ ...l }));
@@ -62,11 +66,25 @@ export class LocalSet {
   private bump(): void {
     this.generation = (this.generation + 1) >>> 0;
     this.cached.clear();
+    this.proves.clear();
   }
 
-  /** The PDS that proves `ulid`: its own (LocalLocator.cgaParams), else the engine's. */
+  /**
+   * The PDS that proves `ulid`: its own (LocalLocator.cgaParams), else the engine's when it
+   * proves it (an HBA member, or its CGA), else none. A peer refuses a message whose PDS does not
+   * correspond to the ULID (RFC 5533 §7.13): a context whose local ULID is a host address outside
+   * the set (a privacy address or a new prefix a discovered flow came from) sends no PDS, and the
+   * peer proves that ULID as the handshake's source locator.
+   */
   pdsFor(ulid: Ipv6): Uint8Array | undefined {
-    return this.locators.find((l) => l.address === ulid)?.cgaParams ?? this.pds;
+    const own = this.locators.find((l) => l.address === ulid)?.cgaParams;
+    if (own !== undefined || this.pds === undefined) return own;
+    let proven = this.proves.get(ulid);
+    if (proven === undefined) {
+      proven = verifyHbaAddress(ulid, this.pds) || verifyCga(ulid, this.pds);
+      this.proves.set(ulid, proven);
+    }
+    return proven ? this.pds : undefined;
   }
 
   /**

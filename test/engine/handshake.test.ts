@@ -4,6 +4,7 @@ import { State } from '../../shim/engine/index.ts';
 import { Sim } from '../sim/sim.ts';
 import { addShimHost, engineEvents, hbaIdentity, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
 import { sent, sentTypes } from '../sim/trace.ts';
+import { ms } from '../../shim/time.ts';
 
 const rfc = { profile: 'rfc' } as const;
 
@@ -118,4 +119,28 @@ test('ICMP no-support quoting our I1 → NO-SUPPORT, negative cache, ICMP hold-d
   assert.equal(a.engine.contextCount, 1, 'still held down before ICMP_HOLDDOWN_TIME');
   sim.runFor(2_000);
   assert.equal(a.engine.contextCount, 0);
+});
+
+test('a context whose local ULID is a host address outside the HBA set (a discovered flow from a privacy address) is established: our messages carry no PDS that fails to prove that ULID (the peer refused every I2 as ulid-unproven, and we held the peer down)', () => {
+  const sim = new Sim(7);
+  const idA = hbaIdentity(A_PREFIXES, sim.rng.fork());
+  const privacy = '2001:db8:a1::77'; // on A's first link, not a member of its HBA set
+  const a = addShimHost(sim, 'a', { ...idA, locators: [...idA.locators, privacy] });
+  const b = addShimHost(sim, 'b', hbaIdentity(['2001:db8:b1::/64', '2001:db8:b2::/64'], sim.rng.fork()));
+  sim.connectHosts(a.host, b.host, { delay: ms(20) });
+  assert.equal(a.engine.discover(sim.now, privacy, b.ulid), 'started');
+  sim.runFor(2000);
+  assert.ok(!engineEvents(b).some((e) => e.kind === 'ulid-refused'), 'B proved the ULID');
+  const ctx = b.engine.status().contexts.find((c) => c.peerUlid === privacy);
+  assert.equal(ctx?.state, State.ESTABLISHED);
+  assert.equal(ctx.ulidProof, 'locator', 'proven as the handshake\'s source locator');
+  assert.equal(a.engine.status().contexts.find((c) => c.localUlid === privacy)?.state, State.ESTABLISHED);
+  assert.deepEqual(a.engine.exportCaches(sim.now).negative, [], 'no negative entry for B');
+  // The daemon's own ULID, an HBA member, still announces the whole set with its PDS.
+  assert.equal(a.engine.discover(sim.now, a.ulid, b.ulid), 'started');
+  sim.runFor(2000);
+  const own = b.engine.status().contexts.find((c) => c.peerUlid === a.ulid);
+  assert.equal(own?.state, State.ESTABLISHED);
+  assert.equal(own.ulidProof, 'locator');
+  assert.ok(own.peerLocators.filter((l) => l.verified).length >= 2, 'A\'s HBA members verified');
 });
