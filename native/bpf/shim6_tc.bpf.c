@@ -449,19 +449,16 @@ int shim6_ingress(struct __sk_buff *skb)
 	/*
 	 * Several datagrams in one skb (the peer's daemon sent them with UDP GSO across a veth, or
 	 * GRO merged them for the daemon's socket): each has its own payload header, so the skb is
-	 * not one encapsulated packet. Seen by the next datagram's payload header, gso_size octets
-	 * after the first (the same 7 octets: 0, P and the 47-bit tag). They go to the daemon's
-	 * socket, which splits them (measured: decapsulated whole, such a burst was lost, and TCP
-	 * waited for its RTO after a re-homing).
+	 * not one encapsulated packet, whatever the datagrams after the first carry (two contexts on
+	 * one locator pair put datagrams of both tags in one run). Seen by its length: more than one
+	 * datagram of gso_size octets. They go to the daemon's socket, which splits them (measured:
+	 * decapsulated whole, such a burst was lost, and TCP waited for its RTO after a re-homing;
+	 * with the first datagram's tag checked against the second's only, a run whose second
+	 * datagram had another tag was decapsulated whole as the first one's packet and both were lost).
 	 */
-	if (skb->gso_size != 0 && L4_OFF + 16 + skb->gso_size <= skb->len) {
-		__u8 next[8];
-		if (bpf_skb_load_bytes(skb, L4_OFF + 8 + skb->gso_size, next, sizeof(next)) == 0 &&
-		    next[1] == shim[1] && next[2] == shim[2] && next[3] == shim[3] && next[4] == shim[4] &&
-		    next[5] == shim[5] && next[6] == shim[6] && next[7] == shim[7]) {
-			count(ST_PASS_GSO);
-			return TC_ACT_OK;
-		}
+	if (skb->gso_size != 0 && L4_OFF + sizeof(struct udphdr) + skb->gso_size < skb->len) {
+		count(ST_PASS_GSO);
+		return TC_ACT_OK;
 	}
 	/*
 	 * The destination must be a unicast address of ours (else the daemon's engine decides, and drops
