@@ -141,7 +141,10 @@ static int nflog_parse(struct nlmsghdr *nh, uint8_t *rec) {
 
 static void nflog_on_readable(uv_poll_t *h, int status, int events) {
   nflog_reader *r = h->data;
-  if (r->core.closed || status < 0) return;
+  if (r->core.closed) return;
+  /* An overflowed socket (ENOBUFS, below) reports POLLERR, on which libuv stops the poll and says
+     UV_EBADF: poll again and read on (the error is returned once, counted as lost). */
+  if (status < 0 && uv_poll_start(&r->core.poll, UV_READABLE, nflog_on_readable) != 0) return;
   static uint8_t buf[RX_BUF];
   uint32_t n = 0;
   /* Bounded work per wake-up: at most r->max records (the poll is level-triggered; the rest comes next turn). */
