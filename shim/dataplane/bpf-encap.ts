@@ -43,6 +43,7 @@ import { fileURLToPath } from 'node:url';
 import { EnvironmentError } from '../errors.ts';
 import { parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { loadAddon, type NativeAddon } from '../../native/addon.ts';
+import { Rtnetlink } from './rtnetlink.ts';
 import { untrustedReason } from '../trusted-path.ts';
 
 /** tc filter preference of our programs (on egress and ingress). */
@@ -93,6 +94,13 @@ export interface EncapHook {
    * have re-homed when we did not); false when the kernel refused.
    */
   accept?(c: Pick<EncapContext, 'localUlid' | 'peerUlid' | 'localTag' | 'peerLocators'>): boolean;
+  /**
+   * Whether the packets of the locator pair `local` → `peer` leave by a link the programs are on
+   * (they work on Ethernet frames only). False: the kernel cannot encapsulate them (a PPP, WireGuard,
+   * tunnel or raw-IP modem link), and a context re-homed onto that pair stays on the TUN. Absent,
+   * or not known (no route): true.
+   */
+  carries?(local: Ipv6, peer: Ipv6): boolean;
   /** Stop (idempotent). */
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void;
   /**
@@ -384,6 +392,8 @@ export class BpfEncap implements EncapHook {
   private readonly fds = new Map<MapName, number>();
   /** Flows `forget` took out (added to the programs' `flowsClosed`). */
   private forgotten = 0;
+  /** The rtnetlink socket of `carries`, opened at its first call (null: not yet; undefined: none to be had). */
+  private nl: Rtnetlink | undefined | null = null;
 
   private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean, private readonly addon: NativeAddon) {}
 
@@ -455,6 +465,16 @@ export class BpfEncap implements EncapHook {
     locs.forEach((l, i) => locBytes.set(addr(l), 16 * i));
     const ingVal = Uint8Array.from([...addr(c.localUlid), ...addr(c.peerUlid), ...u32le(locs.length), 0, 0, 0, 0, ...locBytes]);
     return this.update('shim6_ing', u64le(c.localTag), ingVal);
+  }
+
+  carries(local: Ipv6, peer: Ipv6): boolean {
+    if (this.closed) return false;
+    this.attachAll();
+    if (this.nl === null) this.nl = Rtnetlink.open();
+    // The lookup the route onto the encapsulation makes (routes.ts switchPath): where the pair's packets leave.
+    const hop = this.nl?.routeGet(peer, local);
+    if (hop === undefined || typeof hop === 'number') return true;
+    return [...this.attached.values()].includes(hop.oif);
   }
 
   unset(localUlid: Ipv6, peerUlid: Ipv6, localTag: number): void {
@@ -587,6 +607,7 @@ export class BpfEncap implements EncapHook {
       : ['egress', 'ingress'].map((dir) => `filter del dev ${dev} ${dir} pref ${ENCAP_PREF} handle 1 bpf`));
     if (lines.length > 0) run('tc', ['-force', '-batch', '-'], lines.join('\n') + '\n');
     this.attached.clear();
+    this.nl?.close();
     for (const fd of this.fds.values()) this.addon.bpfClose(fd);
     this.fds.clear();
     // Whatever cannot go (another's directory, a read-only /sys) is what the next start's removeStaleEncap reports.

@@ -492,6 +492,12 @@ export class ContextPaths {
       this.toTun(c);
       return;
     }
+    // A pair that leaves by a link without the tc programs: routed there, the packets would leave unencapsulated.
+    if (e.carries?.(c.pair.local, c.pair.peer) === false) {
+      this.opts.logger?.info('kernel encapsulation: the pair leaves by a link without the tc programs (not Ethernet): the context stays on the TUN path', { peer: c.peerUlid, pair: c.pair });
+      this.toTun(c);
+      return;
+    }
     // An entry under another tag of ours goes first (unset takes the pair's egress entry with it).
     if (c.encapTag !== undefined && c.encapTag !== d.localTag) this.unsetEncap(c);
     if (!e.set({ localUlid: c.localUlid, peerUlid: c.peerUlid, localLocator: c.pair.local, peerLocator: c.pair.peer, ...d })) {

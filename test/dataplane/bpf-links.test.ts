@@ -51,3 +51,39 @@ test('kernel encapsulation: a link deleted and made again under its name gets th
   assert.deepEqual(res, { before: true, after: true, links: ['blx0', 'blx1'], othersKept: true, closed: false },
     'attached at first, attached again once made again; at close, a clsact of someone else\'s on a link made again since is kept, and nothing of ours is left');
 });
+
+test('kernel encapsulation: a locator pair that leaves by a link without the programs (not Ethernet) is not one the kernel carries', (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'tc', CLANG, 'bpftool', 'mount'] })) return;
+  const net = new NetLab(t);
+  const ns = net.ns('bc');
+  // blx0 (Ethernet: a veth) and tq (a TUN: no link header, `link/none`, like ppp0, wg0 or a raw-IP modem).
+  const script = `
+    import { spawnSync } from 'node:child_process';
+    import { mkdtempSync, rmSync } from 'node:fs';
+    const { BpfEncap } = await import(${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))});
+    const { LinuxTun } = await import(${JSON.stringify(treeModule('shim/dataplane/tun-linux.ts'))});
+    const sh = (a) => { const r = spawnSync(a[0], a.slice(1), { encoding: 'utf8' }); if (r.status !== 0) throw new Error(a.join(' ') + ': ' + r.stderr); return r.stdout; };
+    sh(['ip', 'link', 'add', 'blx0', 'type', 'veth', 'peer', 'name', 'blx1']);
+    for (const d of ['blx0', 'blx1']) sh(['ip', 'link', 'set', d, 'up']);
+    sh(['ip', '-6', 'addr', 'add', 'fd00:1::a/64', 'dev', 'blx0', 'nodad']);
+    const tun = LinuxTun.open({ name: 'tq', mtu: 1400 }); // held open: its link has a carrier
+    sh(['ip', 'link', 'set', 'tq', 'up']);
+    sh(['ip', '-6', 'addr', 'add', 'fd00:2::a/64', 'dev', 'tq', 'nodad']);
+    const cacheDir = mkdtempSync('/tmp/shim6-bpf-carries-');
+    const e = BpfEncap.open({ port: 5533, tun: 'bctun', cacheDir, maxContexts: 16 });
+    const out = {};
+    try {
+      out.ethernet = e.carries('fd00:1::a', 'fd00:1::b');
+      out.tun = e.carries('fd00:2::a', 'fd00:2::b');
+      out.links = e.links();
+    } finally {
+      e.close();
+      await tun.close();
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+    console.log(JSON.stringify(out));
+  `;
+  const r = net.run(ns, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 120_000 });
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ethernet: boolean; tun: boolean; links: string[] };
+  assert.deepEqual({ ...res, links: res.links.sort() }, { ethernet: true, tun: false, links: ['blx0', 'blx1'] }, 'the veth carries (the programs are on it), the TUN does not (they are not, nor could they be)');
+});

@@ -9,6 +9,10 @@
 //  - Re-homed, then REAP explored and came back to the ULID pair: before, the ingress entry was gone.
 //  - A full map (the egress update refused): before, the ingress entry stayed on the TUN path, the
 //    kernel decapsulated the peer's packets unseen by the engine, and REAP explored again and again.
+//  - Re-homed onto a pair that leaves by a link without the tc programs (not Ethernet: PPP, WireGuard,
+//    a cellular modem's raw-IP link): before, the context took the kernel encapsulation and its ULID
+//    was routed onto that link, where no program encapsulates: the application's packets left with
+//    the ULIDs as addresses, on a path that does not carry them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ContextPaths, type DataPath } from '../../shim/dataplane/context-paths.ts';
@@ -30,6 +34,8 @@ interface Lab {
   engine: { peerTag: number };
   /** What the kernel refuses: a full map. */
   full: { egr: boolean; ing: boolean; watch: boolean };
+  /** Our locators whose packets leave by a link without the tc programs. */
+  bare: Set<string>;
   path(): DataPath | undefined;
   /** The maps match the engine's context on its path (see the file's comment). */
   consistent(what: string): void;
@@ -40,6 +46,7 @@ interface Lab {
 function lab(t: { after: (f: () => void) => void }): Lab {
   const egr = new Map<string, EncapContext>(), ing = new Map<number, string>(), watched = new Set<string>();
   const full = { egr: false, ing: false, watch: false };
+  const bare = new Set<string>();
   const engine = { peerTag: 111 };
   const drops: Record<string, number> = {};
   const warnings: string[] = [];
@@ -65,6 +72,7 @@ function lab(t: { after: (f: () => void) => void }): Lab {
     },
     unwatch(l, p) { watched.delete(`${l} ${p}`); },
     flows: () => [],
+    carries: (local) => !bare.has(local),
   };
   const logger = { info() {}, debug() {}, error() {}, warn(msg: string) { warnings.push(msg); }, child() { return logger; } } as unknown as Logger;
   const paths = new ContextPaths({
@@ -77,7 +85,7 @@ function lab(t: { after: (f: () => void) => void }): Lab {
   t.after(() => paths.close());
   const path = (): DataPath | undefined => paths.list().find((c) => c.peerUlid === P)?.path;
   return {
-    paths, egr, ing, watched, drops, warnings, engine, full, path,
+    paths, egr, ing, watched, drops, warnings, engine, full, bare, path,
     consistent(what) {
       const c = paths.list().find((x) => x.peerUlid === P);
       const e = egr.get(`${L} ${P}`);
@@ -223,6 +231,20 @@ test('a full egress map: the context stays on the TUN path with no kernel entry 
   x.rehome({ local: LQ, peer: PQ });
   assert.equal(x.path(), 'encap');
   x.consistent('maps free again');
+});
+
+test('re-homed onto a pair whose packets leave by a link without the tc programs: the TUN path, no kernel entry; onto one with them: the kernel encapsulation', (t) => {
+  const x = lab(t);
+  x.paths.established(L, P, { local: L, peer: P });
+  x.consistent('established');
+  x.bare.add(LQ); // our locator on Q is on a link that is not Ethernet (ppp0, wg0, wwan0)
+  x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'tun', 'the daemon encapsulates what the kernel cannot');
+  x.consistent('re-homed onto a link without the programs');
+  assert.equal(x.drops['encap-set'], undefined, 'no map refused: not counted as one');
+  x.rehome({ local: L, peer: PQ }); // back onto our Ethernet link P, the peer still on Q
+  assert.equal(x.path(), 'encap');
+  x.consistent('re-homed onto a link with the programs');
 });
 
 test('a full shim6_watch (the kernel flows cannot be remembered) is counted and warned, and the context still takes the kernel path', (t) => {
