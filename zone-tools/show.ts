@@ -14,7 +14,7 @@ import {
   type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
 import { ProtocolError } from '../shim/errors.ts';
-import { canonicalName, decodeMessage, MAX_NAME_OCTETS, nameWireLength, decodeTxtRdata, encodeMessage, rcodeName, rcodeOf, RrClass, RrType } from './dns-message.ts';
+import { canonicalName, decodeMessage, FLAG_RD, MAX_NAME_OCTETS, nameWireLength, decodeTxtRdata, encodeMessage, rcodeName, rcodeOf, RrClass, RrType } from './dns-message.ts';
 import { exchange, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { txtOwner } from './zone-lines.ts';
 
@@ -23,10 +23,15 @@ export interface Lookup {
   records: { ttl: number; rdata: Uint8Array }[];
 }
 
-/** One question; answers of that name and type (CNAMEs are not followed: we ask authoritative servers). */
+/**
+ * One question; answers of that name and type (CNAMEs are not followed). RD is set: the server
+ * asked may be the recursive resolver of /etc/resolv.conf (the default), which refuses a question
+ * without it (systemd-resolved, unbound) or answers it from its cache alone; an authoritative
+ * server ignores it.
+ */
 export async function lookup(server: ServerAddress, name: string, type: number, opts: ExchangeOptions = {}): Promise<Lookup> {
   const id = crypto.randomInt(0, 0x10000);
-  const q = encodeMessage({ id, flags: 0, questions: [{ name: canonicalName(name), type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
+  const q = encodeMessage({ id, flags: FLAG_RD, questions: [{ name: canonicalName(name), type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
   const m = decodeMessage(await exchange(server, q, opts));
   if (m.id !== id) throw new ProtocolError('EDNS_ANSWER', `${server.host} answered another query`);
   const want = canonicalName(name);
