@@ -66,6 +66,8 @@ export type VerificationMethod = (typeof VerificationMethod)[keyof typeof Verifi
 
 /** RFC 5533 §5.15.3, RFC 5534 §5.1: locator preference flags. */
 export const LocatorFlag = { BROKEN: 0x01, TRANSIENT: 0x02 } as const;
+/** Every locator flag defined: a capability record with another bit set fails `zone check`, and the zone tools do not write one. */
+export const KNOWN_LOCATOR_FLAGS = LocatorFlag.BROKEN | LocatorFlag.TRANSIENT;
 
 /** RFC 5533 §19: experimental ranges. */
 export const EXPERIMENTAL_TYPES_LOW: readonly [number, number] = [60, 63];

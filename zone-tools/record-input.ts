@@ -9,7 +9,7 @@
 import { UsageError } from '../shim/errors.ts';
 import { formatIpv6, locatorProblem, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { recordProblem, type CapabilityLocator, type CapabilityRecord } from '../shim/wire/capability-record.ts';
-import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, LocatorFlag } from '../shim/constants.ts';
+import { CAPABILITY_MAX_LOCATORS, CAPABILITY_RR_TYPE, HBA_DIGEST_ALG_SHA256, KNOWN_LOCATOR_FLAGS, LocatorFlag } from '../shim/constants.ts';
 import { defaultAaaaSet, txtOwner, type HostRecord } from './zone-lines.ts';
 import { MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 import { digestForUlid, type HbaParamsFile } from '../shim/wire/hba-params.ts';
@@ -80,6 +80,8 @@ function locatorFlags(text: string | undefined, field: string, original: string)
   if (/^(0x[0-9a-f]{1,2}|\d{1,3})$/i.test(text)) {
     const v = Number(text);
     if (v > 255) bad(field, original, 'flags must be 0..255');
+    // `zone check`'s rule, as for the addresses: what it would reject is refused here.
+    if ((v & ~KNOWN_LOCATOR_FLAGS) !== 0) bad(field, original, `flags 0x${v.toString(16).padStart(2, '0')}: unknown bits (0x01 broken, 0x02 transient), which zone check refuses`);
     return v;
   }
   let flags = 0;

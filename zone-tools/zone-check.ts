@@ -13,7 +13,7 @@ import { formatIpv6, locatorProblem, parseIpv6 } from '../shim/wire/ipv6.ts';
 import {
   capabilityTxtRdata, decodeCapabilityRecord, fromGenericRdata, ignoreReason, type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
-import { CAPABILITY_RR_TYPE, LocatorFlag } from '../shim/constants.ts';
+import { CAPABILITY_RR_TYPE, KNOWN_LOCATOR_FLAGS } from '../shim/constants.ts';
 import { canonicalName, MAX_NAME_OCTETS, nameWireLength } from './dns-message.ts';
 import { readMasterFile, unescapeToken, type Problem, type Token, type ZoneEntry } from './master-file.ts';
 import { TXT_LABEL } from './zone-lines.ts';
@@ -78,7 +78,7 @@ function recordProblems(r: CapabilityRecord, aaaa: Addresses | undefined, owner:
   for (const l of r.locators) {
     const why = locatorProblem(l.address);
     if (why) out.push(`locator ${l.address} ${why}`);
-    const unknown = l.flags & ~(LocatorFlag.BROKEN | LocatorFlag.TRANSIENT);
+    const unknown = l.flags & ~KNOWN_LOCATOR_FLAGS;
     if (unknown !== 0) out.push(`locator ${l.address} has unknown flag bits 0x${unknown.toString(16).padStart(2, '0')}`);
   }
   return out;

@@ -55,7 +55,7 @@ async function guarded(run: () => Promise<number>): Promise<void> {
 function recordOptions(c: Command): Command {
   return c
     .option('--ulid <addr>', 'the host\'s ULID (must also be in its AAAA RRset)')
-    .option('--locator <spec>', 'a locator ADDR[/priority[/weight[/flags]]], flags: broken, transient, broken+transient or a number; repeat per locator', collect)
+    .option('--locator <spec>', 'a locator ADDR[/priority[/weight[/flags]]], flags: broken, transient, broken+transient or their bits 1..3; repeat per locator', collect)
     .option('--ttl <seconds>', 'TTL of the records (default 3600)')
     .option('--port <port>', 'UDP port of the host\'s shim, if not 5533')
     .option('--txt', 'also publish the _shim6 TXT fallback ("v=shim6cap1 b64=…")')

@@ -240,6 +240,9 @@ test('zone record/update: non-global locators and ULIDs are refused at input (ex
     [{ locator: ['::'] }, '--locator', /is the unspecified address/],
     [{ ulid: 'fe80::1', locator: ['2001:db8::1'] }, '--ulid', /fe80::1 is link-local/],
     [{ ulid: '::1' }, '--ulid', /loopback/],
+    // zone check refuses a locator with flag bits other than BROKEN and TRANSIENT: so does the input.
+    [{ locator: ['2001:db8::1/0/0/4'] }, '--locator', /flags 0x04: unknown bits \(0x01 broken, 0x02 transient\)/],
+    [{ locator: ['2001:db8::1/0/0/0x83'] }, '--locator', /flags 0x83: unknown bits/],
   ];
   for (const [patch, field, why] of cases) {
     assert.throws(() => buildHostRecord(recordInput({ ...base, ...patch })), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === field && why.test(e.message), JSON.stringify(patch));
@@ -254,6 +257,10 @@ test('zone record/update: non-global locators and ULIDs are refused at input (ex
   assert.equal(rec.stdout, '');
   assert.equal(upd.status, 2, upd.stderr);
   assert.match(upd.stderr, /^shim6: error EINVALID: --ulid: invalid value "fe80::1": fe80::1 is link-local/);
+  // Every flag spelling the input takes gives a record zone check accepts.
+  const flags = record(['--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1/0/0/3', '--locator', '2001:db8::2/0/0/0x02', '--locator', '2001:db8::3/0/0/broken', '--txt']);
+  const c = checkZoneText(zoneHeader(Z) + flags, 'flags.zone');
+  assert.deepEqual(c.problems, []);
 });
 
 test('--rr-type: only the private-use range 65280..65534 (RFC 6895 §3.1), in every zone command', async () => {
