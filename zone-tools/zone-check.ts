@@ -52,6 +52,8 @@ function isGeneric(rdata: readonly Token[]): boolean {
 }
 
 function aaaaOf(e: ZoneEntry): string | undefined {
+  // An AAAA of another class is no address of the owner's IN AAAA RRset (and BIND refuses it in an IN zone).
+  if (e.class !== 'IN') return undefined;
   try {
     // RFC 3597 §5: a known type may be written in the generic form too (`AAAA \# 16 …`).
     if ((e.type === 'AAAA' || e.type === 'TYPE28') && isGeneric(e.rdata)) {
@@ -134,6 +136,7 @@ function checkCapabilityEntry(e: ZoneEntry, problem: (line: number, m: string, s
 
 function checkTxtEntry(e: ZoneEntry, problem: (line: number, m: string) => void): Found {
   const f = found(e);
+  if (e.class !== 'IN') problem(e.line, `${TXT_LABEL} TXT in class ${e.class}; it must be IN`);
   const octets = e.rdata.map((t) => unescapeToken(t.text));
   // A `\DDD` over 255 is no octet: tokenize reported it on its line; there is no TXT to check.
   if (octets.some((o) => o === undefined)) return f;

@@ -134,6 +134,23 @@ test('zone check: one finding per rule, each with its line', () => {
   }
 });
 
+test('zone check: class IN for the _shim6 TXT too, and only an AAAA of class IN holds the ULID (BIND refuses another class in an IN zone)', () => {
+  const txt = `"v=shim6cap1 b64=${Buffer.from(encodeCapabilityRecord(REC)).toString('base64')}"`;
+  const text = [
+    '$ORIGIN example.',          // 1
+    '$TTL 60',                   // 2
+    'h IN AAAA 2001:db8::1',     // 3
+    `_shim6.h CH TXT ${txt}`,    // 4: a TXT fallback in class CH
+    'k CH AAAA 2001:db8::1',     // 5: k's only AAAA is no IN AAAA
+    `k IN TYPE65300 ${rdataHex(REC)}`, // 6
+  ].join('\n') + '\n';
+  const res = checkZoneText(text, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.message]), [
+    [4, '_shim6 TXT in class CH; it must be IN'],
+    [6, 'ULID 2001:db8::1 is not in the AAAA RRset of k.example.: there is no AAAA at that name (readers ignore the RR)'],
+  ]);
+});
+
 test('zone check: master-file syntax real zones use; duplicates and TXT/RR disagreement', () => {
   const rr = rdataHex(REC);
   const hex = rr.split(' ').slice(2).join('');
