@@ -159,20 +159,21 @@ export async function runShow(name: string, f: ShowFlags, out: Out): Promise<num
   }
   const t = timeoutMs(f.timeout);
   const shown = await fetchCapability(server, name, rrType, f.txt !== false, { tcp: f.tcp === true, ...(t !== undefined ? { timeoutMs: t } : {}) });
+  if (shown.owner !== shown.name && !f.json) out.stderr(`${shown.name} is an alias (CNAME) of ${shown.owner}: its record is read there, as a peer's stub reads it\n`);
   if (f.json) {
     out.stdout(JSON.stringify({
-      name: shown.name, aaaa: shown.aaaa,
+      name: shown.name, owner: shown.owner, aaaa: shown.aaaa,
       records: shown.records.map((r) => ({
         source: r.source, ttl: r.ttl, rdata: Buffer.from(r.rdata).toString('hex'),
         text: r.record ? formatCapabilityRecord(r.record) : null, error: r.error ?? null, ulidInAaaa: r.ulidInAaaa,
       })),
     }, null, 2) + '\n');
   } else {
-    if (shown.records.length === 0) out.stdout(`${shown.name}: no capability record\n`);
+    if (shown.records.length === 0) out.stdout(`${shown.owner}: no capability record\n`);
     for (const r of shown.records) {
-      const owner = r.source === 'txt' ? `_shim6.${shown.name} ${r.ttl} TXT` : `${shown.name} ${r.ttl} TYPE${rrType}`;
+      const owner = r.source === 'txt' ? `_shim6.${shown.owner} ${r.ttl} TXT` : `${shown.owner} ${r.ttl} TYPE${rrType}`;
       out.stdout(r.record ? `${owner} ${formatCapabilityRecord(r.record)}\n` : `${owner} unusable: ${r.error}\n`);
-      if (r.record && !r.ulidInAaaa) out.stderr(`warning: ULID ${r.record.ulid} is not in the AAAA RRset of ${shown.name} (readers ignore the record)\n`);
+      if (r.record && !r.ulidInAaaa) out.stderr(`warning: ULID ${r.record.ulid} is not in the AAAA RRset of ${shown.owner} (readers ignore the record)\n`);
     }
   }
   const wants = f.expect !== undefined || f.expectUlid !== undefined || (f.expectLocator ?? []).length > 0;

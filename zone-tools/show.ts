@@ -14,30 +14,44 @@ import {
   type CapabilityRecord,
 } from '../shim/wire/capability-record.ts';
 import { ProtocolError } from '../shim/errors.ts';
-import { canonicalName, decodeMessage, FLAG_RD, MAX_NAME_OCTETS, nameWireLength, decodeTxtRdata, encodeMessage, rcodeName, rcodeOf, RrClass, RrType } from './dns-message.ts';
+import { canonicalName, decodeMessage, decodeName, FLAG_RD, MAX_NAME_OCTETS, nameWireLength, decodeTxtRdata, encodeMessage, rcodeName, rcodeOf, RrClass, RrType } from './dns-message.ts';
 import { exchange, type ExchangeOptions, type ServerAddress } from './dns-transport.ts';
 import { txtOwner } from './zone-lines.ts';
+import { MAX_CNAME_LINKS } from '../resolver/answer-scan.ts';
 
 export interface Lookup {
   rcode: number;
+  /** Where the name's CNAME chain in the answer ends (the name itself when it is no alias): the records' owner. */
+  owner: string;
   records: { ttl: number; rdata: Uint8Array }[];
 }
 
 /**
- * One question; answers of that name and type (CNAMEs are not followed). RD is set: the server
- * asked may be the recursive resolver of /etc/resolv.conf (the default), which refuses a question
- * without it (systemd-resolved, unbound) or answers it from its cache alone; an authoritative
- * server ignores it.
+ * One question; the answers of that type at the end of the name's CNAME chain in the answer,
+ * as a peer's stub reads them (at most MAX_CNAME_LINKS links, as the stub: a longer chain or a
+ * loop stops where the walk is, which holds none). RD is set: the server asked may be the
+ * recursive resolver of /etc/resolv.conf (the default), which refuses a question without it
+ * (systemd-resolved, unbound) or answers it from its cache alone; an authoritative server ignores it.
  */
 export async function lookup(server: ServerAddress, name: string, type: number, opts: ExchangeOptions = {}): Promise<Lookup> {
   const id = crypto.randomInt(0, 0x10000);
   const q = encodeMessage({ id, flags: FLAG_RD, questions: [{ name: canonicalName(name), type, class: RrClass.IN }], answers: [], authorities: [], additionals: [] });
-  const m = decodeMessage(await exchange(server, q, opts));
+  const bytes = await exchange(server, q, opts);
+  const m = decodeMessage(bytes);
   if (m.id !== id) throw new ProtocolError('EDNS_ANSWER', `${server.host} answered another query`);
-  const want = canonicalName(name);
+  let owner = canonicalName(name);
+  for (let hop = 0; hop < MAX_CNAME_LINKS && type !== RrType.CNAME; hop++) {
+    const i = m.answers.findIndex((rr) => rr.type === RrType.CNAME && canonicalName(rr.name) === owner);
+    if (i < 0) break;
+    // The target may be compressed: read where the RDATA lies in the message (answers' spans come first).
+    const target = canonicalName(decodeName(bytes, m.spans[i]!.end - m.answers[i]!.rdata.length).name);
+    if (target === owner) break;
+    owner = target;
+  }
   return {
     rcode: rcodeOf(m.flags),
-    records: m.answers.filter((rr) => rr.type === type && canonicalName(rr.name) === want).map((rr) => ({ ttl: rr.ttl, rdata: rr.rdata })),
+    owner,
+    records: m.answers.filter((rr) => rr.type === type && canonicalName(rr.name) === owner).map((rr) => ({ ttl: rr.ttl, rdata: rr.rdata })),
   };
 }
 
@@ -54,6 +68,8 @@ export interface ShownRecord {
 
 export interface ShowResult {
   name: string;
+  /** The owner of the records: the end of the name's CNAME chain (the name itself when it is no alias). */
+  owner: string;
   aaaa: string[];
   records: ShownRecord[];
 }
@@ -75,14 +91,14 @@ export async function fetchCapability(server: ServerAddress, name: string, rrTyp
   const aaaa = aaaaAnswer.records.filter((r) => r.rdata.length === 16).map((r) => formatIpv6(r.rdata));
   const records = rr.records.map((r) => decodeOne('rr', r.ttl, r.rdata, aaaa));
   // A name of more than 246 characters has no room for `_shim6.` (255 octets): no such TXT can exist.
-  if (records.length === 0 && txt && (nameWireLength(txtOwner(canonicalName(name))) ?? Infinity) <= MAX_NAME_OCTETS) {
-    const t = await lookup(server, txtOwner(canonicalName(name)), RrType.TXT, opts);
+  if (records.length === 0 && txt && (nameWireLength(txtOwner(rr.owner)) ?? Infinity) <= MAX_NAME_OCTETS) {
+    const t = await lookup(server, txtOwner(rr.owner), RrType.TXT, opts);
     for (const r of t.records) {
       const strings = decodeTxtRdata(r.rdata).join('');
       if (strings.startsWith('v=shim6cap')) records.push(decodeOne('txt', r.ttl, r.rdata, aaaa));
     }
   }
-  return { name: canonicalName(name), aaaa, records };
+  return { name: canonicalName(name), owner: rr.owner, aaaa, records };
 }
 
 /** What `--expect` / `--expect-ulid` / `--expect-locator` ask for. */
@@ -95,7 +111,7 @@ export interface Expectation {
 /** Differences between what the server has and what is expected ([] = match). */
 export function compare(shown: ShowResult, exp: Expectation): string[] {
   const usable = shown.records.filter((r) => r.record);
-  if (usable.length === 0) return [`no usable capability record at ${shown.name}`];
+  if (usable.length === 0) return [`no usable capability record at ${shown.owner}`];
   const r = usable[0]!.record!;
   const diffs: string[] = [];
   if (exp.text !== undefined) {
@@ -112,7 +128,7 @@ export function compare(shown: ShowResult, exp: Expectation): string[] {
     const got = r.locators.map((l) => l.address).sort();
     if (want.join(' ') !== got.join(' ')) diffs.push(`locators differ: expected ${want.join(' ')}, found ${got.join(' ')}`);
   }
-  if (!usable[0]!.ulidInAaaa) diffs.push(`ULID ${r.ulid} is not in the AAAA RRset of ${shown.name} (readers ignore the record)`);
+  if (!usable[0]!.ulidInAaaa) diffs.push(`ULID ${r.ulid} is not in the AAAA RRset of ${shown.owner} (readers ignore the record)`);
   return diffs;
 }
 

@@ -1,7 +1,7 @@
 // A zone written by `zone record`, served by real Knot and BIND on loopback:
 // kdig returns the capability RDATA byte for byte as written, and `zone show`
 // decodes it (RR and TXT fallback), matches --expect, and fails on a mismatch.
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -27,7 +27,8 @@ const T = buildHostRecord({ name: 't.served.test.', ulid: '2001:db8:1::7', locat
 function zoneText(): string {
   // t publishes the TXT fallback only, as on a DNS host that refuses unknown types.
   const tLines = hostZoneLines(T).filter((l) => !l.includes('TYPE65300'));
-  return zoneHeader(Z) + [...hostZoneLines(A), ...hostZoneLines(BIG), ...tLines].join('\n') + '\n';
+  // Aliases of a and t: a peer's stub follows the CNAME chain and reads the record at its end.
+  return zoneHeader(Z) + [...hostZoneLines(A), ...hostZoneLines(BIG), ...tLines, 'www IN CNAME a', 'w2 IN CNAME www', 'tx IN CNAME t'].join('\n') + '\n';
 }
 
 function kdig(port: number, server: string, args: string[]): string {
@@ -81,7 +82,35 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.match(wrongUlid.stderr, /ULID differs: expected 2001:db8:1::b, found 2001:db8:1::a/);
     assert.equal(none.status, 1);
     assert.match(none.stdout, /no capability record/);
+    await showsAliases(t, `127.0.0.1:${dns.port}`);
   });
+}
+
+/** `zone show`'s line for a record, with any TTL (a recursive resolver's cache counts it down). */
+function line(owner: string, type: string, text: string): RegExp {
+  return new RegExp(`^${owner.replace(/\./g, '\\.')} \\d+ ${type} ${text.replace(/[.+]/g, '\\$&')}\n$`);
+}
+
+/** `zone show` of an alias shows the record at the end of its CNAME chain, as a peer's stub reads it (it said "no capability record"). */
+async function showsAliases(t: TestContext, server: string): Promise<void> {
+  const [www, w2, tx] = await Promise.all([
+    shim6Async(['zone', 'show', 'www.served.test.', '--server', server, '--expect', formatCapabilityRecord(A.record)]),
+    shim6Async(['zone', 'show', 'w2.served.test.', '--server', server, '--json']),
+    shim6Async(['zone', 'show', 'tx.served.test.', '--server', server, '--expect', formatCapabilityRecord(T.record)]),
+  ]);
+  assert.equal(www.status, 0, www.stdout + www.stderr);
+  assert.match(www.stdout, line('a.served.test.', 'TYPE65300', formatCapabilityRecord(A.record)));
+  assert.match(www.stderr, /^www\.served\.test\. is an alias \(CNAME\) of a\.served\.test\./);
+  assert.equal(w2.status, 0, w2.stderr);
+  const json = JSON.parse(w2.stdout) as { name: string; owner: string; aaaa: string[]; records: { text: string }[] };
+  assert.equal(json.name, 'w2.served.test.');
+  assert.equal(json.owner, 'a.served.test.');
+  assert.deepEqual(json.aaaa.sort(), ['2001:db8:1::a', '2001:db8:2::a']);
+  assert.equal(json.records[0]!.text, formatCapabilityRecord(A.record));
+  // The TXT fallback is looked for at the end of the chain too (_shim6.t, not _shim6.tx).
+  assert.equal(tx.status, 0, tx.stdout + tx.stderr);
+  assert.match(tx.stdout, line('_shim6.t.served.test.', 'TXT', formatCapabilityRecord(T.record)));
+  t.diagnostic('aliases shown at the end of their chains');
 }
 
 /** A TCP port free on 127.0.0.1 right now. */
@@ -139,7 +168,8 @@ test('zone show asks a recursive resolver (the default: the nameserver of /etc/r
     shim6Async(['zone', 'show', 't.served.test.', '--server', `127.0.0.1:${rec.port}`, '--expect', formatCapabilityRecord(T.record)]),
   ]);
   assert.equal(rr.status, 0, rr.stderr);
-  assert.equal(rr.stdout, `a.served.test. 3600 TYPE65300 ${formatCapabilityRecord(A.record)}\n`);
+  assert.match(rr.stdout, line('a.served.test.', 'TYPE65300', formatCapabilityRecord(A.record)));
   assert.equal(txt.status, 0, txt.stderr);
-  assert.equal(txt.stdout, `_shim6.t.served.test. 3600 TXT ${formatCapabilityRecord(T.record)}\n`);
+  assert.match(txt.stdout, line('_shim6.t.served.test.', 'TXT', formatCapabilityRecord(T.record)));
+  await showsAliases(t, `127.0.0.1:${rec.port}`);
 });
