@@ -153,7 +153,12 @@ export function buildHostRecord(input: RecordInput): HostRecord {
   const full: CapabilityRecord = { ...(record as CapabilityRecord), ulid, locators, ...(port !== undefined ? { port } : {}) };
   const problem = recordProblem(full);
   if (problem) bad(problem.field, '', problem.why);
-  if (input.txt === true) checkTxtOwnerFits(name);
+  if (input.txt === true) {
+    checkTxtOwnerFits(name);
+    // RFC 4592: `*` is a wildcard only as the first label, so `_shim6.*.<zone>` is an ordinary name
+    // no reader asks for: it asks for `_shim6.<host>`, which holds no TXT (the wildcard covers it, or nothing does).
+    if (name.startsWith('*.')) bad('--txt', name, `a wildcard has no TXT fallback a reader finds: readers ask for ${txtOwner('<host>')}, and a * is a wildcard only as the first label (RFC 4592)`);
+  }
   return {
     name,
     ttl: parseTtlValue(input.ttl),

@@ -224,12 +224,16 @@ test('record inputs: each bad value is a UsageError naming its field', () => {
     [{ aaaa: 'some' }, 'aaaa'],
     [{ rrType: '70000' }, 'rr-type'],
     [{ hba: '/nonexistent.json' }, '--hba'],
+    // A reader asks _shim6.<host> TXT, which the wildcard itself answers (NODATA): _shim6.*.example. is never read.
+    [{ name: '*.example.', txt: true }, '--txt'],
   ];
   for (const [patch, field] of cases) {
     const flags: RecordFlags = { name: base.name, ulid: base.ulid, locator: base.locators, ...patch } as RecordFlags;
     if ('ulid' in patch && patch.ulid === undefined) delete flags.ulid;
     assert.throws(() => buildHostRecord(recordInput(flags)), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === field, JSON.stringify(patch));
   }
+  // A wildcard's record itself is read (the server makes it at every name it covers).
+  assert.equal(buildHostRecord(recordInput({ name: '*.example.', ulid: base.ulid, locator: base.locators })).name, '*.example.');
 });
 
 test('zone CLI: usage errors exit 2 and name the flag and the value on stderr', async () => {
