@@ -147,6 +147,16 @@ const TTL_UNITS: ReadonlyMap<string, number> = new Map([
  * language but backtracks exponentially on a long digit run that ends badly.
  */
 export function parseTtl(text: string): number | undefined {
+  const total = ttlSeconds(text);
+  // RFC 2181 §8: a TTL is 0..2^31-1; a larger one is no TTL (the line then reports a problem).
+  return total === undefined || total > MAX_TTL ? undefined : total;
+}
+
+/** RFC 2181 §8: the largest TTL; a 32-bit one above it counts as 0. */
+const MAX_TTL = 0x7fff_ffff;
+
+/** The seconds of a TTL token, whatever their number; undefined when it is no TTL (parseTtl's syntax). */
+function ttlSeconds(text: string): number | undefined {
   let total = 0;
   let i = 0;
   while (i < text.length) {
@@ -158,8 +168,24 @@ export function parseTtl(text: string): number | undefined {
     total += Number(text.slice(start, i)) * unit;
     if (i < text.length) i++;
   }
-  // RFC 2181 §8: a TTL is 0..2^31-1; a larger one is no TTL (the line then reports a problem).
-  return i === 0 || total > 0x7fff_ffff ? undefined : total;
+  return i === 0 ? undefined : total;
+}
+
+/**
+ * A record's or `$TTL`'s TTL token as servers load it: over 2^31-1 it is 0 (RFC 2181 §8; BIND
+ * "setting TTL to 0"; Knot keeps it, readers take it as 0), a warning; over 32 bits both refuse
+ * the zone, an error. Undefined when the token is no TTL; `ttl` is undefined after the error.
+ */
+function readTtl(text: string, line: number, file: string, res: ParseSink): { ttl: number | undefined } | undefined {
+  const seconds = ttlSeconds(text);
+  if (seconds === undefined) return undefined;
+  if (seconds <= MAX_TTL) return { ttl: seconds };
+  if (seconds > 0xffff_ffff) {
+    res.problem({ file, line, message: `TTL ${text} does not fit in 32 bits (BIND and Knot refuse the zone)`, severity: 'error' });
+    return { ttl: undefined };
+  }
+  res.problem({ file, line, message: `TTL ${text} is over ${MAX_TTL} (RFC 2181 §8): BIND loads it as 0, readers take it as 0`, severity: 'warning' });
+  return { ttl: 0 };
 }
 
 /** `name` relative to `origin` → absolute (if an origin is known). `@` is the origin. */
@@ -245,11 +271,12 @@ function parseInto(text: string, file: string, st: ParseState, res: ParseSink, r
     }
     st.lastOwner = owner;
     let ttl: number | undefined;
+    let ttlGiven = false;
     let cls = 'IN';
     for (let n = 0; n < 2 && k < ll.tokens.length; n++) {
       const t = ll.tokens[k]!.text;
-      const asTtl = parseTtl(t);
-      if (asTtl !== undefined && ttl === undefined) { ttl = asTtl; k++; continue; }
+      const asTtl = ttlGiven ? undefined : readTtl(t, ll.line, file, res);
+      if (asTtl !== undefined) { ttl = asTtl.ttl; ttlGiven = true; k++; continue; }
       if (isClass(t)) { cls = t.toUpperCase(); k++; continue; }
       break;
     }
@@ -280,9 +307,9 @@ function directive(ll: LogicalLine, file: string, st: ParseState, res: ParseSink
       if (!st.origin.endsWith('.')) problem(`$ORIGIN ${a.text} is relative and no origin is known`);
       return;
     case '$TTL': {
-      const ttl = a ? parseTtl(a.text) : undefined;
+      const ttl = a ? readTtl(a.text, ll.line, file, res) : undefined;
       if (ttl === undefined) return problem(`$TTL needs a TTL, got ${JSON.stringify(a?.text ?? '')}`);
-      st.defaultTtl = ttl;
+      if (ttl.ttl !== undefined) st.defaultTtl = ttl.ttl;
       return;
     }
     case '$INCLUDE': {

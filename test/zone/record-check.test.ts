@@ -151,6 +151,26 @@ test('zone check: class IN for the _shim6 TXT too, and only an AAAA of class IN 
   ]);
 });
 
+test('zone check: a TTL over 2^31-1 is read as 0 with a warning, as BIND loads it and readers take it (RFC 2181 §8); over 32 bits it is an error, and the record is still checked', () => {
+  const rr = rdataHex(REC); // ULID 2001:db8::1
+  const text = [
+    '$ORIGIN example.',                                // 1
+    '$TTL 3000000000',                                 // 2: BIND: "setting $TTL to 0"
+    'h 4294967295 IN AAAA 2001:db8::1',                // 3: the ULID's AAAA: still counts
+    `h 2147483648 IN TYPE65300 ${rr}`,                 // 4
+    `k 4294967296 IN TYPE65300 ${rr}`,                 // 5: BIND and Knot refuse the zone; k has no AAAA
+  ].join('\n') + '\n';
+  const res = checkZoneText(text, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.severity, p.message]), [
+    [2, 'warning', 'TTL 3000000000 is over 2147483647 (RFC 2181 §8): BIND loads it as 0, readers take it as 0'],
+    [3, 'warning', 'TTL 4294967295 is over 2147483647 (RFC 2181 §8): BIND loads it as 0, readers take it as 0'],
+    [4, 'warning', 'TTL 2147483648 is over 2147483647 (RFC 2181 §8): BIND loads it as 0, readers take it as 0'],
+    [5, 'error', 'TTL 4294967296 does not fit in 32 bits (BIND and Knot refuse the zone)'],
+    [5, 'error', 'ULID 2001:db8::1 is not in the AAAA RRset of k.example.: there is no AAAA at that name (readers ignore the RR)'],
+  ]);
+  assert.equal(res.records, 2);
+});
+
 test('zone check: master-file syntax real zones use; duplicates and TXT/RR disagreement', () => {
   const rr = rdataHex(REC);
   const hex = rr.split(' ').slice(2).join('');
