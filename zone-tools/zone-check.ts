@@ -214,7 +214,9 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
       const f = checkCapabilityEntry(e, problem);
       all.push(f);
       const prev = records.get(owner);
-      if (prev) problem(e.line, `second ${type} RR at ${e.owner} (first at line ${prev.line}); one RR holds the whole locator set`);
+      // The same RDATA again is the same RR: BIND and Knot keep one (RFC 2181 §5: an RRset has no duplicates).
+      if (prev?.rdata && f.rdata && sameBytes(prev.rdata, f.rdata)) problem(e.line, `the ${type} RR of line ${prev.line} again: servers keep one`, 'warning');
+      else if (prev) problem(e.line, `second ${type} RR at ${e.owner} (first at line ${prev.line}); one RR holds the whole locator set`);
       else records.set(owner, f);
     } else if (e.type === 'TXT' && owner.split('.')[0]?.toLowerCase() === TXT_LABEL) {
       txts.push(checkTxtEntry(e, problem));

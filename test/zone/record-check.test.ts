@@ -171,6 +171,23 @@ test('zone check: a TTL over 2^31-1 is read as 0 with a warning, as BIND loads i
   assert.equal(res.records, 2);
 });
 
+test('zone check: the same capability RR twice is one RR to BIND and Knot (a warning); two different ones are an error', () => {
+  const rr = rdataHex(REC);
+  const text = [
+    '$ORIGIN example.',                             // 1
+    '$TTL 60',                                      // 2
+    'h IN AAAA 2001:db8::1',                        // 3
+    `h IN TYPE65300 ${rr}`,                         // 4
+    `H.example. 300 IN TYPE65300 ${rr.toUpperCase()}`, // 5: the same RDATA, spelt otherwise
+    `h IN TYPE65300 ${rdataHex({ ...REC, locators: [...REC.locators, { address: '2001:db8::2', flags: 0, priority: 1, weight: 0 }] })}`, // 6
+  ].join('\n') + '\n';
+  const res = checkZoneText(text, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.severity, p.message]), [
+    [5, 'warning', 'the TYPE65300 RR of line 4 again: servers keep one'],
+    [6, 'error', 'second TYPE65300 RR at h.example. (first at line 4); one RR holds the whole locator set'],
+  ]);
+});
+
 test('zone check: master-file syntax real zones use; duplicates and TXT/RR disagreement', () => {
   const rr = rdataHex(REC);
   const hex = rr.split(' ').slice(2).join('');
@@ -183,7 +200,7 @@ test('zone check: master-file syntax real zones use; duplicates and TXT/RR disag
     `  IN 300 TYPE65300 ( \\# 40`,                   // 6: blank owner, class before TTL, parentheses
     `      ${hex.slice(0, 30)}`,                     // 7
     `      ${hex.slice(30)} )`,                      // 8
-    `h.example. IN TYPE65300 ${rr}`,                 // 9: second RR at the same owner
+    `h.example. IN TYPE65300 ${rdataHex({ ...REC, locators: [{ ...REC.locators[0]!, priority: 5 }] })}`, // 9: second RR at the same owner
     '$ORIGIN sub.example.',                          // 10
     '@ IN AAAA 2001:db8::1',                         // 11
     `@ IN TYPE65300 ${rr}`,                          // 12: sub.example. — fine
