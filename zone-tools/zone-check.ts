@@ -183,6 +183,8 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
   const records = new Map<string, Found>();
   const all: Found[] = [];
   const txts: Found[] = [];
+  /** The first `_shim6` TXT fallback of each owner (readers take any one of an RRset: one record per host). */
+  const txtOf = new Map<string, Found>();
   const longOwners = new Set<string>();
   let errors = 0, warnings = 0, omitted = 0, reading = true;
   const add = (p: Problem): void => {
@@ -219,7 +221,12 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
       else if (prev) problem(e.line, `second ${type} RR at ${e.owner} (first at line ${prev.line}); one RR holds the whole locator set`);
       else records.set(owner, f);
     } else if (e.type === 'TXT' && owner.split('.')[0]?.toLowerCase() === TXT_LABEL) {
-      txts.push(checkTxtEntry(e, problem));
+      const t = checkTxtEntry(e, problem);
+      txts.push(t);
+      const prev = txtOf.get(owner);
+      if (prev?.rdata && t.rdata && sameBytes(prev.rdata, t.rdata)) problem(e.line, `the ${TXT_LABEL} TXT fallback of line ${prev.line} again: readers find the same record`, 'warning');
+      else if (prev?.rdata && t.rdata) problem(e.line, `second ${TXT_LABEL} TXT fallback at ${e.owner} (first at line ${prev.line}); one record holds the whole locator set`);
+      else if (t.rdata) txtOf.set(owner, t);
     }
   };
   readMasterFile(text, file, { entry, problem: add, stopped: () => stopped !== undefined }, {

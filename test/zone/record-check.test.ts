@@ -188,6 +188,24 @@ test('zone check: the same capability RR twice is one RR to BIND and Knot (a war
   ]);
 });
 
+test('zone check: one TXT fallback per host too (a host whose DNS takes no unknown type publishes only it)', () => {
+  const txt = (r: CapabilityRecord): string => `"v=shim6cap1 b64=${Buffer.from(encodeCapabilityRecord(r)).toString('base64')}"`;
+  const other: CapabilityRecord = { ...REC, locators: [...REC.locators, { address: '2001:db8::2', flags: 0, priority: 1, weight: 0 }] };
+  const text = [
+    '$ORIGIN example.',          // 1
+    '$TTL 60',                   // 2
+    'h IN AAAA 2001:db8::1',     // 3
+    `_shim6.h IN TXT ${txt(REC)}`,   // 4
+    `_shim6.h IN TXT ${txt(other)}`, // 5: readers would take either, as the server orders them
+    `_shim6.h IN TXT ${txt(REC)}`,   // 6: the same again
+  ].join('\n') + '\n';
+  const res = checkZoneText(text, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.severity, p.message]), [
+    [5, 'error', 'second _shim6 TXT fallback at _shim6.h.example. (first at line 4); one record holds the whole locator set'],
+    [6, 'warning', 'the _shim6 TXT fallback of line 4 again: readers find the same record'],
+  ]);
+});
+
 test('zone check: master-file syntax real zones use; duplicates and TXT/RR disagreement', () => {
   const rr = rdataHex(REC);
   const hex = rr.split(' ').slice(2).join('');
