@@ -177,7 +177,8 @@ export async function runShow(name: string, f: ShowFlags, out: Out): Promise<num
     }
   }
   const wants = f.expect !== undefined || f.expectUlid !== undefined || (f.expectLocator ?? []).length > 0;
-  if (!wants) return shown.records.some((r) => r.record) ? 0 : 1;
+  // Usable: a record readers take, so its ULID is in the AAAA RRset (else they ignore it, as the warning says).
+  if (!wants) return shown.records.some((r) => r.record && r.ulidInAaaa) ? 0 : 1;
   const diffs = compare(shown, {
     ...(f.expect !== undefined ? { text: f.expect } : {}),
     ...(f.expectUlid !== undefined ? { ulid: f.expectUlid } : {}),

@@ -23,12 +23,15 @@ const A = buildHostRecord({ name: 'a.served.test.', ulid: '2001:db8:1::a', locat
 // 32 locators: the answers exceed 512 octets, so the UDP answer is truncated and show retries over TCP.
 const BIG = buildHostRecord({ name: 'big.served.test.', ulid: '2001:db8:1::1', locators: Array.from({ length: 32 }, (_, i) => `2001:db8:${i + 1}::1/${i}/${i}`), txt: true });
 const T = buildHostRecord({ name: 't.served.test.', ulid: '2001:db8:1::7', locators: ['2001:db8:1::7', '2001:db8:3::7/2'], txt: true });
+const U = buildHostRecord({ name: 'u.served.test.', ulid: '2001:db8:1::8', locators: ['2001:db8:1::8'] });
 
 function zoneText(): string {
   // t publishes the TXT fallback only, as on a DNS host that refuses unknown types.
   const tLines = hostZoneLines(T).filter((l) => !l.includes('TYPE65300'));
+  // u's record names a ULID that is not in its AAAA RRset: readers ignore it.
+  const uLines = hostZoneLines(U).filter((l) => !l.includes(' AAAA ')).concat('u IN AAAA 2001:db8:9::9');
   // Aliases of a and t: a peer's stub follows the CNAME chain and reads the record at its end.
-  return zoneHeader(Z) + [...hostZoneLines(A), ...hostZoneLines(BIG), ...tLines, 'www IN CNAME a', 'w2 IN CNAME www', 'tx IN CNAME t'].join('\n') + '\n';
+  return zoneHeader(Z) + [...hostZoneLines(A), ...hostZoneLines(BIG), ...tLines, ...uLines, 'www IN CNAME a', 'w2 IN CNAME www', 'tx IN CNAME t'].join('\n') + '\n';
 }
 
 function kdig(port: number, server: string, args: string[]): string {
@@ -63,13 +66,14 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.equal(big.records[0]!.ulidInAaaa, true);
 
     const text = formatCapabilityRecord(A.record);
-    const [ok, v6, txt, wrong, wrongUlid, none] = await Promise.all([
+    const [ok, v6, txt, wrong, wrongUlid, none, ignored] = await Promise.all([
       shim6Async(['zone', 'show', 'a.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect', text]),
       shim6Async(['zone', 'show', 'a.served.test', '--server', `[::1]:${dns.port}`, '--expect-ulid', '2001:db8:1:0::a', '--expect-locator', '2001:db8:2::a', '--expect-locator', '2001:db8:1::a']),
       shim6Async(['zone', 'show', 't.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect', formatCapabilityRecord(T.record)]),
       shim6Async(['zone', 'show', 'a.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect', text.replace('prio=1', 'prio=2')]),
       shim6Async(['zone', 'show', 'a.served.test.', '--server', `127.0.0.1:${dns.port}`, '--expect-ulid', '2001:db8:1::b']),
       shim6Async(['zone', 'show', 'nobody.served.test.', '--server', `127.0.0.1:${dns.port}`]),
+      shim6Async(['zone', 'show', 'u.served.test.', '--server', `127.0.0.1:${dns.port}`]),
     ]);
     assert.equal(ok.status, 0, ok.stderr);
     assert.equal(ok.stdout, `a.served.test. 3600 TYPE65300 ${text}\n`);
@@ -82,6 +86,9 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.match(wrongUlid.stderr, /ULID differs: expected 2001:db8:1::b, found 2001:db8:1::a/);
     assert.equal(none.status, 1);
     assert.match(none.stdout, /no capability record/);
+    // A record every reader ignores is no usable record: exit 1 (it was 0, with the warning).
+    assert.equal(ignored.status, 1, ignored.stderr);
+    assert.match(ignored.stderr, /^warning: ULID 2001:db8:1::8 is not in the AAAA RRset of u\.served\.test\. \(readers ignore the record\)\n$/);
     await showsAliases(t, `127.0.0.1:${dns.port}`);
   });
 }
