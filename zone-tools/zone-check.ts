@@ -169,6 +169,34 @@ function hasAddress(a: Addresses | undefined, address: string): boolean {
 }
 
 /**
+ * Names whose descendants are not the zone's data to a reader (canonical): NS owners that are no
+ * apex (delegations, RFC 1034 §4.2.1; the cut itself too) and DNAME owners (RFC 6672 §2.3: the
+ * names below); with their lengths, so most suffixes of an owner are not looked up.
+ */
+interface Cuts { names: ReadonlyMap<string, 'NS' | 'DNAME'>; lengths: ReadonlySet<number> }
+
+/**
+ * The cut that hides `owner` from readers: the nearest of its names (itself, then each parent) that
+ * is a delegation, or a parent that owns a DNAME; undefined when there is none. `owner` is canonical.
+ * One scan of the owner for its label starts (a `\.` inside a label is no label end), and a suffix is
+ * looked up only when a cut has its length; an owner over 4 × 255 characters (no DNS name: reported
+ * already) is not walked.
+ */
+function cutAbove(owner: string, cuts: Cuts): { name: string; type: 'NS' | 'DNAME' } | undefined {
+  if (cuts.names.size === 0 || owner.length > 4 * MAX_NAME_OCTETS) return undefined;
+  for (let at = 0; at < owner.length;) {
+    if (cuts.lengths.has(owner.length - at)) {
+      const name = owner.slice(at);
+      const type = cuts.names.get(name);
+      if (type === 'NS' || (type === 'DNAME' && at > 0)) return { name, type };
+    }
+    while (at < owner.length && owner[at] !== '.') at += owner[at] === '\\' ? 2 : 1;
+    at++;
+  }
+  return undefined;
+}
+
+/**
  * Check master-file text. `file` is used in messages and for $INCLUDE. The zone is read
  * entry by entry (master-file.ts readMasterFile); what is kept is what the checks need once
  * all of it is read (each owner's AAAA addresses, each capability RR and `_shim6` TXT, without
@@ -186,6 +214,10 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
   /** The first `_shim6` TXT fallback of each owner (readers take any one of an RRset: one record per host). */
   const txtOf = new Map<string, Found>();
   const longOwners = new Set<string>();
+  /** Owners of NS RRsets and of SOAs (apexes; --origin is one): an NS owner that is no apex is a delegation. */
+  const nsOwners = new Set<string>();
+  const dnameOwners = new Set<string>();
+  const apexes = new Set<string>(opts.origin === undefined ? [] : [canonicalName(opts.origin)]);
   let errors = 0, warnings = 0, omitted = 0, reading = true;
   const add = (p: Problem): void => {
     if (stopped) return;
@@ -207,6 +239,9 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
         problem(e.line, `owner ${e.owner} is ${octets} octets, over the ${MAX_NAME_OCTETS} of a DNS name (RFC 1035 §2.3.4)`);
       }
     }
+    if (e.type === 'NS') nsOwners.add(owner);
+    else if (e.type === 'DNAME') dnameOwners.add(owner);
+    else if (e.type === 'SOA') apexes.add(owner);
     const a = aaaaOf(e);
     if (a !== undefined) {
       const have = aaaa.get(owner);
@@ -234,13 +269,29 @@ export function checkZoneText(text: string, file: string, opts: CheckOptions = {
     ...(opts.readFile ? { readFile: opts.readFile } : {}),
   });
   reading = false;
-  // What needs the whole zone (the AAAA RRsets, the RR a TXT must equal); not after a stop: the zone was not all read.
+  // What needs the whole zone (the AAAA RRsets, the RR a TXT must equal, the delegations); not after a stop: the zone was not all read.
+  // Without an apex (no SOA, no --origin) an NS owner may be the apex: only DNAMEs are cuts then.
+  const cutNames = new Map<string, 'NS' | 'DNAME'>([...dnameOwners].map((n) => [n, 'DNAME']));
+  if (apexes.size > 0) for (const n of nsOwners) if (!apexes.has(n)) cutNames.set(n, 'NS');
+  const cuts: Cuts = { names: cutNames, lengths: new Set([...cutNames.keys()].map((n) => n.length)) };
+  const occluded = (f: Found): void => {
+    const owner = canonicalName(f.owner);
+    const cut = cutAbove(owner, cuts);
+    if (cut === undefined) return;
+    add({
+      file: f.file, line: f.line, severity: 'error', message: cut.type === 'NS'
+        ? `${owner} is at or below the delegation ${cut.name} (NS): the zone's servers answer with a referral there, readers never see this record`
+        : `${owner} is below the DNAME at ${cut.name}: readers' questions are redirected (RFC 6672), they never see this record`,
+    });
+  };
   for (const f of stopped ? [] : all) {
+    occluded(f);
     if (!f.record) continue;
     for (const m of recordProblems(f.record, aaaa.get(canonicalName(f.owner)), f.owner)) add({ file: f.file, line: f.line, message: m, severity: 'error' });
     if ((f.record.hbaSet || f.record.cgaUlid) && !f.record.hbaDigest) add({ file: f.file, line: f.line, message: 'HBA/CGA flag set but no hba-digest parameter', severity: 'warning' });
   }
   for (const t of stopped ? [] : txts) {
+    occluded(t);
     const host = canonicalName(t.owner).slice(TXT_LABEL.length + 1);
     if (t.record) for (const m of recordProblems(t.record, aaaa.get(host), host)) add({ file: t.file, line: t.line, message: `${TXT_LABEL} TXT: ${m}`, severity: 'error' });
     const rec = records.get(host);

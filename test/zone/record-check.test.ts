@@ -206,6 +206,47 @@ test('zone check: one TXT fallback per host too (a host whose DNS takes no unkno
   ]);
 });
 
+test('zone check: a record at or below a delegation (NS), or below a DNAME, is never served: an error (named-checkzone says nothing)', (t) => {
+  const txt = `"v=shim6cap1 b64=${Buffer.from(encodeCapabilityRecord(REC)).toString('base64')}"`;
+  const text = [
+    '$ORIGIN example.',                       // 1
+    '$TTL 60',                                // 2
+    '@ IN SOA ns hm ( 1 3600 600 86400 300 )', // 3
+    '@ IN NS ns',                             // 4: the apex's NS: no cut
+    'ns IN AAAA 2001:db8::53',                // 5
+    'sub IN NS ns.other.',                    // 6: a delegation
+    'h.sub IN AAAA 2001:db8::1',              // 7
+    `h.sub IN TYPE65300 ${rdataHex(REC)}`,    // 8: below it
+    `_shim6.h.sub IN TXT ${txt}`,             // 9
+    'sub IN AAAA 2001:db8::1',                // 10
+    `sub IN TYPE65300 ${rdataHex(REC)}`,      // 11: at it
+    'h IN AAAA 2001:db8::1',                  // 12
+    `h IN TYPE65300 ${rdataHex(REC)}`,        // 13: fine
+    `_shim6.h IN TXT ${txt}`,                 // 14: fine
+    'd IN DNAME other.example.',              // 15: BIND loads what is below it too (Knot refuses)
+    `h.d IN TYPE65300 ${rdataHex(REC)}`,      // 16: below it
+    'h.d IN AAAA 2001:db8::1',                // 17
+    'd IN AAAA 2001:db8::1',                  // 18: the DNAME's owner itself is served
+    `d IN TYPE65300 ${rdataHex(REC)}`,        // 19: fine
+  ].join('\n') + '\n';
+  const below = (owner: string, cut: string): string => `${owner} is at or below the delegation ${cut} (NS): the zone's servers answer with a referral there, readers never see this record`;
+  const res = checkZoneText(text, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.message]), [
+    [8, below('h.sub.example.', 'sub.example.')],
+    [9, below('_shim6.h.sub.example.', 'sub.example.')],
+    [11, below('sub.example.', 'sub.example.')],
+    [16, 'h.d.example. is below the DNAME at d.example.: readers\' questions are redirected (RFC 6672), they never see this record'],
+  ]);
+  // The same records with the apex given by --origin and no SOA; a fragment with neither knows no delegation.
+  const noSoa = text.split('\n').filter((l) => !l.includes('SOA')).join('\n');
+  assert.equal(checkZoneText(noSoa, 'z', { origin: 'example.' }).problems.length, 4);
+  assert.deepEqual(checkZoneText(noSoa, 'z').problems.map((p) => p.message.split(' ')[0]), ['h.d.example.']);
+  if (!needs(t, { commands: ['named-checkzone'] })) return;
+  const file = writeZone(tempDir(t), 'cut.zone', text);
+  const r = namedCheckzone(Z, file);
+  assert.equal(r.status, 0, `named-checkzone loads it: ${r.output}`);
+});
+
 test('zone check: master-file syntax real zones use; duplicates and TXT/RR disagreement', () => {
   const rr = rdataHex(REC);
   const hex = rr.split(' ').slice(2).join('');
