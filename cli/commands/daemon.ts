@@ -16,6 +16,7 @@ import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
+import type { ConfigOverrides } from '../../shim/daemon/config.ts';
 
 interface DaemonFlags { config?: string; checkConfig?: boolean; logLevel?: string; logFormat?: string; manageResolvConf?: boolean; metrics?: string }
 
@@ -29,17 +30,19 @@ async function run(flags: DaemonFlags): Promise<void> {
   }
   if (flags.logLevel !== undefined && !isLogLevel(flags.logLevel)) badValue('--log-level', flags.logLevel, 'expected debug, info, warn or error');
   if (flags.logFormat !== undefined && flags.logFormat !== 'text' && flags.logFormat !== 'json') badValue('--log-format', flags.logFormat, 'expected text or json');
-  const { loadConfig, defaultConfig, DEFAULT_CONFIG_FILE } = await import('../../shim/daemon/config.ts');
+  const { loadConfig, defaultConfig, withOverrides, DEFAULT_CONFIG_FILE } = await import('../../shim/daemon/config.ts');
   const file = flags.config ?? (existsSync(DEFAULT_CONFIG_FILE) ? DEFAULT_CONFIG_FILE : undefined);
-  const config = file ? loadConfig(file) : defaultConfig();
-  if (flags.logLevel && isLogLevel(flags.logLevel)) config.log.level = flags.logLevel;
-  if (flags.logFormat === 'text' || flags.logFormat === 'json') config.log.format = flags.logFormat;
+  // The flags over the file, here and at every reload (the daemon applies them again).
+  const overrides: ConfigOverrides = {};
+  if (flags.logLevel !== undefined && isLogLevel(flags.logLevel)) overrides.logLevel = flags.logLevel;
+  if (flags.logFormat === 'text' || flags.logFormat === 'json') overrides.logFormat = flags.logFormat;
   if (flags.metrics !== undefined) {
     const { parseMetricsEndpoint } = await import('../../shim/daemon/metrics/endpoint.ts');
-    config.metrics = flags.metrics === 'off' ? undefined : parseMetricsEndpoint('--metrics', flags.metrics);
+    overrides.metrics = flags.metrics === 'off' ? 'off' : parseMetricsEndpoint('--metrics', flags.metrics);
   }
+  if (flags.manageResolvConf) overrides.resolvConf = 'manage';
+  const config = withOverrides(file ? loadConfig(file) : defaultConfig(), overrides);
   if (flags.manageResolvConf) {
-    config.resolvConf = 'manage';
     const { stubNameservers } = await import('../../shim/daemon/resolv-handover.ts');
     try {
       stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port })), '--manage-resolv-conf');
@@ -58,7 +61,7 @@ async function run(flags: DaemonFlags): Promise<void> {
   const { runDaemon } = await import('../../shim/daemon/process.ts');
   const { ServiceNotifier } = await import('../../shim/daemon/service-notify.ts');
   const log = new Logger({ level: config.log.level, format: config.log.format, component: 'shim6' });
-  await runDaemon(config, { log, notify: ServiceNotifier.fromEnvironment(log), ...(file ? { configFile: file } : {}) });
+  await runDaemon(config, { log, notify: ServiceNotifier.fromEnvironment(log), overrides, ...(file ? { configFile: file } : {}) });
 }
 
 /** The log of what happens before the config is read: the flags' level and format, else info and text. */

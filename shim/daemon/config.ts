@@ -478,6 +478,29 @@ export function keysNeedingRestart(config: DaemonConfig, next: DaemonConfig): st
   return changed.sort();
 }
 
+/**
+ * What `shim6 daemon`'s flags set over the file (`--log-level`, `--log-format`, `--metrics`,
+ * `--manage-resolv-conf`): applied to the file's configuration at start and again at every reload,
+ * so a reload neither undoes them nor names them as waiting for a restart.
+ */
+export interface ConfigOverrides {
+  logLevel?: LogLevel;
+  logFormat?: DaemonConfig['log']['format'];
+  /** An endpoint, or `off`: no metrics, whatever the file says. */
+  metrics?: NonNullable<DaemonConfig['metrics']> | 'off';
+  resolvConf?: 'manage';
+}
+
+/** `c` with the command line's values over the file's. */
+export function withOverrides(c: DaemonConfig, o: ConfigOverrides): DaemonConfig {
+  return {
+    ...c,
+    log: { level: o.logLevel ?? c.log.level, format: o.logFormat ?? c.log.format },
+    metrics: o.metrics === undefined ? c.metrics : o.metrics === 'off' ? undefined : o.metrics,
+    resolvConf: o.resolvConf ?? c.resolvConf,
+  };
+}
+
 /** The file `shim6 daemon` reads without --config, when it exists (ConfigurationDirectory=shim6 of the unit). */
 export const DEFAULT_CONFIG_FILE = '/etc/shim6/shim6.yaml';
 

@@ -26,7 +26,7 @@ import { startControlServer, type ControlServer } from './control/server.ts';
 import { claimNamespace, INSTANCE_SOCKET, type InstanceClaim } from './instance-lock.ts';
 import { memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError } from '../errors.ts';
-import { keysNeedingRestart, loadConfig, type DaemonConfig } from './config.ts';
+import { keysNeedingRestart, loadConfig, withOverrides, type ConfigOverrides, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
 import type { ContextPath, RouteHook } from '../dataplane/context-paths.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
@@ -86,6 +86,8 @@ export function cacheCheckMs(capabilityMaxTtlSeconds: number, idleTimeoutMs: num
 export interface DaemonOptions {
   /** The file to re-read on reload (absent: reload keeps the config). */
   configFile?: string;
+  /** The command line's values over the file's (`shim6 daemon --log-level` …), applied again at every reload. */
+  overrides?: ConfigOverrides;
   /** Log sink (default stderr). */
   log?: Logger;
   /** The service manager to tell when the daemon is ready, reloading and stopping (service-notify.ts). */
@@ -469,7 +471,7 @@ export class Daemon {
     if (!this.opts.configFile) { this.log.info('reload: no config file, nothing to do'); return; }
     let next: DaemonConfig;
     try {
-      next = loadConfig(this.opts.configFile);
+      next = withOverrides(loadConfig(this.opts.configFile), this.opts.overrides ?? {});
       // As at the start: a peer that is this host (its addresses now, the CGA ULID among them) is refused.
       if (next.peers.length > 0) refusePeersThatAreUs(next, readLocalAddresses());
     } catch (err) {

@@ -3,6 +3,9 @@
 // only listed as `restartNeeded`: raising it to debug to see a problem meant a restart, which
 // loses the state the problem was in. A reload refuses a peer that is this host, as the start does
 // (before, it primed it and the next start failed with ECONFIG).
+// What the command line sets keeps overriding the file at a reload (before, a reload put the
+// file's log level back over --log-level, and named --log-format's and --metrics' keys as waiting
+// for a restart that would change nothing).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -114,5 +117,35 @@ test('SIGHUP refuses a configured peer that is an address of this host, as the s
   const other = await reload([{ ulid: '2001:db8:77::1' }]);
   assert.equal(other.msg, 'reloaded', JSON.stringify(other));
   assert.equal(other.peers, 1);
+  assert.equal(d.status(), undefined, 'the daemon runs on');
+});
+
+test('SIGHUP keeps what the command line overrides: --log-level, --log-format and --metrics are not undone by the file, nor named as waiting for a restart', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'reload-flags-');
+  const { ns } = hostWithLink(t, 'rlf');
+  const file = path.join(dir, 'shim6.json');
+  // The file says info, text and no metrics; the flags say debug, json and a metrics port.
+  writeFileSync(file, JSON.stringify({
+    listen: [], interfaces: ['rlf0'], tun: { name: 'rlftun' },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'control.sock'), log: { level: 'info', format: 'text' },
+  }));
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file,
+    '--log-level', 'debug', '--log-format', 'json', '--metrics', '[::1]:9533'], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  assert.match(d.out(), /daemon ready/);
+  const reloads = (): Line[] => d.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line).filter((l) => l.msg === 'reloaded');
+  process.kill(d.child.pid!, 'SIGHUP'); // the file as it was: nothing changes
+  await waitFor(() => reloads().length > 0, 'the reload');
+  const [reloaded] = reloads();
+  assert.equal(reloaded!.logLevel, undefined, `the level stays the flag's debug: ${JSON.stringify(reloaded)}`);
+  assert.equal(reloaded!.restartNeeded, undefined, `nothing waits for a restart: ${JSON.stringify(reloaded)}`);
+  // Still at debug after the reload: a debug record is still written (the json format of the flag).
+  const before = d.out().length;
+  process.kill(d.child.pid!, 'SIGHUP');
+  await waitFor(() => reloads().length > 1, 'the second reload');
+  assert.equal(reloads()[1]!.logLevel, undefined, 'the second reload leaves the level too');
+  assert.ok(d.out().slice(before).split('\n').some((l) => l.startsWith('{')), 'lines are still json');
   assert.equal(d.status(), undefined, 'the daemon runs on');
 });
