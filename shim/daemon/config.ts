@@ -13,7 +13,7 @@ import { canonicalIpv6, isIpv6, locatorProblem, type Ipv6 } from '../wire/ipv6.t
 import { CAPABILITY_RR_TYPE, PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
-import { DEFAULT_LISTEN, MAX_WORKERS } from '../../resolver/config.ts';
+import { configFromObject, DEFAULT_LISTEN, MAX_WORKERS, resolveConfig as resolveStubConfig, type ResolverConfig, type SystemResolvers } from '../../resolver/config.ts';
 import { ClientAcl } from '../../resolver/client-acl.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
 import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitInput, type ReplyLimitConfig } from '../engine/reply-limit.ts';
@@ -499,6 +499,24 @@ export function withOverrides(c: DaemonConfig, o: ConfigOverrides): DaemonConfig
     metrics: o.metrics === undefined ? c.metrics : o.metrics === 'off' ? undefined : o.metrics,
     resolvConf: o.resolvConf ?? c.resolvConf,
   };
+}
+
+/**
+ * The stub's configuration made of the daemon's keys, or undefined when `listen` is empty (no
+ * stub): with no `upstreams`, the nameservers of the host's resolver files `sys`; an upstream that
+ * is the stub itself, or none at all, is ECONFIG naming `upstreams`. The start runs it (daemon.ts
+ * `startResolver`), and so does `--check-config` (start-checks.ts).
+ */
+export function stubConfig(c: DaemonConfig, sys: SystemResolvers): ResolverConfig | undefined {
+  if (c.listen.length === 0) return undefined;
+  const file = configFromObject({
+    capability: { rrType: c.recordType, txtFallback: c.txtFallback, maxTtlSeconds: c.capabilityMaxTtl, maxNegativeTtlSeconds: c.capabilityMaxNegativeTtl },
+    workers: c.resolverWorkers,
+    allow: c.allow,
+  });
+  // The upstreams as the file's (they are: an error names the key `upstreams`, not a flag of `shim6 resolver`).
+  const upstreams = c.upstreams.length ? { upstreams: c.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {};
+  return resolveStubConfig({ ...file, ...upstreams }, { listen: c.listen.map((l) => ({ host: l.address, port: l.port })), logLevel: c.log.level }, sys);
 }
 
 /** The file `shim6 daemon` reads without --config, when it exists (ConfigurationDirectory=shim6 of the unit). */

@@ -20,13 +20,13 @@ import { ms, type Millis } from '../time.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
-import { configFromObject, readSystemResolvers, resolveConfig as resolveResolverConfig, type ResolverConfig } from '../../resolver/config.ts';
+import { readSystemResolvers, type ResolverConfig } from '../../resolver/config.ts';
 import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink.ts';
 import { startControlServer, type ControlServer } from './control/server.ts';
 import { claimNamespace, INSTANCE_SOCKET, type InstanceClaim } from './instance-lock.ts';
 import { memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError } from '../errors.ts';
-import { keysNeedingRestart, loadConfig, withOverrides, type ConfigOverrides, type DaemonConfig } from './config.ts';
+import { keysNeedingRestart, loadConfig, stubConfig, withOverrides, type ConfigOverrides, type DaemonConfig } from './config.ts';
 import { EngineDriver } from '../dataplane/engine-driver.ts';
 import type { ContextPath, RouteHook } from '../dataplane/context-paths.ts';
 import { LinuxTun } from '../dataplane/tun-linux.ts';
@@ -775,19 +775,10 @@ export class Daemon {
   private async startResolver(viaResolved = false): Promise<void> {
     let rc = this.opts.dataPlaneOff?.resolver;
     if (rc === undefined) {
-      if (this.config.listen.length === 0) return;
       const sys = readSystemResolvers();
       if (viaResolved) sys.resolvedServers = `${sys.resolvedServers ?? ''}\n${this.config.listen.map((l) => `nameserver ${l.address}`).join('\n')}\n`;
-      const file = configFromObject({
-        capability: { rrType: this.config.recordType, txtFallback: this.config.txtFallback, maxTtlSeconds: this.config.capabilityMaxTtl, maxNegativeTtlSeconds: this.config.capabilityMaxNegativeTtl },
-        workers: this.config.resolverWorkers,
-        allow: this.config.allow,
-      });
-      rc = resolveResolverConfig(file, {
-        listen: this.config.listen.map((l) => ({ host: l.address, port: l.port })),
-        ...(this.config.upstreams.length ? { upstreams: this.config.upstreams.map((u) => ({ host: u.address, port: u.port })) } : {}),
-        logLevel: this.config.log.level,
-      }, sys);
+      rc = stubConfig(this.config, sys);
+      if (rc === undefined) return;
       this.log.info('resolver upstreams', { upstreams: rc.upstreams.map((u) => hostPort(u.host, u.port)), from: rc.upstreamsFrom });
     }
     this.engineSink = this.driver ? new EngineSink((fn) => this.command(fn), this.log.child('capability')) : undefined;

@@ -1,7 +1,8 @@
 /**
  * What the daemon's start refuses in the files its config names and in its peers, before anything
  * is set up: the HBA parameters file (`hba`), the CGA key (`cga.key`, and that the two belong
- * together), the TSIG key of `dnsUpdate`, and a configured peer that is this host.
+ * together), the TSIG key of `dnsUpdate`, and a configured peer that is this host; and the stub's
+ * upstreams (config.ts `stubConfig`: none, or the stub itself).
  * `shim6 daemon --check-config` runs these, so that what it accepts the start accepts too
  * (docs/configuration.md); the start (daemon.ts `identify`, `startClaimed`) runs the same
  * functions at its own steps, between which it sets things up, and a reload (`reloadConfig`)
@@ -14,7 +15,8 @@ import { readFileSync } from 'node:fs';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6 } from '../wire/ipv6.ts';
 import { memberParams, parseHbaParams, type HbaParamsFile } from '../wire/hba-params.ts';
-import type { DaemonConfig } from './config.ts';
+import { stubConfig, type DaemonConfig } from './config.ts';
+import { readSystemResolvers } from '../../resolver/config.ts';
 import { readLocalAddresses, type LocalAddress } from './locators.ts';
 import { checkHbaMatchesKey, loadCgaKey, type CgaKey } from './cga-identity.ts';
 import { loadDnsKey } from './dns-update.ts';
@@ -63,7 +65,8 @@ export function refusePeersThatAreUs(config: DaemonConfig, host: readonly LocalA
 /**
  * The start's checks of `config` (`shim6 daemon`, the data plane on), in the start's order: the
  * HBA set, the CGA key, the key against the set, the set's members, the peers against the host's
- * addresses (`host`, read when there are peers), the TSIG key. Throws the start's own error.
+ * addresses (`host`, read when there are peers), the TSIG key, the stub's upstreams (from the
+ * host's resolver files when the config names none). Throws the start's own error.
  */
 export function checkStartInputs(config: DaemonConfig, host: () => readonly LocalAddress[] = readLocalAddresses): void {
   const hba = config.hba ? readHba(config.hba) : undefined;
@@ -72,4 +75,5 @@ export function checkStartInputs(config: DaemonConfig, host: () => readonly Loca
   if (hba) checkHbaMembers(hba, config.hba!, cgaKey);
   if (config.peers.length > 0) refusePeersThatAreUs(config, host());
   if (config.dnsUpdate) loadDnsKey(config.dnsUpdate.key, config.dnsUpdate.keyName);
+  stubConfig(config, readSystemResolvers());
 }

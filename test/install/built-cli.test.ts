@@ -175,7 +175,7 @@ test('shim6 daemon --check-config: 0 and one line for a valid file, 2 and the er
   requireBuilt();
   const dir = tmpdir(t, 'check-config-');
   const good = path.join(dir, 'good.yaml');
-  writeFileSync(good, 'port: 5600\nlisten: ["127.0.0.1:53"]\n');
+  writeFileSync(good, 'port: 5600\nlisten: ["127.0.0.1:53"]\nupstreams: ["192.0.2.53"]\n');
   const ok = builtShim6(['daemon', '--check-config', '--config', good]);
   assert.equal(ok.status, 0, ok.stderr);
   assert.equal(ok.stdout, `shim6: configuration OK: ${good}\n`);
@@ -225,6 +225,27 @@ test('shim6 daemon --check-config refuses what the start refuses in the files th
   const ok = check(`cga: ${pem}\n${dns(tsig)}`);
   assert.equal(ok.status, 0, ok.stderr);
   assert.match(ok.stdout, /^shim6: configuration OK: /);
+});
+
+test('shim6 daemon --check-config refuses an upstream that is the stub itself, as the start does (exit 2, naming upstreams, not a flag the daemon does not have)', (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'check-stub-');
+  const file = path.join(dir, 'shim6.yaml');
+  const check = (text: string): { status: number | null; stdout: string; stderr: string } => {
+    writeFileSync(file, text);
+    return builtShim6(['daemon', '--check-config', '--config', file]);
+  };
+  const same = check('listen: ["127.0.0.1:53"]\nupstreams: ["127.0.0.1:53"]\n');
+  assert.equal(same.status, 2, same.stdout + same.stderr);
+  assert.equal(same.stdout, '');
+  assert.equal(same.stderr, 'shim6: error ECONFIG: upstreams: invalid value "127.0.0.1:53": is the stub itself\n');
+  // A wildcard listener answers on loopback too.
+  const wildcard = check('listen: ["[::]:5300"]\nupstreams: ["[::1]:5300"]\n');
+  assert.equal(wildcard.status, 2, wildcard.stdout + wildcard.stderr);
+  assert.match(wildcard.stderr, /^shim6: error ECONFIG: upstreams: invalid value "\[::1\]:5300": is the stub itself/);
+  // Another port is another server; no stub (listen: []) forwards nowhere.
+  assert.equal(check('listen: ["127.0.0.1:53"]\nupstreams: ["127.0.0.1:5300"]\n').status, 0);
+  assert.equal(check('listen: []\nupstreams: ["127.0.0.1:53"]\n').status, 0);
 });
 
 test('shim6 daemon --check-config refuses a peer that is an address of this host, as the start does (a network namespace of its own)', (t) => {
