@@ -92,6 +92,7 @@ export function register(program: Command): void {
       if (restartAtMs !== undefined && restartAtMs >= failAtMs) badValue('--restart-at', o.restartAt, 'must be before --fail-at (the failure comes after the restart)');
       if (restartAtMs !== undefined && o.mode !== undefined && o.mode !== 'shim6') badValue('--restart-at', o.restartAt, 'only with --mode shim6 (it restarts A\'s shim6 daemon)');
       const sendTimeout = o.sendTimeout === undefined ? undefined : positiveMs('--send-timeout', o.sendTimeout);
+      if (sendTimeout !== undefined && o.mode !== undefined && o.mode !== 'shim6') badValue('--send-timeout', o.sendTimeout, 'only with --mode shim6 (it sets the shim6 daemons\' timers)');
       const rate = Number(o.rate);
       if (!(rate > 0 && rate <= 10_000)) badValue('--rate', o.rate, 'expected Mbit/s in (0, 10000]');
       requireRoot();

@@ -59,7 +59,9 @@ for (const mode of ['shim6', 'tcp'] as const) {
 test('lab flags are validated (exit 2, naming the flag); down is idempotent', async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   const bad = [[['--mode', 'quic'], '--mode'], [['--failure', 'flap'], '--failure'], [['--duration', '2000', '--fail-at', '5000'], '--fail-at'], [['--rate', '-1'], '--rate'],
-    [['--fail-at', '2000', '--restart-at', '2000'], '--restart-at'], [['--mode', 'tcp', '--restart-at', '500'], '--restart-at'], [['--restart-at', 'soon'], '--restart-at']] as const;
+    [['--fail-at', '2000', '--restart-at', '2000'], '--restart-at'], [['--mode', 'tcp', '--restart-at', '500'], '--restart-at'], [['--restart-at', 'soon'], '--restart-at'],
+    // A flag of shim6 mode in another mode would be ignored (its own prefix: a demo that ran would not touch another lab).
+    [['--mode', 'tcp', '--send-timeout', '500', '--prefix', `e2e${process.pid.toString(36).slice(-4)}s`], '--send-timeout']] as const;
   // Each a process of its own, all at once.
   const [up, down, ...demos] = await Promise.all([
     shim6Async(['lab', 'up', '--prefix', 'NoLab']),
