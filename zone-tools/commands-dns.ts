@@ -200,8 +200,19 @@ export interface BulkFlags extends ServerFlags {
   concurrency?: string;
 }
 
+/** The flags only `zone bulk --update` takes: the BulkFlags key, the flag. */
+const UPDATE_ONLY: ReadonlyArray<readonly [keyof BulkFlags, string]> = [
+  ['server', '--server'], ['zone', '--zone'], ['key', '--key'], ['keyName', '--key-name'], ['tcp', '--tcp'], ['timeout', '--timeout'], ['concurrency', '--concurrency'],
+];
+
 /** `zone bulk FILE`: zone lines (or updates) for every host of the inventory. */
 export async function runBulk(file: string, f: BulkFlags, out: Out, err: NodeJS.WriteStream = process.stderr): Promise<number> {
+  // A flag of the other mode would be ignored: an update meant, zone lines printed and nothing published.
+  const updateOnly = UPDATE_ONLY.filter(([k]) => f[k] !== undefined).map(([, flag]) => flag);
+  if (f.update !== true && updateOnly.length > 0) {
+    throw new UsageError('EINVALID', `zone bulk: ${updateOnly.join(', ')} ${updateOnly.length === 1 ? 'goes' : 'go'} with --update, which is missing (without it, bulk prints zone lines)`, updateOnly[0]);
+  }
+  if (f.update === true && f.out !== undefined) throw new UsageError('EINVALID', 'zone bulk --update: --out goes without --update only (an update writes no zone lines)', '--out');
   if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
     throw new UsageError('EINVALID', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
   }

@@ -130,13 +130,13 @@ export function register(program: Command): void {
     .description('zone lines (or, with --update, RFC 2136 updates) for every host of a CSV or JSON inventory')
     .argument('<file>', 'the inventory (CSV with a header row, or JSON array)')
     .option('--update', 'send one signed update per host instead of printing zone lines (needs --server, --zone, --key)')
-    .option('--out <file>', 'write the zone lines here instead of stdout')
+    .option('--out <file>', 'without --update: write the zone lines here instead of stdout')
     .option('--ttl <seconds>', 'TTL for hosts whose row has none')
     .option('--txt', 'also publish the _shim6 TXT fallback for every host')
     .option('--aaaa <mode>', 'AAAA RRset: "all" (default) or "ulid"')
     .option('--rr-type <n>', RR_TYPE_HELP)
     .option('--progress', 'always draw the progress bar (default: on a terminal, 100+ hosts)')
     .option('--no-progress', 'never draw the progress bar')
-    .option('--concurrency <n>', 'updates in flight at once (default 4)'))
+    .option('--concurrency <n>', 'with --update: updates in flight at once (default 4)'))
     .action(async (file: string, o) => guarded(async () => await (await dns()).runBulk(file, o, out)));
 }

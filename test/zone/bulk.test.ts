@@ -119,3 +119,25 @@ test('bulk: a host listed twice is refused (exit 2) naming both rows, CSV and JS
   assert.equal(j.status, 2, j.stderr);
   assert.match(j.stderr, /entry 1: host "a\.bulk\.test\." is listed twice \(first at entry 0\)/);
 });
+
+test('bulk: the flags of --update without it, and --out with it, are refused (exit 2, naming them), nothing written: they were ignored', async (t) => {
+  const dir = tempDir(t);
+  const csv = writeZone(dir, 'hosts.csv', `name,ulid,locators\nweb1.${Z},2001:db8::1,2001:db8::1\n`);
+  const key = writeZone(dir, 'tsig.key', `bulk-key:${randomTsigSecret()}\n`);
+  const out = path.join(dir, 'out.zone');
+  const [noUpdate, concurrency, withOut] = await Promise.all([
+    // Meant to publish, but --update forgotten: zone lines on stdout, exit 0, nothing published.
+    shim6Async(['zone', 'bulk', csv, '--server', '127.0.0.1:9', '--zone', Z, '--key', key]),
+    shim6Async(['zone', 'bulk', csv, '--concurrency', '8']),
+    // An update writes no zone lines: --out would be left unwritten.
+    shim6Async(['zone', 'bulk', csv, '--update', '--out', out, '--server', '127.0.0.1:9', '--zone', Z, '--key', key, '--timeout', '1']),
+  ]);
+  assert.equal(noUpdate.status, 2, noUpdate.stderr);
+  assert.equal(noUpdate.stdout, '', 'no zone lines');
+  assert.match(noUpdate.stderr, /^shim6: error EINVALID: zone bulk: --server, --zone, --key go with --update, which is missing/);
+  assert.equal(concurrency.status, 2, concurrency.stderr);
+  assert.match(concurrency.stderr, /^shim6: error EINVALID: zone bulk: --concurrency goes with --update, which is missing/);
+  assert.equal(withOut.status, 2, withOut.stderr);
+  assert.match(withOut.stderr, /^shim6: error EINVALID: zone bulk --update: --out goes without --update only/);
+  assert.throws(() => readFileSync(out), /ENOENT/);
+});
