@@ -362,8 +362,10 @@ export class Daemon {
       port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
       locators: this.watcher?.current ?? [], stats: this.driver?.stats, events: this.events.slice(-20),
     } : {
-      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), dataPlane: false,
-      ...(this.driver ? { port: this.config.port, profile: this.config.timers.profile, stats: this.driver.stats, events: this.events.slice(-20) } : {}),
+      // shim6 resolver: every key of the schema (docs/status.md), those of the data plane empty, the engine's null without one.
+      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), dataPlane: false, tun: null, routed: [], locators: [],
+      port: this.driver ? this.config.port : null, profile: this.driver ? this.config.timers.profile : null,
+      stats: this.driver?.stats ?? null, events: this.events.slice(-20),
     };
     return {
       schemaVersion: STATUS_SCHEMA_VERSION,

@@ -11,8 +11,8 @@ export const STATUS_SCHEMA_VERSION = 1;
 
 /**
  * Object path → the keys it always has. `[]` is every element of a list. An
- * object that is `null` (no engine, no resolver) or absent (`daemon` from
- * `shim6 resolver`; `engine.capability` from an engine asked without a clock) is not checked.
+ * object that is `null` (no engine, no resolver; `daemon.stats` of `shim6 resolver --no-engine`)
+ * or absent (`engine.capability` from an engine asked without a clock) is not checked.
  */
 export const STATUS_KEYS: Readonly<Record<string, readonly string[]>> = {
   '': ['schemaVersion', 'resolver', 'engine'],

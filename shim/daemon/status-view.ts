@@ -14,9 +14,11 @@ export interface StatusReply {
   /** Host-based discovery (shim/daemon/discovery.ts), null when off. */
   discovery?: { mode: string; flows: number; started: number; probing: number; established: number; failed: number; inFlight: number; flowsLost: number; skipped: Record<string, number> } | null;
   daemon?: {
-    pid?: number; uptimeSeconds?: number; tun?: string; port?: number; profile?: string; routed?: string[];
+    pid?: number; uptimeSeconds?: number; tun?: string | null; port?: number | null; profile?: string | null; routed?: string[];
+    /** false: `shim6 resolver` (no TUN, no routes, no locators). */
+    dataPlane?: boolean;
     locators?: Array<{ address: string; up?: boolean; ifname?: string }>;
-    stats?: { udpIn: number; udpOut: number; tunIn: number; tunOut: number; noContext: number; notIpv6: number; drops: Record<string, number>; prompts: number };
+    stats?: { udpIn: number; udpOut: number; tunIn: number; tunOut: number; noContext: number; notIpv6: number; drops: Record<string, number>; prompts: number } | null;
     peers?: Array<{ name?: string | null; ulid: string }>;
     primedNames?: Array<{ name: string; ulid: string }>;
     keptUlids?: Array<import('./restored.ts').KeptUlidView>;

@@ -16,6 +16,7 @@ import { fromSources, moduleFile, nodeArgs, packageRoot, programsFromSources, SH
 import { requireBuilt, spawnBuilt, tmpdir, track, waitFor } from './built.ts';
 import { TESTS_COMPILED } from '../helpers/tree.ts';
 import { needs } from '../helpers/prereq.ts';
+import { schemaProblems } from '../../shim/daemon/status-schema.ts';
 
 const DIST = path.join(ROOT, 'dist');
 
@@ -121,9 +122,12 @@ test('shim6 resolver (built) on two threads; shim6 status and flush (built) agai
   const st = builtShim6(['status', '--json', '--socket', sock]);
   assert.equal(st.status, 0, st.stderr);
   assert.ok((JSON.parse(st.stdout) as { resolver?: unknown }).resolver, st.stdout);
+  // The documented schema (docs/status.md) holds for shim6 resolver's reply too, its `daemon` object included.
+  assert.deepEqual(schemaProblems(JSON.parse(st.stdout)), []);
   const text = builtShim6(['status', '--socket', sock]);
   assert.equal(text.status, 0, text.stderr);
   assert.match(text.stdout, /resolver/);
+  assert.match(text.stdout, /^daemon: pid \d+, up .*\n {2}data plane off \(shim6 resolver\), no engine\n/, 'no TUN to name');
   const fl = builtShim6(['flush', '--socket', sock]);
   assert.equal(fl.status, 0, fl.stderr);
   assert.match(fl.stdout, /on 2 threads/);

@@ -187,7 +187,7 @@ function card(p) {
 }
 function render(d) {
   const ctx = Object.entries(d.contexts).map(([k, n]) => n + " " + k).join(", ") || "no contexts";
-  $("summary").textContent = (d.daemon ? "TUN " + d.daemon.tun + ", pid " + d.daemon.pid + ", up " + dur((d.daemon.uptimeSeconds || 0) * 1000) + "; " : "") + ctx;
+  $("summary").textContent = (d.daemon ? (d.daemon.tun === null ? "no TUN" : "TUN " + d.daemon.tun) + ", pid " + d.daemon.pid + ", up " + dur((d.daemon.uptimeSeconds || 0) * 1000) + "; " : "") + ctx;
   $("updated").textContent = "updated " + new Date(d.generatedAt).toLocaleTimeString();
   const peers = $("peers");
   peers.replaceChildren(...d.peers.map(card));

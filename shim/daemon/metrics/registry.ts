@@ -187,7 +187,7 @@ export class ShimMetrics {
   }
 
   private daemonMetrics(): void {
-    const st = (s: StatusReply): NonNullable<NonNullable<StatusReply['daemon']>['stats']> | undefined => s.daemon?.stats;
+    const st = (s: StatusReply): NonNullable<NonNullable<StatusReply['daemon']>['stats']> | undefined => s.daemon?.stats ?? undefined;
     this.counter('shim6_dataplane_packets_total', 'Packets the data plane moved, by path: UDP in/out (Shim6 datagrams), TUN in/out (application packets).', (s) => {
       const x = st(s);
       return x ? [['udp-in', x.udpIn], ['udp-out', x.udpOut], ['tun-in', x.tunIn], ['tun-out', x.tunOut]].map(([path, value]) => ({ labels: { path: path as string }, value: value as number })) : [];
