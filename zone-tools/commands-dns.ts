@@ -87,6 +87,7 @@ export function updatePrerequisite(f: Pick<UpdateFlags, 'ifRecord' | 'ifNoRecord
 /** `zone update`: one signed RFC 2136 update for one host. */
 export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
   const flags = { ...f };
+  if (!f.fromHost && f.interface !== undefined) throw new UsageError('EINVALID', '--interface goes with --from-host, which is missing (shim6 zone update --from-host --interface NAME …)', 'interface');
   if (f.fromHost) {
     for (const name of f.interface ?? []) {
       const why = interfaceProblem(name);

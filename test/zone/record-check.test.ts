@@ -526,6 +526,9 @@ test('zone show NAME and --expect*, update --interface and check --origin: bad v
     [['zone', 'show', 'a\\256.example.', '--server', '127.0.0.1:9', '--timeout', '0.2'], /^shim6: error EINVALID: NAME: invalid value "a\\\\256\.example\.": escape \\256 is over 255\n$/],
     [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--from-host', '--interface', 'nosuch0'],
       /^shim6: error EINVALID: --interface: invalid value "nosuch0": no such interface\n$/],
+    // Without --from-host it was ignored: the update went out with the --locator given, from every interface.
+    [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1', '--interface', 'lo', '--timeout', '0.2'],
+      /^shim6: error EINVALID: --interface goes with --from-host, which is missing \(shim6 zone update --from-host --interface NAME …\)\n$/],
     [['zone', 'check', '--origin', 'bad..origin', '/dev/null'], /^shim6: error EINVALID: --origin: invalid value "bad\.\.origin": has an empty label\n$/],
     [['zone', 'check', '--origin', `${'a'.repeat(64)}.example.`, '/dev/null'], /--origin: .*: a label is longer than 63 octets/],
   ];
