@@ -215,6 +215,11 @@ function bindAddress(host: string): Uint8Array {
   return b;
 }
 
+/** A listener's bind refused (the port taken, the address not ours), on either backend. */
+function bindError(opts: OpenOptions, e: unknown): EnvironmentError {
+  return new EnvironmentError('EUDPBIND', `cannot bind UDP ${hostPort(opts.host, opts.port)}: ${(e as Error).message}`);
+}
+
 class NativeDnsSocket implements DnsUdpSocket {
   readonly backend = 'native';
   readonly port: number;
@@ -240,7 +245,7 @@ class NativeDnsSocket implements DnsUdpSocket {
     try {
       [fd, port] = native.udpOpen(opts.port, opts.bufferSize, false, bind, opts.dualStack ?? true, opts.shards ?? 0);
     } catch (e) {
-      throw new EnvironmentError('EUDPBIND', `cannot bind UDP ${hostPort(opts.host, opts.port)}: ${(e as Error).message}`);
+      throw bindError(opts, e);
     }
     this.fd = fd;
     this.port = port;
@@ -371,8 +376,8 @@ class DgramDnsSocket implements DnsUdpSocket {
   static async open(opts: OpenOptions): Promise<DgramDnsSocket> {
     const sock = DgramDnsSocket.create(opts);
     await new Promise<void>((resolve, reject) => {
-      sock.once('error', reject);
-      sock.bind(opts.port, opts.host, () => { sock.off('error', reject); resolve(); });
+      sock.once('error', (e) => { sock.close(); reject(bindError(opts, e)); });
+      sock.bind(opts.port, opts.host, () => { sock.removeAllListeners('error'); resolve(); });
     });
     const s = new DgramDnsSocket(sock);
     s.afterBind(opts);

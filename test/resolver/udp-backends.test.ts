@@ -86,6 +86,21 @@ test('udp key: auto is native when the addon loads; an unknown backend is ECONFI
     (e: unknown) => (e as { code?: string }).code === 'EUDPBACKEND');
 });
 
+test('a port that is taken is EUDPBIND naming the address, on either backend (dgram\'s was node\'s raw EADDRINUSE)', async (t) => {
+  const holder = dgram.createSocket('udp4');
+  t.after(() => holder.close());
+  await new Promise<void>((r) => holder.bind(0, '127.0.0.1', () => r()));
+  const port = holder.address().port;
+  const backends: UdpBackend[] = (await nativeUdpStatus()).available ? ['native', 'dgram'] : ['dgram'];
+  for (const backend of backends) {
+    await assert.rejects(openDnsUdp({ host: '127.0.0.1', port, bufferSize: 65536, maxDatagram: 512, batch: 4 }, backend), (e: unknown) => {
+      assert.equal((e as { code?: string }).code, 'EUDPBIND', `${backend}: ${String(e)}`);
+      assert.match((e as Error).message, new RegExp(`^cannot bind UDP 127\\.0\\.0\\.1:${port}: .*(in use|EADDRINUSE)`), backend);
+      return true;
+    });
+  }
+});
+
 for (const backend of ['native', 'dgram'] as const) {
   test(`${backend}: status().udp, IPv4 and IPv6 listeners answer dig, through an IPv6 upstream`, async (t) => {
     if (!needs(t, { commands: ['knotd', 'dig'] })) return;
