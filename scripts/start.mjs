@@ -7,7 +7,9 @@
 // It never ends in a stack trace: every step that fails is reported and the
 // next-best thing runs.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync } from 'node:fs';
+import dgram from 'node:dgram';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -78,11 +80,32 @@ if (isRoot && has('lab')) {
   say('Running the stub resolver with the engine on loopback instead; run `sudo npm start` for the demo.');
 }
 
+/**
+ * A loopback port free for UDP and TCP, for the stub: not a fixed one (5353 is mDNS's, which
+ * avahi-daemon holds on 0.0.0.0 on most desktop hosts), the kernel's pick for UDP, checked for TCP.
+ */
+async function freeLoopbackPort() {
+  for (let i = 0; i < 20; i++) {
+    const udp = dgram.createSocket('udp4');
+    const port = await new Promise((resolve, reject) => { udp.once('error', reject); udp.bind(0, '127.0.0.1', () => resolve(udp.address().port)); });
+    const tcp = net.createServer();
+    const free = await new Promise((resolve) => { tcp.once('error', () => resolve(false)); tcp.listen(port, '127.0.0.1', () => resolve(true)); });
+    await new Promise((resolve) => { tcp.close(() => resolve()); });
+    udp.close();
+    if (free) return port;
+  }
+  return 5300;
+}
+
 if (has('resolver')) {
-  // Loopback, unprivileged port; upstreams from /etc/resolv.conf. Ctrl-C stops it.
+  // Loopback, a free unprivileged port; upstreams from /etc/resolv.conf. Ctrl-C stops it.
   const dir = mkdtempSync(path.join(os.tmpdir(), 'shim6-start-'));
-  say(`stub resolver on 127.0.0.1:5353 (try: dig @127.0.0.1 -p 5353 example.org AAAA); control socket ${dir}/control.sock; Ctrl-C stops it`);
-  const r = shim6(['resolver', '--listen', '127.0.0.1:5353', '--socket', path.join(dir, 'control.sock')]);
+  const port = await freeLoopbackPort();
+  say(`stub resolver on 127.0.0.1:${port} (try: dig @127.0.0.1 -p ${port} example.org AAAA); control socket ${dir}/control.sock (shim6 status --socket …); Ctrl-C stops it`);
+  // Ctrl-C reaches the resolver too (the terminal's process group): it stops, and this script tidies up after it.
+  process.on('SIGINT', () => {});
+  const r = shim6(['resolver', '--listen', `127.0.0.1:${port}`, '--socket', path.join(dir, 'control.sock')]);
+  rmSync(dir, { recursive: true, force: true });
   if (r.status !== 0 && r.status !== null) say(`the resolver stopped (exit ${r.status}): see the message above`);
   process.exit(0);
 }
