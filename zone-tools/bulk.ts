@@ -8,7 +8,7 @@
  */
 import { readBounded } from './read-bounded.ts';
 import path from 'node:path';
-import { buildHostRecord } from './record-input.ts';
+import { buildHostRecord, INVENTORY_COLUMNS } from './record-input.ts';
 import { hostZoneLines, type HostRecord } from './zone-lines.ts';
 import { parseHbaParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
 import type { InventoryRow } from './inventory.ts';
@@ -47,7 +47,7 @@ export function buildAll(rows: readonly InventoryRow[], d: BulkDefaults, progres
       }
       hosts.push(buildHostRecord({
         name: row.name, ulid: row.ulid, locators: row.locators, ttl: row.ttl ?? d.ttl, port: row.port,
-        txt: row.txt ?? d.txt, hba, aaaa: d.aaaa, rrType: d.rrType,
+        txt: row.txt ?? d.txt, hba, aaaa: d.aaaa, rrType: d.rrType, fields: INVENTORY_COLUMNS,
       }));
     } catch (e) {
       failures.push({ where: row.where, name: row.name, why: (e as Error).message });

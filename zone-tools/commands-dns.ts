@@ -12,7 +12,7 @@ import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { encodeCapabilityRecord, formatCapabilityRecord, fromGenericRdata, parseCapabilityRecord } from '../shim/wire/capability-record.ts';
 import { WireError } from '../shim/wire/errors.ts';
 import { CAPABILITY_RR_TYPE } from '../shim/constants.ts';
-import { buildHostRecord, checkTxtOwnerFits } from './record-input.ts';
+import { buildHostRecord, checkTxtOwnerFits, RECORD_FLAGS } from './record-input.ts';
 import { parseServer, type ServerAddress } from './dns-transport.ts';
 import { parseTsigKeyFile } from './tsig-key.ts';
 import type { TsigKey } from './tsig.ts';
@@ -102,7 +102,7 @@ export async function runUpdate(f: UpdateFlags, out: Out): Promise<number> {
     flags.ulid ??= addrs[0]!;
   }
   // The record's own options first: a bad value is named before any key file is read.
-  const host = buildHostRecord(recordInput(flags));
+  const host = buildHostRecord(recordInput(flags, { ...RECORD_FLAGS, ulidElse: 'or --hba, or --from-host' }));
   checkTxtOwnerFits(host.name); // with --txt or not: the update deletes the TXT RRset at _shim6.<name>
   const prerequisite = updatePrerequisite(f);
   const target = updateTarget(f);

@@ -9,7 +9,7 @@ import { writeFileSync } from 'node:fs';
 import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
 import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
-import { buildHostRecord, type RecordInput } from './record-input.ts';
+import { buildHostRecord, RECORD_FLAGS, type RecordFields, type RecordInput } from './record-input.ts';
 import { nameProblem } from './dns-message.ts';
 import { hostZoneLines } from './zone-lines.ts';
 import { generateHbaParams, parseHbaParams, rsaPublicKeyDer, verifyAgainstParams, type HbaParamsFile } from '../shim/wire/hba-params.ts';
@@ -81,14 +81,14 @@ export function parseRrType(text: string | undefined): number | undefined {
 }
 
 /** Option values → RecordInput (validates --aaaa and --rr-type). */
-export function recordInput(f: RecordFlags): RecordInput {
+export function recordInput(f: RecordFlags, fields: RecordFields = RECORD_FLAGS): RecordInput {
   if (f.aaaa !== undefined && f.aaaa !== 'all' && f.aaaa !== 'ulid') {
     throw new UsageError('EINVALID', `--aaaa: invalid value ${JSON.stringify(f.aaaa)}: must be "all" or "ulid"`, 'aaaa');
   }
   const rrType = parseRrType(f.rrType);
   return {
     name: f.name, ulid: f.ulid, locators: f.locator ?? [], ttl: f.ttl, port: f.port, txt: f.txt,
-    hba: loadHbaParams(f.hba), aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType,
+    hba: loadHbaParams(f.hba), aaaa: f.aaaa as 'all' | 'ulid' | undefined, rrType, fields,
   };
 }
 

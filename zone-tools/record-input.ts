@@ -28,10 +28,26 @@ export interface RecordInput {
   /** Which addresses go into the AAAA RRset: ULID and locators (default), or the ULID only. */
   aaaa?: 'all' | 'ulid' | undefined;
   rrType?: number | undefined;
+  /** How the user named each input, for its errors (default RECORD_FLAGS). */
+  fields?: RecordFields | undefined;
 }
+
+/** The names errors give the inputs: the flags of `zone record` / `zone update`, or an inventory's columns. */
+export interface RecordFields {
+  name: string; ulid: string; locator: string; ttl: string; port: string;
+  /** What else gives a ULID, said when none is given. */
+  ulidElse: string;
+}
+export const RECORD_FLAGS: RecordFields = { name: '--name', ulid: '--ulid', locator: '--locator', ttl: '--ttl', port: '--port', ulidElse: 'or --hba' };
+export const INVENTORY_COLUMNS: RecordFields = { name: 'name', ulid: 'ulid', locator: 'locators', ttl: 'ttl', port: 'port', ulidElse: 'or an hba column' };
 
 function bad(field: string, value: unknown, why: string): never {
   throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
+}
+
+/** A required input left out. */
+function missing(field: string, why: string): never {
+  throw new UsageError('EMISSING', `${field}: ${why}`, field);
 }
 
 /** A host name as an absolute owner (trailing dot added). */
@@ -59,12 +75,12 @@ export function checkTxtOwnerFits(name: string, field = '--name'): void {
   }
 }
 
-function address(text: string, field: string, original: string = text): string {
+function address(text: string, field: string, original: string = text, what: 'ULID' | 'locator' = 'locator'): string {
   let canon: string;
   try { canon = formatIpv6(parseIpv6(text)); } catch { return bad(field, original, 'not an IPv6 address'); }
   // `zone check`'s rule (locatorProblem): what it would reject is refused here, before anything is published.
   const why = locatorProblem(canon);
-  if (why !== undefined) bad(field, original, `${canon} ${why}; a ${field === '--ulid' ? 'ULID' : 'locator'} must be a global address`);
+  if (why !== undefined) bad(field, original, `${canon} ${why}; a ${what} must be a global address`);
   return canon;
 }
 
@@ -112,56 +128,57 @@ export function parseTtlValue(v: string | number | undefined, field = '--ttl'): 
   return Number(s);
 }
 
-function portValue(v: string | number | undefined): number | undefined {
+function portValue(v: string | number | undefined, field: string): number | undefined {
   if (v === undefined) return undefined;
   const s = String(v);
-  if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) bad('--port', v, 'port must be 1..65535');
+  if (!/^\d{1,5}$/.test(s) || Number(s) < 1 || Number(s) > 65535) bad(field, v, 'port must be 1..65535');
   return Number(s);
 }
 
-function hbaLocators(hba: HbaParamsFile, given: CapabilityLocator[]): CapabilityLocator[] {
+function hbaLocators(hba: HbaParamsFile, given: CapabilityLocator[], field: string): CapabilityLocator[] {
   const members = new Set(hba.members.map((m) => m.address));
-  for (const g of given) if (!members.has(g.address)) bad('--locator', g.address, 'not an address of the HBA set in --hba');
+  for (const g of given) if (!members.has(g.address)) bad(field, g.address, 'not an address of the HBA set');
   return hba.members.map((m) => given.find((g) => g.address === m.address) ?? { address: m.address, flags: 0, priority: 0, weight: 0 });
 }
 
 /** Build and validate one host's publication. */
 export function buildHostRecord(input: RecordInput): HostRecord {
-  const name = ownerName(input.name);
-  const given = (input.locators ?? []).map((l) => parseLocatorSpec(l));
+  const f = input.fields ?? RECORD_FLAGS;
+  const name = ownerName(input.name, f.name);
+  const given = (input.locators ?? []).map((l) => parseLocatorSpec(l, f.locator));
   let locators = given;
-  let ulid = input.ulid === undefined ? undefined : address(input.ulid, '--ulid');
+  let ulid = input.ulid === undefined ? undefined : address(input.ulid, f.ulid, input.ulid, 'ULID');
   const record: Partial<CapabilityRecord> = { hbaSet: false, cgaUlid: false, mandatory: [], unknownParams: [] };
   if (input.hba) {
-    locators = hbaLocators(input.hba, given);
+    locators = hbaLocators(input.hba, given, f.locator);
     ulid ??= input.hba.members[0]!.address;
     const inSet = input.hba.members.some((m) => m.address === ulid);
-    if (!inSet) bad('--ulid', input.ulid, 'with --hba the ULID must be one of the HBA set\'s addresses');
+    if (!inSet) bad(f.ulid, input.ulid, 'with an HBA set the ULID must be one of its addresses');
     record.hbaSet = true;
     record.cgaUlid = input.hba.publicKeyIncluded;
     record.hbaDigest = { alg: HBA_DIGEST_ALG_SHA256, digest: digestForUlid(input.hba, ulid) };
   }
-  if (ulid === undefined) return bad('--ulid', '', 'a ULID is required (or --hba, or --from-host)');
-  if (locators.length === 0) bad('--locator', '', 'at least one locator is required');
-  if (locators.length > CAPABILITY_MAX_LOCATORS) bad('--locator', locators.length, `at most ${CAPABILITY_MAX_LOCATORS} locators fit in one record`);
+  if (ulid === undefined) return missing(f.ulid, `a ULID is required (${f.ulidElse})`);
+  if (locators.length === 0) missing(f.locator, 'at least one locator is required');
+  if (locators.length > CAPABILITY_MAX_LOCATORS) bad(f.locator, locators.length, `at most ${CAPABILITY_MAX_LOCATORS} locators fit in one record`);
   const seen = new Set<string>();
   for (const l of locators) {
-    if (seen.has(l.address)) bad('--locator', l.address, 'listed twice');
+    if (seen.has(l.address)) bad(f.locator, l.address, 'listed twice');
     seen.add(l.address);
   }
-  const port = portValue(input.port);
+  const port = portValue(input.port, f.port);
   const full: CapabilityRecord = { ...(record as CapabilityRecord), ulid, locators, ...(port !== undefined ? { port } : {}) };
   const problem = recordProblem(full);
   if (problem) bad(problem.field, '', problem.why);
   if (input.txt === true) {
-    checkTxtOwnerFits(name);
+    checkTxtOwnerFits(name, f.name);
     // RFC 4592: `*` is a wildcard only as the first label, so `_shim6.*.<zone>` is an ordinary name
     // no reader asks for: it asks for `_shim6.<host>`, which holds no TXT (the wildcard covers it, or nothing does).
     if (name.startsWith('*.')) bad('--txt', name, `a wildcard has no TXT fallback a reader finds: readers ask for ${txtOwner('<host>')}, and a * is a wildcard only as the first label (RFC 4592)`);
   }
   return {
     name,
-    ttl: parseTtlValue(input.ttl),
+    ttl: parseTtlValue(input.ttl, f.ttl),
     record: full,
     aaaa: defaultAaaaSet(full, input.aaaa ?? 'all'),
     txt: input.txt === true,

@@ -69,7 +69,7 @@ test('bulk: bad rows are summarised with their line, the others still come out; 
   const r = await shim6Async(['zone', 'bulk', inv, '--progress']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /building \[#{30}\] 4\/4\n/);
-  assert.match(r.stderr, /4 hosts, 2 failed:\n  line 4 bad1\.bulk\.test\.: --locator: invalid value "2001:db8::zz"[^\n]*\n  line 6 bad2\.bulk\.test\.: --locator: [^\n]*at least one locator/);
+  assert.match(r.stderr, /4 hosts, 2 failed:\n  line 4 bad1\.bulk\.test\.: locators: invalid value "2001:db8::zz"[^\n]*\n  line 6 bad2\.bulk\.test\.: locators: [^\n]*at least one locator/);
   assert.equal(r.stdout.match(/IN TYPE65300/g)?.length, 2);
   assert.match(r.stdout, /ok2\.bulk\.test\. 3600 IN AAAA 2001:db8:1::3/);
 });
@@ -140,4 +140,28 @@ test('bulk: the flags of --update without it, and --out with it, are refused (ex
   assert.equal(withOut.status, 2, withOut.stderr);
   assert.match(withOut.stderr, /^shim6: error EINVALID: zone bulk --update: --out goes without --update only/);
   assert.throws(() => readFileSync(out), /ENOENT/);
+});
+
+test('bulk: a bad row names its column (ulid, locators, ttl, port), not a flag bulk does not take (--ulid … or --from-host)', async (t) => {
+  const dir = tempDir(t);
+  const csv = writeZone(dir, 'rows.csv', [
+    'name,ulid,locators,ttl,port',
+    `a.${Z},,,,`,
+    `b.${Z},2001:db8::1,,,`,
+    `c.${Z},2001:db8::1,2001:db8::1/300,,`,
+    `d.${Z},fe80::1,2001:db8::1,,`,
+    `e.${Z},2001:db8::1,2001:db8::1,1h,`,
+    `f.${Z},2001:db8::1,2001:db8::1,,0`,
+  ].join('\n') + '\n');
+  const r = await shim6Async(['zone', 'bulk', csv]);
+  assert.equal(r.status, 1, r.stderr);
+  const lines = r.stderr.split('\n');
+  const line = (n: number): string => lines.find((l) => l.includes(`line ${n} `)) ?? '';
+  assert.match(line(2), /a\.bulk\.test\.: ulid: a ULID is required \(or an hba column\)$/);
+  assert.match(line(3), /b\.bulk\.test\.: locators: at least one locator is required$/);
+  assert.match(line(4), /locators: invalid value "2001:db8::1\/300": priority must be 0\.\.255$/);
+  assert.match(line(5), /ulid: invalid value "fe80::1": fe80::1 is link-local .*; a ULID must be a global address$/);
+  assert.match(line(6), /ttl: invalid value "1h": TTL must be 0\.\.2147483647 seconds$/);
+  assert.match(line(7), /port: invalid value "0": port must be 1\.\.65535$/);
+  assert.doesNotMatch(r.stderr, /--(ulid|locator|ttl|port|from-host)/);
 });

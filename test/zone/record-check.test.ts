@@ -304,14 +304,14 @@ test('zone check: $INCLUDE is followed and problems name the included file', (t)
   assert.deepEqual(res.problems.map((p) => `${path.basename(p.file)}:${p.line}`), ['inc.zone:2']);
 });
 
-test('record inputs: each bad value is a UsageError naming its field', () => {
+test('record inputs: each bad value is a UsageError naming its field (EMISSING for one left out)', () => {
   const base = { name: 'h.example.', ulid: '2001:db8::1', locators: ['2001:db8::1'] };
-  const cases: [Partial<Record<keyof RecordFlags, unknown>>, string][] = [
-    [{ ulid: undefined }, '--ulid'],
+  const cases: [Partial<Record<keyof RecordFlags, unknown>>, string, string?][] = [
+    [{ ulid: undefined }, '--ulid', 'EMISSING'],
     [{ locator: ['2001:db8::1/300'] }, '--locator'],
     [{ locator: ['2001:db8::1/0/0/lost'] }, '--locator'],
     [{ locator: ['2001:db8::1/0/0/0/9'] }, '--locator'],
-    [{ locator: [] }, '--locator'],
+    [{ locator: [] }, '--locator', 'EMISSING'],
     [{ locator: ['2001:db8::1', '2001:db8::1'] }, '--locator'],
     [{ name: 'h..example.' }, '--name'],
     [{ ulid: 'x' }, '--ulid'],
@@ -323,10 +323,10 @@ test('record inputs: each bad value is a UsageError naming its field', () => {
     // A reader asks _shim6.<host> TXT, which the wildcard itself answers (NODATA): _shim6.*.example. is never read.
     [{ name: '*.example.', txt: true }, '--txt'],
   ];
-  for (const [patch, field] of cases) {
+  for (const [patch, field, code = 'EINVALID'] of cases) {
     const flags: RecordFlags = { name: base.name, ulid: base.ulid, locator: base.locators, ...patch } as RecordFlags;
     if ('ulid' in patch && patch.ulid === undefined) delete flags.ulid;
-    assert.throws(() => buildHostRecord(recordInput(flags)), (e: unknown) => e instanceof UsageError && e.code === 'EINVALID' && e.field === field, JSON.stringify(patch));
+    assert.throws(() => buildHostRecord(recordInput(flags)), (e: unknown) => e instanceof UsageError && e.code === code && e.field === field, JSON.stringify(patch));
   }
   // A wildcard's record itself is read (the server makes it at every name it covers).
   assert.equal(buildHostRecord(recordInput({ name: '*.example.', ulid: base.ulid, locator: base.locators })).name, '*.example.');
@@ -529,6 +529,10 @@ test('zone show NAME and --expect*, update --interface and check --origin: bad v
     // Without --from-host it was ignored: the update went out with the --locator given, from every interface.
     [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.', '--ulid', '2001:db8::1', '--locator', '2001:db8::1', '--interface', 'lo', '--timeout', '0.2'],
       /^shim6: error EINVALID: --interface goes with --from-host, which is missing \(shim6 zone update --from-host --interface NAME …\)\n$/],
+    // A ULID or locator left out is a flag missing (EMISSING), and zone record takes no --from-host.
+    [['zone', 'record', '--name', 'h.example.'], /^shim6: error EMISSING: --ulid: a ULID is required \(or --hba\)\n$/],
+    [['zone', 'record', '--name', 'h.example.', '--ulid', '2001:db8::1'], /^shim6: error EMISSING: --locator: at least one locator is required\n$/],
+    [['zone', 'update', '--server', '127.0.0.1:9', '--zone', 'example.', '--key', key, '--name', 'h.example.'], /^shim6: error EMISSING: --ulid: a ULID is required \(or --hba, or --from-host\)\n$/],
     [['zone', 'check', '--origin', 'bad..origin', '/dev/null'], /^shim6: error EINVALID: --origin: invalid value "bad\.\.origin": has an empty label\n$/],
     [['zone', 'check', '--origin', `${'a'.repeat(64)}.example.`, '/dev/null'], /--origin: .*: a label is longer than 63 octets/],
   ];
