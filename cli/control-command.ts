@@ -5,12 +5,22 @@
  */
 import type { Command } from 'commander';
 import { controlRequest, DEFAULT_CONTROL_SOCKET_HELP, runtimeDefaultControlSocket } from '../shim/daemon/control/client.ts';
+import { badValue } from './errors.ts';
+
+/**
+ * The value of `--socket` (commander's parser of it, on every command that takes it): an empty
+ * path (`--socket "$SOCK"` with SOCK unset) is a mistake, neither the default socket nor a port.
+ */
+export function socketPath(v: string): string {
+  if (v === '') badValue('--socket', v, 'expected the path of a Unix socket');
+  return v;
+}
 
 export function registerControlCommand<R>(program: Command, name: string, description: string, format: (reply: R) => string): void {
   program.command(name)
     .description(description)
     .option('--json', 'print the reply as JSON')
-    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`)
+    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`, socketPath)
     .action(async (opts: { json?: boolean; socket?: string }) => {
       // The socket `shim6 resolver` run by the same user listens on by default.
       const reply = await controlRequest(opts.socket ?? runtimeDefaultControlSocket(`shim6 ${name}`), name) as R;

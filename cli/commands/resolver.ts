@@ -11,6 +11,7 @@ import type { ResolverFlags } from './resolver-run.ts';
 import { DEFAULT_CONTROL_SOCKET_HELP } from '../../shim/daemon/control/client.ts';
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
 import { MAX_WORKERS } from '../../resolver/limits.ts';
+import { socketPath } from '../control-command.ts';
 
 // No commander default for the repeatable flags: it would print `(default: [])` beside the real default in --help.
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -22,7 +23,7 @@ export function register(program: Command): void {
     .option('--upstream <addr:port>', 'upstream DNS server (repeatable; default: the config file, else /etc/resolv.conf)', collect)
     .option('--config <file>', 'YAML or JSON configuration file (see docs/resolver.md)')
     .option('--log-level <level>', 'debug, info, warn or error')
-    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`)
+    .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`, socketPath)
     .option('--udp <backend>', 'UDP sockets: auto, native (the addon\'s recvmmsg/sendmmsg batches) or dgram (node:dgram); overrides the config key udp (default auto: native when the addon is built)')
     .option('--workers <n>', `resolver threads sharing the UDP listener, spread by question name (1..${MAX_WORKERS}; native UDP only); overrides the config key workers (default 1)`)
     .option('--no-capability', 'do not pick up capability records (plain forwarding stub)')

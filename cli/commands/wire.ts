@@ -6,6 +6,7 @@
  */
 import type { Command } from 'commander';
 import { badValue } from '../errors.ts';
+import { socketPath } from '../control-command.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { DEFAULT_CONTROL_SOCKET_HELP, runtimeDefaultControlSocket } from '../../shim/daemon/control/client.ts';
 import { DEFAULT_CAPTURE_BYTES, DEFAULT_CAPTURE_SECONDS, MAX_CAPTURE_BYTES, MAX_CAPTURE_SECONDS } from '../../shim/daemon/capture-limits.ts';
@@ -45,7 +46,7 @@ export function register(program: Command): void {
     .option('--seconds <n>', `with --live: how long to capture (1..${MAX_CAPTURE_SECONDS}; Ctrl-C ends it early)`, String(DEFAULT_CAPTURE_SECONDS))
     .option('--payload', 'with --live: also the payload headers, with the first octets of what they carry')
     .option('--max-bytes <n>', `with --live: largest file (octets, up to ${MAX_CAPTURE_BYTES}); the capture ends when reached`, String(DEFAULT_CAPTURE_BYTES))
-    .option('--socket <path>', `with --live or --stop: control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`)
+    .option('--socket <path>', `with --live or --stop: control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`, socketPath)
     .action(async (file: string | undefined, opts: { demo?: boolean; stop?: boolean; live?: boolean; seconds: string; payload?: boolean; maxBytes: string; socket?: string }, cmd: Command) => {
       if (opts.stop === true) {
         const { controlRequest } = await import('../../shim/daemon/control/client.ts');

@@ -170,3 +170,20 @@ test('shim6 resolver, status and flush as a user other than root: the socket in 
   assert.equal(await p.exited(), 0, p.stderr());
   assert.equal(existsSync(sock), false, 'the socket is removed on stop');
 });
+
+test('--socket "" (an unset variable: --socket "$SOCK") is EINVALID naming the flag on every command: not the default socket, not a port', async () => {
+  const { shim6Async } = await import('../helpers/cli.ts');
+  const cases = [
+    ['status', '--socket', ''],
+    ['flush', '--socket', ''],
+    ['pcap', '--live', '/dev/null', '--socket', ''],
+    ['pcap', '--stop', '--socket', ''],
+    // The port out of range: the old code refused it before binding anything (it ran on the default socket otherwise).
+    ['resolver', '--socket', '', '--listen', '127.0.0.1:99999', '--no-engine'],
+  ];
+  const results = await Promise.all(cases.map((args) => shim6Async(args)));
+  for (const [i, args] of cases.entries()) {
+    assert.equal(results[i]!.status, 2, `${args.join(' ')}: ${results[i]!.stderr}`);
+    assert.equal(results[i]!.stderr, 'shim6: error EINVALID: --socket: invalid value "": expected the path of a Unix socket\n', args.join(' '));
+  }
+});
