@@ -5,16 +5,10 @@
  */
 import type { Command } from 'commander';
 import { controlRequest, DEFAULT_CONTROL_SOCKET_HELP, runtimeDefaultControlSocket } from '../shim/daemon/control/client.ts';
-import { badValue } from './errors.ts';
+import { pathFlag } from './errors.ts';
 
-/**
- * The value of `--socket` (commander's parser of it, on every command that takes it): an empty
- * path (`--socket "$SOCK"` with SOCK unset) is a mistake, neither the default socket nor a port.
- */
-export function socketPath(v: string): string {
-  if (v === '') badValue('--socket', v, 'expected the path of a Unix socket');
-  return v;
-}
+/** The value of `--socket`, on every command that takes it. */
+export const socketPath = pathFlag('--socket', 'the path of a Unix socket');
 
 export function registerControlCommand<R>(program: Command, name: string, description: string, format: (reply: R) => string): void {
   program.command(name)

@@ -34,3 +34,14 @@ export function describeError(err: unknown): { line: string; exitCode: number } 
 export function badValue(field: string, value: unknown, why: string): never {
   throw new UsageError('EINVALID', `${field}: invalid value ${JSON.stringify(value)}: ${why}`, field);
 }
+
+/**
+ * commander's parser of a flag that names a file (`--config`, `--socket`): an empty value
+ * (`--config "$CFG"` with CFG unset) is a mistake, never the flag left out (a default) or a port.
+ */
+export function pathFlag(flag: string, what: string): (v: string) => string {
+  return (v) => {
+    if (v === '') badValue(flag, v, `expected ${what}`);
+    return v;
+  };
+}

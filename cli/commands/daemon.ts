@@ -13,7 +13,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
-import { badValue } from '../errors.ts';
+import { badValue, pathFlag } from '../errors.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
 import type { ConfigOverrides } from '../../shim/daemon/config.ts';
@@ -72,7 +72,7 @@ function startLogger(level: string | undefined, format: string | undefined): Log
 export function register(program: Command): void {
   program.command('daemon')
     .description('run shim6: stub resolver + engine + data plane (TUN, UDP 5533, routes); SIGHUP reloads, SIGTERM stops cleanly (needs root)')
-    .option('--config <file>', 'YAML or JSON configuration file (docs/configuration.md); default /etc/shim6/shim6.yaml when it exists, else the built-in defaults')
+    .option('--config <file>', 'YAML or JSON configuration file (docs/configuration.md); default /etc/shim6/shim6.yaml when it exists, else the built-in defaults', pathFlag('--config', 'the path of a configuration file'))
     .option('--check-config', 'validate the configuration (the file and these flags, the hba, cga and dnsUpdate key files it names, peers against this host\'s addresses, the stub\'s upstreams) and exit: 0 when the start would take it, else the start\'s error (2; 1 for a cga or dnsUpdate key file that cannot be read); starts nothing')
     .option('--log-level <level>', 'debug, info, warn or error (overrides the file)')
     .option('--log-format <format>', 'text or json (overrides the file)')

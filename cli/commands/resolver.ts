@@ -12,6 +12,7 @@ import { DEFAULT_CONTROL_SOCKET_HELP } from '../../shim/daemon/control/client.ts
 import { SHIM6_UDP_PORT } from '../../shim/constants.ts';
 import { MAX_WORKERS } from '../../resolver/limits.ts';
 import { socketPath } from '../control-command.ts';
+import { pathFlag } from '../errors.ts';
 
 // No commander default for the repeatable flags: it would print `(default: [])` beside the real default in --help.
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
@@ -21,7 +22,7 @@ export function register(program: Command): void {
     .description('run the local DNS stub: forwards and caches, and picks up peers\' shim6 capability records')
     .option('--listen <addr:port>', 'address to listen on, UDP and TCP (repeatable; default 127.0.0.153:53)', collect)
     .option('--upstream <addr:port>', 'upstream DNS server (repeatable; default: the config file, else /etc/resolv.conf)', collect)
-    .option('--config <file>', 'YAML or JSON configuration file (see docs/resolver.md)')
+    .option('--config <file>', 'YAML or JSON configuration file (see docs/resolver.md)', pathFlag('--config', 'the path of a configuration file'))
     .option('--log-level <level>', 'debug, info, warn or error')
     .option('--socket <path>', `control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`, socketPath)
     .option('--udp <backend>', 'UDP sockets: auto, native (the addon\'s recvmmsg/sendmmsg batches) or dgram (node:dgram); overrides the config key udp (default auto: native when the addon is built)')

@@ -231,6 +231,18 @@ test('shim6 daemon --check-config refuses what the start refuses in the files th
   assert.match(ok.stdout, /^shim6: configuration OK: /);
 });
 
+test('--config "" (an unset variable) is EINVALID naming --config: it was no file at all, the built-in defaults ("configuration OK: ")', () => {
+  requireBuilt();
+  const daemon = builtShim6(['daemon', '--check-config', '--config', '']);
+  assert.equal(daemon.status, 2, daemon.stdout + daemon.stderr);
+  assert.equal(daemon.stdout, '');
+  assert.equal(daemon.stderr, 'shim6: error EINVALID: --config: invalid value "": expected the path of a configuration file\n');
+  // The port out of range: the old code refused it before binding anything (it ran on the defaults otherwise).
+  const resolver = builtShim6(['resolver', '--config', '', '--listen', '127.0.0.1:99999', '--no-engine']);
+  assert.equal(resolver.status, 2, resolver.stderr);
+  assert.equal(resolver.stderr, 'shim6: error EINVALID: --config: invalid value "": expected the path of a configuration file\n');
+});
+
 test('shim6 daemon --check-config refuses an upstream that is the stub itself, as the start does (exit 2, naming upstreams, not a flag the daemon does not have)', (t) => {
   requireBuilt();
   const dir = tmpdir(t, 'check-stub-');
