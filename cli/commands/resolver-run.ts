@@ -51,8 +51,9 @@ export async function run(flags: ResolverFlags): Promise<void> {
   const listen = hostPorts(flags.listen, '--listen', 0);
   const upstreams = hostPorts(flags.upstream, '--upstream', 1);
   const metricsAt = flags.metrics !== undefined && flags.metrics !== 'off' ? parseMetricsEndpoint('--metrics', flags.metrics) : undefined;
-  const shimPort = Number(flags.shimPort);
-  if (!Number.isInteger(shimPort) || shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
+  // Digits only: Number('') is 0, a random port no peer knows.
+  const shimPort = /^\d{1,5}$/.test(flags.shimPort) ? Number(flags.shimPort) : -1;
+  if (shimPort < 0 || shimPort > 65535) badValue('--shim-port', flags.shimPort, 'expected a UDP port 0..65535');
   const log = new Logger({ level: flags.logLevel && isLogLevel(flags.logLevel) ? flags.logLevel : file.logLevel ?? 'info', component: 'shim6' });
   // The port-53 check and a live holder, before anything starts.
   const manage = flags.manageResolvConf === true || file.resolvConf === 'manage';
