@@ -14,7 +14,6 @@
 import { existsSync } from 'node:fs';
 import type { Command } from 'commander';
 import { badValue, pathFlag } from '../errors.ts';
-import { UsageError } from '../../shim/errors.ts';
 import { isLogLevel, Logger } from '../../shim/log.ts';
 import type { ConfigOverrides } from '../../shim/daemon/config.ts';
 
@@ -44,11 +43,7 @@ async function run(flags: DaemonFlags): Promise<void> {
   const config = withOverrides(file ? loadConfig(file) : defaultConfig(), overrides);
   if (flags.manageResolvConf) {
     const { stubNameservers } = await import('../../shim/daemon/resolv-handover.ts');
-    try {
-      stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port })), '--manage-resolv-conf');
-    } catch (err) {
-      throw new UsageError('EINVALID', (err as Error).message, '--manage-resolv-conf');
-    }
+    stubNameservers(config.listen.map((l) => ({ host: l.address, port: l.port })), '--manage-resolv-conf');
   }
   if (flags.checkConfig) {
     // What the start refuses in the files the config names (hba, cga.key, dnsUpdate.key) and in

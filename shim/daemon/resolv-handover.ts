@@ -24,7 +24,7 @@ import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, 
 import { spawnSync } from 'node:child_process';
 import { writeAllSync } from './write-all.ts';
 import path from 'node:path';
-import { EnvironmentError, UsageError } from '../errors.ts';
+import { badValueCode, EnvironmentError, UsageError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
 
 export const RESOLV_CONF_PATH = '/etc/resolv.conf';
@@ -77,15 +77,18 @@ export interface StubAddress { host: string; port: number }
 /**
  * The addresses resolv.conf (or resolved) can name for the stub: listen
  * addresses on port 53 (a wildcard becomes its loopback). resolv.conf has no
- * ports: a stub on any other port only cannot be named, which is a config
- * mistake (ECONFIG, exit 2) found before anything starts.
+ * ports: a stub on any other port only cannot be named, which is a mistake
+ * found before anything starts (exit 2): ECONFIG naming the key `resolvConf`,
+ * EINVALID naming the flag `--manage-resolv-conf` (`field`).
  */
 export function stubNameservers(listen: readonly StubAddress[], field = 'resolvConf'): string[] {
-  if (listen.length === 0) throw new UsageError('ECONFIG', `${field}: manage needs the stub resolver, and listen is empty`, field);
+  const code = badValueCode(field);
+  if (listen.length === 0) throw new UsageError(code, `${field}: manage needs the stub resolver, and listen is empty`, field);
   const on53 = listen.filter((l) => l.port === 53);
   if (on53.length === 0) {
     const where = listen.map((l) => hostPort(l.host, l.port)).join(', ');
-    throw new UsageError('ECONFIG', `${field}: manage cannot name the stub at ${where} in /etc/resolv.conf, which has no ports: listen on port 53, or set resolvConf: off and point the host at it another way`, field);
+    const off = field.startsWith('--') ? `leave out ${field}` : 'set resolvConf: off';
+    throw new UsageError(code, `${field}: manage cannot name the stub at ${where} in /etc/resolv.conf, which has no ports: listen on port 53, or ${off} and point the host at it another way`, field);
   }
   const names = on53.map((l) => (l.host === '0.0.0.0' ? '127.0.0.1' : l.host === '::' ? '::1' : l.host));
   return [...new Set(names)].slice(0, MAX_NAMESERVERS);

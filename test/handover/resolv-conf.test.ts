@@ -96,13 +96,13 @@ test('shim6 resolver --manage-resolv-conf: resolv.conf names the stub while it r
   assertHostUntouched();
 });
 
-test('a stub that cannot be named in resolv.conf (port 5353) is a config mistake: exit 2, nothing changed', { timeout: 120_000 }, async (t) => {
+test('a stub that cannot be named in resolv.conf (port 5353) is a command-line mistake (the flag) or a config mistake (the key): exit 2, nothing changed', { timeout: 120_000 }, async (t) => {
   if (!needs(t, PREREQ)) return;
   const { dir, rc, state } = setupFile(t);
   const ns = new NetLab(t).ns('rcp');
   const p = shim6In(t, ns, bindScript(rc), resolverArgs(dir, '127.0.0.153:5353'), { STATE_DIRECTORY: state });
   assert.equal(await p.exited(), 2, p.out());
-  assert.match(p.out(), /ECONFIG: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.153:5353/);
+  assert.match(p.out(), /EINVALID: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.153:5353/);
   assert.equal(readFileSync(rc, 'utf8'), ORIGINAL);
   assert.ok(!existsSync(path.join(state, STATE_FILE)));
   assertHostUntouched();

@@ -116,6 +116,9 @@ test('bad flags and config files are rejected with the field named (exit 2)', as
     [['resolver', '--workers', '2', '--udp', 'dgram', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --workers: invalid value 2: more than one worker needs the native UDP backend/],
     [['resolver', '--config', workers0, '--listen', '127.0.0.1:0'], 2, /ECONFIG: workers: invalid value 0: expected an integer in 1\.\.64/],
     [['resolver', '--metrics', 'nope', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0'], 2, /EINVALID: --metrics: invalid value "nope"/],
+    // The flag's mistake is EINVALID naming the flag, as shim6 daemon --manage-resolv-conf's (it was ECONFIG, and told to set a key).
+    [['resolver', '--manage-resolv-conf', '--listen', '127.0.0.1:5300', '--upstream', '127.0.0.1:53'], 2,
+      /^shim6: error EINVALID: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.1:5300 in \/etc\/resolv\.conf, which has no ports: listen on port 53, or leave out --manage-resolv-conf and point the host at it another way\n$/],
     // An empty port (--shim-port "$PORT", unset) was port 0: the engine on a random port no peer knows. (The socket a
     // regular file: the old code, which took it, ended there, exit 1.)
     [['resolver', '--shim-port', '', '--upstream', '127.0.0.1:53', '--listen', '127.0.0.1:0', '--socket', write('not-a-socket', '')], 2, /^shim6: error EINVALID: --shim-port: invalid value "": expected a UDP port 0\.\.65535\n$/],
