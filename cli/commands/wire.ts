@@ -49,6 +49,10 @@ export function register(program: Command): void {
     .option('--socket <path>', `with --live or --stop: control socket path (default ${DEFAULT_CONTROL_SOCKET_HELP})`, socketPath)
     .action(async (file: string | undefined, opts: { demo?: boolean; stop?: boolean; live?: boolean; seconds: string; payload?: boolean; maxBytes: string; socket?: string }, cmd: Command) => {
       if (opts.stop === true) {
+        // It ends another client's capture: a capture of one's own (--live, --demo, FILE and their flags) does not go with it.
+        const own = [...(opts.live === true ? ['--live'] : []), ...(opts.demo === true ? ['--demo'] : []), ...(file !== undefined ? ['FILE'] : []),
+          ...LIVE_ONLY.filter(([key, flag]) => flag !== '--socket' && cmd.getOptionValueSource(key) === 'cli').map(([, flag]) => flag)];
+        if (own.length > 0) throw new UsageError('EINVALID', `pcap --stop: ${own.join(', ')} ${own.length === 1 ? 'goes' : 'go'} without --stop (it ends the running capture and writes no file)`, own[0]);
         const { controlRequest } = await import('../../shim/daemon/control/client.ts');
         const r = await controlRequest(opts.socket ?? runtimeDefaultControlSocket('shim6 pcap'), 'capture-stop') as { stopped?: boolean };
         process.stdout.write(r.stopped === true ? 'stopped the running capture\n' : 'no capture was running\n');

@@ -144,6 +144,10 @@ test('shim6 pcap: each wrong combination of flags says what is wrong (exit 2), a
     [['pcap', '--demo'], 'EMISSING: pcap --demo: the file to write is required (shim6 pcap --demo FILE)'],
     [['pcap', '--live'], 'EMISSING: pcap --live: the file to write is required (shim6 pcap --live FILE)'],
     [['pcap', '--live', '--seconds', '0', file], 'EINVALID: --seconds: invalid value "0": expected an integer in 1..3600'],
+    // --stop ends another client's capture and writes nothing: what goes with a capture of one's own was ignored.
+    [['pcap', '--stop', '--live', file, '--socket', path.join(dir, 'none.sock')], 'EINVALID: pcap --stop: --live, FILE go without --stop (it ends the running capture and writes no file)'],
+    [['pcap', '--stop', '--demo', '--socket', path.join(dir, 'none.sock')], 'EINVALID: pcap --stop: --demo goes without --stop (it ends the running capture and writes no file)'],
+    [['pcap', '--stop', '--seconds', '5', '--socket', path.join(dir, 'none.sock')], 'EINVALID: pcap --stop: --seconds goes without --stop (it ends the running capture and writes no file)'],
   ];
   for (const [args, line] of cases) {
     const written: string[] = [];
