@@ -17,6 +17,7 @@ import { existsSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
+import { SHIM6_UDP_PORT } from '../constants.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
@@ -976,7 +977,8 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
   const engine = new Engine({
     localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
     profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
-    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address) })),
+    // A peer's port where discovery reaches it (a configured peer's prime carries it: primeConfiguredPeers).
+    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address), ...(p.port !== SHIM6_UDP_PORT ? { port: p.port } : {}) })),
     defaultMode: config.discovery,
     replyLimit: config.replyLimit, verifyLimit: config.verifyLimit, ...(config.probeReplyLimit !== undefined ? { probeReplyLimit: config.probeReplyLimit } : {}), maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     icmpDeliverAll: config.icmpDeliverAll,

@@ -130,6 +130,8 @@ export interface PeerConfig {
   ulid: Ipv6;
   mode?: CapabilityMode;
   locators?: Ipv6[];
+  /** The UDP port of the peer's shim (`peers[].port`), where host-based discovery reaches it; absent: the transport's. */
+  port?: number;
 }
 
 /** What `new Engine(config, rng)` accepts; everything but `localLocators` has a default. */

@@ -244,11 +244,11 @@ export class Engine {
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
     if (mode === 'independent' && known === undefined) {
-      initiate(core, now, localUlid, peer, hints, 'independent', false, undefined);
+      initiate(core, now, localUlid, peer, hints, 'independent', false, cfg?.port);
       return 'probing';
     }
     // No `context-initiated`: the flow goes on as plain IPv6 until the context is up (nothing held).
-    initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
+    initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port ?? cfg?.port);
     return 'started';
   }
 
@@ -272,7 +272,7 @@ export class Engine {
     const known = core.cache.getPositive(now, peer);
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
-    initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port);
+    initiate(core, now, localUlid, peer, hints, 'integrated', known?.source === 'dns', known?.port ?? cfg?.port);
     return true;
   }
 

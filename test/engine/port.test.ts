@@ -102,3 +102,28 @@ test('NAT rebinding: REAP probes answered on the new port prove it, and the cont
   assert.ok(moved !== undefined, 'B moved to the new port once A\'s probes and B\'s answers proved it');
   assert.ok(moved > 10, 'not on the first payload from the new port');
 });
+
+test('a configured peer\'s port (peers[].port) is where discovery sends, in integrated and independent mode alike', () => {
+  for (const mode of ['integrated', 'independent'] as const) {
+    const b = side(76, ['2001:db8:b1::/64'], 6000);
+    const id = hbaIdentity(['2001:db8:a1::/64'], new SimRng(75));
+    const a = new Engine({
+      localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast',
+      peers: [{ ulid: b.ulid, mode, locators: [b.ulid], port: 6000 }],
+    }, new SimRng(82));
+    assert.equal(a.discover(ms(0), id.ulid, b.ulid), mode === 'integrated' ? 'started' : 'probing', mode);
+    const i1 = a.pollTransmit()!;
+    assert.equal(i1.bytes[2]! & 0x7f, 1, 'an I1');
+    assert.equal(i1.port, 6000, `${mode}: the I1 to the configured port`);
+    if (mode === 'independent') {
+      // The probe answered (R1): the exchange the daemon then starts (protect) goes there too.
+      b.engine.handleDatagram(ms(0), { src: i1.src, dst: i1.dst, bytes: i1.bytes });
+      const r1 = b.engine.pollTransmit()!;
+      a.handleDatagram(ms(1), { src: r1.src, dst: r1.dst, bytes: r1.bytes, port: 6000 });
+      assert.equal(a.protect(ms(2), b.ulid, id.ulid), true, 'known to run shim6 now');
+      const next = a.pollTransmit()!;
+      assert.equal(next.bytes[2]! & 0x7f, 1, 'an I1 for the exchange');
+      assert.equal(next.port, 6000, 'the exchange to the configured port');
+    }
+  }
+});
