@@ -20,6 +20,7 @@ import { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, defaultProbeReplyLimit, reso
 import { parseServer } from '../../zone-tools/dns-transport.ts';
 import type { DnsUpdateConfig } from './dns-update.ts';
 import { stubNameservers } from './resolv-handover.ts';
+import { socketPathProblem } from './control/socket-file.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -411,7 +412,11 @@ export function validateConfig(doc: unknown): DaemonConfig {
   }
   if (doc.log !== undefined) c.log = parseLog(doc.log, c.log);
   if (doc.cacheFile !== undefined) c.cacheFile = str('cacheFile', doc.cacheFile);
-  if (doc.controlSocket !== undefined) c.controlSocket = str('controlSocket', doc.controlSocket);
+  if (doc.controlSocket !== undefined) {
+    c.controlSocket = str('controlSocket', doc.controlSocket);
+    const why = socketPathProblem(c.controlSocket);
+    if (why !== undefined) configError('controlSocket', c.controlSocket, why);
+  }
   if (doc.hba !== undefined) c.hba = str('hba', doc.hba);
   if (doc.replyLimit !== undefined) {
     const r = resolveReplyLimit(doc.replyLimit);

@@ -257,3 +257,14 @@ test('recordType, and the resolver file\'s capability.rrType: a private-use type
     assert.throws(() => configFromObject({ capability: { rrType: t } }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'capability.rrType', String(t));
   }
 });
+
+test('a controlSocket too long for a Unix socket is refused in the file (ECONFIG naming controlSocket, so --check-config says so), not at the start after the TUN and routes are up', () => {
+  const long = `/run/${'s'.repeat(100)}/control.sock`; // 118 octets: over the 107 of a Unix socket path
+  assert.throws(() => validateConfig({ controlSocket: long }), (e: unknown) => e instanceof UsageError && e.code === 'ECONFIG' && e.field === 'controlSocket'
+    && /^controlSocket: invalid value "\/run\/s+…: too long for a Unix socket path \(with the temporary name \.ctl-XXXXXXXX beside it, at most 107 octets\)$/.test(e.message));
+  // The temporary name beside it counts: a path of 102 octets fits, but its directory with the 13 of the temporary name does not.
+  const edge = `/run/${'s'.repeat(90)}/c.sock`;
+  assert.equal(Buffer.byteLength(edge), 102);
+  assert.throws(() => validateConfig({ controlSocket: edge }), (e: unknown) => e instanceof UsageError && e.field === 'controlSocket');
+  assert.equal(validateConfig({ controlSocket: '/run/shim6/control.sock' }).controlSocket, '/run/shim6/control.sock');
+});

@@ -88,6 +88,17 @@ export async function clearSocketPath(socketPath: string): Promise<void> {
 }
 
 /**
+ * Why `socketPath` cannot be a control socket: too long for a Unix socket path, counting the
+ * temporary name beside it (bindSocketFile); undefined when it fits. The daemon's config
+ * refuses such a `controlSocket` (config.ts), the bind any other path.
+ */
+export function socketPathProblem(socketPath: string): string | undefined {
+  const tmp = path.join(path.dirname(socketPath), '.ctl-00000000');
+  if (Buffer.byteLength(socketPath) <= MAX_SOCKET_PATH && Buffer.byteLength(tmp) <= MAX_SOCKET_PATH) return undefined;
+  return `too long for a Unix socket path (with the temporary name .ctl-XXXXXXXX beside it, at most ${MAX_SOCKET_PATH} octets)`;
+}
+
+/**
  * Bind `server` and publish it at `socketPath`, mode 0600 from the start; the
  * path must be free (clearSocketPath). A file that appeared meanwhile is never
  * replaced: that is ECONTROL_IN_USE.
@@ -95,11 +106,8 @@ export async function clearSocketPath(socketPath: string): Promise<void> {
 export async function bindSocketFile(server: net.Server, socketPath: string): Promise<SocketFileId> {
   const dir = path.dirname(socketPath);
   const tmp = path.join(dir, `.ctl-${randomBytes(4).toString('hex')}`);
-  for (const p of [socketPath, tmp]) {
-    if (Buffer.byteLength(p) > MAX_SOCKET_PATH) {
-      throw new UsageError('ECONTROL_PATH', `control socket path ${socketPath} is too long: a Unix socket path (and our temporary name ${path.basename(tmp)} beside it) must fit in ${MAX_SOCKET_PATH} bytes`, '--socket');
-    }
-  }
+  const why = socketPathProblem(socketPath);
+  if (why !== undefined) throw new UsageError('ECONTROL_PATH', `control socket path ${socketPath}: ${why}`, '--socket');
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   // The bind inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
   await new Promise<void>((resolve, reject) => {
