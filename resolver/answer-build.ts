@@ -74,11 +74,10 @@ function writeOpt(b: Uint8Array, o: number, udpSize: number, extRcode: number, d
 /**
  * The stub's own answer with an error RCODE: the query's header and question
  * (when it parsed), QR and RA set, and an OPT when the client used EDNS
- * (RFC 6891 §7: BADVERS needs the extended RCODE bits).
+ * (RFC 6891 §7: BADVERS needs the extended RCODE bits), or when `withOpt` says so.
  */
-export function errorResponse(query: Uint8Array, q: ParsedQuery | undefined, rcode: number): Uint8Array {
+export function errorResponse(query: Uint8Array, q: ParsedQuery | undefined, rcode: number, withOpt = q?.edns ?? false): Uint8Array {
   const qEnd = q ? q.questionEnd : 12;
-  const withOpt = q?.edns ?? false;
   const b = new Uint8Array(qEnd + (withOpt ? 11 : 0));
   b.set(query.subarray(0, qEnd));
   const rd = query.length >= 4 ? (query[2]! << 8) & Flag.RD : 0;
@@ -231,9 +230,13 @@ export function patchTtl(out: Uint8Array, o: number, elapsed: number, floor = 0)
   out[o + 3] = ttl & 0xff;
 }
 
-/** A SERVFAIL for `q` (convenience for stages that give up). */
+/**
+ * A SERVFAIL for `q` from a stage that gives up, with the stub's OPT at `q.questionEnd` whatever
+ * the query: coalesced waiters share it (the cache stage), so it is built as an upstream answer is
+ * (ownAnswer), and the listener strips the OPT for a client that sent none (RFC 6891 §7).
+ */
 export function servfail(query: Uint8Array, q: ParsedQuery): Uint8Array {
-  return errorResponse(query, q, Rcode.SERVFAIL);
+  return errorResponse(query, q, Rcode.SERVFAIL, true);
 }
 
 export function writeU16(b: Uint8Array, o: number, v: number): void {

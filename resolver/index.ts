@@ -18,7 +18,7 @@ import { ForwardStage, forwardQueryOptions } from './stages/forward.ts';
 import { CapabilityStage } from './stages/capability.ts';
 import type { CapabilitySink } from './capability-sink.ts';
 import type { ResolverConfig } from './config.ts';
-import { errorResponse } from './answer-build.ts';
+import { servfail } from './answer-build.ts';
 import { CLASS_IN, Rcode } from './message.ts';
 import type { RawLookup } from './capability-fetch.ts';
 import { nativeUdpStatus, type UdpBackend } from './udp-socket.ts';
@@ -76,7 +76,7 @@ export class Resolver {
     this.pool = new UpstreamPool(config.upstreams, config.upstream, monotonicClock, log, this.counters, udp);
     this.cacheStage = new CacheStage(this.cache, this.counters);
     const order = DEFAULT_ORDER.filter((n) => n !== 'capability' || config.capability.enabled);
-    const terminal: Handler = (req) => ({ bytes: errorResponse(req.query, req.q, Rcode.SERVFAIL), optOff: -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
+    const terminal: Handler = (req) => ({ bytes: servfail(req.query, req.q), optOff: req.q.questionEnd, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
     // Build from the last stage back, so a stage that needs "the rest of the chain" for its own lookups gets it.
     const stages: Stage[] = [];
     let capability: CapabilityStage | undefined;

@@ -29,7 +29,7 @@ class Forwarding implements QueryListener {
   upstreamDone(err: UpstreamError | undefined, r: UpstreamResult | undefined): void {
     if (err || !r) {
       const { query, q } = this.req;
-      this.resolve({ bytes: servfail(query, q), optOff: q.edns ? q.questionEnd : -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
+      this.resolve({ bytes: servfail(query, q), optOff: q.questionEnd, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
       return;
     }
     const scan = r.scan;

@@ -9,6 +9,7 @@ import { finishForClient, ownAnswer, truncatedResponse } from '../../resolver/an
 import { cacheTtl, scanResponse } from '../../resolver/answer-scan.ts';
 import { parseQuery } from '../../resolver/message.ts';
 import { startStub, udpAsk } from './harness.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { answerFor, startFakeUpstream, type Query } from './fake-upstream.ts';
 
 const AA = 0x0400;
@@ -179,4 +180,22 @@ test('a client advertising an EDNS size of 65,535 over UDP gets TC for an answer
   const stub = await startStub(t, [up.addr], noCap);
   const r = await udpAsk(stub, txtQuery(11, 65_535));
   assert.equal((r.raw[2]! & 2) !== 0, true, `TC set (${r.raw.length} octets)`);
+});
+
+test('a SERVFAIL shared by coalesced waiters carries an OPT for the one that sent EDNS, and none for the one that did not (RFC 6891 §7)', async (t) => {
+  // Silent upstream: both questions end in the stub's own SERVFAIL at the deadline.
+  const up = await startFakeUpstream(t, () => undefined);
+  const stub = await startStub(t, [up.addr], { ...noCap, queryTimeoutMs: 1000 });
+  for (const [first, second] of [[0, 1232], [1232, 0]] as const) {
+    const name = `coalesced-${first}.test`;
+    const a = udpAsk(stub, query(name, first ? { edns: first } : {}), 30_000);
+    await waitFor(() => up.queries.some((q) => q.name === name), 'the first question upstream');
+    const b = udpAsk(stub, query(name, second ? { edns: second } : {}), 30_000);
+    const [ra, rb] = await Promise.all([a, b]);
+    for (const [r, edns] of [[ra, first], [rb, second]] as const) {
+      assert.equal(r.raw[3]! & 0x0f, 2, 'SERVFAIL');
+      assert.equal(optOf(r.msg)?.udpPayloadSize, edns ? 1232 : undefined, `query ${edns ? 'with' : 'without'} EDNS after one ${first ? 'with' : 'without'}`);
+    }
+  }
+  assert.equal(stub.resolver.counters.coalesced, 2);
 });
