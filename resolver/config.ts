@@ -73,8 +73,25 @@ export function parseHostPort(text: unknown, key: string, defPort: number, minPo
     if (m[2] !== undefined) port = Number(m[2]);
   }
   if (!net.isIP(host)) bad(key, text, 'not an IP address');
+  if (host.includes('%')) bad(key, text, NO_ZONE);
   if (!Number.isInteger(port) || port < minPort || port > 65535) bad(key, text, `port must be ${minPort}..65535`);
   return { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port };
+}
+
+/**
+ * The stub's sockets carry an address and a port, no zone (udp-socket.ts Endpoint; the native
+ * addon sends with scope id 0), so a link-local address (fe80::/10) is reachable on no link:
+ * every datagram to such an upstream is lost. A zone in an address is refused, a link-local
+ * upstream too, and such a nameserver of the host's files is skipped.
+ */
+const NO_ZONE = 'a zone (%…) is not supported: the stub\'s sockets carry none, so a link-local address is unreachable';
+const LINK_LOCAL_UPSTREAM = 'is link-local: the stub\'s sockets carry no zone, so it is unreachable (use its global or ULA address)';
+
+/** Whether `host` (canonical) is an IPv6 link-local address, fe80::/10. */
+function isLinkLocal(host: string): boolean {
+  if (!net.isIPv6(host)) return false;
+  const b = parseIpv6(host);
+  return b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
 }
 
 /** The host's resolver files: the classic one, and systemd-resolved's list of the servers it forwards to. */
@@ -115,7 +132,10 @@ export function systemUpstreams(sys: SystemResolvers, listen: readonly ListenAdd
   return { upstreams, from: `${RESOLVED_SERVERS} (systemd-resolved forwards to this stub, so not via ${etc.filter(isStub).map((a) => a.host).join(', ')})` };
 }
 
-/** Nameservers of a resolv.conf text, minus the stub itself (isStubItself; `own`: this host's addresses). */
+/**
+ * Nameservers of a resolv.conf text, minus the stub itself (isStubItself; `own`: this host's
+ * addresses) and minus link-local ones (`fe80::1%eth0`: the stub cannot send to a zone, NO_ZONE).
+ */
 export function upstreamsFromResolvConf(text: string, listen: readonly ListenAddr[], own: readonly string[] = ownAddressesFor(listen)): UpstreamAddr[] {
   const out: UpstreamAddr[] = [];
   for (const line of text.split('\n')) {
@@ -125,6 +145,7 @@ export function upstreamsFromResolvConf(text: string, listen: readonly ListenAdd
     if (!net.isIP(host)) continue;
     const addr = { host: net.isIPv6(host) ? canonicalIpv6(host) : host, port: 53 };
     if (isStubItself(addr, listen, own)) continue; // never forward to ourselves
+    if (isLinkLocal(addr.host)) continue; // unreachable without its zone
     out.push(addr);
   }
   return out;
@@ -355,6 +376,7 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
   for (const u of upstreams) {
     if (isStubItself(u, listen, ours)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), 'is the stub itself');
+    if (isLinkLocal(u.host)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), LINK_LOCAL_UPSTREAM);
   }
   return {
     listen, upstreams, upstreamsFrom,

@@ -26,7 +26,7 @@ function hostPorts(list: string[] | undefined, field: string, minPort: 0 | 1): A
     try {
       return parseHostPort(v, field, 53, minPort);
     } catch (err) {
-      if (err instanceof UsageError) badValue(field, v, `expected ADDR:PORT or [V6]:PORT, the port ${minPort}..65535`);
+      if (err instanceof UsageError) badValue(field, v, `expected ADDR:PORT or [V6]:PORT, the port ${minPort}..65535, no zone (%…): a link-local address is unreachable`);
       throw err;
     }
   });

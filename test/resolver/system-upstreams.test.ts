@@ -25,10 +25,29 @@ const US = [{ host: '127.0.0.153', port: 53 }];
 const RESOLVED_STUB = 'nameserver 127.0.0.53\noptions edns0 trust-ad\nsearch .\n';
 const hosts = (r: { upstreams: Array<{ host: string; port: number }> }): string[] => r.upstreams.map((u) => `${u.host}:${u.port}`);
 
-test('upstreams from /etc/resolv.conf: its nameservers, port 53, minus the stub itself; zone ids and junk lines ignored', () => {
-  const r = systemUpstreams({ resolvConf: '# comment\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver 127.0.0.153\nnameserver not-an-ip\nsearch example.\n' }, US);
-  assert.deepEqual(hosts(r), ['192.0.2.1:53', 'fe80::1:53']);
+test('upstreams from /etc/resolv.conf: its nameservers, port 53, minus the stub itself and link-local ones; junk lines ignored', () => {
+  const r = systemUpstreams({ resolvConf: '# comment\nnameserver 192.0.2.1\nnameserver fe80::1%eth0\nnameserver 127.0.0.153\nnameserver not-an-ip\nnameserver 2001:db8::53%eth0\nsearch example.\n' }, US);
+  assert.deepEqual(hosts(r), ['192.0.2.1:53', '2001:db8::53:53']);
   assert.equal(r.from, RESOLV_CONF);
+  // A link-local nameserver alone (NetworkManager's `fe80::1%wlan0` from a router's RDNSS) leaves none: a clear ECONFIG.
+  assert.throws(() => resolveConfig(configFromObject({}), {}, { resolvConf: 'nameserver fe80::1%wlan0\n' }), /upstreams: none configured and none usable in \/etc\/resolv\.conf/);
+});
+
+test('a link-local upstream is refused: the stub\'s sockets carry no zone, so every datagram to it would be lost', () => {
+  const refused = (f: () => unknown, code: string, field: string, why: RegExp): void => {
+    assert.throws(f, (e: unknown) => {
+      assert.ok(e instanceof UsageError, String(e));
+      assert.deepEqual([e.code, e.field], [code, field]);
+      assert.match(e.message, why);
+      return true;
+    });
+  };
+  refused(() => resolveConfig(configFromObject({ upstreams: ['192.0.2.53', '[fe80::1]:53'] }), {}), 'ECONFIG', 'upstreams', /"\[fe80::1\]:53": is link-local/);
+  refused(() => resolveConfig(configFromObject({}), { upstreams: [{ host: 'febf::53', port: 53 }] }), 'EINVALID', '--upstream', /is link-local/);
+  refused(() => configFromObject({ upstreams: ['[fe80::1%eth0]:53'] }), 'ECONFIG', 'upstreams[0]', /a zone \(%…\) is not supported/);
+  refused(() => parseHostPort('[fe80::1%eth0]:53', '--upstream', 53, 1), 'EINVALID', '--upstream', /a zone \(%…\) is not supported/);
+  // fec0::/10 (deprecated site-local) and ULAs are routed as any other address.
+  assert.deepEqual(hosts(resolveConfig(configFromObject({ upstreams: ['[fec0::53]:53', '[fd00::53]:53'] }), {})), ['fec0::53:53', 'fd00::53:53']);
 });
 
 test('resolv.conf names systemd-resolved, and resolved forwards to this stub: resolved\'s other servers instead (no loop)', () => {
