@@ -374,6 +374,8 @@ export function resolveConfig(file: ReturnType<typeof configFromObject>, flags: 
   let upstreamsFrom = 'configured';
   if (!upstreams) ({ upstreams, from: upstreamsFrom } = systemUpstreams(system, listen, ours));
   if (upstreams.length === 0) throw new UsageError('ECONFIG', `upstreams: none configured and none usable in ${upstreamsFrom}`, 'upstreams');
+  // An IPv4-mapped address is asked at its IPv4 address: the pool's IPv6 sockets are IPv6-only (upstream.ts).
+  upstreams = upstreams.map((u) => ({ host: unmapped(u.host), port: u.port }));
   for (const u of upstreams) {
     if (isStubItself(u, listen, ours)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), 'is the stub itself');
     if (isLinkLocal(u.host)) bad(flags.upstreams ? '--upstream' : 'upstreams', hostPort(u.host, u.port), LINK_LOCAL_UPSTREAM);

@@ -16,7 +16,7 @@ import { validateConfig } from '../../shim/daemon/config.ts';
 import { UsageError } from '../../shim/errors.ts';
 import { hostPort } from '../../shim/log.ts';
 import { answerFor, startFakeUpstream } from './fake-upstream.ts';
-import { startStub } from './harness.ts';
+import { startStub, udpAsk } from './harness.ts';
 import { needs } from '../helpers/prereq.ts';
 import { BIN } from '../helpers/cli.ts';
 import { waitFor, within } from '../helpers/wait.ts';
@@ -256,4 +256,15 @@ test('shim6 resolver in a mount namespace where resolved forwards to it: takes r
   assert.match(ready, /systemd-resolved forwards to this stub/, ready);
   child.kill('SIGTERM');
   assert.equal(await within(exited, 'the resolver to exit on SIGTERM'), 0, stderr);
+});
+
+test('an IPv4-mapped upstream (::ffff:a.b.c.d) is asked at its IPv4 address: the stub\'s IPv6 upstream sockets are IPv6-only', async (t) => {
+  assert.deepEqual(hosts(resolveConfig(configFromObject({ upstreams: ['[::ffff:192.0.2.53]:53'] }), {})), ['192.0.2.53:53']);
+  assert.deepEqual(hosts(resolveConfig(configFromObject({}), {}, { resolvConf: 'nameserver ::ffff:192.0.2.54\n' })), ['192.0.2.54:53']);
+  assert.deepEqual(hosts(resolveConfig(configFromObject({}), { upstreams: [{ host: '::ffff:192.0.2.55', port: 53 }] })), ['192.0.2.55:53']);
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::4' }) }]);
+  const stub = await startStub(t, [`[::ffff:127.0.0.1]:${up.port}`], { capability: { enabled: false }, queryTimeoutMs: 1000 });
+  const r = await udpAsk(stub, dnsPacket.encode({ type: 'query', id: 4, flags: dnsPacket.RECURSION_DESIRED, questions: [{ type: 'AAAA', name: 'mapped.test' }] }), 30_000);
+  assert.equal(r.raw[3]! & 0x0f, 0, 'NOERROR, not SERVFAIL at the deadline');
+  assert.deepEqual(r.msg.answers?.map((a) => (a as { data?: unknown }).data), ['2001:db8::4']);
 });
