@@ -30,11 +30,17 @@ export class Endpoint {
   /** The address as text when a backend already has it (dgram's rinfo). */
   host: string | undefined = undefined;
 
+  /**
+   * `host` may carry a zone, as dgram gives a link-local peer's address (`fe80::2%eth0`): the
+   * words are the address's, and the text keeps the zone, which a send back to it needs.
+   */
   static of(host: string, port: number): Endpoint {
     const e = new Endpoint();
-    const family = net.isIP(host);
+    const zone = host.indexOf('%');
+    const bare = zone < 0 ? host : host.slice(0, zone);
+    const family = net.isIP(bare);
     if (family === 0) throw new UsageError('EADDR', `not an IP address: ${host}`, 'address');
-    const b = parseIpv6(family === 4 ? `::ffff:${host}` : host);
+    const b = parseIpv6(family === 4 ? `::ffff:${bare}` : bare);
     const v = new DataView(b.buffer, b.byteOffset, 16);
     e.w0 = v.getUint32(0); e.w1 = v.getUint32(4); e.w2 = v.getUint32(8); e.w3 = v.getUint32(12);
     e.port = port;

@@ -63,10 +63,10 @@ function lab(t: TestContext): Lab {
 }
 
 /** `shim6 resolver` on `listen` ([2001:db8:77::1]:53) in the lab's namespace, with `allow` in its file. */
-async function stub(t: TestContext, l: Lab, allow: string[] | undefined, listen = '[2001:db8:77::1]:53'): Promise<{ sock: string; stop: () => Promise<void> }> {
-  const config = path.join(l.dir, `resolver-${allow ? 'allow' : 'none'}.yaml`);
-  writeFileSync(config, JSON.stringify({ listen: [listen], upstreams: ['[::1]:9'], ...(allow ? { allow } : {}) }));
-  const sock = path.join(l.dir, `control-${allow ? 'allow' : 'none'}.sock`);
+async function stub(t: TestContext, l: Lab, allow: string[] | undefined, listen = '[2001:db8:77::1]:53', udp = 'auto'): Promise<{ sock: string; stop: () => Promise<void> }> {
+  const config = path.join(l.dir, `resolver-${allow ? 'allow' : 'none'}-${udp}.yaml`);
+  writeFileSync(config, JSON.stringify({ listen: [listen], upstreams: ['[::1]:9'], udp, ...(allow ? { allow } : {}) }));
+  const sock = path.join(l.dir, `control-${allow ? 'allow' : 'none'}-${udp}.sock`);
   const child = l.net.spawn(l.ns, [process.execPath, BIN, 'resolver', '--config', config, '--no-engine', '--socket', sock]);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
@@ -124,4 +124,33 @@ test('a TCP client from a link-local address (its remoteAddress zoned, fe80::2%a
   const d = l.net.tryRun(l.ns, ['dig', '@::1', '+edns=1', '+noednsneg', '+tries=1', '+time=5', 'peer.example.', 'AAAA'], { timeoutMs: 60_000 });
   assert.equal(digStatus(d.stdout), 'BADVERS', `the stub still answers: ${d.stdout}${d.stderr}`);
   assert.equal(await notAllowed(s.sock), 1, 'the link-local client was refused and counted');
+});
+
+test('a UDP client from a link-local address (fe80::2%acl1; dgram gives it zoned) to a stub on [::]:53 is answered on its link (REFUSED when not allowed), on both UDP backends, and the stub lives on', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'dig', 'python3'] })) return;
+  const l = lab(t);
+  l.net.addr(l.ns, 'acl0', 'fe80::1/64');
+  l.net.addr(l.ns, 'acl1', 'fe80::2/64');
+  // One query from fe80::2 on acl1 (dig cannot bind a zoned source): EDNS version 1, which the stub
+  // answers itself (BADVERS, RFC 6891 §6.1.3); the extended RCODE is printed, or "none" after 5 s.
+  const py = 'import socket\n'
+    + 'i=socket.if_nametoindex("acl1")\n'
+    + 's=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\n'
+    + 's.bind(("fe80::2",0,0,i))\n'
+    + 's.settimeout(5)\n'
+    + 'q=bytes.fromhex("1234010000010000000000010470656572076578616d706c6500001c00010000290000000100000000")\n'
+    + 's.sendto(q,("fe80::1",53,0,i))\n'
+    + 'try:\n'
+    + '  a=s.recv(4096)\n'
+    + '  print((a[-6]<<4)|(a[3]&15))\n'
+    + 'except socket.timeout:\n'
+    + '  print("none")\n';
+  for (const [udp, allow, rcode] of [['native', ['fe80::/10'], '16'], ['dgram', ['fe80::/10'], '16'], ['dgram', undefined, '5']] as const) {
+    const s = await stub(t, l, allow && [...allow], '[::]:53', udp);
+    const r = l.net.tryRun(l.ns, ['python3', '-c', py], { timeoutMs: 30_000 });
+    assert.equal(r.stdout.trim(), rcode, `${udp}, allow ${String(allow)}: the link-local client gets ${rcode === '5' ? 'REFUSED' : 'BADVERS'}: ${r.stdout}${r.stderr}`);
+    const d = l.net.tryRun(l.ns, ['dig', '@::1', '+edns=1', '+noednsneg', '+tries=1', '+time=5', 'peer.example.', 'AAAA'], { timeoutMs: 60_000 });
+    assert.equal(digStatus(d.stdout), 'BADVERS', `${udp}: the stub still answers: ${d.stdout}${d.stderr}`);
+    await s.stop();
+  }
 });
