@@ -109,6 +109,8 @@ export class Listeners {
       // A loopback socket hears this host alone: no client check on the default stub's path.
       const checked = !isLoopbackHost(a.host);
       sock.onDatagram((bytes, from) => {
+        // Source port 0 (RFC 768: no reply expected) has nowhere to be answered; dgram's send would throw.
+        if (from.port === 0) { this.dropFromPortZero(); return; }
         // The datagram's bytes are the socket's receive slot (native): the chain may keep them. A pooled
         // copy (Node's slab) rather than Uint8Array#slice, which makes an ArrayBuffer per query.
         const query = sock.backend === 'native' ? pooledCopy(bytes) : bytes;
@@ -169,6 +171,13 @@ export class Listeners {
     // A throw while answering (a bug) is logged, not an unhandled rejection, which would end the process.
     if (r instanceof Promise) r.then((a) => this.answer(a, bytes, q, transport, reply), (err: unknown) => this.fail(err, bytes, q, transport, reply)).catch(this.answerFailed);
     else this.answer(r, bytes, q, transport, reply);
+  }
+
+  /** A datagram from UDP port 0: counted as a query and dropped, as a runt is. */
+  private dropFromPortZero(): void {
+    this.counters.queries++;
+    this.counters.udpQueries++;
+    this.counters.dropped++;
   }
 
   /**

@@ -1,6 +1,7 @@
 // Malformed client traffic, TCP framing and limits, and floods against the bounds.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
 import net from 'node:net';
 import * as dnsPacket from 'dns-packet';
@@ -8,6 +9,7 @@ import { needs } from '../helpers/prereq.ts';
 import { dig, digStatus, startStub, type Stub } from './harness.ts';
 import { answerFor, startBlackHole, startFakeUpstream } from './fake-upstream.ts';
 import { DEADLINE_MS, waitFor, within } from '../helpers/wait.ts';
+import { resolverStatus, startCli, waitFor as pollFor } from './process.ts';
 
 const SENTINEL_ID = 0xfeed;
 
@@ -209,4 +211,24 @@ test('TCP per-address limit: the address\'s oldest idle connection makes room; w
   const answer = await new Promise<Buffer>((r) => other.c.once('data', (d: Buffer) => r(d)));
   assert.equal(answer.readUInt16BE(2), 7, 'another address is served');
   assert.equal(stub.resolver.status().tcp.connections, 3);
+});
+
+test('a query from UDP source port 0 (nowhere to answer, RFC 768) is dropped and counted, on both UDP backends; the stub lives on', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['python3', 'dig'] })) return;
+  for (const udp of ['dgram', 'native']) {
+    const cli = await startCli(t, ['--udp', udp, '--upstream', '127.0.0.1:9']);
+    // A raw UDP socket writes the UDP header itself: source port 0 (checksum 0: none, for IPv4).
+    const q = query('port-zero.test');
+    const py = 'import socket,struct,sys\n'
+      + 'q=bytes.fromhex(sys.argv[2])\n'
+      + 's=socket.socket(socket.AF_INET,socket.SOCK_RAW,socket.IPPROTO_UDP)\n'
+      + 's.sendto(struct.pack("!HHHH",0,int(sys.argv[1]),8+len(q),0)+q,("127.0.0.1",0))\n';
+    const sent = spawnSync('python3', ['-c', py, String(cli.port), q.toString('hex')], { encoding: 'utf8' });
+    assert.equal(sent.status, 0, sent.stderr);
+    assert.ok(await pollFor(async () => (await resolverStatus(cli)).counters.dropped === 1), `${udp}: the datagram from port 0 dropped and counted`);
+    // EDNS version 1: answered by the stub itself (BADVERS), no upstream needed.
+    const r = await dig({ host: '127.0.0.1', port: cli.port }, '+edns=1', '+noednsneg', 'alive.test.', 'AAAA');
+    assert.equal(digStatus(r.stdout), 'BADVERS', `${udp}: the stub still answers: ${r.stdout}${r.stderr}\n${cli.stderr()}`);
+    assert.equal(await cli.stop(), 0, cli.stderr());
+  }
 });
