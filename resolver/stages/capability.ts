@@ -68,6 +68,11 @@ export class CapEntry implements QueryListener {
   shown: RecordOctets | undefined = undefined;
   /** Answers (AAAA questions) held back until this entry's outcome is in or their budget runs out (made on first use). */
   waiters: Waiter[] | undefined = undefined;
+  /**
+   * Address answers still to look at this entry (lookups under way that started or joined it):
+   * until they are through, a found record it holds may yet be settled (CapabilityStage.through).
+   */
+  pending = 0;
   /** The answer is decoded inside upstreamDone: the pool need not copy it. (On the prototype: no field per entry.) */
   get bytesTransient(): boolean { return true; }
   /** Callers of whenFetched() (A questions: rare), resolved with the outcome. */
@@ -169,6 +174,7 @@ export class CapabilityStage implements Stage {
   private slow(req: Request, next: Handler, guess: string, known: CapEntry | null): Answer | Promise<Answer> {
     const started = this.timer();
     const first = this.entry(guess, req.now, known); // start at once, in parallel with the address lookup
+    first.pending++;
     const ans = next(req);
     // One reaction on the address answer, not an async function: its frame and its resumption cost more per miss.
     return ans instanceof Promise ? ans.then((a) => this.answered(req, guess, first, started, a)) : this.answered(req, guess, first, started, ans);
@@ -176,7 +182,8 @@ export class CapabilityStage implements Stage {
 
   /** The address answer is back: settle the record if it is in, else hold the answer for at most its budget. */
   private answered(req: Request, guess: string, first: CapEntry, started: number, ans: Answer): Answer | Promise<Answer> {
-    if (ans.rcode !== Rcode.NOERROR || ans.failed) return ans;
+    first.pending--;
+    if (ans.rcode !== Rcode.NOERROR || ans.failed) { this.through(first); return ans; }
     let scan: ScannedResponse;
     let final: string | undefined;
     try {
@@ -186,15 +193,19 @@ export class CapabilityStage implements Stage {
         // The answer stops in the middle of a CNAME chain (too long, a loop, or cut by the server):
         // its last name is not the peer's, so its record is not fetched.
         this.counters.capabilityChainCut++;
+        this.through(first);
         return ans;
       }
     } catch {
+      this.through(first);
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }
     if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + 60_000) as Millis });
     // Usually the final name is the one guessed: its entry is the one started above (even if the
     // cache dropped it meanwhile, its lookup still completes into it).
     const entry = final === guess ? first : this.entry(final, req.now);
+    // The guess's entry is then an alias's: its record (the final name's, through the chain) primes nobody.
+    if (entry !== first) this.through(first);
     const isAaaa = req.q.qtype === RrType.AAAA;
     const r = entry.result;
     // The usual case (the record came with the address answer): a found record is matched
@@ -205,6 +216,7 @@ export class CapabilityStage implements Stage {
       if (r?.kind === 'found' && isAaaa) pick = selectRecordAt(r.records, ans.bytes, scan, final);
       else if (isAaaa) addresses = aaaaAt(ans.bytes, scan, final);
     } catch {
+      this.through(entry);
       return ans; // as above
     }
     if (r && isAaaa) {
@@ -216,7 +228,15 @@ export class CapabilityStage implements Stage {
     const budget = Math.min(this.opts.waitMaxMs, Math.max(this.opts.waitMinMs, (this.timer() - started) * this.opts.waitFraction));
     const w = new Waiter(this.timer() + budget, ans, entry, addresses);
     if (addresses) (entry.waiters ??= []).push(w);
-    else void Promise.all([entry.whenFetched(), fetchAaaa(this.inner, this.clock, final)]).then(([, aaaa]) => { if (aaaa) this.settle(entry, aaaa, this.clock()); w.finish(); });
+    else {
+      entry.pending++;
+      void Promise.all([entry.whenFetched(), fetchAaaa(this.inner, this.clock, final)]).then(([, aaaa]) => {
+        entry.pending--;
+        if (aaaa) this.settle(entry, aaaa, this.clock());
+        this.through(entry);
+        w.finish();
+      });
+    }
     this.budget.add(w);
     return w.promise;
   }
@@ -269,12 +289,27 @@ export class CapabilityStage implements Stage {
     }
     // Held-back AAAA answers: settle (once per lifetime, even for those already sent late), then release.
     const waiters = e.waiters;
-    if (!waiters) return;
     e.waiters = undefined;
-    for (const w of waiters) {
-      if (w.addresses) this.settle(e, w.addresses, this.clock());
-      w.finish();
+    if (waiters) {
+      for (const w of waiters) {
+        if (w.addresses) this.settle(e, w.addresses, this.clock());
+        w.finish();
+      }
     }
+    this.through(e);
+  }
+
+  /**
+   * An address answer is through with `e`. A found record that is still not settled, with no
+   * address answer left to look at it (the address lookup failed or was cut, or `e` is a CNAME
+   * alias's: its record is the final name's), would be kept whole until evicted, parameters
+   * included (up to 64 KB an entry): the entry is dropped instead, and the next lookup of the
+   * name fetches the record again.
+   */
+  private through(e: CapEntry): void {
+    if (e.pending > 0 || e.waiters || e.result?.kind !== 'found' || e.settledUntil >= e.expiresAt) return;
+    if (this.fresh.get(e.nameKey) === e) this.fresh.delete(e.nameKey);
+    else if (this.entries.peek(e.nameKey) === e) this.entries.delete(e.nameKey);
   }
 
   /** Hand the outcome to the sink once per lifetime: prime a valid record, or report none. */

@@ -13,6 +13,8 @@ import { scanResponse } from '../../resolver/answer-scan.ts';
 import { CLASS_IN, Flag, parseQuery, Rcode, RrType, textToNameKey } from '../../resolver/message.ts';
 import { newCounters } from '../../resolver/counters.ts';
 import { Logger } from '../../shim/log.ts';
+import * as dnsPacket from 'dns-packet';
+import { capRdataHex } from './harness.ts';
 import type { Millis } from '../../shim/time.ts';
 
 function setup() {
@@ -65,4 +67,58 @@ test('status shows an outcome that arrived before its entry was admitted; flush 
   assert.equal(stage.status(1_000 as Millis).negative.length, 0);
   ask('new.example.');
   assert.equal(lookups.length, 3, 'looked up again after the flush');
+});
+
+/** A record for `ulid` with 30,000 octets of parameters (an unknown key, 7). */
+const BIG_RDATA = Buffer.from(capRdataHex('2001:db8:a::1', ['2001:db8:a::1'], { params: Uint8Array.from([0, 7, 0x75, 0x30, ...new Array<number>(30_000).fill(0xab)]) }), 'hex');
+
+/** An answer to (`name`, `type`): `answers` as dns-packet writes them, NOERROR unless `rcode`. */
+function answer(name: string, type: number, answers: dnsPacket.Answer[], rcode = 0): { bytes: Uint8Array; scan: ReturnType<typeof scanResponse> } {
+  const bytes = dnsPacket.encode({ id: 1, type: 'response', flags: 0x8180 | rcode, questions: [{ name, type: (type === RrType.AAAA ? 'AAAA' : `UNKNOWN_${type}`) as 'AAAA' }], answers });
+  return { bytes, scan: scanResponse(bytes) };
+}
+const cname = (name: string, data: string): dnsPacket.Answer => ({ name, type: 'CNAME', ttl: 300, data });
+const aaaa = (name: string): dnsPacket.Answer => ({ name, type: 'AAAA', ttl: 300, data: '2001:db8:a::1' });
+const cap = (name: string): dnsPacket.Answer => ({ name, type: 'UNKNOWN_65300', ttl: 300, data: BIG_RDATA } as unknown as dnsPacket.Answer);
+
+/** Octets of records the stage's entries hold (their outcome's records and what status shows). */
+function heldOctets(stage: CapabilityStage): number[] {
+  const s = stage as unknown as { fresh: Map<string, CapEntry>; entries: { entries(): Iterable<[string, CapEntry]> } };
+  return [...s.fresh.values(), ...[...s.entries.entries()].map(([, e]) => e)].map((e) =>
+    (e.result?.kind === 'found' ? e.result.records.reduce((n, r) => n + r.length, 0) : 0) + (e.shown?.length ?? 0));
+}
+
+test('a record with 30 KB of parameters is kept by no entry once its lookups are through: not for a CNAME alias, nor when the address lookup failed', async () => {
+  const lookups: Array<{ nameKey: string; listener: QueryListener }> = [];
+  const primes: string[] = [];
+  const sink: CapabilitySink = { prime: (_n, _r, _t, nameKey) => { primes.push(nameKey); }, absent: () => {} };
+  const stage = new CapabilityStage(() => new Promise<Answer>(() => {}), () => new Promise<Answer>(() => {}), (nameKey, _qtype, listener) => lookups.push({ nameKey, listener }), sink,
+    newCounters(), new Logger({ level: 'error', sink: { write: () => {} } }), DEFAULT_CAPABILITY_OPTIONS, () => 1_000 as Millis, () => 1_000);
+  const up = { upstream: { host: '127.0.0.1', port: 53 }, tcp: false };
+  const ask = (name: string, address: { bytes: Uint8Array; scan: ReturnType<typeof scanResponse> }, rcode = 0): Promise<Answer> => {
+    const query = buildQuery(1, textToNameKey(name), RrType.AAAA, CLASS_IN, {});
+    const q = parseQuery(query);
+    const ans: Answer = { bytes: address.bytes, optOff: -1, source: 'upstream', owned: false, rcode, scan: address.scan, ...(rcode ? { failed: true } : {}) };
+    return Promise.resolve(stage.serve({ query, q, key: q.key, now: 1_000 as Millis, transport: 'udp' }, () => Promise.resolve(ans)));
+  };
+  const reply = (i: number, r: { bytes: Uint8Array; scan: ReturnType<typeof scanResponse> }): void => { (lookups[i]!.listener as CapEntry).upstreamDone(undefined, { ...r, ...up }); };
+
+  // alias.example. CNAME peer.example.: the alias's own TYPE65300 lookup follows the chain to the peer's record.
+  const done = ask('alias.example.', answer('alias.example.', RrType.AAAA, [cname('alias.example.', 'peer.example.'), aaaa('peer.example.')]));
+  reply(0, answer('alias.example.', 65300, [cname('alias.example.', 'peer.example.'), cap('peer.example.')]));
+  await turn();
+  assert.deepEqual(lookups.map((l) => l.nameKey), [textToNameKey('alias.example.'), textToNameKey('peer.example.')], 'the final name\'s record is fetched too');
+  reply(1, answer('peer.example.', 65300, [cap('peer.example.')]));
+  await done;
+  await turn();
+  assert.deepEqual(primes, [textToNameKey('peer.example.')]);
+  // Once settled an entry keeps one record's header and locators (at most 660 octets), whatever its parameters.
+  for (const n of heldOctets(stage)) assert.ok(n <= 660, `an entry holds ${n} octets of records`);
+
+  // The address lookup fails (SERVFAIL) after the record came: nothing will settle that record, so it is not kept.
+  const failed = ask('gone.example.', answer('gone.example.', RrType.AAAA, [], Rcode.SERVFAIL), Rcode.SERVFAIL);
+  reply(2, answer('gone.example.', 65300, [cap('gone.example.')]));
+  await failed;
+  await turn();
+  for (const n of heldOctets(stage)) assert.ok(n <= 660, `an entry holds ${n} octets of records`);
 });
