@@ -62,6 +62,7 @@ class UdpReply extends Endpoint implements Reply {
   constructor(private readonly sock: DnsUdpSocket, from: Endpoint) {
     super();
     this.w0 = from.w0; this.w1 = from.w1; this.w2 = from.w2; this.w3 = from.w3; this.port = from.port; this.host = from.host;
+    this.l0 = from.l0; this.l1 = from.l1; this.l2 = from.l2; this.l3 = from.l3; // the answer leaves from the address asked
   }
   send(out: Uint8Array): void {
     this.sock.send(out, this);

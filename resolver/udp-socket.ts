@@ -27,6 +27,12 @@ export type UdpBackend = 'native' | 'dgram';
 /** A UDP peer. Receive callbacks reuse theirs: `copy()` to keep one. */
 export class Endpoint {
   w0 = 0; w1 = 0; w2 = 0; w3 = 0; port = 0;
+  /**
+   * The local address a datagram came to, as the four words (native: IPV6_PKTINFO), all 0 when
+   * not known. A datagram sent to an Endpoint leaves from it (native): on a wildcard listener an
+   * answer must come from the address the client asked, not the one the kernel would pick.
+   */
+  l0 = 0; l1 = 0; l2 = 0; l3 = 0;
   /** The address as text when a backend already has it (dgram's rinfo). */
   host: string | undefined = undefined;
 
@@ -51,6 +57,7 @@ export class Endpoint {
   copy(): Endpoint {
     const e = new Endpoint();
     e.w0 = this.w0; e.w1 = this.w1; e.w2 = this.w2; e.w3 = this.w3; e.port = this.port; e.host = this.host;
+    e.l0 = this.l0; e.l1 = this.l1; e.l2 = this.l2; e.l3 = this.l3;
     return e;
   }
 
@@ -264,6 +271,9 @@ class NativeDnsSocket implements DnsUdpSocket {
         const len = mv.getUint32(m + 36, true);
         if (len === 0) { this.oversize++; continue; }
         from.w0 = mv.getUint32(m); from.w1 = mv.getUint32(m + 4); from.w2 = mv.getUint32(m + 8); from.w3 = mv.getUint32(m + 12);
+        from.l0 = mv.getUint32(m + 16); from.l1 = mv.getUint32(m + 20); from.l2 = mv.getUint32(m + 24); from.l3 = mv.getUint32(m + 28);
+        // A link-local source needs its link, which the meta does not carry: the kernel picks one on the peer's link.
+        if ((from.l0 & 0xffc00000) === (0xfe800000 | 0)) from.l0 = from.l1 = from.l2 = from.l3 = 0;
         from.port = mv.getUint16(m + 32);
         const start = i * slot;
         this.handler(recvBytes.subarray(start, start + len), from);
@@ -309,10 +319,13 @@ class NativeDnsSocket implements DnsUdpSocket {
     if (spareSendAreas.length < MAX_SPARE_SEND_AREAS) spareSendAreas.push(this.sendArea);
   }
 
-  /** Meta of datagram `i`: source :: (the socket's own address), destination, port, arena offset and length. */
+  /**
+   * Meta of datagram `i`: source (`to`'s local address: the one its datagram came to, or :: for
+   * the socket's own), destination, port, arena offset and length.
+   */
   private writeMeta(i: number, to: Endpoint, off: number, len: number, view = this.sendView): void {
     const m = i * SEND_META;
-    view.setUint32(m, 0); view.setUint32(m + 4, 0); view.setUint32(m + 8, 0); view.setUint32(m + 12, 0);
+    view.setUint32(m, to.l0); view.setUint32(m + 4, to.l1); view.setUint32(m + 8, to.l2); view.setUint32(m + 12, to.l3);
     view.setUint32(m + 16, to.w0); view.setUint32(m + 20, to.w1); view.setUint32(m + 24, to.w2); view.setUint32(m + 28, to.w3);
     view.setUint16(m + 32, to.port);
     view.setUint32(m + 36, off, true);

@@ -154,3 +154,26 @@ test('a UDP client from a link-local address (fe80::2%acl1; dgram gives it zoned
     await s.stop();
   }
 });
+
+test('a stub on [::]:53 (native UDP) answers a client on another host over UDP from the address it was asked at, IPv6 and IPv4', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'dig'] })) return;
+  const l = lab(t);
+  // The client is another host on the stub host's link. The stub's host has two addresses of each
+  // family there; for a datagram to the client the kernel picks ::11 (::2 is deprecated, as after
+  // a renumbering: RFC 6724 rule 3) and 192.0.2.11 (the primary) as its source.
+  const client = l.net.ns('aclc');
+  l.net.veth(l.ns, 'aclv0', client, 'aclv1');
+  l.net.addr(l.ns, 'aclv0', '2001:db8:78::11/64');
+  l.net.run(l.ns, ['ip', '-6', 'addr', 'add', '2001:db8:78::2/64', 'dev', 'aclv0', 'nodad', 'preferred_lft', '0']);
+  l.net.run(l.ns, ['ip', '-4', 'addr', 'add', '192.0.2.11/24', 'dev', 'aclv0']);
+  l.net.run(l.ns, ['ip', '-4', 'addr', 'add', '192.0.2.2/24', 'dev', 'aclv0']);
+  l.net.addr(client, 'aclv1', '2001:db8:78::10/64');
+  l.net.run(client, ['ip', '-4', 'addr', 'add', '192.0.2.10/24', 'dev', 'aclv1']);
+  // dgram has no IPV6_PKTINFO: its answers leave from the kernel's pick (docs/resolver.md "Behaviour that differs").
+  await stub(t, l, ['2001:db8:78::/64', '192.0.2.0/24'], '[::]:53', 'native');
+  for (const server of ['2001:db8:78::2', '192.0.2.2', '2001:db8:78::11', '192.0.2.11']) {
+    // EDNS version 1: answered by the stub itself (BADVERS); dig takes an answer only from the address it asked.
+    const r = l.net.tryRun(client, ['dig', `@${server}`, '+edns=1', '+noednsneg', '+tries=1', '+time=5', 'peer.example.', 'AAAA'], { timeoutMs: 60_000 });
+    assert.equal(digStatus(r.stdout), 'BADVERS', `asked at ${server}: ${r.stdout}${r.stderr}`);
+  }
+});
