@@ -71,6 +71,11 @@ class UdpReply extends Endpoint implements Reply {
   peer(): string { return this.text(); }
 }
 
+/** The query's parse whatever its opcode, or undefined: what an error answer echoes (question, OPT). */
+function parseAnyOpcode(bytes: Uint8Array): ParsedQuery | undefined {
+  try { return parseQuery(bytes, true); } catch { return undefined; }
+}
+
 const RCODE_NAMES: Record<number, string> = Object.fromEntries(Object.entries(Rcode).map(([k, v]) => [v, k]));
 
 export class Listeners {
@@ -150,7 +155,8 @@ export class Listeners {
       if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { this.counters.dropped++; reply.done(); return; }
       const notImp = err instanceof WireError && err.code === 'ETYPE';
       if (notImp) this.counters.refused++; else this.counters.formerr++;
-      reply.send(errorResponse(bytes, undefined, notImp ? Rcode.NOTIMP : Rcode.FORMERR));
+      // Another opcode's message that is otherwise a query: its question and OPT are echoed (RFC 6891 §7).
+      reply.send(errorResponse(bytes, notImp ? parseAnyOpcode(bytes) : undefined, notImp ? Rcode.NOTIMP : Rcode.FORMERR));
       reply.done();
       return;
     }
@@ -191,9 +197,7 @@ export class Listeners {
     this.counters.notAllowed++;
     this.logNotAllowed(client, 'udp');
     if (bytes.length < 12 || (bytes[2]! & 0x80) !== 0) { reply.done(); return; }
-    let q: ParsedQuery | undefined;
-    try { q = parseQuery(bytes); } catch { q = undefined; }
-    reply.send(errorResponse(bytes, q, Rcode.REFUSED));
+    reply.send(errorResponse(bytes, parseAnyOpcode(bytes), Rcode.REFUSED));
     reply.done();
   }
 

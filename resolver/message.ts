@@ -93,14 +93,16 @@ export function walkPlainName(b: Uint8Array, off: number, out?: Uint8Array): num
 
 /**
  * Parse a query. Throws WireError when the bytes are not a DNS query at all
- * (the listener answers FORMERR when at least the header is there, else drops).
+ * (the listener answers FORMERR when at least the header is there, else drops),
+ * ETYPE for an opcode other than QUERY unless `anyOpcode` (the listener's NOTIMP
+ * then echoes the question and the OPT of a message that is otherwise well formed).
  */
-export function parseQuery(b: Uint8Array): ParsedQuery {
+export function parseQuery(b: Uint8Array, anyOpcode = false): ParsedQuery {
   if (b.length < 12) throw new WireError('ETRUNCATED', 'DNS header needs 12 octets', b.length);
   const id = u16(b, 0);
   const flags = u16(b, 2);
   if (flags & Flag.QR) throw new WireError('EFIELD', 'QR set: a response, not a query', 2);
-  if (((flags >> 11) & 0xf) !== 0) throw new WireError('ETYPE', 'opcode is not QUERY', 2);
+  if (((flags >> 11) & 0xf) !== 0 && !anyOpcode) throw new WireError('ETYPE', 'opcode is not QUERY', 2);
   if (u16(b, 4) !== 1) throw new WireError('EFIELD', 'QDCOUNT must be 1', 4);
   if (u16(b, 6) !== 0 || u16(b, 8) !== 0) throw new WireError('EFIELD', 'a query carries no answer or authority records', 6);
   const arcount = u16(b, 10);

@@ -55,14 +55,20 @@ test('malformed queries: FORMERR / NOTIMP / BADVERS, silent drop for non-queries
   const ednsV1 = query('v1.test', 0x1006, { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0 } as unknown as dnsPacket.Answer] });
   ednsV1[ednsV1.length - 5] = 1; // OPT version 1 (name 1, type 2, class 2, ext-rcode 1, then version)
   const response = Buffer.from(good); response[2] = response[2]! | 0x80;
-  const replies = await udpExchange(stub, [Buffer.from([1, 2, 3, 4, 5]), response, twoQ, longLabel, truncQ, status, ednsV1]);
+  const statusEdns = query('status.test', 0x1007, { additionals: [{ type: 'OPT', name: '.', udpPayloadSize: 1232, flags: 0 } as unknown as dnsPacket.Answer] });
+  statusEdns[2] = 0x10; // opcode 2
+  const replies = await udpExchange(stub, [Buffer.from([1, 2, 3, 4, 5]), response, twoQ, longLabel, truncQ, status, ednsV1, statusEdns]);
   const byId = new Map(replies.map((m) => [m.readUInt16BE(0), m]));
-  assert.equal(replies.length, 5, 'the 5-octet datagram and the response got no answer');
+  assert.equal(replies.length, 6, 'the 5-octet datagram and the response got no answer');
   for (const id of [0x1002, 0x1003, 0x1004]) {
     assert.equal((byId.get(id)![3]! & 0xf), 1, `FORMERR for ${id.toString(16)}`);
     assert.ok(byId.get(id)![2]! & 0x80, 'QR set');
   }
   assert.equal(byId.get(0x1005)![3]! & 0xf, 4, 'NOTIMP for opcode STATUS');
+  // RFC 6891 §7: the NOTIMP to a query with an OPT has one too, after the question it echoes.
+  const notImp = dnsPacket.decode(byId.get(0x1007)!);
+  assert.equal(byId.get(0x1007)![2]! & 0x78, 0x10, 'the opcode echoed');
+  assert.deepEqual([byId.get(0x1007)![3]! & 0xf, notImp.questions?.map((q) => q.name), notImp.additionals?.map((r) => r.type)], [4, ['status.test'], ['OPT']]);
   const badvers = byId.get(0x1006)!;
   assert.equal(badvers.readUInt16BE(10), 1, 'one OPT in the additional section');
   // RFC 6891 §6.1.3: RCODE 16 = header 0 + OPT extended RCODE 1 (TTL field's first octet).
