@@ -16,7 +16,7 @@ import type { Millis } from '../shim/time.ts';
 import type { Handler } from './chain.ts';
 import { buildQuery, DEFAULT_EDNS_SIZE } from './answer-build.ts';
 import { cacheTtl, chainEnd, ownerIs, rrsetAt, scanResponse, type ScannedResponse } from './answer-scan.ts';
-import { CLASS_IN, Flag, questionKey, Rcode, RrType, type ParsedQuery } from './message.ts';
+import { CLASS_IN, Flag, MAX_NAME_OCTETS, questionKey, Rcode, RrType, type ParsedQuery } from './message.ts';
 import type { QueryListener, UpstreamResult } from './upstream.ts';
 
 export type CapSource = 'dns' | 'txt';
@@ -155,6 +155,8 @@ export async function fetchTxt(handler: Handler, clock: () => Millis, final: str
 
 async function fetchTxtOnce(handler: Handler, clock: () => Millis, final: string, opts: CapFetchOptions, nodataTtl: number): Promise<CapResult> {
   const txtName = '\x06_shim6' + final;
+  // Longer than a name may be (RFC 1035 §2.3.4): no such name exists, and the question would be malformed.
+  if (txtName.length > MAX_NAME_OCTETS) return { kind: 'absent', ttl: nodataTtl, source: 'txt-nodata' };
   const r = await lookupVia(handler, clock, txtName, RrType.TXT);
   if (!r) return { kind: 'error', reason: 'TXT fallback lookup failed' };
   const end = r.scan.rcode === Rcode.NOERROR ? chainEnd(r.bytes, r.scan, txtName, RrType.TXT) : txtName;

@@ -15,6 +15,7 @@ import { newCounters } from '../../resolver/counters.ts';
 import { Logger } from '../../shim/log.ts';
 import * as dnsPacket from 'dns-packet';
 import { capRdataHex } from './harness.ts';
+import { fetchTxt } from '../../resolver/capability-fetch.ts';
 import type { Millis } from '../../shim/time.ts';
 
 function setup() {
@@ -121,4 +122,18 @@ test('a record with 30 KB of parameters is kept by no entry once its lookups are
   await failed;
   await turn();
   for (const n of heldOctets(stage)) assert.ok(n <= 660, `an entry holds ${n} octets of records`);
+});
+
+test('the TXT fallback asks nothing for a name whose _shim6 label would make it longer than 255 octets: no such name exists', async () => {
+  const asked: string[] = [];
+  const handler = (req: Request): Answer => {
+    asked.push(req.q.nameKey);
+    return { bytes: new Uint8Array(12), optOff: -1, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true };
+  };
+  // 4 labels of 61 octets: 249 octets in wire form; `_shim6.` adds 7.
+  const long = textToNameKey(Array.from({ length: 4 }, (_, i) => String(i).repeat(61)).join('.') + '.');
+  assert.equal(long.length, 249);
+  const r = await fetchTxt(handler, () => 1_000 as Millis, long, { ...DEFAULT_CAPABILITY_OPTIONS, txtFallback: true }, 60);
+  assert.deepEqual(asked, [], 'no question with a name of 256 octets goes upstream');
+  assert.deepEqual(r, { kind: 'absent', ttl: 60, source: 'txt-nodata' });
 });
