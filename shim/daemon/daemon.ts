@@ -18,7 +18,7 @@ import { hostPort, Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { ms, type Millis } from '../time.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
-import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type Timers } from '../engine/index.ts';
+import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type PeerConfig, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
 import { readSystemResolvers, type ResolverConfig } from '../../resolver/config.ts';
@@ -482,16 +482,20 @@ export class Daemon {
       return;
     }
     const restartNeeded = keysNeedingRestart(this.config, next);
-    // Peers taken out: what only the configuration said of them goes too (else kept a day, and saved).
+    // Peers added and taken out apply in the engine (a peer taken out: what only the configuration
+    // said of it goes too, else kept a day, and saved); a kept peer keeps the mode it runs with
+    // (a change waits for a restart, and is named at every reload until then).
     const kept = new Set(next.peers.map((p) => p.ulid));
     const removed = this.config.peers.filter((p) => !kept.has(p.ulid)).map((p) => p.ulid);
-    for (const ulid of removed) this.command((e, now) => { e.unconfigure(now, ulid); });
+    const modes = new Map(this.config.peers.map((p) => [p.ulid, p.mode]));
+    const peers = next.peers.map((p) => ({ ...p, mode: modes.get(p.ulid) ?? p.mode }));
+    this.command((e, now) => { e.setPeers(now, enginePeers(peers)); });
     const level = next.log.level !== this.config.log.level ? { logLevel: next.log.level } : {};
     if (level.logLevel) {
       this.log.setLevel(level.logLevel); // every logger of the main thread shares it
       this.resolver?.setLogLevel(level.logLevel);
     }
-    this.config = { ...this.config, peers: next.peers, cacheFile: next.cacheFile, log: { ...this.config.log, level: next.log.level } };
+    this.config = { ...this.config, peers, cacheFile: next.cacheFile, log: { ...this.config.log, level: next.log.level } };
     this.primeConfiguredPeers();
     this.saveCaches();
     const gone = removed.length > 0 ? { peersRemoved: removed } : {};
@@ -977,13 +981,18 @@ function newEngine(config: DaemonConfig, locals: LocalLocator[], hba: HbaParamsF
   const engine = new Engine({
     localLocators: locals, localUlid: ulid, ...(cgaParams ? { cgaParams } : {}), ...(cgaKey && cgaParams ? { cgaKey: cgaKey.key } : {}),
     profile: config.timers.profile, timers: config.timers.overrides as Partial<Timers>,
-    // A peer's port where discovery reaches it (a configured peer's prime carries it: primeConfiguredPeers).
-    peers: config.peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address), ...(p.port !== SHIM6_UDP_PORT ? { port: p.port } : {}) })),
+    peers: enginePeers(config.peers),
     defaultMode: config.discovery,
     replyLimit: config.replyLimit, verifyLimit: config.verifyLimit, ...(config.probeReplyLimit !== undefined ? { probeReplyLimit: config.probeReplyLimit } : {}), maxContexts: config.maxContexts, maxContextsPerPrefix: config.maxContextsPerPrefix,
     icmpDeliverAll: config.icmpDeliverAll,
   }, cryptoRng(), { cache });
   return { engine, cache };
+}
+
+/** The configuration's peers as the engine knows them (at start, and after a reload: Engine.setPeers). */
+/** The engine's peers, at start and at each reload: a peer's port where discovery reaches it (a configured peer's prime carries it: primeConfiguredPeers). */
+function enginePeers(peers: DaemonConfig['peers']): PeerConfig[] {
+  return peers.map((p) => ({ ulid: p.ulid, mode: p.mode, locators: p.locators.map((l) => l.address), ...(p.port !== SHIM6_UDP_PORT ? { port: p.port } : {}) }));
 }
 
 /**

@@ -17,7 +17,7 @@ import { decodePayloadHeader, encodePayloadHeader, isPayloadHeader, tryDecodeMes
 import { ErrorCode, IPV6_HEADER_LENGTH, MessageType } from '../constants.ts';
 
 import { Core, type GuardCounters } from './core.ts';
-import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode } from './config.ts';
+import { resolveConfig, type EngineConfig, type LocalLocator, type CapabilityMode, type PeerConfig } from './config.ts';
 import type { Rng } from './random.ts';
 import { capabilityStatus, type CacheSnapshot, type CapabilityCache, type CapabilityStatus, type PrimeLocator } from './capability.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
@@ -297,6 +297,22 @@ export class Engine {
     // No longer a primed peer either (docs/security.md "Known peers").
     this.core.notePrimed(now, [ulid, ...entry.locators.map((l) => l.address)], now);
     return true;
+  }
+
+  /**
+   * The node's configured peers after a reload (`peers:`), in place of those the engine was
+   * built with: a peer added is known by its mode from now on (`off`: no context, no
+   * discovery), and a peer taken out is no longer configured (`unconfigure`: its configured
+   * entry goes; discovery and DNS treat it as any other peer). Contexts already there are
+   * not touched. The ULIDs taken out whose configured entry went.
+   */
+  setPeers(now: Millis, peers: readonly PeerConfig[]): Ipv6[] {
+    const map = this.core.config.peers;
+    const next = new Map(peers.map((p) => [p.ulid, p]));
+    const gone = [...map.keys()].filter((u) => !next.has(u));
+    map.clear();
+    for (const [u, p] of next) map.set(u, p);
+    return gone.filter((u) => this.unconfigure(now, u));
   }
 
   prime(now: Millis, r: PrimeRequest): void {

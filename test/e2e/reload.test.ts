@@ -149,3 +149,45 @@ test('SIGHUP keeps what the command line overrides: --log-level, --log-format an
   assert.ok(d.out().slice(before).split('\n').some((l) => l.startsWith('{')), 'lines are still json');
   assert.equal(d.status(), undefined, 'the daemon runs on');
 });
+
+test('SIGHUP applies peers added and taken out to the engine: a peer added with mode off gets no discovery, one taken out is no longer off', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'dig'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'reload-peers-');
+  const { net, ns } = hostWithLink(t, 'rlp');
+  const file = path.join(dir, 'shim6.json');
+  const socket = path.join(dir, 'control.sock');
+  // Both on the link's prefix: a flow to either leaves through rlp0 (nobody answers there).
+  const added = '2001:db8:5533::a';
+  const removed = '2001:db8:5533::b';
+  const config = (peers: unknown[]): void => writeFileSync(file, JSON.stringify({
+    listen: [], interfaces: ['rlp0'], tun: { name: 'rlptun' }, timers: { profile: 'fast' }, discovery: 'integrated',
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: socket, log: { level: 'info', format: 'json' }, peers,
+  }));
+  config([{ ulid: removed, mode: 'off' }]);
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  assert.match(d.out(), /daemon ready/);
+  const reloads = (): Line[] => d.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Line).filter((l) => l.msg === 'reloaded');
+  config([{ ulid: added, mode: 'off' }]);
+  process.kill(d.child.pid!, 'SIGHUP');
+  await waitFor(() => reloads().length > 0, 'the reload');
+
+  type Discovery = { flows: number; started: number; skipped: Record<string, number> };
+  const discovery = (): Discovery => {
+    const r = spawnSync(process.execPath, [BUILT_BIN, 'status', '--json', '--socket', socket], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { discovery: Discovery }).discovery;
+  };
+  // One new UDP flow to each (dig's query; its answer never comes).
+  for (const to of [added, removed]) net.tryRun(ns, ['dig', `@${to}`, 'example.com', '+tries=1', '+time=1']);
+  await waitFor(() => discovery().flows >= 2, 'both flows seen by discovery');
+  const seen = discovery();
+  const startedLines = (): Array<string | undefined> => d.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as { msg?: string; peer?: string })
+    .filter((l) => l.msg === 'discovery started').map((l) => l.peer);
+  // The log reaches us after the status reply may have: every start is logged, so wait for as many lines as starts.
+  await waitFor(() => startedLines().length >= seen.started, 'the discovery logged');
+  const started = startedLines();
+  assert.deepEqual(started, [removed], `the peer taken out is discovered as any other, the one added with mode off is not: ${JSON.stringify(seen)}`);
+  assert.equal(seen.skipped.off, 1, JSON.stringify(seen));
+});
