@@ -38,7 +38,7 @@ import { NftKernelPath } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, REREAD_AFTER_FAILURE_MS, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
+import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, shiftedTimes, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { inPersistTimer, openConnections, unackedTcpFlows, withOpenedSince, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
@@ -283,7 +283,7 @@ export class Daemon {
     if (saved) {
       this.command((e, now) => {
         // The file is input from disk: the cache validates it whole and refuses it whole (CacheDataError).
-        try { e.importCaches(now, saved); } catch (err) {
+        try { e.importCaches(now, shiftedTimes(saved, now - Date.now())); } catch (err) {
           log.warn('ignoring invalid cache file', { file: config.cacheFile, code: (err as { code?: string }).code, error: (err as Error).message });
         }
       });
@@ -567,8 +567,10 @@ export class Daemon {
       const file = this.config.cacheFile;
       // Skips a write that changes nothing but expiry times still two refreshes away (sink.ts).
       if (this.cacheWriter?.file !== file) this.cacheWriter = new CacheFileWriter(file, 2 * cacheRefreshMs(this.config.capabilityMaxTtl));
+      // The file's times are wall-clock (sink.ts shiftedTimes): the engine's clock is not, after a suspend or a clock step.
       const now = this.driver.now();
-      this.cacheWriter.save(now, { ...this.engine.exportCaches(now), contexts, savedAt: now }, final);
+      const wall = Date.now();
+      this.cacheWriter.save(wall, { ...shiftedTimes(this.engine.exportCaches(now), wall - now), contexts, savedAt: wall }, final);
     } catch (err) {
       this.log.warn('could not save caches', { file: this.config.cacheFile, error: (err as Error).message });
     }

@@ -169,6 +169,22 @@ export function savedContexts(data: unknown): SavedContext[] {
 }
 
 /**
+ * The caches' expiry times moved by `by` ms. The cache file keeps wall-clock times, which a
+ * successor reads with its own clock; the engine's are its driver's, monotonic from the daemon's
+ * start, which falls behind the wall clock over a suspend and stays off it after a clock step:
+ * the daemon moves them at the file, out (`Date.now() - driver.now()`) and in (the reverse).
+ * Entries are input from disk on the way in: only a numeric `expires` is moved (the engine's
+ * import validates the rest).
+ */
+export function shiftedTimes<T extends CacheSnapshot>(data: T, by: number): T {
+  const move = <E>(e: E): E => {
+    const t = (typeof e === 'object' && e !== null ? (e as { expires?: unknown }).expires : undefined);
+    return typeof t === 'number' ? { ...e, expires: t + by } : e;
+  };
+  return by === 0 ? data : { ...data, positive: data.positive.map(move), negative: data.negative.map(move) };
+}
+
+/**
  * Write the cache file atomically (temp file, fsync, rename); returns the file written (`file` in
  * it). A write that fails (a full or read-only disk) leaves the file as it was and no temp file
  * behind; the error goes to the caller.

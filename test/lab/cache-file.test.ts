@@ -3,13 +3,15 @@
 // empty `caches.json.<pid>.tmp`, one per daemon process, never removed).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CACHE_FILE_MAX, CacheFileWriter, loadCaches, saveCaches } from '../../shim/daemon/sink.ts';
 import { Logger } from '../../shim/log.ts';
 import { tmpdir } from '../helpers/tmp.ts';
 import { needs } from '../helpers/prereq.ts';
+import { hostWithLink } from '../helpers/netns.ts';
+import { BUILT_BIN, requireBuilt, track, waitFor, type Proc } from '../install/built.ts';
 
 const SNAPSHOT = { positive: [], negative: [] } as unknown as Parameters<typeof saveCaches>[1];
 const quiet = new Logger({ level: 'error', sink: { write: () => {} } });
@@ -97,4 +99,49 @@ test('loadCaches reads only a regular file of a bounded size: a FIFO in its plac
     ['ignoring unreadable cache file', fifo, 'not a regular file'],
     ['ignoring unreadable cache file', huge, `larger than ${CACHE_FILE_MAX} octets`],
   ], 'a missing file (the first start) is not worth a warning');
+});
+
+test('the cache file\'s times are wall-clock: a daemon whose monotonic clock fell behind the wall clock (a suspend, a clock step) leaves knowledge its successor keeps', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft', 'dig'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'caches-clock-');
+  const { net, ns } = hostWithLink(t, 'clk');
+  const socket = path.join(dir, 'control.sock');
+  const cacheFile = path.join(dir, 'caches.json');
+  const file = path.join(dir, 'shim6.json');
+  // Nobody answers at `silent`: its discovery fails into a negative entry held down for 30 min.
+  const silent = '2001:db8:5533::5';
+  writeFileSync(file, JSON.stringify({
+    listen: [], interfaces: ['clk0'], tun: { name: 'clktun' }, timers: { profile: 'fast', noR1HolddownTime: 1_800_000 }, discovery: 'integrated',
+    cacheFile, controlSocket: socket, log: { level: 'info', format: 'json' },
+  }));
+  // The monotonic clock does not count a suspend (CLOCK_MONOTONIC), nor does it follow a step of
+  // the wall clock: this daemon's fell 2 h behind the wall clock, as after a 2 h suspend.
+  const lag = path.join(dir, 'lag.mjs');
+  writeFileSync(lag, 'Object.defineProperty(performance, "timeOrigin", { value: performance.timeOrigin - 7_200_000 });\n');
+  const start = (pre: string[]): Proc => track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, ...pre, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  const ready = async (d: Proc): Promise<void> => {
+    await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+    assert.match(d.out(), /daemon ready/);
+  };
+  const negative = (): number => {
+    const r = spawnSync(process.execPath, [BUILT_BIN, 'status', '--json', '--socket', socket], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return (JSON.parse(r.stdout) as { engine: { caches: { negative: number } } }).engine.caches.negative;
+  };
+
+  const first = start(['--import', lag]);
+  await ready(first);
+  net.tryRun(ns, ['dig', `@${silent}`, 'example.com', '+tries=1', '+time=1']);
+  await waitFor(() => negative() === 1, `${silent} held down`);
+  const stopAsked = Date.now();
+  first.child.kill('SIGTERM');
+  assert.equal(await first.exited(), 0);
+  const saved = JSON.parse(readFileSync(cacheFile, 'utf8')) as { savedAt: number; negative: Array<{ expires: number }> };
+  assert.ok(saved.savedAt > stopAsked - 600_000, `savedAt is wall-clock ms: ${saved.savedAt}, the stop asked at ${stopAsked}`);
+  assert.ok(saved.negative[0]!.expires > stopAsked, `the entry expires after the stop, as its 30 min hold-down says: ${saved.negative[0]!.expires}`);
+
+  const second = start([]);
+  await ready(second);
+  assert.equal(negative(), 1, 'the successor keeps the hold-down');
 });
