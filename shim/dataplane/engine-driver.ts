@@ -565,6 +565,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.opts.onEvent?.(e);
       return;
     }
+    // A resumable close that nothing will resume any more (its pin dropped): the route kept for it goes.
+    if (e.kind === 'resumable-dropped') {
+      if (this.contexts.owner(e.peerUlid) === undefined) this.hold.ended(e.peerUlid, 'closed');
+      this.opts.onEvent?.(e);
+      return;
+    }
     if (e.kind !== 'peer-unsupported' && e.kind !== 'peer-supported' && this.routedForOther(e.localUlid, e.peerUlid)) return this.secondContext(e);
     if (e.kind === 'context-initiated' && this.tun) this.hold.start(e.localUlid, e.peerUlid);
     // A restarting host's context: the peer may prompt its side before our R2 comes (it has our I2), so from now.

@@ -66,6 +66,13 @@ export type EngineEvent =
    * plain IPv6 (an idle cleanup must not unprotect a long-lived connection).
    */
   | { kind: 'context-closed'; localUlid: Ipv6; peerUlid: Ipv6; contextTag: number; reason: CloseReason; resumable: boolean }
+  /**
+   * A `resumable` close is no longer resumable, though no new context with the peer started: its
+   * pin was dropped (more than `cacheMax` of them, the oldest first; lasting.ts). The driver takes
+   * the ULID route it kept back (the peer gets plain IPv6 again), so the routes a long-running
+   * host keeps are bounded as the pins are.
+   */
+  | { kind: 'resumable-dropped'; peerUlid: Ipv6 }
   | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' }
   | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
   | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair; cause: RehomeCause }

@@ -16,7 +16,8 @@
  *   an entry that expired or was evicted comes back on the next lookup (`knownPositive`), and
  *   each export writes it to last `positiveTtl` from then. The pin goes when the next context
  *   with the peer starts (that context's own life then decides) — the driver's route follows the
- *   same rule. Pins are bounded by `cacheMax` (the oldest goes first) and live in memory only:
+ *   same rule. Pins are bounded by `cacheMax` (the oldest goes first, announced as
+ *   `resumable-dropped`: the driver takes its route back) and live in memory only:
  *   after a restart the file's entries last `positiveTtl` from the last save.
  *
  * When the entry has no locators (a handshake or discovery taught it), the context's verified
@@ -89,7 +90,11 @@ export function keepAtIdleClose(core: Core, ctx: Context, now: Millis): void {
   const pins = core.resumable;
   pins.delete(ctx.peerUlid);
   pins.set(ctx.peerUlid, pin);
-  while (pins.size > core.config.cacheMax) pins.delete(pins.keys().next().value!);
+  while (pins.size > core.config.cacheMax) {
+    const oldest = pins.keys().next().value!;
+    pins.delete(oldest);
+    core.emit({ kind: 'resumable-dropped', peerUlid: oldest });
+  }
 }
 
 /** A new context with `peer` starts: its own life decides from now on (the driver's route follows it too). */

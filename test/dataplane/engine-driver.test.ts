@@ -433,6 +433,30 @@ test('a resumable close keeps the route; a packet that makes the engine initiate
   assert.equal(d.stats.udpOut, 1, 'the held packet went out once the context was up');
 });
 
+test('a resumable close that is dropped (resumable-dropped: the engine\'s pins are bounded) takes the kept route back; a peer with a context keeps its route', async (t) => {
+  const net = new MemoryNetwork();
+  const routes: string[] = [];
+  const events: EngineEvent[] = [
+    established('fd00::a', 'fd00::b', 'initiated'),
+    { kind: 'context-closed', localUlid: 'fd00::a', peerUlid: 'fd00::b', contextTag: 1, reason: 'idle', resumable: true },
+  ];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }), handleTimeout: () => {}, encapsulate: () => ({ kind: 'no-context' as const }),
+    pollTransmit: () => undefined, pollTimeout: () => undefined, pollEvent: () => events.shift(),
+  };
+  const d = new EngineDriver({ engine, transport: net.transport(5533), routes: { contextUp: (_l, p) => { routes.push(`up ${p}`); }, contextDown: (p) => { routes.push(`down ${p}`); } } });
+  t.after(() => d.close());
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::b'], 'idle close of a known peer: the route stays');
+  events.push({ kind: 'resumable-dropped', peerUlid: 'fd00::b' } as EngineEvent);
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::b', 'down fd00::b'], 'no longer resumable: the route goes');
+  // A peer whose context is up: its route is the context's.
+  events.push(established('fd00::a', 'fd00::c', 'initiated'), { kind: 'resumable-dropped', peerUlid: 'fd00::c' } as EngineEvent);
+  d.flush();
+  assert.deepEqual(routes, ['up fd00::b', 'down fd00::b', 'up fd00::c']);
+});
+
 test('handshake hold: the peer\'s answer (context-answered) replaces the hold\'s end with answeredHoldMs from then, once; then the packets leave plain and the route goes', async (t) => {
   const net = new MemoryNetwork();
   const tun = new MemoryTun('dph', 1400);

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { Sim } from '../sim/sim.ts';
-import { engineEvents, primeWith, rebootShimHost, sendShim, shimDeliveries, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
+import { addLinkedShimHost, engineEvents, established, hbaIdentity, primeWith, rebootShimHost, sendShim, shimDeliveries, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
 import { State } from '../../shim/engine/index.ts';
 import { encodePayloadHeader } from '../../shim/wire/index.ts';
 import type { Millis } from '../../shim/time.ts';
@@ -145,4 +145,19 @@ test('the daemon writes its cache file at least every quarter of the entries\' l
   assert.equal(cacheRefreshMs(86_400), 600_000);
   assert.equal(cacheRefreshMs(60), 15_000);
   assert.equal(cacheRefreshMs(1), 5000);
+});
+
+test('resumable pins are bounded by cacheMax, and the peer whose pin goes is announced (resumable-dropped), so the driver takes its route back: a long-running host\'s routes do not only grow', () => {
+  const { sim, a, b } = shimPair(305, { a: { cacheMax: 1 } });
+  const c = addLinkedShimHost(sim, 'c', hbaIdentity(['2001:db8:c1::/64', '2001:db8:c2::/64'], sim.rng.fork()));
+  primeWith(sim, a, b, 60);
+  primeWith(sim, a, c, 60);
+  sim.runFor(1000);
+  assert.equal(established(a), 2);
+  sim.runFor(10 * 60_000); // fast profile: both idle-cleaned after 120 s
+  const events = engineEvents(a);
+  const closed = events.filter((e) => e.kind === 'context-closed' && e.resumable).map((e) => (e as { peerUlid: string }).peerUlid);
+  assert.equal(closed.length, 2, 'both closes resumable');
+  const dropped = events.filter((e) => (e.kind as string) === 'resumable-dropped').map((e) => (e as { peerUlid: string }).peerUlid);
+  assert.deepEqual(dropped, [closed[0]], 'the first pin went when the second came (cacheMax 1), and said so');
 });
