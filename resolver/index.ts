@@ -6,7 +6,7 @@
  * It must not know the engine; capability outcomes go to a CapabilitySink.
  */
 import { performance } from 'node:perf_hooks';
-import { ms, type Millis } from '../shim/time.ts';
+import { monotonicClock, type Millis } from '../shim/time.ts';
 import type { Logger } from '../shim/log.ts';
 import { compose, DEFAULT_ORDER, type Handler, type Stage, type StageName } from './chain.ts';
 import { AnswerCache } from './answer-cache.ts';
@@ -35,8 +35,8 @@ export interface ResolverDeps {
   onAnswer?: AnswerHook;
 }
 
-/** The monotonic clock of a real run. */
-export const monotonicClock = (): Millis => ms(performance.now());
+/** The monotonic clock of a real run (shim/time.ts). */
+export { monotonicClock };
 
 /** What `shim6 status` shows of the resolver (workers.ts adds up several threads' into one). */
 export interface ResolverStatus {

@@ -9,3 +9,10 @@ export const ms = (n: number): Millis => n as Millis;
 
 /** Brand a number of seconds as milliseconds. */
 export const seconds = (n: number): Millis => (n * 1000) as Millis;
+
+/**
+ * The monotonic clock of a real run (ms): what intervals, rates and deadlines are measured on. The
+ * wall clock (`Date.now()`) is for what is written down or compared across processes: NTP may
+ * step it back or forward by hours, and a bound measured on it would then hold for that long.
+ */
+export const monotonicClock = (): Millis => ms(performance.now());

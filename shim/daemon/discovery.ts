@@ -21,7 +21,7 @@
  */
 import type { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import type { Millis } from '../time.ts';
+import { monotonicClock, type Millis } from '../time.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { NewFlow } from '../dataplane/new-flows.ts';
 
@@ -50,7 +50,7 @@ type Command = <T>(fn: (engine: Engine, now: Millis) => T) => T;
 
 export class Discovery {
   readonly stats: DiscoveryStats = { flows: 0, started: 0, probing: 0, established: 0, failed: 0, skipped: {} };
-  /** Destination → when its discovery started (wall ms). */
+  /** Destination → when its discovery started (ms, on `clock`). */
   private readonly inFlight = new Map<Ipv6, number>();
   private readonly recent = new Map<Ipv6, number>();
   /** Peers whose context came from discovery (bounded like `recent`). */
@@ -58,7 +58,7 @@ export class Discovery {
   private tokens = START_RATE;
   private refilledAt: number;
 
-  constructor(private readonly command: Command, private readonly log: Logger, private readonly clock: () => number = Date.now) {
+  constructor(private readonly command: Command, private readonly log: Logger, private readonly clock: () => number = monotonicClock) {
     this.refilledAt = clock();
   }
 

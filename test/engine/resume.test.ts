@@ -290,6 +290,25 @@ test('the daemon\'s discovery bounds: one per destination per 5 s, 64 in flight,
   assert.equal(d.stats.failed, 1);
 });
 
+test('the daemon\'s discovery bounds run on a clock the wall clock\'s steps do not move: a step back of an hour stalls nothing', (t) => {
+  const calls: string[] = [];
+  const command = (<T>(fn: (e: Engine, t: Millis) => T): T => fn({ discover: (_t: Millis, _l: string, p: string) => { calls.push(p); return 'started'; } } as unknown as Engine, 0 as Millis)) as never;
+  // The wall clock, which NTP may step.
+  const wall = Date.now;
+  let step = 0;
+  Date.now = () => wall() + step;
+  t.after(() => { Date.now = wall; });
+  const d = new Discovery(command, new Logger({ level: 'error', format: 'json', component: 'test' })); // its own clock, as in the daemon
+  const flow = (i: number) => ({ src: '2001:db8:a1::1', dst: `2001:db8:b1::${i.toString(16)}`, proto: 6 });
+  d.onFlow(flow(1));
+  assert.equal(calls.length, 1);
+  step = -3_600_000; // stepped back an hour (a host whose clock ran ahead)
+  for (let i = 2; i <= 11; i++) d.onFlow(flow(i));
+  assert.equal(calls.length, 11, `new destinations are discovered as before the step: ${JSON.stringify(d.stats.skipped)}`);
+  d.onFlow(flow(1));
+  assert.equal(calls.length, 11, 'the same destination within 5 s: still skipped');
+});
+
 /**
  * Both daemons restarted in turn, under the rfc timers (the default profile: an I2 cycle of
  * 4 + 8 + 16 s, each ±50 %): B sets its saved context up again; A's old instance answers its I1
