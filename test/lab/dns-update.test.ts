@@ -144,3 +144,23 @@ test('dnsUpdate against knot: a host with more usable addresses than a record ho
   const warned = lines.find((l) => l.msg === 'dns record: more usable addresses than a record holds, publishing the first');
   assert.deepEqual([warned?.addresses, warned?.published, warned?.left], [40, 32, many.slice(32)]);
 });
+
+test('dnsUpdate: minInterval is measured on the monotonic clock: after the wall clock is stepped back, a change is published as soon as before', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
+  const { dns, cfg } = await server(t, 'knot');
+  // The wall clock, which NTP may step: here back by 250 s, within the TSIG fudge (300 s), so the
+  // server still takes what we sign; minInterval measured on it would wait those 250 s.
+  const wall = Date.now;
+  let step = 0;
+  Date.now = () => wall() + step;
+  t.after(() => { Date.now = wall; });
+  const { log } = logger();
+  const p = new DnsPublisher(cfg({ minInterval: 1 }), { ulid: ULID, hba: undefined, cgaUlid: false }, log);
+  t.after(() => p.stop());
+  p.update([ULID]);
+  await waitFor(() => published(dns.port).join() === ULID, 'the first set in DNS');
+  await waitFor(() => p.status().state === 'idle', 'the publisher settles');
+  step = -250_000;
+  p.update([ULID, Q]);
+  await waitFor(() => published(dns.port).join() === [ULID, Q].join(), 'the new set in DNS, a minInterval after the first at most');
+});
