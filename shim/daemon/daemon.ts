@@ -16,7 +16,7 @@
 import { existsSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { ms, type Millis } from '../time.ts';
+import { monotonicClock, ms, type Millis } from '../time.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
 import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type PeerConfig, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
@@ -132,7 +132,8 @@ export class Daemon {
   private cacheWriter: CacheFileWriter | undefined;
   /** The cache file's modification time at start (cacheFileTime): when its contexts were last known live, with its `savedAt`. */
   private savedTouchedAt: number | undefined;
-  private readonly startedAt = Date.now();
+  /** When the daemon started (monotonicClock: durations, not times of day, are taken from it). */
+  private readonly startedAt = monotonicClock();
   private ulid = '';
   /**
    * ULIDs kept though the host lacks their address (restored.ts), each with the PDS that proves it
@@ -151,7 +152,7 @@ export class Daemon {
   private restoredTimer: NodeJS.Timeout | undefined;
   /** The open connections of each restored ULID, as the last check counted (status `keptUlids`). */
   private restoredConnections = new Map<Ipv6, number>();
-  /** The restored ULIDs' check: its period, and when (Date.now()) the next one runs; undefined when none is scheduled. */
+  /** The restored ULIDs' check: its period, and when (monotonicClock) the next one runs; undefined when none is scheduled. */
   private restoredEveryMs = 0;
   private restoredNextCheckAt: number | undefined;
   /** The host's addresses on our interfaces, as the locator watcher last reported them. */
@@ -397,7 +398,7 @@ export class Daemon {
       restored: this.restored.keys(), live: this.keptLive, ulid: this.ulid, present,
       locals: orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored),
       connections: this.restoredConnections, contexts: this.engine?.traffic() ?? [],
-      now: Date.now(), nextCheckAt: this.restoredNextCheckAt,
+      now: monotonicClock(), nextCheckAt: this.restoredNextCheckAt,
     });
   }
 
@@ -449,7 +450,7 @@ export class Daemon {
   }
 
   private uptimeSeconds(): number {
-    return Math.floor((Date.now() - this.startedAt) / 1000);
+    return Math.floor((monotonicClock() - this.startedAt) / 1000);
   }
 
   /** Where the stub listens, as ADDR:PORT. */
@@ -525,8 +526,8 @@ export class Daemon {
     if (engine) this.contextsAtStop = liveContexts(engine);
     if (engine && open > 0) {
       this.command((e, now) => e.close(now));
-      const deadline = Date.now() + 3000;
-      while (engine.contextCount > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const deadline = monotonicClock() + 3000;
+      while (engine.contextCount > 0 && monotonicClock() < deadline) await new Promise((r) => setTimeout(r, 20));
       this.log.info('contexts closed', { closed: open - engine.contextCount, left: engine.contextCount });
     }
     await this.teardown(true);
@@ -654,7 +655,7 @@ export class Daemon {
   private checkKeptUlids(): number {
     if (this.restoredTimer === undefined) {
       this.restoredEveryMs = restoredCheckMs(this.idleTimeoutMs());
-      this.restoredNextCheckAt = Date.now() + this.restoredEveryMs;
+      this.restoredNextCheckAt = monotonicClock() + this.restoredEveryMs;
       this.restoredTimer = setInterval(() => this.checkRestored(), this.restoredEveryMs);
       this.restoredTimer.unref();
     }
@@ -691,7 +692,7 @@ export class Daemon {
    */
   private checkRestored(): void {
     if (this.stopping || !this.engine || !this.driver || !this.routes || this.restored.size === 0) return;
-    this.restoredNextCheckAt = Date.now() + this.restoredEveryMs;
+    this.restoredNextCheckAt = monotonicClock() + this.restoredEveryMs;
     let open: OpenConnection[];
     try { open = openConnections(); } catch (err) {
       this.log.warn('cannot read the open connections: ULIDs from before the restart stay kept', { error: (err as Error).message });

@@ -69,6 +69,19 @@ test('shim6 resolver serves dig, shim6 status reports counters and capability ca
   assert.ok(!existsSync(sock), 'control socket removed on shutdown');
 });
 
+test('uptime is measured on the monotonic clock: after the wall clock is stepped back an hour, shim6 status says "up" a few seconds, never a negative time', async (t) => {
+  // The wall clock of the process, which NTP may step: back an hour on SIGUSR2.
+  const step = path.join(tmpdir(t), 'step.mjs');
+  writeFileSync(step, 'const wall = Date.now; let by = 0; Date.now = () => wall() + by; process.on("SIGUSR2", () => { by = -3_600_000; });\n');
+  const cli = await startCli(t, [], { ...process.env, NODE_OPTIONS: `--import ${step}` });
+  process.kill(cli.pid, 'SIGUSR2');
+  const js = await run(process.execPath, [BIN, 'status', '--json', '--socket', cli.sock]);
+  assert.equal(js.code, 0, js.stderr);
+  const { daemon } = JSON.parse(js.stdout) as { daemon: { uptimeSeconds: number } };
+  assert.ok(daemon.uptimeSeconds >= 0 && daemon.uptimeSeconds < 3600, `uptimeSeconds ${daemon.uptimeSeconds}`);
+  assert.equal(await cli.stop(), 0);
+});
+
 test('--log-level debug logs each query: client, name, type, rcode, and whether the cache, an upstream or the stub answered', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig'] })) return;
   const auth = await startAuthDns({ server: 'knot', zones: [{ name: ZONE, text: zoneText() }] });
