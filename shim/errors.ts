@@ -37,6 +37,7 @@ export type UsageErrorCode =
 export type EnvironmentErrorCode =
   | 'ENOTROOT' | 'ETUNOPEN' | 'EROUTE' | 'EUDPBIND' | 'ENOLOCATOR' | 'ENATIVE'
   | 'ECONTROL_NOT_SOCKET' | 'ECONTROL_IN_USE'
+  | 'ECONTROL_BIND'      // the control socket cannot be made: its directory cannot be made or written
   | 'ESERVICE_PATH' | 'ESERVICE_SYSTEMCTL' | 'ESERVICE_TEMPLATE'
   | 'ESERVICE_OWNER'     // a file the service would run as root is not root's alone (shim6 service install)
   | 'EMETRICS_LISTEN'    // the metrics endpoint cannot listen

@@ -56,6 +56,32 @@ test('--socket naming a regular file, a directory, a symlink or a FIFO: exit 1 w
   }
 });
 
+test('a control socket that cannot be made (a file on its path, a directory another user may not write): exit 1 with ECONTROL_BIND naming the socket, not a temporary name', async (t) => {
+  const dir = tmpdir(t);
+  const file = path.join(dir, 'plain');
+  writeFileSync(file, CONTENTS);
+  const underFile = path.join(file, 'control.sock');
+  const p = startResolver(t, underFile);
+  assert.equal(await p.exited(), 1, p.stderr());
+  assert.match(p.stderr(), /^shim6: error ECONTROL_BIND: cannot make the control socket /m);
+  assert.ok(p.stderr().includes(underFile), p.stderr());
+  assert.equal(readFileSync(file, 'utf8'), CONTENTS);
+
+  if (!needs(t, { root: true, commands: ['setpriv', 'unshare', 'ip'] })) return;
+  chmodSync(dir, 0o755);
+  const roots = path.join(dir, 'roots');
+  mkdirSync(roots, { mode: 0o755 });
+  const sock = path.join(roots, 'control.sock');
+  // As nobody, in a network namespace of its own (it binds nothing on the host).
+  const asNobody = ['unshare', '-n', 'sh', '-c', 'ip link set lo up && exec "$@"', 'sh', 'setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
+  const q = startShim6(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--socket', sock], { as: asNobody, cwd: dir });
+  assert.equal(await q.exited(), 1, q.stderr());
+  assert.match(q.stderr(), /^shim6: error ECONTROL_BIND: cannot make the control socket .*permission denied/m);
+  assert.ok(q.stderr().includes(sock), q.stderr());
+  assert.doesNotMatch(q.stderr(), /\.ctl-/, 'the temporary name is ours, not the user\'s');
+  assert.deepEqual(readdirSync(roots), [], 'nothing left behind');
+});
+
 test('a stale socket (its server killed with SIGKILL) is replaced; a live one is refused (ECONTROL_IN_USE) and keeps serving', async (t) => {
   const sock = path.join(tmpdir(t), 'control.sock');
   const first = startResolver(t, sock);

@@ -47,6 +47,18 @@ function kindOf(st: BigIntStats): string {
   return 'not a Unix socket';
 }
 
+/**
+ * The host refused to make the socket file (its directory cannot be made or written: permission,
+ * a read-only file system, a file on the path): ECONTROL_BIND naming the socket the user gave,
+ * never our temporary name beside it.
+ */
+function cannotBind(socketPath: string, err: unknown): EnvironmentError {
+  const e = err as NodeJS.ErrnoException;
+  const reason = e.code === 'EACCES' || e.code === 'EPERM' ? 'permission denied' : e.code === 'EROFS' ? 'read-only file system'
+    : e.code === 'ENOTDIR' ? 'a path component is not a directory' : e.message;
+  return new EnvironmentError('ECONTROL_BIND', `cannot make the control socket ${socketPath}: ${reason}${e.code ? ` (${e.code})` : ''}`, socketPath);
+}
+
 function inUse(socketPath: string, why: string): EnvironmentError {
   return new EnvironmentError('ECONTROL_IN_USE', `control socket ${socketPath} is in use: ${why}`, socketPath);
 }
@@ -73,7 +85,8 @@ function probe(socketPath: string): Promise<string> {
  * and ECONTROL_IN_USE (EnvironmentError) for a socket that may be live.
  */
 export async function clearSocketPath(socketPath: string): Promise<void> {
-  const st = lstatIfAny(socketPath);
+  let st: BigIntStats | undefined;
+  try { st = lstatIfAny(socketPath); } catch (err) { throw cannotBind(socketPath, err); }
   if (!st) return;
   if (!st.isSocket()) {
     throw new EnvironmentError('ECONTROL_NOT_SOCKET', `control socket path ${socketPath} is ${kindOf(st)}, not a Unix socket; left untouched (remove it yourself or choose another path)`, socketPath);
@@ -101,24 +114,29 @@ export function socketPathProblem(socketPath: string): string | undefined {
 /**
  * Bind `server` and publish it at `socketPath`, mode 0600 from the start; the
  * path must be free (clearSocketPath). A file that appeared meanwhile is never
- * replaced: that is ECONTROL_IN_USE.
+ * replaced: that is ECONTROL_IN_USE; a directory the host will not let us make or
+ * write, ECONTROL_BIND.
  */
 export async function bindSocketFile(server: net.Server, socketPath: string): Promise<SocketFileId> {
   const dir = path.dirname(socketPath);
   const tmp = path.join(dir, `.ctl-${randomBytes(4).toString('hex')}`);
   const why = socketPathProblem(socketPath);
   if (why !== undefined) throw new UsageError('ECONTROL_PATH', `control socket path ${socketPath}: ${why}`, '--socket');
-  mkdirSync(dir, { recursive: true, mode: 0o700 });
-  // The bind inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    const oldMask = process.umask(0o177);
-    try {
-      server.listen(tmp, () => { server.off('error', reject); resolve(); });
-    } finally {
-      process.umask(oldMask);
-    }
-  });
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    // The bind inside listen() is synchronous, so the process-wide umask is narrowed only around that call.
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      const oldMask = process.umask(0o177);
+      try {
+        server.listen(tmp, () => { server.off('error', reject); resolve(); });
+      } finally {
+        process.umask(oldMask);
+      }
+    });
+  } catch (err) {
+    throw cannotBind(socketPath, err);
+  }
   try {
     chmodSync(tmp, 0o600);
     linkSync(tmp, socketPath);
