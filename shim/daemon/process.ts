@@ -3,7 +3,8 @@
  * (`shim6 daemon`, and `shim6 resolver`: the same daemon with the data plane
  * off): signal handlers installed before the start, the start, then a wait
  * for SIGTERM or SIGINT and a clean stop. SIGHUP reloads (daemon.ts
- * `reload()`). Owns the process's signals; must not know what the daemon runs.
+ * `reload()`; one during the start, once the daemon is up). Owns the process's
+ * signals; must not know what the daemon runs.
  */
 import type { Logger } from '../log.ts';
 import { Daemon, type DaemonOptions } from './daemon.ts';
@@ -21,13 +22,16 @@ export async function runDaemon(config: DaemonConfig, opts: DaemonOptions & { lo
   const onTerm = (): void => stop('SIGTERM');
   const onInt = (): void => stop('SIGINT');
   const unhook = (): void => { process.off('SIGTERM', onTerm); process.off('SIGINT', onInt); };
-  const onHup = (): void => { void daemon?.reload(); };
+  // A SIGHUP during the start (the file changed as it read it) is a reload once the daemon is up.
+  let reloadAsked = false;
+  const onHup = (): void => { if (daemon) void daemon.reload(); else reloadAsked = true; };
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
   try {
     const running = await Daemon.start(config, opts);
     daemon = running;
+    if (reloadAsked && asked === undefined) void running.reload();
     await new Promise<void>((resolve) => {
       let stopping = false;
       stop = (signal) => {
