@@ -441,6 +441,9 @@ export class Daemon {
 
   /** SIGHUP: re-read the config file; apply what can change live (peers, cacheFile, log.level). */
   async reload(): Promise<void> {
+    // A SIGHUP after the SIGTERM: nothing to prime into an engine being closed, and after
+    // STOPPING=1 the service manager is told nothing more.
+    if (this.stopping || this.stopped) { this.log.info('reload: the daemon is stopping; nothing reloaded'); return; }
     await this.opts.notify?.reloading();
     try {
       this.reloadConfig();
