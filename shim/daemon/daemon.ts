@@ -517,6 +517,9 @@ export class Daemon {
     if (this.stopped || this.stopping) return;
     this.stopping = true;
     await this.opts.notify?.stopping();
+    // The host's DNS back first, while the stub answers: before the wait for the Close Acks, in
+    // which a second signal ends the process at once.
+    this.giveDnsBack();
     const engine = this.engine;
     // Traffic goes back to plain IPv6 at once, not into a daemon going away (a restart's gap is
     // plain IPv6, and the next daemon protects the open connections again, protectOpenConnections, and
@@ -543,8 +546,8 @@ export class Daemon {
     if (this.saveTimer !== undefined) clearTimeout(this.saveTimer);
     if (this.refreshTimer !== undefined) clearInterval(this.refreshTimer);
     if (this.restoredTimer !== undefined) clearInterval(this.restoredTimer);
-    // The host's DNS back first, while the stub still answers.
-    try { this.handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
+    // The host's DNS back first, while the stub still answers (a stop did it already).
+    this.giveDnsBack();
     this.watcher?.stop();
     this.capture.stop();
     this.dns?.stop();
@@ -561,6 +564,13 @@ export class Daemon {
     if (cgaLeft.length > 0) this.log.warn('CGA ULID not removed', { address: this.cgaUlid!.address, errors: cgaLeft });
     if (ran) this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
     this.claim?.release();
+  }
+
+  /** Undo the DNS hand-over (resolvConf: manage), once; a failure is logged (the next start tries again). */
+  private giveDnsBack(): void {
+    const handover = this.handover;
+    this.handover = undefined;
+    try { handover?.restore(); } catch (err) { this.log.error('DNS hand-over not undone', { error: (err as Error).message }); }
   }
 
   /** Write the cache file (`final`: the stop's write, made even when nothing but its time changed). */
