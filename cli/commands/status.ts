@@ -45,7 +45,10 @@ function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void
   else out.push(`  TUN ${d.tun ?? '?'}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
   const locs = d.locators ?? [];
   if (locs.length) out.push(`  local locators: ${locs.map((l) => `${l.address}${l.ifname ? ` on ${l.ifname}` : ''} (${l.up === false ? 'down' : 'up'})`).join(', ')}`);
-  if (d.routed?.length) out.push(`  routed into the TUN: ${d.routed.join(', ')}`);
+  const routed = d.routed ?? [];
+  // As the peer blocks: a long-running host keeps a route for each resumable peer (up to the engine's 10,000 pins).
+  const more = routed.length > PEER_BLOCKS_MAX ? ` (${routed.length - PEER_BLOCKS_MAX} more; \`shim6 status --json\` lists every one)` : '';
+  if (routed.length) out.push(`  routed into the TUN: ${routed.slice(0, PEER_BLOCKS_MAX).join(', ')}${more}`);
   if (d.keptUlids?.length) out.push(`  kept ULIDs: ${d.keptUlids.map(keptUlid).join('; ')}`);
   const st = d.stats;
   if (st) {

@@ -151,3 +151,13 @@ test('status text with thousands of contexts: at most PEER_BLOCKS_MAX peer block
   assert.match(text, new RegExp(`^  \\(${5000 - PEER_BLOCKS_MAX} more not shown`, 'm'));
   assert.ok(text.split('\n').length < 20 * PEER_BLOCKS_MAX, `${text.split('\n').length} lines`);
 });
+
+test('status text: the peers routed into the TUN are listed as the peer blocks are, the first 100 and how many more (a long-running host keeps up to 10,000 resumable routes)', () => {
+  const routed = Array.from({ length: 150 }, (_, i) => `2001:db8:f::${(i + 1).toString(16)}`);
+  const text = formatStatus({ ...REPLY, daemon: { ...REPLY.daemon, routed } } as never);
+  const line = text.split('\n').find((l) => l.startsWith('  routed into the TUN: '));
+  assert.ok(line, text);
+  assert.equal(line.split(', ').length, PEER_BLOCKS_MAX, line.slice(0, 200));
+  assert.match(line, /^ {2}routed into the TUN: 2001:db8:f::1, .* \(50 more; `shim6 status --json` lists every one\)$/);
+  assert.ok(!line.includes(routed[100]!), 'the 101st is not shown');
+});
