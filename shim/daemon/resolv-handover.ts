@@ -26,6 +26,7 @@ import { writeAllSync } from './write-all.ts';
 import path from 'node:path';
 import { badValueCode, EnvironmentError, UsageError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
+import type { SystemResolvers } from '../../resolver/config.ts';
 
 export const RESOLV_CONF_PATH = '/etc/resolv.conf';
 /** The state directory: systemd's `StateDirectory=` (`$STATE_DIRECTORY`), else /var/lib/shim6. */
@@ -213,6 +214,30 @@ export function assertHandoverFree(stateDir: string): void {
   const held = readState(stateFile);
   if (held && held.pid !== process.pid && processAlive(held.pid, held.startTime)) {
     throw new EnvironmentError('ERESOLVCONF_BUSY', `another shim6 (pid ${held.pid}) has the host's DNS handed over (${stateFile}): stop it first, or run this one with resolvConf: off`, stateFile);
+  }
+}
+
+/**
+ * The host's resolver files as a start would read them (`--check-config`): while resolv.conf is
+ * one shim6 wrote (a running daemon's hand-over, or one a killed daemon left, which the start
+ * gives back first), the original saved in `stateDir` stands for it, since the stub's upstreams
+ * come from there, not from the stub's own address.
+ */
+export function resolversAsAtStart(stateDir: string, sys: SystemResolvers): SystemResolvers {
+  let state: State | undefined;
+  try {
+    state = readState(path.join(stateDir, STATE_FILE));
+  } catch {
+    return sys; // a damaged state: the start ignores it too
+  }
+  if (state?.how !== 'file' || !sys.resolvConf?.startsWith(WRITTEN_BY_SHIM6)) return sys;
+  const o = state.original;
+  if (o.kind === 'file') return { ...sys, resolvConf: Buffer.from(o.content, 'base64').toString('utf8') };
+  if (o.kind === 'absent') return { ...sys, resolvConf: '' };
+  try {
+    return { ...sys, resolvConf: readFileSync(path.resolve(path.dirname(state.path), o.target), 'utf8') };
+  } catch {
+    return sys;
   }
 }
 

@@ -17,6 +17,7 @@ import { canonicalIpv6 } from '../wire/ipv6.ts';
 import { memberParams, parseHbaParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { stubConfig, type DaemonConfig } from './config.ts';
 import { readSystemResolvers } from '../../resolver/config.ts';
+import { defaultStateDirectory, resolversAsAtStart } from './resolv-handover.ts';
 import { readLocalAddresses, type LocalAddress } from './locators.ts';
 import { checkHbaMatchesKey, loadCgaKey, type CgaKey } from './cga-identity.ts';
 import { loadDnsKey } from './dns-update.ts';
@@ -66,14 +67,15 @@ export function refusePeersThatAreUs(config: DaemonConfig, host: readonly LocalA
  * The start's checks of `config` (`shim6 daemon`, the data plane on), in the start's order: the
  * HBA set, the CGA key, the key against the set, the set's members, the peers against the host's
  * addresses (`host`, read when there are peers), the TSIG key, the stub's upstreams (from the
- * host's resolver files when the config names none). Throws the start's own error.
+ * host's resolver files when the config names none, as the start reads them: before a DNS
+ * hand-over whose state is in `stateDir`). Throws the start's own error.
  */
-export function checkStartInputs(config: DaemonConfig, host: () => readonly LocalAddress[] = readLocalAddresses): void {
+export function checkStartInputs(config: DaemonConfig, host: () => readonly LocalAddress[] = readLocalAddresses, stateDir = defaultStateDirectory()): void {
   const hba = config.hba ? readHba(config.hba) : undefined;
   const cgaKey = config.cga ? loadCgaKey(config.cga.key) : undefined;
   if (cgaKey && hba) checkHbaMatchesKey(hba, config.hba!, cgaKey);
   if (hba) checkHbaMembers(hba, config.hba!, cgaKey);
   if (config.peers.length > 0) refusePeersThatAreUs(config, host());
   if (config.dnsUpdate) loadDnsKey(config.dnsUpdate.key, config.dnsUpdate.keyName);
-  stubConfig(config, readSystemResolvers());
+  stubConfig(config, resolversAsAtStart(stateDir, readSystemResolvers()));
 }

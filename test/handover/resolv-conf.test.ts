@@ -10,7 +10,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { chmodSync, existsSync, readdirSync, lstatSync, mkdirSync, readFileSync, readlinkSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
 import { needs } from '../helpers/prereq.ts';
@@ -401,6 +401,37 @@ test('a start whose configuration is refused (exit 2) still gives back the DNS a
     assert.equal(readFileSync(rc, 'utf8'), ORIGINAL, `${command}: the original is back`);
     assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false, command);
   }
+  assertHostUntouched();
+});
+
+test('--check-config takes the stub\'s upstreams from the original a hand-over saved, as the start does: resolv.conf naming the stub itself (a running daemon\'s, or a killed one\'s) is no ECONFIG', { timeout: 120_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount'] })) return;
+  const { dir, rc, stateDir, stub } = crashedHandover(t);
+  const config = path.join(dir, 'shim6.yaml');
+  writeFileSync(config, 'listen: ["127.0.0.153:53"]\nresolvConf: manage\n');
+  const check = (): { status: number | null; out: string } => {
+    const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-ec', bindScript(rc), 'sh', process.execPath, BIN, 'daemon', '--check-config', '--config', config],
+      { encoding: 'utf8', timeout: 60_000, env: { ...process.env, STATE_DIRECTORY: stateDir } });
+    return { status: r.status, out: `${r.stdout}${r.stderr}` };
+  };
+  // A killed daemon's hand-over: the start gives the original (nameserver 192.0.2.53) back first.
+  const dead = check();
+  assert.equal(dead.status, 0, dead.out);
+  assert.match(dead.out, /configuration OK/);
+  // A running daemon's: its stop gives the original back before a restart.
+  const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.after(() => { other.kill('SIGKILL'); });
+  const statePath = path.join(stateDir, STATE_FILE);
+  const state = JSON.parse(readFileSync(statePath, 'utf8')) as Record<string, unknown>;
+  writeFileSync(statePath, JSON.stringify({ ...state, pid: other.pid, startTime: startTimeOf(other.pid!) }) + '\n', { mode: 0o600 });
+  const live = check();
+  assert.equal(live.status, 0, live.out);
+  assert.equal(readFileSync(rc, 'utf8'), stub, 'a check changes nothing');
+  // Without a hand-over, a resolv.conf naming only the stub is still refused, as the start refuses it.
+  rmSync(statePath);
+  const none = check();
+  assert.equal(none.status, 2, none.out);
+  assert.match(none.out, /ECONFIG/);
   assertHostUntouched();
 });
 
