@@ -7,6 +7,7 @@
  * over as plain milliseconds by `timerValues()`.
  */
 import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { describeValue, parseJsonText, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6, isIpv6, locatorProblem, type Ipv6 } from '../wire/ipv6.ts';
@@ -546,7 +547,27 @@ export function loadConfig(file: string): DaemonConfig {
   } catch (err) {
     throw new UsageError('ECONFIG', `--config: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, '--config');
   }
-  return parseConfigText(text, file);
+  return anchorPaths(parseConfigText(text, file), path.dirname(path.resolve(file)));
+}
+
+/**
+ * A file's relative paths (`hba`, `cga.key`, `dnsUpdate.key`, `cacheFile`, `controlSocket`) are
+ * relative to the file's directory, as a service's working directory (`/`) is not the one where
+ * `--check-config` was run.
+ */
+function anchorPaths(c: DaemonConfig, dir: string): DaemonConfig {
+  const at = (p: string): string => path.resolve(dir, p);
+  const out: DaemonConfig = {
+    ...c,
+    cacheFile: at(c.cacheFile),
+    controlSocket: at(c.controlSocket),
+    hba: c.hba === undefined ? undefined : at(c.hba),
+    cga: c.cga === undefined ? undefined : { ...c.cga, key: at(c.cga.key) },
+    dnsUpdate: c.dnsUpdate === undefined ? undefined : { ...c.dnsUpdate, key: at(c.dnsUpdate.key) },
+  };
+  const why = socketPathProblem(out.controlSocket);
+  if (why !== undefined) configError('controlSocket', out.controlSocket, why);
+  return out;
 }
 
 /** The effective timer values in ms: the profile with the overrides applied. */

@@ -119,6 +119,25 @@ test('a peer ULID or locator that cannot be a peer\'s (unspecified, loopback, mu
   assert.equal(validateConfig({ peers: [{ ulid: 'fd00::1', locators: ['fd00::1', '2001:db8::1'] }] }).peers[0]?.locators.length, 2);
 });
 
+test('a file\'s relative paths are relative to its directory, not to where the command runs (a service runs in /)', (t) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'lab-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const f = path.join(dir, 'shim6.yaml');
+  writeFileSync(f, 'hba: keys/host.hba\ncga: { key: keys/cga.pem }\ncacheFile: caches.json\ncontrolSocket: ../run/control.sock\n'
+    + 'dnsUpdate: { server: "[::1]:53", zone: example., name: h.example., key: tsig.key }\n');
+  const c = loadConfig(path.relative(process.cwd(), f));
+  assert.equal(c.hba, path.join(dir, 'keys/host.hba'));
+  assert.equal(c.cga?.key, path.join(dir, 'keys/cga.pem'));
+  assert.equal(c.cacheFile, path.join(dir, 'caches.json'));
+  assert.equal(c.controlSocket, path.join(path.dirname(dir), 'run/control.sock'));
+  assert.equal(c.dnsUpdate?.key, path.join(dir, 'tsig.key'));
+  writeFileSync(f, 'cacheFile: /var/lib/shim6/c.json\n');
+  assert.equal(loadConfig(f).cacheFile, '/var/lib/shim6/c.json', 'an absolute path stays');
+  // Anchored, a relative socket path can grow past what a Unix socket takes.
+  writeFileSync(f, `controlSocket: ${'s'.repeat(100)}\n`);
+  assert.throws(() => loadConfig(f), { code: 'ECONFIG', field: 'controlSocket' });
+});
+
 test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lab-config-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
