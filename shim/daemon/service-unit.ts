@@ -14,7 +14,8 @@ import path from 'node:path';
 import { EnvironmentError } from '../errors.ts';
 import { packageRoot, SHIM6_V8_FLAGS } from '../runtime-paths.ts';
 import { untrustedBelow, untrustedReason } from '../trusted-path.ts';
-import { DEFAULT_CONFIG_FILE } from './config.ts';
+import { DEFAULT_CONFIG_FILE, loadConfig } from './config.ts';
+import { checkStartInputs } from './start-checks.ts';
 
 export const UNIT_NAME = 'shim6.service';
 /** The unit as shipped (its ExecStart finds `shim6` on systemd's search path). */
@@ -136,9 +137,14 @@ function writeServiceFile(file: string, text: string): void {
   }
 }
 
-/** Write the unit (and a starter configuration if there is none), then enable and start it. */
+/**
+ * Write the unit (and a starter configuration if there is none), then enable and start it. A
+ * configuration already there is first checked as `shim6 daemon --check-config` checks it: one the
+ * start refuses is its error, and nothing is written (the unit would restart every 5 s).
+ */
 export function installService(o: InstallOptions): InstallReport {
   const unit = installedUnit(o.config);
+  if (existsSync(o.config)) checkStartInputs(loadConfig(o.config));
   const report: InstallReport = [];
   const unitFile = path.join(o.unitDir, UNIT_NAME);
   const before = existsSync(unitFile) ? readFileSync(unitFile, 'utf8') : undefined;

@@ -7,7 +7,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, cpSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { builtShim6, ROOT, shim6Bin, type CliResult } from '../helpers/cli.ts';
@@ -173,6 +173,22 @@ test('install refuses to make root run files another user can change (ESERVICE_O
   assert.equal(r.status, 1, r.stdout + r.stderr);
   assert.match(r.stderr, /ESERVICE_OWNER: the service would run, as root, files another user can change: .*theirs\.js belongs to uid 65534/);
   assert.throws(() => statSync(path.join(units, 'shim6.service')), { code: 'ENOENT' });
+});
+
+test('shim6 service install with a configuration already there that the start refuses: its error, as --check-config says it, and nothing written', { timeout: 120_000 }, (t) => {
+  requireBuilt();
+  const pkg = servicePackage(t);
+  const dir = tmpdir(t, 'service-bad-');
+  const units = path.join(dir, 'units');
+  const config = path.join(dir, 'etc/shim6/shim6.yaml');
+  mkdirSync(path.dirname(config), { recursive: true });
+  writeFileSync(config, 'timers: fast\nnoSuchKey: 1\n');
+  const r = shim6Bin(path.join(pkg, 'bin/shim6.js'), ['service', 'install', '--unit-dir', units, '--config', config, '--no-start']);
+  assert.equal(r.status, 2, r.stdout + r.stderr);
+  assert.equal(r.stderr, builtShim6(['daemon', '--check-config', '--config', config]).stderr);
+  assert.match(r.stderr, /ECONFIG/);
+  assert.equal(existsSync(units), false, 'no unit written');
+  assert.equal(readFileSync(config, 'utf8'), 'timers: fast\nnoSuchKey: 1\n');
 });
 
 test('shim6 service install: a relative path is a usage error (exit 2)', () => {
