@@ -197,7 +197,8 @@ const TOP_KEYS = ['listen', 'allow', 'upstreams', 'recordType', 'txtFallback', '
 
 /** Throw the one config error: names the key path and the value. */
 export function configError(field: string, value: unknown, why: string): never {
-  throw new UsageError('ECONFIG', `${field}: invalid value ${describeValue(value)}: ${why}`, field);
+  // A key left out of an object that needs it: `missing`, not `invalid value undefined`.
+  throw new UsageError('ECONFIG', value === undefined ? `${field}: missing: ${why}` : `${field}: invalid value ${describeValue(value)}: ${why}`, field);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

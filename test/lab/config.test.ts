@@ -138,6 +138,13 @@ test('a file\'s relative paths are relative to its directory, not to where the c
   assert.throws(() => loadConfig(f), { code: 'ECONFIG', field: 'controlSocket' });
 });
 
+test('a key left out of an object that needs it is "missing", not "invalid value undefined"', () => {
+  assert.throws(() => validateConfig({ dnsUpdate: { server: '[::1]:53', zone: 'example.', key: '/k' } }),
+    { code: 'ECONFIG', field: 'dnsUpdate.name', message: 'dnsUpdate.name: missing: expected a DNS name' });
+  assert.throws(() => validateConfig({ dnsUpdate: { server: '[::1]:53', zone: 'example.', name: 7, key: '/k' } }),
+    { code: 'ECONFIG', message: 'dnsUpdate.name: invalid value 7: expected a DNS name' });
+});
+
 test('loadConfig reads a file; a missing file and bad syntax are ECONFIG', (t) => {
   const dir = mkdtempSync(path.join(tmpdir(), 'lab-config-'));
   t.after(() => rmSync(dir, { recursive: true, force: true }));
