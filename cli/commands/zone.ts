@@ -4,6 +4,7 @@
  * Owned by the zone feature; registered by cli/main.ts.
  */
 import type { Command } from 'commander';
+import { UsageError } from '../../shim/errors.ts';
 import type { Out } from '../../zone-tools/commands.ts';
 
 // The actions' modules load when a zone command runs, not for every `shim6` start or --help.
@@ -93,7 +94,12 @@ export function register(program: Command): void {
     .description('check that an address belongs to the HBA set of a parameters file (exit 0 yes, 1 no)')
     .argument('<addr>', 'the address to check')
     .argument('<params>', 'the parameters file')
-    .action(async (addr: string, params: string) => guarded(async () => (await offline()).runHbaVerify(addr, params, out)));
+    .action(async (addr: string, params: string) => guarded(async () => {
+      // Flags after `verify` that are `zone hba`'s own reach `zone hba` (commander), where verify never reads them.
+      const given = (['prefix', 'sec', 'key', 'out'] as const).filter((k) => hba.getOptionValueSource(k) === 'cli').map((k) => `--${k}`);
+      if (given.length > 0) throw new UsageError('EINVALID', `zone hba verify: ${given.join(', ')} ${given.length === 1 ? 'is an option' : 'are options'} of zone hba (generating a set), not of verify`, given[0]);
+      return (await offline()).runHbaVerify(addr, params, out);
+    }));
 
   zone.command('check')
     .description('validate every capability record and _shim6 TXT of zone files; problems as file:line: what')

@@ -65,6 +65,19 @@ test('zone hba with an RSA key: CGA-compatible set, verify accepts members and r
   assert.throws(() => buildHostRecord({ name: 'm.example.', hba: p, locators: ['2001:db8:a::1'] }), (e: unknown) => e instanceof UsageError && e.field === '--locator');
 });
 
+test('zone hba verify with zone hba\'s own flags (--sec, --key, --out, --prefix): EINVALID naming them, exit 2 (they were ignored)', async (t) => {
+  const dir = tempDir(t);
+  const out = path.join(dir, 'p.json');
+  const made = await shim6Async(['zone', 'hba', '--prefix', '2001:db8:1::/64', '--sec', '0', '--out', out]);
+  assert.equal(made.status, 0, made.stderr);
+  const member = (JSON.parse(readFileSync(out, 'utf8')) as { members: Array<{ address: string }> }).members[0]!.address;
+  const plain = await shim6Async(['zone', 'hba', 'verify', member, out]);
+  assert.equal(plain.status, 0, plain.stderr);
+  const r = await shim6Async(['zone', 'hba', 'verify', member, out, '--out', path.join(dir, 'q.json'), '--sec', '1']);
+  assert.equal(r.status, 2, r.stdout + r.stderr);
+  assert.match(r.stderr, /^shim6: error EINVALID: zone hba verify: --sec, --out are options of zone hba/);
+});
+
 test('parameters file: a damaged file is a usage error naming it', () => {
   for (const text of ['', '{}', '{"format":"shim6-hba-params/1","sec":9}', '[1]', `{"format":"${HBA_PARAMS_FORMAT}","sec":0,"publicKeyIncluded":false,"publicKey":"00","members":[{"prefix":"x","address":"nope","params":"00"}]}`]) {
     assert.throws(() => parseHbaParams(text, 'p.json'), (e: unknown) => e instanceof UsageError && e.code === 'EHBA_PARAMS' && e.message.startsWith('p.json: '), text);
