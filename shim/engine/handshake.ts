@@ -374,6 +374,7 @@ export function acceptInitiator(core: Core, now: Millis, rx: Datagram, msg: Shim
   if (step === undefined) return drop('state');
   const anew = step.from === State.ESTABLISHED && ctx.state === State.ESTABLISHED && ctx.ctPeer !== msg.contextTag;
   const oldTag = ctx.ctPeer;
+  newPeerInstance(ctx, msg.contextTag);
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // the validator binds the port our R1/R1bis went to
   peerKeepalive(ctx, msg);
@@ -438,6 +439,7 @@ export function onR2(core: Core, now: Millis, rx: Datagram, msg: R2Message): Dat
   }
   applyHandshakeLocators(ctx, msg, checked);
   const oldTag = ctx.ctPeer;
+  newPeerInstance(ctx, msg.contextTag);
   core.table.setPeerTag(ctx, msg.contextTag);
   learnPort(ctx, rx); // it echoes our Initiator Nonce
   peerKeepalive(ctx, msg);
@@ -505,4 +507,13 @@ export function failEstablishment(core: Core, ctx: Context, now: Millis, reason:
   core.arm(ctx, TimerKind.Holddown, now + hold);
   core.emit({ kind: 'context-failed', localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, reason });
   core.emit({ kind: 'peer-unsupported', peerUlid: ctx.peerUlid, address: ctx.lpPeer, reason });
+}
+
+/**
+ * CT(peer) is about to become `tag`: when it changes, the peer set the context up anew (its
+ * restart: R2 to our I2bis, its I2 with a new tag), and what its previous instance advertised
+ * (its Keepalive Timeout, RFC 5534 §5.3) holds no longer: this message's options say it again.
+ */
+function newPeerInstance(ctx: Context, tag: number): void {
+  if (ctx.ctPeer !== tag) ctx.peerKeepaliveTimeout = undefined;
 }

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sim } from '../sim/sim.ts';
-import { addShimHost, engineEvents, hbaIdentity, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
+import { addShimHost, engineEvents, hbaIdentity, rebootShimHost, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
 import { mark, sent, traceAfter } from '../sim/trace.ts';
 import { State, type EngineConfig } from '../../shim/engine/index.ts';
 import { findOption } from '../../shim/wire/index.ts';
@@ -63,6 +63,24 @@ test('the peer honours an advertised Keepalive Timeout: rfc-profile B keeps A (S
   const gaps = kas.slice(1).map((t, i) => t - kas[i]!);
   assert.ok(Math.max(...gaps) <= 600, `keepalives every ⅓–½ of A's 1 s: ${gaps}`);
   assert.equal(later.filter((l) => l.from === 'a' && l.type === 'Probe').length, 0, 'A never suspected a failure');
+});
+
+test('a peer that set the context up anew (its restart) is held to the Keepalive Timeout it advertises now, not to its previous instance\'s', () => {
+  const { sim, a, b } = pair(89, { profile: 'rfc' }, { profile: 'fast', timers: { sendTimeout: ms(1000) } });
+  const keepalivesFromA = (): number => {
+    const from = mark(sim);
+    for (let t = 0; t < 50; t++) { sendShim(sim, b, a); sim.runFor(100); } // 5 s, B → A only
+    return traceAfter(sim, from).filter((l) => l.from === 'a' && l.type === 'Keepalive').length;
+  };
+  assert.ok(keepalivesFromA() >= 5, 'A keeps to the 1 s B advertised');
+  // B restarts with the RFC's timers (no Keepalive Timeout option); A's payload brings the context back (R1bis, I2bis, R2).
+  const fresh = rebootShimHost(sim, b, { profile: 'rfc' });
+  sendShim(sim, a, fresh);
+  sim.runFor(2000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.ok(engineEvents(a).some((e) => e.kind === 'context-established' && e.recovered));
+  const after = keepalivesFromA();
+  assert.ok(after <= 2, `A keeps to the default Keepalive Timeout (10 s) again: ${after} keepalives in 5 s`);
 });
 
 test('fast on both ends: keepalives capped by keepaliveTimeoutMax keep A (Send Timeout 150 ms) from exploring on one-way traffic', () => {
