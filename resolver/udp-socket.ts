@@ -265,15 +265,20 @@ class NativeDnsSocket implements DnsUdpSocket {
     const area = opts.shared ?? new ReceiveArea(opts.maxDatagram, opts.batch);
     const { slot, bytes: recvBytes, view: mv } = area;
     const from = this.from;
+    // Only a wildcard socket answers from more than one address: elsewhere the local address stays
+    // :: (the socket's own), and no datagram carries a source of its own (IPV6_PKTINFO) to the kernel.
+    const wildcard = bind.every((b, i) => b === 0 || (i >= 10 && i < 12 && b === 0xff));
     this.handle = native.udpStartReader(fd, area.buf, slot, area.slots, area.meta, (count) => {
       for (let i = 0; i < count && !this.closed; i++) {
         const m = i * RECV_META;
         const len = mv.getUint32(m + 36, true);
         if (len === 0) { this.oversize++; continue; }
         from.w0 = mv.getUint32(m); from.w1 = mv.getUint32(m + 4); from.w2 = mv.getUint32(m + 8); from.w3 = mv.getUint32(m + 12);
-        from.l0 = mv.getUint32(m + 16); from.l1 = mv.getUint32(m + 20); from.l2 = mv.getUint32(m + 24); from.l3 = mv.getUint32(m + 28);
-        // A link-local source needs its link, which the meta does not carry: the kernel picks one on the peer's link.
-        if ((from.l0 & 0xffc00000) === (0xfe800000 | 0)) from.l0 = from.l1 = from.l2 = from.l3 = 0;
+        if (wildcard) {
+          from.l0 = mv.getUint32(m + 16); from.l1 = mv.getUint32(m + 20); from.l2 = mv.getUint32(m + 24); from.l3 = mv.getUint32(m + 28);
+          // A link-local source needs its link, which the meta does not carry: the kernel picks one on the peer's link.
+          if ((from.l0 & 0xffc00000) === (0xfe800000 | 0)) from.l0 = from.l1 = from.l2 = from.l3 = 0;
+        }
         from.port = mv.getUint16(m + 32);
         const start = i * slot;
         this.handler(recvBytes.subarray(start, start + len), from);
