@@ -123,6 +123,16 @@ class Waiter implements Deadlined {
   }
 }
 
+/** The longest an alias (a name → the end of its CNAME chain) is kept (s). */
+const ALIAS_MAX_SECONDS = 60;
+
+/** How long an alias is kept: its chain's smallest CNAME TTL (a retargeted CNAME's new peer is primed then), at most ALIAS_MAX_SECONDS. */
+function aliasLifetimeMs(scan: ScannedResponse): number {
+  let ttl = ALIAS_MAX_SECONDS;
+  for (const r of scan.records) if (r.section === 0 && r.type === RrType.CNAME && r.ttl < ttl) ttl = r.ttl;
+  return ttl * 1000;
+}
+
 export class CapabilityStage implements Stage {
   readonly name = 'capability';
   private readonly entries: Lru<string, CapEntry>;
@@ -134,7 +144,7 @@ export class CapabilityStage implements Stage {
    */
   private readonly fresh = new Map<string, CapEntry>();
   private admitScheduled = false;
-  /** qname → final name of its CNAME chain, with expiry. */
+  /** qname → final name of its CNAME chain, with expiry (aliasLifetimeMs). */
   private readonly aliases: Lru<string, { final: string; expiresAt: Millis }>;
 
   /**
@@ -200,7 +210,7 @@ export class CapabilityStage implements Stage {
       this.through(first);
       return ans; // RDATA names the scan does not check may be broken: the client still gets its bytes
     }
-    if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + 60_000) as Millis });
+    if (final !== req.q.nameKey) this.aliases.set(req.q.nameKey, { final, expiresAt: (req.now + aliasLifetimeMs(scan)) as Millis });
     // Usually the final name is the one guessed: its entry is the one started above (even if the
     // cache dropped it meanwhile, its lookup still completes into it).
     const entry = final === guess ? first : this.entry(final, req.now);

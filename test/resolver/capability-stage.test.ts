@@ -7,7 +7,7 @@ import { setImmediate as turn } from 'node:timers/promises';
 import { CapabilityStage, DEFAULT_CAPABILITY_OPTIONS, type CapEntry } from '../../resolver/stages/capability.ts';
 import type { Answer, Request } from '../../resolver/chain.ts';
 import type { CapabilitySink } from '../../resolver/capability-sink.ts';
-import type { QueryListener } from '../../resolver/upstream.ts';
+import { UpstreamError, type QueryListener } from '../../resolver/upstream.ts';
 import { buildQuery } from '../../resolver/answer-build.ts';
 import { scanResponse } from '../../resolver/answer-scan.ts';
 import { CLASS_IN, Flag, parseQuery, Rcode, RrType, textToNameKey } from '../../resolver/message.ts';
@@ -122,6 +122,39 @@ test('a record with 30 KB of parameters is kept by no entry once its lookups are
   await failed;
   await turn();
   for (const n of heldOctets(stage)) assert.ok(n <= 660, `an entry holds ${n} octets of records`);
+});
+
+test('an alias is followed for its CNAME\'s TTL, not a fixed minute: a retargeted CNAME\'s new peer is looked up once that TTL is over', async () => {
+  const lookups: Array<{ nameKey: string; listener: QueryListener }> = [];
+  const stage = new CapabilityStage(() => new Promise<Answer>(() => {}), () => new Promise<Answer>(() => {}), (nameKey, _qtype, listener) => lookups.push({ nameKey, listener }),
+    { prime: () => {}, absent: () => {} }, newCounters(), new Logger({ level: 'error', sink: { write: () => {} } }), DEFAULT_CAPABILITY_OPTIONS, () => 1_000 as Millis, () => 1_000);
+  const up = { upstream: { host: '127.0.0.1', port: 53 }, tcp: false };
+  const ask = (now: number, address: { bytes: Uint8Array; scan: ReturnType<typeof scanResponse> }): Promise<Answer> => {
+    const query = buildQuery(1, textToNameKey('alias.example.'), RrType.AAAA, CLASS_IN, {});
+    const q = parseQuery(query);
+    const ans: Answer = { bytes: address.bytes, optOff: -1, source: 'upstream', owned: false, rcode: 0, scan: address.scan };
+    return Promise.resolve(stage.serve({ query, q, key: q.key, now: now as Millis, transport: 'udp' }, () => Promise.resolve(ans)));
+  };
+  const short = (data: string): dnsPacket.Answer => ({ name: 'alias.example.', type: 'CNAME', ttl: 5, data });
+  const first = ask(1_000, answer('alias.example.', RrType.AAAA, [short('peer.example.'), aaaa('peer.example.')]));
+  (lookups[0]!.listener as CapEntry).upstreamDone(undefined, { ...answer('alias.example.', 65300, [short('peer.example.'), cap('peer.example.')]), ...up });
+  await turn();
+  (lookups[1]!.listener as CapEntry).upstreamDone(undefined, { ...answer('peer.example.', 65300, [cap('peer.example.')]), ...up });
+  await first;
+  await turn();
+  assert.equal(lookups.length, 2);
+  // Within the CNAME's 5 s the alias leads to the settled peer: nothing is looked up.
+  await ask(4_000, answer('alias.example.', RrType.AAAA, [short('peer.example.'), aaaa('peer.example.')]));
+  assert.equal(lookups.length, 2, 'the alias is followed while its TTL lasts');
+  // After it, the alias's own record is looked up again: the chain may lead elsewhere now.
+  const later = ask(7_000, answer('alias.example.', RrType.AAAA, [short('other.example.'), aaaa('other.example.')]));
+  await turn();
+  assert.equal(lookups[2]?.nameKey, textToNameKey('alias.example.'), 'the alias went with its CNAME\'s TTL');
+  // Their outcomes (failed lookups here) let the held answer go.
+  for (const l of lookups.slice(2)) (l.listener as CapEntry).upstreamDone(new UpstreamError('ETIMEOUT', 'test'), undefined);
+  await turn();
+  for (const l of lookups.slice(3)) (l.listener as CapEntry).upstreamDone(new UpstreamError('ETIMEOUT', 'test'), undefined);
+  await later;
 });
 
 test('the TXT fallback asks nothing for a name whose _shim6 label would make it longer than 255 octets: no such name exists', async () => {
