@@ -7,16 +7,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { createSocket } from 'node:dgram';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
+import { startUnbound } from '../helpers/unbound.ts';
 import { SimRng } from '../helpers/rng.ts';
-import { sleep, startStub } from './harness.ts';
+import { startStub } from './harness.ts';
 import { zoneText } from './zone.ts';
 
 const CLIENT = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures/dns-client.py');
@@ -64,51 +61,6 @@ function ask(py: string, specs: Spec[]): Promise<Reply[]> {
     });
     child.stdin.end(specs.map((s) => JSON.stringify(s)).join('\n') + '\n');
   });
-}
-
-/** A port free on 127.0.0.1 for UDP and TCP right now. */
-async function freePort(): Promise<number> {
-  for (;;) {
-    const port = await new Promise<number>((resolve) => {
-      const s = createSocket('udp4');
-      s.bind(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-    });
-    const ok = await new Promise<boolean>((resolve) => {
-      const srv = createServer();
-      srv.once('error', () => resolve(false));
-      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
-    });
-    if (ok) return port;
-  }
-}
-
-/** unbound as a plain forwarder (no validator, no 0x20, minimal responses, RD=0 answered from cache). */
-async function startUnbound(authPort: number): Promise<{ port: number; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'unbound-diff-'));
-  const port = await freePort();
-  writeFileSync(path.join(dir, 'unbound.conf'), [
-    'server:', `  interface: 127.0.0.1@${port}`, '  num-threads: 1', '  username: ""', '  chroot: ""', `  directory: "${dir}"`,
-    `  pidfile: "${dir}/unbound.pid"`, '  use-syslog: no', '  logfile: ""', '  verbosity: 0', '  do-not-query-localhost: no',
-    '  module-config: "iterator"', '  qname-minimisation: no', '  minimal-responses: yes', `  edns-buffer-size: ${OWN_SIZE}`,
-    '  use-caps-for-id: no', '  access-control: 127.0.0.0/8 allow_snoop',
-    'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${authPort}`,
-  ].join('\n') + '\n');
-  const child = spawn('unbound', ['-d', '-c', path.join(dir, 'unbound.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr.on('data', (d: Buffer) => { log += d.toString(); });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) { child.kill('SIGTERM'); await exited; }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  for (let i = 0; i < 100; i++) {
-    const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), '+timeout=1', '+retry=0', 'example.', 'SOA', '+short'], { encoding: 'utf8', timeout: 3000 });
-    if (r.status === 0 && r.stdout.trim()) return { port, stop };
-    if (child.exitCode !== null) break;
-    await sleep(100);
-  }
-  await stop();
-  throw new Error(`unbound did not start: ${log}`);
 }
 
 /** The name with each letter in a random case. */
@@ -181,7 +133,11 @@ test('differential: the stub answers as unbound does where the RFCs fix the answ
   // Knot's own OPT says 4096: a relayed upstream OPT would show in the stub's answers.
   const auth = await startAuthDns({ server: 'knot', zones: [{ name: 'example.', text: zone() }], ipv6: false, knotServer: ['udp-max-payload: 4096'] });
   t.after(() => auth.stop());
-  const ub = await startUnbound(auth.port);
+  const ub = await startUnbound(auth.port, {
+    // A plain forwarder: no validator, no 0x20, minimal responses, RD=0 answered from cache.
+    server: ['  minimal-responses: yes', `  edns-buffer-size: ${OWN_SIZE}`, '  use-caps-for-id: no', '  access-control: 127.0.0.0/8 allow_snoop'],
+    probe: 'example.',
+  });
   t.after(() => ub.stop());
   const stub = await startStub(t, [`127.0.0.1:${auth.port}`]);
   const servers = { stub: stub.port, unbound: ub.port };

@@ -3,14 +3,10 @@
 // decodes it (RR and TXT fallback), matches --expect, and fails on a mismatch.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import os from 'node:os';
-import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { needs } from '../helpers/prereq.ts';
-import { DEADLINE_MS, sleep } from '../helpers/wait.ts';
 import { startAuthDns, type AuthDnsKind } from '../helpers/authdns.ts';
+import { startUnbound } from '../helpers/unbound.ts';
 import { shim6Async, zoneHeader } from './zonefile.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
@@ -120,53 +116,15 @@ async function showsAliases(t: TestContext, server: string): Promise<void> {
   t.diagnostic('aliases shown at the end of their chains');
 }
 
-/** A TCP port free on 127.0.0.1 right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => { const p = (srv.address() as { port: number }).port; srv.close(() => resolve(p)); });
-  });
-}
-
-/**
- * unbound as the recursive resolver of /etc/resolv.conf would be (its default access
- * control: recursion for loopback clients, questions without RD refused), forwarding
- * everything to `authPort`.
- */
-async function startRecursive(authPort: number): Promise<{ port: number; stop: () => Promise<void> }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'shim6-unbound-'));
-  const port = await freePort();
-  writeFileSync(path.join(dir, 'unbound.conf'), [
-    'server:', `  interface: 127.0.0.1@${port}`, '  num-threads: 1', '  username: ""', '  chroot: ""', `  directory: "${dir}"`,
-    `  pidfile: "${dir}/unbound.pid"`, '  use-syslog: no', '  logfile: ""', '  verbosity: 0', '  do-not-query-localhost: no',
-    '  module-config: "iterator"', '  qname-minimisation: no',
-    '  local-zone: "test." nodefault', // unbound answers test. itself (RFC 6761) unless told not to
-    'forward-zone:', '  name: "."', `  forward-addr: 127.0.0.1@${authPort}`,
-  ].join('\n') + '\n');
-  const child = spawn('unbound', ['-d', '-c', path.join(dir, 'unbound.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let log = '';
-  child.stderr.on('data', (d: Buffer) => { log += d.toString(); });
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  const stop = async (): Promise<void> => {
-    if (child.exitCode === null && child.signalCode === null) { child.kill('SIGTERM'); await exited; }
-    rmSync(dir, { recursive: true, force: true });
-  };
-  const deadline = Date.now() + DEADLINE_MS;
-  while (Date.now() < deadline && child.exitCode === null) {
-    const r = spawnSync('kdig', ['@127.0.0.1', '-p', String(port), '+timeout=1', '+retry=0', Z, 'SOA', '+short'], { encoding: 'utf8', timeout: 5000 });
-    if (r.status === 0 && r.stdout.trim()) return { port, stop };
-    await sleep(100);
-  }
-  await stop();
-  throw new Error(`unbound did not answer: ${log}`);
-}
-
 test('zone show asks a recursive resolver (the default: the nameserver of /etc/resolv.conf) for recursion', async (t) => {
   if (!needs(t, { root: true, commands: ['knotd', 'unbound', 'kdig'] })) return;
   const dns = await startAuthDns({ server: 'knot', zones: [{ name: Z, text: zoneText() }] });
   t.after(() => dns.stop());
-  const rec = await startRecursive(dns.port);
+  const rec = await startUnbound(dns.port, {
+    // As the recursive resolver of /etc/resolv.conf would be: recursion for loopback clients, questions without RD refused.
+    server: ['  local-zone: "test." nodefault'], // unbound answers test. itself (RFC 6761) unless told not to
+    probe: Z,
+  });
   t.after(() => rec.stop());
   // Nothing is in the resolver's cache: a question without RD is refused (systemd-resolved refuses it
   // too); before the fix zone show sent none, and said REFUSED.
