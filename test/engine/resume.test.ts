@@ -351,16 +351,22 @@ test('a restart race: B sets its saved context up again, A\'s old instance answe
   assert.equal(a.engine.status().contexts[0]?.reap, 'Operational', 'A\'s REAP Operational: B answers');
 });
 
-test('a restart race whose I1 from B is lost: B\'s I2 cycle, nudged by A\'s packets, falls back to I1 at its first timeout, and both are ESTABLISHED', () => {
-  const { sim, a, b } = restartRace();
-  // The I1 B sends with its I2's nonce after its R2 to A's I1 is lost on its way.
+/** restartRace, with the I1 B sends with its I2's nonce (after its R2 to A's I1) lost on its way; A's first packet sent. */
+function raceLosingBsI1(): ReturnType<typeof restartRace> & { lost: () => number } {
+  const race = restartRace();
+  const { sim, a, b } = race;
   let lost = 0;
   const isI1 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I1'; };
   for (const from of b.locators) for (const to of a.locators) sim.setLink(from, to, { dropIf: (p) => isI1(p) && lost++ === 0 }, 'forward');
   primeWith(sim, a, b);
   sendShim(sim, a, b);
   sim.runFor(150);
-  assert.equal(lost, 1, 'B\'s I1 was sent, and lost');
+  return { ...race, lost: () => lost };
+}
+
+test('a restart race whose I1 from B is lost: B\'s I2 cycle, nudged by A\'s packets, falls back to I1 at its first timeout, and both are ESTABLISHED', () => {
+  const { sim, a, b, lost } = raceLosingBsI1();
+  assert.equal(lost(), 1, 'B\'s I1 was sent, and lost');
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, 'A\'s new instance: established by B\'s R2 to its I1');
   assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT, 'B: still waiting for the R2 to its I2');
   // A talks every second, more often than B's I2 timer: each packet makes B send its I2 again (§12.2).
@@ -379,13 +385,7 @@ test('a restart race whose I1 from B is lost: B\'s I2 cycle, nudged by A\'s pack
 });
 
 test('a restart race whose I1 from B is lost, under a stream: B sends its I2 again at most once per half I2 timeout, not once per packet of A\'s (3,916 I2s in 4 s at 1,000 packets/s)', () => {
-  const { sim, a, b } = restartRace();
-  let lost = 0;
-  const isI1 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'I1'; };
-  for (const from of b.locators) for (const to of a.locators) sim.setLink(from, to, { dropIf: (p) => isI1(p) && lost++ === 0 }, 'forward');
-  primeWith(sim, a, b);
-  sendShim(sim, a, b);
-  sim.runFor(150);
+  const { sim, a, b } = raceLosingBsI1();
   assert.equal(b.engine.status().contexts[0]?.state, State.I2_SENT);
   const i2s = (): number => sent(sim, 'b').filter((l) => l.type === 'I2').length;
   const before = i2s();
