@@ -10,7 +10,7 @@ import net from 'node:net';
 import os from 'node:os';
 import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
 import { badValueCode, UsageError } from '../shim/errors.ts';
-import { canonicalIpv6, parseIpv6 } from '../shim/wire/ipv6.ts';
+import { canonicalIpv6, isLinkLocalOctets, isV4MappedOctets, parseIpv6 } from '../shim/wire/ipv6.ts';
 import { hostPort, isLogLevel, type LogLevel } from '../shim/log.ts';
 import { DEFAULT_CACHE_OPTIONS, type AnswerCacheOptions } from './answer-cache.ts';
 import { DEFAULT_UPSTREAM_OPTIONS, type UpstreamAddr, type UpstreamOptions } from './upstream.ts';
@@ -89,9 +89,7 @@ const LINK_LOCAL_UPSTREAM = 'is link-local: the stub\'s sockets carry no zone, s
 
 /** Whether `host` (canonical) is an IPv6 link-local address, fe80::/10. */
 function isLinkLocal(host: string): boolean {
-  if (!net.isIPv6(host)) return false;
-  const b = parseIpv6(host);
-  return b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+  return net.isIPv6(host) && isLinkLocalOctets(parseIpv6(host));
 }
 
 /** The host's resolver files: the classic one, and systemd-resolved's list of the servers it forwards to. */
@@ -178,8 +176,7 @@ function ownAddressesFor(listen: readonly ListenAddr[]): string[] {
 function unmapped(host: string): string {
   if (!net.isIPv6(host)) return host;
   const b = parseIpv6(host);
-  if (!b.subarray(0, 10).every((x) => x === 0) || b[10] !== 0xff || b[11] !== 0xff) return host;
-  return `${b[12]}.${b[13]}.${b[14]}.${b[15]}`;
+  return isV4MappedOctets(b) ? `${b[12]}.${b[13]}.${b[14]}.${b[15]}` : host;
 }
 
 /**

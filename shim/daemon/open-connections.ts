@@ -6,7 +6,7 @@
  * nothing of the engine.
  */
 import { readFileSync } from 'node:fs';
-import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
+import { formatIpv6, isLinkLocalOctets, isV4MappedOctets, type Ipv6 } from '../wire/ipv6.ts';
 import { flowKey, type RestartFlow, type TcpFlow } from '../dataplane/tcp-prompt.ts';
 
 /** TCP states that carry an application's connection (established, or closing while data may still flow). */
@@ -36,10 +36,8 @@ function globalAddress(column: string | undefined): Ipv6 | undefined {
   const b = new Uint8Array(16);
   for (let w = 0; w < 4; w++) for (let k = 0; k < 4; k++) b[w * 4 + k] = parseInt(hex.slice(w * 8 + (3 - k) * 2, w * 8 + (3 - k) * 2 + 2), 16);
   if (b.some(Number.isNaN)) return undefined;
-  const mapped = b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
   const loopback = b.subarray(0, 15).every((x) => x === 0); // :: and ::1
-  const linkLocal = b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
-  if (mapped || loopback || linkLocal || b[0] === 0xff) return undefined;
+  if (isV4MappedOctets(b) || loopback || isLinkLocalOctets(b) || b[0] === 0xff) return undefined;
   return formatIpv6(b);
 }
 

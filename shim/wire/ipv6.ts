@@ -201,9 +201,19 @@ export function locatorProblem(addr: string): string | undefined {
   if (b.every((x) => x === 0)) return 'is the unspecified address';
   if (b.slice(0, 15).every((x) => x === 0) && b[15] === 1) return 'is the loopback address';
   if (b[0] === 0xff) return 'is a multicast address';
-  if (b[0] === 0xfe && (b[1]! & 0xc0) === 0x80) return 'is link-local (not routable between sites)';
-  if (b.slice(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff) return 'is IPv4-mapped';
+  if (isLinkLocalOctets(b)) return 'is link-local (not routable between sites)';
+  if (isV4MappedOctets(b)) return 'is IPv4-mapped';
   return undefined;
+}
+
+/** fe80::/10, from an address's 16 octets. */
+export function isLinkLocalOctets(b: Uint8Array): boolean {
+  return b[0] === 0xfe && (b[1]! & 0xc0) === 0x80;
+}
+
+/** ::ffff:0:0/96 (an IPv4 address written as IPv6), from an address's 16 octets. */
+export function isV4MappedOctets(b: Uint8Array): boolean {
+  return b.subarray(0, 10).every((x) => x === 0) && b[10] === 0xff && b[11] === 0xff;
 }
 
 function bad(text: unknown): WireError {
