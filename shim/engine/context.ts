@@ -8,7 +8,7 @@
 import { LocatorFlag } from '../constants.ts';
 import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import type { Millis } from '../time.ts';
-import { State } from './states.ts';
+import { asIdle, State } from './states.ts';
 import { newTimerTable, type Timed, type TimerTable } from './timers.ts';
 import type { ReapLog } from './reap.ts';
 import type { Bucket } from './reply-limit.ts';
@@ -225,6 +225,15 @@ export class ContextTable {
 
   get size(): number {
     return this.byTag.size;
+  }
+
+  /**
+   * The context whose CT(local) is `tag`, for a packet that carries it: none for one in
+   * E-FAILED or NO-SUPPORT, which processes packets as IDLE (RFC 5533 App. B): a hold-down is no context.
+   */
+  live(tag: number): Context | undefined {
+    const ctx = this.byTag.get(tag);
+    return ctx === undefined || asIdle(ctx.state) ? undefined : ctx;
   }
 
   add(ctx: Context): void {

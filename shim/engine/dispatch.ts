@@ -6,7 +6,7 @@
  */
 import type { Millis } from '../time.ts';
 import { tryDecodeMessage, type Shim6Message, type Shim6MessageName } from '../wire/index.ts';
-import { asIdle, hasPeerTag, State } from './states.ts';
+import { hasPeerTag, State } from './states.ts';
 import type { Context } from './context.ts';
 import type { Core } from './core.ts';
 import type { DatagramResult } from './events.ts';
@@ -101,8 +101,7 @@ export function dispatchControl(core: Core, now: Millis, rx: Datagram, msg: Shim
   if (entry.by === 'free') return entry.handle(core, now, rx, msg as never);
   const { src, dst } = rx;
   const tag = (msg as { contextTag: number }).contextTag;
-  const found = core.table.byTag.get(tag);
-  const ctx = found === undefined || asIdle(found.state) ? undefined : found; // a hold-down is no context
+  const ctx = core.table.live(tag);
   if (ctx === undefined || !ctx.hasVerifiedPeer(src) || !core.isLocal(dst)) {
     if (entry.r1bis) sendR1bis(core, now, rx, tag);
     return drop(ctx === undefined ? 'no-context' : 'locator-mismatch');

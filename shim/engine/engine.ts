@@ -107,8 +107,7 @@ export class Engine {
       if (e instanceof WireError) return { kind: 'drop', reason: e.code };
       throw e;
     }
-    const found = core.table.byTag.get(h.contextTag);
-    const ctx = found === undefined || asIdle(found.state) ? undefined : found; // a hold-down is no context
+    const ctx = core.table.live(h.contextTag);
     if (ctx === undefined || !ctx.hasVerifiedPeer(d.src)) {
       sendR1bis(core, now, d, h.contextTag); // §7.17 / §12.4
       return { kind: 'drop', reason: ctx === undefined ? 'no-context' : 'locator-mismatch' };
