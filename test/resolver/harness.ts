@@ -127,7 +127,13 @@ export function udpAsk(stub: { host: string; port: number }, query: Buffer, time
   const s = dgram.createSocket('udp4');
   return new Promise<{ raw: Buffer; msg: dnsPacket.Packet }>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`no answer in ${timeoutMs} ms`)), timeoutMs);
-    s.on('message', (raw) => { clearTimeout(timer); resolve({ raw, msg: dnsPacket.decode(raw) }); });
+    // Only the stub's answer to this query: a late datagram of an earlier test's server to a port
+    // the kernel gave this socket again is not it.
+    s.on('message', (raw, from) => {
+      if (from.port !== stub.port || (query.length >= 2 && (raw.length < 2 || raw[0] !== query[0] || raw[1] !== query[1]))) return;
+      clearTimeout(timer);
+      resolve({ raw, msg: dnsPacket.decode(raw) });
+    });
     s.bind(0, '127.0.0.1', () => s.send(query, stub.port, stub.host));
   }).finally(() => s.close());
 }
