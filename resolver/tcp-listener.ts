@@ -10,6 +10,8 @@
  * - each message must be complete `messageTimeoutMs` after its first octet
  *   (a client sending one octet every few seconds is closed, not kept);
  * - idle connections close after `idleMs` (§6.2.3);
+ * - a client that half-closes (shuts down its sending side after its queries)
+ *   still gets every answer; the stub closes once the last one is written;
  * - at most `maxConnections` connections, at most `maxPerClient` from one
  *   address; when a bound is reached, the oldest idle connection (of that
  *   address, or of all) is closed to make room; only when none is idle is the
@@ -61,6 +63,8 @@ class TcpConn implements Reply {
   private deadline: NodeJS.Timeout | undefined = undefined;
   /** Inside pump(): a query answered synchronously (a cache hit) must not start pump() again. */
   private pumping = false;
+  /** The client shut down its sending side: answer what it sent, then close. */
+  private ended = false;
 
   constructor(readonly sock: net.Socket, readonly client: string, private readonly owner: TcpConnections) {}
 
@@ -106,6 +110,10 @@ class TcpConn implements Reply {
     }
     if (this.next === this.frames.length) { this.frames = []; this.next = 0; }
     if (this.sock.destroyed) return;
+    if (this.ended) {
+      if (this.inflight === 0 && this.frames.length === 0) this.sock.end();
+      return;
+    }
     if (this.blocked || this.frames.length > 0) {
       if (!this.sock.isPaused()) {
         this.sock.pause();
@@ -141,6 +149,14 @@ class TcpConn implements Reply {
     this.pump();
   }
 
+  /** The client's FIN: a message it left incomplete is dropped; the rest is answered (pump() closes after). */
+  onEnd(): void {
+    this.ended = true;
+    this.partial = Buffer.alloc(0);
+    this.clearDeadline();
+    this.pump();
+  }
+
   clearDeadline(): void {
     if (this.deadline !== undefined) clearTimeout(this.deadline);
     this.deadline = undefined;
@@ -160,7 +176,8 @@ export class TcpConnections {
   /** `admit`: whether a client (its address) may connect at all (client-acl.ts); absent, all may. */
   async listen(host: string, port: number, admit?: (client: string) => boolean): Promise<void> {
     // highWaterMark = the unsent bound: write() reports "full" (and 'drain' follows) exactly there.
-    const server = net.createServer({ highWaterMark: this.opts.maxUnsentBytes, noDelay: true }, (c) => {
+    // allowHalfOpen: a client's FIN must not end our side before its queries are answered (onEnd).
+    const server = net.createServer({ highWaterMark: this.opts.maxUnsentBytes, noDelay: true, allowHalfOpen: true }, (c) => {
       if (admit && !admit(c.remoteAddress ?? '')) { c.destroy(); return; }
       this.accept(c);
     });
@@ -194,6 +211,7 @@ export class TcpConnections {
     c.on('close', () => this.forget(conn));
     c.on('drain', () => conn.pump());
     c.on('data', (chunk: Buffer) => conn.onData(chunk));
+    c.on('end', () => conn.onEnd());
   }
 
   /** Room for one more connection from `client`: close the oldest idle one where a bound is reached. */

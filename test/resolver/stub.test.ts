@@ -1,10 +1,13 @@
 // The stub as a forwarding, caching resolver: real Knot upstream, real dig client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import * as dnsPacket from 'dns-packet';
 import { needs } from '../helpers/prereq.ts';
 import { startAuthDns } from '../helpers/authdns.ts';
 import { dig, digAnswers, digStatus, run, startStub } from './harness.ts';
 import { zoneText, ZONE } from './zone.ts';
+import { answerFor, startFakeUpstream } from './fake-upstream.ts';
 
 test('forwards, caches and counts down TTLs; NODATA, NXDOMAIN, CNAME chains, unknown types, TCP', async (t) => {
   if (!needs(t, { commands: ['knotd', 'dig', 'kdig'] })) return;
@@ -90,4 +93,33 @@ test('DO bit: queried and cached apart; AD only for clients that ask', async (t)
   assert.match(withDo.stdout, /flags: do;/);
   assert.doesNotMatch(plain.stdout, /flags: do;/);
   assert.equal(stub.resolver.counters.misses, 2, 'DO and non-DO are separate cache entries');
+});
+
+test('a TCP client that half-closes after its queries still gets every answer, then the stub closes', async (t) => {
+  // Slow answers: none is ready when the client's FIN arrives (before, the FIN closed the stub's side
+  // at once and the answers still due were dropped).
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::7' }), delayMs: 200 }]);
+  const stub = await startStub(t, [up.addr], { capability: { enabled: false } });
+  const c = net.connect(stub.port, stub.host);
+  t.after(() => c.destroy());
+  await new Promise<void>((r) => c.once('connect', () => r()));
+  const frames = [1, 2, 3].map((id) => {
+    const q = dnsPacket.encode({ id, type: 'query', flags: dnsPacket.RECURSION_DESIRED, questions: [{ name: `half${id}.test`, type: 'AAAA' }] });
+    return Buffer.concat([Buffer.from([q.length >> 8, q.length & 0xff]), q]);
+  });
+  c.end(Buffer.concat(frames));
+  let got = Buffer.alloc(0);
+  c.on('data', (d: Buffer) => { got = Buffer.concat([got, d]); });
+  await new Promise<void>((r) => c.once('end', () => r())); // the stub's FIN: it closes once it has answered
+  const ids: number[] = [];
+  for (let o = 0; o + 2 <= got.length;) {
+    const len = got.readUInt16BE(o);
+    const frame = got.subarray(o + 2, o + 2 + len);
+    assert.equal(frame[3]! & 0xf, 0, 'NOERROR');
+    const a = dnsPacket.decode(frame);
+    assert.deepEqual(a.answers?.map((x) => (x as { data?: unknown }).data), ['2001:db8::7']);
+    ids.push(a.id!);
+    o += 2 + len;
+  }
+  assert.deepEqual(ids.sort(), [1, 2, 3]);
 });
