@@ -166,10 +166,20 @@ function labelText(bytes: Uint8Array): string {
   return s;
 }
 
-/** Canonical comparison form of a name: lowercase, absolute. */
+/**
+ * Canonical comparison form of a name: absolute, ASCII letters lowercase (RFC 4343: the only case DNS
+ * ignores), and each octet written one way (`host\046x`, `host\.x` and `HOST\.X` are one name).
+ * A name that is no name (a bad escape, an empty label) is only lowercased: it is reported elsewhere.
+ */
 export function canonicalName(name: string): string {
-  const n = name.toLowerCase();
-  return n.endsWith('.') ? n : n + '.';
+  const labels = /[\\\u0080-\uffff]/.test(name) ? labelsOf(name) : undefined;
+  if (labels === undefined || typeof labels === 'string') {
+    const n = name.toLowerCase();
+    return n.endsWith('.') ? n : n + '.';
+  }
+  let out = '';
+  for (const l of labels) out += labelText(Uint8Array.from(l, (b) => (b >= 0x41 && b <= 0x5a ? b + 0x20 : b))) + '.';
+  return out === '' ? '.' : out;
 }
 
 function u16(n: number): number[] {

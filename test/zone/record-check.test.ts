@@ -188,6 +188,28 @@ test('zone check: the same capability RR twice is one RR to BIND and Knot (a war
   ]);
 });
 
+test('zone check: an owner spelt with escapes or in other letter case is the same name (RFC 1035 §5.1, RFC 4343), as BIND reads it', (t) => {
+  // h\046x, h\.x and H\.X are one owner: one octet, 0x2e, inside the first label.
+  const rr = rdataHex(REC);
+  const body = [
+    'h\\046x IN AAAA 2001:db8::1',                  // the ULID's AAAA
+    `H\\.X IN TYPE65300 ${rr}`,                      // its record: the ULID is in that RRset
+    `h\\.x IN TYPE65300 ${rdataHex({ ...REC, locators: [...REC.locators, { address: '2001:db8::2', flags: 0, priority: 1, weight: 0 }] })}`,
+  ].join('\n') + '\n';
+  const res = checkZoneText(`$ORIGIN example.\n$TTL 60\n${body}`, 'z');
+  assert.deepEqual(res.problems.map((p) => [p.line, p.severity, p.message.replace(/ at .* \(/, ' at X (')]), [
+    [5, 'error', 'second TYPE65300 RR at X (first at line 4); one RR holds the whole locator set'],
+  ]);
+  if (!needs(t, { commands: ['named-checkzone'] })) return;
+  // BIND agrees that the three lines name one owner: with `-D` it prints the zone, each owner in one
+  // spelling (the letter case of an RRset's first line).
+  const dir = tempDir(t);
+  const file = writeZone(dir, 'escaped.zone', zoneHeader(Z) + body);
+  const dump = execFileSync('named-checkzone', ['-D', '-q', Z, file], { encoding: 'utf8' });
+  const owners = new Set(dump.split('\n').filter((l) => /^h.*\sIN\s+(AAAA|TYPE65300)\s/i.test(l)).map((l) => l.split(/\s+/)[0]!.toLowerCase()));
+  assert.deepEqual([...owners], ['h\\.x.example.'], dump);
+});
+
 test('zone check: one TXT fallback per host too (a host whose DNS takes no unknown type publishes only it)', () => {
   const txt = (r: CapabilityRecord): string => `"v=shim6cap1 b64=${Buffer.from(encodeCapabilityRecord(r)).toString('base64')}"`;
   const other: CapabilityRecord = { ...REC, locators: [...REC.locators, { address: '2001:db8::2', flags: 0, priority: 1, weight: 0 }] };
