@@ -212,7 +212,12 @@ export class Engine {
   private heuristic(now: Millis, localUlid: Ipv6, peer: Ipv6): void {
     const core = this.core;
     if (!core.isLocal(localUlid) || core.closed.has(peer)) return;
-    const mode = this.modeFor(now, peer);
+    // A resumable close (an idle cleanup of a known peer, lasting.ts): the driver kept the peer's
+    // route for this packet to bring the context back, so the exchange starts whatever the mode
+    // would do with traffic (independent: nothing once the probe is answered; a default `off` once
+    // the entry left the cache) — else every packet into that route is lost.
+    const resuming = core.resumable.has(peer) && core.config.peers.get(peer)?.mode !== 'off';
+    const mode = resuming ? 'integrated' : this.modeFor(now, peer);
     if (mode === 'off' || core.cache.getNegative(now, peer, peer) !== undefined) return;
     const known = knownPositive(core, now, peer);
     if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn

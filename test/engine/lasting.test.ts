@@ -161,3 +161,28 @@ test('resumable pins are bounded by cacheMax, and the peer whose pin goes is ann
   const dropped = events.filter((e) => (e.kind as string) === 'resumable-dropped').map((e) => (e as { peerUlid: string }).peerUlid);
   assert.deepEqual(dropped, [closed[0]], 'the first pin went when the second came (cacheMax 1), and said so');
 });
+
+test('a resumable close comes back at the next packet whatever the peer\'s capability mode: peers[].mode independent, and a default mode (discovery) independent or off once the pinned peer\'s entry left the cache', () => {
+  for (const c of ['peer independent', 'default independent', 'default off'] as const) {
+    const { sim, a, b } = shimPair(307, { a: (ids) => (c === 'peer independent' ? { peers: [{ ulid: ids.b.ulid, mode: 'independent' as const }] } : { defaultMode: c === 'default off' ? 'off' as const : 'independent' as const }) });
+    if (c === 'peer independent') {
+      sendShim(sim, a, b); // the probe pair (I1 → R1, peer-supported), then protect() as the daemon does
+      sim.runFor(500);
+      assert.equal(a.engine.protect(sim.now, b.ulid), true, c);
+    } else {
+      primeWith(sim, a, b, 60);
+    }
+    sim.runFor(1000);
+    assert.equal(established(a), 1, c);
+    // Idle-cleaned (fast profile: 120 s), then 2 h without an export: the entry is gone, the pin stays.
+    sim.runFor(2 * HOUR);
+    const closed = engineEvents(a).filter((e) => e.kind === 'context-closed');
+    assert.deepEqual(closed.map((e) => [e.reason, (e as { resumable?: boolean }).resumable]), [['idle', true]], `${c}: the driver keeps the route`);
+    const seen = engineEvents(a).length;
+    sendShim(sim, a, b); // into the route the driver kept: the first packet brings the context back
+    assert.deepEqual(engineEvents(a).slice(seen).map((e) => e.kind), ['context-initiated'], `${c}: the packet is held while the context comes back`);
+    sim.runFor(1000);
+    assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED, c);
+    assert.equal(sendShim(sim, a, b), true, `${c}: through the context`);
+  }
+});
