@@ -35,7 +35,7 @@ import { announceLocators, onUpdateTimer } from './update.ts';
 import { bothWays, onKeepaliveInterval, reapEvent, sendKeepalive, startExploring } from './reap.ts';
 import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer } from './teardown.ts';
 import { dispatchControl, nudgePending } from './dispatch.ts';
-import { knownPositive, provenAlive, syncLasting } from './lasting.ts';
+import { dropPin, knownPositive, provenAlive, syncLasting } from './lasting.ts';
 import { sendError } from './errors.ts';
 import { handleIcmp, pathMtuLimit, type IcmpInput, type IcmpResult } from './icmp.ts';
 
@@ -308,7 +308,9 @@ export class Engine {
    * built with: a peer added is known by its mode from now on (`off`: no context, no
    * discovery), and a peer taken out is no longer configured (`unconfigure`: its configured
    * entry goes; discovery and DNS treat it as any other peer). Contexts already there are
-   * not touched. The ULIDs taken out whose configured entry went.
+   * not touched; a resumable close of a peer now `off` is no longer resumable (its pin goes,
+   * `resumable-dropped`: the driver takes back the route whose packets nothing would carry).
+   * The ULIDs taken out whose configured entry went.
    */
   setPeers(now: Millis, peers: readonly PeerConfig[]): Ipv6[] {
     const map = this.core.config.peers;
@@ -316,6 +318,8 @@ export class Engine {
     const gone = [...map.keys()].filter((u) => !next.has(u));
     map.clear();
     for (const [u, p] of next) map.set(u, p);
+    // A resumable close of a peer now `off` will not be resumed: the route the driver kept for it goes.
+    for (const [u, p] of next) if (p.mode === 'off') dropPin(this.core, u);
     return gone.filter((u) => this.unconfigure(now, u));
   }
 

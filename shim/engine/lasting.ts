@@ -90,11 +90,14 @@ export function keepAtIdleClose(core: Core, ctx: Context, now: Millis): void {
   const pins = core.resumable;
   pins.delete(ctx.peerUlid);
   pins.set(ctx.peerUlid, pin);
-  while (pins.size > core.config.cacheMax) {
-    const oldest = pins.keys().next().value!;
-    pins.delete(oldest);
-    core.emit({ kind: 'resumable-dropped', peerUlid: oldest });
-  }
+  while (pins.size > core.config.cacheMax) dropPin(core, pins.keys().next().value!);
+}
+
+/** The pin of `peer` goes, announced (`resumable-dropped`: the driver takes back the route it kept); false when it had none. */
+export function dropPin(core: Core, peer: Ipv6): boolean {
+  if (!core.resumable.delete(peer)) return false;
+  core.emit({ kind: 'resumable-dropped', peerUlid: peer });
+  return true;
 }
 
 /** A new context with `peer` starts: its own life decides from now on (the driver's route follows it too). */

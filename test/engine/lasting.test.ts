@@ -186,3 +186,15 @@ test('a resumable close comes back at the next packet whatever the peer\'s capab
     assert.equal(sendShim(sim, a, b), true, `${c}: through the context`);
   }
 });
+
+test('a peer a reload configures `off` while its idle cleanup is resumable loses its pin, announced (resumable-dropped): the driver takes back the route whose packets nothing would carry', () => {
+  const { sim, a, b } = primedPair(308);
+  sim.runFor(10 * 60_000); // fast profile: idle-cleaned after 120 s, resumable
+  assert.deepEqual(engineEvents(a).filter((e) => e.kind === 'context-closed').map((e) => (e as { resumable?: boolean }).resumable), [true]);
+  const seen = engineEvents(a).length;
+  a.engine.setPeers(sim.now, [{ ulid: b.ulid, mode: 'off' }]);
+  sim.flush();
+  assert.deepEqual(engineEvents(a).slice(seen).map((e) => [e.kind, (e as { peerUlid?: string }).peerUlid]), [['resumable-dropped', b.ulid]]);
+  assert.equal(sendShim(sim, a, b), false, 'off: no context');
+  assert.equal(a.engine.contextCount, 0);
+});
