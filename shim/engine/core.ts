@@ -142,7 +142,7 @@ export class Core {
   readonly closed = new Set<string>();
   /** Peers whose idle-cleaned context is resumable, with what their entry said (lasting.ts; at most cacheMax, oldest first out). */
   readonly resumable = new Map<Ipv6, PinnedEntry>();
-  readonly heap = new TimerHeap<Context>();
+  readonly heap = new TimerHeap<Context>(() => this.table.size);
   readonly tx = new Queue<Transmit>();
   readonly events = new Queue<EngineEvent>();
   readonly random: Random;

@@ -5,8 +5,8 @@
  * earlier, stale entry for a context, which fires early, finds nothing due and
  * re-arms. That keeps the heap at about one entry per context even when the
  * Send and Keepalive timers start and stop on every packet; the entries of removed
- * contexts go when they surface, or all at once when they could outnumber the live
- * ones (`compactFor`).
+ * contexts, and those a live context left behind, go when they surface, or all at once
+ * when they could outnumber the live ones (`compactFor`).
  * This module knows deadlines only, never what a timer means.
  */
 import type { Millis } from '../time.ts';
@@ -62,6 +62,12 @@ export class TimerHeap<T extends Timed> {
   private at: number[] = [];
   private who: T[] = [];
 
+  /**
+   * `live`: how many owners are alive now (the engine's contexts); given, every push checks the
+   * heap against it (`compactFor`), else only the caller's `compactFor` does.
+   */
+  constructor(private readonly live?: () => number) {}
+
   get size(): number {
     return this.at.length;
   }
@@ -96,25 +102,33 @@ export class TimerHeap<T extends Timed> {
   }
 
   /**
-   * Drop every entry that can no longer fire (a removed owner's, or an owner's earlier stale one)
-   * when such entries could outnumber the live ones: `live` owners hold at most one entry each
-   * that counts. A context set up and removed again and again would otherwise keep each removed
-   * one in memory until its last deadline (the idle timer: minutes). Linear, and run at most once
-   * per `live` + 64 removals, so O(1) per removal.
+   * Drop every entry that can no longer fire (a removed owner's, an owner's stale one, or a second
+   * one for the same deadline) when such entries could outnumber the live ones: `live` owners hold
+   * at most one entry each that counts. A context set up and removed again and again would
+   * otherwise keep each removed one in memory until its last deadline (the idle timer: minutes);
+   * so would a live context each of whose short timers, once run, pushed its idle deadline again
+   * (40 entries per context over 10 min of one-way traffic under `rfc`). Linear, and run at most
+   * once per `live` + 64 removals or pushes, so O(1) per removal and O(log n) per push.
    */
   compactFor(live: number): void {
     if (this.at.length <= 2 * live + 64) return;
     const at: number[] = [], who: T[] = [];
+    const kept = new Set<T>();
     for (let i = 0; i < this.at.length; i++) {
       const w = this.who[i]!;
-      if (w.alive && this.at[i] === w.heapAt) { at.push(this.at[i]!); who.push(w); }
+      if (w.alive && this.at[i] === w.heapAt && !kept.has(w)) { kept.add(w); at.push(this.at[i]!); who.push(w); }
     }
     this.at = [];
     this.who = [];
-    for (let i = 0; i < at.length; i++) this.push(at[i]!, who[i]!);
+    for (let i = 0; i < at.length; i++) this.insert(at[i]!, who[i]!);
   }
 
   private push(at: number, w: T): void {
+    this.insert(at, w);
+    if (this.live !== undefined) this.compactFor(this.live());
+  }
+
+  private insert(at: number, w: T): void {
     const a = this.at, h = this.who;
     let i = a.length;
     a.push(at); h.push(w);

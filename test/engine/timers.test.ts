@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Sim } from '../sim/sim.ts';
-import { addShimHost, engineEvents, hbaIdentity, rebootShimHost, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
+import { addLinkedShimHost, addShimHost, engineEvents, hbaIdentity, primeWith, rebootShimHost, sendShim, shimDeliveries, shimPair, A_PREFIXES, type ShimHost } from '../sim/shim-hosts.ts';
 import { mark, sent, traceAfter } from '../sim/trace.ts';
 import { State, type EngineConfig } from '../../shim/engine/index.ts';
 import { findOption } from '../../shim/wire/index.ts';
@@ -150,4 +150,25 @@ test('NO-SUPPORT hold-down: traffic starts nothing until ICMP_HOLDDOWN_TIME (fas
   out();
   sim.flush();
   assert.equal(i1s().length, 2, 'after the hold-down, traffic tries again');
+});
+
+test('the timer heap stays at about one entry per context over a long life with no context removed: 8 peers send A a packet every 500 ms for 10 min (rfc)', () => {
+  // Each REAP timer A starts and stops on their packets (Keepalive, Keepalive Interval) used to
+  // leave another entry for the idle deadline behind: 40 per context after 10 min, 320 for these 8.
+  const { sim, a, b } = shimPair(88, { a: { profile: 'rfc' }, b: { profile: 'rfc' } });
+  const peers = [b];
+  for (let i = 0; i < 7; i++) peers.push(addLinkedShimHost(sim, `p${i}`, hbaIdentity([`2001:db8:c${i}::/64`], sim.rng.fork()), { profile: 'rfc' }));
+  for (const p of peers) primeWith(sim, p, a, 3600);
+  sim.runFor(5000);
+  assert.equal(a.engine.contextCount, 8);
+  const heapSize = (): number => (a.engine as unknown as { core: { heap: { size: number } } }).core.heap.size;
+  let most = 0;
+  for (let t = 0; t < 600_000; t += 500) {
+    for (const p of peers) sim.send(p.host, a.ulid);
+    sim.runFor(500);
+    most = Math.max(most, heapSize());
+    if (t % 60_000 === 0) sim.adversary.captured.length = 0; // the capture is the test's memory, not the engine's
+  }
+  assert.equal(a.engine.contextCount, 8);
+  assert.ok(most <= 2 * 8 + 64, `the timer heap held up to ${most} entries for 8 contexts`);
 });
