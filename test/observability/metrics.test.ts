@@ -380,6 +380,22 @@ test('throughput history: rates per peer from cumulative octets, bounded in peer
   assert.ok(last.inBps > 0 && last.outBps === 0, JSON.stringify(last));
 });
 
+test('throughput history: contexts that carried nothing (discovery\'s I1s and hold-downs of peers without shim6, one per new destination) take no place, so a peer that carries traffic is still tracked after hundreds of them', () => {
+  let now = 0;
+  const readings: Array<{ peerUlid: string; contextTag: number; bytesIn: number; bytesOut: number }> = [];
+  const h = new ThroughputHistory(() => readings, { intervalMs: 1000, points: 3, maxPeers: 3, clock: () => now });
+  h.sample();
+  // A browsing host: each new destination's flow starts an I1 (integrated discovery), held down
+  // for up to 10 min when it fails; none carries an octet.
+  for (let i = 0; i < 300; i++) readings.push({ peerUlid: `2001:db8:1::${(i + 1).toString(16)}`, contextTag: i, bytesIn: 0, bytesOut: 0 });
+  now += 1000;
+  h.sample();
+  readings.push({ peerUlid: PEER, contextTag: 999, bytesIn: 5000, bytesOut: 1000 });
+  now += 1000;
+  h.sample();
+  assert.deepEqual(h.of(PEER), [{ t: 2000, inBps: 5000, outBps: 1000 }]);
+});
+
 test('throughput history: a context made between two samples counts all its octets in the next one', () => {
   let now = 0;
   const readings: Array<{ peerUlid: string; contextTag: number; bytesIn: number; bytesOut: number }> = [];

@@ -3,8 +3,9 @@
  * plots: every `intervalMs` the payload octets of each context (the engine's
  * counters, read through `read`) are sampled and the rate since the last
  * sample kept, `points` samples per peer. Bounded: at most `maxPeers` peers
- * (the first seen; a peer without a context for a whole window is forgotten
- * and frees its place), each a ring of `points`.
+ * (the first seen carrying traffic — a context that carried nothing takes no
+ * place; a peer without a context for a whole window is forgotten and frees
+ * its place), each a ring of `points`.
  * Runs only while the metrics server does; nothing on the packet path.
  */
 
@@ -72,7 +73,9 @@ export class ThroughputHistory {
     for (const r of this.read()) {
       let track = this.peers.get(r.peerUlid);
       if (!track) {
-        if (this.peers.size >= this.maxPeers) continue;
+        // A context that carried nothing yet (discovery's I1 to a host without shim6, its hold-down:
+        // one per new destination) has nothing to plot and must not take one of the maxPeers places.
+        if (this.peers.size >= this.maxPeers || (r.bytesIn === 0 && r.bytesOut === 0)) continue;
         track = { points: [], last: new Map(), seenAt: now };
         this.peers.set(r.peerUlid, track);
       }
