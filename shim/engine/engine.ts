@@ -475,7 +475,13 @@ export class Engine {
    */
   status(now?: Millis): EngineStatus {
     const core = this.core;
-    if (now !== undefined) core.dropExpiredPrimed(now);
+    let capability: CapabilityStatus | undefined;
+    if (now !== undefined) {
+      core.dropExpiredPrimed(now);
+      syncLasting(core, now);
+      // Before the sizes: listing the live entries drops the expired ones, which the sizes would count.
+      capability = capabilityStatus(core.cache, now);
+    }
     const contexts = [...core.table.byTag.values()].map((ctx) => describe(ctx, now));
     const messages: EngineStatus['messages'] = { sent: {}, received: {} };
     for (const [name, code] of Object.entries(MessageType) as Array<[keyof typeof MessageType, number]>) {
@@ -483,9 +489,7 @@ export class Engine {
       messages.received[name] = core.messagesReceived[code]!;
     }
     const out: EngineStatus = { contexts, caches: core.cache.size(), localGeneration: core.local.generation, guard: structuredClone(core.guard), messages, rehomings: { ...core.rehomings } };
-    if (now === undefined) return out;
-    syncLasting(core, now);
-    return { ...out, capability: capabilityStatus(core.cache, now) };
+    return capability === undefined ? out : { ...out, capability };
   }
 
   /**

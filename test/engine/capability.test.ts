@@ -178,3 +178,14 @@ test('a record that comes after host-based discovery found nothing starts the ex
     assert.equal(a.engine.exportCaches(sim.now).negative.length, 0);
   }
 });
+
+test('status counts the capability entries that live: those expired are not counted (shim6_capability_cache_entries stayed at its peak after a burst, for as long as nothing touched them)', () => {
+  const { sim, a } = shimPair(106);
+  const addresses = Array.from({ length: 100 }, (_, i) => `2001:db8:f::${(i + 1).toString(16)}`);
+  a.engine.absent(sim.now, { addresses, ttl: 60 }); // DNS: no record for these names
+  assert.deepEqual(a.engine.status(sim.now).caches, { positive: 0, negative: 100 });
+  sim.runFor(120_000);
+  const s = a.engine.status(sim.now);
+  assert.deepEqual(s.capability?.negative, [], 'listed: none left');
+  assert.deepEqual(s.caches, { positive: 0, negative: 0 }, 'counted: none either');
+});
