@@ -58,12 +58,16 @@ export function nudgePending(core: Core, ctx: Context, now: Millis): void {
 
 /**
  * After a message for `ctx` passed its handler's checks: nudge a pending
- * exchange (§10.4), and count it as payload for REAP (RFC 5534 §6.1).
+ * exchange (§10.4), and count it as payload for REAP (RFC 5534 §6.1) — not as
+ * activity for the idle cleanup (RFC 5533 §9 wants the upper layers' traffic
+ * quiescent; our Keepalives and Probes do not count either): a host whose
+ * locators change more often than the idle timeout (a roaming laptop) sends
+ * every peer an Update at each change, and no context without traffic ever
+ * went.
  */
 function afterValid(core: Core, now: Millis, ctx: Context, r: DatagramResult): DatagramResult {
   if (r.kind !== 'consumed') return r;
   nudgePending(core, ctx, now);
-  core.touch(ctx, now);
   if (ctx.state === State.ESTABLISHED) reapEvent(core, ctx, now, 'payload-in');
   return r;
 }

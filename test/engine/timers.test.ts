@@ -11,6 +11,7 @@ import { mark, sent, traceAfter } from '../sim/trace.ts';
 import { State, type EngineConfig } from '../../shim/engine/index.ts';
 import { findOption } from '../../shim/wire/index.ts';
 import { ms } from '../../shim/time.ts';
+import { LocatorFlag } from '../../shim/constants.ts';
 
 function pair(seed: number, extraA: Partial<EngineConfig>, extraB: Partial<EngineConfig>): { sim: Sim; a: ShimHost; b: ShimHost } {
   const { sim, a, b } = shimPair(seed, { a: extraA, b: extraB });
@@ -171,4 +172,23 @@ test('the timer heap stays at about one entry per context over a long life with 
   }
   assert.equal(a.engine.contextCount, 8);
   assert.ok(most <= 2 * 8 + 64, `the timer heap held up to ${most} entries for 8 contexts`);
+});
+
+test('idle GC: a context without upper-layer traffic goes after idleTimeout on both ends though our locators change every 5 min (rfc): the Update exchanges are no activity', () => {
+  // A roaming host (a link that goes down and up, addresses that come and go) sends every peer an
+  // Update Request at each change; its Update Ack counted as traffic, so no context ever idled out.
+  const { sim, a, b } = pair(89, { profile: 'rfc' }, { profile: 'rfc' });
+  sendShim(sim, a, b);
+  sendShim(sim, b, a);
+  sim.runFor(1000);
+  for (let i = 0; i < 6; i++) {
+    sim.runFor(300_000);
+    a.engine.setLocalLocators(sim.now, a.locators.map((address, k) => ({ address, flags: k === 1 && i % 2 === 0 ? LocatorFlag.BROKEN : 0 })));
+    sim.flush();
+  }
+  sim.runFor(60_000); // 31 min after the last payload, 1 min after the last change
+  assert.ok(sent(sim).filter((l) => l.type === 'UpdateAck').length >= 1, 'the peer acknowledged the changes made while the context lived');
+  assert.equal(a.engine.contextCount, 0, 'A');
+  assert.equal(b.engine.contextCount, 0, 'B');
+  assert.deepEqual(engineEvents(a).filter((e) => e.kind === 'context-closed').map((e) => (e as { reason?: string }).reason), ['idle']);
 });
