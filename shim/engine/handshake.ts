@@ -54,8 +54,15 @@ export function addHints(ctx: Context, hints: readonly PrimeLocator[]): void {
   }
 }
 
-/** Start an exchange with `peerUlid` (Appendix B "heuristic"): context in I1-SENT, I1 sent. */
+/**
+ * Start an exchange with `peerUlid` (Appendix B "heuristic"): context in I1-SENT, I1 sent. A
+ * pinned peer (a resumable close: the driver kept its route for the next packet, lasting.ts) gets
+ * the full exchange whatever `mode` asks: an independent probe would unpin it and end without a
+ * context, leaving that route with nothing to carry its packets (a DNS prime of a peer configured
+ * `independent`). The callers read the mode from the context.
+ */
 export function initiate(core: Core, now: Millis, localUlid: Ipv6, peerUlid: Ipv6, hints: readonly PrimeLocator[], mode: ContextMode, primedByDns: boolean, port: number | undefined): Context {
+  if (core.resumable.has(peerUlid)) mode = 'integrated';
   const ctx = new Context(localUlid, peerUlid, 0, core.newTag(), mode, 'initiated', now);
   ctx.primedByDns = primedByDns;
   ctx.port = port;

@@ -198,3 +198,19 @@ test('a peer a reload configures `off` while its idle cleanup is resumable loses
   assert.equal(sendShim(sim, a, b), false, 'off: no context');
   assert.equal(a.engine.contextCount, 0);
 });
+
+test('a DNS prime of a pinned peer whose mode is independent starts the full exchange, announced (context-initiated): a probe unpinned it and left the route kept for it with nothing to carry its packets', () => {
+  const { sim, a, b } = shimPair(309, { a: (ids) => ({ peers: [{ ulid: ids.b.ulid, mode: 'independent' as const }] }) });
+  sendShim(sim, a, b); // the probe pair, then protect() as the daemon does
+  sim.runFor(500);
+  assert.equal(a.engine.protect(sim.now, b.ulid), true);
+  sim.runFor(1000);
+  sim.runFor(10 * 60_000); // idle-cleaned (fast: 120 s), resumable: the driver keeps B's route
+  assert.deepEqual(engineEvents(a).filter((e) => e.kind === 'context-closed').map((e) => (e as { resumable?: boolean }).resumable), [true]);
+  const seen = engineEvents(a).length;
+  primeWith(sim, a, b, 60); // the application looks B's name up again
+  assert.deepEqual(engineEvents(a).slice(seen).map((e) => e.kind), ['context-initiated']);
+  sim.runFor(1000);
+  assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+  assert.equal(sendShim(sim, a, b), true, 'through the context');
+});
