@@ -14,6 +14,8 @@ import type { Engine } from '../../shim/engine/index.ts';
 import { Discovery } from '../../shim/daemon/discovery.ts';
 import { cacheRefreshMs } from '../../shim/daemon/daemon.ts';
 import { Logger } from '../../shim/log.ts';
+import { SimRng } from '../helpers/rng.ts';
+import type { CapabilityMode, EngineEvent } from '../../shim/engine/index.ts';
 
 const HOUR = 3_600_000;
 
@@ -213,4 +215,50 @@ test('a DNS prime of a pinned peer whose mode is independent starts the full exc
   sim.runFor(1000);
   assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
   assert.equal(sendShim(sim, a, b), true, 'through the context');
+});
+
+/**
+ * The peers the driver keeps a route into the TUN for, from A's events as it reads them
+ * (shim/dataplane/engine-driver.ts): routed at context-initiated / -established, unrouted at a
+ * close that is not resumable, a failure or a dropped pin.
+ */
+function routedPeers(events: readonly EngineEvent[]): Set<string> {
+  const routed = new Set<string>();
+  for (const e of events) {
+    if (e.kind === 'context-initiated' || e.kind === 'context-established') routed.add(e.peerUlid);
+    else if ((e.kind === 'context-closed' && !e.resumable) || e.kind === 'context-failed' || e.kind === 'resumable-dropped') routed.delete(e.peerUlid);
+  }
+  return routed;
+}
+
+test('random long lives (primes, reboots of the peers, Close, protect, discovery, reloads of the peers\' modes, idle gaps up to 3 h): a packet into a route the driver kept for a peer without a context always brings a context back', () => {
+  const MODES: readonly CapabilityMode[] = ['integrated', 'independent', 'off'];
+  for (let seed = 1; seed <= 12; seed++) {
+    const r = new SimRng(seed);
+    const pick = <T>(xs: readonly T[]): T => xs[r.int(xs.length)]!;
+    const profile = pick(['fast', 'rfc'] as const);
+    const defaultMode = pick(MODES);
+    const { sim, a, b } = shimPair(310 + seed, { a: { profile, defaultMode, cacheMax: 2 }, b: { profile } });
+    const peers: ShimHost[] = [b];
+    for (let i = 0; i < 3; i++) peers.push(addLinkedShimHost(sim, `p${i}`, hbaIdentity([`2001:db8:d${i}::/64`, `2001:db8:e${i}::/64`], sim.rng.fork()), { profile }));
+    for (let step = 0; step < 60; step++) {
+      const p = pick(peers);
+      const act = r.float();
+      if (act < 0.25) primeWith(sim, a, p, pick([60, 3600]));
+      else if (act < 0.3) { const saved = p.engine.exportCaches(sim.now); rebootShimHost(sim, p, { profile }); p.engine.importCaches(sim.now, saved); }
+      else if (act < 0.35) a.engine.close(sim.now, p.ulid);
+      else if (act < 0.4) a.engine.protect(sim.now, p.ulid);
+      else if (act < 0.5) a.engine.setPeers(sim.now, peers.filter(() => r.chance(0.5)).map((q) => ({ ulid: q.ulid, mode: pick([...MODES, 'configured' as const]) })));
+      else if (act < 0.55) a.engine.discover(sim.now, a.ulid, p.ulid);
+      sim.flush();
+      for (let k = 0; k < 5; k++) {
+        const kept = routedPeers(engineEvents(a)).has(p.ulid) && !a.engine.status().contexts.some((c) => c.peerUlid === p.ulid);
+        const seen = engineEvents(a).length;
+        const viaShim = sendShim(sim, a, p);
+        if (kept) assert.ok(viaShim || engineEvents(a).slice(seen).some((e) => e.kind === 'context-initiated'), `seed ${seed} step ${step} (${profile}, default ${defaultMode}): a packet into the route kept for ${p.host.name} started nothing`);
+        sim.runFor(pick([100, 1000, 5000]));
+      }
+      sim.runFor(pick([1000, 60_000, 200_000, 3 * HOUR]), 5_000_000);
+    }
+  }
 });
