@@ -16,3 +16,14 @@ export const seconds = (n: number): Millis => (n * 1000) as Millis;
  * step it back or forward by hours, and a bound measured on it would then hold for that long.
  */
 export const monotonicClock = (): Millis => ms(performance.now());
+
+/** The longest delay a Node timer holds (2^31−1 ms, 24.8 days): a longer one fires after 1 ms. */
+export const MAX_TIMER_MS = 2 ** 31 - 1;
+
+/**
+ * The delay of a timer for deadline `at` on a clock reading `now` (ms, whole, at least 0), at most
+ * MAX_TIMER_MS: a deadline further away wakes early, finds nothing due, and re-arms.
+ */
+export function timerDelay(at: number, now: number): number {
+  return Math.min(MAX_TIMER_MS, Math.max(0, Math.ceil(at - now)));
+}

@@ -22,7 +22,7 @@
  * Must not know: packets, the engine's messages (the driver feeds the engine
  * through `kernelTraffic`), how routes are made (routes.ts, through RouteHook).
  */
-import type { Millis } from '../time.ts';
+import { timerDelay, type Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { Engine, LocatorPair } from '../engine/index.ts';
@@ -582,7 +582,7 @@ export class ContextPaths {
     this.timerAt = undefined;
     if (at === Infinity) return; // asleep with nothing due: the tripwire or the engine's next deadline (wake) brings the next reading
     this.timerAt = at;
-    this.timer = setTimeout(() => { this.timer = undefined; this.timerAt = undefined; void this.tick(); }, Math.max(0, Math.ceil(at - this.opts.clock()) + TIMER_MARGIN_MS));
+    this.timer = setTimeout(() => { this.timer = undefined; this.timerAt = undefined; void this.tick(); }, timerDelay(at + TIMER_MARGIN_MS, this.opts.clock()));
     this.timer.unref?.();
   }
 

@@ -22,7 +22,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { SHIM6_UDP_PORT } from '../constants.ts';
-import type { Millis } from '../time.ts';
+import { timerDelay, type Millis } from '../time.ts';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
@@ -855,7 +855,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       // host the peer's datagrams may be waiting in the socket already; a REAP Send Timer must not
       // expire on a silence that has ended (a false exploration). Inputs before timeouts.
       this.queueTimer();
-    }, Math.max(0, Math.ceil(at - this.clock())));
+    }, timerDelay(at, this.clock()));
   }
 
   /** The engine's due timers, in this loop turn's check phase (once, however many wake-ups asked meanwhile). */

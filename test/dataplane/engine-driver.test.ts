@@ -21,7 +21,7 @@ type FakeEvent = EngineEvent;
 const established = (localUlid: string, peerUlid: string, ulidProof: 'initiated' | 'locator'): EngineEvent =>
   ({ kind: 'context-established', localUlid, peerUlid, ulidProof, contextTag: 0, peerContextTag: 0, pair: { local: localUlid, peer: peerUlid }, recovered: false });
 
-/** A fake control plane: prime → "hello" every 50 ms until "hello-ack"; both sides then report a context. */
+/** A fake control plane: prime → "hello" every `everyMs` (50 ms) until "hello-ack"; both sides then report a context. */
 class FakeEndpoint implements EngineLike {
   tx: Transmit[] = [];
   ev: FakeEvent[] = [];
@@ -29,9 +29,9 @@ class FakeEndpoint implements EngineLike {
   private pending: { peer: string; at: Millis; tries: number } | undefined;
   private readonly established = new Set<string>();
   /** `maxTries`: hellos sent before the context fails (Infinity: until answered). */
-  constructor(readonly me: string, readonly maxTries = 4) {}
+  constructor(readonly me: string, readonly maxTries = 4, readonly everyMs = 50) {}
   prime(now: Millis, peer: string): void {
-    this.pending = { peer, at: (now + 50) as Millis, tries: 1 };
+    this.pending = { peer, at: (now + this.everyMs) as Millis, tries: 1 };
     this.tx.push({ src: this.me, dst: peer, bytes: new TextEncoder().encode('hello') });
   }
   handleDatagram(_now: Millis, d: { src: string; dst: string; bytes: Uint8Array }) {
@@ -56,7 +56,7 @@ class FakeEndpoint implements EngineLike {
     const p = this.pending;
     if (!p || now < p.at) return;
     if (p.tries >= this.maxTries) { this.pending = undefined; this.ev.push({ kind: 'context-failed', localUlid: this.me, peerUlid: p.peer, reason: 'no-answer' }); return; }
-    p.tries++; p.at = (now + 50) as Millis;
+    p.tries++; p.at = (now + this.everyMs) as Millis;
     this.tx.push({ src: this.me, dst: p.peer, bytes: new TextEncoder().encode('hello') });
   }
   pollTransmit() { return this.tx.shift(); }
@@ -112,6 +112,24 @@ test('close stops the timer and all traffic', async () => {
   const n = fa.timeouts.length;
   await new Promise((r) => setTimeout(r, 120));
   assert.equal(fa.timeouts.length, n);
+});
+
+test('an engine deadline beyond what a Node timer holds (2^31-1 ms, 24.8 days) is waited for, not spun on', async (t) => {
+  // Node fires a longer timer after 1 ms (TimeoutOverflowWarning): the driver ran the engine's timers
+  // and re-armed in a loop. An I1 back-off reaches such a deadline after ~19 retries (i1RetriesMax).
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => { warnings.push(w.name); };
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const net = new MemoryNetwork();
+  const fa = new FakeEndpoint('fd00::a', Infinity, 30 * 86_400_000);
+  const a = new EngineDriver({ engine: fa, transport: net.transport(5533) });
+  t.after(() => a.close());
+  await a.bindLocator('fd00::a');
+  a.command((e, now) => e.prime(now, 'fd00::b'));
+  await new Promise((r) => setTimeout(r, 200));
+  assert.deepEqual(warnings.filter((w) => w === 'TimeoutOverflowWarning'), []);
+  assert.ok(fa.timeouts.length <= 1, `the engine's timers ran ${fa.timeouts.length} times with nothing due`);
 });
 
 // On a busy host the daemon's process gets the CPU back with a timer due and the peer's datagrams
