@@ -321,6 +321,24 @@ export class ContextPaths {
     this.stopIfIdle();
   }
 
+  /**
+   * The peer's locator set changed (an Update Request: a locator withdrawn, one added): the ingress
+   * entry's verified locators are the engine's again. Before, the kernel kept decapsulating payloads
+   * from a locator the peer withdrew, which the engine drops (locator-mismatch): whoever has that
+   * address now could send the application packets as the peer. When the kernel refuses the new
+   * entry the context takes the TUN path (the engine sees the peer's packets there).
+   */
+  peerLocatorsChanged(localUlid: Ipv6, peer: Ipv6): void {
+    const c = this.contexts.get(peer);
+    const e = this.opts.encap;
+    if (c === undefined || c.localUlid !== localUlid || c.encapTag === undefined || e?.accept === undefined) return;
+    const d = this.opts.details?.(c.localUlid, c.peerUlid);
+    if (d !== undefined && d.localTag === c.encapTag && e.accept({ localUlid: c.localUlid, peerUlid: c.peerUlid, localTag: d.localTag, peerLocators: d.peerLocators })) return;
+    this.unsetEncap(c);
+    if (d !== undefined) this.refused('encap-set', c);
+    if (c.path === 'encap') this.toTun(c);
+  }
+
   /** REAP started or stopped exploring: while it explores the TCP prompt must see TCP's retransmissions, so they go through the TUN. */
   reapState(peer: Ipv6, exploring: boolean, pair: LocatorPair): void {
     const c = this.contexts.get(peer);

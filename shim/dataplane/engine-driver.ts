@@ -617,6 +617,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.pairChangedAt.delete(e.peerUlid);
     }
     if (e.kind === 'reap-state') this.contexts.reapState(e.peerUlid, e.state === 'exploring', e.pair);
+    if (e.kind === 'locator-set-updated') this.contexts.peerLocatorsChanged(e.localUlid, e.peerUlid);
     if (e.kind === 'peer-unsupported') this.hold.forget(e.peerUlid);
     if (e.kind === 'locator-pair-changed') {
       this.contexts.pairChanged(e.peerUlid, e.new);

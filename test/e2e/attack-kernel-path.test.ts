@@ -12,6 +12,9 @@
 //  - F6: a payload with A's context tag from a verified locator of B, to ff02::1, is not
 //    decapsulated by A's kernel (the engine drops it: not-local); the same payload to A's own
 //    address is (positive control: the tag, source and packet are right).
+//  - F7: a locator B withdrew (its address gone, an Update Request without it) is no source A's
+//    kernel decapsulates from any more: before, A's ingress entry kept it, and payloads with A's tag
+//    from it reached A's application while A's engine dropped them (locator-mismatch).
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -26,6 +29,7 @@ import { encodePayloadHeader } from '../../shim/wire/index.ts';
 import { ATTACK_PREREQ, AttackLab, Cleanup, type ContextView, type StatusView } from './attack-fixture.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 import { inNs } from './fixture.ts';
+import { removeAddress } from '../../lab/renumber.ts';
 
 const PREREQ = { ...ATTACK_PREREQ, commands: [...ATTACK_PREREQ.commands, 'tc', CLANG, 'bpftool'] };
 /** Both hosts on the kernel path with the kernel encapsulation, whatever the run's defaults. */
@@ -281,4 +285,32 @@ test('F6: a payload with A\'s tag from B\'s verified locator to ff02::1 is not d
   t.diagnostic(`A's receiver: ${JSON.stringify(recv.lines)}; A's kernel counters before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
   assert.ok(!recv.lines.includes('got multicast'), 'the payload to ff02::1 was not delivered');
   assert.ok((after.passedDestination ?? 0) - (before.passedDestination ?? 0) >= 2, 'A\'s ingress program passed both to the daemon (not its address)');
+});
+
+test('F7: a locator B withdrew by an Update Request is no longer a source A\'s kernel decapsulates from (the engine drops it: locator-mismatch)', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  const recv = inNs(t, l.lab.a, `require('dgram').createSocket('udp6').on('message',(m)=>console.log('got '+m.toString())).bind(9999,'::',()=>console.log('listening'))`);
+  await waitFor(() => recv.lines.includes('listening'), 'A\'s receiver listening');
+  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  const ctx = await onPath(l, 'kernel');
+  assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
+  // B loses its address on Q: its daemon's Update Request lists B's ULID alone, and A's engine takes bQ out of B's locators.
+  removeAddress(l.lab, 'b', LAB_IF.Q, LAB_ADDR.bQ);
+  t.after(() => { nsExec(l.lab.b, ['ip', '-6', 'addr', 'replace', `${LAB_ADDR.bQ}/64`, 'dev', LAB_IF.Q, 'nodad'], { check: false }); });
+  await waitFor(async () => contextOf(await status(l))?.peerLocators.every((p) => p.address !== LAB_ADDR.bQ) === true, 'A\'s engine took B\'s withdrawn locator out', 2 * DEADLINE_MS, 200);
+  const st = await status(l);
+  assert.equal(contextOf(st)?.path, 'kernel', 'still on the kernel path');
+  const before = packetsOf(st);
+
+  // The withdrawn address (another host's now, say) sends payloads with A's tag; then B's ULID does (positive control).
+  const { sent } = await l.attacker.raw([payloadToA(LAB_ADDR.bQ, LAB_ADDR.aP, ctx.contextTag, 'withdrawn'), payloadToA(LAB_ADDR.bQ, LAB_ADDR.aP, ctx.contextTag, 'withdrawn')]);
+  assert.equal(sent, 2, 'the attacker sent the payloads from the withdrawn locator');
+  await l.attacker.raw([payloadToA(LAB_ADDR.bP, LAB_ADDR.aP, ctx.contextTag, 'verified')]);
+  await waitFor(() => recv.lines.includes('got verified'), 'the payload from B\'s verified locator delivered (positive control)', DEADLINE_MS, 100);
+  const after = packetsOf(await status(l));
+  t.diagnostic(`A's receiver: ${JSON.stringify(recv.lines)}; A's kernel counters before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
+  assert.ok(!recv.lines.includes('got withdrawn'), 'a payload from the locator B withdrew was not delivered');
+  assert.ok((after.passedLocator ?? 0) - (before.passedLocator ?? 0) >= 2, 'A\'s ingress program passed them to the daemon (not a verified locator any more)');
 });
