@@ -441,7 +441,14 @@ export class BpfEncap implements EncapHook {
       e.close();
       throw new EnvironmentError('EBPF', 'cannot write the tc programs\' configuration map');
     }
-    e.attachAll();
+    // No link took them (a kernel without clsact, sch_ingress, or tc refusing): no encapsulation, said
+    // now, and the TUN path; before, it was counted available with no link, and a re-homed context whose
+    // route lookup failed was put on it, its packets leaving unencapsulated.
+    const refused = e.attachAll();
+    if (e.attached.size === 0 && refused !== undefined) {
+      e.close();
+      throw new EnvironmentError('EBPF', `cannot attach the tc programs to any link: ${refused}`);
+    }
     return e;
   }
 
@@ -619,8 +626,9 @@ export class BpfEncap implements EncapHook {
    * Attach both programs to every Ethernet link not yet attached (links come and go). A link gone,
    * or deleted and made again under its name (a USB NIC plugged in again, a VLAN or veth made
    * again: another ifindex), took our qdisc and filters with it: forgotten, and the new one attached.
+   * What `tc` said when a link refused them (undefined: none refused).
    */
-  private attachAll(): void {
+  private attachAll(): string | undefined {
     const now = links();
     for (const [dev, index] of this.attached) {
       if (now.includes(dev) && ifindex(dev) === index) continue;
@@ -628,7 +636,7 @@ export class BpfEncap implements EncapHook {
       this.qdiscs.delete(dev);
     }
     const devs = now.filter((dev) => !this.attached.has(dev) && !this.opts.skipLinks?.includes(dev));
-    if (devs.length === 0) return;
+    if (devs.length === 0) return undefined;
     // Read before the attaching: a link made again meanwhile then has another index, and is attached next time.
     const index = new Map(devs.map((dev) => [dev, ifindex(dev)]));
     // Two `tc` processes in the usual case: which links have a clsact qdisc already (someone else's,
@@ -644,17 +652,23 @@ export class BpfEncap implements EncapHook {
         this.attached.set(dev, index.get(dev)!);
         if (fresh.includes(dev)) this.qdiscs.add(dev);
       }
-      return;
+      return undefined;
     }
+    let refused: string | undefined;
     for (const dev of devs) {
       // A link without clsact before the batch got it from the batch, or gets it now: ours either way.
-      if (run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']).ok || fresh.includes(dev)) this.qdiscs.add(dev);
-      if (run('tc', filter(dev, 'egress')).ok && run('tc', filter(dev, 'ingress')).ok) this.attached.set(dev, index.get(dev)!);
+      const qdisc = run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
+      if (qdisc.ok || fresh.includes(dev)) this.qdiscs.add(dev);
+      const egress = run('tc', filter(dev, 'egress'));
+      const ingress = egress.ok ? run('tc', filter(dev, 'ingress')) : egress;
+      if (ingress.ok) this.attached.set(dev, index.get(dev)!);
       else {
+        refused = `${dev}: ${(!qdisc.ok && fresh.includes(dev) ? qdisc.err : ingress.err).split('\n')[0]}`;
         if (this.qdiscs.delete(dev)) run('tc', ['qdisc', 'del', 'dev', dev, 'clsact']);
         else removeStaleFilters(dev);
       }
     }
+    return refused;
   }
 
   /** shim6_cfg: the daemon's port (network order), 2 octets of padding, the TUN's ifindex (host order). */

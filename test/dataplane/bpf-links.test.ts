@@ -4,8 +4,14 @@
 // and the close leaves alone a link made again since the attaching.
 // Runs BpfEncap in a namespace of its own (`ip netns exec` also gives it a mount namespace, where
 // it mounts its own bpffs).
+// A kernel without clsact: no link takes the programs, and before the encapsulation was opened
+// anyway (no error, no link), taken for available while every re-homed context had to use the TUN.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { CLANG, needs } from '../helpers/prereq.ts';
 import { NetLab } from '../helpers/netns.ts';
 import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
@@ -86,4 +92,48 @@ test('kernel encapsulation: a locator pair that leaves by a link without the pro
   const r = net.run(ns, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 120_000 });
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { ethernet: boolean; tun: boolean; links: string[] };
   assert.deepEqual({ ...res, links: res.links.sort() }, { ethernet: true, tun: false, links: ['blx0', 'blx1'] }, 'the veth carries (the programs are on it), the TUN does not (they are not, nor could they be)');
+});
+
+test('kernel encapsulation: a kernel without clsact (no link takes the programs) is no encapsulation: a clear EBPF error (which the daemon answers with the TUN path), nothing left', (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'tc', CLANG, 'bpftool', 'mount'] })) return;
+  const net = new NetLab(t);
+  const ns = net.ns('bn');
+  // The kernel's answer without sch_ingress (CONFIG_NET_SCH_INGRESS): this tc refuses the clsact qdisc
+  // kind as such a kernel does, and passes everything else to the real tc.
+  const bin = mkdtempSync(path.join(tmpdir(), 'shim6-noclsact-'));
+  t.after(() => rmSync(bin, { recursive: true, force: true }));
+  const realTc = spawnSync('sh', ['-c', 'command -v tc'], { encoding: 'utf8' }).stdout.trim();
+  writeFileSync(path.join(bin, 'tc'), `#!/bin/sh
+refuse() { echo 'Error: Specified qdisc kind is unknown.' >&2; exit 2; }
+for a in "$@"; do [ "$a" = clsact ] && refuse; done
+case " $* " in *" -batch "*) in=$(cat); case "$in" in *clsact*) refuse;; esac; printf '%s\\n' "$in" | exec ${realTc} "$@";; esac
+exec ${realTc} "$@"
+`, { mode: 0o755 });
+  const script = `
+    import { spawnSync } from 'node:child_process';
+    import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+    const { BpfEncap } = await import(${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))});
+    const sh = (a) => { const r = spawnSync(a[0], a.slice(1), { encoding: 'utf8' }); if (r.status !== 0) throw new Error(a.join(' ') + ': ' + r.stderr); return r.stdout; };
+    sh(['ip', 'link', 'add', 'bnx0', 'type', 'veth', 'peer', 'name', 'bnx1']);
+    for (const d of ['bnx0', 'bnx1']) sh(['ip', 'link', 'set', d, 'up']);
+    const cacheDir = mkdtempSync('/tmp/shim6-bpf-noclsact-');
+    const out = {};
+    try {
+      const e = BpfEncap.open({ port: 5533, tun: 'bntun', cacheDir, maxContexts: 16 });
+      out.opened = e.links();
+      e.close();
+    } catch (err) {
+      out.error = err.code + ': ' + err.message;
+    } finally {
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+    out.pins = existsSync('/sys/fs/bpf/shim6');
+    out.bpffs = readFileSync('/proc/self/mountinfo', 'utf8').includes(' - bpf ');
+    console.log(JSON.stringify(out));
+  `;
+  const r = net.run(ns, ['env', `PATH=${bin}:${process.env.PATH ?? ''}`, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 120_000 });
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { opened?: string[]; error?: string; pins: boolean; bpffs: boolean };
+  assert.equal(res.opened, undefined, `no encapsulation opened without a link to attach to (before: opened, links ${JSON.stringify(res.opened)})`);
+  assert.match(res.error ?? '', /^EBPF: cannot attach the tc programs to any link: bnx\d: Error: Specified qdisc kind is unknown\.$/);
+  assert.deepEqual({ pins: res.pins, bpffs: res.bpffs }, { pins: false, bpffs: false }, 'nothing left: no pins, the bpffs it mounted unmounted');
 });
