@@ -13,6 +13,8 @@
 //    a cellular modem's raw-IP link): before, the context took the kernel encapsulation and its ULID
 //    was routed onto that link, where no program encapsulates: the application's packets left with
 //    the ULIDs as addresses, on a path that does not carry them.
+//  - The peer's locator set changed (an Update Request): the ingress entry's sources follow the
+//    engine's verified locators. Before, it kept a withdrawn one (test/e2e/attack-kernel-path.test.ts F7).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { ContextPaths, type DataPath } from '../../shim/dataplane/context-paths.ts';
@@ -27,13 +29,15 @@ interface Lab {
   paths: ContextPaths;
   egr: Map<string, EncapContext>;
   ing: Map<number, string>;
+  /** The verified peer locators of each ingress entry. */
+  ingLocators: Map<number, string[]>;
   watched: Set<string>;
   drops: Record<string, number>;
   warnings: string[];
-  /** The engine's context: the peer's tag (a restarted peer has a new one). */
-  engine: { peerTag: number };
-  /** What the kernel refuses: a full map. */
-  full: { egr: boolean; ing: boolean; watch: boolean };
+  /** The engine's context: the peer's tag (a restarted peer has a new one), its verified locators. */
+  engine: { peerTag: number; locators: string[] };
+  /** What the kernel refuses: a full map; `ingAll`: any ingress update, a replacement too. */
+  full: { egr: boolean; ing: boolean; watch: boolean; ingAll: boolean };
   /** Our locators whose packets leave by a link without the tc programs. */
   bare: Set<string>;
   path(): DataPath | undefined;
@@ -44,10 +48,10 @@ interface Lab {
 }
 
 function lab(t: { after: (f: () => void) => void }): Lab {
-  const egr = new Map<string, EncapContext>(), ing = new Map<number, string>(), watched = new Set<string>();
-  const full = { egr: false, ing: false, watch: false };
+  const egr = new Map<string, EncapContext>(), ing = new Map<number, string>(), ingLocators = new Map<number, string[]>(), watched = new Set<string>();
+  const full = { egr: false, ing: false, watch: false, ingAll: false };
   const bare = new Set<string>();
-  const engine = { peerTag: 111 };
+  const engine = { peerTag: 111, locators: [P, PQ] };
   const drops: Record<string, number> = {};
   const warnings: string[] = [];
   const hook: EncapHook = {
@@ -60,11 +64,12 @@ function lab(t: { after: (f: () => void) => void }): Lab {
       return true;
     },
     accept(c) {
-      if (full.ing && !ing.has(c.localTag)) return false;
+      if (full.ingAll || (full.ing && !ing.has(c.localTag))) return false;
       ing.set(c.localTag, c.peerUlid);
+      ingLocators.set(c.localTag, [...c.peerLocators]);
       return true;
     },
-    unset(l, p, tag) { egr.delete(`${l} ${p}`); ing.delete(tag); },
+    unset(l, p, tag) { egr.delete(`${l} ${p}`); ing.delete(tag); ingLocators.delete(tag); },
     watch(l, p) {
       if (full.watch) return false;
       watched.add(`${l} ${p}`);
@@ -78,14 +83,14 @@ function lab(t: { after: (f: () => void) => void }): Lab {
   const paths = new ContextPaths({
     kernel: { watch: () => true, unwatch() {}, refresh: async () => {}, read: () => undefined },
     encap: hook, kernelTraffic: () => true, logger,
-    details: () => ({ localTag: TAG, peerTag: engine.peerTag, peerPort: 5533, peerLocators: [P, PQ] }),
+    details: () => ({ localTag: TAG, peerTag: engine.peerTag, peerPort: 5533, peerLocators: [...engine.locators] }),
     routes: { contextUp() {}, contextDown() {}, switchPath: async () => {} },
     clock: () => 0 as Millis, flush() {}, drop(r) { drops[r] = (drops[r] ?? 0) + 1; }, fed() {},
   });
   t.after(() => paths.close());
   const path = (): DataPath | undefined => paths.list().find((c) => c.peerUlid === P)?.path;
   return {
-    paths, egr, ing, watched, drops, warnings, engine, full, bare, path,
+    paths, egr, ing, ingLocators, watched, drops, warnings, engine, full, bare, path,
     consistent(what) {
       const c = paths.list().find((x) => x.peerUlid === P);
       const e = egr.get(`${L} ${P}`);
@@ -100,6 +105,7 @@ function lab(t: { after: (f: () => void) => void }): Lab {
         return;
       }
       assert.equal(ing.get(TAG), P, `${shown}: our tag's ingress entry`);
+      assert.deepEqual(ingLocators.get(TAG), engine.locators, `${shown}: the ingress entry's sources are the engine's verified locators`);
       assert.equal(ing.size, 1, shown);
       if (c.path === 'kernel') {
         assert.equal(e, undefined, `${shown}: no egress entry on the kernel path`);
@@ -254,4 +260,31 @@ test('a full shim6_watch (the kernel flows cannot be remembered) is counted and 
   assert.equal(x.drops['encap-watch'], 1);
   assert.equal(x.warnings.length, 1);
   x.consistent('established without flow memory');
+});
+
+test('the peer\'s locator set changes (an Update Request): the ingress entry takes the engine\'s verified locators, on the kernel path and the encapsulation; refused, an encapsulated context takes the TUN with no entry', (t) => {
+  const x = lab(t);
+  x.paths.established(L, P, { local: L, peer: P });
+  x.consistent('established, the peer on P and Q');
+  x.engine.locators = [P]; // the peer withdrew its locator on Q
+  x.paths.peerLocatorsChanged(L, P);
+  assert.equal(x.path(), 'kernel');
+  x.consistent('Q withdrawn, on the kernel path');
+  x.engine.locators = [P, PQ]; // back
+  x.paths.peerLocatorsChanged(L, P);
+  x.rehome({ local: LQ, peer: PQ });
+  assert.equal(x.path(), 'encap');
+  x.consistent('re-homed to Q');
+  x.engine.locators = [P, PQ, 'b:3::1'];
+  x.paths.peerLocatorsChanged(L, P);
+  assert.equal(x.path(), 'encap');
+  x.consistent('a third locator, encapsulated');
+  x.paths.peerLocatorsChanged('a::99', P); // another local ULID's context with the peer: not this one's
+  x.consistent('another context\'s update');
+  x.full.ingAll = true;
+  x.engine.locators = [P, PQ];
+  x.paths.peerLocatorsChanged(L, P);
+  assert.equal(x.path(), 'tun', 'the new entry refused: the TUN, where the engine checks the sources');
+  x.consistent('refused');
+  assert.equal(x.drops['encap-set'], 1);
 });
