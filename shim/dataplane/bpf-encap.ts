@@ -310,6 +310,30 @@ function bpffsMounted(): boolean {
   }
 }
 
+/**
+ * What `bpftool prog loadall` said when the kernel refused the object, in one line: the verifier's
+ * own reason when its log is there (the last line before its statistics: "R1 offset is outside of
+ * the packet", "unknown func bpf_sk_lookup_tcp#84", what an older kernel lacks), after libbpf's
+ * "prog '…': BPF program load failed: …"; else libbpf's last lines. Before, only the last lines
+ * ("failed to load: -13"), which say that it failed, not why.
+ */
+export function loadRefusal(err: string): string {
+  const lines = err.split('\n').map((l) => l.trim());
+  const tail = lines.filter((l) => l !== '' && !l.startsWith('Warning') && !l.startsWith('If it used')).slice(-3).join(' ');
+  const end = lines.findIndex((l) => l.endsWith('-- END PROG LOAD LOG --'));
+  if (end < 0) return tail;
+  let why: string | undefined;
+  for (let i = end - 1; i >= 0 && !lines[i]!.endsWith('-- BEGIN PROG LOAD LOG --'); i--) {
+    const l = lines[i]!;
+    // The statistics, instructions ("12: (61) r0 = …"), source lines ("; …") and register states are not the reason.
+    if (l === '' || /^(processed \d+ insns|verification time|stack depth)/.test(l) || /^\d+: /.test(l) || l.startsWith(';') || /^R\d+=/.test(l)) continue;
+    why = l;
+    break;
+  }
+  const failed = lines.find((l) => l.includes('BPF program load failed'))?.replace(/^libbpf: /, '');
+  return why === undefined ? tail : `${failed ?? tail}: the verifier: ${why}`;
+}
+
 /** Remove filters of ours a crashed daemon left on `dev`, by preference and program name. */
 function removeStaleFilters(dev: string): void {
   for (const dir of ['egress', 'ingress']) {
@@ -426,7 +450,7 @@ export class BpfEncap implements EncapHook {
       try { removePins(); } catch { /* bpftool may have pinned nothing; the next start reports what is left */ }
       if (mounted) run('umount', ['/sys/fs/bpf']);
       if (load.err.startsWith('spawnSync bpftool ENOENT')) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
-      throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${load.err.split('\n').filter((l) => !l.startsWith('Warning') && !l.startsWith('If it used')).slice(-3).join(' ')}`);
+      throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${loadRefusal(load.err)}`);
     }
     const e = new BpfEncap(opts, mounted, addon);
     for (const m of MAPS) {

@@ -6,6 +6,8 @@
 // it mounts its own bpffs).
 // A kernel without clsact: no link takes the programs, and before the encapsulation was opened
 // anyway (no error, no link), taken for available while every re-homed context had to use the TUN.
+// Programs the verifier refuses: the error names the verifier's reason (before: libbpf's
+// "failed to load: -13" only).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -135,5 +137,48 @@ exec ${realTc} "$@"
   const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { opened?: string[]; error?: string; pins: boolean; bpffs: boolean };
   assert.equal(res.opened, undefined, `no encapsulation opened without a link to attach to (before: opened, links ${JSON.stringify(res.opened)})`);
   assert.match(res.error ?? '', /^EBPF: cannot attach the tc programs to any link: bnx\d: Error: Specified qdisc kind is unknown\.$/);
+  assert.deepEqual({ pins: res.pins, bpffs: res.bpffs }, { pins: false, bpffs: false }, 'nothing left: no pins, the bpffs it mounted unmounted');
+});
+
+test('kernel encapsulation: programs the verifier refuses are no encapsulation: EBPF with the verifier\'s reason, nothing left', (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'tc', CLANG, 'bpftool', 'mount'] })) return;
+  const net = new NetLab(t);
+  const ns = net.ns('bv');
+  // An object the verifier refuses (a packet read without a bounds check), where the daemon's built
+  // object goes: as an older kernel refuses what this one takes (a helper or a check it lacks).
+  const dir = mkdtempSync(path.join(tmpdir(), 'shim6-verifier-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(path.join(dir, 'bad.c'), `#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+SEC("tc") int shim6_egress(struct __sk_buff *skb) { return *(int *)(long)skb->data; }
+SEC("tc") int shim6_ingress(struct __sk_buff *skb) { return 0; }
+char LICENSE[] SEC("license") = "GPL";
+`);
+  const arch = spawnSync('uname', ['-m'], { encoding: 'utf8' }).stdout.trim();
+  // CLANG names alternatives (clang|clang-14): whichever is installed.
+  const cc = spawnSync('sh', ['-c', '"$(command -v clang || command -v clang-14)" "$@"', 'sh', '-O2', '-g', '-target', 'bpf', `-I/usr/include/${arch}-linux-gnu`, '-c', path.join(dir, 'bad.c'), '-o', path.join(dir, 'bad.o')], { encoding: 'utf8' });
+  assert.equal(cc.status, 0, cc.stderr);
+  const script = `
+    import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+    const { BpfEncap, buildObject } = await import(${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))});
+    const cacheDir = ${JSON.stringify(path.join(dir, 'cache'))};
+    mkdirSync(cacheDir, { mode: 0o700 });
+    copyFileSync(${JSON.stringify(path.join(dir, 'bad.o'))}, buildObject(cacheDir, 16));
+    const out = {};
+    try {
+      BpfEncap.open({ port: 5533, tun: 'bvtun', cacheDir, maxContexts: 16 }).close();
+      out.opened = true;
+    } catch (err) {
+      out.error = err.code + ': ' + err.message;
+    }
+    out.pins = existsSync('/sys/fs/bpf/shim6');
+    out.bpffs = readFileSync('/proc/self/mountinfo', 'utf8').includes(' - bpf ');
+    console.log(JSON.stringify(out));
+  `;
+  const r = net.run(ns, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 120_000 });
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as { opened?: boolean; error?: string; pins: boolean; bpffs: boolean };
+  t.diagnostic(res.error ?? '');
+  assert.equal(res.opened, undefined, 'refused');
+  assert.match(res.error ?? '', /^EBPF: the kernel refused the tc programs: .*shim6_egress.*: the verifier: .*outside of the packet/, 'the verifier\'s reason, not only libbpf\'s "failed to load: -13"');
   assert.deepEqual({ pins: res.pins, bpffs: res.bpffs }, { pins: false, bpffs: false }, 'nothing left: no pins, the bpffs it mounted unmounted');
 });
