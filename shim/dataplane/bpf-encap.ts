@@ -466,8 +466,8 @@ export class BpfEncap implements EncapHook {
       throw new EnvironmentError('EBPF', 'cannot write the tc programs\' configuration map');
     }
     // No link took them (a kernel without clsact, sch_ingress, or tc refusing): no encapsulation, said
-    // now, and the TUN path; before, it was counted available with no link, and a re-homed context whose
-    // route lookup failed was put on it, its packets leaving unencapsulated.
+    // now, and the TUN path; before, it opened silently with no link (status showed it available, and
+    // each re-homed context went to the TUN logged as leaving by a link that is not Ethernet).
     const refused = e.attachAll();
     if (e.attached.size === 0 && refused !== undefined) {
       e.close();
