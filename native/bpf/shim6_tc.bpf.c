@@ -22,10 +22,13 @@
  *    sockets the path MTU shrank (a Packet Too Big quoting our first
  *    unacknowledged octet: TCP retransmits what is in flight at once) and hands
  *    them that ACK again (TCP sends what waits unsent at once).
- *    Only flows of a real local socket: a segment of a flow not yet remembered
- *    is remembered only when the kernel has a connected TCP socket (ESTABLISHED
- *    or CLOSE_WAIT) for its four-tuple (bpf_sk_lookup_tcp), so segments forged with the
- *    peer's ULID as source cannot fill the table; at most FLOWS_PER_CONTEXT
+ *    Only flows of a real local socket: a segment is remembered only when the
+ *    kernel has a connected TCP socket (ESTABLISHED or CLOSE_WAIT) for its
+ *    four-tuple (bpf_sk_lookup_tcp) and its ACK is within what that socket sent
+ *    and has not had acknowledged (bpf_tcp_sock: snd_una..snd_nxt, and the one
+ *    segment being sent: ACK_SLACK), so segments
+ *    forged with the peer's ULID as source cannot fill the table, nor replace a
+ *    flow's last segment for whoever knows its ports; at most FLOWS_PER_CONTEXT
  *    flows per context (the count in `shim6_watch`), so no one context fills
  *    the table (8192, shared) and evicts the others' flows; a flow is
  *    forgotten when our own stack sends its FIN or RST (egress), so a closed
@@ -110,6 +113,14 @@ struct flow_value {
 /* A watched context (shim6_watch's value): how many of its flows are remembered (an upper bound: see remember_flow). */
 struct watch_value { __u32 flows; };
 
+/*
+ * Octets past snd_nxt an ACK may acknowledge here: across a veth the peer's ACK reaches this program
+ * while our stack is still sending the segment it acknowledges, before TCP adds it to snd_nxt
+ * (measured: ACKs 100 octets past snd_nxt, every one); one segment, a GSO skb at most (64 KB, and
+ * 512 KB with BIG TCP). A forged ACK then passes one time in about 8,000 (2^32 / 2^19), not always.
+ */
+#define ACK_SLACK (1u << 19)
+
 /* Flows one context may have remembered (bpf-encap.ts ENCAP_FLOWS_PER_CONTEXT; docs/dataplane.md). */
 #define FLOWS_PER_CONTEXT 256
 
@@ -127,6 +138,7 @@ enum {
 	ST_FLOW_CLOSED,    /* a flow forgotten: our stack sent its FIN or RST */
 	ST_TO_TUN_OTHER,   /* not TCP, UDP or ICMPv6 (a fragment, ESP, ...): to the daemon's TUN */
 	ST_PASS_DST,       /* a payload not to a unicast address of ours: to the daemon's socket */
+	ST_FLOW_FORGED,    /* a segment whose ACK is outside what its socket sent and has not had acknowledged: not remembered */
 	ST_MAX
 };
 
@@ -201,13 +213,17 @@ static __always_inline void count(__u32 what)
 }
 
 /*
- * Whether the kernel has a connected TCP socket for a segment from the peer (`wk`: our ULID, the
- * peer's; `ports`: our port, the peer's, as on the wire): ESTABLISHED or CLOSE_WAIT (we may still
- * send). Not a listener, which is what a lookup of a four-tuple no connection has finds (a segment
- * forged with the peer's ULID as its source); not a socket that sent its FIN (forget_flow forgot
- * its flow then: the peer's ACK of that FIN must not bring it back).
+ * What the kernel's socket for a segment from the peer says of it (`wk`: our ULID, the peer's;
+ * `ports`: our port, the peer's, as on the wire; `ack`: its acknowledgment number): -1 no connected
+ * socket — none, a listener (what a lookup of a four-tuple no connection has finds: a segment forged
+ * with the peer's ULID as its source), or one that sent its FIN (forget_flow forgot its flow then:
+ * the peer's ACK of that FIN must not bring it back) —; 0 a connected one (ESTABLISHED or
+ * CLOSE_WAIT: we may still send) to whom `ack` acknowledges what it never sent, or an octet it knows
+ * acknowledged already (outside [snd_una, snd_nxt + ACK_SLACK], as TCP's own check of an ACK,
+ * RFC 5961 §5): a forgery by whoever knows or guessed the four-tuple, or a stale segment; 1 a
+ * connected one whose data `ack` may acknowledge.
  */
-static __always_inline int connected_socket(struct __sk_buff *skb, const struct ulid_pair *wk, const __u8 *ports)
+static __always_inline int socket_acks(struct __sk_buff *skb, const struct ulid_pair *wk, const __u8 *ports, __u32 ack)
 {
 	struct bpf_sock_tuple t = {};
 	__builtin_memcpy(t.ipv6.saddr, wk->peer, 16);
@@ -215,18 +231,25 @@ static __always_inline int connected_socket(struct __sk_buff *skb, const struct 
 	__builtin_memcpy(&t.ipv6.sport, ports + 2, 2);
 	__builtin_memcpy(&t.ipv6.dport, ports, 2);
 	struct bpf_sock *sk = bpf_sk_lookup_tcp(skb, &t, sizeof(t.ipv6), BPF_F_CURRENT_NETNS, 0);
-	if (!sk) return 0;
-	int connected = sk->state == BPF_TCP_ESTABLISHED || sk->state == BPF_TCP_CLOSE_WAIT;
+	if (!sk) return -1;
+	int r = -1;
+	if (sk->state == BPF_TCP_ESTABLISHED || sk->state == BPF_TCP_CLOSE_WAIT) {
+		struct bpf_tcp_sock *tp = bpf_tcp_sock(sk);
+		r = tp && ack - tp->snd_una <= tp->snd_nxt - tp->snd_una + ACK_SLACK;
+	}
 	bpf_sk_release(sk);
-	return connected;
+	return r;
 }
 
 /*
  * Remember the peer's last TCP segment of a watched context (`wk`: our ULID, the peer's; `w` its
  * shim6_watch value): its acknowledgment number and its header as a pure ACK (struct flow_value).
- * `tcp_len`: the TCP segment's length (header and data). A SYN, FIN or RST is not remembered.
- * A flow already remembered is updated; a new one only when a connected local socket has its
- * four-tuple (connected_socket) and the context holds fewer than FLOWS_PER_CONTEXT. The count is
+ * `tcp_len`: the TCP segment's length (header and data). A SYN, FIN or RST is not remembered, nor
+ * a segment without ACK. A segment is remembered (a new flow, or a flow already remembered updated)
+ * only when a connected local socket has its four-tuple and its ACK is within what that socket
+ * sent and has not had acknowledged (socket_acks): before, any segment with a remembered flow's
+ * four-tuple replaced what the peer's had left, and the prompt after a re-homing quoted a forged
+ * ACK TCP drops. A new flow also needs its context to hold fewer than FLOWS_PER_CONTEXT. The count is
  * an upper bound: a flow the LRU evicted for another context's is still counted (the daemon sets
  * it to what the map holds each time it reads the context's flows); CPUs racing may pass the cap
  * by one each (the daemon prompts FLOWS_PER_CONTEXT at most).
@@ -237,21 +260,28 @@ static __always_inline void remember_flow(struct __sk_buff *skb, const struct ul
 	if (bpf_skb_load_bytes(skb, L4_OFF, fv.tcp, 32) < 0 && bpf_skb_load_bytes(skb, L4_OFF, fv.tcp, 20) < 0) return;
 	__u32 doff = (fv.tcp[12] >> 4) * 4;
 	if ((fv.tcp[13] & 0x07) != 0 || doff < 20 || doff > tcp_len) return;
+	/* Only a segment that acknowledges: its ACK number is what is remembered. */
+	if ((fv.tcp[13] & 0x10) == 0) return;
 	struct flow_key fk;
 	__builtin_memcpy(fk.local, wk->local, 16);
 	__builtin_memcpy(fk.peer, wk->peer, 16);
 	__builtin_memcpy(fk.ports, fv.tcp + 2, 2);
 	__builtin_memcpy(fk.ports + 2, fv.tcp, 2);
 	int known = bpf_map_lookup_elem(&shim6_flows, &fk) != 0;
-	if (!known) {
-		if (w->flows >= FLOWS_PER_CONTEXT) {
-			count(ST_FLOW_FULL);
-			return;
-		}
-		if (!connected_socket(skb, wk, fk.ports)) {
-			count(ST_FLOW_NOSOCK);
-			return;
-		}
+	if (!known && w->flows >= FLOWS_PER_CONTEXT) {
+		count(ST_FLOW_FULL);
+		return;
+	}
+	/* Known or not, the socket checks it: one forged segment must not replace what the real ones left. */
+	__u32 ack = ((__u32)fv.tcp[8] << 24) | ((__u32)fv.tcp[9] << 16) | ((__u32)fv.tcp[10] << 8) | fv.tcp[11];
+	int acks = socket_acks(skb, wk, fk.ports, ack);
+	if (acks < 0) {
+		count(ST_FLOW_NOSOCK);
+		return;
+	}
+	if (acks == 0) {
+		count(ST_FLOW_FORGED);
+		return;
 	}
 	/* The timestamp option first (NOP NOP TS, as Linux sends it): keep it alone; else no options. */
 	fv.hlen = (doff >= 32 && fv.tcp[20] == 1 && fv.tcp[21] == 1 && fv.tcp[22] == 8 && fv.tcp[23] == 10) ? 32 : 20;

@@ -149,7 +149,7 @@ export interface BpfEncapOptions {
 /** The programs' counters: the keys of `shim6_stats` in order (ST_* in native/bpf/shim6_tc.bpf.c). */
 const STATS = [
   'encapsulated', 'decapsulated', 'passedUnknownTag', 'passedLocator', 'unsupported', 'errors', 'passedDatagrams', 'toTun',
-  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed', 'toTunOther', 'passedDestination',
+  'flowsRemembered', 'flowsNoSocket', 'flowsFull', 'flowsClosed', 'toTunOther', 'passedDestination', 'flowsForged',
 ] as const;
 export type EncapStats = Record<typeof STATS[number], number>;
 

@@ -15,6 +15,11 @@
 //  - F7: a locator B withdrew (its address gone, an Update Request without it) is no source A's
 //    kernel decapsulates from any more: before, A's ingress entry kept it, and payloads with A's tag
 //    from it reached A's application while A's engine dropped them (locator-mismatch).
+//  - F8: a segment forged with B's ULID and a remembered flow's four-tuple (the flow's ports are no
+//    secret to whoever sees or guesses them) acknowledging what A never sent does not replace what
+//    A's kernel remembers of that flow: before, one such segment did (its ACK, sequence number,
+//    window and options), and the prompt after the next re-homing quoted them — a Packet Too Big
+//    and an ACK A's TCP drops as out of its window, the stream left to its backed-off RTO.
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
@@ -103,11 +108,26 @@ function flowTable(lab: Lab): Array<{ ours: number; peer: number }> {
   assert.fail('A\'s ingress program has no shim6_flows map');
 }
 
-/** A TCP ACK from `src`:`sport` to `dst`:`dport` (no options, no data), checksum filled in. */
-function tcpAck(src: string, dst: string, sport: number, dport: number): Uint8Array {
+/** The acknowledgment number A's kernel remembers for its flow with B's port `peer` (undefined: not remembered). */
+function rememberedAck(lab: Lab, peer: number): number | undefined {
+  const shown = nsExec(lab.a, ['tc', 'filter', 'show', 'dev', LAB_IF.P, 'ingress']).stdout;
+  const prog = /\bid (\d+) name shim6_ingress\b/.exec(shown)?.[1];
+  assert.ok(prog, `A's ingress program is attached to ${LAB_IF.P}: ${shown}`);
+  const maps = (JSON.parse(sh(['bpftool', 'prog', 'show', 'id', prog, '-j']).stdout) as { map_ids: number[] }).map_ids;
+  for (const id of maps) {
+    if ((JSON.parse(sh(['bpftool', 'map', 'show', 'id', String(id), '-j']).stdout) as { name: string }).name !== 'shim6_flows') continue;
+    const dump = JSON.parse(sh(['bpftool', 'map', 'dump', 'id', String(id), '-j']).stdout) as Array<{ key: string[]; value: string[] }>;
+    const e = dump.find((x) => ((parseInt(x.key[34]!, 16) << 8) | parseInt(x.key[35]!, 16)) === peer);
+    return e === undefined ? undefined : e.value.slice(0, 4).reduce((n, b) => n * 256 + parseInt(b, 16), 0);
+  }
+  assert.fail('A\'s ingress program has no shim6_flows map');
+}
+
+/** A TCP ACK from `src`:`sport` to `dst`:`dport` (no options, no data; acknowledging `ack`), checksum filled in. */
+function tcpAck(src: string, dst: string, sport: number, dport: number, ack = 67890): Uint8Array {
   const tcp = new Uint8Array(20);
   const v = new DataView(tcp.buffer);
-  v.setUint16(0, sport); v.setUint16(2, dport); v.setUint32(4, 12345); v.setUint32(8, 67890);
+  v.setUint16(0, sport); v.setUint16(2, dport); v.setUint32(4, 12345); v.setUint32(8, ack);
   tcp[12] = 5 << 4; tcp[13] = 0x10; v.setUint16(14, 65535);
   v.setUint16(16, ulpChecksum(src, dst, 6, tcp));
   return buildPacket(src, dst, 6, tcp);
@@ -313,4 +333,34 @@ test('F7: a locator B withdrew by an Update Request is no longer a source A\'s k
   t.diagnostic(`A's receiver: ${JSON.stringify(recv.lines)}; A's kernel counters before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
   assert.ok(!recv.lines.includes('got withdrawn'), 'a payload from the locator B withdrew was not delivered');
   assert.ok((after.passedLocator ?? 0) - (before.passedLocator ?? 0) >= 2, 'A\'s ingress program passed them to the daemon (not a verified locator any more)');
+});
+
+test('F8: a segment forged with a remembered flow\'s four-tuple, acknowledging what A never sent, does not replace that flow in A\'s kernel', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  const server = inNs(t, l.lab.b, `require('net').createServer((s)=>{s.on('data',()=>{});s.on('error',()=>{})}).listen(7000,'::',()=>console.log('listening'))`);
+  await waitFor(() => server.lines.includes('listening'), 'B\'s server listening');
+  inNs(t, l.lab.a, `const c=require('net').connect({host:${JSON.stringify(LAB_ADDR.bP)},port:7000},()=>{console.log('connected');setInterval(()=>c.write(Buffer.alloc(100)),200)});c.on('error',(e)=>console.log('error '+e.code))`);
+  await onPath(l, 'kernel');
+  let flows: Array<{ ours: number; peer: number }> = [];
+  await waitFor(() => (flows = flowTable(l.lab)).some((f) => f.peer === 7000), 'A\'s kernel remembers the real flow (B\'s port 7000)', 2 * DEADLINE_MS, 200);
+  const ours = flows.find((f) => f.peer === 7000)!.ours;
+  const real = rememberedAck(l.lab, 7000)!;
+  // An ACK half the sequence space away from the real one: never in what A sent.
+  const forged = (real + 0x80000000) >>> 0;
+  const before = packetsOf(await status(l));
+  const { sent } = await l.attacker.raw(Array.from({ length: 5 }, () => tcpAck(LAB_ADDR.bP, LAB_ADDR.aP, 7000, ours, forged)));
+  assert.equal(sent, 5, 'the attacker sent the forged segments');
+  // Seen by A's kernel once its stack has answered them (an ACK each, out of window: RFC 9293 §3.10.7.4) or the counter moved.
+  await waitFor(async () => (packetsOf(await status(l)).flowsForged ?? 0) - (before.flowsForged ?? 0) >= 5 || rememberedAck(l.lab, 7000) === forged, 'A\'s kernel saw the forged segments', DEADLINE_MS, 100);
+  const seen: number[] = [];
+  for (let i = 0; i < 5; i++) {
+    seen.push(rememberedAck(l.lab, 7000)!);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const after = packetsOf(await status(l));
+  t.diagnostic(`real ACK ${real}, forged ${forged}; remembered since: ${JSON.stringify(seen)}; counters ${JSON.stringify(after)}`);
+  assert.ok(!seen.includes(forged), 'the forged acknowledgment never replaced the real one');
+  assert.ok((after.flowsForged ?? 0) - (before.flowsForged ?? 0) >= 5, `counted: ${JSON.stringify(after)}`);
 });
