@@ -9,6 +9,7 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { EnvironmentError } from '../errors.ts';
+import { tiedToUs } from '../tied-child.ts';
 
 /** One global address of this host. */
 export interface LocalAddress {
@@ -173,10 +174,10 @@ export class LocatorWatcher {
     this.current = initial ?? readLocalAddresses(interfaces);
   }
 
-  /** Start `ip monitor`. */
+  /** Start `ip monitor` (killed by the kernel if this process dies first: tied-child.ts). */
   start(): void {
     this.stopped = false;
-    const proc = spawn('ip', ['-6', 'monitor', 'address', 'link'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const proc = spawn(...tiedToUs('ip', ['-6', 'monitor', 'address', 'link']), { stdio: ['ignore', 'pipe', 'ignore'] });
     this.proc = proc;
     proc.stdout?.on('data', (chunk: Buffer) => { if (!onlyAbout(String(chunk), this.ignoreLinks)) this.schedule(); });
     proc.on('error', () => undefined);
