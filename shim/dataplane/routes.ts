@@ -108,8 +108,11 @@ export class Routes implements RouteHook {
    * A daemon that crashed (SIGKILL) left its policy rules behind (its TUN
    * and the routes through it went with the process). Remove rules at our
    * preferences that point where ours point (also those of a version whose
-   * rules were `lookup main` and `not … lookup <table>`), so the new ones can be added, and its
-   * kept local locators' routes (on `lo`, they outlive it; one daemon per namespace owns the table).
+   * rules were `lookup main` and `not … lookup <table>`), so the new ones can be added, its
+   * kept local locators' routes (on `lo`, they outlive it) and its peer ULIDs' routes (those through
+   * a link, the kernel encapsulation's, outlive it too, as do those through a persistent TUN): one
+   * daemon per namespace owns both tables, and a route the new daemon does not know of would carry
+   * traffic no `shim6 status` shows (unencapsulated, out of a link).
    */
   removeStaleRules(): void {
     const r = spawnSync('ip', this.argv(['-6', 'rule', 'show']), { encoding: 'utf8', timeout: 5000 });
@@ -122,6 +125,7 @@ export class Routes implements RouteHook {
       const m = /^(\d+):\s+(.*?)\s*$/.exec(line.trim());
       if (m && ours.get(Number(m[1]))?.test(m[2]!)) this.ip(['-6', 'rule', 'del', 'pref', m[1]!], false);
     }
+    this.ip(['-6', 'route', 'flush', 'table', String(this.table)], false);
     this.ip(['-6', 'route', 'flush', 'table', String(this.localTable)], false);
   }
 
