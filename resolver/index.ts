@@ -7,7 +7,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { monotonicClock, type Millis } from '../shim/time.ts';
-import type { Logger } from '../shim/log.ts';
+import { hostPort, type Logger } from '../shim/log.ts';
 import { compose, DEFAULT_ORDER, type Handler, type Stage, type StageName } from './chain.ts';
 import { AnswerCache } from './answer-cache.ts';
 import { UpstreamPool, type UpstreamStatus } from './upstream.ts';
@@ -21,7 +21,7 @@ import type { ResolverConfig } from './config.ts';
 import { servfail } from './answer-build.ts';
 import { CLASS_IN, Rcode } from './message.ts';
 import type { RawLookup } from './capability-fetch.ts';
-import { nativeUdpStatus, type UdpBackend } from './udp-socket.ts';
+import { isWildcardHost, nativeUdpStatus, type UdpBackend } from './udp-socket.ts';
 import { UsageError } from '../shim/errors.ts';
 
 /** The capability stage's own questions carry the flags the forward stage uses for a client without DO or CD. */
@@ -111,6 +111,13 @@ export class Resolver {
     if (config.udp === 'native' && !native.available) throw new UsageError('EUDPBACKEND', `udp: native sockets unavailable: ${native.reason}`, 'udp');
     const udp: UdpBackend = config.udp === 'dgram' || !native.available ? 'dgram' : 'native';
     if (config.udp === 'auto' && !native.available) deps.log.child('resolver').warn('native UDP unavailable, using dgram', { reason: native.reason });
+    // dgram cannot choose an answer's source: on a wildcard listener a client that asked one of the
+    // host's addresses but the kernel's pick (a second address, 127.0.0.153 beside 127.0.0.1) drops it.
+    const wild = udp === 'dgram' ? config.listen.find((l) => isWildcardHost(l.host)) : undefined;
+    if (wild !== undefined) {
+      const why = config.udp === 'dgram' ? 'udp: dgram' : `the native backend is unavailable here (${native.reason})`;
+      throw new UsageError('EUDPBACKEND', `listen ${hostPort(wild.host, wild.port)}: a wildcard address needs the native UDP backend, which answers from the address each query came to; with ${why} an answer leaves from the address the kernel picks and a client that asked another drops it: listen on the host's addresses instead`, config.udp === 'dgram' ? 'udp' : 'listen');
+    }
     const r = new Resolver(config, deps, udp);
     try {
       await r.listeners.listen(config.listen, listen);

@@ -79,6 +79,18 @@ export class Endpoint {
   }
 }
 
+/**
+ * Whether `host` is a wildcard address (`::`, `0.0.0.0`, `::ffff:0.0.0.0`, in any spelling): a
+ * listener there takes datagrams to every address of the host, and only the native backend can
+ * answer each from the address it came to (IPV6_PKTINFO); dgram's answers leave from the address
+ * the kernel picks, which a client that asked another address drops.
+ */
+export function isWildcardHost(host: string): boolean {
+  if (net.isIP(host) === 0) return false;
+  const e = Endpoint.of(host, 0);
+  return e.w0 === 0 && e.w1 === 0 && (e.w2 === 0 || e.w2 === 0xffff) && e.w3 === 0;
+}
+
 /** Called per datagram; `bytes` and `from` are valid only during the call. */
 export type DatagramHandler = (bytes: Uint8Array, from: Endpoint) => void;
 
