@@ -165,6 +165,8 @@ export class Daemon {
   private claim: InstanceClaim | undefined;
   /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
+  /** The TUN is a persistent device made before the start (`ip tuntap add`): used as it is, and left at the stop. */
+  private tunPersistent = false;
   /** The kernel path's counters (docs/dataplane.md "Kernel path"); undefined: every context uses the TUN. */
   private kernel: NftKernelPath | undefined;
   /** The kernel encapsulation after a re-homing (bpf-encap.ts); undefined: re-homed contexts use the TUN. */
@@ -243,6 +245,8 @@ export class Daemon {
     daemon.kernel = plane.kernel;
     daemon.encap = plane.encap;
     daemon.savedTouchedAt = savedTouchedAt;
+    daemon.tunPersistent = plane.tun?.persistent === true;
+    if (daemon.tunPersistent) log.warn('the TUN is a persistent device made before the start: used as it is, and left at the stop (ip tuntap del to remove it)', { tun: plane.tun!.name });
     ref.daemon = daemon;
     let cachesImported: boolean;
     try {
@@ -562,7 +566,8 @@ export class Daemon {
     this.encap?.close();
     const cgaLeft = this.cgaUlid ? removeCgaAddress(this.cgaUlid.address) : [];
     if (cgaLeft.length > 0) this.log.warn('CGA ULID not removed', { address: this.cgaUlid!.address, errors: cgaLeft });
-    if (ran) this.log.info(this.routes ? `stopped: routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed` : 'stopped');
+    const removed = this.tunPersistent ? `routes${this.kernel ? ', rules and kernel path counters' : ' and rules'} removed; the persistent TUN ${this.config.tun.name} left` : `routes, rules${this.kernel ? ', kernel path counters' : ''} and TUN removed`;
+    if (ran) this.log.info(this.routes ? `stopped: ${removed}` : 'stopped');
     this.claim?.release();
   }
 

@@ -20,6 +20,25 @@ function notTun(name: string): string {
   return existsSync(`/sys/class/net/${name}/tun_flags`) ? ' (a TUN of that name exists: another process holds it)' : ` (${name} exists and is not a TUN device: choose another tun.name)`;
 }
 import type { PacketsHandler, TunDevice } from './tun.ts';
+import { readFileSync } from 'node:fs';
+
+/** IFF_PERSIST in /sys/class/net/NAME/tun_flags (linux/if_tun.h). */
+const IFF_PERSIST = 0x0800;
+
+/**
+ * A persistent TUN device of this name made before us (`ip tuntap add`): the kernel keeps it when
+ * its last fd closes, so it outlives every daemon. Undefined when there is none (the kernel then
+ * makes one that goes with our fd). `owner`/`group`: who besides root may open it (-1: nobody).
+ */
+export function persistentTun(name: string): { owner: number; group: number } | undefined {
+  if (!/^[\w.-]{1,15}$/.test(name)) return undefined;
+  const read = (f: string): string | undefined => {
+    try { return readFileSync(`/sys/class/net/${name}/${f}`, 'utf8').trim(); } catch { return undefined; }
+  };
+  const flags = read('tun_flags');
+  if (flags === undefined || (Number.parseInt(flags, 16) & IFF_PERSIST) === 0) return undefined;
+  return { owner: Number(read('owner') ?? -1), group: Number(read('group') ?? -1) };
+}
 
 /** Options of a real TUN device. */
 export interface LinuxTunOptions {
@@ -49,7 +68,9 @@ export class LinuxTun implements TunDevice {
 
   private constructor(private readonly native: NativeAddon, private readonly fd: number, readonly name: string, readonly mtu: number, batch: number,
     /** Whether the device runs with the virtio header (offloads). */
-    readonly offload: boolean) {
+    readonly offload: boolean,
+    /** A persistent device made before us (persistentTun): it stays when we close it. */
+    readonly persistent: boolean) {
     // One slot per packet, big enough for any packet the MTU allows (the kernel
     // never hands out more than the MTU without IFF_VNET_HDR offloads).
     const slot = Math.max(1280, mtu) + 64;
@@ -69,6 +90,13 @@ export class LinuxTun implements TunDevice {
   /** Open (or create) the TUN interface `opts.name`. Needs CAP_NET_ADMIN. */
   static open(opts: LinuxTunOptions): LinuxTun {
     const native = loadAddon();
+    // A persistent device another user may open (`ip tuntap add … user U`) would give that user
+    // whatever is routed into it whenever we do not hold it: after a crash, until the next start.
+    const persistent = persistentTun(opts.name);
+    if (persistent !== undefined && (![-1, 0].includes(persistent.owner) || ![-1, 0].includes(persistent.group))) {
+      const who = [persistent.owner >= 0 && persistent.owner !== 0 ? `uid ${persistent.owner}` : '', persistent.group >= 0 && persistent.group !== 0 ? `gid ${persistent.group}` : ''].filter(Boolean).join(' and ');
+      throw new EnvironmentError('ETUNOPEN', `cannot use TUN ${opts.name}: it is a persistent TUN device that ${who} may open too (ip tuntap add … user/group): remove it (ip tuntap del ${opts.name} mode tun) or choose another tun.name`);
+    }
     let fd: number, name: string, vnet: boolean;
     try {
       [fd, name, vnet] = native.open(opts.name, opts.offload ?? true);
@@ -76,7 +104,7 @@ export class LinuxTun implements TunDevice {
       const err = e as Error & { code?: string };
       throw new EnvironmentError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}${notTun(opts.name)}`);
     }
-    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet);
+    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet, persistent !== undefined);
   }
 
   onPackets(cb: PacketsHandler): void {

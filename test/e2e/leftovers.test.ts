@@ -3,11 +3,14 @@
 // `shim6 status` says what is there.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { TestContext } from 'node:test';
 import { CLANG, needs } from '../helpers/prereq.ts';
 import { hostWithLink, type Netns } from '../helpers/netns.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { BUILT_BIN, requireBuilt, tmpdir, track, type Proc } from '../install/built.ts';
 import { LAB_ADDR, LAB_IF, nsExec } from '../../lab/topology.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
@@ -34,6 +37,14 @@ function runningIn(ns: Netns): string[] {
 async function nothingRunsIn(ns: Netns, what: string): Promise<void> {
   await waitFor(() => pidsIn(ns).length === 0, what).catch(() => undefined);
   assert.deepEqual(runningIn(ns), [], what);
+}
+
+/** `shim6 daemon` in `ns` with `config`, up (its ready line). */
+async function startDaemon(t: TestContext, ns: Netns, config: string): Promise<Proc> {
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', config], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  assert.match(d.out(), /daemon ready/, d.out());
+  return d;
 }
 
 test('the locator watcher\'s `ip monitor` dies with its process (SIGKILL) on a host where no address or link changes afterwards', { timeout: 120_000 }, async (t) => {
@@ -74,4 +85,39 @@ test('a daemon killed while a context was on the kernel encapsulation left its p
   const st = await controlRequest(labDaemonFiles(lab, 'a').control, 'status') as unknown as { daemon: { routed: string[] } };
   assert.deepEqual(st.daemon.routed, [], 'the new daemon routes nothing');
   assert.equal(table(), '', 'and table 5533 holds nothing either');
+});
+
+// A persistent TUN of the configured name (ip tuntap add) is attached to, not made: it outlives every
+// daemon. The daemon said nothing of it, and its stop said `TUN removed` of a device still there.
+test('a persistent TUN made before the start is used and said to be, taken again after SIGKILL, and left at the stop, which says so; one another user may open is refused', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'leftover-tun-');
+  const { net, ns } = hostWithLink(t, 'lfp');
+  net.run(ns, ['ip', 'tuntap', 'add', 'lfptun', 'mode', 'tun']);
+  const config = (tun: string): string => {
+    const file = path.join(dir, `${tun}.json`);
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['lfp0'], tun: { name: tun }, dataPath: 'tun', cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'c.sock') }));
+    return file;
+  };
+  const first = await startDaemon(t, ns, config('lfptun'));
+  assert.match(first.out(), /the TUN is a persistent device made before the start: used as it is, and left at the stop/, first.out());
+  first.child.kill('SIGKILL');
+  await first.exited();
+  assert.equal(net.tryRun(ns, ['ip', 'link', 'show', 'lfptun']).status, 0, 'the persistent TUN outlives the killed daemon');
+  const second = await startDaemon(t, ns, config('lfptun'));
+  second.child.kill('SIGTERM');
+  assert.equal(await second.exited(), 0, second.out());
+  assert.match(second.out(), /stopped: routes and rules removed; the persistent TUN lfptun left/, second.out());
+  assert.doesNotMatch(second.out(), /TUN removed/);
+  assert.equal(net.tryRun(ns, ['ip', 'link', 'show', 'lfptun']).status, 0, 'left, as said');
+  assert.doesNotMatch(net.run(ns, ['ip', '-6', 'rule']).stdout, /^553[234]:/m, 'no rule of ours');
+  assert.equal(net.run(ns, ['ip', '-6', 'route', 'show', 'table', '5533']).stdout.trim(), '', 'nothing routed through it');
+
+  // A persistent TUN user nobody may open would get what is routed into it whenever no daemon holds it.
+  net.run(ns, ['ip', 'tuntap', 'add', 'lfpu', 'mode', 'tun', 'user', '65534']);
+  const refused = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', config('lfpu')], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  assert.equal(await refused.exited(), 1, refused.out());
+  assert.match(refused.out(), /^shim6: error ETUNOPEN: cannot use TUN lfpu: it is a persistent TUN device that uid 65534 may open too/m, refused.out());
+  assert.doesNotMatch(net.run(ns, ['ip', '-6', 'rule']).stdout, /^553[234]:/m, 'nothing set up');
 });
