@@ -87,7 +87,12 @@ function lockNamespace(dir: string): { fd: number; file: string } {
       const locked = fstatSync(fd);
       if (here !== undefined && here.ino === locked.ino && here.dev === locked.dev) {
         ftruncateSync(fd, 0);
-        writeSync(fd, `${process.pid}\n`, 0);
+        // The pid only names the holder in a refusal: a full runtime directory (/run is a small
+        // tmpfs) leaves the file empty, and the lock still is the claim.
+        try { writeSync(fd, `${process.pid}\n`, 0); } catch (err) {
+          const code = (err as NodeJS.ErrnoException).code;
+          if (code !== 'ENOSPC' && code !== 'EDQUOT') throw err;
+        }
         return { fd, file };
       }
     } catch (err) {

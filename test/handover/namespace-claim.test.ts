@@ -136,3 +136,34 @@ console.log(JSON.stringify(rounds));
   assert.ok(existsSync(path.join(stateDir, STATE_FILE)), 'and its state');
   assert.equal(readFileSync(rc, 'utf8'), stub);
 });
+
+// A full /run (journald, an application's files): writing the holder's pid into the lock file
+// failed with a bare `ENOSPC: no space left on device, write`, the start with it, and the empty
+// lock file was left behind. The pid only names the holder in a refusal: the lock is the claim.
+test('a runtime directory with no space left: the claim is taken all the same (the pid is for the refusal\'s message only), a second claim refused, the file gone at the release', { timeout: 60_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount', 'flock'] })) return;
+  const dir = path.join(tmpdir(t, 'claim-full-'), 'run');
+  mkdirSync(dir);
+  const driver = `
+const { claimNamespace } = await import(process.argv[1]);
+const dir = process.argv[2];
+const out = {};
+try {
+  const first = await claimNamespace('\\0shim6-test-full-' + process.pid, { lockDir: dir });
+  out.first = 'claimed';
+  try { await claimNamespace('\\0shim6-test-full2-' + process.pid, { lockDir: dir }); out.second = 'claimed'; } catch (e) { out.second = e.code; }
+  first.release();
+  out.after = (await import('node:fs')).readdirSync(dir).filter((f) => f.endsWith('.lock'));
+} catch (e) { out.first = String(e.code ?? '') + ' ' + e.message; }
+console.log(JSON.stringify(out));
+`;
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-ec',
+    `mount -t tmpfs -o size=16k,mode=0755 tmpfs "$1"; dd if=/dev/zero of="$1/fill" bs=4k count=16 2>/dev/null || true; shift; exec "$@"`, 'sh', dir,
+    process.execPath, ...(fromSources ? ['--import', 'tsx'] : []), '--input-type=module', '-e', driver, moduleUrl('instance-lock'), dir],
+  { encoding: 'utf8', timeout: 50_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim().split('\n').pop()!) as { first: string; second?: string; after?: string[] };
+  assert.equal(out.first, 'claimed', JSON.stringify(out));
+  assert.equal(out.second, 'EDAEMON_RUNNING', 'the lock still keeps one daemon per namespace');
+  assert.deepEqual(out.after, [], 'no lock file left');
+});
