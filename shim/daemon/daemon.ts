@@ -34,7 +34,7 @@ import { LinuxTun } from '../dataplane/tun-linux.ts';
 import { DgramTransport, type UdpTransport } from '../dataplane/udp.ts';
 import { NativeUdpTransport, plainIpv6Sender } from '../dataplane/udp-native.ts';
 import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
-import { NftKernelPath } from '../dataplane/kernel-path.ts';
+import { NftKernelPath, removeStaleTable as removeStaleKernelTable } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, REREAD_AFTER_FAILURE_MS, type LocalAddress, type LocatorDiff } from './locators.ts';
@@ -1022,7 +1022,12 @@ function enginePeers(peers: DaemonConfig['peers']): PeerConfig[] {
  * that cannot be had is EnvironmentError EKERNELPATH.
  */
 export function openKernelPath(config: DaemonConfig, log: Logger): NftKernelPath | undefined {
-  if (config.dataPath === 'tun') return undefined;
+  if (config.dataPath === 'tun') {
+    // The table a daemon killed on the kernel path left (open() removes it otherwise): its counters
+    // and its log rule would stay on every packet of the host for good.
+    if (removeStaleKernelTable({ port: config.port })) log.info('removed the kernel path table a previous daemon left');
+    return undefined;
+  }
   try {
     const k = NftKernelPath.open({ port: config.port, tripwire: { group: KERNEL_WAKE_GROUP, quietMs: kernelQuietMs(config) } });
     if (k.tripwireError !== undefined) log.warn('kernel path: no wake-up from the kernel, its counters are read on a fixed clock while a context is on it, traffic or not', { error: k.tripwireError, everyMs: kernelPollMs(config) });

@@ -121,3 +121,29 @@ test('a persistent TUN made before the start is used and said to be, taken again
   assert.match(refused.out(), /^shim6: error ETUNOPEN: cannot use TUN lfpu: it is a persistent TUN device that uid 65534 may open too/m, refused.out());
   assert.doesNotMatch(net.run(ns, ['ip', '-6', 'rule']).stdout, /^553[234]:/m, 'nothing set up');
 });
+
+// The kernel path's nftables table was removed as a crashed daemon's only by a start that took the
+// kernel path again: after a switch to `dataPath: tun` it stayed for good (its counters and its
+// log rule on every packet of the host), and a clean stop of the new daemon left it too.
+test('a daemon killed on the kernel path with discovery on; the next start, on the TUN path with discovery off, removes both of its nftables tables', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'leftover-nft-');
+  const { net, ns } = hostWithLink(t, 'lfn');
+  const config = (extra: Record<string, unknown>): string => {
+    const file = path.join(dir, 'c.json');
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['lfn0'], tun: { name: 'lfntun' }, cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'c.sock'), ...extra }));
+    return file;
+  };
+  const tables = (): string => net.run(ns, ['nft', 'list', 'tables']).stdout.trim();
+  const first = await startDaemon(t, ns, config({ dataPath: 'kernel', discovery: 'integrated' }));
+  assert.match(tables(), /table ip6 shim6_kernel/, 'the kernel path\'s table');
+  assert.match(tables(), /table ip6 shim6$/m, 'discovery\'s table');
+  first.child.kill('SIGKILL');
+  await first.exited();
+  const second = await startDaemon(t, ns, config({ dataPath: 'tun', discovery: 'off' }));
+  assert.equal(tables(), '', 'the killed daemon\'s tables gone at the start');
+  second.child.kill('SIGTERM');
+  assert.equal(await second.exited(), 0, second.out());
+  assert.equal(tables(), '');
+});
