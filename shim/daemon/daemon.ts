@@ -38,7 +38,7 @@ import { NftKernelPath, removeStaleTable as removeStaleKernelTable } from '../da
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
 import { LocatorWatcher, readLocalAddresses, REREAD_AFTER_FAILURE_MS, type LocalAddress, type LocatorDiff } from './locators.ts';
-import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, savedContexts, shiftedTimes, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
+import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, removeStaleCacheTemps, savedContexts, shiftedTimes, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { inPersistTimer, openConnections, unackedTcpFlows, withOpenedSince, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
 import { NewFlows, removeStaleNewFlowsTable } from '../dataplane/new-flows.ts';
@@ -223,6 +223,10 @@ export class Daemon {
     // Read before the engine is built: an open connection bound to a ULID of the previous daemon's
     // contexts whose address is gone keeps it (identify: among our locators, BROKEN, with the PDS
     // that proves it, so its contexts carry its own proof, not our ULID's).
+    if (!off) {
+      const temps = removeStaleCacheTemps(config.cacheFile);
+      if (temps.length > 0) log.info('removed the cache file\'s temp files a killed daemon left', { files: temps });
+    }
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     const savedTouchedAt = saved ? cacheFileTime(config.cacheFile, saved.file) : undefined;
     const open = off ? [] : openConnections(true);

@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { CLANG, needs } from '../helpers/prereq.ts';
@@ -146,4 +146,26 @@ test('a daemon killed on the kernel path with discovery on; the next start, on t
   second.child.kill('SIGTERM');
   assert.equal(await second.exited(), 0, second.out());
   assert.equal(tables(), '');
+});
+
+// The cache file is written to `<file>.<pid>.tmp` and renamed: a daemon killed (or a power cut)
+// during a write left the temp file, up to the caches' tens of megabytes, one more per crash, for good.
+test('the cache file\'s temp file a killed daemon left (another pid, gone) is removed at the next start; a live process\'s is not', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'leftover-tmp-');
+  const { ns } = hostWithLink(t, 'lft');
+  const cache = path.join(dir, 'caches.json');
+  const gone = spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' });
+  const deadTmp = `${cache}.${Number(gone.stdout)}.tmp`;
+  const liveTmp = `${cache}.${process.pid}.tmp`;
+  writeFileSync(deadTmp, '{"positive":[');
+  writeFileSync(liveTmp, '{"positive":[');
+  const file = path.join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['lft0'], tun: { name: 'lfttun' }, cacheFile: cache, controlSocket: path.join(dir, 'c.sock') }));
+  const d = await startDaemon(t, ns, file);
+  assert.equal(existsSync(deadTmp), false, `${deadTmp} removed`);
+  assert.equal(existsSync(liveTmp), true, 'a live process\'s temp file is left alone');
+  d.child.kill('SIGTERM');
+  assert.equal(await d.exited(), 0, d.out());
 });
