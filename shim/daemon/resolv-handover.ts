@@ -23,6 +23,7 @@
 import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync, linkSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { writeAllSync } from './write-all.ts';
+import { removeOrphanedTemps } from './orphan-temps.ts';
 import path from 'node:path';
 import { badValueCode, EnvironmentError, UsageError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
@@ -395,6 +396,8 @@ function readCurrent(file: string): Buffer | undefined {
  */
 function writeResolvConf(file: string, data: Buffer, meta: { mode: number; uid: number; gid: number }): void {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.shim6-${process.pid}`);
+  // Those a writer killed before its rename left (a SIGKILL, a power cut): in /etc for good otherwise.
+  removeOrphanedTemps(path.dirname(file), `.${path.basename(file)}.shim6-`, '');
   let renamed = false;
   try {
     writeFileSync(tmp, data, { mode: meta.mode, flag: 'wx' });

@@ -6,7 +6,8 @@
  * `loadCaches` / `saveCaches` keep the capability caches across restarts in
  * the cache file (written atomically, mode 0600).
  */
-import { closeSync, constants, fstatSync, fsyncSync, lstatSync, mkdirSync, openSync, readdirSync, readSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { closeSync, constants, fstatSync, fsyncSync, mkdirSync, openSync, readSync, renameSync, rmSync, statSync, utimesSync } from 'node:fs';
+import { removeOrphanedTemps } from './orphan-temps.ts';
 import { writeAllSync } from './write-all.ts';
 import path from 'node:path';
 import type { Millis } from '../time.ts';
@@ -184,34 +185,12 @@ export function shiftedTimes<T extends CacheSnapshot>(data: T, by: number): T {
   return by === 0 ? data : { ...data, positive: data.positive.map(move), negative: data.negative.map(move) };
 }
 
-/** Whether process `pid` is alive (signal 0: EPERM means it is, another user's). */
-function alive(pid: number): boolean {
-  try { process.kill(pid, 0); return true; } catch (err) { return (err as NodeJS.ErrnoException).code === 'EPERM'; }
-}
-
 /**
  * The temp files of `file` (saveCaches: `<file>.<pid>.tmp`) whose writer is gone — a daemon killed
- * (or a power cut) during a write left them, each up to the caches' size — removed; a live
- * process's are left alone, as is anything not a regular file. Returns those removed.
+ * (or a power cut) during a write left them, each up to the caches' size — removed (orphan-temps.ts).
  */
 export function removeStaleCacheTemps(file: string): string[] {
-  const dir = path.dirname(file);
-  const base = path.basename(file);
-  let names: string[];
-  try { names = readdirSync(dir); } catch { return []; }
-  const removed: string[] = [];
-  for (const name of names) {
-    if (!name.startsWith(`${base}.`) || !name.endsWith('.tmp')) continue;
-    const pid = name.slice(base.length + 1, -'.tmp'.length);
-    if (!/^[1-9]\d{0,9}$/.test(pid) || Number(pid) === process.pid || alive(Number(pid))) continue;
-    const p = path.join(dir, name);
-    try {
-      if (!lstatSync(p).isFile()) continue;
-      rmSync(p);
-      removed.push(p);
-    } catch { /* gone meanwhile, or not ours to remove */ }
-  }
-  return removed;
+  return removeOrphanedTemps(path.dirname(file), `${path.basename(file)}.`, '.tmp');
 }
 
 /**

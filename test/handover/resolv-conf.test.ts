@@ -518,3 +518,25 @@ setInterval(() => {}, 1000);
   assert.equal(readFileSync(rc, 'utf8'), VIA_RESOLVED, 'the host\'s own resolv.conf is back');
   assert.equal(existsSync(path.join(stateDir, STATE_FILE)), false);
 });
+
+// resolv.conf is written to `.resolv.conf.shim6-<pid>` beside it, flushed, and renamed: a daemon
+// killed (or a power cut) before the rename left that file in /etc for good.
+test('the temp file a killed hand-over left beside resolv.conf (another pid, gone) is removed by the next hand-over; a live process\'s is not', (t) => {
+  const dir = tmpdir(t, 'handover-tmp-');
+  const rc = path.join(dir, 'resolv.conf');
+  const stateDir = path.join(dir, 'state');
+  mkdirSync(stateDir);
+  writeFileSync(rc, 'nameserver 192.0.2.53\n');
+  const gone = Number(spawnSync(process.execPath, ['-e', 'console.log(process.pid)'], { encoding: 'utf8' }).stdout);
+  const live = spawn('sleep', ['600'], { stdio: 'ignore' });
+  t.after(() => { live.kill('SIGKILL'); });
+  const deadTmp = path.join(dir, `.resolv.conf.shim6-${gone}`);
+  const liveTmp = path.join(dir, `.resolv.conf.shim6-${live.pid}`);
+  writeFileSync(deadTmp, '# Written by shim6\nnameserver 127.0.0.153\n');
+  writeFileSync(liveTmp, '# Written by shim6\nnameserver 127.0.0.153\n');
+  const h = ResolvHandover.apply({ nameservers: ['127.0.0.153'], stateDir, resolvConf: rc, log: quietLog });
+  assert.equal(existsSync(deadTmp), false, 'the killed writer\'s temp file is gone');
+  assert.equal(existsSync(liveTmp), true, 'a live process\'s is left');
+  h.restore();
+  assert.equal(readFileSync(rc, 'utf8'), 'nameserver 192.0.2.53\n');
+});
