@@ -9,7 +9,13 @@
  */
 import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 import { EnvironmentError } from '../errors.ts';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import type { PacketsHandler, TunDevice } from './tun.ts';
+
+/** IFF_PERSIST, IFF_TAP, IFF_MULTI_QUEUE in /sys/class/net/NAME/tun_flags (linux/if_tun.h). */
+const IFF_PERSIST = 0x0800;
+const IFF_TAP = 0x0002;
+const IFF_MULTI_QUEUE = 0x0100;
 
 /**
  * Why a TUNSETIFF failed when the name is taken by a link of another kind (a veth, an Ethernet
@@ -17,13 +23,15 @@ import { existsSync } from 'node:fs';
  */
 function notTun(name: string): string {
   if (!/^[\w.-]{1,15}$/.test(name) || !existsSync(`/sys/class/net/${name}`)) return '';
-  return existsSync(`/sys/class/net/${name}/tun_flags`) ? ' (a TUN of that name exists: another process holds it)' : ` (${name} exists and is not a TUN device: choose another tun.name)`;
+  let flags: number;
+  try { flags = Number.parseInt(readFileSync(`/sys/class/net/${name}/tun_flags`, 'utf8'), 16); } catch {
+    return ` (${name} exists and is not a TUN device: choose another tun.name)`;
+  }
+  // A persistent device of another kind (ip tuntap add): TUNSETIFF says only "Invalid argument".
+  if ((flags & IFF_TAP) !== 0) return ` (${name} is a TAP device, not a TUN: choose another tun.name)`;
+  if ((flags & IFF_MULTI_QUEUE) !== 0) return ` (${name} is a multi-queue TUN device (ip tuntap add … multi_queue): remove it or choose another tun.name)`;
+  return ' (a TUN of that name exists: another process holds it)';
 }
-import type { PacketsHandler, TunDevice } from './tun.ts';
-import { readFileSync } from 'node:fs';
-
-/** IFF_PERSIST in /sys/class/net/NAME/tun_flags (linux/if_tun.h). */
-const IFF_PERSIST = 0x0800;
 
 /**
  * A persistent TUN device of this name made before us (`ip tuntap add`): the kernel keeps it when

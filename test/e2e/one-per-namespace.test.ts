@@ -47,7 +47,7 @@ test('start errors a sysadmin meets name the cause: an interface that does not e
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   requireBuilt();
   const dir = tmpdir(t, 'start-errors-');
-  const { ns } = hostWithLink(t, 'ser');
+  const { net, ns } = hostWithLink(t, 'ser');
   const run = async (extra: Record<string, unknown>): Promise<string> => {
     const file = path.join(dir, 'c.json');
     writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['ser0'], tun: { name: 'sertun' }, cacheFile: path.join(dir, 'c.json.cache'), controlSocket: path.join(dir, 'c.sock'), ...extra }));
@@ -57,6 +57,12 @@ test('start errors a sysadmin meets name the cause: an interface that does not e
   };
   assert.match(await run({ interfaces: ['eth9'] }), /ENOLOCATOR: no global IPv6 address found on eth9 \(no such interface: eth9\)/);
   assert.match(await run({ tun: { name: 'ser1' } }), /ETUNOPEN: cannot open TUN ser1: .*\(ser1 exists and is not a TUN device: choose another tun\.name\)/);
+  // A persistent TAP or multi-queue TUN of that name (ip tuntap add): the kernel says only "Invalid
+  // argument", and the message blamed another process holding it.
+  net.run(ns, ['ip', 'tuntap', 'add', 'sertap', 'mode', 'tap']);
+  net.run(ns, ['ip', 'tuntap', 'add', 'sermq', 'mode', 'tun', 'multi_queue']);
+  assert.match(await run({ tun: { name: 'sertap' } }), /ETUNOPEN: cannot open TUN sertap: .*\(sertap is a TAP device, not a TUN: choose another tun\.name\)/);
+  assert.match(await run({ tun: { name: 'sermq' } }), /ETUNOPEN: cannot open TUN sermq: .*\(sermq is a multi-queue TUN device \(ip tuntap add … multi_queue\): remove it or choose another tun\.name\)/);
 });
 
 test('a start refused for its dnsUpdate key ends with its error (exit 2), its TUN gone; a user that is not root is told ENOTROOT', { timeout: 180_000 }, async (t) => {
