@@ -18,7 +18,7 @@ import { hostPort, Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { monotonicClock, ms, type Millis } from '../time.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
-import { Engine, cryptoRng, type CapabilityCache, type EngineEvent, type LocalLocator, type PeerConfig, type Timers } from '../engine/index.ts';
+import { Engine, cryptoRng, MAX_LOCAL_LOCATORS, type CapabilityCache, type EngineEvent, type LocalLocator, type PeerConfig, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
 import { ResolverGroup } from '../../resolver/workers.ts';
 import { readSystemResolvers, type ResolverConfig } from '../../resolver/config.ts';
@@ -885,6 +885,9 @@ export class Daemon {
     // (tentative); one already bound stays as it is.
     for (const a of [...diff.added, ...diff.cameUp]) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
     const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
+    if (locals.length === MAX_LOCAL_LOCATORS && now.some((a) => !locals.some((l) => l.address === a.address))) {
+      this.log.warn('more addresses than a Locator List holds: announcing the first', { addresses: now.length, announced: locals.length, bound: MAX_LOCAL_LOCATORS });
+    }
     if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
       this.command((e, t) => e.setLocalLocators(t, locals));
     }
@@ -1124,6 +1127,8 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
  * restored.ts) come last, BROKEN unless the host has the address again, never
  * the ULID of a new daemon. Each HBA member, and each restored ULID, carries
  * its own PDS (LocalLocator.cgaParams): the proof its contexts send.
+ * At most MAX_LOCAL_LOCATORS in all: a host with more addresses announces the
+ * first ones in this order (the kept ULIDs always).
  */
 export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[], restored?: ReadonlyMap<Ipv6, Uint8Array | undefined>): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
@@ -1134,11 +1139,14 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     const i = members.indexOf(a);
     return i < 0 ? members.length : i;
   };
-  const present = [...found]
-    .filter((a, i, all) => all.findIndex((b) => b.address === a.address) === i)
-    // Usable before down ones (a link down at start): without an HBA set the first is the ULID.
-    .sort((x, y) => rank(x.address) - rank(y.address) || Number(!x.up) - Number(!y.up));
-  const gone = [...(restored?.keys() ?? [])].filter((u) => !present.some((a) => a.address === u));
+  const all = [...found]
+    .filter((a, i, every) => every.findIndex((b) => b.address === a.address) === i)
+    // Usable before down ones (a link down at start), preferred before deprecated: without an HBA set the first is the ULID.
+    .sort((x, y) => rank(x.address) - rank(y.address) || Number(!x.up) - Number(!y.up) || Number(x.deprecated === true) - Number(y.deprecated === true));
+  const gone = [...(restored?.keys() ?? [])].filter((u) => !all.some((a) => a.address === u));
+  // At most MAX_LOCAL_LOCATORS in all (what a peer keeps, what a message holds): the kept ULIDs
+  // stay (contexts name them), the host's addresses are cut from the end of that order.
+  const present = all.slice(0, Math.max(1, MAX_LOCAL_LOCATORS - gone.length));
   const params = (a: Ipv6): Uint8Array | undefined => {
     const m = hba?.members.find((x) => x.address === a);
     return restored?.get(a) ?? (m !== undefined && typeof m.params === 'string' && m.params !== '' ? memberParams(m) : undefined);

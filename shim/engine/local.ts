@@ -17,6 +17,15 @@ import { advertisedKeepaliveSeconds, mustAdvertiseKeepalive } from './config.ts'
 import { localMethods, signLocatorList } from './cga.ts';
 import { verifyHbaAddress } from '../wire/hba.ts';
 import { verifyCga } from '../wire/cga.ts';
+import { MAX_PEER_LOCATORS } from './context.ts';
+
+/**
+ * Entries of our Locator List: as many as a peer keeps of it (MAX_PEER_LOCATORS). More would
+ * reach no peer, and past about a hundred the Update Request, I2 or R2 carrying the list is more
+ * than a Shim6 message holds (2,048 octets) and cannot be built at all. The caller orders the list
+ * (the ULID first, then what matters most): a longer one is cut to its first entries.
+ */
+export const MAX_LOCAL_LOCATORS = MAX_PEER_LOCATORS;
 
 export class LocalSet {
   locators: LocalLocator[];
@@ -27,7 +36,7 @@ export class LocalSet {
   private readonly proves = new Map<Ipv6, boolean>();
 
   constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number, private readonly key?: KeyObject) {
-    this.locators = locators.map((l) => ({ ...l }));
+    this.locators = locators.slice(0, MAX_LOCAL_LOCATORS).map((l) => ({ ...l }));
     this.generation = firstGeneration >>> 0;
   }
 
@@ -41,8 +50,9 @@ export class LocalSet {
     return this.locators.filter((l) => ((l.flags ?? 0) & LocatorFlag.BROKEN) === 0).map((l) => l.address);
   }
 
-  /** Replace the set (a new generation). Returns false when nothing changed. */
-  replace(locators: LocalLocator[]): boolean {
+  /** Replace the set (a new generation; its first MAX_LOCAL_LOCATORS). Returns false when nothing changed. */
+  replace(all: LocalLocator[]): boolean {
+    const locators = all.length > MAX_LOCAL_LOCATORS ? all.slice(0, MAX_LOCAL_LOCATORS) : all;
     const same = locators.length === this.locators.length && locators.every((l, i) => {
       const o = this.locators[i]!;
       return o.address === l.address && (o.flags ?? 0) === (l.flags ?? 0) && (o.priority ?? 0) === (l.priority ?? 0) && (o.weight ?? 0) === (l.weight ?? 0)

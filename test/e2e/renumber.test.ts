@@ -11,7 +11,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
-import { LAB_ADDR, LAB_IF, nsExec, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, LAB_IF, nsExec, nsIpBatch, type Lab } from '../../lab/topology.ts';
 import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from '../../lab/dns.ts';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
@@ -20,7 +20,8 @@ import { LAB_STUB, labDaemonFiles, type LogRecord } from '../../lab/daemons.ts';
 import { runStream } from '../../lab/run.ts';
 import { LAB_ADDR_R, LAB_IF_R, LAB_INTERFACES_R, addAddress, deprecateAddress, linkRUp, removeAddress } from '../../lab/renumber.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
-import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, waitLog, STREAM_RATE } from './fixture.ts';
+import { E2E_TIMEOUT_MS, freshLab, log, oneDaemon, streamIntact, waitLog, STREAM_RATE } from './fixture.ts';
+import { MAX_PEER_LOCATORS } from '../../shim/engine/index.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const PREREQ = { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] };
@@ -189,4 +190,30 @@ test('renumbering, removed outright: the address the stream runs on is deleted w
   // Nothing A's host said about the lost address (its ICMPv6 "no route" for B's probes to it) opened another context with B.
   const others = log(lab, 'a').filter((x) => x.msg === 'context-initiated' && x.peerUlid === LAB_ADDR.bP && x.localUlid !== LAB_ADDR.aP);
   assert.deepEqual(others, [], 'no second context with B');
+});
+
+// A host given many addresses at once (a delegated prefix handed out to containers, a script's
+// mistake): more than a Locator List holds. The daemon announces what a peer keeps (at most
+// MAX_PEER_LOCATORS, its own ULID and usable ones first), never a message it cannot build, and
+// goes on: the stream runs through both changes.
+test('renumbering, many addresses at once: 120 addresses added in one go, then removed in one go; A announces at most a Locator List\'s bound, keeps running, no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t);
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 8000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const many = Array.from({ length: 120 }, (_, i) => `2001:db8:3::1:${(i + 1).toString(16)}`);
+  const addedAt = Date.now();
+  nsIpBatch(lab.a, many.map((a) => ['addr', 'add', `${a}/64`, 'dev', LAB_IF_R, 'nodad']));
+  const upd = await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && Date.parse(r.ts) >= addedAt && (r.locators as string[]).some((l) => many.includes(l)));
+  const listed = upd.locators as string[];
+  assert.ok(listed.length <= MAX_PEER_LOCATORS, `B keeps at most ${MAX_PEER_LOCATORS} of A's locators (${listed.length})`);
+  assert.ok(listed.includes(LAB_ADDR.aP) && listed.includes(LAB_ADDR.aQ), 'A\'s HBA members are among those announced');
+  const removedAt = Date.now();
+  nsIpBatch(lab.a, many.map((a) => ['addr', 'del', `${a}/64`, 'dev', LAB_IF_R]));
+  await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && Date.parse(r.ts) >= removedAt && !(r.locators as string[]).some((l) => many.includes(l)));
+  const r = await stream;
+  t.diagnostic(`stall ${r.stall_ms} ms, ${r.bytes_sent} bytes`);
+  streamIntact(r);
+  assert.ok((await status(lab, 'a')).engine.contexts.some((c) => c.peerUlid === LAB_ADDR.bP && c.state === 'ESTABLISHED'), 'A\'s daemon runs on, its context with B up');
 });

@@ -10,6 +10,7 @@ import { needs } from '../helpers/prereq.ts';
 import { diffLocators, LocatorWatcher, onlyAbout, parseIpAddrJson, readLocalAddresses, type LocalAddress, type LocatorDiff } from '../../shim/daemon/locators.ts';
 import { EnvironmentError } from '../../shim/errors.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
+import { MAX_LOCAL_LOCATORS } from '../../shim/engine/index.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
 
@@ -203,3 +204,13 @@ async function startWatcher(t: TestContext, name: string, dev: string, lines: st
   child.stdout.on('data', (d: Buffer) => { buf += d.toString(); const parts = buf.split('\n'); buf = parts.pop() ?? ''; lines.push(...parts); });
   await waitFor(() => lines.includes('ready'), 'the watcher');
 }
+
+test('more addresses than a Locator List holds: the first MAX_LOCAL_LOCATORS in order, the ULID and the kept ULIDs always, preferred before deprecated', () => {
+  const found: LocalAddress[] = Array.from({ length: 100 }, (_, i) => ({ address: `2001:db8:9::${(i + 1).toString(16)}`, ifname: 'o', up: true, ...(i % 2 === 0 ? { deprecated: true as const } : {}) }));
+  const kept = new Map([['2001:db8:7::1', undefined], ['2001:db8:7::2', undefined]]);
+  const l = orderLocators(found, undefined, '2001:db8:9::1', '2001:db8:9::1', kept);
+  assert.equal(l.length, MAX_LOCAL_LOCATORS);
+  assert.equal(l[0]!.address, '2001:db8:9::1', 'the ULID first');
+  assert.deepEqual(l.slice(-2).map((x) => x.address), ['2001:db8:7::1', '2001:db8:7::2'], 'the kept ULIDs last');
+  assert.ok(l.slice(1, -2).every((x) => x.flags === 0), 'preferred addresses before deprecated ones');
+});
