@@ -888,11 +888,11 @@ export class Daemon {
     if (locals.length === MAX_LOCAL_LOCATORS && now.some((a) => !locals.some((l) => l.address === a.address))) {
       this.log.warn('more addresses than a Locator List holds: announcing the first', { addresses: now.length, announced: locals.length, bound: MAX_LOCAL_LOCATORS });
     }
-    if (diff.added.length || diff.removed.length || diff.cameUp.length || diff.deprecated.length || diff.renewed.length) {
-      this.command((e, t) => e.setLocalLocators(t, locals));
-    }
-    this.publishLocators(locals);
+    // A link down: explore at once (localLocatorDown), then the whole set, which may change more than
+    // that locator's flag (a deprecated address is usable again when no preferred one is left up).
     for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
+    this.command((e, t) => e.setLocalLocators(t, locals));
+    this.publishLocators(locals);
     for (const a of diff.removed) void driver.unbindLocator(a);
   }
 }
@@ -1119,8 +1119,10 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
  * prefix-vector order, so the first is the ULID), then other addresses;
  * addresses on links that are down are flagged BROKEN (RFC 5533 §5.15.3).
  * Deprecated addresses (preferred lifetime 0, RFC 4862 §5.5.4) are flagged
- * BROKEN too: announced so that peers stop sending there and our contexts move
- * off them while they still work (a removed address leaves the list). A
+ * BROKEN too while a preferred address is up: announced so that peers stop
+ * sending there and our contexts move off them while they still work (a
+ * removed address leaves the list). With no preferred address up they are what
+ * the host has, and stay usable (not BROKEN). A
  * ULID in `keep` (the running daemon's own) stays in the list (BROKEN) when its
  * address is gone: it names us in every context, and packets to it are still
  * ours (routes.keepLocal). The ULIDs kept from before a restart (`restored`,
@@ -1151,7 +1153,9 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     const m = hba?.members.find((x) => x.address === a);
     return restored?.get(a) ?? (m !== undefined && typeof m.params === 'string' && m.params !== '' ? memberParams(m) : undefined);
   };
-  return [...present.map((a) => ({ address: a.address, flags: a.up && !a.deprecated ? 0 : 0x01 })), ...gone.map((address) => ({ address, flags: 0x01 }))]
+  // A deprecated address is withdrawn only while a preferred one is up to take over (RFC 4862 §5.5.4).
+  const preferred = all.some((a) => a.up && a.deprecated !== true);
+  return [...present.map((a) => ({ address: a.address, flags: a.up && (a.deprecated !== true || !preferred) ? 0 : 0x01 })), ...gone.map((address) => ({ address, flags: 0x01 }))]
     .map((l, i) => {
       const p = params(l.address);
       return { address: l.address, flags: l.flags, priority: i, weight: 0, ...(p !== undefined ? { cgaParams: p } : {}) };

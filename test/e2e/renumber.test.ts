@@ -217,3 +217,33 @@ test('renumbering, many addresses at once: 120 addresses added in one go, then r
   streamIntact(r);
   assert.ok((await status(lab, 'a')).engine.contexts.some((c) => c.peerUlid === LAB_ADDR.bP && c.state === 'ESTABLISHED'), 'A\'s daemon runs on, its context with B up');
 });
+
+// RFC 4862 §5.5.4: a deprecated address is still the host's, and when no preferred one is left it
+// is what the host has to talk from. Every one of A's addresses deprecated at once (the prefixes
+// being phased out, the new ones not there yet) is no reason to withdraw them all: A keeps them as
+// locators (not BROKEN), so either end still re-homes when the link in use fails meanwhile.
+test('renumbering, every address deprecated: A withdraws none of them (there is no other), and when link P fails meanwhile the stream re-homes to Q; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  await oneDaemon(t, lab, 'b');
+  await oneDaemon(t, lab, 'a');
+  const since = Date.now();
+  let deprecatedAt = 0;
+  const stream = runStream(lab, {
+    to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 9000, rate: STREAM_RATE, graceMs: 30_000, failure: 'blackhole', failAtMs: 3000,
+    actions: [{ atMs: 1000, run: async () => {
+      deprecatedAt = Date.now();
+      deprecateAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+      deprecateAddress(lab, 'a', LAB_IF.Q, LAB_ADDR.aQ);
+      await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && Date.parse(r.ts) >= deprecatedAt && [LAB_ADDR.aP, LAB_ADDR.aQ].every((x) => log(lab, 'a').some((y) => y.msg === 'local locators changed' && Date.parse(y.ts) >= deprecatedAt && (y.deprecated as string[]).includes(x))));
+    } }],
+  });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const r = await stream;
+  t.diagnostic(`stall ${r.stall_ms} ms, ${r.bytes_sent} bytes; deprecated at +${deprecatedAt - r.connectedAt} ms`);
+  streamIntact(r);
+  const b = await context(lab, 'b', LAB_ADDR.aP);
+  assert.ok(b, 'B\'s context with A still up');
+  assert.ok(b.peerLocators.some((l) => l.verified && (l.flags & 1) === 0), `B still has a locator of A to send to: ${JSON.stringify(b.peerLocators)}`);
+  assert.equal(b.pair.peer, LAB_ADDR.aQ, 'B sends to A over Q');
+});

@@ -130,6 +130,9 @@ test('HBA members first (the first is the ULID); down links flagged BROKEN', () 
   // Deprecated addresses are announced BROKEN (peers stop sending there); a ULID whose address is gone stays, BROKEN.
   const dep = found.map((a) => (a.address === '2001:db8:9::a' ? { ...a, deprecated: true as const } : a));
   assert.deepEqual(orderLocators(dep, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 1]]);
+  // Deprecated only while a preferred address is up: every one deprecated, none is withdrawn (RFC 4862 §5.5.4).
+  const allDep = found.map((a) => ({ ...a, deprecated: true as const }));
+  assert.deepEqual(orderLocators(allDep, hba).map((l) => [l.address, l.flags]), [['2001:db8:1::a', 0], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
   assert.deepEqual(orderLocators(found.slice(0, 2), hba, undefined, '2001:db8:1::a').map((l) => [l.address, l.flags]), [['2001:db8:1::a', 1], ['2001:db8:2::a', 1], ['2001:db8:9::a', 0]]);
   // A generated CGA ULID goes first.
   assert.deepEqual(orderLocators(found, undefined, '2001:db8:2::a')[0]!.address, '2001:db8:2::a');
