@@ -75,7 +75,8 @@ export function checkLocatorParams(locators: readonly LocalLocator[], key: KeyOb
 /**
  * The verification method octet of each local locator (RFC 5533 §5.15.2):
  * explicit choice, else HBA when the PDS proves the address as a member of our
- * HBA set, else CGA when we can sign, else HBA (the peer will not accept it).
+ * HBA set, else CGA when we can sign, else HBA (the peer will not accept it: LocalSet leaves
+ * such a locator out of the list it sends).
  */
 export function localMethods(locators: readonly LocalLocator[], pds: Uint8Array | undefined, key: KeyObject | undefined): number[] {
   return locators.map((l) => {

@@ -111,11 +111,12 @@ export class LocalSet {
     const known = this.cached.get(pds);
     if (known !== undefined) return known;
     const out: Shim6Option[] = [];
-    if (pds !== undefined && this.locators.length > 0) {
-      const methods = localMethods(this.locators, pds, this.key);
-      const addresses = this.locators.map((l) => l.address);
+    const listed = pds === undefined ? [] : this.provable(pds);
+    if (pds !== undefined && listed.length > 0) {
+      const methods = localMethods(listed, pds, this.key);
+      const addresses = listed.map((l) => l.address);
       out.push({ type: 'LocatorList', critical: false, generation: this.generation, locators: addresses.map((address, i) => ({ address, verificationMethod: methods[i]! })) });
-      out.push({ type: 'LocatorPreferences', critical: false, generation: this.generation, elementLength: 3, elements: this.locators.map((l) => ({ flags: l.flags ?? 0, priority: l.priority ?? 0, weight: l.weight ?? 0 })) });
+      out.push({ type: 'LocatorPreferences', critical: false, generation: this.generation, elementLength: 3, elements: listed.map((l) => ({ flags: l.flags ?? 0, priority: l.priority ?? 0, weight: l.weight ?? 0 })) });
       out.push({ type: 'CgaParameterDataStructure', critical: false, pds });
       const signature = signLocatorList(this.key, this.generation, addresses, methods);
       if (signature !== undefined) out.push({ type: 'CgaSignature', critical: false, signature });
@@ -123,6 +124,19 @@ export class LocalSet {
     if (mustAdvertiseKeepalive(this.timers)) out.push({ type: 'KeepaliveTimeout', critical: false, timeoutSeconds: advertisedKeepaliveSeconds(this.timers) });
     this.cached.set(pds, out);
     return out;
+  }
+
+  /**
+   * The locators a peer can verify with `pds`: all of them with a key (a CGA Signature proves any
+   * address), else the members of the HBA set `pds` describes (and those the config names a method
+   * for). Without a key an address beside the set (an RFC 8981 privacy address, a second prefix)
+   * proves nothing, and a peer refuses an Update Request listing it whole (RFC 5533 §7.2, Error
+   * code 2): every later change of ours — a deprecation, a link down, a removal — would never reach
+   * it. So it is left out of the list: the peer could never send to it anyway.
+   */
+  private provable(pds: Uint8Array): LocalLocator[] {
+    if (this.key !== undefined) return this.locators;
+    return this.locators.filter((l) => l.verification !== undefined || verifyHbaAddress(l.address, pds));
   }
 }
 

@@ -247,3 +247,33 @@ test('renumbering, every address deprecated: A withdraws none of them (there is 
   assert.ok(b.peerLocators.some((l) => l.verified && (l.flags & 1) === 0), `B still has a locator of A to send to: ${JSON.stringify(b.peerLocators)}`);
   assert.equal(b.pair.peer, LAB_ADDR.aQ, 'B sends to A over Q');
 });
+
+// A host without a CGA key (B: an HBA set only) proves only its HBA members. An address it has
+// beside them (an RFC 8981 privacy address, a second prefix) is nothing a peer can verify, and an
+// Update Request listing it is refused whole (RFC 5533 §7.2, Error code 2): every later change
+// (a deprecation, a link down, a removal) would then never reach its peers. So such an address is
+// left out of what B announces, and B's deprecation of its address in use reaches A.
+test('renumbering, a host without a CGA key: an address outside its HBA set is not announced, so its peers still take its Updates (a deprecation moves them off the address); no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  const extra = '2001:db8:2::bb';
+  addAddress(lab, 'b', LAB_IF.Q, extra);
+  await oneDaemon(t, lab, 'b');
+  await oneDaemon(t, lab, 'a');
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const deprecatedAt = Date.now();
+  deprecateAddress(lab, 'b', LAB_IF.P, LAB_ADDR.bP);
+  await waitLog(lab, 'b', (r) => r.msg === 'local locators changed' && Date.parse(r.ts) >= deprecatedAt && (r.deprecated as string[]).includes(LAB_ADDR.bP));
+  await waitFor(async () => {
+    const a = await context(lab, 'a', LAB_ADDR.bP);
+    return a !== undefined && (a.peerLocators.find((l) => l.address === LAB_ADDR.bP)!.flags & 1) === 1;
+  }, 'A takes B\'s Update: B\'s deprecated address flagged BROKEN');
+  await waitFor(async () => (await context(lab, 'a', LAB_ADDR.bP))?.pair.peer !== LAB_ADDR.bP, 'A sends to another address of B than the deprecated one');
+  const r = await stream;
+  streamIntact(r);
+  const a = (await context(lab, 'a', LAB_ADDR.bP))!;
+  assert.equal(a.peerLocators.some((l) => l.address === extra), false, 'B never announced the address it cannot prove');
+  assert.deepEqual(log(lab, 'a').filter((x) => x.msg === 'locator-unverified'), [], 'A refused none of B\'s Updates');
+});
