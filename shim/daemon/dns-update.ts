@@ -5,8 +5,9 @@
  * tools' update code (zone-tools/update.ts, as `shim6 zone update` sends it).
  *
  * Timing: a change is sent after a short batching delay (changes that come
- * together go together), and never sooner than `minInterval` after the
- * previous attempt. One update is in flight at a time; a change during it is
+ * together go together; the delay runs from the first of them, so a set that
+ * keeps changing still goes out), and never sooner than `minInterval` after
+ * the previous attempt. One update is in flight at a time; a change during it is
  * sent after it. A failure (server unreachable, or an RCODE other than
  * NOERROR) is retried with back-off (1 s doubling to 60 s) with the newest
  * set, until one succeeds. Failures are logged with the server's RCODE and
@@ -166,7 +167,9 @@ export class DnsPublisher {
       this.log.warn('dns record: more usable addresses than a record holds, publishing the first', { name: this.cfg.name, addresses: locators.length, published: next.length, left: locators.slice(next.length) });
     }
     this.desired = next;
-    if (!this.inFlight && this.backoffMs === 0) this.schedule(BATCH_MS);
+    // A timer already armed stays: it sends the newest set when it fires. Re-armed at each change, a
+    // set that changes faster than BATCH_MS (an address flapping) was never sent at all.
+    if (!this.inFlight && this.backoffMs === 0 && this.timer === undefined) this.schedule(BATCH_MS);
   }
 
   status(): DnsUpdateStatus {

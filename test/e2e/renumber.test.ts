@@ -14,6 +14,7 @@ import { needs } from '../helpers/prereq.ts';
 import { LAB_ADDR, LAB_IF, nsExec, nsIpBatch, type Lab } from '../../lab/topology.ts';
 import { LAB_A_NAME, LAB_B_NAME, labDnsUpdate } from '../../lab/dns.ts';
 import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { recordLocators } from '../helpers/authdns.ts';
 import { LAB_STUB, labDaemonFiles, type LogRecord } from '../../lab/daemons.ts';
@@ -276,4 +277,37 @@ test('renumbering, a host without a CGA key: an address outside its HBA set is n
   const a = (await context(lab, 'a', LAB_ADDR.bP))!;
   assert.equal(a.peerLocators.some((l) => l.address === extra), false, 'B never announced the address it cannot prove');
   assert.deepEqual(log(lab, 'a').filter((x) => x.msg === 'locator-unverified'), [], 'A refused none of B\'s Updates');
+});
+
+// An address that keeps coming and going (a flapping link, a DHCPv6 server fighting another) must
+// not hold every other change back from DNS: a new prefix added meanwhile is published while the
+// flapping goes on, and once it stops DNS holds what the host has. Nothing is torn down meanwhile.
+test('renumbering, a flapping address: Q\'s address removed and added every ~100 ms; a new address on R reaches DNS while it flaps, DNS settles on the final set, the context lives on; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t, (l) => ({ dnsUpdate: labDnsUpdate(l) }));
+  await waitFor(() => dnsLocators(lab).join() === [LAB_ADDR.aP, LAB_ADDR.aQ].join(), 'A publishes its record at start');
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 8000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  const flap = spawn('ip', ['netns', 'exec', lab.a, 'sh', '-c',
+    `while :; do ip -6 addr del ${LAB_ADDR.aQ}/64 dev ${LAB_IF.Q}; sleep 0.05; ip -6 addr add ${LAB_ADDR.aQ}/64 dev ${LAB_IF.Q} nodad; sleep 0.05; done`], { stdio: 'ignore' });
+  let flapping = true;
+  const stopFlap = async (): Promise<void> => {
+    if (!flapping) return;
+    flapping = false;
+    flap.kill('SIGKILL');
+    await new Promise((res) => flap.once('exit', res));
+  };
+  t.after(stopFlap);
+  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && (r.removed as string[]).includes(LAB_ADDR.aQ) && Date.parse(r.ts) >= since);
+  addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+  await waitFor(() => dnsLocators(lab).includes(LAB_ADDR_R.a), 'the new address in DNS while Q\'s flaps');
+  assert.equal(flap.exitCode, null, 'still flapping');
+  await stopFlap();
+  nsExec(lab.a, ['ip', '-6', 'addr', 'replace', `${LAB_ADDR.aQ}/64`, 'dev', LAB_IF.Q, 'nodad']); // present at the end
+  await waitFor(() => dnsLocators(lab).sort().join() === [LAB_ADDR.aP, LAB_ADDR.aQ, LAB_ADDR_R.a].sort().join(), 'DNS settles on what A has');
+  const r = await stream;
+  streamIntact(r);
+  assert.ok(await context(lab, 'a', LAB_ADDR.bP), 'A\'s context with B still up');
+  assert.deepEqual(log(lab, 'a').filter((x) => x.msg === 'context-closed' || x.msg === 'context-failed'), [], 'no context torn down');
 });

@@ -164,3 +164,23 @@ test('dnsUpdate: minInterval is measured on the monotonic clock: after the wall 
   p.update([ULID, Q]);
   await waitFor(() => published(dns.port).join() === [ULID, Q].join(), 'the new set in DNS, a minInterval after the first at most');
 });
+
+// An address that flaps (a link losing carrier every few hundred ms, a DHCPv6 fight) changes the
+// set faster than the 200 ms batching delay. Each change must not push the publication back: a new
+// address added meanwhile (R) is published while the flapping goes on.
+test('dnsUpdate against knot: a set that changes every 50 ms (an address flapping) is still published, the newest set at least every minInterval', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
+  const { dns, cfg } = await server(t, 'knot');
+  const { log } = logger();
+  const p = new DnsPublisher(cfg(), { ulid: ULID, hba: LAB_HBA.a, cgaUlid: true }, log);
+  t.after(() => p.stop());
+  p.update([ULID, Q]);
+  await waitFor(() => published(dns.port).join() === [ULID, Q].join(), 'the first set in DNS');
+  let up = false;
+  const flap = setInterval(() => { up = !up; p.update(up ? [ULID, Q, R] : [ULID, R]); }, 50);
+  t.after(() => clearInterval(flap));
+  await waitFor(() => published(dns.port).includes(R), 'the new address in DNS while Q flaps');
+  clearInterval(flap);
+  p.update([ULID, Q, R]);
+  await waitFor(() => published(dns.port).join() === [ULID, Q, R].join(), 'the final set in DNS');
+});
