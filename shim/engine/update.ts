@@ -118,12 +118,32 @@ export function announceLocators(core: Core, now: Millis): void {
   for (const ctx of core.table.byTag.values()) if (ctx.state === State.ESTABLISHED) sendUpdate(core, ctx, now);
 }
 
+/**
+ * Where an Update Request (and each retransmission) goes: the current pair, while its local
+ * locator is usable. Once it is not (the address gone, deprecated, its link down), the request
+ * cannot go from there, and the current pair is what exploration is about to replace: it goes
+ * from a usable locator (the ULID if it is one) to each verified locator of the peer, those the
+ * peer flagged BROKEN too. When both ends renumber at once, the peer's own Update (say, that its
+ * deprecated address is all it has left, usable again) is stuck on the same dead pair, so its
+ * flags are what it can no longer correct, and REAP probes no BROKEN locator: only such a copy
+ * gets through. At most MAX_PEER_LOCATORS copies, each answered by at most one Update Ack.
+ */
+function updatePairs(core: Core, ctx: Context): { local: Ipv6; peer: Ipv6 }[] {
+  const locals = core.local.usable();
+  if (locals.includes(ctx.lpLocal) || locals.length === 0) return [{ local: ctx.lpLocal, peer: ctx.lpPeer }];
+  const local = locals.includes(ctx.localUlid) ? ctx.localUlid : locals[0]!;
+  const peers = ctx.peer.filter((l) => l.verified).map((l) => l.address);
+  return (peers.length > 0 ? peers : [ctx.lpPeer]).map((peer) => ({ local, peer }));
+}
+
 /** (Re)start the one outstanding Update Request, abandoning an older one (§10.3). */
 export function sendUpdate(core: Core, ctx: Context, now: Millis): void {
   ctx.announcedGeneration = core.local.generation;
   const nonce = core.random.u32();
   const msg: UpdateRequestMessage = { type: 'UpdateRequest', contextTag: ctx.ctPeer, requestNonce: nonce, options: [...core.local.options(ctx.localUlid)] };
-  const bytes = core.send(ctx.lpLocal, ctx.lpPeer, msg, ctx.port);
+  const [first, ...more] = updatePairs(core, ctx);
+  const bytes = core.send(first!.local, first!.peer, msg, ctx.port);
+  for (const p of more) core.sendBytes(p.local, p.peer, bytes, ctx.port);
   ctx.update = { nonce, attempt: 0, bytes };
   core.arm(ctx, TimerKind.Update, now + core.random.jitter(core.timers.updateTimeout));
 }
@@ -146,7 +166,7 @@ export function onUpdateTimer(core: Core, ctx: Context, now: Millis): void {
   const u = ctx.update;
   if (u === undefined || ctx.state === State.CLOSING) return;
   u.attempt++;
-  core.sendBytes(ctx.lpLocal, ctx.lpPeer, u.bytes, ctx.port);
+  for (const p of updatePairs(core, ctx)) core.sendBytes(p.local, p.peer, u.bytes, ctx.port);
   const cap = core.timers.maxUpdateTimeout;
   core.arm(ctx, TimerKind.Update, now + Math.min(cap, core.random.jitter(backoff(core.timers.updateTimeout, u.attempt, cap))));
 }

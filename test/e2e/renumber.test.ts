@@ -311,3 +311,34 @@ test('renumbering, a flapping address: Q\'s address removed and added every ~100
   assert.ok(await context(lab, 'a', LAB_ADDR.bP), 'A\'s context with B still up');
   assert.deepEqual(log(lab, 'a').filter((x) => x.msg === 'context-closed' || x.msg === 'context-failed'), [], 'no context torn down');
 });
+
+// Both ends renumber at once: each deprecates its P address (the contexts move to Q), then each
+// loses its Q address. The deprecated P addresses are all either has now (usable again), and each
+// end's Update Request saying so must reach the other although the pair it ran on is gone at both
+// ends: it goes from a locator still usable to each of the peer's locators. The stream then goes on
+// over P with no byte lost.
+test('renumbering at both ends at once: A and B deprecate their P addresses, then both lose their Q addresses; each end\'s Update reaches the other, the stream goes on over P; no byte lost', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await freshLab(t);
+  await oneDaemon(t, lab, 'b');
+  await oneDaemon(t, lab, 'a');
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 10_000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  deprecateAddress(lab, 'a', LAB_IF.P, LAB_ADDR.aP);
+  deprecateAddress(lab, 'b', LAB_IF.P, LAB_ADDR.bP);
+  await waitFor(async () => (await context(lab, 'a', LAB_ADDR.bP))?.pair.local === LAB_ADDR.aQ && (await context(lab, 'b', LAB_ADDR.aP))?.pair.local === LAB_ADDR.bQ, 'both ends off their deprecated P addresses');
+  const removedAt = Date.now();
+  removeAddress(lab, 'a', LAB_IF.Q, LAB_ADDR.aQ);
+  removeAddress(lab, 'b', LAB_IF.Q, LAB_ADDR.bQ);
+  await waitFor(async () => {
+    const [a, b] = [await context(lab, 'a', LAB_ADDR.bP), await context(lab, 'b', LAB_ADDR.aP)];
+    return a?.pair.local === LAB_ADDR.aP && a.pair.peer === LAB_ADDR.bP && b?.pair.local === LAB_ADDR.bP && b.pair.peer === LAB_ADDR.aP;
+  }, 'both ends on the P pair again');
+  t.diagnostic(`both on P ${Date.now() - removedAt} ms after the Q addresses went`);
+  const r = await stream;
+  streamIntact(r);
+  const [a, b] = [await context(lab, 'a', LAB_ADDR.bP), await context(lab, 'b', LAB_ADDR.aP)];
+  assert.equal(a!.peerLocators.find((l) => l.address === LAB_ADDR.bP)!.flags & 1, 0, 'A took B\'s last Update: B\'s P address usable');
+  assert.equal(b!.peerLocators.find((l) => l.address === LAB_ADDR.aP)!.flags & 1, 0, 'B took A\'s last Update: A\'s P address usable');
+});
