@@ -207,8 +207,10 @@ export class LocatorWatcher {
     }
     this.failures = 0;
     const diff = diffLocators(this.current, next);
-    if (isEmptyDiff(diff)) return;
+    // Kept even when no locator changed: an address moved to another link in one go is the same
+    // locator, but `current` (status) says where it is.
     this.current = next;
+    if (isEmptyDiff(diff)) return;
     this.onChange(next, diff);
   }
 

@@ -342,3 +342,17 @@ test('renumbering at both ends at once: A and B deprecate their P addresses, the
   assert.equal(a!.peerLocators.find((l) => l.address === LAB_ADDR.bP)!.flags & 1, 0, 'A took B\'s last Update: B\'s P address usable');
   assert.equal(b!.peerLocators.find((l) => l.address === LAB_ADDR.aP)!.flags & 1, 0, 'B took A\'s last Update: A\'s P address usable');
 });
+
+// The same address moved to another interface in one go (`ip -batch`: deleted and added within one
+// reading): nothing changes for the locators or the peers, but `shim6 status` shows where it is now.
+test('renumbering, an address moved to another interface in one go: no locator change, and status shows the address on its new interface', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t);
+  interface Locators { daemon: { locators: { address: string; ifname: string }[] } }
+  const ifnameOf = async (a: string): Promise<string | undefined> => ((await controlRequest(labDaemonFiles(lab, 'a').control, 'status')) as Locators).daemon.locators.find((l) => l.address === a)?.ifname;
+  assert.equal(await ifnameOf(LAB_ADDR.aQ), LAB_IF.Q);
+  const movedAt = Date.now();
+  nsIpBatch(lab.a, [['addr', 'del', `${LAB_ADDR.aQ}/64`, 'dev', LAB_IF.Q], ['addr', 'add', `${LAB_ADDR.aQ}/64`, 'dev', LAB_IF_R, 'nodad']]);
+  await waitFor(async () => (await ifnameOf(LAB_ADDR.aQ)) === LAB_IF_R, 'status shows A\'s Q address on R');
+  assert.deepEqual(log(lab, 'a').filter((x) => x.msg === 'local locators changed' && Date.parse(x.ts) >= movedAt && ((x.removed as string[]).length > 0 || (x.added as string[]).length > 0)), [], 'no locator removed or added');
+});
