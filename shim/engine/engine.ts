@@ -223,7 +223,7 @@ export class Engine {
     if (mode === 'independent' && known !== undefined) return; // the probe's answer is cached: nothing to learn
     const cfg = core.config.peers.get(peer);
     const hints = known?.locators ?? (cfg?.locators ?? []).map((address) => ({ address, flags: 0, priority: 0, weight: 0 }));
-    const ctx = initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port);
+    const ctx = initiate(core, now, localUlid, peer, hints, mode === 'independent' ? 'independent' : 'integrated', known?.source === 'dns', known?.port ?? cfg?.port);
     if (ctx.mode === 'integrated' && knownCapable(core, now, peer)) core.emit({ kind: 'context-initiated', localUlid, peerUlid: peer });
   }
 

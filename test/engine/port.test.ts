@@ -127,3 +127,18 @@ test('a configured peer\'s port (peers[].port) is where discovery sends, in inte
     }
   }
 });
+
+test('a configured peer\'s port (peers[].port) is where traffic\'s exchange goes too (the heuristic), in integrated and independent mode alike', () => {
+  for (const mode of ['integrated', 'independent'] as const) {
+    const b = side(76, ['2001:db8:b1::/64'], 6000);
+    const id = hbaIdentity(['2001:db8:a1::/64'], new SimRng(75));
+    const a = new Engine({
+      localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast',
+      peers: [{ ulid: b.ulid, mode, locators: [b.ulid], port: 6000 }],
+    }, new SimRng(82));
+    assert.equal(a.encapsulate(ms(0), { srcUlid: id.ulid, dstUlid: b.ulid, nextHeader: 17, payload: new Uint8Array(1) }).kind, 'no-context');
+    const i1 = a.pollTransmit();
+    assert.ok(i1 !== undefined && (i1.bytes[2]! & 0x7f) === 1, `${mode}: an I1 for the traffic`);
+    assert.equal(i1.port, 6000, `${mode}: the I1 to the configured port`);
+  }
+});
