@@ -3,7 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { needs } from '../helpers/prereq.ts';
 import { dig, digAnswers, digStatus, startStub } from './harness.ts';
-import { answerFor, startBlackHole, startFakeUpstream } from './fake-upstream.ts';
+import { answerFor, startBlackHole, startFakeUpstream, type Query } from './fake-upstream.ts';
 
 const noCap = { capability: { enabled: false } };
 
@@ -83,17 +83,19 @@ test('SERVFAIL from the first upstream → the next one is asked', async (t) => 
   assert.equal(sf.queries.length, 1);
 });
 
-test('RFC 5452: forged answers (other port, wrong ID, wrong question) and garbage are dropped; the real answer wins', async (t) => {
+test('RFC 5452: forged answers (other port, wrong ID, wrong name, wrong type) and garbage are dropped; the real answer wins', async (t) => {
   if (!needs(t, { commands: ['dig'] })) return;
   const up = await startFakeUpstream(t, (q) => {
     const forged = answerFor(q, { address: '2001:db8::bad' });
     const wrongId = Buffer.from(forged); wrongId.writeUInt16BE((q.id + 1) & 0xffff, 0);
     const wrongQ = answerFor({ ...q, name: 'other.test' }, { address: '2001:db8::bad' });
+    const wrongType = answerFor({ ...q, type: 'A' }, { address: '192.0.2.66' });
     const garbage = Buffer.concat([forged.subarray(0, 14), Buffer.from([0xff, 0xff, 0xff])]);
     return [
       { bytes: forged, fromOtherPort: true },
       { bytes: wrongId },
       { bytes: wrongQ },
+      { bytes: wrongType },
       { bytes: garbage },
       { bytes: Buffer.from([1, 2, 3]) },
       { bytes: answerFor(q, { address: '2001:db8::900d' }), delayMs: 30 },
@@ -103,8 +105,27 @@ test('RFC 5452: forged answers (other port, wrong ID, wrong question) and garbag
   const r = await dig(stub, 'forge.test.', 'AAAA');
   assert.deepEqual(digAnswers(r.stdout).map((x) => x[4]), ['2001:db8::900d']);
   const c = stub.resolver.counters;
-  assert.ok(c.upstreamMismatched >= 3, `mismatched ${c.upstreamMismatched}`);
+  assert.ok(c.upstreamMismatched >= 4, `mismatched ${c.upstreamMismatched}`);
   assert.ok(c.upstreamMalformed >= 2, `malformed ${c.upstreamMalformed}`);
+});
+
+test('RFC 5452 over TCP: after a TC, a TCP answer with another ID, name or type is no answer; the next upstream\'s is', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const forgeries: Array<[string, (q: Query) => Buffer]> = [
+    ['wrong ID', (q) => { const b = answerFor(q, { address: '2001:db8::bad' }); b.writeUInt16BE((q.id + 1) & 0xffff, 0); return b; }],
+    ['wrong name', (q) => answerFor({ ...q, name: 'other.test' }, { address: '2001:db8::bad' })],
+    ['wrong type', (q) => answerFor({ ...q, type: 'A' }, { address: '192.0.2.66' })],
+  ];
+  for (const [kind, forge] of forgeries) {
+    const bad = await startFakeUpstream(t, (q, tr) => [{ bytes: tr === 'udp' ? answerFor(q, { tc: true }) : forge(q) }]);
+    const good = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::900d' }) }]);
+    const stub = await startStub(t, [bad.addr, good.addr], noCap);
+    const r = await dig(stub, 'forge-tcp.test.', 'AAAA');
+    assert.equal(digStatus(r.stdout), 'NOERROR', `${kind}: ${r.stdout}`);
+    assert.deepEqual(digAnswers(r.stdout).map((x) => [x[3], x[4]]), [['AAAA', '2001:db8::900d']], kind);
+    assert.deepEqual(bad.queries.map((q) => q.from ? 'udp' : 'tcp'), ['udp', 'tcp'], `${kind}: the first upstream was asked over TCP after its TC`);
+    assert.equal(stub.resolver.counters.upstreamMismatched, 1, `${kind}: the TCP answer counted as mismatched`);
+  }
 });
 
 test('upstream queries use random IDs and several source ports, with EDNS 1232', async (t) => {
