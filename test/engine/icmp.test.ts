@@ -12,13 +12,15 @@ import { sent } from '../sim/trace.ts';
 import { State, PMTU_EXPIRES_MS, type IcmpInput } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
 import { fuzzParams } from '../helpers/rng.ts';
+import { shim6Checksum, writeU16 } from '../../shim/wire/header.ts';
+import { tryDecodeMessage } from '../../shim/wire/index.ts';
 
 const LEGACY = '2001:db8:1e9::1';
 
 /** A primes a peer without shim6 (configured, no locators but its ULID) and sends the I1. */
-function pendingI1(seed: number, locators: string[] = []): { sim: Sim; a: ShimHost; i1: { src: string; dst: string; bytes: Uint8Array } } {
+function pendingI1(seed: number, locators: string[] = [], port?: number): { sim: Sim; a: ShimHost; i1: { src: string; dst: string; bytes: Uint8Array } } {
   const { sim, a } = shimAlone(seed);
-  a.engine.prime(sim.now, { ulid: LEGACY, locators: locators.map((address, i) => ({ address, flags: 0, priority: i, weight: 0 })), ttl: 300, source: 'dns' });
+  a.engine.prime(sim.now, { ulid: LEGACY, locators: locators.map((address, i) => ({ address, flags: 0, priority: i, weight: 0 })), ttl: 300, source: 'dns', ...(port === undefined ? {} : { port }) });
   sim.flush();
   const out = sent(sim, 'a');
   assert.deepEqual(out.map((l) => l.type), ['I1']);
@@ -79,10 +81,20 @@ test('I1 refused (Port Unreachable) by a DNS locator that is not the peer\'s ULI
 test('hostile errors about an I1 change nothing: wrong nonce or tag, other locators, a router claiming the port, truncation', () => {
   const { sim, a, i1 } = pendingI1(4);
   const before = snapshot(a, sim);
-  const flip = (i: number) => { const b = i1.bytes.slice(); b[i]! ^= 0x01; return b; };
+  // One bit of the I1 changed, its checksum made right again: a forger writes a valid I1, so only the
+  // nonce or tag check (not the checksum) can tell the quote from ours.
+  const flip = (i: number) => {
+    const b = i1.bytes.slice();
+    b[i]! ^= 0x01;
+    writeU16(b, 4, 0);
+    writeU16(b, 4, shim6Checksum(b, (b[1]! + 1) * 8));
+    assert.ok(tryDecodeMessage(b).ok, `octet ${i} changed: still a well-formed I1`);
+    return b;
+  };
+  const initiatorNonceAt = 12; // RFC 5533 §5.7: after the 8-octet header's context tag, 2 reserved octets
   const cases: [string, IcmpInput][] = [
-    ['nonce', portUnreachable(i1, { invoking: flip(i1.bytes.length - 1) })],
-    ['tag', portUnreachable(i1, { invoking: flip(6) })],
+    ['nonce', portUnreachable(i1, { invoking: flip(initiatorNonceAt + 3) })],
+    ['tag', portUnreachable(i1, { invoking: flip(11) })],
     ['destination', portUnreachable(i1, { dst: '2001:db8:99::1', offender: '2001:db8:99::1' })],
     ['source', portUnreachable(i1, { src: '2001:db8:99::2' })],
     ['router', portUnreachable(i1, { offender: '2001:db8:99::3' })],
@@ -94,6 +106,12 @@ test('hostile errors about an I1 change nothing: wrong nonce or tag, other locat
     assert.equal(r.kind, 'drop', `${what}: ${JSON.stringify(r)}`);
     assert.equal(snapshot(a, sim), before, what);
   }
+  // An I1 to the UDP port DNS gave (40000): an error quoting a datagram to another port is not about it.
+  const atPort = pendingI1(6, [], 40_000);
+  const beforePort = snapshot(atPort.a, atPort.sim);
+  assert.deepEqual(atPort.a.engine.handleIcmp(atPort.sim.now, portUnreachable(atPort.i1, { port: 5533 })), { kind: 'drop', reason: 'icmp-unmatched' }, 'another port');
+  assert.equal(snapshot(atPort.a, atPort.sim), beforePort, 'another port');
+  assert.deepEqual(atPort.a.engine.handleIcmp(atPort.sim.now, portUnreachable(atPort.i1, { port: 40_000 })), { kind: 'consumed' }, 'its own port');
 });
 
 /** A's payload to B through the established context, as the error would quote it. */
