@@ -67,6 +67,7 @@ test('key bounds: modulus 1024–4096 bits, exponent odd and 3..2^32−1, read f
   assert.equal(rsaKeyShape(publicKey(n2048, 0xffff_ffffn)), 'ok', '2^32 − 1: the largest exponent taken');
   assert.equal(rsaKeyShape(publicKey(n2048, 0x1_0000_0001n)), 'bad-exponent', '2^32 + 1');
   assert.equal(rsaKeyShape(publicKey(n2048, 65536n)), 'bad-exponent', 'even');
+  assert.equal(rsaKeyShape(publicKey(n2048, 1n)), 'bad-exponent', '1: odd, below 3 (a signature is then its own message)');
   assert.equal(rsaKeyShape(publicKey(n2048, oddOfBits(2040, 2))), 'bad-exponent', 'an exponent nearly as long as the modulus');
   assert.equal(rsaKeyShape(publicKey(oddOfBits(1024, 3), 65537n)), 'ok');
   assert.equal(rsaKeyShape(publicKey(oddOfBits(1023, 3), 65537n)), 'key-too-short');
