@@ -167,7 +167,7 @@ const M_SRC = '2001:db8:e1::66'; // the malicious peer's own address
  * its Locator List [M_SRC, V] signed by that key, so V is a "verified" locator of M at A (a
  * signature proves who lists a locator, not that the lister can receive there).
  */
-function maliciousPeer(): { a: Engine; ulid: string; tag: number; claim: Shim6Option } {
+function maliciousPeer(opts: { brokenSource?: boolean } = {}): { a: Engine; ulid: string; tag: number; claim: Shim6Option } {
   const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 1024 });
   const rng = new SimRng(4104);
   const cga = generateCga({ subnetPrefix: '2001:db8:66::/64', publicKey: new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })), sec: 0, randomBytes: (n) => rng.bytes(n) });
@@ -182,6 +182,8 @@ function maliciousPeer(): { a: Engine; ulid: string; tag: number; claim: Shim6Op
     { type: 'LocatorList', critical: false, generation: 1, locators: locators.map((address) => ({ address, verificationMethod: VerificationMethod.CGA })) },
     { type: 'CgaParameterDataStructure', critical: false, pds: cga.params },
     { type: 'CgaSignature', critical: false, signature: signCgaLocators(privateKey, 1, locators) },
+    // `brokenSource`: M's preferences flag its own M_SRC BROKEN (0x01), V usable.
+    ...(opts.brokenSource ? [{ type: 'LocatorPreferences' as const, critical: false, generation: 1, elementLength: 1, elements: [{ flags: 0x01 }, { flags: 0 }] }] : []),
   ] });
   assert.equal(a.handleDatagram(ms(0), { src: M_SRC, dst: A, bytes: i2 }).kind, 'consumed');
   assert.equal(decodeMessage(a.pollTransmit()!.bytes).type, 'R2');
@@ -209,13 +211,35 @@ function repeatI1(a: Engine, t0: Millis, n: number, seconds: number, src: string
 }
 
 test('ESTABLISHED: I1s naming the context, forged from a signed but never probed locator, draw no R2 there: only R1s, within the limits and twice the I1', () => {
-  const { a, tag, claim } = maliciousPeer();
+  // At V's DNS port, and at the context's own port (where the port check lets them by: only the
+  // locator's want of a probe stops the R2 there).
+  for (const port of [53, undefined]) {
+    const { a, tag, claim } = maliciousPeer();
+    const i1 = encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: 7, options: [claim] });
+    const { types, largest } = repeatI1(a, ms(1000), 200, 1, V, i1, port);
+    assert.equal(types.R2 ?? 0, 0, `port ${port}: R2s to V: ${JSON.stringify(types)}`);
+    assert.ok((types.R1 ?? 0) <= 10 + 10, `port ${port}: R1s to V within the /64's limit: ${JSON.stringify(types)}`);
+    assert.ok(largest <= 2 * i1.length, `port ${port}: every reply at most twice the I1 (${largest} for ${i1.length})`);
+    assert.equal(a.status().contexts[0]!.state, State.ESTABLISHED, 'the context is as it was');
+  }
+});
+
+test('ESTABLISHED, a context the peer set up: I1s forged from the peer\'s ULID (proven by its key, never shown return-routable) draw no R2 there', () => {
+  const { a, ulid, tag, claim } = maliciousPeer();
+  assert.equal(a.status().contexts[0]!.peerLocators.find((l) => l.address === ulid)?.verified, true, 'the ULID is a verified locator of M at A');
   const i1 = encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: 7, options: [claim] });
-  const { types, largest } = repeatI1(a, ms(1000), 200, 1, V, i1, 53); // at V's DNS port
-  assert.equal(types.R2 ?? 0, 0, `R2s to V: ${JSON.stringify(types)}`);
-  assert.ok((types.R1 ?? 0) <= 10 + 10, `R1s to V within the /64's limit: ${JSON.stringify(types)}`);
-  assert.ok(largest <= 2 * i1.length, `every reply at most twice the I1 (${largest} for ${i1.length})`);
-  assert.equal(a.status().contexts[0]!.state, State.ESTABLISHED, 'the context is as it was');
+  const { types } = repeatI1(a, ms(1000), 50, 1, ulid, i1);
+  assert.equal(types.R2 ?? 0, 0, `R2s to the ULID: ${JSON.stringify(types)}`);
+  assert.ok((types.R1 ?? 0) > 0, `answered as in IDLE: ${JSON.stringify(types)}`);
+});
+
+test('ESTABLISHED: I1s from the peer\'s return-routable locator that its preferences flag BROKEN draw no R2 there', () => {
+  const { a, tag, claim } = maliciousPeer({ brokenSource: true });
+  assert.equal(a.status().contexts[0]!.peerLocators.find((l) => l.address === M_SRC)?.flags, 0x01, 'M_SRC flagged BROKEN');
+  const i1 = encodeMessage({ type: 'I1', contextTag: tag, initiatorNonce: 7, options: [claim] });
+  const { types } = repeatI1(a, ms(1000), 50, 1, M_SRC, i1);
+  assert.equal(types.R2 ?? 0, 0, `R2s to a BROKEN locator: ${JSON.stringify(types)}`);
+  assert.ok((types.R1 ?? 0) > 0, `answered as in IDLE: ${JSON.stringify(types)}`);
 });
 
 test('ESTABLISHED: I1s naming the context from its return-routable locator draw at most one R2 per half I1 timeout, within the reply limits', () => {
