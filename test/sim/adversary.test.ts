@@ -9,7 +9,7 @@ import { ms } from '../../shim/time.ts';
 import { fuzzRuns, fuzzSeed, SimRng } from '../helpers/rng.ts';
 import { established, primeWith, shimPair } from './shim-hosts.ts';
 import { allContexts } from './inspect.ts';
-import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
+import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, isPayloadHeader, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { resealChecksum } from '../helpers/octets.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 
@@ -147,4 +147,27 @@ test('adversary: 20,000 I1s and 20,000 unknown-tag packets in 2 s draw replies w
   sim.runFor(100);
   assert.equal(established(a), 1);
   assert.equal(b.engine.status().contexts.length, 1);
+});
+
+test('adversary: captured payloads re-addressed from a third address (the context\'s tag, not a verified locator of the peer) are not delivered and change nothing, at most an R1bis back; from the peer\'s own locator they are', () => {
+  const { sim, a, b } = establishedPair(7006);
+  const payloads = sim.adversary.captured.filter((c) => !c.packet.forged && !c.packet.plain && isPayloadHeader(c.packet.bytes)
+    && a.locators.includes(c.packet.src) && b.locators.includes(c.packet.dst));
+  assert.ok(payloads.length >= 3, 'A→B payloads were captured');
+  const forgedAtB = (): number => sim.ledger.forgedDeliveries.filter((d) => d.host === b.host.name).length;
+  const before = contextsOf(a, b);
+  for (const src of ['2001:db8:6666::1', '2001:db8:53::53']) {
+    const mark = sim.adversary.captured.length;
+    for (const c of payloads) sim.adversary.replay(c, { src });
+    sim.runFor(50);
+    assert.equal(forgedAtB(), 0, `from ${src}: nothing delivered at B`);
+    const back = sim.adversary.captured.slice(mark).filter((c) => c.packet.dst === src && !c.packet.plain).map((c) => decodeMessage(c.packet.bytes).type);
+    assert.ok(back.every((t) => t === 'R1bis'), `from ${src}: only R1bis back (${back.join(', ')})`);
+  }
+  assert.equal(contextsOf(a, b), before, 'no context changed');
+  // The control: the same bytes from A's locator carry the tag and come from a verified locator,
+  // which is all a payload can show (RFC 5533 §16: an on-path attacker forging A's address gets this far).
+  sim.adversary.replay(payloads[0]!);
+  sim.runFor(50);
+  assert.equal(forgedAtB(), 1, 'from A\'s own locator: delivered');
 });
