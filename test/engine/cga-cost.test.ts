@@ -12,6 +12,8 @@ import { Engine, State, type EngineConfig } from '../../shim/engine/index.ts';
 import { decodeMessage, encodeMessage, type I1Message, type R2Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { checkCgaSignature, generateCga, rsaKeyShape, signCgaLocators, verifyCgaSignature } from '../../shim/wire/cga.ts';
 import { ms, type Millis } from '../../shim/time.ts';
+import { hbaVerifier, type LocatorClaim } from '../../shim/engine/verify.ts';
+import { VerificationMethod } from '../../shim/constants.ts';
 import { SimRng } from '../helpers/rng.ts';
 import { askR1 as askR1To, bytesFrom, cgaPeer, i2 } from '../helpers/cga-handshake.ts';
 
@@ -151,6 +153,26 @@ test('copies of one I2 under one validator are verified once: the outcome cache 
   const good = signCgaLocators(KEY.privateKey, 1, [attacker.ulid, attacker.extra]);
   assert.equal(b.handleDatagram(ms(500), { src: attacker.ulid, dst: B, bytes: i2(0x67, r1, attacker, good) }).kind, 'consumed');
   assert.deepEqual(drain(b), ['R2']);
+});
+
+test('the outcome cache answers only the very inputs it checked: a good signature replayed over a longer list, another generation or another ULID is checked again, and fails', () => {
+  const v = hbaVerifier();
+  const peer = cgaPeer('2001:db8:67::', KEY_SPKI, 15);
+  const other = cgaPeer('2001:db8:68::', KEY_SPKI, 16);
+  const V = '2001:db8:53::53';
+  const cga = (address: string): LocatorClaim => ({ address, method: VerificationMethod.CGA });
+  const signature = signCgaLocators(KEY.privateKey, 1, [peer.ulid, peer.extra]);
+  const verify = mock.method(crypto, 'verify');
+  try {
+    assert.deepEqual(v.verify(peer.ulid, [cga(peer.ulid), cga(peer.extra)], peer.params, { generation: 1, signature }), [true, true], 'the signed list');
+    assert.deepEqual(v.verify(peer.ulid, [cga(peer.ulid), cga(peer.extra)], peer.params, { generation: 1, signature }), [true, true], 'again');
+    assert.equal(verify.mock.callCount(), 1, 'the copy answered from the cache');
+    assert.deepEqual(v.verify(peer.ulid, [cga(peer.ulid), cga(peer.extra), cga(V)], peer.params, { generation: 1, signature }), [true, false, false], 'a third party appended');
+    assert.deepEqual(v.verify(peer.ulid, [cga(peer.ulid), cga(V)], peer.params, { generation: 1, signature }), [true, false], 'a third party in place of the signed locator');
+    assert.deepEqual(v.verify(peer.ulid, [cga(peer.ulid), cga(peer.extra)], peer.params, { generation: 2, signature }), [true, false], 'another generation');
+    assert.deepEqual(v.verify(other.ulid, [cga(other.ulid), cga(peer.extra)], other.params, { generation: 1, signature }), [true, false], 'another ULID and PDS');
+    assert.equal(verify.mock.callCount(), 5, 'each of them checked anew');
+  } finally { verify.mock.restore(); }
 });
 
 test('the verification budget: distinct forged I2s from one /64 cost at most burst + rate·t RSA verifications; a benign CGA handshake from another /64 gets through', () => {
