@@ -50,8 +50,31 @@ for (const base of [0, 1_234.75, 2 ** 40 + 0.5]) {
     assert.ok(stale);
     assert.deepEqual(ttlsOf(cache.render(stale, ms(base + 150_000), true)), [STALE_ANSWER_TTL, STALE_ANSWER_TTL]);
     assert.equal(cache.getStale('k', ms(base + 180_000)), undefined, 'past the serve-stale window');
+    assert.equal(cache.getFresh('k', ms(base + 180_000)), undefined);
+    assert.equal(cache.size, 0, 'an entry past the serve-stale window is let go');
   });
 }
+
+test('TTLs are capped: an answer with TTL 2^31−1 lives maxTtlSeconds, an NXDOMAIN whose SOA says 2^31−1 maxNegativeTtlSeconds (defaults 1 day, 1 h)', () => {
+  const huge = 2 ** 31 - 1;
+  for (const [opts, maxPos, maxNeg] of [[{ maxTtlSeconds: 600, maxNegativeTtlSeconds: 120 }, 600, 120], [{}, 86_400, 3_600]] as const) {
+    const cache = new AnswerCache({ ...DEFAULT_CACHE_OPTIONS, ...opts });
+    const pos = answer('NOERROR', [huge, huge]);
+    const e = cache.store('p', pos, scanResponse(pos), -1, ms(0));
+    assert.ok(e);
+    assert.equal(entryExpiresAt(e), maxPos * 1000, `positive: ${JSON.stringify(opts)}`);
+    assert.ok(cache.getFresh('p', ms(maxPos * 1000 - 1)));
+    assert.equal(cache.getFresh('p', ms(maxPos * 1000)), undefined, 'expired at the cap');
+    const neg = dnsPacket.encode({
+      type: 'response', id: 7, flags: dnsPacket.RECURSION_DESIRED | dnsPacket.RECURSION_AVAILABLE | 3,
+      questions: [{ type: 'AAAA', name: 'host.example' }],
+      authorities: [{ type: 'SOA', name: 'example', ttl: huge, data: { mname: 'ns.example', rname: 'admin.example', serial: 1, refresh: 3600, retry: 600, expire: 86400, minimum: huge } }],
+    } as dnsPacket.Packet) as unknown as Uint8Array;
+    const n = cache.store('n', neg, scanResponse(neg), -1, ms(0));
+    assert.ok(n);
+    assert.equal(entryExpiresAt(n), maxNeg * 1000, `negative: ${JSON.stringify(opts)}`);
+  }
+});
 
 test('a negative entry keeps its RCODE, and an answer without OPT its -1', () => {
   const cache = new AnswerCache(DEFAULT_CACHE_OPTIONS);
