@@ -1,4 +1,4 @@
-// The stub as a forwarding, caching resolver: real Knot upstream, real dig client.
+// The stub as a forwarding, caching resolver: real Knot upstream (a programmable one where Knot cannot show it), real dig client.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
@@ -122,4 +122,20 @@ test('a TCP client that half-closes after its queries still gets every answer, t
     o += 2 + len;
   }
   assert.deepEqual(ids.sort(), [1, 2, 3]);
+});
+
+test('CD bit: passed upstream and cached apart, so an answer fetched with checking disabled never answers a client that wants it checked (RFC 4035 §3.2.2)', async (t) => {
+  if (!needs(t, { commands: ['dig'] })) return;
+  const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q, { address: '2001:db8::cd' }) }]);
+  const stub = await startStub(t, [up.addr], { capability: { enabled: false } });
+  const cdOf = (raw: Buffer): boolean => (raw[3]! & 0x10) !== 0;
+  const unchecked = await dig(stub, 'cd.test.', 'AAAA', '+cdflag');
+  assert.match(unchecked.stdout, /flags: [^;]*\bcd\b/, 'the CD client\'s answer has CD');
+  const checked = await dig(stub, 'cd.test.', 'AAAA');
+  assert.doesNotMatch(checked.stdout, /flags: [^;]*\bcd\b/);
+  assert.deepEqual(up.queries.map((q) => cdOf(q.raw)), [true, false], 'each asked upstream, with the client\'s CD');
+  assert.equal(stub.resolver.counters.misses, 2, 'CD and non-CD are separate cache entries');
+  await dig(stub, 'cd.test.', 'AAAA', '+cdflag');
+  await dig(stub, 'cd.test.', 'AAAA');
+  assert.equal(up.queries.length, 2, 'and each is a hit for its own kind');
 });
