@@ -11,7 +11,7 @@ import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1M
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ms, type Millis } from '../../shim/time.ts';
 import { SimRng } from '../helpers/rng.ts';
-import { configuredPair, hbaIdentity } from '../sim/shim-hosts.ts';
+import { configuredPair, hbaIdentity, shimPair } from '../sim/shim-hosts.ts';
 
 const B = '2001:db8:b1::1';
 const THIRD_PARTY = '2001:db8:53::53';
@@ -201,6 +201,34 @@ test('a message that fails its checks changes nothing: stale Update Ack, Update 
   assert.deepEqual(b.engine.handleDatagram(sim.now, { ...from, bytes: req, port: 6666 }), { kind: 'drop', reason: 'locator-unverified' });
   assert.equal(JSON.stringify(b.engine.status().contexts), before, 'state, pair, locators, port and timers as they were');
   for (let t = b.engine.pollTransmit(); t !== undefined; t = b.engine.pollTransmit()) assert.equal(decodeMessage(t.bytes).type, 'Error', 'only the Error the RFC asks for (code 2)');
+});
+
+test('an Update Request or R2 carrying a PDS that does not prove the peer\'s ULID (an on-path forger\'s own HBA set, its members listed) is dropped whole: the forger\'s addresses never become the peer\'s', () => {
+  const forger = hbaIdentity(['2001:db8:e1::/64', '2001:db8:e2::/64'], new SimRng(4242));
+  const forgersList = (generation: number): Shim6Option => ({ ...hbaList(forger.locators), generation } as Shim6Option);
+
+  // Update Request: the context's tag and A's address, as an on-path forger reads and forges them.
+  const { sim, a, b } = configuredPair(89);
+  sim.runFor(50);
+  const ctxB = b.engine.status().contexts[0]!;
+  const before = JSON.stringify(b.engine.status().contexts);
+  const req = encodeMessage({ type: 'UpdateRequest', contextTag: ctxB.contextTag, requestNonce: 9, options: [forgersList((a.engine.status().localGeneration + 1) >>> 0), pdsOf(forger.params)] });
+  assert.deepEqual(b.engine.handleDatagram(sim.now, { src: a.ulid, dst: b.ulid, bytes: req }), { kind: 'drop', reason: 'pds-mismatch' });
+  assert.equal(JSON.stringify(b.engine.status().contexts), before, 'B\'s context with A as it was');
+
+  // R2: A's I2 on the wire gives its nonce; B's own R2 is lost, the forger answers from B's address.
+  const race = shimPair(90);
+  const isR2 = (bytes: Uint8Array): boolean => { try { return decodeMessage(bytes).type === 'R2'; } catch { return false; } };
+  for (const from of race.b.locators) for (const to of race.a.locators) race.sim.setLink(from, to, { dropIf: (p) => isR2(p.bytes) }, 'forward');
+  race.a.engine.prime(race.sim.now, { ulid: race.b.ulid, locators: [], ttl: 300, source: 'configured' });
+  race.sim.runFor(150);
+  const i2 = race.sim.adversary.captured.map((c) => c.packet).find((p) => !p.plain && !p.forged && race.a.locators.includes(p.src) && (() => { try { return decodeMessage(p.bytes).type === 'I2'; } catch { return false; } })());
+  assert.ok(i2, 'A sent its I2');
+  const i2msg = decodeMessage(i2.bytes) as { initiatorNonce: number };
+  const aBefore = JSON.stringify(race.a.engine.status().contexts);
+  const r2 = encodeMessage({ type: 'R2', contextTag: 0x4242, initiatorNonce: i2msg.initiatorNonce, options: [forgersList(1), pdsOf(forger.params)] });
+  assert.deepEqual(race.a.engine.handleDatagram(race.sim.now, { src: i2.dst, dst: i2.src, bytes: r2 }), { kind: 'drop', reason: 'pds-mismatch' });
+  assert.equal(JSON.stringify(race.a.engine.status().contexts), aBefore, 'A\'s pending context as it was');
 });
 
 test('contexts peers make are bounded overall and per /64; removing one makes room again', () => {
