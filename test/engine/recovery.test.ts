@@ -108,6 +108,27 @@ test('an R1bis off the current pair changes nothing until its R2: only a pair we
   assert.ok(!sent(sim, 'a').some((l) => l.type === 'I1' && l.at >= t0), 'no fallback to I1');
 });
 
+test('while A explores, an R1bis on a pair of B\'s verified locators that A has not probed yet draws nothing; on a pair it probed, an I2bis', () => {
+  const three = (p: string): string[] => [1, 2, 3].map((i) => `2001:db8:${p}${i}::/64`);
+  const { sim, a, b } = configuredPair(5103, { aPrefixes: three('a'), bPrefixes: three('b') });
+  bidi(sim, a, b, sim.now + 500);
+  for (const la of a.locators) for (const lb of b.locators) sim.setLink(la, lb, { blackhole: true });
+  sendUntil(sim, a, b, sim.now + 400);
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.reap, 'Exploring');
+  const probed = (la: string, lb: string): boolean => sent(sim, 'a').some((l) => l.type === 'Probe' && l.src === la && l.dst === lb);
+  const pairs = a.locators.flatMap((la) => b.locators.map((lb) => [la, lb] as const)).filter(([la, lb]) => la !== ctx.pair.local || lb !== ctx.pair.peer);
+  const unprobed = pairs.find(([la, lb]) => !probed(la, lb));
+  const done = pairs.find(([la, lb]) => probed(la, lb));
+  assert.ok(unprobed && done, `some pairs probed, some not yet (${pairs.map(([la, lb]) => probed(la, lb)).join(' ')})`);
+  const r1bis = encodeMessage({ type: 'R1bis', packetContextTag: ctx.peerContextTag, responderNonce: 9, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(12).fill(1) }] });
+  while (a.engine.pollTransmit() !== undefined) { /* drain */ }
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: unprobed[1], dst: unprobed[0], bytes: r1bis }), { kind: 'drop', reason: 'no-context' }, 'a pair not probed');
+  assert.equal(a.engine.pollTransmit(), undefined, 'nothing sent');
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: done[1], dst: done[0], bytes: r1bis }), { kind: 'consumed' }, 'a probed pair');
+  assert.equal(decodeMessage(a.engine.pollTransmit()!.bytes).type, 'I2bis');
+});
+
 test('E-FAILED processes packets as in IDLE (RFC 5533 Appendix B): the peer\'s payload for the failed context\'s tag draws an R1bis and the context comes back at once, not after the hold-down', () => {
   const { sim, a, b } = shimPair(5107);
   const isR2 = (p: { bytes: Uint8Array }): boolean => { const r = tryDecodeMessage(p.bytes); return r.ok && r.message.type === 'R2'; };
