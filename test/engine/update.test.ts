@@ -176,7 +176,9 @@ test('a pending Update Request goes again under the tag of the context the resta
     sim.runFor(30_000);
     const after = sent(sim).filter((l) => l.at >= since);
     const requests = after.filter((l) => l.from === 'a' && l.type === 'UpdateRequest').map((l) => decodeMessage(l.bytes) as { contextTag: number });
+    assert.ok(requests.length >= 1, `${how}: the pending Update Request went again`);
     assert.ok(requests.every((m) => m.contextTag === newTag), `${how}: Update Requests under the old tag: ${requests.filter((m) => m.contextTag !== newTag).length}`);
+    assert.ok(after.some((l) => l.from === 'b' && l.type === 'UpdateAck'), `${how}: and B acknowledged it`);
     assert.equal(after.filter((l) => l.from === 'b' && l.type === 'R1bis').length, 0, `${how}: no R1bis`);
     assert.equal(a.engine.status().contexts[0]!.timers.update, undefined, `${how}: nothing left to retransmit`);
     const last = engineEvents(fresh).filter((e) => e.kind === 'locator-set-updated' || e.kind === 'context-established');
