@@ -111,6 +111,26 @@ test('TCP: pipelined queries on one connection, a garbage frame gets FORMERR, id
   await within(closed, 'the idle connection to be closed');
 });
 
+test('TCP: a connection that pipelines queries toward a silent upstream has at most tcp.maxInflight of them in flight; the stub stops reading it meanwhile', async (t) => {
+  const hole = await startBlackHole(t);
+  const stub = await startStub(t, [hole.addr], {
+    capability: { enabled: false }, tcp: { maxInflight: 8 }, queryTimeoutMs: 30_000,
+    upstream: { attemptTimeoutMs: 30_000, minAttemptTimeoutMs: 30_000 },
+  });
+  const c = net.connect(stub.port, stub.host);
+  t.after(() => c.destroy());
+  await new Promise<void>((r) => c.once('connect', () => r()));
+  // 40 queries in one write: read at once, all 40 would go upstream in this turn.
+  const frames = Array.from({ length: 40 }, (_, i) => query(`p${i}.test`, i + 1));
+  c.write(Buffer.concat(frames.map((f) => Buffer.concat([Buffer.from([f.length >> 8, f.length & 0xff]), f]))));
+  const piped = (): number => hole.queries.filter((q) => /^p\d+\.test$/.test(q.name)).length;
+  await waitFor(() => piped() >= 8, 'the first queries upstream');
+  // A query from another client, after them: once it is upstream, the connection's were read or not.
+  await udpSpray(stub, [query('sentinel.test', SENTINEL_ID)]);
+  await waitFor(() => hole.queries.some((q) => q.name === 'sentinel.test'), 'the other client\'s query upstream');
+  assert.equal(piped(), 8, 'tcp.maxInflight (8) of the connection\'s 40 queries in flight');
+});
+
 test('TCP connection limit: 3 accepted and served, the others dropped', async (t) => {
   const up = await startFakeUpstream(t, (q) => [{ bytes: answerFor(q) }]);
   // No idle timeout within the test: a connection that closes here was dropped by the limit.
