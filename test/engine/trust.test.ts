@@ -155,6 +155,22 @@ test('unknown-tag flood: R1bis limited the same way; a bare payload header (smal
   assert.equal(flood(b, 1000, 1, thousandSources, unknownTag), 1000);
 });
 
+test('R2s that I1s draw from the contexts\' own locators take the /64\'s tokens too: 30 contexts from one /64, an I1 from each at once, at most the burst (10) of R2s', () => {
+  const b = engineB();
+  const srcs = Array.from({ length: 30 }, (_, i) => `2001:db8:e7::${(i + 1).toString(16)}`);
+  // Set up at 5 a second, within the /64's 10/s: each handshake gets its R1 and R2.
+  srcs.forEach((src, i) => assert.ok(handshake(b, src, [], ms(i * 200)).sent.includes('R2'), `context ${i} set up`));
+  assert.equal(b.status().contexts.length, 30);
+  const at = ms(30 * 200 + 2000); // the bucket full again
+  const types: Record<string, number> = {};
+  for (const src of srcs) {
+    b.handleDatagram(at, { src, dst: B, bytes: encodeMessage({ type: 'I1', contextTag: 0x1234, initiatorNonce: 9, options: [] }) });
+    for (let t = b.pollTransmit(); t !== undefined; t = b.pollTransmit()) { const k = decodeMessage(t.bytes).type; types[k] = (types[k] ?? 0) + 1; }
+  }
+  assert.ok((types.R2 ?? 0) >= 1, `the first I1s are answered with R2 (their R2 was lost, as far as B knows): ${JSON.stringify(types)}`);
+  assert.ok((types.R2 ?? 0) + (types.R1 ?? 0) <= 10, `within the /64's burst: ${JSON.stringify(types)}`);
+});
+
 test('replies are never more than twice the datagram that caused them (the Error\'s quoted IPv6 header aside)', () => {
   const b = engineB({ replyLimit: 'off' });
   const cause = i1(1);
