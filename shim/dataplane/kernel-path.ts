@@ -409,8 +409,10 @@ export class NftKernelPath implements KernelPathHook {
     if (typeof r !== 'number') return r;
     nl.addon.nftCountersClose(nl.fd);
     const fd = nl.addon.nftCountersOpen(netnsFile(this.opts));
+    // None: -1 from now on (the addon refuses it), not the closed one's number, which the next
+    // descriptor the process opens takes (a later watch, unwatch or close would use that one).
+    nl.fd = fd < 0 ? -1 : fd;
     if (fd < 0) this.dead = true;
-    else nl.fd = fd;
     // ENOENT: the sums' counters (or the table) are gone.
     throw new Error(r === -2 ? `the kernel path's counters are gone (table ${KERNEL_TABLE} changed by someone else?)` : `reading the kernel path's counters failed (errno ${-r})`);
   }

@@ -4,6 +4,8 @@
 // readers: netlink (the addon, the default) and the `nft` process (where the addon is not built).
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { closeSync, fstatSync, openSync } from 'node:fs';
 import { needs, skipOrFail } from '../helpers/prereq.ts';
 import { NetLab } from '../helpers/netns.ts';
 import { KERNEL_TABLE, NftKernelPath } from '../../shim/dataplane/kernel-path.ts';
@@ -129,4 +131,29 @@ test('kernel path: a tripwire that cannot be had (here: the log group would be r
   await k.refresh();
   assert.ok((k.read(A, B)?.outPackets ?? 0) > 0, 'counted');
   assert.ok((k.total() ?? 0) > 0, 'the sums counted too');
+});
+
+test('kernel path (netlink reader): when a failed reading cannot open its socket again (the namespace is gone), later calls and close touch no descriptor that is not the reader\'s', async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
+  const net = new NetLab(t);
+  const a = net.ns('kd');
+  const k = NftKernelPath.open({ port: 5533, netns: a.name });
+  t.after(() => k.close());
+  if (k.readerKind !== 'netlink') { skipOrFail(t, 'missing prerequisite: the native addon (npm run install builds it)'); return; }
+  assert.equal(k.watch(A, B), true);
+  await k.refresh();
+  // The reading fails (our table deleted) and its socket cannot be made again (the namespace's file is gone).
+  net.run(a, ['nft', 'delete', 'table', 'ip6', KERNEL_TABLE]);
+  assert.equal(spawnSync('ip', ['netns', 'del', a.name]).status, 0);
+  await assert.rejects(k.refresh(), /gone/);
+  // The old socket's number is free: descriptors opened now take the lowest free numbers, that one among them.
+  const fds = Array.from({ length: 32 }, () => openSync('/dev/null', 'r'));
+  try {
+    k.unwatch(A, B);
+    assert.equal(k.watch(A, '2001:db8:77::2'), false, 'no socket: nothing can be watched');
+    k.close();
+    for (const fd of fds) assert.doesNotThrow(() => fstatSync(fd), `descriptor ${fd} is still open`);
+  } finally {
+    for (const fd of fds) try { closeSync(fd); } catch { /* closed by the defect */ }
+  }
 });
