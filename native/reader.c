@@ -22,8 +22,15 @@ napi_value reader_throw_errno(napi_env env, const char *what, int err) {
   return NULL;
 }
 
-/* The poll handle owns the struct once started: freed in on_closed, not by the external's finalizer. */
-static void on_finalize(napi_env env, void *data, void *hint) {}
+/* One of the struct's two owners is done with it (reader.h `owners`): the last frees it. */
+static void drop_owner(reader *r) {
+  if (--r->owners == 0) free(r);
+}
+
+/* The handle JS held is collected (or its environment ends): a later call with it can no longer come. */
+static void on_finalize(napi_env env, void *data, void *hint) {
+  drop_owner(data);
+}
 
 static void on_closed(uv_handle_t *h) {
   reader *r = h->data;
@@ -31,8 +38,10 @@ static void on_closed(uv_handle_t *h) {
      poll is closing waits for this callback (removing a hook that has run tells
      Node it is done). Touches no JS: the references went in reader_close. */
   if (r->cleanup) napi_remove_async_cleanup_hook(r->cleanup);
+  r->cleanup = NULL;
   if (r->on_free) r->on_free(r);
-  free(r);
+  r->on_free = NULL;
+  drop_owner(r);
 }
 
 /* The environment ends (a worker thread's, or the process's) with the reader open: close it as JS would. */
@@ -79,7 +88,6 @@ napi_value reader_start(napi_env env, reader *r, int fd, const char *name, napi_
   START_CHECK(env, r, napi_create_string_utf8(env, name, NAPI_AUTO_LENGTH, &jname));
   START_CHECK(env, r, napi_async_init(env, NULL, jname, &r->actx));
   START_CHECK(env, r, napi_get_uv_event_loop(env, &loop));
-  START_CHECK(env, r, napi_create_external(env, r, on_finalize, NULL, &ext));
   START_CHECK(env, r, napi_add_async_cleanup_hook(env, on_env_cleanup, r, &r->cleanup));
   int rc = uv_poll_init(loop, &r->poll, fd);
   if (rc != 0) {
@@ -87,13 +95,21 @@ napi_value reader_start(napi_env env, reader *r, int fd, const char *name, napi_
     return reader_throw_errno(env, "uv_poll_init", -rc);
   }
   r->poll.data = r;
+  r->owners = 1; /* the poll: from here on only its close callback (or the handle's finalizer) may free the struct */
   rc = uv_poll_start(&r->poll, UV_READABLE, on_readable);
   if (rc != 0) {
-    /* The poll is in the loop now: only its close callback may free the struct. The fd stays the caller's. */
+    /* The fd stays the caller's. */
     r->fd = -1;
     reader_close(r);
     return reader_throw_errno(env, "uv_poll_start", -rc);
   }
+  if (napi_create_external(env, r, on_finalize, NULL, &ext) != napi_ok) {
+    r->fd = -1;
+    reader_close(r);
+    napi_throw_error(env, "EREADERNAPI", "napi_create_external failed");
+    return NULL;
+  }
+  r->owners = 2; /* and the handle JS holds */
   return ext;
 }
 

@@ -44,6 +44,12 @@ typedef struct reader {
   void (*on_free)(struct reader *r);
   /* The environment's cleanup hook: registered by reader_start, removed once the poll is closed. */
   napi_async_cleanup_hook_handle cleanup;
+  /*
+   * Who still holds the struct: the poll (until libuv's close callback) and the handle JS holds
+   * (until it is collected, or its environment ends). The last frees it, so that a call with a
+   * handle whose reader was closed long ago (close again, ref) finds it closed, not freed memory.
+   */
+  int owners;
 } reader;
 
 /* Throw an Error with code "E<errno>", message "what: strerror(err)" and an `errno` property; returns NULL. */
@@ -66,7 +72,7 @@ reader *reader_of(napi_env env, napi_value handle);
 /* Call `cb` (the reader's own, or another it references) with `argc` int32 arguments in the reader's async context; an exception goes to Node's fatal handler. */
 void reader_call(reader *r, napi_ref cb, int argc, const int32_t *args);
 
-/* Stop polling and close the fd at once (the kernel sees it closed when this returns), drop the references; the struct is freed once libuv has closed the poll. Idempotent. Also what the environment's cleanup hook does. */
+/* Stop polling and close the fd at once (the kernel sees it closed when this returns), drop the references; the struct is freed once libuv has closed the poll and JS no longer holds the handle. Idempotent, also long after. Also what the environment's cleanup hook does. */
 void reader_close(reader *r);
 
 /* Whether the poll keeps the event loop alive (as dgram's ref/unref). */
