@@ -170,8 +170,6 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
   napi_value argv[7];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 7) { napi_throw_type_error(env, "ETUNARGS", "startReader needs 7 arguments"); return NULL; }
-  tun_reader *r = calloc(1, sizeof *r);
-  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
   int32_t fd;
   uint32_t slot, slots;
   CHECK(env, napi_get_value_int32(env, argv[0], &fd));
@@ -185,17 +183,20 @@ static napi_value tun_start(napi_env env, napi_callback_info info) {
   void *tdata;
   napi_value tab;
   CHECK(env, napi_get_typedarray_info(env, argv[4], &tt, &tlen, &tdata, &tab, &toff));
-  if (tt != napi_int32_array || tlen < slots || (size_t)slot * slots > buflen) {
-    free(r);
+  /* No slots (or empty ones): nothing would be read, and the level-triggered poll would call again at once, for ever. */
+  if (tt != napi_int32_array || slots == 0 || slot == 0 || tlen < slots || (size_t)slot * slots > buflen) {
     napi_throw_range_error(env, "ETUNARGS", "buffer or lengths array too small");
     return NULL;
   }
+  bool vnet;
+  CHECK(env, napi_get_value_bool(env, argv[6], &vnet));
+  /* Allocated once the arguments are checked: a throw above leaks nothing. */
+  tun_reader *r = calloc(1, sizeof *r);
+  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
   r->buf = buf;
   r->slot = slot;
   r->slots = slots;
   r->lens = tdata;
-  bool vnet;
-  CHECK(env, napi_get_value_bool(env, argv[6], &vnet));
   r->vnet = vnet;
   if (vnet && !(r->scratch = malloc(SCRATCH_LEN))) { free(r); return reader_throw_errno(env, "malloc", ENOMEM); }
   r->core.on_free = free_scratch;

@@ -346,41 +346,39 @@ napi_value udp_start(napi_env env, napi_callback_info info) {
   size_t argc = 8;
   napi_value argv[8];
   UCHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  udp_reader *r = calloc(1, sizeof *r);
-  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
   int32_t fd;
   uint32_t slot, slots;
-  void *buf, *meta;
+  void *buf, *meta, *errs = NULL;
   size_t buflen, metalen;
   UCHECK(env, napi_get_value_int32(env, argv[0], &fd));
   UCHECK(env, napi_get_arraybuffer_info(env, argv[1], &buf, &buflen));
   UCHECK(env, napi_get_value_uint32(env, argv[2], &slot));
   UCHECK(env, napi_get_value_uint32(env, argv[3], &slots));
   UCHECK(env, napi_get_arraybuffer_info(env, argv[4], &meta, &metalen));
-  if ((size_t)slot * slots > buflen || (size_t)UDP_META * slots > metalen) {
-    free(r);
+  /* No slots: recvmmsg would read nothing, and the level-triggered poll would call again at once, for ever. */
+  if (slots == 0 || (size_t)slot * slots > buflen || (size_t)UDP_META * slots > metalen) {
     napi_throw_range_error(env, "EUDPARGS", "buffers too small");
     return NULL;
   }
-  *r = (udp_reader){ .buf = buf, .slot = slot, .slots = slots, .meta = meta };
   napi_value keep[3] = { argv[1], argv[4], NULL };
   int nkeep = 2;
   if (argc >= 8) {
-    void *errs;
     size_t errslen;
     napi_valuetype t;
     UCHECK(env, napi_typeof(env, argv[7], &t));
     if (t == napi_function) {
       UCHECK(env, napi_get_arraybuffer_info(env, argv[6], &errs, &errslen));
       if (errslen < (size_t)UDP_ERR_SLOTS * UDP_ERR_SLOT) {
-        free(r);
         napi_throw_range_error(env, "EUDPARGS", "error buffer too small");
         return NULL;
       }
-      r->errs = errs;
       keep[nkeep++] = argv[6];
     }
   }
+  /* Allocated once the arguments are checked: a throw above leaks nothing. */
+  udp_reader *r = calloc(1, sizeof *r);
+  if (!r) return reader_throw_errno(env, "calloc", ENOMEM);
+  *r = (udp_reader){ .buf = buf, .slot = slot, .slots = slots, .meta = meta, .errs = errs };
   if (nkeep == 3 && napi_create_reference(env, argv[7], 1, &r->err_cb) != napi_ok) {
     free(r);
     napi_throw_error(env, "EUDPNAPI", "napi_create_reference failed");

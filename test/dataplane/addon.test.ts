@@ -1,5 +1,6 @@
-// The addon's readers when JavaScript calls them wrongly (native/reader.c): a handle used again
-// after its reader closed. It must be harmless, never touch memory that is not the call's.
+// The addon's readers when JavaScript calls them wrongly (native/reader.c, udp.c, tun.c): a handle
+// used again after its reader closed, buffers of no slots. Each must be refused or be harmless,
+// never touch memory that is not the call's, nor spin the event loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createSocket } from 'node:dgram';
@@ -45,5 +46,19 @@ test('a reader\'s handle used again long after it was closed (close, ref) does n
     assert.deepEqual(live.map((r) => r.got.length > 0), live.map(() => true), 'every live reader read its datagram');
   } finally {
     for (const r of live) a.udpClose(r.handle);
+  }
+});
+
+test('readers of no slots are refused (RangeError): recvmmsg or read would take nothing, and the level-triggered poll would call again at once, for ever', () => {
+  const a = loadAddon();
+  const [fd] = a.udpOpen(0, 0, false, LOOPBACK, false, 0, false);
+  try {
+    assert.throws(() => a.udpStartReader(fd, new ArrayBuffer(2048), 2048, 0, new ArrayBuffer(40), () => {}), RangeError);
+    assert.throws(() => a.startReader(fd, new ArrayBuffer(2048), 2048, 0, new Int32Array(1), () => {}, false), RangeError);
+    assert.throws(() => a.startReader(fd, new ArrayBuffer(2048), 0, 1, new Int32Array(1), () => {}, false), RangeError, 'slots of no octets');
+  } finally {
+    // Refused: the socket is still the caller's.
+    const h = a.udpStartReader(fd, new ArrayBuffer(2048), 2048, 1, new ArrayBuffer(40), () => {});
+    a.udpClose(h);
   }
 });
