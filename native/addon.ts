@@ -67,7 +67,8 @@ export interface NativeAddon {
   /**
    * bpf(2) on pinned maps (bpfmap.c): open one (BPF_OBJ_GET) → fd or -errno; update (add or
    * replace), delete, lookup (into `out`), the key after `key` (null: the first) → 0 or -errno.
-   * Keys and values must have the map's sizes (else -EINVAL).
+   * Keys and values must have the map's sizes (else -EINVAL); a per-CPU map's value is the value once
+   * per possible CPU, each rounded up to 8 octets (as the kernel copies it).
    */
   bpfObjGet(path: string): number;
   bpfMapUpdate(fd: number, key: Uint8Array, value: Uint8Array): number;

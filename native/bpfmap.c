@@ -9,6 +9,9 @@
  * decides what a refusal means. Sizes are the caller's: the kernel checks
  * nothing but the pointers, so a key or value shorter than the map's is
  * refused here (EINVAL) by comparing with the map's own sizes (BPF_OBJ_GET_INFO_BY_FD).
+ * A per-CPU map's value is what the kernel copies for it: the value once per
+ * possible CPU, each 8-aligned (the kernel wrote that many octets into a buffer
+ * of one value's size, past its end).
  *
  * Must not know: what the maps hold (the JS side encodes keys and values).
  */
@@ -31,8 +34,20 @@ static long sys_bpf(int cmd, union bpf_attr *attr) {
   return syscall(__NR_bpf, cmd, attr, sizeof *attr);
 }
 
-/* The map's key and value sizes (a per-CPU map's value: one CPU's; bpfPercpuSum reads all of them). */
-static int map_sizes(int fd, uint32_t *key, uint32_t *value) {
+static int possible_cpus(void);
+
+/* Whether the kernel reads and writes a value of the map once per possible CPU. */
+static int is_percpu(uint32_t type) {
+  return type == BPF_MAP_TYPE_PERCPU_HASH || type == BPF_MAP_TYPE_PERCPU_ARRAY || type == BPF_MAP_TYPE_LRU_PERCPU_HASH ||
+         type == BPF_MAP_TYPE_PERCPU_CGROUP_STORAGE;
+}
+
+/*
+ * The map's key and value sizes: the value as the kernel copies it for a lookup or an update,
+ * which for a per-CPU map is one 8-aligned slot per possible CPU (`slot`: one CPU's value size,
+ * what bpfPercpuSum checks; the map's value size elsewhere).
+ */
+static int map_sizes(int fd, uint32_t *key, uint32_t *value, uint32_t *slot) {
   struct bpf_map_info info;
   union bpf_attr attr;
   memset(&info, 0, sizeof info);
@@ -42,7 +57,13 @@ static int map_sizes(int fd, uint32_t *key, uint32_t *value) {
   attr.info.info = (uint64_t)(uintptr_t)&info;
   if (sys_bpf(BPF_OBJ_GET_INFO_BY_FD, &attr) < 0) return -errno;
   *key = info.key_size;
+  *slot = info.value_size;
   *value = info.value_size;
+  if (is_percpu(info.type)) {
+    int cpus = possible_cpus();
+    if (cpus < 0) return cpus;
+    *value = ((info.value_size + 7) & ~7u) * (uint32_t)cpus;
+  }
   return 0;
 }
 
@@ -92,10 +113,10 @@ static int elem_cmd(int cmd, int32_t fd, void *key, void *second, uint64_t flags
   return sys_bpf(cmd, &attr) < 0 ? -errno : 0;
 }
 
-/* An element command's arguments: fd, then `want - 1` typed arrays, and the map's key and value sizes. */
-static int elem_args(napi_env env, napi_callback_info info, size_t want, int32_t *fd, void **b, size_t *l, uint32_t *ks, uint32_t *vs) {
+/* An element command's arguments: fd, then `want - 1` typed arrays, and the map's key and value sizes (map_sizes). */
+static int elem_args(napi_env env, napi_callback_info info, size_t want, int32_t *fd, void **b, size_t *l, uint32_t *ks, uint32_t *vs, uint32_t *slot) {
   int rc = args(env, info, want, fd, b, l);
-  return rc == 0 ? map_sizes(*fd, ks, vs) : rc;
+  return rc == 0 ? map_sizes(*fd, ks, vs, slot) : rc;
 }
 
 /* `cmd` on (fd, key, value), both sized as the map says: 0 or -errno. */
@@ -103,8 +124,8 @@ static napi_value key_value_cmd(napi_env env, napi_callback_info info, int cmd, 
   int32_t fd;
   void *b[2];
   size_t l[2];
-  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
-  int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs);
+  uint32_t ks = 0, vs = 0, slot = 0; /* set by map_sizes on success; initialised for the compiler */
+  int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs, &slot);
   if (rc == 0 && (b[0] == NULL || b[1] == NULL || l[0] != ks || l[1] != vs)) rc = -EINVAL;
   return int_value(env, rc == 0 ? elem_cmd(cmd, fd, b[0], b[1], flags) : rc);
 }
@@ -124,8 +145,8 @@ napi_value bpf_map_delete_js(napi_env env, napi_callback_info info) {
   int32_t fd;
   void *b[1];
   size_t l[1];
-  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
-  int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs);
+  uint32_t ks = 0, vs = 0, slot = 0; /* set by map_sizes on success; initialised for the compiler */
+  int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs, &slot);
   if (rc == 0 && (b[0] == NULL || l[0] != ks)) rc = -EINVAL;
   return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_DELETE_ELEM, fd, b[0], NULL, 0) : rc);
 }
@@ -135,8 +156,8 @@ napi_value bpf_map_next_key_js(napi_env env, napi_callback_info info) {
   int32_t fd;
   void *b[2];
   size_t l[2];
-  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
-  int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs);
+  uint32_t ks = 0, vs = 0, slot = 0; /* set by map_sizes on success; initialised for the compiler */
+  int rc = elem_args(env, info, 3, &fd, b, l, &ks, &vs, &slot);
   if (rc == 0 && ((b[0] != NULL && l[0] != ks) || b[1] == NULL || l[1] != ks)) rc = -EINVAL;
   return int_value(env, rc == 0 ? elem_cmd(BPF_MAP_GET_NEXT_KEY, fd, b[0], b[1], 0) : rc);
 }
@@ -181,9 +202,9 @@ napi_value bpf_percpu_sum_js(napi_env env, napi_callback_info info) {
   int32_t fd;
   void *b[1];
   size_t l[1];
-  uint32_t ks = 0, vs = 0; /* set by map_sizes on success; initialised for the compiler */
-  int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs);
-  if (rc == 0 && (b[0] == NULL || l[0] != ks || vs != 8)) rc = -EINVAL;
+  uint32_t ks = 0, vs = 0, slot = 0; /* set by map_sizes on success; initialised for the compiler */
+  int rc = elem_args(env, info, 2, &fd, b, l, &ks, &vs, &slot);
+  if (rc == 0 && (b[0] == NULL || l[0] != ks || slot != 8)) rc = -EINVAL;
   int cpus = rc == 0 ? possible_cpus() : rc;
   double sum = 0;
   if (cpus > 0) {

@@ -1,11 +1,15 @@
-// The addon's readers when JavaScript calls them wrongly (native/reader.c, udp.c, tun.c): a handle
-// used again after its reader closed, buffers of no slots. Each must be refused or be harmless,
-// never touch memory that is not the call's, nor spin the event loop.
+// The addon's readers and map calls when JavaScript calls them wrongly (native/reader.c, udp.c,
+// tun.c, bpfmap.c): a handle used again after its reader closed, buffers of no slots, a per-CPU
+// map's value of one CPU's size. Each must be refused or be harmless, never touch memory that is
+// not the call's, nor spin the event loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createSocket } from 'node:dgram';
 import { loadAddon } from '../../native/addon.ts';
+import { needs } from '../helpers/prereq.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
+import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
 
 const LOOPBACK = Uint8Array.from({ length: 16 }, (_, i) => (i === 15 ? 1 : 0));
 
@@ -61,4 +65,45 @@ test('readers of no slots are refused (RangeError): recvmmsg or read would take 
     const h = a.udpStartReader(fd, new ArrayBuffer(2048), 2048, 1, new ArrayBuffer(40), () => {});
     a.udpClose(h);
   }
+});
+
+test('a per-CPU map\'s value of one CPU\'s size is refused (EINVAL), not overrun by the kernel; the value once per possible CPU is taken (bpf maps in a bpffs of its own)', (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount', 'bpftool'] })) return;
+  const script = `
+    import { readFileSync } from 'node:fs';
+    const { loadAddon } = await import(${JSON.stringify(treeModule('native/addon.ts'))});
+    const a = loadAddon();
+    let cpus = 0;
+    for (const r of readFileSync('/sys/devices/system/cpu/possible', 'utf8').trim().split(',')) {
+      const [lo, hi] = r.split('-').map(Number);
+      cpus += (hi ?? lo) - lo + 1;
+    }
+    const fd = a.bpfObjGet('/sys/fs/bpf/pc');
+    const key = new Uint8Array(4);
+    // One CPU's value at the start of a larger buffer: what follows it must stay as it is.
+    const area = new Uint8Array(4096).fill(0xee);
+    const lookup = a.bpfMapLookup(fd, key, area.subarray(0, 8));
+    const after = area.subarray(8).every((b) => b === 0xee);
+    const update = a.bpfMapUpdate(fd, key, area.subarray(0, 8));
+    const whole = new Uint8Array(8 * cpus);
+    for (let c = 0; c < cpus; c++) whole[8 * c] = 1;
+    const updateWhole = a.bpfMapUpdate(fd, key, whole);
+    const back = new Uint8Array(8 * cpus);
+    const lookupWhole = a.bpfMapLookup(fd, key, back);
+    console.log(JSON.stringify({ cpus, lookup, after, update, updateWhole, lookupWhole, same: back.every((b, i) => b === whole[i]), sum: a.bpfPercpuSum(fd, key) }));
+  `;
+  const sh = `set -e
+    mount -t bpf bpf /sys/fs/bpf
+    bpftool map create /sys/fs/bpf/pc type percpu_array key 4 value 8 entries 1 name pc
+    "$@"`;
+  // A private mount namespace with a bpffs of its own: the host's bpffs is not touched.
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', sh, 'sh', process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, number | boolean>;
+  t.diagnostic(JSON.stringify(res));
+  assert.equal(res.lookup, -22, 'a lookup into one CPU\'s value is refused');
+  assert.equal(res.after, true, 'the octets after it are untouched');
+  assert.equal(res.update, -22, 'an update from one CPU\'s value is refused (the kernel would read past it)');
+  assert.deepEqual([res.updateWhole, res.lookupWhole, res.same], [0, 0, true], 'the value once per possible CPU is written and read');
+  assert.equal(res.sum, res.cpus, 'and summed');
 });
