@@ -60,12 +60,14 @@ static int nflog_config(int fd, uint16_t group, uint16_t attr, const void *val, 
   memcpy((uint8_t *)a + NLA_HDRLEN, val, vlen);
   struct sockaddr_nl k = { .nl_family = AF_NETLINK };
   if (sendto(fd, req, nh->nlmsg_len, 0, (struct sockaddr *)&k, sizeof k) < 0) return -errno;
-  uint8_t ack[1024];
+  uint32_t ack[1024 / 4]; /* 4-aligned, as netlink messages are */
   for (int tries = 0; tries < 16; tries++) {
     ssize_t n = recv(fd, ack, sizeof ack, 0);
     if (n < 0) { if (errno == EINTR) continue; return -errno; }
-    for (struct nlmsghdr *r = (struct nlmsghdr *)ack; NLMSG_OK(r, (size_t)n); r = NLMSG_NEXT(r, n)) {
+    int left = (int)n; /* signed: NLMSG_NEXT subtracts the aligned length, which must not wrap past the end */
+    for (struct nlmsghdr *r = (struct nlmsghdr *)ack; NLMSG_OK(r, left); r = NLMSG_NEXT(r, left)) {
       if (r->nlmsg_type == NLMSG_ERROR && r->nlmsg_seq == seq) {
+        if (r->nlmsg_len < NLMSG_LENGTH(sizeof(struct nlmsgerr))) return -EPROTO;
         struct nlmsgerr *e = NLMSG_DATA(r);
         return e->error;
       }

@@ -12,11 +12,7 @@ import { LinuxTun } from '../../shim/dataplane/tun-linux.ts';
 import { splitPacket, buildPacket, IPPROTO_TCP } from '../../shim/dataplane/ip6-packet.ts';
 import { PROMPT_MAX_FLOWS, TcpPrompter, type ChallengeAnswer } from '../../shim/dataplane/tcp-prompt.ts';
 import { SimRng, fuzzRuns, fuzzSeed } from '../helpers/rng.ts';
-import { existsSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
-import path from 'node:path';
-import { packageRoot } from '../../shim/runtime-paths.ts';
-import { tmpdir } from '../helpers/tmp.ts';
+import { buildNativeHarness } from '../helpers/native-harness.ts';
 
 /** Seeded uniform integers in [0, n) (test/helpers/rng.ts). */
 function rng(seed: number): (n: number) => number {
@@ -168,24 +164,8 @@ test('fuzz: the native GRO coalescer takes mutated TCP runs without crashing (re
 });
 
 test('fuzz: the addon\'s parsers of kernel bytes (TSO segments, partial checksums, NFLOG packets, nf_tables counters) stay within their buffers and keep their invariants (AddressSanitizer, UBSan)', (t) => {
-  // Node's headers, where node-gyp found them for the addon: beside node, or in node-gyp's cache.
-  const headers = [path.join(process.execPath, '../../include/node'), path.join(os.homedir(), '.cache/node-gyp', process.versions.node, 'include/node')]
-    .find((d) => existsSync(path.join(d, 'node_api.h')));
-  if (!needs(t, { commands: ['cc', 'nm'], paths: [headers ?? 'node_api.h (node\'s headers)'] })) return;
-  const dir = tmpdir(t, 'shim6-native-fuzz-');
-  const cc = (args: string[]): void => {
-    const r = spawnSync('cc', ['-g', '-O1', '-fsanitize=address,undefined', '-fno-sanitize-recover=all', ...args], { encoding: 'utf8' });
-    assert.equal(r.status, 0, `cc ${args.join(' ')}: ${r.stderr}`);
-  };
-  // The addon's sources as they are, included by the harness; their N-API, libuv and reader calls (never made here) stubbed.
-  const obj = path.join(dir, 'fuzz.o');
-  cc(['-c', `-I${path.join(packageRoot, 'native')}`, `-I${headers!}`, '-o', obj, path.join(packageRoot, 'test/dataplane/fixtures/native-parsers-fuzz.c')]);
-  const nm = spawnSync('nm', ['-u', obj], { encoding: 'utf8' });
-  assert.equal(nm.status, 0, nm.stderr);
-  const stubs = nm.stdout.split('\n').map((l) => l.trim().split(/\s+/).pop()!).filter((s) => /^(napi_|uv_|reader_)/.test(s));
-  writeFileSync(path.join(dir, 'stubs.c'), stubs.map((s) => `void ${s}(void) { __builtin_trap(); }\n`).join(''));
-  const bin = path.join(dir, 'fuzz');
-  cc(['-o', bin, obj, path.join(dir, 'stubs.c')]);
+  const bin = buildNativeHarness(t, 'test/dataplane/fixtures/native-parsers-fuzz.c');
+  if (bin === undefined) return;
   const r = spawnSync(bin, [String(fuzzSeed(t, 0xa5a17)), String(fuzzRuns(20000))], { encoding: 'utf8', timeout: 600_000 });
   assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
   const [, segments, records, counters] = r.stdout.trim().split(' ').map(Number);

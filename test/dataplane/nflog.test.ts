@@ -10,6 +10,8 @@ import { needs } from '../helpers/prereq.ts';
 import { NetLab } from '../helpers/netns.ts';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
+import { spawnSync } from 'node:child_process';
+import { buildNativeHarness } from '../helpers/native-harness.ts';
 
 test('NFLOG reader: after its socket overflowed (ENOBUFS) it counts the loss and reads what the kernel logs next', (t) => {
   if (!needs(t, { root: true, commands: ['ip', 'nft'] })) return;
@@ -54,4 +56,14 @@ test('NFLOG reader: after its socket overflowed (ENOBUFS) it counts the loss and
   t.diagnostic(`records ${res.records}, losses reported ${res.lost}, records after the loss ${res.recordsAfterLoss}`);
   assert.ok(res.lost > 0, 'the overflow is reported as a loss');
   assert.ok(res.recordsAfterLoss > 0, 'records come again after the overflow');
+});
+
+test('NFLOG set-up: a datagram queued before a request\'s acknowledgment, one message of a length not a multiple of 4 (sent by another netlink socket), is walked within the receive buffer (AddressSanitizer)', (t) => {
+  if (!needs(t, { root: true, commands: ['unshare'] })) return;
+  const bin = buildNativeHarness(t, 'test/dataplane/fixtures/nflog-config-ack.c');
+  if (bin === undefined) return;
+  // A network namespace of its own: the log group bound there is no one else's.
+  const r = spawnSync('unshare', ['-n', bin, '5599'], { encoding: 'utf8', timeout: 60_000 });
+  assert.equal(r.status, 0, `${r.stdout}${r.stderr}`);
+  assert.match(r.stdout, /^rc 0$/m, 'the request\'s own acknowledgment was found after the junk');
 });
