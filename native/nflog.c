@@ -144,6 +144,7 @@ static int nflog_parse(struct nlmsghdr *nh, uint8_t *rec) {
 static void nflog_on_readable(uv_poll_t *h, int status, int events) {
   nflog_reader *r = h->data;
   if (r->core.closed) return;
+  if (reader_buffers_moved(&r->core)) { reader_close(&r->core); return; }
   /* An overflowed socket (ENOBUFS, below) reports POLLERR, on which libuv stops the poll and says
      UV_EBADF: poll again and read on (the error is returned once, counted as lost). */
   if (status < 0 && uv_poll_start(&r->core.poll, UV_READABLE, nflog_on_readable) != 0) return;

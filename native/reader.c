@@ -60,6 +60,33 @@ static void release(reader *r) {
   free(r);
 }
 
+/* A kept value's memory and length: an ArrayBuffer's octets, or a typed array's elements. */
+static napi_status buffer_of(napi_env env, napi_value v, void **data, size_t *len) {
+  bool is = false;
+  napi_status st = napi_is_arraybuffer(env, v, &is);
+  if (st != napi_ok) return st;
+  if (is) return napi_get_arraybuffer_info(env, v, data, len);
+  napi_typedarray_type tt;
+  napi_value ab;
+  size_t off;
+  return napi_get_typedarray_info(env, v, &tt, len, data, &ab, &off);
+}
+
+bool reader_buffers_moved(reader *r) {
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(r->env, &scope) != napi_ok) return false;
+  bool moved = false;
+  for (int i = 0; i < r->nkeep && !moved; i++) {
+    napi_value v;
+    void *data = NULL;
+    size_t len = 0;
+    if (napi_get_reference_value(r->env, r->keep[i], &v) != napi_ok || v == NULL || buffer_of(r->env, v, &data, &len) != napi_ok) continue;
+    moved = data != r->keep_data[i] || len < r->keep_len[i];
+  }
+  napi_close_handle_scope(r->env, scope);
+  return moved;
+}
+
 #define START_CHECK(env, r, call)                                 \
   do {                                                            \
     if ((call) != napi_ok) {                                      \
@@ -82,6 +109,7 @@ napi_value reader_start(napi_env env, reader *r, int fd, const char *name, napi_
   for (int i = 0; i < nkeep; i++) {
     START_CHECK(env, r, napi_create_reference(env, keep[i], 1, &r->keep[i]));
     r->nkeep = i + 1;
+    START_CHECK(env, r, buffer_of(env, keep[i], &r->keep_data[i], &r->keep_len[i]));
   }
   napi_value jname, ext;
   uv_loop_t *loop;

@@ -38,6 +38,9 @@ typedef struct reader {
   napi_ref cb;
   napi_ref keep[READER_KEEP_MAX];
   int nkeep;
+  /* Where each kept buffer's memory was, and its length, when the reader started (reader_buffers_moved). */
+  void *keep_data[READER_KEEP_MAX];
+  size_t keep_len[READER_KEEP_MAX];
   /* Called by reader_close, while the environment can still drop references (may be NULL). */
   void (*on_close)(struct reader *r);
   /* Called once libuv has closed the poll, before the struct is freed (may be NULL). */
@@ -65,6 +68,14 @@ napi_value reader_throw_errno(napi_env env, const char *what, int err);
  */
 napi_value reader_start(napi_env env, reader *r, int fd, const char *name, napi_value cb,
                         const napi_value *keep, int nkeep, uv_poll_cb on_readable);
+
+/*
+ * Whether a kept buffer is no longer where the reader writes: detached (its memory transferred to
+ * another ArrayBuffer, structuredClone or postMessage with a transfer list) or shrunk (a resizable
+ * ArrayBuffer). A reference keeps a buffer alive, not its memory in place. A reader checks before
+ * it reads, and closes itself if so.
+ */
+bool reader_buffers_moved(reader *r);
 
 /* The reader behind a handle from reader_start, or NULL after throwing. */
 reader *reader_of(napi_env env, napi_value handle);

@@ -137,6 +137,8 @@ static void take_vnet_packet(tun_reader *r, uint8_t *pkt, size_t n) {
 
 static void on_readable(uv_poll_t *handle, int status, int events) {
   tun_reader *r = handle->data;
+  if (r->core.closed) return;
+  if (reader_buffers_moved(&r->core)) { reader_close(&r->core); return; }
   int err = status < 0 ? -status : 0;
   /* Bounded work per wake-up so the loop stays fair; epoll is level-triggered and comes back. */
   for (int reads = 0; !r->core.closed && !err && r->count < r->slots && reads < 256; reads++) {

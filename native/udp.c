@@ -260,6 +260,7 @@ static uint32_t udp_read_errors(udp_reader *r, int *more) {
 static void udp_on_readable(uv_poll_t *h, int status, int events) {
   udp_reader *r = h->data;
   if (r->core.closed) return;
+  if (reader_buffers_moved(&r->core)) { reader_close(&r->core); return; }
   if (status < 0) {
     /* libuv stops a poll handle on POLLERR (a queued ICMP error, or the socket's
        pending error) and says UV_EBADF: without an error reader that is the end,

@@ -1,6 +1,6 @@
 // The addon's readers and map calls when JavaScript calls them wrongly (native/reader.c, udp.c,
-// tun.c, bpfmap.c): a handle used again after its reader closed, buffers of no slots, a per-CPU
-// map's value of one CPU's size. Each must be refused or be harmless, never touch memory that is
+// tun.c, bpfmap.c): a handle used again after its reader closed, buffers of no slots, a buffer
+// transferred away while its reader runs, a per-CPU map's value of one CPU's size. Each must be refused or be harmless, never touch memory that is
 // not the call's, nor spin the event loop.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -65,6 +65,35 @@ test('readers of no slots are refused (RangeError): recvmmsg or read would take 
     const h = a.udpStartReader(fd, new ArrayBuffer(2048), 2048, 1, new ArrayBuffer(40), () => {});
     a.udpClose(h);
   }
+});
+
+test('a reader whose buffer was transferred away (structuredClone with a transfer list) writes nothing into the memory now another buffer\'s: it closes itself at its next wake-up', async () => {
+  const a = loadAddon();
+  const [fd, port] = a.udpOpen(0, 0, false, LOOPBACK, false, 0, false);
+  const buf = new ArrayBuffer(2048 * 4);
+  let reads = 0;
+  const handle = a.udpStartReader(fd, buf, 2048, 4, new ArrayBuffer(40 * 4), () => { reads++; });
+  // The memory now belongs to `moved`; `buf` is detached (length 0).
+  const moved = structuredClone(buf, { transfer: [buf] });
+  assert.equal(buf.byteLength, 0);
+  // A connected sender: once the reader's socket is closed, the kernel answers Port Unreachable (ECONNREFUSED).
+  const s = createSocket('udp6');
+  let refused = false;
+  s.on('error', (e: NodeJS.ErrnoException) => { if (e.code === 'ECONNREFUSED') refused = true; });
+  await new Promise<void>((ok) => s.connect(port, '::1', () => ok()));
+  try {
+    const end = Date.now() + DEADLINE_MS;
+    while (!refused && reads === 0 && Date.now() < end) {
+      s.send(Buffer.alloc(64, 0x5a));
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  } finally {
+    s.close();
+    a.udpClose(handle);
+  }
+  assert.equal(reads, 0, 'nothing was read into the transferred memory');
+  assert.equal(new Uint8Array(moved).some((b) => b !== 0), false, 'the memory, now another buffer\'s, is untouched');
+  assert.equal(refused, true, 'the reader closed its socket');
 });
 
 test('a per-CPU map\'s value of one CPU\'s size is refused (EINVAL), not overrun by the kernel; the value once per possible CPU is taken (bpf maps in a bpffs of its own)', (t) => {
