@@ -92,7 +92,7 @@ napi_value bpf_obj_get_js(napi_env env, napi_callback_info info) {
   char path[PATH_MAX_LEN];
   size_t plen = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
-      napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
+      utf8_arg(env, argv[0], path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
     return int_value(env, -EINVAL);
   union bpf_attr attr;
   memset(&attr, 0, sizeof attr);

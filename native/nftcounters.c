@@ -71,7 +71,7 @@ int32_t netlink_open_arg(napi_env env, napi_value arg, int present, int protocol
   if (t == napi_null || t == napi_undefined) return open_socket(protocol);
   char path[4096];
   size_t plen = 0;
-  if (t != napi_string || napi_get_value_string_utf8(env, arg, path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
+  if (t != napi_string || utf8_arg(env, arg, path, sizeof path, &plen) != napi_ok || plen == 0 || plen >= sizeof path - 1)
     return -EINVAL;
   /* Enter the namespace on this thread only for the socket() call, then come back. */
   int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
@@ -217,7 +217,7 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
   size_t tlen = 0;
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 3 ||
       napi_get_value_int32(env, argv[0], &fd) != napi_ok || napi_get_value_int32(env, argv[1], &family) != napi_ok ||
-      napi_get_value_string_utf8(env, argv[2], table, sizeof table, &tlen) != napi_ok || tlen == 0 || tlen >= sizeof table - 1 ||
+      utf8_arg(env, argv[2], table, sizeof table, &tlen) != napi_ok || tlen == 0 || tlen >= sizeof table - 1 ||
       family < 0 || family > 255 || fd < 0)
     return int_value(env, -EINVAL);
   uint32_t count = 0;
@@ -243,7 +243,7 @@ napi_value nft_counters_read_js(napi_env env, napi_callback_info info) {
     napi_value v;
     char name[TABLE_MAX];
     size_t nlen = 0;
-    if (napi_get_element(env, argv[3], i, &v) != napi_ok || napi_get_value_string_utf8(env, v, name, sizeof name, &nlen) != napi_ok || nlen == 0 || nlen >= sizeof name - 1) {
+    if (napi_get_element(env, argv[3], i, &v) != napi_ok || utf8_arg(env, v, name, sizeof name, &nlen) != napi_ok || nlen == 0 || nlen >= sizeof name - 1) {
       rc = -EINVAL;
       break;
     }
@@ -363,7 +363,7 @@ static size_t elem_msg(uint8_t *buf, size_t at, int add, uint32_t seq, uint8_t f
 /* A string argument of at most `max` - 1 octets, non-empty; its length, or -1. */
 static ssize_t str_arg(napi_env env, napi_value v, char *out, size_t max) {
   size_t len = 0;
-  if (napi_get_value_string_utf8(env, v, out, max, &len) != napi_ok || len == 0 || len >= max - 1) return -1;
+  if (utf8_arg(env, v, out, max, &len) != napi_ok || len == 0 || len >= max - 1) return -1;
   return (ssize_t)len;
 }
 

@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 #include "notify.h"
+#include "napi-util.h"
 
 #define MAX_STATE 4096
 
@@ -39,8 +40,8 @@ napi_value notify_send(napi_env env, napi_callback_info info) {
   size_t plen = 0;
   char state[MAX_STATE + 1];
   size_t slen = 0;
-  if (napi_get_value_string_utf8(env, argv[0], path, sizeof path, &plen) != napi_ok ||
-      napi_get_value_string_utf8(env, argv[1], state, sizeof state, &slen) != napi_ok) {
+  if (utf8_arg(env, argv[0], path, sizeof path, &plen) != napi_ok ||
+      utf8_arg(env, argv[1], state, sizeof state, &slen) != napi_ok) {
     napi_throw_type_error(env, "EINVAL", "notify: path and state must be strings");
     return NULL;
   }

@@ -136,3 +136,19 @@ test('a per-CPU map\'s value of one CPU\'s size is refused (EINVAL), not overrun
   assert.deepEqual([res.updateWhole, res.lookupWhole, res.same], [0, 0, true], 'the value once per possible CPU is written and read');
   assert.equal(res.sum, res.cpus, 'and summed');
 });
+
+test('string arguments longer than the addon takes are refused by their UTF-8 length, not cut at a character and taken as another name', () => {
+  const a = loadAddon();
+  // Two-octet characters: the copy stops one octet short of the buffer's end, which passed the length checks.
+  assert.equal(a.notify(`@${'é'.repeat(60)}`, 'X=1'), -36, 'ENAMETOOLONG, as for the same length in ASCII');
+  assert.equal(a.notify(`@${'e'.repeat(120)}`, 'X=1'), -36);
+  assert.equal(a.bpfObjGet(`//${'é'.repeat(2100)}`), -22, 'EINVAL: longer than a path');
+  assert.equal(a.nftCountersOpen(`//${'é'.repeat(2100)}`), -22);
+  const fd = a.nftCountersOpen(null);
+  assert.ok(fd >= 0, `nftCountersOpen: ${fd}`);
+  try {
+    assert.equal(a.nftCountersRead(fd, 10, `tt${'é'.repeat(200)}`), -22, 'a table name longer than nftables takes');
+  } finally {
+    a.nftCountersClose(fd);
+  }
+});
