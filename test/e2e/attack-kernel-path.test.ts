@@ -73,6 +73,17 @@ const status = async (l: AttackLab): Promise<Status> => await l.status('a') as S
 const contextOf = (st: StatusView): ContextView | undefined => st.engine.contexts.find((c) => c.peerUlid === LAB_ADDR.bP);
 const packetsOf = (st: Status): Record<string, number> => (typeof st.daemon.kernelEncapsulation === 'object' ? st.daemon.kernelEncapsulation.packets : null) ?? {};
 
+/**
+ * A's UDP receiver on port 9999 (it prints `got <text>` per datagram), once listening; and A's
+ * ticks to B (every 50 ms), the traffic that brings the context up.
+ */
+async function receiverOnA(t: TestContext, l: AttackLab): Promise<{ lines: string[] }> {
+  const recv = inNs(t, l.lab.a, `require('dgram').createSocket('udp6').on('message',(m)=>console.log('got '+m.toString())).bind(9999,'::',()=>console.log('listening'))`);
+  await waitFor(() => recv.lines.includes('listening'), 'A\'s receiver listening');
+  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  return recv;
+}
+
 async function onPath(l: AttackLab, path: 'kernel' | 'encap'): Promise<ContextView> {
   let c: ContextView | undefined;
   await waitFor(async () => (c = contextOf(await status(l)))?.path === path, `A's context with B on path ${path}`, 2 * DEADLINE_MS, 200);
@@ -289,9 +300,7 @@ test('F6: a payload with A\'s tag from B\'s verified locator to ff02::1 is not d
   const l = lab(t);
   if (!l) return;
   await fresh(l);
-  const recv = inNs(t, l.lab.a, `require('dgram').createSocket('udp6').on('message',(m)=>console.log('got '+m.toString())).bind(9999,'::',()=>console.log('listening'))`);
-  await waitFor(() => recv.lines.includes('listening'), 'A\'s receiver listening');
-  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  const recv = await receiverOnA(t, l);
   await onPath(l, 'kernel');
   const ctx = await rehomeA(l);
   unblackhole(l.lab, 'P', 'a'); // the attacker is on P
@@ -311,9 +320,7 @@ test('F7: a locator B withdrew by an Update Request is no longer a source A\'s k
   const l = lab(t);
   if (!l) return;
   await fresh(l);
-  const recv = inNs(t, l.lab.a, `require('dgram').createSocket('udp6').on('message',(m)=>console.log('got '+m.toString())).bind(9999,'::',()=>console.log('listening'))`);
-  await waitFor(() => recv.lines.includes('listening'), 'A\'s receiver listening');
-  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  const recv = await receiverOnA(t, l);
   const ctx = await onPath(l, 'kernel');
   assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
   // B loses its address on Q: its daemon's Update Request lists B's ULID alone, and A's engine takes bQ out of B's locators.
