@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Sim } from '../sim/sim.ts';
-import { configuredPair, engineEvents, sendShim, shimAlone, type ShimHost } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, sendShim, shimAlone, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
 import { sent } from '../sim/trace.ts';
 import { State, PMTU_EXPIRES_MS, type IcmpInput } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
@@ -235,4 +235,19 @@ test('fuzz: random errors and mutated quotes never throw, and change nothing unl
     if (!ours) assert.equal(r.kind, 'drop', JSON.stringify(r));
     if (r.kind === 'drop') assert.equal(snapshot(a, sim), before, JSON.stringify(r));
   }), fuzzParams(t, { seed: 5533, numRuns: 3000 }));
+});
+
+test('an error quoting a payload to another UDP port than the context\'s (DNS gave 40000) is not about it; one to its port is', () => {
+  const { sim, a, b } = shimPair(25);
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured', port: 40_000 });
+  sim.runFor(200);
+  assert.deepEqual([a.engine.status().contexts[0]?.state, a.engine.status().contexts[0]?.port], [State.ESTABLISHED, 40_000]);
+  const out = sentPayload(sim, a, b, new Uint8Array(1400));
+  const ptb = { type: 2, code: 0, info: 1300, src: out.src, dst: out.dst, invoking: out.bytes };
+  const before = snapshot(a, sim);
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...ptb, port: 5533 }), { kind: 'drop', reason: 'icmp-unmatched' });
+  assert.equal(snapshot(a, sim), before);
+  assert.equal(a.engine.status().contexts[0]!.pathMtu, undefined);
+  assert.equal(a.engine.handleIcmp(sim.now, { ...ptb, port: 40_000 }).kind, 'deliver', 'its own port');
+  assert.equal(a.engine.status().contexts[0]!.pathMtu, 1284);
 });
