@@ -251,3 +251,18 @@ test('an error quoting a payload to another UDP port than the context\'s (DNS ga
   assert.equal(a.engine.handleIcmp(sim.now, { ...ptb, port: 40_000 }).kind, 'deliver', 'its own port');
   assert.equal(a.engine.status().contexts[0]!.pathMtu, 1284);
 });
+
+test('an error about a payload of a context in CLOSING (sent before the close) is dropped: the context is going, nothing to lower or deliver', () => {
+  const { sim, a, b } = configuredPair(27);
+  const out = sentPayload(sim, a, b, new Uint8Array(1400));
+  sim.setLink(b.ulid, a.ulid, { blackhole: true }, 'forward'); // B's Close Ack lost: A stays in CLOSING
+  a.engine.close(sim.now, b.ulid);
+  sim.flush();
+  assert.equal(a.engine.status().contexts[0]!.state, State.CLOSING);
+  const before = snapshot(a, sim);
+  const base = { src: out.src, dst: out.dst, port: 5533, invoking: out.bytes };
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 2, code: 0, info: 1300 }), { kind: 'drop', reason: 'icmp-unmatched' }, 'Packet Too Big');
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 0, info: 0 }), { kind: 'drop', reason: 'icmp-unmatched' }, 'unreachable');
+  assert.equal(snapshot(a, sim), before);
+  assert.equal(a.engine.status().contexts[0]!.pathMtu, undefined);
+});
