@@ -5,7 +5,7 @@
 // globally, never more than twice the datagram that caused them.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Engine, MAX_PEER_LOCATORS, MAX_PREFIX_BUCKETS, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
+import { Engine, MAX_PEER_LOCATORS, MAX_PREFIX_BUCKETS, State, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
@@ -245,6 +245,37 @@ test('an Update Request or R2 carrying a PDS that does not prove the peer\'s ULI
   const r2 = encodeMessage({ type: 'R2', contextTag: 0x4242, initiatorNonce: i2msg.initiatorNonce, options: [forgersList(1), pdsOf(forger.params)] });
   assert.deepEqual(race.a.engine.handleDatagram(race.sim.now, { src: i2.dst, dst: i2.src, bytes: r2 }), { kind: 'drop', reason: 'pds-mismatch' });
   assert.equal(JSON.stringify(race.a.engine.status().contexts), aBefore, 'A\'s pending context as it was');
+});
+
+test('an R1 or R2 echoing our nonce from an address that is not one of the peer\'s locators (locator-mismatch), or to an address not ours (not-local), is dropped and changes nothing', () => {
+  const { sim, a, b } = shimPair(91);
+  const typeOf = (bytes: Uint8Array): string | undefined => { try { return decodeMessage(bytes).type; } catch { return undefined; } };
+  // B's R1s and R2s are lost on the way: the test hands them to A itself, as they were or re-addressed.
+  for (const from of b.locators) for (const to of a.locators) sim.setLink(from, to, { dropIf: (p) => typeOf(p.bytes) === 'R1' || typeOf(p.bytes) === 'R2' }, 'forward');
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  const last = (type: string) => sim.adversary.captured.map((c) => c.packet).filter((p) => b.locators.includes(p.src) && typeOf(p.bytes) === type).at(-1);
+  sim.driveUntil(() => last('R1') !== undefined, { within: 5000 });
+  // Everything but the count of messages received (it counts every well-formed one, checked or not).
+  const snapshot = () => { sim.flush(); return JSON.stringify({ st: { ...a.engine.status(sim.now), messages: undefined }, sent: sim.adversary.captured.length, events: a.host.events.length, tx: a.engine.pollTimeout() }); };
+  const notPeer = '2001:db8:b1::99'; // B's /64, not B's address
+  const notOurs = '2001:db8:a1::99'; // A's /64, not A's address
+  for (const type of ['R1', 'R2'] as const) {
+    const msg = last(type)!;
+    const state = type === 'R1' ? State.I1_SENT : State.I2_SENT;
+    assert.equal(a.engine.status().contexts[0]!.state, state);
+    const before = snapshot();
+    // To an address not ours the engine stops it at the door (handleDatagram), before the handler's own check.
+    for (const [what, src, dst, reason] of [['from another address', notPeer, msg.dst, 'locator-mismatch'], ['to an address not ours', msg.src, notOurs, 'not-local']] as const) {
+      assert.deepEqual(a.engine.handleDatagram(sim.now, { src, dst, bytes: msg.bytes }), { kind: 'drop', reason }, `${type} ${what}`);
+      assert.equal(snapshot(), before, `${type} ${what}: nothing changed`);
+    }
+    // As B sent it: taken.
+    assert.deepEqual(a.engine.handleDatagram(sim.now, { src: msg.src, dst: msg.dst, bytes: msg.bytes }), { kind: 'consumed' }, type);
+    if (type === 'R1') sim.driveUntil(() => last('R2') !== undefined, { within: 5000 });
+  }
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.state, State.ESTABLISHED);
+  assert.ok(b.locators.includes(ctx.pair.peer) && a.locators.includes(ctx.pair.local), JSON.stringify(ctx.pair));
 });
 
 test('contexts peers make are bounded overall and per /64; removing one makes room again', () => {
