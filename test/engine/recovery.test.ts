@@ -149,3 +149,24 @@ test('E-FAILED processes packets as in IDLE (RFC 5533 Appendix B): the peer\'s p
   assert.equal(b.engine.status().contexts.find((c) => c.peerUlid === a.ulid)?.state, State.ESTABLISHED, 'B recovered by A\'s I2bis');
   assert.ok(sendShim(sim, b, a), 'B carries payload through the context again');
 });
+
+test('an R1bis from the current peer locator but to another of our addresses is not about the current pair: with no probe sent on its pair it draws nothing; to the current local locator, the I2bis', () => {
+  const { sim, a, b } = configuredPair(5109);
+  bidi(sim, a, b, sim.now + 500);
+  const ctx = a.engine.status().contexts[0]!;
+  assert.deepEqual(ctx.pair, { local: a.ulid, peer: b.ulid });
+  const aQ = a.locators.find((l) => l !== ctx.pair.local)!;
+  assert.ok(!sent(sim, 'a').some((l) => l.src === aQ && l.dst === b.ulid), 'A never sent from aQ to B\'s ULID');
+  const r1bis = encodeMessage({ type: 'R1bis', packetContextTag: ctx.peerContextTag, responderNonce: 9, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(12).fill(1) }] });
+  while (a.engine.pollTransmit() !== undefined) { /* drain */ }
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: ctx.pair.peer, dst: aQ, bytes: r1bis }), { kind: 'drop', reason: 'no-context' });
+  assert.equal(a.engine.pollTransmit(), undefined, 'nothing sent');
+  const after = a.engine.status().contexts[0]!;
+  assert.equal(after.state, State.ESTABLISHED);
+  assert.deepEqual(after.pair, ctx.pair);
+  // On the current pair itself: §7.18, an I2bis there and I2BIS-SENT.
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: ctx.pair.peer, dst: ctx.pair.local, bytes: r1bis }), { kind: 'consumed' });
+  const tx = a.engine.pollTransmit()!;
+  assert.deepEqual([decodeMessage(tx.bytes).type, tx.src, tx.dst], ['I2bis', ctx.pair.local, ctx.pair.peer]);
+  assert.equal(a.engine.status().contexts[0]!.state, State.I2BIS_SENT);
+});
