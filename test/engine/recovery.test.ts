@@ -170,3 +170,28 @@ test('an R1bis from the current peer locator but to another of our addresses is 
   assert.deepEqual([decodeMessage(tx.bytes).type, tx.src, tx.dst], ['I2bis', ctx.pair.local, ctx.pair.peer]);
   assert.equal(a.engine.status().contexts[0]!.state, State.I2BIS_SENT);
 });
+
+test('an R1bis on a pair A probed, from a locator B has since withdrawn (BROKEN by its Update), draws nothing: only a pair A may still use is answered', () => {
+  const { sim, a, b } = configuredPair(5111);
+  bidi(sim, a, b, sim.now + 500);
+  for (const la of a.locators) for (const lb of b.locators) sim.setLink(la, lb, { blackhole: true });
+  sendUntil(sim, a, b, sim.now + 400);
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.reap, 'Exploring');
+  const aQ = a.locators[1]!, bQ = b.locators[1]!;
+  assert.ok(sent(sim, 'a').some((l) => l.type === 'Probe' && l.src === aQ && l.dst === bQ), 'A probed (aQ, bQ)');
+  // B's bQ goes down: its Update Request (lost on the dead links) is handed to A.
+  const from = mark(sim);
+  b.engine.localLocatorDown(sim.now, bQ);
+  sim.flush();
+  const update = traceAfter(sim, from).find((l) => l.from === 'b' && l.type === 'UpdateRequest')!;
+  assert.ok(update, 'B sent an Update Request');
+  assert.equal(a.engine.handleDatagram(sim.now, { src: update.src, dst: update.dst, bytes: update.bytes }).kind, 'consumed');
+  const bq = a.engine.status().contexts[0]!.peerLocators.find((l) => l.address === bQ)!;
+  assert.equal(bq.flags & 1, 1, 'A holds bQ BROKEN: a source only');
+  const r1bis = encodeMessage({ type: 'R1bis', packetContextTag: ctx.peerContextTag, responderNonce: 9, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(12).fill(1) }] });
+  while (a.engine.pollTransmit() !== undefined) { /* drain */ }
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: bQ, dst: aQ, bytes: r1bis }), { kind: 'drop', reason: 'no-context' });
+  assert.equal(a.engine.pollTransmit(), undefined, 'no I2bis to a withdrawn locator');
+  assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
+});
