@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Engine, MAX_PEER_LOCATORS, MAX_PREFIX_BUCKETS, State, type EngineConfig, type EngineEvent } from '../../shim/engine/index.ts';
 import { ReplyLimiter } from '../../shim/engine/reply-limit.ts';
+import { hbaVerifier } from '../../shim/engine/verify.ts';
 import { decodeMessage, encodeMessage, encodePayloadHeader, findOption, type R1Message, type Shim6Option } from '../../shim/wire/index.ts';
 import { VerificationMethod } from '../../shim/constants.ts';
 import { ms, type Millis } from '../../shim/time.ts';
@@ -95,6 +96,22 @@ test('proven ULIDs are accepted: the source itself (locator), and an HBA member 
   const p = b.handleDatagram(ms(1), { src: f2, dst: B, bytes: Uint8Array.from([...h, 1, 2, 3, 4, 5, 6, 7, 8]) });
   assert.equal(p.kind, 'payload');
   assert.equal(p.kind === 'payload' ? p.srcUlid : '', f.ulid);
+});
+
+test('a locator with a verification method neither HBA nor CGA (0, 3, 255) proves nothing, and listed before an HBA member does not take that member\'s result: the third party never a destination, the member verified', () => {
+  const f = hbaIdentity(['2001:db8:f1::/64', '2001:db8:f2::/64'], new SimRng(85));
+  const f2 = f.locators[1]!;
+  for (const method of [0, 3, 255]) {
+    const claims = [{ address: THIRD_PARTY, method }, { address: f2, method: VerificationMethod.HBA }];
+    assert.deepEqual(hbaVerifier().verify(f.ulid, claims, f.params), [false, true], `method ${method}: the verifier`);
+    // Through an I2: the context is made (an unproven entry is kept, never a destination), the member is B's to use.
+    const b = engineB();
+    const list: Shim6Option = { type: 'LocatorList', critical: false, generation: 1, locators: claims.map((c) => ({ address: c.address, verificationMethod: c.method })) };
+    const r = handshake(b, f.ulid, [list, pdsOf(f.params)]);
+    assert.equal(r.result.kind, 'consumed', `method ${method}`);
+    const peers = b.status().contexts[0]!.peerLocators;
+    assert.deepEqual([THIRD_PARTY, f2].map((a) => peers.find((l) => l.address === a)?.verified), [false, true], `method ${method}: ${JSON.stringify(peers)}`);
+  }
 });
 
 test('an I2 claiming the ULID of an established peer from an unproven locator changes nothing', () => {
