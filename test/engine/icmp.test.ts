@@ -7,13 +7,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import type { Sim } from '../sim/sim.ts';
-import { configuredPair, engineEvents, sendShim, shimAlone, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
+import { configuredPair, engineEvents, pairWithContextIn, sendShim, shimAlone, shimPair, type ShimHost } from '../sim/shim-hosts.ts';
 import { sent } from '../sim/trace.ts';
 import { State, PMTU_EXPIRES_MS, type IcmpInput } from '../../shim/engine/index.ts';
 import { ms } from '../../shim/time.ts';
 import { fuzzParams } from '../helpers/rng.ts';
 import { shim6Checksum, writeU16 } from '../../shim/wire/header.ts';
-import { tryDecodeMessage } from '../../shim/wire/index.ts';
+import { decodePayloadHeader, tryDecodeMessage } from '../../shim/wire/index.ts';
 
 const LEGACY = '2001:db8:1e9::1';
 
@@ -265,4 +265,18 @@ test('an error about a payload of a context in CLOSING (sent before the close) i
   assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 0, info: 0 }), { kind: 'drop', reason: 'icmp-unmatched' }, 'unreachable');
   assert.equal(snapshot(a, sim), before);
   assert.equal(a.engine.status().contexts[0]!.pathMtu, undefined);
+});
+
+test('an error about a payload of a context that fell back to I1 (its I2bis unanswered, §7.19) is dropped: it still holds the old CT(peer), but no peer instance to speak for', () => {
+  const { sim, a, b } = pairWithContextIn(State.I2BIS_SENT, 29);
+  const quote = sent(sim, 'a').filter((l) => l.type === 'payload').at(-1)!;
+  for (const lb of b.locators) for (const la of a.locators) sim.setLink(lb, la, { blackhole: true }, 'forward'); // B's R2s lost
+  sim.driveUntil(() => a.engine.status().contexts[0]?.state === State.I1_SENT, { within: 60_000 });
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(decodePayloadHeader(quote.bytes).contextTag, ctx.peerContextTag, 'the old CT(peer), the one quoted, is still the context\'s');
+  const before = snapshot(a, sim);
+  const base = { src: quote.src, dst: quote.dst, port: 5533, invoking: quote.bytes };
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 2, code: 0, info: 1300 }), { kind: 'drop', reason: 'icmp-unmatched' }, 'Packet Too Big');
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 4, code: 0, info: 100 }), { kind: 'drop', reason: 'icmp-unmatched' }, 'Parameter Problem');
+  assert.equal(snapshot(a, sim), before);
 });
