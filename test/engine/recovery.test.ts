@@ -195,3 +195,20 @@ test('an R1bis on a pair A probed, from a locator B has since withdrawn (BROKEN 
   assert.equal(a.engine.pollTransmit(), undefined, 'no I2bis to a withdrawn locator');
   assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
 });
+
+test('an R1bis on a pair A probed, to a local locator A has since lost (BROKEN), draws nothing: no I2bis from an address A no longer sends from', () => {
+  const { sim, a, b } = configuredPair(5113);
+  bidi(sim, a, b, sim.now + 500);
+  for (const la of a.locators) for (const lb of b.locators) sim.setLink(la, lb, { blackhole: true });
+  sendUntil(sim, a, b, sim.now + 400);
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.reap, 'Exploring');
+  const aQ = a.locators[1]!, bQ = b.locators[1]!;
+  assert.ok(sent(sim, 'a').some((l) => l.type === 'Probe' && l.src === aQ && l.dst === bQ), 'A probed (aQ, bQ)');
+  a.engine.localLocatorDown(sim.now, aQ);
+  const r1bis = encodeMessage({ type: 'R1bis', packetContextTag: ctx.peerContextTag, responderNonce: 9, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(12).fill(1) }] });
+  while (a.engine.pollTransmit() !== undefined) { /* drain */ }
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: bQ, dst: aQ, bytes: r1bis }), { kind: 'drop', reason: 'no-context' });
+  assert.equal(a.engine.pollTransmit(), undefined, 'no I2bis from a lost locator');
+  assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
+});
