@@ -53,7 +53,7 @@ import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, connectionsByLocal, keptUlidsView, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
 import { contextsToSetUpAgain, pairKey, savedAtOf, savedFreshForMs } from './resume-saved.ts';
-import { checkHbaMembers, readHba, refusePeersThatAreUs } from './start-checks.ts';
+import { checkHbaMembers, identityListRoom, readHba, refusePeersThatAreUs } from './start-checks.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -160,6 +160,8 @@ export class Daemon {
   /** The contexts live when the stop began (closing them empties the engine before the caches are saved). */
   private contextsAtStop: SavedContext[] | undefined;
   private cgaKey: CgaKey | undefined;
+  /** Entries our Locator List may have beside our PDS and CGA Signature (Identity.listRoom). */
+  private listRoom = MAX_LOCAL_LOCATORS;
   private dns: DnsPublisher | undefined;
   /** This network namespace claimed for this daemon (instance-lock.ts); released at the end of teardown. */
   private claim: InstanceClaim | undefined;
@@ -246,6 +248,7 @@ export class Daemon {
     daemon.found = id.found;
     daemon.cgaKey = id.cgaKey;
     daemon.cgaUlid = id.cgaUlid;
+    daemon.listRoom = id.listRoom;
     daemon.kernel = plane.kernel;
     daemon.encap = plane.encap;
     daemon.savedTouchedAt = savedTouchedAt;
@@ -404,7 +407,7 @@ export class Daemon {
     if (this.restored.size === 0 && (this.ulid === '' || present(this.ulid))) return [];
     return keptUlidsView({
       restored: this.restored.keys(), live: this.keptLive, ulid: this.ulid, present,
-      locals: orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored),
+      locals: orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored, this.listRoom),
       connections: this.restoredConnections, contexts: this.engine?.traffic() ?? [],
       now: monotonicClock(), nextCheckAt: this.restoredNextCheckAt,
     });
@@ -732,7 +735,7 @@ export class Daemon {
         this.keptLive.delete(u);
         if (!this.found.some((a) => a.address === u)) this.routes.dropLocal(u); // else a locator as any other
       }
-      const locals = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
+      const locals = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored, this.listRoom);
       this.command((e, t) => e.setLocalLocators(t, locals));
       const why = 'no open connection or context uses them';
       const restart = unused.filter((u) => !live.includes(u));
@@ -877,16 +880,16 @@ export class Daemon {
     // sockets bound to it), while the packets travel between the locators that are left (so do the
     // ULIDs a restart kept for the connections bound to them, and any other local ULID of a live
     // context: a discovered flow's source, a privacy address, a second prefix).
-    const before = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
+    const before = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored, this.listRoom);
     this.found = now;
     this.keepUlidsInUse(diff.removed, before);
     for (const a of diff.removed) if (a !== this.ulid && !this.restored.has(a)) this.routes.dropLocal(a);
     // Bound again as it comes up too: a socket could not be bound to it while its link was down
     // (tentative); one already bound stays as it is.
     for (const a of [...diff.added, ...diff.cameUp]) void driver.bindLocator(a).catch((err: Error) => this.log.warn('cannot bind new locator', { address: a, error: err.message }));
-    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid, this.restored);
-    if (locals.length === MAX_LOCAL_LOCATORS && now.some((a) => !locals.some((l) => l.address === a.address))) {
-      this.log.warn('more addresses than a Locator List holds: announcing the first', { addresses: now.length, announced: locals.length, bound: MAX_LOCAL_LOCATORS });
+    const locals = orderLocators(now, this.hba, this.cgaUlid?.address, this.ulid, this.restored, this.listRoom);
+    if (locals.length === this.listRoom && now.some((a) => !locals.some((l) => l.address === a.address))) {
+      this.log.warn('more addresses than a Locator List holds: announcing the first', { addresses: now.length, announced: locals.length, bound: this.listRoom });
     }
     // A link down: explore at once (localLocatorDown), then the whole set, which may change more than
     // that locator's flag (a deprecated address is usable again when no preferred one is left up).
@@ -913,6 +916,8 @@ interface Identity {
    * daemon's contexts and that we can prove (restored.ts), each with its PDS: kept (BROKEN, last) among `locals`.
    */
   restored: Map<Ipv6, Uint8Array>;
+  /** Entries our Locator List may have (identityListRoom): `locals` holds at most as many. */
+  listRoom: number;
 }
 
 /**
@@ -942,14 +947,18 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   const cgaUlid = cgaKey && !hba && found.length > 0 ? addCgaUlid(cgaKey, config.cga!.sec, found[0]!, log) : undefined;
   if (cgaUlid) { host = read(); found = onInterfaces(host); }
   const restored = keptFromBefore(restoredUlids(before.open, found, before.saved), before.open, hba, cgaKey, config.cga?.sec, log);
-  const locals = orderLocators(found, hba, cgaUlid?.address, undefined, restored);
+  const listRoom = identityListRoom(hba, cgaKey, cgaUlid?.params);
+  if (listRoom < MAX_LOCAL_LOCATORS) {
+    log.warn('the CGA identity leaves room for fewer locators than a Locator List holds: a host with more addresses announces the first', { room: listRoom, bound: MAX_LOCAL_LOCATORS, ...(cgaKey ? { keyBits: cgaKey.bits } : {}), ...(hba ? { hbaPrefixes: hba.members.length } : {}) });
+  }
+  const locals = orderLocators(found, hba, cgaUlid?.address, undefined, restored, listRoom);
   if (locals.length === 0 && !off) {
     // A typo in `interfaces` is the usual cause: name the links that do not exist.
     const missing = config.interfaces.filter((dev) => !existsSync(`/sys/class/net/${dev}`));
     throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${missing.length ? ` (no such interface: ${missing.join(', ')})` : ''}`);
   }
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
-  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '', restored };
+  return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '', restored, listRoom };
 }
 
 /** The data plane around the engine: routes, the kernel path, the TUN, the UDP transport, the driver. */
@@ -1129,10 +1138,11 @@ function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): Gen
  * restored.ts) come last, BROKEN unless the host has the address again, never
  * the ULID of a new daemon. Each HBA member, and each restored ULID, carries
  * its own PDS (LocalLocator.cgaParams): the proof its contexts send.
- * At most MAX_LOCAL_LOCATORS in all: a host with more addresses announces the
- * first ones in this order (the kept ULIDs always).
+ * At most `room` in all (MAX_LOCAL_LOCATORS, or fewer when our PDS and CGA
+ * Signature leave less room: identityListRoom): a host with more addresses
+ * announces the first ones in this order (the kept ULIDs always).
  */
-export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[], restored?: ReadonlyMap<Ipv6, Uint8Array | undefined>): LocalLocator[] {
+export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile | undefined, ulid?: Ipv6, keep?: Ipv6 | readonly Ipv6[], restored?: ReadonlyMap<Ipv6, Uint8Array | undefined>, room = MAX_LOCAL_LOCATORS): LocalLocator[] {
   const members = ulid !== undefined ? [ulid] : hba?.members.map((m) => m.address) ?? [];
   for (const k of keep === undefined ? [] : typeof keep === 'string' ? [keep] : keep) {
     if (k !== '' && !found.some((a) => a.address === k)) found = [...found, { address: k, ifname: '', up: false }];
@@ -1146,9 +1156,9 @@ export function orderLocators(found: readonly LocalAddress[], hba: HbaParamsFile
     // Usable before down ones (a link down at start), preferred before deprecated: without an HBA set the first is the ULID.
     .sort((x, y) => rank(x.address) - rank(y.address) || Number(!x.up) - Number(!y.up) || Number(x.deprecated === true) - Number(y.deprecated === true));
   const gone = [...(restored?.keys() ?? [])].filter((u) => !all.some((a) => a.address === u));
-  // At most MAX_LOCAL_LOCATORS in all (what a peer keeps, what a message holds): the kept ULIDs
-  // stay (contexts name them), the host's addresses are cut from the end of that order.
-  const present = all.slice(0, Math.max(1, MAX_LOCAL_LOCATORS - gone.length));
+  // At most `room` in all (what a peer keeps, what a message holds): the kept ULIDs stay (contexts
+  // name them), the host's addresses are cut from the end of that order.
+  const present = all.slice(0, Math.max(1, room - gone.length));
   const params = (a: Ipv6): Uint8Array | undefined => {
     const m = hba?.members.find((x) => x.address === a);
     return restored?.get(a) ?? (m !== undefined && typeof m.params === 'string' && m.params !== '' ? memberParams(m) : undefined);

@@ -22,6 +22,7 @@ import { readLocalAddresses, type LocalAddress } from './locators.ts';
 import { checkHbaMatchesKey, loadCgaKey, type CgaKey } from './cga-identity.ts';
 import { loadDnsKey } from './dns-update.ts';
 import { checkLocatorParams } from '../engine/cga.ts';
+import { localListRoom } from '../engine/local.ts';
 
 /** Read and parse the HBA parameters file `hba`: unreadable is ECONFIG naming it, damaged EHBA_PARAMS. */
 export function readHba(file: string): HbaParamsFile {
@@ -38,14 +39,27 @@ export function readHba(file: string): HbaParamsFile {
  * Each member's parameters must prove its address and hold the set's key: every locator of the
  * engine that is a member carries them (orderLocators), and the engine refuses parameters that do
  * not (LocalLocator.cgaParams) — here at the start, as a configuration error naming the file,
- * rather than when that member's address appears.
+ * rather than when that member's address appears. And they must leave room for a Locator List
+ * beside them and the key's signature (identityListRoom): a set of too many prefixes could never
+ * be announced.
  */
 export function checkHbaMembers(hba: HbaParamsFile, file: string, cgaKey: CgaKey | undefined): void {
   try {
     checkLocatorParams(hba.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })), cgaKey?.key);
+    identityListRoom(hba, cgaKey, undefined);
   } catch (err) {
     throw new UsageError('EHBA_PARAMS', `hba: ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
   }
+}
+
+/**
+ * Entries our Locator List may have (engine localListRoom): beside the largest PDS we send (an HBA
+ * member's, or our CGA's) and, with a key, its CGA Signature, every message carrying the list must
+ * fit a Shim6 message (2,048 octets). Throws UsageError ECGA_PARAMS, naming the sizes, when not even
+ * the ULID fits (checkHbaMembers says so at the start, naming the file).
+ */
+export function identityListRoom(hba: HbaParamsFile | undefined, cgaKey: CgaKey | undefined, cgaParams: Uint8Array | undefined): number {
+  return localListRoom(cgaParams, hba?.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })) ?? [], cgaKey?.key);
 }
 
 /**

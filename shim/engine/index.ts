@@ -7,7 +7,7 @@ export { IcmpType, ENCAPSULATION_GROWTH, PMTU_EXPIRES_MS, applicationMtu, type I
 export { resolveConfig, PROFILES, RFC_PROFILE, FAST_PROFILE, advertisedKeepaliveSeconds, type EngineConfig, type Timers, type ProfileName, type CapabilityMode, type LocalLocator, type PeerConfig } from './config.ts';
 export type { Transmit, DatagramResult, EncapsulateResult, EngineEvent, LocatorPair, CloseReason } from './events.ts';
 export { MAX_PEER_LOCATORS, type UlidProof, type RehomeCause } from './context.ts';
-export { MAX_LOCAL_LOCATORS } from './local.ts';
+export { MAX_LOCAL_LOCATORS, MAX_ECHOED_VALIDATOR, listRoom, localListRoom } from './local.ts';
 export { KNOWN_PEERS_INTERVAL_MS, MAX_KNOWN_PEERS, MAX_PRIMED_PEERS, type GuardCounters, type KnownPeerCounters, type ProbeReplyCounts, type ReplyCounts, type ReplyKind } from './core.ts';
 export { DEFAULT_REPLY_LIMIT, DEFAULT_VERIFY_LIMIT, MAX_PREFIX_BUCKETS, defaultProbeReplyLimit, resolveProbeReplyLimit, resolveReplyLimit, type ProbeReplyLimitConfig, type ProbeReplyLimitInput, type ReplyLimitConfig, type BucketConfig } from './reply-limit.ts';
 export { cryptoRng, type Rng } from './random.ts';

@@ -9,9 +9,11 @@
  * is not the engine's), else the engine's.
  */
 import type { Ipv6 } from '../wire/ipv6.ts';
-import type { Shim6Option } from '../wire/messages.ts';
+import type { Shim6Message, Shim6Option } from '../wire/messages.ts';
 import type { KeyObject } from 'node:crypto';
-import { LocatorFlag } from '../constants.ts';
+import { LocatorFlag, VerificationMethod } from '../constants.ts';
+import { encodingLength, MAX_HEADER_LENGTH } from '../wire/message-codec.ts';
+import { UsageError } from '../errors.ts';
 import type { LocalLocator, Timers } from './config.ts';
 import { advertisedKeepaliveSeconds, mustAdvertiseKeepalive } from './config.ts';
 import { localMethods, signLocatorList } from './cga.ts';
@@ -20,12 +22,98 @@ import { verifyCga } from '../wire/cga.ts';
 import { MAX_PEER_LOCATORS } from './context.ts';
 
 /**
- * Entries of our Locator List: as many as a peer keeps of it (MAX_PEER_LOCATORS). More would
+ * Entries of our Locator List: at most as many as a peer keeps of it (MAX_PEER_LOCATORS). More would
  * reach no peer, and past about a hundred the Update Request, I2 or R2 carrying the list is more
- * than a Shim6 message holds (2,048 octets) and cannot be built at all. The caller orders the list
- * (the ULID first, then what matters most): a longer one is cut to its first entries.
+ * than a Shim6 message holds (2,048 octets) and cannot be built at all. Fewer when our PDS and CGA
+ * Signature leave less room (listRoom). The caller orders the list (the ULID first, then what
+ * matters most): a longer one is cut to its first entries.
  */
 export const MAX_LOCAL_LOCATORS = MAX_PEER_LOCATORS;
+
+/**
+ * The longest Responder Validator the room for our list allows for in an I2 or I2bis (RFC 5533
+ * leaves its length to the responder; ours is 12 octets, the hash §7.10 suggests 20 or 32).
+ */
+export const MAX_ECHOED_VALIDATOR = 32;
+
+/**
+ * The messages that carry our list, each with the most that goes beside it: the longest validator
+ * we echo, a ULID Pair, a Forked Instance Identifier, a Keepalive Timeout (RFC 5533 §5.9, §5.10,
+ * §5.11, §5.14; RFC 5534 §5.3).
+ */
+const CARRIERS: readonly Shim6Message[] = ((): Shim6Message[] => {
+  const beside: Shim6Option[] = [
+    { type: 'UlidPair', critical: false, senderUlid: '::', receiverUlid: '::' },
+    { type: 'ForkedInstanceIdentifier', critical: false, forkedInstanceId: 0xffff_ffff },
+    { type: 'KeepaliveTimeout', critical: false, timeoutSeconds: 0xffff },
+  ];
+  const validator: Shim6Option = { type: 'ResponderValidator', critical: false, validator: new Uint8Array(MAX_ECHOED_VALIDATOR) };
+  return [
+    { type: 'I2', contextTag: 0, initiatorNonce: 0, responderNonce: 0, options: [validator, ...beside] },
+    { type: 'I2bis', contextTag: 0, initiatorNonce: 0, responderNonce: 0, packetContextTag: 0, options: [validator, ...beside] },
+    { type: 'R2', contextTag: 0, initiatorNonce: 0, options: [beside[2]!] },
+    { type: 'UpdateRequest', contextTag: 0, requestNonce: 0, options: [beside[2]!] },
+  ];
+})();
+
+const roomCache = new Map<string, number>();
+
+/**
+ * How many entries our Locator List may have so that every message carrying it (I2, I2bis, R2,
+ * Update Request, with the most beside it: CARRIERS) fits a Shim6 message (2,048 octets), with a
+ * PDS of `pdsLength` octets and a CGA Signature of `signatureLength` (0: none): at most
+ * MAX_LOCAL_LOCATORS, 0 when not even the ULID fits. Computed by encoding those messages.
+ * A 4096-bit key (550-octet public key, 512-octet signature) leaves room for 32 entries beside an
+ * HBA/CGA set of up to 17 prefixes, 26 beside 31, 7 beside 80, and one up to 95 (docs/engine.md).
+ */
+export function listRoom(pdsLength: number, signatureLength: number): number {
+  const id = `${pdsLength}/${signatureLength}`;
+  let room = roomCache.get(id);
+  if (room === undefined) {
+    room = 0;
+    const pds: Shim6Option = { type: 'CgaParameterDataStructure', critical: false, pds: new Uint8Array(pdsLength) };
+    const signature: Shim6Option[] = signatureLength > 0 ? [{ type: 'CgaSignature', critical: false, signature: new Uint8Array(signatureLength) }] : [];
+    const fits = (n: number): boolean => {
+      const list: Shim6Option[] = [
+        { type: 'LocatorList', critical: false, generation: 0, locators: Array.from({ length: n }, () => ({ address: '::', verificationMethod: VerificationMethod.CGA })) },
+        { type: 'LocatorPreferences', critical: false, generation: 0, elementLength: 3, elements: Array.from({ length: n }, () => ({ flags: 0, priority: 0, weight: 0 })) },
+        pds, ...signature,
+      ];
+      try {
+        return CARRIERS.every((m) => encodingLength({ ...m, options: [...m.options, ...list] } as Shim6Message) <= MAX_HEADER_LENGTH);
+      } catch {
+        return false;
+      }
+    };
+    for (let n = MAX_LOCAL_LOCATORS; n >= 1; n--) if (fits(n)) { room = n; break; }
+    if (roomCache.size >= 64) roomCache.clear();
+    roomCache.set(id, room);
+  }
+  return room;
+}
+
+/** Octets of the CGA Signatures `key` makes (RSA PKCS#1 v1.5: the modulus' length); 0 without a key. */
+export function signatureLength(key: KeyObject | undefined): number {
+  return key === undefined ? 0 : Math.ceil((key.asymmetricKeyDetails?.modulusLength ?? 0) / 8);
+}
+
+/**
+ * The room for our list beside the largest of `pds` and the locators' own PDSs, and, with a key,
+ * its signature (counted whether or not a locator is CGA-method now: the bound stays as addresses
+ * come and go). Throws UsageError ECGA_PARAMS when not even the ULID fits: such an identity can
+ * never announce a locator (nor be brought up: every I2 and R2 carries the list).
+ */
+export function localListRoom(pds: Uint8Array | undefined, locators: readonly LocalLocator[], key: KeyObject | undefined): number {
+  let pdsLength = pds?.length ?? 0;
+  for (const l of locators) if (l.cgaParams !== undefined && l.cgaParams.length > pdsLength) pdsLength = l.cgaParams.length;
+  if (pdsLength === 0) return MAX_LOCAL_LOCATORS;
+  const sig = signatureLength(key);
+  const room = listRoom(pdsLength, sig);
+  if (room === 0) {
+    throw new UsageError('ECGA_PARAMS', `a CGA Parameter Data Structure of ${pdsLength} octets${sig > 0 ? ` and a CGA Signature of ${sig} octets` : ''} leave no room for a Locator List in a Shim6 message (at most ${MAX_HEADER_LENGTH} octets): use an HBA set of fewer prefixes${sig > 0 ? ' or a smaller key' : ''}`, 'cgaParams');
+  }
+  return room;
+}
 
 export class LocalSet {
   locators: LocalLocator[];
@@ -36,7 +124,7 @@ export class LocalSet {
   private readonly proves = new Map<Ipv6, boolean>();
 
   constructor(locators: LocalLocator[], readonly ulid: Ipv6, readonly pds: Uint8Array | undefined, private readonly timers: Timers, firstGeneration: number, private readonly key?: KeyObject) {
-    this.locators = locators.slice(0, MAX_LOCAL_LOCATORS).map((l) => ({ ...l }));
+    this.locators = locators.slice(0, localListRoom(pds, locators, key)).map((l) => ({ ...l }));
     this.generation = firstGeneration >>> 0;
   }
 
@@ -50,9 +138,10 @@ export class LocalSet {
     return this.locators.filter((l) => ((l.flags ?? 0) & LocatorFlag.BROKEN) === 0).map((l) => l.address);
   }
 
-  /** Replace the set (a new generation; its first MAX_LOCAL_LOCATORS). Returns false when nothing changed. */
+  /** Replace the set (a new generation; its first localListRoom). Returns false when nothing changed. */
   replace(all: LocalLocator[]): boolean {
-    const locators = all.length > MAX_LOCAL_LOCATORS ? all.slice(0, MAX_LOCAL_LOCATORS) : all;
+    const room = localListRoom(this.pds, all, this.key);
+    const locators = all.length > room ? all.slice(0, room) : all;
     const same = locators.length === this.locators.length && locators.every((l, i) => {
       const o = this.locators[i]!;
       return o.address === l.address && (o.flags ?? 0) === (l.flags ?? 0) && (o.priority ?? 0) === (l.priority ?? 0) && (o.weight ?? 0) === (l.weight ?? 0)

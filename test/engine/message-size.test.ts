@@ -1,0 +1,137 @@
+// Every message that carries our Locator List (I2, I2bis, R2, Update Request: RFC 5533 §7.9, §7.14,
+// §7.19, §10.1) must fit a Shim6 message (2,048 octets: the 8-bit Hdr Ext Len) with the largest
+// identity the engine accepts: a 4096-bit key (its ~550-octet public key in the PDS, a 512-octet
+// CGA Signature), an HBA/CGA set of many prefixes (8 octets each in the Multi-Prefix extension)
+// and 32 locators. Before, such an I2 could not be encoded: the WireError it threw out of
+// handleDatagram stopped the daemon.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { Sim } from '../sim/sim.ts';
+import { addLinkedShimHost, engineEvents, hbaIdentity, rebootShimHost, sendShim, type ShimHost } from '../sim/shim-hosts.ts';
+import { mark, sent, traceAfter, type TraceLine } from '../sim/trace.ts';
+import { Engine, MAX_LOCAL_LOCATORS, State, listRoom } from '../../shim/engine/index.ts';
+import { findOption } from '../../shim/wire/index.ts';
+import { MAX_HEADER_LENGTH } from '../../shim/wire/message-codec.ts';
+import { generateHbaSet } from '../../shim/wire/hba.ts';
+import { UsageError } from '../../shim/errors.ts';
+import { SHIM6_MAX_RSA_KEY_BITS } from '../../shim/constants.ts';
+import { bytesFrom } from '../helpers/cga-handshake.ts';
+import { SimRng } from '../helpers/rng.ts';
+import { generateHbaParams, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
+import { checkHbaMembers, identityListRoom } from '../../shim/daemon/start-checks.ts';
+import { orderLocators } from '../../shim/daemon/daemon.ts';
+import type { LocalAddress } from '../../shim/daemon/locators.ts';
+
+const rsa = (bits: number): { privateKey: KeyObject; spki: Uint8Array } => {
+  const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: bits });
+  return { privateKey, spki: new Uint8Array(publicKey.export({ type: 'spki', format: 'der' })) };
+};
+const KEY = rsa(SHIM6_MAX_RSA_KEY_BITS);
+const prefixes = (n: number): string[] => Array.from({ length: n }, (_, i) => `2001:db8:${(0xa000 + i).toString(16)}::/64`);
+
+/** A: a 4096-bit HBA/CGA set of `n` prefixes; its locators the first `members` members, then CGA-only addresses up to 32. */
+function bigHost(sim: Sim, n: number, members: number, seed: number): ShimHost {
+  const set = generateHbaSet({ prefixes: prefixes(n), sec: 0, publicKey: KEY.spki, randomBytes: bytesFrom(seed) });
+  const locators = set.members.slice(0, members).map((m) => m.address);
+  for (let i = 0; locators.length < MAX_LOCAL_LOCATORS; i++) locators.push(`2001:db8:cafe::${(i + 1).toString(16)}`);
+  return addLinkedShimHost(sim, 'a', { ulid: locators[0]!, locators, params: set.members[0]!.params }, { cgaKey: KEY.privateKey });
+}
+
+const carriesList = (l: TraceLine): boolean => l.message !== undefined && findOption(l.message, 'LocatorList') !== undefined;
+
+/** What A announced in `lines`: each message fits, lists A's locators from the ULID on, in A's order, and B verified every one. */
+function checkAnnounced(lines: readonly TraceLine[], a: ShimHost, b: ShimHost, type: string): number {
+  const msgs = lines.filter((l) => l.from === 'a' && l.type === type);
+  assert.ok(msgs.length > 0, `A sent an ${type}`);
+  let listed = 0;
+  for (const l of msgs) {
+    assert.ok(l.bytes.length <= MAX_HEADER_LENGTH, `${type} of ${l.bytes.length} octets`);
+    assert.ok(carriesList(l), `the ${type} carries the list`);
+    const addresses = findOption(l.message!, 'LocatorList')!.locators.map((x) => x.address);
+    assert.deepEqual(addresses, a.locators.slice(0, addresses.length), 'the first locators, ULID first');
+    listed = addresses.length;
+  }
+  const ctx = b.engine.status().contexts.find((c) => c.peerUlid === a.ulid);
+  for (const address of a.locators.slice(0, listed)) assert.equal(ctx?.peerLocators.find((p) => p.address === address)?.verified, true, `B verified ${address}`);
+  return listed;
+}
+
+/** Drive I2 (A initiates), Update Request (A's set changes), I2bis (B restarted), and R2 (B initiates). */
+function driveAll(n: number, members: number, seed: number): Record<string, number> {
+  const out: Record<string, number> = {};
+  {
+    const sim = new Sim(seed);
+    const a = bigHost(sim, n, members, seed);
+    const b = addLinkedShimHost(sim, 'b', hbaIdentity(['2001:db8:b1::/64', '2001:db8:b2::/64'], sim.rng.fork()));
+    a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+    sim.runFor(500);
+    assert.equal(a.engine.status().contexts[0]?.state, State.ESTABLISHED);
+    out.I2 = checkAnnounced(sent(sim), a, b, 'I2');
+    // A's set changes (the ULID's preference): the Update Request carries the list again.
+    let from = mark(sim);
+    a.engine.setLocalLocators(sim.now, a.locators.map((address, i) => ({ address, priority: i === 0 ? 7 : 0 })));
+    sim.runFor(1000);
+    out.UpdateRequest = checkAnnounced(traceAfter(sim, from), a, b, 'UpdateRequest');
+    // B restarts; A's payload draws an R1bis, A answers with an I2bis.
+    rebootShimHost(sim, b);
+    from = mark(sim);
+    sendShim(sim, a, b);
+    sim.runFor(1000);
+    assert.ok(engineEvents(a).some((e) => e.kind === 'context-established' && e.recovered), 'A recovered the context');
+    out.I2bis = checkAnnounced(traceAfter(sim, from), a, b, 'I2bis');
+  }
+  {
+    const sim = new Sim(seed + 1);
+    const a = bigHost(sim, n, members, seed);
+    const b = addLinkedShimHost(sim, 'b', hbaIdentity(['2001:db8:b1::/64', '2001:db8:b2::/64'], sim.rng.fork()));
+    b.engine.prime(sim.now, { ulid: a.ulid, locators: [], ttl: 300, source: 'configured' });
+    sim.runFor(500);
+    assert.equal(b.engine.status().contexts[0]?.state, State.ESTABLISHED);
+    out.R2 = checkAnnounced(sent(sim), a, b, 'R2');
+  }
+  return out;
+}
+
+/** A's PDS: 25 octets, the key, a Multi-Prefix extension of 8 + 8n. */
+const pdsOf = (n: number): number => 25 + KEY.spki.length + 8 + 8 * n;
+
+test('a 4096-bit key, a 31-prefix HBA/CGA set and 32 locators (one CGA-signed): I2, Update Request, I2bis and R2 fit in 2,048 octets, listing the 26 that fit', () => {
+  assert.equal(listRoom(pdsOf(31), 512), 26);
+  assert.deepEqual(driveAll(31, 31, 71), { I2: 26, UpdateRequest: 26, I2bis: 26, R2: 26 });
+});
+
+test('a 4096-bit key and an HBA/CGA set of 80 prefixes: the list is cut to the 7 that fit (ULID first), every message within 2,048 octets', () => {
+  assert.equal(listRoom(pdsOf(80), 512), 7);
+  assert.deepEqual(driveAll(80, 2, 73), { I2: 7, UpdateRequest: 7, I2bis: 7, R2: 7 });
+});
+
+test('room for 32 beside the largest sets that leave it, 1 beside the largest the engine accepts', () => {
+  assert.equal(listRoom(pdsOf(17), 512), MAX_LOCAL_LOCATORS);
+  assert.equal(listRoom(pdsOf(18), 512), MAX_LOCAL_LOCATORS - 1);
+  assert.equal(listRoom(pdsOf(95), 512), 1);
+  assert.equal(listRoom(pdsOf(96), 512), 0);
+  assert.equal(driveAll(95, 1, 77).I2, 1);
+});
+
+test('a PDS too large for any message to carry with even the ULID is refused when the engine is made', () => {
+  const set = generateHbaSet({ prefixes: prefixes(120), sec: 0, publicKey: KEY.spki, randomBytes: bytesFrom(75) });
+  const make = (): Engine => new Engine({ localLocators: [{ address: set.members[0]!.address }], cgaParams: set.members[0]!.params, cgaKey: KEY.privateKey }, new SimRng(1));
+  assert.throws(make, (e: unknown) => e instanceof UsageError && e.code === 'ECGA_PARAMS' && /octets/.test(e.message));
+});
+
+test('the daemon: a key and HBA set that leave no room are refused at the start naming the file and the sizes; one that leaves less room than 32 cuts its locators to it, ULID first', () => {
+  const cgaKey = { file: 'rsa.pem', key: KEY.privateKey, spki: KEY.spki, bits: SHIM6_MAX_RSA_KEY_BITS };
+  const file = (n: number, seed: number): HbaParamsFile => generateHbaParams({ prefixes: prefixes(n), sec: 0, publicKey: KEY.spki, keyFile: 'rsa.pem', randomBytes: bytesFrom(seed) });
+  const huge = file(96, 79);
+  assert.throws(() => checkHbaMembers(huge, 'hba.json', cgaKey), (e: unknown) => e instanceof UsageError && e.code === 'EHBA_PARAMS'
+    && /hba\.json/.test(e.message) && e.message.includes(`${pdsOf(96)} octets`) && e.message.includes('512 octets'));
+  const big = file(80, 81);
+  assert.doesNotThrow(() => checkHbaMembers(big, 'hba.json', cgaKey));
+  const room = identityListRoom(big, cgaKey, undefined);
+  assert.equal(room, 7);
+  const found: LocalAddress[] = [...big.members.slice(0, 3).map((m) => m.address), ...Array.from({ length: 40 }, (_, i) => `2001:db8:cafe::${i + 1}`)]
+    .map((address) => ({ address, ifname: 'eth0', up: true }));
+  const locals = orderLocators(found, big, undefined, undefined, undefined, room);
+  assert.deepEqual(locals.map((l) => l.address), found.slice(0, 7).map((a) => a.address));
+});
