@@ -7,6 +7,7 @@
  * docs/engine.md "Capability detection"). The stateless R1 itself is in
  * responder.ts; R1bis/I2bis in recovery.ts.
  */
+import { MAX_ECHOED_VALIDATOR } from './local.ts';
 import type { Millis } from '../time.ts';
 import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import { findOption, type I1Message, type I2Message, type R1Message, type R2Message, type Shim6Message, type Shim6Option } from '../wire/index.ts';
@@ -271,6 +272,7 @@ export function onR1(core: Core, now: Millis, rx: Datagram, msg: R1Message): Dat
   }
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
+  if (v.validator.length > MAX_ECHOED_VALIDATOR) return drop('validator-too-long'); // our I2/I2bis echoes it beside our list
   if (ctx.mode === 'independent') {
     core.step(ctx, 'recv-R1-probe');
     core.removeContext(ctx);

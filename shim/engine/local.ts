@@ -31,8 +31,11 @@ import { MAX_PEER_LOCATORS } from './context.ts';
 export const MAX_LOCAL_LOCATORS = MAX_PEER_LOCATORS;
 
 /**
- * The longest Responder Validator the room for our list allows for in an I2 or I2bis (RFC 5533
- * leaves its length to the responder; ours is 12 octets, the hash §7.10 suggests 20 or 32).
+ * The longest Responder Validator we echo in an I2 or I2bis (RFC 5533 leaves its length to the
+ * responder; ours is 12 octets, the hash §7.10 suggests 20 or 32): an R1 or R1bis with a longer
+ * one is dropped (`validator-too-long`), so that the I2 answering it still holds our list (listRoom
+ * counts this much). Before, a peer's R1 with a validator of some hundred octets made our I2 too
+ * large to encode, and its WireError stopped the daemon.
  */
 export const MAX_ECHOED_VALIDATOR = 32;
 

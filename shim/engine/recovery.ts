@@ -3,6 +3,7 @@
  * packets that name a context we do not have, the I2bis it leads to, and R2
  * back to ESTABLISHED (handshake.ts acceptInitiator).
  */
+import { MAX_ECHOED_VALIDATOR } from './local.ts';
 import type { Millis } from '../time.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import { encodeMessage, findOption, type I2bisMessage, type R1bisMessage, type Shim6Option } from '../wire/index.ts';
@@ -59,6 +60,7 @@ export function onR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage
   if (ctx === undefined) return offPairR1bis(core, now, rx, msg, list);
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
+  if (v.validator.length > MAX_ECHOED_VALIDATOR) return drop('validator-too-long'); // our I2/I2bis echoes it beside our list
   if (ctx.state !== State.ESTABLISHED || core.step(ctx, 'recv-R1bis') === undefined) return drop('state');
   ctx.sideRecovery = undefined;
   ctx.respNonce = msg.responderNonce;
@@ -83,6 +85,7 @@ function offPairR1bis(core: Core, now: Millis, rx: Datagram, msg: R1bisMessage, 
   if (ctx === undefined) return drop('no-context');
   const v = findOption(msg, 'ResponderValidator');
   if (v === undefined) return drop('no-validator');
+  if (v.validator.length > MAX_ECHOED_VALIDATOR) return drop('validator-too-long'); // our I2/I2bis echoes it beside our list
   if (ctx.state !== State.ESTABLISHED) return drop('state');
   // Another probe's answer replaces the one in flight (the peer's newest validator), but not within
   // an I2bis timeout of it: each R1bis draws a larger I2bis, and one in flight is being answered.

@@ -10,8 +10,8 @@ import { generateKeyPairSync, type KeyObject } from 'node:crypto';
 import { Sim } from '../sim/sim.ts';
 import { addLinkedShimHost, engineEvents, hbaIdentity, rebootShimHost, sendShim, type ShimHost } from '../sim/shim-hosts.ts';
 import { mark, sent, traceAfter, type TraceLine } from '../sim/trace.ts';
-import { Engine, MAX_LOCAL_LOCATORS, State, listRoom } from '../../shim/engine/index.ts';
-import { findOption } from '../../shim/wire/index.ts';
+import { Engine, MAX_ECHOED_VALIDATOR, MAX_LOCAL_LOCATORS, State, listRoom } from '../../shim/engine/index.ts';
+import { decodeMessage, encodeMessage, findOption, type I1Message, type I2Message } from '../../shim/wire/index.ts';
 import { MAX_HEADER_LENGTH } from '../../shim/wire/message-codec.ts';
 import { generateHbaSet } from '../../shim/wire/hba.ts';
 import { UsageError } from '../../shim/errors.ts';
@@ -134,4 +134,41 @@ test('the daemon: a key and HBA set that leave no room are refused at the start 
     .map((address) => ({ address, ifname: 'eth0', up: true }));
   const locals = orderLocators(found, big, undefined, undefined, undefined, room);
   assert.deepEqual(locals.map((l) => l.address), found.slice(0, 7).map((a) => a.address));
+});
+
+test('an R1 whose Responder Validator is too long to echo beside our list is dropped, not thrown (it made our I2 too large: a peer stopped our daemon)', () => {
+  const sim = new Sim(83);
+  const a = bigHost(sim, 31, 31, 83);
+  const b = addLinkedShimHost(sim, 'b', hbaIdentity(['2001:db8:b1::/64', '2001:db8:b2::/64'], sim.rng.fork()));
+  // B stays silent: A's I1 is answered by hand.
+  for (const la of a.locators) for (const lb of b.locators) sim.setLink(la, lb, { blackhole: true });
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  sim.runFor(10);
+  const i1 = sent(sim, 'a').find((l) => l.type === 'I1')!;
+  const r1 = (validator: Uint8Array): Uint8Array => encodeMessage({ type: 'R1', initiatorNonce: (i1.message as I1Message).initiatorNonce, responderNonce: 9, options: [{ type: 'ResponderValidator', critical: false, validator }] });
+  while (a.engine.pollTransmit() !== undefined) { /* drain */ }
+  for (const length of [MAX_ECHOED_VALIDATOR + 1, 1500]) {
+    assert.deepEqual(a.engine.handleDatagram(sim.now, { src: i1.dst, dst: i1.src, bytes: r1(new Uint8Array(length)) }), { kind: 'drop', reason: 'validator-too-long' }, `${length} octets`);
+    assert.equal(a.engine.pollTransmit(), undefined, 'no I2');
+  }
+  // The longest it echoes: an I2 within 2,048 octets, with the list.
+  assert.equal(a.engine.handleDatagram(sim.now, { src: i1.dst, dst: i1.src, bytes: r1(new Uint8Array(MAX_ECHOED_VALIDATOR)) }).kind, 'consumed');
+  const i2 = a.engine.pollTransmit()!;
+  assert.ok(i2.bytes.length <= MAX_HEADER_LENGTH);
+  assert.equal((decodeMessage(i2.bytes) as I2Message).type, 'I2');
+});
+
+test('an R1bis whose Responder Validator is too long to echo is dropped, on the current pair and off it', () => {
+  const sim = new Sim(85);
+  const a = bigHost(sim, 31, 31, 85);
+  const b = addLinkedShimHost(sim, 'b', hbaIdentity(['2001:db8:b1::/64', '2001:db8:b2::/64'], sim.rng.fork()));
+  a.engine.prime(sim.now, { ulid: b.ulid, locators: [], ttl: 300, source: 'configured' });
+  sim.runFor(500);
+  const ctx = a.engine.status().contexts[0]!;
+  assert.equal(ctx.state, State.ESTABLISHED);
+  while (a.engine.pollTransmit() !== undefined) { /* drain */ }
+  const r1bis = encodeMessage({ type: 'R1bis', packetContextTag: ctx.peerContextTag, responderNonce: 9, options: [{ type: 'ResponderValidator', critical: false, validator: new Uint8Array(1500) }] });
+  assert.deepEqual(a.engine.handleDatagram(sim.now, { src: ctx.pair.peer, dst: ctx.pair.local, bytes: r1bis }), { kind: 'drop', reason: 'validator-too-long' });
+  assert.equal(a.engine.pollTransmit(), undefined, 'no I2bis');
+  assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
 });
