@@ -16,7 +16,7 @@ import { createHmac, createPublicKey, createPrivateKey, type KeyObject } from 'n
 import { readFileSync } from 'node:fs';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { SHIM6_MIN_RSA_KEY_BITS } from '../constants.ts';
-import { generateCga, prefix64, formatPrefix64 } from '../wire/cga.ts';
+import { generateCga, ownKeyProblem, prefix64, formatPrefix64 } from '../wire/cga.ts';
 import type { HbaParamsFile } from '../wire/hba-params.ts';
 import { canonicalIpv6, parseIpv6, type Ipv6 } from '../wire/ipv6.ts';
 
@@ -64,6 +64,8 @@ export function loadCgaKey(file: string): CgaKey {
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (bits < SHIM6_MIN_RSA_KEY_BITS) throw keyError(file, `has ${bits} bits; RFC 5533 §16 wants at least ${SHIM6_MIN_RSA_KEY_BITS}`);
   const spki = new Uint8Array(createPublicKey(key).export({ type: 'spki', format: 'der' }));
+  const problem = ownKeyProblem(key);
+  if (problem !== undefined) throw keyError(file, problem);
   return { file, key, spki, bits };
 }
 

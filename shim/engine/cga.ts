@@ -12,7 +12,7 @@
 import { createPrivateKey, createPublicKey, KeyObject } from 'node:crypto';
 import { UsageError } from '../errors.ts';
 import { CGA_KEY_OFFSET, VerificationMethod } from '../constants.ts';
-import { scanCgaParams, signCgaLocators, verifyCga } from '../wire/cga.ts';
+import { ownKeyProblem, scanCgaParams, signCgaLocators, verifyCga } from '../wire/cga.ts';
 import { verifyHbaAddress } from '../wire/hba.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { LocalLocator } from './config.ts';
@@ -42,6 +42,8 @@ export function resolveCgaKey(input: CgaKeyInput | undefined, params: Uint8Array
   }
   const key = parseKey(input);
   if (key.type !== 'private' || key.asymmetricKeyType !== 'rsa') throw new UsageError('ECGA_KEY', 'cgaKey must be an RSA private key (RFC 3972 §6)', 'cgaKey');
+  const problem = ownKeyProblem(key);
+  if (problem !== undefined) throw new UsageError('ECGA_KEY', `cgaKey ${problem}`, 'cgaKey');
   if (params === undefined) throw new UsageError('ENO_CGA_PARAMS', 'cgaKey needs cgaParams (the PDS holding its public key)', 'cgaParams');
   let keyEnd: number;
   try { keyEnd = scanCgaParams(params).keyEnd; } catch { throw new UsageError('ECGA_PARAMS', 'cgaParams is not a CGA Parameter Data Structure', 'cgaParams'); }

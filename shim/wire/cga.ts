@@ -359,6 +359,22 @@ export function rsaKeyShape(spki: Uint8Array, minKeyBits?: number): RsaKeyCheck 
   return keyBounds(integerBits(spki, n.start, n.end), integerValue(spki, e.start, e.end), minKeyBits);
 }
 
+/**
+ * Why our own CGA key would be refused by peers (keyBounds, as rsaKeyShape checks a peer's: each
+ * refuses our signatures, so no CGA-method locator of ours, nor a CGA ULID, is ever accepted), as
+ * the rest of a sentence about the key; undefined when it is fine. For the key's owner: the
+ * daemon's start, the engine's config, `zone hba --key`.
+ */
+export function ownKeyProblem(key: crypto.KeyObject): string | undefined {
+  const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
+  switch (keyBounds(bits, key.asymmetricKeyDetails?.publicExponent ?? 0n)) {
+    case 'ok': return undefined;
+    case 'key-too-long': return `has ${bits} bits; peers refuse a CGA key of more than ${SHIM6_MAX_RSA_KEY_BITS} (docs/security.md "CGA verification cost")`;
+    case 'bad-exponent': return 'has a public exponent peers refuse (odd, 3 to 2^32 − 1: openssl genrsa makes 65537)';
+    default: return `has ${bits} bits; RFC 5533 §16 wants at least ${SHIM6_MIN_RSA_KEY_BITS}`;
+  }
+}
+
 /** Bits of a non-negative DER INTEGER's value (leading zero octets skipped; negative counts as 0). */
 function integerBits(b: Uint8Array, start: number, end: number): number {
   if (start < end && (b[start]! & 0x80) !== 0) return 0;

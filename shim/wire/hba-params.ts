@@ -14,7 +14,7 @@
 import crypto from 'node:crypto';
 import { UsageError } from '../errors.ts';
 import { checkHbaAddress, generateHbaSet, hbaDigestForUlid } from './hba.ts';
-import type { CgaCheck } from './cga.ts';
+import { ownKeyProblem, type CgaCheck } from './cga.ts';
 import { formatIpv6, parseIpv6 } from './ipv6.ts';
 import { SHIM6_MIN_RSA_KEY_BITS } from '../constants.ts';
 
@@ -45,6 +45,8 @@ export function rsaPublicKeyDer(pem: string, source: string): Uint8Array {
   const bits = key.asymmetricKeyDetails?.modulusLength ?? 0;
   if (key.asymmetricKeyType !== 'rsa') throw new UsageError('EKEY', `key: ${source} is a ${key.asymmetricKeyType} key; CGA needs RSA`, 'key');
   if (bits < SHIM6_MIN_RSA_KEY_BITS) throw new UsageError('EKEY', `key: ${source} has ${bits} bits; RFC 5533 wants at least ${SHIM6_MIN_RSA_KEY_BITS}`, 'key');
+  const problem = ownKeyProblem(key);
+  if (problem !== undefined) throw new UsageError('EKEY', `key: ${source} ${problem}`, 'key');
   return new Uint8Array(key.export({ type: 'spki', format: 'der' }));
 }
 

@@ -6,7 +6,10 @@
 // handleDatagram stopped the daemon.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { tmpdir } from '../helpers/tmp.ts';
 import { Sim } from '../sim/sim.ts';
 import { addLinkedShimHost, engineEvents, hbaIdentity, rebootShimHost, sendShim, type ShimHost } from '../sim/shim-hosts.ts';
 import { mark, sent, traceAfter, type TraceLine } from '../sim/trace.ts';
@@ -18,7 +21,9 @@ import { UsageError } from '../../shim/errors.ts';
 import { SHIM6_MAX_RSA_KEY_BITS } from '../../shim/constants.ts';
 import { bytesFrom } from '../helpers/cga-handshake.ts';
 import { SimRng } from '../helpers/rng.ts';
-import { generateHbaParams, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
+import { generateHbaParams, rsaPublicKeyDer, type HbaParamsFile } from '../../shim/wire/hba-params.ts';
+import { checkCgaSignature, generateCga, signCgaLocators } from '../../shim/wire/cga.ts';
+import { loadCgaKey } from '../../shim/daemon/cga-identity.ts';
 import { checkHbaMembers, identityListRoom } from '../../shim/daemon/start-checks.ts';
 import { orderLocators } from '../../shim/daemon/daemon.ts';
 import type { LocalAddress } from '../../shim/daemon/locators.ts';
@@ -171,4 +176,22 @@ test('an R1bis whose Responder Validator is too long to echo is dropped, on the 
   assert.deepEqual(a.engine.handleDatagram(sim.now, { src: ctx.pair.peer, dst: ctx.pair.local, bytes: r1bis }), { kind: 'drop', reason: 'validator-too-long' });
   assert.equal(a.engine.pollTransmit(), undefined, 'no I2bis');
   assert.equal(a.engine.status().contexts[0]!.state, State.ESTABLISHED);
+});
+
+test('a CGA key our peers refuse (over 4096 bits) is refused at the start, by the engine and by zone hba --key: every signed list of ours would be refused', (t) => {
+  const dir = tmpdir(t, 'shim6-msgsize-');
+  const keys: [string, KeyObject, RegExp][] = [
+    ['long', generateKeyPairSync('rsa', { modulusLength: 4160 }).privateKey, /4160 bits; peers refuse a CGA key of more than 4096/],
+  ];
+  for (const [name, key, why] of keys) {
+    const file = path.join(dir, `${name}.pem`);
+    writeFileSync(file, key.export({ type: 'pkcs8', format: 'pem' }));
+    assert.throws(() => loadCgaKey(file), (e: unknown) => e instanceof UsageError && e.code === 'ECGA_KEY' && e.message.includes(file) && why.test(e.message), name);
+    assert.throws(() => rsaPublicKeyDer(readFileSync(file, 'utf8'), file), (e: unknown) => e instanceof UsageError && e.code === 'EKEY' && why.test(e.message), `zone hba --key ${name}`);
+    const spki = new Uint8Array(createPublicKey(key).export({ type: 'spki', format: 'der' }));
+    const g = generateCga({ subnetPrefix: '2001:db8:c1::/64', publicKey: spki, sec: 0, randomBytes: bytesFrom(87) });
+    // What a peer makes of its signatures (before, the daemon started with it, and no peer took a list it signed).
+    assert.equal(checkCgaSignature({ params: g.params, generation: 1, locators: [g.address], signature: signCgaLocators(key, 1, [g.address]), ulid: g.address }), 'key-too-long');
+    assert.throws(() => new Engine({ localLocators: [{ address: g.address }], cgaParams: g.params, cgaKey: key }, new SimRng(3)), (e: unknown) => e instanceof UsageError && e.code === 'ECGA_KEY' && why.test(e.message), `engine ${name}`);
+  }
 });
