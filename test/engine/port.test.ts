@@ -103,14 +103,20 @@ test('NAT rebinding: REAP probes answered on the new port prove it, and the cont
   assert.ok(moved > 10, 'not on the first payload from the new port');
 });
 
+/** A (engine `a`, identity `id`) with B (`b`, at UDP port 6000) configured as a peer in `mode` at that port. */
+function configuredOn6000(mode: 'integrated' | 'independent'): { a: Engine; b: ReturnType<typeof side>; id: ReturnType<typeof hbaIdentity> } {
+  const b = side(76, ['2001:db8:b1::/64'], 6000);
+  const id = hbaIdentity(['2001:db8:a1::/64'], new SimRng(75));
+  const a = new Engine({
+    localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast',
+    peers: [{ ulid: b.ulid, mode, locators: [b.ulid], port: 6000 }],
+  }, new SimRng(82));
+  return { a, b, id };
+}
+
 test('a configured peer\'s port (peers[].port) is where discovery sends, in integrated and independent mode alike', () => {
   for (const mode of ['integrated', 'independent'] as const) {
-    const b = side(76, ['2001:db8:b1::/64'], 6000);
-    const id = hbaIdentity(['2001:db8:a1::/64'], new SimRng(75));
-    const a = new Engine({
-      localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast',
-      peers: [{ ulid: b.ulid, mode, locators: [b.ulid], port: 6000 }],
-    }, new SimRng(82));
+    const { a, b, id } = configuredOn6000(mode);
     assert.equal(a.discover(ms(0), id.ulid, b.ulid), mode === 'integrated' ? 'started' : 'probing', mode);
     const i1 = a.pollTransmit()!;
     assert.equal(i1.bytes[2]! & 0x7f, 1, 'an I1');
@@ -130,12 +136,7 @@ test('a configured peer\'s port (peers[].port) is where discovery sends, in inte
 
 test('a configured peer\'s port (peers[].port) is where traffic\'s exchange goes too (the heuristic), in integrated and independent mode alike', () => {
   for (const mode of ['integrated', 'independent'] as const) {
-    const b = side(76, ['2001:db8:b1::/64'], 6000);
-    const id = hbaIdentity(['2001:db8:a1::/64'], new SimRng(75));
-    const a = new Engine({
-      localLocators: id.locators.map((address) => ({ address })), localUlid: id.ulid, cgaParams: id.params, profile: 'fast',
-      peers: [{ ulid: b.ulid, mode, locators: [b.ulid], port: 6000 }],
-    }, new SimRng(82));
+    const { a, b, id } = configuredOn6000(mode);
     assert.equal(a.encapsulate(ms(0), { srcUlid: id.ulid, dstUlid: b.ulid, nextHeader: 17, payload: new Uint8Array(1) }).kind, 'no-context');
     const i1 = a.pollTransmit();
     assert.ok(i1 !== undefined && (i1.bytes[2]! & 0x7f) === 1, `${mode}: an I1 for the traffic`);
