@@ -14,6 +14,7 @@ import { canonicalIpv6, isIpv6, locatorProblem, type Ipv6 } from '../wire/ipv6.t
 import { CAPABILITY_RR_TYPE, PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN, SHIM6_UDP_PORT, VALIDATOR_MIN_LIFETIME } from '../constants.ts';
 import { isLogLevel, type LogLevel } from '../log.ts';
 import { TIMER_KEYS, PROFILES, isCountKey, type TimerKey, type TimerProfileName } from './config-timers.ts';
+import { MIN_PEER_GONE_TIMEOUT } from '../engine/config.ts';
 import { configFromObject, DEFAULT_LISTEN, MAX_WORKERS, resolveConfig as resolveStubConfig, type ResolverConfig, type SystemResolvers } from '../../resolver/config.ts';
 import { ClientAcl } from '../../resolver/client-acl.ts';
 import { parseMetricsEndpoint } from './metrics/endpoint.ts';
@@ -455,6 +456,8 @@ export function validateConfig(doc: unknown): DaemonConfig {
   // `--check-config`) accepting it would leave a service that fails at its next restart.
   const validator = timerValues(c).validatorLifetime;
   if (validator < VALIDATOR_MIN_LIFETIME) configError('timers.validatorLifetime', validator, `at least ${VALIDATOR_MIN_LIFETIME} ms (RFC 5533 §7.13)`);
+  const peerGone = timerValues(c).peerGoneTimeout;
+  if (peerGone < MIN_PEER_GONE_TIMEOUT) configError('timers.peerGoneTimeout', peerGone, `at least ${MIN_PEER_GONE_TIMEOUT} ms (longer than a daemon restart takes)`);
   if (c.resolvConf === 'manage') stubNameservers(c.listen.map((l) => ({ host: l.address, port: l.port })));
   const ulids = new Set<string>();
   c.peers.forEach((p, i) => {

@@ -40,8 +40,9 @@ export type NegativeReason =
   | 'no-record'   // DNS: the name has no capability record (NODATA / NXDOMAIN, RFC 2308)
   | 'no-answer'   // no R1 before the I1 retries ran out (RFC 5533 §7.8)
   | 'refused'     // ICMP: nothing runs shim6 there (Parameter Problem, Port Unreachable)
-  | 'configured'; // the node configuration says so
-export const NEGATIVE_REASONS: readonly NegativeReason[] = ['no-record', 'no-answer', 'refused', 'configured'];
+  | 'configured'  // the node configuration says so
+  | 'peer-gone';  // ICMP: an established context's peer stopped running shim6 (its port closed for peerGoneTimeout)
+export const NEGATIVE_REASONS: readonly NegativeReason[] = ['no-record', 'no-answer', 'refused', 'configured', 'peer-gone'];
 
 /**
  * "Do not try this peer". Keyed by address alone, or by address + ULID when

@@ -45,6 +45,14 @@ export interface Timers {
   maxProbeTimeout: Millis;
   /** RFC 5533 §9: tear down after this long without traffic (≥ 5 min recommended). */
   idleTimeout: Millis;
+  /**
+   * How long proven ICMPv6 Port Unreachables about the context's datagrams (the peer's UDP port
+   * closed: its shim6 daemon is not running) must go on, with nothing heard from the peer, before
+   * the context ends (`peer-gone`; icmp.ts, docs/engine.md "A peer whose daemon is gone"). Longer
+   * than a daemon restart takes: a peer that restarts and resumes within it keeps the context.
+   * Not RFC 5533's (§9 leaves teardown to each host); at least MIN_PEER_GONE_TIMEOUT.
+   */
+  peerGoneTimeout: Millis;
   closeTimeout: Millis;
   closeRetriesMax: number;
 }
@@ -64,7 +72,14 @@ export const RFC_PROFILE: Readonly<Timers> = {
   initialProbeTimeout: C.INITIAL_PROBE_TIMEOUT, initialProbes: C.INITIAL_PROBES,
   maxProbeTimeout: C.MAX_PROBE_TIMEOUT,
   idleTimeout: seconds(600), closeTimeout: seconds(4), closeRetriesMax: 3,
+  peerGoneTimeout: seconds(60),
 };
+
+/**
+ * The least `peerGoneTimeout` accepted (ms): no daemon restarts faster, and a shorter one would end
+ * the context of every peer whose daemon restarts (systemd starts a failed one again 5 s later).
+ */
+export const MIN_PEER_GONE_TIMEOUT = 1000;
 
 /**
  * LANs and labs: re-home within a few hundred ms (the single source of these
@@ -217,6 +232,9 @@ export function resolveConfig(cfg: EngineConfig): ResolvedConfig {
   }
   if (timers.validatorLifetime < C.VALIDATOR_MIN_LIFETIME) {
     throw new UsageError('ETIMER', `timers.validatorLifetime must be ≥ ${C.VALIDATOR_MIN_LIFETIME} ms (RFC 5533 §7.13)`, 'timers.validatorLifetime');
+  }
+  if (timers.peerGoneTimeout < MIN_PEER_GONE_TIMEOUT) {
+    throw new UsageError('ETIMER', `timers.peerGoneTimeout must be ≥ ${MIN_PEER_GONE_TIMEOUT} ms (longer than a daemon restart takes)`, 'timers.peerGoneTimeout');
   }
   const first = cfg.localLocators[0];
   const localUlid = cfg.localUlid ?? first?.address;

@@ -164,6 +164,12 @@ export class Context implements Timed {
   i1AnsweredAt = -Infinity;
   /** A Packet Too Big's lesson for one locator pair (icmp.ts), while it holds. */
   pathMtu: PathMtu | undefined = undefined;
+  /**
+   * The first proven Port Unreachable about our datagrams since the peer was last heard (icmp.ts
+   * `peerSilentPort`: its daemon is not running), and how many came since; undefined: none.
+   */
+  goneSince: Millis | undefined = undefined;
+  goneErrors = 0;
 
   constructor(
     readonly localUlid: Ipv6,

@@ -37,7 +37,7 @@ import { closeContext, knownCapable, onCloseRetransmit, onHolddown, onIdleTimer 
 import { dispatchControl, nudgePending } from './dispatch.ts';
 import { dropPin, knownPositive, provenAlive, syncLasting } from './lasting.ts';
 import { sendError } from './errors.ts';
-import { handleIcmp, pathMtuLimit, type IcmpInput, type IcmpResult } from './icmp.ts';
+import { handleIcmp, pathMtuLimit, peerGoneCount, type IcmpInput, type IcmpResult } from './icmp.ts';
 
 export type { Datagram } from './rx.ts';
 export type { IcmpInput, IcmpResult } from './icmp.ts';
@@ -570,10 +570,17 @@ export interface ContextStatus {
   rehomings: number;
   /** The last re-homing: how long ago (given `now`), why, from which pair to which. */
   lastRehome?: { agoMs?: number; cause: RehomeCause; old: { local: Ipv6; peer: Ipv6 }; new: { local: Ipv6; peer: Ipv6 } };
+  /**
+   * The peer's UDP port answers our datagrams with Port Unreachable (its daemon is not running),
+   * nothing heard from it since the first: how many, for how long (given `now`). At
+   * `timers.peerGoneTimeout` the context ends (`peer-gone`, icmp.ts).
+   */
+  peerGone?: { errors: number; forMs?: number };
 }
 
 function describe(ctx: Context, now: Millis | undefined): ContextStatus {
   const timers: Record<string, number> = {};
+  const gone = peerGoneCount(ctx, now);
   ctx.timers.forEach((t, i) => { if (t !== Infinity) timers[TIMER_NAMES[i]!] = t; });
   return {
     state: ctx.state, localUlid: ctx.localUlid, peerUlid: ctx.peerUlid, ulidProof: ctx.ulidProof, contextTag: ctx.ctLocal, peerContextTag: ctx.ctPeer,
@@ -585,6 +592,7 @@ function describe(ctx: Context, now: Millis | undefined): ContextStatus {
     traffic: { packetsIn: ctx.rxPackets, bytesIn: ctx.rxBytes, packetsOut: ctx.txPackets, bytesOut: ctx.txBytes },
     ...(ctx.lastReceived !== undefined && now !== undefined ? { lastReceivedAgoMs: Math.max(0, now - ctx.lastReceived) } : {}),
     rehomings: ctx.rehomings,
+    ...(gone !== undefined ? { peerGone: gone } : {}),
     ...(ctx.lastRehome !== undefined ? {
       lastRehome: { ...(now !== undefined ? { agoMs: Math.max(0, now - ctx.lastRehome.at) } : {}), cause: ctx.lastRehome.cause, old: ctx.lastRehome.old, new: ctx.lastRehome.new },
     } : {}),

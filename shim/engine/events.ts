@@ -38,7 +38,7 @@ export type EncapsulateResult =
   | { kind: 'too-big'; mtu: number };
 
 /** Why a context ended. */
-export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout' | 'confusion' | 'replaced';
+export type CloseReason = 'idle' | 'local-close' | 'peer-close' | 'close-timeout' | 'confusion' | 'replaced' | 'peer-gone';
 
 /** Events for the driver (`pollEvent`). */
 export type EngineEvent =
@@ -73,7 +73,8 @@ export type EngineEvent =
    * host keeps are bounded as the pins are.
    */
   | { kind: 'resumable-dropped'; peerUlid: Ipv6 }
-  | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' }
+  /** The peer is held down in the negative cache (`peer-gone`: its established context ended so, teardown.ts `peerGone`). */
+  | { kind: 'peer-unsupported'; peerUlid: Ipv6; address: Ipv6; reason: 'no-answer' | 'refused' | 'negative-cache' | 'peer-gone' }
   | { kind: 'peer-supported'; peerUlid: Ipv6; address: Ipv6 }
   | { kind: 'locator-pair-changed'; localUlid: Ipv6; peerUlid: Ipv6; old: LocatorPair; new: LocatorPair; cause: RehomeCause }
   /**

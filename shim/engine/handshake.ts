@@ -492,6 +492,7 @@ export function establish(core: Core, ctx: Context, now: Millis, recovered: bool
   startReap(ctx);
   // The handshake proved the peer: its entry lasts while the context does (lasting.ts).
   ctx.provenAt = now;
+  ctx.goneSince = undefined; // heard from: a count of Port Unreachables (icmp.ts) starts anew
   keepCapable(core, ctx, now, (now + core.config.positiveTtl) as Millis);
   emitEstablished(core, ctx, recovered);
 }

@@ -24,11 +24,16 @@
  *    the MTU it may use (the path's minus what encapsulation adds).
  *  - Payload, a Parameter Problem pointing into the application's packet: to
  *    the application, translated (§8 Figure 9).
- *  - Payload, Port Unreachable: about our UDP port 5533 at the peer, not the
- *    application's port (the peer's kernel answers that one inside the
- *    tunnel): the peer's daemon is not running — restarting, say. Shim6's
- *    business (as a Parameter Problem about the Shim6 header would be, §8),
- *    not the application's: dropped, counted; REAP and R1bis deal with it.
+ *  - Payload, or a message naming the context by CT(peer) (Keepalive, Probe,
+ *    Update Request/Ack), Port Unreachable from the peer locator it went to:
+ *    about our UDP port 5533 at the peer, not the application's port (the
+ *    peer's kernel answers that one inside the tunnel): the peer's daemon is
+ *    not running. Shim6's business (as a Parameter Problem about the Shim6
+ *    header would be, §8), not the application's: counted per context
+ *    (`peerSilentPort`). A daemon restarting resumes within seconds (R1bis /
+ *    I2bis, or its I1): any packet from the peer ends the count. One gone for
+ *    good never answers: once the errors have gone on for `peerGoneTimeout`
+ *    with nothing heard, the context ends (teardown.ts `peerGone`).
  *  - Payload, other Destination Unreachable or Time Exceeded on the current
  *    pair: REAP explores when there is another pair (Shim6 acts, the
  *    application hears nothing unless `icmpDeliverAll`); with no other pair,
@@ -48,6 +53,7 @@ import type { Context } from './context.ts';
 import { State, hasPeerTag } from './states.ts';
 import { failEstablishment } from './handshake.ts';
 import { startExploring } from './reap.ts';
+import { peerGone } from './teardown.ts';
 
 /** RFC 4443 §2.1 error types. */
 export const IcmpType = { DestinationUnreachable: 1, PacketTooBig: 2, TimeExceeded: 3, ParameterProblem: 4 } as const;
@@ -119,7 +125,15 @@ export function handleIcmp(core: Core, now: Millis, e: IcmpInput): IcmpResult {
 /** An error about a control message: only an I1 still waiting is acted on (§7.8). */
 function aboutControl(core: Core, now: Millis, e: IcmpInput): IcmpResult {
   const r = tryDecodeMessage(e.invoking);
-  if (!r.ok || r.message.type !== 'I1') return drop('icmp-unmatched');
+  if (!r.ok) return drop('icmp-unmatched');
+  const m = r.message;
+  // Messages that name the context by CT(peer), as a payload header does (§12.4).
+  if (m.type === 'Keepalive' || m.type === 'Probe' || m.type === 'UpdateRequest' || m.type === 'UpdateAck') {
+    const ctx = findContext(core, m.contextTag, e);
+    if (ctx === undefined || !isPortUnreachable(e)) return drop('icmp-unmatched');
+    return peerSilentPort(core, ctx, now, e);
+  }
+  if (r.message.type !== 'I1') return drop('icmp-unmatched');
   const ctx = core.table.byNonce.get(r.message.initiatorNonce);
   if (ctx === undefined || ctx.state !== State.I1_SENT || ctx.ctLocal !== r.message.contextTag || ctx.peerLocator(e.dst) === undefined) return drop('icmp-unmatched');
   if (ctx.port !== undefined && e.port !== undefined && e.port !== ctx.port) return drop('icmp-unmatched');
@@ -164,7 +178,7 @@ function aboutPayload(core: Core, now: Millis, e: IcmpInput): IcmpResult {
     }
     case IcmpType.DestinationUnreachable:
     case IcmpType.TimeExceeded: {
-      if (e.type === IcmpType.DestinationUnreachable && e.code === ICMP_PORT_UNREACHABLE) return drop('icmp-peer-no-daemon');
+      if (isPortUnreachable(e)) return peerSilentPort(core, ctx, now, e);
       if (!current) return drop('icmp-stale-pair');
       if (ctx.state === State.ESTABLISHED && otherPairs(core, ctx)) {
         startExploring(core, ctx, now, 'icmp-unreachable');
@@ -181,6 +195,45 @@ function aboutPayload(core: Core, now: Millis, e: IcmpInput): IcmpResult {
     default:
       return drop('icmp-type');
   }
+}
+
+function isPortUnreachable(e: IcmpInput): boolean {
+  return e.type === IcmpType.DestinationUnreachable && e.code === ICMP_PORT_UNREACHABLE;
+}
+
+/**
+ * A proven Port Unreachable about `ctx`'s datagram (its CT(peer), to a verified locator of the
+ * peer): the peer's shim6 daemon is not running there. Only from that locator itself (a router has
+ * no business saying a port is closed), and only for an established context (an I2bis pending
+ * means the peer's daemon just answered). Counted from the first since the peer was last heard
+ * (a payload, a message its handler took, the kernel path's counters, the handshake); once they
+ * have gone on for `peerGoneTimeout` the context ends (`peerGone`).
+ */
+function peerSilentPort(core: Core, ctx: Context, now: Millis, e: IcmpInput): IcmpResult {
+  if (e.offender !== undefined && e.offender !== e.dst) return drop('icmp-not-from-peer');
+  if (ctx.state !== State.ESTABLISHED) return drop('icmp-peer-no-daemon');
+  if (ctx.goneSince === undefined || heardAt(ctx) >= ctx.goneSince) {
+    ctx.goneSince = now;
+    ctx.goneErrors = 0;
+  }
+  ctx.goneErrors++;
+  if (now - ctx.goneSince >= core.timers.peerGoneTimeout) peerGone(core, ctx, now);
+  return { kind: 'consumed' };
+}
+
+/** When the peer was last heard on `ctx`: a packet from it, or the handshake (-Infinity: never). */
+function heardAt(ctx: Context): number {
+  return Math.max(ctx.lastReceived ?? -Infinity, ctx.provenAt);
+}
+
+/**
+ * Proven Port Unreachables counted on `ctx` while the peer stays silent (`shim6 status`): how many,
+ * and for how long (ms, given `now`); undefined when none since the peer was last heard.
+ */
+export function peerGoneCount(ctx: Context, now: Millis | undefined): { errors: number; forMs?: number } | undefined {
+  const since = ctx.goneSince;
+  if (since === undefined || heardAt(ctx) >= since) return undefined;
+  return now === undefined ? { errors: ctx.goneErrors } : { errors: ctx.goneErrors, forMs: Math.max(0, now - since) };
 }
 
 /** The context that sent a payload with this CT(peer) between these locators (§8: the triple is unique). */

@@ -40,6 +40,7 @@ export type Trigger =
   | 'icmp-unreachable'    // ICMPv6 destination unreachable for our I1, and the peer has no other locator (icmp.ts)
   | 'holddown-expired'    // NO_R1_HOLDDOWN_TIME / ICMP_HOLDDOWN_TIME elapsed
   | 'idle-gc'             // implementation heuristic: quiescent for the idle timeout (RFC 5533 §9)
+  | 'peer-gone'           // proven Port Unreachables for peerGoneTimeout, nothing heard: the peer's daemon is gone (icmp.ts)
   | 'close'               // local close(): coordinated removal (Close)
   | 'recv-Close'          // peer's Close for this context (answered with CloseAck)
   | 'recv-CloseAck';      // peer acknowledged our Close
@@ -118,6 +119,7 @@ export const TRANSITIONS: readonly Transition[] = [
   row(S.ESTABLISHED, 'recv-R1bis', 'I2bis', S.I2BIS_SENT, 'Peer lost the context: send I2bis (§7.18)'),
   row(S.ESTABLISHED, 'recv-payload', '', S.ESTABLISHED, 'Process'),
   row(S.ESTABLISHED, 'idle-gc', '', S.IDLE, 'Quiescent: discard state (§9)'),
+  row(S.ESTABLISHED, 'peer-gone', '', S.IDLE, 'The peer\'s UDP port closed for peerGoneTimeout, nothing heard: its shim6 is gone, discard state (§9 unilateral teardown; not RFC 5533\'s trigger)'),
   row(S.ESTABLISHED, 'close', 'Close', S.CLOSING, 'Coordinated removal (Close, our extension)'),
   row(S.ESTABLISHED, 'recv-Close', 'CloseAck', S.IDLE, 'Peer removes the context (Close): acknowledge and remove'),
 

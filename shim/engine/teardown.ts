@@ -1,5 +1,6 @@
 /**
- * Removing contexts: idle garbage collection (RFC 5533 §9), hold-down expiry of
+ * Removing contexts: idle garbage collection (RFC 5533 §9), a peer whose daemon is gone
+ * (`peerGone`), hold-down expiry of
  * E-FAILED / NO-SUPPORT, and our coordinated Close / Close Ack (experimental
  * types 60/61, docs/wire.md "Close and CloseAck"), bound to the receiver's
  * context tag and a nonce so that only the peer of the context can close it.
@@ -41,6 +42,22 @@ export function onIdleTimer(core: Core, ctx: Context, now: Millis): void {
   // An established context: what its handshake proved outlasts it while the cleanup is resumable (lasting.ts).
   if (core.config.peers.get(ctx.peerUlid)?.mode !== 'off') keepAtIdleClose(core, ctx, now);
   discard(core, ctx, 'idle', now);
+}
+
+/**
+ * The peer's shim6 is gone (icmp.ts: proven Port Unreachables about our datagrams for
+ * `peerGoneTimeout`, nothing heard from it meanwhile): the context goes (`context-closed`
+ * `peer-gone`, not resumable, so the driver takes the peer's route back and its packets go plain
+ * on the ULIDs), and the peer ULID into the negative cache for `icmpHolddownTime`, keyed by
+ * itself: new flows, a DNS prime and `protect` start no exchange with the gone daemon meanwhile.
+ * A handshake with the peer (its daemon back, setting the context up) lifts the entry. What the
+ * peer proved is not refreshed (`discard` without `now`): it proved wrong.
+ */
+export function peerGone(core: Core, ctx: Context, now: Millis): void {
+  if (core.step(ctx, 'peer-gone') === undefined) return;
+  discard(core, ctx, 'peer-gone');
+  core.cache.setNegative(now, { address: ctx.peerUlid, ulid: ctx.peerUlid, reason: 'peer-gone', expires: (now + core.timers.icmpHolddownTime) as Millis });
+  core.emit({ kind: 'peer-unsupported', peerUlid: ctx.peerUlid, address: ctx.peerUlid, reason: 'peer-gone' });
 }
 
 /** Hold-down over: E-FAILED / NO-SUPPORT → IDLE (the context object goes away). */

@@ -27,6 +27,10 @@ test('bad configuration → UsageError with a stable code', () => {
   assert.throws(() => resolveConfig({ localLocators: L, timers: { nope: 1 } as never }), code('ETIMER'));
   assert.throws(() => resolveConfig({ localLocators: L, timers: { sendTimeout: -1 as never } }), code('ETIMER'));
   assert.throws(() => resolveConfig({ localLocators: L, timers: { validatorLifetime: ms(29_999) } }), code('ETIMER'));
+  // A hold shorter than a daemon restart would end the context of every peer that restarts (icmp.ts peer-gone).
+  assert.throws(() => resolveConfig({ localLocators: L, timers: { peerGoneTimeout: ms(999) } }), code('ETIMER'));
+  assert.equal(resolveConfig({ localLocators: L, timers: { peerGoneTimeout: ms(1000) } }).timers.peerGoneTimeout, 1000);
+  assert.deepEqual([RFC_PROFILE.peerGoneTimeout, FAST_PROFILE.peerGoneTimeout], [60_000, 60_000], 'a minute: over a daemon restart (systemd waits 5 s) on a busy host');
   assert.throws(() => resolveConfig({ localLocators: [] }), code('ENO_LOCATORS'));
 });
 

@@ -170,8 +170,11 @@ test('errors about payloads: a Parameter Problem in the application\'s part goes
   const { sim, a, b } = configuredPair(13);
   const sent = sentPayload(sim, a, b, new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8]));
   const base = { src: sent.src, dst: sent.dst, invoking: sent.bytes, offender: sent.dst };
-  // Port Unreachable quoting our UDP datagram is about port 5533 at B (its daemon is gone or restarting), not the application's port.
-  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 4, info: 0 }), { kind: 'drop', reason: 'icmp-peer-no-daemon' });
+  // Port Unreachable quoting our UDP datagram is about port 5533 at B (its daemon is gone or restarting), not the application's
+  // port: Shim6 counts it (a daemon gone for good ends the context: peer-gone.test.ts), the application hears nothing.
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 4, info: 0 }), { kind: 'consumed' });
+  assert.equal(a.engine.status(sim.now).contexts[0]!.peerGone?.errors, 1);
+  assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 1, code: 4, info: 0, offender: '2001:db8:77::1' }), { kind: 'drop', reason: 'icmp-not-from-peer' }, 'a router has no say about the port');
   const pp = a.engine.handleIcmp(sim.now, { ...base, type: 4, code: 0, info: 40 + 16 + 2 });
   assert.equal(pp.kind === 'deliver' && pp.info, 42, 'the pointer, as into the application\'s packet');
   assert.deepEqual(a.engine.handleIcmp(sim.now, { ...base, type: 4, code: 0, info: 50 }), { kind: 'drop', reason: 'icmp-shim-parameter' });

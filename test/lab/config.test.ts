@@ -258,9 +258,12 @@ test('a reload names every changed key it does not apply: all but peers, cacheFi
   assert.deepEqual(keysNeedingRestart(withPeer, validateConfig({ peers: [{ ulid: '2001:db8::1', mode: 'off' }] })), ['peers[].mode']);
 });
 
-test('values the daemon would refuse at start are refused in the file: a validator lifetime under 30 s, a managed resolv.conf naming a stub off port 53', () => {
+test('values the daemon would refuse at start are refused in the file: a validator lifetime under 30 s, a peer-gone hold under 1 s, a managed resolv.conf naming a stub off port 53', () => {
   rejects({ timers: { validatorLifetime: 1000 } }, 'timers.validatorLifetime');
   assert.equal(timerValues(validateConfig({ timers: { validatorLifetime: 30_000 } })).validatorLifetime, 30_000);
+  rejects({ timers: { peerGoneTimeout: 999 } }, 'timers.peerGoneTimeout');
+  assert.equal(timerValues(validateConfig({ timers: { profile: 'fast', peerGoneTimeout: 5000 } })).peerGoneTimeout, 5000);
+  assert.equal(timerValues(validateConfig({})).peerGoneTimeout, 60_000);
   rejects({ resolvConf: 'manage', listen: ['127.0.0.153:5353'] }, 'resolvConf');
   rejects({ resolvConf: 'manage', listen: [] }, 'resolvConf');
   assert.equal(validateConfig({ resolvConf: 'manage' }).resolvConf, 'manage');
