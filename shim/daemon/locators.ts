@@ -33,11 +33,16 @@ interface IpAddrJson {
 
 /**
  * Parse `ip -j -6 addr show` output into addresses (global scope, ours). An address whose DAD
- * failed is not ours. A tentative one (DAD running) is not ours yet when it is new — unless its
- * link is administratively down: with keep_addr_on_down the kernel marks the addresses of a link
- * taken down tentative (it runs DAD again when the link comes back), and they are the same
- * addresses, down. So a tentative address that is `known` (of the last reading) or on a link
- * not UP is kept, as down (`up: false`, not usable as a source before its DAD).
+ * failed (`dadfailed`) is another node's: never ours. A tentative one (DAD running, or waiting for
+ * its link to come up; an RFC 4429 optimistic one too, which the kernel shows `tentative` as well)
+ * is not ours yet when it is new (RFC 4862 §5.4): a peer keeps every locator we list for the
+ * context's life, and one that then fails DAD would name another host. It joins once its DAD is
+ * done. But with keep_addr_on_down the kernel marks the addresses of a link taken down tentative
+ * again (it runs DAD again when the link comes back), and they are the same addresses, down: so a
+ * tentative address that is `known` (of the last reading, where it entered only after its DAD)
+ * is kept, as down (`up: false`, not usable as a source before its DAD). Before, a new tentative
+ * address on a link administratively down was kept too (down, so announced BROKEN), and failed
+ * its DAD once the link came up.
  */
 export function parseIpAddrJson(json: string, interfaces: readonly string[] = [], known: readonly LocalAddress[] = []): LocalAddress[] {
   const links = ipAddrLinks(json);
@@ -64,7 +69,7 @@ function addressesOf(links: readonly IpAddrJson[], interfaces: readonly string[]
     for (const a of l.addr_info ?? []) {
       if (a.family !== 'inet6' || a.scope !== 'global' || !a.local || a.dadfailed) continue;
       const address = canonicalIpv6(a.local);
-      if (a.tentative && flags.includes('UP') && !known.some((k) => k.address === address)) continue;
+      if (a.tentative && !known.some((k) => k.address === address)) continue;
       const deprecated = a.deprecated === true || a.preferred_life_time === 0;
       out.push({ address, ifname: l.ifname, up: up && !a.tentative, ...(deprecated ? { deprecated: true as const } : {}) });
     }

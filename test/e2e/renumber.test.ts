@@ -356,3 +356,53 @@ test('renumbering, an address moved to another interface in one go: no locator c
   await waitFor(async () => (await ifnameOf(LAB_ADDR.aQ)) === LAB_IF_R, 'status shows A\'s Q address on R');
   assert.deepEqual(log(lab, 'a').filter((x) => x.msg === 'local locators changed' && Date.parse(x.ts) >= movedAt && ((x.removed as string[]).length > 0 || (x.added as string[]).length > 0)), [], 'no locator removed or added');
 });
+
+// RFC 4862 §5.4: an address whose Duplicate Address Detection has not ended (`tentative`, also an
+// RFC 4429 optimistic one) is not ours yet, and one whose DAD failed (`dadfailed`) is another
+// node's. A peer keeps every locator we list for the context's life, so neither may reach a Locator
+// List, not even flagged BROKEN: an address added to a link that is administratively down (its DAD
+// waits for the link) was announced BROKEN at once, and when the link came up it failed DAD — the
+// peer had learned another host's address as ours.
+test('renumbering with DAD on: an address added to a link that is down, or whose DAD still runs, reaches no Update Request until its DAD is done; one whose DAD fails (another host\'s address) never does', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t);
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  for (const [k, v] of [['accept_dad', 1], ['dad_transmits', 2]] as const) nsExec(lab.a, ['sysctl', '-qw', `net.ipv6.conf.${LAB_IF_R}.${k}=${v}`]);
+  const dadAddr = (address: string): void => { nsExec(lab.a, ['ip', '-6', 'addr', 'add', `${address}/64`, 'dev', LAB_IF_R]); };
+  const flagsOf = (address: string): string => nsExec(lab.a, ['ip', '-6', 'addr', 'show', 'dev', LAB_IF_R]).stdout.split('\n').find((l) => l.includes(` ${address}/`)) ?? '';
+  const announced = (address: string): boolean => log(lab, 'b').some((r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(address));
+  /** A new address on Q (no DAD): B's Update with it shows what A announced after all that came before. */
+  const marker = async (address: string): Promise<string[]> => {
+    addAddress(lab, 'a', LAB_IF.Q, address);
+    return (await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && r.peerUlid === LAB_ADDR.aP && (r.locators as string[]).includes(address))).locators as string[];
+  };
+  const good = '2001:db8:3::1';
+  const duplicate = LAB_ADDR_R.b; // B's address on R: A's DAD for it fails
+  // Link R down on A: the addresses added to it wait there, tentative.
+  nsExec(lab.a, ['ip', 'link', 'set', LAB_IF_R, 'down']);
+  dadAddr(good);
+  dadAddr(duplicate);
+  assert.match(flagsOf(good), /tentative/);
+  const first = await marker('2001:db8:2::71');
+  assert.deepEqual(first.filter((a) => a === good || a === duplicate), [], `A announced addresses whose DAD has not run: ${first.join(' ')}`);
+  // Link R up: DAD runs; the good address joins once its DAD is done, the duplicate never.
+  nsExec(lab.a, ['ip', 'link', 'set', LAB_IF_R, 'up']);
+  await waitFor(() => flagsOf(duplicate).includes('dadfailed'), 'A\'s DAD for B\'s address fails');
+  await waitFor(() => announced(good), 'the good address announced once its DAD is done');
+  assert.doesNotMatch(flagsOf(good), /tentative/, 'announced only after its DAD');
+  // A DAD that runs long on a link that is up: not announced while it runs.
+  nsExec(lab.a, ['sysctl', '-qw', `net.ipv6.conf.${LAB_IF_R}.dad_transmits=600`]);
+  const slow = '2001:db8:3::2';
+  dadAddr(slow);
+  const second = await marker('2001:db8:2::72');
+  assert.match(flagsOf(slow), /tentative/, 'still in DAD when the marker was announced');
+  assert.ok(!second.includes(slow), `A announced an address whose DAD still runs: ${second.join(' ')}`);
+  assert.ok(!announced(duplicate), 'B never learned the address whose DAD failed');
+  const b = await context(lab, 'b', LAB_ADDR.aP);
+  assert.ok(b, 'B\'s context with A up');
+  assert.deepEqual(b.peerLocators.map((l) => l.address).filter((a) => a === duplicate || a === slow), []);
+  assert.equal(b.peerLocators.find((l) => l.address === good)?.flags, 0, 'the good address usable at B');
+  streamIntact(await stream);
+});

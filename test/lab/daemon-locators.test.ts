@@ -53,8 +53,12 @@ const DOWN_JSON = '[{"ifindex":3,"link":"rvlb","ifname":"rvla","flags":["BROADCA
 
 test('a link taken down (keep_addr_on_down=1: its addresses tentative) reads as its addresses going down, not as removed; a new tentative or dadfailed address is not ours', () => {
   const before = parseIpAddrJson(UP_JSON);
-  const down = parseIpAddrJson(DOWN_JSON);
+  const down = parseIpAddrJson(DOWN_JSON, [], before);
   assert.deepEqual(down, [{ address: '2001:db8:1::1', ifname: 'rvla', up: false }]);
+  // The same reading with the address new: added to a link that is down, its DAD not run yet (it
+  // may fail once the link is up): not ours, not even down; nor an RFC 4429 optimistic one.
+  assert.deepEqual(parseIpAddrJson(DOWN_JSON), []);
+  assert.deepEqual(parseIpAddrJson(UP_JSON.replace('"scope":"global",', '"scope":"global","optimistic":true,"tentative":true,')), []);
   const diff = diffLocators(before, down);
   assert.deepEqual({ wentDown: diff.wentDown, removed: diff.removed }, { wentDown: ['2001:db8:1::1'], removed: [] });
   // Back up, DAD running again: known, so still ours, still down until DAD is done.
