@@ -10,6 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { EnvironmentError } from '../errors.ts';
 import { tiedToUs } from '../tied-child.ts';
+import { monotonicClock } from '../time.ts';
 
 /** One global address of this host. */
 export interface LocalAddress {
@@ -144,8 +145,20 @@ export function isEmptyDiff(d: LocatorDiff): boolean {
 export const REREAD_AFTER_FAILURE_MS = 2000;
 
 /**
+ * The longest wait between two readings while events keep coming (ms). Each reading that sees a
+ * change makes a new Locator List generation, a CGA Signature and an Update Request to every peer;
+ * an address flapping (a DHCPv6 client fighting another, or an on-link node's Router
+ * Advertisements toggling a SLAAC prefix's preferred lifetime, which RFC 4862 §5.5.3 lets any RA
+ * do) made one per event, up to one per debounce (10 ms). Now an event within this long of the
+ * last reading doubles the wait before the next one, up to this: at most two readings a second
+ * under any storm; the first event after a quiet spell is read after the debounce as before.
+ */
+export const MAX_READING_GAP_MS = 500;
+
+/**
  * Watches addresses and links through `ip -6 monitor address link`; calls `onChange` with the new
- * reading and the diff. No periodic reading: an idle host costs nothing. The addresses are read
+ * reading and the diff. No periodic reading: an idle host costs nothing. An event is read after
+ * the debounce, events that keep coming at most every MAX_READING_GAP_MS. The addresses are read
  * again 0.5 s and 3 s after the monitor starts (a change between the first reading and its
  * subscription would otherwise wait for the next event), and when the monitor exits it is read
  * again and restarted 2 s later. A reading that fails (readLocalAddresses) changes nothing — the
@@ -157,6 +170,9 @@ export class LocatorWatcher {
   private timer: NodeJS.Timeout | undefined;
   private readonly later = new Set<NodeJS.Timeout>();
   private stopped = false;
+  /** When the last reading was made (monotonic ms), and the wait before the next (MAX_READING_GAP_MS). */
+  private lastReadAt = -Infinity;
+  private gap: number;
   /** Failed readings in a row; a new reading is due while it is not 0. */
   private failures = 0;
   private rereadDue = false;
@@ -177,6 +193,7 @@ export class LocatorWatcher {
     private readonly onReadError: (message: string, failures: number) => void = () => undefined,
   ) {
     this.current = initial ?? readLocalAddresses(interfaces);
+    this.gap = debounceMs;
   }
 
   /** Start `ip monitor` (killed by the kernel if this process dies first: tied-child.ts). */
@@ -198,6 +215,7 @@ export class LocatorWatcher {
 
   /** Re-read now (also used by tests). */
   check(): void {
+    this.lastReadAt = monotonicClock();
     let next: LocalAddress[];
     try {
       next = readLocalAddresses(this.interfaces, this.current);
@@ -240,11 +258,14 @@ export class LocatorWatcher {
     this.later.add(t);
   }
 
+  /** A reading after the debounce, or later under a storm of events (MAX_READING_GAP_MS). */
   private schedule(): void {
     if (this.timer) return;
+    const since = monotonicClock() - this.lastReadAt;
+    this.gap = since >= MAX_READING_GAP_MS ? this.debounceMs : Math.min(2 * this.gap, MAX_READING_GAP_MS);
     this.timer = setTimeout(() => {
       this.timer = undefined;
       this.check();
-    }, this.debounceMs);
+    }, Math.max(this.debounceMs, this.gap - since));
   }
 }

@@ -183,6 +183,41 @@ test('the watcher sees a link taken down as its addresses down, and back up, nev
   assert.deepEqual(diffs().flatMap((d) => [...d.removed, ...d.added]), [], `never removed nor added again: ${lines.join(' | ')}`);
 });
 
+// An address whose state flaps (a DHCPv6 client fighting another, or an on-link node whose Router
+// Advertisements toggle a SLAAC prefix's preferred lifetime between 0 and not, which RFC 4862
+// §5.5.3 lets any RA do): every reading that sees it changed makes a new Locator List generation,
+// a CGA Signature and an Update Request to every peer. Measured before: 395 RAs toggling one
+// prefix, 395 locator changes. Under a storm of events the readings slow down (at most one per
+// MAX_READING_GAP_MS), and the last state is read all the same.
+test('an address flapping fast (deprecated and preferred again, hundreds of times) costs a bounded number of readings, and the last state is read (real namespace)', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'sh', 'seq'] })) return;
+  const ns = `e2elocf${process.pid.toString(36)}`;
+  const { ip, lines } = watcherInNamespace(t, ns, 'labf0', 'labf1');
+  const addr = '2001:db8:79::1';
+  ip('-6', 'addr', 'add', `${addr}/64`, 'dev', 'labf0', 'nodad');
+  await startWatcher(t, ns, 'labf0', lines);
+  const diffs = (): LocatorDiff[] => lines.filter((l) => l.startsWith('{')).map((l) => (JSON.parse(l) as { diff: LocatorDiff }).diff);
+  const toggles = 300;
+  const change = (lft: string): string => `ip -6 addr change ${addr}/64 dev labf0 valid_lft forever preferred_lft ${lft}`;
+  const t0 = Date.now();
+  const flap = spawn('ip', ['netns', 'exec', ns, 'sh', '-c', `for i in $(seq ${toggles / 2}); do ${change('0')}; sleep 0.01; ${change('forever')}; sleep 0.01; done`], { stdio: 'ignore' });
+  t.after(() => { flap.kill('SIGKILL'); });
+  await new Promise((res) => flap.once('exit', res));
+  const seconds = (Date.now() - t0) / 1000;
+  ip('-6', 'addr', 'add', '2001:db8:79::2/64', 'dev', 'labf0', 'nodad'); // after the storm: the last reading sees it
+  await waitFor(() => diffs().some((d) => d.added.includes('2001:db8:79::2')), `the address added after the flapping; lines: ${lines.slice(-5).join(' | ')}`);
+  const flips = diffs().filter((d) => d.deprecated.includes(addr) || d.renewed.includes(addr)).length;
+  t.diagnostic(`${toggles} toggles in ${seconds.toFixed(1)} s: ${flips} locator changes`);
+  // At most one reading per MAX_READING_GAP_MS once the storm is on (a busy machine reads less, never more).
+  assert.ok(flips <= 10 + (3 * seconds), `${flips} locator changes (each an Update Request to every peer) for ${toggles} toggles in ${seconds.toFixed(1)} s`);
+  let deprecated = false;
+  for (const d of diffs()) {
+    if (d.deprecated.includes(addr)) deprecated = true;
+    if (d.renewed.includes(addr)) deprecated = false;
+  }
+  assert.equal(deprecated, false, 'the last state read: preferred again');
+});
+
 /**
  * A namespace `name` with a veth pair `dev`/`peer`, both up, and keep_addr_on_down set: `ip` runs
  * in it; `lines` will hold the output of the watcher startWatcher runs there.
