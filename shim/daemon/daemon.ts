@@ -37,7 +37,7 @@ import { ENCAPSULATION_OVERHEAD, Routes } from '../dataplane/routes.ts';
 import { NftKernelPath, removeStaleTable as removeStaleKernelTable } from '../dataplane/kernel-path.ts';
 import { BpfEncap, removeStaleEncap } from '../dataplane/bpf-encap.ts';
 import { PROFILES as TIMER_PROFILES } from './config-timers.ts';
-import { LocatorWatcher, readLocalAddresses, REREAD_AFTER_FAILURE_MS, type LocalAddress, type LocatorDiff } from './locators.ts';
+import { addressesNotOursYet, LocatorWatcher, readLocalAddresses, REREAD_AFTER_FAILURE_MS, type LocalAddress, type LocatorDiff } from './locators.ts';
 import { EngineSink, CacheFileWriter, cacheFileTime, loadCaches, removeStaleCacheTemps, savedContexts, shiftedTimes, SAVED_CONTEXTS_MAX, type CacheFile, type SavedContext } from './sink.ts';
 import { inPersistTimer, openConnections, unackedTcpFlows, withOpenedSince, type OpenConnection } from './open-connections.ts';
 import { Discovery } from './discovery.ts';
@@ -955,7 +955,10 @@ function identify(config: DaemonConfig, off: DaemonOptions['dataPlaneOff'], log:
   if (locals.length === 0 && !off) {
     // A typo in `interfaces` is the usual cause: name the links that do not exist.
     const missing = config.interfaces.filter((dev) => !existsSync(`/sys/class/net/${dev}`));
-    throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${missing.length ? ` (no such interface: ${missing.join(', ')})` : ''}`);
+    // Or the addresses are there, their DAD not done (a start right after they were added, or their link down).
+    const pending = addressesNotOursYet(config.interfaces);
+    const why = [...(missing.length ? [`no such interface: ${missing.join(', ')}`] : []), ...pending.slice(0, 4), ...(pending.length > 4 ? [`${pending.length - 4} more`] : [])];
+    throw new EnvironmentError('ENOLOCATOR', `no global IPv6 address found${config.interfaces.length ? ` on ${config.interfaces.join(', ')}` : ''}${why.length ? ` (${why.join('; ')})` : ''}`);
   }
   if (locals.length === 0 && off?.engine) log.warn('no global IPv6 address: engine not started, capability outcomes are logged only');
   return { hba, cgaKey, cgaUlid, found, host, locals, ulid: locals[0]?.address ?? '', restored, listRoom };

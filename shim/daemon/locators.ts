@@ -109,6 +109,25 @@ export function onlyAbout(output: string, links: readonly string[]): boolean {
   return true;
 }
 
+/**
+ * The host's global addresses that are no locator because of their DAD (RFC 4862 §5.4), in words,
+ * for an error that says there is none: `tentative` (its DAD not done, or waiting for its link to
+ * come up) or `dadfailed`. Reads `ip -j -6 addr show` itself; [] when that fails.
+ */
+export function addressesNotOursYet(interfaces: readonly string[] = []): string[] {
+  const r = spawnSync('ip', ['-j', '-6', 'addr', 'show'], { encoding: 'utf8', timeout: 5000 });
+  const links = r.status === 0 ? ipAddrLinks(String(r.stdout)) : undefined;
+  const out: string[] = [];
+  for (const l of links ?? []) {
+    if (!l.ifname || (interfaces.length > 0 && !interfaces.includes(l.ifname))) continue;
+    for (const a of l.addr_info ?? []) {
+      if (a.family !== 'inet6' || a.scope !== 'global' || !a.local || !(a.tentative || a.dadfailed)) continue;
+      out.push(`${canonicalIpv6(a.local)} on ${l.ifname} ${a.dadfailed ? 'failed its DAD: another host has it' : 'is tentative: its DAD is not done, or waits for its link to come up'}`);
+    }
+  }
+  return out;
+}
+
 /** What changed between two readings. */
 export interface LocatorDiff {
   added: Ipv6[];

@@ -56,6 +56,11 @@ test('start errors a sysadmin meets name the cause: an interface that does not e
     return r.out();
   };
   assert.match(await run({ interfaces: ['eth9'] }), /ENOLOCATOR: no global IPv6 address found on eth9 \(no such interface: eth9\)/);
+  // The interface's only address is still in DAD (RFC 4862 §5.4: not ours yet, no locator): the
+  // error said "no global IPv6 address found" beside an address `ip addr` shows.
+  net.run(ns, ['sysctl', '-qw', 'net.ipv6.conf.ser1.accept_dad=1', 'net.ipv6.conf.ser1.dad_transmits=600']);
+  net.run(ns, ['ip', '-6', 'addr', 'add', '2001:db8:5534::1/64', 'dev', 'ser1']);
+  assert.match(await run({ interfaces: ['ser1'] }), /ENOLOCATOR: no global IPv6 address found on ser1 \(2001:db8:5534::1 on ser1 is tentative: its DAD is not done/);
   assert.match(await run({ tun: { name: 'ser1' } }), /ETUNOPEN: cannot open TUN ser1: .*\(ser1 exists and is not a TUN device: choose another tun\.name\)/);
   // A persistent TAP or multi-queue TUN of that name (ip tuntap add): the kernel says only "Invalid
   // argument", and the message blamed another process holding it.
