@@ -15,7 +15,7 @@
  */
 import { existsSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
-import type { Ipv6 } from '../wire/ipv6.ts';
+import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
 import { monotonicClock, ms, type Millis } from '../time.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
 import { Engine, cryptoRng, MAX_LOCAL_LOCATORS, type CapabilityCache, type EngineEvent, type LocalLocator, type PeerConfig, type Timers } from '../engine/index.ts';
@@ -870,11 +870,33 @@ export class Daemon {
     this.dns?.update(locals.filter((l) => ((l.flags ?? 0) & 0x01) === 0).map((l) => l.address));
   }
 
+  /**
+   * Our generated CGA ULID is gone from the host (a network manager flushed the interface's
+   * addresses, or deleted the link and made it anew): put back on the interface of an address on
+   * its prefix that is up, when there is one — now, or when the prefix comes back. Without it the
+   * applications' new connections go from the host's other addresses, ULIDs no PDS proves: their
+   * contexts carry no Locator List and never re-home. The reading that follows finds it.
+   */
+  private putBackCgaUlid(now: readonly LocalAddress[]): void {
+    const u = this.cgaUlid;
+    if (u === undefined || this.stopping || now.some((a) => a.address === u.address)) return;
+    const home = now.find((a) => a.up && prefix64Key(a.address) === prefix64Key(u.address));
+    if (home === undefined) return;
+    const refused = putCgaUlid(u.address, home.ifname);
+    if (refused === undefined) {
+      u.ifname = home.ifname;
+      this.log.info('CGA ULID put back', { address: u.address, dev: home.ifname, why: 'it was removed from the host while its prefix is there' });
+    } else {
+      this.log.warn('cannot put the CGA ULID back', { address: u.address, dev: home.ifname, error: refused });
+    }
+  }
+
   /** Addresses or links changed: a new locator set for the engine; a link down = explore now. */
   private onLocators(now: LocalAddress[], diff: LocatorDiff): void {
     const driver = this.driver;
     if (!driver || !this.routes) return;
     this.log.info('local locators changed', { ...diff });
+    this.putBackCgaUlid(now);
     this.keepLocal(...diff.added);
     // The ULID stays deliverable after its address is gone: it names the host in every context (and the
     // sockets bound to it), while the packets travel between the locators that are left (so do the
@@ -1111,6 +1133,12 @@ export function openTransport(config: DaemonConfig, pathMtu: number, log: Logger
   return new DgramTransport({ port: config.port, bufferSize: 4 << 20 });
 }
 
+/** Put our CGA ULID on `ifname` (no DAD); already there is fine. Returns why `ip` refused, if it did. */
+function putCgaUlid(address: Ipv6, ifname: string): string | undefined {
+  const r = spawnSync('ip', ['-6', 'addr', 'add', `${address}/64`, 'dev', ifname, 'nodad'], { encoding: 'utf8', timeout: 5000 });
+  return r.status === 0 || /File exists/.test(String(r.stderr)) ? undefined : String(r.stderr || r.error?.message).trim();
+}
+
 /**
  * Generate our CGA ULID on `on`'s prefix and put it on `on`'s interface (no
  * DAD: RFC 3972 §4's collision count stays 0; the address is ours by its key).
@@ -1118,10 +1146,8 @@ export function openTransport(config: DaemonConfig, pathMtu: number, log: Logger
  */
 function addCgaUlid(key: CgaKey, sec: 0 | 1, on: LocalAddress, log: Logger): GeneratedUlid & { ifname: string } {
   const g = generateCgaUlid(key, on.address, sec);
-  const r = spawnSync('ip', ['-6', 'addr', 'add', `${g.address}/64`, 'dev', on.ifname, 'nodad'], { encoding: 'utf8', timeout: 5000 });
-  if (r.status !== 0 && !/File exists/.test(String(r.stderr))) {
-    throw new EnvironmentError('ECGA_ADDRESS', `cannot add our CGA ${g.address} to ${on.ifname}: ${String(r.stderr || r.error?.message).trim()}`);
-  }
+  const refused = putCgaUlid(g.address, on.ifname);
+  if (refused !== undefined) throw new EnvironmentError('ECGA_ADDRESS', `cannot add our CGA ${g.address} to ${on.ifname}: ${refused}`);
   log.info('CGA ULID', { address: g.address, prefix: g.prefix, dev: on.ifname, sec });
   return { ...g, ifname: on.ifname };
 }

@@ -237,3 +237,39 @@ test('CGA ULID: the address the daemon generated is removed at stop even after i
   assert.doesNotMatch(d.out(), /CGA ULID not removed/);
   assert.equal(holders().trim(), '', `the CGA ${cga} is left on the host after the stop`);
 });
+
+// A network manager that reconfigures an interface (its addresses flushed and made again, or the
+// link deleted and made anew) takes the daemon's CGA ULID with it, and nothing put it back: the
+// ULID stayed among our locators only as a kept, BROKEN one, the applications' new connections
+// went from the host's other address on that prefix — a ULID no PDS proves, so their contexts
+// carried no Locator List and could never re-home — until the daemon was restarted. It is put
+// back while its prefix is on the host (and when the prefix comes back).
+test('CGA ULID: removed from its interface while the daemon runs (addresses flushed and made again), it is put back and is a usable locator again', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'shim6-cga-flush-');
+  const { net, ns } = hostWithLink(t, 'cgf');
+  const key = path.join(dir, 'cga.pem');
+  writeFileSync(key, generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+  const file = path.join(dir, 'shim6.json');
+  const control = path.join(dir, 'control.sock');
+  writeFileSync(file, JSON.stringify({
+    listen: [], tun: { name: 'cgftun' }, cga: { key, sec: 0 },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: control, log: { level: 'info', format: 'json' },
+  }));
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  const line = d.out().split('\n').find((l) => l.includes('"CGA ULID"'));
+  assert.ok(line, `no CGA ULID line:\n${d.out()}`);
+  const { address: cga } = JSON.parse(line) as { address: string };
+  const holders = (): string => net.run(ns, ['ip', '-6', 'addr', 'show', 'to', `${cga}/128`]).stdout;
+  interface Locators { daemon: { locators: { address: string; up: boolean }[]; keptUlids?: { ulid: string }[] } }
+  const locator = async (): Promise<{ address: string; up: boolean } | undefined> => ((await controlRequest(control, 'status')) as Locators).daemon.locators.find((l) => l.address === cga);
+  assert.match(holders(), /cgf0/);
+  net.run(ns, ['ip', '-6', 'addr', 'flush', 'dev', 'cgf0', 'scope', 'global']);
+  await waitFor(async () => (await locator()) === undefined, 'the daemon saw its CGA ULID go');
+  net.run(ns, ['ip', '-6', 'addr', 'add', '2001:db8:5533::1/64', 'dev', 'cgf0', 'nodad']); // the manager's address back
+  await waitFor(() => /cgf0/.test(holders()), `the CGA ULID ${cga} put back on cgf0; log: ${d.out().split('\n').slice(-6).join(' | ')}`);
+  await waitFor(async () => (await locator())?.up === true, 'a usable locator again');
+  assert.deepEqual(((await controlRequest(control, 'status')) as Locators).daemon.keptUlids ?? [], [], 'no longer kept as a ULID whose address is gone');
+});
