@@ -45,7 +45,7 @@
  * of its pseudo-header (the ULIDs), so only TCP, UDP and ICMPv6 without
  * extension headers are encapsulated here. Any other packet (a fragment — the
  * kernel fragments a datagram larger than the route's MTU before tc egress —,
- * ESP, AH, an extension header, any other protocol) has no such sum: it is
+ * ESP, AH, an extension header, any other protocol, one whose upper layer is under 8 octets) has no such sum: it is
  * redirected, unchanged, to the daemon's TUN like a GSO skb (below), where the
  * daemon encapsulates it as the TUN path does (RFC 5533 §1.6: fragmentation
  * is above the shim); dropped and counted only while there is no TUN.
@@ -346,12 +346,12 @@ SEC("tc")
 int shim6_egress(struct __sk_buff *skb)
 {
 	if (skb->protocol != bpf_htons(ETH_P_IPV6)) return TC_ACT_OK;
-	if (bpf_skb_pull_data(skb, L4_OFF + 8) < 0) return TC_ACT_OK;
+	/* The IPv6 header alone first: a packet whose upper layer is under 8 octets is a context's too. */
+	if (bpf_skb_pull_data(skb, L4_OFF) < 0) return TC_ACT_OK;
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	struct ipv6hdr *ip6 = data + ETH_OFF;
-	__u8 *l4 = data + L4_OFF;
-	if ((void *)(l4 + 8) > end || eth->h_proto != bpf_htons(ETH_P_IPV6)) return TC_ACT_OK;
+	if ((void *)(ip6 + 1) > end || eth->h_proto != bpf_htons(ETH_P_IPV6)) return TC_ACT_OK;
 
 	struct ulid_pair key;
 	__builtin_memcpy(key.local, &ip6->saddr, 16);
@@ -367,6 +367,34 @@ int shim6_egress(struct __sk_buff *skb)
 	__u32 zero = 0;
 	struct config *cfg = bpf_map_lookup_elem(&shim6_cfg, &zero);
 	if (!cfg) return TC_ACT_OK;
+	/*
+	 * A context's packet whose upper layer is under 8 octets (No Next Header, a 4-octet ICMPv6, a
+	 * truncated header from a raw socket): not one the checks below can read, nor NDP (never so
+	 * short). Before, it left here unencapsulated, with the ULID pair as addresses on whatever link
+	 * the route onto the encapsulation points at; now to the daemon's TUN like any other it cannot
+	 * encapsulate (the daemon does: the TUN path's work).
+	 */
+	if (skb->len < L4_OFF + 8) {
+		if (cfg->tun_ifindex == 0) {
+			count(ST_UNSUPPORTED);
+			return TC_ACT_SHOT;
+		}
+		count(ST_TO_TUN_OTHER);
+		return bpf_redirect(cfg->tun_ifindex, 0);
+	}
+	/* Never leaves with the ULIDs when it cannot be read. */
+	if (bpf_skb_pull_data(skb, L4_OFF + 8) < 0) {
+		count(ST_ERROR);
+		return TC_ACT_SHOT;
+	}
+	data = (void *)(long)skb->data;
+	end = (void *)(long)skb->data_end;
+	ip6 = data + ETH_OFF;
+	__u8 *l4 = data + L4_OFF;
+	if ((void *)(l4 + 8) > end) {
+		count(ST_ERROR);
+		return TC_ACT_SHOT;
+	}
 	/* The daemon's own datagrams (probes to the ULID pair) and neighbour discovery are not the application's. */
 	if (nh == IPPROTO_UDP && ((struct udphdr *)l4)->source == cfg->port) return TC_ACT_OK;
 	if (nh == IPPROTO_ICMPV6 && l4[0] >= 133 && l4[0] <= 137) return TC_ACT_OK;

@@ -20,9 +20,13 @@
 //    A's kernel remembers of that flow: before, one such segment did (its ACK, sequence number,
 //    window and options), and the prompt after the next re-homing quoted them — a Packet Too Big
 //    and an ACK A's TCP drops as out of its window, the stream left to its backed-off RTO.
+//  - K1: after a re-homing, a packet of the context whose upper layer is under 8 octets (No Next
+//    Header, a 4-octet ICMPv6: a frame under 62 octets) goes to the daemon's TUN and leaves
+//    encapsulated: before, the egress program could not pull 8 octets past IPv6 and let it go
+//    as it was, the ULID pair as its addresses on the re-homed pair's link (6 of 6 on the wire).
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { CLANG, missingPrereqs, needs } from '../helpers/prereq.ts';
 import { LAB_ADDR, LAB_IF, blackhole, nsExec, sh, unblackhole, type Lab } from '../../lab/topology.ts';
@@ -370,4 +374,57 @@ test('F8: a segment forged with a remembered flow\'s four-tuple, acknowledging w
   t.diagnostic(`real ACK ${real}, forged ${forged}; remembered since: ${JSON.stringify(seen)}; counters ${JSON.stringify(after)}`);
   assert.ok(!seen.includes(forged), 'the forged acknowledgment never replaced the real one');
   assert.ok((after.flowsForged ?? 0) - (before.flowsForged ?? 0) >= 5, `counted: ${JSON.stringify(after)}`);
+});
+
+test('K1: re-homed onto the kernel encapsulation, packets whose upper layer is under 8 octets (No Next Header, a 4-octet ICMPv6) leave encapsulated, never with the ULIDs on the wire', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  // Small datagrams all along: the context, and REAP's view of the failure.
+  inNs(t, l.lab.a, `const s=require('dgram').createSocket('udp6');setInterval(()=>s.send('tick',9998,${JSON.stringify(LAB_ADDR.bP)}),50)`);
+  await onPath(l, 'kernel');
+  await rehomeA(l); // P stays black-holed: A's pair is on Q, through its tc programs
+  // What B's stack takes in (after its tc ingress: encapsulated or not): the short packets from A's ULID.
+  nsExec(l.lab.b, ['nft', '-f', '-'], { input: `table ip6 e2e_short {\n counter nonext {}\n counter icmp200 {}\n chain i {\n  type filter hook input priority -2000;\n  ip6 saddr ${LAB_ADDR.aP} ip6 nexthdr 59 counter name nonext\n  ip6 saddr ${LAB_ADDR.aP} icmpv6 type 200 counter name icmp200\n }\n}\n` });
+  t.after(() => { nsExec(l.lab.b, ['nft', 'delete', 'table', 'ip6', 'e2e_short'], { check: false }); });
+  // What leaves A on link Q with the ULID pair as addresses (the tap sees frames after A's tc egress).
+  const pcap = `${l.lab.stateDir}/k1-leak.pcap`;
+  const cap = spawn('ip', ['netns', 'exec', l.lab.a, 'dumpcap', '-i', LAB_IF.Q, '-f', `ip6 src ${LAB_ADDR.aP} and ip6 dst ${LAB_ADDR.bP} and (ip6 proto 59 or ip6 proto 58)`, '-w', pcap], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let capErr = '';
+  cap.stderr!.on('data', (c: Buffer) => { capErr += c.toString(); });
+  t.after(() => { cap.kill('SIGKILL'); });
+  await waitFor(() => capErr.includes('Capturing on') || cap.exitCode !== null, 'dumpcap capturing on A\'s link Q', DEADLINE_MS, 100);
+  assert.equal(cap.exitCode, null, `dumpcap runs: ${capErr}`);
+
+  const before = packetsOf(await status(l));
+  const icmp = Uint8Array.of(200, 0, 0, 0);
+  new DataView(icmp.buffer).setUint16(2, ulpChecksum(LAB_ADDR.aP, LAB_ADDR.bP, 58, icmp));
+  const hex = [buildPacket(LAB_ADDR.aP, LAB_ADDR.bP, 59, new Uint8Array(0)), buildPacket(LAB_ADDR.aP, LAB_ADDR.bP, 59, Uint8Array.of(1, 2, 3, 4)), buildPacket(LAB_ADDR.aP, LAB_ADDR.bP, 58, icmp)]
+    .map((p) => Buffer.from(p).toString('hex'));
+  // Sent again every 2 s until B has taken in some of each (a batch may meet the context changing paths).
+  let batches = 0;
+  let sentAt = -Infinity;
+  const got = (): { nonext: number; icmp: number } => ({ nonext: counter(l.lab.b, 'e2e_short', 'nonext'), icmp: counter(l.lab.b, 'e2e_short', 'icmp200') });
+  try {
+    await waitFor(() => {
+      const g = got();
+      if (g.nonext >= 4 && g.icmp >= 2) return true;
+      if (performance.now() - sentAt >= 2000) {
+        sentAt = performance.now();
+        batches++;
+        nsExec(l.lab.a, [process.execPath, '-e', `const a=require(${JSON.stringify(ADDON_PATH)});const p=${JSON.stringify(hex)}.map((h)=>new Uint8Array(Buffer.from(h,'hex')));console.log(a.rawSend([...p,...p],6))`]);
+      }
+      return false;
+    }, 'the short packets at B', 2 * DEADLINE_MS, 200);
+  } finally {
+    t.diagnostic(`B took in ${JSON.stringify(got())} from ${batches} batches; A's kernel counters before ${JSON.stringify(before)}, now ${JSON.stringify(packetsOf(await status(l)))}`);
+  }
+  const after = packetsOf(await status(l));
+  cap.kill('SIGINT');
+  await waitFor(() => cap.exitCode !== null, 'dumpcap ended', DEADLINE_MS, 100);
+  const leaked = Number(/Number of packets:\s*(\d+)/.exec(sh(['capinfos', '-c', pcap]).stdout)?.[1] ?? NaN);
+  t.diagnostic(`frames on A's link Q with the ULID pair as addresses: ${leaked}`);
+  assert.equal(leaked, 0, 'no short packet left A with the ULIDs as addresses (unencapsulated, on a pair REAP left)');
+  assert.ok((after.toTunOther ?? 0) - (before.toTunOther ?? 0) >= 6, `A's tc program handed them to its TUN: ${JSON.stringify(after)}`);
+  assert.equal((after.unsupported ?? 0) - (before.unsupported ?? 0), 0, 'none dropped');
 });
