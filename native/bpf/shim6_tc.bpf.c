@@ -35,7 +35,7 @@
  *    socket is not prompted.
  *  - Several datagrams in one skb (UDP GSO, GRO) go to the daemon's socket.
  *  - Only a datagram to a unicast address of ours (`shim6_local`, kept by the
- *    daemon: its global addresses) is decapsulated; anything else (a multicast
+ *    daemon: its engine's locators, what the engine takes a payload to) is decapsulated; anything else (a multicast
  *    destination, an address not ours) goes to the daemon's socket, where the
  *    engine drops what is not to a local address (not-local), as for the TUN path.
  *
@@ -177,7 +177,7 @@ struct {
 	__type(value, struct watch_value);
 } shim6_watch SEC(".maps");
 
-/* Our unicast addresses (the daemon's: global scope): only a payload to one of them is decapsulated. */
+/* Our unicast addresses (the daemon's engine's locators): only a payload to one of them is decapsulated. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, 256);

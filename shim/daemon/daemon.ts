@@ -251,6 +251,9 @@ export class Daemon {
     daemon.listRoom = id.listRoom;
     daemon.kernel = plane.kernel;
     daemon.encap = plane.encap;
+    // The kernel decapsulates a payload only to what the engine takes one to (its locators), not to
+    // any address of the host: the same set, from the start and at each change (syncLocals).
+    if (engine) daemon.syncLocals(engine);
     daemon.savedTouchedAt = savedTouchedAt;
     daemon.tunPersistent = plane.tun?.persistent === true;
     if (daemon.tunPersistent) log.warn('the TUN is a persistent device made before the start: used as it is, and left at the stop (ip tuntap del to remove it)', { tun: plane.tun!.name });
@@ -480,6 +483,11 @@ export class Daemon {
   }
 
   /** Run `fn` on the engine at the driver's clock; false without an engine. */
+  /** The kernel decapsulation's own addresses made the engine's locators (bpf-encap.ts `setLocals`). */
+  private syncLocals(engine: Engine): void {
+    this.encap?.setLocals(engine.localAddresses());
+  }
+
   private command(fn: (engine: Engine, now: Millis) => boolean | void): boolean {
     return this.driver?.command(fn) === true;
   }
@@ -736,7 +744,7 @@ export class Daemon {
         if (!this.found.some((a) => a.address === u)) this.routes.dropLocal(u); // else a locator as any other
       }
       const locals = orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored, this.listRoom);
-      this.command((e, t) => e.setLocalLocators(t, locals));
+      this.command((e, t) => { e.setLocalLocators(t, locals); this.syncLocals(e); });
       const why = 'no open connection or context uses them';
       const restart = unused.filter((u) => !live.includes(u));
       if (restart.length > 0) this.log.info('ULIDs from before the restart released', { ulids: restart, why, left: this.restored.size });
@@ -916,7 +924,7 @@ export class Daemon {
     // A link down: explore at once (localLocatorDown), then the whole set, which may change more than
     // that locator's flag (a deprecated address is usable again when no preferred one is left up).
     for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
-    this.command((e, t) => e.setLocalLocators(t, locals));
+    this.command((e, t) => { e.setLocalLocators(t, locals); this.syncLocals(e); });
     this.publishLocators(locals);
     for (const a of diff.removed) void driver.unbindLocator(a);
   }

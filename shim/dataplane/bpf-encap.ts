@@ -21,8 +21,10 @@
  *  - `shim6_watch` / `shim6_flows`: the watched contexts (each with how many flows it
  *    holds) and their TCP flows (at most ENCAP_FLOWS_PER_CONTEXT each, only of a
  *    connected local socket);
- *  - `shim6_local`: our global unicast addresses (/proc/net/if_inet6, read again at each
- *    `accept`): only a payload to one of them is decapsulated in the kernel.
+ *  - `shim6_local`: our addresses: the engine's locators (`setLocals`, by the daemon at the start
+ *    and at each change of them), else this namespace's global unicast addresses
+ *    (/proc/net/if_inet6, read again at each `accept`): only a payload to one of them is
+ *    decapsulated in the kernel.
  *
  * Map changes are bpf(2) calls through the native addon (native/bpfmap.c): microseconds in
  * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
@@ -411,6 +413,8 @@ export class BpfEncap implements EncapHook {
 
   /** What shim6_local holds (hex of each address). */
   private readonly locals = new Set<string>();
+  /** What shim6_local is to hold (hex): the engine's locators once `setLocals` said them; undefined: the namespace's global addresses. */
+  private wanted: string[] | undefined;
 
   /** The pinned maps, opened once (bpf(2) file descriptors). */
   private readonly fds = new Map<MapName, number>();
@@ -593,12 +597,25 @@ export class BpfEncap implements EncapHook {
   }
 
   /**
-   * shim6_local made this namespace's global addresses again (the few that changed: an update or
-   * a delete each). An address added since the last `accept` is not there until the next: a
-   * payload to it goes to the daemon's socket meanwhile (decapsulated there), none is lost.
+   * The addresses a payload may be decapsulated to: exactly the engine's locators (Ls(local), what
+   * its `handleDatagram` takes a payload to), set now and kept until the next call. Before, every
+   * global address of the namespace: a payload with a context's tag from a verified peer locator
+   * to an address not among the daemon's `interfaces` (a management link's, a container bridge's)
+   * was decapsulated and delivered, where the engine drops it (not-local).
+   */
+  setLocals(addresses: readonly Ipv6[]): void {
+    this.wanted = addresses.map((a) => Buffer.from(addr(a)).toString('hex'));
+    if (!this.closed) this.refreshLocals();
+  }
+
+  /**
+   * shim6_local made what it is to hold again (the few that changed: an update or a delete each):
+   * the engine's locators (`setLocals`), else this namespace's global addresses, of which one added
+   * since the last `accept` is not there until the next: a payload to it goes to the daemon's socket
+   * meanwhile (decapsulated there), none is lost.
    */
   private refreshLocals(): void {
-    const now = new Set(globalAddresses().slice(0, LOCAL_MAX));
+    const now = new Set((this.wanted ?? globalAddresses()).slice(0, LOCAL_MAX));
     for (const a of this.locals) {
       if (now.has(a)) continue;
       this.remove('shim6_local', Uint8Array.from(Buffer.from(a, 'hex')));

@@ -508,6 +508,14 @@ export class Engine {
     return out;
   }
 
+  /**
+   * Our locators' addresses (Ls(local)): what `handleDatagram` takes a payload to (else not-local);
+   * the kernel decapsulation takes exactly these (bpf-encap.ts `setLocals`).
+   */
+  localAddresses(): Ipv6[] {
+    return this.core.local.locators.map((l) => l.address);
+  }
+
   /** Number of contexts held (any state). */
   get contextCount(): number {
     return this.core.table.size;

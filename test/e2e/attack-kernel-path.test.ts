@@ -24,6 +24,9 @@
 //    Header, a 4-octet ICMPv6: a frame under 62 octets) goes to the daemon's TUN and leaves
 //    encapsulated: before, the egress program could not pull 8 octets past IPv6 and let it go
 //    as it was, the ULID pair as its addresses on the re-homed pair's link (6 of 6 on the wire).
+//  - K2: a payload with A's tag from B's verified locator to A's address on its DNS link (global,
+//    but not on the daemon's `interfaces`: no locator of its engine, which drops it, not-local)
+//    is not decapsulated by A's kernel: before, shim6_local held every global address of A.
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -427,4 +430,29 @@ test('K1: re-homed onto the kernel encapsulation, packets whose upper layer is u
   assert.equal(leaked, 0, 'no short packet left A with the ULIDs as addresses (unencapsulated, on a pair REAP left)');
   assert.ok((after.toTunOther ?? 0) - (before.toTunOther ?? 0) >= 6, `A's tc program handed them to its TUN: ${JSON.stringify(after)}`);
   assert.equal((after.unsupported ?? 0) - (before.unsupported ?? 0), 0, 'none dropped');
+});
+
+test('K2: a payload with A\'s tag from B\'s verified locator to an address of A not on its daemon\'s `interfaces` is not decapsulated by A\'s kernel (the engine drops it: not-local)', { timeout: 600_000 }, async (t) => {
+  const l = lab(t);
+  if (!l) return;
+  await fresh(l);
+  const recv = await receiverOnA(t, l);
+  await onPath(l, 'kernel');
+  const ctx = await rehomeA(l);
+  unblackhole(l.lab, 'P', 'a'); // the attacker is on P
+  assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
+  // A's address on its DNS link: global, A's, but not on the daemon's interfaces (P and Q), so no locator of its engine.
+  const locators = ((await status(l)) as unknown as { daemon: { locators: Array<{ address: string }> } }).daemon.locators.map((x) => x.address);
+  assert.ok(locators.includes(LAB_ADDR.aP) && !locators.includes(LAB_ADDR.aDns), `A's DNS-link address is not among its daemon's locators: ${JSON.stringify(locators)}`);
+  nsExec(l.lab.x, ['ip', '-6', 'route', 'replace', `${LAB_ADDR.aDns}/128`, 'via', LAB_ADDR.aP]);
+  const before = packetsOf(await status(l));
+
+  const { sent } = await l.attacker.raw([payloadToA(LAB_ADDR.bQ, LAB_ADDR.aDns, ctx.contextTag, 'elsewhere'), payloadToA(LAB_ADDR.bQ, LAB_ADDR.aDns, ctx.contextTag, 'elsewhere'), payloadToA(LAB_ADDR.bQ, LAB_ADDR.aP, ctx.contextTag, 'unicast')]);
+  assert.equal(sent, 3, 'the attacker sent the three payloads');
+  await waitFor(() => recv.lines.includes('got unicast'), 'the payload to A\'s locator delivered (positive control)', DEADLINE_MS, 100);
+  await waitFor(async () => recv.lines.includes('got elsewhere') || (packetsOf(await status(l)).passedDestination ?? 0) - (before.passedDestination ?? 0) >= 2, 'A\'s kernel saw the payloads to its DNS-link address', DEADLINE_MS, 100);
+  const after = packetsOf(await status(l));
+  t.diagnostic(`A's receiver: ${JSON.stringify(recv.lines.filter((x) => x !== 'got tick'))}; A's kernel counters before ${JSON.stringify(before)}, after ${JSON.stringify(after)}`);
+  assert.ok(!recv.lines.includes('got elsewhere'), 'the payload to an address not among A\'s locators was not delivered');
+  assert.ok((after.passedDestination ?? 0) - (before.passedDestination ?? 0) >= 2, 'A\'s ingress program passed both to the daemon (not a locator of its engine)');
 });
