@@ -30,9 +30,10 @@
  * the event loop, where a `bpftool` process per change took 10 to 100 ms while REAP re-homed.
  *
  * Nothing is left behind: `close()` detaches the filters, deletes the clsact
- * qdiscs it added and unpins everything; `open()` first removes filters at
- * our preference whose program is ours (by name) and the pins a crashed
- * daemon left.
+ * qdiscs it added (once nothing else is on them) and unpins everything;
+ * `open()` first removes filters at our preference whose program is ours (by
+ * name), the clsact qdiscs a crashed daemon added (its filters' handle:
+ * ENCAP_HANDLE_OURS) once empty, and the pins it left.
  *
  * Owns: the object file, the pins, the tc filters. Must not know: Shim6's
  * engine, routes (routes.ts points the ULID at the link).
@@ -50,6 +51,14 @@ import { untrustedReason } from '../trusted-path.ts';
 
 /** tc filter preference of our programs (on egress and ingress). */
 export const ENCAP_PREF = 5533;
+/**
+ * Our filters' handle: ENCAP_HANDLE_OURS on a clsact qdisc we added, ENCAP_HANDLE on one that was
+ * there before (someone else's). The mark lives in the kernel with the link: a start after a
+ * daemon was killed knows from it which clsact the dead one had added (deleted once empty), where
+ * before it took every clsact it found for someone else's and its clean stop left them, empty.
+ */
+export const ENCAP_HANDLE = 1;
+export const ENCAP_HANDLE_OURS = 2;
 /** Where the programs and maps are pinned. */
 export const BPF_PIN_DIR = '/sys/fs/bpf/shim6';
 /** Verified peer locators the ingress check holds per context (the program's MAX_LOCATORS). */
@@ -336,12 +345,31 @@ export function loadRefusal(err: string): string {
   return why === undefined ? tail : `${failed ?? tail}: the verifier: ${why}`;
 }
 
-/** Remove filters of ours a crashed daemon left on `dev`, by preference and program name. */
+/**
+ * Remove filters of ours a crashed daemon left on `dev`, by preference and program name; and the
+ * clsact qdisc it had added (its filters' handle ENCAP_HANDLE_OURS) once nothing else is on it.
+ */
 function removeStaleFilters(dev: string): void {
+  let ours = false;
   for (const dir of ['egress', 'ingress']) {
     const r = run('tc', ['filter', 'show', 'dev', dev, dir]);
-    if (r.ok && r.out.includes(`pref ${ENCAP_PREF} `) && r.out.includes(`shim6_${dir}`)) run('tc', ['filter', 'del', 'dev', dev, dir, 'pref', String(ENCAP_PREF)]);
+    if (!(r.ok && r.out.includes(`pref ${ENCAP_PREF} `) && r.out.includes(`shim6_${dir}`))) continue;
+    if (new RegExp(`pref ${ENCAP_PREF} bpf chain \\d+ handle 0x${ENCAP_HANDLE_OURS.toString(16)} shim6_${dir}`).test(r.out)) ours = true;
+    run('tc', ['filter', 'del', 'dev', dev, dir, 'pref', String(ENCAP_PREF)]);
   }
+  if (ours) deleteEmptyClsact([dev]);
+}
+
+/**
+ * Delete the clsact qdisc of each of `devs` (ours: we added it) that holds no filter: one that
+ * someone else's filters were added to since is theirs too, kept (deleting it would take them).
+ */
+function deleteEmptyClsact(devs: readonly string[]): void {
+  const empty = devs.filter((dev) => {
+    const r = run('tc', ['-batch', '-'], `filter show dev ${dev} egress\nfilter show dev ${dev} ingress\n`);
+    return r.ok && r.out.trim() === '';
+  });
+  if (empty.length > 0) run('tc', ['-force', '-batch', '-'], empty.map((dev) => `qdisc del dev ${dev} clsact`).join('\n') + '\n');
 }
 
 /** Remove what a crashed daemon left (filters on every link, pins). Whether anything was found. */
@@ -647,13 +675,13 @@ export class BpfEncap implements EncapHook {
   close(): void {
     if (this.closed) return;
     this.closed = true;
-    // One `tc`: our qdiscs go with their filters; on a clsact that was there before, only our two filters.
-    // Only on the links attached to: one made again under a name since is not ours to change.
+    // One `tc` for our two filters on each link; then our qdiscs, each once nothing else is on it (a
+    // clsact someone added filters to is theirs too). Only on the links attached to: one made again
+    // under a name since is not ours to change.
     const ours = [...this.attached].filter(([dev, index]) => ifindex(dev) === index).map(([dev]) => dev);
-    const lines = ours.flatMap((dev) => this.qdiscs.has(dev)
-      ? [`qdisc del dev ${dev} clsact`]
-      : ['egress', 'ingress'].map((dir) => `filter del dev ${dev} ${dir} pref ${ENCAP_PREF} handle 1 bpf`));
+    const lines = ours.flatMap((dev) => ['egress', 'ingress'].map((dir) => `filter del dev ${dev} ${dir} pref ${ENCAP_PREF} handle ${this.qdiscs.has(dev) ? ENCAP_HANDLE_OURS : ENCAP_HANDLE} bpf`));
     if (lines.length > 0) run('tc', ['-force', '-batch', '-'], lines.join('\n') + '\n');
+    deleteEmptyClsact(ours.filter((dev) => this.qdiscs.has(dev)));
     this.attached.clear();
     this.nl?.close();
     for (const fd of this.fds.values()) this.addon.bpfClose(fd);
@@ -685,9 +713,10 @@ export class BpfEncap implements EncapHook {
     // link is done again alone to know which one refused.
     const shown = run('tc', ['qdisc', 'show']);
     const hasClsact = (dev: string): boolean => shown.out.split('\n').some((l) => l.startsWith('qdisc clsact ') && l.includes(` dev ${dev} `));
-    const filter = (dev: string, dir: 'egress' | 'ingress'): string[] => ['filter', 'replace', 'dev', dev, dir, 'pref', String(ENCAP_PREF), 'handle', '1', 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_${dir}`];
+    // Handle ENCAP_HANDLE_OURS on a clsact we add: the mark a start after a crash reads (removeStaleFilters).
+    const filter = (dev: string, dir: 'egress' | 'ingress', ours: boolean): string[] => ['filter', 'replace', 'dev', dev, dir, 'pref', String(ENCAP_PREF), 'handle', String(ours ? ENCAP_HANDLE_OURS : ENCAP_HANDLE), 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_${dir}`];
     const fresh = shown.ok ? devs.filter((dev) => !hasClsact(dev)) : [];
-    const lines = devs.flatMap((dev) => [...(fresh.includes(dev) ? [['qdisc', 'add', 'dev', dev, 'clsact']] : []), filter(dev, 'egress'), filter(dev, 'ingress')]);
+    const lines = devs.flatMap((dev) => [...(fresh.includes(dev) ? [['qdisc', 'add', 'dev', dev, 'clsact']] : []), filter(dev, 'egress', fresh.includes(dev)), filter(dev, 'ingress', fresh.includes(dev))]);
     if (shown.ok && run('tc', ['-batch', '-'], lines.map((l) => l.join(' ')).join('\n') + '\n').ok) {
       for (const dev of devs) {
         this.attached.set(dev, index.get(dev)!);
@@ -700,8 +729,8 @@ export class BpfEncap implements EncapHook {
       // A link without clsact before the batch got it from the batch, or gets it now: ours either way.
       const qdisc = run('tc', ['qdisc', 'add', 'dev', dev, 'clsact']);
       if (qdisc.ok || fresh.includes(dev)) this.qdiscs.add(dev);
-      const egress = run('tc', filter(dev, 'egress'));
-      const ingress = egress.ok ? run('tc', filter(dev, 'ingress')) : egress;
+      const egress = run('tc', filter(dev, 'egress', this.qdiscs.has(dev)));
+      const ingress = egress.ok ? run('tc', filter(dev, 'ingress', this.qdiscs.has(dev))) : egress;
       if (ingress.ok) this.attached.set(dev, index.get(dev)!);
       else {
         refused = `${dev}: ${(!qdisc.ok && fresh.includes(dev) ? qdisc.err : ingress.err).split('\n')[0]}`;

@@ -182,3 +182,63 @@ char LICENSE[] SEC("license") = "GPL";
   assert.match(res.error ?? '', /^EBPF: the kernel refused the tc programs: .*shim6_egress.*: the verifier: .*outside of the packet/, 'the verifier\'s reason, not only libbpf\'s "failed to load: -13"');
   assert.deepEqual({ pins: res.pins, bpffs: res.bpffs }, { pins: false, bpffs: false }, 'nothing left: no pins, the bpffs it mounted unmounted');
 });
+
+// A daemon killed (SIGKILL) leaves its clsact qdiscs and filters; the next start removed the filters
+// but took the clsact for someone else's, and its clean stop then left it, empty, on every link.
+// Ours is marked in the kernel with the link (our filters' handle on a clsact we added), so the
+// next start knows it, and a clsact someone else has (theirs from before, or ours with their
+// filters added since) is never deleted, at a restart or a stop.
+test('kernel encapsulation: after a SIGKILL, a restart and a clean stop no clsact of ours is left; someone else\'s, or ours with their filters, is kept', (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'tc', CLANG, 'bpftool', 'mount'] })) return;
+  const net = new NetLab(t);
+  const ns = net.ns('bk');
+  const script = `
+    import { spawn, spawnSync } from 'node:child_process';
+    import { createInterface } from 'node:readline';
+    import { mkdtempSync, rmSync } from 'node:fs';
+    const mod = ${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))};
+    const { BpfEncap } = await import(mod);
+    const sh = (a) => { const r = spawnSync(a[0], a.slice(1), { encoding: 'utf8' }); if (r.status !== 0) throw new Error(a.join(' ') + ': ' + r.stderr); return r.stdout; };
+    const veth = (a, b) => { sh(['ip', 'link', 'add', a, 'type', 'veth', 'peer', 'name', b]); for (const d of [a, b]) sh(['ip', 'link', 'set', d, 'up']); };
+    const clsact = (dev) => sh(['tc', 'qdisc', 'show', 'dev', dev]).includes('clsact');
+    const filters = (dev) => ['ingress', 'egress'].map((dir) => sh(['tc', 'filter', 'show', 'dev', dev, dir])).join('');
+    veth('bkx0', 'bkx1'); // no clsact: ours
+    veth('bko0', 'bko1');
+    sh(['tc', 'qdisc', 'add', 'dev', 'bko0', 'clsact']); // someone else's, from before
+    veth('bkf0', 'bkf1'); // ours, and someone else's filter added to it
+    const cacheDir = mkdtempSync('/tmp/shim6-bpf-kill-');
+    const out = {};
+    try {
+      // A daemon's encapsulation, killed.
+      const child = spawn(process.execPath, [...${JSON.stringify(TREE_LOADER)}, '--input-type=module', '-e',
+        'const { BpfEncap } = await import(' + JSON.stringify(mod) + '); BpfEncap.open({ port: 5533, tun: "bktun", cacheDir: ' + JSON.stringify(cacheDir) + ', maxContexts: 16 }); console.log("open"); setInterval(() => {}, 1000);'],
+        { stdio: ['ignore', 'pipe', 'inherit'] });
+      await new Promise((resolve, reject) => {
+        createInterface({ input: child.stdout }).on('line', (l) => { if (l === 'open') resolve(); });
+        child.on('exit', (c) => reject(new Error('the first encapsulation exited: ' + c)));
+      });
+      child.removeAllListeners('exit');
+      const gone = new Promise((resolve) => child.on('exit', resolve));
+      child.kill('SIGKILL');
+      await gone;
+      out.leftAfterKill = ['bkx0', 'bko0', 'bkf0'].filter(clsact);
+      // The next start, someone's filter on the clsact it finds on bkf0, and a clean stop.
+      const e = BpfEncap.open({ port: 5533, tun: 'bktun', cacheDir, maxContexts: 16 });
+      out.attached = e.links().filter((d) => d.startsWith('bk') && d.endsWith('0')).sort();
+      sh(['tc', 'filter', 'add', 'dev', 'bkf0', 'ingress', 'pref', '100', 'bpf', 'bytecode', '1,6 0 0 0,']); // classic BPF: matches nothing
+      e.close();
+    } finally {
+      rmSync(cacheDir, { recursive: true, force: true });
+    }
+    out.ours = clsact('bkx0');
+    out.theirs = clsact('bko0');
+    out.theirFilter = clsact('bkf0') && filters('bkf0').includes('pref 100 ');
+    out.anyOfOurs = ['bkx0', 'bko0', 'bkf0'].some((d) => filters(d).includes('shim6_'));
+    console.log(JSON.stringify(out));
+  `;
+  const r = net.run(ns, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', script], { timeoutMs: 180_000 });
+  const res = JSON.parse(r.stdout.trim().split('\n').pop()!) as Record<string, unknown>;
+  t.diagnostic(JSON.stringify(res));
+  assert.deepEqual(res, { leftAfterKill: ['bkx0', 'bko0', 'bkf0'], attached: ['bkf0', 'bko0', 'bkx0'], ours: false, theirs: true, theirFilter: true, anyOfOurs: false },
+    'the killed daemon\'s clsact is gone after the restart\'s clean stop; someone else\'s is kept, and so is ours once someone else\'s filter is on it');
+});
