@@ -1,24 +1,23 @@
 // A TCP stream A → B moves to Q (P black-holed), then B's daemon is killed (SIGKILL:
-// no Close; A keeps its context) and started again. Until B's new daemon is up, what A sends on Q
-// carries the shim6 header nobody at B removes: A's TCP loses it and backs off (RTO). B's daemon
+// no Close; A keeps its context) and started again. While B has no daemon, Q is black-holed at B:
+// A's TCP loses what it sends and backs off (RTO). B's daemon
 // sets the open connection's context up again at start (or A's next segment brings R1bis), and A's
 // context is established again. Without a prompt A's TCP then waits for its backed-off RTO; A's
 // daemon now replays the flow's last segments at once (shim/dataplane/engine-driver.ts, `tcp
 // prompted: context established again`). The honest condition, no clock: the stream goes on at B
-// before A's TCP times out again — A's namespace counts TCP retransmission timeouts
-// (TcpExt TCPTimeouts), read when the test sees A's context back and again when it sees data at B
-// after it (`readTimeouts`). Below, A's own restart is checked more strictly (every 20 ms).
+// after the prompt before A's TCP times out again — A's namespace counts TCP retransmission
+// timeouts (TcpExt TCPTimeouts), read every 20 ms (`timeoutSampler`).
 // On both data paths: the replay is of segments that crossed the TUN (on the kernel path, while
 // REAP explored, and the large segments the encapsulation hands the daemon to cut); on the kernel
 // encapsulation the context's kernel flows are prompted too as it is set up again there (a Packet
 // Too Big and the peer's last ACK, docs/dataplane.md "The TCP prompt on the kernel path").
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { readFileSync, readlinkSync } from 'node:fs';
 import { needs } from '../helpers/prereq.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { LAB_ADDR, type Lab } from '../../lab/topology.ts';
+import { LAB_ADDR, blackhole, unblackhole, type Lab } from '../../lab/topology.ts';
 import type { LabShim6 } from '../../lab/daemons.ts';
 import { LAB_B_NAME } from '../../lab/dns.ts';
 import { runStream } from '../../lab/run.ts';
@@ -35,11 +34,6 @@ function timeoutsIn(netstat: string): number {
     if (at > 0) return Number(values[at]);
   }
   throw new Error('no TcpExt TCPTimeouts in /proc/net/netstat');
-}
-
-/** TCP retransmission timeouts so far in namespace `ns` (one process). */
-function tcpTimeouts(ns: string): number {
-  return timeoutsIn(execFileSync('ip', ['netns', 'exec', ns, 'cat', '/proc/net/netstat'], { encoding: 'utf8' }));
 }
 
 /**
@@ -97,11 +91,8 @@ function backoffIn(ss: string): number {
 /**
  * A's stream to B on `dataPath`, P black-holed 3 s in (at A, or at B: `failure`, lab/run.ts
  * FailureKind); once A's context is on Q and data flows there, `restart` restarts a daemon.
- * `readTimeouts`: A's TCP timeouts read once when the test sees A's context with B established
- * again and once when it sees data at B after it (a later reading can count an RTO after the
- * data); `stallMs` the time between the two (to the first 100 ms sample with data at B).
  * `sampler` (A's timeouts every 20 ms from the start), `arrivals` (B's 100 ms samples) and
- * `backAt` (the context's return) for a stricter count.
+ * `backAt` (the context's return, once data came at B after it).
  */
 async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (lab: Lab, s: LabShim6) => Promise<void>, failure: 'blackhole' | 'blackhole-far' = 'blackhole') {
   const lab = await freshLab(t);
@@ -119,24 +110,46 @@ async function restartOnQ(t: TestContext, dataPath: 'tun' | 'kernel', restart: (
   const since = Date.now();
   await restart(lab, s);
   const back = await waitLog(lab, 'a', (x) => x.msg === 'context-established' && x.peerUlid === LAB_ADDR.bP && Date.parse(x.ts) >= since, 60_000);
-  const readAtBack = tcpTimeouts(lab.a);
   const backAt = Date.parse(back.ts);
   await waitFor(() => arrivals.some((a) => a.t > backAt && a.bytes > 0), 'data at B after A\'s context is back', 60_000);
-  const readTimeouts = tcpTimeouts(lab.a) - readAtBack;
-  const resumedAt = arrivals.find((a) => a.t > backAt && a.bytes > 0)!.t;
-  return { lab, s, since, run, sampler, arrivals, backAt, readTimeouts, stallMs: resumedAt - backAt };
+  return { lab, s, since, run, sampler, arrivals, backAt };
 }
 
+// The condition is counted from A's prompt, with A's timeouts read every 20 ms (`sampler`: an upper
+// bound), and with A's TCP backed off BACKED_OFF times, B started just after one of its timeouts:
+// before, it was counted from the context's return (read when the test saw it) to the data's (read
+// when the test saw that) with B started at once, and on the kernel path B's tc programs carry the
+// stream until its new daemon removes them at start, so A's TCP had backed off little (RTOs 0.2 to
+// 1.6 s apart) and one came due by chance in that window on a busy machine (two busy loops beside
+// it: 1 RTO counted, a 144 ms stall, the prompt working). So B is killed with Q black-holed at B
+// (the stream stalls whatever B's kernel does), until A's TCP has backed off; B then starts with Q
+// open again, A's next RTO 12 s and more away: only the prompt can make the data flow on before it.
 for (const dataPath of ['tun', 'kernel'] as const) {
   test(`dataPath: ${dataPath}: after B's daemon is killed (SIGKILL) and started again, A prompts the stream's TCP as its context is established again: data flows on before A's TCP times out again`, { timeout: E2E_TIMEOUT_MS }, async (t) => {
-    if (!needs(t, { root: true, commands: ['ip', 'knotd', 'kdig', 'nft'] })) return;
-    // A's context with B is established again: B set it up at start, or a recovery.
-    // (On the kernel path B's tc programs and maps outlive its daemon and carry the stream meanwhile,
-    // so A's TCP need not back off: B is started again at once, and A's TCP timeouts are read when
-    // A's context is back and when the data came, `readTimeouts`.)
-    const { lab, since: killedAt, run, readTimeouts: timeouts, stallMs } = await restartOnQ(t, dataPath, async (_lab, s) => { await s.crash('b'); await s.start('b'); });
+    if (!needs(t, { root: true, commands: ['ip', 'ss', 'knotd', 'kdig', 'nft'] })) return;
+    let down = '';
+    const { lab, since: killedAt, run, sampler, arrivals, backAt } = await restartOnQ(t, dataPath, async (lab, s) => {
+      await s.crash('b');
+      blackhole(lab, 'Q', 'b');
+      t.after(() => unblackhole(lab, 'Q', 'b'));
+      await waitFor(() => backoffIn(down = tcpSockets(lab.a, LAB_ADDR.bP)) >= BACKED_OFF, 'A\'s TCP backed off while B has no daemon', 120_000);
+      // B starts just after one of A's TCP's timeouts: the next is a whole backed-off RTO away.
+      const backoff = backoffIn(down);
+      await waitFor(() => backoffIn(down = tcpSockets(lab.a, LAB_ADDR.bP)) > backoff, 'a timeout of A\'s TCP, to start B just after it', 120_000, 50);
+      unblackhole(lab, 'Q', 'b');
+      await s.start('b');
+    });
+    t.diagnostic(`A's stream socket as B's new daemon started: ${down}`);
+    assert.match(down, /\btimer:\(on,/, 'A\'s TCP was in its retransmission timer (the state TCPTimeouts counts) when B started again');
     const prompted = log(lab, 'a').find((x) => x.msg === 'tcp prompted: context established again' && x.peer === LAB_ADDR.bP && Date.parse(x.ts) >= killedAt);
-    t.diagnostic(`stall after A's context was back (to the first 100 ms sample with data at B): ≤ ${stallMs} ms; A's TCP timeouts in between: ${timeouts}; prompt: ${prompted ? String(prompted.segments) + ' segments' : 'none'}`);
+    assert.ok(prompted, 'A prompted the stream\'s TCP when its context with B was established again');
+    const promptAt = Date.parse(prompted.ts);
+    // The first 100 ms sample at B with data after the prompt (it may hold octets from just before).
+    await waitFor(() => arrivals.some((a) => a.t > promptAt && a.bytes > 0), 'data at B after A\'s prompt', 60_000);
+    const resumedAt = arrivals.find((a) => a.t > promptAt && a.bytes > 0)!.t;
+    await waitFor(() => sampler.readAfter(resumedAt), 'a reading of A\'s TCP timeouts after the data came');
+    const timeouts = sampler.between(promptAt, resumedAt);
+    t.diagnostic(`A's prompt ${promptAt - backAt} ms after its context was back (${String(prompted.segments)} segments); stall after the prompt (to the first 100 ms sample with data at B): ≤ ${resumedAt - promptAt} ms; A's TCP timeouts in between: ${timeouts}`);
     const r = await run;
     // B's new daemon took up the open connection only once its stub was up: before, its context was
     // established while B's start still ran (590 ms under load) and A's prompt met a B that could
@@ -146,8 +159,8 @@ for (const dataPath of ['tun', 'kernel'] as const) {
     const listening = sinceKill.findIndex((x) => x.msg === 'listening');
     const takenUp = sinceKill.findIndex((x) => x.msg === 'open connections protected again' || x.msg === 'open connections of unknown peers: discovery');
     assert.ok(listening >= 0 && takenUp > listening, `B's new daemon took up the open connection after its stub was listening (${sinceKill.map((x) => x.msg).join(' | ')})`);
-    assert.ok(prompted, 'A prompted the stream\'s TCP when its context with B was established again');
-    assert.equal(timeouts, 0, 'data flowed on at B before A\'s TCP timed out again (no RTO between the context\'s return and the resumption)');
+    assert.ok(promptAt >= backAt, 'the prompt came once the context was back');
+    assert.equal(timeouts, 0, 'data flowed on at B after the prompt before A\'s TCP timed out again');
     streamIntact(r);
   });
 }
