@@ -6,6 +6,8 @@
  * Owns: what those commands print. Must not know: commander.
  */
 import { writeFileSync } from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import { hbaSizeProblem } from '../shim/engine/local.ts';
 import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
 import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
@@ -116,6 +118,10 @@ export function runHbaGenerate(f: HbaFlags, out: Out): number {
   for (const p of prefixes) {
     if (!/^[0-9a-fA-F:.]+(\/64)?$/.test(p)) throw new UsageError('EINVALID', `--prefix: invalid value ${JSON.stringify(p)}: expected an IPv6 /64 prefix like 2001:db8:1::/64`, 'prefix');
   }
+  // The daemon's own bound (its start refuses a larger set, EHBA_PARAMS): refused before the search.
+  const key = publicKey === undefined ? undefined : createPublicKey({ key: Buffer.from(publicKey), format: 'der', type: 'spki' });
+  const tooMany = hbaSizeProblem(prefixes.length, publicKey, key);
+  if (tooMany !== undefined) throw new UsageError('EPREFIX', `--prefix: ${tooMany}; nothing written`, 'prefix');
   let params: HbaParamsFile;
   try {
     params = generateHbaParams({ prefixes, sec, ...(publicKey ? { publicKey, keyFile: f.key! } : {}) });

@@ -22,7 +22,7 @@ import { readLocalAddresses, type LocalAddress } from './locators.ts';
 import { checkHbaMatchesKey, loadCgaKey, type CgaKey } from './cga-identity.ts';
 import { loadDnsKey } from './dns-update.ts';
 import { checkLocatorParams } from '../engine/cga.ts';
-import { localListRoom } from '../engine/local.ts';
+import { hbaSizeProblem, localListRoom } from '../engine/local.ts';
 
 /** Read and parse the HBA parameters file `hba`: unreadable is ECONFIG naming it, damaged EHBA_PARAMS. */
 export function readHba(file: string): HbaParamsFile {
@@ -45,6 +45,8 @@ export function readHba(file: string): HbaParamsFile {
  */
 export function checkHbaMembers(hba: HbaParamsFile, file: string, cgaKey: CgaKey | undefined): void {
   try {
+    const problem = hbaSizeProblem(hba.members.length, Buffer.from(hba.publicKey, 'hex'), cgaKey?.key);
+    if (problem !== undefined) throw new Error(problem);
     checkLocatorParams(hba.members.map((m) => ({ address: m.address, cgaParams: memberParams(m) })), cgaKey?.key);
     identityListRoom(hba, cgaKey, undefined);
   } catch (err) {

@@ -17,7 +17,7 @@ import { UsageError } from '../errors.ts';
 import type { LocalLocator, Timers } from './config.ts';
 import { advertisedKeepaliveSeconds, mustAdvertiseKeepalive } from './config.ts';
 import { localMethods, signLocatorList } from './cga.ts';
-import { verifyHbaAddress } from '../wire/hba.ts';
+import { hbaParamsLength, verifyHbaAddress } from '../wire/hba.ts';
 import { verifyCga } from '../wire/cga.ts';
 import { MAX_PEER_LOCATORS } from './context.ts';
 
@@ -116,6 +116,40 @@ export function localListRoom(pds: Uint8Array | undefined, locators: readonly Lo
     throw new UsageError('ECGA_PARAMS', `a CGA Parameter Data Structure of ${pdsLength} octets${sig > 0 ? ` and a CGA Signature of ${sig} octets` : ''} leave no room for a Locator List in a Shim6 message (at most ${MAX_HEADER_LENGTH} octets): use an HBA set of fewer prefixes${sig > 0 ? ' or a smaller key' : ''}`, 'cgaParams');
   }
   return room;
+}
+
+/**
+ * The most prefixes an HBA set made with `publicKey` (DER; undefined: HBA-only) may have so that
+ * a daemon signing with `key` (a CGA-compatible set's own key; undefined: none) still has room for
+ * its ULID in a Locator List (localListRoom ≥ 1): the bound the daemon's start enforces
+ * (EHBA_PARAMS) and `shim6 zone hba` refuses up front. 0 when not even one prefix fits.
+ */
+export function maxHbaPrefixes(publicKey: Uint8Array | undefined, key: KeyObject | undefined): number {
+  const sig = signatureLength(key);
+  const fits = (n: number): boolean => listRoom(hbaParamsLength(n, publicKey), sig) >= 1;
+  // One Multi-Prefix extension of n prefixes is 8n octets: past 256 none fits a 2,048-octet message.
+  let lo = 0;
+  let hi = Math.ceil(MAX_HEADER_LENGTH / 8);
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (fits(mid)) lo = mid; else hi = mid - 1;
+  }
+  return lo;
+}
+
+/**
+ * Why an HBA set of `prefixes` prefixes made with `publicKey` (DER: a CGA-compatible set's key,
+ * or an HBA-only set's Extended Modifier; undefined: HBA-only, not yet made) cannot be used by a
+ * daemon signing with `key`: its Parameter Data Structure and the key's signature leave no room
+ * for a Locator List in a Shim6 message (engine maxHbaPrefixes). Names the bound for that key;
+ * undefined when the set fits. The one rule for the daemon's start and `shim6 zone hba`.
+ */
+export function hbaSizeProblem(prefixes: number, publicKey: Uint8Array | undefined, key: KeyObject | undefined): string | undefined {
+  const bound = maxHbaPrefixes(publicKey, key);
+  if (prefixes <= bound) return undefined;
+  const bits = key?.asymmetricKeyDetails?.modulusLength;
+  const sig = signatureLength(key);
+  return `an HBA set of ${prefixes} prefixes (a CGA Parameter Data Structure of ${hbaParamsLength(prefixes, publicKey)} octets)${sig > 0 ? ` and a CGA Signature of ${sig} octets` : ''} leave no room for a Locator List in a Shim6 message (at most ${MAX_HEADER_LENGTH} octets): at most ${bound} prefixes ${bits !== undefined ? `with a ${bits}-bit key` : 'without a signing key'}`;
 }
 
 export class LocalSet {

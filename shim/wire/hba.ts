@@ -19,7 +19,7 @@ import {
   addressBytes, checkSec, formCgaAddress, formatPrefix64, hash1MatchesIid, prefix64,
   searchModifier, secOf, sha1, DEFAULT_MAX_ITERATIONS, type CgaCheck, type RandomBytes,
 } from './cga.ts';
-import { CgaOffset, encodeCgaParams, encodeMultiPrefixExtension, scanCgaParams } from './cga-params.ts';
+import { CgaOffset, cgaParamsLength, encodeCgaParams, encodeMultiPrefixExtension, scanCgaParams } from './cga-params.ts';
 import {
   CGA_KEY_OFFSET, CGA_MAX_COLLISION_COUNT, CGA_MAX_SEC, CGA_MODIFIER_LENGTH, CGA_PREFIX_LENGTH,
   HBA_EXTENDED_MODIFIER_BITS, MULTI_PREFIX_P_FLAG,
@@ -84,6 +84,18 @@ export function generateHbaSet(o: GenerateHbaSetOptions): HbaSet {
     return { prefix: formatPrefix64(prefix), address, params };
   });
   return { members, publicKey, publicKeyIncluded, iterations };
+}
+
+/**
+ * Octets of each member's CGA Parameter Data Structure in a set of `prefixCount` prefixes made
+ * with `publicKey` (DER), or, without one, the longest an HBA-only set's Extended Modifier makes
+ * (its minimal DER INTEGER is one octet longer when the nonce's top bit is set). What
+ * generateHbaSet would produce, without the modifier search.
+ */
+export function hbaParamsLength(prefixCount: number, publicKey?: Uint8Array): number {
+  const key = publicKey ?? encodeExtendedModifier(new Uint8Array(HBA_EXTENDED_MODIFIER_BITS / 8).fill(0xff));
+  return cgaParamsLength({ modifier: new Uint8Array(CGA_MODIFIER_LENGTH), subnetPrefix: new Uint8Array(CGA_PREFIX_LENGTH), collisionCount: 0, publicKey: key,
+    extensions: [{ type: 0, data: new Uint8Array(4 + prefixCount * CGA_PREFIX_LENGTH) }] });
 }
 
 /**

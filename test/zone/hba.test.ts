@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { shim6Async, tempDir } from './zonefile.ts';
 import { HBA_PARAMS_FORMAT, memberParams, parseHbaParams } from '../../shim/wire/hba-params.ts';
@@ -12,6 +12,8 @@ import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { verifyCga } from '../../shim/wire/cga.ts';
 import { checkHbaDigest } from '../../shim/wire/capability-record.ts';
 import { UsageError } from '../../shim/errors.ts';
+import { checkHbaMembers } from '../../shim/daemon/start-checks.ts';
+import { loadCgaKey } from '../../shim/daemon/cga-identity.ts';
 
 test('zone hba with an RSA key: CGA-compatible set, verify accepts members and refuses others; the record carries cga + hba-digest', async (t) => {
   const dir = tempDir(t);
@@ -97,4 +99,27 @@ test('an --out that cannot be written (zone hba, zone bulk): one EOUTPUT line na
     assert.equal(r.status, 1, r.stderr);
     assert.equal(r.stderr, `shim6: error EOUTPUT: --out: cannot write ${JSON.stringify(missing)}: its directory does not exist (ENOENT); nothing written\n`);
   }
+});
+
+test('zone hba with a 4096-bit key and more prefixes than the daemon accepts: refused up front naming the bound (EPREFIX, exit 2, nothing written); the bound itself is what the daemon starts with', async (t) => {
+  const dir = tempDir(t);
+  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 4096 });
+  const pem = path.join(dir, 'rsa4096.pem');
+  writeFileSync(pem, privateKey.export({ type: 'pkcs8', format: 'pem' }));
+  const prefixFlags = (n: number): string[] => Array.from({ length: n }, (_, i) => ['--prefix', `2001:db8:${(0xa000 + i).toString(16)}::/64`]).flat();
+  const over = path.join(dir, 'over.json');
+  const at = path.join(dir, 'at.json');
+  const [r96, r95] = await Promise.all([
+    shim6Async(['zone', 'hba', ...prefixFlags(96), '--sec', '0', '--key', pem, '--out', over]),
+    shim6Async(['zone', 'hba', ...prefixFlags(95), '--sec', '0', '--key', pem, '--out', at]),
+  ]);
+  // Before, 96 were written, and the daemon's start then refused them (EHBA_PARAMS).
+  assert.equal(r96.status, 2, r96.stdout + r96.stderr);
+  assert.match(r96.stderr, /^shim6: error EPREFIX: --prefix: an HBA set of 96 prefixes .*at most 95 prefixes with a 4096-bit key; nothing written/);
+  assert.equal(existsSync(over), false, 'nothing written');
+  assert.equal(r95.status, 0, r95.stderr);
+  const set = parseHbaParams(readFileSync(at, 'utf8'), at);
+  assert.equal(set.members.length, 95);
+  // The daemon's own check (its start, --check-config) accepts what zone hba wrote.
+  assert.doesNotThrow(() => checkHbaMembers(set, at, loadCgaKey(pem)));
 });
