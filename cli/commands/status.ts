@@ -42,7 +42,7 @@ function keptUlid(k: NonNullable<NonNullable<StatusReply['daemon']>['keptUlids']
 function daemonBlock(d: NonNullable<StatusReply['daemon']>, out: string[]): void {
   out.push(`daemon: pid ${d.pid ?? '?'}, up ${formatDuration((d.uptimeSeconds ?? 0) * 1000)}`);
   if (d.dataPlane === false) out.push(`  data plane off (shim6 resolver), ${d.port === null || d.port === undefined ? 'no engine' : `engine on UDP port ${d.port}, timers ${d.profile ?? '?'}`}`);
-  else out.push(`  TUN ${d.tun ?? '?'}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
+  else out.push(`  TUN ${d.tun ?? '?'}${d.tunPersistent === true ? ' (persistent: made before the start, left at the stop)' : ''}, UDP port ${d.port ?? '?'}, timers ${d.profile ?? '?'}`);
   const locs = d.locators ?? [];
   if (locs.length) out.push(`  local locators: ${locs.map((l) => `${l.address}${l.ifname ? ` on ${l.ifname}` : ''} (${l.up === false ? 'down' : 'up'})`).join(', ')}`);
   const routed = d.routed ?? [];

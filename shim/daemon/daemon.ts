@@ -256,7 +256,7 @@ export class Daemon {
     if (engine) daemon.syncLocals(engine);
     daemon.savedTouchedAt = savedTouchedAt;
     daemon.tunPersistent = plane.tun?.persistent === true;
-    if (daemon.tunPersistent) log.warn('the TUN is a persistent device made before the start: used as it is, and left at the stop (ip tuntap del to remove it)', { tun: plane.tun!.name });
+    if (daemon.tunPersistent) log.warn('the TUN is a persistent device made before the start: used, and left at the stop with its MTU and up/down state put back (ip tuntap del to remove it)', { tun: plane.tun!.name });
     ref.daemon = daemon;
     let cachesImported: boolean;
     try {
@@ -281,7 +281,7 @@ export class Daemon {
     const { config, log, driver, engine, routes } = this;
     const off = this.opts.dataPlaneOff;
     routes?.removeStaleRules();
-    routes?.setup();
+    routes?.setup(tun?.linkBefore);
     // A ULID kept from before the restart whose address is gone sends and receives nothing as a
     // locator (BROKEN), and a socket bound to it would fail (EADDRNOTAVAIL with `udp: dgram`).
     const gone = (a: Ipv6): boolean => id.restored.has(a) && !id.found.some((f) => f.address === a);
@@ -374,12 +374,12 @@ export class Daemon {
       return name === undefined ? [] : [{ name, ulid: c.peerUlid }];
     });
     const daemon = this.routes ? {
-      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), tun: this.config.tun.name,
+      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), tun: this.config.tun.name, tunPersistent: this.tunPersistent,
       port: this.config.port, profile: this.config.timers.profile, routed: this.routes.routed(),
       locators: this.watcher?.current ?? [], stats: this.driver?.stats, events: this.events.slice(-20),
     } : {
       // shim6 resolver: every key of the schema (docs/status.md), those of the data plane empty, the engine's null without one.
-      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), dataPlane: false, tun: null, routed: [], locators: [],
+      pid: process.pid, uptimeSeconds: this.uptimeSeconds(), dataPlane: false, tun: null, tunPersistent: null, routed: [], locators: [],
       port: this.driver ? this.config.port : null, profile: this.driver ? this.config.timers.profile : null,
       stats: this.driver?.stats ?? null, events: this.events.slice(-20),
     };

@@ -16,7 +16,7 @@ export const STATUS_SCHEMA_VERSION = 1;
  */
 export const STATUS_KEYS: Readonly<Record<string, readonly string[]>> = {
   '': ['schemaVersion', 'resolver', 'engine'],
-  daemon: ['pid', 'uptimeSeconds', 'tun', 'port', 'profile', 'routed', 'locators', 'stats', 'events', 'peers'],
+  daemon: ['pid', 'uptimeSeconds', 'tun', 'tunPersistent', 'port', 'profile', 'routed', 'locators', 'stats', 'events', 'peers'],
   'daemon.locators[]': ['address', 'ifname', 'up'],
   'daemon.stats': ['udpIn', 'udpOut', 'tunIn', 'tunOut', 'noContext', 'notIpv6', 'drops', 'prompts'],
   'daemon.events[]': ['t', 'kind'],

@@ -14,7 +14,7 @@ export interface StatusReply {
   /** Host-based discovery (shim/daemon/discovery.ts), null when off. */
   discovery?: { mode: string; flows: number; started: number; probing: number; established: number; failed: number; inFlight: number; flowsLost: number; skipped: Record<string, number> } | null;
   daemon?: {
-    pid?: number; uptimeSeconds?: number; tun?: string | null; port?: number | null; profile?: string | null; routed?: string[];
+    pid?: number; uptimeSeconds?: number; tun?: string | null; tunPersistent?: boolean | null; port?: number | null; profile?: string | null; routed?: string[];
     /** false: `shim6 resolver` (no TUN, no routes, no locators). */
     dataPlane?: boolean;
     locators?: Array<{ address: string; up?: boolean; ifname?: string }>;

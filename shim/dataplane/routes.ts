@@ -30,6 +30,7 @@ import type { Ipv6 } from '../wire/ipv6.ts';
 import type { DataPath, RouteHook } from './context-paths.ts';
 import type { LocatorPair } from '../engine/index.ts';
 import { Rtnetlink } from './rtnetlink.ts';
+import type { TunLinkSettings } from './tun-linux.ts';
 
 /** IPv6 (40) + UDP (8) + Shim6 payload header (8, RFC 5533 §5.2). */
 export const ENCAPSULATION_OVERHEAD = 56;
@@ -91,6 +92,8 @@ export class Routes implements RouteHook {
   private closed = false;
   /** The rtnetlink socket of switchPath (undefined: `ip` processes), opened at the first change. */
   private nl: Rtnetlink | undefined | null = null;
+  /** A persistent TUN's settings before setup, put back by close(). */
+  private restoreLink: TunLinkSettings | undefined;
   /** The TUN's link index (rtnetlink), once looked up. */
   private tunIndex: number | undefined;
 
@@ -129,8 +132,13 @@ export class Routes implements RouteHook {
     this.ip(['-6', 'route', 'flush', 'table', String(this.localTable)], false);
   }
 
-  /** Bring the TUN up with its MTU and add the three policy rules. */
-  setup(): void {
+  /**
+   * Bring the TUN up with its MTU and add the three policy rules. `restore`: a persistent TUN's
+   * MTU and up flag as found before the start (tun-linux.ts), put back by close(): the device
+   * outlives us, and the operator's settings of it with it.
+   */
+  setup(restore?: TunLinkSettings): void {
+    this.restoreLink = restore;
     const { tun, port } = this.opts;
     // No SLAAC or DAD on the TUN: it carries only ULID traffic we route to it.
     // One `ip` for the four (a daemon starts in tests by the hundred). The `goto`: the daemon's own
@@ -360,7 +368,9 @@ export class Routes implements RouteHook {
       ...[...this.peers].map((p) => ['route', 'del', `${p}/128`, 'table', table]),
       ...[...this.locals].map((a) => ['route', 'del', 'local', `${a}/128`, 'dev', 'lo', 'table', String(this.localTable)]),
       ...(this.rulesUp ? [this.pref + 2, this.pref + 1, this.pref].map((pref) => ['rule', 'del', 'pref', String(pref)]) : []),
+      ...(this.restoreLink ? [['link', 'set', 'dev', this.opts.tun, 'mtu', String(this.restoreLink.mtu), this.restoreLink.up ? 'up' : 'down']] : []),
     ];
+    this.restoreLink = undefined;
     this.peers.clear();
     this.locals.clear();
     this.rulesUp = false;

@@ -16,6 +16,8 @@ import type { PacketsHandler, TunDevice } from './tun.ts';
 const IFF_PERSIST = 0x0800;
 const IFF_TAP = 0x0002;
 const IFF_MULTI_QUEUE = 0x0100;
+/** IFF_UP in /sys/class/net/NAME/flags (linux/if.h). */
+const IFF_UP = 0x1;
 
 /**
  * Why a TUNSETIFF failed when the name is taken by a link of another kind (a veth, an Ethernet
@@ -33,19 +35,29 @@ function notTun(name: string): string {
   return ' (a TUN of that name exists: another process holds it)';
 }
 
+/** What the daemon changes on its TUN link (routes.ts `setup`): its MTU and whether it is up (IFF_UP). */
+export interface TunLinkSettings {
+  mtu: number;
+  up: boolean;
+}
+
 /**
  * A persistent TUN device of this name made before us (`ip tuntap add`): the kernel keeps it when
  * its last fd closes, so it outlives every daemon. Undefined when there is none (the kernel then
- * makes one that goes with our fd). `owner`/`group`: who besides root may open it (-1: nobody).
+ * makes one that goes with our fd). `owner`/`group`: who besides root may open it (-1: nobody);
+ * `link`: its MTU and up flag as found, for the stop to put back (undefined when unreadable).
  */
-export function persistentTun(name: string): { owner: number; group: number } | undefined {
+export function persistentTun(name: string): { owner: number; group: number; link: TunLinkSettings | undefined } | undefined {
   if (!/^[\w.-]{1,15}$/.test(name)) return undefined;
   const read = (f: string): string | undefined => {
     try { return readFileSync(`/sys/class/net/${name}/${f}`, 'utf8').trim(); } catch { return undefined; }
   };
   const flags = read('tun_flags');
   if (flags === undefined || (Number.parseInt(flags, 16) & IFF_PERSIST) === 0) return undefined;
-  return { owner: Number(read('owner') ?? -1), group: Number(read('group') ?? -1) };
+  const mtu = Number(read('mtu'));
+  const flags2 = Number.parseInt(read('flags') ?? '', 16);
+  const link = Number.isInteger(mtu) && mtu > 0 && Number.isInteger(flags2) ? { mtu, up: (flags2 & IFF_UP) !== 0 } : undefined;
+  return { owner: Number(read('owner') ?? -1), group: Number(read('group') ?? -1), link };
 }
 
 /** Options of a real TUN device. */
@@ -78,7 +90,9 @@ export class LinuxTun implements TunDevice {
     /** Whether the device runs with the virtio header (offloads). */
     readonly offload: boolean,
     /** A persistent device made before us (persistentTun): it stays when we close it. */
-    readonly persistent: boolean) {
+    readonly persistent: boolean,
+    /** A persistent device's MTU and up flag as found before we changed them: the stop puts them back. */
+    readonly linkBefore: TunLinkSettings | undefined) {
     // One slot per packet, big enough for any packet the MTU allows (the kernel
     // never hands out more than the MTU without IFF_VNET_HDR offloads).
     const slot = Math.max(1280, mtu) + 64;
@@ -112,7 +126,7 @@ export class LinuxTun implements TunDevice {
       const err = e as Error & { code?: string };
       throw new EnvironmentError('ETUNOPEN', `cannot open TUN ${opts.name}: ${err.message}${notTun(opts.name)}`);
     }
-    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet, persistent !== undefined);
+    return new LinuxTun(native, fd, name, opts.mtu, opts.batch ?? 64, vnet, persistent !== undefined, persistent?.link);
   }
 
   onPackets(cb: PacketsHandler): void {

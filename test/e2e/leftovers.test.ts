@@ -101,7 +101,7 @@ test('a persistent TUN made before the start is used and said to be, taken again
     return file;
   };
   const first = await startDaemon(t, ns, config('lfptun'));
-  assert.match(first.out(), /the TUN is a persistent device made before the start: used as it is, and left at the stop/, first.out());
+  assert.match(first.out(), /the TUN is a persistent device made before the start: used, and left at the stop/, first.out());
   first.child.kill('SIGKILL');
   await first.exited();
   assert.equal(net.tryRun(ns, ['ip', 'link', 'show', 'lfptun']).status, 0, 'the persistent TUN outlives the killed daemon');
@@ -120,6 +120,38 @@ test('a persistent TUN made before the start is used and said to be, taken again
   assert.equal(await refused.exited(), 1, refused.out());
   assert.match(refused.out(), /^shim6: error ETUNOPEN: cannot use TUN lfpu: it is a persistent TUN device that uid 65534 may open too/m, refused.out());
   assert.doesNotMatch(net.run(ns, ['ip', '-6', 'rule']).stdout, /^553[234]:/m, 'nothing set up');
+});
+
+// The daemon sets its TUN's MTU and brings it up. On a persistent TUN (ip tuntap add, the operator's
+// device) both stayed after the stop, and `shim6 status` did not say the device was persistent.
+test('a persistent TUN gets its MTU and down state back at the stop, and status (text and --json) says it is persistent', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'leftover-tunmtu-');
+  const { net, ns } = hostWithLink(t, 'lfm');
+  net.run(ns, ['ip', 'tuntap', 'add', 'lfmtun', 'mode', 'tun']);
+  net.run(ns, ['ip', 'link', 'set', 'dev', 'lfmtun', 'mtu', '1600']);
+  const link = (): { mtu: number; up: boolean } => {
+    const j = JSON.parse(net.run(ns, ['ip', '-j', 'link', 'show', 'dev', 'lfmtun']).stdout) as Array<{ mtu: number; flags: string[] }>;
+    return { mtu: j[0]!.mtu, up: j[0]!.flags.includes('UP') };
+  };
+  assert.deepEqual(link(), { mtu: 1600, up: false }, 'the operator\'s device as made');
+  const sock = path.join(dir, 'c.sock');
+  const file = path.join(dir, 'c.json');
+  writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['lfm0'], tun: { name: 'lfmtun' }, dataPath: 'tun', cacheFile: path.join(dir, 'caches.json'), controlSocket: sock }));
+  const d = await startDaemon(t, ns, file);
+  const during = link();
+  assert.equal(during.up, true, 'the daemon brings it up');
+  assert.notEqual(during.mtu, 1600, 'with its own MTU');
+  const st = await controlRequest(sock, 'status') as unknown as { daemon: { tun: string; tunPersistent: unknown } };
+  assert.equal(st.daemon.tun, 'lfmtun');
+  assert.equal(st.daemon.tunPersistent, true, '--json says the TUN is persistent');
+  const text = spawnSync(process.execPath, [BUILT_BIN, 'status', '--socket', sock], { encoding: 'utf8' });
+  assert.equal(text.status, 0, text.stderr);
+  assert.match(text.stdout, /^ {2}TUN lfmtun \(persistent: made before the start, left at the stop\), UDP port /m, text.stdout);
+  d.child.kill('SIGTERM');
+  assert.equal(await d.exited(), 0, d.out());
+  assert.deepEqual(link(), { mtu: 1600, up: false }, 'the device as the operator left it');
 });
 
 // The kernel path's nftables table was removed as a crashed daemon's only by a start that took the

@@ -44,7 +44,7 @@ function context(bytesIn: number, rehome: boolean): ContextStatus {
 function reply(n: number): StatusReply {
   return {
     schemaVersion: 1,
-    daemon: { pid: 1, uptimeSeconds: 5, tun: 'shim6', port: 5533, profile: 'fast', routed: [PEER], locators: [{ address: '2001:db8:a::1', up: true, ifname: 'p' }],
+    daemon: { pid: 1, uptimeSeconds: 5, tun: 'shim6', tunPersistent: false, port: 5533, profile: 'fast', routed: [PEER], locators: [{ address: '2001:db8:a::1', up: true, ifname: 'p' }],
       stats: { udpIn: n, udpOut: n, tunIn: n, tunOut: n, noContext: 0, notIpv6: 0, drops: { 'no-context': n }, prompts: 0 }, peers: [{ name: 'b.example.', ulid: PEER }] },
     engine: {
       contexts: [context(n * 100, n > 1)], caches: { positive: 1, negative: 0 },

@@ -25,7 +25,7 @@ const NO_MESSAGES = Object.fromEntries(Object.keys(MessageType).map((k) => [k, 0
 const REPLY = {
   schemaVersion: 1,
   daemon: {
-    pid: 42, uptimeSeconds: 3725, tun: 'shim6', port: 5533, profile: 'rfc', routed: [B],
+    pid: 42, uptimeSeconds: 3725, tun: 'shim6', tunPersistent: false, port: 5533, profile: 'rfc', routed: [B],
     locators: [{ address: A, ifname: 'eth0', up: true }, { address: '2001:db8:a:2::1', ifname: 'eth1', up: false }],
     stats: { udpIn: 10, udpOut: 11, tunIn: 12, tunOut: 13, noContext: 0, notIpv6: 0, drops: { 'no-context': 2 }, prompts: 1 },
     events: [{ t: 1764000000000, kind: 'context-established' }], peers: [],
