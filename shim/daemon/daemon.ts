@@ -24,6 +24,7 @@ import { ResolverGroup } from '../../resolver/workers.ts';
 import { readSystemResolvers, type ResolverConfig } from '../../resolver/config.ts';
 import { LoggingSink, type CapabilitySink } from '../../resolver/capability-sink.ts';
 import { startControlServer, type ControlServer } from './control/server.ts';
+import { removeRecordedSocket } from './control/socket-file.ts';
 import { claimNamespace, INSTANCE_SOCKET, type InstanceClaim } from './instance-lock.ts';
 import { memberParams, type HbaParamsFile } from '../wire/hba-params.ts';
 import { EnvironmentError } from '../errors.ts';
@@ -165,6 +166,8 @@ export class Daemon {
   private dns: DnsPublisher | undefined;
   /** This network namespace claimed for this daemon (instance-lock.ts); released at the end of teardown. */
   private claim: InstanceClaim | undefined;
+  /** Where the control socket is recorded for the next start (socket-file.ts recordSocketFile); undefined without a claim. */
+  private controlRecord: string | undefined;
   /** The CGA we generated and put on an interface (no `hba` set); removed on stop. */
   private cgaUlid: (GeneratedUlid & { ifname: string }) | undefined;
   /** The TUN is a persistent device made before the start (`ip tuntap add`): used as it is, and left at the stop. */
@@ -229,6 +232,12 @@ export class Daemon {
       const temps = removeStaleCacheTemps(config.cacheFile);
       if (temps.length > 0) log.info('removed the cache file\'s temp files a killed daemon left', { files: temps });
     }
+    // The control socket a daemon killed with SIGKILL left at a path no longer configured (the
+    // same path is replaced when bound): its very file, once nobody listens on it (socket-file.ts).
+    const controlRecord = claim ? claim.lockFile.replace(/\.lock$/, '.control') : undefined;
+    const oldControl = controlRecord ? await removeRecordedSocket(controlRecord, config.controlSocket) : undefined;
+    if (oldControl?.outcome === 'removed') log.info('removed the control socket a killed daemon left at its former controlSocket', { path: oldControl.path });
+    else if (oldControl?.outcome === 'live' || oldControl?.outcome === 'replaced') log.warn('the former controlSocket of a killed daemon left alone: another file stands there, or a process listens on it', { path: oldControl.path, outcome: oldControl.outcome });
     const saved = off ? undefined : loadCaches(config.cacheFile, log);
     const savedTouchedAt = saved ? cacheFileTime(config.cacheFile, saved.file) : undefined;
     const open = off ? [] : openConnections(true);
@@ -242,6 +251,7 @@ export class Daemon {
     const plane = openDataPlane(config, off, engine, log, { stopping: () => ref.daemon?.stopping === true, onEvent: (e) => ref.daemon?.onEngineEvent(e) });
     const daemon = new Daemon(config, log, engine, plane.driver, plane.routes, cache, id.hba, opts);
     daemon.claim = claim;
+    daemon.controlRecord = controlRecord;
     daemon.dns = dns;
     daemon.ulid = id.ulid;
     daemon.restored = id.restored;
@@ -314,7 +324,7 @@ export class Daemon {
       status: () => this.status(),
       flush: async () => ({ resolver: (await this.resolver?.flush()) ?? null }),
       ...captureMethods(this.capture),
-    }, { log: log.child('control') });
+    }, { log: log.child('control'), ...(this.controlRecord !== undefined ? { record: this.controlRecord } : {}) });
     if (config.metrics) {
       const { startMetricsServer } = await import('./metrics/server.ts');
       this.metrics = await startMetricsServer(config.metrics, { status: () => this.status(), ...(engine ? { traffic: () => this.traffic(engine) } : {}) }, { log: log.child('metrics') });

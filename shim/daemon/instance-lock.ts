@@ -43,6 +43,8 @@ export function defaultRuntimeDirectory(env: NodeJS.ProcessEnv = process.env): s
 }
 
 export interface InstanceClaim {
+  /** The lock file (`daemon-netns-<inode>.lock`): files of this namespace's daemon go beside it, in the root-only runtime directory. */
+  readonly lockFile: string;
   release(): void;
 }
 
@@ -177,5 +179,5 @@ export async function claimNamespace(name = INSTANCE_SOCKET, opts: ClaimOptions 
   }
   server?.unref();
   let held = true;
-  return { release: () => { if (held) { held = false; server?.close(); unlock(); } } };
+  return { lockFile: lock.file, release: () => { if (held) { held = false; server?.close(); unlock(); } } };
 }

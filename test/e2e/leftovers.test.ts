@@ -4,7 +4,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
 import { CLANG, needs } from '../helpers/prereq.ts';
@@ -152,6 +153,51 @@ test('a persistent TUN gets its MTU and down state back at the stop, and status 
   d.child.kill('SIGTERM');
   assert.equal(await d.exited(), 0, d.out());
   assert.deepEqual(link(), { mtu: 1600, up: false }, 'the device as the operator left it');
+});
+
+// A daemon killed with SIGKILL leaves its control socket. A start at the same path replaces it, but
+// one whose controlSocket had changed never looked at the old path: the socket stayed for good, and
+// `shim6 status` there said "connection refused". Only that very file goes, and only unheard.
+test('a control socket a killed daemon left at its former controlSocket is removed by the next start; another process\'s socket put there is left', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'leftover-ctl-');
+  const { ns } = hostWithLink(t, 'lfc');
+  const config = (sock: string): string => {
+    const file = path.join(dir, `${path.basename(sock)}.json`);
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['lfc0'], tun: { name: 'lfctun' }, dataPath: 'tun', cacheFile: path.join(dir, 'caches.json'), controlSocket: sock }));
+    return file;
+  };
+  const [a, b, c] = ['a.sock', 'b.sock', 'c.sock'].map((n) => path.join(dir, n)) as [string, string, string];
+  const first = await startDaemon(t, ns, config(a));
+  first.child.kill('SIGKILL');
+  await first.exited();
+  assert.ok(lstatSync(a).isSocket(), 'the killed daemon\'s socket is left');
+  const second = await startDaemon(t, ns, config(b));
+  assert.equal(existsSync(a), false, `the former control socket is removed: ${second.out()}`);
+  assert.match(second.out(), /removed the control socket a killed daemon left at its former controlSocket/);
+  second.child.kill('SIGKILL');
+  await second.exited();
+  // Another process's live socket at the former path: never removed.
+  rmSync(b);
+  const other = net.createServer((s) => { s.on('error', () => s.destroy()); s.end('mine\n'); });
+  await new Promise<void>((resolve) => other.listen(b, resolve));
+  t.after(() => other.close());
+  const third = await startDaemon(t, ns, config(c));
+  assert.match(third.out(), /the former controlSocket of a killed daemon left alone/, third.out());
+  assert.ok(lstatSync(b).isSocket(), 'the other process\'s socket stays');
+  const answer = await new Promise<string>((resolve, reject) => {
+    const conn = net.connect(b);
+    let got = '';
+    conn.on('data', (d: Buffer) => { got += d.toString(); });
+    conn.on('end', () => resolve(got));
+    conn.on('error', reject);
+  });
+  assert.equal(answer, 'mine\n', 'and still serves');
+  third.child.kill('SIGTERM');
+  assert.equal(await third.exited(), 0, third.out());
+  assert.equal(existsSync(c), false, 'a clean stop removes its own socket');
+  assert.ok(lstatSync(b).isSocket());
 });
 
 // The kernel path's nftables table was removed as a crashed daemon's only by a start that took the

@@ -21,7 +21,7 @@
  */
 import net from 'node:net';
 import type { Logger } from '../../log.ts';
-import { bindSocketFile, clearSocketPath, removeSocketFile } from './socket-file.ts';
+import { bindSocketFile, clearSocketPath, forgetSocketRecord, recordSocketFile, removeSocketFile } from './socket-file.ts';
 
 /** What a method may know of the request's connection, and nothing of what other methods do. */
 export interface ControlContext {
@@ -52,6 +52,11 @@ export interface ControlServer {
 export interface ControlServerOptions {
   /** Where a client cut off for not reading is reported (once per disconnect). */
   log?: Logger;
+  /**
+   * Where to record the socket file once bound, for the next start to remove it if a SIGKILL
+   * leaves it at a path no longer configured (socket-file.ts removeRecordedSocket); removed by close().
+   */
+  record?: string;
 }
 
 /**
@@ -68,12 +73,18 @@ export async function startControlServer(socketPath: string, methods: Record<str
     serve(c, methods, opts.log);
   });
   const id = await bindSocketFile(server, socketPath);
+  const record = opts.record;
+  if (record !== undefined) {
+    const why = recordSocketFile(record, socketPath, id);
+    if (why !== undefined) opts.log?.warn('cannot record the control socket: if this daemon is killed and started again with another controlSocket, this one stays', { record, error: why });
+  }
   return {
     path: socketPath,
     close: () => new Promise<void>((resolve) => {
       for (const c of conns) c.destroy();
       // Before server.close(): while our socket is open its inode cannot be reused by another file.
       removeSocketFile(socketPath, id);
+      if (record !== undefined) forgetSocketRecord(record);
       server.close(() => resolve());
     }),
   };

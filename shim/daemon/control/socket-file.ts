@@ -15,10 +15,16 @@
  * anything that appeared meanwhile) and unlink the temporary name; libuv's unlink
  * on close then misses, and `removeSocketFile` removes the public name only if
  * it is still our inode.
+ *
+ * A daemon killed with SIGKILL leaves its socket file; the next start at the same path replaces it
+ * (stale), but one whose `controlSocket` changed would never look at the old path. So the daemon
+ * records the socket it bound (`recordSocketFile`, in its root-only runtime directory beside the
+ * namespace lock) and the next start removes that very socket (same device and inode) once nobody
+ * listens on it (`removeRecordedSocket`); any other file at the old path stays.
  */
 import net from 'node:net';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, linkSync, lstatSync, mkdirSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { chmodSync, closeSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, unlinkSync, writeFileSync, constants, type BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError, UsageError } from '../../errors.ts';
 
@@ -162,5 +168,81 @@ export function removeSocketFile(socketPath: string, id: SocketFileId): boolean 
     return true;
   } catch {
     return false;
+  }
+}
+
+/** What the daemon records of its control socket (recordSocketFile). */
+interface SocketRecord { path: string; dev: string; ino: string }
+
+/**
+ * Record, in `record`, that the control socket at `socketPath` is the file `id`: the next start
+ * removes it if a SIGKILL left it (removeRecordedSocket). Written to a temp file and renamed.
+ * Never throws (a full or read-only runtime directory leaves no record): the error's message, or
+ * undefined when written.
+ */
+export function recordSocketFile(record: string, socketPath: string, id: SocketFileId): string | undefined {
+  const tmp = `${record}.${process.pid}.tmp`;
+  try {
+    const data: SocketRecord = { path: path.resolve(socketPath), dev: String(id.dev), ino: String(id.ino) };
+    writeFileSync(tmp, JSON.stringify(data) + '\n', { mode: 0o600, flag: 'w' });
+    renameSync(tmp, record);
+    return undefined;
+  } catch (err) {
+    rmSync(tmp, { force: true });
+    return (err as Error).message;
+  }
+}
+
+/** Remove the record a clean stop leaves no reason for. Never throws. */
+export function forgetSocketRecord(record: string): void {
+  try { rmSync(record, { force: true }); } catch { /* a read-only runtime directory: the next start finds the socket gone */ }
+}
+
+/** The record at `record` (a regular file of at most 4 KiB, not followed through a link), undefined when absent or unreadable. */
+function readRecord(record: string): SocketRecord | undefined {
+  let fd: number;
+  try { fd = openSync(record, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK); } catch { return undefined; }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile() || st.size > 4096) return undefined;
+    const buf = Buffer.alloc(4096);
+    const n = readSync(fd, buf, 0, buf.length, 0);
+    const r = JSON.parse(buf.subarray(0, n).toString('utf8')) as Partial<SocketRecord> | null;
+    if (typeof r?.path !== 'string' || !path.isAbsolute(r.path) || !/^\d{1,20}$/.test(String(r.dev)) || !/^\d{1,20}$/.test(String(r.ino))) return undefined;
+    return { path: r.path, dev: String(r.dev), ino: String(r.ino) };
+  } catch {
+    return undefined;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** What removeRecordedSocket did with the socket file a previous daemon recorded at another path. */
+export interface RecordedSocketOutcome {
+  path: string;
+  /** `removed`: the previous daemon's socket, nobody listening; `gone`: nothing there any more; `replaced`: another file stands there (left); `live`: someone listens on it (left). */
+  outcome: 'removed' | 'gone' | 'replaced' | 'live';
+}
+
+/**
+ * The control socket a previous daemon of this namespace recorded in `record` (recordSocketFile),
+ * when it is at another path than `current` (the same path is clearSocketPath's): removed if it is
+ * still that very socket file (device and inode) and nobody listens on it; left otherwise. The
+ * record is removed. Undefined when there is no record, or it names `current`. Never throws.
+ */
+export async function removeRecordedSocket(record: string, current: string): Promise<RecordedSocketOutcome | undefined> {
+  const r = readRecord(record);
+  forgetSocketRecord(record);
+  if (r === undefined || r.path === path.resolve(current)) return undefined;
+  try {
+    const st = lstatIfAny(r.path);
+    if (st === undefined) return { path: r.path, outcome: 'gone' };
+    if (!st.isSocket() || String(st.dev) !== r.dev || String(st.ino) !== r.ino) return { path: r.path, outcome: 'replaced' };
+    const state = await probe(r.path);
+    if (state === 'gone') return { path: r.path, outcome: 'gone' };
+    if (state !== 'stale') return { path: r.path, outcome: 'live' };
+    return { path: r.path, outcome: removeSocketFile(r.path, st) ? 'removed' : 'replaced' };
+  } catch {
+    return { path: r.path, outcome: 'live' };
   }
 }
