@@ -42,6 +42,25 @@ export interface LogSink {
   write(line: string): void;
 }
 
+/** Set once stderr failed (its reader gone): log lines are dropped from then on. */
+let stderrLost = false;
+let stderrWatched = false;
+
+/**
+ * The default sink: stderr. When its reader goes away (a `| head` or `| tee` that ended, a log
+ * collector restarted) a write fails with EPIPE, which node emits as an `error` on
+ * process.stderr: unheard, it ended the process as an uncaught exception, without the stop's
+ * teardown (routes, rules, DNS hand-over and control socket left). The log is lost; the daemon
+ * is not.
+ */
+function stderrSink(): LogSink {
+  if (!stderrWatched) {
+    stderrWatched = true;
+    process.stderr.on('error', () => { stderrLost = true; });
+  }
+  return { write: (l) => { if (!stderrLost) process.stderr.write(l + '\n'); } };
+}
+
 export interface LoggerOptions {
   level?: LogLevel;
   format?: 'text' | 'json';
@@ -65,7 +84,7 @@ export class Logger {
     const level = opts.level ?? 'info';
     this.shared = shared ?? { level, rank: ORDER[level] };
     this.format = opts.format ?? 'text';
-    this.sink = opts.sink ?? { write: (l) => process.stderr.write(l + '\n') };
+    this.sink = opts.sink ?? stderrSink();
     this.component = opts.component ?? 'shim6';
     this.journal = opts.journal ?? (opts.sink === undefined && stderrIsJournal());
   }

@@ -1,0 +1,24 @@
+// The log's reader going away (`shim6 daemon … 2>&1 | head`, a `| tee` that ended, a log collector
+// restarted): the next line met EPIPE, which node raises as an uncaught `error` on stderr, and the
+// process died without its stop — routes, rules, the DNS hand-over and the control socket left.
+// `shim6 resolver` is the same daemon with the data plane off, with the same log.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+import { controlRequest } from '../../shim/daemon/control/client.ts';
+import { ready, startResolver, tmpdir } from './process.ts';
+
+test('the log\'s reader gone (EPIPE on stderr): the daemon goes on, answers its control socket, and stops cleanly on SIGTERM', async (t) => {
+  const sock = path.join(tmpdir(t, 'log-pipe-'), 'c.sock');
+  const p = startResolver(t, sock);
+  await ready(p);
+  p.child.stderr!.destroy();
+  // A reload logs a line, as does the stop: each one a write into the closed pipe.
+  p.child.kill('SIGHUP');
+  const st = await controlRequest(sock, 'status') as unknown as { daemon: { pid: number } };
+  assert.equal(st.daemon.pid, p.child.pid);
+  p.child.kill('SIGTERM');
+  assert.equal(await p.exited(), 0, 'a clean stop (before: exit 1, an uncaught EPIPE)');
+  assert.equal(existsSync(sock), false, 'the stop removed its control socket');
+});
