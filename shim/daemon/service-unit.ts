@@ -14,7 +14,7 @@ import path from 'node:path';
 import { EnvironmentError } from '../errors.ts';
 import { packageRoot, SHIM6_V8_FLAGS } from '../runtime-paths.ts';
 import { untrustedBelow, untrustedReason } from '../trusted-path.ts';
-import { DEFAULT_CONFIG_FILE, loadConfig } from './config.ts';
+import { DEFAULT_CONFIG_FILE, loadConfig, type DaemonConfig } from './config.ts';
 import { checkStartInputs } from './start-checks.ts';
 
 export const UNIT_NAME = 'shim6.service';
@@ -39,6 +39,33 @@ const STARTER_CONFIG = `# shim6 daemon configuration: every key is optional and 
 # interfaces: [eth0, wlan0]
 # hba: /etc/shim6/hba.json
 `;
+
+/**
+ * Where the unit lets the daemon write (ProtectSystem=strict): its RuntimeDirectory and
+ * StateDirectory (systemd/shim6.service). Anywhere else is read-only, and its /tmp its own (PrivateTmp).
+ */
+const WRITABLE = ['/run/shim6/', '/var/lib/shim6/'];
+
+/**
+ * Why the daemon, run by the unit, could not use what `config` names, or undefined: a key or
+ * parameters file (`hba`, `cga.key`, `dnsUpdate.key`) where ProtectHome hides it (the start
+ * cannot read it: a restart every 5 s), a `controlSocket` or `cacheFile` outside the directories
+ * it may write (the control socket is not bound: the same; the caches are never saved; or, in its
+ * private /tmp, no `shim6 status` outside reaches it).
+ */
+export function serviceConfigProblem(config: DaemonConfig): string | undefined {
+  const read: Array<[string, string | undefined]> = [['hba', config.hba], ['cga.key', config.cga?.key], ['dnsUpdate.key', config.dnsUpdate?.key]];
+  for (const [key, file] of read) {
+    const dir = file === undefined ? undefined : HIDDEN.find((d) => `${file}/`.startsWith(d));
+    if (dir !== undefined) return `the configuration's ${key} ${file} is under ${dir}, which ProtectHome=yes hides from the service: keep it in /etc/shim6`;
+  }
+  for (const [key, file] of [['controlSocket', config.controlSocket], ['cacheFile', config.cacheFile]] as const) {
+    if (!WRITABLE.some((d) => file.startsWith(d))) {
+      return `the configuration's ${key} ${file} is outside ${WRITABLE.join(' and ')}, the only directories the service may write (ProtectSystem=strict, PrivateTmp=yes): keep it there (the default: ${key === 'controlSocket' ? '/run/shim6/control.sock' : '/var/lib/shim6/caches.json'})`;
+    }
+  }
+  return undefined;
+}
 
 /** One ExecStart word, quoted for systemd when it needs it; `%` and `$` escaped (systemd.service "Command lines"). */
 export function systemdWord(word: string): string {
@@ -144,7 +171,12 @@ function writeServiceFile(file: string, text: string): void {
  */
 export function installService(o: InstallOptions): InstallReport {
   const unit = installedUnit(o.config);
-  if (existsSync(o.config)) checkStartInputs(loadConfig(o.config));
+  if (existsSync(o.config)) {
+    const config = loadConfig(o.config);
+    const problem = serviceConfigProblem(config);
+    if (problem !== undefined) throw new EnvironmentError('ESERVICE_PATH', `${o.config}: ${problem}`, o.config);
+    checkStartInputs(config);
+  }
   const report: InstallReport = [];
   const unitFile = path.join(o.unitDir, UNIT_NAME);
   const before = existsSync(unitFile) ? readFileSync(unitFile, 'utf8') : undefined;

@@ -191,6 +191,39 @@ test('shim6 service install with a configuration already there that the start re
   assert.equal(readFileSync(config, 'utf8'), 'timers: fast\nnoSuchKey: 1\n');
 });
 
+// The unit hides /home, /root and /run/user (ProtectHome) and lets the daemon write only in its
+// RuntimeDirectory and StateDirectory (ProtectSystem=strict; its /tmp is its own, PrivateTmp). A
+// configuration naming a key there, or a control socket or cache file elsewhere, was installed and
+// started: the daemon could not read the key (a restart every 5 s), could not bind its control
+// socket (the same), or never saved its caches, or bound a socket no `shim6 status` outside sees.
+test('shim6 service install with a configuration whose files the unit hides or makes read-only (keys under /root or /home, controlSocket or cacheFile outside /run/shim6 and /var/lib/shim6): ESERVICE_PATH naming the key, nothing written', { timeout: 120_000 }, (t) => {
+  requireBuilt();
+  const pkg = servicePackage(t);
+  const dir = tmpdir(t, 'service-sandbox-');
+  const units = path.join(dir, 'units');
+  const config = path.join(dir, 'etc/shim6/shim6.yaml');
+  mkdirSync(path.dirname(config), { recursive: true });
+  const cases: Array<[string, RegExp]> = [
+    ['cga:\n  key: /root/keys/rsa.pem\n', /cga\.key .*\/root\/keys\/rsa\.pem.* ProtectHome/],
+    ['hba: /home/op/hba.json\n', /hba .*\/home\/op\/hba\.json.* ProtectHome/],
+    ['dnsUpdate:\n  server: "[2001:db8::53]:53"\n  zone: example.\n  name: h.example.\n  key: /run/user/1000/tsig.key\n', /dnsUpdate\.key .*\/run\/user\/1000\/tsig\.key.* ProtectHome/],
+    [`controlSocket: ${path.join(dir, 'c.sock')}\n`, /controlSocket .*c\.sock.*\/run\/shim6\//],
+    ['cacheFile: /var/cache/shim6.json\n', /cacheFile .*\/var\/cache\/shim6\.json.*\/var\/lib\/shim6\//],
+  ];
+  for (const [text, why] of cases) {
+    writeFileSync(config, text);
+    const r = shim6Bin(path.join(pkg, 'bin/shim6.js'), ['service', 'install', '--unit-dir', units, '--config', config, '--no-start']);
+    assert.equal(r.status, 1, `${text}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /^shim6: error ESERVICE_PATH: /, text);
+    assert.match(r.stderr, why, text);
+    assert.equal(existsSync(units), false, `${text}: no unit written`);
+  }
+  // In the unit's own directories: installed.
+  writeFileSync(config, 'controlSocket: /run/shim6/ctl.sock\ncacheFile: /var/lib/shim6/c.json\n');
+  const ok = shim6Bin(path.join(pkg, 'bin/shim6.js'), ['service', 'install', '--unit-dir', units, '--config', config, '--no-start']);
+  assert.equal(ok.status, 0, ok.stderr);
+});
+
 test('shim6 service install: a relative path is a usage error (exit 2)', () => {
   requireBuilt();
   const r = builtShim6(['service', 'install', '--config', 'shim6.yaml', '--no-start']);
