@@ -54,7 +54,7 @@ import { spawnSync } from 'node:child_process';
 import { DnsPublisher } from './dns-update.ts';
 import { chooseRestored, connectionsByLocal, keptUlidsView, peersOfRestored, restoredCheckMs, unusedRestored } from './restored.ts';
 import { contextsToSetUpAgain, pairKey, savedAtOf, savedFreshForMs } from './resume-saved.ts';
-import { checkHbaMembers, identityListRoom, readHba, refusePeersThatAreUs } from './start-checks.ts';
+import { checkHbaMembers, checkStartInputs, identityListRoom, readHba, refusePeersThatAreUs } from './start-checks.ts';
 
 /** Our routing table for peer ULIDs and the preference of our first policy rule (routes.ts). */
 const ROUTE_TABLE = 5533;
@@ -508,8 +508,11 @@ export class Daemon {
     let next: DaemonConfig;
     try {
       next = withOverrides(loadConfig(this.opts.configFile), this.opts.overrides ?? {});
-      // As at the start: a peer that is this host (its addresses now, the CGA ULID among them) is refused.
-      if (next.peers.length > 0) refusePeersThatAreUs(next, readLocalAddresses());
+      // What the start refuses, refused here too (start-checks.ts, as --check-config): the files
+      // the config names (hba, cga.key, dnsUpdate.key) even where their keys wait for a restart,
+      // which would otherwise fail (the next boot's) with a config this reload took; a peer that is
+      // this host (its addresses now, the CGA ULID among them); the stub's upstreams.
+      checkStartInputs(next, readLocalAddresses, this.opts.stateDir ?? defaultStateDirectory());
     } catch (err) {
       this.log.error('reload: config rejected, keeping the running one', { error: (err as Error).message });
       return;

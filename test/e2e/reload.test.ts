@@ -120,6 +120,48 @@ test('SIGHUP refuses a configured peer that is an address of this host, as the s
   assert.equal(d.status(), undefined, 'the daemon runs on');
 });
 
+// A key read at start only (hba, cga.key, dnsUpdate.key) was only listed as waiting for a restart,
+// whatever its file held: the reload said `reloaded`, and the next start (a reboot's) refused the
+// configuration it had taken. Now a reload refuses what the start refuses.
+test('SIGHUP refuses what the next start would (an HBA file that is not there, a CGA key that is no key): the running config is kept', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'reload-files-');
+  const { ns } = hostWithLink(t, 'rlk');
+  const file = path.join(dir, 'shim6.json');
+  const config = (extra: Record<string, unknown>): void => writeFileSync(file, JSON.stringify({
+    listen: [], interfaces: ['rlk0'], tun: { name: 'rlktun' },
+    cacheFile: path.join(dir, 'caches.json'), controlSocket: path.join(dir, 'control.sock'), log: { level: 'info', format: 'json' }, ...extra,
+  }));
+  config({});
+  const d = track(t, spawn('ip', ['netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+  await waitFor(() => d.out().includes('daemon ready') || d.status() !== undefined, 'the daemon ready');
+  assert.match(d.out(), /daemon ready/);
+  type Outcome = Line & { error?: string };
+  const outcomes = (): Outcome[] => d.out().split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Outcome)
+    .filter((l) => l.msg === 'reloaded' || l.msg === 'reload: config rejected, keeping the running one');
+  const reload = async (extra: Record<string, unknown>): Promise<Outcome> => {
+    const n = outcomes().length;
+    config(extra);
+    process.kill(d.child.pid!, 'SIGHUP');
+    await waitFor(() => outcomes().length > n, 'the reload taken or rejected');
+    return outcomes()[n]!;
+  };
+  const missing = path.join(dir, 'hba.json');
+  const noHba = await reload({ hba: missing });
+  assert.equal(noHba.msg, 'reload: config rejected, keeping the running one', JSON.stringify(noHba));
+  assert.ok((noHba.error ?? '').includes(missing), JSON.stringify(noHba));
+  const notKey = path.join(dir, 'rsa.pem');
+  writeFileSync(notKey, 'not a key\n', { mode: 0o600 });
+  const badKey = await reload({ cga: { key: notKey } });
+  assert.equal(badKey.msg, 'reload: config rejected, keeping the running one', JSON.stringify(badKey));
+  assert.ok((badKey.error ?? '').includes(notKey), JSON.stringify(badKey));
+  const fine = await reload({ timers: { profile: 'fast' } });
+  assert.equal(fine.msg, 'reloaded', JSON.stringify(fine));
+  assert.deepEqual(fine.restartNeeded, ['timers']);
+  assert.equal(d.status(), undefined, 'the daemon runs on');
+});
+
 test('SIGHUP keeps what the command line overrides: --log-level, --log-format and --metrics are not undone by the file, nor named as waiting for a restart', { timeout: 120_000 }, async (t) => {
   if (!needs(t, { root: true, commands: ['ip'] })) return;
   requireBuilt();
