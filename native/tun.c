@@ -53,7 +53,7 @@ typedef struct {
 /*
  * open(name: string, offload: boolean) -> [fd, actualName, offload]
  * With offload: IFF_VNET_HDR and TUNSETOFFLOAD(CSUM | TSO6); the third
- * element says whether the kernel accepted it.
+ * element says whether the kernel accepted it. Without: TUNSETOFFLOAD(0).
  */
 static napi_value tun_open(napi_env env, napi_callback_info info) {
   size_t argc = 2;
@@ -85,6 +85,9 @@ static napi_value tun_open(napi_env env, napi_callback_info info) {
       vnet = true;
       ioctl(fd, TUNSETOFFLOAD, 0);
     }
+  } else {
+    /* No offloads: a persistent device keeps those of its previous user (ours included) otherwise. */
+    ioctl(fd, TUNSETOFFLOAD, 0);
   }
   napi_value result, jfd, jname, jvnet;
   CHECK(env, napi_create_array_with_length(env, 3, &result));

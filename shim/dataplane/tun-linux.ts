@@ -9,7 +9,7 @@
  */
 import { loadAddon, type NativeAddon } from '../../native/addon.ts';
 import { EnvironmentError } from '../errors.ts';
-import { existsSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, readFileSync } from 'node:fs';
 import type { PacketsHandler, TunDevice } from './tun.ts';
 
 /** IFF_PERSIST, IFF_TAP, IFF_MULTI_QUEUE in /sys/class/net/NAME/tun_flags (linux/if_tun.h). */
@@ -156,5 +156,20 @@ export class LinuxTun implements TunDevice {
     this.handle = undefined;
     // The fd is closed by libuv's close callback; give it one loop turn.
     await new Promise((r) => setImmediate(r));
+    if (this.persistent && this.offload) this.dropOffloads();
+  }
+
+  /**
+   * A persistent device keeps the IFF_VNET_HDR flag and the offloads (TSO, checksum) we set
+   * (TUNSETIFF, TUNSETOFFLOAD) once we close it: its next user, opening it without a virtio
+   * header, would keep TSO and checksum offloads on. Attached once more without them (and closed), the
+   * device has neither again, as `ip tuntap add` made it. Best effort: a device another process
+   * took meanwhile is left alone (EBUSY).
+   */
+  private dropOffloads(): void {
+    try {
+      const [fd] = this.native.open(this.name, false);
+      closeSync(fd);
+    } catch { /* taken by another process, or gone */ }
   }
 }

@@ -125,24 +125,29 @@ test('a persistent TUN made before the start is used and said to be, taken again
 
 // The daemon sets its TUN's MTU and brings it up. On a persistent TUN (ip tuntap add, the operator's
 // device) both stayed after the stop, and `shim6 status` did not say the device was persistent.
-test('a persistent TUN gets its MTU and down state back at the stop, and status (text and --json) says it is persistent', { timeout: 180_000 }, async (t) => {
-  if (!needs(t, { root: true, commands: ['ip'] })) return;
+test('a persistent TUN gets its MTU, down state and offloads back at the stop, and status (text and --json) says it is persistent', { timeout: 180_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['ip', 'ethtool'] })) return;
   requireBuilt();
   const dir = tmpdir(t, 'leftover-tunmtu-');
   const { net, ns } = hostWithLink(t, 'lfm');
   net.run(ns, ['ip', 'tuntap', 'add', 'lfmtun', 'mode', 'tun']);
   net.run(ns, ['ip', 'link', 'set', 'dev', 'lfmtun', 'mtu', '1600']);
-  const link = (): { mtu: number; up: boolean } => {
+  // MTU, up flag, the virtio header flag (IFF_VNET_HDR in tun_flags) and the offloads ethtool shows.
+  const link = (): { mtu: number; up: boolean; vnetHdr: boolean; offloads: string } => {
     const j = JSON.parse(net.run(ns, ['ip', '-j', 'link', 'show', 'dev', 'lfmtun']).stdout) as Array<{ mtu: number; flags: string[] }>;
-    return { mtu: j[0]!.mtu, up: j[0]!.flags.includes('UP') };
+    const tunFlags = Number.parseInt(net.run(ns, ['cat', '/sys/class/net/lfmtun/tun_flags']).stdout, 16);
+    const offloads = net.run(ns, ['ethtool', '-k', 'lfmtun']).stdout.split('\n').filter((l) => /^(tx-checksumming|tcp-segmentation-offload):/.test(l)).join('; ');
+    return { mtu: j[0]!.mtu, up: j[0]!.flags.includes('UP'), vnetHdr: (tunFlags & 0x4000) !== 0, offloads };
   };
-  assert.deepEqual(link(), { mtu: 1600, up: false }, 'the operator\'s device as made');
+  const made = link();
+  assert.deepEqual({ mtu: made.mtu, up: made.up, vnetHdr: made.vnetHdr }, { mtu: 1600, up: false, vnetHdr: false }, 'the operator\'s device as made');
   const sock = path.join(dir, 'c.sock');
   const file = path.join(dir, 'c.json');
   writeFileSync(file, JSON.stringify({ listen: [], interfaces: ['lfm0'], tun: { name: 'lfmtun' }, dataPath: 'tun', cacheFile: path.join(dir, 'caches.json'), controlSocket: sock }));
   const d = await startDaemon(t, ns, file);
   const during = link();
   assert.equal(during.up, true, 'the daemon brings it up');
+  assert.equal(during.vnetHdr, true, 'with the virtio header (offloads on)');
   assert.notEqual(during.mtu, 1600, 'with its own MTU');
   const st = await controlRequest(sock, 'status') as unknown as { daemon: { tun: string; tunPersistent: unknown } };
   assert.equal(st.daemon.tun, 'lfmtun');
@@ -152,7 +157,7 @@ test('a persistent TUN gets its MTU and down state back at the stop, and status 
   assert.match(text.stdout, /^ {2}TUN lfmtun \(persistent: made before the start, left at the stop\), UDP port /m, text.stdout);
   d.child.kill('SIGTERM');
   assert.equal(await d.exited(), 0, d.out());
-  assert.deepEqual(link(), { mtu: 1600, up: false }, 'the device as the operator left it');
+  assert.deepEqual(link(), made, 'the device as the operator left it: MTU, down, no virtio header, its offloads');
 });
 
 // A daemon killed with SIGKILL leaves its control socket. A start at the same path replaces it, but
