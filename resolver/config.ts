@@ -6,6 +6,7 @@
  * Owns defaults of its own (not spec constants). Must not open sockets.
  */
 import { readFileSync } from 'node:fs';
+import { readBounded } from '../shim/read-bounded.ts';
 import net from 'node:net';
 import os from 'node:os';
 import { describeValue, parseYamlBounded } from '../shim/yaml-text.ts';
@@ -346,7 +347,7 @@ export function configFromObject(doc: unknown): Partial<ResolverConfig> & Pick<R
 export function loadConfigFile(file: string): ReturnType<typeof configFromObject> {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readBounded(file, '', 'config');
   } catch (err) {
     throw new UsageError('ECONFIG', `--config: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, '--config');
   }

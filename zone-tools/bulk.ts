@@ -6,7 +6,7 @@
  * Owns: the loop, the progress bar, the failure summary. Must not know: how an
  * inventory is spelled (inventory.ts) or how a record is built (record-input.ts).
  */
-import { readBounded } from './read-bounded.ts';
+import { readBounded } from '../shim/read-bounded.ts';
 import path from 'node:path';
 import { buildHostRecord, INVENTORY_COLUMNS } from './record-input.ts';
 import { hostZoneLines, type HostRecord } from './zone-lines.ts';

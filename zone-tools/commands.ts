@@ -8,7 +8,7 @@
 import { writeFileSync } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { hbaSizeProblem } from '../shim/engine/local.ts';
-import { READ_BOUNDS, readBounded, type InputKind } from './read-bounded.ts';
+import { READ_BOUNDS, readBounded, type InputKind } from '../shim/read-bounded.ts';
 import { EnvironmentError, UsageError } from '../shim/errors.ts';
 import { PRIVATE_RR_TYPE_MAX, PRIVATE_RR_TYPE_MIN } from '../shim/constants.ts';
 import { buildHostRecord, RECORD_FLAGS, type RecordFields, type RecordInput } from './record-input.ts';

@@ -9,7 +9,7 @@
  * Must not know: what any RDATA means (zone-check.ts reads the ones we own).
  * Never throws on bad input: problems come back as values with their line.
  */
-import { readBounded } from './read-bounded.ts';
+import { readBounded } from '../shim/read-bounded.ts';
 import path from 'node:path';
 
 /** One RDATA token; `quoted` tokens had their quotes removed, escapes are kept as written. */

@@ -13,7 +13,7 @@
  */
 import { spawnSync } from 'node:child_process';
 import { createHmac, createPublicKey, createPrivateKey, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readBounded } from '../read-bounded.ts';
 import { EnvironmentError, UsageError } from '../errors.ts';
 import { SHIM6_MIN_RSA_KEY_BITS } from '../constants.ts';
 import { generateCga, ownKeyProblem, prefix64, formatPrefix64 } from '../wire/cga.ts';
@@ -41,11 +41,9 @@ const keyError = (file: string, why: string): UsageError => new UsageError('ECGA
 export function loadCgaKey(file: string): CgaKey {
   let text: string;
   try {
-    const buf = readFileSync(file);
-    if (buf.length > MAX_KEY_FILE) throw keyError(file, `is ${buf.length} bytes; a key file is at most ${MAX_KEY_FILE}`);
-    text = buf.toString('utf8');
+    text = readBounded(file, '', 'key', MAX_KEY_FILE);
   } catch (err) {
-    if (err instanceof UsageError) throw err;
+    if (err instanceof UsageError) throw keyError(file, `is over ${MAX_KEY_FILE} bytes; a key file is at most that`);
     const e = err as NodeJS.ErrnoException;
     throw new EnvironmentError('ECGA_KEY', `cga.key: cannot read ${JSON.stringify(file)}: ${e.code ?? ''} ${e.code === 'ENOENT' ? 'no such file' : e.code === 'EACCES' ? 'permission denied' : 'read failed'}`.replace(/ {2}/g, ' '), file);
   }

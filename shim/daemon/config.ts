@@ -6,7 +6,7 @@
  * the value. It does not know the engine's internals: timer values are handed
  * over as plain milliseconds by `timerValues()`.
  */
-import { readFileSync } from 'node:fs';
+import { readBounded } from '../read-bounded.ts';
 import path from 'node:path';
 import { describeValue, parseJsonText, parseYamlBounded } from '../yaml-text.ts';
 import { UsageError } from '../errors.ts';
@@ -547,7 +547,7 @@ export function parseConfigText(text: string, source = 'config'): DaemonConfig {
 export function loadConfig(file: string): DaemonConfig {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readBounded(file, '', 'config');
   } catch (err) {
     throw new UsageError('ECONFIG', `--config: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, '--config');
   }

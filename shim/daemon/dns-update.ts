@@ -34,7 +34,7 @@
  * the server's RRset. Knows nothing of the engine: the daemon hands it the
  * usable locators.
  */
-import { readFileSync } from 'node:fs';
+import { readBounded } from '../read-bounded.ts';
 import { UsageError, EnvironmentError, ProtocolError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
@@ -114,8 +114,9 @@ export interface DnsUpdateStatus {
 export function loadDnsKey(file: string, keyName: string | undefined): TsigKey {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readBounded(file, '', 'key');
   } catch (err) {
+    if (err instanceof UsageError) throw new UsageError('EDNS_KEY', `dnsUpdate.key: ${err.message}`, 'dnsUpdate.key');
     throw new EnvironmentError('EDNS_KEY', `dnsUpdate.key: cannot read ${JSON.stringify(file)}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, file);
   }
   try {

@@ -11,7 +11,7 @@
  * Owns those checks and their errors (each names the key and the file). Sets nothing up: it reads
  * the files and the host's addresses (`ip addr`), nothing more.
  */
-import { readFileSync } from 'node:fs';
+import { readBounded } from '../read-bounded.ts';
 import { UsageError } from '../errors.ts';
 import { canonicalIpv6 } from '../wire/ipv6.ts';
 import { memberParams, parseHbaParams, type HbaParamsFile } from '../wire/hba-params.ts';
@@ -28,7 +28,7 @@ import { hbaSizeProblem, localListRoom } from '../engine/local.ts';
 export function readHba(file: string): HbaParamsFile {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readBounded(file, '', 'params');
   } catch (err) {
     throw new UsageError('ECONFIG', `hba: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, 'hba');
   }

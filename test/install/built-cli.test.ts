@@ -196,6 +196,38 @@ test('shim6 daemon --check-config: 0 and one line for a valid file, 2 and the er
   assert.match(off53.stderr, /^shim6: error EINVALID: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.1:5353/);
 });
 
+// The configuration and the files it names were read whole (readFileSync): `--config /dev/zero`
+// took 10 GB and never ended, as did a cga.key, hba or dnsUpdate.key naming it; a start or a reload
+// reads them too. Now each is read up to its bound (shim/read-bounded.ts).
+test('shim6 daemon --check-config: a configuration over its bound (16 MiB), and a config (also shim6 resolver\'s), hba, cga.key or dnsUpdate.key that is /dev/zero, are refused at their bound (exit 2), not read to the end', (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'check-bounds-');
+  const big = path.join(dir, 'big.yaml');
+  writeFileSync(big, `${'#'.repeat(1023)}\n`.repeat(16 * 1024) + 'port: 5600\n');
+  const over = builtShim6(['daemon', '--check-config', '--config', big]);
+  assert.equal(over.status, 2, over.stdout + over.stderr);
+  assert.match(over.stderr, /^shim6: error ECONFIG: --config: cannot read ".*big\.yaml": .* is larger than 16 MiB, the bound for a configuration file; not read\n$/);
+  const files: Array<[string, RegExp]> = [
+    ['hba: /dev/zero\n', /^shim6: error ECONFIG: hba: cannot read "\/dev\/zero": .*larger than 1 MiB/],
+    ['cga: { key: /dev/zero }\n', /^shim6: error ECGA_KEY: cga\.key: "\/dev\/zero": is over 65536 bytes/],
+    ['dnsUpdate: { server: "[2001:db8::53]:53", zone: example., name: h.example., key: /dev/zero }\n', /^shim6: error EDNS_KEY: dnsUpdate\.key: .*larger than 1 MiB/],
+  ];
+  const endless = builtShim6(['daemon', '--check-config', '--config', '/dev/zero']);
+  assert.equal(endless.status, 2, endless.stderr);
+  assert.match(endless.stderr, /^shim6: error ECONFIG: --config: cannot read "\/dev\/zero": .*larger than 16 MiB/);
+  // shim6 resolver's own file likewise (it reads it before it binds anything).
+  const resolver = builtShim6(['resolver', '--config', '/dev/zero']);
+  assert.equal(resolver.status, 2, resolver.stderr);
+  assert.match(resolver.stderr, /^shim6: error ECONFIG: --config: cannot read "\/dev\/zero": .*larger than 16 MiB/);
+  for (const [text, why] of files) {
+    const file = path.join(dir, 'names-zero.yaml');
+    writeFileSync(file, text);
+    const r = builtShim6(['daemon', '--check-config', '--config', file]);
+    assert.equal(r.status, 2, `${text}: ${r.stderr}`);
+    assert.match(r.stderr, why, text);
+  }
+});
+
 test('shim6 daemon --check-config refuses what the start refuses in the files the config names (cga.key, hba, dnsUpdate.key) and in its peers, with the start\'s error', (t) => {
   requireBuilt();
   const dir = tmpdir(t, 'check-files-');

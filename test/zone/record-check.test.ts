@@ -15,7 +15,7 @@ import { hostZoneLines } from '../../zone-tools/zone-lines.ts';
 import { recordInput, type RecordFlags } from '../../zone-tools/commands.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { UsageError } from '../../shim/errors.ts';
-import { READ_BOUNDS } from '../../zone-tools/read-bounded.ts';
+import { READ_BOUNDS } from '../../shim/read-bounded.ts';
 import { encodeCapabilityRecord, toGenericRdata, type CapabilityRecord } from '../../shim/wire/capability-record.ts';
 
 const Z = 'example.';

@@ -1,14 +1,16 @@
 /**
- * Reading the zone tools' input files with a bound per kind, so an endless or
- * huge input (`/dev/zero`, a `$INCLUDE` of it, a runaway inventory) costs at
- * most the bound, not all the memory there is: readFileSync reads to the end,
- * whatever that is (12.9 GB before `zone check` with `$INCLUDE /dev/zero` died).
+ * Reading input files with a bound per kind — the zone tools' and the daemon's (its
+ * configuration, the HBA parameters and key files it names) — so an endless or huge input
+ * (`/dev/zero`, a `$INCLUDE` of it, a runaway inventory, `--config /dev/zero`) costs at most the
+ * bound, not all the memory there is: readFileSync reads to the end, whatever that is (12.9 GB
+ * before `zone check` with `$INCLUDE /dev/zero` died; `shim6 daemon --config /dev/zero` took
+ * 10 GB and never ended).
  *
  * Owns: the bounds (docs/zone-tools.md "Input bounds") and the one read loop
  * that stops at them. Must not know: what the files mean.
  */
 import { closeSync, constants, fstatSync, openSync, readSync } from 'node:fs';
-import { UsageError } from '../shim/errors.ts';
+import { UsageError } from './errors.ts';
 
 const MIB = 1024 * 1024;
 
@@ -16,13 +18,15 @@ const MIB = 1024 * 1024;
  * The bounds, in octets. Zone files: 32 MiB for a file and its `$INCLUDE`s in
  * all (a 31 MB zone of 1M AAAA records took 1.0 GB to check). Inventories the
  * same (a million hosts is about 70 MB; split it). Key files, HBA parameters
- * and PEM keys: 1 MiB, far above any real one.
+ * and PEM keys: 1 MiB, far above any real one. The daemon's configuration: 16 MiB (a peer
+ * is some 100 octets: 100,000 of them fit).
  */
 export const READ_BOUNDS = {
   zone: 32 * MIB,
   inventory: 32 * MIB,
   key: 1 * MIB,
   params: 1 * MIB,
+  config: 16 * MIB,
 } as const;
 
 export type InputKind = keyof typeof READ_BOUNDS;
@@ -44,6 +48,7 @@ const KIND_TEXT: Readonly<Record<InputKind, string>> = {
   inventory: 'an inventory',
   key: 'a key file',
   params: 'an HBA parameters file',
+  config: 'a configuration file',
 };
 
 /** `33554432` → `32 MiB`. */
