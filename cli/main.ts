@@ -6,6 +6,7 @@ import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describeError, EXIT_USAGE } from './errors.ts';
+import { guardStdout } from './stdout.ts';
 import { UsageError, type UsageErrorCode } from '../shim/errors.ts';
 import * as wire from './commands/wire.ts';
 import * as zone from './commands/zone.ts';
@@ -114,6 +115,8 @@ export async function run(args: readonly string[], program = buildProgram(), wri
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // Every command's output: a closed or full stdout is one error line, exit 1, not a stack trace.
+  guardStdout();
   const status = await run(argv.slice(2));
   if (status !== 0) process.exitCode = status;
 }

@@ -6,6 +6,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../../shim/errors.ts';
 import type { Out } from '../../zone-tools/commands.ts';
+import { guardStdout, noteApplied, writeStdout } from '../stdout.ts';
 
 // The actions' modules load when a zone command runs, not for every `shim6` start or --help.
 const offline = () => import('../../zone-tools/commands.ts');
@@ -15,32 +16,11 @@ const RR_TYPE_HELP = 'RR type number of the capability record: private use only,
 
 const collect = (v: string, prev: string[] = []): string[] => [...prev, v];
 
-/**
- * A closed or full stdout (`| head -1`, `>/dev/full`) is an 'error' event on
- * process.stdout, which would crash with a stack trace, after an update was
- * already applied. It becomes the one error line instead, exit 1, saying what
- * was done when the command had done it (`Out.applied`); later output is dropped.
- */
-let applied: string | undefined;
-let stdoutFailed = false;
-
-function onStdoutError(err: NodeJS.ErrnoException): void {
-  if (stdoutFailed) return;
-  stdoutFailed = true;
-  const code = typeof err.code === 'string' && /^E[A-Z0-9_]+$/.test(err.code) ? err.code : 'EIO';
-  process.stderr.write(`shim6: error ${code}: cannot write to stdout (${err.message})${applied === undefined ? '' : `; ${applied}`}\n`);
-  process.exitCode = 1;
-}
-
-function guardStdout(): void {
-  if (process.stdout.listeners('error').includes(onStdoutError)) return;
-  process.stdout.on('error', onStdoutError);
-}
-
+// A closed or full stdout: the one error line, saying what was applied (cli/stdout.ts).
 const out: Out = {
-  stdout: (s) => { if (!stdoutFailed) process.stdout.write(s); },
+  stdout: writeStdout,
   stderr: (s) => { process.stderr.write(s); },
-  applied: (what) => { applied = what; },
+  applied: noteApplied,
 };
 
 function finish(code: number): void {

@@ -8,6 +8,7 @@
  * source change needs no build.
  */
 import { spawn, spawnSync, type SpawnOptions, type SpawnSyncOptions } from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot, programsFromSources } from '../../shim/runtime-paths.ts';
 
@@ -53,5 +54,19 @@ export function shim6Async(args: string[], input = '', opts: SpawnOptions = {}):
     child.once('error', (e) => { clearTimeout(timer); reject(e); });
     child.once('close', (status) => { clearTimeout(timer); resolve({ status, stdout, stderr }); });
     child.stdin!.end(input);
+  });
+}
+
+/** `shim6 …args` with stdout on `stdout` ('full': /dev/full; 'closed': a pipe whose reader is gone). */
+export function shim6BadStdout(args: string[], stdout: 'full' | 'closed'): Promise<{ status: number | null; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const fd = stdout === 'full' ? openSync('/dev/full', 'w') : 'pipe';
+    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, 'pipe'] });
+    if (typeof fd === 'number') closeSync(fd);
+    child.stdout?.destroy(); // the reader is gone: the child's writes get EPIPE
+    let stderr = '';
+    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+    child.once('error', reject);
+    child.once('close', (status) => resolve({ status, stderr }));
   });
 }

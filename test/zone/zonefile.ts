@@ -1,7 +1,6 @@
 /** Shared bits of the zone tests: a zone header, temp dirs, and the two real validators. */
-import { spawn, spawnSync } from 'node:child_process';
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
-import { BIN } from '../helpers/cli.ts';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestContext } from 'node:test';
@@ -44,18 +43,5 @@ export function kzonecheck(zone: string, file: string): ToolResult {
 }
 
 /** The real CLI, asynchronously (test/helpers/cli.ts). */
-export { shim6Async } from '../helpers/cli.ts';
+export { shim6Async, shim6BadStdout } from '../helpers/cli.ts';
 
-/** `shim6 …args` with stdout on `stdout` ('full': /dev/full; 'closed': a pipe whose reader is gone). */
-export function shim6BadStdout(args: string[], stdout: 'full' | 'closed'): Promise<{ status: number | null; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const fd = stdout === 'full' ? openSync('/dev/full', 'w') : 'pipe';
-    const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', fd, 'pipe'] });
-    if (typeof fd === 'number') closeSync(fd);
-    child.stdout?.destroy(); // the reader is gone: the child's writes get EPIPE
-    let stderr = '';
-    child.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
-    child.once('error', reject);
-    child.once('close', (status) => resolve({ status, stderr }));
-  });
-}
