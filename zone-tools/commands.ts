@@ -5,7 +5,7 @@
  *
  * Owns: what those commands print. Must not know: commander.
  */
-import { writeFileSync } from 'node:fs';
+import { closeSync, constants, fchmodSync, fsyncSync, lstatSync, openSync, renameSync, rmSync, writeFileSync, type Stats } from 'node:fs';
 import { createPublicKey } from 'node:crypto';
 import { hbaSizeProblem } from '../shim/engine/local.ts';
 import { READ_BOUNDS, readBounded, type InputKind } from '../shim/read-bounded.ts';
@@ -39,19 +39,42 @@ export function readInput(file: string, field: string, kind: InputKind, limit?: 
 
 /**
  * Write `text` to `file` for option `field` (`--out`): a file that cannot be written (its
- * directory missing, no permission, a directory at the path) is EOUTPUT naming the option and
- * the file, not a bare errno.
+ * directory missing, no permission, a directory at the path, a full disk) is EOUTPUT naming the
+ * option and the file, not a bare errno, and leaves the file as it was: a regular file (or none)
+ * is replaced whole — the text goes to `<file>.<pid>.tmp` beside it, flushed, then renamed over
+ * it (keeping an existing file's mode) — so a full disk never leaves a truncated file where the
+ * previous one was (an HBA parameters file lost is an HBA set that can never be proven again).
+ * Anything else at the path (`/dev/stdout`, a FIFO, a symbolic link) is written in place.
  */
 export function writeOutput(file: string, text: string, field: string): void {
-  try {
-    writeFileSync(file, text);
-  } catch (e) {
+  const fail = (e: unknown): never => {
     const err = e as NodeJS.ErrnoException;
     const why = err.code === 'ENOENT' ? 'its directory does not exist'
       : err.code === 'EACCES' || err.code === 'EPERM' ? 'permission denied'
         : err.code === 'EISDIR' ? 'it is a directory'
           : err.message.replace(/^[A-Z]+: /, '');
     throw new EnvironmentError('EOUTPUT', `${field}: cannot write ${JSON.stringify(file)}: ${why}${err.code ? ` (${err.code})` : ''}; nothing written`, field);
+  };
+  let st: Stats | undefined;
+  try { st = lstatSync(file, { throwIfNoEntry: false }); } catch (e) { fail(e); }
+  if (st !== undefined && !st.isFile()) {
+    try { writeFileSync(file, text); } catch (e) { fail(e); }
+    return;
+  }
+  const tmp = `${file}.${process.pid}.tmp`;
+  let fd: number | undefined;
+  try {
+    fd = openSync(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, st === undefined ? 0o666 : st.mode & 0o7777);
+    if (st !== undefined) fchmodSync(fd, st.mode & 0o7777); // the umask narrowed it at the open
+    writeFileSync(fd, text); // all of it, or the error (ENOSPC)
+    fsyncSync(fd);
+    closeSync(fd);
+    fd = undefined;
+    renameSync(tmp, file);
+  } catch (e) {
+    if (fd !== undefined) closeSync(fd);
+    rmSync(tmp, { force: true });
+    fail(e);
   }
 }
 

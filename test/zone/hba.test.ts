@@ -4,7 +4,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { BIN } from '../helpers/cli.ts';
+import { needs } from '../helpers/prereq.ts';
 import path from 'node:path';
 import { shim6Async, tempDir } from './zonefile.ts';
 import { HBA_PARAMS_FORMAT, memberParams, parseHbaParams } from '../../shim/wire/hba-params.ts';
@@ -122,4 +125,27 @@ test('zone hba with a 4096-bit key and more prefixes than the daemon accepts: re
   assert.equal(set.members.length, 95);
   // The daemon's own check (its start, --check-config) accepts what zone hba wrote.
   assert.doesNotThrow(() => checkHbaMembers(set, at, loadCgaKey(pem)));
+});
+
+// `zone hba --out` over an existing parameters file truncated it before writing: on a full disk the
+// set that was there (its modifier: the only proof of the host's HBA addresses) was lost, and the
+// error said "nothing written". Now the new file replaces the old one whole, or not at all.
+test('zone hba --out over an existing set on a full file system: EOUTPUT, exit 1, and the set that was there is intact (no truncated file, no temp file left)', { timeout: 60_000 }, (t) => {
+  if (!needs(t, { root: true, commands: ['unshare', 'mount', 'sh'] })) return;
+  const dir = path.join(tempDir(t), 'full');
+  mkdirSync(dir);
+  const prefixes = Array.from({ length: 40 }, (_, i) => `--prefix 2001:db8:${(i + 1).toString(16)}::/64`).join(' ');
+  // In a mount namespace of its own: a 12 KiB tmpfs, a first set written, the rest filled, a larger set over the first.
+  const script = `mount -t tmpfs -o size=12k,mode=0755 tmpfs "$1"; cd "$1"
+"$2" "$3" zone hba --prefix 2001:db8:1::/64 --sec 0 --out hba.json >/dev/null
+cp hba.json before.json
+dd if=/dev/zero of=fill bs=1k count=64 2>/dev/null || true
+set +e; "$2" "$3" zone hba ${prefixes} --sec 0 --out hba.json >/dev/null; echo "status=$?"; set -e
+cmp -s hba.json before.json && echo same; ls`;
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-ec', script, 'sh', dir, process.execPath, BIN], { encoding: 'utf8', timeout: 50_000 });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  assert.match(r.stdout, /^status=1$/m, r.stdout);
+  assert.match(r.stderr, /^shim6: error EOUTPUT: --out: cannot write "hba\.json": .*\(ENOSPC\); nothing written$/m, r.stderr);
+  assert.match(r.stdout, /^same$/m, `the set that was there is intact: ${r.stdout}`);
+  assert.doesNotMatch(r.stdout, /\.tmp/, 'no temp file left');
 });
