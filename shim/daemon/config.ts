@@ -551,7 +551,13 @@ export function loadConfig(file: string): DaemonConfig {
   } catch (err) {
     throw new UsageError('ECONFIG', `--config: cannot read ${JSON.stringify(file)}: ${(err as Error).message}`, '--config');
   }
-  return anchorPaths(parseConfigText(text, file), path.dirname(path.resolve(file)));
+  const c = anchorPaths(parseConfigText(text, file), path.dirname(path.resolve(file)));
+  // The cache file is replaced whole at every save (a temp file renamed over it): naming a file
+  // the daemon reads would replace that file with the caches at the first save.
+  const read: Array<[string, string | undefined]> = [['the configuration file', path.resolve(file)], ['hba', c.hba], ['cga.key', c.cga?.key], ['dnsUpdate.key', c.dnsUpdate?.key], ['controlSocket', c.controlSocket]];
+  const same = read.find(([, f]) => f === c.cacheFile);
+  if (same !== undefined) configError('cacheFile', c.cacheFile, `is ${same[0] === 'the configuration file' ? 'the configuration file itself' : `the file ${same[0]} names`}: the daemon replaces the cache file at every save`);
+  return c;
 }
 
 /**

@@ -196,6 +196,27 @@ test('shim6 daemon --check-config: 0 and one line for a valid file, 2 and the er
   assert.match(off53.stderr, /^shim6: error EINVALID: --manage-resolv-conf: manage cannot name the stub at 127\.0\.0\.1:5353/);
 });
 
+// The daemon replaces its cache file at every save (a temp file renamed over it): a cacheFile that
+// named the configuration file itself, or the HBA, CGA key or TSIG key file, was taken, and the
+// first save put the caches in its place (the configuration, or the key, lost).
+test('shim6 daemon --check-config refuses a cacheFile that is the configuration file or a file it names (hba, cga.key, dnsUpdate.key): ECONFIG naming cacheFile, exit 2', (t) => {
+  requireBuilt();
+  const dir = tmpdir(t, 'check-cache-');
+  const file = path.join(dir, 'shim6.yaml');
+  const cases: Array<[string, RegExp]> = [
+    [`cacheFile: ${file}\n`, /the configuration file itself/],
+    [`cacheFile: ${path.join(dir, 'hba.json')}\nhba: hba.json\n`, /the file hba names/],
+    [`cacheFile: ${path.join(dir, 'rsa.pem')}\ncga: { key: rsa.pem }\n`, /the file cga\.key names/],
+  ];
+  for (const [text, why] of cases) {
+    writeFileSync(file, text);
+    const r = builtShim6(['daemon', '--check-config', '--config', file]);
+    assert.equal(r.status, 2, `${text}: ${r.stdout}${r.stderr}`);
+    assert.match(r.stderr, /^shim6: error ECONFIG: cacheFile: invalid value ".*": is /, text);
+    assert.match(r.stderr, why, text);
+  }
+});
+
 // The configuration and the files it names were read whole (readFileSync): `--config /dev/zero`
 // took 10 GB and never ended, as did a cga.key, hba or dnsUpdate.key naming it; a start or a reload
 // reads them too. Now each is read up to its bound (shim/read-bounded.ts).
