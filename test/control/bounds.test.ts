@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { MAX_IN_FLIGHT, MAX_LINE, MAX_QUEUED_OUTPUT, startControlServer } from '../../shim/daemon/control/server.ts';
 import { ControlError, controlRequest } from '../../shim/daemon/control/client.ts';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from './process.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
 
@@ -160,4 +161,29 @@ test('a reply line that is JSON but not an object (null, a number, a string, an 
     await assert.rejects(controlRequest(sock, 'status', {}, DEADLINE_MS), (e: unknown) => e instanceof ControlError && e.code === 'ECONTROL_PROTOCOL', line);
     await new Promise<void>((r) => odd.close(() => r()));
   }
+});
+
+test('a reply that streams without end (something else on the socket) is refused at the client\'s bound, not read for as long as it streams', async (t) => {
+  const sock = path.join(tmpdir(t), 'flood.sock');
+  const chunk = 'x'.repeat(1 << 20);
+  let sent = 0;
+  const flood = net.createServer((c) => {
+    c.on('error', () => {});
+    const next = (): void => {
+      if (c.destroyed) return;
+      sent++;
+      if (c.write(chunk)) setImmediate(next); else c.once('drain', next);
+    };
+    c.once('data', next);
+  });
+  await new Promise<void>((r) => flood.listen(sock, r));
+  t.after(() => flood.close());
+  const bound = 8 * (1 << 20);
+  const giveUp = new AbortController();
+  const outcome = await Promise.race([
+    controlRequest(sock, 'status', {}, DEADLINE_MS, bound).then(() => 'a reply', (e: unknown) => e),
+    sleep(DEADLINE_MS, 'still reading', { signal: giveUp.signal }).catch(() => 'aborted'),
+  ]);
+  giveUp.abort();
+  assert.ok(outcome instanceof ControlError && outcome.code === 'ECONTROL_PROTOCOL' && /reply longer than/.test(outcome.message), `outcome: ${String(outcome)} after ${sent} MiB`);
 });

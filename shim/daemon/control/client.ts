@@ -4,7 +4,7 @@
  * contexts is megabytes, and keeps arriving).
  * Used by `shim6 status` (and later other CLI commands talking to the daemon).
  * Errors are ControlError with stable codes: ECONTROL_CONNECT (nothing listening, or the socket not ours to use),
- * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (a reply that is not a JSON object, or none), or the server's own code.
+ * ECONTROL_TIMEOUT, ECONTROL_PROTOCOL (a reply that is not a JSON object, none, or one over MAX_REPLY), or the server's own code.
  */
 import net from 'node:net';
 import { statSync } from 'node:fs';
@@ -76,7 +76,15 @@ export function connectError(socketPath: string, err: Error & { code?: unknown }
   }
 }
 
-export function controlRequest(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 3000): Promise<unknown> {
+/**
+ * The longest reply line the client takes (characters): far above the largest status (its
+ * contexts, at most `maxContexts`, and capability entries: tens of megabytes), below what a
+ * string may hold. Something else listening on the socket that streams without end is refused at
+ * it (ECONTROL_PROTOCOL) instead of growing the CLI's memory for as long as it streams.
+ */
+export const MAX_REPLY = 256 * 1024 * 1024;
+
+export function controlRequest(socketPath: string, method: string, params: Record<string, unknown> = {}, timeoutMs = 3000, maxReply = MAX_REPLY): Promise<unknown> {
   return new Promise((resolve, reject) => {
     const c = net.connect(socketPath);
     let buf = '';
@@ -98,6 +106,10 @@ export function controlRequest(socketPath: string, method: string, params: Recor
       clearTimeout(timer);
       timer = expire();
       const at = chunk.indexOf('\n');
+      if (buf.length + (at < 0 ? chunk.length : at) > maxReply) {
+        finish(new ControlError('ECONTROL_PROTOCOL', `reply longer than ${maxReply} characters: is ${socketPath} a shim6 control socket?`));
+        return;
+      }
       buf += chunk;
       if (at < 0) return;
       const nl = buf.length - chunk.length + at;
