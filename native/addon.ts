@@ -102,6 +102,11 @@ export interface NativeAddon {
   rtnlOpen(netnsPath: string | null): number;
   rtnlTransact(fd: number, request: Uint8Array, out: Uint8Array): number;
   rtnlClose(fd: number): number;
+  /**
+   * CLOCK_BOOTTIME (clock.c: monotonic, and counts the time the machine was suspended; shim/clock.ts):
+   * `read()` puts it, in ms, into the 8-octet `slot` (a Float64Array's one element). One per thread.
+   */
+  bootClockOpen(): [read: () => void, slot: ArrayBuffer];
 }
 
 let addon: NativeAddon | undefined;
@@ -116,7 +121,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild -g shim6\` for an installed shim6, \`npm ci\` in a checkout): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild -g shim6` for an installed shim6, `npm rebuild` in a checkout)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function' || typeof a.bootClockOpen !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild -g shim6` for an installed shim6, `npm rebuild` in a checkout)');
   addon = a;
   return addon;
 }

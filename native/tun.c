@@ -31,6 +31,7 @@
 #include "nftcounters.h"
 #include "rtnl.h"
 #include "reader.h"
+#include "clock.h"
 
 #define VNET_LEN ((int)sizeof(struct virtio_net_hdr))
 #define MAX_GRO_SEGS 64
@@ -351,6 +352,7 @@ static napi_value init(napi_env env, napi_value exports) {
     {"rtnlOpen", NULL, rtnl_open_js, NULL, NULL, NULL, napi_default, NULL},
     {"rtnlTransact", NULL, rtnl_transact_js, NULL, NULL, NULL, napi_default, NULL},
     {"rtnlClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bootClockOpen", NULL, boot_clock_open_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

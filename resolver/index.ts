@@ -6,7 +6,8 @@
  * It must not know the engine; capability outcomes go to a CapabilitySink.
  */
 import { performance } from 'node:perf_hooks';
-import { monotonicClock, type Millis } from '../shim/time.ts';
+import type { Millis } from '../shim/time.ts';
+import { bootClock, clockSource } from '../shim/clock.ts';
 import { hostPort, type Logger } from '../shim/log.ts';
 import { compose, DEFAULT_ORDER, type Handler, type Stage, type StageName } from './chain.ts';
 import { AnswerCache } from './answer-cache.ts';
@@ -36,7 +37,6 @@ export interface ResolverDeps {
 }
 
 /** The monotonic clock of a real run (shim/time.ts). */
-export { monotonicClock };
 
 /** What `shim6 status` shows of the resolver (workers.ts adds up several threads' into one). */
 export interface ResolverStatus {
@@ -69,11 +69,11 @@ export class Resolver {
 
   /** `udp`: the backend chosen for this run (config `auto` resolved). */
   private constructor(readonly config: ResolverConfig, deps: ResolverDeps, readonly udp: UdpBackend) {
-    this.clock = deps.clock ?? monotonicClock;
+    this.clock = deps.clock ?? bootClock;
     this.startedAt = this.clock();
     const log = deps.log.child('resolver');
     this.cache = new AnswerCache(config.cache);
-    this.pool = new UpstreamPool(config.upstreams, config.upstream, monotonicClock, log, this.counters, udp);
+    this.pool = new UpstreamPool(config.upstreams, config.upstream, bootClock, log, this.counters, udp);
     this.cacheStage = new CacheStage(this.cache, this.counters);
     const order = DEFAULT_ORDER.filter((n) => n !== 'capability' || config.capability.enabled);
     const terminal: Handler = (req) => ({ bytes: servfail(req.query, req.q), optOff: req.q.questionEnd, source: 'local', owned: true, rcode: Rcode.SERVFAIL, failed: true });
@@ -111,6 +111,9 @@ export class Resolver {
     if (config.udp === 'native' && !native.available) throw new UsageError('EUDPBACKEND', `udp: native sockets unavailable: ${native.reason}`, 'udp');
     const udp: UdpBackend = config.udp === 'dgram' || !native.available ? 'dgram' : 'native';
     if (config.udp === 'auto' && !native.available) deps.log.child('resolver').warn('native UDP unavailable, using dgram', { reason: native.reason });
+    // Without the addon the clock is CLOCK_MONOTONIC (shim/clock.ts): a suspend stretches every TTL by its length.
+    const clock = clockSource();
+    if (deps.clock === undefined && clock.source !== 'boottime') deps.log.child('resolver').warn('the clock does not count a suspend: cached answers outlive their TTL by the time the machine slept', { clock: clock.source, reason: clock.why });
     // dgram cannot choose an answer's source: on a wildcard listener a client that asked one of the
     // host's addresses but the kernel's pick (a second address, 127.0.0.153 beside 127.0.0.1) drops it.
     const wild = udp === 'dgram' ? config.listen.find((l) => isWildcardHost(l.host)) : undefined;

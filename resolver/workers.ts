@@ -21,7 +21,8 @@ import { hostPort, type Logger, type LogLevel } from '../shim/log.ts';
 import type { Millis } from '../shim/time.ts';
 import type { Ipv6Octets } from '../shim/wire/ipv6.ts';
 import { recordUlidOctets, type RecordOctets } from '../shim/wire/capability-record.ts';
-import { monotonicClock, Resolver, type FlushResult, type ResolverDeps, type ResolverStatus } from './index.ts';
+import { bootClock } from '../shim/clock.ts';
+import { Resolver, type FlushResult, type ResolverDeps, type ResolverStatus } from './index.ts';
 import type { ListenAddr } from './listener.ts';
 import type { ResolverConfig } from './config.ts';
 import type { UdpBackend } from './udp-socket.ts';
@@ -190,7 +191,7 @@ export class ResolverGroup {
   }
 
   private fromWorker(shard: Shard, m: FromWorker): void {
-    const now: Millis = (this.deps.clock ?? monotonicClock)();
+    const now: Millis = (this.deps.clock ?? bootClock)();
     if (m.t === 'sink') {
       for (const c of m.calls) {
         if (c.op === 'prime') this.deps.sink.prime(now, c.record, c.ttl, c.nameKey);

@@ -1,6 +1,9 @@
 /**
  * Time as the engine and the resolver see it: one branded unit, milliseconds,
- * always passed in from outside. Only drivers read a clock.
+ * always passed in from outside. Only drivers read a clock: the product's one clock is
+ * shim/clock.ts `bootClock` (what intervals, rates, TTLs and deadlines are measured on). The wall
+ * clock (`Date.now()`) is for what is written down or compared across processes and hosts: NTP may
+ * step it back or forward by hours, and a bound measured on it would then hold for that long.
  */
 export type Millis = number & { readonly __unit: 'ms' };
 
@@ -9,13 +12,6 @@ export const ms = (n: number): Millis => n as Millis;
 
 /** Brand a number of seconds as milliseconds. */
 export const seconds = (n: number): Millis => (n * 1000) as Millis;
-
-/**
- * The monotonic clock of a real run (ms): what intervals, rates and deadlines are measured on. The
- * wall clock (`Date.now()`) is for what is written down or compared across processes: NTP may
- * step it back or forward by hours, and a bound measured on it would then hold for that long.
- */
-export const monotonicClock = (): Millis => ms(performance.now());
 
 /** The longest delay a Node timer holds (2^31−1 ms, 24.8 days): a longer one fires after 1 ms. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;

@@ -16,7 +16,8 @@
 import { existsSync } from 'node:fs';
 import { hostPort, Logger } from '../log.ts';
 import { prefix64Key, type Ipv6 } from '../wire/ipv6.ts';
-import { monotonicClock, ms, type Millis } from '../time.ts';
+import { ms, type Millis } from '../time.ts';
+import { bootClock } from '../clock.ts';
 import { SHIM6_UDP_PORT } from '../constants.ts';
 import { Engine, cryptoRng, MAX_LOCAL_LOCATORS, type CapabilityCache, type EngineEvent, type LocalLocator, type PeerConfig, type Timers } from '../engine/index.ts';
 import { LruCapabilityCache } from '../cache/engine-cache.ts';
@@ -133,8 +134,8 @@ export class Daemon {
   private cacheWriter: CacheFileWriter | undefined;
   /** The cache file's modification time at start (cacheFileTime): when its contexts were last known live, with its `savedAt`. */
   private savedTouchedAt: number | undefined;
-  /** When the daemon started (monotonicClock: durations, not times of day, are taken from it). */
-  private readonly startedAt = monotonicClock();
+  /** When the daemon started (bootClock: durations, not times of day, are taken from it). */
+  private readonly startedAt = bootClock();
   private ulid = '';
   /**
    * ULIDs kept though the host lacks their address (restored.ts), each with the PDS that proves it
@@ -153,7 +154,7 @@ export class Daemon {
   private restoredTimer: NodeJS.Timeout | undefined;
   /** The open connections of each restored ULID, as the last check counted (status `keptUlids`). */
   private restoredConnections = new Map<Ipv6, number>();
-  /** The restored ULIDs' check: its period, and when (monotonicClock) the next one runs; undefined when none is scheduled. */
+  /** The restored ULIDs' check: its period, and when (bootClock) the next one runs; undefined when none is scheduled. */
   private restoredEveryMs = 0;
   private restoredNextCheckAt: number | undefined;
   /** The host's addresses on our interfaces, as the locator watcher last reported them. */
@@ -422,7 +423,7 @@ export class Daemon {
       restored: this.restored.keys(), live: this.keptLive, ulid: this.ulid, present,
       locals: orderLocators(this.found, this.hba, this.cgaUlid?.address, this.ulid, this.restored, this.listRoom),
       connections: this.restoredConnections, contexts: this.engine?.traffic() ?? [],
-      now: monotonicClock(), nextCheckAt: this.restoredNextCheckAt,
+      now: bootClock(), nextCheckAt: this.restoredNextCheckAt,
     });
   }
 
@@ -477,7 +478,7 @@ export class Daemon {
   }
 
   private uptimeSeconds(): number {
-    return Math.floor((monotonicClock() - this.startedAt) / 1000);
+    return Math.floor((bootClock() - this.startedAt) / 1000);
   }
 
   /** Where the stub listens, as ADDR:PORT. */
@@ -564,8 +565,8 @@ export class Daemon {
     if (engine) this.contextsAtStop = liveContexts(engine);
     if (engine && open > 0) {
       this.command((e, now) => e.close(now));
-      const deadline = monotonicClock() + 3000;
-      while (engine.contextCount > 0 && monotonicClock() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const deadline = bootClock() + 3000;
+      while (engine.contextCount > 0 && bootClock() < deadline) await new Promise((r) => setTimeout(r, 20));
       this.log.info('contexts closed', { closed: open - engine.contextCount, left: engine.contextCount });
     }
     await this.teardown(true);
@@ -701,7 +702,7 @@ export class Daemon {
   private checkKeptUlids(): number {
     if (this.restoredTimer === undefined) {
       this.restoredEveryMs = restoredCheckMs(this.idleTimeoutMs());
-      this.restoredNextCheckAt = monotonicClock() + this.restoredEveryMs;
+      this.restoredNextCheckAt = bootClock() + this.restoredEveryMs;
       this.restoredTimer = setInterval(() => this.checkRestored(), this.restoredEveryMs);
       this.restoredTimer.unref();
     }
@@ -738,7 +739,7 @@ export class Daemon {
    */
   private checkRestored(): void {
     if (this.stopping || !this.engine || !this.driver || !this.routes || this.restored.size === 0) return;
-    this.restoredNextCheckAt = monotonicClock() + this.restoredEveryMs;
+    this.restoredNextCheckAt = bootClock() + this.restoredEveryMs;
     let open: OpenConnection[];
     try { open = openConnections(); } catch (err) {
       this.log.warn('cannot read the open connections: ULIDs from before the restart stay kept', { error: (err as Error).message });

@@ -21,7 +21,8 @@
  */
 import type { Logger } from '../log.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
-import { monotonicClock, type Millis } from '../time.ts';
+import type { Millis } from '../time.ts';
+import { bootClock } from '../clock.ts';
 import type { Engine, EngineEvent } from '../engine/index.ts';
 import type { NewFlow } from '../dataplane/new-flows.ts';
 
@@ -58,7 +59,7 @@ export class Discovery {
   private tokens = START_RATE;
   private refilledAt: number;
 
-  constructor(private readonly command: Command, private readonly log: Logger, private readonly clock: () => number = monotonicClock) {
+  constructor(private readonly command: Command, private readonly log: Logger, private readonly clock: () => number = bootClock) {
     this.refilledAt = clock();
   }
 

@@ -47,7 +47,7 @@ import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { isPrerequisiteFailure, readRrset, sameRrset, sendUpdate, UpdateRefused } from '../../zone-tools/update.ts';
 import { DEFAULT_FUDGE } from '../../zone-tools/tsig.ts';
 import { encodeCapabilityRecord } from '../wire/capability-record.ts';
-import { monotonicClock } from '../time.ts';
+import { bootClock } from '../clock.ts';
 import type { HostRecord } from '../../zone-tools/zone-lines.ts';
 
 /** The `dnsUpdate` config key, validated (config.ts). */
@@ -142,7 +142,7 @@ export class DnsPublisher {
   private timer: NodeJS.Timeout | undefined;
   private verifyTimer: NodeJS.Timeout | undefined;
   private inFlight = false;
-  /** When the last attempt started (ms, monotonicClock: minInterval is an interval, not a time of day). */
+  /** When the last attempt started (ms, bootClock: minInterval is an interval, not a time of day). */
   private lastAttemptAt = -Infinity;
   private backoffMs = 0;
   private stopped = false;
@@ -193,7 +193,7 @@ export class DnsPublisher {
   /** Arm the one timer: `delay` from now, but not before minInterval after the last attempt. */
   private schedule(delay: number): void {
     if (this.stopped) return;
-    const now = monotonicClock();
+    const now = bootClock();
     const at = Math.max(now + delay, this.lastAttemptAt + this.cfg.minInterval * 1000);
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => { this.timer = undefined; void this.send(); }, Math.max(0, at - now));
@@ -228,7 +228,7 @@ export class DnsPublisher {
     if (this.stopped || this.inFlight || want === undefined) return;
     if (this.settled && !this.verifyDue && same(want, this.published)) return;
     this.inFlight = true;
-    this.lastAttemptAt = monotonicClock();
+    this.lastAttemptAt = bootClock();
     const started = this.lastAttemptAt;
     const where = hostPort(this.server.host, this.server.port);
     let step: 'build' | 'read' | 'update' = 'build';
@@ -276,7 +276,7 @@ export class DnsPublisher {
       this.st.updates++;
       this.st.lastSuccessAt = new Date().toISOString();
       this.st.lastError = null;
-      this.log.info('dns updated', { name: this.cfg.name, zone: this.cfg.zone, server: where, locators: want, ms: Math.round(monotonicClock() - started), ...(rounds > 0 ? { prerequisiteFailures: rounds } : {}) });
+      this.log.info('dns updated', { name: this.cfg.name, zone: this.cfg.zone, server: where, locators: want, ms: Math.round(bootClock() - started), ...(rounds > 0 ? { prerequisiteFailures: rounds } : {}) });
       if (this.inDoubtUntil > 0) this.armVerify();
     } catch (err) {
       this.settled = false;

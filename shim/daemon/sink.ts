@@ -171,8 +171,8 @@ export function savedContexts(data: unknown): SavedContext[] {
 
 /**
  * The caches' expiry times moved by `by` ms. The cache file keeps wall-clock times, which a
- * successor reads with its own clock; the engine's are its driver's, monotonic from the daemon's
- * start, which falls behind the wall clock over a suspend and stays off it after a clock step:
+ * successor reads with its own clock; the engine's are its driver's (shim/clock.ts: CLOCK_BOOTTIME,
+ * from the boot), which never follows a step of the wall clock:
  * the daemon moves them at the file, out (`Date.now() - driver.now()`) and in (the reverse).
  * Entries are input from disk on the way in: only a numeric `expires` is moved (the engine's
  * import validates the rest).

@@ -20,9 +20,9 @@
  * Must not know: message formats (the engine), DNS (the resolver), routes
  * (routes.ts; wired in through the `routes` hook).
  */
-import { performance } from 'node:perf_hooks';
 import { SHIM6_UDP_PORT } from '../constants.ts';
 import { timerDelay, type Millis } from '../time.ts';
+import { bootClock } from '../clock.ts';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
@@ -52,7 +52,7 @@ export interface EngineDriverOptions<E extends EngineLike> {
   tun?: TunDevice;
   /** UDP port of peers when a Transmit names none (docs/wire.md "Transports"). */
   peerPort?: number;
-  /** Milliseconds, monotonic; default: performance.timeOrigin + performance.now(). */
+  /** Milliseconds, monotonic; default: the product's clock (shim/clock.ts: CLOCK_BOOTTIME, suspend counts). */
   clock?: () => Millis;
   logger?: Logger;
   onEvent?: (e: EngineEvent) => void;
@@ -155,8 +155,6 @@ const RX_ARENA_BYTES = 512 * 1024;
 /** Sources whose refused ULID claims were logged (each once; the set is emptied when full). */
 const REFUSED_LOGGED_MAX = 4096;
 
-const defaultClock = (): Millis => (performance.timeOrigin + performance.now()) as Millis;
-
 /** Runs an Engine against real (or in-memory) sockets, a TUN and a timer. */
 export class EngineDriver<E extends EngineLike = EngineLike> {
   readonly engine: E;
@@ -209,7 +207,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.transport = opts.transport;
     this.tun = opts.tun;
     this.peerPort = opts.peerPort ?? SHIM6_UDP_PORT;
-    this.clock = opts.clock ?? defaultClock;
+    this.clock = opts.clock ?? bootClock;
     this.prompter = (opts.tcpPrompt ?? opts.tun !== undefined) ? new TcpPrompter() : undefined;
     const drop = (reason: string): void => this.drop(reason);
     const logger = opts.logger;
