@@ -594,7 +594,9 @@ export class ContextPaths {
     // Asleep: no regular reading, but a liveness Keepalive due still brings one.
     const p = this.asleep ? this.livenessDue() : this.pollAt;
     const at = e <= p + MERGE_MS ? e : p;
-    if (this.timer !== undefined && this.timerAt === at) return;
+    // The same time, unless already past: after a suspend the clock (CLOCK_BOOTTIME) is beyond it
+    // while the Node timer (CLOCK_MONOTONIC, which stood still) waits out the rest of its delay awake.
+    if (this.timer !== undefined && this.timerAt === at && at > this.opts.clock()) return;
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
     this.timerAt = undefined;

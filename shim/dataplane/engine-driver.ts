@@ -831,7 +831,12 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       this.contexts.wake(at);
       return;
     }
-    if (at === this.armedAt && (this.timer || at === undefined)) return;
+    if (at === this.armedAt && (this.timer || at === undefined)) {
+      // Armed, but already due: after a suspend the clock (CLOCK_BOOTTIME) is past the deadline while
+      // the Node timer (CLOCK_MONOTONIC, which stood still) waits out the rest of its delay awake.
+      if (at !== undefined && at <= this.clock()) this.queueTimer();
+      return;
+    }
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     this.armedAt = at;

@@ -133,6 +133,31 @@ test('an engine deadline beyond what a Node timer holds (2^31-1 ms, 24.8 days) i
   assert.ok(fa.timeouts.length <= 1, `the engine's timers ran ${fa.timeouts.length} times with nothing due`);
 });
 
+// A suspend: the driver's clock (CLOCK_BOOTTIME, shim/clock.ts) moves on by the hours the machine
+// slept, but Node's timers run on CLOCK_MONOTONIC, which stood still: the timer armed for an engine
+// deadline fires only after the rest of its delay has passed awake. The first input after the
+// resume finds the deadline long past: the engine's timers run then, not an hour later.
+test('after a suspend (the clock hours past an armed deadline whose Node timer has not fired) the next input runs the engine\'s due timers at once', async (t) => {
+  const net = new MemoryNetwork();
+  let now = 5_000_000;
+  const HOUR = 3_600_000;
+  // The hello is retransmitted every hour: the timer armed at the prime holds for an hour.
+  const fa = new FakeEndpoint('fd00::a', Infinity, HOUR);
+  const a = new EngineDriver({ engine: fa, transport: net.transport(5533), clock: () => now as Millis });
+  t.after(() => a.close());
+  const peer = net.transport(5533);
+  await a.bindLocator('fd00::a');
+  await peer.bind('fd00::c');
+  a.command((e, n) => e.prime(n, 'fd00::b'));
+  assert.equal(a.stats.udpOut, 1, 'the first hello');
+  const ran = fa.timeouts.length;
+  now += 10 * HOUR; // ten hours asleep
+  peer.send('fd00::c', 'fd00::a', 5533, new TextEncoder().encode('noise')); // the first input after the resume
+  await waitFor(() => fa.timeouts.length > ran, 'the engine\'s overdue timer runs', DEADLINE_MS);
+  assert.equal(fa.timeouts.at(-1), now, 'at the resumed clock');
+  await waitFor(() => a.stats.udpOut === 2, 'the hello that fell due during the suspend is sent', DEADLINE_MS);
+});
+
 // On a busy host the daemon's process gets the CPU back with a timer due and the peer's datagrams
 // already in its socket. Node runs due timers before it polls for I/O, so REAP's Send Timer expired
 // on a silence that had ended: a false exploration (the fast profile's 150 ms Send Timeout). The
@@ -712,6 +737,39 @@ test('kernel path: one clock reads the counters and runs the engine\'s timers (a
   assert.equal(m.type, 'Keepalive');
   assert.equal((m as { contextTag: number }).contextTag, 0x2222, 'with the peer\'s context tag');
   assert.ok(d.stats.liveness >= 1);
+});
+
+test('kernel path: after a suspend (the clock hours past the engine\'s deadline, whose Node timer has not fired) the next input reads the counters and runs the engine\'s due timers at once', async (t) => {
+  const net = new MemoryNetwork();
+  const HOUR = 3_600_000;
+  let now = 5_000_000;
+  let deadline: number | undefined;
+  const log: string[] = [];
+  const events: EngineEvent[] = [];
+  const engine: EngineLike = {
+    handleDatagram: () => ({ kind: 'consumed' as const }),
+    handleTimeout: (n) => { log.push(deadline !== undefined && n >= deadline ? 'timeout-due' : 'timeout-early'); if (deadline !== undefined && n >= deadline) deadline = undefined; },
+    encapsulate: () => ({ kind: 'no-context' as const }),
+    pollTransmit: () => undefined, pollTimeout: () => deadline as Millis | undefined, pollEvent: () => events.shift(),
+    kernelTraffic: () => true,
+  };
+  const kernel = { refresh: () => { log.push('read'); return Promise.resolve(); }, watch: () => true, unwatch: () => {}, read: () => ({ outPackets: 0, inPackets: 0 }) };
+  // Readings every two hours: only the engine's deadline (half an hour away) wakes the clock before.
+  const d = new EngineDriver({ engine, transport: net.transport(5533), kernel, kernelPollMs: 2 * HOUR, clock: () => now as Millis, routes: { contextUp: () => {}, contextDown: () => {} } });
+  t.after(() => d.close());
+  await d.bindLocator('fd00::a');
+  events.push(established('fd00::a', 'fd00::b', 'initiated'));
+  d.flush();
+  assert.deepEqual(d.paths().map((p) => p.path), ['kernel']);
+  deadline = now + HOUR / 2;
+  d.flush();
+  await new Promise((r) => setImmediate(r));
+  const at = log.length;
+  now += 10 * HOUR; // ten hours asleep
+  d.flush(); // the first input after the resume
+  await waitFor(() => log.slice(at).includes('timeout-due'), 'the engine\'s overdue timer runs', DEADLINE_MS);
+  const k = log.indexOf('timeout-due', at);
+  assert.equal(log[k - 1], 'read', `a reading right before the timeout: ${log.slice(at).join(' ')}`);
 });
 
 test('kernel path: counters that cannot be read (three readings in a row) put every context on the TUN path, for good', async (t) => {
