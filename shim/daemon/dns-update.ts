@@ -48,6 +48,7 @@ import { isPrerequisiteFailure, readRrset, sameRrset, sendUpdate, UpdateRefused 
 import { DEFAULT_FUDGE } from '../../zone-tools/tsig.ts';
 import { encodeCapabilityRecord } from '../wire/capability-record.ts';
 import { bootClock } from '../clock.ts';
+import { timerDelay } from '../time.ts';
 import type { HostRecord } from '../../zone-tools/zone-lines.ts';
 
 /** The `dnsUpdate` config key, validated (config.ts). */
@@ -135,7 +136,13 @@ export class DnsPublisher {
   private held: Uint8Array[] | undefined;
   /** The last attempt got its answer and it was NOERROR: `published` is what the server holds. */
   private settled = false;
-  /** Until then (ms, our clock) an unanswered update of ours may still be applied. */
+  /**
+   * Until then (ms, bootClock) an unanswered update of ours may still be applied. A duration after
+   * it was sent: the server refuses it once its TSIG time is past the fudge, which is 2 × fudge of
+   * elapsed time at most however far our wall clock was off; on the wall clock a step (NTP, `date`)
+   * put the read-back off by the step, or brought it forward to before the update could land.
+   * In memory only: a restarted daemon reads the record before its first update anyway.
+   */
   private inDoubtUntil = 0;
   /** Read the record back before trusting `published` (an unanswered update's window has passed). */
   private verifyDue = false;
@@ -178,7 +185,7 @@ export class DnsPublisher {
     const state = this.inFlight ? 'sending' : this.backoffMs > 0 ? 'failing' : pending ? 'pending' : 'idle';
     return {
       server: hostPort(this.server.host, this.server.port), zone: this.cfg.zone, name: this.cfg.name, state, published: this.published ?? null,
-      ...this.st, verifyAt: this.inDoubtUntil > 0 ? new Date(this.inDoubtUntil).toISOString() : null,
+      ...this.st, verifyAt: this.inDoubtUntil > 0 ? new Date(Date.now() + (this.inDoubtUntil - bootClock())).toISOString() : null,
     };
   }
 
@@ -215,11 +222,11 @@ export class DnsPublisher {
     this.verifyTimer = setTimeout(() => {
       this.verifyTimer = undefined;
       if (this.stopped) return;
-      if (Date.now() < this.inDoubtUntil) { this.armVerify(); return; }
+      if (bootClock() < this.inDoubtUntil) { this.armVerify(); return; }
       this.inDoubtUntil = 0;
       this.verifyDue = true;
       if (!this.inFlight && this.backoffMs === 0) this.schedule(0);
-    }, Math.max(0, this.inDoubtUntil - Date.now()));
+    }, timerDelay(this.inDoubtUntil, bootClock()));
     this.verifyTimer.unref();
   }
 
@@ -252,9 +259,10 @@ export class DnsPublisher {
         step = 'read';
         if (this.held === undefined) this.held = await readRrset(this.server, this.cfg.name, host.rrType, EXCHANGE);
         step = 'update';
-        const sentAt = Date.now();
+        // The TSIG time is the wall clock's (the server compares it with its own); the window, a duration.
+        const sentAt = bootClock();
         try {
-          await sendUpdate(this.server, this.cfg.zone, host, this.key, { ...EXCHANGE, aaaa: this.cfg.aaaa, prerequisite: this.held, now: Math.floor(sentAt / 1000) });
+          await sendUpdate(this.server, this.cfg.zone, host, this.key, { ...EXCHANGE, aaaa: this.cfg.aaaa, prerequisite: this.held, now: Math.floor(Date.now() / 1000) });
           break;
         } catch (err) {
           // Only a signed refusal proves the server processed this update without applying it.

@@ -10,6 +10,8 @@
 // * an unanswered update delivered after the set went back to what it was (the
 //   one case a prerequisite cannot refuse): the record is read back once the
 //   update's window has passed, and corrected;
+// * that read-back comes when the window has passed however the wall clock
+//   steps meanwhile;
 // and, against a server that fails every prerequisite, the publisher gives up
 // after PREREQ_ROUNDS reads and backs off like for any other failure.
 import { test, type TestContext } from 'node:test';
@@ -175,6 +177,36 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     t.diagnostic(`read back at ${verifyAt}; updates ${p.status().updates}, failures ${p.status().failures}`);
   });
 }
+
+// The read-back's time is a duration after the unanswered update (the server refuses it once its
+// TSIG time is past the fudge: 2 × fudge of elapsed time at most, whatever our wall clock says), so
+// a step of the wall clock (NTP, `date`) must not move it: back an hour, the record went unchecked
+// for an hour; forward, it was read back while the update could still land.
+test('dnsUpdate against knot: the wall clock stepped back an hour after an unanswered update does not put off reading the record back', { timeout: 120_000 }, async (t) => {
+  if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
+  const { dns, relay, cfg } = await setup(t, 'knot');
+  const { log, lines } = logger();
+  const WINDOW_MS = 4_000;
+  const p = new DnsPublisher(cfg, { ulid: ULID, hba: undefined, cgaUlid: false }, log, { inDoubtMs: WINDOW_MS });
+  t.after(() => p.stop());
+  p.update([ULID, Q]);
+  await waitFor(() => published(dns.port).join() === [ULID, Q].join(), 'the first set');
+  await waitFor(() => p.status().state === 'idle', 'the publisher settles');
+  relay.holdUpdates = true;
+  p.update([ULID]);
+  await waitFor(() => p.status().failures === 1, 'the update times out');
+  relay.holdUpdates = false;
+  p.update([ULID, Q]);
+  await waitFor(() => p.status().state === 'idle' && p.status().updates === 2, 'the old set again, NOERROR');
+  assert.ok(p.status().verifyAt !== null, 'an unanswered update may still land: a read-back is due');
+  // The held update is never delivered; the wall clock steps back an hour (this process's Date.now).
+  const wall = Date.now;
+  Date.now = () => wall() - 3_600_000;
+  t.after(() => { Date.now = wall; });
+  await waitFor(() => p.status().verifyAt === null, 'the record read back after the window', WINDOW_MS + 30_000);
+  assert.ok(lines.some((l) => l.msg === 'dns record verified'), 'read back and found as published');
+  assert.deepEqual(published(dns.port), [ULID, Q]);
+});
 
 /** A server that answers every query with an empty authoritative NOERROR and every update with YXRRSET (unsigned). */
 async function contrary(t: TestContext): Promise<{ port: number; seen: number[] }> {
