@@ -411,6 +411,26 @@ test('throughput history: a context made between two samples counts all its octe
   assert.deepEqual(h.of('2001:db8::1').at(-1), { t: 3000, inBps: 0, outBps: 1000 });
 });
 
+test('throughput history: a step of the wall clock (NTP, `date`) between two samples neither drops the sample nor spreads its octets over the step: the interval is elapsed time, the point\'s time wall-clock', () => {
+  let wall = 1_800_000_000_000;
+  let elapsed = 0;
+  const readings = [{ peerUlid: PEER, contextTag: 1, bytesIn: 0, bytesOut: 0 }];
+  // Passed as a variable: the elapsed clock is an option of its own.
+  const opts = { intervalMs: 1000, clock: () => wall, elapsed: () => elapsed };
+  const h = new ThroughputHistory(() => readings, opts);
+  h.sample();
+  readings[0]!.bytesIn += 5000;
+  elapsed += 1000;
+  wall -= 3_600_000 - 1000; // a second later, the wall clock an hour back
+  h.sample();
+  assert.deepEqual(h.of(PEER), [{ t: wall, inBps: 5000, outBps: 0 }], 'stepped back: the sample is kept');
+  readings[0]!.bytesIn += 5000;
+  elapsed += 1000;
+  wall += 3_600_000 + 1000; // a second later, an hour forward
+  h.sample();
+  assert.deepEqual(h.of(PEER).at(-1), { t: wall, inBps: 5000, outBps: 0 }, 'stepped forward: the rate of that second');
+});
+
 /** A TCP port free on 127.0.0.1 just now. */
 async function freePort(): Promise<number> {
   const s = net.createServer();

@@ -8,6 +8,7 @@
  * its place), each a ring of `points`.
  * Runs only while the metrics server does; nothing on the packet path.
  */
+import { bootClock } from '../../clock.ts';
 
 /** One context's cumulative payload octets, as the engine's status shows them. */
 export interface TrafficReading {
@@ -33,6 +34,12 @@ export interface HistoryOptions {
   maxPeers?: number;
   /** Wall clock for the samples' times (ms since the epoch). */
   clock?: () => number;
+  /**
+   * The clock intervals are measured on (ms): default `clock` when given (tests), else the product's
+   * (shim/clock.ts). On the wall clock a step back dropped a sample and a step forward spread its
+   * octets over the step.
+   */
+  elapsed?: () => number;
 }
 
 export class ThroughputHistory {
@@ -40,6 +47,7 @@ export class ThroughputHistory {
   private readonly points: number;
   private readonly maxPeers: number;
   private readonly clock: () => number;
+  private readonly elapsed: () => number;
   private readonly peers = new Map<string, PeerTrack>();
   private lastAt: number | undefined;
   private timer: NodeJS.Timeout | undefined;
@@ -49,6 +57,7 @@ export class ThroughputHistory {
     this.points = opts.points ?? 60;
     this.maxPeers = opts.maxPeers ?? 256;
     this.clock = opts.clock ?? Date.now;
+    this.elapsed = opts.elapsed ?? opts.clock ?? bootClock;
   }
 
   start(): void {
@@ -65,7 +74,8 @@ export class ThroughputHistory {
 
   /** Take one sample now (the timer calls this; tests may too). */
   sample(): void {
-    const now = this.clock();
+    const wall = this.clock();
+    const now = this.elapsed();
     const dt = this.lastAt === undefined ? 0 : (now - this.lastAt) / 1000;
     this.lastAt = now;
     const seen = new Set<string>();
@@ -97,7 +107,7 @@ export class ThroughputHistory {
       if (seen.has(peer)) track.seenAt = now;
       else track.last = new Map();
       if (dt > 0) {
-        track.points.push({ t: now, inBps: s.inB / dt, outBps: s.outB / dt });
+        track.points.push({ t: wall, inBps: s.inB / dt, outBps: s.outB / dt });
         if (track.points.length > this.points) track.points.splice(0, track.points.length - this.points);
       }
       // A peer without a context for the whole window is forgotten.
