@@ -107,6 +107,14 @@ export interface NativeAddon {
    * `read()` puts it, in ms, into the 8-octet `slot` (a Float64Array's one element). One per thread.
    */
   bootClockOpen(): [read: () => void, slot: ArrayBuffer];
+  /**
+   * A timer on CLOCK_BOOTTIME (clock.c: a timerfd, which the kernel fires at a resume when its time
+   * passed during the suspend): `cb()` at the time `bootTimerSet` gives (ms on bootClock; <= 0:
+   * disarmed; `ref`: keeps the event loop alive while armed) → 0 or -errno. Closed by bootTimerClose.
+   */
+  bootTimerOpen(cb: () => void): object;
+  bootTimerSet(handle: object, at: number, ref: boolean): number;
+  bootTimerClose(handle: object): void;
 }
 
 let addon: NativeAddon | undefined;
@@ -121,7 +129,7 @@ export function loadAddon(): NativeAddon {
   } catch (e) {
     throw new EnvironmentError('ENATIVE', `the native addon is not built (run \`npm rebuild -g shim6\` for an installed shim6, \`npm ci\` in a checkout): ${(e as Error).message}`);
   }
-  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function' || typeof a.bootClockOpen !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild -g shim6` for an installed shim6, `npm rebuild` in a checkout)');
+  if (typeof a.notify !== 'function' || typeof a.rawSend !== 'function' || typeof a.nftCountersBind !== 'function' || typeof a.bootClockOpen !== 'function' || typeof a.bootTimerOpen !== 'function') throw new EnvironmentError('ENATIVE', 'the native addon is older than this code (run `npm rebuild -g shim6` for an installed shim6, `npm rebuild` in a checkout)');
   addon = a;
   return addon;
 }

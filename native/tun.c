@@ -353,6 +353,9 @@ static napi_value init(napi_env env, napi_value exports) {
     {"rtnlTransact", NULL, rtnl_transact_js, NULL, NULL, NULL, napi_default, NULL},
     {"rtnlClose", NULL, fd_close_js, NULL, NULL, NULL, napi_default, NULL},
     {"bootClockOpen", NULL, boot_clock_open_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bootTimerOpen", NULL, boot_timer_open_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bootTimerSet", NULL, boot_timer_set_js, NULL, NULL, NULL, napi_default, NULL},
+    {"bootTimerClose", NULL, reader_close_js, NULL, NULL, NULL, napi_default, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   return exports;

@@ -14,8 +14,10 @@
  * the resolver warns at its start. Values are milliseconds since boot with the addon, since the process
  * started without it: only differences mean anything, and only within one process.
  *
- * Timers (`setTimeout`) run on CLOCK_MONOTONIC and do not fire during a suspend: a driver that
- * arms one for a deadline on this clock checks the deadline again whenever it is woken
+ * Timers (`setTimeout`) run on CLOCK_MONOTONIC and do not fire during a suspend: one armed for an
+ * hour fires after an hour awake, however long the machine slept. `deadlineTimer` waits for a
+ * deadline on this clock instead (a CLOCK_BOOTTIME timerfd, which the kernel fires at the resume);
+ * the engine driver's timer is one, and a driver also checks its deadline whenever it is woken
  * (engine-driver.ts `arm`).
  *
  * Must not know: what the time is used for. Not for the protocol core, which takes `now` as an
@@ -23,7 +25,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { loadAddon } from '../native/addon.ts';
-import { ms, type Millis } from './time.ts';
+import { ms, timerDelay, type Millis } from './time.ts';
 
 /** Which clock `bootClock` reads: `boottime` (the addon), or `monotonic` (the fallback without it). */
 export type ClockSource = 'boottime' | 'monotonic';
@@ -52,3 +54,40 @@ export function clockSource(): { source: ClockSource; why?: string } {
 
 /** Now, in ms: CLOCK_BOOTTIME (suspend counts), or CLOCK_MONOTONIC without the addon. */
 export const bootClock = (): Millis => ms(read());
+
+/** One timer for a deadline (ms on its clock): `set` (re)arms it, `set(undefined)` disarms it. */
+export interface DeadlineTimer {
+  set(at: number | undefined): void;
+  close(): void;
+}
+
+/**
+ * A timer that calls `onFire` at a deadline on bootClock: a CLOCK_BOOTTIME timerfd through the
+ * addon, which fires at once after a resume if the deadline passed during the suspend. With an
+ * injected `clock` (tests), or without the addon, a Node timer for the same deadline (its delay at
+ * most MAX_TIMER_MS: a further deadline fires early, and the caller finds nothing due). `ref`:
+ * whether it keeps the event loop alive while armed, as a Node timer does unless unref'd.
+ */
+export function deadlineTimer(onFire: () => void, opts: { clock?: () => number; ref?: boolean } = {}): DeadlineTimer {
+  const ref = opts.ref ?? true;
+  if (opts.clock === undefined && clockSource().source === 'boottime') {
+    const a = loadAddon();
+    const h = a.bootTimerOpen(onFire);
+    return {
+      set: (at) => { a.bootTimerSet(h, at ?? 0, ref); },
+      close: () => a.bootTimerClose(h),
+    };
+  }
+  const clock = opts.clock ?? bootClock;
+  let timer: NodeJS.Timeout | undefined;
+  return {
+    set: (at) => {
+      if (timer) clearTimeout(timer);
+      timer = undefined;
+      if (at === undefined) return;
+      timer = setTimeout(() => { timer = undefined; onFire(); }, timerDelay(at, clock()));
+      if (!ref) timer.unref();
+    },
+    close: () => { if (timer) clearTimeout(timer); timer = undefined; },
+  };
+}

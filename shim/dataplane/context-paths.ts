@@ -22,7 +22,8 @@
  * Must not know: packets, the engine's messages (the driver feeds the engine
  * through `kernelTraffic`), how routes are made (routes.ts, through RouteHook).
  */
-import { timerDelay, type Millis } from '../time.ts';
+import type { Millis } from '../time.ts';
+import { deadlineTimer, type DeadlineTimer } from '../clock.ts';
 import type { Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { Engine, LocatorPair } from '../engine/index.ts';
@@ -112,6 +113,11 @@ export interface ContextPathsOptions {
   pollingChanged?: () => void;
   logger?: Logger;
   clock: () => Millis;
+  /**
+   * `clock` is the product's (shim/clock.ts bootClock): the timer is then a CLOCK_BOOTTIME one,
+   * which the kernel fires at a resume once its time has passed. Else (an injected clock) a Node timer.
+   */
+  bootTimer?: boolean;
   /** Readings fed the engine: send what it produced. */
   flush: () => void;
   /** Count a dropped thing by reason (the driver's stats). */
@@ -178,7 +184,9 @@ interface Tracked extends ContextPath {
 export class ContextPaths {
   /** Established contexts, by peer ULID. */
   private readonly contexts = new Map<Ipv6, Tracked>();
-  private timer: NodeJS.Timeout | undefined;
+  /** The one timer (schedule), and whether it is armed. */
+  private readonly timer: DeadlineTimer;
+  private armed = false;
   /** While reading: when the next reading is due (clock), and the engine's next deadline. */
   private polling_ = false;
   private pollAt = 0;
@@ -208,6 +216,8 @@ export class ContextPaths {
   private readonly idle = { readings: 0, wakeups: 0, sleeps: 0 };
 
   constructor(private readonly opts: ContextPathsOptions) {
+    const fire = (): void => { this.armed = false; this.timerAt = undefined; void this.tick(); };
+    this.timer = deadlineTimer(fire, opts.bootTimer ? { ref: false } : { clock: opts.clock, ref: false });
     opts.kernel?.tripwire?.onTrip(() => this.tripped());
   }
 
@@ -466,8 +476,8 @@ export class ContextPaths {
     this.closed = true;
     this.polling_ = false;
     this.asleep = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timer.close();
+    this.armed = false;
     for (const c of this.contexts.values()) {
       this.unwatch(c);
       this.unsetEncap(c);
@@ -595,15 +605,17 @@ export class ContextPaths {
     const p = this.asleep ? this.livenessDue() : this.pollAt;
     const at = e <= p + MERGE_MS ? e : p;
     // The same time, unless already past: after a suspend the clock (CLOCK_BOOTTIME) is beyond it
-    // while the Node timer (CLOCK_MONOTONIC, which stood still) waits out the rest of its delay awake.
-    if (this.timer !== undefined && this.timerAt === at && at > this.opts.clock()) return;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    // while a Node timer (an injected clock's) waits out the rest of its delay awake.
+    if (this.armed && this.timerAt === at && at > this.opts.clock()) return;
     this.timerAt = undefined;
-    if (at === Infinity) return; // asleep with nothing due: the tripwire or the engine's next deadline (wake) brings the next reading
+    if (at === Infinity) { // asleep with nothing due: the tripwire or the engine's next deadline (wake) brings the next reading
+      if (this.armed) this.timer.set(undefined);
+      this.armed = false;
+      return;
+    }
     this.timerAt = at;
-    this.timer = setTimeout(() => { this.timer = undefined; this.timerAt = undefined; void this.tick(); }, timerDelay(at + TIMER_MARGIN_MS, this.opts.clock()));
-    this.timer.unref?.();
+    this.armed = true;
+    this.timer.set(at + TIMER_MARGIN_MS);
   }
 
   /**
@@ -625,8 +637,8 @@ export class ContextPaths {
     if (!this.polling_ || [...this.contexts.values()].some((x) => x.path !== 'tun')) return;
     this.polling_ = false;
     this.asleep = false;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
+    if (this.armed) this.timer.set(undefined);
+    this.armed = false;
     this.timerAt = undefined;
     this.opts.pollingChanged?.();
   }

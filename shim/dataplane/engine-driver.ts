@@ -21,8 +21,8 @@
  * (routes.ts; wired in through the `routes` hook).
  */
 import { SHIM6_UDP_PORT } from '../constants.ts';
-import { timerDelay, type Millis } from '../time.ts';
-import { bootClock } from '../clock.ts';
+import type { Millis } from '../time.ts';
+import { bootClock, deadlineTimer, type DeadlineTimer } from '../clock.ts';
 import { formatIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import type { Logger } from '../log.ts';
 import type { TunDevice } from './tun.ts';
@@ -179,7 +179,13 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
    */
   private rxRuns: TunRun[] = [];
   private readonly countRuns: boolean;
-  private timer: NodeJS.Timeout | undefined;
+  /**
+   * The one timer, at the engine's next deadline: a CLOCK_BOOTTIME timer (shim/clock.ts
+   * deadlineTimer), which the kernel fires at a resume once its time has passed (a Node timer
+   * waited out the rest of its delay awake); a Node timer with an injected clock.
+   */
+  private readonly timer: DeadlineTimer;
+  private armed = false;
   private armedAt: Millis | undefined;
   private flushScheduled = false;
   private closed = false;
@@ -208,6 +214,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     this.tun = opts.tun;
     this.peerPort = opts.peerPort ?? SHIM6_UDP_PORT;
     this.clock = opts.clock ?? bootClock;
+    this.timer = deadlineTimer(() => this.onWake(), opts.clock ? { clock: opts.clock } : {});
     this.prompter = (opts.tcpPrompt ?? opts.tun !== undefined) ? new TcpPrompter() : undefined;
     const drop = (reason: string): void => this.drop(reason);
     const logger = opts.logger;
@@ -238,7 +245,7 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
       ...(opts.encap && opts.engine.status ? { encap: opts.encap, details: (l: Ipv6, p: Ipv6) => this.encapDetails(l, p), rehomed: (l: Ipv6, p: Ipv6, via: 'tun' | 'encap') => this.rehomedKernel(l, p, via) } : {}),
       ...(opts.engine.kernelTraffic !== undefined ? { kernelTraffic: opts.engine.kernelTraffic.bind(opts.engine) } : {}),
       ...(opts.kernelPollMs !== undefined ? { pollMs: opts.kernelPollMs } : {}), ...(logger ? { logger } : {}),
-      clock: this.clock, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
+      clock: this.clock, bootTimer: opts.clock === undefined, drop, flush: () => this.flush(), fed: () => { this.stats.kernelTraffic++; },
       // While the kernel's counters are read, their clock runs the engine's timers (one wake-up, one reading).
       ticked: () => this.onTick(),
       liveness: (l: Ipv6, p: Ipv6) => this.sendLiveness(l, p),
@@ -321,8 +328,8 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
+    this.timer.close();
+    this.armed = false;
     this.contexts.close();
     this.hold.close();
     await this.tun?.close();
@@ -825,42 +832,43 @@ export class EngineDriver<E extends EngineLike = EngineLike> {
     const at = this.engine.pollTimeout();
     if (this.contexts.polling) {
       // The counters' clock wakes at the deadline, reads them, then runs the engine's timers (onTick).
-      if (this.timer) clearTimeout(this.timer);
-      this.timer = undefined;
+      if (this.armed) this.timer.set(undefined);
+      this.armed = false;
       this.armedAt = undefined;
       this.contexts.wake(at);
       return;
     }
-    if (at === this.armedAt && (this.timer || at === undefined)) {
-      // Armed, but already due: after a suspend the clock (CLOCK_BOOTTIME) is past the deadline while
-      // the Node timer (CLOCK_MONOTONIC, which stood still) waits out the rest of its delay awake.
+    if (at === this.armedAt && (this.armed || at === undefined)) {
+      // Armed, but already due: after a suspend the clock (CLOCK_BOOTTIME) is past the deadline
+      // while a Node timer (an injected clock's, or without the addon) waits out the rest of its delay awake.
       if (at !== undefined && at <= this.clock()) this.queueTimer();
       return;
     }
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
     this.armedAt = at;
-    if (at === undefined) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.armedAt = undefined;
-      if (this.closed) return;
-      // A context on the kernel path: read the counters first, so REAP's Send and Keepalive
-      // Timers expire on what the kernel carried until now, not on a reading one interval old.
-      if (this.contexts.polling) {
-        void this.contexts.readNow().finally(() => {
-          if (this.closed) return;
-          this.engine.handleTimeout(this.clock());
-          this.flush();
-        });
-        return;
-      }
-      // After this loop turn's poll for I/O (check phase): Node runs due timers first, and on a busy
-      // host the peer's datagrams may be waiting in the socket already; a REAP Send Timer must not
-      // expire on a silence that has ended (a false exploration). Inputs before timeouts.
-      this.queueTimer();
-    }, timerDelay(at, this.clock()));
+    this.armed = at !== undefined;
+    this.timer.set(at);
   }
+
+  /** The timer fired (arm). */
+  private readonly onWake = (): void => {
+    this.armed = false;
+    this.armedAt = undefined;
+    if (this.closed) return;
+    // A context on the kernel path: read the counters first, so REAP's Send and Keepalive
+    // Timers expire on what the kernel carried until now, not on a reading one interval old.
+    if (this.contexts.polling) {
+      void this.contexts.readNow().finally(() => {
+        if (this.closed) return;
+        this.engine.handleTimeout(this.clock());
+        this.flush();
+      });
+      return;
+    }
+    // After this loop turn's poll for I/O (check phase): Node runs due timers first, and on a busy
+    // host the peer's datagrams may be waiting in the socket already; a REAP Send Timer must not
+    // expire on a silence that has ended (a false exploration). Inputs before timeouts.
+    this.queueTimer();
+  };
 
   /** The engine's due timers, in this loop turn's check phase (once, however many wake-ups asked meanwhile). */
   private queueTimer(): void {

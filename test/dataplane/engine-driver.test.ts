@@ -2,6 +2,7 @@
 // Until the engine lands, the control plane is a tiny fake endpoint defined here (hello / hello-ack with
 // a retransmission timer), and the data path runs through StaticContextEngine (real RFC 5533 payload headers).
 import { test } from 'node:test';
+import { readdirSync, readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { EngineDriver, type EngineLike } from '../../shim/dataplane/engine-driver.ts';
 import type { EngineEvent, Transmit } from '../../shim/engine/index.ts';
@@ -156,6 +157,38 @@ test('after a suspend (the clock hours past an armed deadline whose Node timer h
   await waitFor(() => fa.timeouts.length > ran, 'the engine\'s overdue timer runs', DEADLINE_MS);
   assert.equal(fa.timeouts.at(-1), now, 'at the resumed clock');
   await waitFor(() => a.stats.udpOut === 2, 'the hello that fell due during the suspend is sent', DEADLINE_MS);
+});
+
+// Without any input after the resume the Node timer would still wait out the rest of its delay
+// awake. The driver's timer is a CLOCK_BOOTTIME timerfd instead, which the kernel fires at the
+// resume once its time has passed (this VM cannot be suspended: the test checks the kind of timer,
+// armed at the engine's deadline, and that it fires like one).
+test('the driver\'s timer is a CLOCK_BOOTTIME timer (fired by the kernel at a resume), armed at the engine\'s deadline', async (t) => {
+  const bootTimers = (): Array<{ fd: string; armed: number }> => readdirSync('/proc/self/fdinfo').flatMap((fd) => {
+    let info: string;
+    try { info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'); } catch { return []; }
+    const m = /clockid:\s*(\d+)[\s\S]*it_value:\s*\((\d+),\s*(\d+)\)/.exec(info);
+    return m && m[1] === '7' ? [{ fd, armed: Number(m[2]) * 1000 + Number(m[3]) / 1e6 }] : [];
+  });
+  const net = new MemoryNetwork();
+  const HOUR = 3_600_000;
+  const fa = new FakeEndpoint('fd00::a', Infinity, HOUR);
+  const before = new Set(bootTimers().map((x) => x.fd));
+  const a = new EngineDriver({ engine: fa, transport: net.transport(5533) });
+  t.after(() => a.close());
+  await a.bindLocator('fd00::a');
+  a.command((e, n) => e.prime(n, 'fd00::b'));
+  // The kernel path's clock has one too, disarmed without a context on it (it_value 0).
+  const mine = bootTimers().filter((x) => !before.has(x.fd) && x.armed > 0);
+  assert.equal(mine.length, 1, 'one armed CLOCK_BOOTTIME timer (clockid 7) for the driver');
+  // it_value: the time left, about the hour to the engine's deadline.
+  assert.ok(mine[0]!.armed > HOUR - 60_000 && mine[0]!.armed <= HOUR, `armed ${mine[0]!.armed} ms ahead`);
+  // And it fires: the deadline moved to now, the engine's timers run.
+  const ran = fa.timeouts.length;
+  a.command((e, n) => e.prime(n, 'fd00::c'));
+  (fa as unknown as { pending: { at: number } }).pending.at = a.now();
+  a.flush();
+  await waitFor(() => fa.timeouts.length > ran, 'the timer fires', DEADLINE_MS);
 });
 
 // On a busy host the daemon's process gets the CPU back with a timer due and the peer's datagrams
