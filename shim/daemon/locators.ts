@@ -10,7 +10,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';
 import { EnvironmentError } from '../errors.ts';
 import { tiedToUs } from '../tied-child.ts';
-import { monotonicClock } from '../time.ts';
+import { bootClock } from '../clock.ts';
 
 /** One global address of this host. */
 export interface LocalAddress {
@@ -189,7 +189,7 @@ export class LocatorWatcher {
   private timer: NodeJS.Timeout | undefined;
   private readonly later = new Set<NodeJS.Timeout>();
   private stopped = false;
-  /** When the last reading was made (monotonic ms), and the wait before the next (MAX_READING_GAP_MS). */
+  /** When the last reading was made (bootClock ms), and the wait before the next (MAX_READING_GAP_MS). */
   private lastReadAt = -Infinity;
   private gap: number;
   /** Failed readings in a row; a new reading is due while it is not 0. */
@@ -234,7 +234,7 @@ export class LocatorWatcher {
 
   /** Re-read now (also used by tests). */
   check(): void {
-    this.lastReadAt = monotonicClock();
+    this.lastReadAt = bootClock();
     let next: LocalAddress[];
     try {
       next = readLocalAddresses(this.interfaces, this.current);
@@ -280,7 +280,7 @@ export class LocatorWatcher {
   /** A reading after the debounce, or later under a storm of events (MAX_READING_GAP_MS). */
   private schedule(): void {
     if (this.timer) return;
-    const since = monotonicClock() - this.lastReadAt;
+    const since = bootClock() - this.lastReadAt;
     this.gap = since >= MAX_READING_GAP_MS ? this.debounceMs : Math.min(2 * this.gap, MAX_READING_GAP_MS);
     this.timer = setTimeout(() => {
       this.timer = undefined;
