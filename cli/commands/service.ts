@@ -20,7 +20,7 @@ export function register(program: Command): void {
     .description('run the daemon as a systemd service (shim6.service: Type=notify, reload on SIGHUP, only the network capabilities)');
 
   service.command('install')
-    .description('write shim6.service with this installation\'s node and package, a starter /etc/shim6/shim6.yaml if there is none (one already there is checked as --check-config does), then systemctl enable --now (root)')
+    .description('write shim6.service with this installation\'s node and package, a starter /etc/shim6/shim6.yaml if there is none (one already there is checked as --check-config does), then systemctl enable --now, or enable and restart when it replaced a unit (root)')
     .option('--unit-dir <dir>', 'where the unit goes', DEFAULT_UNIT_DIR)
     .option('--config <file>', 'the configuration file the daemon reads (created with the defaults if missing)', DEFAULT_CONFIG_FILE)
     .option('--no-start', 'only write the files; do not run systemctl')

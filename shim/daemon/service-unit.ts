@@ -140,7 +140,7 @@ export function installedUnit(config = DEFAULT_CONFIG_FILE): string {
 export interface InstallOptions {
   unitDir: string;
   config: string;
-  /** Run `systemctl daemon-reload` and `systemctl enable --now` (when systemd runs this host). */
+  /** Run `systemctl daemon-reload` and `systemctl enable --now` (when systemd runs this host; `enable` and `restart` for a replaced unit). */
   start: boolean;
 }
 
@@ -188,7 +188,11 @@ export function installService(o: InstallOptions): InstallReport {
     writeServiceFile(o.config, STARTER_CONFIG);
     report.push(`wrote ${o.config} (the defaults: docs/configuration.md)`);
   }
-  const commands = [['systemctl', 'daemon-reload'], ['systemctl', 'enable', '--now', UNIT_NAME]];
+  // `enable --now` starts a stopped service but leaves a running one on the unit it was started
+  // with: a replaced unit (another node, the package moved) needs a restart to take effect.
+  const replaced = before !== undefined && before !== unit;
+  const commands = [['systemctl', 'daemon-reload'], replaced ? ['systemctl', 'enable', UNIT_NAME] : ['systemctl', 'enable', '--now', UNIT_NAME],
+    ...(replaced ? [['systemctl', 'restart', UNIT_NAME]] : [])];
   if (!o.start) {
     report.push(`not started (--no-start); next: ${commands.map((c) => c.join(' ')).join(' && ')}`);
   } else if (!existsSync('/run/systemd/system')) {

@@ -135,6 +135,16 @@ test('shim6 service install (built): the unit with absolute paths, which systemd
   assert.equal(again.status, 0, again.stderr);
   assert.match(again.stdout, /unchanged .*shim6\.service/);
   assert.match(again.stdout, /kept .*shim6\.yaml/);
+  assert.match(again.stdout, /systemctl enable --now shim6\.service/);
+  assert.doesNotMatch(again.stdout, /systemctl restart/, 'an unchanged unit: a running service is left running');
+  // A unit written by another installation (another node, the package moved): a running service
+  // must restart to run the new one, which `enable --now` alone would not do.
+  writeFileSync(unitFile, unit.replace(/^ExecStart=/m, 'ExecStart=/old/node '));
+  const moved = shim6(args);
+  assert.equal(moved.status, 0, moved.stderr);
+  assert.match(moved.stdout, /replaced .*shim6\.service/);
+  assert.match(moved.stdout, /systemctl daemon-reload && systemctl enable shim6\.service && systemctl restart shim6\.service/);
+  assert.equal(readFileSync(unitFile, 'utf8'), unit);
   if (needs(t, { commands: ['systemd-analyze'] })) verify(t, unitFile);
 });
 
