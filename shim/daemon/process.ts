@@ -10,7 +10,20 @@ import type { Logger } from '../log.ts';
 import { Daemon, type DaemonOptions } from './daemon.ts';
 import type { DaemonConfig } from './config.ts';
 
-/** Start the daemon and run it until SIGTERM or SIGINT; resolves once it stopped. */
+/** Exit status after an uncaught error (sysexits' EX_SOFTWARE): a failure, so systemd's Restart=on-failure starts it again. */
+export const EXIT_FATAL = 70;
+
+/** How long the stop after an uncaught error may take before the process exits without the rest of it (ms). */
+export const FATAL_STOP_MS = 10_000;
+
+/**
+ * Start the daemon and run it until SIGTERM or SIGINT; resolves once it stopped. An uncaught error
+ * (or unhandled rejection) while it runs is logged with its stack and stops it as a signal would —
+ * the routes, rules, DNS hand-over and control socket go, which node's own exit on one skipped
+ * (a `resolvConf: manage` host then pointed at a dead stub until the next start) — then the
+ * process exits EXIT_FATAL; a second one while stopping, or a stop longer than FATAL_STOP_MS,
+ * ends it at once.
+ */
 export async function runDaemon(config: DaemonConfig, opts: DaemonOptions & { log: Logger }): Promise<void> {
   // The handlers before start(), which logs the ready line: whoever reads that may signal at once,
   // and a signal that came before them met node's default action (exit without Close, routes,
@@ -28,9 +41,22 @@ export async function runDaemon(config: DaemonConfig, opts: DaemonOptions & { lo
   process.on('SIGTERM', onTerm);
   process.on('SIGINT', onInt);
   process.on('SIGHUP', onHup);
+  // Installed once the daemon is up: an uncaught error during the start ends it as node does (exit 1).
+  let fatal = false;
+  let onUncaught: ((err: unknown) => void) | undefined;
   try {
     const running = await Daemon.start(config, opts);
     daemon = running;
+    onUncaught = (err: unknown): void => {
+      process.exitCode = EXIT_FATAL;
+      running.log.error('fatal: an uncaught error; stopping', { error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      if (fatal) process.exit(EXIT_FATAL);
+      fatal = true;
+      setTimeout(() => process.exit(EXIT_FATAL), FATAL_STOP_MS).unref();
+      stop('fatal');
+    };
+    process.on('uncaughtException', onUncaught);
+    process.on('unhandledRejection', onUncaught);
     if (reloadAsked && asked === undefined) void running.reload();
     await new Promise<void>((resolve) => {
       let stopping = false;
@@ -46,5 +72,9 @@ export async function runDaemon(config: DaemonConfig, opts: DaemonOptions & { lo
   } finally {
     unhook();
     process.off('SIGHUP', onHup);
+    if (onUncaught) {
+      process.off('uncaughtException', onUncaught);
+      process.off('unhandledRejection', onUncaught);
+    }
   }
 }

@@ -5,10 +5,11 @@
 // operator pipes (`shim6 status | head`, `> /dev/full`): a stack trace, not an error line.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
-import { ready, startResolver, tmpdir } from './process.ts';
+import { ready, startResolver, startShim6, tmpdir } from './process.ts';
+import { EXIT_FATAL } from '../../shim/daemon/process.ts';
 import { shim6BadStdout } from '../helpers/cli.ts';
 
 test('the log\'s reader gone (EPIPE on stderr): the daemon goes on, answers its control socket, and stops cleanly on SIGTERM', async (t) => {
@@ -37,4 +38,20 @@ test('shim6 status, status --json and flush on a full or closed stdout: one erro
     }
   }
   assert.equal(p.status(), undefined, 'the resolver runs on');
+});
+
+test('an uncaught error in the running daemon: logged with its stack, the clean stop (control socket removed), exit 70 for the service manager', async (t) => {
+  const dir = tmpdir(t, 'fatal-');
+  const sock = path.join(dir, 'c.sock');
+  // The defect stands in for any: a throw outside every handler of the daemon, on SIGUSR2.
+  const inject = path.join(dir, 'inject.cjs');
+  writeFileSync(inject, "process.on('SIGUSR2', () => setImmediate(() => { throw new Error('injected defect'); }));\n");
+  const p = startShim6(t, ['resolver', '--listen', '127.0.0.1:0', '--upstream', '127.0.0.1:9', '--no-engine', '--socket', sock],
+    { env: { ...process.env, NODE_OPTIONS: `--require ${inject}` } });
+  await ready(p);
+  p.child.kill('SIGUSR2');
+  assert.equal(await p.exited(), EXIT_FATAL, p.stderr());
+  assert.match(p.stderr(), /fatal: an uncaught error; stopping.*injected defect/s);
+  assert.match(p.stderr(), /stopping.*signal=fatal/);
+  assert.equal(existsSync(sock), false, 'the stop removed its control socket');
 });
