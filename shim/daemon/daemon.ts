@@ -935,10 +935,9 @@ export class Daemon {
     if (locals.length === this.listRoom && now.some((a) => !locals.some((l) => l.address === a.address))) {
       this.log.warn('more addresses than a Locator List holds: announcing the first', { addresses: now.length, announced: locals.length, bound: this.listRoom });
     }
-    // A link down: explore at once (localLocatorDown), then the whole set, which may change more than
-    // that locator's flag (a deprecated address is usable again when no preferred one is left up).
-    for (const a of diff.wentDown) this.command((e, t) => e.localLocatorDown(t, a));
-    this.command((e, t) => { e.setLocalLocators(t, locals); this.syncLocals(e); });
+    // One new set, one generation and one Update Request per peer, also for a link down (its
+    // addresses flagged BROKEN: the contexts on them explore at once, `local-locator-down`).
+    this.command((e, t) => { e.setLocalLocators(t, locals, diff.wentDown); this.syncLocals(e); });
     this.publishLocators(locals);
     for (const a of diff.removed) void driver.unbindLocator(a);
   }

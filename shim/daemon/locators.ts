@@ -4,7 +4,7 @@
  * at once: `ip -6 monitor address link` prints a line on every change and we
  * re-read the state with `ip -j` (a debounce merges bursts). Owns the monitor
  * process; knows nothing of the engine (the daemon turns diffs into
- * `setLocalLocators` / `localLocatorDown`).
+ * `setLocalLocators`).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { canonicalIpv6, type Ipv6 } from '../wire/ipv6.ts';

@@ -428,16 +428,20 @@ export class Engine {
   }
 
   /**
-   * The host's locators changed: new generation, Update Requests to every peer (§10.1).
+   * The host's locators changed: new generation, Update Requests to every peer (§10.1); the
+   * contexts on a locator no longer usable explore at once (`wentDown`: those whose link went
+   * down, flagged BROKEN in `locators`, cause `local-locator-down`; others `local-locator-gone`).
    * A locator's own PDS is checked as at construction (UsageError; nothing changes).
    */
-  setLocalLocators(now: Millis, locators: LocalLocator[]): void {
+  setLocalLocators(now: Millis, locators: LocalLocator[], wentDown: readonly Ipv6[] = []): void {
     const core = this.core;
     checkLocatorParams(locators, core.config.cgaKey);
     if (!core.local.replace(locators)) return;
     announceLocators(core, now);
+    const usable = core.local.usable();
     for (const ctx of core.table.byTag.values()) {
-      if (ctx.state === State.ESTABLISHED && !core.local.usable().includes(ctx.lpLocal)) startExploring(core, ctx, now, 'local-locator-gone');
+      if (ctx.state !== State.ESTABLISHED || usable.includes(ctx.lpLocal)) continue;
+      startExploring(core, ctx, now, wentDown.includes(ctx.lpLocal) ? 'local-locator-down' : 'local-locator-gone');
     }
   }
 

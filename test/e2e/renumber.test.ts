@@ -406,3 +406,31 @@ test('renumbering with DAD on: an address added to a link that is down, or whose
   assert.equal(b.peerLocators.find((l) => l.address === good)?.flags, 0, 'the good address usable at B');
   streamIntact(await stream);
 });
+
+// A link going down is one change of the locator set: one generation, one signed Locator List and
+// one Update Request per peer. It was two when the down address moved in the list (behind a later
+// address of the same rank, as every address but the ULID is without an HBA set): the down
+// locator flagged BROKEN on its own, then the whole set, reordered.
+test('renumbering, a link down (a CGA ULID, no HBA set): one new Locator List generation, one Update Request to the peer; the stream goes on', { timeout: E2E_TIMEOUT_MS }, async (t) => {
+  if (!needs(t, PREREQ)) return;
+  const lab = await renumberLab(t, () => ({ hba: undefined }));
+  const ulid = (await waitLog(lab, 'a', (r) => r.msg === 'daemon ready')).ulid as string;
+  const generation = async (): Promise<number> => ((await controlRequest(labDaemonFiles(lab, 'a').control, 'status')) as { engine: { localGeneration: number } }).engine.localGeneration;
+  const flagsAtB = async (address: string): Promise<number | undefined> => (await context(lab, 'b', ulid))?.peerLocators.find((l) => l.address === address)?.flags;
+  const since = Date.now();
+  const stream = runStream(lab, { to: LAB_B_NAME, resolver: LAB_STUB, durationMs: 6000, failAtMs: 1, failure: 'none', rate: STREAM_RATE, graceMs: 30_000 });
+  await waitLog(lab, 'a', (r) => r.msg === 'context-established' && r.peerUlid === LAB_ADDR.bP && Date.parse(r.ts) >= since);
+  // A third address, after Q's in A's list: with Q down, Q's goes behind it.
+  addAddress(lab, 'a', LAB_IF_R, LAB_ADDR_R.a);
+  await waitFor(async () => (await flagsAtB(LAB_ADDR_R.a)) === 0, 'B learns A\'s R address');
+  const before = await generation();
+  const downAt = Date.now();
+  nsExec(lab.a, ['ip', 'link', 'set', LAB_IF.Q, 'down']);
+  await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && Date.parse(r.ts) >= downAt && (r.wentDown as string[]).includes(LAB_ADDR.aQ));
+  await waitFor(async () => (await flagsAtB(LAB_ADDR.aQ)) === 1, 'B sees A\'s Q address BROKEN');
+  assert.equal(await generation(), before + 1, 'one generation for the link down');
+  const updates = log(lab, 'b').filter((r) => r.msg === 'locator-set-updated' && Date.parse(r.ts) >= downAt);
+  assert.equal(updates.length, 1, `B took one Update: ${JSON.stringify(updates)}`);
+  nsExec(lab.a, ['ip', 'link', 'set', LAB_IF.Q, 'up']);
+  streamIntact(await stream);
+});
