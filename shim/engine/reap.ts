@@ -87,6 +87,12 @@ export interface ReapLog {
    * sent since proves a pair (`proven`).
    */
   since: Millis;
+  /**
+   * What started that exploration (`exploreCause` as it began; undefined when the peer's probe
+   * did). REAP may go Operational before the peer's report of our probe moves the pair, and the
+   * re-homing that report makes is still that exploration's (`choosePair`).
+   */
+  cause?: RehomeCause | undefined;
 }
 
 function reapLog(ctx: Context): ReapLog {
@@ -121,6 +127,7 @@ export function reapEvent(core: Core, ctx: Context, now: Millis, ev: ReapEvent, 
     const since = ev === 'send-timeout' ? Math.min(ctx.sendSince, now) as Millis : now;
     if (ctx.exploreCause === undefined) ctx.exploreCause = ev === 'keepalive-timeout' ? 'keepalive-timeout' : 'send-timeout';
     enterExploring(core, ctx, since);
+    reapLog(ctx).cause = ctx.exploreCause;
   } else if (from === Reap.Operational && c.next !== Reap.Operational) {
     newExploration(ctx, now); // a peer's probe moved us to InboundOk
   }
@@ -170,6 +177,7 @@ function enterExploring(core: Core, ctx: Context, since: Millis): void {
 function newExploration(ctx: Context, since: Millis): ReapLog {
   const log = reapLog(ctx);
   log.since = since;
+  log.cause = undefined;
   return log;
 }
 
@@ -421,7 +429,8 @@ function choosePair(core: Core, ctx: Context, at: Millis, proof: readonly Proof[
   const old = { local: ctx.lpLocal, peer: ctx.lpPeer };
   ctx.lpLocal = chosen.source;
   ctx.lpPeer = chosen.destination;
-  const cause = ctx.exploreCause ?? 'peer-exploring';
+  // The proof is of this exploration's probes (`proven`): its cause, also once REAP went Operational.
+  const cause = ctx.exploreCause ?? ctx.reap?.cause ?? 'peer-exploring';
   const now = { local: ctx.lpLocal, peer: ctx.lpPeer };
   ctx.rehomings++;
   ctx.lastRehome = { at, cause, old, new: now };

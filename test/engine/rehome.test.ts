@@ -453,3 +453,22 @@ test('REAP under the same probe flood, the peer not known: B leaves A\'s probes 
   assert.ok(c.rehomings >= 1 && c.pair.peer !== a.ulid, `B: REAP ${c.reap}, ${c.rehomings} re-homings, pair ${c.pair.local} → ${c.pair.peer}`);
   assert.equal(b.engine.status().guard.knownPeers.probeReplies, 0);
 });
+
+// A's link goes down (the daemon's new set: the locator BROKEN, `wentDown`). A explores at once;
+// B, told by A's Update, probes A's other locator, and its probe (no reports yet) takes A back to
+// Operational before B's report of A's probe moves A's pair. That re-homing is still the one A's
+// own exploration began: its cause stays local-locator-down (it read peer-exploring, as if B had
+// started it, in status, the log and the metrics).
+test('REAP: the re-homing after our link went down is counted with cause local-locator-down, though REAP went Operational before the report that moved the pair', () => {
+  for (const seed of [1, 2, 3]) {
+    const { sim, a, b } = configuredPair(seed);
+    traffic(sim, a, b, sim.now + 800);
+    sim.setLocatorBlackhole(a.locators[0]!, true);
+    a.engine.setLocalLocators(sim.now, [{ address: a.locators[0]!, flags: 0x01 }, { address: a.locators[1]! }], [a.locators[0]!]);
+    traffic(sim, a, b, sim.now + 3000);
+    const changes = engineEvents(a).filter((e) => e.kind === 'locator-pair-changed');
+    assert.deepEqual(changes.map((e) => e.kind === 'locator-pair-changed' && e.cause), ['local-locator-down'], `seed ${seed}`);
+    assert.equal(a.engine.status().rehomings['local-locator-down'], 1, `seed ${seed}`);
+    assert.notEqual(a.engine.status().contexts[0]!.pair.local, a.locators[0], `seed ${seed}: off the down locator`);
+  }
+});
