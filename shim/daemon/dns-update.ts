@@ -47,8 +47,7 @@ import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { isPrerequisiteFailure, readRrset, sameRrset, sendUpdate, UpdateRefused } from '../../zone-tools/update.ts';
 import { DEFAULT_FUDGE } from '../../zone-tools/tsig.ts';
 import { encodeCapabilityRecord } from '../wire/capability-record.ts';
-import { bootClock } from '../clock.ts';
-import { timerDelay } from '../time.ts';
+import { bootClock, deadlineTimer, type DeadlineTimer } from '../clock.ts';
 import type { HostRecord } from '../../zone-tools/zone-lines.ts';
 
 /** The `dnsUpdate` config key, validated (config.ts). */
@@ -146,8 +145,13 @@ export class DnsPublisher {
   private inDoubtUntil = 0;
   /** Read the record back before trusting `published` (an unanswered update's window has passed). */
   private verifyDue = false;
-  private timer: NodeJS.Timeout | undefined;
-  private verifyTimer: NodeJS.Timeout | undefined;
+  /**
+   * The next attempt's and the read-back's timers, on bootClock (CLOCK_BOOTTIME timerfds: a
+   * Node timer would wait out the rest of its delay awake after a suspend); made at first use.
+   */
+  private timer: DeadlineTimer | undefined;
+  private timerArmed = false;
+  private verifyTimer: DeadlineTimer | undefined;
   private inFlight = false;
   /** When the last attempt started (ms, bootClock: minInterval is an interval, not a time of day). */
   private lastAttemptAt = -Infinity;
@@ -177,7 +181,7 @@ export class DnsPublisher {
     this.desired = next;
     // A timer already armed stays: it sends the newest set when it fires. Re-armed at each change, a
     // set that changes faster than BATCH_MS (an address flapping) was never sent at all.
-    if (!this.inFlight && this.backoffMs === 0 && this.timer === undefined) this.schedule(BATCH_MS);
+    if (!this.inFlight && this.backoffMs === 0 && !this.timerArmed) this.schedule(BATCH_MS);
   }
 
   status(): DnsUpdateStatus {
@@ -191,9 +195,10 @@ export class DnsPublisher {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
-    if (this.verifyTimer) clearTimeout(this.verifyTimer);
+    this.timer?.close();
+    this.verifyTimer?.close();
     this.timer = undefined;
+    this.timerArmed = false;
     this.verifyTimer = undefined;
   }
 
@@ -202,9 +207,9 @@ export class DnsPublisher {
     if (this.stopped) return;
     const now = bootClock();
     const at = Math.max(now + delay, this.lastAttemptAt + this.cfg.minInterval * 1000);
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = setTimeout(() => { this.timer = undefined; void this.send(); }, Math.max(0, at - now));
-    this.timer.unref();
+    this.timer ??= deadlineTimer(() => { this.timerArmed = false; void this.send(); }, { ref: false });
+    this.timer.set(at);
+    this.timerArmed = true;
   }
 
   private record(locators: readonly Ipv6[]): HostRecord {
@@ -218,16 +223,14 @@ export class DnsPublisher {
   /** At `inDoubtUntil`: read the record back (send() does), unless a newer unanswered update moved the time on. */
   private armVerify(): void {
     if (this.stopped || this.inDoubtUntil === 0) return;
-    if (this.verifyTimer) clearTimeout(this.verifyTimer);
-    this.verifyTimer = setTimeout(() => {
-      this.verifyTimer = undefined;
-      if (this.stopped) return;
+    this.verifyTimer ??= deadlineTimer(() => {
+      if (this.stopped || this.inDoubtUntil === 0) return;
       if (bootClock() < this.inDoubtUntil) { this.armVerify(); return; }
       this.inDoubtUntil = 0;
       this.verifyDue = true;
       if (!this.inFlight && this.backoffMs === 0) this.schedule(0);
-    }, timerDelay(this.inDoubtUntil, bootClock()));
-    this.verifyTimer.unref();
+    }, { ref: false });
+    this.verifyTimer.set(this.inDoubtUntil);
   }
 
   private async send(): Promise<void> {

@@ -2,7 +2,6 @@
 // Until the engine lands, the control plane is a tiny fake endpoint defined here (hello / hello-ack with
 // a retransmission timer), and the data path runs through StaticContextEngine (real RFC 5533 payload headers).
 import { test } from 'node:test';
-import { readdirSync, readFileSync } from 'node:fs';
 import assert from 'node:assert/strict';
 import { EngineDriver, type EngineLike } from '../../shim/dataplane/engine-driver.ts';
 import type { EngineEvent, Transmit } from '../../shim/engine/index.ts';
@@ -17,6 +16,7 @@ import type { Logger } from '../../shim/log.ts';
 import type { TcpFlow } from '../../shim/dataplane/tcp-prompt.ts';
 import type { EncapHook } from '../../shim/dataplane/bpf-encap.ts';
 import { DEADLINE_MS, waitFor } from '../helpers/wait.ts';
+import { bootTimers } from '../helpers/boot-timers.ts';
 import { decodeMessage, encodeMessage } from '../../shim/wire/index.ts';
 
 type FakeEvent = EngineEvent;
@@ -164,12 +164,6 @@ test('after a suspend (the clock hours past an armed deadline whose Node timer h
 // resume once its time has passed (this VM cannot be suspended: the test checks the kind of timer,
 // armed at the engine's deadline, and that it fires like one).
 test('the driver\'s timer is a CLOCK_BOOTTIME timer (fired by the kernel at a resume), armed at the engine\'s deadline', async (t) => {
-  const bootTimers = (): Array<{ fd: string; armed: number }> => readdirSync('/proc/self/fdinfo').flatMap((fd) => {
-    let info: string;
-    try { info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'); } catch { return []; }
-    const m = /clockid:\s*(\d+)[\s\S]*it_value:\s*\((\d+),\s*(\d+)\)/.exec(info);
-    return m && m[1] === '7' ? [{ fd, armed: Number(m[2]) * 1000 + Number(m[3]) / 1e6 }] : [];
-  });
   const net = new MemoryNetwork();
   const HOUR = 3_600_000;
   const fa = new FakeEndpoint('fd00::a', Infinity, HOUR);

@@ -23,6 +23,7 @@ import { tempDir, writeZone, zoneHeader } from '../zone/zonefile.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { Logger } from '../../shim/log.ts';
 import { DnsPublisher, PREREQ_ROUNDS, type DnsUpdateConfig } from '../../shim/daemon/dns-update.ts';
+import { bootTimers } from '../helpers/boot-timers.ts';
 import { buildHostRecord } from '../../zone-tools/record-input.ts';
 import { sendUpdate } from '../../zone-tools/update.ts';
 import { parseTsigKeyFile } from '../../zone-tools/tsig-key.ts';
@@ -199,6 +200,9 @@ test('dnsUpdate against knot: the wall clock stepped back an hour after an unans
   p.update([ULID, Q]);
   await waitFor(() => p.status().state === 'idle' && p.status().updates === 2, 'the old set again, NOERROR');
   assert.ok(p.status().verifyAt !== null, 'an unanswered update may still land: a read-back is due');
+  // Its timer counts a suspend (a CLOCK_BOOTTIME timerfd, which the kernel fires at the resume): a
+  // Node timer would wait out the rest of the window awake.
+  assert.ok(bootTimers().some((x) => x.armed > 0 && x.armed <= WINDOW_MS), `the read-back's timer: ${JSON.stringify(bootTimers())}`);
   // The held update is never delivered; the wall clock steps back an hour (this process's Date.now).
   const wall = Date.now;
   Date.now = () => wall() - 3_600_000;
