@@ -23,6 +23,7 @@ import { parseServer } from '../../zone-tools/dns-transport.ts';
 import type { DnsUpdateConfig } from './dns-update.ts';
 import { stubNameservers } from './resolv-handover.ts';
 import { socketPathProblem } from './control/socket-file.ts';
+import { networkNamespaceName } from './netns-name.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -153,6 +154,15 @@ export interface DaemonConfig {
   discovery: DiscoveryMode;
 }
 
+/**
+ * The default `cacheFile`: /var/lib/shim6/caches.json, and in a named network namespace other than
+ * the host's /var/lib/shim6/netns/<name>/caches.json, since the daemons of several namespaces share
+ * /var/lib and the file holds each one's saved contexts (netns-name.ts).
+ */
+export function defaultCacheFile(namespace = networkNamespaceName()): string {
+  return namespace === undefined ? '/var/lib/shim6/caches.json' : path.join('/var/lib/shim6/netns', namespace, 'caches.json');
+}
+
 /** Defaults that work on a single host: documented in docs/configuration.md. */
 export function defaultConfig(): DaemonConfig {
   return {
@@ -177,7 +187,7 @@ export function defaultConfig(): DaemonConfig {
     encapsulation: 'kernel',
     interfaces: [],
     log: { level: 'info', format: 'text' },
-    cacheFile: '/var/lib/shim6/caches.json',
+    cacheFile: defaultCacheFile(),
     controlSocket: '/run/shim6/control.sock',
     hba: undefined,
     replyLimit: DEFAULT_REPLY_LIMIT,

@@ -5,13 +5,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
+import { mkdirSync, readdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { needs } from '../helpers/prereq.ts';
 import { hostWithLink } from '../helpers/netns.ts';
 import { builtShim6 } from '../helpers/cli.ts';
 import { BUILT_BIN, requireBuilt, tmpdir, track, waitFor } from '../install/built.ts';
 import { claimNamespace } from '../../shim/daemon/instance-lock.ts';
+import { defaultCacheFile } from '../../shim/daemon/config.ts';
 import { EnvironmentError } from '../../shim/errors.ts';
 
 test('the namespace claim: a second claim is refused with the holder\'s pid; released, it can be claimed again', async () => {
@@ -177,4 +178,35 @@ test('a start that fails late (the stub\'s port taken: EUDPBIND; the control soc
   ok.child.kill('SIGTERM');
   assert.equal(await ok.exited(), 0, ok.out());
   assert.match(ok.out(), /stopped: routes, rules(, kernel path counters)? and TUN removed/, ok.out());
+});
+
+test('daemons of two network namespaces keep apart their default cache files (caches and saved contexts); the initial namespace keeps /var/lib/shim6/caches.json', { timeout: 240_000 }, async (t) => {
+  // Before, both wrote /var/lib/shim6/caches.json: the last to stop overwrote the other's saved
+  // contexts, and a restart resumed the other daemon's contexts. Each daemon here sees a /var/lib
+  // of the test's own (a private mount namespace, as if the host's), with `ip netns exec`.
+  if (!needs(t, { root: true, commands: ['ip', 'unshare', 'mount'] })) return;
+  requireBuilt();
+  assert.equal(defaultCacheFile(), '/var/lib/shim6/caches.json', 'the initial namespace: unchanged');
+  const dir = tmpdir(t, 'netns-caches-');
+  const varLib = path.join(dir, 'var-lib');
+  mkdirSync(varLib);
+  const start = (prefix: string) => {
+    const { ns } = hostWithLink(t, prefix);
+    const file = path.join(dir, `${prefix}.json`);
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: [`${prefix}0`], tun: { name: `${prefix}tun` }, dataPath: 'tun', controlSocket: path.join(dir, `${prefix}.sock`) }));
+    const p = track(t, spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-ec', 'mount --bind "$1" /var/lib; shift; exec "$@"', 'sh', varLib,
+      'ip', 'netns', 'exec', ns.name, process.execPath, BUILT_BIN, 'daemon', '--config', file], { stdio: ['ignore', 'pipe', 'pipe'] }));
+    return { ns, p };
+  };
+  const daemons = [start('mca'), start('mcb')];
+  for (const { p } of daemons) {
+    await waitFor(() => p.out().includes('daemon ready') || p.status() !== undefined, 'the daemon ready');
+    assert.match(p.out(), /daemon ready/, p.out());
+  }
+  for (const { p } of daemons) {
+    p.child.kill('SIGTERM');
+    assert.equal(await p.exited(), 0, p.out());
+  }
+  const files = (readdirSync(varLib, { recursive: true }) as string[]).filter((f) => f.endsWith('caches.json')).sort();
+  assert.deepEqual(files, daemons.map(({ ns }) => path.join('shim6/netns', ns.name, 'caches.json')).sort(), 'a cache file per namespace, named after it');
 });
