@@ -6,7 +6,8 @@
  *
  * This module builds the object (clang, at the first start, into a root-owned
  * cache named by the source's hash), loads it with bpftool (programs and maps
- * pinned under /sys/fs/bpf/shim6; bpffs mounted when it is not), attaches the
+ * pinned under /sys/fs/bpf/shim6/netns-<inode of the network namespace>; bpffs mounted when it
+ * is not), attaches the
  * programs to clsact egress and ingress of the host's links (tc, preference
  * 5533), and keeps the maps:
  *
@@ -35,6 +36,13 @@
  * name), the clsact qdiscs a crashed daemon added (its filters' handle:
  * ENCAP_HANDLE_OURS) once empty, and the pins it left.
  *
+ * The pins are this network namespace's alone (pinDirectory): daemons of several namespaces may
+ * share one /sys/fs/bpf (`nsenter --net`, systemd `NetworkNamespacePath=`; `ip netns exec` mounts a
+ * /sys per namespace), and the start's removal of a crashed daemon's pins, once the whole of
+ * /sys/fs/bpf/shim6, took a live daemon's of another namespace (found by a reviewer). A daemon of
+ * this namespace is the only one (instance-lock.ts): what is in its directory at the start is a
+ * dead one's.
+ *
  * Owns: the object file, the pins, the tc filters. Must not know: Shim6's
  * engine, routes (routes.ts points the ULID at the link).
  */
@@ -59,8 +67,16 @@ export const ENCAP_PREF = 5533;
  */
 export const ENCAP_HANDLE = 1;
 export const ENCAP_HANDLE_OURS = 2;
-/** Where the programs and maps are pinned. */
+/** Where the programs and maps are pinned: a directory per network namespace in it (pinDirectory). */
 export const BPF_PIN_DIR = '/sys/fs/bpf/shim6';
+
+/**
+ * The pin directory of the daemon of a network namespace (default this process's): named after the
+ * namespace's inode, as its one-daemon lock is (`daemon-netns-<inode>.lock`).
+ */
+export function pinDirectory(netnsInode: number = statSync('/proc/self/ns/net').ino): string {
+  return path.join(BPF_PIN_DIR, `netns-${netnsInode}`);
+}
 /** Verified peer locators the ingress check holds per context (the program's MAX_LOCATORS). */
 export const ENCAP_MAX_LOCATORS = 8;
 /**
@@ -379,6 +395,9 @@ export function removeStaleEncap(): boolean {
   // or no bpftool (then none of ours was ever loaded), and no pins: nothing to look for per link.
   const anywhere = run('bpftool', ['prog', 'show', 'name', 'shim6_egress']);
   if (!(anywhere.ok && anywhere.out.includes('shim6_egress')) && !existsSync(BPF_PIN_DIR)) return false;
+  // The directory of every namespace's pins first: one another user could change is used for none.
+  const shared = pinDirProblem(BPF_PIN_DIR);
+  if (shared) throw new EnvironmentError('EBPF_PINS', `${shared}: nothing removed (remove it by hand once you know whose it is)`, BPF_PIN_DIR);
   // Every link's filters in one `tc` (programs of other namespaces' daemons are loaded on a busy
   // host or a lab); each link is looked at again only when one of ours is among them.
   const devs = links();
@@ -387,8 +406,10 @@ export function removeStaleEncap(): boolean {
     found = true;
     for (const dev of devs) removeStaleFilters(dev);
   }
-  if (existsSync(BPF_PIN_DIR)) {
-    removePins();
+  // Only this namespace's pins: another namespace's may be its live daemon's.
+  const dir = pinDirectory();
+  if (existsSync(dir)) {
+    removePins(dir);
     found = true;
   }
   return found;
@@ -400,7 +421,7 @@ export function removeStaleEncap(): boolean {
  * planted links in it, so that root's removal of "its" pins removes files elsewhere, or root's
  * pins land where that user can swap them before tc takes them.
  */
-export function pinDirProblem(dir = BPF_PIN_DIR): string | undefined {
+export function pinDirProblem(dir: string): string | undefined {
   const problem = untrustedReason(dir, { kind: 'directory', missingOk: true }) ?? untrustedReason(path.join(dir, 'maps'), { kind: 'directory', missingOk: true });
   return problem === undefined ? undefined : `the pin directory ${dir} is not root's alone: ${problem}`;
 }
@@ -411,7 +432,7 @@ export function pinDirProblem(dir = BPF_PIN_DIR): string | undefined {
  * change them. EnvironmentError EBPF_PINS, with nothing removed, when it has; or when `dir`
  * holds a directory other than maps/ (no pin of ours is one).
  */
-export function removePins(dir = BPF_PIN_DIR): void {
+export function removePins(dir: string): void {
   const problem = pinDirProblem(dir);
   if (problem) throw new EnvironmentError('EBPF_PINS', `${problem}: nothing removed (remove it by hand once you know whose it is)`, dir);
   for (const sub of [path.join(dir, 'maps'), dir]) {
@@ -427,6 +448,16 @@ export function removePins(dir = BPF_PIN_DIR): void {
     for (const e of entries) if (!e.isDirectory()) unlinkSync(path.join(sub, e.name));
     rmdirSync(sub);
   }
+}
+
+/**
+ * Remove the pins in `dir`, then the directory of every namespace's pins when no other namespace's
+ * are left in it. Whatever cannot go (another's directory, a read-only /sys) is what the next
+ * start's removeStaleEncap reports.
+ */
+function unpin(dir: string): void {
+  try { removePins(dir); } catch { /* reported by the next start; bpftool may have pinned nothing */ }
+  try { rmdirSync(BPF_PIN_DIR); } catch { /* another namespace's pins in it, or none there */ }
 }
 
 /** The tc programs and their maps. */
@@ -451,7 +482,7 @@ export class BpfEncap implements EncapHook {
   /** The rtnetlink socket of `carries`, opened at its first call (null: not yet; undefined: none to be had). */
   private nl: Rtnetlink | undefined | null = null;
 
-  private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean, private readonly addon: NativeAddon) {}
+  private constructor(private readonly opts: BpfEncapOptions, private readonly mounted: boolean, private readonly addon: NativeAddon, private readonly pins: string) {}
 
   /**
    * Build, load and attach. EnvironmentError EBPF when clang, bpftool, bpffs or the
@@ -468,25 +499,38 @@ export class BpfEncap implements EncapHook {
       if (!m.ok) throw new EnvironmentError('EBPF', `cannot mount bpffs at /sys/fs/bpf: ${m.err}`);
       mounted = true;
     }
+    const dir = pinDirectory();
     try {
       removeStaleEncap();
-      // Made here, root's alone, so that bpftool pins into a directory no one else made first.
-      mkdirSync(BPF_PIN_DIR, { mode: 0o700 });
+      // Made here, root's alone, so that bpftool pins into a directory no one else made first. The
+      // one above may be another namespace's daemon's too (found root's alone by removeStaleEncap),
+      // and removed by its close when it is empty: made again then.
+      for (let attempt = 0; ; attempt++) {
+        mkdirSync(BPF_PIN_DIR, { recursive: true, mode: 0o700 });
+        try {
+          mkdirSync(dir, { mode: 0o700 });
+          break;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 3) throw err;
+        }
+      }
+      const problem = pinDirProblem(dir); // made by another user between the check and the mkdir
+      if (problem) throw new EnvironmentError('EBPF_PINS', `${problem}: not used`, dir);
     } catch (err) {
       if (mounted) run('umount', ['/sys/fs/bpf']);
       if (err instanceof EnvironmentError) throw err;
-      throw new EnvironmentError('EBPF', `cannot make the pin directory ${BPF_PIN_DIR}: ${(err as Error).message}`, BPF_PIN_DIR);
+      throw new EnvironmentError('EBPF', `cannot make the pin directory ${dir}: ${(err as Error).message}`, dir);
     }
-    const load = run('bpftool', ['prog', 'loadall', obj, BPF_PIN_DIR, 'pinmaps', `${BPF_PIN_DIR}/maps`, 'type', 'classifier']);
+    const load = run('bpftool', ['prog', 'loadall', obj, dir, 'pinmaps', `${dir}/maps`, 'type', 'classifier']);
     if (!load.ok) {
-      try { removePins(); } catch { /* bpftool may have pinned nothing; the next start reports what is left */ }
+      unpin(dir);
       if (mounted) run('umount', ['/sys/fs/bpf']);
       if (load.err.startsWith('spawnSync bpftool ENOENT')) throw new EnvironmentError('EBPF', 'bpftool not found (Debian: apt-get install bpftool)');
       throw new EnvironmentError('EBPF', `the kernel refused the tc programs: ${loadRefusal(load.err)}`);
     }
-    const e = new BpfEncap(opts, mounted, addon);
+    const e = new BpfEncap(opts, mounted, addon, dir);
     for (const m of MAPS) {
-      const fd = addon.bpfObjGet(`${BPF_PIN_DIR}/maps/${m}`);
+      const fd = addon.bpfObjGet(`${dir}/maps/${m}`);
       if (fd < 0) {
         e.close();
         throw new EnvironmentError('EBPF', `cannot open the tc programs' map ${m} (errno ${-fd})`);
@@ -686,8 +730,7 @@ export class BpfEncap implements EncapHook {
     this.nl?.close();
     for (const fd of this.fds.values()) this.addon.bpfClose(fd);
     this.fds.clear();
-    // Whatever cannot go (another's directory, a read-only /sys) is what the next start's removeStaleEncap reports.
-    try { removePins(); } catch { /* as above */ }
+    unpin(this.pins);
     if (this.mounted) run('umount', ['/sys/fs/bpf']);
   }
 
@@ -714,7 +757,7 @@ export class BpfEncap implements EncapHook {
     const shown = run('tc', ['qdisc', 'show']);
     const hasClsact = (dev: string): boolean => shown.out.split('\n').some((l) => l.startsWith('qdisc clsact ') && l.includes(` dev ${dev} `));
     // Handle ENCAP_HANDLE_OURS on a clsact we add: the mark a start after a crash reads (removeStaleFilters).
-    const filter = (dev: string, dir: 'egress' | 'ingress', ours: boolean): string[] => ['filter', 'replace', 'dev', dev, dir, 'pref', String(ENCAP_PREF), 'handle', String(ours ? ENCAP_HANDLE_OURS : ENCAP_HANDLE), 'bpf', 'da', 'object-pinned', `${BPF_PIN_DIR}/shim6_${dir}`];
+    const filter = (dev: string, dir: 'egress' | 'ingress', ours: boolean): string[] => ['filter', 'replace', 'dev', dev, dir, 'pref', String(ENCAP_PREF), 'handle', String(ours ? ENCAP_HANDLE_OURS : ENCAP_HANDLE), 'bpf', 'da', 'object-pinned', `${this.pins}/shim6_${dir}`];
     const fresh = shown.ok ? devs.filter((dev) => !hasClsact(dev)) : [];
     const lines = devs.flatMap((dev) => [...(fresh.includes(dev) ? [['qdisc', 'add', 'dev', dev, 'clsact']] : []), filter(dev, 'egress', fresh.includes(dev)), filter(dev, 'ingress', fresh.includes(dev))]);
     if (shown.ok && run('tc', ['-batch', '-'], lines.map((l) => l.join(' ')).join('\n') + '\n').ok) {

@@ -9,7 +9,9 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { needs } from '../helpers/prereq.ts';
+import { CLANG, needs } from '../helpers/prereq.ts';
+import { NetLab } from '../helpers/netns.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { TREE_LOADER, treeModule } from '../helpers/tree.ts';
 import { pinDirProblem, removePins } from '../../shim/dataplane/bpf-encap.ts';
 import { EnvironmentError } from '../../shim/errors.ts';
@@ -102,4 +104,56 @@ test('on a bpffs writable by everyone, user nobody plants /sys/fs/bpf/shim6 with
   assert.match(out, /REFUSED EBPF_PINS: the pin directory \/sys\/fs\/bpf\/shim6 is not root's alone: \/sys\/fs\/bpf\/shim6 belongs to uid 65534/, out);
   assert.match(out, /shim6_egress -> /, 'the planted link is still there');
   assert.equal(readFileSync(victim, 'utf8'), 'root\'s\n', 'the link\'s target untouched');
+});
+
+test('two network namespaces sharing one /sys/fs/bpf (nsenter --net, systemd NetworkNamespacePath=): a start\'s removal of stale pins leaves the live encapsulation\'s of the other namespace', { timeout: 240_000 }, async (t) => {
+  // Before, the start-up cleanup of the daemon of namespace B removed /sys/fs/bpf/shim6 whole: the
+  // pins of A's live daemon, whose next link then took no programs (`object-pinned`), or B's.
+  // A opens the kernel encapsulation for real (in its own `ip netns exec` mount namespace, on the
+  // bpffs it mounts there); B runs the start's removal in A's mount namespace and its own network one.
+  if (!needs(t, { root: true, commands: ['ip', 'tc', CLANG, 'bpftool', 'mount', 'nsenter'] })) return;
+  const net = new NetLab(t);
+  const a = net.ns('bpa');
+  const b = net.ns('bpb');
+  const cacheDir = scratch(t);
+  const tree = `const tree = () => readdirSync('/sys/fs/bpf', { recursive: true }).sort();`;
+  const scriptA = `
+    import { spawnSync } from 'node:child_process';
+    import { readdirSync } from 'node:fs';
+    import { createInterface } from 'node:readline';
+    const { BpfEncap } = await import(${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))});
+    const sh = (a) => { const r = spawnSync(a[0], a.slice(1), { encoding: 'utf8' }); if (r.status !== 0) throw new Error(a.join(' ') + ': ' + r.stderr); return r.stdout; };
+    ${tree}
+    sh(['ip', 'link', 'add', 'bpa0', 'type', 'veth', 'peer', 'name', 'bpa1']);
+    for (const d of ['bpa0', 'bpa1']) sh(['ip', 'link', 'set', d, 'up']);
+    const e = BpfEncap.open({ port: 5533, tun: 'bpatun', cacheDir: ${JSON.stringify(cacheDir)}, maxContexts: 16 });
+    console.log('OPEN ' + JSON.stringify(tree()));
+    for await (const line of createInterface({ input: process.stdin })) break;
+    e.close();
+    console.log('CLOSED');`;
+  const pa = net.spawn(a, [process.execPath, ...TREE_LOADER, '--input-type=module', '-e', scriptA]);
+  let outA = '';
+  pa.stdout!.on('data', (d: Buffer) => { outA += d.toString(); });
+  pa.stderr!.on('data', (d: Buffer) => { outA += d.toString(); });
+  t.after(() => { pa.stdin!.end(); });
+  await waitFor(() => /^OPEN /m.test(outA) || pa.exitCode !== null, 'A\'s encapsulation open', 180_000);
+  const opened = /^OPEN (.*)$/m.exec(outA);
+  assert.ok(opened, outA);
+  const pinsA = JSON.parse(opened[1]!) as string[];
+  assert.ok(pinsA.some((f) => f.endsWith('shim6_egress')) && pinsA.some((f) => f.endsWith('maps/shim6_egr')), outA);
+  const scriptB = `
+    import { readdirSync } from 'node:fs';
+    const m = await import(${JSON.stringify(treeModule('shim/dataplane/bpf-encap.ts'))});
+    ${tree}
+    m.removeStaleEncap();
+    console.log('AFTER ' + JSON.stringify(tree()));`;
+  const rb = spawnSync('nsenter', ['-t', String(pa.pid), '-m', `--net=/run/netns/${b.name}`, process.execPath, ...TREE_LOADER, '--input-type=module', '-e', scriptB], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(rb.status, 0, `${rb.stdout}${rb.stderr}`);
+  const after = /^AFTER (.*)$/m.exec(rb.stdout);
+  assert.ok(after, rb.stdout);
+  assert.deepEqual(JSON.parse(after[1]!), pinsA, 'A\'s pins all kept');
+  pa.stdin!.end();
+  await waitFor(() => pa.exitCode !== null, 'A closed');
+  assert.equal(pa.exitCode, 0, outA);
+  assert.match(outA, /^CLOSED$/m);
 });

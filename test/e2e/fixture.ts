@@ -8,7 +8,7 @@
  * things took is printed (t.diagnostic), and measured by `npm run bench -- failover`.
  */
 import type { TestContext } from 'node:test';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from '../helpers/cli.ts';
 import { LAB_IF, labFor, sh, type Lab } from '../../lab/topology.ts';
@@ -20,7 +20,7 @@ import { createInterface } from 'node:readline';
 import assert from 'node:assert/strict';
 import { DEADLINE_MS } from '../helpers/wait.ts';
 import { controlRequest } from '../../shim/daemon/control/client.ts';
-import { BPF_PIN_DIR } from '../../shim/dataplane/bpf-encap.ts';
+import { pinDirectory } from '../../shim/dataplane/bpf-encap.ts';
 
 let n = 0;
 
@@ -86,7 +86,9 @@ async function keepStatus(lab: Lab): Promise<void> {
     if (pid !== undefined && st.daemon?.kernelEncapsulation !== undefined) {
       const filters = [LAB_IF.P, LAB_IF.Q].flatMap((dev) => [`filter show dev ${dev} egress`, `filter show dev ${dev} ingress`]);
       parts.push(['tc filters on P and Q', ['tc', '-n', ns, '-force', '-batch', '-'], filters.join('\n') + '\n']);
-      for (const m of ['shim6_egr', 'shim6_ing']) parts.push([m, ['nsenter', '-t', String(pid), '-m', 'bpftool', 'map', 'dump', 'pinned', `${BPF_PIN_DIR}/maps/${m}`]]);
+      // The daemon's pins are its network namespace's (bpf-encap.ts pinDirectory).
+      const netns = statSync(`/proc/${pid}/ns/net`, { throwIfNoEntry: false })?.ino;
+      if (netns !== undefined) for (const m of ['shim6_egr', 'shim6_ing']) parts.push([m, ['nsenter', '-t', String(pid), '-m', 'bpftool', 'map', 'dump', 'pinned', `${pinDirectory(netns)}/maps/${m}`]]);
     }
     const text = parts.map(([title, argv, input]) => {
       const r = sh(argv, { check: false, timeoutMs: 10_000, ...(input !== undefined ? { input } : {}) });
