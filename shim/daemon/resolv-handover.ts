@@ -20,20 +20,44 @@
  * Owns the state file and its format; does not know the stub or the engine.
  * Every outside input (the state file, the host's resolv.conf) is bounded.
  */
-import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync, linkSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, readSync, chmodSync, chownSync, mkdirSync, ftruncateSync, linkSync, statSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
 import { writeAllSync } from './write-all.ts';
 import { removeOrphanedTemps } from './orphan-temps.ts';
+import { networkNamespaceName } from './netns-name.ts';
 import path from 'node:path';
 import { badValueCode, EnvironmentError, UsageError } from '../errors.ts';
 import { hostPort, type Logger } from '../log.ts';
 import type { SystemResolvers } from '../../resolver/config.ts';
 
 export const RESOLV_CONF_PATH = '/etc/resolv.conf';
-/** The state directory: systemd's `StateDirectory=` (`$STATE_DIRECTORY`), else /var/lib/shim6. */
-export function defaultStateDirectory(env: NodeJS.ProcessEnv = process.env): string {
+/**
+ * The state directory: systemd's `StateDirectory=` (`$STATE_DIRECTORY`), else /var/lib/shim6; in
+ * it netns/<name> when this named network namespace has a resolv.conf of its own (namespaceResolvConf).
+ */
+export function defaultStateDirectory(env: NodeJS.ProcessEnv = process.env, namespace = networkNamespaceName()): string {
   const first = env.STATE_DIRECTORY?.split(':')[0];
-  return first && path.isAbsolute(first) ? first : '/var/lib/shim6';
+  const base = first && path.isAbsolute(first) ? first : '/var/lib/shim6';
+  return namespace !== undefined && namespaceResolvConf(namespace) ? path.join(base, 'netns', namespace) : base;
+}
+
+/**
+ * Whether /etc/resolv.conf here is the network namespace's own, /etc/netns/<name>/resolv.conf
+ * (`ip netns exec` binds it there): its hand-over is then the namespace's, kept apart from the
+ * host's and other namespaces' (before, one resolv-handover.json for all refused the second
+ * namespace's; and after a crash another namespace's start took the state for its own file and
+ * set it aside, the crashed one's resolv.conf left naming a dead stub). A namespace that
+ * shares the host's resolv.conf (`nsenter --net`, or no such file) shares its hand-over too: one
+ * file, one manager.
+ */
+function namespaceResolvConf(namespace: string): boolean {
+  try {
+    const here = statSync(RESOLV_CONF_PATH);
+    const own = statSync(path.join('/etc/netns', namespace, 'resolv.conf'));
+    return here.ino === own.ino && here.dev === own.dev;
+  } catch {
+    return false;
+  }
 }
 /** The saved original and what was done, in the state directory. */
 export const STATE_FILE = 'resolv-handover.json';

@@ -540,3 +540,39 @@ test('the temp file a killed hand-over left beside resolv.conf (another pid, gon
   h.restore();
   assert.equal(readFileSync(rc, 'utf8'), 'nameserver 192.0.2.53\n');
 });
+
+test('two network namespaces with resolv.conf files of their own (ip netns exec binds /etc/netns/NAME/resolv.conf) and one state directory: each hands its own over and gets its own back', { timeout: 180_000 }, async (t) => {
+  // Before, both kept the hand-over in the same resolv-handover.json: the second was refused
+  // (ERESOLVCONF_BUSY) while the first ran; and after a kill -9 of the first, the second's start
+  // took the first's state for its own resolv.conf ("changed by someone else": set aside), so the
+  // first's file was left naming a dead stub, its original no longer where a restart looks. /etc here is an overlay with the namespace's
+  // file under netns/NAME, bound on /etc/resolv.conf as `ip netns exec` does.
+  if (!needs(t, { ...PREREQ, commands: [...PREREQ.commands, 'sh'] })) return;
+  const base = tmpdir(t, 'handover-netns-');
+  const state = path.join(base, 'state');
+  const net = new NetLab(t);
+  const hosts = ['a', 'b'].map((x) => {
+    const ns = net.ns('rcn');
+    const dir = path.join(base, x);
+    const own = path.join(dir, 'up', 'netns', ns.name, 'resolv.conf');
+    mkdirSync(path.dirname(own), { recursive: true });
+    mkdirSync(path.join(dir, 'work'));
+    const original = `${ORIGINAL}\n# of ${x}\n`;
+    writeFileSync(own, original);
+    const script = `mount -t overlay overlay -o lowerdir=/etc,upperdir='${dir}/up',workdir='${dir}/work' /etc; mount --bind '/etc/netns/${ns.name}/resolv.conf' /etc/resolv.conf; exec "$@"`;
+    return { ns, dir, own, original, script };
+  });
+  const procs: Proc[] = [];
+  for (const h of hosts) {
+    const p = shim6In(t, h.ns, h.script, resolverArgs(h.dir), { STATE_DIRECTORY: state });
+    procs.push(p);
+    await waitLog(p, 'resolver ready');
+    assert.match(readFileSync(h.own, 'utf8'), /^nameserver 127\.0\.0\.153$/m, `its own resolv.conf names its stub:\n${p.out()}`);
+  }
+  for (const [i, p] of procs.entries()) {
+    p.child.kill('SIGTERM');
+    assert.equal(await p.exited(), 0, p.out());
+    assert.equal(readFileSync(hosts[i]!.own, 'utf8'), hosts[i]!.original, 'its own original back, byte for byte');
+  }
+  assertHostUntouched();
+});
