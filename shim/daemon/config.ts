@@ -24,6 +24,7 @@ import type { DnsUpdateConfig } from './dns-update.ts';
 import { stubNameservers } from './resolv-handover.ts';
 import { socketPathProblem } from './control/socket-file.ts';
 import { networkNamespaceName } from './netns-name.ts';
+import { rootControlSocket } from './control/client.ts';
 
 export { TIMER_KEYS, PROFILES, type TimerKey, type TimerProfileName } from './config-timers.ts';
 
@@ -188,7 +189,7 @@ export function defaultConfig(): DaemonConfig {
     interfaces: [],
     log: { level: 'info', format: 'text' },
     cacheFile: defaultCacheFile(),
-    controlSocket: '/run/shim6/control.sock',
+    controlSocket: rootControlSocket(),
     hba: undefined,
     replyLimit: DEFAULT_REPLY_LIMIT,
     probeReplyLimit: undefined,

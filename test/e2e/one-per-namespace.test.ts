@@ -210,3 +210,40 @@ test('daemons of two network namespaces keep apart their default cache files (ca
   const files = (readdirSync(varLib, { recursive: true }) as string[]).filter((f) => f.endsWith('caches.json')).sort();
   assert.deepEqual(files, daemons.map(({ ns }) => path.join('shim6/netns', ns.name, 'caches.json')).sort(), 'a cache file per namespace, named after it');
 });
+
+test('daemons of two network namespaces with default configurations both start, each with its own control socket, which `ip netns exec NAME shim6 status` finds', { timeout: 240_000 }, async (t) => {
+  // Before, both bound /run/shim6/control.sock: the second start failed (ECONTROL_IN_USE), and
+  // `shim6 status` in a namespace reached whichever held it. Each runs with a /var/lib and a
+  // /run/shim6 of the test's own (a private mount namespace, as if the host's), with `ip netns exec`.
+  if (!needs(t, { root: true, commands: ['ip', 'unshare', 'mount'] })) return;
+  requireBuilt();
+  const dir = tmpdir(t, 'netns-control-');
+  const varLib = path.join(dir, 'var-lib');
+  const run = path.join(dir, 'run-shim6');
+  mkdirSync(varLib);
+  mkdirSync(run, { mode: 0o700 });
+  const inMounts = (ns: string, args: string[]) => spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-ec', 'mount --bind "$1" /var/lib; mount --bind "$2" /run/shim6; shift 2; exec "$@"', 'sh', varLib, run,
+    'ip', 'netns', 'exec', ns, process.execPath, BUILT_BIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const daemons = ['mcc', 'mcd'].map((prefix) => {
+    const { ns } = hostWithLink(t, prefix);
+    const file = path.join(dir, `${prefix}.json`);
+    writeFileSync(file, JSON.stringify({ listen: [], interfaces: [`${prefix}0`], tun: { name: `${prefix}tun` }, dataPath: 'tun' }));
+    return { ns, p: track(t, inMounts(ns.name, ['daemon', '--config', file])) };
+  });
+  for (const { p } of daemons) {
+    await waitFor(() => p.out().includes('daemon ready') || p.status() !== undefined, 'the daemon ready');
+    assert.match(p.out(), /daemon ready/, p.out());
+  }
+  for (const { ns, p } of daemons) {
+    const control = path.join('/run/shim6/netns', ns.name, 'control.sock');
+    assert.match(p.out(), new RegExp(`control=${control.replace(/[/.]/g, '\\$&')}`), p.out());
+    const st = track(t, inMounts(ns.name, ['status', '--json']));
+    assert.equal(await st.exited(), 0, st.out());
+    const pid = (JSON.parse(st.out()) as { daemon?: { pid?: number } }).daemon?.pid;
+    assert.equal(pid, p.child.pid, `status in ${ns.name} reached its own daemon: ${st.out()}`);
+  }
+  for (const { p } of daemons) {
+    p.child.kill('SIGTERM');
+    assert.equal(await p.exited(), 0, p.out());
+  }
+});

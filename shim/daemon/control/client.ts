@@ -10,6 +10,8 @@ import net from 'node:net';
 import { statSync } from 'node:fs';
 import path from 'node:path';
 import { EnvironmentError, Shim6Error } from '../../errors.ts';
+import { networkNamespaceName } from '../netns-name.ts';
+import { socketPathProblem } from './socket-file.ts';
 
 /** The engine's parts of a `status` reply (the engine's own types, for the CLI that prints them). */
 export type { CapabilityStatus, GuardCounters } from '../../engine/index.ts';
@@ -29,16 +31,29 @@ export class ControlError extends Shim6Error {
 export const DEFAULT_CONTROL_SOCKET = '/run/shim6/control.sock';
 
 /** The default control socket as `--help` says it. */
-export const DEFAULT_CONTROL_SOCKET_HELP = `${DEFAULT_CONTROL_SOCKET}; as a user other than root $XDG_RUNTIME_DIR/shim6/control.sock`;
+export const DEFAULT_CONTROL_SOCKET_HELP = `${DEFAULT_CONTROL_SOCKET}, in a named network namespace /run/shim6/netns/NAME/control.sock; as a user other than root $XDG_RUNTIME_DIR/shim6/control.sock`;
+
+/**
+ * Root's default control socket: DEFAULT_CONTROL_SOCKET, and in a named network namespace other
+ * than the host's /run/shim6/netns/<name>/control.sock (netns-name.ts): there is a daemon per
+ * namespace, and with one path the second namespace's start failed (ECONTROL_IN_USE). The daemon
+ * and `ip netns exec NAME shim6 status` find the same one. A name too long for a socket path keeps
+ * DEFAULT_CONTROL_SOCKET.
+ */
+export function rootControlSocket(namespace = networkNamespaceName()): string {
+  if (namespace === undefined) return DEFAULT_CONTROL_SOCKET;
+  const own = path.join('/run/shim6/netns', namespace, 'control.sock');
+  return socketPathProblem(own) === undefined ? own : DEFAULT_CONTROL_SOCKET;
+}
 
 /**
  * The control socket `shim6 resolver`, `status` and `flush` use when nothing names one: root's
- * DEFAULT_CONTROL_SOCKET (in /run/shim6, root's alone); for another user
+ * rootControlSocket() (in /run/shim6, root's alone); for another user
  * `$XDG_RUNTIME_DIR/shim6/control.sock` when XDG_RUNTIME_DIR is an absolute path to a directory of
  * that user's (pam_systemd's /run/user/UID), else undefined: there is no default (runtimeDefault).
  */
 export function defaultControlSocket(uid: number | undefined = process.getuid?.(), env: NodeJS.ProcessEnv = process.env): string | undefined {
-  if (uid === undefined || uid === 0) return DEFAULT_CONTROL_SOCKET;
+  if (uid === undefined || uid === 0) return rootControlSocket();
   const dir = env.XDG_RUNTIME_DIR;
   if (!dir || !path.isAbsolute(dir)) return undefined;
   let st;
