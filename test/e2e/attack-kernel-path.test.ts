@@ -106,6 +106,20 @@ async function rehomeA(l: AttackLab): Promise<ContextView> {
   return await onPath(l, 'encap');
 }
 
+/**
+ * A fresh lab with A's receiver, A's context with B first on the kernel path, then re-homed
+ * (rehomeA) to B's verified locator on Q, and link P given back to the attacker, who is on it.
+ */
+async function rehomedForAttackOnP(t: TestContext, l: AttackLab): Promise<{ recv: { lines: string[] }; ctx: ContextView }> {
+  await fresh(l);
+  const recv = await receiverOnA(t, l);
+  await onPath(l, 'kernel');
+  const ctx = await rehomeA(l);
+  unblackhole(l.lab, 'P', 'a');
+  assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
+  return { recv, ctx };
+}
+
 /** The entries of A's shim6_flows (read by id: the pins are in the daemon's own mount namespace): our port and B's. */
 function flowTable(lab: Lab): Array<{ ours: number; peer: number }> {
   const shown = nsExec(lab.a, ['tc', 'filter', 'show', 'dev', LAB_IF.P, 'ingress']).stdout;
@@ -306,12 +320,7 @@ test('F3: re-homed onto the kernel encapsulation, UDP datagrams larger than the 
 test('F6: a payload with A\'s tag from B\'s verified locator to ff02::1 is not decapsulated by A\'s kernel; to A\'s address it is', { timeout: 600_000 }, async (t) => {
   const l = lab(t);
   if (!l) return;
-  await fresh(l);
-  const recv = await receiverOnA(t, l);
-  await onPath(l, 'kernel');
-  const ctx = await rehomeA(l);
-  unblackhole(l.lab, 'P', 'a'); // the attacker is on P
-  assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
+  const { recv, ctx } = await rehomedForAttackOnP(t, l);
   const before = packetsOf(await status(l));
 
   const { sent } = await l.attacker.raw([payloadToA(LAB_ADDR.bQ, 'ff02::1', ctx.contextTag, 'multicast'), payloadToA(LAB_ADDR.bQ, 'ff02::1', ctx.contextTag, 'multicast'), payloadToA(LAB_ADDR.bQ, LAB_ADDR.aP, ctx.contextTag, 'unicast')]);
@@ -435,12 +444,7 @@ test('K1: re-homed onto the kernel encapsulation, packets whose upper layer is u
 test('K2: a payload with A\'s tag from B\'s verified locator to an address of A not on its daemon\'s `interfaces` is not decapsulated by A\'s kernel (the engine drops it: not-local)', { timeout: 600_000 }, async (t) => {
   const l = lab(t);
   if (!l) return;
-  await fresh(l);
-  const recv = await receiverOnA(t, l);
-  await onPath(l, 'kernel');
-  const ctx = await rehomeA(l);
-  unblackhole(l.lab, 'P', 'a'); // the attacker is on P
-  assert.equal(ctx.peerLocators.find((p) => p.address === LAB_ADDR.bQ)?.verified, true, 'B\'s locator on Q is verified');
+  const { recv, ctx } = await rehomedForAttackOnP(t, l);
   // A's address on its DNS link: global, A's, but not on the daemon's interfaces (P and Q), so no locator of its engine.
   const locators = ((await status(l)) as unknown as { daemon: { locators: Array<{ address: string }> } }).daemon.locators.map((x) => x.address);
   assert.ok(locators.includes(LAB_ADDR.aP) && !locators.includes(LAB_ADDR.aDns), `A's DNS-link address is not among its daemon's locators: ${JSON.stringify(locators)}`);
