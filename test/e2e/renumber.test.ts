@@ -428,6 +428,7 @@ test('renumbering, a link down (a CGA ULID, no HBA set): one new Locator List ge
   nsExec(lab.a, ['ip', 'link', 'set', LAB_IF.Q, 'down']);
   await waitLog(lab, 'a', (r) => r.msg === 'local locators changed' && Date.parse(r.ts) >= downAt && (r.wentDown as string[]).includes(LAB_ADDR.aQ));
   await waitFor(async () => (await flagsAtB(LAB_ADDR.aQ)) === 1, 'B sees A\'s Q address BROKEN');
+  await waitLog(lab, 'b', (r) => r.msg === 'locator-set-updated' && Date.parse(r.ts) >= downAt);
   assert.equal(await generation(), before + 1, 'one generation for the link down');
   const updates = log(lab, 'b').filter((r) => r.msg === 'locator-set-updated' && Date.parse(r.ts) >= downAt);
   assert.equal(updates.length, 1, `B took one Update: ${JSON.stringify(updates)}`);
