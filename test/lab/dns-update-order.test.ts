@@ -104,6 +104,16 @@ async function setup(t: TestContext, kind: AuthDnsKind) {
   return { dns, relay, cfg, otherWriter };
 }
 
+/** An update of [ULID] the relay holds (no answer: it times out), then the set goes back to [ULID, Q], answered. */
+async function unansweredThenBack(p: DnsPublisher, relay: { holdUpdates: boolean }): Promise<void> {
+  relay.holdUpdates = true;
+  p.update([ULID]);
+  await waitFor(() => p.status().failures === 1, 'the update times out');
+  relay.holdUpdates = false;
+  p.update([ULID, Q]);
+  await waitFor(() => p.status().state === 'idle' && p.status().updates === 2, 'the old set again, NOERROR');
+}
+
 /** A publisher (`inDoubtMs` of `windowMs`) whose first set, ULID and Q, is published and settled. */
 async function publishedFirst(t: TestContext, kind: AuthDnsKind, windowMs: number) {
   const { dns, relay, cfg } = await setup(t, kind);
@@ -163,12 +173,7 @@ for (const kind of ['knot', 'bind'] as AuthDnsKind[]) {
     assert.equal(p.status().verifyAt, null, 'every update answered: nothing to read back');
 
     // An update that gets no answer (held by the relay: a paused server), then the set goes back.
-    relay.holdUpdates = true;
-    p.update([ULID]);
-    await waitFor(() => p.status().failures === 1, 'the update times out');
-    relay.holdUpdates = false;
-    p.update([ULID, Q]);
-    await waitFor(() => p.status().state === 'idle' && p.status().updates === 2, 'the old set again, NOERROR');
+    await unansweredThenBack(p, relay);
     const verifyAt = p.status().verifyAt;
     assert.ok(verifyAt !== null, 'an unanswered update may still land: a read-back is due');
     // The held update ("the record is [ULID, Q]" → [ULID]) now reaches the server and holds (a retry of it,
@@ -193,12 +198,7 @@ test('dnsUpdate against knot: the wall clock stepped back an hour after an unans
   if (!needs(t, { root: true, commands: ['knotd', 'kdig'] })) return;
   const WINDOW_MS = 4_000;
   const { dns, relay, p, lines } = await publishedFirst(t, 'knot', WINDOW_MS);
-  relay.holdUpdates = true;
-  p.update([ULID]);
-  await waitFor(() => p.status().failures === 1, 'the update times out');
-  relay.holdUpdates = false;
-  p.update([ULID, Q]);
-  await waitFor(() => p.status().state === 'idle' && p.status().updates === 2, 'the old set again, NOERROR');
+  await unansweredThenBack(p, relay);
   assert.ok(p.status().verifyAt !== null, 'an unanswered update may still land: a read-back is due');
   // Its timer counts a suspend (a CLOCK_BOOTTIME timerfd, which the kernel fires at the resume): a
   // Node timer would wait out the rest of the window awake.
